@@ -1,0 +1,39 @@
+# mcpgate — Debian bookworm, multi-stage: the same packages and build steps
+# as the Makefile (`make deps` covers the build stage's apt list).
+FROM debian:bookworm-slim AS build
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      build-essential pkg-config libuv1-dev node-llhttp libssl-dev liblmdb-dev \
+      libcurl4-openssl-dev libjansson-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY Makefile ./
+COPY gateway gateway
+COPY store store
+COPY scim scim
+COPY policy policy
+COPY auth auth
+COPY vault vault
+COPY audit audit
+COPY web web
+COPY tests/unit/unit.h tests/unit/unit.h
+RUN make -j"$(nproc)" build/mcpgate
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      libuv1 libssl3 liblmdb0 lmdb-utils libcurl4 libjansson4 ca-certificates curl \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --home-dir /var/lib/mcpgate --shell /usr/sbin/nologin mcpgate \
+ && mkdir -p /var/lib/mcpgate && chown mcpgate:mcpgate /var/lib/mcpgate && chmod 700 /var/lib/mcpgate
+COPY --from=build /src/build/mcpgate /usr/local/bin/mcpgate
+USER mcpgate
+VOLUME ["/var/lib/mcpgate"]
+EXPOSE 8080
+ENV MCPGATE_LISTEN=0.0.0.0:8080 MCPGATE_DATA=/var/lib/mcpgate
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s \
+  CMD curl -fsS http://127.0.0.1:8080/healthz || exit 1
+# SIGTERM drains in-flight requests (shutdown_timeout_ms) and exits 0.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/mcpgate"]
+CMD ["serve"]

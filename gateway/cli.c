@@ -1,0 +1,448 @@
+/* gateway/cli.c — the command line (see cli.h).
+ *
+ * Admin commands are thin clients of the admin API (libcurl easy: a CLI
+ * process may block). The operator token comes from MCPGATE_ADMIN_TOKEN or
+ * the data directory's admin.token; it is sent, never printed. Offline
+ * commands open the data directory's store directly: backup and check are
+ * safe next to a running server (LMDB readers); key rotation needs the
+ * server stopped (the data directory lock says whether it runs). */
+#include "gateway/cli.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "gateway/admin.h"
+#include "gateway/config.h"
+#include "gateway/log.h"
+#include "gateway/server.h"
+#include "store/seal.h"
+#include "store/store.h"
+
+#define VERSION "0.1.0"
+
+static void usage(FILE *o) {
+  fprintf(o,
+          "mcpgate " VERSION " — multi-tenant gateway between AI agents and MCP servers\n\n"
+          "usage:\n"
+          "  mcpgate serve [--listen HOST:PORT] [--data DIR] [--config FILE] [--<key> VALUE]...\n"
+          "  mcpgate serve --help | --print-config\n"
+          "  mcpgate tenant create ID [--name NAME]     create a tenant; prints its SCIM URL and token\n"
+          "  mcpgate tenant list | show ID | delete ID\n"
+          "  mcpgate scim-token create TENANT [--name NAME] | list TENANT | revoke TENANT TOKEN_ID\n"
+          "  mcpgate admin-token create TENANT [--name NAME] | list TENANT | revoke TENANT TOKEN_ID\n"
+          "  mcpgate backup DEST [--data DIR]           consistent hot copy of the store (compacted)\n"
+          "  mcpgate key rotate [--data DIR]            re-seal every secret under a new master key\n"
+          "  mcpgate store check [--data DIR]           verify the store's integrity and indexes\n"
+          "  mcpgate config-doc                         print the configuration table (Markdown)\n"
+          "  mcpgate version\n\n"
+          "admin commands: --server URL (env MCPGATE_SERVER, default http://127.0.0.1:8080),\n"
+          "  token from MCPGATE_ADMIN_TOKEN or <data>/admin.token (--data DIR, env MCPGATE_DATA,\n"
+          "  default ./data); --json prints the raw API response.\n");
+}
+
+/* ---------- option scanning shared by subcommands ---------- */
+
+typedef struct cli_opts {
+  const char *server, *data, *name;
+  bool json;
+  const char *pos[4];
+  int npos;
+} cli_opts;
+
+static int scan(int argc, char **argv, cli_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->server = getenv("MCPGATE_SERVER");
+  o->data = getenv("MCPGATE_DATA");
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    const char **slot = NULL;
+    if (!strcmp(a, "--server")) slot = &o->server;
+    else if (!strcmp(a, "--data")) slot = &o->data;
+    else if (!strcmp(a, "--name")) slot = &o->name;
+    else if (!strcmp(a, "--json")) {
+      o->json = true;
+      continue;
+    } else if (!strncmp(a, "--", 2)) {
+      fprintf(stderr, "mcpgate: unknown option %s\n", a);
+      return -1;
+    } else {
+      if (o->npos == 4) {
+        fprintf(stderr, "mcpgate: too many arguments\n");
+        return -1;
+      }
+      o->pos[o->npos++] = a;
+      continue;
+    }
+    if (i + 1 >= argc) {
+      fprintf(stderr, "mcpgate: %s needs a value\n", a);
+      return -1;
+    }
+    *slot = argv[++i];
+  }
+  if (!o->server || !*o->server) o->server = "http://127.0.0.1:8080";
+  if (!o->data || !*o->data) o->data = "./data";
+  return 0;
+}
+
+/* ---------- HTTP client for the admin API ---------- */
+
+typedef struct resp {
+  char *data;
+  size_t len;
+} resp;
+
+static size_t on_data(char *p, size_t sz, size_t n, void *arg) {
+  resp *r = arg;
+  size_t add = sz * n;
+  if (r->len + add > 16 * 1024 * 1024) return 0;
+  char *nd = realloc(r->data, r->len + add + 1);
+  if (!nd) return 0;
+  r->data = nd;
+  memcpy(r->data + r->len, p, add);
+  r->len += add;
+  r->data[r->len] = 0;
+  return add;
+}
+
+static int read_token(const cli_opts *o, char *tok, size_t cap) {
+  const char *env = getenv("MCPGATE_ADMIN_TOKEN");
+  if (env && *env) {
+    snprintf(tok, cap, "%s", env);
+    return 0;
+  }
+  char path[4096];
+  snprintf(path, sizeof path, "%s/admin.token", o->data);
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    fprintf(stderr,
+            "mcpgate: no operator token: set MCPGATE_ADMIN_TOKEN or point --data at the server's "
+            "data directory (%s: %s)\n",
+            path, strerror(errno));
+    return -1;
+  }
+  size_t n = fread(tok, 1, cap - 1, f);
+  fclose(f);
+  tok[n] = 0;
+  while (n && (tok[n - 1] == '\n' || tok[n - 1] == '\r' || tok[n - 1] == ' ')) tok[--n] = 0;
+  return n ? 0 : -1;
+}
+
+/* Calls the admin API. Returns the HTTP status (or -1) and the parsed body. */
+static long api(const cli_opts *o, const char *method, const char *path, json_t *body, json_t **out) {
+  char tok[600], auth[700], url[4096];
+  *out = NULL;
+  if (read_token(o, tok, sizeof tok) != 0) return -1;
+  snprintf(auth, sizeof auth, "Authorization: Bearer %s", tok);
+  OPENSSL_cleanse(tok, sizeof tok);
+  size_t sl = strlen(o->server);
+  snprintf(url, sizeof url, "%.*s/admin/v1%s", (int)(sl && o->server[sl - 1] == '/' ? sl - 1 : sl),
+           o->server, path);
+  CURL *c = curl_easy_init();
+  if (!c) return -1;
+  struct curl_slist *h = curl_slist_append(NULL, auth);
+  h = curl_slist_append(h, "Content-Type: application/json");
+  h = curl_slist_append(h, "Accept: application/json");
+  char *payload = body ? json_dumps(body, JSON_COMPACT) : NULL;
+  resp r = {0};
+  curl_easy_setopt(c, CURLOPT_URL, url);
+  curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+  if (payload) curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+  CURLcode cc = curl_easy_perform(c);
+  long status = -1;
+  if (cc != CURLE_OK) {
+    fprintf(stderr, "mcpgate: cannot reach %s: %s\n", o->server, curl_easy_strerror(cc));
+  } else {
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    if (r.len) *out = json_loadb(r.data, r.len, 0, NULL);
+  }
+  OPENSSL_cleanse(auth, sizeof auth);
+  curl_slist_free_all(h);
+  curl_easy_cleanup(c);
+  free(payload);
+  free(r.data);
+  return status;
+}
+
+static int api_fail(long status, json_t *j) {
+  if (status < 0) return 1;
+  const char *msg = j ? json_string_value(json_object_get(j, "message")) : NULL;
+  fprintf(stderr, "mcpgate: error %ld: %s\n", status, msg ? msg : "(no message)");
+  json_decref(j);
+  return 1;
+}
+
+static void print_json(json_t *j) {
+  char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+  if (s) puts(s);
+  free(s);
+}
+
+static const char *js(json_t *o, const char *k) {
+  const char *s = json_string_value(json_object_get(o, k));
+  return s ? s : "";
+}
+
+static int cmd_tenant(int argc, char **argv) {
+  cli_opts o;
+  if (argc < 1 || scan(argc - 1, argv + 1, &o)) {
+    fprintf(stderr, "usage: mcpgate tenant create ID [--name N] | list | show ID | delete ID\n");
+    return 2;
+  }
+  const char *sub = argv[0];
+  json_t *j = NULL;
+  long st;
+  char path[512];
+  if (!strcmp(sub, "create") && o.npos == 1) {
+    json_t *b = json_pack("{s:s}", "id", o.pos[0]);
+    if (o.name) json_object_set_new(b, "name", json_string(o.name));
+    st = api(&o, "POST", "/tenants", b, &j);
+    json_decref(b);
+    if (st != 201) return api_fail(st, j);
+    if (o.json) print_json(j);
+    else {
+      json_t *s = json_object_get(j, "scim");
+      printf("Tenant %s created.\n\n"
+             "In Okta: Applications > your mcpgate app > Provisioning > Integration:\n"
+             "  SCIM connector base URL:            %s\n"
+             "  Unique identifier field for users:  userName\n"
+             "  Authentication Mode:                HTTP Header\n"
+             "  Authorization (Bearer token):       %s\n\n"
+             "The token is shown once; its id is %s (mcpgate scim-token list %s).\n",
+             js(j, "id"), js(s, "base_url"), js(s, "token"), js(s, "token_id"), js(j, "id"));
+    }
+  } else if (!strcmp(sub, "list") && o.npos == 0) {
+    st = api(&o, "GET", "/tenants", NULL, &j);
+    if (st != 200) return api_fail(st, j);
+    if (o.json) print_json(j);
+    else {
+      size_t i;
+      json_t *t;
+      printf("%-24s %-32s %s\n", "ID", "NAME", "CREATED");
+      json_array_foreach(json_object_get(j, "tenants"), i, t)
+          printf("%-24s %-32s %s\n", js(t, "id"), js(t, "name"), js(t, "created"));
+    }
+  } else if (!strcmp(sub, "show") && o.npos == 1) {
+    snprintf(path, sizeof path, "/tenants/%s", o.pos[0]);
+    st = api(&o, "GET", path, NULL, &j);
+    if (st != 200) return api_fail(st, j);
+    print_json(j);
+  } else if (!strcmp(sub, "delete") && o.npos == 1) {
+    snprintf(path, sizeof path, "/tenants/%s", o.pos[0]);
+    st = api(&o, "DELETE", path, NULL, &j);
+    if (st != 202) return api_fail(st, j);
+    if (o.json) print_json(j);
+    else printf("Tenant %s deleted: its credentials stopped working; its data is being purged.\n", o.pos[0]);
+  } else {
+    fprintf(stderr, "usage: mcpgate tenant create ID [--name N] | list | show ID | delete ID\n");
+    return 2;
+  }
+  json_decref(j);
+  return 0;
+}
+
+static int cmd_token(int argc, char **argv, const char *kind) {
+  cli_opts o;
+  if (argc < 1 || scan(argc - 1, argv + 1, &o) || o.npos < 1) {
+    fprintf(stderr, "usage: mcpgate %s-token create TENANT [--name N] | list TENANT | revoke TENANT TOKEN_ID\n", kind);
+    return 2;
+  }
+  const char *sub = argv[0];
+  char path[512];
+  json_t *j = NULL;
+  long st;
+  if (!strcmp(sub, "create") && o.npos == 1) {
+    snprintf(path, sizeof path, "/tenants/%s/%s-tokens", o.pos[0], kind);
+    json_t *b = o.name ? json_pack("{s:s}", "name", o.name) : json_object();
+    st = api(&o, "POST", path, b, &j);
+    json_decref(b);
+    if (st != 201) return api_fail(st, j);
+    if (o.json) print_json(j);
+    else {
+      printf("%s token %s created for tenant %s (shown once):\n%s\n", kind[0] == 's' ? "SCIM" : "Admin",
+             js(j, "id"), o.pos[0], js(j, "token"));
+      if (kind[0] == 's') printf("SCIM base URL: %s\n", js(j, "base_url"));
+    }
+  } else if (!strcmp(sub, "list") && o.npos == 1) {
+    snprintf(path, sizeof path, "/tenants/%s/%s-tokens", o.pos[0], kind);
+    st = api(&o, "GET", path, NULL, &j);
+    if (st != 200) return api_fail(st, j);
+    if (o.json) print_json(j);
+    else {
+      size_t i;
+      json_t *t;
+      printf("%-18s %-24s %-22s %s\n", "ID", "NAME", "CREATED", "LAST USED");
+      json_array_foreach(json_object_get(j, "tokens"), i, t)
+          printf("%-18s %-24s %-22s %s\n", js(t, "id"), js(t, "name"), js(t, "created"),
+                 json_is_string(json_object_get(t, "last_used")) ? js(t, "last_used") : "never");
+    }
+  } else if (!strcmp(sub, "revoke") && o.npos == 2) {
+    snprintf(path, sizeof path, "/tenants/%s/%s-tokens/%s", o.pos[0], kind, o.pos[1]);
+    st = api(&o, "DELETE", path, NULL, &j);
+    if (st != 204) return api_fail(st, j);
+    printf("Token %s revoked.\n", o.pos[1]);
+  } else {
+    fprintf(stderr, "usage: mcpgate %s-token create TENANT [--name N] | list TENANT | revoke TENANT TOKEN_ID\n", kind);
+    return 2;
+  }
+  json_decref(j);
+  return 0;
+}
+
+/* ---------- offline commands ---------- */
+
+static int open_store(const cli_opts *o, st_store **st) {
+  char dir[4096], key[4096];
+  snprintf(dir, sizeof dir, "%s/store", o->data);
+  snprintf(key, sizeof key, "%s/master.key", o->data);
+  const char *kf = getenv("MCPGATE_MASTER_KEY_FILE");
+  if (access(dir, F_OK) != 0) {
+    fprintf(stderr, "mcpgate: no store in %s (use --data DIR)\n", o->data);
+    return -1;
+  }
+  st_options so = {0};
+  so.dir = dir;
+  so.master_key_file = kf && *kf ? kf : key;
+  int rc = st_open(st, &so);
+  if (rc) fprintf(stderr, "mcpgate: cannot open the store in %s: %s\n", dir, st_strerror(rc));
+  return rc ? -1 : 0;
+}
+
+static void report(void *ctx, const char *area, const char *msg) {
+  (void)ctx;
+  printf("problem: %s: %s\n", area, msg);
+}
+
+static int cmd_offline(const char *what, int argc, char **argv) {
+  cli_opts o;
+  if (scan(argc, argv, &o)) return 2;
+  gw_log_set_level(GW_LOG_WARN);
+  int lock = -1;
+  if (!strcmp(what, "rotate")) {
+    /* The running server keeps the key ring in memory: rotate offline. */
+    if ((lock = gw_data_lock(o.data)) < 0) {
+      fprintf(stderr, "mcpgate: %s is in use by a running mcpgate; stop it before rotating the key\n",
+              o.data);
+      return 1;
+    }
+  }
+  st_store *st;
+  if (open_store(&o, &st)) {
+    if (lock >= 0) close(lock);
+    return 1;
+  }
+  int rc = 0;
+  if (!strcmp(what, "backup")) {
+    if (o.npos != 1) {
+      fprintf(stderr, "usage: mcpgate backup DEST [--data DIR]\n");
+      rc = 2;
+    } else if ((rc = st_backup(st, o.pos[0])) != 0) {
+      fprintf(stderr, "mcpgate: backup failed: %s\n", st_strerror(rc));
+      rc = 1;
+    } else {
+      printf("Backup written to %s (the master key is not in it: back up %s/master.key separately).\n",
+             o.pos[0], o.data);
+    }
+  } else if (!strcmp(what, "rotate")) {
+    uint32_t old = st_key_current_id(st);
+    if ((rc = st_key_rotate(st)) != 0) {
+      fprintf(stderr, "mcpgate: key rotation failed: %s\n", st_strerror(rc));
+      rc = 1;
+    } else {
+      printf("Master key rotated: key %u replaced key %u; every secret re-sealed.\n",
+             st_key_current_id(st), old);
+    }
+  } else {
+    gw_admin_register_checks(st);
+    int n = st_check(st, report, NULL);
+    if (n < 0) {
+      fprintf(stderr, "mcpgate: check could not run: %s\n", st_strerror(n));
+      rc = 1;
+    } else if (n > 0) {
+      printf("%d problem(s) found.\n", n);
+      rc = 1;
+    } else {
+      printf("store ok (schema version %u)\n", st_schema_version(st));
+    }
+  }
+  st_close(st);
+  if (lock >= 0) close(lock);
+  return rc;
+}
+
+/* ---------- serve ---------- */
+
+static int cmd_serve(int argc, char **argv) {
+  bool print = false;
+  char **rest = calloc((size_t)argc + 1, sizeof *rest);
+  int n = 0;
+  if (!rest) return 1;
+  for (int i = 0; i < argc; i++) {
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      gw_config_help(stdout);
+      free(rest);
+      return 0;
+    }
+    if (!strcmp(argv[i], "--print-config")) print = true;
+    else rest[n++] = argv[i];
+  }
+  gw_config cfg;
+  char err[1024];
+  int rc = gw_config_load(&cfg, n, rest, err, sizeof err);
+  free(rest);
+  if (rc) {
+    fprintf(stderr, "mcpgate: %s\n", err);
+    gw_config_free(&cfg);
+    return 2;
+  }
+  if (print) {
+    gw_config_print(&cfg, stdout);
+    gw_config_free(&cfg);
+    return 0;
+  }
+  return gw_serve(&cfg);
+}
+
+int gw_cli_main(int argc, char **argv) {
+  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  const char *cmd = argv[1];
+  int rc;
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  if (!strcmp(cmd, "serve")) rc = cmd_serve(argc - 2, argv + 2);
+  else if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+    printf("mcpgate %s\n", VERSION);
+    rc = 0;
+  } else if (!strcmp(cmd, "config-doc")) {
+    gw_config_markdown(stdout);
+    rc = 0;
+  } else if (!strcmp(cmd, "tenant")) rc = cmd_tenant(argc - 2, argv + 2);
+  else if (!strcmp(cmd, "scim-token")) rc = cmd_token(argc - 2, argv + 2, "scim");
+  else if (!strcmp(cmd, "admin-token")) rc = cmd_token(argc - 2, argv + 2, "admin");
+  else if (!strcmp(cmd, "backup")) rc = cmd_offline("backup", argc - 2, argv + 2);
+  else if (!strcmp(cmd, "key") && argc >= 3 && !strcmp(argv[2], "rotate"))
+    rc = cmd_offline("rotate", argc - 3, argv + 3);
+  else if (!strcmp(cmd, "store") && argc >= 3 && !strcmp(argv[2], "check"))
+    rc = cmd_offline("check", argc - 3, argv + 3);
+  else {
+    fprintf(stderr, "mcpgate: unknown command \"%s\"\n\n", cmd);
+    usage(stderr);
+    rc = 2;
+  }
+  curl_global_cleanup();
+  return rc;
+}

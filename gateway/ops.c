@@ -1,0 +1,41 @@
+/* gateway/ops.c — liveness (the loop answers), readiness (the store is
+ * open, writable and its writer alive) and Prometheus metrics. */
+#include "gateway/ops.h"
+
+#include <jansson.h>
+
+#include "gateway/buf.h"
+#include "gateway/metrics.h"
+#include "gateway/server.h"
+#include "store/store.h"
+
+void gw_ops_healthz(gw_req *req) {
+  gw_respond_json(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+void gw_ops_readyz(gw_req *req) {
+  gw_server *srv = req->lp->srv;
+  const char *reason = NULL;
+  if (srv->shutting_down) reason = "shutting down";
+  else if (!srv->store) reason = "store not open";
+  else if (st_ready(srv->store) != 0) reason = st_ready_reason(srv->store);
+  if (reason) {
+    gw_resp_header(req, "Retry-After", "5");
+    gw_respond_json(req, 503, json_pack("{s:s,s:s}", "status", "not_ready", "reason", reason));
+    return;
+  }
+  gw_respond_json(req, 200, json_pack("{s:s}", "status", "ready"));
+}
+
+void gw_ops_metrics(gw_req *req) {
+  gw_buf b;
+  gw_buf_init(&b, 16 * 1024 * 1024);
+  if (gw_metrics_render(req->lp->srv, &b) != 0) {
+    gw_buf_free(&b);
+    gw_respond_error(req, 500, "internal", "could not render metrics");
+    return;
+  }
+  gw_resp_header(req, "Cache-Control", "no-store");
+  gw_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
+  gw_buf_free(&b);
+}
