@@ -1,0 +1,390 @@
+/* store/env.c — the LMDB environment: opening (directory, master key,
+ * reader check, migrations, named databases, writer start), closing, the
+ * database name table, error mapping, stats, readiness, hot backup, and the
+ * small durable-file helpers the key file and backup share. */
+#include "store/store_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gateway/log.h"
+#include "store/store_testing.h"
+
+#define ST__DEFAULT_MAP_SIZE ((size_t)8 << 30)
+#define ST__DEFAULT_QUEUE_MAX 65536u
+
+/* The stored names of the named databases. Never rename an entry: the name
+ * is the database's identity inside the file. */
+const char *const st__db_names[ST_DB__COUNT] = {
+    [ST_DB_META] = "meta",
+    [ST_DB_TENANTS] = "tenants",
+    [ST_DB_TOKENS] = "tokens",
+    [ST_DB_SECRETS] = "secrets",
+};
+_Static_assert(sizeof st__db_names / sizeof st__db_names[0] == ST_DB__COUNT,
+               "st__db_names must name every st_db");
+
+const double st_stats_bucket_le[ST_STATS_NBUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                      0.1,   0.25,   0.5,   1.0,  INFINITY};
+
+const char *st_db_name(st_db db) {
+  if ((int)db < 0 || db >= ST_DB__COUNT) return NULL;
+  return st__db_names[db];
+}
+
+const char *st_strerror(int err) {
+  if (err >= 0) return "ok";
+  switch (err) {
+  case ST_ENOTFOUND: return "not found";
+  case ST_EEXIST: return "already exists";
+  case ST_EINVAL: return "invalid argument";
+  case ST_ENOMEM: return "out of memory";
+  case ST_EMAPFULL: return "store map full (increase map_size)";
+  case ST_ETXNFULL: return "transaction too large";
+  case ST_ETOONEW: return "store schema is newer than this binary supports";
+  case ST_EIO: return "store I/O error";
+  case ST_ECORRUPT: return "store file corrupted or incompatible";
+  case ST_ECRYPTO: return "sealed data failed authentication";
+  case ST_ENOKEY: return "no master key loaded";
+  case ST_ECANCELED: return "canceled";
+  case ST_ECLOSED: return "store closed";
+  case ST_EBUSY: return "store busy";
+  case ST_EPERM: return "insecure file permissions";
+  default: break;
+  }
+  if (err <= ST_ERR_FIRST && err >= ST_ERR_LAST) return "unknown store error";
+  return "job error (not a store code)";
+}
+
+int st__err(int rc) {
+  switch (rc) {
+  case 0: return 0;
+  case MDB_NOTFOUND: return ST_ENOTFOUND;
+  case MDB_KEYEXIST: return ST_EEXIST;
+  case MDB_MAP_FULL: return ST_EMAPFULL;
+  case MDB_TXN_FULL: return ST_ETXNFULL;
+  case MDB_READERS_FULL: return ST_EBUSY;
+  case MDB_PAGE_NOTFOUND:
+  case MDB_CORRUPTED:
+  case MDB_PANIC:
+  case MDB_VERSION_MISMATCH:
+  case MDB_INVALID:
+  case MDB_INCOMPATIBLE:
+  case MDB_CURSOR_FULL:
+  case MDB_PAGE_FULL: return ST_ECORRUPT;
+  case MDB_BAD_VALSIZE:
+  case MDB_BAD_DBI:
+  case MDB_BAD_TXN:
+  case MDB_BAD_RSLOT:
+  case MDB_DBS_FULL:
+  case EINVAL: return ST_EINVAL;
+  case ENOMEM: return ST_ENOMEM;
+  default: return ST_EIO; /* errno values (EIO, ENOSPC, EACCES...) and MAP_RESIZED */
+  }
+}
+
+int st__is_resource(int err) { return err == ST_EMAPFULL || err == ST_ETXNFULL; }
+
+size_t st_max_key(const st_store *st) { return st->maxkey; }
+uint32_t st_schema_version(const st_store *st) { return st->schema_version; }
+
+void st__test_fail_commits(st_store *st, int n) { atomic_store(&st->test_fail_commits, n); }
+
+/* ---- small durable-file helpers ---------------------------------------- */
+
+int st__fsync_dir(const char *dir) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return ST_EIO;
+  int rc = fsync(fd) == 0 ? 0 : ST_EIO;
+  close(fd);
+  return rc;
+}
+
+/* Directory part of path into buf ("." if none). */
+static int parent_dir(const char *path, char *buf, size_t cap) {
+  const char *slash = strrchr(path, '/');
+  if (!slash) {
+    if (cap < 2) return ST_EINVAL;
+    strcpy(buf, ".");
+    return 0;
+  }
+  size_t n = slash == path ? 1 : (size_t)(slash - path);
+  if (n + 1 > cap) return ST_EINVAL;
+  memcpy(buf, path, n);
+  buf[n] = 0;
+  return 0;
+}
+
+/* Write to "<path>.tmp", fsync, rename over path, fsync the directory: a
+ * crash at any point leaves either the old file or the complete new one.
+ * no_replace: link() instead of rename(), so an existing path (e.g. a key
+ * file another process just created) is never clobbered: ST_EEXIST. */
+int st__write_file_atomic(const char *path, const void *data, size_t n, int no_replace) {
+  char tmp[PATH_MAX], dir[PATH_MAX];
+  int fd = -1, rc;
+  if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) return ST_EINVAL;
+  if ((rc = parent_dir(path, dir, sizeof dir)) < 0) return rc;
+  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) { rc = ST_EIO; goto fail; }
+  /* O_CREAT's mode is ignored for a pre-existing temp file: force 0600. */
+  if (fchmod(fd, 0600) != 0) { rc = ST_EIO; goto fail; }
+  const uint8_t *p = data;
+  size_t left = n;
+  while (left > 0) {
+    ssize_t w = write(fd, p, left);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) { rc = ST_EIO; goto fail; }
+    p += w;
+    left -= (size_t)w;
+  }
+  if (fsync(fd) != 0) { rc = ST_EIO; goto fail; }
+  if (close(fd) != 0) { fd = -1; rc = ST_EIO; goto fail; }
+  fd = -1;
+  if (no_replace) {
+    if (link(tmp, path) != 0) { rc = errno == EEXIST ? ST_EEXIST : ST_EIO; goto fail; }
+    unlink(tmp);
+  } else if (rename(tmp, path) != 0) {
+    rc = ST_EIO;
+    goto fail;
+  }
+  return st__fsync_dir(dir);
+fail:
+  if (fd >= 0) close(fd);
+  unlink(tmp);
+  return rc;
+}
+
+/* ---- open / close ------------------------------------------------------ */
+
+static int ensure_dir(const char *dir) {
+  struct stat sb;
+  if (mkdir(dir, 0700) == 0) return 0;
+  if (errno != EEXIST) {
+    GW_LOG(GW_LOG_ERROR, "store", NULL, "cannot create store directory %s: %s", dir,
+           strerror(errno));
+    return ST_EIO;
+  }
+  if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+    GW_LOG(GW_LOG_ERROR, "store", NULL, "store path %s is not a directory", dir);
+    return ST_EIO;
+  }
+  if (sb.st_mode & 077)
+    GW_LOG(GW_LOG_WARN, "store", NULL,
+           "store directory %s is accessible by group/others (mode %03o); chmod 700 it", dir,
+           (unsigned)(sb.st_mode & 0777));
+  return 0;
+}
+
+int st__db_open_all(st_store *st, MDB_txn *txn, int require_all) {
+  for (int i = 0; i < ST_DB__COUNT; i++) {
+    MDB_dbi dbi;
+    int rc = mdb_dbi_open(txn, st__db_names[i], 0, &dbi);
+    if (rc == MDB_NOTFOUND && !require_all) continue;
+    if (rc == MDB_NOTFOUND) {
+      GW_LOG(GW_LOG_ERROR, "store", NULL,
+             "database '%s' is missing after migrations: add a migration step that creates it",
+             st__db_names[i]);
+      return ST_ECORRUPT;
+    }
+    if (rc != 0) return st__err(rc);
+    st->dbi[i] = dbi;
+    st->dbi_ok[i] = 1;
+  }
+  return 0;
+}
+
+static void store_free(st_store *st, int sync_inited) {
+  if (!st) return;
+  if (st->writer_started) st__writer_stop(st);
+  if (st->env) mdb_env_close(st->env);
+  st__keys_wipe(st);
+  if (sync_inited) {
+    uv_mutex_destroy(&st->qmu);
+    uv_cond_destroy(&st->qcond);
+    uv_mutex_destroy(&st->smu);
+    uv_rwlock_destroy(&st->kmu);
+    uv_mutex_destroy(&st->rotmu);
+  }
+  free(st->key_file);
+  free(st->dir);
+  free(st);
+}
+
+int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
+  st_store *st = NULL;
+  MDB_txn *txn = NULL;
+  int rc, sync_inited = 0;
+  if (!out) return ST_EINVAL;
+  *out = NULL;
+  if (!opts || !opts->dir || !opts->dir[0] || target > st_schema_latest()) return ST_EINVAL;
+  st = calloc(1, sizeof *st);
+  if (!st) return ST_ENOMEM;
+  if (uv_mutex_init(&st->qmu) || uv_cond_init(&st->qcond) || uv_mutex_init(&st->smu) ||
+      uv_rwlock_init(&st->kmu) || uv_mutex_init(&st->rotmu)) {
+    /* Partially initialised primitives cannot be told apart; leaking them
+     * on this practically impossible path beats destroying garbage. */
+    free(st);
+    return ST_ENOMEM;
+  }
+  sync_inited = 1;
+  st->map_size = opts->map_size ? opts->map_size : ST__DEFAULT_MAP_SIZE;
+  st->qmax = opts->queue_max ? opts->queue_max : ST__DEFAULT_QUEUE_MAX;
+  st->dir = strdup(opts->dir);
+  if (!st->dir) { rc = ST_ENOMEM; goto fail; }
+  if ((rc = ensure_dir(opts->dir)) < 0) goto fail;
+  /* The key is checked before the env is touched so a bad key file stops
+   * startup before any migration writes. */
+  if (opts->master_key_file && (rc = st__keys_load(st, opts->master_key_file)) < 0) goto fail;
+
+  if ((rc = mdb_env_create(&st->env)) != 0) { st->env = NULL; rc = st__err(rc); goto fail; }
+  /* A little headroom over the table so an older binary's extra handle
+   * needs (none today) never hit MDB_DBS_FULL. */
+  if ((rc = mdb_env_set_maxdbs(st->env, ST_DB__COUNT + 4)) != 0 ||
+      (rc = mdb_env_set_mapsize(st->env, st->map_size)) != 0 ||
+      (opts->max_readers && (rc = mdb_env_set_maxreaders(st->env, opts->max_readers)) != 0)) {
+    rc = st__err(rc);
+    goto fail;
+  }
+  /* MDB_NOTLS: read txns are not bound to the thread that began them and
+   * reader slots are per-txn, which is what a libuv loop doing short reads
+   * (and a writer thread) needs. */
+  if ((rc = mdb_env_open(st->env, opts->dir, MDB_NOTLS, 0600)) != 0) {
+    GW_LOG(GW_LOG_ERROR, "store", NULL, "cannot open store in %s: %s", opts->dir,
+           mdb_strerror(rc));
+    rc = st__err(rc);
+    goto fail;
+  }
+  st->maxkey = (size_t)mdb_env_get_maxkeysize(st->env);
+  if (st->maxkey > ST__KEYBUF) st->maxkey = ST__KEYBUF; /* never with stock LMDB (511) */
+
+  int dead = 0;
+  if ((rc = mdb_reader_check(st->env, &dead)) != 0) { rc = st__err(rc); goto fail; }
+  if (dead > 0)
+    GW_LOG(GW_LOG_INFO, "store", NULL, "cleared %d stale reader slot(s) left by dead processes",
+           dead);
+
+  if ((rc = st__migrate(st, target)) < 0) goto fail;
+
+  /* Final handle set, in its own committed txn so the handles are valid
+   * for every later txn. With the full schema every table entry must exist. */
+  if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != 0) { rc = st__err(rc); goto fail; }
+  if ((rc = st__db_open_all(st, txn, target == st_schema_latest())) < 0) goto fail;
+  rc = mdb_txn_commit(txn);
+  txn = NULL;
+  if (rc != 0) { rc = st__err(rc); goto fail; }
+
+  if ((rc = st__writer_start(st)) < 0) goto fail;
+  *out = st;
+  return 0;
+fail:
+  if (txn) mdb_txn_abort(txn);
+  store_free(st, sync_inited);
+  return rc;
+}
+
+int st_open(st_store **out, const st_options *opts) {
+  return st__open_at(out, opts, st_schema_latest());
+}
+
+void st_close(st_store *st) {
+  if (!st) return;
+  if (st__on_writer(st)) {
+    /* Joining ourselves would deadlock and freeing st under the running
+     * batch would be worse: refuse loudly and leave the store open. */
+    GW_LOG(GW_LOG_ERROR, "store", NULL, "st_close called on the writer thread; ignored");
+    return;
+  }
+  atomic_store(&st->closed, 1);
+  store_free(st, 1);
+}
+
+/* ---- stats and readiness ------------------------------------------------ */
+
+void st_stats_get(st_store *st, st_stats *out) {
+  uv_mutex_lock(&st->smu);
+  *out = st->stats;
+  uv_mutex_unlock(&st->smu);
+  uv_mutex_lock(&st->qmu);
+  out->queue_depth = st->qlen;
+  uv_mutex_unlock(&st->qmu);
+  MDB_envinfo info;
+  MDB_stat ms;
+  out->map_size = st->map_size;
+  out->map_used = 0;
+  if (mdb_env_info(st->env, &info) == 0 && mdb_env_stat(st->env, &ms) == 0) {
+    out->map_size = info.me_mapsize;
+    out->map_used = ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize;
+  }
+}
+
+int st_ready(st_store *st) {
+  if (!st || atomic_load(&st->closed)) return ST_ECLOSED;
+  if (!atomic_load(&st->writer_alive)) return ST_EIO;
+  return atomic_load(&st->health);
+}
+
+const char *st_ready_reason(st_store *st) {
+  if (!st || atomic_load(&st->closed)) return "store closed";
+  if (!atomic_load(&st->writer_alive)) return "store writer thread not running";
+  switch (atomic_load(&st->health)) {
+  case 0: return "ok";
+  case ST_EMAPFULL: return "store map full: writes are failing (increase map_size)";
+  case ST_ECORRUPT: return "store reported corruption on the last write";
+  case ST_ETXNFULL: return "last write transaction too large";
+  default: return "last store write failed with an I/O error";
+  }
+}
+
+/* ---- backup ------------------------------------------------------------- */
+
+static int dir_is_empty(const char *path) {
+  DIR *d = opendir(path);
+  if (!d) return 0;
+  struct dirent *e;
+  int empty = 1;
+  while ((e = readdir(d)) != NULL) {
+    if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) { empty = 0; break; }
+  }
+  closedir(d);
+  return empty;
+}
+
+int st_backup(st_store *st, const char *dest) {
+  char file[PATH_MAX], parent[PATH_MAX];
+  int rc, fd;
+  if (!st || !dest || !dest[0]) return ST_EINVAL;
+  if (snprintf(file, sizeof file, "%s/data.mdb", dest) >= (int)sizeof file) return ST_EINVAL;
+  if ((rc = parent_dir(dest, parent, sizeof parent)) < 0) return rc;
+  if (mkdir(dest, 0700) != 0) {
+    if (errno != EEXIST) return ST_EIO;
+    if (!dir_is_empty(dest)) {
+      GW_LOG(GW_LOG_ERROR, "store", NULL, "backup destination %s exists and is not empty", dest);
+      return ST_EEXIST;
+    }
+  }
+  /* MDB_CP_COMPACT walks a read snapshot and writes only live pages:
+   * consistent while the writer keeps committing, and smaller. */
+  if ((rc = mdb_env_copy2(st->env, dest, MDB_CP_COMPACT)) != 0) {
+    GW_LOG(GW_LOG_ERROR, "store", NULL, "backup to %s failed: %s", dest, mdb_strerror(rc));
+    return st__err(rc);
+  }
+  /* LMDB's copy does not fsync; a backup that a crash can truncate is not
+   * a backup. */
+  if ((fd = open(file, O_RDONLY | O_CLOEXEC)) < 0) return ST_EIO;
+  rc = fsync(fd) == 0 ? 0 : ST_EIO;
+  close(fd);
+  if (rc == 0) rc = st__fsync_dir(dest);
+  if (rc == 0) rc = st__fsync_dir(parent);
+  if (rc == 0)
+    GW_LOG(GW_LOG_INFO, "store", NULL,
+           "backup written to %s; the master key is not in it: back it up separately", dest);
+  return rc;
+}

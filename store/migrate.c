@@ -1,0 +1,125 @@
+/* store/migrate.c — the schema version and the ordered list of migration
+ * steps that bring a store file up to what this binary expects.
+ *
+ * ST_DB_META holds "schema_version" (u32 big-endian). Step i (1-based) moves
+ * the store from version i-1 to i; it runs in one write transaction
+ * together with the version bump, so a crash mid-step leaves the previous
+ * version and the whole step simply runs again: steps need not be
+ * idempotent. A file whose version is newer than the last step here was
+ * written by a newer mcpgate and is refused (ST_ETOONEW) before anything is
+ * written to it.
+ *
+ * Adding a step: append to `steps` below. Never edit or reorder a released
+ * step — stores in the field have already run it. */
+#include "store/store_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/log.h"
+#include "store/token.h"
+
+#define SCHEMA_KEY "schema_version"
+#define STORE_ID_KEY "store_id"
+
+typedef struct migration {
+  const char *what;
+  int (*fn)(st_txn *txn);
+} migration;
+
+/* 1: the databases the first release uses. */
+static int m1_initial_dbs(st_txn *t) {
+  static const st_db dbs[] = {ST_DB_META, ST_DB_TENANTS, ST_DB_TOKENS, ST_DB_SECRETS};
+  for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
+    int rc = st__db_create(t, dbs[i]);
+    if (rc < 0) return rc;
+  }
+  return 0;
+}
+
+/* 2: a stable random identity for the store, reported by backup and check
+ * so operators can tell a copy's origin. Not part of any sealing AAD: a
+ * restored backup must still unseal. */
+static int m2_store_id(st_txn *t) {
+  char id[ST_TOKEN_ID_BUFSZ];
+  st_val v;
+  int rc = st_get(t, ST_DB_META, STORE_ID_KEY, strlen(STORE_ID_KEY), &v);
+  if (rc == 0) return 0;
+  if (rc != ST_ENOTFOUND) return rc;
+  if ((rc = st_token_id_new(id)) < 0) return rc;
+  return st_put(t, ST_DB_META, STORE_ID_KEY, strlen(STORE_ID_KEY), id, strlen(id), 0);
+}
+
+static const migration steps[] = {
+    {"create initial databases", m1_initial_dbs},
+    {"assign store id", m2_store_id},
+};
+
+uint32_t st_schema_latest(void) { return (uint32_t)(sizeof steps / sizeof steps[0]); }
+
+int st__schema_read(st_txn *t, uint32_t *out) {
+  st_val v;
+  int rc;
+  *out = 0;
+  if (!t->st->dbi_ok[ST_DB_META]) return 0; /* fresh file: version 0 */
+  rc = st_get(t, ST_DB_META, SCHEMA_KEY, strlen(SCHEMA_KEY), &v);
+  if (rc == ST_ENOTFOUND) return 0;
+  if (rc < 0) return rc;
+  if (v.len != 4) return ST_ECORRUPT;
+  const uint8_t *p = v.data;
+  *out = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+  return 0;
+}
+
+static int schema_write(st_txn *t, uint32_t version) {
+  uint8_t b[4] = {(uint8_t)(version >> 24), (uint8_t)(version >> 16), (uint8_t)(version >> 8),
+                  (uint8_t)version};
+  return st_put(t, ST_DB_META, SCHEMA_KEY, strlen(SCHEMA_KEY), b, sizeof b, 0);
+}
+
+int st__migrate(st_store *st, uint32_t target) {
+  int first = 1;
+  for (;;) {
+    MDB_txn *txn = NULL;
+    st_txn t;
+    uint32_t v;
+    int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (rc != 0) return st__err(rc);
+    st__txn_init(&t, st, txn, 1);
+    if ((rc = st__db_open_all(st, txn, 0)) < 0 || (rc = st__schema_read(&t, &v)) < 0) goto fail;
+    if (first && v > st_schema_latest()) {
+      GW_LOG(GW_LOG_ERROR, "store", NULL,
+             "store schema version %u is newer than this binary supports (%u); upgrade mcpgate",
+             v, st_schema_latest());
+      rc = ST_ETOONEW;
+      goto fail;
+    }
+    first = 0;
+    if (v >= target) {
+      /* Commit (not abort) so the db handles opened here stay valid. */
+      if ((rc = mdb_txn_commit(txn)) != 0) return st__err(rc);
+      st->schema_version = v;
+      return 0;
+    }
+    GW_LOG(GW_LOG_INFO, "store", NULL, "migrating store schema %u -> %u: %s", v, v + 1,
+           steps[v].what);
+    if ((rc = steps[v].fn(&t)) < 0 || (rc = schema_write(&t, v + 1)) < 0) goto fail;
+    if (t.poison) { rc = t.poison; goto fail; }
+    st__txn_close_cursors(&t);
+    if ((rc = mdb_txn_commit(txn)) != 0) {
+      st__actions_discard(t.act_head);
+      GW_LOG(GW_LOG_ERROR, "store", NULL, "migration to schema %u failed to commit: %s", v + 1,
+             mdb_strerror(rc));
+      return st__err(rc);
+    }
+    st__actions_run(t.act_head);
+    continue;
+  fail:
+    st__txn_close_cursors(&t);
+    st__actions_discard(t.act_head);
+    mdb_txn_abort(txn);
+    if (rc != ST_ETOONEW)
+      GW_LOG(GW_LOG_ERROR, "store", NULL, "store migration failed: %s", st_strerror(rc));
+    return rc;
+  }
+}

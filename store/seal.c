@@ -1,0 +1,666 @@
+/* store/seal.c — see seal.h: AES-256-GCM sealing bound to record AAD, the
+ * sealed-secret database, the master key file and key rotation.
+ *
+ * Key material lives only in st->keys (guarded by st->kmu), in short-lived
+ * stack copies wiped after use, and in the key file. Plaintext buffers are
+ * wiped before they are freed. No log line or error text carries a key, a
+ * plaintext or a blob — only key ids and the record's AAD fields. */
+#include "store/seal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gateway/log.h"
+#include "store/store_int.h"
+
+#define SEAL_DOMAIN "mcpgate-seal" /* AAD domain separation */
+#define NONCE_LEN 12
+#define TAG_LEN 16
+#define HDR_LEN (1 + 4 + NONCE_LEN)
+#define AAD_MAX (sizeof SEAL_DOMAIN - 1 + 1 + 1 + ST_AAD_TENANT_MAX + 1 + ST_AAD_KIND_MAX + 1 + \
+                 ST_AAD_OWNER_MAX + 4)
+#define SKEY_MAX (1 + ST_AAD_TENANT_MAX + 1 + ST_AAD_KIND_MAX + 1 + ST_AAD_OWNER_MAX)
+#define KEYFILE_MAX (64 * 1024)
+#define KEYLINE_MAX (10 + 1 + 2 * ST__KEY_LEN + 1)
+#define ROTATE_BATCH 1000      /* blobs re-sealed per write job */
+#define ROTATE_SCAN_MAX 20000  /* entries looked at per job (bounds its time) */
+
+_Static_assert(SKEY_MAX <= 511, "secret keys must never need hashing (rotation scans them)");
+
+static void put32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)(v >> 24);
+  p[1] = (uint8_t)(v >> 16);
+  p[2] = (uint8_t)(v >> 8);
+  p[3] = (uint8_t)v;
+}
+static uint32_t get32(const uint8_t *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* ---- AAD and secret keys ------------------------------------------------- */
+
+typedef struct aad_lens {
+  size_t t, k, o;
+} aad_lens;
+
+static int aad_check(const st_aad *a, aad_lens *l) {
+  if (!a || !a->tenant || !a->kind || !a->owner) return ST_EINVAL;
+  l->t = strnlen(a->tenant, ST_AAD_TENANT_MAX + 1);
+  l->k = strnlen(a->kind, ST_AAD_KIND_MAX + 1);
+  l->o = strnlen(a->owner, ST_AAD_OWNER_MAX + 1);
+  if (l->t > ST_AAD_TENANT_MAX || l->k == 0 || l->k > ST_AAD_KIND_MAX || l->o > ST_AAD_OWNER_MAX)
+    return ST_EINVAL;
+  return 0;
+}
+
+/* Length-prefixed fields: no two distinct (tenant, kind, owner) triples
+ * serialise to the same bytes. */
+static size_t fields_put(uint8_t *p, const st_aad *a, const aad_lens *l) {
+  size_t o = 0;
+  p[o++] = (uint8_t)l->t;
+  memcpy(p + o, a->tenant, l->t);
+  o += l->t;
+  p[o++] = (uint8_t)l->k;
+  memcpy(p + o, a->kind, l->k);
+  o += l->k;
+  p[o++] = (uint8_t)l->o;
+  memcpy(p + o, a->owner, l->o);
+  o += l->o;
+  return o;
+}
+
+static size_t aad_build(const st_aad *a, const aad_lens *l, uint32_t kid, uint8_t out[AAD_MAX]) {
+  size_t o = sizeof SEAL_DOMAIN - 1;
+  memcpy(out, SEAL_DOMAIN, o);
+  out[o++] = ST_SEAL_VERSION;
+  o += fields_put(out + o, a, l);
+  put32(out + o, kid);
+  return o + 4;
+}
+
+int st_secret_tenant_prefix(const char *tenant, uint8_t *buf, size_t cap) {
+  size_t n;
+  if (!tenant || !buf) return ST_EINVAL;
+  n = strnlen(tenant, ST_AAD_TENANT_MAX + 1);
+  if (n > ST_AAD_TENANT_MAX || cap < n + 1) return ST_EINVAL;
+  buf[0] = (uint8_t)n;
+  memcpy(buf + 1, tenant, n);
+  return (int)(n + 1);
+}
+
+/* Inverse of fields_put for a ST_DB_SECRETS key. Buffers: tenant[64],
+ * kind[65], owner[256]. Rejects trailing bytes and embedded NULs. */
+int st__secret_key_parse(const void *k, size_t klen, char *tenant, char *kind, char *owner) {
+  const uint8_t *p = k;
+  char *outs[3] = {tenant, kind, owner};
+  const size_t maxes[3] = {ST_AAD_TENANT_MAX, ST_AAD_KIND_MAX, ST_AAD_OWNER_MAX};
+  size_t o = 0;
+  for (int f = 0; f < 3; f++) {
+    if (o >= klen) return ST_ECORRUPT;
+    size_t n = p[o++];
+    if (n > maxes[f] || n > klen - o || memchr(p + o, 0, n)) return ST_ECORRUPT;
+    memcpy(outs[f], p + o, n);
+    outs[f][n] = 0;
+    o += n;
+  }
+  if (o != klen || kind[0] == 0) return ST_ECORRUPT;
+  return 0;
+}
+
+/* ---- keys ---------------------------------------------------------------- */
+
+/* Copies key kid (0: the current one) out of the key set. ST_ENOKEY when
+ * there is no key at all, ST_ECRYPTO when kid is unknown. */
+static int key_get(st_store *st, uint32_t kid, st__key *out) {
+  int rc = ST_ENOKEY;
+  uv_rwlock_rdlock(&st->kmu);
+  if (st->nkeys > 0) {
+    rc = ST_ECRYPTO;
+    if (kid == 0) {
+      *out = st->keys[st->nkeys - 1];
+      rc = 0;
+    } else {
+      for (size_t i = 0; i < st->nkeys; i++)
+        if (st->keys[i].id == kid) {
+          *out = st->keys[i];
+          rc = 0;
+          break;
+        }
+    }
+  }
+  uv_rwlock_rdunlock(&st->kmu);
+  return rc;
+}
+
+uint32_t st_key_current_id(st_store *st) {
+  uint32_t id = 0;
+  uv_rwlock_rdlock(&st->kmu);
+  if (st->nkeys) id = st->keys[st->nkeys - 1].id;
+  uv_rwlock_rdunlock(&st->kmu);
+  return id;
+}
+
+void st__keys_wipe(st_store *st) {
+  OPENSSL_cleanse(st->keys, sizeof st->keys);
+  st->nkeys = 0;
+}
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* "<id> <64 hex>\n" per line; ids strictly increasing so the last line is
+ * the newest key and ids are unique. Reports only line numbers. */
+static int keyfile_parse(const char *path, const char *buf, size_t len, st__key *keys,
+                         size_t *nkeys) {
+  size_t pos = 0, line = 0, n = 0;
+  while (pos < len) {
+    const char *ln = buf + pos, *nl = memchr(ln, '\n', len - pos);
+    size_t ll = nl ? (size_t)(nl - ln) : len - pos, i = 0;
+    uint64_t id = 0;
+    line++;
+    pos += ll + (nl ? 1 : 0);
+    while (i < ll && ln[i] >= '0' && ln[i] <= '9' && i < 10) id = id * 10 + (uint64_t)(ln[i++] - '0');
+    if (i == 0 || ln[0] == '0' || id > UINT32_MAX || i >= ll || ln[i] != ' ' ||
+        ll - i - 1 != 2 * ST__KEY_LEN || n >= ST__KEYS_MAX || (n && id <= keys[n - 1].id))
+      goto bad;
+    i++;
+    for (size_t b = 0; b < ST__KEY_LEN; b++) {
+      int hi = hexval(ln[i + 2 * b]), lo = hexval(ln[i + 2 * b + 1]);
+      if (hi < 0 || lo < 0) goto bad;
+      keys[n].key[b] = (uint8_t)(hi << 4 | lo);
+    }
+    keys[n++].id = (uint32_t)id;
+    continue;
+  bad:
+    GW_LOG(GW_LOG_ERROR, "store", NULL,
+           "master key file %s line %zu is malformed (expected '<key id> <64 hex chars>', "
+           "ids increasing, at most %d keys)",
+           path, line, ST__KEYS_MAX);
+    OPENSSL_cleanse(keys, sizeof(st__key) * ST__KEYS_MAX);
+    return ST_EINVAL;
+  }
+  if (n == 0) {
+    GW_LOG(GW_LOG_ERROR, "store", NULL, "master key file %s holds no key", path);
+    return ST_EINVAL;
+  }
+  *nkeys = n;
+  return 0;
+}
+
+static size_t keyfile_format(const st__key *keys, size_t n, char *buf, size_t cap) {
+  static const char hex[] = "0123456789abcdef";
+  size_t o = 0;
+  for (size_t i = 0; i < n && o + KEYLINE_MAX <= cap; i++) {
+    o += (size_t)snprintf(buf + o, cap - o, "%u ", keys[i].id);
+    for (size_t b = 0; b < ST__KEY_LEN; b++) {
+      buf[o++] = hex[keys[i].key[b] >> 4];
+      buf[o++] = hex[keys[i].key[b] & 15];
+    }
+    buf[o++] = '\n';
+  }
+  return o;
+}
+
+static int keyfile_write(const char *path, const st__key *keys, size_t n, int no_replace) {
+  char buf[ST__KEYS_MAX * KEYLINE_MAX];
+  size_t len = keyfile_format(keys, n, buf, sizeof buf);
+  int rc = st__write_file_atomic(path, buf, len, no_replace);
+  OPENSSL_cleanse(buf, sizeof buf);
+  return rc;
+}
+
+static int keys_create(st_store *st, const char *path) {
+  st__key k = {.id = 1};
+  int rc;
+  if (RAND_bytes(k.key, sizeof k.key) != 1) return ST_ECRYPTO;
+  rc = keyfile_write(path, &k, 1, 1);
+  if (rc == 0) {
+    st->keys[0] = k;
+    st->nkeys = 1;
+    GW_LOG(GW_LOG_WARN, "store", NULL,
+           "created master key file %s (mode 0600). In production keep the master key outside "
+           "the data directory, and back it up separately: store backups do not contain it",
+           path);
+  } else if (rc != ST_EEXIST) {
+    GW_LOG(GW_LOG_ERROR, "store", NULL, "cannot create master key file %s: %s", path,
+           st_strerror(rc));
+  }
+  OPENSSL_cleanse(&k, sizeof k);
+  return rc;
+}
+
+int st__keys_load(st_store *st, const char *path) {
+  struct stat sb;
+  char *buf = NULL;
+  size_t len = 0;
+  int fd = -1, rc;
+  if (!(st->key_file = strdup(path))) return ST_ENOMEM;
+  for (int attempt = 0;; attempt++) {
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0 || errno != ENOENT || attempt > 0) break;
+    /* ST_EEXIST: another process created it between our open and link. */
+    if ((rc = keys_create(st, path)) != ST_EEXIST) return rc;
+  }
+  if (fd < 0) {
+    GW_LOG(GW_LOG_ERROR, "store", NULL, "cannot open master key file %s: %s", path,
+           strerror(errno));
+    return ST_EIO;
+  }
+  if (fstat(fd, &sb) != 0) { rc = ST_EIO; goto fail; }
+  if (!S_ISREG(sb.st_mode)) {
+    GW_LOG(GW_LOG_ERROR, "store", NULL, "master key file %s is not a regular file", path);
+    rc = ST_EPERM;
+    goto fail;
+  }
+  if (sb.st_mode & 077) {
+    GW_LOG(GW_LOG_ERROR, "store", NULL,
+           "master key file %s is accessible by group/others (mode %03o); refusing to start. "
+           "Run: chmod 600 %s",
+           path, (unsigned)(sb.st_mode & 0777), path);
+    rc = ST_EPERM;
+    goto fail;
+  }
+  if (sb.st_size > KEYFILE_MAX) {
+    GW_LOG(GW_LOG_ERROR, "store", NULL, "master key file %s is too large", path);
+    rc = ST_EINVAL;
+    goto fail;
+  }
+  if (!(buf = malloc(KEYFILE_MAX + 1))) { rc = ST_ENOMEM; goto fail; }
+  for (;;) {
+    ssize_t r = read(fd, buf + len, KEYFILE_MAX + 1 - len);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) { rc = ST_EIO; goto fail; }
+    if (r == 0) break;
+    len += (size_t)r;
+    if (len > KEYFILE_MAX) { rc = ST_EINVAL; goto fail; }
+  }
+  if ((rc = keyfile_parse(path, buf, len, st->keys, &st->nkeys)) < 0) goto fail;
+  if (st->nkeys > 1)
+    GW_LOG(GW_LOG_WARN, "store", NULL,
+           "master key file %s holds %zu keys: a key rotation did not finish; run it again",
+           path, st->nkeys);
+  else
+    GW_LOG(GW_LOG_INFO, "store", NULL, "master key loaded from %s (key id %u)", path,
+           st->keys[0].id);
+fail:
+  if (buf) {
+    OPENSSL_cleanse(buf, KEYFILE_MAX + 1);
+    free(buf);
+  }
+  close(fd);
+  return rc;
+}
+
+/* ---- seal / unseal ------------------------------------------------------- */
+
+static int seal_with(const st__key *k, const st_aad *a, const aad_lens *l, const void *pt,
+                     size_t n, uint8_t **blob, size_t *bloblen) {
+  EVP_CIPHER_CTX *ctx = NULL;
+  uint8_t aad[AAD_MAX], *b = NULL;
+  size_t aadlen = aad_build(a, l, k->id, aad);
+  int outl = 0, finl = 0, rc = ST_ECRYPTO;
+  if (!(b = malloc(n + ST_SEAL_OVERHEAD))) return ST_ENOMEM;
+  b[0] = ST_SEAL_VERSION;
+  put32(b + 1, k->id);
+  /* 96-bit random nonces: with far fewer than 2^32 seals per key the
+   * collision probability stays negligible, and rotation resets the count. */
+  if (RAND_bytes(b + 5, NONCE_LEN) != 1) goto fail;
+  if (!(ctx = EVP_CIPHER_CTX_new()) ||
+      EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, NONCE_LEN, NULL) != 1 ||
+      EVP_EncryptInit_ex(ctx, NULL, NULL, k->key, b + 5) != 1 ||
+      EVP_EncryptUpdate(ctx, NULL, &outl, aad, (int)aadlen) != 1)
+    goto fail;
+  outl = 0; /* the AAD update reported the AAD length: not output */
+  if (n > 0 && EVP_EncryptUpdate(ctx, b + HDR_LEN, &outl, pt, (int)n) != 1) goto fail;
+  if (EVP_EncryptFinal_ex(ctx, b + HDR_LEN + outl, &finl) != 1 ||
+      (size_t)(outl + finl) != n ||
+      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, TAG_LEN, b + HDR_LEN + n) != 1)
+    goto fail;
+  EVP_CIPHER_CTX_free(ctx);
+  *blob = b;
+  *bloblen = n + ST_SEAL_OVERHEAD;
+  return 0;
+fail:
+  EVP_CIPHER_CTX_free(ctx);
+  if (b) {
+    OPENSSL_cleanse(b, n + ST_SEAL_OVERHEAD);
+    free(b);
+  }
+  return rc;
+}
+
+int st_seal(st_store *st, const st_aad *aad, const void *pt, size_t n, uint8_t **blob,
+            size_t *bloblen) {
+  st__key k;
+  aad_lens l;
+  int rc;
+  if (!st || !blob || !bloblen || (n && !pt) || n > ST_SECRET_MAX) return ST_EINVAL;
+  *blob = NULL;
+  *bloblen = 0;
+  if ((rc = aad_check(aad, &l)) < 0) return rc;
+  if ((rc = key_get(st, 0, &k)) < 0) return rc;
+  rc = seal_with(&k, aad, &l, pt, n, blob, bloblen);
+  OPENSSL_cleanse(&k, sizeof k);
+  return rc;
+}
+
+int st_unseal(st_store *st, const st_aad *aad, const uint8_t *blob, size_t bloblen,
+              uint8_t **pt, size_t *n) {
+  EVP_CIPHER_CTX *ctx = NULL;
+  st__key k;
+  aad_lens l;
+  uint8_t aadb[AAD_MAX], tag[TAG_LEN], *out = NULL;
+  size_t ctlen, aadlen;
+  int outl = 0, finl = 0, rc;
+  if (!st || !pt || !n) return ST_EINVAL;
+  *pt = NULL;
+  *n = 0;
+  if ((rc = aad_check(aad, &l)) < 0) return rc;
+  if (!blob || bloblen < ST_SEAL_OVERHEAD || bloblen - ST_SEAL_OVERHEAD > ST_SECRET_MAX ||
+      blob[0] != ST_SEAL_VERSION)
+    return ST_ECRYPTO;
+  ctlen = bloblen - ST_SEAL_OVERHEAD;
+  /* Unknown key id: same answer as a bad tag (fail closed, no oracle). */
+  if ((rc = key_get(st, get32(blob + 1), &k)) < 0) return rc == ST_ENOKEY ? rc : ST_ECRYPTO;
+  aadlen = aad_build(aad, &l, k.id, aadb);
+  memcpy(tag, blob + HDR_LEN + ctlen, TAG_LEN);
+  rc = ST_ECRYPTO;
+  if (!(out = malloc(ctlen ? ctlen : 1))) { rc = ST_ENOMEM; goto fail; }
+  if (!(ctx = EVP_CIPHER_CTX_new()) ||
+      EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, NONCE_LEN, NULL) != 1 ||
+      EVP_DecryptInit_ex(ctx, NULL, NULL, k.key, blob + 5) != 1 ||
+      EVP_DecryptUpdate(ctx, NULL, &outl, aadb, (int)aadlen) != 1)
+    goto fail;
+  outl = 0;
+  if (ctlen > 0 && EVP_DecryptUpdate(ctx, out, &outl, blob + HDR_LEN, (int)ctlen) != 1) goto fail;
+  if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TAG_LEN, tag) != 1 ||
+      EVP_DecryptFinal_ex(ctx, out + outl, &finl) != 1 || (size_t)(outl + finl) != ctlen)
+    goto fail;
+  EVP_CIPHER_CTX_free(ctx);
+  OPENSSL_cleanse(&k, sizeof k);
+  *pt = out;
+  *n = ctlen;
+  return 0;
+fail:
+  EVP_CIPHER_CTX_free(ctx);
+  OPENSSL_cleanse(&k, sizeof k);
+  if (out) st_secret_free(out, ctlen ? ctlen : 1);
+  return rc;
+}
+
+void st_secret_free(uint8_t *pt, size_t n) {
+  if (!pt) return;
+  OPENSSL_cleanse(pt, n);
+  free(pt);
+}
+
+/* ---- the secrets database ------------------------------------------------ */
+
+static int secret_key(const st_aad *a, uint8_t out[SKEY_MAX], size_t *len) {
+  aad_lens l;
+  int rc = aad_check(a, &l);
+  if (rc < 0) return rc;
+  *len = fields_put(out, a, &l);
+  return 0;
+}
+
+int st_secret_put(st_txn *txn, const st_aad *aad, const void *pt, size_t n) {
+  uint8_t k[SKEY_MAX], *blob = NULL;
+  size_t klen, bloblen;
+  int rc;
+  if (!txn || !st_txn_is_write(txn)) return ST_EINVAL;
+  if ((rc = secret_key(aad, k, &klen)) < 0) return rc;
+  if ((rc = st_seal(st_txn_store(txn), aad, pt, n, &blob, &bloblen)) < 0) return rc;
+  rc = st_put(txn, ST_DB_SECRETS, k, klen, blob, bloblen, 0);
+  free(blob); /* ciphertext: no need to wipe */
+  return rc;
+}
+
+int st_secret_get(st_txn *txn, const st_aad *aad, uint8_t **pt, size_t *n) {
+  uint8_t k[SKEY_MAX];
+  size_t klen;
+  st_val v;
+  int rc;
+  if (!txn || !pt || !n) return ST_EINVAL;
+  *pt = NULL;
+  *n = 0;
+  if ((rc = secret_key(aad, k, &klen)) < 0) return rc;
+  if ((rc = st_get(txn, ST_DB_SECRETS, k, klen, &v)) < 0) return rc;
+  return st_unseal(st_txn_store(txn), aad, v.data, v.len, pt, n);
+}
+
+int st_secret_del(st_txn *txn, const st_aad *aad) {
+  uint8_t k[SKEY_MAX];
+  size_t klen;
+  int rc;
+  if (!txn || !st_txn_is_write(txn)) return ST_EINVAL;
+  if ((rc = secret_key(aad, k, &klen)) < 0) return rc;
+  return st_del(txn, ST_DB_SECRETS, k, klen);
+}
+
+/* ---- check --------------------------------------------------------------- */
+
+int st__check_secrets(st_store *st, st_txn *txn, st_check_report_fn report, void *ctx) {
+  char tenant[ST_AAD_TENANT_MAX + 1], kind[ST_AAD_KIND_MAX + 1], owner[ST_AAD_OWNER_MAX + 1];
+  char msg[512];
+  st_cursor *c = NULL;
+  st_val k, v;
+  size_t unverified = 0;
+  int problems = 0, rc, have_key = st_key_current_id(st) != 0;
+  if ((rc = st_cursor_open(txn, ST_DB_SECRETS, &c)) < 0) return rc;
+  while ((rc = st_cursor_next(c, &k, &v)) == 0) {
+    uint8_t *pt = NULL;
+    size_t n = 0;
+    if (st__secret_key_parse(k.data, k.len, tenant, kind, owner) < 0) {
+      snprintf(msg, sizeof msg, "malformed secret key (%zu bytes)", k.len);
+      if (report) report(ctx, "secrets", msg);
+      problems++;
+      continue;
+    }
+    if (!have_key) {
+      unverified++;
+      continue;
+    }
+    st_aad a = {tenant, kind, owner};
+    if (st_unseal(st, &a, v.data, v.len, &pt, &n) < 0) {
+      snprintf(msg, sizeof msg,
+               "secret tenant='%s' kind='%s' owner='%s' (key id %u) does not unseal", tenant,
+               kind, owner, v.len >= 5 ? get32((const uint8_t *)v.data + 1) : 0);
+      if (report) report(ctx, "secrets", msg);
+      problems++;
+      continue;
+    }
+    st_secret_free(pt, n);
+  }
+  st_cursor_close(c);
+  if (rc != ST_ENOTFOUND) return rc;
+  if (unverified) {
+    snprintf(msg, sizeof msg, "no master key loaded: %zu secret(s) not verified", unverified);
+    if (report) report(ctx, "secrets", msg);
+    problems++;
+  }
+  return problems;
+}
+
+/* ---- rotation ------------------------------------------------------------ */
+
+/* One bounded re-seal pass, run as a job. Inputs (from, new_kid) are never
+ * modified by the job; outputs are overwritten on every run, so a re-run by
+ * the writer gives the same result (store.h purity contract). */
+typedef struct rot_job {
+  uint32_t new_kid;
+  uint8_t from[SKEY_MAX];
+  size_t flen;
+  uint8_t next[SKEY_MAX];
+  size_t nlen;
+  int more;
+  size_t resealed, failed;
+  uint8_t (*keys)[SKEY_MAX]; /* scratch for ROTATE_BATCH keys */
+  size_t *klens;
+} rot_job;
+
+static int rot_job_fn(st_txn *txn, void *arg) {
+  rot_job *r = arg;
+  st_store *st = st_txn_store(txn);
+  char tenant[ST_AAD_TENANT_MAX + 1], kind[ST_AAD_KIND_MAX + 1], owner[ST_AAD_OWNER_MAX + 1];
+  st_cursor *c = NULL;
+  st_val k, v;
+  size_t nk = 0, scanned = 0;
+  st__key key;
+  int rc;
+  r->more = 0;
+  r->nlen = 0;
+  r->resealed = r->failed = 0;
+  if ((rc = key_get(st, r->new_kid, &key)) < 0) return rc;
+  /* Collect the keys first and write after closing the cursor: no reliance
+   * on cursor fix-ups across value-size-changing puts. */
+  if ((rc = st_cursor_open(txn, ST_DB_SECRETS, &c)) < 0) goto out;
+  if ((rc = st_cursor_seek(c, NULL, 0, r->flen ? r->from : NULL, r->flen)) < 0) goto out;
+  while ((rc = st_cursor_next(c, &k, &v)) == 0) {
+    if (k.len > SKEY_MAX) continue; /* malformed; st_check reports it */
+    if (nk == ROTATE_BATCH || scanned == ROTATE_SCAN_MAX) {
+      memcpy(r->next, k.data, k.len); /* resume here (inclusive) next pass */
+      r->nlen = k.len;
+      r->more = 1;
+      break;
+    }
+    scanned++;
+    if (v.len >= 5 && get32((const uint8_t *)v.data + 1) == r->new_kid) continue;
+    memcpy(r->keys[nk], k.data, k.len);
+    r->klens[nk++] = k.len;
+  }
+  st_cursor_close(c);
+  c = NULL;
+  if (rc < 0 && rc != ST_ENOTFOUND) goto out;
+  rc = 0;
+  for (size_t i = 0; i < nk; i++) {
+    uint8_t *pt = NULL, *blob = NULL;
+    size_t n = 0, bloblen = 0;
+    aad_lens l;
+    if (st__secret_key_parse(r->keys[i], r->klens[i], tenant, kind, owner) < 0) {
+      r->failed++;
+      continue;
+    }
+    st_aad a = {tenant, kind, owner};
+    if ((rc = st_get(txn, ST_DB_SECRETS, r->keys[i], r->klens[i], &v)) < 0) goto out;
+    if (st_unseal(st, &a, v.data, v.len, &pt, &n) < 0) {
+      r->failed++;
+      continue;
+    }
+    aad_check(&a, &l);
+    rc = seal_with(&key, &a, &l, pt, n, &blob, &bloblen);
+    st_secret_free(pt, n);
+    if (rc < 0) goto out;
+    rc = st_put(txn, ST_DB_SECRETS, r->keys[i], r->klens[i], blob, bloblen, 0);
+    free(blob);
+    if (rc < 0) goto out;
+    r->resealed++;
+  }
+out:
+  if (c) st_cursor_close(c);
+  OPENSSL_cleanse(&key, sizeof key);
+  return rc;
+}
+
+int st_key_rotate(st_store *st) {
+  st__key keys[ST__KEYS_MAX + 1], newk;
+  rot_job *r = NULL;
+  size_t n, total = 0, failed = 0;
+  int rc;
+  if (!st) return ST_EINVAL;
+  if (!st->key_file || st_key_current_id(st) == 0) return ST_ENOKEY;
+  if (uv_mutex_trylock(&st->rotmu) != 0) return ST_EBUSY;
+
+  /* 1. New key appended to the file (old keys kept for unsealing). */
+  uv_rwlock_rdlock(&st->kmu);
+  n = st->nkeys;
+  memcpy(keys, st->keys, n * sizeof keys[0]);
+  uv_rwlock_rdunlock(&st->kmu);
+  if (n >= ST__KEYS_MAX || keys[n - 1].id == UINT32_MAX) {
+    GW_LOG(GW_LOG_ERROR, "store", NULL, "master key file %s holds too many keys to rotate",
+           st->key_file);
+    rc = ST_EINVAL;
+    goto out;
+  }
+  newk.id = keys[n - 1].id + 1;
+  if (RAND_bytes(newk.key, sizeof newk.key) != 1) { rc = ST_ECRYPTO; goto out; }
+  keys[n] = newk;
+  if ((rc = keyfile_write(st->key_file, keys, n + 1, 0)) < 0) {
+    GW_LOG(GW_LOG_ERROR, "store", NULL, "key rotation: cannot write %s: %s", st->key_file,
+           st_strerror(rc));
+    goto out;
+  }
+
+  /* 2. Every seal from now on uses the new key. */
+  uv_rwlock_wrlock(&st->kmu);
+  st->keys[st->nkeys++] = newk;
+  uv_rwlock_wrunlock(&st->kmu);
+  GW_LOG(GW_LOG_INFO, "store", NULL, "key rotation: sealing key is now id %u; re-sealing secrets",
+         newk.id);
+
+  /* 3. Re-seal everything, ROTATE_BATCH blobs per job. */
+  if (!(r = calloc(1, sizeof *r)) || !(r->keys = malloc(ROTATE_BATCH * sizeof *r->keys)) ||
+      !(r->klens = malloc(ROTATE_BATCH * sizeof *r->klens))) {
+    rc = ST_ENOMEM;
+    goto out;
+  }
+  r->new_kid = newk.id;
+  do {
+    if ((rc = st_write_sync(st, rot_job_fn, r)) < 0) {
+      GW_LOG(GW_LOG_ERROR, "store", NULL,
+             "key rotation interrupted (%s); all keys kept, run it again", st_strerror(rc));
+      goto out;
+    }
+    total += r->resealed;
+    failed += r->failed;
+    memcpy(r->from, r->next, r->nlen);
+    r->flen = r->nlen;
+  } while (r->more);
+  if (failed) {
+    GW_LOG(GW_LOG_ERROR, "store", NULL,
+           "key rotation: %zu secret(s) could not be unsealed and were left as they are; old "
+           "keys kept in %s. Run the store check to list them",
+           failed, st->key_file);
+    rc = ST_ECRYPTO;
+    goto out;
+  }
+
+  /* 4. Nothing is sealed under an old key any more: drop them. */
+  if ((rc = keyfile_write(st->key_file, &newk, 1, 0)) < 0) {
+    GW_LOG(GW_LOG_ERROR, "store", NULL,
+           "key rotation: secrets re-sealed but %s could not be rewritten (%s); run it again",
+           st->key_file, st_strerror(rc));
+    goto out;
+  }
+  uv_rwlock_wrlock(&st->kmu);
+  OPENSSL_cleanse(st->keys, sizeof st->keys);
+  st->keys[0] = newk;
+  st->nkeys = 1;
+  uv_rwlock_wrunlock(&st->kmu);
+  GW_LOG(GW_LOG_INFO, "store", NULL, "key rotation finished: %zu secret(s) re-sealed under key id %u",
+         total, newk.id);
+out:
+  if (r) {
+    free(r->keys);
+    free(r->klens);
+    free(r);
+  }
+  OPENSSL_cleanse(keys, sizeof keys);
+  OPENSSL_cleanse(&newk, sizeof newk);
+  uv_mutex_unlock(&st->rotmu);
+  return rc;
+}

@@ -1,0 +1,348 @@
+/* store/store.h — the embedded store: one LMDB environment, its named
+ * databases, read transactions used inline on loop threads, and the single
+ * writer thread that owns every write transaction (group commit, nested
+ * per-job transactions, in-transaction hooks, post-commit actions).
+ *
+ * This is the only module that includes lmdb.h; nothing LMDB-specific leaks
+ * through this header. Sealing lives in store/seal.h, tokens in
+ * store/token.h.
+ *
+ * Error model: every function returning int returns 0 (or a documented
+ * non-negative value) on success and a negative code on failure. The store's
+ * own codes are ST_E* in the reserved range [-30099, -30000], disjoint from
+ * libuv's negated errno values (> -4096) and from LMDB's (-30799..-30780),
+ * which never escape this module. st_strerror() names them.
+ *
+ * Threads: an st_store is shared by all threads. Read transactions may be
+ * used on any thread but a transaction must be used by one thread at a time.
+ * Jobs run on the writer thread; done callbacks run on the thread of the
+ * port they were submitted with. */
+#ifndef MCPGATE_STORE_STORE_H
+#define MCPGATE_STORE_STORE_H
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+/* ---- error codes -------------------------------------------------------- */
+
+#define ST_ERR_FIRST (-30000)
+#define ST_ERR_LAST (-30099)
+enum {
+  ST_ENOTFOUND = -30000, /* key / record absent */
+  ST_EEXIST = -30001,    /* key exists (ST_NOOVERWRITE), or backup dest not empty */
+  ST_EINVAL = -30002,    /* bad argument or call in the wrong context */
+  ST_ENOMEM = -30003,    /* allocation failed */
+  ST_EMAPFULL = -30004,  /* LMDB map full: raise map_size; nothing was written */
+  ST_ETXNFULL = -30005,  /* one job dirtied too many pages for one transaction */
+  ST_ETOONEW = -30006,   /* store schema newer than this binary */
+  ST_EIO = -30007,       /* I/O error reading/writing the store or a key file */
+  ST_ECORRUPT = -30008,  /* LMDB reported corruption / bad file format */
+  ST_ECRYPTO = -30009,   /* sealed blob failed authentication, or crypto failure */
+  ST_ENOKEY = -30010,    /* no master key loaded (sealing unavailable) */
+  ST_ECANCELED = -30011, /* not produced by the store: for jobs whose request went away */
+  ST_ECLOSED = -30012,   /* store or port is closing/closed */
+  ST_EBUSY = -30013,     /* writer queue full, readers table full, or rotation running */
+  ST_EPERM = -30014,     /* insecure permissions on a file we must keep private */
+};
+
+/* Static string for any ST_E* code; "job error (not a store code)" for
+ * values outside the store's range (e.g. a job's own code); "ok" for >= 0.
+ * Never contains data from the store. */
+const char *st_strerror(int err);
+
+/* ---- databases -----------------------------------------------------------
+ * Every named database has an enum value here and a name in the table in
+ * store/env.c (st__db_names). The name is what is stored in the file: never
+ * rename one. To add a database:
+ *   1. add ST_DB_<X> just before ST_DB__COUNT;
+ *   2. add its name to st__db_names[] in store/env.c (a static assert keeps
+ *      the table and enum the same length);
+ *   3. append a migration step in store/migrate.c that calls
+ *      st__db_create(txn, ST_DB_<X>).
+ * st_open refuses to start (and the unit tests fail) if a table entry has no
+ * migration creating it. Databases are plain sorted key/value maps (no
+ * DUPSORT): build indexes with composite keys. */
+typedef enum st_db {
+  ST_DB_META = 0, /* store metadata: schema_version, store_id */
+  ST_DB_TENANTS,  /* tenants (owned by the gateway's tenant config) */
+  ST_DB_TOKENS,   /* token hash -> token record (auth/, scim/, admin) */
+  ST_DB_SECRETS,  /* every sealed blob; key = st_aad fields (store/seal.h) */
+  ST_DB__COUNT
+} st_db;
+
+/* Name of a database as stored in the file, or NULL if out of range. */
+const char *st_db_name(st_db db);
+
+/* ---- environment -------------------------------------------------------- */
+
+typedef struct st_store st_store;
+typedef struct st_txn st_txn;
+
+/* Zero-initialise and fill what you need; zero fields take the default. */
+typedef struct st_options {
+  const char *dir;             /* LMDB env directory; created 0700 if missing (its parent
+                                  must exist). Required. One st_store per dir per process:
+                                  LMDB forbids opening an env twice in one process. */
+  size_t map_size;             /* bytes; default 8 GiB (LMDB maps lazily; file grows as used) */
+  const char *master_key_file; /* NULL: no sealing (st_seal etc. return ST_ENOKEY) */
+  unsigned max_readers;        /* concurrent read txns; default 126 */
+  unsigned queue_max;          /* writer queue cap; st_submit → ST_EBUSY beyond; default 65536 */
+} st_options;
+
+/* Opens (creating if needed) the store: loads/creates the master key file,
+ * opens the env with MDB_NOTLS, clears stale reader slots (logged), runs
+ * pending migrations (refusing with ST_ETOONEW if the file's schema is newer
+ * than this binary), opens every named database and starts the writer
+ * thread. Call at startup, off the loop (it does file I/O and fsyncs).
+ * On success *out is owned by the caller; release with st_close. Strings in
+ * opts are copied. */
+int st_open(st_store **out, const st_options *opts);
+
+/* Stops accepting jobs (st_submit → ST_ECLOSED), lets the writer drain and
+ * commit everything already queued (done callbacks are delivered to their
+ * ports as usual), joins the writer, and closes the env. No read txn may be
+ * open and no other thread may still be calling into st. Ports may be
+ * closed before or after. NULL is a no-op. Must not run on the writer. */
+void st_close(st_store *st);
+
+/* Schema version of the open store (== st_schema_latest() after st_open). */
+uint32_t st_schema_version(const st_store *st);
+/* Newest schema version this binary knows (number of migration steps). */
+uint32_t st_schema_latest(void);
+
+/* ---- transactions and data access ---------------------------------------
+ * Read transactions are short and used inline on the loop: begin, a few
+ * gets, end. Never hold one across a callback or an await — it pins old
+ * pages and grows the file. Write transactions exist only inside jobs on
+ * the writer thread (st_submit / st_write_sync). */
+
+/* A value or key handed out by the store. data points into the LMDB map:
+ * valid only until the transaction ends, or until the next st_put/st_del in
+ * that same transaction (writes may move pages). Copy what you keep. */
+typedef struct st_val {
+  const void *data;
+  size_t len;
+} st_val;
+
+/* Keys longer than st_max_key() bytes — or whose first byte is 0xFF — are
+ * stored as the marker byte 0xFF followed by SHA-256(key) (33 bytes), so any
+ * length works with get/put/del. Such keys do NOT keep prefix order: a
+ * cursor returns their hashed form and prefix scans cannot find them by
+ * prefix. Keep scannable (index) keys short and not starting with 0xFF. */
+#define ST_KEY_HASHED_MARKER 0xFF
+#define ST_KEY_INPUT_MAX (64 * 1024)        /* cap on any key given to the store */
+#define ST_VAL_MAX (16u * 1024 * 1024)      /* cap on any value */
+size_t st_max_key(const st_store *st);      /* 511 with the stock liblmdb */
+
+/* Begins a read-only snapshot. *out owned by the caller until st_txn_end.
+ * ST_EBUSY if the readers table is full. */
+int st_read_begin(st_store *st, st_txn **out);
+/* Ends a read txn from st_read_begin, closing any cursor still open on it
+ * (that is a bug in the caller and is logged). Job txns are ended by the
+ * writer; passing one here is logged and ignored. NULL is a no-op. */
+void st_txn_end(st_txn *txn);
+/* The store a transaction belongs to (handy inside jobs and hooks). */
+st_store *st_txn_store(st_txn *txn);
+/* 1 for a job (write) transaction, 0 for a read transaction. */
+int st_txn_is_write(const st_txn *txn);
+
+/* Looks a key up. ST_ENOTFOUND if absent. out: see st_val lifetime. */
+int st_get(st_txn *txn, st_db db, const void *k, size_t klen, st_val *out);
+
+#define ST_NOOVERWRITE 0x1u /* st_put: fail with ST_EEXIST if the key exists */
+/* Inserts or replaces. Write txns only (ST_EINVAL otherwise). klen >= 1,
+ * vlen <= ST_VAL_MAX. On ST_EMAPFULL / ST_ETXNFULL / ST_EIO the job's
+ * transaction is poisoned: later operations fail and the job is aborted
+ * whatever it returns. */
+int st_put(st_txn *txn, st_db db, const void *k, size_t klen, const void *v, size_t vlen,
+           unsigned flags);
+/* Deletes a key. ST_ENOTFOUND if absent. Write txns only. */
+int st_del(st_txn *txn, st_db db, const void *k, size_t klen);
+
+/* Cursors: ordered scans over one database.
+ *   st_cursor *c; st_cursor_open(txn, ST_DB_TOKENS, &c);
+ *   st_cursor_seek(c, "t\0acme\0", 7, NULL, 0);
+ *   while ((rc = st_cursor_next(c, &k, &v)) == 0) { ... }
+ *   st_cursor_close(c);   // rc == ST_ENOTFOUND at the end of the range
+ * A cursor belongs to its txn and must be closed before the txn ends (any
+ * left open are closed by the txn's end and logged; the handle is then
+ * dangling). In a write txn, st_put/st_del on the same db are allowed while
+ * a cursor is open; the cursor continues after its current key. */
+typedef struct st_cursor st_cursor;
+int st_cursor_open(st_txn *txn, st_db db, st_cursor **out);
+/* Limits the scan to keys starting with prefix (plen 0: whole db) and
+ * positions it before the first such key >= from (from NULL: the prefix
+ * itself). Prefixes must be <= st_max_key() and not start with 0xFF. */
+int st_cursor_seek(st_cursor *c, const void *prefix, size_t plen, const void *from, size_t flen);
+/* Steps to the next key in range. 0 with key/val filled (st_val lifetime,
+ * either may be NULL), ST_ENOTFOUND past the end. Without a prior seek the
+ * whole db is scanned from its first key. */
+int st_cursor_next(st_cursor *c, st_val *key, st_val *val);
+void st_cursor_close(st_cursor *c);
+
+/* ---- the writer: jobs, ports, group commit ------------------------------
+ * A job is a function run on the writer thread inside its OWN nested write
+ * transaction, a child of the batch transaction. The writer takes up to
+ * ST_BATCH_MAX queued jobs, runs each in its child txn, and commits the
+ * batch once (one fsync for all). A job returning < 0 has its child aborted
+ * alone: the other jobs in the batch are unaffected.
+ *
+ * !!! CONTRACT: a job must be a pure function of (store state, arg). !!!
+ * The writer may run a job MORE THAN ONCE: if the batch commit fails (e.g.
+ * map full while writing the freelist) every job of the batch is re-run
+ * alone in its own transaction so each gets an honest result; and a job
+ * that hits ST_EMAPFULL/ST_ETXNFULL behind other jobs in a batch is re-run
+ * at the head of a fresh batch. So a job must not mutate arg's inputs, must
+ * not have side effects outside the txn (send, free, signal...) — put those
+ * in st_txn_after_commit or the done callback — and must write its outputs
+ * into arg idempotently (every run overwrites them).
+ *
+ * Return value: any value >= 0 commits the job's writes; any negative value
+ * (a ST_E* code or the job's own code, e.g. a libuv or module code) aborts
+ * the job's child txn and is passed to done unchanged. */
+#define ST_BATCH_MAX 256
+typedef int (*st_job_fn)(st_txn *txn, void *arg);
+/* status: the job's return value once its batch COMMITTED and the batch's
+ * post-commit actions ran; the job's negative return if it aborted; or the
+ * commit error (e.g. ST_EMAPFULL, ST_EIO) if its writes could not be
+ * committed. */
+typedef void (*st_done_fn)(int status, void *arg);
+
+/* Completion ports deliver done callbacks onto a libuv loop: a
+ * mutex-protected queue plus a uv_async_t on that loop (uv_async_send
+ * coalesces wake-ups, so the queue carries the messages). The port's handle
+ * keeps the loop alive until st_port_close. */
+typedef struct st_port st_port;
+/* Creates a port on loop. Must be called on the loop's thread. *out is
+ * valid until st_port_close. */
+int st_port_open(st_store *st, uv_loop_t *loop, st_port **out);
+/* Closes a port. Loop thread only. From this call on, done is NEVER called
+ * for jobs submitted on this port — neither for completions already queued
+ * nor for jobs still in the writer (their writes still commit). If done is
+ * where you free arg, close the port only once st_port_pending() is 0 (or
+ * keep arg reachable elsewhere). cb(arg) runs on the loop once the handle
+ * is closed (cb may be NULL); the port's memory is released internally once
+ * the handle is closed and the writer holds no reference. Safe to call from
+ * inside a done callback of this port. Call it exactly once. */
+void st_port_close(st_port *port, void (*cb)(void *arg), void *arg);
+/* Jobs submitted on this port whose done has not been delivered. Loop thread. */
+size_t st_port_pending(const st_port *port);
+
+/* Queues a job. Any thread. done may be NULL. port == NULL: done runs on the
+ * writer thread (keep it short and never call st_write_sync from it); else
+ * done runs on port's loop thread. Returns ST_ECLOSED once st_close began,
+ * ST_EBUSY if the queue is at queue_max, ST_ENOMEM; on error nothing was
+ * queued and done will not be called. */
+int st_submit(st_store *st, st_port *port, st_job_fn fn, st_done_fn done, void *arg);
+
+/* Submits fn and blocks the calling thread until its batch committed (or it
+ * failed); returns the job's status as st_done_fn would see it. For CLI /
+ * offline commands and tests: never call it on a loop thread (it blocks) or
+ * on the writer thread (ST_EINVAL: it would deadlock). */
+int st_write_sync(st_store *st, st_job_fn fn, void *arg);
+
+/* ---- hooks: dependent writes atomic with the triggering job --------------
+ * Event kinds are ints owned by the emitting module, which defines them in
+ * its own header. To keep them distinct each module takes a block: */
+enum {
+  ST_EVENT_BASE_STORE = 0,
+  ST_EVENT_BASE_SCIM = 100,
+  ST_EVENT_BASE_AUTH = 200,
+  ST_EVENT_BASE_VAULT = 300,
+  ST_EVENT_BASE_POLICY = 400,
+  ST_EVENT_BASE_GATEWAY = 500,
+};
+/* Called inside the emitting job's transaction, on the writer thread. May
+ * read/write through txn and register post-commit actions. Same purity
+ * contract as jobs (it may run more than once). Negative return fails the
+ * emit. */
+typedef int (*st_hook_fn)(st_txn *txn, int event_kind, const void *event, void *ctx);
+#define ST_HOOKS_MAX 256
+/* Registers fn for event_kind; hooks of a kind run in registration order.
+ * Register everything at startup BEFORE the first st_submit: the hook table
+ * is read by the writer without locks, so later registration is refused
+ * with ST_EINVAL. ctx is borrowed and must outlive st. */
+int st_hook_add(st_store *st, int event_kind, st_hook_fn fn, void *ctx);
+/* Calls every hook registered for event_kind, in order, inside txn (write
+ * txns only). Stops at and returns the first negative hook return; the job
+ * decides what to do (typically return it, aborting its writes and the
+ * hooks'). event is borrowed for the call. */
+int st_emit(st_txn *txn, int event_kind, const void *event);
+
+/* Registers a post-commit action from a job or hook. fn(arg) runs on the
+ * writer thread after the batch committed and BEFORE any done callback of
+ * that batch is delivered (all actions of the batch run first, in job order
+ * then registration order). If the job's child txn aborts, or the batch
+ * commit fails, the action is discarded: discard(arg) (if non-NULL) is
+ * called on the writer thread instead and fn never runs (a re-run of the
+ * job registers it again). Keep fn bounded in time: it delays every reply
+ * of the batch. Write txns only. On error nothing is registered and discard
+ * is not called (arg is still yours). */
+int st_txn_after_commit(st_txn *txn, void (*fn)(void *arg), void (*discard)(void *arg),
+                        void *arg);
+
+/* ---- stats and readiness ------------------------------------------------ */
+
+#define ST_STATS_NBUCKETS 11
+/* Upper bounds (seconds) of the commit latency histogram; the last is +Inf. */
+extern const double st_stats_bucket_le[ST_STATS_NBUCKETS];
+
+typedef struct st_stats {
+  uint64_t queue_depth;          /* jobs queued, not yet taken by the writer */
+  uint64_t jobs_committed;       /* jobs whose writes were committed (status >= 0) */
+  uint64_t jobs_failed;          /* jobs delivered with a negative status */
+  uint64_t commits;              /* successful batch commits */
+  uint64_t commit_errors;        /* failed batch commits */
+  double commit_seconds_sum;     /* time inside mdb_txn_commit of the batch (incl. fsync) */
+  uint64_t commit_seconds_count; /* == commits + commit_errors */
+  uint64_t commit_seconds_bucket[ST_STATS_NBUCKETS]; /* cumulative: <= le[i] */
+  uint64_t batch_jobs_sum;       /* jobs per commit attempt: sum / count */
+  uint64_t batch_jobs_count;
+  uint64_t map_size;             /* configured map size, bytes */
+  uint64_t map_used;             /* high-water mark of pages in the file, bytes */
+  int last_commit_error;         /* 0, or the ST_E* of the last failed batch commit */
+} st_stats;
+/* Snapshot for /metrics. Any thread. */
+void st_stats_get(st_store *st, st_stats *out);
+
+/* 0 when the env is open, the writer thread is running, and the most recent
+ * batch neither failed to commit nor had a job fail with ST_EMAPFULL /
+ * ST_EIO / ST_ECORRUPT (i.e. the store currently accepts writes). The state
+ * clears on the next clean batch, so a single oversized job makes the store
+ * briefly not-ready until any smaller write commits. Negative otherwise.
+ * Any thread; cheap (atomics only). */
+int st_ready(st_store *st);
+/* Static, secret-free reason for the current st_ready state ("ok" when ready). */
+const char *st_ready_reason(st_store *st);
+
+/* ---- offline tools ------------------------------------------------------ */
+
+/* Consistent hot copy (compacted) of the env into dest_dir, which must not
+ * exist or be empty (ST_EEXIST otherwise); created 0700, file fsynced.
+ * Runs a long read txn: call from a CLI/admin thread, never a loop. The
+ * master key is NOT in the backup (only sealed blobs are): back it up
+ * separately, or the copy's secrets are unrecoverable. */
+int st_backup(st_store *st, const char *dest_dir);
+
+/* st_check reports each problem through report(ctx, area, msg): area is a
+ * database or module name, msg a short secret-free description (may name
+ * tenants, kinds and owner ids). Both strings valid only during the call. */
+typedef void (*st_check_report_fn)(void *ctx, const char *area, const char *msg);
+/* A module's consistency check, run inside st_check's read txn. Returns the
+ * number of problems it reported, or a negative error (counted as one). */
+typedef int (*st_check_fn)(st_txn *txn, st_check_report_fn report, void *report_ctx,
+                           void *ctx);
+#define ST_CHECKS_MAX 64
+/* Registers a module check (same registration rule as hooks: at startup,
+ * single-threaded). ctx borrowed. */
+int st_check_add(st_store *st, st_check_fn fn, void *ctx);
+/* Walks every named database (reads every entry), flags databases in the
+ * file that this binary does not know, verifies the meta schema version,
+ * verifies every blob in ST_DB_SECRETS unseals with the AAD its key
+ * encodes, then runs the registered module checks. Returns the number of
+ * problems found (0 = healthy), or a negative error if it could not run.
+ * Holds one read snapshot for its whole duration: offline/CLI use. report
+ * may be NULL. */
+int st_check(st_store *st, st_check_report_fn report, void *ctx);
+
+#endif

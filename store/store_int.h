@@ -1,0 +1,172 @@
+/* store/store_int.h — private to store/: the layout of st_store, st_txn,
+ * jobs and ports, and the st__ helpers the store's .c files share. Nothing
+ * outside store/ includes this (it pulls in lmdb.h). */
+#ifndef MCPGATE_STORE_STORE_INT_H
+#define MCPGATE_STORE_STORE_INT_H
+#include <lmdb.h>
+#include <stdatomic.h>
+#include <uv.h>
+#include "store/store.h"
+
+#define ST__KEY_LEN 32       /* AES-256 */
+#define ST__KEYS_MAX 64      /* lines in a master key file */
+#define ST__KEYBUF 512       /* >= LMDB's max key size (511) */
+
+/* A post-commit action registered with st_txn_after_commit. */
+typedef struct st__action {
+  void (*fn)(void *arg);
+  void (*discard)(void *arg);
+  void *arg;
+  struct st__action *next;
+} st__action;
+
+/* An open cursor; listed on its txn so the txn's end can close leftovers. */
+struct st_cursor {
+  st_txn *txn;
+  st_db db;
+  MDB_cursor *mc;
+  uint8_t prefix[ST__KEYBUF]; /* copied: the caller's buffer may go away */
+  size_t plen;
+  uint8_t start[ST__KEYBUF];  /* first key to visit after a seek */
+  size_t slen;
+  int state;           /* 0 fresh, 1 seeked (next does SET_RANGE start), 2 iterating, 3 done */
+  struct st_cursor *next_open, *prev_open;
+};
+
+/* A transaction: a read snapshot (malloc'd by st_read_begin) or a job's
+ * child write txn (on the writer's stack) or a migration txn. */
+struct st_txn {
+  st_store *st;
+  MDB_txn *txn;
+  int write;
+  int poison;          /* first fatal LMDB error (ST_E*): the txn must abort */
+  st__action *act_head, *act_tail;
+  struct st_cursor *cursors;
+};
+
+typedef struct st__sync st__sync;
+
+/* One submitted job; also its completion record on the port's queue. */
+typedef struct st__job {
+  st_job_fn fn;
+  st_done_fn done;
+  void *arg;
+  st_port *port;       /* holds one port reference while the job lives */
+  st__sync *sync;      /* st_write_sync waiter, or NULL */
+  int status;
+  int poison;          /* fatal LMDB error (ST_E*) of its last run, 0 if none */
+  st__action *act_head, *act_tail;
+  struct st__job *next;
+} st__job;
+
+struct st_port {
+  uv_async_t async;    /* async.data == this */
+  uv_mutex_t mu;       /* guards head/tail/refs/closed against the writer */
+  st__job *head, *tail;
+  unsigned refs;       /* 1 for the open handle + 1 per job in flight */
+  int closed;
+  size_t pending;      /* jobs submitted, done not yet delivered (loop thread reads) */
+  void (*close_cb)(void *arg);
+  void *close_arg;
+};
+
+typedef struct st__hook {
+  int kind;
+  st_hook_fn fn;
+  void *ctx;
+} st__hook;
+
+typedef struct st__check {
+  st_check_fn fn;
+  void *ctx;
+} st__check;
+
+typedef struct st__key {
+  uint32_t id;
+  uint8_t key[ST__KEY_LEN];
+} st__key;
+
+struct st_store {
+  MDB_env *env;
+  MDB_dbi dbi[ST_DB__COUNT];
+  int dbi_ok[ST_DB__COUNT];
+  size_t maxkey;
+  size_t map_size;
+  uint32_t schema_version;
+  char *dir;
+
+  /* writer queue */
+  uv_thread_t writer;
+  int writer_started;
+  uv_mutex_t qmu;
+  uv_cond_t qcond;
+  st__job *qhead, *qtail;
+  size_t qlen, qmax;
+  int stopping;                /* under qmu */
+  atomic_int writer_alive;
+  atomic_int serving;          /* set by the first st_submit: hook table frozen */
+  atomic_int closed;
+
+  st__hook hooks[ST_HOOKS_MAX];
+  size_t nhooks;
+  st__check checks[ST_CHECKS_MAX];
+  size_t nchecks;
+
+  /* stats: written by the writer once per batch, read by /metrics */
+  uv_mutex_t smu;
+  st_stats stats;
+  atomic_int health;           /* 0 or the ST_E* making st_ready fail */
+
+  /* sealing keys: read by any thread, replaced only by rotation */
+  uv_rwlock_t kmu;
+  st__key keys[ST__KEYS_MAX];
+  size_t nkeys;                /* 0: no master key */
+  char *key_file;
+  uv_mutex_t rotmu;            /* one rotation at a time */
+
+  atomic_int test_fail_commits; /* unit tests: fail the next N batch commits */
+};
+
+/* LMDB / errno code → ST_E*. */
+int st__err(int mdb_rc);
+/* 1 if an ST_E* means the job ran out of map or txn space. */
+int st__is_resource(int err);
+
+/* Initialises t as a transaction of st over an MDB txn. */
+void st__txn_init(st_txn *t, st_store *st, MDB_txn *txn, int write);
+/* Closes leftover cursors of t (logging them). Before commit/abort. */
+void st__txn_close_cursors(st_txn *t);
+/* Runs (fn) or discards (discard) an action list and frees it. */
+void st__actions_run(st__action *head);
+void st__actions_discard(st__action *head);
+
+/* Opens / creates a named db in a top-level write txn (migrations). */
+int st__db_create(st_txn *txn, st_db db);
+/* Opens every db in the table that exists (create = 0) or fails if missing. */
+int st__db_open_all(st_store *st, MDB_txn *txn, int require_all);
+extern const char *const st__db_names[ST_DB__COUNT];
+
+/* Migrations (migrate.c): brings the store from its version up to target
+ * (each step + version bump in one write txn). */
+int st__migrate(st_store *st, uint32_t target);
+int st__schema_read(st_txn *txn, uint32_t *out);
+
+/* Writer (writer.c). */
+int st__writer_start(st_store *st);
+void st__writer_stop(st_store *st);
+/* 1 if the calling thread is st's writer. */
+int st__on_writer(st_store *st);
+
+/* Keys (seal.c). */
+int st__keys_load(st_store *st, const char *path);
+void st__keys_wipe(st_store *st);
+int st__secret_key_parse(const void *k, size_t klen, char *tenant, char *kind, char *owner);
+int st__check_secrets(st_store *st, st_txn *txn, st_check_report_fn report, void *ctx);
+
+/* Durable small-file write: temp file 0600, fsync, rename (or link when
+ * no_replace, ST_EEXIST if path exists), fsync dir. */
+int st__write_file_atomic(const char *path, const void *data, size_t n, int no_replace);
+/* fsync a directory (after rename/create inside it). */
+int st__fsync_dir(const char *dir);
+
+#endif

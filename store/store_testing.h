@@ -1,0 +1,16 @@
+/* store/store_testing.h — hooks for tests/unit only; production code never
+ * calls these. Kept out of store.h so the public API stays clean and out of
+ * store_int.h so tests need not include lmdb.h. */
+#ifndef MCPGATE_STORE_STORE_TESTING_H
+#define MCPGATE_STORE_STORE_TESTING_H
+#include <stdint.h>
+#include "store/store.h"
+
+/* st_open, but migrations stop at target_version (0: run none), so tests can
+ * build a store at an old schema and reopen it with st_open. */
+int st__open_at(st_store **out, const st_options *opts, uint32_t target_version);
+/* Make the next n batch commits fail as if LMDB returned MDB_MAP_FULL at
+ * commit (the batch is aborted, then the re-run path is taken). */
+void st__test_fail_commits(st_store *st, int n);
+
+#endif

@@ -1,0 +1,306 @@
+/* store/txn.c — transactions as the rest of the gateway sees them: read
+ * snapshots, get/put/del with transparent hashing of long keys, cursors for
+ * prefix scans, in-transaction hooks (st_emit) and post-commit actions.
+ *
+ * A write txn here is always a job's child txn (or a migration txn); it is
+ * begun and ended by the writer (writer.c). Any LMDB failure other than
+ * not-found / key-exists "poisons" the txn: LMDB itself refuses further use
+ * of a txn after such an error, and the writer aborts a poisoned job
+ * whatever the job returns, so a job that ignores an error can never commit
+ * half its writes. */
+#include "store/store_int.h"
+
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/log.h"
+
+void st__txn_init(st_txn *t, st_store *st, MDB_txn *txn, int write) {
+  memset(t, 0, sizeof *t);
+  t->st = st;
+  t->txn = txn;
+  t->write = write;
+}
+
+st_store *st_txn_store(st_txn *txn) { return txn ? txn->st : NULL; }
+int st_txn_is_write(const st_txn *txn) { return txn && txn->write; }
+
+/* Records a fatal LMDB error on t and returns it as ST_E*. */
+static int txn_fail(st_txn *t, int mdb_rc) {
+  int err = st__err(mdb_rc);
+  if (mdb_rc != MDB_NOTFOUND && mdb_rc != MDB_KEYEXIST && !t->poison) t->poison = err;
+  return err;
+}
+
+static int dbi_of(st_txn *t, st_db db, MDB_dbi *out) {
+  if ((int)db < 0 || db >= ST_DB__COUNT || !t->st->dbi_ok[db]) return ST_EINVAL;
+  *out = t->st->dbi[db];
+  return 0;
+}
+
+/* Keys LMDB cannot hold (too long) or that could collide with a hashed key
+ * (first byte is the marker) become marker || SHA-256(key). Hashing the
+ * marker-prefixed short keys too keeps the two domains disjoint without
+ * forbidding any key. */
+static int map_key(st_txn *t, const void *k, size_t klen, uint8_t hbuf[33], MDB_val *out) {
+  const uint8_t *p = k;
+  if (!k || klen == 0 || klen > ST_KEY_INPUT_MAX) return ST_EINVAL;
+  if (klen <= t->st->maxkey && p[0] != ST_KEY_HASHED_MARKER) {
+    out->mv_data = (void *)k;
+    out->mv_size = klen;
+    return 0;
+  }
+  hbuf[0] = ST_KEY_HASHED_MARKER;
+  if (EVP_Digest(k, klen, hbuf + 1, NULL, EVP_sha256(), NULL) != 1) return ST_ECRYPTO;
+  out->mv_data = hbuf;
+  out->mv_size = 33;
+  return 0;
+}
+
+int st_read_begin(st_store *st, st_txn **out) {
+  MDB_txn *txn = NULL;
+  st_txn *t;
+  int rc;
+  if (!st || !out) return ST_EINVAL;
+  *out = NULL;
+  if (!(t = malloc(sizeof *t))) return ST_ENOMEM;
+  if ((rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) != 0) {
+    free(t);
+    return st__err(rc);
+  }
+  st__txn_init(t, st, txn, 0);
+  *out = t;
+  return 0;
+}
+
+void st__txn_close_cursors(st_txn *t) {
+  while (t->cursors) {
+    GW_LOG(GW_LOG_ERROR, "store", NULL, "cursor on '%s' left open at transaction end",
+           st__db_names[t->cursors->db]);
+    st_cursor_close(t->cursors);
+  }
+}
+
+void st_txn_end(st_txn *t) {
+  if (!t) return;
+  if (t->write) {
+    GW_LOG(GW_LOG_ERROR, "store", NULL,
+           "st_txn_end called on a job transaction; the writer ends those (ignored)");
+    return;
+  }
+  st__txn_close_cursors(t);
+  mdb_txn_abort(t->txn);
+  free(t);
+}
+
+int st_get(st_txn *t, st_db db, const void *k, size_t klen, st_val *out) {
+  MDB_dbi dbi;
+  MDB_val key, val;
+  uint8_t hbuf[33];
+  int rc;
+  if (!t || !out) return ST_EINVAL;
+  if (t->poison) return t->poison;
+  if ((rc = dbi_of(t, db, &dbi)) < 0 || (rc = map_key(t, k, klen, hbuf, &key)) < 0) return rc;
+  if ((rc = mdb_get(t->txn, dbi, &key, &val)) != 0) return txn_fail(t, rc);
+  out->data = val.mv_data;
+  out->len = val.mv_size;
+  return 0;
+}
+
+int st_put(st_txn *t, st_db db, const void *k, size_t klen, const void *v, size_t vlen,
+           unsigned flags) {
+  MDB_dbi dbi;
+  MDB_val key, val;
+  uint8_t hbuf[33];
+  int rc;
+  if (!t || !t->write || (flags & ~ST_NOOVERWRITE) || vlen > ST_VAL_MAX || (!v && vlen))
+    return ST_EINVAL;
+  if (t->poison) return t->poison;
+  if ((rc = dbi_of(t, db, &dbi)) < 0 || (rc = map_key(t, k, klen, hbuf, &key)) < 0) return rc;
+  val.mv_data = (void *)(v ? v : "");
+  val.mv_size = vlen;
+  rc = mdb_put(t->txn, dbi, &key, &val, (flags & ST_NOOVERWRITE) ? MDB_NOOVERWRITE : 0);
+  return rc ? txn_fail(t, rc) : 0;
+}
+
+int st_del(st_txn *t, st_db db, const void *k, size_t klen) {
+  MDB_dbi dbi;
+  MDB_val key;
+  uint8_t hbuf[33];
+  int rc;
+  if (!t || !t->write) return ST_EINVAL;
+  if (t->poison) return t->poison;
+  if ((rc = dbi_of(t, db, &dbi)) < 0 || (rc = map_key(t, k, klen, hbuf, &key)) < 0) return rc;
+  rc = mdb_del(t->txn, dbi, &key, NULL);
+  return rc ? txn_fail(t, rc) : 0;
+}
+
+/* ---- cursors ------------------------------------------------------------ */
+
+int st_cursor_open(st_txn *t, st_db db, st_cursor **out) {
+  MDB_dbi dbi;
+  st_cursor *c;
+  int rc;
+  if (!t || !out) return ST_EINVAL;
+  *out = NULL;
+  if (t->poison) return t->poison;
+  if ((rc = dbi_of(t, db, &dbi)) < 0) return rc;
+  if (!(c = calloc(1, sizeof *c))) return ST_ENOMEM;
+  if ((rc = mdb_cursor_open(t->txn, dbi, &c->mc)) != 0) {
+    free(c);
+    return txn_fail(t, rc);
+  }
+  c->txn = t;
+  c->db = db;
+  c->next_open = t->cursors;
+  if (t->cursors) t->cursors->prev_open = c;
+  t->cursors = c;
+  *out = c;
+  return 0;
+}
+
+void st_cursor_close(st_cursor *c) {
+  if (!c) return;
+  st_txn *t = c->txn;
+  if (c->prev_open) c->prev_open->next_open = c->next_open;
+  else t->cursors = c->next_open;
+  if (c->next_open) c->next_open->prev_open = c->prev_open;
+  mdb_cursor_close(c->mc);
+  free(c);
+}
+
+/* LMDB's default key order: memcmp, then shorter first. */
+static int key_cmp(const void *a, size_t alen, const void *b, size_t blen) {
+  int r = memcmp(a, b, alen < blen ? alen : blen);
+  if (r) return r;
+  return alen < blen ? -1 : alen > blen;
+}
+
+int st_cursor_seek(st_cursor *c, const void *prefix, size_t plen, const void *from, size_t flen) {
+  size_t maxkey;
+  if (!c || (plen && !prefix) || (flen && !from)) return ST_EINVAL;
+  maxkey = c->txn->st->maxkey;
+  if (plen > maxkey || flen > maxkey) return ST_EINVAL;
+  if (plen && ((const uint8_t *)prefix)[0] == ST_KEY_HASHED_MARKER) return ST_EINVAL;
+  memcpy(c->prefix, prefix ? prefix : "", plen);
+  c->plen = plen;
+  /* Start at the later of prefix and from: a `from` before the prefix
+   * range must not make the scan stop on the first out-of-range key. */
+  if (from && flen && key_cmp(from, flen, prefix ? prefix : "", plen) > 0) {
+    memcpy(c->start, from, flen);
+    c->slen = flen;
+  } else {
+    memcpy(c->start, c->prefix, plen);
+    c->slen = plen;
+  }
+  c->state = 1;
+  return 0;
+}
+
+int st_cursor_next(st_cursor *c, st_val *key, st_val *val) {
+  MDB_val k = {0, NULL}, v = {0, NULL};
+  int rc;
+  if (!c) return ST_EINVAL;
+  if (c->txn->poison) return c->txn->poison;
+  switch (c->state) {
+  case 0: rc = mdb_cursor_get(c->mc, &k, &v, MDB_FIRST); break;
+  case 1:
+    /* Positioning is deferred to here (not done in seek) so writes between
+     * seek and next cannot leave the cursor on a stale page. */
+    if (c->slen == 0) {
+      rc = mdb_cursor_get(c->mc, &k, &v, MDB_FIRST);
+    } else {
+      k.mv_data = c->start;
+      k.mv_size = c->slen;
+      rc = mdb_cursor_get(c->mc, &k, &v, MDB_SET_RANGE);
+    }
+    break;
+  case 2: rc = mdb_cursor_get(c->mc, &k, &v, MDB_NEXT); break;
+  default: return ST_ENOTFOUND;
+  }
+  if (rc == MDB_NOTFOUND) {
+    c->state = 3;
+    return ST_ENOTFOUND;
+  }
+  if (rc != 0) return txn_fail(c->txn, rc);
+  c->state = 2;
+  if (c->plen && (k.mv_size < c->plen || memcmp(k.mv_data, c->prefix, c->plen) != 0)) {
+    c->state = 3;
+    return ST_ENOTFOUND;
+  }
+  if (key) { key->data = k.mv_data; key->len = k.mv_size; }
+  if (val) { val->data = v.mv_data; val->len = v.mv_size; }
+  return 0;
+}
+
+/* ---- hooks and post-commit actions ------------------------------------- */
+
+int st_hook_add(st_store *st, int event_kind, st_hook_fn fn, void *ctx) {
+  if (!st || !fn) return ST_EINVAL;
+  if (atomic_load(&st->serving)) {
+    GW_LOG(GW_LOG_ERROR, "store", NULL,
+           "st_hook_add for event %d after the first write: register hooks at startup",
+           event_kind);
+    return ST_EINVAL;
+  }
+  if (st->nhooks >= ST_HOOKS_MAX) return ST_ENOMEM;
+  st->hooks[st->nhooks++] = (st__hook){event_kind, fn, ctx};
+  return 0;
+}
+
+int st_emit(st_txn *t, int event_kind, const void *event) {
+  if (!t || !t->write) return ST_EINVAL;
+  if (t->poison) return t->poison;
+  for (size_t i = 0; i < t->st->nhooks; i++) {
+    const st__hook *h = &t->st->hooks[i];
+    if (h->kind != event_kind) continue;
+    int rc = h->fn(t, event_kind, event, h->ctx);
+    if (rc < 0) return rc;
+    /* A hook that swallowed a poisoning error must not let the emit look
+     * successful. */
+    if (t->poison) return t->poison;
+  }
+  return 0;
+}
+
+int st_txn_after_commit(st_txn *t, void (*fn)(void *arg), void (*discard)(void *arg),
+                        void *arg) {
+  st__action *a;
+  if (!t || !t->write || !fn) return ST_EINVAL;
+  if (!(a = malloc(sizeof *a))) return ST_ENOMEM;
+  *a = (st__action){fn, discard, arg, NULL};
+  if (t->act_tail) t->act_tail->next = a;
+  else t->act_head = a;
+  t->act_tail = a;
+  return 0;
+}
+
+void st__actions_run(st__action *a) {
+  while (a) {
+    st__action *next = a->next;
+    a->fn(a->arg);
+    free(a);
+    a = next;
+  }
+}
+
+void st__actions_discard(st__action *a) {
+  while (a) {
+    st__action *next = a->next;
+    if (a->discard) a->discard(a->arg);
+    free(a);
+    a = next;
+  }
+}
+
+int st__db_create(st_txn *t, st_db db) {
+  MDB_dbi dbi;
+  int rc;
+  if (!t || !t->write || (int)db < 0 || db >= ST_DB__COUNT) return ST_EINVAL;
+  if ((rc = mdb_dbi_open(t->txn, st__db_names[db], MDB_CREATE, &dbi)) != 0)
+    return txn_fail(t, rc);
+  t->st->dbi[db] = dbi;
+  t->st->dbi_ok[db] = 1;
+  return 0;
+}

@@ -1,0 +1,1055 @@
+/* tests/unit/test_store.c — store/ against a real LMDB env on disk (a
+ * mkdtemp dir under /tmp, removed at the end of each test): migrations,
+ * data access, long keys, cursors, group commit, hooks, post-commit
+ * actions, commit-failure re-runs, MAP_FULL, ports, st_write_sync, backup,
+ * stats/readiness and st_check. Loop tests end asserting
+ * uv_loop_close(loop) == 0. Set UNIT_VERBOSE=1 to see the store's logs. */
+#include <ftw.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "gateway/log.h"
+#include "store/store.h"
+#include "store/store_testing.h"
+#include "tests/unit/unit.h"
+
+/* ---- fixtures ----------------------------------------------------------- */
+
+static char g_tmp[64];
+static char g_dir[128];
+static char g_key[128];
+
+static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb; (void)flag; (void)ftw;
+  return remove(p);
+}
+static void tmp_cleanup(void);
+static void tmp_setup(void) {
+  tmp_cleanup(); /* a failed CHECK skips a test's own cleanup */
+  strcpy(g_tmp, "/tmp/mcpgate-test-store-XXXXXX");
+  if (!mkdtemp(g_tmp)) abort();
+  snprintf(g_dir, sizeof g_dir, "%s/store", g_tmp);
+  snprintf(g_key, sizeof g_key, "%s/master.key", g_tmp);
+}
+static void tmp_cleanup(void) {
+  if (g_tmp[0]) nftw(g_tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+  g_tmp[0] = 0;
+}
+static st_options opts_default(void) {
+  st_options o = {0};
+  o.dir = g_dir;
+  o.master_key_file = g_key;
+  o.map_size = 64u << 20;
+  return o;
+}
+static st_store *open_default(void) {
+  st_options o = opts_default();
+  st_store *st = NULL;
+  return st_open(&st, &o) == 0 ? st : NULL;
+}
+
+/* A generic job: put each (k, v) pair, optionally fail afterwards. */
+typedef struct kv_job {
+  const char *k[4];
+  const char *v[4];
+  int fail_with;      /* returned after the puts if != 0 */
+} kv_job;
+static int kv_job_fn(st_txn *txn, void *arg) {
+  kv_job *j = arg;
+  for (int i = 0; i < 4 && j->k[i]; i++) {
+    int rc = st_put(txn, ST_DB_TENANTS, j->k[i], strlen(j->k[i]), j->v[i], strlen(j->v[i]), 0);
+    if (rc < 0) return rc;
+  }
+  return j->fail_with;
+}
+static int put1(st_store *st, const char *k, const char *v) {
+  kv_job j = {{k}, {v}, 0};
+  return st_write_sync(st, kv_job_fn, &j);
+}
+/* Reads key k from ST_DB_TENANTS into buf (NUL-terminated); returns st_get's rc. */
+static int get1(st_store *st, st_db db, const void *k, size_t klen, char *buf, size_t cap) {
+  st_txn *t;
+  st_val v;
+  int rc = st_read_begin(st, &t);
+  if (rc < 0) return rc;
+  rc = st_get(t, db, k, klen, &v);
+  if (rc == 0 && buf) {
+    size_t n = v.len < cap - 1 ? v.len : cap - 1;
+    memcpy(buf, v.data, n);
+    buf[n] = 0;
+  }
+  st_txn_end(t);
+  return rc;
+}
+static int exists(st_store *st, const char *k) {
+  return get1(st, ST_DB_TENANTS, k, strlen(k), NULL, 0) == 0;
+}
+
+/* ---- migrations --------------------------------------------------------- */
+
+static int set_version_fn(st_txn *txn, void *arg) {
+  uint32_t v = *(uint32_t *)arg;
+  uint8_t b[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+  return st_put(txn, ST_DB_META, "schema_version", 14, b, 4, 0);
+}
+
+TEST(migrate_fresh_gets_latest) {
+  char id1[64], id2[64];
+  tmp_setup();
+  st_store *st = open_default();
+  CHECK(st);
+  CHECK(st_schema_latest() >= 2);
+  CHECK_INT(st_schema_version(st), st_schema_latest());
+  CHECK_INT(get1(st, ST_DB_META, "store_id", 8, id1, sizeof id1), 0);
+  CHECK_INT(strlen(id1), 16);
+  for (int i = 0; i < ST_DB__COUNT; i++) CHECK(st_db_name((st_db)i));
+  st_close(st);
+  st = open_default(); /* reopening changes nothing */
+  CHECK(st);
+  CHECK_INT(st_schema_version(st), st_schema_latest());
+  CHECK_INT(get1(st, ST_DB_META, "store_id", 8, id2, sizeof id2), 0);
+  CHECK_STR(id1, id2);
+  st_close(st);
+  tmp_cleanup();
+}
+
+TEST(migrate_partial_gets_the_rest) {
+  st_options o;
+  st_store *st = NULL;
+  tmp_setup();
+  o = opts_default();
+  CHECK_INT(st__open_at(&st, &o, 0), 0); /* an env with no schema at all */
+  CHECK_INT(st_schema_version(st), 0);
+  st_close(st);
+  CHECK_INT(st__open_at(&st, &o, 1), 0); /* step 1 only */
+  CHECK_INT(st_schema_version(st), 1);
+  CHECK_INT(get1(st, ST_DB_META, "store_id", 8, NULL, 0), ST_ENOTFOUND);
+  CHECK_INT(put1(st, "kept", "across migration"), 0);
+  st_close(st);
+  CHECK_INT(st_open(&st, &o), 0); /* the rest applied */
+  CHECK_INT(st_schema_version(st), st_schema_latest());
+  CHECK_INT(get1(st, ST_DB_META, "store_id", 8, NULL, 0), 0);
+  CHECK(exists(st, "kept"));
+  st_close(st);
+  tmp_cleanup();
+}
+
+TEST(migrate_newer_refused) {
+  st_options o;
+  st_store *st = NULL;
+  tmp_setup();
+  o = opts_default();
+  CHECK_INT(st_open(&st, &o), 0);
+  uint32_t v = st_schema_latest() + 1;
+  CHECK_INT(st_write_sync(st, set_version_fn, &v), 0);
+  st_close(st);
+  st = NULL;
+  CHECK_INT(st_open(&st, &o), ST_ETOONEW);
+  CHECK(st == NULL);
+  CHECK_INT(st_open(&st, &o), ST_ETOONEW); /* and it wrote nothing: still refused */
+  tmp_cleanup();
+}
+
+/* ---- get / put / del / cursors ------------------------------------------ */
+
+static int crud_fn(st_txn *txn, void *arg) {
+  int *step = arg, rc;
+  st_val v;
+  (*step) = 0;
+  if ((rc = st_put(txn, ST_DB_TENANTS, "a", 1, "1", 1, 0)) < 0) return rc;
+  (*step)++;
+  if (st_put(txn, ST_DB_TENANTS, "a", 1, "2", 1, ST_NOOVERWRITE) != ST_EEXIST) return -1;
+  (*step)++;
+  if ((rc = st_get(txn, ST_DB_TENANTS, "a", 1, &v)) < 0 || v.len != 1 || *(char *)v.data != '1')
+    return -2;
+  (*step)++;
+  if (st_put(txn, ST_DB_TENANTS, "", 0, "x", 1, 0) != ST_EINVAL) return -3;
+  if (st_put(txn, (st_db)99, "a", 1, "x", 1, 0) != ST_EINVAL) return -4;
+  if ((rc = st_put(txn, ST_DB_TENANTS, "b", 1, "", 0, 0)) < 0) return rc; /* empty value ok */
+  if ((rc = st_del(txn, ST_DB_TENANTS, "b", 1)) < 0) return rc;
+  if (st_del(txn, ST_DB_TENANTS, "b", 1) != ST_ENOTFOUND) return -5;
+  (*step)++;
+  if (st_txn_is_write(txn) != 1 || st_txn_store(txn) == NULL) return -6;
+  return 0;
+}
+
+TEST(get_put_del) {
+  char buf[16];
+  int step = 0;
+  st_txn *t;
+  st_val v;
+  tmp_setup();
+  st_store *st = open_default();
+  CHECK(st);
+  CHECK_INT(st_write_sync(st, crud_fn, &step), 0);
+  CHECK_INT(step, 4);
+  CHECK_INT(get1(st, ST_DB_TENANTS, "a", 1, buf, sizeof buf), 0);
+  CHECK_STR(buf, "1");
+  CHECK_INT(get1(st, ST_DB_TENANTS, "zz", 2, buf, sizeof buf), ST_ENOTFOUND);
+  CHECK_INT(st_read_begin(st, &t), 0);
+  CHECK_INT(st_txn_is_write(t), 0);
+  CHECK_INT(st_put(t, ST_DB_TENANTS, "c", 1, "x", 1, 0), ST_EINVAL); /* read txn */
+  CHECK_INT(st_del(t, ST_DB_TENANTS, "a", 1), ST_EINVAL);
+  CHECK_INT(st_emit(t, 1, NULL), ST_EINVAL);
+  CHECK_INT(st_txn_after_commit(t, (void (*)(void *))free, NULL, NULL), ST_EINVAL);
+  CHECK_INT(st_get(t, ST_DB_TENANTS, "a", 1, &v), 0);
+  st_txn_end(t);
+  st_close(st);
+  tmp_cleanup();
+}
+
+static int cursor_fill_fn(st_txn *txn, void *arg) {
+  static const char *keys[] = {"a/1", "a/2", "a/3", "ab", "b/1", "b/2", "c"};
+  (void)arg;
+  for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+    int rc = st_put(txn, ST_DB_TENANTS, keys[i], strlen(keys[i]), keys[i], strlen(keys[i]), 0);
+    if (rc < 0) return rc;
+  }
+  return 0;
+}
+
+/* Collects a scan as "k1,k2,..." */
+static int scan(st_txn *t, const char *prefix, const char *from, char *out, size_t cap) {
+  st_cursor *c;
+  st_val k, v;
+  int rc = st_cursor_open(t, ST_DB_TENANTS, &c), n = 0;
+  out[0] = 0;
+  if (rc < 0) return rc;
+  if (prefix && (rc = st_cursor_seek(c, prefix, strlen(prefix), from, from ? strlen(from) : 0)) < 0) {
+    st_cursor_close(c);
+    return rc;
+  }
+  while ((rc = st_cursor_next(c, &k, &v)) == 0) {
+    size_t len = strlen(out);
+    if (k.len != v.len || memcmp(k.data, v.data, k.len) != 0) { rc = -1; break; }
+    snprintf(out + len, cap - len, "%s%.*s", n++ ? "," : "", (int)k.len, (const char *)k.data);
+  }
+  st_cursor_close(c);
+  return rc == ST_ENOTFOUND ? n : rc;
+}
+
+/* Deletes during a scan of the same db inside a job. */
+static int cursor_del_fn(st_txn *txn, void *arg) {
+  st_cursor *c;
+  st_val k;
+  int rc, *deleted = arg;
+  *deleted = 0;
+  if ((rc = st_cursor_open(txn, ST_DB_TENANTS, &c)) < 0) return rc;
+  if ((rc = st_cursor_seek(c, "b/", 2, NULL, 0)) < 0) return rc;
+  while ((rc = st_cursor_next(c, &k, NULL)) == 0) {
+    char key[8];
+    memcpy(key, k.data, k.len);
+    if ((rc = st_del(txn, ST_DB_TENANTS, key, k.len)) < 0) break;
+    (*deleted)++;
+  }
+  st_cursor_close(c);
+  return rc == ST_ENOTFOUND ? 0 : rc;
+}
+
+TEST(cursor_prefix_scan) {
+  char out[256];
+  st_txn *t;
+  st_cursor *c;
+  int deleted = 0;
+  tmp_setup();
+  st_store *st = open_default();
+  CHECK(st);
+  CHECK_INT(st_write_sync(st, cursor_fill_fn, NULL), 0);
+  CHECK_INT(st_read_begin(st, &t), 0);
+  CHECK_INT(scan(t, "a/", NULL, out, sizeof out), 3);
+  CHECK_STR(out, "a/1,a/2,a/3");
+  CHECK_INT(scan(t, "a/", "a/2", out, sizeof out), 2);
+  CHECK_STR(out, "a/2,a/3");
+  CHECK_INT(scan(t, "b/", "0", out, sizeof out), 2); /* from before the range */
+  CHECK_STR(out, "b/1,b/2");
+  CHECK_INT(scan(t, "b/", "zz", out, sizeof out), 0); /* from after the range */
+  CHECK_INT(scan(t, "a", NULL, out, sizeof out), 4);
+  CHECK_STR(out, "a/1,a/2,a/3,ab");
+  CHECK_INT(scan(t, "x", NULL, out, sizeof out), 0);
+  CHECK_INT(scan(t, NULL, NULL, out, sizeof out), 7); /* no seek: whole db */
+  CHECK_INT(scan(t, "", NULL, out, sizeof out), 7);
+  CHECK_INT(st_cursor_open(t, ST_DB_TENANTS, &c), 0);
+  CHECK_INT(st_cursor_seek(c, "\xff", 1, NULL, 0), ST_EINVAL); /* hashed domain */
+  /* c deliberately left open: st_txn_end must close and free it. */
+  st_txn_end(t);
+  CHECK_INT(st_write_sync(st, cursor_del_fn, &deleted), 0);
+  CHECK_INT(deleted, 2);
+  CHECK_INT(st_read_begin(st, &t), 0);
+  CHECK_INT(scan(t, NULL, NULL, out, sizeof out), 5);
+  CHECK_STR(out, "a/1,a/2,a/3,ab,c");
+  st_txn_end(t);
+  st_close(st);
+  tmp_cleanup();
+}
+
+/* ---- long keys ---------------------------------------------------------- */
+
+typedef struct longkey_arg {
+  char k600a[600], k600b[600], k511[511], kff[3];
+} longkey_arg;
+static int longkey_fn(st_txn *txn, void *arg) {
+  longkey_arg *a = arg;
+  int rc;
+  if ((rc = st_put(txn, ST_DB_TOKENS, a->k600a, 600, "A", 1, 0)) < 0) return rc;
+  if ((rc = st_put(txn, ST_DB_TOKENS, a->k600b, 600, "B", 1, 0)) < 0) return rc;
+  if ((rc = st_put(txn, ST_DB_TOKENS, a->k511, 511, "C", 1, 0)) < 0) return rc;
+  if ((rc = st_put(txn, ST_DB_TOKENS, a->kff, 3, "D", 1, 0)) < 0) return rc;
+  return 0;
+}
+static int longkey_del_fn(st_txn *txn, void *arg) {
+  longkey_arg *a = arg;
+  return st_del(txn, ST_DB_TOKENS, a->k600a, 600);
+}
+
+TEST(long_keys_hashed) {
+  static longkey_arg a;
+  char buf[8];
+  st_txn *t;
+  st_cursor *c;
+  st_val k;
+  int hashed = 0, raw511 = 0, n = 0, rc;
+  tmp_setup();
+  memset(a.k600a, 'x', 600);
+  memset(a.k600b, 'x', 600);
+  a.k600b[599] = 'y'; /* same first 511 bytes: must still be distinct */
+  memset(a.k511, 'z', 511);
+  memcpy(a.kff, "\xff\x01\x02", 3);
+  st_store *st = open_default();
+  CHECK(st);
+  CHECK_INT(st_max_key(st), 511);
+  CHECK_INT(st_write_sync(st, longkey_fn, &a), 0);
+  CHECK_INT(get1(st, ST_DB_TOKENS, a.k600a, 600, buf, sizeof buf), 0);
+  CHECK_STR(buf, "A");
+  CHECK_INT(get1(st, ST_DB_TOKENS, a.k600b, 600, buf, sizeof buf), 0);
+  CHECK_STR(buf, "B");
+  CHECK_INT(get1(st, ST_DB_TOKENS, a.k511, 511, buf, sizeof buf), 0);
+  CHECK_STR(buf, "C");
+  CHECK_INT(get1(st, ST_DB_TOKENS, a.kff, 3, buf, sizeof buf), 0);
+  CHECK_STR(buf, "D");
+  CHECK_INT(st_read_begin(st, &t), 0);
+  CHECK_INT(st_cursor_open(t, ST_DB_TOKENS, &c), 0);
+  while ((rc = st_cursor_next(c, &k, NULL)) == 0) {
+    n++;
+    if (k.len == 33 && ((const uint8_t *)k.data)[0] == 0xff) hashed++;
+    if (k.len == 511) raw511++;
+  }
+  st_cursor_close(c);
+  st_txn_end(t);
+  CHECK_INT(rc, ST_ENOTFOUND);
+  CHECK_INT(n, 4);
+  CHECK_INT(hashed, 3); /* both 600-byte keys and the 0xFF-led short one */
+  CHECK_INT(raw511, 1);
+  CHECK_INT(st_write_sync(st, longkey_del_fn, &a), 0);
+  CHECK_INT(get1(st, ST_DB_TOKENS, a.k600a, 600, buf, sizeof buf), ST_ENOTFOUND);
+  CHECK_INT(get1(st, ST_DB_TOKENS, a.k600b, 600, buf, sizeof buf), 0);
+  st_close(st);
+  tmp_cleanup();
+}
+
+/* ---- group commit -------------------------------------------------------- */
+
+typedef struct gate {
+  uv_sem_t started, release;
+} gate;
+static int gate_job_fn(st_txn *txn, void *arg) {
+  gate *g = arg;
+  uv_sem_post(&g->started);
+  uv_sem_wait(&g->release);
+  return st_put(txn, ST_DB_TENANTS, "gate", 4, "1", 1, 0);
+}
+
+#define GC_N 50
+typedef struct gc_ctx {
+  st_store *st;
+  st_port *port;
+  uv_thread_t loop_thread;
+  int statuses[GC_N];
+  int delivered;
+  int wrong_thread;
+  int closed;
+} gc_ctx;
+typedef struct gc_job {
+  gc_ctx *ctx;
+  int i;
+  char key[16];
+} gc_job;
+
+static int gc_job_fn(st_txn *txn, void *arg) {
+  gc_job *j = arg;
+  int rc = st_put(txn, ST_DB_TENANTS, j->key, strlen(j->key), "v", 1, 0);
+  if (rc < 0) return rc;
+  return j->i == GC_N / 2 ? -1234 : j->i; /* positive values pass through */
+}
+static void port_closed(void *arg) { ((gc_ctx *)arg)->closed = 1; }
+static void gc_done(int status, void *arg) {
+  gc_job *j = arg;
+  uv_thread_t self = uv_thread_self();
+  if (!uv_thread_equal(&self, &j->ctx->loop_thread)) j->ctx->wrong_thread++;
+  j->ctx->statuses[j->i] = status;
+  if (++j->ctx->delivered == GC_N) st_port_close(j->ctx->port, port_closed, j->ctx);
+}
+
+TEST(group_commit_batches_and_isolates_failures) {
+  static gc_ctx ctx;
+  static gc_job jobs[GC_N];
+  uv_loop_t loop;
+  gate g;
+  st_stats s0, s1;
+  tmp_setup();
+  memset(&ctx, 0, sizeof ctx);
+  st_store *st = open_default();
+  CHECK(st);
+  CHECK_INT(uv_loop_init(&loop), 0);
+  ctx.st = st;
+  ctx.loop_thread = uv_thread_self();
+  CHECK_INT(st_port_open(st, &loop, &ctx.port), 0);
+  uv_sem_init(&g.started, 0);
+  uv_sem_init(&g.release, 0);
+  st_stats_get(st, &s0);
+  /* Hold the writer inside a first job so the next GC_N queue up behind it
+   * and are taken as one batch: deterministic batching. */
+  CHECK_INT(st_submit(st, NULL, gate_job_fn, NULL, &g), 0);
+  uv_sem_wait(&g.started);
+  for (int i = 0; i < GC_N; i++) {
+    jobs[i].ctx = &ctx;
+    jobs[i].i = i;
+    snprintf(jobs[i].key, sizeof jobs[i].key, "gc/%02d", i);
+    CHECK_INT(st_submit(st, ctx.port, gc_job_fn, gc_done, &jobs[i]), 0);
+  }
+  CHECK_INT(st_port_pending(ctx.port), GC_N);
+  uv_sem_post(&g.release);
+  CHECK_INT(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  CHECK_INT(ctx.closed, 1);
+  CHECK_INT(ctx.delivered, GC_N);
+  CHECK_INT(ctx.wrong_thread, 0);
+  for (int i = 0; i < GC_N; i++) {
+    CHECK_INT(ctx.statuses[i], i == GC_N / 2 ? -1234 : i);
+    CHECK_INT(exists(st, jobs[i].key), i != GC_N / 2);
+  }
+  CHECK(exists(st, "gate"));
+  st_stats_get(st, &s1);
+  CHECK_INT(s1.commits - s0.commits, 2); /* the gate alone, then all 50 */
+  CHECK_INT(s1.jobs_committed - s0.jobs_committed, GC_N); /* 49 + gate */
+  CHECK_INT(s1.jobs_failed - s0.jobs_failed, 1);
+  CHECK(s1.batch_jobs_sum - s0.batch_jobs_sum == GC_N + 1);
+  CHECK_INT(s1.queue_depth, 0);
+  uv_sem_destroy(&g.started);
+  uv_sem_destroy(&g.release);
+  CHECK_INT(uv_loop_close(&loop), 0);
+  st_close(st);
+  tmp_cleanup();
+}
+
+/* ---- hooks and post-commit actions -------------------------------------- */
+
+#define EV_TEST (ST_EVENT_BASE_STORE + 7)
+typedef struct hook_state {
+  atomic_int seq;
+  atomic_int action_ran_at, done_at, discarded, action_runs;
+  int fail;       /* the hook returns this if != 0 */
+  int in_txn;     /* the hook saw a write txn */
+} hook_state;
+
+static void action_run(void *arg) {
+  hook_state *h = arg;
+  atomic_store(&h->action_ran_at, atomic_fetch_add(&h->seq, 1) + 1);
+  atomic_fetch_add(&h->action_runs, 1);
+}
+static void action_discard(void *arg) { atomic_fetch_add(&((hook_state *)arg)->discarded, 1); }
+
+static int test_hook(st_txn *txn, int kind, const void *event, void *ctx) {
+  hook_state *h = ctx;
+  const char *user = event;
+  char key[32];
+  int rc;
+  h->in_txn = st_txn_is_write(txn) && kind == EV_TEST;
+  snprintf(key, sizeof key, "hooked/%s", user);
+  if ((rc = st_put(txn, ST_DB_TENANTS, key, strlen(key), "1", 1, 0)) < 0) return rc;
+  if ((rc = st_txn_after_commit(txn, action_run, action_discard, h)) < 0) return rc;
+  return h->fail;
+}
+static int second_hook(st_txn *txn, int kind, const void *event, void *ctx) {
+  (void)kind; (void)event; (void)ctx;
+  st_val v; /* runs after test_hook: sees its write inside the same txn */
+  return st_get(txn, ST_DB_TENANTS, "hooked/u1", 9, &v) == 0 || st_get(txn, ST_DB_TENANTS, "hooked/u2", 9, &v) == 0 ? 0 : -77;
+}
+static int other_kind_hook(st_txn *txn, int kind, const void *event, void *ctx) {
+  (void)txn; (void)kind; (void)event; (void)ctx;
+  return -999; /* registered for another kind: must never run */
+}
+
+typedef struct hk_loop hk_loop;
+typedef struct emit_job {
+  const char *user;
+  hk_loop *loop; /* for hk_done */
+} emit_job;
+static int emit_job_fn(st_txn *txn, void *arg) {
+  emit_job *e = arg;
+  char key[32];
+  int rc;
+  snprintf(key, sizeof key, "user/%s", e->user);
+  if ((rc = st_put(txn, ST_DB_TENANTS, key, strlen(key), "x", 1, 0)) < 0) return rc;
+  return st_emit(txn, EV_TEST, e->user);
+}
+
+struct hk_loop {
+  hook_state *h;
+  st_port *port;
+  int status;
+};
+static void hk_done(int status, void *arg) {
+  hk_loop *l = ((emit_job *)arg)->loop;
+  l->status = status;
+  atomic_store(&l->h->done_at, atomic_fetch_add(&l->h->seq, 1) + 1);
+  st_port_close(l->port, NULL, NULL);
+}
+
+TEST(hooks_atomic_with_job_and_actions_before_done) {
+  static hook_state h;
+  uv_loop_t loop;
+  hk_loop l = {&h, NULL, 1};
+  emit_job e1 = {"u1", &l}, e2 = {"u2", NULL};
+  tmp_setup();
+  memset(&h, 0, sizeof h);
+  st_store *st = open_default();
+  CHECK(st);
+  CHECK_INT(st_hook_add(st, EV_TEST, test_hook, &h), 0);
+  CHECK_INT(st_hook_add(st, EV_TEST, second_hook, &h), 0);
+  CHECK_INT(st_hook_add(st, EV_TEST + 1, other_kind_hook, &h), 0);
+  CHECK_INT(uv_loop_init(&loop), 0);
+  CHECK_INT(st_port_open(st, &loop, &l.port), 0);
+  CHECK_INT(st_submit(st, l.port, emit_job_fn, hk_done, &e1), 0);
+  CHECK_INT(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  CHECK_INT(uv_loop_close(&loop), 0);
+  CHECK_INT(l.status, 0);
+  CHECK(h.in_txn);
+  CHECK(exists(st, "user/u1"));
+  CHECK(exists(st, "hooked/u1"));
+  CHECK_INT(atomic_load(&h.action_runs), 1);
+  CHECK_INT(atomic_load(&h.discarded), 0);
+  CHECK(atomic_load(&h.action_ran_at) > 0);
+  CHECK(atomic_load(&h.action_ran_at) < atomic_load(&h.done_at)); /* action before done */
+
+  /* A failing hook aborts the job: neither its write nor the hook's stay,
+   * and its post-commit action is discarded, never run. */
+  h.fail = -4242;
+  CHECK_INT(st_write_sync(st, emit_job_fn, &e2), -4242);
+  CHECK(!exists(st, "user/u2"));
+  CHECK(!exists(st, "hooked/u2"));
+  CHECK_INT(atomic_load(&h.action_runs), 1);
+  CHECK_INT(atomic_load(&h.discarded), 1);
+  /* Registration after serving started is refused. */
+  CHECK_INT(st_hook_add(st, EV_TEST, test_hook, &h), ST_EINVAL);
+  st_close(st);
+  tmp_cleanup();
+}
+
+/* ---- commit failure: re-run each job alone ------------------------------- */
+
+typedef struct rerun_ctx {
+  st_store *st;
+  atomic_int runs[3], discards[3], actions[3];
+  int fail_next; /* commits the gate's done makes fail */
+} rerun_ctx;
+typedef struct rerun_job {
+  rerun_ctx *c;
+  int i;
+} rerun_job;
+static void rr_action(void *arg) {
+  rerun_job *j = arg;
+  atomic_fetch_add(&j->c->actions[j->i], 1);
+}
+static void rr_discard(void *arg) {
+  rerun_job *j = arg;
+  atomic_fetch_add(&j->c->discards[j->i], 1);
+}
+static int rerun_fn(st_txn *txn, void *arg) {
+  rerun_job *j = arg;
+  char key[16];
+  atomic_fetch_add(&j->c->runs[j->i], 1);
+  snprintf(key, sizeof key, "rr/%d", j->i);
+  int rc = st_put(txn, ST_DB_TENANTS, key, strlen(key), "v", 1, 0);
+  if (rc < 0) return rc;
+  return st_txn_after_commit(txn, rr_action, rr_discard, j);
+}
+/* Runs on the writer thread right after the gate's batch committed and
+ * before the next batch is taken. */
+static void gate_done_arm(int status, void *arg) {
+  rerun_ctx *c = arg;
+  (void)status;
+  st__test_fail_commits(c->st, c->fail_next);
+}
+typedef struct sync_submit {
+  st_store *st;
+  rerun_job *job;
+  int status;
+} sync_submit;
+static void sync_submit_thread(void *arg) {
+  sync_submit *s = arg;
+  s->status = st_write_sync(s->st, rerun_fn, s->job);
+}
+
+typedef struct gate2 {
+  gate g;
+  rerun_ctx *c;
+} gate2;
+static int gate2_fn(st_txn *txn, void *arg) { return gate_job_fn(txn, &((gate2 *)arg)->g); }
+static void gate2_done(int status, void *arg) { gate_done_arm(status, ((gate2 *)arg)->c); }
+
+static void rerun_case(int fail_next, int expect[3], int *ok) {
+  static rerun_ctx c;
+  rerun_job jobs[3];
+  sync_submit subs[3];
+  uv_thread_t th[3];
+  gate2 g;
+  *ok = 0;
+  tmp_setup();
+  memset(&c, 0, sizeof c);
+  c.st = open_default();
+  if (!c.st) return;
+  c.fail_next = fail_next;
+  g.c = &c;
+  uv_sem_init(&g.g.started, 0);
+  uv_sem_init(&g.g.release, 0);
+  if (st_submit(c.st, NULL, gate2_fn, gate2_done, &g) < 0) return;
+  uv_sem_wait(&g.g.started);
+  for (int i = 0; i < 3; i++) {
+    jobs[i] = (rerun_job){&c, i};
+    subs[i] = (sync_submit){c.st, &jobs[i], 1};
+    uv_thread_create(&th[i], sync_submit_thread, &subs[i]);
+  }
+  /* Wait until all three are queued behind the gate. */
+  for (;;) {
+    st_stats s;
+    st_stats_get(c.st, &s);
+    if (s.queue_depth == 3) break;
+    uv_sleep(1);
+  }
+  uv_sem_post(&g.g.release);
+  for (int i = 0; i < 3; i++) uv_thread_join(&th[i]);
+  for (int i = 0; i < 3; i++) expect[i] = subs[i].status;
+  /* Every job: run twice (batch, then alone), discarded once, run its
+   * action exactly once iff it finally committed. */
+  int good = 1;
+  for (int i = 0; i < 3; i++) {
+    char key[16];
+    snprintf(key, sizeof key, "rr/%d", i);
+    int committed = subs[i].status == 0;
+    good &= atomic_load(&c.runs[i]) == 2;
+    good &= atomic_load(&c.discards[i]) == 1 + !committed;
+    good &= atomic_load(&c.actions[i]) == committed;
+    good &= exists(c.st, key) == committed;
+  }
+  uv_sem_destroy(&g.g.started);
+  uv_sem_destroy(&g.g.release);
+  st_close(c.st);
+  tmp_cleanup();
+  *ok = good;
+}
+
+TEST(batch_commit_failure_reruns_each_job_alone) {
+  int status[3], ok;
+  /* One failed commit: the batch of 3 fails, each re-run alone succeeds. */
+  rerun_case(1, status, &ok);
+  CHECK_INT(status[0], 0);
+  CHECK_INT(status[1], 0);
+  CHECK_INT(status[2], 0);
+  CHECK(ok);
+  /* Two: the batch and the first lone re-run fail; that job gets the honest
+   * commit error, the others still commit. Order among the three threads'
+   * submissions is not fixed, so count. */
+  rerun_case(2, status, &ok);
+  int failed = 0, okc = 0;
+  for (int i = 0; i < 3; i++) {
+    failed += status[i] == ST_EMAPFULL;
+    okc += status[i] == 0;
+  }
+  CHECK_INT(failed, 1);
+  CHECK_INT(okc, 2);
+  CHECK(ok);
+}
+
+/* ---- MAP_FULL ------------------------------------------------------------ */
+
+typedef struct big_job {
+  int i;
+  size_t size;
+  int with_small; /* also write a small key first: must vanish with the job */
+  int status;     /* filled by mf_batch_done */
+} big_job;
+static int big_job_fn(st_txn *txn, void *arg) {
+  big_job *b = arg;
+  char key[32];
+  static char buf[64 * 1024];
+  int rc;
+  memset(buf, 'b', sizeof buf);
+  if (b->with_small) {
+    snprintf(key, sizeof key, "small/%d", b->i);
+    if ((rc = st_put(txn, ST_DB_TENANTS, key, strlen(key), "s", 1, 0)) < 0) return rc;
+  }
+  snprintf(key, sizeof key, "big/%d", b->i);
+  rc = st_put(txn, ST_DB_TENANTS, key, strlen(key), buf, b->size, 0);
+  (void)rc;
+  return 0; /* ignores the error on purpose: the poison must still abort */
+}
+
+TEST(map_full_fails_only_that_job) {
+  st_options o;
+  st_store *st = NULL;
+  big_job b;
+  int i, rc = 0;
+  char buf[8];
+  tmp_setup();
+  o = opts_default();
+  o.map_size = 256 * 1024;
+  CHECK_INT(st_open(&st, &o), 0);
+  CHECK_INT(st_ready(st), 0);
+  for (i = 0; i < 1000; i++) {
+    b = (big_job){i, 16 * 1024, 1, 0};
+    if ((rc = st_write_sync(st, big_job_fn, &b)) < 0) break;
+  }
+  CHECK_INT(rc, ST_EMAPFULL);
+  CHECK(i > 0);
+  char key[32];
+  snprintf(key, sizeof key, "small/%d", i);
+  CHECK(!exists(st, key)); /* nothing half-written */
+  CHECK_INT(st_ready(st), ST_EMAPFULL);
+  CHECK(strstr(st_ready_reason(st), "map full") != NULL);
+  for (int j = 0; j < i; j++) { /* earlier data intact */
+    snprintf(key, sizeof key, "big/%d", j);
+    CHECK_INT(get1(st, ST_DB_TENANTS, key, strlen(key), buf, sizeof buf), 0);
+    CHECK_STR(buf, "bbbbbbb");
+  }
+  /* Still usable: a small write commits, and readiness recovers. */
+  CHECK_INT(put1(st, "after", "full"), 0);
+  CHECK(exists(st, "after"));
+  CHECK_INT(st_ready(st), 0);
+  CHECK_STR(st_ready_reason(st), "ok");
+  st_stats s;
+  st_stats_get(st, &s);
+  CHECK(s.map_used > 0 && s.map_used <= s.map_size);
+  CHECK_INT(s.map_size, 256 * 1024);
+  st_close(st);
+  tmp_cleanup();
+}
+
+/* Several big jobs in one batch on an almost full map: whatever each job's
+ * status, its writes are present iff it succeeded. */
+static void mf_batch_done(int status, void *arg) {
+  ((big_job *)arg)->status = status;
+}
+TEST(map_full_in_batch_is_honest) {
+  st_options o;
+  st_store *st = NULL;
+  static big_job jobs[6];
+  gate g;
+  tmp_setup();
+  o = opts_default();
+  o.map_size = 256 * 1024;
+  CHECK_INT(st_open(&st, &o), 0);
+  for (int i = 0; i < 5; i++) { /* fill most of the map */
+    big_job b = {100 + i, 16 * 1024, 0, 0};
+    CHECK_INT(st_write_sync(st, big_job_fn, &b), 0);
+  }
+  uv_sem_init(&g.started, 0);
+  uv_sem_init(&g.release, 0);
+  CHECK_INT(st_submit(st, NULL, gate_job_fn, NULL, &g), 0);
+  uv_sem_wait(&g.started);
+  for (int i = 0; i < 6; i++) {
+    jobs[i] = (big_job){i, 24 * 1024, 0, 1};
+    CHECK_INT(st_submit(st, NULL, big_job_fn, mf_batch_done, &jobs[i]), 0);
+  }
+  uv_sem_post(&g.release);
+  CHECK_INT(put1(st, "fence", "1"), 0); /* FIFO: everything before is delivered */
+  int ok = 0, full = 0;
+  for (int i = 0; i < 6; i++) {
+    char key[32];
+    snprintf(key, sizeof key, "big/%d", i);
+    if (jobs[i].status == 0) ok++;
+    if (jobs[i].status == ST_EMAPFULL) full++;
+    CHECK_INT(exists(st, key), jobs[i].status == 0);
+  }
+  CHECK_INT(ok + full, 6);
+  CHECK(full > 0);
+  uv_sem_destroy(&g.started);
+  uv_sem_destroy(&g.release);
+  st_close(st);
+  tmp_cleanup();
+}
+
+/* ---- ports --------------------------------------------------------------- */
+
+typedef struct pc_ctx {
+  int dones;
+  int closed;
+} pc_ctx;
+static void pc_done(int status, void *arg) {
+  (void)status;
+  ((pc_ctx *)arg)->dones++;
+}
+static void pc_closed(void *arg) { ((pc_ctx *)arg)->closed++; }
+static int noop_fn(st_txn *txn, void *arg) {
+  (void)arg;
+  return st_put(txn, ST_DB_TENANTS, "noop", 4, "1", 1, 0);
+}
+
+TEST(port_close_discards_pending_completions) {
+  uv_loop_t loop;
+  st_port *port;
+  pc_ctx pc = {0, 0};
+  gate g;
+  tmp_setup();
+  st_store *st = open_default();
+  CHECK(st);
+  CHECK_INT(uv_loop_init(&loop), 0);
+  CHECK_INT(st_port_open(st, &loop, &port), 0);
+  /* Case 1: completions already queued on the port when it closes. */
+  for (int i = 0; i < 5; i++) CHECK_INT(st_submit(st, port, noop_fn, pc_done, &pc), 0);
+  CHECK_INT(put1(st, "fence", "1"), 0); /* all 5 delivered to the port's queue */
+  CHECK_INT(st_port_pending(port), 5);
+  /* Case 2: a job still inside the writer when the port closes. */
+  uv_sem_init(&g.started, 0);
+  uv_sem_init(&g.release, 0);
+  CHECK_INT(st_submit(st, port, gate_job_fn, pc_done, &g), 0);
+  uv_sem_wait(&g.started);
+  st_port_close(port, pc_closed, &pc);
+  CHECK_INT(st_submit(st, port, noop_fn, pc_done, &pc), ST_ECLOSED);
+  uv_sem_post(&g.release);
+  CHECK_INT(put1(st, "fence2", "1"), 0); /* the gate job committed and was dropped */
+  CHECK(exists(st, "gate"));             /* its write still committed */
+  CHECK_INT(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  CHECK_INT(pc.dones, 0);
+  CHECK_INT(pc.closed, 1);
+  CHECK_INT(uv_loop_close(&loop), 0);
+  uv_sem_destroy(&g.started);
+  uv_sem_destroy(&g.release);
+  st_close(st);
+  tmp_cleanup();
+}
+
+/* Port close from inside a done callback stops the rest of the sweep. */
+typedef struct pc2 {
+  st_port *port;
+  int dones;
+} pc2;
+static void pc2_done(int status, void *arg) {
+  pc2 *p = arg;
+  (void)status;
+  if (p->dones++ == 0) st_port_close(p->port, NULL, NULL);
+}
+TEST(port_close_inside_done) {
+  uv_loop_t loop;
+  pc2 p = {NULL, 0};
+  tmp_setup();
+  st_store *st = open_default();
+  CHECK(st);
+  CHECK_INT(uv_loop_init(&loop), 0);
+  CHECK_INT(st_port_open(st, &loop, &p.port), 0);
+  for (int i = 0; i < 4; i++) CHECK_INT(st_submit(st, p.port, noop_fn, pc2_done, &p), 0);
+  CHECK_INT(put1(st, "fence", "1"), 0); /* all 4 queued: one async sweep */
+  CHECK_INT(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  CHECK_INT(p.dones, 1);
+  CHECK_INT(uv_loop_close(&loop), 0);
+  st_close(st);
+  tmp_cleanup();
+}
+
+/* Ports outliving the store and vice versa: st_close first, port after. */
+TEST(store_close_before_port_close) {
+  uv_loop_t loop;
+  st_port *port;
+  pc_ctx pc = {0, 0};
+  tmp_setup();
+  st_store *st = open_default();
+  CHECK(st);
+  CHECK_INT(uv_loop_init(&loop), 0);
+  CHECK_INT(st_port_open(st, &loop, &port), 0);
+  for (int i = 0; i < 3; i++) CHECK_INT(st_submit(st, port, noop_fn, pc_done, &pc), 0);
+  st_close(st); /* drains: all three committed and queued on the port */
+  CHECK_INT(uv_run(&loop, UV_RUN_NOWAIT), 1); /* the port's handle is still open */
+  CHECK_INT(pc.dones, 3);
+  st_port_close(port, pc_closed, &pc);
+  CHECK_INT(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  CHECK_INT(pc.closed, 1);
+  CHECK_INT(uv_loop_close(&loop), 0);
+  st = open_default();
+  CHECK(st);
+  CHECK(exists(st, "noop"));
+  st_close(st);
+  tmp_cleanup();
+}
+
+/* ---- st_write_sync ------------------------------------------------------- */
+
+static int nested_sync_fn(st_txn *txn, void *arg) {
+  st_store *st = st_txn_store(txn);
+  (void)arg;
+  return st_write_sync(st, noop_fn, NULL); /* on the writer: must refuse */
+}
+static void writer_done(int status, void *arg) {
+  /* port == NULL: done runs on the writer thread, after the commit. */
+  *(int *)arg = status + 1000;
+}
+TEST(write_sync_and_writer_thread_done) {
+  int seen = 0;
+  tmp_setup();
+  st_store *st = open_default();
+  CHECK(st);
+  CHECK_INT(st_write_sync(st, nested_sync_fn, NULL), ST_EINVAL);
+  CHECK_INT(st_submit(st, NULL, noop_fn, writer_done, &seen), 0);
+  CHECK_INT(put1(st, "k", "v"), 0);
+  CHECK_INT(seen, 1000);
+  CHECK_INT(st_write_sync(NULL, noop_fn, NULL), ST_EINVAL);
+  CHECK_INT(st_write_sync(st, NULL, NULL), ST_EINVAL);
+  st_close(st);
+  tmp_cleanup();
+}
+
+/* ---- backup, stats, check ------------------------------------------------ */
+
+TEST(backup_then_open_copy) {
+  char dest[160], buf[32];
+  st_options o;
+  st_store *st, *copy = NULL;
+  tmp_setup();
+  st = open_default();
+  CHECK(st);
+  CHECK_INT(put1(st, "tenant/acme", "Acme Inc"), 0);
+  snprintf(dest, sizeof dest, "%s/backup", g_tmp);
+  CHECK_INT(st_backup(st, dest), 0);
+  CHECK_INT(st_backup(st, dest), ST_EEXIST); /* not empty any more */
+  CHECK_INT(put1(st, "tenant/later", "x"), 0);
+  st_close(st);
+  o = opts_default();
+  o.dir = dest;
+  CHECK_INT(st_open(&copy, &o), 0);
+  CHECK_INT(get1(copy, ST_DB_TENANTS, "tenant/acme", 11, buf, sizeof buf), 0);
+  CHECK_STR(buf, "Acme Inc");
+  CHECK_INT(get1(copy, ST_DB_TENANTS, "tenant/later", 12, buf, sizeof buf), ST_ENOTFOUND);
+  CHECK_INT(st_check(copy, NULL, NULL), 0);
+  st_close(copy);
+  tmp_cleanup();
+}
+
+TEST(stats_histogram) {
+  st_stats s;
+  tmp_setup();
+  st_store *st = open_default();
+  CHECK(st);
+  for (int i = 0; i < 5; i++) CHECK_INT(put1(st, "k", "v"), 0);
+  st_stats_get(st, &s);
+  CHECK_INT(s.commits, 5);
+  CHECK_INT(s.commit_seconds_count, 5);
+  CHECK_INT(s.commit_seconds_bucket[ST_STATS_NBUCKETS - 1], 5); /* +Inf holds all */
+  for (int i = 1; i < ST_STATS_NBUCKETS; i++)
+    CHECK(s.commit_seconds_bucket[i] >= s.commit_seconds_bucket[i - 1]);
+  CHECK(s.commit_seconds_sum > 0);
+  CHECK_INT(s.batch_jobs_sum, 5);
+  CHECK_INT(s.last_commit_error, 0);
+  CHECK_INT(s.map_size, 64u << 20);
+  CHECK(s.map_used > 0);
+  st_close(st);
+  tmp_cleanup();
+}
+
+typedef struct report_log {
+  int n;
+  char last[256];
+} report_log;
+static void report_cb(void *ctx, const char *area, const char *msg) {
+  report_log *r = ctx;
+  r->n++;
+  snprintf(r->last, sizeof r->last, "%s: %s", area, msg);
+}
+static int module_check(st_txn *txn, st_check_report_fn report, void *rctx, void *ctx) {
+  st_val v;
+  (void)ctx;
+  if (st_get(txn, ST_DB_TENANTS, "dangling", 8, &v) == 0) {
+    report(rctx, "scim", "index entry 'dangling' has no record");
+    return 1;
+  }
+  return 0;
+}
+TEST(check_runs_module_checks) {
+  report_log r = {0, ""};
+  tmp_setup();
+  st_store *st = open_default();
+  CHECK(st);
+  CHECK_INT(st_check_add(st, module_check, NULL), 0);
+  int problems = st_check(st, report_cb, &r);
+  if (problems) fprintf(stderr, "  unexpected: %s\n", r.last);
+  CHECK_INT(problems, 0);
+  CHECK_INT(r.n, 0);
+  CHECK_INT(put1(st, "dangling", "1"), 0);
+  CHECK_INT(st_check(st, report_cb, &r), 1);
+  CHECK_INT(r.n, 1);
+  CHECK_STR(r.last, "scim: index entry 'dangling' has no record");
+  st_close(st);
+  tmp_cleanup();
+}
+
+TEST(queue_cap_refuses_with_ebusy) {
+  st_options o;
+  st_store *st = NULL;
+  gate g;
+  tmp_setup();
+  o = opts_default();
+  o.queue_max = 2;
+  CHECK_INT(st_open(&st, &o), 0);
+  uv_sem_init(&g.started, 0);
+  uv_sem_init(&g.release, 0);
+  CHECK_INT(st_submit(st, NULL, gate_job_fn, NULL, &g), 0);
+  uv_sem_wait(&g.started); /* taken by the writer: the queue is empty again */
+  CHECK_INT(st_submit(st, NULL, noop_fn, NULL, NULL), 0);
+  CHECK_INT(st_submit(st, NULL, noop_fn, NULL, NULL), 0);
+  CHECK_INT(st_submit(st, NULL, noop_fn, NULL, NULL), ST_EBUSY);
+  uv_sem_post(&g.release);
+  st_close(st); /* drains the two queued jobs */
+  uv_sem_destroy(&g.started);
+  uv_sem_destroy(&g.release);
+  tmp_cleanup();
+}
+
+TEST(errors_and_strings) {
+  CHECK_STR(st_strerror(0), "ok");
+  CHECK_STR(st_strerror(ST_EMAPFULL), "store map full (increase map_size)");
+  CHECK_STR(st_strerror(-1234), "job error (not a store code)");
+  CHECK_STR(st_strerror(ST_ERR_LAST), "unknown store error");
+  CHECK(st_db_name(ST_DB__COUNT) == NULL);
+  CHECK_STR(st_db_name(ST_DB_SECRETS), "secrets");
+  st_store *st = NULL;
+  st_options o = {0};
+  CHECK_INT(st_open(&st, &o), ST_EINVAL);
+  CHECK_INT(st_open(&st, NULL), ST_EINVAL);
+}
+
+int main(void) {
+  if (!getenv("UNIT_VERBOSE")) gw_log_set_level((gw_log_level)(GW_LOG_ERROR + 1));
+  RUN(migrate_fresh_gets_latest);
+  RUN(migrate_partial_gets_the_rest);
+  RUN(migrate_newer_refused);
+  RUN(get_put_del);
+  RUN(cursor_prefix_scan);
+  RUN(long_keys_hashed);
+  RUN(group_commit_batches_and_isolates_failures);
+  RUN(hooks_atomic_with_job_and_actions_before_done);
+  RUN(batch_commit_failure_reruns_each_job_alone);
+  RUN(map_full_fails_only_that_job);
+  RUN(map_full_in_batch_is_honest);
+  RUN(port_close_discards_pending_completions);
+  RUN(port_close_inside_done);
+  RUN(store_close_before_port_close);
+  RUN(write_sync_and_writer_thread_done);
+  RUN(backup_then_open_copy);
+  RUN(stats_histogram);
+  RUN(check_runs_module_checks);
+  RUN(queue_cap_refuses_with_ebusy);
+  RUN(errors_and_strings);
+  tmp_cleanup();
+  return UNIT_DONE();
+}
