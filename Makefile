@@ -58,7 +58,7 @@ $(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmcpgate.a tests/unit/unit.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmcpgate.a $(LDLIBS)
+	$(CC) $(CFLAGS) -MF $(dir $@).$(notdir $@).d $(LDFLAGS) -o $@ $< $(BUILD)/libmcpgate.a $(LDLIBS)
 
 unit-bins: $(UNIT_BIN)
 
@@ -80,4 +80,4 @@ test: deps
 clean:
 	rm -rf build build-asan
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/gateway/main.d $(UNIT_BIN:%=%.d)
+-include $(LIB_OBJ:.o=.d) $(BUILD)/gateway/main.d $(foreach b,$(UNIT_BIN),$(dir $(b)).$(notdir $(b)).d)

@@ -23,6 +23,7 @@
 #include <openssl/crypto.h>
 
 #include "gateway/log.h"
+#include "scim/scim.h"
 #include "gateway/server.h"
 #include "store/seal.h"
 #include "store/store.h"
@@ -403,6 +404,11 @@ static int job_tenant_purge(st_txn *txn, void *arg) {
     if ((rc = st_del(txn, ST_DB_SECRETS, kb, kl)) != 0) return rc;
     n++;
   }
+  if (n < PURGE_BATCH) {
+    int m = scim_purge_tenant(txn, j->tenant, PURGE_BATCH - n);
+    if (m < 0) return m;
+    n += m;
+  }
   if (n >= PURGE_BATCH) {
     j->more = 1;
     return 0;
@@ -458,7 +464,7 @@ static int job_token_touch(st_txn *txn, void *arg) {
 static void touch_done(int status, void *arg) { free(arg); }
 
 /* Records last use at most once a minute per token, without waiting. */
-static void token_touch(gw_loop *lp, const char *token, json_t *rec) {
+void gw_token_touch(gw_loop *lp, const char *token, json_t *rec) {
   const char *last = json_string_value(json_object_get(rec, "last_used"));
   char now[32];
   now_rfc3339(now);
@@ -884,7 +890,7 @@ void gw_admin_dispatch(gw_req *req) {
       json_t *rec;
       if (gw_token_lookup(txn, auth, "admin", NULL, &rec) == 0) {
         st_txn_end(txn);
-        token_touch(req->lp, auth, rec);
+        gw_token_touch(req->lp, auth, rec);
         json_decref(rec);
       } else {
         st_txn_end(txn);

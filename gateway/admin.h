@@ -37,6 +37,8 @@ void gw_admin_register_checks(st_store *st);
  * the lookup is by hash, never by comparing token text. */
 int gw_token_lookup(st_txn *txn, const char *token, const char *kind, const char *tenant,
                     json_t **rec);
+/* Records a token's last use (at most once a minute; fire and forget). */
+void gw_token_touch(gw_loop *lp, const char *token, json_t *rec);
 /* Loads the tenant record; ST_ENOTFOUND when absent or deleted. */
 int gw_tenant_get(st_txn *txn, const char *id, json_t **rec);
 /* [a-z0-9-]{1,63} */

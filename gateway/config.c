@@ -43,7 +43,7 @@ static const cfg_key keys[] = {
     {"log_level", CFG_STR, "info", 0, 0, OFF(log_level), "debug, info, warn or error", check_level},
     {"access_log", CFG_BOOL, "true", 0, 1, OFF(access_log), "one JSON log line per request", NULL},
     {"max_connections", CFG_INT, "4096", 1, 1000000, OFF(max_connections),
-     "open client connections per listener set; excess get 503 and are closed", NULL},
+     "open client connections; excess get 503 and are closed", NULL},
     {"max_header_bytes", CFG_SIZE, "16384", 256, 1 * MIB, OFF(max_header_bytes),
      "request line + headers size cap (431 beyond)", NULL},
     {"max_uri_bytes", CFG_SIZE, "8192", 64, 1 * MIB, OFF(max_uri_bytes),
@@ -72,6 +72,10 @@ static const cfg_key keys[] = {
      "sealing key file (default <data>/master.key; keep it outside data in production)", NULL},
     {"admin_token_file", CFG_STR, NULL, 0, 0, OFF(admin_token_file),
      "operator token file (default <data>/admin.token; MCPGATE_ADMIN_TOKEN overrides)", NULL},
+    {"scim_max_body", CFG_SIZE, "32M", 1024, 1 * GIB, OFF(scim_max_body),
+     "request body cap on SCIM routes (a Group PUT with every member can be large)", NULL},
+    {"scim_max_count", CFG_INT, "1000", 1, 100000, OFF(scim_max_count),
+     "largest page a SCIM list returns (count is capped to it)", NULL},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 

@@ -38,6 +38,8 @@ typedef struct gw_config {
   int64_t store_map_size;
   char *master_key_file;
   char *admin_token_file;
+  int64_t scim_max_body;
+  int64_t scim_max_count;
 } gw_config;
 
 /* Loads defaults, then --config FILE, then env, then flags from argv

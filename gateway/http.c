@@ -706,7 +706,7 @@ static void resolve_client(gw_conn *c, gw_req *r) {
       while (e > s && (e[-1] == ' ' || e[-1] == '\t')) e--;
       *e = 0;
       if (*s) {
-        snprintf(r->client, sizeof r->client, "%s", s);
+        snprintf(r->client, sizeof r->client, "%.*s", (int)(sizeof r->client - 1), s);
         if (!gw_server_trusted(srv, s)) break;
       }
       end = start > tmp ? start - 1 : tmp;

@@ -34,6 +34,16 @@ const gw_route *gw_route_find(gw_loop *lp, int kind, const char *path, size_t n)
   if (eq(path, n, "/metrics")) return ops_here ? &r_metrics : NULL;
   if (n >= 9 && memcmp(path, "/admin/v1", 9) == 0 && (n == 9 || path[9] == '/'))
     return ops_here ? &r_admin : NULL;
+  /* /t/{tenant}/scim/v2[/…] */
+  if (n > 3 && memcmp(path, "/t/", 3) == 0) {
+    const char *t = path + 3, *end = path + n;
+    const char *slash = memchr(t, '/', (size_t)(end - t));
+    if (slash && slash > t) {
+      size_t rest = (size_t)(end - slash);
+      if (rest >= 8 && memcmp(slash, "/scim/v2", 8) == 0 && (rest == 8 || slash[8] == '/'))
+        return &lp->srv->scim_route;
+    }
+  }
   return NULL;
 }
 

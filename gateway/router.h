@@ -11,6 +11,8 @@
 
 #include "gateway/http.h"
 
+typedef struct gw_loop gw_loop;
+
 enum gw_route_class {
   GW_RC_HEALTH,
   GW_RC_METRICS,

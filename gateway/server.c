@@ -23,6 +23,7 @@
 #include "gateway/admin.h"
 #include "gateway/log.h"
 #include "gateway/metrics.h"
+#include "gateway/scim_http.h"
 #include "gateway/tls.h"
 #include "store/store.h"
 #include "store/token.h"
@@ -364,7 +365,9 @@ int gw_serve(gw_config *cfg) {
       goto out;
     }
     gw_admin_register_checks(srv->store);
+    if (gw_scim_init(srv) != 0) goto out;
   }
+  srv->scim_route = (gw_route){GW_RC_SCIM, gw_scim_dispatch, NULL, srv->cfg.scim_max_body};
   if (uv_loop_init(&lp->loop) != 0) goto out;
   if (st_port_open(srv->store, &lp->loop, &lp->port) != 0) goto out_loop;
   if (gw_admin_loop_start(lp) != 0) goto out_loop;
@@ -397,6 +400,7 @@ out_loop:
     GW_LOG(GW_LOG_WARN, "server", NULL, "loop closed with handles still open");
 out:
   if (srv->store) st_close(srv->store);
+  gw_scim_free(srv);
   gw_tls_ctx_free(srv->tls);
   gw_metrics_free(srv->metrics);
   free(srv->trusted);

@@ -12,12 +12,14 @@
 #include <uv.h>
 
 #include "gateway/config.h"
+#include "gateway/router.h"
 
 typedef struct gw_server gw_server;
 typedef struct gw_loop gw_loop;
 typedef struct gw_metrics gw_metrics;
 typedef struct gw_tls_ctx gw_tls_ctx;
 typedef struct st_store st_store;
+typedef struct gw_scim_state gw_scim_state;
 
 enum { GW_LISTENER_HTTP = 0, GW_LISTENER_HTTPS = 1, GW_LISTENER_ADMIN = 2 };
 
@@ -60,6 +62,8 @@ struct gw_server {
   uv_timer_t drain_timer;
   bool shutting_down;
   int exit_code;
+  gw_scim_state *scim;  /* SCIM metrics (gateway/scim_http.c) */
+  gw_route scim_route;  /* body cap from scim_max_body */
   uint8_t admin_token_hash[32]; /* SHA-256 of the operator token */
   bool have_admin_token;
 };

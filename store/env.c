@@ -28,6 +28,9 @@ const char *const st__db_names[ST_DB__COUNT] = {
     [ST_DB_TENANTS] = "tenants",
     [ST_DB_TOKENS] = "tokens",
     [ST_DB_SECRETS] = "secrets",
+    [ST_DB_SCIM_RES] = "scim.res",
+    [ST_DB_SCIM_IDX] = "scim.idx",
+    [ST_DB_SCIM_MEM] = "scim.mem",
 };
 _Static_assert(sizeof st__db_names / sizeof st__db_names[0] == ST_DB__COUNT,
                "st__db_names must name every st_db");

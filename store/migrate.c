@@ -50,9 +50,20 @@ static int m2_store_id(st_txn *t) {
   return st_put(t, ST_DB_META, STORE_ID_KEY, strlen(STORE_ID_KEY), id, strlen(id), 0);
 }
 
+/* 3: SCIM resources, their indexes and group membership (scim/scim.h). */
+static int m3_scim_dbs(st_txn *t) {
+  static const st_db dbs[] = {ST_DB_SCIM_RES, ST_DB_SCIM_IDX, ST_DB_SCIM_MEM};
+  for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
+    int rc = st__db_create(t, dbs[i]);
+    if (rc < 0) return rc;
+  }
+  return 0;
+}
+
 static const migration steps[] = {
     {"create initial databases", m1_initial_dbs},
     {"assign store id", m2_store_id},
+    {"create SCIM databases", m3_scim_dbs},
 };
 
 uint32_t st_schema_latest(void) { return (uint32_t)(sizeof steps / sizeof steps[0]); }

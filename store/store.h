@@ -67,6 +67,9 @@ typedef enum st_db {
   ST_DB_TENANTS,  /* tenants (owned by the gateway's tenant config) */
   ST_DB_TOKENS,   /* token hash -> token record (auth/, scim/, admin) */
   ST_DB_SECRETS,  /* every sealed blob; key = st_aad fields (store/seal.h) */
+  ST_DB_SCIM_RES, /* SCIM users and groups (scim/scim.h has the key layout) */
+  ST_DB_SCIM_IDX, /* SCIM unique and lookup indexes, counters */
+  ST_DB_SCIM_MEM, /* SCIM group membership, both directions */
   ST_DB__COUNT
 } st_db;
 

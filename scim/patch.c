@@ -1,0 +1,312 @@
+/* scim/patch.c — the PATCH engine (RFC 7644 §3.5.2) on a JSON resource.
+ *
+ * Operations apply in order to a private copy; the caller validates the
+ * result and commits it, or aborts the whole request (atomic: all or
+ * nothing). `op` is case-insensitive ("Replace" from Entra). Without a
+ * path the value is an object whose keys are attribute names, URN-qualified
+ * attribute names ("urn:…:enterprise:2.0:User:manager") or extension URNs
+ * holding an object (Okta's deactivate and Entra's extension updates). A
+ * read-only "id" inside such a value (Okta's group rename) is ignored.
+ * Group members never live in the JSON: every member operation goes to the
+ * caller's members callback, which edits the membership index. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "scim/scim_int.h"
+
+enum { OP_ADD, OP_REPLACE, OP_REMOVE };
+
+static bool ignored_attr(const char *name) {
+  return !strcasecmp(name, "id") || !strcasecmp(name, "meta") || !strcasecmp(name, "schemas") ||
+         !strcasecmp(name, "groups") || !strcasecmp(name, "password");
+}
+
+/* The object a path's attribute lives in; created for add/replace. */
+static json_t *container(json_t *res, const scim__attrpath *ap, bool create) {
+  if (!ap->urn || !strcasecmp(ap->urn, SCIM_URN_USER) || !strcasecmp(ap->urn, SCIM_URN_GROUP))
+    return res;
+  const char *k;
+  json_t *c = scim__oget(res, ap->urn, &k);
+  if (json_is_object(c)) return c;
+  if (!create) return NULL;
+  c = json_object();
+  json_object_set_new(res, ap->urn, c);
+  return c;
+}
+
+/* Sets obj[name] (matching an existing key case-insensitively). */
+static void oset(json_t *obj, const char *name, json_t *v /* stolen */) {
+  const char *k;
+  if (scim__oget(obj, name, &k)) json_object_set_new(obj, k, v);
+  else json_object_set_new(obj, name, v);
+}
+
+static void odel(json_t *obj, const char *name) {
+  const char *k;
+  if (scim__oget(obj, name, &k)) json_object_del(obj, k);
+}
+
+static bool array_has(const json_t *arr, const json_t *v) {
+  size_t i;
+  json_t *e;
+  json_array_foreach(arr, i, e) if (json_equal(e, (json_t *)v)) return true;
+  return false;
+}
+
+static int bad(scim_resp *rs, int idx, const char *type, const char *msg) {
+  scim_error(rs, 400, type, "operation %d: %s", idx + 1, msg);
+  return -1;
+}
+
+/* add/replace of one attribute (no filter) */
+static int set_attr(json_t *res, const scim__attrpath *ap, const json_t *value, int op, int idx,
+                    scim_resp *rs) {
+  json_t *c = container(res, ap, true);
+  if (!c) return bad(rs, idx, "invalidPath", "no such extension");
+  json_t *cur = scim__oget(c, ap->attr, NULL);
+  if (ap->sub) {
+    if (cur && json_is_array(cur))
+      return bad(rs, idx, "invalidPath", "a sub-attribute of a multi-valued attribute needs a filter");
+    if (!json_is_object(cur)) {
+      cur = json_object();
+      oset(c, ap->attr, cur);
+    }
+    oset(cur, ap->sub, json_deep_copy(value));
+    return 0;
+  }
+  if (op == OP_ADD && json_is_array(cur)) {
+    if (json_is_array(value)) {
+      size_t i;
+      json_t *e;
+      json_array_foreach(value, i, e) if (!array_has(cur, e)) json_array_append_new(cur, json_deep_copy(e));
+    } else if (!array_has(cur, value)) {
+      json_array_append_new(cur, json_deep_copy(value));
+    }
+    return 0;
+  }
+  if (op == OP_ADD && json_is_object(cur) && json_is_object(value)) {
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)value, k, v) oset(cur, k, json_deep_copy(v));
+    return 0;
+  }
+  oset(c, ap->attr, json_deep_copy(value));
+  return 0;
+}
+
+static int apply_filtered(json_t *res, const scim__path *p, const json_t *value, int op, int idx,
+                          scim_resp *rs) {
+  json_t *c = container(res, &p->ap, false);
+  json_t *arr = c ? scim__oget(c, p->ap.attr, NULL) : NULL;
+  if (!json_is_array(arr)) {
+    if (op == OP_REMOVE) return 0;
+    return bad(rs, idx, "noTarget", "the filter matched no value");
+  }
+  int matched = 0;
+  for (size_t i = 0; i < json_array_size(arr);) {
+    json_t *e = json_array_get(arr, i);
+    if (!scim__filter_match(p->filter, e)) {
+      i++;
+      continue;
+    }
+    matched++;
+    if (op == OP_REMOVE) {
+      if (p->ap.sub) {
+        odel(e, p->ap.sub);
+        i++;
+      } else {
+        json_array_remove(arr, i);
+      }
+      continue;
+    }
+    if (p->ap.sub) {
+      if (!json_is_object(e)) return bad(rs, idx, "invalidPath", "the matched value is not complex");
+      oset(e, p->ap.sub, json_deep_copy(value));
+    } else if (json_is_object(e) && json_is_object(value)) {
+      const char *k;
+      json_t *v;
+      json_object_foreach((json_t *)value, k, v) oset(e, k, json_deep_copy(v));
+    } else {
+      json_array_set_new(arr, i, json_deep_copy(value));
+    }
+    i++;
+  }
+  if (!matched && op != OP_REMOVE) return bad(rs, idx, "noTarget", "the filter matched no value");
+  return 0;
+}
+
+static int remove_attr(json_t *res, const scim__attrpath *ap, const json_t *value) {
+  json_t *c = container(res, ap, false);
+  if (!c) return 0;
+  json_t *cur = scim__oget(c, ap->attr, NULL);
+  if (!cur) return 0;
+  if (ap->sub) {
+    if (json_is_object(cur)) odel(cur, ap->sub);
+    return 0;
+  }
+  if (value && json_is_array(cur) && json_is_array(value)) {
+    /* remove the listed values only */
+    size_t i;
+    json_t *v;
+    json_array_foreach(value, i, v) {
+      for (size_t j = 0; j < json_array_size(cur);) {
+        json_t *e = json_array_get(cur, j);
+        json_t *ev = json_is_object(e) ? scim__oget(e, "value", NULL) : e;
+        json_t *vv = json_is_object(v) ? scim__oget(v, "value", NULL) : v;
+        if (ev && vv && json_equal(ev, vv)) json_array_remove(cur, j);
+        else j++;
+      }
+    }
+    return 0;
+  }
+  odel(c, ap->attr);
+  return 0;
+}
+
+static bool is_members(const scim__attrpath *ap, bool is_group) {
+  return is_group && (!ap->urn || !strcasecmp(ap->urn, SCIM_URN_GROUP)) &&
+         !strcasecmp(ap->attr, "members");
+}
+
+/* A path-less value object: each key becomes its own operation. */
+static int apply_pathless(json_t *res, const json_t *value, int op, bool is_group,
+                          scim__members_fn mcb, void *ctx, int idx, scim_resp *rs) {
+  if (!json_is_object(value))
+    return bad(rs, idx, "invalidValue", "without a path, the value must be an object");
+  if (op == OP_REMOVE) return bad(rs, idx, "noTarget", "remove needs a path");
+  const char *k;
+  json_t *v;
+  json_object_foreach((json_t *)value, k, v) {
+    if (ignored_attr(k)) continue;
+    scim__path p;
+    char err[200];
+    if (scim__path_parse(k, &p, err, sizeof err) != 0) return bad(rs, idx, "invalidPath", err);
+    int rc = 0;
+    if (p.urn_only) {
+      /* "urn:…:enterprise:2.0:User": {…} → each sub key */
+      if (!json_is_object(v)) {
+        scim__path_free(&p);
+        return bad(rs, idx, "invalidValue", "an extension's value must be an object");
+      }
+      const char *sk;
+      json_t *sv;
+      json_object_foreach(v, sk, sv) {
+        scim__attrpath ap = {p.ap.urn, (char *)sk, NULL};
+        if ((rc = set_attr(res, &ap, sv, op, idx, rs)) != 0) break;
+      }
+    } else if (p.filter) {
+      rc = bad(rs, idx, "invalidPath", "filters are not allowed in value keys");
+    } else if (is_members(&p.ap, is_group)) {
+      rc = mcb ? mcb(ctx, op == OP_ADD ? "add" : "replace", v, NULL, rs) : -1;
+    } else if (!strcasecmp(p.ap.attr, "active") && !p.ap.sub) {
+      json_t *b = scim__bool_value(v);
+      if (!b) rc = bad(rs, idx, "invalidValue", "\"active\" must be a boolean");
+      else {
+        scim__attrpath ap = p.ap;
+        rc = set_attr(res, &ap, b, op, idx, rs);
+        json_decref(b);
+      }
+    } else {
+      rc = set_attr(res, &p.ap, v, op, idx, rs);
+    }
+    scim__path_free(&p);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+int scim__patch_apply(json_t *res, const json_t *body, bool is_group, scim__members_fn mcb,
+                      void *ctx, scim_resp *rs) {
+  if (!json_is_object(body)) {
+    scim_error(rs, 400, "invalidSyntax", "the body must be a PatchOp object");
+    return -1;
+  }
+  json_t *schemas = scim__oget(body, "schemas", NULL);
+  bool ok = false;
+  size_t i;
+  json_t *s;
+  if (json_is_array(schemas))
+    json_array_foreach(schemas, i, s) if (json_is_string(s) && !strcasecmp(json_string_value(s), SCIM_URN_PATCH)) ok = true;
+  if (!ok) {
+    scim_error(rs, 400, "invalidSyntax", "schemas must contain \"%s\"", SCIM_URN_PATCH);
+    return -1;
+  }
+  json_t *ops = scim__oget(body, "Operations", NULL);
+  if (!json_is_array(ops) || !json_array_size(ops)) {
+    scim_error(rs, 400, "invalidSyntax", "\"Operations\" must be a non-empty array");
+    return -1;
+  }
+  if (json_array_size(ops) > 10000) {
+    scim_error(rs, 400, "invalidSyntax", "too many operations (10000 at most)");
+    return -1;
+  }
+  json_t *o;
+  json_array_foreach(ops, i, o) {
+    int idx = (int)i;
+    if (!json_is_object(o)) return bad(rs, idx, "invalidSyntax", "an operation must be an object");
+    const char *opname = json_string_value(scim__oget(o, "op", NULL));
+    int op;
+    if (!opname) return bad(rs, idx, "invalidSyntax", "\"op\" must be a string");
+    if (!strcasecmp(opname, "add")) op = OP_ADD;
+    else if (!strcasecmp(opname, "replace")) op = OP_REPLACE;
+    else if (!strcasecmp(opname, "remove")) op = OP_REMOVE;
+    else return bad(rs, idx, "invalidSyntax", "\"op\" must be add, replace or remove");
+    json_t *pathv = scim__oget(o, "path", NULL);
+    json_t *value = scim__oget(o, "value", NULL);
+    if (pathv && !json_is_string(pathv)) return bad(rs, idx, "invalidPath", "\"path\" must be a string");
+    if (op != OP_REMOVE && !value) return bad(rs, idx, "invalidValue", "\"value\" is required");
+    if (!pathv || !*json_string_value(pathv)) {
+      if (apply_pathless(res, value, op, is_group, mcb, ctx, idx, rs)) return -1;
+      continue;
+    }
+    scim__path p;
+    char err[300];
+    if (scim__path_parse(json_string_value(pathv), &p, err, sizeof err) != 0)
+      return bad(rs, idx, "invalidPath", err);
+    int rc = 0;
+    if (p.urn_only) {
+      if (op == OP_REMOVE) {
+        const char *k;
+        if (scim__oget(res, p.ap.urn, &k)) json_object_del(res, k);
+      } else if (!json_is_object(value)) {
+        rc = bad(rs, idx, "invalidValue", "an extension's value must be an object");
+      } else {
+        const char *sk;
+        json_t *sv;
+        json_object_foreach(value, sk, sv) {
+          scim__attrpath ap = {p.ap.urn, (char *)sk, NULL};
+          if ((rc = set_attr(res, &ap, sv, op, idx, rs)) != 0) break;
+        }
+      }
+    } else if (is_members(&p.ap, is_group)) {
+      if (p.ap.sub) rc = bad(rs, idx, "invalidPath", "members' sub-attributes cannot be patched");
+      else
+        rc = mcb ? mcb(ctx, op == OP_ADD ? "add" : op == OP_REPLACE ? "replace" : "remove", value,
+                       p.filter, rs)
+                 : -1;
+    } else if (!p.ap.urn && ignored_attr(p.ap.attr)) {
+      /* read-only or never-stored attributes: ignored, like in PUT */
+    } else if (p.filter) {
+      rc = apply_filtered(res, &p, value, op, idx, rs);
+    } else if (op == OP_REMOVE) {
+      rc = remove_attr(res, &p.ap, value);
+    } else if (!strcasecmp(p.ap.attr, "active") && !p.ap.sub) {
+      json_t *b = scim__bool_value(value);
+      if (!b) rc = bad(rs, idx, "invalidValue", "\"active\" must be a boolean");
+      else {
+        rc = set_attr(res, &p.ap, b, op, idx, rs);
+        json_decref(b);
+      }
+    } else {
+      rc = set_attr(res, &p.ap, value, op, idx, rs);
+    }
+    scim__path_free(&p);
+    if (rc) {
+      if (rs->status < 400) bad(rs, idx, "invalidValue", "the operation failed");
+      return -1;
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,266 @@
+// The command line as an admin client of a running gateway: tenant,
+// scim-token and admin-token commands, --json, exit codes (0 ok, 1 failed,
+// 2 usage), token sources (admin.token, MCPGATE_ADMIN_TOKEN).
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { startGateway, makeTempDir } from './lib/gateway.mjs';
+import {
+  api, cli, assertExit, operatorToken, SCIM_TOKEN_RE, ADMIN_TOKEN_RE, TOKEN_ID_RE,
+} from './lib/admin.mjs';
+
+const PUBLIC_URL = 'https://scim.example.test';
+let gw, opToken, common;
+const outputs = []; // every CLI stdout/stderr, checked for the operator token at the end
+
+before(async () => {
+  gw = await startGateway({ args: ['--public-url', PUBLIC_URL] });
+  opToken = operatorToken(gw.dataDir);
+  common = ['--server', gw.url, '--data', gw.dataDir];
+});
+
+async function run(args, opts) {
+  const r = await cli(args, opts);
+  outputs.push(r.stdout, r.stderr);
+  return r;
+}
+const mg = (...args) => run([...args, ...common]);
+
+function parseJson(text, what) {
+  try { return JSON.parse(text); } catch (e) { assert.fail(`${what}: --json output is not JSON: ${e.message}\n${text}`); }
+}
+
+/** A TCP port on 127.0.0.1 with nothing listening. */
+async function closedPort() {
+  const s = net.createServer();
+  await new Promise((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address();
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+test('mcpgate version → exit 0', async () => {
+  const r = await run(['version']);
+  assertExit(r, 0);
+  assert.match(r.stdout, /^mcpgate \d+\.\d+\.\d+/);
+});
+
+let acmeInitial; // {token, id}
+
+test('tenant create prints the SCIM base URL and a mgs_ token', async () => {
+  const r = await mg('tenant', 'create', 'acme', '--name', 'Acme Corp');
+  assertExit(r, 0);
+  assert.ok(r.stdout.includes(`${PUBLIC_URL}/t/acme/scim/v2`), `base URL printed:\n${r.stdout}`);
+  const toks = r.stdout.match(/mgs_[A-Za-z0-9_-]+/g) ?? [];
+  assert.equal(toks.length, 1, `one SCIM token printed:\n${r.stdout}`);
+  assert.match(toks[0], SCIM_TOKEN_RE);
+  // the tenant exists with its name
+  const s = await api(gw.port, opToken, 'GET', '/admin/v1/tenants/acme');
+  assert.equal(s.status, 200, s.body);
+  assert.equal(s.json.name, 'Acme Corp');
+  // the printed token's id is the one listed
+  const l = await api(gw.port, opToken, 'GET', '/admin/v1/tenants/acme/scim-tokens');
+  assert.equal(l.json.tokens.length, 1);
+  const id = l.json.tokens[0].id;
+  assert.ok(r.stdout.includes(id), `token id ${id} printed:\n${r.stdout}`);
+  acmeInitial = { token: toks[0], id };
+
+  const sl = await mg('scim-token', 'list', 'acme');
+  assertExit(sl, 0);
+  assert.ok(sl.stdout.includes(id), `scim-token list shows ${id}:\n${sl.stdout}`);
+  assert.ok(!sl.stdout.includes(toks[0]), 'scim-token list never shows the token');
+});
+
+test('tenant create of an existing id → exit 1 with a message on stderr', async () => {
+  const r = await mg('tenant', 'create', 'acme');
+  assertExit(r, 1);
+  assert.match(r.stderr, /409|exists/i, `stderr: ${r.stderr}`);
+  assert.doesNotMatch(r.stdout, /mgs_/, 'no token printed');
+  const bad = await mg('tenant', 'create', 'Not_Valid');
+  assertExit(bad, 1);
+  assert.match(bad.stderr, /400|invalid/i, `stderr: ${bad.stderr}`);
+});
+
+test('tenant list / show, human and --json', async () => {
+  const r = await mg('tenant', 'list');
+  assertExit(r, 0);
+  assert.match(r.stdout, /^acme\s+Acme Corp\s/m, `list:\n${r.stdout}`);
+  const j = await mg('tenant', 'list', '--json');
+  assertExit(j, 0);
+  const lj = parseJson(j.stdout, 'tenant list');
+  assert.ok(Array.isArray(lj.tenants));
+  assert.ok(lj.tenants.some((t) => t.id === 'acme' && t.name === 'Acme Corp'));
+
+  const s = await mg('tenant', 'show', 'acme');
+  assertExit(s, 0);
+  const sj = parseJson(s.stdout, 'tenant show');
+  assert.equal(sj.id, 'acme');
+  assert.equal(sj.scim.base_url, `${PUBLIC_URL}/t/acme/scim/v2`);
+  const sj2 = parseJson((await mg('tenant', 'show', 'acme', '--json')).stdout, 'tenant show --json');
+  assert.equal(sj2.id, 'acme');
+
+  const miss = await mg('tenant', 'show', 'nope');
+  assertExit(miss, 1);
+  assert.match(miss.stderr, /404/, `stderr: ${miss.stderr}`);
+});
+
+test('tenant create --json parses and carries the token', async () => {
+  const r = await mg('tenant', 'create', 'jsonco', '--name', 'Json Co', '--json');
+  assertExit(r, 0);
+  const j = parseJson(r.stdout, 'tenant create');
+  assert.equal(j.id, 'jsonco');
+  assert.equal(j.name, 'Json Co');
+  assert.match(j.scim.token, SCIM_TOKEN_RE);
+  assert.match(j.scim.token_id, TOKEN_ID_RE);
+  assert.equal(j.scim.base_url, `${PUBLIC_URL}/t/jsonco/scim/v2`);
+});
+
+test('scim-token create / list / revoke', async () => {
+  const c = await mg('scim-token', 'create', 'acme', '--name', 'okta2');
+  assertExit(c, 0);
+  const toks = c.stdout.match(/mgs_[A-Za-z0-9_-]+/g) ?? [];
+  assert.equal(toks.length, 1, c.stdout);
+  assert.match(toks[0], SCIM_TOKEN_RE);
+  assert.notEqual(toks[0], acmeInitial.token);
+
+  const cj = await mg('scim-token', 'create', 'acme', '--name', 'okta3', '--json');
+  assertExit(cj, 0);
+  const t3 = parseJson(cj.stdout, 'scim-token create');
+  assert.match(t3.token, SCIM_TOKEN_RE);
+  assert.match(t3.id, TOKEN_ID_RE);
+  assert.equal(t3.name, 'okta3');
+
+  const l = await mg('scim-token', 'list', 'acme');
+  assertExit(l, 0);
+  assert.match(l.stdout, /\bokta2\b/);
+  assert.match(l.stdout, /\bokta3\b/);
+  assert.ok(!l.stdout.includes(toks[0]) && !l.stdout.includes(t3.token), 'no token text in the list');
+  const lj = parseJson((await mg('scim-token', 'list', 'acme', '--json')).stdout, 'scim-token list');
+  assert.equal(lj.tokens.length, 3, 'initial + okta2 + okta3');
+  const okta2 = lj.tokens.find((t) => t.name === 'okta2');
+  assert.ok(okta2, 'okta2 listed');
+  assert.ok(c.stdout.includes(okta2.id), 'create printed the id that list shows');
+  for (const t of lj.tokens) assert.deepEqual(Object.keys(t).sort(), ['created', 'id', 'last_used', 'name']);
+
+  const rv = await mg('scim-token', 'revoke', 'acme', okta2.id);
+  assertExit(rv, 0);
+  const lj2 = parseJson((await mg('scim-token', 'list', 'acme', '--json')).stdout, 'scim-token list');
+  assert.deepEqual(lj2.tokens.map((t) => t.id).sort(), [acmeInitial.id, t3.id].sort());
+  const again = await mg('scim-token', 'revoke', 'acme', okta2.id);
+  assertExit(again, 1);
+  assert.match(again.stderr, /404/, `stderr: ${again.stderr}`);
+
+  const nt = await mg('scim-token', 'list', 'no-such-tenant');
+  assertExit(nt, 1);
+  assert.match(nt.stderr, /404/);
+});
+
+test('admin-token create / list / revoke; the minted token works against the API', async () => {
+  const c = await mg('admin-token', 'create', 'acme', '--name', 'ci');
+  assertExit(c, 0);
+  const toks = c.stdout.match(/mga_[A-Za-z0-9_-]+/g) ?? [];
+  assert.equal(toks.length, 1, c.stdout);
+  assert.match(toks[0], ADMIN_TOKEN_RE);
+  assert.notEqual(toks[0], opToken);
+  const tok = toks[0];
+  assert.equal((await api(gw.port, tok, 'GET', '/admin/v1/tenants/acme')).status, 200);
+  assert.equal((await api(gw.port, tok, 'GET', '/admin/v1/tenants/jsonco')).status, 403);
+
+  // the tenant token used by the CLI itself sees only its tenant
+  const asTenant = await run(['tenant', 'list', '--json', '--server', gw.url], { env: { MCPGATE_ADMIN_TOKEN: tok } });
+  assertExit(asTenant, 0);
+  assert.deepEqual(parseJson(asTenant.stdout, 'tenant list').tenants.map((t) => t.id), ['acme']);
+  const denied = await run(['tenant', 'create', 'sneaky', '--server', gw.url], { env: { MCPGATE_ADMIN_TOKEN: tok } });
+  assertExit(denied, 1);
+  assert.match(denied.stderr, /403/, `stderr: ${denied.stderr}`);
+
+  const l = await mg('admin-token', 'list', 'acme');
+  assertExit(l, 0);
+  assert.match(l.stdout, /\bci\b/);
+  assert.ok(!l.stdout.includes(tok), 'no token text in the list');
+  const lj = parseJson((await mg('admin-token', 'list', 'acme', '--json')).stdout, 'admin-token list');
+  assert.equal(lj.tokens.length, 1);
+  const id = lj.tokens[0].id;
+  assert.match(id, TOKEN_ID_RE);
+  assert.ok(c.stdout.includes(id), 'create printed the token id');
+
+  const cj = await mg('admin-token', 'create', 'acme', '--json');
+  assertExit(cj, 0);
+  const second = parseJson(cj.stdout, 'admin-token create');
+  assert.match(second.token, ADMIN_TOKEN_RE);
+
+  const rv = await mg('admin-token', 'revoke', 'acme', id);
+  assertExit(rv, 0);
+  assert.equal((await api(gw.port, tok, 'GET', '/admin/v1/tenants/acme')).status, 401, 'revoked token refused');
+  assert.equal((await api(gw.port, second.token, 'GET', '/admin/v1/tenants/acme')).status, 200, 'the other one works');
+  const again = await mg('admin-token', 'revoke', 'acme', id);
+  assertExit(again, 1);
+});
+
+test('wrong token → exit 1 with an error 401 message', async () => {
+  const r = await run(['tenant', 'list', '--server', gw.url, '--data', gw.dataDir],
+    { env: { MCPGATE_ADMIN_TOKEN: 'bogus-but-long-enough-token' } });
+  assertExit(r, 1);
+  assert.match(r.stderr, /401/, `stderr: ${r.stderr}`);
+  assert.equal(r.stdout, '', 'nothing on stdout');
+  // no token anywhere (empty data dir, no env) → exit 1 naming the problem
+  const empty = await makeTempDir();
+  const n = await run(['tenant', 'list', '--server', gw.url, '--data', empty]);
+  assertExit(n, 1);
+  assert.match(n.stderr, /token/i, `stderr: ${n.stderr}`);
+});
+
+test('MCPGATE_SERVER and MCPGATE_DATA stand in for the flags', async () => {
+  const r = await run(['tenant', 'list', '--json'], { env: { MCPGATE_SERVER: gw.url + '/', MCPGATE_DATA: gw.dataDir } });
+  assertExit(r, 0);
+  assert.ok(parseJson(r.stdout, 'tenant list').tenants.some((t) => t.id === 'acme'));
+});
+
+test('unreachable server → exit 1', async () => {
+  const port = await closedPort();
+  const r = await run(['tenant', 'list', '--server', `http://127.0.0.1:${port}`, '--data', gw.dataDir]);
+  assertExit(r, 1);
+  assert.ok(r.stderr.trim().length > 0, 'an error message on stderr');
+  assert.equal(r.stdout, '');
+});
+
+test('usage errors → exit 2', async () => {
+  for (const args of [
+    ['frobnicate'],
+    [],
+    ['tenant', 'frobnicate'],
+    ['tenant', 'create'],
+    ['tenant', 'create', 'a', 'b'],
+    ['tenant', 'list', '--bogus-flag'],
+    ['tenant', 'create', 'x', '--name'],
+    ['scim-token', 'revoke', 'acme'],
+    ['admin-token', 'create'],
+  ]) {
+    const r = await run(args);
+    assertExit(r, 2, `mcpgate ${args.join(' ')}`);
+    assert.ok(r.stderr.trim().length > 0, `usage message on stderr for: ${args.join(' ')}`);
+  }
+  assert.equal((await api(gw.port, opToken, 'GET', '/admin/v1/tenants/x')).status, 404, 'nothing was created');
+});
+
+test('tenant delete → exit 0, then the tenant is gone', async () => {
+  const r = await mg('tenant', 'delete', 'acme');
+  assertExit(r, 0);
+  const s = await mg('tenant', 'show', 'acme');
+  assertExit(s, 1);
+  assert.match(s.stderr, /404/);
+  const l = parseJson((await mg('tenant', 'list', '--json')).stdout, 'tenant list');
+  assert.ok(!l.tenants.some((t) => t.id === 'acme'));
+  const dj = await mg('tenant', 'delete', 'jsonco', '--json');
+  assertExit(dj, 0);
+  assert.equal(parseJson(dj.stdout, 'tenant delete').id, 'jsonco');
+  const again = await mg('tenant', 'delete', 'jsonco');
+  assertExit(again, 1);
+});
+
+test('the CLI never printed the operator token; the server stops cleanly', async () => {
+  assert.ok(outputs.length > 20, 'the CLI ran');
+  for (const o of outputs) assert.ok(!o.includes(opToken.slice(4)), 'operator token not in CLI output');
+  const ex = await gw.stop();
+  assert.equal(ex.code, 0);
+});

@@ -1,0 +1,154 @@
+// Configuration: --help, --print-config, precedence (defaults < file < env
+// < flags), validation errors, and the separate admin listener.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { runGateway, startGateway, makeTempDir, request } from './lib/gateway.mjs';
+
+const KEYS = [
+  'listen', 'public_url', 'data', 'log_level', 'access_log', 'max_connections', 'max_header_bytes',
+  'max_uri_bytes', 'max_body_bytes', 'header_timeout_ms', 'body_timeout_ms', 'idle_timeout_ms',
+  'shutdown_timeout_ms', 'tls_listen', 'tls_cert_file', 'tls_key_file', 'admin_listen',
+  'trusted_proxies', 'store_map_size', 'master_key_file',
+];
+const flagOf = (k) => '--' + k.replaceAll('_', '-');
+const envOf = (k) => 'MCPGATE_' + k.toUpperCase();
+
+let dataDir;
+async function data() { return (dataDir ??= await makeTempDir()); }
+
+/** Runs `serve --print-config ...args` and returns the key → value map. */
+async function printConfig(args = [], env = {}) {
+  const r = await runGateway(['serve', '--print-config', '--data', await data(), ...args], { env });
+  assert.equal(r.timedOut, false, '--print-config exits by itself');
+  assert.equal(r.code, 0, `--print-config exit code; stderr: ${r.stderr}`);
+  const cfg = {};
+  for (const line of r.stdout.split('\n')) {
+    if (!line.trim()) continue;
+    const m = /^([a-z0-9_]+) = ?(.*)$/.exec(line);
+    assert.ok(m, `print-config line is "key = value": ${JSON.stringify(line)}`);
+    cfg[m[1]] = m[2].trim();
+  }
+  return cfg;
+}
+
+async function writeConfig(text) {
+  const f = path.join(await data(), `cfg-${Math.random().toString(36).slice(2)}.conf`);
+  await fs.writeFile(f, text);
+  return f;
+}
+
+/** The command must refuse to run: non-zero exit and stderr names `key`. */
+async function assertRejected(args, env, key) {
+  const r = await runGateway(['serve', '--listen', '127.0.0.1:0', '--data', await data(), ...args], { env, timeoutMs: 5000 });
+  assert.equal(r.timedOut, false, `refused rather than started; stderr: ${r.stderr.slice(-500)}`);
+  assert.notEqual(r.code, 0, 'non-zero exit');
+  const names = [key, key.replaceAll('_', '-')];
+  assert.ok(names.some((n) => r.stderr.includes(n)), `stderr names ${key}: ${JSON.stringify(r.stderr.slice(-500))}`);
+}
+
+test('serve --help exits 0 and lists every key with its flag and env forms', async () => {
+  const r = await runGateway(['serve', '--help']);
+  assert.equal(r.code, 0, r.stderr);
+  const out = r.stdout + r.stderr;
+  const missing = [];
+  for (const k of KEYS) {
+    if (!out.includes(flagOf(k))) missing.push(flagOf(k));
+    if (!out.includes(envOf(k))) missing.push(envOf(k));
+  }
+  assert.deepEqual(missing, [], 'every flag and env form appears in --help');
+});
+
+test('--print-config lists every key as "key = value"', async () => {
+  const cfg = await printConfig();
+  for (const k of KEYS) assert.ok(k in cfg, `print-config has ${k}`);
+});
+
+test('public_url defaults to http://<listen>', async () => {
+  const cfg = await printConfig(['--listen', '127.0.0.1:9999']);
+  assert.equal(cfg.listen, '127.0.0.1:9999');
+  assert.equal(cfg.public_url, 'http://127.0.0.1:9999');
+  const cfg2 = await printConfig(['--listen', '127.0.0.1:9999', '--public-url', 'https://gw.example.com']);
+  assert.equal(cfg2.public_url, 'https://gw.example.com');
+});
+
+test('precedence: defaults < --config file < MCPGATE_* env < flags', async () => {
+  const defaults = await printConfig();
+  const file = await writeConfig([
+    '# a comment line',
+    '',
+    'max_connections = 111',
+    'max_body_bytes = 5000',
+    '   # indented comment',
+    'idle_timeout_ms = 7000',
+    'header_timeout_ms=1234',
+    '',
+  ].join('\n'));
+  const f = await printConfig(['--config', file]);
+  assert.equal(f.max_connections, '111');
+  assert.equal(f.max_body_bytes, '5000');
+  assert.equal(f.idle_timeout_ms, '7000');
+  assert.equal(f.header_timeout_ms, '1234');
+  assert.equal(f.max_uri_bytes, defaults.max_uri_bytes, 'keys not in the file keep their defaults');
+
+  const e = await printConfig(['--config', file], { MCPGATE_MAX_CONNECTIONS: '222', MCPGATE_MAX_BODY_BYTES: '6000' });
+  assert.equal(e.max_connections, '222', 'env beats file');
+  assert.equal(e.max_body_bytes, '6000');
+  assert.equal(e.idle_timeout_ms, '7000', 'file still applies where env is silent');
+
+  const fl = await printConfig(['--config', file, '--max-connections', '333', '--max-body-bytes=7000'],
+    { MCPGATE_MAX_CONNECTIONS: '222', MCPGATE_MAX_BODY_BYTES: '6000' });
+  assert.equal(fl.max_connections, '333', '--flag value beats env');
+  assert.equal(fl.max_body_bytes, '7000', '--flag=value beats env');
+  assert.equal(fl.idle_timeout_ms, '7000');
+
+  const envOnly = await printConfig([], { MCPGATE_LOG_LEVEL: 'debug' });
+  assert.equal(envOnly.log_level, 'debug', 'env beats default');
+});
+
+test('unknown flag → non-zero exit naming it', async () => {
+  await assertRejected(['--bogus', '1'], {}, 'bogus');
+});
+
+test('unknown key in the config file → non-zero exit naming it', async () => {
+  const file = await writeConfig('max_connections = 10\nbogus_key = 1\n');
+  await assertRejected(['--config', file], {}, 'bogus_key');
+});
+
+test('out-of-range value → non-zero exit naming the key', async () => {
+  await assertRejected(['--max-connections', '0'], {}, 'max_connections');
+});
+
+test('wrong type (flag and env) → non-zero exit naming the key', async () => {
+  await assertRejected(['--max-body-bytes', 'abc'], {}, 'max_body_bytes');
+  await assertRejected([], { MCPGATE_MAX_BODY_BYTES: 'abc' }, 'max_body_bytes');
+});
+
+test('--admin-listen: /metrics only on the admin listener, /healthz on both', async () => {
+  const gw = await startGateway({ args: ['--admin-listen', '127.0.0.1:0'], listeners: ['http', 'admin'] });
+  const admin = gw.addrs.admin.port;
+  assert.ok(admin && admin !== gw.port, 'admin listener on its own port');
+  const m = await request(admin, { path: '/metrics' });
+  assert.equal(m.status, 200);
+  assert.match(m.body, /mcpgate_http_requests_total/);
+  const m2 = await request(gw.port, { path: '/metrics' });
+  assert.equal(m2.status, 404);
+  assert.equal(JSON.parse(m2.body).error, 'not_found');
+  assert.equal((await request(admin, { path: '/healthz' })).status, 200);
+  assert.equal((await request(gw.port, { path: '/healthz' })).status, 200);
+  assert.deepEqual(await gw.stop(), { code: 0, signal: null });
+});
+
+test('flags reach the running server (--config file + env + flag)', async () => {
+  const file = await writeConfig('max_uri_bytes = 300\nmax_body_bytes = 300\n');
+  const gw = await startGateway({ args: ['--config', file, '--max-body-bytes', '100'], env: { MCPGATE_MAX_BODY_BYTES: '200' } });
+  const big = await request(gw.port, { method: 'POST', path: '/healthz', body: 'x'.repeat(150) });
+  assert.equal(big.status, 413, 'flag value (100) is the one in force');
+  const small = await request(gw.port, { method: 'POST', path: '/healthz', body: 'x'.repeat(50) });
+  assert.equal(small.status, 405);
+  const longUri = await request(gw.port, { path: '/healthz?' + 'q'.repeat(400) });
+  assert.equal(longUri.status, 414, 'file value for max_uri_bytes is in force');
+  assert.equal((await request(gw.port, { path: '/healthz' })).status, 200);
+  assert.deepEqual(await gw.stop(), { code: 0, signal: null });
+});

@@ -1,0 +1,78 @@
+// Graceful shutdown on SIGTERM/SIGINT: idle connections closed, in-flight
+// requests finished, listeners closed, bounded by shutdown_timeout_ms.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startGateway, connect, connectRefused, request, sleep, waitFor } from './lib/gateway.mjs';
+
+async function idleKeepAliveThenSignal(signal) {
+  const gw = await startGateway({ args: ['--idle-timeout-ms', '30000'] });
+  const c = await connect(gw.port);
+  try {
+    await c.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+    assert.equal((await c.responses(1))[0].status, 200);
+    const len = c.buffer.length;
+    const t = Date.now();
+    const stopped = gw.stop(signal, { timeoutMs: 5000 });
+    assert.ok(await c.waitClose(3000), 'idle keep-alive connection closed by the server');
+    const res = await stopped;
+    const took = Date.now() - t;
+    assert.deepEqual(res, { code: 0, signal: null });
+    assert.ok(took < 3000, `exited ${took} ms after ${signal}`);
+    assert.equal(c.buffer.length, len, 'no bytes sent on the idle connection');
+  } finally { c.destroy(); }
+}
+
+test('SIGTERM with an idle keep-alive connection → closed, exit 0 quickly', async () => {
+  await idleKeepAliveThenSignal('SIGTERM');
+});
+
+test('SIGINT behaves like SIGTERM', async () => {
+  await idleKeepAliveThenSignal('SIGINT');
+});
+
+test('SIGTERM mid-body: listener closes, the request completes with Connection: close, exit 0', async () => {
+  const gw = await startGateway({ args: ['--shutdown-timeout-ms', '10000', '--body-timeout-ms', '20000'] });
+  const c = await connect(gw.port);
+  try {
+    await c.write('POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345');
+    await sleep(150);
+    gw.signal('SIGTERM');
+    await waitFor(() => connectRefused(gw.port), { timeoutMs: 3000, intervalMs: 50, what: 'new connections refused' });
+    assert.equal(gw.exitInfo, null, 'still running while a request is in flight');
+    assert.equal(c.closed, false, 'in-flight connection kept open');
+    await c.write('67890');
+    const [res] = await c.responses(1);
+    assert.equal(res.status, 405, 'the request is answered normally');
+    assert.match(res.headers.connection || '', /close/i, 'response carries Connection: close');
+    assert.ok(await c.waitClose(3000), 'connection closed after the response');
+    const out = await gw.waitExit({ timeoutMs: 5000 });
+    assert.deepEqual(out, { code: 0, signal: null });
+  } finally { c.destroy(); }
+});
+
+test('--shutdown-timeout-ms 500: a client that never finishes its body does not hold the exit', async () => {
+  const gw = await startGateway({ args: ['--shutdown-timeout-ms', '500', '--body-timeout-ms', '30000',
+    '--header-timeout-ms', '30000'] });
+  const c = await connect(gw.port);
+  try {
+    await c.write('POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc');
+    await sleep(150);
+    const t = Date.now();
+    const res = await gw.stop('SIGTERM', { timeoutMs: 8000 });
+    const took = Date.now() - t;
+    assert.deepEqual(res, { code: 0, signal: null });
+    assert.ok(took >= 400, `waited for the in-flight request (${took} ms)`);
+    assert.ok(took < 2000, `exited ${took} ms after SIGTERM with a 500 ms budget`);
+    assert.ok(await c.waitClose(1000), 'stuck connection was closed');
+  } finally { c.destroy(); }
+});
+
+test('a second gateway on the same data dir after a clean stop starts and serves', async () => {
+  const gw = await startGateway();
+  assert.equal((await request(gw.port, { path: '/healthz' })).status, 200);
+  const dir = gw.dataDir;
+  assert.deepEqual(await gw.stop(), { code: 0, signal: null });
+  const gw2 = await startGateway({ dataDir: dir });
+  assert.equal((await request(gw2.port, { path: '/healthz' })).status, 200);
+  assert.deepEqual(await gw2.stop(), { code: 0, signal: null });
+});

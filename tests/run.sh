@@ -1,0 +1,158 @@
+#!/bin/sh
+# tests/run.sh — runs every test tier and prints one total.
+#
+#   1. unit binaries: build/tests/test_* and build-asan/tests/test_*; each
+#      ends with "# unit FILE: N passed, N failed". A binary that crashes,
+#      times out, exits non-zero or prints no summary counts as a failure, and
+#      so does a sanitizer report in its output.
+#   2. integration: node's test runner over tests/integration/*.test.mjs,
+#      once against build/mcpgate and once against build-asan/mcpgate (the
+#      harness fails a file whose gateway printed a sanitizer report).
+#
+# Full logs go to build/test-logs/; only failures are echoed. The last line
+# is exactly "N passed, N failed"; the exit status is non-zero on any failure.
+# Knobs: TEST_ONLY=unit|integration, TEST_VARIANTS="build build-asan",
+#        TEST_FILES="tests/integration/http.test.mjs ...".
+set -u
+
+cd "$(dirname "$0")/.." || exit 2
+ROOT=$(pwd)
+LOGDIR="$ROOT/build/test-logs"
+mkdir -p "$LOGDIR"
+
+VARIANTS=${TEST_VARIANTS:-"build build-asan"}
+ONLY=${TEST_ONLY:-all}
+SAN_RE='ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|WARNING: ThreadSanitizer'
+
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:exitcode=23:strict_string_checks=1:detect_stack_use_after_return=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+export LSAN_OPTIONS="${LSAN_OPTIONS:-print_suppressions=0}"
+
+total_pass=0
+total_fail=0
+summary=""
+
+add_summary() { summary="${summary}$1
+"; }
+
+# ------------------------------------------------------------------ unit
+run_unit() {
+  variant=$1
+  sec_pass=0; sec_fail=0; found=0
+  for bin in "$variant"/tests/test_*; do
+    [ -f "$bin" ] && [ -x "$bin" ] || continue
+    case "$bin" in *.d|*.o) continue ;; esac
+    found=1
+    name=$(basename "$bin")
+    log="$LOGDIR/unit-$(basename "$variant")-$name.log"
+    timeout 120 "$bin" >"$log" 2>&1
+    rc=$?
+    line=$(grep -E '^# unit .*: [0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
+    if [ -z "$line" ]; then
+      p=0; f=1
+      echo "FAIL unit $bin: no summary line (exit $rc$( [ $rc -eq 124 ] && echo ', timed out'))"
+      tail -n 30 "$log" | sed 's/^/    /'
+    else
+      p=$(echo "$line" | sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed$/\1/')
+      f=$(echo "$line" | sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed$/\2/')
+      if [ "$f" -gt 0 ]; then
+        echo "FAIL unit $bin: $f failed"
+        grep -E '^not ok|^  ' "$log" | head -n 40 | sed 's/^/    /'
+      fi
+      if grep -Eq "$SAN_RE" "$log"; then
+        f=$((f + 1))
+        echo "FAIL unit $bin: sanitizer report"
+        grep -E -A 20 "$SAN_RE" "$log" | head -n 40 | sed 's/^/    /'
+      elif [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        f=1
+        echo "FAIL unit $bin: exit status $rc with no failed test"
+        tail -n 20 "$log" | sed 's/^/    /'
+      fi
+    fi
+    sec_pass=$((sec_pass + p)); sec_fail=$((sec_fail + f))
+  done
+  if [ $found -eq 0 ]; then
+    echo "note: no unit test binaries in $variant/tests"
+  fi
+  add_summary "unit ($variant): $sec_pass passed, $sec_fail failed"
+  total_pass=$((total_pass + sec_pass)); total_fail=$((total_fail + sec_fail))
+}
+
+# ------------------------------------------------------------------ integration
+run_integration() {
+  variant=$1
+  bin="$variant/mcpgate"
+  tap="$LOGDIR/integration-$(basename "$variant").tap"
+  if [ ! -x "$bin" ]; then
+    echo "FAIL integration ($variant): $bin not built"
+    add_summary "integration ($variant): 0 passed, 1 failed"
+    total_fail=$((total_fail + 1))
+    return
+  fi
+  if [ -n "${TEST_FILES:-}" ]; then files=$TEST_FILES
+  else files=$(ls tests/integration/*.test.mjs 2>/dev/null)
+  fi
+  if [ -z "$files" ]; then
+    echo "FAIL integration: no tests/integration/*.test.mjs"
+    add_summary "integration ($variant): 0 passed, 1 failed"
+    total_fail=$((total_fail + 1))
+    return
+  fi
+  start=$(date +%s)
+  # shellcheck disable=SC2086
+  MCPGATE_BIN="$bin" timeout 600 node --test --test-reporter=tap \
+    --test-concurrency="${TEST_CONCURRENCY:-3}" --test-timeout=30000 $files >"$tap" 2>&1
+  rc=$?
+  took=$(( $(date +%s) - start ))
+  p=$(grep -E '^# pass [0-9]+$' "$tap" | tail -n 1 | awk '{print $3}')
+  f=$(grep -E '^# fail [0-9]+$' "$tap" | tail -n 1 | awk '{print $3}')
+  c=$(grep -E '^# cancelled [0-9]+$' "$tap" | tail -n 1 | awk '{print $3}')
+  s=$(grep -E '^# skipped [0-9]+$' "$tap" | tail -n 1 | awk '{print $3}')
+  t=$(grep -E '^# todo [0-9]+$' "$tap" | tail -n 1 | awk '{print $3}')
+  if [ -z "$p" ] || [ -z "$f" ]; then
+    echo "FAIL integration ($variant): node test runner printed no totals (exit $rc)"
+    tail -n 40 "$tap" | sed 's/^/    /'
+    p=${p:-0}; f=$(( ${f:-0} + 1 ))
+  fi
+  f=$((f + ${c:-0}))
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+    echo "FAIL integration ($variant): node exited $rc with no failed test"
+    f=1
+  fi
+  if [ "$f" -gt 0 ]; then
+    echo "---- failing integration tests ($variant), full log: $tap"
+    # every "not ok" with its YAML block (up to the closing "...")
+    # (stack traces left out; they are in the log)
+    awk '
+      function ind(s) { match(s, /^ */); return RLENGTH }
+      /^ *not ok / { show = 1; n = 0; skip = -1 }
+      show && skip >= 0 && ind($0) > skip { next }
+      show { skip = -1 }
+      show && /^ *stack: \|-$/ { skip = ind($0); next }
+      show && /^ *(duration_ms|location|failureType|code|name|operator): / { next }
+      show { print "    " $0; n++ }
+      show && /^ *\.\.\.$/ { show = 0 }
+      show && n > 40 { print "    [...]"; show = 0 }
+    ' "$tap"
+  fi
+  extra=""
+  [ "${s:-0}" -gt 0 ] && extra="$extra, $s skipped"
+  [ "${t:-0}" -gt 0 ] && extra="$extra, $t todo"
+  add_summary "integration ($variant): $p passed, $f failed$extra (${took}s)"
+  total_pass=$((total_pass + p)); total_fail=$((total_fail + f))
+}
+
+if [ "$ONLY" = all ] || [ "$ONLY" = unit ]; then
+  for v in $VARIANTS; do run_unit "$v"; done
+fi
+if [ "$ONLY" = all ] || [ "$ONLY" = integration ]; then
+  if [ ! -d tests/node_modules ]; then
+    echo "note: tests/node_modules missing; run 'make deps' (sh tests/deps.sh)"
+  fi
+  for v in $VARIANTS; do run_integration "$v"; done
+fi
+
+echo "==== summary"
+printf '%s' "$summary"
+echo "$total_pass passed, $total_fail failed"
+[ "$total_fail" -eq 0 ]
