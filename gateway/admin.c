@@ -256,8 +256,13 @@ static int opt_string(gw_req *req, json_t *j, const char *key, size_t maxlen, co
     return -1;
   }
   size_t n = json_string_length(v);
-  if (n < 1 || n > maxlen || memchr(json_string_value(v), 0, n)) {
-    gw_respond_error(req, 400, "invalid_request", "\"%s\" must be 1 to %zu characters", key, maxlen);
+  const unsigned char *sv = (const unsigned char *)json_string_value(v);
+  bool ctl = false;
+  for (size_t i = 0; i < n; i++)
+    if (sv[i] < 0x20 || sv[i] == 0x7f) ctl = true;
+  if (n < 1 || n > maxlen || ctl) {
+    gw_respond_error(req, 400, "invalid_request",
+                     "\"%s\" must be 1 to %zu characters, without control characters", key, maxlen);
     return -1;
   }
   *out = json_string_value(v);
@@ -874,6 +879,55 @@ static void tokens(gw_req *req, const caller *who, const char *tenant, const cha
   submit(req, j, job_token_revoke);
 }
 
+/* GET /admin/v1/tenants/{t}/users[/{id}] and /groups[/{id}]: what SCIM
+ * provisioned, as SCIM renders it (users with their groups; lists paged
+ * with startIndex/count and filtered with a SCIM filter). */
+static void directory_view(gw_req *req, const caller *who, const char *tenant, const char *what,
+                           const char *id) {
+  gw_server *srv = req->lp->srv;
+  if (reach(req, who, tenant)) return;
+  snprintf(req->tenant, sizeof req->tenant, "%s", tenant);
+  if (strcmp(req->method, "GET") && strcmp(req->method, "HEAD")) {
+    gw_resp_header(req, "Allow", "GET");
+    gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
+    return;
+  }
+  st_txn *txn;
+  if (st_read_begin(srv->store, &txn) != 0) {
+    gw_respond_error(req, 503, "store_unavailable", "the store cannot be read right now");
+    return;
+  }
+  json_t *trec;
+  if (gw_tenant_get(txn, tenant, &trec) != 0) {
+    st_txn_end(txn);
+    gw_respond_error(req, 404, "not_found", "no such tenant");
+    return;
+  }
+  json_decref(trec);
+  char path[128], *base = scim_base_url(srv, tenant);
+  snprintf(path, sizeof path, "/%s%s%.64s", what[0] == 'u' ? "Users" : "Groups", id ? "/" : "", id ? id : "");
+  scim_req rq = {0};
+  rq.tenant = tenant;
+  rq.method = "GET";
+  rq.path = path;
+  rq.query = req->query;
+  rq.base_url = base ? base : "";
+  rq.max_count = (size_t)srv->cfg.scim_max_count;
+  scim_resp rs = {0};
+  scim_handle(txn, &rq, &rs);
+  st_txn_end(txn);
+  free(base);
+  if (rs.status >= 400) {
+    const char *detail = json_string_value(json_object_get(rs.body, "detail"));
+    const char *type = json_string_value(json_object_get(rs.body, "scimType"));
+    gw_respond_error(req, rs.status, rs.status == 404 ? "not_found" : type ? type : "invalid_request", "%s",
+                     detail ? detail : "request failed");
+  } else {
+    gw_respond_json(req, rs.status, json_incref(rs.body));
+  }
+  scim_resp_clear(&rs);
+}
+
 void gw_admin_dispatch(gw_req *req) {
   if (!req->lp->srv->store) {
     gw_respond_error(req, 503, "store_unavailable", "the store is not open");
@@ -925,6 +979,10 @@ void gw_admin_dispatch(gw_req *req) {
     }
     if (n == 2) {
       tenant_one(req, &who, seg[1]);
+      return;
+    }
+    if ((n == 3 || n == 4) && (!strcmp(seg[2], "users") || !strcmp(seg[2], "groups"))) {
+      directory_view(req, &who, seg[1], seg[2], n == 4 ? seg[3] : NULL);
       return;
     }
     if ((n == 3 || n == 4) && (!strcmp(seg[2], "scim-tokens") || !strcmp(seg[2], "admin-tokens"))) {

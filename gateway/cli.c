@@ -190,13 +190,41 @@ static void print_json(json_t *j) {
   free(s);
 }
 
+/* A string field for the terminal: control characters become '?', so a
+ * stored name can never drive the operator's terminal. Rotating buffers:
+ * up to eight values per printf. */
 static const char *js(json_t *o, const char *k) {
+  static char bufs[8][512];
+  static int next;
   const char *s = json_string_value(json_object_get(o, k));
-  return s ? s : "";
+  if (!s) return "";
+  char *b = bufs[next++ % 8];
+  size_t i = 0;
+  for (; s[i] && i < sizeof bufs[0] - 1; i++)
+    b[i] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) ? '?' : s[i];
+  b[i] = 0;
+  return b;
+}
+
+/* Arguments that become URL path segments: refuse anything that could
+ * change the path (the server would refuse them anyway). */
+static int check_args(const cli_opts *o) {
+  for (int i = 0; i < o->npos; i++) {
+    const char *a = o->pos[i];
+    if (!*a || strlen(a) > 63) goto bad;
+    for (const char *p = a; *p; p++)
+      if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-')) goto bad;
+    continue;
+  bad:
+    fprintf(stderr, "mcpgate: invalid id \"%s\": use 1 to 63 of a-z, 0-9 and -\n", a);
+    return -1;
+  }
+  return 0;
 }
 
 static int cmd_tenant(int argc, char **argv) {
   cli_opts o;
+  if (argc >= 1 && !scan(argc - 1, argv + 1, &o) && check_args(&o)) return 2;
   if (argc < 1 || scan(argc - 1, argv + 1, &o)) {
     fprintf(stderr, "usage: mcpgate tenant create ID [--name N] | list | show ID | delete ID\n");
     return 2;
@@ -255,6 +283,7 @@ static int cmd_tenant(int argc, char **argv) {
 
 static int cmd_token(int argc, char **argv, const char *kind) {
   cli_opts o;
+  if (argc >= 1 && !scan(argc - 1, argv + 1, &o) && check_args(&o)) return 2;
   if (argc < 1 || scan(argc - 1, argv + 1, &o) || o.npos < 1) {
     fprintf(stderr, "usage: mcpgate %s-token create TENANT [--name N] | list TENANT | revoke TENANT TOKEN_ID\n", kind);
     return 2;

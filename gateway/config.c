@@ -365,6 +365,7 @@ int gw_config_load(gw_config *cfg, int argc, char **argv, char *err, size_t errl
   /* Derived defaults. */
   char buf[4096];
   if (!cfg->public_url) {
+    cfg->public_url_derived = true;
     snprintf(buf, sizeof buf, "http://%s", cfg->listen);
     cfg->public_url = strdup(buf);
   }

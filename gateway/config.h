@@ -40,6 +40,7 @@ typedef struct gw_config {
   char *admin_token_file;
   int64_t scim_max_body;
   int64_t scim_max_count;
+  bool public_url_derived; /* not set by any source: follows the bound listen address */
 } gw_config;
 
 /* Loads defaults, then --config FILE, then env, then flags from argv

@@ -653,7 +653,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   const char *b = at;
   while (b > c->exec_start && (b[-1] == ' ' || b[-1] == '\t')) b--;
   char before = b > c->exec_start ? b[-1] : c->tail_nonws;
-  if (before == '\n' || memchr(at, '\n', n) || memchr(at, '\r', n))
+  if ((n && before == '\n') || memchr(at, '\n', n) || memchr(at, '\r', n))
     return fail(c, 400, "obsolete line folding in headers is not accepted");
   if (memchr(at, '\0', n)) return fail(c, 400, "NUL byte in header value");
   if (gw_buf_append(&c->req->priv->value, at, n) != 0)

@@ -177,9 +177,23 @@ static void listeners_close(gw_loop *lp) {
 
 /* ---------- shutdown ---------- */
 
+static void finish(gw_server *srv);
+
+/* Writer jobs still owe this loop a done callback (fire-and-forget writes
+ * such as token last-use or a purge step): closing the port now would drop
+ * them and leak their state. They are short; poll until they are in. */
+static void on_port_wait(uv_timer_t *t) {
+  gw_server *srv = t->data;
+  if (st_port_pending(srv->lp->port) == 0) finish(srv);
+}
+
 static void finish(gw_server *srv) {
   gw_loop *lp = srv->lp;
   if (uv_is_closing((uv_handle_t *)&srv->drain_timer)) return;
+  if (lp->port && st_port_pending(lp->port) > 0) {
+    uv_timer_start(&srv->drain_timer, on_port_wait, 5, 5);
+    return;
+  }
   uv_close((uv_handle_t *)&srv->drain_timer, NULL);
   uv_close((uv_handle_t *)&srv->sig_term, NULL);
   uv_close((uv_handle_t *)&srv->sig_int, NULL);
@@ -372,6 +386,15 @@ int gw_serve(gw_config *cfg) {
   if (st_port_open(srv->store, &lp->loop, &lp->port) != 0) goto out_loop;
   if (gw_admin_loop_start(lp) != 0) goto out_loop;
   if (listener_open(lp, GW_LISTENER_HTTP, srv->cfg.listen) != 0) goto out_loop;
+  if (srv->cfg.public_url_derived) {
+    /* "http://<listen>" with port 0 would point nowhere: use the bound one */
+    char *u = malloc(strlen(lp->listeners[GW_LISTENER_HTTP].addr) + 8);
+    if (u) {
+      sprintf(u, "http://%s", lp->listeners[GW_LISTENER_HTTP].addr);
+      free(srv->cfg.public_url);
+      srv->cfg.public_url = u;
+    }
+  }
   if (*srv->cfg.tls_listen && listener_open(lp, GW_LISTENER_HTTPS, srv->cfg.tls_listen) != 0)
     goto out_loop;
   if (*srv->cfg.admin_listen && listener_open(lp, GW_LISTENER_ADMIN, srv->cfg.admin_listen) != 0)

@@ -76,9 +76,13 @@ test('tenant create of an existing id → exit 1 with a message on stderr', asyn
   assertExit(r, 1);
   assert.match(r.stderr, /409|exists/i, `stderr: ${r.stderr}`);
   assert.doesNotMatch(r.stdout, /mgs_/, 'no token printed');
+  // an id that could never be valid is a usage error, refused before any request
   const bad = await mg('tenant', 'create', 'Not_Valid');
-  assertExit(bad, 1);
-  assert.match(bad.stderr, /400|invalid/i, `stderr: ${bad.stderr}`);
+  assertExit(bad, 2);
+  assert.match(bad.stderr, /invalid id/i, `stderr: ${bad.stderr}`);
+  const sneaky = await mg('tenant', 'show', 'acme/scim-tokens');
+  assertExit(sneaky, 2);
+  assert.doesNotMatch(sneaky.stdout, /tokens/, 'no path smuggling through an id');
 });
 
 test('tenant list / show, human and --json', async () => {

@@ -1,0 +1,341 @@
+/* tests/unit/test_scim.c — scim/ against a real LMDB store on disk:
+ * the filter grammar (operators, literals, precedence, value paths, URN
+ * paths, case rules, error positions), and lifecycle hooks seeing every
+ * deactivation form inside the write transaction. */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gateway/log.h"
+#include "scim/scim.h"
+#include "scim/scim_int.h"
+#include "store/store.h"
+#include "unit.h"
+
+/* ---------- filters ---------- */
+
+static json_t *user(void) {
+  return json_loads(
+      "{\"id\":\"2819c223-7f76-453a-919d-413861904646\",\"userName\":\"Bjensen@Example.com\","
+      "\"externalId\":\"Ext-1\",\"active\":true,\"title\":\"Tour Guide\",\"logins\":5,"
+      "\"name\":{\"givenName\":\"Barbara\",\"familyName\":\"Jensen\"},"
+      "\"emails\":[{\"type\":\"work\",\"value\":\"bjensen@example.com\",\"primary\":true},"
+      "{\"type\":\"home\",\"value\":\"babs@jensen.org\"}],"
+      "\"meta\":{\"lastModified\":\"2026-05-13T04:42:34Z\"},"
+      "\"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User\":{\"employeeNumber\":\"701984\","
+      "\"manager\":{\"value\":\"26118915-6090-4610-87e4-49d8ca9f808d\"}}}",
+      0, NULL);
+}
+
+static int match(const char *f) {
+  scim__filter *ft;
+  char err[200];
+  if (scim__filter_parse(f, &ft, err, sizeof err) != 0) {
+    fprintf(stderr, "  parse failed: %s: %s\n", f, err);
+    return -1;
+  }
+  json_t *u = user();
+  int r = scim__filter_match(ft, u);
+  json_decref(u);
+  scim__filter_free(ft);
+  return r;
+}
+
+TEST(filter_operators) {
+  CHECK_INT(match("userName eq \"bjensen@example.com\""), 1); /* caseExact false */
+  CHECK_INT(match("USERNAME EQ \"BJENSEN@EXAMPLE.COM\""), 1); /* names and ops case-insensitive */
+  CHECK_INT(match("externalId eq \"ext-1\""), 0);              /* externalId is caseExact */
+  CHECK_INT(match("externalId eq \"Ext-1\""), 1);
+  CHECK_INT(match("userName ne \"x\""), 1);
+  CHECK_INT(match("title co \"our\""), 1);
+  CHECK_INT(match("title sw \"tour\""), 1);
+  CHECK_INT(match("title ew \"GUIDE\""), 1);
+  CHECK_INT(match("title sw \"guide\""), 0);
+  CHECK_INT(match("logins gt 4"), 1);
+  CHECK_INT(match("logins ge 5"), 1);
+  CHECK_INT(match("logins lt 5"), 0);
+  CHECK_INT(match("logins le 5"), 1);
+  CHECK_INT(match("active eq true"), 1);
+  CHECK_INT(match("active eq false"), 0);
+  CHECK_INT(match("nickName eq null"), 0);
+  CHECK_INT(match("title pr"), 1);
+  CHECK_INT(match("nickName pr"), 0);
+  CHECK_INT(match("meta.lastModified gt \"2026-01-01T00:00:00Z\""), 1);
+  CHECK_INT(match("meta.lastModified lt \"2026-01-01T00:00:00Z\""), 0);
+}
+
+TEST(filter_logic_and_precedence) {
+  /* and binds tighter than or: true or (false and false) */
+  CHECK_INT(match("title pr or nickName pr and userName eq \"no\""), 1);
+  /* (true or false) and false */
+  CHECK_INT(match("(title pr or nickName pr) and userName eq \"no\""), 0);
+  CHECK_INT(match("not (nickName pr)"), 1);
+  CHECK_INT(match("not(title pr) or active eq true"), 1);
+  CHECK_INT(match("not (title pr) and active eq true"), 0);
+}
+
+TEST(filter_value_paths_and_urns) {
+  CHECK_INT(match("emails[type eq \"work\" and value co \"@example.com\"]"), 1);
+  CHECK_INT(match("emails[type eq \"home\" and value co \"@example.com\"]"), 0);
+  CHECK_INT(match("emails[type eq \"work\"].value eq \"BJENSEN@example.com\""), 1);
+  CHECK_INT(match("emails.value eq \"babs@jensen.org\""), 1);
+  CHECK_INT(match("emails eq \"babs@jensen.org\""), 1); /* complex multi-valued: compares value */
+  CHECK_INT(match("name.givenName sw \"barb\""), 1);
+  CHECK_INT(match("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq \"701984\""), 1);
+  CHECK_INT(
+      match("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value eq "
+            "\"26118915-6090-4610-87e4-49d8ca9f808d\""),
+      1);
+  CHECK_INT(match("urn:ietf:params:scim:schemas:core:2.0:User:userName eq \"bjensen@example.com\""), 1);
+}
+
+static void expect_error(const char *f, const char *needle, int *ok) {
+  scim__filter *ft = NULL;
+  char err[200] = "";
+  int rc = scim__filter_parse(f, &ft, err, sizeof err);
+  scim__filter_free(ft);
+  *ok = rc != 0 && strstr(err, needle) != NULL;
+  if (!*ok) fprintf(stderr, "  filter %s: rc=%d err=%s (want %s)\n", f, rc, err, needle);
+}
+
+TEST(filter_errors_have_positions) {
+  int ok;
+  expect_error("userName xx \"a\"", "position 10", &ok);
+  CHECK(ok);
+  expect_error("userName eq", "position 12", &ok);
+  CHECK(ok);
+  expect_error("userName eq \"unterminated", "unterminated", &ok);
+  CHECK(ok);
+  expect_error("(userName eq \"a\"", "expected ')'", &ok);
+  CHECK(ok);
+  expect_error("emails[type eq \"work\"", "expected ']'", &ok);
+  CHECK(ok);
+  expect_error("userName eq \"a\" junk", "unexpected text", &ok);
+  CHECK(ok);
+  expect_error("", "position 1", &ok);
+  CHECK(ok);
+  char deep[400] = "";
+  for (int i = 0; i < 40; i++) strcat(deep, "(");
+  strcat(deep, "title pr");
+  for (int i = 0; i < 40; i++) strcat(deep, ")");
+  expect_error(deep, "nested too deeply", &ok);
+  CHECK(ok);
+}
+
+TEST(patch_paths) {
+  scim__path p;
+  char err[200];
+  CHECK_INT(scim__path_parse("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value", &p, err,
+                             sizeof err),
+            0);
+  CHECK_STR(p.ap.urn, SCIM_URN_ENTERPRISE);
+  CHECK_STR(p.ap.attr, "manager");
+  CHECK_STR(p.ap.sub, "value");
+  scim__path_free(&p);
+  CHECK_INT(scim__path_parse("members[value eq \"abc\"]", &p, err, sizeof err), 0);
+  CHECK_STR(p.ap.attr, "members");
+  CHECK(p.filter != NULL);
+  scim__path_free(&p);
+  CHECK_INT(scim__path_parse("emails[type eq \"work\"].value", &p, err, sizeof err), 0);
+  CHECK_STR(p.ap.sub, "value");
+  scim__path_free(&p);
+  CHECK_INT(scim__path_parse(SCIM_URN_ENTERPRISE, &p, err, sizeof err), 0);
+  CHECK(p.urn_only);
+  scim__path_free(&p);
+  CHECK(scim__path_parse("a.b.c", &p, err, sizeof err) != 0);
+  CHECK(scim__path_parse("emails[type eq]", &p, err, sizeof err) != 0);
+}
+
+/* ---------- lifecycle hooks inside the write ---------- */
+
+typedef struct seen {
+  int deactivated, reactivated, deleted, created;
+  char via[8][16];
+  int nvia;
+  int inside_ok;
+  int fail_next;
+} seen;
+
+static int hook(st_txn *txn, int kind, const void *event, void *ctx) {
+  seen *s = ctx;
+  const scim_event *ev = event;
+  if (s->fail_next) {
+    s->fail_next = 0;
+    return -5;
+  }
+  /* inside the transaction: it is a write txn and the change is visible */
+  if (st_txn_is_write(txn)) {
+    char key[128];
+    size_t tl = strlen(ev->tenant);
+    memcpy(key, ev->tenant, tl + 1);
+    key[tl + 1] = 'U';
+    memcpy(key + tl + 2, ev->id, SCIM_ID_LEN);
+    st_val v;
+    int rc = st_get(txn, ST_DB_SCIM_RES, key, tl + 2 + SCIM_ID_LEN, &v);
+    if (kind == SCIM_EV_USER_DEACTIVATED) {
+      /* DELETE: already gone; other forms: stored with active false */
+      if (!strcmp(ev->via, "delete")) s->inside_ok += rc == ST_ENOTFOUND;
+      else s->inside_ok += rc == 0 && memmem(v.data, v.len, "\"active\":false", 14) != NULL;
+    }
+  }
+  switch (kind) {
+  case SCIM_EV_USER_DEACTIVATED:
+    s->deactivated++;
+    if (s->nvia < 8) snprintf(s->via[s->nvia++], 16, "%s", ev->via);
+    break;
+  case SCIM_EV_USER_REACTIVATED: s->reactivated++; break;
+  case SCIM_EV_USER_DELETED: s->deleted++; break;
+  case SCIM_EV_USER_CREATED: s->created++; break;
+  }
+  return 0;
+}
+
+typedef struct call {
+  scim_req rq;
+  scim_resp rs;
+  int rc;
+} call;
+
+static int run_job(st_txn *txn, void *arg) {
+  call *c = arg;
+  c->rc = scim_handle(txn, &c->rq, &c->rs);
+  return c->rc < 0 ? c->rc : 0;
+}
+
+static int do_req(st_store *st, const char *method, const char *path, const char *body, scim_resp *out,
+                  const char *new_id) {
+  call c;
+  memset(&c, 0, sizeof c);
+  c.rq.tenant = "acme";
+  c.rq.method = method;
+  c.rq.path = path;
+  c.rq.base_url = "http://gw/t/acme/scim/v2";
+  c.rq.body = body ? json_loads(body, JSON_REJECT_DUPLICATES, NULL) : NULL;
+  snprintf(c.rq.now, sizeof c.rq.now, "2026-11-22T00:00:00Z");
+  if (new_id) snprintf(c.rq.new_id, sizeof c.rq.new_id, "%s", new_id);
+  int rc = st_write_sync(st, run_job, &c);
+  json_decref(c.rq.body);
+  *out = c.rs;
+  return rc;
+}
+
+static char tmpdir[256];
+static st_store *open_store(seen *s) {
+  snprintf(tmpdir, sizeof tmpdir, "/tmp/mcpgate-scim-XXXXXX");
+  if (!mkdtemp(tmpdir)) return NULL;
+  char dir[300];
+  snprintf(dir, sizeof dir, "%s/store", tmpdir);
+  st_options o = {0};
+  o.dir = dir;
+  o.map_size = 64 << 20;
+  st_store *st = NULL;
+  if (st_open(&st, &o) != 0) return NULL;
+  for (int k = SCIM_EV_USER_CREATED; k < SCIM_EV__END; k++) st_hook_add(st, k, hook, s);
+  return st;
+}
+
+static void close_store(st_store *st) {
+  st_close(st);
+  char cmd[400];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+  if (system(cmd) != 0) fprintf(stderr, "  cleanup failed\n");
+}
+
+#define UID "11111111-2222-4333-8444-555555555555"
+
+TEST(every_deactivation_form_reaches_the_hook_inside_the_txn) {
+  seen s;
+  memset(&s, 0, sizeof s);
+  st_store *st = open_store(&s);
+  CHECK(st != NULL);
+  scim_resp rs;
+  CHECK_INT(do_req(st, "POST", "/Users", "{\"userName\":\"alice@acme.com\"}", &rs, UID), 0);
+  CHECK_INT(rs.status, 201);
+  scim_resp_clear(&rs);
+  CHECK_INT(s.created, 1);
+  /* 1: Okta's path-less PATCH */
+  do_req(st, "PATCH", "/Users/" UID,
+         "{\"schemas\":[\"" SCIM_URN_PATCH "\"],\"Operations\":[{\"op\":\"replace\",\"value\":{\"active\":false}}]}",
+         &rs, NULL);
+  CHECK_INT(rs.status, 200);
+  scim_resp_clear(&rs);
+  /* reactivate, then 2: PATCH with a path, capitalised op and Entra's string */
+  do_req(st, "PATCH", "/Users/" UID,
+         "{\"schemas\":[\"" SCIM_URN_PATCH "\"],\"Operations\":[{\"op\":\"replace\",\"value\":{\"active\":true}}]}",
+         &rs, NULL);
+  scim_resp_clear(&rs);
+  CHECK_INT(s.reactivated, 1);
+  do_req(st, "PATCH", "/Users/" UID,
+         "{\"schemas\":[\"" SCIM_URN_PATCH "\"],\"Operations\":[{\"op\":\"Replace\",\"path\":\"active\",\"value\":\"False\"}]}",
+         &rs, NULL);
+  CHECK_INT(rs.status, 200);
+  scim_resp_clear(&rs);
+  /* reactivate by PUT, then 3: PUT active:false */
+  do_req(st, "PUT", "/Users/" UID, "{\"userName\":\"alice@acme.com\",\"active\":true}", &rs, NULL);
+  scim_resp_clear(&rs);
+  CHECK_INT(s.reactivated, 2);
+  do_req(st, "PUT", "/Users/" UID, "{\"userName\":\"alice@acme.com\",\"active\":false}", &rs, NULL);
+  CHECK_INT(rs.status, 200);
+  scim_resp_clear(&rs);
+  /* reactivate, then 4: DELETE */
+  do_req(st, "PUT", "/Users/" UID, "{\"userName\":\"alice@acme.com\",\"active\":true}", &rs, NULL);
+  scim_resp_clear(&rs);
+  do_req(st, "DELETE", "/Users/" UID, NULL, &rs, NULL);
+  CHECK_INT(rs.status, 204);
+  scim_resp_clear(&rs);
+  CHECK_INT(s.deactivated, 4);
+  CHECK_INT(s.deleted, 1);
+  CHECK_INT(s.inside_ok, 4);
+  CHECK_STR(s.via[0], "patch");
+  CHECK_STR(s.via[1], "patch");
+  CHECK_STR(s.via[2], "put");
+  CHECK_STR(s.via[3], "delete");
+  close_store(st);
+}
+
+TEST(a_failing_hook_aborts_the_whole_write) {
+  seen s;
+  memset(&s, 0, sizeof s);
+  st_store *st = open_store(&s);
+  CHECK(st != NULL);
+  scim_resp rs;
+  do_req(st, "POST", "/Users", "{\"userName\":\"bob@acme.com\"}", &rs, UID);
+  CHECK_INT(rs.status, 201);
+  scim_resp_clear(&rs);
+  s.fail_next = 1; /* the USER_CHANGED hook fails */
+  int rc = do_req(st, "PATCH", "/Users/" UID,
+                  "{\"schemas\":[\"" SCIM_URN_PATCH "\"],\"Operations\":[{\"op\":\"replace\",\"value\":{\"active\":false}}]}",
+                  &rs, NULL);
+  CHECK(rc < 0);
+  CHECK_INT(rs.status, 500);
+  scim_resp_clear(&rs);
+  /* nothing was written: still active */
+  st_txn *txn;
+  CHECK_INT(st_read_begin(st, &txn), 0);
+  scim_req rq = {0};
+  rq.tenant = "acme";
+  rq.method = "GET";
+  rq.path = "/Users/" UID;
+  rq.base_url = "http://gw/t/acme/scim/v2";
+  scim_resp g = {0};
+  scim_handle(txn, &rq, &g);
+  st_txn_end(txn);
+  CHECK_INT(g.status, 200);
+  CHECK(json_is_true(json_object_get(g.body, "active")));
+  scim_resp_clear(&g);
+  CHECK_INT(s.deactivated, 0);
+  close_store(st);
+}
+
+int main(void) {
+  gw_log_set_level(GW_LOG_WARN);
+  RUN(filter_operators);
+  RUN(filter_logic_and_precedence);
+  RUN(filter_value_paths_and_urns);
+  RUN(filter_errors_have_positions);
+  RUN(patch_paths);
+  RUN(every_deactivation_form_reaches_the_hook_inside_the_txn);
+  RUN(a_failing_hook_aborts_the_whole_write);
+  return UNIT_DONE();
+}
