@@ -77,6 +77,11 @@ test: deps
 	$(MAKE) asan
 	sh tests/run.sh
 
+# Benchmarks print numbers against a baseline run in the same invocation;
+# they assert nothing and are not part of `make test`.
+bench: deps all
+	node tests/bench/scim_import.mjs
+
 clean:
 	rm -rf build build-asan
 

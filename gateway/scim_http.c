@@ -112,7 +112,7 @@ void gw_scim_metrics(gw_server *srv, gw_buf *o) {
 static void send_scim(gw_req *req, scim_resp *rs) {
   if (rs->etag[0]) gw_resp_header(req, "ETag", rs->etag);
   if (rs->location[0]) gw_resp_header(req, "Location", rs->location);
-  if (rs->status == 204 || !rs->body) {
+  if (rs->status == 204 || rs->status == 304 || !rs->body) {
     gw_respond(req, rs->status ? rs->status : 204, NULL, NULL, 0);
     return;
   }
@@ -205,7 +205,9 @@ typedef struct scim_job {
   scim_req rq;
   scim_resp rs;
   char tenant[64];
-  char *path, *query, *base_url, *if_match;
+  char *path, *query, *base_url, *if_match, *if_none_match;
+  uv_work_t work;   /* reads that scan run on libuv's worker pool */
+  st_store *store;
 } scim_job;
 
 static void job_free(scim_job *j) {
@@ -215,7 +217,29 @@ static void job_free(scim_job *j) {
   free(j->query);
   free(j->base_url);
   free(j->if_match);
+  free(j->if_none_match);
   free(j);
+}
+
+/* A filter no index answers is evaluated on every resource of the tenant:
+ * that walk happens on a worker thread with its own read snapshot, never
+ * on the loop (STYLE: long scans off the loop). */
+static void scan_work(uv_work_t *w) {
+  scim_job *j = w->data;
+  st_txn *txn;
+  if (st_read_begin(j->store, &txn) != 0) {
+    scim_error(&j->rs, 503, NULL, "the store cannot be read right now");
+    return;
+  }
+  scim_handle(txn, &j->rq, &j->rs);
+  st_txn_end(txn);
+}
+
+static void scan_done(uv_work_t *w, int status) {
+  scim_job *j = w->data;
+  if (status != 0) scim_error(&j->rs, 503, NULL, "the search was cancelled");
+  send_scim(j->req, &j->rs);
+  job_free(j);
 }
 
 static int job_run(st_txn *txn, void *arg) {
@@ -281,6 +305,8 @@ void gw_scim_dispatch(gw_req *req) {
   j->query = req->query ? strdup(req->query) : NULL;
   const char *im = gw_req_header(req, "if-match");
   j->if_match = im ? strdup(im) : NULL;
+  const char *inm = gw_req_header(req, "if-none-match");
+  j->if_none_match = inm ? strdup(inm) : NULL;
   if (!j->base_url || !j->path) {
     job_free(j);
     scim_fail(req, 500, NULL, "out of memory");
@@ -297,22 +323,11 @@ void gw_scim_dispatch(gw_req *req) {
   j->rq.query = j->query;
   j->rq.base_url = j->base_url;
   j->rq.if_match = j->if_match;
+  j->rq.if_none_match = j->if_none_match;
   j->rq.max_count = (size_t)srv->cfg.scim_max_count;
 
-  if (!scim_is_write(req->method)) {
-    st_txn *txn;
-    if (st_read_begin(srv->store, &txn) != 0) {
-      job_free(j);
-      scim_fail(req, 503, NULL, "the store cannot be read right now");
-      return;
-    }
-    scim_handle(txn, &j->rq, &j->rs);
-    st_txn_end(txn);
-    send_scim(req, &j->rs);
-    job_free(j);
-    return;
-  }
-  if (strcmp(req->method, "DELETE") != 0) {
+  bool has_body = !strcmp(req->method, "POST") || !strcmp(req->method, "PUT") || !strcmp(req->method, "PATCH");
+  if (has_body) {
     if (!scim_content_type(gw_req_header(req, "content-type"))) {
       job_free(j);
       scim_fail(req, 415, NULL, "send application/scim+json (or application/json)");
@@ -332,6 +347,24 @@ void gw_scim_dispatch(gw_req *req) {
       scim_fail(req, 400, "invalidSyntax", "the body must be a JSON object");
       return;
     }
+  }
+  if (!scim_is_write_request(&j->rq)) {
+    if (!scim_read_is_cheap(&j->rq)) {
+      j->store = srv->store;
+      j->work.data = j;
+      if (uv_queue_work(&req->lp->loop, &j->work, scan_work, scan_done) == 0) return;
+    }
+    st_txn *txn;
+    if (st_read_begin(srv->store, &txn) != 0) {
+      job_free(j);
+      scim_fail(req, 503, NULL, "the store cannot be read right now");
+      return;
+    }
+    scim_handle(txn, &j->rq, &j->rs);
+    st_txn_end(txn);
+    send_scim(req, &j->rs);
+    job_free(j);
+    return;
   }
   if (!strcmp(req->method, "POST") && scim_new_id(j->rq.new_id) != 0) {
     job_free(j);

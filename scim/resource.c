@@ -354,31 +354,162 @@ fail:
 
 /* ---------- rendering ---------- */
 
+/* Attribute selection (RFC 7644 §3.4.2.5): `attributes` keeps only what
+ * it names (plus id, schemas and meta, which are always returned);
+ * `excludedAttributes` removes what it names (never id or schemas). Each
+ * entry is {"c": extension URN or null, "a": attribute or null, "s": sub}. */
 typedef struct view {
-  json_t *attrs;    /* `attributes` (array of lower-case names) or NULL */
-  json_t *excluded; /* `excludedAttributes` or NULL */
+  json_t *attrs;
+  json_t *excluded;
 } view;
 
+static json_t *name_list(const char *s);
+
+static bool always_returned(const char *k) {
+  return !strcasecmp(k, "id") || !strcasecmp(k, "schemas") || !strcasecmp(k, "meta");
+}
+
+static const char *ent(const json_t *e, const char *f) { return json_string_value(json_object_get(e, f)); }
+
+/* Whether a core top-level attribute is returned at all (decides whether
+ * groups/members are read). */
 static bool view_wants(const view *v, const char *name) {
   size_t i;
   json_t *e;
-  if (!strcasecmp(name, "id") || !strcasecmp(name, "schemas")) return true;
+  if (always_returned(name)) return true;
   if (v && v->excluded)
-    json_array_foreach(v->excluded, i, e) if (!strcasecmp(json_string_value(e), name)) return false;
+    json_array_foreach(v->excluded, i, e) if (!ent(e, "c") && ent(e, "a") && !ent(e, "s") &&
+                                              !strcasecmp(ent(e, "a"), name)) return false;
   if (v && v->attrs) {
-    if (!strcasecmp(name, "meta")) return true;
-    json_array_foreach(v->attrs, i, e) if (!strcasecmp(json_string_value(e), name)) return true;
+    json_array_foreach(v->attrs, i, e) if (!ent(e, "c") && ent(e, "a") && !strcasecmp(ent(e, "a"), name)) return true;
     return false;
   }
   return true;
 }
 
+/* Keeps in `val` only the listed sub-attributes (object or array of objects). */
+static json_t *keep_subs(const json_t *val, json_t *subs) {
+  if (json_is_array(val)) {
+    json_t *out = json_array();
+    size_t i;
+    json_t *e;
+    json_array_foreach(val, i, e) json_array_append_new(out, keep_subs(e, subs));
+    return out;
+  }
+  if (!json_is_object(val)) return json_deep_copy(val);
+  json_t *out = json_object();
+  const char *k;
+  json_t *v;
+  json_object_foreach((json_t *)val, k, v) {
+    size_t i;
+    json_t *s;
+    json_array_foreach(subs, i, s) if (!strcasecmp(json_string_value(s), k)) json_object_set(out, k, v);
+  }
+  return out;
+}
+
+static void drop_sub(json_t *val, const char *sub) {
+  if (json_is_array(val)) {
+    size_t i;
+    json_t *e;
+    json_array_foreach(val, i, e) drop_sub(e, sub);
+    return;
+  }
+  const char *k;
+  if (json_is_object(val) && scim__oget(val, sub, &k)) json_object_del(val, k);
+}
+
+/* Selects from `obj` (the root when c is NULL, else an extension object)
+ * what the attribute list names for container c. */
+static json_t *select_in(const json_t *obj, json_t *attrs, const char *c) {
+  json_t *out = json_object();
+  const char *k;
+  json_t *val;
+  json_object_foreach((json_t *)obj, k, val) {
+    bool whole = false;
+    json_t *subs = json_array();
+    size_t i;
+    json_t *e;
+    json_array_foreach(attrs, i, e) {
+      const char *ec = ent(e, "c"), *ea = ent(e, "a"), *es = ent(e, "s");
+      if ((c == NULL) != (ec == NULL) || (c && strcasecmp(c, ec)) || !ea || strcasecmp(ea, k)) continue;
+      if (!es) whole = true;
+      else json_array_append_new(subs, json_string(es));
+    }
+    if (whole) json_object_set(out, k, val);
+    else if (json_array_size(subs)) json_object_set_new(out, k, keep_subs(val, subs));
+    json_decref(subs);
+  }
+  return out;
+}
+
 static void view_apply(const view *v, json_t *o) {
-  if (!v || (!v->attrs && !v->excluded)) return;
+  if (!v) return;
   const char *k;
   json_t *val;
   void *tmp;
-  json_object_foreach_safe(o, tmp, k, val) if (!view_wants(v, k)) json_object_del(o, k);
+  if (v->attrs) {
+    json_t *out = json_object();
+    json_t *root = select_in(o, v->attrs, NULL);
+    json_object_foreach(o, k, val) {
+      if (always_returned(k)) {
+        json_object_set(out, k, val);
+      } else if (!strncasecmp(k, "urn:", 4)) {
+        bool whole = false, some = false;
+        size_t i;
+        json_t *e;
+        json_array_foreach(v->attrs, i, e) if (ent(e, "c") && !strcasecmp(ent(e, "c"), k)) {
+          some = true;
+          if (!ent(e, "a")) whole = true;
+        }
+        if (whole) json_object_set(out, k, val);
+        else if (some) json_object_set_new(out, k, select_in(val, v->attrs, k));
+      } else if (json_object_get(root, k)) {
+        json_object_set(out, k, json_object_get(root, k));
+      }
+    }
+    json_decref(root);
+    json_object_clear(o);
+    json_object_update(o, out);
+    json_decref(out);
+  }
+  if (v->excluded) {
+    size_t i;
+    json_t *e;
+    json_array_foreach(v->excluded, i, e) {
+      const char *ec = ent(e, "c"), *ea = ent(e, "a"), *es = ent(e, "s");
+      json_t *base = o;
+      if (ec) {
+        const char *ck;
+        if (!ea) {
+          if (scim__oget(o, ec, &ck)) json_object_del(o, ck);
+          continue;
+        }
+        base = scim__oget(o, ec, NULL);
+        if (!json_is_object(base)) continue;
+      }
+      const char *ak;
+      json_t *av = ea ? scim__oget(base, ea, &ak) : NULL;
+      if (!av || (!ec && always_returned(ak))) continue;
+      if (es) drop_sub(av, es);
+      else json_object_del(base, ak);
+    }
+  }
+  (void)tmp;
+}
+
+/* schemas and id first, meta last: the order people expect to read. */
+static json_t *ordered(json_t *o) {
+  json_t *out = json_object();
+  static const char *const first[] = {"schemas", "id", "externalId", NULL};
+  for (const char *const *f = first; *f; f++)
+    if (json_object_get(o, *f)) json_object_set(out, *f, json_object_get(o, *f));
+  const char *k;
+  json_t *v;
+  json_object_foreach(o, k, v) if (!json_object_get(out, k) && strcmp(k, "meta")) json_object_set(out, k, v);
+  if (json_object_get(o, "meta")) json_object_set(out, "meta", json_object_get(o, "meta"));
+  json_decref(o);
+  return out;
 }
 
 static void location(const scim_req *rq, const char *type, const char *id, char *out, size_t n) {
@@ -415,7 +546,7 @@ static json_t *render_user(st_txn *txn, const scim_req *rq, const char *tenant, 
     json_object_set_new(o, "groups", groups);
   }
   view_apply(v, o);
-  return o;
+  return ordered(o);
 }
 
 static json_t *render_group(st_txn *txn, const scim_req *rq, const char *tenant, json_t *stored,
@@ -447,7 +578,7 @@ static json_t *render_group(st_txn *txn, const scim_req *rq, const char *tenant,
     json_object_set_new(o, "members", members);
   }
   view_apply(v, o);
-  return o;
+  return ordered(o);
 }
 
 static void reply_resource(scim_resp *rs, int status, json_t *o, const scim_req *rq, const char *type) {
@@ -954,7 +1085,7 @@ static int group_commit(st_txn *txn, const scim_req *rq, json_t *old, json_t *nu
   } else {
     json_object_set(nu, "meta", json_object_get(old, "meta"));
   }
-  view v = {NULL, members_in_reply ? NULL : json_pack("[s]", "members")};
+  view v = {NULL, members_in_reply ? NULL : name_list("members")};
   reply_resource(rs, 200, render_group(txn, rq, rq->tenant, nu, &v), rq, "Groups");
   json_decref(v.excluded);
   return 0;
@@ -1078,26 +1209,22 @@ static json_t *name_list(const char *s) {
     size_t m = n;
     while (m && p[m - 1] == ' ') m--;
     if (m) {
-      /* "name.givenName" or "urn:…:attr" select the top-level attribute */
       char buf[300];
       snprintf(buf, sizeof buf, "%.*s", (int)(m < 299 ? m : 299), p);
-      char *top = buf;
-      if (!strncasecmp(buf, "urn:", 4)) {
-        const char *canon = canonical_urn(buf);
-        if (canon != buf) top = (char *)canon;
-        else {
-          char *c = strrchr(buf, ':');
-          /* core URN-qualified attribute → the attribute; extension → the extension */
-          if (c && (!strncasecmp(buf, SCIM_URN_USER, strlen(SCIM_URN_USER)) ||
-                    !strncasecmp(buf, SCIM_URN_GROUP, strlen(SCIM_URN_GROUP))))
-            top = c + 1;
-          else if (c)
-            *c = 0;
+      scim__path pa;
+      char err[200];
+      if (scim__path_parse(buf, &pa, err, sizeof err) == 0 && !pa.filter) {
+        bool core = pa.ap.urn && (!strcmp(pa.ap.urn, SCIM_URN_USER) || !strcmp(pa.ap.urn, SCIM_URN_GROUP));
+        json_t *e = json_object();
+        if (pa.ap.urn && !core) json_object_set_new(e, "c", json_string(canonical_urn(pa.ap.urn)));
+        if (!pa.urn_only || core) {
+          if (pa.ap.attr) json_object_set_new(e, "a", json_string(pa.ap.attr));
+          if (pa.ap.sub) json_object_set_new(e, "s", json_string(pa.ap.sub));
         }
+        if (json_object_size(e)) json_array_append_new(a, e);
+        else json_decref(e);
       }
-      char *dot = strncasecmp(top, "urn:", 4) ? strchr(top, '.') : NULL;
-      if (dot) *dot = 0;
-      json_array_append_new(a, json_string(top));
+      if (!pa.filter || 1) scim__path_free(&pa);
     }
     p += n;
   }
@@ -1126,6 +1253,16 @@ static int get_one(st_txn *txn, const scim_req *rq, char type, const char *id, s
     return 0;
   }
   if (rc) return fail_store(rs, rc);
+  if (rq->if_none_match) {
+    const char *cur = json_string_value(json_object_get(json_object_get(stored, "meta"), "version"));
+    if (cur && (!strcmp(rq->if_none_match, "*") || strstr(rq->if_none_match, cur) ||
+                strstr(rq->if_none_match, cur + 2))) {
+      rs->status = 304;
+      snprintf(rs->etag, sizeof rs->etag, "%s", cur);
+      json_decref(stored);
+      return 0;
+    }
+  }
   view v;
   parse_view(rq, &v, rs);
   json_t *o = type == 'U' ? render_user(txn, rq, rq->tenant, stored, &v)
@@ -1191,21 +1328,17 @@ static bool filter_mentions(const scim__filter *f, const char *attr) {
   return filter_mentions(f->a, attr) || filter_mentions(f->b, attr);
 }
 
-static int list(st_txn *txn, const scim_req *rq, char type, const char *filter_s, size_t start,
-                size_t count, scim_resp *rs) {
-  scim__filter *f = NULL;
-  char err[300];
-  if (filter_s && *filter_s && scim__filter_parse(filter_s, &f, err, sizeof err) != 0) {
-    scim_error(rs, 400, "invalidFilter", "%s", err);
-    return 0;
-  }
-  view v;
-  parse_view(rq, &v, rs);
-  json_t *res = json_array();
+/* Appends the page [start, start+count) of matching resources to res and
+ * returns the number of matches in *total_out. */
+static void list_core(st_txn *txn, const scim_req *rq, char type, const scim__filter *f, size_t start,
+                      size_t count, const view *vp, json_t *res, size_t *total_out) {
+  view v = *vp;
   size_t total = 0;
+  size_t have = json_array_size(res);
+  count += have;
   const char *what = type == 'U' ? "groups" : "members";
   bool render_rel = filter_mentions(f, what);
-  view match_view = {NULL, render_rel ? NULL : json_pack("[s]", what)};
+  view match_view = {NULL, render_rel ? NULL : name_list(what)};
   json_t *cands = index_candidates(txn, rq->tenant, type, f);
   if (!f) {
     /* unfiltered: the counter, and a skip over the resource prefix */
@@ -1267,12 +1400,45 @@ static int list(st_txn *txn, const scim_req *rq, char type, const char *filter_s
     }
     json_decref(ids);
   }
+  json_decref(match_view.excluded);
+  *total_out = total;
+}
+
+typedef struct listq {
+  char filter[4200];
+  bool has_filter;
+  size_t start, count;
+  view v;
+} listq;
+
+static void list_reply(scim_resp *rs, size_t total, size_t start, json_t *res) {
   rs->status = 200;
   rs->body = json_pack("{s:[s],s:I,s:I,s:I,s:o}", "schemas", SCIM_URN_LIST, "totalResults",
                        (json_int_t)total, "startIndex", (json_int_t)start, "itemsPerPage",
                        (json_int_t)json_array_size(res), "Resources", res);
-  json_decref(match_view.excluded);
-  view_free(&v);
+}
+
+/* type 'U', 'G', or 0 for both (a search from the root: users, then groups). */
+static int list(st_txn *txn, const scim_req *rq, char type, listq *q, scim_resp *rs) {
+  scim__filter *f = NULL;
+  char err[300];
+  if (q->has_filter && *q->filter && scim__filter_parse(q->filter, &f, err, sizeof err) != 0) {
+    scim_error(rs, 400, "invalidFilter", "%s", err);
+    return 0;
+  }
+  json_t *res = json_array();
+  size_t total = 0;
+  if (type) {
+    list_core(txn, rq, type, f, q->start, q->count, &q->v, res, &total);
+  } else {
+    size_t tu = 0, tg = 0;
+    list_core(txn, rq, 'U', f, q->start, q->count, &q->v, res, &tu);
+    size_t got = json_array_size(res);
+    size_t gstart = q->start > tu ? q->start - tu : 1;
+    list_core(txn, rq, 'G', f, gstart, q->count - got, &q->v, res, &tg);
+    total = tu + tg;
+  }
+  list_reply(rs, total, q->start, res);
   scim__filter_free(f);
   return 0;
 }
@@ -1304,10 +1470,78 @@ static int parse_paging(const scim_req *rq, size_t *start, size_t *count, scim_r
   return 0;
 }
 
+/* POST …/.search (RFC 7644 §3.4.3): the query in a SearchRequest body. */
+static int search(st_txn *txn, const scim_req *rq, char type, scim_resp *rs) {
+  const json_t *b = rq->body;
+  if (!json_is_object(b)) {
+    scim_error(rs, 400, "invalidSyntax", "the body must be a SearchRequest object");
+    return 0;
+  }
+  listq *q = calloc(1, sizeof *q);
+  if (!q) return fail_store(rs, ST_ENOMEM);
+  q->start = 1;
+  q->count = SCIM_DEFAULT_COUNT;
+  const char *k;
+  json_t *v;
+  const char *bad = NULL;
+  json_object_foreach((json_t *)b, k, v) {
+    if (!strcasecmp(k, "schemas")) continue;
+    if (!strcasecmp(k, "filter")) {
+      if (!json_is_string(v)) bad = "filter must be a string";
+      else {
+        snprintf(q->filter, sizeof q->filter, "%s", json_string_value(v));
+        q->has_filter = true;
+      }
+    } else if (!strcasecmp(k, "startIndex")) {
+      if (!json_is_integer(v)) bad = "startIndex must be an integer";
+      else q->start = json_integer_value(v) < 1 ? 1 : (size_t)json_integer_value(v);
+    } else if (!strcasecmp(k, "count")) {
+      if (!json_is_integer(v)) bad = "count must be an integer";
+      else q->count = json_integer_value(v) < 0 ? 0 : (size_t)json_integer_value(v);
+    } else if (!strcasecmp(k, "attributes") || !strcasecmp(k, "excludedAttributes")) {
+      if (!json_is_array(v)) {
+        bad = "attributes and excludedAttributes must be arrays of strings";
+        continue;
+      }
+      char list_s[2048] = "";
+      size_t i;
+      json_t *e;
+      json_array_foreach(v, i, e) {
+        if (!json_is_string(e)) bad = "attributes and excludedAttributes must be arrays of strings";
+        else {
+          size_t l = strlen(list_s);
+          snprintf(list_s + l, sizeof list_s - l, "%s%s", l ? "," : "", json_string_value(e));
+        }
+      }
+      json_t *nl = name_list(list_s);
+      if (!strcasecmp(k, "attributes")) q->v.attrs = nl;
+      else q->v.excluded = nl;
+    } else if (!strcasecmp(k, "sortBy") || !strcasecmp(k, "sortOrder")) {
+      /* sorting is not supported (ServiceProviderConfig says so): ignored */
+    } else {
+      bad = "unknown SearchRequest attribute";
+    }
+  }
+  size_t cap = rq->max_count ? rq->max_count : 1000;
+  if (q->count > cap) q->count = cap;
+  if (bad) scim_error(rs, 400, "invalidValue", "%s", bad);
+  else list(txn, rq, type, q, rs);
+  view_free(&q->v);
+  free(q);
+  return 0;
+}
+
 /* ---------- dispatch ---------- */
 
 int scim_handle(st_txn *txn, const scim_req *rq, scim_resp *rs) {
   scim_resp_clear(rs);
+  if (!strcmp(rq->path, "/.search")) {
+    if (strcmp(rq->method, "POST")) {
+      scim_error(rs, 405, NULL, ".search takes POST");
+      return 0;
+    }
+    return search(txn, rq, 0, rs);
+  }
   if (scim__discovery(rq, rs)) return 0;
   const char *p = rq->path;
   char type;
@@ -1327,13 +1561,25 @@ int scim_handle(st_txn *txn, const scim_req *rq, scim_resp *rs) {
     return 0;
   }
   const char *m = rq->method;
+  if (id && !strcmp(id, ".search")) {
+    if (strcmp(m, "POST")) {
+      scim_error(rs, 405, NULL, ".search takes POST");
+      return 0;
+    }
+    return search(txn, rq, type, rs);
+  }
   if (!strcmp(m, "GET") || !strcmp(m, "HEAD")) {
     if (id) return get_one(txn, rq, type, id, rs);
-    size_t start, count;
-    if (parse_paging(rq, &start, &count, rs)) return 0;
-    char fbuf[4200];
-    bool has = query_param(rq->query, "filter", fbuf, sizeof fbuf);
-    return list(txn, rq, type, has ? fbuf : NULL, start, count, rs);
+    listq *q = calloc(1, sizeof *q);
+    if (!q) return fail_store(rs, ST_ENOMEM);
+    if (parse_paging(rq, &q->start, &q->count, rs) == 0) {
+      q->has_filter = query_param(rq->query, "filter", q->filter, sizeof q->filter);
+      parse_view(rq, &q->v, rs);
+      list(txn, rq, type, q, rs);
+      view_free(&q->v);
+    }
+    free(q);
+    return 0;
   }
   if (!st_txn_is_write(txn)) {
     scim_error(rs, 500, NULL, "internal: write outside the writer");
@@ -1364,8 +1610,67 @@ int scim_admin_list(st_txn *txn, const char *tenant, const char *what, const cha
   rq.method = "GET";
   rq.base_url = base_url;
   scim_resp_clear(rs);
-  return list(txn, &rq, !strcmp(what, "Users") ? 'U' : 'G', filter, start ? start : 1,
-              count ? count : SCIM_DEFAULT_COUNT, rs);
+  listq *q = calloc(1, sizeof *q);
+  if (!q) return fail_store(rs, ST_ENOMEM);
+  q->start = start ? start : 1;
+  q->count = count ? count : SCIM_DEFAULT_COUNT;
+  if (filter) {
+    snprintf(q->filter, sizeof q->filter, "%s", filter);
+    q->has_filter = true;
+  }
+  int rc = list(txn, &rq, !strcmp(what, "Users") ? 'U' : 'G', q, rs);
+  free(q);
+  return rc;
+}
+
+bool scim_is_write_request(const scim_req *rq) {
+  size_t n = strlen(rq->path);
+  if (n >= 8 && !strcmp(rq->path + n - 8, "/.search")) return false;
+  return scim_is_write(rq->method);
+}
+
+/* Structural twin of index_candidates: can the filter be answered from an
+ * index (so the read is cheap enough for the loop thread)? */
+static bool indexable(const scim__filter *f, char type) {
+  if (!f) return true;
+  if (f->kind == SCIM__F_AND) return indexable(f->a, type) || indexable(f->b, type);
+  const char *attr = f->path.attr, *sub = f->path.sub;
+  if (f->kind == SCIM__F_VALPATH && f->a && f->a->kind == SCIM__F_CMP && !f->a->path.sub &&
+      f->a->op == SCIM__OP_EQ) {
+    sub = f->a->path.attr;
+  } else if (f->kind != SCIM__F_CMP || f->op != SCIM__OP_EQ || !json_is_string(f->value)) {
+    return false;
+  }
+  if (f->path.urn && strcasecmp(f->path.urn, type == 'U' ? SCIM_URN_USER : SCIM_URN_GROUP)) return false;
+  if (!sub && (!strcasecmp(attr, "id") || !strcasecmp(attr, "externalId"))) return true;
+  if (!sub && type == 'U' && !strcasecmp(attr, "userName")) return true;
+  if (!sub && type == 'G' && !strcasecmp(attr, "displayName")) return true;
+  return type == 'G' && !strcasecmp(attr, "members") && sub && !strcasecmp(sub, "value");
+}
+
+bool scim_read_is_cheap(const scim_req *rq) {
+  const char *p = rq->path;
+  char type = !strncmp(p, "/Users", 6) ? 'U' : !strncmp(p, "/Groups", 7) ? 'G' : 0;
+  size_t n = strlen(p);
+  bool search = n >= 8 && !strcmp(p + n - 8, "/.search");
+  if (!type && !search) return true; /* discovery */
+  if (!search && (p[type == 'U' ? 6 : 7] == '/')) return true; /* one resource */
+  char fbuf[4200];
+  const char *fs = NULL;
+  if (search) {
+    json_t *f = rq->body ? scim__oget(rq->body, "filter", NULL) : NULL;
+    fs = json_string_value(f);
+    if (!type) return !fs; /* root search with a filter scans both types */
+  } else if (query_param(rq->query, "filter", fbuf, sizeof fbuf)) {
+    fs = fbuf;
+  }
+  if (!fs || !*fs) return true;
+  scim__filter *f;
+  char err[200];
+  if (scim__filter_parse(fs, &f, err, sizeof err) != 0) return true; /* a 400, cheaply */
+  bool ok = indexable(f, type);
+  scim__filter_free(f);
+  return ok;
 }
 
 /* ---------- tenant purge and checks ---------- */

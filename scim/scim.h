@@ -80,6 +80,7 @@ typedef struct scim_req {
   json_t *body;            /* parsed strictly by the caller; borrowed, never modified */
   const char *base_url;    /* "<public_url>/t/<tenant>/scim/v2" */
   const char *if_match;    /* header or NULL */
+  const char *if_none_match; /* header or NULL (GET of one resource → 304) */
   char new_id[SCIM_ID_LEN + 1]; /* id for a POST, prepared by the caller */
   char now[32];            /* RFC 3339 timestamp, prepared by the caller */
   size_t max_count;        /* cap on `count` (scim_max_count) */
@@ -94,6 +95,12 @@ typedef struct scim_resp {
 
 /* True for methods that must run in a writer job. */
 bool scim_is_write(const char *method);
+/* True when the request writes (POST …/.search is a read). */
+bool scim_is_write_request(const scim_req *rq);
+/* True when a read is answered from indexes or one key (fine on the loop
+ * thread); false when it must evaluate a filter on every resource (run it
+ * on a worker thread). */
+bool scim_read_is_cheap(const scim_req *rq);
 /* Handles one request. Reads need any txn; writes need the job's write txn.
  * Returns 0 when the writes (if any) should commit, or a negative value
  * when the job must abort (rs then holds the error reply). rs is reset at

@@ -42,7 +42,7 @@ export const scimBase = (tenant) => `/t/${tenant}/scim/v2`;
  *   auth: string → `Authorization: Bearer <auth>`; {basic: [user, pass]} → Basic;
  *         {header: '…'} → that header verbatim; null → none.
  *   body: object → JSON; string/Buffer → sent as is.
- *   opts.headers: extra/override headers; opts.contentType (default Okta's
+ *   opts.headers: extra/override headers (undefined/null removes one); opts.contentType (default Okta's
  *   `application/scim+json; charset=utf-8`).
  */
 export function scimCall(port, tenant, auth, method, p, body, { headers = {}, contentType } = {}) {
@@ -57,6 +57,7 @@ export function scimCall(port, tenant, auth, method, p, body, { headers = {}, co
     h['content-length'] = String(Buffer.byteLength(b));
   }
   Object.assign(h, headers);
+  for (const k of Object.keys(h)) if (h[k] === undefined || h[k] === null) delete h[k]; // {header: undefined} drops it
   return request(port, { method, path: scimBase(tenant) + p, headers: h, body: b, timeoutMs: 15000 });
 }
 
