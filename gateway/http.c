@@ -593,6 +593,10 @@ static void send_error_and_close(gw_conn *c, int status, const char *msg) {
   r->priv->close = true;
   r->priv->complete = false;
   if (!r->http_minor) r->http_minor = 1;
+  if (r->route && r->route->early_error) {
+    r->route->early_error(r, status, msg);
+    return;
+  }
   gw_respond_error(r, status, status == 408   ? "request_timeout"
                               : status == 413 ? "body_too_large"
                               : status == 414 ? "uri_too_long"

@@ -32,6 +32,9 @@ struct gw_route {
   gw_handler_fn handler;
   const char *allow;    /* "GET, HEAD"; NULL: the handler checks methods */
   int64_t max_body;     /* 0: max_body_bytes from config */
+  /* Optional: formats errors raised before the handler runs (413, 408 …)
+   * in the route's own error format (SCIM's Error schema). */
+  void (*early_error)(gw_req *req, int status, const char *msg);
 };
 
 const char *gw_route_class_name(int rclass);

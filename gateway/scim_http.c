@@ -267,6 +267,8 @@ static bool scim_content_type(const char *ct) {
          (n == 21 && !strncasecmp(ct, "application/scim+json", 21));
 }
 
+void gw_scim_early_error(gw_req *req, int status, const char *msg) { scim_fail(req, status, NULL, msg); }
+
 void gw_scim_dispatch(gw_req *req) {
   gw_server *srv = req->lp->srv;
   /* /t/{tenant}/scim/v2{rest} — the router guarantees the shape */

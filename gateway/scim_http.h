@@ -13,6 +13,7 @@ typedef struct gw_scim_state gw_scim_state;
 int gw_scim_init(gw_server *srv);
 void gw_scim_free(gw_server *srv);
 void gw_scim_dispatch(gw_req *req);
+void gw_scim_early_error(gw_req *req, int status, const char *msg);
 void gw_scim_metrics(gw_server *srv, gw_buf *out);
 
 #endif

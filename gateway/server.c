@@ -381,7 +381,7 @@ int gw_serve(gw_config *cfg) {
     gw_admin_register_checks(srv->store);
     if (gw_scim_init(srv) != 0) goto out;
   }
-  srv->scim_route = (gw_route){GW_RC_SCIM, gw_scim_dispatch, NULL, srv->cfg.scim_max_body};
+  srv->scim_route = (gw_route){GW_RC_SCIM, gw_scim_dispatch, NULL, srv->cfg.scim_max_body, gw_scim_early_error};
   if (uv_loop_init(&lp->loop) != 0) goto out;
   if (st_port_open(srv->store, &lp->loop, &lp->port) != 0) goto out_loop;
   if (gw_admin_loop_start(lp) != 0) goto out_loop;

@@ -217,8 +217,17 @@ static int apply_pathless(json_t *res, const json_t *value, int op, bool is_grou
   return 0;
 }
 
+/* Prefixes the reply's detail with the failing operation, once. */
+static void name_op(scim_resp *rs, int idx) {
+  const char *d = json_string_value(json_object_get(rs->body, "detail"));
+  if (!d || !strncmp(d, "operation ", 10)) return;
+  char buf[1200];
+  snprintf(buf, sizeof buf, "operation %d: %s", idx + 1, d);
+  json_object_set_new(rs->body, "detail", json_string(buf));
+}
+
 int scim__patch_apply(json_t *res, const json_t *body, bool is_group, scim__members_fn mcb,
-                      void *ctx, scim_resp *rs) {
+                      scim__validate_fn validate, void *ctx, scim_resp *rs) {
   if (!json_is_object(body)) {
     scim_error(rs, 400, "invalidSyntax", "the body must be a PatchOp object");
     return -1;
@@ -258,7 +267,11 @@ int scim__patch_apply(json_t *res, const json_t *body, bool is_group, scim__memb
     if (pathv && !json_is_string(pathv)) return bad(rs, idx, "invalidPath", "\"path\" must be a string");
     if (op != OP_REMOVE && !value) return bad(rs, idx, "invalidValue", "\"value\" is required");
     if (!pathv || !*json_string_value(pathv)) {
-      if (apply_pathless(res, value, op, is_group, mcb, ctx, idx, rs)) return -1;
+      if (apply_pathless(res, value, op, is_group, mcb, ctx, idx, rs) ||
+          (validate && validate(res, is_group, rs))) {
+        name_op(rs, idx);
+        return -1;
+      }
       continue;
     }
     scim__path p;
@@ -303,8 +316,10 @@ int scim__patch_apply(json_t *res, const json_t *body, bool is_group, scim__memb
       rc = set_attr(res, &p.ap, value, op, idx, rs);
     }
     scim__path_free(&p);
+    if (!rc && validate) rc = validate(res, is_group, rs);
     if (rc) {
       if (rs->status < 400) bad(rs, idx, "invalidValue", "the operation failed");
+      name_op(rs, idx);
       return -1;
     }
   }

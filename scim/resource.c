@@ -253,7 +253,17 @@ static const char *canonical_urn(const char *k) {
 /* Builds the stored form from client input: canonical attribute names,
  * types checked, read-only and never-stored attributes dropped, nulls
  * meaning "absent". Unknown attributes and extensions are kept. */
+static json_t *normalize_x(const json_t *in, bool group, bool require, scim_resp *rs);
 static json_t *normalize(const json_t *in, bool group, scim_resp *rs) {
+  return normalize_x(in, group, true, rs);
+}
+static int validate_types(const json_t *res, bool group, scim_resp *rs) {
+  json_t *n = normalize_x(res, group, false, rs);
+  if (!n) return E_ABORT;
+  json_decref(n);
+  return 0;
+}
+static json_t *normalize_x(const json_t *in, bool group, bool require, scim_resp *rs) {
   if (!json_is_object(in)) {
     scim_error(rs, 400, "invalidSyntax", "the body must be a JSON object");
     return NULL;
@@ -274,7 +284,7 @@ static json_t *normalize(const json_t *in, bool group, scim_resp *rs) {
       if (!strcmp(urn, SCIM_URN_USER) || !strcmp(urn, SCIM_URN_GROUP)) {
         /* core attributes qualified with their URN as an object: merge */
         if (!json_is_object(v)) goto badtype_urn;
-        json_t *sub = normalize(v, group, rs);
+        json_t *sub = normalize_x(v, group, false, rs);
         if (!sub) goto fail;
         const char *sk;
         json_t *sv;
@@ -340,7 +350,7 @@ static json_t *normalize(const json_t *in, bool group, scim_resp *rs) {
   schemas = NULL;
   const char *req = group ? "displayName" : "userName";
   const char *rv = jstr(out, req);
-  if (!rv || !*rv) {
+  if (require && (!rv || !*rv)) {
     scim_error(rs, 400, "invalidValue", "\"%s\" is required", req);
     json_decref(out);
     return NULL;
@@ -795,7 +805,7 @@ static int user_patch(st_txn *txn, const scim_req *rq, const char *id, scim_resp
   if ((rc = if_match_ok(rq, old, rs))) goto out;
   json_t *work = json_deep_copy(old);
   json_object_del(work, "meta");
-  if (scim__patch_apply(work, rq->body, false, NULL, NULL, rs) != 0) {
+  if (scim__patch_apply(work, rq->body, false, NULL, validate_types, NULL, rs) != 0) {
     json_decref(work);
     rc = E_ABORT;
     goto out;
@@ -1105,7 +1115,7 @@ static int group_write(st_txn *txn, const scim_req *rq, const char *id, bool pat
   if (patch) {
     json_t *work = json_deep_copy(old);
     json_object_del(work, "meta");
-    if (scim__patch_apply(work, rq->body, true, members_op, &m, rs) != 0) {
+    if (scim__patch_apply(work, rq->body, true, members_op, validate_types, &m, rs) != 0) {
       json_decref(work);
       rc = E_ABORT;
       goto out;

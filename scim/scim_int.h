@@ -56,8 +56,11 @@ int scim__json_equal_ci(const json_t *a, const json_t *b, bool case_exact);
  * to `members_cb` instead. On error fills rs and returns negative. */
 typedef int (*scim__members_fn)(void *ctx, const char *op, const json_t *value,
                                 const scim__filter *filter, scim_resp *rs);
+/* Checks attribute types after each operation (not required attributes:
+ * an intermediate state may lack them); fills rs and returns negative. */
+typedef int (*scim__validate_fn)(const json_t *res, bool is_group, scim_resp *rs);
 int scim__patch_apply(json_t *res, const json_t *body, bool is_group, scim__members_fn members_cb,
-                      void *ctx, scim_resp *rs);
+                      scim__validate_fn validate, void *ctx, scim_resp *rs);
 
 /* Coerces "True"/"False" strings (Entra) to JSON booleans. */
 json_t *scim__bool_value(const json_t *v);

@@ -20,6 +20,7 @@ before(async () => {
 
 const OKTA_USER = 'test.user@okta.local';
 let testUser; // created by the lookup-then-create test
+let pagesTokenValue; // SCIM token of the 'pages' tenant (created by the pagination test)
 
 test('connection test: GET /Users?startIndex=1&count=2 and GET /Groups?startIndex=1&count=100', async () => {
   const u = await c.get('/Users?startIndex=1&count=2');
@@ -391,6 +392,7 @@ test('404 with a SCIM error body for unknown ids; DELETE of a user (other IdPs) 
 
 test('pagination over 250 users: pages of 100, integer totals, stable order, no duplicates, no gaps', async () => {
   const t = await createTenant(gw.port, opToken, 'pages');
+  pagesTokenValue = t.scim.token;
   const p = scimClient(gw.port, 'pages', t.scim.token);
   const ids = new Set();
   const names = Array.from({ length: 250 }, (_, i) => `page.user.${String(i).padStart(3, '0')}@okta.local`);
@@ -439,6 +441,95 @@ test('pagination over 250 users: pages of 100, integer totals, stable order, no 
   const fl = assertListResponse(await p.get('/Users?' + qFilter('userName sw "page.user.1"') + '&startIndex=1&count=30'),
     { total: 100, itemsPerPage: 30 });
   assert.ok(fl.Resources.every((r) => r.userName.startsWith('page.user.1')));
+});
+
+test('Group Push of a big group: 250 members in one PATCH, listed in full, removable one by one', async () => {
+  assert.ok(pagesTokenValue, 'the pagination test ran first');
+  const p = scimClient(gw.port, 'pages', pagesTokenValue);
+  const users = [];
+  for (const s of [1, 101, 201]) users.push(...(await p.fetch(`/Users?startIndex=${s}&count=100`)).Resources);
+  assert.equal(users.length, 250);
+  const grp = await p.createGroup('Everyone');
+  const r = await p.patchOps(`/Groups/${grp.id}`, [{ op: 'add', path: 'members',
+    value: users.map((u) => ({ value: u.id, display: u.userName })) }]);
+  assert.equal(r.status, 200, r.body.slice(0, 300));
+  const g = await p.fetch(`/Groups/${grp.id}`);
+  assert.equal(g.members.length, 250);
+  assert.deepEqual(g.members.map((m) => m.value).sort(), users.map((u) => u.id).sort());
+  for (const m of g.members) assert.equal(m.display, users.find((u) => u.id === m.value).userName);
+  const victim = users[123];
+  assert.equal((await p.patchOps(`/Groups/${grp.id}`, [{ op: 'remove', path: `members[value eq "${victim.id}"]` }])).status, 200);
+  const ids = await p.memberIds(grp.id);
+  assert.equal(ids.length, 249);
+  assert.ok(!ids.includes(victim.id));
+  assertListResponse(await p.get('/Groups?' + qFilter(`members[value eq "${users[0].id}"]`)), { total: 1 });
+  assertListResponse(await p.get('/Groups?' + qFilter(`members[value eq "${victim.id}"]`)), { total: 0 });
+});
+
+test('profile changes keep lookups right: userName and externalId changes, group renames, quotes, long names', async () => {
+  const u = await c.createUser('rename.me@okta.local', { externalId: 'ext-old' });
+  let r = await c.patchOps(`/Users/${u.id}`, [{ op: 'replace', path: 'userName', value: 'Renamed.Me@okta.local' }]);
+  assert.equal(r.status, 200, r.body);
+  assertListResponse(await c.get('/Users?' + qFilter('userName eq "rename.me@okta.local"')), { total: 0 });
+  assert.equal((await c.fetch('/Users?' + qFilter('userName eq "renamed.me@okta.local"'))).Resources[0].id, u.id);
+  assertScimError(await c.post('/Users', oktaUser('RENAMED.ME@okta.local')), 409, { scimType: 'uniqueness' });
+  const freed = await c.createUser('rename.me@okta.local');            // the old name is free again
+  // renaming onto a taken name (any case) → 409, nothing changed
+  r = await c.patchOps(`/Users/${freed.id}`, [{ op: 'replace', value: { userName: 'renamed.ME@okta.local', title: 'x' } }]);
+  assertScimError(r, 409, { scimType: 'uniqueness' });
+  assert.equal((await c.fetch(`/Users/${freed.id}`)).title, undefined);
+  const putDup = await c.put(`/Users/${freed.id}`, { schemas: [URN.USER], userName: 'Renamed.Me@OKTA.local' });
+  assertScimError(putDup, 409, { scimType: 'uniqueness' });
+  // a case-only change of one's own userName is fine
+  r = await c.put(`/Users/${u.id}`, { schemas: [URN.USER], userName: 'RENAMED.ME@okta.local', externalId: 'ext-new' });
+  assert.equal(r.status, 200, r.body);
+  assert.equal(r.json.userName, 'RENAMED.ME@okta.local');
+  assertListResponse(await c.get('/Users?' + qFilter('externalId eq "ext-old"')), { total: 0 });
+  assert.equal((await c.fetch('/Users?' + qFilter('externalId eq "ext-new"'))).Resources[0].id, u.id);
+
+  const grp = await c.createGroup('Old Name');
+  assert.equal((await c.patchOps(`/Groups/${grp.id}`, [{ op: 'replace', value: { id: grp.id, displayName: 'New Name' } }])).status, 200);
+  assertListResponse(await c.get('/Groups?' + qFilter('displayName eq "Old Name"')), { total: 0 });
+  assertListResponse(await c.get('/Groups?' + qFilter('displayName eq "new name"')), { total: 1 });
+
+  // quotes and backslashes in values, escaped in filters
+  const q = await c.createUser('o\'brien"q\\x@okta.local');
+  const fq = assertListResponse(await c.get('/Users?' + qFilter('userName eq "o\'brien\\"q\\\\x@okta.local"')), { total: 1 });
+  assert.equal(fq.Resources[0].id, q.id);
+
+  // very long userNames (past the index key limit) stay unique case-insensitively
+  const long = 'Long.' + 'x'.repeat(900) + '@okta.local';
+  const lu = await c.createUser(long);
+  assertScimError(await c.post('/Users', oktaUser(long.toUpperCase())), 409, { scimType: 'uniqueness' });
+  assert.equal((await c.fetch('/Users?' + qFilter(`userName eq "${long.toLowerCase()}"`))).Resources[0].id, lu.id);
+  const long2 = long.replace('Long.', 'Lonh.');
+  assertListResponse(await c.get('/Users?' + qFilter(`userName eq "${long2}"`)), { total: 0 });
+  await c.createUser(long2);
+  for (const x of [u, freed, q, lu]) assert.equal((await c.del(`/Users/${x.id}`)).status, 204);
+  assert.equal((await c.del(`/Groups/${grp.id}`)).status, 204);
+});
+
+test('concurrent writes: racing creates of one userName yield one 201; parallel member adds all land', async () => {
+  const tries = await Promise.all(Array.from({ length: 20 }, (_, i) =>
+    c.post('/Users', oktaUser(i % 2 ? 'RACE@okta.local' : 'race@okta.local'))));
+  const statuses = tries.map((r) => r.status).sort();
+  assert.equal(statuses.filter((s) => s === 201).length, 1, `one winner: ${statuses}`);
+  assert.equal(statuses.filter((s) => s === 409).length, 19, `the rest 409: ${statuses}`);
+  for (const r of tries) if (r.status === 409) assertScimError(r, 409, { scimType: 'uniqueness' });
+  assertListResponse(await c.get('/Users?' + qFilter('userName eq "race@okta.local"')), { total: 1 });
+
+  const us = await Promise.all(Array.from({ length: 20 }, (_, i) => c.createUser(`par${i}@okta.local`)));
+  const grp = await c.createGroup('Parallel');
+  const adds = await Promise.all(us.map((u) =>
+    c.patchOps(`/Groups/${grp.id}`, [{ op: 'add', path: 'members', value: [{ value: u.id }] }])));
+  for (const r of adds) assert.equal(r.status, 200, r.body);
+  assert.deepEqual(await c.memberIds(grp.id), us.map((u) => u.id).sort(), 'no lost update');
+  const versions = new Set(adds.map((r) => r.headers.etag));
+  assert.equal(versions.size, 20, 'each write got its own version');
+  // parallel removes of half of them
+  await Promise.all(us.slice(0, 10).map((u) =>
+    c.patchOps(`/Groups/${grp.id}`, [{ op: 'remove', path: `members[value eq "${u.id}"]` }])));
+  assert.deepEqual(await c.memberIds(grp.id), us.slice(10).map((u) => u.id).sort());
 });
 
 test('two tenants are isolated: same userName allowed; ids of one are 404 from the other; tokens not interchangeable', async () => {
