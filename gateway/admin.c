@@ -23,7 +23,11 @@
 #include <openssl/crypto.h>
 
 #include "gateway/log.h"
+#include "auth/auth.h"
+#include "gateway/mcp_proxy.h"
+#include "gateway/mcp_session.h"
 #include "scim/scim.h"
+#include "vault/vault.h"
 #include "gateway/server.h"
 #include "store/seal.h"
 #include "store/store.h"
@@ -409,8 +413,10 @@ static int job_tenant_purge(st_txn *txn, void *arg) {
     if ((rc = st_del(txn, ST_DB_SECRETS, kb, kl)) != 0) return rc;
     n++;
   }
-  if (n < PURGE_BATCH) {
-    int m = scim_purge_tenant(txn, j->tenant, PURGE_BATCH - n);
+  int (*const purgers[])(st_txn *, const char *, int) = {scim_purge_tenant, vault_purge_tenant,
+                                                        auth_purge_tenant, gw_sessions_purge_tenant};
+  for (size_t i = 0; i < sizeof purgers / sizeof purgers[0] && n < PURGE_BATCH; i++) {
+    int m = purgers[i](txn, j->tenant, PURGE_BATCH - n);
     if (m < 0) return m;
     n += m;
   }
@@ -517,6 +523,7 @@ static void start_purge(gw_loop *lp, const char *tenant);
 static void done_generic(int status, void *arg) {
   admin_job *j = arg;
   gw_req *req = j->req;
+  gw_proxy_revocations_drain(j->lp);
   gw_server *srv = j->lp->srv;
   gw_log_ctx lctx = {j->tenant, req->id};
   /* ST_ENOTFOUND of a token create means its tenant is gone */
@@ -928,6 +935,283 @@ static void directory_view(gw_req *req, const caller *who, const char *tenant, c
   scim_resp_clear(&rs);
 }
 
+/* ---------- connectors and employee tokens (async jobs with own done) ---------- */
+
+typedef struct conn_job {
+  gw_req *req;
+  gw_loop *lp;
+  char tenant[64], name[40];
+  json_t *config;      /* from vault_connector_parse; read-only in the job */
+  char *secret;        /* wiped and freed */
+  char now[32];
+  int created;         /* out */
+  bool del;
+} conn_job;
+
+static void conn_job_free(conn_job *j) {
+  json_decref(j->config);
+  if (j->secret) {
+    OPENSSL_cleanse(j->secret, strlen(j->secret));
+    free(j->secret);
+  }
+  free(j);
+}
+
+static int job_connector(st_txn *txn, void *arg) {
+  conn_job *j = arg;
+  json_t *t;
+  int rc = gw_tenant_get(txn, j->tenant, &t);
+  if (rc) return rc;
+  json_decref(t);
+  if (j->del) {
+    if ((rc = vault_connector_delete(txn, j->tenant, j->name))) return rc;
+    rc = gw_sessions_delete_connector(txn, j->tenant, j->name);
+    if (rc < 0) return rc;
+    return gw_proxy_revoke_connector_after_commit(txn, j->lp->srv, j->tenant, j->name);
+  }
+  return vault_connector_put(txn, j->tenant, j->name, j->config, j->secret, j->now, &j->created);
+}
+
+static void done_connector(int status, void *arg) {
+  conn_job *j = arg;
+  gw_req *req = j->req;
+  gw_proxy_revocations_drain(j->lp);
+  if (status == ST_ENOTFOUND) {
+    gw_respond_error(req, 404, "not_found", j->del ? "no such connector" : "no such tenant");
+  } else if (!job_error(req, status, "connector")) {
+    if (j->del) {
+      GW_LOG(GW_LOG_INFO, "admin", &((gw_log_ctx){j->tenant, req->id}), "connector %s deleted", j->name);
+      gw_respond(req, 204, NULL, NULL, 0);
+    } else {
+      st_txn *txn;
+      json_t *rec = NULL;
+      if (st_read_begin(j->lp->srv->store, &txn) == 0) {
+        vault_connector_get(txn, j->tenant, j->name, &rec);
+        st_txn_end(txn);
+      }
+      if (!rec) gw_respond_error(req, 500, "internal", "the connector was written but cannot be read back");
+      else {
+        gw_respond_json(req, j->created ? 201 : 200, vault_connector_view(rec));
+        json_decref(rec);
+      }
+    }
+  }
+  conn_job_free(j);
+}
+
+static void connectors(gw_req *req, const caller *who, const char *tenant, const char *name) {
+  gw_server *srv = req->lp->srv;
+  if (reach(req, who, tenant)) return;
+  snprintf(req->tenant, sizeof req->tenant, "%s", tenant);
+  if (name && !vault_connector_name_valid(name)) {
+    gw_respond_error(req, 400, "invalid_request",
+                     "invalid connector name \"%.40s\": use 1 to 32 of a-z, 0-9 and - (no '_')", name);
+    return;
+  }
+  if (!strcmp(req->method, "GET") || !strcmp(req->method, "HEAD")) {
+    st_txn *txn;
+    if (st_read_begin(srv->store, &txn) != 0) {
+      gw_respond_error(req, 503, "store_unavailable", "the store cannot be read right now");
+      return;
+    }
+    json_t *t;
+    if (gw_tenant_get(txn, tenant, &t) != 0) {
+      st_txn_end(txn);
+      gw_respond_error(req, 404, "not_found", "no such tenant");
+      return;
+    }
+    json_decref(t);
+    if (!name) {
+      json_t *arr;
+      vault_connector_list(txn, tenant, &arr);
+      st_txn_end(txn);
+      gw_respond_json(req, 200, json_pack("{s:o}", "connectors", arr));
+      return;
+    }
+    json_t *rec;
+    int rc = vault_connector_get(txn, tenant, name, &rec);
+    st_txn_end(txn);
+    if (rc) {
+      gw_respond_error(req, 404, "not_found", "no such connector");
+      return;
+    }
+    gw_respond_json(req, 200, vault_connector_view(rec));
+    json_decref(rec);
+    return;
+  }
+  if (!name || (strcmp(req->method, "PUT") && strcmp(req->method, "DELETE"))) {
+    gw_resp_header(req, "Allow", name ? "GET, PUT, DELETE" : "GET");
+    gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
+    return;
+  }
+  conn_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    gw_respond_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  j->req = req;
+  j->lp = req->lp;
+  snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
+  snprintf(j->name, sizeof j->name, "%s", name);
+  now_rfc3339(j->now);
+  if (!strcmp(req->method, "DELETE")) {
+    j->del = true;
+  } else {
+    json_t *b = parse_body(req);
+    if (!b) {
+      conn_job_free(j);
+      return;
+    }
+    char err[1024];
+    const char *secret;
+    if (vault_connector_parse(b, &j->config, &secret, err, sizeof err) != 0) {
+      json_decref(b);
+      conn_job_free(j);
+      gw_respond_error(req, 400, "invalid_request", "%s", err);
+      return;
+    }
+    j->secret = secret ? strdup(secret) : NULL;
+    /* the request body holds the secret too: wipe it now it is copied */
+    OPENSSL_cleanse(req->body, req->body_len);
+    json_decref(b);
+  }
+  int rc = st_submit(srv->store, req->lp->port, job_connector, done_connector, j);
+  if (rc) {
+    conn_job_free(j);
+    gw_respond_error(req, 503, "store_busy", "the store cannot take writes right now");
+  }
+}
+
+typedef struct etok_job {
+  gw_req *req;
+  gw_loop *lp;
+  auth_token_new t;
+  char token[ST_TOKEN_BUFSZ];
+  bool revoke;
+} etok_job;
+
+static int job_etoken(st_txn *txn, void *arg) {
+  etok_job *j = arg;
+  json_t *t;
+  int rc = gw_tenant_get(txn, j->t.tenant, &t);
+  if (rc) return rc == ST_ENOTFOUND ? -ENOENT : rc;
+  json_decref(t);
+  if (j->revoke) return auth_token_revoke(txn, j->t.tenant, j->t.tokid);
+  return auth_token_create(txn, &j->t);
+}
+
+static void done_etoken(int status, void *arg) {
+  etok_job *j = arg;
+  gw_req *req = j->req;
+  if (status == -ENOENT) gw_respond_error(req, 404, "not_found", "no such tenant");
+  else if (status == ST_ENOTFOUND)
+    gw_respond_error(req, 404, "not_found", j->revoke ? "no such token" : "no such user in this tenant");
+  else if (status == AUTH_EINACTIVE)
+    gw_respond_error(req, 409, "user_inactive", "user %s is not active (deactivated in the identity provider)",
+                     j->t.user_name);
+  else if (!job_error(req, status, "token")) {
+    if (j->revoke) gw_respond(req, 204, NULL, NULL, 0);
+    else {
+      json_t *o = json_pack("{s:s,s:s,s:s,s:{s:s,s:s},s:s}", "id", j->t.tokid, "token", j->token, "name",
+                            j->t.name[0] ? j->t.name : "token", "user", "id", j->t.user_id, "userName",
+                            j->t.user_name, "created", j->t.now);
+      json_object_set_new(o, "expires", j->t.expires[0] ? json_string(j->t.expires) : json_null());
+      gw_respond_json(req, 201, o);
+    }
+  }
+  OPENSSL_cleanse(j->token, sizeof j->token);
+  free(j);
+}
+
+static void employee_tokens(gw_req *req, const caller *who, const char *tenant, const char *tokid) {
+  gw_server *srv = req->lp->srv;
+  if (reach(req, who, tenant)) return;
+  snprintf(req->tenant, sizeof req->tenant, "%s", tenant);
+  if (!tokid && !strcmp(req->method, "GET")) {
+    st_txn *txn;
+    if (st_read_begin(srv->store, &txn) != 0) {
+      gw_respond_error(req, 503, "store_unavailable", "the store cannot be read right now");
+      return;
+    }
+    json_t *t;
+    if (gw_tenant_get(txn, tenant, &t) != 0) {
+      st_txn_end(txn);
+      gw_respond_error(req, 404, "not_found", "no such tenant");
+      return;
+    }
+    json_decref(t);
+    json_t *arr;
+    auth_token_list(txn, tenant, &arr);
+    st_txn_end(txn);
+    gw_respond_json(req, 200, json_pack("{s:o}", "tokens", arr));
+    return;
+  }
+  bool create = !tokid && !strcmp(req->method, "POST");
+  bool revoke = tokid && !strcmp(req->method, "DELETE");
+  if (!create && !revoke) {
+    gw_resp_header(req, "Allow", tokid ? "DELETE" : "GET, POST");
+    gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
+    return;
+  }
+  etok_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    gw_respond_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  j->req = req;
+  j->lp = req->lp;
+  j->revoke = revoke;
+  snprintf(j->t.tenant, sizeof j->t.tenant, "%s", tenant);
+  if (revoke) {
+    snprintf(j->t.tokid, sizeof j->t.tokid, "%s", tokid);
+  } else {
+    json_t *b = parse_body(req);
+    if (!b) {
+      free(j);
+      return;
+    }
+    static const char *const allowed[] = {"user", "name", "expires_in_days", NULL};
+    const char *user, *name;
+    if (only_keys(req, b, allowed) || opt_string(req, b, "user", 256, &user) ||
+        opt_string(req, b, "name", NAME_MAX_LEN, &name)) {
+      json_decref(b);
+      free(j);
+      return;
+    }
+    json_t *days = json_object_get(b, "expires_in_days");
+    if (!user || (days && (!json_is_integer(days) || json_integer_value(days) < 1 ||
+                           json_integer_value(days) > 3650))) {
+      json_decref(b);
+      free(j);
+      gw_respond_error(req, 400, "invalid_request",
+                       !user ? "\"user\" is required (userName or SCIM id)"
+                             : "\"expires_in_days\" must be an integer from 1 to 3650");
+      return;
+    }
+    snprintf(j->t.user_ref, sizeof j->t.user_ref, "%s", user);
+    snprintf(j->t.name, sizeof j->t.name, "%s", name ? name : "");
+    now_rfc3339(j->t.now);
+    if (days) {
+      time_t e = time(NULL) + (time_t)json_integer_value(days) * 86400;
+      struct tm tm;
+      gmtime_r(&e, &tm);
+      strftime(j->t.expires, sizeof j->t.expires, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
+    json_decref(b);
+    if (st_token_new(AUTH_TOKEN_PREFIX, j->token, sizeof j->token) != 0 || st_token_id_new(j->t.tokid) != 0 ||
+        st_token_hash(j->token, strlen(j->token), j->t.hash) != 0) {
+      free(j);
+      gw_respond_error(req, 500, "internal", "could not generate a token");
+      return;
+    }
+  }
+  if (st_submit(srv->store, req->lp->port, job_etoken, done_etoken, j) != 0) {
+    OPENSSL_cleanse(j->token, sizeof j->token);
+    free(j);
+    gw_respond_error(req, 503, "store_busy", "the store cannot take writes right now");
+  }
+}
+
 void gw_admin_dispatch(gw_req *req) {
   if (!req->lp->srv->store) {
     gw_respond_error(req, 503, "store_unavailable", "the store is not open");
@@ -979,6 +1263,14 @@ void gw_admin_dispatch(gw_req *req) {
     }
     if (n == 2) {
       tenant_one(req, &who, seg[1]);
+      return;
+    }
+    if ((n == 3 || n == 4) && !strcmp(seg[2], "connectors")) {
+      connectors(req, &who, seg[1], n == 4 ? seg[3] : NULL);
+      return;
+    }
+    if ((n == 3 || n == 4) && !strcmp(seg[2], "tokens")) {
+      employee_tokens(req, &who, seg[1], n == 4 ? seg[3] : NULL);
       return;
     }
     if ((n == 3 || n == 4) && (!strcmp(seg[2], "users") || !strcmp(seg[2], "groups"))) {
@@ -1034,6 +1326,13 @@ static int check_admin(st_txn *txn, st_check_report_fn report, void *rctx, void 
       st_val hv;
       if (v.len != 32 || st_get(txn, ST_DB_TOKENS, hk, hash_key(v.data, hk), &hv) != 0) {
         if (report) report(rctx, "tokens", "token index entry points to no token record");
+        problems++;
+      }
+    } else if (k.len > 1 && kp[0] == 'u') {
+      char hk[40];
+      st_val hv;
+      if (v.len != 32 || st_get(txn, ST_DB_TOKENS, hk, hash_key(v.data, hk), &hv) != 0) {
+        if (report) report(rctx, "tokens", "employee token user index entry points to no token record");
         problems++;
       }
     } else {

@@ -76,6 +76,11 @@ static const cfg_key keys[] = {
      "request body cap on SCIM routes (a Group PUT with every member can be large)", NULL},
     {"scim_max_count", CFG_INT, "1000", 1, 100000, OFF(scim_max_count),
      "largest page a SCIM list returns (count is capped to it)", NULL},
+    {"mcp_max_body", CFG_SIZE, "4M", 1024, 1 * GIB, OFF(mcp_max_body),
+     "request body cap on MCP endpoints (one JSON-RPC message or batch)", NULL},
+    {"allowed_origins", CFG_STR, "", 0, 0, OFF(allowed_origins),
+     "comma-separated Origin values allowed on MCP endpoints (\"*\" = any); requests with another Origin get 403",
+     NULL},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 

@@ -40,6 +40,8 @@ typedef struct gw_config {
   char *admin_token_file;
   int64_t scim_max_body;
   int64_t scim_max_count;
+  int64_t mcp_max_body;
+  char *allowed_origins;
   bool public_url_derived; /* not set by any source: follows the bound listen address */
 } gw_config;
 

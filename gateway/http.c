@@ -217,9 +217,21 @@ typedef struct write_req {
 
 static void on_write(uv_write_t *w, int status) {
   write_req *wr = (write_req *)w;
+  gw_conn *c = wr->c;
   free(wr->buf);
-  if (status < 0 && status != UV_ECANCELED) conn_close(wr->c);
   free(wr);
+  if (status < 0) {
+    if (status != UV_ECANCELED) conn_close(c);
+    return;
+  }
+  if (!c->closing && c->req && c->req->on_drain &&
+      uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < GW_WRITE_LOW_WATER)
+    c->req->on_drain(c->req);
+}
+
+size_t gw_req_write_queue(const gw_req *req) {
+  if (!req->conn || req->conn->closing) return 0;
+  return uv_stream_get_write_queue_size((uv_stream_t *)&req->conn->tcp);
 }
 
 /* Queues raw bytes (ciphertext on TLS) on the socket; takes ownership. */

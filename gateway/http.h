@@ -59,6 +59,9 @@ struct gw_req {
   uint64_t start_ns;
   /* Called (once) when the client goes away before the response ended. */
   void (*on_abort)(gw_req *req);
+  /* Back-pressure for streams: called after writes complete once fewer
+   * than GW_WRITE_LOW_WATER bytes wait for the client. */
+  void (*on_drain)(gw_req *req);
   void *handler_data;
   /* private to http.c */
   struct gw__req_priv *priv;
@@ -93,5 +96,10 @@ int gw_resp_write(gw_req *req, const void *data, size_t len);
 void gw_resp_end(gw_req *req);
 
 const char *gw_status_text(int status);
+
+#define GW_WRITE_HIGH_WATER (1024 * 1024)
+#define GW_WRITE_LOW_WATER (256 * 1024)
+/* Bytes queued to the client and not yet written (0 when detached). */
+size_t gw_req_write_queue(const gw_req *req);
 
 #endif

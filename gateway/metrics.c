@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
+#include "gateway/mcp_proxy.h"
 #include "gateway/scim_http.h"
 #include "gateway/server.h"
 #include "store/store.h"
@@ -125,5 +126,6 @@ int gw_metrics_render(gw_server *srv, gw_buf *o) {
                 (unsigned long long)LD(m->conns_rejected));
   render_store(srv, o);
   gw_scim_metrics(srv, o);
+  gw_proxy_metrics(srv, o);
   return o->len < o->max ? 0 : -1;
 }

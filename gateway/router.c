@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "gateway/admin.h"
+#include "gateway/mcp_proxy.h"
 #include "gateway/ops.h"
 #include "gateway/server.h"
 
@@ -42,6 +43,9 @@ const gw_route *gw_route_find(gw_loop *lp, int kind, const char *path, size_t n)
       size_t rest = (size_t)(end - slash);
       if (rest >= 8 && memcmp(slash, "/scim/v2", 8) == 0 && (rest == 8 || slash[8] == '/'))
         return &lp->srv->scim_route;
+      /* /t/{tenant}/mcp/{connector} (one segment) */
+      if (rest > 5 && memcmp(slash, "/mcp/", 5) == 0 && !memchr(slash + 5, '/', rest - 5))
+        return &lp->srv->mcp_route;
     }
   }
   return NULL;

@@ -12,6 +12,7 @@
  * must be able to alert on. */
 #include "gateway/scim_http.h"
 
+#include <ctype.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -24,6 +25,7 @@
 
 #include "gateway/admin.h"
 #include "gateway/log.h"
+#include "gateway/mcp_proxy.h"
 #include "gateway/server.h"
 #include "scim/scim.h"
 #include "store/store.h"
@@ -250,6 +252,8 @@ static int job_run(st_txn *txn, void *arg) {
 
 static void job_done(int status, void *arg) {
   scim_job *j = arg;
+  /* revocations queued by this commit end live exchanges before the reply */
+  gw_proxy_revocations_drain(j->req->lp);
   if (status < 0 && status >= ST_ERR_LAST && status <= ST_ERR_FIRST) {
     /* the commit itself failed: nothing was written */
     scim_resp_clear(&j->rs);
@@ -315,6 +319,21 @@ void gw_scim_dispatch(gw_req *req) {
     return;
   }
   snprintf(j->base_url, bl, "%s/t/%s/scim/v2", srv->cfg.public_url, tenant);
+  /* percent-decoding (/Schemas/urn%3A…); %2F and %00 stay encoded so a
+   * decoded byte can never add a path segment or end the string */
+  for (char *r = j->path, *w = j->path;; r++, w++) {
+    if (r[0] == '%' && isxdigit((unsigned char)r[1]) && isxdigit((unsigned char)r[2])) {
+      char hex[3] = {r[1], r[2], 0};
+      int c = (int)strtol(hex, NULL, 16);
+      if (c != '/' && c != 0) {
+        *w = (char)c;
+        r += 2;
+        continue;
+      }
+    }
+    *w = *r;
+    if (!*r) break;
+  }
   /* trailing slash on collections is harmless */
   size_t pl = strlen(j->path);
   if (pl > 1 && j->path[pl - 1] == '/') j->path[pl - 1] = 0;

@@ -22,6 +22,9 @@
 
 #include "gateway/admin.h"
 #include "gateway/log.h"
+#include "auth/auth.h"
+#include "gateway/mcp_proxy.h"
+#include "gateway/mcp_session.h"
 #include "gateway/metrics.h"
 #include "gateway/scim_http.h"
 #include "gateway/tls.h"
@@ -199,6 +202,7 @@ static void finish(gw_server *srv) {
   uv_close((uv_handle_t *)&srv->sig_int, NULL);
   uv_close((uv_handle_t *)&srv->sig_hup, NULL);
   gw_admin_loop_stop(lp);
+  gw_proxy_loop_stop(lp);
   if (lp->port) {
     st_port_close(lp->port, NULL, NULL);
     lp->port = NULL;
@@ -379,11 +383,17 @@ int gw_serve(gw_config *cfg) {
       goto out;
     }
     gw_admin_register_checks(srv->store);
-    if (gw_scim_init(srv) != 0) goto out;
+    /* hooks, in the order they run inside a SCIM deactivation: tokens
+     * and sessions deleted, then live exchanges ended after the commit */
+    if (gw_scim_init(srv) != 0 || auth_register_hooks(srv->store) != 0 ||
+        gw_sessions_register_hooks(srv->store) != 0 || gw_proxy_register_hooks(srv) != 0)
+      goto out;
   }
+  srv->mcp_route = (gw_route){GW_RC_MCP, gw_proxy_dispatch, NULL, srv->cfg.mcp_max_body, NULL};
   srv->scim_route = (gw_route){GW_RC_SCIM, gw_scim_dispatch, NULL, srv->cfg.scim_max_body, gw_scim_early_error};
   if (uv_loop_init(&lp->loop) != 0) goto out;
   if (st_port_open(srv->store, &lp->loop, &lp->port) != 0) goto out_loop;
+  if (gw_proxy_loop_start(lp) != 0) goto out_loop;
   if (gw_admin_loop_start(lp) != 0) goto out_loop;
   if (listener_open(lp, GW_LISTENER_HTTP, srv->cfg.listen) != 0) goto out_loop;
   if (srv->cfg.public_url_derived) {
@@ -415,6 +425,7 @@ out_loop:
     /* failed start: close what was opened, then let the loop finish */
     listeners_close(lp);
     gw_admin_loop_stop(lp);
+    gw_proxy_loop_stop(lp);
     if (lp->port) st_port_close(lp->port, NULL, NULL);
     lp->port = NULL;
     uv_run(&lp->loop, UV_RUN_DEFAULT);

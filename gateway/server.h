@@ -47,6 +47,8 @@ struct gw_loop {
   char readbuf[65536];  /* shared read buffer: reads are synchronous */
   uint64_t rng[2];      /* request-id generator (not for secrets) */
   struct st_port *port; /* store completion port on this loop */
+  struct gw_out *out;   /* outbound HTTP engine (gateway/outbound.h) */
+  struct gw_proxy *proxy; /* live MCP exchanges (gateway/mcp_proxy.h) */
   bool draining;
 };
 
@@ -64,6 +66,7 @@ struct gw_server {
   int exit_code;
   gw_scim_state *scim;  /* SCIM metrics (gateway/scim_http.c) */
   gw_route scim_route;  /* body cap from scim_max_body */
+  gw_route mcp_route;   /* body cap from mcp_max_body */
   uint8_t admin_token_hash[32]; /* SHA-256 of the operator token */
   bool have_admin_token;
 };

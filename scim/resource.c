@@ -350,7 +350,8 @@ static json_t *normalize_x(const json_t *in, bool group, bool require, scim_resp
   schemas = NULL;
   const char *req = group ? "displayName" : "userName";
   const char *rv = jstr(out, req);
-  if (require && (!rv || !*rv)) {
+  /* absent is judged at the end of a PATCH; present-but-empty right away */
+  if ((require && (!rv || !*rv)) || (!require && rv && !*rv)) {
     scim_error(rs, 400, "invalidValue", "\"%s\" is required", req);
     json_decref(out);
     return NULL;
@@ -1631,6 +1632,26 @@ int scim_admin_list(st_txn *txn, const char *tenant, const char *what, const cha
   int rc = list(txn, &rq, !strcmp(what, "Users") ? 'U' : 'G', q, rs);
   free(q);
   return rc;
+}
+
+int scim_user_lookup(st_txn *txn, const char *tenant, const char *ref, json_t **user) {
+  *user = NULL;
+  if (valid_id(ref)) {
+    int rc = res_get(txn, tenant, 'U', ref, user);
+    if (rc != ST_ENOTFOUND) return rc;
+  }
+  char owner[SCIM_ID_LEN + 1];
+  int rc = uname_owner(txn, tenant, ref, owner);
+  if (rc) return rc;
+  return res_get(txn, tenant, 'U', owner, user);
+}
+
+int scim_user_groups(st_txn *txn, const char *tenant, const char *user_id, json_t **gids) {
+  kb p;
+  *gids = json_array();
+  if (!valid_id(user_id)) return 0;
+  mem_key(&p, tenant, 'g', user_id, NULL);
+  return ids_under(txn, ST_DB_SCIM_MEM, &p, *gids, 0);
 }
 
 bool scim_is_write_request(const scim_req *rq) {

@@ -119,6 +119,12 @@ int scim_admin_list(st_txn *txn, const char *tenant, const char *what /* "Users"
                     const char *filter, size_t start, size_t count, const char *base_url,
                     scim_resp *rs);
 
+/* Finds a user by id or (case-insensitive) userName. *user is the stored
+ * JSON (caller json_decref). ST_ENOTFOUND if absent. */
+int scim_user_lookup(st_txn *txn, const char *tenant, const char *id_or_username, json_t **user);
+/* The user's group ids (array of strings, caller json_decref). */
+int scim_user_groups(st_txn *txn, const char *tenant, const char *user_id, json_t **gids);
+
 /* Deletes up to `limit` keys of a tenant across the SCIM databases; returns
  * how many were deleted (< limit means done) or a negative error. */
 int scim_purge_tenant(st_txn *txn, const char *tenant, int limit);

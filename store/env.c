@@ -31,6 +31,8 @@ const char *const st__db_names[ST_DB__COUNT] = {
     [ST_DB_SCIM_RES] = "scim.res",
     [ST_DB_SCIM_IDX] = "scim.idx",
     [ST_DB_SCIM_MEM] = "scim.mem",
+    [ST_DB_CONNECTORS] = "vault.connectors",
+    [ST_DB_SESSIONS] = "sessions",
 };
 _Static_assert(sizeof st__db_names / sizeof st__db_names[0] == ST_DB__COUNT,
                "st__db_names must name every st_db");

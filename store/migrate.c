@@ -60,10 +60,17 @@ static int m3_scim_dbs(st_txn *t) {
   return 0;
 }
 
+/* 4: connectors (vault/) and MCP sessions (gateway/). */
+static int m4_proxy_dbs(st_txn *t) {
+  int rc = st__db_create(t, ST_DB_CONNECTORS);
+  return rc < 0 ? rc : st__db_create(t, ST_DB_SESSIONS);
+}
+
 static const migration steps[] = {
     {"create initial databases", m1_initial_dbs},
     {"assign store id", m2_store_id},
     {"create SCIM databases", m3_scim_dbs},
+    {"create connector and session databases", m4_proxy_dbs},
 };
 
 uint32_t st_schema_latest(void) { return (uint32_t)(sizeof steps / sizeof steps[0]); }

@@ -70,6 +70,8 @@ typedef enum st_db {
   ST_DB_SCIM_RES, /* SCIM users and groups (scim/scim.h has the key layout) */
   ST_DB_SCIM_IDX, /* SCIM unique and lookup indexes, counters */
   ST_DB_SCIM_MEM, /* SCIM group membership, both directions */
+  ST_DB_CONNECTORS, /* upstream connectors per tenant (vault/vault.h) */
+  ST_DB_SESSIONS, /* MCP sessions and their per-user index (gateway/mcp_session.h) */
   ST_DB__COUNT
 } st_db;
 

@@ -270,10 +270,19 @@ test('a wrongly typed value in a later operation is refused, names the operation
   const u = await newUser('typed@entra.test');
   const before = await c.fetch(`/Users/${u.id}`);
   for (const op2 of [{ op: 'Replace', path: 'userName', value: 5 }, { op: 'Replace', value: { userName: 5 } },
-    { op: 'Replace', path: 'emails', value: 'x' }]) {
+    { op: 'Replace', path: 'emails', value: 'x' }, { op: 'Replace', path: 'userName', value: '' }]) {
     const r = await c.patchOps(`/Users/${u.id}`, [{ op: 'Replace', path: 'title', value: 'T' }, op2]);
     assert.equal(r.status, 400, `${JSON.stringify(op2)}: ${r.body}`);
     assert.deepEqual(await c.fetch(`/Users/${u.id}`), before, `nothing applied after ${JSON.stringify(op2)}`);
+    assertScimError(r, 400, { scimType: 'invalidValue' });
+    assert.match(r.json.detail, /operation 2/i, `detail names the operation for ${JSON.stringify(op2)}: ${r.body}`);
+  }
+  const grp = await c.createGroup('Typed Group');
+  for (const op2 of [{ op: 'Replace', path: 'displayName', value: 5 }, { op: 'Replace', path: 'displayName', value: '' },
+    { op: 'Replace', value: { displayName: '' } }, { op: 'Add', path: 'members', value: 'x' }]) {
+    const r = await c.patchOps(`/Groups/${grp.id}`, [{ op: 'Replace', path: 'displayName', value: 'Changed' }, op2]);
+    assert.equal(r.status, 400, `${JSON.stringify(op2)}: ${r.body}`);
+    assert.deepEqual(await c.fetch(`/Groups/${grp.id}`), grp, `nothing applied after ${JSON.stringify(op2)}`);
     assertScimError(r, 400, { scimType: 'invalidValue' });
     assert.match(r.json.detail, /operation 2/i, `detail names the operation for ${JSON.stringify(op2)}: ${r.body}`);
   }

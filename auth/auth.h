@@ -1,0 +1,61 @@
+/* auth/auth.h — who the caller is. Today: employee access tokens (mgw_),
+ * minted by an admin for a SCIM-provisioned user and pasted into Claude
+ * Code as `--header "Authorization: Bearer mgw_…"`.
+ *
+ * Store layout (ST_DB_TOKENS, shared with gateway/admin.h's layout):
+ *   "h" sha256(token)               → {id, kind:"mgw", tenant, user, name, created, expires}
+ *   "i" tenant \0 "mgw" \0 tokid    → sha256(token)    (listing, revoking)
+ *   "u" tenant \0 user id \0 tokid  → sha256(token)    (deleting a user's tokens)
+ * Every request re-checks the token AND the user's state in the store, so
+ * a deactivated user fails closed even before the hook below ran. The hook
+ * on user deactivation/deletion deletes the user's tokens in the SCIM
+ * transaction itself: reactivation never revives them. */
+#ifndef MCPGATE_AUTH_AUTH_H
+#define MCPGATE_AUTH_AUTH_H
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store/store.h"
+#include "store/token.h"
+
+#define AUTH_TOKEN_PREFIX "mgw_"
+
+typedef struct auth_token_new {
+  /* in (prepared on the loop: random and clock) */
+  char tenant[64];
+  char user_ref[300];   /* userName or id */
+  char name[201];
+  char now[32];
+  char expires[32];     /* "" = never */
+  char tokid[ST_TOKEN_ID_BUFSZ];
+  uint8_t hash[ST_TOKEN_HASH_LEN];
+  /* out (overwritten on every run) */
+  char user_id[40];
+  char user_name[300];
+} auth_token_new;
+
+/* Writer job body: creates the token for an existing, active user.
+ * ST_ENOTFOUND (no such user), AUTH_EINACTIVE (user not active). */
+#define AUTH_EINACTIVE (-2001)
+int auth_token_create(st_txn *txn, auth_token_new *t);
+
+/* Verifies a presented token for tenant: hash lookup, kind, tenant,
+ * expiry (now = unix seconds), tenant active, user present and active.
+ * On success fills user_id (37 bytes) and returns 0. */
+int auth_token_verify(st_txn *txn, const char *tenant, const char *token, int64_t now,
+                      char user_id[40]);
+
+/* Lists a tenant's employee tokens (never the token). */
+int auth_token_list(st_txn *txn, const char *tenant, json_t **arr);
+/* Revokes one token by id. ST_ENOTFOUND if absent. */
+int auth_token_revoke(st_txn *txn, const char *tenant, const char *tokid);
+/* Deletes every token of a user; returns how many. */
+int auth_tokens_delete_user(st_txn *txn, const char *tenant, const char *user_id);
+/* Purge step for tenant deletion ("u" index entries). */
+int auth_purge_tenant(st_txn *txn, const char *tenant, int limit);
+
+/* Registers the SCIM hooks (deactivated, deleted → tokens deleted). */
+int auth_register_hooks(st_store *st);
+
+#endif

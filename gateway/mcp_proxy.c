@@ -1,0 +1,1103 @@
+/* gateway/mcp_proxy.c — /t/{tenant}/mcp/{connector} (see mcp_proxy.h).
+ *
+ * One exchange (px) per client request. Its life has two halves — the
+ * client side (the gw_req, until we answer or the client goes) and the
+ * upstream side (the gw_out transfer, until on_done) — plus a writer job
+ * while a session is created or deleted; px is reference counted over
+ * those and freed when the last one ends, never under a running callback
+ * of the other half.
+ *
+ * What is checked before anything is forwarded: the employee token and the
+ * user's state (every request), the session's owner, Accept, Origin,
+ * MCP-Protocol-Version, and the body — parsed fully and strictly (duplicate
+ * keys refused), JSON-RPC shape checked, and forwarded byte for byte as
+ * checked. The client's Authorization never leaves the gateway; the
+ * connector's credential is added instead. Upstream answers: JSON bodies
+ * are buffered (capped) and checked, SSE is relayed event by event with
+ * back-pressure both ways; an upstream 401/403, failure or garbage becomes
+ * a JSON-RPC error naming the connector. */
+#include "gateway/mcp_proxy.h"
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "auth/auth.h"
+#include "gateway/admin.h"
+#include "gateway/log.h"
+#include "gateway/mcp_session.h"
+#include "gateway/outbound.h"
+#include "gateway/server.h"
+#include "scim/scim.h"
+#include "store/token.h"
+#include "vault/vault.h"
+
+#define GW_RPC_REVOKED (-32004)
+#define MAX_JSON_BODY (16 * 1024 * 1024)
+#define MAX_SSE_EVENT (8 * 1024 * 1024)
+#define MAX_METRIC_ENTRIES 4096
+#define NBUCKETS 10
+
+static const double buckets[NBUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
+static const char *const versions[] = {"2025-03-26", "2025-06-18", "2025-11-25", NULL};
+
+typedef struct cmetrics {
+  char tenant[64], connector[40];
+  uint64_t requests, errors, auth_failures;
+  uint64_t hist[NBUCKETS + 1];
+  double sum;
+  int64_t streams;
+} cmetrics;
+
+typedef struct revocation {
+  struct revocation *next;
+  char tenant[64], user[40], connector[40];
+} revocation;
+
+struct gw_proxy {
+  gw_loop *lp;
+  struct px *list;
+  uv_async_t async;
+  uv_mutex_t mu;
+  revocation *queue; /* under mu */
+  cmetrics **m; /* entries never move: exchanges keep pointers to them */
+  size_t nm;
+  bool closing;
+};
+
+enum { PX_POST, PX_GET, PX_DELETE };
+
+typedef struct px {
+  struct px *next, *prev;
+  gw_proxy *p;
+  gw_loop *lp;
+  gw_req *req;           /* NULL once the client side is finished */
+  gw_out_req *out;       /* NULL once the upstream side is done */
+  int refs;
+  int kind;
+  char tenant[64], connector[40], user[40];
+  char sid[96];          /* the gateway's session id for this exchange */
+  gw_session sess;
+  bool initialize, started, paused, listed;
+  json_t *ids;           /* ids of the requests in the POSTed message */
+  int status;
+  char up_sid[256];
+  char up_ct[128];
+  gw_buf body;           /* buffered JSON / initialize reply */
+  gw_buf ev;             /* SSE bytes not yet forming a complete event */
+  uint64_t start_ns;
+  cmetrics *m;
+} px;
+
+/* ---------- metrics ---------- */
+
+static cmetrics *metrics_for(gw_proxy *p, const char *tenant, const char *connector) {
+  for (size_t i = 0; i < p->nm; i++)
+    if (!strcmp(p->m[i]->tenant, tenant) && !strcmp(p->m[i]->connector, connector)) return p->m[i];
+  if (p->nm >= MAX_METRIC_ENTRIES) return NULL;
+  cmetrics **nm = realloc(p->m, (p->nm + 1) * sizeof *nm);
+  if (!nm) return NULL;
+  p->m = nm;
+  cmetrics *e = calloc(1, sizeof *e);
+  if (!e) return NULL;
+  p->m[p->nm++] = e;
+  snprintf(e->tenant, sizeof e->tenant, "%s", tenant);
+  snprintf(e->connector, sizeof e->connector, "%s", connector);
+  return e;
+}
+
+void gw_proxy_metrics(gw_server *srv, gw_buf *o) {
+  gw_proxy *p = srv->lp ? srv->lp->proxy : NULL;
+  if (!p) return;
+  gw_buf_appends(o, "# HELP mcpgate_mcp_requests_total Client requests relayed per connector.\n"
+                    "# TYPE mcpgate_mcp_requests_total counter\n");
+  for (size_t i = 0; i < p->nm; i++)
+    gw_buf_printf(o, "mcpgate_mcp_requests_total{tenant=\"%s\",connector=\"%s\"} %llu\n", p->m[i]->tenant,
+                  p->m[i]->connector, (unsigned long long)p->m[i]->requests);
+  gw_buf_appends(o, "# HELP mcpgate_mcp_upstream_errors_total Relayed requests that failed upstream "
+                    "(unreachable, timeout, reset, garbage, refused credential).\n"
+                    "# TYPE mcpgate_mcp_upstream_errors_total counter\n");
+  for (size_t i = 0; i < p->nm; i++)
+    gw_buf_printf(o, "mcpgate_mcp_upstream_errors_total{tenant=\"%s\",connector=\"%s\"} %llu\n",
+                  p->m[i]->tenant, p->m[i]->connector, (unsigned long long)p->m[i]->errors);
+  gw_buf_appends(o, "# HELP mcpgate_mcp_upstream_seconds Time to the upstream's response head.\n"
+                    "# TYPE mcpgate_mcp_upstream_seconds histogram\n");
+  for (size_t i = 0; i < p->nm; i++) {
+    uint64_t cum = 0, total = 0;
+    for (int b = 0; b <= NBUCKETS; b++) total += p->m[i]->hist[b];
+    for (int b = 0; b < NBUCKETS; b++) {
+      cum += p->m[i]->hist[b];
+      gw_buf_printf(o, "mcpgate_mcp_upstream_seconds_bucket{tenant=\"%s\",connector=\"%s\",le=\"%g\"} %llu\n",
+                    p->m[i]->tenant, p->m[i]->connector, buckets[b], (unsigned long long)cum);
+    }
+    gw_buf_printf(o, "mcpgate_mcp_upstream_seconds_bucket{tenant=\"%s\",connector=\"%s\",le=\"+Inf\"} %llu\n",
+                  p->m[i]->tenant, p->m[i]->connector, (unsigned long long)total);
+    gw_buf_printf(o, "mcpgate_mcp_upstream_seconds_sum{tenant=\"%s\",connector=\"%s\"} %.6f\n",
+                  p->m[i]->tenant, p->m[i]->connector, p->m[i]->sum);
+    gw_buf_printf(o, "mcpgate_mcp_upstream_seconds_count{tenant=\"%s\",connector=\"%s\"} %llu\n",
+                  p->m[i]->tenant, p->m[i]->connector, (unsigned long long)total);
+  }
+  gw_buf_appends(o, "# HELP mcpgate_mcp_client_streams_open SSE streams open to clients.\n"
+                    "# TYPE mcpgate_mcp_client_streams_open gauge\n");
+  for (size_t i = 0; i < p->nm; i++)
+    gw_buf_printf(o, "mcpgate_mcp_client_streams_open{tenant=\"%s\",connector=\"%s\"} %lld\n",
+                  p->m[i]->tenant, p->m[i]->connector, (long long)p->m[i]->streams);
+  if (srv->lp->out) {
+    gw_out_stats s;
+    gw_out_stats_get(srv->lp->out, &s);
+    gw_buf_printf(o,
+                  "# HELP mcpgate_upstream_transfers_open Outbound HTTP transfers in flight.\n"
+                  "# TYPE mcpgate_upstream_transfers_open gauge\nmcpgate_upstream_transfers_open %llu\n"
+                  "# HELP mcpgate_upstream_transfer_errors_total Outbound transfers that failed, by kind.\n"
+                  "# TYPE mcpgate_upstream_transfer_errors_total counter\n",
+                  (unsigned long long)s.open);
+    for (int k = 0; k < GW_OUT_NKINDS; k++)
+      if (s.failed[k])
+        gw_buf_printf(o, "mcpgate_upstream_transfer_errors_total{kind=\"%s\"} %llu\n",
+                      gw_out_err_kind(GW_OUT_ERR_FIRST - k), (unsigned long long)s.failed[k]);
+  }
+}
+
+/* ---------- exchange lifetime ---------- */
+
+static void px_unref(px *x) {
+  if (--x->refs > 0) return;
+  if (x->listed) {
+    if (x->prev) x->prev->next = x->next;
+    else x->p->list = x->next;
+    if (x->next) x->next->prev = x->prev;
+  }
+  json_decref(x->ids);
+  gw_buf_free(&x->body);
+  gw_buf_free(&x->ev);
+  free(x);
+}
+
+static void px_stream_closed(px *x) {
+  if (x->started && x->m) x->m->streams--;
+}
+
+/* The client side ends: the request is answered (or dropped). */
+static void client_done(px *x) {
+  if (!x->req) return;
+  x->req->on_abort = NULL;
+  x->req->on_drain = NULL;
+  x->req = NULL;
+  px_stream_closed(x);
+  px_unref(x);
+}
+
+static void add_session_header(px *x) {
+  if (x->req && x->sid[0]) gw_resp_header(x->req, "Mcp-Session-Id", x->sid);
+}
+
+static void reply_json(px *x, int status, json_t *j) {
+  if (!x->req) {
+    json_decref(j);
+    return;
+  }
+  gw_req *r = x->req;
+  add_session_header(x);
+  client_done(x);
+  gw_respond_json(r, status, j);
+}
+
+static void reply_raw(px *x, int status, const char *ct, const char *body, size_t n) {
+  if (!x->req) return;
+  gw_req *r = x->req;
+  add_session_header(x);
+  client_done(x);
+  gw_resp_header(r, "Cache-Control", "no-store");
+  gw_respond(r, status, ct, body, n);
+}
+
+/* JSON-RPC error for every request id of the message (HTTP 200, as an MCP
+ * server answers); a message with no request (notifications) gets `status`
+ * with a JSON-RPC error body and a null id. */
+static void rpc_error(px *x, int http_status, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void rpc_error(px *x, int http_status, int code, const char *fmt, ...) {
+  char msg[600];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  size_t n = x->ids ? json_array_size(x->ids) : 0;
+  if (n == 0) {
+    reply_json(x, http_status, json_pack("{s:s,s:n,s:{s:i,s:s}}", "jsonrpc", "2.0", "id", "error", "code",
+                                         code, "message", msg));
+    return;
+  }
+  json_t *arr = json_array();
+  for (size_t i = 0; i < n; i++)
+    json_array_append_new(arr, json_pack("{s:s,s:O,s:{s:i,s:s}}", "jsonrpc", "2.0", "id",
+                                         json_array_get(x->ids, i), "error", "code", code, "message", msg));
+  if (n == 1) {
+    json_t *one = json_incref(json_array_get(arr, 0));
+    json_decref(arr);
+    reply_json(x, 200, one);
+  } else {
+    reply_json(x, 200, arr);
+  }
+}
+
+/* Plain protocol refusal before anything was forwarded. */
+static void refuse(gw_req *req, int status, int code, const char *msg) {
+  gw_respond_json(req, status, json_pack("{s:s,s:n,s:{s:i,s:s}}", "jsonrpc", "2.0", "id", "error", "code",
+                                         code, "message", msg));
+}
+
+static void on_client_abort(gw_req *req) {
+  px *x = req->handler_data;
+  if (x->out) gw_out_abort(x->out);
+  if (x->req) {
+    gw_req *r = x->req;
+    client_done(x);
+    gw_req_drop(r);
+  }
+}
+
+static void on_client_drain(gw_req *req) {
+  px *x = req->handler_data;
+  if (x->paused && x->out) {
+    x->paused = false;
+    gw_out_resume(x->out);
+  }
+}
+
+/* ---------- SSE relay ---------- */
+
+/* Forwards every complete event in x->ev (events end with a blank line;
+ * "\r\n" and "\n" both end lines). Policy inspection of events plugs in
+ * here later; today events pass unchanged. */
+static int relay_events(px *x) {
+  size_t start = 0;
+  char *d = x->ev.data;
+  for (size_t i = 0; i + 1 < x->ev.len; i++) {
+    size_t end = 0;
+    if (d[i] == '\n' && d[i + 1] == '\n') end = i + 2;
+    else if (i + 3 < x->ev.len && d[i] == '\r' && d[i + 1] == '\n' && d[i + 2] == '\r' && d[i + 3] == '\n')
+      end = i + 4;
+    if (!end) continue;
+    if (x->req && gw_resp_write(x->req, d + start, end - start) != 0) return -1;
+    start = end;
+    i = end - 1;
+  }
+  if (start) {
+    memmove(d, d + start, x->ev.len - start);
+    x->ev.len -= start;
+    d[x->ev.len] = 0;
+  }
+  return 0;
+}
+
+/* ---------- upstream callbacks ---------- */
+
+static void finish_initialize(px *x);
+
+static void up_headers(gw_out_req *r, int status, const gw_out_header *h, size_t n, void *ud) {
+  px *x = ud;
+  x->status = status;
+  double secs = (double)(uv_hrtime() - x->start_ns) / 1e9;
+  if (x->m) {
+    int b = 0;
+    while (b < NBUCKETS && secs > buckets[b]) b++;
+    x->m->hist[b]++;
+    x->m->sum += secs;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (!strcasecmp(h[i].name, "content-type")) snprintf(x->up_ct, sizeof x->up_ct, "%s", h[i].value);
+    else if (!strcasecmp(h[i].name, "mcp-session-id")) snprintf(x->up_sid, sizeof x->up_sid, "%s", h[i].value);
+  }
+  if (!x->req) {
+    gw_out_abort(r);
+    return;
+  }
+  if (status == 401 || status == 403) {
+    /* never hand the upstream's challenge to the client: the client's
+     * credential is the gateway's, not the upstream's */
+    if (x->m) x->m->auth_failures++, x->m->errors++;
+    GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req->id}),
+           "connector %s refused the gateway's credential (HTTP %d)", x->connector, status);
+    rpc_error(x, 502, GW_RPC_UPSTREAM_AUTH,
+              "connector \"%s\" refused the gateway's credential (HTTP %d); ask your admin to check the "
+              "connector's credential",
+              x->connector, status);
+    gw_out_abort(r);
+    return;
+  }
+  bool sse = !strncasecmp(x->up_ct, "text/event-stream", 17);
+  if (!x->initialize && status == 200 && sse) {
+    x->started = true;
+    if (x->m) x->m->streams++;
+    add_session_header(x);
+    gw_resp_header(x->req, "Cache-Control", "no-cache");
+    gw_resp_start(x->req, 200, "text/event-stream");
+  }
+}
+
+static int up_data(gw_out_req *r, const char *p, size_t n, void *ud) {
+  px *x = ud;
+  if (!x->req) {
+    gw_out_abort(r);
+    return 0;
+  }
+  if (x->started) {
+    if (gw_buf_append(&x->ev, p, n) != 0 || relay_events(x) != 0) {
+      gw_out_abort(r);
+      return 0;
+    }
+    if (gw_req_write_queue(x->req) > GW_WRITE_HIGH_WATER) {
+      x->paused = true;
+      return GW_OUT_PAUSE;
+    }
+    return 0;
+  }
+  if (gw_buf_append(&x->body, p, n) != 0) gw_out_abort(r); /* over the cap: fails in up_done */
+  return 0;
+}
+
+/* The JSON-RPC message inside an SSE body (initialize replies may come as
+ * one event): the data lines of the first event that has any. */
+static json_t *sse_first_message(const char *s, size_t n) {
+  gw_buf data;
+  gw_buf_init(&data, MAX_JSON_BODY);
+  const char *p = s, *end = s + n;
+  json_t *j = NULL;
+  while (p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    size_t ll = nl ? (size_t)(nl - p) : (size_t)(end - p);
+    if (ll && p[ll - 1] == '\r') ll--;
+    if (ll == 0) {
+      if (data.len) break;
+    } else if (ll >= 5 && !strncmp(p, "data:", 5)) {
+      const char *v = p + 5;
+      size_t vl = ll - 5;
+      if (vl && *v == ' ') v++, vl--;
+      if (data.len) gw_buf_append(&data, "\n", 1);
+      gw_buf_append(&data, v, vl);
+    }
+    if (!nl) break;
+    p = nl + 1;
+  }
+  if (data.len) j = json_loadb(data.data, data.len, JSON_REJECT_DUPLICATES, NULL);
+  gw_buf_free(&data);
+  return j;
+}
+
+static void up_done(gw_out_req *r, int err, void *ud) {
+  px *x = ud;
+  x->out = NULL;
+  if (x->req) {
+    if (err && err != GW_OUT_EABORTED) {
+      if (x->m) x->m->errors++;
+      GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req->id}), "connector %s: %s (%s)",
+             x->connector, gw_out_strerror(err), gw_out_detail(r));
+    }
+    if (x->started) {
+      /* the stream ends (clean chunked end: the client may resume with
+       * Last-Event-ID); a partial event is dropped */
+      gw_req *cr = x->req;
+      client_done(x);
+      gw_resp_end(cr);
+    } else if (err) {
+      if (x->body.len >= x->body.max)
+        rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent a response larger than the gateway accepts",
+                  x->connector);
+      else
+        rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" is unavailable: %s", x->connector,
+                  gw_out_strerror(err));
+    } else if (x->initialize) {
+      finish_initialize(x);
+    } else if (x->status == 202 || x->status == 204) {
+      reply_raw(x, x->status, NULL, NULL, 0);
+    } else if (x->status >= 500) {
+      if (x->m) x->m->errors++;
+      rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" failed (HTTP %d)", x->connector, x->status);
+    } else {
+      /* a JSON reply: check it is JSON before relaying it unchanged */
+      bool is_json = !strncasecmp(x->up_ct, "application/json", 16);
+      json_t *j = is_json && x->body.len ? json_loadb(x->body.data, x->body.len, 0, NULL) : NULL;
+      if (is_json && x->body.len && !j) {
+        if (x->m) x->m->errors++;
+        rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent an invalid response", x->connector);
+      } else if (!is_json && x->status == 200) {
+        if (x->m) x->m->errors++;
+        rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent an unexpected content type",
+                  x->connector);
+      } else {
+        reply_raw(x, x->status, is_json ? "application/json" : NULL, x->body.data, x->body.len);
+      }
+      json_decref(j);
+    }
+  }
+  px_unref(x);
+}
+
+/* ---------- initialize → a gateway session ---------- */
+
+typedef struct init_job {
+  px *x;
+  char sid[96];
+  gw_session s;
+  char now[32];
+} init_job;
+
+static int job_session_put(st_txn *txn, void *arg) {
+  init_job *j = arg;
+  return gw_session_put(txn, j->sid, &j->s, j->now);
+}
+
+static void done_session_put(int status, void *arg) {
+  init_job *j = arg;
+  px *x = j->x;
+  gw_proxy_revocations_drain(x->lp);
+  if (status < 0) {
+    rpc_error(x, 503, -32603, "the gateway could not store the session: %s", st_strerror(status));
+  } else if (x->req) {
+    snprintf(x->sid, sizeof x->sid, "%s", j->sid);
+    json_t *msg = json_loadb(x->body.data, x->body.len, 0, NULL);
+    reply_json(x, 200, msg);
+  }
+  OPENSSL_cleanse(j->sid, sizeof j->sid);
+  free(j);
+  px_unref(x);
+}
+
+static void finish_initialize(px *x) {
+  bool sse = !strncasecmp(x->up_ct, "text/event-stream", 17);
+  json_t *msg = sse ? sse_first_message(x->body.data ? x->body.data : "", x->body.len)
+                    : json_loadb(x->body.data ? x->body.data : "", x->body.len, JSON_REJECT_DUPLICATES, NULL);
+  if (x->status != 200) {
+    /* the upstream refused (e.g. an unsupported version): relay its answer */
+    if (msg) reply_json(x, x->status, msg);
+    else rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" failed to initialize (HTTP %d)", x->connector, x->status);
+    return;
+  }
+  json_t *result = json_object_get(msg, "result");
+  if (!json_is_object(result)) {
+    if (msg && json_object_get(msg, "error")) {
+      reply_json(x, 200, msg);
+      return;
+    }
+    json_decref(msg);
+    rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent an invalid initialize result", x->connector);
+    return;
+  }
+  /* tasks are not governed by policy yet: not offered */
+  json_t *caps = json_object_get(result, "capabilities");
+  if (json_is_object(caps)) json_object_del(caps, "tasks");
+  char ver[32];
+  snprintf(ver, sizeof ver, "%s", json_string_value(json_object_get(result, "protocolVersion")) ?: "");
+  init_job *j = calloc(1, sizeof *j);
+  char *s = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  json_decref(msg);
+  if (!j || !s || st_token_new(GW_SESSION_PREFIX, j->sid, sizeof j->sid) != 0) {
+    free(j);
+    free(s);
+    rpc_error(x, 500, -32603, "the gateway could not create a session");
+    return;
+  }
+  gw_buf_reset(&x->body);
+  gw_buf_append(&x->body, s, strlen(s));
+  free(s);
+  j->x = x;
+  snprintf(j->s.tenant, sizeof j->s.tenant, "%s", x->tenant);
+  snprintf(j->s.user, sizeof j->s.user, "%s", x->user);
+  snprintf(j->s.connector, sizeof j->s.connector, "%s", x->connector);
+  snprintf(j->s.version, sizeof j->s.version, "%s", ver);
+  snprintf(j->s.upstream, sizeof j->s.upstream, "%s", x->up_sid);
+  time_t now = time(NULL);
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  strftime(j->now, sizeof j->now, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  x->refs++;
+  if (st_submit(x->lp->srv->store, x->lp->port, job_session_put, done_session_put, j) != 0) {
+    x->refs--;
+    free(j);
+    rpc_error(x, 503, -32603, "the gateway is busy; retry");
+  }
+}
+
+/* ---------- forwarding ---------- */
+
+static int start_upstream(px *x, const char *method, const void *body, size_t len, const char *accept) {
+  gw_server *srv = x->lp->srv;
+  st_txn *txn;
+  json_t *conn = NULL;
+  char *secret = NULL;
+  if (st_read_begin(srv->store, &txn) != 0) return -1;
+  int rc = vault_connector_get(txn, x->tenant, x->connector, &conn);
+  if (rc == 0 && !strcmp(json_string_value(json_object_get(json_object_get(conn, "auth"), "type")) ?: "", "header"))
+    rc = vault_connector_secret(txn, x->tenant, x->connector, &secret);
+  st_txn_end(txn);
+  if (rc) {
+    json_decref(conn);
+    return rc;
+  }
+  const char *hname = json_string_value(json_object_get(json_object_get(conn, "auth"), "name"));
+  char *lines[12];
+  int nl = 0;
+  char buf[8][600];
+  if (body) lines[nl++] = "Content-Type: application/json";
+  snprintf(buf[0], sizeof buf[0], "Accept: %s", accept);
+  lines[nl++] = buf[0];
+  const char *pv = x->req ? gw_req_header(x->req, "mcp-protocol-version") : NULL;
+  if (!pv && x->sess.version[0]) pv = x->sess.version;
+  if (pv) {
+    snprintf(buf[1], sizeof buf[1], "MCP-Protocol-Version: %.64s", pv);
+    lines[nl++] = buf[1];
+  }
+  if (x->sess.upstream[0]) {
+    snprintf(buf[2], sizeof buf[2], "Mcp-Session-Id: %s", x->sess.upstream);
+    lines[nl++] = buf[2];
+  }
+  const char *lei = x->req ? gw_req_header(x->req, "last-event-id") : NULL;
+  if (lei && strlen(lei) < 500 && !strpbrk(lei, "\r\n")) {
+    snprintf(buf[3], sizeof buf[3], "Last-Event-ID: %s", lei);
+    lines[nl++] = buf[3];
+  }
+  lines[nl++] = "User-Agent: mcpgate";
+  char *secret_line = NULL;
+  if (secret && hname) {
+    size_t sl = strlen(hname) + strlen(secret) + 3;
+    secret_line = malloc(sl);
+    if (secret_line) snprintf(secret_line, sl, "%s: %s", hname, secret);
+    lines[nl++] = secret_line;
+  }
+  lines[nl] = NULL;
+  json_t *to = json_object_get(conn, "timeouts");
+  gw_out_opts o = {0};
+  o.method = method;
+  o.url = json_string_value(json_object_get(conn, "url"));
+  o.headers = (const char *const *)lines;
+  o.body = body;
+  o.body_len = len;
+  o.connect_timeout_ms = (long)json_integer_value(json_object_get(to, "connect_ms"));
+  o.first_byte_timeout_ms = (long)json_integer_value(json_object_get(to, "first_byte_ms"));
+  o.idle_timeout_ms = (long)json_integer_value(json_object_get(to, "idle_ms"));
+  o.ca_file = json_string_value(json_object_get(conn, "ca_file"));
+  o.on_headers = up_headers;
+  o.on_data = up_data;
+  o.on_done = up_done;
+  o.ud = x;
+  x->start_ns = uv_hrtime();
+  x->refs++;
+  rc = gw_out_start(x->lp->out, &o, &x->out);
+  if (rc) x->refs--;
+  if (secret_line) {
+    OPENSSL_cleanse(secret_line, strlen(secret_line));
+    free(secret_line);
+  }
+  vault_secret_free(secret);
+  json_decref(conn);
+  return rc;
+}
+
+/* ---------- request checks ---------- */
+
+static bool accept_has(const char *accept, const char *type) {
+  if (!accept) return false;
+  const char *p = accept;
+  size_t tl = strlen(type);
+  while (*p) {
+    while (*p == ' ' || *p == ',') p++;
+    size_t n = strcspn(p, ",;");
+    size_t m = n;
+    while (m && p[m - 1] == ' ') m--;
+    if ((m == tl && !strncasecmp(p, type, tl)) || (m == 3 && !strncmp(p, "*/*", 3))) return true;
+    p += strcspn(p, ",");
+  }
+  return false;
+}
+
+static bool version_supported(const char *v) {
+  for (const char *const *s = versions; *s; s++)
+    if (!strcmp(*s, v)) return true;
+  return false;
+}
+
+static bool origin_allowed(gw_server *srv, const char *origin) {
+  const char *list = srv->cfg.allowed_origins;
+  size_t ol = strlen(origin);
+  for (const char *p = list; *p;) {
+    while (*p == ' ' || *p == ',') p++;
+    size_t n = strcspn(p, ", ");
+    if (n && ((n == 1 && *p == '*') || (n == ol && !strncasecmp(p, origin, n)))) return true;
+    p += n;
+  }
+  return false;
+}
+
+/* Checks one JSON-RPC message; collects request ids. NULL when fine, else
+ * a reason. */
+static const char *check_message(const json_t *m, json_t *ids, const char **method_out) {
+  if (!json_is_object(m)) return "a JSON-RPC message must be an object";
+  if (strcmp(json_string_value(json_object_get(m, "jsonrpc")) ?: "", "2.0")) return "\"jsonrpc\" must be \"2.0\"";
+  json_t *id = json_object_get(m, "id");
+  json_t *method = json_object_get(m, "method");
+  if (id && !json_is_string(id) && !json_is_integer(id)) return "\"id\" must be a string or an integer";
+  if (method) {
+    if (!json_is_string(method)) return "\"method\" must be a string";
+    json_t *params = json_object_get(m, "params");
+    if (params && !json_is_object(params) && !json_is_array(params)) return "\"params\" must be an object";
+    if (id) json_array_append(ids, id);
+    if (method_out) *method_out = json_string_value(method);
+    return NULL;
+  }
+  /* a response to a server→client request */
+  if (!id || (!json_object_get(m, "result") && !json_object_get(m, "error")))
+    return "a message needs a method (request/notification) or result/error (response)";
+  return NULL;
+}
+
+/* ---------- entry points ---------- */
+
+static px *px_new(gw_req *req, int kind, const char *tenant, const char *connector, const char *user) {
+  gw_proxy *p = req->lp->proxy;
+  px *x = calloc(1, sizeof *x);
+  if (!x) return NULL;
+  x->p = p;
+  x->lp = req->lp;
+  x->req = req;
+  x->kind = kind;
+  x->refs = 1;
+  x->ids = json_array();
+  snprintf(x->tenant, sizeof x->tenant, "%s", tenant);
+  snprintf(x->connector, sizeof x->connector, "%s", connector);
+  snprintf(x->user, sizeof x->user, "%s", user);
+  gw_buf_init(&x->body, MAX_JSON_BODY);
+  gw_buf_init(&x->ev, MAX_SSE_EVENT);
+  x->m = metrics_for(p, tenant, connector);
+  if (x->m) x->m->requests++;
+  req->handler_data = x;
+  req->on_abort = on_client_abort;
+  req->on_drain = on_client_drain;
+  x->next = p->list;
+  if (x->next) x->next->prev = x;
+  p->list = x;
+  x->listed = true;
+  return x;
+}
+
+static void unauthorized(gw_req *req, const char *msg) {
+  char hdr[600];
+  gw_server *srv = req->lp->srv;
+  snprintf(hdr, sizeof hdr, "Bearer realm=\"mcpgate\", error=\"invalid_token\", error_description=\"%s\"", msg);
+  (void)srv;
+  gw_resp_header(req, "WWW-Authenticate", hdr);
+  gw_respond_error(req, 401, "invalid_token", "%s", msg);
+}
+
+typedef struct del_job {
+  px *x;
+  char sid[96];
+} del_job;
+
+static int job_session_del(st_txn *txn, void *arg) {
+  del_job *j = arg;
+  int rc = gw_session_delete(txn, j->sid);
+  return rc == ST_ENOTFOUND ? 0 : rc;
+}
+
+static void done_session_del(int status, void *arg) {
+  del_job *j = arg;
+  px *x = j->x;
+  gw_proxy_revocations_drain(x->lp);
+  if (status < 0) rpc_error(x, 503, -32603, "the session could not be deleted: %s", st_strerror(status));
+  else {
+    x->sid[0] = 0;
+    reply_raw(x, 204, NULL, NULL, 0);
+  }
+  /* tell the upstream too (its answer goes nowhere) */
+  if (x->sess.upstream[0] && start_upstream(x, "DELETE", NULL, 0, "application/json, text/event-stream") != 0)
+    GW_LOG(GW_LOG_DEBUG, "mcp", NULL, "upstream DELETE not sent");
+  free(j);
+  px_unref(x);
+}
+
+void gw_proxy_dispatch(gw_req *req) {
+  gw_server *srv = req->lp->srv;
+  /* /t/{tenant}/mcp/{connector} — the router guarantees the shape */
+  char tenant[64], connector[40];
+  const char *p = req->path + 3;
+  const char *slash = strchr(p, '/');
+  size_t tl = slash ? (size_t)(slash - p) : 0;
+  const char *cn = slash ? slash + 5 : "";
+  if (!tl || tl >= sizeof tenant || strlen(cn) >= sizeof connector) {
+    gw_respond_error(req, 404, "not_found", "no such MCP endpoint");
+    return;
+  }
+  memcpy(tenant, p, tl);
+  tenant[tl] = 0;
+  snprintf(connector, sizeof connector, "%s", cn);
+  snprintf(req->tenant, sizeof req->tenant, "%s", tenant);
+  if (!gw_tenant_id_valid(tenant) || !vault_connector_name_valid(connector)) {
+    gw_respond_error(req, 404, "not_found", "no such MCP endpoint");
+    return;
+  }
+  const char *m = req->method;
+  if (strcmp(m, "POST") && strcmp(m, "GET") && strcmp(m, "DELETE")) {
+    gw_resp_header(req, "Allow", "GET, POST, DELETE");
+    gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed on an MCP endpoint", m);
+    return;
+  }
+  /* Origin: browsers send it; DNS-rebinding protection */
+  const char *origin = gw_req_header(req, "origin");
+  if (origin && !origin_allowed(srv, origin)) {
+    gw_respond_error(req, 403, "forbidden_origin", "Origin %.100s is not allowed (config allowed_origins)", origin);
+    return;
+  }
+  /* who: the employee token, and the user's state, on every request */
+  const char *auth = gw_req_header(req, "authorization");
+  if (!auth || strncasecmp(auth, "Bearer ", 7)) {
+    unauthorized(req, "missing Authorization: Bearer <mgw_ token>");
+    return;
+  }
+  const char *tok = auth + 7;
+  while (*tok == ' ') tok++;
+  char user[40];
+  st_txn *txn;
+  if (st_read_begin(srv->store, &txn) != 0) {
+    gw_respond_error(req, 503, "store_unavailable", "the store cannot be read right now");
+    return;
+  }
+  int rc = auth_token_verify(txn, tenant, tok, (int64_t)time(NULL), user);
+  json_t *conn = NULL;
+  int crc = rc == 0 ? vault_connector_get(txn, tenant, connector, &conn) : 0;
+  json_decref(conn);
+  gw_session sess;
+  memset(&sess, 0, sizeof sess);
+  const char *sid = gw_req_header(req, "mcp-session-id");
+  int src = rc == 0 && crc == 0 && sid ? gw_session_get(txn, sid, &sess) : ST_ENOTFOUND;
+  st_txn_end(txn);
+  if (rc != 0) {
+    unauthorized(req, "invalid, expired or revoked token");
+    return;
+  }
+  if (crc != 0) {
+    gw_respond_error(req, 404, "not_found", "no connector \"%s\" in this tenant", connector);
+    return;
+  }
+  bool sess_ok = src == 0 && !strcmp(sess.tenant, tenant) && !strcmp(sess.user, user) &&
+                 !strcmp(sess.connector, connector);
+
+  if (!strcmp(m, "GET") || !strcmp(m, "DELETE")) {
+    if (!sid) {
+      refuse(req, 400, -32000, "Bad Request: Mcp-Session-Id header is required");
+      return;
+    }
+    if (!sess_ok) {
+      refuse(req, 404, -32001, "Session not found");
+      return;
+    }
+    if (!strcmp(m, "GET") && !accept_has(gw_req_header(req, "accept"), "text/event-stream")) {
+      gw_respond_error(req, 406, "not_acceptable", "a GET stream needs Accept: text/event-stream");
+      return;
+    }
+    px *x = px_new(req, !strcmp(m, "GET") ? PX_GET : PX_DELETE, tenant, connector, user);
+    if (!x) {
+      gw_respond_error(req, 500, "internal", "out of memory");
+      return;
+    }
+    x->sess = sess;
+    snprintf(x->sid, sizeof x->sid, "%s", sid);
+    if (x->kind == PX_GET) {
+      if (start_upstream(x, "GET", NULL, 0, "text/event-stream") != 0)
+        rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" is unavailable", connector);
+      return;
+    }
+    del_job *j = calloc(1, sizeof *j);
+    if (!j) {
+      rpc_error(x, 500, -32603, "out of memory");
+      return;
+    }
+    j->x = x;
+    snprintf(j->sid, sizeof j->sid, "%s", sid);
+    x->refs++;
+    if (st_submit(srv->store, req->lp->port, job_session_del, done_session_del, j) != 0) {
+      x->refs--;
+      free(j);
+      rpc_error(x, 503, -32603, "the gateway is busy; retry");
+    }
+    return;
+  }
+
+  /* POST */
+  const char *accept = gw_req_header(req, "accept");
+  if (!accept_has(accept, "application/json") || !accept_has(accept, "text/event-stream")) {
+    gw_respond_error(req, 406, "not_acceptable",
+                     "POST needs Accept: application/json, text/event-stream (Streamable HTTP)");
+    return;
+  }
+  json_error_t je;
+  json_t *msg = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
+  if (!msg) {
+    char why[300];
+    snprintf(why, sizeof why, "Parse error: %s (line %d column %d)", je.text, je.line, je.column);
+    refuse(req, 400, -32700, why);
+    return;
+  }
+  json_t *ids = json_array();
+  const char *why = NULL, *method = NULL;
+  bool batch = json_is_array(msg);
+  bool initialize = false, discover = false, tasks = false;
+  if (batch) {
+    if (!json_array_size(msg)) why = "an empty batch";
+    size_t i;
+    json_t *e;
+    json_array_foreach(msg, i, e) {
+      const char *mm = NULL;
+      if (!why) why = check_message(e, ids, &mm);
+      if (mm && (!strcmp(mm, "initialize") || !strncmp(mm, "tasks/", 6))) why = "initialize and tasks/* cannot be batched";
+    }
+  } else {
+    why = check_message(msg, ids, &method);
+    if (method) {
+      initialize = !strcmp(method, "initialize");
+      discover = !strcmp(method, "server/discover");
+      tasks = !strncmp(method, "tasks/", 6);
+    }
+  }
+  if (why) {
+    json_decref(ids);
+    json_decref(msg);
+    refuse(req, 400, -32600, why);
+    return;
+  }
+  /* a 2026-07-28 client probes with server/discover first: answering
+   * "method not found" makes it fall back to initialize */
+  if (discover) {
+    json_t *id = json_array_get(ids, 0);
+    gw_respond_json(req, 200, json_pack("{s:s,s:O,s:{s:i,s:s}}", "jsonrpc", "2.0", "id", id ? id : json_null(),
+                                        "error", "code", GW_RPC_NOT_SUPPORTED, "message",
+                                        "Method not found: server/discover (this gateway speaks MCP "
+                                        "2025-03-26 to 2025-11-25; use initialize)"));
+    json_decref(ids);
+    json_decref(msg);
+    return;
+  }
+  const char *pv = gw_req_header(req, "mcp-protocol-version");
+  if (pv && !initialize && !version_supported(pv)) {
+    json_decref(ids);
+    json_decref(msg);
+    char w[200];
+    snprintf(w, sizeof w, "Bad Request: unsupported MCP-Protocol-Version %.40s (supported: 2025-03-26, 2025-06-18, 2025-11-25)", pv);
+    refuse(req, 400, -32000, w);
+    return;
+  }
+  if (!initialize) {
+    if (!sid) {
+      json_decref(ids);
+      json_decref(msg);
+      refuse(req, 400, -32000, "Bad Request: Mcp-Session-Id header is required (send initialize first)");
+      return;
+    }
+    if (!sess_ok) {
+      json_decref(ids);
+      json_decref(msg);
+      refuse(req, 404, -32001, "Session not found");
+      return;
+    }
+    if (batch && strcmp(sess.version, "2025-03-26") != 0) {
+      json_decref(ids);
+      json_decref(msg);
+      refuse(req, 400, -32600, "JSON-RPC batches are only allowed with protocol version 2025-03-26");
+      return;
+    }
+  }
+  json_decref(msg);
+  px *x = px_new(req, PX_POST, tenant, connector, user);
+  if (!x) {
+    json_decref(ids);
+    gw_respond_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  json_decref(x->ids);
+  x->ids = ids;
+  x->initialize = initialize;
+  if (!initialize) {
+    x->sess = sess;
+    snprintf(x->sid, sizeof x->sid, "%s", sid);
+  }
+  if (tasks) {
+    rpc_error(x, 200, GW_RPC_NOT_SUPPORTED, "tasks are not supported through the gateway yet");
+    return;
+  }
+  /* forwarded exactly as checked */
+  if (start_upstream(x, "POST", req->body, req->body_len, "application/json, text/event-stream") != 0) {
+    if (x->m) x->m->errors++;
+    rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" could not be reached", connector);
+  }
+}
+
+/* ---------- revocation ---------- */
+
+static void end_exchange(px *x) {
+  if (x->out) gw_out_abort(x->out);
+  if (!x->req) return;
+  if (x->started) {
+    gw_req *r = x->req;
+    client_done(x);
+    gw_req_drop(r); /* cuts the stream */
+  } else {
+    rpc_error(x, 403, GW_RPC_REVOKED, "access revoked: your account or this connector was disabled");
+  }
+}
+
+void gw_proxy_revocations_drain(gw_loop *lp) {
+  gw_proxy *p = lp->proxy;
+  if (!p) return;
+  uv_mutex_lock(&p->mu);
+  revocation *q = p->queue;
+  p->queue = NULL;
+  uv_mutex_unlock(&p->mu);
+  while (q) {
+    revocation *n = q->next;
+    /* hold every exchange while ending some: end_exchange may free x */
+    for (px *x = p->list; x; x = x->next) x->refs++;
+    for (px *x = p->list; x; x = x->next) {
+      if (strcmp(x->tenant, q->tenant)) continue;
+      if ((q->user[0] && !strcmp(x->user, q->user)) || (q->connector[0] && !strcmp(x->connector, q->connector)) ||
+          (!q->user[0] && !q->connector[0]))
+        end_exchange(x);
+    }
+    for (px *x = p->list, *nx; x; x = nx) {
+      nx = x->next;
+      px_unref(x);
+    }
+    free(q);
+    q = n;
+  }
+}
+
+static void on_async(uv_async_t *a) { gw_proxy_revocations_drain(((gw_proxy *)a->data)->lp); }
+
+void gw_proxy_revoke(gw_server *srv, const char *tenant, const char *user, const char *connector) {
+  gw_loop *lp = srv->lp;
+  gw_proxy *p = lp ? lp->proxy : NULL;
+  if (!p) return;
+  revocation *r = calloc(1, sizeof *r);
+  if (!r) return;
+  snprintf(r->tenant, sizeof r->tenant, "%s", tenant);
+  snprintf(r->user, sizeof r->user, "%s", user ? user : "");
+  snprintf(r->connector, sizeof r->connector, "%s", connector ? connector : "");
+  uv_mutex_lock(&p->mu);
+  r->next = p->queue;
+  p->queue = r;
+  bool closing = p->closing;
+  uv_mutex_unlock(&p->mu);
+  if (!closing) uv_async_send(&p->async);
+}
+
+typedef struct revoke_arg {
+  gw_server *srv;
+  char tenant[64], user[40], connector[40];
+} revoke_arg;
+
+static void revoke_after_commit(void *arg) {
+  revoke_arg *a = arg;
+  gw_proxy_revoke(a->srv, a->tenant, a->user[0] ? a->user : NULL, a->connector[0] ? a->connector : NULL);
+  free(a);
+}
+
+static int on_user_gone(st_txn *txn, int kind, const void *event, void *ctx) {
+  const scim_event *ev = event;
+  (void)kind;
+  revoke_arg *a = calloc(1, sizeof *a);
+  if (!a) return ST_ENOMEM;
+  a->srv = ctx;
+  snprintf(a->tenant, sizeof a->tenant, "%s", ev->tenant);
+  snprintf(a->user, sizeof a->user, "%s", ev->id);
+  int rc = st_txn_after_commit(txn, revoke_after_commit, free, a);
+  if (rc) free(a);
+  return rc;
+}
+
+int gw_proxy_register_hooks(gw_server *srv) {
+  int rc = st_hook_add(srv->store, SCIM_EV_USER_DEACTIVATED, on_user_gone, srv);
+  return rc ? rc : st_hook_add(srv->store, SCIM_EV_USER_DELETED, on_user_gone, srv);
+}
+
+/* Called by the connector delete job: after commit, live uses end. */
+int gw_proxy_revoke_connector_after_commit(st_txn *txn, gw_server *srv, const char *tenant, const char *connector) {
+  revoke_arg *a = calloc(1, sizeof *a);
+  if (!a) return ST_ENOMEM;
+  a->srv = srv;
+  snprintf(a->tenant, sizeof a->tenant, "%s", tenant);
+  snprintf(a->connector, sizeof a->connector, "%s", connector);
+  int rc = st_txn_after_commit(txn, revoke_after_commit, free, a);
+  if (rc) free(a);
+  return rc;
+}
+
+/* ---------- loop setup ---------- */
+
+int gw_proxy_loop_start(gw_loop *lp) {
+  gw_proxy *p = calloc(1, sizeof *p);
+  if (!p) return -1;
+  p->lp = lp;
+  if (uv_mutex_init(&p->mu) != 0) {
+    free(p);
+    return -1;
+  }
+  if (uv_async_init(&lp->loop, &p->async, on_async) != 0) {
+    uv_mutex_destroy(&p->mu);
+    free(p);
+    return -1;
+  }
+  p->async.data = p;
+  lp->proxy = p;
+  if (gw_out_new(&lp->loop, &lp->out) != 0) return -1;
+  return 0;
+}
+
+static void on_async_closed(uv_handle_t *h) {
+  gw_proxy *p = h->data;
+  uv_mutex_lock(&p->mu);
+  revocation *q = p->queue;
+  p->queue = NULL;
+  uv_mutex_unlock(&p->mu);
+  while (q) {
+    revocation *n = q->next;
+    free(q);
+    q = n;
+  }
+  uv_mutex_destroy(&p->mu);
+  for (size_t i = 0; i < p->nm; i++) free(p->m[i]);
+  free(p->m);
+  free(p);
+}
+
+void gw_proxy_loop_stop(gw_loop *lp) {
+  gw_proxy *p = lp->proxy;
+  if (!p) return;
+  /* Unlink every exchange first: upstream halves still finishing after
+   * this point (their on_done runs from gw_out_close) must not touch p,
+   * and their metrics entries go with p. */
+  px *list = p->list;
+  p->list = NULL;
+  for (px *x = list; x; x = x->next) {
+    x->refs++;
+    x->listed = false;
+    x->m = NULL;
+  }
+  for (px *x = list; x; x = x->next) end_exchange(x);
+  for (px *x = list, *n; x; x = n) {
+    n = x->next;
+    px_unref(x);
+  }
+  uv_mutex_lock(&p->mu);
+  p->closing = true;
+  uv_mutex_unlock(&p->mu);
+  if (lp->out) {
+    gw_out_close(lp->out, NULL, NULL);
+    lp->out = NULL;
+  }
+  lp->proxy = NULL;
+  uv_close((uv_handle_t *)&p->async, on_async_closed);
+}

@@ -1,0 +1,46 @@
+/* gateway/mcp_proxy.h — the single-connector MCP endpoint
+ * /t/{tenant}/mcp/{connector}: a Streamable HTTP intermediary between an
+ * employee's MCP client and one upstream MCP server, with the upstream's
+ * credential held by the gateway.
+ *
+ * Per loop it keeps the live exchanges (requests waiting on an upstream,
+ * SSE streams) so revocation can end them: when SCIM deactivates a user or
+ * an admin deletes a connector, the writer's post-commit action queues a
+ * revocation for every loop (gw_proxy_revoke_*), and the loop ends every
+ * matching exchange before the originating reply is sent
+ * (gw_proxy_revocations_drain runs first in every writer done callback). */
+#ifndef MCPGATE_GATEWAY_MCP_PROXY_H
+#define MCPGATE_GATEWAY_MCP_PROXY_H
+#include "gateway/buf.h"
+#include "gateway/http.h"
+
+typedef struct gw_loop gw_loop;
+typedef struct gw_server gw_server;
+typedef struct gw_proxy gw_proxy;
+typedef struct st_store st_store;
+
+/* JSON-RPC error codes the gateway itself returns (documented in README). */
+#define GW_RPC_UPSTREAM_AUTH (-32001)     /* the upstream refused the gateway's credential */
+#define GW_RPC_UPSTREAM_DOWN (-32002)     /* unreachable, timed out, reset, or garbage */
+#define GW_RPC_NOT_SUPPORTED (-32601)     /* method the gateway does not relay (tasks, server/discover) */
+
+int gw_proxy_loop_start(gw_loop *lp);
+/* Ends every exchange (shutdown); frees the per-loop state once they are gone. */
+void gw_proxy_loop_stop(gw_loop *lp);
+void gw_proxy_dispatch(gw_req *req);
+/* Hooks (user deactivated/deleted, connector deleted → revocation fan-out).
+ * Call after st_open, before the first write job. */
+int gw_proxy_register_hooks(gw_server *srv);
+/* Applies queued revocations on this loop now. */
+void gw_proxy_revocations_drain(gw_loop *lp);
+/* Queues, from any thread, the end of every live exchange of a user (or,
+ * with user NULL, of a connector) on every loop. */
+void gw_proxy_revoke(gw_server *srv, const char *tenant, const char *user, const char *connector);
+void gw_proxy_metrics(gw_server *srv, gw_buf *out);
+/* From a writer job deleting a connector: after the commit, its live
+ * exchanges end. */
+typedef struct st_txn st_txn;
+int gw_proxy_revoke_connector_after_commit(st_txn *txn, gw_server *srv, const char *tenant,
+                                           const char *connector);
+
+#endif

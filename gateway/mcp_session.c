@@ -1,0 +1,162 @@
+/* gateway/mcp_session.c — see mcp_session.h. */
+#include "gateway/mcp_session.h"
+
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "scim/scim.h"
+
+static void hash_hex(const char *id, char hex[65], uint8_t raw[32]) {
+  SHA256((const unsigned char *)id, strlen(id), raw);
+  for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+}
+
+static size_t skey(const uint8_t raw[32], char *k) {
+  k[0] = 's';
+  memcpy(k + 1, raw, 32);
+  return 33;
+}
+
+static size_t ikey(char kind, const char *tenant, const char *who, const char *hex, char *k) {
+  size_t n = 0, tl = strlen(tenant), wl = strlen(who);
+  k[n++] = kind;
+  memcpy(k + n, tenant, tl + 1);
+  n += tl + 1;
+  memcpy(k + n, who, wl + 1);
+  n += wl + 1;
+  if (hex) {
+    memcpy(k + n, hex, 64);
+    n += 64;
+  }
+  return n;
+}
+
+int gw_session_put(st_txn *txn, const char *id, const gw_session *s, const char *now) {
+  char hex[65], k[300];
+  uint8_t raw[32];
+  hash_hex(id, hex, raw);
+  json_t *r = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "tenant", s->tenant, "user", s->user, "connector",
+                        s->connector, "version", s->version, "upstream", s->upstream, "created", now);
+  char *js = json_dumps(r, JSON_COMPACT);
+  json_decref(r);
+  if (!js) return ST_ENOMEM;
+  int rc = st_put(txn, ST_DB_SESSIONS, k, skey(raw, k), js, strlen(js), 0);
+  free(js);
+  if (rc) return rc;
+  if ((rc = st_put(txn, ST_DB_SESSIONS, k, ikey('u', s->tenant, s->user, hex, k), "", 0, 0))) return rc;
+  if (s->connector[0]) rc = st_put(txn, ST_DB_SESSIONS, k, ikey('c', s->tenant, s->connector, hex, k), "", 0, 0);
+  return rc;
+}
+
+static int load_raw(st_txn *txn, const uint8_t raw[32], gw_session *out) {
+  char k[40];
+  st_val v;
+  int rc = st_get(txn, ST_DB_SESSIONS, k, skey(raw, k), &v);
+  if (rc) return rc;
+  json_t *r = json_loadb(v.data, v.len, 0, NULL);
+  if (!r) return ST_ECORRUPT;
+  memset(out, 0, sizeof *out);
+  snprintf(out->tenant, sizeof out->tenant, "%s", json_string_value(json_object_get(r, "tenant")) ?: "");
+  snprintf(out->user, sizeof out->user, "%s", json_string_value(json_object_get(r, "user")) ?: "");
+  snprintf(out->connector, sizeof out->connector, "%s", json_string_value(json_object_get(r, "connector")) ?: "");
+  snprintf(out->version, sizeof out->version, "%s", json_string_value(json_object_get(r, "version")) ?: "");
+  snprintf(out->upstream, sizeof out->upstream, "%s", json_string_value(json_object_get(r, "upstream")) ?: "");
+  json_decref(r);
+  return 0;
+}
+
+int gw_session_get(st_txn *txn, const char *id, gw_session *out) {
+  char hex[65];
+  uint8_t raw[32];
+  if (strncmp(id, GW_SESSION_PREFIX, strlen(GW_SESSION_PREFIX)) || strlen(id) > 128) return ST_ENOTFOUND;
+  hash_hex(id, hex, raw);
+  return load_raw(txn, raw, out);
+}
+
+static int delete_raw(st_txn *txn, const uint8_t raw[32], const char *hex) {
+  gw_session s;
+  int rc = load_raw(txn, raw, &s);
+  if (rc) return rc;
+  char k[300];
+  if ((rc = st_del(txn, ST_DB_SESSIONS, k, skey(raw, k)))) return rc;
+  rc = st_del(txn, ST_DB_SESSIONS, k, ikey('u', s.tenant, s.user, hex, k));
+  if (rc && rc != ST_ENOTFOUND) return rc;
+  if (s.connector[0]) {
+    rc = st_del(txn, ST_DB_SESSIONS, k, ikey('c', s.tenant, s.connector, hex, k));
+    if (rc && rc != ST_ENOTFOUND) return rc;
+  }
+  return 0;
+}
+
+int gw_session_delete(st_txn *txn, const char *id) {
+  char hex[65];
+  uint8_t raw[32];
+  hash_hex(id, hex, raw);
+  return delete_raw(txn, raw, hex);
+}
+
+/* Deletes the sessions listed under an index prefix. */
+static int delete_under(st_txn *txn, const char *prefix, size_t pl, int limit) {
+  int n = 0, rc;
+  while (!limit || n < limit) {
+    st_cursor *c;
+    if ((rc = st_cursor_open(txn, ST_DB_SESSIONS, &c))) return rc;
+    st_cursor_seek(c, prefix, pl, NULL, 0);
+    st_val k;
+    rc = st_cursor_next(c, &k, NULL);
+    char hex[65] = "", key[300];
+    size_t kl = 0;
+    if (rc == 0 && k.len >= 64 && k.len < sizeof key) {
+      memcpy(hex, (const char *)k.data + k.len - 64, 64);
+      kl = k.len;
+      memcpy(key, k.data, kl);
+    }
+    st_cursor_close(c);
+    if (rc == ST_ENOTFOUND) return n;
+    if (rc) return rc;
+    uint8_t raw[32];
+    for (int i = 0; i < 32; i++) {
+      unsigned int b = 0;
+      sscanf(hex + 2 * i, "%2x", &b);
+      raw[i] = (uint8_t)b;
+    }
+    rc = delete_raw(txn, raw, hex);
+    if (rc == ST_ENOTFOUND) rc = kl ? st_del(txn, ST_DB_SESSIONS, key, kl) : ST_ECORRUPT;
+    if (rc) return rc;
+    n++;
+  }
+  return n;
+}
+
+int gw_sessions_delete_user(st_txn *txn, const char *tenant, const char *user) {
+  char p[200];
+  return delete_under(txn, p, ikey('u', tenant, user, NULL, p), 0);
+}
+
+int gw_sessions_delete_connector(st_txn *txn, const char *tenant, const char *connector) {
+  char p[200];
+  return delete_under(txn, p, ikey('c', tenant, connector, NULL, p), 0);
+}
+
+int gw_sessions_purge_tenant(st_txn *txn, const char *tenant, int limit) {
+  char p[80];
+  size_t tl = strlen(tenant);
+  p[0] = 'u';
+  memcpy(p + 1, tenant, tl + 1);
+  return delete_under(txn, p, tl + 2, limit);
+}
+
+static int on_user_gone(st_txn *txn, int kind, const void *event, void *ctx) {
+  const scim_event *ev = event;
+  (void)kind;
+  (void)ctx;
+  int n = gw_sessions_delete_user(txn, ev->tenant, ev->id);
+  return n < 0 ? n : 0;
+}
+
+int gw_sessions_register_hooks(st_store *st) {
+  int rc = st_hook_add(st, SCIM_EV_USER_DEACTIVATED, on_user_gone, NULL);
+  return rc ? rc : st_hook_add(st, SCIM_EV_USER_DELETED, on_user_gone, NULL);
+}

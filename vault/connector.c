@@ -1,0 +1,283 @@
+/* vault/connector.c — connector records and their sealed credentials
+ * (see vault.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "store/seal.h"
+#include "vault/vault.h"
+
+#define URL_MAX 2048
+#define DESC_MAX 500
+#define HEADER_VALUE_MAX 8192
+/* Claude Code shows tools as mcp__{server}__{tool} and refuses names over
+ * 64 characters: with a typical server name of 8 characters, a connector
+ * name longer than this leaves little room for tool names. */
+#define NAME_WARN_LEN 16
+
+int vault_connector_name_valid(const char *name) {
+  size_t n = strlen(name);
+  if (n < 1 || n > VAULT_NAME_MAX) return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') || name[i] == '-'))
+      return 0;
+  return 1;
+}
+
+static void add(char *err, size_t errlen, const char *msg) {
+  size_t l = strlen(err);
+  snprintf(err + l, errlen - l, "%s%s", l ? "; " : "", msg);
+}
+
+static int header_name_ok(const char *s) {
+  if (!*s || strlen(s) > 100) return 0;
+  for (const char *p = s; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-'))
+      return 0;
+  /* headers the proxy owns */
+  static const char *const reserved[] = {"host", "content-length", "transfer-encoding", "connection",
+                                         "mcp-session-id", "mcp-protocol-version", "accept",
+                                         "content-type", "last-event-id", NULL};
+  for (const char *const *r = reserved; *r; r++)
+    if (!strcasecmp(s, *r)) return 0;
+  return 1;
+}
+
+int vault_connector_parse(const json_t *body, json_t **config, const char **secret, char *err,
+                          size_t errlen) {
+  *config = NULL;
+  *secret = NULL;
+  err[0] = 0;
+  if (!json_is_object(body)) {
+    add(err, errlen, "the body must be a JSON object");
+    return -1;
+  }
+  const char *k;
+  json_t *v;
+  json_object_foreach((json_t *)body, k, v) {
+    if (strcmp(k, "url") && strcmp(k, "description") && strcmp(k, "auth") && strcmp(k, "ca_file") &&
+        strcmp(k, "timeouts")) {
+      char m[120];
+      snprintf(m, sizeof m, "unknown field \"%.60s\"", k);
+      add(err, errlen, m);
+    }
+  }
+  json_t *url = json_object_get(body, "url");
+  const char *u = json_string_value(url);
+  if (!u) add(err, errlen, "\"url\" is required (http:// or https:// URL of the upstream MCP endpoint)");
+  else if ((strncmp(u, "http://", 7) && strncmp(u, "https://", 8)) || strlen(u) > URL_MAX ||
+           strpbrk(u, " \t\r\n\"<>\\^`{|}") || strlen(u) < 10)
+    add(err, errlen, "\"url\" must be an http:// or https:// URL without spaces");
+  json_t *desc = json_object_get(body, "description");
+  if (desc && (!json_is_string(desc) || json_string_length(desc) > DESC_MAX))
+    add(err, errlen, "\"description\" must be a string of at most 500 characters");
+  json_t *ca = json_object_get(body, "ca_file");
+  if (ca && (!json_is_string(ca) || json_string_value(ca)[0] != '/'))
+    add(err, errlen, "\"ca_file\" must be an absolute path");
+  json_t *auth = json_object_get(body, "auth");
+  const char *atype = "none";
+  const char *hname = NULL;
+  if (auth) {
+    if (!json_is_object(auth)) {
+      add(err, errlen, "\"auth\" must be an object");
+    } else {
+      atype = json_string_value(json_object_get(auth, "type"));
+      json_object_foreach(auth, k, v) if (strcmp(k, "type") && strcmp(k, "name") && strcmp(k, "value")) {
+        char m[120];
+        snprintf(m, sizeof m, "unknown field \"auth.%.60s\"", k);
+        add(err, errlen, m);
+      }
+      if (!atype || (strcmp(atype, "none") && strcmp(atype, "header"))) {
+        add(err, errlen, "\"auth.type\" must be \"none\" or \"header\"");
+        atype = "none";
+      } else if (!strcmp(atype, "header")) {
+        hname = json_string_value(json_object_get(auth, "name"));
+        const char *hv = json_string_value(json_object_get(auth, "value"));
+        if (!hname || !header_name_ok(hname))
+          add(err, errlen, "\"auth.name\" must be a header name (letters, digits, '-'), not one the proxy owns");
+        if (!hv || !*hv || strlen(hv) > HEADER_VALUE_MAX || strpbrk(hv, "\r\n"))
+          add(err, errlen, "\"auth.value\" must be a non-empty single-line string");
+        else *secret = hv;
+      } else if (json_object_get(auth, "value") || json_object_get(auth, "name")) {
+        add(err, errlen, "\"auth.name\"/\"auth.value\" need \"type\": \"header\"");
+      }
+    }
+  }
+  json_t *to = json_object_get(body, "timeouts");
+  json_t *timeouts = json_object();
+  if (to) {
+    if (!json_is_object(to)) add(err, errlen, "\"timeouts\" must be an object");
+    else
+      json_object_foreach(to, k, v) {
+        if (strcmp(k, "connect_ms") && strcmp(k, "first_byte_ms") && strcmp(k, "idle_ms")) {
+          char m[120];
+          snprintf(m, sizeof m, "unknown field \"timeouts.%.60s\"", k);
+          add(err, errlen, m);
+        } else if (!json_is_integer(v) || json_integer_value(v) < 100 || json_integer_value(v) > 86400000) {
+          char m[120];
+          snprintf(m, sizeof m, "\"timeouts.%s\" must be an integer from 100 to 86400000 (ms)", k);
+          add(err, errlen, m);
+        } else {
+          json_object_set(timeouts, k, v);
+        }
+      }
+  }
+  if (err[0]) {
+    json_decref(timeouts);
+    *secret = NULL;
+    return -1;
+  }
+  json_t *c = json_object();
+  json_object_set_new(c, "url", json_string(u));
+  json_object_set_new(c, "description", json_string(desc ? json_string_value(desc) : ""));
+  json_t *a = json_pack("{s:s}", "type", atype);
+  if (hname) json_object_set_new(a, "name", json_string(hname));
+  json_object_set_new(c, "auth", a);
+  if (ca) json_object_set(c, "ca_file", ca);
+  json_object_set_new(c, "timeouts", timeouts);
+  *config = c;
+  return 0;
+}
+
+static size_t key_of(const char *tenant, const char *name, char *k) {
+  size_t tl = strlen(tenant), nl = strlen(name);
+  memcpy(k, tenant, tl + 1);
+  memcpy(k + tl + 1, name, nl);
+  return tl + 1 + nl;
+}
+
+int vault_connector_get(st_txn *txn, const char *tenant, const char *name, json_t **rec) {
+  char k[128];
+  st_val v;
+  *rec = NULL;
+  if (!vault_connector_name_valid(name) || strlen(tenant) > 63) return ST_ENOTFOUND;
+  int rc = st_get(txn, ST_DB_CONNECTORS, k, key_of(tenant, name, k), &v);
+  if (rc) return rc;
+  *rec = json_loadb(v.data, v.len, 0, NULL);
+  return *rec ? 0 : ST_ECORRUPT;
+}
+
+int vault_connector_put(st_txn *txn, const char *tenant, const char *name, const json_t *config,
+                        const char *secret, const char *now, int *created) {
+  char k[128];
+  json_t *old = NULL;
+  int rc = vault_connector_get(txn, tenant, name, &old);
+  if (rc && rc != ST_ENOTFOUND) return rc;
+  *created = old == NULL;
+  json_t *rec = json_deep_copy(config);
+  json_object_set_new(rec, "name", json_string(name));
+  json_object_set_new(rec, "created", json_string(old && json_string_value(json_object_get(old, "created"))
+                                                      ? json_string_value(json_object_get(old, "created"))
+                                                      : now));
+  json_object_set_new(rec, "updated", json_string(now));
+  json_t *warn = json_array();
+  if (strlen(name) > NAME_WARN_LEN) {
+    char m[300];
+    snprintf(m, sizeof m,
+             "connector name \"%s\" is %zu characters: Claude Code refuses tool names over 64 characters "
+             "(mcp__<server>__%s__<tool>), so long tool names of this connector may be unusable",
+             name, strlen(name), name);
+    json_array_append_new(warn, json_string(m));
+  }
+  json_object_set_new(rec, "warnings", warn);
+  json_decref(old);
+  char *s = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  json_decref(rec);
+  if (!s) return ST_ENOMEM;
+  rc = st_put(txn, ST_DB_CONNECTORS, k, key_of(tenant, name, k), s, strlen(s), 0);
+  free(s);
+  if (rc) return rc;
+  st_aad aad = {tenant, VAULT_SECRET_KIND, name};
+  if (secret) return st_secret_put(txn, &aad, secret, strlen(secret));
+  rc = st_secret_del(txn, &aad);
+  return rc == ST_ENOTFOUND ? 0 : rc;
+}
+
+json_t *vault_connector_view(const json_t *rec) {
+  json_t *o = json_deep_copy(rec);
+  json_t *a = json_object_get(o, "auth");
+  if (a && !strcmp(json_string_value(json_object_get(a, "type")) ?: "", "header"))
+    json_object_set_new(a, "sealed", json_true());
+  return o;
+}
+
+int vault_connector_secret(st_txn *txn, const char *tenant, const char *name, char **value) {
+  st_aad aad = {tenant, VAULT_SECRET_KIND, name};
+  uint8_t *pt;
+  size_t n;
+  *value = NULL;
+  int rc = st_secret_get(txn, &aad, &pt, &n);
+  if (rc) return rc;
+  char *v = malloc(n + 1);
+  if (!v) {
+    st_secret_free(pt, n);
+    return ST_ENOMEM;
+  }
+  memcpy(v, pt, n);
+  v[n] = 0;
+  st_secret_free(pt, n);
+  *value = v;
+  return 0;
+}
+
+void vault_secret_free(char *value) {
+  if (!value) return;
+  st_secret_free((uint8_t *)value, strlen(value));
+}
+
+int vault_connector_delete(st_txn *txn, const char *tenant, const char *name) {
+  char k[128];
+  if (!vault_connector_name_valid(name)) return ST_ENOTFOUND;
+  int rc = st_del(txn, ST_DB_CONNECTORS, k, key_of(tenant, name, k));
+  if (rc) return rc;
+  st_aad aad = {tenant, VAULT_SECRET_KIND, name};
+  rc = st_secret_del(txn, &aad);
+  return rc == ST_ENOTFOUND ? 0 : rc;
+}
+
+int vault_connector_list(st_txn *txn, const char *tenant, json_t **arr) {
+  char p[80];
+  size_t pl = strlen(tenant) + 1;
+  memcpy(p, tenant, pl);
+  *arr = json_array();
+  st_cursor *c;
+  int rc = st_cursor_open(txn, ST_DB_CONNECTORS, &c);
+  if (rc) return rc;
+  st_cursor_seek(c, p, pl, NULL, 0);
+  st_val k, v;
+  while (st_cursor_next(c, &k, &v) == 0) {
+    json_t *r = json_loadb(v.data, v.len, 0, NULL);
+    if (!r) continue;
+    json_array_append_new(*arr, vault_connector_view(r));
+    json_decref(r);
+  }
+  st_cursor_close(c);
+  return 0;
+}
+
+int vault_purge_tenant(st_txn *txn, const char *tenant, int limit) {
+  char p[80];
+  size_t pl = strlen(tenant) + 1;
+  memcpy(p, tenant, pl);
+  int n = 0, rc;
+  while (n < limit) {
+    st_cursor *c;
+    if ((rc = st_cursor_open(txn, ST_DB_CONNECTORS, &c))) return rc;
+    st_cursor_seek(c, p, pl, NULL, 0);
+    st_val k;
+    char key[128];
+    size_t kl = 0;
+    rc = st_cursor_next(c, &k, NULL);
+    if (rc == 0) {
+      kl = k.len < sizeof key ? k.len : sizeof key;
+      memcpy(key, k.data, kl);
+    }
+    st_cursor_close(c);
+    if (rc == ST_ENOTFOUND) break;
+    if (rc) return rc;
+    if ((rc = st_del(txn, ST_DB_CONNECTORS, key, kl))) return rc;
+    n++;
+  }
+  return n;
+}

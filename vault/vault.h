@@ -1,0 +1,55 @@
+/* vault/vault.h — credentials the gateway holds for upstreams.
+ *
+ * Today: connectors (an upstream MCP server of a tenant) and their shared
+ * credential (a header such as "Authorization: Bearer …" that the gateway
+ * injects; employees never see it). The credential is sealed at rest with
+ * AES-256-GCM in ST_DB_SECRETS, bound to (tenant, "connector.header",
+ * connector name); the connector record only says that one exists.
+ *
+ * Store layout: ST_DB_CONNECTORS  tenant \0 name → connector JSON
+ *   {name, url, description, auth:{type, name}, ca_file, timeouts:{…},
+ *    created, updated, warnings:[…]}
+ * No sockets here; writes happen inside writer jobs (pure functions of
+ * store + arguments). */
+#ifndef MCPGATE_VAULT_VAULT_H
+#define MCPGATE_VAULT_VAULT_H
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+#define VAULT_NAME_MAX 32
+#define VAULT_SECRET_KIND "connector.header"
+
+/* [a-z0-9-]{1,32} (no '_': aggregated tool names split at "__"). */
+int vault_connector_name_valid(const char *name);
+
+/* Validates an admin PUT body. On success returns 0, *config (owned) is the
+ * record to store (without created/updated and without the secret) and
+ * *secret points into `body` (borrowed; NULL for auth type none). On error
+ * returns negative and writes every problem, '; '-separated, into err. */
+int vault_connector_parse(const json_t *body, json_t **config, const char **secret, char *err,
+                          size_t errlen);
+
+/* Writes a connector (config from vault_connector_parse) and seals its
+ * secret, replacing any previous one. `now` is RFC 3339. Sets *created to
+ * 1 when the connector is new. Write txns only. */
+int vault_connector_put(st_txn *txn, const char *tenant, const char *name, const json_t *config,
+                        const char *secret, const char *now, int *created);
+/* Loads a connector record (caller json_decref). ST_ENOTFOUND if absent. */
+int vault_connector_get(st_txn *txn, const char *tenant, const char *name, json_t **rec);
+/* The record as shown to admins: the secret is never in it. */
+json_t *vault_connector_view(const json_t *rec);
+/* Unseals the connector's header value. *value is malloc'd, NUL-terminated
+ * and must be released with vault_secret_free (wipes it). */
+int vault_connector_secret(st_txn *txn, const char *tenant, const char *name, char **value);
+void vault_secret_free(char *value);
+/* Deletes the connector and its sealed secret. Write txns only. */
+int vault_connector_delete(st_txn *txn, const char *tenant, const char *name);
+/* Every connector of a tenant, as admin views, in name order. */
+int vault_connector_list(st_txn *txn, const char *tenant, json_t **arr);
+/* Purge step for tenant deletion: up to limit keys; returns the count. */
+int vault_purge_tenant(st_txn *txn, const char *tenant, int limit);
+
+#endif
