@@ -13,8 +13,6 @@ import {
 let f;
 before(async () => { f = await startProxyFixture(); });
 
-const initCount = () => f.rec.byMethod('initialize').length;
-
 test('no or bad bearer → 401 with WWW-Authenticate: Bearer; nothing reaches the upstream', async () => {
   const before = f.rec.requests().length;
   const variants = [

@@ -607,6 +607,10 @@ TEST(json_content_length) {
   CHECK(strstr(t.hdrs, "Content-Type: application/json\n") != NULL);
   CHECK(strstr(t.hdrs, "Content-Length: 11\n") != NULL);
   CHECK_STR(tbody(&t), "{\"ok\":true}");
+  CHECK_INT(e.st.started, 1);
+  CHECK_INT(e.st.ok, 1);
+  CHECK_INT(e.st.open, 0);
+  CHECK_INT(e.st.sockets, 1); /* kept alive in curl's cache until close */
   gw_buf_free(&t.body);
 }
 
@@ -674,6 +678,8 @@ TEST(first_byte_timeout) {
   CHECK_INT(env_run(&e), 0);
   CHECK(!e.timed_out);
   CHECK_INT(t.err, GW_OUT_EFIRSTBYTE);
+  CHECK_INT(FAILED(e.st, GW_OUT_EFIRSTBYTE), 1);
+  CHECK_INT(e.st.ok, 0);
   CHECK_INT(t.ndone, 1);
   CHECK_INT(t.nheaders, 0);
   CHECK(tms(&t) >= 140 && tms(&t) < 2000);
@@ -691,6 +697,7 @@ TEST(idle_timeout) {
   CHECK_INT(env_run(&e), 0);
   CHECK(!e.timed_out);
   CHECK_INT(t.err, GW_OUT_EIDLE);
+  CHECK_INT(FAILED(e.st, GW_OUT_EIDLE), 1);
   CHECK_INT(t.status, 200);
   CHECK_STR(tbody(&t), "x");
   CHECK(tms(&t) >= 140 && tms(&t) < 2000);
@@ -735,6 +742,8 @@ TEST(header_cap) {
   CHECK_INT(c.err, GW_OUT_EHEADERS);
   CHECK_INT(d.err, GW_OUT_EHEADERS);
   CHECK_INT(d.nheaders, 0);
+  CHECK_INT(FAILED(e.st, GW_OUT_EHEADERS), 3);
+  CHECK_INT(e.st.ok, 1);
   gw_buf_free(&a.body);
   gw_buf_free(&b.body);
   gw_buf_free(&c.body);
