@@ -72,6 +72,7 @@ typedef struct out_sock {
   uv_poll_t poll;
   int fd;
   int events;     /* UV_READABLE|UV_WRITABLE currently started; 0 = stopped */
+  int want;       /* what curl last asked for (UV_* bits); 0 after REMOVE */
   bool owned;     /* opened by out_opensocket: we close(2) it */
   bool poll_init; /* poll is initialised (and counted in o->handles) */
 } out_sock;
@@ -303,8 +304,13 @@ static curl_socket_t out_opensocket(void *arg, curlsocktype purpose, struct curl
   int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
   if (fd < 0) return CURL_SOCKET_BAD;
   /* A leftover entry can only be a curl-owned fd that curl closed without
-   * telling us; its number is now ours. Drop its watcher first. */
+   * telling us; its number is now ours. Drop its watcher first. (An owned
+   * one cannot be here: its fd is still open until we close it.) */
   out_sock *old = sock_get(o, fd);
+  if (old && old->owned) {
+    close(fd);
+    return CURL_SOCKET_BAD;
+  }
   if (old) sock_release(o, old);
   out_sock *s = calloc(1, sizeof *s);
   if (!s || sock_put(o, fd, s) != 0) {
@@ -335,17 +341,25 @@ static void out_action(gw_out *o, curl_socket_t fd, int ev);
 static void out_poll_cb(uv_poll_t *h, int status, int events) {
   out_sock *s = h->data;
   gw_out *o = s->o;
+  curl_socket_t fd = s->fd;
   int flags = 0;
   if (status < 0) {
     /* libuv stopped the watcher (POLLERR). Let curl do real I/O on it so it
-     * sees the actual error (reset, refused); re-arm on its next request. */
+     * sees the actual error (reset, refused) instead of a bare "select
+     * error". */
     s->events = 0;
     flags = CURL_CSELECT_ERR | CURL_CSELECT_IN | CURL_CSELECT_OUT;
   } else {
     if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
     if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
   }
-  out_action(o, s->fd, flags);
+  out_action(o, fd, flags);
+  /* s is still allocated (only its close callback frees it). If curl kept
+   * the socket and still wants events it will not tell us again (its wish
+   * did not change): re-arm what libuv stopped. */
+  if (status < 0 && sock_get(o, fd) == s && s->want && !s->events &&
+      uv_poll_start(&s->poll, s->want, out_poll_cb) == 0)
+    s->events = s->want;
 }
 
 static void out_fail(gw_out_req *r, int err);
@@ -358,7 +372,7 @@ static int out_socket_cb(CURL *e, curl_socket_t fd, int what, void *arg, void *s
     if (!s) return 0;
     if (s->owned) { /* keep the poll: curl may watch it again when it reuses the connection */
       if (s->events) uv_poll_stop(&s->poll);
-      s->events = 0;
+      s->events = s->want = 0;
     } else {
       sock_release(o, s); /* curl closes this fd right after telling us */
     }
@@ -379,6 +393,7 @@ static int out_socket_cb(CURL *e, curl_socket_t fd, int what, void *arg, void *s
     o->handles++;
   }
   int ev = ((what & CURL_POLL_IN) ? UV_READABLE : 0) | ((what & CURL_POLL_OUT) ? UV_WRITABLE : 0);
+  s->want = ev;
   if (ev != s->events) {
     if ((rc = uv_poll_start(&s->poll, ev, out_poll_cb)) != 0) goto fail;
     s->events = ev;
@@ -386,7 +401,8 @@ static int out_socket_cb(CURL *e, curl_socket_t fd, int what, void *arg, void *s
   return 0;
 fail:
   /* curl 7.88 ignores our return value: fail the transfer ourselves. */
-  GW_LOG(GW_LOG_WARN, MOD, NULL, "cannot watch socket %d: %s", (int)fd, uv_strerror(rc));
+  GW_LOG(GW_LOG_WARN, MOD, NULL, "cannot watch socket %d: %s", (int)fd,
+         rc <= GW_OUT_ERR_FIRST ? gw_out_strerror(rc) : uv_strerror(rc));
   gw_out_req *r = NULL;
   if (e && curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&r) == CURLE_OK && r) out_fail(r, GW_OUT_EIO);
   return -1;
@@ -640,8 +656,9 @@ static void out_finish(gw_out_req *r, int err) {
   } else {
     int i = err_index(err);
     o->st.failed[i >= 0 ? i : err_index(GW_OUT_EIO)]++;
+    /* Debug only: the caller logs with tenant and request context. */
     if (err != GW_OUT_EABORTED)
-      GW_LOG(GW_LOG_INFO, MOD, NULL, "outbound transfer failed: %s%s%s", gw_out_err_kind(err),
+      GW_LOG(GW_LOG_DEBUG, MOD, NULL, "outbound transfer failed: %s%s%s", gw_out_err_kind(err),
              r->errbuf[0] ? ": " : "", r->errbuf);
   }
   r->on_done(r, err, r->ud);
@@ -814,7 +831,8 @@ static int build_headers(gw_out_req *r, const gw_out_opts *op) {
   return 0;
 }
 
-static int check_url(const char *url) {
+/* Accepts absolute http/https URLs with a host; *https tells which. */
+static int check_url(const char *url, bool *https) {
   if (!url || !*url || strlen(url) > GW_OUT_MAX_URL) return GW_OUT_EINVAL;
   for (const char *p = url; *p; p++)
     if ((unsigned char)*p <= 0x20 || *p == 0x7f) return GW_OUT_EINVAL;
@@ -825,8 +843,10 @@ static int check_url(const char *url) {
   if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
       curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
       curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host[0] &&
-      (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0))
+      (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0)) {
     rc = 0;
+    *https = scheme[4] == 's';
+  }
   curl_free(scheme);
   curl_free(host);
   curl_url_cleanup(u);
@@ -851,7 +871,8 @@ int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
   if (op->body_len && strcmp(m, "HEAD") == 0) return GW_OUT_EINVAL;
   if (op->connect_timeout_ms < 0 || op->first_byte_timeout_ms < 0 || op->idle_timeout_ms < 0)
     return GW_OUT_EINVAL;
-  int rc = check_url(op->url);
+  bool https = false;
+  int rc = check_url(op->url, &https);
   if (rc) return rc;
 
   gw_out_req *r = calloc(1, sizeof *r);
@@ -883,6 +904,12 @@ int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
   SETOPT(CURLOPT_PROXY, ""); /* ignore http_proxy & co: egress is explicit config */
   SETOPT(CURLOPT_NOSIGNAL, 1L);
   SETOPT(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+  /* A burst of requests to one https upstream waits for the first
+   * connection's ALPN and multiplexes on it instead of opening one TLS
+   * connection each (an HTTP/1.1 answer releases the others at once). Not
+   * for http://: curl 7.88 then waits for the first *response* to learn the
+   * version, and a first request that is a long SSE stream blocks the rest. */
+  if (https) SETOPT(CURLOPT_PIPEWAIT, 1L);
   SETOPT(CURLOPT_SSL_VERIFYPEER, 1L);
   SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
   if (op->ca_file) SETOPT(CURLOPT_CAINFO, op->ca_file);

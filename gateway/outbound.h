@@ -9,7 +9,9 @@
  *
  * What a transfer does and does not do:
  *  - Connections are reused (keep-alive, one connection cache per engine);
- *    HTTP/2 is negotiated over TLS (ALPN), plaintext stays HTTP/1.1.
+ *    HTTP/2 is negotiated over TLS (ALPN), plaintext stays HTTP/1.1. A
+ *    burst of https requests to one host waits for the first connection's
+ *    ALPN and multiplexes on it when it is HTTP/2.
  *  - TLS verification is always on (peer and host name).
  *  - Redirects are never followed (a 3xx is delivered like any reply), only
  *    http and https URLs are accepted, proxies from the environment

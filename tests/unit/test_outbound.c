@@ -14,12 +14,15 @@
  *   /bigheaders?n=N  N header lines of ~110 bytes; /bigline: one 120 KB line
  *   /big?n=N         N bytes of a position-dependent pattern, one write
  *   /echo            JSON {method, headers (lower-cased), body, body_len}
+ *   /early           a 103 interim head, then 200 with a folded header
  *   a TLS ClientHello gets a plaintext 400 (for the TLS failure test)
  *
  * Every loop test ends asserting uv_loop_close(loop) == 0, and a watchdog
  * fails a test that hangs. Set UNIT_VERBOSE=1 to see the engine's logs. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -230,6 +233,9 @@ static void handle(sconn *c, const char *method, const char *target, const char 
   } else if (strcmp(path, "/status") == 0) {
     int code = (int)qparam(target, "code", 200);
     reply(c, code, "text/plain", "st", 2, code / 100 == 3 ? "Location: /json\r\n" : NULL, false);
+  } else if (strcmp(path, "/early") == 0) {
+    c_writef(c, false, "HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n"
+                       "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Fold: a\r\n  b\r\nX-Trim:   v  \r\n\r\nhi");
   } else if (strcmp(path, "/chunked") == 0) {
     start_stream(c, K_CHUNKED, 5, 10);
   } else if (strcmp(path, "/sse") == 0) {
@@ -573,6 +579,18 @@ static gw_out_stats stats(env *e) {
 
 #define FAILED(s, err) ((s).failed[GW_OUT_ERR_FIRST - (err)])
 
+/* Open fds of the process: equal before and after a test means the engine
+ * closed every socket it opened (and closed none twice, or the server's
+ * sockets would have broken). */
+static int count_fds(void) {
+  DIR *d = opendir("/proc/self/fd");
+  if (!d) return -1;
+  int n = 0;
+  while (readdir(d)) n++;
+  closedir(d);
+  return n;
+}
+
 /* ---- tests ---------------------------------------------------------------- */
 
 TEST(error_names) {
@@ -614,14 +632,18 @@ TEST(json_content_length) {
   gw_buf_free(&t.body);
 }
 
-TEST(status_and_no_redirect) {
+TEST(status_head_interim_no_redirect) {
   env e;
-  tr a, b;
+  tr a, b, c, d;
   CHECK_INT(env_init(&e), 0);
   tr_init(&a, &e, M_PLAIN);
   tr_init(&b, &e, M_PLAIN);
+  tr_init(&c, &e, M_PLAIN);
+  tr_init(&d, &e, M_PLAIN);
   CHECK_INT(tr_go(&e, &a, (gw_out_opts){0}, "/status?code=404"), 0);
   CHECK_INT(tr_go(&e, &b, (gw_out_opts){0}, "/status?code=302"), 0);
+  CHECK_INT(tr_go(&e, &c, (gw_out_opts){.method = "HEAD"}, "/json"), 0);
+  CHECK_INT(tr_go(&e, &d, (gw_out_opts){0}, "/early"), 0);
   CHECK_INT(env_run(&e), 0);
   CHECK(!e.timed_out);
   CHECK_INT(a.err, 0); /* an HTTP error status is a successful transfer */
@@ -630,8 +652,21 @@ TEST(status_and_no_redirect) {
   CHECK_INT(b.status, 302); /* not followed */
   CHECK(strstr(b.hdrs, "Location: /json\n") != NULL);
   CHECK_STR(tbody(&b), "st");
+  CHECK_INT(c.err, 0);
+  CHECK_INT(c.status, 200);
+  CHECK_INT(c.ndata, 0);
+  CHECK(strstr(c.hdrs, "Content-Length: 11\n") != NULL);
+  CHECK_INT(d.err, 0);
+  CHECK_INT(d.nheaders, 1); /* the 103 head is not delivered */
+  CHECK_INT(d.status, 200);
+  CHECK(strstr(d.hdrs, "Link:") == NULL);
+  CHECK(strstr(d.hdrs, "X-Fold: a b\n") != NULL);
+  CHECK(strstr(d.hdrs, "X-Trim: v\n") != NULL);
+  CHECK_STR(tbody(&d), "hi");
   gw_buf_free(&a.body);
   gw_buf_free(&b.body);
+  gw_buf_free(&c.body);
+  gw_buf_free(&d.body);
 }
 
 TEST(chunked_spaced_writes) {
@@ -812,6 +847,55 @@ TEST(connect_refused_and_tls_failure) {
   CHECK_INT(b.nheaders, 0);
   gw_buf_free(&a.body);
   gw_buf_free(&b.body);
+}
+
+/* Host names go through curl's threaded resolver, whose socketpair is a
+ * curl-owned fd we watch but never close. Uses this machine's host name
+ * when it resolves to 127.0.0.1 (skipped otherwise), and a .invalid name
+ * when the resolver answers it quickly (skipped otherwise). */
+static bool resolves_fast(const char *name, bool *to_loopback) {
+  struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+  uint64_t t0 = uv_hrtime();
+  int rc = getaddrinfo(name, NULL, &hints, &ai);
+  bool fast = uv_hrtime() - t0 < 300000000ull;
+  *to_loopback = rc == 0 && ai && ((struct sockaddr_in *)ai->ai_addr)->sin_addr.s_addr == htonl(INADDR_LOOPBACK);
+  if (ai) freeaddrinfo(ai);
+  return fast;
+}
+
+static void many_hook(tr *t);
+
+TEST(resolver_names) {
+  char host[256] = "";
+  bool lo = false, lo2 = false;
+  gethostname(host, sizeof host - 1);
+  bool host_ok = host[0] && resolves_fast(host, &lo) && lo;
+  bool invalid_ok = resolves_fast("no-such-host.invalid", &lo2) && !lo2;
+  if (!host_ok) fprintf(stderr, "  (host name %s does not resolve to 127.0.0.1: skipped)\n", host);
+  if (!invalid_ok) fprintf(stderr, "  (resolver slow for .invalid: skipped)\n");
+  int fds0 = count_fds();
+  env e;
+  tr t[8], bad;
+  char url[512];
+  CHECK_INT(env_init(&e), 0);
+  int n = host_ok ? 8 : 0;
+  for (int i = 0; i < n; i++) {
+    tr_init(&t[i], &e, M_PLAIN);
+    t[i].hook = many_hook;
+    snprintf(url, sizeof url, "http://%s:%d/chunked", host, e.s.port);
+    CHECK_INT(tr_go(&e, &t[i], (gw_out_opts){0}, url), 0);
+  }
+  tr_init(&bad, &e, M_PLAIN);
+  if (invalid_ok) CHECK_INT(tr_go(&e, &bad, (gw_out_opts){0}, "http://no-such-host.invalid/x"), 0);
+  if (!e.pending) env_finish(&e);
+  CHECK_INT(env_run(&e), 0);
+  CHECK(!e.timed_out);
+  CHECK_INT(e.completed, n);
+  CHECK_INT(e.bad, 0);
+  if (invalid_ok) CHECK_INT(bad.err, GW_OUT_ERESOLVE);
+  for (int i = 0; i < n; i++) gw_buf_free(&t[i].body);
+  gw_buf_free(&bad.body);
+  CHECK_INT(count_fds(), fds0);
 }
 
 /* A listener with backlog 0 whose accept queue is already full: Linux
@@ -1080,6 +1164,7 @@ static void close_done_hook(tr *t) {
 TEST(close_with_live_transfers) {
   env e;
   tr t[4];
+  int fds0 = count_fds();
   CHECK_INT(env_init(&e), 0);
   for (int i = 0; i < 4; i++) {
     tr_init(&t[i], &e, i < 3 ? M_CLOSE_IN_DATA : M_PLAIN);
@@ -1099,6 +1184,7 @@ TEST(close_with_live_transfers) {
     gw_buf_free(&t[i].body);
   }
   CHECK_INT(t[3].nheaders, 0);
+  CHECK_INT(count_fds(), fds0);
 }
 
 static void many_hook(tr *t) {
@@ -1144,6 +1230,7 @@ static void reuse_hook(tr *t) {
 
 TEST(fd_reuse_many_short_connections) {
   env e;
+  int fds0 = count_fds();
   CHECK_INT(env_init(&e), 0);
   e.total = 400;
   e.pool = calloc((size_t)e.total, sizeof(tr));
@@ -1160,6 +1247,7 @@ TEST(fd_reuse_many_short_connections) {
   CHECK_INT(e.completed, e.total);
   CHECK_INT(e.bad, 0);
   CHECK(e.s.accepted > 200); /* every /close costs a connection */
+  CHECK_INT(count_fds(), fds0);
   free(e.pool);
 }
 
@@ -1167,7 +1255,7 @@ int main(void) {
   if (!getenv("UNIT_VERBOSE")) gw_log_set_level((gw_log_level)(GW_LOG_ERROR + 1));
   RUN(error_names);
   RUN(json_content_length);
-  RUN(status_and_no_redirect);
+  RUN(status_head_interim_no_redirect);
   RUN(chunked_spaced_writes);
   RUN(sse_stream_idle_resets);
   RUN(first_byte_timeout);
@@ -1177,6 +1265,7 @@ int main(void) {
   RUN(keepalive_reuse);
   RUN(connect_refused_and_tls_failure);
   RUN(connect_timeout);
+  RUN(resolver_names);
   RUN(post_echo_and_methods);
   RUN(invalid_options);
   RUN(pause_resume_in_on_data);
