@@ -26,6 +26,7 @@
 #include "auth/auth.h"
 #include "gateway/mcp_proxy.h"
 #include "gateway/mcp_session.h"
+#include "policy/policy.h"
 #include "scim/scim.h"
 #include "vault/vault.h"
 #include "gateway/server.h"
@@ -414,7 +415,8 @@ static int job_tenant_purge(st_txn *txn, void *arg) {
     n++;
   }
   int (*const purgers[])(st_txn *, const char *, int) = {scim_purge_tenant, vault_purge_tenant,
-                                                        auth_purge_tenant, gw_sessions_purge_tenant};
+                                                        auth_purge_tenant, gw_sessions_purge_tenant,
+                                                        pol_purge_tenant};
   for (size_t i = 0; i < sizeof purgers / sizeof purgers[0] && n < PURGE_BATCH; i++) {
     int m = purgers[i](txn, j->tenant, PURGE_BATCH - n);
     if (m < 0) return m;
@@ -1212,6 +1214,180 @@ static void employee_tokens(gw_req *req, const caller *who, const char *tenant, 
   }
 }
 
+/* ---------- policy ---------- */
+
+typedef struct pol_job {
+  gw_req *req;
+  gw_loop *lp;
+  char tenant[64];
+  json_t *doc;       /* read-only in the job */
+  char now[32];
+  int version;       /* out */
+  json_t *warnings;  /* out */
+  char err[4096];    /* out */
+} pol_job;
+
+static int job_policy(st_txn *txn, void *arg) {
+  pol_job *j = arg;
+  json_decref(j->warnings);
+  j->warnings = NULL;
+  j->err[0] = 0;
+  json_t *t;
+  int rc = gw_tenant_get(txn, j->tenant, &t);
+  if (rc) return rc;
+  json_decref(t);
+  rc = pol_put(txn, j->tenant, j->doc, j->now, &j->version, &j->warnings, j->err, sizeof j->err);
+  if (rc) return rc;
+  /* every open stream of the tenant learns its tool list may have changed */
+  return gw_proxy_notify_after_commit(txn, j->lp->srv, j->tenant, NULL);
+}
+
+static void done_policy(int status, void *arg) {
+  pol_job *j = arg;
+  gw_req *req = j->req;
+  gw_proxy_revocations_drain(j->lp);
+  if (status == POL_EINVALID || status == POL_EAMBIGUOUS)
+    gw_respond_error(req, 400, "invalid_policy", "%s", j->err);
+  else if (status == ST_ENOTFOUND)
+    gw_respond_error(req, 404, "not_found", "no such tenant");
+  else if (!job_error(req, status, "policy")) {
+    GW_LOG(GW_LOG_INFO, "policy", &((gw_log_ctx){j->tenant, req->id}), "policy version %d in force", j->version);
+    gw_respond_json(req, 200, json_pack("{s:i,s:O}", "version", j->version, "warnings",
+                                        j->warnings ? j->warnings : json_array()));
+  }
+  json_decref(j->doc);
+  json_decref(j->warnings);
+  free(j);
+}
+
+static void policy_endpoint(gw_req *req, const caller *who, const char *tenant) {
+  gw_server *srv = req->lp->srv;
+  if (reach(req, who, tenant)) return;
+  snprintf(req->tenant, sizeof req->tenant, "%s", tenant);
+  if (!strcmp(req->method, "GET")) {
+    st_txn *txn;
+    if (st_read_begin(srv->store, &txn) != 0) {
+      gw_respond_error(req, 503, "store_unavailable", "the store cannot be read right now");
+      return;
+    }
+    json_t *t, *rec;
+    if (gw_tenant_get(txn, tenant, &t) != 0) {
+      st_txn_end(txn);
+      gw_respond_error(req, 404, "not_found", "no such tenant");
+      return;
+    }
+    json_decref(t);
+    if (pol_get(txn, tenant, &rec) != 0) {
+      st_txn_end(txn);
+      gw_respond_error(req, 404, "not_found", "no policy yet: every connector is hidden until one is PUT");
+      return;
+    }
+    json_t *view = pol_view(txn, tenant, rec);
+    st_txn_end(txn);
+    json_decref(rec);
+    gw_respond_json(req, 200, view);
+    return;
+  }
+  if (strcmp(req->method, "PUT")) {
+    gw_resp_header(req, "Allow", "GET, PUT");
+    gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
+    return;
+  }
+  json_t *doc = parse_body(req);
+  if (!doc) return;
+  char err[4096];
+  if (pol_validate(doc, err, sizeof err) != 0) {
+    json_decref(doc);
+    gw_respond_error(req, 400, "invalid_policy", "%s", err);
+    return;
+  }
+  pol_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    json_decref(doc);
+    gw_respond_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  j->req = req;
+  j->lp = req->lp;
+  j->doc = doc;
+  snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
+  now_rfc3339(j->now);
+  if (st_submit(srv->store, req->lp->port, job_policy, done_policy, j) != 0) {
+    json_decref(doc);
+    free(j);
+    gw_respond_error(req, 503, "store_busy", "the store cannot take writes right now");
+  }
+}
+
+static bool query_get(const char *q, const char *name, char *out, size_t cap) {
+  size_t nl = strlen(name);
+  for (const char *p = q; p && *p;) {
+    const char *amp = strchr(p, '&');
+    size_t len = amp ? (size_t)(amp - p) : strlen(p);
+    if (len > nl && p[nl] == '=' && !strncmp(p, name, nl)) {
+      size_t o = 0;
+      for (size_t i = nl + 1; i < len && o + 1 < cap; i++) {
+        char c = p[i];
+        if (c == '+') c = ' ';
+        else if (c == '%' && i + 2 < len + 1) {
+          char h[3] = {p[i + 1], p[i + 2], 0};
+          char *e;
+          long v = strtol(h, &e, 16);
+          if (!*e && v > 0) {
+            c = (char)v;
+            i += 2;
+          }
+        }
+        out[o++] = c;
+      }
+      out[o] = 0;
+      return true;
+    }
+    p = amp ? amp + 1 : NULL;
+  }
+  return false;
+}
+
+static void explain_endpoint(gw_req *req, const caller *who, const char *tenant) {
+  if (reach(req, who, tenant)) return;
+  snprintf(req->tenant, sizeof req->tenant, "%s", tenant);
+  if (strcmp(req->method, "GET")) {
+    gw_resp_header(req, "Allow", "GET");
+    gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
+    return;
+  }
+  char user[300], connector[64], tool[300];
+  if (!query_get(req->query, "user", user, sizeof user) || !query_get(req->query, "connector", connector, sizeof connector) ||
+      !query_get(req->query, "tool", tool, sizeof tool) || !*user || !*connector || !*tool) {
+    gw_respond_error(req, 400, "invalid_request", "explain needs ?user=<userName or id>&connector=<name>&tool=<name>");
+    return;
+  }
+  st_txn *txn;
+  if (st_read_begin(req->lp->srv->store, &txn) != 0) {
+    gw_respond_error(req, 503, "store_unavailable", "the store cannot be read right now");
+    return;
+  }
+  json_t *t;
+  if (gw_tenant_get(txn, tenant, &t) != 0) {
+    st_txn_end(txn);
+    gw_respond_error(req, 404, "not_found", "no such tenant");
+    return;
+  }
+  json_decref(t);
+  json_t *u;
+  if (scim_user_lookup(txn, tenant, user, &u) != 0) {
+    st_txn_end(txn);
+    gw_respond_error(req, 404, "not_found", "no such user in this tenant");
+    return;
+  }
+  char uid[64];
+  snprintf(uid, sizeof uid, "%s", json_string_value(json_object_get(u, "id")) ?: "");
+  json_decref(u);
+  json_t *ex = pol_explain(txn, tenant, uid, connector, tool);
+  st_txn_end(txn);
+  gw_respond_json(req, 200, ex);
+}
+
 void gw_admin_dispatch(gw_req *req) {
   if (!req->lp->srv->store) {
     gw_respond_error(req, 503, "store_unavailable", "the store is not open");
@@ -1263,6 +1439,14 @@ void gw_admin_dispatch(gw_req *req) {
     }
     if (n == 2) {
       tenant_one(req, &who, seg[1]);
+      return;
+    }
+    if (n == 3 && !strcmp(seg[2], "policy")) {
+      policy_endpoint(req, &who, seg[1]);
+      return;
+    }
+    if (n == 3 && !strcmp(seg[2], "explain")) {
+      explain_endpoint(req, &who, seg[1]);
       return;
     }
     if ((n == 3 || n == 4) && !strcmp(seg[2], "connectors")) {

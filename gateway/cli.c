@@ -38,6 +38,9 @@ static void usage(FILE *o) {
           "  mcpgate tenant list | show ID | delete ID\n"
           "  mcpgate scim-token create TENANT [--name NAME] | list TENANT | revoke TENANT TOKEN_ID\n"
           "  mcpgate admin-token create TENANT [--name NAME] | list TENANT | revoke TENANT TOKEN_ID\n"
+          "  mcpgate token create TENANT --user USER [--name N] [--expires-in-days D] | list TENANT | revoke TENANT ID\n"
+          "  mcpgate policy apply TENANT FILE | get TENANT\n"
+          "  mcpgate policy explain TENANT --user U --connector C --tool T\n"
           "  mcpgate backup DEST [--data DIR]           consistent hot copy of the store (compacted)\n"
           "  mcpgate key rotate [--data DIR]            re-seal every secret under a new master key\n"
           "  mcpgate store check [--data DIR]           verify the store's integrity and indexes\n"
@@ -51,7 +54,7 @@ static void usage(FILE *o) {
 /* ---------- option scanning shared by subcommands ---------- */
 
 typedef struct cli_opts {
-  const char *server, *data, *name;
+  const char *server, *data, *name, *user, *connector, *tool, *days;
   bool json;
   const char *pos[4];
   int npos;
@@ -67,6 +70,10 @@ static int scan(int argc, char **argv, cli_opts *o) {
     if (!strcmp(a, "--server")) slot = &o->server;
     else if (!strcmp(a, "--data")) slot = &o->data;
     else if (!strcmp(a, "--name")) slot = &o->name;
+    else if (!strcmp(a, "--user")) slot = &o->user;
+    else if (!strcmp(a, "--connector")) slot = &o->connector;
+    else if (!strcmp(a, "--tool")) slot = &o->tool;
+    else if (!strcmp(a, "--expires-in-days")) slot = &o->days;
     else if (!strcmp(a, "--json")) {
       o->json = true;
       continue;
@@ -330,6 +337,148 @@ static int cmd_token(int argc, char **argv, const char *kind) {
   return 0;
 }
 
+static char *url_escape(const char *s) {
+  CURL *c = curl_easy_init();
+  char *e = c ? curl_easy_escape(c, s, 0) : NULL;
+  char *out = e ? strdup(e) : NULL;
+  curl_free(e);
+  if (c) curl_easy_cleanup(c);
+  return out;
+}
+
+static int cmd_policy(int argc, char **argv) {
+  cli_opts o;
+  static const char *const usage_s =
+      "usage: mcpgate policy apply TENANT FILE | get TENANT | explain TENANT --user U --connector C --tool T\n";
+  if (argc < 1 || scan(argc - 1, argv + 1, &o) || o.npos < 1) {
+    fputs(usage_s, stderr);
+    return 2;
+  }
+  const char *sub = argv[0], *tenant = o.pos[0];
+  cli_opts ids = o;
+  ids.npos = 1;
+  if (check_args(&ids)) return 2;
+  char path[2048];
+  json_t *j = NULL;
+  long st;
+  if (!strcmp(sub, "apply") && o.npos == 2) {
+    json_error_t e;
+    json_t *doc = json_load_file(o.pos[1], JSON_REJECT_DUPLICATES, &e);
+    if (!doc) {
+      fprintf(stderr, "mcpgate: %s: invalid JSON at line %d column %d: %s\n", o.pos[1], e.line, e.column, e.text);
+      return 1;
+    }
+    snprintf(path, sizeof path, "/tenants/%s/policy", tenant);
+    st = api(&o, "PUT", path, doc, &j);
+    json_decref(doc);
+    if (st != 200) return api_fail(st, j);
+    printf("Policy version %lld is in force for %s.\n", (long long)json_integer_value(json_object_get(j, "version")),
+           tenant);
+    size_t i;
+    json_t *w;
+    json_array_foreach(json_object_get(j, "warnings"), i, w) printf("warning: %s\n", json_string_value(w));
+  } else if (!strcmp(sub, "get") && o.npos == 1) {
+    snprintf(path, sizeof path, "/tenants/%s/policy", tenant);
+    st = api(&o, "GET", path, NULL, &j);
+    if (st != 200) return api_fail(st, j);
+    print_json(o.json ? j : json_object_get(j, "document"));
+    if (!o.json) {
+      size_t i;
+      json_t *b;
+      json_array_foreach(json_object_get(j, "bindings"), i, b) if (json_object_get(b, "note"))
+          printf("note: rule %lld, \"%s\": %s\n", (long long)json_integer_value(json_object_get(b, "rule")),
+                 js(b, "as_written"), js(b, "note"));
+    }
+  } else if (!strcmp(sub, "explain") && o.npos == 1 && o.user && o.connector && o.tool) {
+    char *u = url_escape(o.user), *c = url_escape(o.connector), *t = url_escape(o.tool);
+    snprintf(path, sizeof path, "/tenants/%s/explain?user=%s&connector=%s&tool=%s", tenant, u ? u : "",
+             c ? c : "", t ? t : "");
+    free(u);
+    free(c);
+    free(t);
+    st = api(&o, "GET", path, NULL, &j);
+    if (st != 200) return api_fail(st, j);
+    if (o.json) print_json(j);
+    else {
+      json_t *user = json_object_get(j, "user");
+      printf("%s → %s on %s: %s\n", js(user, "userName"), js(j, "tool"), js(j, "connector"), js(j, "decision"));
+      printf("  why: %s\n", js(j, "reason"));
+      printf("  policy version: %lld\n", (long long)json_integer_value(json_object_get(j, "policy_version")));
+      printf("  groups:");
+      size_t i;
+      json_t *g;
+      json_array_foreach(json_object_get(j, "groups"), i, g) printf(" \"%s\"", js(g, "displayName"));
+      printf("%s\n", json_array_size(json_object_get(j, "groups")) ? "" : " (none)");
+      json_array_foreach(json_object_get(j, "matching_rules"), i, g) {
+        printf("  rule %lld (connector %s, via group %s):", (long long)json_integer_value(json_object_get(g, "rule")),
+               js(g, "connector"), js(g, "via_group"));
+        size_t k;
+        json_t *p;
+        json_array_foreach(json_object_get(g, "patterns"), k, p) printf(" %s \"%s\"", js(p, "action"), js(p, "pattern"));
+        printf("%s\n", json_array_size(json_object_get(g, "patterns")) ? "" : " (does not name the tool)");
+      }
+    }
+  } else {
+    fputs(usage_s, stderr);
+    return 2;
+  }
+  json_decref(j);
+  return 0;
+}
+
+static int cmd_employee_token(int argc, char **argv) {
+  cli_opts o;
+  static const char *const usage_s = "usage: mcpgate token create TENANT --user USER [--name N] [--expires-in-days D]"
+                                     " | list TENANT | revoke TENANT TOKEN_ID\n";
+  if (argc < 1 || scan(argc - 1, argv + 1, &o) || o.npos < 1 || check_args(&o)) {
+    fputs(usage_s, stderr);
+    return 2;
+  }
+  const char *sub = argv[0], *tenant = o.pos[0];
+  char path[512];
+  json_t *j = NULL;
+  long st;
+  snprintf(path, sizeof path, "/tenants/%s/tokens", tenant);
+  if (!strcmp(sub, "create") && o.npos == 1 && o.user) {
+    json_t *b = json_pack("{s:s}", "user", o.user);
+    if (o.name) json_object_set_new(b, "name", json_string(o.name));
+    if (o.days) json_object_set_new(b, "expires_in_days", json_integer(atoi(o.days)));
+    st = api(&o, "POST", path, b, &j);
+    json_decref(b);
+    if (st != 201) return api_fail(st, j);
+    if (o.json) print_json(j);
+    else
+      printf("Token %s for %s (shown once; expires %s):\n%s\n\nThe employee adds a connector with:\n"
+             "  claude mcp add --transport http <connector> %s/t/%s/mcp/<connector> --header \"Authorization: Bearer %s\"\n",
+             js(j, "id"), js(json_object_get(j, "user"), "userName"),
+             json_is_string(json_object_get(j, "expires")) ? js(j, "expires") : "never", js(j, "token"), o.server,
+             tenant, js(j, "token"));
+  } else if (!strcmp(sub, "list") && o.npos == 1) {
+    st = api(&o, "GET", path, NULL, &j);
+    if (st != 200) return api_fail(st, j);
+    if (o.json) print_json(j);
+    else {
+      size_t i;
+      json_t *t;
+      printf("%-18s %-38s %-20s %-22s %s\n", "ID", "USER", "NAME", "EXPIRES", "LAST USED");
+      json_array_foreach(json_object_get(j, "tokens"), i, t)
+          printf("%-18s %-38s %-20s %-22s %s\n", js(t, "id"), js(t, "user"), js(t, "name"),
+                 json_is_string(json_object_get(t, "expires")) ? js(t, "expires") : "never",
+                 json_is_string(json_object_get(t, "last_used")) ? js(t, "last_used") : "never");
+    }
+  } else if (!strcmp(sub, "revoke") && o.npos == 2) {
+    snprintf(path, sizeof path, "/tenants/%s/tokens/%s", tenant, o.pos[1]);
+    st = api(&o, "DELETE", path, NULL, &j);
+    if (st != 204) return api_fail(st, j);
+    printf("Token %s revoked.\n", o.pos[1]);
+  } else {
+    fputs(usage_s, stderr);
+    return 2;
+  }
+  json_decref(j);
+  return 0;
+}
+
 /* ---------- offline commands ---------- */
 
 static int open_store(const cli_opts *o, st_store **st) {
@@ -462,6 +611,8 @@ int gw_cli_main(int argc, char **argv) {
   } else if (!strcmp(cmd, "tenant")) rc = cmd_tenant(argc - 2, argv + 2);
   else if (!strcmp(cmd, "scim-token")) rc = cmd_token(argc - 2, argv + 2, "scim");
   else if (!strcmp(cmd, "admin-token")) rc = cmd_token(argc - 2, argv + 2, "admin");
+  else if (!strcmp(cmd, "policy")) rc = cmd_policy(argc - 2, argv + 2);
+  else if (!strcmp(cmd, "token")) rc = cmd_employee_token(argc - 2, argv + 2);
   else if (!strcmp(cmd, "backup")) rc = cmd_offline("backup", argc - 2, argv + 2);
   else if (!strcmp(cmd, "key") && argc >= 3 && !strcmp(argv[2], "rotate"))
     rc = cmd_offline("rotate", argc - 3, argv + 3);

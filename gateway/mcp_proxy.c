@@ -32,6 +32,7 @@
 #include "gateway/mcp_session.h"
 #include "gateway/outbound.h"
 #include "gateway/server.h"
+#include "policy/policy.h"
 #include "scim/scim.h"
 #include "store/token.h"
 #include "vault/vault.h"
@@ -56,6 +57,7 @@ typedef struct cmetrics {
 typedef struct revocation {
   struct revocation *next;
   char tenant[64], user[40], connector[40];
+  bool notify; /* tools/list_changed instead of ending exchanges */
 } revocation;
 
 struct gw_proxy {
@@ -91,6 +93,7 @@ typedef struct px {
   gw_buf ev;             /* SSE bytes not yet forming a complete event */
   uint64_t start_ns;
   cmetrics *m;
+  json_t *list_ids;      /* ids of tools/list requests: their results are filtered */
 } px;
 
 /* ---------- metrics ---------- */
@@ -172,6 +175,7 @@ static void px_unref(px *x) {
     if (x->next) x->next->prev = x->prev;
   }
   json_decref(x->ids);
+  json_decref(x->list_ids);
   gw_buf_free(&x->body);
   gw_buf_free(&x->ev);
   free(x);
@@ -269,6 +273,123 @@ static void on_client_drain(gw_req *req) {
   }
 }
 
+/* ---------- policy ---------- */
+
+#define GW_RPC_BLOCKED (-32003)
+#define GW_RPC_APPROVAL (-32005)
+
+/* The caller's effective policy, fresh for this request (cached per
+ * loop, keyed by membership generation and policy version). NULL: the
+ * store could not be read — callers deny. */
+static const pol_user *policy_for(gw_loop *lp, const char *tenant, const char *user) {
+  st_txn *txn;
+  if (st_read_begin(lp->srv->store, &txn) != 0) return NULL;
+  int err;
+  const pol_user *u = pol_cache_get(lp->pol, txn, tenant, user, &err);
+  st_txn_end(txn);
+  return u;
+}
+
+/* Removes tools the user may not call from a tools/list result; approve
+ * tools stay, marked. Returns true when the message was changed. */
+static bool filter_tools(const pol_user *u, const char *connector, json_t *msg) {
+  json_t *tools = json_object_get(json_object_get(msg, "result"), "tools");
+  if (!json_is_array(tools)) return false;
+  bool changed = false;
+  for (size_t i = 0; i < json_array_size(tools);) {
+    json_t *t = json_array_get(tools, i);
+    const char *name = json_string_value(json_object_get(t, "name"));
+    pol_decision d = name && u ? pol_decide(u, connector, name) : POL_BLOCK;
+    if (d == POL_ALLOW) {
+      i++;
+      continue;
+    }
+    changed = true;
+    if (d == POL_APPROVE) {
+      const char *desc = json_string_value(json_object_get(t, "description"));
+      char buf[4096];
+      snprintf(buf, sizeof buf, "[requires approval: your organisation's policy must approve each call] %s",
+               desc ? desc : "");
+      json_object_set_new(t, "description", json_string(buf));
+      i++;
+    } else {
+      json_array_remove(tools, i);
+    }
+  }
+  return changed;
+}
+
+static bool is_list_reply(px *x, json_t *msg) {
+  json_t *id = json_object_get(msg, "id");
+  size_t i;
+  json_t *e;
+  if (!id || !x->list_ids) return false;
+  json_array_foreach(x->list_ids, i, e) if (json_equal(e, id)) return true;
+  return false;
+}
+
+/* Filters a whole JSON reply (object or batch array) in place. */
+static bool filter_reply(px *x, json_t *j) {
+  if (!x->list_ids || !json_array_size(x->list_ids)) return false;
+  const pol_user *u = policy_for(x->lp, x->tenant, x->user);
+  bool changed = false;
+  if (json_is_array(j)) {
+    size_t i;
+    json_t *m;
+    json_array_foreach(j, i, m) if (is_list_reply(x, m)) changed |= filter_tools(u, x->connector, m);
+  } else if (is_list_reply(x, j)) {
+    changed = filter_tools(u, x->connector, j);
+  }
+  return changed;
+}
+
+/* One SSE event: if its data is a tools/list reply, filter it and rebuild
+ * the event (id:/event:/retry: lines kept). Writes the event to out. */
+static void relay_one_event(px *x, const char *ev, size_t n, gw_buf *out) {
+  if (x->list_ids && json_array_size(x->list_ids)) {
+    gw_buf data, head;
+    gw_buf_init(&data, MAX_SSE_EVENT);
+    gw_buf_init(&head, MAX_SSE_EVENT);
+    const char *p = ev, *end = ev + n;
+    while (p < end) {
+      const char *nl = memchr(p, '\n', (size_t)(end - p));
+      size_t ll = nl ? (size_t)(nl - p) : (size_t)(end - p);
+      size_t lraw = nl ? ll + 1 : ll;
+      if (ll && p[ll - 1] == '\r') ll--;
+      if (ll >= 5 && !strncmp(p, "data:", 5)) {
+        const char *v = p + 5;
+        size_t vl = ll - 5;
+        if (vl && *v == ' ') v++, vl--;
+        if (data.len) gw_buf_append(&data, "\n", 1);
+        gw_buf_append(&data, v, vl);
+      } else if (ll) {
+        gw_buf_append(&head, p, ll);
+        gw_buf_append(&head, "\n", 1);
+      }
+      p += lraw;
+    }
+    json_t *j = data.len ? json_loadb(data.data, data.len, 0, NULL) : NULL;
+    if (j && filter_reply(x, j)) {
+      char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+      if (s) {
+        gw_buf_append(out, head.data ? head.data : "", head.len);
+        gw_buf_appends(out, "data: ");
+        gw_buf_appends(out, s);
+        gw_buf_appends(out, "\n\n");
+        free(s);
+        json_decref(j);
+        gw_buf_free(&data);
+        gw_buf_free(&head);
+        return;
+      }
+    }
+    json_decref(j);
+    gw_buf_free(&data);
+    gw_buf_free(&head);
+  }
+  gw_buf_append(out, ev, n);
+}
+
 /* ---------- SSE relay ---------- */
 
 /* Forwards every complete event in x->ev (events end with a blank line;
@@ -283,7 +404,12 @@ static int relay_events(px *x) {
     else if (i + 3 < x->ev.len && d[i] == '\r' && d[i + 1] == '\n' && d[i + 2] == '\r' && d[i + 3] == '\n')
       end = i + 4;
     if (!end) continue;
-    if (x->req && gw_resp_write(x->req, d + start, end - start) != 0) return -1;
+    gw_buf out;
+    gw_buf_init(&out, 2 * MAX_SSE_EVENT);
+    relay_one_event(x, d + start, end - start, &out);
+    int wr = x->req && out.len ? gw_resp_write(x->req, out.data, out.len) : 0;
+    gw_buf_free(&out);
+    if (wr != 0) return -1;
     start = end;
     i = end - 1;
   }
@@ -429,6 +555,8 @@ static void up_done(gw_out_req *r, int err, void *ud) {
         if (x->m) x->m->errors++;
         rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent an unexpected content type",
                   x->connector);
+      } else if (j && filter_reply(x, j)) {
+        reply_json(x, x->status, json_incref(j));
       } else {
         reply_raw(x, x->status, is_json ? "application/json" : NULL, x->body.data, x->body.len);
       }
@@ -785,6 +913,18 @@ void gw_proxy_dispatch(gw_req *req) {
   }
   bool sess_ok = src == 0 && !strcmp(sess.tenant, tenant) && !strcmp(sess.user, user) &&
                  !strcmp(sess.connector, connector);
+  {
+    /* a connector no rule gives the user does not exist for them */
+    const pol_user *pu = policy_for(req->lp, tenant, user);
+    if (!pu) {
+      gw_respond_error(req, 503, "policy_unavailable", "the gateway cannot read its policy right now (fail closed)");
+      return;
+    }
+    if (!pol_connector_visible(pu, connector)) {
+      gw_respond_error(req, 404, "not_found", "no connector \"%s\" in this tenant", connector);
+      return;
+    }
+  }
 
   if (!strcmp(m, "GET") || !strcmp(m, "DELETE")) {
     if (!sid) {
@@ -910,9 +1050,10 @@ void gw_proxy_dispatch(gw_req *req) {
       return;
     }
   }
-  json_decref(msg);
+  json_t *parsed = msg;
   px *x = px_new(req, PX_POST, tenant, connector, user);
   if (!x) {
+    json_decref(parsed);
     json_decref(ids);
     gw_respond_error(req, 500, "internal", "out of memory");
     return;
@@ -926,9 +1067,54 @@ void gw_proxy_dispatch(gw_req *req) {
   }
   if (tasks) {
     rpc_error(x, 200, GW_RPC_NOT_SUPPORTED, "tasks are not supported through the gateway yet");
+    json_decref(parsed);
     return;
   }
-  /* forwarded exactly as checked */
+  /* policy: the decision uses the tool name from the strictly parsed
+   * message that is forwarded, nothing else */
+  {
+    const pol_user *pu = policy_for(req->lp, tenant, user);
+    if (!pu) {
+      json_decref(parsed);
+      rpc_error(x, 503, -32603, "the gateway cannot read its policy right now; refusing (fail closed)");
+      return;
+    }
+    x->list_ids = json_array();
+    size_t n = batch ? json_array_size(parsed) : 1;
+    char refused_buf[300];
+    const char *refused = NULL;
+    pol_decision worst = POL_ALLOW;
+    for (size_t i = 0; i < n; i++) {
+      json_t *e = batch ? json_array_get(parsed, i) : parsed;
+      const char *mm = json_string_value(json_object_get(e, "method"));
+      if (!mm) continue;
+      if (!strcmp(mm, "tools/list") && json_object_get(e, "id")) json_array_append(x->list_ids, json_object_get(e, "id"));
+      if (strcmp(mm, "tools/call")) continue;
+      const char *tool = json_string_value(json_object_get(json_object_get(e, "params"), "name"));
+      pol_decision d = tool ? pol_decide(pu, connector, tool) : POL_BLOCK;
+      if (d != POL_ALLOW && (worst == POL_ALLOW || d < worst)) {
+        worst = d;
+        snprintf(refused_buf, sizeof refused_buf, "%s", tool ? tool : "(no name)");
+        refused = refused_buf; /* parsed is released before the reply */
+      }
+    }
+    if (refused) {
+      json_decref(parsed);
+      GW_LOG(GW_LOG_INFO, "policy", &((gw_log_ctx){tenant, req->id}), "tools/call %s on %s refused: %s (policy v%d)",
+             refused, connector, pol_decision_name(worst), pol_user_version(pu));
+      if (worst == POL_APPROVE)
+        rpc_error(x, 200, GW_RPC_APPROVAL,
+                  "tool \"%s\" on \"%s\" requires approval under your organisation's policy; approvals are "
+                  "not available yet, so the call was not made",
+                  refused, connector);
+      else
+        rpc_error(x, 200, GW_RPC_BLOCKED, "tool \"%s\" on \"%s\" is blocked by your organisation's policy",
+                  refused, connector);
+      return;
+    }
+  }
+  json_decref(parsed);
+  /* forwarded exactly as checked (the bytes received, not a re-encoding) */
   if (start_upstream(x, "POST", req->body, req->body_len, "application/json, text/event-stream") != 0) {
     if (x->m) x->m->errors++;
     rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" could not be reached", connector);
@@ -962,9 +1148,17 @@ void gw_proxy_revocations_drain(gw_loop *lp) {
     for (px *x = p->list; x; x = x->next) x->refs++;
     for (px *x = p->list; x; x = x->next) {
       if (strcmp(x->tenant, q->tenant)) continue;
-      if ((q->user[0] && !strcmp(x->user, q->user)) || (q->connector[0] && !strcmp(x->connector, q->connector)) ||
-          (!q->user[0] && !q->connector[0]))
+      bool hit = (q->user[0] && !strcmp(x->user, q->user)) ||
+                 (q->connector[0] && !strcmp(x->connector, q->connector)) || (!q->user[0] && !q->connector[0]);
+      if (!hit) continue;
+      if (!q->notify) {
         end_exchange(x);
+      } else if (x->kind == PX_GET && x->started && x->req) {
+        /* the client's GET stream learns that its tool list changed */
+        static const char ev[] =
+            "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n";
+        gw_resp_write(x->req, ev, sizeof ev - 1);
+      }
     }
     for (px *x = p->list, *nx; x; x = nx) {
       nx = x->next;
@@ -977,12 +1171,23 @@ void gw_proxy_revocations_drain(gw_loop *lp) {
 
 static void on_async(uv_async_t *a) { gw_proxy_revocations_drain(((gw_proxy *)a->data)->lp); }
 
+static void enqueue(gw_server *srv, const char *tenant, const char *user, const char *connector, bool notify);
+
 void gw_proxy_revoke(gw_server *srv, const char *tenant, const char *user, const char *connector) {
+  enqueue(srv, tenant, user, connector, false);
+}
+
+void gw_proxy_notify_tools_changed(gw_server *srv, const char *tenant, const char *user) {
+  enqueue(srv, tenant, user, NULL, true);
+}
+
+static void enqueue(gw_server *srv, const char *tenant, const char *user, const char *connector, bool notify) {
   gw_loop *lp = srv->lp;
   gw_proxy *p = lp ? lp->proxy : NULL;
   if (!p) return;
   revocation *r = calloc(1, sizeof *r);
   if (!r) return;
+  r->notify = notify;
   snprintf(r->tenant, sizeof r->tenant, "%s", tenant);
   snprintf(r->user, sizeof r->user, "%s", user ? user : "");
   snprintf(r->connector, sizeof r->connector, "%s", connector ? connector : "");
@@ -1018,9 +1223,61 @@ static int on_user_gone(st_txn *txn, int kind, const void *event, void *ctx) {
   return rc;
 }
 
+typedef struct notify_arg {
+  gw_server *srv;
+  char tenant[64];
+  json_t *users; /* NULL: everyone in the tenant */
+} notify_arg;
+
+static void notify_after_commit(void *arg) {
+  notify_arg *a = arg;
+  if (!a->users) gw_proxy_notify_tools_changed(a->srv, a->tenant, NULL);
+  size_t i;
+  json_t *u;
+  json_array_foreach(a->users, i, u) gw_proxy_notify_tools_changed(a->srv, a->tenant, json_string_value(u));
+  json_decref(a->users);
+  free(a);
+}
+
+static void notify_discard(void *arg) {
+  notify_arg *a = arg;
+  json_decref(a->users);
+  free(a);
+}
+
+int gw_proxy_notify_after_commit(st_txn *txn, gw_server *srv, const char *tenant, json_t *users) {
+  notify_arg *a = calloc(1, sizeof *a);
+  if (!a) {
+    json_decref(users);
+    return ST_ENOMEM;
+  }
+  a->srv = srv;
+  a->users = users;
+  snprintf(a->tenant, sizeof a->tenant, "%s", tenant);
+  int rc = st_txn_after_commit(txn, notify_after_commit, notify_discard, a);
+  if (rc) notify_discard(a);
+  return rc;
+}
+
+/* Membership changes: the added and removed users' tool lists changed;
+ * a new group may bind a pending policy name: everyone. */
+static int on_tools_changed(st_txn *txn, int kind, const void *event, void *ctx) {
+  const scim_event *ev = event;
+  json_t *users = NULL;
+  if (kind == SCIM_EV_MEMBERSHIP_CHANGED) {
+    users = json_array();
+    for (size_t i = 0; i < ev->nadded; i++) json_array_append_new(users, json_string(ev->added[i]));
+    for (size_t i = 0; i < ev->nremoved; i++) json_array_append_new(users, json_string(ev->removed[i]));
+  }
+  return gw_proxy_notify_after_commit(txn, ctx, ev->tenant, users);
+}
+
 int gw_proxy_register_hooks(gw_server *srv) {
   int rc = st_hook_add(srv->store, SCIM_EV_USER_DEACTIVATED, on_user_gone, srv);
-  return rc ? rc : st_hook_add(srv->store, SCIM_EV_USER_DELETED, on_user_gone, srv);
+  if (!rc) rc = st_hook_add(srv->store, SCIM_EV_USER_DELETED, on_user_gone, srv);
+  if (!rc) rc = st_hook_add(srv->store, SCIM_EV_MEMBERSHIP_CHANGED, on_tools_changed, srv);
+  if (!rc) rc = st_hook_add(srv->store, SCIM_EV_GROUP_CREATED, on_tools_changed, srv);
+  return rc;
 }
 
 /* Called by the connector delete job: after commit, live uses end. */
@@ -1052,6 +1309,7 @@ int gw_proxy_loop_start(gw_loop *lp) {
   }
   p->async.data = p;
   lp->proxy = p;
+  if (!(lp->pol = pol_cache_new(4096))) return -1;
   if (gw_out_new(&lp->loop, &lp->out) != 0) return -1;
   return 0;
 }
@@ -1099,5 +1357,7 @@ void gw_proxy_loop_stop(gw_loop *lp) {
     lp->out = NULL;
   }
   lp->proxy = NULL;
+  pol_cache_free(lp->pol);
+  lp->pol = NULL;
   uv_close((uv_handle_t *)&p->async, on_async_closed);
 }

@@ -37,10 +37,17 @@ void gw_proxy_revocations_drain(gw_loop *lp);
  * with user NULL, of a connector) on every loop. */
 void gw_proxy_revoke(gw_server *srv, const char *tenant, const char *user, const char *connector);
 void gw_proxy_metrics(gw_server *srv, gw_buf *out);
+/* Queues notifications/tools/list_changed on the open GET streams of a
+ * user (user NULL: of the whole tenant). Any thread. */
+void gw_proxy_notify_tools_changed(gw_server *srv, const char *tenant, const char *user);
 /* From a writer job deleting a connector: after the commit, its live
  * exchanges end. */
 typedef struct st_txn st_txn;
 int gw_proxy_revoke_connector_after_commit(st_txn *txn, gw_server *srv, const char *tenant,
                                            const char *connector);
+/* From a writer job: after the commit, list_changed to `users` (a JSON
+ * array of user ids, stolen) or, with NULL, to the whole tenant. */
+#include <jansson.h>
+int gw_proxy_notify_after_commit(st_txn *txn, gw_server *srv, const char *tenant, json_t *users);
 
 #endif

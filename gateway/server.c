@@ -26,6 +26,7 @@
 #include "gateway/mcp_proxy.h"
 #include "gateway/mcp_session.h"
 #include "gateway/metrics.h"
+#include "policy/policy.h"
 #include "gateway/scim_http.h"
 #include "gateway/tls.h"
 #include "store/store.h"
@@ -386,7 +387,8 @@ int gw_serve(gw_config *cfg) {
     /* hooks, in the order they run inside a SCIM deactivation: tokens
      * and sessions deleted, then live exchanges ended after the commit */
     if (gw_scim_init(srv) != 0 || auth_register_hooks(srv->store) != 0 ||
-        gw_sessions_register_hooks(srv->store) != 0 || gw_proxy_register_hooks(srv) != 0)
+        gw_sessions_register_hooks(srv->store) != 0 || pol_register_hooks(srv->store) != 0 ||
+        gw_proxy_register_hooks(srv) != 0)
       goto out;
   }
   srv->mcp_route = (gw_route){GW_RC_MCP, gw_proxy_dispatch, NULL, srv->cfg.mcp_max_body, NULL};

@@ -49,6 +49,7 @@ struct gw_loop {
   struct st_port *port; /* store completion port on this loop */
   struct gw_out *out;   /* outbound HTTP engine (gateway/outbound.h) */
   struct gw_proxy *proxy; /* live MCP exchanges (gateway/mcp_proxy.h) */
+  struct pol_cache *pol;  /* effective policies per user (policy/policy.h) */
   bool draining;
 };
 

@@ -1,0 +1,104 @@
+/* policy/policy.h — Okta groups → per-tool allow / block / approve, per
+ * connector, evaluated against each user's LIVE group membership.
+ *
+ * The document (per tenant, admin PUT):
+ *   {"version":1, "default":"block",
+ *    "connectors":{"github":{"default":"block"}},
+ *    "rules":[{"groups":["Senior Engineers"|"id:<scim id>"|"*"], "connector":"github"|"*",
+ *              "allow":[globs], "block":[globs], "approve":[globs]}]}
+ * On PUT, group names are resolved to SCIM group ids (case-insensitive;
+ * several matches → error, use "id:"); a name that matches no group yet is
+ * kept pending (with a warning) and binds when a group of that name is
+ * created. Rules are compiled against ids, so a later rename keeps them.
+ *
+ * Decision for (user, connector, tool): the rules whose groups intersect
+ * the user's groups (or "*") and whose connector matches; block beats
+ * approve beats allow; when no matching rule names the tool, the
+ * connector's default, else the document's default (block if absent). A
+ * user with no matching rule for a connector does not see it at all. No
+ * policy document at all: everything is hidden (fail closed).
+ *
+ * Store layout (ST_DB_POLICY):
+ *   tenant \0 'p'  → {"version", "document", "compiled", "warnings", "updated"}
+ *   tenant \0 'g'  → u64 generation: bumped in the same transaction by
+ *                    every membership change, group rename/create/delete and
+ *                    user deactivation, so cached decisions keyed by
+ *                    (generation, version) are never stale.
+ *
+ * Threads: parsing/compiling runs in writer jobs; pol_user_* and pol_decide
+ * on loop threads (read txns) and are pure functions of their inputs. */
+#ifndef MCPGATE_POLICY_POLICY_H
+#define MCPGATE_POLICY_POLICY_H
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+typedef enum pol_decision {
+  POL_HIDDEN = 0, /* no rule for this connector: the user does not see it */
+  POL_BLOCK = 1,
+  POL_APPROVE = 2,
+  POL_ALLOW = 3,
+} pol_decision;
+
+const char *pol_decision_name(pol_decision d);
+
+/* Glob match: '*' any run, '?' one character; case-sensitive (tool names
+ * are). */
+bool pol_glob(const char *pattern, const char *s);
+
+/* Validates a document. On failure returns negative and writes EVERY
+ * problem, "; "-separated, into err. */
+int pol_validate(const json_t *doc, char *err, size_t errlen);
+
+/* Writer job body for PUT: validate, resolve names, store as version+1.
+ * *version_out gets the new version; *warnings (owned) lists unresolved
+ * names. Ambiguous names fail with POL_EAMBIGUOUS and err says which. */
+#define POL_EINVALID (-2101)
+#define POL_EAMBIGUOUS (-2102)
+int pol_put(st_txn *txn, const char *tenant, const json_t *doc, const char *now, int *version_out,
+            json_t **warnings, char *err, size_t errlen);
+/* The stored policy record (caller decref); ST_ENOTFOUND when none. The
+ * view for admins: the document with current group names and notes. */
+int pol_get(st_txn *txn, const char *tenant, json_t **rec);
+json_t *pol_view(st_txn *txn, const char *tenant, const json_t *rec);
+
+/* Generation of a tenant's membership-derived state. */
+uint64_t pol_generation(st_txn *txn, const char *tenant);
+int pol_generation_bump(st_txn *txn, const char *tenant);
+int pol_purge_tenant(st_txn *txn, const char *tenant, int limit);
+
+/* A user's effective policy: their groups intersected with the rules,
+ * per connector. Built from a read txn; immutable afterwards. */
+typedef struct pol_user pol_user;
+int pol_user_load(st_txn *txn, const char *tenant, const char *user_id, pol_user **out);
+void pol_user_free(pol_user *u);
+int pol_user_version(const pol_user *u);
+uint64_t pol_user_generation(const pol_user *u);
+
+/* The decision. O(rules matching the user and connector × patterns). */
+pol_decision pol_decide(const pol_user *u, const char *connector, const char *tool);
+/* Whether any matching rule mentions the connector (else it is hidden). */
+bool pol_connector_visible(const pol_user *u, const char *connector);
+
+/* Explanation for admins: decision, matching rules (index, pattern, which
+ * group), the user's groups, the policy version. */
+json_t *pol_explain(st_txn *txn, const char *tenant, const char *user_id, const char *connector,
+                    const char *tool);
+
+/* Registers the SCIM hooks that bump generations and bind pending names. */
+int pol_register_hooks(st_store *st);
+
+/* Per-loop cache of pol_user keyed by (tenant, user), valid while
+ * (generation, version) are unchanged. Loop thread only. */
+typedef struct pol_cache pol_cache;
+pol_cache *pol_cache_new(size_t max_entries);
+void pol_cache_free(pol_cache *c);
+/* Returns a borrowed pol_user valid until the next pol_cache_get/free on
+ * this cache, or NULL with *err set (store unreadable: fail closed). */
+const pol_user *pol_cache_get(pol_cache *c, st_txn *txn, const char *tenant, const char *user_id,
+                              int *err);
+
+#endif
