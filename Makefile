@@ -34,6 +34,8 @@ LIB_SRC := $(filter-out gateway/main.c,$(foreach m,$(MODULES),$(wildcard $(m)/*.
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LLHTTP_OBJ := $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o $(BUILD)/llhttp/llhttp.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
+BENCH_SRC := $(wildcard tests/bench/bench_*.c)
+BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all asan deps run test unit integration clean fuzz bench
@@ -62,6 +64,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmcpgate.a tests/unit/unit.h
 
 unit-bins: $(UNIT_BIN)
 
+$(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libmcpgate.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -O2 -MF $(dir $@).$(notdir $@).d $(LDFLAGS) -o $@ $< $(BUILD)/libmcpgate.a $(LDLIBS)
+
 asan:
 	$(MAKE) BUILD=build-asan SANITIZE=1 all unit-bins
 
@@ -79,7 +85,8 @@ test: deps
 
 # Benchmarks print numbers against a baseline run in the same invocation;
 # they assert nothing and are not part of `make test`.
-bench: deps all
+bench: deps all $(BENCH_BIN)
+	@for b in $(BENCH_BIN); do $$b; done
 	node tests/bench/scim_import.mjs
 
 clean:

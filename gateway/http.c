@@ -918,8 +918,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     if (c->state == CS_HEADERS || c->state == CS_BODY) {
       /* the client stopped mid-request: nothing to answer */
       conn_close(c);
+      return;
     }
-    /* HANDLING: finish the response, then close (resp_closes sees eof) */
+    /* HANDLING: a handler that can abort (a proxied exchange, a stream)
+     * learns now that its client is gone; a plain request finishes its
+     * response, then the connection closes (resp_closes sees eof) */
+    if (c->req && c->req->on_abort) conn_close(c);
     return;
   }
   if (c->state == CS_LINGER) return; /* discard */

@@ -290,35 +290,6 @@ static const pol_user *policy_for(gw_loop *lp, const char *tenant, const char *u
   return u;
 }
 
-/* Removes tools the user may not call from a tools/list result; approve
- * tools stay, marked. Returns true when the message was changed. */
-static bool filter_tools(const pol_user *u, const char *connector, json_t *msg) {
-  json_t *tools = json_object_get(json_object_get(msg, "result"), "tools");
-  if (!json_is_array(tools)) return false;
-  bool changed = false;
-  for (size_t i = 0; i < json_array_size(tools);) {
-    json_t *t = json_array_get(tools, i);
-    const char *name = json_string_value(json_object_get(t, "name"));
-    pol_decision d = name && u ? pol_decide(u, connector, name) : POL_BLOCK;
-    if (d == POL_ALLOW) {
-      i++;
-      continue;
-    }
-    changed = true;
-    if (d == POL_APPROVE) {
-      const char *desc = json_string_value(json_object_get(t, "description"));
-      char buf[4096];
-      snprintf(buf, sizeof buf, "[requires approval: your organisation's policy must approve each call] %s",
-               desc ? desc : "");
-      json_object_set_new(t, "description", json_string(buf));
-      i++;
-    } else {
-      json_array_remove(tools, i);
-    }
-  }
-  return changed;
-}
-
 static bool is_list_reply(px *x, json_t *msg) {
   json_t *id = json_object_get(msg, "id");
   size_t i;
@@ -336,9 +307,9 @@ static bool filter_reply(px *x, json_t *j) {
   if (json_is_array(j)) {
     size_t i;
     json_t *m;
-    json_array_foreach(j, i, m) if (is_list_reply(x, m)) changed |= filter_tools(u, x->connector, m);
+    json_array_foreach(j, i, m) if (is_list_reply(x, m)) changed |= pol_filter_tools(u, x->connector, m);
   } else if (is_list_reply(x, j)) {
-    changed = filter_tools(u, x->connector, j);
+    changed = pol_filter_tools(u, x->connector, j);
   }
   return changed;
 }
@@ -1290,6 +1261,29 @@ int gw_proxy_revoke_connector_after_commit(st_txn *txn, gw_server *srv, const ch
   int rc = st_txn_after_commit(txn, revoke_after_commit, free, a);
   if (rc) free(a);
   return rc;
+}
+
+/* SIGTERM: streams end now, cleanly (a chunked end: clients reconnect,
+ * with Last-Event-ID, to another instance); plain requests finish. */
+void gw_proxy_drain(gw_loop *lp) {
+  gw_proxy *p = lp->proxy;
+  if (!p) return;
+  for (px *x = p->list; x; x = x->next) x->refs++;
+  for (px *x = p->list; x; x = x->next) {
+    if (x->kind != PX_GET && !x->started) continue;
+    if (x->out) gw_out_abort(x->out);
+    if (x->req) {
+      gw_req *r = x->req;
+      bool started = x->started;
+      client_done(x);
+      if (started) gw_resp_end(r);
+      else gw_respond_error(r, 503, "shutting_down", "the gateway is restarting; reconnect");
+    }
+  }
+  for (px *x = p->list, *n; x; x = n) {
+    n = x->next;
+    px_unref(x);
+  }
 }
 
 /* ---------- loop setup ---------- */

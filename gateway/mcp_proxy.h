@@ -28,6 +28,8 @@ int gw_proxy_loop_start(gw_loop *lp);
 /* Ends every exchange (shutdown); frees the per-loop state once they are gone. */
 void gw_proxy_loop_stop(gw_loop *lp);
 void gw_proxy_dispatch(gw_req *req);
+/* Shutdown started: ends open streams now (cleanly), lets requests finish. */
+void gw_proxy_drain(gw_loop *lp);
 /* Hooks (user deactivated/deleted, connector deleted → revocation fan-out).
  * Call after st_open, before the first write job. */
 int gw_proxy_register_hooks(gw_server *srv);

@@ -237,6 +237,7 @@ static void on_stop_signal(uv_signal_t *s, int signum) {
          signum == SIGINT ? "SIGINT" : "SIGTERM", lp->nconns, (long long)srv->cfg.shutdown_timeout_ms);
   listeners_close(lp);
   gw__http_drain(lp);
+  gw_proxy_drain(lp);
   if (lp->nconns == 0) {
     finish(srv);
     return;

@@ -328,35 +328,204 @@ json_t *pol_view(st_txn *txn, const char *tenant, const json_t *rec) {
   return o;
 }
 
-/* ---------- per-user effective policy ---------- */
+/* ---------- compiled policies and per-user indexes ---------- */
 
-typedef struct pol_pat {
+/* A tenant's policy parsed once per version into C structures (the JSON
+ * record is ~150 bytes a rule; parsing it on every cold decision would
+ * cost milliseconds). */
+typedef struct cpat {
   char *pattern;
   int action; /* POL_BLOCK / POL_APPROVE / POL_ALLOW */
-} pol_pat;
+} cpat;
 
-typedef struct pol_rule {
-  char connector[40]; /* or "*" */
-  pol_pat *pats;
+typedef struct crule {
+  char connector[40];
+  char **groups; /* group ids */
+  size_t ngroups;
+  bool star;     /* "*": every active user */
+  cpat *pats;
   size_t npats;
-} pol_rule;
+} crule;
+
+typedef struct pol_compiled {
+  int version;
+  int def_action;
+  json_t *conn_defaults;
+  crule *rules;
+  size_t nrules;
+} pol_compiled;
+
+static void compiled_free(pol_compiled *c) {
+  if (!c) return;
+  for (size_t i = 0; i < c->nrules; i++) {
+    for (size_t j = 0; j < c->rules[i].ngroups; j++) free(c->rules[i].groups[j]);
+    free(c->rules[i].groups);
+    for (size_t j = 0; j < c->rules[i].npats; j++) free(c->rules[i].pats[j].pattern);
+    free(c->rules[i].pats);
+  }
+  free(c->rules);
+  json_decref(c->conn_defaults);
+  free(c);
+}
+
+/* ST_ENOTFOUND: the tenant has no policy. */
+static int compiled_load(st_txn *txn, const char *tenant, pol_compiled **out) {
+  *out = NULL;
+  json_t *rec;
+  int rc = pol_get(txn, tenant, &rec);
+  if (rc) return rc;
+  pol_compiled *c = calloc(1, sizeof *c);
+  json_t *doc = json_object_get(rec, "document");
+  json_t *compiled = json_object_get(rec, "compiled");
+  if (!c || !(c->rules = calloc(json_array_size(compiled) + 1, sizeof *c->rules))) {
+    free(c);
+    json_decref(rec);
+    return ST_ENOMEM;
+  }
+  c->version = (int)json_integer_value(json_object_get(rec, "version"));
+  c->def_action = !strcmp(json_string_value(json_object_get(doc, "default")) ?: "block", "allow") ? POL_ALLOW : POL_BLOCK;
+  c->conn_defaults = json_object();
+  const char *k;
+  json_t *v;
+  json_object_foreach(json_object_get(doc, "connectors"), k, v) {
+    json_t *d = json_object_get(v, "default");
+    if (d) json_object_set(c->conn_defaults, k, d);
+  }
+  size_t i;
+  json_t *cr;
+  json_array_foreach(compiled, i, cr) {
+    crule *r = &c->rules[c->nrules++];
+    snprintf(r->connector, sizeof r->connector, "%s", json_string_value(json_object_get(cr, "connector")) ?: "");
+    json_t *gs = json_object_get(cr, "groups");
+    r->groups = calloc(json_array_size(gs) + 1, sizeof *r->groups);
+    size_t j;
+    json_t *g;
+    json_array_foreach(gs, j, g) {
+      if (json_is_string(g)) r->star = true;
+      else if (json_string_value(json_object_get(g, "id")) && r->groups)
+        r->groups[r->ngroups++] = strdup(json_string_value(json_object_get(g, "id")));
+    }
+    static const char *const lists[] = {"block", "approve", "allow"};
+    static const int acts[] = {POL_BLOCK, POL_APPROVE, POL_ALLOW};
+    size_t total = 0;
+    for (int l = 0; l < 3; l++) total += json_array_size(json_object_get(cr, lists[l]));
+    r->pats = calloc(total + 1, sizeof *r->pats);
+    for (int l = 0; l < 3 && r->pats; l++) {
+      json_t *p;
+      json_array_foreach(json_object_get(cr, lists[l]), j, p) {
+        r->pats[r->npats].pattern = strdup(json_string_value(p));
+        r->pats[r->npats].action = acts[l];
+        if (r->pats[r->npats].pattern) r->npats++;
+      }
+    }
+  }
+  json_decref(rec);
+  *out = c;
+  return 0;
+}
+
+/* Open-addressing string → action table (strongest action wins on insert). */
+typedef struct stab {
+  char **keys;
+  size_t *lens;
+  unsigned char *vals;
+  size_t cap, n;
+} stab;
+
+static uint64_t fnv(const char *s, size_t n) {
+  uint64_t h = 1469598103934665603ULL;
+  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+  return h;
+}
+
+static void stab_free(stab *t) {
+  for (size_t i = 0; i < t->cap; i++) free(t->keys ? t->keys[i] : NULL);
+  free(t->keys);
+  free(t->lens);
+  free(t->vals);
+  memset(t, 0, sizeof *t);
+}
+
+static int stab_put(stab *t, const char *k, size_t n, int action);
+
+static int stab_grow(stab *t) {
+  stab nt = {0};
+  nt.cap = t->cap ? t->cap * 2 : 16;
+  nt.keys = calloc(nt.cap, sizeof *nt.keys);
+  nt.lens = calloc(nt.cap, sizeof *nt.lens);
+  nt.vals = calloc(nt.cap, 1);
+  if (!nt.keys || !nt.lens || !nt.vals) {
+    stab_free(&nt);
+    return -1;
+  }
+  for (size_t i = 0; i < t->cap; i++)
+    if (t->keys[i]) stab_put(&nt, t->keys[i], t->lens[i], t->vals[i]);
+  stab_free(t);
+  *t = nt;
+  return 0;
+}
+
+static int stab_put(stab *t, const char *k, size_t n, int action) {
+  if ((t->n + 1) * 2 > t->cap && stab_grow(t) != 0) return -1;
+  size_t i = fnv(k, n) & (t->cap - 1);
+  while (t->keys[i]) {
+    if (t->lens[i] == n && !memcmp(t->keys[i], k, n)) {
+      if (action < t->vals[i]) t->vals[i] = (unsigned char)action;
+      return 0;
+    }
+    i = (i + 1) & (t->cap - 1);
+  }
+  if (!(t->keys[i] = malloc(n + 1))) return -1;
+  memcpy(t->keys[i], k, n);
+  t->keys[i][n] = 0;
+  t->lens[i] = n;
+  t->vals[i] = (unsigned char)action;
+  t->n++;
+  return 0;
+}
+
+static int stab_get(const stab *t, const char *k, size_t n, uint64_t h) {
+  if (!t->cap) return 0;
+  size_t i = h & (t->cap - 1);
+  while (t->keys[i]) {
+    if (t->lens[i] == n && !memcmp(t->keys[i], k, n)) return t->vals[i];
+    i = (i + 1) & (t->cap - 1);
+  }
+  return 0;
+}
+
+/* One connector's (or "*"'s) patterns for one user, indexed: exact names,
+ * "prefix*" globs by prefix, and the remaining globs. */
+typedef struct cidx {
+  char connector[40];
+  stab exact, prefix;
+  cpat *globs; /* borrowed pattern strings (owned by the compiled policy copy) */
+  size_t nglobs;
+} cidx;
 
 struct pol_user {
   int version;
   uint64_t generation;
-  char def_action;     /* POL_ALLOW / POL_BLOCK */
-  json_t *conn_defaults; /* object connector → "allow"/"block" */
-  pol_rule *rules;     /* only rules whose groups match the user */
-  size_t nrules;
+  int def_action;
+  json_t *conn_defaults;
+  cidx *idx;
+  size_t nidx;
+  char **strings; /* glob pattern copies */
+  size_t nstrings;
+  stab memo;      /* connector \0 tool → decision; single-threaded (per loop) */
 };
 
 void pol_user_free(pol_user *u) {
   if (!u) return;
-  for (size_t i = 0; i < u->nrules; i++) {
-    for (size_t j = 0; j < u->rules[i].npats; j++) free(u->rules[i].pats[j].pattern);
-    free(u->rules[i].pats);
+  for (size_t i = 0; i < u->nidx; i++) {
+    stab_free(&u->idx[i].exact);
+    stab_free(&u->idx[i].prefix);
+    free(u->idx[i].globs);
   }
-  free(u->rules);
+  free(u->idx);
+  for (size_t i = 0; i < u->nstrings; i++) free(u->strings[i]);
+  free(u->strings);
+  stab_free(&u->memo);
   json_decref(u->conn_defaults);
   free(u);
 }
@@ -381,112 +550,202 @@ static bool rule_matches_user(const json_t *cr, const json_t *user_groups, bool 
   return false;
 }
 
-static int load_rules(pol_user *u, const json_t *compiled, const json_t *user_groups, bool active) {
-  size_t n = json_array_size(compiled);
-  u->rules = calloc(n ? n : 1, sizeof *u->rules);
-  if (!u->rules) return ST_ENOMEM;
-  size_t i;
-  json_t *cr;
-  json_array_foreach(compiled, i, cr) {
-    if (!rule_matches_user(cr, user_groups, active)) continue;
-    pol_rule *r = &u->rules[u->nrules++];
-    snprintf(r->connector, sizeof r->connector, "%s", json_string_value(json_object_get(cr, "connector")) ?: "");
-    static const char *const lists[] = {"block", "approve", "allow"};
-    static const int acts[] = {POL_BLOCK, POL_APPROVE, POL_ALLOW};
-    size_t total = 0;
-    for (int l = 0; l < 3; l++) total += json_array_size(json_object_get(cr, lists[l]));
-    r->pats = calloc(total ? total : 1, sizeof *r->pats);
-    if (!r->pats) return ST_ENOMEM;
-    for (int l = 0; l < 3; l++) {
-      size_t j;
-      json_t *p;
-      json_array_foreach(json_object_get(cr, lists[l]), j, p) {
-        r->pats[r->npats].pattern = strdup(json_string_value(p));
-        r->pats[r->npats].action = acts[l];
-        if (r->pats[r->npats].pattern) r->npats++;
-      }
+static cidx *idx_for(pol_user *u, const char *connector) {
+  for (size_t i = 0; i < u->nidx; i++)
+    if (!strcmp(u->idx[i].connector, connector)) return &u->idx[i];
+  cidx *n = realloc(u->idx, (u->nidx + 1) * sizeof *n);
+  if (!n) return NULL;
+  u->idx = n;
+  cidx *e = &u->idx[u->nidx++];
+  memset(e, 0, sizeof *e);
+  snprintf(e->connector, sizeof e->connector, "%s", connector);
+  return e;
+}
+
+static int add_pattern(pol_user *u, cidx *e, const cpat *p) {
+  const char *s = p->pattern;
+  size_t n = strlen(s);
+  const char *wild = strpbrk(s, "*?");
+  if (!wild) return stab_put(&e->exact, s, n, p->action);
+  if (wild == s + n - 1 && *wild == '*') return stab_put(&e->prefix, s, n - 1, p->action);
+  for (size_t i = 0; i < e->nglobs; i++)
+    if (!strcmp(e->globs[i].pattern, s)) {
+      if (p->action < e->globs[i].action) e->globs[i].action = p->action;
+      return 0;
     }
+  cpat *g = realloc(e->globs, (e->nglobs + 1) * sizeof *g);
+  char **str = realloc(u->strings, (u->nstrings + 1) * sizeof *str);
+  if (str) u->strings = str;
+  if (!g || !str) {
+    if (g) e->globs = g;
+    return -1;
   }
+  e->globs = g;
+  char *copy = strdup(s);
+  if (!copy) return -1;
+  u->strings[u->nstrings++] = copy;
+  e->globs[e->nglobs].pattern = copy;
+  e->globs[e->nglobs].action = p->action;
+  e->nglobs++;
   return 0;
+}
+
+static int user_from_compiled(const pol_compiled *c, const json_t *groups, bool active, uint64_t gen, pol_user **out) {
+  pol_user *u = calloc(1, sizeof *u);
+  if (!u) return ST_ENOMEM;
+  u->generation = gen;
+  u->def_action = POL_BLOCK;
+  *out = u;
+  if (!c) return 0; /* no policy: every connector hidden */
+  u->version = c->version;
+  u->def_action = c->def_action;
+  u->conn_defaults = json_incref(c->conn_defaults);
+  if (!active) return 0;
+  stab ug = {0};
+  size_t i;
+  json_t *g;
+  json_array_foreach(groups, i, g) stab_put(&ug, json_string_value(g), strlen(json_string_value(g)), 1);
+  int rc = 0;
+  for (size_t r = 0; r < c->nrules && !rc; r++) {
+    const crule *cr = &c->rules[r];
+    bool hit = cr->star;
+    for (size_t k = 0; !hit && k < cr->ngroups; k++) {
+      const char *id = cr->groups[k];
+      size_t n = strlen(id);
+      hit = stab_get(&ug, id, n, fnv(id, n)) != 0;
+    }
+    if (!hit) continue;
+    cidx *e = idx_for(u, cr->connector);
+    if (!e) rc = ST_ENOMEM;
+    for (size_t k = 0; e && k < cr->npats && !rc; k++)
+      if (add_pattern(u, e, &cr->pats[k]) != 0) rc = ST_ENOMEM;
+  }
+  stab_free(&ug);
+  return rc;
+}
+
+static int user_groups_state(st_txn *txn, const char *tenant, const char *user_id, json_t **groups, bool *active) {
+  json_t *user;
+  *groups = NULL;
+  *active = false;
+  int rc = scim_user_lookup(txn, tenant, user_id, &user);
+  if (rc == ST_ENOTFOUND) {
+    *groups = json_array();
+    return 0;
+  }
+  if (rc) return rc;
+  json_t *a = json_object_get(user, "active");
+  *active = !a || json_is_true(a);
+  json_decref(user);
+  return scim_user_groups(txn, tenant, user_id, groups);
 }
 
 int pol_user_load(st_txn *txn, const char *tenant, const char *user_id, pol_user **out) {
   *out = NULL;
-  pol_user *u = calloc(1, sizeof *u);
-  if (!u) return ST_ENOMEM;
-  u->generation = pol_generation(txn, tenant);
-  u->def_action = POL_BLOCK;
-  json_t *rec;
-  int rc = pol_get(txn, tenant, &rec);
-  if (rc == ST_ENOTFOUND) {
-    u->version = 0; /* no policy: every connector hidden */
-    *out = u;
-    return 0;
+  uint64_t gen = pol_generation(txn, tenant);
+  pol_compiled *c = NULL;
+  int rc = compiled_load(txn, tenant, &c);
+  if (rc && rc != ST_ENOTFOUND) return rc;
+  json_t *groups;
+  bool active;
+  if ((rc = user_groups_state(txn, tenant, user_id, &groups, &active)) == 0) {
+    rc = user_from_compiled(c, groups, active, gen, out);
+    if (rc) {
+      pol_user_free(*out);
+      *out = NULL;
+    }
   }
-  if (rc) {
-    free(u);
-    return rc;
-  }
-  json_t *doc = json_object_get(rec, "document");
-  u->version = (int)json_integer_value(json_object_get(rec, "version"));
-  if (!strcmp(json_string_value(json_object_get(doc, "default")) ?: "block", "allow")) u->def_action = POL_ALLOW;
-  u->conn_defaults = json_object();
-  const char *k;
-  json_t *v;
-  json_object_foreach(json_object_get(doc, "connectors"), k, v) {
-    json_t *d = json_object_get(v, "default");
-    if (d) json_object_set(u->conn_defaults, k, d);
-  }
-  json_t *user, *groups = NULL;
-  bool active = false;
-  if (scim_user_lookup(txn, tenant, user_id, &user) == 0) {
-    json_t *a = json_object_get(user, "active");
-    active = !a || json_is_true(a);
-    json_decref(user);
-    rc = scim_user_groups(txn, tenant, user_id, &groups);
-  }
-  if (!groups) groups = json_array();
-  if (active && rc == 0) rc = load_rules(u, json_object_get(rec, "compiled"), groups, active);
   json_decref(groups);
-  json_decref(rec);
-  if (rc) {
-    pol_user_free(u);
-    return rc;
-  }
-  *out = u;
-  return 0;
-}
-
-static bool conn_match(const pol_rule *r, const char *connector) {
-  return !strcmp(r->connector, "*") || !strcmp(r->connector, connector);
+  compiled_free(c);
+  return rc;
 }
 
 bool pol_connector_visible(const pol_user *u, const char *connector) {
-  for (size_t i = 0; i < u->nrules; i++)
-    if (conn_match(&u->rules[i], connector)) return true;
+  for (size_t i = 0; i < u->nidx; i++)
+    if (!strcmp(u->idx[i].connector, "*") || !strcmp(u->idx[i].connector, connector)) return true;
   return false;
 }
 
-pol_decision pol_decide(const pol_user *u, const char *connector, const char *tool) {
-  bool visible = false;
-  int best = 0; /* strongest action naming the tool: block > approve > allow */
-  for (size_t i = 0; i < u->nrules; i++) {
-    const pol_rule *r = &u->rules[i];
-    if (!conn_match(r, connector)) continue;
-    visible = true;
-    for (size_t j = 0; j < r->npats; j++) {
-      int a = r->pats[j].action;
-      if ((best == 0 || a < best) && pol_glob(r->pats[j].pattern, tool)) {
-        best = a;
-        if (best == POL_BLOCK) return POL_BLOCK;
-      }
+static int idx_best(const cidx *e, const char *tool, size_t n) {
+  int best = stab_get(&e->exact, tool, n, fnv(tool, n));
+  if (best == POL_BLOCK) return best;
+  /* every prefix of the tool name (the empty prefix is the pattern "*") */
+  uint64_t h = 1469598103934665603ULL;
+  if (e->prefix.cap)
+    for (size_t l = 0; l <= n; l++) {
+      int a = stab_get(&e->prefix, tool, l, h);
+      if (a && (!best || a < best)) best = a;
+      if (l < n) h = (h ^ (unsigned char)tool[l]) * 1099511628211ULL;
     }
+  for (size_t i = 0; i < e->nglobs && best != POL_BLOCK; i++)
+    if ((!best || e->globs[i].action < best) && pol_glob(e->globs[i].pattern, tool)) best = e->globs[i].action;
+  return best;
+}
+
+static pol_decision decide_uncached(const pol_user *u, const char *connector, const char *tool) {
+  bool visible = false;
+  int best = 0;
+  size_t n = strlen(tool);
+  for (size_t i = 0; i < u->nidx; i++) {
+    const cidx *e = &u->idx[i];
+    if (strcmp(e->connector, "*") && strcmp(e->connector, connector)) continue;
+    visible = true;
+    int a = idx_best(e, tool, n);
+    if (a && (!best || a < best)) best = a;
   }
   if (!visible) return POL_HIDDEN;
   if (best) return (pol_decision)best;
   const char *cd = json_string_value(json_object_get(u->conn_defaults, connector));
   if (cd) return !strcmp(cd, "allow") ? POL_ALLOW : POL_BLOCK;
   return (pol_decision)u->def_action;
+}
+
+#define MEMO_MAX 8192
+
+pol_decision pol_decide(const pol_user *cu, const char *connector, const char *tool) {
+  /* memoized per user: a pol_user lives in one loop's cache, so the memo
+   * is never shared between threads */
+  pol_user *u = (pol_user *)cu;
+  char key[600];
+  size_t cl = strlen(connector), tl = strlen(tool);
+  if (cl + tl + 1 >= sizeof key) return decide_uncached(u, connector, tool);
+  memcpy(key, connector, cl);
+  key[cl] = 0;
+  memcpy(key + cl + 1, tool, tl);
+  size_t kl = cl + 1 + tl;
+  int d = stab_get(&u->memo, key, kl, fnv(key, kl));
+  if (d) return (pol_decision)(d - 1);
+  pol_decision r = decide_uncached(u, connector, tool);
+  if (u->memo.n >= MEMO_MAX) stab_free(&u->memo);
+  stab_put(&u->memo, key, kl, (int)r + 1);
+  return r;
+}
+
+bool pol_filter_tools(const pol_user *u, const char *connector, json_t *msg) {
+  json_t *tools = json_object_get(json_object_get(msg, "result"), "tools");
+  if (!json_is_array(tools)) return false;
+  bool changed = false;
+  for (size_t i = 0; i < json_array_size(tools);) {
+    json_t *t = json_array_get(tools, i);
+    const char *name = json_string_value(json_object_get(t, "name"));
+    pol_decision d = name && u ? pol_decide(u, connector, name) : POL_BLOCK;
+    if (d == POL_ALLOW) {
+      i++;
+      continue;
+    }
+    changed = true;
+    if (d == POL_APPROVE) {
+      const char *desc = json_string_value(json_object_get(t, "description"));
+      char buf[4096];
+      snprintf(buf, sizeof buf, "[requires approval: your organisation's policy must approve each call] %s",
+               desc ? desc : "");
+      json_object_set_new(t, "description", json_string(buf));
+      i++;
+    } else {
+      json_array_remove(tools, i);
+    }
+  }
+  return changed;
 }
 
 json_t *pol_explain(st_txn *txn, const char *tenant, const char *user_id, const char *connector,
@@ -632,9 +891,20 @@ typedef struct cache_entry {
   uint64_t tick;
 } cache_entry;
 
+typedef struct tenant_entry {
+  char tenant[64];
+  int version; /* 0: the tenant has no policy */
+  pol_compiled *c;
+  uint64_t tick;
+} tenant_entry;
+
+#define TENANTS_MAX 64
+
 struct pol_cache {
   cache_entry *e;
   size_t n, max;
+  tenant_entry t[TENANTS_MAX];
+  size_t nt;
   uint64_t tick;
 };
 
@@ -653,24 +923,70 @@ pol_cache *pol_cache_new(size_t max) {
 void pol_cache_free(pol_cache *c) {
   if (!c) return;
   for (size_t i = 0; i < c->n; i++) pol_user_free(c->e[i].u);
+  for (size_t i = 0; i < c->nt; i++) compiled_free(c->t[i].c);
   free(c->e);
   free(c);
 }
 
-const pol_user *pol_cache_get(pol_cache *c, st_txn *txn, const char *tenant, const char *user_id, int *err) {
-  uint64_t gen = pol_generation(txn, tenant);
-  json_t *rec = NULL;
-  int version = 0;
+/* The version stored in the record, read without parsing it all: the
+ * record is written with "version" first. */
+static int stored_version(st_txn *txn, const char *tenant, int *version) {
   char k[80];
   st_val v;
-  *err = 0;
-  /* the version without parsing the whole record: stored first */
-  if (strlen(tenant) <= 63 && st_get(txn, ST_DB_POLICY, k, key(tenant, 'p', k), &v) == 0) {
-    const char *p = memmem(v.data, v.len < 64 ? v.len : 64, "\"version\":", 10);
-    if (p) version = atoi(p + 10);
-    else if ((rec = json_loadb(v.data, v.len, 0, NULL))) version = (int)json_integer_value(json_object_get(rec, "version"));
-    json_decref(rec);
+  *version = 0;
+  if (strlen(tenant) > 63) return 0;
+  int rc = st_get(txn, ST_DB_POLICY, k, key(tenant, 'p', k), &v);
+  if (rc == ST_ENOTFOUND) return 0;
+  if (rc) return rc;
+  const char *p = memmem(v.data, v.len < 64 ? v.len : 64, "\"version\":", 10);
+  if (p) {
+    *version = atoi(p + 10);
+    return 0;
   }
+  json_t *rec = json_loadb(v.data, v.len, 0, NULL);
+  if (!rec) return ST_ECORRUPT;
+  *version = (int)json_integer_value(json_object_get(rec, "version"));
+  json_decref(rec);
+  return 0;
+}
+
+static int compiled_for(pol_cache *c, st_txn *txn, const char *tenant, int version, pol_compiled **out) {
+  *out = NULL;
+  if (!version) return 0;
+  size_t lru = 0;
+  for (size_t i = 0; i < c->nt; i++) {
+    if (!strcmp(c->t[i].tenant, tenant) && c->t[i].version == version) {
+      c->t[i].tick = c->tick;
+      *out = c->t[i].c;
+      return 0;
+    }
+    if (c->t[i].tick < c->t[lru].tick) lru = i;
+  }
+  pol_compiled *pc;
+  int rc = compiled_load(txn, tenant, &pc);
+  if (rc == ST_ENOTFOUND) return 0;
+  if (rc) return rc;
+  size_t slot = c->nt;
+  for (size_t i = 0; i < c->nt; i++)
+    if (!strcmp(c->t[i].tenant, tenant)) slot = i;
+  if (slot == c->nt) {
+    if (c->nt < TENANTS_MAX) c->nt++;
+    else slot = lru;
+  }
+  compiled_free(c->t[slot].c);
+  snprintf(c->t[slot].tenant, sizeof c->t[slot].tenant, "%s", tenant);
+  c->t[slot].version = pc->version;
+  c->t[slot].c = pc;
+  c->t[slot].tick = c->tick;
+  *out = pc;
+  return 0;
+}
+
+const pol_user *pol_cache_get(pol_cache *c, st_txn *txn, const char *tenant, const char *user_id, int *err) {
+  uint64_t gen = pol_generation(txn, tenant);
+  int version;
+  *err = stored_version(txn, tenant, &version);
+  if (*err) return NULL;
   c->tick++;
   size_t slot = c->n, lru = 0;
   for (size_t i = 0; i < c->n; i++) {
@@ -684,18 +1000,23 @@ const pol_user *pol_cache_get(pol_cache *c, st_txn *txn, const char *tenant, con
     }
     if (c->e[i].tick < c->e[lru].tick) lru = i;
   }
-  pol_user *u;
-  int rc = pol_user_load(txn, tenant, user_id, &u);
-  if (rc) {
-    *err = rc;
+  pol_compiled *pc;
+  if ((*err = compiled_for(c, txn, tenant, version, &pc)) != 0) return NULL;
+  json_t *groups;
+  bool active;
+  if ((*err = user_groups_state(txn, tenant, user_id, &groups, &active)) != 0) return NULL;
+  pol_user *u = NULL;
+  *err = user_from_compiled(pc, groups, active, gen, &u);
+  json_decref(groups);
+  if (*err) {
+    pol_user_free(u);
     return NULL;
   }
   if (slot == c->n) {
     if (c->n < c->max) c->n++;
     else slot = lru;
   }
-  if (slot < c->n && c->e[slot].u && (strcmp(c->e[slot].tenant, tenant) || strcmp(c->e[slot].user, user_id) || 1))
-    pol_user_free(c->e[slot].u);
+  pol_user_free(c->e[slot].u);
   snprintf(c->e[slot].tenant, sizeof c->e[slot].tenant, "%s", tenant);
   snprintf(c->e[slot].user, sizeof c->e[slot].user, "%s", user_id);
   c->e[slot].u = u;

@@ -83,6 +83,12 @@ pol_decision pol_decide(const pol_user *u, const char *connector, const char *to
 /* Whether any matching rule mentions the connector (else it is hidden). */
 bool pol_connector_visible(const pol_user *u, const char *connector);
 
+/* Filters a tools/list result message in place: tools the user may not
+ * call are removed; approve tools stay, their description prefixed with a
+ * "requires approval" note. u NULL removes every tool (fail closed).
+ * Returns true when the message changed. */
+bool pol_filter_tools(const pol_user *u, const char *connector, json_t *msg);
+
 /* Explanation for admins: decision, matching rules (index, pattern, which
  * group), the user's groups, the policy version. */
 json_t *pol_explain(st_txn *txn, const char *tenant, const char *user_id, const char *connector,

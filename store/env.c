@@ -33,6 +33,7 @@ const char *const st__db_names[ST_DB__COUNT] = {
     [ST_DB_SCIM_MEM] = "scim.mem",
     [ST_DB_CONNECTORS] = "vault.connectors",
     [ST_DB_SESSIONS] = "sessions",
+    [ST_DB_POLICY] = "policy",
 };
 _Static_assert(sizeof st__db_names / sizeof st__db_names[0] == ST_DB__COUNT,
                "st__db_names must name every st_db");

@@ -66,11 +66,15 @@ static int m4_proxy_dbs(st_txn *t) {
   return rc < 0 ? rc : st__db_create(t, ST_DB_SESSIONS);
 }
 
+/* 5: policy documents (policy/). */
+static int m5_policy_db(st_txn *t) { return st__db_create(t, ST_DB_POLICY); }
+
 static const migration steps[] = {
     {"create initial databases", m1_initial_dbs},
     {"assign store id", m2_store_id},
     {"create SCIM databases", m3_scim_dbs},
     {"create connector and session databases", m4_proxy_dbs},
+    {"create the policy database", m5_policy_db},
 };
 
 uint32_t st_schema_latest(void) { return (uint32_t)(sizeof steps / sizeof steps[0]); }

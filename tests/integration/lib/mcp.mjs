@@ -573,14 +573,18 @@ export function openStream(url, { method = 'GET', headers = {}, body, timeoutMs 
 
 /**
  * Creates tenant `id` on gateway `gw` (admin API, operator token), provisions
- * `users` over SCIM (userName strings) and returns helpers:
+ * `users` over SCIM (userName strings), PUTs `policy` (default ALLOW_ALL_POLICY:
+ * every user may call every tool of every connector; null: no policy, so
+ * every connector is hidden) and returns helpers:
  *   {id, opToken, scim, users: {userName: scimUser}, mcpUrl(connector),
  *    mintToken(userNameOrId, body?) → {status, json, id, token},
  *    putConnector(name, body) → {status, json, body},
- *    connectorsPath, admin(method, path, body),
+ *    admin(method, path, body), setPolicy(doc),
  *    deactivate(userId), reactivate(userId)}
  */
-export async function setupTenant(gw, { id = 'acme', users = ['alice@acme.com', 'bob@acme.com'] } = {}) {
+export const ALLOW_ALL_POLICY = { version: 1, default: 'block', rules: [{ groups: ['*'], connector: '*', allow: ['*'] }] };
+
+export async function setupTenant(gw, { id = 'acme', users = ['alice@acme.com', 'bob@acme.com'], policy = ALLOW_ALL_POLICY } = {}) {
   const opToken = operatorToken(gw.dataDir);
   const t = await createTenant(gw.port, opToken, id);
   const scim = scimClient(gw.port, id, t.scim.token);
@@ -593,8 +597,14 @@ export async function setupTenant(gw, { id = 'acme', users = ['alice@acme.com', 
     assert.equal(r.status, 200, `SCIM PATCH active=${active}: ${r.status} ${r.body}`);
     return r.json;
   };
+  const setPolicy = async (doc) => {
+    const r = await admin('PUT', '/policy', doc);
+    assert.equal(r.status, 200, `PUT policy: expected 200, got ${r.status} ${r.body}`);
+    return r.json;
+  };
+  if (policy) await setPolicy(policy);
   return {
-    id, opToken, scim, users: us, tenant: t,
+    id, opToken, scim, users: us, tenant: t, setPolicy,
     publicBase: gw.url,
     mcpUrl: (connector) => `${gw.url}/t/${id}/mcp/${connector}`,
     admin,

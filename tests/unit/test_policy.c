@@ -1,0 +1,287 @@
+/* tests/unit/test_policy.c — the policy decision table against a real
+ * store: precedence (block > approve > allow), globs, "*" groups and
+ * connectors, defaults, hidden connectors, name resolution, ambiguity,
+ * pending names binding on group creation, renames keeping bindings,
+ * generations bumped by membership changes, validation listing every
+ * problem. */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gateway/log.h"
+#include "policy/policy.h"
+#include "scim/scim.h"
+#include "store/store.h"
+#include "unit.h"
+
+static char tmpdir[256];
+static st_store *st;
+
+typedef struct call {
+  scim_req rq;
+  scim_resp rs;
+} call;
+
+static int run_scim(st_txn *txn, void *arg) {
+  call *c = arg;
+  int rc = scim_handle(txn, &c->rq, &c->rs);
+  return rc < 0 ? rc : 0;
+}
+
+/* A SCIM write; returns the id of what it created (static buffer). */
+static const char *scim(const char *method, const char *path, const char *body) {
+  static char id[64];
+  call c;
+  memset(&c, 0, sizeof c);
+  c.rq.tenant = "acme";
+  c.rq.method = method;
+  c.rq.path = path;
+  c.rq.base_url = "http://gw/t/acme/scim/v2";
+  c.rq.body = body ? json_loads(body, 0, NULL) : NULL;
+  scim_new_id(c.rq.new_id);
+  snprintf(c.rq.now, sizeof c.rq.now, "2026-11-22T00:00:00Z");
+  st_write_sync(st, run_scim, &c);
+  json_decref(c.rq.body);
+  snprintf(id, sizeof id, "%s", json_string_value(json_object_get(c.rs.body, "id")) ?: "");
+  scim_resp_clear(&c.rs);
+  return id;
+}
+
+typedef struct put {
+  json_t *doc;
+  int version, rc;
+  json_t *warnings;
+  char err[2048];
+} put;
+
+static int run_put(st_txn *txn, void *arg) {
+  put *p = arg;
+  json_decref(p->warnings);
+  p->warnings = NULL;
+  p->rc = pol_put(txn, "acme", p->doc, "2026-11-22T00:00:00Z", &p->version, &p->warnings, p->err, sizeof p->err);
+  return p->rc;
+}
+
+static int put_policy(const char *text, put *p) {
+  memset(p, 0, sizeof *p);
+  p->doc = json_loads(text, 0, NULL);
+  if (!p->doc) return -999;
+  st_write_sync(st, run_put, p);
+  json_decref(p->doc);
+  return p->rc;
+}
+
+static pol_decision decide(const char *user, const char *connector, const char *tool) {
+  st_txn *txn;
+  pol_user *u;
+  if (st_read_begin(st, &txn) != 0) return (pol_decision)-1;
+  int rc = pol_user_load(txn, "acme", user, &u);
+  st_txn_end(txn);
+  if (rc) return (pol_decision)-1;
+  pol_decision d = pol_decide(u, connector, tool);
+  pol_user_free(u);
+  return d;
+}
+
+static char senior[40], junior[40], alice[40], bob[40], carol[40];
+
+static int setup(void) {
+  snprintf(tmpdir, sizeof tmpdir, "/tmp/mcpgate-pol-XXXXXX");
+  if (!mkdtemp(tmpdir)) return -1;
+  char dir[300];
+  snprintf(dir, sizeof dir, "%s/store", tmpdir);
+  st_options o = {0};
+  o.dir = dir;
+  o.map_size = 64 << 20;
+  if (st_open(&st, &o) != 0) return -1;
+  pol_register_hooks(st);
+  snprintf(alice, sizeof alice, "%s", scim("POST", "/Users", "{\"userName\":\"alice@acme.com\"}"));
+  snprintf(bob, sizeof bob, "%s", scim("POST", "/Users", "{\"userName\":\"bob@acme.com\"}"));
+  snprintf(carol, sizeof carol, "%s", scim("POST", "/Users", "{\"userName\":\"carol@acme.com\"}"));
+  char body[300];
+  snprintf(body, sizeof body, "{\"displayName\":\"Senior Engineers\",\"members\":[{\"value\":\"%s\"}]}", alice);
+  snprintf(senior, sizeof senior, "%s", scim("POST", "/Groups", body));
+  snprintf(body, sizeof body, "{\"displayName\":\"Junior Engineers\",\"members\":[{\"value\":\"%s\"}]}", bob);
+  snprintf(junior, sizeof junior, "%s", scim("POST", "/Groups", body));
+  return 0;
+}
+
+static const char *issue_policy =
+    "{\"version\":1,\"default\":\"block\",\"connectors\":{\"github\":{\"default\":\"block\"},\"docs\":{\"default\":\"allow\"}},"
+    "\"rules\":["
+    "{\"groups\":[\"senior engineers\"],\"connector\":\"github\",\"allow\":[\"create_pull_request\",\"list_*\",\"get_file_contents\",\"create_branch\"],"
+    "\"block\":[\"delete_branch\",\"push_to_branch\",\"get_repository_secrets\"],\"approve\":[\"update_webhook\"]},"
+    "{\"groups\":[\"Junior Engineers\"],\"connector\":\"github\",\"allow\":[\"create_pull_request\",\"list_*\",\"get_file_contents\"]},"
+    "{\"groups\":[\"*\"],\"connector\":\"docs\",\"block\":[\"delete_*\"]}]}";
+
+TEST(the_issue_example) {
+  put p;
+  CHECK_INT(put_policy(issue_policy, &p), 0);
+  CHECK_INT(p.version, 1);
+  CHECK_INT(json_array_size(p.warnings), 0);
+  json_decref(p.warnings);
+  /* senior: allow list, globs, block beats allow, approve */
+  CHECK_INT(decide(alice, "github", "create_pull_request"), POL_ALLOW);
+  CHECK_INT(decide(alice, "github", "list_issues"), POL_ALLOW);
+  CHECK_INT(decide(alice, "github", "delete_branch"), POL_BLOCK);
+  CHECK_INT(decide(alice, "github", "update_webhook"), POL_APPROVE);
+  CHECK_INT(decide(alice, "github", "merge_pull_request"), POL_BLOCK); /* connector default */
+  /* junior: no create_branch */
+  CHECK_INT(decide(bob, "github", "create_branch"), POL_BLOCK);
+  CHECK_INT(decide(bob, "github", "list_repos"), POL_ALLOW);
+  /* "*" group, connector default allow, glob block */
+  CHECK_INT(decide(carol, "docs", "search"), POL_ALLOW);
+  CHECK_INT(decide(carol, "docs", "delete_page"), POL_BLOCK);
+  /* carol has no github rule: hidden */
+  CHECK_INT(decide(carol, "github", "list_issues"), POL_HIDDEN);
+  /* nobody has a rule for jira */
+  CHECK_INT(decide(alice, "jira", "anything"), POL_HIDDEN);
+}
+
+TEST(precedence_across_rules_and_document_default) {
+  put p;
+  char doc[1200];
+  snprintf(doc, sizeof doc,
+           "{\"version\":1,\"default\":\"allow\",\"rules\":["
+           "{\"groups\":[\"*\"],\"connector\":\"*\",\"allow\":[\"a*\"]},"
+           "{\"groups\":[\"id:%s\"],\"connector\":\"x\",\"approve\":[\"ab?\"]},"
+           "{\"groups\":[\"Senior Engineers\"],\"connector\":\"x\",\"block\":[\"abc\"]}]}",
+           senior);
+  CHECK_INT(put_policy(doc, &p), 0);
+  CHECK_INT(p.version, 2);
+  json_decref(p.warnings);
+  CHECK_INT(decide(alice, "x", "abc"), POL_BLOCK);   /* block beats approve beats allow */
+  CHECK_INT(decide(alice, "x", "abd"), POL_APPROVE);
+  CHECK_INT(decide(alice, "x", "a"), POL_ALLOW);
+  CHECK_INT(decide(alice, "x", "zzz"), POL_ALLOW);   /* document default */
+  CHECK_INT(decide(bob, "x", "abc"), POL_ALLOW);     /* not senior */
+  CHECK_INT(decide(bob, "y", "q"), POL_ALLOW);       /* "*" connector makes y visible; default allow */
+}
+
+TEST(rename_keeps_binding_and_membership_is_live) {
+  put p;
+  CHECK_INT(put_policy(issue_policy, &p), 0);
+  json_decref(p.warnings);
+  st_txn *txn;
+  CHECK_INT(st_read_begin(st, &txn), 0);
+  uint64_t g0 = pol_generation(txn, "acme");
+  st_txn_end(txn);
+  char path[100];
+  snprintf(path, sizeof path, "/Groups/%s", senior);
+  scim("PATCH", path,
+       "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],"
+       "\"Operations\":[{\"op\":\"replace\",\"value\":{\"displayName\":\"Staff Engineers\"}}]}");
+  CHECK_INT(decide(alice, "github", "create_branch"), POL_ALLOW); /* bound to the id */
+  /* promote bob: the next decision sees it */
+  char body[300];
+  snprintf(body, sizeof body,
+           "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],\"Operations\":[{\"op\":\"add\","
+           "\"path\":\"members\",\"value\":[{\"value\":\"%s\"}]}]}",
+           bob);
+  scim("PATCH", path, body);
+  CHECK_INT(decide(bob, "github", "create_branch"), POL_ALLOW);
+  CHECK_INT(st_read_begin(st, &txn), 0);
+  uint64_t g1 = pol_generation(txn, "acme");
+  st_txn_end(txn);
+  CHECK(g1 > g0);
+  /* and remove him again */
+  snprintf(body, sizeof body,
+           "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],\"Operations\":[{\"op\":\"remove\","
+           "\"path\":\"members[value eq \\\"%s\\\"]\"}]}",
+           bob);
+  scim("PATCH", path, body);
+  CHECK_INT(decide(bob, "github", "create_branch"), POL_BLOCK);
+  /* deactivation: nothing visible */
+  snprintf(path, sizeof path, "/Users/%s", alice);
+  scim("PATCH", path,
+       "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],\"Operations\":[{\"op\":\"replace\",\"value\":{\"active\":false}}]}");
+  CHECK_INT(decide(alice, "github", "list_issues"), POL_HIDDEN);
+  CHECK_INT(decide(alice, "docs", "search"), POL_HIDDEN);
+  scim("PATCH", path,
+       "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],\"Operations\":[{\"op\":\"replace\",\"value\":{\"active\":true}}]}");
+  /* rename back for later tests */
+  snprintf(path, sizeof path, "/Groups/%s", senior);
+  scim("PATCH", path,
+       "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],"
+       "\"Operations\":[{\"op\":\"replace\",\"value\":{\"displayName\":\"Senior Engineers\"}}]}");
+}
+
+TEST(pending_names_bind_when_pushed_and_ambiguity_is_refused) {
+  put p;
+  CHECK_INT(put_policy("{\"version\":1,\"rules\":[{\"groups\":[\"Contractors\"],\"connector\":\"jira\",\"allow\":[\"*\"]}]}", &p), 0);
+  CHECK_INT(json_array_size(p.warnings), 1);
+  json_decref(p.warnings);
+  CHECK_INT(decide(carol, "jira", "create_issue"), POL_HIDDEN);
+  char body[300];
+  snprintf(body, sizeof body, "{\"displayName\":\"contractors\",\"members\":[{\"value\":\"%s\"}]}", carol);
+  scim("POST", "/Groups", body);
+  CHECK_INT(decide(carol, "jira", "create_issue"), POL_ALLOW);
+  /* a second group with the same name: a new PUT naming it is ambiguous */
+  scim("POST", "/Groups", "{\"displayName\":\"Contractors\"}");
+  CHECK_INT(put_policy("{\"version\":1,\"rules\":[{\"groups\":[\"Contractors\"],\"connector\":\"jira\",\"allow\":[\"*\"]}]}", &p),
+            POL_EAMBIGUOUS);
+  CHECK(strstr(p.err, "id:") != NULL);
+  json_decref(p.warnings);
+}
+
+TEST(validation_lists_every_problem) {
+  char err[2048];
+  json_t *doc = json_loads("{\"version\":2,\"default\":\"maybe\",\"bogus\":1,\"connectors\":{\"Bad_Name\":{\"default\":\"x\"}},"
+                           "\"rules\":[{\"groups\":[],\"connector\":\"UPPER\",\"allow\":\"x\"},{\"groups\":[\"a\"],\"connector\":\"*\"}]}",
+                           0, NULL);
+  CHECK(doc != NULL);
+  CHECK_INT(pol_validate(doc, err, sizeof err), POL_EINVALID);
+  json_decref(doc);
+  CHECK(strstr(err, "\"version\" must be 1") != NULL);
+  CHECK(strstr(err, "\"default\"") != NULL);
+  CHECK(strstr(err, "unknown key \"bogus\"") != NULL);
+  CHECK(strstr(err, "Bad_Name") != NULL);
+  CHECK(strstr(err, "rules[0].groups") != NULL);
+  CHECK(strstr(err, "rules[0].connector") != NULL);
+  CHECK(strstr(err, "rules[0].allow") != NULL);
+  CHECK(strstr(err, "rules[1] needs at least one") != NULL);
+}
+
+TEST(globs) {
+  CHECK(pol_glob("*", ""));
+  CHECK(pol_glob("list_*", "list_issues"));
+  CHECK(!pol_glob("list_*", "get_list"));
+  CHECK(pol_glob("*_secret*", "get_repo_secrets"));
+  CHECK(pol_glob("a?c", "abc"));
+  CHECK(!pol_glob("a?c", "ac"));
+  CHECK(!pol_glob("Echo", "echo")); /* tool names are case-sensitive */
+  CHECK(pol_glob("a*b*c", "axxbyyc"));
+  CHECK(!pol_glob("a*b*c", "axxbyy"));
+}
+
+TEST(no_policy_hides_everything) {
+  st_txn *txn;
+  pol_user *u;
+  CHECK_INT(st_read_begin(st, &txn), 0);
+  CHECK_INT(pol_user_load(txn, "other-tenant", alice, &u), 0);
+  st_txn_end(txn);
+  CHECK_INT(pol_decide(u, "github", "list_issues"), POL_HIDDEN);
+  CHECK(!pol_connector_visible(u, "github"));
+  pol_user_free(u);
+}
+
+int main(void) {
+  gw_log_set_level(GW_LOG_WARN);
+  if (setup() != 0) {
+    fprintf(stderr, "setup failed\n");
+    return 1;
+  }
+  RUN(globs);
+  RUN(validation_lists_every_problem);
+  RUN(the_issue_example);
+  RUN(precedence_across_rules_and_document_default);
+  RUN(rename_keeps_binding_and_membership_is_live);
+  RUN(pending_names_bind_when_pushed_and_ambiguity_is_refused);
+  RUN(no_policy_hides_everything);
+  st_close(st);
+  char cmd[400];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+  if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");
+  return UNIT_DONE();
+}
