@@ -17,6 +17,7 @@
  * back-pressure both ways; an upstream 401/403, failure or garbage becomes
  * a JSON-RPC error naming the connector. */
 #include "gateway/mcp_proxy.h"
+#include "gateway/mcp_int.h"
 
 #include <jansson.h>
 #include <openssl/crypto.h>
@@ -37,68 +38,12 @@
 #include "store/token.h"
 #include "vault/vault.h"
 
-#define GW_RPC_REVOKED (-32004)
-#define MAX_JSON_BODY (16 * 1024 * 1024)
-#define MAX_SSE_EVENT (8 * 1024 * 1024)
-#define MAX_METRIC_ENTRIES 4096
-#define NBUCKETS 10
-
 static const double buckets[NBUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
 static const char *const versions[] = {"2025-03-26", "2025-06-18", "2025-11-25", NULL};
 
-typedef struct cmetrics {
-  char tenant[64], connector[40];
-  uint64_t requests, errors, auth_failures;
-  uint64_t hist[NBUCKETS + 1];
-  double sum;
-  int64_t streams;
-} cmetrics;
-
-typedef struct revocation {
-  struct revocation *next;
-  char tenant[64], user[40], connector[40];
-  bool notify; /* tools/list_changed instead of ending exchanges */
-} revocation;
-
-struct gw_proxy {
-  gw_loop *lp;
-  struct px *list;
-  uv_async_t async;
-  uv_mutex_t mu;
-  revocation *queue; /* under mu */
-  cmetrics **m; /* entries never move: exchanges keep pointers to them */
-  size_t nm;
-  bool closing;
-};
-
-enum { PX_POST, PX_GET, PX_DELETE };
-
-typedef struct px {
-  struct px *next, *prev;
-  gw_proxy *p;
-  gw_loop *lp;
-  gw_req *req;           /* NULL once the client side is finished */
-  gw_out_req *out;       /* NULL once the upstream side is done */
-  int refs;
-  int kind;
-  char tenant[64], connector[40], user[40];
-  char sid[96];          /* the gateway's session id for this exchange */
-  gw_session sess;
-  bool initialize, started, paused, listed;
-  json_t *ids;           /* ids of the requests in the POSTed message */
-  int status;
-  char up_sid[256];
-  char up_ct[128];
-  gw_buf body;           /* buffered JSON / initialize reply */
-  gw_buf ev;             /* SSE bytes not yet forming a complete event */
-  uint64_t start_ns;
-  cmetrics *m;
-  json_t *list_ids;      /* ids of tools/list requests: their results are filtered */
-} px;
-
 /* ---------- metrics ---------- */
 
-static cmetrics *metrics_for(gw_proxy *p, const char *tenant, const char *connector) {
+cmetrics *gw__px_metrics_for(gw_proxy *p, const char *tenant, const char *connector) {
   for (size_t i = 0; i < p->nm; i++)
     if (!strcmp(p->m[i]->tenant, tenant) && !strcmp(p->m[i]->connector, connector)) return p->m[i];
   if (p->nm >= MAX_METRIC_ENTRIES) return NULL;
@@ -167,7 +112,7 @@ void gw_proxy_metrics(gw_server *srv, gw_buf *o) {
 
 /* ---------- exchange lifetime ---------- */
 
-static void px_unref(px *x) {
+void gw__px_unref(px *x) {
   if (--x->refs > 0) return;
   if (x->listed) {
     if (x->prev) x->prev->next = x->next;
@@ -176,6 +121,8 @@ static void px_unref(px *x) {
   }
   json_decref(x->ids);
   json_decref(x->list_ids);
+  json_decref(x->agg_state);
+  free(x->fwd);
   gw_buf_free(&x->body);
   gw_buf_free(&x->ev);
   free(x);
@@ -186,35 +133,35 @@ static void px_stream_closed(px *x) {
 }
 
 /* The client side ends: the request is answered (or dropped). */
-static void client_done(px *x) {
+void gw__px_client_done(px *x) {
   if (!x->req) return;
   x->req->on_abort = NULL;
   x->req->on_drain = NULL;
   x->req = NULL;
   px_stream_closed(x);
-  px_unref(x);
+  gw__px_unref(x);
 }
 
 static void add_session_header(px *x) {
   if (x->req && x->sid[0]) gw_resp_header(x->req, "Mcp-Session-Id", x->sid);
 }
 
-static void reply_json(px *x, int status, json_t *j) {
+void gw__px_reply_json(px *x, int status, json_t *j) {
   if (!x->req) {
     json_decref(j);
     return;
   }
   gw_req *r = x->req;
   add_session_header(x);
-  client_done(x);
+  gw__px_client_done(x);
   gw_respond_json(r, status, j);
 }
 
-static void reply_raw(px *x, int status, const char *ct, const char *body, size_t n) {
+void gw__px_reply_raw(px *x, int status, const char *ct, const char *body, size_t n) {
   if (!x->req) return;
   gw_req *r = x->req;
   add_session_header(x);
-  client_done(x);
+  gw__px_client_done(x);
   gw_resp_header(r, "Cache-Control", "no-store");
   gw_respond(r, status, ct, body, n);
 }
@@ -222,9 +169,7 @@ static void reply_raw(px *x, int status, const char *ct, const char *body, size_
 /* JSON-RPC error for every request id of the message (HTTP 200, as an MCP
  * server answers); a message with no request (notifications) gets `status`
  * with a JSON-RPC error body and a null id. */
-static void rpc_error(px *x, int http_status, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void rpc_error(px *x, int http_status, int code, const char *fmt, ...) {
+void gw__px_rpc_error(px *x, int http_status, int code, const char *fmt, ...) {
   char msg[600];
   va_list ap;
   va_start(ap, fmt);
@@ -232,7 +177,7 @@ static void rpc_error(px *x, int http_status, int code, const char *fmt, ...) {
   va_end(ap);
   size_t n = x->ids ? json_array_size(x->ids) : 0;
   if (n == 0) {
-    reply_json(x, http_status, json_pack("{s:s,s:n,s:{s:i,s:s}}", "jsonrpc", "2.0", "id", "error", "code",
+    gw__px_reply_json(x, http_status, json_pack("{s:s,s:n,s:{s:i,s:s}}", "jsonrpc", "2.0", "id", "error", "code",
                                          code, "message", msg));
     return;
   }
@@ -243,14 +188,14 @@ static void rpc_error(px *x, int http_status, int code, const char *fmt, ...) {
   if (n == 1) {
     json_t *one = json_incref(json_array_get(arr, 0));
     json_decref(arr);
-    reply_json(x, 200, one);
+    gw__px_reply_json(x, 200, one);
   } else {
-    reply_json(x, 200, arr);
+    gw__px_reply_json(x, 200, arr);
   }
 }
 
 /* Plain protocol refusal before anything was forwarded. */
-static void refuse(gw_req *req, int status, int code, const char *msg) {
+void gw__mcp_refuse(gw_req *req, int status, int code, const char *msg) {
   gw_respond_json(req, status, json_pack("{s:s,s:n,s:{s:i,s:s}}", "jsonrpc", "2.0", "id", "error", "code",
                                          code, "message", msg));
 }
@@ -258,9 +203,10 @@ static void refuse(gw_req *req, int status, int code, const char *msg) {
 static void on_client_abort(gw_req *req) {
   px *x = req->handler_data;
   if (x->out) gw_out_abort(x->out);
+  if (x->aux) gw_out_abort(x->aux);
   if (x->req) {
     gw_req *r = x->req;
-    client_done(x);
+    gw__px_client_done(x);
     gw_req_drop(r);
   }
 }
@@ -275,13 +221,11 @@ static void on_client_drain(gw_req *req) {
 
 /* ---------- policy ---------- */
 
-#define GW_RPC_BLOCKED (-32003)
-#define GW_RPC_APPROVAL (-32005)
 
 /* The caller's effective policy, fresh for this request (cached per
  * loop, keyed by membership generation and policy version). NULL: the
  * store could not be read — callers deny. */
-static const pol_user *policy_for(gw_loop *lp, const char *tenant, const char *user) {
+const pol_user *gw__policy_for(gw_loop *lp, const char *tenant, const char *user) {
   st_txn *txn;
   if (st_read_begin(lp->srv->store, &txn) != 0) return NULL;
   int err;
@@ -302,7 +246,7 @@ static bool is_list_reply(px *x, json_t *msg) {
 /* Filters a whole JSON reply (object or batch array) in place. */
 static bool filter_reply(px *x, json_t *j) {
   if (!x->list_ids || !json_array_size(x->list_ids)) return false;
-  const pol_user *u = policy_for(x->lp, x->tenant, x->user);
+  const pol_user *u = gw__policy_for(x->lp, x->tenant, x->user);
   bool changed = false;
   if (json_is_array(j)) {
     size_t i;
@@ -317,7 +261,7 @@ static bool filter_reply(px *x, json_t *j) {
 /* One SSE event: if its data is a tools/list reply, filter it and rebuild
  * the event (id:/event:/retry: lines kept). Writes the event to out. */
 static void relay_one_event(px *x, const char *ev, size_t n, gw_buf *out) {
-  if (x->list_ids && json_array_size(x->list_ids)) {
+  if ((x->list_ids && json_array_size(x->list_ids)) || x->agg) {
     gw_buf data, head;
     gw_buf_init(&data, MAX_SSE_EVENT);
     gw_buf_init(&head, MAX_SSE_EVENT);
@@ -340,7 +284,9 @@ static void relay_one_event(px *x, const char *ev, size_t n, gw_buf *out) {
       p += lraw;
     }
     json_t *j = data.len ? json_loadb(data.data, data.len, 0, NULL) : NULL;
-    if (j && filter_reply(x, j)) {
+    bool changed = j && filter_reply(x, j);
+    if (j && x->agg) changed |= gw__agg_rewrite(x, j);
+    if (changed) {
       char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
       if (s) {
         gw_buf_append(out, head.data ? head.data : "", head.len);
@@ -420,7 +366,7 @@ static void up_headers(gw_out_req *r, int status, const gw_out_header *h, size_t
     if (x->m) x->m->auth_failures++, x->m->errors++;
     GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req->id}),
            "connector %s refused the gateway's credential (HTTP %d)", x->connector, status);
-    rpc_error(x, 502, GW_RPC_UPSTREAM_AUTH,
+    gw__px_rpc_error(x, 502, GW_RPC_UPSTREAM_AUTH,
               "connector \"%s\" refused the gateway's credential (HTTP %d); ask your admin to check the "
               "connector's credential",
               x->connector, status);
@@ -456,6 +402,50 @@ static int up_data(gw_out_req *r, const char *p, size_t n, void *ud) {
   }
   if (gw_buf_append(&x->body, p, n) != 0) gw_out_abort(r); /* over the cap: fails in up_done */
   return 0;
+}
+
+/* The JSON-RPC message with `id` in a buffered reply: the JSON body, or
+ * the SSE event carrying it (notifications before it are skipped). */
+json_t *gw__find_reply(const char *s, size_t n, const char *ct, const json_t *id) {
+  if (strncasecmp(ct ? ct : "", "text/event-stream", 17)) {
+    json_t *j = n ? json_loadb(s, n, JSON_REJECT_DUPLICATES, NULL) : NULL;
+    return j;
+  }
+  gw_buf data;
+  gw_buf_init(&data, MAX_JSON_BODY);
+  const char *p = s, *end = s + n;
+  json_t *found = NULL;
+  while (p <= end && !found) {
+    const char *nl = p < end ? memchr(p, '\n', (size_t)(end - p)) : NULL;
+    size_t ll = nl ? (size_t)(nl - p) : (size_t)(end - p);
+    if (ll && p[ll - 1] == '\r') ll--;
+    if (ll == 0) {
+      if (data.len) {
+        json_t *j = json_loadb(data.data, data.len, 0, NULL);
+        if (j && (!id || json_equal(json_object_get(j, "id"), (json_t *)id)) &&
+            (json_object_get(j, "result") || json_object_get(j, "error")))
+          found = j;
+        else
+          json_decref(j);
+        gw_buf_reset(&data);
+      }
+    } else if (ll >= 5 && !strncmp(p, "data:", 5)) {
+      const char *v = p + 5;
+      size_t vl = ll - 5;
+      if (vl && *v == ' ') v++, vl--;
+      if (data.len) gw_buf_append(&data, "\n", 1);
+      gw_buf_append(&data, v, vl);
+    }
+    if (!nl) break;
+    p = nl + 1;
+  }
+  if (!found && data.len) {
+    json_t *j = json_loadb(data.data, data.len, 0, NULL);
+    if (j && (!id || json_equal(json_object_get(j, "id"), (json_t *)id))) found = j;
+    else json_decref(j);
+  }
+  gw_buf_free(&data);
+  return found;
 }
 
 /* The JSON-RPC message inside an SSE body (initialize replies may come as
@@ -499,42 +489,42 @@ static void up_done(gw_out_req *r, int err, void *ud) {
       /* the stream ends (clean chunked end: the client may resume with
        * Last-Event-ID); a partial event is dropped */
       gw_req *cr = x->req;
-      client_done(x);
+      gw__px_client_done(x);
       gw_resp_end(cr);
     } else if (err) {
       if (x->body.len >= x->body.max)
-        rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent a response larger than the gateway accepts",
+        gw__px_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent a response larger than the gateway accepts",
                   x->connector);
       else
-        rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" is unavailable: %s", x->connector,
+        gw__px_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" is unavailable: %s", x->connector,
                   gw_out_strerror(err));
     } else if (x->initialize) {
       finish_initialize(x);
     } else if (x->status == 202 || x->status == 204) {
-      reply_raw(x, x->status, NULL, NULL, 0);
+      gw__px_reply_raw(x, x->status, NULL, NULL, 0);
     } else if (x->status >= 500) {
       if (x->m) x->m->errors++;
-      rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" failed (HTTP %d)", x->connector, x->status);
+      gw__px_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" failed (HTTP %d)", x->connector, x->status);
     } else {
       /* a JSON reply: check it is JSON before relaying it unchanged */
       bool is_json = !strncasecmp(x->up_ct, "application/json", 16);
       json_t *j = is_json && x->body.len ? json_loadb(x->body.data, x->body.len, 0, NULL) : NULL;
       if (is_json && x->body.len && !j) {
         if (x->m) x->m->errors++;
-        rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent an invalid response", x->connector);
+        gw__px_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent an invalid response", x->connector);
       } else if (!is_json && x->status == 200) {
         if (x->m) x->m->errors++;
-        rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent an unexpected content type",
+        gw__px_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent an unexpected content type",
                   x->connector);
       } else if (j && filter_reply(x, j)) {
-        reply_json(x, x->status, json_incref(j));
+        gw__px_reply_json(x, x->status, json_incref(j));
       } else {
-        reply_raw(x, x->status, is_json ? "application/json" : NULL, x->body.data, x->body.len);
+        gw__px_reply_raw(x, x->status, is_json ? "application/json" : NULL, x->body.data, x->body.len);
       }
       json_decref(j);
     }
   }
-  px_unref(x);
+  gw__px_unref(x);
 }
 
 /* ---------- initialize → a gateway session ---------- */
@@ -556,15 +546,15 @@ static void done_session_put(int status, void *arg) {
   px *x = j->x;
   gw_proxy_revocations_drain(x->lp);
   if (status < 0) {
-    rpc_error(x, 503, -32603, "the gateway could not store the session: %s", st_strerror(status));
+    gw__px_rpc_error(x, 503, -32603, "the gateway could not store the session: %s", st_strerror(status));
   } else if (x->req) {
     snprintf(x->sid, sizeof x->sid, "%s", j->sid);
     json_t *msg = json_loadb(x->body.data, x->body.len, 0, NULL);
-    reply_json(x, 200, msg);
+    gw__px_reply_json(x, 200, msg);
   }
   OPENSSL_cleanse(j->sid, sizeof j->sid);
   free(j);
-  px_unref(x);
+  gw__px_unref(x);
 }
 
 static void finish_initialize(px *x) {
@@ -573,18 +563,18 @@ static void finish_initialize(px *x) {
                     : json_loadb(x->body.data ? x->body.data : "", x->body.len, JSON_REJECT_DUPLICATES, NULL);
   if (x->status != 200) {
     /* the upstream refused (e.g. an unsupported version): relay its answer */
-    if (msg) reply_json(x, x->status, msg);
-    else rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" failed to initialize (HTTP %d)", x->connector, x->status);
+    if (msg) gw__px_reply_json(x, x->status, msg);
+    else gw__px_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" failed to initialize (HTTP %d)", x->connector, x->status);
     return;
   }
   json_t *result = json_object_get(msg, "result");
   if (!json_is_object(result)) {
     if (msg && json_object_get(msg, "error")) {
-      reply_json(x, 200, msg);
+      gw__px_reply_json(x, 200, msg);
       return;
     }
     json_decref(msg);
-    rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent an invalid initialize result", x->connector);
+    gw__px_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent an invalid initialize result", x->connector);
     return;
   }
   /* tasks are not governed by policy yet: not offered */
@@ -598,7 +588,7 @@ static void finish_initialize(px *x) {
   if (!j || !s || st_token_new(GW_SESSION_PREFIX, j->sid, sizeof j->sid) != 0) {
     free(j);
     free(s);
-    rpc_error(x, 500, -32603, "the gateway could not create a session");
+    gw__px_rpc_error(x, 500, -32603, "the gateway could not create a session");
     return;
   }
   gw_buf_reset(&x->body);
@@ -618,21 +608,21 @@ static void finish_initialize(px *x) {
   if (st_submit(x->lp->srv->store, x->lp->port, job_session_put, done_session_put, j) != 0) {
     x->refs--;
     free(j);
-    rpc_error(x, 503, -32603, "the gateway is busy; retry");
+    gw__px_rpc_error(x, 503, -32603, "the gateway is busy; retry");
   }
 }
 
 /* ---------- forwarding ---------- */
 
-static int start_upstream(px *x, const char *method, const void *body, size_t len, const char *accept) {
-  gw_server *srv = x->lp->srv;
+int gw_upstream_start(gw_loop *lp, const gw_upstream_opts *u, gw_out_req **out) {
+  gw_server *srv = lp->srv;
   st_txn *txn;
   json_t *conn = NULL;
   char *secret = NULL;
-  if (st_read_begin(srv->store, &txn) != 0) return -1;
-  int rc = vault_connector_get(txn, x->tenant, x->connector, &conn);
+  if (st_read_begin(srv->store, &txn) != 0) return ST_EIO;
+  int rc = vault_connector_get(txn, u->tenant, u->connector, &conn);
   if (rc == 0 && !strcmp(json_string_value(json_object_get(json_object_get(conn, "auth"), "type")) ?: "", "header"))
-    rc = vault_connector_secret(txn, x->tenant, x->connector, &secret);
+    rc = vault_connector_secret(txn, u->tenant, u->connector, &secret);
   st_txn_end(txn);
   if (rc) {
     json_decref(conn);
@@ -641,23 +631,20 @@ static int start_upstream(px *x, const char *method, const void *body, size_t le
   const char *hname = json_string_value(json_object_get(json_object_get(conn, "auth"), "name"));
   char *lines[12];
   int nl = 0;
-  char buf[8][600];
-  if (body) lines[nl++] = "Content-Type: application/json";
-  snprintf(buf[0], sizeof buf[0], "Accept: %s", accept);
+  char buf[4][600];
+  if (u->body) lines[nl++] = "Content-Type: application/json";
+  snprintf(buf[0], sizeof buf[0], "Accept: %s", u->accept);
   lines[nl++] = buf[0];
-  const char *pv = x->req ? gw_req_header(x->req, "mcp-protocol-version") : NULL;
-  if (!pv && x->sess.version[0]) pv = x->sess.version;
-  if (pv) {
-    snprintf(buf[1], sizeof buf[1], "MCP-Protocol-Version: %.64s", pv);
+  if (u->protocol_version && *u->protocol_version) {
+    snprintf(buf[1], sizeof buf[1], "MCP-Protocol-Version: %.64s", u->protocol_version);
     lines[nl++] = buf[1];
   }
-  if (x->sess.upstream[0]) {
-    snprintf(buf[2], sizeof buf[2], "Mcp-Session-Id: %s", x->sess.upstream);
+  if (u->upstream_sid && *u->upstream_sid) {
+    snprintf(buf[2], sizeof buf[2], "Mcp-Session-Id: %.500s", u->upstream_sid);
     lines[nl++] = buf[2];
   }
-  const char *lei = x->req ? gw_req_header(x->req, "last-event-id") : NULL;
-  if (lei && strlen(lei) < 500 && !strpbrk(lei, "\r\n")) {
-    snprintf(buf[3], sizeof buf[3], "Last-Event-ID: %s", lei);
+  if (u->last_event_id && strlen(u->last_event_id) < 500 && !strpbrk(u->last_event_id, "\r\n")) {
+    snprintf(buf[3], sizeof buf[3], "Last-Event-ID: %s", u->last_event_id);
     lines[nl++] = buf[3];
   }
   lines[nl++] = "User-Agent: mcpgate";
@@ -665,29 +652,28 @@ static int start_upstream(px *x, const char *method, const void *body, size_t le
   if (secret && hname) {
     size_t sl = strlen(hname) + strlen(secret) + 3;
     secret_line = malloc(sl);
-    if (secret_line) snprintf(secret_line, sl, "%s: %s", hname, secret);
-    lines[nl++] = secret_line;
+    if (secret_line) {
+      snprintf(secret_line, sl, "%s: %s", hname, secret);
+      lines[nl++] = secret_line;
+    }
   }
   lines[nl] = NULL;
   json_t *to = json_object_get(conn, "timeouts");
   gw_out_opts o = {0};
-  o.method = method;
+  o.method = u->method;
   o.url = json_string_value(json_object_get(conn, "url"));
   o.headers = (const char *const *)lines;
-  o.body = body;
-  o.body_len = len;
+  o.body = u->body;
+  o.body_len = u->len;
   o.connect_timeout_ms = (long)json_integer_value(json_object_get(to, "connect_ms"));
   o.first_byte_timeout_ms = (long)json_integer_value(json_object_get(to, "first_byte_ms"));
   o.idle_timeout_ms = (long)json_integer_value(json_object_get(to, "idle_ms"));
   o.ca_file = json_string_value(json_object_get(conn, "ca_file"));
-  o.on_headers = up_headers;
-  o.on_data = up_data;
-  o.on_done = up_done;
-  o.ud = x;
-  x->start_ns = uv_hrtime();
-  x->refs++;
-  rc = gw_out_start(x->lp->out, &o, &x->out);
-  if (rc) x->refs--;
+  o.on_headers = u->on_headers;
+  o.on_data = u->on_data;
+  o.on_done = u->on_done;
+  o.ud = u->ud;
+  rc = gw_out_start(lp->out, &o, out);
   if (secret_line) {
     OPENSSL_cleanse(secret_line, strlen(secret_line));
     free(secret_line);
@@ -697,9 +683,32 @@ static int start_upstream(px *x, const char *method, const void *body, size_t le
   return rc;
 }
 
+int gw__px_start_upstream(px *x, const char *method, const void *body, size_t len, const char *accept) {
+  const char *pv = x->req ? gw_req_header(x->req, "mcp-protocol-version") : NULL;
+  gw_upstream_opts u = {0};
+  u.tenant = x->tenant;
+  u.connector = x->connector;
+  u.method = method;
+  u.body = body;
+  u.len = len;
+  u.accept = accept;
+  u.protocol_version = pv ? pv : x->sess.version;
+  u.upstream_sid = x->sess.upstream;
+  u.last_event_id = x->req ? gw_req_header(x->req, "last-event-id") : NULL;
+  u.on_headers = up_headers;
+  u.on_data = up_data;
+  u.on_done = up_done;
+  u.ud = x;
+  x->start_ns = uv_hrtime();
+  x->refs++;
+  int rc = gw_upstream_start(x->lp, &u, &x->out);
+  if (rc) x->refs--;
+  return rc;
+}
+
 /* ---------- request checks ---------- */
 
-static bool accept_has(const char *accept, const char *type) {
+bool gw__accept_has(const char *accept, const char *type) {
   if (!accept) return false;
   const char *p = accept;
   size_t tl = strlen(type);
@@ -714,13 +723,13 @@ static bool accept_has(const char *accept, const char *type) {
   return false;
 }
 
-static bool version_supported(const char *v) {
+bool gw__mcp_version_supported(const char *v) {
   for (const char *const *s = versions; *s; s++)
     if (!strcmp(*s, v)) return true;
   return false;
 }
 
-static bool origin_allowed(gw_server *srv, const char *origin) {
+bool gw__origin_allowed(gw_server *srv, const char *origin) {
   const char *list = srv->cfg.allowed_origins;
   size_t ol = strlen(origin);
   for (const char *p = list; *p;) {
@@ -734,7 +743,7 @@ static bool origin_allowed(gw_server *srv, const char *origin) {
 
 /* Checks one JSON-RPC message; collects request ids. NULL when fine, else
  * a reason. */
-static const char *check_message(const json_t *m, json_t *ids, const char **method_out) {
+const char *gw__check_message(const json_t *m, json_t *ids, const char **method_out) {
   if (!json_is_object(m)) return "a JSON-RPC message must be an object";
   if (strcmp(json_string_value(json_object_get(m, "jsonrpc")) ?: "", "2.0")) return "\"jsonrpc\" must be \"2.0\"";
   json_t *id = json_object_get(m, "id");
@@ -756,7 +765,7 @@ static const char *check_message(const json_t *m, json_t *ids, const char **meth
 
 /* ---------- entry points ---------- */
 
-static px *px_new(gw_req *req, int kind, const char *tenant, const char *connector, const char *user) {
+px *gw__px_new(gw_req *req, int kind, const char *tenant, const char *connector, const char *user) {
   gw_proxy *p = req->lp->proxy;
   px *x = calloc(1, sizeof *x);
   if (!x) return NULL;
@@ -771,7 +780,7 @@ static px *px_new(gw_req *req, int kind, const char *tenant, const char *connect
   snprintf(x->user, sizeof x->user, "%s", user);
   gw_buf_init(&x->body, MAX_JSON_BODY);
   gw_buf_init(&x->ev, MAX_SSE_EVENT);
-  x->m = metrics_for(p, tenant, connector);
+  x->m = gw__px_metrics_for(p, tenant, *connector ? connector : "(all)");
   if (x->m) x->m->requests++;
   req->handler_data = x;
   req->on_abort = on_client_abort;
@@ -783,7 +792,7 @@ static px *px_new(gw_req *req, int kind, const char *tenant, const char *connect
   return x;
 }
 
-static void unauthorized(gw_req *req, const char *msg) {
+void gw__mcp_unauthorized(gw_req *req, const char *msg) {
   char hdr[600];
   gw_server *srv = req->lp->srv;
   snprintf(hdr, sizeof hdr, "Bearer realm=\"mcpgate\", error=\"invalid_token\", error_description=\"%s\"", msg);
@@ -807,16 +816,16 @@ static void done_session_del(int status, void *arg) {
   del_job *j = arg;
   px *x = j->x;
   gw_proxy_revocations_drain(x->lp);
-  if (status < 0) rpc_error(x, 503, -32603, "the session could not be deleted: %s", st_strerror(status));
+  if (status < 0) gw__px_rpc_error(x, 503, -32603, "the session could not be deleted: %s", st_strerror(status));
   else {
     x->sid[0] = 0;
-    reply_raw(x, 204, NULL, NULL, 0);
+    gw__px_reply_raw(x, 204, NULL, NULL, 0);
   }
   /* tell the upstream too (its answer goes nowhere) */
-  if (x->sess.upstream[0] && start_upstream(x, "DELETE", NULL, 0, "application/json, text/event-stream") != 0)
+  if (x->sess.upstream[0] && gw__px_start_upstream(x, "DELETE", NULL, 0, "application/json, text/event-stream") != 0)
     GW_LOG(GW_LOG_DEBUG, "mcp", NULL, "upstream DELETE not sent");
   free(j);
-  px_unref(x);
+  gw__px_unref(x);
 }
 
 void gw_proxy_dispatch(gw_req *req) {
@@ -847,14 +856,14 @@ void gw_proxy_dispatch(gw_req *req) {
   }
   /* Origin: browsers send it; DNS-rebinding protection */
   const char *origin = gw_req_header(req, "origin");
-  if (origin && !origin_allowed(srv, origin)) {
+  if (origin && !gw__origin_allowed(srv, origin)) {
     gw_respond_error(req, 403, "forbidden_origin", "Origin %.100s is not allowed (config allowed_origins)", origin);
     return;
   }
   /* who: the employee token, and the user's state, on every request */
   const char *auth = gw_req_header(req, "authorization");
   if (!auth || strncasecmp(auth, "Bearer ", 7)) {
-    unauthorized(req, "missing Authorization: Bearer <mgw_ token>");
+    gw__mcp_unauthorized(req, "missing Authorization: Bearer <mgw_ token>");
     return;
   }
   const char *tok = auth + 7;
@@ -875,7 +884,7 @@ void gw_proxy_dispatch(gw_req *req) {
   int src = rc == 0 && crc == 0 && sid ? gw_session_get(txn, sid, &sess) : ST_ENOTFOUND;
   st_txn_end(txn);
   if (rc != 0) {
-    unauthorized(req, "invalid, expired or revoked token");
+    gw__mcp_unauthorized(req, "invalid, expired or revoked token");
     return;
   }
   if (crc != 0) {
@@ -886,7 +895,7 @@ void gw_proxy_dispatch(gw_req *req) {
                  !strcmp(sess.connector, connector);
   {
     /* a connector no rule gives the user does not exist for them */
-    const pol_user *pu = policy_for(req->lp, tenant, user);
+    const pol_user *pu = gw__policy_for(req->lp, tenant, user);
     if (!pu) {
       gw_respond_error(req, 503, "policy_unavailable", "the gateway cannot read its policy right now (fail closed)");
       return;
@@ -899,18 +908,18 @@ void gw_proxy_dispatch(gw_req *req) {
 
   if (!strcmp(m, "GET") || !strcmp(m, "DELETE")) {
     if (!sid) {
-      refuse(req, 400, -32000, "Bad Request: Mcp-Session-Id header is required");
+      gw__mcp_refuse(req, 400, -32000, "Bad Request: Mcp-Session-Id header is required");
       return;
     }
     if (!sess_ok) {
-      refuse(req, 404, -32001, "Session not found");
+      gw__mcp_refuse(req, 404, -32001, "Session not found");
       return;
     }
-    if (!strcmp(m, "GET") && !accept_has(gw_req_header(req, "accept"), "text/event-stream")) {
+    if (!strcmp(m, "GET") && !gw__accept_has(gw_req_header(req, "accept"), "text/event-stream")) {
       gw_respond_error(req, 406, "not_acceptable", "a GET stream needs Accept: text/event-stream");
       return;
     }
-    px *x = px_new(req, !strcmp(m, "GET") ? PX_GET : PX_DELETE, tenant, connector, user);
+    px *x = gw__px_new(req, !strcmp(m, "GET") ? PX_GET : PX_DELETE, tenant, connector, user);
     if (!x) {
       gw_respond_error(req, 500, "internal", "out of memory");
       return;
@@ -918,13 +927,13 @@ void gw_proxy_dispatch(gw_req *req) {
     x->sess = sess;
     snprintf(x->sid, sizeof x->sid, "%s", sid);
     if (x->kind == PX_GET) {
-      if (start_upstream(x, "GET", NULL, 0, "text/event-stream") != 0)
-        rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" is unavailable", connector);
+      if (gw__px_start_upstream(x, "GET", NULL, 0, "text/event-stream") != 0)
+        gw__px_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" is unavailable", connector);
       return;
     }
     del_job *j = calloc(1, sizeof *j);
     if (!j) {
-      rpc_error(x, 500, -32603, "out of memory");
+      gw__px_rpc_error(x, 500, -32603, "out of memory");
       return;
     }
     j->x = x;
@@ -933,14 +942,14 @@ void gw_proxy_dispatch(gw_req *req) {
     if (st_submit(srv->store, req->lp->port, job_session_del, done_session_del, j) != 0) {
       x->refs--;
       free(j);
-      rpc_error(x, 503, -32603, "the gateway is busy; retry");
+      gw__px_rpc_error(x, 503, -32603, "the gateway is busy; retry");
     }
     return;
   }
 
   /* POST */
   const char *accept = gw_req_header(req, "accept");
-  if (!accept_has(accept, "application/json") || !accept_has(accept, "text/event-stream")) {
+  if (!gw__accept_has(accept, "application/json") || !gw__accept_has(accept, "text/event-stream")) {
     gw_respond_error(req, 406, "not_acceptable",
                      "POST needs Accept: application/json, text/event-stream (Streamable HTTP)");
     return;
@@ -950,7 +959,7 @@ void gw_proxy_dispatch(gw_req *req) {
   if (!msg) {
     char why[300];
     snprintf(why, sizeof why, "Parse error: %s (line %d column %d)", je.text, je.line, je.column);
-    refuse(req, 400, -32700, why);
+    gw__mcp_refuse(req, 400, -32700, why);
     return;
   }
   json_t *ids = json_array();
@@ -963,11 +972,11 @@ void gw_proxy_dispatch(gw_req *req) {
     json_t *e;
     json_array_foreach(msg, i, e) {
       const char *mm = NULL;
-      if (!why) why = check_message(e, ids, &mm);
+      if (!why) why = gw__check_message(e, ids, &mm);
       if (mm && (!strcmp(mm, "initialize") || !strncmp(mm, "tasks/", 6))) why = "initialize and tasks/* cannot be batched";
     }
   } else {
-    why = check_message(msg, ids, &method);
+    why = gw__check_message(msg, ids, &method);
     if (method) {
       initialize = !strcmp(method, "initialize");
       discover = !strcmp(method, "server/discover");
@@ -977,7 +986,7 @@ void gw_proxy_dispatch(gw_req *req) {
   if (why) {
     json_decref(ids);
     json_decref(msg);
-    refuse(req, 400, -32600, why);
+    gw__mcp_refuse(req, 400, -32600, why);
     return;
   }
   /* a 2026-07-28 client probes with server/discover first: answering
@@ -993,36 +1002,36 @@ void gw_proxy_dispatch(gw_req *req) {
     return;
   }
   const char *pv = gw_req_header(req, "mcp-protocol-version");
-  if (pv && !initialize && !version_supported(pv)) {
+  if (pv && !initialize && !gw__mcp_version_supported(pv)) {
     json_decref(ids);
     json_decref(msg);
     char w[200];
     snprintf(w, sizeof w, "Bad Request: unsupported MCP-Protocol-Version %.40s (supported: 2025-03-26, 2025-06-18, 2025-11-25)", pv);
-    refuse(req, 400, -32000, w);
+    gw__mcp_refuse(req, 400, -32000, w);
     return;
   }
   if (!initialize) {
     if (!sid) {
       json_decref(ids);
       json_decref(msg);
-      refuse(req, 400, -32000, "Bad Request: Mcp-Session-Id header is required (send initialize first)");
+      gw__mcp_refuse(req, 400, -32000, "Bad Request: Mcp-Session-Id header is required (send initialize first)");
       return;
     }
     if (!sess_ok) {
       json_decref(ids);
       json_decref(msg);
-      refuse(req, 404, -32001, "Session not found");
+      gw__mcp_refuse(req, 404, -32001, "Session not found");
       return;
     }
     if (batch && strcmp(sess.version, "2025-03-26") != 0) {
       json_decref(ids);
       json_decref(msg);
-      refuse(req, 400, -32600, "JSON-RPC batches are only allowed with protocol version 2025-03-26");
+      gw__mcp_refuse(req, 400, -32600, "JSON-RPC batches are only allowed with protocol version 2025-03-26");
       return;
     }
   }
   json_t *parsed = msg;
-  px *x = px_new(req, PX_POST, tenant, connector, user);
+  px *x = gw__px_new(req, PX_POST, tenant, connector, user);
   if (!x) {
     json_decref(parsed);
     json_decref(ids);
@@ -1037,17 +1046,17 @@ void gw_proxy_dispatch(gw_req *req) {
     snprintf(x->sid, sizeof x->sid, "%s", sid);
   }
   if (tasks) {
-    rpc_error(x, 200, GW_RPC_NOT_SUPPORTED, "tasks are not supported through the gateway yet");
+    gw__px_rpc_error(x, 200, GW_RPC_NOT_SUPPORTED, "tasks are not supported through the gateway yet");
     json_decref(parsed);
     return;
   }
   /* policy: the decision uses the tool name from the strictly parsed
    * message that is forwarded, nothing else */
   {
-    const pol_user *pu = policy_for(req->lp, tenant, user);
+    const pol_user *pu = gw__policy_for(req->lp, tenant, user);
     if (!pu) {
       json_decref(parsed);
-      rpc_error(x, 503, -32603, "the gateway cannot read its policy right now; refusing (fail closed)");
+      gw__px_rpc_error(x, 503, -32603, "the gateway cannot read its policy right now; refusing (fail closed)");
       return;
     }
     x->list_ids = json_array();
@@ -1074,21 +1083,21 @@ void gw_proxy_dispatch(gw_req *req) {
       GW_LOG(GW_LOG_INFO, "policy", &((gw_log_ctx){tenant, req->id}), "tools/call %s on %s refused: %s (policy v%d)",
              refused, connector, pol_decision_name(worst), pol_user_version(pu));
       if (worst == POL_APPROVE)
-        rpc_error(x, 200, GW_RPC_APPROVAL,
+        gw__px_rpc_error(x, 200, GW_RPC_APPROVAL,
                   "tool \"%s\" on \"%s\" requires approval under your organisation's policy; approvals are "
                   "not available yet, so the call was not made",
                   refused, connector);
       else
-        rpc_error(x, 200, GW_RPC_BLOCKED, "tool \"%s\" on \"%s\" is blocked by your organisation's policy",
+        gw__px_rpc_error(x, 200, GW_RPC_BLOCKED, "tool \"%s\" on \"%s\" is blocked by your organisation's policy",
                   refused, connector);
       return;
     }
   }
   json_decref(parsed);
   /* forwarded exactly as checked (the bytes received, not a re-encoding) */
-  if (start_upstream(x, "POST", req->body, req->body_len, "application/json, text/event-stream") != 0) {
+  if (gw__px_start_upstream(x, "POST", req->body, req->body_len, "application/json, text/event-stream") != 0) {
     if (x->m) x->m->errors++;
-    rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" could not be reached", connector);
+    gw__px_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" could not be reached", connector);
   }
 }
 
@@ -1096,13 +1105,14 @@ void gw_proxy_dispatch(gw_req *req) {
 
 static void end_exchange(px *x) {
   if (x->out) gw_out_abort(x->out);
+  if (x->aux) gw_out_abort(x->aux);
   if (!x->req) return;
   if (x->started) {
     gw_req *r = x->req;
-    client_done(x);
+    gw__px_client_done(x);
     gw_req_drop(r); /* cuts the stream */
   } else {
-    rpc_error(x, 403, GW_RPC_REVOKED, "access revoked: your account or this connector was disabled");
+    gw__px_rpc_error(x, 403, GW_RPC_REVOKED, "access revoked: your account or this connector was disabled");
   }
 }
 
@@ -1133,7 +1143,7 @@ void gw_proxy_revocations_drain(gw_loop *lp) {
     }
     for (px *x = p->list, *nx; x; x = nx) {
       nx = x->next;
-      px_unref(x);
+      gw__px_unref(x);
     }
     free(q);
     q = n;
@@ -1275,14 +1285,14 @@ void gw_proxy_drain(gw_loop *lp) {
     if (x->req) {
       gw_req *r = x->req;
       bool started = x->started;
-      client_done(x);
+      gw__px_client_done(x);
       if (started) gw_resp_end(r);
       else gw_respond_error(r, 503, "shutting_down", "the gateway is restarting; reconnect");
     }
   }
   for (px *x = p->list, *n; x; x = n) {
     n = x->next;
-    px_unref(x);
+    gw__px_unref(x);
   }
 }
 
@@ -1341,7 +1351,7 @@ void gw_proxy_loop_stop(gw_loop *lp) {
   for (px *x = list; x; x = x->next) end_exchange(x);
   for (px *x = list, *n; x; x = n) {
     n = x->next;
-    px_unref(x);
+    gw__px_unref(x);
   }
   uv_mutex_lock(&p->mu);
   p->closing = true;

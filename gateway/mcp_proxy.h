@@ -24,10 +24,42 @@ typedef struct st_store st_store;
 #define GW_RPC_UPSTREAM_DOWN (-32002)     /* unreachable, timed out, reset, or garbage */
 #define GW_RPC_NOT_SUPPORTED (-32601)     /* method the gateway does not relay (tasks, server/discover) */
 
+/* One HTTP call to a connector's upstream, with the connector's URL,
+ * timeouts, CA and sealed credential (unsealed for the call, wiped after).
+ * The client's headers are never copied: only what is named here is sent. */
+#include <stddef.h>
+typedef struct gw_out_req gw_out_req;
+typedef struct gw_out_header gw_out_header;
+typedef struct gw_upstream_opts {
+  const char *tenant, *connector, *method;
+  const void *body;
+  size_t len;
+  const char *accept;
+  const char *protocol_version; /* MCP-Protocol-Version, or NULL */
+  const char *upstream_sid;     /* Mcp-Session-Id, or NULL */
+  const char *last_event_id;    /* Last-Event-ID, or NULL */
+  void (*on_headers)(gw_out_req *r, int status, const gw_out_header *h, size_t n, void *ud);
+  int (*on_data)(gw_out_req *r, const char *p, size_t n, void *ud);
+  void (*on_done)(gw_out_req *r, int err, void *ud);
+  void *ud;
+} gw_upstream_opts;
+/* 0, ST_ENOTFOUND (no such connector), or a GW_OUT_E* / ST_E* error. */
+int gw_upstream_start(gw_loop *lp, const gw_upstream_opts *o, gw_out_req **out);
+
+/* Checks shared by the MCP endpoints (gateway-private). */
+#include <stdbool.h>
+bool gw__accept_has(const char *accept, const char *type);
+bool gw__mcp_version_supported(const char *v);
+bool gw__origin_allowed(gw_server *srv, const char *origin);
+struct json_t;
+const char *gw__check_message(const struct json_t *m, struct json_t *ids, const char **method_out);
+
 int gw_proxy_loop_start(gw_loop *lp);
 /* Ends every exchange (shutdown); frees the per-loop state once they are gone. */
 void gw_proxy_loop_stop(gw_loop *lp);
 void gw_proxy_dispatch(gw_req *req);
+/* /t/{tenant}/mcp — the aggregated endpoint (gateway/mcp_agg.c). */
+void gw_agg_dispatch(gw_req *req);
 /* Shutdown started: ends open streams now (cleanly), lets requests finish. */
 void gw_proxy_drain(gw_loop *lp);
 /* Hooks (user deactivated/deleted, connector deleted → revocation fan-out).

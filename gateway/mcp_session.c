@@ -37,8 +37,9 @@ int gw_session_put(st_txn *txn, const char *id, const gw_session *s, const char 
   char hex[65], k[300];
   uint8_t raw[32];
   hash_hex(id, hex, raw);
-  json_t *r = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "tenant", s->tenant, "user", s->user, "connector",
-                        s->connector, "version", s->version, "upstream", s->upstream, "created", now);
+  json_t *r = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "tenant", s->tenant, "user", s->user, "connector",
+                        s->connector, "version", s->version, "upstream", s->upstream, "client", s->client,
+                        "created", now);
   char *js = json_dumps(r, JSON_COMPACT);
   json_decref(r);
   if (!js) return ST_ENOMEM;
@@ -63,6 +64,7 @@ static int load_raw(st_txn *txn, const uint8_t raw[32], gw_session *out) {
   snprintf(out->connector, sizeof out->connector, "%s", json_string_value(json_object_get(r, "connector")) ?: "");
   snprintf(out->version, sizeof out->version, "%s", json_string_value(json_object_get(r, "version")) ?: "");
   snprintf(out->upstream, sizeof out->upstream, "%s", json_string_value(json_object_get(r, "upstream")) ?: "");
+  snprintf(out->client, sizeof out->client, "%s", json_string_value(json_object_get(r, "client")) ?: "");
   json_decref(r);
   return 0;
 }
@@ -75,12 +77,59 @@ int gw_session_get(st_txn *txn, const char *id, gw_session *out) {
   return load_raw(txn, raw, out);
 }
 
+static size_t akey(const uint8_t raw[32], const char *connector, char *k) {
+  size_t cl = connector ? strlen(connector) : 0;
+  k[0] = 'a';
+  memcpy(k + 1, raw, 32);
+  if (cl) memcpy(k + 33, connector, cl);
+  return 33 + cl;
+}
+
+int gw_session_upstream_get(st_txn *txn, const char *id, const char *connector, char out[256]) {
+  char hex[65], k[100];
+  uint8_t raw[32];
+  st_val v;
+  out[0] = 0;
+  hash_hex(id, hex, raw);
+  int rc = st_get(txn, ST_DB_SESSIONS, k, akey(raw, connector, k), &v);
+  if (rc) return rc;
+  size_t n = v.len < 255 ? v.len : 255;
+  memcpy(out, v.data, n);
+  out[n] = 0;
+  return 0;
+}
+
+int gw_session_upstream_put(st_txn *txn, const char *id, const char *connector, const char *upstream) {
+  char hex[65], k[100];
+  uint8_t raw[32];
+  gw_session s;
+  hash_hex(id, hex, raw);
+  int rc = load_raw(txn, raw, &s); /* the session must still exist */
+  if (rc) return rc;
+  return st_put(txn, ST_DB_SESSIONS, k, akey(raw, connector, k), upstream, strlen(upstream), 0);
+}
+
 static int delete_raw(st_txn *txn, const uint8_t raw[32], const char *hex) {
   gw_session s;
   int rc = load_raw(txn, raw, &s);
   if (rc) return rc;
   char k[300];
   if ((rc = st_del(txn, ST_DB_SESSIONS, k, skey(raw, k)))) return rc;
+  /* the aggregated session's upstream session ids */
+  for (;;) {
+    st_cursor *c;
+    if ((rc = st_cursor_open(txn, ST_DB_SESSIONS, &c))) return rc;
+    st_cursor_seek(c, k, akey(raw, NULL, k), NULL, 0);
+    st_val ak;
+    rc = st_cursor_next(c, &ak, NULL);
+    char key[200];
+    size_t kl = rc == 0 && ak.len < sizeof key ? ak.len : 0;
+    if (kl) memcpy(key, ak.data, kl);
+    st_cursor_close(c);
+    if (rc == ST_ENOTFOUND) break;
+    if (rc) return rc;
+    if (!kl || (rc = st_del(txn, ST_DB_SESSIONS, key, kl))) return rc ? rc : ST_ECORRUPT;
+  }
   rc = st_del(txn, ST_DB_SESSIONS, k, ikey('u', s.tenant, s.user, hex, k));
   if (rc && rc != ST_ENOTFOUND) return rc;
   if (s.connector[0]) {

@@ -9,6 +9,8 @@
  * ST_DB_SESSIONS:  "s" sha256(id)               → {tenant,user,connector,version,upstream,created}
  *                  "u" tenant \0 user \0 hexhash → ""     (a user's sessions)
  *                  "c" tenant \0 conn \0 hexhash → ""     (a connector's sessions)
+ *                  "a" sha256(id) connector      → upstream session id (aggregated
+ *                                                  endpoint: one per connector, opened lazily)
  * Deleted on DELETE, on user deactivation/deletion (hook, same txn), and
  * on connector deletion. */
 #ifndef MCPGATE_GATEWAY_MCP_SESSION_H
@@ -26,6 +28,9 @@ typedef struct gw_session {
   char connector[40];   /* "" for the aggregated endpoint */
   char version[32];     /* negotiated protocol version */
   char upstream[256];   /* upstream Mcp-Session-Id, "" if none */
+  char client[1024];    /* aggregated endpoint: the client's initialize params
+                           (capabilities, clientInfo) as compact JSON, replayed
+                           to each upstream; "" otherwise */
 } gw_session;
 
 /* Writer job body: stores a new session under `id`. */
@@ -33,6 +38,9 @@ int gw_session_put(st_txn *txn, const char *id, const gw_session *s, const char 
 /* Loads a session; ST_ENOTFOUND when absent. Any txn. */
 int gw_session_get(st_txn *txn, const char *id, gw_session *out);
 int gw_session_delete(st_txn *txn, const char *id);
+/* Aggregated sessions: the upstream session id opened for a connector. */
+int gw_session_upstream_get(st_txn *txn, const char *id, const char *connector, char out[256]);
+int gw_session_upstream_put(st_txn *txn, const char *id, const char *connector, const char *upstream);
 /* Deletes every session of a user / of a connector; returns the count. */
 int gw_sessions_delete_user(st_txn *txn, const char *tenant, const char *user);
 int gw_sessions_delete_connector(st_txn *txn, const char *tenant, const char *connector);

@@ -43,6 +43,8 @@ const gw_route *gw_route_find(gw_loop *lp, int kind, const char *path, size_t n)
       size_t rest = (size_t)(end - slash);
       if (rest >= 8 && memcmp(slash, "/scim/v2", 8) == 0 && (rest == 8 || slash[8] == '/'))
         return &lp->srv->scim_route;
+      /* /t/{tenant}/mcp — the aggregated endpoint */
+      if (rest == 4 && memcmp(slash, "/mcp", 4) == 0) return &lp->srv->agg_route;
       /* /t/{tenant}/mcp/{connector} (one segment) */
       if (rest > 5 && memcmp(slash, "/mcp/", 5) == 0 && !memchr(slash + 5, '/', rest - 5))
         return &lp->srv->mcp_route;

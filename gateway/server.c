@@ -393,6 +393,7 @@ int gw_serve(gw_config *cfg) {
       goto out;
   }
   srv->mcp_route = (gw_route){GW_RC_MCP, gw_proxy_dispatch, NULL, srv->cfg.mcp_max_body, NULL};
+  srv->agg_route = (gw_route){GW_RC_MCP, gw_agg_dispatch, NULL, srv->cfg.mcp_max_body, NULL};
   srv->scim_route = (gw_route){GW_RC_SCIM, gw_scim_dispatch, NULL, srv->cfg.scim_max_body, gw_scim_early_error};
   if (uv_loop_init(&lp->loop) != 0) goto out;
   if (st_port_open(srv->store, &lp->loop, &lp->port) != 0) goto out_loop;

@@ -68,6 +68,7 @@ struct gw_server {
   gw_scim_state *scim;  /* SCIM metrics (gateway/scim_http.c) */
   gw_route scim_route;  /* body cap from scim_max_body */
   gw_route mcp_route;   /* body cap from mcp_max_body */
+  gw_route agg_route;   /* the aggregated endpoint, same cap */
   uint8_t admin_token_hash[32]; /* SHA-256 of the operator token */
   bool have_admin_token;
 };

@@ -1,0 +1,790 @@
+/* gateway/mcp_agg.c — /t/{tenant}/mcp: the one URL employees paste. The
+ * gateway is itself the MCP server here and merges every connector the
+ * user's policy shows them.
+ *
+ * - initialize is answered by the gateway (no upstream is contacted); the
+ *   client's capabilities and clientInfo are kept in the session record
+ *   and replayed when an upstream session is opened — lazily, per
+ *   (client session, connector), the first time a connector is needed.
+ * - tools/list walks the visible connectors in name order, one upstream
+ *   page per client page; tools are named {connector}__{tool} and filtered
+ *   by policy. Cursors are opaque (base64url of {"c":connector,"u":cursor});
+ *   a bad cursor is -32602. A connector that fails is skipped with a
+ *   warning: its tools disappear until it recovers.
+ * - tools/call splits the name at the first "__", decides by policy, and
+ *   forwards with the prefix stripped; the answer (JSON or SSE, progress
+ *   included) is relayed. Server→client requests inside that stream get
+ *   ids "mcpgate:{connector}:{original id as JSON}" so the client's answer
+ *   routes back to the right upstream with the original id.
+ * - GET is a gateway-local SSE stream (list_changed is injected there);
+ *   DELETE ends the gateway session.
+ * Not yet: prompts and resources (not offered in capabilities), JSON-RPC
+ * batches, multiplexing upstream GET streams. */
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "auth/auth.h"
+#include "gateway/admin.h"
+#include "gateway/log.h"
+#include "gateway/mcp_int.h"
+#include "store/token.h"
+#include "vault/vault.h"
+
+#define LATEST_VERSION "2025-11-25"
+#define ID_PREFIX "mcpgate:"
+
+/* ---------- small helpers ---------- */
+
+static void now_rfc3339(char out[32]) {
+  time_t t = time(NULL);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static char *b64url(const char *s) {
+  size_t n = strlen(s);
+  char *out = malloc(4 * ((n + 2) / 3) + 1);
+  if (!out) return NULL;
+  int len = EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)s, (int)n);
+  while (len > 0 && out[len - 1] == '=') len--;
+  out[len] = 0;
+  for (char *p = out; *p; p++) *p = *p == '+' ? '-' : *p == '/' ? '_' : *p;
+  return out;
+}
+
+static json_t *unb64url(const char *s) {
+  size_t n = strlen(s);
+  if (!n || n > 4096) return NULL;
+  char *in = malloc(n + 4);
+  if (!in) return NULL;
+  size_t i = 0;
+  for (; i < n; i++) {
+    char c = s[i];
+    if (c == '-') c = '+';
+    else if (c == '_') c = '/';
+    else if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))) {
+      free(in);
+      return NULL;
+    }
+    in[i] = c;
+  }
+  while (i % 4) in[i++] = '=';
+  in[i] = 0;
+  unsigned char *out = malloc(i);
+  int len = out ? EVP_DecodeBlock(out, (unsigned char *)in, (int)i) : -1;
+  free(in);
+  if (len < 0) {
+    free(out);
+    return NULL;
+  }
+  while (len > 0 && out[len - 1] == 0) len--; /* padding bytes */
+  json_t *j = json_loadb((char *)out, (size_t)len, JSON_REJECT_DUPLICATES, NULL);
+  free(out);
+  return j;
+}
+
+static json_t *rpc_result(const json_t *id, json_t *result) {
+  return json_pack("{s:s,s:O,s:o}", "jsonrpc", "2.0", "id", id ? id : json_null(), "result", result);
+}
+
+/* The connectors the user may see, in name order. */
+static json_t *visible_connectors(px *x, const pol_user *pu) {
+  st_txn *txn;
+  json_t *all = NULL, *out = json_array();
+  if (st_read_begin(x->lp->srv->store, &txn) != 0) return out;
+  vault_connector_list(txn, x->tenant, &all);
+  st_txn_end(txn);
+  size_t i;
+  json_t *c;
+  json_array_foreach(all, i, c) {
+    const char *name = json_string_value(json_object_get(c, "name"));
+    if (name && pu && pol_connector_visible(pu, name)) json_array_append_new(out, json_string(name));
+  }
+  json_decref(all);
+  return out;
+}
+
+/* ---------- buffered upstream calls (steps of a flow) ---------- */
+
+static void step_headers(gw_out_req *r, int status, const gw_out_header *h, size_t n, void *ud) {
+  px *x = ud;
+  x->status = status;
+  x->up_ct[0] = 0;
+  x->up_sid[0] = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!strcasecmp(h[i].name, "content-type")) snprintf(x->up_ct, sizeof x->up_ct, "%s", h[i].value);
+    else if (!strcasecmp(h[i].name, "mcp-session-id")) snprintf(x->up_sid, sizeof x->up_sid, "%s", h[i].value);
+  }
+  if (!x->req) gw_out_abort(r);
+}
+
+static int step_data(gw_out_req *r, const char *p, size_t n, void *ud) {
+  px *x = ud;
+  if (!x->req || gw_buf_append(&x->body, p, n) != 0) gw_out_abort(r);
+  return 0;
+}
+
+static void step_done(gw_out_req *r, int err, void *ud) {
+  px *x = ud;
+  (void)r;
+  x->out = NULL;
+  if (!err && (x->status == 401 || x->status == 403)) err = -1;
+  if (x->req && x->cont) x->cont(x, err ? err : (x->status >= 400 ? -2 : 0));
+  gw__px_unref(x);
+}
+
+/* Sends `body` to connector x->connector within its upstream session and
+ * calls cont(x, err) with the reply buffered in x->body. */
+static int step(px *x, const char *method, json_t *body, void (*cont)(px *, int)) {
+  char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
+  json_decref(body);
+  gw_buf_reset(&x->body);
+  x->cont = cont;
+  gw_upstream_opts u = {0};
+  u.tenant = x->tenant;
+  u.connector = x->connector;
+  u.method = method;
+  u.body = s;
+  u.len = s ? strlen(s) : 0;
+  u.accept = "application/json, text/event-stream";
+  u.protocol_version = x->sess.version;
+  u.upstream_sid = x->sess.upstream;
+  u.on_headers = step_headers;
+  u.on_data = step_data;
+  u.on_done = step_done;
+  u.ud = x;
+  x->refs++;
+  int rc = gw_upstream_start(x->lp, &u, &x->out);
+  if (rc) x->refs--;
+  free(s);
+  return rc;
+}
+
+/* ---------- lazily opened upstream sessions ---------- */
+
+typedef struct usess_job {
+  px *x;
+  char sid[96], connector[40], upstream[256];
+} usess_job;
+
+static int job_usess(st_txn *txn, void *arg) {
+  usess_job *j = arg;
+  return gw_session_upstream_put(txn, j->sid, j->connector, j->upstream);
+}
+
+static void done_usess(int status, void *arg) {
+  usess_job *j = arg;
+  px *x = j->x;
+  gw_proxy_revocations_drain(x->lp);
+  void (*after)(px *, int) = x->cont;
+  free(j);
+  if (x->req && after) after(x, status < 0 ? status : 0);
+  gw__px_unref(x);
+}
+
+static void usess_initialized(px *x, int err) {
+  (void)err; /* a server may answer the notification oddly: the session stands */
+  usess_job *j = calloc(1, sizeof *j);
+  void (*after)(px *, int) = x->after;
+  x->cont = after;
+  if (!j) {
+    after(x, ST_ENOMEM);
+    return;
+  }
+  j->x = x;
+  snprintf(j->sid, sizeof j->sid, "%s", x->sid);
+  snprintf(j->connector, sizeof j->connector, "%s", x->connector);
+  snprintf(j->upstream, sizeof j->upstream, "%s", x->sess.upstream);
+  x->refs++;
+  if (st_submit(x->lp->srv->store, x->lp->port, job_usess, done_usess, j) != 0) {
+    x->refs--;
+    free(j);
+    after(x, ST_EBUSY);
+  }
+}
+
+static void usess_initialize_done(px *x, int err) {
+  void (*after)(px *, int) = x->after;
+  json_t *id = json_string("mcpgate-init");
+  json_t *msg = err ? NULL : gw__find_reply(x->body.data ? x->body.data : "", x->body.len, x->up_ct, id);
+  json_decref(id);
+  if (!msg || !json_is_object(json_object_get(msg, "result"))) {
+    json_decref(msg);
+    after(x, err ? err : -3);
+    return;
+  }
+  json_decref(msg);
+  snprintf(x->sess.upstream, sizeof x->sess.upstream, "%s", x->up_sid);
+  json_t *note = json_pack("{s:s,s:s}", "jsonrpc", "2.0", "method", "notifications/initialized");
+  if (step(x, "POST", note, usess_initialized) != 0) after(x, -4);
+}
+
+/* Makes sure x->sess.upstream is the upstream session of x->connector
+ * (opening one if needed), then after(x, err). */
+static void ensure_upstream(px *x, void (*after)(px *, int)) {
+  st_txn *txn;
+  char up[256] = "";
+  if (st_read_begin(x->lp->srv->store, &txn) == 0) {
+    int rc = gw_session_upstream_get(txn, x->sid, x->connector, up);
+    st_txn_end(txn);
+    if (rc == 0) {
+      snprintf(x->sess.upstream, sizeof x->sess.upstream, "%s", up);
+      after(x, 0);
+      return;
+    }
+  }
+  x->sess.upstream[0] = 0;
+  x->after = after;
+  json_t *client = json_loads(x->sess.client[0] ? x->sess.client : "{}", 0, NULL);
+  json_t *params = json_pack("{s:s,s:O,s:O}", "protocolVersion", x->sess.version[0] ? x->sess.version : LATEST_VERSION,
+                             "capabilities", json_object_get(client, "capabilities") ?: json_object(), "clientInfo",
+                             json_object_get(client, "clientInfo") ?: json_pack("{s:s,s:s}", "name", "mcpgate", "version", "0.1.0"));
+  json_decref(client);
+  json_t *init = json_pack("{s:s,s:s,s:s,s:o}", "jsonrpc", "2.0", "id", "mcpgate-init", "method", "initialize",
+                           "params", params);
+  if (step(x, "POST", init, usess_initialize_done) != 0) after(x, -4);
+}
+
+/* ---------- tools/list across connectors ---------- */
+
+static void list_fetch(px *x);
+
+static void list_reply(px *x, json_t *tools, const char *next_c, const char *next_u) {
+  json_t *result = json_pack("{s:o}", "tools", tools);
+  if (next_c) {
+    json_t *cur = json_pack("{s:s,s:s?}", "c", next_c, "u", next_u);
+    char *s = json_dumps(cur, JSON_COMPACT);
+    json_decref(cur);
+    char *b = s ? b64url(s) : NULL;
+    free(s);
+    if (b) json_object_set_new(result, "nextCursor", json_string(b));
+    free(b);
+  }
+  gw__px_reply_json(x, 200, rpc_result(json_array_get(x->ids, 0), result));
+}
+
+/* The page after connector index ci: the next connector, from its start. */
+static void list_advance(px *x, json_t *tools) {
+  json_t *vis = json_object_get(x->agg_state, "visible");
+  size_t ci = (size_t)json_integer_value(json_object_get(x->agg_state, "ci"));
+  const char *next = json_string_value(json_array_get(vis, ci + 1));
+  list_reply(x, tools, next, NULL);
+}
+
+static void list_page_done(px *x, int err) {
+  json_t *id = json_string("mcpgate-list");
+  json_t *msg = err ? NULL : gw__find_reply(x->body.data ? x->body.data : "", x->body.len, x->up_ct, id);
+  json_decref(id);
+  json_t *res = json_object_get(msg, "result");
+  json_t *utools = json_object_get(res, "tools");
+  if (!json_is_array(utools)) {
+    /* one upstream failing does not take the others down */
+    GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}),
+           "connector %s: tools/list failed (%s); its tools are left out", x->connector,
+           err == -1 ? "credential refused" : err ? "unavailable" : "invalid reply");
+    if (x->m) x->m->errors++;
+    json_decref(msg);
+    /* a session the upstream forgot is opened again next time */
+    list_advance(x, json_array());
+    return;
+  }
+  const pol_user *pu = gw__policy_for(x->lp, x->tenant, x->user);
+  json_t *tools = json_array();
+  size_t i;
+  json_t *t;
+  json_array_foreach(utools, i, t) {
+    const char *name = json_string_value(json_object_get(t, "name"));
+    if (!name || !pu) continue;
+    json_t *one = json_pack("{s:{s:[O]}}", "result", "tools", t);
+    pol_filter_tools(pu, x->connector, one);
+    json_t *kept = json_array_get(json_object_get(json_object_get(one, "result"), "tools"), 0);
+    if (kept) {
+      json_t *copy = json_deep_copy(kept);
+      char full[400];
+      snprintf(full, sizeof full, "%s__%s", x->connector, name);
+      json_object_set_new(copy, "name", json_string(full));
+      json_array_append_new(tools, copy);
+    }
+    json_decref(one);
+  }
+  const char *ucur = json_string_value(json_object_get(res, "nextCursor"));
+  if (ucur) list_reply(x, tools, x->connector, ucur);
+  else list_advance(x, tools);
+  json_decref(msg);
+}
+
+static void list_session_ready(px *x, int err) {
+  if (err) {
+    GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}),
+           "connector %s: no upstream session (%d); its tools are left out", x->connector, err);
+    list_advance(x, json_array());
+    return;
+  }
+  json_t *params = json_object();
+  const char *u = json_string_value(json_object_get(x->agg_state, "u"));
+  if (u) json_object_set_new(params, "cursor", json_string(u));
+  json_t *req = json_pack("{s:s,s:s,s:s,s:o}", "jsonrpc", "2.0", "id", "mcpgate-list", "method", "tools/list",
+                          "params", params);
+  if (step(x, "POST", req, list_page_done) != 0) list_advance(x, json_array());
+}
+
+static void list_fetch(px *x) {
+  json_t *vis = json_object_get(x->agg_state, "visible");
+  size_t ci = (size_t)json_integer_value(json_object_get(x->agg_state, "ci"));
+  const char *c = json_string_value(json_array_get(vis, ci));
+  if (!c) {
+    list_reply(x, json_array(), NULL, NULL);
+    return;
+  }
+  snprintf(x->connector, sizeof x->connector, "%s", c);
+  x->m = gw__px_metrics_for(x->p, x->tenant, c);
+  ensure_upstream(x, list_session_ready);
+}
+
+static void tools_list(px *x, json_t *msg) {
+  const pol_user *pu = gw__policy_for(x->lp, x->tenant, x->user);
+  if (!pu) {
+    gw__px_rpc_error(x, 503, -32603, "the gateway cannot read its policy right now (fail closed)");
+    return;
+  }
+  json_t *vis = visible_connectors(x, pu);
+  x->agg_state = json_pack("{s:o,s:i}", "visible", vis, "ci", 0);
+  const char *cursor = json_string_value(json_object_get(json_object_get(msg, "params"), "cursor"));
+  if (cursor) {
+    json_t *cur = unb64url(cursor);
+    const char *c = json_string_value(json_object_get(cur, "c"));
+    json_t *u = json_object_get(cur, "u");
+    size_t i;
+    json_t *v;
+    int found = -1;
+    if (c) json_array_foreach(vis, i, v) if (!strcmp(json_string_value(v), c)) found = (int)i;
+    if (found < 0 || (u && !json_is_string(u) && !json_is_null(u))) {
+      json_decref(cur);
+      gw__px_rpc_error(x, 200, -32602, "Invalid params: unknown or expired cursor");
+      return;
+    }
+    json_object_set_new(x->agg_state, "ci", json_integer(found));
+    if (json_is_string(u)) json_object_set(x->agg_state, "u", u);
+    json_decref(cur);
+  }
+  list_fetch(x);
+}
+
+/* ---------- tools/call and answers to server→client requests ---------- */
+
+static void call_session_ready(px *x, int err) {
+  if (err) {
+    if (x->m) x->m->errors++;
+    gw__px_rpc_error(x, 200, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" is unavailable", x->connector);
+    return;
+  }
+  x->cont = NULL;
+  gw_buf_reset(&x->body);
+  if (gw__px_start_upstream(x, "POST", x->fwd, x->fwd_len, "application/json, text/event-stream") != 0) {
+    if (x->m) x->m->errors++;
+    gw__px_rpc_error(x, 200, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" could not be reached", x->connector);
+  }
+}
+
+static bool split_name(const char *full, char conn[40], const char **tool) {
+  const char *sep = strstr(full, "__");
+  if (!sep || sep == full || (size_t)(sep - full) >= 40 || !sep[2]) return false;
+  memcpy(conn, full, (size_t)(sep - full));
+  conn[sep - full] = 0;
+  *tool = sep + 2;
+  return vault_connector_name_valid(conn);
+}
+
+static void tools_call(px *x, json_t *msg) {
+  json_t *params = json_object_get(msg, "params");
+  const char *full = json_string_value(json_object_get(params, "name"));
+  const char *tool;
+  char conn[40];
+  const pol_user *pu = gw__policy_for(x->lp, x->tenant, x->user);
+  if (!pu) {
+    gw__px_rpc_error(x, 503, -32603, "the gateway cannot read its policy right now (fail closed)");
+    return;
+  }
+  if (!full || !split_name(full, conn, &tool)) {
+    gw__px_rpc_error(x, 200, -32602, "Unknown tool: %.200s", full ? full : "(no name)");
+    return;
+  }
+  pol_decision d = pol_decide(pu, conn, tool);
+  if (d == POL_HIDDEN) {
+    gw__px_rpc_error(x, 200, -32602, "Unknown tool: %.200s", full);
+    return;
+  }
+  if (d == POL_BLOCK || d == POL_APPROVE) {
+    GW_LOG(GW_LOG_INFO, "policy", &((gw_log_ctx){x->tenant, x->req->id}), "tools/call %s refused: %s (policy v%d)", full,
+           pol_decision_name(d), pol_user_version(pu));
+    if (d == POL_APPROVE)
+      gw__px_rpc_error(x, 200, GW_RPC_APPROVAL,
+                       "tool \"%s\" requires approval under your organisation's policy; approvals are not available "
+                       "yet, so the call was not made",
+                       full);
+    else
+      gw__px_rpc_error(x, 200, GW_RPC_BLOCKED, "tool \"%s\" is blocked by your organisation's policy", full);
+    return;
+  }
+  /* forward with the prefix stripped: the rest of the message as checked */
+  json_t *fwd = json_deep_copy(msg);
+  json_object_set_new(json_object_get(fwd, "params"), "name", json_string(tool));
+  x->fwd = json_dumps(fwd, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  json_decref(fwd);
+  if (!x->fwd) {
+    gw__px_rpc_error(x, 500, -32603, "out of memory");
+    return;
+  }
+  x->fwd_len = strlen(x->fwd);
+  snprintf(x->connector, sizeof x->connector, "%s", conn);
+  x->m = gw__px_metrics_for(x->p, x->tenant, conn);
+  if (x->m) x->m->requests++;
+  ensure_upstream(x, call_session_ready);
+}
+
+/* "mcpgate:{connector}:{json id}" ↔ (connector, original id). */
+bool gw__agg_rewrite(px *x, json_t *msg) {
+  if (!json_is_object(msg) || !json_is_string(json_object_get(msg, "method"))) return false;
+  json_t *id = json_object_get(msg, "id");
+  if (!id) return false; /* a notification: relayed as is */
+  char *enc = json_dumps(id, JSON_ENCODE_ANY | JSON_COMPACT);
+  if (!enc) return false;
+  char buf[600];
+  snprintf(buf, sizeof buf, ID_PREFIX "%s:%s", x->connector, enc);
+  free(enc);
+  json_object_set_new(msg, "id", json_string(buf));
+  return true;
+}
+
+static void answer_done(px *x, int err) {
+  (void)err;
+  gw__px_reply_raw(x, 202, NULL, NULL, 0);
+}
+
+static void answer_ready(px *x, int err) {
+  if (err) {
+    gw__px_reply_raw(x, 202, NULL, NULL, 0); /* the upstream is gone: nothing to deliver */
+    return;
+  }
+  json_t *msg = json_loadb(x->fwd, x->fwd_len, 0, NULL);
+  if (step(x, "POST", msg, answer_done) != 0) gw__px_reply_raw(x, 202, NULL, NULL, 0);
+}
+
+/* A client's response to a relayed server→client request. */
+static bool route_answer(px *x, json_t *msg) {
+  const char *id = json_string_value(json_object_get(msg, "id"));
+  if (!id || strncmp(id, ID_PREFIX, strlen(ID_PREFIX))) return false;
+  const char *c = id + strlen(ID_PREFIX);
+  const char *colon = strchr(c, ':');
+  if (!colon || colon == c || (size_t)(colon - c) >= 40) return false;
+  char conn[40];
+  memcpy(conn, c, (size_t)(colon - c));
+  conn[colon - c] = 0;
+  json_t *orig = json_loads(colon + 1, JSON_DECODE_ANY, NULL);
+  if (!orig || !vault_connector_name_valid(conn)) {
+    json_decref(orig);
+    return false;
+  }
+  json_t *fwd = json_deep_copy(msg);
+  json_object_set_new(fwd, "id", orig);
+  x->fwd = json_dumps(fwd, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  json_decref(fwd);
+  x->fwd_len = x->fwd ? strlen(x->fwd) : 0;
+  snprintf(x->connector, sizeof x->connector, "%s", conn);
+  ensure_upstream(x, answer_ready);
+  return true;
+}
+
+/* ---------- initialize and sessions ---------- */
+
+typedef struct init_job {
+  px *x;
+  char sid[96];
+  gw_session s;
+  char now[32];
+  json_t *result;
+} init_job;
+
+static int job_init(st_txn *txn, void *arg) {
+  init_job *j = arg;
+  return gw_session_put(txn, j->sid, &j->s, j->now);
+}
+
+static void done_init(int status, void *arg) {
+  init_job *j = arg;
+  px *x = j->x;
+  gw_proxy_revocations_drain(x->lp);
+  if (status < 0) {
+    gw__px_rpc_error(x, 503, -32603, "the gateway could not store the session: %s", st_strerror(status));
+  } else {
+    snprintf(x->sid, sizeof x->sid, "%s", j->sid);
+    gw__px_reply_json(x, 200, rpc_result(json_array_get(x->ids, 0), json_incref(j->result)));
+  }
+  json_decref(j->result);
+  OPENSSL_cleanse(j->sid, sizeof j->sid);
+  free(j);
+  gw__px_unref(x);
+}
+
+static void initialize(px *x, json_t *msg) {
+  json_t *params = json_object_get(msg, "params");
+  const char *asked = json_string_value(json_object_get(params, "protocolVersion"));
+  const char *ver = asked && gw__mcp_version_supported(asked) ? asked : LATEST_VERSION;
+  init_job *j = calloc(1, sizeof *j);
+  if (!j || st_token_new(GW_SESSION_PREFIX, j->sid, sizeof j->sid) != 0) {
+    free(j);
+    gw__px_rpc_error(x, 500, -32603, "the gateway could not create a session");
+    return;
+  }
+  json_t *client = json_pack("{s:O?,s:O?}", "capabilities", json_object_get(params, "capabilities"), "clientInfo",
+                             json_object_get(params, "clientInfo"));
+  char *cs = json_dumps(client, JSON_COMPACT);
+  json_decref(client);
+  if (!cs || strlen(cs) >= sizeof j->s.client) {
+    free(cs);
+    cs = strdup("{}");
+  }
+  snprintf(j->s.client, sizeof j->s.client, "%s", cs ? cs : "{}");
+  free(cs);
+  j->x = x;
+  snprintf(j->s.tenant, sizeof j->s.tenant, "%s", x->tenant);
+  snprintf(j->s.user, sizeof j->s.user, "%s", x->user);
+  snprintf(j->s.version, sizeof j->s.version, "%s", ver);
+  now_rfc3339(j->now);
+  j->result = json_pack("{s:s,s:{s:{s:b}},s:{s:s,s:s,s:s},s:s}", "protocolVersion", ver, "capabilities", "tools",
+                        "listChanged", 1, "serverInfo", "name", "mcpgate", "title", "mcpgate", "version", "0.1.0",
+                        "instructions",
+                        "Tools of every service your organisation connected, named <service>__<tool>. Your "
+                        "organisation's policy decides which tools you see.");
+  x->refs++;
+  if (st_submit(x->lp->srv->store, x->lp->port, job_init, done_init, j) != 0) {
+    x->refs--;
+    json_decref(j->result);
+    free(j);
+    gw__px_rpc_error(x, 503, -32603, "the gateway is busy; retry");
+  }
+}
+
+typedef struct del_job {
+  px *x;
+  char sid[96];
+} del_job;
+
+static int job_del(st_txn *txn, void *arg) {
+  del_job *j = arg;
+  int rc = gw_session_delete(txn, j->sid);
+  return rc == ST_ENOTFOUND ? 0 : rc;
+}
+
+static void done_del(int status, void *arg) {
+  del_job *j = arg;
+  px *x = j->x;
+  gw_proxy_revocations_drain(x->lp);
+  if (status < 0) gw__px_rpc_error(x, 503, -32603, "the session could not be deleted: %s", st_strerror(status));
+  else {
+    x->sid[0] = 0;
+    gw__px_reply_raw(x, 204, NULL, NULL, 0);
+  }
+  free(j);
+  gw__px_unref(x);
+}
+
+/* ---------- dispatch ---------- */
+
+void gw_agg_dispatch(gw_req *req) {
+  gw_server *srv = req->lp->srv;
+  char tenant[64];
+  const char *p = req->path + 3;
+  size_t tl = strcspn(p, "/");
+  if (!tl || tl >= sizeof tenant) {
+    gw_respond_error(req, 404, "not_found", "no such MCP endpoint");
+    return;
+  }
+  memcpy(tenant, p, tl);
+  tenant[tl] = 0;
+  snprintf(req->tenant, sizeof req->tenant, "%s", tenant);
+  if (!gw_tenant_id_valid(tenant)) {
+    gw_respond_error(req, 404, "not_found", "no such MCP endpoint");
+    return;
+  }
+  const char *m = req->method;
+  if (strcmp(m, "POST") && strcmp(m, "GET") && strcmp(m, "DELETE")) {
+    gw_resp_header(req, "Allow", "GET, POST, DELETE");
+    gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed on an MCP endpoint", m);
+    return;
+  }
+  const char *origin = gw_req_header(req, "origin");
+  if (origin && !gw__origin_allowed(srv, origin)) {
+    gw_respond_error(req, 403, "forbidden_origin", "Origin %.100s is not allowed (config allowed_origins)", origin);
+    return;
+  }
+  const char *auth = gw_req_header(req, "authorization");
+  if (!auth || strncasecmp(auth, "Bearer ", 7)) {
+    gw__mcp_unauthorized(req, "missing Authorization: Bearer <mgw_ token>");
+    return;
+  }
+  const char *tok = auth + 7;
+  while (*tok == ' ') tok++;
+  char user[40];
+  st_txn *txn;
+  if (st_read_begin(srv->store, &txn) != 0) {
+    gw_respond_error(req, 503, "store_unavailable", "the store cannot be read right now");
+    return;
+  }
+  int rc = auth_token_verify(txn, tenant, tok, (int64_t)time(NULL), user);
+  gw_session sess;
+  memset(&sess, 0, sizeof sess);
+  const char *sid = gw_req_header(req, "mcp-session-id");
+  int src = rc == 0 && sid ? gw_session_get(txn, sid, &sess) : ST_ENOTFOUND;
+  st_txn_end(txn);
+  if (rc != 0) {
+    gw__mcp_unauthorized(req, "invalid, expired or revoked token");
+    return;
+  }
+  bool sess_ok = src == 0 && !strcmp(sess.tenant, tenant) && !strcmp(sess.user, user) && !sess.connector[0];
+
+  if (!strcmp(m, "GET") || !strcmp(m, "DELETE")) {
+    if (!sid) {
+      gw__mcp_refuse(req, 400, -32000, "Bad Request: Mcp-Session-Id header is required");
+      return;
+    }
+    if (!sess_ok) {
+      gw__mcp_refuse(req, 404, -32001, "Session not found");
+      return;
+    }
+    if (!strcmp(m, "GET") && !gw__accept_has(gw_req_header(req, "accept"), "text/event-stream")) {
+      gw_respond_error(req, 406, "not_acceptable", "a GET stream needs Accept: text/event-stream");
+      return;
+    }
+    px *x = gw__px_new(req, !strcmp(m, "GET") ? 1 /* PX_GET */ : 2 /* PX_DELETE */, tenant, "", user);
+    if (!x) {
+      gw_respond_error(req, 500, "internal", "out of memory");
+      return;
+    }
+    x->agg = true;
+    x->sess = sess;
+    snprintf(x->sid, sizeof x->sid, "%s", sid);
+    if (!strcmp(m, "GET")) {
+      /* a gateway-local stream: list_changed arrives here */
+      x->started = true;
+      if (x->m) x->m->streams++;
+      gw_resp_header(req, "Mcp-Session-Id", x->sid);
+      gw_resp_header(req, "Cache-Control", "no-cache");
+      gw_resp_start(req, 200, "text/event-stream");
+      gw_resp_write(req, ": mcpgate stream\n\n", 18);
+      return;
+    }
+    del_job *j = calloc(1, sizeof *j);
+    if (!j) {
+      gw__px_rpc_error(x, 500, -32603, "out of memory");
+      return;
+    }
+    j->x = x;
+    snprintf(j->sid, sizeof j->sid, "%s", sid);
+    x->refs++;
+    if (st_submit(srv->store, req->lp->port, job_del, done_del, j) != 0) {
+      x->refs--;
+      free(j);
+      gw__px_rpc_error(x, 503, -32603, "the gateway is busy; retry");
+    }
+    return;
+  }
+
+  /* POST */
+  const char *accept = gw_req_header(req, "accept");
+  if (!gw__accept_has(accept, "application/json") || !gw__accept_has(accept, "text/event-stream")) {
+    gw_respond_error(req, 406, "not_acceptable",
+                     "POST needs Accept: application/json, text/event-stream (Streamable HTTP)");
+    return;
+  }
+  json_error_t je;
+  json_t *msg = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
+  if (!msg) {
+    char why[300];
+    snprintf(why, sizeof why, "Parse error: %s (line %d column %d)", je.text, je.line, je.column);
+    gw__mcp_refuse(req, 400, -32700, why);
+    return;
+  }
+  if (json_is_array(msg)) {
+    json_decref(msg);
+    gw__mcp_refuse(req, 400, -32600, "JSON-RPC batches are not supported on the aggregated endpoint");
+    return;
+  }
+  json_t *ids = json_array();
+  const char *method = NULL;
+  const char *why = gw__check_message(msg, ids, &method);
+  if (why) {
+    json_decref(ids);
+    json_decref(msg);
+    gw__mcp_refuse(req, 400, -32600, why);
+    return;
+  }
+  bool is_init = method && !strcmp(method, "initialize");
+  const char *pv = gw_req_header(req, "mcp-protocol-version");
+  if (method && !strcmp(method, "server/discover")) {
+    json_t *id = json_array_get(ids, 0);
+    gw_respond_json(req, 200, json_pack("{s:s,s:O,s:{s:i,s:s}}", "jsonrpc", "2.0", "id", id ? id : json_null(),
+                                        "error", "code", GW_RPC_NOT_SUPPORTED, "message",
+                                        "Method not found: server/discover (this gateway speaks MCP 2025-03-26 to "
+                                        "2025-11-25; use initialize)"));
+    json_decref(ids);
+    json_decref(msg);
+    return;
+  }
+  if (pv && !is_init && !gw__mcp_version_supported(pv)) {
+    json_decref(ids);
+    json_decref(msg);
+    gw__mcp_refuse(req, 400, -32000, "Bad Request: unsupported MCP-Protocol-Version");
+    return;
+  }
+  if (!is_init && (!sid || !sess_ok)) {
+    json_decref(ids);
+    json_decref(msg);
+    if (!sid) gw__mcp_refuse(req, 400, -32000, "Bad Request: Mcp-Session-Id header is required (send initialize first)");
+    else gw__mcp_refuse(req, 404, -32001, "Session not found");
+    return;
+  }
+  px *x = gw__px_new(req, 0 /* PX_POST */, tenant, "", user);
+  if (!x) {
+    json_decref(ids);
+    json_decref(msg);
+    gw_respond_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  x->agg = true;
+  json_decref(x->ids);
+  x->ids = ids;
+  if (!is_init) {
+    x->sess = sess;
+    snprintf(x->sid, sizeof x->sid, "%s", sid);
+  }
+  if (!method) {
+    /* a response to a server→client request we relayed */
+    if (!route_answer(x, msg)) gw__px_reply_raw(x, 202, NULL, NULL, 0);
+  } else if (is_init) {
+    initialize(x, msg);
+  } else if (!strcmp(method, "tools/list")) {
+    tools_list(x, msg);
+  } else if (!strcmp(method, "tools/call")) {
+    tools_call(x, msg);
+  } else if (!strcmp(method, "ping")) {
+    gw__px_reply_json(x, 200, rpc_result(json_array_get(ids, 0), json_object()));
+  } else if (!json_array_size(ids)) {
+    /* notifications (initialized, cancelled, roots/list_changed …): taken */
+    gw__px_reply_raw(x, 202, NULL, NULL, 0);
+  } else if (!strcmp(method, "prompts/list") || !strcmp(method, "resources/list") ||
+             !strcmp(method, "resources/templates/list")) {
+    const char *key = !strcmp(method, "prompts/list") ? "prompts" : !strcmp(method, "resources/list") ? "resources" : "resourceTemplates";
+    gw__px_reply_json(x, 200, rpc_result(json_array_get(ids, 0), json_pack("{s:[]}", key)));
+  } else {
+    gw__px_rpc_error(x, 200, GW_RPC_NOT_SUPPORTED, "Method not found: %.100s", method);
+  }
+  json_decref(msg);
+}

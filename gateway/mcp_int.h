@@ -1,0 +1,107 @@
+/* gateway/mcp_int.h — private to the MCP proxy files (mcp_proxy.c: the
+ * exchange machinery and the single-connector endpoint; mcp_agg.c: the
+ * aggregated endpoint). One exchange (px) per client request; see
+ * mcp_proxy.c for its lifetime rules. */
+#ifndef MCPGATE_GATEWAY_MCP_INT_H
+#define MCPGATE_GATEWAY_MCP_INT_H
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "gateway/buf.h"
+#include "gateway/http.h"
+#include "gateway/mcp_proxy.h"
+#include "gateway/mcp_session.h"
+#include "gateway/outbound.h"
+#include "gateway/server.h"
+#include "policy/policy.h"
+
+#define GW_RPC_REVOKED (-32004)
+#define MAX_JSON_BODY (16 * 1024 * 1024)
+#define MAX_SSE_EVENT (8 * 1024 * 1024)
+#define MAX_METRIC_ENTRIES 4096
+#define NBUCKETS 10
+
+
+typedef struct cmetrics {
+  char tenant[64], connector[40];
+  uint64_t requests, errors, auth_failures;
+  uint64_t hist[NBUCKETS + 1];
+  double sum;
+  int64_t streams;
+} cmetrics;
+
+typedef struct revocation {
+  struct revocation *next;
+  char tenant[64], user[40], connector[40];
+  bool notify; /* tools/list_changed instead of ending exchanges */
+} revocation;
+
+struct gw_proxy {
+  gw_loop *lp;
+  struct px *list;
+  uv_async_t async;
+  uv_mutex_t mu;
+  revocation *queue; /* under mu */
+  cmetrics **m; /* entries never move: exchanges keep pointers to them */
+  size_t nm;
+  bool closing;
+};
+
+enum { PX_POST, PX_GET, PX_DELETE };
+
+typedef struct px {
+  struct px *next, *prev;
+  gw_proxy *p;
+  gw_loop *lp;
+  gw_req *req;           /* NULL once the client side is finished */
+  gw_out_req *out;       /* NULL once the upstream side is done */
+  int refs;
+  int kind;
+  char tenant[64], connector[40], user[40];
+  char sid[96];          /* the gateway's session id for this exchange */
+  gw_session sess;
+  bool initialize, started, paused, listed;
+  json_t *ids;           /* ids of the requests in the POSTed message */
+  int status;
+  char up_sid[256];
+  char up_ct[128];
+  gw_buf body;           /* buffered JSON / initialize reply */
+  gw_buf ev;             /* SSE bytes not yet forming a complete event */
+  uint64_t start_ns;
+  cmetrics *m;
+  json_t *list_ids;      /* ids of tools/list requests: their results are filtered */
+  /* aggregated endpoint (gateway/mcp_agg.c) */
+  bool agg;              /* /t/{tenant}/mcp: connector is the current upstream */
+  char *fwd;             /* rewritten body forwarded upstream (owned) */
+  size_t fwd_len;
+  void (*cont)(struct px *x, int err); /* next step after a buffered upstream call */
+  void (*after)(struct px *x, int err); /* what runs once the upstream session is open */
+  json_t *agg_state;     /* per-flow state (tools/list paging, …) */
+  gw_out_req *aux;       /* fire-and-forget upstream calls have their own refs */
+} px;
+
+
+#define GW_RPC_BLOCKED (-32003)
+#define GW_RPC_APPROVAL (-32005)
+
+px *gw__px_new(gw_req *req, int kind, const char *tenant, const char *connector, const char *user);
+void gw__px_unref(px *x);
+void gw__px_client_done(px *x);
+void gw__px_reply_json(px *x, int status, json_t *j);
+void gw__px_reply_raw(px *x, int status, const char *ct, const char *body, size_t n);
+void gw__px_rpc_error(px *x, int http_status, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void gw__mcp_refuse(gw_req *req, int status, int code, const char *msg);
+void gw__mcp_unauthorized(gw_req *req, const char *msg);
+/* Relays the upstream's answer to the client (the single-connector path). */
+int gw__px_start_upstream(px *x, const char *method, const void *body, size_t len, const char *accept);
+const pol_user *gw__policy_for(gw_loop *lp, const char *tenant, const char *user);
+cmetrics *gw__px_metrics_for(gw_proxy *p, const char *tenant, const char *connector);
+/* mcp_agg.c: rewrites server→client request ids in an upstream message
+ * relayed on an aggregated exchange; true when changed. */
+bool gw__agg_rewrite(px *x, json_t *msg);
+/* The JSON-RPC message with `id` in a buffered reply (JSON or SSE). */
+json_t *gw__find_reply(const char *body, size_t n, const char *ct, const json_t *id);
+
+#endif
