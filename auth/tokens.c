@@ -218,26 +218,7 @@ int auth_purge_tenant(st_txn *txn, const char *tenant, int limit) {
   size_t tl = strlen(tenant);
   p[0] = 'u';
   memcpy(p + 1, tenant, tl + 1);
-  int n = 0, rc;
-  while (n < limit) {
-    st_cursor *c;
-    if ((rc = st_cursor_open(txn, ST_DB_TOKENS, &c))) return rc;
-    st_cursor_seek(c, p, tl + 2, NULL, 0);
-    st_val k;
-    char key[200];
-    size_t kl = 0;
-    rc = st_cursor_next(c, &k, NULL);
-    if (rc == 0 && k.len < sizeof key) {
-      kl = k.len;
-      memcpy(key, k.data, kl);
-    }
-    st_cursor_close(c);
-    if (rc == ST_ENOTFOUND) break;
-    if (rc) return rc;
-    if (!kl || (rc = st_del(txn, ST_DB_TOKENS, key, kl))) return rc ? rc : ST_ECORRUPT;
-    n++;
-  }
-  return n;
+  return st_del_prefix(txn, ST_DB_TOKENS, p, tl + 2, limit);
 }
 
 static int on_user_gone(st_txn *txn, int kind, const void *event, void *ctx) {

@@ -274,6 +274,23 @@ static int opt_string(gw_req *req, json_t *j, const char *key, size_t maxlen, co
   return 0;
 }
 
+/* Opens a read transaction for an existing, active tenant; otherwise
+ * answers 503 (store unreadable) or 404 and returns -1. */
+static int read_tenant(gw_req *req, const char *tenant, st_txn **txn) {
+  if (st_read_begin(req->lp->srv->store, txn) != 0) {
+    gw_respond_error(req, 503, "store_unavailable", "the store cannot be read right now");
+    return -1;
+  }
+  json_t *t;
+  if (gw_tenant_get(*txn, tenant, &t) != 0) {
+    st_txn_end(*txn);
+    gw_respond_error(req, 404, "not_found", "no such tenant");
+    return -1;
+  }
+  json_decref(t);
+  return 0;
+}
+
 static char *scim_base_url(gw_server *srv, const char *tenant) {
   size_t n = strlen(srv->cfg.public_url) + strlen(tenant) + 32;
   char *s = malloc(n);
@@ -780,19 +797,8 @@ static void tenant_one(gw_req *req, const caller *who, const char *id) {
 }
 
 static void tokens_list(gw_req *req, const char *tenant, const char *kind) {
-  gw_server *srv = req->lp->srv;
   st_txn *txn;
-  if (st_read_begin(srv->store, &txn) != 0) {
-    gw_respond_error(req, 503, "store_unavailable", "the store cannot be read right now");
-    return;
-  }
-  json_t *trec;
-  if (gw_tenant_get(txn, tenant, &trec) != 0) {
-    st_txn_end(txn);
-    gw_respond_error(req, 404, "not_found", "no such tenant");
-    return;
-  }
-  json_decref(trec);
+  if (read_tenant(req, tenant, &txn) != 0) return;
   json_t *arr = json_array();
   char pk[200];
   size_t pl = index_key(tenant, kind, NULL, pk);
@@ -902,17 +908,7 @@ static void directory_view(gw_req *req, const caller *who, const char *tenant, c
     return;
   }
   st_txn *txn;
-  if (st_read_begin(srv->store, &txn) != 0) {
-    gw_respond_error(req, 503, "store_unavailable", "the store cannot be read right now");
-    return;
-  }
-  json_t *trec;
-  if (gw_tenant_get(txn, tenant, &trec) != 0) {
-    st_txn_end(txn);
-    gw_respond_error(req, 404, "not_found", "no such tenant");
-    return;
-  }
-  json_decref(trec);
+  if (read_tenant(req, tenant, &txn) != 0) return;
   char path[128], *base = scim_base_url(srv, tenant);
   snprintf(path, sizeof path, "/%s%s%.64s", what[0] == 'u' ? "Users" : "Groups", id ? "/" : "", id ? id : "");
   scim_req rq = {0};
@@ -1012,17 +1008,7 @@ static void connectors(gw_req *req, const caller *who, const char *tenant, const
   }
   if (!strcmp(req->method, "GET") || !strcmp(req->method, "HEAD")) {
     st_txn *txn;
-    if (st_read_begin(srv->store, &txn) != 0) {
-      gw_respond_error(req, 503, "store_unavailable", "the store cannot be read right now");
-      return;
-    }
-    json_t *t;
-    if (gw_tenant_get(txn, tenant, &t) != 0) {
-      st_txn_end(txn);
-      gw_respond_error(req, 404, "not_found", "no such tenant");
-      return;
-    }
-    json_decref(t);
+    if (read_tenant(req, tenant, &txn) != 0) return;
     if (!name) {
       json_t *arr;
       vault_connector_list(txn, tenant, &arr);
@@ -1131,17 +1117,7 @@ static void employee_tokens(gw_req *req, const caller *who, const char *tenant, 
   snprintf(req->tenant, sizeof req->tenant, "%s", tenant);
   if (!tokid && !strcmp(req->method, "GET")) {
     st_txn *txn;
-    if (st_read_begin(srv->store, &txn) != 0) {
-      gw_respond_error(req, 503, "store_unavailable", "the store cannot be read right now");
-      return;
-    }
-    json_t *t;
-    if (gw_tenant_get(txn, tenant, &t) != 0) {
-      st_txn_end(txn);
-      gw_respond_error(req, 404, "not_found", "no such tenant");
-      return;
-    }
-    json_decref(t);
+    if (read_tenant(req, tenant, &txn) != 0) return;
     json_t *arr;
     auth_token_list(txn, tenant, &arr);
     st_txn_end(txn);
@@ -1266,17 +1242,8 @@ static void policy_endpoint(gw_req *req, const caller *who, const char *tenant) 
   snprintf(req->tenant, sizeof req->tenant, "%s", tenant);
   if (!strcmp(req->method, "GET")) {
     st_txn *txn;
-    if (st_read_begin(srv->store, &txn) != 0) {
-      gw_respond_error(req, 503, "store_unavailable", "the store cannot be read right now");
-      return;
-    }
-    json_t *t, *rec;
-    if (gw_tenant_get(txn, tenant, &t) != 0) {
-      st_txn_end(txn);
-      gw_respond_error(req, 404, "not_found", "no such tenant");
-      return;
-    }
-    json_decref(t);
+    if (read_tenant(req, tenant, &txn) != 0) return;
+    json_t *rec;
     if (pol_get(txn, tenant, &rec) != 0) {
       st_txn_end(txn);
       gw_respond_error(req, 404, "not_found", "no policy yet: every connector is hidden until one is PUT");
@@ -1363,17 +1330,7 @@ static void explain_endpoint(gw_req *req, const caller *who, const char *tenant)
     return;
   }
   st_txn *txn;
-  if (st_read_begin(req->lp->srv->store, &txn) != 0) {
-    gw_respond_error(req, 503, "store_unavailable", "the store cannot be read right now");
-    return;
-  }
-  json_t *t;
-  if (gw_tenant_get(txn, tenant, &t) != 0) {
-    st_txn_end(txn);
-    gw_respond_error(req, 404, "not_found", "no such tenant");
-    return;
-  }
-  json_decref(t);
+  if (read_tenant(req, tenant, &txn) != 0) return;
   json_t *u;
   if (scim_user_lookup(txn, tenant, user, &u) != 0) {
     st_txn_end(txn);

@@ -572,104 +572,23 @@ static void initialize(px *x, json_t *msg) {
   }
 }
 
-typedef struct del_job {
-  px *x;
-  char sid[96];
-} del_job;
-
-static int job_del(st_txn *txn, void *arg) {
-  del_job *j = arg;
-  int rc = gw_session_delete(txn, j->sid);
-  return rc == ST_ENOTFOUND ? 0 : rc;
-}
-
-static void done_del(int status, void *arg) {
-  del_job *j = arg;
-  px *x = j->x;
-  gw_proxy_revocations_drain(x->lp);
-  if (status < 0) gw__px_rpc_error(x, 503, -32603, "the session could not be deleted: %s", st_strerror(status));
-  else {
-    x->sid[0] = 0;
-    gw__px_reply_raw(x, 204, NULL, NULL, 0);
-  }
-  free(j);
-  gw__px_unref(x);
-}
-
 /* ---------- dispatch ---------- */
 
 void gw_agg_dispatch(gw_req *req) {
-  gw_server *srv = req->lp->srv;
-  char tenant[64];
-  const char *p = req->path + 3;
-  size_t tl = strcspn(p, "/");
-  if (!tl || tl >= sizeof tenant) {
-    gw_respond_error(req, 404, "not_found", "no such MCP endpoint");
-    return;
-  }
-  memcpy(tenant, p, tl);
-  tenant[tl] = 0;
-  snprintf(req->tenant, sizeof req->tenant, "%s", tenant);
-  if (!gw_tenant_id_valid(tenant)) {
-    gw_respond_error(req, 404, "not_found", "no such MCP endpoint");
-    return;
-  }
+  gw_mcp_ctx ctx;
+  if (gw__mcp_begin(req, true, &ctx) != 0) return;
+  const char *tenant = ctx.tenant, *user = ctx.user, *sid = ctx.sid;
   const char *m = req->method;
-  if (strcmp(m, "POST") && strcmp(m, "GET") && strcmp(m, "DELETE")) {
-    gw_resp_header(req, "Allow", "GET, POST, DELETE");
-    gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed on an MCP endpoint", m);
-    return;
-  }
-  const char *origin = gw_req_header(req, "origin");
-  if (origin && !gw__origin_allowed(srv, origin)) {
-    gw_respond_error(req, 403, "forbidden_origin", "Origin %.100s is not allowed (config allowed_origins)", origin);
-    return;
-  }
-  const char *auth = gw_req_header(req, "authorization");
-  if (!auth || strncasecmp(auth, "Bearer ", 7)) {
-    gw__mcp_unauthorized(req, "missing Authorization: Bearer <mgw_ token>");
-    return;
-  }
-  const char *tok = auth + 7;
-  while (*tok == ' ') tok++;
-  char user[40];
-  st_txn *txn;
-  if (st_read_begin(srv->store, &txn) != 0) {
-    gw_respond_error(req, 503, "store_unavailable", "the store cannot be read right now");
-    return;
-  }
-  int rc = auth_token_verify(txn, tenant, tok, (int64_t)time(NULL), user);
-  gw_session sess;
-  memset(&sess, 0, sizeof sess);
-  const char *sid = gw_req_header(req, "mcp-session-id");
-  int src = rc == 0 && sid ? gw_session_get(txn, sid, &sess) : ST_ENOTFOUND;
-  st_txn_end(txn);
-  if (rc != 0) {
-    gw__mcp_unauthorized(req, "invalid, expired or revoked token");
-    return;
-  }
-  bool sess_ok = src == 0 && !strcmp(sess.tenant, tenant) && !strcmp(sess.user, user) && !sess.connector[0];
-
+  bool sess_ok = ctx.sess_ok;
   if (!strcmp(m, "GET") || !strcmp(m, "DELETE")) {
-    if (!sid) {
-      gw__mcp_refuse(req, 400, -32000, "Bad Request: Mcp-Session-Id header is required");
-      return;
-    }
-    if (!sess_ok) {
-      gw__mcp_refuse(req, 404, -32001, "Session not found");
-      return;
-    }
-    if (!strcmp(m, "GET") && !gw__accept_has(gw_req_header(req, "accept"), "text/event-stream")) {
-      gw_respond_error(req, 406, "not_acceptable", "a GET stream needs Accept: text/event-stream");
-      return;
-    }
+    if (gw__mcp_session_checks(req, &ctx) != 0) return;
     px *x = gw__px_new(req, !strcmp(m, "GET") ? 1 /* PX_GET */ : 2 /* PX_DELETE */, tenant, "", user);
     if (!x) {
       gw_respond_error(req, 500, "internal", "out of memory");
       return;
     }
     x->agg = true;
-    x->sess = sess;
+    x->sess = ctx.sess;
     snprintf(x->sid, sizeof x->sid, "%s", sid);
     if (!strcmp(m, "GET")) {
       /* a gateway-local stream: list_changed arrives here */
@@ -681,37 +600,13 @@ void gw_agg_dispatch(gw_req *req) {
       gw_resp_write(req, ": mcpgate stream\n\n", 18);
       return;
     }
-    del_job *j = calloc(1, sizeof *j);
-    if (!j) {
-      gw__px_rpc_error(x, 500, -32603, "out of memory");
-      return;
-    }
-    j->x = x;
-    snprintf(j->sid, sizeof j->sid, "%s", sid);
-    x->refs++;
-    if (st_submit(srv->store, req->lp->port, job_del, done_del, j) != 0) {
-      x->refs--;
-      free(j);
-      gw__px_rpc_error(x, 503, -32603, "the gateway is busy; retry");
-    }
+    gw__mcp_delete_session(x);
     return;
   }
 
   /* POST */
-  const char *accept = gw_req_header(req, "accept");
-  if (!gw__accept_has(accept, "application/json") || !gw__accept_has(accept, "text/event-stream")) {
-    gw_respond_error(req, 406, "not_acceptable",
-                     "POST needs Accept: application/json, text/event-stream (Streamable HTTP)");
-    return;
-  }
-  json_error_t je;
-  json_t *msg = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
-  if (!msg) {
-    char why[300];
-    snprintf(why, sizeof why, "Parse error: %s (line %d column %d)", je.text, je.line, je.column);
-    gw__mcp_refuse(req, 400, -32700, why);
-    return;
-  }
+  json_t *msg = gw__mcp_parse_post(req);
+  if (!msg) return;
   if (json_is_array(msg)) {
     json_decref(msg);
     gw__mcp_refuse(req, 400, -32600, "JSON-RPC batches are not supported on the aggregated endpoint");
@@ -762,7 +657,7 @@ void gw_agg_dispatch(gw_req *req) {
   json_decref(x->ids);
   x->ids = ids;
   if (!is_init) {
-    x->sess = sess;
+    x->sess = ctx.sess;
     snprintf(x->sid, sizeof x->sid, "%s", sid);
   }
   if (!method) {

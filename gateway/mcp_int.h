@@ -86,6 +86,17 @@ typedef struct px {
 #define GW_RPC_BLOCKED (-32003)
 #define GW_RPC_APPROVAL (-32005)
 
+typedef struct gw_mcp_ctx {
+  char tenant[64], connector[40], user[40];
+  const char *sid; /* the Mcp-Session-Id header, or NULL */
+  gw_session sess;
+  bool sess_ok;    /* the session exists and is this caller's, on this endpoint */
+} gw_mcp_ctx;
+int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c);
+int gw__mcp_session_checks(gw_req *req, const gw_mcp_ctx *c);
+json_t *gw__mcp_parse_post(gw_req *req);
+void gw__mcp_delete_session(px *x);
+
 px *gw__px_new(gw_req *req, int kind, const char *tenant, const char *connector, const char *user);
 void gw__px_unref(px *x);
 void gw__px_client_done(px *x);

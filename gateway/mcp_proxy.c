@@ -828,71 +828,134 @@ static void done_session_del(int status, void *arg) {
   gw__px_unref(x);
 }
 
-void gw_proxy_dispatch(gw_req *req) {
+/* What every MCP request passes first (both endpoints): the path's tenant
+ * (and connector), the method, Origin, the employee token and the user's
+ * state — on every request — and the session it names, if any. On a
+ * refusal it has answered and returns -1. */
+int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c) {
   gw_server *srv = req->lp->srv;
-  /* /t/{tenant}/mcp/{connector} — the router guarantees the shape */
-  char tenant[64], connector[40];
+  memset(c, 0, sizeof *c);
+  /* /t/{tenant}/mcp[/{connector}] — the router guarantees the shape */
   const char *p = req->path + 3;
-  const char *slash = strchr(p, '/');
-  size_t tl = slash ? (size_t)(slash - p) : 0;
-  const char *cn = slash ? slash + 5 : "";
-  if (!tl || tl >= sizeof tenant || strlen(cn) >= sizeof connector) {
+  size_t tl = strcspn(p, "/");
+  const char *cn = agg ? "" : p + tl + 5;
+  if (!tl || tl >= sizeof c->tenant || strlen(cn) >= sizeof c->connector) {
     gw_respond_error(req, 404, "not_found", "no such MCP endpoint");
-    return;
+    return -1;
   }
-  memcpy(tenant, p, tl);
-  tenant[tl] = 0;
-  snprintf(connector, sizeof connector, "%s", cn);
-  snprintf(req->tenant, sizeof req->tenant, "%s", tenant);
-  if (!gw_tenant_id_valid(tenant) || !vault_connector_name_valid(connector)) {
+  memcpy(c->tenant, p, tl);
+  snprintf(c->connector, sizeof c->connector, "%s", cn);
+  snprintf(req->tenant, sizeof req->tenant, "%s", c->tenant);
+  if (!gw_tenant_id_valid(c->tenant) || (!agg && !vault_connector_name_valid(c->connector))) {
     gw_respond_error(req, 404, "not_found", "no such MCP endpoint");
-    return;
+    return -1;
   }
   const char *m = req->method;
   if (strcmp(m, "POST") && strcmp(m, "GET") && strcmp(m, "DELETE")) {
     gw_resp_header(req, "Allow", "GET, POST, DELETE");
     gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed on an MCP endpoint", m);
-    return;
+    return -1;
   }
   /* Origin: browsers send it; DNS-rebinding protection */
   const char *origin = gw_req_header(req, "origin");
   if (origin && !gw__origin_allowed(srv, origin)) {
     gw_respond_error(req, 403, "forbidden_origin", "Origin %.100s is not allowed (config allowed_origins)", origin);
-    return;
+    return -1;
   }
   /* who: the employee token, and the user's state, on every request */
   const char *auth = gw_req_header(req, "authorization");
   if (!auth || strncasecmp(auth, "Bearer ", 7)) {
     gw__mcp_unauthorized(req, "missing Authorization: Bearer <mgw_ token>");
-    return;
+    return -1;
   }
   const char *tok = auth + 7;
   while (*tok == ' ') tok++;
-  char user[40];
   st_txn *txn;
   if (st_read_begin(srv->store, &txn) != 0) {
     gw_respond_error(req, 503, "store_unavailable", "the store cannot be read right now");
-    return;
+    return -1;
   }
-  int rc = auth_token_verify(txn, tenant, tok, (int64_t)time(NULL), user);
+  int rc = auth_token_verify(txn, c->tenant, tok, (int64_t)time(NULL), c->user);
   json_t *conn = NULL;
-  int crc = rc == 0 ? vault_connector_get(txn, tenant, connector, &conn) : 0;
+  int crc = rc == 0 && !agg ? vault_connector_get(txn, c->tenant, c->connector, &conn) : 0;
   json_decref(conn);
-  gw_session sess;
-  memset(&sess, 0, sizeof sess);
-  const char *sid = gw_req_header(req, "mcp-session-id");
-  int src = rc == 0 && crc == 0 && sid ? gw_session_get(txn, sid, &sess) : ST_ENOTFOUND;
+  c->sid = gw_req_header(req, "mcp-session-id");
+  int src = rc == 0 && crc == 0 && c->sid ? gw_session_get(txn, c->sid, &c->sess) : ST_ENOTFOUND;
   st_txn_end(txn);
   if (rc != 0) {
     gw__mcp_unauthorized(req, "invalid, expired or revoked token");
-    return;
+    return -1;
   }
   if (crc != 0) {
-    gw_respond_error(req, 404, "not_found", "no connector \"%s\" in this tenant", connector);
+    gw_respond_error(req, 404, "not_found", "no connector \"%s\" in this tenant", c->connector);
+    return -1;
+  }
+  c->sess_ok = src == 0 && !strcmp(c->sess.tenant, c->tenant) && !strcmp(c->sess.user, c->user) &&
+               !strcmp(c->sess.connector, c->connector);
+  return 0;
+}
+
+/* GET and DELETE need a session of this caller (and GET an SSE Accept). */
+int gw__mcp_session_checks(gw_req *req, const gw_mcp_ctx *c) {
+  if (!c->sid) {
+    gw__mcp_refuse(req, 400, -32000, "Bad Request: Mcp-Session-Id header is required");
+    return -1;
+  }
+  if (!c->sess_ok) {
+    gw__mcp_refuse(req, 404, -32001, "Session not found");
+    return -1;
+  }
+  if (!strcmp(req->method, "GET") && !gw__accept_has(gw_req_header(req, "accept"), "text/event-stream")) {
+    gw_respond_error(req, 406, "not_acceptable", "a GET stream needs Accept: text/event-stream");
+    return -1;
+  }
+  return 0;
+}
+
+/* POST: the Accept header, then the body parsed fully and strictly. */
+json_t *gw__mcp_parse_post(gw_req *req) {
+  const char *accept = gw_req_header(req, "accept");
+  if (!gw__accept_has(accept, "application/json") || !gw__accept_has(accept, "text/event-stream")) {
+    gw_respond_error(req, 406, "not_acceptable",
+                     "POST needs Accept: application/json, text/event-stream (Streamable HTTP)");
+    return NULL;
+  }
+  json_error_t je;
+  json_t *msg = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
+  if (!msg) {
+    char why[300];
+    snprintf(why, sizeof why, "Parse error: %s (line %d column %d)", je.text, je.line, je.column);
+    gw__mcp_refuse(req, 400, -32700, why);
+  }
+  return msg;
+}
+
+/* DELETE: the session record goes in a writer job; then 204. */
+void gw__mcp_delete_session(px *x) {
+  del_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    gw__px_rpc_error(x, 500, -32603, "out of memory");
     return;
   }
-  bool sess_ok = src == 0 && !strcmp(sess.tenant, tenant) && !strcmp(sess.user, user) &&
-                 !strcmp(sess.connector, connector);
+  j->x = x;
+  snprintf(j->sid, sizeof j->sid, "%s", x->sid);
+  x->refs++;
+  if (st_submit(x->lp->srv->store, x->lp->port, job_session_del, done_session_del, j) != 0) {
+    x->refs--;
+    free(j);
+    gw__px_rpc_error(x, 503, -32603, "the gateway is busy; retry");
+  }
+}
+
+void gw_proxy_dispatch(gw_req *req) {
+  gw_server *srv = req->lp->srv;
+  gw_mcp_ctx ctx;
+  if (gw__mcp_begin(req, false, &ctx) != 0) return;
+  const char *tenant = ctx.tenant, *connector = ctx.connector, *user = ctx.user, *sid = ctx.sid;
+  const char *m = req->method;
+  gw_session sess = ctx.sess;
+  bool sess_ok = ctx.sess_ok;
+  (void)srv;
   {
     /* a connector no rule gives the user does not exist for them */
     const pol_user *pu = gw__policy_for(req->lp, tenant, user);
@@ -907,18 +970,7 @@ void gw_proxy_dispatch(gw_req *req) {
   }
 
   if (!strcmp(m, "GET") || !strcmp(m, "DELETE")) {
-    if (!sid) {
-      gw__mcp_refuse(req, 400, -32000, "Bad Request: Mcp-Session-Id header is required");
-      return;
-    }
-    if (!sess_ok) {
-      gw__mcp_refuse(req, 404, -32001, "Session not found");
-      return;
-    }
-    if (!strcmp(m, "GET") && !gw__accept_has(gw_req_header(req, "accept"), "text/event-stream")) {
-      gw_respond_error(req, 406, "not_acceptable", "a GET stream needs Accept: text/event-stream");
-      return;
-    }
+    if (gw__mcp_session_checks(req, &ctx) != 0) return;
     px *x = gw__px_new(req, !strcmp(m, "GET") ? PX_GET : PX_DELETE, tenant, connector, user);
     if (!x) {
       gw_respond_error(req, 500, "internal", "out of memory");
@@ -931,37 +983,13 @@ void gw_proxy_dispatch(gw_req *req) {
         gw__px_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" is unavailable", connector);
       return;
     }
-    del_job *j = calloc(1, sizeof *j);
-    if (!j) {
-      gw__px_rpc_error(x, 500, -32603, "out of memory");
-      return;
-    }
-    j->x = x;
-    snprintf(j->sid, sizeof j->sid, "%s", sid);
-    x->refs++;
-    if (st_submit(srv->store, req->lp->port, job_session_del, done_session_del, j) != 0) {
-      x->refs--;
-      free(j);
-      gw__px_rpc_error(x, 503, -32603, "the gateway is busy; retry");
-    }
+    gw__mcp_delete_session(x);
     return;
   }
 
   /* POST */
-  const char *accept = gw_req_header(req, "accept");
-  if (!gw__accept_has(accept, "application/json") || !gw__accept_has(accept, "text/event-stream")) {
-    gw_respond_error(req, 406, "not_acceptable",
-                     "POST needs Accept: application/json, text/event-stream (Streamable HTTP)");
-    return;
-  }
-  json_error_t je;
-  json_t *msg = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
-  if (!msg) {
-    char why[300];
-    snprintf(why, sizeof why, "Parse error: %s (line %d column %d)", je.text, je.line, je.column);
-    gw__mcp_refuse(req, 400, -32700, why);
-    return;
-  }
+  json_t *msg = gw__mcp_parse_post(req);
+  if (!msg) return;
   json_t *ids = json_array();
   const char *why = NULL, *method = NULL;
   bool batch = json_is_array(msg);

@@ -1710,26 +1710,11 @@ int scim_purge_tenant(st_txn *txn, const char *tenant, int limit) {
   static const st_db dbs[] = {ST_DB_SCIM_MEM, ST_DB_SCIM_IDX, ST_DB_SCIM_RES};
   kb p;
   kb_init(&p, tenant);
-  int n = 0, rc;
+  int n = 0;
   for (size_t d = 0; d < 3 && n < limit; d++) {
-    while (n < limit) {
-      st_cursor *c;
-      if ((rc = st_cursor_open(txn, dbs[d], &c))) return rc;
-      st_cursor_seek(c, p.b, p.n, NULL, 0);
-      st_val k;
-      char key[600];
-      size_t kl = 0;
-      rc = st_cursor_next(c, &k, NULL);
-      if (rc == 0) {
-        kl = k.len < sizeof key ? k.len : sizeof key;
-        memcpy(key, k.data, kl);
-      }
-      st_cursor_close(c);
-      if (rc == ST_ENOTFOUND) break;
-      if (rc) return rc;
-      if ((rc = st_del(txn, dbs[d], key, kl))) return rc;
-      n++;
-    }
+    int m = st_del_prefix(txn, dbs[d], p.b, p.n, limit - n);
+    if (m < 0) return m;
+    n += m;
   }
   return n;
 }

@@ -186,6 +186,11 @@ int st_cursor_seek(st_cursor *c, const void *prefix, size_t plen, const void *fr
 int st_cursor_next(st_cursor *c, st_val *key, st_val *val);
 void st_cursor_close(st_cursor *c);
 
+/* Deletes the keys that start with prefix, at most `limit` of them (0: no
+ * limit), in key order; returns how many were deleted or a negative error.
+ * Write txns only. Bounded purges (tenant deletion) are built on it. */
+int st_del_prefix(st_txn *txn, st_db db, const void *prefix, size_t plen, int limit);
+
 /* ---- the writer: jobs, ports, group commit ------------------------------
  * A job is a function run on the writer thread inside its OWN nested write
  * transaction, a child of the batch transaction. The writer takes up to

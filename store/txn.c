@@ -304,3 +304,29 @@ int st__db_create(st_txn *t, st_db db) {
   t->st->dbi_ok[db] = 1;
   return 0;
 }
+
+int st_del_prefix(st_txn *txn, st_db db, const void *prefix, size_t plen, int limit) {
+  int n = 0, rc;
+  while (!limit || n < limit) {
+    st_cursor *c;
+    if ((rc = st_cursor_open(txn, db, &c)) != 0) return rc;
+    st_cursor_seek(c, prefix, plen, NULL, 0);
+    st_val k;
+    rc = st_cursor_next(c, &k, NULL);
+    uint8_t key[ST__KEYBUF];
+    size_t kl = 0;
+    if (rc == 0) {
+      if (k.len > sizeof key) rc = ST_ECORRUPT;
+      else {
+        kl = k.len;
+        memcpy(key, k.data, kl);
+      }
+    }
+    st_cursor_close(c);
+    if (rc == ST_ENOTFOUND) break;
+    if (rc) return rc;
+    if ((rc = st_del(txn, db, key, kl)) != 0) return rc;
+    n++;
+  }
+  return n;
+}

@@ -257,27 +257,5 @@ int vault_connector_list(st_txn *txn, const char *tenant, json_t **arr) {
 }
 
 int vault_purge_tenant(st_txn *txn, const char *tenant, int limit) {
-  char p[80];
-  size_t pl = strlen(tenant) + 1;
-  memcpy(p, tenant, pl);
-  int n = 0, rc;
-  while (n < limit) {
-    st_cursor *c;
-    if ((rc = st_cursor_open(txn, ST_DB_CONNECTORS, &c))) return rc;
-    st_cursor_seek(c, p, pl, NULL, 0);
-    st_val k;
-    char key[128];
-    size_t kl = 0;
-    rc = st_cursor_next(c, &k, NULL);
-    if (rc == 0) {
-      kl = k.len < sizeof key ? k.len : sizeof key;
-      memcpy(key, k.data, kl);
-    }
-    st_cursor_close(c);
-    if (rc == ST_ENOTFOUND) break;
-    if (rc) return rc;
-    if ((rc = st_del(txn, ST_DB_CONNECTORS, key, kl))) return rc;
-    n++;
-  }
-  return n;
+  return st_del_prefix(txn, ST_DB_CONNECTORS, tenant, strlen(tenant) + 1, limit);
 }

@@ -1015,6 +1015,44 @@ TEST(queue_cap_refuses_with_ebusy) {
   tmp_cleanup();
 }
 
+typedef struct delp {
+  const char *prefix;
+  int limit, n;
+} delp;
+static int delp_fn(st_txn *txn, void *arg) {
+  delp *d = arg;
+  d->n = st_del_prefix(txn, ST_DB_TENANTS, d->prefix, strlen(d->prefix), d->limit);
+  return d->n < 0 ? d->n : 0;
+}
+
+TEST(del_prefix_bounded) {
+  tmp_setup();
+  st_store *st = open_default();
+  CHECK(st);
+  char k[32];
+  for (int i = 0; i < 7; i++) {
+    snprintf(k, sizeof k, "acme\x01%d", i);
+    CHECK_INT(put1(st, k, "v"), 0);
+  }
+  CHECK_INT(put1(st, "acme2", "other tenant"), 0);
+  CHECK_INT(put1(st, "acmd", "before"), 0);
+  delp d = {"acme\x01", 3, 0};
+  CHECK_INT(st_write_sync(st, delp_fn, &d), 0);
+  CHECK_INT(d.n, 3); /* bounded */
+  CHECK(!exists(st, "acme\x01" "0"));
+  CHECK(exists(st, "acme\x01" "3"));
+  d.limit = 0;
+  CHECK_INT(st_write_sync(st, delp_fn, &d), 0);
+  CHECK_INT(d.n, 4); /* the rest */
+  CHECK(!exists(st, "acme\x01" "6"));
+  CHECK(exists(st, "acme2")); /* neighbours untouched */
+  CHECK(exists(st, "acmd"));
+  CHECK_INT(st_write_sync(st, delp_fn, &d), 0);
+  CHECK_INT(d.n, 0);
+  st_close(st);
+  tmp_cleanup();
+}
+
 TEST(errors_and_strings) {
   CHECK_STR(st_strerror(0), "ok");
   CHECK_STR(st_strerror(ST_EMAPFULL), "store map full (increase map_size)");
@@ -1031,6 +1069,7 @@ TEST(errors_and_strings) {
 int main(void) {
   if (!getenv("UNIT_VERBOSE")) gw_log_set_level((gw_log_level)(GW_LOG_ERROR + 1));
   RUN(migrate_fresh_gets_latest);
+  RUN(del_prefix_bounded);
   RUN(migrate_partial_gets_the_rest);
   RUN(migrate_newer_refused);
   RUN(get_put_del);
