@@ -26,6 +26,10 @@ ifeq ($(SANITIZE),1)
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 OPT := -O1 -g
 endif
+ifeq ($(SANITIZE),fuzz)
+SAN_FLAGS := -fsanitize=address,undefined,fuzzer-no-link -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT := -O1 -g
+endif
 CFLAGS  := $(CFLAGS_BASE) $(OPT) $(SAN_FLAGS) $(EXTRA_CFLAGS)
 LDLIBS  := -luv -lssl -lcrypto -lcurl -ljansson -llmdb -lpthread -lm
 LDFLAGS := $(SAN_FLAGS)
@@ -34,11 +38,13 @@ LIB_SRC := $(filter-out gateway/main.c,$(foreach m,$(MODULES),$(wildcard $(m)/*.
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LLHTTP_OBJ := $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o $(BUILD)/llhttp/llhttp.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 BENCH_SRC := $(wildcard tests/bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all asan deps run test unit integration clean fuzz bench
+.PHONY: all asan deps run test unit integration clean fuzz fuzz-bins bench
 all: $(BUILD)/mcpgate
 
 $(BUILD)/libmcpgate.a: $(LIB_OBJ) $(LLHTTP_OBJ)
@@ -64,6 +70,17 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmcpgate.a tests/unit/unit.h
 
 unit-bins: $(UNIT_BIN)
 
+# libFuzzer drivers (clang): make fuzz builds them in build-fuzz/;
+# tests/run.sh replays each corpus and fuzzes each briefly.
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/libmcpgate.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MF $(dir $@).$(notdir $@).d -fsanitize=address,undefined,fuzzer -o $@ $< $(BUILD)/libmcpgate.a $(LDLIBS)
+
+fuzz-bins: $(FUZZ_BIN)
+
+fuzz:
+	$(MAKE) BUILD=build-fuzz CC=clang SANITIZE=fuzz fuzz-bins
+
 $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libmcpgate.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -O2 -MF $(dir $@).$(notdir $@).d $(LDFLAGS) -o $@ $< $(BUILD)/libmcpgate.a $(LDLIBS)
@@ -81,6 +98,7 @@ run: deps all
 test: deps
 	$(MAKE) all unit-bins
 	$(MAKE) asan
+	$(MAKE) fuzz
 	sh tests/run.sh
 
 # Benchmarks print numbers against a baseline run in the same invocation;
@@ -90,6 +108,6 @@ bench: deps all $(BENCH_BIN)
 	node tests/bench/scim_import.mjs
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/gateway/main.d $(foreach b,$(UNIT_BIN),$(dir $(b)).$(notdir $(b)).d)
+-include $(LIB_OBJ:.o=.d) $(BUILD)/gateway/main.d $(foreach b,$(UNIT_BIN) $(FUZZ_BIN),$(dir $(b)).$(notdir $(b)).d)

@@ -171,8 +171,15 @@ static json_t *parse_literal(parser *ps) {
       return NULL;
     }
     ps->p = end;
-    if (d == (double)(long long)d && !memchr(p, '.', (size_t)(end - p)) && !memchr(p, 'e', (size_t)(end - p)))
+    /* integers only when exactly representable (the cast is UB beyond) */
+    if (d > -9007199254740992.0 && d < 9007199254740992.0 && d == (double)(long long)d &&
+        !memchr(p, '.', (size_t)(end - p)) && !memchr(p, 'e', (size_t)(end - p)) &&
+        !memchr(p, 'E', (size_t)(end - p)))
       return json_integer((json_int_t)d);
+    if (d != d || d > 1.7e308 || d < -1.7e308) {
+      perr(ps, "number out of range");
+      return NULL;
+    }
     return json_real(d);
   }
   perr(ps, "expected a value (string, number, true, false or null)");

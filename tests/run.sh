@@ -11,7 +11,7 @@
 #
 # Full logs go to build/test-logs/; only failures are echoed. The last line
 # is exactly "N passed, N failed"; the exit status is non-zero on any failure.
-# Knobs: TEST_ONLY=unit|integration, TEST_VARIANTS="build build-asan",
+# Knobs: TEST_ONLY=unit|fuzz|integration, FUZZ_SECONDS (10), TEST_VARIANTS="build build-asan",
 #        TEST_FILES="tests/integration/http.test.mjs ...".
 set -u
 
@@ -142,8 +142,44 @@ run_integration() {
   total_pass=$((total_pass + p)); total_fail=$((total_fail + f))
 }
 
+# Fuzz: each libFuzzer driver replays its committed corpus (regressions:
+# every input once) and then fuzzes for FUZZ_SECONDS on a scratch copy, so
+# new inputs never land in the repo. A crash, leak or UB report fails it;
+# the reproducer is kept in build/test-logs/.
+run_fuzz() {
+  sec_pass=0; sec_fail=0
+  for bin in build-fuzz/fuzz/fuzz_*; do
+    [ -x "$bin" ] || continue
+    name=$(basename "$bin" | sed 's/^fuzz_//')
+    corpus=tests/fuzz/corpus/$name
+    scratch=$(mktemp -d)
+    [ -d "$corpus" ] && cp "$corpus"/* "$scratch"/ 2>/dev/null
+    log=build/test-logs/fuzz-$name.log
+    (cd build/test-logs && timeout 120 "../../$bin" -max_total_time="${FUZZ_SECONDS:-10}" -timeout=5 \
+        -rss_limit_mb=2048 -print_final_stats=1 "$scratch") > "$log" 2>&1
+    rc=$?
+    rm -rf "$scratch"
+    if [ $rc -eq 0 ]; then
+      sec_pass=$((sec_pass + 1))
+    else
+      sec_fail=$((sec_fail + 1))
+      echo "FAIL fuzz $name (exit $rc): $(grep -m1 -E 'ERROR|runtime error|SUMMARY' "$log")"
+      echo "     reproducer and log in build/test-logs/ ($log)"
+    fi
+  done
+  if [ $((sec_pass + sec_fail)) -eq 0 ]; then
+    echo "note: no fuzzers in build-fuzz/fuzz (make fuzz)"
+  fi
+  add_summary "fuzz: $sec_pass passed, $sec_fail failed"
+  total_pass=$((total_pass + sec_pass)); total_fail=$((total_fail + sec_fail))
+}
+
 if [ "$ONLY" = all ] || [ "$ONLY" = unit ]; then
   for v in $VARIANTS; do run_unit "$v"; done
+fi
+if [ "$ONLY" = all ] || [ "$ONLY" = fuzz ]; then
+  mkdir -p build/test-logs
+  run_fuzz
 fi
 if [ "$ONLY" = all ] || [ "$ONLY" = integration ]; then
   if [ ! -d tests/node_modules ]; then
