@@ -16,10 +16,17 @@
  *   included) is relayed. Server→client requests inside that stream get
  *   ids "mcpgate:{connector}:{original id as JSON}" so the client's answer
  *   routes back to the right upstream with the original id.
- * - GET is a gateway-local SSE stream (list_changed is injected there);
+ * - GET multiplexes the upstreams' GET streams (of every upstream session
+ *   of the client session, including ones opened later) into one stream,
+ *   with server→client request ids rewritten as above; event ids encode
+ *   every upstream's last event id, so Last-Event-ID resumes each one.
+ *   list_changed from policy/membership changes is injected there too.
  *   DELETE ends the gateway session.
+ * - Client notifications: notifications/cancelled goes to the upstream
+ *   running that request; others (roots/list_changed, …) to every upstream
+ *   session of the client session.
  * Not yet: prompts and resources (not offered in capabilities), JSON-RPC
- * batches, multiplexing upstream GET streams. */
+ * batches. */
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -131,11 +138,18 @@ static int step_data(gw_out_req *r, const char *p, size_t n, void *ud) {
   return 0;
 }
 
+#define E_AUTH (-1)  /* the upstream refused the gateway's credential */
+#define E_STALE (-5) /* the upstream does not know our session id */
+
 static void step_done(gw_out_req *r, int err, void *ud) {
   px *x = ud;
   (void)r;
   x->out = NULL;
-  if (!err && (x->status == 401 || x->status == 403)) err = -1;
+  if (!err && (x->status == 401 || x->status == 403)) err = E_AUTH;
+  /* 404 is what the spec says for an unknown session; the official SDK's
+   * servers answer 400 "No valid session ID" — either way, retried once on
+   * a fresh session (a genuine 400 fails the same way again) */
+  if (!err && (x->status == 404 || x->status == 400) && x->sess.upstream[0]) err = E_STALE;
   if (x->req && x->cont) x->cont(x, err ? err : (x->status >= 400 ? -2 : 0));
   gw__px_unref(x);
 }
@@ -179,10 +193,13 @@ static int job_usess(st_txn *txn, void *arg) {
   return gw_session_upstream_put(txn, j->sid, j->connector, j->upstream);
 }
 
+static void agg_session_opened(px *from, const char *connector, const char *upstream);
+
 static void done_usess(int status, void *arg) {
   usess_job *j = arg;
   px *x = j->x;
   gw_proxy_revocations_drain(x->lp);
+  if (status >= 0) agg_session_opened(x, j->connector, j->upstream);
   void (*after)(px *, int) = x->cont;
   free(j);
   if (x->req && after) after(x, status < 0 ? status : 0);
@@ -217,7 +234,7 @@ static void usess_initialize_done(px *x, int err) {
   json_decref(id);
   if (!msg || !json_is_object(json_object_get(msg, "result"))) {
     json_decref(msg);
-    after(x, err ? err : -3);
+    after(x, err ? err : -3); /* E_AUTH stays E_AUTH: the caller names it */
     return;
   }
   json_decref(msg);
@@ -231,7 +248,7 @@ static void usess_initialize_done(px *x, int err) {
 static void ensure_upstream(px *x, void (*after)(px *, int)) {
   st_txn *txn;
   char up[256] = "";
-  if (st_read_begin(x->lp->srv->store, &txn) == 0) {
+  if (!x->fresh_session && st_read_begin(x->lp->srv->store, &txn) == 0) {
     int rc = gw_session_upstream_get(txn, x->sid, x->connector, up);
     st_txn_end(txn);
     if (rc == 0) {
@@ -241,6 +258,7 @@ static void ensure_upstream(px *x, void (*after)(px *, int)) {
     }
   }
   x->sess.upstream[0] = 0;
+  x->fresh_session = false;
   x->after = after;
   json_t *client = json_loads(x->sess.client[0] ? x->sess.client : "{}", 0, NULL);
   json_t *params = json_pack("{s:s,s:O,s:O}", "protocolVersion", x->sess.version[0] ? x->sess.version : LATEST_VERSION,
@@ -278,7 +296,15 @@ static void list_advance(px *x, json_t *tools) {
   list_reply(x, tools, next, NULL);
 }
 
+static void list_session_ready(px *x, int err);
+
 static void list_page_done(px *x, int err) {
+  if (err == E_STALE && !x->retried) {
+    x->retried = true;
+    x->fresh_session = true;
+    ensure_upstream(x, list_session_ready);
+    return;
+  }
   json_t *id = json_string("mcpgate-list");
   json_t *msg = err ? NULL : gw__find_reply(x->body.data ? x->body.data : "", x->body.len, x->up_ct, id);
   json_decref(id);
@@ -379,13 +405,29 @@ static void tools_list(px *x, json_t *msg) {
 
 /* ---------- tools/call and answers to server→client requests ---------- */
 
+static void call_session_ready(px *x, int err);
+
+/* up_done (mcp_proxy.c) calls this when the upstream answered 404 to our
+ * session: open a fresh one and send the call again, once. */
+static void call_retry(px *x, int err) {
+  (void)err;
+  x->fresh_session = true;
+  gw_buf_reset(&x->body);
+  ensure_upstream(x, call_session_ready);
+}
+
 static void call_session_ready(px *x, int err) {
   if (err) {
     if (x->m) x->m->errors++;
-    gw__px_rpc_error(x, 200, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" is unavailable", x->connector);
+    if (err == E_AUTH)
+      gw__px_rpc_error(x, 200, GW_RPC_UPSTREAM_AUTH,
+                       "connector \"%s\" refused the gateway's credential; ask your admin to check the connector's credential",
+                       x->connector);
+    else
+      gw__px_rpc_error(x, 200, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" is unavailable", x->connector);
     return;
   }
-  x->cont = NULL;
+  x->cont = x->retried ? NULL : call_retry;
   gw_buf_reset(&x->body);
   if (gw__px_start_upstream(x, "POST", x->fwd, x->fwd_len, "application/json, text/event-stream") != 0) {
     if (x->m) x->m->errors++;
@@ -417,6 +459,13 @@ static void tools_call(px *x, json_t *msg) {
     return;
   }
   pol_decision d = pol_decide(pu, conn, tool);
+  json_t *crec = NULL;
+  st_txn *txn;
+  if (d != POL_HIDDEN && st_read_begin(x->lp->srv->store, &txn) == 0) {
+    if (vault_connector_get(txn, x->tenant, conn, &crec) != 0) d = POL_HIDDEN; /* no such connector */
+    st_txn_end(txn);
+  }
+  json_decref(crec);
   if (d == POL_HIDDEN) {
     gw__px_rpc_error(x, 200, -32602, "Unknown tool: %.200s", full);
     return;
@@ -500,6 +549,209 @@ static bool route_answer(px *x, json_t *msg) {
   snprintf(x->connector, sizeof x->connector, "%s", conn);
   ensure_upstream(x, answer_ready);
   return true;
+}
+
+/* ---------- the GET stream: upstream GET streams multiplexed ---------- */
+
+/* Event ids sent to the client encode the last event id of every upstream
+ * (b64url of {"connector": "upstream event id"}), so one Last-Event-ID
+ * resumes each upstream where it was. */
+static void mux_emit(px *c, const char *upstream_id, json_t *msg) {
+  px *x = c->parent;
+  if (!x || !x->req) return;
+  if (!x->agg_state) x->agg_state = json_object();
+  json_t *last = json_object_get(x->agg_state, "last");
+  if (!last) {
+    last = json_object();
+    json_object_set_new(x->agg_state, "last", last);
+  }
+  if (upstream_id) json_object_set_new(last, c->connector, json_string(upstream_id));
+  gw__agg_rewrite(c, msg);
+  char *data = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  char *lj = json_dumps(last, JSON_COMPACT | JSON_SORT_KEYS);
+  char *eid = lj ? b64url(lj) : NULL;
+  free(lj);
+  gw_buf out;
+  gw_buf_init(&out, 2 * 8 * 1024 * 1024);
+  gw_buf_appends(&out, "event: message\n");
+  if (eid && upstream_id) gw_buf_printf(&out, "id: %s\n", eid);
+  gw_buf_printf(&out, "data: %s\n\n", data ? data : "{}");
+  gw_resp_write(x->req, out.data, out.len);
+  gw_buf_free(&out);
+  free(eid);
+  free(data);
+}
+
+static void mux_event(px *c, const char *ev, size_t n) {
+  char id[512] = "";
+  bool has_id = false;
+  gw_buf data;
+  gw_buf_init(&data, 8 * 1024 * 1024);
+  const char *p = ev, *end = ev + n;
+  while (p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    size_t ll = nl ? (size_t)(nl - p) : (size_t)(end - p);
+    size_t raw = nl ? ll + 1 : ll;
+    if (ll && p[ll - 1] == '\r') ll--;
+    if (ll >= 5 && !strncmp(p, "data:", 5)) {
+      const char *v = p + 5;
+      size_t vl = ll - 5;
+      if (vl && *v == ' ') v++, vl--;
+      if (data.len) gw_buf_append(&data, "\n", 1);
+      gw_buf_append(&data, v, vl);
+    } else if (ll >= 3 && !strncmp(p, "id:", 3)) {
+      const char *v = p + 3;
+      size_t vl = ll - 3;
+      if (vl && *v == ' ') v++, vl--;
+      snprintf(id, sizeof id, "%.*s", (int)vl, v);
+      has_id = true;
+    }
+    p += raw;
+  }
+  json_t *msg = data.len ? json_loadb(data.data, data.len, 0, NULL) : NULL;
+  if (msg) mux_emit(c, has_id ? id : NULL, msg);
+  json_decref(msg);
+  gw_buf_free(&data);
+}
+
+static void mux_headers(gw_out_req *r, int status, const gw_out_header *h, size_t n, void *ud) {
+  px *c = ud;
+  bool sse = false;
+  for (size_t i = 0; i < n; i++)
+    if (!strcasecmp(h[i].name, "content-type") && !strncasecmp(h[i].value, "text/event-stream", 17)) sse = true;
+  /* an upstream without a GET stream (405) or that refuses: nothing to relay */
+  if (status != 200 || !sse || !c->parent || !c->parent->req) gw_out_abort(r);
+}
+
+static int mux_data(gw_out_req *r, const char *p, size_t n, void *ud) {
+  px *c = ud;
+  if (!c->parent || !c->parent->req || gw_buf_append(&c->ev, p, n) != 0) {
+    gw_out_abort(r);
+    return 0;
+  }
+  char *d = c->ev.data;
+  size_t start = 0;
+  for (size_t i = 0; i + 1 < c->ev.len; i++) {
+    size_t end = 0;
+    if (d[i] == '\n' && d[i + 1] == '\n') end = i + 2;
+    else if (i + 3 < c->ev.len && !memcmp(d + i, "\r\n\r\n", 4)) end = i + 4;
+    if (!end) continue;
+    mux_event(c, d + start, end - start);
+    start = end;
+    i = end - 1;
+  }
+  if (start) {
+    memmove(d, d + start, c->ev.len - start);
+    c->ev.len -= start;
+    d[c->ev.len] = 0;
+  }
+  return 0;
+}
+
+static void mux_done(gw_out_req *r, int err, void *ud) {
+  px *c = ud;
+  (void)r;
+  c->out = NULL;
+  if (err && err != GW_OUT_EABORTED)
+    GW_LOG(GW_LOG_DEBUG, "mcp", NULL, "connector %s: GET stream ended (%s)", c->connector, gw_out_strerror(err));
+  gw__px_unref(c);
+}
+
+/* Starts the upstream GET stream of one connector for the client stream x. */
+static void mux_attach(px *x, const char *connector, const char *upstream, const char *last_id) {
+  px *c = gw__px_child(x, connector);
+  if (!c) return;
+  c->kind = 1; /* PX_GET */
+  c->parent = x;
+  x->refs++;
+  snprintf(c->sess.upstream, sizeof c->sess.upstream, "%s", upstream);
+  gw_upstream_opts u = {0};
+  u.tenant = c->tenant;
+  u.connector = connector;
+  u.method = "GET";
+  u.accept = "text/event-stream";
+  u.protocol_version = c->sess.version;
+  u.upstream_sid = upstream;
+  u.last_event_id = last_id;
+  u.on_headers = mux_headers;
+  u.on_data = mux_data;
+  u.on_done = mux_done;
+  u.ud = c;
+  if (gw_upstream_start(c->lp, &u, &c->out) != 0) gw__px_unref(c);
+}
+
+/* The client's GET stream: every connector with an upstream session now,
+ * and (via agg_session_opened) every one opened later. */
+static void mux_start(px *x, const char *last_event_id) {
+  json_t *resume = last_event_id ? unb64url(last_event_id) : NULL;
+  const pol_user *pu = gw__policy_for(x->lp, x->tenant, x->user);
+  st_txn *txn;
+  if (!pu || st_read_begin(x->lp->srv->store, &txn) != 0) {
+    json_decref(resume);
+    return;
+  }
+  json_t *ups = gw_session_upstreams(txn, x->sid);
+  st_txn_end(txn);
+  if (json_is_object(resume)) {
+    x->agg_state = json_pack("{s:O}", "last", resume);
+  }
+  const char *conn;
+  json_t *up;
+  json_object_foreach(ups, conn, up) if (pol_connector_visible(pu, conn))
+      mux_attach(x, conn, json_string_value(up), json_string_value(json_object_get(resume, conn)));
+  json_decref(ups);
+  json_decref(resume);
+}
+
+/* A new upstream session exists: open client streams of that session get
+ * its GET stream too. */
+static void agg_session_opened(px *from, const char *connector, const char *upstream) {
+  for (px *x = from->p->list; x; x = x->next)
+    if (x->agg && x->kind == 1 && x->started && x->req && !x->parent && !strcmp(x->sid, from->sid))
+      mux_attach(x, connector, upstream, NULL);
+}
+
+/* ---------- client notifications ---------- */
+
+/* Fire and forget: msg (stolen) to one connector's upstream session. */
+static void forward_note(px *parent, const char *connector, const char *upstream, json_t *msg) {
+  px *c = gw__px_child(parent, connector);
+  if (!c) {
+    json_decref(msg);
+    return;
+  }
+  snprintf(c->sess.upstream, sizeof c->sess.upstream, "%s", upstream);
+  if (step(c, "POST", msg, NULL) != 0)
+    GW_LOG(GW_LOG_DEBUG, "mcp", NULL, "notification to connector %s not sent", connector);
+  gw__px_unref(c);
+}
+
+/* notifications/cancelled goes to the upstream that runs the request;
+ * anything else (roots/list_changed, …) to every upstream session of the
+ * client session. Answered 202 either way. */
+static void client_notification(px *x, const char *method, json_t *msg) {
+  if (!strcmp(method, "notifications/initialized")) return;
+  if (!strcmp(method, "notifications/cancelled")) {
+    json_t *rid = json_object_get(json_object_get(msg, "params"), "requestId");
+    for (px *o = x->p->list; rid && o; o = o->next) {
+      if (o == x || !o->agg || o->kind != 0 || !o->connector[0] || strcmp(o->sid, x->sid) || !o->out) continue;
+      size_t i;
+      json_t *id;
+      json_array_foreach(o->ids, i, id) if (json_equal(id, rid)) {
+        forward_note(x, o->connector, o->sess.upstream, json_incref(msg));
+        return;
+      }
+    }
+    return;
+  }
+  st_txn *txn;
+  if (st_read_begin(x->lp->srv->store, &txn) != 0) return;
+  json_t *ups = gw_session_upstreams(txn, x->sid);
+  st_txn_end(txn);
+  const char *conn;
+  json_t *up;
+  json_object_foreach(ups, conn, up) forward_note(x, conn, json_string_value(up), json_incref(msg));
+  json_decref(ups);
 }
 
 /* ---------- initialize and sessions ---------- */
@@ -598,6 +850,7 @@ void gw_agg_dispatch(gw_req *req) {
       gw_resp_header(req, "Cache-Control", "no-cache");
       gw_resp_start(req, 200, "text/event-stream");
       gw_resp_write(req, ": mcpgate stream\n\n", 18);
+      mux_start(x, gw_req_header(req, "last-event-id"));
       return;
     }
     gw__mcp_delete_session(x);
@@ -672,7 +925,8 @@ void gw_agg_dispatch(gw_req *req) {
   } else if (!strcmp(method, "ping")) {
     gw__px_reply_json(x, 200, rpc_result(json_array_get(ids, 0), json_object()));
   } else if (!json_array_size(ids)) {
-    /* notifications (initialized, cancelled, roots/list_changed …): taken */
+    /* notifications: routed to the upstreams concerned, answered 202 */
+    client_notification(x, method, msg);
     gw__px_reply_raw(x, 202, NULL, NULL, 0);
   } else if (!strcmp(method, "prompts/list") || !strcmp(method, "resources/list") ||
              !strcmp(method, "resources/templates/list")) {

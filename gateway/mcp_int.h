@@ -80,6 +80,10 @@ typedef struct px {
   void (*after)(struct px *x, int err); /* what runs once the upstream session is open */
   json_t *agg_state;     /* per-flow state (tools/list paging, …) */
   gw_out_req *aux;       /* fire-and-forget upstream calls have their own refs */
+  struct px *parent;     /* aggregated GET: the client's stream this upstream feeds (a ref) */
+  bool fresh_session;    /* aggregated: open a new upstream session (the stored one is stale) */
+  bool retried;          /* aggregated: already retried once with a fresh session */
+  bool stale;            /* aggregated: the upstream said 404 to our session id */
 } px;
 
 
@@ -99,6 +103,7 @@ void gw__mcp_delete_session(px *x);
 
 px *gw__px_new(gw_req *req, int kind, const char *tenant, const char *connector, const char *user);
 void gw__px_unref(px *x);
+px *gw__px_child(px *parent, const char *connector);
 void gw__px_client_done(px *x);
 void gw__px_reply_json(px *x, int status, json_t *j);
 void gw__px_reply_raw(px *x, int status, const char *ct, const char *body, size_t n);

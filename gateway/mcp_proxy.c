@@ -119,6 +119,7 @@ void gw__px_unref(px *x) {
     else x->p->list = x->next;
     if (x->next) x->next->prev = x->prev;
   }
+  if (x->parent) gw__px_unref(x->parent);
   json_decref(x->ids);
   json_decref(x->list_ids);
   json_decref(x->agg_state);
@@ -135,6 +136,11 @@ static void px_stream_closed(px *x) {
 /* The client side ends: the request is answered (or dropped). */
 void gw__px_client_done(px *x) {
   if (!x->req) return;
+  if (x->agg && x->kind == PX_GET) {
+    /* the client's stream ends: so do the upstream streams feeding it */
+    for (px *o = x->p ? x->p->list : NULL; o; o = o->next)
+      if (o->parent == x && o->out) gw_out_abort(o->out);
+  }
   x->req->on_abort = NULL;
   x->req->on_drain = NULL;
   x->req = NULL;
@@ -373,6 +379,12 @@ static void up_headers(gw_out_req *r, int status, const gw_out_header *h, size_t
     gw_out_abort(r);
     return;
   }
+  if (x->agg && (status == 404 || status == 400) && x->sess.upstream[0] && !x->retried) {
+    /* the upstream forgot our session (restart): mcp_agg.c reopens it */
+    x->stale = true;
+    gw_out_abort(r);
+    return;
+  }
   bool sse = !strncasecmp(x->up_ct, "text/event-stream", 17);
   if (!x->initialize && status == 200 && sse) {
     x->started = true;
@@ -479,6 +491,14 @@ static json_t *sse_first_message(const char *s, size_t n) {
 static void up_done(gw_out_req *r, int err, void *ud) {
   px *x = ud;
   x->out = NULL;
+  if (x->stale && x->req && x->cont) {
+    /* aggregated: retry on a fresh upstream session */
+    x->stale = false;
+    x->retried = true;
+    x->cont(x, 0);
+    gw__px_unref(x);
+    return;
+  }
   if (x->req) {
     if (err && err != GW_OUT_EABORTED) {
       if (x->m) x->m->errors++;
@@ -785,6 +805,34 @@ px *gw__px_new(gw_req *req, int kind, const char *tenant, const char *connector,
   req->handler_data = x;
   req->on_abort = on_client_abort;
   req->on_drain = on_client_drain;
+  x->next = p->list;
+  if (x->next) x->next->prev = x;
+  p->list = x;
+  x->listed = true;
+  return x;
+}
+
+/* An exchange with no client side (fire-and-forget upstream calls, and
+ * the upstream halves of an aggregated stream): listed, so revocation
+ * and shutdown end it like any other. */
+px *gw__px_child(px *parent, const char *connector) {
+  gw_proxy *p = parent->p;
+  px *x = calloc(1, sizeof *x);
+  if (!x) return NULL;
+  x->p = p;
+  x->lp = parent->lp;
+  x->kind = parent->kind;
+  x->refs = 1;
+  x->agg = parent->agg;
+  x->ids = json_array();
+  snprintf(x->tenant, sizeof x->tenant, "%s", parent->tenant);
+  snprintf(x->connector, sizeof x->connector, "%s", connector);
+  snprintf(x->user, sizeof x->user, "%s", parent->user);
+  snprintf(x->sid, sizeof x->sid, "%s", parent->sid);
+  x->sess = parent->sess;
+  gw_buf_init(&x->body, MAX_JSON_BODY);
+  gw_buf_init(&x->ev, MAX_SSE_EVENT);
+  x->m = gw__px_metrics_for(p, x->tenant, connector);
   x->next = p->list;
   if (x->next) x->next->prev = x;
   p->list = x;

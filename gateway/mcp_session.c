@@ -109,6 +109,30 @@ int gw_session_upstream_put(st_txn *txn, const char *id, const char *connector, 
   return st_put(txn, ST_DB_SESSIONS, k, akey(raw, connector, k), upstream, strlen(upstream), 0);
 }
 
+json_t *gw_session_upstreams(st_txn *txn, const char *id) {
+  char hex[65], k[100];
+  uint8_t raw[32];
+  json_t *out = json_object();
+  hash_hex(id, hex, raw);
+  size_t pl = akey(raw, NULL, k);
+  st_cursor *c;
+  if (st_cursor_open(txn, ST_DB_SESSIONS, &c) != 0) return out;
+  st_cursor_seek(c, k, pl, NULL, 0);
+  st_val ak, av;
+  while (st_cursor_next(c, &ak, &av) == 0) {
+    char conn[64], up[256];
+    size_t cl = ak.len - pl < sizeof conn - 1 ? ak.len - pl : sizeof conn - 1;
+    memcpy(conn, (const char *)ak.data + pl, cl);
+    conn[cl] = 0;
+    size_t ul = av.len < sizeof up - 1 ? av.len : sizeof up - 1;
+    memcpy(up, av.data, ul);
+    up[ul] = 0;
+    json_object_set_new(out, conn, json_string(up));
+  }
+  st_cursor_close(c);
+  return out;
+}
+
 static int delete_raw(st_txn *txn, const uint8_t raw[32], const char *hex) {
   gw_session s;
   int rc = load_raw(txn, raw, &s);

@@ -41,6 +41,8 @@ int gw_session_delete(st_txn *txn, const char *id);
 /* Aggregated sessions: the upstream session id opened for a connector. */
 int gw_session_upstream_get(st_txn *txn, const char *id, const char *connector, char out[256]);
 int gw_session_upstream_put(st_txn *txn, const char *id, const char *connector, const char *upstream);
+/* Every upstream session of an aggregated session: {connector: upstream id}. */
+json_t *gw_session_upstreams(st_txn *txn, const char *id);
 /* Deletes every session of a user / of a connector; returns the count. */
 int gw_sessions_delete_user(st_txn *txn, const char *tenant, const char *user);
 int gw_sessions_delete_connector(st_txn *txn, const char *tenant, const char *connector);
