@@ -991,6 +991,7 @@ static void done_connector(int status, void *arg) {
       else {
         gw_respond_json(req, j->created ? 201 : 200, vault_connector_view(rec));
         json_decref(rec);
+        gw_agg_probe_connector(j->lp, j->tenant, j->name); /* learn its capabilities */
       }
     }
   }

@@ -25,8 +25,14 @@
  * - Client notifications: notifications/cancelled goes to the upstream
  *   running that request; others (roots/list_changed, …) to every upstream
  *   session of the client session.
- * Not yet: prompts and resources (not offered in capabilities), JSON-RPC
- * batches. */
+ * - Prompts are named {connector}__{prompt} like tools; resources keep
+ *   their URIs and are routed by a per-session URI→connector map built from
+ *   resource lists, templates (by literal prefix) and resource links in
+ *   results (first connector in name order wins a collision, logged);
+ *   completion refs route the same way. prompts/resources/completions/
+ *   logging are advertised when a connector the user sees announced them
+ *   (learned at the connector's PUT and at every upstream initialize).
+ * Not yet: JSON-RPC batches. */
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -101,8 +107,9 @@ static json_t *rpc_result(const json_t *id, json_t *result) {
   return json_pack("{s:s,s:O,s:o}", "jsonrpc", "2.0", "id", id ? id : json_null(), "result", result);
 }
 
-/* The connectors the user may see, in name order. */
-static json_t *visible_connectors(px *x, const pol_user *pu) {
+/* The connectors the user may see, in name order; with `cap`, only those
+ * whose learned capabilities include it (or are not learned yet). */
+static json_t *visible_connectors(px *x, const pol_user *pu, const char *cap) {
   st_txn *txn;
   json_t *all = NULL, *out = json_array();
   if (st_read_begin(x->lp->srv->store, &txn) != 0) return out;
@@ -112,6 +119,8 @@ static json_t *visible_connectors(px *x, const pol_user *pu) {
   json_t *c;
   json_array_foreach(all, i, c) {
     const char *name = json_string_value(json_object_get(c, "name"));
+    json_t *caps = json_object_get(c, "capabilities");
+    if (cap && json_is_object(caps) && !json_object_get(caps, cap)) continue;
     if (name && pu && pol_connector_visible(pu, name)) json_array_append_new(out, json_string(name));
   }
   json_decref(all);
@@ -119,6 +128,8 @@ static json_t *visible_connectors(px *x, const pol_user *pu) {
 }
 
 /* ---------- buffered upstream calls (steps of a flow) ---------- */
+
+static void learn_caps(px *x, json_t *caps);
 
 static void step_headers(gw_out_req *r, int status, const gw_out_header *h, size_t n, void *ud) {
   px *x = ud;
@@ -129,12 +140,12 @@ static void step_headers(gw_out_req *r, int status, const gw_out_header *h, size
     if (!strcasecmp(h[i].name, "content-type")) snprintf(x->up_ct, sizeof x->up_ct, "%s", h[i].value);
     else if (!strcasecmp(h[i].name, "mcp-session-id")) snprintf(x->up_sid, sizeof x->up_sid, "%s", h[i].value);
   }
-  if (!x->req) gw_out_abort(r);
+  if (!x->req && !x->probe) gw_out_abort(r);
 }
 
 static int step_data(gw_out_req *r, const char *p, size_t n, void *ud) {
   px *x = ud;
-  if (!x->req || gw_buf_append(&x->body, p, n) != 0) gw_out_abort(r);
+  if ((!x->req && !x->probe) || gw_buf_append(&x->body, p, n) != 0) gw_out_abort(r);
   return 0;
 }
 
@@ -150,7 +161,7 @@ static void step_done(gw_out_req *r, int err, void *ud) {
    * servers answer 400 "No valid session ID" — either way, retried once on
    * a fresh session (a genuine 400 fails the same way again) */
   if (!err && (x->status == 404 || x->status == 400) && x->sess.upstream[0]) err = E_STALE;
-  if (x->req && x->cont) x->cont(x, err ? err : (x->status >= 400 ? -2 : 0));
+  if ((x->req || x->probe) && x->cont) x->cont(x, err ? err : (x->status >= 400 ? -2 : 0));
   gw__px_unref(x);
 }
 
@@ -237,10 +248,77 @@ static void usess_initialize_done(px *x, int err) {
     after(x, err ? err : -3); /* E_AUTH stays E_AUTH: the caller names it */
     return;
   }
+  learn_caps(x, json_object_get(json_object_get(msg, "result"), "capabilities"));
   json_decref(msg);
   snprintf(x->sess.upstream, sizeof x->sess.upstream, "%s", x->up_sid);
   json_t *note = json_pack("{s:s,s:s}", "jsonrpc", "2.0", "method", "notifications/initialized");
   if (step(x, "POST", note, usess_initialized) != 0) after(x, -4);
+}
+
+/* ---------- upstream capabilities ---------- */
+
+typedef struct caps_job {
+  char tenant[64], connector[40];
+  json_t *caps;
+} caps_job;
+
+static int job_caps(st_txn *txn, void *arg) {
+  caps_job *j = arg;
+  int rc = vault_connector_set_caps(txn, j->tenant, j->connector, j->caps);
+  return rc == ST_ENOTFOUND ? 0 : rc;
+}
+
+static void done_caps(int status, void *arg) {
+  caps_job *j = arg;
+  (void)status;
+  json_decref(j->caps);
+  free(j);
+}
+
+/* Keeps what an upstream announced, unless the record already says so. */
+static void learn_caps(px *x, json_t *caps) {
+  if (!json_is_object(caps)) return;
+  st_txn *txn;
+  json_t *rec = NULL;
+  if (st_read_begin(x->lp->srv->store, &txn) == 0) {
+    vault_connector_get(txn, x->tenant, x->connector, &rec);
+    st_txn_end(txn);
+  }
+  bool same = rec && json_equal(json_object_get(rec, "capabilities"), caps);
+  json_decref(rec);
+  if (same) return;
+  caps_job *j = calloc(1, sizeof *j);
+  if (!j) return;
+  snprintf(j->tenant, sizeof j->tenant, "%s", x->tenant);
+  snprintf(j->connector, sizeof j->connector, "%s", x->connector);
+  j->caps = json_deep_copy(caps);
+  if (st_submit(x->lp->srv->store, x->lp->port, job_caps, done_caps, j) != 0) done_caps(0, j);
+}
+
+static void probe_init_done(px *x, int err);
+
+/* Learns a connector's capabilities right after an admin PUT: initialize
+ * and note the capabilities. Fire and forget. */
+void gw_agg_probe_connector(gw_loop *lp, const char *tenant, const char *connector) {
+  px *x = gw__px_bare(lp, tenant, connector);
+  if (!x) return;
+  json_t *init = json_pack("{s:s,s:s,s:s,s:{s:s,s:{},s:{s:s,s:s}}}", "jsonrpc", "2.0", "id", "mcpgate-init", "method",
+                           "initialize", "params", "protocolVersion", LATEST_VERSION, "capabilities", "clientInfo",
+                           "name", "mcpgate", "version", "0.1.0");
+  x->probe = true;
+  if (step(x, "POST", init, probe_init_done) != 0)
+    GW_LOG(GW_LOG_DEBUG, "mcp", NULL, "capability probe of %s not sent", connector);
+  gw__px_unref(x);
+}
+
+static void probe_init_done(px *x, int err) {
+  json_t *id = json_string("mcpgate-init");
+  json_t *msg = err ? NULL : gw__find_reply(x->body.data ? x->body.data : "", x->body.len, x->up_ct, id);
+  json_decref(id);
+  learn_caps(x, json_object_get(json_object_get(msg, "result"), "capabilities"));
+  json_decref(msg);
+  /* the probe's upstream session is left to expire: a DELETE racing a
+   * second PUT could go out with the replaced connector's credential */
 }
 
 /* Makes sure x->sess.upstream is the upstream session of x->connector
@@ -270,12 +348,101 @@ static void ensure_upstream(px *x, void (*after)(px *, int)) {
   if (step(x, "POST", init, usess_initialize_done) != 0) after(x, -4);
 }
 
-/* ---------- tools/list across connectors ---------- */
+/* ---------- lists across connectors (tools, prompts, resources) ---------- */
+
+/* Which list: the method, the result key, and how items are rewritten. */
+typedef struct list_kind {
+  const char *method, *key, *cap;
+} list_kind;
+
+static const list_kind kinds[] = {
+    {"tools/list", "tools", "tools"},
+    {"prompts/list", "prompts", "prompts"},
+    {"resources/list", "resources", "resources"},
+    {"resources/templates/list", "resourceTemplates", "resources"},
+};
+
+static const list_kind *kind_of(px *x) {
+  return &kinds[json_integer_value(json_object_get(x->agg_state, "kind"))];
+}
+
+/* Resource URIs (and template prefixes) seen in lists and results, per
+ * client session: resources keep their URIs, so reads route by this map.
+ * The first connector in name order wins a collision (logged). */
+#define URI_MAP_MAX 100000
+
+static void uri_note(px *x, const char *uri, bool is_template) {
+  if (!uri || !*uri || !x->connector[0]) return;
+  gw_proxy *p = x->p;
+  if (!p->agg_uris || json_object_size(p->agg_uris) > 10000) {
+    json_decref(p->agg_uris);
+    p->agg_uris = json_object();
+  }
+  json_t *m = json_object_get(p->agg_uris, x->sid);
+  if (!m) {
+    m = json_object();
+    json_object_set_new(p->agg_uris, x->sid, m);
+  }
+  if (json_object_size(m) >= URI_MAP_MAX) return;
+  char key[2100];
+  if (is_template) {
+    /* a template routes every URI that starts with its literal prefix */
+    size_t n = strcspn(uri, "{");
+    snprintf(key, sizeof key, "T%.*s", (int)(n < 2000 ? n : 2000), uri);
+  } else {
+    snprintf(key, sizeof key, "U%.2000s", uri);
+  }
+  const char *have = json_string_value(json_object_get(m, key));
+  if (have && strcmp(have, x->connector)) {
+    if (strcmp(have, x->connector) < 0) {
+      GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, NULL}),
+             "resource %.200s is offered by connectors %s and %s; %s serves it", uri, have, x->connector, have);
+      return;
+    }
+    GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, NULL}),
+           "resource %.200s is offered by connectors %s and %s; %s serves it", uri, have, x->connector, x->connector);
+  }
+  json_object_set_new(m, key, json_string(x->connector));
+}
+
+/* The connector serving uri in this client session, or NULL. */
+static const char *uri_route(px *x, const char *uri) {
+  json_t *m = x->p->agg_uris ? json_object_get(x->p->agg_uris, x->sid) : NULL;
+  char key[2100];
+  snprintf(key, sizeof key, "U%.2000s", uri);
+  const char *c = json_string_value(json_object_get(m, key));
+  if (c) return c;
+  const char *k;
+  json_t *v;
+  size_t best = 0;
+  json_object_foreach(m, k, v) {
+    size_t n = strlen(k + 1);
+    if (k[0] == 'T' && n >= best && !strncmp(uri, k + 1, n)) {
+      best = n;
+      c = json_string_value(v);
+    }
+  }
+  return c;
+}
+
+/* URIs inside results (resource_link / embedded resources) join the map. */
+static void note_result_uris(px *x, const json_t *result) {
+  size_t i;
+  json_t *e;
+  json_array_foreach(json_object_get(result, "content"), i, e) {
+    const char *type = json_string_value(json_object_get(e, "type"));
+    if (!type) continue;
+    if (!strcmp(type, "resource_link")) uri_note(x, json_string_value(json_object_get(e, "uri")), false);
+    else if (!strcmp(type, "resource"))
+      uri_note(x, json_string_value(json_object_get(json_object_get(e, "resource"), "uri")), false);
+  }
+}
 
 static void list_fetch(px *x);
 
-static void list_reply(px *x, json_t *tools, const char *next_c, const char *next_u) {
-  json_t *result = json_pack("{s:o}", "tools", tools);
+static void list_reply(px *x, json_t *items, const char *next_c, const char *next_u) {
+  json_t *result = json_object();
+  json_object_set_new(result, kind_of(x)->key, items);
   if (next_c) {
     json_t *cur = json_pack("{s:s,s:s?}", "c", next_c, "u", next_u);
     char *s = json_dumps(cur, JSON_COMPACT);
@@ -289,14 +456,46 @@ static void list_reply(px *x, json_t *tools, const char *next_c, const char *nex
 }
 
 /* The page after connector index ci: the next connector, from its start. */
-static void list_advance(px *x, json_t *tools) {
+static void list_advance(px *x, json_t *items) {
   json_t *vis = json_object_get(x->agg_state, "visible");
   size_t ci = (size_t)json_integer_value(json_object_get(x->agg_state, "ci"));
   const char *next = json_string_value(json_array_get(vis, ci + 1));
-  list_reply(x, tools, next, NULL);
+  list_reply(x, items, next, NULL);
 }
 
 static void list_session_ready(px *x, int err);
+
+/* One item of an upstream page, as the client sees it; NULL to leave out. */
+static json_t *list_item(px *x, const pol_user *pu, json_t *it) {
+  const list_kind *k = kind_of(x);
+  if (!strcmp(k->key, "tools")) {
+    const char *name = json_string_value(json_object_get(it, "name"));
+    if (!name || !pu) return NULL;
+    json_t *one = json_pack("{s:{s:[O]}}", "result", "tools", it);
+    pol_filter_tools(pu, x->connector, one);
+    json_t *kept = json_array_get(json_object_get(json_object_get(one, "result"), "tools"), 0);
+    json_t *copy = kept ? json_deep_copy(kept) : NULL;
+    json_decref(one);
+    if (copy) {
+      char full[400];
+      snprintf(full, sizeof full, "%s__%s", x->connector, name);
+      json_object_set_new(copy, "name", json_string(full));
+    }
+    return copy;
+  }
+  if (!strcmp(k->key, "prompts")) {
+    const char *name = json_string_value(json_object_get(it, "name"));
+    if (!name) return NULL;
+    json_t *copy = json_deep_copy(it);
+    char full[400];
+    snprintf(full, sizeof full, "%s__%s", x->connector, name);
+    json_object_set_new(copy, "name", json_string(full));
+    return copy;
+  }
+  if (!strcmp(k->key, "resources")) uri_note(x, json_string_value(json_object_get(it, "uri")), false);
+  else uri_note(x, json_string_value(json_object_get(it, "uriTemplate")), true);
+  return json_incref(it);
+}
 
 static void list_page_done(px *x, int err) {
   if (err == E_STALE && !x->retried) {
@@ -305,59 +504,53 @@ static void list_page_done(px *x, int err) {
     ensure_upstream(x, list_session_ready);
     return;
   }
+  const list_kind *k = kind_of(x);
   json_t *id = json_string("mcpgate-list");
   json_t *msg = err ? NULL : gw__find_reply(x->body.data ? x->body.data : "", x->body.len, x->up_ct, id);
   json_decref(id);
   json_t *res = json_object_get(msg, "result");
-  json_t *utools = json_object_get(res, "tools");
-  if (!json_is_array(utools)) {
-    /* one upstream failing does not take the others down */
-    GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}),
-           "connector %s: tools/list failed (%s); its tools are left out", x->connector,
-           err == -1 ? "credential refused" : err ? "unavailable" : "invalid reply");
-    if (x->m) x->m->errors++;
+  json_t *items = json_object_get(res, k->key);
+  if (!json_is_array(items)) {
+    /* one upstream failing does not take the others down; a connector
+     * without prompts/resources simply has none */
+    bool unsupported = json_integer_value(json_object_get(json_object_get(msg, "error"), "code")) == -32601;
+    if (!unsupported) {
+      GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}),
+             "connector %s: %s failed (%s); its items are left out", x->connector, k->method,
+             err == E_AUTH ? "credential refused" : err ? "unavailable" : "invalid reply");
+      if (x->m) x->m->errors++;
+    }
     json_decref(msg);
-    /* a session the upstream forgot is opened again next time */
     list_advance(x, json_array());
     return;
   }
   const pol_user *pu = gw__policy_for(x->lp, x->tenant, x->user);
-  json_t *tools = json_array();
+  json_t *out = json_array();
   size_t i;
   json_t *t;
-  json_array_foreach(utools, i, t) {
-    const char *name = json_string_value(json_object_get(t, "name"));
-    if (!name || !pu) continue;
-    json_t *one = json_pack("{s:{s:[O]}}", "result", "tools", t);
-    pol_filter_tools(pu, x->connector, one);
-    json_t *kept = json_array_get(json_object_get(json_object_get(one, "result"), "tools"), 0);
-    if (kept) {
-      json_t *copy = json_deep_copy(kept);
-      char full[400];
-      snprintf(full, sizeof full, "%s__%s", x->connector, name);
-      json_object_set_new(copy, "name", json_string(full));
-      json_array_append_new(tools, copy);
-    }
-    json_decref(one);
+  json_array_foreach(items, i, t) {
+    json_t *it = list_item(x, pu, t);
+    if (it) json_array_append_new(out, it);
   }
   const char *ucur = json_string_value(json_object_get(res, "nextCursor"));
-  if (ucur) list_reply(x, tools, x->connector, ucur);
-  else list_advance(x, tools);
+  if (ucur) list_reply(x, out, x->connector, ucur);
+  else list_advance(x, out);
   json_decref(msg);
 }
 
 static void list_session_ready(px *x, int err) {
   if (err) {
     GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}),
-           "connector %s: no upstream session (%d); its tools are left out", x->connector, err);
+           "connector %s: no upstream session (%d); its items are left out", x->connector, err);
     list_advance(x, json_array());
     return;
   }
   json_t *params = json_object();
   const char *u = json_string_value(json_object_get(x->agg_state, "u"));
   if (u) json_object_set_new(params, "cursor", json_string(u));
-  json_t *req = json_pack("{s:s,s:s,s:s,s:o}", "jsonrpc", "2.0", "id", "mcpgate-list", "method", "tools/list",
+  json_t *req = json_pack("{s:s,s:s,s:s,s:o}", "jsonrpc", "2.0", "id", "mcpgate-list", "method", kind_of(x)->method,
                           "params", params);
+  json_object_del(x->agg_state, "u"); /* only the first page of this connector resumes */
   if (step(x, "POST", req, list_page_done) != 0) list_advance(x, json_array());
 }
 
@@ -374,14 +567,14 @@ static void list_fetch(px *x) {
   ensure_upstream(x, list_session_ready);
 }
 
-static void tools_list(px *x, json_t *msg) {
+static void agg_list(px *x, json_t *msg, int kind) {
   const pol_user *pu = gw__policy_for(x->lp, x->tenant, x->user);
   if (!pu) {
     gw__px_rpc_error(x, 503, -32603, "the gateway cannot read its policy right now (fail closed)");
     return;
   }
-  json_t *vis = visible_connectors(x, pu);
-  x->agg_state = json_pack("{s:o,s:i}", "visible", vis, "ci", 0);
+  json_t *vis = visible_connectors(x, pu, kinds[kind].cap);
+  x->agg_state = json_pack("{s:o,s:i,s:i}", "visible", vis, "ci", 0, "kind", kind);
   const char *cursor = json_string_value(json_object_get(json_object_get(msg, "params"), "cursor"));
   if (cursor) {
     json_t *cur = unb64url(cursor);
@@ -498,8 +691,88 @@ static void tools_call(px *x, json_t *msg) {
   ensure_upstream(x, call_session_ready);
 }
 
+/* prompts/get, resources/read|subscribe|unsubscribe, completion/complete:
+ * routed by the prompt's prefix or the resource's URI. */
+static void agg_route(px *x, json_t *msg, const char *method) {
+  const pol_user *pu = gw__policy_for(x->lp, x->tenant, x->user);
+  if (!pu) {
+    gw__px_rpc_error(x, 503, -32603, "the gateway cannot read its policy right now (fail closed)");
+    return;
+  }
+  json_t *fwd = json_deep_copy(msg);
+  json_t *params = json_object_get(fwd, "params");
+  json_t *ref = json_object_get(params, "ref");
+  const char *reftype = json_string_value(json_object_get(ref, "type"));
+  const char *name = NULL, *uri = NULL;
+  json_t *name_holder = NULL;
+  if (!strcmp(method, "prompts/get")) {
+    name_holder = params;
+  } else if (!strcmp(method, "completion/complete") && reftype && !strcmp(reftype, "ref/prompt")) {
+    name_holder = ref;
+  } else if (!strcmp(method, "completion/complete")) {
+    uri = json_string_value(json_object_get(ref, "uri"));
+  } else {
+    uri = json_string_value(json_object_get(params, "uri"));
+  }
+  char conn[40] = "";
+  if (name_holder) {
+    name = json_string_value(json_object_get(name_holder, "name"));
+    const char *rest;
+    if (!name || !split_name(name, conn, &rest)) {
+      json_decref(fwd);
+      gw__px_rpc_error(x, 200, -32602, "Unknown prompt: %.200s", name ? name : "(no name)");
+      return;
+    }
+    json_object_set_new(name_holder, "name", json_string(rest));
+  } else {
+    const char *c = uri ? uri_route(x, uri) : NULL;
+    if (!c) {
+      /* not seen in a list yet: the one connector offering resources, if one */
+      json_t *vis = visible_connectors(x, pu, "resources");
+      if (json_array_size(vis) == 1) c = json_string_value(json_array_get(vis, 0));
+      if (c) snprintf(conn, sizeof conn, "%s", c);
+      json_decref(vis);
+    } else {
+      snprintf(conn, sizeof conn, "%s", c);
+    }
+    if (!conn[0]) {
+      json_decref(fwd);
+      gw__px_rpc_error(x, 200, -32602, "Unknown resource: %.200s (list resources first)", uri ? uri : "(no uri)");
+      return;
+    }
+  }
+  json_t *crec = NULL;
+  st_txn *txn;
+  bool ok = pol_connector_visible(pu, conn);
+  if (ok && st_read_begin(x->lp->srv->store, &txn) == 0) {
+    ok = vault_connector_get(txn, x->tenant, conn, &crec) == 0;
+    st_txn_end(txn);
+  }
+  json_decref(crec);
+  if (!ok) {
+    json_decref(fwd);
+    gw__px_rpc_error(x, 200, -32602, "Unknown %s: %.200s", name ? "prompt" : "resource", name ? name : uri);
+    return;
+  }
+  x->fwd = json_dumps(fwd, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  json_decref(fwd);
+  if (!x->fwd) {
+    gw__px_rpc_error(x, 500, -32603, "out of memory");
+    return;
+  }
+  x->fwd_len = strlen(x->fwd);
+  snprintf(x->connector, sizeof x->connector, "%s", conn);
+  x->m = gw__px_metrics_for(x->p, x->tenant, conn);
+  if (x->m) x->m->requests++;
+  ensure_upstream(x, call_session_ready);
+}
+
 /* "mcpgate:{connector}:{json id}" ↔ (connector, original id). */
+static void note_result_uris(px *x, const json_t *result);
+
 bool gw__agg_rewrite(px *x, json_t *msg) {
+  if (json_is_object(msg) && json_is_object(json_object_get(msg, "result")))
+    note_result_uris(x, json_object_get(msg, "result"));
   if (!json_is_object(msg) || !json_is_string(json_object_get(msg, "method"))) return false;
   json_t *id = json_object_get(msg, "id");
   if (!id) return false; /* a notification: relayed as is */
@@ -726,6 +999,18 @@ static void forward_note(px *parent, const char *connector, const char *upstream
   gw__px_unref(c);
 }
 
+void gw__agg_end_upstreams(px *x, json_t *ups) {
+  const char *conn;
+  json_t *up;
+  json_object_foreach(ups, conn, up) {
+    px *c = gw__px_child(x, conn);
+    if (!c) continue;
+    snprintf(c->sess.upstream, sizeof c->sess.upstream, "%s", json_string_value(up));
+    step(c, "DELETE", NULL, NULL);
+    gw__px_unref(c);
+  }
+}
+
 /* notifications/cancelled goes to the upstream that runs the request;
  * anything else (roots/list_changed, …) to every upstream session of the
  * client session. Answered 202 either way. */
@@ -810,8 +1095,35 @@ static void initialize(px *x, json_t *msg) {
   snprintf(j->s.user, sizeof j->s.user, "%s", x->user);
   snprintf(j->s.version, sizeof j->s.version, "%s", ver);
   now_rfc3339(j->now);
-  j->result = json_pack("{s:s,s:{s:{s:b}},s:{s:s,s:s,s:s},s:s}", "protocolVersion", ver, "capabilities", "tools",
-                        "listChanged", 1, "serverInfo", "name", "mcpgate", "title", "mcpgate", "version", "0.1.0",
+  json_t *caps = json_pack("{s:{s:b}}", "tools", "listChanged", 1);
+  {
+    /* prompts/resources when a connector the user sees offers them */
+    const pol_user *pu = gw__policy_for(x->lp, x->tenant, x->user);
+    st_txn *txn;
+    json_t *all = NULL;
+    if (pu && st_read_begin(x->lp->srv->store, &txn) == 0) {
+      vault_connector_list(txn, x->tenant, &all);
+      st_txn_end(txn);
+    }
+    size_t i;
+    json_t *c;
+    json_array_foreach(all, i, c) {
+      const char *name = json_string_value(json_object_get(c, "name"));
+      json_t *uc = json_object_get(c, "capabilities");
+      if (!name || !pol_connector_visible(pu, name) || !json_is_object(uc)) continue;
+      if (json_object_get(uc, "prompts")) json_object_set_new(caps, "prompts", json_pack("{s:b}", "listChanged", 1));
+      json_t *r = json_object_get(uc, "resources");
+      if (r) {
+        json_t *have = json_object_get(caps, "resources");
+        bool sub = json_is_true(json_object_get(r, "subscribe")) || json_is_true(json_object_get(have, "subscribe"));
+        json_object_set_new(caps, "resources", json_pack("{s:b,s:b}", "subscribe", sub, "listChanged", 1));
+      }
+      if (json_object_get(uc, "completions")) json_object_set_new(caps, "completions", json_object());
+      if (json_object_get(uc, "logging")) json_object_set_new(caps, "logging", json_object());
+    }
+    json_decref(all);
+  }
+  j->result = json_pack("{s:s,s:o,s:{s:s,s:s,s:s},s:s}", "protocolVersion", ver, "capabilities", caps, "serverInfo", "name", "mcpgate", "title", "mcpgate", "version", "0.1.0",
                         "instructions",
                         "Tools of every service your organisation connected, named <service>__<tool>. Your "
                         "organisation's policy decides which tools you see.");
@@ -919,7 +1231,21 @@ void gw_agg_dispatch(gw_req *req) {
   } else if (is_init) {
     initialize(x, msg);
   } else if (!strcmp(method, "tools/list")) {
-    tools_list(x, msg);
+    agg_list(x, msg, 0);
+  } else if (!strcmp(method, "prompts/list")) {
+    agg_list(x, msg, 1);
+  } else if (!strcmp(method, "resources/list")) {
+    agg_list(x, msg, 2);
+  } else if (!strcmp(method, "resources/templates/list")) {
+    agg_list(x, msg, 3);
+  } else if (!strcmp(method, "prompts/get") || !strcmp(method, "resources/read") ||
+             !strcmp(method, "resources/subscribe") || !strcmp(method, "resources/unsubscribe") ||
+             !strcmp(method, "completion/complete")) {
+    agg_route(x, msg, method);
+  } else if (!strcmp(method, "logging/setLevel")) {
+    /* every upstream session gets the level; the client gets {} */
+    client_notification(x, method, msg);
+    gw__px_reply_json(x, 200, rpc_result(json_array_get(ids, 0), json_object()));
   } else if (!strcmp(method, "tools/call")) {
     tools_call(x, msg);
   } else if (!strcmp(method, "ping")) {
@@ -928,10 +1254,6 @@ void gw_agg_dispatch(gw_req *req) {
     /* notifications: routed to the upstreams concerned, answered 202 */
     client_notification(x, method, msg);
     gw__px_reply_raw(x, 202, NULL, NULL, 0);
-  } else if (!strcmp(method, "prompts/list") || !strcmp(method, "resources/list") ||
-             !strcmp(method, "resources/templates/list")) {
-    const char *key = !strcmp(method, "prompts/list") ? "prompts" : !strcmp(method, "resources/list") ? "resources" : "resourceTemplates";
-    gw__px_reply_json(x, 200, rpc_result(json_array_get(ids, 0), json_pack("{s:[]}", key)));
   } else {
     gw__px_rpc_error(x, 200, GW_RPC_NOT_SUPPORTED, "Method not found: %.100s", method);
   }

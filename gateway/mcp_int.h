@@ -45,6 +45,7 @@ struct gw_proxy {
   uv_mutex_t mu;
   revocation *queue; /* under mu */
   cmetrics **m; /* entries never move: exchanges keep pointers to them */
+  json_t *agg_uris; /* aggregated sessions: {sid: {"U"uri|"T"prefix: connector}} (mcp_agg.c) */
   size_t nm;
   bool closing;
 };
@@ -84,6 +85,7 @@ typedef struct px {
   bool fresh_session;    /* aggregated: open a new upstream session (the stored one is stale) */
   bool retried;          /* aggregated: already retried once with a fresh session */
   bool stale;            /* aggregated: the upstream said 404 to our session id */
+  bool probe;            /* no client, but the upstream's answer is wanted */
 } px;
 
 
@@ -104,6 +106,8 @@ void gw__mcp_delete_session(px *x);
 px *gw__px_new(gw_req *req, int kind, const char *tenant, const char *connector, const char *user);
 void gw__px_unref(px *x);
 px *gw__px_child(px *parent, const char *connector);
+/* An exchange with neither client nor parent (capability probes). */
+px *gw__px_bare(gw_loop *lp, const char *tenant, const char *connector);
 void gw__px_client_done(px *x);
 void gw__px_reply_json(px *x, int status, json_t *j);
 void gw__px_reply_raw(px *x, int status, const char *ct, const char *body, size_t n);
@@ -117,6 +121,8 @@ cmetrics *gw__px_metrics_for(gw_proxy *p, const char *tenant, const char *connec
 /* mcp_agg.c: rewrites server→client request ids in an upstream message
  * relayed on an aggregated exchange; true when changed. */
 bool gw__agg_rewrite(px *x, json_t *msg);
+/* mcp_agg.c: DELETE each upstream session of {connector: upstream id}. */
+void gw__agg_end_upstreams(px *x, json_t *ups);
 /* The JSON-RPC message with `id` in a buffered reply (JSON or SSE). */
 json_t *gw__find_reply(const char *body, size_t n, const char *ct, const json_t *id);
 

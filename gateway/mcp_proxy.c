@@ -536,7 +536,7 @@ static void up_done(gw_out_req *r, int err, void *ud) {
         if (x->m) x->m->errors++;
         gw__px_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent an unexpected content type",
                   x->connector);
-      } else if (j && filter_reply(x, j)) {
+      } else if (j && (filter_reply(x, j) | (x->agg && gw__agg_rewrite(x, j)))) {
         gw__px_reply_json(x, x->status, json_incref(j));
       } else {
         gw__px_reply_raw(x, x->status, is_json ? "application/json" : NULL, x->body.data, x->body.len);
@@ -815,6 +815,27 @@ px *gw__px_new(gw_req *req, int kind, const char *tenant, const char *connector,
 /* An exchange with no client side (fire-and-forget upstream calls, and
  * the upstream halves of an aggregated stream): listed, so revocation
  * and shutdown end it like any other. */
+px *gw__px_bare(gw_loop *lp, const char *tenant, const char *connector) {
+  gw_proxy *p = lp->proxy;
+  if (!p) return NULL;
+  px *x = calloc(1, sizeof *x);
+  if (!x) return NULL;
+  x->p = p;
+  x->lp = lp;
+  x->refs = 1;
+  x->agg = true;
+  x->ids = json_array();
+  snprintf(x->tenant, sizeof x->tenant, "%s", tenant);
+  snprintf(x->connector, sizeof x->connector, "%s", connector);
+  gw_buf_init(&x->body, MAX_JSON_BODY);
+  gw_buf_init(&x->ev, MAX_SSE_EVENT);
+  x->next = p->list;
+  if (x->next) x->next->prev = x;
+  p->list = x;
+  x->listed = true;
+  return x;
+}
+
 px *gw__px_child(px *parent, const char *connector) {
   gw_proxy *p = parent->p;
   px *x = calloc(1, sizeof *x);
@@ -849,6 +870,8 @@ void gw__mcp_unauthorized(gw_req *req, const char *msg) {
   gw_respond_error(req, 401, "invalid_token", "%s", msg);
 }
 
+static void end_exchange(px *x);
+
 typedef struct del_job {
   px *x;
   char sid[96];
@@ -866,6 +889,17 @@ static void done_session_del(int status, void *arg) {
   gw_proxy_revocations_drain(x->lp);
   if (status < 0) gw__px_rpc_error(x, 503, -32603, "the session could not be deleted: %s", st_strerror(status));
   else {
+    if (x->agg) {
+      /* its open GET streams end, and its upstream sessions */
+      for (px *o = x->p->list; o; o = o->next) o->refs++;
+      for (px *o = x->p->list; o; o = o->next)
+        if (o != x && o->agg && o->kind == PX_GET && !o->parent && !strcmp(o->sid, x->sid)) end_exchange(o);
+      for (px *o = x->p->list, *n; o; o = n) {
+        n = o->next;
+        gw__px_unref(o);
+      }
+      gw__agg_end_upstreams(x, json_object_get(x->agg_state, "ups"));
+    }
     x->sid[0] = 0;
     gw__px_reply_raw(x, 204, NULL, NULL, 0);
   }
@@ -980,6 +1014,15 @@ json_t *gw__mcp_parse_post(gw_req *req) {
 
 /* DELETE: the session record goes in a writer job; then 204. */
 void gw__mcp_delete_session(px *x) {
+  if (x->agg) {
+    /* the upstream sessions it opened: ended after the record goes */
+    st_txn *txn;
+    if (st_read_begin(x->lp->srv->store, &txn) == 0) {
+      json_decref(x->agg_state);
+      x->agg_state = json_pack("{s:o}", "ups", gw_session_upstreams(txn, x->sid));
+      st_txn_end(txn);
+    }
+  }
   del_job *j = calloc(1, sizeof *j);
   if (!j) {
     gw__px_rpc_error(x, 500, -32603, "out of memory");
@@ -1406,6 +1449,7 @@ static void on_async_closed(uv_handle_t *h) {
     q = n;
   }
   uv_mutex_destroy(&p->mu);
+  json_decref(p->agg_uris);
   for (size_t i = 0; i < p->nm; i++) free(p->m[i]);
   free(p->m);
   free(p);

@@ -60,6 +60,8 @@ void gw_proxy_loop_stop(gw_loop *lp);
 void gw_proxy_dispatch(gw_req *req);
 /* /t/{tenant}/mcp — the aggregated endpoint (gateway/mcp_agg.c). */
 void gw_agg_dispatch(gw_req *req);
+/* Learns a connector's capabilities (after an admin PUT). */
+void gw_agg_probe_connector(gw_loop *lp, const char *tenant, const char *connector);
 /* Shutdown started: ends open streams now (cleanly), lets requests finish. */
 void gw_proxy_drain(gw_loop *lp);
 /* Hooks (user deactivated/deleted, connector deleted → revocation fan-out).

@@ -212,7 +212,19 @@ int pol_purge_tenant(st_txn *txn, const char *tenant, int limit) {
 static json_t *resolve(st_txn *txn, const char *tenant, const char *ref, char *err, size_t errlen, int *ambiguous,
                        json_t *warnings) {
   if (!strcmp(ref, "*")) return json_string("*");
-  if (!strncmp(ref, "id:", 3)) return json_pack("{s:s}", "id", ref + 3);
+  if (!strncmp(ref, "id:", 3)) {
+    char filter[200];
+    snprintf(filter, sizeof filter, "id eq \"%.100s\"", ref + 3);
+    scim_resp rs = {0};
+    scim_admin_list(txn, tenant, "Groups", filter, 1, 1, "", &rs);
+    if (!json_array_size(json_object_get(rs.body, "Resources"))) {
+      char w[300];
+      snprintf(w, sizeof w, "group id \"%.100s\" does not exist: the rule matches nobody", ref + 3);
+      json_array_append_new(warnings, json_string(w));
+    }
+    scim_resp_clear(&rs);
+    return json_pack("{s:s}", "id", ref + 3);
+  }
   char filter[600];
   json_t *q = json_string(ref);
   char *quoted = json_dumps(q, JSON_ENCODE_ANY);
@@ -237,6 +249,12 @@ static json_t *resolve(st_txn *txn, const char *tenant, const char *ref, char *e
   }
   scim_resp_clear(&rs);
   return out;
+}
+
+/* Records written before "rev" existed count their version as the rev. */
+static int record_rev(const json_t *rec) {
+  json_t *r = json_object_get(rec, "rev");
+  return (int)json_integer_value(r ? r : json_object_get(rec, "version"));
 }
 
 int pol_put(st_txn *txn, const char *tenant, const json_t *doc, const char *now, int *version_out,
@@ -268,13 +286,17 @@ int pol_put(st_txn *txn, const char *tenant, const json_t *doc, const char *now,
     return POL_EAMBIGUOUS;
   }
   json_t *old;
-  int version = 1;
+  int version = 1, rev = 1;
   if (pol_get(txn, tenant, &old) == 0) {
     version = (int)json_integer_value(json_object_get(old, "version")) + 1;
+    rev = record_rev(old) + 1;
     json_decref(old);
   }
-  json_t *rec = json_pack("{s:i,s:O,s:o,s:O,s:s}", "version", version, "document", doc, "compiled", compiled,
-                          "warnings", *warnings, "updated", now);
+  /* "rev" first: caches read it without parsing the record; it changes on
+   * every write (a new document, or a pending name binding), "version"
+   * only when an admin PUTs a document */
+  json_t *rec = json_pack("{s:i,s:i,s:O,s:o,s:O,s:s}", "rev", rev, "version", version, "document", doc, "compiled",
+                          compiled, "warnings", *warnings, "updated", now);
   char *s = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
   json_decref(rec);
   if (!s) return ST_ENOMEM;
@@ -348,6 +370,7 @@ typedef struct crule {
 } crule;
 
 typedef struct pol_compiled {
+  int rev;
   int version;
   int def_action;
   json_t *conn_defaults;
@@ -383,6 +406,7 @@ static int compiled_load(st_txn *txn, const char *tenant, pol_compiled **out) {
     return ST_ENOMEM;
   }
   c->version = (int)json_integer_value(json_object_get(rec, "version"));
+  c->rev = record_rev(rec);
   c->def_action = !strcmp(json_string_value(json_object_get(doc, "default")) ?: "block", "allow") ? POL_ALLOW : POL_BLOCK;
   c->conn_defaults = json_object();
   const char *k;
@@ -505,6 +529,7 @@ typedef struct cidx {
 
 struct pol_user {
   int version;
+  int rev;
   uint64_t generation;
   int def_action;
   json_t *conn_defaults;
@@ -598,6 +623,7 @@ static int user_from_compiled(const pol_compiled *c, const json_t *groups, bool 
   *out = u;
   if (!c) return 0; /* no policy: every connector hidden */
   u->version = c->version;
+  u->rev = c->rev;
   u->def_action = c->def_action;
   u->conn_defaults = json_incref(c->conn_defaults);
   if (!active) return 0;
@@ -855,6 +881,7 @@ static int bind_pending(st_txn *txn, const scim_event *ev) {
   }
   int rc = 0;
   if (changed) {
+    json_object_set_new(rec, "rev", json_integer(record_rev(rec) + 1));
     char *s = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
     char k[80];
     rc = s ? st_put(txn, ST_DB_POLICY, k, key(ev->tenant, 'p', k), s, strlen(s), 0) : ST_ENOMEM;
@@ -928,8 +955,8 @@ void pol_cache_free(pol_cache *c) {
   free(c);
 }
 
-/* The version stored in the record, read without parsing it all: the
- * record is written with "version" first. */
+/* The record's revision, read without parsing it all: the record is
+ * written with "rev" first. (0: no policy.) */
 static int stored_version(st_txn *txn, const char *tenant, int *version) {
   char k[80];
   st_val v;
@@ -938,14 +965,13 @@ static int stored_version(st_txn *txn, const char *tenant, int *version) {
   int rc = st_get(txn, ST_DB_POLICY, k, key(tenant, 'p', k), &v);
   if (rc == ST_ENOTFOUND) return 0;
   if (rc) return rc;
-  const char *p = memmem(v.data, v.len < 64 ? v.len : 64, "\"version\":", 10);
-  if (p) {
-    *version = atoi(p + 10);
+  if (v.len > 7 && !memcmp(v.data, "{\"rev\":", 7)) {
+    *version = atoi((const char *)v.data + 7);
     return 0;
   }
   json_t *rec = json_loadb(v.data, v.len, 0, NULL);
   if (!rec) return ST_ECORRUPT;
-  *version = (int)json_integer_value(json_object_get(rec, "version"));
+  *version = record_rev(rec);
   json_decref(rec);
   return 0;
 }
@@ -955,7 +981,7 @@ static int compiled_for(pol_cache *c, st_txn *txn, const char *tenant, int versi
   if (!version) return 0;
   size_t lru = 0;
   for (size_t i = 0; i < c->nt; i++) {
-    if (!strcmp(c->t[i].tenant, tenant) && c->t[i].version == version) {
+    if (!strcmp(c->t[i].tenant, tenant) && c->t[i].version == version) { /* version: the rev */
       c->t[i].tick = c->tick;
       *out = c->t[i].c;
       return 0;
@@ -975,7 +1001,7 @@ static int compiled_for(pol_cache *c, st_txn *txn, const char *tenant, int versi
   }
   compiled_free(c->t[slot].c);
   snprintf(c->t[slot].tenant, sizeof c->t[slot].tenant, "%s", tenant);
-  c->t[slot].version = pc->version;
+  c->t[slot].version = pc->rev;
   c->t[slot].c = pc;
   c->t[slot].tick = c->tick;
   *out = pc;
@@ -991,7 +1017,7 @@ const pol_user *pol_cache_get(pol_cache *c, st_txn *txn, const char *tenant, con
   size_t slot = c->n, lru = 0;
   for (size_t i = 0; i < c->n; i++) {
     if (!strcmp(c->e[i].tenant, tenant) && !strcmp(c->e[i].user, user_id)) {
-      if (c->e[i].u->generation == gen && c->e[i].u->version == version) {
+      if (c->e[i].u->generation == gen && c->e[i].u->rev == version) {
         c->e[i].tick = c->tick;
         return c->e[i].u;
       }

@@ -194,6 +194,20 @@ int vault_connector_put(st_txn *txn, const char *tenant, const char *name, const
   return rc == ST_ENOTFOUND ? 0 : rc;
 }
 
+int vault_connector_set_caps(st_txn *txn, const char *tenant, const char *name, const json_t *caps) {
+  json_t *rec;
+  int rc = vault_connector_get(txn, tenant, name, &rec);
+  if (rc) return rc;
+  json_object_set_new(rec, "capabilities", json_deep_copy(caps));
+  char k[128];
+  char *s = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  json_decref(rec);
+  if (!s) return ST_ENOMEM;
+  rc = st_put(txn, ST_DB_CONNECTORS, k, key_of(tenant, name, k), s, strlen(s), 0);
+  free(s);
+  return rc;
+}
+
 json_t *vault_connector_view(const json_t *rec) {
   json_t *o = json_deep_copy(rec);
   json_t *a = json_object_get(o, "auth");

@@ -37,6 +37,10 @@ int vault_connector_parse(const json_t *body, json_t **config, const char **secr
  * 1 when the connector is new. Write txns only. */
 int vault_connector_put(st_txn *txn, const char *tenant, const char *name, const json_t *config,
                         const char *secret, const char *now, int *created);
+/* Records the capabilities the upstream announced at initialize (the
+ * aggregated endpoint advertises prompts/resources only when some visible
+ * connector has them). ST_ENOTFOUND if the connector is gone. */
+int vault_connector_set_caps(st_txn *txn, const char *tenant, const char *name, const json_t *caps);
 /* Loads a connector record (caller json_decref). ST_ENOTFOUND if absent. */
 int vault_connector_get(st_txn *txn, const char *tenant, const char *name, json_t **rec);
 /* The record as shown to admins: the secret is never in it. */

@@ -7,13 +7,13 @@
 // and fail-closed before any policy exists.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { connectClient, rawSession, assertRpcError, show } from './lib/mcp.mjs';
+import { connectClient, rawSession, assertRpcError, show, rpcMessages } from './lib/mcp.mjs';
 import { assertExit } from './lib/admin.mjs';
 import {
   startPolicyFixture, applyPolicy, getPolicy, explain, explainOk, policyCli, writeJsonFile,
   toolNames, toolsByName, assertRefused, callOk, forwardedCalls, assertNotForwarded, rawInitialize,
   SCENARIO_POLICY, SENIOR_ALLOWED, SENIOR_LISTED, JUNIOR_LISTED, APPROVAL_PREFIX, EVERYTHING_TOOLS, ARGS,
-  CONNECTOR, toolText, startJsonUpstream,
+  CONNECTOR, toolText, startJsonUpstream, userTraffic,
 } from './lib/policy.mjs';
 
 let f, senior, junior;
@@ -28,7 +28,7 @@ before(async () => {
 test('no policy at all: the connector is hidden from everyone (404), nothing reaches the upstream', async () => {
   const r = await getPolicy(f.t);
   assert.equal(r.status, 404, `GET policy before any PUT: ${r.status} ${r.body}`);
-  const n = f.rec.requests().length;
+  const n = userTraffic(f.rec).length;
   for (const who of ['alice', 'bob', 'carol']) {
     const init = await rawInitialize(f.url, f.tokens[who]);
     assert.equal(init.status, 404, `${who} initialize without a policy: expected 404, got ${init.status} ${init.body}`);
@@ -36,7 +36,8 @@ test('no policy at all: the connector is hidden from everyone (404), nothing rea
     assert.equal(ex.decision, 'hidden', `explain ${who}/echo without a policy: ${JSON.stringify(ex)}`);
   }
   await assert.rejects(connectClient(f.url, f.tokens.alice), 'the SDK client cannot connect to a hidden connector');
-  assert.equal(f.rec.requests().length, n, 'no request reached the upstream while no policy exists');
+  const seen = userTraffic(f.rec);
+  assert.equal(seen.length, n, 'no request reached the upstream while no policy exists: ' + JSON.stringify(seen.map((e) => [e.method, e.body.slice(0, 200)])));
 });
 
 test('PUT the scenario policy: version 1, no warnings; GET shows it with bindings to the group ids', async () => {
@@ -109,14 +110,14 @@ test('bob: get-tiny-image and get-sum blocked (-32003), never forwarded; echo wo
 });
 
 test('carol (in no group): the connector does not exist for her (404), nothing forwarded', async () => {
-  const n = f.rec.requests().length;
+  const n = userTraffic(f.rec).length;
   const init = await rawInitialize(f.url, f.tokens.carol);
   assert.equal(init.status, 404, `carol initialize: ${init.status} ${init.body}`);
   // same answer as for a connector that does not exist at all
   const none = await rawInitialize(f.t.mcpUrl('nope'), f.tokens.carol);
   assert.equal(none.status, 404, `unknown connector: ${none.status}`);
   await assert.rejects(connectClient(f.url, f.tokens.carol), 'the SDK client cannot connect for carol');
-  assert.equal(f.rec.requests().length, n, 'carol\'s attempts never reached the upstream');
+  assert.equal(userTraffic(f.rec).length, n, 'carol\'s attempts never reached the upstream');
 });
 
 test('explain agrees with tools/list and tools/call for every tool, for alice, bob and carol', async () => {
@@ -162,6 +163,12 @@ test('explain details: matching rules, the patterns that decided, the groups, th
 
   ex = await explainOk(f.t, 'alice@acme.com', 'echo');
   assert.equal(ex.decision, 'allow');
+  // tool names and globs are case-sensitive
+  ex = await explainOk(f.t, 'alice@acme.com', 'ECHO');
+  assert.equal(ex.decision, 'block', `ECHO is not echo: ${JSON.stringify(ex)}`);
+  ex = await explainOk(f.t, 'alice@acme.com', 'GET-ENV');
+  assert.equal(ex.decision, 'block');
+  assert.deepEqual(ex.matching_rules[0].patterns, [], 'get-* does not match GET-ENV');
 
   ex = await explainOk(f.t, 'alice@acme.com', 'gzip-file-as-resource');
   assert.equal(ex.decision, 'block');
@@ -269,6 +276,9 @@ test('JSON replies and 2025-03-26 batches are filtered and refused the same way 
   assertRpcError(res, { codes: [-32005], message: /gamma/, what: 'JSON tools/call gamma' });
   res = await s.request('tools/call', { name: 'delta', arguments: {} });
   assert.equal(res.json?.result?.content?.[0]?.text, 'called delta', show(res));
+  // tools/call of a tool the reply never listed is still decided by name
+  res = await s.request('tools/call', { name: 'beta', arguments: { sneaky: true }, _meta: { progressToken: 1 } });
+  assertRpcError(res, { codes: [-32003], message: /beta/, what: 'tools/call beta with _meta' });
   assert.equal(up.calls('beta').length, 0, 'beta never reached the upstream');
   assert.equal(up.calls('gamma').length, 0, 'gamma never reached the upstream');
   assert.equal(up.calls('delta').length, 1);
@@ -291,6 +301,40 @@ test('JSON replies and 2025-03-26 batches are filtered and refused the same way 
   ]);
   e = assertRpcError(res, { id: 22, codes: [-32003], message: /beta/, what: 'batched tools/call beta' });
   assert.equal(up.calls('beta').length, 0, 'the batch with beta never reached the upstream');
-  assert.equal(up.requests().length, before, 'nothing of that batch was forwarded');
+  const leaked = up.requests().slice(before).filter((x) => rpcMessages(x.json).some((m) => m.id === 21 || m.id === 22));
+  assert.equal(leaked.length, 0, `nothing of that batch was forwarded: ${leaked.map((x) => x.body).join(' | ')}`);
+  await up.stop();
+});
+
+test('paginated tools/list: every page is filtered (JSON upstream, 2 tools a page)', async () => {
+  const up = await startJsonUpstream({ tools: ['p1', 'x1', 'p2', 'x2', 'p3', 'x3'], pageSize: 2 });
+  assert.equal((await f.t.putConnector('paged', { url: up.url, description: 'paged', auth: { type: 'none' } })).status, 201);
+  const doc = structuredClone(SCENARIO_POLICY);
+  doc.rules.push({ groups: ['Senior Engineers'], connector: 'paged', allow: ['p*'] });
+  await applyPolicy(f.t, doc);
+  const s = await rawSession(f.t.mcpUrl('paged'), f.tokens.alice);
+  const names = [];
+  let cursor;
+  for (let page = 0; page < 5; page++) {
+    const res = await s.request('tools/list', cursor === undefined ? {} : { cursor });
+    assert.equal(res.status, 200, show(res));
+    const r = res.messages.find((m) => m.result)?.result;
+    assert.ok(r, show(res));
+    for (const t of r.tools) names.push(t.name);
+    cursor = r.nextCursor;
+    if (cursor === undefined) break;
+  }
+  assert.deepEqual(names, ['p1', 'p2', 'p3'], 'only the allowed tools of every page');
+  // the SDK client, which follows nextCursor itself, sees the same
+  const c = await connectClient(f.t.mcpUrl('paged'), f.tokens.alice);
+  const all = [];
+  let cur;
+  do {
+    const r = await c.client.listTools(cur === undefined ? {} : { cursor: cur });
+    all.push(...r.tools.map((t) => t.name));
+    cur = r.nextCursor;
+  } while (cur !== undefined);
+  assert.deepEqual(all, ['p1', 'p2', 'p3']);
+  await c.close();
   await up.stop();
 });

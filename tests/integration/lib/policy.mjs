@@ -164,6 +164,18 @@ export function forwardedCalls(rec, tool) {
   return rec.requests().filter((e) => rpcMessages(e.json).some((m) => m.method === 'tools/call' && m.params?.name === tool));
 }
 
+/**
+ * Recorded upstream requests caused by employees: the gateway's own
+ * capability probe after a connector PUT (initialize id "mcpgate-init" and
+ * the rest of that upstream session) is left out.
+ */
+export function userTraffic(rec) {
+  const all = rec.requests();
+  const probe = new Set(all.filter((e) => e.json?.id === 'mcpgate-init')
+    .map((e) => e.response?.headers?.['mcp-session-id']).filter(Boolean));
+  return all.filter((e) => e.json?.id !== 'mcpgate-init' && !probe.has(e.headers['mcp-session-id']));
+}
+
 /** Asserts the upstream never received a tools/call for `tool`. */
 export function assertNotForwarded(rec, tool) {
   const hits = forwardedCalls(rec, tool);
@@ -211,12 +223,16 @@ export async function waitStreams(gw, tenant, n, connector = CONNECTOR) {
 /**
  * Connects an SDK client and waits until its standalone GET stream is open
  * at the gateway (so notifications can reach it). Returns the client with
- * `lc` (watchListChanged) attached.
+ * `lc` (watchListChanged) attached. rec: the connector's recorder (optional).
  */
-export async function connectWithStream(gw, tenant, url, token) {
+export async function connectWithStream(gw, tenant, url, token, rec) {
+  const upGets = () => (rec ? rec.requests().filter((e) => e.method === 'GET' && e.response).length : 0);
   const before = await openStreams(gw, tenant);
+  const gets = upGets();
   const c = await connectClient(url, token);
   c.lc = watchListChanged(c);
+  // the upstream answered the GET (when a recorder is given), and the gateway counts the client stream
+  if (rec) await waitFor(() => upGets() > gets, { timeoutMs: 8000, what: 'the upstream GET stream to be answered' });
   await waitStreams(gw, tenant, before + 1);
   return c;
 }
@@ -257,16 +273,22 @@ export const adminCall = (gw, token, method, p, body, opts) => api(gw.port, toke
  * application/json (server-everything always answers with SSE): initialize,
  * notifications (202), tools/list (`tools`), tools/call ("called <name>"),
  * and batches (a JSON array of the replies). GET → 405 (no standalone stream).
+ * pageSize > 0: tools/list is paginated (cursor = index of the first tool).
  * Returns {url, requests: [{method, json}], calls(name), stop()}.
  */
-export async function startJsonUpstream({ tools = ['alpha', 'beta', 'gamma'] } = {}) {
+export async function startJsonUpstream({ tools = ['alpha', 'beta', 'gamma'], pageSize = 0 } = {}) {
   const log = [];
   const answer = (m) => {
     if (m.method === 'initialize') {
       return { protocolVersion: m.params?.protocolVersion ?? '2025-06-18', capabilities: { tools: { listChanged: true } }, serverInfo: { name: 'json-upstream', version: '1.0.0' } };
     }
     if (m.method === 'tools/list') {
-      return { tools: tools.map((name) => ({ name, description: `the ${name} tool`, inputSchema: { type: 'object', properties: {} } })) };
+      const all = tools.map((name) => ({ name, description: `the ${name} tool`, inputSchema: { type: 'object', properties: {} } }));
+      if (!pageSize) return { tools: all };
+      const start = Number(m.params?.cursor ?? 0);
+      const page = { tools: all.slice(start, start + pageSize) };
+      if (start + pageSize < all.length) page.nextCursor = String(start + pageSize);
+      return page;
     }
     if (m.method === 'tools/call') return { content: [{ type: 'text', text: `called ${m.params?.name}` }] };
     if (m.method === 'ping') return {};
