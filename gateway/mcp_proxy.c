@@ -488,6 +488,13 @@ static json_t *sse_first_message(const char *s, size_t n) {
   return j;
 }
 
+/* Policy filtering and aggregated id rewriting of a JSON reply; both run. */
+static bool reply_changed(px *x, json_t *j) {
+  bool a = filter_reply(x, j);
+  bool b = x->agg && gw__agg_rewrite(x, j);
+  return a || b;
+}
+
 static void up_done(gw_out_req *r, int err, void *ud) {
   px *x = ud;
   x->out = NULL;
@@ -536,7 +543,7 @@ static void up_done(gw_out_req *r, int err, void *ud) {
         if (x->m) x->m->errors++;
         gw__px_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent an unexpected content type",
                   x->connector);
-      } else if (j && (filter_reply(x, j) | (x->agg && gw__agg_rewrite(x, j)))) {
+      } else if (j && reply_changed(x, j)) {
         gw__px_reply_json(x, x->status, json_incref(j));
       } else {
         gw__px_reply_raw(x, x->status, is_json ? "application/json" : NULL, x->body.data, x->body.len);
