@@ -32,7 +32,9 @@
  *   completion refs route the same way. prompts/resources/completions/
  *   logging are advertised when a connector the user sees announced them
  *   (learned at the connector's PUT and at every upstream initialize).
- * Not yet: JSON-RPC batches. */
+ * - JSON-RPC batches (protocol 2025-03-26 only): each element runs as its
+ *   own exchange; replies are collected into one array (streams inside a
+ *   batch are collected, not relayed). */
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -140,12 +142,12 @@ static void step_headers(gw_out_req *r, int status, const gw_out_header *h, size
     if (!strcasecmp(h[i].name, "content-type")) snprintf(x->up_ct, sizeof x->up_ct, "%s", h[i].value);
     else if (!strcasecmp(h[i].name, "mcp-session-id")) snprintf(x->up_sid, sizeof x->up_sid, "%s", h[i].value);
   }
-  if (!x->req && !x->probe) gw_out_abort(r);
+  if (!x->req && !x->probe && !x->bparent) gw_out_abort(r);
 }
 
 static int step_data(gw_out_req *r, const char *p, size_t n, void *ud) {
   px *x = ud;
-  if ((!x->req && !x->probe) || gw_buf_append(&x->body, p, n) != 0) gw_out_abort(r);
+  if ((!x->req && !x->probe && !x->bparent) || gw_buf_append(&x->body, p, n) != 0) gw_out_abort(r);
   return 0;
 }
 
@@ -161,7 +163,7 @@ static void step_done(gw_out_req *r, int err, void *ud) {
    * servers answer 400 "No valid session ID" — either way, retried once on
    * a fresh session (a genuine 400 fails the same way again) */
   if (!err && (x->status == 404 || x->status == 400) && x->sess.upstream[0]) err = E_STALE;
-  if ((x->req || x->probe) && x->cont) x->cont(x, err ? err : (x->status >= 400 ? -2 : 0));
+  if ((x->req || x->probe || x->bparent) && x->cont) x->cont(x, err ? err : (x->status >= 400 ? -2 : 0));
   gw__px_unref(x);
 }
 
@@ -213,7 +215,7 @@ static void done_usess(int status, void *arg) {
   if (status >= 0) agg_session_opened(x, j->connector, j->upstream);
   void (*after)(px *, int) = x->cont;
   free(j);
-  if (x->req && after) after(x, status < 0 ? status : 0);
+  if ((x->req || x->bparent) && after) after(x, status < 0 ? status : 0);
   gw__px_unref(x);
 }
 
@@ -664,7 +666,7 @@ static void tools_call(px *x, json_t *msg) {
     return;
   }
   if (d == POL_BLOCK || d == POL_APPROVE) {
-    GW_LOG(GW_LOG_INFO, "policy", &((gw_log_ctx){x->tenant, x->req->id}), "tools/call %s refused: %s (policy v%d)", full,
+    GW_LOG(GW_LOG_INFO, "policy", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}), "tools/call %s refused: %s (policy v%d)", full,
            pol_decision_name(d), pol_user_version(pu));
     if (d == POL_APPROVE)
       gw__px_rpc_error(x, 200, GW_RPC_APPROVAL,
@@ -1138,6 +1140,9 @@ static void initialize(px *x, json_t *msg) {
 
 /* ---------- dispatch ---------- */
 
+static void agg_batch(gw_req *req, const gw_mcp_ctx *ctx, json_t *msg);
+static void agg_message(px *x, json_t *msg, const char *method);
+
 void gw_agg_dispatch(gw_req *req) {
   gw_mcp_ctx ctx;
   if (gw__mcp_begin(req, true, &ctx) != 0) return;
@@ -1173,8 +1178,8 @@ void gw_agg_dispatch(gw_req *req) {
   json_t *msg = gw__mcp_parse_post(req);
   if (!msg) return;
   if (json_is_array(msg)) {
+    agg_batch(req, &ctx, msg);
     json_decref(msg);
-    gw__mcp_refuse(req, 400, -32600, "JSON-RPC batches are not supported on the aggregated endpoint");
     return;
   }
   json_t *ids = json_array();
@@ -1225,11 +1230,85 @@ void gw_agg_dispatch(gw_req *req) {
     x->sess = ctx.sess;
     snprintf(x->sid, sizeof x->sid, "%s", sid);
   }
+  if (is_init) initialize(x, msg);
+  else agg_message(x, msg, method);
+  json_decref(msg);
+}
+
+/* ---------- batches (2025-03-26) ---------- */
+
+/* Each element runs as its own exchange whose reply lands in the batch's
+ * array; the array goes back when all have answered. Inside a batch,
+ * upstream streams are collected, not relayed: a server→client request
+ * during a batched call cannot reach the client (send such calls alone). */
+static void agg_batch(gw_req *req, const gw_mcp_ctx *ctx, json_t *msg) {
+  size_t n = json_array_size(msg);
+  if (!ctx->sid || !ctx->sess_ok) {
+    if (!ctx->sid) gw__mcp_refuse(req, 400, -32000, "Bad Request: Mcp-Session-Id header is required (send initialize first)");
+    else gw__mcp_refuse(req, 404, -32001, "Session not found");
+    return;
+  }
+  if (strcmp(ctx->sess.version, "2025-03-26") != 0) {
+    gw__mcp_refuse(req, 400, -32600, "JSON-RPC batches are only allowed with protocol version 2025-03-26");
+    return;
+  }
+  if (!n || n > 100) {
+    gw__mcp_refuse(req, 400, -32600, n ? "a batch holds at most 100 messages" : "an empty batch");
+    return;
+  }
+  /* every element is checked before anything runs */
+  json_t *all_ids = json_array();
+  size_t i;
+  json_t *e;
+  json_array_foreach(msg, i, e) {
+    const char *m = NULL;
+    const char *why = gw__check_message(e, all_ids, &m);
+    if (!why && m && (!strcmp(m, "initialize") || !strncmp(m, "tasks/", 6) || !strcmp(m, "server/discover")))
+      why = "initialize, server/discover and tasks/* cannot be batched";
+    if (why) {
+      json_decref(all_ids);
+      gw__mcp_refuse(req, 400, -32600, why);
+      return;
+    }
+  }
+  json_decref(all_ids);
+  px *x = gw__px_new(req, 0 /* PX_POST */, ctx->tenant, "", ctx->user);
+  if (!x) {
+    gw_respond_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  x->agg = true;
+  x->sess = ctx->sess;
+  snprintf(x->sid, sizeof x->sid, "%s", ctx->sid);
+  json_t *results = json_array();
+  for (i = 0; i < n; i++) json_array_append_new(results, json_null());
+  x->agg_state = json_pack("{s:o}", "results", results);
+  x->bpending = (int)n;
+  x->refs++; /* held while the elements are started */
+  json_array_foreach(msg, i, e) {
+    px *c = gw__px_child(x, "");
+    if (!c) {
+      x->bpending--;
+      continue;
+    }
+    c->bparent = x;
+    c->bindex = (int)i;
+    x->refs++;
+    const char *m = NULL;
+    gw__check_message(e, c->ids, &m);
+    agg_message(c, e, m);
+    gw__px_unref(c);
+  }
+  if (x->bpending == 0 && x->req) gw__px_reply_raw(x, 202, NULL, NULL, 0);
+  gw__px_unref(x);
+}
+
+/* One message of an established session (alone or in a batch). */
+static void agg_message(px *x, json_t *msg, const char *method) {
+  json_t *ids = x->ids;
   if (!method) {
     /* a response to a server→client request we relayed */
     if (!route_answer(x, msg)) gw__px_reply_raw(x, 202, NULL, NULL, 0);
-  } else if (is_init) {
-    initialize(x, msg);
   } else if (!strcmp(method, "tools/list")) {
     agg_list(x, msg, 0);
   } else if (!strcmp(method, "prompts/list")) {
@@ -1257,5 +1336,4 @@ void gw_agg_dispatch(gw_req *req) {
   } else {
     gw__px_rpc_error(x, 200, GW_RPC_NOT_SUPPORTED, "Method not found: %.100s", method);
   }
-  json_decref(msg);
 }

@@ -86,6 +86,9 @@ typedef struct px {
   bool retried;          /* aggregated: already retried once with a fresh session */
   bool stale;            /* aggregated: the upstream said 404 to our session id */
   bool probe;            /* no client, but the upstream's answer is wanted */
+  struct px *bparent;    /* aggregated batch (2025-03-26): the exchange collecting replies (a ref) */
+  int bindex;            /* this element's slot in the batch reply */
+  int bpending;          /* batch parent: elements still to answer */
 } px;
 
 

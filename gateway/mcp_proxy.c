@@ -152,7 +152,34 @@ static void add_session_header(px *x) {
   if (x->req && x->sid[0]) gw_resp_header(x->req, "Mcp-Session-Id", x->sid);
 }
 
+/* A batch element's reply goes into its parent's array; the parent
+ * answers once every element has. */
+static void batch_store(px *x, json_t *j) {
+  px *p = x->bparent;
+  x->bparent = NULL;
+  json_t *res = json_object_get(p->agg_state, "results");
+  if (j) json_array_set_new(res, (size_t)x->bindex, j);
+  if (--p->bpending == 0) {
+    json_t *out = json_array();
+    size_t i;
+    json_t *e;
+    json_array_foreach(res, i, e) if (!json_is_null(e)) json_array_append(out, e);
+    if (json_array_size(out)) gw__px_reply_json(p, 200, out);
+    else {
+      json_decref(out);
+      gw__px_reply_raw(p, 202, NULL, NULL, 0);
+    }
+  }
+  gw__px_unref(p);
+}
+
+static bool client_alive(const px *x) { return x->req || x->bparent; }
+
 void gw__px_reply_json(px *x, int status, json_t *j) {
+  if (x->bparent) {
+    batch_store(x, j);
+    return;
+  }
   if (!x->req) {
     json_decref(j);
     return;
@@ -164,6 +191,10 @@ void gw__px_reply_json(px *x, int status, json_t *j) {
 }
 
 void gw__px_reply_raw(px *x, int status, const char *ct, const char *body, size_t n) {
+  if (x->bparent) {
+    batch_store(x, NULL);
+    return;
+  }
   if (!x->req) return;
   gw_req *r = x->req;
   add_session_header(x);
@@ -362,7 +393,7 @@ static void up_headers(gw_out_req *r, int status, const gw_out_header *h, size_t
     if (!strcasecmp(h[i].name, "content-type")) snprintf(x->up_ct, sizeof x->up_ct, "%s", h[i].value);
     else if (!strcasecmp(h[i].name, "mcp-session-id")) snprintf(x->up_sid, sizeof x->up_sid, "%s", h[i].value);
   }
-  if (!x->req) {
+  if (!client_alive(x)) {
     gw_out_abort(r);
     return;
   }
@@ -370,7 +401,7 @@ static void up_headers(gw_out_req *r, int status, const gw_out_header *h, size_t
     /* never hand the upstream's challenge to the client: the client's
      * credential is the gateway's, not the upstream's */
     if (x->m) x->m->auth_failures++, x->m->errors++;
-    GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req->id}),
+    GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}),
            "connector %s refused the gateway's credential (HTTP %d)", x->connector, status);
     gw__px_rpc_error(x, 502, GW_RPC_UPSTREAM_AUTH,
               "connector \"%s\" refused the gateway's credential (HTTP %d); ask your admin to check the "
@@ -386,7 +417,7 @@ static void up_headers(gw_out_req *r, int status, const gw_out_header *h, size_t
     return;
   }
   bool sse = !strncasecmp(x->up_ct, "text/event-stream", 17);
-  if (!x->initialize && status == 200 && sse) {
+  if (!x->initialize && status == 200 && sse && x->req) {
     x->started = true;
     if (x->m) x->m->streams++;
     add_session_header(x);
@@ -397,7 +428,7 @@ static void up_headers(gw_out_req *r, int status, const gw_out_header *h, size_t
 
 static int up_data(gw_out_req *r, const char *p, size_t n, void *ud) {
   px *x = ud;
-  if (!x->req) {
+  if (!client_alive(x)) {
     gw_out_abort(r);
     return 0;
   }
@@ -498,7 +529,7 @@ static bool reply_changed(px *x, json_t *j) {
 static void up_done(gw_out_req *r, int err, void *ud) {
   px *x = ud;
   x->out = NULL;
-  if (x->stale && x->req && x->cont) {
+  if (x->stale && client_alive(x) && x->cont) {
     /* aggregated: retry on a fresh upstream session */
     x->stale = false;
     x->retried = true;
@@ -506,10 +537,10 @@ static void up_done(gw_out_req *r, int err, void *ud) {
     gw__px_unref(x);
     return;
   }
-  if (x->req) {
+  if (client_alive(x)) {
     if (err && err != GW_OUT_EABORTED) {
       if (x->m) x->m->errors++;
-      GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req->id}), "connector %s: %s (%s)",
+      GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}), "connector %s: %s (%s)",
              x->connector, gw_out_strerror(err), gw_out_detail(r));
     }
     if (x->started) {
@@ -532,6 +563,15 @@ static void up_done(gw_out_req *r, int err, void *ud) {
     } else if (x->status >= 500) {
       if (x->m) x->m->errors++;
       gw__px_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" failed (HTTP %d)", x->connector, x->status);
+    } else if (x->bparent && !strncasecmp(x->up_ct, "text/event-stream", 17)) {
+      /* a batch element answered over SSE: its reply goes into the array */
+      json_t *m = gw__find_reply(x->body.data ? x->body.data : "", x->body.len, x->up_ct, json_array_get(x->ids, 0));
+      if (m) {
+        if (x->agg) gw__agg_rewrite(x, m);
+        gw__px_reply_json(x, 200, m);
+      } else {
+        gw__px_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent no reply", x->connector);
+      }
     } else {
       /* a JSON reply: check it is JSON before relaying it unchanged */
       bool is_json = !strncasecmp(x->up_ct, "application/json", 16);
@@ -543,7 +583,7 @@ static void up_done(gw_out_req *r, int err, void *ud) {
         if (x->m) x->m->errors++;
         gw__px_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent an unexpected content type",
                   x->connector);
-      } else if (j && reply_changed(x, j)) {
+      } else if (j && (reply_changed(x, j) || x->bparent)) {
         gw__px_reply_json(x, x->status, json_incref(j));
       } else {
         gw__px_reply_raw(x, x->status, is_json ? "application/json" : NULL, x->body.data, x->body.len);

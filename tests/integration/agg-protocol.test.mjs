@@ -89,7 +89,7 @@ test('a single-connector session id is not an aggregated session (and vice versa
   assert.equal(r.status, 404, `an aggregated session on /mcp/alpha: ${show(r)}`);
 });
 
-test('-32700 on bad JSON, -32600 on invalid JSON-RPC, 400 on batches', async () => {
+test('-32700 on bad JSON, -32600 on invalid JSON-RPC; batches only on 2025-03-26 sessions', async () => {
   const s = await rawSession(f.url, f.tokens.alice);
   for (const body of ['{nope', '', '42', '{"jsonrpc":"2.0","id":1,"method":"ping","method":"ping"}']) {
     const r = await s.post(body);
@@ -105,10 +105,19 @@ test('-32700 on bad JSON, -32600 on invalid JSON-RPC, 400 on batches', async () 
     const r = await s.post(body);
     assert.equal(r.status, 400, `batch ${JSON.stringify(body)}: ${show(r)}`);
   }
-  // also on a session that negotiated 2025-03-26 (batches are not supported here at all)
+  // a session that negotiated 2025-03-26 takes batches: one reply per request, in one array
   const old = await rawSession(f.url, f.tokens.alice, { protocolVersion: '2025-03-26' });
-  const r = await old.post([rpc(5, 'ping')]);
-  assert.equal(r.status, 400, `batch on a 2025-03-26 session: ${show(r)}`);
+  const r = await old.post([rpc(5, 'ping'), { jsonrpc: '2.0', method: 'notifications/initialized' }, rpc(6, 'tools/call', { name: 'nope__x', arguments: {} })]);
+  assert.equal(r.status, 200, `batch on a 2025-03-26 session: ${show(r)}`);
+  const arr = JSON.parse(r.body);
+  assert.ok(Array.isArray(arr), `a batch reply is an array: ${r.body}`);
+  assert.deepEqual(arr.map((m) => m.id).sort(), [5, 6], `one reply per request, none for the notification: ${r.body}`);
+  assert.deepEqual(arr.find((m) => m.id === 5).result, {}, 'ping answered');
+  assert.equal(arr.find((m) => m.id === 6).error?.code, -32602, 'the unknown tool refused inside the batch');
+  const bad = await old.post([rpc(7, 'ping'), { id: 8, method: 'ping' }]);
+  assert.equal(bad.status, 400, `a batch with an invalid element is refused whole: ${show(bad)}`);
+  const init = await old.post([rpc(9, 'initialize', { protocolVersion: '2025-03-26', capabilities: {}, clientInfo: { name: 'x', version: '1' } })]);
+  assert.equal(init.status, 400, `initialize cannot be batched: ${show(init)}`);
   const ok = await s.request('ping');
   assert.equal(ok.status, 200, `the session still works: ${show(ok)}`);
 });
