@@ -93,6 +93,9 @@ deps:
 
 run: deps all
 	@mkdir -p data
+	@echo "mcpgate: serving http://127.0.0.1:8080 with data in ./data (Ctrl-C stops it)"
+	@echo "mcpgate: the operator token is in ./data/admin.token (created on first start, mode 0600)"
+	@echo "mcpgate: next, in another terminal: ./$(BUILD)/mcpgate tenant create acme --name \"Acme Corp\""
 	./$(BUILD)/mcpgate serve --listen 127.0.0.1:8080 --data ./data
 
 test: deps
