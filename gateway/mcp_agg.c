@@ -717,12 +717,16 @@ static void agg_route(px *x, json_t *msg, const char *method) {
     uri = json_string_value(json_object_get(params, "uri"));
   }
   char conn[40] = "";
+  char name_buf[300];
   if (name_holder) {
-    name = json_string_value(json_object_get(name_holder, "name"));
+    /* copied: the name in fwd is replaced below */
+    const char *nv = json_string_value(json_object_get(name_holder, "name"));
+    if (nv) snprintf(name_buf, sizeof name_buf, "%s", nv);
+    name = nv ? name_buf : NULL;
     const char *rest;
     if (!name || !split_name(name, conn, &rest)) {
-      json_decref(fwd);
       gw__px_rpc_error(x, 200, -32602, "Unknown prompt: %.200s", name ? name : "(no name)");
+      json_decref(fwd); /* after: name points into it */
       return;
     }
     json_object_set_new(name_holder, "name", json_string(rest));
@@ -738,8 +742,8 @@ static void agg_route(px *x, json_t *msg, const char *method) {
       snprintf(conn, sizeof conn, "%s", c);
     }
     if (!conn[0]) {
-      json_decref(fwd);
       gw__px_rpc_error(x, 200, -32602, "Unknown resource: %.200s (list resources first)", uri ? uri : "(no uri)");
+      json_decref(fwd); /* after: uri points into it */
       return;
     }
   }
@@ -752,8 +756,9 @@ static void agg_route(px *x, json_t *msg, const char *method) {
   }
   json_decref(crec);
   if (!ok) {
+    gw__px_rpc_error(x, 200, -32602, "Unknown %s: %.200s", name ? "prompt" : "resource",
+                     name ? name : uri ? uri : "(none)");
     json_decref(fwd);
-    gw__px_rpc_error(x, 200, -32602, "Unknown %s: %.200s", name ? "prompt" : "resource", name ? name : uri);
     return;
   }
   x->fwd = json_dumps(fwd, JSON_COMPACT | JSON_PRESERVE_ORDER);

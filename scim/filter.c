@@ -506,9 +506,60 @@ static void collect(const json_t *res, const scim__attrpath *ap, json_t *out) {
   }
 }
 
+/* RFC 3339 date-time → seconds since the epoch (fractions and offsets
+ * honoured); false when s is not one. */
+static bool parse_datetime(const char *s, double *out) {
+  int Y, M, D, h, m, sec, n = 0;
+  if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &Y, &M, &D, &h, &m, &sec, &n) != 6 || n != 19) return false;
+  const char *p = s + 19;
+  double frac = 0;
+  if (*p == '.') {
+    double scale = 0.1;
+    p++;
+    if (!isdigit((unsigned char)*p)) return false;
+    while (isdigit((unsigned char)*p)) {
+      frac += (*p++ - '0') * scale;
+      scale /= 10;
+    }
+  }
+  int off = 0;
+  if (*p == 'Z' || *p == 'z') p++;
+  else if (*p == '+' || *p == '-') {
+    int oh, om, k = 0;
+    if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &k) != 2 || k != 5) return false;
+    off = (oh * 60 + om) * 60 * (*p == '+' ? 1 : -1);
+    p += 6;
+  } else {
+    return false;
+  }
+  if (*p || M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60) return false;
+  /* days from the civil date (proleptic Gregorian) */
+  int y = Y - (M <= 2);
+  int era = (y >= 0 ? y : y - 399) / 400;
+  int yoe = y - era * 400;
+  int doy = (153 * (M + (M > 2 ? -3 : 9)) + 2) / 5 + D - 1;
+  int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  double days = (double)era * 146097 + doe - 719468;
+  *out = days * 86400 + h * 3600 + m * 60 + sec + frac - off;
+  return true;
+}
+
 static int cmp_values(const json_t *v, const json_t *lit, int op, bool exact) {
   if (json_is_string(v) && json_is_string(lit)) {
     const char *a = json_string_value(v), *b = json_string_value(lit);
+    double ta, tb;
+    if (op != SCIM__OP_CO && op != SCIM__OP_SW && op != SCIM__OP_EW && parse_datetime(a, &ta) &&
+        parse_datetime(b, &tb)) {
+      /* dateTime: chronological, whatever the precision or offset */
+      switch (op) {
+      case SCIM__OP_EQ: return ta == tb;
+      case SCIM__OP_NE: return ta != tb;
+      case SCIM__OP_GT: return ta > tb;
+      case SCIM__OP_GE: return ta >= tb;
+      case SCIM__OP_LT: return ta < tb;
+      case SCIM__OP_LE: return ta <= tb;
+      }
+    }
     size_t al = strlen(a), bl = strlen(b);
     int c = exact ? strcmp(a, b) : strcasecmp(a, b);
     switch (op) {
@@ -550,11 +601,20 @@ static int cmp_values(const json_t *v, const json_t *lit, int op, bool exact) {
   return 0;
 }
 
-bool scim__filter_match(const scim__filter *f, const json_t *res) {
+/* parent: inside a value path ("members[value eq …]"), the multi-valued
+ * attribute whose elements are tested — caseExact depends on it. */
+static bool match_in(const scim__filter *f, const json_t *res, const char *parent);
+
+bool scim__filter_match(const scim__filter *f, const json_t *res) { return match_in(f, res, NULL); }
+bool scim__filter_match_in(const scim__filter *f, const json_t *elem, const char *parent) {
+  return match_in(f, elem, parent);
+}
+
+static bool match_in(const scim__filter *f, const json_t *res, const char *parent) {
   switch (f->kind) {
-  case SCIM__F_AND: return scim__filter_match(f->a, res) && scim__filter_match(f->b, res);
-  case SCIM__F_OR: return scim__filter_match(f->a, res) || scim__filter_match(f->b, res);
-  case SCIM__F_NOT: return !scim__filter_match(f->a, res);
+  case SCIM__F_AND: return match_in(f->a, res, parent) && match_in(f->b, res, parent);
+  case SCIM__F_OR: return match_in(f->a, res, parent) || match_in(f->b, res, parent);
+  case SCIM__F_NOT: return !match_in(f->a, res, parent);
   case SCIM__F_PR: {
     json_t *vals = json_array();
     collect(res, &f->path, vals);
@@ -573,8 +633,18 @@ bool scim__filter_match(const scim__filter *f, const json_t *res) {
   case SCIM__F_CMP: {
     json_t *vals = json_array();
     collect(res, &f->path, vals);
-    bool exact = scim__case_exact(f->path.attr, f->path.sub);
+    bool exact = parent && !f->path.sub ? scim__case_exact(parent, f->path.attr)
+                                        : scim__case_exact(f->path.attr, f->path.sub);
     bool r;
+    if (json_is_null(f->value) && (f->op == SCIM__OP_EQ || f->op == SCIM__OP_NE)) {
+      /* null: an unassigned attribute (absent, or null) — RFC 7643 §2.5 */
+      bool assigned = false;
+      size_t i;
+      json_t *v;
+      json_array_foreach(vals, i, v) if (!json_is_null(v)) assigned = true;
+      json_decref(vals);
+      return f->op == SCIM__OP_EQ ? !assigned : assigned;
+    }
     if (f->op == SCIM__OP_NE) {
       /* ne: no value equals */
       r = true;
@@ -595,11 +665,11 @@ bool scim__filter_match(const scim__filter *f, const json_t *res) {
     if (f->path.urn && strcasecmp(f->path.urn, SCIM_URN_USER) && strcasecmp(f->path.urn, SCIM_URN_GROUP))
       base = scim__oget(res, f->path.urn, NULL);
     json_t *v = base ? scim__oget(base, f->path.attr, NULL) : NULL;
-    if (json_is_object(v)) return scim__filter_match(f->a, v);
+    if (json_is_object(v)) return match_in(f->a, v, f->path.attr);
     if (!json_is_array(v)) return false;
     size_t i;
     json_t *e;
-    json_array_foreach(v, i, e) if (scim__filter_match(f->a, e)) return true;
+    json_array_foreach(v, i, e) if (match_in(f->a, e, f->path.attr)) return true;
     return false;
   }
   }

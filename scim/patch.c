@@ -107,7 +107,7 @@ static int apply_filtered(json_t *res, const scim__path *p, const json_t *value,
   int matched = 0;
   for (size_t i = 0; i < json_array_size(arr);) {
     json_t *e = json_array_get(arr, i);
-    if (!scim__filter_match(p->filter, e)) {
+    if (!scim__filter_match_in(p->filter, e, p->ap.attr)) {
       i++;
       continue;
     }

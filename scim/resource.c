@@ -893,6 +893,25 @@ static void net(json_t *to, json_t *from, const char *uid) {
   json_array_append_new(to, json_string(uid));
 }
 
+/* A user's representation includes its groups: a membership change is a
+ * change of the user (new meta.version and lastModified, so ETags and
+ * If-None-Match stay honest). */
+static int touch_user(mctx *m, const char *uid) {
+  json_t *u;
+  int rc = res_get(m->txn, m->rq->tenant, 'U', uid, &u);
+  if (rc) return rc == ST_ENOTFOUND ? 0 : rc;
+  json_t *meta = json_object_get(u, "meta");
+  const char *created = json_string_value(json_object_get(meta, "created"));
+  char c[40];
+  snprintf(c, sizeof c, "%s", created ? created : m->rq->now);
+  set_meta(u, "User", c, m->rq->now, version_of(u) + 1);
+  kb k;
+  res_key(&k, m->rq->tenant, 'U', uid);
+  rc = put_json(m->txn, ST_DB_SCIM_RES, &k, u);
+  json_decref(u);
+  return rc;
+}
+
 static int member_add(mctx *m, const char *uid, scim_resp *rs) {
   kb k;
   st_val v;
@@ -906,6 +925,7 @@ static int member_add(mctx *m, const char *uid, scim_resp *rs) {
   if ((rc = st_put(m->txn, ST_DB_SCIM_MEM, k.b, k.n, "", 0, 0))) return fail_store(rs, rc);
   mem_key(&k, m->rq->tenant, 'g', uid, m->gid);
   if ((rc = st_put(m->txn, ST_DB_SCIM_MEM, k.b, k.n, "", 0, 0))) return fail_store(rs, rc);
+  if ((rc = touch_user(m, uid))) return fail_store(rs, rc);
   net(m->added, m->removed, uid);
   return 0;
 unknown:
@@ -922,6 +942,7 @@ static int member_remove(mctx *m, const char *uid, scim_resp *rs) {
   if (rc) return fail_store(rs, rc);
   mem_key(&k, m->rq->tenant, 'g', uid, m->gid);
   if ((rc = st_del(m->txn, ST_DB_SCIM_MEM, k.b, k.n)) && rc != ST_ENOTFOUND) return fail_store(rs, rc);
+  if ((rc = touch_user(m, uid))) return fail_store(rs, rc);
   net(m->removed, m->added, uid);
   return 0;
 }
@@ -996,7 +1017,7 @@ static int members_op(void *ctx, const char *op, const json_t *value, const scim
         json_t *e;
         json_array_foreach(cur, i, e) {
           json_t *obj = json_pack("{s:O,s:s}", "value", e, "type", "User");
-          bool hit = scim__filter_match(filter, obj);
+          bool hit = scim__filter_match_in(filter, obj, "members");
           json_decref(obj);
           if (hit && (rc = member_remove(m, json_string_value(e), rs))) break;
         }

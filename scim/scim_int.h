@@ -36,6 +36,9 @@ int scim__filter_parse(const char *s, scim__filter **out, char *err, size_t errl
 void scim__filter_free(scim__filter *f);
 /* Evaluates on a resource as rendered (case-insensitive attribute names). */
 bool scim__filter_match(const scim__filter *f, const json_t *res);
+/* A value filter on one element of the multi-valued attribute `parent`
+ * (caseExact follows parent.sub: members.value is exact). */
+bool scim__filter_match_in(const scim__filter *f, const json_t *elem, const char *parent);
 
 /* PATCH paths: attrPath [ "[" valFilter "]" ] [ "." sub ], URN-aware. */
 typedef struct scim__path {

@@ -58,11 +58,19 @@ TEST(filter_operators) {
   CHECK_INT(match("logins le 5"), 1);
   CHECK_INT(match("active eq true"), 1);
   CHECK_INT(match("active eq false"), 0);
-  CHECK_INT(match("nickName eq null"), 0);
   CHECK_INT(match("title pr"), 1);
   CHECK_INT(match("nickName pr"), 0);
   CHECK_INT(match("meta.lastModified gt \"2026-01-01T00:00:00Z\""), 1);
   CHECK_INT(match("meta.lastModified lt \"2026-01-01T00:00:00Z\""), 0);
+  /* dateTime: chronological across precision and offsets (stored 04:42:34Z) */
+  CHECK_INT(match("meta.lastModified eq \"2026-05-13T04:42:34.000Z\""), 1);
+  CHECK_INT(match("meta.lastModified eq \"2026-05-13T06:42:34+02:00\""), 1);
+  CHECK_INT(match("meta.lastModified gt \"2026-05-13T05:00:00+01:00\""), 1); /* 04:00Z */
+  CHECK_INT(match("meta.lastModified lt \"2026-05-13T04:42:34.5Z\""), 1);
+  /* null: unassigned */
+  CHECK_INT(match("nickName eq null"), 1);
+  CHECK_INT(match("title eq null"), 0);
+  CHECK_INT(match("title ne null"), 1);
 }
 
 TEST(filter_logic_and_precedence) {
