@@ -630,6 +630,22 @@ static void call_session_ready(px *x, int err) {
   }
 }
 
+/* Sends the rewritten message fwd (stolen) to connector conn within its
+ * upstream session, relaying the answer. */
+static void forward_to(px *x, json_t *fwd, const char *conn) {
+  x->fwd = json_dumps(fwd, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  json_decref(fwd);
+  if (!x->fwd) {
+    gw__px_rpc_error(x, 500, -32603, "out of memory");
+    return;
+  }
+  x->fwd_len = strlen(x->fwd);
+  snprintf(x->connector, sizeof x->connector, "%s", conn);
+  x->m = gw__px_metrics_for(x->p, x->tenant, conn);
+  if (x->m) x->m->requests++;
+  ensure_upstream(x, call_session_ready);
+}
+
 static bool split_name(const char *full, char conn[40], const char **tool) {
   const char *sep = strstr(full, "__");
   if (!sep || sep == full || (size_t)(sep - full) >= 40 || !sep[2]) return false;
@@ -680,17 +696,7 @@ static void tools_call(px *x, json_t *msg) {
   /* forward with the prefix stripped: the rest of the message as checked */
   json_t *fwd = json_deep_copy(msg);
   json_object_set_new(json_object_get(fwd, "params"), "name", json_string(tool));
-  x->fwd = json_dumps(fwd, JSON_COMPACT | JSON_PRESERVE_ORDER);
-  json_decref(fwd);
-  if (!x->fwd) {
-    gw__px_rpc_error(x, 500, -32603, "out of memory");
-    return;
-  }
-  x->fwd_len = strlen(x->fwd);
-  snprintf(x->connector, sizeof x->connector, "%s", conn);
-  x->m = gw__px_metrics_for(x->p, x->tenant, conn);
-  if (x->m) x->m->requests++;
-  ensure_upstream(x, call_session_ready);
+  forward_to(x, fwd, conn);
 }
 
 /* prompts/get, resources/read|subscribe|unsubscribe, completion/complete:
@@ -761,17 +767,7 @@ static void agg_route(px *x, json_t *msg, const char *method) {
     json_decref(fwd);
     return;
   }
-  x->fwd = json_dumps(fwd, JSON_COMPACT | JSON_PRESERVE_ORDER);
-  json_decref(fwd);
-  if (!x->fwd) {
-    gw__px_rpc_error(x, 500, -32603, "out of memory");
-    return;
-  }
-  x->fwd_len = strlen(x->fwd);
-  snprintf(x->connector, sizeof x->connector, "%s", conn);
-  x->m = gw__px_metrics_for(x->p, x->tenant, conn);
-  if (x->m) x->m->requests++;
-  ensure_upstream(x, call_session_ready);
+  forward_to(x, fwd, conn);
 }
 
 /* "mcpgate:{connector}:{json id}" ↔ (connector, original id). */
@@ -863,33 +859,12 @@ static void mux_emit(px *c, const char *upstream_id, json_t *msg) {
 }
 
 static void mux_event(px *c, const char *ev, size_t n) {
-  char id[512] = "";
-  bool has_id = false;
+  char id[512];
   gw_buf data;
   gw_buf_init(&data, 8 * 1024 * 1024);
-  const char *p = ev, *end = ev + n;
-  while (p < end) {
-    const char *nl = memchr(p, '\n', (size_t)(end - p));
-    size_t ll = nl ? (size_t)(nl - p) : (size_t)(end - p);
-    size_t raw = nl ? ll + 1 : ll;
-    if (ll && p[ll - 1] == '\r') ll--;
-    if (ll >= 5 && !strncmp(p, "data:", 5)) {
-      const char *v = p + 5;
-      size_t vl = ll - 5;
-      if (vl && *v == ' ') v++, vl--;
-      if (data.len) gw_buf_append(&data, "\n", 1);
-      gw_buf_append(&data, v, vl);
-    } else if (ll >= 3 && !strncmp(p, "id:", 3)) {
-      const char *v = p + 3;
-      size_t vl = ll - 3;
-      if (vl && *v == ' ') v++, vl--;
-      snprintf(id, sizeof id, "%.*s", (int)vl, v);
-      has_id = true;
-    }
-    p += raw;
-  }
+  gw__sse_split(ev, n, &data, NULL, id, sizeof id);
   json_t *msg = data.len ? json_loadb(data.data, data.len, 0, NULL) : NULL;
-  if (msg) mux_emit(c, has_id ? id : NULL, msg);
+  if (msg) mux_emit(c, id[0] ? id : NULL, msg);
   json_decref(msg);
   gw_buf_free(&data);
 }

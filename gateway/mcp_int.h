@@ -126,6 +126,9 @@ cmetrics *gw__px_metrics_for(gw_proxy *p, const char *tenant, const char *connec
 bool gw__agg_rewrite(px *x, json_t *msg);
 /* mcp_agg.c: DELETE each upstream session of {connector: upstream id}. */
 void gw__agg_end_upstreams(px *x, json_t *ups);
+/* Splits one SSE event: data lines joined into data; other lines into
+ * head (may be NULL); the id: line's value into id (may be NULL). */
+void gw__sse_split(const char *ev, size_t n, gw_buf *data, gw_buf *head, char *id, size_t idcap);
 /* The JSON-RPC message with `id` in a buffered reply (JSON or SSE). */
 json_t *gw__find_reply(const char *body, size_t n, const char *ct, const json_t *id);
 

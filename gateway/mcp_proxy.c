@@ -295,6 +295,36 @@ static bool filter_reply(px *x, json_t *j) {
   return changed;
 }
 
+void gw__sse_split(const char *ev, size_t n, gw_buf *data, gw_buf *head, char *id, size_t idcap) {
+  const char *p = ev, *end = ev + n;
+  if (id && idcap) id[0] = 0;
+  while (p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    size_t ll = nl ? (size_t)(nl - p) : (size_t)(end - p);
+    size_t lraw = nl ? ll + 1 : ll;
+    if (ll && p[ll - 1] == '\r') ll--;
+    if (ll >= 5 && !strncmp(p, "data:", 5)) {
+      const char *v = p + 5;
+      size_t vl = ll - 5;
+      if (vl && *v == ' ') v++, vl--;
+      if (data->len) gw_buf_append(data, "\n", 1);
+      gw_buf_append(data, v, vl);
+    } else if (ll) {
+      if (id && ll >= 3 && !strncmp(p, "id:", 3)) {
+        const char *v = p + 3;
+        size_t vl = ll - 3;
+        if (vl && *v == ' ') v++, vl--;
+        snprintf(id, idcap, "%.*s", (int)vl, v);
+      }
+      if (head) {
+        gw_buf_append(head, p, ll);
+        gw_buf_append(head, "\n", 1);
+      }
+    }
+    p += lraw;
+  }
+}
+
 /* One SSE event: if its data is a tools/list reply, filter it and rebuild
  * the event (id:/event:/retry: lines kept). Writes the event to out. */
 static void relay_one_event(px *x, const char *ev, size_t n, gw_buf *out) {
@@ -302,24 +332,7 @@ static void relay_one_event(px *x, const char *ev, size_t n, gw_buf *out) {
     gw_buf data, head;
     gw_buf_init(&data, MAX_SSE_EVENT);
     gw_buf_init(&head, MAX_SSE_EVENT);
-    const char *p = ev, *end = ev + n;
-    while (p < end) {
-      const char *nl = memchr(p, '\n', (size_t)(end - p));
-      size_t ll = nl ? (size_t)(nl - p) : (size_t)(end - p);
-      size_t lraw = nl ? ll + 1 : ll;
-      if (ll && p[ll - 1] == '\r') ll--;
-      if (ll >= 5 && !strncmp(p, "data:", 5)) {
-        const char *v = p + 5;
-        size_t vl = ll - 5;
-        if (vl && *v == ' ') v++, vl--;
-        if (data.len) gw_buf_append(&data, "\n", 1);
-        gw_buf_append(&data, v, vl);
-      } else if (ll) {
-        gw_buf_append(&head, p, ll);
-        gw_buf_append(&head, "\n", 1);
-      }
-      p += lraw;
-    }
+    gw__sse_split(ev, n, &data, &head, NULL, 0);
     json_t *j = data.len ? json_loadb(data.data, data.len, 0, NULL) : NULL;
     bool changed = j && filter_reply(x, j);
     if (j && x->agg) changed |= gw__agg_rewrite(x, j);
