@@ -723,16 +723,16 @@ static void agg_route(px *x, json_t *msg, const char *method) {
     uri = json_string_value(json_object_get(params, "uri"));
   }
   char conn[40] = "";
-  char name_buf[300];
+  char *name_buf = NULL;
   if (name_holder) {
     /* copied: the name in fwd is replaced below */
     const char *nv = json_string_value(json_object_get(name_holder, "name"));
-    if (nv) snprintf(name_buf, sizeof name_buf, "%s", nv);
-    name = nv ? name_buf : NULL;
+    name = nv ? (name_buf = strdup(nv)) : NULL;
     const char *rest;
     if (!name || !split_name(name, conn, &rest)) {
       gw__px_rpc_error(x, 200, -32602, "Unknown prompt: %.200s", name ? name : "(no name)");
-      json_decref(fwd); /* after: name points into it */
+      json_decref(fwd);
+      free(name_buf);
       return;
     }
     json_object_set_new(name_holder, "name", json_string(rest));
@@ -750,6 +750,7 @@ static void agg_route(px *x, json_t *msg, const char *method) {
     if (!conn[0]) {
       gw__px_rpc_error(x, 200, -32602, "Unknown resource: %.200s (list resources first)", uri ? uri : "(no uri)");
       json_decref(fwd); /* after: uri points into it */
+      free(name_buf);
       return;
     }
   }
@@ -765,8 +766,10 @@ static void agg_route(px *x, json_t *msg, const char *method) {
     gw__px_rpc_error(x, 200, -32602, "Unknown %s: %.200s", name ? "prompt" : "resource",
                      name ? name : uri ? uri : "(none)");
     json_decref(fwd);
+    free(name_buf);
     return;
   }
+  free(name_buf);
   forward_to(x, fwd, conn);
 }
 
@@ -829,6 +832,15 @@ static bool route_answer(px *x, json_t *msg) {
 
 /* ---------- the GET stream: upstream GET streams multiplexed ---------- */
 
+char *gw__agg_event_id(px *x, const char *upstream_id) {
+  json_t *m = json_pack("{s:s}", x->connector, upstream_id);
+  char *s = m ? json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  json_decref(m);
+  char *b = s ? b64url(s) : NULL;
+  free(s);
+  return b;
+}
+
 /* Event ids sent to the client encode the last event id of every upstream
  * (b64url of {"connector": "upstream event id"}), so one Last-Event-ID
  * resumes each upstream where it was. */
@@ -871,6 +883,7 @@ static void mux_event(px *c, const char *ev, size_t n) {
 
 static void mux_headers(gw_out_req *r, int status, const gw_out_header *h, size_t n, void *ud) {
   px *c = ud;
+  c->status = status;
   bool sse = false;
   for (size_t i = 0; i < n; i++)
     if (!strcasecmp(h[i].name, "content-type") && !strncasecmp(h[i].value, "text/event-stream", 17)) sse = true;
@@ -903,12 +916,53 @@ static int mux_data(gw_out_req *r, const char *p, size_t n, void *ud) {
   return 0;
 }
 
+static void mux_attach(px *x, const char *connector, const char *upstream, const char *last_id);
+
+/* An upstream may end its GET stream at any time (2025-11-25 servers
+ * close streams and expect clients to come back): while the client's
+ * stream is open, the gateway reconnects, resuming after the last event. */
+typedef struct mux_retry {
+  uv_timer_t t;
+  px *parent; /* a ref */
+  char connector[40], upstream[256], last[512];
+} mux_retry;
+
+static void mux_retry_closed(uv_handle_t *h) {
+  mux_retry *m = h->data;
+  gw__px_unref(m->parent);
+  free(m);
+}
+
+static void mux_retry_fire(uv_timer_t *t) {
+  mux_retry *m = t->data;
+  px *x = m->parent;
+  if (x->listed && x->req) mux_attach(x, m->connector, m->upstream, m->last[0] ? m->last : NULL);
+  uv_close((uv_handle_t *)&m->t, mux_retry_closed);
+}
+
 static void mux_done(gw_out_req *r, int err, void *ud) {
   px *c = ud;
   (void)r;
   c->out = NULL;
   if (err && err != GW_OUT_EABORTED)
     GW_LOG(GW_LOG_DEBUG, "mcp", NULL, "connector %s: GET stream ended (%s)", c->connector, gw_out_strerror(err));
+  px *x = c->parent;
+  bool refused = c->status != 200; /* 405: the upstream has no GET stream */
+  if (x && x->req && x->listed && !refused && err != GW_OUT_EABORTED) {
+    mux_retry *m = calloc(1, sizeof *m);
+    if (m && uv_timer_init(&x->lp->loop, &m->t) == 0) {
+      m->t.data = m;
+      m->parent = x;
+      x->refs++;
+      snprintf(m->connector, sizeof m->connector, "%s", c->connector);
+      snprintf(m->upstream, sizeof m->upstream, "%s", c->sess.upstream);
+      const char *last = json_string_value(json_object_get(json_object_get(x->agg_state, "last"), c->connector));
+      snprintf(m->last, sizeof m->last, "%s", last ? last : "");
+      uv_timer_start(&m->t, mux_retry_fire, err ? 1000 : 100, 0);
+    } else {
+      free(m);
+    }
+  }
   gw__px_unref(c);
 }
 

@@ -124,6 +124,9 @@ cmetrics *gw__px_metrics_for(gw_proxy *p, const char *tenant, const char *connec
 /* mcp_agg.c: rewrites server→client request ids in an upstream message
  * relayed on an aggregated exchange; true when changed. */
 bool gw__agg_rewrite(px *x, json_t *msg);
+/* mcp_agg.c: the gateway event id for an upstream event id of x's
+ * connector (malloc'd; NULL on failure). */
+char *gw__agg_event_id(px *x, const char *upstream_id);
 /* mcp_agg.c: DELETE each upstream session of {connector: upstream id}. */
 void gw__agg_end_upstreams(px *x, json_t *ups);
 /* Splits one SSE event: data lines joined into data; other lines into

@@ -332,17 +332,47 @@ static void relay_one_event(px *x, const char *ev, size_t n, gw_buf *out) {
     gw_buf data, head;
     gw_buf_init(&data, MAX_SSE_EVENT);
     gw_buf_init(&head, MAX_SSE_EVENT);
-    gw__sse_split(ev, n, &data, &head, NULL, 0);
+    char id[512];
+    gw__sse_split(ev, n, &data, &head, x->agg ? id : NULL, sizeof id);
     json_t *j = data.len ? json_loadb(data.data, data.len, 0, NULL) : NULL;
     bool changed = j && filter_reply(x, j);
     if (j && x->agg) changed |= gw__agg_rewrite(x, j);
-    if (changed) {
-      char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
-      if (s) {
-        gw_buf_append(out, head.data ? head.data : "", head.len);
-        gw_buf_appends(out, "data: ");
-        gw_buf_appends(out, s);
-        gw_buf_appends(out, "\n\n");
+    char *gid = x->agg && id[0] ? gw__agg_event_id(x, id) : NULL;
+    if (changed || gid) {
+      char *s = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+      if (s || gid) {
+        /* aggregated: the upstream's event id becomes a gateway id that a
+         * GET with Last-Event-ID resumes on the right upstream */
+        const char *h = head.data ? head.data : "";
+        for (const char *l = h; *l;) {
+          const char *nl = strchr(l, '\n');
+          size_t ll = nl ? (size_t)(nl - l) : strlen(l);
+          if (!(gid && ll >= 3 && !strncmp(l, "id:", 3))) {
+            gw_buf_append(out, l, ll);
+            gw_buf_append(out, "\n", 1);
+          }
+          l += ll + (nl ? 1 : 0);
+        }
+        if (gid) gw_buf_printf(out, "id: %s\n", gid);
+        if (s) {
+          gw_buf_appends(out, "data: ");
+          gw_buf_appends(out, s);
+          gw_buf_appends(out, "\n");
+        } else {
+          /* the data unchanged (or empty: a priming event) */
+          const char *dd = data.data ? data.data : "";
+          for (const char *l = dd;;) {
+            const char *nl = strchr(l, '\n');
+            size_t ll = nl ? (size_t)(nl - l) : strlen(l);
+            gw_buf_appends(out, "data: ");
+            gw_buf_append(out, l, ll);
+            gw_buf_append(out, "\n", 1);
+            if (!nl) break;
+            l = nl + 1;
+          }
+        }
+        gw_buf_appends(out, "\n");
+        free(gid);
         free(s);
         json_decref(j);
         gw_buf_free(&data);

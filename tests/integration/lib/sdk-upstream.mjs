@@ -12,6 +12,11 @@
 //   tools     lookup {term}        → text "docs:lookup <term>" + a resource_link
 //                                    to memo://lookup/<term> (served by a template
 //                                    that no resources/list shows)
+//             poll-result {delayMs?} → closes its POST stream right after the
+//                                    priming event (extra.closeSSEStream: SSE
+//                                    polling, 2025-11-25 clients) and answers
+//                                    "docs:poll-result …" after delayMs (default
+//                                    300), to be fetched by a GET with Last-Event-ID
 //             notify-me {kind, uri?, count?, delayMs?} → after delayMs (default
 //                                    50), `count` (default 1) notifications on
 //                                    the session's GET stream (not on the call's
@@ -127,6 +132,16 @@ function buildServer(sess, { promptPageSize }) {
     return { content: [{ type: 'text', text: `docs:notify-me ${kind} x${count}` }] };
   });
 
+  mcp.registerTool('poll-result', {
+    description: 'Closes its own SSE stream at once (SSE polling, 2025-11-25) and answers after delayMs',
+    inputSchema: { delayMs: z.number().int().min(0).max(10000).optional() },
+  }, async ({ delayMs = 300 }, extra) => {
+    const closed = typeof extra.closeSSEStream === 'function';
+    extra.closeSSEStream?.();
+    await new Promise((r) => setTimeout(r, delayMs));
+    return { content: [{ type: 'text', text: `docs:poll-result (stream closed early: ${closed})` }] };
+  });
+
   mcp.registerPrompt('greeting', { title: 'Greeting', description: 'A prompt without arguments' },
     () => ({ messages: [{ role: 'user', content: { type: 'text', text: 'docs:greeting' } }] }));
 
@@ -189,7 +204,9 @@ async function sendKind(server, kind, { uri }) {
  * Starts the SDK upstream. opts.promptPageSize (default 1; 0 = no paging).
  * Returns:
  *   url                    http://127.0.0.1:PORT/mcp
- *   sessions()             [{sid, subscriptions: Set, getOpen (number), closed}]
+ *   sessions()             [{sid, subscriptions: Set, getOpen (number), closed,
+ *                           transport, mcp}] (transport.closeStandaloneSSEStream()
+ *                           ends the session's GET stream)
  *   gets()                 every GET /mcp: {sid, lastEventId, status, open, at}
  *   events()               every event stored for a GET stream: {sid, id, message}
  *   touch(uri)             notifications/resources/updated to subscribed sessions
