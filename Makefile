@@ -109,6 +109,7 @@ test: deps
 bench: deps all $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do $$b; done
 	node tests/bench/scim_import.mjs
+	node tests/bench/proxy.mjs
 
 clean:
 	rm -rf build build-asan build-fuzz
