@@ -508,6 +508,10 @@ static void collect(const json_t *res, const scim__attrpath *ap, json_t *out) {
 
 /* RFC 3339 date-time → seconds since the epoch (fractions and offsets
  * honoured); false when s is not one. */
+static bool parse_datetime(const char *s, double *out);
+bool scim__datetime(const char *s, double *out);
+bool scim__datetime(const char *s, double *out) { return parse_datetime(s, out); }
+
 static bool parse_datetime(const char *s, double *out) {
   int Y, M, D, h, m, sec, n = 0;
   if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &Y, &M, &D, &h, &m, &sec, &n) != 6 || n != 19) return false;

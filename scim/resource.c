@@ -225,6 +225,9 @@ static int ids_under(st_txn *txn, st_db db, const kb *prefix, json_t *out, size_
   return rc == ST_ENOTFOUND || rc == 0 ? 0 : rc;
 }
 
+static void effective_meta(st_txn *txn, const char *tenant, json_t *o);
+static void grev_key(kb *k, const char *tenant, const char *uid);
+
 /* ---------- validation ---------- */
 
 enum { T_STR, T_BOOL, T_OBJ, T_MULTI };
@@ -536,6 +539,7 @@ static json_t *render_user(st_txn *txn, const scim_req *rq, const char *tenant, 
   char loc[600];
   location(rq, "Users", id ? id : "", loc, sizeof loc);
   if (meta) json_object_set_new(meta, "location", json_string(loc));
+  effective_meta(txn, tenant, o);
   if (id && view_wants(v, "groups")) {
     kb p;
     mem_key(&p, tenant, 'g', id, NULL);
@@ -617,10 +621,45 @@ static void set_meta(json_t *o, const char *type, const char *created, const cha
                                            created, "lastModified", now, "version", ver));
 }
 
+static void grev_get(st_txn *txn, const char *tenant, const char *uid, uint64_t *rev, char when[40]);
+
+/* The version a client sees: for users, the record's version combined with
+ * the groups revision (see touch_user); for groups, the record's. */
+static void effective_version(st_txn *txn, const char *tenant, const json_t *stored, char out[48]) {
+  const char *v = json_string_value(json_object_get(json_object_get(stored, "meta"), "version"));
+  const char *id = json_string_value(json_object_get(stored, "id"));
+  const char *rt = json_string_value(json_object_get(json_object_get(stored, "meta"), "resourceType"));
+  uint64_t rev = 0;
+  char when[40];
+  if (id && rt && !strcmp(rt, "User")) grev_get(txn, tenant, id, &rev, when);
+  if (rev) snprintf(out, 48, "W/\"%lu.%llu\"", version_of(stored), (unsigned long long)rev);
+  else snprintf(out, 48, "%s", v ? v : "");
+}
+
+/* Rewrites a rendered user's meta with its effective version and time. */
+static void effective_meta(st_txn *txn, const char *tenant, json_t *o) {
+  json_t *meta = json_object_get(o, "meta");
+  const char *id = json_string_value(json_object_get(o, "id"));
+  if (!meta || !id) return;
+  uint64_t rev;
+  char when[40], ver[48];
+  grev_get(txn, tenant, id, &rev, when);
+  if (!rev) return;
+  effective_version(txn, tenant, o, ver);
+  json_object_set_new(meta, "version", json_string(ver));
+  const char *lm = json_string_value(json_object_get(meta, "lastModified"));
+  double a, b;
+  /* the later of the record's change and the membership change */
+  if (when[0] && (!lm || (scim__datetime(when, &b) && (!scim__datetime(lm, &a) || b > a))))
+    json_object_set_new(meta, "lastModified", json_string(when));
+}
+
 /* If-Match: "*" or a list of (weak) tags; 412 when none matches. */
-static int if_match_ok(const scim_req *rq, const json_t *stored, scim_resp *rs) {
+static int if_match_ok(st_txn *txn, const scim_req *rq, const json_t *stored, scim_resp *rs) {
   if (!rq->if_match) return 0;
-  const char *cur = json_string_value(json_object_get(json_object_get(stored, "meta"), "version"));
+  char curbuf[48];
+  effective_version(txn, rq->tenant, stored, curbuf);
+  const char *cur = curbuf;
   const char *p = rq->if_match;
   while (*p) {
     while (*p == ' ' || *p == ',') p++;
@@ -780,7 +819,7 @@ static int user_replace(st_txn *txn, const scim_req *rq, const char *id, scim_re
     return E_ABORT;
   }
   if (rc) return fail_store(rs, rc);
-  if ((rc = if_match_ok(rq, old, rs))) goto out;
+  if ((rc = if_match_ok(txn, rq, old, rs))) goto out;
   json_t *nu = normalize(rq->body, false, rs);
   if (!nu) {
     rc = E_ABORT;
@@ -803,7 +842,7 @@ static int user_patch(st_txn *txn, const scim_req *rq, const char *id, scim_resp
     return E_ABORT;
   }
   if (rc) return fail_store(rs, rc);
-  if ((rc = if_match_ok(rq, old, rs))) goto out;
+  if ((rc = if_match_ok(txn, rq, old, rs))) goto out;
   json_t *work = json_deep_copy(old);
   json_object_del(work, "meta");
   if (scim__patch_apply(work, rq->body, false, NULL, validate_types, NULL, rs) != 0) {
@@ -832,7 +871,7 @@ static int user_delete(st_txn *txn, const scim_req *rq, const char *id, scim_res
     return E_ABORT;
   }
   if (rc) return fail_store(rs, rc);
-  if ((rc = if_match_ok(rq, old, rs))) goto out;
+  if ((rc = if_match_ok(txn, rq, old, rs))) goto out;
   /* memberships: both directions, one event per group */
   kb p;
   mem_key(&p, rq->tenant, 'g', id, NULL);
@@ -856,6 +895,8 @@ static int user_delete(st_txn *txn, const scim_req *rq, const char *id, scim_res
   if (rc == E_ABORT) goto out;
   if (rc) goto store;
   kb k;
+  grev_key(&k, rq->tenant, id);
+  if ((rc = st_del(txn, ST_DB_SCIM_IDX, k.b, k.n)) && rc != ST_ENOTFOUND) goto store;
   res_key(&k, rq->tenant, 'U', id);
   if ((rc = index_user(txn, rq->tenant, old, false)) || (rc = st_del(txn, ST_DB_SCIM_RES, k.b, k.n)) ||
       (rc = count_add(txn, rq->tenant, 'U', -1)))
@@ -894,22 +935,42 @@ static void net(json_t *to, json_t *from, const char *uid) {
 }
 
 /* A user's representation includes its groups: a membership change is a
- * change of the user (new meta.version and lastModified, so ETags and
- * If-None-Match stay honest). */
-static int touch_user(mctx *m, const char *uid) {
-  json_t *u;
-  int rc = res_get(m->txn, m->rq->tenant, 'U', uid, &u);
-  if (rc) return rc == ST_ENOTFOUND ? 0 : rc;
-  json_t *meta = json_object_get(u, "meta");
-  const char *created = json_string_value(json_object_get(meta, "created"));
-  char c[40];
-  snprintf(c, sizeof c, "%s", created ? created : m->rq->now);
-  set_meta(u, "User", c, m->rq->now, version_of(u) + 1);
+ * change of the user. Rather than rewriting the user's record for every
+ * member of a PATCH, a small per-user "groups revision" (IDX t\0 'r' uid →
+ * u64 revision + RFC 3339 time) moves; the user's effective meta.version is
+ * W/"<record version>.<groups revision>" and lastModified the later of the
+ * two (effective_meta). */
+static void grev_key(kb *k, const char *tenant, const char *uid) {
+  kb_init(k, tenant);
+  kb_ch(k, 'r');
+  kb_str(k, uid);
+}
+
+static void grev_get(st_txn *txn, const char *tenant, const char *uid, uint64_t *rev, char when[40]) {
   kb k;
-  res_key(&k, m->rq->tenant, 'U', uid);
-  rc = put_json(m->txn, ST_DB_SCIM_RES, &k, u);
-  json_decref(u);
-  return rc;
+  st_val v;
+  *rev = 0;
+  when[0] = 0;
+  grev_key(&k, tenant, uid);
+  if (st_get(txn, ST_DB_SCIM_IDX, k.b, k.n, &v) == 0 && v.len >= 8) {
+    memcpy(rev, v.data, 8);
+    size_t n = v.len - 8 < 39 ? v.len - 8 : 39;
+    memcpy(when, (const char *)v.data + 8, n);
+    when[n] = 0;
+  }
+}
+
+static int touch_user(mctx *m, const char *uid) {
+  uint64_t rev;
+  char when[40], buf[48];
+  grev_get(m->txn, m->rq->tenant, uid, &rev, when);
+  rev++;
+  size_t tl = strlen(m->rq->now);
+  memcpy(buf, &rev, 8);
+  memcpy(buf + 8, m->rq->now, tl);
+  kb k;
+  grev_key(&k, m->rq->tenant, uid);
+  return st_put(m->txn, ST_DB_SCIM_IDX, k.b, k.n, buf, 8 + tl, 0);
 }
 
 static int member_add(mctx *m, const char *uid, scim_resp *rs) {
@@ -1133,7 +1194,7 @@ static int group_write(st_txn *txn, const scim_req *rq, const char *id, bool pat
   if (rc) return fail_store(rs, rc);
   mctx m = {txn, rq, id, json_array(), json_array()};
   json_t *nu = NULL;
-  if ((rc = if_match_ok(rq, old, rs))) goto out;
+  if ((rc = if_match_ok(txn, rq, old, rs))) goto out;
   if (patch) {
     json_t *work = json_deep_copy(old);
     json_object_del(work, "meta");
@@ -1176,7 +1237,7 @@ static int group_delete(st_txn *txn, const scim_req *rq, const char *id, scim_re
   }
   if (rc) return fail_store(rs, rc);
   mctx m = {txn, rq, id, json_array(), json_array()};
-  if ((rc = if_match_ok(rq, old, rs)) || (rc = members_op(&m, "remove", NULL, NULL, rs))) goto out;
+  if ((rc = if_match_ok(txn, rq, old, rs)) || (rc = members_op(&m, "remove", NULL, NULL, rs))) goto out;
   kb k;
   res_key(&k, rq->tenant, 'G', id);
   if ((rc = index_group(txn, rq->tenant, old, false)) || (rc = st_del(txn, ST_DB_SCIM_RES, k.b, k.n)) ||
@@ -1286,7 +1347,9 @@ static int get_one(st_txn *txn, const scim_req *rq, char type, const char *id, s
   }
   if (rc) return fail_store(rs, rc);
   if (rq->if_none_match) {
-    const char *cur = json_string_value(json_object_get(json_object_get(stored, "meta"), "version"));
+    char curbuf[48];
+    effective_version(txn, rq->tenant, stored, curbuf);
+    const char *cur = curbuf[0] ? curbuf : NULL;
     if (cur && (!strcmp(rq->if_none_match, "*") || strstr(rq->if_none_match, cur) ||
                 strstr(rq->if_none_match, cur + 2))) {
       rs->status = 304;

@@ -65,6 +65,9 @@ typedef int (*scim__validate_fn)(const json_t *res, bool is_group, scim_resp *rs
 int scim__patch_apply(json_t *res, const json_t *body, bool is_group, scim__members_fn members_cb,
                       scim__validate_fn validate, void *ctx, scim_resp *rs);
 
+/* RFC 3339 date-time → epoch seconds; false when s is not one. */
+bool scim__datetime(const char *s, double *out);
+
 /* Coerces "True"/"False" strings (Entra) to JSON booleans. */
 json_t *scim__bool_value(const json_t *v);
 
