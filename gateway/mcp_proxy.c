@@ -534,33 +534,6 @@ json_t *gw__find_reply(const char *s, size_t n, const char *ct, const json_t *id
   return found;
 }
 
-/* The JSON-RPC message inside an SSE body (initialize replies may come as
- * one event): the data lines of the first event that has any. */
-static json_t *sse_first_message(const char *s, size_t n) {
-  gw_buf data;
-  gw_buf_init(&data, MAX_JSON_BODY);
-  const char *p = s, *end = s + n;
-  json_t *j = NULL;
-  while (p < end) {
-    const char *nl = memchr(p, '\n', (size_t)(end - p));
-    size_t ll = nl ? (size_t)(nl - p) : (size_t)(end - p);
-    if (ll && p[ll - 1] == '\r') ll--;
-    if (ll == 0) {
-      if (data.len) break;
-    } else if (ll >= 5 && !strncmp(p, "data:", 5)) {
-      const char *v = p + 5;
-      size_t vl = ll - 5;
-      if (vl && *v == ' ') v++, vl--;
-      if (data.len) gw_buf_append(&data, "\n", 1);
-      gw_buf_append(&data, v, vl);
-    }
-    if (!nl) break;
-    p = nl + 1;
-  }
-  if (data.len) j = json_loadb(data.data, data.len, JSON_REJECT_DUPLICATES, NULL);
-  gw_buf_free(&data);
-  return j;
-}
 
 /* Policy filtering and aggregated id rewriting of a JSON reply; both run. */
 static bool reply_changed(px *x, json_t *j) {
@@ -668,9 +641,7 @@ static void done_session_put(int status, void *arg) {
 }
 
 static void finish_initialize(px *x) {
-  bool sse = !strncasecmp(x->up_ct, "text/event-stream", 17);
-  json_t *msg = sse ? sse_first_message(x->body.data ? x->body.data : "", x->body.len)
-                    : json_loadb(x->body.data ? x->body.data : "", x->body.len, JSON_REJECT_DUPLICATES, NULL);
+  json_t *msg = gw__find_reply(x->body.data ? x->body.data : "", x->body.len, x->up_ct, json_array_get(x->ids, 0));
   if (x->status != 200) {
     /* the upstream refused (e.g. an unsupported version): relay its answer */
     if (msg) gw__px_reply_json(x, x->status, msg);

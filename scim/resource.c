@@ -1317,7 +1317,7 @@ static json_t *name_list(const char *s) {
         if (json_object_size(e)) json_array_append_new(a, e);
         else json_decref(e);
       }
-      if (!pa.filter || 1) scim__path_free(&pa);
+      scim__path_free(&pa);
     }
     p += n;
   }
