@@ -82,6 +82,7 @@ struct gw_conn {
   const char *error_msg;
   int open_handles;
   bool closing, reading, eof, close_after, in_parse, rejected, counted;
+  bool resume_parse;       /* the timer fires at 0 ms to parse pipelined bytes */
   bool tls_closed;
   const char *exec_start;  /* the buffer llhttp is executing, for obs-fold */
   char tail_nonws;         /* last non-SP/HT byte of the previous buffer */
@@ -95,6 +96,7 @@ static void conn_close(gw_conn *c);
 static void conn_end_request(gw_conn *c, gw_req *req);
 static void send_error_and_close(gw_conn *c, int status, const char *msg);
 static void read_start(gw_conn *c);
+static void arm(gw_conn *c, int64_t ms);
 
 /* ---------- list of connections per loop ---------- */
 
@@ -190,6 +192,13 @@ const char *gw_req_header(const gw_req *req, const char *name) {
 
 static void on_timer(uv_timer_t *t) {
   gw_conn *c = t->data;
+  if (c->resume_parse) {
+    /* a later loop turn than the reply that ended the previous request */
+    c->resume_parse = false;
+    arm(c, c->lp->srv->cfg.idle_timeout_ms);
+    conn_parse(c);
+    return;
+  }
   switch (c->state) {
   case CS_IDLE: conn_close(c); break;
   case CS_HEADERS:
@@ -204,6 +213,7 @@ static void on_timer(uv_timer_t *t) {
 
 static void arm(gw_conn *c, int64_t ms) {
   if (c->closing) return;
+  c->resume_parse = false;
   uv_timer_start(&c->timer, on_timer, (uint64_t)ms, 0);
 }
 
@@ -581,7 +591,14 @@ static void conn_end_request(gw_conn *c, gw_req *req) {
   arm(c, c->lp->srv->cfg.idle_timeout_ms);
   if (!c->in_parse) {
     read_start(c);
-    if (c->in_len) conn_parse(c);
+    /* Pipelined bytes wait for a later loop turn: this runs inside the
+     * reply path of the previous request (possibly from a revocation walk
+     * or an upstream callback), which must not see a new request start
+     * under it (h2o and nginx resume parsing the same way). */
+    if (c->in_len && !c->closing) {
+      uv_timer_start(&c->timer, on_timer, 0, 0);
+      c->resume_parse = true;
+    }
   }
 }
 
