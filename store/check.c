@@ -111,6 +111,14 @@ int st_check(st_store *st, st_check_report_fn report, void *ctx) {
     problems += rc;
   }
 
+  if ((rc = st__check_tenant_uids(t, report, ctx)) < 0) {
+    snprintf(msg, sizeof msg, "cannot scan tenants: %s", st_strerror(rc));
+    say(report, ctx, "tenants", msg);
+    problems++;
+  } else {
+    problems += rc;
+  }
+
   for (size_t i = 0; i < st->nchecks; i++) {
     rc = st->checks[i].fn(t, report, ctx, st->checks[i].ctx);
     if (rc < 0) {

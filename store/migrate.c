@@ -69,12 +69,41 @@ static int m4_proxy_dbs(st_txn *t) {
 /* 5: policy documents (policy/). */
 static int m5_policy_db(st_txn *t) { return st__db_create(t, ST_DB_POLICY); }
 
+/* 6: an incarnation uid for every tenant (store.h, "tenant incarnations"):
+ * caches keyed by it never serve a deleted tenant's state to a new tenant
+ * of the same id. Tenants keep the uid they are given here. */
+static int m6_tenant_uids(st_txn *t) {
+  char ids[256][64];
+  for (;;) {
+    /* collected first, written after: no write under an open cursor */
+    st_cursor *c;
+    int n = 0, rc = st_cursor_open(t, ST_DB_TENANTS, &c);
+    if (rc < 0) return rc;
+    st_cursor_seek(c, "t", 1, NULL, 0);
+    st_val k, v;
+    char uid[ST_TENANT_UID_LEN + 1];
+    while (n < 256 && st_cursor_next(c, &k, &v) == 0) {
+      if (k.len < 2 || k.len > 64) continue;
+      memcpy(ids[n], (const char *)k.data + 1, k.len - 1);
+      ids[n][k.len - 1] = 0;
+      if (st_tenant_uid_get(t, ids[n], uid) == ST_ENOTFOUND) n++;
+    }
+    st_cursor_close(c);
+    if (n == 0) return 0;
+    for (int i = 0; i < n; i++) {
+      char fresh[ST_TOKEN_ID_BUFSZ];
+      if ((rc = st_token_id_new(fresh)) < 0 || (rc = st_tenant_uid_put(t, ids[i], fresh)) < 0) return rc;
+    }
+  }
+}
+
 static const migration steps[] = {
     {"create initial databases", m1_initial_dbs},
     {"assign store id", m2_store_id},
     {"create SCIM databases", m3_scim_dbs},
     {"create connector and session databases", m4_proxy_dbs},
     {"create the policy database", m5_policy_db},
+    {"give every tenant an incarnation uid", m6_tenant_uids},
 };
 
 uint32_t st_schema_latest(void) { return (uint32_t)(sizeof steps / sizeof steps[0]); }

@@ -236,6 +236,12 @@ int st_port_open(st_store *st, uv_loop_t *loop, st_port **out);
  * the handle is closed and the writer holds no reference. Safe to call from
  * inside a done callback of this port. Call it exactly once. */
 void st_port_close(st_port *port, void (*cb)(void *arg), void *arg);
+/* fn(arg) runs on the port's loop before every done callback it delivers:
+ * by then the job's batch committed and its post-commit actions ran, so
+ * this is where the loop applies what those actions queued for it (the
+ * gateway ends revoked exchanges there, so a reply never leaves before the
+ * revocation it caused). Loop thread; set once, right after opening. */
+void st_port_before_done(st_port *port, void (*fn)(void *arg), void *arg);
 /* Jobs submitted on this port whose done has not been delivered. Loop thread. */
 size_t st_port_pending(const st_port *port);
 
@@ -291,6 +297,21 @@ int st_emit(st_txn *txn, int event_kind, const void *event);
  * is not called (arg is still yours). */
 int st_txn_after_commit(st_txn *txn, void (*fn)(void *arg), void (*discard)(void *arg),
                         void *arg);
+
+/* ---- tenant incarnations -------------------------------------------------
+ * A tenant id can be deleted, purged and created again. Each incarnation
+ * gets a random uid (ST_DB_TENANTS "u" + id → 16 hex chars), written in the
+ * tenant-create transaction and deleted with the tenant record, so state
+ * cached per tenant (compiled policy, decisions) is keyed by the uid and
+ * never served to the next incarnation. Migration 6 gives tenants created
+ * before it one. */
+#define ST_TENANT_UID_LEN 16
+/* The tenant's uid (NUL-terminated); ST_ENOTFOUND when it has none. */
+int st_tenant_uid_get(st_txn *txn, const char *tenant, char uid[ST_TENANT_UID_LEN + 1]);
+/* Write txns. uid: ST_TENANT_UID_LEN chars, chosen by the caller (jobs are
+ * pure: randomness comes from outside). */
+int st_tenant_uid_put(st_txn *txn, const char *tenant, const char *uid);
+int st_tenant_uid_del(st_txn *txn, const char *tenant);
 
 /* ---- stats and readiness ------------------------------------------------ */
 

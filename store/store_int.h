@@ -68,6 +68,8 @@ struct st_port {
   size_t pending;      /* jobs submitted, done not yet delivered (loop thread reads) */
   void (*close_cb)(void *arg);
   void *close_arg;
+  void (*before_done)(void *arg); /* loop thread: before each done callback */
+  void *before_done_arg;
 };
 
 typedef struct st__hook {
@@ -168,5 +170,8 @@ int st__check_secrets(st_store *st, st_txn *txn, st_check_report_fn report, void
 int st__write_file_atomic(const char *path, const void *data, size_t n, int no_replace);
 /* fsync a directory (after rename/create inside it). */
 int st__fsync_dir(const char *dir);
+
+/* store/tenant.c, for st_check. */
+int st__check_tenant_uids(st_txn *txn, st_check_report_fn report, void *ctx);
 
 #endif

@@ -64,7 +64,10 @@ static void port_async_cb(uv_async_t *h) {
     list = j->next;
     /* closed is only ever set on this thread, so no lock: a done callback
      * that closed the port stops delivery of the rest of this sweep. */
-    if (!p->closed && j->done) j->done(j->status, j->arg);
+    if (!p->closed && j->done) {
+      if (p->before_done) p->before_done(p->before_done_arg);
+      j->done(j->status, j->arg);
+    }
     free(j);
     /* Cannot be the last reference: the handle's own is held until the
      * close callback, which runs in a later loop iteration. */
@@ -114,6 +117,11 @@ void st_port_close(st_port *p, void (*cb)(void *arg), void *arg) {
     free(j); /* already committed; done is deliberately not called */
   }
   uv_close((uv_handle_t *)&p->async, port_closed_cb);
+}
+
+void st_port_before_done(st_port *p, void (*fn)(void *arg), void *arg) {
+  p->before_done = fn;
+  p->before_done_arg = arg;
 }
 
 size_t st_port_pending(const st_port *p) {
