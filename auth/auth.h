@@ -42,9 +42,17 @@ int auth_token_create(st_txn *txn, auth_token_new *t);
 
 /* Verifies a presented token for tenant: hash lookup, kind, tenant,
  * expiry (now = unix seconds), tenant active, user present and active.
- * On success fills user_id (37 bytes) and returns 0. */
+ * On success fills user_id (37 bytes) and tokid (the token's id, so what
+ * was opened with it can be found when it is revoked; may be NULL) and
+ * returns 0. */
 int auth_token_verify(st_txn *txn, const char *tenant, const char *token, int64_t now,
-                      char user_id[40]);
+                      char user_id[40], char tokid[ST_TOKEN_ID_BUFSZ]);
+/* The same checks for an identity verified earlier, by token id: the token
+ * still exists (not revoked, not deleted with its user or tenant), has not
+ * expired, belongs to user_id, and tenant and user are still active. For
+ * re-checks after every asynchronous step (and inside write jobs that act
+ * for the user). 0 or ST_ENOTFOUND (or a store error). */
+int auth_identity_check(st_txn *txn, const char *tenant, const char *user_id, const char *tokid, int64_t now);
 
 /* Lists a tenant's employee tokens (never the token). */
 int auth_token_list(st_txn *txn, const char *tenant, json_t **arr);

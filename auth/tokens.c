@@ -85,7 +85,34 @@ int auth_token_create(st_txn *txn, auth_token_new *t) {
   return st_put(txn, ST_DB_TOKENS, k, ukey(t->tenant, t->user_id, t->tokid, k), t->hash, 32, 0);
 }
 
-int auth_token_verify(st_txn *txn, const char *tenant, const char *token, int64_t now, char user_id[40]) {
+/* A token record r (of hash or id lookup) still grants tenant's user:
+ * kind, tenant, expiry, tenant active, user present and active. Fills
+ * user_id and tokid (either may be NULL). */
+static int record_grants(st_txn *txn, json_t *r, const char *tenant, int64_t now, char user_id[40],
+                         char tokid[ST_TOKEN_ID_BUFSZ]) {
+  const char *kind = json_string_value(json_object_get(r, "kind"));
+  const char *t = json_string_value(json_object_get(r, "tenant"));
+  const char *uid = json_string_value(json_object_get(r, "user"));
+  const char *id = json_string_value(json_object_get(r, "id"));
+  const char *exp = json_string_value(json_object_get(r, "expires"));
+  if (!kind || strcmp(kind, "mgw") || !t || strcmp(t, tenant) || !uid || !id) return ST_ENOTFOUND;
+  if (exp && *exp) {
+    struct tm tm = {0};
+    if (!strptime(exp, "%Y-%m-%dT%H:%M:%SZ", &tm) || (int64_t)timegm(&tm) <= now) return ST_ENOTFOUND;
+  }
+  if (!tenant_active(txn, tenant)) return ST_ENOTFOUND;
+  json_t *u;
+  if (scim_user_lookup(txn, tenant, uid, &u) != 0) return ST_ENOTFOUND;
+  bool active = user_active(u) && !strcmp(json_string_value(json_object_get(u, "id")) ?: "", uid);
+  json_decref(u);
+  if (!active) return ST_ENOTFOUND;
+  if (user_id) snprintf(user_id, 40, "%s", uid);
+  if (tokid) snprintf(tokid, ST_TOKEN_ID_BUFSZ, "%s", id);
+  return 0;
+}
+
+int auth_token_verify(st_txn *txn, const char *tenant, const char *token, int64_t now, char user_id[40],
+                      char tokid[ST_TOKEN_ID_BUFSZ]) {
   uint8_t h[32];
   char k[40];
   st_val v;
@@ -96,27 +123,25 @@ int auth_token_verify(st_txn *txn, const char *tenant, const char *token, int64_
   if (rc) return rc;
   json_t *r = json_loadb(v.data, v.len, 0, NULL);
   if (!r) return ST_ECORRUPT;
-  rc = ST_ENOTFOUND;
-  const char *kind = json_string_value(json_object_get(r, "kind"));
-  const char *t = json_string_value(json_object_get(r, "tenant"));
-  const char *uid = json_string_value(json_object_get(r, "user"));
-  const char *exp = json_string_value(json_object_get(r, "expires"));
-  if (!kind || strcmp(kind, "mgw") || !t || strcmp(t, tenant) || !uid) goto out;
-  if (exp && *exp) {
-    struct tm tm = {0};
-    if (!strptime(exp, "%Y-%m-%dT%H:%M:%SZ", &tm) || (int64_t)timegm(&tm) <= now) goto out;
-  }
-  if (!tenant_active(txn, tenant)) goto out;
-  json_t *u;
-  if (scim_user_lookup(txn, tenant, uid, &u) != 0) goto out;
-  bool active = user_active(u) && !strcmp(json_string_value(json_object_get(u, "id")) ?: "", uid);
-  json_decref(u);
-  if (!active) goto out;
-  snprintf(user_id, 40, "%s", uid);
-  rc = 0;
-out:
+  rc = record_grants(txn, r, tenant, now, user_id, tokid);
   json_decref(r);
   return rc;
+}
+
+int auth_identity_check(st_txn *txn, const char *tenant, const char *user_id, const char *tokid, int64_t now) {
+  char k[128], hk[40];
+  st_val v;
+  if (strlen(tokid) != ST_TOKEN_ID_LEN || strlen(tenant) > 63) return ST_ENOTFOUND;
+  int rc = st_get(txn, ST_DB_TOKENS, k, ikey(tenant, tokid, k), &v);
+  if (rc) return rc;
+  if (v.len != 32) return ST_ECORRUPT;
+  if ((rc = st_get(txn, ST_DB_TOKENS, hk, hkey(v.data, hk), &v)) != 0) return rc;
+  json_t *r = json_loadb(v.data, v.len, 0, NULL);
+  if (!r) return ST_ECORRUPT;
+  char uid[40];
+  rc = record_grants(txn, r, tenant, now, uid, NULL);
+  json_decref(r);
+  return rc ? rc : strcmp(uid, user_id) ? ST_ENOTFOUND : 0;
 }
 
 int auth_token_list(st_txn *txn, const char *tenant, json_t **arr) {

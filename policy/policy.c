@@ -912,14 +912,17 @@ int pol_register_hooks(st_store *st) {
 
 /* ---------- cache ---------- */
 
+/* Entries are keyed by the tenant's incarnation uid as well as its id: a
+ * tenant deleted and created again restarts its revisions and generations
+ * at the same numbers, and must not meet the previous one's state. */
 typedef struct cache_entry {
-  char tenant[64], user[40];
+  char tenant[64], user[40], uid[ST_TENANT_UID_LEN + 1];
   pol_user *u;
   uint64_t tick;
 } cache_entry;
 
 typedef struct tenant_entry {
-  char tenant[64];
+  char tenant[64], uid[ST_TENANT_UID_LEN + 1];
   int version; /* 0: the tenant has no policy */
   pol_compiled *c;
   uint64_t tick;
@@ -976,12 +979,13 @@ static int stored_version(st_txn *txn, const char *tenant, int *version) {
   return 0;
 }
 
-static int compiled_for(pol_cache *c, st_txn *txn, const char *tenant, int version, pol_compiled **out) {
+static int compiled_for(pol_cache *c, st_txn *txn, const char *tenant, const char *uid, int version,
+                        pol_compiled **out) {
   *out = NULL;
   if (!version) return 0;
   size_t lru = 0;
   for (size_t i = 0; i < c->nt; i++) {
-    if (!strcmp(c->t[i].tenant, tenant) && c->t[i].version == version) { /* version: the rev */
+    if (!strcmp(c->t[i].tenant, tenant) && !strcmp(c->t[i].uid, uid) && c->t[i].version == version) { /* version: the rev */
       c->t[i].tick = c->tick;
       *out = c->t[i].c;
       return 0;
@@ -1001,6 +1005,7 @@ static int compiled_for(pol_cache *c, st_txn *txn, const char *tenant, int versi
   }
   compiled_free(c->t[slot].c);
   snprintf(c->t[slot].tenant, sizeof c->t[slot].tenant, "%s", tenant);
+  snprintf(c->t[slot].uid, sizeof c->t[slot].uid, "%s", uid);
   c->t[slot].version = pc->rev;
   c->t[slot].c = pc;
   c->t[slot].tick = c->tick;
@@ -1011,13 +1016,17 @@ static int compiled_for(pol_cache *c, st_txn *txn, const char *tenant, int versi
 const pol_user *pol_cache_get(pol_cache *c, st_txn *txn, const char *tenant, const char *user_id, int *err) {
   uint64_t gen = pol_generation(txn, tenant);
   int version;
+  char uid[ST_TENANT_UID_LEN + 1];
+  *err = st_tenant_uid_get(txn, tenant, uid);
+  if (*err == ST_ENOTFOUND) *err = 0; /* no tenant record (yet): "" keys it */
+  if (*err) return NULL;
   *err = stored_version(txn, tenant, &version);
   if (*err) return NULL;
   c->tick++;
   size_t slot = c->n, lru = 0;
   for (size_t i = 0; i < c->n; i++) {
     if (!strcmp(c->e[i].tenant, tenant) && !strcmp(c->e[i].user, user_id)) {
-      if (c->e[i].u->generation == gen && c->e[i].u->rev == version) {
+      if (c->e[i].u->generation == gen && c->e[i].u->rev == version && !strcmp(c->e[i].uid, uid)) {
         c->e[i].tick = c->tick;
         return c->e[i].u;
       }
@@ -1027,7 +1036,7 @@ const pol_user *pol_cache_get(pol_cache *c, st_txn *txn, const char *tenant, con
     if (c->e[i].tick < c->e[lru].tick) lru = i;
   }
   pol_compiled *pc;
-  if ((*err = compiled_for(c, txn, tenant, version, &pc)) != 0) return NULL;
+  if ((*err = compiled_for(c, txn, tenant, uid, version, &pc)) != 0) return NULL;
   json_t *groups;
   bool active;
   if ((*err = user_groups_state(txn, tenant, user_id, &groups, &active)) != 0) return NULL;
@@ -1045,7 +1054,29 @@ const pol_user *pol_cache_get(pol_cache *c, st_txn *txn, const char *tenant, con
   pol_user_free(c->e[slot].u);
   snprintf(c->e[slot].tenant, sizeof c->e[slot].tenant, "%s", tenant);
   snprintf(c->e[slot].user, sizeof c->e[slot].user, "%s", user_id);
+  snprintf(c->e[slot].uid, sizeof c->e[slot].uid, "%s", uid);
   c->e[slot].u = u;
   c->e[slot].tick = c->tick;
   return u;
+}
+
+void pol_cache_drop_tenant(pol_cache *c, const char *tenant) {
+  for (size_t i = 0; i < c->n;) {
+    if (strcmp(c->e[i].tenant, tenant)) {
+      i++;
+      continue;
+    }
+    pol_user_free(c->e[i].u);
+    c->e[i] = c->e[--c->n];
+    memset(&c->e[c->n], 0, sizeof c->e[c->n]); /* slots past n are reused as empty */
+  }
+  for (size_t i = 0; i < c->nt;) {
+    if (strcmp(c->t[i].tenant, tenant)) {
+      i++;
+      continue;
+    }
+    compiled_free(c->t[i].c);
+    c->t[i] = c->t[--c->nt];
+    memset(&c->t[c->nt], 0, sizeof c->t[c->nt]);
+  }
 }

@@ -97,8 +97,9 @@ json_t *pol_explain(st_txn *txn, const char *tenant, const char *user_id, const 
 /* Registers the SCIM hooks that bump generations and bind pending names. */
 int pol_register_hooks(st_store *st);
 
-/* Per-loop cache of pol_user keyed by (tenant, user), valid while
- * (generation, version) are unchanged. Loop thread only. */
+/* Per-loop cache of pol_user keyed by (tenant, tenant incarnation uid,
+ * user), valid while (generation, version) are unchanged. Loop thread
+ * only. */
 typedef struct pol_cache pol_cache;
 pol_cache *pol_cache_new(size_t max_entries);
 void pol_cache_free(pol_cache *c);
@@ -106,5 +107,7 @@ void pol_cache_free(pol_cache *c);
  * this cache, or NULL with *err set (store unreadable: fail closed). */
 const pol_user *pol_cache_get(pol_cache *c, st_txn *txn, const char *tenant, const char *user_id,
                               int *err);
+/* Forgets everything cached for a tenant (it was deleted). */
+void pol_cache_drop_tenant(pol_cache *c, const char *tenant);
 
 #endif
