@@ -309,6 +309,7 @@ typedef struct admin_job {
   char created[32];
   char kind[8];
   char tokid[ST_TOKEN_ID_BUFSZ];
+  char uid[ST_TOKEN_ID_BUFSZ]; /* tenant create: the new incarnation's uid */
   uint8_t hash[32];
   char token[ST_TOKEN_BUFSZ]; /* shown once in the reply, wiped after */
   int more;                   /* purge: keys remain */
@@ -345,6 +346,7 @@ static int job_tenant_create(st_txn *txn, void *arg) {
   rc = put_json(txn, ST_DB_TENANTS, k, kl, rec);
   json_decref(rec);
   if (rc) return rc;
+  if ((rc = st_tenant_uid_put(txn, j->tenant, j->uid)) != 0) return rc;
   return write_token(txn, j, "initial");
 }
 
@@ -403,7 +405,9 @@ static int job_tenant_delete(st_txn *txn, void *arg) {
   json_decref(rec);
   if (rc) return rc;
   rc = delete_tokens(txn, j->tenant, 0);
-  return rc < 0 ? rc : 0;
+  if (rc < 0) return rc;
+  /* live streams and in-flight calls of the tenant end before the 202 */
+  return gw_proxy_revoke_tenant_after_commit(txn, j->lp->srv, j->tenant);
 }
 
 /* One bounded purge step: tokens, then secrets, then the record itself. */
@@ -445,7 +449,8 @@ static int job_tenant_purge(st_txn *txn, void *arg) {
   }
   char k[80];
   rc = st_del(txn, ST_DB_TENANTS, k, tenant_key(j->tenant, k));
-  return rc == ST_ENOTFOUND ? 0 : rc;
+  if (rc && rc != ST_ENOTFOUND) return rc;
+  return st_tenant_uid_del(txn, j->tenant);
 }
 
 static int job_token_create(st_txn *txn, void *arg) {
@@ -542,7 +547,6 @@ static void start_purge(gw_loop *lp, const char *tenant);
 static void done_generic(int status, void *arg) {
   admin_job *j = arg;
   gw_req *req = j->req;
-  gw_proxy_revocations_drain(j->lp);
   gw_server *srv = j->lp->srv;
   gw_log_ctx lctx = {j->tenant, req->id};
   /* ST_ENOTFOUND of a token create means its tenant is gone */
@@ -718,7 +722,7 @@ static void tenants_create(gw_req *req, const caller *who) {
   snprintf(j->kind, sizeof j->kind, "scim");
   now_rfc3339(j->created);
   if (st_token_new("mgs_", j->token, sizeof j->token) != 0 || st_token_id_new(j->tokid) != 0 ||
-      st_token_hash(j->token, strlen(j->token), j->hash) != 0) {
+      st_token_id_new(j->uid) != 0 || st_token_hash(j->token, strlen(j->token), j->hash) != 0) {
     job_free(j);
     goto oom;
   }
@@ -973,7 +977,6 @@ static int job_connector(st_txn *txn, void *arg) {
 static void done_connector(int status, void *arg) {
   conn_job *j = arg;
   gw_req *req = j->req;
-  gw_proxy_revocations_drain(j->lp);
   if (status == ST_ENOTFOUND) {
     gw_respond_error(req, 404, "not_found", j->del ? "no such connector" : "no such tenant");
   } else if (!job_error(req, status, "connector")) {
@@ -1085,7 +1088,12 @@ static int job_etoken(st_txn *txn, void *arg) {
   int rc = gw_tenant_get(txn, j->t.tenant, &t);
   if (rc) return rc == ST_ENOTFOUND ? -ENOENT : rc;
   json_decref(t);
-  if (j->revoke) return auth_token_revoke(txn, j->t.tenant, j->t.tokid);
+  if (j->revoke) {
+    /* what was opened with the token (streams, calls in flight) ends
+     * after the commit, before the 204 */
+    if ((rc = auth_token_revoke(txn, j->t.tenant, j->t.tokid)) != 0) return rc;
+    return gw_proxy_revoke_token_after_commit(txn, j->lp->srv, j->t.tenant, j->t.tokid);
+  }
   return auth_token_create(txn, &j->t);
 }
 
@@ -1222,7 +1230,6 @@ static int job_policy(st_txn *txn, void *arg) {
 static void done_policy(int status, void *arg) {
   pol_job *j = arg;
   gw_req *req = j->req;
-  gw_proxy_revocations_drain(j->lp);
   if (status == POL_EINVALID || status == POL_EAMBIGUOUS)
     gw_respond_error(req, 400, "invalid_policy", "%s", j->err);
   else if (status == ST_ENOTFOUND)

@@ -187,10 +187,14 @@ static int step(px *x, const char *method, json_t *body, void (*cont)(px *, int)
   u.on_data = step_data;
   u.on_done = step_done;
   u.ud = x;
+  gw__px_upstream_identity(x, &u);
   x->refs++;
-  int rc = gw_upstream_start(x->lp, &u, &x->out);
+  int rc = x->revoked ? GW_UP_EREVOKED : gw_upstream_start(x->lp, &u, &x->out);
   if (rc) x->refs--;
   free(s);
+  /* revoked or hidden: the client hears why; the caller's own error
+   * answer then finds the exchange answered */
+  if (rc == GW_UP_EREVOKED || rc == GW_UP_EHIDDEN) gw__px_start_failed(x, rc);
   return rc;
 }
 
@@ -211,7 +215,6 @@ static void agg_session_opened(px *from, const char *connector, const char *upst
 static void done_usess(int status, void *arg) {
   usess_job *j = arg;
   px *x = j->x;
-  gw_proxy_revocations_drain(x->lp);
   if (status >= 0) agg_session_opened(x, j->connector, j->upstream);
   void (*after)(px *, int) = x->cont;
   free(j);
@@ -624,10 +627,8 @@ static void call_session_ready(px *x, int err) {
   }
   x->cont = x->retried ? NULL : call_retry;
   gw_buf_reset(&x->body);
-  if (gw__px_start_upstream(x, "POST", x->fwd, x->fwd_len, "application/json, text/event-stream") != 0) {
-    if (x->m) x->m->errors++;
-    gw__px_rpc_error(x, 200, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" could not be reached", x->connector);
-  }
+  int rc = gw__px_start_upstream(x, "POST", x->fwd, x->fwd_len, "application/json, text/event-stream");
+  if (rc != 0) gw__px_start_failed(x, rc);
 }
 
 /* Sends the rewritten message fwd (stolen) to connector conn within its
@@ -776,6 +777,53 @@ static void agg_route(px *x, json_t *msg, const char *method) {
 /* "mcpgate:{connector}:{json id}" ↔ (connector, original id). */
 static void note_result_uris(px *x, const json_t *result);
 
+/* Outstanding server→client requests (mcp_int.h): noted when relayed,
+ * taken by the client's answer. A ring: past OUTSTANDING_MAX the oldest
+ * is forgotten (its late answer is dropped, as an unknown one is). */
+static void asked_note(px *x, const char *enc) {
+  gw_proxy *p = x->p;
+  if (!x->sid[0]) return;
+  if (!p->asked && !(p->asked = calloc(OUTSTANDING_MAX, sizeof *p->asked))) return;
+  outstanding *o = &p->asked[p->asked_next];
+  free(o->id);
+  o->id = strdup(enc);
+  if (!o->id) return;
+  snprintf(o->tenant, sizeof o->tenant, "%s", x->tenant);
+  snprintf(o->sid, sizeof o->sid, "%s", x->sid);
+  snprintf(o->connector, sizeof o->connector, "%s", x->connector);
+  p->asked_next = (p->asked_next + 1) % OUTSTANDING_MAX;
+  if (p->nasked < OUTSTANDING_MAX) p->nasked++;
+}
+
+static bool asked_take(gw_proxy *p, const char *sid, const char *connector, const char *enc) {
+  for (size_t i = 0; p->asked && i < OUTSTANDING_MAX; i++) {
+    outstanding *o = &p->asked[i];
+    if (o->id && !strcmp(o->id, enc) && !strcmp(o->sid, sid) && !strcmp(o->connector, connector)) {
+      free(o->id);
+      o->id = NULL;
+      return true;
+    }
+  }
+  return false;
+}
+
+void gw__agg_forget_session(gw_proxy *p, const char *sid) {
+  for (size_t i = 0; p->asked && i < OUTSTANDING_MAX; i++)
+    if (p->asked[i].id && !strcmp(p->asked[i].sid, sid)) {
+      free(p->asked[i].id);
+      p->asked[i].id = NULL;
+    }
+  if (p->agg_uris) json_object_del(p->agg_uris, sid);
+}
+
+void gw__agg_forget_tenant(gw_proxy *p, const char *tenant) {
+  for (size_t i = 0; p->asked && i < OUTSTANDING_MAX; i++)
+    if (p->asked[i].id && (!tenant || !strcmp(p->asked[i].tenant, tenant))) {
+      free(p->asked[i].id);
+      p->asked[i].id = NULL;
+    }
+}
+
 bool gw__agg_rewrite(px *x, json_t *msg) {
   if (json_is_object(msg) && json_is_object(json_object_get(msg, "result")))
     note_result_uris(x, json_object_get(msg, "result"));
@@ -786,6 +834,7 @@ bool gw__agg_rewrite(px *x, json_t *msg) {
   if (!enc) return false;
   char buf[600];
   snprintf(buf, sizeof buf, ID_PREFIX "%s:%s", x->connector, enc);
+  if (strlen(enc) < 500) asked_note(x, enc); /* longer: its answer could not route back anyway */
   free(enc);
   json_object_set_new(msg, "id", json_string(buf));
   return true;
@@ -817,6 +866,18 @@ static bool route_answer(px *x, json_t *msg) {
   conn[colon - c] = 0;
   json_t *orig = json_loads(colon + 1, JSON_DECODE_ANY, NULL);
   if (!orig || !vault_connector_name_valid(conn)) {
+    json_decref(orig);
+    return false;
+  }
+  /* Only to an upstream session that really asked, and only while policy
+   * shows its connector: a forged id must not open a session to (or post
+   * to) a connector the user may not use. */
+  const pol_user *pu = gw__policy_for(x->lp, x->tenant, x->user);
+  bool visible = pu && pol_connector_visible(pu, conn);
+  if (!visible || !asked_take(x->p, x->sid, conn, colon + 1)) {
+    GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}),
+           "dropped a client answer to %s request %.100s that %s", conn, colon + 1,
+           visible ? "no upstream session of this client session is waiting for" : "policy does not show to the user");
     json_decref(orig);
     return false;
   }
@@ -986,6 +1047,7 @@ static void mux_attach(px *x, const char *connector, const char *upstream, const
   u.on_data = mux_data;
   u.on_done = mux_done;
   u.ud = c;
+  gw__px_upstream_identity(c, &u);
   if (gw_upstream_start(c->lp, &u, &c->out) != 0) gw__px_unref(c);
 }
 
@@ -1014,10 +1076,20 @@ static void mux_start(px *x, const char *last_event_id) {
 
 /* A new upstream session exists: open client streams of that session get
  * its GET stream too. */
+typedef struct opened_arg {
+  const px *from;
+  const char *connector, *upstream;
+} opened_arg;
+
+static void attach_if_stream(px *x, void *arg) {
+  opened_arg *a = arg;
+  if (x->agg && x->kind == 1 && x->started && x->req && !x->parent && !strcmp(x->sid, a->from->sid))
+    mux_attach(x, a->connector, a->upstream, NULL);
+}
+
 static void agg_session_opened(px *from, const char *connector, const char *upstream) {
-  for (px *x = from->p->list; x; x = x->next)
-    if (x->agg && x->kind == 1 && x->started && x->req && !x->parent && !strcmp(x->sid, from->sid))
-      mux_attach(x, connector, upstream, NULL);
+  opened_arg a = {from, connector, upstream};
+  gw__px_foreach(from->p, attach_if_stream, &a);
 }
 
 /* ---------- client notifications ---------- */
@@ -1082,19 +1154,25 @@ typedef struct init_job {
   char sid[96];
   gw_session s;
   char now[32];
+  char tokid[ST_TOKEN_ID_BUFSZ];
+  int64_t unix_now;
   json_t *result;
 } init_job;
 
 static int job_init(st_txn *txn, void *arg) {
   init_job *j = arg;
+  /* checked again inside the write: a user deactivated (or a token
+   * revoked) after the request's check gets no session */
+  if (auth_identity_check(txn, j->s.tenant, j->s.user, j->tokid, j->unix_now) != 0) return GW_UP_EREVOKED;
   return gw_session_put(txn, j->sid, &j->s, j->now);
 }
 
 static void done_init(int status, void *arg) {
   init_job *j = arg;
   px *x = j->x;
-  gw_proxy_revocations_drain(x->lp);
-  if (status < 0) {
+  if (status == GW_UP_EREVOKED) {
+    gw__px_start_failed(x, status);
+  } else if (status < 0) {
     gw__px_rpc_error(x, 503, -32603, "the gateway could not store the session: %s", st_strerror(status));
   } else {
     snprintf(x->sid, sizeof x->sid, "%s", j->sid);
@@ -1130,6 +1208,8 @@ static void initialize(px *x, json_t *msg) {
   snprintf(j->s.tenant, sizeof j->s.tenant, "%s", x->tenant);
   snprintf(j->s.user, sizeof j->s.user, "%s", x->user);
   snprintf(j->s.version, sizeof j->s.version, "%s", ver);
+  snprintf(j->tokid, sizeof j->tokid, "%s", x->tokid);
+  j->unix_now = (int64_t)time(NULL);
   now_rfc3339(j->now);
   json_t *caps = json_pack("{s:{s:b}}", "tools", "listChanged", 1);
   {
@@ -1180,12 +1260,12 @@ static void agg_message(px *x, json_t *msg, const char *method);
 void gw_agg_dispatch(gw_req *req) {
   gw_mcp_ctx ctx;
   if (gw__mcp_begin(req, true, &ctx) != 0) return;
-  const char *tenant = ctx.tenant, *user = ctx.user, *sid = ctx.sid;
+  const char *sid = ctx.sid;
   const char *m = req->method;
   bool sess_ok = ctx.sess_ok;
   if (!strcmp(m, "GET") || !strcmp(m, "DELETE")) {
     if (gw__mcp_session_checks(req, &ctx) != 0) return;
-    px *x = gw__px_new(req, !strcmp(m, "GET") ? 1 /* PX_GET */ : 2 /* PX_DELETE */, tenant, "", user);
+    px *x = gw__px_new(req, !strcmp(m, "GET") ? 1 /* PX_GET */ : 2 /* PX_DELETE */, &ctx);
     if (!x) {
       gw_respond_error(req, 500, "internal", "out of memory");
       return;
@@ -1250,7 +1330,7 @@ void gw_agg_dispatch(gw_req *req) {
     else gw__mcp_refuse(req, 404, -32001, "Session not found");
     return;
   }
-  px *x = gw__px_new(req, 0 /* PX_POST */, tenant, "", user);
+  px *x = gw__px_new(req, 0 /* PX_POST */, &ctx);
   if (!x) {
     json_decref(ids);
     json_decref(msg);
@@ -1306,7 +1386,7 @@ static void agg_batch(gw_req *req, const gw_mcp_ctx *ctx, json_t *msg) {
     }
   }
   json_decref(all_ids);
-  px *x = gw__px_new(req, 0 /* PX_POST */, ctx->tenant, "", ctx->user);
+  px *x = gw__px_new(req, 0 /* PX_POST */, ctx);
   if (!x) {
     gw_respond_error(req, 500, "internal", "out of memory");
     return;

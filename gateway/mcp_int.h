@@ -16,6 +16,7 @@
 #include "gateway/outbound.h"
 #include "gateway/server.h"
 #include "policy/policy.h"
+#include "store/token.h"
 
 #define GW_RPC_REVOKED (-32004)
 #define MAX_JSON_BODY (16 * 1024 * 1024)
@@ -32,21 +33,36 @@ typedef struct cmetrics {
   int64_t streams;
 } cmetrics;
 
+/* What a revocation ends: the exchanges of a tenant matching ALL the
+ * fields that are set (user, connector, token id); none set: every
+ * exchange of the tenant (tenant deleted: its caches go too). */
 typedef struct revocation {
   struct revocation *next;
-  char tenant[64], user[40], connector[40];
-  bool notify; /* tools/list_changed instead of ending exchanges */
+  char tenant[64], user[40], connector[40], tokid[ST_TOKEN_ID_BUFSZ];
+  bool notify;      /* tools/list_changed instead of ending exchanges */
+  bool tenant_gone; /* the tenant was deleted: drop its cached policy */
 } revocation;
+
+/* Server→client requests relayed on the aggregated endpoint, by upstream
+ * session: a client's answer is delivered only to the (session,
+ * connector) that really asked, once. Bounded: the oldest entry goes. */
+#define OUTSTANDING_MAX 4096
+typedef struct outstanding {
+  char tenant[64], sid[96], connector[40];
+  char *id; /* the upstream's id, as compact JSON (owned) */
+} outstanding;
 
 struct gw_proxy {
   gw_loop *lp;
-  struct px *list;
+  struct px *list, *tail; /* new exchanges are appended: see gw__px_foreach */
   uv_async_t async;
   uv_mutex_t mu;
   revocation *queue; /* under mu */
   cmetrics **m; /* entries never move: exchanges keep pointers to them */
   json_t *agg_uris; /* aggregated sessions: {sid: {"U"uri|"T"prefix: connector}} (mcp_agg.c) */
   size_t nm;
+  outstanding *asked; /* ring of OUTSTANDING_MAX (mcp_agg.c) */
+  size_t nasked, asked_next;
   bool closing;
 };
 
@@ -61,9 +77,11 @@ typedef struct px {
   int refs;
   int kind;
   char tenant[64], connector[40], user[40];
+  char tokid[ST_TOKEN_ID_BUFSZ]; /* the employee token it acts with: its revocation ends it */
   char sid[96];          /* the gateway's session id for this exchange */
   gw_session sess;
   bool initialize, started, paused, listed;
+  bool revoked;          /* ended by a revocation: nothing more is forwarded */
   json_t *ids;           /* ids of the requests in the POSTed message */
   int status;
   char up_sid[256];
@@ -97,6 +115,7 @@ typedef struct px {
 
 typedef struct gw_mcp_ctx {
   char tenant[64], connector[40], user[40];
+  char tokid[ST_TOKEN_ID_BUFSZ];
   const char *sid; /* the Mcp-Session-Id header, or NULL */
   gw_session sess;
   bool sess_ok;    /* the session exists and is this caller's, on this endpoint */
@@ -106,8 +125,21 @@ int gw__mcp_session_checks(gw_req *req, const gw_mcp_ctx *c);
 json_t *gw__mcp_parse_post(gw_req *req);
 void gw__mcp_delete_session(px *x);
 
-px *gw__px_new(gw_req *req, int kind, const char *tenant, const char *connector, const char *user);
+px *gw__px_new(gw_req *req, int kind, const gw_mcp_ctx *c);
 void gw__px_unref(px *x);
+/* Calls fn(x, arg) on every exchange listed when the call starts, holding
+ * a reference on each until the walk is over: fn may reply, end, free or
+ * create exchanges (created ones are appended after the walk's last and
+ * not visited). The one way to walk the list when fn can trigger
+ * callbacks. */
+void gw__px_foreach(gw_proxy *p, void (*fn)(px *x, void *arg), void *arg);
+/* Fills o's identity (user, token id) from x so gw_upstream_start re-checks
+ * it (token, user, tenant, and that policy shows the connector) right
+ * before the transfer starts. */
+void gw__px_upstream_identity(const px *x, gw_upstream_opts *o);
+/* A failed upstream start: answers the client (revoked, hidden, or
+ * unreachable) unless it is gone. */
+void gw__px_start_failed(px *x, int rc);
 px *gw__px_child(px *parent, const char *connector);
 /* An exchange with neither client nor parent (capability probes). */
 px *gw__px_bare(gw_loop *lp, const char *tenant, const char *connector);
@@ -127,6 +159,11 @@ bool gw__agg_rewrite(px *x, json_t *msg);
 /* mcp_agg.c: the gateway event id for an upstream event id of x's
  * connector (malloc'd; NULL on failure). */
 char *gw__agg_event_id(px *x, const char *upstream_id);
+/* mcp_agg.c: drops the in-memory state of a client session (resource
+ * map, outstanding server→client requests) / of a whole tenant (NULL:
+ * everything, at loop stop). */
+void gw__agg_forget_session(gw_proxy *p, const char *sid);
+void gw__agg_forget_tenant(gw_proxy *p, const char *tenant);
 /* mcp_agg.c: DELETE each upstream session of {connector: upstream id}. */
 void gw__agg_end_upstreams(px *x, json_t *ups);
 /* Splits one SSE event: data lines joined into data; other lines into

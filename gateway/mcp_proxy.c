@@ -112,12 +112,24 @@ void gw_proxy_metrics(gw_server *srv, gw_buf *o) {
 
 /* ---------- exchange lifetime ---------- */
 
+/* New exchanges go to the tail, so a walk bounded by the tail it saw
+ * never meets one created under it (gw__px_foreach). */
+static void px_link(gw_proxy *p, px *x) {
+  x->next = NULL;
+  x->prev = p->tail;
+  if (p->tail) p->tail->next = x;
+  else p->list = x;
+  p->tail = x;
+  x->listed = true;
+}
+
 void gw__px_unref(px *x) {
   if (--x->refs > 0) return;
   if (x->listed) {
     if (x->prev) x->prev->next = x->next;
     else x->p->list = x->next;
     if (x->next) x->next->prev = x->prev;
+    else x->p->tail = x->prev;
   }
   if (x->parent) gw__px_unref(x->parent);
   json_decref(x->ids);
@@ -129,18 +141,40 @@ void gw__px_unref(px *x) {
   free(x);
 }
 
+void gw__px_foreach(gw_proxy *p, void (*fn)(px *x, void *arg), void *arg) {
+  px *last = p ? p->tail : NULL;
+  if (!last) return;
+  /* Held, head..last stay listed (and p->list stays their head) for the
+   * whole walk, whatever fn does; exchanges fn creates land after last. */
+  for (px *x = p->list;; x = x->next) {
+    x->refs++;
+    if (x == last) break;
+  }
+  for (px *x = p->list;; x = x->next) {
+    fn(x, arg);
+    if (x == last) break;
+  }
+  for (px *x = p->list, *n;; x = n) {
+    bool end = x == last;
+    n = x->next;
+    gw__px_unref(x);
+    if (end) break;
+  }
+}
+
 static void px_stream_closed(px *x) {
   if (x->started && x->m) x->m->streams--;
+}
+
+static void abort_feeder(px *o, void *parent) {
+  if (o->parent == parent && o->out) gw_out_abort(o->out);
 }
 
 /* The client side ends: the request is answered (or dropped). */
 void gw__px_client_done(px *x) {
   if (!x->req) return;
-  if (x->agg && x->kind == PX_GET) {
-    /* the client's stream ends: so do the upstream streams feeding it */
-    for (px *o = x->p ? x->p->list : NULL; o; o = o->next)
-      if (o->parent == x && o->out) gw_out_abort(o->out);
-  }
+  /* the client's stream ends: so do the upstream streams feeding it */
+  if (x->agg && x->kind == PX_GET) gw__px_foreach(x->p, abort_feeder, x);
   x->req->on_abort = NULL;
   x->req->on_drain = NULL;
   x->req = NULL;
@@ -617,18 +651,24 @@ typedef struct init_job {
   char sid[96];
   gw_session s;
   char now[32];
+  char tokid[ST_TOKEN_ID_BUFSZ];
+  int64_t unix_now;
 } init_job;
 
 static int job_session_put(st_txn *txn, void *arg) {
   init_job *j = arg;
+  /* the user may have been deactivated (or the token revoked) since the
+   * request was checked: a session is never written for them */
+  if (auth_identity_check(txn, j->s.tenant, j->s.user, j->tokid, j->unix_now) != 0) return GW_UP_EREVOKED;
   return gw_session_put(txn, j->sid, &j->s, j->now);
 }
 
 static void done_session_put(int status, void *arg) {
   init_job *j = arg;
   px *x = j->x;
-  gw_proxy_revocations_drain(x->lp);
-  if (status < 0) {
+  if (status == GW_UP_EREVOKED) {
+    gw__px_start_failed(x, status);
+  } else if (status < 0) {
     gw__px_rpc_error(x, 503, -32603, "the gateway could not store the session: %s", st_strerror(status));
   } else if (x->req) {
     snprintf(x->sid, sizeof x->sid, "%s", j->sid);
@@ -681,7 +721,9 @@ static void finish_initialize(px *x) {
   snprintf(j->s.connector, sizeof j->s.connector, "%s", x->connector);
   snprintf(j->s.version, sizeof j->s.version, "%s", ver);
   snprintf(j->s.upstream, sizeof j->s.upstream, "%s", x->up_sid);
+  snprintf(j->tokid, sizeof j->tokid, "%s", x->tokid);
   time_t now = time(NULL);
+  j->unix_now = (int64_t)now;
   struct tm tm;
   gmtime_r(&now, &tm);
   strftime(j->now, sizeof j->now, "%Y-%m-%dT%H:%M:%SZ", &tm);
@@ -701,7 +743,23 @@ int gw_upstream_start(gw_loop *lp, const gw_upstream_opts *u, gw_out_req **out) 
   json_t *conn = NULL;
   char *secret = NULL;
   if (st_read_begin(srv->store, &txn) != 0) return ST_EIO;
-  int rc = vault_connector_get(txn, u->tenant, u->connector, &conn);
+  int rc = 0;
+  if (u->user) {
+    /* the last check before bytes leave for the upstream: whatever
+     * asynchronous steps came before, the identity and the policy hold now */
+    if (auth_identity_check(txn, u->tenant, u->user, u->tokid ? u->tokid : "", (int64_t)time(NULL)) != 0) {
+      rc = GW_UP_EREVOKED;
+    } else {
+      int perr;
+      const pol_user *pu = pol_cache_get(lp->pol, txn, u->tenant, u->user, &perr);
+      if (!pu || !pol_connector_visible(pu, u->connector)) rc = pu ? GW_UP_EHIDDEN : ST_EIO;
+    }
+    if (rc) {
+      st_txn_end(txn);
+      return rc;
+    }
+  }
+  rc = vault_connector_get(txn, u->tenant, u->connector, &conn);
   if (rc == 0 && !strcmp(json_string_value(json_object_get(json_object_get(conn, "auth"), "type")) ?: "", "header"))
     rc = vault_connector_secret(txn, u->tenant, u->connector, &secret);
   st_txn_end(txn);
@@ -780,11 +838,31 @@ int gw__px_start_upstream(px *x, const char *method, const void *body, size_t le
   u.on_data = up_data;
   u.on_done = up_done;
   u.ud = x;
+  gw__px_upstream_identity(x, &u);
   x->start_ns = uv_hrtime();
   x->refs++;
-  int rc = gw_upstream_start(x->lp, &u, &x->out);
+  int rc = x->revoked ? GW_UP_EREVOKED : gw_upstream_start(x->lp, &u, &x->out);
   if (rc) x->refs--;
   return rc;
+}
+
+void gw__px_upstream_identity(const px *x, gw_upstream_opts *o) {
+  if (!x->user[0]) return; /* the gateway's own call (capability probe) */
+  o->user = x->user;
+  o->tokid = x->tokid;
+}
+
+void gw__px_start_failed(px *x, int rc) {
+  if (rc == GW_UP_EREVOKED) {
+    x->revoked = true;
+    gw__px_rpc_error(x, 403, GW_RPC_REVOKED, "access revoked: your token, your account or this tenant was disabled");
+  } else if (rc == GW_UP_EHIDDEN) {
+    gw__px_rpc_error(x, 200, -32602, "connector \"%s\" is not available to you under your organisation's policy",
+                     x->connector);
+  } else {
+    if (x->m) x->m->errors++;
+    gw__px_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" could not be reached", x->connector);
+  }
 }
 
 /* ---------- request checks ---------- */
@@ -846,7 +924,8 @@ const char *gw__check_message(const json_t *m, json_t *ids, const char **method_
 
 /* ---------- entry points ---------- */
 
-px *gw__px_new(gw_req *req, int kind, const char *tenant, const char *connector, const char *user) {
+px *gw__px_new(gw_req *req, int kind, const gw_mcp_ctx *c) {
+  const char *tenant = c->tenant, *connector = c->connector;
   gw_proxy *p = req->lp->proxy;
   px *x = calloc(1, sizeof *x);
   if (!x) return NULL;
@@ -858,7 +937,8 @@ px *gw__px_new(gw_req *req, int kind, const char *tenant, const char *connector,
   x->ids = json_array();
   snprintf(x->tenant, sizeof x->tenant, "%s", tenant);
   snprintf(x->connector, sizeof x->connector, "%s", connector);
-  snprintf(x->user, sizeof x->user, "%s", user);
+  snprintf(x->user, sizeof x->user, "%s", c->user);
+  snprintf(x->tokid, sizeof x->tokid, "%s", c->tokid);
   gw_buf_init(&x->body, MAX_JSON_BODY);
   gw_buf_init(&x->ev, MAX_SSE_EVENT);
   x->m = gw__px_metrics_for(p, tenant, *connector ? connector : "(all)");
@@ -866,10 +946,7 @@ px *gw__px_new(gw_req *req, int kind, const char *tenant, const char *connector,
   req->handler_data = x;
   req->on_abort = on_client_abort;
   req->on_drain = on_client_drain;
-  x->next = p->list;
-  if (x->next) x->next->prev = x;
-  p->list = x;
-  x->listed = true;
+  px_link(p, x);
   return x;
 }
 
@@ -890,10 +967,7 @@ px *gw__px_bare(gw_loop *lp, const char *tenant, const char *connector) {
   snprintf(x->connector, sizeof x->connector, "%s", connector);
   gw_buf_init(&x->body, MAX_JSON_BODY);
   gw_buf_init(&x->ev, MAX_SSE_EVENT);
-  x->next = p->list;
-  if (x->next) x->next->prev = x;
-  p->list = x;
-  x->listed = true;
+  px_link(p, x);
   return x;
 }
 
@@ -910,15 +984,14 @@ px *gw__px_child(px *parent, const char *connector) {
   snprintf(x->tenant, sizeof x->tenant, "%s", parent->tenant);
   snprintf(x->connector, sizeof x->connector, "%s", connector);
   snprintf(x->user, sizeof x->user, "%s", parent->user);
+  snprintf(x->tokid, sizeof x->tokid, "%s", parent->tokid);
   snprintf(x->sid, sizeof x->sid, "%s", parent->sid);
   x->sess = parent->sess;
+  x->revoked = parent->revoked;
   gw_buf_init(&x->body, MAX_JSON_BODY);
   gw_buf_init(&x->ev, MAX_SSE_EVENT);
   x->m = gw__px_metrics_for(p, x->tenant, connector);
-  x->next = p->list;
-  if (x->next) x->next->prev = x;
-  p->list = x;
-  x->listed = true;
+  px_link(p, x);
   return x;
 }
 
@@ -944,22 +1017,21 @@ static int job_session_del(st_txn *txn, void *arg) {
   return rc == ST_ENOTFOUND ? 0 : rc;
 }
 
+static void end_session_stream(px *o, void *arg) {
+  px *x = arg;
+  if (o != x && o->agg && o->kind == PX_GET && !o->parent && !strcmp(o->sid, x->sid)) end_exchange(o);
+}
+
 static void done_session_del(int status, void *arg) {
   del_job *j = arg;
   px *x = j->x;
-  gw_proxy_revocations_drain(x->lp);
   if (status < 0) gw__px_rpc_error(x, 503, -32603, "the session could not be deleted: %s", st_strerror(status));
   else {
     if (x->agg) {
       /* its open GET streams end, and its upstream sessions */
-      for (px *o = x->p->list; o; o = o->next) o->refs++;
-      for (px *o = x->p->list; o; o = o->next)
-        if (o != x && o->agg && o->kind == PX_GET && !o->parent && !strcmp(o->sid, x->sid)) end_exchange(o);
-      for (px *o = x->p->list, *n; o; o = n) {
-        n = o->next;
-        gw__px_unref(o);
-      }
+      gw__px_foreach(x->p, end_session_stream, x);
       gw__agg_end_upstreams(x, json_object_get(x->agg_state, "ups"));
+      gw__agg_forget_session(x->p, x->sid);
     }
     x->sid[0] = 0;
     gw__px_reply_raw(x, 204, NULL, NULL, 0);
@@ -1018,7 +1090,7 @@ int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c) {
     gw_respond_error(req, 503, "store_unavailable", "the store cannot be read right now");
     return -1;
   }
-  int rc = auth_token_verify(txn, c->tenant, tok, (int64_t)time(NULL), c->user);
+  int rc = auth_token_verify(txn, c->tenant, tok, (int64_t)time(NULL), c->user, c->tokid);
   json_t *conn = NULL;
   int crc = rc == 0 && !agg ? vault_connector_get(txn, c->tenant, c->connector, &conn) : 0;
   json_decref(conn);
@@ -1123,7 +1195,7 @@ void gw_proxy_dispatch(gw_req *req) {
 
   if (!strcmp(m, "GET") || !strcmp(m, "DELETE")) {
     if (gw__mcp_session_checks(req, &ctx) != 0) return;
-    px *x = gw__px_new(req, !strcmp(m, "GET") ? PX_GET : PX_DELETE, tenant, connector, user);
+    px *x = gw__px_new(req, !strcmp(m, "GET") ? PX_GET : PX_DELETE, &ctx);
     if (!x) {
       gw_respond_error(req, 500, "internal", "out of memory");
       return;
@@ -1131,8 +1203,8 @@ void gw_proxy_dispatch(gw_req *req) {
     x->sess = sess;
     snprintf(x->sid, sizeof x->sid, "%s", sid);
     if (x->kind == PX_GET) {
-      if (gw__px_start_upstream(x, "GET", NULL, 0, "text/event-stream") != 0)
-        gw__px_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" is unavailable", connector);
+      int rc = gw__px_start_upstream(x, "GET", NULL, 0, "text/event-stream");
+      if (rc != 0) gw__px_start_failed(x, rc);
       return;
     }
     gw__mcp_delete_session(x);
@@ -1211,7 +1283,7 @@ void gw_proxy_dispatch(gw_req *req) {
     }
   }
   json_t *parsed = msg;
-  px *x = gw__px_new(req, PX_POST, tenant, connector, user);
+  px *x = gw__px_new(req, PX_POST, &ctx);
   if (!x) {
     json_decref(parsed);
     json_decref(ids);
@@ -1275,24 +1347,50 @@ void gw_proxy_dispatch(gw_req *req) {
   }
   json_decref(parsed);
   /* forwarded exactly as checked (the bytes received, not a re-encoding) */
-  if (gw__px_start_upstream(x, "POST", req->body, req->body_len, "application/json, text/event-stream") != 0) {
-    if (x->m) x->m->errors++;
-    gw__px_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" could not be reached", connector);
-  }
+  int rc = gw__px_start_upstream(x, "POST", req->body, req->body_len, "application/json, text/event-stream");
+  if (rc != 0) gw__px_start_failed(x, rc);
 }
 
 /* ---------- revocation ---------- */
 
+/* Ends one exchange for a revocation: nothing more goes upstream, a stream
+ * is cut, a waiting request (or batch element) gets "access revoked". */
 static void end_exchange(px *x) {
+  x->revoked = true;
   if (x->out) gw_out_abort(x->out);
   if (x->aux) gw_out_abort(x->aux);
-  if (!x->req) return;
-  if (x->started) {
+  if (x->req && x->started) {
     gw_req *r = x->req;
     gw__px_client_done(x);
     gw_req_drop(r); /* cuts the stream */
-  } else {
-    gw__px_rpc_error(x, 403, GW_RPC_REVOKED, "access revoked: your account or this connector was disabled");
+  } else if (client_alive(x)) {
+    gw__px_rpc_error(x, 403, GW_RPC_REVOKED, "access revoked: your account, your token or this connector was disabled");
+  }
+}
+
+static bool revocation_hits(const revocation *q, const px *x) {
+  if (strcmp(x->tenant, q->tenant)) return false;
+  if (q->user[0] && strcmp(x->user, q->user)) return false;
+  if (q->connector[0] && strcmp(x->connector, q->connector)) return false;
+  if (q->tokid[0] && strcmp(x->tokid, q->tokid)) return false;
+  return true;
+}
+
+static void apply_revocation(px *x, void *arg) {
+  const revocation *q = arg;
+  if (!revocation_hits(q, x)) return;
+  if (!q->notify) {
+    end_exchange(x);
+  } else if (x->kind == PX_GET && x->started && x->req) {
+    /* the client's GET stream learns that its tool list changed */
+    static const char ev[] =
+        "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n";
+    gw_resp_write(x->req, ev, sizeof ev - 1);
+  } else if (x->parent && x->out && x->user[0]) {
+    /* an upstream GET stream feeding an aggregated stream: it stops when
+     * policy no longer shows its connector to the user */
+    const pol_user *pu = gw__policy_for(x->lp, x->tenant, x->user);
+    if (!pu || !pol_connector_visible(pu, x->connector)) gw_out_abort(x->out);
   }
 }
 
@@ -1305,83 +1403,100 @@ void gw_proxy_revocations_drain(gw_loop *lp) {
   uv_mutex_unlock(&p->mu);
   while (q) {
     revocation *n = q->next;
-    /* hold every exchange while ending some: end_exchange may free x */
-    for (px *x = p->list; x; x = x->next) x->refs++;
-    for (px *x = p->list; x; x = x->next) {
-      if (strcmp(x->tenant, q->tenant)) continue;
-      bool hit = (q->user[0] && !strcmp(x->user, q->user)) ||
-                 (q->connector[0] && !strcmp(x->connector, q->connector)) || (!q->user[0] && !q->connector[0]);
-      if (!hit) continue;
-      if (!q->notify) {
-        end_exchange(x);
-      } else if (x->kind == PX_GET && x->started && x->req) {
-        /* the client's GET stream learns that its tool list changed */
-        static const char ev[] =
-            "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n";
-        gw_resp_write(x->req, ev, sizeof ev - 1);
-      }
-    }
-    for (px *x = p->list, *nx; x; x = nx) {
-      nx = x->next;
-      gw__px_unref(x);
-    }
+    if (q->tenant_gone && lp->pol) pol_cache_drop_tenant(lp->pol, q->tenant);
+    gw__px_foreach(p, apply_revocation, q);
+    if (q->tenant_gone) gw__agg_forget_tenant(p, q->tenant);
     free(q);
     q = n;
   }
 }
 
+void gw_proxy_before_done(void *lp) { gw_proxy_revocations_drain(lp); }
+
 static void on_async(uv_async_t *a) { gw_proxy_revocations_drain(((gw_proxy *)a->data)->lp); }
 
-static void enqueue(gw_server *srv, const char *tenant, const char *user, const char *connector, bool notify);
+typedef struct revoke_arg {
+  gw_server *srv;
+  revocation r; /* the template queued on every loop (next unused) */
+} revoke_arg;
 
-void gw_proxy_revoke(gw_server *srv, const char *tenant, const char *user, const char *connector) {
-  enqueue(srv, tenant, user, connector, false);
-}
-
-void gw_proxy_notify_tools_changed(gw_server *srv, const char *tenant, const char *user) {
-  enqueue(srv, tenant, user, NULL, true);
-}
-
-static void enqueue(gw_server *srv, const char *tenant, const char *user, const char *connector, bool notify) {
+/* Queues a copy of r on every loop (one today). Any thread. */
+static void enqueue(gw_server *srv, const revocation *tmpl) {
   gw_loop *lp = srv->lp;
   gw_proxy *p = lp ? lp->proxy : NULL;
   if (!p) return;
-  revocation *r = calloc(1, sizeof *r);
+  revocation *r = malloc(sizeof *r);
   if (!r) return;
-  r->notify = notify;
-  snprintf(r->tenant, sizeof r->tenant, "%s", tenant);
-  snprintf(r->user, sizeof r->user, "%s", user ? user : "");
-  snprintf(r->connector, sizeof r->connector, "%s", connector ? connector : "");
+  *r = *tmpl;
   uv_mutex_lock(&p->mu);
-  r->next = p->queue;
-  p->queue = r;
+  /* appended: revocations apply in the order they were committed */
+  revocation **tail = &p->queue;
+  while (*tail) tail = &(*tail)->next;
+  r->next = NULL;
+  *tail = r;
   bool closing = p->closing;
   uv_mutex_unlock(&p->mu);
   if (!closing) uv_async_send(&p->async);
 }
 
-typedef struct revoke_arg {
-  gw_server *srv;
-  char tenant[64], user[40], connector[40];
-} revoke_arg;
+static void fill(revocation *r, const char *tenant, const char *user, const char *connector, const char *tokid) {
+  memset(r, 0, sizeof *r);
+  snprintf(r->tenant, sizeof r->tenant, "%s", tenant);
+  snprintf(r->user, sizeof r->user, "%s", user ? user : "");
+  snprintf(r->connector, sizeof r->connector, "%s", connector ? connector : "");
+  snprintf(r->tokid, sizeof r->tokid, "%s", tokid ? tokid : "");
+}
+
+void gw_proxy_revoke(gw_server *srv, const char *tenant, const char *user, const char *connector) {
+  revocation r;
+  fill(&r, tenant, user, connector, NULL);
+  enqueue(srv, &r);
+}
+
+void gw_proxy_notify_tools_changed(gw_server *srv, const char *tenant, const char *user) {
+  revocation r;
+  fill(&r, tenant, user, NULL, NULL);
+  r.notify = true;
+  enqueue(srv, &r);
+}
 
 static void revoke_after_commit(void *arg) {
   revoke_arg *a = arg;
-  gw_proxy_revoke(a->srv, a->tenant, a->user[0] ? a->user : NULL, a->connector[0] ? a->connector : NULL);
+  enqueue(a->srv, &a->r);
   free(a);
+}
+
+/* Registers the fan-out of r after txn commits. */
+static int revoke_on_commit(st_txn *txn, gw_server *srv, const revocation *r) {
+  revoke_arg *a = malloc(sizeof *a);
+  if (!a) return ST_ENOMEM;
+  a->srv = srv;
+  a->r = *r;
+  int rc = st_txn_after_commit(txn, revoke_after_commit, free, a);
+  if (rc) free(a);
+  return rc;
 }
 
 static int on_user_gone(st_txn *txn, int kind, const void *event, void *ctx) {
   const scim_event *ev = event;
   (void)kind;
-  revoke_arg *a = calloc(1, sizeof *a);
-  if (!a) return ST_ENOMEM;
-  a->srv = ctx;
-  snprintf(a->tenant, sizeof a->tenant, "%s", ev->tenant);
-  snprintf(a->user, sizeof a->user, "%s", ev->id);
-  int rc = st_txn_after_commit(txn, revoke_after_commit, free, a);
-  if (rc) free(a);
-  return rc;
+  revocation r;
+  fill(&r, ev->tenant, ev->id, NULL, NULL);
+  return revoke_on_commit(txn, ctx, &r);
+}
+
+int gw_proxy_revoke_tenant_after_commit(st_txn *txn, gw_server *srv, const char *tenant) {
+  revocation r;
+  fill(&r, tenant, NULL, NULL, NULL);
+  r.tenant_gone = true;
+  return revoke_on_commit(txn, srv, &r);
+}
+
+int gw_proxy_revoke_token_after_commit(st_txn *txn, gw_server *srv, const char *tenant, const char *tokid) {
+  revocation r;
+  if (!tokid || !*tokid) return ST_EINVAL;
+  fill(&r, tenant, NULL, NULL, tokid);
+  return revoke_on_commit(txn, srv, &r);
 }
 
 typedef struct notify_arg {
@@ -1443,38 +1558,27 @@ int gw_proxy_register_hooks(gw_server *srv) {
 
 /* Called by the connector delete job: after commit, live uses end. */
 int gw_proxy_revoke_connector_after_commit(st_txn *txn, gw_server *srv, const char *tenant, const char *connector) {
-  revoke_arg *a = calloc(1, sizeof *a);
-  if (!a) return ST_ENOMEM;
-  a->srv = srv;
-  snprintf(a->tenant, sizeof a->tenant, "%s", tenant);
-  snprintf(a->connector, sizeof a->connector, "%s", connector);
-  int rc = st_txn_after_commit(txn, revoke_after_commit, free, a);
-  if (rc) free(a);
-  return rc;
+  revocation r;
+  fill(&r, tenant, NULL, connector, NULL);
+  return revoke_on_commit(txn, srv, &r);
 }
 
 /* SIGTERM: streams end now, cleanly (a chunked end: clients reconnect,
  * with Last-Event-ID, to another instance); plain requests finish. */
-void gw_proxy_drain(gw_loop *lp) {
-  gw_proxy *p = lp->proxy;
-  if (!p) return;
-  for (px *x = p->list; x; x = x->next) x->refs++;
-  for (px *x = p->list; x; x = x->next) {
-    if (x->kind != PX_GET && !x->started) continue;
-    if (x->out) gw_out_abort(x->out);
-    if (x->req) {
-      gw_req *r = x->req;
-      bool started = x->started;
-      gw__px_client_done(x);
-      if (started) gw_resp_end(r);
-      else gw_respond_error(r, 503, "shutting_down", "the gateway is restarting; reconnect");
-    }
-  }
-  for (px *x = p->list, *n; x; x = n) {
-    n = x->next;
-    gw__px_unref(x);
+static void drain_one(px *x, void *arg) {
+  (void)arg;
+  if (x->kind != PX_GET && !x->started) return;
+  if (x->out) gw_out_abort(x->out);
+  if (x->req) {
+    gw_req *r = x->req;
+    bool started = x->started;
+    gw__px_client_done(x);
+    if (started) gw_resp_end(r);
+    else gw_respond_error(r, 503, "shutting_down", "the gateway is restarting; reconnect");
   }
 }
+
+void gw_proxy_drain(gw_loop *lp) { gw__px_foreach(lp->proxy, drain_one, NULL); }
 
 /* ---------- loop setup ---------- */
 
@@ -1511,6 +1615,8 @@ static void on_async_closed(uv_handle_t *h) {
   }
   uv_mutex_destroy(&p->mu);
   json_decref(p->agg_uris);
+  gw__agg_forget_tenant(p, NULL);
+  free(p->asked);
   for (size_t i = 0; i < p->nm; i++) free(p->m[i]);
   free(p->m);
   free(p);
@@ -1523,7 +1629,7 @@ void gw_proxy_loop_stop(gw_loop *lp) {
    * this point (their on_done runs from gw_out_close) must not touch p,
    * and their metrics entries go with p. */
   px *list = p->list;
-  p->list = NULL;
+  p->list = p->tail = NULL;
   for (px *x = list; x; x = x->next) {
     x->refs++;
     x->listed = false;

@@ -7,8 +7,8 @@
  * SSE streams) so revocation can end them: when SCIM deactivates a user or
  * an admin deletes a connector, the writer's post-commit action queues a
  * revocation for every loop (gw_proxy_revoke_*), and the loop ends every
- * matching exchange before the originating reply is sent
- * (gw_proxy_revocations_drain runs first in every writer done callback). */
+ * matching exchange before the originating reply is sent (the loop's store
+ * port calls gw_proxy_before_done before every writer done callback). */
 #ifndef MCPGATE_GATEWAY_MCP_PROXY_H
 #define MCPGATE_GATEWAY_MCP_PROXY_H
 #include "gateway/buf.h"
@@ -38,12 +38,20 @@ typedef struct gw_upstream_opts {
   const char *protocol_version; /* MCP-Protocol-Version, or NULL */
   const char *upstream_sid;     /* Mcp-Session-Id, or NULL */
   const char *last_event_id;    /* Last-Event-ID, or NULL */
+  /* Who the call is for (NULL for the gateway's own calls, e.g. capability
+   * probes): re-checked in the same read transaction that loads the
+   * connector — token still valid, user and tenant active, policy still
+   * shows the connector — so no asynchronous step before it can carry a
+   * revoked identity or a hidden connector upstream. */
+  const char *user, *tokid;
   void (*on_headers)(gw_out_req *r, int status, const gw_out_header *h, size_t n, void *ud);
   int (*on_data)(gw_out_req *r, const char *p, size_t n, void *ud);
   void (*on_done)(gw_out_req *r, int err, void *ud);
   void *ud;
 } gw_upstream_opts;
-/* 0, ST_ENOTFOUND (no such connector), or a GW_OUT_E* / ST_E* error. */
+#define GW_UP_EREVOKED (-30301) /* the identity no longer holds (token, user or tenant gone) */
+#define GW_UP_EHIDDEN (-30302)  /* policy does not show the connector to the user (now) */
+/* 0, ST_ENOTFOUND (no such connector), GW_UP_E*, or a GW_OUT_E* / ST_E* error. */
 int gw_upstream_start(gw_loop *lp, const gw_upstream_opts *o, gw_out_req **out);
 
 /* Checks shared by the MCP endpoints (gateway-private). */
@@ -69,6 +77,8 @@ void gw_proxy_drain(gw_loop *lp);
 int gw_proxy_register_hooks(gw_server *srv);
 /* Applies queued revocations on this loop now. */
 void gw_proxy_revocations_drain(gw_loop *lp);
+/* st_port_before_done callback (arg: the gw_loop). */
+void gw_proxy_before_done(void *lp);
 /* Queues, from any thread, the end of every live exchange of a user (or,
  * with user NULL, of a connector) on every loop. */
 void gw_proxy_revoke(gw_server *srv, const char *tenant, const char *user, const char *connector);
@@ -81,6 +91,12 @@ void gw_proxy_notify_tools_changed(gw_server *srv, const char *tenant, const cha
 typedef struct st_txn st_txn;
 int gw_proxy_revoke_connector_after_commit(st_txn *txn, gw_server *srv, const char *tenant,
                                            const char *connector);
+/* From the tenant-delete job: after the commit, every live exchange of the
+ * tenant ends and every loop drops the tenant's cached policy. */
+int gw_proxy_revoke_tenant_after_commit(st_txn *txn, gw_server *srv, const char *tenant);
+/* From the employee-token revoke job: after the commit, what was opened
+ * with that token (streams, calls in flight) ends. */
+int gw_proxy_revoke_token_after_commit(st_txn *txn, gw_server *srv, const char *tenant, const char *tokid);
 /* From a writer job: after the commit, list_changed to `users` (a JSON
  * array of user ids, stolen) or, with NULL, to the whole tenant. */
 #include <jansson.h>

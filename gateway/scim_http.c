@@ -252,8 +252,8 @@ static int job_run(st_txn *txn, void *arg) {
 
 static void job_done(int status, void *arg) {
   scim_job *j = arg;
-  /* revocations queued by this commit end live exchanges before the reply */
-  gw_proxy_revocations_drain(j->req->lp);
+  /* revocations queued by this commit ended live exchanges already: the
+   * loop's port drains them before every done callback (server.c) */
   if (status < 0 && status >= ST_ERR_LAST && status <= ST_ERR_FIRST) {
     /* the commit itself failed: nothing was written */
     scim_resp_clear(&j->rs);

@@ -398,6 +398,8 @@ int gw_serve(gw_config *cfg) {
   if (uv_loop_init(&lp->loop) != 0) goto out;
   if (st_port_open(srv->store, &lp->loop, &lp->port) != 0) goto out_loop;
   if (gw_proxy_loop_start(lp) != 0) goto out_loop;
+  /* every reply of a write waits for the revocations its commit queued */
+  st_port_before_done(lp->port, gw_proxy_before_done, lp);
   if (gw_admin_loop_start(lp) != 0) goto out_loop;
   if (listener_open(lp, GW_LISTENER_HTTP, srv->cfg.listen) != 0) goto out_loop;
   if (srv->cfg.public_url_derived) {

@@ -1,0 +1,148 @@
+// tests/integration/lib/ctl-upstream.mjs — a small Streamable HTTP MCP
+// server whose timing the test controls, for races the real upstreams
+// cannot be made to lose on purpose (revocation arriving between two steps
+// of an exchange). It speaks the protocol as the official SDK's servers do
+// (sessions, JSON or SSE replies, a standalone GET stream) and records every
+// request it receives.
+//
+//   startCtlUpstream({name}) → {url, requests(), rpc(method), waitRpc(pred),
+//                               hold(pred) → release(), push(msg), getStreams(),
+//                               stop()}
+//
+// Tools: echo {message} → "<name>:echo <message>" (JSON reply);
+//        slow {ms}      → answered after ms (default 800), JSON reply;
+//        ask {}         → SSE reply: first a server→client request
+//                         elicitation/create with id "q-<n>", then, once the
+//                         client's answer to it arrives (a POST carrying that
+//                         id), the result "<name>:asked <answer action>".
+// hold(pred): requests whose parsed JSON-RPC message matches pred are held
+// (not answered) until the returned release() is called.
+// push(msg): sends msg on every open GET stream.
+import http from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { after } from 'node:test';
+
+const running = new Set();
+after(async () => { for (const u of [...running]) await u.stop(); });
+
+export async function startCtlUpstream({ name = 'ctl' } = {}) {
+  const log = [];
+  const holds = [];
+  const waiters = new Set();
+  const streams = new Set();
+  const asked = new Map(); // question id → resolve(answer message)
+  let q = 0;
+
+  const matches = (pred, m) => { try { return !!pred(m); } catch { return false; } };
+
+  function result(res, sid, id, r) {
+    const b = JSON.stringify({ jsonrpc: '2.0', id, result: r });
+    res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': sid, 'content-length': Buffer.byteLength(b) });
+    res.end(b);
+  }
+
+  function answer(req, res, m) {
+    const sid = req.headers['mcp-session-id'] || randomUUID();
+    if (m === undefined) { res.writeHead(400).end(); return; }
+    if (!m.method && m.id !== undefined) {
+      // a client's answer to a server→client request
+      const w = asked.get(m.id);
+      if (w) { asked.delete(m.id); w(m); }
+      res.writeHead(202).end();
+      return;
+    }
+    if (m.id === undefined) { res.writeHead(202, { 'mcp-session-id': sid }).end(); return; }
+    if (m.method === 'initialize') {
+      result(res, sid, m.id, { protocolVersion: m.params?.protocolVersion ?? '2025-06-18', capabilities: { tools: { listChanged: true } }, serverInfo: { name, version: '1.0.0' } });
+      return;
+    }
+    if (m.method === 'tools/list') {
+      result(res, sid, m.id, { tools: ['echo', 'slow', 'ask'].map((t) => ({ name: t, description: `${name} ${t}`, inputSchema: { type: 'object', properties: {} } })) });
+      return;
+    }
+    if (m.method === 'tools/call') {
+      const tool = m.params?.name;
+      const args = m.params?.arguments ?? {};
+      if (tool === 'echo') { result(res, sid, m.id, { content: [{ type: 'text', text: `${name}:echo ${args.message ?? ''}` }] }); return; }
+      if (tool === 'slow') {
+        const t = setTimeout(() => result(res, sid, m.id, { content: [{ type: 'text', text: `${name}:slow done` }] }), args.ms ?? 800);
+        res.on('close', () => clearTimeout(t));
+        return;
+      }
+      if (tool === 'ask') {
+        const qid = `q-${++q}`;
+        res.writeHead(200, { 'content-type': 'text/event-stream', 'mcp-session-id': sid, 'cache-control': 'no-cache' });
+        res.write(`event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', id: qid, method: 'elicitation/create', params: { message: 'ok?', requestedSchema: { type: 'object', properties: {} } } })}\n\n`);
+        asked.set(qid, (a) => {
+          res.write(`event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: `${name}:asked ${a.result?.action ?? 'error'}` }] } })}\n\n`);
+          res.end();
+        });
+        res.on('close', () => asked.delete(qid));
+        return;
+      }
+      result(res, sid, m.id, { content: [{ type: 'text', text: `${name}:unknown tool` }], isError: true });
+      return;
+    }
+    if (m.method === 'ping') { result(res, sid, m.id, {}); return; }
+    const b = JSON.stringify({ jsonrpc: '2.0', id: m.id, error: { code: -32601, message: `no method ${m.method}` } });
+    res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': sid, 'content-length': Buffer.byteLength(b) });
+    res.end(b);
+  }
+
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      let json;
+      try { json = JSON.parse(text); } catch { json = undefined; }
+      const entry = { method: req.method, headers: req.headers, json, body: text, at: Date.now() };
+      log.push(entry);
+      for (const w of waiters) if (matches(w.pred, entry)) { waiters.delete(w); w.resolve(entry); }
+      if (req.method === 'GET') {
+        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+        res.write(': open\n\n');
+        streams.add(res);
+        res.on('close', () => streams.delete(res));
+        return;
+      }
+      if (req.method === 'DELETE') { res.writeHead(200).end(); return; }
+      const go = () => answer(req, res, json);
+      const h = holds.find((x) => !x.released && json && matches(x.pred, json));
+      if (h) h.queue.push(go);
+      else go();
+    });
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const u = {
+    url: `http://127.0.0.1:${server.address().port}/mcp`,
+    requests: () => log.slice(),
+    /** Recorded POSTs whose JSON-RPC message has `method`. */
+    rpc: (method) => log.filter((e) => e.json && e.json.method === method),
+    /** Resolves with the first request (recorded or future) matching pred. */
+    waitRequest(pred, timeoutMs = 5000) {
+      const have = log.find((e) => matches(pred, e));
+      if (have) return Promise.resolve(have);
+      return new Promise((resolve, reject) => {
+        const w = { pred, resolve: (e) => { clearTimeout(t); resolve(e); } };
+        const t = setTimeout(() => { waiters.delete(w); reject(new Error(`${name}: no matching request within ${timeoutMs} ms`)); }, timeoutMs);
+        waiters.add(w);
+      });
+    },
+    hold(pred) {
+      const h = { pred, queue: [], released: false };
+      holds.push(h);
+      return () => { h.released = true; for (const go of h.queue.splice(0)) go(); };
+    },
+    push(msg) { for (const s of streams) s.write(`event: message\ndata: ${JSON.stringify(msg)}\n\n`); },
+    getStreams: () => streams.size,
+    async stop() {
+      if (!running.delete(u)) return;
+      for (const s of streams) s.destroy();
+      server.closeAllConnections?.();
+      await new Promise((r) => server.close(() => r()));
+    },
+  };
+  running.add(u);
+  return u;
+}
