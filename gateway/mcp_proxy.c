@@ -750,6 +750,7 @@ int gw_upstream_start(gw_loop *lp, const gw_upstream_opts *u, gw_out_req **out) 
   o.first_byte_timeout_ms = (long)json_integer_value(json_object_get(to, "first_byte_ms"));
   o.idle_timeout_ms = (long)json_integer_value(json_object_get(to, "idle_ms"));
   o.ca_file = json_string_value(json_object_get(conn, "ca_file"));
+  o.egress = GW_OUT_EGRESS_ADMIN; /* a tenant admin chose this URL: egress_allow applies */
   o.on_headers = u->on_headers;
   o.on_data = u->on_data;
   o.on_done = u->on_done;

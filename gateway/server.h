@@ -71,6 +71,9 @@ struct gw_server {
   gw_route agg_route;   /* the aggregated endpoint, same cap */
   uint8_t admin_token_hash[32]; /* SHA-256 of the operator token */
   bool have_admin_token;
+  /* the operator's egress policies by trust level (GW_OUT_EGRESS_*,
+   * gateway/outbound.h): egress_allow_untrusted, egress_allow */
+  struct gw_egress *egress[2];
 };
 
 /* Runs `mcpgate serve`: loads nothing itself (cfg is ready), opens the
