@@ -453,6 +453,20 @@ static void up_headers(gw_out_req *r, int status, const gw_out_header *h, size_t
     gw_out_abort(r);
     return;
   }
+  if (status >= 300 && status < 400) {
+    /* the engine follows no redirect and the client gets none either: its
+     * Location (and body) could send the client anywhere or reveal an
+     * internal address */
+    if (x->m) x->m->errors++;
+    GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}),
+           "connector %s answered with a redirect (HTTP %d): not followed, not relayed", x->connector, status);
+    gw__px_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN,
+                     "connector \"%s\" answered with a redirect (HTTP %d), which the gateway does not follow; ask your "
+                     "admin to set the connector's final URL",
+                     x->connector, status);
+    gw_out_abort(r);
+    return;
+  }
   if (x->agg && (status == 404 || status == 400) && x->sess.upstream[0] && !x->retried) {
     /* the upstream forgot our session (restart): mcp_agg.c reopens it */
     x->stale = true;
