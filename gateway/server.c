@@ -105,6 +105,17 @@ bool gw_server_trusted(const gw_server *srv, const char *ip) {
   return false;
 }
 
+/* ---------- the operator token ---------- */
+
+bool gw_server_is_operator(const gw_server *srv, const char *auth) {
+  if (!auth || strncasecmp(auth, "Bearer ", 7) != 0 || !srv->have_admin_token) return false;
+  const char *tok = auth + 7;
+  while (*tok == ' ') tok++;
+  size_t tl = strlen(tok);
+  uint8_t h[32];
+  return tl >= 16 && tl <= 512 && st_token_hash(tok, tl, h) == 0 && st_ct_equal(h, srv->admin_token_hash, 32);
+}
+
 /* ---------- egress ---------- */
 
 _Static_assert(GW_OUT_EGRESS_LEVELS == sizeof ((gw_server *)0)->egress / sizeof ((gw_server *)0)->egress[0],

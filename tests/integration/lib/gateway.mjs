@@ -318,7 +318,29 @@ export async function startGateway({ args = [], env = {}, dataDir, listeners, ti
   }
   g.port = addrs.http?.port;
   g.url = `http://127.0.0.1:${g.port}`;
+  /** The operator token: MCPGATE_ADMIN_TOKEN if the test set it, else <data>/admin.token. */
+  g.operatorToken = () => genv.MCPGATE_ADMIN_TOKEN ?? fs.readFileSync(path.join(dir, 'admin.token'), 'utf8').trim();
   return g;
+}
+
+/**
+ * GET /metrics of a gateway started by this file (a gateway object, or its
+ * main port), with the operator token the main listener requires. Resolves
+ * the raw response {status, headers, body}.
+ */
+export function fetchMetrics(gwOrPort, { token } = {}) {
+  const g = typeof gwOrPort === 'object' ? gwOrPort
+    : [...gateways].filter((x) => x.port === gwOrPort && x.exitInfo === null).pop();
+  const port = typeof gwOrPort === 'object' ? gwOrPort.port : gwOrPort;
+  const tok = token ?? g?.operatorToken();
+  return request(port, { path: '/metrics', headers: tok ? { authorization: `Bearer ${tok}` } : {} });
+}
+
+/** The parsed /metrics samples (asserts 200); see fetchMetrics. */
+export async function scrapeMetrics(gwOrPort, opts) {
+  const r = await fetchMetrics(gwOrPort, opts);
+  if (r.status !== 200) throw new Error(`GET /metrics: ${r.status} ${r.body.slice(0, 200)}`);
+  return parsePrometheus(r.body);
 }
 
 function safePred(pred, e) {
