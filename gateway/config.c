@@ -81,7 +81,9 @@ static const cfg_key keys[] = {
     {"mcp_max_body", CFG_SIZE, "4M", 1024, 1 * GIB, OFF(mcp_max_body),
      "request body cap on MCP endpoints (one JSON-RPC message or batch)", NULL},
     {"allowed_origins", CFG_STR, "", 0, 0, OFF(allowed_origins),
-     "comma-separated Origin values allowed on MCP endpoints (\"*\" = any); requests with another Origin get 403",
+     "comma-separated Origin values allowed on MCP endpoints besides public_url's own (\"*\" = any); requests with "
+     "another Origin get 403. When public_url is loopback, loopback origins (any port) are allowed too and a "
+     "non-loopback Host is refused (DNS-rebinding protection)",
      NULL},
     {"egress_allow", CFG_STR, "", 0, 0, OFF(egress_allow),
      "comma-separated CIDRs and host names (*.name for subdomains) that URLs set by tenant admins (connectors) may "

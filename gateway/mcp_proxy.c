@@ -30,6 +30,7 @@
 #include "auth/auth.h"
 #include "gateway/admin.h"
 #include "gateway/log.h"
+#include "gateway/mcp_origin.h"
 #include "gateway/mcp_session.h"
 #include "gateway/outbound.h"
 #include "gateway/server.h"
@@ -825,18 +826,6 @@ bool gw__mcp_version_supported(const char *v) {
   return false;
 }
 
-bool gw__origin_allowed(gw_server *srv, const char *origin) {
-  const char *list = srv->cfg.allowed_origins;
-  size_t ol = strlen(origin);
-  for (const char *p = list; *p;) {
-    while (*p == ' ' || *p == ',') p++;
-    size_t n = strcspn(p, ", ");
-    if (n && ((n == 1 && *p == '*') || (n == ol && !strncasecmp(p, origin, n)))) return true;
-    p += n;
-  }
-  return false;
-}
-
 /* Checks one JSON-RPC message; collects request ids. NULL when fine, else
  * a reason. */
 const char *gw__check_message(const json_t *m, json_t *ids, const char **method_out) {
@@ -1014,10 +1003,12 @@ int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c) {
     gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed on an MCP endpoint", m);
     return -1;
   }
-  /* Origin: browsers send it; DNS-rebinding protection */
-  const char *origin = gw_req_header(req, "origin");
-  if (origin && !gw__origin_allowed(srv, origin)) {
-    gw_respond_error(req, 403, "forbidden_origin", "Origin %.100s is not allowed (config allowed_origins)", origin);
+  /* Origin and Host: DNS-rebinding protection (gateway/mcp_origin.c) */
+  const char *ocode;
+  char owhy[400];
+  int ost = gw_mcp_origin_check(req, &ocode, owhy, sizeof owhy);
+  if (ost) {
+    gw_respond_error(req, ost, ocode, "%s", owhy);
     return -1;
   }
   /* who: the employee token, and the user's state, on every request */
