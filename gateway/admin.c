@@ -1248,6 +1248,13 @@ static int job_policy(st_txn *txn, void *arg) {
   json_decref(t);
   rc = pol_put(txn, j->tenant, j->doc, j->now, &j->version, &j->warnings, j->err, sizeof j->err);
   if (rc) return rc;
+  /* connectors this document hides from everyone: still accepted
+   * (fail closed), but said in the reply */
+  json_t *conns = NULL;
+  if ((rc = vault_connector_list(txn, j->tenant, &conns)) == 0)
+    rc = pol_visibility_warnings(txn, j->tenant, conns, j->warnings);
+  json_decref(conns);
+  if (rc) return rc;
   /* every open stream of the tenant learns its tool list may have changed */
   return gw_proxy_notify_after_commit(txn, j->lp->srv, j->tenant, NULL);
 }
