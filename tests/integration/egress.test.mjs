@@ -126,6 +126,26 @@ test('a host name resolving to loopback (localhost): refused at connect time, th
   await gw.stop();
 });
 
+test('a literal address stored while allowed is refused at call time once the operator narrows egress_allow', async () => {
+  const trap = await startTrap();
+  const g1 = await startGateway(); // loopback allowed
+  const t = await setupTenant(g1, { users: ['alice@acme.com'] });
+  const r = await t.putConnector('was-ok', { url: `http://127.0.0.1:${trap.port}/mcp`, description: 'x', auth: { type: 'none' } });
+  assert.equal(r.status, 201, show(r));
+  const tok = (await t.mintToken('alice@acme.com')).token;
+  await g1.stop();
+  await sleep(100);
+  const before = trap.connections; // the capability probe after the PUT may have connected
+  const g2 = await startGateway({ dataDir: g1.dataDir, egressAllow: null });
+  const init = await mcpPost(`${g2.url}/t/${t.id}/mcp/was-ok`, initializeBody(1), { token: tok });
+  const e = assertRpcError(init, { id: 1, codes: [-32002], message: /connector "was-ok"/, what: 'initialize to 127.0.0.1' });
+  assert.match(e.message, /egress/, JSON.stringify(e));
+  assert.doesNotMatch(init.body, /SECRET-42/, init.body);
+  await sleep(200);
+  assert.equal(trap.connections, before, 'no new connection reached the internal server');
+  await g2.stop();
+});
+
 test('a connector whose upstream redirects: the 3xx is not followed and its Location never reaches the client', async () => {
   const target = await startTrap(); // where the Location points: must never be contacted
   const location = `http://127.0.0.1:${target.port}/latest/meta-data/iam`;
