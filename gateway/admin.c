@@ -22,7 +22,9 @@
 
 #include <openssl/crypto.h>
 
+#include "gateway/egress.h"
 #include "gateway/log.h"
+#include "gateway/outbound.h"
 #include "auth/auth.h"
 #include "gateway/mcp_proxy.h"
 #include "gateway/mcp_session.h"
@@ -947,6 +949,7 @@ typedef struct conn_job {
   char *secret;        /* wiped and freed */
   char now[32];
   int created;         /* out */
+  bool moved;          /* out: a PUT changed the URL */
   bool del;
 } conn_job;
 
@@ -959,19 +962,37 @@ static void conn_job_free(conn_job *j) {
   free(j);
 }
 
+/* The connector's upstream sessions end with it (DELETE) or with its old
+ * server (a PUT to a new URL): an upstream session id must never reach
+ * another server. Its sessions on the single-connector endpoint go (the
+ * client gets 404 and starts over), aggregated sessions forget their
+ * upstream id for it, and live exchanges end after the commit. */
+static int end_connector_sessions(st_txn *txn, conn_job *j) {
+  int rc = gw_sessions_delete_connector(txn, j->tenant, j->name);
+  if (rc >= 0) rc = gw_sessions_drop_upstream_connector(txn, j->tenant, j->name);
+  if (rc < 0) return rc;
+  return gw_proxy_revoke_connector_after_commit(txn, j->lp->srv, j->tenant, j->name);
+}
+
 static int job_connector(st_txn *txn, void *arg) {
   conn_job *j = arg;
   json_t *t;
+  j->moved = false;
   int rc = gw_tenant_get(txn, j->tenant, &t);
   if (rc) return rc;
   json_decref(t);
   if (j->del) {
     if ((rc = vault_connector_delete(txn, j->tenant, j->name))) return rc;
-    rc = gw_sessions_delete_connector(txn, j->tenant, j->name);
-    if (rc < 0) return rc;
-    return gw_proxy_revoke_connector_after_commit(txn, j->lp->srv, j->tenant, j->name);
+    return end_connector_sessions(txn, j);
   }
-  return vault_connector_put(txn, j->tenant, j->name, j->config, j->secret, j->now, &j->created);
+  json_t *old = NULL;
+  rc = vault_connector_get(txn, j->tenant, j->name, &old);
+  if (rc && rc != ST_ENOTFOUND) return rc;
+  j->moved = old && strcmp(json_string_value(json_object_get(old, "url")) ?: "",
+                           json_string_value(json_object_get(j->config, "url")) ?: "") != 0;
+  json_decref(old);
+  if ((rc = vault_connector_put(txn, j->tenant, j->name, j->config, j->secret, j->now, &j->created))) return rc;
+  return j->moved ? end_connector_sessions(txn, j) : 0;
 }
 
 static void done_connector(int status, void *arg) {
@@ -990,6 +1011,9 @@ static void done_connector(int status, void *arg) {
         vault_connector_get(txn, j->tenant, j->name, &rec);
         st_txn_end(txn);
       }
+      if (j->moved)
+        GW_LOG(GW_LOG_INFO, "admin", &((gw_log_ctx){j->tenant, req->id}),
+               "connector %s has a new URL: its upstream sessions and live exchanges ended", j->name);
       if (!rec) gw_respond_error(req, 500, "internal", "the connector was written but cannot be read back");
       else {
         gw_respond_json(req, j->created ? 201 : 200, vault_connector_view(rec));
@@ -1060,6 +1084,15 @@ static void connectors(gw_req *req, const caller *who, const char *tenant, const
       json_decref(b);
       conn_job_free(j);
       gw_respond_error(req, 400, "invalid_request", "%s", err);
+      return;
+    }
+    /* a literal address the egress policy refuses is refused now, naming
+     * the operator's key; host names are judged at connect time */
+    if (gw_egress_check_url(srv->egress[GW_OUT_EGRESS_ADMIN], json_string_value(json_object_get(j->config, "url")),
+                            err, sizeof err) != 0) {
+      json_decref(b);
+      conn_job_free(j);
+      gw_respond_error(req, 400, "egress_refused", "\"url\": %s", err);
       return;
     }
     j->secret = secret ? strdup(secret) : NULL;
@@ -1222,6 +1255,13 @@ static int job_policy(st_txn *txn, void *arg) {
   if (rc) return rc;
   json_decref(t);
   rc = pol_put(txn, j->tenant, j->doc, j->now, &j->version, &j->warnings, j->err, sizeof j->err);
+  if (rc) return rc;
+  /* connectors this document hides from everyone: still accepted
+   * (fail closed), but said in the reply */
+  json_t *conns = NULL;
+  if ((rc = vault_connector_list(txn, j->tenant, &conns)) == 0)
+    rc = pol_visibility_warnings(txn, j->tenant, conns, j->warnings);
+  json_decref(conns);
   if (rc) return rc;
   /* every open stream of the tenant learns its tool list may have changed */
   return gw_proxy_notify_after_commit(txn, j->lp->srv, j->tenant, NULL);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gateway/egress.h"
 #include "gateway/log.h"
 
 typedef enum { CFG_STR, CFG_INT, CFG_BOOL, CFG_SIZE } cfg_type;
@@ -33,6 +34,7 @@ static int check_hostport_opt(const char *v, char *err, size_t errlen);
 static int check_level(const char *v, char *err, size_t errlen);
 static int check_url(const char *v, char *err, size_t errlen);
 static int check_cidrs(const char *v, char *err, size_t errlen);
+static int check_egress(const char *v, char *err, size_t errlen);
 
 static const cfg_key keys[] = {
     {"listen", CFG_STR, "127.0.0.1:8080", 0, 0, OFF(listen),
@@ -79,8 +81,19 @@ static const cfg_key keys[] = {
     {"mcp_max_body", CFG_SIZE, "4M", 1024, 1 * GIB, OFF(mcp_max_body),
      "request body cap on MCP endpoints (one JSON-RPC message or batch)", NULL},
     {"allowed_origins", CFG_STR, "", 0, 0, OFF(allowed_origins),
-     "comma-separated Origin values allowed on MCP endpoints (\"*\" = any); requests with another Origin get 403",
+     "comma-separated Origin values allowed on MCP endpoints besides public_url's own (\"*\" = any); requests with "
+     "another Origin get 403. When public_url is loopback, loopback origins (any port) are allowed too and a "
+     "non-loopback Host is refused (DNS-rebinding protection)",
      NULL},
+    {"egress_allow", CFG_STR, "", 0, 0, OFF(egress_allow),
+     "comma-separated CIDRs and host names (*.name for subdomains) that URLs set by tenant admins (connectors) may "
+     "reach besides public addresses; loopback, private, link-local and metadata addresses are refused otherwise. "
+     "Operator-only: tenants cannot change it",
+     check_egress},
+    {"egress_allow_untrusted", CFG_STR, "", 0, 0, OFF(egress_allow_untrusted),
+     "the same for URLs that outside callers supply (e.g. OAuth client metadata documents): public addresses only "
+     "unless listed here (meant for tests; egress_allow does not apply to them)",
+     check_egress},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -166,6 +179,14 @@ static int check_cidrs(const char *v, char *err, size_t errlen) {
     p += n;
   }
   return 0;
+}
+
+static int check_egress(const char *v, char *err, size_t errlen) {
+  gw_egress *e = NULL;
+  int rc = gw_egress_parse(NULL, v, &e, err, errlen);
+  gw_egress_free(e);
+  if (rc == -ENOMEM) errf(err, errlen, "out of memory");
+  return rc ? -1 : 0;
 }
 
 static const cfg_key *find_key(const char *name, size_t n) {

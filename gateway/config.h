@@ -42,6 +42,8 @@ typedef struct gw_config {
   int64_t scim_max_count;
   int64_t mcp_max_body;
   char *allowed_origins;
+  char *egress_allow;           /* gateway/egress.h: what admin-set URLs may reach */
+  char *egress_allow_untrusted; /* the same for URLs outside callers supply */
   bool public_url_derived; /* not set by any source: follows the bound listen address */
 } gw_config;
 

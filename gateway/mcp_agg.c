@@ -163,7 +163,8 @@ static void step_done(gw_out_req *r, int err, void *ud) {
    * servers answer 400 "No valid session ID" — either way, retried once on
    * a fresh session (a genuine 400 fails the same way again) */
   if (!err && (x->status == 404 || x->status == 400) && x->sess.upstream[0]) err = E_STALE;
-  if ((x->req || x->probe || x->bparent) && x->cont) x->cont(x, err ? err : (x->status >= 400 ? -2 : 0));
+  /* a 3xx is a failure too: redirects are neither followed nor relayed */
+  if ((x->req || x->probe || x->bparent) && x->cont) x->cont(x, err ? err : (x->status >= 300 ? -2 : 0));
   gw__px_unref(x);
 }
 

@@ -30,6 +30,7 @@
 #include "auth/auth.h"
 #include "gateway/admin.h"
 #include "gateway/log.h"
+#include "gateway/mcp_origin.h"
 #include "gateway/mcp_session.h"
 #include "gateway/outbound.h"
 #include "gateway/server.h"
@@ -487,6 +488,20 @@ static void up_headers(gw_out_req *r, int status, const gw_out_header *h, size_t
     gw_out_abort(r);
     return;
   }
+  if (status >= 300 && status < 400) {
+    /* the engine follows no redirect and the client gets none either: its
+     * Location (and body) could send the client anywhere or reveal an
+     * internal address */
+    if (x->m) x->m->errors++;
+    GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}),
+           "connector %s answered with a redirect (HTTP %d): not followed, not relayed", x->connector, status);
+    gw__px_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN,
+                     "connector \"%s\" answered with a redirect (HTTP %d), which the gateway does not follow; ask your "
+                     "admin to set the connector's final URL",
+                     x->connector, status);
+    gw_out_abort(r);
+    return;
+  }
   if (x->agg && (status == 404 || status == 400) && x->sess.upstream[0] && !x->retried) {
     /* the upstream forgot our session (restart): mcp_agg.c reopens it */
     x->stale = true;
@@ -808,6 +823,7 @@ int gw_upstream_start(gw_loop *lp, const gw_upstream_opts *u, gw_out_req **out) 
   o.first_byte_timeout_ms = (long)json_integer_value(json_object_get(to, "first_byte_ms"));
   o.idle_timeout_ms = (long)json_integer_value(json_object_get(to, "idle_ms"));
   o.ca_file = json_string_value(json_object_get(conn, "ca_file"));
+  o.egress = GW_OUT_EGRESS_ADMIN; /* a tenant admin chose this URL: egress_allow applies */
   o.on_headers = u->on_headers;
   o.on_data = u->on_data;
   o.on_done = u->on_done;
@@ -885,18 +901,6 @@ bool gw__accept_has(const char *accept, const char *type) {
 bool gw__mcp_version_supported(const char *v) {
   for (const char *const *s = versions; *s; s++)
     if (!strcmp(*s, v)) return true;
-  return false;
-}
-
-bool gw__origin_allowed(gw_server *srv, const char *origin) {
-  const char *list = srv->cfg.allowed_origins;
-  size_t ol = strlen(origin);
-  for (const char *p = list; *p;) {
-    while (*p == ' ' || *p == ',') p++;
-    size_t n = strcspn(p, ", ");
-    if (n && ((n == 1 && *p == '*') || (n == ol && !strncasecmp(p, origin, n)))) return true;
-    p += n;
-  }
   return false;
 }
 
@@ -1071,10 +1075,12 @@ int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c) {
     gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed on an MCP endpoint", m);
     return -1;
   }
-  /* Origin: browsers send it; DNS-rebinding protection */
-  const char *origin = gw_req_header(req, "origin");
-  if (origin && !gw__origin_allowed(srv, origin)) {
-    gw_respond_error(req, 403, "forbidden_origin", "Origin %.100s is not allowed (config allowed_origins)", origin);
+  /* Origin and Host: DNS-rebinding protection (gateway/mcp_origin.c) */
+  const char *ocode;
+  char owhy[400];
+  int ost = gw_mcp_origin_check(req, &ocode, owhy, sizeof owhy);
+  if (ost) {
+    gw_respond_error(req, ost, ocode, "%s", owhy);
     return -1;
   }
   /* who: the employee token, and the user's state, on every request */

@@ -58,7 +58,6 @@ int gw_upstream_start(gw_loop *lp, const gw_upstream_opts *o, gw_out_req **out);
 #include <stdbool.h>
 bool gw__accept_has(const char *accept, const char *type);
 bool gw__mcp_version_supported(const char *v);
-bool gw__origin_allowed(gw_server *srv, const char *origin);
 struct json_t;
 const char *gw__check_message(const struct json_t *m, struct json_t *ids, const char **method_out);
 

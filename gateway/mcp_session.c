@@ -213,6 +213,41 @@ int gw_sessions_delete_connector(st_txn *txn, const char *tenant, const char *co
   return delete_under(txn, p, ikey('c', tenant, connector, NULL, p), 0);
 }
 
+int gw_sessions_drop_upstream_connector(st_txn *txn, const char *tenant, const char *connector) {
+  /* every session of the tenant is under "u" tenant \0 user \0 hexhash */
+  char p[80];
+  size_t tl = strlen(tenant);
+  if (tl + 2 > sizeof p) return ST_EINVAL;
+  p[0] = 'u';
+  memcpy(p + 1, tenant, tl + 1);
+  st_cursor *c;
+  int rc = st_cursor_open(txn, ST_DB_SESSIONS, &c);
+  if (rc) return rc;
+  st_cursor_seek(c, p, tl + 2, NULL, 0);
+  int n = 0;
+  st_val k;
+  while ((rc = st_cursor_next(c, &k, NULL)) == 0) {
+    if (k.len < tl + 2 + 64) continue;
+    uint8_t raw[32];
+    const char *hex = (const char *)k.data + k.len - 64;
+    for (int i = 0; i < 32; i++) {
+      unsigned int b = 0;
+      sscanf(hex + 2 * i, "%2x", &b);
+      raw[i] = (uint8_t)b;
+    }
+    /* k is not used past this point: the delete may move pages */
+    char ak[100];
+    int d = st_del(txn, ST_DB_SESSIONS, ak, akey(raw, connector, ak));
+    if (d == 0) n++;
+    else if (d != ST_ENOTFOUND) {
+      rc = d;
+      break;
+    }
+  }
+  st_cursor_close(c);
+  return rc == ST_ENOTFOUND ? n : rc;
+}
+
 int gw_sessions_purge_tenant(st_txn *txn, const char *tenant, int limit) {
   char p[80];
   size_t tl = strlen(tenant);

@@ -46,6 +46,12 @@ json_t *gw_session_upstreams(st_txn *txn, const char *id);
 /* Deletes every session of a user / of a connector; returns the count. */
 int gw_sessions_delete_user(st_txn *txn, const char *tenant, const char *user);
 int gw_sessions_delete_connector(st_txn *txn, const char *tenant, const char *connector);
+/* Forgets the upstream session id every aggregated session of the tenant
+ * holds for `connector` (its "a" keys; the sessions stay): the next call
+ * opens a fresh upstream session. For a connector whose URL changed (or
+ * that is deleted): an upstream session id must never reach another
+ * server. Scans the tenant's sessions; returns how many ids went. */
+int gw_sessions_drop_upstream_connector(st_txn *txn, const char *tenant, const char *connector);
 int gw_sessions_purge_tenant(st_txn *txn, const char *tenant, int limit);
 /* Registers the user deactivation/deletion hooks. */
 int gw_sessions_register_hooks(st_store *st);

@@ -1,5 +1,10 @@
 /* gateway/ops.c — liveness (the loop answers), readiness (the store is
- * open, writable and its writer alive) and Prometheus metrics. */
+ * open, writable and its writer alive) and Prometheus metrics.
+ *
+ * /metrics names every tenant and connector (labels): on the main
+ * listener it needs the operator token (Prometheus scrapes with
+ * `authorization: {type: Bearer}`); with admin_listen set it is routed only
+ * there — a listener the operator keeps private — and needs none. */
 #include "gateway/ops.h"
 
 #include <jansson.h>
@@ -28,6 +33,13 @@ void gw_ops_readyz(gw_req *req) {
 }
 
 void gw_ops_metrics(gw_req *req) {
+  if (req->listener_kind != GW_LISTENER_ADMIN &&
+      !gw_server_is_operator(req->lp->srv, gw_req_header(req, "authorization"))) {
+    gw_resp_header(req, "WWW-Authenticate", "Bearer realm=\"mcpgate-metrics\"");
+    gw_respond_error(req, 401, "unauthorized",
+                     "/metrics needs Authorization: Bearer <operator token> on this listener (or set admin_listen)");
+    return;
+  }
   gw_buf b;
   gw_buf_init(&b, 16 * 1024 * 1024);
   if (gw_metrics_render(req->lp->srv, &b) != 0) {

@@ -34,6 +34,21 @@
  *     the loop (a poll/timer/idle callback), never from a curl callback or
  *     from inside a gw_out_* call.
  *
+ *  5. The egress policy is checked on addresses, never on names: a name is
+ *     whatever DNS says at that moment (rebinding), an address is where the
+ *     bytes go. out_opensocket refuses to create a socket for a refused
+ *     address (curl then tries the host's next address, so a name with one
+ *     public and one private address still works, on the public one);
+ *     out_prereq_cb checks the connected address again before every request,
+ *     because curl reuses a cached connection by host name and port without
+ *     opening a socket, and the connection may have been opened by a
+ *     transfer of a more trusted level. Proxies are off (CURLOPT_PROXY ""),
+ *     so the connected address is the destination. The socket callback's
+ *     data is the transfer (CURLOPT_OPENSOCKETDATA is per easy handle and
+ *     only used while that transfer connects); the close callback's stays
+ *     the engine, since curl may close a cached connection after the
+ *     transfer that opened it is gone.
+ *
  * Pause. curl's own semantics are "a write callback that returns
  * CURL_WRITEFUNC_PAUSE did not take the bytes; they come again after
  * unpause". We hide that: when on_data answers GW_OUT_PAUSE it has taken
@@ -51,8 +66,11 @@
  * heap operations per chunk. Never CURLOPT_TIMEOUT: streams live for hours. */
 #include "gateway/outbound.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -60,6 +78,7 @@
 #include <unistd.h>
 
 #include "gateway/buf.h"
+#include "gateway/egress.h"
 #include "gateway/log.h"
 
 #define MOD "outbound"
@@ -107,6 +126,10 @@ struct gw_out_req {
   bool curl_paused; /* curl holds data for us (we returned CURL_WRITEFUNC_PAUSE) */
   bool resume_wanted;
   bool finished;    /* on_done has been called (or is running) */
+  int egress;       /* GW_OUT_EGRESS_* */
+  bool host_listed; /* the URL's host is allowed by name for this level */
+  bool egress_refused; /* an address was refused (rule 5) */
+  char refused_ip[64];
   char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -125,6 +148,7 @@ struct gw_out {
   bool closing, torn_down;
   void (*close_cb)(void *);
   void *close_arg;
+  const gw_egress *egress[GW_OUT_EGRESS_LEVELS]; /* borrowed; NULL: public only */
   gw_out_stats st;
 };
 
@@ -147,6 +171,7 @@ static const struct {
     {"upstream response headers too large", "headers_too_large"},
     {"outbound transfer aborted", "aborted"},
     {"outbound transfer failed", "io"},
+    {"the upstream's address is not allowed by the gateway's egress policy", "egress"},
 };
 
 static int err_index(int err) {
@@ -172,6 +197,9 @@ const char *gw_out_err_kind(int err) {
  * that is the header cap, not memory. */
 static int out_map(const gw_out_req *r, CURLcode rc) {
   if (r->fail) return r->fail;
+  /* no connection, and at least one address refused by policy: that is the
+   * reason, whatever curl says about the others (refused, unreachable) */
+  if (rc != CURLE_OK && r->egress_refused && !r->connected) return GW_OUT_EEGRESS;
   switch (rc) {
   case CURLE_OK: return 0;
   case CURLE_COULDNT_RESOLVE_HOST: return GW_OUT_ERESOLVE;
@@ -298,9 +326,34 @@ static void sock_release(gw_out *o, out_sock *s) {
   }
 }
 
+/* Rule 5: may transfer r talk to this address? Records the refusal. */
+static bool egress_ok(gw_out_req *r, const struct sockaddr *sa, const char *ip_text) {
+  const gw_egress *pol = r->o->egress[r->egress];
+  bool ok = r->host_listed || (sa ? gw_egress_allows_sockaddr(pol, sa) : gw_egress_allows_ip_text(pol, ip_text));
+  if (!ok) {
+    r->egress_refused = true;
+    if (sa) {
+      const void *ad = sa->sa_family == AF_INET6 ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+                                                 : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+      if (!inet_ntop(sa->sa_family, ad, r->refused_ip, sizeof r->refused_ip)) snprintf(r->refused_ip, sizeof r->refused_ip, "?");
+    } else {
+      snprintf(r->refused_ip, sizeof r->refused_ip, "%s", ip_text ? ip_text : "?");
+    }
+  }
+  return ok;
+}
+
 static curl_socket_t out_opensocket(void *arg, curlsocktype purpose, struct curl_sockaddr *a) {
-  gw_out *o = arg;
+  gw_out_req *r = arg;
+  gw_out *o = r->o;
   if (purpose != CURLSOCKTYPE_IPCXN) return CURL_SOCKET_BAD;
+  /* copied out: curl's struct declares a struct sockaddr but holds a
+   * sockaddr_in6 for IPv6 */
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  memcpy(&ss, &a->addr, a->addrlen < sizeof ss ? a->addrlen : sizeof ss);
+  if (a->family != AF_INET && a->family != AF_INET6) return CURL_SOCKET_BAD;
+  if (!egress_ok(r, (const struct sockaddr *)&ss, NULL)) return CURL_SOCKET_BAD; /* curl tries the next address */
   int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
   if (fd < 0) return CURL_SOCKET_BAD;
   /* A leftover entry can only be a curl-owned fd that curl closed without
@@ -482,8 +535,13 @@ static void out_fail(gw_out_req *r, int err) {
 static int out_prereq_cb(void *ud, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
                          int conn_local_port) {
   gw_out_req *r = ud;
-  (void)conn_primary_ip; (void)conn_local_ip; (void)conn_primary_port; (void)conn_local_port;
+  (void)conn_local_ip; (void)conn_primary_port; (void)conn_local_port;
   if (r->fail) return CURL_PREREQFUNC_ABORT;
+  /* rule 5: a reused connection was opened without asking this transfer */
+  if (!egress_ok(r, NULL, conn_primary_ip)) {
+    out_fail(r, GW_OUT_EEGRESS);
+    return CURL_PREREQFUNC_ABORT;
+  }
   r->connected = true;
   /* Also runs again when curl retries the request on a fresh connection
    * (a reused keep-alive connection turned out dead): restart the clock. */
@@ -650,6 +708,9 @@ static void out_finish(gw_out_req *r, int err) {
     r->added = false;
   }
   if (err == 0 && !r->headers_done) err = GW_OUT_EPROTO;
+  if (err == GW_OUT_EEGRESS) /* say which address, and what would allow it */
+    snprintf(r->errbuf, sizeof r->errbuf, "address %s refused (not public; allowed only if listed in %s)",
+             r->refused_ip, gw_egress_key(o->egress[r->egress]));
   o->st.open--;
   if (err == 0) {
     o->st.ok++;
@@ -831,8 +892,9 @@ static int build_headers(gw_out_req *r, const gw_out_opts *op) {
   return 0;
 }
 
-/* Accepts absolute http/https URLs with a host; *https tells which. */
-static int check_url(const char *url, bool *https) {
+/* Accepts absolute http/https URLs with a host; *https tells which and
+ * host (hostcap bytes) gets the host as curl will use it. */
+static int check_url(const char *url, bool *https, char *hostout, size_t hostcap) {
   if (!url || !*url || strlen(url) > GW_OUT_MAX_URL) return GW_OUT_EINVAL;
   for (const char *p = url; *p; p++)
     if ((unsigned char)*p <= 0x20 || *p == 0x7f) return GW_OUT_EINVAL;
@@ -846,6 +908,7 @@ static int check_url(const char *url, bool *https) {
       (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0)) {
     rc = 0;
     *https = scheme[4] == 's';
+    snprintf(hostout, hostcap, "%s", host);
   }
   curl_free(scheme);
   curl_free(host);
@@ -871,8 +934,10 @@ int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
   if (op->body_len && strcmp(m, "HEAD") == 0) return GW_OUT_EINVAL;
   if (op->connect_timeout_ms < 0 || op->first_byte_timeout_ms < 0 || op->idle_timeout_ms < 0)
     return GW_OUT_EINVAL;
+  if (op->egress < 0 || op->egress >= GW_OUT_EGRESS_LEVELS) return GW_OUT_EINVAL;
   bool https = false;
-  int rc = check_url(op->url, &https);
+  char host[GW_OUT_MAX_URL + 1];
+  int rc = check_url(op->url, &https, host, sizeof host);
   if (rc) return rc;
 
   gw_out_req *r = calloc(1, sizeof *r);
@@ -885,6 +950,8 @@ int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
   r->first_byte_ms = op->first_byte_timeout_ms ? op->first_byte_timeout_ms : GW_OUT_FIRST_BYTE_TIMEOUT_MS;
   r->idle_ms = op->idle_timeout_ms ? op->idle_timeout_ms : GW_OUT_IDLE_TIMEOUT_MS;
   r->max_hdr = op->max_header_bytes ? op->max_header_bytes : GW_OUT_MAX_HEADER_BYTES;
+  r->egress = op->egress;
+  r->host_listed = gw_egress_allows_host(o->egress[r->egress], host);
   gw_buf_init(&r->hbuf, r->max_hdr);
   if ((rc = build_headers(r, op)) != 0) goto fail;
   rc = GW_OUT_ENOMEM;
@@ -919,7 +986,7 @@ int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
   SETOPT(CURLOPT_TCP_KEEPIDLE, 60L);
   SETOPT(CURLOPT_TCP_KEEPINTVL, 20L);
   SETOPT(CURLOPT_OPENSOCKETFUNCTION, out_opensocket);
-  SETOPT(CURLOPT_OPENSOCKETDATA, o);
+  SETOPT(CURLOPT_OPENSOCKETDATA, r); /* rule 5: the transfer's policy */
   SETOPT(CURLOPT_CLOSESOCKETFUNCTION, out_closesocket);
   SETOPT(CURLOPT_CLOSESOCKETDATA, o);
   SETOPT(CURLOPT_PREREQFUNCTION, out_prereq_cb);
@@ -1006,5 +1073,9 @@ void gw_out_abort(gw_out_req *r) {
 }
 
 const char *gw_out_detail(const gw_out_req *r) { return r ? r->errbuf : ""; }
+
+void gw_out_set_egress(gw_out *o, int level, const gw_egress *allow) {
+  if (o && level >= 0 && level < GW_OUT_EGRESS_LEVELS) o->egress[level] = allow;
+}
 
 void gw_out_stats_get(const gw_out *o, gw_out_stats *s) { *s = o->st; }

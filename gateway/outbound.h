@@ -16,6 +16,15 @@
  *  - Redirects are never followed (a 3xx is delivered like any reply), only
  *    http and https URLs are accepted, proxies from the environment
  *    (http_proxy, ...) are ignored, curl never uses signals.
+ *  - Egress policy (gateway/egress.h): every transfer names a trust level
+ *    (gw_out_opts.egress) and may only connect to public addresses plus what
+ *    the operator allowed for that level (gw_out_set_egress). The check is
+ *    on the address actually connected to — when the socket is opened
+ *    (after DNS, so rebinding cannot bypass it; nothing is sent to a refused
+ *    address, not even a SYN) and again before each request goes out on a
+ *    reused connection (a connection opened for a more trusted transfer is
+ *    never lent to a less trusted one). A transfer that could reach no
+ *    allowed address fails with GW_OUT_EEGRESS.
  *  - Timeouts: connect (DNS + TCP + TLS), first byte (request handed to the
  *    connection → complete response head) and idle (gap between received
  *    bytes; suspended while the caller has the transfer paused). There is
@@ -62,8 +71,9 @@ enum {
   GW_OUT_EHEADERS = -30211,    /* response head larger than max_header_bytes */
   GW_OUT_EABORTED = -30212,    /* gw_out_abort or gw_out_close */
   GW_OUT_EIO = -30213,         /* any other failure (see gw_out_detail) */
+  GW_OUT_EEGRESS = -30214,     /* every address of the host is refused by the egress policy */
 };
-#define GW_OUT_ERR_LAST GW_OUT_EIO
+#define GW_OUT_ERR_LAST GW_OUT_EEGRESS
 #define GW_OUT_NKINDS (GW_OUT_ERR_FIRST - GW_OUT_ERR_LAST + 1)
 
 /* Static text for any GW_OUT_E* code, "ok" for 0, "unknown error" else. */
@@ -93,6 +103,21 @@ typedef struct gw_out_header {
 #define GW_OUT_MAX_REQ_HEADER_LINE 16384
 #define GW_OUT_MAX_URL 8192
 
+/* Trust levels of a URL (gw_out_opts.egress): who chose it decides what it
+ * may reach. 0, the zero value, is the strictest. */
+enum {
+  /* supplied by an outside caller (e.g. an OAuth client metadata document
+   * URL): public addresses only, plus the operator's list for untrusted
+   * URLs (egress_allow_untrusted; meant for tests). */
+  GW_OUT_EGRESS_UNTRUSTED = 0,
+  /* set by a tenant admin (connectors; later OIDC issuers, webhooks, SIEM
+   * sinks): public addresses, plus the operator's egress_allow. */
+  GW_OUT_EGRESS_ADMIN = 1,
+};
+#define GW_OUT_EGRESS_LEVELS 2
+
+typedef struct gw_egress gw_egress;
+
 typedef struct gw_out_opts {
   /* Request method, an HTTP token of at most 32 chars ("GET", "POST",
    * "DELETE", ...). HEAD must not have a body. Required. */
@@ -120,6 +145,9 @@ typedef struct gw_out_opts {
   const char *ca_file;
   /* Cap on the response head, interim (1xx) heads included; 0 = 64 KiB. */
   size_t max_header_bytes;
+  /* GW_OUT_EGRESS_*: which of the engine's egress policies applies. Any
+   * other value is EINVAL. */
+  int egress;
 
   /* Called once with the final status and headers, before any on_data.
    * Not called when the transfer fails before a complete head. May call
@@ -144,6 +172,12 @@ typedef struct gw_out_opts {
  * libcurl cannot initialise. *out is owned by the caller; release it only
  * with gw_out_close. */
 int gw_out_new(uv_loop_t *loop, gw_out **out);
+
+/* Sets the operator's allow list for one trust level (GW_OUT_EGRESS_*).
+ * `allow` is borrowed and must outlive the engine; NULL (the default for
+ * every level) means public addresses only. Applies to transfers started
+ * afterwards. */
+void gw_out_set_egress(gw_out *o, int level, const gw_egress *allow);
 
 /* Closes the engine: every live transfer is aborted (its on_done runs with
  * GW_OUT_EABORTED), the connection cache is closed, every handle is
@@ -174,7 +208,8 @@ void gw_out_resume(gw_out_req *r);
 void gw_out_abort(gw_out_req *r);
 
 /* curl's error text for a failed transfer (no URL query, no header values;
- * may name the host), "" when none. Valid during on_done only. */
+ * may name the host), or for GW_OUT_EEGRESS which address was refused and
+ * which config key would allow it; "" when none. Valid during on_done only. */
 const char *gw_out_detail(const gw_out_req *r);
 
 typedef struct gw_out_stats {

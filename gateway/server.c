@@ -16,16 +16,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "gateway/admin.h"
+#include "gateway/egress.h"
 #include "gateway/log.h"
 #include "auth/auth.h"
 #include "gateway/mcp_proxy.h"
 #include "gateway/mcp_session.h"
 #include "gateway/metrics.h"
+#include "gateway/outbound.h"
 #include "policy/policy.h"
 #include "gateway/scim_http.h"
 #include "gateway/tls.h"
@@ -100,6 +103,35 @@ bool gw_server_trusted(const gw_server *srv, const char *ip) {
   for (int i = 0; i < srv->ntrusted; i++)
     if (srv->trusted[i].family == fam && cidr_match(&srv->trusted[i], a)) return true;
   return false;
+}
+
+/* ---------- the operator token ---------- */
+
+bool gw_server_is_operator(const gw_server *srv, const char *auth) {
+  if (!auth || strncasecmp(auth, "Bearer ", 7) != 0 || !srv->have_admin_token) return false;
+  const char *tok = auth + 7;
+  while (*tok == ' ') tok++;
+  size_t tl = strlen(tok);
+  uint8_t h[32];
+  return tl >= 16 && tl <= 512 && st_token_hash(tok, tl, h) == 0 && st_ct_equal(h, srv->admin_token_hash, 32);
+}
+
+/* ---------- egress ---------- */
+
+_Static_assert(GW_OUT_EGRESS_LEVELS == sizeof ((gw_server *)0)->egress / sizeof ((gw_server *)0)->egress[0],
+               "one egress policy per trust level");
+
+/* Both levels always get a parsed policy (possibly empty), so refusals can
+ * name the key that would allow the address. */
+static int parse_egress(gw_server *srv) {
+  char err[300] = "";
+  if (gw_egress_parse("egress_allow_untrusted", srv->cfg.egress_allow_untrusted, &srv->egress[GW_OUT_EGRESS_UNTRUSTED],
+                      err, sizeof err) != 0 ||
+      gw_egress_parse("egress_allow", srv->cfg.egress_allow, &srv->egress[GW_OUT_EGRESS_ADMIN], err, sizeof err) != 0) {
+    GW_LOG(GW_LOG_ERROR, "server", NULL, "egress policy: %s", err[0] ? err : "out of memory");
+    return -1;
+  }
+  return 0;
 }
 
 /* ---------- request ids ---------- */
@@ -356,6 +388,7 @@ int gw_serve(gw_config *cfg) {
   signal(SIGPIPE, SIG_IGN);
   if (RAND_bytes((unsigned char *)lp->rng, sizeof lp->rng) != 1) goto out;
   if (parse_trusted(srv) != 0) goto out;
+  if (parse_egress(srv) != 0) goto out;
   if (!(srv->metrics = gw_metrics_new())) goto out;
   if (ensure_dir(srv->cfg.data) != 0) goto out;
   if ((lockfd = gw_data_lock(srv->cfg.data)) < 0) {
@@ -400,6 +433,7 @@ int gw_serve(gw_config *cfg) {
   if (gw_proxy_loop_start(lp) != 0) goto out_loop;
   /* every reply of a write waits for the revocations its commit queued */
   st_port_before_done(lp->port, gw_proxy_before_done, lp);
+  for (int lv = 0; lv < GW_OUT_EGRESS_LEVELS; lv++) gw_out_set_egress(lp->out, lv, srv->egress[lv]);
   if (gw_admin_loop_start(lp) != 0) goto out_loop;
   if (listener_open(lp, GW_LISTENER_HTTP, srv->cfg.listen) != 0) goto out_loop;
   if (srv->cfg.public_url_derived) {
@@ -444,6 +478,7 @@ out:
   gw_tls_ctx_free(srv->tls);
   gw_metrics_free(srv->metrics);
   free(srv->trusted);
+  for (int lv = 0; lv < GW_OUT_EGRESS_LEVELS; lv++) gw_egress_free(srv->egress[lv]);
   if (lockfd >= 0) close(lockfd);
   gw_config_free(&srv->cfg);
   free(lp);

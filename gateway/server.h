@@ -71,6 +71,9 @@ struct gw_server {
   gw_route agg_route;   /* the aggregated endpoint, same cap */
   uint8_t admin_token_hash[32]; /* SHA-256 of the operator token */
   bool have_admin_token;
+  /* the operator's egress policies by trust level (GW_OUT_EGRESS_*,
+   * gateway/outbound.h): egress_allow_untrusted, egress_allow */
+  struct gw_egress *egress[2];
 };
 
 /* Runs `mcpgate serve`: loads nothing itself (cfg is ready), opens the
@@ -96,6 +99,9 @@ int gw_data_lock(const char *data_dir);
 void gw__loop_conn_closed(gw_loop *lp);
 /* True when `ip` (textual) is inside a trusted_proxies CIDR. */
 bool gw_server_trusted(const gw_server *srv, const char *ip);
+/* True when `authorization` (an Authorization header value, may be NULL)
+ * is "Bearer <the operator token>" (compared in constant time). */
+bool gw_server_is_operator(const gw_server *srv, const char *authorization);
 /* Fills `out` with 16 random hex chars + NUL (request ids). */
 void gw_loop_request_id(gw_loop *lp, char out[17]);
 

@@ -308,6 +308,61 @@ int pol_put(st_txn *txn, const char *tenant, const json_t *doc, const char *now,
   return pol_generation_bump(txn, tenant);
 }
 
+/* Does the group a compiled reference points at exist now? "*" always;
+ * a pending name never; an id when the directory has it. */
+static bool group_live(st_txn *txn, const char *tenant, const json_t *g) {
+  if (json_is_string(g)) return true;
+  const char *id = json_string_value(json_object_get(g, "id"));
+  if (!id) return false;
+  char filter[200];
+  snprintf(filter, sizeof filter, "id eq \"%.100s\"", id);
+  scim_resp rs = {0};
+  scim_admin_list(txn, tenant, "Groups", filter, 1, 1, "", &rs);
+  bool live = json_array_size(json_object_get(rs.body, "Resources")) > 0;
+  scim_resp_clear(&rs);
+  return live;
+}
+
+int pol_visibility_warnings(st_txn *txn, const char *tenant, const json_t *connectors, json_t *warnings) {
+  json_t *rec;
+  int rc = pol_get(txn, tenant, &rec);
+  if (rc) return rc;
+  json_t *compiled = json_object_get(rec, "compiled");
+  size_t i;
+  json_t *c;
+  json_array_foreach(connectors, i, c) {
+    const char *name = json_is_string(c) ? json_string_value(c) : json_string_value(json_object_get(c, "name"));
+    if (!name) continue;
+    size_t nrules = 0, r;
+    bool visible = false;
+    json_t *cr;
+    json_array_foreach(compiled, r, cr) {
+      const char *rc_conn = json_string_value(json_object_get(cr, "connector")) ?: "";
+      if (strcmp(rc_conn, "*") && strcmp(rc_conn, name)) continue;
+      nrules++;
+      size_t k;
+      json_t *g;
+      json_array_foreach(json_object_get(cr, "groups"), k, g) if (!visible && group_live(txn, tenant, g)) visible = true;
+      if (visible) break;
+    }
+    if (visible) continue;
+    char w[400];
+    if (nrules == 0)
+      snprintf(w, sizeof w,
+               "connector \"%.40s\" is visible to nobody: no rule names it (or \"*\"); a connector is shown only to "
+               "users a matching rule covers, whatever \"default\" says",
+               name);
+    else
+      snprintf(w, sizeof w,
+               "connector \"%.40s\" is visible to nobody: the rules naming it list only groups that do not exist "
+               "(yet); it appears when such a group is pushed",
+               name);
+    json_array_append_new(warnings, json_string(w));
+  }
+  json_decref(rec);
+  return 0;
+}
+
 json_t *pol_view(st_txn *txn, const char *tenant, const json_t *rec) {
   json_t *o = json_pack("{s:O,s:O,s:O,s:O}", "version", json_object_get(rec, "version"), "document",
                         json_object_get(rec, "document"), "warnings", json_object_get(rec, "warnings"),

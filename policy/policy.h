@@ -60,6 +60,14 @@ int pol_validate(const json_t *doc, char *err, size_t errlen);
 #define POL_EAMBIGUOUS (-2102)
 int pol_put(st_txn *txn, const char *tenant, const json_t *doc, const char *now, int *version_out,
             json_t **warnings, char *err, size_t errlen);
+/* The footgun check after a PUT: a connector is shown only to users a
+ * matching rule covers, whatever "default" says. For each connector in
+ * `connectors` (a JSON array of names, or of objects with "name") that the
+ * stored policy shows to nobody — no rule names it (or "*"), or the rules
+ * that do only list groups that do not exist — appends a sentence naming it
+ * and why to `warnings`. The semantics stay fail-closed: this only warns.
+ * Any txn (a writer job sees the document it just stored). 0 or ST_E*. */
+int pol_visibility_warnings(st_txn *txn, const char *tenant, const json_t *connectors, json_t *warnings);
 /* The stored policy record (caller decref); ST_ENOTFOUND when none. The
  * view for admins: the document with current group names and notes. */
 int pol_get(st_txn *txn, const char *tenant, json_t **rec);

@@ -116,10 +116,11 @@ async function main() {
     const scim = JSON.parse(t.body).scim;
     const base = '/t/acme/scim/v2';
     const auth = { authorization: `Bearer ${scim.token}` };
-    const metrics0 = (await req(undefined, port, 'GET', '/metrics', {})).body;
+    const opAuth = { authorization: `Bearer ${op}` }; // /metrics on the main listener needs the operator token
+    const metrics0 = (await req(undefined, port, 'GET', '/metrics', opAuth)).body;
 
     const { ids, secs } = await createUsers(port, base, auth, USERS, CONNS);
-    const metrics1 = (await req(undefined, port, 'GET', '/metrics', {})).body;
+    const metrics1 = (await req(undefined, port, 'GET', '/metrics', opAuth)).body;
     const num = (m, name) => Number((m.match(new RegExp(`^${name} (\\S+)$`, 'm')) || [])[1] || 0);
     const commits = num(metrics1, 'mcpgate_store_commits_total') - num(metrics0, 'mcpgate_store_commits_total');
     const jobs = num(metrics1, 'mcpgate_store_jobs_total') - num(metrics0, 'mcpgate_store_jobs_total');

@@ -129,11 +129,15 @@ test('--admin-listen: /metrics only on the admin listener, /healthz on both', as
   const gw = await startGateway({ args: ['--admin-listen', '127.0.0.1:0'], listeners: ['http', 'admin'] });
   const admin = gw.addrs.admin.port;
   assert.ok(admin && admin !== gw.port, 'admin listener on its own port');
+  // the admin listener is the operator's private one: no token needed there (as before)
   const m = await request(admin, { path: '/metrics' });
   assert.equal(m.status, 200);
   assert.match(m.body, /mcpgate_http_requests_total/);
   const m2 = await request(gw.port, { path: '/metrics' });
   assert.equal(m2.status, 404);
+  // not on the main listener, not even with the operator token
+  const m3 = await request(gw.port, { path: '/metrics', headers: { authorization: `Bearer ${gw.operatorToken()}` } });
+  assert.equal(m3.status, 404);
   assert.equal(JSON.parse(m2.body).error, 'not_found');
   assert.equal((await request(admin, { path: '/healthz' })).status, 200);
   assert.equal((await request(gw.port, { path: '/healthz' })).status, 200);

@@ -3,8 +3,9 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startGateway, rawHttp, request, connect, parsePrometheus, metricValue, parseResponses, sleep,
+  startGateway, rawHttp, request, connect, parsePrometheus, metricValue, parseResponses, sleep, fetchMetrics,
 } from './lib/gateway.mjs';
+import { createTenant, api } from './lib/admin.mjs';
 
 const ROUTES = ['health', 'metrics', 'admin', 'scim', 'mcp', 'oauth', 'web', 'other'];
 let gw;
@@ -45,8 +46,38 @@ test('GET /readyz → 200 ready or 503 not_ready with a reason', async () => {
   }
 });
 
+test('/metrics on the main listener needs the operator token (401 without, with another token or scheme)', async () => {
+  const op = gw.operatorToken();
+  const tenant = await createTenant(gw.port, op, 'metrics-t');
+  const mint = await api(gw.port, op, 'POST', '/admin/v1/tenants/metrics-t/admin-tokens', { name: 'x' });
+  assert.equal(mint.status, 201, mint.body);
+  const refused = [
+    ['no Authorization', {}],
+    ['a wrong bearer token', { authorization: 'Bearer mga_this-is-not-the-operator-token-at-all' }],
+    ['a tenant admin token', { authorization: `Bearer ${mint.json.token}` }],
+    ['the tenant SCIM token', { authorization: `Bearer ${tenant.scim.token}` }],
+    ['the operator token as Basic', { authorization: `Basic ${Buffer.from(`x:${op}`).toString('base64')}` }],
+  ];
+  for (const [what, headers] of refused) {
+    for (const method of ['GET', 'HEAD']) {
+      const r = await request(gw.port, { method, path: '/metrics', headers });
+      assert.equal(r.status, 401, `${method} /metrics with ${what}: ${r.status} ${r.body}`);
+      assert.match(String(r.headers['www-authenticate']), /^Bearer /, `${what}: WWW-Authenticate: Bearer`);
+      assert.doesNotMatch(r.body, /mcpgate_|metrics-t/, `${what}: no metric (nor tenant name) leaks`);
+      if (method === 'GET') assertJsonError(r, 401, 'unauthorized');
+    }
+  }
+  const ok = await request(gw.port, { path: '/metrics', headers: { authorization: `Bearer ${op}` } });
+  assert.equal(ok.status, 200, ok.body.slice(0, 200));
+  assert.match(ok.body, /mcpgate_http_requests_total/);
+  // the refusals are counted like any request
+  assert.ok(metricValue(parsePrometheus(ok.body), 'mcpgate_http_requests_total', { route: 'metrics', code: '401' }) >= 5);
+  // health and readiness stay open (load balancers, orchestrators)
+  assert.equal((await request(gw.port, { path: '/healthz' })).status, 200);
+});
+
 test('GET /metrics: well-formed exposition with the required families', async () => {
-  const r = await request(gw.port, { path: '/metrics' });
+  const r = await fetchMetrics(gw);
   assert.equal(r.status, 200);
   assert.match(r.headers['content-type'], /^text\/plain; version=0\.0\.4/);
   const s = parsePrometheus(r.body);
@@ -77,7 +108,7 @@ test('GET /metrics: well-formed exposition with the required families', async ()
 });
 
 test('3 × /healthz grows the health/200 counter by ≥ 3', async () => {
-  const read = async () => parsePrometheus((await request(gw.port, { path: '/metrics' })).body);
+  const read = async () => parsePrometheus((await fetchMetrics(gw)).body);
   const before = metricValue(await read(), 'mcpgate_http_requests_total', { route: 'health', code: '200' });
   for (let i = 0; i < 3; i++) assert.equal((await request(gw.port, { path: '/healthz' })).status, 200);
   const after = metricValue(await read(), 'mcpgate_http_requests_total', { route: 'health', code: '200' });

@@ -17,6 +17,10 @@
  *   /early           a 103 interim head, then 200 with a folded header
  *   a TLS ClientHello gets a plaintext 400 (for the TLS failure test)
  *
+ * The engine refuses non-public addresses unless its egress policy allows
+ * them: env_init allows loopback at every trust level (the test server is
+ * on 127.0.0.1); the egress tests set narrower policies.
+ *
  * Every loop test ends asserting uv_loop_close(loop) == 0, and a watchdog
  * fails a test that hangs. Set UNIT_VERBOSE=1 to see the engine's logs. */
 #include <arpa/inet.h>
@@ -36,6 +40,7 @@
 #include <uv.h>
 
 #include "gateway/buf.h"
+#include "gateway/egress.h"
 #include "gateway/log.h"
 #include "gateway/outbound.h"
 #include "tests/unit/unit.h"
@@ -60,6 +65,7 @@ struct srv {
   uv_tcp_t lst;
   int port;
   int accepted;
+  int requests; /* complete requests read */
   sconn *conns;
   bool closing;
 };
@@ -221,6 +227,7 @@ static void echo(sconn *c, const char *method, const char *head, size_t headlen,
 static void handle(sconn *c, const char *method, const char *target, const char *head, size_t headlen,
                    const char *body, size_t blen) {
   char path[256];
+  c->s->requests++;
   size_t pl = strcspn(target, "?");
   if (pl >= sizeof path) pl = sizeof path - 1;
   memcpy(path, target, pl);
@@ -410,12 +417,16 @@ static void env_dog(uv_timer_t *t) {
   env_finish(e);
 }
 
+/* Loopback allowed (the test server), for every trust level. */
+static gw_egress *loopback_policy;
+
 static int env_init(env *e) {
   memset(e, 0, sizeof *e);
   if (uv_loop_init(&e->loop) != 0) return -1;
   if (srv_start(&e->s, &e->loop) != 0) return -1;
   snprintf(e->base, sizeof e->base, "http://127.0.0.1:%d", e->s.port);
   if (gw_out_new(&e->loop, &e->o) != 0) return -1;
+  for (int lv = 0; lv < GW_OUT_EGRESS_LEVELS; lv++) gw_out_set_egress(e->o, lv, loopback_policy);
   uv_timer_init(&e->loop, &e->dog);
   e->dog.data = e;
   uv_timer_start(&e->dog, env_dog, 8000, 0);
@@ -454,6 +465,9 @@ typedef struct tr {
   struct tr *child;
   int start_rc_in_done; /* gw_out_start result tried from on_done (close test) */
   void (*hook)(struct tr *);
+  char detail[256];     /* gw_out_detail in on_done */
+  gw_out_opts next;     /* egress tests: started from on_done when next.url is set */
+  struct tr *next_tr;
 } tr;
 
 static void t_resume(uv_timer_t *t) {
@@ -527,10 +541,10 @@ static int t_data(gw_out_req *r, const char *p, size_t n, void *ud) {
 
 static void t_done(gw_out_req *r, int err, void *ud) {
   tr *t = ud;
-  (void)r;
   if (t->in_cb) t->reentered = true;
   t->ndone++;
   t->err = err;
+  snprintf(t->detail, sizeof t->detail, "%s", gw_out_detail(r));
   t->t_done = uv_hrtime();
   if (t->tm_init) uv_close((uv_handle_t *)&t->tm, NULL);
   t->tm_init = false;
@@ -598,13 +612,14 @@ TEST(error_names) {
   CHECK_STR(gw_out_err_kind(0), "ok");
   CHECK_STR(gw_out_strerror(-1), "unknown error");
   CHECK_STR(gw_out_err_kind(GW_OUT_ERR_FIRST + 1), "unknown");
-  CHECK_INT(GW_OUT_NKINDS, 14);
+  CHECK_INT(GW_OUT_NKINDS, 15);
   for (int a = GW_OUT_ERR_FIRST; a >= GW_OUT_ERR_LAST; a--) {
     CHECK(strcmp(gw_out_strerror(a), "unknown error") != 0);
     for (int b = a - 1; b >= GW_OUT_ERR_LAST; b--) CHECK(strcmp(gw_out_err_kind(a), gw_out_err_kind(b)) != 0);
   }
   CHECK_STR(gw_out_err_kind(GW_OUT_EIDLE), "idle_timeout");
   CHECK_STR(gw_out_err_kind(GW_OUT_EABORTED), "aborted");
+  CHECK_STR(gw_out_err_kind(GW_OUT_EEGRESS), "egress");
 }
 
 TEST(json_content_length) {
@@ -1251,8 +1266,112 @@ TEST(fd_reuse_many_short_connections) {
   free(e.pool);
 }
 
+/* ---- egress policy ---------------------------------------------------------- */
+
+/* Public only (no policy): 127.0.0.1, localhost (127.0.0.1 and ::1) and the
+ * IPv4-mapped form of 127.0.0.1 are all refused before a socket exists —
+ * the server never sees a connection — with the distinct error kind and a
+ * detail naming the address and the config key. */
+TEST(egress_refuses_before_connecting) {
+  env e;
+  tr a, b, c, d;
+  char url[128];
+  gw_egress *named = NULL;
+  char err[200];
+  CHECK_INT(gw_egress_parse("egress_allow", "", &named, err, sizeof err), 0);
+  CHECK_INT(env_init(&e), 0);
+  gw_out_set_egress(e.o, GW_OUT_EGRESS_UNTRUSTED, NULL);
+  gw_out_set_egress(e.o, GW_OUT_EGRESS_ADMIN, named);
+  tr_init(&a, &e, M_PLAIN);
+  tr_init(&b, &e, M_PLAIN);
+  tr_init(&c, &e, M_PLAIN);
+  tr_init(&d, &e, M_PLAIN);
+  CHECK_INT(tr_go(&e, &a, (gw_out_opts){0}, "/json"), 0);
+  snprintf(url, sizeof url, "http://localhost:%d/json", e.s.port);
+  CHECK_INT(tr_go(&e, &b, (gw_out_opts){.egress = GW_OUT_EGRESS_ADMIN}, url), 0);
+  snprintf(url, sizeof url, "http://[::ffff:127.0.0.1]:%d/json", e.s.port);
+  CHECK_INT(tr_go(&e, &c, (gw_out_opts){.egress = GW_OUT_EGRESS_ADMIN}, url), 0);
+  CHECK_INT(tr_go(&e, &d, (gw_out_opts){.egress = 7}, "/json"), GW_OUT_EINVAL);
+  CHECK_INT(env_run(&e), 0);
+  CHECK(!e.timed_out);
+  CHECK_INT(a.err, GW_OUT_EEGRESS);
+  CHECK_INT(b.err, GW_OUT_EEGRESS);
+  CHECK_INT(c.err, GW_OUT_EEGRESS);
+  CHECK_INT(a.nheaders + b.nheaders + c.nheaders, 0);
+  CHECK_INT(e.s.accepted, 0);
+  CHECK_INT(FAILED(e.st, GW_OUT_EEGRESS), 3);
+  CHECK(strstr(a.detail, "127.0.0.1") != NULL);
+  CHECK(strstr(b.detail, "egress_allow") != NULL);
+  CHECK(strstr(c.detail, "127.0.0.1") != NULL);
+  gw_buf_free(&a.body);
+  gw_buf_free(&b.body);
+  gw_buf_free(&c.body);
+  gw_buf_free(&d.body);
+  gw_egress_free(named);
+}
+
+static void next_hook(tr *t) {
+  if (t->next.url && t->next_tr && tr_go(t->e, t->next_tr, t->next, t->next.url) != 0) t->e->bad++;
+}
+
+/* Trust levels: the admin level (loopback allowed) fetches, and keeps the
+ * connection in curl's cache; an untrusted transfer to the same host and
+ * port would reuse it without opening a socket — the check before the
+ * request refuses it, and no second request reaches the server. A host
+ * name entry allows that name wherever it resolves. */
+TEST(egress_levels_and_connection_reuse) {
+  env e;
+  tr a, b, c;
+  char url[128], url2[128];
+  gw_egress *admin = NULL, *byname = NULL;
+  char err[200];
+  CHECK_INT(gw_egress_parse("egress_allow", "127.0.0.0/8", &admin, err, sizeof err), 0);
+  CHECK_INT(gw_egress_parse("egress_allow", "LocalHost", &byname, err, sizeof err), 0);
+  CHECK_INT(env_init(&e), 0);
+  gw_out_set_egress(e.o, GW_OUT_EGRESS_UNTRUSTED, NULL);
+  gw_out_set_egress(e.o, GW_OUT_EGRESS_ADMIN, admin);
+  tr_init(&a, &e, M_PLAIN);
+  tr_init(&b, &e, M_PLAIN);
+  a.hook = next_hook;
+  a.next_tr = &b;
+  snprintf(url, sizeof url, "%s/json", e.base);
+  a.next = (gw_out_opts){.egress = GW_OUT_EGRESS_UNTRUSTED, .url = url};
+  CHECK_INT(tr_go(&e, &a, (gw_out_opts){.egress = GW_OUT_EGRESS_ADMIN}, "/json"), 0);
+  CHECK_INT(env_run(&e), 0);
+  CHECK(!e.timed_out);
+  CHECK_INT(e.bad, 0);
+  CHECK_INT(a.err, 0);
+  CHECK_INT(a.status, 200);
+  CHECK_INT(b.ndone, 1);
+  CHECK_INT(b.err, GW_OUT_EEGRESS);
+  CHECK_INT(b.nheaders, 0);
+  CHECK_INT(e.s.accepted, 1);
+  CHECK_INT(e.s.requests, 1);
+  gw_buf_free(&a.body);
+  gw_buf_free(&b.body);
+
+  CHECK_INT(env_init(&e), 0);
+  gw_out_set_egress(e.o, GW_OUT_EGRESS_UNTRUSTED, NULL);
+  gw_out_set_egress(e.o, GW_OUT_EGRESS_ADMIN, byname);
+  tr_init(&c, &e, M_PLAIN);
+  snprintf(url2, sizeof url2, "http://localhost:%d/json", e.s.port);
+  CHECK_INT(tr_go(&e, &c, (gw_out_opts){.egress = GW_OUT_EGRESS_ADMIN}, url2), 0);
+  CHECK_INT(env_run(&e), 0);
+  CHECK(!e.timed_out);
+  CHECK_INT(c.err, 0);
+  CHECK_INT(c.status, 200);
+  gw_buf_free(&c.body);
+  gw_egress_free(admin);
+  gw_egress_free(byname);
+}
+
 int main(void) {
   if (!getenv("UNIT_VERBOSE")) gw_log_set_level((gw_log_level)(GW_LOG_ERROR + 1));
+  char perr[200];
+  if (gw_egress_parse("egress_allow", "127.0.0.0/8, ::1", &loopback_policy, perr, sizeof perr) != 0) {
+    fprintf(stderr, "egress policy: %s\n", perr);
+    return 1;
+  }
   RUN(error_names);
   RUN(json_content_length);
   RUN(status_head_interim_no_redirect);
@@ -1276,5 +1395,8 @@ int main(void) {
   RUN(close_with_live_transfers);
   RUN(many_concurrent);
   RUN(fd_reuse_many_short_connections);
+  RUN(egress_refuses_before_connecting);
+  RUN(egress_levels_and_connection_reuse);
+  gw_egress_free(loopback_policy);
   return UNIT_DONE();
 }

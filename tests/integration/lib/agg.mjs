@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after } from 'node:test';
 
-import { startGateway, request, parsePrometheus, metricValue } from './gateway.mjs';
+import { startGateway, request, parsePrometheus, metricValue, fetchMetrics } from './gateway.mjs';
 import {
   startEverything, startRecorder, setupTenant, rpcMessages, UPSTREAM_SECRET, waitFor,
 } from './mcp.mjs';
@@ -131,7 +131,7 @@ export async function rpcError(promise, what = 'request') {
 
 /** Open client streams the gateway reports for (tenant, connector); "(all)" = the aggregated endpoint's GET streams. */
 export async function openStreams(gw, tenant, connector = '(all)') {
-  const r = await request(gw.port, { path: '/metrics' });
+  const r = await fetchMetrics(gw); // with the operator token
   assert.equal(r.status, 200, 'metrics');
   return metricValue(parsePrometheus(r.body), 'mcpgate_mcp_client_streams_open', { tenant, connector });
 }

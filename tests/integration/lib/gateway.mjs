@@ -5,6 +5,12 @@
 // tests raw-socket HTTP helpers, an HTTP/1.1 response-stream parser and a
 // Prometheus text parser.
 //
+// Egress: the gateway only connects to public addresses unless the operator
+// lists more in egress_allow, and every upstream of this suite runs on
+// loopback — so startGateway sets MCPGATE_EGRESS_ALLOW to loopback
+// (LOOPBACK_EGRESS) unless the test says otherwise (`egressAllow: null`
+// starts a gateway with the default, public-only policy).
+//
 // Sanitizers: every gateway's stderr is scanned for ASan/LSan/UBSan reports
 // when it exits. stop() throws if one is found; a root `after` hook
 // (registered when this module is imported by a test file) stops every
@@ -148,18 +154,25 @@ function listenersFromArgs(args) {
 
 // ---------------------------------------------------------------- gateway
 
+/** The egress_allow every test gateway gets unless told otherwise: loopback, where the test upstreams run. */
+export const LOOPBACK_EGRESS = '127.0.0.0/8,::1';
+
 /**
  * Starts `mcpgate serve --listen 127.0.0.1:0 --data DIR ...args` and resolves
  * once every listener in `listeners` (default: derived from args) has logged
  * {"msg":"listening","listener":KIND,"addr":"127.0.0.1:PORT"}.
+ * egressAllow: the egress_allow value (env MCPGATE_EGRESS_ALLOW); default
+ * LOOPBACK_EGRESS; null leaves it unset (public addresses only). An
+ * MCPGATE_EGRESS_ALLOW in `env` or an --egress-allow flag wins.
  */
-export async function startGateway({ args = [], env = {}, dataDir, listeners, timeoutMs = 15000 } = {}) {
+export async function startGateway({ args = [], env = {}, dataDir, listeners, timeoutMs = 15000, egressAllow = LOOPBACK_EGRESS } = {}) {
   const bin = gatewayBin();
   if (!fs.existsSync(bin)) throw new Error(`gateway binary ${bin} not found (set MCPGATE_BIN or run make)`);
   const dir = dataDir ?? await makeTempDir();
   const want = listeners ?? listenersFromArgs(args);
   const fullArgs = ['serve', '--listen', '127.0.0.1:0', '--data', dir, ...args];
-  const proc = spawn(bin, fullArgs, { env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+  const genv = egressAllow === null ? env : { MCPGATE_EGRESS_ALLOW: egressAllow, ...env };
+  const proc = spawn(bin, fullArgs, { env: childEnv(genv), stdio: ['ignore', 'pipe', 'pipe'] });
 
   const entries = [];        // parsed JSON lines, or {raw} for anything else
   const rawLines = [];
@@ -305,7 +318,29 @@ export async function startGateway({ args = [], env = {}, dataDir, listeners, ti
   }
   g.port = addrs.http?.port;
   g.url = `http://127.0.0.1:${g.port}`;
+  /** The operator token: MCPGATE_ADMIN_TOKEN if the test set it, else <data>/admin.token. */
+  g.operatorToken = () => genv.MCPGATE_ADMIN_TOKEN ?? fs.readFileSync(path.join(dir, 'admin.token'), 'utf8').trim();
   return g;
+}
+
+/**
+ * GET /metrics of a gateway started by this file (a gateway object, or its
+ * main port), with the operator token the main listener requires. Resolves
+ * the raw response {status, headers, body}.
+ */
+export function fetchMetrics(gwOrPort, { token } = {}) {
+  const g = typeof gwOrPort === 'object' ? gwOrPort
+    : [...gateways].filter((x) => x.port === gwOrPort && x.exitInfo === null).pop();
+  const port = typeof gwOrPort === 'object' ? gwOrPort.port : gwOrPort;
+  const tok = token ?? g?.operatorToken();
+  return request(port, { path: '/metrics', headers: tok ? { authorization: `Bearer ${tok}` } : {} });
+}
+
+/** The parsed /metrics samples (asserts 200); see fetchMetrics. */
+export async function scrapeMetrics(gwOrPort, opts) {
+  const r = await fetchMetrics(gwOrPort, opts);
+  if (r.status !== 200) throw new Error(`GET /metrics: ${r.status} ${r.body.slice(0, 200)}`);
+  return parsePrometheus(r.body);
 }
 
 function safePred(pred, e) {

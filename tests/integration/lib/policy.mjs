@@ -16,7 +16,7 @@ import path from 'node:path';
 import { after } from 'node:test';
 import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 
-import { startGateway, makeTempDir, request, parsePrometheus, metricValue, waitFor, sleep } from './gateway.mjs';
+import { startGateway, makeTempDir, request, parsePrometheus, metricValue, waitFor, sleep, fetchMetrics } from './gateway.mjs';
 import { api, cli } from './admin.mjs';
 import { URN } from './scim.mjs';
 import {
@@ -210,7 +210,7 @@ export function watchListChanged(c) {
 
 /** Open client streams the gateway reports for a tenant's connector. */
 export async function openStreams(gw, tenant, connector = CONNECTOR) {
-  const r = await request(gw.port, { path: '/metrics' });
+  const r = await fetchMetrics(gw); // with the operator token
   assert.equal(r.status, 200, 'metrics');
   return metricValue(parsePrometheus(r.body), 'mcpgate_mcp_client_streams_open', { tenant, connector });
 }

@@ -1,7 +1,7 @@
 // tests/integration/lib/scim.mjs — helpers for the SCIM 2.0 integration tests
 // (built on lib/gateway.mjs and lib/admin.mjs).
 import assert from 'node:assert/strict';
-import { startGateway, request, parsePrometheus, metricValue } from './gateway.mjs';
+import { startGateway, request, parsePrometheus, metricValue, fetchMetrics } from './gateway.mjs';
 import { api, createTenant, operatorToken } from './admin.mjs';
 
 export const URN = {
@@ -160,7 +160,7 @@ export function oktaUser(userName, { givenName = 'Test', familyName = 'User', ex
 
 /** The /metrics samples of a gateway. */
 export async function scrape(port) {
-  const r = await request(port, { path: '/metrics' });
+  const r = await fetchMetrics(port); // with the operator token
   assert.equal(r.status, 200, `metrics: ${r.body.slice(0, 200)}`);
   return parsePrometheus(r.body);
 }
