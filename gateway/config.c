@@ -80,6 +80,14 @@ static const cfg_key keys[] = {
      "largest page a SCIM list returns (count is capped to it)", NULL},
     {"mcp_max_body", CFG_SIZE, "4M", 1024, 1 * GIB, OFF(mcp_max_body),
      "request body cap on MCP endpoints (one JSON-RPC message or batch)", NULL},
+    {"stream_buffer_max", CFG_SIZE, "1M", 64 * 1024, 1 * GIB, OFF(stream_buffer_max),
+     "bytes one client SSE stream may have queued (a client that does not read); upstreams feeding it pause at half "
+     "of it, and past it the stream is ended (the client resumes with Last-Event-ID)",
+     NULL},
+    {"agg_uri_map_max", CFG_INT, "10000", 16, 1000000, OFF(agg_uri_map_max),
+     "resource URIs (and template prefixes) the aggregated endpoint remembers per client session to route reads; "
+     "past it, further URIs are not routed by name (logged)",
+     NULL},
     {"allowed_origins", CFG_STR, "", 0, 0, OFF(allowed_origins),
      "comma-separated Origin values allowed on MCP endpoints besides public_url's own (\"*\" = any); requests with "
      "another Origin get 403. When public_url is loopback, loopback origins (any port) are allowed too and a "

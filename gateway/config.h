@@ -41,6 +41,8 @@ typedef struct gw_config {
   int64_t scim_max_body;
   int64_t scim_max_count;
   int64_t mcp_max_body;
+  int64_t stream_buffer_max;
+  int64_t agg_uri_map_max;
   char *allowed_origins;
   char *egress_allow;           /* gateway/egress.h: what admin-set URLs may reach */
   char *egress_allow_untrusted; /* the same for URLs outside callers supply */

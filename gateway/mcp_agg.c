@@ -375,21 +375,31 @@ static const list_kind *kind_of(px *x) {
 /* Resource URIs (and template prefixes) seen in lists and results, per
  * client session: resources keep their URIs, so reads route by this map.
  * The first connector in name order wins a collision (logged). */
-#define URI_MAP_MAX 100000
+#define URI_MAP_SESSIONS_MAX 10000 /* sessions with a map; past it the oldest map goes */
 
 static void uri_note(px *x, const char *uri, bool is_template) {
   if (!uri || !*uri || !x->connector[0]) return;
   gw_proxy *p = x->p;
-  if (!p->agg_uris || json_object_size(p->agg_uris) > 10000) {
-    json_decref(p->agg_uris);
-    p->agg_uris = json_object();
-  }
+  if (!p->agg_uris && !(p->agg_uris = json_object())) return;
   json_t *m = json_object_get(p->agg_uris, x->sid);
   if (!m) {
+    /* bounded: the map of the session noted first goes (jansson keeps
+     * insertion order); its resources are found again from a new list */
+    if (json_object_size(p->agg_uris) >= URI_MAP_SESSIONS_MAX) {
+      void *it = json_object_iter(p->agg_uris);
+      if (it) json_object_del(p->agg_uris, json_object_iter_key(it));
+    }
     m = json_object();
     json_object_set_new(p->agg_uris, x->sid, m);
   }
-  if (json_object_size(m) >= URI_MAP_MAX) return;
+  if (json_object_size(m) >= (size_t)x->lp->srv->cfg.agg_uri_map_max) {
+    if (!json_object_get(m, "!full")) {
+      GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, NULL}),
+             "a client session noted agg_uri_map_max resource URIs; further ones are not routed by name");
+      json_object_set_new(m, "!full", json_true());
+    }
+    return;
+  }
   char key[2100];
   if (is_template) {
     /* a template routes every URI that starts with its literal prefix */
@@ -975,7 +985,18 @@ static int mux_data(gw_out_req *r, const char *p, size_t n, void *ud) {
     c->ev.len -= start;
     d[c->ev.len] = 0;
   }
-  return 0;
+  /* the client's stream is fed by several upstreams: each pauses on its
+   * own when the client falls behind; the client's drain resumes them */
+  switch (c->parent && c->parent->req ? gw__stream_pressure(c, c->parent->req) : GW_STREAM_OK) {
+  case GW_STREAM_OVER:
+    gw_out_abort(r);
+    return 0;
+  case GW_STREAM_FULL:
+    c->paused = true;
+    return GW_OUT_PAUSE;
+  default:
+    return 0;
+  }
 }
 
 static void mux_attach(px *x, const char *connector, const char *upstream, const char *last_id);
@@ -1044,6 +1065,7 @@ static void mux_attach(px *x, const char *connector, const char *upstream, const
   u.protocol_version = c->sess.version;
   u.upstream_sid = upstream;
   u.last_event_id = last_id;
+  u.stream = true;
   u.on_headers = mux_headers;
   u.on_data = mux_data;
   u.on_done = mux_done;

@@ -27,7 +27,7 @@
 
 typedef struct cmetrics {
   char tenant[64], connector[40];
-  uint64_t requests, errors, auth_failures;
+  uint64_t requests, errors, auth_failures, overflows;
   uint64_t hist[NBUCKETS + 1];
   double sum;
   int64_t streams;
@@ -107,6 +107,7 @@ typedef struct px {
   struct px *bparent;    /* aggregated batch (2025-03-26): the exchange collecting replies (a ref) */
   int bindex;            /* this element's slot in the batch reply */
   int bpending;          /* batch parent: elements still to answer */
+  size_t bbytes;         /* batch parent: bytes of the replies collected so far */
 } px;
 
 
@@ -149,6 +150,12 @@ void gw__px_reply_raw(px *x, int status, const char *ct, const char *body, size_
 void gw__px_rpc_error(px *x, int http_status, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 void gw__mcp_refuse(gw_req *req, int status, int code, const char *msg);
 void gw__mcp_unauthorized(gw_req *req, const char *msg);
+/* Back-pressure of a client SSE stream fed by x (client: the stream's
+ * request): OK, FULL (pause the feeding transfer; on_drain resumes it), or
+ * OVER (past stream_buffer_max: the stream was ended, logged and counted;
+ * abort the feeding transfer). */
+enum { GW_STREAM_OK, GW_STREAM_FULL, GW_STREAM_OVER };
+int gw__stream_pressure(px *x, gw_req *client);
 /* Relays the upstream's answer to the client (the single-connector path). */
 int gw__px_start_upstream(px *x, const char *method, const void *body, size_t len, const char *accept);
 const pol_user *gw__policy_for(gw_loop *lp, const char *tenant, const char *user);

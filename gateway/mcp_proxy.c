@@ -90,6 +90,12 @@ void gw_proxy_metrics(gw_server *srv, gw_buf *o) {
     gw_buf_printf(o, "mcpgate_mcp_upstream_seconds_count{tenant=\"%s\",connector=\"%s\"} %llu\n",
                   p->m[i]->tenant, p->m[i]->connector, (unsigned long long)total);
   }
+  gw_buf_appends(o, "# HELP mcpgate_mcp_client_streams_overflowed_total Client streams ended because the client "
+                    "did not read (stream_buffer_max).\n"
+                    "# TYPE mcpgate_mcp_client_streams_overflowed_total counter\n");
+  for (size_t i = 0; i < p->nm; i++)
+    gw_buf_printf(o, "mcpgate_mcp_client_streams_overflowed_total{tenant=\"%s\",connector=\"%s\"} %llu\n",
+                  p->m[i]->tenant, p->m[i]->connector, (unsigned long long)p->m[i]->overflows);
   gw_buf_appends(o, "# HELP mcpgate_mcp_client_streams_open SSE streams open to clients.\n"
                     "# TYPE mcpgate_mcp_client_streams_open gauge\n");
   for (size_t i = 0; i < p->nm; i++)
@@ -193,6 +199,16 @@ static void batch_store(px *x, json_t *j) {
   px *p = x->bparent;
   x->bparent = NULL;
   json_t *res = json_object_get(p->agg_state, "results");
+  /* the collected array is capped like a request body: an element whose
+   * reply would pass it is answered with an error instead */
+  p->bbytes += x->body.len;
+  if (j && p->bbytes > (size_t)x->lp->srv->cfg.mcp_max_body) {
+    json_t *id = json_incref(json_object_get(j, "id"));
+    json_decref(j);
+    j = json_pack("{s:s,s:o,s:{s:i,s:s}}", "jsonrpc", "2.0", "id", id ? id : json_null(), "error", "code", -32603,
+                  "message", "the batch's replies are larger than the gateway collects (mcp_max_body); send these "
+                  "requests one by one");
+  }
   if (j) json_array_set_new(res, (size_t)x->bindex, j);
   if (--p->bpending == 0) {
     json_t *out = json_array();
@@ -283,12 +299,40 @@ static void on_client_abort(gw_req *req) {
   }
 }
 
+static void resume_feeder(px *o, void *parent) {
+  if (o->parent == parent && o->paused && o->out) {
+    o->paused = false;
+    gw_out_resume(o->out);
+  }
+}
+
 static void on_client_drain(gw_req *req) {
   px *x = req->handler_data;
   if (x->paused && x->out) {
     x->paused = false;
     gw_out_resume(x->out);
   }
+  /* an aggregated stream: the upstream streams feeding it */
+  if (x->agg && x->kind == PX_GET) gw__px_foreach(x->p, resume_feeder, x);
+}
+
+int gw__stream_pressure(px *x, gw_req *client) {
+  if (!client) return GW_STREAM_OK;
+  size_t q = gw_req_write_queue(client);
+  size_t cap = (size_t)client->lp->srv->cfg.stream_buffer_max;
+  if (q > cap) {
+    /* the client does not read: its stream ends rather than the gateway's
+     * memory growing; it resumes with Last-Event-ID */
+    GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, client->id}),
+           "client stream ended: %zu bytes queued for a client that is not reading (stream_buffer_max %zu)", q, cap);
+    if (x->m) x->m->overflows++;
+    px *owner = client->handler_data;
+    gw__px_client_done(owner);
+    gw_req_drop(client);
+    return GW_STREAM_OVER;
+  }
+  size_t pause_at = cap / 2 < GW_WRITE_HIGH_WATER ? cap / 2 : GW_WRITE_HIGH_WATER;
+  return q > pause_at ? GW_STREAM_FULL : GW_STREAM_OK;
 }
 
 /* ---------- policy ---------- */
@@ -529,11 +573,16 @@ static int up_data(gw_out_req *r, const char *p, size_t n, void *ud) {
       gw_out_abort(r);
       return 0;
     }
-    if (gw_req_write_queue(x->req) > GW_WRITE_HIGH_WATER) {
+    switch (gw__stream_pressure(x, x->req)) {
+    case GW_STREAM_OVER:
+      gw_out_abort(r);
+      return 0;
+    case GW_STREAM_FULL:
       x->paused = true;
       return GW_OUT_PAUSE;
+    default:
+      return 0;
     }
-    return 0;
   }
   if (gw_buf_append(&x->body, p, n) != 0) gw_out_abort(r); /* over the cap: fails in up_done */
   return 0;
@@ -824,6 +873,7 @@ int gw_upstream_start(gw_loop *lp, const gw_upstream_opts *u, gw_out_req **out) 
   o.idle_timeout_ms = (long)json_integer_value(json_object_get(to, "idle_ms"));
   o.ca_file = json_string_value(json_object_get(conn, "ca_file"));
   o.egress = GW_OUT_EGRESS_ADMIN; /* a tenant admin chose this URL: egress_allow applies */
+  o.http1 = u->stream;
   o.on_headers = u->on_headers;
   o.on_data = u->on_data;
   o.on_done = u->on_done;
@@ -850,6 +900,7 @@ int gw__px_start_upstream(px *x, const char *method, const void *body, size_t le
   u.protocol_version = pv ? pv : x->sess.version;
   u.upstream_sid = x->sess.upstream;
   u.last_event_id = x->req ? gw_req_header(x->req, "last-event-id") : NULL;
+  u.stream = !strcmp(method, "GET");
   u.on_headers = up_headers;
   u.on_data = up_data;
   u.on_done = up_done;

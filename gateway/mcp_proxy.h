@@ -44,6 +44,7 @@ typedef struct gw_upstream_opts {
    * shows the connector — so no asynchronous step before it can carry a
    * revoked identity or a hidden connector upstream. */
   const char *user, *tokid;
+  bool stream; /* a long-lived GET stream: HTTP/1.1 (see gw_out_opts.http1) */
   void (*on_headers)(gw_out_req *r, int status, const gw_out_header *h, size_t n, void *ud);
   int (*on_data)(gw_out_req *r, const char *p, size_t n, void *ud);
   void (*on_done)(gw_out_req *r, int err, void *ud);

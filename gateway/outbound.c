@@ -970,13 +970,13 @@ int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
   SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
   SETOPT(CURLOPT_PROXY, ""); /* ignore http_proxy & co: egress is explicit config */
   SETOPT(CURLOPT_NOSIGNAL, 1L);
-  SETOPT(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+  SETOPT(CURLOPT_HTTP_VERSION, op->http1 ? (long)CURL_HTTP_VERSION_1_1 : (long)CURL_HTTP_VERSION_2TLS);
   /* A burst of requests to one https upstream waits for the first
    * connection's ALPN and multiplexes on it instead of opening one TLS
    * connection each (an HTTP/1.1 answer releases the others at once). Not
    * for http://: curl 7.88 then waits for the first *response* to learn the
    * version, and a first request that is a long SSE stream blocks the rest. */
-  if (https) SETOPT(CURLOPT_PIPEWAIT, 1L);
+  if (https && !op->http1) SETOPT(CURLOPT_PIPEWAIT, 1L);
   SETOPT(CURLOPT_SSL_VERIFYPEER, 1L);
   SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
   if (op->ca_file) SETOPT(CURLOPT_CAINFO, op->ca_file);

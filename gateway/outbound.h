@@ -44,6 +44,7 @@
  * here: the transfer succeeded and on_headers saw the status. */
 #ifndef MCPGATE_GATEWAY_OUTBOUND_H
 #define MCPGATE_GATEWAY_OUTBOUND_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -148,6 +149,10 @@ typedef struct gw_out_opts {
   /* GW_OUT_EGRESS_*: which of the engine's egress policies applies. Any
    * other value is EINVAL. */
   int egress;
+  /* Speak HTTP/1.1 even where HTTP/2 is offered: for long-lived streams
+   * that get paused, whose HTTP/2 window would let the peer push up to
+   * 32 MB more into curl's buffers while paused. */
+  bool http1;
 
   /* Called once with the final status and headers, before any on_data.
    * Not called when the transfer fails before a complete head. May call

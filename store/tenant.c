@@ -51,6 +51,7 @@ int st__check_tenant_uids(st_txn *txn, st_check_report_fn report, void *ctx) {
     if (k.len < 2 || k.len > 64 || (kp[0] != 't' && kp[0] != 'u')) continue;
     memcpy(id, kp + 1, k.len - 1);
     id[k.len - 1] = 0;
+    if (strspn(id, "abcdefghijklmnopqrstuvwxyz0123456789-") != k.len - 1) continue; /* not a tenant key */
     st_val o;
     other[0] = kp[0] == 't' ? 'u' : 't';
     memcpy(other + 1, id, k.len - 1);

@@ -5,11 +5,13 @@
 // (sessions, JSON or SSE replies, a standalone GET stream) and records every
 // request it receives.
 //
-//   startCtlUpstream({name}) → {url, requests(), rpc(method), waitRpc(pred),
-//                               hold(pred) → release(), push(msg), getStreams(),
-//                               stop()}
+//   startCtlUpstream({name, tls: {certPem, keyPem}}) → {url, requests(), rpc(method),
+//                               waitRequest(pred), hold(pred) → release(), push(msg),
+//                               flood(opts), getStreams(), stop()}
 //
-// Tools: echo {message} → "<name>:echo <message>" (JSON reply);
+// resources: n > 0 offers resources <name>://r/0 … r/<n-1> (one page) and
+// reads them as "<name>:read <uri>".
+// Tools: echo {message, times?} → "<name>:echo <message × times>" (JSON reply);
 //        slow {ms}      → answered after ms (default 800), JSON reply;
 //        ask {}         → SSE reply: first a server→client request
 //                         elicitation/create with id "q-<n>", then, once the
@@ -18,14 +20,19 @@
 // hold(pred): requests whose parsed JSON-RPC message matches pred are held
 // (not answered) until the returned release() is called.
 // push(msg): sends msg on every open GET stream.
+// flood({eventBytes, totalBytes, ms}): writes notifications of about
+// eventBytes each on every open GET stream, honouring back-pressure (waits
+// for 'drain'), until totalBytes were accepted or ms passed; resolves with
+// the bytes the gateway accepted.
 import http from 'node:http';
+import https from 'node:https';
 import { randomUUID } from 'node:crypto';
 import { after } from 'node:test';
 
 const running = new Set();
 after(async () => { for (const u of [...running]) await u.stop(); });
 
-export async function startCtlUpstream({ name = 'ctl' } = {}) {
+export async function startCtlUpstream({ name = 'ctl', tls, resources = 0 } = {}) {
   const log = [];
   const holds = [];
   const waiters = new Set();
@@ -53,7 +60,17 @@ export async function startCtlUpstream({ name = 'ctl' } = {}) {
     }
     if (m.id === undefined) { res.writeHead(202, { 'mcp-session-id': sid }).end(); return; }
     if (m.method === 'initialize') {
-      result(res, sid, m.id, { protocolVersion: m.params?.protocolVersion ?? '2025-06-18', capabilities: { tools: { listChanged: true } }, serverInfo: { name, version: '1.0.0' } });
+      const capabilities = { tools: { listChanged: true } };
+      if (resources) capabilities.resources = {};
+      result(res, sid, m.id, { protocolVersion: m.params?.protocolVersion ?? '2025-06-18', capabilities, serverInfo: { name, version: '1.0.0' } });
+      return;
+    }
+    if (m.method === 'resources/list' && resources) {
+      result(res, sid, m.id, { resources: Array.from({ length: resources }, (_, i) => ({ uri: `${name}://r/${i}`, name: `r${i}` })) });
+      return;
+    }
+    if (m.method === 'resources/read' && resources) {
+      result(res, sid, m.id, { contents: [{ uri: m.params?.uri, text: `${name}:read ${m.params?.uri}` }] });
       return;
     }
     if (m.method === 'tools/list') {
@@ -63,7 +80,7 @@ export async function startCtlUpstream({ name = 'ctl' } = {}) {
     if (m.method === 'tools/call') {
       const tool = m.params?.name;
       const args = m.params?.arguments ?? {};
-      if (tool === 'echo') { result(res, sid, m.id, { content: [{ type: 'text', text: `${name}:echo ${args.message ?? ''}` }] }); return; }
+      if (tool === 'echo') { result(res, sid, m.id, { content: [{ type: 'text', text: `${name}:echo ${String(args.message ?? '').repeat(args.times ?? 1)}` }] }); return; }
       if (tool === 'slow') {
         const t = setTimeout(() => result(res, sid, m.id, { content: [{ type: 'text', text: `${name}:slow done` }] }), args.ms ?? 800);
         res.on('close', () => clearTimeout(t));
@@ -89,7 +106,7 @@ export async function startCtlUpstream({ name = 'ctl' } = {}) {
     res.end(b);
   }
 
-  const server = http.createServer((req, res) => {
+  const handler = (req, res) => {
     const chunks = [];
     req.on('data', (c) => chunks.push(c));
     req.on('end', () => {
@@ -112,10 +129,11 @@ export async function startCtlUpstream({ name = 'ctl' } = {}) {
       if (h) h.queue.push(go);
       else go();
     });
-  });
+  };
+  const server = tls ? https.createServer({ cert: tls.certPem, key: tls.keyPem }, handler) : http.createServer(handler);
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   const u = {
-    url: `http://127.0.0.1:${server.address().port}/mcp`,
+    url: `${tls ? 'https://localhost' : 'http://127.0.0.1'}:${server.address().port}/mcp`,
     requests: () => log.slice(),
     /** Recorded POSTs whose JSON-RPC message has `method`. */
     rpc: (method) => log.filter((e) => e.json && e.json.method === method),
@@ -136,6 +154,26 @@ export async function startCtlUpstream({ name = 'ctl' } = {}) {
     },
     push(msg) { for (const s of streams) s.write(`event: message\ndata: ${JSON.stringify(msg)}\n\n`); },
     getStreams: () => streams.size,
+    async flood({ eventBytes = 16384, totalBytes = 64 << 20, ms = 4000 } = {}) {
+      const pad = 'x'.repeat(eventBytes);
+      let n = 0, sent = 0;
+      const end = Date.now() + ms;
+      while (sent < totalBytes && Date.now() < end && streams.size) {
+        const ev = `event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: { n: n++, pad } } })}\n\n`;
+        let ok = true;
+        for (const st of streams) ok = st.write(ev) && ok;
+        sent += ev.length;
+        if (!ok) {
+          const left = end - Date.now();
+          if (left <= 0) break;
+          await new Promise((r) => {
+            const t = setTimeout(r, left);
+            for (const st of streams) st.once('drain', () => { clearTimeout(t); r(); });
+          });
+        }
+      }
+      return sent;
+    },
     async stop() {
       if (!running.delete(u)) return;
       for (const s of streams) s.destroy();

@@ -1,0 +1,58 @@
+// Issue 12 item 4, the aggregated endpoint's in-memory state: the
+// per-session resource-URI map is capped (agg_uri_map_max) instead of
+// growing without bound, and a batch's collected replies are capped like a
+// request body (mcp_max_body). Upstreams: lib/ctl-upstream.mjs.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { startGateway } from './lib/gateway.mjs';
+import { setupTenant, rawSession } from './lib/mcp.mjs';
+import { startCtlUpstream } from './lib/ctl-upstream.mjs';
+
+async function fixture(names, { args = [], resources = 0 } = {}) {
+  const gw = await startGateway({ args });
+  const t = await setupTenant(gw, { users: ['alice@acme.com'] });
+  const ups = {};
+  for (const n of names) {
+    ups[n] = await startCtlUpstream({ name: n, resources });
+    const r = await t.putConnector(n, { url: ups[n].url, auth: { type: 'none' } });
+    assert.equal(r.status, 201, r.body);
+  }
+  const tok = (await t.mintToken('alice@acme.com')).token;
+  return { gw, t, ups, tok, agg: `${gw.url}/t/acme/mcp` };
+}
+
+test('the resource-URI map of a session holds at most agg_uri_map_max entries; URIs past it are not routed, and say why in the log', async () => {
+  const f = await fixture(['ra', 'rb'], { args: ['--agg-uri-map-max', '16'], resources: 12 });
+  const s = await rawSession(f.agg, f.tok);
+  const uris = [];
+  for (let cursor, i = 0; i < 5; i++) {
+    const r = await s.request('resources/list', cursor ? { cursor } : {});
+    uris.push(...r.messages[0].result.resources.map((x) => x.uri));
+    cursor = r.messages[0].result.nextCursor;
+    if (!cursor) break;
+  }
+  assert.equal(uris.length, 24, `both connectors listed: ${uris}`);
+  const read = async (uri) => (await s.request('resources/read', { uri })).messages[0];
+  assert.equal((await read('ra://r/0')).result?.contents?.[0]?.text, 'ra:read ra://r/0', 'a URI noted before the cap routes');
+  const late = await read('rb://r/11');
+  assert.equal(late.error?.code, -32602, `a URI past the cap is not routed: ${JSON.stringify(late)}`);
+  assert.equal(f.ups.rb.rpc('resources/read').length, 0, 'nothing was guessed');
+  await f.gw.waitForLog((l) => /noted agg_uri_map_max resource URIs/.test(l.msg ?? ''));
+  await f.gw.stop();
+});
+
+test('a batch whose collected replies pass mcp_max_body answers the rest with an error instead of holding them', async () => {
+  const f = await fixture(['ca'], { args: ['--mcp-max-body', '4096'] });
+  const s = await rawSession(f.agg, f.tok, { protocolVersion: '2025-03-26' });
+  const call = (id) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'ca__echo', arguments: { message: 'z'.repeat(100), times: 15 } } });
+  const r = await s.post([call(1), call(2), call(3), call(4)]);
+  assert.equal(r.status, 200, r.body);
+  assert.ok(Array.isArray(r.json) && r.json.length === 4, r.body.slice(0, 300));
+  const ok = r.json.filter((m) => m.result);
+  const capped = r.json.filter((m) => m.error?.code === -32603 && /mcp_max_body/.test(m.error.message));
+  assert.ok(ok.length >= 1 && ok.length <= 2, `the first replies fit: ${ok.length}`);
+  assert.equal(ok.length + capped.length, 4, `the others are answered with the cap error: ${r.body.slice(0, 400)}`);
+  assert.deepEqual(r.json.map((m) => m.id).sort(), [1, 2, 3, 4], 'every id answered once');
+  await f.gw.stop();
+});

@@ -1,0 +1,85 @@
+// Issue 12 item 1: a client that never reads its aggregated GET stream
+// must not grow the gateway's memory while a chatty upstream floods it.
+// The upstream GET streams feeding it pause above the client's high-water
+// mark (the upstream then sees back-pressure itself) and resume when the
+// client reads; past stream_buffer_max the stream ends, logged and counted.
+// Plain and TLS upstreams (lib/ctl-upstream.mjs flood()).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+
+import { startGateway, connect, makeTempDir, makeSelfSignedCert, metricValue, waitFor } from './lib/gateway.mjs';
+import { setupTenant, rawSession } from './lib/mcp.mjs';
+import { scrape } from './lib/scim.mjs';
+import { startCtlUpstream } from './lib/ctl-upstream.mjs';
+
+const rssKiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+
+async function streamFixture({ tls = false, args = [] } = {}) {
+  const gw = await startGateway({ args });
+  let ca;
+  let certs;
+  if (tls) {
+    const dir = await makeTempDir();
+    certs = makeSelfSignedCert(dir, 'up');
+    ca = certs.cert;
+  }
+  const up = await startCtlUpstream({ name: 'chatty', tls: certs });
+  const t = await setupTenant(gw, { users: ['alice@acme.com'] });
+  const body = { url: up.url, auth: { type: 'none' } };
+  if (ca) body.ca_file = ca;
+  const r = await t.putConnector('chatty', body);
+  assert.equal(r.status, 201, r.body);
+  const tok = (await t.mintToken('alice@acme.com')).token;
+  const agg = `${gw.url}/t/acme/mcp`;
+  const s = await rawSession(agg, tok);
+  const list = await s.request('tools/list');
+  assert.match(list.body, /chatty__echo/, 'the upstream session is open');
+  // a raw client that sends the GET and then stops reading
+  const conn = await connect(gw.port);
+  await conn.write(`GET /t/acme/mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${tok}\r\n` +
+    `Accept: text/event-stream\r\nMcp-Session-Id: ${s.sessionId}\r\nMCP-Protocol-Version: ${s.protocolVersion}\r\n\r\n`);
+  await waitFor(() => conn.text().includes('200 OK') && up.getStreams() === 1, { what: 'the stream and its upstream stream open' });
+  conn.socket.pause();
+  return { gw, up, conn };
+}
+
+for (const tls of [false, true]) {
+  test(`a never-reading client on a chatty aggregated stream keeps the gateway's memory bounded (${tls ? 'TLS' : 'plain'} upstream); reading resumes it`, async () => {
+    const f = await streamFixture({ tls });
+    const before = rssKiB(f.gw.proc.pid);
+    const total = 256 << 20;
+    const sent = await f.up.flood({ eventBytes: 16384, totalBytes: total, ms: 4000 });
+    const after = rssKiB(f.gw.proc.pid);
+    assert.ok(sent < total / 4, `the upstream was held back by the paused transfer: it could write only ${sent} of ${total} bytes`);
+    assert.ok(after - before < 48 * 1024, `gateway RSS grew by ${after - before} KiB (from ${before} KiB) while ${sent} bytes were pushed`);
+    assert.equal(f.conn.closed, false, 'below stream_buffer_max the stream stays open (paused, not cut)');
+    // the client reads again: the paused upstream stream resumes
+    const seen = f.conn.buffer.length;
+    f.conn.socket.resume();
+    const more = f.up.flood({ eventBytes: 1024, totalBytes: 1 << 20, ms: 3000 });
+    await waitFor(() => f.conn.buffer.length > seen + (1 << 20), { timeoutMs: 8000, what: 'events flowing again after the client read' });
+    await more;
+    f.conn.destroy();
+    await f.gw.stop();
+  });
+}
+
+test('past stream_buffer_max the stream is ended, logged and counted; the gateway stays healthy', async () => {
+  const f = await streamFixture({ args: ['--stream-buffer-max', '65536'] });
+  try {
+    // events far larger than the cap: once the kernel's buffers are full,
+    // the next one lands in the gateway's queue whole, past the cap
+    for (let i = 0; i < 6; i++) f.up.push({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: `${i}`.repeat(4 << 20) } });
+    const line = await f.gw.waitForLog((l) => /client stream ended: \d+ bytes queued/.test(l.msg ?? ''), 8000);
+    assert.match(line.msg, /stream_buffer_max 65536/);
+    f.conn.socket.resume();
+    await waitFor(() => f.conn.closed, { timeoutMs: 5000, what: 'the client connection closed' });
+    await waitFor(() => f.up.getStreams() === 0, { timeoutMs: 5000, what: 'the upstream stream released' });
+    const m = await scrape(f.gw.port);
+    assert.equal(metricValue(m, 'mcpgate_mcp_client_streams_overflowed_total', { tenant: 'acme', connector: 'chatty' }), 1);
+  } finally {
+    f.conn.destroy();
+  }
+  await f.gw.stop();
+});
