@@ -942,7 +942,7 @@ static void mux_emit(px *c, const char *upstream_id, json_t *msg) {
   free(data);
 }
 
-static void mux_event(px *c, const char *ev, size_t n) {
+static int mux_event(px *c, const char *ev, size_t n) {
   char id[512];
   gw_buf data;
   gw_buf_init(&data, 8 * 1024 * 1024);
@@ -951,6 +951,7 @@ static void mux_event(px *c, const char *ev, size_t n) {
   if (msg) mux_emit(c, id[0] ? id : NULL, msg);
   json_decref(msg);
   gw_buf_free(&data);
+  return 0;
 }
 
 static void mux_headers(gw_out_req *r, int status, const gw_out_header *h, size_t n, void *ud) {
@@ -969,22 +970,7 @@ static int mux_data(gw_out_req *r, const char *p, size_t n, void *ud) {
     gw_out_abort(r);
     return 0;
   }
-  char *d = c->ev.data;
-  size_t start = 0;
-  for (size_t i = 0; i + 1 < c->ev.len; i++) {
-    size_t end = 0;
-    if (d[i] == '\n' && d[i + 1] == '\n') end = i + 2;
-    else if (i + 3 < c->ev.len && !memcmp(d + i, "\r\n\r\n", 4)) end = i + 4;
-    if (!end) continue;
-    mux_event(c, d + start, end - start);
-    start = end;
-    i = end - 1;
-  }
-  if (start) {
-    memmove(d, d + start, c->ev.len - start);
-    c->ev.len -= start;
-    d[c->ev.len] = 0;
-  }
+  gw__sse_each(c, mux_event);
   /* the client's stream is fed by several upstreams: each pauses on its
    * own when the client falls behind; the client's drain resumes them */
   switch (c->parent && c->parent->req ? gw__stream_pressure(c, c->parent->req) : GW_STREAM_OK) {

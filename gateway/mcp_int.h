@@ -88,6 +88,7 @@ typedef struct px {
   char up_ct[128];
   gw_buf body;           /* buffered JSON / initialize reply */
   gw_buf ev;             /* SSE bytes not yet forming a complete event */
+  size_t ev_scanned;     /* bytes of ev already searched for an event end */
   uint64_t start_ns;
   cmetrics *m;
   json_t *list_ids;      /* ids of tools/list requests: their results are filtered */
@@ -173,6 +174,11 @@ void gw__agg_forget_session(gw_proxy *p, const char *sid);
 void gw__agg_forget_tenant(gw_proxy *p, const char *tenant);
 /* mcp_agg.c: DELETE each upstream session of {connector: upstream id}. */
 void gw__agg_end_upstreams(px *x, json_t *ups);
+/* Calls fn for every complete SSE event in x->ev (ended by a blank line,
+ * "\n\n" or "\r\n\r\n") and keeps the incomplete rest; the search resumes
+ * where the last call stopped, so an event arriving in many chunks costs
+ * O(its size). Stops at (and returns) fn's first non-zero return. */
+int gw__sse_each(px *x, int (*fn)(px *x, const char *ev, size_t n));
 /* Splits one SSE event: data lines joined into data; other lines into
  * head (may be NULL); the id: line's value into id (may be NULL). */
 void gw__sse_split(const char *ev, size_t n, gw_buf *data, gw_buf *head, char *id, size_t idcap);

@@ -471,31 +471,41 @@ static void relay_one_event(px *x, const char *ev, size_t n, gw_buf *out) {
 /* Forwards every complete event in x->ev (events end with a blank line;
  * "\r\n" and "\n" both end lines). Policy inspection of events plugs in
  * here later; today events pass unchanged. */
-static int relay_events(px *x) {
-  size_t start = 0;
+int gw__sse_each(px *x, int (*fn)(px *x, const char *ev, size_t n)) {
+  size_t start = 0, i = x->ev_scanned;
   char *d = x->ev.data;
-  for (size_t i = 0; i + 1 < x->ev.len; i++) {
+  int rc = 0;
+  for (; i + 1 < x->ev.len; i++) {
     size_t end = 0;
     if (d[i] == '\n' && d[i + 1] == '\n') end = i + 2;
-    else if (i + 3 < x->ev.len && d[i] == '\r' && d[i + 1] == '\n' && d[i + 2] == '\r' && d[i + 3] == '\n')
-      end = i + 4;
+    else if (i + 3 < x->ev.len && !memcmp(d + i, "\r\n\r\n", 4)) end = i + 4;
     if (!end) continue;
-    gw_buf out;
-    gw_buf_init(&out, 2 * MAX_SSE_EVENT);
-    relay_one_event(x, d + start, end - start, &out);
-    int wr = x->req && out.len ? gw_resp_write(x->req, out.data, out.len) : 0;
-    gw_buf_free(&out);
-    if (wr != 0) return -1;
+    if ((rc = fn(x, d + start, end - start)) != 0) break;
     start = end;
     i = end - 1;
   }
+  /* resume after what was searched, less the 3 bytes a terminator split
+   * across two chunks may have begun with */
+  size_t scanned = i > 3 ? i - 3 : 0;
+  x->ev_scanned = scanned > start ? scanned - start : 0;
   if (start) {
     memmove(d, d + start, x->ev.len - start);
     x->ev.len -= start;
     d[x->ev.len] = 0;
   }
-  return 0;
+  return rc;
 }
+
+static int relay_event(px *x, const char *ev, size_t n) {
+  gw_buf out;
+  gw_buf_init(&out, 2 * MAX_SSE_EVENT);
+  relay_one_event(x, ev, n, &out);
+  int wr = x->req && out.len ? gw_resp_write(x->req, out.data, out.len) : 0;
+  gw_buf_free(&out);
+  return wr != 0 ? -1 : 0;
+}
+
+static int relay_events(px *x) { return gw__sse_each(x, relay_event); }
 
 /* ---------- upstream callbacks ---------- */
 

@@ -8,11 +8,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 
-import { startGateway, connect, makeTempDir, makeSelfSignedCert, metricValue, waitFor } from './lib/gateway.mjs';
+import { gatewayBin, startGateway, connect, makeTempDir, makeSelfSignedCert, metricValue, waitFor } from './lib/gateway.mjs';
 import { setupTenant, rawSession } from './lib/mcp.mjs';
 import { scrape } from './lib/scim.mjs';
 import { startCtlUpstream } from './lib/ctl-upstream.mjs';
 
+// ASan's quarantine and shadow memory make RSS say little about the
+// gateway's own buffers: under the sanitizer build the bytes the upstream
+// could push (bounded only if the gateway stopped reading) are the measure.
+const SANITIZED = /asan/.test(gatewayBin());
 const rssKiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
 
 async function streamFixture({ tls = false, args = [] } = {}) {
@@ -47,20 +51,23 @@ async function streamFixture({ tls = false, args = [] } = {}) {
 for (const tls of [false, true]) {
   test(`a never-reading client on a chatty aggregated stream keeps the gateway's memory bounded (${tls ? 'TLS' : 'plain'} upstream); reading resumes it`, async () => {
     const f = await streamFixture({ tls });
-    const before = rssKiB(f.gw.proc.pid);
-    const total = 256 << 20;
-    const sent = await f.up.flood({ eventBytes: 16384, totalBytes: total, ms: 4000 });
-    const after = rssKiB(f.gw.proc.pid);
-    assert.ok(sent < total / 4, `the upstream was held back by the paused transfer: it could write only ${sent} of ${total} bytes`);
-    assert.ok(after - before < 48 * 1024, `gateway RSS grew by ${after - before} KiB (from ${before} KiB) while ${sent} bytes were pushed`);
-    assert.equal(f.conn.closed, false, 'below stream_buffer_max the stream stays open (paused, not cut)');
-    // the client reads again: the paused upstream stream resumes
-    const seen = f.conn.buffer.length;
-    f.conn.socket.resume();
-    const more = f.up.flood({ eventBytes: 1024, totalBytes: 1 << 20, ms: 3000 });
-    await waitFor(() => f.conn.buffer.length > seen + (1 << 20), { timeoutMs: 8000, what: 'events flowing again after the client read' });
-    await more;
-    f.conn.destroy();
+    try {
+      const before = rssKiB(f.gw.proc.pid);
+      const total = 256 << 20;
+      const sent = await f.up.flood({ eventBytes: 16384, totalBytes: total, ms: 2500 });
+      const after = rssKiB(f.gw.proc.pid);
+      assert.ok(sent < 32 << 20, `the upstream was held back by the paused transfer: it could write only ${sent} of ${total} bytes`);
+      if (!SANITIZED) assert.ok(after - before < 48 * 1024, `gateway RSS grew by ${after - before} KiB (from ${before} KiB) while ${sent} bytes were pushed`);
+      assert.equal(f.conn.closed, false, 'below stream_buffer_max the stream stays open (paused, not cut)');
+      // the client reads again: the paused upstream stream resumes
+      const seen = f.conn.buffer.length;
+      f.conn.socket.resume();
+      const more = f.up.flood({ eventBytes: 1024, totalBytes: 1 << 20, ms: 3000 });
+      await waitFor(() => f.conn.buffer.length > seen + (1 << 20), { timeoutMs: 8000, what: 'events flowing again after the client read' });
+      await more;
+    } finally {
+      f.conn.destroy();
+    }
     await f.gw.stop();
   });
 }
