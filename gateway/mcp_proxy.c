@@ -1122,6 +1122,17 @@ int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c) {
   return 0;
 }
 
+/* Before the body is read: the same first checks (and answers) as the
+ * handlers, which run them again on what is let through. */
+int gw_proxy_preauth(gw_req *req) {
+  gw_mcp_ctx ctx;
+  return gw__mcp_begin(req, false, &ctx) ? -1 : 0;
+}
+int gw_agg_preauth(gw_req *req) {
+  gw_mcp_ctx ctx;
+  return gw__mcp_begin(req, true, &ctx) ? -1 : 0;
+}
+
 /* GET and DELETE need a session of this caller (and GET an SSE Accept). */
 int gw__mcp_session_checks(gw_req *req, const gw_mcp_ctx *c) {
   if (!c->sid) {

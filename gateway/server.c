@@ -429,9 +429,10 @@ int gw_serve(gw_config *cfg) {
         gw_proxy_register_hooks(srv) != 0)
       goto out;
   }
-  srv->mcp_route = (gw_route){GW_RC_MCP, gw_proxy_dispatch, NULL, srv->cfg.mcp_max_body, NULL};
-  srv->agg_route = (gw_route){GW_RC_MCP, gw_agg_dispatch, NULL, srv->cfg.mcp_max_body, NULL};
-  srv->scim_route = (gw_route){GW_RC_SCIM, gw_scim_dispatch, NULL, srv->cfg.scim_max_body, gw_scim_early_error};
+  srv->mcp_route = (gw_route){GW_RC_MCP, gw_proxy_dispatch, NULL, srv->cfg.mcp_max_body, NULL, gw_proxy_preauth};
+  srv->agg_route = (gw_route){GW_RC_MCP, gw_agg_dispatch, NULL, srv->cfg.mcp_max_body, NULL, gw_agg_preauth};
+  srv->scim_route = (gw_route){GW_RC_SCIM, gw_scim_dispatch, NULL, srv->cfg.scim_max_body, gw_scim_early_error,
+                               gw_scim_preauth};
   if (uv_loop_init(&lp->loop) != 0) goto out;
   if (st_port_open(srv->store, &lp->loop, &lp->port) != 0) goto out_loop;
   if (gw_proxy_loop_start(lp) != 0) goto out_loop;
