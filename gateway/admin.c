@@ -1393,6 +1393,12 @@ static void explain_endpoint(gw_req *req, const caller *who, const char *tenant)
   gw_respond_json(req, 200, ex);
 }
 
+int gw_admin_preauth(gw_req *req) {
+  if (!req->lp->srv->store) return 0; /* the handler answers 503 */
+  caller who;
+  return authenticate(req, &who) ? -1 : 0;
+}
+
 void gw_admin_dispatch(gw_req *req) {
   if (!req->lp->srv->store) {
     gw_respond_error(req, 503, "store_unavailable", "the store is not open");

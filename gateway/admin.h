@@ -23,6 +23,9 @@ typedef struct st_txn st_txn;
 typedef struct st_store st_store;
 
 void gw_admin_dispatch(gw_req *req);
+/* Route preauth (gateway/router.h): the operator or a tenant admin token,
+ * before the body is read; answers 401 otherwise. */
+int gw_admin_preauth(gw_req *req);
 /* Per-loop setup/teardown (timers for background purges). */
 int gw_admin_loop_start(gw_loop *lp);
 void gw_admin_loop_stop(gw_loop *lp);

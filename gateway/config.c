@@ -102,6 +102,21 @@ static const cfg_key keys[] = {
      "the same for URLs that outside callers supply (e.g. OAuth client metadata documents): public addresses only "
      "unless listed here (meant for tests; egress_allow does not apply to them)",
      check_egress},
+    {"session_idle_timeout_ms", CFG_INT, "86400000", 100, 365LL * 86400000, OFF(session_idle_timeout_ms),
+     "an MCP session unused for longer than this is gone (404 \"Session not found\", as an unknown one) and purged "
+     "from the store; use is recorded at most once a minute, so it may end up to a minute early (a quarter of the "
+     "timeout when that is shorter)",
+     NULL},
+    {"session_max_age_ms", CFG_INT, "604800000", 100, 3650LL * 86400000, OFF(session_max_age_ms),
+     "an MCP session older than this is gone however much it is used (purged like an idle one)", NULL},
+    {"sessions_per_user_max", CFG_INT, "64", 1, 100000, OFF(sessions_per_user_max),
+     "MCP sessions one user may hold (both endpoints together); creating one more ends that user's oldest (by "
+     "creation) in the same transaction",
+     NULL},
+    {"session_purge_interval_ms", CFG_INT, "60000", 10, 86400000, OFF(session_purge_interval_ms),
+     "how often expired MCP sessions are purged from the store (in bounded background transactions); requests "
+     "never see an expired session whatever this is",
+     NULL},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 

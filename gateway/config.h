@@ -46,6 +46,10 @@ typedef struct gw_config {
   char *allowed_origins;
   char *egress_allow;           /* gateway/egress.h: what admin-set URLs may reach */
   char *egress_allow_untrusted; /* the same for URLs outside callers supply */
+  int64_t session_idle_timeout_ms;   /* gateway/mcp_session.h: expiry and caps */
+  int64_t session_max_age_ms;
+  int64_t sessions_per_user_max;
+  int64_t session_purge_interval_ms;
   bool public_url_derived; /* not set by any source: follows the bound listen address */
 } gw_config;
 

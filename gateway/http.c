@@ -39,6 +39,10 @@
 enum conn_state { CS_IDLE, CS_HEADERS, CS_BODY, CS_HANDLING, CS_LINGER };
 
 #define LINGER_MS 2000
+/* What a lingering connection discards at most before it stops reading (the
+ * timer then closes it): a client refused before its body was read (preauth,
+ * 413) must not make us read the body anyway, only throw it away. */
+#define LINGER_DISCARD_MAX (64 * 1024)
 #define IN_CAP (256 * 1024) /* unparsed pipelined bytes held while handling */
 #define MAX_RESP_HEADERS 32
 
@@ -84,6 +88,7 @@ struct gw_conn {
   bool closing, reading, eof, close_after, in_parse, rejected, counted;
   bool resume_parse;       /* the timer fires at 0 ms to parse pipelined bytes */
   bool tls_closed;
+  size_t linger_read;      /* bytes discarded while lingering */
   const char *exec_start;  /* the buffer llhttp is executing, for obs-fold */
   char tail_nonws;         /* last non-SP/HT byte of the previous buffer */
   gw_conn *next, *prev;
@@ -778,6 +783,17 @@ static int on_headers_complete(llhttp_t *p) {
   pr->body.max = (size_t)pr->body_limit;
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > (uint64_t)pr->body_limit)
     return fail(c, 413, "request body too large");
+  /* The credential before any body byte (and before a 100 Continue): an
+   * unauthenticated client must not make us buffer up to the body cap.
+   * Bodiless requests go straight to the handler, which checks the same. A
+   * refusal has been answered (the route's format, WWW-Authenticate) and
+   * ends the connection: the body is never read, only a little of it
+   * discarded while lingering. */
+  if (r->route && r->route->preauth && ((p->flags & F_CHUNKED) || p->content_length > 0)) {
+    pr->close = true;
+    if (r->route->preauth(r) != 0) return fail(c, 401, "refused before the body was read");
+    pr->close = false;
+  }
   const char *expect = gw_req_header(r, "expect");
   if (expect) {
     if (strcasecmp(expect, "100-continue") != 0) return fail(c, 417, "unsupported Expect value");
@@ -943,7 +959,15 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     if (c->req && c->req->on_abort) conn_close(c);
     return;
   }
-  if (c->state == CS_LINGER) return; /* discard */
+  if (c->state == CS_LINGER) {
+    /* discard, up to a cap: past it the bytes stay in the kernel */
+    c->linger_read += (size_t)nread;
+    if (c->linger_read > LINGER_DISCARD_MAX && c->reading) {
+      uv_read_stop(s);
+      c->reading = false;
+    }
+    return;
+  }
   int rc;
   if (c->tls) {
     rc = gw_tls_feed(c->tls, buf->base, (size_t)nread, append_in, c);

@@ -796,6 +796,7 @@ static void finish_initialize(px *x) {
   snprintf(j->s.version, sizeof j->s.version, "%s", ver);
   snprintf(j->s.upstream, sizeof j->s.upstream, "%s", x->up_sid);
   snprintf(j->tokid, sizeof j->tokid, "%s", x->tokid);
+  j->s.created_ms = gw_session_now_ms();
   time_t now = time(NULL);
   j->unix_now = (int64_t)now;
   struct tm tm;
@@ -1164,6 +1165,10 @@ int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c) {
   c->sid = gw_req_header(req, "mcp-session-id");
   int src = rc == 0 && crc == 0 && c->sid ? gw_session_get(txn, c->sid, &c->sess) : ST_ENOTFOUND;
   st_txn_end(txn);
+  /* an expired session is an unknown one, from its stored stamps: the
+   * purge may not have run yet (gateway/mcp_session.h) */
+  int64_t now_ms = gw_session_now_ms();
+  if (src == 0 && gw_session_expired(&c->sess, now_ms, &srv->sess_limits)) src = ST_ENOTFOUND;
   if (rc != 0) {
     gw__mcp_unauthorized(req, "invalid, expired or revoked token");
     return -1;
@@ -1174,7 +1179,19 @@ int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c) {
   }
   c->sess_ok = src == 0 && !strcmp(c->sess.tenant, c->tenant) && !strcmp(c->sess.user, c->user) &&
                !strcmp(c->sess.connector, c->connector);
+  if (c->sess_ok) gw_session_touch(req->lp, c->sid, &c->sess, now_ms);
   return 0;
+}
+
+/* Before the body is read: the same first checks (and answers) as the
+ * handlers, which run them again on what is let through. */
+int gw_proxy_preauth(gw_req *req) {
+  gw_mcp_ctx ctx;
+  return gw__mcp_begin(req, false, &ctx) ? -1 : 0;
+}
+int gw_agg_preauth(gw_req *req) {
+  gw_mcp_ctx ctx;
+  return gw__mcp_begin(req, true, &ctx) ? -1 : 0;
 }
 
 /* GET and DELETE need a session of this caller (and GET an SSE Accept). */

@@ -66,6 +66,11 @@ int gw_proxy_loop_start(gw_loop *lp);
 /* Ends every exchange (shutdown); frees the per-loop state once they are gone. */
 void gw_proxy_loop_stop(gw_loop *lp);
 void gw_proxy_dispatch(gw_req *req);
+/* Route preauth (gateway/router.h) of /t/{tenant}/mcp/{connector} and of
+ * /t/{tenant}/mcp: what every MCP request passes first (path, method,
+ * Origin/Host, employee token and user state), before the body is read. */
+int gw_proxy_preauth(gw_req *req);
+int gw_agg_preauth(gw_req *req);
 /* /t/{tenant}/mcp — the aggregated endpoint (gateway/mcp_agg.c). */
 void gw_agg_dispatch(gw_req *req);
 /* Learns a connector's capabilities (after an admin PUT). */

@@ -18,10 +18,10 @@ const char *gw_route_class_name(int rclass) {
   return rclass >= 0 && rclass < GW_RC_COUNT ? class_names[rclass] : "other";
 }
 
-static const gw_route r_healthz = {GW_RC_HEALTH, gw_ops_healthz, "GET, HEAD", 0, NULL};
-static const gw_route r_readyz = {GW_RC_HEALTH, gw_ops_readyz, "GET, HEAD", 0, NULL};
-static const gw_route r_metrics = {GW_RC_METRICS, gw_ops_metrics, "GET, HEAD", 0, NULL};
-static const gw_route r_admin = {GW_RC_ADMIN, gw_admin_dispatch, NULL, 0, NULL};
+static const gw_route r_healthz = {GW_RC_HEALTH, gw_ops_healthz, "GET, HEAD", 0, NULL, NULL};
+static const gw_route r_readyz = {GW_RC_HEALTH, gw_ops_readyz, "GET, HEAD", 0, NULL, NULL};
+static const gw_route r_metrics = {GW_RC_METRICS, gw_ops_metrics, "GET, HEAD", 0, NULL, NULL};
+static const gw_route r_admin = {GW_RC_ADMIN, gw_admin_dispatch, NULL, 0, NULL, gw_admin_preauth};
 
 static int eq(const char *p, size_t n, const char *lit) {
   return strlen(lit) == n && memcmp(p, lit, n) == 0;

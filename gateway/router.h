@@ -1,7 +1,8 @@
 /* gateway/router.h — maps a request path to a route: its handler, its route
  * class (for metrics and the access log), allowed methods and body cap.
- * Routing happens when the headers are complete, so the body cap and
- * `Expect: 100-continue` can be decided before any body byte is read.
+ * Routing happens when the headers are complete, so the body cap, the
+ * credential (preauth) and `Expect: 100-continue` can be decided before
+ * any body byte is read.
  * Listener scoping: with admin_listen set, /admin and /metrics only match on
  * the admin listener. */
 #ifndef MCPGATE_GATEWAY_ROUTER_H
@@ -35,6 +36,14 @@ struct gw_route {
   /* Optional: formats errors raised before the handler runs (413, 408 …)
    * in the route's own error format (SCIM's Error schema). */
   void (*early_error)(gw_req *req, int status, const char *msg);
+  /* Optional: checks the credential when the headers are complete and a
+   * body is announced, before one body byte is read (an unauthenticated
+   * client must not make the gateway buffer up to max_body). Cheap, no
+   * body: returns 0 to go on reading, or nonzero once it has answered the
+   * request (a 401 in the route's own format, with WWW-Authenticate); the
+   * connection then closes without reading the body. The handler still
+   * runs its full checks on the requests it lets through. */
+  int (*preauth)(gw_req *req);
 };
 
 const char *gw_route_class_name(int rclass);

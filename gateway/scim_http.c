@@ -171,7 +171,7 @@ static int presented_token(const char *auth, char *out, size_t cap) {
   return -1;
 }
 
-static int authenticate(gw_req *req, const char *tenant) {
+static int authenticate(gw_req *req, const char *tenant, bool touch) {
   char tok[600];
   if (presented_token(gw_req_header(req, "authorization"), tok, sizeof tok) != 0) {
     gw_resp_header(req, "WWW-Authenticate", "Bearer realm=\"mcpgate-scim\"");
@@ -194,7 +194,7 @@ static int authenticate(gw_req *req, const char *tenant) {
     scim_fail(req, 401, NULL, "invalid SCIM token for this tenant");
     return -1;
   }
-  gw_token_touch(req->lp, tok, rec);
+  if (touch) gw_token_touch(req->lp, tok, rec);
   OPENSSL_cleanse(tok, sizeof tok);
   json_decref(rec);
   return 0;
@@ -273,6 +273,26 @@ static bool scim_content_type(const char *ct) {
 
 void gw_scim_early_error(gw_req *req, int status, const char *msg) { scim_fail(req, status, NULL, msg); }
 
+int gw_scim_preauth(gw_req *req) {
+  /* /t/{tenant}/scim/v2{rest}: the same tenant checks as the handler, then
+   * the token; last use is noted by the handler, once */
+  const char *p = req->path + 3;
+  size_t tl = strcspn(p, "/");
+  char tenant[64];
+  if (tl == 0 || tl >= sizeof tenant) {
+    scim_fail(req, 404, NULL, "no such tenant");
+    return -1;
+  }
+  memcpy(tenant, p, tl);
+  tenant[tl] = 0;
+  if (!gw_tenant_id_valid(tenant)) {
+    scim_fail(req, 404, NULL, "no such tenant");
+    return -1;
+  }
+  if (!req->lp->srv->store) return 0;
+  return authenticate(req, tenant, false) ? -1 : 0;
+}
+
 void gw_scim_dispatch(gw_req *req) {
   gw_server *srv = req->lp->srv;
   /* /t/{tenant}/scim/v2{rest} — the router guarantees the shape */
@@ -296,7 +316,7 @@ void gw_scim_dispatch(gw_req *req) {
     scim_fail(req, 503, NULL, "the store is not open");
     return;
   }
-  if (authenticate(req, tenant) != 0) return;
+  if (authenticate(req, tenant, true) != 0) return;
   mark_seen(srv->scim, tenant);
 
   scim_job *j = calloc(1, sizeof *j);

@@ -13,6 +13,9 @@ typedef struct gw_scim_state gw_scim_state;
 int gw_scim_init(gw_server *srv);
 void gw_scim_free(gw_server *srv);
 void gw_scim_dispatch(gw_req *req);
+/* Route preauth (gateway/router.h): the tenant's SCIM token, before the
+ * body is read (401, or 404 for a malformed tenant id, as the handler). */
+int gw_scim_preauth(gw_req *req);
 void gw_scim_early_error(gw_req *req, int status, const char *msg);
 void gw_scim_metrics(gw_server *srv, gw_buf *out);
 

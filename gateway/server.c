@@ -235,6 +235,7 @@ static void finish(gw_server *srv) {
   uv_close((uv_handle_t *)&srv->sig_int, NULL);
   uv_close((uv_handle_t *)&srv->sig_hup, NULL);
   gw_admin_loop_stop(lp);
+  gw_sessions_loop_stop(lp);
   gw_proxy_loop_stop(lp);
   if (lp->port) {
     st_port_close(lp->port, NULL, NULL);
@@ -384,6 +385,8 @@ int gw_serve(gw_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
   srv->lp = lp;
   lp->srv = srv;
+  srv->sess_limits = (gw_session_limits){srv->cfg.session_idle_timeout_ms, srv->cfg.session_max_age_ms,
+                                         srv->cfg.sessions_per_user_max, srv->cfg.session_purge_interval_ms};
   gw_log_set_level((gw_log_level)gw_log_level_parse(srv->cfg.log_level));
   signal(SIGPIPE, SIG_IGN);
   if (RAND_bytes((unsigned char *)lp->rng, sizeof lp->rng) != 1) goto out;
@@ -421,13 +424,15 @@ int gw_serve(gw_config *cfg) {
     /* hooks, in the order they run inside a SCIM deactivation: tokens
      * and sessions deleted, then live exchanges ended after the commit */
     if (gw_scim_init(srv) != 0 || auth_register_hooks(srv->store) != 0 ||
-        gw_sessions_register_hooks(srv->store) != 0 || pol_register_hooks(srv->store) != 0 ||
+        gw_sessions_register_hooks(srv->store) != 0 ||
+        gw_sessions_register_limits(srv->store, &srv->sess_limits) != 0 || pol_register_hooks(srv->store) != 0 ||
         gw_proxy_register_hooks(srv) != 0)
       goto out;
   }
-  srv->mcp_route = (gw_route){GW_RC_MCP, gw_proxy_dispatch, NULL, srv->cfg.mcp_max_body, NULL};
-  srv->agg_route = (gw_route){GW_RC_MCP, gw_agg_dispatch, NULL, srv->cfg.mcp_max_body, NULL};
-  srv->scim_route = (gw_route){GW_RC_SCIM, gw_scim_dispatch, NULL, srv->cfg.scim_max_body, gw_scim_early_error};
+  srv->mcp_route = (gw_route){GW_RC_MCP, gw_proxy_dispatch, NULL, srv->cfg.mcp_max_body, NULL, gw_proxy_preauth};
+  srv->agg_route = (gw_route){GW_RC_MCP, gw_agg_dispatch, NULL, srv->cfg.mcp_max_body, NULL, gw_agg_preauth};
+  srv->scim_route = (gw_route){GW_RC_SCIM, gw_scim_dispatch, NULL, srv->cfg.scim_max_body, gw_scim_early_error,
+                               gw_scim_preauth};
   if (uv_loop_init(&lp->loop) != 0) goto out;
   if (st_port_open(srv->store, &lp->loop, &lp->port) != 0) goto out_loop;
   if (gw_proxy_loop_start(lp) != 0) goto out_loop;
@@ -435,6 +440,7 @@ int gw_serve(gw_config *cfg) {
   st_port_before_done(lp->port, gw_proxy_before_done, lp);
   for (int lv = 0; lv < GW_OUT_EGRESS_LEVELS; lv++) gw_out_set_egress(lp->out, lv, srv->egress[lv]);
   if (gw_admin_loop_start(lp) != 0) goto out_loop;
+  if (gw_sessions_loop_start(lp) != 0) goto out_loop;
   if (listener_open(lp, GW_LISTENER_HTTP, srv->cfg.listen) != 0) goto out_loop;
   if (srv->cfg.public_url_derived) {
     /* "http://<listen>" with port 0 would point nowhere: use the bound one */
@@ -465,6 +471,7 @@ out_loop:
     /* failed start: close what was opened, then let the loop finish */
     listeners_close(lp);
     gw_admin_loop_stop(lp);
+    gw_sessions_loop_stop(lp);
     gw_proxy_loop_stop(lp);
     if (lp->port) st_port_close(lp->port, NULL, NULL);
     lp->port = NULL;

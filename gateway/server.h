@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "gateway/config.h"
+#include "gateway/mcp_session.h"
 #include "gateway/router.h"
 
 typedef struct gw_server gw_server;
@@ -50,6 +51,7 @@ struct gw_loop {
   struct gw_out *out;   /* outbound HTTP engine (gateway/outbound.h) */
   struct gw_proxy *proxy; /* live MCP exchanges (gateway/mcp_proxy.h) */
   struct pol_cache *pol;  /* effective policies per user (policy/policy.h) */
+  struct gw_session_purge *sess_purge; /* expired-session purge driver (mcp_session.c) */
   bool draining;
 };
 
@@ -74,6 +76,7 @@ struct gw_server {
   /* the operator's egress policies by trust level (GW_OUT_EGRESS_*,
    * gateway/outbound.h): egress_allow_untrusted, egress_allow */
   struct gw_egress *egress[2];
+  gw_session_limits sess_limits; /* from cfg; the per-user cap hook borrows it */
 };
 
 /* Runs `mcpgate serve`: loads nothing itself (cfg is ready), opens the
