@@ -391,6 +391,10 @@ static void uri_note(px *x, const char *uri, bool is_template) {
     }
     m = json_object();
     json_object_set_new(p->agg_uris, x->sid, m);
+    /* whose it is, so a revocation of the user (or tenant) frees it */
+    char owner[120];
+    snprintf(owner, sizeof owner, "%s\n%s", x->tenant, x->user);
+    json_object_set_new(m, "!o", json_string(owner));
   }
   if (json_object_size(m) >= (size_t)x->lp->srv->cfg.agg_uri_map_max) {
     if (!json_object_get(m, "!full")) {
@@ -801,6 +805,7 @@ static void asked_note(px *x, const char *enc) {
   if (!o->id) return;
   snprintf(o->tenant, sizeof o->tenant, "%s", x->tenant);
   snprintf(o->sid, sizeof o->sid, "%s", x->sid);
+  snprintf(o->user, sizeof o->user, "%s", x->user);
   snprintf(o->connector, sizeof o->connector, "%s", x->connector);
   p->asked_next = (p->asked_next + 1) % OUTSTANDING_MAX;
   if (p->nasked < OUTSTANDING_MAX) p->nasked++;
@@ -827,12 +832,25 @@ void gw__agg_forget_session(gw_proxy *p, const char *sid) {
   if (p->agg_uris) json_object_del(p->agg_uris, sid);
 }
 
-void gw__agg_forget_tenant(gw_proxy *p, const char *tenant) {
+/* The owner noted in a session's URI map: "tenant\nuser". */
+static bool map_owned_by(json_t *m, const char *tenant, const char *user) {
+  const char *o = json_string_value(json_object_get(m, "!o"));
+  size_t tl = strlen(tenant);
+  if (!o || strncmp(o, tenant, tl) || o[tl] != '\n') return false;
+  return !user || !strcmp(o + tl + 1, user);
+}
+
+void gw__agg_forget_owner(gw_proxy *p, const char *tenant, const char *user) {
   for (size_t i = 0; p->asked && i < OUTSTANDING_MAX; i++)
-    if (p->asked[i].id && (!tenant || !strcmp(p->asked[i].tenant, tenant))) {
+    if (p->asked[i].id && (!tenant || (!strcmp(p->asked[i].tenant, tenant) && (!user || !strcmp(p->asked[i].user, user))))) {
       free(p->asked[i].id);
       p->asked[i].id = NULL;
     }
+  if (!p->agg_uris || !tenant) return;
+  const char *sid;
+  json_t *m;
+  void *tmp;
+  json_object_foreach_safe(p->agg_uris, tmp, sid, m) if (map_owned_by(m, tenant, user)) json_object_del(p->agg_uris, sid);
 }
 
 bool gw__agg_rewrite(px *x, json_t *msg) {

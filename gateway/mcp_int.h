@@ -48,7 +48,7 @@ typedef struct revocation {
  * connector) that really asked, once. Bounded: the oldest entry goes. */
 #define OUTSTANDING_MAX 4096
 typedef struct outstanding {
-  char tenant[64], sid[96], connector[40];
+  char tenant[64], user[40], sid[96], connector[40];
   char *id; /* the upstream's id, as compact JSON (owned) */
 } outstanding;
 
@@ -168,10 +168,11 @@ bool gw__agg_rewrite(px *x, json_t *msg);
  * connector (malloc'd; NULL on failure). */
 char *gw__agg_event_id(px *x, const char *upstream_id);
 /* mcp_agg.c: drops the in-memory state of a client session (resource
- * map, outstanding server→client requests) / of a whole tenant (NULL:
- * everything, at loop stop). */
+ * map, outstanding server→client requests). */
 void gw__agg_forget_session(gw_proxy *p, const char *sid);
-void gw__agg_forget_tenant(gw_proxy *p, const char *tenant);
+/* ... of every session of a user (user NULL: of the tenant; tenant NULL:
+ * everything, at loop stop). */
+void gw__agg_forget_owner(gw_proxy *p, const char *tenant, const char *user);
 /* mcp_agg.c: DELETE each upstream session of {connector: upstream id}. */
 void gw__agg_end_upstreams(px *x, json_t *ups);
 /* Calls fn for every complete SSE event in x->ev (ended by a blank line,

@@ -96,6 +96,9 @@ void gw_proxy_metrics(gw_server *srv, gw_buf *o) {
   for (size_t i = 0; i < p->nm; i++)
     gw_buf_printf(o, "mcpgate_mcp_client_streams_overflowed_total{tenant=\"%s\",connector=\"%s\"} %llu\n",
                   p->m[i]->tenant, p->m[i]->connector, (unsigned long long)p->m[i]->overflows);
+  gw_buf_printf(o, "# HELP mcpgate_mcp_agg_uri_maps Aggregated client sessions with a resource-URI map in memory.\n"
+                   "# TYPE mcpgate_mcp_agg_uri_maps gauge\nmcpgate_mcp_agg_uri_maps %zu\n",
+                p->agg_uris ? json_object_size(p->agg_uris) : (size_t)0);
   gw_buf_appends(o, "# HELP mcpgate_mcp_client_streams_open SSE streams open to clients.\n"
                     "# TYPE mcpgate_mcp_client_streams_open gauge\n");
   for (size_t i = 0; i < p->nm; i++)
@@ -1489,7 +1492,10 @@ void gw_proxy_revocations_drain(gw_loop *lp) {
     revocation *n = q->next;
     if (q->tenant_gone && lp->pol) pol_cache_drop_tenant(lp->pol, q->tenant);
     gw__px_foreach(p, apply_revocation, q);
-    if (q->tenant_gone) gw__agg_forget_tenant(p, q->tenant);
+    /* the sessions of a deactivated user or a deleted tenant are gone from
+     * the store: their in-memory state goes too */
+    if (q->tenant_gone || (!q->notify && q->user[0] && !q->connector[0] && !q->tokid[0]))
+      gw__agg_forget_owner(p, q->tenant, q->tenant_gone ? NULL : q->user);
     free(q);
     q = n;
   }
@@ -1699,7 +1705,7 @@ static void on_async_closed(uv_handle_t *h) {
   }
   uv_mutex_destroy(&p->mu);
   json_decref(p->agg_uris);
-  gw__agg_forget_tenant(p, NULL);
+  gw__agg_forget_owner(p, NULL, NULL);
   free(p->asked);
   for (size_t i = 0; i < p->nm; i++) free(p->m[i]);
   free(p->m);

@@ -5,7 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { startGateway } from './lib/gateway.mjs';
+import { startGateway, metricValue } from './lib/gateway.mjs';
+import { scrape } from './lib/scim.mjs';
 import { setupTenant, rawSession } from './lib/mcp.mjs';
 import { startCtlUpstream } from './lib/ctl-upstream.mjs';
 
@@ -54,5 +55,28 @@ test('a batch whose collected replies pass mcp_max_body answers the rest with an
   assert.ok(ok.length >= 1 && ok.length <= 2, `the first replies fit: ${ok.length}`);
   assert.equal(ok.length + capped.length, 4, `the others are answered with the cap error: ${r.body.slice(0, 400)}`);
   assert.deepEqual(r.json.map((m) => m.id).sort(), [1, 2, 3, 4], 'every id answered once');
+  await f.gw.stop();
+});
+
+test('a session\'s in-memory URI map goes with the session: at DELETE, and when its user is deactivated', async () => {
+  const f = await fixture(['ra', 'rb'], { resources: 3 });
+  const maps = async () => metricValue(await scrape(f.gw.port), 'mcpgate_mcp_agg_uri_maps');
+  const listAll = async (s) => {
+    for (let cursor, i = 0; i < 5; i++) {
+      const r = await s.request('resources/list', cursor ? { cursor } : {});
+      cursor = r.messages[0].result.nextCursor;
+      if (!cursor) break;
+    }
+  };
+  const s1 = await rawSession(f.agg, f.tok);
+  const s2 = await rawSession(f.agg, f.tok);
+  await listAll(s1);
+  await listAll(s2);
+  assert.equal(await maps(), 2);
+  const d = await s1.del();
+  assert.equal(d.status, 204, d.body);
+  assert.equal(await maps(), 1, 'DELETE freed its map');
+  await f.t.deactivate(f.t.users['alice@acme.com'].id);
+  assert.equal(await maps(), 0, 'the deactivation freed the user\'s maps before the SCIM reply');
   await f.gw.stop();
 });
