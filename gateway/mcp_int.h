@@ -82,6 +82,7 @@ typedef struct px {
   gw_session sess;
   bool initialize, started, paused, listed;
   bool revoked;          /* ended by a revocation: nothing more is forwarded */
+  bool lost;             /* its session is gone (evicted, expired): ended by the next sweep */
   json_t *ids;           /* ids of the requests in the POSTed message */
   int status;
   char up_sid[256];

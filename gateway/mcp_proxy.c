@@ -1503,6 +1503,37 @@ void gw_proxy_revocations_drain(gw_loop *lp) {
 
 void gw_proxy_before_done(void *lp) { gw_proxy_revocations_drain(lp); }
 
+typedef struct lost_arg {
+  st_txn *txn;
+  int64_t now_ms;
+} lost_arg;
+
+/* First pass, inside one read txn: mark; nothing is ended under the txn. */
+static void mark_lost(px *x, void *arg) {
+  lost_arg *a = arg;
+  gw_session s;
+  if (!x->req || !x->sid[0] || x->parent) return;
+  x->lost = gw_session_get(a->txn, x->sid, &s) != 0 ||
+            gw_session_expired(&s, a->now_ms, &x->lp->srv->sess_limits);
+}
+
+static void end_lost(px *x, void *arg) {
+  (void)arg;
+  if (!x->lost) return;
+  x->lost = false;
+  GW_LOG(GW_LOG_INFO, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}),
+         "ending a live exchange of an evicted or expired session");
+  end_exchange(x);
+}
+
+void gw_proxy_end_lost_sessions(gw_loop *lp) {
+  lost_arg a = {NULL, gw_session_now_ms()};
+  if (!lp->proxy || st_read_begin(lp->srv->store, &a.txn) != 0) return;
+  gw__px_foreach(lp->proxy, mark_lost, &a);
+  st_txn_end(a.txn);
+  gw__px_foreach(lp->proxy, end_lost, NULL);
+}
+
 static void on_async(uv_async_t *a) { gw_proxy_revocations_drain(((gw_proxy *)a->data)->lp); }
 
 typedef struct revoke_arg {

@@ -82,6 +82,11 @@ void gw_proxy_drain(gw_loop *lp);
 int gw_proxy_register_hooks(gw_server *srv);
 /* Applies queued revocations on this loop now. */
 void gw_proxy_revocations_drain(gw_loop *lp);
+/* Ends the live exchanges (streams above all) whose session no longer
+ * exists or has expired — evicted by sessions_per_user_max, past
+ * session_max_age_ms or idle — so a stream does not outlive its session.
+ * Called by the session purge timer. */
+void gw_proxy_end_lost_sessions(gw_loop *lp);
 /* st_port_before_done callback (arg: the gw_loop). */
 void gw_proxy_before_done(void *lp);
 /* Queues, from any thread, the end of every live exchange of a user (or,

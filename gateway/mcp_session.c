@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "gateway/log.h"
+#include "gateway/mcp_proxy.h"
 #include "gateway/server.h"
 #include "scim/scim.h"
 
@@ -560,7 +561,10 @@ static void purge_done(int status, void *arg) {
 
 static void on_purge_timer(uv_timer_t *t) {
   struct gw_session_purge *p = t->data;
-  if (p->running || p->lp->draining) return;
+  if (p->lp->draining) return;
+  /* streams of sessions gone since the last tick end now */
+  gw_proxy_end_lost_sessions(p->lp);
+  if (p->running) return;
   p->flen = 0;
   p->total = 0;
   p->now_ms = gw_session_now_ms();

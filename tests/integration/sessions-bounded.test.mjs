@@ -10,7 +10,9 @@
 //   4. sessions_per_user_max: one more session evicts the user's oldest (by
 //      creation) in the creating transaction; the newest work, another
 //      user's sessions are untouched;
-//   5. bad values of the four keys refuse the start, naming the key.
+//   5. bad values of the four keys refuse the start, naming the key;
+//   6. a stream open on a session that is evicted (or expires) ends at the
+//      next purge tick instead of outliving its session.
 // Upstream: lib/ctl-upstream.mjs (one connector "ca").
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,7 +20,7 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 
 import { startGateway, runGateway, makeTempDir, sleep } from './lib/gateway.mjs';
-import { setupTenant, rawSession } from './lib/mcp.mjs';
+import { setupTenant, rawSession, openStream, mcpHeaders } from './lib/mcp.mjs';
 import { startCtlUpstream } from './lib/ctl-upstream.mjs';
 
 const ALICE = 'alice@acme.com';
@@ -202,4 +204,23 @@ test('5. bad values of the session keys refuse the start, naming the key', async
     'sessions_per_user_max = 64', 'session_purge_interval_ms = 60000']) {
     assert.ok(ok.stdout.includes(line), `default: ${line}`);
   }
+});
+
+test('6. the open GET streams of an evicted session end at the next purge tick; the others stay', async () => {
+  const f = await fixture(['--sessions-per-user-max', '1', '--session-purge-interval-ms', '100']);
+  const get = (url, s) => openStream(url, { headers: { ...mcpHeaders({ token: f.tokens.alice, sessionId: s.sessionId, protocolVersion: s.protocolVersion }), accept: 'text/event-stream' } });
+  const s1 = await rawSession(f.single, f.tokens.alice);
+  const st1 = await get(f.single, s1);
+  assert.equal(st1.status, 200);
+  await sleep(1100);
+  const s2 = await rawSession(f.agg, f.tokens.alice); // evicts s1
+  const st2 = await get(f.agg, s2);
+  assert.equal(st2.status, 200);
+  const ended = await Promise.race([st1.ended.then(() => true), sleep(3000).then(() => false)]);
+  assert.ok(ended, 'the evicted session\'s stream ended');
+  await f.gw.waitForLog((l) => /live exchange of an evicted or expired session/.test(l.msg ?? ''));
+  await sleep(300);
+  assert.equal(st2.isEnded, false, 'the live session\'s stream stays');
+  st2.close();
+  await f.gw.stop();
 });
