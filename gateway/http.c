@@ -370,7 +370,9 @@ static void conn_linger(gw_conn *c) {
     conn_close(c);
     return;
   }
-  uv_timer_stop(&c->timer);
+  /* queued bytes get idle_timeout_ms to reach a client that stopped
+   * reading; then the connection is cut (on_shutdown re-arms for the FIN) */
+  arm(c, c->lp->srv->cfg.idle_timeout_ms);
   read_start(c); /* keep draining input so the close is a FIN, not an RST */
 }
 
@@ -538,6 +540,12 @@ void gw_req_drop(gw_req *req) {
   }
   req->priv->status = 499; /* nginx's "client closed request" */
   req_finish(req);
+}
+
+void gw_req_abort(gw_req *req) {
+  if (req->priv->done) return;
+  if (req->conn) conn_close(req->conn); /* queued writes are cancelled and freed */
+  gw_req_drop(req);
 }
 
 int gw_resp_start(gw_req *req, int status, const char *ctype) {

@@ -88,6 +88,9 @@ void gw_respond_error(gw_req *req, int status, const char *code, const char *fmt
 /* Ends a request without a response (client already gone, or handler gave
  * up on a detached request). On a live connection it sends 500 first. */
 void gw_req_drop(gw_req *req);
+/* Like gw_req_drop, but the connection is cut at once and what is queued
+ * for it is discarded (a client that stopped reading must not keep it). */
+void gw_req_abort(gw_req *req);
 
 /* Streaming responses (SSE later): start, write chunks, end. Chunked
  * encoding on HTTP/1.1; on HTTP/1.0 the body is close-delimited. */

@@ -331,7 +331,7 @@ int gw__stream_pressure(px *x, gw_req *client) {
     if (x->m) x->m->overflows++;
     px *owner = client->handler_data;
     gw__px_client_done(owner);
-    gw_req_drop(client);
+    gw_req_abort(client); /* its queue goes too: nobody will read it */
     return GW_STREAM_OVER;
   }
   size_t pause_at = cap / 2 < GW_WRITE_HIGH_WATER ? cap / 2 : GW_WRITE_HIGH_WATER;

@@ -80,8 +80,12 @@ test('past stream_buffer_max the stream is ended, logged and counted; the gatewa
     for (let i = 0; i < 6; i++) f.up.push({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: `${i}`.repeat(4 << 20) } });
     const line = await f.gw.waitForLog((l) => /client stream ended: \d+ bytes queued/.test(l.msg ?? ''), 8000);
     assert.match(line.msg, /stream_buffer_max 65536/);
+    // the connection is cut at once, its queue discarded — without the client
+    // reading a byte more (a graceful close would wait for it forever)
+    const open = async () => metricValue(await scrape(f.gw.port), 'mcpgate_http_connections_open');
+    await waitFor(async () => (await open()) === 1, { timeoutMs: 3000, what: 'only the scrape\'s own connection open' });
     f.conn.socket.resume();
-    await waitFor(() => f.conn.closed, { timeoutMs: 5000, what: 'the client connection closed' });
+    await waitFor(() => f.conn.closed, { timeoutMs: 5000, what: 'the client sees the connection closed' });
     await waitFor(() => f.up.getStreams() === 0, { timeoutMs: 5000, what: 'the upstream stream released' });
     const m = await scrape(f.gw.port);
     assert.equal(metricValue(m, 'mcpgate_mcp_client_streams_overflowed_total', { tenant: 'acme', connector: 'chatty' }), 1);
