@@ -147,7 +147,8 @@ static void step_headers(gw_out_req *r, int status, const gw_out_header *h, size
 
 static int step_data(gw_out_req *r, const char *p, size_t n, void *ud) {
   px *x = ud;
-  if ((!x->req && !x->probe && !x->bparent) || gw_buf_append(&x->body, p, n) != 0) gw_out_abort(r);
+  if ((!x->req && !x->probe && !x->bparent) || !gw__batch_take(x, n) || gw_buf_append(&x->body, p, n) != 0)
+    gw_out_abort(r);
   return 0;
 }
 
@@ -375,27 +376,13 @@ static const list_kind *kind_of(px *x) {
 /* Resource URIs (and template prefixes) seen in lists and results, per
  * client session: resources keep their URIs, so reads route by this map.
  * The first connector in name order wins a collision (logged). */
-#define URI_MAP_SESSIONS_MAX 10000 /* sessions with a map; past it the oldest map goes */
+
+static json_t *session_obj(json_t **map, const px *x, bool create);
 
 static void uri_note(px *x, const char *uri, bool is_template) {
   if (!uri || !*uri || !x->connector[0]) return;
-  gw_proxy *p = x->p;
-  if (!p->agg_uris && !(p->agg_uris = json_object())) return;
-  json_t *m = json_object_get(p->agg_uris, x->sid);
-  if (!m) {
-    /* bounded: the map of the session noted first goes (jansson keeps
-     * insertion order); its resources are found again from a new list */
-    if (json_object_size(p->agg_uris) >= URI_MAP_SESSIONS_MAX) {
-      void *it = json_object_iter(p->agg_uris);
-      if (it) json_object_del(p->agg_uris, json_object_iter_key(it));
-    }
-    m = json_object();
-    json_object_set_new(p->agg_uris, x->sid, m);
-    /* whose it is, so a revocation of the user (or tenant) frees it */
-    char owner[120];
-    snprintf(owner, sizeof owner, "%s\n%s", x->tenant, x->user);
-    json_object_set_new(m, "!o", json_string(owner));
-  }
+  json_t *m = session_obj(&x->p->agg_uris, x, true);
+  if (!m) return;
   if (json_object_size(m) >= (size_t)x->lp->srv->cfg.agg_uri_map_max) {
     if (!json_object_get(m, "!full")) {
       GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, NULL}),
@@ -792,65 +779,103 @@ static void agg_route(px *x, json_t *msg, const char *method) {
 /* "mcpgate:{connector}:{json id}" ↔ (connector, original id). */
 static void note_result_uris(px *x, const json_t *result);
 
-/* Outstanding server→client requests (mcp_int.h): noted when relayed,
- * taken by the client's answer. A ring: past OUTSTANDING_MAX the oldest
- * is forgotten (its late answer is dropped, as an unknown one is). */
-static void asked_note(px *x, const char *enc) {
-  gw_proxy *p = x->p;
-  if (!x->sid[0]) return;
-  if (!p->asked && !(p->asked = calloc(OUTSTANDING_MAX, sizeof *p->asked))) return;
-  outstanding *o = &p->asked[p->asked_next];
-  free(o->id);
-  o->id = strdup(enc);
-  if (!o->id) return;
-  snprintf(o->tenant, sizeof o->tenant, "%s", x->tenant);
-  snprintf(o->sid, sizeof o->sid, "%s", x->sid);
-  snprintf(o->user, sizeof o->user, "%s", x->user);
-  snprintf(o->connector, sizeof o->connector, "%s", x->connector);
-  p->asked_next = (p->asked_next + 1) % OUTSTANDING_MAX;
-  if (p->nasked < OUTSTANDING_MAX) p->nasked++;
+/* Per-session state in memory, in two maps keyed by the gateway session
+ * id (p->agg_uris: resource routes; p->asked: outstanding server→client
+ * requests). Each session's object records its owner under "!o"
+ * ("tenant\nuser") so revocations free it; the sweep on the session purge
+ * timer frees those of sessions evicted or expired. At most SESSIONS_MAX
+ * sessions per map (the oldest goes). */
+#define SESSIONS_MAX 10000
+#define ASKED_PER_SESSION 64
+
+static json_t *session_obj(json_t **map, const px *x, bool create) {
+  if (!*map) {
+    if (!create || !(*map = json_object())) return NULL;
+  }
+  json_t *m = json_object_get(*map, x->sid);
+  if (m || !create) return m;
+  if (json_object_size(*map) >= SESSIONS_MAX) {
+    void *it = json_object_iter(*map);
+    if (it) json_object_del(*map, json_object_iter_key(it));
+  }
+  char owner[120];
+  snprintf(owner, sizeof owner, "%s\n%s", x->tenant, x->user);
+  m = json_pack("{s:s}", "!o", owner);
+  if (m) json_object_set_new(*map, x->sid, m);
+  return m;
 }
 
-static bool asked_take(gw_proxy *p, const char *sid, const char *connector, const char *enc) {
-  for (size_t i = 0; p->asked && i < OUTSTANDING_MAX; i++) {
-    outstanding *o = &p->asked[i];
-    if (o->id && !strcmp(o->id, enc) && !strcmp(o->sid, sid) && !strcmp(o->connector, connector)) {
-      free(o->id);
-      o->id = NULL;
-      return true;
+/* Outstanding server→client requests: noted when relayed, taken once by
+ * the client's answer. Past ASKED_PER_SESSION the session's oldest is
+ * forgotten (its late answer is dropped, as an unknown one is): one
+ * session's upstream cannot push out another session's questions. */
+static void asked_note(px *x, const char *enc) {
+  if (!x->sid[0]) return;
+  json_t *m = session_obj(&x->p->asked, x, true);
+  if (!m) return;
+  if (json_object_size(m) > ASKED_PER_SESSION) {
+    const char *k;
+    json_t *v;
+    json_object_foreach(m, k, v) if (k[0] != '!') {
+      json_object_del(m, k);
+      break;
     }
   }
-  return false;
+  char key[600];
+  snprintf(key, sizeof key, "%s\n%s", x->connector, enc);
+  json_object_set_new(m, key, json_true());
+}
+
+static bool asked_take(px *x, const char *connector, const char *enc) {
+  json_t *m = session_obj(&x->p->asked, x, false);
+  char key[600];
+  snprintf(key, sizeof key, "%s\n%s", connector, enc);
+  return m && json_object_del(m, key) == 0;
 }
 
 void gw__agg_forget_session(gw_proxy *p, const char *sid) {
-  for (size_t i = 0; p->asked && i < OUTSTANDING_MAX; i++)
-    if (p->asked[i].id && !strcmp(p->asked[i].sid, sid)) {
-      free(p->asked[i].id);
-      p->asked[i].id = NULL;
-    }
+  if (p->asked) json_object_del(p->asked, sid);
   if (p->agg_uris) json_object_del(p->agg_uris, sid);
 }
 
-/* The owner noted in a session's URI map: "tenant\nuser". */
-static bool map_owned_by(json_t *m, const char *tenant, const char *user) {
+static bool owned_by(json_t *m, const char *tenant, const char *user) {
   const char *o = json_string_value(json_object_get(m, "!o"));
   size_t tl = strlen(tenant);
   if (!o || strncmp(o, tenant, tl) || o[tl] != '\n') return false;
   return !user || !strcmp(o + tl + 1, user);
 }
 
-void gw__agg_forget_owner(gw_proxy *p, const char *tenant, const char *user) {
-  for (size_t i = 0; p->asked && i < OUTSTANDING_MAX; i++)
-    if (p->asked[i].id && (!tenant || (!strcmp(p->asked[i].tenant, tenant) && (!user || !strcmp(p->asked[i].user, user))))) {
-      free(p->asked[i].id);
-      p->asked[i].id = NULL;
-    }
-  if (!p->agg_uris || !tenant) return;
+static void forget_in(json_t *map, const char *tenant, const char *user) {
   const char *sid;
   json_t *m;
   void *tmp;
-  json_object_foreach_safe(p->agg_uris, tmp, sid, m) if (map_owned_by(m, tenant, user)) json_object_del(p->agg_uris, sid);
+  if (map) json_object_foreach_safe(map, tmp, sid, m) if (owned_by(m, tenant, user)) json_object_del(map, sid);
+}
+
+void gw__agg_forget_owner(gw_proxy *p, const char *tenant, const char *user) {
+  if (!tenant) {
+    json_decref(p->asked);
+    json_decref(p->agg_uris);
+    p->asked = p->agg_uris = NULL;
+    return;
+  }
+  forget_in(p->asked, tenant, user);
+  forget_in(p->agg_uris, tenant, user);
+}
+
+static void sweep_in(json_t *map, st_txn *txn, int64_t now_ms, const gw_session_limits *lim) {
+  const char *sid;
+  json_t *m;
+  void *tmp;
+  gw_session s;
+  if (map)
+    json_object_foreach_safe(map, tmp, sid, m) if (gw_session_get(txn, sid, &s) != 0 || gw_session_expired(&s, now_ms, lim))
+        json_object_del(map, sid);
+}
+
+void gw__agg_sweep(gw_proxy *p, st_txn *txn, int64_t now_ms) {
+  sweep_in(p->asked, txn, now_ms, &p->lp->srv->sess_limits);
+  sweep_in(p->agg_uris, txn, now_ms, &p->lp->srv->sess_limits);
 }
 
 bool gw__agg_rewrite(px *x, json_t *msg) {
@@ -903,7 +928,7 @@ static bool route_answer(px *x, json_t *msg) {
    * to) a connector the user may not use. */
   const pol_user *pu = gw__policy_for(x->lp, x->tenant, x->user);
   bool visible = pu && pol_connector_visible(pu, conn);
-  if (!visible || !asked_take(x->p, x->sid, conn, colon + 1)) {
+  if (!visible || !asked_take(x, conn, colon + 1)) {
     GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}),
            "dropped a client answer to %s request %.100s that %s", conn, colon + 1,
            visible ? "no upstream session of this client session is waiting for" : "policy does not show to the user");

@@ -43,15 +43,6 @@ typedef struct revocation {
   bool tenant_gone; /* the tenant was deleted: drop its cached policy */
 } revocation;
 
-/* Server→client requests relayed on the aggregated endpoint, by upstream
- * session: a client's answer is delivered only to the (session,
- * connector) that really asked, once. Bounded: the oldest entry goes. */
-#define OUTSTANDING_MAX 4096
-typedef struct outstanding {
-  char tenant[64], user[40], sid[96], connector[40];
-  char *id; /* the upstream's id, as compact JSON (owned) */
-} outstanding;
-
 struct gw_proxy {
   gw_loop *lp;
   struct px *list, *tail; /* new exchanges are appended: see gw__px_foreach */
@@ -61,8 +52,7 @@ struct gw_proxy {
   cmetrics **m; /* entries never move: exchanges keep pointers to them */
   json_t *agg_uris; /* aggregated sessions: {sid: {"U"uri|"T"prefix: connector}} (mcp_agg.c) */
   size_t nm;
-  outstanding *asked; /* ring of OUTSTANDING_MAX (mcp_agg.c) */
-  size_t nasked, asked_next;
+  json_t *asked;    /* aggregated sessions: {sid: {"!o": owner, "connector\nid": true}} (mcp_agg.c) */
   bool closing;
 };
 
@@ -157,6 +147,10 @@ void gw__mcp_unauthorized(gw_req *req, const char *msg);
  * OVER (past stream_buffer_max: the stream was ended, logged and counted;
  * abort the feeding transfer). */
 enum { GW_STREAM_OK, GW_STREAM_FULL, GW_STREAM_OVER };
+/* A batch element receiving n more reply bytes: counts them against the
+ * batch's budget (mcp_max_body for all elements together); false once it
+ * is spent (abort the transfer). Always true outside batches. */
+bool gw__batch_take(px *x, size_t n);
 int gw__stream_pressure(px *x, gw_req *client);
 /* Relays the upstream's answer to the client (the single-connector path). */
 int gw__px_start_upstream(px *x, const char *method, const void *body, size_t len, const char *accept);
@@ -174,6 +168,10 @@ void gw__agg_forget_session(gw_proxy *p, const char *sid);
 /* ... of every session of a user (user NULL: of the tenant; tenant NULL:
  * everything, at loop stop). */
 void gw__agg_forget_owner(gw_proxy *p, const char *tenant, const char *user);
+/* mcp_agg.c: drops the in-memory state of sessions no longer stored (or
+ * expired): evicted by sessions_per_user_max, purged. Inside a read txn;
+ * touches memory only. */
+void gw__agg_sweep(gw_proxy *p, st_txn *txn, int64_t now_ms);
 /* mcp_agg.c: DELETE each upstream session of {connector: upstream id}. */
 void gw__agg_end_upstreams(px *x, json_t *ups);
 /* Calls fn for every complete SSE event in x->ev (ended by a blank line,

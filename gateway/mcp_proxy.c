@@ -202,9 +202,9 @@ static void batch_store(px *x, json_t *j) {
   px *p = x->bparent;
   x->bparent = NULL;
   json_t *res = json_object_get(p->agg_state, "results");
-  /* the collected array is capped like a request body: an element whose
-   * reply would pass it is answered with an error instead */
-  p->bbytes += x->body.len;
+  /* the collected array is capped like a request body (counted as the
+   * elements' bytes arrive, gw__batch_take): an element past it is
+   * answered with an error instead */
   if (j && p->bbytes > (size_t)x->lp->srv->cfg.mcp_max_body) {
     json_t *id = json_incref(json_object_get(j, "id"));
     json_decref(j);
@@ -228,6 +228,13 @@ static void batch_store(px *x, json_t *j) {
 }
 
 static bool client_alive(const px *x) { return x->req || x->bparent; }
+
+bool gw__batch_take(px *x, size_t n) {
+  px *p = x->bparent;
+  if (!p) return true;
+  p->bbytes += n;
+  return p->bbytes <= (size_t)x->lp->srv->cfg.mcp_max_body;
+}
 
 void gw__px_reply_json(px *x, int status, json_t *j) {
   if (x->bparent) {
@@ -597,7 +604,8 @@ static int up_data(gw_out_req *r, const char *p, size_t n, void *ud) {
       return 0;
     }
   }
-  if (gw_buf_append(&x->body, p, n) != 0) gw_out_abort(r); /* over the cap: fails in up_done */
+  /* over the cap (or a batch's budget): fails in up_done */
+  if (!gw__batch_take(x, n) || gw_buf_append(&x->body, p, n) != 0) gw_out_abort(r);
   return 0;
 }
 
@@ -1530,6 +1538,7 @@ void gw_proxy_end_lost_sessions(gw_loop *lp) {
   lost_arg a = {NULL, gw_session_now_ms()};
   if (!lp->proxy || st_read_begin(lp->srv->store, &a.txn) != 0) return;
   gw__px_foreach(lp->proxy, mark_lost, &a);
+  gw__agg_sweep(lp->proxy, a.txn, a.now_ms);
   st_txn_end(a.txn);
   gw__px_foreach(lp->proxy, end_lost, NULL);
 }
@@ -1735,9 +1744,7 @@ static void on_async_closed(uv_handle_t *h) {
     q = n;
   }
   uv_mutex_destroy(&p->mu);
-  json_decref(p->agg_uris);
   gw__agg_forget_owner(p, NULL, NULL);
-  free(p->asked);
   for (size_t i = 0; i < p->nm; i++) free(p->m[i]);
   free(p->m);
   free(p);

@@ -5,9 +5,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { startGateway, metricValue } from './lib/gateway.mjs';
+import { startGateway, metricValue, waitFor } from './lib/gateway.mjs';
 import { scrape } from './lib/scim.mjs';
-import { setupTenant, rawSession } from './lib/mcp.mjs';
+import { setupTenant, rawSession, openStream, mcpHeaders } from './lib/mcp.mjs';
 import { startCtlUpstream } from './lib/ctl-upstream.mjs';
 
 async function fixture(names, { args = [], resources = 0 } = {}) {
@@ -78,5 +78,37 @@ test('a session\'s in-memory URI map goes with the session: at DELETE, and when 
   assert.equal(await maps(), 1, 'DELETE freed its map');
   await f.t.deactivate(f.t.users['alice@acme.com'].id);
   assert.equal(await maps(), 0, 'the deactivation freed the user\'s maps before the SCIM reply');
+  await f.gw.stop();
+});
+
+test('in-memory state of sessions evicted by sessions_per_user_max is freed by the next sweep', async () => {
+  const f = await fixture(['ra'], { args: ['--sessions-per-user-max', '2', '--session-purge-interval-ms', '100'], resources: 2 });
+  const maps = async () => metricValue(await scrape(f.gw.port), 'mcpgate_mcp_agg_uri_maps');
+  for (let i = 0; i < 6; i++) {
+    const s = await rawSession(f.agg, f.tok);
+    const r = await s.request('resources/list');
+    assert.equal(r.messages[0].result.resources.length, 2, r.body);
+  }
+  await waitFor(async () => (await maps()) <= 2, { timeoutMs: 3000, what: 'maps of evicted sessions freed' });
+  await f.gw.stop();
+});
+
+test('one session\'s upstream flooding server→client requests cannot push out another session\'s outstanding question', async () => {
+  const f = await fixture(['ca']);
+  const bobTok = (await f.t.mintToken('alice@acme.com')).token;
+  const alice = await rawSession(f.agg, f.tok, { capabilities: { elicitation: {} } });
+  const bob = await rawSession(f.agg, bobTok, { capabilities: { elicitation: {} } });
+  await bob.request('tools/list'); // bob's upstream session
+  const bobGet = await openStream(f.agg, { headers: { ...mcpHeaders({ token: bobTok, sessionId: bob.sessionId, protocolVersion: bob.protocolVersion }), accept: 'text/event-stream' } });
+  await waitFor(() => f.ups.ca.getStreams() === 1, { what: 'bob\'s upstream GET stream' });
+  const call = await openStream(f.agg, { method: 'POST', headers: mcpHeaders({ token: f.tok, sessionId: alice.sessionId, protocolVersion: alice.protocolVersion }), body: { jsonrpc: '2.0', id: 9, method: 'tools/call', params: { name: 'ca__ask', arguments: {} } } });
+  const q = await call.waitFor((m) => m.method === 'elicitation/create');
+  for (let i = 0; i < 4200; i++) f.ups.ca.push({ jsonrpc: '2.0', id: `p-${i}`, method: 'ping' });
+  await bobGet.waitFor((m) => m.method === 'ping' && /p-4199/.test(String(m.id)), 15000);
+  const r = await alice.post({ jsonrpc: '2.0', id: q.id, result: { action: 'accept', content: {} } });
+  assert.equal(r.status, 202, r.body);
+  const done = await call.waitFor((m) => m.id === 9, 5000);
+  assert.match(JSON.stringify(done), /ca:asked accept/, 'alice\'s answer still reached her upstream');
+  bobGet.close();
   await f.gw.stop();
 });
