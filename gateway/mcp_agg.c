@@ -1311,7 +1311,7 @@ static void agg_message(px *x, json_t *msg, const char *method);
 
 void gw_agg_dispatch(gw_req *req) {
   gw_mcp_ctx ctx;
-  if (gw__mcp_begin(req, true, &ctx) != 0) return;
+  if (gw__mcp_ctx_of(req, true, &ctx) != 0) return;
   const char *sid = ctx.sid;
   const char *m = req->method;
   bool sess_ok = ctx.sess_ok;

@@ -114,6 +114,9 @@ typedef struct gw_mcp_ctx {
   bool sess_ok;    /* the session exists and is this caller's, on this endpoint */
 } gw_mcp_ctx;
 int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c);
+/* The handlers' entry: the context preauth already established for a
+ * request with a body, or gw__mcp_begin now. */
+int gw__mcp_ctx_of(gw_req *req, bool agg, gw_mcp_ctx *c);
 int gw__mcp_session_checks(gw_req *req, const gw_mcp_ctx *c);
 json_t *gw__mcp_parse_post(gw_req *req);
 void gw__mcp_delete_session(px *x);

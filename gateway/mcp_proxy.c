@@ -39,6 +39,8 @@
 #include "store/token.h"
 #include "vault/vault.h"
 
+#define REVOKED_MSG "access revoked: your account, your token, this connector or this tenant was disabled"
+
 static const double buckets[NBUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
 static const char *const versions[] = {"2025-03-26", "2025-06-18", "2025-11-25", NULL};
 
@@ -944,7 +946,7 @@ void gw__px_upstream_identity(const px *x, gw_upstream_opts *o) {
 void gw__px_start_failed(px *x, int rc) {
   if (rc == GW_UP_EREVOKED) {
     x->revoked = true;
-    gw__px_rpc_error(x, 403, GW_RPC_REVOKED, "access revoked: your token, your account or this tenant was disabled");
+    gw__px_rpc_error(x, 403, GW_RPC_REVOKED, "%s", REVOKED_MSG);
   } else if (rc == GW_UP_EHIDDEN) {
     gw__px_rpc_error(x, 200, -32602, "connector \"%s\" is not available to you under your organisation's policy",
                      x->connector);
@@ -1196,13 +1198,31 @@ int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c) {
 
 /* Before the body is read: the same first checks (and answers) as the
  * handlers, which run them again on what is let through. */
-int gw_proxy_preauth(gw_req *req) {
-  gw_mcp_ctx ctx;
-  return gw__mcp_begin(req, false, &ctx) ? -1 : 0;
+/* Preauth runs the handler's opening checks once, before the body; the
+ * handler takes their result (gw__mcp_ctx_of) instead of checking again.
+ * The time the body takes to arrive opens no gap: identity and policy are
+ * checked again right before anything goes upstream, and session writes
+ * check inside their transaction. */
+static int mcp_preauth(gw_req *req, bool agg) {
+  gw_mcp_ctx *c = gw_req_alloc(req, sizeof *c);
+  if (!c) {
+    gw_respond_error(req, 500, "internal", "out of memory");
+    return -1;
+  }
+  if (gw__mcp_begin(req, agg, c) != 0) return -1;
+  req->handler_data = c;
+  return 0;
 }
-int gw_agg_preauth(gw_req *req) {
-  gw_mcp_ctx ctx;
-  return gw__mcp_begin(req, true, &ctx) ? -1 : 0;
+int gw_proxy_preauth(gw_req *req) { return mcp_preauth(req, false); }
+int gw_agg_preauth(gw_req *req) { return mcp_preauth(req, true); }
+
+int gw__mcp_ctx_of(gw_req *req, bool agg, gw_mcp_ctx *c) {
+  if (req->handler_data) {
+    *c = *(const gw_mcp_ctx *)req->handler_data; /* checked at preauth */
+    req->handler_data = NULL;
+    return 0;
+  }
+  return gw__mcp_begin(req, agg, c);
 }
 
 /* GET and DELETE need a session of this caller (and GET an SSE Accept). */
@@ -1269,7 +1289,7 @@ void gw__mcp_delete_session(px *x) {
 void gw_proxy_dispatch(gw_req *req) {
   gw_server *srv = req->lp->srv;
   gw_mcp_ctx ctx;
-  if (gw__mcp_begin(req, false, &ctx) != 0) return;
+  if (gw__mcp_ctx_of(req, false, &ctx) != 0) return;
   const char *tenant = ctx.tenant, *connector = ctx.connector, *user = ctx.user, *sid = ctx.sid;
   const char *m = req->method;
   gw_session sess = ctx.sess;
@@ -1459,7 +1479,7 @@ static void end_exchange(px *x) {
     gw__px_client_done(x);
     gw_req_drop(r); /* cuts the stream */
   } else if (client_alive(x)) {
-    gw__px_rpc_error(x, 403, GW_RPC_REVOKED, "access revoked: your account, your token or this connector was disabled");
+    gw__px_rpc_error(x, 403, GW_RPC_REVOKED, "%s", REVOKED_MSG);
   }
 }
 
@@ -1575,12 +1595,6 @@ static void fill(revocation *r, const char *tenant, const char *user, const char
   snprintf(r->user, sizeof r->user, "%s", user ? user : "");
   snprintf(r->connector, sizeof r->connector, "%s", connector ? connector : "");
   snprintf(r->tokid, sizeof r->tokid, "%s", tokid ? tokid : "");
-}
-
-void gw_proxy_revoke(gw_server *srv, const char *tenant, const char *user, const char *connector) {
-  revocation r;
-  fill(&r, tenant, user, connector, NULL);
-  enqueue(srv, &r);
 }
 
 void gw_proxy_notify_tools_changed(gw_server *srv, const char *tenant, const char *user) {

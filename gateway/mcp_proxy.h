@@ -89,9 +89,6 @@ void gw_proxy_revocations_drain(gw_loop *lp);
 void gw_proxy_end_lost_sessions(gw_loop *lp);
 /* st_port_before_done callback (arg: the gw_loop). */
 void gw_proxy_before_done(void *lp);
-/* Queues, from any thread, the end of every live exchange of a user (or,
- * with user NULL, of a connector) on every loop. */
-void gw_proxy_revoke(gw_server *srv, const char *tenant, const char *user, const char *connector);
 void gw_proxy_metrics(gw_server *srv, gw_buf *out);
 /* Queues notifications/tools/list_changed on the open GET streams of a
  * user (user NULL: of the whole tenant). Any thread. */
