@@ -34,7 +34,7 @@ CFLAGS  := $(CFLAGS_BASE) $(OPT) $(SAN_FLAGS) $(EXTRA_CFLAGS)
 LDLIBS  := -luv -lssl -lcrypto -lcurl -ljansson -llmdb -lpthread -lm
 LDFLAGS := $(SAN_FLAGS)
 
-LIB_SRC := $(filter-out gateway/main.c,$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))
+LIB_SRC := $(filter-out gateway/main.c,$(sort $(shell find $(MODULES) -name "*.c")))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LLHTTP_OBJ := $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o $(BUILD)/llhttp/llhttp.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -44,7 +44,7 @@ BENCH_SRC := $(wildcard tests/bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all asan deps run test unit integration clean fuzz fuzz-bins bench
+.PHONY: all asan deps run test unit integration clean fuzz fuzz-bins bench check-layers
 all: $(BUILD)/mcpgate
 
 $(BUILD)/libmcpgate.a: $(LIB_OBJ) $(LLHTTP_OBJ)
@@ -59,7 +59,7 @@ $(BUILD)/%.o: %.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 # llhttp's generated C: compiled as-is, without our warning set; strict mode
-# (no lenient flags) is chosen at runtime by gateway/http.c.
+# (no lenient flags) is chosen at runtime by gateway/http/http.c.
 $(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 $(OPT) $(SAN_FLAGS) -I$(LLHTTP_INC) -w -c -o $@ $<
@@ -84,6 +84,10 @@ fuzz:
 $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libmcpgate.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -O2 -MF $(dir $@).$(notdir $@).d $(LDFLAGS) -o $@ $< $(BUILD)/libmcpgate.a $(LDLIBS)
+
+# DESIGN.md's dependency order, checked on the #include lines.
+check-layers:
+	@sh tests/tools/check-layers.sh
 
 asan:
 	$(MAKE) BUILD=build-asan SANITIZE=1 all unit-bins

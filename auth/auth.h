@@ -2,7 +2,7 @@
  * minted by an admin for a SCIM-provisioned user and pasted into Claude
  * Code as `--header "Authorization: Bearer mgw_…"`.
  *
- * Store layout (ST_DB_TOKENS, shared with gateway/admin.h's layout):
+ * Store layout (ST_DB_TOKENS, shared with gateway/api/admin.h's layout):
  *   "h" sha256(token)               → {id, kind:"mgw", tenant, user, name, created, expires}
  *   "i" tenant \0 "mgw" \0 tokid    → sha256(token)    (listing, revoking)
  *   "u" tenant \0 user id \0 tokid  → sha256(token)    (deleting a user's tokens)

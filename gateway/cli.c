@@ -19,10 +19,10 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#include "gateway/admin.h"
-#include "gateway/config.h"
-#include "gateway/log.h"
-#include "gateway/server.h"
+#include "gateway/api/admin.h"
+#include "gateway/core/config.h"
+#include "gateway/base/log.h"
+#include "gateway/core/server.h"
 #include "store/seal.h"
 #include "store/store.h"
 

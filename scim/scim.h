@@ -113,7 +113,7 @@ void scim_error(scim_resp *rs, int status, const char *scim_type, const char *fm
 /* New random UUIDv4 text (CSPRNG). 0 or negative. */
 int scim_new_id(char out[SCIM_ID_LEN + 1]);
 
-/* Admin views (gateway/admin.c): a user with its groups, lists with an
+/* Admin views (gateway/api/admin.c): a user with its groups, lists with an
  * optional SCIM filter. Same response conventions. */
 int scim_admin_list(st_txn *txn, const char *tenant, const char *what /* "Users"|"Groups" */,
                     const char *filter, size_t start, size_t count, const char *base_url,

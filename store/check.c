@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "gateway/log.h"
+#include "gateway/base/log.h"
 
 int st_check_add(st_store *st, st_check_fn fn, void *ctx) {
   if (!st || !fn) return ST_EINVAL;

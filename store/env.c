@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "gateway/log.h"
+#include "gateway/base/log.h"
 #include "store/store_testing.h"
 
 #define ST__DEFAULT_MAP_SIZE ((size_t)8 << 30)

@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "gateway/log.h"
+#include "gateway/base/log.h"
 #include "store/store_int.h"
 
 #define SEAL_DOMAIN "mcpgate-seal" /* AAD domain separation */

@@ -71,7 +71,7 @@ typedef enum st_db {
   ST_DB_SCIM_IDX, /* SCIM unique and lookup indexes, counters */
   ST_DB_SCIM_MEM, /* SCIM group membership, both directions */
   ST_DB_CONNECTORS, /* upstream connectors per tenant (vault/vault.h) */
-  ST_DB_SESSIONS, /* MCP sessions and their per-user index (gateway/mcp_session.h) */
+  ST_DB_SESSIONS, /* MCP sessions and their per-user index (gateway/mcp/mcp_session.h) */
   ST_DB_POLICY,   /* policy documents and generations per tenant (policy/policy.h) */
   ST_DB__COUNT
 } st_db;

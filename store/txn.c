@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/log.h"
+#include "gateway/base/log.h"
 
 void st__txn_init(st_txn *t, st_store *st, MDB_txn *txn, int write) {
   memset(t, 0, sizeof *t);

@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "gateway/log.h"
+#include "gateway/base/log.h"
 #include "policy/policy.h"
 #include "scim/scim.h"
 #include "store/store.h"

@@ -1,5 +1,5 @@
 // The README's configuration table is generated from the config table in
-// gateway/config.c (`mcpgate config-doc`); this keeps the two from drifting.
+// gateway/core/config.c (`mcpgate config-doc`); this keeps the two from drifting.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';

@@ -1,4 +1,4 @@
-/* tests/unit/test_egress.c — the egress policy (gateway/egress.h): which
+/* tests/unit/test_egress.c — the egress policy (gateway/out/egress.h): which
  * addresses are public, what the operator's lists add, and the early check
  * of literal addresses in URLs. The connect-time enforcement is tested with
  * the engine (test_outbound.c) and end to end (tests/integration/egress). */
@@ -8,7 +8,7 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "gateway/egress.h"
+#include "gateway/out/egress.h"
 #include "tests/unit/unit.h"
 
 static bool ip_allowed(const gw_egress *e, const char *ip) { return gw_egress_allows_ip_text(e, ip); }

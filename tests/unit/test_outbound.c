@@ -1,4 +1,4 @@
-/* tests/unit/test_outbound.c — the outbound HTTP engine (gateway/outbound.h)
+/* tests/unit/test_outbound.c — the outbound HTTP engine (gateway/out/outbound.h)
  * against a small HTTP/1.1 server that runs on the same libuv loop, on
  * 127.0.0.1:0. The server picks a canned behaviour by path:
  *
@@ -39,10 +39,10 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "gateway/buf.h"
-#include "gateway/egress.h"
-#include "gateway/log.h"
-#include "gateway/outbound.h"
+#include "gateway/base/buf.h"
+#include "gateway/out/egress.h"
+#include "gateway/base/log.h"
+#include "gateway/out/outbound.h"
 #include "tests/unit/unit.h"
 
 /* ---- test server ---------------------------------------------------------- */

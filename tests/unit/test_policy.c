@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "gateway/log.h"
+#include "gateway/base/log.h"
 #include "policy/policy.h"
 #include "scim/scim.h"
 #include "store/store.h"

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "gateway/log.h"
+#include "gateway/base/log.h"
 #include "scim/scim.h"
 #include "scim/scim_int.h"
 #include "store/store.h"

@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "gateway/log.h"
+#include "gateway/base/log.h"
 #include "store/seal.h"
 #include "store/store.h"
 #include "tests/unit/unit.h"

@@ -13,7 +13,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "gateway/log.h"
+#include "gateway/base/log.h"
 #include "store/store.h"
 #include "store/store_testing.h"
 #include "tests/unit/unit.h"

@@ -1,0 +1,53 @@
+/* gateway/api/ops.c — liveness (the loop answers), readiness (the store is
+ * open, writable and its writer alive) and Prometheus metrics.
+ *
+ * /metrics names every tenant and connector (labels): on the main
+ * listener it needs the operator token (Prometheus scrapes with
+ * `authorization: {type: Bearer}`); with admin_listen set it is routed only
+ * there — a listener the operator keeps private — and needs none. */
+#include "gateway/api/ops.h"
+
+#include <jansson.h>
+
+#include "gateway/base/buf.h"
+#include "gateway/core/metrics.h"
+#include "gateway/core/server.h"
+#include "store/store.h"
+
+void gw_ops_healthz(gw_req *req) {
+  gw_respond_json(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+void gw_ops_readyz(gw_req *req) {
+  gw_server *srv = req->lp->srv;
+  const char *reason = NULL;
+  if (srv->shutting_down) reason = "shutting down";
+  else if (!srv->store) reason = "store not open";
+  else if (st_ready(srv->store) != 0) reason = st_ready_reason(srv->store);
+  if (reason) {
+    gw_resp_header(req, "Retry-After", "5");
+    gw_respond_json(req, 503, json_pack("{s:s,s:s}", "status", "not_ready", "reason", reason));
+    return;
+  }
+  gw_respond_json(req, 200, json_pack("{s:s}", "status", "ready"));
+}
+
+void gw_ops_metrics(gw_req *req) {
+  if (req->listener_kind != GW_LISTENER_ADMIN &&
+      !gw_server_is_operator(req->lp->srv, gw_req_header(req, "authorization"))) {
+    gw_resp_header(req, "WWW-Authenticate", "Bearer realm=\"mcpgate-metrics\"");
+    gw_respond_error(req, 401, "unauthorized",
+                     "/metrics needs Authorization: Bearer <operator token> on this listener (or set admin_listen)");
+    return;
+  }
+  gw_buf b;
+  gw_buf_init(&b, 16 * 1024 * 1024);
+  if (gw_metrics_render(req->lp->srv, &b) != 0) {
+    gw_buf_free(&b);
+    gw_respond_error(req, 500, "internal", "could not render metrics");
+    return;
+  }
+  gw_resp_header(req, "Cache-Control", "no-store");
+  gw_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
+  gw_buf_free(&b);
+}

@@ -1,0 +1,430 @@
+/* gateway/api/scim_http.c — /t/{tenant}/scim/v2/…: the HTTP side of SCIM.
+ *
+ * Authenticates the tenant's SCIM token (Bearer, or Basic with the token as
+ * password), checks content types, parses bodies strictly (duplicate keys
+ * refused), then hands a parsed request to scim/: reads in a short read
+ * transaction right here, writes as ONE writer job whose reply is sent
+ * from its done callback after the commit and the post-commit actions.
+ *
+ * Also owns the SCIM metrics: lifecycle events counted by post-commit
+ * actions (only committed events count) and, per tenant, when the last SCIM
+ * request arrived — an Okta push that silently stopped is something admins
+ * must be able to alert on. */
+#include "gateway/api/scim_http.h"
+
+#include <ctype.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "gateway/api/admin.h"
+#include "gateway/base/log.h"
+#include "gateway/mcp/mcp_proxy.h"
+#include "gateway/core/server.h"
+#include "scim/scim.h"
+#include "store/store.h"
+
+#define SEEN_MAX 4096
+
+struct gw_scim_state {
+  _Atomic uint64_t events[SCIM_EV_COUNT];
+  uv_mutex_t mu;
+  struct {
+    char tenant[64];
+    time_t at;
+  } seen[SEEN_MAX];
+  int nseen;
+};
+
+/* ---------- metrics ---------- */
+
+static void count_event(void *arg) { atomic_fetch_add_explicit((_Atomic uint64_t *)arg, 1, memory_order_relaxed); }
+
+static int on_event(st_txn *txn, int kind, const void *event, void *ctx) {
+  gw_scim_state *s = ctx;
+  (void)event;
+  /* counted after commit, so aborted or re-run jobs never count twice */
+  return st_txn_after_commit(txn, count_event, NULL, &s->events[kind - SCIM_EV_USER_CREATED]);
+}
+
+int gw_scim_init(gw_server *srv) {
+  gw_scim_state *s = calloc(1, sizeof *s);
+  if (!s || uv_mutex_init(&s->mu) != 0) {
+    free(s);
+    return -1;
+  }
+  srv->scim = s;
+  for (int k = SCIM_EV_USER_CREATED; k < SCIM_EV__END; k++)
+    if (st_hook_add(srv->store, k, on_event, s) != 0) return -1;
+  scim_register_checks(srv->store);
+  return 0;
+}
+
+void gw_scim_free(gw_server *srv) {
+  if (!srv->scim) return;
+  uv_mutex_destroy(&srv->scim->mu);
+  free(srv->scim);
+  srv->scim = NULL;
+}
+
+static void mark_seen(gw_scim_state *s, const char *tenant) {
+  time_t now = time(NULL);
+  uv_mutex_lock(&s->mu);
+  for (int i = 0; i < s->nseen; i++)
+    if (!strcmp(s->seen[i].tenant, tenant)) {
+      s->seen[i].at = now;
+      uv_mutex_unlock(&s->mu);
+      return;
+    }
+  if (s->nseen < SEEN_MAX) {
+    snprintf(s->seen[s->nseen].tenant, sizeof s->seen[0].tenant, "%s", tenant);
+    s->seen[s->nseen++].at = now;
+  }
+  uv_mutex_unlock(&s->mu);
+}
+
+void gw_scim_metrics(gw_server *srv, gw_buf *o) {
+  gw_scim_state *s = srv->scim;
+  if (!s) return;
+  gw_buf_appends(o, "# HELP mcpgate_scim_events_total SCIM lifecycle events committed.\n"
+                    "# TYPE mcpgate_scim_events_total counter\n");
+  for (int i = 0; i < SCIM_EV_COUNT; i++)
+    gw_buf_printf(o, "mcpgate_scim_events_total{event=\"%s\"} %llu\n",
+                  scim_event_name(SCIM_EV_USER_CREATED + i),
+                  (unsigned long long)atomic_load_explicit(&s->events[i], memory_order_relaxed));
+  gw_buf_appends(o, "# HELP mcpgate_scim_last_request_age_seconds Seconds since the tenant's last "
+                    "authenticated SCIM request (since this process started).\n"
+                    "# TYPE mcpgate_scim_last_request_age_seconds gauge\n");
+  time_t now = time(NULL);
+  uv_mutex_lock(&s->mu);
+  for (int i = 0; i < s->nseen; i++)
+    gw_buf_printf(o, "mcpgate_scim_last_request_age_seconds{tenant=\"%s\"} %lld\n", s->seen[i].tenant,
+                  (long long)(now - s->seen[i].at));
+  uv_mutex_unlock(&s->mu);
+}
+
+/* ---------- replies ---------- */
+
+static void send_scim(gw_req *req, scim_resp *rs) {
+  if (rs->etag[0]) gw_resp_header(req, "ETag", rs->etag);
+  if (rs->location[0]) gw_resp_header(req, "Location", rs->location);
+  if (rs->status == 204 || rs->status == 304 || !rs->body) {
+    gw_respond(req, rs->status ? rs->status : 204, NULL, NULL, 0);
+    return;
+  }
+  char *s = json_dumps(rs->body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  if (!s) {
+    gw_respond_error(req, 500, "internal", "could not encode the reply");
+    return;
+  }
+  gw_resp_header(req, "Cache-Control", "no-store");
+  gw_respond(req, rs->status, "application/scim+json", s, strlen(s));
+  free(s);
+}
+
+static void scim_fail(gw_req *req, int status, const char *type, const char *msg) {
+  scim_resp rs = {0};
+  scim_error(&rs, status, type, "%s", msg);
+  send_scim(req, &rs);
+  scim_resp_clear(&rs);
+}
+
+/* ---------- authentication ---------- */
+
+/* Extracts the presented token: Bearer X, or Basic base64(user:X). */
+static int presented_token(const char *auth, char *out, size_t cap) {
+  if (!auth) return -1;
+  if (!strncasecmp(auth, "Bearer ", 7)) {
+    const char *t = auth + 7;
+    while (*t == ' ') t++;
+    if (strlen(t) >= cap) return -1;
+    strcpy(out, t);
+    return 0;
+  }
+  if (!strncasecmp(auth, "Basic ", 6)) {
+    const char *b = auth + 6;
+    while (*b == ' ') b++;
+    size_t n = strlen(b);
+    if (n == 0 || n > 2048 || n % 4) return -1;
+    unsigned char dec[1600];
+    int dl = EVP_DecodeBlock(dec, (const unsigned char *)b, (int)n);
+    if (dl < 0) return -1;
+    while (n && b[n - 1] == '=') {
+      n--;
+      dl--;
+    }
+    char *colon = memchr(dec, ':', (size_t)dl);
+    if (!colon) return -1;
+    size_t pl = (size_t)dl - (size_t)(colon + 1 - (char *)dec);
+    if (pl == 0 || pl >= cap || memchr(colon + 1, 0, pl)) return -1;
+    memcpy(out, colon + 1, pl);
+    out[pl] = 0;
+    OPENSSL_cleanse(dec, sizeof dec);
+    return 0;
+  }
+  return -1;
+}
+
+static int authenticate(gw_req *req, const char *tenant, bool touch) {
+  char tok[600];
+  if (presented_token(gw_req_header(req, "authorization"), tok, sizeof tok) != 0) {
+    gw_resp_header(req, "WWW-Authenticate", "Bearer realm=\"mcpgate-scim\"");
+    scim_fail(req, 401, NULL,
+              "authentication required: send the tenant's SCIM token as Authorization: Bearer <token>");
+    return -1;
+  }
+  st_txn *txn;
+  if (st_read_begin(req->lp->srv->store, &txn) != 0) {
+    OPENSSL_cleanse(tok, sizeof tok);
+    scim_fail(req, 503, NULL, "the store cannot be read right now");
+    return -1;
+  }
+  json_t *rec = NULL;
+  int rc = gw_token_lookup(txn, tok, "scim", tenant, &rec);
+  st_txn_end(txn);
+  if (rc != 0) {
+    OPENSSL_cleanse(tok, sizeof tok);
+    gw_resp_header(req, "WWW-Authenticate", "Bearer realm=\"mcpgate-scim\", error=\"invalid_token\"");
+    scim_fail(req, 401, NULL, "invalid SCIM token for this tenant");
+    return -1;
+  }
+  if (touch) gw_token_touch(req->lp, tok, rec);
+  OPENSSL_cleanse(tok, sizeof tok);
+  json_decref(rec);
+  return 0;
+}
+
+/* ---------- requests ---------- */
+
+typedef struct scim_job {
+  gw_req *req;
+  scim_req rq;
+  scim_resp rs;
+  char tenant[64];
+  char *path, *query, *base_url, *if_match, *if_none_match;
+  uv_work_t work;   /* reads that scan run on libuv's worker pool */
+  st_store *store;
+} scim_job;
+
+static void job_free(scim_job *j) {
+  json_decref(j->rq.body);
+  scim_resp_clear(&j->rs);
+  free(j->path);
+  free(j->query);
+  free(j->base_url);
+  free(j->if_match);
+  free(j->if_none_match);
+  free(j);
+}
+
+/* A filter no index answers is evaluated on every resource of the tenant:
+ * that walk happens on a worker thread with its own read snapshot, never
+ * on the loop (STYLE: long scans off the loop). */
+static void scan_work(uv_work_t *w) {
+  scim_job *j = w->data;
+  st_txn *txn;
+  if (st_read_begin(j->store, &txn) != 0) {
+    scim_error(&j->rs, 503, NULL, "the store cannot be read right now");
+    return;
+  }
+  scim_handle(txn, &j->rq, &j->rs);
+  st_txn_end(txn);
+}
+
+static void scan_done(uv_work_t *w, int status) {
+  scim_job *j = w->data;
+  if (status != 0) scim_error(&j->rs, 503, NULL, "the search was cancelled");
+  send_scim(j->req, &j->rs);
+  job_free(j);
+}
+
+static int job_run(st_txn *txn, void *arg) {
+  scim_job *j = arg;
+  int rc = scim_handle(txn, &j->rq, &j->rs);
+  return rc < 0 ? rc : 0;
+}
+
+static void job_done(int status, void *arg) {
+  scim_job *j = arg;
+  /* revocations queued by this commit ended live exchanges already: the
+   * loop's port drains them before every done callback (server.c) */
+  if (status < 0 && status >= ST_ERR_LAST && status <= ST_ERR_FIRST) {
+    /* the commit itself failed: nothing was written */
+    scim_resp_clear(&j->rs);
+    if (status == ST_EMAPFULL) scim_error(&j->rs, 507, NULL, "the gateway's store is full; nothing was written");
+    else scim_error(&j->rs, 500, NULL, "the write could not be committed (%s); nothing was written", st_strerror(status));
+  }
+  send_scim(j->req, &j->rs);
+  job_free(j);
+}
+
+static bool scim_content_type(const char *ct) {
+  if (!ct) return false;
+  size_t n = strcspn(ct, "; ");
+  return (n == 16 && !strncasecmp(ct, "application/json", 16)) ||
+         (n == 21 && !strncasecmp(ct, "application/scim+json", 21));
+}
+
+void gw_scim_early_error(gw_req *req, int status, const char *msg) { scim_fail(req, status, NULL, msg); }
+
+int gw_scim_preauth(gw_req *req) {
+  /* /t/{tenant}/scim/v2{rest}: the same tenant checks as the handler, then
+   * the token; last use is noted by the handler, once */
+  const char *p = req->path + 3;
+  size_t tl = strcspn(p, "/");
+  char tenant[64];
+  if (tl == 0 || tl >= sizeof tenant) {
+    scim_fail(req, 404, NULL, "no such tenant");
+    return -1;
+  }
+  memcpy(tenant, p, tl);
+  tenant[tl] = 0;
+  if (!gw_tenant_id_valid(tenant)) {
+    scim_fail(req, 404, NULL, "no such tenant");
+    return -1;
+  }
+  if (!req->lp->srv->store) return 0;
+  return authenticate(req, tenant, false) ? -1 : 0;
+}
+
+void gw_scim_dispatch(gw_req *req) {
+  gw_server *srv = req->lp->srv;
+  /* /t/{tenant}/scim/v2{rest} — the router guarantees the shape */
+  const char *p = req->path + 3;
+  const char *slash = strchr(p, '/');
+  size_t tl = slash ? (size_t)(slash - p) : strlen(p);
+  char tenant[64];
+  if (tl == 0 || tl >= sizeof tenant) {
+    scim_fail(req, 404, NULL, "no such tenant");
+    return;
+  }
+  memcpy(tenant, p, tl);
+  tenant[tl] = 0;
+  const char *rest = p + tl + strlen("/scim/v2");
+  if (!gw_tenant_id_valid(tenant)) {
+    scim_fail(req, 404, NULL, "no such tenant");
+    return;
+  }
+  snprintf(req->tenant, sizeof req->tenant, "%s", tenant);
+  if (!srv->store) {
+    scim_fail(req, 503, NULL, "the store is not open");
+    return;
+  }
+  if (authenticate(req, tenant, true) != 0) return;
+  mark_seen(srv->scim, tenant);
+
+  scim_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    scim_fail(req, 500, NULL, "out of memory");
+    return;
+  }
+  snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
+  size_t bl = strlen(srv->cfg.public_url) + strlen(tenant) + 16;
+  j->base_url = malloc(bl);
+  j->path = strdup(*rest ? rest : "/");
+  j->query = req->query ? strdup(req->query) : NULL;
+  const char *im = gw_req_header(req, "if-match");
+  j->if_match = im ? strdup(im) : NULL;
+  const char *inm = gw_req_header(req, "if-none-match");
+  j->if_none_match = inm ? strdup(inm) : NULL;
+  if (!j->base_url || !j->path) {
+    job_free(j);
+    scim_fail(req, 500, NULL, "out of memory");
+    return;
+  }
+  snprintf(j->base_url, bl, "%s/t/%s/scim/v2", srv->cfg.public_url, tenant);
+  /* percent-decoding (/Schemas/urn%3A…); %2F and %00 stay encoded so a
+   * decoded byte can never add a path segment or end the string */
+  for (char *r = j->path, *w = j->path;; r++, w++) {
+    if (r[0] == '%' && isxdigit((unsigned char)r[1]) && isxdigit((unsigned char)r[2])) {
+      char hex[3] = {r[1], r[2], 0};
+      int c = (int)strtol(hex, NULL, 16);
+      if (c != '/' && c != 0) {
+        *w = (char)c;
+        r += 2;
+        continue;
+      }
+    }
+    *w = *r;
+    if (!*r) break;
+  }
+  /* trailing slash on collections is harmless */
+  size_t pl = strlen(j->path);
+  if (pl > 1 && j->path[pl - 1] == '/') j->path[pl - 1] = 0;
+  j->req = req;
+  j->rq.tenant = j->tenant;
+  j->rq.method = req->method;
+  j->rq.path = j->path;
+  j->rq.query = j->query;
+  j->rq.base_url = j->base_url;
+  j->rq.if_match = j->if_match;
+  j->rq.if_none_match = j->if_none_match;
+  j->rq.max_count = (size_t)srv->cfg.scim_max_count;
+
+  bool has_body = !strcmp(req->method, "POST") || !strcmp(req->method, "PUT") || !strcmp(req->method, "PATCH");
+  if (has_body) {
+    if (!scim_content_type(gw_req_header(req, "content-type"))) {
+      job_free(j);
+      scim_fail(req, 415, NULL, "send application/scim+json (or application/json)");
+      return;
+    }
+    json_error_t e;
+    j->rq.body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &e);
+    if (!j->rq.body) {
+      char msg[300];
+      snprintf(msg, sizeof msg, "invalid JSON at line %d column %d: %s", e.line, e.column, e.text);
+      job_free(j);
+      scim_fail(req, 400, "invalidSyntax", msg);
+      return;
+    }
+    if (!json_is_object(j->rq.body)) {
+      job_free(j);
+      scim_fail(req, 400, "invalidSyntax", "the body must be a JSON object");
+      return;
+    }
+  }
+  if (!scim_is_write_request(&j->rq)) {
+    if (!scim_read_is_cheap(&j->rq)) {
+      j->store = srv->store;
+      j->work.data = j;
+      if (uv_queue_work(&req->lp->loop, &j->work, scan_work, scan_done) == 0) return;
+    }
+    st_txn *txn;
+    if (st_read_begin(srv->store, &txn) != 0) {
+      job_free(j);
+      scim_fail(req, 503, NULL, "the store cannot be read right now");
+      return;
+    }
+    scim_handle(txn, &j->rq, &j->rs);
+    st_txn_end(txn);
+    send_scim(req, &j->rs);
+    job_free(j);
+    return;
+  }
+  if (!strcmp(req->method, "POST") && scim_new_id(j->rq.new_id) != 0) {
+    job_free(j);
+    scim_fail(req, 500, NULL, "could not generate an id");
+    return;
+  }
+  struct timespec ts;
+  struct tm tm;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  gmtime_r(&ts.tv_sec, &tm);
+  char now[64];
+  snprintf(now, sizeof now, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+           tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ts.tv_nsec / 1000000));
+  memcpy(j->rq.now, now, sizeof j->rq.now - 1);
+  int rc = st_submit(srv->store, req->lp->port, job_run, job_done, j);
+  if (rc != 0) {
+    job_free(j);
+    /* Okta honours Retry-After (integer seconds) on 429 */
+    gw_resp_header(req, "Retry-After", "1");
+    scim_fail(req, rc == ST_EBUSY ? 429 : 503, NULL, "the gateway is busy; retry shortly");
+  }
+}

@@ -1,0 +1,75 @@
+/* gateway/base/buf.c — see buf.h. */
+#include "gateway/base/buf.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void gw_buf_init(gw_buf *b, size_t max) {
+  b->data = NULL;
+  b->len = b->cap = 0;
+  b->max = max;
+}
+
+static int grow(gw_buf *b, size_t need) {
+  if (need + 1 <= b->cap) return 0;
+  if (need > b->max) return GW_E2BIG;
+  size_t ncap = b->cap ? b->cap : 256;
+  while (ncap < need + 1) ncap *= 2;
+  if (ncap > b->max + 1) ncap = b->max + 1;
+  char *p = realloc(b->data, ncap);
+  if (!p) return -ENOMEM;
+  b->data = p;
+  b->cap = ncap;
+  return 0;
+}
+
+int gw_buf_append(gw_buf *b, const void *data, size_t n) {
+  if (n > b->max - b->len) return GW_E2BIG;
+  int rc = grow(b, b->len + n);
+  if (rc) return rc;
+  if (n) memcpy(b->data + b->len, data, n);
+  b->len += n;
+  b->data[b->len] = 0;
+  return 0;
+}
+
+int gw_buf_appends(gw_buf *b, const char *s) { return gw_buf_append(b, s, strlen(s)); }
+
+int gw_buf_printf(gw_buf *b, const char *fmt, ...) {
+  char small[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(small, sizeof small, fmt, ap);
+  va_end(ap);
+  if (n < 0) return -EINVAL;
+  if ((size_t)n < sizeof small) return gw_buf_append(b, small, (size_t)n);
+  char *big = malloc((size_t)n + 1);
+  if (!big) return -ENOMEM;
+  va_start(ap, fmt);
+  vsnprintf(big, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  int rc = gw_buf_append(b, big, (size_t)n);
+  free(big);
+  return rc;
+}
+
+void gw_buf_reset(gw_buf *b) {
+  b->len = 0;
+  if (b->data) b->data[0] = 0;
+}
+
+void gw_buf_free(gw_buf *b) {
+  free(b->data);
+  b->data = NULL;
+  b->len = b->cap = 0;
+}
+
+char *gw_buf_take(gw_buf *b, size_t *len) {
+  char *p = b->data;
+  if (len) *len = b->len;
+  b->data = NULL;
+  b->len = b->cap = 0;
+  return p;
+}

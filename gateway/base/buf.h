@@ -1,0 +1,27 @@
+/* gateway/base/buf.h — a growable byte buffer with a hard cap (curl's dynbuf:
+ * every buffer has a `toobig` limit). Used for request heads and bodies,
+ * response assembly and metrics text. Owns its memory; gw_buf_free
+ * releases it. Always NUL-terminated after a successful append. */
+#ifndef MCPGATE_GATEWAY_BUF_H
+#define MCPGATE_GATEWAY_BUF_H
+#include <stdarg.h>
+#include <stddef.h>
+
+typedef struct gw_buf {
+  char *data;
+  size_t len, cap, max;
+} gw_buf;
+
+#define GW_E2BIG (-7) /* same value as -E2BIG */
+
+void gw_buf_init(gw_buf *b, size_t max);
+/* 0, GW_E2BIG past the cap, or -ENOMEM. Nothing is appended on failure. */
+int gw_buf_append(gw_buf *b, const void *data, size_t n);
+int gw_buf_appends(gw_buf *b, const char *s);
+int gw_buf_printf(gw_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void gw_buf_reset(gw_buf *b);
+void gw_buf_free(gw_buf *b);
+/* Takes the memory out of the buffer (caller frees); the buffer is empty. */
+char *gw_buf_take(gw_buf *b, size_t *len);
+
+#endif

@@ -1,0 +1,497 @@
+/* gateway/core/config.c — the configuration table and its three sources.
+ * Adding a key: one field in gw_config, one row in keys[] (and the README
+ * table is regenerated from it: `mcpgate config-doc`). */
+#include "gateway/core/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/out/egress.h"
+#include "gateway/base/log.h"
+
+typedef enum { CFG_STR, CFG_INT, CFG_BOOL, CFG_SIZE } cfg_type;
+
+typedef struct cfg_key {
+  const char *name;
+  cfg_type type;
+  const char *def; /* NULL: derived or empty */
+  int64_t min, max;
+  size_t off;
+  const char *help;
+  int (*check)(const char *v, char *err, size_t errlen);
+} cfg_key;
+
+#define OFF(f) offsetof(gw_config, f)
+#define KIB 1024LL
+#define MIB (1024LL * 1024)
+#define GIB (1024LL * 1024 * 1024)
+
+static int check_hostport(const char *v, char *err, size_t errlen);
+static int check_hostport_opt(const char *v, char *err, size_t errlen);
+static int check_level(const char *v, char *err, size_t errlen);
+static int check_url(const char *v, char *err, size_t errlen);
+static int check_cidrs(const char *v, char *err, size_t errlen);
+static int check_egress(const char *v, char *err, size_t errlen);
+
+static const cfg_key keys[] = {
+    {"listen", CFG_STR, "127.0.0.1:8080", 0, 0, OFF(listen),
+     "HTTP listen address HOST:PORT ([v6]:PORT for IPv6; port 0 picks a free port)", check_hostport},
+    {"public_url", CFG_STR, NULL, 0, 0, OFF(public_url),
+     "external base URL put in every URL the gateway hands out (default http://<listen>)", check_url},
+    {"data", CFG_STR, "./data", 0, 0, OFF(data), "data directory (store, master key, admin token)", NULL},
+    {"log_level", CFG_STR, "info", 0, 0, OFF(log_level), "debug, info, warn or error", check_level},
+    {"access_log", CFG_BOOL, "true", 0, 1, OFF(access_log), "one JSON log line per request", NULL},
+    {"max_connections", CFG_INT, "4096", 1, 1000000, OFF(max_connections),
+     "open client connections; excess get 503 and are closed", NULL},
+    {"max_header_bytes", CFG_SIZE, "16384", 256, 1 * MIB, OFF(max_header_bytes),
+     "request line + headers size cap (431 beyond)", NULL},
+    {"max_uri_bytes", CFG_SIZE, "8192", 64, 1 * MIB, OFF(max_uri_bytes),
+     "request target size cap (414 beyond)", NULL},
+    {"max_body_bytes", CFG_SIZE, "1048576", 0, 1 * GIB, OFF(max_body_bytes),
+     "default request body cap (413 beyond); routes may set their own", NULL},
+    {"header_timeout_ms", CFG_INT, "10000", 10, 3600000, OFF(header_timeout_ms),
+     "time from a request's first byte to the end of its headers (408 beyond)", NULL},
+    {"body_timeout_ms", CFG_INT, "60000", 10, 3600000, OFF(body_timeout_ms),
+     "time from the end of headers to the end of the body (408 beyond)", NULL},
+    {"idle_timeout_ms", CFG_INT, "60000", 10, 3600000, OFF(idle_timeout_ms),
+     "idle keep-alive connections are closed after this", NULL},
+    {"shutdown_timeout_ms", CFG_INT, "10000", 0, 3600000, OFF(shutdown_timeout_ms),
+     "on SIGTERM/SIGINT, how long in-flight requests may drain before connections are cut", NULL},
+    {"tls_listen", CFG_STR, "", 0, 0, OFF(tls_listen),
+     "HTTPS listen address (needs tls_cert_file and tls_key_file; reloaded on SIGHUP)", check_hostport_opt},
+    {"tls_cert_file", CFG_STR, "", 0, 0, OFF(tls_cert_file), "PEM certificate chain for tls_listen", NULL},
+    {"tls_key_file", CFG_STR, "", 0, 0, OFF(tls_key_file), "PEM private key for tls_listen", NULL},
+    {"admin_listen", CFG_STR, "", 0, 0, OFF(admin_listen),
+     "separate listener for /admin and /metrics (then not served on listen)", check_hostport_opt},
+    {"trusted_proxies", CFG_STR, "", 0, 0, OFF(trusted_proxies),
+     "comma-separated CIDRs whose X-Forwarded-For/-Proto are believed", check_cidrs},
+    {"store_map_size", CFG_SIZE, "8G", 1 * MIB, 1024 * GIB, OFF(store_map_size),
+     "LMDB map size (address space; the file grows lazily)", NULL},
+    {"master_key_file", CFG_STR, NULL, 0, 0, OFF(master_key_file),
+     "sealing key file (default <data>/master.key; keep it outside data in production)", NULL},
+    {"admin_token_file", CFG_STR, NULL, 0, 0, OFF(admin_token_file),
+     "operator token file (default <data>/admin.token; MCPGATE_ADMIN_TOKEN overrides)", NULL},
+    {"scim_max_body", CFG_SIZE, "32M", 1024, 1 * GIB, OFF(scim_max_body),
+     "request body cap on SCIM routes (a Group PUT with every member can be large)", NULL},
+    {"scim_max_count", CFG_INT, "1000", 1, 100000, OFF(scim_max_count),
+     "largest page a SCIM list returns (count is capped to it)", NULL},
+    {"mcp_max_body", CFG_SIZE, "4M", 1024, 1 * GIB, OFF(mcp_max_body),
+     "request body cap on MCP endpoints (one JSON-RPC message or batch)", NULL},
+    {"stream_buffer_max", CFG_SIZE, "1M", 64 * 1024, 1 * GIB, OFF(stream_buffer_max),
+     "bytes one client SSE stream may have queued (a client that does not read); upstreams feeding it pause at half "
+     "of it, and past it the stream is ended (the client resumes with Last-Event-ID)",
+     NULL},
+    {"agg_uri_map_max", CFG_INT, "10000", 16, 1000000, OFF(agg_uri_map_max),
+     "resource URIs (and template prefixes) the aggregated endpoint remembers per client session to route reads; "
+     "past it, further URIs are not routed by name (logged)",
+     NULL},
+    {"allowed_origins", CFG_STR, "", 0, 0, OFF(allowed_origins),
+     "comma-separated Origin values allowed on MCP endpoints besides public_url's own (\"*\" = any); requests with "
+     "another Origin get 403. When public_url is loopback, loopback origins (any port) are allowed too and a "
+     "non-loopback Host is refused (DNS-rebinding protection)",
+     NULL},
+    {"egress_allow", CFG_STR, "", 0, 0, OFF(egress_allow),
+     "comma-separated CIDRs and host names (*.name for subdomains) that URLs set by tenant admins (connectors) may "
+     "reach besides public addresses; loopback, private, link-local and metadata addresses are refused otherwise. "
+     "Operator-only: tenants cannot change it",
+     check_egress},
+    {"egress_allow_untrusted", CFG_STR, "", 0, 0, OFF(egress_allow_untrusted),
+     "the same for URLs that outside callers supply (e.g. OAuth client metadata documents): public addresses only "
+     "unless listed here (meant for tests; egress_allow does not apply to them)",
+     check_egress},
+    {"session_idle_timeout_ms", CFG_INT, "86400000", 100, 365LL * 86400000, OFF(session_idle_timeout_ms),
+     "an MCP session unused for longer than this is gone (404 \"Session not found\", as an unknown one) and purged "
+     "from the store; use is recorded at most once a minute, so it may end up to a minute early (a quarter of the "
+     "timeout when that is shorter)",
+     NULL},
+    {"session_max_age_ms", CFG_INT, "604800000", 100, 3650LL * 86400000, OFF(session_max_age_ms),
+     "an MCP session older than this is gone however much it is used (purged like an idle one)", NULL},
+    {"sessions_per_user_max", CFG_INT, "64", 1, 100000, OFF(sessions_per_user_max),
+     "MCP sessions one user may hold (both endpoints together); creating one more ends that user's oldest (by "
+     "creation) in the same transaction",
+     NULL},
+    {"session_purge_interval_ms", CFG_INT, "60000", 10, 86400000, OFF(session_purge_interval_ms),
+     "how often expired MCP sessions are purged from the store (in bounded background transactions); requests "
+     "never see an expired session whatever this is",
+     NULL},
+};
+#define NKEYS (sizeof keys / sizeof keys[0])
+
+static void errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void errf(char *err, size_t errlen, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+}
+
+int gw_parse_hostport(const char *s, char *host, size_t hostlen, int *port) {
+  const char *colon;
+  size_t hl;
+  if (s[0] == '[') {
+    const char *close = strchr(s, ']');
+    if (!close || close[1] != ':') return -EINVAL;
+    hl = (size_t)(close - s - 1);
+    if (hl == 0 || hl >= hostlen) return -EINVAL;
+    memcpy(host, s + 1, hl);
+    colon = close + 1;
+  } else {
+    colon = strrchr(s, ':');
+    if (!colon) return -EINVAL;
+    hl = (size_t)(colon - s);
+    if (hl == 0 || hl >= hostlen || memchr(s, ':', hl)) return -EINVAL;
+    memcpy(host, s, hl);
+  }
+  host[hl] = 0;
+  char *end;
+  errno = 0;
+  long p = strtol(colon + 1, &end, 10);
+  if (errno || *end || end == colon + 1 || p < 0 || p > 65535) return -EINVAL;
+  *port = (int)p;
+  return 0;
+}
+
+static int check_hostport(const char *v, char *err, size_t errlen) {
+  char host[256];
+  int port;
+  if (gw_parse_hostport(v, host, sizeof host, &port) != 0) {
+    errf(err, errlen, "expected HOST:PORT (or [v6]:PORT), got \"%s\"", v);
+    return -1;
+  }
+  return 0;
+}
+static int check_hostport_opt(const char *v, char *err, size_t errlen) {
+  return *v ? check_hostport(v, err, errlen) : 0;
+}
+static int check_level(const char *v, char *err, size_t errlen) {
+  if (gw_log_level_parse(v) < 0) {
+    errf(err, errlen, "expected debug, info, warn or error, got \"%s\"", v);
+    return -1;
+  }
+  return 0;
+}
+static int check_url(const char *v, char *err, size_t errlen) {
+  if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) {
+    errf(err, errlen, "expected an http:// or https:// URL, got \"%s\"", v);
+    return -1;
+  }
+  size_t n = strlen(v);
+  if (n > 512 || strpbrk(v, " \t\r\n\"<>") || v[n - 1] == '/') {
+    errf(err, errlen, "expected a base URL without trailing slash, got \"%s\"", v);
+    return -1;
+  }
+  return 0;
+}
+/* Shared with server.c's CIDR parser semantics: a.b.c.d[/n] or v6[/n]. */
+int gw__cidr_parse(const char *s, size_t n, unsigned char addr[16], int *bits, int *family);
+static int check_cidrs(const char *v, char *err, size_t errlen) {
+  const char *p = v;
+  while (*p) {
+    while (*p == ' ' || *p == ',') p++;
+    if (!*p) break;
+    size_t n = strcspn(p, ", ");
+    unsigned char a[16];
+    int bits, fam;
+    if (gw__cidr_parse(p, n, a, &bits, &fam) != 0) {
+      errf(err, errlen, "bad CIDR \"%.*s\"", (int)n, p);
+      return -1;
+    }
+    p += n;
+  }
+  return 0;
+}
+
+static int check_egress(const char *v, char *err, size_t errlen) {
+  gw_egress *e = NULL;
+  int rc = gw_egress_parse(NULL, v, &e, err, errlen);
+  gw_egress_free(e);
+  if (rc == -ENOMEM) errf(err, errlen, "out of memory");
+  return rc ? -1 : 0;
+}
+
+static const cfg_key *find_key(const char *name, size_t n) {
+  for (size_t i = 0; i < NKEYS; i++)
+    if (strlen(keys[i].name) == n && strncmp(keys[i].name, name, n) == 0) return &keys[i];
+  return NULL;
+}
+
+static int parse_size(const char *v, int64_t *out) {
+  char *end;
+  errno = 0;
+  if (!isdigit((unsigned char)*v)) return -1;
+  long long x = strtoll(v, &end, 10);
+  if (errno) return -1;
+  long long mul = 1;
+  if (*end) {
+    if (!strcasecmp(end, "k") || !strcasecmp(end, "kib") || !strcasecmp(end, "kb")) mul = KIB;
+    else if (!strcasecmp(end, "m") || !strcasecmp(end, "mib") || !strcasecmp(end, "mb")) mul = MIB;
+    else if (!strcasecmp(end, "g") || !strcasecmp(end, "gib") || !strcasecmp(end, "gb")) mul = GIB;
+    else return -1;
+  }
+  if (x > INT64_MAX / mul) return -1;
+  *out = x * mul;
+  return 0;
+}
+
+/* Applies one value to its key; `src` names the source for the message. */
+static int set_key(gw_config *cfg, const cfg_key *k, const char *v, const char *src, char *err,
+                   size_t errlen) {
+  char why[300] = "";
+  void *field = (char *)cfg + k->off;
+  switch (k->type) {
+  case CFG_STR: {
+    if (k->check && k->check(v, why, sizeof why) != 0) goto bad;
+    char *dup = strdup(v);
+    if (!dup) return -ENOMEM;
+    free(*(char **)field);
+    *(char **)field = dup;
+    return 0;
+  }
+  case CFG_BOOL: {
+    bool b;
+    if (!strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "yes") || !strcasecmp(v, "on")) b = true;
+    else if (!strcasecmp(v, "false") || !strcmp(v, "0") || !strcasecmp(v, "no") || !strcasecmp(v, "off")) b = false;
+    else {
+      snprintf(why, sizeof why, "expected true or false, got \"%s\"", v);
+      goto bad;
+    }
+    *(bool *)field = b;
+    return 0;
+  }
+  case CFG_INT:
+  case CFG_SIZE: {
+    int64_t x;
+    if (k->type == CFG_SIZE) {
+      if (parse_size(v, &x) != 0) {
+        snprintf(why, sizeof why, "expected a byte size (e.g. 16384, 64K, 32M, 8G), got \"%s\"", v);
+        goto bad;
+      }
+    } else {
+      char *end;
+      errno = 0;
+      long long ll = strtoll(v, &end, 10);
+      if (errno || end == v || *end) {
+        snprintf(why, sizeof why, "expected an integer, got \"%s\"", v);
+        goto bad;
+      }
+      x = ll;
+    }
+    if (x < k->min || x > k->max) {
+      snprintf(why, sizeof why, "%lld is out of range [%lld, %lld]", (long long)x, (long long)k->min,
+               (long long)k->max);
+      goto bad;
+    }
+    *(int64_t *)field = x;
+    return 0;
+  }
+  }
+bad:
+  errf(err, errlen, "config key %s (%s): %s", k->name, src, why);
+  return -EINVAL;
+}
+
+static char *trim(char *s) {
+  while (isspace((unsigned char)*s)) s++;
+  char *e = s + strlen(s);
+  while (e > s && isspace((unsigned char)e[-1])) *--e = 0;
+  return s;
+}
+
+static int load_file(gw_config *cfg, const char *path, char *err, size_t errlen) {
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    errf(err, errlen, "cannot read config file %s: %s", path, strerror(errno));
+    return -EINVAL;
+  }
+  char line[4096];
+  int lineno = 0, rc = 0;
+  while (fgets(line, sizeof line, f)) {
+    lineno++;
+    char *s = trim(line);
+    if (!*s || *s == '#') continue;
+    char *eq = strchr(s, '=');
+    if (!eq) {
+      errf(err, errlen, "%s:%d: expected \"key = value\"", path, lineno);
+      rc = -EINVAL;
+      break;
+    }
+    *eq = 0;
+    char *name = trim(s), *val = trim(eq + 1);
+    size_t vl = strlen(val);
+    if (vl >= 2 && val[0] == '"' && val[vl - 1] == '"') {
+      val[vl - 1] = 0;
+      val++;
+    }
+    const cfg_key *k = find_key(name, strlen(name));
+    if (!k) {
+      errf(err, errlen, "%s:%d: unknown config key \"%s\"", path, lineno, name);
+      rc = -EINVAL;
+      break;
+    }
+    char src[300];
+    snprintf(src, sizeof src, "%s:%d", path, lineno);
+    if ((rc = set_key(cfg, k, val, src, err, errlen)) != 0) break;
+  }
+  fclose(f);
+  return rc;
+}
+
+static void env_name(const cfg_key *k, char *out, size_t n) {
+  size_t i = (size_t)snprintf(out, n, "MCPGATE_");
+  for (const char *p = k->name; *p && i + 1 < n; p++) out[i++] = (char)toupper((unsigned char)*p);
+  out[i] = 0;
+}
+static void flag_name(const cfg_key *k, char *out, size_t n) {
+  size_t i = (size_t)snprintf(out, n, "--");
+  for (const char *p = k->name; *p && i + 1 < n; p++) out[i++] = *p == '_' ? '-' : *p;
+  out[i] = 0;
+}
+
+/* Matches "--flag" or "--flag=value" against the table (dashes or
+ * underscores accepted). */
+static const cfg_key *match_flag(const char *arg, const char **inline_val) {
+  if (strncmp(arg, "--", 2) != 0) return NULL;
+  const char *name = arg + 2;
+  const char *eq = strchr(name, '=');
+  size_t n = eq ? (size_t)(eq - name) : strlen(name);
+  char buf[64];
+  if (n >= sizeof buf) return NULL;
+  for (size_t i = 0; i < n; i++) buf[i] = name[i] == '-' ? '_' : name[i];
+  *inline_val = eq ? eq + 1 : NULL;
+  return find_key(buf, n);
+}
+
+int gw_config_load(gw_config *cfg, int argc, char **argv, char *err, size_t errlen) {
+  int rc;
+  memset(cfg, 0, sizeof *cfg);
+  for (size_t i = 0; i < NKEYS; i++)
+    if (keys[i].def && (rc = set_key(cfg, &keys[i], keys[i].def, "default", err, errlen)) != 0)
+      return rc;
+  /* --config first (wherever it appears), so flags override it. */
+  for (int i = 0; i < argc; i++) {
+    const char *file = NULL;
+    if (!strcmp(argv[i], "--config")) {
+      if (i + 1 >= argc) {
+        errf(err, errlen, "--config needs a FILE");
+        return -EINVAL;
+      }
+      file = argv[i + 1];
+    } else if (!strncmp(argv[i], "--config=", 9)) {
+      file = argv[i] + 9;
+    }
+    if (file && (rc = load_file(cfg, file, err, errlen)) != 0) return rc;
+  }
+  for (size_t i = 0; i < NKEYS; i++) {
+    char name[80];
+    env_name(&keys[i], name, sizeof name);
+    const char *v = getenv(name);
+    if (v && (rc = set_key(cfg, &keys[i], v, name, err, errlen)) != 0) return rc;
+  }
+  for (int i = 0; i < argc; i++) {
+    if (!strcmp(argv[i], "--config")) {
+      i++;
+      continue;
+    }
+    if (!strncmp(argv[i], "--config=", 9)) continue;
+    const char *val = NULL;
+    const cfg_key *k = match_flag(argv[i], &val);
+    if (!k) {
+      errf(err, errlen, "unknown option \"%s\" (see mcpgate serve --help)", argv[i]);
+      return -EINVAL;
+    }
+    if (!val) {
+      if (i + 1 >= argc) {
+        errf(err, errlen, "config key %s: %s needs a value", k->name, argv[i]);
+        return -EINVAL;
+      }
+      val = argv[++i];
+    }
+    if ((rc = set_key(cfg, k, val, "flag", err, errlen)) != 0) return rc;
+  }
+  /* Derived defaults. */
+  char buf[4096];
+  if (!cfg->public_url) {
+    cfg->public_url_derived = true;
+    snprintf(buf, sizeof buf, "http://%s", cfg->listen);
+    cfg->public_url = strdup(buf);
+  }
+  if (!cfg->master_key_file) {
+    snprintf(buf, sizeof buf, "%s/master.key", cfg->data);
+    cfg->master_key_file = strdup(buf);
+  }
+  if (!cfg->admin_token_file) {
+    snprintf(buf, sizeof buf, "%s/admin.token", cfg->data);
+    cfg->admin_token_file = strdup(buf);
+  }
+  if (!cfg->public_url || !cfg->master_key_file || !cfg->admin_token_file) return -ENOMEM;
+  if (*cfg->tls_listen && (!*cfg->tls_cert_file || !*cfg->tls_key_file)) {
+    errf(err, errlen, "config key tls_listen: needs tls_cert_file and tls_key_file");
+    return -EINVAL;
+  }
+  return 0;
+}
+
+void gw_config_free(gw_config *cfg) {
+  for (size_t i = 0; i < NKEYS; i++)
+    if (keys[i].type == CFG_STR) {
+      char **p = (char **)((char *)cfg + keys[i].off);
+      free(*p);
+      *p = NULL;
+    }
+}
+
+static void value_str(const gw_config *cfg, const cfg_key *k, char *out, size_t n) {
+  const void *field = (const char *)cfg + k->off;
+  switch (k->type) {
+  case CFG_STR: snprintf(out, n, "%s", *(char *const *)field ? *(char *const *)field : ""); break;
+  case CFG_BOOL: snprintf(out, n, "%s", *(const bool *)field ? "true" : "false"); break;
+  default: snprintf(out, n, "%lld", (long long)*(const int64_t *)field); break;
+  }
+}
+
+void gw_config_print(const gw_config *cfg, FILE *out) {
+  char v[4200];
+  for (size_t i = 0; i < NKEYS; i++) {
+    value_str(cfg, &keys[i], v, sizeof v);
+    fprintf(out, "%s = %s\n", keys[i].name, v);
+  }
+}
+
+static const char *type_name(cfg_type t) {
+  switch (t) {
+  case CFG_STR: return "string";
+  case CFG_INT: return "integer";
+  case CFG_BOOL: return "bool";
+  default: return "size";
+  }
+}
+
+void gw_config_help(FILE *out) {
+  fprintf(out,
+          "usage: mcpgate serve [--listen HOST:PORT] [--data DIR] [--config FILE] [--<key> VALUE]...\n"
+          "       mcpgate serve --print-config [...]   print the effective configuration and exit\n\n"
+          "Configuration keys (defaults < --config file < MCPGATE_* env < flags):\n\n");
+  for (size_t i = 0; i < NKEYS; i++) {
+    char flag[80], env[80];
+    flag_name(&keys[i], flag, sizeof flag);
+    env_name(&keys[i], env, sizeof env);
+    fprintf(out, "  %-24s %-8s %s\n", flag, type_name(keys[i].type), keys[i].help);
+    fprintf(out, "  %-24s %-8s env %s, key %s, default %s\n", "", "", env, keys[i].name,
+            keys[i].def ? (*keys[i].def ? keys[i].def : "(empty)") : "(derived)");
+  }
+}
+
+void gw_config_markdown(FILE *out) {
+  fprintf(out, "| key | flag | env | type | default | meaning |\n|---|---|---|---|---|---|\n");
+  for (size_t i = 0; i < NKEYS; i++) {
+    char flag[80], env[80];
+    flag_name(&keys[i], flag, sizeof flag);
+    env_name(&keys[i], env, sizeof env);
+    fprintf(out, "| `%s` | `%s` | `%s` | %s | %s | %s |\n", keys[i].name, flag, env,
+            type_name(keys[i].type),
+            keys[i].def ? (*keys[i].def ? keys[i].def : "(empty)") : "(derived)", keys[i].help);
+  }
+}

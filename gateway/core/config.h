@@ -1,0 +1,75 @@
+/* gateway/core/config.h — the configuration: one declarative table.
+ *
+ * Every key is declared once in gateway/core/config.c (name, type, default,
+ * bounds, help). From the name follow its flag (`--public-url`) and its
+ * environment variable (`MCPGATE_PUBLIC_URL`). Sources, lowest first:
+ * defaults < config file (`key = value`, --config) < MCPGATE_* env < flags.
+ * `mcpgate serve --help` and the README's table are generated from the same
+ * table (`mcpgate config-doc`). An unknown key or a value outside its bounds
+ * refuses the start, naming the key.
+ *
+ * Ownership: gw_config owns its strings; gw_config_free releases them. */
+#ifndef MCPGATE_GATEWAY_CONFIG_H
+#define MCPGATE_GATEWAY_CONFIG_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct gw_config {
+  char *listen;
+  char *public_url;
+  char *data;
+  char *log_level;
+  bool access_log;
+  int64_t max_connections;
+  int64_t max_header_bytes;
+  int64_t max_uri_bytes;
+  int64_t max_body_bytes;
+  int64_t header_timeout_ms;
+  int64_t body_timeout_ms;
+  int64_t idle_timeout_ms;
+  int64_t shutdown_timeout_ms;
+  char *tls_listen;
+  char *tls_cert_file;
+  char *tls_key_file;
+  char *admin_listen;
+  char *trusted_proxies;
+  int64_t store_map_size;
+  char *master_key_file;
+  char *admin_token_file;
+  int64_t scim_max_body;
+  int64_t scim_max_count;
+  int64_t mcp_max_body;
+  int64_t stream_buffer_max;
+  int64_t agg_uri_map_max;
+  char *allowed_origins;
+  char *egress_allow;           /* gateway/out/egress.h: what admin-set URLs may reach */
+  char *egress_allow_untrusted; /* the same for URLs outside callers supply */
+  int64_t session_idle_timeout_ms;   /* gateway/mcp/mcp_session.h: expiry and caps */
+  int64_t session_max_age_ms;
+  int64_t sessions_per_user_max;
+  int64_t session_purge_interval_ms;
+  bool public_url_derived; /* not set by any source: follows the bound listen address */
+} gw_config;
+
+/* Loads defaults, then --config FILE, then env, then flags from argv
+ * (argv[0] is the first flag, not the program name). Stops at the first
+ * problem: returns a negative code and writes a one-line message naming the
+ * key into err. `--help` and `--print-config` are not handled here (main
+ * strips them). Derived defaults (public_url from listen, master_key_file
+ * and admin_token_file under data) are filled in at the end. */
+int gw_config_load(gw_config *cfg, int argc, char **argv, char *err, size_t errlen);
+void gw_config_free(gw_config *cfg);
+
+/* Writes `key = value` for every key (effective values). */
+void gw_config_print(const gw_config *cfg, FILE *out);
+/* Writes the help text for every key (flag, env var, default, help). */
+void gw_config_help(FILE *out);
+/* Writes the configuration reference as a Markdown table (for README). */
+void gw_config_markdown(FILE *out);
+
+/* Parses "HOST:PORT" / "[v6]:PORT" into host (caller buffer) and port. */
+int gw_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
+
+#endif

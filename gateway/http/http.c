@@ -1,0 +1,1077 @@
+/* gateway/http/http.c — HTTP/1.1 server connections (see http.h for the API).
+ *
+ * One gw_conn per accepted socket. State machine:
+ *   IDLE      keep-alive, no byte of the next request yet (idle timer)
+ *   HEADERS   request line/headers arriving (header timer from first byte)
+ *   BODY      body arriving (body timer from end of headers)
+ *   HANDLING  message complete, handler owns the request; parser paused
+ *   LINGER    final response sent and FIN queued; input discarded until the
+ *             client closes or the linger timer fires (so unread request
+ *             bytes never turn our close into an RST that eats the reply)
+ * Closing is always asynchronous: conn_close() only marks and uv_close()s;
+ * the struct is freed in the last close callback, never under a running
+ * callback (STYLE: handles freed only in close callbacks).
+ *
+ * llhttp runs in strict mode (no lenient flags). We add what it leaves to
+ * the server: Host required on HTTP/1.1, obs-fold refused, size caps, and
+ * timeouts. Pipelining: on_message_complete pauses the parser; unparsed
+ * bytes wait in conn->in (capped; reading stops when full) until the
+ * response has been queued, so responses leave in request order. */
+#include "gateway/http/http.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <llhttp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <uv.h>
+
+#include "gateway/base/buf.h"
+#include "gateway/base/log.h"
+#include "gateway/core/metrics.h"
+#include "gateway/http/router.h"
+#include "gateway/core/server.h"
+#include "gateway/http/tls.h"
+
+enum conn_state { CS_IDLE, CS_HEADERS, CS_BODY, CS_HANDLING, CS_LINGER };
+
+#define LINGER_MS 2000
+/* What a lingering connection discards at most before it stops reading (the
+ * timer then closes it): a client refused before its body was read (preauth,
+ * 413) must not make us read the body anyway, only throw it away. */
+#define LINGER_DISCARD_MAX (64 * 1024)
+#define IN_CAP (256 * 1024) /* unparsed pipelined bytes held while handling */
+#define MAX_RESP_HEADERS 32
+
+typedef struct arena_chunk {
+  struct arena_chunk *next;
+  char mem[];
+} arena_chunk;
+
+typedef struct gw__req_priv {
+  arena_chunk *arena;
+  gw_header resp[MAX_RESP_HEADERS];
+  int nresp;
+  gw_buf url, field, value, body;
+  size_t header_bytes;
+  int64_t body_limit;
+  int refs;           /* handler's + pending abort notification */
+  bool complete;      /* message fully received */
+  bool done;          /* response ended (or dropped) */
+  bool streaming;     /* gw_resp_start called */
+  bool chunked;       /* streaming with chunked encoding */
+  bool head;          /* HEAD: no body bytes */
+  bool has_host;
+  bool close;         /* this response ends the connection */
+  int status;
+  size_t resp_bytes;
+} gw__req_priv;
+
+struct gw_conn {
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  gw_loop *lp;
+  int kind;
+  llhttp_t parser;
+  gw_tls_conn *tls;
+  char *in;
+  size_t in_len;
+  gw_req *req;          /* request being parsed or handled */
+  gw_req *detached;     /* request detached at close, for on_abort */
+  int state;
+  int error_status;     /* set by callbacks before failing the parse */
+  const char *error_msg;
+  int open_handles;
+  bool closing, reading, eof, close_after, in_parse, rejected, counted;
+  bool resume_parse;       /* the timer fires at 0 ms to parse pipelined bytes */
+  bool tls_closed;
+  size_t linger_read;      /* bytes discarded while lingering */
+  const char *exec_start;  /* the buffer llhttp is executing, for obs-fold */
+  char tail_nonws;         /* last non-SP/HT byte of the previous buffer */
+  gw_conn *next, *prev;
+  char peer[64];
+};
+
+static llhttp_settings_t parser_settings;
+static void conn_parse(gw_conn *c);
+static void conn_close(gw_conn *c);
+static void conn_end_request(gw_conn *c, gw_req *req);
+static void send_error_and_close(gw_conn *c, int status, const char *msg);
+static void read_start(gw_conn *c);
+static void arm(gw_conn *c, int64_t ms);
+
+/* ---------- list of connections per loop ---------- */
+
+static void list_add(gw_loop *lp, gw_conn *c) {
+  c->next = lp->conns;
+  c->prev = NULL;
+  if (c->next) c->next->prev = c;
+  lp->conns = c;
+  lp->nconns++;
+}
+static void list_del(gw_loop *lp, gw_conn *c) {
+  if (c->prev) c->prev->next = c->next;
+  else lp->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  c->next = c->prev = NULL;
+  lp->nconns--;
+}
+
+/* ---------- request memory ---------- */
+
+void *gw_req_alloc(gw_req *req, size_t n) {
+  arena_chunk *a = malloc(sizeof *a + n + 1);
+  if (!a) return NULL;
+  a->next = req->priv->arena;
+  req->priv->arena = a;
+  return a->mem;
+}
+
+char *gw_req_strdup(gw_req *req, const char *s) {
+  size_t n = strlen(s);
+  char *p = gw_req_alloc(req, n + 1);
+  if (p) memcpy(p, s, n + 1);
+  return p;
+}
+
+static gw_req *req_new(gw_conn *c) {
+  gw_req *r = calloc(1, sizeof *r);
+  gw__req_priv *p = calloc(1, sizeof *p);
+  if (!r || !p) {
+    free(r);
+    free(p);
+    return NULL;
+  }
+  const gw_config *cfg = &c->lp->srv->cfg;
+  r->priv = p;
+  r->lp = c->lp;
+  r->conn = c;
+  r->listener_kind = c->kind;
+  r->tls = c->kind == GW_LISTENER_HTTPS;
+  p->refs = 1;
+  gw_buf_init(&p->url, (size_t)cfg->max_uri_bytes);
+  gw_buf_init(&p->field, (size_t)cfg->max_header_bytes);
+  gw_buf_init(&p->value, (size_t)cfg->max_header_bytes);
+  gw_buf_init(&p->body, (size_t)cfg->max_body_bytes);
+  p->body_limit = cfg->max_body_bytes;
+  r->start_ns = uv_hrtime();
+  gw_loop_request_id(c->lp, r->id);
+  snprintf(r->client, sizeof r->client, "%s", c->peer);
+  return r;
+}
+
+static void req_free(gw_req *r) {
+  gw__req_priv *p = r->priv;
+  for (arena_chunk *a = p->arena, *n; a; a = n) {
+    n = a->next;
+    free(a);
+  }
+  for (int i = 0; i < p->nresp; i++) {
+    free(p->resp[i].name);
+    free(p->resp[i].value);
+  }
+  gw_buf_free(&p->url);
+  gw_buf_free(&p->field);
+  gw_buf_free(&p->value);
+  gw_buf_free(&p->body);
+  free(p);
+  free(r);
+}
+
+static void req_unref(gw_req *r) {
+  if (--r->priv->refs == 0) req_free(r);
+}
+
+bool gw_req_alive(const gw_req *req) { return req->conn != NULL; }
+
+const char *gw_req_header(const gw_req *req, const char *name) {
+  for (int i = 0; i < req->nheaders; i++)
+    if (strcasecmp(req->headers[i].name, name) == 0) return req->headers[i].value;
+  return NULL;
+}
+
+/* ---------- timers ---------- */
+
+static void on_timer(uv_timer_t *t) {
+  gw_conn *c = t->data;
+  if (c->resume_parse) {
+    /* a later loop turn than the reply that ended the previous request */
+    c->resume_parse = false;
+    arm(c, c->lp->srv->cfg.idle_timeout_ms);
+    conn_parse(c);
+    return;
+  }
+  switch (c->state) {
+  case CS_IDLE: conn_close(c); break;
+  case CS_HEADERS:
+  case CS_BODY:
+    send_error_and_close(c, 408, c->state == CS_HEADERS ? "request headers not received in time"
+                                                         : "request body not received in time");
+    break;
+  case CS_LINGER: conn_close(c); break;
+  default: break;
+  }
+}
+
+static void arm(gw_conn *c, int64_t ms) {
+  if (c->closing) return;
+  c->resume_parse = false;
+  uv_timer_start(&c->timer, on_timer, (uint64_t)ms, 0);
+}
+
+/* ---------- writing ---------- */
+
+typedef struct write_req {
+  uv_write_t w;
+  gw_conn *c;
+  char *buf;
+} write_req;
+
+static void on_write(uv_write_t *w, int status) {
+  write_req *wr = (write_req *)w;
+  gw_conn *c = wr->c;
+  free(wr->buf);
+  free(wr);
+  if (status < 0) {
+    if (status != UV_ECANCELED) conn_close(c);
+    return;
+  }
+  if (!c->closing && c->req && c->req->on_drain &&
+      uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < GW_WRITE_LOW_WATER)
+    c->req->on_drain(c->req);
+}
+
+size_t gw_req_write_queue(const gw_req *req) {
+  if (!req->conn || req->conn->closing) return 0;
+  return uv_stream_get_write_queue_size((uv_stream_t *)&req->conn->tcp);
+}
+
+/* Queues raw bytes (ciphertext on TLS) on the socket; takes ownership. */
+static int sock_write_owned(gw_conn *c, char *buf, size_t len) {
+  if (c->closing) {
+    free(buf);
+    return -1;
+  }
+  write_req *wr = malloc(sizeof *wr);
+  if (!wr) {
+    free(buf);
+    return -ENOMEM;
+  }
+  wr->c = c;
+  wr->buf = buf;
+  uv_buf_t b = uv_buf_init(buf, (unsigned)len);
+  int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+  if (rc < 0) {
+    free(buf);
+    free(wr);
+    conn_close(c);
+    return rc;
+  }
+  return 0;
+}
+
+static int tls_flush(gw_conn *c) {
+  char *out;
+  size_t n = gw_tls_take(c->tls, &out);
+  return n ? sock_write_owned(c, out, n) : 0;
+}
+
+static int conn_write(gw_conn *c, const void *data, size_t len) {
+  if (c->closing) return -1;
+  if (!len) return 0;
+  if (c->tls) {
+    if (gw_tls_encrypt(c->tls, data, len) != 0) {
+      conn_close(c);
+      return -1;
+    }
+    return tls_flush(c);
+  }
+  char *copy = malloc(len);
+  if (!copy) return -ENOMEM;
+  memcpy(copy, data, len);
+  return sock_write_owned(c, copy, len);
+}
+
+/* ---------- closing ---------- */
+
+static void on_handle_closed(uv_handle_t *h) {
+  gw_conn *c = h->data;
+  if (--c->open_handles > 0) return;
+  gw_req *d = c->detached;
+  if (d) {
+    /* Deliver on_abort outside any handler stack: close callbacks run in
+     * their own loop phase. */
+    if (!d->priv->done && d->on_abort) d->on_abort(d);
+    req_unref(d);
+  }
+  gw_tls_conn_free(c->tls);
+  free(c->in);
+  gw_loop *lp = c->lp;
+  bool counted = c->counted;
+  free(c);
+  if (counted) {
+    lp->nactive--;
+    gw_metrics_conn(lp->srv->metrics, -1);
+  }
+  gw__loop_conn_closed(lp);
+}
+
+static void conn_close(gw_conn *c) {
+  if (c->closing) return;
+  c->closing = true;
+  list_del(c->lp, c);
+  if (c->req) {
+    gw_req *r = c->req;
+    c->req = NULL;
+    if (c->state == CS_HANDLING && !r->priv->done) {
+      /* The handler keeps its reference; one more for on_abort delivery. */
+      r->conn = NULL;
+      r->priv->refs++;
+      c->detached = r;
+    } else {
+      req_free(r);
+    }
+  }
+  uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+  uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+static void on_shutdown(uv_shutdown_t *s, int status) {
+  gw_conn *c = s->data;
+  free(s);
+  if (c->closing) return;
+  if (status < 0 || c->eof) {
+    conn_close(c);
+    return;
+  }
+  arm(c, LINGER_MS);
+}
+
+/* The final response is queued: send FIN after it and discard input until
+ * the client closes. */
+static void conn_linger(gw_conn *c) {
+  if (c->closing || c->state == CS_LINGER) return;
+  c->state = CS_LINGER;
+  if (c->tls) {
+    gw_tls_close_notify(c->tls);
+    tls_flush(c);
+  }
+  uv_shutdown_t *s = malloc(sizeof *s);
+  if (!s) {
+    conn_close(c);
+    return;
+  }
+  s->data = c;
+  if (uv_shutdown(s, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
+    free(s);
+    conn_close(c);
+    return;
+  }
+  /* queued bytes get idle_timeout_ms to reach a client that stopped
+   * reading; then the connection is cut (on_shutdown re-arms for the FIN) */
+  arm(c, c->lp->srv->cfg.idle_timeout_ms);
+  read_start(c); /* keep draining input so the close is a FIN, not an RST */
+}
+
+/* ---------- responses ---------- */
+
+const char *gw_status_text(int s) {
+  switch (s) {
+  case 100: return "Continue";
+  case 200: return "OK";
+  case 201: return "Created";
+  case 202: return "Accepted";
+  case 204: return "No Content";
+  case 304: return "Not Modified";
+  case 400: return "Bad Request";
+  case 401: return "Unauthorized";
+  case 403: return "Forbidden";
+  case 404: return "Not Found";
+  case 405: return "Method Not Allowed";
+  case 406: return "Not Acceptable";
+  case 408: return "Request Timeout";
+  case 409: return "Conflict";
+  case 411: return "Length Required";
+  case 412: return "Precondition Failed";
+  case 413: return "Content Too Large";
+  case 414: return "URI Too Long";
+  case 415: return "Unsupported Media Type";
+  case 417: return "Expectation Failed";
+  case 429: return "Too Many Requests";
+  case 431: return "Request Header Fields Too Large";
+  case 500: return "Internal Server Error";
+  case 501: return "Not Implemented";
+  case 502: return "Bad Gateway";
+  case 503: return "Service Unavailable";
+  case 504: return "Gateway Timeout";
+  case 505: return "HTTP Version Not Supported";
+  case 507: return "Insufficient Storage";
+  default: return "Unknown";
+  }
+}
+
+void gw_resp_header(gw_req *req, const char *name, const char *value) {
+  gw__req_priv *p = req->priv;
+  if (p->nresp >= MAX_RESP_HEADERS) return;
+  /* Refuse CR/LF in header values: response splitting. */
+  if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n")) return;
+  p->resp[p->nresp].name = strdup(name);
+  p->resp[p->nresp].value = strdup(value);
+  if (!p->resp[p->nresp].name || !p->resp[p->nresp].value) {
+    free(p->resp[p->nresp].name);
+    free(p->resp[p->nresp].value);
+    return;
+  }
+  p->nresp++;
+}
+
+/* Decides whether the connection survives this response. */
+static bool resp_closes(gw_req *req) {
+  gw_conn *c = req->conn;
+  return !req->keep_alive || c->close_after || c->lp->draining || c->eof || req->priv->close;
+}
+
+static void head_block(gw_req *req, gw_buf *b, int status, const char *ctype, long long clen) {
+  gw__req_priv *p = req->priv;
+  bool close = resp_closes(req);
+  p->close = close;
+  gw_buf_printf(b, "HTTP/1.1 %d %s\r\n", status, gw_status_text(status));
+  if (ctype) gw_buf_printf(b, "Content-Type: %s\r\n", ctype);
+  if (clen >= 0) gw_buf_printf(b, "Content-Length: %lld\r\n", clen);
+  else if (p->chunked) gw_buf_appends(b, "Transfer-Encoding: chunked\r\n");
+  if (close) gw_buf_appends(b, "Connection: close\r\n");
+  else if (req->http_minor == 0) gw_buf_appends(b, "Connection: keep-alive\r\n");
+  gw_buf_printf(b, "X-Request-Id: %s\r\n", req->id);
+  for (int i = 0; i < p->nresp; i++)
+    gw_buf_printf(b, "%s: %s\r\n", p->resp[i].name, p->resp[i].value);
+  gw_buf_appends(b, "\r\n");
+}
+
+static void access_log(gw_req *req) {
+  if (!req->lp->srv->cfg.access_log || gw_log_get_level() > GW_LOG_INFO) return;
+  double ms = (double)(uv_hrtime() - req->start_ns) / 1e6;
+  json_t *f = json_object();
+  json_object_set_new(f, "method", json_string(req->method ? req->method : "-"));
+  /* The path only: query strings may carry secrets (codes, tokens). */
+  json_t *path = req->path ? json_string(req->path) : NULL;
+  json_object_set_new(f, "path", path ? path : json_string("-"));
+  json_object_set_new(f, "route", json_string(req->route ? gw_route_class_name(req->route->rclass)
+                                                          : "other"));
+  json_object_set_new(f, "status", json_integer(req->priv->status));
+  json_object_set_new(f, "duration_ms", json_real((double)((long long)(ms * 1000)) / 1000.0));
+  json_object_set_new(f, "bytes", json_integer((json_int_t)req->priv->resp_bytes));
+  json_object_set_new(f, "client", json_string(req->client));
+  gw_log_ctx ctx = {req->tenant[0] ? req->tenant : NULL, req->id};
+  gw_log_fields(GW_LOG_INFO, "access", &ctx, f, "access");
+  json_decref(f);
+}
+
+static void req_finish(gw_req *req) {
+  gw__req_priv *p = req->priv;
+  p->done = true;
+  double secs = (double)(uv_hrtime() - req->start_ns) / 1e9;
+  gw_metrics_request(req->lp->srv->metrics, req->route ? req->route->rclass : GW_RC_OTHER,
+                     p->status, secs);
+  access_log(req);
+  gw_conn *c = req->conn;
+  if (c) {
+    c->req = NULL;
+    conn_end_request(c, req);
+  }
+  req_unref(req);
+}
+
+void gw_respond(gw_req *req, int status, const char *ctype, const void *body, size_t len) {
+  gw__req_priv *p = req->priv;
+  if (p->done || p->streaming) return;
+  p->status = status;
+  p->resp_bytes = len;
+  if (req->conn) {
+    gw_buf b;
+    gw_buf_init(&b, SIZE_MAX / 2);
+    head_block(req, &b, status, ctype, (long long)len);
+    if (!p->head && len) gw_buf_append(&b, body, len);
+    conn_write(req->conn, b.data, b.len);
+    gw_buf_free(&b);
+  }
+  req_finish(req);
+}
+
+void gw_respond_json(gw_req *req, int status, json_t *j) {
+  char *s = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+  json_decref(j);
+  if (!s) {
+    static const char oom[] = "{\"error\":\"internal\",\"message\":\"out of memory\"}";
+    gw_respond(req, 500, "application/json", oom, sizeof oom - 1);
+    return;
+  }
+  gw_resp_header(req, "Cache-Control", "no-store");
+  gw_respond(req, status, "application/json", s, strlen(s));
+  free(s);
+}
+
+void gw_respond_error(gw_req *req, int status, const char *code, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  json_t *j = json_object();
+  json_object_set_new(j, "error", json_string(code));
+  json_t *m = json_string(msg);
+  json_object_set_new(j, "message", m ? m : json_string("(invalid message)"));
+  gw_respond_json(req, status, j);
+}
+
+void gw_req_drop(gw_req *req) {
+  if (req->priv->done) return;
+  if (req->priv->streaming) {
+    /* Cut the stream: the client sees an incomplete chunked body. */
+    if (req->conn) req->priv->close = true;
+    gw_resp_end(req);
+    return;
+  }
+  if (req->conn) {
+    gw_respond_error(req, 500, "internal", "the request could not be completed");
+    return;
+  }
+  req->priv->status = 499; /* nginx's "client closed request" */
+  req_finish(req);
+}
+
+void gw_req_abort(gw_req *req) {
+  if (req->priv->done) return;
+  if (req->conn) conn_close(req->conn); /* queued writes are cancelled and freed */
+  gw_req_drop(req);
+}
+
+int gw_resp_start(gw_req *req, int status, const char *ctype) {
+  gw__req_priv *p = req->priv;
+  if (p->done || p->streaming) return -EINVAL;
+  p->streaming = true;
+  p->status = status;
+  if (!req->conn) return -EPIPE;
+  p->chunked = req->http_minor == 1;
+  if (!p->chunked) p->close = true;
+  gw_buf b;
+  gw_buf_init(&b, SIZE_MAX / 2);
+  head_block(req, &b, status, ctype, -1);
+  int rc = conn_write(req->conn, b.data, b.len);
+  gw_buf_free(&b);
+  return rc;
+}
+
+int gw_resp_write(gw_req *req, const void *data, size_t len) {
+  gw__req_priv *p = req->priv;
+  if (!p->streaming || p->done) return -EINVAL;
+  if (!req->conn) return -EPIPE;
+  if (!len || p->head) return 0;
+  p->resp_bytes += len;
+  if (!p->chunked) return conn_write(req->conn, data, len);
+  char hdr[32];
+  int hn = snprintf(hdr, sizeof hdr, "%zx\r\n", len);
+  gw_buf b;
+  gw_buf_init(&b, SIZE_MAX / 2);
+  gw_buf_append(&b, hdr, (size_t)hn);
+  gw_buf_append(&b, data, len);
+  gw_buf_append(&b, "\r\n", 2);
+  int rc = conn_write(req->conn, b.data, b.len);
+  gw_buf_free(&b);
+  return rc;
+}
+
+void gw_resp_end(gw_req *req) {
+  gw__req_priv *p = req->priv;
+  if (!p->streaming || p->done) return;
+  if (req->conn && p->chunked && !p->close && !p->head) conn_write(req->conn, "0\r\n\r\n", 5);
+  req_finish(req);
+}
+
+/* ---------- the connection between requests ---------- */
+
+/* Called once the response of `req` is queued (req still valid). */
+static void conn_end_request(gw_conn *c, gw_req *req) {
+  bool close = req->priv->close || !req->priv->complete;
+  c->state = CS_IDLE;
+  if (close) {
+    conn_linger(c);
+    return;
+  }
+  llhttp_reset(&c->parser);
+  arm(c, c->lp->srv->cfg.idle_timeout_ms);
+  if (!c->in_parse) {
+    read_start(c);
+    /* Pipelined bytes wait for a later loop turn: this runs inside the
+     * reply path of the previous request (possibly from a revocation walk
+     * or an upstream callback), which must not see a new request start
+     * under it (h2o and nginx resume parsing the same way). */
+    if (c->in_len && !c->closing) {
+      uv_timer_start(&c->timer, on_timer, 0, 0);
+      c->resume_parse = true;
+    }
+  }
+}
+
+static void send_error_and_close(gw_conn *c, int status, const char *msg) {
+  if (c->closing || c->state == CS_LINGER) return;
+  gw_req *r = c->req;
+  if (!r) {
+    r = req_new(c);
+    if (!r) {
+      conn_close(c);
+      return;
+    }
+    c->req = r;
+  }
+  if (c->state == CS_HANDLING) {
+    /* a handler owns the request: only cut the connection */
+    conn_close(c);
+    return;
+  }
+  c->state = CS_HANDLING; /* so req_finish → conn_end_request takes over */
+  r->priv->close = true;
+  r->priv->complete = false;
+  if (!r->http_minor) r->http_minor = 1;
+  if (r->route && r->route->early_error) {
+    r->route->early_error(r, status, msg);
+    return;
+  }
+  gw_respond_error(r, status, status == 408   ? "request_timeout"
+                              : status == 413 ? "body_too_large"
+                              : status == 414 ? "uri_too_long"
+                              : status == 431 ? "headers_too_large"
+                              : status == 503 ? "unavailable"
+                              : status == 417 ? "expectation_failed"
+                                              : "bad_request",
+                   "%s", msg);
+}
+
+/* ---------- llhttp callbacks ---------- */
+
+static int fail(gw_conn *c, int status, const char *msg) {
+  c->error_status = status;
+  c->error_msg = msg;
+  return -1;
+}
+
+static int on_message_begin(llhttp_t *p) {
+  gw_conn *c = p->data;
+  if (!c->req) {
+    c->req = req_new(c);
+    if (!c->req) return fail(c, 503, "out of memory");
+  }
+  return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t n) {
+  gw_conn *c = p->data;
+  if (gw_buf_append(&c->req->priv->url, at, n) != 0)
+    return fail(c, 414, "request target too long");
+  return 0;
+}
+
+static int count_header_bytes(gw_conn *c, size_t n) {
+  gw__req_priv *r = c->req->priv;
+  r->header_bytes += n + 4; /* ": " and CRLF */
+  if (r->header_bytes > (size_t)c->lp->srv->cfg.max_header_bytes)
+    return fail(c, 431, "request headers too large");
+  return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t n) {
+  gw_conn *c = p->data;
+  if (count_header_bytes(c, n) != 0) return -1;
+  if (gw_buf_append(&c->req->priv->field, at, n) != 0)
+    return fail(c, 431, "request headers too large");
+  return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t n) {
+  gw_conn *c = p->data;
+  if (count_header_bytes(c, n) != 0) return -1;
+  /* obs-fold (RFC 9112 §5.2): llhttp accepts a line starting with SP/HT
+   * as the continuation of the previous value. We reject it (the RFC lets
+   * a server do so, and ambiguous headers are what request smuggling is
+   * made of): a value span preceded, across whitespace, by LF is a fold. */
+  const char *b = at;
+  while (b > c->exec_start && (b[-1] == ' ' || b[-1] == '\t')) b--;
+  char before = b > c->exec_start ? b[-1] : c->tail_nonws;
+  if ((n && before == '\n') || memchr(at, '\n', n) || memchr(at, '\r', n))
+    return fail(c, 400, "obsolete line folding in headers is not accepted");
+  if (memchr(at, '\0', n)) return fail(c, 400, "NUL byte in header value");
+  if (gw_buf_append(&c->req->priv->value, at, n) != 0)
+    return fail(c, 431, "request headers too large");
+  return 0;
+}
+
+static int on_header_value_complete(llhttp_t *p) {
+  gw_conn *c = p->data;
+  gw_req *r = c->req;
+  gw__req_priv *pr = r->priv;
+  if (r->nheaders >= GW_MAX_HEADERS) return fail(c, 431, "too many request headers");
+  const char *v = pr->value.data ? pr->value.data : "";
+  size_t vl = pr->value.len;
+  /* trim trailing OWS (llhttp strips leading) */
+  while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t')) vl--;
+  char *name = gw_req_alloc(r, pr->field.len + 1);
+  char *val = gw_req_alloc(r, vl + 1);
+  if (!name || !val) return fail(c, 503, "out of memory");
+  memcpy(name, pr->field.data ? pr->field.data : "", pr->field.len);
+  name[pr->field.len] = 0;
+  memcpy(val, v, vl);
+  val[vl] = 0;
+  r->headers[r->nheaders].name = name;
+  r->headers[r->nheaders].value = val;
+  r->nheaders++;
+  if (strcasecmp(name, "host") == 0) {
+    if (pr->has_host) return fail(c, 400, "more than one Host header");
+    pr->has_host = true;
+  }
+  gw_buf_reset(&pr->field);
+  gw_buf_reset(&pr->value);
+  return 0;
+}
+
+static void resolve_client(gw_conn *c, gw_req *r) {
+  gw_server *srv = c->lp->srv;
+  if (!srv->ntrusted || !gw_server_trusted(srv, c->peer)) return;
+  const char *xff = gw_req_header(r, "x-forwarded-for");
+  if (xff) {
+    /* Walk from the right: the first address not ours is the client. */
+    char tmp[1024];
+    snprintf(tmp, sizeof tmp, "%s", xff);
+    char *end = tmp + strlen(tmp);
+    while (end > tmp) {
+      char *start = end;
+      while (start > tmp && start[-1] != ',') start--;
+      char *s = start, *e = end;
+      while (s < e && (*s == ' ' || *s == '\t')) s++;
+      while (e > s && (e[-1] == ' ' || e[-1] == '\t')) e--;
+      *e = 0;
+      if (*s) {
+        snprintf(r->client, sizeof r->client, "%.*s", (int)(sizeof r->client - 1), s);
+        if (!gw_server_trusted(srv, s)) break;
+      }
+      end = start > tmp ? start - 1 : tmp;
+    }
+  }
+  const char *proto = gw_req_header(r, "x-forwarded-proto");
+  if (proto && strcasecmp(proto, "https") == 0) r->forwarded_https = true;
+}
+
+static int on_headers_complete(llhttp_t *p) {
+  gw_conn *c = p->data;
+  gw_req *r = c->req;
+  gw__req_priv *pr = r->priv;
+  if (p->http_major != 1) return fail(c, 505, "only HTTP/1.x is supported");
+  r->http_minor = p->http_minor;
+  r->method_id = p->method;
+  r->method = llhttp_method_name((llhttp_method_t)p->method);
+  r->keep_alive = llhttp_should_keep_alive(p);
+  if (p->http_minor == 1 && !pr->has_host) return fail(c, 400, "missing Host header");
+  pr->head = p->method == HTTP_HEAD;
+  /* target → path + query (kept apart so the query is never logged) */
+  const char *t = pr->url.data ? pr->url.data : "";
+  r->target = gw_req_strdup(r, t);
+  if (!r->target) return fail(c, 503, "out of memory");
+  if (r->target[0] != '/' && strcmp(r->method, "OPTIONS") != 0)
+    return fail(c, 400, "request target must be an absolute path");
+  r->path = gw_req_strdup(r, t);
+  char *q = r->path ? strchr(r->path, '?') : NULL;
+  if (q) {
+    *q = 0;
+    r->query = q + 1;
+  }
+  resolve_client(c, r);
+  r->route = gw_route_find(c->lp, c->kind, r->path, strlen(r->path));
+  if (r->route && r->route->max_body) pr->body_limit = r->route->max_body;
+  pr->body.max = (size_t)pr->body_limit;
+  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > (uint64_t)pr->body_limit)
+    return fail(c, 413, "request body too large");
+  /* The credential before any body byte (and before a 100 Continue): an
+   * unauthenticated client must not make us buffer up to the body cap.
+   * Bodiless requests go straight to the handler, which checks the same. A
+   * refusal has been answered (the route's format, WWW-Authenticate) and
+   * ends the connection: the body is never read, only a little of it
+   * discarded while lingering. */
+  if (r->route && r->route->preauth && ((p->flags & F_CHUNKED) || p->content_length > 0)) {
+    pr->close = true;
+    if (r->route->preauth(r) != 0) return fail(c, 401, "refused before the body was read");
+    pr->close = false;
+  }
+  const char *expect = gw_req_header(r, "expect");
+  if (expect) {
+    if (strcasecmp(expect, "100-continue") != 0) return fail(c, 417, "unsupported Expect value");
+    if (r->http_minor == 1 && ((p->flags & F_CHUNKED) || p->content_length > 0)) {
+      static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+      conn_write(c, cont, sizeof cont - 1);
+    }
+  }
+  c->state = CS_BODY;
+  arm(c, c->lp->srv->cfg.body_timeout_ms);
+  return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t n) {
+  gw_conn *c = p->data;
+  if (gw_buf_append(&c->req->priv->body, at, n) != 0) return fail(c, 413, "request body too large");
+  return 0;
+}
+
+static int on_message_complete(llhttp_t *p) {
+  gw_conn *c = p->data;
+  c->req->priv->complete = true;
+  return HPE_PAUSED;
+}
+
+static void init_settings(void) {
+  if (parser_settings.on_message_complete) return;
+  llhttp_settings_init(&parser_settings);
+  parser_settings.on_message_begin = on_message_begin;
+  parser_settings.on_url = on_url;
+  parser_settings.on_header_field = on_header_field;
+  parser_settings.on_header_value = on_header_value;
+  parser_settings.on_header_value_complete = on_header_value_complete;
+  parser_settings.on_headers_complete = on_headers_complete;
+  parser_settings.on_body = on_body;
+  parser_settings.on_message_complete = on_message_complete;
+}
+
+/* ---------- dispatch ---------- */
+
+static void dispatch(gw_conn *c) {
+  gw_req *r = c->req;
+  gw__req_priv *p = r->priv;
+  c->state = CS_HANDLING;
+  uv_timer_stop(&c->timer);
+  if (p->body.data) {
+    r->body = p->body.data;
+    r->body_len = p->body.len;
+  } else {
+    r->body = (char *)"";
+    r->body_len = 0;
+  }
+  if (!r->route) {
+    gw_respond_error(r, 404, "not_found", "no such endpoint: %s", r->path);
+    return;
+  }
+  if (r->route->allow && !gw_route_allows(r->route, r->method)) {
+    gw_resp_header(r, "Allow", r->route->allow);
+    gw_respond_error(r, 405, "method_not_allowed", "%s is not allowed here (allowed: %s)", r->method,
+                     r->route->allow);
+    return;
+  }
+  r->route->handler(r);
+}
+
+static void conn_parse(gw_conn *c) {
+  if (c->in_parse) return;
+  c->in_parse = true;
+  while (!c->closing && c->in_len > 0 && (c->state == CS_IDLE || c->state == CS_HEADERS ||
+                                          c->state == CS_BODY)) {
+    if (c->state == CS_IDLE) {
+      if (c->lp->draining) {
+        /* no new requests after SIGTERM */
+        c->in_len = 0;
+        conn_close(c);
+        break;
+      }
+      c->state = CS_HEADERS;
+      arm(c, c->lp->srv->cfg.header_timeout_ms);
+    }
+    c->exec_start = c->in;
+    llhttp_errno_t err = llhttp_execute(&c->parser, c->in, c->in_len);
+    size_t used = c->in_len;
+    if (err != HPE_OK) {
+      const char *pos = llhttp_get_error_pos(&c->parser);
+      used = pos ? (size_t)(pos - c->in) : c->in_len;
+      if (used > c->in_len) used = c->in_len;
+    }
+    for (size_t i = used; i > 0; i--)
+      if (c->in[i - 1] != ' ' && c->in[i - 1] != '\t') {
+        c->tail_nonws = c->in[i - 1];
+        break;
+      }
+    memmove(c->in, c->in + used, c->in_len - used);
+    c->in_len -= used;
+    if (err == HPE_OK) break; /* need more bytes */
+    if (err == HPE_PAUSED) {
+      llhttp_resume(&c->parser);
+      dispatch(c);
+      continue;
+    }
+    int status = c->error_status ? c->error_status : 400;
+    const char *msg = c->error_msg;
+    char why[200];
+    if (!msg) {
+      snprintf(why, sizeof why, "malformed HTTP request: %s", llhttp_get_error_reason(&c->parser));
+      msg = why;
+    }
+    GW_LOG(GW_LOG_DEBUG, "http", NULL, "parse error %d from %s: %s", status, c->peer, msg);
+    c->in_len = 0;
+    send_error_and_close(c, status, msg);
+    break;
+  }
+  c->in_parse = false;
+  /* Back-pressure: while a handler runs, hold at most IN_CAP unparsed bytes. */
+  if (!c->closing && c->state == CS_HANDLING && c->in_len >= IN_CAP && c->reading) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = false;
+  }
+  if (!c->closing && c->state == CS_IDLE && c->eof && c->in_len == 0) conn_close(c);
+}
+
+/* ---------- reading ---------- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  gw_conn *c = h->data;
+  buf->base = c->lp->readbuf;
+  buf->len = sizeof c->lp->readbuf;
+}
+
+static int append_in(void *arg, const char *p, size_t n) {
+  gw_conn *c = arg;
+  if (c->state == CS_LINGER) return 0;
+  char *ni = realloc(c->in, c->in_len + n);
+  if (!ni) return -1;
+  c->in = ni;
+  memcpy(c->in + c->in_len, p, n);
+  c->in_len += n;
+  return 0;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  gw_conn *c = s->data;
+  if (c->closing) return;
+  if (nread == 0) return;
+  if (nread < 0) {
+    c->eof = true;
+    uv_read_stop(s);
+    c->reading = false;
+    if (nread != UV_EOF || c->state == CS_LINGER || c->state == CS_IDLE ||
+        (c->req && c->req->priv->streaming)) {
+      conn_close(c);
+      return;
+    }
+    if (c->state == CS_HEADERS || c->state == CS_BODY) {
+      /* the client stopped mid-request: nothing to answer */
+      conn_close(c);
+      return;
+    }
+    /* HANDLING: a handler that can abort (a proxied exchange, a stream)
+     * learns now that its client is gone; a plain request finishes its
+     * response, then the connection closes (resp_closes sees eof) */
+    if (c->req && c->req->on_abort) conn_close(c);
+    return;
+  }
+  if (c->state == CS_LINGER) {
+    /* discard, up to a cap: past it the bytes stay in the kernel */
+    c->linger_read += (size_t)nread;
+    if (c->linger_read > LINGER_DISCARD_MAX && c->reading) {
+      uv_read_stop(s);
+      c->reading = false;
+    }
+    return;
+  }
+  int rc;
+  if (c->tls) {
+    rc = gw_tls_feed(c->tls, buf->base, (size_t)nread, append_in, c);
+    tls_flush(c);
+    if (rc < 0) {
+      GW_LOG(GW_LOG_DEBUG, "tls", NULL, "TLS error from %s; closing", c->peer);
+      conn_close(c);
+      return;
+    }
+  } else {
+    rc = append_in(c, buf->base, (size_t)nread);
+    if (rc < 0) {
+      conn_close(c);
+      return;
+    }
+  }
+  conn_parse(c);
+}
+
+static void read_start(gw_conn *c) {
+  if (c->closing || c->reading || c->eof) return;
+  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = true;
+}
+
+/* ---------- accepting ---------- */
+
+static void peer_name(gw_conn *c) {
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  strcpy(c->peer, "-");
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0) return;
+  if (ss.ss_family == AF_INET)
+    uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof c->peer);
+  else if (ss.ss_family == AF_INET6)
+    uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
+}
+
+void gw__http_accept(gw_listener *ls) {
+  gw_loop *lp = ls->lp;
+  gw_server *srv = lp->srv;
+  init_settings();
+  gw_conn *c = calloc(1, sizeof *c);
+  if (!c) return;
+  c->lp = lp;
+  c->kind = ls->kind;
+  uv_tcp_init(&lp->loop, &c->tcp);
+  uv_timer_init(&lp->loop, &c->timer);
+  c->tcp.data = c->timer.data = c;
+  c->open_handles = 2;
+  list_add(lp, c);
+  if (uv_accept((uv_stream_t *)&ls->tcp, (uv_stream_t *)&c->tcp) != 0) {
+    conn_close(c);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  peer_name(c);
+  if (ls->kind == GW_LISTENER_HTTPS) {
+    c->tls = srv->tls ? gw_tls_conn_new(srv->tls) : NULL;
+    if (!c->tls) {
+      conn_close(c);
+      return;
+    }
+  }
+  llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
+  c->parser.data = c;
+  if (lp->nactive >= srv->cfg.max_connections) {
+    /* Over the cap: say so and hang up, without reading a request. */
+    gw_metrics_conn_rejected(srv->metrics);
+    GW_LOG(GW_LOG_WARN, "http", NULL, "max_connections (%lld) reached; refusing %s",
+           (long long)srv->cfg.max_connections, c->peer);
+    c->rejected = true;
+    c->state = CS_HEADERS;
+    read_start(c);
+    send_error_and_close(c, 503, "too many connections; try again later");
+    return;
+  }
+  c->counted = true;
+  lp->nactive++;
+  gw_metrics_conn(srv->metrics, +1);
+  arm(c, srv->cfg.idle_timeout_ms);
+  read_start(c);
+}
+
+/* Shutdown: idle connections close now; busy ones close after their
+ * response (resp_closes sees lp->draining). */
+void gw__http_drain(gw_loop *lp) {
+  for (gw_conn *c = lp->conns, *n; c; c = n) {
+    n = c->next;
+    if (c->state == CS_IDLE) conn_close(c);
+    else c->close_after = true;
+  }
+}
+
+void gw__http_close_all(gw_loop *lp) {
+  for (gw_conn *c = lp->conns, *n; c; c = n) {
+    n = c->next;
+    conn_close(c);
+  }
+}

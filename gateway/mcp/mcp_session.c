@@ -1,0 +1,600 @@
+/* gateway/mcp/mcp_session.c — see mcp_session.h (record layout, expiry, the
+ * purge and the per-user cap are described there). */
+#include "gateway/mcp/mcp_session.h"
+
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gateway/base/log.h"
+#include "gateway/mcp/mcp_proxy.h"
+#include "gateway/core/server.h"
+#include "scim/scim.h"
+
+#define TOUCH_INTERVAL_MS 60000 /* at most one used_ms write a minute per session */
+#define PURGE_SCAN 1000         /* "s" records one purge job reads */
+#define PURGE_BATCH 100         /* sessions one purge job deletes */
+
+/* "2025-01-02T03:04:05Z" → unix ms at the END of that second (a stamp read
+ * from whole seconds must never make a session look older than it is);
+ * 0 when it does not parse. */
+static int64_t rfc3339_end_ms(const char *t) {
+  struct tm tm = {0};
+  const char *e = t ? strptime(t, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
+  if (!e) return 0;
+  return (int64_t)timegm(&tm) * 1000 + 999;
+}
+
+static void hash_hex(const char *id, char hex[65], uint8_t raw[32]) {
+  SHA256((const unsigned char *)id, strlen(id), raw);
+  for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+}
+
+static size_t skey(const uint8_t raw[32], char *k) {
+  k[0] = 's';
+  memcpy(k + 1, raw, 32);
+  return 33;
+}
+
+static size_t ikey(char kind, const char *tenant, const char *who, const char *hex, char *k) {
+  size_t n = 0, tl = strlen(tenant), wl = strlen(who);
+  k[n++] = kind;
+  memcpy(k + n, tenant, tl + 1);
+  n += tl + 1;
+  memcpy(k + n, who, wl + 1);
+  n += wl + 1;
+  if (hex) {
+    memcpy(k + n, hex, 64);
+    n += 64;
+  }
+  return n;
+}
+
+int gw_session_put(st_txn *txn, const char *id, const gw_session *s, const char *now) {
+  char hex[65], k[300];
+  uint8_t raw[32];
+  hash_hex(id, hex, raw);
+  int64_t created = s->created_ms ? s->created_ms : rfc3339_end_ms(now);
+  json_t *r = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:I}", "tenant", s->tenant, "user", s->user,
+                        "connector", s->connector, "version", s->version, "upstream", s->upstream, "client",
+                        s->client, "created", now, "created_ms", (json_int_t)created, "used_ms",
+                        (json_int_t)created);
+  char *js = json_dumps(r, JSON_COMPACT);
+  json_decref(r);
+  if (!js) return ST_ENOMEM;
+  int rc = st_put(txn, ST_DB_SESSIONS, k, skey(raw, k), js, strlen(js), 0);
+  free(js);
+  if (rc) return rc;
+  if ((rc = st_put(txn, ST_DB_SESSIONS, k, ikey('u', s->tenant, s->user, hex, k), "", 0, 0))) return rc;
+  if (s->connector[0] && (rc = st_put(txn, ST_DB_SESSIONS, k, ikey('c', s->tenant, s->connector, hex, k), "", 0, 0)))
+    return rc;
+  gw_session_event ev = {s->tenant, s->user, hex};
+  rc = st_emit(txn, GW_EV_SESSION_CREATED, &ev);
+  return rc < 0 ? rc : 0;
+}
+
+static int load_raw(st_txn *txn, const uint8_t raw[32], gw_session *out) {
+  char k[40];
+  st_val v;
+  int rc = st_get(txn, ST_DB_SESSIONS, k, skey(raw, k), &v);
+  if (rc) return rc;
+  json_t *r = json_loadb(v.data, v.len, 0, NULL);
+  if (!r) return ST_ECORRUPT;
+  memset(out, 0, sizeof *out);
+  snprintf(out->tenant, sizeof out->tenant, "%s", json_string_value(json_object_get(r, "tenant")) ?: "");
+  snprintf(out->user, sizeof out->user, "%s", json_string_value(json_object_get(r, "user")) ?: "");
+  snprintf(out->connector, sizeof out->connector, "%s", json_string_value(json_object_get(r, "connector")) ?: "");
+  snprintf(out->version, sizeof out->version, "%s", json_string_value(json_object_get(r, "version")) ?: "");
+  snprintf(out->upstream, sizeof out->upstream, "%s", json_string_value(json_object_get(r, "upstream")) ?: "");
+  snprintf(out->client, sizeof out->client, "%s", json_string_value(json_object_get(r, "client")) ?: "");
+  /* records of the previous release have only "created" */
+  json_t *cm = json_object_get(r, "created_ms"), *um = json_object_get(r, "used_ms");
+  out->created_ms = json_is_integer(cm) ? (int64_t)json_integer_value(cm)
+                                        : rfc3339_end_ms(json_string_value(json_object_get(r, "created")));
+  out->used_ms = json_is_integer(um) ? (int64_t)json_integer_value(um) : out->created_ms;
+  json_decref(r);
+  return 0;
+}
+
+bool gw_session_expired(const gw_session *s, int64_t now_ms, const gw_session_limits *lim) {
+  /* a record without any readable stamp is as old as can be: refused */
+  return now_ms - s->used_ms > lim->idle_ms || now_ms - s->created_ms > lim->max_age_ms;
+}
+
+int gw_session_get(st_txn *txn, const char *id, gw_session *out) {
+  char hex[65];
+  uint8_t raw[32];
+  if (strncmp(id, GW_SESSION_PREFIX, strlen(GW_SESSION_PREFIX)) || strlen(id) > 128) return ST_ENOTFOUND;
+  hash_hex(id, hex, raw);
+  return load_raw(txn, raw, out);
+}
+
+static size_t akey(const uint8_t raw[32], const char *connector, char *k) {
+  size_t cl = connector ? strlen(connector) : 0;
+  k[0] = 'a';
+  memcpy(k + 1, raw, 32);
+  if (cl) memcpy(k + 33, connector, cl);
+  return 33 + cl;
+}
+
+int gw_session_upstream_get(st_txn *txn, const char *id, const char *connector, char out[256]) {
+  char hex[65], k[100];
+  uint8_t raw[32];
+  st_val v;
+  out[0] = 0;
+  hash_hex(id, hex, raw);
+  int rc = st_get(txn, ST_DB_SESSIONS, k, akey(raw, connector, k), &v);
+  if (rc) return rc;
+  size_t n = v.len < 255 ? v.len : 255;
+  memcpy(out, v.data, n);
+  out[n] = 0;
+  return 0;
+}
+
+int gw_session_upstream_put(st_txn *txn, const char *id, const char *connector, const char *upstream) {
+  char hex[65], k[100];
+  uint8_t raw[32];
+  gw_session s;
+  hash_hex(id, hex, raw);
+  int rc = load_raw(txn, raw, &s); /* the session must still exist */
+  if (rc) return rc;
+  return st_put(txn, ST_DB_SESSIONS, k, akey(raw, connector, k), upstream, strlen(upstream), 0);
+}
+
+json_t *gw_session_upstreams(st_txn *txn, const char *id) {
+  char hex[65], k[100];
+  uint8_t raw[32];
+  json_t *out = json_object();
+  hash_hex(id, hex, raw);
+  size_t pl = akey(raw, NULL, k);
+  st_cursor *c;
+  if (st_cursor_open(txn, ST_DB_SESSIONS, &c) != 0) return out;
+  st_cursor_seek(c, k, pl, NULL, 0);
+  st_val ak, av;
+  while (st_cursor_next(c, &ak, &av) == 0) {
+    char conn[64], up[256];
+    size_t cl = ak.len - pl < sizeof conn - 1 ? ak.len - pl : sizeof conn - 1;
+    memcpy(conn, (const char *)ak.data + pl, cl);
+    conn[cl] = 0;
+    size_t ul = av.len < sizeof up - 1 ? av.len : sizeof up - 1;
+    memcpy(up, av.data, ul);
+    up[ul] = 0;
+    json_object_set_new(out, conn, json_string(up));
+  }
+  st_cursor_close(c);
+  return out;
+}
+
+static int delete_raw(st_txn *txn, const uint8_t raw[32], const char *hex) {
+  gw_session s;
+  int rc = load_raw(txn, raw, &s);
+  if (rc) return rc;
+  char k[300];
+  if ((rc = st_del(txn, ST_DB_SESSIONS, k, skey(raw, k)))) return rc;
+  /* the aggregated session's upstream session ids */
+  for (;;) {
+    st_cursor *c;
+    if ((rc = st_cursor_open(txn, ST_DB_SESSIONS, &c))) return rc;
+    st_cursor_seek(c, k, akey(raw, NULL, k), NULL, 0);
+    st_val ak;
+    rc = st_cursor_next(c, &ak, NULL);
+    char key[200];
+    size_t kl = rc == 0 && ak.len < sizeof key ? ak.len : 0;
+    if (kl) memcpy(key, ak.data, kl);
+    st_cursor_close(c);
+    if (rc == ST_ENOTFOUND) break;
+    if (rc) return rc;
+    if (!kl || (rc = st_del(txn, ST_DB_SESSIONS, key, kl))) return rc ? rc : ST_ECORRUPT;
+  }
+  rc = st_del(txn, ST_DB_SESSIONS, k, ikey('u', s.tenant, s.user, hex, k));
+  if (rc && rc != ST_ENOTFOUND) return rc;
+  if (s.connector[0]) {
+    rc = st_del(txn, ST_DB_SESSIONS, k, ikey('c', s.tenant, s.connector, hex, k));
+    if (rc && rc != ST_ENOTFOUND) return rc;
+  }
+  return 0;
+}
+
+int gw_session_delete(st_txn *txn, const char *id) {
+  char hex[65];
+  uint8_t raw[32];
+  hash_hex(id, hex, raw);
+  return delete_raw(txn, raw, hex);
+}
+
+/* Deletes the sessions listed under an index prefix. */
+static int delete_under(st_txn *txn, const char *prefix, size_t pl, int limit) {
+  int n = 0, rc;
+  while (!limit || n < limit) {
+    st_cursor *c;
+    if ((rc = st_cursor_open(txn, ST_DB_SESSIONS, &c))) return rc;
+    st_cursor_seek(c, prefix, pl, NULL, 0);
+    st_val k;
+    rc = st_cursor_next(c, &k, NULL);
+    char hex[65] = "", key[300];
+    size_t kl = 0;
+    if (rc == 0 && k.len >= 64 && k.len < sizeof key) {
+      memcpy(hex, (const char *)k.data + k.len - 64, 64);
+      kl = k.len;
+      memcpy(key, k.data, kl);
+    }
+    st_cursor_close(c);
+    if (rc == ST_ENOTFOUND) return n;
+    if (rc) return rc;
+    uint8_t raw[32];
+    for (int i = 0; i < 32; i++) {
+      unsigned int b = 0;
+      sscanf(hex + 2 * i, "%2x", &b);
+      raw[i] = (uint8_t)b;
+    }
+    rc = delete_raw(txn, raw, hex);
+    if (rc == ST_ENOTFOUND) rc = kl ? st_del(txn, ST_DB_SESSIONS, key, kl) : ST_ECORRUPT;
+    if (rc) return rc;
+    n++;
+  }
+  return n;
+}
+
+int gw_sessions_delete_user(st_txn *txn, const char *tenant, const char *user) {
+  char p[200];
+  return delete_under(txn, p, ikey('u', tenant, user, NULL, p), 0);
+}
+
+int gw_sessions_delete_connector(st_txn *txn, const char *tenant, const char *connector) {
+  char p[200];
+  return delete_under(txn, p, ikey('c', tenant, connector, NULL, p), 0);
+}
+
+int gw_sessions_drop_upstream_connector(st_txn *txn, const char *tenant, const char *connector) {
+  /* every session of the tenant is under "u" tenant \0 user \0 hexhash */
+  char p[80];
+  size_t tl = strlen(tenant);
+  if (tl + 2 > sizeof p) return ST_EINVAL;
+  p[0] = 'u';
+  memcpy(p + 1, tenant, tl + 1);
+  st_cursor *c;
+  int rc = st_cursor_open(txn, ST_DB_SESSIONS, &c);
+  if (rc) return rc;
+  st_cursor_seek(c, p, tl + 2, NULL, 0);
+  int n = 0;
+  st_val k;
+  while ((rc = st_cursor_next(c, &k, NULL)) == 0) {
+    if (k.len < tl + 2 + 64) continue;
+    uint8_t raw[32];
+    const char *hex = (const char *)k.data + k.len - 64;
+    for (int i = 0; i < 32; i++) {
+      unsigned int b = 0;
+      sscanf(hex + 2 * i, "%2x", &b);
+      raw[i] = (uint8_t)b;
+    }
+    /* k is not used past this point: the delete may move pages */
+    char ak[100];
+    int d = st_del(txn, ST_DB_SESSIONS, ak, akey(raw, connector, ak));
+    if (d == 0) n++;
+    else if (d != ST_ENOTFOUND) {
+      rc = d;
+      break;
+    }
+  }
+  st_cursor_close(c);
+  return rc == ST_ENOTFOUND ? n : rc;
+}
+
+int gw_sessions_purge_tenant(st_txn *txn, const char *tenant, int limit) {
+  char p[80];
+  size_t tl = strlen(tenant);
+  p[0] = 'u';
+  memcpy(p + 1, tenant, tl + 1);
+  return delete_under(txn, p, tl + 2, limit);
+}
+
+static void hex_raw(const char *hex, uint8_t raw[32]) {
+  for (int i = 0; i < 32; i++) {
+    unsigned int b = 0;
+    sscanf(hex + 2 * i, "%2x", &b);
+    raw[i] = (uint8_t)b;
+  }
+}
+
+/* ---------- per-user cap ---------- */
+
+typedef struct owned {
+  char hex[65];
+  int64_t created_ms;
+} owned;
+
+static int cmp_owned(const void *a, const void *b) {
+  const owned *x = a, *y = b;
+  if (x->created_ms != y->created_ms) return x->created_ms < y->created_ms ? -1 : 1;
+  return strcmp(x->hex, y->hex);
+}
+
+/* GW_EV_SESSION_CREATED: past the cap, the user's oldest sessions (by
+ * creation) go in the creating transaction. Reads the user's index once
+ * (normally cap + 1 entries; more only right after the cap was lowered,
+ * and then all the excess goes at once). */
+static int on_session_created(st_txn *txn, int kind, const void *event, void *ctx) {
+  const gw_session_event *ev = event;
+  const gw_session_limits *lim = ctx;
+  (void)kind;
+  char p[200];
+  size_t pl = ikey('u', ev->tenant, ev->user, NULL, p);
+  owned *v = NULL;
+  size_t n = 0, cap = 0;
+  st_cursor *c;
+  int rc = st_cursor_open(txn, ST_DB_SESSIONS, &c);
+  if (rc) return rc;
+  st_cursor_seek(c, p, pl, NULL, 0);
+  st_val k;
+  while ((rc = st_cursor_next(c, &k, NULL)) == 0) {
+    if (k.len != pl + 64) continue;
+    if (n == cap) {
+      size_t ncap = cap ? cap * 2 : 80;
+      owned *nv = realloc(v, ncap * sizeof *nv);
+      if (!nv) {
+        rc = ST_ENOMEM;
+        break;
+      }
+      v = nv;
+      cap = ncap;
+    }
+    memcpy(v[n].hex, (const char *)k.data + pl, 64);
+    v[n].hex[64] = 0;
+    n++;
+  }
+  st_cursor_close(c);
+  if (rc != ST_ENOTFOUND) {
+    free(v);
+    return rc;
+  }
+  rc = 0;
+  if (n > (size_t)lim->per_user_max) {
+    /* stamps are read after the scan: the cursor's pointers are gone */
+    for (size_t i = 0; i < n; i++) {
+      gw_session s;
+      uint8_t raw[32];
+      hex_raw(v[i].hex, raw);
+      /* an index entry without a record sorts first: it goes */
+      v[i].created_ms = load_raw(txn, raw, &s) == 0 ? s.created_ms : INT64_MIN;
+      if (!strcmp(v[i].hex, ev->hex)) v[i].created_ms = INT64_MAX; /* the new one stays */
+    }
+    qsort(v, n, sizeof *v, cmp_owned);
+    for (size_t i = 0; i + (size_t)lim->per_user_max < n && !rc; i++) {
+      uint8_t raw[32];
+      hex_raw(v[i].hex, raw);
+      rc = delete_raw(txn, raw, v[i].hex);
+      if (rc == ST_ENOTFOUND) {
+        char ik[300];
+        rc = st_del(txn, ST_DB_SESSIONS, ik, ikey('u', ev->tenant, ev->user, v[i].hex, ik));
+      }
+    }
+  }
+  free(v);
+  return rc;
+}
+
+int gw_sessions_register_limits(st_store *st, const gw_session_limits *lim) {
+  return st_hook_add(st, GW_EV_SESSION_CREATED, on_session_created, (void *)lim);
+}
+
+/* ---------- expiry purge (writer side) ---------- */
+
+int gw_sessions_purge_expired(st_txn *txn, const void *from, size_t flen, int64_t now_ms,
+                              const gw_session_limits *lim, int scan, int batch, uint8_t next[33], bool *more) {
+  uint8_t (*gone)[32] = malloc((size_t)batch * sizeof *gone);
+  if (!gone) return ST_ENOMEM;
+  int ngone = 0, nscan = 0, rc;
+  *more = false;
+  st_cursor *c;
+  if ((rc = st_cursor_open(txn, ST_DB_SESSIONS, &c))) {
+    free(gone);
+    return rc;
+  }
+  /* strictly after `from`: every "s" key is 33 bytes, so from + "\0" is the
+   * smallest key greater than it */
+  uint8_t after[34];
+  if (flen == 33) {
+    memcpy(after, from, 33);
+    after[33] = 0;
+  }
+  st_cursor_seek(c, "s", 1, flen == 33 ? after : NULL, flen == 33 ? 34 : 0);
+  st_val k, v;
+  while ((rc = st_cursor_next(c, &k, &v)) == 0) {
+    if (k.len != 33) continue;
+    memcpy(next, k.data, 33);
+    nscan++;
+    json_t *r = json_loadb(v.data, v.len, 0, NULL);
+    gw_session s = {0};
+    json_t *cm = json_object_get(r, "created_ms"), *um = json_object_get(r, "used_ms");
+    s.created_ms = json_is_integer(cm) ? (int64_t)json_integer_value(cm)
+                                       : rfc3339_end_ms(json_string_value(json_object_get(r, "created")));
+    s.used_ms = json_is_integer(um) ? (int64_t)json_integer_value(um) : s.created_ms;
+    json_decref(r);
+    if (r && gw_session_expired(&s, now_ms, lim)) memcpy(gone[ngone++], (const uint8_t *)k.data + 1, 32);
+    if (ngone >= batch || nscan >= scan) {
+      *more = true;
+      break;
+    }
+  }
+  st_cursor_close(c);
+  if (rc != 0 && rc != ST_ENOTFOUND) {
+    free(gone);
+    return rc;
+  }
+  rc = 0;
+  for (int i = 0; i < ngone && !rc; i++) {
+    char hex[65];
+    for (int b = 0; b < 32; b++) snprintf(hex + 2 * b, 3, "%02x", gone[i][b]);
+    rc = delete_raw(txn, gone[i], hex);
+    if (rc == ST_ENOTFOUND) rc = 0;
+  }
+  free(gone);
+  return rc ? rc : ngone;
+}
+
+static int on_user_gone(st_txn *txn, int kind, const void *event, void *ctx) {
+  const scim_event *ev = event;
+  (void)kind;
+  (void)ctx;
+  int n = gw_sessions_delete_user(txn, ev->tenant, ev->id);
+  return n < 0 ? n : 0;
+}
+
+int gw_sessions_register_hooks(st_store *st) {
+  int rc = st_hook_add(st, SCIM_EV_USER_DEACTIVATED, on_user_gone, NULL);
+  return rc ? rc : st_hook_add(st, SCIM_EV_USER_DELETED, on_user_gone, NULL);
+}
+
+/* ---------- loop side: last use, and the purge driver ---------- */
+
+int64_t gw_session_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Never more than once a minute; with a short idle timeout (tests, strict
+ * operators) a quarter of it, so a session in use is never judged idle. */
+static int64_t touch_interval_ms(const gw_session_limits *lim) {
+  int64_t q = lim->idle_ms / 4;
+  return q < TOUCH_INTERVAL_MS ? q : TOUCH_INTERVAL_MS;
+}
+
+typedef struct touch_job {
+  uint8_t raw[32];
+  int64_t used_ms, interval_ms;
+} touch_job;
+
+static int job_session_touch(st_txn *txn, void *arg) {
+  touch_job *t = arg;
+  char k[40];
+  st_val v;
+  size_t kl = skey(t->raw, k);
+  int rc = st_get(txn, ST_DB_SESSIONS, k, kl, &v);
+  if (rc) return rc == ST_ENOTFOUND ? 0 : rc; /* deleted meanwhile: never revived */
+  json_t *r = json_loadb(v.data, v.len, 0, NULL);
+  if (!json_is_object(r)) {
+    json_decref(r);
+    return 0;
+  }
+  /* several requests may have seen the same old stamp: one write */
+  json_t *um = json_object_get(r, "used_ms");
+  if (json_is_integer(um) && (int64_t)json_integer_value(um) > t->used_ms - t->interval_ms) {
+    json_decref(r);
+    return 0;
+  }
+  json_object_set_new(r, "used_ms", json_integer((json_int_t)t->used_ms));
+  char *js = json_dumps(r, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  json_decref(r);
+  if (!js) return ST_ENOMEM;
+  rc = st_put(txn, ST_DB_SESSIONS, k, kl, js, strlen(js), 0);
+  free(js);
+  return rc;
+}
+
+static void touch_done(int status, void *arg) {
+  if (status < 0) GW_LOG(GW_LOG_DEBUG, "mcp", NULL, "session last-use not recorded: %s", st_strerror(status));
+  free(arg);
+}
+
+void gw_session_touch(gw_loop *lp, const char *id, const gw_session *s, int64_t now_ms) {
+  const gw_session_limits *lim = &lp->srv->sess_limits;
+  int64_t iv = touch_interval_ms(lim);
+  if (now_ms - s->used_ms < iv) return;
+  touch_job *t = calloc(1, sizeof *t);
+  if (!t) return;
+  char hex[65];
+  hash_hex(id, hex, t->raw);
+  t->used_ms = now_ms;
+  t->interval_ms = iv;
+  /* a lost touch only makes the session look idle earlier: best effort */
+  if (st_submit(lp->srv->store, lp->port, job_session_touch, touch_done, t) != 0) free(t);
+}
+
+struct gw_session_purge {
+  gw_loop *lp;
+  uv_timer_t timer;
+  bool running;  /* a purge job is with the writer */
+  bool orphaned; /* stopped while running: the done callback frees */
+  /* the job's arg: inputs (from, now) and outputs (next, more, purged) */
+  uint8_t from[33], next[33];
+  size_t flen;
+  int64_t now_ms;
+  bool more;
+  int purged;
+  int total; /* this pass */
+};
+
+static int job_purge(st_txn *txn, void *arg) {
+  struct gw_session_purge *p = arg;
+  int n = gw_sessions_purge_expired(txn, p->from, p->flen, p->now_ms, &p->lp->srv->sess_limits, PURGE_SCAN,
+                                    PURGE_BATCH, p->next, &p->more);
+  p->purged = n > 0 ? n : 0;
+  return n < 0 ? n : 0;
+}
+
+static void purge_done(int status, void *arg) {
+  struct gw_session_purge *p = arg;
+  p->running = false;
+  if (p->orphaned) {
+    free(p);
+    return;
+  }
+  if (status < 0) {
+    GW_LOG(GW_LOG_ERROR, "mcp", NULL, "session purge step failed: %s (retried next interval)", st_strerror(status));
+    return;
+  }
+  p->total += p->purged;
+  if (p->more && !p->lp->draining) {
+    /* the next bounded step, from where this one stopped */
+    memcpy(p->from, p->next, 33);
+    p->flen = 33;
+    if (st_submit(p->lp->srv->store, p->lp->port, job_purge, purge_done, p) == 0) {
+      p->running = true;
+      return;
+    }
+  }
+  if (p->total) GW_LOG(GW_LOG_INFO, "mcp", NULL, "purged %d expired session(s)", p->total);
+}
+
+static void on_purge_timer(uv_timer_t *t) {
+  struct gw_session_purge *p = t->data;
+  if (p->lp->draining) return;
+  /* streams of sessions gone since the last tick end now */
+  gw_proxy_end_lost_sessions(p->lp);
+  if (p->running) return;
+  p->flen = 0;
+  p->total = 0;
+  p->now_ms = gw_session_now_ms();
+  if (st_submit(p->lp->srv->store, p->lp->port, job_purge, purge_done, p) == 0) p->running = true;
+}
+
+int gw_sessions_loop_start(gw_loop *lp) {
+  struct gw_session_purge *p = calloc(1, sizeof *p);
+  if (!p) return -1;
+  p->lp = lp;
+  uv_timer_init(&lp->loop, &p->timer);
+  p->timer.data = p;
+  uint64_t iv = (uint64_t)lp->srv->sess_limits.purge_interval_ms;
+  uv_timer_start(&p->timer, on_purge_timer, iv, iv);
+  lp->sess_purge = p;
+  return 0;
+}
+
+static void on_purge_timer_closed(uv_handle_t *h) {
+  struct gw_session_purge *p = h->data;
+  /* a job still with the writer writes into p: its done callback frees it
+   * (or, if the port closed first, p stays: a small leak, never a write
+   * into freed memory) */
+  if (p->running) p->orphaned = true;
+  else free(p);
+}
+
+void gw_sessions_loop_stop(gw_loop *lp) {
+  struct gw_session_purge *p = lp->sess_purge;
+  if (!p) return;
+  lp->sess_purge = NULL;
+  uv_close((uv_handle_t *)&p->timer, on_purge_timer_closed);
+}

@@ -1,0 +1,125 @@
+/* gateway/mcp/mcp_session.h — MCP sessions as store records, so any loop can
+ * serve any request of a session (and a restart keeps them).
+ *
+ * The gateway issues its own Mcp-Session-Id (random, 256 bits, "mcps_…"),
+ * bound to tenant + user (+ connector for the single-connector endpoint);
+ * the upstream's session id stays inside the record and never reaches the
+ * client. Keys hold the SHA-256 of the id, like tokens.
+ *
+ * ST_DB_SESSIONS:  "s" sha256(id)               → {tenant,user,connector,version,upstream,client,
+ *                                                   created, created_ms, used_ms}
+ *                  "u" tenant \0 user \0 hexhash → ""     (a user's sessions)
+ *                  "c" tenant \0 conn \0 hexhash → ""     (a connector's sessions)
+ *                  "a" sha256(id) connector      → upstream session id (aggregated
+ *                                                  endpoint: one per connector, opened lazily)
+ * Deleted on DELETE, on user deactivation/deletion (hook, same txn), and
+ * on connector deletion.
+ *
+ * Bounded (issue 12 item 4):
+ *  - Expiry. A session unused for session_idle_timeout_ms, or older than
+ *    session_max_age_ms, is refused exactly like an unknown one: the
+ *    request path checks the stored stamps (gw_session_expired), so expiry
+ *    holds before any purge ran. Stamps are unix milliseconds, optional
+ *    fields: a record written before they existed has only "created"
+ *    (RFC 3339, whole seconds), read as created_ms = the end of that second
+ *    (never early) and used_ms = created_ms. No migration.
+ *  - "Used" without a write per request: gw_session_touch rewrites used_ms
+ *    only when the stored stamp is older than the touch interval, min(60 s,
+ *    idle timeout / 4) — like admin tokens' last_used — so a session may be
+ *    judged idle up to one interval early, never late.
+ *  - Purge: a timer per loop (session_purge_interval_ms) walks the "s"
+ *    records in writer jobs that each scan at most PURGE_SCAN records and
+ *    delete at most PURGE_BATCH expired sessions, continuing from where the
+ *    previous job stopped until the pass is over: never one unbounded txn.
+ *  - Per-user cap: gw_session_put emits GW_EV_SESSION_CREATED; the hook
+ *    registered by gw_sessions_register_limits evicts, in the same
+ *    transaction, the user's oldest sessions BY CREATION (created_ms, ties
+ *    by hash) until sessions_per_user_max remain. Found through the user's
+ *    "u" index (at most cap + 1 records read; no extra index to keep). */
+#ifndef MCPGATE_GATEWAY_MCP_SESSION_H
+#define MCPGATE_GATEWAY_MCP_SESSION_H
+#include <jansson.h>
+#include <stdint.h>
+
+#include <stdbool.h>
+
+#include "store/store.h"
+
+#define GW_SESSION_PREFIX "mcps_"
+
+/* Emitted by gw_session_put inside its transaction (event: gw_session_event). */
+#define GW_EV_SESSION_CREATED (ST_EVENT_BASE_GATEWAY + 10)
+typedef struct gw_session_event {
+  const char *tenant, *user;
+  const char *hex; /* sha256(id) in hex: the new session, never evicted by its own creation */
+} gw_session_event;
+
+/* The operator's bounds (config: session_idle_timeout_ms, session_max_age_ms,
+ * sessions_per_user_max, session_purge_interval_ms). */
+typedef struct gw_session_limits {
+  int64_t idle_ms, max_age_ms, per_user_max, purge_interval_ms;
+} gw_session_limits;
+
+typedef struct gw_session {
+  char tenant[64];
+  char user[40];
+  char connector[40];   /* "" for the aggregated endpoint */
+  char version[32];     /* negotiated protocol version */
+  char upstream[256];   /* upstream Mcp-Session-Id, "" if none */
+  char client[1024];    /* aggregated endpoint: the client's initialize params
+                           (capabilities, clientInfo) as compact JSON, replayed
+                           to each upstream; "" otherwise */
+  int64_t created_ms;   /* unix ms; 0 given to gw_session_put: from `now` */
+  int64_t used_ms;      /* last recorded use, unix ms (coarse: see above) */
+} gw_session;
+
+/* Writer job body: stores a new session under `id`, created at
+ * s->created_ms, or (0) at `now` (RFC 3339, read as the end of its second),
+ * then emits GW_EV_SESSION_CREATED (the per-user cap evicts there). */
+int gw_session_put(st_txn *txn, const char *id, const gw_session *s, const char *now);
+/* Loads a session; ST_ENOTFOUND when absent. Any txn. */
+int gw_session_get(st_txn *txn, const char *id, gw_session *out);
+int gw_session_delete(st_txn *txn, const char *id);
+/* Aggregated sessions: the upstream session id opened for a connector. */
+int gw_session_upstream_get(st_txn *txn, const char *id, const char *connector, char out[256]);
+int gw_session_upstream_put(st_txn *txn, const char *id, const char *connector, const char *upstream);
+/* Every upstream session of an aggregated session: {connector: upstream id}. */
+json_t *gw_session_upstreams(st_txn *txn, const char *id);
+/* Deletes every session of a user / of a connector; returns the count. */
+int gw_sessions_delete_user(st_txn *txn, const char *tenant, const char *user);
+int gw_sessions_delete_connector(st_txn *txn, const char *tenant, const char *connector);
+/* Forgets the upstream session id every aggregated session of the tenant
+ * holds for `connector` (its "a" keys; the sessions stay): the next call
+ * opens a fresh upstream session. For a connector whose URL changed (or
+ * that is deleted): an upstream session id must never reach another
+ * server. Scans the tenant's sessions; returns how many ids went. */
+int gw_sessions_drop_upstream_connector(st_txn *txn, const char *tenant, const char *connector);
+int gw_sessions_purge_tenant(st_txn *txn, const char *tenant, int limit);
+/* Registers the user deactivation/deletion hooks. */
+int gw_sessions_register_hooks(st_store *st);
+/* Registers the per-user cap (lim borrowed: must outlive st). Without it
+ * (CLI, unit tests) there is no cap. Startup, before the first submit. */
+int gw_sessions_register_limits(st_store *st, const gw_session_limits *lim);
+
+/* True when s is past its idle timeout or its max age at now_ms. */
+bool gw_session_expired(const gw_session *s, int64_t now_ms, const gw_session_limits *lim);
+/* Writer job body for tests and the purge: deletes at most `batch` expired
+ * sessions among at most `scan` "s" records after key `from` (flen 0: from
+ * the start). Writes the last key scanned into next (33 bytes) and sets
+ * *more when the walk stopped before the end. Returns how many went. */
+int gw_sessions_purge_expired(st_txn *txn, const void *from, size_t flen, int64_t now_ms,
+                              const gw_session_limits *lim, int scan, int batch, uint8_t next[33], bool *more);
+
+/* Loop side (gateway/core/server.h's gw_loop). Unix milliseconds now. */
+typedef struct gw_loop gw_loop;
+int64_t gw_session_now_ms(void);
+/* Records that session `id` (loaded as s) was used at now_ms, without
+ * waiting: a fire-and-forget writer job, submitted only when s->used_ms is
+ * older than the touch interval. */
+void gw_session_touch(gw_loop *lp, const char *id, const gw_session *s, int64_t now_ms);
+/* Starts / stops the periodic purge of expired sessions on this loop. Stop
+ * only once the loop's port has no job pending (server.c's finish). */
+int gw_sessions_loop_start(gw_loop *lp);
+void gw_sessions_loop_stop(gw_loop *lp);
+
+#endif

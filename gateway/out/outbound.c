@@ -1,0 +1,1081 @@
+/* gateway/out/outbound.c — the outbound HTTP engine (see outbound.h).
+ *
+ * Owns: one CURLM per engine, its uv_timer (curl's timeout) and uv_idle (our
+ * deferred work), one uv_poll per socket curl asks us to watch, and per
+ * transfer an easy handle, its copied headers/body and one uv_timer for the
+ * first-byte and idle timeouts.
+ *
+ * Rules this file keeps, and why:
+ *
+ *  1. No curl_multi_* call (nor curl_easy_pause) from inside a curl callback:
+ *     curl is not re-entrant (it answers CURLM_RECURSIVE_API_CALL or, worse,
+ *     corrupts its state). User callbacks run inside curl's write/header
+ *     callbacks, so every API entry that needs curl (abort, resume, close,
+ *     and start while inside curl) only records the wish and queues the
+ *     transfer on `pending`; the uv_idle handle runs that queue from the
+ *     loop, outside any curl call. `in_curl` counts our own calls into curl
+ *     so gw_out_start knows whether it may add the handle at once.
+ *
+ *  2. Sockets are ours. curl opens them through CURLOPT_OPENSOCKETFUNCTION
+ *     and closes them through CURLOPT_CLOSESOCKETFUNCTION; on close we
+ *     uv_close the poll and close(2) the fd only in the poll's close
+ *     callback. Until then the fd number stays allocated, so the kernel
+ *     cannot hand the same number to a new socket while a uv_poll for the
+ *     old one still exists (the classic multi-socket fd-reuse bug: a stale
+ *     watcher on a recycled fd, or uv_poll_init failing with EEXIST). The
+ *     few fds curl opens itself (the threaded resolver's socketpair) are
+ *     watched but never closed by us; curl reports CURL_POLL_REMOVE before
+ *     closing them, and we drop their poll at once.
+ *
+ *  3. Handles are freed only in close callbacks; the engine itself is freed
+ *     when its last handle's close callback ran (`handles` counts them).
+ *
+ *  4. on_done runs exactly once, from out_finish, which is only reached from
+ *     the loop (a poll/timer/idle callback), never from a curl callback or
+ *     from inside a gw_out_* call.
+ *
+ *  5. The egress policy is checked on addresses, never on names: a name is
+ *     whatever DNS says at that moment (rebinding), an address is where the
+ *     bytes go. out_opensocket refuses to create a socket for a refused
+ *     address (curl then tries the host's next address, so a name with one
+ *     public and one private address still works, on the public one);
+ *     out_prereq_cb checks the connected address again before every request,
+ *     because curl reuses a cached connection by host name and port without
+ *     opening a socket, and the connection may have been opened by a
+ *     transfer of a more trusted level. Proxies are off (CURLOPT_PROXY ""),
+ *     so the connected address is the destination. The socket callback's
+ *     data is the transfer (CURLOPT_OPENSOCKETDATA is per easy handle and
+ *     only used while that transfer connects); the close callback's stays
+ *     the engine, since curl may close a cached connection after the
+ *     transfer that opened it is gone.
+ *
+ * Pause. curl's own semantics are "a write callback that returns
+ * CURL_WRITEFUNC_PAUSE did not take the bytes; they come again after
+ * unpause". We hide that: when on_data answers GW_OUT_PAUSE it has taken
+ * the bytes, we return CURL_WRITEFUNC_PAUSE and remember how many bytes of
+ * the redelivery to drop (`skip`). gw_out_pause from outside on_data just
+ * sets a flag: the next write callback pauses curl without delivering.
+ * Resume is deferred to the idle runner because curl_easy_pause(CONT)
+ * calls the write callback synchronously.
+ *
+ * Timeouts. Connect: CURLOPT_CONNECTTIMEOUT_MS. First byte: our timer,
+ * armed by CURLOPT_PREREQFUNCTION (connection ready, request about to be
+ * sent) and disarmed at the end of the response head. Idle: the same timer,
+ * re-armed lazily — each byte only stamps `last_rx` and the timer, when it
+ * fires, re-arms itself for the remainder, so a fast stream costs no timer
+ * heap operations per chunk. Never CURLOPT_TIMEOUT: streams live for hours. */
+#include "gateway/out/outbound.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "gateway/base/buf.h"
+#include "gateway/out/egress.h"
+#include "gateway/base/log.h"
+
+#define MOD "outbound"
+/* The fd table grows to the highest fd curl uses; RLIMIT_NOFILE bounds it
+ * in practice, this bounds it in any case. */
+#define OUT_MAX_FD (1 << 22)
+
+typedef struct out_sock {
+  gw_out *o;
+  uv_poll_t poll;
+  int fd;
+  int events;     /* UV_READABLE|UV_WRITABLE currently started; 0 = stopped */
+  int want;       /* what curl last asked for (UV_* bits); 0 after REMOVE */
+  bool owned;     /* opened by out_opensocket: we close(2) it */
+  bool poll_init; /* poll is initialised (and counted in o->handles) */
+} out_sock;
+
+enum { TM_NONE = 0, TM_FIRST_BYTE, TM_IDLE };
+
+struct gw_out_req {
+  gw_out *o;
+  CURL *easy;
+  struct curl_slist *hdrs;
+  char *body;
+  uv_timer_t timer; /* first-byte / idle */
+  gw_out_req *prev, *next;   /* o->reqs: live transfers */
+  gw_out_req *pprev, *pnext; /* o->pend: deferred work */
+  bool queued;
+  void (*on_headers)(gw_out_req *, int, const gw_out_header *, size_t, void *);
+  int (*on_data)(gw_out_req *, const char *, size_t, void *);
+  void (*on_done)(gw_out_req *, int, void *);
+  void *ud;
+  long first_byte_ms, idle_ms;
+  size_t max_hdr, hbytes;
+  gw_buf hbuf;      /* raw lines of the current response head */
+  uint64_t last_rx; /* uv_now() of the last received byte */
+  size_t skip;      /* bytes curl will deliver again that on_data already took */
+  int fail;         /* first error decided by us (abort, timeouts, caps) */
+  int tmode;        /* TM_* */
+  bool added;       /* in the multi */
+  bool add_wanted;  /* gw_out_start ran inside curl: the idle runner adds it */
+  bool connected;   /* PREREQFUNCTION ran: a connection was ready */
+  bool headers_done;
+  bool paused;      /* the caller wants no data */
+  bool curl_paused; /* curl holds data for us (we returned CURL_WRITEFUNC_PAUSE) */
+  bool resume_wanted;
+  bool finished;    /* on_done has been called (or is running) */
+  int egress;       /* GW_OUT_EGRESS_* */
+  bool host_listed; /* the URL's host is allowed by name for this level */
+  bool egress_refused; /* an address was refused (rule 5) */
+  char refused_ip[64];
+  char errbuf[CURL_ERROR_SIZE];
+};
+
+struct gw_out {
+  uv_loop_t *loop;
+  CURLM *multi;
+  uv_timer_t timer; /* curl's timeout */
+  uv_idle_t idle;   /* deferred work runner */
+  gw_out_req *reqs;
+  gw_out_req *pend_head, *pend_tail;
+  size_t npend;
+  out_sock **socks; /* by fd */
+  size_t nsocks;
+  int handles;      /* open uv handles, ours and the transfers' */
+  int in_curl;      /* > 0 while we are inside a curl call */
+  bool closing, torn_down;
+  void (*close_cb)(void *);
+  void *close_arg;
+  const gw_egress *egress[GW_OUT_EGRESS_LEVELS]; /* borrowed; NULL: public only */
+  gw_out_stats st;
+};
+
+/* ---- errors --------------------------------------------------------------- */
+
+static const struct {
+  const char *text, *kind;
+} out_errs[GW_OUT_NKINDS] = {
+    {"invalid outbound request options", "invalid"},
+    {"out of memory", "nomem"},
+    {"outbound engine closing", "closed"},
+    {"upstream host name did not resolve", "resolve"},
+    {"could not connect to upstream", "connect"},
+    {"TLS handshake or certificate verification with upstream failed", "tls"},
+    {"connect to upstream timed out", "connect_timeout"},
+    {"upstream did not answer in time (first byte)", "first_byte_timeout"},
+    {"upstream went silent (idle timeout)", "idle_timeout"},
+    {"upstream connection reset or closed mid-response", "reset"},
+    {"malformed upstream response", "protocol"},
+    {"upstream response headers too large", "headers_too_large"},
+    {"outbound transfer aborted", "aborted"},
+    {"outbound transfer failed", "io"},
+    {"the upstream's address is not allowed by the gateway's egress policy", "egress"},
+};
+
+static int err_index(int err) {
+  return (err <= GW_OUT_ERR_FIRST && err >= GW_OUT_ERR_LAST) ? GW_OUT_ERR_FIRST - err : -1;
+}
+
+const char *gw_out_strerror(int err) {
+  if (err >= 0) return "ok";
+  int i = err_index(err);
+  return i < 0 ? "unknown error" : out_errs[i].text;
+}
+
+const char *gw_out_err_kind(int err) {
+  if (err >= 0) return "ok";
+  int i = err_index(err);
+  return i < 0 ? "unknown" : out_errs[i].kind;
+}
+
+/* The connect-phase timeout is the only curl timeout we set, so
+ * CURLE_OPERATION_TIMEDOUT before PREREQ means exactly that. curl (7.88)
+ * reports a response-head line over its own 100 KiB line limit as
+ * CURLE_OUT_OF_MEMORY from its capped buffer: before the head is complete
+ * that is the header cap, not memory. */
+static int out_map(const gw_out_req *r, CURLcode rc) {
+  if (r->fail) return r->fail;
+  /* no connection, and at least one address refused by policy: that is the
+   * reason, whatever curl says about the others (refused, unreachable) */
+  if (rc != CURLE_OK && r->egress_refused && !r->connected) return GW_OUT_EEGRESS;
+  switch (rc) {
+  case CURLE_OK: return 0;
+  case CURLE_COULDNT_RESOLVE_HOST: return GW_OUT_ERESOLVE;
+  case CURLE_COULDNT_CONNECT: return GW_OUT_ECONNECT;
+  case CURLE_OPERATION_TIMEDOUT: return r->connected ? GW_OUT_EIO : GW_OUT_ECONNTIMEOUT;
+  case CURLE_SSL_CONNECT_ERROR:
+  case CURLE_PEER_FAILED_VERIFICATION:
+  case CURLE_SSL_CERTPROBLEM:
+  case CURLE_SSL_CIPHER:
+  case CURLE_SSL_CACERT_BADFILE:
+  case CURLE_SSL_ISSUER_ERROR:
+  case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+  case CURLE_SSL_INVALIDCERTSTATUS:
+  case CURLE_SSL_CRL_BADFILE:
+  case CURLE_SSL_ENGINE_INITFAILED:
+  case CURLE_SSL_ENGINE_NOTFOUND:
+  case CURLE_SSL_ENGINE_SETFAILED:
+  case CURLE_SSL_CLIENTCERT:
+  case CURLE_USE_SSL_FAILED:
+    return GW_OUT_ETLS;
+  case CURLE_RECV_ERROR:
+  case CURLE_SEND_ERROR:
+  case CURLE_PARTIAL_FILE:
+  case CURLE_GOT_NOTHING:
+    return GW_OUT_ERESET;
+  case CURLE_HTTP2:
+  case CURLE_HTTP2_STREAM:
+  case CURLE_WEIRD_SERVER_REPLY:
+  case CURLE_UNSUPPORTED_PROTOCOL:
+  case CURLE_BAD_CONTENT_ENCODING:
+    return GW_OUT_EPROTO;
+  case CURLE_OUT_OF_MEMORY: return r->headers_done ? GW_OUT_ENOMEM : GW_OUT_EHEADERS;
+  default: return GW_OUT_EIO;
+  }
+}
+
+/* ---- lists ---------------------------------------------------------------- */
+
+static void out_idle_cb(uv_idle_t *h);
+
+static void pend_push(gw_out_req *r) {
+  gw_out *o = r->o;
+  if (r->queued) return;
+  r->queued = true;
+  r->pnext = NULL;
+  r->pprev = o->pend_tail;
+  if (o->pend_tail) o->pend_tail->pnext = r;
+  else o->pend_head = r;
+  o->pend_tail = r;
+  o->npend++;
+  if (!o->torn_down) uv_idle_start(&o->idle, out_idle_cb);
+}
+
+static void pend_unlink(gw_out_req *r) {
+  gw_out *o = r->o;
+  if (!r->queued) return;
+  if (r->pprev) r->pprev->pnext = r->pnext;
+  else o->pend_head = r->pnext;
+  if (r->pnext) r->pnext->pprev = r->pprev;
+  else o->pend_tail = r->pprev;
+  r->pprev = r->pnext = NULL;
+  r->queued = false;
+  o->npend--;
+}
+
+/* ---- engine teardown ------------------------------------------------------ */
+
+static void out_maybe_free(gw_out *o) {
+  if (!o->torn_down || o->handles > 0) return;
+  void (*cb)(void *) = o->close_cb;
+  void *arg = o->close_arg;
+  free(o);
+  curl_global_cleanup();
+  if (cb) cb(arg);
+}
+
+static void out_handle_closed(uv_handle_t *h) {
+  gw_out *o = h->data;
+  o->handles--;
+  out_maybe_free(o);
+}
+
+/* ---- sockets -------------------------------------------------------------- */
+
+static out_sock *sock_get(gw_out *o, int fd) {
+  return (fd >= 0 && (size_t)fd < o->nsocks) ? o->socks[fd] : NULL;
+}
+
+static int sock_put(gw_out *o, int fd, out_sock *s) {
+  if (fd < 0 || fd >= OUT_MAX_FD) return GW_OUT_EIO;
+  if ((size_t)fd >= o->nsocks) {
+    size_t n = o->nsocks ? o->nsocks : 64;
+    while (n <= (size_t)fd) n *= 2;
+    out_sock **t = realloc(o->socks, n * sizeof *t);
+    if (!t) return GW_OUT_ENOMEM;
+    memset(t + o->nsocks, 0, (n - o->nsocks) * sizeof *t);
+    o->socks = t;
+    o->nsocks = n;
+  }
+  o->socks[fd] = s;
+  return 0;
+}
+
+static void sock_closed(uv_handle_t *h) {
+  out_sock *s = h->data;
+  gw_out *o = s->o;
+  /* Only now may the fd number be recycled: the poll is gone. */
+  if (s->owned) close(s->fd);
+  free(s);
+  o->handles--;
+  out_maybe_free(o);
+}
+
+/* Takes s out of the table and releases it: its poll (if any) is closed,
+ * an owned fd is closed after the poll's close callback. */
+static void sock_release(gw_out *o, out_sock *s) {
+  if (sock_get(o, s->fd) == s) o->socks[s->fd] = NULL;
+  if (s->owned) o->st.sockets--;
+  if (s->poll_init) {
+    uv_close((uv_handle_t *)&s->poll, sock_closed);
+  } else {
+    if (s->owned) close(s->fd);
+    free(s);
+  }
+}
+
+/* Rule 5: may transfer r talk to this address? Records the refusal. */
+static bool egress_ok(gw_out_req *r, const struct sockaddr *sa, const char *ip_text) {
+  const gw_egress *pol = r->o->egress[r->egress];
+  bool ok = r->host_listed || (sa ? gw_egress_allows_sockaddr(pol, sa) : gw_egress_allows_ip_text(pol, ip_text));
+  if (!ok) {
+    r->egress_refused = true;
+    if (sa) {
+      const void *ad = sa->sa_family == AF_INET6 ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+                                                 : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+      if (!inet_ntop(sa->sa_family, ad, r->refused_ip, sizeof r->refused_ip)) snprintf(r->refused_ip, sizeof r->refused_ip, "?");
+    } else {
+      snprintf(r->refused_ip, sizeof r->refused_ip, "%s", ip_text ? ip_text : "?");
+    }
+  }
+  return ok;
+}
+
+static curl_socket_t out_opensocket(void *arg, curlsocktype purpose, struct curl_sockaddr *a) {
+  gw_out_req *r = arg;
+  gw_out *o = r->o;
+  if (purpose != CURLSOCKTYPE_IPCXN) return CURL_SOCKET_BAD;
+  /* copied out: curl's struct declares a struct sockaddr but holds a
+   * sockaddr_in6 for IPv6 */
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  memcpy(&ss, &a->addr, a->addrlen < sizeof ss ? a->addrlen : sizeof ss);
+  if (a->family != AF_INET && a->family != AF_INET6) return CURL_SOCKET_BAD;
+  if (!egress_ok(r, (const struct sockaddr *)&ss, NULL)) return CURL_SOCKET_BAD; /* curl tries the next address */
+  int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+  if (fd < 0) return CURL_SOCKET_BAD;
+  /* A leftover entry can only be a curl-owned fd that curl closed without
+   * telling us; its number is now ours. Drop its watcher first. (An owned
+   * one cannot be here: its fd is still open until we close it.) */
+  out_sock *old = sock_get(o, fd);
+  if (old && old->owned) {
+    close(fd);
+    return CURL_SOCKET_BAD;
+  }
+  if (old) sock_release(o, old);
+  out_sock *s = calloc(1, sizeof *s);
+  if (!s || sock_put(o, fd, s) != 0) {
+    free(s);
+    close(fd);
+    return CURL_SOCKET_BAD;
+  }
+  s->o = o;
+  s->fd = fd;
+  s->owned = true;
+  o->st.sockets++;
+  return fd;
+}
+
+static int out_closesocket(void *arg, curl_socket_t fd) {
+  gw_out *o = arg;
+  out_sock *s = sock_get(o, fd);
+  if (!s || !s->owned) { /* not one of ours: nothing watches it through us */
+    if (s) sock_release(o, s);
+    return close(fd);
+  }
+  sock_release(o, s);
+  return 0;
+}
+
+static void out_action(gw_out *o, curl_socket_t fd, int ev);
+
+static void out_poll_cb(uv_poll_t *h, int status, int events) {
+  out_sock *s = h->data;
+  gw_out *o = s->o;
+  curl_socket_t fd = s->fd;
+  int flags = 0;
+  if (status < 0) {
+    /* libuv stopped the watcher (POLLERR). Let curl do real I/O on it so it
+     * sees the actual error (reset, refused) instead of a bare "select
+     * error". */
+    s->events = 0;
+    flags = CURL_CSELECT_ERR | CURL_CSELECT_IN | CURL_CSELECT_OUT;
+  } else {
+    if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
+  }
+  out_action(o, fd, flags);
+  /* s is still allocated (only its close callback frees it). If curl kept
+   * the socket and still wants events it will not tell us again (its wish
+   * did not change): re-arm what libuv stopped. */
+  if (status < 0 && sock_get(o, fd) == s && s->want && !s->events &&
+      uv_poll_start(&s->poll, s->want, out_poll_cb) == 0)
+    s->events = s->want;
+}
+
+static void out_fail(gw_out_req *r, int err);
+
+static int out_socket_cb(CURL *e, curl_socket_t fd, int what, void *arg, void *sockp) {
+  gw_out *o = arg;
+  (void)sockp;
+  out_sock *s = sock_get(o, fd);
+  if (what == CURL_POLL_REMOVE) {
+    if (!s) return 0;
+    if (s->owned) { /* keep the poll: curl may watch it again when it reuses the connection */
+      if (s->events) uv_poll_stop(&s->poll);
+      s->events = s->want = 0;
+    } else {
+      sock_release(o, s); /* curl closes this fd right after telling us */
+    }
+    return 0;
+  }
+  int rc = 0;
+  if (!s) { /* a curl-owned fd (resolver socketpair) */
+    s = calloc(1, sizeof *s);
+    if (!s) { rc = GW_OUT_ENOMEM; goto fail; }
+    s->o = o;
+    s->fd = fd;
+    if ((rc = sock_put(o, fd, s)) != 0) { free(s); goto fail; }
+  }
+  if (!s->poll_init) {
+    if ((rc = uv_poll_init_socket(o->loop, &s->poll, fd)) != 0) goto fail;
+    s->poll.data = s;
+    s->poll_init = true;
+    o->handles++;
+  }
+  int ev = ((what & CURL_POLL_IN) ? UV_READABLE : 0) | ((what & CURL_POLL_OUT) ? UV_WRITABLE : 0);
+  s->want = ev;
+  if (ev != s->events) {
+    if ((rc = uv_poll_start(&s->poll, ev, out_poll_cb)) != 0) goto fail;
+    s->events = ev;
+  }
+  return 0;
+fail:
+  /* curl 7.88 ignores our return value: fail the transfer ourselves. */
+  GW_LOG(GW_LOG_WARN, MOD, NULL, "cannot watch socket %d: %s", (int)fd,
+         rc <= GW_OUT_ERR_FIRST ? gw_out_strerror(rc) : uv_strerror(rc));
+  gw_out_req *r = NULL;
+  if (e && curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&r) == CURLE_OK && r) out_fail(r, GW_OUT_EIO);
+  return -1;
+}
+
+/* ---- driving curl --------------------------------------------------------- */
+
+static void out_finish(gw_out_req *r, int err);
+
+static void out_drain_done(gw_out *o) {
+  CURLMsg *m;
+  int left;
+  while (o->multi && (m = curl_multi_info_read(o->multi, &left))) {
+    if (m->msg != CURLMSG_DONE) continue;
+    CURLcode rc = m->data.result;
+    gw_out_req *r = NULL;
+    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+    if (r && !r->finished) out_finish(r, out_map(r, rc)); /* m is invalid after this */
+  }
+}
+
+/* Once closing, curl is not driven any more: every live transfer ends with
+ * GW_OUT_EABORTED in the teardown, whatever the network does meanwhile. */
+static void out_action(gw_out *o, curl_socket_t fd, int ev) {
+  if (o->closing || !o->multi) return;
+  int running;
+  o->in_curl++;
+  curl_multi_socket_action(o->multi, fd, ev, &running);
+  o->in_curl--;
+  out_drain_done(o);
+}
+
+static void out_timer_fire(uv_timer_t *t) { out_action(t->data, CURL_SOCKET_TIMEOUT, 0); }
+
+static int out_curl_timer_cb(CURLM *m, long ms, void *arg) {
+  gw_out *o = arg;
+  (void)m;
+  if (o->torn_down) return 0;
+  /* ms == 0 means "now", but we are inside curl: the 0 ms uv timer runs it
+   * on the next loop iteration, outside curl. */
+  if (ms < 0) uv_timer_stop(&o->timer);
+  else uv_timer_start(&o->timer, out_timer_fire, (uint64_t)ms, 0);
+  return 0;
+}
+
+/* ---- per-transfer timers -------------------------------------------------- */
+
+static void req_timer_cb(uv_timer_t *t) {
+  gw_out_req *r = t->data;
+  if (r->finished || r->fail) return;
+  if (r->tmode == TM_FIRST_BYTE) {
+    out_fail(r, GW_OUT_EFIRSTBYTE);
+  } else if (r->tmode == TM_IDLE && !r->paused) {
+    uint64_t el = uv_now(r->o->loop) - r->last_rx;
+    if (el >= (uint64_t)r->idle_ms) out_fail(r, GW_OUT_EIDLE);
+    else uv_timer_start(&r->timer, req_timer_cb, (uint64_t)r->idle_ms - el, 0);
+  }
+}
+
+static void req_arm_idle(gw_out_req *r) {
+  r->tmode = TM_IDLE;
+  r->last_rx = uv_now(r->o->loop);
+  if (!r->paused) uv_timer_start(&r->timer, req_timer_cb, (uint64_t)r->idle_ms, 0);
+}
+
+/* Records the transfer's error and queues its finish. Callable from
+ * anywhere (curl callbacks included): nothing is torn down here. */
+static void out_fail(gw_out_req *r, int err) {
+  if (r->finished || r->fail) return;
+  r->fail = err;
+  uv_timer_stop(&r->timer);
+  pend_push(r);
+}
+
+/* ---- curl callbacks (never call curl_multi_* from these) ------------------ */
+
+static int out_prereq_cb(void *ud, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
+                         int conn_local_port) {
+  gw_out_req *r = ud;
+  (void)conn_local_ip; (void)conn_primary_port; (void)conn_local_port;
+  if (r->fail) return CURL_PREREQFUNC_ABORT;
+  /* rule 5: a reused connection was opened without asking this transfer */
+  if (!egress_ok(r, NULL, conn_primary_ip)) {
+    out_fail(r, GW_OUT_EEGRESS);
+    return CURL_PREREQFUNC_ABORT;
+  }
+  r->connected = true;
+  /* Also runs again when curl retries the request on a fresh connection
+   * (a reused keep-alive connection turned out dead): restart the clock. */
+  r->tmode = TM_FIRST_BYTE;
+  uv_timer_start(&r->timer, req_timer_cb, (uint64_t)r->first_byte_ms, 0);
+  return CURL_PREREQFUNC_OK;
+}
+
+static bool is_ows(char c) { return c == ' ' || c == '\t'; }
+
+/* Splits the buffered head (status line + header lines, each ending in
+ * CRLF or LF) in place into name/value pairs. Returns the count, or -1 on
+ * allocation failure; *out is malloc'ed (may be NULL when n == 0). */
+static int parse_head(char *p, size_t len, gw_out_header **out) {
+  size_t cap = 1;
+  for (size_t i = 0; i < len; i++) cap += p[i] == '\n';
+  gw_out_header *h = malloc(cap * sizeof *h);
+  if (!h) return -1;
+  size_t n = 0;
+  bool first = true;
+  char *end = p + len;
+  while (p < end) {
+    char *nl = memchr(p, '\n', (size_t)(end - p));
+    char *le = nl ? nl : end;
+    char *next = nl ? nl + 1 : end;
+    if (le > p && le[-1] == '\r') le--;
+    *le = '\0';
+    if (first) { /* status line */
+      first = false;
+    } else if (is_ows(*p)) {
+      /* obs-fold: append to the previous value (same buffer, in place,
+       * values only ever shrink so this fits). */
+      while (is_ows(*p)) p++;
+      if (n > 0 && *p) {
+        char *v = (char *)h[n - 1].value;
+        size_t vl = strlen(v), pl = strlen(p);
+        memmove(v + vl + 1, p, pl + 1);
+        v[vl] = ' ';
+      }
+    } else {
+      char *colon = strchr(p, ':');
+      if (colon && colon > p) {
+        *colon = '\0';
+        char *v = colon + 1;
+        while (is_ows(*v)) v++;
+        char *ve = v + strlen(v);
+        while (ve > v && is_ows(ve[-1])) *--ve = '\0';
+        h[n].name = p;
+        h[n].value = v;
+        n++;
+      }
+    }
+    p = next;
+  }
+  *out = h;
+  return (int)n;
+}
+
+static void deliver_headers(gw_out_req *r, long code) {
+  r->headers_done = true;
+  uv_timer_stop(&r->timer);
+  req_arm_idle(r);
+  if (r->on_headers) {
+    gw_out_header *h = NULL;
+    int n = parse_head(r->hbuf.data ? r->hbuf.data : (char *)"", r->hbuf.len, &h);
+    if (n < 0) {
+      out_fail(r, GW_OUT_ENOMEM);
+    } else {
+      r->on_headers(r, (int)code, h, (size_t)n, r->ud);
+    }
+    free(h);
+  }
+  gw_buf_free(&r->hbuf); /* a stream may live for hours: don't keep the head */
+}
+
+static size_t out_header_cb(char *p, size_t size, size_t nmemb, void *ud) {
+  gw_out_req *r = ud;
+  size_t len = size * nmemb;
+  if (r->fail) return CURL_WRITEFUNC_ERROR;
+  if (r->headers_done) return len; /* trailers: not delivered */
+  r->last_rx = uv_now(r->o->loop);
+  r->hbytes += len;
+  if (r->hbytes > r->max_hdr) {
+    out_fail(r, GW_OUT_EHEADERS);
+    return CURL_WRITEFUNC_ERROR;
+  }
+  bool blank = (len == 2 && p[0] == '\r' && p[1] == '\n') || (len == 1 && p[0] == '\n');
+  if (!blank) {
+    int rc = gw_buf_append(&r->hbuf, p, len);
+    if (rc != 0) {
+      out_fail(r, rc == GW_E2BIG ? GW_OUT_EHEADERS : GW_OUT_ENOMEM);
+      return CURL_WRITEFUNC_ERROR;
+    }
+    return len;
+  }
+  long code = 0;
+  curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
+  if (code >= 100 && code < 200) { /* interim head (100 Continue, 103): wait for the final one */
+    gw_buf_reset(&r->hbuf);
+    return len;
+  }
+  deliver_headers(r, code);
+  return r->fail ? CURL_WRITEFUNC_ERROR : len;
+}
+
+static size_t out_write_cb(char *p, size_t size, size_t nmemb, void *ud) {
+  gw_out_req *r = ud;
+  size_t len = size * nmemb;
+  if (r->fail) return CURL_WRITEFUNC_ERROR;
+  if (!r->headers_done) { /* body before a head cannot happen over HTTP */
+    out_fail(r, GW_OUT_EPROTO);
+    return CURL_WRITEFUNC_ERROR;
+  }
+  r->last_rx = uv_now(r->o->loop);
+  /* Redelivery after a pause: the first `skip` bytes were taken already. */
+  if (r->skip >= len) {
+    r->skip -= len;
+    return len;
+  }
+  if (r->paused) {
+    /* Paused from outside on_data: curl keeps the whole chunk (skip
+     * unchanged still describes its start) and pauses receiving. */
+    r->curl_paused = true;
+    return CURL_WRITEFUNC_PAUSE;
+  }
+  size_t s0 = r->skip;
+  r->skip = 0;
+  int rc = 0;
+  if (r->on_data) rc = r->on_data(r, p + s0, len - s0, r->ud);
+  if (r->fail) return CURL_WRITEFUNC_ERROR;
+  if (rc == GW_OUT_PAUSE) gw_out_pause(r);
+  if (r->paused) {
+    /* on_data took every byte of this chunk; curl will hand it back. */
+    r->skip = len;
+    r->curl_paused = true;
+    return CURL_WRITEFUNC_PAUSE;
+  }
+  return len;
+}
+
+/* ---- finishing a transfer ------------------------------------------------- */
+
+static void req_closed(uv_handle_t *h) {
+  gw_out_req *r = h->data;
+  gw_out *o = r->o;
+  free(r);
+  o->handles--;
+  out_maybe_free(o);
+}
+
+static void out_finish(gw_out_req *r, int err) {
+  gw_out *o = r->o;
+  r->finished = true;
+  pend_unlink(r);
+  if (r->prev) r->prev->next = r->next;
+  else o->reqs = r->next;
+  if (r->next) r->next->prev = r->prev;
+  r->prev = r->next = NULL;
+  uv_timer_stop(&r->timer);
+  if (r->added) {
+    o->in_curl++;
+    curl_multi_remove_handle(o->multi, r->easy);
+    o->in_curl--;
+    r->added = false;
+  }
+  if (err == 0 && !r->headers_done) err = GW_OUT_EPROTO;
+  if (err == GW_OUT_EEGRESS) /* say which address, and what would allow it */
+    snprintf(r->errbuf, sizeof r->errbuf, "address %s refused (not public; allowed only if listed in %s)",
+             r->refused_ip, gw_egress_key(o->egress[r->egress]));
+  o->st.open--;
+  if (err == 0) {
+    o->st.ok++;
+  } else {
+    int i = err_index(err);
+    o->st.failed[i >= 0 ? i : err_index(GW_OUT_EIO)]++;
+    /* Debug only: the caller logs with tenant and request context. */
+    if (err != GW_OUT_EABORTED)
+      GW_LOG(GW_LOG_DEBUG, MOD, NULL, "outbound transfer failed: %s%s%s", gw_out_err_kind(err),
+             r->errbuf[0] ? ": " : "", r->errbuf);
+  }
+  r->on_done(r, err, r->ud);
+  o->in_curl++;
+  curl_easy_cleanup(r->easy);
+  o->in_curl--;
+  r->easy = NULL;
+  curl_slist_free_all(r->hdrs);
+  free(r->body);
+  gw_buf_free(&r->hbuf);
+  uv_close((uv_handle_t *)&r->timer, req_closed);
+}
+
+static void out_teardown(gw_out *o) {
+  o->torn_down = true;
+  while (o->reqs) out_finish(o->reqs, o->reqs->fail ? o->reqs->fail : GW_OUT_EABORTED);
+  o->in_curl++;
+  curl_multi_cleanup(o->multi); /* closes the cached connections via out_closesocket */
+  o->in_curl--;
+  o->multi = NULL;
+  for (size_t fd = 0; fd < o->nsocks; fd++) /* normally empty by now */
+    if (o->socks[fd]) sock_release(o, o->socks[fd]);
+  free(o->socks);
+  o->socks = NULL;
+  o->nsocks = 0;
+  uv_close((uv_handle_t *)&o->timer, out_handle_closed);
+  uv_close((uv_handle_t *)&o->idle, out_handle_closed);
+}
+
+/* The deferred-work runner: everything the API or a curl callback could not
+ * do in place. Only the transfers queued when it starts are handled, so a
+ * callback that re-queues (pause/resume ping-pong) cannot starve the loop. */
+static void out_idle_cb(uv_idle_t *h) {
+  gw_out *o = h->data;
+  size_t budget = o->npend;
+  gw_out_req *r;
+  while (budget-- > 0 && (r = o->pend_head) != NULL) {
+    pend_unlink(r);
+    if (r->fail) {
+      out_finish(r, r->fail);
+      continue;
+    }
+    if (o->closing) continue; /* the teardown finishes it */
+    if (r->add_wanted) {
+      r->add_wanted = false;
+      o->in_curl++;
+      CURLMcode mc = curl_multi_add_handle(o->multi, r->easy);
+      o->in_curl--;
+      if (mc != CURLM_OK) {
+        out_finish(r, mc == CURLM_OUT_OF_MEMORY ? GW_OUT_ENOMEM : GW_OUT_EIO);
+        continue;
+      }
+      r->added = true;
+    }
+    if (r->resume_wanted && !r->paused) {
+      r->resume_wanted = false;
+      r->curl_paused = false;
+      o->in_curl++;
+      CURLcode rc = curl_easy_pause(r->easy, CURLPAUSE_CONT); /* may run on_data now */
+      o->in_curl--;
+      if (rc != CURLE_OK) out_fail(r, out_map(r, rc));
+    }
+  }
+  if (o->closing && !o->torn_down) out_teardown(o);
+  if (!o->pend_head && !o->torn_down) uv_idle_stop(&o->idle);
+}
+
+/* ---- API ------------------------------------------------------------------ */
+
+int gw_out_new(uv_loop_t *loop, gw_out **out) {
+  *out = NULL;
+  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return GW_OUT_EIO;
+  gw_out *o = calloc(1, sizeof *o);
+  if (!o) goto fail;
+  o->loop = loop;
+  o->multi = curl_multi_init();
+  if (!o->multi) goto fail;
+  curl_multi_setopt(o->multi, CURLMOPT_SOCKETFUNCTION, out_socket_cb);
+  curl_multi_setopt(o->multi, CURLMOPT_SOCKETDATA, o);
+  curl_multi_setopt(o->multi, CURLMOPT_TIMERFUNCTION, out_curl_timer_cb);
+  curl_multi_setopt(o->multi, CURLMOPT_TIMERDATA, o);
+  /* Cannot fail on unix once the loop exists; done last so the failure
+   * path above has no handle to close. */
+  uv_timer_init(loop, &o->timer);
+  uv_idle_init(loop, &o->idle);
+  o->timer.data = o;
+  o->idle.data = o;
+  o->handles = 2;
+  *out = o;
+  return 0;
+fail:
+  if (o && o->multi) curl_multi_cleanup(o->multi);
+  free(o);
+  curl_global_cleanup();
+  return GW_OUT_ENOMEM;
+}
+
+void gw_out_close(gw_out *o, void (*cb)(void *arg), void *arg) {
+  if (!o || o->closing) return;
+  o->closing = true;
+  o->close_cb = cb;
+  o->close_arg = arg;
+  for (gw_out_req *r = o->reqs; r; r = r->next) out_fail(r, GW_OUT_EABORTED);
+  uv_idle_start(&o->idle, out_idle_cb);
+}
+
+static bool is_tchar(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* Headers curl frames or that are hop-by-hop: a caller setting them would
+ * desynchronise framing (request smuggling) or break HTTP/2. */
+static bool hdr_forbidden(const char *name, size_t n) {
+  static const char *const bad[] = {"content-length", "transfer-encoding", "connection", "keep-alive",
+                                    "proxy-connection", "te", "upgrade"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    if (strlen(bad[i]) == n && strncasecmp(name, bad[i], n) == 0) return true;
+  return false;
+}
+
+static bool hdr_is(const char *name, size_t n, const char *want) {
+  return strlen(want) == n && strncasecmp(name, want, n) == 0;
+}
+
+/* Builds the curl header list. Returns 0 or GW_OUT_EINVAL/ENOMEM. */
+static int build_headers(gw_out_req *r, const gw_out_opts *op) {
+  bool have_accept = false, have_ctype = false, have_expect = false;
+  size_t count = 0;
+  char tmp[GW_OUT_MAX_REQ_HEADER_LINE + 2];
+  for (const char *const *hp = op->headers; hp && *hp; hp++) {
+    const char *line = *hp;
+    if (++count > GW_OUT_MAX_REQ_HEADERS) return GW_OUT_EINVAL;
+    size_t ll = strlen(line);
+    if (ll > GW_OUT_MAX_REQ_HEADER_LINE || strpbrk(line, "\r\n")) return GW_OUT_EINVAL;
+    const char *colon = strchr(line, ':');
+    if (!colon || colon == line) return GW_OUT_EINVAL;
+    size_t nl = (size_t)(colon - line);
+    for (size_t i = 0; i < nl; i++)
+      if (!is_tchar((unsigned char)line[i])) return GW_OUT_EINVAL;
+    if (hdr_forbidden(line, nl)) return GW_OUT_EINVAL;
+    have_accept |= hdr_is(line, nl, "accept");
+    have_ctype |= hdr_is(line, nl, "content-type");
+    have_expect |= hdr_is(line, nl, "expect");
+    const char *v = colon + 1;
+    while (is_ows(*v)) v++;
+    const char *add = line;
+    if (!*v) { /* curl reads "Name:" as "remove Name"; "Name;" sends it empty */
+      memcpy(tmp, line, nl);
+      tmp[nl] = ';';
+      tmp[nl + 1] = '\0';
+      add = tmp;
+    }
+    struct curl_slist *l = curl_slist_append(r->hdrs, add);
+    if (!l) return GW_OUT_ENOMEM;
+    r->hdrs = l;
+  }
+  /* Suppress curl's defaults: a proxy sends what it was given. "Expect:"
+   * also avoids curl's 100-continue wait on large bodies. */
+  const char *sup[3];
+  int ns = 0;
+  if (!have_accept) sup[ns++] = "Accept:";
+  if (!have_ctype) sup[ns++] = "Content-Type:";
+  if (!have_expect) sup[ns++] = "Expect:";
+  for (int i = 0; i < ns; i++) {
+    struct curl_slist *l = curl_slist_append(r->hdrs, sup[i]);
+    if (!l) return GW_OUT_ENOMEM;
+    r->hdrs = l;
+  }
+  return 0;
+}
+
+/* Accepts absolute http/https URLs with a host; *https tells which and
+ * host (hostcap bytes) gets the host as curl will use it. */
+static int check_url(const char *url, bool *https, char *hostout, size_t hostcap) {
+  if (!url || !*url || strlen(url) > GW_OUT_MAX_URL) return GW_OUT_EINVAL;
+  for (const char *p = url; *p; p++)
+    if ((unsigned char)*p <= 0x20 || *p == 0x7f) return GW_OUT_EINVAL;
+  CURLU *u = curl_url();
+  if (!u) return GW_OUT_ENOMEM;
+  char *scheme = NULL, *host = NULL;
+  int rc = GW_OUT_EINVAL;
+  if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+      curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+      curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host[0] &&
+      (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0)) {
+    rc = 0;
+    *https = scheme[4] == 's';
+    snprintf(hostout, hostcap, "%s", host);
+  }
+  curl_free(scheme);
+  curl_free(host);
+  curl_url_cleanup(u);
+  return rc;
+}
+
+/* A setopt failure is an option curl rejects (bad value) or memory. */
+#define SETOPT(opt, val) do { CURLcode sc_ = curl_easy_setopt(e, opt, val); \
+    if (sc_ != CURLE_OK) { rc = sc_ == CURLE_OUT_OF_MEMORY ? GW_OUT_ENOMEM : GW_OUT_EINVAL; goto fail; } \
+  } while (0)
+
+int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
+  if (out) *out = NULL;
+  if (!o || !op || !op->on_done) return GW_OUT_EINVAL;
+  if (o->closing) return GW_OUT_ECLOSED;
+  const char *m = op->method;
+  size_t ml = m ? strlen(m) : 0;
+  if (ml == 0 || ml > 32) return GW_OUT_EINVAL;
+  for (size_t i = 0; i < ml; i++)
+    if (!is_tchar((unsigned char)m[i])) return GW_OUT_EINVAL;
+  if (op->body_len && !op->body) return GW_OUT_EINVAL;
+  if (op->body_len && strcmp(m, "HEAD") == 0) return GW_OUT_EINVAL;
+  if (op->connect_timeout_ms < 0 || op->first_byte_timeout_ms < 0 || op->idle_timeout_ms < 0)
+    return GW_OUT_EINVAL;
+  if (op->egress < 0 || op->egress >= GW_OUT_EGRESS_LEVELS) return GW_OUT_EINVAL;
+  bool https = false;
+  char host[GW_OUT_MAX_URL + 1];
+  int rc = check_url(op->url, &https, host, sizeof host);
+  if (rc) return rc;
+
+  gw_out_req *r = calloc(1, sizeof *r);
+  if (!r) return GW_OUT_ENOMEM;
+  r->o = o;
+  r->on_headers = op->on_headers;
+  r->on_data = op->on_data;
+  r->on_done = op->on_done;
+  r->ud = op->ud;
+  r->first_byte_ms = op->first_byte_timeout_ms ? op->first_byte_timeout_ms : GW_OUT_FIRST_BYTE_TIMEOUT_MS;
+  r->idle_ms = op->idle_timeout_ms ? op->idle_timeout_ms : GW_OUT_IDLE_TIMEOUT_MS;
+  r->max_hdr = op->max_header_bytes ? op->max_header_bytes : GW_OUT_MAX_HEADER_BYTES;
+  r->egress = op->egress;
+  r->host_listed = gw_egress_allows_host(o->egress[r->egress], host);
+  gw_buf_init(&r->hbuf, r->max_hdr);
+  if ((rc = build_headers(r, op)) != 0) goto fail;
+  rc = GW_OUT_ENOMEM;
+  if (op->body_len || strcmp(m, "POST") == 0) {
+    r->body = malloc(op->body_len ? op->body_len : 1);
+    if (!r->body) goto fail;
+    if (op->body_len) memcpy(r->body, op->body, op->body_len);
+  }
+  CURL *e = r->easy = curl_easy_init();
+  if (!e) goto fail;
+  SETOPT(CURLOPT_PRIVATE, r);
+  SETOPT(CURLOPT_ERRORBUFFER, r->errbuf);
+  SETOPT(CURLOPT_URL, op->url);
+  SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
+  SETOPT(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
+  SETOPT(CURLOPT_PROXY, ""); /* ignore http_proxy & co: egress is explicit config */
+  SETOPT(CURLOPT_NOSIGNAL, 1L);
+  SETOPT(CURLOPT_HTTP_VERSION, op->http1 ? (long)CURL_HTTP_VERSION_1_1 : (long)CURL_HTTP_VERSION_2TLS);
+  /* A burst of requests to one https upstream waits for the first
+   * connection's ALPN and multiplexes on it instead of opening one TLS
+   * connection each (an HTTP/1.1 answer releases the others at once). Not
+   * for http://: curl 7.88 then waits for the first *response* to learn the
+   * version, and a first request that is a long SSE stream blocks the rest. */
+  if (https && !op->http1) SETOPT(CURLOPT_PIPEWAIT, 1L);
+  SETOPT(CURLOPT_SSL_VERIFYPEER, 1L);
+  SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
+  if (op->ca_file) SETOPT(CURLOPT_CAINFO, op->ca_file);
+  SETOPT(CURLOPT_CONNECTTIMEOUT_MS, op->connect_timeout_ms ? op->connect_timeout_ms : GW_OUT_CONNECT_TIMEOUT_MS);
+  /* Hours-long streams: let the kernel notice a vanished peer. */
+  SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
+  SETOPT(CURLOPT_TCP_KEEPIDLE, 60L);
+  SETOPT(CURLOPT_TCP_KEEPINTVL, 20L);
+  SETOPT(CURLOPT_OPENSOCKETFUNCTION, out_opensocket);
+  SETOPT(CURLOPT_OPENSOCKETDATA, r); /* rule 5: the transfer's policy */
+  SETOPT(CURLOPT_CLOSESOCKETFUNCTION, out_closesocket);
+  SETOPT(CURLOPT_CLOSESOCKETDATA, o);
+  SETOPT(CURLOPT_PREREQFUNCTION, out_prereq_cb);
+  SETOPT(CURLOPT_PREREQDATA, r);
+  SETOPT(CURLOPT_HEADERFUNCTION, out_header_cb);
+  SETOPT(CURLOPT_HEADERDATA, r);
+  SETOPT(CURLOPT_WRITEFUNCTION, out_write_cb);
+  SETOPT(CURLOPT_WRITEDATA, r);
+  SETOPT(CURLOPT_HTTPHEADER, r->hdrs);
+  if (strcmp(m, "GET") == 0 && !r->body) {
+    SETOPT(CURLOPT_HTTPGET, 1L);
+  } else if (strcmp(m, "HEAD") == 0) {
+    SETOPT(CURLOPT_NOBODY, 1L);
+  } else {
+    if (r->body) {
+      SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)op->body_len);
+      SETOPT(CURLOPT_POSTFIELDS, r->body);
+    }
+    if (strcmp(m, "POST") != 0) SETOPT(CURLOPT_CUSTOMREQUEST, m);
+  }
+
+  uv_timer_init(o->loop, &r->timer);
+  r->timer.data = r;
+  o->handles++;
+  r->next = o->reqs;
+  if (o->reqs) o->reqs->prev = r;
+  o->reqs = r;
+  o->st.open++;
+  o->st.started++;
+  if (o->in_curl > 0) { /* inside a curl callback: curl_multi_add_handle would recurse */
+    r->add_wanted = true;
+    pend_push(r);
+  } else {
+    o->in_curl++;
+    CURLMcode mc = curl_multi_add_handle(o->multi, e);
+    o->in_curl--;
+    if (mc != CURLM_OK) {
+      /* Undo as if it never started: no callback runs. */
+      o->reqs = r->next;
+      if (r->next) r->next->prev = NULL;
+      o->st.open--;
+      o->st.started--;
+      r->finished = true;
+      curl_easy_cleanup(e);
+      curl_slist_free_all(r->hdrs);
+      free(r->body);
+      gw_buf_free(&r->hbuf);
+      uv_close((uv_handle_t *)&r->timer, req_closed);
+      return mc == CURLM_OUT_OF_MEMORY ? GW_OUT_ENOMEM : GW_OUT_EIO;
+    }
+    r->added = true;
+  }
+  if (out) *out = r;
+  return 0;
+fail:
+  if (r->easy) curl_easy_cleanup(r->easy);
+  curl_slist_free_all(r->hdrs);
+  free(r->body);
+  gw_buf_free(&r->hbuf);
+  free(r);
+  return rc;
+}
+
+void gw_out_pause(gw_out_req *r) {
+  if (!r || r->finished || r->paused) return;
+  r->paused = true;
+  r->resume_wanted = false;
+  if (r->tmode == TM_IDLE) uv_timer_stop(&r->timer);
+}
+
+void gw_out_resume(gw_out_req *r) {
+  if (!r || r->finished || !r->paused) return;
+  r->paused = false;
+  if (r->tmode == TM_IDLE && !r->fail) req_arm_idle(r); /* the pause does not count as silence */
+  if (r->curl_paused) {
+    r->resume_wanted = true;
+    pend_push(r);
+  }
+}
+
+void gw_out_abort(gw_out_req *r) {
+  if (!r || r->finished) return;
+  out_fail(r, GW_OUT_EABORTED);
+}
+
+const char *gw_out_detail(const gw_out_req *r) { return r ? r->errbuf : ""; }
+
+void gw_out_set_egress(gw_out *o, int level, const gw_egress *allow) {
+  if (o && level >= 0 && level < GW_OUT_EGRESS_LEVELS) o->egress[level] = allow;
+}
+
+void gw_out_stats_get(const gw_out *o, gw_out_stats *s) { *s = o->st; }
