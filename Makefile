@@ -110,10 +110,16 @@ test: deps
 
 # Benchmarks print numbers against a baseline run in the same invocation;
 # they assert nothing and are not part of `make test`.
-bench: deps all $(BENCH_BIN)
+# the benches' C upstream (tests/bench/upstream.c): llhttp comes from the library
+$(BUILD)/bench/upstream: tests/bench/upstream.c $(BUILD)/libmcpgate.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -O2 -MF $(dir $@).$(notdir $@).d $(LDFLAGS) -o $@ $< $(BUILD)/libmcpgate.a $(LDLIBS)
+
+bench: deps all $(BENCH_BIN) $(BUILD)/bench/upstream
 	@for b in $(BENCH_BIN); do $$b; done
 	node tests/bench/scim_import.mjs
 	node tests/bench/proxy.mjs
+	node tests/bench/tools_call.mjs
 
 clean:
 	rm -rf build build-asan build-fuzz

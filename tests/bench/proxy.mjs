@@ -15,12 +15,9 @@
 // ratios to direct; asserts nothing (make bench).
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { spawn } from 'node:child_process';
 import { startGateway } from '../integration/lib/gateway.mjs';
 import { startEverything, setupTenant } from '../integration/lib/mcp.mjs';
+import { startNginx } from './lib.mjs';
 
 const arg = (n, d) => {
   const i = process.argv.indexOf(`--${n}`);
@@ -56,25 +53,6 @@ async function measure(url, token, tool) {
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
   await Promise.all(clients.map((cl) => cl.close()));
   return { p50: pct(lat, 50), p99: pct(lat, 99), rps: CALLS / secs };
-}
-
-/* nginx as a plain reverse proxy in front of the same upstream: what any
- * proxy hop costs, without auth, policy, sessions or inspection. */
-async function startNginx(upPort) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcpgate-bench-nginx-'));
-  const port = 20000 + Math.floor(Math.random() * 20000);
-  fs.writeFileSync(path.join(dir, 'nginx.conf'), `
-worker_processes 1; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
-events { worker_connections 1024; }
-http { access_log off; client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir};
-  uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
-  upstream up { server 127.0.0.1:${upPort}; keepalive 32; }
-  server { listen 127.0.0.1:${port}; keepalive_requests 100000;
-    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection "";
-      proxy_buffering off; proxy_cache off; } } }`);
-  const p = spawn(fs.existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx', ['-c', path.join(dir, 'nginx.conf'), '-p', dir], { stdio: 'ignore' });
-  await new Promise((r) => setTimeout(r, 300));
-  return { url: `http://127.0.0.1:${port}/mcp`, stop: () => { p.kill('SIGTERM'); fs.rmSync(dir, { recursive: true, force: true }); } };
 }
 
 async function main() {

@@ -165,8 +165,7 @@ export const LOOPBACK_EGRESS = '127.0.0.0/8,::1';
  * LOOPBACK_EGRESS; null leaves it unset (public addresses only). An
  * MCPGATE_EGRESS_ALLOW in `env` or an --egress-allow flag wins.
  */
-export async function startGateway({ args = [], env = {}, dataDir, listeners, timeoutMs = 15000, egressAllow = LOOPBACK_EGRESS } = {}) {
-  const bin = gatewayBin();
+export async function startGateway({ args = [], env = {}, dataDir, listeners, timeoutMs = 15000, egressAllow = LOOPBACK_EGRESS, bin = gatewayBin() } = {}) {
   if (!fs.existsSync(bin)) throw new Error(`gateway binary ${bin} not found (set MCPGATE_BIN or run make)`);
   const dir = dataDir ?? await makeTempDir();
   const want = listeners ?? listenersFromArgs(args);

@@ -1,0 +1,86 @@
+// tests/bench/lib.mjs — parts the benchmarks share: nginx as a plain
+// reverse proxy (the baseline every proxy hop is measured against), the C
+// upstream (tests/bench/upstream.c), and wrk runs with a JSON summary.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn, execFile } from 'node:child_process';
+import { REPO_ROOT } from '../integration/lib/gateway.mjs';
+
+/* nginx as a plain reverse proxy in front of an upstream, with upstream
+ * keep-alive: what any proxy hop costs, without auth, policy, sessions or
+ * inspection. One worker (the gateway runs one loop). */
+export async function startNginx(upPort) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcpgate-bench-nginx-'));
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  fs.writeFileSync(path.join(dir, 'nginx.conf'), `
+worker_processes 1; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
+events { worker_connections 4096; }
+http { access_log off; client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir};
+  uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
+  upstream up { server 127.0.0.1:${upPort}; keepalive 64; }
+  server { listen 127.0.0.1:${port}; keepalive_requests 1000000;
+    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_buffering off; proxy_cache off; } } }`);
+  const p = spawn(fs.existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx', ['-c', path.join(dir, 'nginx.conf'), '-p', dir], { stdio: 'ignore' });
+  await new Promise((r) => setTimeout(r, 300));
+  return {
+    port, url: `http://127.0.0.1:${port}/mcp`,
+    stop: () => { p.kill('SIGTERM'); fs.rmSync(dir, { recursive: true, force: true }); },
+  };
+}
+
+/* The C upstream: never the bottleneck. `make bench` builds it. */
+export async function startCUpstream({ tools = 20, events = 100 } = {}) {
+  const bin = process.env.MCPGATE_BENCH_UPSTREAM || path.join(REPO_ROOT, 'build/bench/upstream');
+  if (!fs.existsSync(bin)) throw new Error(`${bin} is missing: run make bench (or make build/bench/upstream)`);
+  const p = spawn(bin, ['--port', '0', '--tools', String(tools), '--events', String(events)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise((resolve, reject) => {
+    let out = '';
+    p.stdout.on('data', (d) => {
+      out += d;
+      const m = /port (\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    p.on('exit', (c) => reject(new Error(`upstream exited ${c}`)));
+  });
+  return { port, url: `http://127.0.0.1:${port}/mcp`, stop: () => p.kill('SIGTERM') };
+}
+
+/* Runs wrk with a Lua script that POSTs `body(n)` JSON-RPC messages (n:
+ * a per-request counter, so ids differ) with `headers`; resolves to
+ * {rps, p50, p99, p999 (µs), requests, errors}. */
+export async function wrkPost(url, { headers = {}, bodyLua, conns = 16, secs = 5, threads = 1 }) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcpgate-bench-wrk-'));
+  const script = path.join(dir, 'post.lua');
+  const hdr = Object.entries(headers).map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`).join('\n');
+  fs.writeFileSync(script, `
+wrk.method = "POST"
+${hdr}
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format(nil, nil, nil, ${bodyLua})
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('\\nRESULT {"requests":%d,"duration_us":%d,"errors":%d,"p50":%d,"p99":%d,"p999":%d}\\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))
+end
+`);
+  try {
+    const out = await new Promise((resolve, reject) => {
+      execFile('wrk', [`-t${threads}`, `-c${conns}`, `-d${secs}s`, '-s', script, url], { maxBuffer: 1 << 20 },
+        (err, stdout, stderr) => (err ? reject(new Error(`wrk: ${err.message} ${stderr}`)) : resolve(stdout)));
+    });
+    const m = /RESULT (\{.*\})/.exec(out);
+    if (!m) throw new Error(`wrk printed no result:\n${out}`);
+    const r = JSON.parse(m[1]);
+    return { ...r, rps: r.requests / (r.duration_us / 1e6) };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
