@@ -18,6 +18,13 @@
 // Prints req/s, p50/p99/p99.9, c/b and d/b, and the latency c and d add
 // over a. Asserts nothing (make bench); every variant is checked once to
 // answer the call before it is loaded, and a run with errors is reported.
+//
+// Scenarios (--scenario call,sse,list; default all):
+//   call   tools/call with a small JSON reply
+//   sse    tools/call answered as SSE: 100 notifications/progress, then the
+//          result (events/s = req/s x 101; added latency per event)
+//   list   tools/list of a 500-tool upstream; through the gateway it is
+//          filtered by a 200-rule policy over the user's 20 groups
 import { startGateway } from '../integration/lib/gateway.mjs';
 import { setupTenant } from '../integration/lib/mcp.mjs';
 import { startNginx, startCUpstream, wrkPost, median } from './lib.mjs';
@@ -33,6 +40,7 @@ const argStr = (n) => {
   return i > 0 ? process.argv[i + 1] : undefined;
 };
 const BASELINE = argStr('baseline') || process.env.MCPGATE_BENCH_BASELINE;
+const SCENARIOS = (argStr('scenario') || 'call,sse,list').split(',');
 
 async function rpc(url, headers, msg) {
   const r = await fetch(url, {
@@ -54,59 +62,107 @@ async function session(url, token) {
   return h;
 }
 
-async function variant(name, url, token, tool) {
+/* What each scenario sends (tool: the upstream's tool name as this
+ * variant sees it) and a substring its answer must contain. */
+const SCEN = {
+  call: { msg: (tool) => ({ method: 'tools/call', params: { name: tool('echo'), arguments: { q: 'bench' } } }), expect: '"text":"ok"' },
+  sse: { msg: (tool) => ({ method: 'tools/call', params: { name: tool('stream'), arguments: {}, _meta: { progressToken: 7 } } }), expect: '"text":"done"' },
+  list: { msg: () => ({ method: 'tools/list', params: {} }), expect: '"tools":[' },
+};
+
+async function variant(name, url, token, tool, scen) {
   const h = await session(url, token);
-  const probe = await rpc(url, h, { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: tool, arguments: {} } });
-  if (probe.status !== 200 || !probe.text.includes('"text":"ok"')) throw new Error(`${name}: tools/call answered ${probe.status} ${probe.text}`);
+  const msg = SCEN[scen].msg(tool);
+  const probe = await rpc(url, h, { jsonrpc: '2.0', id: 1, ...msg });
+  if (probe.status !== 200 || !probe.text.includes(SCEN[scen].expect)) throw new Error(`${name} (${scen}): answered ${probe.status} ${probe.text.slice(0, 300)}`);
   const headers = { 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream', 'MCP-Protocol-Version': PV, ...h };
-  const bodyLua = `'{"jsonrpc":"2.0","id":' .. n .. ',"method":"tools/call","params":{"name":"${tool}","arguments":{"q":"bench"}}}'`;
-  return { name, url, headers, bodyLua, runs: [] };
+  const rest = JSON.stringify(msg).slice(1); // "method":…}
+  const bodyLua = `'{"jsonrpc":"2.0","id":' .. n .. ',' .. ${JSON.stringify(rest).replace(/^"|"$/g, "'")}`;
+  return { name, url, headers, bodyLua, runs: [], probeBytes: probe.text.length };
 }
+
+const POLICY_200 = {
+  version: 1, default: 'block',
+  rules: Array.from({ length: 200 }, (_, i) => ({
+    groups: [`bench-${i % 20}`], connector: 'big', allow: [`tool_${i}`, `tool_${i + 200}`, 'echo'], block: [`tool_${i + 1}_x`],
+  })).concat([{ groups: ['*'], connector: 'ub', allow: ['*'] }]),
+};
 
 async function main() {
   const up = await startCUpstream();
+  const big = await startCUpstream({ tools: 500 });
   const ngx = await startNginx(up.port);
+  const ngxBig = await startNginx(big.port);
   const gws = [await startGateway({ args: ['--access-log', 'false'] })];
   if (BASELINE) gws.push(await startGateway({ args: ['--access-log', 'false'], bin: BASELINE }));
   try {
-    const vs = [
-      await variant('direct', up.url, null, 'echo'),
-      await variant('nginx', ngx.url, null, 'echo'),
-    ];
+    const scen = {};
+    for (const sc of SCENARIOS) {
+      const direct = sc === 'list' ? big : up, viaNginx = sc === 'list' ? ngxBig : ngx;
+      scen[sc] = [
+        await variant('direct', direct.url, null, (t) => t, sc),
+        await variant('nginx', viaNginx.url, null, (t) => t, sc),
+      ];
+    }
     for (const [i, gw] of gws.entries()) {
-      const t = await setupTenant(gw, { users: ['alice@acme.com'] });
-      const put = await t.putConnector('ub', { url: up.url, auth: { type: 'none' } });
-      if (put.status !== 201) throw new Error(`connector: ${put.status} ${put.body}`);
+      const t = await setupTenant(gw, { users: ['alice@acme.com'], policy: null });
+      const alice = t.users['alice@acme.com'].id;
+      for (let g = 0; g < 20; g++) {
+        const r = await t.scim.createGroup(`bench-${g}`, [alice]);
+        if (!r.id) throw new Error(`group: ${JSON.stringify(r)}`);
+      }
+      await t.setPolicy(POLICY_200);
+      for (const [name, u] of [['ub', up], ['big', big]]) {
+        const put = await t.putConnector(name, { url: u.url, auth: { type: 'none' } });
+        if (put.status !== 201) throw new Error(`connector: ${put.status} ${put.body}`);
+      }
       const tok = (await t.mintToken('alice@acme.com')).token;
       const sfx = i ? '@base' : '';
-      vs.push(await variant(`connector${sfx}`, t.mcpUrl('ub'), tok, 'echo'));
-      vs.push(await variant(`aggregated${sfx}`, `${gw.url}/t/acme/mcp`, tok, 'ub__echo'));
+      for (const sc of SCENARIOS) {
+        const c = sc === 'list' ? 'big' : 'ub';
+        scen[sc].push(await variant(`connector${sfx}`, t.mcpUrl(c), tok, (x) => x, sc));
+        if (sc !== 'list') scen[sc].push(await variant(`aggregated${sfx}`, `${gw.url}/t/acme/mcp`, tok, (x) => `${c}__${x}`, sc));
+      }
     }
-    for (let r = 0; r < ROUNDS; r++)
-      for (const v of vs) v.runs.push(await wrkPost(v.url, { headers: v.headers, bodyLua: v.bodyLua, conns: CONNS, secs: SECS }));
-    const m = {};
-    for (const v of vs) {
-      m[v.name] = {
-        rps: median(v.runs.map((x) => x.rps)), p50: median(v.runs.map((x) => x.p50)),
-        p99: median(v.runs.map((x) => x.p99)), p999: median(v.runs.map((x) => x.p999)),
-        errors: v.runs.reduce((s, x) => s + x.errors, 0),
-      };
-    }
-    const us = (x) => `${(x / 1000).toFixed(3)} ms`;
-    console.log(`tools/call bench: wrk -t1 -c${CONNS}, ${ROUNDS} rounds x ${SECS} s interleaved, C upstream (medians)` +
-      (BASELINE ? `; @base = ${BASELINE}` : ''));
-    for (const v of vs) {
-      const x = m[v.name];
-      let line = `  ${v.name.padEnd(16)} ${x.rps.toFixed(0).padStart(7)} req/s  p50 ${us(x.p50)}  p99 ${us(x.p99)}  p99.9 ${us(x.p999)}`;
-      if (v.name.startsWith('connector') || v.name.startsWith('aggregated'))
-        line += `   ${(x.rps / m.nginx.rps).toFixed(2)}x nginx  +${((x.p50 - m.direct.p50) / 1000).toFixed(3)} ms p50 over direct`;
-      if (x.errors) line += `   (${x.errors} errors!)`;
-      console.log(line);
+    for (const sc of SCENARIOS) {
+      const vs = scen[sc];
+      for (let r = 0; r < ROUNDS; r++)
+        for (const v of vs) v.runs.push(await wrkPost(v.url, { headers: v.headers, bodyLua: v.bodyLua, conns: CONNS, secs: SECS }));
+      const m = {};
+      for (const v of vs) {
+        m[v.name] = {
+          rps: median(v.runs.map((x) => x.rps)), p50: median(v.runs.map((x) => x.p50)),
+          p99: median(v.runs.map((x) => x.p99)), p999: median(v.runs.map((x) => x.p999)),
+          errors: v.runs.reduce((s2, x) => s2 + x.errors, 0),
+        };
+      }
+      const ms = (x) => `${(x / 1000).toFixed(3)} ms`;
+      const head = {
+        call: 'tools/call, small JSON reply',
+        sse: 'tools/call answered as SSE (100 progress events + result)',
+        list: `tools/list of 500 tools (gateway: filtered by a 200-rule policy to the user's tools)`,
+      }[sc];
+      console.log(`${head}: wrk -t1 -c${CONNS}, ${ROUNDS} rounds x ${SECS} s interleaved, C upstream (medians)` +
+        (BASELINE ? `; @base = ${BASELINE}` : ''));
+      for (const v of vs) {
+        const x = m[v.name];
+        let line = `  ${v.name.padEnd(16)} ${x.rps.toFixed(0).padStart(7)} req/s  p50 ${ms(x.p50)}  p99 ${ms(x.p99)}  p99.9 ${ms(x.p999)}`;
+        if (sc === 'sse') line += `  ${(x.rps * 101).toFixed(0)} events/s`;
+        if (sc === 'list') line += `  ${v.probeBytes} B/reply`;
+        if (v.name !== 'direct' && v.name !== 'nginx') {
+          line += `   ${(x.rps / m.nginx.rps).toFixed(2)}x nginx  +${((x.p50 - m.direct.p50) / 1000).toFixed(3)} ms p50 over direct`;
+          if (sc === 'sse') line += ` (${((x.p50 - m.direct.p50) / 101).toFixed(1)} us/event)`;
+        }
+        if (x.errors) line += `   (${x.errors} errors!)`;
+        console.log(line);
+      }
     }
   } finally {
     for (const gw of gws) await gw.stop();
     ngx.stop();
+    ngxBig.stop();
     up.stop();
+    big.stop();
   }
 }
 
