@@ -6,6 +6,7 @@
 #   make deps       install missing Debian packages and the npm test tools
 #   make run        deps + build + serve on 127.0.0.1:8080 with data in ./data
 #   make test       deps + build + unit tests + integration (plain and ASan)
+#   make bench      benchmarks (BENCH=policy,scim,call,idle,proxy picks)
 #   make clean
 
 CC      ?= cc
@@ -115,11 +116,9 @@ $(BUILD)/bench/upstream: tests/bench/upstream.c $(BUILD)/libmcpgate.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -O2 -MF $(dir $@).$(notdir $@).d $(LDFLAGS) -o $@ $< $(BUILD)/libmcpgate.a $(LDLIBS)
 
+BENCH ?= all
 bench: deps all $(BENCH_BIN) $(BUILD)/bench/upstream
-	@for b in $(BENCH_BIN); do $$b; done
-	node tests/bench/scim_import.mjs
-	node tests/bench/proxy.mjs
-	node tests/bench/tools_call.mjs
+	@BUILD=$(BUILD) sh tests/bench/run.sh $(BENCH)
 
 clean:
 	rm -rf build build-asan build-fuzz

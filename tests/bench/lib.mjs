@@ -34,7 +34,7 @@ http { access_log off; client_body_temp_path ${dir}; proxy_temp_path ${dir}; fas
 export async function startCUpstream({ tools = 20, events = 100 } = {}) {
   const bin = process.env.MCPGATE_BENCH_UPSTREAM || path.join(REPO_ROOT, 'build/bench/upstream');
   if (!fs.existsSync(bin)) throw new Error(`${bin} is missing: run make bench (or make build/bench/upstream)`);
-  const p = spawn(bin, ['--port', '0', '--tools', String(tools), '--events', String(events)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const p = spawn(bin, ['--port', '0', '--tools', String(tools), '--events', String(events)], { stdio: ['ignore', 'pipe', 'ignore'] });
   const port = await new Promise((resolve, reject) => {
     let out = '';
     p.stdout.on('data', (d) => {
