@@ -6,7 +6,7 @@
 #   make deps       install missing Debian packages and the npm test tools
 #   make run        deps + build + serve on 127.0.0.1:8080 with data in ./data
 #   make test       deps + build + unit tests + integration (plain and ASan)
-#   make bench      benchmarks (BENCH=policy,scim,call,idle,proxy picks)
+#   make bench      benchmarks (BENCH=policy,scim,call,idle,cold,proxy picks)
 #   make clean
 
 CC      ?= cc

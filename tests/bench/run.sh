@@ -6,20 +6,22 @@
 #   scim    scim_import.mjs            SCIM import vs nginx, group commit
 #   call    tools_call.mjs             tools/call, SSE, tools/list vs direct and nginx (wrk, C upstream)
 #   idle    idle.mjs                   idle Claude Code-like clients: RSS, descriptors, throughput
+#   cold    cold_user.mjs              a cold user's first session in a 100k-user directory
 #   proxy   proxy.mjs                  the SDK client against server-everything (regression guard)
 # Extra arguments for one bench: BENCH_ARGS="--secs 10" (passed to each).
 set -eu
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
 want=${1:-all}
-[ "$want" = all ] && want=policy,scim,call,idle,proxy
+[ "$want" = all ] && want=policy,scim,call,idle,cold,proxy
 for b in $(echo "$want" | tr ',' ' '); do
   case "$b" in
     policy) "$BUILD/bench/bench_policy" ;;
     scim) node tests/bench/scim_import.mjs ${BENCH_ARGS:-} ;;
     call) node tests/bench/tools_call.mjs ${BENCH_ARGS:-} ;;
     idle) node tests/bench/idle.mjs ${BENCH_ARGS:-} ;;
+    cold) node tests/bench/cold_user.mjs ${BENCH_ARGS:-} ;;
     proxy) node tests/bench/proxy.mjs ${BENCH_ARGS:-} ;;
-    *) echo "bench: unknown '$b' (policy scim call idle proxy)" >&2; exit 2 ;;
+    *) echo "bench: unknown '$b' (policy scim call idle cold proxy)" >&2; exit 2 ;;
   esac
 done
