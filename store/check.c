@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "gateway/base/log.h"
 
 int st_check_add(st_store *st, st_check_fn fn, void *ctx) {
   if (!st || !fn) return ST_EINVAL;
@@ -130,7 +129,7 @@ int st_check(st_store *st, st_check_report_fn report, void *ctx) {
     }
   }
   st_txn_end(t);
-  GW_LOG(problems ? GW_LOG_WARN : GW_LOG_INFO, "store", NULL, "store check: %d problem(s)",
+  st__log(st, problems ? ST_LOG_WARN : ST_LOG_INFO, "store check: %d problem(s)",
          problems);
   return problems;
 }

@@ -1,7 +1,8 @@
 /* store/env.c — the LMDB environment: opening (directory, master key,
  * reader check, migrations, named databases, writer start), closing, the
- * database name table, error mapping, stats, readiness, hot backup, and the
- * small durable-file helpers the key file and backup share. */
+ * database name table, error mapping, the store's log callback (st__log:
+ * the store never includes the gateway's logger), stats, readiness, hot
+ * backup, and the small durable-file helpers the key file and backup share. */
 #include "store/store_int.h"
 
 #include <dirent.h>
@@ -9,13 +10,13 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "gateway/base/log.h"
 #include "store/store_testing.h"
 
 #define ST__DEFAULT_MAP_SIZE ((size_t)8 << 30)
@@ -104,6 +105,22 @@ uint32_t st_schema_version(const st_store *st) { return st->schema_version; }
 
 void st__test_fail_commits(st_store *st, int n) { atomic_store(&st->test_fail_commits, n); }
 
+/* ---- logging ------------------------------------------------------------ */
+
+void st__log(const st_store *st, int level, const char *fmt, ...) {
+  static const char *const names[] = {"debug", "info", "warn", "error"};
+  char msg[2048];
+  va_list ap;
+  if (level < ST_LOG_DEBUG) level = ST_LOG_DEBUG;
+  if (level > ST_LOG_ERROR) level = ST_LOG_ERROR;
+  if ((!st || !st->log) && level < ST_LOG_WARN) return;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (st && st->log) st->log(st->log_ctx, level, "store", msg);
+  else fprintf(stderr, "mcpgate store: %s: %s\n", names[level], msg);
+}
+
 /* ---- small durable-file helpers ---------------------------------------- */
 
 int st__fsync_dir(const char *dir) {
@@ -170,21 +187,20 @@ fail:
 
 /* ---- open / close ------------------------------------------------------ */
 
-static int ensure_dir(const char *dir) {
+static int ensure_dir(st_store *st, const char *dir) {
   struct stat sb;
   if (mkdir(dir, 0700) == 0) return 0;
   if (errno != EEXIST) {
-    GW_LOG(GW_LOG_ERROR, "store", NULL, "cannot create store directory %s: %s", dir,
+    st__log(st, ST_LOG_ERROR, "cannot create store directory %s: %s", dir,
            strerror(errno));
     return ST_EIO;
   }
   if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-    GW_LOG(GW_LOG_ERROR, "store", NULL, "store path %s is not a directory", dir);
+    st__log(st, ST_LOG_ERROR, "store path %s is not a directory", dir);
     return ST_EIO;
   }
   if (sb.st_mode & 077)
-    GW_LOG(GW_LOG_WARN, "store", NULL,
-           "store directory %s is accessible by group/others (mode %03o); chmod 700 it", dir,
+    st__log(st, ST_LOG_WARN, "store directory %s is accessible by group/others (mode %03o); chmod 700 it", dir,
            (unsigned)(sb.st_mode & 0777));
   return 0;
 }
@@ -195,8 +211,7 @@ int st__db_open_all(st_store *st, MDB_txn *txn, int require_all) {
     int rc = mdb_dbi_open(txn, st__db_names[i], 0, &dbi);
     if (rc == MDB_NOTFOUND && !require_all) continue;
     if (rc == MDB_NOTFOUND) {
-      GW_LOG(GW_LOG_ERROR, "store", NULL,
-             "database '%s' is missing after migrations: add a migration step that creates it",
+      st__log(st, ST_LOG_ERROR, "database '%s' is missing after migrations: add a migration step that creates it",
              st__db_names[i]);
       return ST_ECORRUPT;
     }
@@ -241,11 +256,13 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
     return ST_ENOMEM;
   }
   sync_inited = 1;
+  st->log = opts->log;
+  st->log_ctx = opts->log_ctx;
   st->map_size = opts->map_size ? opts->map_size : ST__DEFAULT_MAP_SIZE;
   st->qmax = opts->queue_max ? opts->queue_max : ST__DEFAULT_QUEUE_MAX;
   st->dir = strdup(opts->dir);
   if (!st->dir) { rc = ST_ENOMEM; goto fail; }
-  if ((rc = ensure_dir(opts->dir)) < 0) goto fail;
+  if ((rc = ensure_dir(st, opts->dir)) < 0) goto fail;
   /* The key is checked before the env is touched so a bad key file stops
    * startup before any migration writes. */
   if (opts->master_key_file && (rc = st__keys_load(st, opts->master_key_file)) < 0) goto fail;
@@ -263,7 +280,7 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
    * reader slots are per-txn, which is what a libuv loop doing short reads
    * (and a writer thread) needs. */
   if ((rc = mdb_env_open(st->env, opts->dir, MDB_NOTLS, 0600)) != 0) {
-    GW_LOG(GW_LOG_ERROR, "store", NULL, "cannot open store in %s: %s", opts->dir,
+    st__log(st, ST_LOG_ERROR, "cannot open store in %s: %s", opts->dir,
            mdb_strerror(rc));
     rc = st__err(rc);
     goto fail;
@@ -274,7 +291,7 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
   int dead = 0;
   if ((rc = mdb_reader_check(st->env, &dead)) != 0) { rc = st__err(rc); goto fail; }
   if (dead > 0)
-    GW_LOG(GW_LOG_INFO, "store", NULL, "cleared %d stale reader slot(s) left by dead processes",
+    st__log(st, ST_LOG_INFO, "cleared %d stale reader slot(s) left by dead processes",
            dead);
 
   if ((rc = st__migrate(st, target)) < 0) goto fail;
@@ -305,7 +322,7 @@ void st_close(st_store *st) {
   if (st__on_writer(st)) {
     /* Joining ourselves would deadlock and freeing st under the running
      * batch would be worse: refuse loudly and leave the store open. */
-    GW_LOG(GW_LOG_ERROR, "store", NULL, "st_close called on the writer thread; ignored");
+    st__log(st, ST_LOG_ERROR, "st_close called on the writer thread; ignored");
     return;
   }
   atomic_store(&st->closed, 1);
@@ -372,14 +389,14 @@ int st_backup(st_store *st, const char *dest) {
   if (mkdir(dest, 0700) != 0) {
     if (errno != EEXIST) return ST_EIO;
     if (!dir_is_empty(dest)) {
-      GW_LOG(GW_LOG_ERROR, "store", NULL, "backup destination %s exists and is not empty", dest);
+      st__log(st, ST_LOG_ERROR, "backup destination %s exists and is not empty", dest);
       return ST_EEXIST;
     }
   }
   /* MDB_CP_COMPACT walks a read snapshot and writes only live pages:
    * consistent while the writer keeps committing, and smaller. */
   if ((rc = mdb_env_copy2(st->env, dest, MDB_CP_COMPACT)) != 0) {
-    GW_LOG(GW_LOG_ERROR, "store", NULL, "backup to %s failed: %s", dest, mdb_strerror(rc));
+    st__log(st, ST_LOG_ERROR, "backup to %s failed: %s", dest, mdb_strerror(rc));
     return st__err(rc);
   }
   /* LMDB's copy does not fsync; a backup that a crash can truncate is not
@@ -390,7 +407,6 @@ int st_backup(st_store *st, const char *dest) {
   if (rc == 0) rc = st__fsync_dir(dest);
   if (rc == 0) rc = st__fsync_dir(parent);
   if (rc == 0)
-    GW_LOG(GW_LOG_INFO, "store", NULL,
-           "backup written to %s; the master key is not in it: back it up separately", dest);
+    st__log(st, ST_LOG_INFO, "backup written to %s; the master key is not in it: back it up separately", dest);
   return rc;
 }

@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/base/log.h"
 #include "store/token.h"
 
 #define SCHEMA_KEY "schema_version"
@@ -139,8 +138,7 @@ int st__migrate(st_store *st, uint32_t target) {
     st__txn_init(&t, st, txn, 1);
     if ((rc = st__db_open_all(st, txn, 0)) < 0 || (rc = st__schema_read(&t, &v)) < 0) goto fail;
     if (first && v > st_schema_latest()) {
-      GW_LOG(GW_LOG_ERROR, "store", NULL,
-             "store schema version %u is newer than this binary supports (%u); upgrade mcpgate",
+      st__log(st, ST_LOG_ERROR, "store schema version %u is newer than this binary supports (%u); upgrade mcpgate",
              v, st_schema_latest());
       rc = ST_ETOONEW;
       goto fail;
@@ -152,14 +150,14 @@ int st__migrate(st_store *st, uint32_t target) {
       st->schema_version = v;
       return 0;
     }
-    GW_LOG(GW_LOG_INFO, "store", NULL, "migrating store schema %u -> %u: %s", v, v + 1,
+    st__log(st, ST_LOG_INFO, "migrating store schema %u -> %u: %s", v, v + 1,
            steps[v].what);
     if ((rc = steps[v].fn(&t)) < 0 || (rc = schema_write(&t, v + 1)) < 0) goto fail;
     if (t.poison) { rc = t.poison; goto fail; }
     st__txn_close_cursors(&t);
     if ((rc = mdb_txn_commit(txn)) != 0) {
       st__actions_discard(t.act_head);
-      GW_LOG(GW_LOG_ERROR, "store", NULL, "migration to schema %u failed to commit: %s", v + 1,
+      st__log(st, ST_LOG_ERROR, "migration to schema %u failed to commit: %s", v + 1,
              mdb_strerror(rc));
       return st__err(rc);
     }
@@ -170,7 +168,7 @@ int st__migrate(st_store *st, uint32_t target) {
     st__actions_discard(t.act_head);
     mdb_txn_abort(txn);
     if (rc != ST_ETOONEW)
-      GW_LOG(GW_LOG_ERROR, "store", NULL, "store migration failed: %s", st_strerror(rc));
+      st__log(st, ST_LOG_ERROR, "store migration failed: %s", st_strerror(rc));
     return rc;
   }
 }

@@ -4,7 +4,8 @@
  * per-job transactions, in-transaction hooks, post-commit actions).
  *
  * This is the only module that includes lmdb.h; nothing LMDB-specific leaks
- * through this header. Sealing lives in store/seal.h, tokens in
+ * through this header. It includes nothing of ours above it either: it
+ * logs through the opener's callback (st_options.log). Sealing lives in store/seal.h, tokens in
  * store/token.h.
  *
  * Error model: every function returning int returns 0 (or a documented
@@ -79,6 +80,20 @@ typedef enum st_db {
 /* Name of a database as stored in the file, or NULL if out of range. */
 const char *st_db_name(st_db db);
 
+/* ---- logging --------------------------------------------------------------
+ * The store includes nothing of the gateway: it reports through a callback
+ * the opener gives it (st_options.log). level is ST_LOG_DEBUG..ST_LOG_ERROR
+ * (the same numbers as gateway/base/log.h's levels), module is "store", msg
+ * one line without a trailing newline, secret-free; both strings are valid
+ * only during the call. Called from any thread the store runs on (opener,
+ * writer, loops ending read txns): the callback must be thread-safe. It
+ * receives every level; filtering by level is the callback's job. With no
+ * callback, debug and info are dropped and warn/error go to stderr as one
+ * plain line ("mcpgate store: warn: ..."), so offline tools still see
+ * warnings. */
+enum { ST_LOG_DEBUG = 0, ST_LOG_INFO = 1, ST_LOG_WARN = 2, ST_LOG_ERROR = 3 };
+typedef void (*st_log_fn)(void *ctx, int level, const char *module, const char *msg);
+
 /* ---- environment -------------------------------------------------------- */
 
 typedef struct st_store st_store;
@@ -93,6 +108,8 @@ typedef struct st_options {
   const char *master_key_file; /* NULL: no sealing (st_seal etc. return ST_ENOKEY) */
   unsigned max_readers;        /* concurrent read txns; default 126 */
   unsigned queue_max;          /* writer queue cap; st_submit → ST_EBUSY beyond; default 65536 */
+  st_log_fn log;               /* NULL: warn/error as plain lines on stderr (see above) */
+  void *log_ctx;               /* passed to log; borrowed, must outlive the store */
 } st_options;
 
 /* Opens (creating if needed) the store: loads/creates the master key file,

@@ -96,6 +96,8 @@ struct st_store {
   size_t map_size;
   uint32_t schema_version;
   char *dir;
+  st_log_fn log;               /* st_options.log (may be NULL) */
+  void *log_ctx;
 
   /* writer queue */
   uv_thread_t writer;
@@ -128,6 +130,12 @@ struct st_store {
 
   atomic_int test_fail_commits; /* unit tests: fail the next N batch commits */
 };
+
+/* Formats one line and hands it to st->log (module "store"), or, with no
+ * callback, writes warn/error as a plain stderr line. st may be NULL (no
+ * callback then). Never pass secrets. */
+void st__log(const st_store *st, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* LMDB / errno code → ST_E*. */
 int st__err(int mdb_rc);

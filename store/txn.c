@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/base/log.h"
 
 void st__txn_init(st_txn *t, st_store *st, MDB_txn *txn, int write) {
   memset(t, 0, sizeof *t);
@@ -76,7 +75,7 @@ int st_read_begin(st_store *st, st_txn **out) {
 
 void st__txn_close_cursors(st_txn *t) {
   while (t->cursors) {
-    GW_LOG(GW_LOG_ERROR, "store", NULL, "cursor on '%s' left open at transaction end",
+    st__log(t->st, ST_LOG_ERROR, "cursor on '%s' left open at transaction end",
            st__db_names[t->cursors->db]);
     st_cursor_close(t->cursors);
   }
@@ -85,8 +84,7 @@ void st__txn_close_cursors(st_txn *t) {
 void st_txn_end(st_txn *t) {
   if (!t) return;
   if (t->write) {
-    GW_LOG(GW_LOG_ERROR, "store", NULL,
-           "st_txn_end called on a job transaction; the writer ends those (ignored)");
+    st__log(t->st, ST_LOG_ERROR, "st_txn_end called on a job transaction; the writer ends those (ignored)");
     return;
   }
   st__txn_close_cursors(t);
@@ -239,8 +237,7 @@ int st_cursor_next(st_cursor *c, st_val *key, st_val *val) {
 int st_hook_add(st_store *st, int event_kind, st_hook_fn fn, void *ctx) {
   if (!st || !fn) return ST_EINVAL;
   if (atomic_load(&st->serving)) {
-    GW_LOG(GW_LOG_ERROR, "store", NULL,
-           "st_hook_add for event %d after the first write: register hooks at startup",
+    st__log(st, ST_LOG_ERROR, "st_hook_add for event %d after the first write: register hooks at startup",
            event_kind);
     return ST_EINVAL;
   }

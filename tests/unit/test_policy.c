@@ -94,6 +94,7 @@ static int setup(void) {
   st_options o = {0};
   o.dir = dir;
   o.map_size = 64 << 20;
+  o.log = gw_store_log;
   if (st_open(&st, &o) != 0) return -1;
   pol_register_hooks(st);
   snprintf(alice, sizeof alice, "%s", scim("POST", "/Users", "{\"userName\":\"alice@acme.com\"}"));

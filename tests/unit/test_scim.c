@@ -237,6 +237,7 @@ static st_store *open_store(seen *s) {
   st_options o = {0};
   o.dir = dir;
   o.map_size = 64 << 20;
+  o.log = gw_store_log;
   st_store *st = NULL;
   if (st_open(&st, &o) != 0) return NULL;
   for (int k = SCIM_EV_USER_CREATED; k < SCIM_EV__END; k++) st_hook_add(st, k, hook, s);

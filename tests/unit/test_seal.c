@@ -36,6 +36,7 @@ static int open_store(st_store **st) {
   o.dir = g_dir;
   o.master_key_file = g_key;
   o.map_size = 64u << 20;
+  o.log = gw_store_log;
   return st_open(st, &o);
 }
 static void write_file(const char *path, const char *text, mode_t mode) {
@@ -220,6 +221,7 @@ TEST(seal_limits) {
   /* Without a master key sealing is unavailable, not silently plaintext. */
   st_options o = {0};
   o.dir = g_dir;
+  o.log = gw_store_log;
   CHECK_INT(st_open(&st, &o), 0);
   CHECK_INT(st_seal(st, &aad, "x", 1, &blob, &bloblen), ST_ENOKEY);
   CHECK_INT(st_key_rotate(st), ST_ENOKEY);

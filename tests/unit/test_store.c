@@ -2,8 +2,9 @@
  * mkdtemp dir under /tmp, removed at the end of each test): migrations,
  * data access, long keys, cursors, group commit, hooks, post-commit
  * actions, commit-failure re-runs, MAP_FULL, ports, st_write_sync, backup,
- * stats/readiness and st_check. Loop tests end asserting
+ * stats/readiness, st_check and the log callback. Loop tests end asserting
  * uv_loop_close(loop) == 0. Set UNIT_VERBOSE=1 to see the store's logs. */
+#include <fcntl.h>
 #include <ftw.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -45,6 +46,7 @@ static st_options opts_default(void) {
   o.dir = g_dir;
   o.master_key_file = g_key;
   o.map_size = 64u << 20;
+  o.log = gw_store_log;
   return o;
 }
 static st_store *open_default(void) {
@@ -1068,6 +1070,62 @@ TEST(errors_and_strings) {
   CHECK_INT(st_open(&st, NULL), ST_EINVAL);
 }
 
+/* ---- logging through st_options.log ------------------------------------ */
+
+typedef struct log_seen {
+  int warn_dir;    /* the group-accessible directory warning, as WARN from "store" */
+  int info;        /* any info line */
+  int bad_module;  /* a line whose module is not "store" */
+} log_seen;
+static void log_capture(void *ctx, int level, const char *module, const char *msg) {
+  log_seen *s = ctx;
+  if (strcmp(module, "store") != 0) s->bad_module++;
+  if (level == ST_LOG_WARN && strstr(msg, "accessible by group/others")) s->warn_dir++;
+  if (level == ST_LOG_INFO) s->info++;
+}
+
+TEST(log_callback_and_stderr_fallback) {
+  st_store *st = NULL;
+  log_seen seen = {0};
+  char path[160], text[4096];
+  tmp_setup();
+  CHECK_INT(mkdir(g_dir, 0755), 0); /* group/others can read it: the store warns */
+  st_options o = opts_default();
+  o.log = log_capture;
+  o.log_ctx = &seen;
+  CHECK_INT(st_open(&st, &o), 0);
+  st_close(st);
+  CHECK_INT(seen.warn_dir, 1);
+  CHECK(seen.info >= 1); /* "master key loaded", migrations: every level reaches the callback */
+  CHECK_INT(seen.bad_module, 0);
+
+  /* No callback: warn/error still reach stderr as plain lines, info does not. */
+  snprintf(path, sizeof path, "%s/stderr.txt", g_tmp);
+  fflush(stderr);
+  int saved = dup(2), fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  CHECK(saved >= 0 && fd >= 0);
+  dup2(fd, 2);
+  close(fd);
+  o.log = NULL;
+  o.log_ctx = NULL;
+  int rc = st_open(&st, &o);
+  if (rc == 0) st_close(st);
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  CHECK_INT(rc, 0);
+  FILE *f = fopen(path, "r");
+  CHECK(f);
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  text[n] = 0;
+  CHECK(strstr(text, "mcpgate store: warn: store directory ") != NULL);
+  CHECK(strstr(text, "accessible by group/others") != NULL);
+  CHECK(strstr(text, "master key loaded") == NULL); /* info is dropped */
+  CHECK(strchr(text, '{') == NULL);                 /* plain lines, not JSON */
+  tmp_cleanup();
+}
+
 int main(void) {
   if (!getenv("UNIT_VERBOSE")) gw_log_set_level((gw_log_level)(GW_LOG_ERROR + 1));
   RUN(migrate_fresh_gets_latest);
@@ -1091,6 +1149,7 @@ int main(void) {
   RUN(check_runs_module_checks);
   RUN(queue_cap_refuses_with_ebusy);
   RUN(errors_and_strings);
+  RUN(log_callback_and_stderr_fallback);
   tmp_cleanup();
   return UNIT_DONE();
 }
