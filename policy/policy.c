@@ -15,6 +15,17 @@
 #define MAX_PATTERNS 1000
 #define PATTERN_MAX 256
 
+const char *pol_strerror(int err) {
+  if (err >= 0) return "ok";
+  switch (err) {
+  case POL_EINVALID: return "invalid policy document";
+  case POL_EAMBIGUOUS: return "ambiguous group name";
+  default: break;
+  }
+  if (err <= POL_ERR_FIRST && err >= POL_ERR_LAST) return "unknown policy error";
+  return st_strerror(err);
+}
+
 const char *pol_decision_name(pol_decision d) {
   switch (d) {
   case POL_BLOCK: return "block";

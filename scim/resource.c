@@ -10,7 +10,6 @@
  * members.value) from the indexes and verify each hit against the full
  * filter; any other filter is evaluated on every resource of the tenant. */
 #include <ctype.h>
-#include <errno.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <stdarg.h>
@@ -21,7 +20,7 @@
 
 #include "scim/scim_int.h"
 
-#define E_ABORT (-1000) /* job must abort; rs holds the reply */
+#define E_ABORT SCIM_EABORT /* job must abort; rs holds the reply */
 
 /* ---------- errors and replies ---------- */
 
@@ -57,9 +56,20 @@ static int fail_store(scim_resp *rs, int rc) {
   return E_ABORT;
 }
 
+const char *scim_strerror(int err) {
+  if (err >= 0) return "ok";
+  switch (err) {
+  case SCIM_EABORT: return "SCIM request failed (see its error reply)";
+  case SCIM_ERANDOM: return "random number generator failed";
+  default: break;
+  }
+  if (err <= SCIM_ERR_FIRST && err >= SCIM_ERR_LAST) return "unknown SCIM error";
+  return st_strerror(err);
+}
+
 int scim_new_id(char out[SCIM_ID_LEN + 1]) {
   unsigned char b[16];
-  if (RAND_bytes(b, sizeof b) != 1) return -EIO;
+  if (RAND_bytes(b, sizeof b) != 1) return SCIM_ERANDOM;
   b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
   b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
   snprintf(out, SCIM_ID_LEN + 1,

@@ -37,6 +37,18 @@
 #define SCIM_ID_LEN 36 /* UUID text */
 #define SCIM_DEFAULT_COUNT 100
 
+/* ---- error codes ----
+ * scim/'s own range, outside libuv's errno values and the store's: a
+ * negative return of scim_* is one of these or an ST_E* passed up. */
+#define SCIM_ERR_FIRST (-30400)
+#define SCIM_ERR_LAST (-30499)
+enum {
+  SCIM_EABORT = -30400,  /* the request failed: its job aborts; the scim_resp holds the SCIM error reply */
+  SCIM_ERANDOM = -30401, /* the CSPRNG failed (new resource id) */
+};
+/* Static string for a SCIM_E* or ST_E* code; "ok" for >= 0. */
+const char *scim_strerror(int err);
+
 /* ---- lifecycle events, emitted inside the write transaction ----
  * Aliases of the directory's events (store/dir.h), under SCIM's names. */
 enum {
@@ -91,14 +103,15 @@ bool scim_is_write_request(const scim_req *rq);
 bool scim_read_is_cheap(const scim_req *rq);
 /* Handles one request. Reads need any txn; writes need the job's write txn.
  * Returns 0 when the writes (if any) should commit, or a negative value
- * when the job must abort (rs then holds the error reply). rs is reset at
+ * (SCIM_EABORT, or an ST_E* passed up) when the job must abort (rs then
+ * holds the error reply). rs is reset at
  * entry, so a re-run overwrites it. */
 int scim_handle(st_txn *txn, const scim_req *rq, scim_resp *rs);
 void scim_resp_clear(scim_resp *rs);
 /* Fills rs with a SCIM Error (status, scimType may be NULL, detail). */
 void scim_error(scim_resp *rs, int status, const char *scim_type, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-/* New random UUIDv4 text (CSPRNG). 0 or negative. */
+/* New random UUIDv4 text (CSPRNG). 0 or SCIM_ERANDOM. */
 int scim_new_id(char out[SCIM_ID_LEN + 1]);
 
 /* Admin views (gateway/api/admin.c): a user with its groups, lists with an
