@@ -209,6 +209,8 @@ int pol_generation_bump(st_txn *txn, const char *tenant) {
   return st_put(txn, ST_DB_POLICY, k, key(tenant, 'g', k), &g, 8, 0);
 }
 
+int pol_register_purge(st_store *st) { return st_purge_add(st, "policy", pol_purge_tenant, NULL); }
+
 int pol_purge_tenant(st_txn *txn, const char *tenant, int limit) {
   char k[80];
   int n = 0;

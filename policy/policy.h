@@ -86,6 +86,9 @@ json_t *pol_view(st_txn *txn, const char *tenant, const json_t *rec);
 uint64_t pol_generation(st_txn *txn, const char *tenant);
 int pol_generation_bump(st_txn *txn, const char *tenant);
 int pol_purge_tenant(st_txn *txn, const char *tenant, int limit);
+/* Registers pol_purge_tenant as the "policy" tenant purge (st_purge_add);
+ * at startup, with the other store registrations. 0 or ST_E*. */
+int pol_register_purge(st_store *st);
 
 /* A user's effective policy: their groups intersected with the rules,
  * per connector. Built from a read txn; immutable afterwards. */

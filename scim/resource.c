@@ -1668,6 +1668,8 @@ int scim_purge_tenant(st_txn *txn, const char *tenant, int limit) {
   return n;
 }
 
+int scim_register_purge(st_store *st) { return st_purge_add(st, "scim", scim_purge_tenant, NULL); }
+
 static int check_scim(st_txn *txn, st_check_report_fn report, void *rctx, void *ctx) {
   (void)ctx;
   int problems = 0;

@@ -131,6 +131,9 @@ int scim_user_groups(st_txn *txn, const char *tenant, const char *user_id, json_
 /* Deletes up to `limit` keys of a tenant across the SCIM databases; returns
  * how many were deleted (< limit means done) or a negative error. */
 int scim_purge_tenant(st_txn *txn, const char *tenant, int limit);
+/* Registers scim_purge_tenant as the "scim" tenant purge (st_purge_add);
+ * at startup, with the other store registrations. 0 or ST_E*. */
+int scim_register_purge(st_store *st);
 
 /* Registers the SCIM index consistency check with st_check. */
 void scim_register_checks(st_store *st);

@@ -95,6 +95,13 @@ int st_secret_tenant_prefix(const char *tenant, uint8_t *buf, size_t cap) {
   return (int)(n + 1);
 }
 
+int st_secret_purge_tenant(st_txn *txn, const char *tenant, int limit) {
+  uint8_t pk[ST_AAD_TENANT_MAX + 1];
+  int pl = st_secret_tenant_prefix(tenant, pk, sizeof pk);
+  if (pl < 0) return pl;
+  return st_del_prefix(txn, ST_DB_SECRETS, pk, (size_t)pl, limit);
+}
+
 /* Inverse of fields_put for a ST_DB_SECRETS key. Buffers: tenant[64],
  * kind[65], owner[256]. Rejects trailing bytes and embedded NULs. */
 int st__secret_key_parse(const void *k, size_t klen, char *tenant, char *kind, char *owner) {

@@ -315,6 +315,35 @@ int st_emit(st_txn *txn, int event_kind, const void *event);
 int st_txn_after_commit(st_txn *txn, void (*fn)(void *arg), void (*discard)(void *arg),
                         void *arg);
 
+/* ---- tenant purges ---------------------------------------------------------
+ * Deleting a tenant's data is a series of bounded steps (one write job
+ * each, so no transaction grows with the tenant). Every module that keeps
+ * per-tenant keys registers one purge function at startup; the tenant
+ * deletion job calls st_purge_tenant_step until it reports nothing left,
+ * without knowing which modules exist. */
+#define ST_PURGES_MAX 32
+/* A purge: deletes up to `limit` (>= 1) keys of tenant from the module's
+ * databases inside txn and returns how many it deleted (fewer than limit:
+ * the module holds nothing more of the tenant), or a negative error. Same
+ * purity contract as jobs. */
+typedef int (*st_purge_fn)(st_txn *txn, const char *tenant, int limit);
+/* Registers a purge under name (borrowed: a string literal).
+ * Same registration rule as hooks: at startup, before the first
+ * st_submit (ST_EINVAL afterwards). ST_EEXIST if name is already
+ * registered (registering twice is harmless), ST_ENOMEM beyond
+ * ST_PURGES_MAX. Purges run in registration order. `unused` is reserved
+ * (pass NULL). */
+int st_purge_add(st_store *st, const char *name, st_purge_fn fn, void *unused);
+/* Runs the registered purges for tenant in registration order, deleting
+ * up to `limit` (>= 1) keys in total; a purge is asked for what is left of
+ * the limit and the next one runs only once it deleted fewer than it was
+ * asked for. Returns how many keys were deleted: fewer than limit (in
+ * particular 0) means every registered purge has finished with the tenant
+ * (the caller may delete the tenant record in the same txn); limit means
+ * call again in a new job. Write txns only; a negative return is the first
+ * failing purge's error (abort the job). */
+int st_purge_tenant_step(st_txn *txn, const char *tenant, int limit);
+
 /* ---- tenant incarnations -------------------------------------------------
  * A tenant id can be deleted, purged and created again. Each incarnation
  * gets a random uid (ST_DB_TENANTS "u" + id → 16 hex chars), written in the

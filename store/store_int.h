@@ -78,6 +78,11 @@ typedef struct st__hook {
   void *ctx;
 } st__hook;
 
+typedef struct st__purge {
+  const char *name;
+  st_purge_fn fn;
+} st__purge;
+
 typedef struct st__check {
   st_check_fn fn;
   void *ctx;
@@ -115,6 +120,8 @@ struct st_store {
   size_t nhooks;
   st__check checks[ST_CHECKS_MAX];
   size_t nchecks;
+  st__purge purges[ST_PURGES_MAX]; /* read by the writer without locks: frozen like hooks */
+  size_t npurges;
 
   /* stats: written by the writer once per batch, read by /metrics */
   uv_mutex_t smu;

@@ -2,7 +2,7 @@
  * mkdtemp dir under /tmp, removed at the end of each test): migrations,
  * data access, long keys, cursors, group commit, hooks, post-commit
  * actions, commit-failure re-runs, MAP_FULL, ports, st_write_sync, backup,
- * stats/readiness, st_check and the log callback. Loop tests end asserting
+ * stats/readiness, st_check, the purge registry and the log callback. Loop tests end asserting
  * uv_loop_close(loop) == 0. Set UNIT_VERBOSE=1 to see the store's logs. */
 #include <fcntl.h>
 #include <ftw.h>
@@ -1070,6 +1070,78 @@ TEST(errors_and_strings) {
   CHECK_INT(st_open(&st, NULL), ST_EINVAL);
 }
 
+/* ---- the tenant purge registry ------------------------------------------- */
+
+/* Two modules' purges over ST_DB_TENANTS: "a:<tenant>:" and "b:<tenant>:". */
+static int purge_prefix(st_txn *txn, char mod, const char *tenant, int limit) {
+  char p[80];
+  int n = snprintf(p, sizeof p, "%c:%s:", mod, tenant);
+  return st_del_prefix(txn, ST_DB_TENANTS, p, (size_t)n, limit);
+}
+static int purge_a(st_txn *txn, const char *tenant, int limit) { return purge_prefix(txn, 'a', tenant, limit); }
+static int purge_b(st_txn *txn, const char *tenant, int limit) { return purge_prefix(txn, 'b', tenant, limit); }
+
+typedef struct purge_step {
+  const char *tenant;
+  int limit, n;
+} purge_step;
+static int purge_step_fn(st_txn *txn, void *arg) {
+  purge_step *p = arg;
+  p->n = st_purge_tenant_step(txn, p->tenant, p->limit);
+  return p->n < 0 ? p->n : 0;
+}
+static int read_purge_step(st_store *st) {
+  st_txn *t;
+  int rc = st_read_begin(st, &t);
+  if (rc) return rc;
+  rc = st_purge_tenant_step(t, "acme", 5);
+  st_txn_end(t);
+  return rc;
+}
+
+TEST(purge_registry_order_and_limits) {
+  char k[32];
+  tmp_setup();
+  st_store *st = open_default();
+  CHECK(st);
+  CHECK_INT(st_purge_add(st, "a", purge_a, NULL), 0);
+  CHECK_INT(st_purge_add(st, "b", purge_b, NULL), 0);
+  CHECK_INT(st_purge_add(st, "a", purge_b, NULL), ST_EEXIST); /* one purge per name */
+  CHECK_INT(st_purge_add(st, "c", NULL, NULL), ST_EINVAL);
+  for (int i = 0; i < 5; i++) {
+    snprintf(k, sizeof k, "a:acme:%d", i);
+    CHECK_INT(put1(st, k, "v"), 0);
+  }
+  for (int i = 0; i < 2; i++) {
+    snprintf(k, sizeof k, "b:acme:%d", i);
+    CHECK_INT(put1(st, k, "v"), 0);
+  }
+  CHECK_INT(put1(st, "a:acme2:0", "another tenant"), 0);
+  CHECK_INT(put1(st, "b:acme2:0", "another tenant"), 0);
+  /* registration is frozen once writes began */
+  CHECK_INT(st_purge_add(st, "late", purge_a, NULL), ST_EINVAL);
+
+  purge_step p = {"acme", 3, -1};
+  CHECK_INT(st_write_sync(st, purge_step_fn, &p), 0);
+  CHECK_INT(p.n, 3); /* the limit, all from "a": b waits for a */
+  CHECK(!exists(st, "a:acme:2") && exists(st, "a:acme:3"));
+  CHECK(exists(st, "b:acme:0") && exists(st, "b:acme:1"));
+  CHECK_INT(st_write_sync(st, purge_step_fn, &p), 0);
+  CHECK_INT(p.n, 3); /* a's last two, then b asked for what is left of the limit */
+  CHECK(!exists(st, "a:acme:4") && !exists(st, "b:acme:0") && exists(st, "b:acme:1"));
+  CHECK_INT(st_write_sync(st, purge_step_fn, &p), 0);
+  CHECK_INT(p.n, 1); /* fewer than the limit: every purge finished */
+  CHECK_INT(st_write_sync(st, purge_step_fn, &p), 0);
+  CHECK_INT(p.n, 0); /* nothing of the tenant left */
+  CHECK(exists(st, "a:acme2:0") && exists(st, "b:acme2:0")); /* neighbours untouched */
+  /* bad calls */
+  p.limit = 0;
+  CHECK_INT(st_write_sync(st, purge_step_fn, &p), ST_EINVAL);
+  CHECK_INT(read_purge_step(st), ST_EINVAL); /* write txns only */
+  st_close(st);
+  tmp_cleanup();
+}
+
 /* ---- logging through st_options.log ------------------------------------ */
 
 typedef struct log_seen {
@@ -1150,6 +1222,7 @@ int main(void) {
   RUN(queue_cap_refuses_with_ebusy);
   RUN(errors_and_strings);
   RUN(log_callback_and_stderr_fallback);
+  RUN(purge_registry_order_and_limits);
   tmp_cleanup();
   return UNIT_DONE();
 }
