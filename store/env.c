@@ -1,6 +1,6 @@
-/* store/env.c — the LMDB environment: opening (directory, master key,
- * reader check, migrations, named databases, writer start), closing, the
- * database name table, error mapping, the store's log callback (st__log:
+/* store/env.c — an LMDB environment: opening one with its schema
+ * (directory, master key, reader check, migrations, named databases, writer
+ * start), closing, error mapping, the store's log callback (st__log:
  * the store never includes the gateway's logger), stats, readiness, hot
  * backup, and the small durable-file helpers the key file and backup share. */
 #include "store/store_int.h"
@@ -22,30 +22,15 @@
 #define ST__DEFAULT_MAP_SIZE ((size_t)8 << 30)
 #define ST__DEFAULT_QUEUE_MAX 65536u
 
-/* The stored names of the named databases. Never rename an entry: the name
- * is the database's identity inside the file. */
-const char *const st__db_names[ST_DB__COUNT] = {
-    [ST_DB_META] = "meta",
-    [ST_DB_TENANTS] = "tenants",
-    [ST_DB_TOKENS] = "tokens",
-    [ST_DB_SECRETS] = "secrets",
-    [ST_DB_SCIM_RES] = "scim.res",
-    [ST_DB_SCIM_IDX] = "scim.idx",
-    [ST_DB_SCIM_MEM] = "scim.mem",
-    [ST_DB_CONNECTORS] = "vault.connectors",
-    [ST_DB_SESSIONS] = "sessions",
-    [ST_DB_POLICY] = "policy",
-};
-_Static_assert(sizeof st__db_names / sizeof st__db_names[0] == ST_DB__COUNT,
-               "st__db_names must name every st_db");
-
 const double st_stats_bucket_le[ST_STATS_NBUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                                       0.1,   0.25,   0.5,   1.0,  INFINITY};
 
 const char *st_db_name(st_db db) {
-  if ((int)db < 0 || db >= ST_DB__COUNT) return NULL;
-  return st__db_names[db];
+  if ((int)db < 0 || (size_t)db >= st_schema_main.ndbs) return NULL;
+  return st_schema_main.db_names[db];
 }
+
+int st__is_main(const st_store *st) { return st->schema == &st_schema_main; }
 
 const char *st_strerror(int err) {
   if (err >= 0) return "ok";
@@ -206,13 +191,13 @@ static int ensure_dir(st_store *st, const char *dir) {
 }
 
 int st__db_open_all(st_store *st, MDB_txn *txn, int require_all) {
-  for (int i = 0; i < ST_DB__COUNT; i++) {
+  for (size_t i = 0; i < st->schema->ndbs; i++) {
     MDB_dbi dbi;
-    int rc = mdb_dbi_open(txn, st__db_names[i], 0, &dbi);
+    int rc = mdb_dbi_open(txn, st->schema->db_names[i], 0, &dbi);
     if (rc == MDB_NOTFOUND && !require_all) continue;
     if (rc == MDB_NOTFOUND) {
       st__log(st, ST_LOG_ERROR, "database '%s' is missing after migrations: add a migration step that creates it",
-             st__db_names[i]);
+             st->schema->db_names[i]);
       return ST_ECORRUPT;
     }
     if (rc != 0) return st__err(rc);
@@ -239,13 +224,26 @@ static void store_free(st_store *st, int sync_inited) {
   free(st);
 }
 
+/* A schema the store can run: a metadata database 0, names for every
+ * database, at least one step. */
+static int schema_ok(const st_schema *sc) {
+  if (!sc->db_names || sc->ndbs < 1 || sc->ndbs > ST_SCHEMA_DBS_MAX || !sc->steps || sc->nsteps < 1 ||
+      sc->nsteps > UINT32_MAX)
+    return 0;
+  for (size_t i = 0; i < sc->ndbs; i++)
+    if (!sc->db_names[i] || !sc->db_names[i][0]) return 0;
+  return 1;
+}
+
 int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
   st_store *st = NULL;
   MDB_txn *txn = NULL;
   int rc, sync_inited = 0;
   if (!out) return ST_EINVAL;
   *out = NULL;
-  if (!opts || !opts->dir || !opts->dir[0] || target > st_schema_latest()) return ST_EINVAL;
+  if (!opts || !opts->dir || !opts->dir[0]) return ST_EINVAL;
+  const st_schema *schema = opts->schema ? opts->schema : &st_schema_main;
+  if (!schema_ok(schema) || target > schema->nsteps) return ST_EINVAL;
   st = calloc(1, sizeof *st);
   if (!st) return ST_ENOMEM;
   if (uv_mutex_init(&st->qmu) || uv_cond_init(&st->qcond) || uv_mutex_init(&st->smu) ||
@@ -256,6 +254,7 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
     return ST_ENOMEM;
   }
   sync_inited = 1;
+  st->schema = schema;
   st->log = opts->log;
   st->log_ctx = opts->log_ctx;
   st->map_size = opts->map_size ? opts->map_size : ST__DEFAULT_MAP_SIZE;
@@ -270,7 +269,7 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
   if ((rc = mdb_env_create(&st->env)) != 0) { st->env = NULL; rc = st__err(rc); goto fail; }
   /* A little headroom over the table so an older binary's extra handle
    * needs (none today) never hit MDB_DBS_FULL. */
-  if ((rc = mdb_env_set_maxdbs(st->env, ST_DB__COUNT + 4)) != 0 ||
+  if ((rc = mdb_env_set_maxdbs(st->env, (MDB_dbi)schema->ndbs + 4)) != 0 ||
       (rc = mdb_env_set_mapsize(st->env, st->map_size)) != 0 ||
       (opts->max_readers && (rc = mdb_env_set_maxreaders(st->env, opts->max_readers)) != 0)) {
     rc = st__err(rc);
@@ -299,7 +298,7 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
   /* Final handle set, in its own committed txn so the handles are valid
    * for every later txn. With the full schema every table entry must exist. */
   if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != 0) { rc = st__err(rc); goto fail; }
-  if ((rc = st__db_open_all(st, txn, target == st_schema_latest())) < 0) goto fail;
+  if ((rc = st__db_open_all(st, txn, target == schema->nsteps)) < 0) goto fail;
   rc = mdb_txn_commit(txn);
   txn = NULL;
   if (rc != 0) { rc = st__err(rc); goto fail; }
@@ -314,7 +313,8 @@ fail:
 }
 
 int st_open(st_store **out, const st_options *opts) {
-  return st__open_at(out, opts, st_schema_latest());
+  const st_schema *sc = opts && opts->schema ? opts->schema : &st_schema_main;
+  return st__open_at(out, opts, (uint32_t)sc->nsteps);
 }
 
 void st_close(st_store *st) {

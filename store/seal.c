@@ -97,6 +97,7 @@ int st_secret_tenant_prefix(const char *tenant, uint8_t *buf, size_t cap) {
 
 int st_secret_purge_tenant(st_txn *txn, const char *tenant, int limit) {
   uint8_t pk[ST_AAD_TENANT_MAX + 1];
+  if (!txn || !st__is_main(txn->st)) return ST_EINVAL;
   int pl = st_secret_tenant_prefix(tenant, pk, sizeof pk);
   if (pl < 0) return pl;
   return st_del_prefix(txn, ST_DB_SECRETS, pk, (size_t)pl, limit);
@@ -424,7 +425,7 @@ int st_secret_put(st_txn *txn, const st_aad *aad, const void *pt, size_t n) {
   uint8_t k[SKEY_MAX], *blob = NULL;
   size_t klen, bloblen;
   int rc;
-  if (!txn || !st_txn_is_write(txn)) return ST_EINVAL;
+  if (!txn || !st_txn_is_write(txn) || !st__is_main(txn->st)) return ST_EINVAL;
   if ((rc = secret_key(aad, k, &klen)) < 0) return rc;
   if ((rc = st_seal(st_txn_store(txn), aad, pt, n, &blob, &bloblen)) < 0) return rc;
   rc = st_put(txn, ST_DB_SECRETS, k, klen, blob, bloblen, 0);
@@ -439,6 +440,7 @@ int st_secret_get(st_txn *txn, const st_aad *aad, uint8_t **pt, size_t *n) {
   int rc;
   if (!txn || !pt || !n) return ST_EINVAL;
   *pt = NULL;
+  if (!st__is_main(txn->st)) return ST_EINVAL;
   *n = 0;
   if ((rc = secret_key(aad, k, &klen)) < 0) return rc;
   if ((rc = st_get(txn, ST_DB_SECRETS, k, klen, &v)) < 0) return rc;
@@ -449,7 +451,7 @@ int st_secret_del(st_txn *txn, const st_aad *aad) {
   uint8_t k[SKEY_MAX];
   size_t klen;
   int rc;
-  if (!txn || !st_txn_is_write(txn)) return ST_EINVAL;
+  if (!txn || !st_txn_is_write(txn) || !st__is_main(txn->st)) return ST_EINVAL;
   if ((rc = secret_key(aad, k, &klen)) < 0) return rc;
   return st_del(txn, ST_DB_SECRETS, k, klen);
 }

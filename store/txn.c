@@ -33,7 +33,7 @@ static int txn_fail(st_txn *t, int mdb_rc) {
 }
 
 static int dbi_of(st_txn *t, st_db db, MDB_dbi *out) {
-  if ((int)db < 0 || db >= ST_DB__COUNT || !t->st->dbi_ok[db]) return ST_EINVAL;
+  if ((int)db < 0 || (size_t)db >= t->st->schema->ndbs || !t->st->dbi_ok[db]) return ST_EINVAL;
   *out = t->st->dbi[db];
   return 0;
 }
@@ -76,7 +76,7 @@ int st_read_begin(st_store *st, st_txn **out) {
 void st__txn_close_cursors(st_txn *t) {
   while (t->cursors) {
     st__log(t->st, ST_LOG_ERROR, "cursor on '%s' left open at transaction end",
-           st__db_names[t->cursors->db]);
+           t->st->schema->db_names[t->cursors->db]);
     st_cursor_close(t->cursors);
   }
 }
@@ -291,11 +291,11 @@ void st__actions_discard(st__action *a) {
   }
 }
 
-int st__db_create(st_txn *t, st_db db) {
+int st_db_create(st_txn *t, st_db db) {
   MDB_dbi dbi;
   int rc;
-  if (!t || !t->write || (int)db < 0 || db >= ST_DB__COUNT) return ST_EINVAL;
-  if ((rc = mdb_dbi_open(t->txn, st__db_names[db], MDB_CREATE, &dbi)) != 0)
+  if (!t || !t->write || !t->migrating || (int)db < 0 || (size_t)db >= t->st->schema->ndbs) return ST_EINVAL;
+  if ((rc = mdb_dbi_open(t->txn, t->st->schema->db_names[db], MDB_CREATE, &dbi)) != 0)
     return txn_fail(t, rc);
   t->st->dbi[db] = dbi;
   t->st->dbi_ok[db] = 1;

@@ -2,7 +2,8 @@
  * mkdtemp dir under /tmp, removed at the end of each test): migrations,
  * data access, long keys, cursors, group commit, hooks, post-commit
  * actions, commit-failure re-runs, MAP_FULL, ports, st_write_sync, backup,
- * stats/readiness, st_check, the purge registry and the log callback. Loop tests end asserting
+ * stats/readiness, st_check, the purge registry, the log callback and a
+ * second environment with its own schema. Loop tests end asserting
  * uv_loop_close(loop) == 0. Set UNIT_VERBOSE=1 to see the store's logs. */
 #include <fcntl.h>
 #include <ftw.h>
@@ -1070,6 +1071,99 @@ TEST(errors_and_strings) {
   CHECK_INT(st_open(&st, NULL), ST_EINVAL);
 }
 
+/* ---- a second environment with its own schema ---------------------------- */
+
+/* What an audit log's environment would declare: its own database numbers,
+ * names and migrations, opened beside the main store. */
+enum { AUD_DB_META = 0, AUD_DB_EVENTS, AUD_DB_SEQ, AUD_DB__COUNT };
+static const char *const aud_names[AUD_DB__COUNT] = {"meta", "events", "seq"};
+static int aud_m1(st_txn *t) {
+  int rc = st_db_create(t, (st_db)AUD_DB_EVENTS);
+  return rc < 0 ? rc : st_db_create(t, (st_db)AUD_DB_SEQ);
+}
+static const st_migration aud_steps[] = {{"create the audit databases", aud_m1}};
+static const st_schema aud_schema = {"audit", aud_names, AUD_DB__COUNT, aud_steps, 1, NULL};
+
+typedef struct aud_put {
+  const char *k, *v;
+  int create_rc;
+} aud_put;
+static int aud_put_fn(st_txn *txn, void *arg) {
+  aud_put *a = arg;
+  a->create_rc = st_db_create(txn, (st_db)AUD_DB_EVENTS); /* only migrations may */
+  int rc = st_put(txn, (st_db)AUD_DB_EVENTS, a->k, strlen(a->k), a->v, strlen(a->v), 0);
+  return rc < 0 ? rc : st_put(txn, (st_db)AUD_DB_SEQ, "n", 1, "1", 1, 0);
+}
+
+typedef struct log_lines {
+  int audit_migration, store_migration;
+} log_lines;
+static void log_lines_fn(void *ctx, int level, const char *module, const char *msg) {
+  log_lines *l = ctx;
+  (void)level; (void)module;
+  if (strstr(msg, "migrating audit schema 0 -> 1: create the audit databases")) l->audit_migration++;
+  if (strstr(msg, "migrating store schema")) l->store_migration++;
+}
+
+TEST(second_environment_with_its_own_schema) {
+  char adir[160], buf[32];
+  st_store *main_st, *aud = NULL;
+  log_lines lines = {0};
+  tmp_setup();
+  main_st = open_default();
+  CHECK(main_st);
+  snprintf(adir, sizeof adir, "%s/audit", g_tmp);
+  st_options o = {0};
+  o.dir = adir;
+  o.map_size = 16u << 20;
+  o.schema = &aud_schema;
+  o.log = log_lines_fn;
+  o.log_ctx = &lines;
+  CHECK_INT(st_open(&aud, &o), 0);
+  CHECK_INT(lines.audit_migration, 1);
+  CHECK_INT(lines.store_migration, 0); /* the main schema's steps never ran there */
+  CHECK_INT(st_schema_version(aud), 1);
+  CHECK_INT(st_schema_version(main_st), st_schema_latest());
+
+  /* writes go through the audit env's own writer */
+  aud_put a = {"evt/1", "login", 0};
+  CHECK_INT(st_write_sync(aud, aud_put_fn, &a), 0);
+  CHECK_INT(a.create_rc, ST_EINVAL);
+  CHECK_INT(put1(main_st, "evt/1", "main"), 0);
+  CHECK_INT(get1(aud, (st_db)AUD_DB_EVENTS, "evt/1", 5, buf, sizeof buf), 0);
+  CHECK_STR(buf, "login");
+  CHECK_INT(get1(main_st, ST_DB_TENANTS, "evt/1", 5, buf, sizeof buf), 0);
+  CHECK_STR(buf, "main"); /* two environments, two files */
+  CHECK_INT(get1(aud, (st_db)AUD_DB_SEQ, "n", 1, buf, sizeof buf), 0);
+  /* database numbers outside the audit schema do not exist there */
+  CHECK_INT(get1(aud, (st_db)AUD_DB__COUNT, "evt/1", 5, NULL, 0), ST_EINVAL);
+  CHECK_INT(get1(aud, ST_DB_SECRETS, "x", 1, NULL, 0), ST_EINVAL);
+  /* each env checks clean against its own schema */
+  CHECK_INT(st_check(aud, NULL, NULL), 0);
+  CHECK_INT(st_check(main_st, NULL, NULL), 0);
+  st_close(aud);
+  st_close(main_st);
+
+  /* reopened: no migration runs again, the data is there */
+  lines.audit_migration = 0;
+  CHECK_INT(st_open(&aud, &o), 0);
+  CHECK_INT(lines.audit_migration, 0);
+  CHECK_INT(st_schema_version(aud), 1);
+  CHECK_INT(get1(aud, (st_db)AUD_DB_EVENTS, "evt/1", 5, buf, sizeof buf), 0);
+  CHECK_STR(buf, "login");
+  st_close(aud);
+
+  /* a schema the store cannot run is refused */
+  st_schema bad = aud_schema;
+  bad.ndbs = 0;
+  o.schema = &bad;
+  CHECK_INT(st_open(&aud, &o), ST_EINVAL);
+  bad = aud_schema;
+  bad.nsteps = 0;
+  CHECK_INT(st_open(&aud, &o), ST_EINVAL);
+  tmp_cleanup();
+}
+
 /* ---- the tenant purge registry ------------------------------------------- */
 
 /* Two modules' purges over ST_DB_TENANTS: "a:<tenant>:" and "b:<tenant>:". */
@@ -1223,6 +1317,7 @@ int main(void) {
   RUN(errors_and_strings);
   RUN(log_callback_and_stderr_fallback);
   RUN(purge_registry_order_and_limits);
+  RUN(second_environment_with_its_own_schema);
   tmp_cleanup();
   return UNIT_DONE();
 }
