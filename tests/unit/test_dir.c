@@ -3,8 +3,9 @@
  * are created, renamed, deactivated and deleted through scim_handle, then
  * read back through st_dir_*: user by id, by userName (case-insensitive),
  * by externalId, a user's groups, groups by displayName (unique, ambiguous,
- * renamed), the active flag, missing and malformed ids, and the key
- * encoders scim/ writes through. */
+ * renamed), the active flag, missing and malformed ids, the key
+ * encoders scim/ writes through, and the SCIM tenant purge run through the
+ * store's purge registry. */
 #include <ftw.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -70,6 +71,7 @@ static int setup(void) {
   o.map_size = 64 << 20;
   o.log = gw_store_log;
   if (st_open(&st, &o) != 0) return -1;
+  if (scim_register_purge(st) != 0) return -1;
   if (scim("acme", "POST", "/Users", "{\"userName\":\"Alice@Acme.com\",\"externalId\":\"okta-1\"}", alice) != 201 ||
       scim("acme", "POST", "/Users", "{\"userName\":\"bob@acme.com\",\"externalId\":\"okta-2\",\"active\":false}", bob) != 201 ||
       scim("acme", "POST", "/Users", "{\"userName\":\"carol@acme.com\"}", carol) != 201)
@@ -286,6 +288,46 @@ TEST(deleted_user_is_gone) {
   st_txn_end(t);
 }
 
+typedef struct purge_step {
+  const char *tenant;
+  int n;
+} purge_step;
+static int purge_fn(st_txn *txn, void *arg) {
+  purge_step *p = arg;
+  p->n = st_purge_tenant_step(txn, p->tenant, 2);
+  return p->n < 0 ? p->n : 0;
+}
+
+/* The registered SCIM purge removes everything of one tenant, in bounded
+ * steps, and nothing of another. */
+TEST(tenant_purge_through_the_registry) {
+  char uid[40], gid[40], body[200], id[ST_DIR_ID_LEN + 1];
+  CHECK_INT(scim("gone", "POST", "/Users", "{\"userName\":\"x@gone.com\",\"externalId\":\"e1\"}", uid), 201);
+  snprintf(body, sizeof body, "{\"displayName\":\"G\",\"members\":[{\"value\":\"%s\"}]}", uid);
+  CHECK_INT(scim("gone", "POST", "/Groups", body, gid), 201);
+  purge_step p = {"gone", -1};
+  int steps = 0;
+  do {
+    CHECK_INT(st_write_sync(st, purge_fn, &p), 0);
+    CHECK(p.n >= 0 && p.n <= 2);
+    steps++;
+  } while (p.n == 2 && steps < 100);
+  CHECK(steps > 1); /* bounded: the tenant had more keys than one step's limit */
+  st_txn *t;
+  json_t *j = NULL, *ids = json_array();
+  CHECK_INT(st_read_begin(st, &t), 0);
+  CHECK_INT(st_dir_user_get(t, "gone", uid, &j), ST_ENOTFOUND);
+  CHECK_INT(st_dir_user_by_name(t, "gone", "x@gone.com", id), ST_ENOTFOUND);
+  CHECK_INT(st_dir_user_by_external(t, "gone", "e1", id), ST_ENOTFOUND);
+  CHECK_INT(st_dir_group_exists(t, "gone", gid), ST_ENOTFOUND);
+  CHECK_INT(st_dir_groups_by_name(t, "gone", "G", ids, 0), 0);
+  CHECK_INT(json_array_size(ids), 0);
+  CHECK_INT(st_dir_user_get(t, "acme", alice, &j), 0); /* another tenant untouched */
+  json_decref(j);
+  st_txn_end(t);
+  json_decref(ids);
+}
+
 TEST(key_encoding) {
   st_dir_key k;
   st_dir_key_res(&k, "acme", ST_DIR_USER, "id1");
@@ -325,6 +367,7 @@ int main(void) {
   RUN(groups_of_a_user);
   RUN(groups_by_name);
   RUN(deleted_user_is_gone);
+  RUN(tenant_purge_through_the_registry);
   RUN(key_encoding);
   st_close(st);
   nftw(g_tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
