@@ -186,8 +186,9 @@ int st__migrate(st_store *st, uint32_t target) {
     st__txn_close_cursors(&t);
     if ((rc = mdb_txn_commit(txn)) != 0) {
       st__actions_discard(t.act_head);
-      st__log(st, ST_LOG_ERROR, "migration to %s schema %u failed to commit: %s", sc->name, v + 1,
-             mdb_strerror(rc));
+      /* the main store's line is the one operators know: unchanged */
+      st__log(st, ST_LOG_ERROR, "migration to %s%sschema %u failed to commit: %s", st__is_main(st) ? "" : sc->name,
+              st__is_main(st) ? "" : " ", v + 1, mdb_strerror(rc));
       return st__err(rc);
     }
     st__actions_run(t.act_head);
