@@ -1,11 +1,12 @@
-/* auth/tokens.c — employee access tokens (see auth.h). */
+/* auth/tokens.c — employee access tokens (see auth.h). Users are checked
+ * through the directory (store/dir.h), not through scim/. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "auth/auth.h"
-#include "scim/scim.h"
+#include "store/dir.h"
 
 static size_t hkey(const uint8_t h[32], char *k) {
   k[0] = 'h';
@@ -41,11 +42,6 @@ static size_t ukey(const char *tenant, const char *uid, const char *tokid, char 
   return n;
 }
 
-static bool user_active(const json_t *u) {
-  json_t *a = json_object_get(u, "active");
-  return !a || json_is_true(a);
-}
-
 static bool tenant_active(st_txn *txn, const char *tenant) {
   char k[80];
   size_t tl = strlen(tenant);
@@ -62,13 +58,13 @@ static bool tenant_active(st_txn *txn, const char *tenant) {
 
 int auth_token_create(st_txn *txn, auth_token_new *t) {
   json_t *u;
-  int rc = scim_user_lookup(txn, t->tenant, t->user_ref, &u);
+  int rc = st_dir_user_find(txn, t->tenant, t->user_ref, &u);
   if (rc) return rc;
   const char *uid = json_string_value(json_object_get(u, "id"));
   const char *un = json_string_value(json_object_get(u, "userName"));
   snprintf(t->user_id, sizeof t->user_id, "%s", uid ? uid : "");
   snprintf(t->user_name, sizeof t->user_name, "%s", un ? un : "");
-  bool active = user_active(u);
+  bool active = st_dir_user_record_active(u);
   json_decref(u);
   if (!active) return AUTH_EINACTIVE;
   json_t *rec = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "id", t->tokid, "kind", "mgw", "tenant", t->tenant,
@@ -102,8 +98,8 @@ static int record_grants(st_txn *txn, json_t *r, const char *tenant, int64_t now
   }
   if (!tenant_active(txn, tenant)) return ST_ENOTFOUND;
   json_t *u;
-  if (scim_user_lookup(txn, tenant, uid, &u) != 0) return ST_ENOTFOUND;
-  bool active = user_active(u) && !strcmp(json_string_value(json_object_get(u, "id")) ?: "", uid);
+  if (st_dir_user_find(txn, tenant, uid, &u) != 0) return ST_ENOTFOUND;
+  bool active = st_dir_user_record_active(u) && !strcmp(json_string_value(json_object_get(u, "id")) ?: "", uid);
   json_decref(u);
   if (!active) return ST_ENOTFOUND;
   if (user_id) snprintf(user_id, 40, "%s", uid);
@@ -247,7 +243,7 @@ int auth_purge_tenant(st_txn *txn, const char *tenant, int limit) {
 }
 
 static int on_user_gone(st_txn *txn, int kind, const void *event, void *ctx) {
-  const scim_event *ev = event;
+  const st_dir_event *ev = event;
   (void)kind;
   (void)ctx;
   int n = auth_tokens_delete_user(txn, ev->tenant, ev->id);
@@ -255,6 +251,6 @@ static int on_user_gone(st_txn *txn, int kind, const void *event, void *ctx) {
 }
 
 int auth_register_hooks(st_store *st) {
-  int rc = st_hook_add(st, SCIM_EV_USER_DEACTIVATED, on_user_gone, NULL);
-  return rc ? rc : st_hook_add(st, SCIM_EV_USER_DELETED, on_user_gone, NULL);
+  int rc = st_hook_add(st, ST_DIR_EV_USER_DEACTIVATED, on_user_gone, NULL);
+  return rc ? rc : st_hook_add(st, ST_DIR_EV_USER_DELETED, on_user_gone, NULL);
 }

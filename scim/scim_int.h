@@ -1,4 +1,6 @@
-/* scim/scim_int.h — private to scim/: filters, paths, resource helpers. */
+/* scim/scim_int.h — private to scim/: filters, paths, PATCH, and the
+ * helpers the resource files (resource, users, groups, query, render)
+ * share. */
 #ifndef MCPGATE_SCIM_SCIM_INT_H
 #define MCPGATE_SCIM_SCIM_INT_H
 #include <jansson.h>
@@ -6,9 +8,8 @@
 #include <stdint.h>
 
 #include "scim/scim.h"
+#include "store/dir.h"
 
-#define SCIM__IDX_VAL_MAX 200
-#define SCIM__KEY_MAX 480
 #define SCIM__MAX_DEPTH 32 /* filter nesting */
 
 /* ---- filters (RFC 7644 §3.4.2.2) ---- */
@@ -73,5 +74,78 @@ json_t *scim__bool_value(const json_t *v);
 
 /* discovery.c */
 bool scim__discovery(const scim_req *rq, scim_resp *rs);
+
+/* ---- resources (resource.c, users.c, groups.c, query.c, render.c) ----
+ * Handlers fill rs and return 0, or SCIM_EABORT when the job must abort
+ * (rs then holds the error reply). JSON returned is owned by the caller. */
+
+/* resource.c: replies, records, meta and versions, events */
+/* Fills rs with the store error (507 when the map is full) and returns SCIM_EABORT. */
+int scim__fail_store(scim_resp *rs, int rc);
+/* The stored record of a user ('U') or group ('G'); ST_ENOTFOUND if absent. */
+int scim__res_get(st_txn *txn, const char *tenant, char type, const char *id, json_t **out);
+int scim__put_json(st_txn *txn, st_db db, const st_dir_key *k, json_t *j);
+/* Resource counters per tenant and type (the unfiltered list's total). */
+int scim__count_add(st_txn *txn, const char *tenant, char type, int delta);
+uint64_t scim__count_get(st_txn *txn, const char *tenant, char type);
+/* A string attribute looked up case-insensitively (borrowed), or NULL. */
+const char *scim__jstr(const json_t *o, const char *k);
+unsigned long scim__version_of(const json_t *stored);
+void scim__set_meta(json_t *o, const char *type, const char *created, const char *now,
+                    unsigned long version);
+/* A user's groups revision (0 and "" if its groups never changed). */
+void scim__grev_get(st_txn *txn, const char *tenant, const char *uid, uint64_t *rev, char when[40]);
+/* The version a client sees (users: record version . groups revision). */
+void scim__effective_version(st_txn *txn, const char *tenant, const json_t *stored, char out[48]);
+/* Rewrites a rendered user's meta with its effective version and time. */
+void scim__effective_meta(st_txn *txn, const char *tenant, json_t *o);
+/* If-Match: 0 when absent or matching; else a 412 in rs and SCIM_EABORT. */
+int scim__if_match_ok(st_txn *txn, const scim_req *rq, const json_t *stored, scim_resp *rs);
+/* Emits a lifecycle event (added/removed: arrays of user ids or NULL);
+ * a failing hook becomes a 500 in rs and SCIM_EABORT. */
+int scim__emit(st_txn *txn, int kind, const scim_req *rq, const char *id, const char *name,
+               const char *old_name, const json_t *added, const json_t *removed, scim_resp *rs);
+
+/* render.c: serialisation */
+/* Attribute selection (RFC 7644 §3.4.2.5): `attributes` keeps only what
+ * it names (plus id, schemas and meta, which are always returned);
+ * `excludedAttributes` removes what it names (never id or schemas). Each
+ * entry is {"c": extension URN or null, "a": attribute or null, "s": sub}.
+ * Both arrays owned by the view (NULL: no selection). */
+typedef struct scim__view {
+  json_t *attrs;
+  json_t *excluded;
+} scim__view;
+/* Client JSON → stored form (canonical names, types checked, read-only
+ * attributes dropped); NULL with a 400 in rs. */
+json_t *scim__normalize(const json_t *in, bool group, scim_resp *rs);
+/* PATCH's validate callback: types only, required attributes may be absent. */
+int scim__validate_types(const json_t *res, bool group, scim_resp *rs);
+/* Stored form → reply (v NULL: everything). */
+json_t *scim__render_user(st_txn *txn, const scim_req *rq, const char *tenant, json_t *stored,
+                          const scim__view *v);
+json_t *scim__render_group(st_txn *txn, const scim_req *rq, const char *tenant, json_t *stored,
+                           const scim__view *v);
+/* rs takes o (status, ETag, and Location on 201). */
+void scim__reply_resource(scim_resp *rs, int status, json_t *o, const scim_req *rq, const char *type);
+/* "a, b.c, urn:…:d" → a view's entry list. */
+json_t *scim__name_list(const char *s);
+
+/* users.c, groups.c: writes (the job's write txn) */
+int scim__user_create(st_txn *txn, const scim_req *rq, scim_resp *rs);
+int scim__user_replace(st_txn *txn, const scim_req *rq, const char *id, scim_resp *rs);
+int scim__user_patch(st_txn *txn, const scim_req *rq, const char *id, scim_resp *rs);
+int scim__user_delete(st_txn *txn, const scim_req *rq, const char *id, scim_resp *rs);
+int scim__group_create(st_txn *txn, const scim_req *rq, scim_resp *rs);
+int scim__group_write(st_txn *txn, const scim_req *rq, const char *id, bool patch, scim_resp *rs);
+int scim__group_delete(st_txn *txn, const scim_req *rq, const char *id, scim_resp *rs);
+
+/* query.c: reads (any txn) */
+int scim__get_one(st_txn *txn, const scim_req *rq, char type, const char *id, scim_resp *rs);
+/* GET /Users|/Groups with the query string's filter, paging, attributes. */
+int scim__list_get(st_txn *txn, const scim_req *rq, char type, scim_resp *rs);
+/* POST .search; type 0: from the root (users, then groups). */
+int scim__search(st_txn *txn, const scim_req *rq, char type, scim_resp *rs);
+void scim__view_free(scim__view *v);
 
 #endif

@@ -1,0 +1,335 @@
+/* scim/groups.c — SCIM group writes and membership: create, replace (PUT,
+ * members included), patch (member operations through the PATCH engine's
+ * callback), delete; membership kept in both directions, the per-user
+ * groups revision moved for every member touched, and one
+ * MEMBERSHIP_CHANGED event with the net additions and removals. See
+ * resource.c for the shared parts. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "scim/scim_int.h"
+
+/* ---------- groups: membership ---------- */
+
+typedef struct mctx {
+  st_txn *txn;
+  const scim_req *rq;
+  const char *gid;
+  json_t *added, *removed; /* net changes, user ids */
+} mctx;
+
+static void net(json_t *to, json_t *from, const char *uid) {
+  size_t i;
+  json_t *e;
+  json_array_foreach(from, i, e) if (!strcmp(json_string_value(e), uid)) {
+    json_array_remove(from, i);
+    return;
+  }
+  json_array_append_new(to, json_string(uid));
+}
+
+/* A user's representation includes its groups: a membership change is a
+ * change of the user. Rather than rewriting the user's record for every
+ * member of a PATCH, a small per-user "groups revision" (IDX t\0 'r' uid →
+ * u64 revision + RFC 3339 time) moves; the user's effective meta.version is
+ * W/"<record version>.<groups revision>" and lastModified the later of the
+ * two (effective_meta). */
+static int touch_user(mctx *m, const char *uid) {
+  uint64_t rev;
+  char when[40], buf[48];
+  scim__grev_get(m->txn, m->rq->tenant, uid, &rev, when);
+  rev++;
+  size_t tl = strlen(m->rq->now);
+  memcpy(buf, &rev, 8);
+  memcpy(buf + 8, m->rq->now, tl);
+  st_dir_key k;
+  st_dir_key_groups_rev(&k, m->rq->tenant, uid);
+  return st_put(m->txn, ST_DB_SCIM_IDX, k.b, k.n, buf, 8 + tl, 0);
+}
+
+static int member_add(mctx *m, const char *uid, scim_resp *rs) {
+  st_dir_key k;
+  st_val v;
+  if (!st_dir_valid_id(uid)) goto unknown;
+  st_dir_key_res(&k, m->rq->tenant, 'U', uid);
+  int rc = st_get(m->txn, ST_DB_SCIM_RES, k.b, k.n, &v);
+  if (rc == ST_ENOTFOUND) goto unknown;
+  if (rc) return scim__fail_store(rs, rc);
+  st_dir_key_member(&k, m->rq->tenant, m->gid, uid);
+  if (st_get(m->txn, ST_DB_SCIM_MEM, k.b, k.n, &v) == 0) return 0; /* already a member */
+  if ((rc = st_put(m->txn, ST_DB_SCIM_MEM, k.b, k.n, "", 0, 0))) return scim__fail_store(rs, rc);
+  st_dir_key_user_group(&k, m->rq->tenant, uid, m->gid);
+  if ((rc = st_put(m->txn, ST_DB_SCIM_MEM, k.b, k.n, "", 0, 0))) return scim__fail_store(rs, rc);
+  if ((rc = touch_user(m, uid))) return scim__fail_store(rs, rc);
+  net(m->added, m->removed, uid);
+  return 0;
+unknown:
+  scim_error(rs, 400, "invalidValue", "member \"%.64s\" is not a user of this tenant", uid);
+  return SCIM_EABORT;
+}
+
+static int member_remove(mctx *m, const char *uid, scim_resp *rs) {
+  st_dir_key k;
+  if (!st_dir_valid_id(uid)) return 0;
+  st_dir_key_member(&k, m->rq->tenant, m->gid, uid);
+  int rc = st_del(m->txn, ST_DB_SCIM_MEM, k.b, k.n);
+  if (rc == ST_ENOTFOUND) return 0;
+  if (rc) return scim__fail_store(rs, rc);
+  st_dir_key_user_group(&k, m->rq->tenant, uid, m->gid);
+  if ((rc = st_del(m->txn, ST_DB_SCIM_MEM, k.b, k.n)) && rc != ST_ENOTFOUND) return scim__fail_store(rs, rc);
+  if ((rc = touch_user(m, uid))) return scim__fail_store(rs, rc);
+  net(m->removed, m->added, uid);
+  return 0;
+}
+
+static json_t *current_members(mctx *m) {
+  st_dir_key p;
+  st_dir_key_member(&p, m->rq->tenant, m->gid, NULL);
+  json_t *ids = json_array();
+  st_dir_ids_under(m->txn, ST_DB_SCIM_MEM, &p, ids, 0);
+  return ids;
+}
+
+/* value: array of {value:…} objects (or one object). */
+static int member_values(const json_t *value, json_t *out, scim_resp *rs) {
+  if (json_is_object(value)) {
+    json_t *v = scim__oget(value, "value", NULL);
+    if (!json_is_string(v)) goto bad;
+    json_array_append(out, v);
+    return 0;
+  }
+  if (!json_is_array(value)) goto bad;
+  size_t i;
+  json_t *e;
+  json_array_foreach(value, i, e) {
+    json_t *v = json_is_object(e) ? scim__oget(e, "value", NULL) : NULL;
+    if (!json_is_string(v)) goto bad;
+    json_array_append(out, v);
+  }
+  return 0;
+bad:
+  scim_error(rs, 400, "invalidValue", "members must be objects with a string \"value\" (a user id)");
+  return SCIM_EABORT;
+}
+
+static int members_op(void *ctx, const char *op, const json_t *value, const scim__filter *filter,
+                      scim_resp *rs) {
+  mctx *m = ctx;
+  int rc = 0;
+  json_t *ids = json_array();
+  if (!strcmp(op, "add")) {
+    if ((rc = member_values(value, ids, rs)) == 0) {
+      size_t i;
+      json_t *e;
+      json_array_foreach(ids, i, e) if ((rc = member_add(m, json_string_value(e), rs))) break;
+    }
+  } else if (!strcmp(op, "replace")) {
+    if (json_is_null(value)) value = NULL;
+    if (!value || (rc = member_values(value, ids, rs)) == 0) {
+      json_t *cur = current_members(m);
+      size_t i;
+      json_t *e;
+      /* validate every new member first: nothing applied if one is unknown */
+      json_array_foreach(cur, i, e) {
+        bool keep = false;
+        size_t j;
+        json_t *n;
+        json_array_foreach(ids, j, n) if (json_equal(n, e)) keep = true;
+        if (!keep && (rc = member_remove(m, json_string_value(e), rs))) break;
+      }
+      if (!rc) json_array_foreach(ids, i, e) if ((rc = member_add(m, json_string_value(e), rs))) break;
+      json_decref(cur);
+    }
+  } else { /* remove */
+    if (filter) {
+      /* fast path: value eq "<id>" */
+      if (filter->kind == SCIM__F_CMP && filter->op == SCIM__OP_EQ && !filter->path.sub &&
+          !strcasecmp(filter->path.attr, "value") && json_is_string(filter->value)) {
+        rc = member_remove(m, json_string_value(filter->value), rs);
+      } else {
+        json_t *cur = current_members(m);
+        size_t i;
+        json_t *e;
+        json_array_foreach(cur, i, e) {
+          json_t *obj = json_pack("{s:O,s:s}", "value", e, "type", "User");
+          bool hit = scim__filter_match_in(filter, obj, "members");
+          json_decref(obj);
+          if (hit && (rc = member_remove(m, json_string_value(e), rs))) break;
+        }
+        json_decref(cur);
+      }
+    } else if (value && !json_is_null(value)) {
+      /* Entra: remove with path "members" and a value list removes those only */
+      if ((rc = member_values(value, ids, rs)) == 0) {
+        size_t i;
+        json_t *e;
+        json_array_foreach(ids, i, e) if ((rc = member_remove(m, json_string_value(e), rs))) break;
+      }
+    } else {
+      json_t *cur = current_members(m);
+      size_t i;
+      json_t *e;
+      json_array_foreach(cur, i, e) if ((rc = member_remove(m, json_string_value(e), rs))) break;
+      json_decref(cur);
+    }
+  }
+  json_decref(ids);
+  return rc;
+}
+
+/* ---------- groups: writes ---------- */
+
+static int index_group(st_txn *txn, const char *tenant, const json_t *g, bool add) {
+  const char *id = scim__jstr(g, "id"), *dn = scim__jstr(g, "displayName"), *ext = scim__jstr(g, "externalId");
+  st_dir_key k;
+  int rc;
+  st_dir_key_group_name(&k, tenant, dn, id);
+  rc = add ? st_put(txn, ST_DB_SCIM_IDX, k.b, k.n, "", 0, 0) : st_del(txn, ST_DB_SCIM_IDX, k.b, k.n);
+  if (rc && rc != ST_ENOTFOUND) return rc;
+  if (ext) {
+    st_dir_key_external(&k, tenant, 'G', ext, id);
+    rc = add ? st_put(txn, ST_DB_SCIM_IDX, k.b, k.n, "", 0, 0) : st_del(txn, ST_DB_SCIM_IDX, k.b, k.n);
+    if (rc && rc != ST_ENOTFOUND) return rc;
+  }
+  return 0;
+}
+
+static int emit_members(st_txn *txn, const scim_req *rq, mctx *m, const char *name, scim_resp *rs) {
+  if (!json_array_size(m->added) && !json_array_size(m->removed)) return 0;
+  return scim__emit(txn, SCIM_EV_MEMBERSHIP_CHANGED, rq, m->gid, name, NULL, m->added, m->removed, rs);
+}
+
+int scim__group_create(st_txn *txn, const scim_req *rq, scim_resp *rs) {
+  json_t *g = scim__normalize(rq->body, true, rs);
+  if (!g) return SCIM_EABORT;
+  int rc;
+  json_object_set_new(g, "id", json_string(rq->new_id));
+  scim__set_meta(g, "Group", rq->now, rq->now, 1);
+  st_dir_key k;
+  st_dir_key_res(&k, rq->tenant, 'G', rq->new_id);
+  mctx m = {txn, rq, rq->new_id, json_array(), json_array()};
+  if ((rc = st_put(txn, ST_DB_SCIM_RES, k.b, k.n, "", 0, ST_NOOVERWRITE)) ||
+      (rc = scim__put_json(txn, ST_DB_SCIM_RES, &k, g)) || (rc = index_group(txn, rq->tenant, g, true)) ||
+      (rc = scim__count_add(txn, rq->tenant, 'G', 1))) {
+    rc = scim__fail_store(rs, rc);
+    goto out;
+  }
+  json_t *mem = scim__oget(rq->body, "members", NULL);
+  if (mem && !json_is_null(mem) && (rc = members_op(&m, "add", mem, NULL, rs))) goto out;
+  if ((rc = scim__emit(txn, SCIM_EV_GROUP_CREATED, rq, rq->new_id, scim__jstr(g, "displayName"), NULL, NULL, NULL, rs)) ||
+      (rc = emit_members(txn, rq, &m, scim__jstr(g, "displayName"), rs)))
+    goto out;
+  scim__reply_resource(rs, 201, scim__render_group(txn, rq, rq->tenant, g, NULL), rq, "Groups");
+out:
+  json_decref(m.added);
+  json_decref(m.removed);
+  json_decref(g);
+  return rc;
+}
+
+static int group_commit(st_txn *txn, const scim_req *rq, json_t *old, json_t *nu, mctx *m, scim_resp *rs,
+                        bool members_in_reply) {
+  const char *id = scim__jstr(old, "id");
+  int rc;
+  json_object_set_new(nu, "id", json_string(id));
+  json_t *a = json_deep_copy(old);
+  json_object_del(a, "meta");
+  bool changed = !json_equal(a, nu) || json_array_size(m->added) || json_array_size(m->removed);
+  json_decref(a);
+  if (changed) {
+    const char *created = json_string_value(json_object_get(json_object_get(old, "meta"), "created"));
+    scim__set_meta(nu, "Group", created ? created : rq->now, rq->now, scim__version_of(old) + 1);
+    st_dir_key k;
+    st_dir_key_res(&k, rq->tenant, 'G', id);
+    if ((rc = index_group(txn, rq->tenant, old, false)) || (rc = scim__put_json(txn, ST_DB_SCIM_RES, &k, nu)) ||
+        (rc = index_group(txn, rq->tenant, nu, true)))
+      return scim__fail_store(rs, rc);
+    if (strcmp(scim__jstr(old, "displayName"), scim__jstr(nu, "displayName")) != 0 &&
+        (rc = scim__emit(txn, SCIM_EV_GROUP_RENAMED, rq, id, scim__jstr(nu, "displayName"), scim__jstr(old, "displayName"),
+                   NULL, NULL, rs)))
+      return rc;
+    if ((rc = emit_members(txn, rq, m, scim__jstr(nu, "displayName"), rs))) return rc;
+  } else {
+    json_object_set(nu, "meta", json_object_get(old, "meta"));
+  }
+  scim__view v = {NULL, members_in_reply ? NULL : scim__name_list("members")};
+  scim__reply_resource(rs, 200, scim__render_group(txn, rq, rq->tenant, nu, &v), rq, "Groups");
+  json_decref(v.excluded);
+  return 0;
+}
+
+int scim__group_write(st_txn *txn, const scim_req *rq, const char *id, bool patch, scim_resp *rs) {
+  json_t *old;
+  int rc = scim__res_get(txn, rq->tenant, 'G', id, &old);
+  if (rc == ST_ENOTFOUND) {
+    scim_error(rs, 404, NULL, "no group with id %.64s", id);
+    return SCIM_EABORT;
+  }
+  if (rc) return scim__fail_store(rs, rc);
+  mctx m = {txn, rq, id, json_array(), json_array()};
+  json_t *nu = NULL;
+  if ((rc = scim__if_match_ok(txn, rq, old, rs))) goto out;
+  if (patch) {
+    json_t *work = json_deep_copy(old);
+    json_object_del(work, "meta");
+    if (scim__patch_apply(work, rq->body, true, members_op, scim__validate_types, &m, rs) != 0) {
+      json_decref(work);
+      rc = SCIM_EABORT;
+      goto out;
+    }
+    nu = scim__normalize(work, true, rs);
+    json_decref(work);
+  } else {
+    nu = scim__normalize(rq->body, true, rs);
+    if (nu) {
+      /* PUT replaces everything, members included (absent = none) */
+      json_t *mem = scim__oget(rq->body, "members", NULL);
+      if ((rc = members_op(&m, "replace", mem && !json_is_null(mem) ? mem : NULL, NULL, rs))) goto out;
+    }
+  }
+  if (!nu) {
+    rc = SCIM_EABORT;
+    goto out;
+  }
+  /* Okta accepts a PATCH reply without members; a 50,000-member list in
+   * every membership PATCH reply would be waste. PUT shows them. */
+  rc = group_commit(txn, rq, old, nu, &m, rs, !patch);
+out:
+  json_decref(nu);
+  json_decref(m.added);
+  json_decref(m.removed);
+  json_decref(old);
+  return rc;
+}
+
+int scim__group_delete(st_txn *txn, const scim_req *rq, const char *id, scim_resp *rs) {
+  json_t *old;
+  int rc = scim__res_get(txn, rq->tenant, 'G', id, &old);
+  if (rc == ST_ENOTFOUND) {
+    scim_error(rs, 404, NULL, "no group with id %.64s", id);
+    return SCIM_EABORT;
+  }
+  if (rc) return scim__fail_store(rs, rc);
+  mctx m = {txn, rq, id, json_array(), json_array()};
+  if ((rc = scim__if_match_ok(txn, rq, old, rs)) || (rc = members_op(&m, "remove", NULL, NULL, rs))) goto out;
+  st_dir_key k;
+  st_dir_key_res(&k, rq->tenant, 'G', id);
+  if ((rc = index_group(txn, rq->tenant, old, false)) || (rc = st_del(txn, ST_DB_SCIM_RES, k.b, k.n)) ||
+      (rc = scim__count_add(txn, rq->tenant, 'G', -1))) {
+    rc = scim__fail_store(rs, rc);
+    goto out;
+  }
+  if ((rc = emit_members(txn, rq, &m, scim__jstr(old, "displayName"), rs)) ||
+      (rc = scim__emit(txn, SCIM_EV_GROUP_DELETED, rq, id, scim__jstr(old, "displayName"), NULL, NULL, NULL, rs)))
+    goto out;
+  rs->status = 204;
+out:
+  json_decref(m.added);
+  json_decref(m.removed);
+  json_decref(old);
+  return rc;
+}
+

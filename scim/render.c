@@ -1,0 +1,414 @@
+/* scim/render.c — serialisation of SCIM resources, both ways: client JSON
+ * to the stored form (normalize: canonical attribute names, types checked,
+ * read-only attributes dropped) and the stored form to a reply
+ * (render_user/render_group: groups or members from the directory,
+ * meta.location, the effective meta, attribute selection per RFC 7644
+ * §3.4.2.5, a readable key order). See resource.c for the shared parts. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "scim/scim_int.h"
+
+/* ---------- validation ---------- */
+
+enum { T_STR, T_BOOL, T_OBJ, T_MULTI };
+typedef struct attr_def {
+  const char *name;
+  int type;
+} attr_def;
+
+static const attr_def user_attrs[] = {
+    {"userName", T_STR},      {"name", T_OBJ},         {"displayName", T_STR},
+    {"nickName", T_STR},      {"profileUrl", T_STR},   {"title", T_STR},
+    {"userType", T_STR},      {"preferredLanguage", T_STR}, {"locale", T_STR},
+    {"timezone", T_STR},      {"active", T_BOOL},      {"externalId", T_STR},
+    {"emails", T_MULTI},      {"phoneNumbers", T_MULTI}, {"ims", T_MULTI},
+    {"photos", T_MULTI},      {"addresses", T_MULTI},  {"entitlements", T_MULTI},
+    {"roles", T_MULTI},       {"x509Certificates", T_MULTI}, {NULL, 0}};
+static const attr_def group_attrs[] = {{"displayName", T_STR}, {"externalId", T_STR}, {NULL, 0}};
+
+static const char *canonical_urn(const char *k) {
+  static const char *const urns[] = {SCIM_URN_USER, SCIM_URN_GROUP, SCIM_URN_ENTERPRISE, NULL};
+  for (const char *const *u = urns; *u; u++)
+    if (!strcasecmp(k, *u)) return *u;
+  return k;
+}
+
+/* Builds the stored form from client input: canonical attribute names,
+ * types checked, read-only and never-stored attributes dropped, nulls
+ * meaning "absent". Unknown attributes and extensions are kept. */
+static json_t *normalize_x(const json_t *in, bool group, bool require, scim_resp *rs);
+json_t *scim__normalize(const json_t *in, bool group, scim_resp *rs) {
+  return normalize_x(in, group, true, rs);
+}
+int scim__validate_types(const json_t *res, bool group, scim_resp *rs) {
+  json_t *n = normalize_x(res, group, false, rs);
+  if (!n) return SCIM_EABORT;
+  json_decref(n);
+  return 0;
+}
+static json_t *normalize_x(const json_t *in, bool group, bool require, scim_resp *rs) {
+  if (!json_is_object(in)) {
+    scim_error(rs, 400, "invalidSyntax", "the body must be a JSON object");
+    return NULL;
+  }
+  const attr_def *defs = group ? group_attrs : user_attrs;
+  json_t *out = json_object();
+  json_t *schemas = json_pack("[s]", group ? SCIM_URN_GROUP : SCIM_URN_USER);
+  const char *k;
+  json_t *v;
+  json_object_foreach((json_t *)in, k, v) {
+    if (!strcasecmp(k, "id") || !strcasecmp(k, "meta") || !strcasecmp(k, "schemas") ||
+        !strcasecmp(k, "password") || (!group && !strcasecmp(k, "groups")) ||
+        (group && !strcasecmp(k, "members")))
+      continue;
+    if (json_is_null(v)) continue;
+    if (!strncasecmp(k, "urn:", 4)) {
+      const char *urn = canonical_urn(k);
+      if (!strcmp(urn, SCIM_URN_USER) || !strcmp(urn, SCIM_URN_GROUP)) {
+        /* core attributes qualified with their URN as an object: merge */
+        if (!json_is_object(v)) goto badtype_urn;
+        json_t *sub = normalize_x(v, group, false, rs);
+        if (!sub) goto fail;
+        const char *sk;
+        json_t *sv;
+        json_object_foreach(sub, sk, sv) if (strcmp(sk, "schemas")) json_object_set(out, sk, sv);
+        json_decref(sub);
+        continue;
+      }
+      if (!json_is_object(v)) {
+      badtype_urn:
+        scim_error(rs, 400, "invalidValue", "extension \"%.120s\" must be an object", k);
+        goto fail;
+      }
+      json_t *ext = json_deep_copy(v);
+      /* drop nulls inside the extension too */
+      const char *ek;
+      json_t *ev;
+      void *tmp;
+      json_object_foreach_safe(ext, tmp, ek, ev) if (json_is_null(ev)) json_object_del(ext, ek);
+      json_object_set_new(out, urn, ext);
+      json_array_append_new(schemas, json_string(urn));
+      continue;
+    }
+    const attr_def *d = NULL;
+    for (const attr_def *a = defs; a->name; a++)
+      if (!strcasecmp(a->name, k)) d = a;
+    if (!d) {
+      json_object_set_new(out, k, json_deep_copy(v));
+      continue;
+    }
+    json_t *val = NULL;
+    switch (d->type) {
+    case T_STR:
+      if (!json_is_string(v) || json_string_length(v) > 4096) goto badtype;
+      val = json_incref(v);
+      break;
+    case T_BOOL:
+      if (!(val = scim__bool_value(v))) goto badtype;
+      break;
+    case T_OBJ:
+      if (!json_is_object(v)) goto badtype;
+      val = json_deep_copy(v);
+      break;
+    case T_MULTI: {
+      if (!json_is_array(v)) goto badtype;
+      size_t i;
+      json_t *e;
+      json_array_foreach(v, i, e) if (!json_is_object(e)) goto badtype;
+      val = json_deep_copy(v);
+      break;
+    }
+    }
+    json_object_set_new(out, d->name, val);
+    continue;
+  badtype:
+    scim_error(rs, 400, "invalidValue", "attribute \"%s\" must be %s", d->name,
+               d->type == T_STR    ? "a string"
+               : d->type == T_BOOL ? "a boolean"
+               : d->type == T_OBJ  ? "an object"
+                                   : "an array of objects");
+    goto fail;
+  }
+  json_object_set_new(out, "schemas", schemas);
+  schemas = NULL;
+  const char *req = group ? "displayName" : "userName";
+  const char *rv = scim__jstr(out, req);
+  /* absent is judged at the end of a PATCH; present-but-empty right away */
+  if ((require && (!rv || !*rv)) || (!require && rv && !*rv)) {
+    scim_error(rs, 400, "invalidValue", "\"%s\" is required", req);
+    json_decref(out);
+    return NULL;
+  }
+  return out;
+fail:
+  json_decref(schemas);
+  json_decref(out);
+  return NULL;
+}
+
+/* ---------- rendering ---------- */
+
+/* Attribute selection: see scim__view in scim_int.h. */
+
+static bool always_returned(const char *k) {
+  return !strcasecmp(k, "id") || !strcasecmp(k, "schemas") || !strcasecmp(k, "meta");
+}
+
+static const char *ent(const json_t *e, const char *f) { return json_string_value(json_object_get(e, f)); }
+
+/* Whether a core top-level attribute is returned at all (decides whether
+ * groups/members are read). */
+static bool view_wants(const scim__view *v, const char *name) {
+  size_t i;
+  json_t *e;
+  if (always_returned(name)) return true;
+  if (v && v->excluded)
+    json_array_foreach(v->excluded, i, e) if (!ent(e, "c") && ent(e, "a") && !ent(e, "s") &&
+                                              !strcasecmp(ent(e, "a"), name)) return false;
+  if (v && v->attrs) {
+    json_array_foreach(v->attrs, i, e) if (!ent(e, "c") && ent(e, "a") && !strcasecmp(ent(e, "a"), name)) return true;
+    return false;
+  }
+  return true;
+}
+
+/* Keeps in `val` only the listed sub-attributes (object or array of objects). */
+static json_t *keep_subs(const json_t *val, json_t *subs) {
+  if (json_is_array(val)) {
+    json_t *out = json_array();
+    size_t i;
+    json_t *e;
+    json_array_foreach(val, i, e) json_array_append_new(out, keep_subs(e, subs));
+    return out;
+  }
+  if (!json_is_object(val)) return json_deep_copy(val);
+  json_t *out = json_object();
+  const char *k;
+  json_t *v;
+  json_object_foreach((json_t *)val, k, v) {
+    size_t i;
+    json_t *s;
+    json_array_foreach(subs, i, s) if (!strcasecmp(json_string_value(s), k)) json_object_set(out, k, v);
+  }
+  return out;
+}
+
+static void drop_sub(json_t *val, const char *sub) {
+  if (json_is_array(val)) {
+    size_t i;
+    json_t *e;
+    json_array_foreach(val, i, e) drop_sub(e, sub);
+    return;
+  }
+  const char *k;
+  if (json_is_object(val) && scim__oget(val, sub, &k)) json_object_del(val, k);
+}
+
+/* Selects from `obj` (the root when c is NULL, else an extension object)
+ * what the attribute list names for container c. */
+static json_t *select_in(const json_t *obj, json_t *attrs, const char *c) {
+  json_t *out = json_object();
+  const char *k;
+  json_t *val;
+  json_object_foreach((json_t *)obj, k, val) {
+    bool whole = false;
+    json_t *subs = json_array();
+    size_t i;
+    json_t *e;
+    json_array_foreach(attrs, i, e) {
+      const char *ec = ent(e, "c"), *ea = ent(e, "a"), *es = ent(e, "s");
+      if ((c == NULL) != (ec == NULL) || (c && strcasecmp(c, ec)) || !ea || strcasecmp(ea, k)) continue;
+      if (!es) whole = true;
+      else json_array_append_new(subs, json_string(es));
+    }
+    if (whole) json_object_set(out, k, val);
+    else if (json_array_size(subs)) json_object_set_new(out, k, keep_subs(val, subs));
+    json_decref(subs);
+  }
+  return out;
+}
+
+static void view_apply(const scim__view *v, json_t *o) {
+  if (!v) return;
+  const char *k;
+  json_t *val;
+  void *tmp;
+  if (v->attrs) {
+    json_t *out = json_object();
+    json_t *root = select_in(o, v->attrs, NULL);
+    json_object_foreach(o, k, val) {
+      if (always_returned(k)) {
+        json_object_set(out, k, val);
+      } else if (!strncasecmp(k, "urn:", 4)) {
+        bool whole = false, some = false;
+        size_t i;
+        json_t *e;
+        json_array_foreach(v->attrs, i, e) if (ent(e, "c") && !strcasecmp(ent(e, "c"), k)) {
+          some = true;
+          if (!ent(e, "a")) whole = true;
+        }
+        if (whole) json_object_set(out, k, val);
+        else if (some) json_object_set_new(out, k, select_in(val, v->attrs, k));
+      } else if (json_object_get(root, k)) {
+        json_object_set(out, k, json_object_get(root, k));
+      }
+    }
+    json_decref(root);
+    json_object_clear(o);
+    json_object_update(o, out);
+    json_decref(out);
+  }
+  if (v->excluded) {
+    size_t i;
+    json_t *e;
+    json_array_foreach(v->excluded, i, e) {
+      const char *ec = ent(e, "c"), *ea = ent(e, "a"), *es = ent(e, "s");
+      json_t *base = o;
+      if (ec) {
+        const char *ck;
+        if (!ea) {
+          if (scim__oget(o, ec, &ck)) json_object_del(o, ck);
+          continue;
+        }
+        base = scim__oget(o, ec, NULL);
+        if (!json_is_object(base)) continue;
+      }
+      const char *ak;
+      json_t *av = ea ? scim__oget(base, ea, &ak) : NULL;
+      if (!av || (!ec && always_returned(ak))) continue;
+      if (es) drop_sub(av, es);
+      else json_object_del(base, ak);
+    }
+  }
+  (void)tmp;
+}
+
+/* schemas and id first, meta last: the order people expect to read. */
+static json_t *ordered(json_t *o) {
+  json_t *out = json_object();
+  static const char *const first[] = {"schemas", "id", "externalId", NULL};
+  for (const char *const *f = first; *f; f++)
+    if (json_object_get(o, *f)) json_object_set(out, *f, json_object_get(o, *f));
+  const char *k;
+  json_t *v;
+  json_object_foreach(o, k, v) if (!json_object_get(out, k) && strcmp(k, "meta")) json_object_set(out, k, v);
+  if (json_object_get(o, "meta")) json_object_set(out, "meta", json_object_get(o, "meta"));
+  json_decref(o);
+  return out;
+}
+
+static void location(const scim_req *rq, const char *type, const char *id, char *out, size_t n) {
+  snprintf(out, n, "%s/%s/%s", rq->base_url, type, id);
+}
+
+/* The user as returned: stored attributes, meta.location, read-only groups. */
+json_t *scim__render_user(st_txn *txn, const scim_req *rq, const char *tenant, json_t *stored,
+                           const scim__view *v) {
+  json_t *o = json_deep_copy(stored);
+  const char *id = scim__jstr(o, "id");
+  json_t *meta = json_object_get(o, "meta");
+  char loc[600];
+  location(rq, "Users", id ? id : "", loc, sizeof loc);
+  if (meta) json_object_set_new(meta, "location", json_string(loc));
+  scim__effective_meta(txn, tenant, o);
+  if (id && view_wants(v, "groups")) {
+    st_dir_key p;
+    st_dir_key_user_group(&p, tenant, id, NULL);
+    json_t *gids = json_array();
+    st_dir_ids_under(txn, ST_DB_SCIM_MEM, &p, gids, 0);
+    json_t *groups = json_array();
+    size_t i;
+    json_t *g;
+    json_array_foreach(gids, i, g) {
+      json_t *grp;
+      if (scim__res_get(txn, tenant, 'G', json_string_value(g), &grp) != 0) continue;
+      char gl[600];
+      location(rq, "Groups", json_string_value(g), gl, sizeof gl);
+      json_array_append_new(groups, json_pack("{s:O,s:s,s:O?,s:s}", "value", g, "$ref", gl, "display",
+                                              json_object_get(grp, "displayName"), "type", "direct"));
+      json_decref(grp);
+    }
+    json_decref(gids);
+    json_object_set_new(o, "groups", groups);
+  }
+  view_apply(v, o);
+  return ordered(o);
+}
+
+json_t *scim__render_group(st_txn *txn, const scim_req *rq, const char *tenant, json_t *stored,
+                            const scim__view *v) {
+  json_t *o = json_deep_copy(stored);
+  const char *id = scim__jstr(o, "id");
+  json_t *meta = json_object_get(o, "meta");
+  char loc[600];
+  location(rq, "Groups", id ? id : "", loc, sizeof loc);
+  if (meta) json_object_set_new(meta, "location", json_string(loc));
+  if (id && view_wants(v, "members")) {
+    st_dir_key p;
+    st_dir_key_member(&p, tenant, id, NULL);
+    json_t *uids = json_array();
+    st_dir_ids_under(txn, ST_DB_SCIM_MEM, &p, uids, 0);
+    json_t *members = json_array();
+    size_t i;
+    json_t *u;
+    json_array_foreach(uids, i, u) {
+      json_t *usr;
+      if (scim__res_get(txn, tenant, 'U', json_string_value(u), &usr) != 0) continue;
+      char ul[600];
+      location(rq, "Users", json_string_value(u), ul, sizeof ul);
+      json_array_append_new(members, json_pack("{s:O,s:s,s:O?,s:s}", "value", u, "$ref", ul, "display",
+                                               json_object_get(usr, "userName"), "type", "User"));
+      json_decref(usr);
+    }
+    json_decref(uids);
+    json_object_set_new(o, "members", members);
+  }
+  view_apply(v, o);
+  return ordered(o);
+}
+
+void scim__reply_resource(scim_resp *rs, int status, json_t *o, const scim_req *rq, const char *type) {
+  rs->status = status;
+  rs->body = o;
+  const char *ver = json_string_value(json_object_get(json_object_get(o, "meta"), "version"));
+  if (ver) snprintf(rs->etag, sizeof rs->etag, "%s", ver);
+  if (status == 201) location(rq, type, scim__jstr(o, "id") ? scim__jstr(o, "id") : "", rs->location, sizeof rs->location);
+}
+
+/* ---------- attribute lists ---------- */
+
+json_t *scim__name_list(const char *s) {
+  json_t *a = json_array();
+  const char *p = s;
+  while (*p) {
+    while (*p == ' ' || *p == ',') p++;
+    size_t n = strcspn(p, ",");
+    size_t m = n;
+    while (m && p[m - 1] == ' ') m--;
+    if (m) {
+      char buf[300];
+      snprintf(buf, sizeof buf, "%.*s", (int)(m < 299 ? m : 299), p);
+      scim__path pa;
+      char err[200];
+      if (scim__path_parse(buf, &pa, err, sizeof err) == 0 && !pa.filter) {
+        bool core = pa.ap.urn && (!strcmp(pa.ap.urn, SCIM_URN_USER) || !strcmp(pa.ap.urn, SCIM_URN_GROUP));
+        json_t *e = json_object();
+        if (pa.ap.urn && !core) json_object_set_new(e, "c", json_string(canonical_urn(pa.ap.urn)));
+        if (!pa.urn_only || core) {
+          if (pa.ap.attr) json_object_set_new(e, "a", json_string(pa.ap.attr));
+          if (pa.ap.sub) json_object_set_new(e, "s", json_string(pa.ap.sub));
+        }
+        if (json_object_size(e)) json_array_append_new(a, e);
+        else json_decref(e);
+      }
+      scim__path_free(&pa);
+    }
+    p += n;
+  }
+  return a;
+}
+

@@ -1,0 +1,205 @@
+/* scim/users.c — SCIM user writes: create, replace (PUT), patch, delete,
+ * with the userName uniqueness rule, the user indexes (userName,
+ * externalId) kept in the same transaction, and the lifecycle events a
+ * change implies (changed, deactivated, reactivated, deleted; a delete
+ * also leaves every group). See resource.c for the shared parts. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "scim/scim_int.h"
+
+static int index_user(st_txn *txn, const char *tenant, const json_t *u, bool add) {
+  const char *id = scim__jstr(u, "id"), *un = scim__jstr(u, "userName"), *ext = scim__jstr(u, "externalId");
+  st_dir_key k;
+  int rc;
+  st_dir_key_username(&k, tenant, un);
+  rc = add ? st_put(txn, ST_DB_SCIM_IDX, k.b, k.n, id, strlen(id), 0) : st_del(txn, ST_DB_SCIM_IDX, k.b, k.n);
+  if (rc && rc != ST_ENOTFOUND) return rc;
+  if (ext) {
+    st_dir_key_external(&k, tenant, 'U', ext, id);
+    rc = add ? st_put(txn, ST_DB_SCIM_IDX, k.b, k.n, "", 0, 0) : st_del(txn, ST_DB_SCIM_IDX, k.b, k.n);
+    if (rc && rc != ST_ENOTFOUND) return rc;
+  }
+  return 0;
+}
+
+int scim__user_create(st_txn *txn, const scim_req *rq, scim_resp *rs) {
+  json_t *u = scim__normalize(rq->body, false, rs);
+  if (!u) return SCIM_EABORT;
+  char owner[SCIM_ID_LEN + 1];
+  int rc = st_dir_user_by_name(txn, rq->tenant, scim__jstr(u, "userName"), owner);
+  if (rc == 0) {
+    scim_error(rs, 409, "uniqueness", "userName \"%.200s\" is already taken", scim__jstr(u, "userName"));
+    json_decref(u);
+    return SCIM_EABORT;
+  }
+  if (rc != ST_ENOTFOUND) goto store;
+  if (!json_object_get(u, "active")) json_object_set_new(u, "active", json_true());
+  json_object_set_new(u, "id", json_string(rq->new_id));
+  scim__set_meta(u, "User", rq->now, rq->now, 1);
+  st_dir_key k;
+  st_dir_key_res(&k, rq->tenant, 'U', rq->new_id);
+  if ((rc = st_put(txn, ST_DB_SCIM_RES, k.b, k.n, "", 0, ST_NOOVERWRITE)) != 0) goto store;
+  if ((rc = scim__put_json(txn, ST_DB_SCIM_RES, &k, u)) || (rc = index_user(txn, rq->tenant, u, true)) ||
+      (rc = scim__count_add(txn, rq->tenant, 'U', 1)))
+    goto store;
+  if ((rc = scim__emit(txn, SCIM_EV_USER_CREATED, rq, rq->new_id, scim__jstr(u, "userName"), NULL, NULL, NULL, rs)))
+    goto out;
+  scim__reply_resource(rs, 201, scim__render_user(txn, rq, rq->tenant, u, NULL), rq, "Users");
+  json_decref(u);
+  return 0;
+store:
+  rc = scim__fail_store(rs, rc);
+out:
+  json_decref(u);
+  return rc;
+}
+
+/* Writes `nu` over `old` (same id), fixing indexes and emitting events. */
+static int user_commit(st_txn *txn, const scim_req *rq, json_t *old, json_t *nu, scim_resp *rs) {
+  const char *id = scim__jstr(old, "id");
+  char owner[SCIM_ID_LEN + 1];
+  int rc;
+  if (strcasecmp(scim__jstr(old, "userName"), scim__jstr(nu, "userName")) != 0) {
+    rc = st_dir_user_by_name(txn, rq->tenant, scim__jstr(nu, "userName"), owner);
+    if (rc == 0 && strcmp(owner, id) != 0) {
+      scim_error(rs, 409, "uniqueness", "userName \"%.200s\" is already taken", scim__jstr(nu, "userName"));
+      return SCIM_EABORT;
+    }
+  }
+  json_object_set_new(nu, "id", json_string(id));
+  /* compare without meta to decide whether anything changed */
+  json_t *a = json_deep_copy(old);
+  json_object_del(a, "meta");
+  bool changed = !json_equal(a, nu);
+  json_decref(a);
+  bool was = st_dir_user_record_active(old), now = st_dir_user_record_active(nu);
+  if (changed) {
+    const char *created = json_string_value(json_object_get(json_object_get(old, "meta"), "created"));
+    scim__set_meta(nu, "User", created ? created : rq->now, rq->now, scim__version_of(old) + 1);
+    st_dir_key k;
+    st_dir_key_res(&k, rq->tenant, 'U', id);
+    if ((rc = index_user(txn, rq->tenant, old, false)) || (rc = scim__put_json(txn, ST_DB_SCIM_RES, &k, nu)) ||
+        (rc = index_user(txn, rq->tenant, nu, true)))
+      return scim__fail_store(rs, rc);
+    if ((rc = scim__emit(txn, SCIM_EV_USER_CHANGED, rq, id, scim__jstr(nu, "userName"), NULL, NULL, NULL, rs))) return rc;
+    if (was && !now &&
+        (rc = scim__emit(txn, SCIM_EV_USER_DEACTIVATED, rq, id, scim__jstr(nu, "userName"), NULL, NULL, NULL, rs)))
+      return rc;
+    if (!was && now &&
+        (rc = scim__emit(txn, SCIM_EV_USER_REACTIVATED, rq, id, scim__jstr(nu, "userName"), NULL, NULL, NULL, rs)))
+      return rc;
+  } else {
+    json_object_set(nu, "meta", json_object_get(old, "meta"));
+  }
+  scim__reply_resource(rs, 200, scim__render_user(txn, rq, rq->tenant, nu, NULL), rq, "Users");
+  return 0;
+}
+
+int scim__user_replace(st_txn *txn, const scim_req *rq, const char *id, scim_resp *rs) {
+  json_t *old;
+  int rc = scim__res_get(txn, rq->tenant, 'U', id, &old);
+  if (rc == ST_ENOTFOUND) {
+    scim_error(rs, 404, NULL, "no user with id %.64s", id);
+    return SCIM_EABORT;
+  }
+  if (rc) return scim__fail_store(rs, rc);
+  if ((rc = scim__if_match_ok(txn, rq, old, rs))) goto out;
+  json_t *nu = scim__normalize(rq->body, false, rs);
+  if (!nu) {
+    rc = SCIM_EABORT;
+    goto out;
+  }
+  /* a PUT that omits active leaves it unchanged */
+  if (!json_object_get(nu, "active")) json_object_set(nu, "active", json_object_get(old, "active") ?: json_true());
+  rc = user_commit(txn, rq, old, nu, rs);
+  json_decref(nu);
+out:
+  json_decref(old);
+  return rc;
+}
+
+int scim__user_patch(st_txn *txn, const scim_req *rq, const char *id, scim_resp *rs) {
+  json_t *old;
+  int rc = scim__res_get(txn, rq->tenant, 'U', id, &old);
+  if (rc == ST_ENOTFOUND) {
+    scim_error(rs, 404, NULL, "no user with id %.64s", id);
+    return SCIM_EABORT;
+  }
+  if (rc) return scim__fail_store(rs, rc);
+  if ((rc = scim__if_match_ok(txn, rq, old, rs))) goto out;
+  json_t *work = json_deep_copy(old);
+  json_object_del(work, "meta");
+  if (scim__patch_apply(work, rq->body, false, NULL, scim__validate_types, NULL, rs) != 0) {
+    json_decref(work);
+    rc = SCIM_EABORT;
+    goto out;
+  }
+  json_t *nu = scim__normalize(work, false, rs);
+  json_decref(work);
+  if (!nu) {
+    rc = SCIM_EABORT;
+    goto out;
+  }
+  rc = user_commit(txn, rq, old, nu, rs);
+  json_decref(nu);
+out:
+  json_decref(old);
+  return rc;
+}
+
+int scim__user_delete(st_txn *txn, const scim_req *rq, const char *id, scim_resp *rs) {
+  json_t *old;
+  int rc = scim__res_get(txn, rq->tenant, 'U', id, &old);
+  if (rc == ST_ENOTFOUND) {
+    scim_error(rs, 404, NULL, "no user with id %.64s", id);
+    return SCIM_EABORT;
+  }
+  if (rc) return scim__fail_store(rs, rc);
+  if ((rc = scim__if_match_ok(txn, rq, old, rs))) goto out;
+  /* memberships: both directions, one event per group */
+  st_dir_key p;
+  st_dir_key_user_group(&p, rq->tenant, id, NULL);
+  json_t *gids = json_array();
+  if ((rc = st_dir_ids_under(txn, ST_DB_SCIM_MEM, &p, gids, 0))) goto store;
+  json_t *removed = json_pack("[s]", id);
+  size_t i;
+  json_t *g;
+  json_array_foreach(gids, i, g) {
+    st_dir_key k;
+    st_dir_key_user_group(&k, rq->tenant, id, json_string_value(g));
+    if ((rc = st_del(txn, ST_DB_SCIM_MEM, k.b, k.n)) && rc != ST_ENOTFOUND) break;
+    st_dir_key_member(&k, rq->tenant, json_string_value(g), id);
+    if ((rc = st_del(txn, ST_DB_SCIM_MEM, k.b, k.n)) && rc != ST_ENOTFOUND) break;
+    rc = 0;
+    if ((rc = scim__emit(txn, SCIM_EV_MEMBERSHIP_CHANGED, rq, json_string_value(g), NULL, NULL, NULL, removed, rs)))
+      break;
+  }
+  json_decref(removed);
+  json_decref(gids);
+  if (rc == SCIM_EABORT) goto out;
+  if (rc) goto store;
+  st_dir_key k;
+  st_dir_key_groups_rev(&k, rq->tenant, id);
+  if ((rc = st_del(txn, ST_DB_SCIM_IDX, k.b, k.n)) && rc != ST_ENOTFOUND) goto store;
+  st_dir_key_res(&k, rq->tenant, 'U', id);
+  if ((rc = index_user(txn, rq->tenant, old, false)) || (rc = st_del(txn, ST_DB_SCIM_RES, k.b, k.n)) ||
+      (rc = scim__count_add(txn, rq->tenant, 'U', -1)))
+    goto store;
+  if (st_dir_user_record_active(old) &&
+      (rc = scim__emit(txn, SCIM_EV_USER_DEACTIVATED, rq, id, scim__jstr(old, "userName"), NULL, NULL, NULL, rs)))
+    goto out;
+  if ((rc = scim__emit(txn, SCIM_EV_USER_DELETED, rq, id, scim__jstr(old, "userName"), NULL, NULL, NULL, rs))) goto out;
+  rs->status = 204;
+  json_decref(old);
+  return 0;
+store:
+  rc = scim__fail_store(rs, rc);
+out:
+  json_decref(old);
+  return rc;
+}
+
