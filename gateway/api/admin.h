@@ -10,7 +10,10 @@
  *   TENANTS  "t" id                      → tenant JSON {id,name,created,state}
  *   TOKENS   "h" sha256(token)           → token JSON {id,kind,tenant,name,created,…}
  *            "i" tenant \0 kind \0 tokid → sha256(token)   (listing, revoking)
- * Token kinds: "scim" (mgs_), "admin" (mga_, tenant-scoped). */
+ * Token kinds: "scim" (mgs_), "admin" (mga_, tenant-scoped).
+ *
+ * The implementation is split by resource (admin.c dispatches; see
+ * admin_int.h for which file owns what). */
 #ifndef MCPGATE_GATEWAY_ADMIN_H
 #define MCPGATE_GATEWAY_ADMIN_H
 #include <jansson.h>

@@ -1,0 +1,290 @@
+/* gateway/api/admin_tenants.c — /admin/v1/tenants[/{id}]: tenant ids, the
+ * tenant record ("t" + id in ST_DB_TENANTS) and its writer jobs (create with
+ * the first SCIM token and the incarnation uid, rename, delete, bounded
+ * purge step), and the list/create/get/patch/delete handlers. */
+#include "gateway/api/admin_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "auth/auth.h"
+#include "gateway/mcp/mcp_proxy.h"
+#include "gateway/mcp/mcp_session.h"
+#include "policy/policy.h"
+#include "scim/scim.h"
+#include "store/seal.h"
+#include "vault/vault.h"
+
+int gw_tenant_id_valid(const char *id) {
+  size_t n = strlen(id);
+  if (n < 1 || n > 63) return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= '0' && id[i] <= '9') || id[i] == '-')) return 0;
+  return 1;
+}
+
+size_t admin__tenant_key(const char *id, char *k) {
+  size_t n = strlen(id);
+  k[0] = 't';
+  memcpy(k + 1, id, n);
+  return n + 1;
+}
+
+int gw_tenant_get(st_txn *txn, const char *id, json_t **rec) {
+  char k[80];
+  st_val v;
+  *rec = NULL;
+  if (!gw_tenant_id_valid(id)) return ST_ENOTFOUND;
+  int rc = st_get(txn, ST_DB_TENANTS, k, admin__tenant_key(id, k), &v);
+  if (rc) return rc;
+  json_t *j = admin__load_json(&v);
+  if (!j) return ST_ECORRUPT;
+  if (strcmp(json_string_value(json_object_get(j, "state")) ?: "", "active") != 0) {
+    json_decref(j);
+    return ST_ENOTFOUND;
+  }
+  *rec = j;
+  return 0;
+}
+
+static int job_tenant_create(st_txn *txn, void *arg) {
+  admin_job *j = arg;
+  char k[80];
+  st_val v;
+  size_t kl = admin__tenant_key(j->tenant, k);
+  int rc = st_get(txn, ST_DB_TENANTS, k, kl, &v);
+  if (rc == 0) {
+    json_t *old = admin__load_json(&v);
+    const char *state = old ? json_string_value(json_object_get(old, "state")) : NULL;
+    rc = state && strcmp(state, "deleting") == 0 ? E_DELETING : E_EXISTS;
+    json_decref(old);
+    return rc;
+  }
+  if (rc != ST_ENOTFOUND) return rc;
+  json_t *rec = json_pack("{s:s,s:s,s:s,s:s}", "id", j->tenant, "name", j->name, "created",
+                          j->created, "state", "active");
+  if (!rec) return ST_ENOMEM;
+  rc = admin__put_json(txn, ST_DB_TENANTS, k, kl, rec);
+  json_decref(rec);
+  if (rc) return rc;
+  if ((rc = st_tenant_uid_put(txn, j->tenant, j->uid)) != 0) return rc;
+  return admin__write_token(txn, j, "initial");
+}
+
+static int job_tenant_rename(st_txn *txn, void *arg) {
+  admin_job *j = arg;
+  json_t *rec;
+  int rc = gw_tenant_get(txn, j->tenant, &rec);
+  if (rc) return rc;
+  json_object_set_new(rec, "name", json_string(j->name));
+  char k[80];
+  rc = admin__put_json(txn, ST_DB_TENANTS, k, admin__tenant_key(j->tenant, k), rec);
+  json_decref(rec);
+  return rc;
+}
+
+/* Deletes every token of a tenant (both kinds), at most `limit` (0: all).
+ * Returns the number deleted or a negative error. */
+static int job_tenant_delete(st_txn *txn, void *arg) {
+  admin_job *j = arg;
+  json_t *rec;
+  int rc = gw_tenant_get(txn, j->tenant, &rec);
+  if (rc) return rc;
+  json_object_set_new(rec, "state", json_string("deleting"));
+  char k[80];
+  rc = admin__put_json(txn, ST_DB_TENANTS, k, admin__tenant_key(j->tenant, k), rec);
+  json_decref(rec);
+  if (rc) return rc;
+  rc = admin__delete_tokens(txn, j->tenant, 0);
+  if (rc < 0) return rc;
+  /* live streams and in-flight calls of the tenant end before the 202 */
+  return gw_proxy_revoke_tenant_after_commit(txn, j->lp->srv, j->tenant);
+}
+
+/* One bounded purge step: tokens, then secrets, then the record itself. */
+int admin__job_tenant_purge(st_txn *txn, void *arg) {
+  admin_job *j = arg;
+  j->more = 0;
+  int n = admin__delete_tokens(txn, j->tenant, PURGE_BATCH);
+  if (n < 0) return n;
+  uint8_t pk[128];
+  int pl = st_secret_tenant_prefix(j->tenant, pk, sizeof pk);
+  if (pl < 0) return pl;
+  int rc;
+  while (n < PURGE_BATCH) {
+    st_cursor *c;
+    if ((rc = st_cursor_open(txn, ST_DB_SECRETS, &c)) != 0) return rc;
+    st_cursor_seek(c, pk, (size_t)pl, NULL, 0);
+    st_val k;
+    rc = st_cursor_next(c, &k, NULL);
+    char kb[600];
+    size_t kl = k.len < sizeof kb ? k.len : sizeof kb;
+    if (rc == 0) memcpy(kb, k.data, kl);
+    st_cursor_close(c);
+    if (rc == ST_ENOTFOUND) break;
+    if (rc) return rc;
+    if ((rc = st_del(txn, ST_DB_SECRETS, kb, kl)) != 0) return rc;
+    n++;
+  }
+  int (*const purgers[])(st_txn *, const char *, int) = {scim_purge_tenant, vault_purge_tenant,
+                                                        auth_purge_tenant, gw_sessions_purge_tenant,
+                                                        pol_purge_tenant};
+  for (size_t i = 0; i < sizeof purgers / sizeof purgers[0] && n < PURGE_BATCH; i++) {
+    int m = purgers[i](txn, j->tenant, PURGE_BATCH - n);
+    if (m < 0) return m;
+    n += m;
+  }
+  if (n >= PURGE_BATCH) {
+    j->more = 1;
+    return 0;
+  }
+  char k[80];
+  rc = st_del(txn, ST_DB_TENANTS, k, admin__tenant_key(j->tenant, k));
+  if (rc && rc != ST_ENOTFOUND) return rc;
+  return st_tenant_uid_del(txn, j->tenant);
+}
+
+static json_t *tenant_view(gw_server *srv, json_t *rec) {
+  const char *id = json_string_value(json_object_get(rec, "id"));
+  char *base = admin__scim_base_url(srv, id ? id : "");
+  json_t *o = json_pack("{s:O,s:O,s:O,s:{s:s}}", "id", json_object_get(rec, "id"), "name",
+                        json_object_get(rec, "name"), "created", json_object_get(rec, "created"),
+                        "scim", "base_url", base ? base : "");
+  free(base);
+  return o;
+}
+
+void admin__tenants_list(gw_req *req, const admin_caller *who) {
+  gw_server *srv = req->lp->srv;
+  st_txn *txn;
+  if (st_read_begin(srv->store, &txn) != 0) {
+    gw_respond_error(req, 503, "store_unavailable", "the store cannot be read right now");
+    return;
+  }
+  json_t *arr = json_array();
+  st_cursor *c;
+  if (st_cursor_open(txn, ST_DB_TENANTS, &c) == 0) {
+    st_cursor_seek(c, "t", 1, NULL, 0);
+    st_val k, v;
+    while (st_cursor_next(c, &k, &v) == 0) {
+      json_t *r = admin__load_json(&v);
+      if (!r) continue;
+      const char *st = json_string_value(json_object_get(r, "state"));
+      const char *id = json_string_value(json_object_get(r, "id"));
+      if (st && strcmp(st, "active") == 0 && id && (who->op || strcmp(id, who->tenant) == 0))
+        json_array_append_new(arr, tenant_view(srv, r));
+      json_decref(r);
+    }
+    st_cursor_close(c);
+  }
+  st_txn_end(txn);
+  gw_respond_json(req, 200, json_pack("{s:o}", "tenants", arr));
+}
+
+void admin__tenants_create(gw_req *req, const admin_caller *who) {
+  if (admin__need_operator(req, who)) return;
+  json_t *b = admin__parse_body(req);
+  if (!b) return;
+  static const char *const allowed[] = {"id", "name", NULL};
+  const char *id, *name;
+  if (admin__only_keys(req, b, allowed) || admin__opt_string(req, b, "id", 63, &id) ||
+      admin__opt_string(req, b, "name", NAME_MAX_LEN, &name))
+    goto out;
+  if (!id) {
+    gw_respond_error(req, 400, "invalid_request", "\"id\" is required ([a-z0-9-]{1,63})");
+    goto out;
+  }
+  if (!gw_tenant_id_valid(id)) {
+    gw_respond_error(req, 400, "invalid_request",
+                     "invalid tenant id \"%.64s\": use 1 to 63 of a-z, 0-9 and -", id);
+    goto out;
+  }
+  admin_job *j = calloc(1, sizeof *j);
+  if (!j) goto oom;
+  j->op = 0;
+  snprintf(j->tenant, sizeof j->tenant, "%s", id);
+  snprintf(j->name, sizeof j->name, "%s", name ? name : id);
+  snprintf(j->kind, sizeof j->kind, "scim");
+  admin__now_rfc3339(j->created);
+  if (st_token_new("mgs_", j->token, sizeof j->token) != 0 || st_token_id_new(j->tokid) != 0 ||
+      st_token_id_new(j->uid) != 0 || st_token_hash(j->token, strlen(j->token), j->hash) != 0) {
+    admin__job_free(j);
+    goto oom;
+  }
+  snprintf(req->tenant, sizeof req->tenant, "%s", id);
+  admin__submit(req, j, job_tenant_create);
+  json_decref(b);
+  return;
+oom:
+  gw_respond_error(req, 500, "internal", "could not prepare the tenant");
+out:
+  json_decref(b);
+}
+
+void admin__tenant_one(gw_req *req, const admin_caller *who, const char *id) {
+  gw_server *srv = req->lp->srv;
+  if (admin__reach(req, who, id)) return;
+  snprintf(req->tenant, sizeof req->tenant, "%s", id);
+  if (!strcmp(req->method, "GET") || !strcmp(req->method, "HEAD")) {
+    st_txn *txn;
+    if (st_read_begin(srv->store, &txn) != 0) {
+      gw_respond_error(req, 503, "store_unavailable", "the store cannot be read right now");
+      return;
+    }
+    json_t *rec;
+    int rc = gw_tenant_get(txn, id, &rec);
+    st_txn_end(txn);
+    if (rc) {
+      gw_respond_error(req, 404, "not_found", "no such tenant");
+      return;
+    }
+    gw_respond_json(req, 200, tenant_view(srv, rec));
+    json_decref(rec);
+    return;
+  }
+  if (!strcmp(req->method, "PATCH")) {
+    json_t *b = admin__parse_body(req);
+    if (!b) return;
+    static const char *const allowed[] = {"name", NULL};
+    const char *name;
+    if (admin__only_keys(req, b, allowed) || admin__opt_string(req, b, "name", NAME_MAX_LEN, &name)) {
+      json_decref(b);
+      return;
+    }
+    if (!name) {
+      json_decref(b);
+      gw_respond_error(req, 400, "invalid_request", "nothing to change: send {\"name\": \"…\"}");
+      return;
+    }
+    admin_job *j = calloc(1, sizeof *j);
+    if (!j) {
+      json_decref(b);
+      gw_respond_error(req, 500, "internal", "out of memory");
+      return;
+    }
+    j->op = 2;
+    snprintf(j->tenant, sizeof j->tenant, "%s", id);
+    snprintf(j->name, sizeof j->name, "%s", name);
+    json_decref(b);
+    admin__submit(req, j, job_tenant_rename);
+    return;
+  }
+  if (!strcmp(req->method, "DELETE")) {
+    if (admin__need_operator(req, who)) return;
+    admin_job *j = calloc(1, sizeof *j);
+    if (!j) {
+      gw_respond_error(req, 500, "internal", "out of memory");
+      return;
+    }
+    j->op = 3;
+    snprintf(j->tenant, sizeof j->tenant, "%s", id);
+    admin__submit(req, j, job_tenant_delete);
+    return;
+  }
+  gw_resp_header(req, "Allow", "GET, PATCH, DELETE");
+  gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
+}
+
