@@ -172,7 +172,7 @@ int admin__read_tenant(gw_req *req, const char *tenant, st_txn **txn) {
     return -1;
   }
   json_t *t;
-  if (gw_tenant_get(*txn, tenant, &t) != 0) {
+  if (st_tenant_get(*txn, tenant, &t) != 0) {
     st_txn_end(*txn);
     gw_respond_error(req, 404, "not_found", "no such tenant");
     return -1;
@@ -237,7 +237,7 @@ void gw_admin_dispatch(gw_req *req) {
       }
       return;
     }
-    if (!gw_tenant_id_valid(seg[1])) {
+    if (!st_tenant_id_valid(seg[1])) {
       if (who.op) gw_respond_error(req, 404, "not_found", "no such tenant");
       else gw_respond_error(req, 403, "forbidden", "this admin token is scoped to another tenant");
       return;

@@ -6,8 +6,8 @@
  * transactions; every write is one writer job whose reply waits for the
  * commit. Errors are JSON {"error": code, "message": text}.
  *
- * Store layout (ST_DB_TENANTS, ST_DB_TOKENS):
- *   TENANTS  "t" id                      → tenant JSON {id,name,created,state}
+ * Tenant records are store/tenant.h's (st_tenant_*). Store layout of the
+ * tokens this API mints (ST_DB_TOKENS):
  *   TOKENS   "h" sha256(token)           → token JSON {id,kind,tenant,name,created,…}
  *            "i" tenant \0 kind \0 tokid → sha256(token)   (listing, revoking)
  * Token kinds: "scim" (mgs_), "admin" (mga_, tenant-scoped).
@@ -45,9 +45,5 @@ int gw_token_lookup(st_txn *txn, const char *token, const char *kind, const char
                     json_t **rec);
 /* Records a token's last use (at most once a minute; fire and forget). */
 void gw_token_touch(gw_loop *lp, const char *token, json_t *rec);
-/* Loads the tenant record; ST_ENOTFOUND when absent or deleted. */
-int gw_tenant_get(st_txn *txn, const char *id, json_t **rec);
-/* [a-z0-9-]{1,63} */
-int gw_tenant_id_valid(const char *id);
 
 #endif

@@ -58,7 +58,7 @@ static int job_connector(st_txn *txn, void *arg) {
   conn_job *j = arg;
   json_t *t;
   j->moved = false;
-  int rc = gw_tenant_get(txn, j->tenant, &t);
+  int rc = st_tenant_get(txn, j->tenant, &t);
   if (rc) return rc;
   json_decref(t);
   if (j->del) {

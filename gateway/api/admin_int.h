@@ -21,6 +21,7 @@
 #include "gateway/api/admin.h"
 #include "gateway/core/server.h"
 #include "store/store.h"
+#include "store/tenant.h"
 #include "store/token.h"
 
 #define PURGE_BATCH 500
@@ -92,8 +93,6 @@ void admin__submit(gw_req *req, admin_job *j, st_job_fn fn);
 void admin__start_purge(gw_loop *lp, const char *tenant);
 
 /* ---- record writes shared across resources ---- */
-/* admin_tenants.c: "t" + id; returns the key length (k holds 80 bytes). */
-size_t admin__tenant_key(const char *id, char *k);
 /* admin_tenants.c: one bounded purge step (a writer job on an admin_job). */
 int admin__job_tenant_purge(st_txn *txn, void *arg);
 /* admin_tokens.c: writes the record and index of j's SCIM/admin token. */

@@ -19,6 +19,7 @@
 #include <openssl/crypto.h>
 
 #include "gateway/base/log.h"
+#include "store/tenant.h"
 
 /* ---------- responses from jobs ---------- */
 
@@ -131,30 +132,26 @@ void admin__start_purge(gw_loop *lp, const char *tenant) {
   if (st_submit(lp->srv->store, lp->port, admin__job_tenant_purge, purge_done, j) != 0) admin__job_free(j);
 }
 
+typedef struct deleting_ids {
+  char ids[64][64];
+  int n;
+} deleting_ids;
+
+static int note_deleting(void *ctx, const char *id, const char *state, json_t *rec) {
+  deleting_ids *d = ctx;
+  (void)rec;
+  if (strcmp(state, "deleting") == 0) snprintf(d->ids[d->n++], sizeof d->ids[0], "%s", id);
+  return d->n >= 64;
+}
+
 int gw_admin_loop_start(gw_loop *lp) {
   /* Resume purges of tenants a previous run left half-deleted. */
   st_txn *txn;
   if (st_read_begin(lp->srv->store, &txn) != 0) return -1;
-  st_cursor *c;
-  char ids[64][64];
-  int n = 0;
-  if (st_cursor_open(txn, ST_DB_TENANTS, &c) == 0) {
-    st_cursor_seek(c, "t", 1, NULL, 0);
-    st_val k, v;
-    while (n < 64 && st_cursor_next(c, &k, &v) == 0) {
-      json_t *r = admin__load_json(&v);
-      const char *st = r ? json_string_value(json_object_get(r, "state")) : NULL;
-      if (st && strcmp(st, "deleting") == 0 && k.len - 1 < sizeof ids[0]) {
-        memcpy(ids[n], (const char *)k.data + 1, k.len - 1);
-        ids[n][k.len - 1] = 0;
-        n++;
-      }
-      json_decref(r);
-    }
-    st_cursor_close(c);
-  }
+  deleting_ids d = {.n = 0};
+  st_tenant_foreach(txn, note_deleting, &d);
   st_txn_end(txn);
-  for (int i = 0; i < n; i++) admin__start_purge(lp, ids[i]);
+  for (int i = 0; i < d.n; i++) admin__start_purge(lp, d.ids[i]);
   return 0;
 }
 

@@ -35,7 +35,7 @@ static int job_policy(st_txn *txn, void *arg) {
   j->warnings = NULL;
   j->err[0] = 0;
   json_t *t;
-  int rc = gw_tenant_get(txn, j->tenant, &t);
+  int rc = st_tenant_get(txn, j->tenant, &t);
   if (rc) return rc;
   json_decref(t);
   rc = pol_put(txn, j->tenant, j->doc, j->now, &j->version, &j->warnings, j->err, sizeof j->err);

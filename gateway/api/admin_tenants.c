@@ -16,87 +16,29 @@
 #include "policy/policy.h"
 #include "scim/scim.h"
 #include "store/seal.h"
+#include "store/tenant.h"
 #include "vault/vault.h"
-
-int gw_tenant_id_valid(const char *id) {
-  size_t n = strlen(id);
-  if (n < 1 || n > 63) return 0;
-  for (size_t i = 0; i < n; i++)
-    if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= '0' && id[i] <= '9') || id[i] == '-')) return 0;
-  return 1;
-}
-
-size_t admin__tenant_key(const char *id, char *k) {
-  size_t n = strlen(id);
-  k[0] = 't';
-  memcpy(k + 1, id, n);
-  return n + 1;
-}
-
-int gw_tenant_get(st_txn *txn, const char *id, json_t **rec) {
-  char k[80];
-  st_val v;
-  *rec = NULL;
-  if (!gw_tenant_id_valid(id)) return ST_ENOTFOUND;
-  int rc = st_get(txn, ST_DB_TENANTS, k, admin__tenant_key(id, k), &v);
-  if (rc) return rc;
-  json_t *j = admin__load_json(&v);
-  if (!j) return ST_ECORRUPT;
-  if (strcmp(json_string_value(json_object_get(j, "state")) ?: "", "active") != 0) {
-    json_decref(j);
-    return ST_ENOTFOUND;
-  }
-  *rec = j;
-  return 0;
-}
 
 static int job_tenant_create(st_txn *txn, void *arg) {
   admin_job *j = arg;
-  char k[80];
-  st_val v;
-  size_t kl = admin__tenant_key(j->tenant, k);
-  int rc = st_get(txn, ST_DB_TENANTS, k, kl, &v);
-  if (rc == 0) {
-    json_t *old = admin__load_json(&v);
-    const char *state = old ? json_string_value(json_object_get(old, "state")) : NULL;
-    rc = state && strcmp(state, "deleting") == 0 ? E_DELETING : E_EXISTS;
-    json_decref(old);
-    return rc;
-  }
-  if (rc != ST_ENOTFOUND) return rc;
-  json_t *rec = json_pack("{s:s,s:s,s:s,s:s}", "id", j->tenant, "name", j->name, "created",
-                          j->created, "state", "active");
-  if (!rec) return ST_ENOMEM;
-  rc = admin__put_json(txn, ST_DB_TENANTS, k, kl, rec);
-  json_decref(rec);
+  char state[16];
+  int rc = st_tenant_create(txn, j->tenant, j->name, j->created, j->uid);
+  if (rc == ST_EEXIST)
+    return st_tenant_state(txn, j->tenant, state) == 0 && strcmp(state, "deleting") == 0 ? E_DELETING : E_EXISTS;
   if (rc) return rc;
-  if ((rc = st_tenant_uid_put(txn, j->tenant, j->uid)) != 0) return rc;
   return admin__write_token(txn, j, "initial");
 }
 
 static int job_tenant_rename(st_txn *txn, void *arg) {
   admin_job *j = arg;
-  json_t *rec;
-  int rc = gw_tenant_get(txn, j->tenant, &rec);
-  if (rc) return rc;
-  json_object_set_new(rec, "name", json_string(j->name));
-  char k[80];
-  rc = admin__put_json(txn, ST_DB_TENANTS, k, admin__tenant_key(j->tenant, k), rec);
-  json_decref(rec);
-  return rc;
+  return st_tenant_rename(txn, j->tenant, j->name);
 }
 
-/* Deletes every token of a tenant (both kinds), at most `limit` (0: all).
- * Returns the number deleted or a negative error. */
+/* Marks the tenant deleting and deletes its tokens in the same
+ * transaction: nothing of it authenticates after the 202. */
 static int job_tenant_delete(st_txn *txn, void *arg) {
   admin_job *j = arg;
-  json_t *rec;
-  int rc = gw_tenant_get(txn, j->tenant, &rec);
-  if (rc) return rc;
-  json_object_set_new(rec, "state", json_string("deleting"));
-  char k[80];
-  rc = admin__put_json(txn, ST_DB_TENANTS, k, admin__tenant_key(j->tenant, k), rec);
-  json_decref(rec);
+  int rc = st_tenant_mark_deleting(txn, j->tenant);
   if (rc) return rc;
   rc = admin__delete_tokens(txn, j->tenant, 0);
   if (rc < 0) return rc;
@@ -141,10 +83,7 @@ int admin__job_tenant_purge(st_txn *txn, void *arg) {
     j->more = 1;
     return 0;
   }
-  char k[80];
-  rc = st_del(txn, ST_DB_TENANTS, k, admin__tenant_key(j->tenant, k));
-  if (rc && rc != ST_ENOTFOUND) return rc;
-  return st_tenant_uid_del(txn, j->tenant);
+  return st_tenant_remove(txn, j->tenant);
 }
 
 static json_t *tenant_view(gw_server *srv, json_t *rec) {
@@ -157,6 +96,21 @@ static json_t *tenant_view(gw_server *srv, json_t *rec) {
   return o;
 }
 
+typedef struct list_ctx {
+  gw_server *srv;
+  const admin_caller *who;
+  json_t *arr;
+} list_ctx;
+
+static int list_one(void *ctx, const char *key_id, const char *state, json_t *r) {
+  list_ctx *l = ctx;
+  const char *id = json_string_value(json_object_get(r, "id"));
+  (void)key_id;
+  if (strcmp(state, "active") == 0 && id && (l->who->op || strcmp(id, l->who->tenant) == 0))
+    json_array_append_new(l->arr, tenant_view(l->srv, r));
+  return 0;
+}
+
 void admin__tenants_list(gw_req *req, const admin_caller *who) {
   gw_server *srv = req->lp->srv;
   st_txn *txn;
@@ -164,24 +118,10 @@ void admin__tenants_list(gw_req *req, const admin_caller *who) {
     gw_respond_error(req, 503, "store_unavailable", "the store cannot be read right now");
     return;
   }
-  json_t *arr = json_array();
-  st_cursor *c;
-  if (st_cursor_open(txn, ST_DB_TENANTS, &c) == 0) {
-    st_cursor_seek(c, "t", 1, NULL, 0);
-    st_val k, v;
-    while (st_cursor_next(c, &k, &v) == 0) {
-      json_t *r = admin__load_json(&v);
-      if (!r) continue;
-      const char *st = json_string_value(json_object_get(r, "state"));
-      const char *id = json_string_value(json_object_get(r, "id"));
-      if (st && strcmp(st, "active") == 0 && id && (who->op || strcmp(id, who->tenant) == 0))
-        json_array_append_new(arr, tenant_view(srv, r));
-      json_decref(r);
-    }
-    st_cursor_close(c);
-  }
+  list_ctx l = {srv, who, json_array()};
+  st_tenant_foreach(txn, list_one, &l);
   st_txn_end(txn);
-  gw_respond_json(req, 200, json_pack("{s:o}", "tenants", arr));
+  gw_respond_json(req, 200, json_pack("{s:o}", "tenants", l.arr));
 }
 
 void admin__tenants_create(gw_req *req, const admin_caller *who) {
@@ -197,7 +137,7 @@ void admin__tenants_create(gw_req *req, const admin_caller *who) {
     gw_respond_error(req, 400, "invalid_request", "\"id\" is required ([a-z0-9-]{1,63})");
     goto out;
   }
-  if (!gw_tenant_id_valid(id)) {
+  if (!st_tenant_id_valid(id)) {
     gw_respond_error(req, 400, "invalid_request",
                      "invalid tenant id \"%.64s\": use 1 to 63 of a-z, 0-9 and -", id);
     goto out;
@@ -235,7 +175,7 @@ void admin__tenant_one(gw_req *req, const admin_caller *who, const char *id) {
       return;
     }
     json_t *rec;
-    int rc = gw_tenant_get(txn, id, &rec);
+    int rc = st_tenant_get(txn, id, &rec);
     st_txn_end(txn);
     if (rc) {
       gw_respond_error(req, 404, "not_found", "no such tenant");

@@ -54,7 +54,7 @@ int gw_token_lookup(st_txn *txn, const char *token, const char *kind, const char
   const char *jt = json_string_value(json_object_get(j, "tenant"));
   json_t *tr = NULL;
   if (!jk || !jt || strcmp(jk, kind) != 0 || (tenant && strcmp(jt, tenant) != 0) ||
-      gw_tenant_get(txn, jt, &tr) != 0) {
+      st_tenant_get(txn, jt, &tr) != 0) {
     json_decref(j);
     return ST_ENOTFOUND;
   }
@@ -107,7 +107,7 @@ int admin__delete_tokens(st_txn *txn, const char *tenant, int limit) {
 static int job_token_create(st_txn *txn, void *arg) {
   admin_job *j = arg;
   json_t *rec;
-  int rc = gw_tenant_get(txn, j->tenant, &rec);
+  int rc = st_tenant_get(txn, j->tenant, &rec);
   if (rc) return rc;
   json_decref(rec);
   return admin__write_token(txn, j, j->name[0] ? j->name : j->kind);
@@ -275,7 +275,7 @@ typedef struct etok_job {
 static int job_etoken(st_txn *txn, void *arg) {
   etok_job *j = arg;
   json_t *t;
-  int rc = gw_tenant_get(txn, j->t.tenant, &t);
+  int rc = st_tenant_get(txn, j->t.tenant, &t);
   if (rc) return rc == ST_ENOTFOUND ? -ENOENT : rc;
   json_decref(t);
   if (j->revoke) {
@@ -405,7 +405,7 @@ static int check_admin(st_txn *txn, st_check_report_fn report, void *rctx, void 
       const char *id = r ? json_string_value(json_object_get(r, "id")) : NULL;
       const char *kind = r ? json_string_value(json_object_get(r, "kind")) : NULL;
       const char *ten = r ? json_string_value(json_object_get(r, "tenant")) : NULL;
-      if (!id || !kind || !ten || !gw_tenant_id_valid(ten)) {
+      if (!id || !kind || !ten || !st_tenant_id_valid(ten)) {
         if (report) report(rctx, "tokens", "token record is not valid JSON or lacks id/kind/tenant");
         problems++;
       } else {
@@ -417,8 +417,8 @@ static int check_admin(st_txn *txn, st_check_report_fn report, void *rctx, void 
           if (report) report(rctx, "tokens", msg);
           problems++;
         }
-        char tk[80];
-        if (st_get(txn, ST_DB_TENANTS, tk, admin__tenant_key(ten, tk), &iv) != 0) {
+        char state[16];
+        if (st_tenant_state(txn, ten, state) != 0) {
           snprintf(msg, sizeof msg, "token %s belongs to unknown tenant %s", id, ten);
           if (report) report(rctx, "tokens", msg);
           problems++;

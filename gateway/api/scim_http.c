@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "gateway/api/admin.h"
+#include "store/tenant.h"
 #include "gateway/base/log.h"
 #include "gateway/mcp/mcp_proxy.h"
 #include "gateway/core/server.h"
@@ -285,7 +286,7 @@ int gw_scim_preauth(gw_req *req) {
   }
   memcpy(tenant, p, tl);
   tenant[tl] = 0;
-  if (!gw_tenant_id_valid(tenant)) {
+  if (!st_tenant_id_valid(tenant)) {
     scim_fail(req, 404, NULL, "no such tenant");
     return -1;
   }
@@ -307,7 +308,7 @@ void gw_scim_dispatch(gw_req *req) {
   memcpy(tenant, p, tl);
   tenant[tl] = 0;
   const char *rest = p + tl + strlen("/scim/v2");
-  if (!gw_tenant_id_valid(tenant)) {
+  if (!st_tenant_id_valid(tenant)) {
     scim_fail(req, 404, NULL, "no such tenant");
     return;
   }
