@@ -2,10 +2,8 @@
  * minted by an admin for a SCIM-provisioned user and pasted into Claude
  * Code as `--header "Authorization: Bearer mgw_…"`.
  *
- * Store layout (ST_DB_TOKENS, shared with gateway/api/admin.h's layout):
- *   "h" sha256(token)               → {id, kind:"mgw", tenant, user, name, created, expires}
- *   "i" tenant \0 "mgw" \0 tokid    → sha256(token)    (listing, revoking)
- *   "u" tenant \0 user id \0 tokid  → sha256(token)    (deleting a user's tokens)
+ * Records and their keys are auth/token_store.h's (kind "mgw", with the
+ * user's id and an optional expiry).
  * Every request re-checks the token AND the user's state in the store, so
  * a deactivated user fails closed even before the hook below ran. The hook
  * on user deactivation/deletion deletes the user's tokens in the SCIM
@@ -18,6 +16,7 @@
 
 #include "store/store.h"
 #include "store/token.h"
+#include "auth/token_store.h"
 
 #define AUTH_TOKEN_PREFIX "mgw_"
 
@@ -53,15 +52,6 @@ int auth_token_verify(st_txn *txn, const char *tenant, const char *token, int64_
  * re-checks after every asynchronous step (and inside write jobs that act
  * for the user). 0 or ST_ENOTFOUND (or a store error). */
 int auth_identity_check(st_txn *txn, const char *tenant, const char *user_id, const char *tokid, int64_t now);
-
-/* Lists a tenant's employee tokens (never the token). */
-int auth_token_list(st_txn *txn, const char *tenant, json_t **arr);
-/* Revokes one token by id. ST_ENOTFOUND if absent. */
-int auth_token_revoke(st_txn *txn, const char *tenant, const char *tokid);
-/* Deletes every token of a user; returns how many. */
-int auth_tokens_delete_user(st_txn *txn, const char *tenant, const char *user_id);
-/* Purge step for tenant deletion ("u" index entries). */
-int auth_purge_tenant(st_txn *txn, const char *tenant, int limit);
 
 /* Registers the SCIM hooks (deactivated, deleted → tokens deleted). */
 int auth_register_hooks(st_store *st);

@@ -1,5 +1,5 @@
-/* gateway/api/admin.c — the admin REST API's front (see admin.h for the
- * store layout, admin_int.h for how the handlers are split by resource):
+/* gateway/api/admin.c — the admin REST API's front (see admin.h, and
+ * admin_int.h for how the handlers are split by resource):
  * authentication (the operator token or a tenant admin token), the route
  * preauth, dispatch by path, and the request helpers every resource
  * handler shares (strict JSON bodies, unknown keys refused, tenant reach).
@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "gateway/base/log.h"
+#include "auth/token_store.h"
 #include "store/token.h"
 
 void admin__now_rfc3339(char out[32]) {
@@ -28,17 +29,6 @@ void admin__now_rfc3339(char out[32]) {
   strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-json_t *admin__load_json(const st_val *v) {
-  return json_loadb(v->data, v->len, JSON_REJECT_DUPLICATES, NULL);
-}
-
-int admin__put_json(st_txn *txn, st_db db, const void *k, size_t kl, json_t *j) {
-  char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
-  if (!s) return ST_ENOMEM;
-  int rc = st_put(txn, db, k, kl, s, strlen(s), 0);
-  free(s);
-  return rc;
-}
 /* ---------- request helpers ---------- */
 
 static void unauthorized(gw_req *req, const char *msg) {
@@ -74,7 +64,7 @@ static int authenticate(gw_req *req, admin_caller *who) {
     return -1;
   }
   json_t *rec = NULL;
-  int rc = gw_token_lookup(txn, tok, "admin", NULL, &rec);
+  int rc = auth_token_lookup(txn, tok, AUTH_KIND_ADMIN, NULL, &rec);
   st_txn_end(txn);
   if (rc != 0) {
     unauthorized(req, "invalid admin token");
@@ -207,7 +197,7 @@ void gw_admin_dispatch(gw_req *req) {
     st_txn *txn;
     if (st_read_begin(req->lp->srv->store, &txn) == 0) {
       json_t *rec;
-      if (gw_token_lookup(txn, auth, "admin", NULL, &rec) == 0) {
+      if (auth_token_lookup(txn, auth, AUTH_KIND_ADMIN, NULL, &rec) == 0) {
         st_txn_end(txn);
         gw_token_touch(req->lp, auth, rec);
         json_decref(rec);

@@ -6,11 +6,9 @@
  * transactions; every write is one writer job whose reply waits for the
  * commit. Errors are JSON {"error": code, "message": text}.
  *
- * Tenant records are store/tenant.h's (st_tenant_*). Store layout of the
- * tokens this API mints (ST_DB_TOKENS):
- *   TOKENS   "h" sha256(token)           → token JSON {id,kind,tenant,name,created,…}
- *            "i" tenant \0 kind \0 tokid → sha256(token)   (listing, revoking)
- * Token kinds: "scim" (mgs_), "admin" (mga_, tenant-scoped).
+ * Tenant records are store/tenant.h's (st_tenant_*), tokens of every kind
+ * auth/token_store.h's (auth_token_*): this API validates, mints and
+ * answers.
  *
  * The implementation is split by resource (admin.c dispatches; see
  * admin_int.h for which file owns what). */
@@ -33,16 +31,10 @@ int gw_admin_preauth(gw_req *req);
 int gw_admin_loop_start(gw_loop *lp);
 void gw_admin_loop_stop(gw_loop *lp);
 
-/* Registers the admin records' consistency check with st_check (token
- * index ↔ token records, tokens ↔ tenants). Call before the first write. */
+/* Registers the token consistency check (auth_tokens_check: index ↔
+ * records, tokens ↔ tenants) with st_check. Call before the first write. */
 void gw_admin_register_checks(st_store *st);
 
-/* Looks a bearer token of `kind` up for `tenant`: 0 and *rec (caller
- * json_decref) when the token exists, is of that kind and tenant, and the
- * tenant is active; negative otherwise. Constant-time where it matters:
- * the lookup is by hash, never by comparing token text. */
-int gw_token_lookup(st_txn *txn, const char *token, const char *kind, const char *tenant,
-                    json_t **rec);
 /* Records a token's last use (at most once a minute; fire and forget). */
 void gw_token_touch(gw_loop *lp, const char *token, json_t *rec);
 

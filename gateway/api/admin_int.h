@@ -4,7 +4,7 @@
  *
  * Files: admin.c (authentication, preauth, dispatch, request helpers),
  * admin_tenants.c, admin_tokens.c (SCIM/admin tokens, employee tokens, the
- * token consistency check), admin_connectors.c, admin_policy.c (policy and
+ * last-use job), admin_connectors.c, admin_policy.c (policy and
  * explain), admin_directory.c (users/groups views), admin_jobs.c (submit,
  * the generic done callback, job errors, the tenant purge driver).
  *
@@ -26,7 +26,6 @@
 
 #define PURGE_BATCH 500
 #define NAME_MAX_LEN 200
-#define TOUCH_INTERVAL_S 60
 
 /* Job results beyond ST_E*: negative errno values. */
 #define E_EXISTS (-EEXIST)
@@ -42,10 +41,6 @@ typedef struct admin_caller {
 /* ---- request helpers (admin.c) ---- */
 /* RFC 3339 UTC timestamp of now. */
 void admin__now_rfc3339(char out[32]);
-/* Strict parse of a stored record; NULL when it is not JSON. Caller json_decref. */
-json_t *admin__load_json(const st_val *v);
-/* Stores j (compact, ordered) under key k; j stays the caller's. */
-int admin__put_json(st_txn *txn, st_db db, const void *k, size_t kl, json_t *j);
 /* Tenant reach: 0, or answers 403 and returns -1. */
 int admin__reach(gw_req *req, const admin_caller *who, const char *tenant);
 /* 0 for the operator, or answers 403 and returns -1. */
@@ -97,9 +92,6 @@ void admin__start_purge(gw_loop *lp, const char *tenant);
 int admin__job_tenant_purge(st_txn *txn, void *arg);
 /* admin_tokens.c: writes the record and index of j's SCIM/admin token. */
 int admin__write_token(st_txn *txn, admin_job *j, const char *name);
-/* admin_tokens.c: deletes a tenant's SCIM/admin tokens, at most limit
- * (0: all); returns how many or a negative error. */
-int admin__delete_tokens(st_txn *txn, const char *tenant, int limit);
 
 /* ---- one handler per resource; each answers the request ---- */
 void admin__tenants_list(gw_req *req, const admin_caller *who);

@@ -40,7 +40,7 @@ static int job_tenant_delete(st_txn *txn, void *arg) {
   admin_job *j = arg;
   int rc = st_tenant_mark_deleting(txn, j->tenant);
   if (rc) return rc;
-  rc = admin__delete_tokens(txn, j->tenant, 0);
+  rc = auth_tokens_delete_tenant(txn, j->tenant, 0);
   if (rc < 0) return rc;
   /* live streams and in-flight calls of the tenant end before the 202 */
   return gw_proxy_revoke_tenant_after_commit(txn, j->lp->srv, j->tenant);
@@ -50,7 +50,7 @@ static int job_tenant_delete(st_txn *txn, void *arg) {
 int admin__job_tenant_purge(st_txn *txn, void *arg) {
   admin_job *j = arg;
   j->more = 0;
-  int n = admin__delete_tokens(txn, j->tenant, PURGE_BATCH);
+  int n = auth_tokens_delete_tenant(txn, j->tenant, PURGE_BATCH);
   if (n < 0) return n;
   uint8_t pk[128];
   int pl = st_secret_tenant_prefix(j->tenant, pk, sizeof pk);

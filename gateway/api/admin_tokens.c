@@ -1,8 +1,9 @@
 /* gateway/api/admin_tokens.c — bearer tokens over the admin API: SCIM
- * (mgs_) and tenant admin (mga_) tokens (records, index, lookup, last use,
- * /scim-tokens and /admin-tokens), employee tokens (/tokens, through
- * auth/), and the token database's consistency check for `store check`.
- * Tokens are found by the hash of their text, never by comparing it. */
+ * (mgs_) and tenant admin (mga_) tokens (/scim-tokens and /admin-tokens),
+ * employee tokens (/tokens), the fire-and-forget job that records a token's
+ * last use, and the registration of the token consistency check. Records,
+ * keys, lookups and the check itself are auth/token_store.h's: this file
+ * mints (randomness on the loop), submits and answers. */
 #include "gateway/api/admin_int.h"
 
 #include <stdio.h>
@@ -16,92 +17,10 @@
 #include "auth/auth.h"
 #include "gateway/mcp/mcp_proxy.h"
 
-static size_t hash_key(const uint8_t hash[32], char *k) {
-  k[0] = 'h';
-  memcpy(k + 1, hash, 32);
-  return 33;
-}
-
-/* "i" tenant \0 kind \0 [tokid] */
-static size_t index_key(const char *tenant, const char *kind, const char *tokid, char *k) {
-  size_t n = 0;
-  k[n++] = 'i';
-  memcpy(k + n, tenant, strlen(tenant) + 1);
-  n += strlen(tenant) + 1;
-  memcpy(k + n, kind, strlen(kind) + 1);
-  n += strlen(kind) + 1;
-  if (tokid) {
-    memcpy(k + n, tokid, strlen(tokid));
-    n += strlen(tokid);
-  }
-  return n;
-}
-
-int gw_token_lookup(st_txn *txn, const char *token, const char *kind, const char *tenant,
-                    json_t **rec) {
-  uint8_t h[32];
-  char k[40];
-  st_val v;
-  *rec = NULL;
-  size_t tl = strlen(token);
-  if (tl < 16 || tl > 512) return ST_ENOTFOUND;
-  if (st_token_hash(token, tl, h) != 0) return ST_ENOTFOUND;
-  int rc = st_get(txn, ST_DB_TOKENS, k, hash_key(h, k), &v);
-  if (rc) return rc;
-  json_t *j = admin__load_json(&v);
-  if (!j) return ST_ECORRUPT;
-  const char *jk = json_string_value(json_object_get(j, "kind"));
-  const char *jt = json_string_value(json_object_get(j, "tenant"));
-  json_t *tr = NULL;
-  if (!jk || !jt || strcmp(jk, kind) != 0 || (tenant && strcmp(jt, tenant) != 0) ||
-      st_tenant_get(txn, jt, &tr) != 0) {
-    json_decref(j);
-    return ST_ENOTFOUND;
-  }
-  json_decref(tr);
-  *rec = j;
-  return 0;
-}
-
 int admin__write_token(st_txn *txn, admin_job *j, const char *name) {
-  char hk[40], ik[200];
-  json_t *rec = json_pack("{s:s,s:s,s:s,s:s,s:s}", "id", j->tokid, "kind", j->kind, "tenant",
-                          j->tenant, "name", name, "created", j->created);
-  if (!rec) return ST_ENOMEM;
-  int rc = admin__put_json(txn, ST_DB_TOKENS, hk, hash_key(j->hash, hk), rec);
-  json_decref(rec);
-  if (rc) return rc;
-  return st_put(txn, ST_DB_TOKENS, ik, index_key(j->tenant, j->kind, j->tokid, ik), j->hash, 32, 0);
-}
-
-int admin__delete_tokens(st_txn *txn, const char *tenant, int limit) {
-  char pk[80];
-  size_t pl = 0;
-  pk[pl++] = 'i';
-  memcpy(pk + pl, tenant, strlen(tenant) + 1);
-  pl += strlen(tenant) + 1;
-  int n = 0, rc;
-  for (;;) {
-    st_cursor *c;
-    if ((rc = st_cursor_open(txn, ST_DB_TOKENS, &c)) != 0) return rc;
-    st_cursor_seek(c, pk, pl, NULL, 0);
-    st_val k, v;
-    rc = st_cursor_next(c, &k, &v);
-    if (rc != 0) {
-      st_cursor_close(c);
-      return rc == ST_ENOTFOUND ? n : rc;
-    }
-    char ik[200], hk[40];
-    size_t ikl = k.len < sizeof ik ? k.len : sizeof ik;
-    memcpy(ik, k.data, ikl);
-    int have_hash = v.len == 32;
-    if (have_hash) hash_key(v.data, hk);
-    st_cursor_close(c);
-    if (have_hash && (rc = st_del(txn, ST_DB_TOKENS, hk, 33)) != 0 && rc != ST_ENOTFOUND) return rc;
-    if ((rc = st_del(txn, ST_DB_TOKENS, ik, ikl)) != 0) return rc;
-    n++;
-    if (limit && n >= limit) return n;
-  }
+  auth_token_rec r = {.kind = j->kind, .tenant = j->tenant, .id = j->tokid, .name = name,
+                      .created = j->created, .hash = j->hash};
+  return auth_token_put(txn, &r);
 }
 
 static int job_token_create(st_txn *txn, void *arg) {
@@ -115,16 +34,7 @@ static int job_token_create(st_txn *txn, void *arg) {
 
 static int job_token_revoke(st_txn *txn, void *arg) {
   admin_job *j = arg;
-  char ik[200], hk[40];
-  size_t ikl = index_key(j->tenant, j->kind, j->tokid, ik);
-  st_val v;
-  int rc = st_get(txn, ST_DB_TOKENS, ik, ikl, &v);
-  if (rc) return rc;
-  if (v.len == 32) {
-    hash_key(v.data, hk);
-    if ((rc = st_del(txn, ST_DB_TOKENS, hk, 33)) != 0 && rc != ST_ENOTFOUND) return rc;
-  }
-  return st_del(txn, ST_DB_TOKENS, ik, ikl);
+  return auth_token_revoke(txn, j->tenant, j->kind, j->tokid);
 }
 
 typedef struct touch_job {
@@ -134,31 +44,16 @@ typedef struct touch_job {
 
 static int job_token_touch(st_txn *txn, void *arg) {
   touch_job *t = arg;
-  char hk[40];
-  st_val v;
-  size_t kl = hash_key(t->hash, hk);
-  int rc = st_get(txn, ST_DB_TOKENS, hk, kl, &v);
-  if (rc) return rc == ST_ENOTFOUND ? 0 : rc;
-  json_t *rec = admin__load_json(&v);
-  if (!rec) return 0;
-  json_object_set_new(rec, "last_used", json_string(t->when));
-  rc = admin__put_json(txn, ST_DB_TOKENS, hk, kl, rec);
-  json_decref(rec);
-  return rc;
+  return auth_token_touch(txn, t->hash, t->when);
 }
 
 static void touch_done(int status, void *arg) { free(arg); }
 
 /* Records last use at most once a minute per token, without waiting. */
 void gw_token_touch(gw_loop *lp, const char *token, json_t *rec) {
-  const char *last = json_string_value(json_object_get(rec, "last_used"));
   char now[32];
   admin__now_rfc3339(now);
-  if (last) {
-    struct tm tm = {0};
-    if (strptime(last, "%Y-%m-%dT%H:%M:%SZ", &tm) && time(NULL) - timegm(&tm) < TOUCH_INTERVAL_S)
-      return;
-  }
+  if (!auth_token_touch_due(rec, (int64_t)time(NULL))) return;
   touch_job *t = calloc(1, sizeof *t);
   if (!t) return;
   st_token_hash(token, strlen(token), t->hash);
@@ -169,29 +64,8 @@ void gw_token_touch(gw_loop *lp, const char *token, json_t *rec) {
 static void tokens_list(gw_req *req, const char *tenant, const char *kind) {
   st_txn *txn;
   if (admin__read_tenant(req, tenant, &txn) != 0) return;
-  json_t *arr = json_array();
-  char pk[200];
-  size_t pl = index_key(tenant, kind, NULL, pk);
-  st_cursor *c;
-  if (st_cursor_open(txn, ST_DB_TOKENS, &c) == 0) {
-    st_cursor_seek(c, pk, pl, NULL, 0);
-    st_val k, v;
-    while (st_cursor_next(c, &k, &v) == 0) {
-      if (v.len != 32) continue;
-      char hk[40];
-      st_val rv;
-      if (st_get(txn, ST_DB_TOKENS, hk, hash_key(v.data, hk), &rv) != 0) continue;
-      json_t *r = admin__load_json(&rv);
-      if (!r) continue;
-      json_t *o = json_pack("{s:O,s:O,s:O}", "id", json_object_get(r, "id"), "name",
-                            json_object_get(r, "name"), "created", json_object_get(r, "created"));
-      json_t *lu = json_object_get(r, "last_used");
-      json_object_set(o, "last_used", lu ? lu : json_null());
-      json_array_append_new(arr, o);
-      json_decref(r);
-    }
-    st_cursor_close(c);
-  }
+  json_t *arr;
+  auth_token_list(txn, tenant, kind, &arr);
   st_txn_end(txn);
   gw_respond_json(req, 200, json_pack("{s:o}", "tokens", arr));
 }
@@ -281,7 +155,7 @@ static int job_etoken(st_txn *txn, void *arg) {
   if (j->revoke) {
     /* what was opened with the token (streams, calls in flight) ends
      * after the commit, before the 204 */
-    if ((rc = auth_token_revoke(txn, j->t.tenant, j->t.tokid)) != 0) return rc;
+    if ((rc = auth_token_revoke(txn, j->t.tenant, AUTH_KIND_EMPLOYEE, j->t.tokid)) != 0) return rc;
     return gw_proxy_revoke_token_after_commit(txn, j->lp->srv, j->t.tenant, j->t.tokid);
   }
   return auth_token_create(txn, &j->t);
@@ -318,7 +192,7 @@ void admin__employee_tokens(gw_req *req, const admin_caller *who, const char *te
     st_txn *txn;
     if (admin__read_tenant(req, tenant, &txn) != 0) return;
     json_t *arr;
-    auth_token_list(txn, tenant, &arr);
+    auth_token_list(txn, tenant, AUTH_KIND_EMPLOYEE, &arr);
     st_txn_end(txn);
     gw_respond_json(req, 200, json_pack("{s:o}", "tokens", arr));
     return;
@@ -391,61 +265,4 @@ void admin__employee_tokens(gw_req *req, const admin_caller *who, const char *te
 
 /* ---------- consistency check (mcpgate store check) ---------- */
 
-static int check_admin(st_txn *txn, st_check_report_fn report, void *rctx, void *ctx) {
-  (void)ctx;
-  int problems = 0;
-  st_cursor *c;
-  char msg[256];
-  if (st_cursor_open(txn, ST_DB_TOKENS, &c) != 0) return -1;
-  st_val k, v;
-  while (st_cursor_next(c, &k, &v) == 0) {
-    const char *kp = k.data;
-    if (k.len == 33 && kp[0] == 'h') {
-      json_t *r = admin__load_json(&v);
-      const char *id = r ? json_string_value(json_object_get(r, "id")) : NULL;
-      const char *kind = r ? json_string_value(json_object_get(r, "kind")) : NULL;
-      const char *ten = r ? json_string_value(json_object_get(r, "tenant")) : NULL;
-      if (!id || !kind || !ten || !st_tenant_id_valid(ten)) {
-        if (report) report(rctx, "tokens", "token record is not valid JSON or lacks id/kind/tenant");
-        problems++;
-      } else {
-        char ik[200];
-        st_val iv;
-        if (st_get(txn, ST_DB_TOKENS, ik, index_key(ten, kind, id, ik), &iv) != 0 || iv.len != 32 ||
-            memcmp(iv.data, kp + 1, 32) != 0) {
-          snprintf(msg, sizeof msg, "token %s of tenant %s has no matching index entry", id, ten);
-          if (report) report(rctx, "tokens", msg);
-          problems++;
-        }
-        char state[16];
-        if (st_tenant_state(txn, ten, state) != 0) {
-          snprintf(msg, sizeof msg, "token %s belongs to unknown tenant %s", id, ten);
-          if (report) report(rctx, "tokens", msg);
-          problems++;
-        }
-      }
-      json_decref(r);
-    } else if (k.len > 1 && kp[0] == 'i') {
-      char hk[40];
-      st_val hv;
-      if (v.len != 32 || st_get(txn, ST_DB_TOKENS, hk, hash_key(v.data, hk), &hv) != 0) {
-        if (report) report(rctx, "tokens", "token index entry points to no token record");
-        problems++;
-      }
-    } else if (k.len > 1 && kp[0] == 'u') {
-      char hk[40];
-      st_val hv;
-      if (v.len != 32 || st_get(txn, ST_DB_TOKENS, hk, hash_key(v.data, hk), &hv) != 0) {
-        if (report) report(rctx, "tokens", "employee token user index entry points to no token record");
-        problems++;
-      }
-    } else {
-      if (report) report(rctx, "tokens", "unexpected key in the tokens database");
-      problems++;
-    }
-  }
-  st_cursor_close(c);
-  return problems;
-}
-
-void gw_admin_register_checks(st_store *st) { st_check_add(st, check_admin, NULL); }
+void gw_admin_register_checks(st_store *st) { st_check_add(st, auth_tokens_check, NULL); }

@@ -23,6 +23,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "auth/token_store.h"
 #include "gateway/api/admin.h"
 #include "store/tenant.h"
 #include "gateway/base/log.h"
@@ -187,7 +188,7 @@ static int authenticate(gw_req *req, const char *tenant, bool touch) {
     return -1;
   }
   json_t *rec = NULL;
-  int rc = gw_token_lookup(txn, tok, "scim", tenant, &rec);
+  int rc = auth_token_lookup(txn, tok, AUTH_KIND_SCIM, tenant, &rec);
   st_txn_end(txn);
   if (rc != 0) {
     OPENSSL_cleanse(tok, sizeof tok);
