@@ -34,9 +34,16 @@ typedef struct auth_token_new {
   char user_name[300];
 } auth_token_new;
 
+/* ---- errors: auth's range is -30600..-30699 (outside libuv's errno range
+ * and LMDB's); auth functions also pass ST_E* through. */
+#define AUTH_ERR_FIRST (-30600)
+#define AUTH_ERR_LAST (-30699)
+#define AUTH_EINACTIVE (-30600) /* the user is not active (deactivated in the IdP) */
+/* Names an auth code, or a store code (st_strerror); static string. */
+const char *auth_strerror(int err);
+
 /* Writer job body: creates the token for an existing, active user.
  * ST_ENOTFOUND (no such user), AUTH_EINACTIVE (user not active). */
-#define AUTH_EINACTIVE (-2001)
 int auth_token_create(st_txn *txn, auth_token_new *t);
 
 /* Verifies a presented token for tenant: hash lookup, kind, tenant,

@@ -13,7 +13,6 @@
  * except a job, which its done callback frees. */
 #ifndef MCPGATE_GATEWAY_API_ADMIN_INT_H
 #define MCPGATE_GATEWAY_API_ADMIN_INT_H
-#include <errno.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -27,9 +26,6 @@
 #define PURGE_BATCH 500
 #define NAME_MAX_LEN 200
 
-/* Job results beyond ST_E*: negative errno values. */
-#define E_EXISTS (-EEXIST)
-#define E_DELETING (-EBUSY)
 
 /* Who authenticated the request (admin.c). */
 typedef struct admin_caller {

@@ -18,10 +18,24 @@
 
 #include <openssl/crypto.h>
 
+#include "auth/auth.h"
 #include "gateway/base/log.h"
 #include "store/tenant.h"
+#include "vault/vault.h"
 
 /* ---------- responses from jobs ---------- */
+
+const char *gw_api_strerror(int err) {
+  switch (err) {
+  case GW_API_EEXISTS: return "already exists";
+  case GW_API_EDELETING: return "being deleted";
+  case GW_API_ENOTENANT: return "no such tenant";
+  default: break;
+  }
+  if (err <= GW_API_ERR_FIRST && err >= GW_API_ERR_LAST) return "unknown admin API error";
+  if (err <= VAULT_ERR_FIRST && err >= VAULT_ERR_LAST) return vault_strerror(err);
+  return auth_strerror(err); /* auth's range, else the store's */
+}
 
 void admin__job_free(admin_job *j) {
   OPENSSL_cleanse(j->token, sizeof j->token);
@@ -31,8 +45,8 @@ void admin__job_free(admin_job *j) {
 int admin__job_error(gw_req *req, int status, const char *what) {
   switch (status) {
   case ST_ENOTFOUND: gw_respond_error(req, 404, "not_found", "no such %s", what); return 1;
-  case E_EXISTS: gw_respond_error(req, 409, "conflict", "%s already exists", what); return 1;
-  case E_DELETING:
+  case GW_API_EEXISTS: gw_respond_error(req, 409, "conflict", "%s already exists", what); return 1;
+  case GW_API_EDELETING:
     gw_respond_error(req, 409, "conflict", "%s is being deleted; try again shortly", what);
     return 1;
   case ST_EMAPFULL:
@@ -40,8 +54,8 @@ int admin__job_error(gw_req *req, int status, const char *what) {
     return 1;
   default:
     if (status < 0) {
-      GW_LOG(GW_LOG_ERROR, "admin", NULL, "write failed: %s", st_strerror(status));
-      gw_respond_error(req, 500, "store_error", "the write failed: %s", st_strerror(status));
+      GW_LOG(GW_LOG_ERROR, "admin", NULL, "write failed: %s", gw_api_strerror(status));
+      gw_respond_error(req, 500, "store_error", "the write failed: %s", gw_api_strerror(status));
       return 1;
     }
     return 0;
@@ -115,7 +129,7 @@ static void purge_done(int status, void *arg) {
   gw_log_ctx lctx = {j->tenant, NULL};
   if (status < 0) {
     GW_LOG(GW_LOG_ERROR, "admin", &lctx, "tenant purge step failed: %s",
-           st_strerror(status));
+           gw_api_strerror(status));
   } else if (j->more && !j->lp->draining) {
     if (st_submit(j->lp->srv->store, j->lp->port, admin__job_tenant_purge, purge_done, j) == 0) return;
   } else if (!j->more) {

@@ -24,7 +24,7 @@ static int job_tenant_create(st_txn *txn, void *arg) {
   char state[16];
   int rc = st_tenant_create(txn, j->tenant, j->name, j->created, j->uid);
   if (rc == ST_EEXIST)
-    return st_tenant_state(txn, j->tenant, state) == 0 && strcmp(state, "deleting") == 0 ? E_DELETING : E_EXISTS;
+    return st_tenant_state(txn, j->tenant, state) == 0 && strcmp(state, "deleting") == 0 ? GW_API_EDELETING : GW_API_EEXISTS;
   if (rc) return rc;
   return admin__write_token(txn, j, "initial");
 }

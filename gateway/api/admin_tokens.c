@@ -150,7 +150,7 @@ static int job_etoken(st_txn *txn, void *arg) {
   etok_job *j = arg;
   json_t *t;
   int rc = st_tenant_get(txn, j->t.tenant, &t);
-  if (rc) return rc == ST_ENOTFOUND ? -ENOENT : rc;
+  if (rc) return rc == ST_ENOTFOUND ? GW_API_ENOTENANT : rc;
   json_decref(t);
   if (j->revoke) {
     /* what was opened with the token (streams, calls in flight) ends
@@ -164,7 +164,7 @@ static int job_etoken(st_txn *txn, void *arg) {
 static void done_etoken(int status, void *arg) {
   etok_job *j = arg;
   gw_req *req = j->req;
-  if (status == -ENOENT) gw_respond_error(req, 404, "not_found", "no such tenant");
+  if (status == GW_API_ENOTENANT) gw_respond_error(req, 404, "not_found", "no such tenant");
   else if (status == ST_ENOTFOUND)
     gw_respond_error(req, 404, "not_found", j->revoke ? "no such token" : "no such user in this tenant");
   else if (status == AUTH_EINACTIVE)

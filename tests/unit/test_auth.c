@@ -4,7 +4,7 @@
  * (st_write_sync) as the gateway does: create, lookup by the token's hash,
  * wrong kind/tenant/inactive tenant refused, revoke, list by tenant and
  * kind, deleting a tenant's and a user's tokens, and the index ↔ record
- * agreement that `store check` verifies. */
+ * agreement that `store check` verifies; auth's and vault's error ranges. */
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,12 +12,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "auth/auth.h"
 #include "auth/token_store.h"
 #include "gateway/base/log.h"
 #include "store/store.h"
 #include "store/tenant.h"
 #include "store/token.h"
 #include "tests/unit/unit.h"
+#include "vault/vault.h"
 
 static char g_tmp[64];
 static char g_dir[128];
@@ -344,6 +346,23 @@ TEST(check_finds_disagreement) {
   tmp_cleanup();
 }
 
+TEST(error_ranges) {
+  /* outside libuv's errno range (-1..-4095) and LMDB's (-30799..-30780) */
+  CHECK(AUTH_EINACTIVE < -4095 && AUTH_EINACTIVE <= AUTH_ERR_FIRST && AUTH_EINACTIVE >= AUTH_ERR_LAST);
+  CHECK(AUTH_ERR_LAST > -30780 || AUTH_ERR_FIRST < -30799);
+  CHECK(VAULT_EINVALID <= VAULT_ERR_FIRST && VAULT_EINVALID >= VAULT_ERR_LAST && VAULT_ERR_LAST > -31100);
+  CHECK_STR(auth_strerror(AUTH_EINACTIVE), "the user is not active");
+  CHECK_STR(auth_strerror(ST_ENOTFOUND), st_strerror(ST_ENOTFOUND));
+  CHECK_STR(vault_strerror(VAULT_EINVALID), "invalid connector definition");
+  CHECK_STR(vault_strerror(ST_EMAPFULL), st_strerror(ST_EMAPFULL));
+  json_t *cfg = NULL;
+  const char *secret;
+  char err[256];
+  json_t *body = json_pack("{s:i}", "url", 1);
+  CHECK_INT(vault_connector_parse(body, &cfg, &secret, err, sizeof err), VAULT_EINVALID);
+  json_decref(body);
+}
+
 int main(void) {
   if (!getenv("UNIT_VERBOSE")) gw_log_set_level((gw_log_level)(GW_LOG_ERROR + 1));
   RUN(tenant_records);
@@ -351,6 +370,7 @@ int main(void) {
   RUN(list_and_revoke);
   RUN(delete_tenant_and_user);
   RUN(check_finds_disagreement);
+  RUN(error_ranges);
   tmp_cleanup();
   return UNIT_DONE();
 }
