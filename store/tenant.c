@@ -2,7 +2,8 @@
  * tenant incarnation uids (see store.h). The record is "t" + id → JSON; the
  * uid sits beside it under "u" + id so the store can create and read it
  * without parsing JSON, and so a read costs one lookup. Every write of a
- * tenant record goes through this file (the admin API's jobs call it). */
+ * tenant record goes through this file (the admin API's jobs call it),
+ * including its settings document (validated by gateway/core/settings). */
 #include <stdlib.h>
 #include <string.h>
 

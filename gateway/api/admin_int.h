@@ -56,7 +56,7 @@ char *admin__scim_base_url(gw_server *srv, const char *tenant);
 
 /* ---- the tenant and token jobs (admin_jobs.c) ---- */
 /* One job struct for tenant and SCIM/admin token writes; `op` picks the
- * reply in admin__done_generic: 0 tenant create, 2 rename, 3 delete,
+ * reply in admin__done_generic: 0 tenant create, 2 patch (name, settings), 3 delete,
  * 4 token create, 5 token revoke. */
 typedef struct admin_job {
   gw_req *req;
@@ -71,9 +71,11 @@ typedef struct admin_job {
   uint8_t hash[32];
   char token[ST_TOKEN_BUFSZ]; /* shown once in the reply, wiped after */
   int more;                   /* purge: keys remain */
+  json_t *settings;           /* tenant PATCH: the validated settings patch (read-only in the job) */
+  json_t *view;               /* tenant PATCH, out: the settings in force after it */
 } admin_job;
 
-/* Wipes the token and frees j. */
+/* Wipes the token and frees j (and its settings). */
 void admin__job_free(admin_job *j);
 /* Answers the store errors every job shares (404, 409, 507, 500) and
  * returns 1, or returns 0 when status is not one of them. */

@@ -39,6 +39,8 @@ const char *gw_api_strerror(int err) {
 
 void admin__job_free(admin_job *j) {
   OPENSSL_cleanse(j->token, sizeof j->token);
+  json_decref(j->settings);
+  json_decref(j->view);
   free(j);
 }
 
@@ -81,8 +83,9 @@ static void done_generic(int status, void *arg) {
     gw_respond_json(req, 201, o);
     break;
   }
-  case 2: { /* rename */
-    json_t *o = json_pack("{s:s,s:s}", "id", j->tenant, "name", j->name);
+  case 2: { /* patch: name and/or settings */
+    json_t *o = json_pack("{s:s,s:s,s:O}", "id", j->tenant, "name", j->name, "settings",
+                          j->view ? j->view : json_object());
     gw_respond_json(req, 200, o);
     break;
   }

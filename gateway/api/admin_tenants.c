@@ -1,7 +1,10 @@
 /* gateway/api/admin_tenants.c — /admin/v1/tenants[/{id}]: tenant ids, the
  * tenant record ("t" + id in ST_DB_TENANTS) and its writer jobs (create with
  * the first SCIM token and the incarnation uid, rename, delete, bounded
- * purge step), and the list/create/get/patch/delete handlers. */
+ * purge step), and the list/create/get/patch/delete handlers. A tenant's
+ * settings (gateway/core/settings.h) are shown by GET and changed by PATCH
+ * {"settings": {…}} with the name, validated whole before anything is
+ * written. */
 #include "gateway/api/admin_int.h"
 
 #include <stdio.h>
@@ -11,6 +14,7 @@
 #include <time.h>
 
 #include "auth/auth.h"
+#include "gateway/core/settings.h"
 #include "gateway/mcp/mcp_proxy.h"
 #include "gateway/mcp/mcp_session.h"
 #include "policy/policy.h"
@@ -29,9 +33,30 @@ static int job_tenant_create(st_txn *txn, void *arg) {
   return admin__write_token(txn, j, "initial");
 }
 
-static int job_tenant_rename(st_txn *txn, void *arg) {
+/* PATCH: the name and the settings change together or not at all (one
+ * job, one nested transaction); the settings patch was validated on the
+ * loop and is merged here into the stored document. Fills the reply's name
+ * and settings view from what is stored afterwards. */
+static int job_tenant_patch(st_txn *txn, void *arg) {
   admin_job *j = arg;
-  return st_tenant_rename(txn, j->tenant, j->name);
+  json_t *rec = NULL, *doc = NULL;
+  json_decref(j->view);
+  j->view = NULL;
+  int rc = j->name[0] ? st_tenant_rename(txn, j->tenant, j->name) : 0;
+  if (!rc && j->settings) {
+    if ((rc = st_tenant_get(txn, j->tenant, &rec)) != 0) return rc;
+    rc = gw_settings_merge(json_object_get(rec, "settings"), j->settings, &doc);
+    json_decref(rec);
+    rec = NULL;
+    if (!rc) rc = st_tenant_set_settings(txn, j->tenant, doc);
+    json_decref(doc);
+  }
+  if (!rc) rc = st_tenant_get(txn, j->tenant, &rec);
+  if (rc) return rc;
+  snprintf(j->name, sizeof j->name, "%s", json_string_value(json_object_get(rec, "name")) ?: "");
+  j->view = gw_settings_view(json_object_get(rec, "settings"));
+  json_decref(rec);
+  return 0;
 }
 
 /* Marks the tenant deleting and deletes its tokens in the same
@@ -181,22 +206,32 @@ void admin__tenant_one(gw_req *req, const admin_caller *who, const char *id) {
       gw_respond_error(req, 404, "not_found", "no such tenant");
       return;
     }
-    gw_respond_json(req, 200, tenant_view(srv, rec));
+    json_t *view = tenant_view(srv, rec);
+    json_object_set_new(view, "settings", gw_settings_view(json_object_get(rec, "settings")));
+    gw_respond_json(req, 200, view);
     json_decref(rec);
     return;
   }
   if (!strcmp(req->method, "PATCH")) {
     json_t *b = admin__parse_body(req);
     if (!b) return;
-    static const char *const allowed[] = {"name", NULL};
+    static const char *const allowed[] = {"name", "settings", NULL};
     const char *name;
+    json_t *settings = json_object_get(b, "settings");
+    char err[1024];
     if (admin__only_keys(req, b, allowed) || admin__opt_string(req, b, "name", NAME_MAX_LEN, &name)) {
       json_decref(b);
       return;
     }
-    if (!name) {
+    if (settings && gw_settings_validate(settings, err, sizeof err) != 0) {
       json_decref(b);
-      gw_respond_error(req, 400, "invalid_request", "nothing to change: send {\"name\": \"…\"}");
+      gw_respond_error(req, 400, "invalid_request", "%s", err);
+      return;
+    }
+    if (!name && !settings) {
+      json_decref(b);
+      gw_respond_error(req, 400, "invalid_request",
+                       "nothing to change: send {\"name\": \"…\"} and/or {\"settings\": {…}}");
       return;
     }
     admin_job *j = calloc(1, sizeof *j);
@@ -207,9 +242,10 @@ void admin__tenant_one(gw_req *req, const admin_caller *who, const char *id) {
     }
     j->op = 2;
     snprintf(j->tenant, sizeof j->tenant, "%s", id);
-    snprintf(j->name, sizeof j->name, "%s", name);
+    snprintf(j->name, sizeof j->name, "%s", name ? name : "");
+    j->settings = json_incref(settings);
     json_decref(b);
-    admin__submit(req, j, job_tenant_rename);
+    admin__submit(req, j, job_tenant_patch);
     return;
   }
   if (!strcmp(req->method, "DELETE")) {
