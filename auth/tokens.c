@@ -1,30 +1,26 @@
 /* auth/tokens.c — employee access tokens (see auth.h): minting one for an
  * active user, verifying a presented token or an earlier identity against
  * the token, its tenant and its user, and the SCIM hooks that delete a
- * user's tokens. Records and keys are auth/token_store.c's. */
+ * user's tokens. Records and keys are auth/token_store.c's; users are
+ * checked through the directory (store/dir.h), not through scim/. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "auth/auth.h"
+#include "store/dir.h"
 #include "store/tenant.h"
-#include "scim/scim.h"
-
-static bool user_active(const json_t *u) {
-  json_t *a = json_object_get(u, "active");
-  return !a || json_is_true(a);
-}
 
 int auth_token_create(st_txn *txn, auth_token_new *t) {
   json_t *u;
-  int rc = scim_user_lookup(txn, t->tenant, t->user_ref, &u);
+  int rc = st_dir_user_find(txn, t->tenant, t->user_ref, &u);
   if (rc) return rc;
   const char *uid = json_string_value(json_object_get(u, "id"));
   const char *un = json_string_value(json_object_get(u, "userName"));
   snprintf(t->user_id, sizeof t->user_id, "%s", uid ? uid : "");
   snprintf(t->user_name, sizeof t->user_name, "%s", un ? un : "");
-  bool active = user_active(u);
+  bool active = st_dir_user_record_active(u);
   json_decref(u);
   if (!active) return AUTH_EINACTIVE;
   auth_token_rec r = {.kind = AUTH_KIND_EMPLOYEE, .tenant = t->tenant, .id = t->tokid,
@@ -50,8 +46,8 @@ static int record_grants(st_txn *txn, json_t *r, const char *tenant, int64_t now
   }
   if (st_tenant_active(txn, tenant) != 0) return ST_ENOTFOUND;
   json_t *u;
-  if (scim_user_lookup(txn, tenant, uid, &u) != 0) return ST_ENOTFOUND;
-  bool active = user_active(u) && !strcmp(json_string_value(json_object_get(u, "id")) ?: "", uid);
+  if (st_dir_user_find(txn, tenant, uid, &u) != 0) return ST_ENOTFOUND;
+  bool active = st_dir_user_record_active(u) && !strcmp(json_string_value(json_object_get(u, "id")) ?: "", uid);
   json_decref(u);
   if (!active) return ST_ENOTFOUND;
   if (user_id) snprintf(user_id, 40, "%s", uid);
@@ -85,7 +81,7 @@ int auth_identity_check(st_txn *txn, const char *tenant, const char *user_id, co
 }
 
 static int on_user_gone(st_txn *txn, int kind, const void *event, void *ctx) {
-  const scim_event *ev = event;
+  const st_dir_event *ev = event;
   (void)kind;
   (void)ctx;
   int n = auth_tokens_delete_user(txn, ev->tenant, ev->id);
@@ -93,6 +89,6 @@ static int on_user_gone(st_txn *txn, int kind, const void *event, void *ctx) {
 }
 
 int auth_register_hooks(st_store *st) {
-  int rc = st_hook_add(st, SCIM_EV_USER_DEACTIVATED, on_user_gone, NULL);
-  return rc ? rc : st_hook_add(st, SCIM_EV_USER_DELETED, on_user_gone, NULL);
+  int rc = st_hook_add(st, ST_DIR_EV_USER_DEACTIVATED, on_user_gone, NULL);
+  return rc ? rc : st_hook_add(st, ST_DIR_EV_USER_DELETED, on_user_gone, NULL);
 }

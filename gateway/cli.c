@@ -493,6 +493,8 @@ static int open_store(const cli_opts *o, st_store **st) {
   st_options so = {0};
   so.dir = dir;
   so.master_key_file = kf && *kf ? kf : key;
+  so.log = gw_store_log;
+  so.log_ctx = NULL;
   int rc = st_open(st, &so);
   if (rc) fprintf(stderr, "mcpgate: cannot open the store in %s: %s\n", dir, st_strerror(rc));
   return rc ? -1 : 0;

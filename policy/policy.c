@@ -1,5 +1,7 @@
 /* policy/policy.c — documents, compilation to group ids, per-user
- * effective decisions, explanation, and the decision cache (policy.h). */
+ * effective decisions, explanation, and the decision cache (policy.h).
+ * Users, groups and membership are read through the directory
+ * (store/dir.h), never through SCIM's protocol layer. */
 #include "policy/policy.h"
 
 #include <stdio.h>
@@ -7,11 +9,22 @@
 #include <string.h>
 #include <strings.h>
 
-#include "scim/scim.h"
+#include "store/dir.h"
 
 #define MAX_RULES 10000
 #define MAX_PATTERNS 1000
 #define PATTERN_MAX 256
+
+const char *pol_strerror(int err) {
+  if (err >= 0) return "ok";
+  switch (err) {
+  case POL_EINVALID: return "invalid policy document";
+  case POL_EAMBIGUOUS: return "ambiguous group name";
+  default: break;
+  }
+  if (err <= POL_ERR_FIRST && err >= POL_ERR_LAST) return "unknown policy error";
+  return st_strerror(err);
+}
 
 const char *pol_decision_name(pol_decision d) {
   switch (d) {
@@ -196,6 +209,8 @@ int pol_generation_bump(st_txn *txn, const char *tenant) {
   return st_put(txn, ST_DB_POLICY, k, key(tenant, 'g', k), &g, 8, 0);
 }
 
+int pol_register_purge(st_store *st) { return st_purge_add(st, "policy", pol_purge_tenant, NULL); }
+
 int pol_purge_tenant(st_txn *txn, const char *tenant, int limit) {
   char k[80];
   int n = 0;
@@ -213,31 +228,20 @@ static json_t *resolve(st_txn *txn, const char *tenant, const char *ref, char *e
                        json_t *warnings) {
   if (!strcmp(ref, "*")) return json_string("*");
   if (!strncmp(ref, "id:", 3)) {
-    char filter[200];
-    snprintf(filter, sizeof filter, "id eq \"%.100s\"", ref + 3);
-    scim_resp rs = {0};
-    scim_admin_list(txn, tenant, "Groups", filter, 1, 1, "", &rs);
-    if (!json_array_size(json_object_get(rs.body, "Resources"))) {
+    if (st_dir_group_exists(txn, tenant, ref + 3) != 0) {
       char w[300];
       snprintf(w, sizeof w, "group id \"%.100s\" does not exist: the rule matches nobody", ref + 3);
       json_array_append_new(warnings, json_string(w));
     }
-    scim_resp_clear(&rs);
     return json_pack("{s:s}", "id", ref + 3);
   }
-  char filter[600];
-  json_t *q = json_string(ref);
-  char *quoted = json_dumps(q, JSON_ENCODE_ANY);
-  json_decref(q);
-  snprintf(filter, sizeof filter, "displayName eq %s", quoted ? quoted : "\"\"");
-  free(quoted);
-  scim_resp rs = {0};
-  scim_admin_list(txn, tenant, "Groups", filter, 1, 3, "", &rs);
-  json_t *res = json_object_get(rs.body, "Resources");
-  size_t n = json_array_size(res);
+  /* a name: unique, several (ambiguous), or none yet (pending) */
+  json_t *ids = json_array();
+  st_dir_groups_by_name(txn, tenant, ref, ids, 2);
+  size_t n = json_array_size(ids);
   json_t *out = NULL;
   if (n == 1) {
-    out = json_pack("{s:O}", "id", json_object_get(json_array_get(res, 0), "id"));
+    out = json_pack("{s:O}", "id", json_array_get(ids, 0));
   } else if (n > 1) {
     *ambiguous = 1;
     add(err, errlen, "group name \"%.100s\" matches several groups: use \"id:<group id>\"", ref);
@@ -247,7 +251,7 @@ static json_t *resolve(st_txn *txn, const char *tenant, const char *ref, char *e
     json_array_append_new(warnings, json_string(w));
     out = json_pack("{s:s,s:b}", "name", ref, "pending", 1);
   }
-  scim_resp_clear(&rs);
+  json_decref(ids);
   return out;
 }
 
@@ -314,13 +318,7 @@ static bool group_live(st_txn *txn, const char *tenant, const json_t *g) {
   if (json_is_string(g)) return true;
   const char *id = json_string_value(json_object_get(g, "id"));
   if (!id) return false;
-  char filter[200];
-  snprintf(filter, sizeof filter, "id eq \"%.100s\"", id);
-  scim_resp rs = {0};
-  scim_admin_list(txn, tenant, "Groups", filter, 1, 1, "", &rs);
-  bool live = json_array_size(json_object_get(rs.body, "Resources")) > 0;
-  scim_resp_clear(&rs);
-  return live;
+  return st_dir_group_exists(txn, tenant, id) == 0;
 }
 
 int pol_visibility_warnings(st_txn *txn, const char *tenant, const json_t *connectors, json_t *warnings) {
@@ -382,18 +380,15 @@ json_t *pol_view(st_txn *txn, const char *tenant, const json_t *rec) {
       json_t *b = json_pack("{s:I,s:s}", "rule", (json_int_t)i, "as_written", as_written ? as_written : "");
       if (id) {
         json_object_set_new(b, "group_id", json_string(id));
-        scim_resp rs = {0};
-        char filter[120];
-        snprintf(filter, sizeof filter, "id eq \"%.40s\"", id);
-        scim_admin_list(txn, tenant, "Groups", filter, 1, 1, "", &rs);
-        json_t *grp = json_array_get(json_object_get(rs.body, "Resources"), 0);
+        json_t *grp = NULL;
+        st_dir_group_get(txn, tenant, id, &grp);
         const char *name = json_string_value(json_object_get(grp, "displayName"));
         json_object_set_new(b, "current_name", name ? json_string(name) : json_null());
         if (!grp) json_object_set_new(b, "note", json_string("the group no longer exists: the rule matches nobody"));
         else if (as_written && strncmp(as_written, "id:", 3) && strcasecmp(as_written, name))
           json_object_set_new(b, "note", json_string("renamed in the directory since the policy was written; "
                                                      "the rule still applies to this group"));
-        scim_resp_clear(&rs);
+        json_decref(grp);
       } else {
         json_object_set_new(b, "pending", json_true());
         json_object_set_new(b, "note", json_string("no group of this name yet"));
@@ -709,16 +704,15 @@ static int user_groups_state(st_txn *txn, const char *tenant, const char *user_i
   json_t *user;
   *groups = NULL;
   *active = false;
-  int rc = scim_user_lookup(txn, tenant, user_id, &user);
+  int rc = st_dir_user_find(txn, tenant, user_id, &user);
   if (rc == ST_ENOTFOUND) {
     *groups = json_array();
     return 0;
   }
   if (rc) return rc;
-  json_t *a = json_object_get(user, "active");
-  *active = !a || json_is_true(a);
+  *active = st_dir_user_record_active(user);
   json_decref(user);
-  return scim_user_groups(txn, tenant, user_id, groups);
+  return st_dir_user_groups(txn, tenant, user_id, groups);
 }
 
 int pol_user_load(st_txn *txn, const char *tenant, const char *user_id, pol_user **out) {
@@ -834,23 +828,19 @@ json_t *pol_explain(st_txn *txn, const char *tenant, const char *user_id, const 
   json_t *out = json_object();
   json_t *rec = NULL, *user = NULL, *gids = NULL;
   pol_get(txn, tenant, &rec);
-  scim_user_lookup(txn, tenant, user_id, &user);
+  st_dir_user_find(txn, tenant, user_id, &user);
   const char *uid = json_string_value(json_object_get(user, "id"));
-  if (uid) scim_user_groups(txn, tenant, uid, &gids);
+  if (uid) st_dir_user_groups(txn, tenant, uid, &gids);
   if (!gids) gids = json_array();
-  json_t *a = json_object_get(user, "active");
-  bool active = user && (!a || json_is_true(a));
+  bool active = user && st_dir_user_record_active(user);
   json_t *groups = json_array();
   size_t i;
   json_t *g;
   json_array_foreach(gids, i, g) {
-    scim_resp rs = {0};
-    char filter[120];
-    snprintf(filter, sizeof filter, "id eq \"%.40s\"", json_string_value(g));
-    scim_admin_list(txn, tenant, "Groups", filter, 1, 1, "", &rs);
-    json_t *grp = json_array_get(json_object_get(rs.body, "Resources"), 0);
+    json_t *grp = NULL;
+    st_dir_group_get(txn, tenant, json_string_value(g), &grp);
     json_array_append_new(groups, json_pack("{s:O,s:O?}", "id", g, "displayName", json_object_get(grp, "displayName")));
-    scim_resp_clear(&rs);
+    json_decref(grp);
   }
   json_object_set_new(out, "user", user ? json_pack("{s:O,s:O,s:b}", "id", json_object_get(user, "id"), "userName",
                                                     json_object_get(user, "userName"), "active", active)
@@ -917,7 +907,7 @@ json_t *pol_explain(st_txn *txn, const char *tenant, const char *user_id, const 
 
 /* Pending names bind when a group of that name appears (or a group is
  * renamed to it): the compiled record is rewritten in the same txn. */
-static int bind_pending(st_txn *txn, const scim_event *ev) {
+static int bind_pending(st_txn *txn, const st_dir_event *ev) {
   json_t *rec;
   if (pol_get(txn, ev->tenant, &rec) != 0) return 0;
   bool changed = false;
@@ -947,17 +937,17 @@ static int bind_pending(st_txn *txn, const scim_event *ev) {
 }
 
 static int on_event(st_txn *txn, int kind, const void *event, void *ctx) {
-  const scim_event *ev = event;
+  const st_dir_event *ev = event;
   (void)ctx;
   int rc = 0;
-  if (kind == SCIM_EV_GROUP_CREATED || kind == SCIM_EV_GROUP_RENAMED) rc = bind_pending(txn, ev);
+  if (kind == ST_DIR_EV_GROUP_CREATED || kind == ST_DIR_EV_GROUP_RENAMED) rc = bind_pending(txn, ev);
   return rc ? rc : pol_generation_bump(txn, ev->tenant);
 }
 
 int pol_register_hooks(st_store *st) {
-  static const int kinds[] = {SCIM_EV_MEMBERSHIP_CHANGED, SCIM_EV_GROUP_CREATED, SCIM_EV_GROUP_RENAMED,
-                              SCIM_EV_GROUP_DELETED,      SCIM_EV_USER_DEACTIVATED, SCIM_EV_USER_REACTIVATED,
-                              SCIM_EV_USER_DELETED};
+  static const int kinds[] = {ST_DIR_EV_MEMBERSHIP_CHANGED, ST_DIR_EV_GROUP_CREATED, ST_DIR_EV_GROUP_RENAMED,
+                              ST_DIR_EV_GROUP_DELETED,      ST_DIR_EV_USER_DEACTIVATED, ST_DIR_EV_USER_REACTIVATED,
+                              ST_DIR_EV_USER_DELETED};
   for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
     int rc = st_hook_add(st, kinds[i], on_event, NULL);
     if (rc) return rc;

@@ -36,6 +36,17 @@
 
 #include "store/store.h"
 
+/* Error codes: policy's own range (outside libuv's errno values and the
+ * store's); a negative return of pol_* is one of these or an ST_E*. */
+#define POL_ERR_FIRST (-30500)
+#define POL_ERR_LAST (-30599)
+enum {
+  POL_EINVALID = -30500,   /* the document fails validation; err lists every problem */
+  POL_EAMBIGUOUS = -30501, /* a group name matches several groups; err says which */
+};
+/* Static string for a POL_E* or ST_E* code; "ok" for >= 0. */
+const char *pol_strerror(int err);
+
 typedef enum pol_decision {
   POL_HIDDEN = 0, /* no rule for this connector: the user does not see it */
   POL_BLOCK = 1,
@@ -56,8 +67,6 @@ int pol_validate(const json_t *doc, char *err, size_t errlen);
 /* Writer job body for PUT: validate, resolve names, store as version+1.
  * *version_out gets the new version; *warnings (owned) lists unresolved
  * names. Ambiguous names fail with POL_EAMBIGUOUS and err says which. */
-#define POL_EINVALID (-2101)
-#define POL_EAMBIGUOUS (-2102)
 int pol_put(st_txn *txn, const char *tenant, const json_t *doc, const char *now, int *version_out,
             json_t **warnings, char *err, size_t errlen);
 /* The footgun check after a PUT: a connector is shown only to users a
@@ -77,6 +86,9 @@ json_t *pol_view(st_txn *txn, const char *tenant, const json_t *rec);
 uint64_t pol_generation(st_txn *txn, const char *tenant);
 int pol_generation_bump(st_txn *txn, const char *tenant);
 int pol_purge_tenant(st_txn *txn, const char *tenant, int limit);
+/* Registers pol_purge_tenant as the "policy" tenant purge (st_purge_add);
+ * at startup, with the other store registrations. 0 or ST_E*. */
+int pol_register_purge(st_store *st);
 
 /* A user's effective policy: their groups intersected with the rules,
  * per connector. Built from a read txn; immutable afterwards. */

@@ -1,5 +1,7 @@
 /* scim/resource.c — Users and Groups: storage, indexes, membership, the
- * request handlers and lifecycle events (layout in scim.h).
+ * request handlers and lifecycle events. The key layout and its encoders
+ * belong to the directory (store/dir.h); this file writes through them and
+ * owns the SCIM semantics on top (validation, If-Match, PATCH, lists).
  *
  * Writes keep every index in the same transaction as the resource; member
  * edits touch only the keys of the members named (O(k log n) for k members
@@ -8,7 +10,6 @@
  * members.value) from the indexes and verify each hit against the full
  * filter; any other filter is evaluated on every resource of the tenant. */
 #include <ctype.h>
-#include <errno.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <stdarg.h>
@@ -19,7 +20,7 @@
 
 #include "scim/scim_int.h"
 
-#define E_ABORT (-1000) /* job must abort; rs holds the reply */
+#define E_ABORT SCIM_EABORT /* job must abort; rs holds the reply */
 
 /* ---------- errors and replies ---------- */
 
@@ -55,9 +56,20 @@ static int fail_store(scim_resp *rs, int rc) {
   return E_ABORT;
 }
 
+const char *scim_strerror(int err) {
+  if (err >= 0) return "ok";
+  switch (err) {
+  case SCIM_EABORT: return "SCIM request failed (see its error reply)";
+  case SCIM_ERANDOM: return "random number generator failed";
+  default: break;
+  }
+  if (err <= SCIM_ERR_FIRST && err >= SCIM_ERR_LAST) return "unknown SCIM error";
+  return st_strerror(err);
+}
+
 int scim_new_id(char out[SCIM_ID_LEN + 1]) {
   unsigned char b[16];
-  if (RAND_bytes(b, sizeof b) != 1) return -EIO;
+  if (RAND_bytes(b, sizeof b) != 1) return SCIM_ERANDOM;
   b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
   b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
   snprintf(out, SCIM_ID_LEN + 1,
@@ -77,79 +89,15 @@ const char *scim_event_name(int kind) {
   return i >= 0 && i < SCIM_EV_COUNT ? ev_names[i] : "unknown";
 }
 
-/* ---------- keys ---------- */
-
-typedef struct kb {
-  char b[SCIM__KEY_MAX + 128];
-  size_t n;
-} kb;
-
-static void kb_init(kb *k, const char *tenant) {
-  size_t n = strlen(tenant);
-  memcpy(k->b, tenant, n);
-  k->b[n] = 0;
-  k->n = n + 1;
-}
-static void kb_ch(kb *k, char c) { k->b[k->n++] = c; }
-static void kb_raw(kb *k, const void *p, size_t n) {
-  memcpy(k->b + k->n, p, n);
-  k->n += n;
-}
-static void kb_str(kb *k, const char *s) { kb_raw(k, s, strlen(s)); }
-/* An index value: case-folded unless exact; long values hashed. */
-static void kb_val(kb *k, const char *s, bool exact) {
-  size_t n = strlen(s);
-  char tmp[SCIM__IDX_VAL_MAX + 1];
-  if (n <= SCIM__IDX_VAL_MAX && !memchr(s, 0, n)) {
-    for (size_t i = 0; i < n; i++) tmp[i] = exact ? s[i] : (char)tolower((unsigned char)s[i]);
-    if (n && (unsigned char)tmp[0] == 0xFF) goto hash;
-    kb_raw(k, tmp, n);
-    return;
-  }
-hash:;
-  unsigned char h[SHA256_DIGEST_LENGTH];
-  char *low = strdup(s);
-  if (!low) return;
-  if (!exact)
-    for (char *p = low; *p; p++) *p = (char)tolower((unsigned char)*p);
-  SHA256((unsigned char *)low, strlen(low), h);
-  free(low);
-  kb_ch(k, (char)0xFF);
-  kb_raw(k, h, sizeof h);
-}
-
-static void res_key(kb *k, const char *tenant, char type, const char *id) {
-  kb_init(k, tenant);
-  kb_ch(k, type);
-  kb_str(k, id);
-}
-
-static int valid_id(const char *id) {
-  if (strlen(id) != SCIM_ID_LEN) return 0;
-  for (int i = 0; i < SCIM_ID_LEN; i++) {
-    char c = id[i];
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (c != '-') return 0;
-    } else if (!isxdigit((unsigned char)c) || isupper((unsigned char)c)) {
-      return 0;
-    }
-  }
-  return 1;
-}
+/* ---------- keys ----------
+ * Every key is spelled by store/dir.h's encoders (the directory owns the
+ * encoding); this file only decides when to write them. */
 
 static int res_get(st_txn *txn, const char *tenant, char type, const char *id, json_t **out) {
-  kb k;
-  st_val v;
-  *out = NULL;
-  if (!valid_id(id)) return ST_ENOTFOUND;
-  res_key(&k, tenant, type, id);
-  int rc = st_get(txn, ST_DB_SCIM_RES, k.b, k.n, &v);
-  if (rc) return rc;
-  *out = json_loadb(v.data, v.len, 0, NULL);
-  return *out ? 0 : ST_ECORRUPT;
+  return type == ST_DIR_USER ? st_dir_user_get(txn, tenant, id, out) : st_dir_group_get(txn, tenant, id, out);
 }
 
-static int put_json(st_txn *txn, st_db db, const kb *k, json_t *j) {
+static int put_json(st_txn *txn, st_db db, const st_dir_key *k, json_t *j) {
   char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
   if (!s) return ST_ENOMEM;
   int rc = st_put(txn, db, k->b, k->n, s, strlen(s), 0);
@@ -158,10 +106,8 @@ static int put_json(st_txn *txn, st_db db, const kb *k, json_t *j) {
 }
 
 static int count_add(st_txn *txn, const char *tenant, char type, int delta) {
-  kb k;
-  kb_init(&k, tenant);
-  kb_ch(&k, 'n');
-  kb_ch(&k, type);
+  st_dir_key k;
+  st_dir_key_count(&k, tenant, type);
   st_val v;
   uint64_t n = 0;
   if (st_get(txn, ST_DB_SCIM_IDX, k.b, k.n, &v) == 0 && v.len == 8) memcpy(&n, v.data, 8);
@@ -170,63 +116,19 @@ static int count_add(st_txn *txn, const char *tenant, char type, int delta) {
 }
 
 static uint64_t count_get(st_txn *txn, const char *tenant, char type) {
-  kb k;
-  kb_init(&k, tenant);
-  kb_ch(&k, 'n');
-  kb_ch(&k, type);
+  st_dir_key k;
+  st_dir_key_count(&k, tenant, type);
   st_val v;
   uint64_t n = 0;
   if (st_get(txn, ST_DB_SCIM_IDX, k.b, k.n, &v) == 0 && v.len == 8) memcpy(&n, v.data, 8);
   return n;
 }
 
-/* 'u' lower(userName) → id */
-static void uname_key(kb *k, const char *tenant, const char *uname) {
-  kb_init(k, tenant);
-  kb_ch(k, 'u');
-  kb_val(k, uname, false);
-}
-/* 'e' type externalId \0 id  /  'd' lower(displayName) \0 id */
-static void multi_key(kb *k, const char *tenant, char kind, char type, const char *val, bool exact,
-                      const char *id) {
-  kb_init(k, tenant);
-  kb_ch(k, kind);
-  if (type) kb_ch(k, type);
-  kb_val(k, val, exact);
-  kb_ch(k, 0);
-  if (id) kb_str(k, id);
-}
-/* 'm' gid \0 uid / 'g' uid \0 gid */
-static void mem_key(kb *k, const char *tenant, char dir, const char *a, const char *b) {
-  kb_init(k, tenant);
-  kb_ch(k, dir);
-  kb_str(k, a);
-  kb_ch(k, 0);
-  if (b) kb_str(k, b);
-}
-
 static const char *jstr(const json_t *o, const char *k) {
   return json_string_value(scim__oget(o, k, NULL));
 }
 
-/* Collects the ids found under a prefix whose keys end in a 36-char id. */
-static int ids_under(st_txn *txn, st_db db, const kb *prefix, json_t *out, size_t limit) {
-  st_cursor *c;
-  int rc = st_cursor_open(txn, db, &c);
-  if (rc) return rc;
-  st_cursor_seek(c, prefix->b, prefix->n, NULL, 0);
-  st_val k;
-  while ((rc = st_cursor_next(c, &k, NULL)) == 0) {
-    if (k.len < prefix->n + SCIM_ID_LEN) continue;
-    json_array_append_new(out, json_stringn((const char *)k.data + k.len - SCIM_ID_LEN, SCIM_ID_LEN));
-    if (limit && json_array_size(out) >= limit) break;
-  }
-  st_cursor_close(c);
-  return rc == ST_ENOTFOUND || rc == 0 ? 0 : rc;
-}
-
 static void effective_meta(st_txn *txn, const char *tenant, json_t *o);
-static void grev_key(kb *k, const char *tenant, const char *uid);
 
 /* ---------- validation ---------- */
 
@@ -541,10 +443,10 @@ static json_t *render_user(st_txn *txn, const scim_req *rq, const char *tenant, 
   if (meta) json_object_set_new(meta, "location", json_string(loc));
   effective_meta(txn, tenant, o);
   if (id && view_wants(v, "groups")) {
-    kb p;
-    mem_key(&p, tenant, 'g', id, NULL);
+    st_dir_key p;
+    st_dir_key_user_group(&p, tenant, id, NULL);
     json_t *gids = json_array();
-    ids_under(txn, ST_DB_SCIM_MEM, &p, gids, 0);
+    st_dir_ids_under(txn, ST_DB_SCIM_MEM, &p, gids, 0);
     json_t *groups = json_array();
     size_t i;
     json_t *g;
@@ -573,10 +475,10 @@ static json_t *render_group(st_txn *txn, const scim_req *rq, const char *tenant,
   location(rq, "Groups", id ? id : "", loc, sizeof loc);
   if (meta) json_object_set_new(meta, "location", json_string(loc));
   if (id && view_wants(v, "members")) {
-    kb p;
-    mem_key(&p, tenant, 'm', id, NULL);
+    st_dir_key p;
+    st_dir_key_member(&p, tenant, id, NULL);
     json_t *uids = json_array();
-    ids_under(txn, ST_DB_SCIM_MEM, &p, uids, 0);
+    st_dir_ids_under(txn, ST_DB_SCIM_MEM, &p, uids, 0);
     json_t *members = json_array();
     size_t i;
     json_t *u;
@@ -708,41 +610,24 @@ static int emit(st_txn *txn, int kind, const scim_req *rq, const char *id, const
 
 static int index_user(st_txn *txn, const char *tenant, const json_t *u, bool add) {
   const char *id = jstr(u, "id"), *un = jstr(u, "userName"), *ext = jstr(u, "externalId");
-  kb k;
+  st_dir_key k;
   int rc;
-  uname_key(&k, tenant, un);
+  st_dir_key_username(&k, tenant, un);
   rc = add ? st_put(txn, ST_DB_SCIM_IDX, k.b, k.n, id, strlen(id), 0) : st_del(txn, ST_DB_SCIM_IDX, k.b, k.n);
   if (rc && rc != ST_ENOTFOUND) return rc;
   if (ext) {
-    multi_key(&k, tenant, 'e', 'U', ext, true, id);
+    st_dir_key_external(&k, tenant, 'U', ext, id);
     rc = add ? st_put(txn, ST_DB_SCIM_IDX, k.b, k.n, "", 0, 0) : st_del(txn, ST_DB_SCIM_IDX, k.b, k.n);
     if (rc && rc != ST_ENOTFOUND) return rc;
   }
   return 0;
 }
 
-static int uname_owner(st_txn *txn, const char *tenant, const char *uname, char owner[SCIM_ID_LEN + 1]) {
-  kb k;
-  st_val v;
-  uname_key(&k, tenant, uname);
-  int rc = st_get(txn, ST_DB_SCIM_IDX, k.b, k.n, &v);
-  if (rc) return rc;
-  size_t n = v.len < SCIM_ID_LEN ? v.len : SCIM_ID_LEN;
-  memcpy(owner, v.data, n);
-  owner[n] = 0;
-  return 0;
-}
-
-static bool is_active(const json_t *u) {
-  json_t *a = json_object_get(u, "active");
-  return !a || json_is_true(a);
-}
-
 static int user_create(st_txn *txn, const scim_req *rq, scim_resp *rs) {
   json_t *u = normalize(rq->body, false, rs);
   if (!u) return E_ABORT;
   char owner[SCIM_ID_LEN + 1];
-  int rc = uname_owner(txn, rq->tenant, jstr(u, "userName"), owner);
+  int rc = st_dir_user_by_name(txn, rq->tenant, jstr(u, "userName"), owner);
   if (rc == 0) {
     scim_error(rs, 409, "uniqueness", "userName \"%.200s\" is already taken", jstr(u, "userName"));
     json_decref(u);
@@ -752,8 +637,8 @@ static int user_create(st_txn *txn, const scim_req *rq, scim_resp *rs) {
   if (!json_object_get(u, "active")) json_object_set_new(u, "active", json_true());
   json_object_set_new(u, "id", json_string(rq->new_id));
   set_meta(u, "User", rq->now, rq->now, 1);
-  kb k;
-  res_key(&k, rq->tenant, 'U', rq->new_id);
+  st_dir_key k;
+  st_dir_key_res(&k, rq->tenant, 'U', rq->new_id);
   if ((rc = st_put(txn, ST_DB_SCIM_RES, k.b, k.n, "", 0, ST_NOOVERWRITE)) != 0) goto store;
   if ((rc = put_json(txn, ST_DB_SCIM_RES, &k, u)) || (rc = index_user(txn, rq->tenant, u, true)) ||
       (rc = count_add(txn, rq->tenant, 'U', 1)))
@@ -776,7 +661,7 @@ static int user_commit(st_txn *txn, const scim_req *rq, json_t *old, json_t *nu,
   char owner[SCIM_ID_LEN + 1];
   int rc;
   if (strcasecmp(jstr(old, "userName"), jstr(nu, "userName")) != 0) {
-    rc = uname_owner(txn, rq->tenant, jstr(nu, "userName"), owner);
+    rc = st_dir_user_by_name(txn, rq->tenant, jstr(nu, "userName"), owner);
     if (rc == 0 && strcmp(owner, id) != 0) {
       scim_error(rs, 409, "uniqueness", "userName \"%.200s\" is already taken", jstr(nu, "userName"));
       return E_ABORT;
@@ -788,12 +673,12 @@ static int user_commit(st_txn *txn, const scim_req *rq, json_t *old, json_t *nu,
   json_object_del(a, "meta");
   bool changed = !json_equal(a, nu);
   json_decref(a);
-  bool was = is_active(old), now = is_active(nu);
+  bool was = st_dir_user_record_active(old), now = st_dir_user_record_active(nu);
   if (changed) {
     const char *created = json_string_value(json_object_get(json_object_get(old, "meta"), "created"));
     set_meta(nu, "User", created ? created : rq->now, rq->now, version_of(old) + 1);
-    kb k;
-    res_key(&k, rq->tenant, 'U', id);
+    st_dir_key k;
+    st_dir_key_res(&k, rq->tenant, 'U', id);
     if ((rc = index_user(txn, rq->tenant, old, false)) || (rc = put_json(txn, ST_DB_SCIM_RES, &k, nu)) ||
         (rc = index_user(txn, rq->tenant, nu, true)))
       return fail_store(rs, rc);
@@ -873,18 +758,18 @@ static int user_delete(st_txn *txn, const scim_req *rq, const char *id, scim_res
   if (rc) return fail_store(rs, rc);
   if ((rc = if_match_ok(txn, rq, old, rs))) goto out;
   /* memberships: both directions, one event per group */
-  kb p;
-  mem_key(&p, rq->tenant, 'g', id, NULL);
+  st_dir_key p;
+  st_dir_key_user_group(&p, rq->tenant, id, NULL);
   json_t *gids = json_array();
-  if ((rc = ids_under(txn, ST_DB_SCIM_MEM, &p, gids, 0))) goto store;
+  if ((rc = st_dir_ids_under(txn, ST_DB_SCIM_MEM, &p, gids, 0))) goto store;
   json_t *removed = json_pack("[s]", id);
   size_t i;
   json_t *g;
   json_array_foreach(gids, i, g) {
-    kb k;
-    mem_key(&k, rq->tenant, 'g', id, json_string_value(g));
+    st_dir_key k;
+    st_dir_key_user_group(&k, rq->tenant, id, json_string_value(g));
     if ((rc = st_del(txn, ST_DB_SCIM_MEM, k.b, k.n)) && rc != ST_ENOTFOUND) break;
-    mem_key(&k, rq->tenant, 'm', json_string_value(g), id);
+    st_dir_key_member(&k, rq->tenant, json_string_value(g), id);
     if ((rc = st_del(txn, ST_DB_SCIM_MEM, k.b, k.n)) && rc != ST_ENOTFOUND) break;
     rc = 0;
     if ((rc = emit(txn, SCIM_EV_MEMBERSHIP_CHANGED, rq, json_string_value(g), NULL, NULL, NULL, removed, rs)))
@@ -894,14 +779,14 @@ static int user_delete(st_txn *txn, const scim_req *rq, const char *id, scim_res
   json_decref(gids);
   if (rc == E_ABORT) goto out;
   if (rc) goto store;
-  kb k;
-  grev_key(&k, rq->tenant, id);
+  st_dir_key k;
+  st_dir_key_groups_rev(&k, rq->tenant, id);
   if ((rc = st_del(txn, ST_DB_SCIM_IDX, k.b, k.n)) && rc != ST_ENOTFOUND) goto store;
-  res_key(&k, rq->tenant, 'U', id);
+  st_dir_key_res(&k, rq->tenant, 'U', id);
   if ((rc = index_user(txn, rq->tenant, old, false)) || (rc = st_del(txn, ST_DB_SCIM_RES, k.b, k.n)) ||
       (rc = count_add(txn, rq->tenant, 'U', -1)))
     goto store;
-  if (is_active(old) &&
+  if (st_dir_user_record_active(old) &&
       (rc = emit(txn, SCIM_EV_USER_DEACTIVATED, rq, id, jstr(old, "userName"), NULL, NULL, NULL, rs)))
     goto out;
   if ((rc = emit(txn, SCIM_EV_USER_DELETED, rq, id, jstr(old, "userName"), NULL, NULL, NULL, rs))) goto out;
@@ -940,18 +825,12 @@ static void net(json_t *to, json_t *from, const char *uid) {
  * u64 revision + RFC 3339 time) moves; the user's effective meta.version is
  * W/"<record version>.<groups revision>" and lastModified the later of the
  * two (effective_meta). */
-static void grev_key(kb *k, const char *tenant, const char *uid) {
-  kb_init(k, tenant);
-  kb_ch(k, 'r');
-  kb_str(k, uid);
-}
-
 static void grev_get(st_txn *txn, const char *tenant, const char *uid, uint64_t *rev, char when[40]) {
-  kb k;
+  st_dir_key k;
   st_val v;
   *rev = 0;
   when[0] = 0;
-  grev_key(&k, tenant, uid);
+  st_dir_key_groups_rev(&k, tenant, uid);
   if (st_get(txn, ST_DB_SCIM_IDX, k.b, k.n, &v) == 0 && v.len >= 8) {
     memcpy(rev, v.data, 8);
     size_t n = v.len - 8 < 39 ? v.len - 8 : 39;
@@ -968,23 +847,23 @@ static int touch_user(mctx *m, const char *uid) {
   size_t tl = strlen(m->rq->now);
   memcpy(buf, &rev, 8);
   memcpy(buf + 8, m->rq->now, tl);
-  kb k;
-  grev_key(&k, m->rq->tenant, uid);
+  st_dir_key k;
+  st_dir_key_groups_rev(&k, m->rq->tenant, uid);
   return st_put(m->txn, ST_DB_SCIM_IDX, k.b, k.n, buf, 8 + tl, 0);
 }
 
 static int member_add(mctx *m, const char *uid, scim_resp *rs) {
-  kb k;
+  st_dir_key k;
   st_val v;
-  if (!valid_id(uid)) goto unknown;
-  res_key(&k, m->rq->tenant, 'U', uid);
+  if (!st_dir_valid_id(uid)) goto unknown;
+  st_dir_key_res(&k, m->rq->tenant, 'U', uid);
   int rc = st_get(m->txn, ST_DB_SCIM_RES, k.b, k.n, &v);
   if (rc == ST_ENOTFOUND) goto unknown;
   if (rc) return fail_store(rs, rc);
-  mem_key(&k, m->rq->tenant, 'm', m->gid, uid);
+  st_dir_key_member(&k, m->rq->tenant, m->gid, uid);
   if (st_get(m->txn, ST_DB_SCIM_MEM, k.b, k.n, &v) == 0) return 0; /* already a member */
   if ((rc = st_put(m->txn, ST_DB_SCIM_MEM, k.b, k.n, "", 0, 0))) return fail_store(rs, rc);
-  mem_key(&k, m->rq->tenant, 'g', uid, m->gid);
+  st_dir_key_user_group(&k, m->rq->tenant, uid, m->gid);
   if ((rc = st_put(m->txn, ST_DB_SCIM_MEM, k.b, k.n, "", 0, 0))) return fail_store(rs, rc);
   if ((rc = touch_user(m, uid))) return fail_store(rs, rc);
   net(m->added, m->removed, uid);
@@ -995,13 +874,13 @@ unknown:
 }
 
 static int member_remove(mctx *m, const char *uid, scim_resp *rs) {
-  kb k;
-  if (!valid_id(uid)) return 0;
-  mem_key(&k, m->rq->tenant, 'm', m->gid, uid);
+  st_dir_key k;
+  if (!st_dir_valid_id(uid)) return 0;
+  st_dir_key_member(&k, m->rq->tenant, m->gid, uid);
   int rc = st_del(m->txn, ST_DB_SCIM_MEM, k.b, k.n);
   if (rc == ST_ENOTFOUND) return 0;
   if (rc) return fail_store(rs, rc);
-  mem_key(&k, m->rq->tenant, 'g', uid, m->gid);
+  st_dir_key_user_group(&k, m->rq->tenant, uid, m->gid);
   if ((rc = st_del(m->txn, ST_DB_SCIM_MEM, k.b, k.n)) && rc != ST_ENOTFOUND) return fail_store(rs, rc);
   if ((rc = touch_user(m, uid))) return fail_store(rs, rc);
   net(m->removed, m->added, uid);
@@ -1009,10 +888,10 @@ static int member_remove(mctx *m, const char *uid, scim_resp *rs) {
 }
 
 static json_t *current_members(mctx *m) {
-  kb p;
-  mem_key(&p, m->rq->tenant, 'm', m->gid, NULL);
+  st_dir_key p;
+  st_dir_key_member(&p, m->rq->tenant, m->gid, NULL);
   json_t *ids = json_array();
-  ids_under(m->txn, ST_DB_SCIM_MEM, &p, ids, 0);
+  st_dir_ids_under(m->txn, ST_DB_SCIM_MEM, &p, ids, 0);
   return ids;
 }
 
@@ -1107,13 +986,13 @@ static int members_op(void *ctx, const char *op, const json_t *value, const scim
 
 static int index_group(st_txn *txn, const char *tenant, const json_t *g, bool add) {
   const char *id = jstr(g, "id"), *dn = jstr(g, "displayName"), *ext = jstr(g, "externalId");
-  kb k;
+  st_dir_key k;
   int rc;
-  multi_key(&k, tenant, 'd', 0, dn, false, id);
+  st_dir_key_group_name(&k, tenant, dn, id);
   rc = add ? st_put(txn, ST_DB_SCIM_IDX, k.b, k.n, "", 0, 0) : st_del(txn, ST_DB_SCIM_IDX, k.b, k.n);
   if (rc && rc != ST_ENOTFOUND) return rc;
   if (ext) {
-    multi_key(&k, tenant, 'e', 'G', ext, true, id);
+    st_dir_key_external(&k, tenant, 'G', ext, id);
     rc = add ? st_put(txn, ST_DB_SCIM_IDX, k.b, k.n, "", 0, 0) : st_del(txn, ST_DB_SCIM_IDX, k.b, k.n);
     if (rc && rc != ST_ENOTFOUND) return rc;
   }
@@ -1131,8 +1010,8 @@ static int group_create(st_txn *txn, const scim_req *rq, scim_resp *rs) {
   int rc;
   json_object_set_new(g, "id", json_string(rq->new_id));
   set_meta(g, "Group", rq->now, rq->now, 1);
-  kb k;
-  res_key(&k, rq->tenant, 'G', rq->new_id);
+  st_dir_key k;
+  st_dir_key_res(&k, rq->tenant, 'G', rq->new_id);
   mctx m = {txn, rq, rq->new_id, json_array(), json_array()};
   if ((rc = st_put(txn, ST_DB_SCIM_RES, k.b, k.n, "", 0, ST_NOOVERWRITE)) ||
       (rc = put_json(txn, ST_DB_SCIM_RES, &k, g)) || (rc = index_group(txn, rq->tenant, g, true)) ||
@@ -1165,8 +1044,8 @@ static int group_commit(st_txn *txn, const scim_req *rq, json_t *old, json_t *nu
   if (changed) {
     const char *created = json_string_value(json_object_get(json_object_get(old, "meta"), "created"));
     set_meta(nu, "Group", created ? created : rq->now, rq->now, version_of(old) + 1);
-    kb k;
-    res_key(&k, rq->tenant, 'G', id);
+    st_dir_key k;
+    st_dir_key_res(&k, rq->tenant, 'G', id);
     if ((rc = index_group(txn, rq->tenant, old, false)) || (rc = put_json(txn, ST_DB_SCIM_RES, &k, nu)) ||
         (rc = index_group(txn, rq->tenant, nu, true)))
       return fail_store(rs, rc);
@@ -1238,8 +1117,8 @@ static int group_delete(st_txn *txn, const scim_req *rq, const char *id, scim_re
   if (rc) return fail_store(rs, rc);
   mctx m = {txn, rq, id, json_array(), json_array()};
   if ((rc = if_match_ok(txn, rq, old, rs)) || (rc = members_op(&m, "remove", NULL, NULL, rs))) goto out;
-  kb k;
-  res_key(&k, rq->tenant, 'G', id);
+  st_dir_key k;
+  st_dir_key_res(&k, rq->tenant, 'G', id);
   if ((rc = index_group(txn, rq->tenant, old, false)) || (rc = st_del(txn, ST_DB_SCIM_RES, k.b, k.n)) ||
       (rc = count_add(txn, rq->tenant, 'G', -1))) {
     rc = fail_store(rs, rc);
@@ -1391,22 +1270,22 @@ static json_t *index_candidates(st_txn *txn, const char *tenant, char type, cons
   if (ap->urn && strcasecmp(ap->urn, type == 'U' ? SCIM_URN_USER : SCIM_URN_GROUP)) return NULL;
   const char *s = json_string_value(val);
   json_t *ids = json_array();
-  kb k;
+  st_dir_key k;
   if (!sub && !strcasecmp(attr, "id")) {
     json_array_append_new(ids, json_string(s));
   } else if (!sub && type == 'U' && !strcasecmp(attr, "userName")) {
     char owner[SCIM_ID_LEN + 1];
-    if (uname_owner(txn, tenant, s, owner) == 0) json_array_append_new(ids, json_string(owner));
+    if (st_dir_user_by_name(txn, tenant, s, owner) == 0) json_array_append_new(ids, json_string(owner));
   } else if (!sub && !strcasecmp(attr, "externalId")) {
-    multi_key(&k, tenant, 'e', type, s, true, NULL);
-    ids_under(txn, ST_DB_SCIM_IDX, &k, ids, 0);
+    st_dir_key_external(&k, tenant, type, s, NULL);
+    st_dir_ids_under(txn, ST_DB_SCIM_IDX, &k, ids, 0);
   } else if (!sub && type == 'G' && !strcasecmp(attr, "displayName")) {
-    multi_key(&k, tenant, 'd', 0, s, false, NULL);
-    ids_under(txn, ST_DB_SCIM_IDX, &k, ids, 0);
+    st_dir_key_group_name(&k, tenant, s, NULL);
+    st_dir_ids_under(txn, ST_DB_SCIM_IDX, &k, ids, 0);
   } else if (type == 'G' && !strcasecmp(attr, "members") && sub && !strcasecmp(sub, "value")) {
-    if (valid_id(s)) {
-      mem_key(&k, tenant, 'g', s, NULL);
-      ids_under(txn, ST_DB_SCIM_MEM, &k, ids, 0);
+    if (st_dir_valid_id(s)) {
+      st_dir_key_user_group(&k, tenant, s, NULL);
+      st_dir_ids_under(txn, ST_DB_SCIM_MEM, &k, ids, 0);
     }
   } else {
     json_decref(ids);
@@ -1438,9 +1317,8 @@ static void list_core(st_txn *txn, const scim_req *rq, char type, const scim__fi
   if (!f) {
     /* unfiltered: the counter, and a skip over the resource prefix */
     total = count_get(txn, rq->tenant, type);
-    kb p;
-    kb_init(&p, rq->tenant);
-    kb_ch(&p, type);
+    st_dir_key p;
+    st_dir_key_res(&p, rq->tenant, type, "");
     st_cursor *c;
     if (st_cursor_open(txn, ST_DB_SCIM_RES, &c) == 0) {
       st_cursor_seek(c, p.b, p.n, NULL, 0);
@@ -1461,10 +1339,9 @@ static void list_core(st_txn *txn, const scim_req *rq, char type, const scim__fi
     if (!ids) {
       /* no index applies: evaluate on every resource of the tenant */
       ids = json_array();
-      kb p;
-      kb_init(&p, rq->tenant);
-      kb_ch(&p, type);
-      ids_under(txn, ST_DB_SCIM_RES, &p, ids, 0);
+      st_dir_key p;
+      st_dir_key_res(&p, rq->tenant, type, "");
+      st_dir_ids_under(txn, ST_DB_SCIM_RES, &p, ids, 0);
     } else {
       /* index order is not id order: keep pages stable by sorting */
       size_t n = json_array_size(ids);
@@ -1719,23 +1596,11 @@ int scim_admin_list(st_txn *txn, const char *tenant, const char *what, const cha
 }
 
 int scim_user_lookup(st_txn *txn, const char *tenant, const char *ref, json_t **user) {
-  *user = NULL;
-  if (valid_id(ref)) {
-    int rc = res_get(txn, tenant, 'U', ref, user);
-    if (rc != ST_ENOTFOUND) return rc;
-  }
-  char owner[SCIM_ID_LEN + 1];
-  int rc = uname_owner(txn, tenant, ref, owner);
-  if (rc) return rc;
-  return res_get(txn, tenant, 'U', owner, user);
+  return st_dir_user_find(txn, tenant, ref, user);
 }
 
 int scim_user_groups(st_txn *txn, const char *tenant, const char *user_id, json_t **gids) {
-  kb p;
-  *gids = json_array();
-  if (!valid_id(user_id)) return 0;
-  mem_key(&p, tenant, 'g', user_id, NULL);
-  return ids_under(txn, ST_DB_SCIM_MEM, &p, *gids, 0);
+  return st_dir_user_groups(txn, tenant, user_id, gids);
 }
 
 bool scim_is_write_request(const scim_req *rq) {
@@ -1792,8 +1657,8 @@ bool scim_read_is_cheap(const scim_req *rq) {
 
 int scim_purge_tenant(st_txn *txn, const char *tenant, int limit) {
   static const st_db dbs[] = {ST_DB_SCIM_MEM, ST_DB_SCIM_IDX, ST_DB_SCIM_RES};
-  kb p;
-  kb_init(&p, tenant);
+  st_dir_key p;
+  st_dir_key_tenant(&p, tenant);
   int n = 0;
   for (size_t d = 0; d < 3 && n < limit; d++) {
     int m = st_del_prefix(txn, dbs[d], p.b, p.n, limit - n);
@@ -1802,6 +1667,8 @@ int scim_purge_tenant(st_txn *txn, const char *tenant, int limit) {
   }
   return n;
 }
+
+int scim_register_purge(st_store *st) { return st_purge_add(st, "scim", scim_purge_tenant, NULL); }
 
 static int check_scim(st_txn *txn, st_check_report_fn report, void *rctx, void *ctx) {
   (void)ctx;
@@ -1833,7 +1700,7 @@ static int check_scim(st_txn *txn, st_check_report_fn report, void *rctx, void *
     }
     if (type == 'U') {
       char owner[SCIM_ID_LEN + 1];
-      if (!jstr(r, "userName") || uname_owner(txn, tenant, jstr(r, "userName"), owner) || strcmp(owner, id)) {
+      if (!jstr(r, "userName") || st_dir_user_by_name(txn, tenant, jstr(r, "userName"), owner) || strcmp(owner, id)) {
         snprintf(msg, sizeof msg, "tenant %s: user %s is missing from the userName index", tenant, id);
         if (report) report(rctx, "scim", msg);
         problems++;
@@ -1859,8 +1726,9 @@ static int check_scim(st_txn *txn, st_check_report_fn report, void *rctx, void *
     a[SCIM_ID_LEN] = 0;
     memcpy(b, kp + tl + 3 + SCIM_ID_LEN, SCIM_ID_LEN);
     b[SCIM_ID_LEN] = 0;
-    kb t;
-    mem_key(&t, tenant, dir == 'm' ? 'g' : 'm', b, a);
+    st_dir_key t;
+    if (dir == 'm') st_dir_key_user_group(&t, tenant, b, a);
+    else st_dir_key_member(&t, tenant, b, a);
     st_val tv;
     if (st_get(txn, ST_DB_SCIM_MEM, t.b, t.n, &tv) != 0) {
       snprintf(msg, sizeof msg, "tenant %s: membership %s/%s has no reverse entry", tenant, a, b);

@@ -10,24 +10,21 @@
  * job twice — so everything random (new ids) and the clock are prepared by
  * the caller in scim_req before submitting.
  *
- * Store layout (every key starts with the tenant id and a NUL, so a tenant's
- * data is one prefix per database):
- *   ST_DB_SCIM_RES  t\0 'U' id            → user JSON (the resource as stored)
- *                   t\0 'G' id            → group JSON (without members)
- *   ST_DB_SCIM_IDX  t\0 'u' lower(userName)          → user id   (unique)
- *                   t\0 'e' 'U'|'G' externalId \0 id → ""
- *                   t\0 'd' lower(displayName) \0 id → ""        (groups)
- *                   t\0 'n' 'U'|'G'                  → count (u64 LE)
- *   ST_DB_SCIM_MEM  t\0 'm' gid \0 uid    → ""   group → members
- *                   t\0 'g' uid \0 gid    → ""   user → groups
- * Index values longer than SCIM__IDX_VAL_MAX are replaced by 0xFF + SHA-256;
- * every index hit is verified against the resource. */
+ * Store layout: the directory's databases (ST_DB_SCIM_RES/IDX/MEM); their
+ * keys and indexes are defined and encoded by store/dir.h, which is also
+ * how other modules read users and groups. Every index hit a SCIM read
+ * uses is verified against the resource.
+ *
+ * Lifecycle events: scim/ emits the directory's events (store/dir.h,
+ * ST_DIR_EV_*, struct st_dir_event) inside the write transaction; the
+ * SCIM_EV_* names and scim_event below are the same values and type. */
 #ifndef MCPGATE_SCIM_SCIM_H
 #define MCPGATE_SCIM_SCIM_H
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "store/dir.h"
 #include "store/store.h"
 
 #define SCIM_URN_USER "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -40,35 +37,38 @@
 #define SCIM_ID_LEN 36 /* UUID text */
 #define SCIM_DEFAULT_COUNT 100
 
-/* ---- lifecycle events, emitted inside the write transaction ---- */
+/* ---- error codes ----
+ * scim/'s own range, outside libuv's errno values and the store's: a
+ * negative return of scim_* is one of these or an ST_E* passed up. */
+#define SCIM_ERR_FIRST (-30400)
+#define SCIM_ERR_LAST (-30499)
 enum {
-  SCIM_EV_USER_CREATED = ST_EVENT_BASE_SCIM,
-  SCIM_EV_USER_CHANGED,      /* any stored attribute changed */
-  SCIM_EV_USER_DEACTIVATED,  /* active true→false: PATCH (with/without path), PUT, DELETE */
-  SCIM_EV_USER_REACTIVATED,  /* active false→true */
-  SCIM_EV_USER_DELETED,      /* after DEACTIVATED when the user was active */
-  SCIM_EV_MEMBERSHIP_CHANGED,/* one group; added/removed user ids */
-  SCIM_EV_GROUP_CREATED,
-  SCIM_EV_GROUP_RENAMED,
-  SCIM_EV_GROUP_DELETED,
-  SCIM_EV__END
+  SCIM_EABORT = -30400,  /* the request failed: its job aborts; the scim_resp holds the SCIM error reply */
+  SCIM_ERANDOM = -30401, /* the CSPRNG failed (new resource id) */
+};
+/* Static string for a SCIM_E* or ST_E* code; "ok" for >= 0. */
+const char *scim_strerror(int err);
+
+/* ---- lifecycle events, emitted inside the write transaction ----
+ * Aliases of the directory's events (store/dir.h), under SCIM's names. */
+enum {
+  SCIM_EV_USER_CREATED = ST_DIR_EV_USER_CREATED,
+  SCIM_EV_USER_CHANGED = ST_DIR_EV_USER_CHANGED,
+  SCIM_EV_USER_DEACTIVATED = ST_DIR_EV_USER_DEACTIVATED,
+  SCIM_EV_USER_REACTIVATED = ST_DIR_EV_USER_REACTIVATED,
+  SCIM_EV_USER_DELETED = ST_DIR_EV_USER_DELETED,
+  SCIM_EV_MEMBERSHIP_CHANGED = ST_DIR_EV_MEMBERSHIP_CHANGED,
+  SCIM_EV_GROUP_CREATED = ST_DIR_EV_GROUP_CREATED,
+  SCIM_EV_GROUP_RENAMED = ST_DIR_EV_GROUP_RENAMED,
+  SCIM_EV_GROUP_DELETED = ST_DIR_EV_GROUP_DELETED,
+  SCIM_EV__END = ST_DIR_EV__END
 };
 #define SCIM_EV_COUNT (SCIM_EV__END - SCIM_EV_USER_CREATED)
 /* "user_created", … for metrics labels. */
 const char *scim_event_name(int kind);
 
-/* Everything borrowed for the duration of the hook call. */
-typedef struct scim_event {
-  const char *tenant;
-  const char *id;          /* user id (user events) or group id */
-  const char *name;        /* userName or displayName (new one on rename) */
-  const char *old_name;    /* GROUP_RENAMED */
-  const char *via;         /* "post", "put", "patch", "delete" */
-  const char *const *added;   /* MEMBERSHIP_CHANGED: user ids */
-  size_t nadded;
-  const char *const *removed;
-  size_t nremoved;
-} scim_event;
+/* Everything borrowed for the duration of the hook call (store/dir.h). */
+typedef st_dir_event scim_event;
 
 /* ---- requests ---- */
 
@@ -103,14 +103,15 @@ bool scim_is_write_request(const scim_req *rq);
 bool scim_read_is_cheap(const scim_req *rq);
 /* Handles one request. Reads need any txn; writes need the job's write txn.
  * Returns 0 when the writes (if any) should commit, or a negative value
- * when the job must abort (rs then holds the error reply). rs is reset at
+ * (SCIM_EABORT, or an ST_E* passed up) when the job must abort (rs then
+ * holds the error reply). rs is reset at
  * entry, so a re-run overwrites it. */
 int scim_handle(st_txn *txn, const scim_req *rq, scim_resp *rs);
 void scim_resp_clear(scim_resp *rs);
 /* Fills rs with a SCIM Error (status, scimType may be NULL, detail). */
 void scim_error(scim_resp *rs, int status, const char *scim_type, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-/* New random UUIDv4 text (CSPRNG). 0 or negative. */
+/* New random UUIDv4 text (CSPRNG). 0 or SCIM_ERANDOM. */
 int scim_new_id(char out[SCIM_ID_LEN + 1]);
 
 /* Admin views (gateway/api/admin.c): a user with its groups, lists with an
@@ -120,14 +121,19 @@ int scim_admin_list(st_txn *txn, const char *tenant, const char *what /* "Users"
                     scim_resp *rs);
 
 /* Finds a user by id or (case-insensitive) userName. *user is the stored
- * JSON (caller json_decref). ST_ENOTFOUND if absent. */
+ * JSON (caller json_decref). ST_ENOTFOUND if absent. Same as
+ * st_dir_user_find (store/dir.h), which modules below the gateway use. */
 int scim_user_lookup(st_txn *txn, const char *tenant, const char *id_or_username, json_t **user);
-/* The user's group ids (array of strings, caller json_decref). */
+/* The user's group ids (array of strings, caller json_decref); same as
+ * st_dir_user_groups. */
 int scim_user_groups(st_txn *txn, const char *tenant, const char *user_id, json_t **gids);
 
 /* Deletes up to `limit` keys of a tenant across the SCIM databases; returns
  * how many were deleted (< limit means done) or a negative error. */
 int scim_purge_tenant(st_txn *txn, const char *tenant, int limit);
+/* Registers scim_purge_tenant as the "scim" tenant purge (st_purge_add);
+ * at startup, with the other store registrations. 0 or ST_E*. */
+int scim_register_purge(st_store *st);
 
 /* Registers the SCIM index consistency check with st_check. */
 void scim_register_checks(st_store *st);

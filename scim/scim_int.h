@@ -6,9 +6,8 @@
 #include <stdint.h>
 
 #include "scim/scim.h"
+#include "store/dir.h"
 
-#define SCIM__IDX_VAL_MAX 200
-#define SCIM__KEY_MAX 480
 #define SCIM__MAX_DEPTH 32 /* filter nesting */
 
 /* ---- filters (RFC 7644 §3.4.2.2) ---- */

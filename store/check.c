@@ -1,8 +1,9 @@
-/* store/check.c — offline consistency check (`mcpgate store check`): reads
- * every entry of every named database so LMDB touches every page, flags
- * databases this binary does not know, verifies the schema version and
- * every sealed secret, then runs the checks other modules registered (SCIM
- * indexes etc.). Reports go through the caller's callback; nothing secret
+/* store/check.c — offline consistency check (`mcpgate store check`) of one
+ * environment: reads every entry of every named database of its schema so
+ * LMDB touches every page, flags databases the schema does not know,
+ * verifies the schema version, runs the schema's own checks (the main one:
+ * every sealed secret, tenant uids), then the checks other modules
+ * registered (SCIM indexes etc.). Reports go through the caller's callback; nothing secret
  * is ever put in a message. */
 #include "store/store_int.h"
 
@@ -10,7 +11,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "gateway/base/log.h"
 
 int st_check_add(st_store *st, st_check_fn fn, void *ctx) {
   if (!st || !fn) return ST_EINVAL;
@@ -36,9 +36,10 @@ static int check_unknown_dbs(st_txn *t, st_check_report_fn report, void *ctx) {
   for (rc = mdb_cursor_get(mc, &k, &v, MDB_FIRST); rc == 0;
        rc = mdb_cursor_get(mc, &k, &v, MDB_NEXT)) {
     int known = 0, printable = k.mv_size <= 64;
-    for (int i = 0; i < ST_DB__COUNT && !known; i++)
-      known = strlen(st__db_names[i]) == k.mv_size &&
-              memcmp(st__db_names[i], k.mv_data, k.mv_size) == 0;
+    const st_schema *sc = t->st->schema;
+    for (size_t i = 0; i < sc->ndbs && !known; i++)
+      known = strlen(sc->db_names[i]) == k.mv_size &&
+              memcmp(sc->db_names[i], k.mv_data, k.mv_size) == 0;
     if (known) continue;
     for (size_t i = 0; i < k.mv_size && printable; i++)
       printable = isprint(((const unsigned char *)k.mv_data)[i]);
@@ -52,6 +53,29 @@ static int check_unknown_dbs(st_txn *t, st_check_report_fn report, void *ctx) {
   }
   mdb_cursor_close(mc);
   return rc == MDB_NOTFOUND ? problems : st__err(rc);
+}
+
+/* The main schema's own checks: every sealed secret unseals with the AAD
+ * its key encodes, and tenant records and incarnation uids pair up. */
+int st__check_main(st_txn *t, st_check_report_fn report, void *ctx) {
+  char msg[256];
+  int problems = 0, rc;
+  if ((rc = st__check_secrets(t->st, t, report, ctx)) < 0) {
+    snprintf(msg, sizeof msg, "cannot scan secrets: %s", st_strerror(rc));
+    say(report, ctx, "secrets", msg);
+    problems++;
+  } else {
+    problems += rc;
+  }
+
+  if ((rc = st__check_tenant_uids(t, report, ctx)) < 0) {
+    snprintf(msg, sizeof msg, "cannot scan tenants: %s", st_strerror(rc));
+    say(report, ctx, "tenants", msg);
+    problems++;
+  } else {
+    problems += rc;
+  }
+  return problems;
 }
 
 static int walk_db(st_txn *t, st_db db, size_t *entries) {
@@ -87,36 +111,26 @@ int st_check(st_store *st, st_check_report_fn report, void *ctx) {
     problems += rc;
   }
 
-  for (int i = 0; i < ST_DB__COUNT; i++) {
+  const st_schema *sc = st->schema;
+  for (size_t i = 0; i < sc->ndbs; i++) {
     size_t entries;
     if ((rc = walk_db(t, (st_db)i, &entries)) < 0) {
       snprintf(msg, sizeof msg, "read error after %zu entries: %s", entries, st_strerror(rc));
-      say(report, ctx, st__db_names[i], msg);
+      say(report, ctx, sc->db_names[i], msg);
       problems++;
     }
   }
 
-  if ((rc = st__schema_read(t, &v)) < 0 || v != st_schema_latest()) {
-    snprintf(msg, sizeof msg, "schema_version is %s%u, expected %u",
-             rc < 0 ? "unreadable: " : "", v, st_schema_latest());
-    say(report, ctx, "meta", msg);
+  if ((rc = st__schema_read(t, &v)) < 0 || v != sc->nsteps) {
+    snprintf(msg, sizeof msg, "schema_version is %s%u, expected %zu",
+             rc < 0 ? "unreadable: " : "", v, sc->nsteps);
+    say(report, ctx, sc->db_names[0], msg);
     problems++;
   }
 
-  if ((rc = st__check_secrets(st, t, report, ctx)) < 0) {
-    snprintf(msg, sizeof msg, "cannot scan secrets: %s", st_strerror(rc));
-    say(report, ctx, "secrets", msg);
-    problems++;
-  } else {
-    problems += rc;
-  }
-
-  if ((rc = st__check_tenant_uids(t, report, ctx)) < 0) {
-    snprintf(msg, sizeof msg, "cannot scan tenants: %s", st_strerror(rc));
-    say(report, ctx, "tenants", msg);
-    problems++;
-  } else {
-    problems += rc;
+  if (sc->check) {
+    rc = sc->check(t, report, ctx);
+    problems += rc < 0 ? 1 : rc;
   }
 
   for (size_t i = 0; i < st->nchecks; i++) {
@@ -130,7 +144,7 @@ int st_check(st_store *st, st_check_report_fn report, void *ctx) {
     }
   }
   st_txn_end(t);
-  GW_LOG(problems ? GW_LOG_WARN : GW_LOG_INFO, "store", NULL, "store check: %d problem(s)",
+  st__log(st, problems ? ST_LOG_WARN : ST_LOG_INFO, "store check: %d problem(s)",
          problems);
   return problems;
 }

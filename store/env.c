@@ -1,7 +1,8 @@
-/* store/env.c — the LMDB environment: opening (directory, master key,
- * reader check, migrations, named databases, writer start), closing, the
- * database name table, error mapping, stats, readiness, hot backup, and the
- * small durable-file helpers the key file and backup share. */
+/* store/env.c — an LMDB environment: opening one with its schema
+ * (directory, master key, reader check, migrations, named databases, writer
+ * start), closing, error mapping, the store's log callback (st__log:
+ * the store never includes the gateway's logger), stats, readiness, hot
+ * backup, and the small durable-file helpers the key file and backup share. */
 #include "store/store_int.h"
 
 #include <dirent.h>
@@ -9,42 +10,27 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "gateway/base/log.h"
 #include "store/store_testing.h"
 
 #define ST__DEFAULT_MAP_SIZE ((size_t)8 << 30)
 #define ST__DEFAULT_QUEUE_MAX 65536u
 
-/* The stored names of the named databases. Never rename an entry: the name
- * is the database's identity inside the file. */
-const char *const st__db_names[ST_DB__COUNT] = {
-    [ST_DB_META] = "meta",
-    [ST_DB_TENANTS] = "tenants",
-    [ST_DB_TOKENS] = "tokens",
-    [ST_DB_SECRETS] = "secrets",
-    [ST_DB_SCIM_RES] = "scim.res",
-    [ST_DB_SCIM_IDX] = "scim.idx",
-    [ST_DB_SCIM_MEM] = "scim.mem",
-    [ST_DB_CONNECTORS] = "vault.connectors",
-    [ST_DB_SESSIONS] = "sessions",
-    [ST_DB_POLICY] = "policy",
-};
-_Static_assert(sizeof st__db_names / sizeof st__db_names[0] == ST_DB__COUNT,
-               "st__db_names must name every st_db");
-
 const double st_stats_bucket_le[ST_STATS_NBUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                                       0.1,   0.25,   0.5,   1.0,  INFINITY};
 
 const char *st_db_name(st_db db) {
-  if ((int)db < 0 || db >= ST_DB__COUNT) return NULL;
-  return st__db_names[db];
+  if ((int)db < 0 || (size_t)db >= st_schema_main.ndbs) return NULL;
+  return st_schema_main.db_names[db];
 }
+
+int st__is_main(const st_store *st) { return st->schema == &st_schema_main; }
 
 const char *st_strerror(int err) {
   if (err >= 0) return "ok";
@@ -103,6 +89,22 @@ size_t st_max_key(const st_store *st) { return st->maxkey; }
 uint32_t st_schema_version(const st_store *st) { return st->schema_version; }
 
 void st__test_fail_commits(st_store *st, int n) { atomic_store(&st->test_fail_commits, n); }
+
+/* ---- logging ------------------------------------------------------------ */
+
+void st__log(const st_store *st, int level, const char *fmt, ...) {
+  static const char *const names[] = {"debug", "info", "warn", "error"};
+  char msg[2048];
+  va_list ap;
+  if (level < ST_LOG_DEBUG) level = ST_LOG_DEBUG;
+  if (level > ST_LOG_ERROR) level = ST_LOG_ERROR;
+  if ((!st || !st->log) && level < ST_LOG_WARN) return;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (st && st->log) st->log(st->log_ctx, level, "store", msg);
+  else fprintf(stderr, "mcpgate store: %s: %s\n", names[level], msg);
+}
 
 /* ---- small durable-file helpers ---------------------------------------- */
 
@@ -170,34 +172,32 @@ fail:
 
 /* ---- open / close ------------------------------------------------------ */
 
-static int ensure_dir(const char *dir) {
+static int ensure_dir(st_store *st, const char *dir) {
   struct stat sb;
   if (mkdir(dir, 0700) == 0) return 0;
   if (errno != EEXIST) {
-    GW_LOG(GW_LOG_ERROR, "store", NULL, "cannot create store directory %s: %s", dir,
+    st__log(st, ST_LOG_ERROR, "cannot create store directory %s: %s", dir,
            strerror(errno));
     return ST_EIO;
   }
   if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-    GW_LOG(GW_LOG_ERROR, "store", NULL, "store path %s is not a directory", dir);
+    st__log(st, ST_LOG_ERROR, "store path %s is not a directory", dir);
     return ST_EIO;
   }
   if (sb.st_mode & 077)
-    GW_LOG(GW_LOG_WARN, "store", NULL,
-           "store directory %s is accessible by group/others (mode %03o); chmod 700 it", dir,
+    st__log(st, ST_LOG_WARN, "store directory %s is accessible by group/others (mode %03o); chmod 700 it", dir,
            (unsigned)(sb.st_mode & 0777));
   return 0;
 }
 
 int st__db_open_all(st_store *st, MDB_txn *txn, int require_all) {
-  for (int i = 0; i < ST_DB__COUNT; i++) {
+  for (size_t i = 0; i < st->schema->ndbs; i++) {
     MDB_dbi dbi;
-    int rc = mdb_dbi_open(txn, st__db_names[i], 0, &dbi);
+    int rc = mdb_dbi_open(txn, st->schema->db_names[i], 0, &dbi);
     if (rc == MDB_NOTFOUND && !require_all) continue;
     if (rc == MDB_NOTFOUND) {
-      GW_LOG(GW_LOG_ERROR, "store", NULL,
-             "database '%s' is missing after migrations: add a migration step that creates it",
-             st__db_names[i]);
+      st__log(st, ST_LOG_ERROR, "database '%s' is missing after migrations: add a migration step that creates it",
+             st->schema->db_names[i]);
       return ST_ECORRUPT;
     }
     if (rc != 0) return st__err(rc);
@@ -224,13 +224,26 @@ static void store_free(st_store *st, int sync_inited) {
   free(st);
 }
 
+/* A schema the store can run: a metadata database 0, names for every
+ * database, at least one step. */
+static int schema_ok(const st_schema *sc) {
+  if (!sc->db_names || sc->ndbs < 1 || sc->ndbs > ST_SCHEMA_DBS_MAX || !sc->steps || sc->nsteps < 1 ||
+      sc->nsteps > UINT32_MAX)
+    return 0;
+  for (size_t i = 0; i < sc->ndbs; i++)
+    if (!sc->db_names[i] || !sc->db_names[i][0]) return 0;
+  return 1;
+}
+
 int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
   st_store *st = NULL;
   MDB_txn *txn = NULL;
   int rc, sync_inited = 0;
   if (!out) return ST_EINVAL;
   *out = NULL;
-  if (!opts || !opts->dir || !opts->dir[0] || target > st_schema_latest()) return ST_EINVAL;
+  if (!opts || !opts->dir || !opts->dir[0]) return ST_EINVAL;
+  const st_schema *schema = opts->schema ? opts->schema : &st_schema_main;
+  if (!schema_ok(schema) || target > schema->nsteps) return ST_EINVAL;
   st = calloc(1, sizeof *st);
   if (!st) return ST_ENOMEM;
   if (uv_mutex_init(&st->qmu) || uv_cond_init(&st->qcond) || uv_mutex_init(&st->smu) ||
@@ -241,11 +254,14 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
     return ST_ENOMEM;
   }
   sync_inited = 1;
+  st->schema = schema;
+  st->log = opts->log;
+  st->log_ctx = opts->log_ctx;
   st->map_size = opts->map_size ? opts->map_size : ST__DEFAULT_MAP_SIZE;
   st->qmax = opts->queue_max ? opts->queue_max : ST__DEFAULT_QUEUE_MAX;
   st->dir = strdup(opts->dir);
   if (!st->dir) { rc = ST_ENOMEM; goto fail; }
-  if ((rc = ensure_dir(opts->dir)) < 0) goto fail;
+  if ((rc = ensure_dir(st, opts->dir)) < 0) goto fail;
   /* The key is checked before the env is touched so a bad key file stops
    * startup before any migration writes. */
   if (opts->master_key_file && (rc = st__keys_load(st, opts->master_key_file)) < 0) goto fail;
@@ -253,7 +269,7 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
   if ((rc = mdb_env_create(&st->env)) != 0) { st->env = NULL; rc = st__err(rc); goto fail; }
   /* A little headroom over the table so an older binary's extra handle
    * needs (none today) never hit MDB_DBS_FULL. */
-  if ((rc = mdb_env_set_maxdbs(st->env, ST_DB__COUNT + 4)) != 0 ||
+  if ((rc = mdb_env_set_maxdbs(st->env, (MDB_dbi)schema->ndbs + 4)) != 0 ||
       (rc = mdb_env_set_mapsize(st->env, st->map_size)) != 0 ||
       (opts->max_readers && (rc = mdb_env_set_maxreaders(st->env, opts->max_readers)) != 0)) {
     rc = st__err(rc);
@@ -263,7 +279,7 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
    * reader slots are per-txn, which is what a libuv loop doing short reads
    * (and a writer thread) needs. */
   if ((rc = mdb_env_open(st->env, opts->dir, MDB_NOTLS, 0600)) != 0) {
-    GW_LOG(GW_LOG_ERROR, "store", NULL, "cannot open store in %s: %s", opts->dir,
+    st__log(st, ST_LOG_ERROR, "cannot open store in %s: %s", opts->dir,
            mdb_strerror(rc));
     rc = st__err(rc);
     goto fail;
@@ -274,7 +290,7 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
   int dead = 0;
   if ((rc = mdb_reader_check(st->env, &dead)) != 0) { rc = st__err(rc); goto fail; }
   if (dead > 0)
-    GW_LOG(GW_LOG_INFO, "store", NULL, "cleared %d stale reader slot(s) left by dead processes",
+    st__log(st, ST_LOG_INFO, "cleared %d stale reader slot(s) left by dead processes",
            dead);
 
   if ((rc = st__migrate(st, target)) < 0) goto fail;
@@ -282,7 +298,7 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
   /* Final handle set, in its own committed txn so the handles are valid
    * for every later txn. With the full schema every table entry must exist. */
   if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != 0) { rc = st__err(rc); goto fail; }
-  if ((rc = st__db_open_all(st, txn, target == st_schema_latest())) < 0) goto fail;
+  if ((rc = st__db_open_all(st, txn, target == schema->nsteps)) < 0) goto fail;
   rc = mdb_txn_commit(txn);
   txn = NULL;
   if (rc != 0) { rc = st__err(rc); goto fail; }
@@ -297,7 +313,8 @@ fail:
 }
 
 int st_open(st_store **out, const st_options *opts) {
-  return st__open_at(out, opts, st_schema_latest());
+  const st_schema *sc = opts && opts->schema ? opts->schema : &st_schema_main;
+  return st__open_at(out, opts, (uint32_t)sc->nsteps);
 }
 
 void st_close(st_store *st) {
@@ -305,7 +322,7 @@ void st_close(st_store *st) {
   if (st__on_writer(st)) {
     /* Joining ourselves would deadlock and freeing st under the running
      * batch would be worse: refuse loudly and leave the store open. */
-    GW_LOG(GW_LOG_ERROR, "store", NULL, "st_close called on the writer thread; ignored");
+    st__log(st, ST_LOG_ERROR, "st_close called on the writer thread; ignored");
     return;
   }
   atomic_store(&st->closed, 1);
@@ -372,14 +389,14 @@ int st_backup(st_store *st, const char *dest) {
   if (mkdir(dest, 0700) != 0) {
     if (errno != EEXIST) return ST_EIO;
     if (!dir_is_empty(dest)) {
-      GW_LOG(GW_LOG_ERROR, "store", NULL, "backup destination %s exists and is not empty", dest);
+      st__log(st, ST_LOG_ERROR, "backup destination %s exists and is not empty", dest);
       return ST_EEXIST;
     }
   }
   /* MDB_CP_COMPACT walks a read snapshot and writes only live pages:
    * consistent while the writer keeps committing, and smaller. */
   if ((rc = mdb_env_copy2(st->env, dest, MDB_CP_COMPACT)) != 0) {
-    GW_LOG(GW_LOG_ERROR, "store", NULL, "backup to %s failed: %s", dest, mdb_strerror(rc));
+    st__log(st, ST_LOG_ERROR, "backup to %s failed: %s", dest, mdb_strerror(rc));
     return st__err(rc);
   }
   /* LMDB's copy does not fsync; a backup that a crash can truncate is not
@@ -390,7 +407,6 @@ int st_backup(st_store *st, const char *dest) {
   if (rc == 0) rc = st__fsync_dir(dest);
   if (rc == 0) rc = st__fsync_dir(parent);
   if (rc == 0)
-    GW_LOG(GW_LOG_INFO, "store", NULL,
-           "backup written to %s; the master key is not in it: back it up separately", dest);
+    st__log(st, ST_LOG_INFO, "backup written to %s; the master key is not in it: back it up separately", dest);
   return rc;
 }

@@ -1,7 +1,9 @@
-/* store/migrate.c — the schema version and the ordered list of migration
- * steps that bring a store file up to what this binary expects.
+/* store/migrate.c — migrations of any environment's schema (the schema
+ * version and running the ordered steps), and the MAIN schema: its
+ * database name table and its steps (st_schema_main).
  *
- * ST_DB_META holds "schema_version" (u32 big-endian). Step i (1-based) moves
+ * Database 0 of a schema (ST_DB_META in the main one) holds
+ * "schema_version" (u32 big-endian). Step i (1-based) moves
  * the store from version i-1 to i; it runs in one write transaction
  * together with the version bump, so a crash mid-step leaves the previous
  * version and the whole step simply runs again: steps need not be
@@ -9,29 +11,42 @@
  * written by a newer mcpgate and is refused (ST_ETOONEW) before anything is
  * written to it.
  *
- * Adding a step: append to `steps` below. Never edit or reorder a released
- * step — stores in the field have already run it. */
+ * Adding a main step: append to `main_steps` below. Never edit or reorder
+ * a released step — stores in the field have already run it. */
 #include "store/store_int.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/base/log.h"
 #include "store/token.h"
 
 #define SCHEMA_KEY "schema_version"
 #define STORE_ID_KEY "store_id"
 
-typedef struct migration {
-  const char *what;
-  int (*fn)(st_txn *txn);
-} migration;
+/* The stored names of the main environment's named databases. Never
+ * rename an entry: the name is the database's identity inside the file. */
+static const char *const main_db_names[ST_DB__COUNT] = {
+    [ST_DB_META] = "meta",
+    [ST_DB_TENANTS] = "tenants",
+    [ST_DB_TOKENS] = "tokens",
+    [ST_DB_SECRETS] = "secrets",
+    [ST_DB_SCIM_RES] = "scim.res",
+    [ST_DB_SCIM_IDX] = "scim.idx",
+    [ST_DB_SCIM_MEM] = "scim.mem",
+    [ST_DB_CONNECTORS] = "vault.connectors",
+    [ST_DB_SESSIONS] = "sessions",
+    [ST_DB_POLICY] = "policy",
+};
+_Static_assert(sizeof main_db_names / sizeof main_db_names[0] == ST_DB__COUNT,
+               "main_db_names must name every st_db");
+_Static_assert(ST_DB__COUNT <= ST_SCHEMA_DBS_MAX, "raise ST_SCHEMA_DBS_MAX");
+_Static_assert(ST_DB_META == 0, "the schema version lives in database 0");
 
 /* 1: the databases the first release uses. */
 static int m1_initial_dbs(st_txn *t) {
   static const st_db dbs[] = {ST_DB_META, ST_DB_TENANTS, ST_DB_TOKENS, ST_DB_SECRETS};
   for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
-    int rc = st__db_create(t, dbs[i]);
+    int rc = st_db_create(t, dbs[i]);
     if (rc < 0) return rc;
   }
   return 0;
@@ -54,7 +69,7 @@ static int m2_store_id(st_txn *t) {
 static int m3_scim_dbs(st_txn *t) {
   static const st_db dbs[] = {ST_DB_SCIM_RES, ST_DB_SCIM_IDX, ST_DB_SCIM_MEM};
   for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
-    int rc = st__db_create(t, dbs[i]);
+    int rc = st_db_create(t, dbs[i]);
     if (rc < 0) return rc;
   }
   return 0;
@@ -62,12 +77,12 @@ static int m3_scim_dbs(st_txn *t) {
 
 /* 4: connectors (vault/) and MCP sessions (gateway/). */
 static int m4_proxy_dbs(st_txn *t) {
-  int rc = st__db_create(t, ST_DB_CONNECTORS);
-  return rc < 0 ? rc : st__db_create(t, ST_DB_SESSIONS);
+  int rc = st_db_create(t, ST_DB_CONNECTORS);
+  return rc < 0 ? rc : st_db_create(t, ST_DB_SESSIONS);
 }
 
 /* 5: policy documents (policy/). */
-static int m5_policy_db(st_txn *t) { return st__db_create(t, ST_DB_POLICY); }
+static int m5_policy_db(st_txn *t) { return st_db_create(t, ST_DB_POLICY); }
 
 /* 6: an incarnation uid for every tenant (store.h, "tenant incarnations"):
  * caches keyed by it never serve a deleted tenant's state to a new tenant
@@ -97,7 +112,7 @@ static int m6_tenant_uids(st_txn *t) {
   }
 }
 
-static const migration steps[] = {
+static const st_migration main_steps[] = {
     {"create initial databases", m1_initial_dbs},
     {"assign store id", m2_store_id},
     {"create SCIM databases", m3_scim_dbs},
@@ -106,14 +121,23 @@ static const migration steps[] = {
     {"give every tenant an incarnation uid", m6_tenant_uids},
 };
 
-uint32_t st_schema_latest(void) { return (uint32_t)(sizeof steps / sizeof steps[0]); }
+const st_schema st_schema_main = {
+    .name = "store",
+    .db_names = main_db_names,
+    .ndbs = ST_DB__COUNT,
+    .steps = main_steps,
+    .nsteps = sizeof main_steps / sizeof main_steps[0],
+    .check = st__check_main,
+};
+
+uint32_t st_schema_latest(void) { return (uint32_t)st_schema_main.nsteps; }
 
 int st__schema_read(st_txn *t, uint32_t *out) {
   st_val v;
   int rc;
   *out = 0;
-  if (!t->st->dbi_ok[ST_DB_META]) return 0; /* fresh file: version 0 */
-  rc = st_get(t, ST_DB_META, SCHEMA_KEY, strlen(SCHEMA_KEY), &v);
+  if (!t->st->dbi_ok[ST__DB_SCHEMA_META]) return 0; /* fresh file: version 0 */
+  rc = st_get(t, ST__DB_SCHEMA_META, SCHEMA_KEY, strlen(SCHEMA_KEY), &v);
   if (rc == ST_ENOTFOUND) return 0;
   if (rc < 0) return rc;
   if (v.len != 4) return ST_ECORRUPT;
@@ -125,10 +149,12 @@ int st__schema_read(st_txn *t, uint32_t *out) {
 static int schema_write(st_txn *t, uint32_t version) {
   uint8_t b[4] = {(uint8_t)(version >> 24), (uint8_t)(version >> 16), (uint8_t)(version >> 8),
                   (uint8_t)version};
-  return st_put(t, ST_DB_META, SCHEMA_KEY, strlen(SCHEMA_KEY), b, sizeof b, 0);
+  return st_put(t, ST__DB_SCHEMA_META, SCHEMA_KEY, strlen(SCHEMA_KEY), b, sizeof b, 0);
 }
 
 int st__migrate(st_store *st, uint32_t target) {
+  const st_schema *sc = st->schema;
+  const uint32_t latest = (uint32_t)sc->nsteps;
   int first = 1;
   for (;;) {
     MDB_txn *txn = NULL;
@@ -137,11 +163,11 @@ int st__migrate(st_store *st, uint32_t target) {
     int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
     if (rc != 0) return st__err(rc);
     st__txn_init(&t, st, txn, 1);
+    t.migrating = 1;
     if ((rc = st__db_open_all(st, txn, 0)) < 0 || (rc = st__schema_read(&t, &v)) < 0) goto fail;
-    if (first && v > st_schema_latest()) {
-      GW_LOG(GW_LOG_ERROR, "store", NULL,
-             "store schema version %u is newer than this binary supports (%u); upgrade mcpgate",
-             v, st_schema_latest());
+    if (first && v > latest) {
+      st__log(st, ST_LOG_ERROR, "%s schema version %u is newer than this binary supports (%u); upgrade mcpgate",
+             sc->name, v, latest);
       rc = ST_ETOONEW;
       goto fail;
     }
@@ -152,14 +178,15 @@ int st__migrate(st_store *st, uint32_t target) {
       st->schema_version = v;
       return 0;
     }
-    GW_LOG(GW_LOG_INFO, "store", NULL, "migrating store schema %u -> %u: %s", v, v + 1,
-           steps[v].what);
-    if ((rc = steps[v].fn(&t)) < 0 || (rc = schema_write(&t, v + 1)) < 0) goto fail;
+    st__log(st, ST_LOG_INFO, "migrating %s schema %u -> %u: %s", sc->name, v, v + 1,
+           sc->steps[v].what);
+    if (!t.st->dbi_ok[ST__DB_SCHEMA_META] && v == 0 && (rc = st_db_create(&t, ST__DB_SCHEMA_META)) < 0) goto fail;
+    if ((rc = sc->steps[v].fn(&t)) < 0 || (rc = schema_write(&t, v + 1)) < 0) goto fail;
     if (t.poison) { rc = t.poison; goto fail; }
     st__txn_close_cursors(&t);
     if ((rc = mdb_txn_commit(txn)) != 0) {
       st__actions_discard(t.act_head);
-      GW_LOG(GW_LOG_ERROR, "store", NULL, "migration to schema %u failed to commit: %s", v + 1,
+      st__log(st, ST_LOG_ERROR, "migration to %s schema %u failed to commit: %s", sc->name, v + 1,
              mdb_strerror(rc));
       return st__err(rc);
     }
@@ -170,7 +197,7 @@ int st__migrate(st_store *st, uint32_t target) {
     st__actions_discard(t.act_head);
     mdb_txn_abort(txn);
     if (rc != ST_ETOONEW)
-      GW_LOG(GW_LOG_ERROR, "store", NULL, "store migration failed: %s", st_strerror(rc));
+      st__log(st, ST_LOG_ERROR, "%s migration failed: %s", sc->name, st_strerror(rc));
     return rc;
   }
 }

@@ -18,7 +18,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "gateway/base/log.h"
 #include "store/store_int.h"
 
 #define SEAL_DOMAIN "mcpgate-seal" /* AAD domain separation */
@@ -96,6 +95,14 @@ int st_secret_tenant_prefix(const char *tenant, uint8_t *buf, size_t cap) {
   return (int)(n + 1);
 }
 
+int st_secret_purge_tenant(st_txn *txn, const char *tenant, int limit) {
+  uint8_t pk[ST_AAD_TENANT_MAX + 1];
+  if (!txn || !st__is_main(txn->st)) return ST_EINVAL;
+  int pl = st_secret_tenant_prefix(tenant, pk, sizeof pk);
+  if (pl < 0) return pl;
+  return st_del_prefix(txn, ST_DB_SECRETS, pk, (size_t)pl, limit);
+}
+
 /* Inverse of fields_put for a ST_DB_SECRETS key. Buffers: tenant[64],
  * kind[65], owner[256]. Rejects trailing bytes and embedded NULs. */
 int st__secret_key_parse(const void *k, size_t klen, char *tenant, char *kind, char *owner) {
@@ -162,7 +169,7 @@ static int hexval(char c) {
 
 /* "<id> <64 hex>\n" per line; ids strictly increasing so the last line is
  * the newest key and ids are unique. Reports only line numbers. */
-static int keyfile_parse(const char *path, const char *buf, size_t len, st__key *keys,
+static int keyfile_parse(st_store *st, const char *path, const char *buf, size_t len, st__key *keys,
                          size_t *nkeys) {
   size_t pos = 0, line = 0, n = 0;
   while (pos < len) {
@@ -184,15 +191,14 @@ static int keyfile_parse(const char *path, const char *buf, size_t len, st__key 
     keys[n++].id = (uint32_t)id;
     continue;
   bad:
-    GW_LOG(GW_LOG_ERROR, "store", NULL,
-           "master key file %s line %zu is malformed (expected '<key id> <64 hex chars>', "
+    st__log(st, ST_LOG_ERROR, "master key file %s line %zu is malformed (expected '<key id> <64 hex chars>', "
            "ids increasing, at most %d keys)",
            path, line, ST__KEYS_MAX);
     OPENSSL_cleanse(keys, sizeof(st__key) * ST__KEYS_MAX);
     return ST_EINVAL;
   }
   if (n == 0) {
-    GW_LOG(GW_LOG_ERROR, "store", NULL, "master key file %s holds no key", path);
+    st__log(st, ST_LOG_ERROR, "master key file %s holds no key", path);
     return ST_EINVAL;
   }
   *nkeys = n;
@@ -229,12 +235,11 @@ static int keys_create(st_store *st, const char *path) {
   if (rc == 0) {
     st->keys[0] = k;
     st->nkeys = 1;
-    GW_LOG(GW_LOG_WARN, "store", NULL,
-           "created master key file %s (mode 0600). In production keep the master key outside "
+    st__log(st, ST_LOG_WARN, "created master key file %s (mode 0600). In production keep the master key outside "
            "the data directory, and back it up separately: store backups do not contain it",
            path);
   } else if (rc != ST_EEXIST) {
-    GW_LOG(GW_LOG_ERROR, "store", NULL, "cannot create master key file %s: %s", path,
+    st__log(st, ST_LOG_ERROR, "cannot create master key file %s: %s", path,
            st_strerror(rc));
   }
   OPENSSL_cleanse(&k, sizeof k);
@@ -254,26 +259,25 @@ int st__keys_load(st_store *st, const char *path) {
     if ((rc = keys_create(st, path)) != ST_EEXIST) return rc;
   }
   if (fd < 0) {
-    GW_LOG(GW_LOG_ERROR, "store", NULL, "cannot open master key file %s: %s", path,
+    st__log(st, ST_LOG_ERROR, "cannot open master key file %s: %s", path,
            strerror(errno));
     return ST_EIO;
   }
   if (fstat(fd, &sb) != 0) { rc = ST_EIO; goto fail; }
   if (!S_ISREG(sb.st_mode)) {
-    GW_LOG(GW_LOG_ERROR, "store", NULL, "master key file %s is not a regular file", path);
+    st__log(st, ST_LOG_ERROR, "master key file %s is not a regular file", path);
     rc = ST_EPERM;
     goto fail;
   }
   if (sb.st_mode & 077) {
-    GW_LOG(GW_LOG_ERROR, "store", NULL,
-           "master key file %s is accessible by group/others (mode %03o); refusing to start. "
+    st__log(st, ST_LOG_ERROR, "master key file %s is accessible by group/others (mode %03o); refusing to start. "
            "Run: chmod 600 %s",
            path, (unsigned)(sb.st_mode & 0777), path);
     rc = ST_EPERM;
     goto fail;
   }
   if (sb.st_size > KEYFILE_MAX) {
-    GW_LOG(GW_LOG_ERROR, "store", NULL, "master key file %s is too large", path);
+    st__log(st, ST_LOG_ERROR, "master key file %s is too large", path);
     rc = ST_EINVAL;
     goto fail;
   }
@@ -286,13 +290,12 @@ int st__keys_load(st_store *st, const char *path) {
     len += (size_t)r;
     if (len > KEYFILE_MAX) { rc = ST_EINVAL; goto fail; }
   }
-  if ((rc = keyfile_parse(path, buf, len, st->keys, &st->nkeys)) < 0) goto fail;
+  if ((rc = keyfile_parse(st, path, buf, len, st->keys, &st->nkeys)) < 0) goto fail;
   if (st->nkeys > 1)
-    GW_LOG(GW_LOG_WARN, "store", NULL,
-           "master key file %s holds %zu keys: a key rotation did not finish; run it again",
+    st__log(st, ST_LOG_WARN, "master key file %s holds %zu keys: a key rotation did not finish; run it again",
            path, st->nkeys);
   else
-    GW_LOG(GW_LOG_INFO, "store", NULL, "master key loaded from %s (key id %u)", path,
+    st__log(st, ST_LOG_INFO, "master key loaded from %s (key id %u)", path,
            st->keys[0].id);
 fail:
   if (buf) {
@@ -422,7 +425,7 @@ int st_secret_put(st_txn *txn, const st_aad *aad, const void *pt, size_t n) {
   uint8_t k[SKEY_MAX], *blob = NULL;
   size_t klen, bloblen;
   int rc;
-  if (!txn || !st_txn_is_write(txn)) return ST_EINVAL;
+  if (!txn || !st_txn_is_write(txn) || !st__is_main(txn->st)) return ST_EINVAL;
   if ((rc = secret_key(aad, k, &klen)) < 0) return rc;
   if ((rc = st_seal(st_txn_store(txn), aad, pt, n, &blob, &bloblen)) < 0) return rc;
   rc = st_put(txn, ST_DB_SECRETS, k, klen, blob, bloblen, 0);
@@ -437,6 +440,7 @@ int st_secret_get(st_txn *txn, const st_aad *aad, uint8_t **pt, size_t *n) {
   int rc;
   if (!txn || !pt || !n) return ST_EINVAL;
   *pt = NULL;
+  if (!st__is_main(txn->st)) return ST_EINVAL;
   *n = 0;
   if ((rc = secret_key(aad, k, &klen)) < 0) return rc;
   if ((rc = st_get(txn, ST_DB_SECRETS, k, klen, &v)) < 0) return rc;
@@ -447,7 +451,7 @@ int st_secret_del(st_txn *txn, const st_aad *aad) {
   uint8_t k[SKEY_MAX];
   size_t klen;
   int rc;
-  if (!txn || !st_txn_is_write(txn)) return ST_EINVAL;
+  if (!txn || !st_txn_is_write(txn) || !st__is_main(txn->st)) return ST_EINVAL;
   if ((rc = secret_key(aad, k, &klen)) < 0) return rc;
   return st_del(txn, ST_DB_SECRETS, k, klen);
 }
@@ -591,7 +595,7 @@ int st_key_rotate(st_store *st) {
   memcpy(keys, st->keys, n * sizeof keys[0]);
   uv_rwlock_rdunlock(&st->kmu);
   if (n >= ST__KEYS_MAX || keys[n - 1].id == UINT32_MAX) {
-    GW_LOG(GW_LOG_ERROR, "store", NULL, "master key file %s holds too many keys to rotate",
+    st__log(st, ST_LOG_ERROR, "master key file %s holds too many keys to rotate",
            st->key_file);
     rc = ST_EINVAL;
     goto out;
@@ -600,7 +604,7 @@ int st_key_rotate(st_store *st) {
   if (RAND_bytes(newk.key, sizeof newk.key) != 1) { rc = ST_ECRYPTO; goto out; }
   keys[n] = newk;
   if ((rc = keyfile_write(st->key_file, keys, n + 1, 0)) < 0) {
-    GW_LOG(GW_LOG_ERROR, "store", NULL, "key rotation: cannot write %s: %s", st->key_file,
+    st__log(st, ST_LOG_ERROR, "key rotation: cannot write %s: %s", st->key_file,
            st_strerror(rc));
     goto out;
   }
@@ -609,7 +613,7 @@ int st_key_rotate(st_store *st) {
   uv_rwlock_wrlock(&st->kmu);
   st->keys[st->nkeys++] = newk;
   uv_rwlock_wrunlock(&st->kmu);
-  GW_LOG(GW_LOG_INFO, "store", NULL, "key rotation: sealing key is now id %u; re-sealing secrets",
+  st__log(st, ST_LOG_INFO, "key rotation: sealing key is now id %u; re-sealing secrets",
          newk.id);
 
   /* 3. Re-seal everything, ROTATE_BATCH blobs per job. */
@@ -621,8 +625,7 @@ int st_key_rotate(st_store *st) {
   r->new_kid = newk.id;
   do {
     if ((rc = st_write_sync(st, rot_job_fn, r)) < 0) {
-      GW_LOG(GW_LOG_ERROR, "store", NULL,
-             "key rotation interrupted (%s); all keys kept, run it again", st_strerror(rc));
+      st__log(st, ST_LOG_ERROR, "key rotation interrupted (%s); all keys kept, run it again", st_strerror(rc));
       goto out;
     }
     total += r->resealed;
@@ -631,8 +634,7 @@ int st_key_rotate(st_store *st) {
     r->flen = r->nlen;
   } while (r->more);
   if (failed) {
-    GW_LOG(GW_LOG_ERROR, "store", NULL,
-           "key rotation: %zu secret(s) could not be unsealed and were left as they are; old "
+    st__log(st, ST_LOG_ERROR, "key rotation: %zu secret(s) could not be unsealed and were left as they are; old "
            "keys kept in %s. Run the store check to list them",
            failed, st->key_file);
     rc = ST_ECRYPTO;
@@ -641,8 +643,7 @@ int st_key_rotate(st_store *st) {
 
   /* 4. Nothing is sealed under an old key any more: drop them. */
   if ((rc = keyfile_write(st->key_file, &newk, 1, 0)) < 0) {
-    GW_LOG(GW_LOG_ERROR, "store", NULL,
-           "key rotation: secrets re-sealed but %s could not be rewritten (%s); run it again",
+    st__log(st, ST_LOG_ERROR, "key rotation: secrets re-sealed but %s could not be rewritten (%s); run it again",
            st->key_file, st_strerror(rc));
     goto out;
   }
@@ -651,7 +652,7 @@ int st_key_rotate(st_store *st) {
   st->keys[0] = newk;
   st->nkeys = 1;
   uv_rwlock_wrunlock(&st->kmu);
-  GW_LOG(GW_LOG_INFO, "store", NULL, "key rotation finished: %zu secret(s) re-sealed under key id %u",
+  st__log(st, ST_LOG_INFO, "key rotation finished: %zu secret(s) re-sealed under key id %u",
          total, newk.id);
 out:
   if (r) {

@@ -74,6 +74,12 @@ int st_secret_del(st_txn *txn, const st_aad *aad);
  * prefix length, or ST_EINVAL if the tenant is too long or cap too small. */
 int st_secret_tenant_prefix(const char *tenant, uint8_t *buf, size_t cap);
 
+/* Tenant purge of the sealed-secret database (st_purge_fn): deletes up to
+ * limit secrets of tenant, returns how many. Register it with
+ * st_purge_add (the store does not register it itself: the order of
+ * purges is the opener's). */
+int st_secret_purge_tenant(st_txn *txn, const char *tenant, int limit);
+
 /* Id of the current sealing key (0 if none). */
 uint32_t st_key_current_id(st_store *st);
 

@@ -1,10 +1,12 @@
-/* store/store.h — the embedded store: one LMDB environment, its named
- * databases, read transactions used inline on loop threads, and the single
- * writer thread that owns every write transaction (group commit, nested
- * per-job transactions, in-transaction hooks, post-commit actions).
+/* store/store.h — the embedded store: LMDB environments, each with its
+ * schema (named databases and migrations), read transactions used inline
+ * on loop threads, and per environment the single writer thread that owns
+ * every write transaction (group commit, nested per-job transactions,
+ * in-transaction hooks, post-commit actions), tenant purges, checks.
  *
  * This is the only module that includes lmdb.h; nothing LMDB-specific leaks
- * through this header. Sealing lives in store/seal.h, tokens in
+ * through this header. It includes nothing of ours above it either: it
+ * logs through the opener's callback (st_options.log). Sealing lives in store/seal.h, tokens in
  * store/token.h.
  *
  * Error model: every function returning int returns 0 (or a documented
@@ -51,14 +53,20 @@ enum {
 const char *st_strerror(int err);
 
 /* ---- databases -----------------------------------------------------------
- * Every named database has an enum value here and a name in the table in
- * store/env.c (st__db_names). The name is what is stored in the file: never
- * rename one. To add a database:
+ * An environment's named databases are numbered: an st_db value is an
+ * index into the table of the schema the environment was opened with
+ * (st_options.schema). The enum below is the MAIN environment's table
+ * (st_schema_main, the gateway's store); another environment (the audit
+ * log...) defines its own numbers and passes them as (st_db)n.
+ *
+ * Every named database of the main environment has an enum value here and
+ * a name in the table in store/migrate.c (main_db_names). The name is what
+ * is stored in the file: never rename one. To add a database:
  *   1. add ST_DB_<X> just before ST_DB__COUNT;
- *   2. add its name to st__db_names[] in store/env.c (a static assert keeps
- *      the table and enum the same length);
+ *   2. add its name to main_db_names[] in store/migrate.c (a static
+ *      assert keeps the table and enum the same length);
  *   3. append a migration step in store/migrate.c that calls
- *      st__db_create(txn, ST_DB_<X>).
+ *      st_db_create(txn, ST_DB_<X>).
  * st_open refuses to start (and the unit tests fail) if a table entry has no
  * migration creating it. Databases are plain sorted key/value maps (no
  * DUPSORT): build indexes with composite keys. */
@@ -76,13 +84,68 @@ typedef enum st_db {
   ST_DB__COUNT
 } st_db;
 
-/* Name of a database as stored in the file, or NULL if out of range. */
+/* Name of a main-environment database as stored in the file, or NULL if
+ * out of range. */
 const char *st_db_name(st_db db);
 
-/* ---- environment -------------------------------------------------------- */
-
-typedef struct st_store st_store;
+/* ---- schemas: one per environment ---------------------------------------
+ * A schema is what an environment holds: its named databases and the
+ * ordered migration steps that create and evolve them. Each open st_store
+ * is one LMDB environment (its own directory, map, writer thread, hooks,
+ * checks and purges) with one schema; a process may open several (the
+ * gateway's main store, the audit log's own environment), each with its
+ * own schema. The schema version lives in the environment's database 0
+ * under "schema_version" (u32 big-endian), so database 0 of every schema
+ * is its metadata database (the store creates it before step 1; the
+ * schema may keep other keys in it).
+ *
+ * A migration step runs in one write transaction together with the
+ * version bump (a crash mid-step leaves the previous version, and the step
+ * runs again): steps need not be idempotent. Never edit or reorder a
+ * released step; append new ones. */
+#define ST_SCHEMA_DBS_MAX 32
+typedef struct st_store st_store; /* one open environment */
 typedef struct st_txn st_txn;
+
+typedef struct st_migration {
+  const char *what;        /* logged when it runs: "create the policy database" */
+  int (*fn)(st_txn *txn);  /* creates databases with st_db_create, moves data; 0 or ST_E* */
+} st_migration;
+
+typedef struct st_schema {
+  const char *name;               /* names the environment in logs and checks: "store", "audit" */
+  const char *const *db_names;    /* stored names, indexed by st_db; never rename one */
+  size_t ndbs;                    /* 1..ST_SCHEMA_DBS_MAX */
+  const st_migration *steps;      /* step i (1-based) brings version i-1 to i */
+  size_t nsteps;
+  /* Extra consistency checks st_check runs for this schema before the
+   * registered module checks (NULL: none). Returns problems found or ST_E*. */
+  int (*check)(st_txn *txn, void (*report)(void *ctx, const char *area, const char *msg), void *ctx);
+} st_schema;
+
+/* The gateway's main environment: ST_DB_* above, the store's migrations. */
+extern const st_schema st_schema_main;
+
+/* Opens (creating if needed) a database of the txn's schema. Only inside a
+ * migration step (the top-level write txn st_open runs it in); ST_EINVAL
+ * elsewhere or for an index outside the schema. */
+int st_db_create(st_txn *txn, st_db db);
+
+/* ---- logging --------------------------------------------------------------
+ * The store includes nothing of the gateway: it reports through a callback
+ * the opener gives it (st_options.log). level is ST_LOG_DEBUG..ST_LOG_ERROR
+ * (the same numbers as gateway/base/log.h's levels), module is "store", msg
+ * one line without a trailing newline, secret-free; both strings are valid
+ * only during the call. Called from any thread the store runs on (opener,
+ * writer, loops ending read txns): the callback must be thread-safe. It
+ * receives every level; filtering by level is the callback's job. With no
+ * callback, debug and info are dropped and warn/error go to stderr as one
+ * plain line ("mcpgate store: warn: ..."), so offline tools still see
+ * warnings. */
+enum { ST_LOG_DEBUG = 0, ST_LOG_INFO = 1, ST_LOG_WARN = 2, ST_LOG_ERROR = 3 };
+typedef void (*st_log_fn)(void *ctx, int level, const char *module, const char *msg);
+
+/* ---- environment -------------------------------------------------------- */
 
 /* Zero-initialise and fill what you need; zero fields take the default. */
 typedef struct st_options {
@@ -93,12 +156,16 @@ typedef struct st_options {
   const char *master_key_file; /* NULL: no sealing (st_seal etc. return ST_ENOKEY) */
   unsigned max_readers;        /* concurrent read txns; default 126 */
   unsigned queue_max;          /* writer queue cap; st_submit → ST_EBUSY beyond; default 65536 */
+  const st_schema *schema;     /* NULL: st_schema_main. Borrowed: must outlive the store */
+  st_log_fn log;               /* NULL: warn/error as plain lines on stderr (see above) */
+  void *log_ctx;               /* passed to log; borrowed, must outlive the store */
 } st_options;
 
-/* Opens (creating if needed) the store: loads/creates the master key file,
- * opens the env with MDB_NOTLS, clears stale reader slots (logged), runs
- * pending migrations (refusing with ST_ETOONEW if the file's schema is newer
- * than this binary), opens every named database and starts the writer
+/* Opens (creating if needed) one environment with its schema (opts->schema,
+ * default the main one): loads/creates the master key file, opens the env
+ * with MDB_NOTLS, clears stale reader slots (logged), runs pending
+ * migrations (refusing with ST_ETOONEW if the file's schema is newer than
+ * this binary), opens every named database and starts the writer
  * thread. Call at startup, off the loop (it does file I/O and fsyncs).
  * On success *out is owned by the caller; release with st_close. Strings in
  * opts are copied. */
@@ -111,9 +178,9 @@ int st_open(st_store **out, const st_options *opts);
  * closed before or after. NULL is a no-op. Must not run on the writer. */
 void st_close(st_store *st);
 
-/* Schema version of the open store (== st_schema_latest() after st_open). */
+/* Schema version of the open store (== its schema's nsteps after st_open). */
 uint32_t st_schema_version(const st_store *st);
-/* Newest schema version this binary knows (number of migration steps). */
+/* Newest main-schema version this binary knows (st_schema_main.nsteps). */
 uint32_t st_schema_latest(void);
 
 /* ---- transactions and data access ---------------------------------------
@@ -297,6 +364,35 @@ int st_emit(st_txn *txn, int event_kind, const void *event);
  * is not called (arg is still yours). */
 int st_txn_after_commit(st_txn *txn, void (*fn)(void *arg), void (*discard)(void *arg),
                         void *arg);
+
+/* ---- tenant purges ---------------------------------------------------------
+ * Deleting a tenant's data is a series of bounded steps (one write job
+ * each, so no transaction grows with the tenant). Every module that keeps
+ * per-tenant keys registers one purge function at startup; the tenant
+ * deletion job calls st_purge_tenant_step until it reports nothing left,
+ * without knowing which modules exist. */
+#define ST_PURGES_MAX 32
+/* A purge: deletes up to `limit` (>= 1) keys of tenant from the module's
+ * databases inside txn and returns how many it deleted (fewer than limit:
+ * the module holds nothing more of the tenant), or a negative error. Same
+ * purity contract as jobs. */
+typedef int (*st_purge_fn)(st_txn *txn, const char *tenant, int limit);
+/* Registers a purge under name (borrowed: a string literal).
+ * Same registration rule as hooks: at startup, before the first
+ * st_submit (ST_EINVAL afterwards). ST_EEXIST if name is already
+ * registered (registering twice is harmless), ST_ENOMEM beyond
+ * ST_PURGES_MAX. Purges run in registration order. `unused` is reserved
+ * (pass NULL). */
+int st_purge_add(st_store *st, const char *name, st_purge_fn fn, void *unused);
+/* Runs the registered purges for tenant in registration order, deleting
+ * up to `limit` (>= 1) keys in total; a purge is asked for what is left of
+ * the limit and the next one runs only once it deleted fewer than it was
+ * asked for. Returns how many keys were deleted: fewer than limit (in
+ * particular 0) means every registered purge has finished with the tenant
+ * (the caller may delete the tenant record in the same txn); limit means
+ * call again in a new job. Write txns only; a negative return is the first
+ * failing purge's error (abort the job). */
+int st_purge_tenant_step(st_txn *txn, const char *tenant, int limit);
 
 /* ---- tenant incarnations -------------------------------------------------
  * A tenant id can be deleted, purged and created again. Each incarnation

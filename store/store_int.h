@@ -1,5 +1,6 @@
-/* store/store_int.h — private to store/: the layout of st_store, st_txn,
- * jobs and ports, and the st__ helpers the store's .c files share. Nothing
+/* store/store_int.h — private to store/: the layout of st_store (one
+ * environment and its schema), st_txn, jobs and ports, and the st__
+ * helpers the store's .c files share. Nothing
  * outside store/ includes this (it pulls in lmdb.h). */
 #ifndef MCPGATE_STORE_STORE_INT_H
 #define MCPGATE_STORE_STORE_INT_H
@@ -40,6 +41,7 @@ struct st_txn {
   MDB_txn *txn;
   int write;
   int poison;          /* first fatal LMDB error (ST_E*): the txn must abort */
+  int migrating;       /* a migration step's txn: st_db_create allowed */
   st__action *act_head, *act_tail;
   struct st_cursor *cursors;
 };
@@ -78,6 +80,11 @@ typedef struct st__hook {
   void *ctx;
 } st__hook;
 
+typedef struct st__purge {
+  const char *name;
+  st_purge_fn fn;
+} st__purge;
+
 typedef struct st__check {
   st_check_fn fn;
   void *ctx;
@@ -90,12 +97,15 @@ typedef struct st__key {
 
 struct st_store {
   MDB_env *env;
-  MDB_dbi dbi[ST_DB__COUNT];
-  int dbi_ok[ST_DB__COUNT];
+  const st_schema *schema;     /* this environment's databases and migrations */
+  MDB_dbi dbi[ST_SCHEMA_DBS_MAX];
+  int dbi_ok[ST_SCHEMA_DBS_MAX];
   size_t maxkey;
   size_t map_size;
   uint32_t schema_version;
   char *dir;
+  st_log_fn log;               /* st_options.log (may be NULL) */
+  void *log_ctx;
 
   /* writer queue */
   uv_thread_t writer;
@@ -113,6 +123,8 @@ struct st_store {
   size_t nhooks;
   st__check checks[ST_CHECKS_MAX];
   size_t nchecks;
+  st__purge purges[ST_PURGES_MAX]; /* read by the writer without locks: frozen like hooks */
+  size_t npurges;
 
   /* stats: written by the writer once per batch, read by /metrics */
   uv_mutex_t smu;
@@ -129,6 +141,12 @@ struct st_store {
   atomic_int test_fail_commits; /* unit tests: fail the next N batch commits */
 };
 
+/* Formats one line and hands it to st->log (module "store"), or, with no
+ * callback, writes warn/error as a plain stderr line. st may be NULL (no
+ * callback then). Never pass secrets. */
+void st__log(const st_store *st, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* LMDB / errno code → ST_E*. */
 int st__err(int mdb_rc);
 /* 1 if an ST_E* means the job ran out of map or txn space. */
@@ -142,11 +160,13 @@ void st__txn_close_cursors(st_txn *t);
 void st__actions_run(st__action *head);
 void st__actions_discard(st__action *head);
 
-/* Opens / creates a named db in a top-level write txn (migrations). */
-int st__db_create(st_txn *txn, st_db db);
-/* Opens every db in the table that exists (create = 0) or fails if missing. */
+/* Opens every db of st's schema that exists (require_all = 0), or fails
+ * if one is missing (require_all = 1). */
 int st__db_open_all(st_store *st, MDB_txn *txn, int require_all);
-extern const char *const st__db_names[ST_DB__COUNT];
+/* The database holding "schema_version" in every schema. */
+#define ST__DB_SCHEMA_META ((st_db)0)
+/* 1 if st was opened with the main schema (sealed secrets, tenants). */
+int st__is_main(const st_store *st);
 
 /* Migrations (migrate.c): brings the store from its version up to target
  * (each step + version bump in one write txn). */
@@ -173,5 +193,7 @@ int st__fsync_dir(const char *dir);
 
 /* store/tenant.c, for st_check. */
 int st__check_tenant_uids(st_txn *txn, st_check_report_fn report, void *ctx);
+/* check.c: the main schema's own checks (secrets, tenant uids). */
+int st__check_main(st_txn *txn, st_check_report_fn report, void *ctx);
 
 #endif

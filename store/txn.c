@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/base/log.h"
 
 void st__txn_init(st_txn *t, st_store *st, MDB_txn *txn, int write) {
   memset(t, 0, sizeof *t);
@@ -34,7 +33,7 @@ static int txn_fail(st_txn *t, int mdb_rc) {
 }
 
 static int dbi_of(st_txn *t, st_db db, MDB_dbi *out) {
-  if ((int)db < 0 || db >= ST_DB__COUNT || !t->st->dbi_ok[db]) return ST_EINVAL;
+  if ((int)db < 0 || (size_t)db >= t->st->schema->ndbs || !t->st->dbi_ok[db]) return ST_EINVAL;
   *out = t->st->dbi[db];
   return 0;
 }
@@ -76,8 +75,8 @@ int st_read_begin(st_store *st, st_txn **out) {
 
 void st__txn_close_cursors(st_txn *t) {
   while (t->cursors) {
-    GW_LOG(GW_LOG_ERROR, "store", NULL, "cursor on '%s' left open at transaction end",
-           st__db_names[t->cursors->db]);
+    st__log(t->st, ST_LOG_ERROR, "cursor on '%s' left open at transaction end",
+           t->st->schema->db_names[t->cursors->db]);
     st_cursor_close(t->cursors);
   }
 }
@@ -85,8 +84,7 @@ void st__txn_close_cursors(st_txn *t) {
 void st_txn_end(st_txn *t) {
   if (!t) return;
   if (t->write) {
-    GW_LOG(GW_LOG_ERROR, "store", NULL,
-           "st_txn_end called on a job transaction; the writer ends those (ignored)");
+    st__log(t->st, ST_LOG_ERROR, "st_txn_end called on a job transaction; the writer ends those (ignored)");
     return;
   }
   st__txn_close_cursors(t);
@@ -239,8 +237,7 @@ int st_cursor_next(st_cursor *c, st_val *key, st_val *val) {
 int st_hook_add(st_store *st, int event_kind, st_hook_fn fn, void *ctx) {
   if (!st || !fn) return ST_EINVAL;
   if (atomic_load(&st->serving)) {
-    GW_LOG(GW_LOG_ERROR, "store", NULL,
-           "st_hook_add for event %d after the first write: register hooks at startup",
+    st__log(st, ST_LOG_ERROR, "st_hook_add for event %d after the first write: register hooks at startup",
            event_kind);
     return ST_EINVAL;
   }
@@ -294,11 +291,11 @@ void st__actions_discard(st__action *a) {
   }
 }
 
-int st__db_create(st_txn *t, st_db db) {
+int st_db_create(st_txn *t, st_db db) {
   MDB_dbi dbi;
   int rc;
-  if (!t || !t->write || (int)db < 0 || db >= ST_DB__COUNT) return ST_EINVAL;
-  if ((rc = mdb_dbi_open(t->txn, st__db_names[db], MDB_CREATE, &dbi)) != 0)
+  if (!t || !t->write || !t->migrating || (int)db < 0 || (size_t)db >= t->st->schema->ndbs) return ST_EINVAL;
+  if ((rc = mdb_dbi_open(t->txn, t->st->schema->db_names[db], MDB_CREATE, &dbi)) != 0)
     return txn_fail(t, rc);
   t->st->dbi[db] = dbi;
   t->st->dbi_ok[db] = 1;

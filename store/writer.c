@@ -28,7 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/base/log.h"
 
 struct st__sync {
   uv_mutex_t mu;
@@ -362,7 +361,7 @@ static size_t run_batch(st_store *st, st__job **jobs, size_t n) {
 
   if ((rc = mdb_txn_begin(st->env, NULL, 0, &parent)) != 0) {
     rc = st__err(rc);
-    GW_LOG(GW_LOG_ERROR, "store", NULL, "cannot begin write transaction: %s", st_strerror(rc));
+    st__log(st, ST_LOG_ERROR, "cannot begin write transaction: %s", st_strerror(rc));
     for (size_t i = 0; i < n; i++) jobs[i]->status = rc;
     record_commit(st, 0, n, rc);
     record_outcomes(st, jobs, n);
@@ -411,15 +410,14 @@ static size_t run_batch(st_store *st, st__job **jobs, size_t n) {
   record_commit(st, ns, used, rc);
   for (size_t i = 0; i < used; i++) job_discard_actions(jobs[i]);
   if (used == 1) {
-    GW_LOG(GW_LOG_ERROR, "store", NULL, "write transaction commit failed: %s", st_strerror(rc));
+    st__log(st, ST_LOG_ERROR, "write transaction commit failed: %s", st_strerror(rc));
     if (jobs[0]->status >= 0) jobs[0]->status = rc;
     record_outcomes(st, jobs, 1);
     atomic_store(&st->health, rc == ST_ETXNFULL ? 0 : rc);
     deliver(jobs[0]);
     return 1;
   }
-  GW_LOG(GW_LOG_WARN, "store", NULL,
-         "batch commit of %zu jobs failed (%s); re-running each job alone", used,
+  st__log(st, ST_LOG_WARN, "batch commit of %zu jobs failed (%s); re-running each job alone", used,
          st_strerror(rc));
   for (size_t i = 0; i < used; i++) run_batch(st, jobs + i, 1);
   return used;

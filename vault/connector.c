@@ -273,3 +273,5 @@ int vault_connector_list(st_txn *txn, const char *tenant, json_t **arr) {
 int vault_purge_tenant(st_txn *txn, const char *tenant, int limit) {
   return st_del_prefix(txn, ST_DB_CONNECTORS, tenant, strlen(tenant) + 1, limit);
 }
+
+int vault_register_purge(st_store *st) { return st_purge_add(st, "vault", vault_purge_tenant, NULL); }

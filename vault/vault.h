@@ -63,5 +63,8 @@ int vault_connector_delete(st_txn *txn, const char *tenant, const char *name);
 int vault_connector_list(st_txn *txn, const char *tenant, json_t **arr);
 /* Purge step for tenant deletion: up to limit keys; returns the count. */
 int vault_purge_tenant(st_txn *txn, const char *tenant, int limit);
+/* Registers vault_purge_tenant as the "vault" tenant purge (st_purge_add);
+ * at startup, with the other store registrations. 0 or ST_E*. */
+int vault_register_purge(st_store *st);
 
 #endif

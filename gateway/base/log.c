@@ -75,3 +75,10 @@ void gw_log_fields(gw_log_level level, const char *module, const gw_log_ctx *ctx
   if (level < gw_log_get_level()) return;
   log_write(level, module, ctx, fields, msg);
 }
+
+void gw_store_log(void *ctx, int level, const char *module, const char *msg) {
+  if (level < GW_LOG_DEBUG) level = GW_LOG_DEBUG;
+  if (level > GW_LOG_ERROR) level = GW_LOG_ERROR;
+  if (level >= (int)gw_log_get_level())
+    log_write((gw_log_level)level, module, (const gw_log_ctx *)ctx, NULL, msg);
+}

@@ -1,4 +1,5 @@
-/* gateway/base/log.h — structured logging: one JSON object per line on stderr.
+/* gateway/base/log.h — structured logging: one JSON object per line on stderr,
+ * and the callback (gw_store_log) that lower modules log through.
  *
  * GW_LOG checks the level before any formatting happens (Redis serverLog).
  * Every line carries ts, level, module, msg and, when a context is given,
@@ -39,6 +40,13 @@ void gw_log_emit(gw_log_level level, const char *module, const gw_log_ctx *ctx,
  * merged into the line. Used by the access log. */
 void gw_log_fields(gw_log_level level, const char *module, const gw_log_ctx *ctx,
                    struct json_t *fields, const char *msg);
+
+/* Log callback for lower modules that must not include this header (the
+ * store: st_options.log). ctx is an optional `const gw_log_ctx *` (NULL:
+ * none); level uses the numbers of gw_log_level (out-of-range values are
+ * clamped). Emits the same JSON line GW_LOG would, with `module` as given,
+ * after the same level check. Thread-safe. */
+void gw_store_log(void *ctx, int level, const char *module, const char *msg);
 
 #define GW_LOG(level, module, ctx, ...)                                         \
   do {                                                                         \

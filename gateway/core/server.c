@@ -415,6 +415,8 @@ int gw_serve(gw_config *cfg) {
     so.dir = dir;
     so.map_size = (size_t)srv->cfg.store_map_size;
     so.master_key_file = srv->cfg.master_key_file;
+    so.log = gw_store_log;
+    so.log_ctx = NULL;
     int rc = st_open(&srv->store, &so);
     if (rc != 0) {
       GW_LOG(GW_LOG_ERROR, "store", NULL, "cannot open the store in %s: %s", dir, st_strerror(rc));

@@ -99,6 +99,7 @@ int main(void) {
   st_options o = {0};
   o.dir = sdir;
   o.map_size = (size_t)1 << 30;
+  o.log = gw_store_log;
   st_store *st;
   if (st_open(&st, &o) != 0) return 1;
   pol_register_hooks(st);

@@ -94,6 +94,7 @@ static int setup(void) {
   st_options o = {0};
   o.dir = dir;
   o.map_size = 64 << 20;
+  o.log = gw_store_log;
   if (st_open(&st, &o) != 0) return -1;
   pol_register_hooks(st);
   snprintf(alice, sizeof alice, "%s", scim("POST", "/Users", "{\"userName\":\"alice@acme.com\"}"));
@@ -316,6 +317,19 @@ TEST(cache_sees_pending_bindings) {
   pol_cache_free(c);
 }
 
+/* policy's codes sit in their own range, outside libuv's errno values
+ * (-1..-4095) and the store's, and have names. */
+TEST(error_codes_in_their_range) {
+  CHECK(POL_EINVALID <= POL_ERR_FIRST && POL_EINVALID >= POL_ERR_LAST);
+  CHECK(POL_EAMBIGUOUS <= POL_ERR_FIRST && POL_EAMBIGUOUS >= POL_ERR_LAST);
+  CHECK(POL_ERR_LAST > ST_ERR_FIRST || POL_ERR_FIRST < ST_ERR_LAST);
+  CHECK(POL_ERR_FIRST < -4095);
+  CHECK_STR(pol_strerror(POL_EINVALID), "invalid policy document");
+  CHECK_STR(pol_strerror(POL_EAMBIGUOUS), "ambiguous group name");
+  CHECK_STR(pol_strerror(ST_ENOTFOUND), st_strerror(ST_ENOTFOUND));
+  CHECK_STR(pol_strerror(0), "ok");
+}
+
 int main(void) {
   gw_log_set_level(GW_LOG_WARN);
   if (setup() != 0) {
@@ -331,6 +345,7 @@ int main(void) {
   RUN(no_policy_hides_everything);
   RUN(cache_reads_records_written_before_rev);
   RUN(cache_sees_pending_bindings);
+  RUN(error_codes_in_their_range);
   st_close(st);
   char cmd[400];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

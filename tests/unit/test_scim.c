@@ -237,6 +237,7 @@ static st_store *open_store(seen *s) {
   st_options o = {0};
   o.dir = dir;
   o.map_size = 64 << 20;
+  o.log = gw_store_log;
   st_store *st = NULL;
   if (st_open(&st, &o) != 0) return NULL;
   for (int k = SCIM_EV_USER_CREATED; k < SCIM_EV__END; k++) st_hook_add(st, k, hook, s);
@@ -336,6 +337,18 @@ TEST(a_failing_hook_aborts_the_whole_write) {
   close_store(st);
 }
 
+/* scim's codes sit in their own range, outside libuv's errno values and
+ * the store's, and have names. */
+TEST(error_codes_in_their_range) {
+  CHECK(SCIM_EABORT <= SCIM_ERR_FIRST && SCIM_EABORT >= SCIM_ERR_LAST);
+  CHECK(SCIM_ERANDOM <= SCIM_ERR_FIRST && SCIM_ERANDOM >= SCIM_ERR_LAST);
+  CHECK(SCIM_ERR_LAST > ST_ERR_FIRST || SCIM_ERR_FIRST < ST_ERR_LAST);
+  CHECK(SCIM_ERR_FIRST < -4095);
+  CHECK_STR(scim_strerror(SCIM_ERANDOM), "random number generator failed");
+  CHECK_STR(scim_strerror(ST_EMAPFULL), st_strerror(ST_EMAPFULL));
+  CHECK_STR(scim_strerror(0), "ok");
+}
+
 int main(void) {
   gw_log_set_level(GW_LOG_WARN);
   RUN(filter_operators);
@@ -345,5 +358,6 @@ int main(void) {
   RUN(patch_paths);
   RUN(every_deactivation_form_reaches_the_hook_inside_the_txn);
   RUN(a_failing_hook_aborts_the_whole_write);
+  RUN(error_codes_in_their_range);
   return UNIT_DONE();
 }

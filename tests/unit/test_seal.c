@@ -36,6 +36,7 @@ static int open_store(st_store **st) {
   o.dir = g_dir;
   o.master_key_file = g_key;
   o.map_size = 64u << 20;
+  o.log = gw_store_log;
   return st_open(st, &o);
 }
 static void write_file(const char *path, const char *text, mode_t mode) {
@@ -220,6 +221,7 @@ TEST(seal_limits) {
   /* Without a master key sealing is unavailable, not silently plaintext. */
   st_options o = {0};
   o.dir = g_dir;
+  o.log = gw_store_log;
   CHECK_INT(st_open(&st, &o), 0);
   CHECK_INT(st_seal(st, &aad, "x", 1, &blob, &bloblen), ST_ENOKEY);
   CHECK_INT(st_key_rotate(st), ST_ENOKEY);
@@ -356,6 +358,45 @@ static int blob_key_ids(st_store *st, int counts[4]) {
   return 0;
 }
 
+typedef struct sec_purge {
+  const char *tenant;
+  int limit, n;
+} sec_purge;
+static int sec_purge_fn(st_txn *txn, void *arg) {
+  sec_purge *p = arg;
+  p->n = st_secret_purge_tenant(txn, p->tenant, p->limit);
+  return p->n < 0 ? p->n : 0;
+}
+
+/* The secrets' tenant purge (a st_purge_fn): bounded, one tenant only. */
+TEST(secret_purge_tenant_bounded) {
+  st_store *st = NULL;
+  char buf[64];
+  tmp_setup();
+  CHECK_INT(open_store(&st), 0);
+  sec_job a = {{"acme", "vault.oauth", "alice"}, "a"};
+  sec_job b = {{"acme", "vault.api", "github"}, "b"};
+  sec_job c = {{"acme", "vault.oauth", "carol"}, "c"};
+  sec_job o = {{"acme2", "vault.oauth", "alice"}, "other tenant"};
+  CHECK_INT(st_write_sync(st, sec_put_fn, &a), 0);
+  CHECK_INT(st_write_sync(st, sec_put_fn, &b), 0);
+  CHECK_INT(st_write_sync(st, sec_put_fn, &c), 0);
+  CHECK_INT(st_write_sync(st, sec_put_fn, &o), 0);
+  sec_purge p = {"acme", 2, -1};
+  CHECK_INT(st_write_sync(st, sec_purge_fn, &p), 0);
+  CHECK_INT(p.n, 2);
+  CHECK_INT(st_write_sync(st, sec_purge_fn, &p), 0);
+  CHECK_INT(p.n, 1);
+  CHECK_INT(st_write_sync(st, sec_purge_fn, &p), 0);
+  CHECK_INT(p.n, 0);
+  CHECK_INT(sec_get(st, &a.aad, buf, sizeof buf), ST_ENOTFOUND);
+  CHECK_INT(sec_get(st, &b.aad, buf, sizeof buf), ST_ENOTFOUND);
+  CHECK_INT(sec_get(st, &o.aad, buf, sizeof buf), 0);
+  CHECK_STR(buf, "other tenant");
+  st_close(st);
+  tmp_cleanup();
+}
+
 TEST(rotation_reseals_everything) {
   st_store *st = NULL;
   char buf[64], file[512];
@@ -435,6 +476,7 @@ int main(void) {
   RUN(seal_roundtrip_and_aad_binding);
   RUN(seal_limits);
   RUN(secrets_db_put_get_del);
+  RUN(secret_purge_tenant_bounded);
   RUN(rotation_reseals_everything);
   RUN(rotation_keeps_old_keys_when_a_blob_is_bad);
   tmp_cleanup();

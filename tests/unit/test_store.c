@@ -2,8 +2,10 @@
  * mkdtemp dir under /tmp, removed at the end of each test): migrations,
  * data access, long keys, cursors, group commit, hooks, post-commit
  * actions, commit-failure re-runs, MAP_FULL, ports, st_write_sync, backup,
- * stats/readiness and st_check. Loop tests end asserting
+ * stats/readiness, st_check, the purge registry, the log callback and a
+ * second environment with its own schema. Loop tests end asserting
  * uv_loop_close(loop) == 0. Set UNIT_VERBOSE=1 to see the store's logs. */
+#include <fcntl.h>
 #include <ftw.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -45,6 +47,7 @@ static st_options opts_default(void) {
   o.dir = g_dir;
   o.master_key_file = g_key;
   o.map_size = 64u << 20;
+  o.log = gw_store_log;
   return o;
 }
 static st_store *open_default(void) {
@@ -1068,6 +1071,227 @@ TEST(errors_and_strings) {
   CHECK_INT(st_open(&st, NULL), ST_EINVAL);
 }
 
+/* ---- a second environment with its own schema ---------------------------- */
+
+/* What an audit log's environment would declare: its own database numbers,
+ * names and migrations, opened beside the main store. */
+enum { AUD_DB_META = 0, AUD_DB_EVENTS, AUD_DB_SEQ, AUD_DB__COUNT };
+static const char *const aud_names[AUD_DB__COUNT] = {"meta", "events", "seq"};
+static int aud_m1(st_txn *t) {
+  int rc = st_db_create(t, (st_db)AUD_DB_EVENTS);
+  return rc < 0 ? rc : st_db_create(t, (st_db)AUD_DB_SEQ);
+}
+static const st_migration aud_steps[] = {{"create the audit databases", aud_m1}};
+static const st_schema aud_schema = {"audit", aud_names, AUD_DB__COUNT, aud_steps, 1, NULL};
+
+typedef struct aud_put {
+  const char *k, *v;
+  int create_rc;
+} aud_put;
+static int aud_put_fn(st_txn *txn, void *arg) {
+  aud_put *a = arg;
+  a->create_rc = st_db_create(txn, (st_db)AUD_DB_EVENTS); /* only migrations may */
+  int rc = st_put(txn, (st_db)AUD_DB_EVENTS, a->k, strlen(a->k), a->v, strlen(a->v), 0);
+  return rc < 0 ? rc : st_put(txn, (st_db)AUD_DB_SEQ, "n", 1, "1", 1, 0);
+}
+
+typedef struct log_lines {
+  int audit_migration, store_migration;
+} log_lines;
+static void log_lines_fn(void *ctx, int level, const char *module, const char *msg) {
+  log_lines *l = ctx;
+  (void)level; (void)module;
+  if (strstr(msg, "migrating audit schema 0 -> 1: create the audit databases")) l->audit_migration++;
+  if (strstr(msg, "migrating store schema")) l->store_migration++;
+}
+
+TEST(second_environment_with_its_own_schema) {
+  char adir[160], buf[32];
+  st_store *main_st, *aud = NULL;
+  log_lines lines = {0};
+  tmp_setup();
+  main_st = open_default();
+  CHECK(main_st);
+  snprintf(adir, sizeof adir, "%s/audit", g_tmp);
+  st_options o = {0};
+  o.dir = adir;
+  o.map_size = 16u << 20;
+  o.schema = &aud_schema;
+  o.log = log_lines_fn;
+  o.log_ctx = &lines;
+  CHECK_INT(st_open(&aud, &o), 0);
+  CHECK_INT(lines.audit_migration, 1);
+  CHECK_INT(lines.store_migration, 0); /* the main schema's steps never ran there */
+  CHECK_INT(st_schema_version(aud), 1);
+  CHECK_INT(st_schema_version(main_st), st_schema_latest());
+
+  /* writes go through the audit env's own writer */
+  aud_put a = {"evt/1", "login", 0};
+  CHECK_INT(st_write_sync(aud, aud_put_fn, &a), 0);
+  CHECK_INT(a.create_rc, ST_EINVAL);
+  CHECK_INT(put1(main_st, "evt/1", "main"), 0);
+  CHECK_INT(get1(aud, (st_db)AUD_DB_EVENTS, "evt/1", 5, buf, sizeof buf), 0);
+  CHECK_STR(buf, "login");
+  CHECK_INT(get1(main_st, ST_DB_TENANTS, "evt/1", 5, buf, sizeof buf), 0);
+  CHECK_STR(buf, "main"); /* two environments, two files */
+  CHECK_INT(get1(aud, (st_db)AUD_DB_SEQ, "n", 1, buf, sizeof buf), 0);
+  /* database numbers outside the audit schema do not exist there */
+  CHECK_INT(get1(aud, (st_db)AUD_DB__COUNT, "evt/1", 5, NULL, 0), ST_EINVAL);
+  CHECK_INT(get1(aud, ST_DB_SECRETS, "x", 1, NULL, 0), ST_EINVAL);
+  /* each env checks clean against its own schema */
+  CHECK_INT(st_check(aud, NULL, NULL), 0);
+  CHECK_INT(st_check(main_st, NULL, NULL), 0);
+  st_close(aud);
+  st_close(main_st);
+
+  /* reopened: no migration runs again, the data is there */
+  lines.audit_migration = 0;
+  CHECK_INT(st_open(&aud, &o), 0);
+  CHECK_INT(lines.audit_migration, 0);
+  CHECK_INT(st_schema_version(aud), 1);
+  CHECK_INT(get1(aud, (st_db)AUD_DB_EVENTS, "evt/1", 5, buf, sizeof buf), 0);
+  CHECK_STR(buf, "login");
+  st_close(aud);
+
+  /* a schema the store cannot run is refused */
+  st_schema bad = aud_schema;
+  bad.ndbs = 0;
+  o.schema = &bad;
+  CHECK_INT(st_open(&aud, &o), ST_EINVAL);
+  bad = aud_schema;
+  bad.nsteps = 0;
+  CHECK_INT(st_open(&aud, &o), ST_EINVAL);
+  tmp_cleanup();
+}
+
+/* ---- the tenant purge registry ------------------------------------------- */
+
+/* Two modules' purges over ST_DB_TENANTS: "a:<tenant>:" and "b:<tenant>:". */
+static int purge_prefix(st_txn *txn, char mod, const char *tenant, int limit) {
+  char p[80];
+  int n = snprintf(p, sizeof p, "%c:%s:", mod, tenant);
+  return st_del_prefix(txn, ST_DB_TENANTS, p, (size_t)n, limit);
+}
+static int purge_a(st_txn *txn, const char *tenant, int limit) { return purge_prefix(txn, 'a', tenant, limit); }
+static int purge_b(st_txn *txn, const char *tenant, int limit) { return purge_prefix(txn, 'b', tenant, limit); }
+
+typedef struct purge_step {
+  const char *tenant;
+  int limit, n;
+} purge_step;
+static int purge_step_fn(st_txn *txn, void *arg) {
+  purge_step *p = arg;
+  p->n = st_purge_tenant_step(txn, p->tenant, p->limit);
+  return p->n < 0 ? p->n : 0;
+}
+static int read_purge_step(st_store *st) {
+  st_txn *t;
+  int rc = st_read_begin(st, &t);
+  if (rc) return rc;
+  rc = st_purge_tenant_step(t, "acme", 5);
+  st_txn_end(t);
+  return rc;
+}
+
+TEST(purge_registry_order_and_limits) {
+  char k[32];
+  tmp_setup();
+  st_store *st = open_default();
+  CHECK(st);
+  CHECK_INT(st_purge_add(st, "a", purge_a, NULL), 0);
+  CHECK_INT(st_purge_add(st, "b", purge_b, NULL), 0);
+  CHECK_INT(st_purge_add(st, "a", purge_b, NULL), ST_EEXIST); /* one purge per name */
+  CHECK_INT(st_purge_add(st, "c", NULL, NULL), ST_EINVAL);
+  for (int i = 0; i < 5; i++) {
+    snprintf(k, sizeof k, "a:acme:%d", i);
+    CHECK_INT(put1(st, k, "v"), 0);
+  }
+  for (int i = 0; i < 2; i++) {
+    snprintf(k, sizeof k, "b:acme:%d", i);
+    CHECK_INT(put1(st, k, "v"), 0);
+  }
+  CHECK_INT(put1(st, "a:acme2:0", "another tenant"), 0);
+  CHECK_INT(put1(st, "b:acme2:0", "another tenant"), 0);
+  /* registration is frozen once writes began */
+  CHECK_INT(st_purge_add(st, "late", purge_a, NULL), ST_EINVAL);
+
+  purge_step p = {"acme", 3, -1};
+  CHECK_INT(st_write_sync(st, purge_step_fn, &p), 0);
+  CHECK_INT(p.n, 3); /* the limit, all from "a": b waits for a */
+  CHECK(!exists(st, "a:acme:2") && exists(st, "a:acme:3"));
+  CHECK(exists(st, "b:acme:0") && exists(st, "b:acme:1"));
+  CHECK_INT(st_write_sync(st, purge_step_fn, &p), 0);
+  CHECK_INT(p.n, 3); /* a's last two, then b asked for what is left of the limit */
+  CHECK(!exists(st, "a:acme:4") && !exists(st, "b:acme:0") && exists(st, "b:acme:1"));
+  CHECK_INT(st_write_sync(st, purge_step_fn, &p), 0);
+  CHECK_INT(p.n, 1); /* fewer than the limit: every purge finished */
+  CHECK_INT(st_write_sync(st, purge_step_fn, &p), 0);
+  CHECK_INT(p.n, 0); /* nothing of the tenant left */
+  CHECK(exists(st, "a:acme2:0") && exists(st, "b:acme2:0")); /* neighbours untouched */
+  /* bad calls */
+  p.limit = 0;
+  CHECK_INT(st_write_sync(st, purge_step_fn, &p), ST_EINVAL);
+  CHECK_INT(read_purge_step(st), ST_EINVAL); /* write txns only */
+  st_close(st);
+  tmp_cleanup();
+}
+
+/* ---- logging through st_options.log ------------------------------------ */
+
+typedef struct log_seen {
+  int warn_dir;    /* the group-accessible directory warning, as WARN from "store" */
+  int info;        /* any info line */
+  int bad_module;  /* a line whose module is not "store" */
+} log_seen;
+static void log_capture(void *ctx, int level, const char *module, const char *msg) {
+  log_seen *s = ctx;
+  if (strcmp(module, "store") != 0) s->bad_module++;
+  if (level == ST_LOG_WARN && strstr(msg, "accessible by group/others")) s->warn_dir++;
+  if (level == ST_LOG_INFO) s->info++;
+}
+
+TEST(log_callback_and_stderr_fallback) {
+  st_store *st = NULL;
+  log_seen seen = {0};
+  char path[160], text[4096];
+  tmp_setup();
+  CHECK_INT(mkdir(g_dir, 0755), 0); /* group/others can read it: the store warns */
+  st_options o = opts_default();
+  o.log = log_capture;
+  o.log_ctx = &seen;
+  CHECK_INT(st_open(&st, &o), 0);
+  st_close(st);
+  CHECK_INT(seen.warn_dir, 1);
+  CHECK(seen.info >= 1); /* "master key loaded", migrations: every level reaches the callback */
+  CHECK_INT(seen.bad_module, 0);
+
+  /* No callback: warn/error still reach stderr as plain lines, info does not. */
+  snprintf(path, sizeof path, "%s/stderr.txt", g_tmp);
+  fflush(stderr);
+  int saved = dup(2), fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  CHECK(saved >= 0 && fd >= 0);
+  dup2(fd, 2);
+  close(fd);
+  o.log = NULL;
+  o.log_ctx = NULL;
+  int rc = st_open(&st, &o);
+  if (rc == 0) st_close(st);
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  CHECK_INT(rc, 0);
+  FILE *f = fopen(path, "r");
+  CHECK(f);
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  text[n] = 0;
+  CHECK(strstr(text, "mcpgate store: warn: store directory ") != NULL);
+  CHECK(strstr(text, "accessible by group/others") != NULL);
+  CHECK(strstr(text, "master key loaded") == NULL); /* info is dropped */
+  CHECK(strchr(text, '{') == NULL);                 /* plain lines, not JSON */
+  tmp_cleanup();
+}
+
 int main(void) {
   if (!getenv("UNIT_VERBOSE")) gw_log_set_level((gw_log_level)(GW_LOG_ERROR + 1));
   RUN(migrate_fresh_gets_latest);
@@ -1091,6 +1315,9 @@ int main(void) {
   RUN(check_runs_module_checks);
   RUN(queue_cap_refuses_with_ebusy);
   RUN(errors_and_strings);
+  RUN(log_callback_and_stderr_fallback);
+  RUN(purge_registry_order_and_limits);
+  RUN(second_environment_with_its_own_schema);
   tmp_cleanup();
   return UNIT_DONE();
 }

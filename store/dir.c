@@ -1,0 +1,270 @@
+/* store/dir.c — the directory's key encoding and its read interface (see
+ * dir.h for the layout). The encoders are the only place the directory's
+ * keys are spelled; scim/ writes through them and every lookup here reads
+ * through them, so the two can never disagree.
+ *
+ * Lookups return what scim/ stored, verified where an index can be stale
+ * by construction (a hashed index value): a displayName hit is checked
+ * against the group record. */
+#include "store/dir.h"
+
+#include <ctype.h>
+#include <openssl/sha.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---- key encoders ---------------------------------------------------------- */
+
+static void kb_raw(st_dir_key *k, const void *p, size_t n) {
+  if (k->overflow || n > sizeof k->b - k->n) {
+    k->overflow = true;
+    return;
+  }
+  memcpy(k->b + k->n, p, n);
+  k->n += n;
+}
+static void kb_ch(st_dir_key *k, char c) { kb_raw(k, &c, 1); }
+static void kb_str(st_dir_key *k, const char *s) { kb_raw(k, s, strlen(s)); }
+
+/* An index value: ASCII-folded unless exact; long values (or ones that
+ * would start with the hash marker) hashed. */
+static void kb_val(st_dir_key *k, const char *s, bool exact) {
+  size_t n = strlen(s);
+  char tmp[ST_DIR_IDX_VAL_MAX + 1];
+  if (n <= ST_DIR_IDX_VAL_MAX) {
+    for (size_t i = 0; i < n; i++) tmp[i] = exact ? s[i] : (char)tolower((unsigned char)s[i]);
+    if (!(n && (unsigned char)tmp[0] == 0xFF)) {
+      kb_raw(k, tmp, n);
+      return;
+    }
+  }
+  unsigned char h[SHA256_DIGEST_LENGTH];
+  char *low = strdup(s);
+  if (!low) {
+    k->overflow = true;
+    return;
+  }
+  if (!exact)
+    for (char *p = low; *p; p++) *p = (char)tolower((unsigned char)*p);
+  SHA256((unsigned char *)low, strlen(low), h);
+  free(low);
+  kb_ch(k, (char)0xFF);
+  kb_raw(k, h, sizeof h);
+}
+
+void st_dir_key_tenant(st_dir_key *k, const char *tenant) {
+  k->n = 0;
+  k->overflow = false;
+  kb_raw(k, tenant, strlen(tenant) + 1);
+}
+
+void st_dir_key_res(st_dir_key *k, const char *tenant, char type, const char *id) {
+  st_dir_key_tenant(k, tenant);
+  kb_ch(k, type);
+  kb_str(k, id);
+}
+
+void st_dir_key_username(st_dir_key *k, const char *tenant, const char *username) {
+  st_dir_key_tenant(k, tenant);
+  kb_ch(k, 'u');
+  kb_val(k, username, false);
+}
+
+void st_dir_key_external(st_dir_key *k, const char *tenant, char type, const char *external_id,
+                         const char *id) {
+  st_dir_key_tenant(k, tenant);
+  kb_ch(k, 'e');
+  kb_ch(k, type);
+  kb_val(k, external_id, true);
+  kb_ch(k, 0);
+  if (id) kb_str(k, id);
+}
+
+void st_dir_key_group_name(st_dir_key *k, const char *tenant, const char *display_name,
+                           const char *id) {
+  st_dir_key_tenant(k, tenant);
+  kb_ch(k, 'd');
+  kb_val(k, display_name, false);
+  kb_ch(k, 0);
+  if (id) kb_str(k, id);
+}
+
+void st_dir_key_count(st_dir_key *k, const char *tenant, char type) {
+  st_dir_key_tenant(k, tenant);
+  kb_ch(k, 'n');
+  kb_ch(k, type);
+}
+
+void st_dir_key_groups_rev(st_dir_key *k, const char *tenant, const char *uid) {
+  st_dir_key_tenant(k, tenant);
+  kb_ch(k, 'r');
+  kb_str(k, uid);
+}
+
+static void pair_key(st_dir_key *k, const char *tenant, char dir, const char *a, const char *b) {
+  st_dir_key_tenant(k, tenant);
+  kb_ch(k, dir);
+  kb_str(k, a);
+  kb_ch(k, 0);
+  if (b) kb_str(k, b);
+}
+
+void st_dir_key_member(st_dir_key *k, const char *tenant, const char *gid, const char *uid) {
+  pair_key(k, tenant, 'm', gid, uid);
+}
+
+void st_dir_key_user_group(st_dir_key *k, const char *tenant, const char *uid, const char *gid) {
+  pair_key(k, tenant, 'g', uid, gid);
+}
+
+int st_dir_valid_id(const char *id) {
+  if (!id || strlen(id) != ST_DIR_ID_LEN) return 0;
+  for (int i = 0; i < ST_DIR_ID_LEN; i++) {
+    char c = id[i];
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (c != '-') return 0;
+    } else if (!isxdigit((unsigned char)c) || isupper((unsigned char)c)) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+int st_dir_ids_under(st_txn *txn, st_db db, const st_dir_key *prefix, json_t *out, size_t limit) {
+  st_cursor *c;
+  if (prefix->overflow) return 0;
+  int rc = st_cursor_open(txn, db, &c);
+  if (rc) return rc;
+  st_cursor_seek(c, prefix->b, prefix->n, NULL, 0);
+  st_val k;
+  while ((rc = st_cursor_next(c, &k, NULL)) == 0) {
+    if (k.len < prefix->n + ST_DIR_ID_LEN) continue;
+    json_array_append_new(out, json_stringn((const char *)k.data + k.len - ST_DIR_ID_LEN, ST_DIR_ID_LEN));
+    if (limit && json_array_size(out) >= limit) break;
+  }
+  st_cursor_close(c);
+  return rc == ST_ENOTFOUND || rc == 0 ? 0 : rc;
+}
+
+/* ---- lookups ----------------------------------------------------------------- */
+
+static int res_get(st_txn *txn, const char *tenant, char type, const char *id, json_t **out) {
+  st_dir_key k;
+  st_val v;
+  *out = NULL;
+  if (!st_dir_valid_id(id)) return ST_ENOTFOUND;
+  st_dir_key_res(&k, tenant, type, id);
+  if (k.overflow) return ST_ENOTFOUND;
+  int rc = st_get(txn, ST_DB_SCIM_RES, k.b, k.n, &v);
+  if (rc) return rc;
+  *out = json_loadb(v.data, v.len, 0, NULL);
+  return *out ? 0 : ST_ECORRUPT;
+}
+
+int st_dir_user_get(st_txn *txn, const char *tenant, const char *id, json_t **out) {
+  return res_get(txn, tenant, ST_DIR_USER, id, out);
+}
+
+int st_dir_group_get(st_txn *txn, const char *tenant, const char *id, json_t **out) {
+  return res_get(txn, tenant, ST_DIR_GROUP, id, out);
+}
+
+int st_dir_group_exists(st_txn *txn, const char *tenant, const char *id) {
+  json_t *g;
+  int rc = res_get(txn, tenant, ST_DIR_GROUP, id, &g);
+  json_decref(g);
+  return rc;
+}
+
+int st_dir_user_by_name(st_txn *txn, const char *tenant, const char *username,
+                        char id[ST_DIR_ID_LEN + 1]) {
+  st_dir_key k;
+  st_val v;
+  id[0] = 0;
+  st_dir_key_username(&k, tenant, username);
+  if (k.overflow) return ST_ENOTFOUND;
+  int rc = st_get(txn, ST_DB_SCIM_IDX, k.b, k.n, &v);
+  if (rc) return rc;
+  size_t n = v.len < ST_DIR_ID_LEN ? v.len : ST_DIR_ID_LEN;
+  memcpy(id, v.data, n);
+  id[n] = 0;
+  return 0;
+}
+
+int st_dir_user_by_external(st_txn *txn, const char *tenant, const char *external_id,
+                            char id[ST_DIR_ID_LEN + 1]) {
+  st_dir_key k;
+  id[0] = 0;
+  st_dir_key_external(&k, tenant, ST_DIR_USER, external_id, NULL);
+  json_t *ids = json_array();
+  if (!ids) return ST_ENOMEM;
+  int rc = st_dir_ids_under(txn, ST_DB_SCIM_IDX, &k, ids, 1);
+  if (rc == 0 && json_array_size(ids) == 0) rc = ST_ENOTFOUND;
+  if (rc == 0) {
+    memcpy(id, json_string_value(json_array_get(ids, 0)), ST_DIR_ID_LEN);
+    id[ST_DIR_ID_LEN] = 0;
+  }
+  json_decref(ids);
+  return rc;
+}
+
+int st_dir_user_find(st_txn *txn, const char *tenant, const char *ref, json_t **out) {
+  *out = NULL;
+  if (st_dir_valid_id(ref)) {
+    int rc = res_get(txn, tenant, ST_DIR_USER, ref, out);
+    if (rc != ST_ENOTFOUND) return rc;
+  }
+  char owner[ST_DIR_ID_LEN + 1];
+  int rc = st_dir_user_by_name(txn, tenant, ref, owner);
+  if (rc) return rc;
+  return res_get(txn, tenant, ST_DIR_USER, owner, out);
+}
+
+bool st_dir_user_record_active(const json_t *user) {
+  json_t *a = json_object_get(user, "active");
+  return !a || json_is_true(a);
+}
+
+int st_dir_user_active(st_txn *txn, const char *tenant, const char *id) {
+  json_t *u;
+  int rc = res_get(txn, tenant, ST_DIR_USER, id, &u);
+  if (rc) return rc;
+  rc = st_dir_user_record_active(u) ? 1 : 0;
+  json_decref(u);
+  return rc;
+}
+
+int st_dir_user_groups(st_txn *txn, const char *tenant, const char *uid, json_t **gids) {
+  st_dir_key p;
+  if (!(*gids = json_array())) return ST_ENOMEM;
+  if (!st_dir_valid_id(uid)) return 0;
+  st_dir_key_user_group(&p, tenant, uid, NULL);
+  return st_dir_ids_under(txn, ST_DB_SCIM_MEM, &p, *gids, 0);
+}
+
+int st_dir_groups_by_name(st_txn *txn, const char *tenant, const char *name, json_t *ids,
+                          size_t limit) {
+  st_dir_key p;
+  json_t *cands = json_array();
+  if (!cands) return ST_ENOMEM;
+  st_dir_key_group_name(&p, tenant, name, NULL);
+  int rc = st_dir_ids_under(txn, ST_DB_SCIM_IDX, &p, cands, 0);
+  size_t i;
+  json_t *id;
+  json_array_foreach(cands, i, id) {
+    if (rc || (limit && json_array_size(ids) >= limit)) break;
+    json_t *g;
+    int grc = res_get(txn, tenant, ST_DIR_GROUP, json_string_value(id), &g);
+    if (grc == ST_ENOTFOUND) continue; /* index ahead of a record: not a hit */
+    if (grc) {
+      rc = grc;
+      break;
+    }
+    const char *dn = json_string_value(json_object_get(g, "displayName"));
+    if (dn && strcasecmp(dn, name) == 0) json_array_append(ids, id);
+    json_decref(g);
+  }
+  json_decref(cands);
+  return rc;
+}

@@ -1,0 +1,148 @@
+/* store/dir.h — the directory: a tenant's users and groups as scim/ stores
+ * them, read by everyone who needs identity and membership without going
+ * through SCIM's protocol layer (policy/ resolves group names, auth/ checks
+ * users, the gateway shows a user's groups).
+ *
+ * This file owns the key and index encoding of the directory: scim/ writes
+ * every key through the st_dir_key_* encoders below (there is no second
+ * encoder), and the lookups here read them. Layout (every key starts with
+ * the tenant id and a NUL, so a tenant's data is one prefix per database):
+ *   ST_DB_SCIM_RES  t\0 'U' id            → user JSON (the SCIM resource as stored)
+ *                   t\0 'G' id            → group JSON (without members)
+ *   ST_DB_SCIM_IDX  t\0 'u' fold(userName)           → user id   (unique)
+ *                   t\0 'e' 'U'|'G' externalId \0 id → ""        (case-exact)
+ *                   t\0 'd' fold(displayName) \0 id  → ""        (groups)
+ *                   t\0 'n' 'U'|'G'                  → count (u64 LE)
+ *                   t\0 'r' uid           → the user's groups revision (u64 LE + RFC 3339 time)
+ *   ST_DB_SCIM_MEM  t\0 'm' gid \0 uid    → ""   group → members
+ *                   t\0 'g' uid \0 gid    → ""   user → groups
+ * fold() is ASCII lower-casing (userName and displayName compare
+ * case-insensitively); index values longer than ST_DIR_IDX_VAL_MAX bytes
+ * (or starting with 0xFF) are stored as 0xFF + SHA-256 of the folded value.
+ * Ids are SCIM ids: 36-char lower-case UUID text (st_dir_valid_id).
+ *
+ * The directory's lifecycle events (ST_DIR_EV_*) are emitted by scim/
+ * inside the writing transaction; they are defined here so subscribers
+ * (auth/, policy/, the gateway) need not include scim/.
+ *
+ * Reads take any txn (read snapshot or a job's write txn) and follow the
+ * store's rules: short, never held across a callback. JSON returned is a
+ * fresh copy owned by the caller (json_decref). Errors: ST_E* codes;
+ * ST_ENOTFOUND when the user or group is absent (including malformed ids). */
+#ifndef MCPGATE_STORE_DIR_H
+#define MCPGATE_STORE_DIR_H
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "store/store.h"
+
+#define ST_DIR_ID_LEN 36          /* UUID text */
+#define ST_DIR_IDX_VAL_MAX 200    /* longer index values are hashed */
+#define ST_DIR_KEY_MAX 608        /* any directory key fits */
+#define ST_DIR_USER 'U'           /* resource type bytes in keys */
+#define ST_DIR_GROUP 'G'
+
+/* ---- lifecycle events (emitted by scim/, inside the write txn) ---------- */
+enum {
+  ST_DIR_EV_USER_CREATED = ST_EVENT_BASE_SCIM,
+  ST_DIR_EV_USER_CHANGED,      /* any stored attribute changed */
+  ST_DIR_EV_USER_DEACTIVATED,  /* active true→false: PATCH (with/without path), PUT, DELETE */
+  ST_DIR_EV_USER_REACTIVATED,  /* active false→true */
+  ST_DIR_EV_USER_DELETED,      /* after DEACTIVATED when the user was active */
+  ST_DIR_EV_MEMBERSHIP_CHANGED,/* one group; added/removed user ids */
+  ST_DIR_EV_GROUP_CREATED,
+  ST_DIR_EV_GROUP_RENAMED,
+  ST_DIR_EV_GROUP_DELETED,
+  ST_DIR_EV__END
+};
+
+/* The event passed to hooks; everything borrowed for the hook call. */
+typedef struct st_dir_event {
+  const char *tenant;
+  const char *id;          /* user id (user events) or group id */
+  const char *name;        /* userName or displayName (new one on rename) */
+  const char *old_name;    /* GROUP_RENAMED */
+  const char *via;         /* "post", "put", "patch", "delete" */
+  const char *const *added;   /* MEMBERSHIP_CHANGED: user ids */
+  size_t nadded;
+  const char *const *removed;
+  size_t nremoved;
+} st_dir_event;
+
+/* ---- key encoders (the one encoding; scim/ writes through these) -------- */
+
+/* A key being built. Encoders never write past b: a key that would not fit
+ * sets overflow (the key is then unusable; lookups treat it as absent). */
+typedef struct st_dir_key {
+  char b[ST_DIR_KEY_MAX];
+  size_t n;
+  bool overflow;
+} st_dir_key;
+
+/* 1 for a well-formed SCIM id (36-char lower-case UUID text), else 0. */
+int st_dir_valid_id(const char *id);
+
+/* t\0 — every directory key of the tenant starts with it (purges). */
+void st_dir_key_tenant(st_dir_key *k, const char *tenant);
+/* ST_DB_SCIM_RES: t\0 type id (type ST_DIR_USER or ST_DIR_GROUP). */
+void st_dir_key_res(st_dir_key *k, const char *tenant, char type, const char *id);
+/* ST_DB_SCIM_IDX: t\0 'u' fold(userName). */
+void st_dir_key_username(st_dir_key *k, const char *tenant, const char *username);
+/* ST_DB_SCIM_IDX: t\0 'e' type externalId \0 [id]; id NULL: the prefix of
+ * every resource with that externalId. */
+void st_dir_key_external(st_dir_key *k, const char *tenant, char type, const char *external_id,
+                         const char *id);
+/* ST_DB_SCIM_IDX: t\0 'd' fold(displayName) \0 [id]; id NULL: prefix. */
+void st_dir_key_group_name(st_dir_key *k, const char *tenant, const char *display_name,
+                           const char *id);
+/* ST_DB_SCIM_IDX: t\0 'n' type (resource count). */
+void st_dir_key_count(st_dir_key *k, const char *tenant, char type);
+/* ST_DB_SCIM_IDX: t\0 'r' uid (groups revision of a user). */
+void st_dir_key_groups_rev(st_dir_key *k, const char *tenant, const char *uid);
+/* ST_DB_SCIM_MEM: t\0 'm' gid \0 [uid]; uid NULL: prefix of the members. */
+void st_dir_key_member(st_dir_key *k, const char *tenant, const char *gid, const char *uid);
+/* ST_DB_SCIM_MEM: t\0 'g' uid \0 [gid]; gid NULL: prefix of the user's groups. */
+void st_dir_key_user_group(st_dir_key *k, const char *tenant, const char *uid, const char *gid);
+
+/* Appends to `out` (a JSON array) the ids at the end of the keys under
+ * prefix in db (keys ending in a 36-char id), at most limit (0: all) in
+ * total in out. 0 or an ST_E* code. */
+int st_dir_ids_under(st_txn *txn, st_db db, const st_dir_key *prefix, json_t *out, size_t limit);
+
+/* ---- lookups -------------------------------------------------------------- */
+
+/* The stored JSON of a user / group by id. *out owned by the caller. */
+int st_dir_user_get(st_txn *txn, const char *tenant, const char *id, json_t **out);
+int st_dir_group_get(st_txn *txn, const char *tenant, const char *id, json_t **out);
+/* 0 if the group exists, ST_ENOTFOUND if not (or another ST_E*). */
+int st_dir_group_exists(st_txn *txn, const char *tenant, const char *id);
+
+/* The id of the user whose userName equals username ignoring ASCII case
+ * (as SCIM's uniqueness rule has it). id is NUL-terminated. */
+int st_dir_user_by_name(st_txn *txn, const char *tenant, const char *username,
+                        char id[ST_DIR_ID_LEN + 1]);
+/* The id of a user with this externalId (case-exact). SCIM does not make
+ * externalId unique: with several, the smallest id. */
+int st_dir_user_by_external(st_txn *txn, const char *tenant, const char *external_id,
+                            char id[ST_DIR_ID_LEN + 1]);
+/* A user by id, or else by userName (case-insensitive): what a token, an
+ * admin or a policy explanation names a user by. *out owned by the caller. */
+int st_dir_user_find(st_txn *txn, const char *tenant, const char *id_or_username, json_t **out);
+/* Whether a stored user record is active (SCIM: a missing "active" is
+ * true). A predicate on the JSON st_dir_user_get/find returned. */
+bool st_dir_user_record_active(const json_t *user);
+/* 1 if the user exists and is active, 0 if it exists and is inactive,
+ * ST_ENOTFOUND if there is no such user (by id), or another ST_E*. */
+int st_dir_user_active(st_txn *txn, const char *tenant, const char *id);
+
+/* The user's group ids, in id order: *gids a new JSON array of strings
+ * owned by the caller (empty for an unknown or malformed user id). */
+int st_dir_user_groups(st_txn *txn, const char *tenant, const char *uid, json_t **gids);
+/* Appends to `ids` (a JSON array) the ids of the groups whose displayName
+ * equals name ignoring ASCII case, in id order, at most limit (0: all) in
+ * total. Policy uses limit 2 to tell a unique name from an ambiguous one. */
+int st_dir_groups_by_name(st_txn *txn, const char *tenant, const char *name, json_t *ids,
+                          size_t limit);
+
+#endif

@@ -1,0 +1,37 @@
+/* store/purge.c — the tenant purge registry (store.h, "tenant purges"):
+ * modules register how to delete their keys of a tenant, and the tenant
+ * deletion job runs them in bounded steps without a hard-coded list of
+ * modules. The table is written at startup only and read by the writer
+ * without locks, so registration is refused once the first job was
+ * submitted (the same rule as hooks). */
+#include <string.h>
+
+#include "store/store_int.h"
+
+int st_purge_add(st_store *st, const char *name, st_purge_fn fn, void *unused) {
+  (void)unused;
+  if (!st || !name || !fn) return ST_EINVAL;
+  if (atomic_load(&st->serving)) {
+    st__log(st, ST_LOG_ERROR, "st_purge_add for '%s' after the first write: register purges at startup",
+            name);
+    return ST_EINVAL;
+  }
+  for (size_t i = 0; i < st->npurges; i++)
+    if (!strcmp(st->purges[i].name, name)) return ST_EEXIST;
+  if (st->npurges >= ST_PURGES_MAX) return ST_ENOMEM;
+  st->purges[st->npurges++] = (st__purge){name, fn};
+  return 0;
+}
+
+int st_purge_tenant_step(st_txn *txn, const char *tenant, int limit) {
+  int n = 0;
+  if (!txn || !txn->write || !tenant || limit < 1) return ST_EINVAL;
+  const st_store *st = txn->st;
+  for (size_t i = 0; i < st->npurges && n < limit; i++) {
+    int m = st->purges[i].fn(txn, tenant, limit - n);
+    if (m < 0) return m;
+    if (m > limit - n) m = limit - n; /* a purge that over-reports must not make us loop */
+    n += m;
+  }
+  return n;
+}

@@ -1,0 +1,332 @@
+/* tests/unit/test_dir.c — store/dir (the directory read interface) on a
+ * real LMDB in a temp dir, written by SCIM operations: users and groups
+ * are created, renamed, deactivated and deleted through scim_handle, then
+ * read back through st_dir_*: user by id, by userName (case-insensitive),
+ * by externalId, a user's groups, groups by displayName (unique, ambiguous,
+ * renamed), the active flag, missing and malformed ids, and the key
+ * encoders scim/ writes through. */
+#include <ftw.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gateway/base/log.h"
+#include "scim/scim.h"
+#include "store/dir.h"
+#include "store/store.h"
+#include "tests/unit/unit.h"
+
+static char g_tmp[64];
+static st_store *st;
+
+static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb; (void)flag; (void)ftw;
+  return remove(p);
+}
+
+typedef struct call {
+  scim_req rq;
+  scim_resp rs;
+} call;
+
+static int run_scim(st_txn *txn, void *arg) {
+  call *c = arg;
+  int rc = scim_handle(txn, &c->rq, &c->rs);
+  return rc < 0 ? rc : 0;
+}
+
+/* A SCIM write for tenant; returns the status, and the id of what it
+ * created into id (if non-NULL). */
+static int scim(const char *tenant, const char *method, const char *path, const char *body, char id[40]) {
+  call c;
+  memset(&c, 0, sizeof c);
+  c.rq.tenant = tenant;
+  c.rq.method = method;
+  c.rq.path = path;
+  c.rq.base_url = "http://gw/t/x/scim/v2";
+  c.rq.body = body ? json_loads(body, 0, NULL) : NULL;
+  scim_new_id(c.rq.new_id);
+  snprintf(c.rq.now, sizeof c.rq.now, "2026-11-22T00:00:00Z");
+  st_write_sync(st, run_scim, &c);
+  json_decref(c.rq.body);
+  if (id) snprintf(id, 40, "%s", json_string_value(json_object_get(c.rs.body, "id")) ?: "");
+  int status = c.rs.status;
+  scim_resp_clear(&c.rs);
+  return status;
+}
+
+static char alice[40], bob[40], carol[40], eng[40], ops[40], ops2[40];
+
+static int setup(void) {
+  char dir[128], path[128], body[512];
+  strcpy(g_tmp, "/tmp/mcpgate-test-dir-XXXXXX");
+  if (!mkdtemp(g_tmp)) return -1;
+  snprintf(dir, sizeof dir, "%s/store", g_tmp);
+  st_options o = {0};
+  o.dir = dir;
+  o.map_size = 64 << 20;
+  o.log = gw_store_log;
+  if (st_open(&st, &o) != 0) return -1;
+  if (scim("acme", "POST", "/Users", "{\"userName\":\"Alice@Acme.com\",\"externalId\":\"okta-1\"}", alice) != 201 ||
+      scim("acme", "POST", "/Users", "{\"userName\":\"bob@acme.com\",\"externalId\":\"okta-2\",\"active\":false}", bob) != 201 ||
+      scim("acme", "POST", "/Users", "{\"userName\":\"carol@acme.com\"}", carol) != 201)
+    return -1;
+  snprintf(body, sizeof body, "{\"displayName\":\"Engineers\",\"members\":[{\"value\":\"%s\"},{\"value\":\"%s\"}]}", alice, bob);
+  if (scim("acme", "POST", "/Groups", body, eng) != 201) return -1;
+  snprintf(body, sizeof body, "{\"displayName\":\"Ops\",\"members\":[{\"value\":\"%s\"}]}", alice);
+  if (scim("acme", "POST", "/Groups", body, ops) != 201) return -1;
+  /* a second group whose name differs only in case: "ops" is ambiguous */
+  if (scim("acme", "POST", "/Groups", "{\"displayName\":\"OPS\"}", ops2) != 201) return -1;
+  /* another tenant with the same userName: tenants never see each other */
+  if (scim("other", "POST", "/Users", "{\"userName\":\"alice@acme.com\"}", NULL) != 201) return -1;
+  (void)path;
+  return 0;
+}
+
+TEST(user_by_id_name_external) {
+  st_txn *t;
+  json_t *u = NULL;
+  char id[ST_DIR_ID_LEN + 1];
+  CHECK_INT(st_read_begin(st, &t), 0);
+  CHECK_INT(st_dir_user_get(t, "acme", alice, &u), 0);
+  CHECK_STR(json_string_value(json_object_get(u, "userName")), "Alice@Acme.com");
+  json_decref(u);
+  /* userName: case-insensitive, as SCIM's uniqueness rule */
+  CHECK_INT(st_dir_user_by_name(t, "acme", "alice@acme.com", id), 0);
+  CHECK_STR(id, alice);
+  CHECK_INT(st_dir_user_by_name(t, "acme", "ALICE@ACME.COM", id), 0);
+  CHECK_STR(id, alice);
+  CHECK_INT(st_dir_user_by_name(t, "acme", "nobody@acme.com", id), ST_ENOTFOUND);
+  /* the other tenant's alice is another user */
+  CHECK_INT(st_dir_user_by_name(t, "other", "alice@acme.com", id), 0);
+  CHECK(strcmp(id, alice) != 0);
+  CHECK_INT(st_dir_user_by_name(t, "none", "alice@acme.com", id), ST_ENOTFOUND);
+  /* externalId: case-exact */
+  CHECK_INT(st_dir_user_by_external(t, "acme", "okta-2", id), 0);
+  CHECK_STR(id, bob);
+  CHECK_INT(st_dir_user_by_external(t, "acme", "OKTA-2", id), ST_ENOTFOUND);
+  CHECK_INT(st_dir_user_by_external(t, "acme", "okta-9", id), ST_ENOTFOUND);
+  /* find: by id, else by userName */
+  CHECK_INT(st_dir_user_find(t, "acme", carol, &u), 0);
+  CHECK_STR(json_string_value(json_object_get(u, "id")), carol);
+  json_decref(u);
+  CHECK_INT(st_dir_user_find(t, "acme", "CAROL@acme.com", &u), 0);
+  CHECK_STR(json_string_value(json_object_get(u, "id")), carol);
+  json_decref(u);
+  st_txn_end(t);
+}
+
+TEST(missing_and_malformed_ids) {
+  st_txn *t;
+  json_t *u = NULL, *g = NULL;
+  CHECK_INT(st_read_begin(st, &t), 0);
+  CHECK_INT(st_dir_user_get(t, "acme", "00000000-0000-4000-8000-000000000000", &u), ST_ENOTFOUND);
+  CHECK(u == NULL);
+  CHECK_INT(st_dir_user_get(t, "acme", "not-an-id", &u), ST_ENOTFOUND);
+  CHECK_INT(st_dir_user_get(t, "acme", "", &u), ST_ENOTFOUND);
+  /* an upper-cased id is not the stored one */
+  char upper[40];
+  snprintf(upper, sizeof upper, "%s", alice);
+  for (char *p = upper; *p; p++) if (*p >= 'a' && *p <= 'f') *p = (char)(*p - 32);
+  if (strcmp(upper, alice) != 0) CHECK_INT(st_dir_user_get(t, "acme", upper, &u), ST_ENOTFOUND);
+  /* a group id is not a user id and vice versa */
+  CHECK_INT(st_dir_user_get(t, "acme", eng, &u), ST_ENOTFOUND);
+  CHECK_INT(st_dir_group_get(t, "acme", alice, &g), ST_ENOTFOUND);
+  CHECK_INT(st_dir_group_exists(t, "acme", eng), 0);
+  CHECK_INT(st_dir_group_exists(t, "other", eng), ST_ENOTFOUND);
+  CHECK_INT(st_dir_user_find(t, "acme", "no such user", &u), ST_ENOTFOUND);
+  CHECK_INT(st_dir_user_active(t, "acme", "00000000-0000-4000-8000-000000000000"), ST_ENOTFOUND);
+  /* a user name far over any key size is simply absent */
+  char big[2000];
+  memset(big, 'x', sizeof big - 1);
+  big[sizeof big - 1] = 0;
+  char id[ST_DIR_ID_LEN + 1];
+  CHECK_INT(st_dir_user_by_name(t, "acme", big, id), ST_ENOTFOUND);
+  json_t *ids = json_array();
+  CHECK_INT(st_dir_groups_by_name(t, "acme", big, ids, 0), 0);
+  CHECK_INT(json_array_size(ids), 0);
+  json_decref(ids);
+  st_txn_end(t);
+}
+
+TEST(active_flag) {
+  st_txn *t;
+  CHECK_INT(st_read_begin(st, &t), 0);
+  CHECK_INT(st_dir_user_active(t, "acme", alice), 1);
+  CHECK_INT(st_dir_user_active(t, "acme", bob), 0);
+  st_txn_end(t);
+  char path[80];
+  snprintf(path, sizeof path, "/Users/%s", alice);
+  CHECK_INT(scim("acme", "PATCH", path,
+                 "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],"
+                 "\"Operations\":[{\"op\":\"replace\",\"value\":{\"active\":false}}]}", NULL), 200);
+  CHECK_INT(st_read_begin(st, &t), 0);
+  CHECK_INT(st_dir_user_active(t, "acme", alice), 0);
+  json_t *u;
+  CHECK_INT(st_dir_user_get(t, "acme", alice, &u), 0);
+  CHECK(!st_dir_user_record_active(u));
+  json_decref(u);
+  st_txn_end(t);
+  CHECK_INT(scim("acme", "PATCH", path,
+                 "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],"
+                 "\"Operations\":[{\"op\":\"replace\",\"path\":\"active\",\"value\":true}]}", NULL), 200);
+  CHECK_INT(st_read_begin(st, &t), 0);
+  CHECK_INT(st_dir_user_active(t, "acme", alice), 1);
+  st_txn_end(t);
+}
+
+static int has(const json_t *arr, const char *id) {
+  size_t i;
+  json_t *v;
+  json_array_foreach(arr, i, v) if (!strcmp(json_string_value(v), id)) return 1;
+  return 0;
+}
+
+TEST(groups_of_a_user) {
+  st_txn *t;
+  json_t *g;
+  CHECK_INT(st_read_begin(st, &t), 0);
+  CHECK_INT(st_dir_user_groups(t, "acme", alice, &g), 0);
+  CHECK_INT(json_array_size(g), 2);
+  CHECK(has(g, eng) && has(g, ops));
+  /* in id order */
+  CHECK(strcmp(json_string_value(json_array_get(g, 0)), json_string_value(json_array_get(g, 1))) < 0);
+  json_decref(g);
+  CHECK_INT(st_dir_user_groups(t, "acme", bob, &g), 0);
+  CHECK_INT(json_array_size(g), 1);
+  CHECK(has(g, eng));
+  json_decref(g);
+  CHECK_INT(st_dir_user_groups(t, "acme", carol, &g), 0);
+  CHECK_INT(json_array_size(g), 0);
+  json_decref(g);
+  CHECK_INT(st_dir_user_groups(t, "acme", "garbage", &g), 0); /* malformed: empty, not an error */
+  CHECK_INT(json_array_size(g), 0);
+  json_decref(g);
+  st_txn_end(t);
+  /* membership follows SCIM: bob leaves Engineers */
+  char path[80], body[400];
+  snprintf(path, sizeof path, "/Groups/%s", eng);
+  snprintf(body, sizeof body,
+           "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],"
+           "\"Operations\":[{\"op\":\"remove\",\"path\":\"members[value eq \\\"%s\\\"]\"}]}", bob);
+  CHECK(scim("acme", "PATCH", path, body, NULL) / 100 == 2);
+  CHECK_INT(st_read_begin(st, &t), 0);
+  CHECK_INT(st_dir_user_groups(t, "acme", bob, &g), 0);
+  CHECK_INT(json_array_size(g), 0);
+  json_decref(g);
+  st_txn_end(t);
+}
+
+TEST(groups_by_name) {
+  st_txn *t;
+  json_t *ids = json_array(), *grp;
+  CHECK_INT(st_read_begin(st, &t), 0);
+  CHECK_INT(st_dir_groups_by_name(t, "acme", "engineers", ids, 0), 0);
+  CHECK_INT(json_array_size(ids), 1);
+  CHECK_STR(json_string_value(json_array_get(ids, 0)), eng);
+  json_array_clear(ids);
+  /* "Ops" and "OPS": one name, two groups (ambiguous for policy) */
+  CHECK_INT(st_dir_groups_by_name(t, "acme", "ops", ids, 0), 0);
+  CHECK_INT(json_array_size(ids), 2);
+  CHECK(has(ids, ops) && has(ids, ops2));
+  json_array_clear(ids);
+  CHECK_INT(st_dir_groups_by_name(t, "acme", "Ops", ids, 1), 0); /* limit honoured */
+  CHECK_INT(json_array_size(ids), 1);
+  json_array_clear(ids);
+  CHECK_INT(st_dir_groups_by_name(t, "acme", "Op", ids, 0), 0); /* whole names only */
+  CHECK_INT(json_array_size(ids), 0);
+  CHECK_INT(st_dir_groups_by_name(t, "other", "ops", ids, 0), 0);
+  CHECK_INT(json_array_size(ids), 0);
+  CHECK_INT(st_dir_group_get(t, "acme", eng, &grp), 0);
+  CHECK_STR(json_string_value(json_object_get(grp, "displayName")), "Engineers");
+  json_decref(grp);
+  st_txn_end(t);
+  /* a rename moves the name index */
+  char path[80];
+  snprintf(path, sizeof path, "/Groups/%s", ops2);
+  CHECK_INT(scim("acme", "PATCH", path,
+                 "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],"
+                 "\"Operations\":[{\"op\":\"replace\",\"path\":\"displayName\",\"value\":\"SRE\"}]}", NULL) / 100, 2);
+  CHECK_INT(st_read_begin(st, &t), 0);
+  CHECK_INT(st_dir_groups_by_name(t, "acme", "OPS", ids, 0), 0);
+  CHECK_INT(json_array_size(ids), 1);
+  CHECK_STR(json_string_value(json_array_get(ids, 0)), ops);
+  json_array_clear(ids);
+  CHECK_INT(st_dir_groups_by_name(t, "acme", "sre", ids, 0), 0);
+  CHECK_INT(json_array_size(ids), 1);
+  CHECK_STR(json_string_value(json_array_get(ids, 0)), ops2);
+  json_array_clear(ids);
+  st_txn_end(t);
+  /* a deleted group is gone from every lookup */
+  CHECK_INT(scim("acme", "DELETE", path, NULL, NULL), 204);
+  CHECK_INT(st_read_begin(st, &t), 0);
+  CHECK_INT(st_dir_groups_by_name(t, "acme", "sre", ids, 0), 0);
+  CHECK_INT(json_array_size(ids), 0);
+  CHECK_INT(st_dir_group_exists(t, "acme", ops2), ST_ENOTFOUND);
+  st_txn_end(t);
+  json_decref(ids);
+}
+
+TEST(deleted_user_is_gone) {
+  st_txn *t;
+  json_t *u = NULL, *g;
+  char id[ST_DIR_ID_LEN + 1], path[80];
+  snprintf(path, sizeof path, "/Users/%s", carol);
+  CHECK_INT(scim("acme", "DELETE", path, NULL, NULL), 204);
+  CHECK_INT(st_read_begin(st, &t), 0);
+  CHECK_INT(st_dir_user_get(t, "acme", carol, &u), ST_ENOTFOUND);
+  CHECK_INT(st_dir_user_by_name(t, "acme", "carol@acme.com", id), ST_ENOTFOUND);
+  CHECK_INT(st_dir_user_find(t, "acme", "carol@acme.com", &u), ST_ENOTFOUND);
+  CHECK_INT(st_dir_user_groups(t, "acme", carol, &g), 0);
+  CHECK_INT(json_array_size(g), 0);
+  json_decref(g);
+  st_txn_end(t);
+}
+
+TEST(key_encoding) {
+  st_dir_key k;
+  st_dir_key_res(&k, "acme", ST_DIR_USER, "id1");
+  CHECK_INT(k.n, 9);
+  CHECK(!memcmp(k.b, "acme\0Uid1", 9));
+  st_dir_key_username(&k, "acme", "Bob@X");
+  CHECK(!memcmp(k.b, "acme\0ubob@x", 11) && k.n == 11);
+  st_dir_key_external(&k, "acme", ST_DIR_GROUP, "Ext", NULL);
+  CHECK(!memcmp(k.b, "acme\0eGExt\0", 11) && k.n == 11); /* externalId keeps its case */
+  st_dir_key_member(&k, "a", "g", "u");
+  CHECK(!memcmp(k.b, "a\0mg\0u", 6) && k.n == 6);
+  st_dir_key_user_group(&k, "a", "u", NULL);
+  CHECK(!memcmp(k.b, "a\0gu\0", 5) && k.n == 5);
+  /* long index values are hashed: 0xFF + 32 bytes */
+  char longname[300];
+  memset(longname, 'N', sizeof longname - 1);
+  longname[sizeof longname - 1] = 0;
+  st_dir_key_group_name(&k, "a", longname, NULL);
+  CHECK_INT(k.n, 2 + 1 + 1 + 32 + 1);
+  CHECK_INT((unsigned char)k.b[3], 0xFF);
+  CHECK(!k.overflow);
+  /* ids: SCIM's lower-case UUID text only */
+  CHECK(st_dir_valid_id(alice));
+  CHECK(!st_dir_valid_id("0000000-0000-4000-8000-0000000000000"));
+  CHECK(!st_dir_valid_id(NULL));
+}
+
+int main(void) {
+  if (!getenv("UNIT_VERBOSE")) gw_log_set_level(GW_LOG_WARN);
+  if (setup() != 0) {
+    printf("not ok 1 setup\n# unit %s: 0 passed, 1 failed\n", __FILE__);
+    return 1;
+  }
+  RUN(user_by_id_name_external);
+  RUN(missing_and_malformed_ids);
+  RUN(active_flag);
+  RUN(groups_of_a_user);
+  RUN(groups_by_name);
+  RUN(deleted_user_is_gone);
+  RUN(key_encoding);
+  st_close(st);
+  nftw(g_tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+  return UNIT_DONE();
+}
