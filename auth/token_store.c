@@ -267,8 +267,13 @@ int auth_tokens_delete_user(st_txn *txn, const char *tenant, const char *uid) {
 int auth_purge_tenant(st_txn *txn, const char *tenant, int limit) {
   char p[KEY_CAP];
   if (!fits(tenant, NULL, NULL)) return 0;
-  return st_del_prefix(txn, ST_DB_TOKENS, p, ukey(tenant, NULL, NULL, p), limit);
+  int n = auth_tokens_delete_tenant(txn, tenant, limit);
+  if (n < 0 || n >= limit) return n;
+  int m = st_del_prefix(txn, ST_DB_TOKENS, p, ukey(tenant, NULL, NULL, p), limit - n);
+  return m < 0 ? m : n + m;
 }
+
+int auth_register_purge(st_store *st) { return st_purge_add(st, "auth", auth_purge_tenant, NULL); }
 
 int auth_token_touch_due(const json_t *rec, int64_t now) {
   const char *last = json_string_value(json_object_get(rec, "last_used"));

@@ -79,9 +79,13 @@ int auth_token_list(st_txn *txn, const char *tenant, const char *kind, json_t **
 int auth_tokens_delete_tenant(st_txn *txn, const char *tenant, int limit);
 /* Write txn: deletes every token of a user; returns how many. */
 int auth_tokens_delete_user(st_txn *txn, const char *tenant, const char *user_id);
-/* Write txn: purge step for tenant deletion ("u" index entries), at most
- * limit; returns how many it deleted (0 = done). */
+/* Write txn: purge step for tenant deletion (st_purge_fn): the tenant's
+ * tokens of every kind, then the "u" index entries, at most limit (>= 1)
+ * keys; returns how many it deleted (fewer than limit = done). */
 int auth_purge_tenant(st_txn *txn, const char *tenant, int limit);
+/* Registers auth_purge_tenant as the "auth" tenant purge (st_purge_add):
+ * at startup, before the first write. */
+int auth_register_purge(st_store *st);
 
 /* 1 when rec's last use is unset or at least AUTH_TOUCH_INTERVAL_S before
  * now (unix seconds), else 0. */

@@ -42,7 +42,9 @@ int gw_admin_loop_start(gw_loop *lp);
 void gw_admin_loop_stop(gw_loop *lp);
 
 /* Registers the token consistency check (auth_tokens_check: index ↔
- * records, tokens ↔ tenants) with st_check. Call before the first write. */
+ * records, tokens ↔ tenants) with st_check, and (interim, until the module
+ * table registers each module's own) the tenant purges. Call before the
+ * first write. */
 void gw_admin_register_checks(st_store *st);
 
 /* Records a token's last use (at most once a minute; fire and forget). */

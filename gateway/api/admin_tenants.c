@@ -16,12 +16,7 @@
 #include "auth/auth.h"
 #include "gateway/core/settings.h"
 #include "gateway/mcp/mcp_proxy.h"
-#include "gateway/mcp/mcp_session.h"
-#include "policy/policy.h"
-#include "scim/scim.h"
-#include "store/seal.h"
 #include "store/tenant.h"
-#include "vault/vault.h"
 
 static int job_tenant_create(st_txn *txn, void *arg) {
   admin_job *j = arg;
@@ -71,39 +66,14 @@ static int job_tenant_delete(st_txn *txn, void *arg) {
   return gw_proxy_revoke_tenant_after_commit(txn, j->lp->srv, j->tenant);
 }
 
-/* One bounded purge step: tokens, then secrets, then the record itself. */
+/* One bounded purge step: the registered purges (st_purge_tenant_step)
+ * delete up to PURGE_BATCH keys; once they report less, nothing of the
+ * tenant is left and the record itself goes in the same transaction. */
 int admin__job_tenant_purge(st_txn *txn, void *arg) {
   admin_job *j = arg;
   j->more = 0;
-  int n = auth_tokens_delete_tenant(txn, j->tenant, PURGE_BATCH);
+  int n = st_purge_tenant_step(txn, j->tenant, PURGE_BATCH);
   if (n < 0) return n;
-  uint8_t pk[128];
-  int pl = st_secret_tenant_prefix(j->tenant, pk, sizeof pk);
-  if (pl < 0) return pl;
-  int rc;
-  while (n < PURGE_BATCH) {
-    st_cursor *c;
-    if ((rc = st_cursor_open(txn, ST_DB_SECRETS, &c)) != 0) return rc;
-    st_cursor_seek(c, pk, (size_t)pl, NULL, 0);
-    st_val k;
-    rc = st_cursor_next(c, &k, NULL);
-    char kb[600];
-    size_t kl = k.len < sizeof kb ? k.len : sizeof kb;
-    if (rc == 0) memcpy(kb, k.data, kl);
-    st_cursor_close(c);
-    if (rc == ST_ENOTFOUND) break;
-    if (rc) return rc;
-    if ((rc = st_del(txn, ST_DB_SECRETS, kb, kl)) != 0) return rc;
-    n++;
-  }
-  int (*const purgers[])(st_txn *, const char *, int) = {scim_purge_tenant, vault_purge_tenant,
-                                                        auth_purge_tenant, gw_sessions_purge_tenant,
-                                                        pol_purge_tenant};
-  for (size_t i = 0; i < sizeof purgers / sizeof purgers[0] && n < PURGE_BATCH; i++) {
-    int m = purgers[i](txn, j->tenant, PURGE_BATCH - n);
-    if (m < 0) return m;
-    n += m;
-  }
   if (n >= PURGE_BATCH) {
     j->more = 1;
     return 0;
