@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "gateway/base/log.h"
+#include "gateway/http/query.h"
 #include "gateway/mcp/mcp_proxy.h"
 #include "policy/policy.h"
 #include "scim/scim.h"
@@ -118,35 +119,6 @@ void admin__policy(gw_req *req, const admin_caller *who, const char *tenant) {
   }
 }
 
-static bool query_get(const char *q, const char *name, char *out, size_t cap) {
-  size_t nl = strlen(name);
-  for (const char *p = q; p && *p;) {
-    const char *amp = strchr(p, '&');
-    size_t len = amp ? (size_t)(amp - p) : strlen(p);
-    if (len > nl && p[nl] == '=' && !strncmp(p, name, nl)) {
-      size_t o = 0;
-      for (size_t i = nl + 1; i < len && o + 1 < cap; i++) {
-        char c = p[i];
-        if (c == '+') c = ' ';
-        else if (c == '%' && i + 2 < len + 1) {
-          char h[3] = {p[i + 1], p[i + 2], 0};
-          char *e;
-          long v = strtol(h, &e, 16);
-          if (!*e && v > 0) {
-            c = (char)v;
-            i += 2;
-          }
-        }
-        out[o++] = c;
-      }
-      out[o] = 0;
-      return true;
-    }
-    p = amp ? amp + 1 : NULL;
-  }
-  return false;
-}
-
 void admin__explain(gw_req *req, const admin_caller *who, const char *tenant) {
   if (admin__reach(req, who, tenant)) return;
   snprintf(req->tenant, sizeof req->tenant, "%s", tenant);
@@ -156,8 +128,8 @@ void admin__explain(gw_req *req, const admin_caller *who, const char *tenant) {
     return;
   }
   char user[300], connector[64], tool[300];
-  if (!query_get(req->query, "user", user, sizeof user) || !query_get(req->query, "connector", connector, sizeof connector) ||
-      !query_get(req->query, "tool", tool, sizeof tool) || !*user || !*connector || !*tool) {
+  if (!gw_query_get(req->query, "user", user, sizeof user) || !gw_query_get(req->query, "connector", connector, sizeof connector) ||
+      !gw_query_get(req->query, "tool", tool, sizeof tool) || !*user || !*connector || !*tool) {
     gw_respond_error(req, 400, "invalid_request", "explain needs ?user=<userName or id>&connector=<name>&tool=<name>");
     return;
   }
