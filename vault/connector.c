@@ -1,5 +1,5 @@
 /* vault/connector.c — connector records and their sealed credentials
- * (see vault.h). */
+ * (see vault.h). Validation failures are VAULT_EINVALID (vault/errors.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

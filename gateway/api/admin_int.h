@@ -55,13 +55,16 @@ int admin__read_tenant(gw_req *req, const char *tenant, st_txn **txn);
 char *admin__scim_base_url(gw_server *srv, const char *tenant);
 
 /* ---- the tenant and token jobs (admin_jobs.c) ---- */
-/* One job struct for tenant and SCIM/admin token writes; `op` picks the
- * reply in admin__done_generic: 0 tenant create, 2 patch (name, settings), 3 delete,
- * 4 token create, 5 token revoke. */
-typedef struct admin_job {
+/* One job struct for tenant and SCIM/admin token writes (the fields each
+ * kind of job fills); the reply is the resource's own function. */
+typedef struct admin_job admin_job;
+/* Answers a committed job (status 0): the resource's reply. */
+typedef void (*admin_reply_fn)(admin_job *j);
+struct admin_job {
   gw_req *req;
   gw_loop *lp;
-  int op;
+  const char *what;           /* named in the shared errors: "no such <what>" */
+  admin_reply_fn reply;
   char tenant[64];
   char name[NAME_MAX_LEN + 1];
   char created[32];
@@ -73,15 +76,17 @@ typedef struct admin_job {
   int more;                   /* purge: keys remain */
   json_t *settings;           /* tenant PATCH: the validated settings patch (read-only in the job) */
   json_t *view;               /* tenant PATCH, out: the settings in force after it */
-} admin_job;
+};
 
 /* Wipes the token and frees j (and its settings). */
 void admin__job_free(admin_job *j);
 /* Answers the store errors every job shares (404, 409, 507, 500) and
  * returns 1, or returns 0 when status is not one of them. */
 int admin__job_error(gw_req *req, int status, const char *what);
-/* Submits fn with admin__done_generic; on failure frees j and answers 503. */
-void admin__submit(gw_req *req, admin_job *j, st_job_fn fn);
+/* Submits fn; once committed, the shared errors (admin__job_error with
+ * `what`) or reply(j) answer, then j is freed. On failure to submit frees j
+ * and answers 503. */
+void admin__submit(gw_req *req, admin_job *j, st_job_fn fn, const char *what, admin_reply_fn reply);
 /* Registers the tenant purges (st_purge_add) of the modules that keep
  * per-tenant keys; errors are logged. Interim: see admin_jobs.c. */
 void admin__register_purges(st_store *st);

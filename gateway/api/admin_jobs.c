@@ -70,59 +70,19 @@ int admin__job_error(gw_req *req, int status, const char *what) {
   }
 }
 
+/* Answers a job once its batch committed: the shared store errors, else
+ * the resource's own reply. */
 static void done_generic(int status, void *arg) {
   admin_job *j = arg;
-  gw_req *req = j->req;
-  gw_server *srv = j->lp->srv;
-  gw_log_ctx lctx = {j->tenant, req->id};
-  /* ST_ENOTFOUND of a token create means its tenant is gone */
-  const char *what = j->op != 5 ? "tenant" : j->kind[0] == 's' ? "SCIM token" : "admin token";
-  if (admin__job_error(req, status, what)) goto out;
-  switch (j->op) {
-  case 0: { /* tenant create */
-    char *base = admin__scim_base_url(srv, j->tenant);
-    json_t *o = json_pack("{s:s,s:s,s:s,s:{s:s,s:s,s:s}}", "id", j->tenant, "name", j->name,
-                          "created", j->created, "scim", "base_url", base ? base : "", "token",
-                          j->token, "token_id", j->tokid);
-    free(base);
-    GW_LOG(GW_LOG_INFO, "admin", &lctx, "tenant created");
-    gw_respond_json(req, 201, o);
-    break;
-  }
-  case 2: { /* patch: name and/or settings */
-    json_t *o = json_pack("{s:s,s:s,s:O}", "id", j->tenant, "name", j->name, "settings",
-                          j->view ? j->view : json_object());
-    gw_respond_json(req, 200, o);
-    break;
-  }
-  case 3: /* delete */
-    GW_LOG(GW_LOG_INFO, "admin", &lctx,
-           "tenant marked deleted; purging its data");
-    gw_respond_json(req, 202, json_pack("{s:s,s:s}", "id", j->tenant, "state", "deleting"));
-    admin__start_purge(j->lp, j->tenant);
-    break;
-  case 4: { /* token create */
-    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s}", "id", j->tokid, "kind", j->kind, "name",
-                          j->name[0] ? j->name : j->kind, "created", j->created, "token", j->token);
-    if (j->kind[0] == 's') {
-      char *base = admin__scim_base_url(srv, j->tenant);
-      json_object_set_new(o, "base_url", json_string(base ? base : ""));
-      free(base);
-    }
-    gw_respond_json(req, 201, o);
-    break;
-  }
-  case 5: /* revoke */
-    gw_respond(req, 204, NULL, NULL, 0);
-    break;
-  }
-out:
+  if (!admin__job_error(j->req, status, j->what)) j->reply(j);
   admin__job_free(j);
 }
 
-void admin__submit(gw_req *req, admin_job *j, st_job_fn fn) {
+void admin__submit(gw_req *req, admin_job *j, st_job_fn fn, const char *what, admin_reply_fn reply) {
   j->req = req;
   j->lp = req->lp;
+  j->what = what;
+  j->reply = reply;
   int rc = st_submit(req->lp->srv->store, req->lp->port, fn, done_generic, j);
   if (rc != 0) {
     admin__job_free(j);

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "auth/auth.h"
+#include "gateway/base/log.h"
 #include "gateway/core/settings.h"
 #include "gateway/mcp/mcp_proxy.h"
 #include "store/tenant.h"
@@ -81,6 +82,28 @@ int admin__job_tenant_purge(st_txn *txn, void *arg) {
   return st_tenant_remove(txn, j->tenant);
 }
 
+/* ---------- replies (after the commit) ---------- */
+
+static void reply_created(admin_job *j) {
+  char *base = admin__scim_base_url(j->lp->srv, j->tenant);
+  json_t *o = json_pack("{s:s,s:s,s:s,s:{s:s,s:s,s:s}}", "id", j->tenant, "name", j->name, "created",
+                        j->created, "scim", "base_url", base ? base : "", "token", j->token, "token_id", j->tokid);
+  free(base);
+  GW_LOG(GW_LOG_INFO, "admin", &((gw_log_ctx){j->tenant, j->req->id}), "tenant created");
+  gw_respond_json(j->req, 201, o);
+}
+
+static void reply_patched(admin_job *j) {
+  gw_respond_json(j->req, 200, json_pack("{s:s,s:s,s:O}", "id", j->tenant, "name", j->name, "settings",
+                                         j->view ? j->view : json_object()));
+}
+
+static void reply_deleting(admin_job *j) {
+  GW_LOG(GW_LOG_INFO, "admin", &((gw_log_ctx){j->tenant, j->req->id}), "tenant marked deleted; purging its data");
+  gw_respond_json(j->req, 202, json_pack("{s:s,s:s}", "id", j->tenant, "state", "deleting"));
+  admin__start_purge(j->lp, j->tenant);
+}
+
 static json_t *tenant_view(gw_server *srv, json_t *rec) {
   const char *id = json_string_value(json_object_get(rec, "id"));
   char *base = admin__scim_base_url(srv, id ? id : "");
@@ -139,7 +162,6 @@ void admin__tenants_create(gw_req *req, const admin_caller *who) {
   }
   admin_job *j = calloc(1, sizeof *j);
   if (!j) goto oom;
-  j->op = 0;
   snprintf(j->tenant, sizeof j->tenant, "%s", id);
   snprintf(j->name, sizeof j->name, "%s", name ? name : id);
   snprintf(j->kind, sizeof j->kind, "scim");
@@ -150,7 +172,7 @@ void admin__tenants_create(gw_req *req, const admin_caller *who) {
     goto oom;
   }
   snprintf(req->tenant, sizeof req->tenant, "%s", id);
-  admin__submit(req, j, job_tenant_create);
+  admin__submit(req, j, job_tenant_create, "tenant", reply_created);
   json_decref(b);
   return;
 oom:
@@ -210,12 +232,11 @@ void admin__tenant_one(gw_req *req, const admin_caller *who, const char *id) {
       gw_respond_error(req, 500, "internal", "out of memory");
       return;
     }
-    j->op = 2;
     snprintf(j->tenant, sizeof j->tenant, "%s", id);
     snprintf(j->name, sizeof j->name, "%s", name ? name : "");
     j->settings = json_incref(settings);
     json_decref(b);
-    admin__submit(req, j, job_tenant_patch);
+    admin__submit(req, j, job_tenant_patch, "tenant", reply_patched);
     return;
   }
   if (!strcmp(req->method, "DELETE")) {
@@ -225,9 +246,8 @@ void admin__tenant_one(gw_req *req, const admin_caller *who, const char *id) {
       gw_respond_error(req, 500, "internal", "out of memory");
       return;
     }
-    j->op = 3;
     snprintf(j->tenant, sizeof j->tenant, "%s", id);
-    admin__submit(req, j, job_tenant_delete);
+    admin__submit(req, j, job_tenant_delete, "tenant", reply_deleting);
     return;
   }
   gw_resp_header(req, "Allow", "GET, PATCH, DELETE");

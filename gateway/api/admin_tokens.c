@@ -61,6 +61,19 @@ void gw_token_touch(gw_loop *lp, const char *token, json_t *rec) {
   if (st_submit(lp->srv->store, lp->port, job_token_touch, touch_done, t) != 0) free(t);
 }
 
+static void reply_token_created(admin_job *j) {
+  json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s}", "id", j->tokid, "kind", j->kind, "name",
+                        j->name[0] ? j->name : j->kind, "created", j->created, "token", j->token);
+  if (j->kind[0] == 's') {
+    char *base = admin__scim_base_url(j->lp->srv, j->tenant);
+    json_object_set_new(o, "base_url", json_string(base ? base : ""));
+    free(base);
+  }
+  gw_respond_json(j->req, 201, o);
+}
+
+static void reply_token_revoked(admin_job *j) { gw_respond(j->req, 204, NULL, NULL, 0); }
+
 static void tokens_list(gw_req *req, const char *tenant, const char *kind) {
   st_txn *txn;
   if (admin__read_tenant(req, tenant, &txn) != 0) return;
@@ -102,7 +115,6 @@ void admin__tokens(gw_req *req, const admin_caller *who, const char *tenant, con
       gw_respond_error(req, 500, "internal", "out of memory");
       return;
     }
-    j->op = 4;
     snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
     snprintf(j->kind, sizeof j->kind, "%s", kind);
     snprintf(j->name, sizeof j->name, "%s", name ? name : "");
@@ -114,7 +126,8 @@ void admin__tokens(gw_req *req, const admin_caller *who, const char *tenant, con
       gw_respond_error(req, 500, "internal", "could not generate a token");
       return;
     }
-    admin__submit(req, j, job_token_create);
+    /* ST_ENOTFOUND of a token create means its tenant is gone */
+    admin__submit(req, j, job_token_create, "tenant", reply_token_created);
     return;
   }
   if (strcmp(req->method, "DELETE") != 0) {
@@ -131,11 +144,10 @@ void admin__tokens(gw_req *req, const admin_caller *who, const char *tenant, con
     gw_respond_error(req, 500, "internal", "out of memory");
     return;
   }
-  j->op = 5;
   snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
   snprintf(j->kind, sizeof j->kind, "%s", kind);
   snprintf(j->tokid, sizeof j->tokid, "%s", tokid);
-  admin__submit(req, j, job_token_revoke);
+  admin__submit(req, j, job_token_revoke, kind[0] == 's' ? "SCIM token" : "admin token", reply_token_revoked);
 }
 
 typedef struct etok_job {
