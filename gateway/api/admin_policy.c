@@ -11,11 +11,11 @@
 #include <time.h>
 
 #include "gateway/base/log.h"
-#include "gateway/http/query.h"
 #include "gateway/mcp/mcp_proxy.h"
 #include "policy/policy.h"
 #include "scim/scim.h"
 #include "vault/vault.h"
+#include "gateway/http/query.h"
 
 
 
