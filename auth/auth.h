@@ -60,7 +60,15 @@ int auth_token_verify(st_txn *txn, const char *tenant, const char *token, int64_
  * for the user). 0 or ST_ENOTFOUND (or a store error). */
 int auth_identity_check(st_txn *txn, const char *tenant, const char *user_id, const char *tokid, int64_t now);
 
+/* st_check_fn: employee tokens whose user is gone (registered by
+ * auth_register_checks below; callable directly by tests). */
+int auth_check_employee_tokens(st_txn *txn, st_check_report_fn report, void *rctx, void *ctx);
+
 /* Registers the SCIM hooks (deactivated, deleted → tokens deleted). */
 int auth_register_hooks(st_store *st);
+/* Registers the employee tokens' check with st_check: a token whose user
+ * is gone (the user's deletion deletes its tokens in the same txn). Tokens
+ * whose tenant is gone are the admin records' check (every kind). */
+int auth_register_checks(st_store *st);
 
 #endif

@@ -296,6 +296,24 @@ int auth_token_touch(st_txn *txn, const uint8_t hash[ST_TOKEN_HASH_LEN], const c
   return rc;
 }
 
+int auth_tokens_foreach(st_txn *txn, int (*fn)(void *ctx, json_t *rec), void *ctx) {
+  st_cursor *c;
+  int rc = st_cursor_open(txn, ST_DB_TOKENS, &c);
+  if (rc) return rc;
+  st_cursor_seek(c, "h", 1, NULL, 0);
+  st_val k, v;
+  int stop = 0;
+  while (!stop && st_cursor_next(c, &k, &v) == 0) {
+    if (k.len != 1 + ST_TOKEN_HASH_LEN || ((const char *)k.data)[0] != 'h') break;
+    json_t *r = load(&v);
+    if (!r) continue;
+    stop = fn(ctx, r);
+    json_decref(r);
+  }
+  st_cursor_close(c);
+  return stop;
+}
+
 int auth_tokens_check(st_txn *txn, st_check_report_fn report, void *rctx, void *ctx) {
   (void)ctx;
   int problems = 0;

@@ -94,6 +94,12 @@ int auth_token_touch_due(const json_t *rec, int64_t now);
  * of that hash. A token gone meanwhile is not an error. */
 int auth_token_touch(st_txn *txn, const uint8_t hash[ST_TOKEN_HASH_LEN], const char *when);
 
+/* Visits every token record (any kind, tenant), in hash order; rec is
+ * borrowed for the call. fn returns nonzero to stop (that value is
+ * returned). Records that are not JSON are skipped (auth_tokens_check
+ * reports them). */
+int auth_tokens_foreach(st_txn *txn, int (*fn)(void *ctx, json_t *rec), void *ctx);
+
 /* st_check_fn: index ↔ record agreement, records well-formed, tokens of
  * unknown tenants. Returns the number of problems. */
 int auth_tokens_check(st_txn *txn, st_check_report_fn report, void *rctx, void *ctx);

@@ -1,7 +1,7 @@
 /* auth/tokens.c — employee access tokens (see auth.h): minting one for an
  * active user, verifying a presented token or an earlier identity against
- * the token, its tenant and its user, and the SCIM hooks that delete a
- * user's tokens. Records and keys are auth/token_store.c's; users are
+ * the token, its tenant and its user, the SCIM hooks that delete a
+ * user's tokens, and the check for tokens whose user is gone. Records and keys are auth/token_store.c's; users are
  * checked through the directory (store/dir.h), not through scim/. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,3 +92,41 @@ int auth_register_hooks(st_store *st) {
   int rc = st_hook_add(st, ST_DIR_EV_USER_DEACTIVATED, on_user_gone, NULL);
   return rc ? rc : st_hook_add(st, ST_DIR_EV_USER_DELETED, on_user_gone, NULL);
 }
+
+/* st_check: employee tokens of users that no longer exist. A token of a
+ * gone tenant is reported once, by auth_tokens_check. */
+typedef struct user_check {
+  st_txn *txn;
+  st_check_report_fn report;
+  void *rctx;
+  int problems;
+} user_check;
+
+static int check_one(void *ctx, json_t *r) {
+  user_check *uc = ctx;
+  char uidbuf[ST_TENANT_UID_LEN + 1], msg[300];
+  const char *kind = json_string_value(json_object_get(r, "kind"));
+  const char *tenant = json_string_value(json_object_get(r, "tenant"));
+  const char *user = json_string_value(json_object_get(r, "user"));
+  const char *id = json_string_value(json_object_get(r, "id"));
+  if (!kind || strcmp(kind, AUTH_KIND_EMPLOYEE) || !tenant || st_tenant_uid_get(uc->txn, tenant, uidbuf) != 0)
+    return 0;
+  json_t *u = NULL;
+  if (!user || st_dir_user_find(uc->txn, tenant, user, &u) == ST_ENOTFOUND) {
+    snprintf(msg, sizeof msg, "employee token %s of tenant %s belongs to unknown user %s", id ? id : "?", tenant,
+             user ? user : "(none)");
+    if (uc->report) uc->report(uc->rctx, "tokens", msg);
+    uc->problems++;
+  }
+  json_decref(u);
+  return 0;
+}
+
+int auth_check_employee_tokens(st_txn *txn, st_check_report_fn report, void *rctx, void *ctx) {
+  (void)ctx;
+  user_check uc = {txn, report, rctx, 0};
+  int rc = auth_tokens_foreach(txn, check_one, &uc);
+  return rc < 0 ? rc : uc.problems;
+}
+
+int auth_register_checks(st_store *st) { return st_check_add(st, auth_check_employee_tokens, NULL); }

@@ -4,7 +4,8 @@
  * (st_write_sync) as the gateway does: create, lookup by the token's hash,
  * wrong kind/tenant/inactive tenant refused, revoke, list by tenant and
  * kind, deleting a tenant's and a user's tokens, and the index ↔ record
- * agreement that `store check` verifies; auth's and vault's error ranges. */
+ * agreement that `store check` verifies, the check of employee tokens whose
+ * user is gone; auth's and vault's error ranges. */
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include "auth/auth.h"
 #include "auth/token_store.h"
 #include "gateway/base/log.h"
+#include "scim/scim.h"
 #include "store/store.h"
 #include "store/tenant.h"
 #include "store/token.h"
@@ -346,6 +348,63 @@ TEST(check_finds_disagreement) {
   tmp_cleanup();
 }
 
+/* A SCIM user created through scim_handle, as the gateway does; its id into id. */
+typedef struct scim_call {
+  scim_req rq;
+  scim_resp rs;
+} scim_call;
+static int scim_fn(st_txn *txn, void *arg) {
+  scim_call *c = arg;
+  int rc = scim_handle(txn, &c->rq, &c->rs);
+  return rc < 0 ? rc : 0;
+}
+static int scim_user(st_store *st, const char *tenant, const char *user_name, char id[40]) {
+  scim_call c;
+  memset(&c, 0, sizeof c);
+  c.rq.tenant = tenant;
+  c.rq.method = "POST";
+  c.rq.path = "/Users";
+  c.rq.base_url = "http://gw/t/x/scim/v2";
+  c.rq.body = json_pack("{s:s}", "userName", user_name);
+  scim_new_id(c.rq.new_id);
+  snprintf(c.rq.now, sizeof c.rq.now, "2026-11-22T00:00:00Z");
+  st_write_sync(st, scim_fn, &c);
+  json_decref(c.rq.body);
+  snprintf(id, 40, "%s", json_string_value(json_object_get(c.rs.body, "id")) ?: "");
+  int status = c.rs.status;
+  scim_resp_clear(&c.rs);
+  return status;
+}
+
+static int user_check(st_store *st) {
+  st_txn *txn;
+  if (st_read_begin(st, &txn) != 0) return -1;
+  int n = auth_check_employee_tokens(txn, count_report, NULL, NULL);
+  st_txn_end(txn);
+  return n;
+}
+
+TEST(check_employee_token_users) {
+  st_store *st = open_store();
+  CHECK(st);
+  CHECK_INT(tenant_op(st, "acme", 0), 0);
+  char uid[40];
+  CHECK_INT(scim_user(st, "acme", "alice@acme.com", uid), 201);
+  tok a, b, c, s;
+  tok_new(&a, AUTH_KIND_EMPLOYEE, "acme", uid);
+  tok_new(&b, AUTH_KIND_EMPLOYEE, "acme", "0000-no-such-user");
+  tok_new(&c, AUTH_KIND_EMPLOYEE, "gone", "someone"); /* the tenant check's, not this one's */
+  tok_new(&s, AUTH_KIND_SCIM, "acme", NULL);
+  CHECK_INT(st_write_sync(st, put_fn, &a), 0);
+  CHECK_INT(st_write_sync(st, put_fn, &s), 0);
+  CHECK_INT(user_check(st), 0);
+  CHECK_INT(st_write_sync(st, put_fn, &b), 0);
+  CHECK_INT(st_write_sync(st, put_fn, &c), 0);
+  CHECK_INT(user_check(st), 1);
+  st_close(st);
+  tmp_cleanup();
+}
+
 TEST(error_ranges) {
   /* outside libuv's errno range (-1..-4095) and LMDB's (-30799..-30780) */
   CHECK(AUTH_EINACTIVE < -4095 && AUTH_EINACTIVE <= AUTH_ERR_FIRST && AUTH_EINACTIVE >= AUTH_ERR_LAST);
@@ -370,6 +429,7 @@ int main(void) {
   RUN(list_and_revoke);
   RUN(delete_tenant_and_user);
   RUN(check_finds_disagreement);
+  RUN(check_employee_token_users);
   RUN(error_ranges);
   tmp_cleanup();
   return UNIT_DONE();
