@@ -36,10 +36,13 @@ static void unauthorized(gw_req *req, const char *msg) {
   gw_respond_error(req, 401, "unauthorized", "%s", msg);
 }
 
-/* Returns 0 with *who filled, or responds 401/500 and returns -1. */
-static int authenticate(gw_req *req, admin_caller *who) {
+/* Returns 0 with *who filled, or responds 401/503 and returns -1. For a
+ * tenant admin token, *token_rec (when not NULL) receives its record
+ * (caller json_decref; NULL for the operator). */
+static int authenticate(gw_req *req, admin_caller *who, json_t **token_rec) {
   gw_server *srv = req->lp->srv;
   memset(who, 0, sizeof *who);
+  if (token_rec) *token_rec = NULL;
   const char *auth = gw_req_header(req, "authorization");
   if (!auth || !*auth) {
     unauthorized(req, "missing Authorization: Bearer <admin token>");
@@ -72,7 +75,8 @@ static int authenticate(gw_req *req, admin_caller *who) {
   }
   snprintf(who->tenant, sizeof who->tenant, "%s", json_string_value(json_object_get(rec, "tenant")));
   snprintf(who->token_id, sizeof who->token_id, "%s", json_string_value(json_object_get(rec, "id")) ?: "");
-  json_decref(rec);
+  if (token_rec) *token_rec = rec;
+  else json_decref(rec);
   return 0;
 }
 
@@ -180,7 +184,7 @@ char *admin__scim_base_url(gw_server *srv, const char *tenant) {
 int gw_admin_preauth(gw_req *req) {
   if (!req->lp->srv->store) return 0; /* the handler answers 503 */
   admin_caller who;
-  return authenticate(req, &who) ? -1 : 0;
+  return authenticate(req, &who, NULL) ? -1 : 0;
 }
 
 void gw_admin_dispatch(gw_req *req) {
@@ -189,22 +193,14 @@ void gw_admin_dispatch(gw_req *req) {
     return;
   }
   admin_caller who;
-  if (authenticate(req, &who)) return;
-  if (!who.op) {
+  json_t *token_rec;
+  if (authenticate(req, &who, &token_rec)) return;
+  if (token_rec) {
     /* a tenant token proves itself: note its use */
     const char *auth = gw_req_header(req, "authorization") + 7;
     while (*auth == ' ') auth++;
-    st_txn *txn;
-    if (st_read_begin(req->lp->srv->store, &txn) == 0) {
-      json_t *rec;
-      if (auth_token_lookup(txn, auth, AUTH_KIND_ADMIN, NULL, &rec) == 0) {
-        st_txn_end(txn);
-        gw_token_touch(req->lp, auth, rec);
-        json_decref(rec);
-      } else {
-        st_txn_end(txn);
-      }
-    }
+    gw_token_touch(req->lp, auth, token_rec);
+    json_decref(token_rec);
   }
   /* /admin/v1/tenants[/{id}[/{scim-tokens|admin-tokens}[/{tokid}]]] */
   char path[512];
