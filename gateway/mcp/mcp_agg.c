@@ -45,7 +45,6 @@
 #include <time.h>
 
 #include "auth/auth.h"
-#include "gateway/api/admin.h"
 #include "gateway/base/log.h"
 #include "gateway/mcp/mcp_int.h"
 #include "store/token.h"

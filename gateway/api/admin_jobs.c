@@ -1,0 +1,162 @@
+/* gateway/api/admin_jobs.c — the writer-job plumbing of the admin API:
+ * submitting a tenant/token job, the done callback that answers it once its
+ * batch committed, the store errors every job answers alike, and the driver
+ * of tenant purges.
+ *
+ * Tenant deletion: one job marks the tenant "deleting" and deletes every
+ * token of it in the same transaction (so nothing of the tenant
+ * authenticates after the 202), then bounded purge jobs (PURGE_BATCH keys
+ * each) remove the rest until the tenant record itself goes. Purges resume
+ * at the next start (gw_admin_loop_start) if the process stops half-way.
+ * What a purge deletes is not known here: each module registers its purge
+ * with the store (st_purge_add) and a step runs them (st_purge_tenant_step). */
+#include "gateway/api/admin_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "auth/auth.h"
+#include "gateway/mcp/mcp_session.h"
+#include "policy/policy.h"
+#include "scim/scim.h"
+#include "store/seal.h"
+#include "gateway/base/log.h"
+#include "store/tenant.h"
+#include "vault/vault.h"
+
+/* ---------- responses from jobs ---------- */
+
+const char *gw_api_strerror(int err) {
+  switch (err) {
+  case GW_API_EEXISTS: return "already exists";
+  case GW_API_EDELETING: return "being deleted";
+  case GW_API_ENOTENANT: return "no such tenant";
+  default: break;
+  }
+  if (err <= GW_API_ERR_FIRST && err >= GW_API_ERR_LAST) return "unknown admin API error";
+  if (err <= VAULT_ERR_FIRST && err >= VAULT_ERR_LAST) return vault_strerror(err);
+  return auth_strerror(err); /* auth's range, else the store's */
+}
+
+void admin__job_free(admin_job *j) {
+  OPENSSL_cleanse(j->token, sizeof j->token);
+  json_decref(j->settings);
+  json_decref(j->view);
+  free(j);
+}
+
+int admin__job_error(gw_req *req, int status, const char *what) {
+  switch (status) {
+  case ST_ENOTFOUND: gw_respond_error(req, 404, "not_found", "no such %s", what); return 1;
+  case GW_API_EEXISTS: gw_respond_error(req, 409, "conflict", "%s already exists", what); return 1;
+  case GW_API_EDELETING:
+    gw_respond_error(req, 409, "conflict", "%s is being deleted; try again shortly", what);
+    return 1;
+  case ST_EMAPFULL:
+    gw_respond_error(req, 507, "store_full", "the store is full (raise store_map_size); nothing was written");
+    return 1;
+  default:
+    if (status < 0) {
+      GW_LOG(GW_LOG_ERROR, "admin", NULL, "write failed: %s", gw_api_strerror(status));
+      gw_respond_error(req, 500, "store_error", "the write failed: %s", gw_api_strerror(status));
+      return 1;
+    }
+    return 0;
+  }
+}
+
+/* Answers a job once its batch committed: the shared store errors, else
+ * the resource's own reply. */
+static void done_generic(int status, void *arg) {
+  admin_job *j = arg;
+  if (!admin__job_error(j->req, status, j->what)) j->reply(j);
+  admin__job_free(j);
+}
+
+void admin__submit(gw_req *req, admin_job *j, st_job_fn fn, const char *what, admin_reply_fn reply) {
+  j->req = req;
+  j->lp = req->lp;
+  j->what = what;
+  j->reply = reply;
+  int rc = st_submit(req->lp->srv->store, req->lp->port, fn, done_generic, j);
+  if (rc != 0) {
+    admin__job_free(j);
+    gw_resp_header(req, "Retry-After", "1");
+    gw_respond_error(req, 503, "store_busy", "the store cannot take writes right now: %s", st_strerror(rc));
+  }
+}
+
+/* ---------- purge driver ---------- */
+
+/* Interim registration of every module's tenant purge, in the order the old
+ * hard-coded list ran them: tokens first (nothing authenticates while the
+ * rest goes), sealed secrets, SCIM, vault, sessions, policy. When the
+ * module table (gateway/modules.c) runs each module's store_init, each
+ * module registers its own there and this list goes. */
+void admin__register_purges(st_store *st) {
+  static const struct {
+    const char *name;
+    st_purge_fn fn;
+  } purges[] = {{"auth", auth_purge_tenant},         {"secrets", st_secret_purge_tenant},
+                {"scim", scim_purge_tenant},         {"vault", vault_purge_tenant},
+                {"sessions", gw_sessions_purge_tenant}, {"policy", pol_purge_tenant}};
+  for (size_t i = 0; i < sizeof purges / sizeof purges[0]; i++) {
+    int rc = st_purge_add(st, purges[i].name, purges[i].fn, NULL);
+    if (rc && rc != ST_EEXIST)
+      GW_LOG(GW_LOG_ERROR, "admin", NULL, "cannot register the %s tenant purge: %s", purges[i].name,
+             st_strerror(rc));
+  }
+}
+
+static void purge_done(int status, void *arg) {
+  admin_job *j = arg;
+  gw_log_ctx lctx = {j->tenant, NULL};
+  if (status < 0) {
+    GW_LOG(GW_LOG_ERROR, "admin", &lctx, "tenant purge step failed: %s",
+           gw_api_strerror(status));
+  } else if (j->more && !j->lp->draining) {
+    if (st_submit(j->lp->srv->store, j->lp->port, admin__job_tenant_purge, purge_done, j) == 0) return;
+  } else if (!j->more) {
+    GW_LOG(GW_LOG_INFO, "admin", &lctx, "tenant purged");
+  }
+  admin__job_free(j);
+}
+
+void admin__start_purge(gw_loop *lp, const char *tenant) {
+  admin_job *j = calloc(1, sizeof *j);
+  if (!j) return;
+  j->lp = lp;
+  snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
+  if (st_submit(lp->srv->store, lp->port, admin__job_tenant_purge, purge_done, j) != 0) admin__job_free(j);
+}
+
+typedef struct deleting_ids {
+  char ids[64][64];
+  int n;
+} deleting_ids;
+
+static int note_deleting(void *ctx, const char *id, const char *state, json_t *rec) {
+  deleting_ids *d = ctx;
+  (void)rec;
+  if (strcmp(state, "deleting") == 0) snprintf(d->ids[d->n++], sizeof d->ids[0], "%s", id);
+  return d->n >= 64;
+}
+
+int gw_admin_loop_start(gw_loop *lp) {
+  /* Resume purges of tenants a previous run left half-deleted. */
+  st_txn *txn;
+  if (st_read_begin(lp->srv->store, &txn) != 0) return -1;
+  deleting_ids d = {.n = 0};
+  st_tenant_foreach(txn, note_deleting, &d);
+  st_txn_end(txn);
+  for (int i = 0; i < d.n; i++) admin__start_purge(lp, d.ids[i]);
+  return 0;
+}
+
+void gw_admin_loop_stop(gw_loop *lp) { (void)lp; }
+
