@@ -431,6 +431,9 @@ int gw_serve(gw_config *cfg) {
         gw_proxy_register_hooks(srv) != 0)
       goto out;
   }
+  /* after the process's own (HTTP, store), in this order */
+  if (gw_metrics_add_render(srv->metrics, gw_scim_metrics) != 0 || gw_metrics_add_render(srv->metrics, gw_proxy_metrics) != 0)
+    goto out;
   if (gw_router_new(*srv->cfg.admin_listen != 0, &srv->router) != 0) goto out;
   if (add_routes(srv, srv->router) != 0) {
     GW_LOG(GW_LOG_ERROR, "server", NULL, "cannot set up the routes");
