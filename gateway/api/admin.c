@@ -31,6 +31,7 @@
 #include "policy/policy.h"
 #include "scim/scim.h"
 #include "vault/vault.h"
+#include "gateway/core/module.h"
 #include "gateway/core/server.h"
 #include "store/seal.h"
 #include "store/store.h"
@@ -1540,3 +1541,25 @@ static int check_admin(st_txn *txn, st_check_report_fn report, void *rctx, void 
 }
 
 void gw_admin_register_checks(st_store *st) { st_check_add(st, check_admin, NULL); }
+
+/* ---------- module table entry (gateway/core/module.h) ---------- */
+
+static int mod_store_init(st_store *st, gw_server *srv) {
+  (void)srv;
+  gw_admin_register_checks(st);
+  return 0;
+}
+
+static int mod_routes(gw_server *srv, gw_router *rt) {
+  (void)srv;
+  gw_route r = {GW_RC_ADMIN, gw_admin_dispatch, NULL, 0, NULL, gw_admin_preauth};
+  return gw_router_add(rt, "/admin/v1/...", &r, GW_ROUTE_PRIVATE);
+}
+
+const gw_module gw_mod_admin = {
+    .name = "admin",
+    .store_init = mod_store_init,
+    .loop_start = gw_admin_loop_start,
+    .loop_stop = gw_admin_loop_stop,
+    .routes = mod_routes,
+};

@@ -34,6 +34,10 @@ void gw_admin_loop_stop(gw_loop *lp);
  * index ↔ token records, tokens ↔ tenants). Call before the first write. */
 void gw_admin_register_checks(st_store *st);
 
+/* The module table's entry (gateway/core/module.h): checks, per-loop purge
+ * resumption, the /admin/v1 routes (private listener when there is one). */
+extern const struct gw_module gw_mod_admin;
+
 /* Looks a bearer token of `kind` up for `tenant`: 0 and *rec (caller
  * json_decref) when the token exists, is of that kind and tenant, and the
  * tenant is active; negative otherwise. Constant-time where it matters:

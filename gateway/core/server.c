@@ -1,9 +1,10 @@
 /* gateway/core/server.c — `mcpgate serve`: opens the data directory and store,
- * binds listeners, handles signals (SIGTERM/SIGINT drain, SIGHUP TLS
- * reload) and runs the loop until the drain is over. It is the HTTP
- * layer's host (gw_http_host): limits from the config, trusted proxies,
- * request ids, the TLS context, connection and request counts into the
- * metrics.
+ * runs the module table (store hooks and checks, module state, routes,
+ * metrics, per-loop state), binds listeners, handles signals (SIGTERM/
+ * SIGINT drain, SIGHUP TLS reload) and runs the loop until the drain is
+ * over. It is the HTTP layer's host (gw_http_host): limits from the
+ * config, trusted proxies, request ids, the TLS context, connection and
+ * request counts into the metrics. Knows no module by name.
  *
  * Shutdown: stop accepting, close idle connections, let in-flight requests
  * finish (their responses carry Connection: close) for up to
@@ -24,16 +25,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "gateway/api/admin.h"
-#include "gateway/api/ops.h"
-#include "gateway/api/scim_http.h"
-#include "auth/auth.h"
 #include "gateway/base/log.h"
 #include "gateway/core/metrics.h"
+#include "gateway/core/module.h"
 #include "gateway/http/forwarded.h"
-#include "gateway/mcp/mcp_proxy.h"
-#include "gateway/mcp/mcp_session.h"
-#include "policy/policy.h"
 #include "gateway/http/tls.h"
 #include "gateway/out/egress.h"
 #include "gateway/out/outbound.h"
@@ -221,9 +216,7 @@ static void finish(gw_server *srv) {
   uv_close((uv_handle_t *)&srv->sig_term, NULL);
   uv_close((uv_handle_t *)&srv->sig_int, NULL);
   uv_close((uv_handle_t *)&srv->sig_hup, NULL);
-  gw_admin_loop_stop(lp);
-  gw_sessions_loop_stop(lp);
-  gw_proxy_loop_stop(lp);
+  gw_modules_loop_stop(srv->modules, lp);
   if (lp->port) {
     st_port_close(lp->port, NULL, NULL);
     lp->port = NULL;
@@ -253,7 +246,7 @@ static void on_stop_signal(uv_signal_t *s, int signum) {
          signum == SIGINT ? "SIGINT" : "SIGTERM", gw_http_conns(&lp->http), (long long)srv->cfg.shutdown_timeout_ms);
   listeners_close(lp);
   gw_http_drain(&lp->http);
-  gw_proxy_drain(lp);
+  gw_modules_drain(srv->modules, lp);
   if (gw_http_conns(&lp->http) == 0) {
     finish(srv);
     return;
@@ -354,29 +347,11 @@ int gw_data_lock(const char *data_dir) {
 
 /* ---------- serve ---------- */
 
-/* The URL contract of DESIGN.md. */
-static int add_routes(gw_server *srv, gw_router *rt) {
-  static const gw_route healthz = {GW_RC_HEALTH, gw_ops_healthz, "GET, HEAD", 0, NULL, NULL};
-  static const gw_route readyz = {GW_RC_HEALTH, gw_ops_readyz, "GET, HEAD", 0, NULL, NULL};
-  static const gw_route metrics = {GW_RC_METRICS, gw_ops_metrics, "GET, HEAD", 0, NULL, NULL};
-  static const gw_route admin = {GW_RC_ADMIN, gw_admin_dispatch, NULL, 0, NULL, gw_admin_preauth};
-  gw_route scim = {GW_RC_SCIM, gw_scim_dispatch, NULL, srv->cfg.scim_max_body, gw_scim_early_error, gw_scim_preauth};
-  gw_route agg = {GW_RC_MCP, gw_agg_dispatch, NULL, srv->cfg.mcp_max_body, NULL, gw_agg_preauth};
-  gw_route one = {GW_RC_MCP, gw_proxy_dispatch, NULL, srv->cfg.mcp_max_body, NULL, gw_proxy_preauth};
-  int rc = gw_router_add(rt, "/healthz", &healthz, 0);
-  if (!rc) rc = gw_router_add(rt, "/readyz", &readyz, 0);
-  if (!rc) rc = gw_router_add(rt, "/metrics", &metrics, GW_ROUTE_PRIVATE);
-  if (!rc) rc = gw_router_add(rt, "/admin/v1/...", &admin, GW_ROUTE_PRIVATE);
-  if (!rc) rc = gw_router_add(rt, "/t/{}/scim/v2/...", &scim, 0);
-  if (!rc) rc = gw_router_add(rt, "/t/{}/mcp", &agg, 0);
-  if (!rc) rc = gw_router_add(rt, "/t/{}/mcp/{}", &one, 0);
-  return rc;
-}
-
-int gw_serve(gw_config *cfg) {
+int gw_serve(gw_config *cfg, const gw_module *const *mods) {
   gw_server *srv = calloc(1, sizeof *srv);
   gw_loop *lp = calloc(1, sizeof *lp);
   int code = 1, lockfd = -1;
+  bool inited = false;
   if (!srv || !lp) {
     free(srv);
     free(lp);
@@ -385,10 +360,9 @@ int gw_serve(gw_config *cfg) {
   }
   srv->cfg = *cfg;
   memset(cfg, 0, sizeof *cfg);
+  srv->modules = mods;
   srv->lp = lp;
   lp->srv = srv;
-  srv->sess_limits = (gw_session_limits){srv->cfg.session_idle_timeout_ms, srv->cfg.session_max_age_ms,
-                                         srv->cfg.sessions_per_user_max, srv->cfg.session_purge_interval_ms};
   gw_log_set_level((gw_log_level)gw_log_level_parse(srv->cfg.log_level));
   signal(SIGPIPE, SIG_IGN);
   if (RAND_bytes((unsigned char *)lp->rng, sizeof lp->rng) != 1) goto out;
@@ -422,20 +396,15 @@ int gw_serve(gw_config *cfg) {
       GW_LOG(GW_LOG_ERROR, "store", NULL, "cannot open the store in %s: %s", dir, st_strerror(rc));
       goto out;
     }
-    gw_admin_register_checks(srv->store);
-    /* hooks, in the order they run inside a SCIM deactivation: tokens
-     * and sessions deleted, then live exchanges ended after the commit */
-    if (gw_scim_init(srv) != 0 || auth_register_hooks(srv->store) != 0 ||
-        gw_sessions_register_hooks(srv->store) != 0 ||
-        gw_sessions_register_limits(srv->store, &srv->sess_limits) != 0 || pol_register_hooks(srv->store) != 0 ||
-        gw_proxy_register_hooks(srv) != 0)
-      goto out;
+    /* module state first (hooks borrow it), then hooks, checks and purges
+     * in the table's order: the order they run inside one transaction */
+    inited = true;
+    if (gw_modules_init(mods, srv) != 0 || gw_modules_store_init(mods, srv->store, srv) != 0) goto out;
   }
-  /* after the process's own (HTTP, store), in this order */
-  if (gw_metrics_add_render(srv->metrics, gw_scim_metrics) != 0 || gw_metrics_add_render(srv->metrics, gw_proxy_metrics) != 0)
-    goto out;
+  for (int i = 0; mods[i]; i++)
+    if (mods[i]->metrics && gw_metrics_add_render(srv->metrics, mods[i]->metrics) != 0) goto out;
   if (gw_router_new(*srv->cfg.admin_listen != 0, &srv->router) != 0) goto out;
-  if (add_routes(srv, srv->router) != 0) {
+  if (gw_modules_routes(mods, srv, srv->router) != 0) {
     GW_LOG(GW_LOG_ERROR, "server", NULL, "cannot set up the routes");
     goto out;
   }
@@ -443,12 +412,7 @@ int gw_serve(gw_config *cfg) {
   host_fill(srv);
   gw_http_init(&lp->http, &lp->loop, lp, &srv->http_host, srv->router);
   if (st_port_open(srv->store, &lp->loop, &lp->port) != 0) goto out_loop;
-  if (gw_proxy_loop_start(lp) != 0) goto out_loop;
-  /* every reply of a write waits for the revocations its commit queued */
-  st_port_before_done(lp->port, gw_proxy_before_done, lp);
-  for (int lv = 0; lv < GW_OUT_EGRESS_LEVELS; lv++) gw_out_set_egress(lp->out, lv, srv->egress[lv]);
-  if (gw_admin_loop_start(lp) != 0) goto out_loop;
-  if (gw_sessions_loop_start(lp) != 0) goto out_loop;
+  if (gw_modules_loop_start(mods, lp) != 0) goto out_loop;
   if (listener_open(lp, GW_LISTENER_HTTP, srv->cfg.listen) != 0) goto out_loop;
   if (srv->cfg.public_url_derived) {
     /* "http://<listen>" with port 0 would point nowhere: use the bound one */
@@ -478,9 +442,7 @@ out_loop:
   if (code != 0) {
     /* failed start: close what was opened, then let the loop finish */
     listeners_close(lp);
-    gw_admin_loop_stop(lp);
-    gw_sessions_loop_stop(lp);
-    gw_proxy_loop_stop(lp);
+    gw_modules_loop_stop(mods, lp);
     if (lp->port) st_port_close(lp->port, NULL, NULL);
     lp->port = NULL;
     uv_run(&lp->loop, UV_RUN_DEFAULT);
@@ -489,7 +451,7 @@ out_loop:
     GW_LOG(GW_LOG_WARN, "server", NULL, "loop closed with handles still open");
 out:
   if (srv->store) st_close(srv->store);
-  gw_scim_free(srv);
+  if (inited) gw_modules_fini(mods, srv);
   gw_router_free(srv->router);
   gw_tls_ctx_free(srv->tls);
   gw_metrics_free(srv->metrics);

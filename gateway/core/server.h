@@ -6,6 +6,10 @@
  * reach everything through req->lp (never through globals). One loop today;
  * the struct is per-loop so N loops (SO_REUSEPORT) need no rewrite.
  *
+ * Modules are wired through the module table (gateway/core/module.h) given
+ * to gw_serve: server.c knows none of them. A module's process-wide state
+ * hangs off gw_server through an opaque pointer it creates in its init.
+ *
  * Threading: gw_server is written by the main thread before the loop runs
  * and read-only afterwards, except for what its own comments say. */
 #ifndef MCPGATE_GATEWAY_SERVER_H
@@ -15,10 +19,10 @@
 #include <uv.h>
 
 #include "gateway/core/config.h"
+#include "gateway/core/module.h"
 #include "gateway/http/forwarded.h"
 #include "gateway/http/http.h"
 #include "gateway/http/router.h"
-#include "gateway/mcp/mcp_session.h"
 
 typedef struct gw_server gw_server;
 typedef struct gw_loop gw_loop;
@@ -56,25 +60,27 @@ struct gw_server {
   gw_tls_ctx *tls;      /* current TLS context (swapped on SIGHUP) */
   gw_trusted *trusted;  /* trusted_proxies */
   gw_http_host http_host; /* what gateway/http knows of the process */
-  gw_router *router;    /* every route of the process */
+  gw_router *router;    /* every module's routes (module table) */
+  const gw_module *const *modules; /* the module table (gateway/modules.c) */
   gw_loop *lp;          /* the loop (one today) */
   uv_signal_t sig_term, sig_int, sig_hup;
   uv_timer_t drain_timer;
   bool shutting_down;
   int exit_code;
-  gw_scim_state *scim;  /* SCIM metrics (gateway/api/scim_http.c) */
+  gw_scim_state *scim;  /* SCIM metrics (gateway/api/scim_http.c, its init) */
+  struct gw_sessions *sessions; /* session limits (gateway/mcp/mcp_session.c, its init) */
   uint8_t admin_token_hash[32]; /* SHA-256 of the operator token */
   bool have_admin_token;
   /* the operator's egress policies by trust level (GW_OUT_EGRESS_*,
    * gateway/out/outbound.h): egress_allow_untrusted, egress_allow */
   struct gw_egress *egress[2];
-  gw_session_limits sess_limits; /* from cfg; the per-user cap hook borrows it */
 };
 
 /* Runs `mcpgate serve`: loads nothing itself (cfg is ready), opens the
- * store, binds listeners, runs until SIGTERM/SIGINT drain completes.
- * Returns the process exit code. Takes ownership of cfg. */
-int gw_serve(gw_config *cfg);
+ * store, runs the module table (mods, NULL-terminated, borrowed), binds
+ * listeners, runs until SIGTERM/SIGINT drain completes. Returns the
+ * process exit code. Takes ownership of cfg. */
+int gw_serve(gw_config *cfg, const gw_module *const *mods);
 
 /* Takes an exclusive lock on <data>/mcpgate.lock: one server per data
  * directory, and offline commands that must not run beside a server (key

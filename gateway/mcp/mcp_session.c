@@ -10,6 +10,7 @@
 
 #include "gateway/base/log.h"
 #include "gateway/mcp/mcp_proxy.h"
+#include "gateway/core/module.h"
 #include "gateway/core/server.h"
 #include "scim/scim.h"
 
@@ -500,7 +501,7 @@ static void touch_done(int status, void *arg) {
 }
 
 void gw_session_touch(gw_loop *lp, const char *id, const gw_session *s, int64_t now_ms) {
-  const gw_session_limits *lim = &lp->srv->sess_limits;
+  const gw_session_limits *lim = gw_sessions_limits(lp->srv);
   int64_t iv = touch_interval_ms(lim);
   if (now_ms - s->used_ms < iv) return;
   touch_job *t = calloc(1, sizeof *t);
@@ -529,7 +530,7 @@ struct gw_session_purge {
 
 static int job_purge(st_txn *txn, void *arg) {
   struct gw_session_purge *p = arg;
-  int n = gw_sessions_purge_expired(txn, p->from, p->flen, p->now_ms, &p->lp->srv->sess_limits, PURGE_SCAN,
+  int n = gw_sessions_purge_expired(txn, p->from, p->flen, p->now_ms, gw_sessions_limits(p->lp->srv), PURGE_SCAN,
                                     PURGE_BATCH, p->next, &p->more);
   p->purged = n > 0 ? n : 0;
   return n < 0 ? n : 0;
@@ -577,7 +578,7 @@ int gw_sessions_loop_start(gw_loop *lp) {
   p->lp = lp;
   uv_timer_init(&lp->loop, &p->timer);
   p->timer.data = p;
-  uint64_t iv = (uint64_t)lp->srv->sess_limits.purge_interval_ms;
+  uint64_t iv = (uint64_t)gw_sessions_limits(lp->srv)->purge_interval_ms;
   uv_timer_start(&p->timer, on_purge_timer, iv, iv);
   lp->sess_purge = p;
   return 0;
@@ -598,3 +599,40 @@ void gw_sessions_loop_stop(gw_loop *lp) {
   lp->sess_purge = NULL;
   uv_close((uv_handle_t *)&p->timer, on_purge_timer_closed);
 }
+
+/* ---------- module table entry (gateway/core/module.h) ---------- */
+
+struct gw_sessions {
+  gw_session_limits lim; /* from cfg; the per-user cap hook borrows it */
+};
+
+const gw_session_limits *gw_sessions_limits(const gw_server *srv) { return &srv->sessions->lim; }
+
+static int mod_init(gw_server *srv) {
+  if (!(srv->sessions = calloc(1, sizeof *srv->sessions))) return -1;
+  srv->sessions->lim = (gw_session_limits){srv->cfg.session_idle_timeout_ms, srv->cfg.session_max_age_ms,
+                                           srv->cfg.sessions_per_user_max, srv->cfg.session_purge_interval_ms};
+  return 0;
+}
+
+static void mod_fini(gw_server *srv) {
+  free(srv->sessions);
+  srv->sessions = NULL;
+}
+
+/* Hooks in both modes; the per-user cap only when serving (the CLI has no
+ * limits, as before). */
+static int mod_store_init(st_store *st, gw_server *srv) {
+  int rc = gw_sessions_register_hooks(st);
+  if (!rc && srv) rc = gw_sessions_register_limits(st, &srv->sessions->lim);
+  return rc;
+}
+
+const gw_module gw_mod_sessions = {
+    .name = "sessions",
+    .store_init = mod_store_init,
+    .init = mod_init,
+    .fini = mod_fini,
+    .loop_start = gw_sessions_loop_start,
+    .loop_stop = gw_sessions_loop_stop,
+};

@@ -122,4 +122,12 @@ void gw_session_touch(gw_loop *lp, const char *id, const gw_session *s, int64_t 
 int gw_sessions_loop_start(gw_loop *lp);
 void gw_sessions_loop_stop(gw_loop *lp);
 
+/* The operator's bounds, from the sessions module's state (created by its
+ * init from srv->cfg; lives until its fini, after the store closed). */
+typedef struct gw_server gw_server;
+const gw_session_limits *gw_sessions_limits(const gw_server *srv);
+/* The module table's entry (gateway/core/module.h): hooks (and, serving,
+ * the per-user cap), limits, the per-loop purge. */
+extern const struct gw_module gw_mod_sessions;
+
 #endif
