@@ -65,5 +65,9 @@ int auth_purge_tenant(st_txn *txn, const char *tenant, int limit);
 
 /* Registers the SCIM hooks (deactivated, deleted → tokens deleted). */
 int auth_register_hooks(st_store *st);
+/* Registers the employee tokens' check with st_check: a token whose user
+ * is gone (the user's deletion deletes its tokens in the same txn). Tokens
+ * whose tenant is gone are the admin records' check (every kind). */
+int auth_register_checks(st_store *st);
 
 #endif

@@ -258,3 +258,37 @@ int auth_register_hooks(st_store *st) {
   int rc = st_hook_add(st, SCIM_EV_USER_DEACTIVATED, on_user_gone, NULL);
   return rc ? rc : st_hook_add(st, SCIM_EV_USER_DELETED, on_user_gone, NULL);
 }
+
+/* st_check: employee tokens of users that no longer exist. */
+static int check_tokens(st_txn *txn, st_check_report_fn report, void *rctx, void *ctx) {
+  (void)ctx;
+  int problems = 0;
+  st_cursor *c;
+  if (st_cursor_open(txn, ST_DB_TOKENS, &c) != 0) return -1;
+  st_val k, v;
+  char uidbuf[ST_TENANT_UID_LEN + 1], msg[300];
+  while (st_cursor_next(c, &k, &v) == 0) {
+    if (k.len != 33 || ((const char *)k.data)[0] != 'h') continue;
+    json_t *r = json_loadb(v.data, v.len, 0, NULL);
+    const char *kind = json_string_value(json_object_get(r, "kind"));
+    const char *tenant = json_string_value(json_object_get(r, "tenant"));
+    const char *user = json_string_value(json_object_get(r, "user"));
+    const char *id = json_string_value(json_object_get(r, "id"));
+    /* a token of a gone tenant is reported once, by the tenant check */
+    if (kind && !strcmp(kind, "mgw") && tenant && st_tenant_uid_get(txn, tenant, uidbuf) == 0) {
+      json_t *u = NULL;
+      if (!user || scim_user_lookup(txn, tenant, user, &u) == ST_ENOTFOUND) {
+        snprintf(msg, sizeof msg, "employee token %s of tenant %s belongs to unknown user %s", id ? id : "?", tenant,
+                 user ? user : "(none)");
+        if (report) report(rctx, "tokens", msg);
+        problems++;
+      }
+      json_decref(u);
+    }
+    json_decref(r);
+  }
+  st_cursor_close(c);
+  return problems;
+}
+
+int auth_register_checks(st_store *st) { return st_check_add(st, check_tokens, NULL); }

@@ -6,9 +6,10 @@
  * this order, and a SCIM deactivation runs them in it:
  *   scim      counts the lifecycle event (after commit), registers the SCIM
  *             index checks
- *   auth      deletes the user's employee tokens          (same txn)
+ *   auth      deletes the user's employee tokens          (same txn);
+ *             checks employee tokens against their users
  *   sessions  deletes the user's MCP sessions; the per-user session cap
- *                                                         (same txn)
+ *             (same txn); checks sessions against tenants and users
  *   policy    drops the user's cached effective policy    (after commit)
  *   mcp       ends the user's live exchanges and streams after the commit,
  *             before the SCIM reply is released
@@ -33,7 +34,8 @@
 
 static int auth_store_init(st_store *st, gw_server *srv) {
   (void)srv;
-  return auth_register_hooks(st);
+  int rc = auth_register_hooks(st);
+  return rc ? rc : auth_register_checks(st);
 }
 
 static int policy_store_init(st_store *st, gw_server *srv) {

@@ -432,9 +432,11 @@ void gw_scim_dispatch(gw_req *req) {
 
 /* ---------- module table entry (gateway/core/module.h) ---------- */
 
+/* Serving: metrics state, hooks and checks; offline (CLI): the checks. */
 static int mod_store_init(st_store *st, gw_server *srv) {
-  (void)st;
-  return srv ? gw_scim_init(srv) : 0; /* offline: nothing (yet) */
+  if (srv) return gw_scim_init(srv);
+  scim_register_checks(st);
+  return 0;
 }
 
 static int mod_routes(gw_server *srv, gw_router *rt) {

@@ -600,6 +600,44 @@ void gw_sessions_loop_stop(gw_loop *lp) {
   uv_close((uv_handle_t *)&p->timer, on_purge_timer_closed);
 }
 
+/* ---------- store check ---------- */
+
+static int check_sessions(st_txn *txn, st_check_report_fn report, void *rctx, void *ctx) {
+  (void)ctx;
+  int problems = 0;
+  st_cursor *c;
+  if (st_cursor_open(txn, ST_DB_SESSIONS, &c) != 0) return -1;
+  st_val k, v;
+  char uid[ST_TENANT_UID_LEN + 1], msg[300], hex[65];
+  while (st_cursor_next(c, &k, &v) == 0) {
+    if (k.len != 33 || ((const char *)k.data)[0] != 's') continue;
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", ((const uint8_t *)k.data)[1 + i]);
+    json_t *r = json_loadb(v.data, v.len, 0, NULL);
+    const char *tenant = json_string_value(json_object_get(r, "tenant"));
+    const char *user = json_string_value(json_object_get(r, "user"));
+    json_t *u = NULL;
+    if (!tenant || !user) {
+      snprintf(msg, sizeof msg, "session %.16s… does not parse or lacks tenant/user", hex);
+      if (report) report(rctx, "sessions", msg);
+      problems++;
+    } else if (st_tenant_uid_get(txn, tenant, uid) == ST_ENOTFOUND) {
+      snprintf(msg, sizeof msg, "session %.16s… belongs to unknown tenant %s", hex, tenant);
+      if (report) report(rctx, "sessions", msg);
+      problems++;
+    } else if (scim_user_lookup(txn, tenant, user, &u) == ST_ENOTFOUND) {
+      snprintf(msg, sizeof msg, "session %.16s… of tenant %s belongs to unknown user %s", hex, tenant, user);
+      if (report) report(rctx, "sessions", msg);
+      problems++;
+    }
+    json_decref(u);
+    json_decref(r);
+  }
+  st_cursor_close(c);
+  return problems;
+}
+
+int gw_sessions_register_checks(st_store *st) { return st_check_add(st, check_sessions, NULL); }
+
 /* ---------- module table entry (gateway/core/module.h) ---------- */
 
 struct gw_sessions {
@@ -624,6 +662,7 @@ static void mod_fini(gw_server *srv) {
  * limits, as before). */
 static int mod_store_init(st_store *st, gw_server *srv) {
   int rc = gw_sessions_register_hooks(st);
+  if (!rc) rc = gw_sessions_register_checks(st);
   if (!rc && srv) rc = gw_sessions_register_limits(st, &srv->sessions->lim);
   return rc;
 }

@@ -100,6 +100,9 @@ int gw_sessions_register_hooks(st_store *st);
 /* Registers the per-user cap (lim borrowed: must outlive st). Without it
  * (CLI, unit tests) there is no cap. Startup, before the first submit. */
 int gw_sessions_register_limits(st_store *st, const gw_session_limits *lim);
+/* Registers the sessions' check with st_check: a session whose tenant or
+ * user is gone (both deletions delete the sessions). */
+int gw_sessions_register_checks(st_store *st);
 
 /* True when s is past its idle timeout or its max age at now_ms. */
 bool gw_session_expired(const gw_session *s, int64_t now_ms, const gw_session_limits *lim);
