@@ -5,7 +5,8 @@
 #   make asan       build-asan/mcpgate       (ASan + UBSan, own directory)
 #   make deps       install missing Debian packages and the npm test tools
 #   make run        deps + build + serve on 127.0.0.1:8080 with data in ./data
-#   make test       deps + build + unit tests + integration (plain and ASan)
+#   make test       deps + build + check-layers + unit tests + integration
+#                   (plain and ASan)
 #   make bench      benchmarks (BENCH=policy,scim,call,idle,cold,proxy picks)
 #   make clean
 
@@ -86,7 +87,8 @@ $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libmcpgate.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -O2 -MF $(dir $@).$(notdir $@).d $(LDFLAGS) -o $@ $< $(BUILD)/libmcpgate.a $(LDLIBS)
 
-# DESIGN.md's dependency order, checked on the #include lines.
+# DESIGN.md's dependency order, checked on the #include lines (part of
+# `make test`, before the test run).
 check-layers:
 	@sh tests/tools/check-layers.sh
 
@@ -107,6 +109,7 @@ test: deps
 	$(MAKE) all unit-bins
 	$(MAKE) asan
 	$(MAKE) fuzz
+	$(MAKE) check-layers
 	sh tests/run.sh
 
 # Benchmarks print numbers against a baseline run in the same invocation;

@@ -5,7 +5,10 @@
  * the data directory's admin.token; it is sent, never printed. Offline
  * commands open the data directory's store directly: backup and check are
  * safe next to a running server (LMDB readers); key rotation needs the
- * server stopped (the data directory lock says whether it runs). */
+ * server stopped (the data directory lock says whether it runs). Offline
+ * commands run the module table's store_init (gateway/modules.c) with no
+ * server, so `store check` runs the checks every module registers. `serve`
+ * hands the same table to gw_serve. Single-threaded (no loop). */
 #include "gateway/cli.h"
 
 #include <curl/curl.h>
@@ -19,10 +22,11 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#include "gateway/api/admin.h"
-#include "gateway/core/config.h"
 #include "gateway/base/log.h"
+#include "gateway/core/config.h"
+#include "gateway/core/module.h"
 #include "gateway/core/server.h"
+#include "gateway/modules.h"
 #include "store/seal.h"
 #include "store/store.h"
 
@@ -496,8 +500,17 @@ static int open_store(const cli_opts *o, st_store **st) {
   so.log = gw_store_log;
   so.log_ctx = NULL;
   int rc = st_open(st, &so);
-  if (rc) fprintf(stderr, "mcpgate: cannot open the store in %s: %s\n", dir, st_strerror(rc));
-  return rc ? -1 : 0;
+  if (rc) {
+    fprintf(stderr, "mcpgate: cannot open the store in %s: %s\n", dir, st_strerror(rc));
+    return -1;
+  }
+  /* the same hooks and checks as `serve` registers (module table, offline) */
+  if ((rc = gw_modules_store_init(gw_modules, *st, NULL)) != 0) {
+    fprintf(stderr, "mcpgate: cannot set up the store's modules: %s\n", st_strerror(rc));
+    st_close(*st);
+    return -1;
+  }
+  return 0;
 }
 
 static void report(void *ctx, const char *area, const char *msg) {
@@ -545,7 +558,6 @@ static int cmd_offline(const char *what, int argc, char **argv) {
              st_key_current_id(st), old);
     }
   } else {
-    gw_admin_register_checks(st);
     int n = st_check(st, report, NULL);
     if (n < 0) {
       fprintf(stderr, "mcpgate: check could not run: %s\n", st_strerror(n));
@@ -592,7 +604,7 @@ static int cmd_serve(int argc, char **argv) {
     gw_config_free(&cfg);
     return 0;
   }
-  return gw_serve(&cfg);
+  return gw_serve(&cfg, gw_modules);
 }
 
 int gw_cli_main(int argc, char **argv) {

@@ -19,6 +19,7 @@
 
 #include "gateway/base/log.h"
 #include "auth/token_store.h"
+#include "gateway/core/module.h"
 #include "store/token.h"
 
 void admin__now_rfc3339(char out[32]) {
@@ -260,3 +261,24 @@ void gw_admin_dispatch(gw_req *req) {
   gw_respond_error(req, 404, "not_found", "no such admin endpoint: %s", req->path);
 }
 
+/* ---------- module table entry (gateway/core/module.h) ---------- */
+
+static int mod_store_init(st_store *st, gw_server *srv) {
+  (void)srv;
+  gw_admin_register_checks(st);
+  return 0;
+}
+
+static int mod_routes(gw_server *srv, gw_router *rt) {
+  (void)srv;
+  gw_route r = {GW_RC_ADMIN, gw_admin_dispatch, NULL, 0, NULL, gw_admin_preauth};
+  return gw_router_add(rt, "/admin/v1/...", &r, GW_ROUTE_PRIVATE);
+}
+
+const gw_module gw_mod_admin = {
+    .name = "admin",
+    .store_init = mod_store_init,
+    .loop_start = gw_admin_loop_start,
+    .loop_stop = gw_admin_loop_stop,
+    .routes = mod_routes,
+};

@@ -47,6 +47,10 @@ void gw_admin_loop_stop(gw_loop *lp);
  * first write. */
 void gw_admin_register_checks(st_store *st);
 
+/* The module table's entry (gateway/core/module.h): checks, per-loop purge
+ * resumption, the /admin/v1 routes (private listener when there is one). */
+extern const struct gw_module gw_mod_admin;
+
 /* Records a token's last use (at most once a minute; fire and forget). */
 void gw_token_touch(gw_loop *lp, const char *token, json_t *rec);
 

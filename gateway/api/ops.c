@@ -11,6 +11,7 @@
 
 #include "gateway/base/buf.h"
 #include "gateway/core/metrics.h"
+#include "gateway/core/module.h"
 #include "gateway/core/server.h"
 #include "store/store.h"
 
@@ -51,3 +52,18 @@ void gw_ops_metrics(gw_req *req) {
   gw_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
   gw_buf_free(&b);
 }
+
+/* ---------- module table entry (gateway/core/module.h) ---------- */
+
+static int mod_routes(gw_server *srv, gw_router *rt) {
+  (void)srv;
+  static const gw_route healthz = {GW_RC_HEALTH, gw_ops_healthz, "GET, HEAD", 0, NULL, NULL};
+  static const gw_route readyz = {GW_RC_HEALTH, gw_ops_readyz, "GET, HEAD", 0, NULL, NULL};
+  static const gw_route metrics = {GW_RC_METRICS, gw_ops_metrics, "GET, HEAD", 0, NULL, NULL};
+  int rc = gw_router_add(rt, "/healthz", &healthz, 0);
+  if (!rc) rc = gw_router_add(rt, "/readyz", &readyz, 0);
+  if (!rc) rc = gw_router_add(rt, "/metrics", &metrics, GW_ROUTE_PRIVATE);
+  return rc;
+}
+
+const gw_module gw_mod_ops = {.name = "ops", .routes = mod_routes};

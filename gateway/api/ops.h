@@ -7,4 +7,8 @@ void gw_ops_healthz(gw_req *req);
 void gw_ops_readyz(gw_req *req);
 void gw_ops_metrics(gw_req *req);
 
+/* The module table's entry (gateway/core/module.h): the three routes;
+ * /metrics only on the private listener when there is one. */
+extern const struct gw_module gw_mod_ops;
+
 #endif

@@ -28,6 +28,7 @@
 #include "store/tenant.h"
 #include "gateway/base/log.h"
 #include "gateway/mcp/mcp_proxy.h"
+#include "gateway/core/module.h"
 #include "gateway/core/server.h"
 #include "scim/scim.h"
 #include "store/store.h"
@@ -430,3 +431,25 @@ void gw_scim_dispatch(gw_req *req) {
     scim_fail(req, rc == ST_EBUSY ? 429 : 503, NULL, "the gateway is busy; retry shortly");
   }
 }
+
+/* ---------- module table entry (gateway/core/module.h) ---------- */
+
+/* Serving: metrics state, hooks and checks; offline (CLI): the checks. */
+static int mod_store_init(st_store *st, gw_server *srv) {
+  if (srv) return gw_scim_init(srv);
+  scim_register_checks(st);
+  return 0;
+}
+
+static int mod_routes(gw_server *srv, gw_router *rt) {
+  gw_route r = {GW_RC_SCIM, gw_scim_dispatch, NULL, srv->cfg.scim_max_body, gw_scim_early_error, gw_scim_preauth};
+  return gw_router_add(rt, "/t/{}/scim/v2/...", &r, 0);
+}
+
+const gw_module gw_mod_scim = {
+    .name = "scim",
+    .store_init = mod_store_init,
+    .fini = gw_scim_free,
+    .metrics = gw_scim_metrics,
+    .routes = mod_routes,
+};

@@ -19,4 +19,8 @@ int gw_scim_preauth(gw_req *req);
 void gw_scim_early_error(gw_req *req, int status, const char *msg);
 void gw_scim_metrics(gw_server *srv, gw_buf *out);
 
+/* The module table's entry (gateway/core/module.h): hooks and checks, the
+ * SCIM route, SCIM metrics. */
+extern const struct gw_module gw_mod_scim;
+
 #endif

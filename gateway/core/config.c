@@ -1,6 +1,8 @@
 /* gateway/core/config.c — the configuration table and its three sources.
  * Adding a key: one field in gw_config, one row in keys[] (and the README
- * table is regenerated from it: `mcpgate config-doc`). */
+ * table is regenerated from it: `mcpgate config-doc`). CIDR lists are
+ * checked with gateway/base/cidr.h, the parser their users run. Main
+ * thread only (loaded before anything else starts). */
 #include "gateway/core/config.h"
 
 #include <ctype.h>
@@ -9,8 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/out/egress.h"
+#include "gateway/base/cidr.h"
 #include "gateway/base/log.h"
+#include "gateway/out/egress.h"
 
 typedef enum { CFG_STR, CFG_INT, CFG_BOOL, CFG_SIZE } cfg_type;
 
@@ -185,17 +188,15 @@ static int check_url(const char *v, char *err, size_t errlen) {
   }
   return 0;
 }
-/* Shared with server.c's CIDR parser semantics: a.b.c.d[/n] or v6[/n]. */
-int gw__cidr_parse(const char *s, size_t n, unsigned char addr[16], int *bits, int *family);
+/* The trusted_proxies syntax (gateway/base/cidr.h): a.b.c.d[/n] or v6[/n]. */
 static int check_cidrs(const char *v, char *err, size_t errlen) {
   const char *p = v;
   while (*p) {
     while (*p == ' ' || *p == ',') p++;
     if (!*p) break;
     size_t n = strcspn(p, ", ");
-    unsigned char a[16];
-    int bits, fam;
-    if (gw__cidr_parse(p, n, a, &bits, &fam) != 0) {
+    gw_cidr c;
+    if (gw_cidr_parse(p, n, &c) != 0) {
       errf(err, errlen, "bad CIDR \"%.*s\"", (int)n, p);
       return -1;
     }

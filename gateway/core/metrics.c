@@ -1,15 +1,14 @@
 /* gateway/core/metrics.c — HTTP metrics in Prometheus text format 0.0.4.
  * Fixed-size arrays of relaxed atomics: no allocation or locking on the
- * request path; rendering walks them. Modules with their own counters
- * (store) are rendered from their stats structs here, so /metrics has
- * one owner. */
+ * request path; rendering walks them. The store's stats (below core) are
+ * rendered here; every module above core adds a renderer (see metrics.h),
+ * so /metrics has one entry point and knows no module. */
 #include "gateway/core/metrics.h"
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#include "gateway/mcp/mcp_proxy.h"
-#include "gateway/api/scim_http.h"
 #include "gateway/core/server.h"
 #include "store/store.h"
 
@@ -23,7 +22,15 @@ struct gw_metrics {
   _Atomic uint64_t sum_us[GW_RC_COUNT];
   _Atomic int64_t conns_open;
   _Atomic uint64_t conns_total, conns_rejected;
+  gw_metrics_render_fn render[GW_METRICS_MAX_RENDER];
+  int nrender;
 };
+
+int gw_metrics_add_render(gw_metrics *m, gw_metrics_render_fn fn) {
+  if (m->nrender >= GW_METRICS_MAX_RENDER) return -ENOMEM;
+  m->render[m->nrender++] = fn;
+  return 0;
+}
 
 gw_metrics *gw_metrics_new(void) { return calloc(1, sizeof(gw_metrics)); }
 void gw_metrics_free(gw_metrics *m) { free(m); }
@@ -125,7 +132,6 @@ int gw_metrics_render(gw_server *srv, gw_buf *o) {
                 (long long)LD(m->conns_open), (unsigned long long)LD(m->conns_total),
                 (unsigned long long)LD(m->conns_rejected));
   render_store(srv, o);
-  gw_scim_metrics(srv, o);
-  gw_proxy_metrics(srv, o);
+  for (int i = 0; i < m->nrender; i++) m->render[i](srv, o);
   return o->len < o->max ? 0 : -1;
 }

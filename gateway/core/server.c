@@ -1,6 +1,10 @@
 /* gateway/core/server.c — `mcpgate serve`: opens the data directory and store,
- * binds listeners, handles signals (SIGTERM/SIGINT drain, SIGHUP TLS
- * reload) and runs the loop until the drain is over.
+ * runs the module table (store hooks and checks, module state, routes,
+ * metrics, per-loop state), binds listeners, handles signals (SIGTERM/
+ * SIGINT drain, SIGHUP TLS reload) and runs the loop until the drain is
+ * over. It is the HTTP layer's host (gw_http_host): limits from the
+ * config, trusted proxies, request ids, the TLS context, connection and
+ * request counts into the metrics. Knows no module by name.
  *
  * Shutdown: stop accepting, close idle connections, let in-flight requests
  * finish (their responses carry Connection: close) for up to
@@ -21,89 +25,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "gateway/api/admin.h"
-#include "gateway/out/egress.h"
 #include "gateway/base/log.h"
-#include "auth/auth.h"
-#include "gateway/mcp/mcp_proxy.h"
-#include "gateway/mcp/mcp_session.h"
 #include "gateway/core/metrics.h"
-#include "gateway/out/outbound.h"
-#include "policy/policy.h"
-#include "gateway/api/scim_http.h"
+#include "gateway/core/module.h"
+#include "gateway/http/forwarded.h"
 #include "gateway/http/tls.h"
+#include "gateway/out/egress.h"
+#include "gateway/out/outbound.h"
 #include "store/store.h"
 #include "store/token.h"
-
-/* ---------- trusted proxies ---------- */
-
-int gw__cidr_parse(const char *s, size_t n, unsigned char addr[16], int *bits, int *family) {
-  char buf[80];
-  if (n == 0 || n >= sizeof buf) return -1;
-  memcpy(buf, s, n);
-  buf[n] = 0;
-  char *slash = strchr(buf, '/');
-  int maxbits;
-  memset(addr, 0, 16);
-  if (slash) *slash = 0;
-  if (inet_pton(AF_INET, buf, addr) == 1) {
-    *family = 4;
-    maxbits = 32;
-  } else if (inet_pton(AF_INET6, buf, addr) == 1) {
-    *family = 6;
-    maxbits = 128;
-  } else {
-    return -1;
-  }
-  *bits = maxbits;
-  if (slash) {
-    char *end;
-    long b = strtol(slash + 1, &end, 10);
-    if (end == slash + 1 || *end || b < 0 || b > maxbits) return -1;
-    *bits = (int)b;
-  }
-  return 0;
-}
-
-static int parse_trusted(gw_server *srv) {
-  const char *p = srv->cfg.trusted_proxies;
-  int cap = 0;
-  while (*p) {
-    while (*p == ' ' || *p == ',') p++;
-    if (!*p) break;
-    size_t n = strcspn(p, ", ");
-    if (srv->ntrusted == cap) {
-      cap = cap ? cap * 2 : 4;
-      gw_cidr *nt = realloc(srv->trusted, (size_t)cap * sizeof *nt);
-      if (!nt) return -ENOMEM;
-      srv->trusted = nt;
-    }
-    gw_cidr *c = &srv->trusted[srv->ntrusted];
-    if (gw__cidr_parse(p, n, c->addr, &c->bits, &c->family) != 0) return -EINVAL;
-    srv->ntrusted++;
-    p += n;
-  }
-  return 0;
-}
-
-static bool cidr_match(const gw_cidr *c, const unsigned char *a) {
-  int full = c->bits / 8, rest = c->bits % 8;
-  if (memcmp(c->addr, a, (size_t)full) != 0) return false;
-  if (!rest) return true;
-  unsigned char mask = (unsigned char)(0xff << (8 - rest));
-  return (c->addr[full] & mask) == (a[full] & mask);
-}
-
-bool gw_server_trusted(const gw_server *srv, const char *ip) {
-  unsigned char a[16] = {0};
-  int fam;
-  if (inet_pton(AF_INET, ip, a) == 1) fam = 4;
-  else if (inet_pton(AF_INET6, ip, a) == 1) fam = 6;
-  else return false;
-  for (int i = 0; i < srv->ntrusted; i++)
-    if (srv->trusted[i].family == fam && cidr_match(&srv->trusted[i], a)) return true;
-  return false;
-}
 
 /* ---------- the operator token ---------- */
 
@@ -134,9 +64,14 @@ static int parse_egress(gw_server *srv) {
   return 0;
 }
 
-/* ---------- request ids ---------- */
+/* ---------- the HTTP layer's host ---------- */
 
-void gw_loop_request_id(gw_loop *lp, char out[17]) {
+static void finish(gw_server *srv);
+
+/* One host per process; ctx is the loop (one today; with N loops each
+ * loop's gw_http gets the same host and its own ctx). */
+static void host_request_id(void *ctx, char out[17]) {
+  gw_loop *lp = ctx;
   /* xorshift128+: ids only need to be unique-ish, not secret */
   uint64_t s1 = lp->rng[0];
   const uint64_t s0 = lp->rng[1];
@@ -144,6 +79,55 @@ void gw_loop_request_id(gw_loop *lp, char out[17]) {
   s1 ^= s1 << 23;
   lp->rng[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
   snprintf(out, 17, "%016llx", (unsigned long long)(lp->rng[1] + s0));
+}
+
+static bool host_trusted(void *ctx, const char *ip) {
+  gw_loop *lp = ctx;
+  return gw_trusted_has(lp->srv->trusted, ip);
+}
+
+static gw_tls_ctx *host_tls(void *ctx) {
+  gw_loop *lp = ctx;
+  return lp->srv->tls;
+}
+
+static void host_conn_open(void *ctx) {
+  gw_loop *lp = ctx;
+  gw_metrics_conn(lp->srv->metrics, +1);
+}
+
+static void host_conn_rejected(void *ctx) {
+  gw_loop *lp = ctx;
+  gw_metrics_conn_rejected(lp->srv->metrics);
+}
+
+/* Finishes shutdown when the last connection is gone. */
+static void host_conn_closed(void *ctx, bool counted) {
+  gw_loop *lp = ctx;
+  if (counted) gw_metrics_conn(lp->srv->metrics, -1);
+  if (lp->srv->shutting_down && gw_http_conns(&lp->http) == 0) finish(lp->srv);
+}
+
+static void host_request_done(void *ctx, const gw_req *req, int rclass, int status, double secs) {
+  gw_loop *lp = ctx;
+  (void)req;
+  gw_metrics_request(lp->srv->metrics, rclass, status, secs);
+}
+
+static void host_fill(gw_server *srv) {
+  const gw_config *c = &srv->cfg;
+  srv->http_host = (gw_http_host){
+      .ctx = srv->lp,
+      .limits = {c->max_connections, c->max_header_bytes, c->max_uri_bytes, c->max_body_bytes,
+                 c->header_timeout_ms, c->body_timeout_ms, c->idle_timeout_ms, c->access_log},
+      .trusted = host_trusted,
+      .request_id = host_request_id,
+      .tls = host_tls,
+      .on_conn_open = host_conn_open,
+      .on_conn_rejected = host_conn_rejected,
+      .on_conn_closed = host_conn_closed,
+      .on_request_done = host_request_done,
+  };
 }
 
 /* ---------- listeners ---------- */
@@ -159,7 +143,7 @@ static void on_connection(uv_stream_t *s, int status) {
     return;
   }
   if (ls->lp->draining) return;
-  gw__http_accept(ls);
+  gw_http_accept(&ls->lp->http, (uv_stream_t *)&ls->tcp, ls->kind);
 }
 
 static int listener_open(gw_loop *lp, int kind, const char *hostport) {
@@ -213,8 +197,6 @@ static void listeners_close(gw_loop *lp) {
 
 /* ---------- shutdown ---------- */
 
-static void finish(gw_server *srv);
-
 /* Writer jobs still owe this loop a done callback (fire-and-forget writes
  * such as token last-use or a purge step): closing the port now would drop
  * them and leak their state. They are short; poll until they are in. */
@@ -234,9 +216,7 @@ static void finish(gw_server *srv) {
   uv_close((uv_handle_t *)&srv->sig_term, NULL);
   uv_close((uv_handle_t *)&srv->sig_int, NULL);
   uv_close((uv_handle_t *)&srv->sig_hup, NULL);
-  gw_admin_loop_stop(lp);
-  gw_sessions_loop_stop(lp);
-  gw_proxy_loop_stop(lp);
+  gw_modules_loop_stop(srv->modules, lp);
   if (lp->port) {
     st_port_close(lp->port, NULL, NULL);
     lp->port = NULL;
@@ -244,15 +224,11 @@ static void finish(gw_server *srv) {
   GW_LOG(GW_LOG_INFO, "server", NULL, "drained; exiting");
 }
 
-void gw__loop_conn_closed(gw_loop *lp) {
-  if (lp->srv->shutting_down && lp->nconns == 0) finish(lp->srv);
-}
-
 static void on_drain_timeout(uv_timer_t *t) {
   gw_server *srv = t->data;
   GW_LOG(GW_LOG_WARN, "server", NULL, "shutdown_timeout_ms reached with %d connection(s) open; closing them",
-         srv->lp->nconns);
-  gw__http_close_all(srv->lp);
+         gw_http_conns(&srv->lp->http));
+  gw_http_close_all(&srv->lp->http);
 }
 
 static void on_stop_signal(uv_signal_t *s, int signum) {
@@ -260,18 +236,18 @@ static void on_stop_signal(uv_signal_t *s, int signum) {
   if (srv->shutting_down) {
     GW_LOG(GW_LOG_WARN, "server", NULL, "second %s: closing every connection now",
            signum == SIGINT ? "SIGINT" : "SIGTERM");
-    gw__http_close_all(srv->lp);
+    gw_http_close_all(&srv->lp->http);
     return;
   }
   srv->shutting_down = true;
   gw_loop *lp = srv->lp;
   lp->draining = true;
   GW_LOG(GW_LOG_INFO, "server", NULL, "%s: draining %d connection(s), up to %lld ms",
-         signum == SIGINT ? "SIGINT" : "SIGTERM", lp->nconns, (long long)srv->cfg.shutdown_timeout_ms);
+         signum == SIGINT ? "SIGINT" : "SIGTERM", gw_http_conns(&lp->http), (long long)srv->cfg.shutdown_timeout_ms);
   listeners_close(lp);
-  gw__http_drain(lp);
-  gw_proxy_drain(lp);
-  if (lp->nconns == 0) {
+  gw_http_drain(&lp->http);
+  gw_modules_drain(srv->modules, lp);
+  if (gw_http_conns(&lp->http) == 0) {
     finish(srv);
     return;
   }
@@ -371,10 +347,11 @@ int gw_data_lock(const char *data_dir) {
 
 /* ---------- serve ---------- */
 
-int gw_serve(gw_config *cfg) {
+int gw_serve(gw_config *cfg, const gw_module *const *mods) {
   gw_server *srv = calloc(1, sizeof *srv);
   gw_loop *lp = calloc(1, sizeof *lp);
   int code = 1, lockfd = -1;
+  bool inited = false;
   if (!srv || !lp) {
     free(srv);
     free(lp);
@@ -383,14 +360,13 @@ int gw_serve(gw_config *cfg) {
   }
   srv->cfg = *cfg;
   memset(cfg, 0, sizeof *cfg);
+  srv->modules = mods;
   srv->lp = lp;
   lp->srv = srv;
-  srv->sess_limits = (gw_session_limits){srv->cfg.session_idle_timeout_ms, srv->cfg.session_max_age_ms,
-                                         srv->cfg.sessions_per_user_max, srv->cfg.session_purge_interval_ms};
   gw_log_set_level((gw_log_level)gw_log_level_parse(srv->cfg.log_level));
   signal(SIGPIPE, SIG_IGN);
   if (RAND_bytes((unsigned char *)lp->rng, sizeof lp->rng) != 1) goto out;
-  if (parse_trusted(srv) != 0) goto out;
+  if (gw_trusted_parse(srv->cfg.trusted_proxies, &srv->trusted) != 0) goto out;
   if (parse_egress(srv) != 0) goto out;
   if (!(srv->metrics = gw_metrics_new())) goto out;
   if (ensure_dir(srv->cfg.data) != 0) goto out;
@@ -422,27 +398,23 @@ int gw_serve(gw_config *cfg) {
       GW_LOG(GW_LOG_ERROR, "store", NULL, "cannot open the store in %s: %s", dir, st_strerror(rc));
       goto out;
     }
-    gw_admin_register_checks(srv->store);
-    /* hooks, in the order they run inside a SCIM deactivation: tokens
-     * and sessions deleted, then live exchanges ended after the commit */
-    if (gw_scim_init(srv) != 0 || auth_register_hooks(srv->store) != 0 ||
-        gw_sessions_register_hooks(srv->store) != 0 ||
-        gw_sessions_register_limits(srv->store, &srv->sess_limits) != 0 || pol_register_hooks(srv->store) != 0 ||
-        gw_proxy_register_hooks(srv) != 0)
-      goto out;
+    /* module state first (hooks borrow it), then hooks, checks and purges
+     * in the table's order: the order they run inside one transaction */
+    inited = true;
+    if (gw_modules_init(mods, srv) != 0 || gw_modules_store_init(mods, srv->store, srv) != 0) goto out;
   }
-  srv->mcp_route = (gw_route){GW_RC_MCP, gw_proxy_dispatch, NULL, srv->cfg.mcp_max_body, NULL, gw_proxy_preauth};
-  srv->agg_route = (gw_route){GW_RC_MCP, gw_agg_dispatch, NULL, srv->cfg.mcp_max_body, NULL, gw_agg_preauth};
-  srv->scim_route = (gw_route){GW_RC_SCIM, gw_scim_dispatch, NULL, srv->cfg.scim_max_body, gw_scim_early_error,
-                               gw_scim_preauth};
+  for (int i = 0; mods[i]; i++)
+    if (mods[i]->metrics && gw_metrics_add_render(srv->metrics, mods[i]->metrics) != 0) goto out;
+  if (gw_router_new(*srv->cfg.admin_listen != 0, &srv->router) != 0) goto out;
+  if (gw_modules_routes(mods, srv, srv->router) != 0) {
+    GW_LOG(GW_LOG_ERROR, "server", NULL, "cannot set up the routes");
+    goto out;
+  }
   if (uv_loop_init(&lp->loop) != 0) goto out;
+  host_fill(srv);
+  gw_http_init(&lp->http, &lp->loop, lp, &srv->http_host, srv->router);
   if (st_port_open(srv->store, &lp->loop, &lp->port) != 0) goto out_loop;
-  if (gw_proxy_loop_start(lp) != 0) goto out_loop;
-  /* every reply of a write waits for the revocations its commit queued */
-  st_port_before_done(lp->port, gw_proxy_before_done, lp);
-  for (int lv = 0; lv < GW_OUT_EGRESS_LEVELS; lv++) gw_out_set_egress(lp->out, lv, srv->egress[lv]);
-  if (gw_admin_loop_start(lp) != 0) goto out_loop;
-  if (gw_sessions_loop_start(lp) != 0) goto out_loop;
+  if (gw_modules_loop_start(mods, lp) != 0) goto out_loop;
   if (listener_open(lp, GW_LISTENER_HTTP, srv->cfg.listen) != 0) goto out_loop;
   if (srv->cfg.public_url_derived) {
     /* "http://<listen>" with port 0 would point nowhere: use the bound one */
@@ -472,9 +444,7 @@ out_loop:
   if (code != 0) {
     /* failed start: close what was opened, then let the loop finish */
     listeners_close(lp);
-    gw_admin_loop_stop(lp);
-    gw_sessions_loop_stop(lp);
-    gw_proxy_loop_stop(lp);
+    gw_modules_loop_stop(mods, lp);
     if (lp->port) st_port_close(lp->port, NULL, NULL);
     lp->port = NULL;
     uv_run(&lp->loop, UV_RUN_DEFAULT);
@@ -483,10 +453,11 @@ out_loop:
     GW_LOG(GW_LOG_WARN, "server", NULL, "loop closed with handles still open");
 out:
   if (srv->store) st_close(srv->store);
-  gw_scim_free(srv);
+  if (inited) gw_modules_fini(mods, srv);
+  gw_router_free(srv->router);
   gw_tls_ctx_free(srv->tls);
   gw_metrics_free(srv->metrics);
-  free(srv->trusted);
+  gw_trusted_free(srv->trusted);
   for (int lv = 0; lv < GW_OUT_EGRESS_LEVELS; lv++) gw_egress_free(srv->egress[lv]);
   if (lockfd >= 0) close(lockfd);
   gw_config_free(&srv->cfg);

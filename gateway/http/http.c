@@ -16,7 +16,11 @@
  * the server: Host required on HTTP/1.1, obs-fold refused, size caps, and
  * timeouts. Pipelining: on_message_complete pauses the parser; unparsed
  * bytes wait in conn->in (capped; reading stops when full) until the
- * response has been queued, so responses leave in request order. */
+ * response has been queued, so responses leave in request order.
+ *
+ * The process is reached only through the host (http.h): limits, trusted(),
+ * request_id(), tls(), on_conn_*() and on_request_done(). Threading: one
+ * gw_http per loop; every function here runs on that loop's thread. */
 #include "gateway/http/http.h"
 
 #include <errno.h>
@@ -31,9 +35,8 @@
 
 #include "gateway/base/buf.h"
 #include "gateway/base/log.h"
-#include "gateway/core/metrics.h"
+#include "gateway/http/forwarded.h"
 #include "gateway/http/router.h"
-#include "gateway/core/server.h"
 #include "gateway/http/tls.h"
 
 enum conn_state { CS_IDLE, CS_HEADERS, CS_BODY, CS_HANDLING, CS_LINGER };
@@ -52,6 +55,7 @@ typedef struct arena_chunk {
 } arena_chunk;
 
 typedef struct gw__req_priv {
+  gw_http *h;
   arena_chunk *arena;
   gw_header resp[MAX_RESP_HEADERS];
   int nresp;
@@ -73,7 +77,7 @@ typedef struct gw__req_priv {
 struct gw_conn {
   uv_tcp_t tcp;
   uv_timer_t timer;
-  gw_loop *lp;
+  gw_http *h;
   int kind;
   llhttp_t parser;
   gw_tls_conn *tls;
@@ -105,19 +109,26 @@ static void arm(gw_conn *c, int64_t ms);
 
 /* ---------- list of connections per loop ---------- */
 
-static void list_add(gw_loop *lp, gw_conn *c) {
-  c->next = lp->conns;
+static void list_add(gw_http *h, gw_conn *c) {
+  c->next = h->conns;
   c->prev = NULL;
   if (c->next) c->next->prev = c;
-  lp->conns = c;
-  lp->nconns++;
+  h->conns = c;
+  h->nconns++;
 }
-static void list_del(gw_loop *lp, gw_conn *c) {
+static void list_del(gw_http *h, gw_conn *c) {
   if (c->prev) c->prev->next = c->next;
-  else lp->conns = c->next;
+  else h->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   c->next = c->prev = NULL;
-  lp->nconns--;
+  h->nconns--;
+}
+
+static const gw_http_limits *limits(const gw_http *h) { return &h->host->limits; }
+
+static void request_id(gw_http *h, char out[17]) {
+  if (h->host->request_id) h->host->request_id(h->host->ctx, out);
+  else snprintf(out, 17, "%016llx", (unsigned long long)++h->next_id);
 }
 
 /* ---------- request memory ---------- */
@@ -145,9 +156,10 @@ static gw_req *req_new(gw_conn *c) {
     free(p);
     return NULL;
   }
-  const gw_config *cfg = &c->lp->srv->cfg;
+  const gw_http_limits *cfg = limits(c->h);
   r->priv = p;
-  r->lp = c->lp;
+  p->h = c->h;
+  r->lp = c->h->lp;
   r->conn = c;
   r->listener_kind = c->kind;
   r->tls = c->kind == GW_LISTENER_HTTPS;
@@ -158,7 +170,7 @@ static gw_req *req_new(gw_conn *c) {
   gw_buf_init(&p->body, (size_t)cfg->max_body_bytes);
   p->body_limit = cfg->max_body_bytes;
   r->start_ns = uv_hrtime();
-  gw_loop_request_id(c->lp, r->id);
+  request_id(c->h, r->id);
   snprintf(r->client, sizeof r->client, "%s", c->peer);
   return r;
 }
@@ -200,7 +212,7 @@ static void on_timer(uv_timer_t *t) {
   if (c->resume_parse) {
     /* a later loop turn than the reply that ended the previous request */
     c->resume_parse = false;
-    arm(c, c->lp->srv->cfg.idle_timeout_ms);
+    arm(c, limits(c->h)->idle_timeout_ms);
     conn_parse(c);
     return;
   }
@@ -309,20 +321,17 @@ static void on_handle_closed(uv_handle_t *h) {
   }
   gw_tls_conn_free(c->tls);
   free(c->in);
-  gw_loop *lp = c->lp;
+  gw_http *ht = c->h;
   bool counted = c->counted;
   free(c);
-  if (counted) {
-    lp->nactive--;
-    gw_metrics_conn(lp->srv->metrics, -1);
-  }
-  gw__loop_conn_closed(lp);
+  if (counted) ht->nactive--;
+  if (ht->host->on_conn_closed) ht->host->on_conn_closed(ht->host->ctx, counted);
 }
 
 static void conn_close(gw_conn *c) {
   if (c->closing) return;
   c->closing = true;
-  list_del(c->lp, c);
+  list_del(c->h, c);
   if (c->req) {
     gw_req *r = c->req;
     c->req = NULL;
@@ -372,7 +381,7 @@ static void conn_linger(gw_conn *c) {
   }
   /* queued bytes get idle_timeout_ms to reach a client that stopped
    * reading; then the connection is cut (on_shutdown re-arms for the FIN) */
-  arm(c, c->lp->srv->cfg.idle_timeout_ms);
+  arm(c, limits(c->h)->idle_timeout_ms);
   read_start(c); /* keep draining input so the close is a FIN, not an RST */
 }
 
@@ -431,7 +440,7 @@ void gw_resp_header(gw_req *req, const char *name, const char *value) {
 /* Decides whether the connection survives this response. */
 static bool resp_closes(gw_req *req) {
   gw_conn *c = req->conn;
-  return !req->keep_alive || c->close_after || c->lp->draining || c->eof || req->priv->close;
+  return !req->keep_alive || c->close_after || c->h->draining || c->eof || req->priv->close;
 }
 
 static void head_block(gw_req *req, gw_buf *b, int status, const char *ctype, long long clen) {
@@ -451,7 +460,7 @@ static void head_block(gw_req *req, gw_buf *b, int status, const char *ctype, lo
 }
 
 static void access_log(gw_req *req) {
-  if (!req->lp->srv->cfg.access_log || gw_log_get_level() > GW_LOG_INFO) return;
+  if (!limits(req->priv->h)->access_log || gw_log_get_level() > GW_LOG_INFO) return;
   double ms = (double)(uv_hrtime() - req->start_ns) / 1e6;
   json_t *f = json_object();
   json_object_set_new(f, "method", json_string(req->method ? req->method : "-"));
@@ -473,8 +482,9 @@ static void req_finish(gw_req *req) {
   gw__req_priv *p = req->priv;
   p->done = true;
   double secs = (double)(uv_hrtime() - req->start_ns) / 1e9;
-  gw_metrics_request(req->lp->srv->metrics, req->route ? req->route->rclass : GW_RC_OTHER,
-                     p->status, secs);
+  const gw_http_host *host = p->h->host;
+  if (host->on_request_done)
+    host->on_request_done(host->ctx, req, req->route ? req->route->rclass : GW_RC_OTHER, p->status, secs);
   access_log(req);
   gw_conn *c = req->conn;
   if (c) {
@@ -601,7 +611,7 @@ static void conn_end_request(gw_conn *c, gw_req *req) {
     return;
   }
   llhttp_reset(&c->parser);
-  arm(c, c->lp->srv->cfg.idle_timeout_ms);
+  arm(c, limits(c->h)->idle_timeout_ms);
   if (!c->in_parse) {
     read_start(c);
     /* Pipelined bytes wait for a later loop turn: this runs inside the
@@ -676,7 +686,7 @@ static int on_url(llhttp_t *p, const char *at, size_t n) {
 static int count_header_bytes(gw_conn *c, size_t n) {
   gw__req_priv *r = c->req->priv;
   r->header_bytes += n + 4; /* ": " and CRLF */
-  if (r->header_bytes > (size_t)c->lp->srv->cfg.max_header_bytes)
+  if (r->header_bytes > (size_t)limits(c->h)->max_header_bytes)
     return fail(c, 431, "request headers too large");
   return 0;
 }
@@ -736,28 +746,10 @@ static int on_header_value_complete(llhttp_t *p) {
 }
 
 static void resolve_client(gw_conn *c, gw_req *r) {
-  gw_server *srv = c->lp->srv;
-  if (!srv->ntrusted || !gw_server_trusted(srv, c->peer)) return;
+  const gw_http_host *host = c->h->host;
+  if (!host->trusted || !host->trusted(host->ctx, c->peer)) return;
   const char *xff = gw_req_header(r, "x-forwarded-for");
-  if (xff) {
-    /* Walk from the right: the first address not ours is the client. */
-    char tmp[1024];
-    snprintf(tmp, sizeof tmp, "%s", xff);
-    char *end = tmp + strlen(tmp);
-    while (end > tmp) {
-      char *start = end;
-      while (start > tmp && start[-1] != ',') start--;
-      char *s = start, *e = end;
-      while (s < e && (*s == ' ' || *s == '\t')) s++;
-      while (e > s && (e[-1] == ' ' || e[-1] == '\t')) e--;
-      *e = 0;
-      if (*s) {
-        snprintf(r->client, sizeof r->client, "%.*s", (int)(sizeof r->client - 1), s);
-        if (!gw_server_trusted(srv, s)) break;
-      }
-      end = start > tmp ? start - 1 : tmp;
-    }
-  }
+  if (xff) gw_forwarded_client(xff, host->trusted, host->ctx, r->client, sizeof r->client);
   const char *proto = gw_req_header(r, "x-forwarded-proto");
   if (proto && strcasecmp(proto, "https") == 0) r->forwarded_https = true;
 }
@@ -786,7 +778,7 @@ static int on_headers_complete(llhttp_t *p) {
     r->query = q + 1;
   }
   resolve_client(c, r);
-  r->route = gw_route_find(c->lp, c->kind, r->path, strlen(r->path));
+  r->route = c->h->router ? gw_router_find(c->h->router, c->kind, r->path, strlen(r->path)) : NULL;
   if (r->route && r->route->max_body) pr->body_limit = r->route->max_body;
   pr->body.max = (size_t)pr->body_limit;
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > (uint64_t)pr->body_limit)
@@ -811,7 +803,7 @@ static int on_headers_complete(llhttp_t *p) {
     }
   }
   c->state = CS_BODY;
-  arm(c, c->lp->srv->cfg.body_timeout_ms);
+  arm(c, limits(c->h)->body_timeout_ms);
   return 0;
 }
 
@@ -873,14 +865,14 @@ static void conn_parse(gw_conn *c) {
   while (!c->closing && c->in_len > 0 && (c->state == CS_IDLE || c->state == CS_HEADERS ||
                                           c->state == CS_BODY)) {
     if (c->state == CS_IDLE) {
-      if (c->lp->draining) {
+      if (c->h->draining) {
         /* no new requests after SIGTERM */
         c->in_len = 0;
         conn_close(c);
         break;
       }
       c->state = CS_HEADERS;
-      arm(c, c->lp->srv->cfg.header_timeout_ms);
+      arm(c, limits(c->h)->header_timeout_ms);
     }
     c->exec_start = c->in;
     llhttp_errno_t err = llhttp_execute(&c->parser, c->in, c->in_len);
@@ -928,8 +920,8 @@ static void conn_parse(gw_conn *c) {
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   gw_conn *c = h->data;
-  buf->base = c->lp->readbuf;
-  buf->len = sizeof c->lp->readbuf;
+  buf->base = c->h->readbuf;
+  buf->len = sizeof c->h->readbuf;
 }
 
 static int append_in(void *arg, const char *p, size_t n) {
@@ -1013,27 +1005,37 @@ static void peer_name(gw_conn *c) {
     uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
 }
 
-void gw__http_accept(gw_listener *ls) {
-  gw_loop *lp = ls->lp;
-  gw_server *srv = lp->srv;
+void gw_http_init(gw_http *h, uv_loop_t *loop, gw_loop *lp, const gw_http_host *host, const gw_router *router) {
+  memset(h, 0, sizeof *h);
+  h->loop = loop;
+  h->lp = lp;
+  h->host = host;
+  h->router = router;
+}
+
+int gw_http_conns(const gw_http *h) { return h->nconns; }
+
+void gw_http_accept(gw_http *h, uv_stream_t *listener, int kind) {
+  const gw_http_host *host = h->host;
   init_settings();
   gw_conn *c = calloc(1, sizeof *c);
   if (!c) return;
-  c->lp = lp;
-  c->kind = ls->kind;
-  uv_tcp_init(&lp->loop, &c->tcp);
-  uv_timer_init(&lp->loop, &c->timer);
+  c->h = h;
+  c->kind = kind;
+  uv_tcp_init(h->loop, &c->tcp);
+  uv_timer_init(h->loop, &c->timer);
   c->tcp.data = c->timer.data = c;
   c->open_handles = 2;
-  list_add(lp, c);
-  if (uv_accept((uv_stream_t *)&ls->tcp, (uv_stream_t *)&c->tcp) != 0) {
+  list_add(h, c);
+  if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
     conn_close(c);
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
   peer_name(c);
-  if (ls->kind == GW_LISTENER_HTTPS) {
-    c->tls = srv->tls ? gw_tls_conn_new(srv->tls) : NULL;
+  if (kind == GW_LISTENER_HTTPS) {
+    gw_tls_ctx *tls = host->tls ? host->tls(host->ctx) : NULL;
+    c->tls = tls ? gw_tls_conn_new(tls) : NULL;
     if (!c->tls) {
       conn_close(c);
       return;
@@ -1041,11 +1043,11 @@ void gw__http_accept(gw_listener *ls) {
   }
   llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
   c->parser.data = c;
-  if (lp->nactive >= srv->cfg.max_connections) {
+  if (h->nactive >= host->limits.max_connections) {
     /* Over the cap: say so and hang up, without reading a request. */
-    gw_metrics_conn_rejected(srv->metrics);
+    if (host->on_conn_rejected) host->on_conn_rejected(host->ctx);
     GW_LOG(GW_LOG_WARN, "http", NULL, "max_connections (%lld) reached; refusing %s",
-           (long long)srv->cfg.max_connections, c->peer);
+           (long long)host->limits.max_connections, c->peer);
     c->rejected = true;
     c->state = CS_HEADERS;
     read_start(c);
@@ -1053,24 +1055,25 @@ void gw__http_accept(gw_listener *ls) {
     return;
   }
   c->counted = true;
-  lp->nactive++;
-  gw_metrics_conn(srv->metrics, +1);
-  arm(c, srv->cfg.idle_timeout_ms);
+  h->nactive++;
+  if (host->on_conn_open) host->on_conn_open(host->ctx);
+  arm(c, host->limits.idle_timeout_ms);
   read_start(c);
 }
 
 /* Shutdown: idle connections close now; busy ones close after their
- * response (resp_closes sees lp->draining). */
-void gw__http_drain(gw_loop *lp) {
-  for (gw_conn *c = lp->conns, *n; c; c = n) {
+ * response (resp_closes sees h->draining). */
+void gw_http_drain(gw_http *h) {
+  h->draining = true;
+  for (gw_conn *c = h->conns, *n; c; c = n) {
     n = c->next;
     if (c->state == CS_IDLE) conn_close(c);
     else c->close_after = true;
   }
 }
 
-void gw__http_close_all(gw_loop *lp) {
-  for (gw_conn *c = lp->conns, *n; c; c = n) {
+void gw_http_close_all(gw_http *h) {
+  for (gw_conn *c = h->conns, *n; c; c = n) {
     n = c->next;
     conn_close(c);
   }

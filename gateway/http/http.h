@@ -1,12 +1,20 @@
 /* gateway/http/http.h — HTTP/1.1 server connections and the request/response API
  * that every route handler uses.
  *
+ * The HTTP layer knows the process only through a host (gw_http_host,
+ * filled in by gateway/core/server.c, or by a unit test): its limits, which
+ * peers are trusted proxies, request ids, the current TLS context, and
+ * notifications when a connection closes or a request ends (metrics, the
+ * drain). Per-loop state (connections, counts, the read buffer) lives in a
+ * gw_http that the loop owner embeds; everything in it runs on that loop's
+ * thread only.
+ *
  * A connection (gw_conn, private to http.c) parses with llhttp in strict
  * mode, one request at a time: after a request's message is complete the
  * parser pauses until the response has been queued, so pipelined requests
  * are answered in order. Limits (header bytes 431, URI 414, body 413,
- * header/body timeouts 408, idle keep-alive) come from the config; routes
- * may raise the body cap.
+ * header/body timeouts 408, idle keep-alive) come from the host's limits;
+ * routes may raise the body cap.
  *
  * Request lifetime: the connection allocates a gw_req when a message begins
  * and hands it to the route handler once the body is complete. The handler
@@ -21,12 +29,19 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 struct json_t;
-typedef struct gw_loop gw_loop;
+typedef struct gw_loop gw_loop; /* the host's per-loop context, opaque here */
 typedef struct gw_conn gw_conn;
 typedef struct gw_req gw_req;
 typedef struct gw_route gw_route;
+typedef struct gw_router gw_router;
+typedef struct gw_tls_ctx gw_tls_ctx;
+
+/* Listener kinds: plain, TLS, and the operator's private listener
+ * (admin_listen), which private routes (router.h) are limited to. */
+enum { GW_LISTENER_HTTP = 0, GW_LISTENER_HTTPS = 1, GW_LISTENER_ADMIN = 2 };
 
 #define GW_MAX_HEADERS 100
 
@@ -36,7 +51,7 @@ typedef struct gw_header {
 } gw_header;
 
 struct gw_req {
-  gw_loop *lp;          /* the loop this request runs on */
+  gw_loop *lp;          /* the host's loop this request runs on (gw_http.lp) */
   gw_conn *conn;        /* NULL once detached (client gone) */
   const char *method;   /* "GET", ... */
   int method_id;        /* llhttp_method_t */
@@ -99,6 +114,71 @@ int gw_resp_write(gw_req *req, const void *data, size_t len);
 void gw_resp_end(gw_req *req);
 
 const char *gw_status_text(int status);
+
+/* ---------- the host and the per-loop HTTP state ---------- */
+
+/* What the HTTP layer reads of the configuration. */
+typedef struct gw_http_limits {
+  int64_t max_connections;  /* per loop; over it: 503 and close */
+  int64_t max_header_bytes; /* 431 */
+  int64_t max_uri_bytes;    /* 414 */
+  int64_t max_body_bytes;   /* 413, unless the route sets max_body */
+  int64_t header_timeout_ms, body_timeout_ms, idle_timeout_ms; /* 408 / close */
+  bool access_log;          /* one "access" log line per request */
+} gw_http_limits;
+
+/* Filled in by the owner of the loops; every callback runs on the loop's
+ * thread with ctx as given. NULL callbacks are skipped (trusted: no peer is
+ * trusted; request_id: ids from a counter; tls: no HTTPS listener). */
+typedef struct gw_http_host {
+  void *ctx;
+  gw_http_limits limits;
+  /* True when ip (textual) is a trusted proxy (X-Forwarded-For/-Proto). */
+  bool (*trusted)(void *ctx, const char *ip);
+  /* Writes a request id: 16 hex chars + NUL. */
+  void (*request_id)(void *ctx, char out[17]);
+  /* The current TLS context for a new HTTPS connection (borrowed; the
+   * connection takes its own reference). */
+  gw_tls_ctx *(*tls)(void *ctx);
+  /* A connection was accepted (counted against max_connections), or refused
+   * over the cap. */
+  void (*on_conn_open)(void *ctx);
+  void (*on_conn_rejected)(void *ctx);
+  /* A connection's memory is gone (counted: it was counted as open). The
+   * gw_http's nconns is already updated: the drain finishes on 0. */
+  void (*on_conn_closed)(void *ctx, bool counted);
+  /* A request ended (response queued, or dropped): route class, status,
+   * seconds since its first byte. req is valid during the call only. */
+  void (*on_request_done)(void *ctx, const gw_req *req, int rclass, int status, double seconds);
+} gw_http_host;
+
+/* Per-loop HTTP state, embedded by the loop's owner (gateway/core's
+ * gw_loop). Set the public fields, then gw_http_init. */
+typedef struct gw_http {
+  uv_loop_t *loop;
+  gw_loop *lp;                /* copied into every gw_req */
+  const gw_http_host *host;   /* borrowed; outlives every connection */
+  const gw_router *router;    /* borrowed; read-only */
+  /* private to http.c */
+  void *conns;                /* intrusive list of gw_conn */
+  int nconns;                 /* every connection, rejected ones included */
+  int nactive;                /* connections counted against max_connections */
+  bool draining;              /* gw_http_drain was called: no new requests */
+  uint64_t next_id;           /* request ids when the host has none */
+  char readbuf[65536];        /* shared read buffer: reads are synchronous */
+} gw_http;
+
+void gw_http_init(gw_http *h, uv_loop_t *loop, gw_loop *lp, const gw_http_host *host, const gw_router *router);
+/* Accepts one connection from listener (a uv_tcp_t in listen state, after
+ * its connection callback fired) of kind GW_LISTENER_*. */
+void gw_http_accept(gw_http *h, uv_stream_t *listener, int kind);
+/* Shutdown: no new requests; idle connections close now, busy ones after
+ * their response (Connection: close). */
+void gw_http_drain(gw_http *h);
+/* Cuts every connection (drain timeout, second signal). */
+void gw_http_close_all(gw_http *h);
+/* Connections open on this loop (rejected ones included). */
+int gw_http_conns(const gw_http *h);
 
 #define GW_WRITE_HIGH_WATER (1024 * 1024)
 #define GW_WRITE_LOW_WATER (256 * 1024)

@@ -1,15 +1,29 @@
-/* gateway/http/router.c — the URL contract of DESIGN.md, as a lookup. Exact
- * paths first, then prefixes owned by one module each (/admin/v1 → admin
- * API, /t/{tenant}/… → tenant routes as they land). */
+/* gateway/http/router.c — the URL contract of DESIGN.md as a lookup table
+ * that modules fill in (see router.h). Knows no module.
+ *
+ * Cost: it runs on every request. A handful of patterns, each with its
+ * literal head precomputed (rejected with one memcmp), then a single pass
+ * over pattern and path; no allocation. */
 #include "gateway/http/router.h"
 
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "gateway/api/admin.h"
-#include "gateway/mcp/mcp_proxy.h"
-#include "gateway/api/ops.h"
-#include "gateway/core/server.h"
+typedef struct rt_entry {
+  char *pattern;
+  size_t plen;
+  size_t lit; /* bytes of literal head before the first "{}" or "/..." */
+  gw_route route;
+  unsigned flags;
+} rt_entry;
+
+struct gw_router {
+  rt_entry *e;
+  int n, cap;
+  bool private_split;
+};
 
 static const char *const class_names[GW_RC_COUNT] = {"health", "metrics", "admin", "scim",
                                                     "mcp",    "oauth",   "web",   "other"};
@@ -18,37 +32,74 @@ const char *gw_route_class_name(int rclass) {
   return rclass >= 0 && rclass < GW_RC_COUNT ? class_names[rclass] : "other";
 }
 
-static const gw_route r_healthz = {GW_RC_HEALTH, gw_ops_healthz, "GET, HEAD", 0, NULL, NULL};
-static const gw_route r_readyz = {GW_RC_HEALTH, gw_ops_readyz, "GET, HEAD", 0, NULL, NULL};
-static const gw_route r_metrics = {GW_RC_METRICS, gw_ops_metrics, "GET, HEAD", 0, NULL, NULL};
-static const gw_route r_admin = {GW_RC_ADMIN, gw_admin_dispatch, NULL, 0, NULL, gw_admin_preauth};
-
-static int eq(const char *p, size_t n, const char *lit) {
-  return strlen(lit) == n && memcmp(p, lit, n) == 0;
+int gw_router_new(bool private_split, gw_router **out) {
+  *out = calloc(1, sizeof **out);
+  if (!*out) return -ENOMEM;
+  (*out)->private_split = private_split;
+  return 0;
 }
 
-const gw_route *gw_route_find(gw_loop *lp, int kind, const char *path, size_t n) {
-  bool admin_split = lp->srv->cfg.admin_listen && *lp->srv->cfg.admin_listen;
-  bool ops_here = !admin_split || kind == GW_LISTENER_ADMIN;
-  if (eq(path, n, "/healthz")) return &r_healthz;
-  if (eq(path, n, "/readyz")) return &r_readyz;
-  if (eq(path, n, "/metrics")) return ops_here ? &r_metrics : NULL;
-  if (n >= 9 && memcmp(path, "/admin/v1", 9) == 0 && (n == 9 || path[9] == '/'))
-    return ops_here ? &r_admin : NULL;
-  /* /t/{tenant}/scim/v2[/…] */
-  if (n > 3 && memcmp(path, "/t/", 3) == 0) {
-    const char *t = path + 3, *end = path + n;
-    const char *slash = memchr(t, '/', (size_t)(end - t));
-    if (slash && slash > t) {
-      size_t rest = (size_t)(end - slash);
-      if (rest >= 8 && memcmp(slash, "/scim/v2", 8) == 0 && (rest == 8 || slash[8] == '/'))
-        return &lp->srv->scim_route;
-      /* /t/{tenant}/mcp — the aggregated endpoint */
-      if (rest == 4 && memcmp(slash, "/mcp", 4) == 0) return &lp->srv->agg_route;
-      /* /t/{tenant}/mcp/{connector} (one segment) */
-      if (rest > 5 && memcmp(slash, "/mcp/", 5) == 0 && !memchr(slash + 5, '/', rest - 5))
-        return &lp->srv->mcp_route;
+void gw_router_free(gw_router *r) {
+  if (!r) return;
+  for (int i = 0; i < r->n; i++) free(r->e[i].pattern);
+  free(r->e);
+  free(r);
+}
+
+int gw_router_add(gw_router *r, const char *pattern, const gw_route *route, unsigned flags) {
+  size_t plen = strlen(pattern);
+  if (!plen || pattern[0] != '/') return -EINVAL;
+  const char *rest = strstr(pattern, "/...");
+  if (rest && rest != pattern + plen - 4) return -EINVAL;
+  if (r->n == r->cap) {
+    int cap = r->cap ? r->cap * 2 : 8;
+    rt_entry *ne = realloc(r->e, (size_t)cap * sizeof *ne);
+    if (!ne) return -ENOMEM;
+    r->e = ne;
+    r->cap = cap;
+  }
+  rt_entry *e = &r->e[r->n];
+  if (!(e->pattern = strdup(pattern))) return -ENOMEM;
+  e->plen = plen;
+  const char *one = strstr(pattern, "{}");
+  size_t lit = plen;
+  if (one) lit = (size_t)(one - pattern);
+  if (rest && (size_t)(rest - pattern) < lit) lit = (size_t)(rest - pattern);
+  e->lit = lit;
+  e->route = *route;
+  e->flags = flags;
+  r->n++;
+  return 0;
+}
+
+static bool match(const rt_entry *e, const char *path, size_t n) {
+  if (n < e->lit || memcmp(path, e->pattern, e->lit) != 0) return false;
+  const char *p = e->pattern;
+  size_t i = e->lit, j = e->lit;
+  while (i < e->plen) {
+    if (p[i] == '{' && p[i + 1] == '}') {
+      size_t k = j;
+      while (k < n && path[k] != '/') k++;
+      if (k == j) return false; /* an empty segment is no id */
+      j = k;
+      i += 2;
+    } else if (i + 4 == e->plen && memcmp(p + i, "/...", 4) == 0) {
+      return j == n || path[j] == '/';
+    } else {
+      if (j >= n || path[j] != p[i]) return false;
+      i++;
+      j++;
     }
+  }
+  return j == n;
+}
+
+const gw_route *gw_router_find(const gw_router *r, int kind, const char *path, size_t n) {
+  for (int i = 0; i < r->n; i++) {
+    const rt_entry *e = &r->e[i];
+    if (!match(e, path, n)) continue;
+    if ((e->flags & GW_ROUTE_PRIVATE) && r->private_split && kind != GW_LISTENER_ADMIN) return NULL;
+    return &e->route;
   }
   return NULL;
 }

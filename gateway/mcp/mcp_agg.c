@@ -873,8 +873,8 @@ static void sweep_in(json_t *map, st_txn *txn, int64_t now_ms, const gw_session_
 }
 
 void gw__agg_sweep(gw_proxy *p, st_txn *txn, int64_t now_ms) {
-  sweep_in(p->asked, txn, now_ms, &p->lp->srv->sess_limits);
-  sweep_in(p->agg_uris, txn, now_ms, &p->lp->srv->sess_limits);
+  sweep_in(p->asked, txn, now_ms, gw_sessions_limits(p->lp->srv));
+  sweep_in(p->agg_uris, txn, now_ms, gw_sessions_limits(p->lp->srv));
 }
 
 bool gw__agg_rewrite(px *x, json_t *msg) {

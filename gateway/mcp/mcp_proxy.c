@@ -33,6 +33,7 @@
 #include "gateway/mcp/mcp_origin.h"
 #include "gateway/mcp/mcp_session.h"
 #include "gateway/out/outbound.h"
+#include "gateway/core/module.h"
 #include "gateway/core/server.h"
 #include "policy/policy.h"
 #include "scim/scim.h"
@@ -1181,7 +1182,7 @@ int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c) {
   /* an expired session is an unknown one, from its stored stamps: the
    * purge may not have run yet (gateway/mcp/mcp_session.h) */
   int64_t now_ms = gw_session_now_ms();
-  if (src == 0 && gw_session_expired(&c->sess, now_ms, &srv->sess_limits)) src = ST_ENOTFOUND;
+  if (src == 0 && gw_session_expired(&c->sess, now_ms, gw_sessions_limits(srv))) src = ST_ENOTFOUND;
   if (rc != 0) {
     gw__mcp_unauthorized(req, "invalid, expired or revoked token");
     return -1;
@@ -1542,7 +1543,7 @@ static void mark_lost(px *x, void *arg) {
   gw_session s;
   if (!x->req || !x->sid[0] || x->parent) return;
   x->lost = gw_session_get(a->txn, x->sid, &s) != 0 ||
-            gw_session_expired(&s, a->now_ms, &x->lp->srv->sess_limits);
+            gw_session_expired(&s, a->now_ms, gw_sessions_limits(x->lp->srv));
 }
 
 static void end_lost(px *x, void *arg) {
@@ -1794,3 +1795,35 @@ void gw_proxy_loop_stop(gw_loop *lp) {
   lp->pol = NULL;
   uv_close((uv_handle_t *)&p->async, on_async_closed);
 }
+
+/* ---------- module table entry (gateway/core/module.h) ---------- */
+
+static int mod_store_init(st_store *st, gw_server *srv) {
+  (void)st;
+  return srv ? gw_proxy_register_hooks(srv) : 0; /* offline: no live exchanges */
+}
+
+static int mod_loop_start(gw_loop *lp) {
+  if (gw_proxy_loop_start(lp) != 0) return -1;
+  /* every reply of a write waits for the revocations its commit queued */
+  st_port_before_done(lp->port, gw_proxy_before_done, lp);
+  for (int lv = 0; lv < GW_OUT_EGRESS_LEVELS; lv++) gw_out_set_egress(lp->out, lv, lp->srv->egress[lv]);
+  return 0;
+}
+
+static int mod_routes(gw_server *srv, gw_router *rt) {
+  gw_route agg = {GW_RC_MCP, gw_agg_dispatch, NULL, srv->cfg.mcp_max_body, NULL, gw_agg_preauth};
+  gw_route one = {GW_RC_MCP, gw_proxy_dispatch, NULL, srv->cfg.mcp_max_body, NULL, gw_proxy_preauth};
+  int rc = gw_router_add(rt, "/t/{}/mcp", &agg, 0);
+  return rc ? rc : gw_router_add(rt, "/t/{}/mcp/{}", &one, 0);
+}
+
+const gw_module gw_mod_mcp = {
+    .name = "mcp",
+    .store_init = mod_store_init,
+    .loop_start = mod_loop_start,
+    .loop_stop = gw_proxy_loop_stop,
+    .metrics = gw_proxy_metrics,
+    .routes = mod_routes,
+    .drain = gw_proxy_drain,
+};

@@ -90,6 +90,12 @@ void gw_proxy_end_lost_sessions(gw_loop *lp);
 /* st_port_before_done callback (arg: the gw_loop). */
 void gw_proxy_before_done(void *lp);
 void gw_proxy_metrics(gw_server *srv, gw_buf *out);
+
+/* The module table's entry (gateway/core/module.h): revocation hooks, the
+ * per-loop proxy (with the revocation drain before every writer reply and
+ * the operator's egress policy), the two /t/{tenant}/mcp routes, metrics,
+ * the SIGTERM drain of streams. */
+extern const struct gw_module gw_mod_mcp;
 /* Queues notifications/tools/list_changed on the open GET streams of a
  * user (user NULL: of the whole tenant). Any thread. */
 void gw_proxy_notify_tools_changed(gw_server *srv, const char *tenant, const char *user);

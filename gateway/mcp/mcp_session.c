@@ -10,6 +10,7 @@
 
 #include "gateway/base/log.h"
 #include "gateway/mcp/mcp_proxy.h"
+#include "gateway/core/module.h"
 #include "gateway/core/server.h"
 #include "scim/scim.h"
 
@@ -528,7 +529,7 @@ static void touch_done(int status, void *arg) {
 }
 
 void gw_session_touch(gw_loop *lp, const char *id, const gw_session *s, int64_t now_ms) {
-  const gw_session_limits *lim = &lp->srv->sess_limits;
+  const gw_session_limits *lim = gw_sessions_limits(lp->srv);
   int64_t iv = touch_interval_ms(tighter(s->tenant_idle_ms, lim->idle_ms));
   if (now_ms - s->used_ms < iv) return;
   touch_job *t = calloc(1, sizeof *t);
@@ -557,7 +558,7 @@ struct gw_session_purge {
 
 static int job_purge(st_txn *txn, void *arg) {
   struct gw_session_purge *p = arg;
-  int n = gw_sessions_purge_expired(txn, p->from, p->flen, p->now_ms, &p->lp->srv->sess_limits, PURGE_SCAN,
+  int n = gw_sessions_purge_expired(txn, p->from, p->flen, p->now_ms, gw_sessions_limits(p->lp->srv), PURGE_SCAN,
                                     PURGE_BATCH, p->next, &p->more);
   p->purged = n > 0 ? n : 0;
   return n < 0 ? n : 0;
@@ -605,7 +606,7 @@ int gw_sessions_loop_start(gw_loop *lp) {
   p->lp = lp;
   uv_timer_init(&lp->loop, &p->timer);
   p->timer.data = p;
-  uint64_t iv = (uint64_t)lp->srv->sess_limits.purge_interval_ms;
+  uint64_t iv = (uint64_t)gw_sessions_limits(lp->srv)->purge_interval_ms;
   uv_timer_start(&p->timer, on_purge_timer, iv, iv);
   lp->sess_purge = p;
   return 0;
@@ -626,3 +627,79 @@ void gw_sessions_loop_stop(gw_loop *lp) {
   lp->sess_purge = NULL;
   uv_close((uv_handle_t *)&p->timer, on_purge_timer_closed);
 }
+
+/* ---------- store check ---------- */
+
+static int check_sessions(st_txn *txn, st_check_report_fn report, void *rctx, void *ctx) {
+  (void)ctx;
+  int problems = 0;
+  st_cursor *c;
+  if (st_cursor_open(txn, ST_DB_SESSIONS, &c) != 0) return -1;
+  st_val k, v;
+  char uid[ST_TENANT_UID_LEN + 1], msg[300], hex[65];
+  while (st_cursor_next(c, &k, &v) == 0) {
+    if (k.len != 33 || ((const char *)k.data)[0] != 's') continue;
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", ((const uint8_t *)k.data)[1 + i]);
+    json_t *r = json_loadb(v.data, v.len, 0, NULL);
+    const char *tenant = json_string_value(json_object_get(r, "tenant"));
+    const char *user = json_string_value(json_object_get(r, "user"));
+    json_t *u = NULL;
+    if (!tenant || !user) {
+      snprintf(msg, sizeof msg, "session %.16s… does not parse or lacks tenant/user", hex);
+      if (report) report(rctx, "sessions", msg);
+      problems++;
+    } else if (st_tenant_uid_get(txn, tenant, uid) == ST_ENOTFOUND) {
+      snprintf(msg, sizeof msg, "session %.16s… belongs to unknown tenant %s", hex, tenant);
+      if (report) report(rctx, "sessions", msg);
+      problems++;
+    } else if (scim_user_lookup(txn, tenant, user, &u) == ST_ENOTFOUND) {
+      snprintf(msg, sizeof msg, "session %.16s… of tenant %s belongs to unknown user %s", hex, tenant, user);
+      if (report) report(rctx, "sessions", msg);
+      problems++;
+    }
+    json_decref(u);
+    json_decref(r);
+  }
+  st_cursor_close(c);
+  return problems;
+}
+
+int gw_sessions_register_checks(st_store *st) { return st_check_add(st, check_sessions, NULL); }
+
+/* ---------- module table entry (gateway/core/module.h) ---------- */
+
+struct gw_sessions {
+  gw_session_limits lim; /* from cfg; the per-user cap hook borrows it */
+};
+
+const gw_session_limits *gw_sessions_limits(const gw_server *srv) { return &srv->sessions->lim; }
+
+static int mod_init(gw_server *srv) {
+  if (!(srv->sessions = calloc(1, sizeof *srv->sessions))) return -1;
+  srv->sessions->lim = (gw_session_limits){srv->cfg.session_idle_timeout_ms, srv->cfg.session_max_age_ms,
+                                           srv->cfg.sessions_per_user_max, srv->cfg.session_purge_interval_ms};
+  return 0;
+}
+
+static void mod_fini(gw_server *srv) {
+  free(srv->sessions);
+  srv->sessions = NULL;
+}
+
+/* Hooks in both modes; the per-user cap only when serving (the CLI has no
+ * limits, as before). */
+static int mod_store_init(st_store *st, gw_server *srv) {
+  int rc = gw_sessions_register_hooks(st);
+  if (!rc) rc = gw_sessions_register_checks(st);
+  if (!rc && srv) rc = gw_sessions_register_limits(st, &srv->sessions->lim);
+  return rc;
+}
+
+const gw_module gw_mod_sessions = {
+    .name = "sessions",
+    .store_init = mod_store_init,
+    .init = mod_init,
+    .fini = mod_fini,
+    .loop_start = gw_sessions_loop_start,
+    .loop_stop = gw_sessions_loop_stop,
+};

@@ -113,6 +113,9 @@ int gw_sessions_register_hooks(st_store *st);
  * sessions' tenant settings. Without it (CLI, unit tests) there is no cap.
  * Startup, before the first submit and before any loop runs. */
 int gw_sessions_register_limits(st_store *st, const gw_session_limits *lim);
+/* Registers the sessions' check with st_check: a session whose tenant or
+ * user is gone (both deletions delete the sessions). */
+int gw_sessions_register_checks(st_store *st);
 
 /* True when s is past its idle timeout or its max age at now_ms. */
 bool gw_session_expired(const gw_session *s, int64_t now_ms, const gw_session_limits *lim);
@@ -134,5 +137,13 @@ void gw_session_touch(gw_loop *lp, const char *id, const gw_session *s, int64_t 
  * only once the loop's port has no job pending (server.c's finish). */
 int gw_sessions_loop_start(gw_loop *lp);
 void gw_sessions_loop_stop(gw_loop *lp);
+
+/* The operator's bounds, from the sessions module's state (created by its
+ * init from srv->cfg; lives until its fini, after the store closed). */
+typedef struct gw_server gw_server;
+const gw_session_limits *gw_sessions_limits(const gw_server *srv);
+/* The module table's entry (gateway/core/module.h): hooks (and, serving,
+ * the per-user cap), limits, the per-loop purge. */
+extern const struct gw_module gw_mod_sessions;
 
 #endif

@@ -7,7 +7,8 @@
  * deny-list of every special-purpose block of the IANA registry that is not
  * globally reachable. Addresses that embed an IPv4 address (mapped, NAT64,
  * 6to4) are judged by that address: a NAT64 gateway or the kernel would
- * deliver them there. */
+ * deliver them there. CIDR entries use the one parser of gateway/base/cidr.h
+ * (the trusted_proxies syntax). A parsed policy is immutable: any thread. */
 #include "gateway/out/egress.h"
 
 #include <arpa/inet.h>
@@ -21,8 +22,8 @@
 #include <string.h>
 #include <strings.h>
 
-/* server.c: a.b.c.d[/n] or v6[/n] (the trusted_proxies syntax). */
-int gw__cidr_parse(const char *s, size_t n, unsigned char addr[16], int *bits, int *family);
+#include "gateway/base/cidr.h"
+
 
 typedef struct eg_cidr {
   unsigned char addr[16];
@@ -224,9 +225,11 @@ int gw_egress_parse(const char *key, const char *spec, gw_egress **out, char *er
       }
     }
     eg_cidr *c = &e->cidrs[e->ncidrs];
-    int fam;
-    if (gw__cidr_parse(p, n, c->addr, &c->bits, &fam) == 0) {
-      c->fam = fam;
+    gw_cidr parsed; /* the trusted_proxies syntax: a.b.c.d[/n] or v6[/n] */
+    if (gw_cidr_parse(p, n, &parsed) == 0) {
+      memcpy(c->addr, parsed.addr, sizeof c->addr);
+      c->bits = parsed.bits;
+      c->fam = parsed.family;
       e->ncidrs++;
     } else {
       eg_host *h = &e->hosts[e->nhosts];

@@ -1,0 +1,58 @@
+/* gateway/core/module.c — walking the module table (see module.h). Knows no
+ * module: the table comes from the caller (gateway/modules.c via cli.c). */
+#include "gateway/core/module.h"
+
+#include <stddef.h>
+
+static int count(const gw_module *const *mods) {
+  int n = 0;
+  while (mods && mods[n]) n++;
+  return n;
+}
+
+int gw_modules_store_init(const gw_module *const *mods, st_store *st, gw_server *srv) {
+  for (int i = 0; i < count(mods); i++) {
+    int rc = mods[i]->store_init ? mods[i]->store_init(st, srv) : 0;
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+int gw_modules_init(const gw_module *const *mods, gw_server *srv) {
+  for (int i = 0; i < count(mods); i++) {
+    int rc = mods[i]->init ? mods[i]->init(srv) : 0;
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+void gw_modules_fini(const gw_module *const *mods, gw_server *srv) {
+  for (int i = count(mods) - 1; i >= 0; i--)
+    if (mods[i]->fini) mods[i]->fini(srv);
+}
+
+int gw_modules_routes(const gw_module *const *mods, gw_server *srv, gw_router *rt) {
+  for (int i = 0; i < count(mods); i++) {
+    int rc = mods[i]->routes ? mods[i]->routes(srv, rt) : 0;
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+int gw_modules_loop_start(const gw_module *const *mods, gw_loop *lp) {
+  for (int i = 0; i < count(mods); i++) {
+    int rc = mods[i]->loop_start ? mods[i]->loop_start(lp) : 0;
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+void gw_modules_loop_stop(const gw_module *const *mods, gw_loop *lp) {
+  for (int i = count(mods) - 1; i >= 0; i--)
+    if (mods[i]->loop_stop) mods[i]->loop_stop(lp);
+}
+
+void gw_modules_drain(const gw_module *const *mods, gw_loop *lp) {
+  for (int i = 0; i < count(mods); i++)
+    if (mods[i]->drain) mods[i]->drain(lp);
+}

@@ -1,0 +1,86 @@
+/* gateway/http/forwarded.c — trusted proxies (see forwarded.h). Moved out of
+ * core/server.c (the list) and http.c (the walk) so the HTTP layer judges
+ * X-Forwarded-* without knowing the process: core parses the list once at
+ * start and answers the host's trusted() with gw_trusted_has. */
+#include "gateway/http/forwarded.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/base/cidr.h"
+
+struct gw_trusted {
+  gw_cidr *cidrs;
+  int n;
+};
+
+int gw_trusted_parse(const char *list, gw_trusted **out) {
+  *out = NULL;
+  gw_trusted *t = calloc(1, sizeof *t);
+  if (!t) return -ENOMEM;
+  int cap = 0, rc = 0;
+  for (const char *p = list ? list : ""; *p;) {
+    while (*p == ' ' || *p == ',') p++;
+    if (!*p) break;
+    size_t n = strcspn(p, ", ");
+    if (t->n == cap) {
+      cap = cap ? cap * 2 : 4;
+      gw_cidr *nc = realloc(t->cidrs, (size_t)cap * sizeof *nc);
+      if (!nc) {
+        rc = -ENOMEM;
+        goto fail;
+      }
+      t->cidrs = nc;
+    }
+    if (gw_cidr_parse(p, n, &t->cidrs[t->n]) != 0) {
+      rc = -EINVAL;
+      goto fail;
+    }
+    t->n++;
+    p += n;
+  }
+  *out = t;
+  return 0;
+fail:
+  gw_trusted_free(t);
+  return rc;
+}
+
+void gw_trusted_free(gw_trusted *t) {
+  if (!t) return;
+  free(t->cidrs);
+  free(t);
+}
+
+bool gw_trusted_has(const gw_trusted *t, const char *ip) {
+  if (!t || !t->n) return false;
+  unsigned char a[16];
+  int fam;
+  if (gw_ip_parse(ip, a, &fam) != 0) return false;
+  for (int i = 0; i < t->n; i++)
+    if (gw_cidr_match(&t->cidrs[i], fam, a)) return true;
+  return false;
+}
+
+void gw_forwarded_client(const char *xff, bool (*trusted)(void *ctx, const char *ip), void *ctx, char *client,
+                         size_t cap) {
+  /* Walk from the right: the first address not ours is the client. */
+  char tmp[1024];
+  snprintf(tmp, sizeof tmp, "%s", xff);
+  char *end = tmp + strlen(tmp);
+  while (end > tmp) {
+    char *start = end;
+    while (start > tmp && start[-1] != ',') start--;
+    char *s = start, *e = end;
+    while (s < e && (*s == ' ' || *s == '\t')) s++;
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t')) e--;
+    *e = 0;
+    if (*s) {
+      snprintf(client, cap, "%.*s", (int)(cap - 1), s);
+      if (!trusted(ctx, s)) break;
+    }
+    end = start > tmp ? start - 1 : tmp;
+  }
+}

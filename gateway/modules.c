@@ -1,0 +1,51 @@
+/* gateway/modules.c — the module table: the only file that knows every
+ * module. `mcpgate serve` (gw_serve) and the offline CLI (gateway/cli.c)
+ * both run it (gateway/core/module.h).
+ *
+ * The order is a contract. store_init registers in-transaction hooks in
+ * this order, and a SCIM deactivation runs them in it:
+ *   scim      counts the lifecycle event (after commit), registers the SCIM
+ *             index checks
+ *   auth      deletes the user's employee tokens          (same txn);
+ *             checks employee tokens against their users
+ *   sessions  deletes the user's MCP sessions; the per-user session cap
+ *             (same txn); checks sessions against tenants and users
+ *   policy    drops the user's cached effective policy    (after commit)
+ *   mcp       ends the user's live exchanges and streams after the commit,
+ *             before the SCIM reply is released
+ *   admin     checks of tenants and admin/SCIM tokens; resumes tenant purges
+ *   ops       /healthz, /readyz, /metrics
+ * Metrics render in the same order after the process's own (HTTP, store):
+ * SCIM, then MCP. loop_start runs in order (sessions' purge timer, then the
+ * proxy with its outbound engine, then admin's purges, which may call into
+ * it); loop_stop and fini in reverse.
+ *
+ * auth and policy are domain modules below gateway/ (they may not include
+ * gateway/core/module.h), so their entries live here. */
+#include "gateway/modules.h"
+
+#include "auth/auth.h"
+#include "gateway/api/admin.h"
+#include "gateway/api/ops.h"
+#include "gateway/api/scim_http.h"
+#include "gateway/mcp/mcp_proxy.h"
+#include "gateway/mcp/mcp_session.h"
+#include "policy/policy.h"
+
+static int auth_store_init(st_store *st, gw_server *srv) {
+  (void)srv;
+  int rc = auth_register_hooks(st);
+  return rc ? rc : auth_register_checks(st);
+}
+
+static int policy_store_init(st_store *st, gw_server *srv) {
+  (void)srv;
+  return pol_register_hooks(st);
+}
+
+static const gw_module gw_mod_auth = {.name = "auth", .store_init = auth_store_init};
+static const gw_module gw_mod_policy = {.name = "policy", .store_init = policy_store_init};
+
+const gw_module *const gw_modules[] = {
+    &gw_mod_scim, &gw_mod_auth, &gw_mod_sessions, &gw_mod_policy, &gw_mod_mcp, &gw_mod_admin, &gw_mod_ops, NULL,
+};

@@ -1,0 +1,488 @@
+/* tests/unit/test_http.c — the HTTP/1.1 server layer (gateway/http/http.h) on
+ * its own: a libuv loop, gw_http listening on 127.0.0.1:0 with a test host
+ * (gw_http_host) and a test router, and a raw TCP client on the same loop
+ * that writes bytes and reads what comes back. Possible since issue 13: the
+ * HTTP layer needs only a host, not the process.
+ *
+ * Routes of the test router:
+ *   /echo      200 "path=… client=… body=N" at once
+ *   /slow      200 "slow" 30 ms later, from a uv_async callback (an
+ *              asynchronous handler)
+ *   /t/{}/x    200 "tenant route"                   (pattern routes)
+ *   /priv/...  200 "private" (GW_ROUTE_PRIVATE)
+ * Handlers record on which loop turn they ran (a uv_check handle counts the
+ * turns) and whether a dispatch happened inside a reply, so the test can
+ * see that a pipelined request is never dispatched from the reply path of
+ * the one before it (STYLE anti-pattern 7): a reply sent from outside the
+ * parser (an asynchronous handler; here from a uv_async callback, like a
+ * writer's done callback) lets the next request run on a later loop turn.
+ * (Replies sent synchronously while the parser runs let its loop go on to
+ * the next request after the reply returned.)
+ *
+ * Every test runs on its own loop and ends asserting uv_loop_close(loop) ==
+ * 0 (no leaked handle). Set UNIT_VERBOSE=1 to see the layer's logs. */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "gateway/base/log.h"
+#include "gateway/http/http.h"
+#include "gateway/http/router.h"
+#include "tests/unit/unit.h"
+
+/* ---- the environment: loop, host, router, listener ---------------------- */
+
+typedef struct env {
+  uv_loop_t loop;
+  uv_check_t check;
+  uv_tcp_t listener;
+  uv_timer_t slow_timer;
+  uv_async_t slow_async;
+  gw_req *slow_req;
+  gw_http http;
+  gw_http_host host;
+  gw_router *router;
+  int port;
+  uint64_t turn;      /* loop iterations so far */
+  bool trust_loopback;
+  int closed, requests, last_status;
+  uint64_t dispatch_turn[8], reply_turn[8];
+  int ndispatch;
+  bool in_reply;      /* inside gw_respond of a handler */
+  int nested;         /* dispatches that happened inside a reply */
+  uint64_t next_id;
+} env;
+
+static env E;
+
+static void on_check(uv_check_t *c) { ((env *)c->data)->turn++; }
+
+static bool host_trusted(void *ctx, const char *ip) {
+  env *e = ctx;
+  return e->trust_loopback && strcmp(ip, "127.0.0.1") == 0;
+}
+
+static void host_request_id(void *ctx, char out[17]) {
+  env *e = ctx;
+  snprintf(out, 17, "feed%012llx", (unsigned long long)++e->next_id);
+}
+
+static void host_closed(void *ctx, bool counted) {
+  (void)counted;
+  ((env *)ctx)->closed++;
+}
+
+static void host_done(void *ctx, const gw_req *req, int rclass, int status, double secs) {
+  env *e = ctx;
+  (void)req, (void)rclass, (void)secs;
+  e->requests++;
+  e->last_status = status;
+}
+
+static void note_dispatch(void) {
+  if (E.in_reply) E.nested++;
+  if (E.ndispatch < 8) E.dispatch_turn[E.ndispatch] = E.turn;
+}
+
+static void note_reply(void) {
+  if (E.ndispatch < 8) E.reply_turn[E.ndispatch] = E.turn;
+  E.ndispatch++;
+}
+
+static void h_echo(gw_req *req) {
+  note_dispatch();
+  char body[256];
+  int n = snprintf(body, sizeof body, "path=%s client=%s body=%zu", req->path, req->client, req->body_len);
+  note_reply();
+  E.in_reply = true;
+  gw_respond(req, 200, "text/plain", body, (size_t)n);
+  E.in_reply = false;
+}
+
+static void on_slow_async(uv_async_t *as) {
+  env *e = as->data;
+  gw_req *r = e->slow_req;
+  e->slow_req = NULL;
+  note_reply();
+  e->in_reply = true;
+  gw_respond(r, 200, "text/plain", "slow", 4);
+  e->in_reply = false;
+}
+
+static void on_slow(uv_timer_t *t) { uv_async_send(&((env *)t->data)->slow_async); }
+
+static void h_slow(gw_req *req) {
+  note_dispatch();
+  E.slow_req = req;
+  uv_timer_start(&E.slow_timer, on_slow, 30, 0);
+}
+
+static void h_tenant(gw_req *req) { gw_respond(req, 200, "text/plain", "tenant route", 12); }
+static void h_private(gw_req *req) { gw_respond(req, 200, "text/plain", "private", 7); }
+
+static void on_connection(uv_stream_t *s, int status) {
+  if (status == 0) gw_http_accept(&E.http, s, GW_LISTENER_HTTP);
+}
+
+static int env_init(int64_t max_header, int64_t max_body) {
+  memset(&E, 0, sizeof E);
+  if (uv_loop_init(&E.loop) != 0) return -1;
+  uv_check_init(&E.loop, &E.check);
+  E.check.data = &E;
+  uv_check_start(&E.check, on_check);
+  uv_unref((uv_handle_t *)&E.check);
+  uv_timer_init(&E.loop, &E.slow_timer);
+  E.slow_timer.data = &E;
+  uv_async_init(&E.loop, &E.slow_async, on_slow_async);
+  E.slow_async.data = &E;
+  E.host = (gw_http_host){
+      .ctx = &E,
+      .limits = {100, max_header, 8192, max_body, 5000, 5000, 5000, false},
+      .trusted = host_trusted,
+      .request_id = host_request_id,
+      .on_conn_closed = host_closed,
+      .on_request_done = host_done,
+  };
+  if (gw_router_new(false, &E.router) != 0) return -1;
+  gw_route echo = {GW_RC_OTHER, h_echo, "GET, POST", 0, NULL, NULL};
+  gw_route slow = {GW_RC_OTHER, h_slow, "GET", 0, NULL, NULL};
+  gw_route tenant = {GW_RC_OTHER, h_tenant, "GET", 0, NULL, NULL};
+  gw_route priv = {GW_RC_ADMIN, h_private, "GET", 0, NULL, NULL};
+  if (gw_router_add(E.router, "/echo", &echo, 0) || gw_router_add(E.router, "/slow", &slow, 0) ||
+      gw_router_add(E.router, "/t/{}/x", &tenant, 0) || gw_router_add(E.router, "/priv/...", &priv, GW_ROUTE_PRIVATE))
+    return -1;
+  gw_http_init(&E.http, &E.loop, NULL, &E.host, E.router);
+  struct sockaddr_in sa;
+  uv_ip4_addr("127.0.0.1", 0, &sa);
+  uv_tcp_init(&E.loop, &E.listener);
+  if (uv_tcp_bind(&E.listener, (struct sockaddr *)&sa, 0) != 0) return -1;
+  if (uv_listen((uv_stream_t *)&E.listener, 16, on_connection) != 0) return -1;
+  int len = sizeof sa;
+  uv_tcp_getsockname(&E.listener, (struct sockaddr *)&sa, &len);
+  E.port = ntohs(sa.sin_port);
+  return 0;
+}
+
+/* Closes the listener and every connection, runs the loop out and returns
+ * uv_loop_close's result (0: no handle leaked). */
+static int env_finish(void) {
+  gw_http_close_all(&E.http);
+  uv_close((uv_handle_t *)&E.listener, NULL);
+  uv_close((uv_handle_t *)&E.check, NULL);
+  uv_close((uv_handle_t *)&E.slow_timer, NULL);
+  uv_close((uv_handle_t *)&E.slow_async, NULL);
+  uv_run(&E.loop, UV_RUN_DEFAULT);
+  gw_router_free(E.router);
+  return uv_loop_close(&E.loop);
+}
+
+/* ---- the raw client ------------------------------------------------------- */
+
+typedef struct client {
+  uv_tcp_t tcp;
+  uv_connect_t conn;
+  char buf[65536];
+  size_t len;
+  bool connected, eof, closed;
+} client;
+
+static void c_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b) {
+  client *c = h->data;
+  (void)sz;
+  b->base = c->buf + c->len;
+  b->len = sizeof c->buf - 1 - c->len;
+}
+
+static void c_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+  client *c = s->data;
+  (void)b;
+  if (n > 0) {
+    c->len += (size_t)n;
+    c->buf[c->len] = 0;
+  } else if (n < 0) {
+    c->eof = true;
+    uv_read_stop(s);
+  }
+}
+
+static void c_connected(uv_connect_t *r, int status) {
+  client *c = r->data;
+  c->connected = status == 0;
+  if (c->connected) uv_read_start((uv_stream_t *)&c->tcp, c_alloc, c_read);
+}
+
+static void c_closed(uv_handle_t *h) { ((client *)h->data)->closed = true; }
+
+static void on_deadline(uv_timer_t *t) { *(bool *)t->data = true; }
+
+/* Runs the loop until cond() holds or ms pass; returns cond(). */
+static bool run_until(bool (*cond)(void *), void *arg, int ms) {
+  uv_timer_t t;
+  bool late = false;
+  uv_timer_init(&E.loop, &t);
+  t.data = &late;
+  uv_timer_start(&t, on_deadline, (uint64_t)ms, 0);
+  while (!cond(arg) && !late) uv_run(&E.loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&t, NULL);
+  uv_run(&E.loop, UV_RUN_NOWAIT);
+  return cond(arg);
+}
+
+static bool is_connected(void *a) { return ((client *)a)->connected; }
+static bool is_eof(void *a) { return ((client *)a)->eof; }
+static bool is_closed(void *a) { return ((client *)a)->closed; }
+static bool no_conns(void *a) {
+  (void)a;
+  return gw_http_conns(&E.http) == 0;
+}
+
+typedef struct want {
+  client *c;
+  int n; /* responses (status lines) */
+} want;
+
+static int count_responses(const client *c) {
+  int n = 0;
+  for (const char *p = c->buf; (p = strstr(p, "HTTP/1.1 ")); p++) n++;
+  return n;
+}
+
+static bool has_responses(void *a) {
+  want *w = a;
+  return count_responses(w->c) >= w->n;
+}
+
+static bool client_open(client *c) {
+  memset(c, 0, sizeof *c);
+  struct sockaddr_in sa;
+  uv_ip4_addr("127.0.0.1", E.port, &sa);
+  uv_tcp_init(&E.loop, &c->tcp);
+  c->tcp.data = c->conn.data = c;
+  uv_tcp_connect(&c->conn, &c->tcp, (struct sockaddr *)&sa, c_connected);
+  return run_until(is_connected, c, 2000);
+}
+
+static void c_written(uv_write_t *w, int status) {
+  (void)status;
+  free(w->data);
+  free(w);
+}
+
+static void client_send(client *c, const char *data) {
+  size_t n = strlen(data);
+  uv_write_t *w = malloc(sizeof *w);
+  char *copy = malloc(n);
+  memcpy(copy, data, n);
+  w->data = copy;
+  uv_buf_t b = uv_buf_init(copy, (unsigned)n);
+  uv_write(w, (uv_stream_t *)&c->tcp, &b, 1, c_written);
+}
+
+static bool wait_responses(client *c, int n) {
+  want w = {c, n};
+  return run_until(has_responses, &w, 3000);
+}
+
+/* Closes the client and waits until the server side is gone too. */
+static bool client_close(client *c) {
+  uv_close((uv_handle_t *)&c->tcp, c_closed);
+  return run_until(is_closed, c, 2000) && run_until(no_conns, NULL, 3000);
+}
+
+/* ---- tests ---------------------------------------------------------------- */
+
+TEST(keep_alive_serves_requests_in_turn) {
+  CHECK_INT(env_init(8192, 65536), 0);
+  client c;
+  CHECK(client_open(&c));
+  client_send(&c, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(wait_responses(&c, 1));
+  CHECK(strstr(c.buf, "HTTP/1.1 200 OK\r\n"));
+  CHECK(strstr(c.buf, "X-Request-Id: feed000000000001\r\n")); /* the host's id */
+  CHECK(strstr(c.buf, "path=/echo client=127.0.0.1 body=0"));
+  CHECK(!strstr(c.buf, "Connection: close"));
+  client_send(&c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+  CHECK(wait_responses(&c, 2));
+  CHECK(strstr(c.buf, "body=5"));
+  CHECK(!c.eof);
+  CHECK_INT(gw_http_conns(&E.http), 1); /* one connection served both */
+  CHECK_INT(E.requests, 2);
+  /* routing: a pattern route, a 404, a 405 */
+  client_send(&c, "GET /t/acme/x HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(wait_responses(&c, 3));
+  CHECK(strstr(c.buf, "tenant route"));
+  client_send(&c, "GET /t//x HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(wait_responses(&c, 4));
+  CHECK(strstr(c.buf, "HTTP/1.1 404 Not Found\r\n"));
+  client_send(&c, "DELETE /echo HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(wait_responses(&c, 5));
+  CHECK(strstr(c.buf, "HTTP/1.1 405 Method Not Allowed\r\n"));
+  CHECK(strstr(c.buf, "Allow: GET, POST\r\n"));
+  CHECK(!c.eof);
+  CHECK(client_close(&c));
+  CHECK_INT(E.closed, 1);
+  CHECK_INT(env_finish(), 0);
+}
+
+TEST(pipelined_requests_answer_in_order_on_later_turns) {
+  CHECK_INT(env_init(8192, 65536), 0);
+  client c;
+  CHECK(client_open(&c));
+  /* one write: a quick request, a slow (asynchronous) one, a quick one */
+  client_send(&c,
+              "GET /echo?a HTTP/1.1\r\nHost: x\r\n\r\n"
+              "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
+              "GET /echo?b HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(wait_responses(&c, 3));
+  const char *a = strstr(c.buf, "path=/echo");
+  const char *slow = strstr(c.buf, "\r\n\r\nslow");
+  CHECK(a && slow && a < slow); /* in request order */
+  CHECK(strstr(slow, "path=/echo"));
+  CHECK_INT(E.ndispatch, 3);
+  /* never dispatched from inside the previous reply; the one after the
+   * asynchronous reply waited for a later loop turn */
+  CHECK_INT(E.nested, 0);
+  CHECK(E.dispatch_turn[1] >= E.reply_turn[0]);
+  CHECK(E.dispatch_turn[2] > E.reply_turn[1]);
+  CHECK(!c.eof);
+  CHECK(client_close(&c));
+  CHECK_INT(env_finish(), 0);
+}
+
+TEST(oversize_header_is_431_and_closes) {
+  CHECK_INT(env_init(1024, 65536), 0);
+  client c;
+  CHECK(client_open(&c));
+  char req[4096];
+  char big[2001];
+  memset(big, 'a', 2000);
+  big[2000] = 0;
+  snprintf(req, sizeof req, "GET /echo HTTP/1.1\r\nHost: x\r\nX-Big: %s\r\n\r\n", big);
+  client_send(&c, req);
+  CHECK(wait_responses(&c, 1));
+  CHECK(strstr(c.buf, "HTTP/1.1 431 Request Header Fields Too Large\r\n"));
+  CHECK(strstr(c.buf, "Connection: close\r\n"));
+  CHECK(run_until(is_eof, &c, 3000));
+  CHECK(client_close(&c));
+  CHECK_INT(E.last_status, 431);
+  CHECK_INT(env_finish(), 0);
+}
+
+TEST(oversize_body_is_413_before_the_body_is_read) {
+  CHECK_INT(env_init(8192, 100), 0);
+  client c;
+  CHECK(client_open(&c));
+  /* announced over the cap: refused from the headers alone */
+  client_send(&c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n");
+  CHECK(wait_responses(&c, 1));
+  CHECK(strstr(c.buf, "HTTP/1.1 413 Content Too Large\r\n"));
+  CHECK(run_until(is_eof, &c, 3000));
+  CHECK(client_close(&c));
+  /* chunked past the cap: refused as the bytes arrive */
+  client c2;
+  CHECK(client_open(&c2));
+  char req[1024];
+  char chunk[201];
+  memset(chunk, 'b', 200);
+  chunk[200] = 0;
+  snprintf(req, sizeof req, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nc8\r\n%s\r\n", chunk);
+  client_send(&c2, req);
+  CHECK(wait_responses(&c2, 1));
+  CHECK(strstr(c2.buf, "HTTP/1.1 413 "));
+  CHECK(client_close(&c2));
+  CHECK_INT(env_finish(), 0);
+}
+
+TEST(malformed_request_is_400_and_closes) {
+  CHECK_INT(env_init(8192, 65536), 0);
+  client c;
+  CHECK(client_open(&c));
+  client_send(&c, "GARBAGE\r\n\r\n");
+  CHECK(wait_responses(&c, 1));
+  CHECK(strstr(c.buf, "HTTP/1.1 400 Bad Request\r\n"));
+  CHECK(strstr(c.buf, "Connection: close\r\n"));
+  CHECK(run_until(is_eof, &c, 3000));
+  CHECK(client_close(&c));
+  /* HTTP/1.1 without Host, and an obs-fold: 400 too */
+  client c2;
+  CHECK(client_open(&c2));
+  client_send(&c2, "GET /echo HTTP/1.1\r\nX-A: 1\r\n\r\n");
+  CHECK(wait_responses(&c2, 1));
+  CHECK(strstr(c2.buf, "HTTP/1.1 400 "));
+  CHECK(strstr(c2.buf, "missing Host header"));
+  CHECK(client_close(&c2));
+  client c3;
+  CHECK(client_open(&c3));
+  client_send(&c3, "GET /echo HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n  folded\r\n\r\n");
+  CHECK(wait_responses(&c3, 1));
+  CHECK(strstr(c3.buf, "HTTP/1.1 400 "));
+  CHECK(client_close(&c3));
+  CHECK_INT(env_finish(), 0);
+}
+
+TEST(forwarded_for_only_from_a_trusted_peer) {
+  CHECK_INT(env_init(8192, 65536), 0);
+  client c;
+  CHECK(client_open(&c));
+  const char *req = "GET /echo HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 198.51.100.9, 203.0.113.7\r\n\r\n";
+  client_send(&c, req);
+  CHECK(wait_responses(&c, 1));
+  CHECK(strstr(c.buf, "client=127.0.0.1 ")); /* peer not trusted: header ignored */
+  E.trust_loopback = true;
+  client_send(&c, req);
+  CHECK(wait_responses(&c, 2));
+  /* the rightmost address not trusted is the client */
+  CHECK(strstr(c.buf, "client=203.0.113.7 "));
+  client_send(&c, "GET /echo HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.7, 127.0.0.1\r\n\r\n");
+  CHECK(wait_responses(&c, 3));
+  const char *third = strstr(strstr(strstr(c.buf, "client=") + 1, "client=") + 1, "client=");
+  CHECK(third && !strncmp(third, "client=203.0.113.7 ", 19)); /* trusted hops skipped */
+  CHECK(client_close(&c));
+  CHECK_INT(env_finish(), 0);
+}
+
+TEST(router_patterns_and_private_routes) {
+  gw_router *r;
+  CHECK_INT(gw_router_new(true, &r), 0);
+  gw_route a = {GW_RC_MCP, h_tenant, NULL, 0, NULL, NULL};
+  gw_route b = {GW_RC_MCP, h_tenant, NULL, 0, NULL, NULL};
+  gw_route p = {GW_RC_ADMIN, h_private, NULL, 0, NULL, NULL};
+  CHECK_INT(gw_router_add(r, "/t/{}/mcp", &a, 0), 0);
+  CHECK_INT(gw_router_add(r, "/t/{}/mcp/{}", &b, 0), 0);
+  CHECK_INT(gw_router_add(r, "/admin/v1/...", &p, GW_ROUTE_PRIVATE), 0);
+  CHECK(gw_router_add(r, "/x/.../y", &p, 0) != 0);
+  CHECK(gw_router_add(r, "nope", &p, 0) != 0);
+#define FIND(kind, s) gw_router_find(r, kind, s, strlen(s))
+  const gw_route *ra = FIND(GW_LISTENER_HTTP, "/t/acme/mcp");
+  const gw_route *rb = FIND(GW_LISTENER_HTTP, "/t/acme/mcp/github");
+  CHECK(ra && rb && ra != rb);
+  CHECK(!FIND(GW_LISTENER_HTTP, "/t/acme/mcp/"));
+  CHECK(!FIND(GW_LISTENER_HTTP, "/t/acme/mcp/a/b"));
+  CHECK(!FIND(GW_LISTENER_HTTP, "/t//mcp"));
+  CHECK(!FIND(GW_LISTENER_HTTP, "/t/acme"));
+  /* private: only on the admin listener when the process has one */
+  CHECK(!FIND(GW_LISTENER_HTTP, "/admin/v1/tenants"));
+  CHECK(FIND(GW_LISTENER_ADMIN, "/admin/v1/tenants"));
+  CHECK(FIND(GW_LISTENER_ADMIN, "/admin/v1"));
+  CHECK(!FIND(GW_LISTENER_ADMIN, "/admin/v1x"));
+  gw_router_free(r);
+  CHECK_INT(gw_router_new(false, &r), 0);
+  CHECK_INT(gw_router_add(r, "/admin/v1/...", &p, GW_ROUTE_PRIVATE), 0);
+  CHECK(FIND(GW_LISTENER_HTTP, "/admin/v1/tenants"));
+#undef FIND
+  gw_router_free(r);
+}
+
+int main(void) {
+  if (!getenv("UNIT_VERBOSE")) gw_log_set_level((gw_log_level)(GW_LOG_ERROR + 1));
+  RUN(keep_alive_serves_requests_in_turn);
+  RUN(pipelined_requests_answer_in_order_on_later_turns);
+  RUN(oversize_header_is_431_and_closes);
+  RUN(oversize_body_is_413_before_the_body_is_read);
+  RUN(malformed_request_is_400_and_closes);
+  RUN(forwarded_for_only_from_a_trusted_peer);
+  RUN(router_patterns_and_private_routes);
+  return UNIT_DONE();
+}
