@@ -240,6 +240,30 @@ void vault_secret_free(char *value) {
   st_secret_free((uint8_t *)value, strlen(value));
 }
 
+int vault_upstream_cred(st_txn *txn, const char *tenant, const char *connector, const char *user, vault_cred *out) {
+  json_t *rec = NULL;
+  (void)user; /* one shared credential per connector today */
+  out->name = out->value = NULL;
+  int rc = vault_connector_get(txn, tenant, connector, &rec);
+  if (rc) return rc;
+  json_t *auth = json_object_get(rec, "auth");
+  const char *type = json_string_value(json_object_get(auth, "type"));
+  const char *name = json_string_value(json_object_get(auth, "name"));
+  if (type && !strcmp(type, "header")) {
+    rc = vault_connector_secret(txn, tenant, connector, &out->value);
+    if (rc == 0 && name && !(out->name = strdup(name))) rc = ST_ENOMEM;
+    if (rc) vault_cred_free(out);
+  }
+  json_decref(rec);
+  return rc;
+}
+
+void vault_cred_free(vault_cred *c) {
+  vault_secret_free(c->value);
+  free(c->name);
+  c->name = c->value = NULL;
+}
+
 int vault_connector_delete(st_txn *txn, const char *tenant, const char *name) {
   char k[128];
   if (!vault_connector_name_valid(name)) return ST_ENOTFOUND;

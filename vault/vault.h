@@ -49,6 +49,20 @@ json_t *vault_connector_view(const json_t *rec);
  * and must be released with vault_secret_free (wipes it). */
 int vault_connector_secret(st_txn *txn, const char *tenant, const char *name, char **value);
 void vault_secret_free(char *value);
+
+/* The credential the gateway presents to a connector's upstream for `user`
+ * (NULL: the gateway's own call, e.g. a capability probe): today the
+ * connector's shared header (auth type "header"), later per-user grants.
+ * On success the line to send is "<name>: <value>" (both NULL: the
+ * connector needs none). Release with vault_cred_free (wipes the value).
+ * Synchronous today; a credential that needs a refresh will come back
+ * through an asynchronous variant with the same result. */
+typedef struct vault_cred {
+  char *name;  /* header name (malloc'd) or NULL */
+  char *value; /* header value (malloc'd, wiped on free) or NULL */
+} vault_cred;
+int vault_upstream_cred(st_txn *txn, const char *tenant, const char *connector, const char *user, vault_cred *out);
+void vault_cred_free(vault_cred *c);
 /* Deletes the connector and its sealed secret. Write txns only. */
 int vault_connector_delete(st_txn *txn, const char *tenant, const char *name);
 /* Every connector of a tenant, as admin views, in name order. */
