@@ -2,10 +2,8 @@
  * minted by an admin for a SCIM-provisioned user and pasted into Claude
  * Code as `--header "Authorization: Bearer mgw_…"`.
  *
- * Store layout (ST_DB_TOKENS, shared with gateway/api/admin.h's layout):
- *   "h" sha256(token)               → {id, kind:"mgw", tenant, user, name, created, expires}
- *   "i" tenant \0 "mgw" \0 tokid    → sha256(token)    (listing, revoking)
- *   "u" tenant \0 user id \0 tokid  → sha256(token)    (deleting a user's tokens)
+ * Records and their keys are auth/token_store.h's (kind "mgw", with the
+ * user's id and an optional expiry).
  * Every request re-checks the token AND the user's state in the store, so
  * a deactivated user fails closed even before the hook below ran. The hook
  * on user deactivation/deletion deletes the user's tokens in the SCIM
@@ -18,6 +16,7 @@
 
 #include "store/store.h"
 #include "store/token.h"
+#include "auth/token_store.h"
 
 #define AUTH_TOKEN_PREFIX "mgw_"
 
@@ -35,9 +34,16 @@ typedef struct auth_token_new {
   char user_name[300];
 } auth_token_new;
 
+/* ---- errors: auth's range is -30600..-30699 (outside libuv's errno range
+ * and LMDB's); auth functions also pass ST_E* through. */
+#define AUTH_ERR_FIRST (-30600)
+#define AUTH_ERR_LAST (-30699)
+#define AUTH_EINACTIVE (-30600) /* the user is not active (deactivated in the IdP) */
+/* Names an auth code, or a store code (st_strerror); static string. */
+const char *auth_strerror(int err);
+
 /* Writer job body: creates the token for an existing, active user.
  * ST_ENOTFOUND (no such user), AUTH_EINACTIVE (user not active). */
-#define AUTH_EINACTIVE (-2001)
 int auth_token_create(st_txn *txn, auth_token_new *t);
 
 /* Verifies a presented token for tenant: hash lookup, kind, tenant,
@@ -53,15 +59,6 @@ int auth_token_verify(st_txn *txn, const char *tenant, const char *token, int64_
  * re-checks after every asynchronous step (and inside write jobs that act
  * for the user). 0 or ST_ENOTFOUND (or a store error). */
 int auth_identity_check(st_txn *txn, const char *tenant, const char *user_id, const char *tokid, int64_t now);
-
-/* Lists a tenant's employee tokens (never the token). */
-int auth_token_list(st_txn *txn, const char *tenant, json_t **arr);
-/* Revokes one token by id. ST_ENOTFOUND if absent. */
-int auth_token_revoke(st_txn *txn, const char *tenant, const char *tokid);
-/* Deletes every token of a user; returns how many. */
-int auth_tokens_delete_user(st_txn *txn, const char *tenant, const char *user_id);
-/* Purge step for tenant deletion ("u" index entries). */
-int auth_purge_tenant(st_txn *txn, const char *tenant, int limit);
 
 /* Registers the SCIM hooks (deactivated, deleted → tokens deleted). */
 int auth_register_hooks(st_store *st);

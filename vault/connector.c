@@ -51,7 +51,7 @@ int vault_connector_parse(const json_t *body, json_t **config, const char **secr
   err[0] = 0;
   if (!json_is_object(body)) {
     add(err, errlen, "the body must be a JSON object");
-    return -1;
+    return VAULT_EINVALID;
   }
   const char *k;
   json_t *v;
@@ -126,7 +126,7 @@ int vault_connector_parse(const json_t *body, json_t **config, const char **secr
   if (err[0]) {
     json_decref(timeouts);
     *secret = NULL;
-    return -1;
+    return VAULT_EINVALID;
   }
   json_t *c = json_object();
   json_object_set_new(c, "url", json_string(u));

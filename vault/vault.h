@@ -19,6 +19,14 @@
 
 #include "store/store.h"
 
+/* ---- errors: vault's range is -31000..-31099 (outside libuv's errno range
+ * and LMDB's); vault functions also pass ST_E* through. */
+#define VAULT_ERR_FIRST (-31000)
+#define VAULT_ERR_LAST (-31099)
+#define VAULT_EINVALID (-31000) /* a connector definition failed validation */
+/* Names a vault code, or a store code (st_strerror); static string. */
+const char *vault_strerror(int err);
+
 #define VAULT_NAME_MAX 32
 #define VAULT_SECRET_KIND "connector.header"
 
@@ -28,7 +36,7 @@ int vault_connector_name_valid(const char *name);
 /* Validates an admin PUT body. On success returns 0, *config (owned) is the
  * record to store (without created/updated and without the secret) and
  * *secret points into `body` (borrowed; NULL for auth type none). On error
- * returns negative and writes every problem, '; '-separated, into err. */
+ * returns VAULT_EINVALID and writes every problem, '; '-separated, into err. */
 int vault_connector_parse(const json_t *body, json_t **config, const char **secret, char *err,
                           size_t errlen);
 

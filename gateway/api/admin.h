@@ -6,11 +6,12 @@
  * transactions; every write is one writer job whose reply waits for the
  * commit. Errors are JSON {"error": code, "message": text}.
  *
- * Store layout (ST_DB_TENANTS, ST_DB_TOKENS):
- *   TENANTS  "t" id                      → tenant JSON {id,name,created,state}
- *   TOKENS   "h" sha256(token)           → token JSON {id,kind,tenant,name,created,…}
- *            "i" tenant \0 kind \0 tokid → sha256(token)   (listing, revoking)
- * Token kinds: "scim" (mgs_), "admin" (mga_, tenant-scoped). */
+ * Tenant records are store/tenant.h's (st_tenant_*), tokens of every kind
+ * auth/token_store.h's (auth_token_*): this API validates, mints and
+ * answers.
+ *
+ * The implementation is split by resource (admin.c dispatches; see
+ * admin_int.h for which file owns what). */
 #ifndef MCPGATE_GATEWAY_ADMIN_H
 #define MCPGATE_GATEWAY_ADMIN_H
 #include <jansson.h>
@@ -22,6 +23,16 @@ typedef struct gw_loop gw_loop;
 typedef struct st_txn st_txn;
 typedef struct st_store st_store;
 
+/* ---- errors: the admin API's job results, range -31200..-31299 (outside
+ * libuv's errno range and LMDB's); jobs also return ST_E*, AUTH_E*, VAULT_E*. */
+#define GW_API_ERR_FIRST (-31200)
+#define GW_API_ERR_LAST (-31299)
+#define GW_API_EEXISTS (-31200)     /* the tenant id is taken */
+#define GW_API_EDELETING (-31201)   /* the tenant id is still being purged */
+#define GW_API_ENOTENANT (-31202)   /* the job's tenant is gone (where not-found means something else) */
+/* Names a code of this range, or of auth, vault or the store; static string. */
+const char *gw_api_strerror(int err);
+
 void gw_admin_dispatch(gw_req *req);
 /* Route preauth (gateway/http/router.h): the operator or a tenant admin token,
  * before the body is read; answers 401 otherwise. */
@@ -30,21 +41,11 @@ int gw_admin_preauth(gw_req *req);
 int gw_admin_loop_start(gw_loop *lp);
 void gw_admin_loop_stop(gw_loop *lp);
 
-/* Registers the admin records' consistency check with st_check (token
- * index ↔ token records, tokens ↔ tenants). Call before the first write. */
+/* Registers the token consistency check (auth_tokens_check: index ↔
+ * records, tokens ↔ tenants) with st_check. Call before the first write. */
 void gw_admin_register_checks(st_store *st);
 
-/* Looks a bearer token of `kind` up for `tenant`: 0 and *rec (caller
- * json_decref) when the token exists, is of that kind and tenant, and the
- * tenant is active; negative otherwise. Constant-time where it matters:
- * the lookup is by hash, never by comparing token text. */
-int gw_token_lookup(st_txn *txn, const char *token, const char *kind, const char *tenant,
-                    json_t **rec);
 /* Records a token's last use (at most once a minute; fire and forget). */
 void gw_token_touch(gw_loop *lp, const char *token, json_t *rec);
-/* Loads the tenant record; ST_ENOTFOUND when absent or deleted. */
-int gw_tenant_get(st_txn *txn, const char *id, json_t **rec);
-/* [a-z0-9-]{1,63} */
-int gw_tenant_id_valid(const char *id);
 
 #endif

@@ -23,7 +23,9 @@
 #include <strings.h>
 #include <time.h>
 
+#include "auth/token_store.h"
 #include "gateway/api/admin.h"
+#include "store/tenant.h"
 #include "gateway/base/log.h"
 #include "gateway/mcp/mcp_proxy.h"
 #include "gateway/core/server.h"
@@ -186,7 +188,7 @@ static int authenticate(gw_req *req, const char *tenant, bool touch) {
     return -1;
   }
   json_t *rec = NULL;
-  int rc = gw_token_lookup(txn, tok, "scim", tenant, &rec);
+  int rc = auth_token_lookup(txn, tok, AUTH_KIND_SCIM, tenant, &rec);
   st_txn_end(txn);
   if (rc != 0) {
     OPENSSL_cleanse(tok, sizeof tok);
@@ -285,7 +287,7 @@ int gw_scim_preauth(gw_req *req) {
   }
   memcpy(tenant, p, tl);
   tenant[tl] = 0;
-  if (!gw_tenant_id_valid(tenant)) {
+  if (!st_tenant_id_valid(tenant)) {
     scim_fail(req, 404, NULL, "no such tenant");
     return -1;
   }
@@ -307,7 +309,7 @@ void gw_scim_dispatch(gw_req *req) {
   memcpy(tenant, p, tl);
   tenant[tl] = 0;
   const char *rest = p + tl + strlen("/scim/v2");
-  if (!gw_tenant_id_valid(tenant)) {
+  if (!st_tenant_id_valid(tenant)) {
     scim_fail(req, 404, NULL, "no such tenant");
     return;
   }

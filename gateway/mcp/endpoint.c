@@ -19,7 +19,7 @@
 #include <time.h>
 
 #include "auth/auth.h"
-#include "gateway/api/admin.h"
+#include "store/tenant.h"
 #include "gateway/base/log.h"
 #include "gateway/mcp/mcp_origin.h"
 #include "gateway/mcp/stats.h"
@@ -151,7 +151,7 @@ int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c) {
   memcpy(c->tenant, p, tl);
   snprintf(c->connector, sizeof c->connector, "%s", cn);
   snprintf(req->tenant, sizeof req->tenant, "%s", c->tenant);
-  if (!gw_tenant_id_valid(c->tenant) || (!agg && !vault_connector_name_valid(c->connector))) {
+  if (!st_tenant_id_valid(c->tenant) || (!agg && !vault_connector_name_valid(c->connector))) {
     gw_respond_error(req, 404, "not_found", "no such MCP endpoint");
     return -1;
   }

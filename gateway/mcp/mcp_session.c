@@ -17,6 +17,18 @@
 #define PURGE_SCAN 1000         /* "s" records one purge job reads */
 #define PURGE_BATCH 100         /* sessions one purge job deletes */
 
+const gw_setting gw_session_settings[] = {
+    {"session_idle_timeout_ms", GW_SETTING_INT, 0, 365LL * 86400000, 0,
+     "an MCP session of this tenant unused this long is gone; tightens the operator's "
+     "session_idle_timeout_ms (0: the operator's value)"},
+    {"sessions_per_user_max", GW_SETTING_INT, 0, 100000, 0,
+     "a user of this tenant keeps at most this many MCP sessions (the oldest go); tightens the "
+     "operator's sessions_per_user_max (0: the operator's value)"},
+    {NULL, 0, 0, 0, 0, NULL}};
+
+/* min(tenant, operator); a tenant value of 0 (unset) is the operator's. */
+static int64_t tighter(int64_t tenant, int64_t op) { return tenant > 0 && tenant < op ? tenant : op; }
+
 /* "2025-01-02T03:04:05Z" → unix ms at the END of that second (a stamp read
  * from whole seconds must never make a session look older than it is);
  * 0 when it does not parse. */
@@ -95,12 +107,13 @@ static int load_raw(st_txn *txn, const uint8_t raw[32], gw_session *out) {
                                         : rfc3339_end_ms(json_string_value(json_object_get(r, "created")));
   out->used_ms = json_is_integer(um) ? (int64_t)json_integer_value(um) : out->created_ms;
   json_decref(r);
+  gw_settings_get_int(txn, out->tenant, "session_idle_timeout_ms", &out->tenant_idle_ms);
   return 0;
 }
 
 bool gw_session_expired(const gw_session *s, int64_t now_ms, const gw_session_limits *lim) {
   /* a record without any readable stamp is as old as can be: refused */
-  return now_ms - s->used_ms > lim->idle_ms || now_ms - s->created_ms > lim->max_age_ms;
+  return now_ms - s->used_ms > tighter(s->tenant_idle_ms, lim->idle_ms) || now_ms - s->created_ms > lim->max_age_ms;
 }
 
 int gw_session_get(st_txn *txn, const char *id, gw_session *out) {
@@ -350,7 +363,10 @@ static int on_session_created(st_txn *txn, int kind, const void *event, void *ct
     return rc;
   }
   rc = 0;
-  if (n > (size_t)lim->per_user_max) {
+  int64_t tenant_max = 0;
+  gw_settings_get_int(txn, ev->tenant, "sessions_per_user_max", &tenant_max);
+  const size_t max = (size_t)tighter(tenant_max, lim->per_user_max);
+  if (n > max) {
     /* stamps are read after the scan: the cursor's pointers are gone */
     for (size_t i = 0; i < n; i++) {
       gw_session s;
@@ -361,7 +377,7 @@ static int on_session_created(st_txn *txn, int kind, const void *event, void *ct
       if (!strcmp(v[i].hex, ev->hex)) v[i].created_ms = INT64_MAX; /* the new one stays */
     }
     qsort(v, n, sizeof *v, cmp_owned);
-    for (size_t i = 0; i + (size_t)lim->per_user_max < n && !rc; i++) {
+    for (size_t i = 0; i + max < n && !rc; i++) {
       uint8_t raw[32];
       hex_raw(v[i].hex, raw);
       rc = delete_raw(txn, raw, v[i].hex);
@@ -376,6 +392,8 @@ static int on_session_created(st_txn *txn, int kind, const void *event, void *ct
 }
 
 int gw_sessions_register_limits(st_store *st, const gw_session_limits *lim) {
+  int rc = gw_settings_register(gw_session_settings);
+  if (rc) return rc;
   return st_hook_add(st, GW_EV_SESSION_CREATED, on_session_created, (void *)lim);
 }
 
@@ -386,6 +404,8 @@ int gw_sessions_purge_expired(st_txn *txn, const void *from, size_t flen, int64_
   uint8_t (*gone)[32] = malloc((size_t)batch * sizeof *gone);
   if (!gone) return ST_ENOMEM;
   int ngone = 0, nscan = 0, rc;
+  char last_tenant[64] = "";
+  int64_t last_idle = 0;
   *more = false;
   st_cursor *c;
   if ((rc = st_cursor_open(txn, ST_DB_SESSIONS, &c))) {
@@ -411,6 +431,14 @@ int gw_sessions_purge_expired(st_txn *txn, const void *from, size_t flen, int64_
     s.created_ms = json_is_integer(cm) ? (int64_t)json_integer_value(cm)
                                        : rfc3339_end_ms(json_string_value(json_object_get(r, "created")));
     s.used_ms = json_is_integer(um) ? (int64_t)json_integer_value(um) : s.created_ms;
+    /* the tenant's idle timeout, looked up once per run of one tenant's records */
+    const char *ten = json_string_value(json_object_get(r, "tenant"));
+    if (ten && strcmp(ten, last_tenant)) {
+      snprintf(last_tenant, sizeof last_tenant, "%s", ten);
+      last_idle = 0;
+      gw_settings_get_int(txn, last_tenant, "session_idle_timeout_ms", &last_idle);
+    }
+    s.tenant_idle_ms = ten ? last_idle : 0;
     json_decref(r);
     if (r && gw_session_expired(&s, now_ms, lim)) memcpy(gone[ngone++], (const uint8_t *)k.data + 1, 32);
     if (ngone >= batch || nscan >= scan) {
@@ -457,8 +485,8 @@ int64_t gw_session_now_ms(void) {
 
 /* Never more than once a minute; with a short idle timeout (tests, strict
  * operators) a quarter of it, so a session in use is never judged idle. */
-static int64_t touch_interval_ms(const gw_session_limits *lim) {
-  int64_t q = lim->idle_ms / 4;
+static int64_t touch_interval_ms(int64_t idle_ms) {
+  int64_t q = idle_ms / 4;
   return q < TOUCH_INTERVAL_MS ? q : TOUCH_INTERVAL_MS;
 }
 
@@ -501,7 +529,7 @@ static void touch_done(int status, void *arg) {
 
 void gw_session_touch(gw_loop *lp, const char *id, const gw_session *s, int64_t now_ms) {
   const gw_session_limits *lim = &lp->srv->sess_limits;
-  int64_t iv = touch_interval_ms(lim);
+  int64_t iv = touch_interval_ms(tighter(s->tenant_idle_ms, lim->idle_ms));
   if (now_ms - s->used_ms < iv) return;
   touch_job *t = calloc(1, sizeof *t);
   if (!t) return;

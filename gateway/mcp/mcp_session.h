@@ -35,7 +35,13 @@
  *    registered by gw_sessions_register_limits evicts, in the same
  *    transaction, the user's oldest sessions BY CREATION (created_ms, ties
  *    by hash) until sessions_per_user_max remain. Found through the user's
- *    "u" index (at most cap + 1 records read; no extra index to keep). */
+ *    "u" index (at most cap + 1 records read; no extra index to keep).
+ *  - Tenant settings (gw_session_settings, gateway/core/settings.h): a
+ *    tenant may only tighten the operator's session_idle_timeout_ms and
+ *    sessions_per_user_max (effective = min(tenant, operator); 0 or unset =
+ *    the operator's). Both are read from the tenant record in the same txn
+ *    as the session (load for the idle timeout, the creating txn for the
+ *    cap). */
 #ifndef MCPGATE_GATEWAY_MCP_SESSION_H
 #define MCPGATE_GATEWAY_MCP_SESSION_H
 #include <jansson.h>
@@ -43,6 +49,7 @@
 
 #include <stdbool.h>
 
+#include "gateway/core/settings.h"
 #include "store/store.h"
 
 #define GW_SESSION_PREFIX "mcps_"
@@ -71,7 +78,12 @@ typedef struct gw_session {
                            to each upstream; "" otherwise */
   int64_t created_ms;   /* unix ms; 0 given to gw_session_put: from `now` */
   int64_t used_ms;      /* last recorded use, unix ms (coarse: see above) */
+  int64_t tenant_idle_ms; /* the tenant's session_idle_timeout_ms (0: the operator's),
+                             read with the record; not stored in it */
 } gw_session;
+
+/* The sessions module's tenant settings (NULL-name-terminated). */
+extern const gw_setting gw_session_settings[];
 
 /* Writer job body: stores a new session under `id`, created at
  * s->created_ms, or (0) at `now` (RFC 3339, read as the end of its second),
@@ -97,8 +109,9 @@ int gw_sessions_drop_upstream_connector(st_txn *txn, const char *tenant, const c
 int gw_sessions_purge_tenant(st_txn *txn, const char *tenant, int limit);
 /* Registers the user deactivation/deletion hooks. */
 int gw_sessions_register_hooks(st_store *st);
-/* Registers the per-user cap (lim borrowed: must outlive st). Without it
- * (CLI, unit tests) there is no cap. Startup, before the first submit. */
+/* Registers the per-user cap (lim borrowed: must outlive st) and the
+ * sessions' tenant settings. Without it (CLI, unit tests) there is no cap.
+ * Startup, before the first submit and before any loop runs. */
 int gw_sessions_register_limits(st_store *st, const gw_session_limits *lim);
 
 /* True when s is past its idle timeout or its max age at now_ms. */

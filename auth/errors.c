@@ -1,0 +1,14 @@
+/* auth/errors.c — auth's error range (-30600..-30699, see auth.h) and its
+ * names. Store codes pass through auth functions and are named by
+ * st_strerror. */
+#include "auth/auth.h"
+
+const char *auth_strerror(int err) {
+  if (err >= 0) return "ok";
+  switch (err) {
+  case AUTH_EINACTIVE: return "the user is not active";
+  default: break;
+  }
+  if (err <= AUTH_ERR_FIRST && err >= AUTH_ERR_LAST) return "unknown auth error";
+  return st_strerror(err);
+}

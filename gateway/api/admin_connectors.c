@@ -1,0 +1,189 @@
+/* gateway/api/admin_connectors.c — /admin/v1/tenants/{t}/connectors[/{name}]:
+ * list, read, put (validated by vault/, egress-checked) and delete
+ * connectors. A delete, or a PUT that moves a connector to a new URL, ends
+ * its upstream sessions and live exchanges in the same transaction. */
+#include "gateway/api/admin_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "gateway/base/log.h"
+#include "gateway/mcp/mcp_proxy.h"
+#include "gateway/mcp/mcp_session.h"
+#include "gateway/out/egress.h"
+#include "gateway/out/outbound.h"
+#include "vault/vault.h"
+
+/* ---------- connectors (async jobs with their own done) ---------- */
+
+typedef struct conn_job {
+  gw_req *req;
+  gw_loop *lp;
+  char tenant[64], name[40];
+  json_t *config;      /* from vault_connector_parse; read-only in the job */
+  char *secret;        /* wiped and freed */
+  char now[32];
+  int created;         /* out */
+  bool moved;          /* out: a PUT changed the URL */
+  bool del;
+} conn_job;
+
+static void conn_job_free(conn_job *j) {
+  json_decref(j->config);
+  if (j->secret) {
+    OPENSSL_cleanse(j->secret, strlen(j->secret));
+    free(j->secret);
+  }
+  free(j);
+}
+
+/* The connector's upstream sessions end with it (DELETE) or with its old
+ * server (a PUT to a new URL): an upstream session id must never reach
+ * another server. Its sessions on the single-connector endpoint go (the
+ * client gets 404 and starts over), aggregated sessions forget their
+ * upstream id for it, and live exchanges end after the commit. */
+static int end_connector_sessions(st_txn *txn, conn_job *j) {
+  int rc = gw_sessions_delete_connector(txn, j->tenant, j->name);
+  if (rc >= 0) rc = gw_sessions_drop_upstream_connector(txn, j->tenant, j->name);
+  if (rc < 0) return rc;
+  return gw_proxy_revoke_connector_after_commit(txn, j->lp->srv, j->tenant, j->name);
+}
+
+static int job_connector(st_txn *txn, void *arg) {
+  conn_job *j = arg;
+  json_t *t;
+  j->moved = false;
+  int rc = st_tenant_get(txn, j->tenant, &t);
+  if (rc) return rc;
+  json_decref(t);
+  if (j->del) {
+    if ((rc = vault_connector_delete(txn, j->tenant, j->name))) return rc;
+    return end_connector_sessions(txn, j);
+  }
+  json_t *old = NULL;
+  rc = vault_connector_get(txn, j->tenant, j->name, &old);
+  if (rc && rc != ST_ENOTFOUND) return rc;
+  j->moved = old && strcmp(json_string_value(json_object_get(old, "url")) ?: "",
+                           json_string_value(json_object_get(j->config, "url")) ?: "") != 0;
+  json_decref(old);
+  if ((rc = vault_connector_put(txn, j->tenant, j->name, j->config, j->secret, j->now, &j->created))) return rc;
+  return j->moved ? end_connector_sessions(txn, j) : 0;
+}
+
+static void done_connector(int status, void *arg) {
+  conn_job *j = arg;
+  gw_req *req = j->req;
+  if (status == ST_ENOTFOUND) {
+    gw_respond_error(req, 404, "not_found", j->del ? "no such connector" : "no such tenant");
+  } else if (!admin__job_error(req, status, "connector")) {
+    if (j->del) {
+      GW_LOG(GW_LOG_INFO, "admin", &((gw_log_ctx){j->tenant, req->id}), "connector %s deleted", j->name);
+      gw_respond(req, 204, NULL, NULL, 0);
+    } else {
+      st_txn *txn;
+      json_t *rec = NULL;
+      if (st_read_begin(j->lp->srv->store, &txn) == 0) {
+        vault_connector_get(txn, j->tenant, j->name, &rec);
+        st_txn_end(txn);
+      }
+      if (j->moved)
+        GW_LOG(GW_LOG_INFO, "admin", &((gw_log_ctx){j->tenant, req->id}),
+               "connector %s has a new URL: its upstream sessions and live exchanges ended", j->name);
+      if (!rec) gw_respond_error(req, 500, "internal", "the connector was written but cannot be read back");
+      else {
+        gw_respond_json(req, j->created ? 201 : 200, vault_connector_view(rec));
+        json_decref(rec);
+        gw_agg_probe_connector(j->lp, j->tenant, j->name); /* learn its capabilities */
+      }
+    }
+  }
+  conn_job_free(j);
+}
+
+void admin__connectors(gw_req *req, const admin_caller *who, const char *tenant, const char *name) {
+  gw_server *srv = req->lp->srv;
+  if (admin__reach(req, who, tenant)) return;
+  snprintf(req->tenant, sizeof req->tenant, "%s", tenant);
+  if (name && !vault_connector_name_valid(name)) {
+    gw_respond_error(req, 400, "invalid_request",
+                     "invalid connector name \"%.40s\": use 1 to 32 of a-z, 0-9 and - (no '_')", name);
+    return;
+  }
+  if (!strcmp(req->method, "GET") || !strcmp(req->method, "HEAD")) {
+    st_txn *txn;
+    if (admin__read_tenant(req, tenant, &txn) != 0) return;
+    if (!name) {
+      json_t *arr;
+      vault_connector_list(txn, tenant, &arr);
+      st_txn_end(txn);
+      gw_respond_json(req, 200, json_pack("{s:o}", "connectors", arr));
+      return;
+    }
+    json_t *rec;
+    int rc = vault_connector_get(txn, tenant, name, &rec);
+    st_txn_end(txn);
+    if (rc) {
+      gw_respond_error(req, 404, "not_found", "no such connector");
+      return;
+    }
+    gw_respond_json(req, 200, vault_connector_view(rec));
+    json_decref(rec);
+    return;
+  }
+  if (!name || (strcmp(req->method, "PUT") && strcmp(req->method, "DELETE"))) {
+    gw_resp_header(req, "Allow", name ? "GET, PUT, DELETE" : "GET");
+    gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
+    return;
+  }
+  conn_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    gw_respond_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  j->req = req;
+  j->lp = req->lp;
+  snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
+  snprintf(j->name, sizeof j->name, "%s", name);
+  admin__now_rfc3339(j->now);
+  if (!strcmp(req->method, "DELETE")) {
+    j->del = true;
+  } else {
+    json_t *b = admin__parse_body(req);
+    if (!b) {
+      conn_job_free(j);
+      return;
+    }
+    char err[1024];
+    const char *secret;
+    if (vault_connector_parse(b, &j->config, &secret, err, sizeof err) != 0) {
+      json_decref(b);
+      conn_job_free(j);
+      gw_respond_error(req, 400, "invalid_request", "%s", err);
+      return;
+    }
+    /* a literal address the egress policy refuses is refused now, naming
+     * the operator's key; host names are judged at connect time */
+    if (gw_egress_check_url(srv->egress[GW_OUT_EGRESS_ADMIN], json_string_value(json_object_get(j->config, "url")),
+                            err, sizeof err) != 0) {
+      json_decref(b);
+      conn_job_free(j);
+      gw_respond_error(req, 400, "egress_refused", "\"url\": %s", err);
+      return;
+    }
+    j->secret = secret ? strdup(secret) : NULL;
+    /* the request body holds the secret too: wipe it now it is copied */
+    OPENSSL_cleanse(req->body, req->body_len);
+    json_decref(b);
+  }
+  int rc = st_submit(srv->store, req->lp->port, job_connector, done_connector, j);
+  if (rc) {
+    conn_job_free(j);
+    gw_respond_error(req, 503, "store_busy", "the store cannot take writes right now");
+  }
+}
+

@@ -1,0 +1,107 @@
+/* gateway/api/admin_int.h — private to the admin API (gateway/api/admin*.c):
+ * the caller of a request, the request helpers every resource handler uses,
+ * the shared writer-job plumbing, and one handler per resource.
+ *
+ * Files: admin.c (authentication, preauth, dispatch, request helpers),
+ * admin_tenants.c, admin_tokens.c (SCIM/admin tokens, employee tokens, the
+ * last-use job), admin_connectors.c, admin_policy.c (policy and
+ * explain), admin_directory.c (users/groups views), admin_jobs.c (submit,
+ * the generic done callback, job errors, the tenant purge driver).
+ *
+ * Every request helper that answers (returns -1 / NULL after it responded)
+ * says so; the caller then only cleans up. Nothing here outlives a request
+ * except a job, which its done callback frees. */
+#ifndef MCPGATE_GATEWAY_API_ADMIN_INT_H
+#define MCPGATE_GATEWAY_API_ADMIN_INT_H
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "gateway/api/admin.h"
+#include "gateway/core/server.h"
+#include "store/store.h"
+#include "store/tenant.h"
+#include "store/token.h"
+
+#define PURGE_BATCH 500
+#define NAME_MAX_LEN 200
+
+
+/* Who authenticated the request (admin.c). */
+typedef struct admin_caller {
+  bool op;            /* operator token */
+  char tenant[64];    /* tenant of a tenant admin token */
+  char token_id[17];
+} admin_caller;
+
+/* ---- request helpers (admin.c) ---- */
+/* RFC 3339 UTC timestamp of now. */
+void admin__now_rfc3339(char out[32]);
+/* Tenant reach: 0, or answers 403 and returns -1. */
+int admin__reach(gw_req *req, const admin_caller *who, const char *tenant);
+/* 0 for the operator, or answers 403 and returns -1. */
+int admin__need_operator(gw_req *req, const admin_caller *who);
+/* Strict JSON object body (caller json_decref), or answers and returns NULL. */
+json_t *admin__parse_body(gw_req *req);
+/* Refuses keys outside `allowed` (NULL-terminated): answers 400, returns -1. */
+int admin__only_keys(gw_req *req, json_t *j, const char *const *allowed);
+/* Optional string field with length bounds; *out borrowed from j (NULL when
+ * absent). Answers 400 and returns -1 when invalid. */
+int admin__opt_string(gw_req *req, json_t *j, const char *key, size_t maxlen, const char **out);
+/* Read txn on an existing, active tenant (caller st_txn_end), or answers
+ * 503/404 and returns -1. */
+int admin__read_tenant(gw_req *req, const char *tenant, st_txn **txn);
+/* The tenant's SCIM base URL; caller frees (NULL on allocation failure). */
+char *admin__scim_base_url(gw_server *srv, const char *tenant);
+
+/* ---- the tenant and token jobs (admin_jobs.c) ---- */
+/* One job struct for tenant and SCIM/admin token writes; `op` picks the
+ * reply in admin__done_generic: 0 tenant create, 2 patch (name, settings), 3 delete,
+ * 4 token create, 5 token revoke. */
+typedef struct admin_job {
+  gw_req *req;
+  gw_loop *lp;
+  int op;
+  char tenant[64];
+  char name[NAME_MAX_LEN + 1];
+  char created[32];
+  char kind[8];
+  char tokid[ST_TOKEN_ID_BUFSZ];
+  char uid[ST_TOKEN_ID_BUFSZ]; /* tenant create: the new incarnation's uid */
+  uint8_t hash[32];
+  char token[ST_TOKEN_BUFSZ]; /* shown once in the reply, wiped after */
+  int more;                   /* purge: keys remain */
+  json_t *settings;           /* tenant PATCH: the validated settings patch (read-only in the job) */
+  json_t *view;               /* tenant PATCH, out: the settings in force after it */
+} admin_job;
+
+/* Wipes the token and frees j (and its settings). */
+void admin__job_free(admin_job *j);
+/* Answers the store errors every job shares (404, 409, 507, 500) and
+ * returns 1, or returns 0 when status is not one of them. */
+int admin__job_error(gw_req *req, int status, const char *what);
+/* Submits fn with admin__done_generic; on failure frees j and answers 503. */
+void admin__submit(gw_req *req, admin_job *j, st_job_fn fn);
+/* Starts the bounded purge of a tenant marked deleting (fire and forget). */
+void admin__start_purge(gw_loop *lp, const char *tenant);
+
+/* ---- record writes shared across resources ---- */
+/* admin_tenants.c: one bounded purge step (a writer job on an admin_job). */
+int admin__job_tenant_purge(st_txn *txn, void *arg);
+/* admin_tokens.c: writes the record and index of j's SCIM/admin token. */
+int admin__write_token(st_txn *txn, admin_job *j, const char *name);
+
+/* ---- one handler per resource; each answers the request ---- */
+void admin__tenants_list(gw_req *req, const admin_caller *who);
+void admin__tenants_create(gw_req *req, const admin_caller *who);
+void admin__tenant_one(gw_req *req, const admin_caller *who, const char *id);
+void admin__tokens(gw_req *req, const admin_caller *who, const char *tenant, const char *kind,
+                   const char *tokid);
+void admin__employee_tokens(gw_req *req, const admin_caller *who, const char *tenant, const char *tokid);
+void admin__connectors(gw_req *req, const admin_caller *who, const char *tenant, const char *name);
+void admin__policy(gw_req *req, const admin_caller *who, const char *tenant);
+void admin__explain(gw_req *req, const admin_caller *who, const char *tenant);
+void admin__directory(gw_req *req, const admin_caller *who, const char *tenant, const char *what,
+                      const char *id);
+
+#endif

@@ -1,0 +1,179 @@
+/* gateway/api/admin_policy.c — /admin/v1/tenants/{t}/policy (GET the view,
+ * PUT a new version: validated on the loop, compiled and stored in one
+ * writer job that also notifies open streams) and /explain (why a user may
+ * or may not call a tool). */
+#include "gateway/api/admin_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "gateway/base/log.h"
+#include "gateway/mcp/mcp_proxy.h"
+#include "policy/policy.h"
+#include "scim/scim.h"
+#include "vault/vault.h"
+
+
+
+typedef struct pol_job {
+  gw_req *req;
+  gw_loop *lp;
+  char tenant[64];
+  json_t *doc;       /* read-only in the job */
+  char now[32];
+  int version;       /* out */
+  json_t *warnings;  /* out */
+  char err[4096];    /* out */
+} pol_job;
+
+static int job_policy(st_txn *txn, void *arg) {
+  pol_job *j = arg;
+  json_decref(j->warnings);
+  j->warnings = NULL;
+  j->err[0] = 0;
+  json_t *t;
+  int rc = st_tenant_get(txn, j->tenant, &t);
+  if (rc) return rc;
+  json_decref(t);
+  rc = pol_put(txn, j->tenant, j->doc, j->now, &j->version, &j->warnings, j->err, sizeof j->err);
+  if (rc) return rc;
+  /* connectors this document hides from everyone: still accepted
+   * (fail closed), but said in the reply */
+  json_t *conns = NULL;
+  if ((rc = vault_connector_list(txn, j->tenant, &conns)) == 0)
+    rc = pol_visibility_warnings(txn, j->tenant, conns, j->warnings);
+  json_decref(conns);
+  if (rc) return rc;
+  /* every open stream of the tenant learns its tool list may have changed */
+  return gw_proxy_notify_after_commit(txn, j->lp->srv, j->tenant, NULL);
+}
+
+static void done_policy(int status, void *arg) {
+  pol_job *j = arg;
+  gw_req *req = j->req;
+  if (status == POL_EINVALID || status == POL_EAMBIGUOUS)
+    gw_respond_error(req, 400, "invalid_policy", "%s", j->err);
+  else if (status == ST_ENOTFOUND)
+    gw_respond_error(req, 404, "not_found", "no such tenant");
+  else if (!admin__job_error(req, status, "policy")) {
+    GW_LOG(GW_LOG_INFO, "policy", &((gw_log_ctx){j->tenant, req->id}), "policy version %d in force", j->version);
+    gw_respond_json(req, 200, json_pack("{s:i,s:O}", "version", j->version, "warnings",
+                                        j->warnings ? j->warnings : json_array()));
+  }
+  json_decref(j->doc);
+  json_decref(j->warnings);
+  free(j);
+}
+
+void admin__policy(gw_req *req, const admin_caller *who, const char *tenant) {
+  gw_server *srv = req->lp->srv;
+  if (admin__reach(req, who, tenant)) return;
+  snprintf(req->tenant, sizeof req->tenant, "%s", tenant);
+  if (!strcmp(req->method, "GET")) {
+    st_txn *txn;
+    if (admin__read_tenant(req, tenant, &txn) != 0) return;
+    json_t *rec;
+    if (pol_get(txn, tenant, &rec) != 0) {
+      st_txn_end(txn);
+      gw_respond_error(req, 404, "not_found", "no policy yet: every connector is hidden until one is PUT");
+      return;
+    }
+    json_t *view = pol_view(txn, tenant, rec);
+    st_txn_end(txn);
+    json_decref(rec);
+    gw_respond_json(req, 200, view);
+    return;
+  }
+  if (strcmp(req->method, "PUT")) {
+    gw_resp_header(req, "Allow", "GET, PUT");
+    gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
+    return;
+  }
+  json_t *doc = admin__parse_body(req);
+  if (!doc) return;
+  char err[4096];
+  if (pol_validate(doc, err, sizeof err) != 0) {
+    json_decref(doc);
+    gw_respond_error(req, 400, "invalid_policy", "%s", err);
+    return;
+  }
+  pol_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    json_decref(doc);
+    gw_respond_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  j->req = req;
+  j->lp = req->lp;
+  j->doc = doc;
+  snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
+  admin__now_rfc3339(j->now);
+  if (st_submit(srv->store, req->lp->port, job_policy, done_policy, j) != 0) {
+    json_decref(doc);
+    free(j);
+    gw_respond_error(req, 503, "store_busy", "the store cannot take writes right now");
+  }
+}
+
+static bool query_get(const char *q, const char *name, char *out, size_t cap) {
+  size_t nl = strlen(name);
+  for (const char *p = q; p && *p;) {
+    const char *amp = strchr(p, '&');
+    size_t len = amp ? (size_t)(amp - p) : strlen(p);
+    if (len > nl && p[nl] == '=' && !strncmp(p, name, nl)) {
+      size_t o = 0;
+      for (size_t i = nl + 1; i < len && o + 1 < cap; i++) {
+        char c = p[i];
+        if (c == '+') c = ' ';
+        else if (c == '%' && i + 2 < len + 1) {
+          char h[3] = {p[i + 1], p[i + 2], 0};
+          char *e;
+          long v = strtol(h, &e, 16);
+          if (!*e && v > 0) {
+            c = (char)v;
+            i += 2;
+          }
+        }
+        out[o++] = c;
+      }
+      out[o] = 0;
+      return true;
+    }
+    p = amp ? amp + 1 : NULL;
+  }
+  return false;
+}
+
+void admin__explain(gw_req *req, const admin_caller *who, const char *tenant) {
+  if (admin__reach(req, who, tenant)) return;
+  snprintf(req->tenant, sizeof req->tenant, "%s", tenant);
+  if (strcmp(req->method, "GET")) {
+    gw_resp_header(req, "Allow", "GET");
+    gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
+    return;
+  }
+  char user[300], connector[64], tool[300];
+  if (!query_get(req->query, "user", user, sizeof user) || !query_get(req->query, "connector", connector, sizeof connector) ||
+      !query_get(req->query, "tool", tool, sizeof tool) || !*user || !*connector || !*tool) {
+    gw_respond_error(req, 400, "invalid_request", "explain needs ?user=<userName or id>&connector=<name>&tool=<name>");
+    return;
+  }
+  st_txn *txn;
+  if (admin__read_tenant(req, tenant, &txn) != 0) return;
+  json_t *u;
+  if (scim_user_lookup(txn, tenant, user, &u) != 0) {
+    st_txn_end(txn);
+    gw_respond_error(req, 404, "not_found", "no such user in this tenant");
+    return;
+  }
+  char uid[64];
+  snprintf(uid, sizeof uid, "%s", json_string_value(json_object_get(u, "id")) ?: "");
+  json_decref(u);
+  json_t *ex = pol_explain(txn, tenant, uid, connector, tool);
+  st_txn_end(txn);
+  gw_respond_json(req, 200, ex);
+}
+

@@ -1,0 +1,268 @@
+/* gateway/api/admin_tokens.c — bearer tokens over the admin API: SCIM
+ * (mgs_) and tenant admin (mga_) tokens (/scim-tokens and /admin-tokens),
+ * employee tokens (/tokens), the fire-and-forget job that records a token's
+ * last use, and the registration of the token consistency check. Records,
+ * keys, lookups and the check itself are auth/token_store.h's: this file
+ * mints (randomness on the loop), submits and answers. */
+#include "gateway/api/admin_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "auth/auth.h"
+#include "gateway/mcp/mcp_proxy.h"
+
+int admin__write_token(st_txn *txn, admin_job *j, const char *name) {
+  auth_token_rec r = {.kind = j->kind, .tenant = j->tenant, .id = j->tokid, .name = name,
+                      .created = j->created, .hash = j->hash};
+  return auth_token_put(txn, &r);
+}
+
+static int job_token_create(st_txn *txn, void *arg) {
+  admin_job *j = arg;
+  json_t *rec;
+  int rc = st_tenant_get(txn, j->tenant, &rec);
+  if (rc) return rc;
+  json_decref(rec);
+  return admin__write_token(txn, j, j->name[0] ? j->name : j->kind);
+}
+
+static int job_token_revoke(st_txn *txn, void *arg) {
+  admin_job *j = arg;
+  return auth_token_revoke(txn, j->tenant, j->kind, j->tokid);
+}
+
+typedef struct touch_job {
+  uint8_t hash[32];
+  char when[32];
+} touch_job;
+
+static int job_token_touch(st_txn *txn, void *arg) {
+  touch_job *t = arg;
+  return auth_token_touch(txn, t->hash, t->when);
+}
+
+static void touch_done(int status, void *arg) { free(arg); }
+
+/* Records last use at most once a minute per token, without waiting. */
+void gw_token_touch(gw_loop *lp, const char *token, json_t *rec) {
+  char now[32];
+  admin__now_rfc3339(now);
+  if (!auth_token_touch_due(rec, (int64_t)time(NULL))) return;
+  touch_job *t = calloc(1, sizeof *t);
+  if (!t) return;
+  st_token_hash(token, strlen(token), t->hash);
+  memcpy(t->when, now, sizeof now);
+  if (st_submit(lp->srv->store, lp->port, job_token_touch, touch_done, t) != 0) free(t);
+}
+
+static void tokens_list(gw_req *req, const char *tenant, const char *kind) {
+  st_txn *txn;
+  if (admin__read_tenant(req, tenant, &txn) != 0) return;
+  json_t *arr;
+  auth_token_list(txn, tenant, kind, &arr);
+  st_txn_end(txn);
+  gw_respond_json(req, 200, json_pack("{s:o}", "tokens", arr));
+}
+
+void admin__tokens(gw_req *req, const admin_caller *who, const char *tenant, const char *kind,
+                   const char *tokid) {
+  if (admin__reach(req, who, tenant)) return;
+  snprintf(req->tenant, sizeof req->tenant, "%s", tenant);
+  /* Tenant admin tokens are minted and revoked by the operator only. */
+  if (kind[0] == 'a' && strcmp(req->method, "GET") != 0 && admin__need_operator(req, who)) return;
+  if (!tokid) {
+    if (!strcmp(req->method, "GET")) {
+      tokens_list(req, tenant, kind);
+      return;
+    }
+    if (strcmp(req->method, "POST") != 0) {
+      gw_resp_header(req, "Allow", "GET, POST");
+      gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
+      return;
+    }
+    const char *name = NULL;
+    json_t *b = NULL;
+    if (req->body_len) {
+      if (!(b = admin__parse_body(req))) return;
+      static const char *const allowed[] = {"name", NULL};
+      if (admin__only_keys(req, b, allowed) || admin__opt_string(req, b, "name", NAME_MAX_LEN, &name)) {
+        json_decref(b);
+        return;
+      }
+    }
+    admin_job *j = calloc(1, sizeof *j);
+    if (!j) {
+      json_decref(b);
+      gw_respond_error(req, 500, "internal", "out of memory");
+      return;
+    }
+    j->op = 4;
+    snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
+    snprintf(j->kind, sizeof j->kind, "%s", kind);
+    snprintf(j->name, sizeof j->name, "%s", name ? name : "");
+    json_decref(b);
+    admin__now_rfc3339(j->created);
+    if (st_token_new(kind[0] == 's' ? "mgs_" : "mga_", j->token, sizeof j->token) != 0 ||
+        st_token_id_new(j->tokid) != 0 || st_token_hash(j->token, strlen(j->token), j->hash) != 0) {
+      admin__job_free(j);
+      gw_respond_error(req, 500, "internal", "could not generate a token");
+      return;
+    }
+    admin__submit(req, j, job_token_create);
+    return;
+  }
+  if (strcmp(req->method, "DELETE") != 0) {
+    gw_resp_header(req, "Allow", "DELETE");
+    gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
+    return;
+  }
+  if (strlen(tokid) != ST_TOKEN_ID_LEN) {
+    gw_respond_error(req, 404, "not_found", "no such token");
+    return;
+  }
+  admin_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    gw_respond_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  j->op = 5;
+  snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
+  snprintf(j->kind, sizeof j->kind, "%s", kind);
+  snprintf(j->tokid, sizeof j->tokid, "%s", tokid);
+  admin__submit(req, j, job_token_revoke);
+}
+
+typedef struct etok_job {
+  gw_req *req;
+  gw_loop *lp;
+  auth_token_new t;
+  char token[ST_TOKEN_BUFSZ];
+  bool revoke;
+} etok_job;
+
+static int job_etoken(st_txn *txn, void *arg) {
+  etok_job *j = arg;
+  json_t *t;
+  int rc = st_tenant_get(txn, j->t.tenant, &t);
+  if (rc) return rc == ST_ENOTFOUND ? GW_API_ENOTENANT : rc;
+  json_decref(t);
+  if (j->revoke) {
+    /* what was opened with the token (streams, calls in flight) ends
+     * after the commit, before the 204 */
+    if ((rc = auth_token_revoke(txn, j->t.tenant, AUTH_KIND_EMPLOYEE, j->t.tokid)) != 0) return rc;
+    return gw_proxy_revoke_token_after_commit(txn, j->lp->srv, j->t.tenant, j->t.tokid);
+  }
+  return auth_token_create(txn, &j->t);
+}
+
+static void done_etoken(int status, void *arg) {
+  etok_job *j = arg;
+  gw_req *req = j->req;
+  if (status == GW_API_ENOTENANT) gw_respond_error(req, 404, "not_found", "no such tenant");
+  else if (status == ST_ENOTFOUND)
+    gw_respond_error(req, 404, "not_found", j->revoke ? "no such token" : "no such user in this tenant");
+  else if (status == AUTH_EINACTIVE)
+    gw_respond_error(req, 409, "user_inactive", "user %s is not active (deactivated in the identity provider)",
+                     j->t.user_name);
+  else if (!admin__job_error(req, status, "token")) {
+    if (j->revoke) gw_respond(req, 204, NULL, NULL, 0);
+    else {
+      json_t *o = json_pack("{s:s,s:s,s:s,s:{s:s,s:s},s:s}", "id", j->t.tokid, "token", j->token, "name",
+                            j->t.name[0] ? j->t.name : "token", "user", "id", j->t.user_id, "userName",
+                            j->t.user_name, "created", j->t.now);
+      json_object_set_new(o, "expires", j->t.expires[0] ? json_string(j->t.expires) : json_null());
+      gw_respond_json(req, 201, o);
+    }
+  }
+  OPENSSL_cleanse(j->token, sizeof j->token);
+  free(j);
+}
+
+void admin__employee_tokens(gw_req *req, const admin_caller *who, const char *tenant, const char *tokid) {
+  gw_server *srv = req->lp->srv;
+  if (admin__reach(req, who, tenant)) return;
+  snprintf(req->tenant, sizeof req->tenant, "%s", tenant);
+  if (!tokid && !strcmp(req->method, "GET")) {
+    st_txn *txn;
+    if (admin__read_tenant(req, tenant, &txn) != 0) return;
+    json_t *arr;
+    auth_token_list(txn, tenant, AUTH_KIND_EMPLOYEE, &arr);
+    st_txn_end(txn);
+    gw_respond_json(req, 200, json_pack("{s:o}", "tokens", arr));
+    return;
+  }
+  bool create = !tokid && !strcmp(req->method, "POST");
+  bool revoke = tokid && !strcmp(req->method, "DELETE");
+  if (!create && !revoke) {
+    gw_resp_header(req, "Allow", tokid ? "DELETE" : "GET, POST");
+    gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
+    return;
+  }
+  etok_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    gw_respond_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  j->req = req;
+  j->lp = req->lp;
+  j->revoke = revoke;
+  snprintf(j->t.tenant, sizeof j->t.tenant, "%s", tenant);
+  if (revoke) {
+    snprintf(j->t.tokid, sizeof j->t.tokid, "%s", tokid);
+  } else {
+    json_t *b = admin__parse_body(req);
+    if (!b) {
+      free(j);
+      return;
+    }
+    static const char *const allowed[] = {"user", "name", "expires_in_days", NULL};
+    const char *user, *name;
+    if (admin__only_keys(req, b, allowed) || admin__opt_string(req, b, "user", 256, &user) ||
+        admin__opt_string(req, b, "name", NAME_MAX_LEN, &name)) {
+      json_decref(b);
+      free(j);
+      return;
+    }
+    json_t *days = json_object_get(b, "expires_in_days");
+    if (!user || (days && (!json_is_integer(days) || json_integer_value(days) < 1 ||
+                           json_integer_value(days) > 3650))) {
+      json_decref(b);
+      free(j);
+      gw_respond_error(req, 400, "invalid_request",
+                       !user ? "\"user\" is required (userName or SCIM id)"
+                             : "\"expires_in_days\" must be an integer from 1 to 3650");
+      return;
+    }
+    snprintf(j->t.user_ref, sizeof j->t.user_ref, "%s", user);
+    snprintf(j->t.name, sizeof j->t.name, "%s", name ? name : "");
+    admin__now_rfc3339(j->t.now);
+    if (days) {
+      time_t e = time(NULL) + (time_t)json_integer_value(days) * 86400;
+      struct tm tm;
+      gmtime_r(&e, &tm);
+      strftime(j->t.expires, sizeof j->t.expires, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
+    json_decref(b);
+    if (st_token_new(AUTH_TOKEN_PREFIX, j->token, sizeof j->token) != 0 || st_token_id_new(j->t.tokid) != 0 ||
+        st_token_hash(j->token, strlen(j->token), j->t.hash) != 0) {
+      free(j);
+      gw_respond_error(req, 500, "internal", "could not generate a token");
+      return;
+    }
+  }
+  if (st_submit(srv->store, req->lp->port, job_etoken, done_etoken, j) != 0) {
+    OPENSSL_cleanse(j->token, sizeof j->token);
+    free(j);
+    gw_respond_error(req, 503, "store_busy", "the store cannot take writes right now");
+  }
+}
+
+/* ---------- consistency check (mcpgate store check) ---------- */
+
+void gw_admin_register_checks(st_store *st) { st_check_add(st, auth_tokens_check, NULL); }

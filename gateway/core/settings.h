@@ -1,0 +1,62 @@
+/* gateway/core/settings.h — tenant settings: one validated settings document
+ * per tenant (stored in the tenant record by store/tenant.h), whose keys the
+ * modules register with their type, bounds and default.
+ *
+ * Rules kept:
+ *  - A key is known only if a module registered it. Unknown keys, wrong
+ *    types and out-of-bounds values are refused as a whole (nothing of a
+ *    refused patch is applied); null puts a key back to its default.
+ *  - The stored document holds only keys set explicitly; what the admin API
+ *    shows is every registered key with its effective value.
+ *  - Durations end in `_ms`, like the config keys. A setting that tightens
+ *    an operator's config value documents how (e.g. 0 = the operator's).
+ *  - Registration happens at startup, before any loop runs; afterwards the
+ *    registry is read-only and may be read from any thread.
+ *
+ * Until the module table (gateway/modules.c) carries `settings`, modules
+ * register their tables with gw_settings_register. */
+#ifndef MCPGATE_GATEWAY_CORE_SETTINGS_H
+#define MCPGATE_GATEWAY_CORE_SETTINGS_H
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+#define GW_SETTING_INT 1
+#define GW_SETTING_BOOL 2
+#define GW_SETTING_STRING 3 /* min/max bound the length; the default is "" */
+
+typedef struct gw_setting {
+  const char *name; /* [a-z0-9_], unique across modules; NULL ends a table */
+  int type;         /* GW_SETTING_INT|BOOL|STRING */
+  int64_t min, max, def;
+  const char *help;
+} gw_setting;
+
+#define GW_SETTINGS_TABLES_MAX 32
+
+/* Registers a NULL-name-terminated table (borrowed: static storage). The
+ * same table twice is a no-op. ST_EINVAL for a malformed entry or a name
+ * another table has; ST_ENOMEM past GW_SETTINGS_TABLES_MAX tables. */
+int gw_settings_register(const gw_setting *table);
+/* The registered key of that name, or NULL. */
+const gw_setting *gw_setting_find(const char *name);
+
+/* Checks a patch (a JSON object: key → value or null) against the
+ * registry. 0, or ST_EINVAL with one message naming the problem (the
+ * unknown keys, the expected type, or the bounds) in err. */
+int gw_settings_validate(const json_t *patch, char *err, size_t errlen);
+/* The stored document cur (may be NULL) with a validated patch applied:
+ * null removes a key. *out is new (caller json_decref). */
+int gw_settings_merge(const json_t *cur, const json_t *patch, json_t **out);
+/* Every registered key in registration order with its effective value (the
+ * stored one, else the default). New object, caller json_decref. */
+json_t *gw_settings_view(const json_t *stored);
+
+/* The tenant's value of an integer key, read from its record in txn (the
+ * default when unset, when the tenant is not active, or when the key is
+ * not registered). 0, or a store error (then *out is the default). */
+int gw_settings_get_int(st_txn *txn, const char *tenant, const char *name, int64_t *out);
+
+#endif

@@ -1,0 +1,14 @@
+/* vault/errors.c — vault's error range (-31000..-31099, see vault.h) and its
+ * names. Store codes pass through vault functions and are named by
+ * st_strerror. */
+#include "vault/vault.h"
+
+const char *vault_strerror(int err) {
+  if (err >= 0) return "ok";
+  switch (err) {
+  case VAULT_EINVALID: return "invalid connector definition";
+  default: break;
+  }
+  if (err <= VAULT_ERR_FIRST && err >= VAULT_ERR_LAST) return "unknown vault error";
+  return st_strerror(err);
+}
