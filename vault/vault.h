@@ -14,6 +14,7 @@
 #ifndef MCPGATE_VAULT_VAULT_H
 #define MCPGATE_VAULT_VAULT_H
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,9 +41,17 @@ int vault_connector_name_valid(const char *name);
 int vault_connector_parse(const json_t *body, json_t **config, const char **secret, char *err,
                           size_t errlen);
 
+/* What ST_EVENT_CONNECTOR_PUT / _DELETE carry (borrowed for the emit). */
+typedef struct vault_connector_event {
+  const char *tenant, *name;
+  bool created; /* put: the connector is new */
+  bool moved;   /* put: its URL changed (upstream sessions belong to the old server) */
+} vault_connector_event;
+
 /* Writes a connector (config from vault_connector_parse) and seals its
  * secret, replacing any previous one. `now` is RFC 3339. Sets *created to
- * 1 when the connector is new. Write txns only. */
+ * 1 when the connector is new. Emits ST_EVENT_CONNECTOR_PUT (a hook's
+ * failure fails the put). Write txns only. */
 int vault_connector_put(st_txn *txn, const char *tenant, const char *name, const json_t *config,
                         const char *secret, const char *now, int *created);
 /* Records the capabilities the upstream announced at initialize (the
@@ -71,7 +80,8 @@ typedef struct vault_cred {
 } vault_cred;
 int vault_upstream_cred(st_txn *txn, const char *tenant, const char *connector, const char *user, vault_cred *out);
 void vault_cred_free(vault_cred *c);
-/* Deletes the connector and its sealed secret. Write txns only. */
+/* Deletes the connector and its sealed secret; emits
+ * ST_EVENT_CONNECTOR_DELETE. Write txns only. */
 int vault_connector_delete(st_txn *txn, const char *tenant, const char *name);
 /* Every connector of a tenant, as admin views, in name order. */
 int vault_connector_list(st_txn *txn, const char *tenant, json_t **arr);

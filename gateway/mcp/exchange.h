@@ -44,7 +44,8 @@ typedef struct gw_mcp_stats gw_mcp_stats;
 #define GW_MCP_MAX_JSON_BODY (16 * 1024 * 1024)
 #define GW_MCP_MAX_SSE_EVENT (8 * 1024 * 1024)
 
-/* What a revocation ends: the exchanges of a tenant matching ALL the
+/* A message to a loop's MCP state, queued after a commit (revoke.c). What
+ * a revocation ends: the exchanges of a tenant matching ALL the
  * fields that are set (user, connector, token id); none set: every
  * exchange of the tenant (tenant deleted: its caches go too). */
 typedef struct gw_revocation {
@@ -52,6 +53,7 @@ typedef struct gw_revocation {
   char tenant[64], user[40], connector[40], tokid[ST_TOKEN_ID_BUFSZ];
   bool notify;      /* tools/list_changed instead of ending exchanges */
   bool tenant_gone; /* the tenant was deleted: drop its cached policy */
+  bool probe;       /* not a revocation: learn connector's capabilities (after a PUT) */
 } gw_revocation;
 
 /* A flow's operations. Every pointer may be NULL (then: nothing to do, or

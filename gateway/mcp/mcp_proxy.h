@@ -60,8 +60,11 @@ void gw_agg_dispatch(gw_req *req);
 void gw_agg_probe_connector(gw_loop *lp, const char *tenant, const char *connector);
 /* Shutdown started: ends open streams now (cleanly), lets requests finish. */
 void gw_proxy_drain(gw_loop *lp);
-/* Hooks (user deactivated/deleted, connector deleted → revocation fan-out).
- * Call after st_open, before the first write job. */
+/* Hooks on the store events that end or notify live exchanges: SCIM's
+ * (user deactivated/deleted, membership, group created), vault's (connector
+ * put/deleted: sessions ended, exchanges revoked, capabilities probed) and
+ * policy's (put: list_changed). Call after st_open, before the first
+ * write job. */
 int gw_proxy_register_hooks(gw_server *srv);
 /* Applies queued revocations on this loop now. */
 void gw_proxy_revocations_drain(gw_loop *lp);
@@ -76,18 +79,11 @@ void gw_proxy_metrics(gw_server *srv, gw_buf *out);
 /* Queues notifications/tools/list_changed on the open GET streams of a
  * user (user NULL: of the whole tenant). Any thread. */
 void gw_proxy_notify_tools_changed(gw_server *srv, const char *tenant, const char *user);
-/* From a writer job deleting a connector: after the commit, its live
- * exchanges end. */
-int gw_proxy_revoke_connector_after_commit(st_txn *txn, gw_server *srv, const char *tenant,
-                                           const char *connector);
 /* From the tenant-delete job: after the commit, every live exchange of the
  * tenant ends and every loop drops the tenant's cached policy. */
 int gw_proxy_revoke_tenant_after_commit(st_txn *txn, gw_server *srv, const char *tenant);
 /* From the employee-token revoke job: after the commit, what was opened
  * with that token (streams, calls in flight) ends. */
 int gw_proxy_revoke_token_after_commit(st_txn *txn, gw_server *srv, const char *tenant, const char *tokid);
-/* From a writer job: after the commit, list_changed to `users` (a JSON
- * array of user ids, stolen) or, with NULL, to the whole tenant. */
-int gw_proxy_notify_after_commit(st_txn *txn, gw_server *srv, const char *tenant, json_t *users);
 
 #endif

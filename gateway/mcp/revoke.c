@@ -23,7 +23,9 @@
 
 #include "gateway/base/log.h"
 #include "gateway/mcp/mcp_loop.h"
+#include "policy/policy.h"
 #include "scim/scim.h"
+#include "vault/vault.h"
 
 void gw_proxy_revocations_drain(gw_loop *lp) {
   gw_proxy *p = gw__mcp_of(lp);
@@ -34,6 +36,12 @@ void gw_proxy_revocations_drain(gw_loop *lp) {
   uv_mutex_unlock(&p->mu);
   while (q) {
     gw_revocation *n = q->next;
+    if (q->probe) {
+      gw_agg_probe_connector(lp, q->tenant, q->connector);
+      free(q);
+      q = n;
+      continue;
+    }
     if (q->tenant_gone && lp->pol) pol_cache_drop_tenant(lp->pol, q->tenant);
     gw__x_revoke(&p->reg, q);
     /* the sessions of a deactivated user or a deleted tenant are gone from
@@ -180,7 +188,9 @@ static void notify_discard(void *arg) {
   free(a);
 }
 
-int gw_proxy_notify_after_commit(st_txn *txn, gw_server *srv, const char *tenant, json_t *users) {
+/* After txn commits: list_changed to users (a JSON array of user ids,
+ * stolen) or, with NULL, to the whole tenant. */
+static int notify_after(st_txn *txn, gw_server *srv, const char *tenant, json_t *users) {
   notify_arg *a = calloc(1, sizeof *a);
   if (!a) {
     json_decref(users);
@@ -204,7 +214,49 @@ static int on_tools_changed(st_txn *txn, int kind, const void *event, void *ctx)
     for (size_t i = 0; i < ev->nadded; i++) json_array_append_new(users, json_string(ev->added[i]));
     for (size_t i = 0; i < ev->nremoved; i++) json_array_append_new(users, json_string(ev->removed[i]));
   }
-  return gw_proxy_notify_after_commit(txn, ctx, ev->tenant, users);
+  return notify_after(txn, ctx, ev->tenant, users);
+}
+
+/* ---------- connectors and policy (store events of vault/ and policy/) ---------- */
+
+/* The connector's upstream sessions end with it (deleted) or with its old
+ * server (a PUT to a new URL): an upstream session id must never reach
+ * another server. Its sessions on the single-connector endpoint go (the
+ * client gets 404 and starts over), aggregated sessions forget their
+ * upstream id for it, and its live exchanges end after the commit. */
+static int end_connector(st_txn *txn, gw_server *srv, const char *tenant, const char *connector) {
+  int rc = gw_sessions_delete_connector(txn, tenant, connector);
+  if (rc >= 0) rc = gw_sessions_drop_upstream_connector(txn, tenant, connector);
+  if (rc < 0) return rc;
+  gw_revocation r;
+  fill(&r, tenant, NULL, connector, NULL);
+  return revoke_on_commit(txn, srv, &r);
+}
+
+static int on_connector_deleted(st_txn *txn, int kind, const void *event, void *ctx) {
+  const vault_connector_event *ev = event;
+  (void)kind;
+  return end_connector(txn, ctx, ev->tenant, ev->name);
+}
+
+/* A PUT: a moved connector ends like a deleted one; then the loop learns
+ * the connector's capabilities (a probe, fire and forget). */
+static int on_connector_put(st_txn *txn, int kind, const void *event, void *ctx) {
+  const vault_connector_event *ev = event;
+  (void)kind;
+  int rc = ev->moved ? end_connector(txn, ctx, ev->tenant, ev->name) : 0;
+  if (rc) return rc;
+  gw_revocation r;
+  fill(&r, ev->tenant, NULL, ev->name, NULL);
+  r.probe = true;
+  return revoke_on_commit(txn, ctx, &r);
+}
+
+/* Every open stream of the tenant learns its tool list may have changed. */
+static int on_policy_put(st_txn *txn, int kind, const void *event, void *ctx) {
+  const pol_event *ev = event;
+  (void)kind;
+  return notify_after(txn, ctx, ev->tenant, NULL);
 }
 
 int gw_proxy_register_hooks(gw_server *srv) {
@@ -212,13 +264,9 @@ int gw_proxy_register_hooks(gw_server *srv) {
   if (!rc) rc = st_hook_add(srv->store, SCIM_EV_USER_DELETED, on_user_gone, srv);
   if (!rc) rc = st_hook_add(srv->store, SCIM_EV_MEMBERSHIP_CHANGED, on_tools_changed, srv);
   if (!rc) rc = st_hook_add(srv->store, SCIM_EV_GROUP_CREATED, on_tools_changed, srv);
+  if (!rc) rc = st_hook_add(srv->store, ST_EVENT_CONNECTOR_PUT, on_connector_put, srv);
+  if (!rc) rc = st_hook_add(srv->store, ST_EVENT_CONNECTOR_DELETE, on_connector_deleted, srv);
+  if (!rc) rc = st_hook_add(srv->store, ST_EVENT_POLICY_PUT, on_policy_put, srv);
   return rc;
-}
-
-/* Called by the connector delete job: after commit, live uses end. */
-int gw_proxy_revoke_connector_after_commit(st_txn *txn, gw_server *srv, const char *tenant, const char *connector) {
-  gw_revocation r;
-  fill(&r, tenant, NULL, connector, NULL);
-  return revoke_on_commit(txn, srv, &r);
 }
 
