@@ -15,7 +15,6 @@
 
 #include "auth/auth.h"
 #include "gateway/core/settings.h"
-#include "gateway/mcp/mcp_proxy.h"
 #include "gateway/mcp/mcp_session.h"
 #include "policy/policy.h"
 #include "scim/scim.h"
@@ -66,9 +65,10 @@ static int job_tenant_delete(st_txn *txn, void *arg) {
   int rc = st_tenant_mark_deleting(txn, j->tenant);
   if (rc) return rc;
   rc = auth_tokens_delete_tenant(txn, j->tenant, 0);
-  if (rc < 0) return rc;
-  /* live streams and in-flight calls of the tenant end before the 202 */
-  return gw_proxy_revoke_tenant_after_commit(txn, j->lp->srv, j->tenant);
+  /* live streams and in-flight calls of the tenant end before the 202:
+   * st_tenant_mark_deleting emitted ST_EVENT_TENANT_DELETING
+   * (gateway/mcp/revoke.c) */
+  return rc < 0 ? rc : 0;
 }
 
 /* One bounded purge step: tokens, then secrets, then the record itself. */

@@ -63,7 +63,8 @@ void gw_proxy_drain(gw_loop *lp);
 /* Hooks on the store events that end or notify live exchanges: SCIM's
  * (user deactivated/deleted, membership, group created), vault's (connector
  * put/deleted: sessions ended, exchanges revoked, capabilities probed) and
- * policy's (put: list_changed). Call after st_open, before the first
+ * policy's (put: list_changed), the tenant's (deleting) and auth's (an
+ * employee token revoked). Call after st_open, before the first
  * write job. */
 int gw_proxy_register_hooks(gw_server *srv);
 /* Applies queued revocations on this loop now. */
@@ -79,11 +80,5 @@ void gw_proxy_metrics(gw_server *srv, gw_buf *out);
 /* Queues notifications/tools/list_changed on the open GET streams of a
  * user (user NULL: of the whole tenant). Any thread. */
 void gw_proxy_notify_tools_changed(gw_server *srv, const char *tenant, const char *user);
-/* From the tenant-delete job: after the commit, every live exchange of the
- * tenant ends and every loop drops the tenant's cached policy. */
-int gw_proxy_revoke_tenant_after_commit(st_txn *txn, gw_server *srv, const char *tenant);
-/* From the employee-token revoke job: after the commit, what was opened
- * with that token (streams, calls in flight) ends. */
-int gw_proxy_revoke_token_after_commit(st_txn *txn, gw_server *srv, const char *tenant, const char *tokid);
 
 #endif

@@ -23,8 +23,10 @@
 
 #include "gateway/base/log.h"
 #include "gateway/mcp/mcp_loop.h"
+#include "auth/auth.h"
 #include "policy/policy.h"
 #include "scim/scim.h"
+#include "store/tenant.h"
 #include "vault/vault.h"
 
 void gw_proxy_revocations_drain(gw_loop *lp) {
@@ -152,18 +154,26 @@ static int on_user_gone(st_txn *txn, int kind, const void *event, void *ctx) {
   return revoke_on_commit(txn, ctx, &r);
 }
 
-int gw_proxy_revoke_tenant_after_commit(st_txn *txn, gw_server *srv, const char *tenant) {
+/* A tenant being deleted: every live exchange of it ends and every loop
+ * drops its cached policy. */
+static int on_tenant_deleting(st_txn *txn, int kind, const void *event, void *ctx) {
+  const st_tenant_event *ev = event;
+  (void)kind;
   gw_revocation r;
-  fill(&r, tenant, NULL, NULL, NULL);
+  fill(&r, ev->tenant, NULL, NULL, NULL);
   r.tenant_gone = true;
-  return revoke_on_commit(txn, srv, &r);
+  return revoke_on_commit(txn, ctx, &r);
 }
 
-int gw_proxy_revoke_token_after_commit(st_txn *txn, gw_server *srv, const char *tenant, const char *tokid) {
+/* An employee token revoked: what was opened with it (streams, calls in
+ * flight) ends. */
+static int on_token_revoked(st_txn *txn, int kind, const void *event, void *ctx) {
+  const auth_token_event *ev = event;
+  (void)kind;
+  if (strcmp(ev->kind, AUTH_KIND_EMPLOYEE) || !ev->tokid[0]) return 0;
   gw_revocation r;
-  if (!tokid || !*tokid) return ST_EINVAL;
-  fill(&r, tenant, NULL, NULL, tokid);
-  return revoke_on_commit(txn, srv, &r);
+  fill(&r, ev->tenant, NULL, NULL, ev->tokid);
+  return revoke_on_commit(txn, ctx, &r);
 }
 
 typedef struct notify_arg {
@@ -267,6 +277,8 @@ int gw_proxy_register_hooks(gw_server *srv) {
   if (!rc) rc = st_hook_add(srv->store, ST_EVENT_CONNECTOR_PUT, on_connector_put, srv);
   if (!rc) rc = st_hook_add(srv->store, ST_EVENT_CONNECTOR_DELETE, on_connector_deleted, srv);
   if (!rc) rc = st_hook_add(srv->store, ST_EVENT_POLICY_PUT, on_policy_put, srv);
+  if (!rc) rc = st_hook_add(srv->store, ST_EVENT_TENANT_DELETING, on_tenant_deleting, srv);
+  if (!rc) rc = st_hook_add(srv->store, ST_EVENT_TOKEN_REVOKED, on_token_revoked, srv);
   return rc;
 }
 
