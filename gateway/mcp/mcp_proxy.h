@@ -26,7 +26,10 @@ typedef struct st_store st_store;
 typedef struct st_txn st_txn;
 
 /* JSON-RPC error codes the gateway itself returns (documented in README). */
-#define GW_RPC_UPSTREAM_AUTH (-32001)     /* the upstream refused the gateway's credential */
+#define GW_RPC_UPSTREAM_AUTH (-32006)     /* the upstream refused the gateway's credential */
+/* -32001 is the MCP SDK's "Session not found" only (the gateway answers it
+ * for unknown and expired sessions); a refused credential has its own code
+ * so clients can tell "start a new session" from "ask your admin". */
 #define GW_RPC_UPSTREAM_DOWN (-32002)     /* unreachable, timed out, reset, or garbage */
 #define GW_RPC_BLOCKED (-32003)           /* policy blocks the tool */
 #define GW_RPC_REVOKED (-32004)           /* the caller's access was revoked */
