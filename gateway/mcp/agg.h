@@ -46,6 +46,13 @@ int gw__agg_step(gw_exchange *x, const char *method, json_t *body, gw_agg_step_f
  * (opening one if needed), then after(x, err). */
 void gw__agg_ensure_upstream(gw_exchange *x, gw_agg_step_fn after);
 
+/* agg_up.c: fire-and-forget calls (notifications, upstream DELETEs): a
+ * calloc'd gw_agg_up is their state. */
+extern const gw_flow_ops gw__agg_note_flow;
+/* probe.c: keeps what an upstream announced at initialize, unless the
+ * connector's record already says so. */
+void gw__agg_learn_caps(gw_exchange *x, json_t *caps);
+
 /* Flows. A flow-less aggregated exchange (answered by the gateway) has
  * gw__agg_local_flow; the handlers below switch it to their own. */
 extern const gw_flow_ops gw__agg_local_flow;
