@@ -166,7 +166,7 @@ void gw__x_on_revoke(gw_exchange *x, const gw_revocation *r) {
 
 void gw__x_end(gw_exchange *x) {
   x->revoked = true;
-  if (x->out) gw_out_abort(x->out);
+  gw__x_abort_upstream(x);
   if (x->req && x->started) {
     gw_req *r = x->req;
     gw__x_client_done(x);
@@ -176,11 +176,17 @@ void gw__x_end(gw_exchange *x) {
   }
 }
 
+/* ---------- the upstream half ---------- */
+
+void gw__x_abort_upstream(gw_exchange *x) {
+  if (x->out) gw_out_abort(x->out);
+}
+
 /* ---------- the client half ---------- */
 
 static void on_client_abort(gw_req *req) {
   gw_exchange *x = req->handler_data;
-  if (x->out) gw_out_abort(x->out);
+  gw__x_abort_upstream(x);
   if (x->req) {
     gw_req *r = x->req;
     gw__x_client_done(x);

@@ -169,6 +169,12 @@ void gw__x_on_revoke(gw_exchange *x, const gw_revocation *r);
  * revoked". */
 void gw__x_end(gw_exchange *x);
 
+/* Aborts x's upstream call, if one runs (its up_done follows, from the
+ * loop). The one way to stop the upstream half from outside its own
+ * callbacks: when the credential phase of an upcall becomes asynchronous,
+ * cancelling a pending credential hooks in here. */
+void gw__x_abort_upstream(gw_exchange *x);
+
 /* The client half. attach: req answers through x (req->handler_data is
  * x; aborts and drains reach the exchange). done: the client side ends
  * (the request is answered or dropped; the reference it held goes). */

@@ -6,9 +6,12 @@
  *     (vault_upstream_cred) in the read transaction that re-checks the
  *     identity and loads the connector; the transfer starts only with it.
  *     Today the vault answers at once; when a credential needs a refresh
- *     (per-user OAuth), the first phase will finish in a callback that
- *     runs the second — the flows see only up_headers/up_data/up_done and
- *     the error of gw__x_upcall, so they do not change.
+ *     (per-user OAuth), credential() will finish in a callback that runs
+ *     transfer() — gw__x_upcall then copies u, keeps the pending phase on
+ *     the exchange for gw__x_abort_upstream to cancel, and reports a late
+ *     failure through up_done. The flows see only gw__x_upcall's return,
+ *     up_headers/up_data/up_done and gw__x_abort_upstream, so they do not
+ *     change.
  *  2. The secret lives only in this call: the header line is wiped and
  *     freed right after the engine copied it (gw_out_start copies).
  *  3. The exchange is referenced for the transfer: taken before start,
@@ -143,10 +146,6 @@ int gw__x_upcall(gw_exchange *x, const gw_upcall *u) {
   vault_cred_free(&c.cred);
   json_decref(c.conn);
   return rc;
-}
-
-void gw__x_abort_upstream(gw_exchange *x) {
-  if (x->out) gw_out_abort(x->out);
 }
 
 void gw__x_start_failed(gw_exchange *x, int rc) {

@@ -32,9 +32,6 @@ typedef struct gw_upcall {
  * GW_UP_EHIDDEN, ST_ENOTFOUND (no such connector) or a GW_OUT_E* / ST_E*
  * error; on error no callback runs. */
 int gw__x_upcall(gw_exchange *x, const gw_upcall *u);
-/* Aborts x's upstream call, in whichever phase it is (up_done follows
- * once the transfer ran; nothing if none runs). */
-void gw__x_abort_upstream(gw_exchange *x);
 /* A failed upcall: answers the client (revoked, hidden, or unreachable)
  * unless it is gone. */
 void gw__x_start_failed(gw_exchange *x, int rc);
