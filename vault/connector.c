@@ -248,13 +248,14 @@ void vault_secret_free(char *value) {
   st_secret_free((uint8_t *)value, strlen(value));
 }
 
-int vault_upstream_cred(st_txn *txn, const char *tenant, const char *connector, const char *user, vault_cred *out) {
+int vault_upstream_cred(st_txn *txn, const char *tenant, const char *connector, const char *user,
+                        const json_t *known, vault_cred *out) {
   json_t *rec = NULL;
   (void)user; /* one shared credential per connector today */
   out->name = out->value = NULL;
-  int rc = vault_connector_get(txn, tenant, connector, &rec);
+  int rc = known ? 0 : vault_connector_get(txn, tenant, connector, &rec);
   if (rc) return rc;
-  json_t *auth = json_object_get(rec, "auth");
+  json_t *auth = json_object_get(known ? known : rec, "auth");
   const char *type = json_string_value(json_object_get(auth, "type"));
   const char *name = json_string_value(json_object_get(auth, "name"));
   if (type && !strcmp(type, "header")) {

@@ -71,14 +71,16 @@ void vault_secret_free(char *value);
  * (NULL: the gateway's own call, e.g. a capability probe): today the
  * connector's shared header (auth type "header"), later per-user grants.
  * On success the line to send is "<name>: <value>" (both NULL: the
- * connector needs none). Release with vault_cred_free (wipes the value).
- * Synchronous today; a credential that needs a refresh will come back
- * through an asynchronous variant with the same result. */
+ * connector needs none). rec: the connector's record when the caller has
+ * already read it in txn (NULL: read here). Release with vault_cred_free
+ * (wipes the value). Synchronous today; a credential that needs a refresh
+ * will come back through an asynchronous variant with the same result. */
 typedef struct vault_cred {
   char *name;  /* header name (malloc'd) or NULL */
   char *value; /* header value (malloc'd, wiped on free) or NULL */
 } vault_cred;
-int vault_upstream_cred(st_txn *txn, const char *tenant, const char *connector, const char *user, vault_cred *out);
+int vault_upstream_cred(st_txn *txn, const char *tenant, const char *connector, const char *user,
+                        const json_t *rec, vault_cred *out);
 void vault_cred_free(vault_cred *c);
 /* Deletes the connector and its sealed secret; emits
  * ST_EVENT_CONNECTOR_DELETE. Write txns only. */

@@ -36,18 +36,18 @@
  *   own exchange; replies are collected into one array (streams inside a
  *   batch are collected, not relayed) — agg_batch.c.
  *
- * This file: dispatch, initialize (answered by the gateway), the buffered
- * upstream steps and lazily opened upstream sessions every aggregated flow
- * shares, capability learning and probes, the per-session maps, client
- * notifications and DELETE. The flows: agg_list.c, agg_call.c, agg_mux.c,
- * agg_batch.c.
+ * This file: dispatch, initialize (answered by the gateway), client
+ * notifications and DELETE. Elsewhere: the upstream steps and lazily opened
+ * upstream sessions every flow shares (agg_up.c), the per-session maps
+ * (agg_maps.c), capabilities and probes (probe.c), and the flows:
+ * agg_list.c, agg_call.c, agg_mux.c, agg_batch.c.
  *
- * Rules this file keeps: an aggregated exchange's state is its flow's
- * typed struct (agg.h: gw_agg_up first when it calls upstream); the
- * per-session maps are capped (SESSIONS_MAX sessions, ASKED_PER_SESSION
- * outstanding questions, agg_uri_map_max URIs) and freed with their
- * session (revocation, DELETE, the sweep); a probe's upstream session is
- * left to expire. */
+ * Rules this file keeps: every aggregated exchange starts with the
+ * flow-less gw__agg_local_flow and a handler switches it to its own flow
+ * with its own typed state (agg.h: gw_agg_up first when it calls
+ * upstream); initialize writes the session in a writer job that checks the
+ * identity again inside its transaction; a session's upstream sessions and
+ * in-memory maps go with it at DELETE. */
 #include "gateway/mcp/agg.h"
 
 #include <jansson.h>

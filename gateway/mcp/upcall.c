@@ -74,7 +74,7 @@ static int credential(gw_exchange *x, upcred *c) {
     }
   }
   if (!rc) rc = vault_connector_get(txn, x->tenant, x->connector, &c->conn);
-  if (!rc) rc = vault_upstream_cred(txn, x->tenant, x->connector, user, &c->cred);
+  if (!rc) rc = vault_upstream_cred(txn, x->tenant, x->connector, user, c->conn, &c->cred);
   st_txn_end(txn);
   return rc;
 }
