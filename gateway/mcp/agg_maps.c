@@ -1,5 +1,5 @@
 /* gateway/mcp/agg_maps.c — the aggregated endpoint's per-session state in
- * memory (see agg.h): resource routes (URI or template prefix → connector)
+ * memory (see agg.h), in two typed indexes by session id: resource routes (URI or template prefix → connector)
  * and outstanding server→client requests, and the id rewriting that feeds
  * the latter.
  *
@@ -10,6 +10,7 @@
  * records its owner so it goes with the session: at DELETE, when its user
  * or tenant is revoked, and in the sweep of evicted or expired sessions.
  * The first connector in name order wins a URI offered twice (logged). */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,31 +24,94 @@
 #include "gateway/out/outbound.h"
 #include "vault/vault.h"
 
-/* Per-session state in memory, in two maps keyed by the gateway session
+/* Per-session state in memory, in two indexes keyed by the gateway session
  * id (p->agg_uris: resource routes; p->asked: outstanding server→client
- * requests). Each session's object records its owner under "!o"
- * ("tenant\nuser") so revocations free it; the sweep on the session purge
- * timer frees those of sessions evicted or expired. At most SESSIONS_MAX
- * sessions per map (the oldest goes). */
+ * requests). Each session's entry records its owner so revocations free
+ * it; the sweep on the session purge timer frees those of sessions evicted
+ * or expired. At most SESSIONS_MAX sessions per index (the oldest goes). */
 #define SESSIONS_MAX 10000
 #define ASKED_PER_SESSION 64
+#define BUCKETS 4096 /* a power of two; chains stay short up to SESSIONS_MAX */
 
-static json_t *session_obj(json_t **map, const gw_exchange *x, bool create) {
-  if (!*map) {
-    if (!create || !(*map = json_object())) return NULL;
-  }
-  json_t *m = json_object_get(*map, x->sid);
-  if (m || !create) return m;
-  if (json_object_size(*map) >= SESSIONS_MAX) {
-    void *it = json_object_iter(*map);
-    if (it) json_object_del(*map, json_object_iter_key(it));
-  }
-  char owner[120];
-  snprintf(owner, sizeof owner, "%s\n%s", x->tenant, x->user);
-  m = json_pack("{s:s}", "!o", owner);
-  if (m) json_object_set_new(*map, x->sid, m);
-  return m;
+/* One session's entry in one index. */
+typedef struct agg_entry {
+  struct agg_entry *hnext;         /* bucket chain */
+  struct agg_entry *older, *newer; /* insertion order: the oldest is evicted first */
+  char sid[96];
+  char tenant[64], user[40];       /* the session's owner */
+  json_t *map;                     /* routes: "U"uri | "T"prefix → connector; asked: "connector\nid" → true,
+                                    * oldest first (a dictionary of strings) */
+  bool full;                       /* routes: agg_uri_map_max reached (logged once) */
+} agg_entry;
+
+struct gw_agg_index {
+  agg_entry *b[BUCKETS];
+  agg_entry *oldest, *newest;
+  size_t n;
+};
+
+static size_t bucket_of(const char *sid) {
+  uint32_t h = 2166136261u; /* FNV-1a */
+  for (const unsigned char *p = (const unsigned char *)sid; *p; p++) h = (h ^ *p) * 16777619u;
+  return h & (BUCKETS - 1);
 }
+
+static agg_entry *entry_get(const gw_agg_index *ix, const char *sid) {
+  if (!ix) return NULL;
+  for (agg_entry *e = ix->b[bucket_of(sid)]; e; e = e->hnext)
+    if (!strcmp(e->sid, sid)) return e;
+  return NULL;
+}
+
+static void entry_del(gw_agg_index *ix, agg_entry *e) {
+  agg_entry **pp = &ix->b[bucket_of(e->sid)];
+  while (*pp != e) pp = &(*pp)->hnext;
+  *pp = e->hnext;
+  if (e->older) e->older->newer = e->newer;
+  else ix->oldest = e->newer;
+  if (e->newer) e->newer->older = e->older;
+  else ix->newest = e->older;
+  ix->n--;
+  json_decref(e->map);
+  free(e);
+}
+
+/* x's session entry in *ixp, made (with its owner) when create. */
+static agg_entry *session_entry(gw_agg_index **ixp, const gw_exchange *x, bool create) {
+  if (!*ixp) {
+    if (!create || !(*ixp = calloc(1, sizeof **ixp))) return NULL;
+  }
+  gw_agg_index *ix = *ixp;
+  agg_entry *e = entry_get(ix, x->sid);
+  if (e || !create) return e;
+  if (ix->n >= SESSIONS_MAX) entry_del(ix, ix->oldest);
+  if (!(e = calloc(1, sizeof *e)) || !(e->map = json_object())) {
+    free(e);
+    return NULL;
+  }
+  snprintf(e->sid, sizeof e->sid, "%s", x->sid);
+  snprintf(e->tenant, sizeof e->tenant, "%s", x->tenant);
+  snprintf(e->user, sizeof e->user, "%s", x->user);
+  size_t h = bucket_of(e->sid);
+  e->hnext = ix->b[h];
+  ix->b[h] = e;
+  e->older = ix->newest;
+  if (ix->newest) ix->newest->newer = e;
+  else ix->oldest = e;
+  ix->newest = e;
+  ix->n++;
+  return e;
+}
+
+static void index_free(gw_agg_index **ixp) {
+  gw_agg_index *ix = *ixp;
+  if (!ix) return;
+  while (ix->oldest) entry_del(ix, ix->oldest);
+  free(ix);
+  *ixp = NULL;
+}
+
+size_t gw__agg_uri_maps(const gw_proxy *p) { return p->agg_uris ? p->agg_uris->n : 0; }
 
 /* Resource URIs (and template prefixes) seen in lists and results, per
  * client session: resources keep their URIs, so reads route by this map.
@@ -56,13 +120,15 @@ static json_t *session_obj(json_t **map, const gw_exchange *x, bool create) {
 
 void gw__agg_uri_note(gw_exchange *x, const char *uri, bool is_template) {
   if (!uri || !*uri || !x->connector[0]) return;
-  json_t *m = session_obj(&gw__mcp_of(x->lp)->agg_uris, x, true);
-  if (!m) return;
-  if (json_object_size(m) >= (size_t)x->lp->srv->cfg.agg_uri_map_max) {
-    if (!json_object_get(m, "!full")) {
+  agg_entry *e = session_entry(&gw__mcp_of(x->lp)->agg_uris, x, true);
+  if (!e) return;
+  json_t *m = e->map;
+  /* the cap counts the entry itself as one, as it always has */
+  if (1 + json_object_size(m) + e->full >= (size_t)x->lp->srv->cfg.agg_uri_map_max) {
+    if (!e->full) {
       GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, NULL}),
              "a client session noted agg_uri_map_max resource URIs; further ones are not routed by name");
-      json_object_set_new(m, "!full", json_true());
+      e->full = true;
     }
     return;
   }
@@ -89,7 +155,8 @@ void gw__agg_uri_note(gw_exchange *x, const char *uri, bool is_template) {
 
 /* The connector serving uri in this client session, or NULL. */
 const char *gw__agg_uri_route(gw_exchange *x, const char *uri) {
-  json_t *m = gw__mcp_of(x->lp)->agg_uris ? json_object_get(gw__mcp_of(x->lp)->agg_uris, x->sid) : NULL;
+  agg_entry *e = entry_get(gw__mcp_of(x->lp)->agg_uris, x->sid);
+  json_t *m = e ? e->map : NULL;
   char key[2100];
   snprintf(key, sizeof key, "U%.2000s", uri);
   const char *c = json_string_value(json_object_get(m, key));
@@ -126,15 +193,12 @@ static void note_result_uris(gw_exchange *x, const json_t *result) {
  * session's upstream cannot push out another session's questions. */
 static void asked_note(gw_exchange *x, const char *enc) {
   if (!x->sid[0]) return;
-  json_t *m = session_obj(&gw__mcp_of(x->lp)->asked, x, true);
-  if (!m) return;
-  if (json_object_size(m) > ASKED_PER_SESSION) {
-    const char *k;
-    json_t *v;
-    json_object_foreach(m, k, v) if (k[0] != '!') {
-      json_object_del(m, k);
-      break;
-    }
+  agg_entry *e = session_entry(&gw__mcp_of(x->lp)->asked, x, true);
+  if (!e) return;
+  json_t *m = e->map;
+  if (json_object_size(m) >= ASKED_PER_SESSION) {
+    void *it = json_object_iter(m); /* the oldest */
+    if (it) json_object_del(m, json_object_iter_key(it));
   }
   char key[600];
   snprintf(key, sizeof key, "%s\n%s", x->connector, enc);
@@ -142,50 +206,41 @@ static void asked_note(gw_exchange *x, const char *enc) {
 }
 
 bool gw__agg_asked_take(gw_exchange *x, const char *connector, const char *enc) {
-  json_t *m = session_obj(&gw__mcp_of(x->lp)->asked, x, false);
+  agg_entry *e = entry_get(gw__mcp_of(x->lp)->asked, x->sid);
   char key[600];
   snprintf(key, sizeof key, "%s\n%s", connector, enc);
-  return m && json_object_del(m, key) == 0;
+  return e && json_object_del(e->map, key) == 0;
 }
 
 void gw__agg_forget_session(gw_proxy *p, const char *sid) {
-  if (p->asked) json_object_del(p->asked, sid);
-  if (p->agg_uris) json_object_del(p->agg_uris, sid);
+  agg_entry *e;
+  if ((e = entry_get(p->asked, sid))) entry_del(p->asked, e);
+  if ((e = entry_get(p->agg_uris, sid))) entry_del(p->agg_uris, e);
 }
 
-static bool owned_by(json_t *m, const char *tenant, const char *user) {
-  const char *o = json_string_value(json_object_get(m, "!o"));
-  size_t tl = strlen(tenant);
-  if (!o || strncmp(o, tenant, tl) || o[tl] != '\n') return false;
-  return !user || !strcmp(o + tl + 1, user);
-}
-
-static void forget_in(json_t *map, const char *tenant, const char *user) {
-  const char *sid;
-  json_t *m;
-  void *tmp;
-  if (map) json_object_foreach_safe(map, tmp, sid, m) if (owned_by(m, tenant, user)) json_object_del(map, sid);
+static void forget_in(gw_agg_index *ix, const char *tenant, const char *user) {
+  for (agg_entry *e = ix ? ix->oldest : NULL, *n; e; e = n) {
+    n = e->newer;
+    if (!strcmp(e->tenant, tenant) && (!user || !strcmp(e->user, user))) entry_del(ix, e);
+  }
 }
 
 void gw__agg_forget_owner(gw_proxy *p, const char *tenant, const char *user) {
   if (!tenant) {
-    json_decref(p->asked);
-    json_decref(p->agg_uris);
-    p->asked = p->agg_uris = NULL;
+    index_free(&p->asked);
+    index_free(&p->agg_uris);
     return;
   }
   forget_in(p->asked, tenant, user);
   forget_in(p->agg_uris, tenant, user);
 }
 
-static void sweep_in(json_t *map, st_txn *txn, int64_t now_ms, const gw_session_limits *lim) {
-  const char *sid;
-  json_t *m;
-  void *tmp;
+static void sweep_in(gw_agg_index *ix, st_txn *txn, int64_t now_ms, const gw_session_limits *lim) {
   gw_session s;
-  if (map)
-    json_object_foreach_safe(map, tmp, sid, m) if (gw_session_get(txn, sid, &s) != 0 || gw_session_expired(&s, now_ms, lim))
-        json_object_del(map, sid);
+  for (agg_entry *e = ix ? ix->oldest : NULL, *n; e; e = n) {
+    n = e->newer;
+    if (gw_session_get(txn, e->sid, &s) != 0 || gw_session_expired(&s, now_ms, lim)) entry_del(ix, e);
+  }
 }
 
 void gw__agg_sweep(gw_proxy *p, st_txn *txn, int64_t now_ms) {

@@ -17,7 +17,7 @@
 void gw_proxy_metrics(gw_server *srv, gw_buf *o) {
   gw_proxy *p = gw__mcp_of(srv->lp);
   if (!p) return;
-  gw__mcp_stats_render(&p->stats, p->agg_uris ? json_object_size(p->agg_uris) : (size_t)0, o);
+  gw__mcp_stats_render(&p->stats, gw__agg_uri_maps(p), o);
   if (srv->lp->out) {
     gw_out_stats s;
     gw_out_stats_get(srv->lp->out, &s);

@@ -21,6 +21,9 @@
 #include "policy/policy.h"
 #include "store/token.h"
 
+/* Per-session maps of the aggregated endpoint, by session id (agg_maps.c). */
+typedef struct gw_agg_index gw_agg_index;
+
 /* One loop's MCP state. */
 struct gw_proxy {
   gw_loop *lp;
@@ -29,8 +32,8 @@ struct gw_proxy {
   uv_mutex_t mu;
   gw_revocation *queue;     /* under mu */
   gw_mcp_stats_table stats; /* per (tenant, connector) */
-  json_t *agg_uris; /* aggregated sessions: {sid: {"U"uri|"T"prefix: connector}} (agg.c) */
-  json_t *asked;    /* aggregated sessions: {sid: {"!o": owner, "connector\nid": true}} (agg.c) */
+  gw_agg_index *agg_uris; /* aggregated sessions' resource routes (agg_maps.c) */
+  gw_agg_index *asked;    /* aggregated sessions' outstanding server→client requests (agg_maps.c) */
   bool closing;
 };
 
@@ -93,5 +96,7 @@ void gw__agg_forget_owner(gw_proxy *p, const char *tenant, const char *user);
  * expired): evicted by sessions_per_user_max, purged. Inside a read txn;
  * touches memory only. */
 void gw__agg_sweep(gw_proxy *p, st_txn *txn, int64_t now_ms);
+/* agg_maps.c: how many sessions have a resource-URI map (a gauge). */
+size_t gw__agg_uri_maps(const gw_proxy *p);
 
 #endif
