@@ -161,10 +161,16 @@ int auth_token_revoke(st_txn *txn, const char *tenant, const char *kind, const c
   size_t ikl = ikey(tenant, kind, tokid, ik);
   int rc = st_get(txn, ST_DB_TOKENS, ik, ikl, &v);
   if (rc) return rc;
-  if (v.len != ST_TOKEN_HASH_LEN) return st_del(txn, ST_DB_TOKENS, ik, ikl);
-  uint8_t h[ST_TOKEN_HASH_LEN];
-  memcpy(h, v.data, sizeof h);
-  return delete_record(txn, tenant, h, tokid, ik, ikl);
+  if (v.len != ST_TOKEN_HASH_LEN) {
+    rc = st_del(txn, ST_DB_TOKENS, ik, ikl);
+  } else {
+    uint8_t h[ST_TOKEN_HASH_LEN];
+    memcpy(h, v.data, sizeof h);
+    rc = delete_record(txn, tenant, h, tokid, ik, ikl);
+  }
+  if (rc) return rc;
+  auth_token_event ev = {tenant, kind, tokid};
+  return st_emit(txn, ST_EVENT_TOKEN_REVOKED, &ev);
 }
 
 int auth_token_list(st_txn *txn, const char *tenant, const char *kind, json_t **arr) {

@@ -64,8 +64,13 @@ int auth_token_get_by_id(st_txn *txn, const char *tenant, const char *kind, cons
 int auth_token_lookup(st_txn *txn, const char *token, const char *kind, const char *tenant,
                       json_t **rec);
 
+/* What ST_EVENT_TOKEN_REVOKED carries (borrowed for the emit). */
+typedef struct auth_token_event {
+  const char *tenant, *kind, *tokid;
+} auth_token_event;
+
 /* Write txn: revokes tenant's token of kind by id (record and every index
- * entry). ST_ENOTFOUND when there is none. */
+ * entry) and emits ST_EVENT_TOKEN_REVOKED. ST_ENOTFOUND when there is none. */
 int auth_token_revoke(st_txn *txn, const char *tenant, const char *kind, const char *tokid);
 
 /* Lists tenant's tokens of kind, never the token: an array (caller

@@ -309,7 +309,9 @@ int pol_put(st_txn *txn, const char *tenant, const json_t *doc, const char *now,
   free(s);
   if (rc) return rc;
   *version_out = version;
-  return pol_generation_bump(txn, tenant);
+  if ((rc = pol_generation_bump(txn, tenant))) return rc;
+  pol_event ev = {tenant, version};
+  return st_emit(txn, ST_EVENT_POLICY_PUT, &ev);
 }
 
 /* Does the group a compiled reference points at exist now? "*" always;

@@ -64,9 +64,16 @@ bool pol_glob(const char *pattern, const char *s);
  * problem, "; "-separated, into err. */
 int pol_validate(const json_t *doc, char *err, size_t errlen);
 
+/* What ST_EVENT_POLICY_PUT carries (borrowed for the emit). */
+typedef struct pol_event {
+  const char *tenant;
+  int version; /* the document's new version */
+} pol_event;
+
 /* Writer job body for PUT: validate, resolve names, store as version+1.
  * *version_out gets the new version; *warnings (owned) lists unresolved
- * names. Ambiguous names fail with POL_EAMBIGUOUS and err says which. */
+ * names. Ambiguous names fail with POL_EAMBIGUOUS and err says which.
+ * Emits ST_EVENT_POLICY_PUT once stored. */
 int pol_put(st_txn *txn, const char *tenant, const json_t *doc, const char *now, int *version_out,
             json_t **warnings, char *err, size_t errlen);
 /* The footgun check after a PUT: a connector is shown only to users a

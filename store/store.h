@@ -336,6 +336,21 @@ enum {
   ST_EVENT_BASE_POLICY = 400,
   ST_EVENT_BASE_GATEWAY = 500,
 };
+/* Records other modules react to, emitted by the domain function that
+ * writes them (the payload type belongs to the emitting module):
+ * vault_connector_put / vault_connector_delete emit CONNECTOR_PUT / _DELETE
+ * with a vault_connector_event (vault/vault.h); pol_put emits POLICY_PUT
+ * with a pol_event (policy/policy.h); st_tenant_mark_deleting emits
+ * TENANT_DELETING with an st_tenant_event (store/tenant.h);
+ * auth_token_revoke emits TOKEN_REVOKED with an auth_token_event
+ * (auth/token_store.h). */
+enum {
+  ST_EVENT_TENANT_DELETING = ST_EVENT_BASE_STORE + 1,
+  ST_EVENT_TOKEN_REVOKED = ST_EVENT_BASE_AUTH + 1,
+  ST_EVENT_CONNECTOR_PUT = ST_EVENT_BASE_VAULT + 1,
+  ST_EVENT_CONNECTOR_DELETE = ST_EVENT_BASE_VAULT + 2,
+  ST_EVENT_POLICY_PUT = ST_EVENT_BASE_POLICY + 1,
+};
 /* Called inside the emitting job's transaction, on the writer thread. May
  * read/write through txn and register post-commit actions. Same purity
  * contract as jobs (it may run more than once). Negative return fails the

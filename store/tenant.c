@@ -153,7 +153,10 @@ int st_tenant_set_settings(st_txn *txn, const char *id, json_t *settings) {
 }
 
 int st_tenant_mark_deleting(st_txn *txn, const char *id) {
-  return update(txn, id, "state", json_string("deleting"));
+  int rc = update(txn, id, "state", json_string("deleting"));
+  if (rc) return rc;
+  st_tenant_event ev = {id};
+  return st_emit(txn, ST_EVENT_TENANT_DELETING, &ev);
 }
 
 int st_tenant_remove(st_txn *txn, const char *id) {

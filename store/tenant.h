@@ -51,6 +51,11 @@ int st_tenant_set_settings(st_txn *txn, const char *id, json_t *settings);
 /* Marks an active tenant "deleting" (nothing of it may authenticate from
  * this commit on); ST_ENOTFOUND otherwise. */
 int st_tenant_mark_deleting(st_txn *txn, const char *id);
+/* What ST_EVENT_TENANT_DELETING carries (borrowed for the emit), emitted
+ * by st_tenant_mark_deleting once the record says "deleting". */
+typedef struct st_tenant_event {
+  const char *tenant;
+} st_tenant_event;
 /* Removes the record and the incarnation uid: the last step of a purge.
  * Absent keys are not an error. */
 int st_tenant_remove(st_txn *txn, const char *id);

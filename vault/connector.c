@@ -165,6 +165,8 @@ int vault_connector_put(st_txn *txn, const char *tenant, const char *name, const
   int rc = vault_connector_get(txn, tenant, name, &old);
   if (rc && rc != ST_ENOTFOUND) return rc;
   *created = old == NULL;
+  bool moved = old && strcmp(json_string_value(json_object_get(old, "url")) ?: "",
+                             json_string_value(json_object_get(config, "url")) ?: "") != 0;
   json_t *rec = json_deep_copy(config);
   json_object_set_new(rec, "name", json_string(name));
   json_object_set_new(rec, "created", json_string(old && json_string_value(json_object_get(old, "created"))
@@ -189,9 +191,15 @@ int vault_connector_put(st_txn *txn, const char *tenant, const char *name, const
   free(s);
   if (rc) return rc;
   st_aad aad = {tenant, VAULT_SECRET_KIND, name};
-  if (secret) return st_secret_put(txn, &aad, secret, strlen(secret));
-  rc = st_secret_del(txn, &aad);
-  return rc == ST_ENOTFOUND ? 0 : rc;
+  if (secret) {
+    rc = st_secret_put(txn, &aad, secret, strlen(secret));
+  } else {
+    rc = st_secret_del(txn, &aad);
+    if (rc == ST_ENOTFOUND) rc = 0;
+  }
+  if (rc) return rc;
+  vault_connector_event ev = {tenant, name, *created != 0, moved};
+  return st_emit(txn, ST_EVENT_CONNECTOR_PUT, &ev);
 }
 
 int vault_connector_set_caps(st_txn *txn, const char *tenant, const char *name, const json_t *caps) {
@@ -240,6 +248,31 @@ void vault_secret_free(char *value) {
   st_secret_free((uint8_t *)value, strlen(value));
 }
 
+int vault_upstream_cred(st_txn *txn, const char *tenant, const char *connector, const char *user,
+                        const json_t *known, vault_cred *out) {
+  json_t *rec = NULL;
+  (void)user; /* one shared credential per connector today */
+  out->name = out->value = NULL;
+  int rc = known ? 0 : vault_connector_get(txn, tenant, connector, &rec);
+  if (rc) return rc;
+  json_t *auth = json_object_get(known ? known : rec, "auth");
+  const char *type = json_string_value(json_object_get(auth, "type"));
+  const char *name = json_string_value(json_object_get(auth, "name"));
+  if (type && !strcmp(type, "header")) {
+    rc = vault_connector_secret(txn, tenant, connector, &out->value);
+    if (rc == 0 && name && !(out->name = strdup(name))) rc = ST_ENOMEM;
+    if (rc) vault_cred_free(out);
+  }
+  json_decref(rec);
+  return rc;
+}
+
+void vault_cred_free(vault_cred *c) {
+  vault_secret_free(c->value);
+  free(c->name);
+  c->name = c->value = NULL;
+}
+
 int vault_connector_delete(st_txn *txn, const char *tenant, const char *name) {
   char k[128];
   if (!vault_connector_name_valid(name)) return ST_ENOTFOUND;
@@ -247,7 +280,9 @@ int vault_connector_delete(st_txn *txn, const char *tenant, const char *name) {
   if (rc) return rc;
   st_aad aad = {tenant, VAULT_SECRET_KIND, name};
   rc = st_secret_del(txn, &aad);
-  return rc == ST_ENOTFOUND ? 0 : rc;
+  if (rc && rc != ST_ENOTFOUND) return rc;
+  vault_connector_event ev = {tenant, name, false, false};
+  return st_emit(txn, ST_EVENT_CONNECTOR_DELETE, &ev);
 }
 
 int vault_connector_list(st_txn *txn, const char *tenant, json_t **arr) {

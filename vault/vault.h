@@ -14,6 +14,7 @@
 #ifndef MCPGATE_VAULT_VAULT_H
 #define MCPGATE_VAULT_VAULT_H
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,9 +41,17 @@ int vault_connector_name_valid(const char *name);
 int vault_connector_parse(const json_t *body, json_t **config, const char **secret, char *err,
                           size_t errlen);
 
+/* What ST_EVENT_CONNECTOR_PUT / _DELETE carry (borrowed for the emit). */
+typedef struct vault_connector_event {
+  const char *tenant, *name;
+  bool created; /* put: the connector is new */
+  bool moved;   /* put: its URL changed (upstream sessions belong to the old server) */
+} vault_connector_event;
+
 /* Writes a connector (config from vault_connector_parse) and seals its
  * secret, replacing any previous one. `now` is RFC 3339. Sets *created to
- * 1 when the connector is new. Write txns only. */
+ * 1 when the connector is new. Emits ST_EVENT_CONNECTOR_PUT (a hook's
+ * failure fails the put). Write txns only. */
 int vault_connector_put(st_txn *txn, const char *tenant, const char *name, const json_t *config,
                         const char *secret, const char *now, int *created);
 /* Records the capabilities the upstream announced at initialize (the
@@ -57,7 +66,24 @@ json_t *vault_connector_view(const json_t *rec);
  * and must be released with vault_secret_free (wipes it). */
 int vault_connector_secret(st_txn *txn, const char *tenant, const char *name, char **value);
 void vault_secret_free(char *value);
-/* Deletes the connector and its sealed secret. Write txns only. */
+
+/* The credential the gateway presents to a connector's upstream for `user`
+ * (NULL: the gateway's own call, e.g. a capability probe): today the
+ * connector's shared header (auth type "header"), later per-user grants.
+ * On success the line to send is "<name>: <value>" (both NULL: the
+ * connector needs none). rec: the connector's record when the caller has
+ * already read it in txn (NULL: read here). Release with vault_cred_free
+ * (wipes the value). Synchronous today; a credential that needs a refresh
+ * will come back through an asynchronous variant with the same result. */
+typedef struct vault_cred {
+  char *name;  /* header name (malloc'd) or NULL */
+  char *value; /* header value (malloc'd, wiped on free) or NULL */
+} vault_cred;
+int vault_upstream_cred(st_txn *txn, const char *tenant, const char *connector, const char *user,
+                        const json_t *rec, vault_cred *out);
+void vault_cred_free(vault_cred *c);
+/* Deletes the connector and its sealed secret; emits
+ * ST_EVENT_CONNECTOR_DELETE. Write txns only. */
 int vault_connector_delete(st_txn *txn, const char *tenant, const char *name);
 /* Every connector of a tenant, as admin views, in name order. */
 int vault_connector_list(st_txn *txn, const char *tenant, json_t **arr);

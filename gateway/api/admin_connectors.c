@@ -1,7 +1,9 @@
 /* gateway/api/admin_connectors.c — /admin/v1/tenants/{t}/connectors[/{name}]:
  * list, read, put (validated by vault/, egress-checked) and delete
  * connectors. A delete, or a PUT that moves a connector to a new URL, ends
- * its upstream sessions and live exchanges in the same transaction. */
+ * its upstream sessions and live exchanges in the same transaction: vault/
+ * emits ST_EVENT_CONNECTOR_PUT/_DELETE and gateway/mcp/revoke.c acts on
+ * them (and probes the connector's capabilities after a PUT). */
 #include "gateway/api/admin_int.h"
 
 #include <stdio.h>
@@ -13,8 +15,6 @@
 #include <openssl/crypto.h>
 
 #include "gateway/base/log.h"
-#include "gateway/mcp/mcp_proxy.h"
-#include "gateway/mcp/mcp_session.h"
 #include "gateway/out/egress.h"
 #include "gateway/out/outbound.h"
 #include "vault/vault.h"
@@ -42,18 +42,6 @@ static void conn_job_free(conn_job *j) {
   free(j);
 }
 
-/* The connector's upstream sessions end with it (DELETE) or with its old
- * server (a PUT to a new URL): an upstream session id must never reach
- * another server. Its sessions on the single-connector endpoint go (the
- * client gets 404 and starts over), aggregated sessions forget their
- * upstream id for it, and live exchanges end after the commit. */
-static int end_connector_sessions(st_txn *txn, conn_job *j) {
-  int rc = gw_sessions_delete_connector(txn, j->tenant, j->name);
-  if (rc >= 0) rc = gw_sessions_drop_upstream_connector(txn, j->tenant, j->name);
-  if (rc < 0) return rc;
-  return gw_proxy_revoke_connector_after_commit(txn, j->lp->srv, j->tenant, j->name);
-}
-
 static int job_connector(st_txn *txn, void *arg) {
   conn_job *j = arg;
   json_t *t;
@@ -61,18 +49,14 @@ static int job_connector(st_txn *txn, void *arg) {
   int rc = st_tenant_get(txn, j->tenant, &t);
   if (rc) return rc;
   json_decref(t);
-  if (j->del) {
-    if ((rc = vault_connector_delete(txn, j->tenant, j->name))) return rc;
-    return end_connector_sessions(txn, j);
-  }
+  if (j->del) return vault_connector_delete(txn, j->tenant, j->name);
   json_t *old = NULL;
   rc = vault_connector_get(txn, j->tenant, j->name, &old);
   if (rc && rc != ST_ENOTFOUND) return rc;
   j->moved = old && strcmp(json_string_value(json_object_get(old, "url")) ?: "",
                            json_string_value(json_object_get(j->config, "url")) ?: "") != 0;
   json_decref(old);
-  if ((rc = vault_connector_put(txn, j->tenant, j->name, j->config, j->secret, j->now, &j->created))) return rc;
-  return j->moved ? end_connector_sessions(txn, j) : 0;
+  return vault_connector_put(txn, j->tenant, j->name, j->config, j->secret, j->now, &j->created);
 }
 
 static void done_connector(int status, void *arg) {
@@ -98,7 +82,6 @@ static void done_connector(int status, void *arg) {
       else {
         gw_respond_json(req, j->created ? 201 : 200, vault_connector_view(rec));
         json_decref(rec);
-        gw_agg_probe_connector(j->lp, j->tenant, j->name); /* learn its capabilities */
       }
     }
   }

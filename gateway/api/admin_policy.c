@@ -11,7 +11,6 @@
 #include <time.h>
 
 #include "gateway/base/log.h"
-#include "gateway/mcp/mcp_proxy.h"
 #include "policy/policy.h"
 #include "scim/scim.h"
 #include "vault/vault.h"
@@ -47,9 +46,9 @@ static int job_policy(st_txn *txn, void *arg) {
   if ((rc = vault_connector_list(txn, j->tenant, &conns)) == 0)
     rc = pol_visibility_warnings(txn, j->tenant, conns, j->warnings);
   json_decref(conns);
-  if (rc) return rc;
-  /* every open stream of the tenant learns its tool list may have changed */
-  return gw_proxy_notify_after_commit(txn, j->lp->srv, j->tenant, NULL);
+  /* every open stream of the tenant learns its tool list may have changed:
+   * pol_put emitted ST_EVENT_POLICY_PUT (gateway/mcp/revoke.c) */
+  return rc;
 }
 
 static void done_policy(int status, void *arg) {

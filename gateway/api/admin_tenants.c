@@ -16,7 +16,7 @@
 #include "auth/auth.h"
 #include "gateway/base/log.h"
 #include "gateway/core/settings.h"
-#include "gateway/mcp/mcp_proxy.h"
+#include "gateway/mcp/mcp_session.h"
 #include "store/tenant.h"
 
 static int job_tenant_create(st_txn *txn, void *arg) {
@@ -62,9 +62,10 @@ static int job_tenant_delete(st_txn *txn, void *arg) {
   int rc = st_tenant_mark_deleting(txn, j->tenant);
   if (rc) return rc;
   rc = auth_tokens_delete_tenant(txn, j->tenant, 0);
-  if (rc < 0) return rc;
-  /* live streams and in-flight calls of the tenant end before the 202 */
-  return gw_proxy_revoke_tenant_after_commit(txn, j->lp->srv, j->tenant);
+  /* live streams and in-flight calls of the tenant end before the 202:
+   * st_tenant_mark_deleting emitted ST_EVENT_TENANT_DELETING
+   * (gateway/mcp/revoke.c) */
+  return rc < 0 ? rc : 0;
 }
 
 /* One bounded purge step: the registered purges (st_purge_tenant_step)

@@ -15,7 +15,6 @@
 #include <openssl/crypto.h>
 
 #include "auth/auth.h"
-#include "gateway/mcp/mcp_proxy.h"
 
 int admin__write_token(st_txn *txn, admin_job *j, const char *name) {
   auth_token_rec r = {.kind = j->kind, .tenant = j->tenant, .id = j->tokid, .name = name,
@@ -166,9 +165,9 @@ static int job_etoken(st_txn *txn, void *arg) {
   json_decref(t);
   if (j->revoke) {
     /* what was opened with the token (streams, calls in flight) ends
-     * after the commit, before the 204 */
-    if ((rc = auth_token_revoke(txn, j->t.tenant, AUTH_KIND_EMPLOYEE, j->t.tokid)) != 0) return rc;
-    return gw_proxy_revoke_token_after_commit(txn, j->lp->srv, j->t.tenant, j->t.tokid);
+     * after the commit, before the 204: auth_token_revoke emits
+     * ST_EVENT_TOKEN_REVOKED (gateway/mcp/revoke.c) */
+    return auth_token_revoke(txn, j->t.tenant, AUTH_KIND_EMPLOYEE, j->t.tokid);
   }
   return auth_token_create(txn, &j->t);
 }

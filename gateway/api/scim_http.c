@@ -27,7 +27,6 @@
 #include "gateway/api/admin.h"
 #include "store/tenant.h"
 #include "gateway/base/log.h"
-#include "gateway/mcp/mcp_proxy.h"
 #include "gateway/core/module.h"
 #include "gateway/core/server.h"
 #include "scim/scim.h"

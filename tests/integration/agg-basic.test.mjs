@@ -1,4 +1,4 @@
-// The aggregated endpoint /t/{tenant}/mcp (gateway/mcp/mcp_agg.c) with two real
+// The aggregated endpoint /t/{tenant}/mcp (gateway/mcp/agg*.c) with two real
 // server-everything upstreams, connectors "alpha" and "beta", each behind
 // its own recorder, driven by the official SDK client: initialize answered
 // by the gateway, tools/list merged page by page, tools/call routed with the

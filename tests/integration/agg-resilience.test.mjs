@@ -97,7 +97,7 @@ test('an upstream restarted (its sessions forgotten) comes back: its tools and c
   }
 });
 
-test('an upstream refusing the credential: tools/call → -32001 naming the connector (session already open); list skips it', async () => {
+test('an upstream refusing the credential: tools/call → -32006 naming the connector (session already open); list skips it', async () => {
   const s = await rawSession(f.url, f.tokens.alice);
   const c = await connectClient(f.url, f.tokens.bob);
   const all = await allToolNames(c); // opens alpha's upstream session for c
@@ -107,29 +107,29 @@ test('an upstream refusing the credential: tools/call → -32001 naming the conn
   r = await s.request('tools/call', { name: 'alpha__echo', arguments: { message: 'x' } });
   assert.ok(r.status !== 401 && r.status !== 403, `no HTTP 401/403 to the client (it would start OAuth at the gateway): ${show(r)}`);
   assert.equal(r.headers['www-authenticate'], undefined, 'the upstream\'s challenge is not relayed');
-  const e = assertRpcError(r, { codes: [-32001], message: /alpha/, what: 'tools/call alpha__echo with alpha answering 401' });
+  const e = assertRpcError(r, { codes: [-32006], message: /alpha/, what: 'tools/call alpha__echo with alpha answering 401' });
   assert.match(e.message, /credential/, `the message says what is wrong: ${e.message}`);
   const se = await rpcError(c.client.callTool({ name: 'alpha__echo', arguments: { message: 'x' } }), 'SDK alpha__echo with alpha answering 401');
-  assert.equal(se.code, -32001, `SDK client gets -32001: ${se.message}`);
+  assert.equal(se.code, -32006, `SDK client gets -32006 (not -32001, the SDK's session-not-found): ${se.message}`);
   assert.match(se.message, /alpha/);
   const names = await allToolNames(c);
   assert.deepEqual(names, prefixed(all, 'beta'), 'tools/list: alpha left out, beta intact');
   assert.equal(toolText(await c.client.callTool({ name: 'beta__echo', arguments: { message: 'b' } })), 'Echo: b', 'beta unaffected');
   await f.recs.alpha.setMode('403');
   r = await s.request('tools/call', { name: 'alpha__echo', arguments: { message: 'x' } });
-  assertRpcError(r, { codes: [-32001], message: /alpha/, what: 'tools/call alpha__echo with alpha answering 403' });
+  assertRpcError(r, { codes: [-32006], message: /alpha/, what: 'tools/call alpha__echo with alpha answering 403' });
   await f.recs.alpha.setMode('normal');
   assert.deepEqual(await allToolNames(c), all, 'alpha listed again once it accepts the credential');
   await c.close();
 });
 
-test('an upstream refusing the credential on the first use of the connector: tools/call → -32001 naming it', async () => {
+test('an upstream refusing the credential on the first use of the connector: tools/call → -32006 naming it', async () => {
   await f.recs.beta.setMode('401');
   const s = await rawSession(f.url, f.tokens.alice); // beta's upstream session is opened by the call below
   const r = await s.request('tools/call', { name: 'beta__echo', arguments: { message: 'x' } });
   assert.ok(r.status !== 401 && r.status !== 403, `no HTTP 401/403 to the client: ${show(r)}`);
   assert.ok(f.recs.beta.requests().some((e) => e.mode === '401' && e.json?.method === 'initialize'), 'the gateway tried to open beta\'s session');
-  assertRpcError(r, { codes: [-32001], message: /beta/, what: 'tools/call beta__echo when beta refuses the credential at initialize' });
+  assertRpcError(r, { codes: [-32006], message: /beta/, what: 'tools/call beta__echo when beta refuses the credential at initialize' });
 });
 
 /** Elicitation / sampling handlers that answer per connector and log the id the client saw. */

@@ -33,7 +33,7 @@ async function freeClosedPort() {
   return port;
 }
 
-test('upstream 401/403 → a JSON-RPC error naming the connector, not an HTTP 401', async () => {
+test('upstream 401/403 → JSON-RPC -32006 naming the connector, not an HTTP 401', async () => {
   const s = await rawSession(f.url, f.tokens.alice);
   const c = await connectClient(f.url, f.tokens.bob);
   for (const mode of ['401', '403']) {
@@ -42,16 +42,17 @@ test('upstream 401/403 → a JSON-RPC error naming the connector, not an HTTP 40
     assert.notEqual(r.status, 401, `upstream ${mode}: the client must not get HTTP 401 (it would start an OAuth flow at the gateway): ${show(r)}`);
     assert.notEqual(r.status, 403, `upstream ${mode}: not HTTP 403 either: ${show(r)}`);
     assert.equal(r.headers['www-authenticate'], undefined, `upstream ${mode}: the upstream's WWW-Authenticate is not relayed: ${r.headers['www-authenticate']}`);
-    assertRpcError(r, { message: /flaky/, what: `tools/list with upstream ${mode}` });
+    assertRpcError(r, { codes: [-32006], message: /flaky/, what: `tools/list with upstream ${mode}` });
 
     const ri = await mcpPost(f.url, initializeBody(), { token: f.tokens.alice });
     assert.notEqual(ri.status, 401, `initialize with upstream ${mode}: ${show(ri)}`);
     assert.equal(ri.headers['www-authenticate'], undefined, `initialize with upstream ${mode}: no WWW-Authenticate`);
-    assertRpcError(ri, { message: /flaky/, what: `initialize with upstream ${mode}` });
+    assertRpcError(ri, { codes: [-32006], message: /flaky/, what: `initialize with upstream ${mode}` });
 
     const e = await c.client.callTool({ name: 'echo', arguments: { message: 'x' } }, undefined, { timeout: 10000 }).then(
       (res) => assert.fail(`SDK call succeeded with upstream ${mode}: ${JSON.stringify(res)}`), (err) => err);
     assert.match(String(e.message), /flaky/, `SDK error names the connector: ${e.message}`);
+    assert.equal(e.code, -32006, `SDK error code -32006 (the upstream refused the gateway's credential), not -32001: ${e.message}`);
     assert.notEqual(e.constructor?.name, 'UnauthorizedError', 'not an auth error at the gateway');
   }
   await f.rec.setMode('normal');

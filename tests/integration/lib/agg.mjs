@@ -1,5 +1,5 @@
 // tests/integration/lib/agg.mjs — helpers for the aggregated endpoint tests
-// (/t/{tenant}/mcp; gateway/mcp/mcp_agg.c), built on lib/mcp.mjs.
+// (/t/{tenant}/mcp; gateway/mcp/agg*.c), built on lib/mcp.mjs.
 //
 //   startAggFixture()        a gateway, one server-everything per connector
 //                            (each behind its own recorder), tenant `acme`

@@ -1,0 +1,473 @@
+/* gateway/mcp/agg.c — /t/{tenant}/mcp: the one URL employees paste. The
+ * gateway is itself the MCP server here and merges every connector the
+ * user's policy shows them.
+ *
+ * - initialize is answered by the gateway (no upstream is contacted); the
+ *   client's capabilities and clientInfo are kept in the session record
+ *   and replayed when an upstream session is opened — lazily, per
+ *   (client session, connector), the first time a connector is needed.
+ * - tools/list walks the visible connectors in name order, one upstream
+ *   page per client page; tools are named {connector}__{tool} and filtered
+ *   by policy. Cursors are opaque (base64url of {"c":connector,"u":cursor});
+ *   a bad cursor is -32602. A connector that fails is skipped with a
+ *   warning: its tools disappear until it recovers.
+ * - tools/call splits the name at the first "__", decides by policy, and
+ *   forwards with the prefix stripped; the answer (JSON or SSE, progress
+ *   included) is relayed. Server→client requests inside that stream get
+ *   ids "mcpgate:{connector}:{original id as JSON}" so the client's answer
+ *   routes back to the right upstream with the original id.
+ * - GET multiplexes the upstreams' GET streams (of every upstream session
+ *   of the client session, including ones opened later) into one stream,
+ *   with server→client request ids rewritten as above; event ids encode
+ *   every upstream's last event id, so Last-Event-ID resumes each one.
+ *   list_changed from policy/membership changes is injected there too.
+ *   DELETE ends the gateway session.
+ * - Client notifications: notifications/cancelled goes to the upstream
+ *   running that request; others (roots/list_changed, …) to every upstream
+ *   session of the client session.
+ * - Prompts are named {connector}__{prompt} like tools; resources keep
+ *   their URIs and are routed by a per-session URI→connector map built from
+ *   resource lists, templates (by literal prefix) and resource links in
+ *   results (first connector in name order wins a collision, logged);
+ *   completion refs route the same way. prompts/resources/completions/
+ *   logging are advertised when a connector the user sees announced them
+ *   (learned at the connector's PUT and at every upstream initialize).
+ * - JSON-RPC batches (protocol 2025-03-26 only): each element runs as its
+ *   own exchange; replies are collected into one array (streams inside a
+ *   batch are collected, not relayed) — agg_batch.c.
+ *
+ * This file: dispatch, initialize (answered by the gateway), client
+ * notifications and DELETE. Elsewhere: the upstream steps and lazily opened
+ * upstream sessions every flow shares (agg_up.c), the per-session maps
+ * (agg_maps.c), capabilities and probes (probe.c), and the flows:
+ * agg_list.c, agg_call.c, agg_mux.c, agg_batch.c.
+ *
+ * Rules this file keeps: every aggregated exchange starts with the
+ * flow-less gw__agg_local_flow and a handler switches it to its own flow
+ * with its own typed state (agg.h: gw_agg_up first when it calls
+ * upstream); initialize writes the session in a writer job that checks the
+ * identity again inside its transaction; a session's upstream sessions and
+ * in-memory maps go with it at DELETE. */
+#include "gateway/mcp/agg.h"
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "auth/auth.h"
+#include "gateway/base/log.h"
+#include "gateway/mcp/relay.h"
+#include "gateway/mcp/sse.h"
+#include "gateway/mcp/upcall.h"
+#include "gateway/out/outbound.h"
+#include "store/token.h"
+#include "vault/vault.h"
+
+/* ---------- small helpers ---------- */
+
+static void now_rfc3339(char out[32]) {
+  time_t t = time(NULL);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+char *gw__agg_b64url(const char *s) {
+  size_t n = strlen(s);
+  char *out = malloc(4 * ((n + 2) / 3) + 1);
+  if (!out) return NULL;
+  int len = EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)s, (int)n);
+  while (len > 0 && out[len - 1] == '=') len--;
+  out[len] = 0;
+  for (char *p = out; *p; p++) *p = *p == '+' ? '-' : *p == '/' ? '_' : *p;
+  return out;
+}
+
+json_t *gw__agg_unb64url(const char *s) {
+  size_t n = strlen(s);
+  if (!n || n > 4096) return NULL;
+  char *in = malloc(n + 4);
+  if (!in) return NULL;
+  size_t i = 0;
+  for (; i < n; i++) {
+    char c = s[i];
+    if (c == '-') c = '+';
+    else if (c == '_') c = '/';
+    else if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))) {
+      free(in);
+      return NULL;
+    }
+    in[i] = c;
+  }
+  while (i % 4) in[i++] = '=';
+  in[i] = 0;
+  unsigned char *out = malloc(i);
+  int len = out ? EVP_DecodeBlock(out, (unsigned char *)in, (int)i) : -1;
+  free(in);
+  if (len < 0) {
+    free(out);
+    return NULL;
+  }
+  while (len > 0 && out[len - 1] == 0) len--; /* padding bytes */
+  json_t *j = json_loadb((char *)out, (size_t)len, JSON_REJECT_DUPLICATES, NULL);
+  free(out);
+  return j;
+}
+
+json_t *gw__agg_rpc_result(const json_t *id, json_t *result) {
+  return json_pack("{s:s,s:O,s:o}", "jsonrpc", "2.0", "id", id ? id : json_null(), "result", result);
+}
+
+/* The connectors the user may see, in name order; with `cap`, only those
+ * whose learned capabilities include it (or are not learned yet). */
+json_t *gw__agg_visible(gw_exchange *x, const pol_user *pu, const char *cap) {
+  st_txn *txn;
+  json_t *all = NULL, *out = json_array();
+  if (st_read_begin(x->lp->srv->store, &txn) != 0) return out;
+  vault_connector_list(txn, x->tenant, &all);
+  st_txn_end(txn);
+  size_t i;
+  json_t *c;
+  json_array_foreach(all, i, c) {
+    const char *name = json_string_value(json_object_get(c, "name"));
+    json_t *caps = json_object_get(c, "capabilities");
+    if (cap && json_is_object(caps) && !json_object_get(caps, cap)) continue;
+    if (name && pu && pol_connector_visible(pu, name)) json_array_append_new(out, json_string(name));
+  }
+  json_decref(all);
+  return out;
+}
+
+/* ---------- client notifications ---------- */
+
+/* Fire and forget: msg (stolen) to one connector's upstream session. */
+static void forward_note(gw_exchange *parent, const char *connector, const char *upstream, json_t *msg) {
+  gw_exchange *c = gw__mcp_child(parent, connector, &gw__agg_note_flow, calloc(1, sizeof(gw_agg_up)));
+  if (c && !c->state) {
+    gw__x_unref(c);
+    c = NULL;
+  }
+  if (!c) {
+    json_decref(msg);
+    return;
+  }
+  snprintf(c->sess.upstream, sizeof c->sess.upstream, "%s", upstream);
+  if (gw__agg_step(c, "POST", msg, NULL) != 0)
+    GW_LOG(GW_LOG_DEBUG, "mcp", NULL, "notification to connector %s not sent", connector);
+  gw__x_unref(c);
+}
+
+/* DELETE each upstream session of {connector: upstream id}. */
+static void end_upstreams(gw_exchange *x, json_t *ups) {
+  const char *conn;
+  json_t *up;
+  json_object_foreach(ups, conn, up) {
+    gw_exchange *c = gw__mcp_child(x, conn, &gw__agg_note_flow, calloc(1, sizeof(gw_agg_up)));
+    if (c && !c->state) {
+      gw__x_unref(c);
+      c = NULL;
+    }
+    if (!c) continue;
+    snprintf(c->sess.upstream, sizeof c->sess.upstream, "%s", json_string_value(up));
+    gw__agg_step(c, "DELETE", NULL, NULL);
+    gw__x_unref(c);
+  }
+}
+
+/* notifications/cancelled goes to the upstream that runs the request;
+ * anything else (roots/list_changed, …) to every upstream session of the
+ * client session. Answered 202 either way. */
+void gw__agg_notify_upstreams(gw_exchange *x, const char *method, json_t *msg) {
+  if (!strcmp(method, "notifications/initialized")) return;
+  if (!strcmp(method, "notifications/cancelled")) {
+    json_t *rid = json_object_get(json_object_get(msg, "params"), "requestId");
+    /* no callback runs in this walk: it returns after creating (appending)
+     * one exchange */
+    for (gw_exchange *o = gw__mcp_of(x->lp)->reg.list; rid && o; o = o->next) {
+      if (o == x || !gw__agg_is_call(o) || !o->connector[0] || strcmp(o->sid, x->sid) || !o->out) continue;
+      size_t i;
+      json_t *id;
+      json_array_foreach(o->ids, i, id) if (json_equal(id, rid)) {
+        forward_note(x, o->connector, o->sess.upstream, json_incref(msg));
+        return;
+      }
+    }
+    return;
+  }
+  st_txn *txn;
+  if (st_read_begin(x->lp->srv->store, &txn) != 0) return;
+  json_t *ups = gw_session_upstreams(txn, x->sid);
+  st_txn_end(txn);
+  const char *conn;
+  json_t *up;
+  json_object_foreach(ups, conn, up) forward_note(x, conn, json_string_value(up), json_incref(msg));
+  json_decref(ups);
+}
+
+/* ---------- initialize and sessions ---------- */
+
+typedef struct init_job {
+  gw_exchange *x;
+  char sid[96];
+  gw_session s;
+  char now[32];
+  char tokid[ST_TOKEN_ID_BUFSZ];
+  int64_t unix_now;
+  json_t *result;
+} init_job;
+
+static int job_init(st_txn *txn, void *arg) {
+  init_job *j = arg;
+  /* checked again inside the write: a user deactivated (or a token
+   * revoked) after the request's check gets no session */
+  if (auth_identity_check(txn, j->s.tenant, j->s.user, j->tokid, j->unix_now) != 0) return GW_UP_EREVOKED;
+  return gw_session_put(txn, j->sid, &j->s, j->now);
+}
+
+static void done_init(int status, void *arg) {
+  init_job *j = arg;
+  gw_exchange *x = j->x;
+  if (status == GW_UP_EREVOKED) {
+    gw__x_start_failed(x, status);
+  } else if (status < 0) {
+    gw__x_rpc_error(x, 503, -32603, "the gateway could not store the session: %s", st_strerror(status));
+  } else {
+    snprintf(x->sid, sizeof x->sid, "%s", j->sid);
+    gw__x_reply_json(x, 200, gw__agg_rpc_result(json_array_get(x->ids, 0), json_incref(j->result)));
+  }
+  json_decref(j->result);
+  OPENSSL_cleanse(j->sid, sizeof j->sid);
+  free(j);
+  gw__x_unref(x);
+}
+
+static void initialize(gw_exchange *x, json_t *msg) {
+  json_t *params = json_object_get(msg, "params");
+  const char *asked = json_string_value(json_object_get(params, "protocolVersion"));
+  const char *ver = asked && gw__mcp_version_supported(asked) ? asked : GW_AGG_LATEST_VERSION;
+  init_job *j = calloc(1, sizeof *j);
+  if (!j || st_token_new(GW_SESSION_PREFIX, j->sid, sizeof j->sid) != 0) {
+    free(j);
+    gw__x_rpc_error(x, 500, -32603, "the gateway could not create a session");
+    return;
+  }
+  json_t *client = json_pack("{s:O?,s:O?}", "capabilities", json_object_get(params, "capabilities"), "clientInfo",
+                             json_object_get(params, "clientInfo"));
+  char *cs = json_dumps(client, JSON_COMPACT);
+  json_decref(client);
+  if (!cs || strlen(cs) >= sizeof j->s.client) {
+    free(cs);
+    cs = strdup("{}");
+  }
+  snprintf(j->s.client, sizeof j->s.client, "%s", cs ? cs : "{}");
+  free(cs);
+  j->x = x;
+  snprintf(j->s.tenant, sizeof j->s.tenant, "%s", x->tenant);
+  snprintf(j->s.user, sizeof j->s.user, "%s", x->user);
+  snprintf(j->s.version, sizeof j->s.version, "%s", ver);
+  snprintf(j->tokid, sizeof j->tokid, "%s", x->tokid);
+  j->unix_now = (int64_t)time(NULL);
+  now_rfc3339(j->now);
+  json_t *caps = json_pack("{s:{s:b}}", "tools", "listChanged", 1);
+  {
+    /* prompts/resources when a connector the user sees offers them */
+    const pol_user *pu = gw__policy_for(x->lp, x->tenant, x->user);
+    st_txn *txn;
+    json_t *all = NULL;
+    if (pu && st_read_begin(x->lp->srv->store, &txn) == 0) {
+      vault_connector_list(txn, x->tenant, &all);
+      st_txn_end(txn);
+    }
+    size_t i;
+    json_t *c;
+    json_array_foreach(all, i, c) {
+      const char *name = json_string_value(json_object_get(c, "name"));
+      json_t *uc = json_object_get(c, "capabilities");
+      if (!name || !pol_connector_visible(pu, name) || !json_is_object(uc)) continue;
+      if (json_object_get(uc, "prompts")) json_object_set_new(caps, "prompts", json_pack("{s:b}", "listChanged", 1));
+      json_t *r = json_object_get(uc, "resources");
+      if (r) {
+        json_t *have = json_object_get(caps, "resources");
+        bool sub = json_is_true(json_object_get(r, "subscribe")) || json_is_true(json_object_get(have, "subscribe"));
+        json_object_set_new(caps, "resources", json_pack("{s:b,s:b}", "subscribe", sub, "listChanged", 1));
+      }
+      if (json_object_get(uc, "completions")) json_object_set_new(caps, "completions", json_object());
+      if (json_object_get(uc, "logging")) json_object_set_new(caps, "logging", json_object());
+    }
+    json_decref(all);
+  }
+  j->result = json_pack("{s:s,s:o,s:{s:s,s:s,s:s},s:s}", "protocolVersion", ver, "capabilities", caps, "serverInfo", "name", "mcpgate", "title", "mcpgate", "version", "0.1.0",
+                        "instructions",
+                        "Tools of every service your organisation connected, named <service>__<tool>. Your "
+                        "organisation's policy decides which tools you see.");
+  x->refs++;
+  if (st_submit(x->lp->srv->store, x->lp->port, job_init, done_init, j) != 0) {
+    x->refs--;
+    json_decref(j->result);
+    free(j);
+    gw__x_rpc_error(x, 503, -32603, "the gateway is busy; retry");
+  }
+}
+
+/* ---------- DELETE ---------- */
+
+/* The session's upstream sessions, read before the record goes: ended
+ * after it went. */
+typedef struct delete_state {
+  json_t *ups; /* {connector: upstream session id} */
+} delete_state;
+
+static void delete_free(void *state) {
+  delete_state *d = state;
+  json_decref(d->ups);
+  free(d);
+}
+
+static const gw_flow_ops delete_flow = {.name = "agg-delete", .free = delete_free};
+
+static void end_session_stream(gw_exchange *o, void *arg) {
+  gw_exchange *x = arg;
+  if (o != x && gw__agg_is_stream(o, x->sid)) gw__x_end(o);
+}
+
+static void session_deleted(gw_exchange *x) {
+  delete_state *d = x->state;
+  /* its open GET streams end, and its upstream sessions */
+  gw__x_foreach(&gw__mcp_of(x->lp)->reg, end_session_stream, x);
+  end_upstreams(x, d->ups);
+  gw__agg_forget_session(gw__mcp_of(x->lp), x->sid);
+}
+
+/* ---------- dispatch ---------- */
+
+void gw_agg_dispatch(gw_req *req) {
+  gw_mcp_ctx ctx;
+  if (gw__mcp_ctx_of(req, true, &ctx) != 0) return;
+  const char *sid = ctx.sid;
+  const char *m = req->method;
+  bool sess_ok = ctx.sess_ok;
+  if (!strcmp(m, "GET") || !strcmp(m, "DELETE")) {
+    if (gw__mcp_session_checks(req, &ctx) != 0) return;
+    bool get = !strcmp(m, "GET");
+    gw_exchange *x = gw__mcp_exchange(req, get ? GW_X_GET : GW_X_DELETE, &ctx, &gw__agg_local_flow, NULL);
+    if (!x) {
+      gw_respond_error(req, 500, "internal", "out of memory");
+      return;
+    }
+    x->sess = ctx.sess;
+    snprintf(x->sid, sizeof x->sid, "%s", sid);
+    if (get) {
+      gw__agg_stream(x, gw_req_header(req, "last-event-id"));
+      return;
+    }
+    /* the upstream sessions it opened: ended after the record goes */
+    delete_state *d = calloc(1, sizeof *d);
+    st_txn *txn;
+    if (d && st_read_begin(x->lp->srv->store, &txn) == 0) {
+      d->ups = gw_session_upstreams(txn, x->sid);
+      st_txn_end(txn);
+    }
+    if (d) gw__x_set_flow(x, &delete_flow, d);
+    gw__mcp_delete_session(x, d ? session_deleted : NULL);
+    return;
+  }
+
+  /* POST */
+  json_t *msg = gw__mcp_parse_post(req);
+  if (!msg) return;
+  if (json_is_array(msg)) {
+    gw__agg_batch(req, &ctx, msg);
+    json_decref(msg);
+    return;
+  }
+  json_t *ids = json_array();
+  const char *method = NULL;
+  const char *why = gw__check_message(msg, ids, &method);
+  if (why) {
+    json_decref(ids);
+    json_decref(msg);
+    gw__mcp_refuse(req, 400, -32600, why);
+    return;
+  }
+  bool is_init = method && !strcmp(method, "initialize");
+  const char *pv = gw_req_header(req, "mcp-protocol-version");
+  if (method && !strcmp(method, "server/discover")) {
+    json_t *id = json_array_get(ids, 0);
+    gw_respond_json(req, 200, json_pack("{s:s,s:O,s:{s:i,s:s}}", "jsonrpc", "2.0", "id", id ? id : json_null(),
+                                        "error", "code", GW_RPC_NOT_SUPPORTED, "message",
+                                        "Method not found: server/discover (this gateway speaks MCP 2025-03-26 to "
+                                        "2025-11-25; use initialize)"));
+    json_decref(ids);
+    json_decref(msg);
+    return;
+  }
+  if (pv && !is_init && !gw__mcp_version_supported(pv)) {
+    json_decref(ids);
+    json_decref(msg);
+    gw__mcp_refuse(req, 400, -32000, "Bad Request: unsupported MCP-Protocol-Version");
+    return;
+  }
+  if (!is_init && (!sid || !sess_ok)) {
+    json_decref(ids);
+    json_decref(msg);
+    if (!sid) gw__mcp_refuse(req, 400, -32000, "Bad Request: Mcp-Session-Id header is required (send initialize first)");
+    else gw__mcp_refuse(req, 404, -32001, "Session not found");
+    return;
+  }
+  gw_exchange *x = gw__mcp_exchange(req, GW_X_POST, &ctx, &gw__agg_local_flow, NULL);
+  if (!x) {
+    json_decref(ids);
+    json_decref(msg);
+    gw_respond_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  json_decref(x->ids);
+  x->ids = ids;
+  if (!is_init) {
+    x->sess = ctx.sess;
+    snprintf(x->sid, sizeof x->sid, "%s", sid);
+  }
+  if (is_init) initialize(x, msg);
+  else gw__agg_message(x, msg, method);
+  json_decref(msg);
+}
+
+void gw__agg_message(gw_exchange *x, json_t *msg, const char *method) {
+  json_t *ids = x->ids;
+  if (!method) {
+    /* a response to a server→client request we relayed */
+    if (!gw__agg_route_answer(x, msg)) gw__x_reply_raw(x, 202, NULL, NULL, 0);
+  } else if (!strcmp(method, "tools/list")) {
+    gw__agg_list(x, msg, 0);
+  } else if (!strcmp(method, "prompts/list")) {
+    gw__agg_list(x, msg, 1);
+  } else if (!strcmp(method, "resources/list")) {
+    gw__agg_list(x, msg, 2);
+  } else if (!strcmp(method, "resources/templates/list")) {
+    gw__agg_list(x, msg, 3);
+  } else if (!strcmp(method, "prompts/get") || !strcmp(method, "resources/read") ||
+             !strcmp(method, "resources/subscribe") || !strcmp(method, "resources/unsubscribe") ||
+             !strcmp(method, "completion/complete")) {
+    gw__agg_route(x, msg, method);
+  } else if (!strcmp(method, "logging/setLevel")) {
+    /* every upstream session gets the level; the client gets {} */
+    gw__agg_notify_upstreams(x, method, msg);
+    gw__x_reply_json(x, 200, gw__agg_rpc_result(json_array_get(ids, 0), json_object()));
+  } else if (!strcmp(method, "tools/call")) {
+    gw__agg_tools_call(x, msg);
+  } else if (!strcmp(method, "ping")) {
+    gw__x_reply_json(x, 200, gw__agg_rpc_result(json_array_get(ids, 0), json_object()));
+  } else if (!json_array_size(ids)) {
+    /* notifications: routed to the upstreams concerned, answered 202 */
+    gw__agg_notify_upstreams(x, method, msg);
+    gw__x_reply_raw(x, 202, NULL, NULL, 0);
+  } else {
+    gw__x_rpc_error(x, 200, GW_RPC_NOT_SUPPORTED, "Method not found: %.100s", method);
+  }
+}
+

@@ -1,0 +1,83 @@
+/* gateway/mcp/agg.h — what the aggregated endpoint's flows share (private
+ * to gateway/mcp/agg*.c): buffered upstream steps, lazily opened upstream
+ * sessions, per-session maps, and each flow's entry point.
+ *
+ * Every aggregated flow that calls upstream keeps a gw_agg_up as the FIRST
+ * member of its typed state: gw__agg_up(x) reaches it, and the flow's ops
+ * use gw__agg_up_headers/_data/_done, which run either a buffered step
+ * (gw__agg_step: the reply lands in x->body, then up->cont) or, once a flow
+ * relays (up->relaying), the relay of relay.h with the stale-session retry. */
+#ifndef MCPGATE_GATEWAY_MCP_AGG_H
+#define MCPGATE_GATEWAY_MCP_AGG_H
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "gateway/mcp/mcp_loop.h"
+
+#define GW_AGG_LATEST_VERSION "2025-11-25"
+#define GW_AGG_ID_PREFIX "mcpgate:"
+
+typedef void (*gw_agg_step_fn)(gw_exchange *x, int err);
+
+typedef struct gw_agg_up {
+  gw_agg_step_fn cont;  /* next step after a buffered upstream call */
+  gw_agg_step_fn after; /* what runs once the upstream session is open */
+  bool fresh_session;   /* open a new upstream session (the stored one is stale) */
+  bool retried;         /* already retried once with a fresh session */
+  bool stale;           /* the upstream said 404/400 to our session id */
+  bool relaying;        /* the current transfer is relayed to the client */
+} gw_agg_up;
+
+gw_agg_up *gw__agg_up(gw_exchange *x);
+void gw__agg_up_headers(gw_exchange *x, gw_out_req *r, int status, const gw_out_header *h, size_t n);
+int gw__agg_up_data(gw_exchange *x, gw_out_req *r, const char *p, size_t n);
+void gw__agg_up_done(gw_exchange *x, gw_out_req *r, int err);
+/* The flow's rewrite (server→client request ids, resource URIs) and event
+ * ids, for relayed aggregated answers. */
+bool gw__agg_rewrite(gw_exchange *x, json_t *msg);
+char *gw__agg_event_id(gw_exchange *x, const char *upstream_id);
+
+/* Sends body (stolen; NULL: none) to x->connector within its upstream
+ * session and calls cont(x, err) with the reply buffered in x->body (cont
+ * NULL: fire and forget). 0, or an upcall error (revoked/hidden already
+ * answered). */
+int gw__agg_step(gw_exchange *x, const char *method, json_t *body, gw_agg_step_fn cont);
+/* Makes sure x->sess.upstream is the upstream session of x->connector
+ * (opening one if needed), then after(x, err). */
+void gw__agg_ensure_upstream(gw_exchange *x, gw_agg_step_fn after);
+
+/* agg_up.c: fire-and-forget calls (notifications, upstream DELETEs): a
+ * calloc'd gw_agg_up is their state. */
+extern const gw_flow_ops gw__agg_note_flow;
+/* probe.c: keeps what an upstream announced at initialize, unless the
+ * connector's record already says so. */
+void gw__agg_learn_caps(gw_exchange *x, json_t *caps);
+
+/* Flows. A flow-less aggregated exchange (answered by the gateway) has
+ * gw__agg_local_flow; the handlers below switch it to their own. */
+extern const gw_flow_ops gw__agg_local_flow;
+void gw__agg_list(gw_exchange *x, json_t *msg, int kind); /* agg_list.c: 0 tools, 1 prompts, 2 resources, 3 templates */
+void gw__agg_tools_call(gw_exchange *x, json_t *msg);     /* agg_call.c */
+void gw__agg_route(gw_exchange *x, json_t *msg, const char *method);
+bool gw__agg_route_answer(gw_exchange *x, json_t *msg);    /* false: not an answer we relayed */
+void gw__agg_stream(gw_exchange *x, const char *last_event_id); /* agg_mux.c: the client's GET stream */
+bool gw__agg_is_stream(const gw_exchange *x, const char *sid);  /* an open client GET stream of sid */
+bool gw__agg_is_call(const gw_exchange *x);                     /* a relayed call in flight */
+void gw__agg_session_opened(gw_exchange *from, const char *connector, const char *upstream);
+void gw__agg_batch(gw_req *req, const gw_mcp_ctx *ctx, json_t *msg); /* agg_batch.c */
+/* agg.c: one message of an established session (alone or in a batch). */
+void gw__agg_message(gw_exchange *x, json_t *msg, const char *method);
+/* agg.c: notification msg (borrowed) to the upstreams concerned. */
+void gw__agg_notify_upstreams(gw_exchange *x, const char *method, json_t *msg);
+/* agg.c: the connectors the user may see, in name order; with cap, only
+ * those whose learned capabilities include it (or are not learned yet). */
+json_t *gw__agg_visible(gw_exchange *x, const pol_user *pu, const char *cap);
+/* agg.c: routing names and per-session maps. */
+json_t *gw__agg_rpc_result(const json_t *id, json_t *result);
+char *gw__agg_b64url(const char *s);
+json_t *gw__agg_unb64url(const char *s);
+void gw__agg_uri_note(gw_exchange *x, const char *uri, bool is_template);
+const char *gw__agg_uri_route(gw_exchange *x, const char *uri);
+bool gw__agg_asked_take(gw_exchange *x, const char *connector, const char *enc);
+
+#endif

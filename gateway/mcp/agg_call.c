@@ -1,0 +1,275 @@
+/* gateway/mcp/agg_call.c — routed calls of the aggregated endpoint (one
+ * flow, its own typed state): tools/call by its connector__tool name,
+ * prompts/get and completions by prefix, resources by the session's URI
+ * map, and the client's answers to server→client requests relayed earlier.
+ *
+ * Rules this file keeps: the name is split at the first "__" and decided
+ * by policy (decide.c) before anything is sent; the message is forwarded
+ * as checked with only the prefix stripped (or the id restored); the answer
+ * (JSON or SSE, progress included) is relayed with server→client request
+ * ids rewritten to "mcpgate:{connector}:{original id as JSON}"; an answer
+ * goes only to an upstream session that asked, and only while policy shows
+ * its connector; an upstream that forgot our session (404/400) gets the
+ * call once more on a fresh session. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/base/log.h"
+#include "gateway/mcp/agg.h"
+#include "gateway/mcp/decide.h"
+#include "gateway/mcp/relay.h"
+#include "gateway/mcp/upcall.h"
+#include "vault/vault.h"
+
+/* The call flow's state. */
+typedef struct call_state {
+  gw_agg_up up; /* first: the upstream steps (agg.h) */
+  char *fwd;    /* the rewritten message forwarded upstream */
+  size_t fwd_len;
+} call_state;
+
+static call_state *cs(gw_exchange *x) { return x->state; }
+
+static void call_free(void *state) {
+  call_state *st = state;
+  free(st->fwd);
+  free(st);
+}
+
+static const gw_flow_ops call_flow = {.name = "agg-call",
+                                      .up_headers = gw__agg_up_headers,
+                                      .up_data = gw__agg_up_data,
+                                      .up_done = gw__agg_up_done,
+                                      .rewrite = gw__agg_rewrite,
+                                      .event_id = gw__agg_event_id,
+                                      .free = call_free};
+
+bool gw__agg_is_call(const gw_exchange *x) { return x->kind == GW_X_POST && x->flow && x->flow->up_done == gw__agg_up_done; }
+
+/* x becomes a call with message fwd (stolen; encoded as forwarded). */
+static int become_call(gw_exchange *x, json_t *fwd) {
+  call_state *st = calloc(1, sizeof *st);
+  if (st) st->fwd = json_dumps(fwd, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  json_decref(fwd);
+  if (!st || !st->fwd) {
+    free(st);
+    return -1;
+  }
+  st->fwd_len = strlen(st->fwd);
+  gw__x_set_flow(x, &call_flow, st);
+  return 0;
+}
+
+static void call_session_ready(gw_exchange *x, int err);
+
+/* gw__agg_up_done (agg.c) calls this when the upstream answered 404 to our
+ * session: open a fresh one and send the call again, once. */
+static void call_retry(gw_exchange *x, int err) {
+  (void)err;
+  cs(x)->up.fresh_session = true;
+  gw_buf_reset(&x->body);
+  gw__agg_ensure_upstream(x, call_session_ready);
+}
+
+static void call_session_ready(gw_exchange *x, int err) {
+  if (err) {
+    if (x->m) x->m->errors++;
+    if (err == GW_MCP_EAUTH)
+      gw__x_rpc_error(x, 200, GW_RPC_UPSTREAM_AUTH,
+                       "connector \"%s\" refused the gateway's credential; ask your admin to check the connector's credential",
+                       x->connector);
+    else
+      gw__x_rpc_error(x, 200, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" is unavailable", x->connector);
+    return;
+  }
+  call_state *st = cs(x);
+  st->up.cont = st->up.retried ? NULL : call_retry;
+  st->up.relaying = true;
+  gw_buf_reset(&x->body);
+  int rc = gw__relay_start(x, "POST", st->fwd, st->fwd_len, "application/json, text/event-stream");
+  if (rc != 0) gw__x_start_failed(x, rc);
+}
+
+/* Sends the rewritten message fwd (stolen) to connector conn within its
+ * upstream session, relaying the answer. */
+static void forward_to(gw_exchange *x, json_t *fwd, const char *conn) {
+  if (become_call(x, fwd) != 0) {
+    gw__x_rpc_error(x, 500, -32603, "out of memory");
+    return;
+  }
+  snprintf(x->connector, sizeof x->connector, "%s", conn);
+  gw__mcp_count(x, conn);
+  if (x->m) x->m->requests++;
+  gw__agg_ensure_upstream(x, call_session_ready);
+}
+
+static bool split_name(const char *full, char conn[40], const char **tool) {
+  const char *sep = strstr(full, "__");
+  if (!sep || sep == full || (size_t)(sep - full) >= 40 || !sep[2]) return false;
+  memcpy(conn, full, (size_t)(sep - full));
+  conn[sep - full] = 0;
+  *tool = sep + 2;
+  return vault_connector_name_valid(conn);
+}
+
+void gw__agg_tools_call(gw_exchange *x, json_t *msg) {
+  json_t *params = json_object_get(msg, "params");
+  const char *full = json_string_value(json_object_get(params, "name"));
+  const char *tool;
+  char conn[40];
+  const pol_user *pu = gw__policy_for(x->lp, x->tenant, x->user);
+  if (!pu) {
+    gw__x_rpc_error(x, 503, -32603, "the gateway cannot read its policy right now (fail closed)");
+    return;
+  }
+  if (!full || !split_name(full, conn, &tool)) {
+    gw__x_rpc_error(x, 200, -32602, "Unknown tool: %.200s", full ? full : "(no name)");
+    return;
+  }
+  pol_decision d = gw__decide_call(pu, conn, tool);
+  json_t *crec = NULL;
+  st_txn *txn;
+  if (d != POL_HIDDEN && st_read_begin(x->lp->srv->store, &txn) == 0) {
+    if (vault_connector_get(txn, x->tenant, conn, &crec) != 0) d = POL_HIDDEN; /* no such connector */
+    st_txn_end(txn);
+  }
+  json_decref(crec);
+  if (d == POL_HIDDEN) {
+    gw__x_rpc_error(x, 200, -32602, "Unknown tool: %.200s", full);
+    return;
+  }
+  if (d == POL_BLOCK || d == POL_APPROVE) {
+    gw__decide_refuse(x, pu, d, full, NULL);
+    return;
+  }
+  /* forward with the prefix stripped: the rest of the message as checked */
+  json_t *fwd = json_deep_copy(msg);
+  json_object_set_new(json_object_get(fwd, "params"), "name", json_string(tool));
+  forward_to(x, fwd, conn);
+}
+
+/* prompts/get, resources/read|subscribe|unsubscribe, completion/complete:
+ * routed by the prompt's prefix or the resource's URI. */
+void gw__agg_route(gw_exchange *x, json_t *msg, const char *method) {
+  const pol_user *pu = gw__policy_for(x->lp, x->tenant, x->user);
+  if (!pu) {
+    gw__x_rpc_error(x, 503, -32603, "the gateway cannot read its policy right now (fail closed)");
+    return;
+  }
+  json_t *fwd = json_deep_copy(msg);
+  json_t *params = json_object_get(fwd, "params");
+  json_t *ref = json_object_get(params, "ref");
+  const char *reftype = json_string_value(json_object_get(ref, "type"));
+  const char *name = NULL, *uri = NULL;
+  json_t *name_holder = NULL;
+  if (!strcmp(method, "prompts/get")) {
+    name_holder = params;
+  } else if (!strcmp(method, "completion/complete") && reftype && !strcmp(reftype, "ref/prompt")) {
+    name_holder = ref;
+  } else if (!strcmp(method, "completion/complete")) {
+    uri = json_string_value(json_object_get(ref, "uri"));
+  } else {
+    uri = json_string_value(json_object_get(params, "uri"));
+  }
+  char conn[40] = "";
+  char *name_buf = NULL;
+  if (name_holder) {
+    /* copied: the name in fwd is replaced below */
+    const char *nv = json_string_value(json_object_get(name_holder, "name"));
+    name = nv ? (name_buf = strdup(nv)) : NULL;
+    const char *rest;
+    if (!name || !split_name(name, conn, &rest)) {
+      gw__x_rpc_error(x, 200, -32602, "Unknown prompt: %.200s", name ? name : "(no name)");
+      json_decref(fwd);
+      free(name_buf);
+      return;
+    }
+    json_object_set_new(name_holder, "name", json_string(rest));
+  } else {
+    const char *c = uri ? gw__agg_uri_route(x, uri) : NULL;
+    if (!c) {
+      /* not seen in a list yet: the one connector offering resources, if one */
+      json_t *vis = gw__agg_visible(x, pu, "resources");
+      if (json_array_size(vis) == 1) c = json_string_value(json_array_get(vis, 0));
+      if (c) snprintf(conn, sizeof conn, "%s", c);
+      json_decref(vis);
+    } else {
+      snprintf(conn, sizeof conn, "%s", c);
+    }
+    if (!conn[0]) {
+      gw__x_rpc_error(x, 200, -32602, "Unknown resource: %.200s (list resources first)", uri ? uri : "(no uri)");
+      json_decref(fwd); /* after: uri points into it */
+      free(name_buf);
+      return;
+    }
+  }
+  json_t *crec = NULL;
+  st_txn *txn;
+  bool ok = pol_connector_visible(pu, conn);
+  if (ok && st_read_begin(x->lp->srv->store, &txn) == 0) {
+    ok = vault_connector_get(txn, x->tenant, conn, &crec) == 0;
+    st_txn_end(txn);
+  }
+  json_decref(crec);
+  if (!ok) {
+    gw__x_rpc_error(x, 200, -32602, "Unknown %s: %.200s", name ? "prompt" : "resource",
+                     name ? name : uri ? uri : "(none)");
+    json_decref(fwd);
+    free(name_buf);
+    return;
+  }
+  free(name_buf);
+  forward_to(x, fwd, conn);
+}
+
+/* "mcpgate:{connector}:{json id}" ↔ (connector, original id). */
+static void answer_done(gw_exchange *x, int err) {
+  (void)err;
+  gw__x_reply_raw(x, 202, NULL, NULL, 0);
+}
+
+static void answer_ready(gw_exchange *x, int err) {
+  if (err) {
+    gw__x_reply_raw(x, 202, NULL, NULL, 0); /* the upstream is gone: nothing to deliver */
+    return;
+  }
+  json_t *msg = json_loadb(cs(x)->fwd, cs(x)->fwd_len, 0, NULL);
+  if (gw__agg_step(x, "POST", msg, answer_done) != 0) gw__x_reply_raw(x, 202, NULL, NULL, 0);
+}
+
+/* A client's response to a relayed server→client request. */
+bool gw__agg_route_answer(gw_exchange *x, json_t *msg) {
+  const char *id = json_string_value(json_object_get(msg, "id"));
+  if (!id || strncmp(id, GW_AGG_ID_PREFIX, strlen(GW_AGG_ID_PREFIX))) return false;
+  const char *c = id + strlen(GW_AGG_ID_PREFIX);
+  const char *colon = strchr(c, ':');
+  if (!colon || colon == c || (size_t)(colon - c) >= 40) return false;
+  char conn[40];
+  memcpy(conn, c, (size_t)(colon - c));
+  conn[colon - c] = 0;
+  json_t *orig = json_loads(colon + 1, JSON_DECODE_ANY, NULL);
+  if (!orig || !vault_connector_name_valid(conn)) {
+    json_decref(orig);
+    return false;
+  }
+  /* Only to an upstream session that really asked, and only while policy
+   * shows its connector: a forged id must not open a session to (or post
+   * to) a connector the user may not use. */
+  const pol_user *pu = gw__policy_for(x->lp, x->tenant, x->user);
+  bool visible = pu && pol_connector_visible(pu, conn);
+  if (!visible || !gw__agg_asked_take(x, conn, colon + 1)) {
+    GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}),
+           "dropped a client answer to %s request %.100s that %s", conn, colon + 1,
+           visible ? "no upstream session of this client session is waiting for" : "policy does not show to the user");
+    json_decref(orig);
+    return false;
+  }
+  json_t *fwd = json_deep_copy(msg);
+  json_object_set_new(fwd, "id", orig);
+  if (become_call(x, fwd) != 0) return false;
+  snprintf(x->connector, sizeof x->connector, "%s", conn);
+  gw__agg_ensure_upstream(x, answer_ready);
+  return true;
+}
+

@@ -1,0 +1,266 @@
+/* gateway/mcp/agg_maps.c — the aggregated endpoint's per-session state in
+ * memory (see agg.h), in two typed indexes by session id: resource routes (URI or template prefix → connector)
+ * and outstanding server→client requests, and the id rewriting that feeds
+ * the latter.
+ *
+ * Rules this file keeps, and why: every map is capped — SESSIONS_MAX
+ * sessions per map (the oldest goes), ASKED_PER_SESSION questions per
+ * session (one session's upstream cannot push out another's), and
+ * agg_uri_map_max URIs per session (logged once) — and each session's entry
+ * records its owner so it goes with the session: at DELETE, when its user
+ * or tenant is revoked, and in the sweep of evicted or expired sessions.
+ * The first connector in name order wins a URI offered twice (logged). */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "gateway/base/log.h"
+#include "gateway/mcp/agg.h"
+#include "gateway/mcp/relay.h"
+#include "gateway/mcp/sse.h"
+#include "gateway/mcp/upcall.h"
+#include "gateway/out/outbound.h"
+#include "vault/vault.h"
+
+/* Per-session state in memory, in two indexes keyed by the gateway session
+ * id (p->agg_uris: resource routes; p->asked: outstanding server→client
+ * requests). Each session's entry records its owner so revocations free
+ * it; the sweep on the session purge timer frees those of sessions evicted
+ * or expired. At most SESSIONS_MAX sessions per index (the oldest goes). */
+#define SESSIONS_MAX 10000
+#define ASKED_PER_SESSION 64
+#define BUCKETS 4096 /* a power of two; chains stay short up to SESSIONS_MAX */
+
+/* One session's entry in one index. */
+typedef struct agg_entry {
+  struct agg_entry *hnext;         /* bucket chain */
+  struct agg_entry *older, *newer; /* insertion order: the oldest is evicted first */
+  char sid[96];
+  char tenant[64], user[40];       /* the session's owner */
+  json_t *map;                     /* routes: "U"uri | "T"prefix → connector; asked: "connector\nid" → true,
+                                    * oldest first (a dictionary of strings) */
+  bool full;                       /* routes: agg_uri_map_max reached (logged once) */
+} agg_entry;
+
+struct gw_agg_index {
+  agg_entry *b[BUCKETS];
+  agg_entry *oldest, *newest;
+  size_t n;
+};
+
+static size_t bucket_of(const char *sid) {
+  uint32_t h = 2166136261u; /* FNV-1a */
+  for (const unsigned char *p = (const unsigned char *)sid; *p; p++) h = (h ^ *p) * 16777619u;
+  return h & (BUCKETS - 1);
+}
+
+static agg_entry *entry_get(const gw_agg_index *ix, const char *sid) {
+  if (!ix) return NULL;
+  for (agg_entry *e = ix->b[bucket_of(sid)]; e; e = e->hnext)
+    if (!strcmp(e->sid, sid)) return e;
+  return NULL;
+}
+
+static void entry_del(gw_agg_index *ix, agg_entry *e) {
+  agg_entry **pp = &ix->b[bucket_of(e->sid)];
+  while (*pp != e) pp = &(*pp)->hnext;
+  *pp = e->hnext;
+  if (e->older) e->older->newer = e->newer;
+  else ix->oldest = e->newer;
+  if (e->newer) e->newer->older = e->older;
+  else ix->newest = e->older;
+  ix->n--;
+  json_decref(e->map);
+  free(e);
+}
+
+/* x's session entry in *ixp, made (with its owner) when create. */
+static agg_entry *session_entry(gw_agg_index **ixp, const gw_exchange *x, bool create) {
+  if (!*ixp) {
+    if (!create || !(*ixp = calloc(1, sizeof **ixp))) return NULL;
+  }
+  gw_agg_index *ix = *ixp;
+  agg_entry *e = entry_get(ix, x->sid);
+  if (e || !create) return e;
+  if (ix->n >= SESSIONS_MAX) entry_del(ix, ix->oldest);
+  if (!(e = calloc(1, sizeof *e)) || !(e->map = json_object())) {
+    free(e);
+    return NULL;
+  }
+  snprintf(e->sid, sizeof e->sid, "%s", x->sid);
+  snprintf(e->tenant, sizeof e->tenant, "%s", x->tenant);
+  snprintf(e->user, sizeof e->user, "%s", x->user);
+  size_t h = bucket_of(e->sid);
+  e->hnext = ix->b[h];
+  ix->b[h] = e;
+  e->older = ix->newest;
+  if (ix->newest) ix->newest->newer = e;
+  else ix->oldest = e;
+  ix->newest = e;
+  ix->n++;
+  return e;
+}
+
+static void index_free(gw_agg_index **ixp) {
+  gw_agg_index *ix = *ixp;
+  if (!ix) return;
+  while (ix->oldest) entry_del(ix, ix->oldest);
+  free(ix);
+  *ixp = NULL;
+}
+
+size_t gw__agg_uri_maps(const gw_proxy *p) { return p->agg_uris ? p->agg_uris->n : 0; }
+
+/* Resource URIs (and template prefixes) seen in lists and results, per
+ * client session: resources keep their URIs, so reads route by this map.
+ * The first connector in name order wins a collision (logged). */
+
+
+void gw__agg_uri_note(gw_exchange *x, const char *uri, bool is_template) {
+  if (!uri || !*uri || !x->connector[0]) return;
+  agg_entry *e = session_entry(&gw__mcp_of(x->lp)->agg_uris, x, true);
+  if (!e) return;
+  json_t *m = e->map;
+  /* the cap counts the entry itself as one, as it always has */
+  if (1 + json_object_size(m) + e->full >= (size_t)x->lp->srv->cfg.agg_uri_map_max) {
+    if (!e->full) {
+      GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, NULL}),
+             "a client session noted agg_uri_map_max resource URIs; further ones are not routed by name");
+      e->full = true;
+    }
+    return;
+  }
+  char key[2100];
+  if (is_template) {
+    /* a template routes every URI that starts with its literal prefix */
+    size_t n = strcspn(uri, "{");
+    snprintf(key, sizeof key, "T%.*s", (int)(n < 2000 ? n : 2000), uri);
+  } else {
+    snprintf(key, sizeof key, "U%.2000s", uri);
+  }
+  const char *have = json_string_value(json_object_get(m, key));
+  if (have && strcmp(have, x->connector)) {
+    if (strcmp(have, x->connector) < 0) {
+      GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, NULL}),
+             "resource %.200s is offered by connectors %s and %s; %s serves it", uri, have, x->connector, have);
+      return;
+    }
+    GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, NULL}),
+           "resource %.200s is offered by connectors %s and %s; %s serves it", uri, have, x->connector, x->connector);
+  }
+  json_object_set_new(m, key, json_string(x->connector));
+}
+
+/* The connector serving uri in this client session, or NULL. */
+const char *gw__agg_uri_route(gw_exchange *x, const char *uri) {
+  agg_entry *e = entry_get(gw__mcp_of(x->lp)->agg_uris, x->sid);
+  json_t *m = e ? e->map : NULL;
+  char key[2100];
+  snprintf(key, sizeof key, "U%.2000s", uri);
+  const char *c = json_string_value(json_object_get(m, key));
+  if (c) return c;
+  const char *k;
+  json_t *v;
+  size_t best = 0;
+  json_object_foreach(m, k, v) {
+    size_t n = strlen(k + 1);
+    if (k[0] == 'T' && n >= best && !strncmp(uri, k + 1, n)) {
+      best = n;
+      c = json_string_value(v);
+    }
+  }
+  return c;
+}
+
+/* URIs inside results (resource_link / embedded resources) join the map. */
+static void note_result_uris(gw_exchange *x, const json_t *result) {
+  size_t i;
+  json_t *e;
+  json_array_foreach(json_object_get(result, "content"), i, e) {
+    const char *type = json_string_value(json_object_get(e, "type"));
+    if (!type) continue;
+    if (!strcmp(type, "resource_link")) gw__agg_uri_note(x, json_string_value(json_object_get(e, "uri")), false);
+    else if (!strcmp(type, "resource"))
+      gw__agg_uri_note(x, json_string_value(json_object_get(json_object_get(e, "resource"), "uri")), false);
+  }
+}
+
+/* Outstanding server→client requests: noted when relayed, taken once by
+ * the client's answer. Past ASKED_PER_SESSION the session's oldest is
+ * forgotten (its late answer is dropped, as an unknown one is): one
+ * session's upstream cannot push out another session's questions. */
+static void asked_note(gw_exchange *x, const char *enc) {
+  if (!x->sid[0]) return;
+  agg_entry *e = session_entry(&gw__mcp_of(x->lp)->asked, x, true);
+  if (!e) return;
+  json_t *m = e->map;
+  if (json_object_size(m) >= ASKED_PER_SESSION) {
+    void *it = json_object_iter(m); /* the oldest */
+    if (it) json_object_del(m, json_object_iter_key(it));
+  }
+  char key[600];
+  snprintf(key, sizeof key, "%s\n%s", x->connector, enc);
+  json_object_set_new(m, key, json_true());
+}
+
+bool gw__agg_asked_take(gw_exchange *x, const char *connector, const char *enc) {
+  agg_entry *e = entry_get(gw__mcp_of(x->lp)->asked, x->sid);
+  char key[600];
+  snprintf(key, sizeof key, "%s\n%s", connector, enc);
+  return e && json_object_del(e->map, key) == 0;
+}
+
+void gw__agg_forget_session(gw_proxy *p, const char *sid) {
+  agg_entry *e;
+  if ((e = entry_get(p->asked, sid))) entry_del(p->asked, e);
+  if ((e = entry_get(p->agg_uris, sid))) entry_del(p->agg_uris, e);
+}
+
+static void forget_in(gw_agg_index *ix, const char *tenant, const char *user) {
+  for (agg_entry *e = ix ? ix->oldest : NULL, *n; e; e = n) {
+    n = e->newer;
+    if (!strcmp(e->tenant, tenant) && (!user || !strcmp(e->user, user))) entry_del(ix, e);
+  }
+}
+
+void gw__agg_forget_owner(gw_proxy *p, const char *tenant, const char *user) {
+  if (!tenant) {
+    index_free(&p->asked);
+    index_free(&p->agg_uris);
+    return;
+  }
+  forget_in(p->asked, tenant, user);
+  forget_in(p->agg_uris, tenant, user);
+}
+
+static void sweep_in(gw_agg_index *ix, st_txn *txn, int64_t now_ms, const gw_session_limits *lim) {
+  gw_session s;
+  for (agg_entry *e = ix ? ix->oldest : NULL, *n; e; e = n) {
+    n = e->newer;
+    if (gw_session_get(txn, e->sid, &s) != 0 || gw_session_expired(&s, now_ms, lim)) entry_del(ix, e);
+  }
+}
+
+void gw__agg_sweep(gw_proxy *p, st_txn *txn, int64_t now_ms) {
+  sweep_in(p->asked, txn, now_ms, gw_sessions_limits(p->lp->srv));
+  sweep_in(p->agg_uris, txn, now_ms, gw_sessions_limits(p->lp->srv));
+}
+
+bool gw__agg_rewrite(gw_exchange *x, json_t *msg) {
+  if (json_is_object(msg) && json_is_object(json_object_get(msg, "result")))
+    note_result_uris(x, json_object_get(msg, "result"));
+  if (!json_is_object(msg) || !json_is_string(json_object_get(msg, "method"))) return false;
+  json_t *id = json_object_get(msg, "id");
+  if (!id) return false; /* a notification: relayed as is */
+  char *enc = json_dumps(id, JSON_ENCODE_ANY | JSON_COMPACT);
+  if (!enc) return false;
+  char buf[600];
+  snprintf(buf, sizeof buf, GW_AGG_ID_PREFIX "%s:%s", x->connector, enc);
+  if (strlen(enc) < 500) asked_note(x, enc); /* longer: its answer could not route back anyway */
+  free(enc);
+  json_object_set_new(msg, "id", json_string(buf));
+  return true;
+}
+

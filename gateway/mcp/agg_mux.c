@@ -1,0 +1,300 @@
+/* gateway/mcp/agg_mux.c — the aggregated GET stream: the client's one SSE
+ * stream multiplexes the upstreams' GET streams (of every upstream session
+ * of the client session, including ones opened later). Two flows, each
+ * with its own typed state: the client's stream, and one feed per
+ * upstream GET stream.
+ *
+ * Rules this file keeps, and why:
+ *
+ *  1. A feed holds a reference on the stream it feeds; the stream ending
+ *     (client_end) aborts its feeds, and each feed drops that reference
+ *     only when it is freed, so a feed's callback never meets a freed
+ *     stream.
+ *  2. Back-pressure per feed: each pauses on its own when the client falls
+ *     behind (half of stream_buffer_max or the write high-water mark) and
+ *     the client's drain resumes them; past stream_buffer_max the stream
+ *     is cut (the client resumes with Last-Event-ID).
+ *  3. Event ids sent to the client encode the last event id of every
+ *     upstream (b64url of {"connector": "upstream event id"}), so one
+ *     Last-Event-ID resumes each upstream where it was; server→client
+ *     request ids are rewritten (agg.c) so the client's answer routes back.
+ *  4. An upstream may end its GET stream at any time (2025-11-25 servers
+ *     close streams and expect clients to come back): while the client's
+ *     stream is open the gateway reconnects, after 100 ms (1 s after an
+ *     error), resuming after the last event; a 405 or a refusal is final.
+ *  5. A policy change that hides a connector from the user stops its feed
+ *     (on_revoke with notify); list_changed reaches the client's stream
+ *     through the default on_revoke. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "gateway/base/log.h"
+#include "gateway/mcp/agg.h"
+#include "gateway/mcp/sse.h"
+#include "gateway/mcp/upcall.h"
+#include "gateway/out/outbound.h"
+
+/* ---------- the client's stream ---------- */
+
+typedef struct stream_state {
+  json_t *last; /* {connector: last upstream event id}, or NULL: encoded into event ids */
+} stream_state;
+
+static void stream_free(void *state) {
+  stream_state *st = state;
+  json_decref(st->last);
+  free(st);
+}
+
+typedef struct feed_state {
+  gw_exchange *client; /* the stream fed (a reference) */
+} feed_state;
+
+static const gw_flow_ops feed_flow;
+
+static gw_exchange *client_of(const gw_exchange *c) {
+  return c->flow == &feed_flow ? ((feed_state *)c->state)->client : NULL;
+}
+
+static void abort_feeder(gw_exchange *o, void *stream) {
+  if (client_of(o) == stream) gw__x_abort_upstream(o);
+}
+
+static void resume_feeder(gw_exchange *o, void *stream) {
+  if (client_of(o) == stream && o->paused && o->out) {
+    o->paused = false;
+    gw_out_resume(o->out);
+  }
+}
+
+/* the client's stream ends: so do the upstream streams feeding it */
+static void stream_end(gw_exchange *x) { gw__x_foreach(&gw__mcp_of(x->lp)->reg, abort_feeder, x); }
+
+static void stream_drain(gw_exchange *x) { gw__x_foreach(&gw__mcp_of(x->lp)->reg, resume_feeder, x); }
+
+static const gw_flow_ops stream_flow = {
+    .name = "agg-stream", .client_end = stream_end, .client_drain = stream_drain, .free = stream_free};
+
+bool gw__agg_is_stream(const gw_exchange *x, const char *sid) {
+  return x->flow == &stream_flow && !strcmp(x->sid, sid);
+}
+
+char *gw__agg_event_id(gw_exchange *x, const char *upstream_id) {
+  json_t *m = json_pack("{s:s}", x->connector, upstream_id);
+  char *s = m ? json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  json_decref(m);
+  char *b = s ? gw__agg_b64url(s) : NULL;
+  free(s);
+  return b;
+}
+
+/* ---------- one feed: an upstream GET stream ---------- */
+
+static void mux_emit(gw_exchange *c, const char *upstream_id, json_t *msg) {
+  gw_exchange *x = client_of(c);
+  if (!x || !x->req) return;
+  stream_state *st = x->state;
+  if (!st->last) st->last = json_object();
+  if (upstream_id) json_object_set_new(st->last, c->connector, json_string(upstream_id));
+  gw__agg_rewrite(c, msg);
+  char *data = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  char *lj = json_dumps(st->last, JSON_COMPACT | JSON_SORT_KEYS);
+  char *eid = lj ? gw__agg_b64url(lj) : NULL;
+  free(lj);
+  gw_buf out;
+  gw_buf_init(&out, 2 * GW_MCP_MAX_SSE_EVENT);
+  gw_buf_appends(&out, "event: message\n");
+  if (eid && upstream_id) gw_buf_printf(&out, "id: %s\n", eid);
+  gw_buf_printf(&out, "data: %s\n\n", data ? data : "{}");
+  gw_resp_write(x->req, out.data, out.len);
+  gw_buf_free(&out);
+  free(eid);
+  free(data);
+}
+
+static int mux_event(void *arg, const char *ev, size_t n) {
+  gw_exchange *c = arg;
+  char id[512];
+  gw_buf data;
+  gw_buf_init(&data, GW_MCP_MAX_SSE_EVENT);
+  gw__sse_split(ev, n, &data, NULL, id, sizeof id);
+  json_t *msg = data.len ? json_loadb(data.data, data.len, 0, NULL) : NULL;
+  if (msg) mux_emit(c, id[0] ? id : NULL, msg);
+  json_decref(msg);
+  gw_buf_free(&data);
+  return 0;
+}
+
+static void mux_headers(gw_exchange *c, gw_out_req *r, int status, const gw_out_header *h, size_t n) {
+  c->status = status;
+  bool sse = false;
+  for (size_t i = 0; i < n; i++)
+    if (!strcasecmp(h[i].name, "content-type") && gw__sse_is(h[i].value)) sse = true;
+  /* an upstream without a GET stream (405) or that refuses: nothing to relay */
+  gw_exchange *x = client_of(c);
+  if (status != 200 || !sse || !x || !x->req) gw_out_abort(r);
+}
+
+static int mux_data(gw_exchange *c, gw_out_req *r, const char *p, size_t n) {
+  gw_exchange *x = client_of(c);
+  if (!x || !x->req || gw_buf_append(&c->ev, p, n) != 0) {
+    gw_out_abort(r);
+    return 0;
+  }
+  gw__sse_each(&c->ev, &c->ev_scanned, mux_event, c);
+  switch (x->req ? gw__x_stream_pressure(c, x->req) : GW_STREAM_OK) {
+  case GW_STREAM_OVER:
+    gw_out_abort(r);
+    return 0;
+  case GW_STREAM_FULL:
+    c->paused = true;
+    return GW_OUT_PAUSE;
+  default:
+    return 0;
+  }
+}
+
+static void mux_attach(gw_exchange *x, const char *connector, const char *upstream, const char *last_id);
+
+typedef struct mux_retry {
+  uv_timer_t t;
+  gw_exchange *stream; /* a ref */
+  char connector[40], upstream[256], last[512];
+} mux_retry;
+
+static void mux_retry_closed(uv_handle_t *h) {
+  mux_retry *m = h->data;
+  gw__x_unref(m->stream);
+  free(m);
+}
+
+static void mux_retry_fire(uv_timer_t *t) {
+  mux_retry *m = t->data;
+  gw_exchange *x = m->stream;
+  if (x->listed && x->req) mux_attach(x, m->connector, m->upstream, m->last[0] ? m->last : NULL);
+  uv_close((uv_handle_t *)&m->t, mux_retry_closed);
+}
+
+static void mux_done(gw_exchange *c, gw_out_req *r, int err) {
+  (void)r;
+  if (err && err != GW_OUT_EABORTED)
+    GW_LOG(GW_LOG_DEBUG, "mcp", NULL, "connector %s: GET stream ended (%s)", c->connector, gw_out_strerror(err));
+  gw_exchange *x = client_of(c);
+  bool refused = c->status != 200; /* 405: the upstream has no GET stream */
+  if (x && x->req && x->listed && !refused && err != GW_OUT_EABORTED) {
+    mux_retry *m = calloc(1, sizeof *m);
+    if (m && uv_timer_init(&x->lp->loop, &m->t) == 0) {
+      m->t.data = m;
+      m->stream = x;
+      x->refs++;
+      snprintf(m->connector, sizeof m->connector, "%s", c->connector);
+      snprintf(m->upstream, sizeof m->upstream, "%s", c->sess.upstream);
+      const char *last = json_string_value(json_object_get(((stream_state *)x->state)->last, c->connector));
+      snprintf(m->last, sizeof m->last, "%s", last ? last : "");
+      uv_timer_start(&m->t, mux_retry_fire, err ? 1000 : 100, 0);
+    } else {
+      free(m);
+    }
+  }
+}
+
+/* A feed stops when policy no longer shows its connector to the user. */
+static void feed_revoke(gw_exchange *c, const gw_revocation *r) {
+  if (!r->notify) {
+    gw__x_end(c);
+  } else if (c->out && c->user[0]) {
+    const pol_user *pu = gw__policy_for(c->lp, c->tenant, c->user);
+    if (!pu || !pol_connector_visible(pu, c->connector)) gw__x_abort_upstream(c);
+  }
+}
+
+static void feed_free(void *state) {
+  feed_state *st = state;
+  if (st->client) gw__x_unref(st->client);
+  free(st);
+}
+
+static const gw_flow_ops feed_flow = {.name = "agg-feed",
+                                      .up_headers = mux_headers,
+                                      .up_data = mux_data,
+                                      .up_done = mux_done,
+                                      .on_revoke = feed_revoke,
+                                      .free = feed_free};
+
+/* Starts the upstream GET stream of one connector for the client stream x. */
+static void mux_attach(gw_exchange *x, const char *connector, const char *upstream, const char *last_id) {
+  feed_state *st = calloc(1, sizeof *st);
+  if (!st) return;
+  gw_exchange *c = gw__mcp_child(x, connector, &feed_flow, st);
+  if (!c) return;
+  st->client = x;
+  x->refs++;
+  snprintf(c->sess.upstream, sizeof c->sess.upstream, "%s", upstream);
+  gw_upcall u = {0};
+  u.method = "GET";
+  u.accept = "text/event-stream";
+  u.protocol_version = c->sess.version;
+  u.upstream_sid = upstream;
+  u.last_event_id = last_id;
+  u.stream = true;
+  gw__x_upcall(c, &u); /* the transfer holds its own reference */
+  gw__x_unref(c);
+}
+
+/* The client's GET stream: every connector with an upstream session now,
+ * and (via gw__agg_session_opened) every one opened later. */
+static void mux_start(gw_exchange *x, const char *last_event_id) {
+  json_t *resume = last_event_id ? gw__agg_unb64url(last_event_id) : NULL;
+  const pol_user *pu = gw__policy_for(x->lp, x->tenant, x->user);
+  st_txn *txn;
+  if (!pu || st_read_begin(x->lp->srv->store, &txn) != 0) {
+    json_decref(resume);
+    return;
+  }
+  json_t *ups = gw_session_upstreams(txn, x->sid);
+  st_txn_end(txn);
+  if (json_is_object(resume)) ((stream_state *)x->state)->last = json_incref(resume);
+  const char *conn;
+  json_t *up;
+  json_object_foreach(ups, conn, up) if (pol_connector_visible(pu, conn))
+      mux_attach(x, conn, json_string_value(up), json_string_value(json_object_get(resume, conn)));
+  json_decref(ups);
+  json_decref(resume);
+}
+
+void gw__agg_stream(gw_exchange *x, const char *last_event_id) {
+  gw_req *req = x->req;
+  stream_state *st = calloc(1, sizeof *st);
+  if (!st) {
+    gw__x_rpc_error(x, 500, -32603, "out of memory");
+    return;
+  }
+  gw__x_set_flow(x, &stream_flow, st);
+  /* a gateway-local stream: list_changed arrives here */
+  x->started = true;
+  if (x->m) x->m->streams++;
+  gw_resp_header(req, "Mcp-Session-Id", x->sid);
+  gw_resp_header(req, "Cache-Control", "no-cache");
+  gw_resp_start(req, 200, "text/event-stream");
+  gw_resp_write(req, ": mcpgate stream\n\n", 18);
+  mux_start(x, last_event_id);
+}
+
+/* A new upstream session exists: open client streams of that session get
+ * its GET stream too. */
+typedef struct opened_arg {
+  const gw_exchange *from;
+  const char *connector, *upstream;
+} opened_arg;
+
+static void attach_if_stream(gw_exchange *x, void *arg) {
+  opened_arg *a = arg;
+  if (gw__agg_is_stream(x, a->from->sid) && x->started && x->req) mux_attach(x, a->connector, a->upstream, NULL);
+}
+
+void gw__agg_session_opened(gw_exchange *from, const char *connector, const char *upstream) {
+  opened_arg a = {from, connector, upstream};
+  gw__x_foreach(&gw__mcp_of(from->lp)->reg, attach_if_stream, &a);
+}

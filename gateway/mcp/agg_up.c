@@ -1,0 +1,210 @@
+/* gateway/mcp/agg_up.c — the upstream side every aggregated flow shares
+ * (see agg.h): buffered steps (one upstream call whose reply lands in
+ * x->body, then the flow's continuation), the switch to relaying, and the
+ * upstream session of a (client session, connector), opened lazily with the
+ * client's initialize parameters replayed.
+ *
+ * Rules this file keeps, and why:
+ *  1. The continuation lives in the flow's typed state (gw_agg_up, first
+ *     member), never in the exchange: the exchange does not know flows.
+ *  2. A step's reply is wanted only while the client half is (or the flow
+ *     is clientless, a probe): otherwise the transfer is aborted early.
+ *  3. 401/403 is GW_MCP_EAUTH, a 3xx or worse GW_MCP_EHTTP, and a 404/400
+ *     to our session id GW_MCP_ESTALE: the flow retries once on a fresh
+ *     upstream session (the official SDK's servers answer 400 "No valid
+ *     session ID" where the spec says 404).
+ *  4. A new upstream session is stored in a writer job before the flow goes
+ *     on, and open client GET streams of that session start its feed. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "gateway/base/log.h"
+#include "gateway/mcp/agg.h"
+#include "gateway/mcp/relay.h"
+#include "gateway/mcp/sse.h"
+#include "gateway/mcp/upcall.h"
+#include "gateway/out/outbound.h"
+#include "vault/vault.h"
+
+/* ---------- buffered upstream calls (steps of a flow) ---------- */
+
+
+gw_agg_up *gw__agg_up(gw_exchange *x) { return x->state; }
+
+static void step_headers(gw_exchange *x, gw_out_req *r, int status, const gw_out_header *h, size_t n) {
+  x->status = status;
+  x->up_ct[0] = 0;
+  x->up_sid[0] = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!strcasecmp(h[i].name, "content-type")) snprintf(x->up_ct, sizeof x->up_ct, "%s", h[i].value);
+    else if (!strcasecmp(h[i].name, "mcp-session-id")) snprintf(x->up_sid, sizeof x->up_sid, "%s", h[i].value);
+  }
+  if (!gw__x_wanted(x)) gw_out_abort(r);
+}
+
+static int step_data(gw_exchange *x, gw_out_req *r, const char *p, size_t n) {
+  if (!gw__x_wanted(x) || !gw__x_take(x, n) || gw_buf_append(&x->body, p, n) != 0) gw_out_abort(r);
+  return 0;
+}
+
+static void step_done(gw_exchange *x, gw_out_req *r, int err) {
+  gw_agg_up *up = gw__agg_up(x);
+  (void)r;
+  if (!err && (x->status == 401 || x->status == 403)) err = GW_MCP_EAUTH;
+  /* 404 is what the spec says for an unknown session; the official SDK's
+   * servers answer 400 "No valid session ID" — either way, retried once on
+   * a fresh session (a genuine 400 fails the same way again) */
+  if (!err && (x->status == 404 || x->status == 400) && x->sess.upstream[0]) err = GW_MCP_ESTALE;
+  /* a 3xx is a failure too: redirects are neither followed nor relayed */
+  if (gw__x_wanted(x) && up->cont) up->cont(x, err ? err : (x->status >= 300 ? GW_MCP_EHTTP : 0));
+}
+
+/* The relayed call's answer: the upstream forgot our session (restart)? */
+static bool relay_stale(gw_exchange *x, int status) {
+  gw_agg_up *up = gw__agg_up(x);
+  if ((status == 404 || status == 400) && x->sess.upstream[0] && !up->retried) {
+    up->stale = true;
+    return true;
+  }
+  return false;
+}
+
+void gw__agg_up_headers(gw_exchange *x, gw_out_req *r, int status, const gw_out_header *h, size_t n) {
+  if (gw__agg_up(x)->relaying) gw__relay_headers(x, r, status, h, n, true, relay_stale);
+  else step_headers(x, r, status, h, n);
+}
+
+int gw__agg_up_data(gw_exchange *x, gw_out_req *r, const char *p, size_t n) {
+  return gw__agg_up(x)->relaying ? gw__relay_data(x, r, p, n) : step_data(x, r, p, n);
+}
+
+void gw__agg_up_done(gw_exchange *x, gw_out_req *r, int err) {
+  gw_agg_up *up = gw__agg_up(x);
+  if (!up->relaying) {
+    step_done(x, r, err);
+  } else if (up->stale && gw__x_client_alive(x) && up->cont) {
+    /* retry on a fresh upstream session */
+    up->stale = false;
+    up->retried = true;
+    up->cont(x, 0);
+  } else {
+    gw__relay_done(x, r, err, NULL);
+  }
+}
+
+int gw__agg_step(gw_exchange *x, const char *method, json_t *body, gw_agg_step_fn cont) {
+  gw_agg_up *up = gw__agg_up(x);
+  char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
+  json_decref(body);
+  gw_buf_reset(&x->body);
+  up->cont = cont;
+  up->relaying = false;
+  gw_upcall u = {0};
+  u.method = method;
+  u.body = s;
+  u.len = s ? strlen(s) : 0;
+  u.accept = "application/json, text/event-stream";
+  u.protocol_version = x->sess.version;
+  u.upstream_sid = x->sess.upstream;
+  int rc = gw__x_upcall(x, &u);
+  free(s);
+  /* revoked or hidden: the client hears why; the caller's own error
+   * answer then finds the exchange answered */
+  if (rc == GW_UP_EREVOKED || rc == GW_UP_EHIDDEN) gw__x_start_failed(x, rc);
+  return rc;
+}
+
+/* Fire-and-forget calls (notifications, upstream DELETEs) and capability
+ * probes: a gw_agg_up is all their state. */
+static void up_free(void *state) { free(state); }
+const gw_flow_ops gw__agg_note_flow = {.name = "agg-note", .up_headers = gw__agg_up_headers,
+                                      .up_data = gw__agg_up_data, .up_done = gw__agg_up_done, .free = up_free};
+const gw_flow_ops gw__agg_local_flow = {.name = "agg-local"};
+
+/* ---------- lazily opened upstream sessions ---------- */
+
+typedef struct usess_job {
+  gw_exchange *x;
+  char sid[96], connector[40], upstream[256];
+} usess_job;
+
+static int job_usess(st_txn *txn, void *arg) {
+  usess_job *j = arg;
+  return gw_session_upstream_put(txn, j->sid, j->connector, j->upstream);
+}
+
+static void done_usess(int status, void *arg) {
+  usess_job *j = arg;
+  gw_exchange *x = j->x;
+  if (status >= 0) gw__agg_session_opened(x, j->connector, j->upstream);
+  gw_agg_step_fn after = gw__agg_up(x)->cont;
+  free(j);
+  if (gw__x_client_alive(x) && after) after(x, status < 0 ? status : 0);
+  gw__x_unref(x);
+}
+
+static void usess_initialized(gw_exchange *x, int err) {
+  (void)err; /* a server may answer the notification oddly: the session stands */
+  usess_job *j = calloc(1, sizeof *j);
+  gw_agg_step_fn after = gw__agg_up(x)->after;
+  gw__agg_up(x)->cont = after;
+  if (!j) {
+    after(x, ST_ENOMEM);
+    return;
+  }
+  j->x = x;
+  snprintf(j->sid, sizeof j->sid, "%s", x->sid);
+  snprintf(j->connector, sizeof j->connector, "%s", x->connector);
+  snprintf(j->upstream, sizeof j->upstream, "%s", x->sess.upstream);
+  x->refs++;
+  if (st_submit(x->lp->srv->store, x->lp->port, job_usess, done_usess, j) != 0) {
+    x->refs--;
+    free(j);
+    after(x, ST_EBUSY);
+  }
+}
+
+static void usess_initialize_done(gw_exchange *x, int err) {
+  gw_agg_step_fn after = gw__agg_up(x)->after;
+  json_t *id = json_string("mcpgate-init");
+  json_t *msg = err ? NULL : gw__find_reply(x->body.data ? x->body.data : "", x->body.len, x->up_ct, id);
+  json_decref(id);
+  if (!msg || !json_is_object(json_object_get(msg, "result"))) {
+    json_decref(msg);
+    after(x, err ? err : GW_MCP_EREPLY); /* GW_MCP_EAUTH stays: the caller names it */
+    return;
+  }
+  gw__agg_learn_caps(x, json_object_get(json_object_get(msg, "result"), "capabilities"));
+  json_decref(msg);
+  snprintf(x->sess.upstream, sizeof x->sess.upstream, "%s", x->up_sid);
+  json_t *note = json_pack("{s:s,s:s}", "jsonrpc", "2.0", "method", "notifications/initialized");
+  if (gw__agg_step(x, "POST", note, usess_initialized) != 0) after(x, GW_MCP_ENOTSENT);
+}
+
+void gw__agg_ensure_upstream(gw_exchange *x, gw_agg_step_fn after) {
+  gw_agg_up *u = gw__agg_up(x);
+  st_txn *txn;
+  char up[256] = "";
+  if (!u->fresh_session && st_read_begin(x->lp->srv->store, &txn) == 0) {
+    int rc = gw_session_upstream_get(txn, x->sid, x->connector, up);
+    st_txn_end(txn);
+    if (rc == 0) {
+      snprintf(x->sess.upstream, sizeof x->sess.upstream, "%s", up);
+      after(x, 0);
+      return;
+    }
+  }
+  x->sess.upstream[0] = 0;
+  u->fresh_session = false;
+  u->after = after;
+  json_t *client = json_loads(x->sess.client[0] ? x->sess.client : "{}", 0, NULL);
+  json_t *params = json_pack("{s:s,s:O,s:O}", "protocolVersion", x->sess.version[0] ? x->sess.version : GW_AGG_LATEST_VERSION,
+                             "capabilities", json_object_get(client, "capabilities") ?: json_object(), "clientInfo",
+                             json_object_get(client, "clientInfo") ?: json_pack("{s:s,s:s}", "name", "mcpgate", "version", "0.1.0"));
+  json_decref(client);
+  json_t *init = json_pack("{s:s,s:s,s:s,s:o}", "jsonrpc", "2.0", "id", "mcpgate-init", "method", "initialize",
+                           "params", params);
+  if (gw__agg_step(x, "POST", init, usess_initialize_done) != 0) after(x, GW_MCP_ENOTSENT);
+}

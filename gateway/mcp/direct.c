@@ -1,0 +1,590 @@
+/* gateway/mcp/direct.c — /t/{tenant}/mcp/{connector}: one upstream,
+ * transparent pass-through with enforcement (POST, GET, DELETE), and the
+ * relay of an upstream answer to the client that the aggregated calls use
+ * too (see relay.h).
+ *
+ * What is checked before anything is forwarded: the employee token and the
+ * user's state (every request), the session's owner, Accept, Origin,
+ * MCP-Protocol-Version, and the body — parsed fully and strictly (duplicate
+ * keys refused), JSON-RPC shape checked, tools/call decided (decide.c), and
+ * forwarded byte for byte as checked. The client's Authorization never
+ * leaves the gateway; the connector's credential is added instead
+ * (upcall.c).
+ *
+ * Rules the relay keeps: JSON bodies are buffered (capped) and checked
+ * before they are relayed; SSE is relayed event by event with
+ * back-pressure both ways (a client that does not read loses its stream,
+ * never the gateway its memory); an upstream 401/403 never reaches the
+ * client as such (the client's credential is the gateway's) and a 3xx is
+ * neither followed nor relayed; failure or garbage becomes a JSON-RPC error
+ * naming the connector. The flow's rewrite (tools/list filtering here, id
+ * rewriting for aggregated calls) runs on every relayed message. */
+#include "gateway/mcp/relay.h"
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "auth/auth.h"
+#include "gateway/base/log.h"
+#include "gateway/mcp/decide.h"
+#include "gateway/mcp/mcp_loop.h"
+#include "gateway/mcp/sse.h"
+#include "gateway/mcp/upcall.h"
+#include "gateway/out/outbound.h"
+#include "store/token.h"
+
+/* The direct flow's state. */
+typedef struct direct_state {
+  bool initialize;  /* the client's initialize: its answer opens a gateway session */
+  json_t *list_ids; /* ids of tools/list requests: their results are filtered */
+} direct_state;
+
+static direct_state *ds(gw_exchange *x) { return x->state; }
+
+static bool is_list_reply(gw_exchange *x, json_t *msg) {
+  json_t *id = json_object_get(msg, "id");
+  size_t i;
+  json_t *e;
+  if (!id || !ds(x)->list_ids) return false;
+  json_array_foreach(ds(x)->list_ids, i, e) if (json_equal(e, id)) return true;
+  return false;
+}
+
+/* Filters a whole JSON reply (object or batch array) in place. */
+static bool filter_reply(gw_exchange *x, json_t *j) {
+  if (!ds(x)->list_ids || !json_array_size(ds(x)->list_ids)) return false;
+  const pol_user *u = gw__policy_for(x->lp, x->tenant, x->user);
+  bool changed = false;
+  if (json_is_array(j)) {
+    size_t i;
+    json_t *m;
+    json_array_foreach(j, i, m) if (is_list_reply(x, m)) changed |= pol_filter_tools(u, x->connector, m);
+  } else if (is_list_reply(x, j)) {
+    changed = pol_filter_tools(u, x->connector, j);
+  }
+  return changed;
+}
+
+static void relay_one_event(gw_exchange *x, const char *ev, size_t n, gw_buf *out) {
+  if (x->flow->rewrite) {
+    gw_buf data, head;
+    gw_buf_init(&data, GW_MCP_MAX_SSE_EVENT);
+    gw_buf_init(&head, GW_MCP_MAX_SSE_EVENT);
+    char id[512];
+    gw__sse_split(ev, n, &data, &head, x->flow->event_id ? id : NULL, sizeof id);
+    json_t *j = data.len ? json_loadb(data.data, data.len, 0, NULL) : NULL;
+    bool changed = j && x->flow->rewrite(x, j);
+    char *gid = x->flow->event_id && id[0] ? x->flow->event_id(x, id) : NULL;
+    if (changed || gid) {
+      char *s = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+      if (s || gid) {
+        /* aggregated: the upstream's event id becomes a gateway id that a
+         * GET with Last-Event-ID resumes on the right upstream */
+        const char *h = head.data ? head.data : "";
+        for (const char *l = h; *l;) {
+          const char *nl = strchr(l, '\n');
+          size_t ll = nl ? (size_t)(nl - l) : strlen(l);
+          if (!(gid && ll >= 3 && !strncmp(l, "id:", 3))) {
+            gw_buf_append(out, l, ll);
+            gw_buf_append(out, "\n", 1);
+          }
+          l += ll + (nl ? 1 : 0);
+        }
+        if (gid) gw_buf_printf(out, "id: %s\n", gid);
+        if (s) {
+          gw_buf_appends(out, "data: ");
+          gw_buf_appends(out, s);
+          gw_buf_appends(out, "\n");
+        } else {
+          /* the data unchanged (or empty: a priming event) */
+          const char *dd = data.data ? data.data : "";
+          for (const char *l = dd;;) {
+            const char *nl = strchr(l, '\n');
+            size_t ll = nl ? (size_t)(nl - l) : strlen(l);
+            gw_buf_appends(out, "data: ");
+            gw_buf_append(out, l, ll);
+            gw_buf_append(out, "\n", 1);
+            if (!nl) break;
+            l = nl + 1;
+          }
+        }
+        gw_buf_appends(out, "\n");
+        free(gid);
+        free(s);
+        json_decref(j);
+        gw_buf_free(&data);
+        gw_buf_free(&head);
+        return;
+      }
+    }
+    json_decref(j);
+    gw_buf_free(&data);
+    gw_buf_free(&head);
+  }
+  gw_buf_append(out, ev, n);
+}
+
+/* ---------- SSE relay ---------- */
+
+static int relay_event(void *arg, const char *ev, size_t n) {
+  gw_exchange *x = arg;
+  gw_buf out;
+  gw_buf_init(&out, 2 * GW_MCP_MAX_SSE_EVENT);
+  relay_one_event(x, ev, n, &out);
+  int wr = x->req && out.len ? gw_resp_write(x->req, out.data, out.len) : 0;
+  gw_buf_free(&out);
+  return wr != 0 ? -1 : 0;
+}
+
+static int relay_events(gw_exchange *x) { return gw__sse_each(&x->ev, &x->ev_scanned, relay_event, x); }
+
+/* ---------- upstream callbacks ---------- */
+
+void gw__relay_headers(gw_exchange *x, gw_out_req *r, int status, const gw_out_header *h, size_t n, bool stream,
+                       bool (*stale)(gw_exchange *x, int status)) {
+  x->status = status;
+  gw__mcp_stats_observe(x->m, (double)(uv_hrtime() - x->start_ns) / 1e9);
+  for (size_t i = 0; i < n; i++) {
+    if (!strcasecmp(h[i].name, "content-type")) snprintf(x->up_ct, sizeof x->up_ct, "%s", h[i].value);
+    else if (!strcasecmp(h[i].name, "mcp-session-id")) snprintf(x->up_sid, sizeof x->up_sid, "%s", h[i].value);
+  }
+  if (!gw__x_client_alive(x)) {
+    gw_out_abort(r);
+    return;
+  }
+  if (status == 401 || status == 403) {
+    /* never hand the upstream's challenge to the client: the client's
+     * credential is the gateway's, not the upstream's */
+    if (x->m) x->m->auth_failures++, x->m->errors++;
+    GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}),
+           "connector %s refused the gateway's credential (HTTP %d)", x->connector, status);
+    gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_AUTH,
+              "connector \"%s\" refused the gateway's credential (HTTP %d); ask your admin to check the "
+              "connector's credential",
+              x->connector, status);
+    gw_out_abort(r);
+    return;
+  }
+  if (status >= 300 && status < 400) {
+    /* the engine follows no redirect and the client gets none either: its
+     * Location (and body) could send the client anywhere or reveal an
+     * internal address */
+    if (x->m) x->m->errors++;
+    GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}),
+           "connector %s answered with a redirect (HTTP %d): not followed, not relayed", x->connector, status);
+    gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN,
+                     "connector \"%s\" answered with a redirect (HTTP %d), which the gateway does not follow; ask your "
+                     "admin to set the connector's final URL",
+                     x->connector, status);
+    gw_out_abort(r);
+    return;
+  }
+  if (stale && stale(x, status)) {
+    gw_out_abort(r);
+    return;
+  }
+  bool sse = gw__sse_is(x->up_ct);
+  if (stream && status == 200 && sse && x->req) {
+    x->started = true;
+    if (x->m) x->m->streams++;
+    if (x->sid[0]) gw_resp_header(x->req, "Mcp-Session-Id", x->sid);
+    gw_resp_header(x->req, "Cache-Control", "no-cache");
+    gw_resp_start(x->req, 200, "text/event-stream");
+  }
+}
+
+int gw__relay_data(gw_exchange *x, gw_out_req *r, const char *p, size_t n) {
+  if (!gw__x_client_alive(x)) {
+    gw_out_abort(r);
+    return 0;
+  }
+  if (x->started) {
+    if (gw_buf_append(&x->ev, p, n) != 0 || relay_events(x) != 0) {
+      gw_out_abort(r);
+      return 0;
+    }
+    switch (gw__x_stream_pressure(x, x->req)) {
+    case GW_STREAM_OVER:
+      gw_out_abort(r);
+      return 0;
+    case GW_STREAM_FULL:
+      x->paused = true;
+      return GW_OUT_PAUSE;
+    default:
+      return 0;
+    }
+  }
+  /* over the cap (or a batch's budget): fails in up_done */
+  if (!gw__x_take(x, n) || gw_buf_append(&x->body, p, n) != 0) gw_out_abort(r);
+  return 0;
+}
+
+void gw__relay_done(gw_exchange *x, gw_out_req *r, int err, void (*initialized)(gw_exchange *x)) {
+  if (gw__x_client_alive(x)) {
+    if (err && err != GW_OUT_EABORTED) {
+      if (x->m) x->m->errors++;
+      GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}), "connector %s: %s (%s)",
+             x->connector, gw_out_strerror(err), gw_out_detail(r));
+    }
+    if (x->started) {
+      /* the stream ends (clean chunked end: the client may resume with
+       * Last-Event-ID); a partial event is dropped */
+      gw_req *cr = x->req;
+      gw__x_client_done(x);
+      gw_resp_end(cr);
+    } else if (err) {
+      if (x->body.len >= x->body.max)
+        gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent a response larger than the gateway accepts",
+                  x->connector);
+      else
+        gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" is unavailable: %s", x->connector,
+                  gw_out_strerror(err));
+    } else if (initialized) {
+      initialized(x);
+    } else if (x->status == 202 || x->status == 204) {
+      gw__x_reply_raw(x, x->status, NULL, NULL, 0);
+    } else if (x->status >= 500) {
+      if (x->m) x->m->errors++;
+      gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" failed (HTTP %d)", x->connector, x->status);
+    } else if (x->into && gw__sse_is(x->up_ct)) {
+      /* a batch element answered over SSE: its reply goes into the array */
+      json_t *m = gw__find_reply(x->body.data ? x->body.data : "", x->body.len, x->up_ct, json_array_get(x->ids, 0));
+      if (m) {
+        if (x->flow->rewrite) x->flow->rewrite(x, m);
+        gw__x_reply_json(x, 200, m);
+      } else {
+        gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent no reply", x->connector);
+      }
+    } else {
+      /* a JSON reply: check it is JSON before relaying it unchanged */
+      bool is_json = !strncasecmp(x->up_ct, "application/json", 16);
+      json_t *j = is_json && x->body.len ? json_loadb(x->body.data, x->body.len, 0, NULL) : NULL;
+      if (is_json && x->body.len && !j) {
+        if (x->m) x->m->errors++;
+        gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent an invalid response", x->connector);
+      } else if (!is_json && x->status == 200) {
+        if (x->m) x->m->errors++;
+        gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent an unexpected content type",
+                  x->connector);
+      } else if (j && ((x->flow->rewrite && x->flow->rewrite(x, j)) || x->into)) {
+        gw__x_reply_json(x, x->status, json_incref(j));
+      } else {
+        gw__x_reply_raw(x, x->status, is_json ? "application/json" : NULL, x->body.data, x->body.len);
+      }
+      json_decref(j);
+    }
+  }
+}
+
+/* ---------- initialize → a gateway session ---------- */
+
+typedef struct init_job {
+  gw_exchange *x;
+  char sid[96];
+  gw_session s;
+  char now[32];
+  char tokid[ST_TOKEN_ID_BUFSZ];
+  int64_t unix_now;
+} init_job;
+
+static int job_session_put(st_txn *txn, void *arg) {
+  init_job *j = arg;
+  /* the user may have been deactivated (or the token revoked) since the
+   * request was checked: a session is never written for them */
+  if (auth_identity_check(txn, j->s.tenant, j->s.user, j->tokid, j->unix_now) != 0) return GW_UP_EREVOKED;
+  return gw_session_put(txn, j->sid, &j->s, j->now);
+}
+
+static void done_session_put(int status, void *arg) {
+  init_job *j = arg;
+  gw_exchange *x = j->x;
+  if (status == GW_UP_EREVOKED) {
+    gw__x_start_failed(x, status);
+  } else if (status < 0) {
+    gw__x_rpc_error(x, 503, -32603, "the gateway could not store the session: %s", st_strerror(status));
+  } else if (x->req) {
+    snprintf(x->sid, sizeof x->sid, "%s", j->sid);
+    json_t *msg = json_loadb(x->body.data, x->body.len, 0, NULL);
+    gw__x_reply_json(x, 200, msg);
+  }
+  OPENSSL_cleanse(j->sid, sizeof j->sid);
+  free(j);
+  gw__x_unref(x);
+}
+
+static void finish_initialize(gw_exchange *x) {
+  json_t *msg = gw__find_reply(x->body.data ? x->body.data : "", x->body.len, x->up_ct, json_array_get(x->ids, 0));
+  if (x->status != 200) {
+    /* the upstream refused (e.g. an unsupported version): relay its answer */
+    if (msg) gw__x_reply_json(x, x->status, msg);
+    else gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" failed to initialize (HTTP %d)", x->connector, x->status);
+    return;
+  }
+  json_t *result = json_object_get(msg, "result");
+  if (!json_is_object(result)) {
+    if (msg && json_object_get(msg, "error")) {
+      gw__x_reply_json(x, 200, msg);
+      return;
+    }
+    json_decref(msg);
+    gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent an invalid initialize result", x->connector);
+    return;
+  }
+  /* tasks are not governed by policy yet: not offered */
+  json_t *caps = json_object_get(result, "capabilities");
+  if (json_is_object(caps)) json_object_del(caps, "tasks");
+  char ver[32];
+  snprintf(ver, sizeof ver, "%s", json_string_value(json_object_get(result, "protocolVersion")) ?: "");
+  init_job *j = calloc(1, sizeof *j);
+  char *s = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  json_decref(msg);
+  if (!j || !s || st_token_new(GW_SESSION_PREFIX, j->sid, sizeof j->sid) != 0) {
+    free(j);
+    free(s);
+    gw__x_rpc_error(x, 500, -32603, "the gateway could not create a session");
+    return;
+  }
+  gw_buf_reset(&x->body);
+  gw_buf_append(&x->body, s, strlen(s));
+  free(s);
+  j->x = x;
+  snprintf(j->s.tenant, sizeof j->s.tenant, "%s", x->tenant);
+  snprintf(j->s.user, sizeof j->s.user, "%s", x->user);
+  snprintf(j->s.connector, sizeof j->s.connector, "%s", x->connector);
+  snprintf(j->s.version, sizeof j->s.version, "%s", ver);
+  snprintf(j->s.upstream, sizeof j->s.upstream, "%s", x->up_sid);
+  snprintf(j->tokid, sizeof j->tokid, "%s", x->tokid);
+  j->s.created_ms = gw_session_now_ms();
+  time_t now = time(NULL);
+  j->unix_now = (int64_t)now;
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  strftime(j->now, sizeof j->now, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  x->refs++;
+  if (st_submit(x->lp->srv->store, x->lp->port, job_session_put, done_session_put, j) != 0) {
+    x->refs--;
+    free(j);
+    gw__x_rpc_error(x, 503, -32603, "the gateway is busy; retry");
+  }
+}
+
+/* The direct flow's upstream callbacks: the relay, and initialize's
+ * answer opening a gateway session. */
+static void direct_headers(gw_exchange *x, gw_out_req *r, int status, const gw_out_header *h, size_t n) {
+  gw__relay_headers(x, r, status, h, n, !ds(x)->initialize, NULL);
+}
+
+static void direct_done(gw_exchange *x, gw_out_req *r, int err) {
+  gw__relay_done(x, r, err, ds(x)->initialize ? finish_initialize : NULL);
+}
+
+static void direct_free(void *state) {
+  direct_state *st = state;
+  json_decref(st->list_ids);
+  free(st);
+}
+
+/* Two tables, one state: the relay parses and rewrites events only when
+ * the message had tools/list requests whose results are filtered. */
+static const gw_flow_ops direct_flow = {
+    .name = "direct", .up_headers = direct_headers, .up_data = gw__relay_data, .up_done = direct_done,
+    .free = direct_free};
+static const gw_flow_ops direct_listing_flow = {
+    .name = "direct-listing", .up_headers = direct_headers, .up_data = gw__relay_data, .up_done = direct_done,
+    .rewrite = filter_reply, .free = direct_free};
+
+int gw__relay_start(gw_exchange *x, const char *method, const void *body, size_t len, const char *accept) {
+  const char *pv = x->req ? gw_req_header(x->req, "mcp-protocol-version") : NULL;
+  gw_upcall u = {0};
+  u.method = method;
+  u.body = body;
+  u.len = len;
+  u.accept = accept;
+  u.protocol_version = pv ? pv : x->sess.version;
+  u.upstream_sid = x->sess.upstream;
+  u.last_event_id = x->req ? gw_req_header(x->req, "last-event-id") : NULL;
+  u.stream = !strcmp(method, "GET");
+  x->start_ns = uv_hrtime();
+  return gw__x_upcall(x, &u);
+}
+
+static direct_state *direct_state_new(void) { return calloc(1, sizeof(direct_state)); }
+
+void gw_proxy_dispatch(gw_req *req) {
+  gw_mcp_ctx ctx;
+  if (gw__mcp_ctx_of(req, false, &ctx) != 0) return;
+  const char *tenant = ctx.tenant, *connector = ctx.connector, *user = ctx.user, *sid = ctx.sid;
+  const char *m = req->method;
+  gw_session sess = ctx.sess;
+  bool sess_ok = ctx.sess_ok;
+  {
+    /* a connector no rule gives the user does not exist for them */
+    const pol_user *pu = gw__policy_for(req->lp, tenant, user);
+    if (!pu) {
+      gw_respond_error(req, 503, "policy_unavailable", "the gateway cannot read its policy right now (fail closed)");
+      return;
+    }
+    if (!pol_connector_visible(pu, connector)) {
+      gw_respond_error(req, 404, "not_found", "no connector \"%s\" in this tenant", connector);
+      return;
+    }
+  }
+
+  if (!strcmp(m, "GET") || !strcmp(m, "DELETE")) {
+    if (gw__mcp_session_checks(req, &ctx) != 0) return;
+    gw_exchange *x = gw__mcp_exchange(req, !strcmp(m, "GET") ? GW_X_GET : GW_X_DELETE, &ctx, &direct_flow,
+                                      direct_state_new());
+    if (!x || !x->state) {
+      if (x) gw__x_client_done(x);
+      gw_respond_error(req, 500, "internal", "out of memory");
+      return;
+    }
+    x->sess = sess;
+    snprintf(x->sid, sizeof x->sid, "%s", sid);
+    if (x->kind == GW_X_GET) {
+      int rc = gw__relay_start(x, "GET", NULL, 0, "text/event-stream");
+      if (rc != 0) gw__x_start_failed(x, rc);
+      return;
+    }
+    gw__mcp_delete_session(x, NULL);
+    return;
+  }
+
+  /* POST */
+  json_t *msg = gw__mcp_parse_post(req);
+  if (!msg) return;
+  json_t *ids = json_array();
+  const char *why = NULL, *method = NULL;
+  bool batch = json_is_array(msg);
+  bool initialize = false, discover = false, tasks = false;
+  if (batch) {
+    if (!json_array_size(msg)) why = "an empty batch";
+    size_t i;
+    json_t *e;
+    json_array_foreach(msg, i, e) {
+      const char *mm = NULL;
+      if (!why) why = gw__check_message(e, ids, &mm);
+      if (mm && (!strcmp(mm, "initialize") || !strncmp(mm, "tasks/", 6))) why = "initialize and tasks/* cannot be batched";
+    }
+  } else {
+    why = gw__check_message(msg, ids, &method);
+    if (method) {
+      initialize = !strcmp(method, "initialize");
+      discover = !strcmp(method, "server/discover");
+      tasks = !strncmp(method, "tasks/", 6);
+    }
+  }
+  if (why) {
+    json_decref(ids);
+    json_decref(msg);
+    gw__mcp_refuse(req, 400, -32600, why);
+    return;
+  }
+  /* a 2026-07-28 client probes with server/discover first: answering
+   * "method not found" makes it fall back to initialize */
+  if (discover) {
+    json_t *id = json_array_get(ids, 0);
+    gw_respond_json(req, 200, json_pack("{s:s,s:O,s:{s:i,s:s}}", "jsonrpc", "2.0", "id", id ? id : json_null(),
+                                        "error", "code", GW_RPC_NOT_SUPPORTED, "message",
+                                        "Method not found: server/discover (this gateway speaks MCP "
+                                        "2025-03-26 to 2025-11-25; use initialize)"));
+    json_decref(ids);
+    json_decref(msg);
+    return;
+  }
+  const char *pv = gw_req_header(req, "mcp-protocol-version");
+  if (pv && !initialize && !gw__mcp_version_supported(pv)) {
+    json_decref(ids);
+    json_decref(msg);
+    char w[200];
+    snprintf(w, sizeof w, "Bad Request: unsupported MCP-Protocol-Version %.40s (supported: 2025-03-26, 2025-06-18, 2025-11-25)", pv);
+    gw__mcp_refuse(req, 400, -32000, w);
+    return;
+  }
+  if (!initialize) {
+    if (!sid) {
+      json_decref(ids);
+      json_decref(msg);
+      gw__mcp_refuse(req, 400, -32000, "Bad Request: Mcp-Session-Id header is required (send initialize first)");
+      return;
+    }
+    if (!sess_ok) {
+      json_decref(ids);
+      json_decref(msg);
+      gw__mcp_refuse(req, 404, -32001, "Session not found");
+      return;
+    }
+    if (batch && strcmp(sess.version, "2025-03-26") != 0) {
+      json_decref(ids);
+      json_decref(msg);
+      gw__mcp_refuse(req, 400, -32600, "JSON-RPC batches are only allowed with protocol version 2025-03-26");
+      return;
+    }
+  }
+  json_t *parsed = msg;
+  gw_exchange *x = gw__mcp_exchange(req, GW_X_POST, &ctx, &direct_flow, direct_state_new());
+  if (!x || !x->state) {
+    if (x) gw__x_client_done(x);
+    json_decref(parsed);
+    json_decref(ids);
+    gw_respond_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  json_decref(x->ids);
+  x->ids = ids;
+  direct_state *st = x->state;
+  st->initialize = initialize;
+  if (!initialize) {
+    x->sess = sess;
+    snprintf(x->sid, sizeof x->sid, "%s", sid);
+  }
+  if (tasks) {
+    gw__x_rpc_error(x, 200, GW_RPC_NOT_SUPPORTED, "tasks are not supported through the gateway yet");
+    json_decref(parsed);
+    return;
+  }
+  /* policy: the decision uses the tool name from the strictly parsed
+   * message that is forwarded, nothing else */
+  {
+    const pol_user *pu = gw__policy_for(req->lp, tenant, user);
+    if (!pu) {
+      json_decref(parsed);
+      gw__x_rpc_error(x, 503, -32603, "the gateway cannot read its policy right now; refusing (fail closed)");
+      return;
+    }
+    st->list_ids = json_array();
+    size_t n = batch ? json_array_size(parsed) : 1;
+    char refused_buf[300];
+    const char *refused = NULL;
+    pol_decision worst = POL_ALLOW;
+    for (size_t i = 0; i < n; i++) {
+      json_t *e = batch ? json_array_get(parsed, i) : parsed;
+      const char *mm = json_string_value(json_object_get(e, "method"));
+      if (!mm) continue;
+      if (!strcmp(mm, "tools/list") && json_object_get(e, "id")) json_array_append(st->list_ids, json_object_get(e, "id"));
+      if (strcmp(mm, "tools/call")) continue;
+      const char *tool = json_string_value(json_object_get(json_object_get(e, "params"), "name"));
+      pol_decision d = gw__decide_call(pu, connector, tool);
+      if (gw__decide_worse(worst, d) != worst) {
+        worst = d;
+        snprintf(refused_buf, sizeof refused_buf, "%s", tool ? tool : "(no name)");
+        refused = refused_buf; /* parsed is released before the reply */
+      }
+    }
+    if (refused) {
+      json_decref(parsed);
+      gw__decide_refuse(x, pu, worst, refused, connector);
+      return;
+    }
+  }
+  json_decref(parsed);
+  if (json_array_size(st->list_ids)) x->flow = &direct_listing_flow; /* same state */
+  /* forwarded exactly as checked (the bytes received, not a re-encoding) */
+  int rc = gw__relay_start(x, "POST", req->body, req->body_len, "application/json, text/event-stream");
+  if (rc != 0) gw__x_start_failed(x, rc);
+}

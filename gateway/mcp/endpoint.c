@@ -1,0 +1,339 @@
+/* gateway/mcp/endpoint.c — what both MCP endpoints do first (see
+ * mcp_loop.h): the path, method, Origin/Host, the employee token and the
+ * user's state on every request, the session it names, the Accept header
+ * and the strictly parsed body; exchanges made for a request; DELETE of a
+ * gateway session.
+ *
+ * Rules this file keeps: preauth runs the opening checks once, before the
+ * body is read, and the handler takes their result (gw__mcp_ctx_of) instead
+ * of checking again; the time the body takes to arrive opens no gap,
+ * because identity and policy are checked again right before anything goes
+ * upstream (upcall.c) and session writes check inside their transaction.
+ * A refusal is answered here and the caller only returns. */
+#include "gateway/mcp/mcp_loop.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "auth/auth.h"
+#include "store/tenant.h"
+#include "gateway/base/log.h"
+#include "gateway/mcp/mcp_origin.h"
+#include "gateway/mcp/stats.h"
+#include "gateway/mcp/upcall.h"
+#include "vault/vault.h"
+
+static const char *const versions[] = {"2025-03-26", "2025-06-18", "2025-11-25", NULL};
+
+gw_proxy *gw__mcp_of(gw_loop *lp) { return lp ? lp->proxy : NULL; }
+
+/* Plain protocol refusal before anything was forwarded. */
+void gw__mcp_refuse(gw_req *req, int status, int code, const char *msg) {
+  gw_respond_json(req, status, json_pack("{s:s,s:n,s:{s:i,s:s}}", "jsonrpc", "2.0", "id", "error", "code",
+                                         code, "message", msg));
+}
+
+/* The caller's effective policy, fresh for this request (cached per
+ * loop, keyed by membership generation and policy version). NULL: the
+ * store could not be read — callers deny. */
+const pol_user *gw__policy_for(gw_loop *lp, const char *tenant, const char *user) {
+  st_txn *txn;
+  if (st_read_begin(lp->srv->store, &txn) != 0) return NULL;
+  int err;
+  const pol_user *u = pol_cache_get(lp->pol, txn, tenant, user, &err);
+  st_txn_end(txn);
+  return u;
+}
+
+/* ---------- request checks ---------- */
+
+bool gw__accept_has(const char *accept, const char *type) {
+  if (!accept) return false;
+  const char *p = accept;
+  size_t tl = strlen(type);
+  while (*p) {
+    while (*p == ' ' || *p == ',') p++;
+    size_t n = strcspn(p, ",;");
+    size_t m = n;
+    while (m && p[m - 1] == ' ') m--;
+    if ((m == tl && !strncasecmp(p, type, tl)) || (m == 3 && !strncmp(p, "*/*", 3))) return true;
+    p += strcspn(p, ",");
+  }
+  return false;
+}
+
+bool gw__mcp_version_supported(const char *v) {
+  for (const char *const *s = versions; *s; s++)
+    if (!strcmp(*s, v)) return true;
+  return false;
+}
+
+/* Checks one JSON-RPC message; collects request ids. NULL when fine, else
+ * a reason. */
+const char *gw__check_message(const json_t *m, json_t *ids, const char **method_out) {
+  if (!json_is_object(m)) return "a JSON-RPC message must be an object";
+  if (strcmp(json_string_value(json_object_get(m, "jsonrpc")) ?: "", "2.0")) return "\"jsonrpc\" must be \"2.0\"";
+  json_t *id = json_object_get(m, "id");
+  json_t *method = json_object_get(m, "method");
+  if (id && !json_is_string(id) && !json_is_integer(id)) return "\"id\" must be a string or an integer";
+  if (method) {
+    if (!json_is_string(method)) return "\"method\" must be a string";
+    json_t *params = json_object_get(m, "params");
+    if (params && !json_is_object(params) && !json_is_array(params)) return "\"params\" must be an object";
+    if (id) json_array_append(ids, id);
+    if (method_out) *method_out = json_string_value(method);
+    return NULL;
+  }
+  /* a response to a server→client request */
+  if (!id || (!json_object_get(m, "result") && !json_object_get(m, "error")))
+    return "a message needs a method (request/notification) or result/error (response)";
+  return NULL;
+}
+
+
+void gw__mcp_unauthorized(gw_req *req, const char *msg) {
+  char hdr[600];
+  snprintf(hdr, sizeof hdr, "Bearer realm=\"mcpgate\", error=\"invalid_token\", error_description=\"%s\"", msg);
+  gw_resp_header(req, "WWW-Authenticate", hdr);
+  gw_respond_error(req, 401, "invalid_token", "%s", msg);
+}
+
+typedef struct del_job {
+  gw_exchange *x;
+  void (*deleted)(gw_exchange *x);
+  char sid[96];
+} del_job;
+
+static int job_session_del(st_txn *txn, void *arg) {
+  del_job *j = arg;
+  int rc = gw_session_delete(txn, j->sid);
+  return rc == ST_ENOTFOUND ? 0 : rc;
+}
+
+static void done_session_del(int status, void *arg) {
+  del_job *j = arg;
+  gw_exchange *x = j->x;
+  if (status < 0) gw__x_rpc_error(x, 503, -32603, "the session could not be deleted: %s", st_strerror(status));
+  else {
+    if (j->deleted) j->deleted(x);
+    x->sid[0] = 0;
+    gw__x_reply_raw(x, 204, NULL, NULL, 0);
+  }
+  /* tell the upstream too (its answer goes nowhere) */
+  if (x->sess.upstream[0]) {
+    gw_upcall u = {.method = "DELETE", .accept = "application/json, text/event-stream",
+                   .protocol_version = x->sess.version, .upstream_sid = x->sess.upstream};
+    x->start_ns = uv_hrtime();
+    if (gw__x_upcall(x, &u) != 0) GW_LOG(GW_LOG_DEBUG, "mcp", NULL, "upstream DELETE not sent");
+  }
+  free(j);
+  gw__x_unref(x);
+}
+
+/* What every MCP request passes first (both endpoints): the path's tenant
+ * (and connector), the method, Origin, the employee token and the user's
+ * state — on every request — and the session it names, if any. On a
+ * refusal it has answered and returns -1. */
+int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c) {
+  gw_server *srv = req->lp->srv;
+  memset(c, 0, sizeof *c);
+  /* /t/{tenant}/mcp[/{connector}] — the router guarantees the shape */
+  const char *p = req->path + 3;
+  size_t tl = strcspn(p, "/");
+  const char *cn = agg ? "" : p + tl + 5;
+  if (!tl || tl >= sizeof c->tenant || strlen(cn) >= sizeof c->connector) {
+    gw_respond_error(req, 404, "not_found", "no such MCP endpoint");
+    return -1;
+  }
+  memcpy(c->tenant, p, tl);
+  snprintf(c->connector, sizeof c->connector, "%s", cn);
+  snprintf(req->tenant, sizeof req->tenant, "%s", c->tenant);
+  if (!st_tenant_id_valid(c->tenant) || (!agg && !vault_connector_name_valid(c->connector))) {
+    gw_respond_error(req, 404, "not_found", "no such MCP endpoint");
+    return -1;
+  }
+  const char *m = req->method;
+  if (strcmp(m, "POST") && strcmp(m, "GET") && strcmp(m, "DELETE")) {
+    gw_resp_header(req, "Allow", "GET, POST, DELETE");
+    gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed on an MCP endpoint", m);
+    return -1;
+  }
+  /* Origin and Host: DNS-rebinding protection (gateway/mcp/mcp_origin.c) */
+  const char *ocode;
+  char owhy[400];
+  int ost = gw_mcp_origin_check(req, &ocode, owhy, sizeof owhy);
+  if (ost) {
+    gw_respond_error(req, ost, ocode, "%s", owhy);
+    return -1;
+  }
+  /* who: the employee token, and the user's state, on every request */
+  const char *auth = gw_req_header(req, "authorization");
+  if (!auth || strncasecmp(auth, "Bearer ", 7)) {
+    gw__mcp_unauthorized(req, "missing Authorization: Bearer <mgw_ token>");
+    return -1;
+  }
+  const char *tok = auth + 7;
+  while (*tok == ' ') tok++;
+  st_txn *txn;
+  if (st_read_begin(srv->store, &txn) != 0) {
+    gw_respond_error(req, 503, "store_unavailable", "the store cannot be read right now");
+    return -1;
+  }
+  int rc = auth_token_verify(txn, c->tenant, tok, (int64_t)time(NULL), c->user, c->tokid);
+  json_t *conn = NULL;
+  int crc = rc == 0 && !agg ? vault_connector_get(txn, c->tenant, c->connector, &conn) : 0;
+  json_decref(conn);
+  c->sid = gw_req_header(req, "mcp-session-id");
+  int src = rc == 0 && crc == 0 && c->sid ? gw_session_get(txn, c->sid, &c->sess) : ST_ENOTFOUND;
+  st_txn_end(txn);
+  /* an expired session is an unknown one, from its stored stamps: the
+   * purge may not have run yet (gateway/mcp/mcp_session.h) */
+  int64_t now_ms = gw_session_now_ms();
+  if (src == 0 && gw_session_expired(&c->sess, now_ms, gw_sessions_limits(srv))) src = ST_ENOTFOUND;
+  if (rc != 0) {
+    gw__mcp_unauthorized(req, "invalid, expired or revoked token");
+    return -1;
+  }
+  if (crc != 0) {
+    gw_respond_error(req, 404, "not_found", "no connector \"%s\" in this tenant", c->connector);
+    return -1;
+  }
+  c->sess_ok = src == 0 && !strcmp(c->sess.tenant, c->tenant) && !strcmp(c->sess.user, c->user) &&
+               !strcmp(c->sess.connector, c->connector);
+  if (c->sess_ok) gw_session_touch(req->lp, c->sid, &c->sess, now_ms);
+  return 0;
+}
+
+/* Preauth runs the handler's opening checks once, before the body; the
+ * handler takes their result (gw__mcp_ctx_of) instead of checking again.
+ * The time the body takes to arrive opens no gap: identity and policy are
+ * checked again right before anything goes upstream, and session writes
+ * check inside their transaction. */
+static int mcp_preauth(gw_req *req, bool agg) {
+  gw_mcp_ctx *c = gw_req_alloc(req, sizeof *c);
+  if (!c) {
+    gw_respond_error(req, 500, "internal", "out of memory");
+    return -1;
+  }
+  if (gw__mcp_begin(req, agg, c) != 0) return -1;
+  req->handler_data = c;
+  return 0;
+}
+int gw_proxy_preauth(gw_req *req) { return mcp_preauth(req, false); }
+int gw_agg_preauth(gw_req *req) { return mcp_preauth(req, true); }
+
+int gw__mcp_ctx_of(gw_req *req, bool agg, gw_mcp_ctx *c) {
+  if (req->handler_data) {
+    *c = *(const gw_mcp_ctx *)req->handler_data; /* checked at preauth */
+    req->handler_data = NULL;
+    return 0;
+  }
+  return gw__mcp_begin(req, agg, c);
+}
+
+/* GET and DELETE need a session of this caller (and GET an SSE Accept). */
+int gw__mcp_session_checks(gw_req *req, const gw_mcp_ctx *c) {
+  if (!c->sid) {
+    gw__mcp_refuse(req, 400, -32000, "Bad Request: Mcp-Session-Id header is required");
+    return -1;
+  }
+  if (!c->sess_ok) {
+    gw__mcp_refuse(req, 404, -32001, "Session not found");
+    return -1;
+  }
+  if (!strcmp(req->method, "GET") && !gw__accept_has(gw_req_header(req, "accept"), "text/event-stream")) {
+    gw_respond_error(req, 406, "not_acceptable", "a GET stream needs Accept: text/event-stream");
+    return -1;
+  }
+  return 0;
+}
+
+/* POST: the Accept header, then the body parsed fully and strictly. */
+json_t *gw__mcp_parse_post(gw_req *req) {
+  const char *accept = gw_req_header(req, "accept");
+  if (!gw__accept_has(accept, "application/json") || !gw__accept_has(accept, "text/event-stream")) {
+    gw_respond_error(req, 406, "not_acceptable",
+                     "POST needs Accept: application/json, text/event-stream (Streamable HTTP)");
+    return NULL;
+  }
+  json_error_t je;
+  json_t *msg = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
+  if (!msg) {
+    char why[300];
+    snprintf(why, sizeof why, "Parse error: %s (line %d column %d)", je.text, je.line, je.column);
+    gw__mcp_refuse(req, 400, -32700, why);
+  }
+  return msg;
+}
+
+/* DELETE: the session record goes in a writer job; then 204. */
+void gw__mcp_delete_session(gw_exchange *x, void (*deleted)(gw_exchange *x)) {
+  del_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    gw__x_rpc_error(x, 500, -32603, "out of memory");
+    return;
+  }
+  j->x = x;
+  j->deleted = deleted;
+  snprintf(j->sid, sizeof j->sid, "%s", x->sid);
+  x->refs++;
+  if (st_submit(x->lp->srv->store, x->lp->port, job_session_del, done_session_del, j) != 0) {
+    x->refs--;
+    free(j);
+    gw__x_rpc_error(x, 503, -32603, "the gateway is busy; retry");
+  }
+}
+
+/* ---------- exchanges for requests ---------- */
+
+gw_exchange *gw__mcp_exchange(gw_req *req, int kind, const gw_mcp_ctx *c, const gw_flow_ops *flow, void *state) {
+  gw_proxy *p = gw__mcp_of(req->lp);
+  gw_exchange *x = gw__x_new(&p->reg, req->lp, c->tenant, c->connector, c->user, c->tokid, flow, state);
+  if (!x) return NULL;
+  x->m = gw__mcp_stats_for(&p->stats, c->tenant, c->connector[0] ? c->connector : "(all)");
+  if (x->m) x->m->requests++;
+  gw__x_attach(x, req, kind);
+  return x;
+}
+
+gw_exchange *gw__mcp_child(gw_exchange *parent, const char *connector, const gw_flow_ops *flow, void *state) {
+  gw_proxy *p = gw__mcp_of(parent->lp);
+  gw_exchange *x = gw__x_new(&p->reg, parent->lp, parent->tenant, connector, parent->user, parent->tokid, flow, state);
+  if (!x) return NULL;
+  x->kind = parent->kind;
+  snprintf(x->sid, sizeof x->sid, "%s", parent->sid);
+  x->sess = parent->sess;
+  x->revoked = parent->revoked;
+  x->m = gw__mcp_stats_for(&p->stats, x->tenant, connector);
+  return x;
+}
+
+gw_exchange *gw__mcp_bare(gw_loop *lp, const char *tenant, const char *connector, const gw_flow_ops *flow,
+                          void *state) {
+  gw_proxy *p = gw__mcp_of(lp);
+  if (!p) {
+    if (flow && flow->free && state) flow->free(state);
+    return NULL;
+  }
+  return gw__x_new(&p->reg, lp, tenant, connector, NULL, NULL, flow, state);
+}
+
+void gw__mcp_count(gw_exchange *x, const char *connector) {
+  x->m = gw__mcp_stats_for(&gw__mcp_of(x->lp)->stats, x->tenant, connector);
+}
+
+const char *gw_mcp_strerror(int code) {
+  switch (code) {
+  case GW_UP_EREVOKED: return "access revoked";
+  case GW_UP_EHIDDEN: return "connector hidden by policy";
+  case GW_MCP_EAUTH: return "upstream refused the gateway's credential";
+  case GW_MCP_EHTTP: return "upstream answered with a failure status";
+  case GW_MCP_EREPLY: return "upstream sent no valid reply";
+  case GW_MCP_ENOTSENT: return "upstream call not started";
+  case GW_MCP_ESTALE: return "upstream session unknown to the upstream";
+  default: return "upstream unavailable";
+  }
+}

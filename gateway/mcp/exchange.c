@@ -1,0 +1,324 @@
+/* gateway/mcp/exchange.c — the exchange lifecycle (see exchange.h).
+ *
+ * Rules this file keeps, and why:
+ *
+ *  1. An exchange is freed only by its last gw__x_unref. Each holder takes
+ *     its own reference: the client half (from gw__x_attach to
+ *     gw__x_client_done), every running transfer (upcall.c), every writer
+ *     job, a batch element on its collector, a feed on the stream it feeds,
+ *     a retry timer, and every walk. So no callback of one half can free
+ *     the exchange under a running callback of the other (STYLE.md anti-
+ *     pattern 1).
+ *
+ *  2. The registry is only walked through gw__x_foreach, which references
+ *     every exchange up to the tail it saw before calling anything, and
+ *     drops exactly those references after: the callback may end, free or
+ *     create exchanges; created ones are appended after the walk's last
+ *     and not visited (anti-pattern 6). While held, head..last stay listed.
+ *
+ *  3. The flow's state is the flow's: the exchange never looks inside it,
+ *     and frees it once, through flow->free, when the exchange goes.
+ *
+ *  4. Nothing here needs the server: identity matching, references and the
+ *     registry run on a bare loop (tests/unit/test_exchange.c). Only the
+ *     client half (replies, back-pressure) touches gw_req. */
+#include "gateway/mcp/exchange.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/base/log.h"
+#include "gateway/core/server.h"
+#include "gateway/http/http.h"
+#include "gateway/mcp/mcp_proxy.h"
+#include "gateway/mcp/stats.h"
+#include "gateway/out/outbound.h"
+
+#define REVOKED_MSG "access revoked: your account, your token, this connector or this tenant was disabled"
+
+/* ---------- references and the registry ---------- */
+
+static void link_tail(gw_xreg *reg, gw_exchange *x) {
+  x->next = NULL;
+  x->prev = reg->tail;
+  if (reg->tail) reg->tail->next = x;
+  else reg->list = x;
+  reg->tail = x;
+  x->listed = true;
+}
+
+gw_exchange *gw__x_new(gw_xreg *reg, gw_loop *lp, const char *tenant, const char *connector, const char *user,
+                       const char *tokid, const gw_flow_ops *flow, void *state) {
+  gw_exchange *x = calloc(1, sizeof *x);
+  json_t *ids = json_array();
+  if (!x || !ids) {
+    free(x);
+    json_decref(ids);
+    if (flow && flow->free && state) flow->free(state);
+    return NULL;
+  }
+  x->reg = reg;
+  x->lp = lp;
+  x->refs = 1;
+  x->ids = ids;
+  x->flow = flow;
+  x->state = state;
+  snprintf(x->tenant, sizeof x->tenant, "%s", tenant ? tenant : "");
+  snprintf(x->connector, sizeof x->connector, "%s", connector ? connector : "");
+  snprintf(x->user, sizeof x->user, "%s", user ? user : "");
+  snprintf(x->tokid, sizeof x->tokid, "%s", tokid ? tokid : "");
+  gw_buf_init(&x->body, GW_MCP_MAX_JSON_BODY);
+  gw_buf_init(&x->ev, GW_MCP_MAX_SSE_EVENT);
+  if (reg) link_tail(reg, x);
+  return x;
+}
+
+void gw__x_set_flow(gw_exchange *x, const gw_flow_ops *flow, void *state) {
+  if (x->flow && x->flow->free && x->state) x->flow->free(x->state);
+  x->flow = flow;
+  x->state = state;
+}
+
+void gw__x_ref(gw_exchange *x) { x->refs++; }
+
+void gw__x_unref(gw_exchange *x) {
+  if (--x->refs > 0) return;
+  if (x->listed) {
+    if (x->prev) x->prev->next = x->next;
+    else x->reg->list = x->next;
+    if (x->next) x->next->prev = x->prev;
+    else x->reg->tail = x->prev;
+  }
+  gw_exchange *into = x->into;
+  if (x->flow && x->flow->free && x->state) x->flow->free(x->state);
+  json_decref(x->ids);
+  gw_buf_free(&x->body);
+  gw_buf_free(&x->ev);
+  free(x);
+  if (into) gw__x_unref(into);
+}
+
+void gw__x_foreach(gw_xreg *reg, void (*fn)(gw_exchange *x, void *arg), void *arg) {
+  gw_exchange *last = reg ? reg->tail : NULL;
+  if (!last) return;
+  for (gw_exchange *x = reg->list;; x = x->next) {
+    x->refs++;
+    if (x == last) break;
+  }
+  for (gw_exchange *x = reg->list;; x = x->next) {
+    fn(x, arg);
+    if (x == last) break;
+  }
+  for (gw_exchange *x = reg->list, *n;; x = n) {
+    bool end = x == last;
+    n = x->next;
+    gw__x_unref(x);
+    if (end) break;
+  }
+}
+
+void gw__x_reg_close(gw_xreg *reg) {
+  gw_exchange *list = reg->list;
+  reg->list = reg->tail = NULL;
+  for (gw_exchange *x = list; x; x = x->next) {
+    x->refs++;
+    x->listed = false;
+    x->m = NULL;
+  }
+  for (gw_exchange *x = list; x; x = x->next) gw__x_end(x);
+  for (gw_exchange *x = list, *n; x; x = n) {
+    n = x->next;
+    gw__x_unref(x);
+  }
+}
+
+/* ---------- revocation ---------- */
+
+bool gw__x_matches(const gw_exchange *x, const gw_revocation *r) {
+  if (strcmp(x->tenant, r->tenant)) return false;
+  if (r->user[0] && strcmp(x->user, r->user)) return false;
+  if (r->connector[0] && strcmp(x->connector, r->connector)) return false;
+  if (r->tokid[0] && strcmp(x->tokid, r->tokid)) return false;
+  return true;
+}
+
+static void revoke_one(gw_exchange *x, void *arg) {
+  const gw_revocation *r = arg;
+  if (!gw__x_matches(x, r)) return;
+  if (x->flow && x->flow->on_revoke) x->flow->on_revoke(x, r);
+  else gw__x_on_revoke(x, r);
+}
+
+void gw__x_revoke(gw_xreg *reg, const gw_revocation *r) { gw__x_foreach(reg, revoke_one, (void *)r); }
+
+void gw__x_on_revoke(gw_exchange *x, const gw_revocation *r) {
+  if (!r->notify) {
+    gw__x_end(x);
+  } else if (x->kind == GW_X_GET && x->started && x->req) {
+    /* the client's GET stream learns that its tool list changed */
+    static const char ev[] =
+        "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n";
+    gw_resp_write(x->req, ev, sizeof ev - 1);
+  }
+}
+
+void gw__x_end(gw_exchange *x) {
+  x->revoked = true;
+  gw__x_abort_upstream(x);
+  if (x->req && x->started) {
+    gw_req *r = x->req;
+    gw__x_client_done(x);
+    gw_req_drop(r); /* cuts the stream */
+  } else if (gw__x_client_alive(x)) {
+    gw__x_rpc_error(x, 403, GW_RPC_REVOKED, "%s", REVOKED_MSG);
+  }
+}
+
+/* ---------- the upstream half ---------- */
+
+void gw__x_abort_upstream(gw_exchange *x) {
+  if (x->out) gw_out_abort(x->out);
+}
+
+/* ---------- the client half ---------- */
+
+static void on_client_abort(gw_req *req) {
+  gw_exchange *x = req->handler_data;
+  gw__x_abort_upstream(x);
+  if (x->req) {
+    gw_req *r = x->req;
+    gw__x_client_done(x);
+    gw_req_drop(r);
+  }
+}
+
+static void on_client_drain(gw_req *req) {
+  gw_exchange *x = req->handler_data;
+  if (x->paused && x->out) {
+    x->paused = false;
+    gw_out_resume(x->out);
+  }
+  if (x->flow && x->flow->client_drain) x->flow->client_drain(x);
+}
+
+void gw__x_attach(gw_exchange *x, gw_req *req, int kind) {
+  x->req = req;
+  x->kind = kind;
+  req->handler_data = x;
+  req->on_abort = on_client_abort;
+  req->on_drain = on_client_drain;
+}
+
+void gw__x_client_done(gw_exchange *x) {
+  if (!x->req) return;
+  if (x->flow && x->flow->client_end) x->flow->client_end(x);
+  x->req->on_abort = NULL;
+  x->req->on_drain = NULL;
+  x->req = NULL;
+  if (x->started && x->m) x->m->streams--;
+  gw__x_unref(x);
+}
+
+bool gw__x_client_alive(const gw_exchange *x) { return x->req || x->into; }
+
+bool gw__x_wanted(const gw_exchange *x) { return x->req || x->into || (x->flow && x->flow->clientless); }
+
+void gw__x_collect_into(gw_exchange *x, gw_exchange *c, int slot) {
+  x->into = c;
+  x->slot = slot;
+  c->refs++;
+}
+
+bool gw__x_take(gw_exchange *x, size_t n) {
+  gw_exchange *c = x->into;
+  if (!c || !c->flow || !c->flow->take) return true;
+  return c->flow->take(c, n);
+}
+
+/* A batch element's reply goes to its collector, which answers once every
+ * element has. */
+static void collect(gw_exchange *x, json_t *j) {
+  gw_exchange *c = x->into;
+  x->into = NULL;
+  if (c->flow && c->flow->collect) c->flow->collect(c, x->slot, j);
+  else json_decref(j);
+  gw__x_unref(c);
+}
+
+static void add_session_header(gw_exchange *x) {
+  if (x->req && x->sid[0]) gw_resp_header(x->req, "Mcp-Session-Id", x->sid);
+}
+
+void gw__x_reply_json(gw_exchange *x, int status, json_t *j) {
+  if (x->into) {
+    collect(x, j);
+    return;
+  }
+  if (!x->req) {
+    json_decref(j);
+    return;
+  }
+  gw_req *r = x->req;
+  add_session_header(x);
+  gw__x_client_done(x);
+  gw_respond_json(r, status, j);
+}
+
+void gw__x_reply_raw(gw_exchange *x, int status, const char *ct, const char *body, size_t n) {
+  if (x->into) {
+    collect(x, NULL);
+    return;
+  }
+  if (!x->req) return;
+  gw_req *r = x->req;
+  add_session_header(x);
+  gw__x_client_done(x);
+  gw_resp_header(r, "Cache-Control", "no-store");
+  gw_respond(r, status, ct, body, n);
+}
+
+void gw__x_rpc_error(gw_exchange *x, int http_status, int code, const char *fmt, ...) {
+  char msg[600];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  size_t n = x->ids ? json_array_size(x->ids) : 0;
+  if (n == 0) {
+    gw__x_reply_json(x, http_status,
+                     json_pack("{s:s,s:n,s:{s:i,s:s}}", "jsonrpc", "2.0", "id", "error", "code", code, "message", msg));
+    return;
+  }
+  json_t *arr = json_array();
+  for (size_t i = 0; i < n; i++)
+    json_array_append_new(arr, json_pack("{s:s,s:O,s:{s:i,s:s}}", "jsonrpc", "2.0", "id", json_array_get(x->ids, i),
+                                         "error", "code", code, "message", msg));
+  if (n == 1) {
+    json_t *one = json_incref(json_array_get(arr, 0));
+    json_decref(arr);
+    gw__x_reply_json(x, 200, one);
+  } else {
+    gw__x_reply_json(x, 200, arr);
+  }
+}
+
+int gw__x_stream_pressure(gw_exchange *x, gw_req *client) {
+  if (!client) return GW_STREAM_OK;
+  size_t q = gw_req_write_queue(client);
+  size_t cap = (size_t)client->lp->srv->cfg.stream_buffer_max;
+  if (q > cap) {
+    /* the client does not read: its stream ends rather than the gateway's
+     * memory growing; it resumes with Last-Event-ID */
+    GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, client->id}),
+           "client stream ended: %zu bytes queued for a client that is not reading (stream_buffer_max %zu)", q, cap);
+    if (x->m) x->m->overflows++;
+    gw_exchange *owner = client->handler_data;
+    gw__x_client_done(owner);
+    gw_req_abort(client); /* its queue goes too: nobody will read it */
+    return GW_STREAM_OVER;
+  }
+  size_t pause_at = cap / 2 < GW_WRITE_HIGH_WATER ? cap / 2 : GW_WRITE_HIGH_WATER;
+  return q > pause_at ? GW_STREAM_FULL : GW_STREAM_OK;
+}

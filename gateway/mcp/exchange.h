@@ -1,0 +1,207 @@
+/* gateway/mcp/exchange.h — the lifetime of one MCP exchange, whatever flow
+ * it runs (private to gateway/mcp/).
+ *
+ * An exchange is one unit of proxied work: a client request and what the
+ * gateway does upstream for it (or an upstream call with no client: a
+ * capability probe, a notification, an upstream stream feeding a client
+ * stream). It has
+ *   - references (gw__x_ref/gw__x_unref): freed when the last one goes,
+ *     never under a running callback of either half;
+ *   - a registry (gw_xreg, one per loop) that lists it while it lives, so
+ *     revocation, shutdown and session sweeps can find it (gw__x_foreach);
+ *   - an identity: tenant, user, the employee token id, the connector it
+ *     talks to now, the gateway session;
+ *   - a client half: the gw_req it answers (attach/detach, replies, abort
+ *     and drain), or a slot in another exchange's collected reply (a batch
+ *     element: `into`);
+ *   - an upstream half: at most one transfer at a time (`out`), started by
+ *     gw__x_upcall (gateway/mcp/upcall.c) whose callbacks go to the flow;
+ *   - a flow: a const operations table plus a typed state pointer owned by
+ *     the flow (freed by its `free`). What the exchange does is the flow's
+ *     business; the exchange only keeps it alive and reachable.
+ *
+ * The lifecycle functions (new, ref/unref, foreach, the identity match of
+ * a revocation) need no server: tests/unit/test_exchange.c runs them on a
+ * bare uv loop. */
+#ifndef MCPGATE_GATEWAY_MCP_EXCHANGE_H
+#define MCPGATE_GATEWAY_MCP_EXCHANGE_H
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gateway/base/buf.h"
+#include "gateway/mcp/mcp_session.h"
+#include "store/token.h"
+
+typedef struct gw_req gw_req;
+typedef struct gw_loop gw_loop;
+typedef struct gw_out_req gw_out_req;
+typedef struct gw_out_header gw_out_header;
+typedef struct gw_exchange gw_exchange;
+typedef struct gw_mcp_stats gw_mcp_stats;
+
+#define GW_MCP_MAX_JSON_BODY (16 * 1024 * 1024)
+#define GW_MCP_MAX_SSE_EVENT (8 * 1024 * 1024)
+
+/* A message to a loop's MCP state, queued after a commit (revoke.c). What
+ * a revocation ends: the exchanges of a tenant matching ALL the
+ * fields that are set (user, connector, token id); none set: every
+ * exchange of the tenant (tenant deleted: its caches go too). */
+typedef struct gw_revocation {
+  struct gw_revocation *next;
+  char tenant[64], user[40], connector[40], tokid[ST_TOKEN_ID_BUFSZ];
+  bool notify;      /* tools/list_changed instead of ending exchanges */
+  bool tenant_gone; /* the tenant was deleted: drop its cached policy */
+  bool probe;       /* not a revocation: learn connector's capabilities (after a PUT) */
+} gw_revocation;
+
+/* A flow's operations. Every pointer may be NULL (then: nothing to do, or
+ * the default named). They run on the loop, with the exchange referenced. */
+typedef struct gw_flow_ops {
+  const char *name;
+  /* The upstream half (the transfer gw__x_upcall started): as
+   * gw_out_opts' callbacks; r is x->out. up_done runs once, after which
+   * x->out is NULL; the exchange drops the transfer's reference after it. */
+  void (*up_headers)(gw_exchange *x, gw_out_req *r, int status, const gw_out_header *h, size_t n);
+  int (*up_data)(gw_exchange *x, gw_out_req *r, const char *p, size_t n);
+  void (*up_done)(gw_exchange *x, gw_out_req *r, int err);
+  /* Rewrites one upstream JSON-RPC message relayed to the client (policy
+   * filtering, id rewriting); true when changed. NULL: relayed as is. */
+  bool (*rewrite)(gw_exchange *x, json_t *msg);
+  /* The client's id for an upstream SSE event id (malloc'd, or NULL to
+   * keep the upstream's). */
+  char *(*event_id)(gw_exchange *x, const char *upstream_id);
+  /* A revocation whose identity matches x (gw__x_matches). NULL: the
+   * default, gw__x_on_revoke. */
+  void (*on_revoke)(gw_exchange *x, const gw_revocation *r);
+  /* The client half ended (answered, dropped, or gone) / drained its
+   * write queue (a paused feed may resume). */
+  void (*client_end)(gw_exchange *x);
+  void (*client_drain)(gw_exchange *x);
+  /* Collector flows (a batch): an element's reply j (stolen; NULL: no
+   * reply) for slot; and n more reply bytes against the budget (false once
+   * it is spent). */
+  void (*collect)(gw_exchange *x, int slot, json_t *j);
+  bool (*take)(gw_exchange *x, size_t n);
+  /* Frees the flow's state (once, when the exchange is freed). */
+  void (*free)(void *state);
+  /* The upstream's answer is wanted even without a client (probes). */
+  bool clientless;
+} gw_flow_ops;
+
+/* The live exchanges of one loop. New exchanges are appended, so a walk
+ * bounded by the tail it saw never meets one created under it. */
+typedef struct gw_xreg {
+  gw_exchange *list, *tail;
+} gw_xreg;
+
+enum { GW_X_POST, GW_X_GET, GW_X_DELETE };
+
+struct gw_exchange {
+  /* lifetime */
+  gw_exchange *next, *prev;
+  gw_xreg *reg;
+  int refs;
+  bool listed;
+  gw_loop *lp; /* NULL only in unit tests of the lifecycle */
+  /* identity */
+  char tenant[64], connector[40], user[40];
+  char tokid[ST_TOKEN_ID_BUFSZ]; /* the employee token it acts with: its revocation ends it */
+  char sid[96];                  /* the gateway's session id for this exchange */
+  gw_session sess;
+  /* client half */
+  gw_req *req;         /* NULL once the client side is finished */
+  gw_exchange *into;   /* a batch element: the collecting exchange (a ref), else NULL */
+  int slot;            /* ... and this element's slot there */
+  int kind;            /* GW_X_POST, GW_X_GET, GW_X_DELETE */
+  json_t *ids;         /* ids of the requests in the client's message */
+  bool started;        /* an SSE stream to the client is open */
+  bool paused;         /* the upstream transfer is paused for the client */
+  bool revoked;        /* ended by a revocation: nothing more is forwarded */
+  bool lost;           /* its session is gone (evicted, expired): ended by the next sweep */
+  /* upstream half */
+  gw_out_req *out;     /* NULL when no transfer runs */
+  int status;
+  char up_sid[256];
+  char up_ct[128];
+  gw_buf body;         /* buffered JSON / SSE reply (capped) */
+  gw_buf ev;           /* SSE bytes not yet forming a complete event */
+  size_t ev_scanned;   /* bytes of ev already searched for an event end */
+  uint64_t start_ns;
+  gw_mcp_stats *m;     /* this exchange's metrics entry, or NULL */
+  /* flow */
+  const gw_flow_ops *flow;
+  void *state;         /* owned by the flow; flow->free frees it */
+};
+
+/* A new exchange with one reference, listed in reg, with no client half
+ * yet. lp may be NULL (unit tests). The identity strings may be NULL
+ * (empty). state is taken (flow->free frees it, also on failure: NULL
+ * returned). */
+gw_exchange *gw__x_new(gw_xreg *reg, gw_loop *lp, const char *tenant, const char *connector, const char *user,
+                       const char *tokid, const gw_flow_ops *flow, void *state);
+/* Replaces the flow (the old state freed by the old flow's free). */
+void gw__x_set_flow(gw_exchange *x, const gw_flow_ops *flow, void *state);
+void gw__x_ref(gw_exchange *x);
+void gw__x_unref(gw_exchange *x);
+/* Calls fn(x, arg) on every exchange listed when the call starts, holding
+ * a reference on each until the walk is over: fn may reply, end, free or
+ * create exchanges (created ones are appended after the walk's last and
+ * not visited). The one way to walk the list when fn can trigger
+ * callbacks. */
+void gw__x_foreach(gw_xreg *reg, void (*fn)(gw_exchange *x, void *arg), void *arg);
+/* Unlinks every exchange (shutdown), then ends each (gw__x_end) and drops
+ * the registry's hold: transfers still finishing after this do not touch
+ * the registry. Metrics pointers are cleared (their table goes too). */
+void gw__x_reg_close(gw_xreg *reg);
+
+/* True when r's identity fields that are set all equal x's. */
+bool gw__x_matches(const gw_exchange *x, const gw_revocation *r);
+/* Walks reg and calls the flow's on_revoke (or gw__x_on_revoke) once for
+ * every exchange r matches. */
+void gw__x_revoke(gw_xreg *reg, const gw_revocation *r);
+/* The default on_revoke: an ending revocation ends x; a notification
+ * writes tools/list_changed on a client GET stream. */
+void gw__x_on_revoke(gw_exchange *x, const gw_revocation *r);
+/* Ends x for a revocation (or shutdown): nothing more goes upstream, a
+ * stream is cut, a waiting request (or batch element) gets "access
+ * revoked". */
+void gw__x_end(gw_exchange *x);
+
+/* Aborts x's upstream call, if one runs (its up_done follows, from the
+ * loop). The one way to stop the upstream half from outside its own
+ * callbacks: when the credential phase of an upcall becomes asynchronous,
+ * cancelling a pending credential hooks in here. */
+void gw__x_abort_upstream(gw_exchange *x);
+
+/* The client half. attach: req answers through x (req->handler_data is
+ * x; aborts and drains reach the exchange). done: the client side ends
+ * (the request is answered or dropped; the reference it held goes). */
+void gw__x_attach(gw_exchange *x, gw_req *req, int kind);
+void gw__x_client_done(gw_exchange *x);
+/* The client half is still there to answer (a request, or a batch slot). */
+bool gw__x_client_alive(const gw_exchange *x);
+/* ... or, for clientless flows, the upstream's answer is wanted anyway. */
+bool gw__x_wanted(const gw_exchange *x);
+/* Puts x's client half into slot of collector c (a reference on c). */
+void gw__x_collect_into(gw_exchange *x, gw_exchange *c, int slot);
+/* n more reply bytes for a batch element: false once the batch's budget
+ * is spent (abort the transfer). Always true outside batches. */
+bool gw__x_take(gw_exchange *x, size_t n);
+void gw__x_reply_json(gw_exchange *x, int status, json_t *j);
+void gw__x_reply_raw(gw_exchange *x, int status, const char *ct, const char *body, size_t n);
+/* JSON-RPC error for every request id of the message (HTTP 200, as an MCP
+ * server answers); a message with no request (notifications) gets
+ * http_status with a JSON-RPC error body and a null id. */
+void gw__x_rpc_error(gw_exchange *x, int http_status, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Back-pressure of a client SSE stream fed by x (client: the stream's
+ * request): OK, FULL (pause the feeding transfer; on_drain resumes it), or
+ * OVER (past stream_buffer_max: the stream was ended, logged and counted;
+ * abort the feeding transfer). */
+enum { GW_STREAM_OK, GW_STREAM_FULL, GW_STREAM_OVER };
+int gw__x_stream_pressure(gw_exchange *x, gw_req *client);
+
+#endif

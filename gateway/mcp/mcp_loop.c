@@ -1,0 +1,150 @@
+/* gateway/mcp/mcp_loop.c — the MCP proxy's per-loop state: start, drain
+ * (SIGTERM), stop, and the metrics of the loop (see mcp_proxy.h).
+ *
+ * Rules this file keeps: the state is freed only in the close callback of
+ * its async handle (the last handle it owns); at stop every exchange is
+ * unlinked before any is ended, so upstream halves still finishing later
+ * (their up_done runs from gw_out_close) touch neither the registry nor
+ * the metrics table. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/mcp/mcp_loop.h"
+#include "gateway/core/module.h"
+#include "gateway/mcp/upcall.h"
+#include "gateway/out/outbound.h"
+
+void gw_proxy_metrics(gw_server *srv, gw_buf *o) {
+  gw_proxy *p = gw__mcp_of(srv->lp);
+  if (!p) return;
+  gw__mcp_stats_render(&p->stats, gw__agg_uri_maps(p), o);
+  if (srv->lp->out) {
+    gw_out_stats s;
+    gw_out_stats_get(srv->lp->out, &s);
+    gw_buf_printf(o,
+                  "# HELP mcpgate_upstream_transfers_open Outbound HTTP transfers in flight.\n"
+                  "# TYPE mcpgate_upstream_transfers_open gauge\nmcpgate_upstream_transfers_open %llu\n"
+                  "# HELP mcpgate_upstream_transfer_errors_total Outbound transfers that failed, by kind.\n"
+                  "# TYPE mcpgate_upstream_transfer_errors_total counter\n",
+                  (unsigned long long)s.open);
+    for (int k = 0; k < GW_OUT_NKINDS; k++)
+      if (s.failed[k])
+        gw_buf_printf(o, "mcpgate_upstream_transfer_errors_total{kind=\"%s\"} %llu\n",
+                      gw_out_err_kind(GW_OUT_ERR_FIRST - k), (unsigned long long)s.failed[k]);
+  }
+}
+
+/* SIGTERM: streams end now, cleanly (a chunked end: clients reconnect,
+ * with Last-Event-ID, to another instance); plain requests finish. */
+static void drain_one(gw_exchange *x, void *arg) {
+  (void)arg;
+  if (x->kind != GW_X_GET && !x->started) return;
+  gw__x_abort_upstream(x);
+  if (x->req) {
+    gw_req *r = x->req;
+    bool started = x->started;
+    gw__x_client_done(x);
+    if (started) gw_resp_end(r);
+    else gw_respond_error(r, 503, "shutting_down", "the gateway is restarting; reconnect");
+  }
+}
+
+void gw_proxy_drain(gw_loop *lp) {
+  gw_proxy *p = gw__mcp_of(lp);
+  if (p) gw__x_foreach(&p->reg, drain_one, NULL);
+}
+
+static void on_async(uv_async_t *a) { gw_proxy_revocations_drain(((gw_proxy *)a->data)->lp); }
+
+/* ---------- loop setup ---------- */
+
+int gw_proxy_loop_start(gw_loop *lp) {
+  gw_proxy *p = calloc(1, sizeof *p);
+  if (!p) return -1;
+  p->lp = lp;
+  if (uv_mutex_init(&p->mu) != 0) {
+    free(p);
+    return -1;
+  }
+  if (uv_async_init(&lp->loop, &p->async, on_async) != 0) {
+    uv_mutex_destroy(&p->mu);
+    free(p);
+    return -1;
+  }
+  p->async.data = p;
+  lp->proxy = p;
+  if (!(lp->pol = pol_cache_new(4096))) return -1;
+  if (gw_out_new(&lp->loop, &lp->out) != 0) return -1;
+  return 0;
+}
+
+static void on_async_closed(uv_handle_t *h) {
+  gw_proxy *p = h->data;
+  uv_mutex_lock(&p->mu);
+  gw_revocation *q = p->queue;
+  p->queue = NULL;
+  uv_mutex_unlock(&p->mu);
+  while (q) {
+    gw_revocation *n = q->next;
+    free(q);
+    q = n;
+  }
+  uv_mutex_destroy(&p->mu);
+  gw__agg_forget_owner(p, NULL, NULL);
+  gw__mcp_stats_free(&p->stats);
+  free(p);
+}
+
+void gw_proxy_loop_stop(gw_loop *lp) {
+  gw_proxy *p = gw__mcp_of(lp);
+  if (!p) return;
+  /* Unlink every exchange first: upstream halves still finishing after
+   * this point (their on_done runs from gw_out_close) must not touch p,
+   * and their metrics entries go with p. */
+  gw__x_reg_close(&p->reg);
+  uv_mutex_lock(&p->mu);
+  p->closing = true;
+  uv_mutex_unlock(&p->mu);
+  if (lp->out) {
+    gw_out_close(lp->out, NULL, NULL);
+    lp->out = NULL;
+  }
+  lp->proxy = NULL;
+  pol_cache_free(lp->pol);
+  lp->pol = NULL;
+  uv_close((uv_handle_t *)&p->async, on_async_closed);
+}
+
+
+/* ---------- module table entry (gateway/core/module.h) ---------- */
+
+static int mod_store_init(st_store *st, gw_server *srv) {
+  (void)st;
+  return srv ? gw_proxy_register_hooks(srv) : 0; /* offline: no live exchanges */
+}
+
+static int mod_loop_start(gw_loop *lp) {
+  if (gw_proxy_loop_start(lp) != 0) return -1;
+  /* every reply of a write waits for the revocations its commit queued */
+  st_port_before_done(lp->port, gw_proxy_before_done, lp);
+  for (int lv = 0; lv < GW_OUT_EGRESS_LEVELS; lv++) gw_out_set_egress(lp->out, lv, lp->srv->egress[lv]);
+  return 0;
+}
+
+static int mod_routes(gw_server *srv, gw_router *rt) {
+  gw_route agg = {GW_RC_MCP, gw_agg_dispatch, NULL, srv->cfg.mcp_max_body, NULL, gw_agg_preauth};
+  gw_route one = {GW_RC_MCP, gw_proxy_dispatch, NULL, srv->cfg.mcp_max_body, NULL, gw_proxy_preauth};
+  int rc = gw_router_add(rt, "/t/{}/mcp", &agg, 0);
+  return rc ? rc : gw_router_add(rt, "/t/{}/mcp/{}", &one, 0);
+}
+
+const gw_module gw_mod_mcp = {
+    .name = "mcp",
+    .store_init = mod_store_init,
+    .loop_start = mod_loop_start,
+    .loop_stop = gw_proxy_loop_stop,
+    .metrics = gw_proxy_metrics,
+    .routes = mod_routes,
+    .drain = gw_proxy_drain,
+};

@@ -1,0 +1,102 @@
+/* gateway/mcp/mcp_loop.h — the MCP proxy's per-loop state and what its two
+ * endpoints share (private to gateway/mcp/): the request context preauth
+ * establishes, the common request checks and refusals, the caller's
+ * policy, and exchanges made for a request.
+ *
+ * Per-loop state is reached only through gw__mcp_of(lp), so where it hangs
+ * (today gw_loop.proxy) can change in one place. */
+#ifndef MCPGATE_GATEWAY_MCP_LOOP_H
+#define MCPGATE_GATEWAY_MCP_LOOP_H
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "gateway/core/server.h"
+#include "gateway/http/http.h"
+#include "gateway/mcp/exchange.h"
+#include "gateway/mcp/mcp_proxy.h"
+#include "gateway/mcp/mcp_session.h"
+#include "gateway/mcp/stats.h"
+#include "policy/policy.h"
+#include "store/token.h"
+
+/* Per-session maps of the aggregated endpoint, by session id (agg_maps.c). */
+typedef struct gw_agg_index gw_agg_index;
+
+/* One loop's MCP state. */
+struct gw_proxy {
+  gw_loop *lp;
+  gw_xreg reg;              /* the live exchanges */
+  uv_async_t async;         /* revocations queued from other threads */
+  uv_mutex_t mu;
+  gw_revocation *queue;     /* under mu */
+  gw_mcp_stats_table stats; /* per (tenant, connector) */
+  gw_agg_index *agg_uris; /* aggregated sessions' resource routes (agg_maps.c) */
+  gw_agg_index *asked;    /* aggregated sessions' outstanding server→client requests (agg_maps.c) */
+  bool closing;
+};
+
+/* The loop's MCP state, or NULL (not started, or stopped). */
+gw_proxy *gw__mcp_of(gw_loop *lp);
+
+/* What preauth established about a request. */
+typedef struct gw_mcp_ctx {
+  char tenant[64], connector[40], user[40];
+  char tokid[ST_TOKEN_ID_BUFSZ];
+  const char *sid; /* the Mcp-Session-Id header, or NULL */
+  gw_session sess;
+  bool sess_ok;    /* the session exists and is this caller's, on this endpoint */
+} gw_mcp_ctx;
+int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c);
+/* The handlers' entry: the context preauth already established for a
+ * request with a body, or gw__mcp_begin now. */
+int gw__mcp_ctx_of(gw_req *req, bool agg, gw_mcp_ctx *c);
+int gw__mcp_session_checks(gw_req *req, const gw_mcp_ctx *c);
+/* POST: Accept checked, the body parsed fully and strictly; NULL: answered. */
+json_t *gw__mcp_parse_post(gw_req *req);
+void gw__mcp_refuse(gw_req *req, int status, int code, const char *msg);
+bool gw__accept_has(const char *accept, const char *type);
+bool gw__mcp_version_supported(const char *v);
+/* Checks one JSON-RPC message and appends its request id (if any) to ids;
+ * NULL when fine, else a reason (static). */
+const char *gw__check_message(const json_t *m, json_t *ids, const char **method_out);
+void gw__mcp_unauthorized(gw_req *req, const char *msg);
+/* The caller's effective policy, fresh for this request (cached per loop,
+ * keyed by membership generation and policy version). NULL: the store
+ * could not be read — callers deny. */
+const pol_user *gw__policy_for(gw_loop *lp, const char *tenant, const char *user);
+
+/* An exchange answering req (attached, counted as a request of ctx's
+ * connector, "(all)" for the aggregated endpoint), with the flow given;
+ * NULL: out of memory (state freed). */
+gw_exchange *gw__mcp_exchange(gw_req *req, int kind, const gw_mcp_ctx *c, const gw_flow_ops *flow, void *state);
+/* An exchange acting for parent's identity and session toward connector,
+ * with no client half (a batch element gets one with gw__x_collect_into). */
+gw_exchange *gw__mcp_child(gw_exchange *parent, const char *connector, const gw_flow_ops *flow, void *state);
+/* An exchange with neither client nor identity (the gateway's own calls:
+ * capability probes). */
+gw_exchange *gw__mcp_bare(gw_loop *lp, const char *tenant, const char *connector, const gw_flow_ops *flow,
+                          void *state);
+/* Points x's metrics at connector (the aggregated flows change connector). */
+void gw__mcp_count(gw_exchange *x, const char *connector);
+
+/* DELETE: the session record goes in a writer job; deleted(x) runs after
+ * it went (before the 204), then the upstream session (x->sess.upstream,
+ * if any) is told. */
+void gw__mcp_delete_session(gw_exchange *x, void (*deleted)(gw_exchange *x));
+
+/* agg.c: drops the in-memory state of a client session (resource map,
+ * outstanding server→client requests). */
+void gw__agg_forget_session(gw_proxy *p, const char *sid);
+/* ... of every session of a user (user NULL: of the tenant; tenant NULL:
+ * everything, at loop stop). */
+void gw__agg_forget_owner(gw_proxy *p, const char *tenant, const char *user);
+/* agg.c: drops the in-memory state of sessions no longer stored (or
+ * expired): evicted by sessions_per_user_max, purged. Inside a read txn;
+ * touches memory only. */
+void gw__agg_sweep(gw_proxy *p, st_txn *txn, int64_t now_ms);
+/* agg_maps.c: how many sessions have a resource-URI map (a gauge). */
+size_t gw__agg_uri_maps(const gw_proxy *p);
+
+#endif

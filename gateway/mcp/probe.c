@@ -1,0 +1,97 @@
+/* gateway/mcp/probe.c — what the gateway learns of a connector's
+ * capabilities: at every upstream initialize, and by a capability probe (a
+ * clientless flow: initialize, note the capabilities) after an admin PUT.
+ *
+ * Rules this file keeps: the record is written (in a writer job) only when
+ * the capabilities changed, and a vanished connector is not an error; the
+ * probe acts as the gateway (no user) and leaves its upstream session to
+ * expire — a DELETE racing a second PUT could go out with the replaced
+ * connector's credential. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "gateway/base/log.h"
+#include "gateway/mcp/agg.h"
+#include "gateway/mcp/relay.h"
+#include "gateway/mcp/sse.h"
+#include "gateway/mcp/upcall.h"
+#include "gateway/out/outbound.h"
+#include "vault/vault.h"
+
+/* ---------- upstream capabilities ---------- */
+
+typedef struct caps_job {
+  char tenant[64], connector[40];
+  json_t *caps;
+} caps_job;
+
+static int job_caps(st_txn *txn, void *arg) {
+  caps_job *j = arg;
+  int rc = vault_connector_set_caps(txn, j->tenant, j->connector, j->caps);
+  return rc == ST_ENOTFOUND ? 0 : rc;
+}
+
+static void done_caps(int status, void *arg) {
+  caps_job *j = arg;
+  (void)status;
+  json_decref(j->caps);
+  free(j);
+}
+
+/* Keeps what an upstream announced, unless the record already says so. */
+void gw__agg_learn_caps(gw_exchange *x, json_t *caps) {
+  if (!json_is_object(caps)) return;
+  st_txn *txn;
+  json_t *rec = NULL;
+  if (st_read_begin(x->lp->srv->store, &txn) == 0) {
+    vault_connector_get(txn, x->tenant, x->connector, &rec);
+    st_txn_end(txn);
+  }
+  bool same = rec && json_equal(json_object_get(rec, "capabilities"), caps);
+  json_decref(rec);
+  if (same) return;
+  caps_job *j = calloc(1, sizeof *j);
+  if (!j) return;
+  snprintf(j->tenant, sizeof j->tenant, "%s", x->tenant);
+  snprintf(j->connector, sizeof j->connector, "%s", x->connector);
+  j->caps = json_deep_copy(caps);
+  if (st_submit(x->lp->srv->store, x->lp->port, job_caps, done_caps, j) != 0) done_caps(0, j);
+}
+
+static void probe_init_done(gw_exchange *x, int err);
+
+/* A gw_agg_up is all a probe's state. */
+static const gw_flow_ops probe_flow = {.name = "probe", .up_headers = gw__agg_up_headers, .up_data = gw__agg_up_data,
+                                       .up_done = gw__agg_up_done, .free = free, .clientless = true};
+
+/* Learns a connector's capabilities right after an admin PUT: initialize
+ * and note the capabilities. Fire and forget. */
+void gw_agg_probe_connector(gw_loop *lp, const char *tenant, const char *connector) {
+  gw_exchange *x = gw__mcp_bare(lp, tenant, connector, &probe_flow, calloc(1, sizeof(gw_agg_up)));
+  if (!x) return;
+  if (!x->state) {
+    gw__x_unref(x);
+    return;
+  }
+  json_t *init = json_pack("{s:s,s:s,s:s,s:{s:s,s:{},s:{s:s,s:s}}}", "jsonrpc", "2.0", "id", "mcpgate-init", "method",
+                           "initialize", "params", "protocolVersion", GW_AGG_LATEST_VERSION, "capabilities", "clientInfo",
+                           "name", "mcpgate", "version", "0.1.0");
+  if (gw__agg_step(x, "POST", init, probe_init_done) != 0)
+    GW_LOG(GW_LOG_DEBUG, "mcp", NULL, "capability probe of %s not sent", connector);
+  gw__x_unref(x);
+}
+
+static void probe_init_done(gw_exchange *x, int err) {
+  json_t *id = json_string("mcpgate-init");
+  json_t *msg = err ? NULL : gw__find_reply(x->body.data ? x->body.data : "", x->body.len, x->up_ct, id);
+  json_decref(id);
+  gw__agg_learn_caps(x, json_object_get(json_object_get(msg, "result"), "capabilities"));
+  json_decref(msg);
+  /* the probe's upstream session is left to expire: a DELETE racing a
+   * second PUT could go out with the replaced connector's credential */
+}
+
+/* Makes sure x->sess.upstream is the upstream session of x->connector
+ * (opening one if needed), then after(x, err). */

@@ -1,0 +1,114 @@
+/* gateway/mcp/sse.c — the one SSE parser (see sse.h).
+ *
+ * Rules this file keeps: an event ends at a blank line ("\n\n" or
+ * "\r\n\r\n"); lines end at "\n" with an optional "\r" before it; a field
+ * value loses one leading space. Every place in gateway/mcp/ that reads
+ * SSE — the relay, the aggregated GET multiplexer, buffered replies —
+ * goes through these functions, so they agree on where an event ends. */
+#include "gateway/mcp/sse.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "gateway/mcp/exchange.h"
+
+/* The end (one past the terminator) of the first event in d[from..len),
+ * or 0; *at: where the search stopped. */
+static size_t event_end(const char *d, size_t len, size_t from, size_t *at) {
+  size_t i = from;
+  for (; i + 1 < len; i++) {
+    if (d[i] == '\n' && d[i + 1] == '\n') {
+      *at = i;
+      return i + 2;
+    }
+    if (i + 3 < len && !memcmp(d + i, "\r\n\r\n", 4)) {
+      *at = i;
+      return i + 4;
+    }
+  }
+  *at = i;
+  return 0;
+}
+
+int gw__sse_each(gw_buf *ev, size_t *scanned, int (*fn)(void *arg, const char *ev, size_t n), void *arg) {
+  size_t start = 0, i = *scanned, end;
+  char *d = ev->data;
+  int rc = 0;
+  while ((end = event_end(d, ev->len, i, &i)) != 0) {
+    if ((rc = fn(arg, d + start, end - start)) != 0) break;
+    start = end;
+    i = end;
+  }
+  /* resume after what was searched, less the 3 bytes a terminator split
+   * across two chunks may have begun with */
+  size_t s = i > 3 ? i - 3 : 0;
+  *scanned = s > start ? s - start : 0;
+  if (start) {
+    memmove(d, d + start, ev->len - start);
+    ev->len -= start;
+    d[ev->len] = 0;
+  }
+  return rc;
+}
+
+void gw__sse_split(const char *ev, size_t n, gw_buf *data, gw_buf *head, char *id, size_t idcap) {
+  const char *p = ev, *end = ev + n;
+  if (id && idcap) id[0] = 0;
+  while (p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    size_t ll = nl ? (size_t)(nl - p) : (size_t)(end - p);
+    size_t lraw = nl ? ll + 1 : ll;
+    if (ll && p[ll - 1] == '\r') ll--;
+    if (ll >= 5 && !strncmp(p, "data:", 5)) {
+      const char *v = p + 5;
+      size_t vl = ll - 5;
+      if (vl && *v == ' ') v++, vl--;
+      if (data->len) gw_buf_append(data, "\n", 1);
+      gw_buf_append(data, v, vl);
+    } else if (ll) {
+      if (id && ll >= 3 && !strncmp(p, "id:", 3)) {
+        const char *v = p + 3;
+        size_t vl = ll - 3;
+        if (vl && *v == ' ') v++, vl--;
+        snprintf(id, idcap, "%.*s", (int)vl, v);
+      }
+      if (head) {
+        gw_buf_append(head, p, ll);
+        gw_buf_append(head, "\n", 1);
+      }
+    }
+    p += lraw;
+  }
+}
+
+int gw__sse_is(const char *ct) { return ct && !strncasecmp(ct, "text/event-stream", 17); }
+
+/* The event's data as the reply with `id`, or NULL. */
+static json_t *reply_in(const char *ev, size_t n, const json_t *id, gw_buf *data, int need_result) {
+  gw_buf_reset(data);
+  gw__sse_split(ev, n, data, NULL, NULL, 0);
+  if (!data->len) return NULL;
+  json_t *j = json_loadb(data->data, data->len, 0, NULL);
+  if (j && (!id || json_equal(json_object_get(j, "id"), (json_t *)id)) &&
+      (!need_result || json_object_get(j, "result") || json_object_get(j, "error")))
+    return j;
+  json_decref(j);
+  return NULL;
+}
+
+json_t *gw__find_reply(const char *s, size_t n, const char *ct, const json_t *id) {
+  if (!gw__sse_is(ct)) return n ? json_loadb(s, n, JSON_REJECT_DUPLICATES, NULL) : NULL;
+  gw_buf data;
+  gw_buf_init(&data, GW_MCP_MAX_JSON_BODY);
+  json_t *found = NULL;
+  size_t start = 0, at, end;
+  while (!found && (end = event_end(s, n, start, &at)) != 0) {
+    found = reply_in(s + start, end - start, id, &data, 1);
+    start = end;
+  }
+  /* a last event without its blank line */
+  if (!found && start < n) found = reply_in(s + start, n - start, id, &data, 0);
+  gw_buf_free(&data);
+  return found;
+}

@@ -1,0 +1,28 @@
+/* gateway/mcp/sse.h — the one Server-Sent Events parser of the MCP proxy
+ * (private to gateway/mcp/): events in a growing buffer, the fields of one
+ * event, and the JSON-RPC reply inside a buffered response. */
+#ifndef MCPGATE_GATEWAY_MCP_SSE_H
+#define MCPGATE_GATEWAY_MCP_SSE_H
+#include <jansson.h>
+#include <stddef.h>
+
+#include "gateway/base/buf.h"
+
+/* Calls fn(arg, event, n) for every complete event in ev (ended by a blank
+ * line, "\n\n" or "\r\n\r\n") and keeps the incomplete rest in ev; the
+ * search resumes at *scanned (bytes already searched), so an event
+ * arriving in many chunks costs O(its size). Stops at (and returns) fn's
+ * first non-zero return. The event bytes are ev's: valid during fn only. */
+int gw__sse_each(gw_buf *ev, size_t *scanned, int (*fn)(void *arg, const char *ev, size_t n), void *arg);
+/* Splits one SSE event: data lines joined with "\n" into data; the other
+ * non-empty lines into head (may be NULL), each ending "\n"; the id:
+ * line's value into id (may be NULL). */
+void gw__sse_split(const char *ev, size_t n, gw_buf *data, gw_buf *head, char *id, size_t idcap);
+/* True when content type ct is text/event-stream. */
+int gw__sse_is(const char *ct);
+/* The JSON-RPC reply (result or error) with `id` (any id: NULL) in a
+ * buffered upstream response: the JSON body, or the SSE event carrying it
+ * (events before it are skipped). New reference, or NULL. */
+json_t *gw__find_reply(const char *body, size_t n, const char *ct, const json_t *id);
+
+#endif

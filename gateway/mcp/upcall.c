@@ -1,0 +1,162 @@
+/* gateway/mcp/upcall.c — the upstream half (see upcall.h).
+ *
+ * Rules this file keeps, and why:
+ *
+ *  1. Credential, then transfer. The credential comes from the vault
+ *     (vault_upstream_cred) in the read transaction that re-checks the
+ *     identity and loads the connector; the transfer starts only with it.
+ *     Today the vault answers at once; when a credential needs a refresh
+ *     (per-user OAuth), credential() will finish in a callback that runs
+ *     transfer() — gw__x_upcall then copies u, keeps the pending phase on
+ *     the exchange for gw__x_abort_upstream to cancel, and reports a late
+ *     failure through up_done. The flows see only gw__x_upcall's return,
+ *     up_headers/up_data/up_done and gw__x_abort_upstream, so they do not
+ *     change.
+ *  2. The secret lives only in this call: the header line is wiped and
+ *     freed right after the engine copied it (gw_out_start copies).
+ *  3. The exchange is referenced for the transfer: taken before start,
+ *     dropped after the flow's up_done (which runs once, from the loop).
+ *     x->out is set while the transfer runs and cleared before up_done. */
+#include "gateway/mcp/upcall.h"
+
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "auth/auth.h"
+#include "gateway/mcp/mcp_loop.h"
+#include "gateway/out/outbound.h"
+#include "vault/vault.h"
+
+#define REVOKED_MSG "access revoked: your account, your token, this connector or this tenant was disabled"
+
+static void on_headers(gw_out_req *r, int status, const gw_out_header *h, size_t n, void *ud) {
+  gw_exchange *x = ud;
+  if (x->flow->up_headers) x->flow->up_headers(x, r, status, h, n);
+}
+
+static int on_data(gw_out_req *r, const char *p, size_t n, void *ud) {
+  gw_exchange *x = ud;
+  return x->flow->up_data ? x->flow->up_data(x, r, p, n) : 0;
+}
+
+static void on_done(gw_out_req *r, int err, void *ud) {
+  gw_exchange *x = ud;
+  x->out = NULL;
+  if (x->flow->up_done) x->flow->up_done(x, r, err);
+  gw__x_unref(x);
+}
+
+/* What the transfer needs from the connector record and the vault. */
+typedef struct upcred {
+  json_t *conn;  /* the connector record */
+  vault_cred cred;
+} upcred;
+
+/* Phase 1: identity, policy, connector and credential, in one read txn. */
+static int credential(gw_exchange *x, upcred *c) {
+  gw_loop *lp = x->lp;
+  st_txn *txn;
+  const char *user = x->user[0] ? x->user : NULL;
+  if (st_read_begin(lp->srv->store, &txn) != 0) return ST_EIO;
+  int rc = 0;
+  if (user) {
+    /* the last check before bytes leave for the upstream: whatever
+     * asynchronous steps came before, the identity and the policy hold now */
+    if (auth_identity_check(txn, x->tenant, user, x->tokid, (int64_t)time(NULL)) != 0) {
+      rc = GW_UP_EREVOKED;
+    } else {
+      int perr;
+      const pol_user *pu = pol_cache_get(lp->pol, txn, x->tenant, user, &perr);
+      if (!pu || !pol_connector_visible(pu, x->connector)) rc = pu ? GW_UP_EHIDDEN : ST_EIO;
+    }
+  }
+  if (!rc) rc = vault_connector_get(txn, x->tenant, x->connector, &c->conn);
+  if (!rc) rc = vault_upstream_cred(txn, x->tenant, x->connector, user, c->conn, &c->cred);
+  st_txn_end(txn);
+  return rc;
+}
+
+/* Phase 2: the transfer. */
+static int transfer(gw_exchange *x, const gw_upcall *u, upcred *c) {
+  json_t *conn = c->conn;
+  const char *lines[12];
+  int nl = 0;
+  char buf[4][600];
+  if (u->body) lines[nl++] = "Content-Type: application/json";
+  snprintf(buf[0], sizeof buf[0], "Accept: %s", u->accept);
+  lines[nl++] = buf[0];
+  if (u->protocol_version && *u->protocol_version) {
+    snprintf(buf[1], sizeof buf[1], "MCP-Protocol-Version: %.64s", u->protocol_version);
+    lines[nl++] = buf[1];
+  }
+  if (u->upstream_sid && *u->upstream_sid) {
+    snprintf(buf[2], sizeof buf[2], "Mcp-Session-Id: %.500s", u->upstream_sid);
+    lines[nl++] = buf[2];
+  }
+  if (u->last_event_id && strlen(u->last_event_id) < 500 && !strpbrk(u->last_event_id, "\r\n")) {
+    snprintf(buf[3], sizeof buf[3], "Last-Event-ID: %s", u->last_event_id);
+    lines[nl++] = buf[3];
+  }
+  lines[nl++] = "User-Agent: mcpgate";
+  char *secret_line = NULL;
+  if (c->cred.value && c->cred.name) {
+    size_t sl = strlen(c->cred.name) + strlen(c->cred.value) + 3;
+    secret_line = malloc(sl);
+    if (secret_line) {
+      snprintf(secret_line, sl, "%s: %s", c->cred.name, c->cred.value);
+      lines[nl++] = secret_line;
+    }
+  }
+  lines[nl] = NULL;
+  json_t *to = json_object_get(conn, "timeouts");
+  gw_out_opts o = {0};
+  o.method = u->method;
+  o.url = json_string_value(json_object_get(conn, "url"));
+  o.headers = lines;
+  o.body = u->body;
+  o.body_len = u->len;
+  o.connect_timeout_ms = (long)json_integer_value(json_object_get(to, "connect_ms"));
+  o.first_byte_timeout_ms = (long)json_integer_value(json_object_get(to, "first_byte_ms"));
+  o.idle_timeout_ms = (long)json_integer_value(json_object_get(to, "idle_ms"));
+  o.ca_file = json_string_value(json_object_get(conn, "ca_file"));
+  o.egress = GW_OUT_EGRESS_ADMIN; /* a tenant admin chose this URL: egress_allow applies */
+  o.http1 = u->stream;
+  o.on_headers = on_headers;
+  o.on_data = on_data;
+  o.on_done = on_done;
+  o.ud = x;
+  x->refs++;
+  int rc = gw_out_start(x->lp->out, &o, &x->out);
+  if (rc) x->refs--;
+  if (secret_line) {
+    OPENSSL_cleanse(secret_line, strlen(secret_line));
+    free(secret_line);
+  }
+  return rc;
+}
+
+int gw__x_upcall(gw_exchange *x, const gw_upcall *u) {
+  if (x->revoked) return GW_UP_EREVOKED;
+  upcred c = {0};
+  int rc = credential(x, &c);
+  if (!rc) rc = transfer(x, u, &c);
+  vault_cred_free(&c.cred);
+  json_decref(c.conn);
+  return rc;
+}
+
+void gw__x_start_failed(gw_exchange *x, int rc) {
+  if (rc == GW_UP_EREVOKED) {
+    x->revoked = true;
+    gw__x_rpc_error(x, 403, GW_RPC_REVOKED, "%s", REVOKED_MSG);
+  } else if (rc == GW_UP_EHIDDEN) {
+    gw__x_rpc_error(x, 200, -32602, "connector \"%s\" is not available to you under your organisation's policy",
+                    x->connector);
+  } else {
+    if (x->m) x->m->errors++;
+    gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" could not be reached", x->connector);
+  }
+}

@@ -1,0 +1,289 @@
+/* Unit tests of the MCP exchange lifecycle (gateway/mcp/exchange.c) without
+ * a server: a bare uv loop, a registry, and test flows that count what
+ * happens to them. Walks run from a timer callback, as revocations and
+ * sweeps do from the loop; each test ends asserting the loop closes clean. */
+#include <uv.h>
+
+#include "gateway/mcp/exchange.h"
+#include "unit.h"
+
+typedef struct counters {
+  int revoked, freed, visited, collected, last_slot;
+} counters;
+
+/* A flow state: which counters to bump, and a tag. */
+typedef struct tstate {
+  counters *c;
+  int tag;
+} tstate;
+
+static void t_on_revoke(gw_exchange *x, const gw_revocation *r) {
+  (void)r;
+  ((tstate *)x->state)->c->revoked++;
+}
+
+static void t_free(void *state) {
+  tstate *st = state;
+  st->c->freed++;
+  free(st);
+}
+
+static void t_collect(gw_exchange *x, int slot, json_t *j) {
+  tstate *st = x->state;
+  st->c->collected++;
+  st->c->last_slot = slot;
+  json_decref(j);
+}
+
+static const gw_flow_ops test_flow = {.name = "test", .on_revoke = t_on_revoke, .collect = t_collect, .free = t_free};
+
+static gw_exchange *mk(gw_xreg *reg, counters *c, int tag, const char *tenant, const char *user, const char *conn,
+                       const char *tokid) {
+  tstate *st = calloc(1, sizeof *st);
+  st->c = c;
+  st->tag = tag;
+  return gw__x_new(reg, NULL, tenant, conn, user, tokid, &test_flow, st);
+}
+
+static int listed(const gw_xreg *reg) {
+  int n = 0;
+  for (gw_exchange *x = reg->list; x; x = x->next) n++;
+  return n;
+}
+
+/* Runs fn(arg) once from a timer callback, then closes the timer and checks
+ * the loop closes clean. */
+typedef struct on_loop {
+  uv_timer_t t;
+  void (*fn)(void *arg);
+  void *arg;
+} on_loop;
+
+static void fire(uv_timer_t *t) {
+  on_loop *o = t->data;
+  o->fn(o->arg);
+  uv_close((uv_handle_t *)t, NULL);
+}
+
+static int run_on_loop(void (*fn)(void *arg), void *arg) {
+  uv_loop_t loop;
+  if (uv_loop_init(&loop) != 0) return -1;
+  on_loop o = {.fn = fn, .arg = arg};
+  uv_timer_init(&loop, &o.t);
+  o.t.data = &o;
+  uv_timer_start(&o.t, fire, 0, 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  return uv_loop_close(&loop);
+}
+
+/* ---------- foreach keeps what it walks alive ---------- */
+
+typedef struct walk {
+  gw_xreg *reg;
+  counters *c;
+  gw_exchange *a, *b, *created;
+  int visits[8];
+} walk;
+
+/* Visiting a: b's last outside reference goes (it is freed only after the
+ * walk) and a new exchange is created (appended: not visited). */
+static void walk_fn(gw_exchange *x, void *arg) {
+  walk *w = arg;
+  tstate *st = x->state;
+  w->c->visited++;
+  if (st->tag >= 0 && st->tag < 8) w->visits[st->tag]++;
+  if (x == w->a) {
+    gw__x_unref(w->b);
+    w->created = mk(w->reg, w->c, 7, "t1", "u1", "c1", "k1");
+  }
+}
+
+typedef struct foreach_case {
+  int ok;
+  counters c;
+  walk w;
+} foreach_case;
+
+static void foreach_body(void *arg) {
+  foreach_case *fc = arg;
+  gw_xreg reg = {0};
+  fc->w.reg = &reg;
+  fc->w.c = &fc->c;
+  fc->w.a = mk(&reg, &fc->c, 0, "t1", "u1", "c1", "k1");
+  fc->w.b = mk(&reg, &fc->c, 1, "t1", "u1", "c1", "k1");
+  gw_exchange *d = mk(&reg, &fc->c, 2, "t1", "u1", "c1", "k1");
+  gw__x_foreach(&reg, walk_fn, &fc->w);
+  /* a, b, d visited once each; the created one not; b freed after the walk */
+  fc->ok = fc->c.visited == 3 && fc->w.visits[0] == 1 && fc->w.visits[1] == 1 && fc->w.visits[2] == 1 &&
+           fc->w.visits[7] == 0 && fc->c.freed == 1 && listed(&reg) == 3 && reg.tail == fc->w.created;
+  gw__x_unref(fc->w.a);
+  gw__x_unref(d);
+  gw__x_unref(fc->w.created);
+  fc->ok = fc->ok && fc->c.freed == 4 && reg.list == NULL && reg.tail == NULL;
+}
+
+TEST(foreach_holds_references_and_skips_created) {
+  foreach_case fc = {0};
+  CHECK_INT(run_on_loop(foreach_body, &fc), 0);
+  CHECK(fc.ok);
+}
+
+/* The callback ends every exchange it visits (drops their last outside
+ * reference): all are visited, all are freed exactly once after the walk. */
+static void end_all_fn(gw_exchange *x, void *arg) {
+  counters *c = arg;
+  c->visited++;
+  gw__x_unref(x);
+}
+
+typedef struct end_case {
+  int ok;
+  counters c;
+} end_case;
+
+static void end_all_body(void *arg) {
+  end_case *ec = arg;
+  gw_xreg reg = {0};
+  for (int i = 0; i < 5; i++) mk(&reg, &ec->c, i, "t1", "u1", "c1", "k1");
+  gw__x_foreach(&reg, end_all_fn, &ec->c);
+  ec->ok = ec->c.visited == 5 && ec->c.freed == 5 && reg.list == NULL && reg.tail == NULL;
+  gw__x_foreach(&reg, end_all_fn, &ec->c); /* an empty registry: nothing */
+  ec->ok = ec->ok && ec->c.visited == 5;
+}
+
+TEST(foreach_callback_may_free_everything) {
+  end_case ec = {0};
+  CHECK_INT(run_on_loop(end_all_body, &ec), 0);
+  CHECK(ec.ok);
+}
+
+/* ---------- revocation: AND-matched identity, on_revoke once ---------- */
+
+static gw_revocation rev(const char *tenant, const char *user, const char *conn, const char *tokid) {
+  gw_revocation r;
+  memset(&r, 0, sizeof r);
+  snprintf(r.tenant, sizeof r.tenant, "%s", tenant);
+  snprintf(r.user, sizeof r.user, "%s", user ? user : "");
+  snprintf(r.connector, sizeof r.connector, "%s", conn ? conn : "");
+  snprintf(r.tokid, sizeof r.tokid, "%s", tokid ? tokid : "");
+  return r;
+}
+
+typedef struct revoke_case {
+  int ok;
+  counters c[4];
+} revoke_case;
+
+static void revoke_body(void *arg) {
+  revoke_case *rc = arg;
+  gw_xreg reg = {0};
+  gw_exchange *x[4];
+  x[0] = mk(&reg, &rc->c[0], 0, "acme", "alice", "github", "tokA");
+  x[1] = mk(&reg, &rc->c[1], 1, "acme", "alice", "jira", "tokB");
+  x[2] = mk(&reg, &rc->c[2], 2, "acme", "bob", "github", "tokC");
+  x[3] = mk(&reg, &rc->c[3], 3, "other", "alice", "github", "tokA");
+  int ok = 1;
+  gw_revocation r = rev("acme", "alice", NULL, NULL); /* user: 0 and 1 */
+  gw__x_revoke(&reg, &r);
+  ok &= rc->c[0].revoked == 1 && rc->c[1].revoked == 1 && rc->c[2].revoked == 0 && rc->c[3].revoked == 0;
+  r = rev("acme", NULL, "github", NULL); /* connector: 0 and 2 */
+  gw__x_revoke(&reg, &r);
+  ok &= rc->c[0].revoked == 2 && rc->c[1].revoked == 1 && rc->c[2].revoked == 1 && rc->c[3].revoked == 0;
+  r = rev("acme", "alice", "github", "tokB"); /* all set, AND: nobody (x[1] is jira) */
+  gw__x_revoke(&reg, &r);
+  ok &= rc->c[0].revoked == 2 && rc->c[1].revoked == 1 && rc->c[2].revoked == 1 && rc->c[3].revoked == 0;
+  r = rev("acme", NULL, NULL, "tokB"); /* token: 1 */
+  gw__x_revoke(&reg, &r);
+  ok &= rc->c[1].revoked == 2;
+  r = rev("other", NULL, NULL, NULL); /* tenant: 3 only */
+  gw__x_revoke(&reg, &r);
+  ok &= rc->c[3].revoked == 1 && rc->c[0].revoked == 2 && rc->c[2].revoked == 1;
+  ok &= gw__x_matches(x[0], &(gw_revocation){.tenant = "acme"}) && !gw__x_matches(x[3], &(gw_revocation){.tenant = "acme"});
+  for (int i = 0; i < 4; i++) gw__x_unref(x[i]);
+  for (int i = 0; i < 4; i++) ok &= rc->c[i].freed == 1;
+  rc->ok = ok && reg.list == NULL;
+}
+
+TEST(revoke_matches_all_set_fields_once) {
+  revoke_case rc = {0};
+  CHECK_INT(run_on_loop(revoke_body, &rc), 0);
+  CHECK(rc.ok);
+}
+
+/* ---------- batch slots and registry close ---------- */
+
+typedef struct collect_case {
+  int ok;
+  counters coll, elem;
+} collect_case;
+
+static void collect_body(void *arg) {
+  collect_case *cc = arg;
+  gw_xreg reg = {0};
+  gw_exchange *c = mk(&reg, &cc->coll, 0, "t", "u", "", "k");
+  gw_exchange *e = mk(&reg, &cc->elem, 1, "t", "u", "c", "k");
+  gw__x_collect_into(e, c, 3);
+  gw__x_unref(c); /* the element's slot keeps the collector alive */
+  int ok = cc->coll.freed == 0 && gw__x_client_alive(e) && gw__x_take(e, 10);
+  gw__x_reply_json(e, 200, json_object());
+  ok &= cc->coll.collected == 1 && cc->coll.last_slot == 3 && cc->coll.freed == 1 && !gw__x_client_alive(e);
+  gw__x_reply_json(e, 200, json_object()); /* answered already: dropped */
+  ok &= cc->coll.collected == 1;
+  gw__x_unref(e);
+  cc->ok = ok && cc->elem.freed == 1 && reg.list == NULL;
+}
+
+TEST(batch_slot_refs_its_collector) {
+  collect_case cc = {0};
+  CHECK_INT(run_on_loop(collect_body, &cc), 0);
+  CHECK(cc.ok);
+}
+
+typedef struct close_case {
+  int ok;
+  counters c;
+} close_case;
+
+static void close_body(void *arg) {
+  close_case *cl = arg;
+  gw_xreg reg = {0};
+  gw_exchange *a = mk(&reg, &cl->c, 0, "t", "u", "c", "k");
+  gw_exchange *b = mk(&reg, &cl->c, 1, "t", "u", "c", "k");
+  gw__x_reg_close(&reg);
+  /* unlinked and ended (revoked), still alive through their own refs */
+  int ok = reg.list == NULL && reg.tail == NULL && !a->listed && a->revoked && b->revoked && cl->c.freed == 0;
+  gw__x_unref(a);
+  gw__x_unref(b);
+  cl->ok = ok && cl->c.freed == 2;
+}
+
+TEST(registry_close_unlinks_and_ends) {
+  close_case cl = {0};
+  CHECK_INT(run_on_loop(close_body, &cl), 0);
+  CHECK(cl.ok);
+}
+
+/* A flow replaced mid-life frees the old state once; the new one goes at
+ * the end. */
+TEST(set_flow_frees_old_state_once) {
+  counters c1 = {0}, c2 = {0};
+  gw_xreg reg = {0};
+  gw_exchange *x = mk(&reg, &c1, 0, "t", "u", "c", "k");
+  tstate *st = calloc(1, sizeof *st);
+  st->c = &c2;
+  gw__x_set_flow(x, &test_flow, st);
+  CHECK_INT(c1.freed, 1);
+  gw__x_unref(x);
+  CHECK_INT(c1.freed, 1);
+  CHECK_INT(c2.freed, 1);
+}
+
+int main(void) {
+  RUN(foreach_holds_references_and_skips_created);
+  RUN(foreach_callback_may_free_everything);
+  RUN(revoke_matches_all_set_fields_once);
+  RUN(batch_slot_refs_its_collector);
+  RUN(registry_close_unlinks_and_ends);
+  RUN(set_flow_frees_old_state_once);
+  return UNIT_DONE();
+}

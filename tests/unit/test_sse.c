@@ -1,0 +1,110 @@
+/* Unit tests of the one SSE parser of the MCP proxy (gateway/mcp/sse.c):
+ * events split at blank lines whatever the chunking, fields of one event,
+ * and the JSON-RPC reply inside a buffered response. */
+#include "gateway/mcp/sse.h"
+#include "unit.h"
+
+typedef struct seen {
+  int n;
+  char ev[8][256];
+  int stop_at; /* return non-zero on this event (1-based), 0: never */
+} seen;
+
+static int collect(void *arg, const char *ev, size_t n) {
+  seen *s = arg;
+  if (s->n < 8) snprintf(s->ev[s->n], sizeof s->ev[0], "%.*s", (int)n, ev);
+  s->n++;
+  return s->stop_at && s->n == s->stop_at ? 7 : 0;
+}
+
+/* Feeds text in chunks of size k; returns the events seen. */
+static void feed(const char *text, size_t k, seen *s, gw_buf *b, size_t *scanned) {
+  size_t len = strlen(text);
+  for (size_t off = 0; off < len; off += k) {
+    size_t n = len - off < k ? len - off : k;
+    gw_buf_append(b, text + off, n);
+    gw__sse_each(b, scanned, collect, s);
+  }
+}
+
+TEST(events_split_whatever_the_chunking) {
+  const char *text = "event: message\ndata: {\"a\":1}\n\nid: 7\r\ndata: x\r\n\r\ndata: tail";
+  for (size_t k = 1; k <= strlen(text); k++) {
+    seen s = {0};
+    gw_buf b;
+    size_t scanned = 0;
+    gw_buf_init(&b, 1 << 16);
+    feed(text, k, &s, &b, &scanned);
+    CHECK_INT(s.n, 2);
+    CHECK_STR(s.ev[0], "event: message\ndata: {\"a\":1}\n\n");
+    CHECK_STR(s.ev[1], "id: 7\r\ndata: x\r\n\r\n");
+    CHECK_INT(b.len, 10); /* "data: tail" waits for its blank line */
+    CHECK(!memcmp(b.data, "data: tail", 10));
+    gw_buf_free(&b);
+  }
+}
+
+TEST(a_callback_error_stops_and_keeps_the_event) {
+  seen s = {.stop_at = 1};
+  gw_buf b;
+  size_t scanned = 0;
+  gw_buf_init(&b, 1 << 16);
+  gw_buf_appends(&b, "data: 1\n\ndata: 2\n\n");
+  CHECK_INT(gw__sse_each(&b, &scanned, collect, &s), 7);
+  CHECK_INT(s.n, 1);
+  CHECK_INT(b.len, 18); /* nothing consumed: the failed event is still there */
+  s.stop_at = 0;
+  scanned = 0;
+  CHECK_INT(gw__sse_each(&b, &scanned, collect, &s), 0);
+  CHECK_INT(s.n, 3);
+  CHECK_INT(b.len, 0);
+  gw_buf_free(&b);
+}
+
+TEST(split_fields) {
+  gw_buf data, head;
+  gw_buf_init(&data, 4096);
+  gw_buf_init(&head, 4096);
+  char id[64];
+  const char *ev = "event: message\r\nid:  42\r\ndata: {\"x\":\r\ndata:1}\r\nretry: 5\r\n\r\n";
+  gw__sse_split(ev, strlen(ev), &data, &head, id, sizeof id);
+  CHECK_STR(id, " 42"); /* one leading space goes, the rest is the value */
+  CHECK_INT(data.len, 8); /* data lines joined with "\n" */
+  CHECK(!memcmp(data.data, "{\"x\":\n1}", 8));
+  CHECK(strstr(head.data, "event: message\n") && strstr(head.data, "retry: 5\n") && !strstr(head.data, "data"));
+  gw_buf_free(&data);
+  gw_buf_free(&head);
+}
+
+TEST(find_reply_json_and_sse) {
+  json_t *id = json_integer(3);
+  json_t *j = gw__find_reply("{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{}}", 36, "application/json", id);
+  CHECK(j && json_object_get(j, "result"));
+  json_decref(j);
+  /* duplicate keys in a JSON body are refused */
+  j = gw__find_reply("{\"id\":3,\"id\":4}", 15, "application/json", id);
+  CHECK(!j);
+  const char *sse = "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\n"
+                    "data: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"other\":1}}\n\n"
+                    "data: {\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{\"mine\":1}}\n\n";
+  j = gw__find_reply(sse, strlen(sse), "text/event-stream; charset=utf-8", id);
+  CHECK(j && json_object_get(json_object_get(j, "result"), "mine"));
+  json_decref(j);
+  /* a last event without its blank line still counts */
+  const char *open = "data: {\"jsonrpc\":\"2.0\",\"id\":3,\"error\":{\"code\":1}}";
+  j = gw__find_reply(open, strlen(open), "text/event-stream", id);
+  CHECK(j && json_object_get(j, "error"));
+  json_decref(j);
+  j = gw__find_reply(sse, strlen(sse), "text/event-stream", NULL); /* any id: the first reply */
+  CHECK(j && json_object_get(json_object_get(j, "result"), "other"));
+  json_decref(j);
+  json_decref(id);
+}
+
+int main(void) {
+  RUN(events_split_whatever_the_chunking);
+  RUN(a_callback_error_stops_and_keeps_the_event);
+  RUN(split_fields);
+  RUN(find_reply_json_and_sse);
+  return UNIT_DONE();
+}
