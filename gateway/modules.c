@@ -11,9 +11,10 @@
  *   sessions  deletes the user's MCP sessions; the per-user session cap
  *             (same txn); checks sessions against tenants and users
  *   policy    drops the user's cached effective policy    (after commit)
+ *   vault     (no hooks yet) connectors and sealed secrets
  *   mcp       ends the user's live exchanges and streams after the commit,
  *             before the SCIM reply is released
- *   admin     checks of tenants and admin/SCIM tokens; resumes tenant purges
+ *   admin     resumes tenant purges (the /admin/v1 routes)
  *   ops       /healthz, /readyz, /metrics
  * Metrics render in the same order after the process's own (HTTP, store):
  * SCIM, then MCP. loop_start runs in order (sessions' purge timer, then the
@@ -25,27 +26,43 @@
 #include "gateway/modules.h"
 
 #include "auth/auth.h"
+#include "auth/token_store.h"
 #include "gateway/api/admin.h"
 #include "gateway/api/ops.h"
 #include "gateway/api/scim_http.h"
 #include "gateway/mcp/mcp_proxy.h"
 #include "gateway/mcp/mcp_session.h"
 #include "policy/policy.h"
+#include "store/seal.h"
+#include "vault/vault.h"
 
 static int auth_store_init(st_store *st, gw_server *srv) {
   (void)srv;
   int rc = auth_register_hooks(st);
-  return rc ? rc : auth_register_checks(st);
+  if (!rc) rc = auth_register_checks(st);
+  if (!rc) rc = st_check_add(st, auth_tokens_check, NULL);
+  return rc ? rc : auth_register_purge(st);
 }
 
 static int policy_store_init(st_store *st, gw_server *srv) {
   (void)srv;
-  return pol_register_hooks(st);
+  int rc = pol_register_hooks(st);
+  return rc ? rc : pol_register_purge(st);
+}
+
+/* vault: connectors and their sealed credentials (the secrets purge is
+ * the store's, run for the vault's records) */
+static int vault_store_init(st_store *st, gw_server *srv) {
+  (void)srv;
+  int rc = vault_register_purge(st);
+  return rc ? rc : st_purge_add(st, "secrets", st_secret_purge_tenant, NULL);
 }
 
 static const gw_module gw_mod_auth = {.name = "auth", .store_init = auth_store_init};
 static const gw_module gw_mod_policy = {.name = "policy", .store_init = policy_store_init};
+static const gw_module gw_mod_vault = {.name = "vault", .store_init = vault_store_init};
 
 const gw_module *const gw_modules[] = {
-    &gw_mod_scim, &gw_mod_auth, &gw_mod_sessions, &gw_mod_policy, &gw_mod_mcp, &gw_mod_admin, &gw_mod_ops, NULL,
+    &gw_mod_scim, &gw_mod_auth, &gw_mod_sessions, &gw_mod_policy, &gw_mod_vault, &gw_mod_mcp, &gw_mod_admin,
+    &gw_mod_ops,  NULL,
 };

@@ -263,12 +263,6 @@ void gw_admin_dispatch(gw_req *req) {
 
 /* ---------- module table entry (gateway/core/module.h) ---------- */
 
-static int mod_store_init(st_store *st, gw_server *srv) {
-  (void)srv;
-  gw_admin_register_checks(st);
-  return 0;
-}
-
 static int mod_routes(gw_server *srv, gw_router *rt) {
   (void)srv;
   gw_route r = {GW_RC_ADMIN, gw_admin_dispatch, NULL, 0, NULL, gw_admin_preauth};
@@ -277,7 +271,6 @@ static int mod_routes(gw_server *srv, gw_router *rt) {
 
 const gw_module gw_mod_admin = {
     .name = "admin",
-    .store_init = mod_store_init,
     .loop_start = gw_admin_loop_start,
     .loop_stop = gw_admin_loop_stop,
     .routes = mod_routes,

@@ -41,12 +41,6 @@ int gw_admin_preauth(gw_req *req);
 int gw_admin_loop_start(gw_loop *lp);
 void gw_admin_loop_stop(gw_loop *lp);
 
-/* Registers the token consistency check (auth_tokens_check: index ↔
- * records, tokens ↔ tenants) with st_check, and (interim, until the module
- * table registers each module's own) the tenant purges. Call before the
- * first write. */
-void gw_admin_register_checks(st_store *st);
-
 /* The module table's entry (gateway/core/module.h): checks, per-loop purge
  * resumption, the /admin/v1 routes (private listener when there is one). */
 extern const struct gw_module gw_mod_admin;

@@ -87,9 +87,6 @@ int admin__job_error(gw_req *req, int status, const char *what);
  * `what`) or reply(j) answer, then j is freed. On failure to submit frees j
  * and answers 503. */
 void admin__submit(gw_req *req, admin_job *j, st_job_fn fn, const char *what, admin_reply_fn reply);
-/* Registers the tenant purges (st_purge_add) of the modules that keep
- * per-tenant keys; errors are logged. Interim: see admin_jobs.c. */
-void admin__register_purges(st_store *st);
 /* Starts the bounded purge of a tenant marked deleting (fire and forget). */
 void admin__start_purge(gw_loop *lp, const char *tenant);
 

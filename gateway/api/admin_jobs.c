@@ -20,14 +20,10 @@
 
 #include <openssl/crypto.h>
 
-#include "auth/auth.h"
-#include "gateway/mcp/mcp_session.h"
-#include "policy/policy.h"
-#include "scim/scim.h"
-#include "store/seal.h"
 #include "gateway/base/log.h"
-#include "store/tenant.h"
 #include "vault/vault.h"
+#include "auth/auth.h"
+#include "store/tenant.h"
 
 /* ---------- responses from jobs ---------- */
 
@@ -92,26 +88,6 @@ void admin__submit(gw_req *req, admin_job *j, st_job_fn fn, const char *what, ad
 }
 
 /* ---------- purge driver ---------- */
-
-/* Interim registration of every module's tenant purge, in the order the old
- * hard-coded list ran them: tokens first (nothing authenticates while the
- * rest goes), sealed secrets, SCIM, vault, sessions, policy. When the
- * module table (gateway/modules.c) runs each module's store_init, each
- * module registers its own there and this list goes. */
-void admin__register_purges(st_store *st) {
-  static const struct {
-    const char *name;
-    st_purge_fn fn;
-  } purges[] = {{"auth", auth_purge_tenant},         {"secrets", st_secret_purge_tenant},
-                {"scim", scim_purge_tenant},         {"vault", vault_purge_tenant},
-                {"sessions", gw_sessions_purge_tenant}, {"policy", pol_purge_tenant}};
-  for (size_t i = 0; i < sizeof purges / sizeof purges[0]; i++) {
-    int rc = st_purge_add(st, purges[i].name, purges[i].fn, NULL);
-    if (rc && rc != ST_EEXIST)
-      GW_LOG(GW_LOG_ERROR, "admin", NULL, "cannot register the %s tenant purge: %s", purges[i].name,
-             st_strerror(rc));
-  }
-}
 
 static void purge_done(int status, void *arg) {
   admin_job *j = arg;

@@ -13,10 +13,8 @@
 #include <strings.h>
 #include <time.h>
 
-#include "auth/auth.h"
 #include "gateway/base/log.h"
 #include "gateway/core/settings.h"
-#include "gateway/mcp/mcp_session.h"
 #include "store/tenant.h"
 
 static int job_tenant_create(st_txn *txn, void *arg) {

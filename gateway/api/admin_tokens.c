@@ -275,8 +275,3 @@ void admin__employee_tokens(gw_req *req, const admin_caller *who, const char *te
 }
 
 /* ---------- consistency check (mcpgate store check) ---------- */
-
-void gw_admin_register_checks(st_store *st) {
-  st_check_add(st, auth_tokens_check, NULL);
-  admin__register_purges(st);
-}

@@ -434,7 +434,11 @@ void gw_scim_dispatch(gw_req *req) {
 /* ---------- module table entry (gateway/core/module.h) ---------- */
 
 /* Serving: metrics state, hooks and checks; offline (CLI): the checks. */
+/* Serving: the lifecycle counters' hooks and the checks (gw_scim_init);
+ * offline: the checks. Both: the tenant purge of users and groups. */
 static int mod_store_init(st_store *st, gw_server *srv) {
+  int rc = scim_register_purge(st);
+  if (rc) return rc;
   if (srv) return gw_scim_init(srv);
   scim_register_checks(st);
   return 0;

@@ -4,6 +4,8 @@
 
 #include <stddef.h>
 
+#include "gateway/core/settings.h"
+
 static int count(const gw_module *const *mods) {
   int n = 0;
   while (mods && mods[n]) n++;
@@ -12,7 +14,10 @@ static int count(const gw_module *const *mods) {
 
 int gw_modules_store_init(const gw_module *const *mods, st_store *st, gw_server *srv) {
   for (int i = 0; i < count(mods); i++) {
-    int rc = mods[i]->store_init ? mods[i]->store_init(st, srv) : 0;
+    /* tenant-setting keys first: a module's hooks may read its settings */
+    int rc = mods[i]->settings ? gw_settings_register(mods[i]->settings) : 0;
+    if (rc) return rc;
+    rc = mods[i]->store_init ? mods[i]->store_init(st, srv) : 0;
     if (rc) return rc;
   }
   return 0;

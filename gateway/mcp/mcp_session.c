@@ -393,8 +393,6 @@ static int on_session_created(st_txn *txn, int kind, const void *event, void *ct
 }
 
 int gw_sessions_register_limits(st_store *st, const gw_session_limits *lim) {
-  int rc = gw_settings_register(gw_session_settings);
-  if (rc) return rc;
   return st_hook_add(st, GW_EV_SESSION_CREATED, on_session_created, (void *)lim);
 }
 
@@ -691,6 +689,7 @@ static void mod_fini(gw_server *srv) {
 static int mod_store_init(st_store *st, gw_server *srv) {
   int rc = gw_sessions_register_hooks(st);
   if (!rc) rc = gw_sessions_register_checks(st);
+  if (!rc) rc = st_purge_add(st, "sessions", gw_sessions_purge_tenant, NULL);
   if (!rc && srv) rc = gw_sessions_register_limits(st, &srv->sessions->lim);
   return rc;
 }
@@ -698,6 +697,7 @@ static int mod_store_init(st_store *st, gw_server *srv) {
 const gw_module gw_mod_sessions = {
     .name = "sessions",
     .store_init = mod_store_init,
+    .settings = gw_session_settings,
     .init = mod_init,
     .fini = mod_fini,
     .loop_start = gw_sessions_loop_start,
