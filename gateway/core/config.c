@@ -47,8 +47,11 @@ static const cfg_key keys[] = {
     {"data", CFG_STR, "./data", 0, 0, OFF(data), "data directory (store, master key, admin token)", NULL},
     {"log_level", CFG_STR, "info", 0, 0, OFF(log_level), "debug, info, warn or error", check_level},
     {"access_log", CFG_BOOL, "true", 0, 1, OFF(access_log), "one JSON log line per request", NULL},
-    {"max_connections", CFG_INT, "4096", 1, 1000000, OFF(max_connections),
-     "open client connections; excess get 503 and are closed", NULL},
+    {"max_connections", CFG_INT, "0", 0, 1000000, OFF(max_connections),
+     "open client connections; excess get 503 and are closed (0: from the descriptor limit, raised to its "
+     "hard maximum at start: three quarters of it, the rest kept for upstream connections and the store; "
+     "the start log says what was chosen)",
+     NULL},
     {"max_header_bytes", CFG_SIZE, "16384", 256, 1 * MIB, OFF(max_header_bytes),
      "request line + headers size cap (431 beyond)", NULL},
     {"max_uri_bytes", CFG_SIZE, "8192", 64, 1 * MIB, OFF(max_uri_bytes),

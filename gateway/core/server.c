@@ -22,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -347,6 +348,40 @@ int gw_data_lock(const char *data_dir) {
 
 /* ---------- serve ---------- */
 
+/* max_connections 0 ("auto"): raise the soft descriptor limit to the hard
+ * one and take three quarters of it for client connections; the rest is
+ * for upstream connections (in-flight calls, upstream streams), the store,
+ * listeners and the log. An explicit value is kept as given, but the limit
+ * is still raised (a value over it would fail at accept with EMFILE). */
+static void descriptor_budget(gw_config *c) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+    if (c->max_connections == 0) c->max_connections = 1024;
+    return;
+  }
+  rlim_t was = rl.rlim_cur;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) rl.rlim_cur = was;
+  }
+  if (c->max_connections == 0) {
+    rlim_t n = rl.rlim_cur == RLIM_INFINITY ? 1000000 : rl.rlim_cur;
+    int64_t auto_max = (int64_t)(n - n / 4);
+    if (auto_max > 1000000) auto_max = 1000000;
+    if (auto_max < 16) auto_max = 16;
+    c->max_connections = auto_max;
+    GW_LOG(GW_LOG_INFO, "server", NULL,
+           "max_connections %lld: three quarters of the descriptor limit %llu (the rest for upstream "
+           "connections and the store)",
+           (long long)auto_max, (unsigned long long)n);
+  } else if (rl.rlim_cur != RLIM_INFINITY && (rlim_t)c->max_connections > rl.rlim_cur - rl.rlim_cur / 4) {
+    GW_LOG(GW_LOG_WARN, "server", NULL,
+           "max_connections %lld leaves few of the %llu descriptors for upstream connections and the store; "
+           "raise the limit (ulimit -n) or lower max_connections",
+           (long long)c->max_connections, (unsigned long long)rl.rlim_cur);
+  }
+}
+
 int gw_serve(gw_config *cfg, const gw_module *const *mods) {
   gw_server *srv = calloc(1, sizeof *srv);
   gw_loop *lp = calloc(1, sizeof *lp);
@@ -365,6 +400,7 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods) {
   lp->srv = srv;
   gw_log_set_level((gw_log_level)gw_log_level_parse(srv->cfg.log_level));
   signal(SIGPIPE, SIG_IGN);
+  descriptor_budget(&srv->cfg);
   if (RAND_bytes((unsigned char *)lp->rng, sizeof lp->rng) != 1) goto out;
   if (gw_trusted_parse(srv->cfg.trusted_proxies, &srv->trusted) != 0) goto out;
   if (parse_egress(srv) != 0) goto out;

@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import net from 'node:net';
 import { spawn, execFile } from 'node:child_process';
 import { REPO_ROOT } from '../integration/lib/gateway.mjs';
 
@@ -23,11 +24,24 @@ http { access_log off; client_body_temp_path ${dir}; proxy_temp_path ${dir}; fas
     location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection "";
       proxy_buffering off; proxy_cache off; } } }`);
   const p = spawn(fs.existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx', ['-c', path.join(dir, 'nginx.conf'), '-p', dir], { stdio: 'ignore' });
-  await new Promise((r) => setTimeout(r, 300));
+  await waitListening(port);
   return {
     port, url: `http://127.0.0.1:${port}/mcp`,
     stop: () => { p.kill('SIGTERM'); fs.rmSync(dir, { recursive: true, force: true }); },
   };
+}
+
+/* Resolves once 127.0.0.1:port accepts a connection (10 s at most). */
+export async function waitListening(port) {
+  for (let i = 0; i < 200; i++) {
+    const ok = await new Promise((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true); });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`nothing listens on 127.0.0.1:${port}`);
 }
 
 /* The C upstream: never the bottleneck. `make bench` builds it. */

@@ -117,7 +117,9 @@ test('unknown key in the config file → non-zero exit naming it', async () => {
 });
 
 test('out-of-range value → non-zero exit naming the key', async () => {
-  await assertRejected(['--max-connections', '0'], {}, 'max_connections');
+  // 0 is "auto" (from the descriptor limit); below and above the bounds fail
+  await assertRejected(['--max-connections', '-1'], {}, 'max_connections');
+  await assertRejected(['--max-connections', '1000001'], {}, 'max_connections');
 });
 
 test('wrong type (flag and env) → non-zero exit naming the key', async () => {
@@ -155,4 +157,32 @@ test('flags reach the running server (--config file + env + flag)', async () => 
   assert.equal(longUri.status, 414, 'file value for max_uri_bytes is in force');
   assert.equal((await request(gw.port, { path: '/healthz' })).status, 200);
   assert.deepEqual(await gw.stop(), { code: 0, signal: null });
+});
+
+// max_connections 0 (the default): the gateway raises its soft descriptor
+// limit to the hard one and takes three quarters of it, saying so in the log.
+test('max_connections defaults to three quarters of the (raised) descriptor limit, logged', async () => {
+  const limitsOf = async (pid) => {
+    const t = await fs.readFile(`/proc/${pid}/limits`, 'utf8');
+    const m = /Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/.exec(t);
+    return { soft: m[1], hard: m[2] };
+  };
+  const gw = await startGateway();
+  try {
+    const lim = await limitsOf(gw.proc.pid);
+    assert.equal(lim.soft, lim.hard, 'the soft limit is raised to the hard one');
+    const n = lim.soft === 'unlimited' ? 1000000 : Number(lim.soft);
+    const want = Math.min(1000000, Math.max(16, n - Math.floor(n / 4)));
+    const line = gw.logs().find((e) => e.module === 'server' && /^max_connections \d+/.test(e.msg ?? ''));
+    assert.ok(line, 'a start log line says what max_connections was chosen');
+    assert.equal(Number(/^max_connections (\d+)/.exec(line.msg)[1]), want, line.msg);
+  } finally {
+    await gw.stop();
+  }
+  const g2 = await startGateway({ args: ['--max-connections', '7'] });
+  try {
+    assert.ok(!g2.logs().some((e) => /^max_connections \d+: three quarters/.test(e.msg ?? '')), 'an explicit value is kept');
+  } finally {
+    await g2.stop();
+  }
 });
