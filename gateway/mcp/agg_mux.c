@@ -24,7 +24,13 @@
  *     error), resuming after the last event; a 405 or a refusal is final.
  *  5. A policy change that hides a connector from the user stops its feed
  *     (on_revoke with notify); list_changed reaches the client's stream
- *     through the default on_revoke. */
+ *     through the default on_revoke.
+ *  6. A feed is opened only for an upstream whose announced capabilities
+ *     say it can push something (tools/prompts/resources listChanged,
+ *     resources subscribe, logging): an idle client costs one descriptor,
+ *     not one per connector. An upstream not yet initialized (capabilities
+ *     unknown) gets its feed. The list_changed a policy change causes is
+ *     the gateway's own and needs no feed. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +41,26 @@
 #include "gateway/mcp/sse.h"
 #include "gateway/mcp/upcall.h"
 #include "gateway/out/outbound.h"
+#include "vault/vault.h"
+
+/* ---------- which upstreams get a feed (rule 6) ---------- */
+
+static bool flag(json_t *caps, const char *what, const char *key) {
+  return json_is_true(json_object_get(json_object_get(caps, what), key));
+}
+
+/* True when the connector's upstream announced something it could push on
+ * a GET stream, or has announced nothing yet. */
+static bool upstream_can_push(st_txn *txn, const char *tenant, const char *connector) {
+  json_t *rec = NULL;
+  if (vault_connector_get(txn, tenant, connector, &rec) != 0) return false; /* gone: no feed */
+  json_t *caps = json_object_get(rec, "capabilities");
+  bool push = !json_is_object(caps) || flag(caps, "tools", "listChanged") || flag(caps, "prompts", "listChanged") ||
+              flag(caps, "resources", "listChanged") || flag(caps, "resources", "subscribe") ||
+              json_object_get(caps, "logging") != NULL;
+  json_decref(rec);
+  return push;
+}
 
 /* ---------- the client's stream ---------- */
 
@@ -254,11 +280,15 @@ static void mux_start(gw_exchange *x, const char *last_event_id) {
     return;
   }
   json_t *ups = gw_session_upstreams(txn, x->sid);
-  st_txn_end(txn);
-  if (json_is_object(resume)) ((stream_state *)x->state)->last = json_incref(resume);
   const char *conn;
   json_t *up;
-  json_object_foreach(ups, conn, up) if (pol_connector_visible(pu, conn))
+  void *tmp;
+  json_object_foreach_safe(ups, tmp, conn, up) if (!pol_connector_visible(pu, conn) ||
+                                                   !upstream_can_push(txn, x->tenant, conn))
+      json_object_del(ups, conn);
+  st_txn_end(txn);
+  if (json_is_object(resume)) ((stream_state *)x->state)->last = json_incref(resume);
+  json_object_foreach(ups, conn, up)
       mux_attach(x, conn, json_string_value(up), json_string_value(json_object_get(resume, conn)));
   json_decref(ups);
   json_decref(resume);
@@ -295,6 +325,11 @@ static void attach_if_stream(gw_exchange *x, void *arg) {
 }
 
 void gw__agg_session_opened(gw_exchange *from, const char *connector, const char *upstream) {
+  st_txn *txn;
+  if (st_read_begin(from->lp->srv->store, &txn) != 0) return;
+  bool push = upstream_can_push(txn, from->tenant, connector);
+  st_txn_end(txn);
+  if (!push) return;
   opened_arg a = {from, connector, upstream};
   gw__x_foreach(&gw__mcp_of(from->lp)->reg, attach_if_stream, &a);
 }

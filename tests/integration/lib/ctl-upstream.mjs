@@ -9,6 +9,8 @@
 //                               waitRequest(pred), hold(pred) → release(), push(msg),
 //                               flood(opts), getStreams(), stop()}
 //
+// capabilities: what initialize announces (default {tools: {listChanged:
+// true}}, plus resources when offered).
 // resources: n > 0 offers resources <name>://r/0 … r/<n-1> (one page) and
 // reads them as "<name>:read <uri>".
 // Tools: echo {message, times?} → "<name>:echo <message × times>" (JSON reply);
@@ -32,7 +34,7 @@ import { after } from 'node:test';
 const running = new Set();
 after(async () => { for (const u of [...running]) await u.stop(); });
 
-export async function startCtlUpstream({ name = 'ctl', tls, resources = 0 } = {}) {
+export async function startCtlUpstream({ name = 'ctl', tls, resources = 0, capabilities: caps } = {}) {
   const log = [];
   const holds = [];
   const waiters = new Set();
@@ -60,8 +62,8 @@ export async function startCtlUpstream({ name = 'ctl', tls, resources = 0 } = {}
     }
     if (m.id === undefined) { res.writeHead(202, { 'mcp-session-id': sid }).end(); return; }
     if (m.method === 'initialize') {
-      const capabilities = { tools: { listChanged: true } };
-      if (resources) capabilities.resources = {};
+      const capabilities = caps ?? { tools: { listChanged: true } };
+      if (resources && !caps) capabilities.resources = {};
       result(res, sid, m.id, { protocolVersion: m.params?.protocolVersion ?? '2025-06-18', capabilities, serverInfo: { name, version: '1.0.0' } });
       return;
     }
