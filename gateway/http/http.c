@@ -604,7 +604,9 @@ void gw_resp_end(gw_req *req) {
 
 /* Called once the response of `req` is queued (req still valid). */
 static void conn_end_request(gw_conn *c, gw_req *req) {
-  bool close = req->priv->close || !req->priv->complete;
+  /* a response whose head went out before the drain began (a stream)
+   * said keep-alive; once it is complete the connection still closes */
+  bool close = req->priv->close || !req->priv->complete || c->close_after || c->h->draining;
   c->state = CS_IDLE;
   if (close) {
     conn_linger(c);

@@ -64,6 +64,7 @@ async function idleClient(port, token) {
         s.off('data', onData);
         if (!head.startsWith('HTTP/1.1 200')) { s.destroy(); reject(new Error(`GET stream: ${head.split('\r\n')[0]}`)); return; }
         s.on('data', () => {});
+        s.on('end', () => s.destroy()); // the gateway ended the stream (SIGTERM): close, as HTTP clients do
         resolve(s);
       }
     };
@@ -91,9 +92,9 @@ async function main() {
       if (put.status !== 201) throw new Error(`connector: ${put.status} ${put.body}`);
     }
     const tok = (await t.mintToken('alice@acme.com')).token;
-    const before = await callRate(gw, tok);
+    const before = process.env.NOWRK ? { rps: 1, errors: 0 } : await callRate(gw, tok);
     const u0 = usage(gw.proc.pid);
-    const CONC = 32;
+    const CONC = Number(process.env.CONC || 32);
     let next = 0;
     const t0 = Date.now();
     await Promise.all(Array.from({ length: CONC }, async () => {
@@ -102,7 +103,7 @@ async function main() {
     const openSecs = (Date.now() - t0) / 1000;
     await new Promise((r) => setTimeout(r, 1000)); // upstream streams settle
     const u1 = usage(gw.proc.pid);
-    const during = await callRate(gw, tok);
+    const during = process.env.NOWRK ? { rps: 1, errors: 0 } : await callRate(gw, tok);
     const mb = (b) => `${(b / 1048576).toFixed(1)} MB`;
     console.log(`idle clients: ${N} on /t/acme/mcp with 2 connectors (initialize, tools/list, GET stream open), opened in ${openSecs.toFixed(1)} s`);
     console.log(`  gateway RSS   ${mb(u0.rss)} -> ${mb(u1.rss)}   +${((u1.rss - u0.rss) / N / 1024).toFixed(1)} kB per client`);
@@ -113,9 +114,12 @@ async function main() {
     console.error(e);
     process.exitCode = 1;
   } finally {
+    // SIGTERM with every stream still open: how long the drain takes
+    const t1 = Date.now();
+    await gw.stop('SIGTERM', { timeoutMs: 60000 }).catch((e) => console.error(e.message));
+    console.log(`  SIGTERM with ${socks.length} streams open: exited in ${Date.now() - t1} ms`);
     for (const s of socks) s.destroy();
     for (const u of ups) u.stop();
-    await gw.stop().catch((e) => console.error(e.message));
   }
 }
 

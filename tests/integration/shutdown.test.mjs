@@ -76,3 +76,35 @@ test('a second gateway on the same data dir after a clean stop starts and serves
   assert.equal((await request(gw2.port, { path: '/healthz' })).status, 200);
   assert.deepEqual(await gw2.stop(), { code: 0, signal: null });
 });
+
+// A stream that began before SIGTERM was sent without Connection: close;
+// the drain ends it with its terminal chunk and must then close the
+// connection too, not keep it alive until shutdown_timeout_ms cuts it (a
+// client that keeps its connection open after a complete response would
+// otherwise hold every restart for the whole timeout).
+test('SIGTERM with an aggregated GET stream open: the stream ends, the connection closes, the drain completes', async () => {
+  const { setupTenant, rawSession } = await import('./lib/mcp.mjs');
+  const net = await import('node:net');
+  const gw = await startGateway({ args: ['--shutdown-timeout-ms', '60000'] });
+  const t = await setupTenant(gw, { users: ['alice@acme.com'] });
+  const tok = (await t.mintToken('alice@acme.com')).token;
+  const s = await rawSession(`${gw.url}/t/acme/mcp`, tok);
+  const sock = net.connect(gw.port, '127.0.0.1');
+  let got = '';
+  const ended = new Promise((resolve) => sock.on('end', resolve));
+  sock.on('data', (d) => { got += d; });
+  sock.write(`GET /t/acme/mcp HTTP/1.1\r\nHost: 127.0.0.1:${gw.port}\r\nAccept: text/event-stream\r\n` +
+    `Authorization: Bearer ${tok}\r\nMcp-Session-Id: ${s.sessionId}\r\nMCP-Protocol-Version: ${s.protocolVersion}\r\n\r\n`);
+  await waitFor(() => got.includes(': mcpgate stream'));
+  assert.match(got, /^HTTP\/1\.1 200/);
+  const mark = gw.mark();
+  gw.proc.kill('SIGTERM');
+  await ended; // the gateway sent FIN: this socket never closes on its own
+  assert.ok(got.endsWith('0\r\n\r\n'), `the stream ended with its terminal chunk: ${JSON.stringify(got.slice(-40))}`);
+  const exit = await gw.stop('SIGTERM', { timeoutMs: 30000 });
+  sock.destroy();
+  const late = gw.logs().slice(mark).filter((l) => /shutdown_timeout_ms reached/.test(l.msg ?? ''));
+  assert.equal(late.length, 0, 'the drain completed without the timeout cutting connections');
+  assert.ok(gw.logs().slice(mark).some((l) => /drained; exiting/.test(l.msg ?? '')), 'drained; exiting');
+  void exit;
+});
