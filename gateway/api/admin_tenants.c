@@ -13,6 +13,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "auth/token_store.h"
 #include "gateway/base/log.h"
 #include "gateway/core/settings.h"
 #include "store/tenant.h"

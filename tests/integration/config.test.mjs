@@ -146,6 +146,26 @@ test('--admin-listen: /metrics only on the admin listener, /healthz on both', as
   assert.deepEqual(await gw.stop(), { code: 0, signal: null });
 });
 
+test('--admin-listen: the admin API is routed only on the admin listener, whatever the spelling of the path', async () => {
+  const gw = await startGateway({ args: ['--admin-listen', '127.0.0.1:0'], listeners: ['http', 'admin'] });
+  const admin = gw.addrs.admin.port;
+  const auth = { authorization: `Bearer ${gw.operatorToken()}` };
+  // the main listener knows no /admin route, even with the operator token
+  for (const p of ['/admin/v1', '/admin/v1/', '/admin/v1/tenants', '/admin/v1/tenants/', '/admin/v1//tenants']) {
+    const r = await request(gw.port, { path: p, headers: auth });
+    assert.equal(r.status, 404, `main listener ${p}: ${r.status} ${r.body}`);
+    assert.equal(JSON.parse(r.body).error, 'not_found', p);
+    const w = await request(gw.port, { method: 'POST', path: p, headers: { ...auth, 'content-type': 'application/json' }, body: '{"id":"x"}' });
+    assert.equal(w.status, 404, `main listener POST ${p}: ${w.status} ${w.body}`);
+  }
+  // on the admin listener it answers, and still wants a token there
+  assert.equal((await request(admin, { path: '/admin/v1/tenants', headers: auth })).status, 200);
+  assert.equal((await request(admin, { path: '/admin/v1/tenants' })).status, 401);
+  // a path that only starts like the prefix is no admin route anywhere
+  assert.equal((await request(admin, { path: '/admin/v1x', headers: auth })).status, 404);
+  assert.deepEqual(await gw.stop(), { code: 0, signal: null });
+});
+
 test('flags reach the running server (--config file + env + flag)', async () => {
   const file = await writeConfig('max_uri_bytes = 300\nmax_body_bytes = 300\n');
   const gw = await startGateway({ args: ['--config', file, '--max-body-bytes', '100'], env: { MCPGATE_MAX_BODY_BYTES: '200' } });
