@@ -29,6 +29,7 @@
 #include <strings.h>
 
 #include "scim/scim_int.h"
+#include "store/tenant.h"
 
 /* ---------- errors and replies ---------- */
 
@@ -344,9 +345,28 @@ int scim_purge_tenant(st_txn *txn, const char *tenant, int limit) {
 
 int scim_register_purge(st_store *st) { return st_purge_add(st, "scim", scim_purge_tenant, NULL); }
 
+/* Keys come grouped by tenant: the purging answer of the last tenant seen
+ * is reused until the tenant changes. */
+typedef struct purge_memo {
+  char tenant[64];
+  bool purging;
+} purge_memo;
+
+static bool purging(st_txn *txn, purge_memo *m, const char *tenant) {
+  if (strcmp(m->tenant, tenant) != 0) {
+    snprintf(m->tenant, sizeof m->tenant, "%s", tenant);
+    m->purging = st_tenant_purging(txn, tenant);
+  }
+  return m->purging;
+}
+
+/* Resources parse and sit in their indexes; memberships have their twins.
+ * A tenant being purged (deleting) is skipped: its purge removes the
+ * databases one after another, so half of it may be gone. */
 static int check_scim(st_txn *txn, st_check_report_fn report, void *rctx, void *ctx) {
   (void)ctx;
   int problems = 0;
+  purge_memo memo = {"", false};
   char msg[300];
   st_cursor *c;
   if (st_cursor_open(txn, ST_DB_SCIM_RES, &c)) return -1;
@@ -361,6 +381,7 @@ static int check_scim(st_txn *txn, st_check_report_fn report, void *rctx, void *
     }
     char tenant[64], id[SCIM_ID_LEN + 1];
     snprintf(tenant, sizeof tenant, "%.*s", (int)tl, kp);
+    if (purging(txn, &memo, tenant)) continue;
     char type = kp[tl + 1];
     memcpy(id, kp + tl + 2, SCIM_ID_LEN);
     id[SCIM_ID_LEN] = 0;
@@ -395,6 +416,7 @@ static int check_scim(st_txn *txn, st_check_report_fn report, void *rctx, void *
     }
     char tenant[64], a[SCIM_ID_LEN + 1], b[SCIM_ID_LEN + 1];
     snprintf(tenant, sizeof tenant, "%.*s", (int)tl, kp);
+    if (purging(txn, &memo, tenant)) continue;
     char dir = kp[tl + 1];
     memcpy(a, kp + tl + 2, SCIM_ID_LEN);
     a[SCIM_ID_LEN] = 0;

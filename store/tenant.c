@@ -229,3 +229,8 @@ int st__check_tenant_uids(st_txn *txn, st_check_report_fn report, void *ctx) {
   st_cursor_close(c);
   return rc == ST_ENOTFOUND ? problems : rc;
 }
+
+bool st_tenant_purging(st_txn *txn, const char *id) {
+  char state[16];
+  return st_tenant_state(txn, id, state) == 0 && !strcmp(state, "deleting");
+}

@@ -15,6 +15,8 @@
 #define MCPGATE_STORE_TENANT_H
 #include <jansson.h>
 
+#include <stdbool.h>
+
 #include "store/store.h"
 
 #define ST_TENANT_ID_MAX 63
@@ -31,6 +33,11 @@ int st_tenant_active(st_txn *txn, const char *id);
 /* The tenant's state ("active", "deleting") in any state, into state[16];
  * ST_ENOTFOUND when there is no record. */
 int st_tenant_state(st_txn *txn, const char *id, char state[16]);
+
+/* True when the tenant's record says "deleting": its data is being purged
+ * in bounded steps (resumed at the next start after a stop), so its
+ * records may be half gone. Consistency checks skip such tenants. */
+bool st_tenant_purging(st_txn *txn, const char *id);
 
 /* Visits every tenant record in id order (any state). rec is borrowed for
  * the call only; fn returns nonzero to stop (that value is returned).

@@ -94,8 +94,8 @@ static void reply_created(admin_job *j) {
 }
 
 static void reply_patched(admin_job *j) {
-  gw_respond_json(j->req, 200, json_pack("{s:s,s:s,s:O}", "id", j->tenant, "name", j->name, "settings",
-                                         j->view ? j->view : json_object()));
+  gw_respond_json(j->req, 200, json_pack("{s:s,s:s,s:o}", "id", j->tenant, "name", j->name, "settings",
+                                         j->view ? json_incref(j->view) : json_object()));
 }
 
 static void reply_deleting(admin_job *j) {
