@@ -101,10 +101,48 @@ TEST(find_reply_json_and_sse) {
   json_decref(id);
 }
 
+/* The SSE standard ends lines at CRLF, LF or a lone CR, as the clients'
+ * parsers do: an empty line after any of them ends the event, whatever the
+ * chunking. Otherwise an upstream could frame a message the client reads
+ * but the gateway does not (and relays unfiltered). */
+TEST(every_line_ending_of_the_standard) {
+  const char *text = "data: 1\n\r\ndata: 2\r\rdata: 3\r\n\ndata: 4\n\rdata: 5\r\n\rdata: tail";
+  const char *want[] = {"data: 1\n\r\n", "data: 2\r\r", "data: 3\r\n\n", "data: 4\n\r", "data: 5\r\n\r"};
+  for (size_t k = 1; k <= strlen(text); k++) {
+    seen s = {0};
+    gw_buf b;
+    size_t scanned = 0;
+    gw_buf_init(&b, 1 << 16);
+    feed(text, k, &s, &b, &scanned);
+    CHECK_INT(s.n, 5);
+    for (int i = 0; i < 5 && i < s.n; i++) CHECK_STR(s.ev[i], want[i]);
+    CHECK_INT(b.len, 10);
+    gw_buf_free(&b);
+  }
+  /* a CR ends a line inside an event too: two data lines, joined */
+  gw_buf data;
+  gw_buf_init(&data, 4096);
+  const char *ev = "id: 9\rdata: {\"x\":\rdata: 1}\r\r";
+  char id[16];
+  gw__sse_split(ev, strlen(ev), &data, NULL, id, sizeof id);
+  CHECK_STR(id, "9");
+  CHECK_INT(data.len, 8);
+  CHECK(!memcmp(data.data, "{\"x\":\n1}", 8));
+  gw_buf_free(&data);
+  /* a buffered reply framed with lone CRs is found */
+  json_t *want_id = json_integer(5);
+  const char *body = "data: {\"jsonrpc\":\"2.0\",\"method\":\"n\"}\n\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{}}\r\r";
+  json_t *j = gw__find_reply(body, strlen(body), "text/event-stream", want_id);
+  CHECK(j && json_object_get(j, "result"));
+  json_decref(j);
+  json_decref(want_id);
+}
+
 int main(void) {
   RUN(events_split_whatever_the_chunking);
   RUN(a_callback_error_stops_and_keeps_the_event);
   RUN(split_fields);
   RUN(find_reply_json_and_sse);
+  RUN(every_line_ending_of_the_standard);
   return UNIT_DONE();
 }
