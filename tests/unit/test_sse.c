@@ -138,11 +138,62 @@ TEST(every_line_ending_of_the_standard) {
   json_decref(want_id);
 }
 
+/* Where events end never depends on how the bytes were chunked: random
+ * mixes of CR, LF and text, fed whole and in chunks of every size. */
+typedef struct cat {
+  gw_buf all;
+  int n;
+} cat;
+
+static int concat(void *arg, const char *ev, size_t n) {
+  cat *c = arg;
+  gw_buf_append(&c->all, ev, n);
+  gw_buf_append(&c->all, "|", 1);
+  c->n++;
+  return 0;
+}
+
+TEST(events_independent_of_chunking) {
+  unsigned seed = 12345;
+  for (int round = 0; round < 3000; round++) {
+    char text[41];
+    size_t len = 1 + (seed = seed * 1103515245u + 12345u) % 40;
+    for (size_t i = 0; i < len; i++) text[i] = "a\r\n"[((seed = seed * 1103515245u + 12345u) >> 16) % 3];
+    text[len] = 0;
+    cat whole = {0};
+    gw_buf_init(&whole.all, 1 << 12);
+    gw_buf wb;
+    size_t ws = 0;
+    gw_buf_init(&wb, 1 << 12);
+    gw_buf_append(&wb, text, len);
+    gw__sse_each(&wb, &ws, concat, &whole);
+    for (size_t k = 1; k < len; k++) {
+      cat part = {0};
+      gw_buf_init(&part.all, 1 << 12);
+      gw_buf b;
+      size_t sc = 0;
+      gw_buf_init(&b, 1 << 12);
+      for (size_t off = 0; off < len; off += k) {
+        gw_buf_append(&b, text + off, len - off < k ? len - off : k);
+        gw__sse_each(&b, &sc, concat, &part);
+      }
+      CHECK_INT(part.n, whole.n);
+      CHECK(part.all.len == whole.all.len && (!part.all.len || !memcmp(part.all.data, whole.all.data, part.all.len)));
+      CHECK(b.len == wb.len && (!b.len || !memcmp(b.data, wb.data, b.len)));
+      gw_buf_free(&part.all);
+      gw_buf_free(&b);
+    }
+    gw_buf_free(&whole.all);
+    gw_buf_free(&wb);
+  }
+}
+
 int main(void) {
   RUN(events_split_whatever_the_chunking);
   RUN(a_callback_error_stops_and_keeps_the_event);
   RUN(split_fields);
   RUN(find_reply_json_and_sse);
   RUN(every_line_ending_of_the_standard);
+  RUN(events_independent_of_chunking);
   return UNIT_DONE();
 }
