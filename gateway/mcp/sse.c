@@ -6,7 +6,10 @@
  * frame a message the client reads but the gateway cannot parse, and the
  * relay (policy filtering, id rewriting) would pass it unchanged. A CR
  * at the end of the bytes so far waits for the next byte (it may start a
- * CRLF). A field value loses one leading space. Every place in
+ * CRLF). A UTF-8 byte order mark before an event's first line is
+ * dropped (clients drop it at the start of a stream; elsewhere it is at
+ * worst a message the gateway checks that the client would ignore). A
+ * field value loses one leading space. Every place in
  * gateway/mcp/ that reads SSE — the relay, the aggregated GET multiplexer,
  * buffered replies — goes through these functions, so they agree on where
  * an event ends. */
@@ -74,6 +77,8 @@ int gw__sse_each(gw_buf *ev, size_t *scanned, int (*fn)(void *arg, const char *e
 void gw__sse_split(const char *ev, size_t n, gw_buf *data, gw_buf *head, char *id, size_t idcap) {
   const char *p = ev, *end = ev + n;
   if (id && idcap) id[0] = 0;
+  /* a stream may open with a UTF-8 byte order mark, which clients drop */
+  if (n >= 3 && !memcmp(p, "\xEF\xBB\xBF", 3)) p += 3;
   while (p < end) {
     /* a line ends at CRLF, LF or a lone CR */
     size_t ll = 0;

@@ -9,7 +9,8 @@
 //
 // The upstream here is a few lines of node: it answers initialize with JSON
 // and tools/list over SSE with the list reply framed "\n\r\n" (LF, then an
-// empty line ended by CRLF) or with lone CRs, followed by a notification.
+// empty line ended by CRLF), with lone CRs, or after a byte order mark,
+// followed by a notification.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -54,6 +55,8 @@ const FRAMINGS = {
   'LF then an empty line ended by CRLF': ([a, b]) => `event: message\ndata: ${a}\n\r\nevent: message\ndata: ${b}\n\n`,
   'lone CR line ends': ([a, b]) => `event: message\rdata: ${a}\r\revent: message\rdata: ${b}\r\r`,
   'LF then a lone CR empty line': ([a, b]) => `data: ${a}\n\rdata: ${b}\n\n`,
+  // a stream may open with a UTF-8 byte order mark, which clients drop
+  'a byte order mark first': ([a, b]) => `\uFEFFdata: ${a}\n\ndata: ${b}\n\n`,
 };
 
 for (const [what, frame] of Object.entries(FRAMINGS)) {
@@ -69,8 +72,9 @@ for (const [what, frame] of Object.entries(FRAMINGS)) {
     const s = await rawSession(t.mcpUrl('fr'), m.token);
     const r = await s.request('tools/list', {});
     assert.equal(r.status, 200, r.body);
-    // read the reply the way the SDK does (CRLF, LF and CR end lines)
-    const msgs = parseSse(r.body).events.map((e) => { try { return JSON.parse(e.data); } catch { return undefined; } });
+    // read the reply the way the SDK does (its TextDecoder drops a leading
+    // byte order mark; CRLF, LF and CR end lines)
+    const msgs = parseSse(r.body.replace(/^\uFEFF/, '')).events.map((e) => { try { return JSON.parse(e.data); } catch { return undefined; } });
     const names = msgs.flatMap((x) => x?.result?.tools ?? []).map((x) => x.name);
     assert.ok(!names.includes('secret'), `a hidden tool reached the client: ${JSON.stringify(r.body)}`);
     assert.deepEqual(names, ['echo'], `the list reply reached the client, filtered: ${JSON.stringify(r.body)}`);

@@ -128,6 +128,12 @@ TEST(every_line_ending_of_the_standard) {
   CHECK_STR(id, "9");
   CHECK_INT(data.len, 8);
   CHECK(!memcmp(data.data, "{\"x\":\n1}", 8));
+  /* a byte order mark before the first line is dropped, as clients do */
+  gw_buf_reset(&data);
+  const char *bom = "\xEF\xBB\xBF" "data: [1]\n\n";
+  gw__sse_split(bom, strlen(bom), &data, NULL, NULL, 0);
+  CHECK_INT(data.len, 3);
+  CHECK(data.len == 3 && !memcmp(data.data, "[1]", 3));
   gw_buf_free(&data);
   /* a buffered reply framed with lone CRs is found */
   json_t *want_id = json_integer(5);
