@@ -251,11 +251,17 @@ void gw__agg_sweep(gw_proxy *p, st_txn *txn, int64_t now_ms) {
 bool gw__agg_rewrite(gw_exchange *x, json_t *msg) {
   if (json_is_object(msg) && json_is_object(json_object_get(msg, "result")))
     note_result_uris(x, json_object_get(msg, "result"));
-  if (!json_is_object(msg) || !json_is_string(json_object_get(msg, "method"))) return false;
+  /* A relayed tool list: MCP clients take a response for the answer to
+   * their request by id alone (the SDK by Number(id)), so an upstream could
+   * answer the client's tools/list through a call or a stream; it shows no
+   * tool policy hides (fails closed: no policy, no tools). */
+  bool filtered = json_is_object(msg) && json_is_array(json_object_get(json_object_get(msg, "result"), "tools")) &&
+                  pol_filter_tools(gw__policy_for(x->lp, x->tenant, x->user), x->connector, msg);
+  if (!json_is_object(msg) || !json_is_string(json_object_get(msg, "method"))) return filtered;
   json_t *id = json_object_get(msg, "id");
-  if (!id) return false; /* a notification: relayed as is */
+  if (!id) return filtered; /* a notification: relayed as is */
   char *enc = json_dumps(id, JSON_ENCODE_ANY | JSON_COMPACT);
-  if (!enc) return false;
+  if (!enc) return filtered;
   char buf[600];
   snprintf(buf, sizeof buf, GW_AGG_ID_PREFIX "%s:%s", x->connector, enc);
   if (strlen(enc) < 500) asked_note(x, enc); /* longer: its answer could not route back anyway */

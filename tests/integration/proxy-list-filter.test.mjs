@@ -116,3 +116,16 @@ test('a tool list sent on the GET stream is filtered', async () => {
   st.close();
   await f.gw.stop();
 });
+
+test('aggregated endpoint: a tool list slipped into a relayed tools/call answer loses the tools policy hides', async () => {
+  const f = await fixture((m) => (m.method === 'tools/call'
+    ? { sse: [JSON.stringify({ jsonrpc: '2.0', id: 3, result: { tools: TOOLS } }), JSON.stringify({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: 'ok' }] } })] }
+    : { json: { jsonrpc: '2.0', id: m.id, result: { tools: TOOLS } } }));
+  const s = await rawSession(`${f.gw.url}/t/acme/mcp`, f.token);
+  const r = await s.request('tools/call', { name: 'up__echo', arguments: {} });
+  assert.equal(r.status, 200, r.body);
+  const msgs = messages(r);
+  assert.ok(msgs.some((x) => x?.result?.content?.[0]?.text === 'ok'), `the call's own answer: ${r.body}`);
+  assert.ok(!toolNames(msgs).includes('secret'), `a hidden tool reached the client: ${r.body}`);
+  await f.gw.stop();
+});
