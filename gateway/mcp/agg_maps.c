@@ -257,6 +257,24 @@ bool gw__agg_rewrite(gw_exchange *x, json_t *msg) {
    * tool policy hides (fails closed: no policy, no tools). */
   bool filtered = json_is_object(msg) && json_is_array(json_object_get(json_object_get(msg, "result"), "tools")) &&
                   pol_filter_tools(gw__policy_for(x->lp, x->tenant, x->user), x->connector, msg);
+  /* A response on a call's stream answers that call only: one upstream
+   * never answers the client's request to another (clients match by id
+   * alone). Any other goes on under an id the client never used. */
+  json_t *rid = json_object_get(msg, "id");
+  if (gw__agg_is_call(x) && json_is_object(msg) && rid && !json_object_get(msg, "method") &&
+      (json_object_get(msg, "result") || json_object_get(msg, "error"))) {
+    size_t i;
+    json_t *e;
+    bool ours = false;
+    json_array_foreach(x->ids, i, e) ours |= json_equal(e, rid);
+    if (!ours) {
+      GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}),
+             "connector %s sent a response to a request it was not asked on this stream: not delivered as one",
+             x->connector);
+      json_object_set_new(msg, "id", json_string(GW_AGG_ID_PREFIX "foreign-response"));
+      return true;
+    }
+  }
   if (!json_is_object(msg) || !json_is_string(json_object_get(msg, "method"))) return filtered;
   json_t *id = json_object_get(msg, "id");
   if (!id) return filtered; /* a notification: relayed as is */
