@@ -1,7 +1,9 @@
 /* gateway/mcp/agg_maps.c — the aggregated endpoint's per-session state in
  * memory (see agg.h), in two typed indexes by session id: resource routes (URI or template prefix → connector)
- * and outstanding server→client requests, and the id rewriting that feeds
- * the latter.
+ * and outstanding server→client requests, and the rewrite of relayed
+ * upstream messages that feeds them (gw__agg_rewrite: server→client request
+ * ids; also tool lists filtered by policy, and a response on a call's stream
+ * delivered only as the answer to that call).
  *
  * Rules this file keeps, and why: every map is capped — SESSIONS_MAX
  * sessions per map (the oldest goes), ASKED_PER_SESSION questions per
