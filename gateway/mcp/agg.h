@@ -32,7 +32,8 @@ gw_agg_up *gw__agg_up(gw_exchange *x);
 void gw__agg_up_headers(gw_exchange *x, gw_out_req *r, int status, const gw_out_header *h, size_t n);
 int gw__agg_up_data(gw_exchange *x, gw_out_req *r, const char *p, size_t n);
 void gw__agg_up_done(gw_exchange *x, gw_out_req *r, int err);
-/* The flow's rewrite (server→client request ids, resource URIs) and event
+/* The flow's rewrite (server→client request ids, resource URIs, tool lists
+ * filtered by policy) and event
  * ids, for relayed aggregated answers. */
 bool gw__agg_rewrite(gw_exchange *x, json_t *msg);
 char *gw__agg_event_id(gw_exchange *x, const char *upstream_id);

@@ -1,7 +1,9 @@
 /* gateway/mcp/agg_maps.c — the aggregated endpoint's per-session state in
  * memory (see agg.h), in two typed indexes by session id: resource routes (URI or template prefix → connector)
- * and outstanding server→client requests, and the id rewriting that feeds
- * the latter.
+ * and outstanding server→client requests, and the rewrite of relayed
+ * upstream messages that feeds them (gw__agg_rewrite: server→client request
+ * ids; also tool lists filtered by policy, and a response on a call's stream
+ * delivered only as the answer to that call).
  *
  * Rules this file keeps, and why: every map is capped — SESSIONS_MAX
  * sessions per map (the oldest goes), ASKED_PER_SESSION questions per
@@ -251,11 +253,35 @@ void gw__agg_sweep(gw_proxy *p, st_txn *txn, int64_t now_ms) {
 bool gw__agg_rewrite(gw_exchange *x, json_t *msg) {
   if (json_is_object(msg) && json_is_object(json_object_get(msg, "result")))
     note_result_uris(x, json_object_get(msg, "result"));
-  if (!json_is_object(msg) || !json_is_string(json_object_get(msg, "method"))) return false;
+  /* A relayed tool list: MCP clients take a response for the answer to
+   * their request by id alone (the SDK by Number(id)), so an upstream could
+   * answer the client's tools/list through a call or a stream; it shows no
+   * tool policy hides (fails closed: no policy, no tools). */
+  bool filtered = json_is_object(msg) && json_is_array(json_object_get(json_object_get(msg, "result"), "tools")) &&
+                  pol_filter_tools(gw__policy_for(x->lp, x->tenant, x->user), x->connector, msg);
+  /* A response on a call's stream answers that call only: one upstream
+   * never answers the client's request to another (clients match by id
+   * alone). Any other goes on under an id the client never used. */
+  json_t *rid = json_object_get(msg, "id");
+  if (gw__agg_is_call(x) && json_is_object(msg) && rid && !json_object_get(msg, "method") &&
+      (json_object_get(msg, "result") || json_object_get(msg, "error"))) {
+    size_t i;
+    json_t *e;
+    bool ours = false;
+    json_array_foreach(x->ids, i, e) ours |= json_equal(e, rid);
+    if (!ours) {
+      GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}),
+             "connector %s sent a response to a request it was not asked on this stream: not delivered as one",
+             x->connector);
+      json_object_set_new(msg, "id", json_string(GW_AGG_ID_PREFIX "foreign-response"));
+      return true;
+    }
+  }
+  if (!json_is_object(msg) || !json_is_string(json_object_get(msg, "method"))) return filtered;
   json_t *id = json_object_get(msg, "id");
-  if (!id) return false; /* a notification: relayed as is */
+  if (!id) return filtered; /* a notification: relayed as is */
   char *enc = json_dumps(id, JSON_ENCODE_ANY | JSON_COMPACT);
-  if (!enc) return false;
+  if (!enc) return filtered;
   char buf[600];
   snprintf(buf, sizeof buf, GW_AGG_ID_PREFIX "%s:%s", x->connector, enc);
   if (strlen(enc) < 500) asked_note(x, enc); /* longer: its answer could not route back anyway */

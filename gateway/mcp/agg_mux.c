@@ -196,10 +196,19 @@ static void mux_retry_closed(uv_handle_t *h) {
   free(m);
 }
 
+/* Reconnects only while the session still has that upstream session: a
+ * connector PUT to a new URL (or a DELETE) in the meantime forgot it, and
+ * an upstream session id must never reach another server. */
 static void mux_retry_fire(uv_timer_t *t) {
   mux_retry *m = t->data;
   gw_exchange *x = m->stream;
-  if (x->listed && x->req) mux_attach(x, m->connector, m->upstream, m->last[0] ? m->last : NULL);
+  st_txn *txn;
+  char up[256] = "";
+  if (x->listed && x->req && st_read_begin(x->lp->srv->store, &txn) == 0) {
+    int rc = gw_session_upstream_get(txn, x->sid, m->connector, up);
+    st_txn_end(txn);
+    if (rc == 0 && !strcmp(up, m->upstream)) mux_attach(x, m->connector, m->upstream, m->last[0] ? m->last : NULL);
+  }
   uv_close((uv_handle_t *)&m->t, mux_retry_closed);
 }
 

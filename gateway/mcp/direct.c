@@ -41,30 +41,32 @@
 /* The direct flow's state. */
 typedef struct direct_state {
   bool initialize;  /* the client's initialize: its answer opens a gateway session */
-  json_t *list_ids; /* ids of tools/list requests: their results are filtered */
 } direct_state;
 
 static direct_state *ds(gw_exchange *x) { return x->state; }
 
-static bool is_list_reply(gw_exchange *x, json_t *msg) {
-  json_t *id = json_object_get(msg, "id");
-  size_t i;
-  json_t *e;
-  if (!id || !ds(x)->list_ids) return false;
-  json_array_foreach(ds(x)->list_ids, i, e) if (json_equal(e, id)) return true;
-  return false;
+/* A response carrying a tool list (result.tools). Whatever its id: MCP
+ * clients match a response to their request by id alone, on whichever
+ * response or stream it comes, and the SDK's by Number(id) ("5" and 5.0
+ * answer request 5), so a list with any id may be taken for the answer to
+ * the client's tools/list. */
+static bool has_tool_list(const json_t *msg) {
+  return json_is_object(msg) && json_is_array(json_object_get(json_object_get(msg, "result"), "tools"));
 }
 
-/* Filters a whole JSON reply (object or batch array) in place. */
+/* Filters every tool list of a whole JSON reply (object or batch array) in
+ * place, by the user's policy (fails closed: no policy, no tools). */
 static bool filter_reply(gw_exchange *x, json_t *j) {
-  if (!ds(x)->list_ids || !json_array_size(ds(x)->list_ids)) return false;
+  size_t i;
+  json_t *m;
+  bool any = has_tool_list(j);
+  if (json_is_array(j)) json_array_foreach(j, i, m) any |= has_tool_list(m);
+  if (!any) return false;
   const pol_user *u = gw__policy_for(x->lp, x->tenant, x->user);
   bool changed = false;
   if (json_is_array(j)) {
-    size_t i;
-    json_t *m;
-    json_array_foreach(j, i, m) if (is_list_reply(x, m)) changed |= pol_filter_tools(u, x->connector, m);
-  } else if (is_list_reply(x, j)) {
+    json_array_foreach(j, i, m) if (has_tool_list(m)) changed |= pol_filter_tools(u, x->connector, m);
+  } else {
     changed = pol_filter_tools(u, x->connector, j);
   }
   return changed;
@@ -385,17 +387,13 @@ static void direct_done(gw_exchange *x, gw_out_req *r, int err) {
 
 static void direct_free(void *state) {
   direct_state *st = state;
-  json_decref(st->list_ids);
   free(st);
 }
 
-/* Two tables, one state: the relay parses and rewrites events only when
- * the message had tools/list requests whose results are filtered. */
+/* Every relayed message is checked for a tool list (filter_reply): a list
+ * can come on any response or stream, with any id. */
 static const gw_flow_ops direct_flow = {
     .name = "direct", .up_headers = direct_headers, .up_data = gw__relay_data, .up_done = direct_done,
-    .free = direct_free};
-static const gw_flow_ops direct_listing_flow = {
-    .name = "direct-listing", .up_headers = direct_headers, .up_data = gw__relay_data, .up_done = direct_done,
     .rewrite = filter_reply, .free = direct_free};
 
 int gw__relay_start(gw_exchange *x, const char *method, const void *body, size_t len, const char *accept) {
@@ -557,7 +555,6 @@ void gw_proxy_dispatch(gw_req *req) {
       gw__x_rpc_error(x, 503, -32603, "the gateway cannot read its policy right now; refusing (fail closed)");
       return;
     }
-    st->list_ids = json_array();
     size_t n = batch ? json_array_size(parsed) : 1;
     char refused_buf[300];
     const char *refused = NULL;
@@ -566,7 +563,6 @@ void gw_proxy_dispatch(gw_req *req) {
       json_t *e = batch ? json_array_get(parsed, i) : parsed;
       const char *mm = json_string_value(json_object_get(e, "method"));
       if (!mm) continue;
-      if (!strcmp(mm, "tools/list") && json_object_get(e, "id")) json_array_append(st->list_ids, json_object_get(e, "id"));
       if (strcmp(mm, "tools/call")) continue;
       const char *tool = json_string_value(json_object_get(json_object_get(e, "params"), "name"));
       pol_decision d = gw__decide_call(pu, connector, tool);
@@ -583,7 +579,6 @@ void gw_proxy_dispatch(gw_req *req) {
     }
   }
   json_decref(parsed);
-  if (json_array_size(st->list_ids)) x->flow = &direct_listing_flow; /* same state */
   /* forwarded exactly as checked (the bytes received, not a re-encoding) */
   int rc = gw__relay_start(x, "POST", req->body, req->body_len, "application/json, text/event-stream");
   if (rc != 0) gw__x_start_failed(x, rc);

@@ -1,10 +1,18 @@
 /* gateway/mcp/sse.c — the one SSE parser (see sse.h).
  *
- * Rules this file keeps: an event ends at a blank line ("\n\n" or
- * "\r\n\r\n"); lines end at "\n" with an optional "\r" before it; a field
- * value loses one leading space. Every place in gateway/mcp/ that reads
- * SSE — the relay, the aggregated GET multiplexer, buffered replies —
- * goes through these functions, so they agree on where an event ends. */
+ * Rules this file keeps: lines end at CRLF, LF or a lone CR, and an event
+ * ends at an empty line — the SSE standard's rules, which the MCP clients'
+ * parsers follow: if the gateway split events otherwise, an upstream could
+ * frame a message the client reads but the gateway cannot parse, and the
+ * relay (policy filtering, id rewriting) would pass it unchanged. A CR
+ * at the end of the bytes so far waits for the next byte (it may start a
+ * CRLF). A UTF-8 byte order mark before an event's first line is
+ * dropped (clients drop it at the start of a stream; elsewhere it is at
+ * worst a message the gateway checks that the client would ignore). A
+ * field value loses one leading space. Every place in
+ * gateway/mcp/ that reads SSE — the relay, the aggregated GET multiplexer,
+ * buffered replies — goes through these functions, so they agree on where
+ * an event ends. */
 #include "gateway/mcp/sse.h"
 
 #include <stdio.h>
@@ -13,19 +21,33 @@
 
 #include "gateway/mcp/exchange.h"
 
-/* The end (one past the terminator) of the first event in d[from..len),
- * or 0; *at: where the search stopped. */
+/* The length of the line terminator at d[i] (CRLF 2, LF or lone CR 1), 0
+ * when d[i] ends no line, or -1 when d[i] is a CR at the end of the bytes
+ * so far (CRLF or lone CR: the next byte decides). */
+static int line_end(const char *d, size_t len, size_t i) {
+  if (d[i] == '\n') return 1;
+  if (d[i] != '\r') return 0;
+  if (i + 1 >= len) return -1;
+  return d[i + 1] == '\n' ? 2 : 1;
+}
+
+/* The end (one past the empty line) of the first event in d[from..len),
+ * or 0; *at: where the search stopped. from must not point inside a CRLF
+ * (callers resume at most 3 bytes before where they stopped, which a line
+ * ending and the empty line after it fit in). */
 static size_t event_end(const char *d, size_t len, size_t from, size_t *at) {
   size_t i = from;
-  for (; i + 1 < len; i++) {
-    if (d[i] == '\n' && d[i + 1] == '\n') {
+  for (; i < len; i++) {
+    int t = line_end(d, len, i);
+    if (t == 0) continue;
+    if (t < 0 || i + (size_t)t >= len) break; /* the next bytes decide */
+    int e = line_end(d, len, i + (size_t)t); /* the empty line? */
+    if (e < 0) break;
+    if (e > 0) {
       *at = i;
-      return i + 2;
+      return i + (size_t)t + (size_t)e;
     }
-    if (i + 3 < len && !memcmp(d + i, "\r\n\r\n", 4)) {
-      *at = i;
-      return i + 4;
-    }
+    i += (size_t)t - 1; /* a line ended; the next one starts after it */
   }
   *at = i;
   return 0;
@@ -55,11 +77,14 @@ int gw__sse_each(gw_buf *ev, size_t *scanned, int (*fn)(void *arg, const char *e
 void gw__sse_split(const char *ev, size_t n, gw_buf *data, gw_buf *head, char *id, size_t idcap) {
   const char *p = ev, *end = ev + n;
   if (id && idcap) id[0] = 0;
+  /* a stream may open with a UTF-8 byte order mark, which clients drop */
+  if (n >= 3 && !memcmp(p, "\xEF\xBB\xBF", 3)) p += 3;
   while (p < end) {
-    const char *nl = memchr(p, '\n', (size_t)(end - p));
-    size_t ll = nl ? (size_t)(nl - p) : (size_t)(end - p);
-    size_t lraw = nl ? ll + 1 : ll;
-    if (ll && p[ll - 1] == '\r') ll--;
+    /* a line ends at CRLF, LF or a lone CR */
+    size_t ll = 0;
+    while (p + ll < end && p[ll] != '\n' && p[ll] != '\r') ll++;
+    size_t lraw = ll;
+    if (p + lraw < end) lraw += p[lraw] == '\r' && p + lraw + 1 < end && p[lraw + 1] == '\n' ? 2 : 1;
     if (ll >= 5 && !strncmp(p, "data:", 5)) {
       const char *v = p + 5;
       size_t vl = ll - 5;

@@ -101,10 +101,105 @@ TEST(find_reply_json_and_sse) {
   json_decref(id);
 }
 
+/* The SSE standard ends lines at CRLF, LF or a lone CR, as the clients'
+ * parsers do: an empty line after any of them ends the event, whatever the
+ * chunking. Otherwise an upstream could frame a message the client reads
+ * but the gateway does not (and relays unfiltered). */
+TEST(every_line_ending_of_the_standard) {
+  const char *text = "data: 1\n\r\ndata: 2\r\rdata: 3\r\n\ndata: 4\n\rdata: 5\r\n\rdata: tail";
+  const char *want[] = {"data: 1\n\r\n", "data: 2\r\r", "data: 3\r\n\n", "data: 4\n\r", "data: 5\r\n\r"};
+  for (size_t k = 1; k <= strlen(text); k++) {
+    seen s = {0};
+    gw_buf b;
+    size_t scanned = 0;
+    gw_buf_init(&b, 1 << 16);
+    feed(text, k, &s, &b, &scanned);
+    CHECK_INT(s.n, 5);
+    for (int i = 0; i < 5 && i < s.n; i++) CHECK_STR(s.ev[i], want[i]);
+    CHECK_INT(b.len, 10);
+    gw_buf_free(&b);
+  }
+  /* a CR ends a line inside an event too: two data lines, joined */
+  gw_buf data;
+  gw_buf_init(&data, 4096);
+  const char *ev = "id: 9\rdata: {\"x\":\rdata: 1}\r\r";
+  char id[16];
+  gw__sse_split(ev, strlen(ev), &data, NULL, id, sizeof id);
+  CHECK_STR(id, "9");
+  CHECK_INT(data.len, 8);
+  CHECK(!memcmp(data.data, "{\"x\":\n1}", 8));
+  /* a byte order mark before the first line is dropped, as clients do */
+  gw_buf_reset(&data);
+  const char *bom = "\xEF\xBB\xBF" "data: [1]\n\n";
+  gw__sse_split(bom, strlen(bom), &data, NULL, NULL, 0);
+  CHECK_INT(data.len, 3);
+  CHECK(data.len == 3 && !memcmp(data.data, "[1]", 3));
+  gw_buf_free(&data);
+  /* a buffered reply framed with lone CRs is found */
+  json_t *want_id = json_integer(5);
+  const char *body = "data: {\"jsonrpc\":\"2.0\",\"method\":\"n\"}\n\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{}}\r\r";
+  json_t *j = gw__find_reply(body, strlen(body), "text/event-stream", want_id);
+  CHECK(j && json_object_get(j, "result"));
+  json_decref(j);
+  json_decref(want_id);
+}
+
+/* Where events end never depends on how the bytes were chunked: random
+ * mixes of CR, LF and text, fed whole and in chunks of every size. */
+typedef struct cat {
+  gw_buf all;
+  int n;
+} cat;
+
+static int concat(void *arg, const char *ev, size_t n) {
+  cat *c = arg;
+  gw_buf_append(&c->all, ev, n);
+  gw_buf_append(&c->all, "|", 1);
+  c->n++;
+  return 0;
+}
+
+TEST(events_independent_of_chunking) {
+  unsigned seed = 12345;
+  for (int round = 0; round < 3000; round++) {
+    char text[41];
+    size_t len = 1 + (seed = seed * 1103515245u + 12345u) % 40;
+    for (size_t i = 0; i < len; i++) text[i] = "a\r\n"[((seed = seed * 1103515245u + 12345u) >> 16) % 3];
+    text[len] = 0;
+    cat whole = {0};
+    gw_buf_init(&whole.all, 1 << 12);
+    gw_buf wb;
+    size_t ws = 0;
+    gw_buf_init(&wb, 1 << 12);
+    gw_buf_append(&wb, text, len);
+    gw__sse_each(&wb, &ws, concat, &whole);
+    for (size_t k = 1; k < len; k++) {
+      cat part = {0};
+      gw_buf_init(&part.all, 1 << 12);
+      gw_buf b;
+      size_t sc = 0;
+      gw_buf_init(&b, 1 << 12);
+      for (size_t off = 0; off < len; off += k) {
+        gw_buf_append(&b, text + off, len - off < k ? len - off : k);
+        gw__sse_each(&b, &sc, concat, &part);
+      }
+      CHECK_INT(part.n, whole.n);
+      CHECK(part.all.len == whole.all.len && (!part.all.len || !memcmp(part.all.data, whole.all.data, part.all.len)));
+      CHECK(b.len == wb.len && (!b.len || !memcmp(b.data, wb.data, b.len)));
+      gw_buf_free(&part.all);
+      gw_buf_free(&b);
+    }
+    gw_buf_free(&whole.all);
+    gw_buf_free(&wb);
+  }
+}
+
 int main(void) {
   RUN(events_split_whatever_the_chunking);
   RUN(a_callback_error_stops_and_keeps_the_event);
   RUN(split_fields);
   RUN(find_reply_json_and_sse);
+  RUN(every_line_ending_of_the_standard);
+  RUN(events_independent_of_chunking);
   return UNIT_DONE();
 }
