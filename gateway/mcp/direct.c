@@ -72,7 +72,18 @@ static bool filter_reply(gw_exchange *x, json_t *j) {
   return changed;
 }
 
+/* False only when data cannot contain a JSON key equal to "tools": the key
+ * is then neither written literally nor spelled with \u escapes (the only
+ * escape that can produce its letters). */
+static bool may_carry_tools(const char *data, size_t n) {
+  return memmem(data, n, "\"tools\"", 7) || memmem(data, n, "\\u", 2);
+}
+
 static void relay_one_event(gw_exchange *x, const char *ev, size_t n, gw_buf *out) {
+  if (x->flow->rewrite && x->flow->rewrite_tool_lists_only && !x->flow->event_id && !may_carry_tools(ev, n)) {
+    gw_buf_append(out, ev, n); /* nothing of it can be rewritten: as is */
+    return;
+  }
   if (x->flow->rewrite) {
     gw_buf data, head;
     gw_buf_init(&data, GW_MCP_MAX_SSE_EVENT);
@@ -133,17 +144,38 @@ static void relay_one_event(gw_exchange *x, const char *ev, size_t n, gw_buf *ou
 
 /* ---------- SSE relay ---------- */
 
-static int relay_event(void *arg, const char *ev, size_t n) {
-  gw_exchange *x = arg;
+/* The events complete in one upstream read leave in one client write (a
+ * call streaming 100 progress events is not 100 writes); past
+ * RELAY_FLUSH bytes what is gathered goes out before the next event, so
+ * the buffer stays within one event's worst case plus that. */
+#define RELAY_FLUSH (64 * 1024)
+
+typedef struct relay_out {
+  gw_exchange *x;
   gw_buf out;
-  gw_buf_init(&out, 2 * GW_MCP_MAX_SSE_EVENT);
-  relay_one_event(x, ev, n, &out);
-  int wr = x->req && out.len ? gw_resp_write(x->req, out.data, out.len) : 0;
-  gw_buf_free(&out);
+} relay_out;
+
+static int relay_flush(relay_out *o) {
+  int wr = o->x->req && o->out.len ? gw_resp_write(o->x->req, o->out.data, o->out.len) : 0;
+  o->out.len = 0;
   return wr != 0 ? -1 : 0;
 }
 
-static int relay_events(gw_exchange *x) { return gw__sse_each(&x->ev, &x->ev_scanned, relay_event, x); }
+static int relay_event(void *arg, const char *ev, size_t n) {
+  relay_out *o = arg;
+  if (o->out.len > RELAY_FLUSH && relay_flush(o) != 0) return -1;
+  relay_one_event(o->x, ev, n, &o->out);
+  return 0;
+}
+
+static int relay_events(gw_exchange *x) {
+  relay_out o = {x, {0}};
+  gw_buf_init(&o.out, 2 * GW_MCP_MAX_SSE_EVENT + RELAY_FLUSH);
+  int rc = gw__sse_each(&x->ev, &x->ev_scanned, relay_event, &o);
+  if (rc == 0) rc = relay_flush(&o);
+  gw_buf_free(&o.out);
+  return rc;
+}
 
 /* ---------- upstream callbacks ---------- */
 
@@ -394,7 +426,7 @@ static void direct_free(void *state) {
  * can come on any response or stream, with any id. */
 static const gw_flow_ops direct_flow = {
     .name = "direct", .up_headers = direct_headers, .up_data = gw__relay_data, .up_done = direct_done,
-    .rewrite = filter_reply, .free = direct_free};
+    .rewrite = filter_reply, .rewrite_tool_lists_only = true, .free = direct_free};
 
 int gw__relay_start(gw_exchange *x, const char *method, const void *body, size_t len, const char *accept) {
   const char *pv = x->req ? gw_req_header(x->req, "mcp-protocol-version") : NULL;

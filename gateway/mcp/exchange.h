@@ -69,6 +69,10 @@ typedef struct gw_flow_ops {
   /* Rewrites one upstream JSON-RPC message relayed to the client (policy
    * filtering, id rewriting); true when changed. NULL: relayed as is. */
   bool (*rewrite)(gw_exchange *x, json_t *msg);
+  /* rewrite touches only messages that carry a tool list: an SSE event
+   * whose data cannot hold the key "tools" (no literal "tools" and no \u
+   * escape that could spell it) is relayed without being parsed. */
+  bool rewrite_tool_lists_only;
   /* The client's id for an upstream SSE event id (malloc'd, or NULL to
    * keep the upstream's). */
   char *(*event_id)(gw_exchange *x, const char *upstream_id);

@@ -129,3 +129,23 @@ test('aggregated endpoint: a tool list slipped into a relayed tools/call answer 
   assert.ok(!toolNames(msgs).includes('secret'), `a hidden tool reached the client: ${r.body}`);
   await f.gw.stop();
 });
+
+// The relay skips parsing SSE events that cannot hold a "tools" key (a
+// speed-up for progress-heavy streams); a key spelled with \u escapes
+// must still be seen and filtered (JSON.parse reads it as "tools").
+test('a tool list whose "tools" key is spelled with \\u escapes, on an SSE reply, is filtered too', async () => {
+  const f = await fixture((m) => (m.method === 'tools/call'
+    ? { sse: [
+      JSON.stringify({ jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: 1, progress: 1 } }),
+      JSON.stringify({ jsonrpc: '2.0', id: 777, result: { tools: TOOLS } }).replace('"tools"', '"\\u0074ools"'),
+      JSON.stringify({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: 'ok' }] } }),
+    ] }
+    : { json: { jsonrpc: '2.0', id: m.id, result: { tools: TOOLS } } }));
+  const r = await f.s.request('tools/call', { name: 'echo', arguments: {} });
+  assert.equal(r.status, 200, r.body);
+  const msgs = messages(r);
+  assert.ok(msgs.some((x) => x?.result?.content?.[0]?.text === 'ok'), `the call's own answer: ${r.body}`);
+  assert.ok(msgs.some((x) => x?.method === 'notifications/progress'), `the progress event was relayed: ${r.body}`);
+  assert.ok(!toolNames(msgs).includes('secret'), `a hidden tool reached the client: ${r.body}`);
+  await f.gw.stop();
+});
