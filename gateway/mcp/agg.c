@@ -51,7 +51,6 @@
 #include "gateway/mcp/agg.h"
 
 #include <jansson.h>
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,13 +68,6 @@
 #include "vault/vault.h"
 
 /* ---------- small helpers ---------- */
-
-static void now_rfc3339(char out[32]) {
-  time_t t = time(NULL);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
 
 char *gw__agg_b64url(const char *s) {
   size_t n = strlen(s);
@@ -211,68 +203,28 @@ void gw__agg_notify_upstreams(gw_exchange *x, const char *method, json_t *msg) {
 
 /* ---------- initialize and sessions ---------- */
 
-typedef struct init_job {
-  gw_exchange *x;
-  char sid[96];
-  gw_session s;
-  char now[32];
-  char tokid[ST_TOKEN_ID_BUFSZ];
-  int64_t unix_now;
-  json_t *result;
-} init_job;
-
-static int job_init(st_txn *txn, void *arg) {
-  init_job *j = arg;
-  /* checked again inside the write: a user deactivated (or a token
-   * revoked) after the request's check gets no session */
-  if (auth_identity_check(txn, j->s.tenant, j->s.user, j->tokid, j->unix_now) != 0) return GW_UP_EREVOKED;
-  return gw_session_put(txn, j->sid, &j->s, j->now);
-}
-
-static void done_init(int status, void *arg) {
-  init_job *j = arg;
-  gw_exchange *x = j->x;
-  if (status == GW_UP_EREVOKED) {
-    gw__x_start_failed(x, status);
-  } else if (status < 0) {
-    gw__x_rpc_error(x, 503, -32603, "the gateway could not store the session: %s", st_strerror(status));
-  } else {
-    snprintf(x->sid, sizeof x->sid, "%s", j->sid);
-    gw__x_reply_json(x, 200, gw__agg_rpc_result(json_array_get(x->ids, 0), json_incref(j->result)));
-  }
-  json_decref(j->result);
-  OPENSSL_cleanse(j->sid, sizeof j->sid);
-  free(j);
-  gw__x_unref(x);
+static void reply_initialize(gw_exchange *x, json_t *result) {
+  gw__x_reply_json(x, 200, gw__agg_rpc_result(json_array_get(x->ids, 0), result));
 }
 
 static void initialize(gw_exchange *x, json_t *msg) {
   json_t *params = json_object_get(msg, "params");
   const char *asked = json_string_value(json_object_get(params, "protocolVersion"));
   const char *ver = asked && gw__mcp_version_supported(asked) ? asked : GW_AGG_LATEST_VERSION;
-  init_job *j = calloc(1, sizeof *j);
-  if (!j || st_token_new(GW_SESSION_PREFIX, j->sid, sizeof j->sid) != 0) {
-    free(j);
-    gw__x_rpc_error(x, 500, -32603, "the gateway could not create a session");
-    return;
-  }
+  gw_session sess = {0};
   json_t *client = json_pack("{s:O?,s:O?}", "capabilities", json_object_get(params, "capabilities"), "clientInfo",
                              json_object_get(params, "clientInfo"));
   char *cs = json_dumps(client, JSON_COMPACT);
   json_decref(client);
-  if (!cs || strlen(cs) >= sizeof j->s.client) {
+  if (!cs || strlen(cs) >= sizeof sess.client) {
     free(cs);
     cs = strdup("{}");
   }
-  snprintf(j->s.client, sizeof j->s.client, "%s", cs ? cs : "{}");
+  snprintf(sess.client, sizeof sess.client, "%s", cs ? cs : "{}");
   free(cs);
-  j->x = x;
-  snprintf(j->s.tenant, sizeof j->s.tenant, "%s", x->tenant);
-  snprintf(j->s.user, sizeof j->s.user, "%s", x->user);
-  snprintf(j->s.version, sizeof j->s.version, "%s", ver);
-  snprintf(j->tokid, sizeof j->tokid, "%s", x->tokid);
-  j->unix_now = (int64_t)time(NULL);
-  now_rfc3339(j->now);
+  snprintf(sess.tenant, sizeof sess.tenant, "%s", x->tenant);
+  snprintf(sess.user, sizeof sess.user, "%s", x->user);
+  snprintf(sess.version, sizeof sess.version, "%s", ver);
   json_t *caps = json_pack("{s:{s:b}}", "tools", "listChanged", 1);
   {
     /* prompts/resources when a connector the user sees offers them */
@@ -301,17 +253,11 @@ static void initialize(gw_exchange *x, json_t *msg) {
     }
     json_decref(all);
   }
-  j->result = json_pack("{s:s,s:o,s:{s:s,s:s,s:s},s:s}", "protocolVersion", ver, "capabilities", caps, "serverInfo", "name", "mcpgate", "title", "mcpgate", "version", "0.1.0",
+  json_t *result = json_pack("{s:s,s:o,s:{s:s,s:s,s:s},s:s}", "protocolVersion", ver, "capabilities", caps, "serverInfo", "name", "mcpgate", "title", "mcpgate", "version", "0.1.0",
                         "instructions",
                         "Tools of every service your organisation connected, named <service>__<tool>. Your "
                         "organisation's policy decides which tools you see.");
-  x->refs++;
-  if (st_submit(x->lp->srv->store, x->lp->port, job_init, done_init, j) != 0) {
-    x->refs--;
-    json_decref(j->result);
-    free(j);
-    gw__x_rpc_error(x, 503, -32603, "the gateway is busy; retry");
-  }
+  gw__mcp_session_create(x, &sess, result, reply_initialize);
 }
 
 /* ---------- DELETE ---------- */

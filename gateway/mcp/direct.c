@@ -22,7 +22,6 @@
 #include "gateway/mcp/relay.h"
 
 #include <jansson.h>
-#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -317,38 +316,11 @@ void gw__relay_done(gw_exchange *x, gw_out_req *r, int err, void (*initialized)(
 
 /* ---------- initialize → a gateway session ---------- */
 
-typedef struct init_job {
-  gw_exchange *x;
-  char sid[96];
-  gw_session s;
-  char now[32];
-  char tokid[ST_TOKEN_ID_BUFSZ];
-  int64_t unix_now;
-} init_job;
-
-static int job_session_put(st_txn *txn, void *arg) {
-  init_job *j = arg;
-  /* the user may have been deactivated (or the token revoked) since the
-   * request was checked: a session is never written for them */
-  if (auth_identity_check(txn, j->s.tenant, j->s.user, j->tokid, j->unix_now) != 0) return GW_UP_EREVOKED;
-  return gw_session_put(txn, j->sid, &j->s, j->now);
-}
-
-static void done_session_put(int status, void *arg) {
-  init_job *j = arg;
-  gw_exchange *x = j->x;
-  if (status == GW_UP_EREVOKED) {
-    gw__x_start_failed(x, status);
-  } else if (status < 0) {
-    gw__x_rpc_error(x, 503, -32603, "the gateway could not store the session: %s", st_strerror(status));
-  } else if (x->req) {
-    snprintf(x->sid, sizeof x->sid, "%s", j->sid);
-    json_t *msg = json_loadb(x->body.data, x->body.len, 0, NULL);
-    gw__x_reply_json(x, 200, msg);
-  }
-  OPENSSL_cleanse(j->sid, sizeof j->sid);
-  free(j);
-  gw__x_unref(x);
+/* The upstream's initialize answer, as checked (tasks removed), kept in
+ * x->body until the session is stored. */
+static void reply_initialize(gw_exchange *x, json_t *result) {
+  (void)result;
+  gw__x_reply_json(x, 200, json_loadb(x->body.data, x->body.len, 0, NULL));
 }
 
 static void finish_initialize(gw_exchange *x) {
@@ -374,37 +346,23 @@ static void finish_initialize(gw_exchange *x) {
   if (json_is_object(caps)) json_object_del(caps, "tasks");
   char ver[32];
   snprintf(ver, sizeof ver, "%s", json_string_value(json_object_get(result, "protocolVersion")) ?: "");
-  init_job *j = calloc(1, sizeof *j);
   char *s = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER);
   json_decref(msg);
-  if (!j || !s || st_token_new(GW_SESSION_PREFIX, j->sid, sizeof j->sid) != 0) {
-    free(j);
-    free(s);
+  if (!s) {
     gw__x_rpc_error(x, 500, -32603, "the gateway could not create a session");
     return;
   }
   gw_buf_reset(&x->body);
   gw_buf_append(&x->body, s, strlen(s));
   free(s);
-  j->x = x;
-  snprintf(j->s.tenant, sizeof j->s.tenant, "%s", x->tenant);
-  snprintf(j->s.user, sizeof j->s.user, "%s", x->user);
-  snprintf(j->s.connector, sizeof j->s.connector, "%s", x->connector);
-  snprintf(j->s.version, sizeof j->s.version, "%s", ver);
-  snprintf(j->s.upstream, sizeof j->s.upstream, "%s", x->up_sid);
-  snprintf(j->tokid, sizeof j->tokid, "%s", x->tokid);
-  j->s.created_ms = gw_session_now_ms();
-  time_t now = time(NULL);
-  j->unix_now = (int64_t)now;
-  struct tm tm;
-  gmtime_r(&now, &tm);
-  strftime(j->now, sizeof j->now, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  x->refs++;
-  if (st_submit(x->lp->srv->store, x->lp->port, job_session_put, done_session_put, j) != 0) {
-    x->refs--;
-    free(j);
-    gw__x_rpc_error(x, 503, -32603, "the gateway is busy; retry");
-  }
+  gw_session sess = {0};
+  snprintf(sess.tenant, sizeof sess.tenant, "%s", x->tenant);
+  snprintf(sess.user, sizeof sess.user, "%s", x->user);
+  snprintf(sess.connector, sizeof sess.connector, "%s", x->connector);
+  snprintf(sess.version, sizeof sess.version, "%s", ver);
+  snprintf(sess.upstream, sizeof sess.upstream, "%s", x->up_sid);
+  sess.created_ms = gw_session_now_ms();
+  gw__mcp_session_create(x, &sess, NULL, reply_initialize);
 }
 
 /* The direct flow's upstream callbacks: the relay, and initialize's

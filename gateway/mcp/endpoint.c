@@ -12,6 +12,7 @@
  * A refusal is answered here and the caller only returns. */
 #include "gateway/mcp/mcp_loop.h"
 
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 
 #include "auth/auth.h"
 #include "store/tenant.h"
+#include "store/token.h"
 #include "gateway/base/log.h"
 #include "gateway/mcp/mcp_origin.h"
 #include "gateway/mcp/stats.h"
@@ -335,5 +337,71 @@ const char *gw_mcp_strerror(int code) {
   case GW_MCP_ENOTSENT: return "upstream call not started";
   case GW_MCP_ESTALE: return "upstream session unknown to the upstream";
   default: return "upstream unavailable";
+  }
+}
+
+/* ---------- initialize: the gateway session (both endpoints) ---------- */
+
+typedef struct session_job {
+  gw_exchange *x;
+  char sid[96];
+  gw_session s;
+  char now[32];
+  int64_t unix_now;
+  json_t *result;
+  void (*reply)(gw_exchange *x, json_t *result);
+} session_job;
+
+static int job_session_create(st_txn *txn, void *arg) {
+  session_job *j = arg;
+  if (auth_identity_check(txn, j->s.tenant, j->s.user, j->x->tokid, j->unix_now) != 0) return GW_UP_EREVOKED;
+  return gw_session_put(txn, j->sid, &j->s, j->now);
+}
+
+static void session_job_free(session_job *j) {
+  json_decref(j->result);
+  OPENSSL_cleanse(j->sid, sizeof j->sid);
+  free(j);
+}
+
+static void done_session_create(int status, void *arg) {
+  session_job *j = arg;
+  gw_exchange *x = j->x;
+  if (status == GW_UP_EREVOKED) {
+    gw__x_start_failed(x, status);
+  } else if (status < 0) {
+    gw__x_rpc_error(x, 503, -32603, "the gateway could not store the session: %s", st_strerror(status));
+  } else if (x->req) {
+    snprintf(x->sid, sizeof x->sid, "%s", j->sid);
+    j->reply(x, j->result);
+    j->result = NULL;
+  }
+  session_job_free(j);
+  gw__x_unref(x);
+}
+
+void gw__mcp_session_create(gw_exchange *x, const gw_session *s, json_t *result,
+                            void (*reply)(gw_exchange *x, json_t *result)) {
+  session_job *j = calloc(1, sizeof *j);
+  if (!j || st_token_new(GW_SESSION_PREFIX, j->sid, sizeof j->sid) != 0) {
+    free(j);
+    json_decref(result);
+    gw__x_rpc_error(x, 500, -32603, "the gateway could not create a session");
+    return;
+  }
+  j->x = x;
+  j->s = *s;
+  j->result = result;
+  j->reply = reply;
+  time_t now = time(NULL);
+  struct tm tm;
+  j->unix_now = (int64_t)now;
+  gmtime_r(&now, &tm);
+  strftime(j->now, sizeof j->now, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  x->refs++;
+  if (st_submit(x->lp->srv->store, x->lp->port, job_session_create, done_session_create, j) != 0) {
+    x->refs--;
+    session_job_free(j);
+    gw__x_rpc_error(x, 503, -32603, "the gateway is busy; retry");
   }
 }

@@ -85,6 +85,15 @@ void gw__mcp_count(gw_exchange *x, const char *connector);
  * it went (before the 204), then the upstream session (x->sess.upstream,
  * if any) is told. */
 void gw__mcp_delete_session(gw_exchange *x, void (*deleted)(gw_exchange *x));
+/* Opens the gateway session s (tenant, user, version, …; the id is made
+ * here) for x's initialize, in one writer job that checks x's identity
+ * again inside the write: a user deactivated or a token revoked since the
+ * request's check gets no session. On success x->sid is set and
+ * reply(x, result) answers the client; on failure the client gets the
+ * refusal (revoked, or 503). result (may be NULL) is stolen and released
+ * after reply. */
+void gw__mcp_session_create(gw_exchange *x, const gw_session *s, json_t *result,
+                            void (*reply)(gw_exchange *x, json_t *result));
 
 /* agg.c: drops the in-memory state of a client session (resource map,
  * outstanding server→client requests). */
