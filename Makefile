@@ -120,7 +120,12 @@ $(BUILD)/bench/upstream: tests/bench/upstream.c $(BUILD)/libmcpgate.a
 	$(CC) $(CFLAGS) -O2 -MF $(dir $@).$(notdir $@).d $(LDFLAGS) -o $@ $< $(BUILD)/libmcpgate.a $(LDLIBS)
 
 BENCH ?= all
-bench: deps all $(BENCH_BIN) $(BUILD)/bench/upstream
+# ... and its open-loop load generator (latency at a set rate)
+$(BUILD)/bench/rate: tests/bench/rate.c $(BUILD)/libmcpgate.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -O2 -MF $(dir $@).$(notdir $@).d $(LDFLAGS) -o $@ $< $(BUILD)/libmcpgate.a $(LDLIBS)
+
+bench: deps all $(BENCH_BIN) $(BUILD)/bench/upstream $(BUILD)/bench/rate
 	@BUILD=$(BUILD) sh tests/bench/run.sh $(BENCH)
 
 clean:

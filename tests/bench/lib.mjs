@@ -97,4 +97,18 @@ end
   }
 }
 
+/* Runs the open-loop generator (tests/bench/rate.c) at rps against url;
+ * resolves to {sent, done, errors, rps, p50, p99, p999 (µs)}. */
+export async function ratePost(url, { headers = {}, body, rps, secs = 5, conns = 16 }) {
+  const bin = process.env.MCPGATE_BENCH_RATE || path.join(REPO_ROOT, 'build/bench/rate');
+  if (!fs.existsSync(bin)) throw new Error(`${bin} is missing: run make bench (or make build/bench/rate)`);
+  const u = new URL(url);
+  const args = ['--port', u.port, '--path', u.pathname, '--rps', String(rps), '--secs', String(secs), '--conns', String(conns), '--body', body];
+  for (const [k, v] of Object.entries(headers)) args.push('--header', `${k}: ${v}`);
+  const out = await new Promise((resolve, reject) => {
+    execFile(bin, args, { maxBuffer: 1 << 20 }, (err, stdout, stderr) => (err ? reject(new Error(`rate: ${err.message} ${stderr}`)) : resolve(stdout)));
+  });
+  return JSON.parse(out.trim().split('\n').pop());
+}
+
 export const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];

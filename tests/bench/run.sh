@@ -4,7 +4,8 @@
 # invocation; none asserts anything. Names:
 #   policy  build/bench/bench_policy   policy decisions, tools/list filtering (C)
 #   scim    scim_import.mjs            SCIM import vs nginx, group commit
-#   call    tools_call.mjs             tools/call, SSE, tools/list vs direct and nginx (wrk, C upstream)
+#   call    tools_call.mjs             tools/call, SSE, tools/list vs direct and nginx (wrk, C upstream);
+#                                      tools/call open loop at half the gateway's maximum (rate.c)
 #   idle    idle.mjs                   idle Claude Code-like clients: RSS, descriptors, throughput
 #   cold    cold_user.mjs              a cold user's first session in a 100k-user directory
 #   proxy   proxy.mjs                  the SDK client against server-everything (regression guard)

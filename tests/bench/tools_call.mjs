@@ -19,6 +19,10 @@
 // over a. Asserts nothing (make bench); every variant is checked once to
 // answer the call before it is loaded, and a run with errors is reported.
 //
+// After the call scenario, every variant is also run open loop at half
+// the gateway's maximum (tests/bench/rate.c; --no-half skips it): the
+// latency the gateway adds at a load it can carry.
+//
 // Scenarios (--scenario call,sse,list; default all):
 //   call   tools/call with a small JSON reply
 //   sse    tools/call answered as SSE: 100 notifications/progress, then the
@@ -27,7 +31,7 @@
 //          filtered by a 200-rule policy over the user's 20 groups
 import { startGateway } from '../integration/lib/gateway.mjs';
 import { setupTenant } from '../integration/lib/mcp.mjs';
-import { startNginx, startCUpstream, wrkPost, median } from './lib.mjs';
+import { startNginx, startCUpstream, wrkPost, ratePost, median } from './lib.mjs';
 
 const arg = (n, d) => {
   const i = process.argv.indexOf(`--${n}`);
@@ -41,6 +45,7 @@ const argStr = (n) => {
 };
 const BASELINE = argStr('baseline') || process.env.MCPGATE_BENCH_BASELINE;
 const SCENARIOS = (argStr('scenario') || 'call,sse,list').split(',');
+const HALF = !process.argv.includes('--no-half');
 
 async function rpc(url, headers, msg) {
   const r = await fetch(url, {
@@ -78,7 +83,8 @@ async function variant(name, url, token, tool, scen) {
   const headers = { 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream', 'MCP-Protocol-Version': PV, ...h };
   const rest = JSON.stringify(msg).slice(1); // "method":…}
   const bodyLua = `'{"jsonrpc":"2.0","id":' .. n .. ',' .. ${JSON.stringify(rest).replace(/^"|"$/g, "'")}`;
-  return { name, url, headers, bodyLua, runs: [], probeBytes: probe.text.length };
+  const bodyTmpl = `{"jsonrpc":"2.0","id":{ID},${rest}`;
+  return { name, url, headers, bodyLua, bodyTmpl, runs: [], probeBytes: probe.text.length };
 }
 
 const POLICY_200 = {
@@ -155,6 +161,25 @@ async function main() {
         }
         if (x.errors) line += `   (${x.errors} errors!)`;
         console.log(line);
+      }
+      if (sc === 'call' && HALF) {
+        // issue 14's latency goal: added latency at half the gateway's
+        // maximum throughput (the lower of its two endpoints), every
+        // variant at the same rate, open loop (tests/bench/rate.c)
+        const rate = Math.floor(0.5 * Math.min(...vs.filter((v) => v.name.startsWith('connector') || v.name.startsWith('aggregated')).map((v) => m[v.name].rps)));
+        const lat = {};
+        for (let r = 0; r < ROUNDS; r++)
+          for (const v of vs) (lat[v.name] ??= []).push(await ratePost(v.url, { headers: v.headers, body: v.bodyTmpl, rps: rate, secs: SECS, conns: CONNS }));
+        console.log(`  at ${rate} req/s for every variant (half the gateway's maximum; open loop, tests/bench/rate.c, medians):`);
+        const d50 = median(lat.direct.map((x) => x.p50)), d99 = median(lat.direct.map((x) => x.p99));
+        for (const v of vs) {
+          const p50 = median(lat[v.name].map((x) => x.p50)), p99 = median(lat[v.name].map((x) => x.p99)), p999 = median(lat[v.name].map((x) => x.p999));
+          const errs = lat[v.name].reduce((a, x) => a + x.errors, 0);
+          let line = `  ${v.name.padEnd(16)} p50 ${p50.toFixed(0).padStart(5)} us  p99 ${p99.toFixed(0).padStart(6)} us  p99.9 ${p999.toFixed(0).padStart(6)} us`;
+          if (v.name !== 'direct') line += `   added over direct: p50 +${(p50 - d50).toFixed(0)} us, p99 +${(p99 - d99).toFixed(0)} us`;
+          if (errs) line += `   (${errs} errors!)`;
+          console.log(line);
+        }
       }
     }
   } finally {
