@@ -65,6 +65,12 @@ static int value_ok(const gw_setting *s, const json_t *v, char *err, size_t errl
                s->name, (int64_t)json_integer_value(v), s->min, s->max);
       return 0;
     }
+    if (s->floor > 0 && json_integer_value(v) != 0 && json_integer_value(v) < s->floor) {
+      snprintf(err, errlen,
+               "setting \"%s\" is out of bounds: %" PRId64 " is below %" PRId64 " (0 means the operator's value)",
+               s->name, (int64_t)json_integer_value(v), s->floor);
+      return 0;
+    }
     return 1;
   case GW_SETTING_BOOL:
     if (!json_is_boolean(v)) {

@@ -32,6 +32,10 @@ typedef struct gw_setting {
   int type;         /* GW_SETTING_INT|BOOL|STRING */
   int64_t min, max, def;
   const char *help;
+  /* INT only, when > 0: a value other than 0 must be at least this (for
+   * keys where 0 means "the operator's value" and the operator's config
+   * has a floor of its own) */
+  int64_t floor;
 } gw_setting;
 
 #define GW_SETTINGS_TABLES_MAX 32

@@ -55,6 +55,9 @@ test('2. PATCH validates the whole document: unknown key, wrong type, out of bou
   assertJsonError(await op.patch(`${T}/acme`, { settings: { sessions_per_user_max: true } }), 400);
   const bounds = assertJsonError(await op.patch(`${T}/acme`, { settings: { sessions_per_user_max: 100001 } }), 400);
   assert.match(bounds.message, /"sessions_per_user_max".*out of bounds.*from 0 to 100000/, bounds.message);
+  // below the operator's own floor (100 ms): refused like the config key would be
+  const tiny = assertJsonError(await op.patch(`${T}/acme`, { settings: { session_idle_timeout_ms: 5 } }), 400);
+  assert.match(tiny.message, /"session_idle_timeout_ms".*below 100/, tiny.message);
   const neg = assertJsonError(await op.patch(`${T}/acme`, { settings: { session_idle_timeout_ms: -1 } }), 400);
   assert.match(neg.message, /from 0 to \d+/, neg.message);
   assertJsonError(await op.patch(`${T}/acme`, { settings: [1] }), 400);

@@ -9,15 +9,15 @@
 #include "tests/unit/unit.h"
 
 static const gw_setting t_a[] = {
-    {"alpha_ms", GW_SETTING_INT, 0, 1000, 10, "a duration"},
-    {"beta", GW_SETTING_BOOL, 0, 1, 1, "a flag"},
-    {NULL, 0, 0, 0, 0, NULL}};
+    {"alpha_ms", GW_SETTING_INT, 0, 1000, 10, "a duration", 0},
+    {"beta", GW_SETTING_BOOL, 0, 1, 1, "a flag", 0},
+    {NULL, 0, 0, 0, 0, NULL, 0}};
 static const gw_setting t_b[] = {
-    {"gamma", GW_SETTING_STRING, 1, 8, 0, "a short string"},
-    {NULL, 0, 0, 0, 0, NULL}};
-static const gw_setting t_dup[] = {{"beta", GW_SETTING_INT, 0, 1, 0, "taken"}, {NULL, 0, 0, 0, 0, NULL}};
-static const gw_setting t_bad[] = {{"Bad-Name", GW_SETTING_INT, 0, 1, 0, ""}, {NULL, 0, 0, 0, 0, NULL}};
-static const gw_setting t_def[] = {{"delta", GW_SETTING_INT, 5, 9, 0, "default out of bounds"}, {NULL, 0, 0, 0, 0, NULL}};
+    {"gamma", GW_SETTING_STRING, 1, 8, 0, "a short string", 0},
+    {NULL, 0, 0, 0, 0, NULL, 0}};
+static const gw_setting t_dup[] = {{"beta", GW_SETTING_INT, 0, 1, 0, "taken", 0}, {NULL, 0, 0, 0, 0, NULL, 0}};
+static const gw_setting t_bad[] = {{"Bad-Name", GW_SETTING_INT, 0, 1, 0, "", 0}, {NULL, 0, 0, 0, 0, NULL, 0}};
+static const gw_setting t_def[] = {{"delta", GW_SETTING_INT, 5, 9, 0, "default out of bounds", 0}, {NULL, 0, 0, 0, 0, NULL, 0}};
 
 static int refused(const char *patch_json, const char *want) {
   json_t *p = json_loads(patch_json, 0, NULL);
