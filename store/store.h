@@ -216,6 +216,10 @@ int st_read_begin(st_store *st, st_txn **out);
 void st_txn_end(st_txn *txn);
 /* The store a transaction belongs to (handy inside jobs and hooks). */
 st_store *st_txn_store(st_txn *txn);
+/* The snapshot a read txn sees: the id of the last write committed before
+ * it began (LMDB's txn id). Two read txns with the same id see the same
+ * data, byte for byte; any commit in between changes it. Never 0. */
+uint64_t st_txn_snapshot(const st_txn *txn);
 /* 1 for a job (write) transaction, 0 for a read transaction. */
 int st_txn_is_write(const st_txn *txn);
 

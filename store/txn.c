@@ -81,6 +81,8 @@ void st__txn_close_cursors(st_txn *t) {
   }
 }
 
+uint64_t st_txn_snapshot(const st_txn *t) { return (uint64_t)mdb_txn_id(t->txn) + 1; }
+
 void st_txn_end(st_txn *t) {
   if (!t) return;
   if (t->write) {

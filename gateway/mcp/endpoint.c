@@ -184,7 +184,10 @@ int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c) {
     gw_respond_error(req, 503, "store_unavailable", "the store cannot be read right now");
     return -1;
   }
-  int rc = auth_token_verify(txn, c->tenant, tok, (int64_t)time(NULL), c->user, c->tokid);
+  int64_t now_s = (int64_t)time(NULL);
+  int rc = auth_token_verify(txn, c->tenant, tok, now_s, c->user, c->tokid);
+  c->ident_snapshot = rc == 0 ? st_txn_snapshot(txn) : 0;
+  c->ident_second = now_s;
   json_t *conn = NULL;
   int crc = rc == 0 && !agg ? vault_connector_get(txn, c->tenant, c->connector, &conn) : 0;
   json_decref(conn);
@@ -295,6 +298,8 @@ gw_exchange *gw__mcp_exchange(gw_req *req, int kind, const gw_mcp_ctx *c, const 
   gw_proxy *p = gw__mcp_of(req->lp);
   gw_exchange *x = gw__x_new(&p->reg, req->lp, c->tenant, c->connector, c->user, c->tokid, flow, state);
   if (!x) return NULL;
+  x->ident_snapshot = c->ident_snapshot;
+  x->ident_second = c->ident_second;
   x->m = gw__mcp_stats_for(&p->stats, c->tenant, c->connector[0] ? c->connector : "(all)");
   if (x->m) x->m->requests++;
   gw__x_attach(x, req, kind);
@@ -306,6 +311,8 @@ gw_exchange *gw__mcp_child(gw_exchange *parent, const char *connector, const gw_
   gw_exchange *x = gw__x_new(&p->reg, parent->lp, parent->tenant, connector, parent->user, parent->tokid, flow, state);
   if (!x) return NULL;
   x->kind = parent->kind;
+  x->ident_snapshot = parent->ident_snapshot;
+  x->ident_second = parent->ident_second;
   snprintf(x->sid, sizeof x->sid, "%s", parent->sid);
   x->sess = parent->sess;
   x->revoked = parent->revoked;

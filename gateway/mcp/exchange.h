@@ -114,6 +114,8 @@ struct gw_exchange {
   char tokid[ST_TOKEN_ID_BUFSZ]; /* the employee token it acts with: its revocation ends it */
   char sid[96];                  /* the gateway's session id for this exchange */
   gw_session sess;
+  uint64_t ident_snapshot;       /* where the identity was checked (gw_mcp_ctx), 0: unknown */
+  int64_t ident_second;
   /* client half */
   gw_req *req;         /* NULL once the client side is finished */
   gw_exchange *into;   /* a batch element: the collecting exchange (a ref), else NULL */

@@ -191,3 +191,37 @@ test('4. authenticated large bodies are still read and served', async () => {
   const a = await f.t.admin('PUT', '/connectors/cb', { url: 'http://127.0.0.1:9/mcp', description: 'z'.repeat(1000) });
   assert.ok(a.status === 201 || a.status === 400, `authenticated admin body is read and judged: ${a.status} ${a.body}`);
 });
+
+// Preauth checks the token when the headers are complete; the body may
+// take its time. A user deactivated (or a token revoked) in between has
+// nothing in flight yet for the revocation to end, so the check right
+// before the upstream transfer must see it (upcall.c repeats the identity
+// check unless the store has not changed since preauth's snapshot).
+for (const what of ['deactivated', 'token revoked']) {
+  test(`5. ${what} while the body is still arriving: the call never reaches the upstream`, async () => {
+    const gw = await startGateway();
+    const up = await startCtlUpstream({ name: 'slow' });
+    const t = await setupTenant(gw, { users: [ALICE] });
+    assert.equal((await t.putConnector('slow', { url: up.url, auth: { type: 'none' } })).status, 201);
+    const m = await t.mintToken(ALICE);
+    const s = await rawSession(t.mcpUrl('slow'), m.token);
+    const body = JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'echo', arguments: { message: 'late' } } });
+    const sock = net.connect(gw.port, '127.0.0.1');
+    await once(sock, 'connect');
+    let got = '';
+    sock.on('data', (d) => { got += d; });
+    sock.write(`POST /t/acme/mcp/slow HTTP/1.1\r\nHost: 127.0.0.1:${gw.port}\r\nAuthorization: Bearer ${m.token}\r\n` +
+      `Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMcp-Session-Id: ${s.sessionId}\r\n` +
+      `MCP-Protocol-Version: ${s.protocolVersion}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n`);
+    sock.write(body.slice(0, 10));
+    await sleep(200); // preauth has passed: the headers are complete
+    if (what === 'deactivated') await t.deactivate(t.users[ALICE].id);
+    else assert.equal((await t.admin('DELETE', `/tokens/${m.id}`)).status, 204);
+    sock.write(body.slice(10));
+    await new Promise((r) => { const i = setInterval(() => { if (/\r\n\r\n[\s\S]*\}/.test(got)) { clearInterval(i); r(); } }, 20); });
+    sock.destroy();
+    assert.equal(up.rpc('tools/call').length, 0, `the upstream saw the call: ${got}`);
+    assert.match(got, /^HTTP\/1\.1 (401|403|404)|-32004/, `refused: ${got.slice(0, 400)}`);
+    await gw.stop();
+  });
+}

@@ -181,6 +181,35 @@ static int crud_fn(st_txn *txn, void *arg) {
   return 0;
 }
 
+/* st_txn_snapshot: two reads with no commit between them see the same
+ * snapshot; a commit (even a failed job's does not) moves it. upcall.c
+ * skips its identity re-check only when the snapshot is the same. */
+TEST(snapshot_ids) {
+  st_txn *a, *b;
+  tmp_setup();
+  st_store *st = open_default();
+  CHECK(st);
+  CHECK_INT(put1(st, "s1", "1"), 0);
+  CHECK_INT(st_read_begin(st, &a), 0);
+  CHECK_INT(st_read_begin(st, &b), 0);
+  uint64_t s1 = st_txn_snapshot(a);
+  CHECK(s1 != 0);
+  CHECK(st_txn_snapshot(b) == s1);
+  st_txn_end(b);
+  kv_job fail = {{"s2"}, {"2"}, ST_EINVAL};
+  CHECK_INT(st_write_sync(st, kv_job_fn, &fail), ST_EINVAL);
+  CHECK_INT(st_read_begin(st, &b), 0);
+  CHECK(st_txn_snapshot(b) == s1); /* the failed job committed nothing */
+  st_txn_end(b);
+  CHECK_INT(put1(st, "s3", "3"), 0);
+  CHECK_INT(st_read_begin(st, &b), 0);
+  CHECK(st_txn_snapshot(b) != s1);
+  CHECK(st_txn_snapshot(a) == s1); /* an open snapshot keeps its id */
+  st_txn_end(b);
+  st_txn_end(a);
+  st_close(st);
+}
+
 TEST(get_put_del) {
   char buf[16];
   int step = 0;
@@ -1318,6 +1347,7 @@ int main(void) {
   RUN(log_callback_and_stderr_fallback);
   RUN(purge_registry_order_and_limits);
   RUN(second_environment_with_its_own_schema);
+  RUN(snapshot_ids);
   tmp_cleanup();
   return UNIT_DONE();
 }
