@@ -58,7 +58,12 @@ command -v npm >/dev/null 2>&1 || die "npm not found after install"
 stamp="$here/node_modules/.mcpgate-deps-stamp"
 lock="$here/package-lock.json"
 [ -f "$lock" ] || die "missing $lock"
-if [ ! -f "$stamp" ] || [ "$lock" -nt "$stamp" ] || [ "$here/package.json" -nt "$stamp" ]; then
+# A symlinked tests/node_modules (a git worktree sharing another checkout's
+# tools) is left alone: npm ci would replace the link with a directory and
+# empty the checkout it points to.
+if [ -L "$here/node_modules" ]; then
+  [ -f "$stamp" ] || echo "deps.sh: tests/node_modules is a symlink without installed tools: run make deps where it points" >&2
+elif [ ! -f "$stamp" ] || [ "$lock" -nt "$stamp" ] || [ "$here/package.json" -nt "$stamp" ]; then
   echo "deps.sh: npm ci in tests/" >&2
   log=$(mktemp)
   if ! (cd "$here" && npm ci --no-audit --no-fund --loglevel=error) >"$log" 2>&1; then
