@@ -343,11 +343,7 @@ void gw_agg_dispatch(gw_req *req) {
   bool is_init = method && !strcmp(method, "initialize");
   const char *pv = gw_req_header(req, "mcp-protocol-version");
   if (method && !strcmp(method, "server/discover")) {
-    json_t *id = json_array_get(ids, 0);
-    gw_respond_json(req, 200, json_pack("{s:s,s:O,s:{s:i,s:s}}", "jsonrpc", "2.0", "id", id ? id : json_null(),
-                                        "error", "code", GW_RPC_NOT_SUPPORTED, "message",
-                                        "Method not found: server/discover (this gateway speaks MCP 2025-03-26 to "
-                                        "2025-11-25; use initialize)"));
+    gw__mcp_refuse_discover(req, json_array_get(ids, 0));
     json_decref(ids);
     json_decref(msg);
     return;

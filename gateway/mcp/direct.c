@@ -473,14 +473,8 @@ void gw_proxy_dispatch(gw_req *req) {
     gw__mcp_refuse(req, 400, -32600, why);
     return;
   }
-  /* a 2026-07-28 client probes with server/discover first: answering
-   * "method not found" makes it fall back to initialize */
   if (discover) {
-    json_t *id = json_array_get(ids, 0);
-    gw_respond_json(req, 200, json_pack("{s:s,s:O,s:{s:i,s:s}}", "jsonrpc", "2.0", "id", id ? id : json_null(),
-                                        "error", "code", GW_RPC_NOT_SUPPORTED, "message",
-                                        "Method not found: server/discover (this gateway speaks MCP "
-                                        "2025-03-26 to 2025-11-25; use initialize)"));
+    gw__mcp_refuse_discover(req, json_array_get(ids, 0));
     json_decref(ids);
     json_decref(msg);
     return;

@@ -38,6 +38,13 @@ void gw__mcp_refuse(gw_req *req, int status, int code, const char *msg) {
                                          code, "message", msg));
 }
 
+void gw__mcp_refuse_discover(gw_req *req, const json_t *id) {
+  gw_respond_json(req, 200, json_pack("{s:s,s:O,s:{s:i,s:s}}", "jsonrpc", "2.0", "id", id ? id : json_null(),
+                                      "error", "code", GW_RPC_NOT_SUPPORTED, "message",
+                                      "Method not found: server/discover (this gateway speaks MCP 2025-03-26 to "
+                                      "2025-11-25; use initialize)"));
+}
+
 /* The caller's effective policy, fresh for this request (cached per
  * loop, keyed by membership generation and policy version). NULL: the
  * store could not be read — callers deny. */

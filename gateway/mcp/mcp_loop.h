@@ -61,6 +61,9 @@ int gw__mcp_session_checks(gw_req *req, const gw_mcp_ctx *c);
 /* POST: Accept checked, the body parsed fully and strictly; NULL: answered. */
 json_t *gw__mcp_parse_post(gw_req *req);
 void gw__mcp_refuse(gw_req *req, int status, int code, const char *msg);
+/* A 2026-07-28 client probes with server/discover first: "method not
+ * found" (answering the request's id) makes it fall back to initialize. */
+void gw__mcp_refuse_discover(gw_req *req, const json_t *id);
 bool gw__accept_has(const char *accept, const char *type);
 bool gw__mcp_version_supported(const char *v);
 /* Checks one JSON-RPC message and appends its request id (if any) to ids;
