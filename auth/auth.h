@@ -53,6 +53,14 @@ int auth_token_create(st_txn *txn, auth_token_new *t);
  * returns 0. */
 int auth_token_verify(st_txn *txn, const char *tenant, const char *token, int64_t now,
                       char user_id[40], char tokid[ST_TOKEN_ID_BUFSZ]);
+/* The two halves of auth_token_verify, for a caller that keys on the
+ * token's hash (gateway/mcp/memo.h): the hash of a well-formed employee
+ * token (ST_ENOTFOUND for anything else), and the checks given the hash;
+ * *expires (may be NULL) gets the token's expiry in unix seconds, 0 for
+ * none — the only input of the verdict that is not in the store. */
+int auth_token_hash(const char *token, uint8_t h[ST_TOKEN_HASH_LEN]);
+int auth_token_verify_hash(st_txn *txn, const char *tenant, const uint8_t h[ST_TOKEN_HASH_LEN], int64_t now,
+                           char user_id[40], char tokid[ST_TOKEN_ID_BUFSZ], int64_t *expires);
 /* The same checks for an identity verified earlier, by token id: the token
  * still exists (not revoked, not deleted with its user or tenant), has not
  * expired, belongs to user_id, and tenant and user are still active. For

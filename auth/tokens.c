@@ -33,16 +33,17 @@ int auth_token_create(st_txn *txn, auth_token_new *t) {
  * kind, tenant, expiry, tenant active, user present and active. Fills
  * user_id and tokid (either may be NULL). */
 static int record_grants(st_txn *txn, json_t *r, const char *tenant, int64_t now, char user_id[40],
-                         char tokid[ST_TOKEN_ID_BUFSZ]) {
+                         char tokid[ST_TOKEN_ID_BUFSZ], int64_t *expires) {
   const char *kind = json_string_value(json_object_get(r, "kind"));
   const char *t = json_string_value(json_object_get(r, "tenant"));
   const char *uid = json_string_value(json_object_get(r, "user"));
   const char *id = json_string_value(json_object_get(r, "id"));
   const char *exp = json_string_value(json_object_get(r, "expires"));
   if (!kind || strcmp(kind, "mgw") || !t || strcmp(t, tenant) || !uid || !id) return ST_ENOTFOUND;
+  int64_t exp_s = 0;
   if (exp && *exp) {
     struct tm tm = {0};
-    if (!strptime(exp, "%Y-%m-%dT%H:%M:%SZ", &tm) || (int64_t)timegm(&tm) <= now) return ST_ENOTFOUND;
+    if (!strptime(exp, "%Y-%m-%dT%H:%M:%SZ", &tm) || (exp_s = (int64_t)timegm(&tm)) <= now) return ST_ENOTFOUND;
   }
   if (st_tenant_active(txn, tenant) != 0) return ST_ENOTFOUND;
   json_t *u;
@@ -52,21 +53,31 @@ static int record_grants(st_txn *txn, json_t *r, const char *tenant, int64_t now
   if (!active) return ST_ENOTFOUND;
   if (user_id) snprintf(user_id, 40, "%s", uid);
   if (tokid) snprintf(tokid, ST_TOKEN_ID_BUFSZ, "%s", id);
+  if (expires) *expires = exp_s;
   return 0;
+}
+
+int auth_token_hash(const char *token, uint8_t h[ST_TOKEN_HASH_LEN]) {
+  size_t tl = strlen(token);
+  if (st_token_check(token, tl, AUTH_TOKEN_PREFIX) != 0) return ST_ENOTFOUND;
+  return st_token_hash(token, tl, h) != 0 ? ST_ENOTFOUND : 0;
+}
+
+int auth_token_verify_hash(st_txn *txn, const char *tenant, const uint8_t h[ST_TOKEN_HASH_LEN], int64_t now,
+                           char user_id[40], char tokid[ST_TOKEN_ID_BUFSZ], int64_t *expires) {
+  json_t *r;
+  int rc = auth_token_get_by_hash(txn, h, &r);
+  if (rc) return rc;
+  rc = record_grants(txn, r, tenant, now, user_id, tokid, expires);
+  json_decref(r);
+  return rc;
 }
 
 int auth_token_verify(st_txn *txn, const char *tenant, const char *token, int64_t now, char user_id[40],
                       char tokid[ST_TOKEN_ID_BUFSZ]) {
-  uint8_t h[32];
-  size_t tl = strlen(token);
-  if (st_token_check(token, tl, AUTH_TOKEN_PREFIX) != 0) return ST_ENOTFOUND;
-  if (st_token_hash(token, tl, h) != 0) return ST_ENOTFOUND;
-  json_t *r;
-  int rc = auth_token_get_by_hash(txn, h, &r);
-  if (rc) return rc;
-  rc = record_grants(txn, r, tenant, now, user_id, tokid);
-  json_decref(r);
-  return rc;
+  uint8_t h[ST_TOKEN_HASH_LEN];
+  int rc = auth_token_hash(token, h);
+  return rc ? rc : auth_token_verify_hash(txn, tenant, h, now, user_id, tokid, NULL);
 }
 
 int auth_identity_check(st_txn *txn, const char *tenant, const char *user_id, const char *tokid, int64_t now) {
@@ -75,7 +86,7 @@ int auth_identity_check(st_txn *txn, const char *tenant, const char *user_id, co
   int rc = auth_token_get_by_id(txn, tenant, AUTH_KIND_EMPLOYEE, tokid, &r);
   if (rc) return rc;
   char uid[40];
-  rc = record_grants(txn, r, tenant, now, uid, NULL);
+  rc = record_grants(txn, r, tenant, now, uid, NULL, NULL);
   json_decref(r);
   return rc ? rc : strcmp(uid, user_id) ? ST_ENOTFOUND : 0;
 }

@@ -24,6 +24,7 @@
 #include "store/token.h"
 #include "gateway/base/log.h"
 #include "gateway/mcp/mcp_origin.h"
+#include "gateway/mcp/memo.h"
 #include "gateway/mcp/stats.h"
 #include "gateway/mcp/upcall.h"
 #include "vault/vault.h"
@@ -186,20 +187,50 @@ int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c) {
   }
   const char *tok = auth + 7;
   while (*tok == ' ') tok++;
+  uint8_t th[ST_TOKEN_HASH_LEN];
+  int rc = auth_token_hash(tok, th);
   st_txn *txn;
   if (st_read_begin(srv->store, &txn) != 0) {
     gw_respond_error(req, 503, "store_unavailable", "the store cannot be read right now");
     return -1;
   }
   int64_t now_s = (int64_t)time(NULL);
-  int rc = auth_token_verify(txn, c->tenant, tok, now_s, c->user, c->tokid);
-  c->ident_snapshot = rc == 0 ? st_txn_snapshot(txn) : 0;
-  c->ident_second = now_s;
-  json_t *conn = NULL;
-  int crc = rc == 0 && !agg ? vault_connector_get(txn, c->tenant, c->connector, &conn) : 0;
-  json_decref(conn);
   c->sid = gw_req_header(req, "mcp-session-id");
-  int src = rc == 0 && crc == 0 && c->sid ? gw_session_get(txn, c->sid, &c->sess) : ST_ENOTFOUND;
+  /* The same reads in the same snapshot find the same records (memo.h);
+   * only the token's expiry depends on the clock. */
+  uint64_t snap = st_txn_snapshot(txn);
+  gw_memo *memo = gw__mcp_of(req->lp) ? gw__mcp_of(req->lp)->memo : NULL;
+  gw_memo_key mk = {.tok_hash = th, .tenant = c->tenant, .connector = c->connector, .sid = c->sid};
+  const gw_memo_ident *hit = rc == 0 ? gw_memo_ident_get(memo, snap, &mk) : NULL;
+  gw_memo_ident v;
+  int crc = 0, src = ST_ENOTFOUND;
+  if (hit && gw_memo_ident_live(hit, now_s)) {
+    memcpy(c->user, hit->user, sizeof c->user);
+    memcpy(c->tokid, hit->tokid, sizeof c->tokid);
+    c->ident_expires = hit->expires;
+    crc = hit->conn_rc;
+    src = hit->sess_rc;
+    if (src == 0) c->sess = hit->sess;
+  } else if (hit) {
+    rc = ST_ENOTFOUND; /* expired since it was remembered */
+  } else if (rc == 0) {
+    rc = auth_token_verify_hash(txn, c->tenant, th, now_s, c->user, c->tokid, &c->ident_expires);
+    json_t *conn = NULL;
+    crc = rc == 0 && !agg ? vault_connector_get(txn, c->tenant, c->connector, &conn) : 0;
+    json_decref(conn);
+    src = rc == 0 && crc == 0 && c->sid ? gw_session_get(txn, c->sid, &c->sess) : ST_ENOTFOUND;
+    if (rc == 0 && (crc == 0 || crc == ST_ENOTFOUND) && (src == 0 || src == ST_ENOTFOUND)) {
+      memcpy(v.user, c->user, sizeof v.user);
+      memcpy(v.tokid, c->tokid, sizeof v.tokid);
+      v.expires = c->ident_expires;
+      v.conn_rc = crc;
+      v.sess_rc = src;
+      if (src == 0) v.sess = c->sess;
+      gw_memo_ident_put(memo, snap, &mk, &v);
+    }
+  }
+  c->ident_snapshot = rc == 0 ? snap : 0;
+  c->ident_second = now_s;
   st_txn_end(txn);
   /* an expired session is an unknown one, from its stored stamps: the
    * purge may not have run yet (gateway/mcp/mcp_session.h) */
@@ -307,6 +338,7 @@ gw_exchange *gw__mcp_exchange(gw_req *req, int kind, const gw_mcp_ctx *c, const 
   if (!x) return NULL;
   x->ident_snapshot = c->ident_snapshot;
   x->ident_second = c->ident_second;
+  x->ident_expires = c->ident_expires;
   x->m = gw__mcp_stats_for(&p->stats, c->tenant, c->connector[0] ? c->connector : "(all)");
   if (x->m) x->m->requests++;
   gw__x_attach(x, req, kind);
@@ -320,6 +352,7 @@ gw_exchange *gw__mcp_child(gw_exchange *parent, const char *connector, const gw_
   x->kind = parent->kind;
   x->ident_snapshot = parent->ident_snapshot;
   x->ident_second = parent->ident_second;
+  x->ident_expires = parent->ident_expires;
   snprintf(x->sid, sizeof x->sid, "%s", parent->sid);
   x->sess = parent->sess;
   x->revoked = parent->revoked;

@@ -116,6 +116,7 @@ struct gw_exchange {
   gw_session sess;
   uint64_t ident_snapshot;       /* where the identity was checked (gw_mcp_ctx), 0: unknown */
   int64_t ident_second;
+  int64_t ident_expires;         /* the token's expiry (unix s), 0: none */
   /* client half */
   gw_req *req;         /* NULL once the client side is finished */
   gw_exchange *into;   /* a batch element: the collecting exchange (a ref), else NULL */

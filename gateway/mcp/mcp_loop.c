@@ -19,6 +19,18 @@ void gw_proxy_metrics(gw_server *srv, gw_buf *o) {
   gw_proxy *p = gw__mcp_of(srv->lp);
   if (!p) return;
   gw__mcp_stats_render(&p->stats, gw__agg_uri_maps(p), o);
+  gw_memo_stats ms;
+  gw_memo_stats_get(p->memo, &ms);
+  gw_buf_printf(o,
+                "# HELP mcpgate_memo_lookups_total Store reads of MCP requests answered from the per-snapshot memo (hit) "
+                "or read afresh (miss), by table.\n"
+                "# TYPE mcpgate_memo_lookups_total counter\n"
+                "mcpgate_memo_lookups_total{table=\"identity\",result=\"hit\"} %llu\n"
+                "mcpgate_memo_lookups_total{table=\"identity\",result=\"miss\"} %llu\n"
+                "mcpgate_memo_lookups_total{table=\"connector\",result=\"hit\"} %llu\n"
+                "mcpgate_memo_lookups_total{table=\"connector\",result=\"miss\"} %llu\n",
+                (unsigned long long)ms.ident_hits, (unsigned long long)ms.ident_misses,
+                (unsigned long long)ms.conn_hits, (unsigned long long)ms.conn_misses);
   if (srv->lp->out) {
     gw_out_stats s;
     gw_out_stats_get(srv->lp->out, &s);
@@ -74,6 +86,7 @@ int gw_proxy_loop_start(gw_loop *lp) {
   }
   p->async.data = p;
   lp->proxy = p;
+  if (!(p->memo = gw_memo_new())) return -1;
   if (!(lp->pol = pol_cache_new(4096))) return -1;
   if (gw_out_new(&lp->loop, &lp->out) != 0) return -1;
   return 0;
@@ -93,6 +106,7 @@ static void on_async_closed(uv_handle_t *h) {
   uv_mutex_destroy(&p->mu);
   gw__agg_forget_owner(p, NULL, NULL);
   gw__mcp_stats_free(&p->stats);
+  gw_memo_free(p->memo);
   free(p);
 }
 

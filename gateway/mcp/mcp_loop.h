@@ -17,6 +17,7 @@
 #include "gateway/mcp/exchange.h"
 #include "gateway/mcp/mcp_proxy.h"
 #include "gateway/mcp/mcp_session.h"
+#include "gateway/mcp/memo.h"
 #include "gateway/mcp/stats.h"
 #include "policy/policy.h"
 #include "store/token.h"
@@ -34,6 +35,7 @@ struct gw_proxy {
   gw_mcp_stats_table stats; /* per (tenant, connector) */
   gw_agg_index *agg_uris; /* aggregated sessions' resource routes (agg_maps.c) */
   gw_agg_index *asked;    /* aggregated sessions' outstanding server→client requests (agg_maps.c) */
+  gw_memo *memo;          /* store reads per snapshot (memo.h) */
   bool closing;
 };
 
@@ -52,6 +54,7 @@ typedef struct gw_mcp_ctx {
    * second only to get the same answer (upcall.c skips it then) */
   uint64_t ident_snapshot;
   int64_t ident_second;
+  int64_t ident_expires; /* the token's expiry (unix s), 0: none */
 } gw_mcp_ctx;
 int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c);
 /* The handlers' entry: the context preauth already established for a

@@ -65,11 +65,13 @@ static int credential(gw_exchange *x, upcred *c) {
   if (user) {
     /* the last check before bytes leave for the upstream: whatever
      * asynchronous steps came before, the identity and the policy hold now.
-     * Read from the snapshot the request's token was checked in, within
-     * the same second, the check would find what that one found (same
-     * records, same expiry comparison): then it is not repeated. */
+     * Read from the snapshot the request's token was checked in, the
+     * check would find what that one found (same records); the clock is
+     * its only other input, so with the token still unexpired it is not
+     * repeated (memo.h). */
     int64_t now_s = (int64_t)time(NULL);
-    bool same = x->ident_snapshot && st_txn_snapshot(txn) == x->ident_snapshot && now_s == x->ident_second;
+    bool same = x->ident_snapshot && st_txn_snapshot(txn) == x->ident_snapshot &&
+                (now_s == x->ident_second || !x->ident_expires || now_s < x->ident_expires);
     if (!same && auth_identity_check(txn, x->tenant, user, x->tokid, now_s) != 0) {
       rc = GW_UP_EREVOKED;
     } else {
@@ -78,7 +80,13 @@ static int credential(gw_exchange *x, upcred *c) {
       if (!pu || !pol_connector_visible(pu, x->connector)) rc = pu ? GW_UP_EHIDDEN : ST_EIO;
     }
   }
-  if (!rc) rc = vault_connector_get(txn, x->tenant, x->connector, &c->conn);
+  if (!rc) {
+    gw_proxy *p = gw__mcp_of(lp);
+    uint64_t snap = st_txn_snapshot(txn);
+    c->conn = p ? gw_memo_conn_get(p->memo, snap, x->tenant, x->connector) : NULL;
+    if (!c->conn && (rc = vault_connector_get(txn, x->tenant, x->connector, &c->conn)) == 0 && p)
+      gw_memo_conn_put(p->memo, snap, x->tenant, x->connector, c->conn);
+  }
   if (!rc) rc = vault_upstream_cred(txn, x->tenant, x->connector, user, c->conn, &c->cred);
   st_txn_end(txn);
   return rc;

@@ -29,6 +29,10 @@
 //          result (events/s = req/s x 101; added latency per event)
 //   list   tools/list of a 500-tool upstream; through the gateway it is
 //          filtered by a 200-rule policy over the user's 20 groups
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
 import { startGateway } from '../integration/lib/gateway.mjs';
 import { setupTenant } from '../integration/lib/mcp.mjs';
 import { startNginx, startCUpstream, wrkPost, ratePost, median } from './lib.mjs';
@@ -46,6 +50,11 @@ const argStr = (n) => {
 const BASELINE = argStr('baseline') || process.env.MCPGATE_BENCH_BASELINE;
 const SCENARIOS = (argStr('scenario') || 'call,sse,list').split(',');
 const HALF = !process.argv.includes('--no-half');
+// --perf VARIANT: instead of the table, run wrk against that variant
+// (connector, aggregated) for --secs while `perf record -g` samples the
+// gateway, then print perf's top symbols (build with
+// EXTRA_CFLAGS=-fno-omit-frame-pointer for whole call chains).
+const PERF = argStr('perf');
 
 async function rpc(url, headers, msg) {
   const r = await fetch(url, {
@@ -130,6 +139,7 @@ async function main() {
         if (sc !== 'list') scen[sc].push(await variant(`aggregated${sfx}`, `${gw.url}/t/acme/mcp`, tok, (x) => `${c}__${x}`, sc));
       }
     }
+    if (PERF) return await profile(scen[SCENARIOS[0]].find((v) => v.name === PERF), gws[0]);
     for (const sc of SCENARIOS) {
       const vs = scen[sc];
       for (let r = 0; r < ROUNDS; r++)
@@ -188,6 +198,22 @@ async function main() {
     ngxBig.stop();
     up.stop();
     big.stop();
+  }
+}
+
+async function profile(v, gw) {
+  if (!v) throw new Error(`--perf: no variant ${PERF}`);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcpgate-perf-'));
+  const data = path.join(dir, 'perf.data');
+  const perf = spawn('perf', ['record', '-F', '999', ...(process.env.PERF_DWARF ? ['--call-graph', 'dwarf,16384'] : ['-g']), '-o', data, '-p', String(gw.proc.pid)], { stdio: 'ignore' });
+  await new Promise((r) => setTimeout(r, 300));
+  const w = await wrkPost(v.url, { headers: v.headers, bodyLua: v.bodyLua, conns: CONNS, secs: SECS });
+  perf.kill('SIGINT');
+  await new Promise((r) => perf.on('exit', r));
+  console.log(`${v.name}: ${w.rps.toFixed(0)} req/s while sampled; perf data in ${data}`);
+  for (const args of [['--no-children', '--sort', 'dso'], ['--no-children', '--sort', 'symbol'], ['--children', '--sort', 'symbol']]) {
+    const out = spawnSync('perf', ['report', '-i', data, '--stdio', '-g', 'none', '--percent-limit', '1.5', ...args], { encoding: 'utf8', maxBuffer: 1 << 26 });
+    console.log(out.stdout.split('\n').filter((l) => l && !l.startsWith('#')).join('\n'));
   }
 }
 

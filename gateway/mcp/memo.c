@@ -1,0 +1,127 @@
+/* gateway/mcp/memo.c — the per-loop memo of a request's store reads (see
+ * memo.h for why it is safe).
+ *
+ * Rules this file keeps: a key matches only when every part matches in
+ * full (the token hash compared in constant time); an entry is returned
+ * only for the snapshot it was read in; nothing here reads the store or
+ * the clock — the callers do both, so the memo cannot decide anything on
+ * its own. */
+#include "gateway/mcp/memo.h"
+
+#include <openssl/crypto.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct ident_ent {
+  uint64_t snapshot; /* 0: empty */
+  uint8_t tok_hash[ST_TOKEN_HASH_LEN];
+  char tenant[64], connector[40], sid[128];
+  bool has_sid;
+  gw_memo_ident v;
+} ident_ent;
+
+typedef struct conn_ent {
+  uint64_t snapshot;
+  char tenant[64], connector[40];
+  json_t *rec;
+} conn_ent;
+
+struct gw_memo {
+  ident_ent *ident[GW_MEMO_IDENT_SLOTS];
+  conn_ent conn[GW_MEMO_CONN_SLOTS];
+  gw_memo_stats st;
+};
+
+gw_memo *gw_memo_new(void) { return calloc(1, sizeof(gw_memo)); }
+
+void gw_memo_free(gw_memo *m) {
+  if (!m) return;
+  for (size_t i = 0; i < GW_MEMO_IDENT_SLOTS; i++) free(m->ident[i]);
+  for (size_t i = 0; i < GW_MEMO_CONN_SLOTS; i++) json_decref(m->conn[i].rec);
+  free(m);
+}
+
+/* FNV-1a over the strings, seeded with the token hash (already uniform). */
+static uint64_t mix(uint64_t h, const char *s) {
+  for (; s && *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+  return (h ^ 0xff) * 0x100000001b3ULL;
+}
+
+static size_t ident_slot(const gw_memo_key *k) {
+  uint64_t h;
+  memcpy(&h, k->tok_hash, sizeof h);
+  h = mix(mix(mix(h, k->tenant), k->connector), k->sid);
+  return (size_t)(h & (GW_MEMO_IDENT_SLOTS - 1));
+}
+
+static bool fits(const gw_memo_key *k) {
+  return strlen(k->tenant) < sizeof(((ident_ent *)0)->tenant) &&
+         strlen(k->connector) < sizeof(((ident_ent *)0)->connector) &&
+         (!k->sid || strlen(k->sid) < sizeof(((ident_ent *)0)->sid));
+}
+
+static bool ident_matches(const ident_ent *e, const gw_memo_key *k) {
+  if (CRYPTO_memcmp(e->tok_hash, k->tok_hash, ST_TOKEN_HASH_LEN) != 0) return false;
+  if (strcmp(e->tenant, k->tenant) || strcmp(e->connector, k->connector)) return false;
+  if (e->has_sid != (k->sid != NULL)) return false;
+  return !k->sid || !strcmp(e->sid, k->sid);
+}
+
+const gw_memo_ident *gw_memo_ident_get(gw_memo *m, uint64_t snapshot, const gw_memo_key *k) {
+  if (!m || !snapshot || !fits(k)) return NULL;
+  ident_ent *e = m->ident[ident_slot(k)];
+  if (e && e->snapshot == snapshot && ident_matches(e, k)) {
+    m->st.ident_hits++;
+    return &e->v;
+  }
+  m->st.ident_misses++;
+  return NULL;
+}
+
+bool gw_memo_ident_live(const gw_memo_ident *v, int64_t now_s) { return !v->expires || v->expires > now_s; }
+
+void gw_memo_ident_put(gw_memo *m, uint64_t snapshot, const gw_memo_key *k, const gw_memo_ident *v) {
+  if (!m || !snapshot || !fits(k)) return;
+  ident_ent **slot = &m->ident[ident_slot(k)];
+  if (!*slot && !(*slot = malloc(sizeof **slot))) return;
+  ident_ent *e = *slot;
+  e->snapshot = snapshot;
+  memcpy(e->tok_hash, k->tok_hash, ST_TOKEN_HASH_LEN);
+  strcpy(e->tenant, k->tenant);
+  strcpy(e->connector, k->connector);
+  e->has_sid = k->sid != NULL;
+  strcpy(e->sid, k->sid ? k->sid : "");
+  e->v = *v;
+}
+
+static conn_ent *conn_slot(gw_memo *m, const char *tenant, const char *connector) {
+  return &m->conn[mix(mix(0xcbf29ce484222325ULL, tenant), connector) & (GW_MEMO_CONN_SLOTS - 1)];
+}
+
+json_t *gw_memo_conn_get(gw_memo *m, uint64_t snapshot, const char *tenant, const char *connector) {
+  if (!m || !snapshot) return NULL;
+  conn_ent *e = conn_slot(m, tenant, connector);
+  if (e->rec && e->snapshot == snapshot && !strcmp(e->tenant, tenant) && !strcmp(e->connector, connector)) {
+    m->st.conn_hits++;
+    return json_incref(e->rec);
+  }
+  m->st.conn_misses++;
+  return NULL;
+}
+
+void gw_memo_conn_put(gw_memo *m, uint64_t snapshot, const char *tenant, const char *connector, json_t *rec) {
+  if (!m || !snapshot || !rec || strlen(tenant) >= sizeof m->conn[0].tenant ||
+      strlen(connector) >= sizeof m->conn[0].connector)
+    return;
+  conn_ent *e = conn_slot(m, tenant, connector);
+  json_decref(e->rec);
+  e->rec = json_incref(rec);
+  e->snapshot = snapshot;
+  strcpy(e->tenant, tenant);
+  strcpy(e->connector, connector);
+}
+
+void gw_memo_stats_get(const gw_memo *m, gw_memo_stats *out) {
+  if (m) *out = m->st;
+  else memset(out, 0, sizeof *out);
+}
