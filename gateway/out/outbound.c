@@ -3,7 +3,10 @@
  * Owns: one CURLM per engine, its uv_timer (curl's timeout) and uv_idle (our
  * deferred work), one uv_poll per socket curl asks us to watch, and per
  * transfer an easy handle, its copied headers/body and one uv_timer for the
- * first-byte and idle timeouts.
+ * connect (native path), first-byte and idle timeouts. The transfer
+ * lifecycle (start, pause, resume, abort, finish, the deferred-work runner,
+ * timeouts, egress decisions, head delivery) is this file's for both paths;
+ * plain http:// connections are h1.c's (shared structures: out_int.h).
  *
  * Rules this file keeps, and why:
  *
@@ -65,6 +68,7 @@
  * fires, re-arms itself for the remainder, so a fast stream costs no timer
  * heap operations per chunk. Never CURLOPT_TIMEOUT: streams live for hours. */
 #include "gateway/out/outbound.h"
+#include "gateway/out/out_int.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
@@ -85,72 +89,6 @@
 /* The fd table grows to the highest fd curl uses; RLIMIT_NOFILE bounds it
  * in practice, this bounds it in any case. */
 #define OUT_MAX_FD (1 << 22)
-
-typedef struct out_sock {
-  gw_out *o;
-  uv_poll_t poll;
-  int fd;
-  int events;     /* UV_READABLE|UV_WRITABLE currently started; 0 = stopped */
-  int want;       /* what curl last asked for (UV_* bits); 0 after REMOVE */
-  bool owned;     /* opened by out_opensocket: we close(2) it */
-  bool poll_init; /* poll is initialised (and counted in o->handles) */
-} out_sock;
-
-enum { TM_NONE = 0, TM_FIRST_BYTE, TM_IDLE };
-
-struct gw_out_req {
-  gw_out *o;
-  CURL *easy;
-  struct curl_slist *hdrs;
-  char *body;
-  uv_timer_t timer; /* first-byte / idle */
-  gw_out_req *prev, *next;   /* o->reqs: live transfers */
-  gw_out_req *pprev, *pnext; /* o->pend: deferred work */
-  bool queued;
-  void (*on_headers)(gw_out_req *, int, const gw_out_header *, size_t, void *);
-  int (*on_data)(gw_out_req *, const char *, size_t, void *);
-  void (*on_done)(gw_out_req *, int, void *);
-  void *ud;
-  long first_byte_ms, idle_ms;
-  size_t max_hdr, hbytes;
-  gw_buf hbuf;      /* raw lines of the current response head */
-  uint64_t last_rx; /* uv_now() of the last received byte */
-  size_t skip;      /* bytes curl will deliver again that on_data already took */
-  int fail;         /* first error decided by us (abort, timeouts, caps) */
-  int tmode;        /* TM_* */
-  bool added;       /* in the multi */
-  bool add_wanted;  /* gw_out_start ran inside curl: the idle runner adds it */
-  bool connected;   /* PREREQFUNCTION ran: a connection was ready */
-  bool headers_done;
-  bool paused;      /* the caller wants no data */
-  bool curl_paused; /* curl holds data for us (we returned CURL_WRITEFUNC_PAUSE) */
-  bool resume_wanted;
-  bool finished;    /* on_done has been called (or is running) */
-  int egress;       /* GW_OUT_EGRESS_* */
-  bool host_listed; /* the URL's host is allowed by name for this level */
-  bool egress_refused; /* an address was refused (rule 5) */
-  char refused_ip[64];
-  char errbuf[CURL_ERROR_SIZE];
-};
-
-struct gw_out {
-  uv_loop_t *loop;
-  CURLM *multi;
-  uv_timer_t timer; /* curl's timeout */
-  uv_idle_t idle;   /* deferred work runner */
-  gw_out_req *reqs;
-  gw_out_req *pend_head, *pend_tail;
-  size_t npend;
-  out_sock **socks; /* by fd */
-  size_t nsocks;
-  int handles;      /* open uv handles, ours and the transfers' */
-  int in_curl;      /* > 0 while we are inside a curl call */
-  bool closing, torn_down;
-  void (*close_cb)(void *);
-  void *close_arg;
-  const gw_egress *egress[GW_OUT_EGRESS_LEVELS]; /* borrowed; NULL: public only */
-  gw_out_stats st;
-};
 
 /* ---- errors --------------------------------------------------------------- */
 
@@ -271,6 +209,7 @@ static void out_maybe_free(gw_out *o) {
   if (!o->torn_down || o->handles > 0) return;
   void (*cb)(void *) = o->close_cb;
   void *arg = o->close_arg;
+  free(o->h1.rbuf);
   free(o);
   curl_global_cleanup();
   if (cb) cb(arg);
@@ -506,13 +445,20 @@ static int out_curl_timer_cb(CURLM *m, long ms, void *arg) {
 static void req_timer_cb(uv_timer_t *t) {
   gw_out_req *r = t->data;
   if (r->finished || r->fail) return;
-  if (r->tmode == TM_FIRST_BYTE) {
+  if (r->tmode == TM_CONNECT) {
+    out_fail(r, GW_OUT_ECONNTIMEOUT);
+  } else if (r->tmode == TM_FIRST_BYTE) {
     out_fail(r, GW_OUT_EFIRSTBYTE);
   } else if (r->tmode == TM_IDLE && !r->paused) {
     uint64_t el = uv_now(r->o->loop) - r->last_rx;
     if (el >= (uint64_t)r->idle_ms) out_fail(r, GW_OUT_EIDLE);
     else uv_timer_start(&r->timer, req_timer_cb, (uint64_t)r->idle_ms - el, 0);
   }
+}
+
+void gw__out_arm_first_byte(gw_out_req *r) {
+  r->tmode = TM_FIRST_BYTE;
+  uv_timer_start(&r->timer, req_timer_cb, (uint64_t)r->first_byte_ms, 0);
 }
 
 static void req_arm_idle(gw_out_req *r) {
@@ -617,6 +563,25 @@ static void deliver_headers(gw_out_req *r, long code) {
   gw_buf_free(&r->hbuf); /* a stream may live for hours: don't keep the head */
 }
 
+bool gw__out_deliver_head(gw_out_req *r, int status) {
+  deliver_headers(r, status);
+  return !r->fail;
+}
+void gw__out_fail(gw_out_req *r, int err) { out_fail(r, err); }
+void gw__out_finish(gw_out_req *r, int err) {
+  if (!r->finished) out_finish(r, r->fail ? r->fail : err);
+}
+void gw__out_timer_cb(uv_timer_t *t) { req_timer_cb(t); }
+void gw__out_handle_gone(gw_out *o) {
+  o->handles--;
+  out_maybe_free(o);
+}
+bool gw__out_egress_ok(gw_out_req *r, const struct sockaddr *sa) { return egress_ok(r, sa, NULL); }
+bool gw__out_egress_allows(const gw_out_req *r, const struct sockaddr *sa) {
+  return r->host_listed || gw_egress_allows_sockaddr(r->o->egress[r->egress], sa);
+}
+void gw__out_arm_idle(gw_out_req *r) { req_arm_idle(r); }
+
 static size_t out_header_cb(char *p, size_t size, size_t nmemb, void *ud) {
   gw_out_req *r = ud;
   size_t len = size * nmemb;
@@ -701,6 +666,7 @@ static void out_finish(gw_out_req *r, int err) {
   if (r->next) r->next->prev = r->prev;
   r->prev = r->next = NULL;
   uv_timer_stop(&r->timer);
+  if (r->native) gw__h1_release(r);
   if (r->added) {
     o->in_curl++;
     curl_multi_remove_handle(o->multi, r->easy);
@@ -728,6 +694,7 @@ static void out_finish(gw_out_req *r, int err) {
   o->in_curl--;
   r->easy = NULL;
   curl_slist_free_all(r->hdrs);
+  free(r->h1.head);
   free(r->body);
   gw_buf_free(&r->hbuf);
   uv_close((uv_handle_t *)&r->timer, req_closed);
@@ -736,6 +703,7 @@ static void out_finish(gw_out_req *r, int err) {
 static void out_teardown(gw_out *o) {
   o->torn_down = true;
   while (o->reqs) out_finish(o->reqs, o->reqs->fail ? o->reqs->fail : GW_OUT_EABORTED);
+  gw__h1_teardown(o);
   o->in_curl++;
   curl_multi_cleanup(o->multi); /* closes the cached connections via out_closesocket */
   o->in_curl--;
@@ -774,7 +742,10 @@ static void out_idle_cb(uv_idle_t *h) {
       }
       r->added = true;
     }
-    if (r->resume_wanted && !r->paused) {
+    if (r->resume_wanted && !r->paused && r->native) {
+      r->resume_wanted = false;
+      gw__h1_resume(r);
+    } else if (r->resume_wanted && !r->paused) {
       r->resume_wanted = false;
       r->curl_paused = false;
       o->in_curl++;
@@ -846,7 +817,7 @@ static bool hdr_is(const char *name, size_t n, const char *want) {
 }
 
 /* Builds the curl header list. Returns 0 or GW_OUT_EINVAL/ENOMEM. */
-static int build_headers(gw_out_req *r, const gw_out_opts *op) {
+static int build_headers(gw_out_req *r, const gw_out_opts *op, bool make_list) {
   bool have_accept = false, have_ctype = false, have_expect = false;
   size_t count = 0;
   char tmp[GW_OUT_MAX_REQ_HEADER_LINE + 2];
@@ -866,6 +837,7 @@ static int build_headers(gw_out_req *r, const gw_out_opts *op) {
     have_expect |= hdr_is(line, nl, "expect");
     const char *v = colon + 1;
     while (is_ows(*v)) v++;
+    if (!make_list) continue;
     const char *add = line;
     if (!*v) { /* curl reads "Name:" as "remove Name"; "Name;" sends it empty */
       memcpy(tmp, line, nl);
@@ -879,6 +851,7 @@ static int build_headers(gw_out_req *r, const gw_out_opts *op) {
   }
   /* Suppress curl's defaults: a proxy sends what it was given. "Expect:"
    * also avoids curl's 100-continue wait on large bodies. */
+  if (!make_list) return 0;
   const char *sup[3];
   int ns = 0;
   if (!have_accept) sup[ns++] = "Accept:";
@@ -953,12 +926,28 @@ int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
   r->egress = op->egress;
   r->host_listed = gw_egress_allows_host(o->egress[r->egress], host);
   gw_buf_init(&r->hbuf, r->max_hdr);
-  if ((rc = build_headers(r, op)) != 0) goto fail;
+  r->native = gw__h1_accepts(r, op->url);
+  if ((rc = build_headers(r, op, !r->native)) != 0) goto fail;
   rc = GW_OUT_ENOMEM;
   if (op->body_len || strcmp(m, "POST") == 0) {
     r->body = malloc(op->body_len ? op->body_len : 1);
     if (!r->body) goto fail;
     if (op->body_len) memcpy(r->body, op->body, op->body_len);
+  }
+  if (r->native) { /* plain http: the native HTTP/1.1 path (h1.c) */
+    r->h1.body_len = op->body_len;
+    if ((rc = gw__h1_prepare(r, op)) != 0) goto fail;
+    uv_timer_init(o->loop, &r->timer);
+    r->timer.data = r;
+    o->handles++;
+    r->next = o->reqs;
+    if (o->reqs) o->reqs->prev = r;
+    o->reqs = r;
+    o->st.open++;
+    o->st.started++;
+    gw__h1_begin(r);
+    if (out) *out = r;
+    return 0;
   }
   CURL *e = r->easy = curl_easy_init();
   if (!e) goto fail;
@@ -1044,6 +1033,7 @@ int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
 fail:
   if (r->easy) curl_easy_cleanup(r->easy);
   curl_slist_free_all(r->hdrs);
+  free(r->h1.head);
   free(r->body);
   gw_buf_free(&r->hbuf);
   free(r);
@@ -1055,13 +1045,14 @@ void gw_out_pause(gw_out_req *r) {
   r->paused = true;
   r->resume_wanted = false;
   if (r->tmode == TM_IDLE) uv_timer_stop(&r->timer);
+  if (r->native) gw__h1_pause(r);
 }
 
 void gw_out_resume(gw_out_req *r) {
   if (!r || r->finished || !r->paused) return;
   r->paused = false;
   if (r->tmode == TM_IDLE && !r->fail) req_arm_idle(r); /* the pause does not count as silence */
-  if (r->curl_paused) {
+  if (r->curl_paused || r->native) {
     r->resume_wanted = true;
     pend_push(r);
   }

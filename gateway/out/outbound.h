@@ -1,15 +1,21 @@
 /* gateway/out/outbound.h — the outbound HTTP engine: every HTTP call the
  * gateway makes (proxied MCP requests and streams to upstream servers; OIDC
- * discovery, JWKS, token and RFC 7009 revocation calls) runs here, on one
- * libcurl multi handle driven by the libuv loop through the multi-socket API
- * (CURLMOPT_SOCKETFUNCTION on uv_poll, CURLMOPT_TIMERFUNCTION on uv_timer).
+ * discovery, JWKS, token and RFC 7009 revocation calls) runs here. https://
+ * transfers run on one libcurl multi handle driven by the libuv loop
+ * through the multi-socket API (CURLMOPT_SOCKETFUNCTION on uv_poll,
+ * CURLMOPT_TIMERFUNCTION on uv_timer); plain http:// transfers run on the
+ * engine's own HTTP/1.1 client (h1.c: libuv TCP and llhttp, its own
+ * keep-alive pool), which costs a reused connection one writev and the
+ * reads of the answer. The contract below is the same for both.
  *
  * One engine (gw_out) per loop. Threads: every function here, and every
  * callback it makes, runs on that loop's thread; nothing is thread-safe.
  *
  * What a transfer does and does not do:
- *  - Connections are reused (keep-alive, one connection cache per engine);
- *    HTTP/2 is negotiated over TLS (ALPN), plaintext stays HTTP/1.1. A
+ *  - Connections are reused (keep-alive, one connection cache per engine;
+ *    a plain connection the peer closed while idle is replaced, and the
+ *    request sent again once, as curl does); HTTP/2 is negotiated over TLS
+ *    (ALPN), plaintext stays HTTP/1.1. A
  *    burst of https requests to one host waits for the first connection's
  *    ALPN and multiplexes on it when it is HTTP/2.
  *  - TLS verification is always on (peer and host name).
@@ -212,7 +218,7 @@ void gw_out_resume(gw_out_req *r);
  * transfer). Idempotent; safe from any callback, including r's own. */
 void gw_out_abort(gw_out_req *r);
 
-/* curl's error text for a failed transfer (no URL query, no header values;
+/* The error text for a failed transfer (curl's, or the native path's) (no URL query, no header values;
  * may name the host), or for GW_OUT_EEGRESS which address was refused and
  * which config key would allow it; "" when none. Valid during on_done only. */
 const char *gw_out_detail(const gw_out_req *r);

@@ -1,0 +1,699 @@
+/* gateway/out/h1.c — the outbound engine's native HTTP/1.1 path: every
+ * plain http:// transfer runs here, on libuv TCP handles and llhttp, with
+ * its own keep-alive pool; https:// stays with libcurl (TLS, HTTP/2). The
+ * contract is outbound.h's, unchanged: the same callbacks in the same
+ * order, the same timeouts, the same egress rules, the same errors.
+ *
+ * Why: libcurl's multi-socket API costs a poll(2) and several epoll_ctl
+ * calls per transfer on a reused connection, plus its own bookkeeping — on
+ * the gateway's hot path (one small tools/call) that was more CPU than the
+ * rest of the upstream hop. Here a reused connection costs one writev and
+ * the reads of the answer: the connection keeps reading while it is idle
+ * (which is also how a peer's close is noticed), so nothing is re-armed
+ * per request.
+ *
+ * Rules this file keeps, and why:
+ *
+ *  1. One connection carries one transfer at a time; a connection returns
+ *     to the idle pool only after a complete response that allows
+ *     keep-alive, with no byte beyond it. Anything else (an error, an
+ *     abort, a pause the transfer ended in, extra bytes) closes it.
+ *  2. Egress (outbound.h, rule 5 of outbound.c) is checked on addresses:
+ *     each address a name resolves to before a socket is created for it,
+ *     and the peer of an idle connection before it is lent to a transfer
+ *     (a connection opened for a more trusted transfer is not lent to a
+ *     less trusted one).
+ *  3. A reused connection that dies before any byte of the answer (the peer
+ *     closed it while idle) is replaced once by a fresh one and the request
+ *     sent again, as curl does; a fresh connection is never retried.
+ *  4. on_done runs only through gw__out_finish / gw__out_fail: from a read
+ *     or connect callback after llhttp has returned (never from inside the
+ *     parser, whose connection may already be lent again by on_done), or
+ *     from the engine's idle runner.
+ *  5. Pause. on_data answering GW_OUT_PAUSE (or gw_out_pause) pauses llhttp
+ *     (HPE_PAUSED from the body callback) and stops reading; the unparsed
+ *     rest of that read is kept on the connection, and the body span that
+ *     arrived while paused from outside is held on the transfer. Resume
+ *     (from the idle runner) delivers the held span, then parses the rest,
+ *     then reads again. At most one read buffer is held per paused
+ *     transfer: back-pressure reaches the upstream's socket.
+ *  6. Reads of every connection share one buffer per engine (a read is
+ *     parsed before the next read happens); bytes kept across a pause are
+ *     copied. */
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "gateway/out/out_int.h"
+
+#define H1_RBUF (64 * 1024)
+#define H1_MAX_IDLE 256
+#define H1_MAX_AGE_MS 118000 /* curl's default CURLOPT_MAXAGE_CONN */
+
+struct h1_conn {
+  gw_out *o;
+  uv_tcp_t tcp;
+  uv_connect_t creq;
+  uv_write_t wreq;
+  llhttp_t p;
+  gw_out_req *r;          /* the transfer it carries; NULL when idle */
+  h1_conn *prev, *next;   /* the idle list */
+  char key[300];
+  struct sockaddr_storage peer;
+  uint64_t idle_since;
+  char *rest;             /* unparsed bytes kept while paused (rule 5) */
+  size_t rest_len;
+  bool idle, closing, reading, msg_done, broken;
+};
+
+struct h1_gai {
+  uv_getaddrinfo_t req;
+  gw_out_req *r; /* NULL once the transfer no longer waits for it */
+};
+
+static llhttp_settings_t h1_settings;
+static uv_once_t h1_once = UV_ONCE_INIT;
+
+/* ---- connections ---------------------------------------------------------- */
+
+static void conn_closed(uv_handle_t *h) {
+  h1_conn *c = h->data;
+  gw_out *o = c->o;
+  free(c->rest);
+  free(c);
+  o->st.sockets--;
+  gw__out_handle_gone(o);
+}
+
+static void idle_unlink(h1_conn *c) {
+  gw_out *o = c->o;
+  if (!c->idle) return;
+  if (c->prev) c->prev->next = c->next;
+  else o->h1.idle = c->next;
+  if (c->next) c->next->prev = c->prev;
+  c->prev = c->next = NULL;
+  c->idle = false;
+  o->h1.nidle--;
+}
+
+/* Closes c; the transfer it carried (if any) is detached, not failed. */
+static void conn_close(h1_conn *c) {
+  if (c->closing) return;
+  c->closing = true;
+  idle_unlink(c);
+  if (c->r) {
+    c->r->h1.conn = NULL;
+    c->r = NULL;
+  }
+  uv_close((uv_handle_t *)&c->tcp, conn_closed);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
+  h1_conn *c = h->data;
+  gw_out *o = c->o;
+  (void)hint;
+  if (!o->h1.rbuf) o->h1.rbuf = malloc(H1_RBUF);
+  *b = uv_buf_init(o->h1.rbuf, o->h1.rbuf ? H1_RBUF : 0);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
+
+static void read_on(h1_conn *c) {
+  if (c->reading || c->closing) return;
+  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = true;
+}
+
+static void read_off(h1_conn *c) {
+  if (!c->reading) return;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  c->reading = false;
+}
+
+static void pool_put(h1_conn *c) {
+  gw_out *o = c->o;
+  c->idle = true;
+  c->idle_since = uv_now(o->loop);
+  c->prev = NULL;
+  c->next = o->h1.idle;
+  if (o->h1.idle) o->h1.idle->prev = c;
+  o->h1.idle = c;
+  o->h1.nidle++;
+  read_on(c); /* an idle connection still reads: that is how a close is seen */
+  if (o->h1.nidle > H1_MAX_IDLE) {
+    h1_conn *old = o->h1.idle;
+    while (old->next) old = old->next;
+    conn_close(old);
+  }
+}
+
+/* An idle connection to r's host and port whose peer r may talk to. */
+static h1_conn *pool_take(gw_out_req *r) {
+  gw_out *o = r->o;
+  uint64_t now = uv_now(o->loop);
+  for (h1_conn *c = o->h1.idle, *next; c; c = next) {
+    next = c->next;
+    if (strcmp(c->key, r->h1.key) != 0) continue;
+    if (now - c->idle_since > H1_MAX_AGE_MS) {
+      conn_close(c);
+      continue;
+    }
+    if (!gw__out_egress_allows(r, (const struct sockaddr *)&c->peer)) continue;
+    idle_unlink(c);
+    return c;
+  }
+  return NULL;
+}
+
+/* ---- sending -------------------------------------------------------------- */
+
+static void start_fresh(gw_out_req *r);
+
+static void fail_now(gw_out_req *r, int err) {
+  if (r->h1.conn) conn_close(r->h1.conn);
+  gw__out_fail(r, err);
+}
+
+/* The connection died under r (rule 3 decides: again, or fail). */
+static void conn_died(h1_conn *c, int uverr) {
+  gw_out_req *r = c->r;
+  if (!r) {
+    conn_close(c);
+    return;
+  }
+  if (r->h1.reused && !r->h1.got_bytes && !r->h1.retried && !r->fail) {
+    r->h1.retried = true;
+    r->h1.reused = false;
+    conn_close(c);
+    start_fresh(r);
+    return;
+  }
+  snprintf(r->errbuf, sizeof r->errbuf, "connection to %.200s %s: %s", r->h1.key,
+           r->headers_done ? "closed mid-response" : "closed before a response", uv_strerror(uverr));
+  fail_now(r, GW_OUT_ERESET);
+}
+
+static void on_write(uv_write_t *w, int status) {
+  h1_conn *c = w->data;
+  if (status == 0 || c->closing) return;
+  conn_died(c, status);
+}
+
+/* Hands r's request to c (connected, carrying r). */
+static void send_req(h1_conn *c) {
+  gw_out_req *r = c->r;
+  r->connected = true;
+  r->h1.got_bytes = false;
+  gw__out_arm_first_byte(r);
+  llhttp_init(&c->p, HTTP_RESPONSE, &h1_settings);
+  c->p.data = c;
+  c->msg_done = false;
+  c->broken = false;
+  uv_buf_t b[2] = {uv_buf_init(r->h1.head, (unsigned)r->h1.head_len),
+                   uv_buf_init(r->body, (unsigned)r->h1.body_len)};
+  c->wreq.data = c;
+  int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, b, r->h1.body_len ? 2 : 1, on_write);
+  if (rc != 0) {
+    conn_died(c, rc);
+    return;
+  }
+  read_on(c);
+}
+
+static void attach(h1_conn *c, gw_out_req *r) {
+  c->r = r;
+  r->h1.conn = c;
+}
+
+/* ---- connecting ----------------------------------------------------------- */
+
+static void try_next(gw_out_req *r);
+
+static void on_connect(uv_connect_t *cr, int status) {
+  h1_conn *c = cr->data;
+  if (c->closing) return;
+  gw_out_req *r = c->r;
+  if (status != 0) {
+    if (r) snprintf(r->errbuf, sizeof r->errbuf, "could not connect to %.200s: %s", r->h1.key, uv_strerror(status));
+    conn_close(c);
+    if (r) try_next(r);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  uv_tcp_keepalive(&c->tcp, 1, 60); /* hours-long streams: notice a vanished peer */
+  send_req(c);
+}
+
+/* Connects to the next address r may reach, or fails r. */
+static void try_next(gw_out_req *r) {
+  gw_out *o = r->o;
+  for (struct addrinfo *a = r->h1.ai_next; a; a = a->ai_next) {
+    r->h1.ai_next = a->ai_next;
+    if ((a->ai_family != AF_INET && a->ai_family != AF_INET6) || a->ai_addrlen > sizeof(struct sockaddr_storage))
+      continue;
+    if (!gw__out_egress_ok(r, a->ai_addr)) continue; /* nothing is sent to it, not even a SYN */
+    h1_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+      gw__out_fail(r, GW_OUT_ENOMEM);
+      return;
+    }
+    c->o = o;
+    if (uv_tcp_init(o->loop, &c->tcp) != 0) {
+      free(c);
+      gw__out_fail(r, GW_OUT_EIO);
+      return;
+    }
+    c->tcp.data = c;
+    o->handles++;
+    o->st.sockets++;
+    snprintf(c->key, sizeof c->key, "%s", r->h1.key);
+    memcpy(&c->peer, a->ai_addr, a->ai_addrlen);
+    attach(c, r);
+    c->creq.data = c;
+    int rc = uv_tcp_connect(&c->creq, &c->tcp, a->ai_addr, on_connect);
+    if (rc == 0) return;
+    snprintf(r->errbuf, sizeof r->errbuf, "could not connect to %.200s: %s", r->h1.key, uv_strerror(rc));
+    conn_close(c);
+  }
+  /* no address left: refused by policy (the detail is written at the
+   * finish), or none answered */
+  gw__out_fail(r, r->egress_refused ? GW_OUT_EEGRESS : GW_OUT_ECONNECT);
+}
+
+static void free_addrs(gw_out_req *r) {
+  if (!r->h1.ai) return;
+  if (r->h1.ai_literal) {
+    free(r->h1.ai->ai_addr);
+    free(r->h1.ai);
+  } else {
+    uv_freeaddrinfo(r->h1.ai);
+  }
+  r->h1.ai = r->h1.ai_next = NULL;
+}
+
+static void on_gai(uv_getaddrinfo_t *q, int status, struct addrinfo *res) {
+  h1_gai *g = q->data;
+  gw_out_req *r = g->r;
+  free(g);
+  if (!r) { /* the transfer ended meanwhile */
+    if (res) uv_freeaddrinfo(res);
+    return;
+  }
+  r->h1.gai = NULL;
+  if (status != 0 || !res) {
+    if (res) uv_freeaddrinfo(res);
+    snprintf(r->errbuf, sizeof r->errbuf, "could not resolve host %.200s: %s", r->h1.host, uv_strerror(status));
+    gw__out_fail(r, GW_OUT_ERESOLVE);
+    return;
+  }
+  free_addrs(r);
+  r->h1.ai = r->h1.ai_next = res;
+  r->h1.ai_literal = false;
+  try_next(r);
+}
+
+/* A literal address needs no lookup: one addrinfo of our own. */
+static bool literal_addr(gw_out_req *r) {
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  socklen_t len;
+  int fam;
+  struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
+  if (inet_pton(AF_INET, r->h1.host, &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons((uint16_t)r->h1.port);
+    len = sizeof *v4;
+    fam = AF_INET;
+  } else if (inet_pton(AF_INET6, r->h1.host, &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons((uint16_t)r->h1.port);
+    len = sizeof *v6;
+    fam = AF_INET6;
+  } else {
+    return false;
+  }
+  struct addrinfo *ai = calloc(1, sizeof *ai);
+  void *sa = malloc(len);
+  if (!ai || !sa) {
+    free(ai);
+    free(sa);
+    return false; /* the resolver will do it */
+  }
+  memcpy(sa, &ss, len);
+  ai->ai_family = fam;
+  ai->ai_socktype = SOCK_STREAM;
+  ai->ai_addr = sa;
+  ai->ai_addrlen = len;
+  free_addrs(r);
+  r->h1.ai = r->h1.ai_next = ai;
+  r->h1.ai_literal = true;
+  return true;
+}
+
+/* A new connection for r: lookup (unless literal), then connect. The
+ * connect timeout covers both. */
+static void start_fresh(gw_out_req *r) {
+  r->tmode = TM_CONNECT;
+  uv_timer_start(&r->timer, gw__out_timer_cb, (uint64_t)r->h1.connect_ms, 0);
+  r->connected = false;
+  if (r->h1.ai) { /* a retry: the addresses are known */
+    r->h1.ai_next = r->h1.ai;
+    try_next(r);
+    return;
+  }
+  if (literal_addr(r)) {
+    try_next(r);
+    return;
+  }
+  h1_gai *g = calloc(1, sizeof *g);
+  if (!g) {
+    gw__out_fail(r, GW_OUT_ENOMEM);
+    return;
+  }
+  g->r = r;
+  g->req.data = g;
+  char port[8];
+  snprintf(port, sizeof port, "%d", r->h1.port);
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+  int rc = uv_getaddrinfo(r->o->loop, &g->req, on_gai, r->h1.host, port, &hints);
+  if (rc != 0) {
+    free(g);
+    snprintf(r->errbuf, sizeof r->errbuf, "could not resolve host %.200s: %s", r->h1.host, uv_strerror(rc));
+    gw__out_fail(r, GW_OUT_ERESOLVE);
+    return;
+  }
+  r->h1.gai = g;
+}
+
+/* ---- the response --------------------------------------------------------- */
+
+static gw_out_req *req_of(llhttp_t *p) { return ((h1_conn *)p->data)->r; }
+
+static int head_add(gw_out_req *r, const char *at, size_t len) {
+  if (r->headers_done) return 0; /* trailers: not delivered */
+  r->hbytes += len;
+  int rc = r->hbytes > r->max_hdr ? GW_E2BIG : gw_buf_append(&r->hbuf, at, len);
+  if (rc == 0) return 0;
+  gw__out_fail(r, rc == GW_E2BIG ? GW_OUT_EHEADERS : GW_OUT_ENOMEM);
+  return HPE_USER;
+}
+
+static int cb_message_begin(llhttp_t *p) {
+  gw_out_req *r = req_of(p);
+  if (r->headers_done) return HPE_USER; /* a second response to one request */
+  gw_buf_reset(&r->hbuf);
+  r->h1.interim = false;
+  return gw_buf_append(&r->hbuf, "HTTP/1.1\r\n", 10) == 0 ? 0 : HPE_USER; /* parse_head skips the first line */
+}
+
+static int cb_field(llhttp_t *p, const char *at, size_t len) { return head_add(req_of(p), at, len); }
+static int cb_field_done(llhttp_t *p) { return head_add(req_of(p), ": ", 2); }
+static int cb_value(llhttp_t *p, const char *at, size_t len) { return head_add(req_of(p), at, len); }
+static int cb_value_done(llhttp_t *p) { return head_add(req_of(p), "\r\n", 2); }
+static int cb_status(llhttp_t *p, const char *at, size_t len) {
+  gw_out_req *r = req_of(p);
+  r->hbytes += len;
+  return 0;
+}
+
+static int cb_headers_complete(llhttp_t *p) {
+  gw_out_req *r = req_of(p);
+  int status = p->status_code;
+  if (status >= 100 && status < 200) {
+    if (status == 101) { /* we never ask to switch */
+      gw__out_fail(r, GW_OUT_EPROTO);
+      return HPE_USER;
+    }
+    r->h1.interim = true; /* 100 Continue, 103 Early Hints: the final head follows */
+    return 0;
+  }
+  if (!gw__out_deliver_head(r, status)) return HPE_USER;
+  if (r->h1.head_method) return 1; /* a HEAD answer has no body, whatever it announces */
+  return r->paused ? HPE_PAUSED : 0;
+}
+
+static int cb_body(llhttp_t *p, const char *at, size_t len) {
+  gw_out_req *r = req_of(p);
+  if (r->fail) return HPE_USER;
+  if (r->paused) { /* paused from outside: hold the span (rule 5) */
+    char *h = realloc(r->h1.held, r->h1.held_len + len);
+    if (!h) {
+      gw__out_fail(r, GW_OUT_ENOMEM);
+      return HPE_USER;
+    }
+    memcpy(h + r->h1.held_len, at, len);
+    r->h1.held = h;
+    r->h1.held_len += len;
+    return HPE_PAUSED;
+  }
+  int rc = r->on_data ? r->on_data(r, at, len, r->ud) : 0;
+  if (r->fail) return HPE_USER;
+  if (rc == GW_OUT_PAUSE) gw_out_pause(r);
+  return r->paused ? HPE_PAUSED : 0;
+}
+
+static int cb_message_complete(llhttp_t *p) {
+  h1_conn *c = p->data;
+  if (c->r && c->r->h1.interim) return 0;
+  c->msg_done = true;
+  return HPE_PAUSED; /* stop here: the rest is not this response's */
+}
+
+static void h1_init_settings(void) {
+  llhttp_settings_init(&h1_settings);
+  h1_settings.on_message_begin = cb_message_begin;
+  h1_settings.on_status = cb_status;
+  h1_settings.on_header_field = cb_field;
+  h1_settings.on_header_field_complete = cb_field_done;
+  h1_settings.on_header_value = cb_value;
+  h1_settings.on_header_value_complete = cb_value_done;
+  h1_settings.on_headers_complete = cb_headers_complete;
+  h1_settings.on_body = cb_body;
+  h1_settings.on_message_complete = cb_message_complete;
+}
+
+/* The response is complete: the connection goes back to the pool (rule 1)
+ * or closes, then r finishes. */
+static void complete(h1_conn *c) {
+  gw_out_req *r = c->r;
+  bool keep = !c->broken && llhttp_should_keep_alive(&c->p) && !r->o->closing;
+  c->r = NULL;
+  r->h1.conn = NULL;
+  if (keep) pool_put(c);
+  else conn_close(c);
+  gw__out_finish(r, 0);
+}
+
+/* Parses bytes of c's transfer. After it returns, neither c nor its
+ * transfer may be touched: either may be gone. */
+static void feed(h1_conn *c, const char *data, size_t len) {
+  gw_out_req *r = c->r;
+  llhttp_errno_t e = llhttp_execute(&c->p, data, len);
+  if (e == HPE_OK) return;
+  if (r->fail) { /* a callback failed it, or on_headers/on_data aborted it */
+    conn_close(c);
+    return;
+  }
+  if (e == HPE_PAUSED) {
+    const char *pos = llhttp_get_error_pos(&c->p);
+    size_t left = pos && pos >= data && pos <= data + len ? (size_t)(data + len - pos) : 0;
+    if (c->msg_done) {
+      if (left) c->broken = true; /* bytes nobody asked for: not reusable */
+      complete(c);
+      return;
+    }
+    read_off(c); /* paused (rule 5) */
+    if (left) {
+      char *k = malloc(left);
+      if (!k) {
+        fail_now(r, GW_OUT_ENOMEM);
+        return;
+      }
+      memcpy(k, pos, left);
+      free(c->rest);
+      c->rest = k;
+      c->rest_len = left;
+    }
+    return;
+  }
+  snprintf(r->errbuf, sizeof r->errbuf, "malformed response from %.200s: %s", r->h1.key, llhttp_errno_name(e));
+  fail_now(r, GW_OUT_EPROTO);
+}
+
+static void on_eof(h1_conn *c, ssize_t nread) {
+  gw_out_req *r = c->r;
+  if (nread == UV_EOF && r->h1.got_bytes && !c->rest) {
+    /* a body delimited by the close ends here */
+    c->broken = true;
+    llhttp_finish(&c->p);
+    if (c->msg_done && !r->fail) {
+      complete(c);
+      return;
+    }
+  }
+  conn_died(c, (int)nread);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
+  h1_conn *c = s->data;
+  if (c->closing || nread == 0) return;
+  gw_out_req *r = c->r;
+  if (!r) { /* idle: a close, an error or bytes nobody asked for all end it */
+    conn_close(c);
+    return;
+  }
+  if (nread < 0) {
+    on_eof(c, nread);
+    return;
+  }
+  r->last_rx = uv_now(c->o->loop);
+  r->h1.got_bytes = true;
+  feed(c, b->base, (size_t)nread);
+}
+
+/* ---- the engine's entry points ------------------------------------------- */
+
+bool gw__h1_accepts(gw_out_req *r, const char *url) {
+  (void)r;
+  if (strncasecmp(url, "http://", 7) != 0) return false;
+  size_t auth = strcspn(url + 7, "/?#");
+  return memchr(url + 7, '@', auth) == NULL; /* userinfo: curl's Basic auth */
+}
+
+static int head_line(gw_buf *b, const char *a, const char *bb, const char *c) {
+  int rc = gw_buf_append(b, a, strlen(a));
+  if (!rc && bb) rc = gw_buf_append(b, bb, strlen(bb));
+  if (!rc && c) rc = gw_buf_append(b, c, strlen(c));
+  return rc;
+}
+
+int gw__h1_prepare(gw_out_req *r, const gw_out_opts *op) {
+  uv_once(&h1_once, h1_init_settings);
+  r->h1.connect_ms = op->connect_timeout_ms ? op->connect_timeout_ms : GW_OUT_CONNECT_TIMEOUT_MS;
+  r->h1.head_method = strcmp(op->method, "HEAD") == 0;
+  CURLU *u = curl_url();
+  if (!u) return GW_OUT_ENOMEM;
+  char *host = NULL, *port = NULL, *dport = NULL, *path = NULL, *query = NULL;
+  int rc = GW_OUT_EINVAL;
+  if (curl_url_set(u, CURLUPART_URL, op->url, 0) != CURLUE_OK ||
+      curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+      curl_url_get(u, CURLUPART_PORT, &dport, CURLU_DEFAULT_PORT) != CURLUE_OK ||
+      curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK)
+    goto out;
+  curl_url_get(u, CURLUPART_PORT, &port, 0);   /* absent: the default */
+  curl_url_get(u, CURLUPART_QUERY, &query, 0); /* absent: none */
+  size_t hl = strlen(host);
+  const char *bare = host;
+  if (hl >= 2 && host[0] == '[') { /* an IPv6 literal, without its brackets (and zone) */
+    host[hl - 1] = '\0';
+    bare = host + 1;
+    bare = strtok((char *)bare, "%");
+  }
+  if (!bare || strlen(bare) >= sizeof r->h1.host) goto out;
+  snprintf(r->h1.host, sizeof r->h1.host, "%s", bare);
+  r->h1.port = atoi(dport);
+  if (r->h1.port <= 0 || r->h1.port > 65535) goto out;
+  snprintf(r->h1.key, sizeof r->h1.key, "%s:%d", r->h1.host, r->h1.port);
+  bool have_host = false;
+  for (const char *const *hp = op->headers; hp && *hp; hp++)
+    if (strncasecmp(*hp, "host:", 5) == 0) have_host = true;
+  gw_buf b;
+  gw_buf_init(&b, GW_OUT_MAX_URL + (size_t)GW_OUT_MAX_REQ_HEADERS * (GW_OUT_MAX_REQ_HEADER_LINE + 2) + 1024);
+  rc = head_line(&b, op->method, " ", path[0] ? path : "/");
+  if (!rc && query) rc = head_line(&b, "?", query, NULL);
+  if (!rc) rc = head_line(&b, " HTTP/1.1\r\n", NULL, NULL);
+  if (!rc && !have_host) { /* as curl writes it: the URL's host, its port unless the default */
+    bool v6 = strchr(r->h1.host, ':') != NULL;
+    rc = head_line(&b, "Host: ", v6 ? "[" : "", r->h1.host);
+    if (!rc && v6) rc = head_line(&b, "]", NULL, NULL);
+    if (!rc && port && r->h1.port != 80) rc = head_line(&b, ":", port, NULL);
+    if (!rc) rc = head_line(&b, "\r\n", NULL, NULL);
+  }
+  for (const char *const *hp = op->headers; !rc && hp && *hp; hp++) rc = head_line(&b, *hp, "\r\n", NULL);
+  if (!rc && (op->body_len || strcmp(op->method, "POST") == 0)) {
+    char cl[48];
+    snprintf(cl, sizeof cl, "Content-Length: %zu\r\n", op->body_len);
+    rc = head_line(&b, cl, NULL, NULL);
+  }
+  if (!rc) rc = head_line(&b, "\r\n", NULL, NULL);
+  if (rc) {
+    gw_buf_free(&b);
+    rc = GW_OUT_ENOMEM;
+    goto out;
+  }
+  r->h1.head = b.data;
+  r->h1.head_len = b.len;
+  rc = 0;
+out:
+  curl_free(host);
+  curl_free(port);
+  curl_free(dport);
+  curl_free(path);
+  curl_free(query);
+  curl_url_cleanup(u);
+  return rc;
+}
+
+void gw__h1_begin(gw_out_req *r) {
+  h1_conn *c = pool_take(r);
+  if (!c) {
+    start_fresh(r);
+    return;
+  }
+  r->h1.reused = true;
+  attach(c, r);
+  send_req(c);
+}
+
+void gw__h1_release(gw_out_req *r) {
+  if (r->h1.gai) {
+    r->h1.gai->r = NULL; /* its callback frees it */
+    uv_cancel((uv_req_t *)&r->h1.gai->req);
+    r->h1.gai = NULL;
+  }
+  if (r->h1.conn) conn_close(r->h1.conn);
+  free_addrs(r);
+  free(r->h1.held);
+  r->h1.held = NULL;
+  r->h1.held_len = 0;
+}
+
+void gw__h1_pause(gw_out_req *r) {
+  /* Until the head is in, reading goes on (heads are delivered while
+   * paused); the body callback then holds and pauses the parser. */
+  if (r->h1.conn && r->headers_done) read_off(r->h1.conn);
+}
+
+void gw__h1_resume(gw_out_req *r) {
+  if (r->h1.held) { /* what arrived while paused from outside */
+    char *h = r->h1.held;
+    size_t n = r->h1.held_len;
+    r->h1.held = NULL;
+    r->h1.held_len = 0;
+    int rc = r->on_data ? r->on_data(r, h, n, r->ud) : 0;
+    free(h);
+    if (r->fail) return;
+    if (rc == GW_OUT_PAUSE) gw_out_pause(r);
+    if (r->paused) return;
+  }
+  h1_conn *c = r->h1.conn;
+  if (!c) return; /* not connected yet */
+  read_on(c);
+  if (llhttp_get_errno(&c->p) != HPE_PAUSED) return;
+  llhttp_resume(&c->p);
+  if (c->rest) {
+    char *k = c->rest;
+    size_t n = c->rest_len;
+    c->rest = NULL;
+    c->rest_len = 0;
+    feed(c, k, n); /* c and r may be gone after this */
+    free(k);
+  }
+}
+
+void gw__h1_teardown(gw_out *o) {
+  while (o->h1.idle) conn_close(o->h1.idle);
+}

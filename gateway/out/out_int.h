@@ -1,0 +1,155 @@
+/* gateway/out/out_int.h — what the outbound engine's two halves share
+ * (private to gateway/out/): the engine and transfer structures, and the
+ * few engine functions the native HTTP/1.1 path (h1.c) calls. outbound.c
+ * owns the engine, the transfer lifecycle and libcurl; h1.c owns plain
+ * http:// connections. See outbound.h for the contract both keep. */
+#ifndef MCPGATE_GATEWAY_OUT_INT_H
+#define MCPGATE_GATEWAY_OUT_INT_H
+#include <curl/curl.h>
+#include <llhttp.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "gateway/base/buf.h"
+#include "gateway/out/outbound.h"
+
+/* The fd table grows to the highest fd curl uses; RLIMIT_NOFILE bounds it
+ * in practice, this bounds it in any case. */
+#define OUT_MAX_FD (1 << 22)
+
+typedef struct h1_conn h1_conn;
+typedef struct h1_gai h1_gai;
+
+/* A native transfer's own state (h1.c). */
+typedef struct gw_h1_req {
+  char *head;                  /* the serialised request head */
+  size_t head_len, body_len;
+  char key[300];               /* "host:port": which idle connections fit */
+  char host[256];              /* to resolve / connect to (no brackets) */
+  int port;
+  bool head_method;            /* HEAD: the response has no body */
+  long connect_ms;             /* lookup + TCP connect */
+  h1_conn *conn;               /* the connection carrying it, or NULL */
+  h1_gai *gai;                 /* the name lookup in flight, or NULL */
+  struct addrinfo *ai, *ai_next; /* addresses left to try (ai owned) */
+  bool ai_literal;             /* ai is ours, not getaddrinfo's */
+  bool reused;                 /* on a connection from the idle pool */
+  bool got_bytes;              /* a response byte arrived on this connection */
+  bool retried;                /* already moved once off a dead reused connection */
+  bool interim;                /* the current head is a 1xx */
+  char *held;                  /* body bytes held while paused */
+  size_t held_len;
+} gw_h1_req;
+
+/* The engine's native connections. */
+typedef struct gw_h1_pool {
+  h1_conn *idle;  /* most recently used first */
+  size_t nidle;
+  char *rbuf;     /* the read buffer every connection's reads share */
+} gw_h1_pool;
+
+typedef struct out_sock {
+  gw_out *o;
+  uv_poll_t poll;
+  int fd;
+  int events;     /* UV_READABLE|UV_WRITABLE currently started; 0 = stopped */
+  int want;       /* what curl last asked for (UV_* bits); 0 after REMOVE */
+  bool owned;     /* opened by out_opensocket: we close(2) it */
+  bool poll_init; /* poll is initialised (and counted in o->handles) */
+} out_sock;
+
+
+
+struct gw_out_req {
+  gw_out *o;
+  CURL *easy;
+  struct curl_slist *hdrs;
+  char *body;
+  uv_timer_t timer; /* first-byte / idle */
+  gw_out_req *prev, *next;   /* o->reqs: live transfers */
+  gw_out_req *pprev, *pnext; /* o->pend: deferred work */
+  bool queued;
+  void (*on_headers)(gw_out_req *, int, const gw_out_header *, size_t, void *);
+  int (*on_data)(gw_out_req *, const char *, size_t, void *);
+  void (*on_done)(gw_out_req *, int, void *);
+  void *ud;
+  long first_byte_ms, idle_ms;
+  size_t max_hdr, hbytes;
+  gw_buf hbuf;      /* raw lines of the current response head */
+  uint64_t last_rx; /* uv_now() of the last received byte */
+  size_t skip;      /* bytes curl will deliver again that on_data already took */
+  int fail;         /* first error decided by us (abort, timeouts, caps) */
+  int tmode;        /* TM_* */
+  bool added;       /* in the multi */
+  bool add_wanted;  /* gw_out_start ran inside curl: the idle runner adds it */
+  bool connected;   /* PREREQFUNCTION ran: a connection was ready */
+  bool headers_done;
+  bool paused;      /* the caller wants no data */
+  bool curl_paused; /* curl holds data for us (we returned CURL_WRITEFUNC_PAUSE) */
+  bool resume_wanted;
+  bool finished;    /* on_done has been called (or is running) */
+  int egress;       /* GW_OUT_EGRESS_* */
+  bool host_listed; /* the URL's host is allowed by name for this level */
+  bool egress_refused; /* an address was refused (rule 5) */
+  char refused_ip[64];
+  char errbuf[CURL_ERROR_SIZE];
+  /* the native HTTP/1.1 path (h1.c), for http:// URLs */
+  bool native;
+  gw_h1_req h1;
+};
+
+struct gw_out {
+  uv_loop_t *loop;
+  CURLM *multi;
+  uv_timer_t timer; /* curl's timeout */
+  uv_idle_t idle;   /* deferred work runner */
+  gw_out_req *reqs;
+  gw_out_req *pend_head, *pend_tail;
+  size_t npend;
+  out_sock **socks; /* by fd */
+  size_t nsocks;
+  int handles;      /* open uv handles, ours and the transfers' */
+  int in_curl;      /* > 0 while we are inside a curl call */
+  bool closing, torn_down;
+  void (*close_cb)(void *);
+  void *close_arg;
+  const gw_egress *egress[GW_OUT_EGRESS_LEVELS]; /* borrowed; NULL: public only */
+  gw_out_stats st;
+  gw_h1_pool h1; /* the native path's idle connections and read buffer */
+};
+
+
+enum { TM_NONE = 0, TM_FIRST_BYTE, TM_IDLE, TM_CONNECT };
+
+/* outbound.c, for h1.c */
+void gw__out_fail(gw_out_req *r, int err);   /* records err, finishes from the loop */
+void gw__out_finish(gw_out_req *r, int err); /* finishes now (loop context only) */
+bool gw__out_egress_ok(gw_out_req *r, const struct sockaddr *sa);
+bool gw__out_egress_allows(const gw_out_req *r, const struct sockaddr *sa); /* no record */
+void gw__out_arm_first_byte(gw_out_req *r);
+void gw__out_timer_cb(uv_timer_t *t);        /* the transfer timer (TM_* modes) */
+void gw__out_handle_gone(gw_out *o);         /* a handle of the engine closed */
+void gw__out_arm_idle(gw_out_req *r);
+/* Delivers a complete response head (raw "Name: value" lines after a status
+ * line) to on_headers; false if the transfer failed meanwhile. */
+bool gw__out_deliver_head(gw_out_req *r, int status);
+
+/* h1.c, for outbound.c */
+/* Is url one the native path carries (http://, no userinfo)? Fills the
+ * transfer's target; the caller has checked the URL otherwise. */
+bool gw__h1_accepts(gw_out_req *r, const char *url);
+/* Serialises the request head; 0 or GW_OUT_ENOMEM. */
+int gw__h1_prepare(gw_out_req *r, const gw_out_opts *op);
+/* Starts the transfer: an idle connection, or a lookup and a connect. */
+void gw__h1_begin(gw_out_req *r);
+/* The transfer is finishing: its connection (if any) is closed — never
+ * reused, its response was not read to the end — and its lookup cancelled. */
+void gw__h1_release(gw_out_req *r);
+void gw__h1_pause(gw_out_req *r);
+void gw__h1_resume(gw_out_req *r); /* from the idle runner */
+/* Closes every idle connection (engine teardown). */
+void gw__h1_teardown(gw_out *o);
+#endif
