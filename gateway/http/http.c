@@ -261,12 +261,20 @@ size_t gw_req_write_queue(const gw_req *req) {
   return uv_stream_get_write_queue_size((uv_stream_t *)&req->conn->tcp);
 }
 
-/* Queues raw bytes (ciphertext on TLS) on the socket; takes ownership. */
-static int sock_write_owned(gw_conn *c, char *buf, size_t len) {
-  if (c->closing) {
-    free(buf);
-    return -1;
-  }
+/* Writes what the socket takes now, without a request (uv_try_write: no
+ * write request, and none of the epoll_ctl libuv 1.44 issues after every
+ * queued write); returns the bytes written, or a negative error. Only when
+ * nothing is queued before it, so bytes never overtake each other. */
+static ssize_t sock_try_write(gw_conn *c, const char *p, size_t len) {
+  if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) != 0) return 0;
+  uv_buf_t b = uv_buf_init((char *)p, (unsigned)len);
+  int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+  return n == UV_EAGAIN ? 0 : n;
+}
+
+/* Queues raw bytes (ciphertext on TLS) on the socket; takes ownership of
+ * buf (len bytes), of which the first `off` are already written. */
+static int sock_queue_owned(gw_conn *c, char *buf, size_t off, size_t len) {
   write_req *wr = malloc(sizeof *wr);
   if (!wr) {
     free(buf);
@@ -274,7 +282,7 @@ static int sock_write_owned(gw_conn *c, char *buf, size_t len) {
   }
   wr->c = c;
   wr->buf = buf;
-  uv_buf_t b = uv_buf_init(buf, (unsigned)len);
+  uv_buf_t b = uv_buf_init(buf + off, (unsigned)(len - off));
   int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, on_write);
   if (rc < 0) {
     free(buf);
@@ -283,6 +291,24 @@ static int sock_write_owned(gw_conn *c, char *buf, size_t len) {
     return rc;
   }
   return 0;
+}
+
+static int sock_write_owned(gw_conn *c, char *buf, size_t len) {
+  if (c->closing) {
+    free(buf);
+    return -1;
+  }
+  ssize_t n = sock_try_write(c, buf, len);
+  if (n < 0) {
+    free(buf);
+    conn_close(c);
+    return (int)n;
+  }
+  if ((size_t)n == len) {
+    free(buf);
+    return 0;
+  }
+  return sock_queue_owned(c, buf, (size_t)n, len);
 }
 
 static int tls_flush(gw_conn *c) {
@@ -301,10 +327,17 @@ static int conn_write(gw_conn *c, const void *data, size_t len) {
     }
     return tls_flush(c);
   }
-  char *copy = malloc(len);
+  /* what the socket takes now needs no copy */
+  ssize_t n = sock_try_write(c, data, len);
+  if (n < 0) {
+    conn_close(c);
+    return (int)n;
+  }
+  if ((size_t)n == len) return 0;
+  char *copy = malloc(len - (size_t)n);
   if (!copy) return -ENOMEM;
-  memcpy(copy, data, len);
-  return sock_write_owned(c, copy, len);
+  memcpy(copy, (const char *)data + n, len - (size_t)n);
+  return sock_queue_owned(c, copy, 0, len - (size_t)n);
 }
 
 /* ---------- closing ---------- */

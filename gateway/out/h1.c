@@ -213,11 +213,26 @@ static void send_req(h1_conn *c) {
   c->broken = false;
   uv_buf_t b[2] = {uv_buf_init(r->h1.head, (unsigned)r->h1.head_len),
                    uv_buf_init(r->body, (unsigned)r->h1.body_len)};
-  c->wreq.data = c;
-  int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, b, r->h1.body_len ? 2 : 1, on_write);
-  if (rc != 0) {
-    conn_died(c, rc);
+  unsigned nb = r->h1.body_len ? 2 : 1;
+  /* Written at once as a rule (one writev, no write request: libuv 1.44
+   * re-arms epoll after every queued write); the rest, if any, queued. */
+  int n = uv_try_write((uv_stream_t *)&c->tcp, b, nb);
+  if (n < 0 && n != UV_EAGAIN) {
+    conn_died(c, n);
     return;
+  }
+  size_t done = n > 0 ? (size_t)n : 0;
+  uv_buf_t *rest = b;
+  for (; nb && done >= rest->len; done -= rest->len, rest++, nb--) {}
+  if (nb) {
+    rest->base += done;
+    rest->len -= done;
+    c->wreq.data = c;
+    int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, rest, nb, on_write);
+    if (rc != 0) {
+      conn_died(c, rc);
+      return;
+    }
   }
   read_on(c);
 }
