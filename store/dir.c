@@ -47,7 +47,7 @@ static void kb_val(st_dir_key *k, const char *s, bool exact) {
   }
   if (!exact)
     for (char *p = low; *p; p++) *p = (char)tolower((unsigned char)*p);
-  SHA256((unsigned char *)low, strlen(low), h);
+  st_sha256(low, strlen(low), h);
   free(low);
   kb_ch(k, (char)0xFF);
   kb_raw(k, h, sizeof h);

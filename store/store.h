@@ -220,6 +220,11 @@ st_store *st_txn_store(st_txn *txn);
  * it began (LMDB's txn id). Two read txns with the same id see the same
  * data, byte for byte; any commit in between changes it. Never 0. */
 uint64_t st_txn_snapshot(const st_txn *txn);
+
+/* SHA-256 of n bytes at p into out (32 bytes); 0 or ST_ECRYPTO. The digest
+ * is fetched from OpenSSL once per process (an implicit fetch per call
+ * cost more than the hash of a short key). Any thread. */
+int st_sha256(const void *p, size_t n, uint8_t out[32]);
 /* 1 for a job (write) transaction, 0 for a read transaction. */
 int st_txn_is_write(const st_txn *txn);
 

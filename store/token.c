@@ -71,7 +71,7 @@ int st_token_check(const char *token, size_t len, const char *prefix) {
 
 int st_token_hash(const char *token, size_t len, uint8_t out[ST_TOKEN_HASH_LEN]) {
   if (!token || !out || len == 0 || len > 4096) return ST_EINVAL;
-  if (EVP_Digest(token, len, out, NULL, EVP_sha256(), NULL) != 1) return ST_ECRYPTO;
+  if (st_sha256(token, len, out) != 0) return ST_ECRYPTO;
   return 0;
 }
 

@@ -11,6 +11,7 @@
 #include "store/store_int.h"
 
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +39,16 @@ static int dbi_of(st_txn *t, st_db db, MDB_dbi *out) {
   return 0;
 }
 
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+static void sha256_fetch(void) { sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL); }
+
+int st_sha256(const void *p, size_t n, uint8_t out[32]) {
+  pthread_once(&sha256_once, sha256_fetch);
+  const EVP_MD *md = sha256_md ? sha256_md : EVP_sha256();
+  return EVP_Digest(p, n, out, NULL, md, NULL) == 1 ? 0 : ST_ECRYPTO;
+}
+
 /* Keys LMDB cannot hold (too long) or that could collide with a hashed key
  * (first byte is the marker) become marker || SHA-256(key). Hashing the
  * marker-prefixed short keys too keeps the two domains disjoint without
@@ -51,7 +62,7 @@ static int map_key(st_txn *t, const void *k, size_t klen, uint8_t hbuf[33], MDB_
     return 0;
   }
   hbuf[0] = ST_KEY_HASHED_MARKER;
-  if (EVP_Digest(k, klen, hbuf + 1, NULL, EVP_sha256(), NULL) != 1) return ST_ECRYPTO;
+  if (st_sha256(k, klen, hbuf + 1) != 0) return ST_ECRYPTO;
   out->mv_data = hbuf;
   out->mv_size = 33;
   return 0;

@@ -131,7 +131,7 @@ void gw__agg_tools_call(gw_exchange *x, json_t *msg) {
   json_t *crec = NULL;
   st_txn *txn;
   if (d != POL_HIDDEN && st_read_begin(x->lp->srv->store, &txn) == 0) {
-    if (vault_connector_get(txn, x->tenant, conn, &crec) != 0) d = POL_HIDDEN; /* no such connector */
+    if (gw__connector_get(x->lp, txn, x->tenant, conn, &crec) != 0) d = POL_HIDDEN; /* no such connector */
     st_txn_end(txn);
   }
   json_decref(crec);
@@ -208,7 +208,7 @@ void gw__agg_route(gw_exchange *x, json_t *msg, const char *method) {
   st_txn *txn;
   bool ok = pol_connector_visible(pu, conn);
   if (ok && st_read_begin(x->lp->srv->store, &txn) == 0) {
-    ok = vault_connector_get(txn, x->tenant, conn, &crec) == 0;
+    ok = gw__connector_get(x->lp, txn, x->tenant, conn, &crec) == 0;
     st_txn_end(txn);
   }
   json_decref(crec);

@@ -58,6 +58,16 @@ const pol_user *gw__policy_for(gw_loop *lp, const char *tenant, const char *user
   return u;
 }
 
+int gw__connector_get(gw_loop *lp, st_txn *txn, const char *tenant, const char *connector, json_t **out) {
+  gw_proxy *p = gw__mcp_of(lp);
+  uint64_t snap = st_txn_snapshot(txn);
+  *out = p ? gw_memo_conn_get(p->memo, snap, tenant, connector) : NULL;
+  if (*out) return 0;
+  int rc = vault_connector_get(txn, tenant, connector, out);
+  if (rc == 0 && p) gw_memo_conn_put(p->memo, snap, tenant, connector, *out);
+  return rc;
+}
+
 /* ---------- request checks ---------- */
 
 bool gw__accept_has(const char *accept, const char *type) {
@@ -216,7 +226,7 @@ int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c) {
   } else if (rc == 0) {
     rc = auth_token_verify_hash(txn, c->tenant, th, now_s, c->user, c->tokid, &c->ident_expires);
     json_t *conn = NULL;
-    crc = rc == 0 && !agg ? vault_connector_get(txn, c->tenant, c->connector, &conn) : 0;
+    crc = rc == 0 && !agg ? gw__connector_get(req->lp, txn, c->tenant, c->connector, &conn) : 0;
     json_decref(conn);
     src = rc == 0 && crc == 0 && c->sid ? gw_session_get(txn, c->sid, &c->sess) : ST_ENOTFOUND;
     if (rc == 0 && (crc == 0 || crc == ST_ENOTFOUND) && (src == 0 || src == ST_ENOTFOUND)) {

@@ -2,7 +2,6 @@
  * purge and the per-user cap are described there). */
 #include "gateway/mcp/mcp_session.h"
 
-#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,8 +43,13 @@ static int64_t rfc3339_end_ms(const char *t) {
 }
 
 static void hash_hex(const char *id, char hex[65], uint8_t raw[32]) {
-  SHA256((const unsigned char *)id, strlen(id), raw);
-  for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+  static const char digits[] = "0123456789abcdef";
+  if (st_sha256(id, strlen(id), raw) != 0) memset(raw, 0, 32); /* no key matches: "not found" */
+  for (int i = 0; i < 32; i++) {
+    hex[2 * i] = digits[raw[i] >> 4];
+    hex[2 * i + 1] = digits[raw[i] & 15];
+  }
+  hex[64] = '\0';
 }
 
 static size_t skey(const uint8_t raw[32], char *k) {

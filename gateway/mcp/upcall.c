@@ -80,13 +80,7 @@ static int credential(gw_exchange *x, upcred *c) {
       if (!pu || !pol_connector_visible(pu, x->connector)) rc = pu ? GW_UP_EHIDDEN : ST_EIO;
     }
   }
-  if (!rc) {
-    gw_proxy *p = gw__mcp_of(lp);
-    uint64_t snap = st_txn_snapshot(txn);
-    c->conn = p ? gw_memo_conn_get(p->memo, snap, x->tenant, x->connector) : NULL;
-    if (!c->conn && (rc = vault_connector_get(txn, x->tenant, x->connector, &c->conn)) == 0 && p)
-      gw_memo_conn_put(p->memo, snap, x->tenant, x->connector, c->conn);
-  }
+  if (!rc) rc = gw__connector_get(lp, txn, x->tenant, x->connector, &c->conn);
   if (!rc) rc = vault_upstream_cred(txn, x->tenant, x->connector, user, c->conn, &c->cred);
   st_txn_end(txn);
   return rc;
