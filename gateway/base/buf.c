@@ -37,6 +37,33 @@ int gw_buf_append(gw_buf *b, const void *data, size_t n) {
 
 int gw_buf_appends(gw_buf *b, const char *s) { return gw_buf_append(b, s, strlen(s)); }
 
+int gw_buf_append_int(gw_buf *b, long long v) {
+  char t[24];
+  size_t i = sizeof t;
+  unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+  do {
+    t[--i] = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (v < 0) t[--i] = '-';
+  return gw_buf_append(b, t + i, sizeof t - i);
+}
+
+int gw_buf_appendv(gw_buf *b, ...) {
+  va_list ap;
+  va_start(ap, b);
+  int rc = 0;
+  for (const char *s; rc == 0 && (s = va_arg(ap, const char *)) != NULL;) rc = gw_buf_appends(b, s);
+  va_end(ap);
+  return rc;
+}
+
+void gw_hex16(unsigned long long v, char out[17]) {
+  static const char d[] = "0123456789abcdef";
+  for (int i = 15; i >= 0; i--, v >>= 4) out[i] = d[v & 15];
+  out[16] = '\0';
+}
+
 int gw_buf_printf(gw_buf *b, const char *fmt, ...) {
   char small[512];
   va_list ap;

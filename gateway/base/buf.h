@@ -6,6 +6,7 @@
 #define MCPGATE_GATEWAY_BUF_H
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct gw_buf {
   char *data;
@@ -19,6 +20,12 @@ void gw_buf_init(gw_buf *b, size_t max);
 int gw_buf_append(gw_buf *b, const void *data, size_t n);
 int gw_buf_appends(gw_buf *b, const char *s);
 int gw_buf_printf(gw_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The hot paths' formatting without stdio: a decimal integer; several
+ * strings (the list ends at the first NULL). */
+int gw_buf_append_int(gw_buf *b, long long v);
+int gw_buf_appendv(gw_buf *b, ...);
+/* v as 16 lower-case hex digits and a NUL. */
+void gw_hex16(unsigned long long v, char out[17]);
 void gw_buf_reset(gw_buf *b);
 void gw_buf_free(gw_buf *b);
 /* Takes the memory out of the buffer (caller frees); the buffer is empty. */

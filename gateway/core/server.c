@@ -79,7 +79,7 @@ static void host_request_id(void *ctx, char out[17]) {
   lp->rng[0] = s0;
   s1 ^= s1 << 23;
   lp->rng[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
-  snprintf(out, 17, "%016llx", (unsigned long long)(lp->rng[1] + s0));
+  gw_hex16((unsigned long long)(lp->rng[1] + s0), out);
 }
 
 static bool host_trusted(void *ctx, const char *ip) {

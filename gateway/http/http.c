@@ -128,7 +128,7 @@ static const gw_http_limits *limits(const gw_http *h) { return &h->host->limits;
 
 static void request_id(gw_http *h, char out[17]) {
   if (h->host->request_id) h->host->request_id(h->host->ctx, out);
-  else snprintf(out, 17, "%016llx", (unsigned long long)++h->next_id);
+  else gw_hex16((unsigned long long)++h->next_id, out);
 }
 
 /* ---------- request memory ---------- */
@@ -171,7 +171,9 @@ static gw_req *req_new(gw_conn *c) {
   p->body_limit = cfg->max_body_bytes;
   r->start_ns = uv_hrtime();
   request_id(c->h, r->id);
-  snprintf(r->client, sizeof r->client, "%s", c->peer);
+  size_t pl = strnlen(c->peer, sizeof r->client - 1);
+  memcpy(r->client, c->peer, pl);
+  r->client[pl] = '\0';
   return r;
 }
 
@@ -480,15 +482,22 @@ static void head_block(gw_req *req, gw_buf *b, int status, const char *ctype, lo
   gw__req_priv *p = req->priv;
   bool close = resp_closes(req);
   p->close = close;
-  gw_buf_printf(b, "HTTP/1.1 %d %s\r\n", status, gw_status_text(status));
-  if (ctype) gw_buf_printf(b, "Content-Type: %s\r\n", ctype);
-  if (clen >= 0) gw_buf_printf(b, "Content-Length: %lld\r\n", clen);
-  else if (p->chunked) gw_buf_appends(b, "Transfer-Encoding: chunked\r\n");
+  /* no stdio: this runs for every response */
+  gw_buf_appends(b, "HTTP/1.1 ");
+  gw_buf_append_int(b, status);
+  gw_buf_appendv(b, " ", gw_status_text(status), "\r\n", NULL);
+  if (ctype) gw_buf_appendv(b, "Content-Type: ", ctype, "\r\n", NULL);
+  if (clen >= 0) {
+    gw_buf_appends(b, "Content-Length: ");
+    gw_buf_append_int(b, clen);
+    gw_buf_appends(b, "\r\n");
+  } else if (p->chunked) {
+    gw_buf_appends(b, "Transfer-Encoding: chunked\r\n");
+  }
   if (close) gw_buf_appends(b, "Connection: close\r\n");
   else if (req->http_minor == 0) gw_buf_appends(b, "Connection: keep-alive\r\n");
-  gw_buf_printf(b, "X-Request-Id: %s\r\n", req->id);
-  for (int i = 0; i < p->nresp; i++)
-    gw_buf_printf(b, "%s: %s\r\n", p->resp[i].name, p->resp[i].value);
+  gw_buf_appendv(b, "X-Request-Id: ", req->id, "\r\n", NULL);
+  for (int i = 0; i < p->nresp; i++) gw_buf_appendv(b, p->resp[i].name, ": ", p->resp[i].value, "\r\n", NULL);
   gw_buf_appends(b, "\r\n");
 }
 

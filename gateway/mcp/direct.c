@@ -29,6 +29,7 @@
 #include <time.h>
 
 #include "auth/auth.h"
+#include "gateway/base/json_check.h"
 #include "gateway/base/log.h"
 #include "gateway/mcp/decide.h"
 #include "gateway/mcp/mcp_loop.h"
@@ -294,10 +295,16 @@ void gw__relay_done(gw_exchange *x, gw_out_req *r, int err, void (*initialized)(
         gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent no reply", x->connector);
       }
     } else {
-      /* a JSON reply: check it is JSON before relaying it unchanged */
+      /* a JSON reply: check it is JSON before relaying it unchanged. When
+       * nothing in it can be rewritten (a flow that only filters tool
+       * lists, and no "tools" key can occur), a scan vouches for it
+       * without building it (gateway/base/json_check.h). */
       bool is_json = !strncasecmp(x->up_ct, "application/json", 16);
-      json_t *j = is_json && x->body.len ? json_loadb(x->body.data, x->body.len, 0, NULL) : NULL;
-      if (is_json && x->body.len && !j) {
+      bool scan_only = is_json && x->body.len && !x->into && x->flow->rewrite_tool_lists_only &&
+                       !may_carry_tools(x->body.data, x->body.len);
+      bool valid = scan_only && gw_json_check(x->body.data, x->body.len);
+      json_t *j = is_json && x->body.len && !scan_only ? json_loadb(x->body.data, x->body.len, 0, NULL) : NULL;
+      if (is_json && x->body.len && !j && !valid) {
         if (x->m) x->m->errors++;
         gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent an invalid response", x->connector);
       } else if (!is_json && x->status == 200) {

@@ -571,85 +571,46 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
 
 /* ---- the engine's entry points ------------------------------------------- */
 
-bool gw__h1_accepts(gw_out_req *r, const char *url) {
-  (void)r;
-  if (strncasecmp(url, "http://", 7) != 0) return false;
-  size_t auth = strcspn(url + 7, "/?#");
-  return memchr(url + 7, '@', auth) == NULL; /* userinfo: curl's Basic auth */
-}
+bool gw__h1_accepts(const out_url *u) { return !u->https && !u->userinfo; } /* userinfo: curl's Basic auth */
 
-static int head_line(gw_buf *b, const char *a, const char *bb, const char *c) {
+static int head_add_str(gw_buf *b, const char *a, const char *bb, const char *c) {
   int rc = gw_buf_append(b, a, strlen(a));
   if (!rc && bb) rc = gw_buf_append(b, bb, strlen(bb));
   if (!rc && c) rc = gw_buf_append(b, c, strlen(c));
   return rc;
 }
 
-int gw__h1_prepare(gw_out_req *r, const gw_out_opts *op) {
+int gw__h1_prepare(gw_out_req *r, const gw_out_opts *op, const out_url *u) {
   uv_once(&h1_once, h1_init_settings);
   r->h1.connect_ms = op->connect_timeout_ms ? op->connect_timeout_ms : GW_OUT_CONNECT_TIMEOUT_MS;
   r->h1.head_method = strcmp(op->method, "HEAD") == 0;
-  CURLU *u = curl_url();
-  if (!u) return GW_OUT_ENOMEM;
-  char *host = NULL, *port = NULL, *dport = NULL, *path = NULL, *query = NULL;
-  int rc = GW_OUT_EINVAL;
-  if (curl_url_set(u, CURLUPART_URL, op->url, 0) != CURLUE_OK ||
-      curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
-      curl_url_get(u, CURLUPART_PORT, &dport, CURLU_DEFAULT_PORT) != CURLUE_OK ||
-      curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK)
-    goto out;
-  curl_url_get(u, CURLUPART_PORT, &port, 0);   /* absent: the default */
-  curl_url_get(u, CURLUPART_QUERY, &query, 0); /* absent: none */
-  size_t hl = strlen(host);
-  const char *bare = host;
-  if (hl >= 2 && host[0] == '[') { /* an IPv6 literal, without its brackets (and zone) */
-    host[hl - 1] = '\0';
-    bare = host + 1;
-    bare = strtok((char *)bare, "%");
-  }
-  if (!bare || strlen(bare) >= sizeof r->h1.host) goto out;
-  snprintf(r->h1.host, sizeof r->h1.host, "%s", bare);
-  r->h1.port = atoi(dport);
-  if (r->h1.port <= 0 || r->h1.port > 65535) goto out;
+  if (strlen(u->bare) >= sizeof r->h1.host) return GW_OUT_EINVAL;
+  memcpy(r->h1.host, u->bare, strlen(u->bare) + 1);
+  r->h1.port = u->port;
   snprintf(r->h1.key, sizeof r->h1.key, "%s:%d", r->h1.host, r->h1.port);
   bool have_host = false;
   for (const char *const *hp = op->headers; hp && *hp; hp++)
     if (strncasecmp(*hp, "host:", 5) == 0) have_host = true;
   gw_buf b;
   gw_buf_init(&b, GW_OUT_MAX_URL + (size_t)GW_OUT_MAX_REQ_HEADERS * (GW_OUT_MAX_REQ_HEADER_LINE + 2) + 1024);
-  rc = head_line(&b, op->method, " ", path[0] ? path : "/");
-  if (!rc && query) rc = head_line(&b, "?", query, NULL);
-  if (!rc) rc = head_line(&b, " HTTP/1.1\r\n", NULL, NULL);
-  if (!rc && !have_host) { /* as curl writes it: the URL's host, its port unless the default */
-    bool v6 = strchr(r->h1.host, ':') != NULL;
-    rc = head_line(&b, "Host: ", v6 ? "[" : "", r->h1.host);
-    if (!rc && v6) rc = head_line(&b, "]", NULL, NULL);
-    if (!rc && port && r->h1.port != 80) rc = head_line(&b, ":", port, NULL);
-    if (!rc) rc = head_line(&b, "\r\n", NULL, NULL);
-  }
-  for (const char *const *hp = op->headers; !rc && hp && *hp; hp++) rc = head_line(&b, *hp, "\r\n", NULL);
+  int rc = head_add_str(&b, op->method, " ", u->target);
+  if (!rc) rc = head_add_str(&b, " HTTP/1.1\r\n", NULL, NULL);
+  /* as curl writes it: the URL's host, its port unless the default */
+  if (!rc && !have_host) rc = head_add_str(&b, "Host: ", u->hostport, "\r\n");
+  for (const char *const *hp = op->headers; !rc && hp && *hp; hp++) rc = head_add_str(&b, *hp, "\r\n", NULL);
   if (!rc && (op->body_len || strcmp(op->method, "POST") == 0)) {
     char cl[48];
     snprintf(cl, sizeof cl, "Content-Length: %zu\r\n", op->body_len);
-    rc = head_line(&b, cl, NULL, NULL);
+    rc = head_add_str(&b, cl, NULL, NULL);
   }
-  if (!rc) rc = head_line(&b, "\r\n", NULL, NULL);
+  if (!rc) rc = head_add_str(&b, "\r\n", NULL, NULL);
   if (rc) {
     gw_buf_free(&b);
-    rc = GW_OUT_ENOMEM;
-    goto out;
+    return GW_OUT_ENOMEM;
   }
   r->h1.head = b.data;
   r->h1.head_len = b.len;
-  rc = 0;
-out:
-  curl_free(host);
-  curl_free(port);
-  curl_free(dport);
-  curl_free(path);
-  curl_free(query);
-  curl_url_cleanup(u);
-  return rc;
+  return 0;
 }
 
 void gw__h1_begin(gw_out_req *r) {

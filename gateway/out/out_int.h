@@ -44,6 +44,20 @@ typedef struct gw_h1_req {
   size_t held_len;
 } gw_h1_req;
 
+/* A URL as parsed once (curl_url) and remembered by the engine: the same
+ * connector URL is parsed on every request otherwise. */
+typedef struct out_url {
+  char *url;          /* the key; NULL: empty slot */
+  bool https;
+  char host[256];     /* as curl gives it ("[::1]" for IPv6) */
+  char bare[256];     /* without brackets or zone: what to resolve */
+  int port;           /* the default applied */
+  char hostport[300]; /* the Host header: host, and ":port" when not 80 */
+  char *target;       /* path (or "/") and "?query" */
+  bool userinfo;      /* user or password in the URL */
+} out_url;
+#define OUT_URL_SLOTS 8
+
 /* The engine's native connections. */
 typedef struct gw_h1_pool {
   h1_conn *idle;  /* most recently used first */
@@ -119,6 +133,8 @@ struct gw_out {
   const gw_egress *egress[GW_OUT_EGRESS_LEVELS]; /* borrowed; NULL: public only */
   gw_out_stats st;
   gw_h1_pool h1; /* the native path's idle connections and read buffer */
+  out_url urls[OUT_URL_SLOTS];
+  unsigned url_next;
 };
 
 
@@ -137,12 +153,16 @@ void gw__out_arm_idle(gw_out_req *r);
  * line) to on_headers; false if the transfer failed meanwhile. */
 bool gw__out_deliver_head(gw_out_req *r, int status);
 
+/* The parsed form of an absolute http(s) URL with a host (cached per
+ * engine; valid until the next call), or NULL: not one, or no memory
+ * (*nomem says which). */
+const out_url *gw__out_url(gw_out *o, const char *url, bool *nomem);
+
 /* h1.c, for outbound.c */
-/* Is url one the native path carries (http://, no userinfo)? Fills the
- * transfer's target; the caller has checked the URL otherwise. */
-bool gw__h1_accepts(gw_out_req *r, const char *url);
+/* Is u one the native path carries (http://, no userinfo)? */
+bool gw__h1_accepts(const out_url *u);
 /* Serialises the request head; 0 or GW_OUT_ENOMEM. */
-int gw__h1_prepare(gw_out_req *r, const gw_out_opts *op);
+int gw__h1_prepare(gw_out_req *r, const gw_out_opts *op, const out_url *u);
 /* Starts the transfer: an idle connection, or a lookup and a connect. */
 void gw__h1_begin(gw_out_req *r);
 /* The transfer is finishing: its connection (if any) is closed — never

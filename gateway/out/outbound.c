@@ -203,6 +203,8 @@ static void pend_unlink(gw_out_req *r) {
   o->npend--;
 }
 
+static void url_clear(out_url *e);
+
 /* ---- engine teardown ------------------------------------------------------ */
 
 static void out_maybe_free(gw_out *o) {
@@ -210,6 +212,7 @@ static void out_maybe_free(gw_out *o) {
   void (*cb)(void *) = o->close_cb;
   void *arg = o->close_arg;
   free(o->h1.rbuf);
+  for (int i = 0; i < OUT_URL_SLOTS; i++) url_clear(&o->urls[i]);
   free(o);
   curl_global_cleanup();
   if (cb) cb(arg);
@@ -865,28 +868,74 @@ static int build_headers(gw_out_req *r, const gw_out_opts *op, bool make_list) {
   return 0;
 }
 
-/* Accepts absolute http/https URLs with a host; *https tells which and
- * host (hostcap bytes) gets the host as curl will use it. */
-static int check_url(const char *url, bool *https, char *hostout, size_t hostcap) {
-  if (!url || !*url || strlen(url) > GW_OUT_MAX_URL) return GW_OUT_EINVAL;
-  for (const char *p = url; *p; p++)
-    if ((unsigned char)*p <= 0x20 || *p == 0x7f) return GW_OUT_EINVAL;
+static void url_clear(out_url *e) {
+  free(e->url);
+  free(e->target);
+  memset(e, 0, sizeof *e);
+}
+
+static int url_parse(const char *url, out_url *e) {
   CURLU *u = curl_url();
   if (!u) return GW_OUT_ENOMEM;
-  char *scheme = NULL, *host = NULL;
+  char *scheme = NULL, *host = NULL, *port = NULL, *dport = NULL, *path = NULL, *query = NULL, *user = NULL,
+       *pass = NULL;
   int rc = GW_OUT_EINVAL;
-  if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
-      curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
-      curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host[0] &&
-      (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0)) {
-    rc = 0;
-    *https = scheme[4] == 's';
-    snprintf(hostout, hostcap, "%s", host);
-  }
+  if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+      curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+      curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host[0] ||
+      (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0) ||
+      curl_url_get(u, CURLUPART_PORT, &dport, CURLU_DEFAULT_PORT) != CURLUE_OK ||
+      curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK || strlen(host) >= sizeof e->host)
+    goto out;
+  curl_url_get(u, CURLUPART_PORT, &port, 0);   /* absent: the default */
+  curl_url_get(u, CURLUPART_QUERY, &query, 0); /* absent: none */
+  e->userinfo = curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK ||
+                curl_url_get(u, CURLUPART_PASSWORD, &pass, 0) == CURLUE_OK;
+  e->https = scheme[4] == 's';
+  snprintf(e->host, sizeof e->host, "%s", host);
+  /* an IPv6 literal: without its brackets (and zone) for connecting */
+  size_t hl = strlen(host);
+  if (hl >= 2 && host[0] == '[') snprintf(e->bare, sizeof e->bare, "%.*s", (int)strcspn(host + 1, "%]"), host + 1);
+  else snprintf(e->bare, sizeof e->bare, "%s", host);
+  e->port = atoi(dport);
+  if (e->port <= 0 || e->port > 65535) goto out;
+  if (port && e->port != 80) snprintf(e->hostport, sizeof e->hostport, "%s:%s", host, port);
+  else snprintf(e->hostport, sizeof e->hostport, "%s", host);
+  rc = GW_OUT_ENOMEM;
+  size_t tl = strlen(path[0] ? path : "/") + (query ? strlen(query) + 1 : 0) + 1;
+  if (!(e->target = malloc(tl))) goto out;
+  snprintf(e->target, tl, "%s%s%s", path[0] ? path : "/", query ? "?" : "", query ? query : "");
+  if (!(e->url = strdup(url))) goto out;
+  rc = 0;
+out:
+  if (rc) url_clear(e);
   curl_free(scheme);
   curl_free(host);
+  curl_free(port);
+  curl_free(dport);
+  curl_free(path);
+  curl_free(query);
+  curl_free(user);
+  curl_free(pass);
   curl_url_cleanup(u);
   return rc;
+}
+
+const out_url *gw__out_url(gw_out *o, const char *url, bool *nomem) {
+  *nomem = false;
+  if (!url || !*url || strlen(url) > GW_OUT_MAX_URL) return NULL;
+  for (const char *p = url; *p; p++)
+    if ((unsigned char)*p <= 0x20 || *p == 0x7f) return NULL;
+  for (int i = 0; i < OUT_URL_SLOTS; i++)
+    if (o->urls[i].url && strcmp(o->urls[i].url, url) == 0) return &o->urls[i];
+  out_url *e = &o->urls[o->url_next++ % OUT_URL_SLOTS];
+  url_clear(e);
+  int rc = url_parse(url, e);
+  if (rc) {
+    *nomem = rc == GW_OUT_ENOMEM;
+    return NULL;
+  }
+  return e;
 }
 
 /* A setopt failure is an option curl rejects (bad value) or memory. */
@@ -908,10 +957,11 @@ int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
   if (op->connect_timeout_ms < 0 || op->first_byte_timeout_ms < 0 || op->idle_timeout_ms < 0)
     return GW_OUT_EINVAL;
   if (op->egress < 0 || op->egress >= GW_OUT_EGRESS_LEVELS) return GW_OUT_EINVAL;
-  bool https = false;
-  char host[GW_OUT_MAX_URL + 1];
-  int rc = check_url(op->url, &https, host, sizeof host);
-  if (rc) return rc;
+  bool nomem;
+  const out_url *url = gw__out_url(o, op->url, &nomem);
+  if (!url) return nomem ? GW_OUT_ENOMEM : GW_OUT_EINVAL;
+  bool https = url->https;
+  int rc;
 
   gw_out_req *r = calloc(1, sizeof *r);
   if (!r) return GW_OUT_ENOMEM;
@@ -924,9 +974,9 @@ int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
   r->idle_ms = op->idle_timeout_ms ? op->idle_timeout_ms : GW_OUT_IDLE_TIMEOUT_MS;
   r->max_hdr = op->max_header_bytes ? op->max_header_bytes : GW_OUT_MAX_HEADER_BYTES;
   r->egress = op->egress;
-  r->host_listed = gw_egress_allows_host(o->egress[r->egress], host);
+  r->host_listed = gw_egress_allows_host(o->egress[r->egress], url->host);
   gw_buf_init(&r->hbuf, r->max_hdr);
-  r->native = gw__h1_accepts(r, op->url);
+  r->native = gw__h1_accepts(url);
   if ((rc = build_headers(r, op, !r->native)) != 0) goto fail;
   rc = GW_OUT_ENOMEM;
   if (op->body_len || strcmp(m, "POST") == 0) {
@@ -936,7 +986,7 @@ int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
   }
   if (r->native) { /* plain http: the native HTTP/1.1 path (h1.c) */
     r->h1.body_len = op->body_len;
-    if ((rc = gw__h1_prepare(r, op)) != 0) goto fail;
+    if ((rc = gw__h1_prepare(r, op, url)) != 0) goto fail;
     uv_timer_init(o->loop, &r->timer);
     r->timer.data = r;
     o->handles++;

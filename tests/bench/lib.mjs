@@ -26,7 +26,7 @@ http { access_log off; client_body_temp_path ${dir}; proxy_temp_path ${dir}; fas
   const p = spawn(fs.existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx', ['-c', path.join(dir, 'nginx.conf'), '-p', dir], { stdio: 'ignore' });
   await waitListening(port);
   return {
-    port, url: `http://127.0.0.1:${port}/mcp`,
+    port, url: `http://127.0.0.1:${port}/mcp`, pid: p.pid,
     stop: () => { p.kill('SIGTERM'); fs.rmSync(dir, { recursive: true, force: true }); },
   };
 }
@@ -58,13 +58,31 @@ export async function startCUpstream({ tools = 20, events = 100 } = {}) {
     });
     p.on('exit', (c) => reject(new Error(`upstream exited ${c}`)));
   });
-  return { port, url: `http://127.0.0.1:${port}/mcp`, stop: () => p.kill('SIGTERM') };
+  return { port, url: `http://127.0.0.1:${port}/mcp`, pid: p.pid, stop: () => p.kill('SIGTERM') };
+}
+
+/* CPU time (user + system, ms) used so far by pid and its descendants
+ * (nginx's worker is a child of its master). */
+export function cpuMs(pid) {
+  const tick = 1000 / 100; // USER_HZ
+  let total = 0;
+  const walk = (p) => {
+    try {
+      const f = fs.readFileSync(`/proc/${p}/stat`, 'utf8');
+      const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+      total += (Number(rest[11]) + Number(rest[12])) * tick; // utime, stime
+      for (const t of fs.readdirSync(`/proc/${p}/task`))
+        for (const c of fs.readFileSync(`/proc/${p}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)) walk(c);
+    } catch { /* gone */ }
+  };
+  walk(pid);
+  return total;
 }
 
 /* Runs wrk with a Lua script that POSTs `body(n)` JSON-RPC messages (n:
  * a per-request counter, so ids differ) with `headers`; resolves to
  * {rps, p50, p99, p999 (µs), requests, errors}. */
-export async function wrkPost(url, { headers = {}, bodyLua, conns = 16, secs = 5, threads = 1 }) {
+export async function wrkPost(url, { headers = {}, bodyLua, conns = 16, secs = 5, threads = 1, pid }) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcpgate-bench-wrk-'));
   const script = path.join(dir, 'post.lua');
   const hdr = Object.entries(headers).map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`).join('\n');
@@ -83,6 +101,7 @@ done = function(summary, latency, requests)
     latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))
 end
 `);
+  const cpu0 = pid ? cpuMs(pid) : 0;
   try {
     const out = await new Promise((resolve, reject) => {
       execFile('wrk', [`-t${threads}`, `-c${conns}`, `-d${secs}s`, '-s', script, url], { maxBuffer: 1 << 20 },
@@ -91,7 +110,10 @@ end
     const m = /RESULT (\{.*\})/.exec(out);
     if (!m) throw new Error(`wrk printed no result:\n${out}`);
     const r = JSON.parse(m[1]);
-    return { ...r, rps: r.requests / (r.duration_us / 1e6) };
+    // the proxy's CPU per request (µs): what a request costs it, whether or
+    // not it was the bottleneck
+    const cpuUs = pid && r.requests ? ((cpuMs(pid) - cpu0) * 1000) / r.requests : null;
+    return { ...r, rps: r.requests / (r.duration_us / 1e6), cpuUs };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

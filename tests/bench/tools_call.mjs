@@ -84,7 +84,7 @@ const SCEN = {
   list: { msg: () => ({ method: 'tools/list', params: {} }), expect: '"tools":[' },
 };
 
-async function variant(name, url, token, tool, scen) {
+async function variant(name, url, token, tool, scen, pid) {
   const h = await session(url, token);
   const msg = SCEN[scen].msg(tool);
   const probe = await rpc(url, h, { jsonrpc: '2.0', id: 1, ...msg });
@@ -93,7 +93,7 @@ async function variant(name, url, token, tool, scen) {
   const rest = JSON.stringify(msg).slice(1); // "method":…}
   const bodyLua = `'{"jsonrpc":"2.0","id":' .. n .. ',' .. ${JSON.stringify(rest).replace(/^"|"$/g, "'")}`;
   const bodyTmpl = `{"jsonrpc":"2.0","id":{ID},${rest}`;
-  return { name, url, headers, bodyLua, bodyTmpl, runs: [], probeBytes: probe.text.length };
+  return { name, url, headers, bodyLua, bodyTmpl, runs: [], probeBytes: probe.text.length, pid };
 }
 
 const POLICY_200 = {
@@ -115,8 +115,8 @@ async function main() {
     for (const sc of SCENARIOS) {
       const direct = sc === 'list' ? big : up, viaNginx = sc === 'list' ? ngxBig : ngx;
       scen[sc] = [
-        await variant('direct', direct.url, null, (t) => t, sc),
-        await variant('nginx', viaNginx.url, null, (t) => t, sc),
+        await variant('direct', direct.url, null, (t) => t, sc, direct.pid),
+        await variant('nginx', viaNginx.url, null, (t) => t, sc, viaNginx.pid),
       ];
     }
     for (const [i, gw] of gws.entries()) {
@@ -135,21 +135,22 @@ async function main() {
       const sfx = i ? '@base' : '';
       for (const sc of SCENARIOS) {
         const c = sc === 'list' ? 'big' : 'ub';
-        scen[sc].push(await variant(`connector${sfx}`, t.mcpUrl(c), tok, (x) => x, sc));
-        if (sc !== 'list') scen[sc].push(await variant(`aggregated${sfx}`, `${gw.url}/t/acme/mcp`, tok, (x) => `${c}__${x}`, sc));
+        scen[sc].push(await variant(`connector${sfx}`, t.mcpUrl(c), tok, (x) => x, sc, gw.proc.pid));
+        if (sc !== 'list') scen[sc].push(await variant(`aggregated${sfx}`, `${gw.url}/t/acme/mcp`, tok, (x) => `${c}__${x}`, sc, gw.proc.pid));
       }
     }
     if (PERF) return await profile(scen[SCENARIOS[0]].find((v) => v.name === PERF), gws[0]);
     for (const sc of SCENARIOS) {
       const vs = scen[sc];
       for (let r = 0; r < ROUNDS; r++)
-        for (const v of vs) v.runs.push(await wrkPost(v.url, { headers: v.headers, bodyLua: v.bodyLua, conns: CONNS, secs: SECS }));
+        for (const v of vs) v.runs.push(await wrkPost(v.url, { headers: v.headers, bodyLua: v.bodyLua, conns: CONNS, secs: SECS, pid: v.pid }));
       const m = {};
       for (const v of vs) {
         m[v.name] = {
           rps: median(v.runs.map((x) => x.rps)), p50: median(v.runs.map((x) => x.p50)),
           p99: median(v.runs.map((x) => x.p99)), p999: median(v.runs.map((x) => x.p999)),
           errors: v.runs.reduce((s2, x) => s2 + x.errors, 0),
+          cpu: median(v.runs.map((x) => x.cpuUs ?? 0)),
         };
       }
       const ms = (x) => `${(x / 1000).toFixed(3)} ms`;
@@ -163,6 +164,7 @@ async function main() {
       for (const v of vs) {
         const x = m[v.name];
         let line = `  ${v.name.padEnd(16)} ${x.rps.toFixed(0).padStart(7)} req/s  p50 ${ms(x.p50)}  p99 ${ms(x.p99)}  p99.9 ${ms(x.p999)}`;
+        if (x.cpu) line += `  cpu ${x.cpu.toFixed(1)} us/req`;
         if (sc === 'sse') line += `  ${(x.rps * 101).toFixed(0)} events/s`;
         if (sc === 'list') line += `  ${v.probeBytes} B/reply`;
         if (v.name !== 'direct' && v.name !== 'nginx') {

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "gateway/base/buf.h"
 #include "gateway/base/log.h"
 #include "gateway/http/http.h"
 #include "gateway/http/router.h"
@@ -475,6 +476,31 @@ TEST(router_patterns_and_private_routes) {
   gw_router_free(r);
 }
 
+TEST(buf_formatting_without_stdio) {
+  gw_buf b;
+  gw_buf_init(&b, 1024);
+  CHECK_INT(gw_buf_append_int(&b, 0), 0);
+  CHECK_INT(gw_buf_appends(&b, " "), 0);
+  CHECK_INT(gw_buf_append_int(&b, -42), 0);
+  CHECK_INT(gw_buf_appends(&b, " "), 0);
+  CHECK_INT(gw_buf_append_int(&b, 9223372036854775807LL), 0);
+  CHECK_INT(gw_buf_appends(&b, " "), 0);
+  CHECK_INT(gw_buf_append_int(&b, -9223372036854775807LL - 1), 0);
+  CHECK_INT(gw_buf_appendv(&b, " a", "b", "", "c", NULL, "never"), 0);
+  CHECK_STR(b.data, "0 -42 9223372036854775807 -9223372036854775808 abc");
+  gw_buf_free(&b);
+  gw_buf_init(&b, 4); /* the cap holds: nothing appended past it */
+  CHECK_INT(gw_buf_append_int(&b, 12345), GW_E2BIG);
+  CHECK_INT(gw_buf_appendv(&b, "ab", "cde", NULL), GW_E2BIG);
+  CHECK_INT(b.len, 2);
+  gw_buf_free(&b);
+  char h[17];
+  gw_hex16(0x0123456789abcdefULL, h);
+  CHECK_STR(h, "0123456789abcdef");
+  gw_hex16(0, h);
+  CHECK_STR(h, "0000000000000000");
+}
+
 int main(void) {
   if (!getenv("UNIT_VERBOSE")) gw_log_set_level((gw_log_level)(GW_LOG_ERROR + 1));
   RUN(keep_alive_serves_requests_in_turn);
@@ -484,5 +510,6 @@ int main(void) {
   RUN(malformed_request_is_400_and_closes);
   RUN(forwarded_for_only_from_a_trusted_peer);
   RUN(router_patterns_and_private_routes);
+  RUN(buf_formatting_without_stdio);
   return UNIT_DONE();
 }

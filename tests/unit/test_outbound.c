@@ -188,8 +188,8 @@ static void start_stream(sconn *c, int kind, int n, int ms) {
   uv_timer_start(&c->timer, c_tick, (uint64_t)ms, (uint64_t)ms);
 }
 
-static void echo(sconn *c, const char *method, const char *head, size_t headlen, const char *body,
-                 size_t blen) {
+static void echo(sconn *c, const char *method, const char *target, const char *head, size_t headlen,
+                 const char *body, size_t blen) {
   json_t *j = json_object(), *h = json_object();
   const char *p = (const char *)memchr(head, '\n', headlen) + 1, *end = head + headlen;
   while (p < end) {
@@ -217,6 +217,7 @@ static void echo(sconn *c, const char *method, const char *head, size_t headlen,
     p = nl + 1;
   }
   json_object_set_new(j, "method", json_string(method));
+  json_object_set_new(j, "target", json_string(target));
   json_object_set_new(j, "headers", h);
   json_object_set_new(j, "body", json_stringn(body, blen));
   json_object_set_new(j, "body_len", json_integer((json_int_t)blen));
@@ -291,7 +292,7 @@ static void handle(sconn *c, const char *method, const char *target, const char 
     reply(c, 200, "application/octet-stream", b, n, NULL, false);
     free(b);
   } else if (strcmp(path, "/echo") == 0) {
-    echo(c, method, head, headlen, body, blen);
+    echo(c, method, target, head, headlen, body, blen);
   } else {
     reply(c, 404, "text/plain", "nf", 2, NULL, false);
   }
@@ -973,7 +974,7 @@ TEST(post_echo_and_methods) {
   free(body); /* copied */
   CHECK_INT(tr_go(&e, &d, (gw_out_opts){.method = "DELETE", .headers = (const char *const[]){"Mcp-Session-Id: s-9", NULL}},
                   "/echo"), 0);
-  CHECK_INT(tr_go(&e, &u, (gw_out_opts){.method = "PUT", .body = "{}", .body_len = 2}, "/echo"), 0);
+  CHECK_INT(tr_go(&e, &u, (gw_out_opts){.method = "PUT", .body = "{}", .body_len = 2}, "/echo?a=1&b=%2F#frag"), 0);
   CHECK_INT(env_run(&e), 0);
   CHECK(!e.timed_out);
   CHECK_INT(p.err, 0);
@@ -1012,6 +1013,10 @@ TEST(post_echo_and_methods) {
   j = json_loads(tbody(&u), 0, &je);
   CHECK(j != NULL);
   CHECK_STR(json_string_value(json_object_get(j, "method")), "PUT");
+  CHECK_STR(json_string_value(json_object_get(j, "target")), "/echo?a=1&b=%2F"); /* query kept, fragment not sent */
+  char hostport[64];
+  snprintf(hostport, sizeof hostport, "127.0.0.1:%d", e.s.port);
+  CHECK_STR(json_string_value(json_object_get(json_object_get(j, "headers"), "host")), hostport);
   CHECK_STR(json_string_value(json_object_get(j, "body")), "{}");
   CHECK(json_object_get(json_object_get(j, "headers"), "content-type") == NULL);
   json_decref(j);

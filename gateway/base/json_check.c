@@ -1,0 +1,215 @@
+/* gateway/base/json_check.c — a validating JSON scan (see json_check.h).
+ *
+ * Rules this file keeps: one pass, no allocation, an explicit stack of
+ * container kinds (so hostile nesting costs no C stack), and every rule
+ * follows jansson 2.14's decoder (load.c), not a reading of RFC 8259 where
+ * the two differ: integers that do not fit 64 bits and reals that overflow
+ * are refused, as jansson refuses them. */
+#include "gateway/base/json_check.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DEPTH 2048 /* jansson's JSON_PARSER_MAX_DEPTH */
+
+typedef struct scan {
+  const unsigned char *p, *end;
+} scan;
+
+static void ws(scan *s) {
+  while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r')) s->p++;
+}
+
+static int hex4(const unsigned char *p) {
+  int v = 0;
+  for (int i = 0; i < 4; i++) {
+    int c = p[i], d;
+    if (c >= '0' && c <= '9') d = c - '0';
+    else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
+    else return -1;
+    v = v * 16 + d;
+  }
+  return v;
+}
+
+/* One UTF-8 sequence starting at s->p (first byte >= 0x80), as jansson's
+ * utf8_check_first/utf8_check_full: no overlong forms, no surrogates,
+ * nothing above U+10FFFF. */
+static bool utf8(scan *s) {
+  unsigned c = *s->p;
+  int n;
+  uint32_t v;
+  if (c >= 0xC2 && c <= 0xDF) n = 1, v = c & 0x1F;
+  else if (c >= 0xE0 && c <= 0xEF) n = 2, v = c & 0x0F;
+  else if (c >= 0xF0 && c <= 0xF4) n = 3, v = c & 0x07;
+  else return false;
+  if (s->end - s->p <= n) return false;
+  for (int i = 1; i <= n; i++) {
+    unsigned b = s->p[i];
+    if ((b & 0xC0) != 0x80) return false;
+    v = (v << 6) | (b & 0x3F);
+  }
+  if ((n == 2 && v < 0x800) || (n == 3 && v < 0x10000) || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
+    return false;
+  s->p += n + 1;
+  return true;
+}
+
+static bool string(scan *s) {
+  s->p++; /* the opening quote */
+  while (s->p < s->end) {
+    unsigned c = *s->p;
+    if (c == '"') {
+      s->p++;
+      return true;
+    }
+    if (c < 0x20) return false;
+    if (c >= 0x80) {
+      if (!utf8(s)) return false;
+      continue;
+    }
+    if (c != '\\') {
+      s->p++;
+      continue;
+    }
+    if (s->end - s->p < 2) return false;
+    c = s->p[1];
+    if (c != 'u') {
+      if (!strchr("\"\\/bfnrt", (int)c) || !c) return false;
+      s->p += 2;
+      continue;
+    }
+    if (s->end - s->p < 6) return false;
+    int v = hex4(s->p + 2);
+    if (v < 0 || v == 0) return false; /* \u0000: refused without JSON_ALLOW_NUL */
+    s->p += 6;
+    if (v >= 0xDC00 && v <= 0xDFFF) return false; /* a lone low surrogate */
+    if (v >= 0xD800 && v <= 0xDBFF) {            /* must pair with a low one */
+      if (s->end - s->p < 6 || s->p[0] != '\\' || s->p[1] != 'u') return false;
+      int lo = hex4(s->p + 2);
+      if (lo < 0xDC00 || lo > 0xDFFF) return false;
+      s->p += 6;
+    }
+  }
+  return false;
+}
+
+static bool digits(scan *s) {
+  const unsigned char *b = s->p;
+  while (s->p < s->end && *s->p >= '0' && *s->p <= '9') s->p++;
+  return s->p > b;
+}
+
+static bool number(scan *s) {
+  const unsigned char *b = s->p;
+  bool neg = false, real = false;
+  if (*s->p == '-') {
+    neg = true;
+    s->p++;
+  }
+  if (s->p >= s->end) return false;
+  if (*s->p == '0') {
+    s->p++;
+    if (s->p < s->end && *s->p >= '0' && *s->p <= '9') return false; /* leading zero */
+  } else if (!digits(s)) {
+    return false;
+  }
+  if (s->p < s->end && *s->p == '.') {
+    s->p++;
+    real = true;
+    if (!digits(s)) return false;
+  }
+  if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
+    s->p++;
+    real = true;
+    if (s->p < s->end && (*s->p == '+' || *s->p == '-')) s->p++;
+    if (!digits(s)) return false;
+  }
+  size_t len = (size_t)(s->p - b);
+  if (!real) {
+    /* within 64 bits: compare the digits with the limit's */
+    const char *lim = neg ? "9223372036854775808" : "9223372036854775807";
+    size_t dl = len - (neg ? 1 : 0);
+    const unsigned char *d = b + (neg ? 1 : 0);
+    if (dl < 19) return true;
+    if (dl > 19) return false;
+    return memcmp(d, lim, 19) <= 0;
+  }
+  /* a real: jansson refuses one that overflows (strtod gives ±inf) */
+  char tmp[128];
+  char *heap = NULL, *t = tmp;
+  if (len >= sizeof tmp) {
+    if (!(heap = malloc(len + 1))) return false;
+    t = heap;
+  }
+  memcpy(t, b, len);
+  t[len] = '\0';
+  errno = 0;
+  double v = strtod(t, NULL);
+  bool ok = !(errno == ERANGE && isinf(v)) && !isinf(v);
+  free(heap);
+  return ok;
+}
+
+static bool literal(scan *s, const char *w, size_t n) {
+  if ((size_t)(s->end - s->p) < n || memcmp(s->p, w, n) != 0) return false;
+  s->p += n;
+  return true;
+}
+
+bool gw_json_check(const char *text, size_t n) {
+  scan s = {(const unsigned char *)text, (const unsigned char *)text + n};
+  unsigned char stack[MAX_DEPTH]; /* '{' or '[' per open container */
+  int depth = 0;
+  ws(&s);
+  if (s.p >= s.end || (*s.p != '{' && *s.p != '[')) return false; /* the top is an object or an array */
+  for (;;) {
+    /* a value is expected here */
+    ws(&s);
+    if (s.p >= s.end) return false;
+    if (depth + 1 > MAX_DEPTH) return false; /* this value's own depth */
+    unsigned c = *s.p;
+    if (c == '{' || c == '[') {
+      stack[depth++] = (unsigned char)c;
+      s.p++;
+      ws(&s);
+      if (s.p < s.end && *s.p == (c == '{' ? '}' : ']')) {
+        s.p++;
+        depth--;
+        goto after_value;
+      }
+      if (c == '{') goto key;
+      continue;
+    }
+    if (c == '"') {
+      if (!string(&s)) return false;
+    } else if (c == '-' || (c >= '0' && c <= '9')) {
+      if (!number(&s)) return false;
+    } else if (!literal(&s, "true", 4) && !literal(&s, "false", 5) && !literal(&s, "null", 4)) {
+      return false;
+    }
+  after_value:
+    ws(&s);
+    if (depth == 0) return s.p == s.end;
+    if (s.p >= s.end) return false;
+    if (*s.p == ',') {
+      s.p++;
+      if (stack[depth - 1] == '{') goto key;
+      continue;
+    }
+    if (*s.p != (stack[depth - 1] == '{' ? '}' : ']')) return false;
+    s.p++;
+    depth--;
+    goto after_value;
+  key:
+    ws(&s);
+    if (s.p >= s.end || *s.p != '"' || !string(&s)) return false;
+    ws(&s);
+    if (s.p >= s.end || *s.p != ':') return false;
+    s.p++;
+  }
+}
