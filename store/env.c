@@ -210,6 +210,7 @@ int st__db_open_all(st_store *st, MDB_txn *txn, int require_all) {
 static void store_free(st_store *st, int sync_inited) {
   if (!st) return;
   if (st->writer_started) st__writer_stop(st);
+  st__read_pool_drain(st);
   if (st->env) mdb_env_close(st->env);
   st__keys_wipe(st);
   if (sync_inited) {
@@ -218,6 +219,7 @@ static void store_free(st_store *st, int sync_inited) {
     uv_mutex_destroy(&st->smu);
     uv_rwlock_destroy(&st->kmu);
     uv_mutex_destroy(&st->rotmu);
+    uv_mutex_destroy(&st->rmu);
   }
   free(st->key_file);
   free(st->dir);
@@ -247,7 +249,7 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
   st = calloc(1, sizeof *st);
   if (!st) return ST_ENOMEM;
   if (uv_mutex_init(&st->qmu) || uv_cond_init(&st->qcond) || uv_mutex_init(&st->smu) ||
-      uv_rwlock_init(&st->kmu) || uv_mutex_init(&st->rotmu)) {
+      uv_rwlock_init(&st->kmu) || uv_mutex_init(&st->rotmu) || uv_mutex_init(&st->rmu)) {
     /* Partially initialised primitives cannot be told apart; leaking them
      * on this practically impossible path beats destroying garbage. */
     free(st);

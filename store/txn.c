@@ -12,6 +12,7 @@
 
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,10 +71,23 @@ static int map_key(st_txn *t, const void *k, size_t klen, uint8_t hbuf[33], MDB_
 
 int st_read_begin(st_store *st, st_txn **out) {
   MDB_txn *txn = NULL;
-  st_txn *t;
+  st_txn *t = NULL;
   int rc;
   if (!st || !out) return ST_EINVAL;
   *out = NULL;
+  /* a reset transaction from the pool, renewed on the newest snapshot */
+  uv_mutex_lock(&st->rmu);
+  if (st->nrpool) t = st->rpool[--st->nrpool];
+  uv_mutex_unlock(&st->rmu);
+  if (t) {
+    if (mdb_txn_renew(t->txn) == 0) {
+      st__txn_init(t, st, t->txn, 0);
+      *out = t;
+      return 0;
+    }
+    mdb_txn_abort(t->txn); /* e.g. the map grew: begin afresh */
+    free(t);
+  }
   if (!(t = malloc(sizeof *t))) return ST_ENOMEM;
   if ((rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) != 0) {
     free(t);
@@ -82,6 +96,16 @@ int st_read_begin(st_store *st, st_txn **out) {
   st__txn_init(t, st, txn, 0);
   *out = t;
   return 0;
+}
+
+void st__read_pool_drain(st_store *st) {
+  uv_mutex_lock(&st->rmu);
+  while (st->nrpool) {
+    st_txn *t = st->rpool[--st->nrpool];
+    mdb_txn_abort(t->txn);
+    free(t);
+  }
+  uv_mutex_unlock(&st->rmu);
 }
 
 void st__txn_close_cursors(st_txn *t) {
@@ -101,6 +125,14 @@ void st_txn_end(st_txn *t) {
     return;
   }
   st__txn_close_cursors(t);
+  /* back to the pool reset (its reader slot kept), or gone */
+  st_store *st = t->st;
+  mdb_txn_reset(t->txn);
+  uv_mutex_lock(&st->rmu);
+  bool kept = !atomic_load(&st->closed) && st->nrpool < ST__RPOOL_MAX;
+  if (kept) st->rpool[st->nrpool++] = t;
+  uv_mutex_unlock(&st->rmu);
+  if (kept) return;
   mdb_txn_abort(t->txn);
   free(t);
 }

@@ -62,15 +62,16 @@ export async function startCUpstream({ tools = 20, events = 100 } = {}) {
 }
 
 /* CPU time (user + system, ms) used so far by pid and its descendants
- * (nginx's worker is a child of its master). */
-export function cpuMs(pid) {
+ * (nginx's worker is a child of its master); cpuMs(pid, 'user') for user
+ * time only. */
+export function cpuMs(pid, which = 'all') {
   const tick = 1000 / 100; // USER_HZ
   let total = 0;
   const walk = (p) => {
     try {
       const f = fs.readFileSync(`/proc/${p}/stat`, 'utf8');
       const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
-      total += (Number(rest[11]) + Number(rest[12])) * tick; // utime, stime
+      total += (Number(rest[11]) + (which === 'user' ? 0 : Number(rest[12]))) * tick; // utime, stime
       for (const t of fs.readdirSync(`/proc/${p}/task`))
         for (const c of fs.readFileSync(`/proc/${p}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)) walk(c);
     } catch { /* gone */ }
@@ -101,7 +102,7 @@ done = function(summary, latency, requests)
     latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))
 end
 `);
-  const cpu0 = pid ? cpuMs(pid) : 0;
+  const cpu0 = pid ? cpuMs(pid) : 0, user0 = pid ? cpuMs(pid, 'user') : 0;
   try {
     const out = await new Promise((resolve, reject) => {
       execFile('wrk', [`-t${threads}`, `-c${conns}`, `-d${secs}s`, '-s', script, url], { maxBuffer: 1 << 20 },
@@ -113,7 +114,8 @@ end
     // the proxy's CPU per request (µs): what a request costs it, whether or
     // not it was the bottleneck
     const cpuUs = pid && r.requests ? ((cpuMs(pid) - cpu0) * 1000) / r.requests : null;
-    return { ...r, rps: r.requests / (r.duration_us / 1e6), cpuUs };
+    const userUs = pid && r.requests ? ((cpuMs(pid, 'user') - user0) * 1000) / r.requests : null;
+    return { ...r, rps: r.requests / (r.duration_us / 1e6), cpuUs, userUs };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

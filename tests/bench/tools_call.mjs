@@ -151,6 +151,7 @@ async function main() {
           p99: median(v.runs.map((x) => x.p99)), p999: median(v.runs.map((x) => x.p999)),
           errors: v.runs.reduce((s2, x) => s2 + x.errors, 0),
           cpu: median(v.runs.map((x) => x.cpuUs ?? 0)),
+          user: median(v.runs.map((x) => x.userUs ?? 0)),
         };
       }
       const ms = (x) => `${(x / 1000).toFixed(3)} ms`;
@@ -164,7 +165,7 @@ async function main() {
       for (const v of vs) {
         const x = m[v.name];
         let line = `  ${v.name.padEnd(16)} ${x.rps.toFixed(0).padStart(7)} req/s  p50 ${ms(x.p50)}  p99 ${ms(x.p99)}  p99.9 ${ms(x.p999)}`;
-        if (x.cpu) line += `  cpu ${x.cpu.toFixed(1)} us/req`;
+        if (x.cpu) line += `  cpu ${x.cpu.toFixed(1)} us/req (user ${x.user.toFixed(1)})`;
         if (sc === 'sse') line += `  ${(x.rps * 101).toFixed(0)} events/s`;
         if (sc === 'list') line += `  ${v.probeBytes} B/reply`;
         if (v.name !== 'direct' && v.name !== 'nginx') {

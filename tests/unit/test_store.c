@@ -210,6 +210,35 @@ TEST(snapshot_ids) {
   st_close(st);
 }
 
+/* Read transactions are reused (reset, then renewed): a reused one must
+ * see every write committed before it began, never the snapshot of its
+ * previous life; more open at once than the pool keeps all work. */
+TEST(read_txn_reuse_sees_latest) {
+  char buf[16], v[16];
+  tmp_setup();
+  st_store *st = open_default();
+  CHECK(st);
+  for (int i = 0; i < 50; i++) {
+    snprintf(v, sizeof v, "v%d", i);
+    CHECK_INT(put1(st, "k", v), 0);
+    CHECK_INT(get1(st, ST_DB_TENANTS, "k", 1, buf, sizeof buf), 0);
+    CHECK_STR(buf, v);
+  }
+  st_txn *many[40];
+  for (int i = 0; i < 40; i++) CHECK_INT(st_read_begin(st, &many[i]), 0);
+  for (int i = 0; i < 40; i++) st_txn_end(many[i]);
+  CHECK_INT(put1(st, "k", "last"), 0);
+  for (int i = 0; i < 40; i++) {
+    CHECK_INT(st_read_begin(st, &many[i]), 0);
+    st_val got;
+    CHECK_INT(st_get(many[i], ST_DB_TENANTS, "k", 1, &got), 0);
+    CHECK(got.len == 4 && memcmp(got.data, "last", 4) == 0);
+  }
+  for (int i = 0; i < 40; i++) st_txn_end(many[i]);
+  st_close(st); /* closes the pooled ones (ASan: no leak) */
+  tmp_cleanup();
+}
+
 TEST(get_put_del) {
   char buf[16];
   int step = 0;
@@ -1327,6 +1356,7 @@ int main(void) {
   RUN(del_prefix_bounded);
   RUN(migrate_partial_gets_the_rest);
   RUN(migrate_newer_refused);
+  RUN(read_txn_reuse_sees_latest);
   RUN(get_put_del);
   RUN(cursor_prefix_scan);
   RUN(long_keys_hashed);
