@@ -16,8 +16,9 @@
  *
  *  1. One connection carries one transfer at a time; a connection returns
  *     to the idle pool only after a complete response that allows
- *     keep-alive, with no byte beyond it. Anything else (an error, an
- *     abort, a pause the transfer ended in, extra bytes) closes it.
+ *     keep-alive, with no byte beyond it and its request fully written.
+ *     Anything else (an error, an abort, a pause the transfer ended in,
+ *     extra bytes, an answer that overtook its request) closes it.
  *  2. Egress (outbound.h, rule 5 of outbound.c) is checked on addresses:
  *     each address a name resolves to before a socket is created for it,
  *     and the peer of an idle connection before it is lent to a transfer
@@ -66,7 +67,7 @@ struct h1_conn {
   uint64_t idle_since;
   char *rest;             /* unparsed bytes kept while paused (rule 5) */
   size_t rest_len;
-  bool idle, closing, reading, msg_done, broken;
+  bool idle, closing, reading, msg_done, broken, writing;
 };
 
 struct h1_gai {
@@ -197,6 +198,7 @@ static void conn_died(h1_conn *c, int uverr) {
 
 static void on_write(uv_write_t *w, int status) {
   h1_conn *c = w->data;
+  c->writing = false;
   if (status == 0 || c->closing) return;
   conn_died(c, status);
 }
@@ -233,6 +235,7 @@ static void send_req(h1_conn *c) {
       conn_died(c, rc);
       return;
     }
+    c->writing = true;
   }
   read_on(c);
 }
@@ -437,16 +440,21 @@ static int cb_status(llhttp_t *p, const char *at, size_t len) {
 static int cb_headers_complete(llhttp_t *p) {
   gw_out_req *r = req_of(p);
   int status = p->status_code;
+  if (status == 101) { /* we never ask to switch */
+    gw__out_fail(r, GW_OUT_EPROTO);
+    return HPE_USER;
+  }
   if (status >= 100 && status < 200) {
-    if (status == 101) { /* we never ask to switch */
-      gw__out_fail(r, GW_OUT_EPROTO);
-      return HPE_USER;
-    }
-    r->h1.interim = true; /* 100 Continue, 103 Early Hints: the final head follows */
-    return 0;
+    /* 100 Continue, 103 Early Hints: the final head follows. A 1xx never
+     * has a body, whatever it announces (bytes after it are the next
+     * head, so a "body" there is a protocol error, never data). */
+    r->h1.interim = true;
+    return 1;
   }
   if (!gw__out_deliver_head(r, status)) return HPE_USER;
-  if (r->h1.head_method) return 1; /* a HEAD answer has no body, whatever it announces */
+  /* HEAD, 204 and 304 answers have no body, whatever they announce
+   * (llhttp 8.1 reads a Content-Length body after a 204/304 otherwise) */
+  if (r->h1.head_method || status == 204 || status == 304) return 1;
   return r->paused ? HPE_PAUSED : 0;
 }
 
@@ -494,7 +502,10 @@ static void h1_init_settings(void) {
  * or closes, then r finishes. */
 static void complete(h1_conn *c) {
   gw_out_req *r = c->r;
-  bool keep = !c->broken && llhttp_should_keep_alive(&c->p) && !r->o->closing;
+  /* an answer that came before the request was fully written (an early
+   * 401/413): the rest of the request is still queued, from buffers r
+   * frees now — the connection closes, which cancels that write */
+  bool keep = !c->broken && !c->writing && llhttp_should_keep_alive(&c->p) && !r->o->closing;
   c->r = NULL;
   r->h1.conn = NULL;
   if (keep) pool_put(c);
@@ -667,6 +678,10 @@ void gw__h1_resume(gw_out_req *r) {
     c->rest_len = 0;
     feed(c, k, n); /* c and r may be gone after this */
     free(k);
+  } else {
+    /* paused on the body's last bytes: the completion is still to run,
+     * and no other byte may ever come */
+    feed(c, "", 0);
   }
 }
 
