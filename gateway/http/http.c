@@ -49,9 +49,10 @@ enum conn_state { CS_IDLE, CS_HEADERS, CS_BODY, CS_HANDLING, CS_LINGER };
 #define IN_CAP (256 * 1024) /* unparsed pipelined bytes held while handling */
 #define MAX_RESP_HEADERS 32
 
-/* A request's memory (gw_req_alloc): bump allocation in chunks of
- * ARENA_CHUNK bytes, a chunk of its own for anything over ARENA_BIG; all
- * freed with the request. Header names and values, the handler's context
+/* A request's memory (gw_req_alloc): bump allocation in chunks (1 KiB
+ * first: a request held open for hours as a stream keeps its chunk, so it
+ * stays small; then doubling), a chunk of its own for anything over
+ * ARENA_BIG; all freed with the request. Header names and values, the handler's context
  * and strdup'ed strings land here: one malloc per request instead of one
  * per string. */
 #if defined(__SANITIZE_ADDRESS__)
@@ -65,8 +66,8 @@ enum conn_state { CS_IDLE, CS_HEADERS, CS_BODY, CS_HANDLING, CS_LINGER };
 #define ARENA_CHUNK 0
 #define ARENA_BIG 0
 #else
-#define ARENA_CHUNK 4096
-#define ARENA_BIG 1024
+#define ARENA_CHUNK 1024 /* the first chunk; each next one twice the last, up to 8 KiB */
+#define ARENA_BIG 512
 #endif
 typedef struct arena_chunk {
   struct arena_chunk *next;
@@ -162,7 +163,8 @@ void *gw_req_alloc(gw_req *req, size_t n) {
     a->used += need;
     return m;
   }
-  size_t cap = need > ARENA_BIG ? need : ARENA_CHUNK;
+  size_t grow = a ? (a->cap < 4096 ? a->cap * 2 : 8192) : ARENA_CHUNK;
+  size_t cap = need > ARENA_BIG ? need : grow;
   arena_chunk *b = malloc(sizeof *b + cap);
   if (!b) return NULL;
   b->cap = cap;
