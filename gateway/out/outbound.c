@@ -943,6 +943,18 @@ const out_url *gw__out_url(gw_out *o, const char *url, bool *nomem) {
     if (sc_ != CURLE_OK) { rc = sc_ == CURLE_OUT_OF_MEMORY ? GW_OUT_ENOMEM : GW_OUT_EINVAL; goto fail; } \
   } while (0)
 
+/* A transfer that starts: its timer, the live list, the counters. */
+static void req_register(gw_out *o, gw_out_req *r) {
+  uv_timer_init(o->loop, &r->timer);
+  r->timer.data = r;
+  o->handles++;
+  r->next = o->reqs;
+  if (o->reqs) o->reqs->prev = r;
+  o->reqs = r;
+  o->st.open++;
+  o->st.started++;
+}
+
 int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
   if (out) *out = NULL;
   if (!o || !op || !op->on_done) return GW_OUT_EINVAL;
@@ -987,14 +999,7 @@ int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
   if (r->native) { /* plain http: the native HTTP/1.1 path (h1.c) */
     r->h1.body_len = op->body_len;
     if ((rc = gw__h1_prepare(r, op, url)) != 0) goto fail;
-    uv_timer_init(o->loop, &r->timer);
-    r->timer.data = r;
-    o->handles++;
-    r->next = o->reqs;
-    if (o->reqs) o->reqs->prev = r;
-    o->reqs = r;
-    o->st.open++;
-    o->st.started++;
+    req_register(o, r);
     gw__h1_begin(r);
     if (out) *out = r;
     return 0;
@@ -1047,14 +1052,7 @@ int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
     if (strcmp(m, "POST") != 0) SETOPT(CURLOPT_CUSTOMREQUEST, m);
   }
 
-  uv_timer_init(o->loop, &r->timer);
-  r->timer.data = r;
-  o->handles++;
-  r->next = o->reqs;
-  if (o->reqs) o->reqs->prev = r;
-  o->reqs = r;
-  o->st.open++;
-  o->st.started++;
+  req_register(o, r);
   if (o->in_curl > 0) { /* inside a curl callback: curl_multi_add_handle would recurse */
     r->add_wanted = true;
     pend_push(r);
