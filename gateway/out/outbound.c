@@ -71,6 +71,7 @@
 #include "gateway/out/out_int.h"
 
 #include <arpa/inet.h>
+#include <openssl/crypto.h>
 #include <curl/curl.h>
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -660,6 +661,21 @@ static void req_closed(uv_handle_t *h) {
   out_maybe_free(o);
 }
 
+/* The request's copies (header lines, serialised head, body) are wiped
+ * before they are freed: a header line may carry the upstream credential
+ * (upcall.c wipes its own copy the moment the engine has taken it). */
+static void req_free_request(gw_out_req *r) {
+  for (struct curl_slist *l = r->hdrs; l; l = l->next)
+    if (l->data) OPENSSL_cleanse(l->data, strlen(l->data));
+  curl_slist_free_all(r->hdrs);
+  r->hdrs = NULL;
+  if (r->h1.head) OPENSSL_cleanse(r->h1.head, r->h1.head_len);
+  free(r->h1.head);
+  r->h1.head = NULL;
+  free(r->body);
+  r->body = NULL;
+}
+
 static void out_finish(gw_out_req *r, int err) {
   gw_out *o = r->o;
   r->finished = true;
@@ -696,9 +712,7 @@ static void out_finish(gw_out_req *r, int err) {
   curl_easy_cleanup(r->easy);
   o->in_curl--;
   r->easy = NULL;
-  curl_slist_free_all(r->hdrs);
-  free(r->h1.head);
-  free(r->body);
+  req_free_request(r);
   gw_buf_free(&r->hbuf);
   uv_close((uv_handle_t *)&r->timer, req_closed);
 }
@@ -1068,8 +1082,7 @@ int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
       o->st.started--;
       r->finished = true;
       curl_easy_cleanup(e);
-      curl_slist_free_all(r->hdrs);
-      free(r->body);
+      req_free_request(r);
       gw_buf_free(&r->hbuf);
       uv_close((uv_handle_t *)&r->timer, req_closed);
       return mc == CURLM_OUT_OF_MEMORY ? GW_OUT_ENOMEM : GW_OUT_EIO;
@@ -1080,9 +1093,7 @@ int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
   return 0;
 fail:
   if (r->easy) curl_easy_cleanup(r->easy);
-  curl_slist_free_all(r->hdrs);
-  free(r->h1.head);
-  free(r->body);
+  req_free_request(r);
   gw_buf_free(&r->hbuf);
   free(r);
   return rc;
