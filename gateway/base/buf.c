@@ -37,6 +37,8 @@ int gw_buf_append(gw_buf *b, const void *data, size_t n) {
 
 int gw_buf_appends(gw_buf *b, const char *s) { return gw_buf_append(b, s, strlen(s)); }
 
+int gw_buf_reserve(gw_buf *b, size_t n) { return grow(b, n); }
+
 int gw_buf_append_int(gw_buf *b, long long v) {
   char t[24];
   size_t i = sizeof t;

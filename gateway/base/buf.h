@@ -23,6 +23,9 @@ int gw_buf_printf(gw_buf *b, const char *fmt, ...) __attribute__((format(printf,
 /* The hot paths' formatting without stdio: a decimal integer; several
  * strings (the list ends at the first NULL). */
 int gw_buf_append_int(gw_buf *b, long long v);
+/* Room for n bytes (and the NUL) at once: appends up to that size then
+ * never move the data. 0, GW_E2BIG past the cap, or -ENOMEM. */
+int gw_buf_reserve(gw_buf *b, size_t n);
 int gw_buf_appendv(gw_buf *b, ...);
 /* v as 16 lower-case hex digits and a NUL. */
 void gw_hex16(unsigned long long v, char out[17]);

@@ -584,13 +584,6 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
 
 bool gw__h1_accepts(const out_url *u) { return !u->https && !u->userinfo; } /* userinfo: curl's Basic auth */
 
-static int head_add_str(gw_buf *b, const char *a, const char *bb, const char *c) {
-  int rc = gw_buf_append(b, a, strlen(a));
-  if (!rc && bb) rc = gw_buf_append(b, bb, strlen(bb));
-  if (!rc && c) rc = gw_buf_append(b, c, strlen(c));
-  return rc;
-}
-
 int gw__h1_prepare(gw_out_req *r, const gw_out_opts *op, const out_url *u) {
   uv_once(&h1_once, h1_init_settings);
   r->h1.connect_ms = op->connect_timeout_ms ? op->connect_timeout_ms : GW_OUT_CONNECT_TIMEOUT_MS;
@@ -602,20 +595,24 @@ int gw__h1_prepare(gw_out_req *r, const gw_out_opts *op, const out_url *u) {
   bool have_host = false;
   for (const char *const *hp = op->headers; hp && *hp; hp++)
     if (strncasecmp(*hp, "host:", 5) == 0) have_host = true;
+  /* sized first and written once: no realloc leaves a copy of a header
+   * line (the upstream credential) behind in freed memory */
+  bool cl = op->body_len || strcmp(op->method, "POST") == 0;
+  char cls[24];
+  snprintf(cls, sizeof cls, "%zu", op->body_len);
+  size_t n = strlen(op->method) + 1 + strlen(u->target) + 11 + (have_host ? 0 : 6 + strlen(u->hostport) + 2) +
+             (cl ? 16 + strlen(cls) + 2 : 0) + 2 + 1;
+  for (const char *const *hp = op->headers; hp && *hp; hp++) n += strlen(*hp) + 2;
   gw_buf b;
-  gw_buf_init(&b, GW_OUT_MAX_URL + (size_t)GW_OUT_MAX_REQ_HEADERS * (GW_OUT_MAX_REQ_HEADER_LINE + 2) + 1024);
-  int rc = head_add_str(&b, op->method, " ", u->target);
-  if (!rc) rc = head_add_str(&b, " HTTP/1.1\r\n", NULL, NULL);
+  gw_buf_init(&b, n);
+  if (gw_buf_reserve(&b, n - 1) != 0) return GW_OUT_ENOMEM;
+  int rc = gw_buf_appendv(&b, op->method, " ", u->target, " HTTP/1.1\r\n", NULL);
   /* as curl writes it: the URL's host, its port unless the default */
-  if (!rc && !have_host) rc = head_add_str(&b, "Host: ", u->hostport, "\r\n");
-  for (const char *const *hp = op->headers; !rc && hp && *hp; hp++) rc = head_add_str(&b, *hp, "\r\n", NULL);
-  if (!rc && (op->body_len || strcmp(op->method, "POST") == 0)) {
-    char cl[48];
-    snprintf(cl, sizeof cl, "Content-Length: %zu\r\n", op->body_len);
-    rc = head_add_str(&b, cl, NULL, NULL);
-  }
-  if (!rc) rc = head_add_str(&b, "\r\n", NULL, NULL);
-  if (rc) {
+  if (!rc && !have_host) rc = gw_buf_appendv(&b, "Host: ", u->hostport, "\r\n", NULL);
+  for (const char *const *hp = op->headers; !rc && hp && *hp; hp++) rc = gw_buf_appendv(&b, *hp, "\r\n", NULL);
+  if (!rc && cl) rc = gw_buf_appendv(&b, "Content-Length: ", cls, "\r\n", NULL);
+  if (!rc) rc = gw_buf_appends(&b, "\r\n");
+  if (rc) { /* cannot happen: sized above */
     gw_buf_free(&b);
     return GW_OUT_ENOMEM;
   }
