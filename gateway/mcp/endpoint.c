@@ -209,7 +209,8 @@ int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c) {
   /* The same reads in the same snapshot find the same records (memo.h);
    * only the token's expiry depends on the clock. */
   uint64_t snap = st_txn_snapshot(txn);
-  gw_memo *memo = gw__mcp_of(req->lp) ? gw__mcp_of(req->lp)->memo : NULL;
+  gw_proxy *px = gw__mcp_of(req->lp);
+  gw_memo *memo = px ? px->memo : NULL;
   gw_memo_key mk = {.tok_hash = th, .tenant = c->tenant, .connector = c->connector, .sid = c->sid};
   const gw_memo_ident *hit = rc == 0 ? gw_memo_ident_get(memo, snap, &mk) : NULL;
   gw_memo_ident v;
@@ -240,7 +241,6 @@ int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c) {
     }
   }
   c->ident_snapshot = rc == 0 ? snap : 0;
-  c->ident_second = now_s;
   st_txn_end(txn);
   /* an expired session is an unknown one, from its stored stamps: the
    * purge may not have run yet (gateway/mcp/mcp_session.h) */
@@ -347,7 +347,6 @@ gw_exchange *gw__mcp_exchange(gw_req *req, int kind, const gw_mcp_ctx *c, const 
   gw_exchange *x = gw__x_new(&p->reg, req->lp, c->tenant, c->connector, c->user, c->tokid, flow, state);
   if (!x) return NULL;
   x->ident_snapshot = c->ident_snapshot;
-  x->ident_second = c->ident_second;
   x->ident_expires = c->ident_expires;
   x->m = gw__mcp_stats_for(&p->stats, c->tenant, c->connector[0] ? c->connector : "(all)");
   if (x->m) x->m->requests++;
@@ -361,7 +360,6 @@ gw_exchange *gw__mcp_child(gw_exchange *parent, const char *connector, const gw_
   if (!x) return NULL;
   x->kind = parent->kind;
   x->ident_snapshot = parent->ident_snapshot;
-  x->ident_second = parent->ident_second;
   x->ident_expires = parent->ident_expires;
   snprintf(x->sid, sizeof x->sid, "%s", parent->sid);
   x->sess = parent->sess;

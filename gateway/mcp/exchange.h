@@ -115,7 +115,6 @@ struct gw_exchange {
   char sid[96];                  /* the gateway's session id for this exchange */
   gw_session sess;
   uint64_t ident_snapshot;       /* where the identity was checked (gw_mcp_ctx), 0: unknown */
-  int64_t ident_second;
   int64_t ident_expires;         /* the token's expiry (unix s), 0: none */
   /* client half */
   gw_req *req;         /* NULL once the client side is finished */

@@ -49,12 +49,12 @@ typedef struct gw_mcp_ctx {
   const char *sid; /* the Mcp-Session-Id header, or NULL */
   gw_session sess;
   bool sess_ok;    /* the session exists and is this caller's, on this endpoint */
-  /* the store snapshot and the second the token was checked in: the
-   * check before the upstream transfer reads the same snapshot in the same
-   * second only to get the same answer (upcall.c skips it then) */
+  /* the store snapshot the token was checked in, and the token's expiry
+   * (unix s, 0: none): the check before the upstream transfer, reading the
+   * same snapshot with the token unexpired, could only get the same answer
+   * (upcall.c skips it then) */
   uint64_t ident_snapshot;
-  int64_t ident_second;
-  int64_t ident_expires; /* the token's expiry (unix s), 0: none */
+  int64_t ident_expires;
 } gw_mcp_ctx;
 int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c);
 /* The handlers' entry: the context preauth already established for a

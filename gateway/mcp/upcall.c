@@ -71,7 +71,7 @@ static int credential(gw_exchange *x, upcred *c) {
      * repeated (memo.h). */
     int64_t now_s = (int64_t)time(NULL);
     bool same = x->ident_snapshot && st_txn_snapshot(txn) == x->ident_snapshot &&
-                (now_s == x->ident_second || !x->ident_expires || now_s < x->ident_expires);
+                (!x->ident_expires || now_s < x->ident_expires);
     if (!same && auth_identity_check(txn, x->tenant, user, x->tokid, now_s) != 0) {
       rc = GW_UP_EREVOKED;
     } else {
