@@ -258,7 +258,7 @@ static void feed_revoke(gw_exchange *c, const gw_revocation *r) {
 static void feed_free(void *state) {
   feed_state *st = state;
   if (st->client) {
-    stream_state *ss = st->client->state;
+    stream_state *ss = st->client->flow == &stream_flow ? st->client->state : NULL;
     if (st->prev) st->prev->next = st->next;
     else if (ss && ss->feeders == st) ss->feeders = st->next;
     if (st->next) st->next->prev = st->prev;
@@ -283,7 +283,7 @@ static void mux_attach(gw_exchange *x, const char *connector, const char *upstre
   st->client = x;
   x->refs++;
   st->self = c;
-  stream_state *ss = x->state;
+  stream_state *ss = x->state; /* x is a client stream (stream_flow) */
   st->next = ss->feeders;
   if (ss->feeders) ss->feeders->prev = st;
   ss->feeders = st;
