@@ -41,14 +41,10 @@ int gw_buf_reserve(gw_buf *b, size_t n) { return grow(b, n); }
 
 int gw_buf_append_int(gw_buf *b, long long v) {
   char t[24];
-  size_t i = sizeof t;
-  unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-  do {
-    t[--i] = (char)('0' + u % 10);
-    u /= 10;
-  } while (u);
-  if (v < 0) t[--i] = '-';
-  return gw_buf_append(b, t + i, sizeof t - i);
+  size_t n = 0;
+  if (v < 0) t[n++] = '-';
+  n += gw_utoa(v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v, t + n);
+  return gw_buf_append(b, t, n);
 }
 
 int gw_buf_appendv(gw_buf *b, ...) {
@@ -58,6 +54,35 @@ int gw_buf_appendv(gw_buf *b, ...) {
   for (const char *s; rc == 0 && (s = va_arg(ap, const char *)) != NULL;) rc = gw_buf_appends(b, s);
   va_end(ap);
   return rc;
+}
+
+size_t gw_strlcpy(char *dst, const char *src, size_t size) {
+  size_t n = strnlen(src, size - 1);
+  memcpy(dst, src, n);
+  dst[n] = '\0';
+  return n;
+}
+
+size_t gw_strjoin(char *dst, size_t size, ...) {
+  va_list ap;
+  va_start(ap, size);
+  size_t len = 0;
+  for (const char *s; (s = va_arg(ap, const char *)) != NULL;) len += gw_strlcpy(dst + len, s, size - len);
+  va_end(ap);
+  dst[len] = '\0';
+  return len;
+}
+
+size_t gw_utoa(unsigned long long v, char *out) {
+  char t[24];
+  size_t i = sizeof t;
+  do {
+    t[--i] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  memcpy(out, t + i, sizeof t - i);
+  out[sizeof t - i] = '\0';
+  return sizeof t - i;
 }
 
 void gw_hex16(unsigned long long v, char out[17]) {

@@ -29,6 +29,14 @@ int gw_buf_reserve(gw_buf *b, size_t n);
 int gw_buf_appendv(gw_buf *b, ...);
 /* v as 16 lower-case hex digits and a NUL. */
 void gw_hex16(unsigned long long v, char out[17]);
+/* String copies for fixed-size fields without stdio (snprintf "%s" costs
+ * a format parse per copy on every request): src, or the strings of the
+ * NULL-terminated list, truncated to size - 1 bytes (size > 0) and
+ * NUL-terminated; returns the length written. */
+size_t gw_strlcpy(char *dst, const char *src, size_t size);
+size_t gw_strjoin(char *dst, size_t size, ...);
+/* v in decimal into out (at least 21 bytes), NUL-terminated; its length. */
+size_t gw_utoa(unsigned long long v, char *out);
 void gw_buf_reset(gw_buf *b);
 void gw_buf_free(gw_buf *b);
 /* Takes the memory out of the buffer (caller frees); the buffer is empty. */

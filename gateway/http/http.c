@@ -35,6 +35,7 @@
 
 #include "gateway/base/buf.h"
 #include "gateway/base/log.h"
+#include "gateway/base/pool.h"
 #include "gateway/http/forwarded.h"
 #include "gateway/http/router.h"
 #include "gateway/http/tls.h"
@@ -67,7 +68,7 @@ enum conn_state { CS_IDLE, CS_HEADERS, CS_BODY, CS_HANDLING, CS_LINGER };
 #define ARENA_BIG 0
 #else
 #define ARENA_CHUNK 1024 /* the first chunk; each next one twice the last, up to 8 KiB */
-#define ARENA_BIG 512
+#define ARENA_BIG 2048   /* the MCP handler's context (1.7 KiB) fits the second chunk */
 #endif
 typedef struct arena_chunk {
   struct arena_chunk *next;
@@ -80,7 +81,7 @@ typedef struct gw__req_priv {
   arena_chunk *arena;
   gw_header resp[MAX_RESP_HEADERS];
   int nresp;
-  gw_buf url, field, value, body;
+  gw_buf body;
   size_t header_bytes;
   int64_t body_limit;
   int refs;           /* handler's + pending abort notification */
@@ -94,6 +95,19 @@ typedef struct gw__req_priv {
   int status;
   size_t resp_bytes;
 } gw__req_priv;
+
+/* Per loop thread: the request, its private part and its first two arena
+ * chunks, recycled (each is past malloc's per-thread cache). */
+static _Thread_local gw_pool req_pool = GW_POOL(sizeof(gw_req), 256);
+static _Thread_local gw_pool priv_pool = GW_POOL(sizeof(gw__req_priv), 256);
+static _Thread_local gw_pool chunk_pool[2] = {GW_POOL(sizeof(arena_chunk) + ARENA_CHUNK, 256),
+                                              GW_POOL(sizeof(arena_chunk) + 2 * ARENA_CHUNK, 256)};
+
+static gw_pool *chunk_pool_for(size_t cap) {
+  if (ARENA_CHUNK && cap == ARENA_CHUNK) return &chunk_pool[0];
+  if (ARENA_CHUNK && cap == 2 * ARENA_CHUNK) return &chunk_pool[1];
+  return NULL;
+}
 
 struct gw_conn {
   uv_tcp_t tcp;
@@ -118,6 +132,10 @@ struct gw_conn {
   char tail_nonws;         /* last non-SP/HT byte of the previous buffer */
   gw_conn *next, *prev;
   char peer[64];
+  /* the request line and header being parsed: scratch kept across the
+   * connection's requests (one is parsed at a time), given back when a
+   * request made one large */
+  gw_buf url, field, value;
 };
 
 static llhttp_settings_t parser_settings;
@@ -165,7 +183,9 @@ void *gw_req_alloc(gw_req *req, size_t n) {
   }
   size_t grow = a ? (a->cap < 4096 ? a->cap * 2 : 8192) : ARENA_CHUNK;
   size_t cap = need > ARENA_BIG ? need : grow;
-  arena_chunk *b = malloc(sizeof *b + cap);
+  while (cap < need) cap *= 2; /* a context larger than the first chunk: the next size up */
+  gw_pool *pool = chunk_pool_for(cap);
+  arena_chunk *b = pool ? gw_pool_get(pool) : malloc(sizeof *b + cap);
   if (!b) return NULL;
   b->cap = cap;
   b->used = need;
@@ -186,12 +206,20 @@ char *gw_req_strdup(gw_req *req, const char *s) {
   return p;
 }
 
+#define SCRATCH_KEEP 4096 /* a larger scratch buffer is freed, not kept */
+
+static void scratch_reset(gw_buf *b, size_t max) {
+  if (b->cap > SCRATCH_KEEP) gw_buf_free(b);
+  gw_buf_reset(b);
+  b->max = max;
+}
+
 static gw_req *req_new(gw_conn *c) {
-  gw_req *r = calloc(1, sizeof *r);
-  gw__req_priv *p = calloc(1, sizeof *p);
+  gw_req *r = gw_pool_zget(&req_pool);
+  gw__req_priv *p = gw_pool_zget(&priv_pool);
   if (!r || !p) {
-    free(r);
-    free(p);
+    gw_pool_put(&req_pool, r);
+    gw_pool_put(&priv_pool, p);
     return NULL;
   }
   const gw_http_limits *cfg = limits(c->h);
@@ -202,9 +230,9 @@ static gw_req *req_new(gw_conn *c) {
   r->listener_kind = c->kind;
   r->tls = c->kind == GW_LISTENER_HTTPS;
   p->refs = 1;
-  gw_buf_init(&p->url, (size_t)cfg->max_uri_bytes);
-  gw_buf_init(&p->field, (size_t)cfg->max_header_bytes);
-  gw_buf_init(&p->value, (size_t)cfg->max_header_bytes);
+  scratch_reset(&c->url, (size_t)cfg->max_uri_bytes);
+  scratch_reset(&c->field, (size_t)cfg->max_header_bytes);
+  scratch_reset(&c->value, (size_t)cfg->max_header_bytes);
   gw_buf_init(&p->body, (size_t)cfg->max_body_bytes);
   p->body_limit = cfg->max_body_bytes;
   r->start_ns = uv_hrtime();
@@ -219,18 +247,17 @@ static void req_free(gw_req *r) {
   gw__req_priv *p = r->priv;
   for (arena_chunk *a = p->arena, *n; a; a = n) {
     n = a->next;
-    free(a);
+    gw_pool *pool = chunk_pool_for(a->cap);
+    if (pool) gw_pool_put(pool, a);
+    else free(a);
   }
   for (int i = 0; i < p->nresp; i++) {
     free(p->resp[i].name);
     free(p->resp[i].value);
   }
-  gw_buf_free(&p->url);
-  gw_buf_free(&p->field);
-  gw_buf_free(&p->value);
   gw_buf_free(&p->body);
-  free(p);
-  free(r);
+  gw_pool_put(&priv_pool, p);
+  gw_pool_put(&req_pool, r);
 }
 
 static void req_unref(gw_req *r) {
@@ -394,6 +421,9 @@ static void on_handle_closed(uv_handle_t *h) {
   }
   gw_tls_conn_free(c->tls);
   free(c->in);
+  gw_buf_free(&c->url);
+  gw_buf_free(&c->field);
+  gw_buf_free(&c->value);
   gw_http *ht = c->h;
   bool counted = c->counted;
   free(c);
@@ -760,7 +790,7 @@ static int on_message_begin(llhttp_t *p) {
 
 static int on_url(llhttp_t *p, const char *at, size_t n) {
   gw_conn *c = p->data;
-  if (gw_buf_append(&c->req->priv->url, at, n) != 0)
+  if (gw_buf_append(&c->url, at, n) != 0)
     return fail(c, 414, "request target too long");
   return 0;
 }
@@ -776,7 +806,7 @@ static int count_header_bytes(gw_conn *c, size_t n) {
 static int on_header_field(llhttp_t *p, const char *at, size_t n) {
   gw_conn *c = p->data;
   if (count_header_bytes(c, n) != 0) return -1;
-  if (gw_buf_append(&c->req->priv->field, at, n) != 0)
+  if (gw_buf_append(&c->field, at, n) != 0)
     return fail(c, 431, "request headers too large");
   return 0;
 }
@@ -794,7 +824,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   if ((n && before == '\n') || memchr(at, '\n', n) || memchr(at, '\r', n))
     return fail(c, 400, "obsolete line folding in headers is not accepted");
   if (memchr(at, '\0', n)) return fail(c, 400, "NUL byte in header value");
-  if (gw_buf_append(&c->req->priv->value, at, n) != 0)
+  if (gw_buf_append(&c->value, at, n) != 0)
     return fail(c, 431, "request headers too large");
   return 0;
 }
@@ -804,15 +834,15 @@ static int on_header_value_complete(llhttp_t *p) {
   gw_req *r = c->req;
   gw__req_priv *pr = r->priv;
   if (r->nheaders >= GW_MAX_HEADERS) return fail(c, 431, "too many request headers");
-  const char *v = pr->value.data ? pr->value.data : "";
-  size_t vl = pr->value.len;
+  const char *v = c->value.data ? c->value.data : "";
+  size_t vl = c->value.len;
   /* trim trailing OWS (llhttp strips leading) */
   while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t')) vl--;
-  char *name = gw_req_alloc(r, pr->field.len + 1);
+  char *name = gw_req_alloc(r, c->field.len + 1);
   char *val = gw_req_alloc(r, vl + 1);
   if (!name || !val) return fail(c, 503, "out of memory");
-  memcpy(name, pr->field.data ? pr->field.data : "", pr->field.len);
-  name[pr->field.len] = 0;
+  memcpy(name, c->field.data ? c->field.data : "", c->field.len);
+  name[c->field.len] = 0;
   memcpy(val, v, vl);
   val[vl] = 0;
   r->headers[r->nheaders].name = name;
@@ -822,8 +852,8 @@ static int on_header_value_complete(llhttp_t *p) {
     if (pr->has_host) return fail(c, 400, "more than one Host header");
     pr->has_host = true;
   }
-  gw_buf_reset(&pr->field);
-  gw_buf_reset(&pr->value);
+  gw_buf_reset(&c->field);
+  gw_buf_reset(&c->value);
   return 0;
 }
 
@@ -848,7 +878,7 @@ static int on_headers_complete(llhttp_t *p) {
   if (p->http_minor == 1 && !pr->has_host) return fail(c, 400, "missing Host header");
   pr->head = p->method == HTTP_HEAD;
   /* target → path + query (kept apart so the query is never logged) */
-  const char *t = pr->url.data ? pr->url.data : "";
+  const char *t = c->url.data ? c->url.data : "";
   r->target = gw_req_strdup(r, t);
   if (!r->target) return fail(c, 503, "out of memory");
   if (r->target[0] != '/' && strcmp(r->method, "OPTIONS") != 0)

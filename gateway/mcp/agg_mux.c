@@ -36,6 +36,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "gateway/base/buf.h"
 #include "gateway/base/log.h"
 #include "gateway/mcp/agg.h"
 #include "gateway/mcp/sse.h"
@@ -234,10 +235,10 @@ static void mux_done(gw_exchange *c, gw_out_req *r, int err) {
       m->t.data = m;
       m->stream = x;
       x->refs++;
-      snprintf(m->connector, sizeof m->connector, "%s", c->connector);
-      snprintf(m->upstream, sizeof m->upstream, "%s", c->sess.upstream);
+      gw_strlcpy(m->connector, c->connector, sizeof m->connector);
+      gw_strlcpy(m->upstream, c->sess.upstream, sizeof m->upstream);
       const char *last = json_string_value(json_object_get(((stream_state *)x->state)->last, c->connector));
-      snprintf(m->last, sizeof m->last, "%s", last ? last : "");
+      gw_strlcpy(m->last, last ? last : "", sizeof m->last);
       uv_timer_start(&m->t, mux_retry_fire, err ? 1000 : 100, 0);
     } else {
       free(m);
@@ -287,7 +288,7 @@ static void mux_attach(gw_exchange *x, const char *connector, const char *upstre
   st->next = ss->feeders;
   if (ss->feeders) ss->feeders->prev = st;
   ss->feeders = st;
-  snprintf(c->sess.upstream, sizeof c->sess.upstream, "%s", upstream);
+  gw_strlcpy(c->sess.upstream, upstream, sizeof c->sess.upstream);
   gw_upcall u = {0};
   u.method = "GET";
   u.accept = "text/event-stream";

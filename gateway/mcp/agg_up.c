@@ -20,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "gateway/base/buf.h"
 #include "gateway/base/log.h"
 #include "gateway/mcp/agg.h"
 #include "gateway/mcp/relay.h"
@@ -38,8 +39,8 @@ static void step_headers(gw_exchange *x, gw_out_req *r, int status, const gw_out
   x->up_ct[0] = 0;
   x->up_sid[0] = 0;
   for (size_t i = 0; i < n; i++) {
-    if (!strcasecmp(h[i].name, "content-type")) snprintf(x->up_ct, sizeof x->up_ct, "%s", h[i].value);
-    else if (!strcasecmp(h[i].name, "mcp-session-id")) snprintf(x->up_sid, sizeof x->up_sid, "%s", h[i].value);
+    if (!strcasecmp(h[i].name, "content-type")) gw_strlcpy(x->up_ct, h[i].value, sizeof x->up_ct);
+    else if (!strcasecmp(h[i].name, "mcp-session-id")) gw_strlcpy(x->up_sid, h[i].value, sizeof x->up_sid);
   }
   if (!gw__x_wanted(x)) gw_out_abort(r);
 }
@@ -155,9 +156,9 @@ static void usess_initialized(gw_exchange *x, int err) {
     return;
   }
   j->x = x;
-  snprintf(j->sid, sizeof j->sid, "%s", x->sid);
-  snprintf(j->connector, sizeof j->connector, "%s", x->connector);
-  snprintf(j->upstream, sizeof j->upstream, "%s", x->sess.upstream);
+  gw_strlcpy(j->sid, x->sid, sizeof j->sid);
+  gw_strlcpy(j->connector, x->connector, sizeof j->connector);
+  gw_strlcpy(j->upstream, x->sess.upstream, sizeof j->upstream);
   x->refs++;
   if (st_submit(x->lp->srv->store, x->lp->port, job_usess, done_usess, j) != 0) {
     x->refs--;
@@ -178,7 +179,7 @@ static void usess_initialize_done(gw_exchange *x, int err) {
   }
   gw__agg_learn_caps(x, json_object_get(json_object_get(msg, "result"), "capabilities"));
   json_decref(msg);
-  snprintf(x->sess.upstream, sizeof x->sess.upstream, "%s", x->up_sid);
+  gw_strlcpy(x->sess.upstream, x->up_sid, sizeof x->sess.upstream);
   json_t *note = json_pack("{s:s,s:s}", "jsonrpc", "2.0", "method", "notifications/initialized");
   if (gw__agg_step(x, "POST", note, usess_initialized) != 0) after(x, GW_MCP_ENOTSENT);
 }
@@ -191,7 +192,7 @@ void gw__agg_ensure_upstream(gw_exchange *x, gw_agg_step_fn after) {
     int rc = gw_session_upstream_get(txn, x->sid, x->connector, up);
     st_txn_end(txn);
     if (rc == 0) {
-      snprintf(x->sess.upstream, sizeof x->sess.upstream, "%s", up);
+      gw_strlcpy(x->sess.upstream, up, sizeof x->sess.upstream);
       after(x, 0);
       return;
     }

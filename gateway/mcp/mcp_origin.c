@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "gateway/base/buf.h"
 #include "gateway/core/server.h"
 
 #define ORIGIN_MAX 512
@@ -83,7 +84,7 @@ static int parse_origin(const char *s, bool allow_path, origin *o) {
   if (!strncasecmp(s, "http://", 7)) def = 80, sl = 4;
   else if (!strncasecmp(s, "https://", 8)) def = 443, sl = 5;
   else return -1;
-  snprintf(o->scheme, sizeof o->scheme, "%s", def == 80 ? "http" : "https");
+  gw_strlcpy(o->scheme, def == 80 ? "http" : "https", sizeof o->scheme);
   const char *a = s + sl + 3;
   size_t al = strcspn(a, "/?#");
   if (a[al] && !(allow_path && a[al] == '/')) return -1;
@@ -113,11 +114,31 @@ static bool listed(const char *list, const char *origin_hdr, const origin *o, bo
   return false;
 }
 
+/* public_url's origin, parsed once per thread and again only when the
+ * setting's text changes (a reload): every MCP request asks. NULL when
+ * there is none or it does not parse. */
+static const origin *public_origin(const char *url, bool *loopback) {
+  static _Thread_local struct {
+    char src[ORIGIN_MAX + 1];
+    bool have, ok, loopback;
+    origin o;
+  } c;
+  *loopback = false;
+  if (!url || strlen(url) > ORIGIN_MAX) return NULL;
+  if (!c.have || strcmp(c.src, url) != 0) {
+    gw_strlcpy(c.src, url, sizeof c.src);
+    c.have = true;
+    c.ok = parse_origin(url, true, &c.o) == 0;
+    c.loopback = c.ok && gw_host_is_loopback(c.o.host, strlen(c.o.host));
+  }
+  *loopback = c.loopback;
+  return c.ok ? &c.o : NULL;
+}
+
 int gw_mcp_origin_check(const gw_req *req, const char **code, char *msg, size_t msglen) {
   const gw_config *cfg = &req->lp->srv->cfg;
-  origin pub;
-  bool have_pub = cfg->public_url && parse_origin(cfg->public_url, true, &pub) == 0;
-  bool loopback = have_pub && gw_host_is_loopback(pub.host, strlen(pub.host));
+  bool loopback;
+  const origin *pub = public_origin(cfg->public_url, &loopback);
 
   const char *host = gw_req_header(req, "host");
   if (loopback && host) {
@@ -138,7 +159,7 @@ int gw_mcp_origin_check(const gw_req *req, const char **code, char *msg, size_t 
   origin oo = {0};
   bool parsed = parse_origin(o, false, &oo) == 0;
   if (listed(cfg->allowed_origins, o, &oo, parsed)) return 0;
-  if (parsed && have_pub && same_origin(&oo, &pub)) return 0;
+  if (parsed && pub && same_origin(&oo, pub)) return 0;
   if (parsed && loopback && gw_host_is_loopback(oo.host, strlen(oo.host))) return 0;
   *code = "forbidden_origin";
   snprintf(msg, msglen,

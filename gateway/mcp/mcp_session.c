@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "gateway/base/buf.h"
 #include "gateway/base/log.h"
 #include "gateway/mcp/mcp_proxy.h"
 #include "gateway/core/module.h"
@@ -103,12 +104,12 @@ static int load_raw(st_txn *txn, const uint8_t raw[32], gw_session *out) {
   json_t *r = json_loadb(v.data, v.len, 0, NULL);
   if (!r) return ST_ECORRUPT;
   memset(out, 0, sizeof *out);
-  snprintf(out->tenant, sizeof out->tenant, "%s", json_string_value(json_object_get(r, "tenant")) ?: "");
-  snprintf(out->user, sizeof out->user, "%s", json_string_value(json_object_get(r, "user")) ?: "");
-  snprintf(out->connector, sizeof out->connector, "%s", json_string_value(json_object_get(r, "connector")) ?: "");
-  snprintf(out->version, sizeof out->version, "%s", json_string_value(json_object_get(r, "version")) ?: "");
-  snprintf(out->upstream, sizeof out->upstream, "%s", json_string_value(json_object_get(r, "upstream")) ?: "");
-  snprintf(out->client, sizeof out->client, "%s", json_string_value(json_object_get(r, "client")) ?: "");
+  gw_strlcpy(out->tenant, json_string_value(json_object_get(r, "tenant")) ?: "", sizeof out->tenant);
+  gw_strlcpy(out->user, json_string_value(json_object_get(r, "user")) ?: "", sizeof out->user);
+  gw_strlcpy(out->connector, json_string_value(json_object_get(r, "connector")) ?: "", sizeof out->connector);
+  gw_strlcpy(out->version, json_string_value(json_object_get(r, "version")) ?: "", sizeof out->version);
+  gw_strlcpy(out->upstream, json_string_value(json_object_get(r, "upstream")) ?: "", sizeof out->upstream);
+  gw_strlcpy(out->client, json_string_value(json_object_get(r, "client")) ?: "", sizeof out->client);
   /* records of the previous release have only "created" */
   json_t *cm = json_object_get(r, "created_ms"), *um = json_object_get(r, "used_ms");
   out->created_ms = json_is_integer(cm) ? (int64_t)json_integer_value(cm)
@@ -440,7 +441,7 @@ int gw_sessions_purge_expired(st_txn *txn, const void *from, size_t flen, int64_
     /* the tenant's idle timeout, looked up once per run of one tenant's records */
     const char *ten = json_string_value(json_object_get(r, "tenant"));
     if (ten && strcmp(ten, last_tenant)) {
-      snprintf(last_tenant, sizeof last_tenant, "%s", ten);
+      gw_strlcpy(last_tenant, ten, sizeof last_tenant);
       last_idle = 0;
       gw_settings_get_int(txn, last_tenant, "session_idle_timeout_ms", &last_idle);
     }

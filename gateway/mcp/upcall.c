@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "auth/auth.h"
+#include "gateway/base/buf.h"
 #include "gateway/mcp/mcp_loop.h"
 #include "gateway/out/outbound.h"
 #include "vault/vault.h"
@@ -93,18 +94,18 @@ static int transfer(gw_exchange *x, const gw_upcall *u, upcred *c) {
   int nl = 0;
   char buf[4][600];
   if (u->body) lines[nl++] = "Content-Type: application/json";
-  snprintf(buf[0], sizeof buf[0], "Accept: %s", u->accept);
+  gw_strjoin(buf[0], sizeof buf[0], "Accept: ", u->accept, NULL);
   lines[nl++] = buf[0];
   if (u->protocol_version && *u->protocol_version) {
-    snprintf(buf[1], sizeof buf[1], "MCP-Protocol-Version: %.64s", u->protocol_version);
+    gw_strjoin(buf[1], 22 + 64 + 1, "MCP-Protocol-Version: ", u->protocol_version, NULL); /* at most 64 bytes of it */
     lines[nl++] = buf[1];
   }
   if (u->upstream_sid && *u->upstream_sid) {
-    snprintf(buf[2], sizeof buf[2], "Mcp-Session-Id: %.500s", u->upstream_sid);
+    gw_strjoin(buf[2], 16 + 500 + 1, "Mcp-Session-Id: ", u->upstream_sid, NULL); /* at most 500 bytes of it */
     lines[nl++] = buf[2];
   }
   if (u->last_event_id && strlen(u->last_event_id) < 500 && !strpbrk(u->last_event_id, "\r\n")) {
-    snprintf(buf[3], sizeof buf[3], "Last-Event-ID: %s", u->last_event_id);
+    gw_strjoin(buf[3], sizeof buf[3], "Last-Event-ID: ", u->last_event_id, NULL);
     lines[nl++] = buf[3];
   }
   lines[nl++] = "User-Agent: mcpgate";
@@ -113,7 +114,7 @@ static int transfer(gw_exchange *x, const gw_upcall *u, upcred *c) {
     size_t sl = strlen(c->cred.name) + strlen(c->cred.value) + 3;
     secret_line = malloc(sl);
     if (secret_line) {
-      snprintf(secret_line, sl, "%s: %s", c->cred.name, c->cred.value);
+      gw_strjoin(secret_line, sl, c->cred.name, ": ", c->cred.value, NULL);
       lines[nl++] = secret_line;
     }
   }

@@ -286,7 +286,7 @@ static void try_next(gw_out_req *r) {
     c->tcp.data = c;
     o->handles++;
     o->st.sockets++;
-    snprintf(c->key, sizeof c->key, "%s", r->h1.key);
+    gw_strlcpy(c->key, r->h1.key, sizeof c->key);
     memcpy(&c->peer, a->ai_addr, a->ai_addrlen);
     attach(c, r);
     c->creq.data = c;
@@ -591,7 +591,9 @@ int gw__h1_prepare(gw_out_req *r, const gw_out_opts *op, const out_url *u) {
   if (strlen(u->bare) >= sizeof r->h1.host) return GW_OUT_EINVAL;
   memcpy(r->h1.host, u->bare, strlen(u->bare) + 1);
   r->h1.port = u->port;
-  snprintf(r->h1.key, sizeof r->h1.key, "%s:%d", r->h1.host, r->h1.port);
+  char port[24];
+  gw_utoa((unsigned)r->h1.port, port);
+  gw_strjoin(r->h1.key, sizeof r->h1.key, r->h1.host, ":", port, NULL);
   bool have_host = false;
   for (const char *const *hp = op->headers; hp && *hp; hp++)
     if (strncasecmp(*hp, "host:", 5) == 0) have_host = true;
@@ -599,7 +601,7 @@ int gw__h1_prepare(gw_out_req *r, const gw_out_opts *op, const out_url *u) {
    * line (the upstream credential) behind in freed memory */
   bool cl = op->body_len || strcmp(op->method, "POST") == 0;
   char cls[24];
-  snprintf(cls, sizeof cls, "%zu", op->body_len);
+  gw_utoa(op->body_len, cls);
   size_t n = strlen(op->method) + 1 + strlen(u->target) + 11 + (have_host ? 0 : 6 + strlen(u->hostport) + 2) +
              (cl ? 16 + strlen(cls) + 2 : 0) + 2 + 1;
   for (const char *const *hp = op->headers; hp && *hp; hp++) n += strlen(*hp) + 2;
