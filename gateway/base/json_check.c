@@ -161,10 +161,60 @@ static bool literal(scan *s, const char *w, size_t n) {
   return true;
 }
 
-bool gw_json_check(const char *text, size_t n) {
+/* What gw_json_pick tracks beside the check. */
+#define PICK_KEYS 128    /* keys of the open objects, all levels together */
+#define PICK_OBJ_KEYS 32 /* keys of one object compared for duplicates */
+
+typedef struct pick {
+  const char *const *paths;
+  size_t npaths;
+  gw_json_span *got;
+  bool undecided;
+  gw_json_span keys[PICK_KEYS];
+  unsigned short kstart[MAX_DEPTH]; /* per open object: its first key */
+  size_t nk;
+  gw_json_span key1;              /* the member of the top object being read */
+  const unsigned char *vstart[3]; /* where the value at level 1 / 2 began */
+} pick;
+
+static bool span_is(gw_json_span k, const char *s, size_t n) {
+  return k.n == n + 2 && memcmp(k.p + 1, s, n) == 0; /* k has its quotes */
+}
+
+/* A key just read (quotes included) in the object at level depth. false:
+ * a duplicate (jansson refuses it). */
+static bool pick_key(pick *pk, int depth, const unsigned char *b, const unsigned char *e) {
+  gw_json_span k = {(const char *)b, (size_t)(e - b)};
+  if (memchr(k.p, '\\', k.n)) pk->undecided = true; /* decoded keys may collide: jansson decides */
+  if (depth == 1) pk->key1 = k;
+  if (pk->undecided) return true;
+  size_t from = pk->kstart[depth - 1];
+  if (pk->nk - from >= PICK_OBJ_KEYS || pk->nk >= PICK_KEYS) {
+    pk->undecided = true;
+    return true;
+  }
+  for (size_t i = from; i < pk->nk; i++)
+    if (pk->keys[i].n == k.n && !memcmp(pk->keys[i].p, k.p, k.n)) return false;
+  pk->keys[pk->nk++] = k;
+  return true;
+}
+
+/* The value at level depth (1: a member of the top object; 2: a member of
+ * one of its members) spans [b, e): record it if a path names it. */
+static void pick_value(pick *pk, int depth, const unsigned char *b, const unsigned char *e, gw_json_span key2) {
+  for (size_t i = 0; i < pk->npaths; i++) {
+    const char *path = pk->paths[i], *dot = strchr(path, '.');
+    bool hit = depth == 1 ? !dot && span_is(pk->key1, path, strlen(path))
+                          : dot && span_is(pk->key1, path, (size_t)(dot - path)) && span_is(key2, dot + 1, strlen(dot + 1));
+    if (hit) pk->got[i] = (gw_json_span){(const char *)b, (size_t)(e - b)};
+  }
+}
+
+static bool scan_text(const char *text, size_t n, pick *pk) {
   scan s = {(const unsigned char *)text, (const unsigned char *)text + n};
   unsigned char stack[MAX_DEPTH]; /* '{' or '[' per open container */
   int depth = 0;
+  gw_json_span key2 = {0}; /* the last key read at level 2 */
   ws(&s);
   if (s.p >= s.end || (*s.p != '{' && *s.p != '[')) return false; /* the top is an object or an array */
   for (;;) {
@@ -172,8 +222,10 @@ bool gw_json_check(const char *text, size_t n) {
     ws(&s);
     if (s.p >= s.end) return false;
     if (depth + 1 > MAX_DEPTH) return false; /* this value's own depth */
+    if (pk && (depth == 1 || depth == 2)) pk->vstart[depth] = s.p;
     unsigned c = *s.p;
     if (c == '{' || c == '[') {
+      if (pk && c == '{') pk->kstart[depth] = (unsigned short)pk->nk;
       stack[depth++] = (unsigned char)c;
       s.p++;
       ws(&s);
@@ -193,6 +245,9 @@ bool gw_json_check(const char *text, size_t n) {
       return false;
     }
   after_value:
+    /* the value that just ended sits at level depth */
+    if (pk && (depth == 1 || depth == 2) && stack[depth - 1] == '{' && (depth == 1 || stack[0] == '{'))
+      pick_value(pk, depth, pk->vstart[depth], s.p, key2);
     ws(&s);
     if (depth == 0) return s.p == s.end;
     if (s.p >= s.end) return false;
@@ -204,12 +259,39 @@ bool gw_json_check(const char *text, size_t n) {
     if (*s.p != (stack[depth - 1] == '{' ? '}' : ']')) return false;
     s.p++;
     depth--;
+    if (pk && stack[depth] == '{' && pk->nk > pk->kstart[depth]) pk->nk = pk->kstart[depth]; /* its keys */
     goto after_value;
   key:
     ws(&s);
-    if (s.p >= s.end || *s.p != '"' || !string(&s)) return false;
+    if (s.p >= s.end || *s.p != '"') return false;
+    {
+      const unsigned char *kb = s.p;
+      if (!string(&s)) return false;
+      if (pk) {
+        if (!pick_key(pk, depth, kb, s.p)) return false;
+        if (depth == 2) key2 = (gw_json_span){(const char *)kb, (size_t)(s.p - kb)};
+      }
+    }
     ws(&s);
     if (s.p >= s.end || *s.p != ':') return false;
     s.p++;
   }
+}
+
+bool gw_json_check(const char *text, size_t n) { return scan_text(text, n, NULL); }
+
+int gw_json_pick(const char *text, size_t n, const char *const *paths, size_t npaths, gw_json_span *got) {
+  pick pk; /* not zeroed: 6 KiB, and every slot is written before it is read */
+  pk.paths = paths;
+  pk.npaths = npaths;
+  pk.got = got;
+  pk.undecided = false;
+  pk.nk = 0;
+  pk.key1 = (gw_json_span){0};
+  for (size_t i = 0; i < npaths; i++) got[i] = (gw_json_span){0};
+  if (!scan_text(text, n, &pk)) return pk.undecided ? -1 : 0;
+  const char *t = text;
+  while (t < text + n && (*t == ' ' || *t == '\t' || *t == '\n' || *t == '\r')) t++;
+  if (pk.undecided || *t != '{') return -1;
+  return 1;
 }

@@ -15,4 +15,19 @@
 #include <stddef.h>
 
 bool gw_json_check(const char *p, size_t n);
+
+/* The same scan for a JSON-RPC request the gateway forwards unchanged: it
+ * also refuses a duplicate key in any object (as JSON_REJECT_DUPLICATES
+ * does) and returns the raw text of the members named by paths: "key" (a
+ * member of the top object) or "key.key" (a member of that member when it
+ * is an object). A string's span includes its quotes; p is NULL when
+ * absent. 1: accepted, spans filled. 0: jansson would refuse it too.
+ * -1: undecided, parse it with jansson instead — the top is not an object,
+ * a key has an escape (decoded keys may collide), or an object has more
+ * keys than the scan compares (32; 128 across the open objects). */
+typedef struct gw_json_span {
+  const char *p;
+  size_t n;
+} gw_json_span;
+int gw_json_pick(const char *p, size_t n, const char *const *paths, size_t npaths, gw_json_span *got);
 #endif

@@ -5,7 +5,11 @@
  * jansson quirk is not copied: a NUL byte right after a number is skipped
  * by its lexer (it ungets the 0, which its stream buffer reads as
  * "empty"); the scan refuses every raw NUL. So for input with a NUL byte
- * only "the scan never accepts what jansson refuses" is required. */
+ * only "the scan never accepts what jansson refuses" is required.
+ *
+ * gw_json_pick (the request scan) is held to json_loadb(…,
+ * JSON_REJECT_DUPLICATES, …): when it decides (1 or 0) jansson agrees, and
+ * every span it returns is the member jansson finds, as a JSON value. */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -25,5 +29,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     abort();
   }
   json_decref(j);
+
+  static const char *const paths[] = {"jsonrpc", "id", "method", "params", "params.name"};
+  gw_json_span got[5];
+  int pk = gw_json_pick((const char *)data, size, paths, 5, got);
+  json_t *d = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, &e);
+  if (pk == 1 ? !json_is_object(d) : pk == 0 ? (d != NULL && !has_nul) : false) {
+    fprintf(stderr, "json_pick says %d, jansson (no duplicates) says %s\n", pk, d ? "valid" : e.text);
+    abort();
+  }
+  if (pk == 1) {
+    for (int i = 0; i < 5; i++) {
+      const char *dot = strchr(paths[i], '.');
+      json_t *want = dot ? json_object_get(json_object_get(d, "params"), dot + 1) : json_object_get(d, paths[i]);
+      json_t *have = got[i].p ? json_loadb(got[i].p, got[i].n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &e) : NULL;
+      if (!want != !have || (want && !json_equal(want, have))) {
+        fprintf(stderr, "json_pick's %s differs from jansson's\n", paths[i]);
+        abort();
+      }
+      json_decref(have);
+    }
+  }
+  json_decref(d);
   return 0;
 }
