@@ -59,6 +59,7 @@
 #include <time.h>
 
 #include "auth/auth.h"
+#include "gateway/base/buf.h"
 #include "gateway/base/log.h"
 #include "gateway/mcp/relay.h"
 #include "gateway/mcp/sse.h"
@@ -148,7 +149,7 @@ static void forward_note(gw_exchange *parent, const char *connector, const char 
     json_decref(msg);
     return;
   }
-  snprintf(c->sess.upstream, sizeof c->sess.upstream, "%s", upstream);
+  gw_strlcpy(c->sess.upstream, upstream, sizeof c->sess.upstream);
   if (gw__agg_step(c, "POST", msg, NULL) != 0)
     GW_LOG(GW_LOG_DEBUG, "mcp", NULL, "notification to connector %s not sent", connector);
   gw__x_unref(c);
@@ -165,7 +166,7 @@ static void end_upstreams(gw_exchange *x, json_t *ups) {
       c = NULL;
     }
     if (!c) continue;
-    snprintf(c->sess.upstream, sizeof c->sess.upstream, "%s", json_string_value(up));
+    gw_strlcpy(c->sess.upstream, json_string_value(up), sizeof c->sess.upstream);
     gw__agg_step(c, "DELETE", NULL, NULL);
     gw__x_unref(c);
   }
@@ -220,11 +221,11 @@ static void initialize(gw_exchange *x, json_t *msg) {
     free(cs);
     cs = strdup("{}");
   }
-  snprintf(sess.client, sizeof sess.client, "%s", cs ? cs : "{}");
+  gw_strlcpy(sess.client, cs ? cs : "{}", sizeof sess.client);
   free(cs);
-  snprintf(sess.tenant, sizeof sess.tenant, "%s", x->tenant);
-  snprintf(sess.user, sizeof sess.user, "%s", x->user);
-  snprintf(sess.version, sizeof sess.version, "%s", ver);
+  gw_strlcpy(sess.tenant, x->tenant, sizeof sess.tenant);
+  gw_strlcpy(sess.user, x->user, sizeof sess.user);
+  gw_strlcpy(sess.version, ver, sizeof sess.version);
   json_t *caps = json_pack("{s:{s:b}}", "tools", "listChanged", 1);
   {
     /* prompts/resources when a connector the user sees offers them */
@@ -291,6 +292,32 @@ static void session_deleted(gw_exchange *x) {
 
 /* ---------- dispatch ---------- */
 
+/* A tools/call the scan read (gw__mcp_post_lite): the checks the parsed
+ * path makes for it, then agg_call.c. */
+static void tools_call_lite(gw_req *req, const gw_mcp_ctx *ctx, gw_rpc_lite *lite) {
+  const char *pv = gw_req_header(req, "mcp-protocol-version");
+  const char *why = NULL;
+  int status = 400, code = -32000;
+  if (pv && !gw__mcp_version_supported(pv)) why = "Bad Request: unsupported MCP-Protocol-Version";
+  else if (!ctx->sid) why = "Bad Request: Mcp-Session-Id header is required (send initialize first)";
+  else if (!ctx->sess_ok) status = 404, code = -32001, why = "Session not found";
+  if (why) {
+    json_decref(lite->id);
+    gw__mcp_refuse(req, status, code, why);
+    return;
+  }
+  gw_exchange *x = gw__mcp_exchange(req, GW_X_POST, ctx, &gw__agg_local_flow, NULL);
+  if (!x) {
+    json_decref(lite->id);
+    gw_respond_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  if (lite->id) json_array_append_new(x->ids, lite->id);
+  x->sess = ctx->sess;
+  gw_strlcpy(x->sid, ctx->sid, sizeof x->sid);
+  gw__agg_tools_call_lite(x, req->body, req->body_len, lite);
+}
+
 void gw_agg_dispatch(gw_req *req) {
   gw_mcp_ctx ctx;
   if (gw__mcp_ctx_of(req, true, &ctx) != 0) return;
@@ -306,7 +333,7 @@ void gw_agg_dispatch(gw_req *req) {
       return;
     }
     x->sess = ctx.sess;
-    snprintf(x->sid, sizeof x->sid, "%s", sid);
+    gw_strlcpy(x->sid, sid, sizeof x->sid);
     if (get) {
       gw__agg_stream(x, gw_req_header(req, "last-event-id"));
       return;
@@ -323,7 +350,16 @@ void gw_agg_dispatch(gw_req *req) {
     return;
   }
 
-  /* POST */
+  /* POST: a plain tools/call read by the scan and forwarded with the name
+   * spliced; anything else parsed */
+  gw_rpc_lite lite;
+  if (gw__mcp_post_lite(req, &lite)) {
+    if (!strcmp(lite.method, "tools/call")) {
+      tools_call_lite(req, &ctx, &lite);
+      return;
+    }
+    json_decref(lite.id);
+  }
   json_t *msg = gw__mcp_parse_post(req);
   if (!msg) return;
   if (json_is_array(msg)) {
@@ -372,7 +408,7 @@ void gw_agg_dispatch(gw_req *req) {
   x->ids = ids;
   if (!is_init) {
     x->sess = ctx.sess;
-    snprintf(x->sid, sizeof x->sid, "%s", sid);
+    gw_strlcpy(x->sid, sid, sizeof x->sid);
   }
   if (is_init) initialize(x, msg);
   else gw__agg_message(x, msg, method);

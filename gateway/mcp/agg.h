@@ -36,6 +36,10 @@ void gw__agg_up_done(gw_exchange *x, gw_out_req *r, int err);
  * filtered by policy) and event
  * ids, for relayed aggregated answers. */
 bool gw__agg_rewrite(gw_exchange *x, json_t *msg);
+/* A call's whole JSON reply gw__agg_rewrite would leave as it is (a
+ * response to the call's id; nothing it renames, filters or notes), and
+ * that jansson would accept: relayed without a parse. */
+bool gw__agg_vouch(gw_exchange *x, const char *body, size_t n);
 char *gw__agg_event_id(gw_exchange *x, const char *upstream_id);
 
 /* Sends body (stolen; NULL: none) to x->connector within its upstream
@@ -59,6 +63,9 @@ void gw__agg_learn_caps(gw_exchange *x, json_t *caps);
 extern const gw_flow_ops gw__agg_local_flow;
 void gw__agg_list(gw_exchange *x, json_t *msg, int kind); /* agg_list.c: 0 tools, 1 prompts, 2 resources, 3 templates */
 void gw__agg_tools_call(gw_exchange *x, json_t *msg);     /* agg_call.c */
+/* The same for a request the scan read: body forwarded with params.name's
+ * value (lite->name_at) replaced by the tool's own name. */
+void gw__agg_tools_call_lite(gw_exchange *x, const char *body, size_t len, const gw_rpc_lite *lite);
 void gw__agg_route(gw_exchange *x, json_t *msg, const char *method);
 bool gw__agg_route_answer(gw_exchange *x, json_t *msg);    /* false: not an answer we relayed */
 void gw__agg_stream(gw_exchange *x, const char *last_event_id); /* agg_mux.c: the client's GET stream */

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gateway/base/buf.h"
 #include "gateway/base/log.h"
 #include "gateway/mcp/agg.h"
 #include "gateway/mcp/decide.h"
@@ -42,6 +43,7 @@ static const gw_flow_ops call_flow = {.name = "agg-call",
                                       .up_data = gw__agg_up_data,
                                       .up_done = gw__agg_up_done,
                                       .rewrite = gw__agg_rewrite,
+                                      .vouch = gw__agg_vouch,
                                       .event_id = gw__agg_event_id,
                                       .free = call_free};
 
@@ -91,17 +93,22 @@ static void call_session_ready(gw_exchange *x, int err) {
   if (rc != 0) gw__x_start_failed(x, rc);
 }
 
-/* Sends the rewritten message fwd (stolen) to connector conn within its
- * upstream session, relaying the answer. */
+/* Sends the call state's message to connector conn within its upstream
+ * session, relaying the answer. */
+static void send_to(gw_exchange *x, const char *conn) {
+  gw_strlcpy(x->connector, conn, sizeof x->connector);
+  gw__mcp_count(x, conn);
+  if (x->m) x->m->requests++;
+  gw__agg_ensure_upstream(x, call_session_ready);
+}
+
+/* The same with the rewritten message fwd (stolen). */
 static void forward_to(gw_exchange *x, json_t *fwd, const char *conn) {
   if (become_call(x, fwd) != 0) {
     gw__x_rpc_error(x, 500, -32603, "out of memory");
     return;
   }
-  snprintf(x->connector, sizeof x->connector, "%s", conn);
-  gw__mcp_count(x, conn);
-  if (x->m) x->m->requests++;
-  gw__agg_ensure_upstream(x, call_session_ready);
+  send_to(x, conn);
 }
 
 static bool split_name(const char *full, char conn[40], const char **tool) {
@@ -113,21 +120,19 @@ static bool split_name(const char *full, char conn[40], const char **tool) {
   return vault_connector_name_valid(conn);
 }
 
-void gw__agg_tools_call(gw_exchange *x, json_t *msg) {
-  json_t *params = json_object_get(msg, "params");
-  const char *full = json_string_value(json_object_get(params, "name"));
-  const char *tool;
-  char conn[40];
+/* The decision for a tools/call named full ("connector__tool"): true
+ * when it may go to conn as tool; false when x was answered. */
+static bool call_allowed(gw_exchange *x, const char *full, char conn[40], const char **tool) {
   const pol_user *pu = gw__policy_for(x->lp, x->tenant, x->user);
   if (!pu) {
     gw__x_rpc_error(x, 503, -32603, "the gateway cannot read its policy right now (fail closed)");
-    return;
+    return false;
   }
-  if (!full || !split_name(full, conn, &tool)) {
+  if (!full || !split_name(full, conn, tool)) {
     gw__x_rpc_error(x, 200, -32602, "Unknown tool: %.200s", full ? full : "(no name)");
-    return;
+    return false;
   }
-  pol_decision d = gw__decide_call(pu, conn, tool);
+  pol_decision d = gw__decide_call(pu, conn, *tool);
   json_t *crec = NULL;
   st_txn *txn;
   if (d != POL_HIDDEN && st_read_begin(x->lp->srv->store, &txn) == 0) {
@@ -137,16 +142,51 @@ void gw__agg_tools_call(gw_exchange *x, json_t *msg) {
   json_decref(crec);
   if (d == POL_HIDDEN) {
     gw__x_rpc_error(x, 200, -32602, "Unknown tool: %.200s", full);
-    return;
+    return false;
   }
   if (d == POL_BLOCK || d == POL_APPROVE) {
     gw__decide_refuse(x, pu, d, full, NULL);
-    return;
+    return false;
   }
+  return true;
+}
+
+void gw__agg_tools_call(gw_exchange *x, json_t *msg) {
+  const char *full = json_string_value(json_object_get(json_object_get(msg, "params"), "name"));
+  const char *tool;
+  char conn[40];
+  if (!call_allowed(x, full, conn, &tool)) return;
   /* forward with the prefix stripped: the rest of the message as checked */
   json_t *fwd = json_deep_copy(msg);
   json_object_set_new(json_object_get(fwd, "params"), "name", json_string(tool));
   forward_to(x, fwd, conn);
+}
+
+void gw__agg_tools_call_lite(gw_exchange *x, const char *body, size_t len, const gw_rpc_lite *lite) {
+  const char *tool;
+  char conn[40];
+  if (!call_allowed(x, lite->name, conn, &tool)) return;
+  /* the bytes received with the name's value spliced: the tool's name is
+   * the tail of a value the scan found free of escapes, so it needs none */
+  size_t head = (size_t)(lite->name_at.p - body), tl = strlen(tool);
+  size_t tail = len - head - lite->name_at.n;
+  call_state *st = calloc(1, sizeof *st);
+  char *fwd = st ? malloc(head + tl + 2 + tail + 1) : NULL;
+  if (!fwd) {
+    free(st);
+    gw__x_rpc_error(x, 500, -32603, "out of memory");
+    return;
+  }
+  memcpy(fwd, body, head);
+  fwd[head] = '"';
+  memcpy(fwd + head + 1, tool, tl);
+  fwd[head + 1 + tl] = '"';
+  memcpy(fwd + head + tl + 2, body + head + lite->name_at.n, tail);
+  fwd[head + tl + 2 + tail] = '\0';
+  st->fwd = fwd;
+  st->fwd_len = head + tl + 2 + tail;
+  gw__x_set_flow(x, &call_flow, st);
+  send_to(x, conn);
 }
 
 /* prompts/get, resources/read|subscribe|unsubscribe, completion/complete:
@@ -192,10 +232,10 @@ void gw__agg_route(gw_exchange *x, json_t *msg, const char *method) {
       /* not seen in a list yet: the one connector offering resources, if one */
       json_t *vis = gw__agg_visible(x, pu, "resources");
       if (json_array_size(vis) == 1) c = json_string_value(json_array_get(vis, 0));
-      if (c) snprintf(conn, sizeof conn, "%s", c);
+      if (c) gw_strlcpy(conn, c, sizeof conn);
       json_decref(vis);
     } else {
-      snprintf(conn, sizeof conn, "%s", c);
+      gw_strlcpy(conn, c, sizeof conn);
     }
     if (!conn[0]) {
       gw__x_rpc_error(x, 200, -32602, "Unknown resource: %.200s (list resources first)", uri ? uri : "(no uri)");
@@ -268,7 +308,7 @@ bool gw__agg_route_answer(gw_exchange *x, json_t *msg) {
   json_t *fwd = json_deep_copy(msg);
   json_object_set_new(fwd, "id", orig);
   if (become_call(x, fwd) != 0) return false;
-  snprintf(x->connector, sizeof x->connector, "%s", conn);
+  gw_strlcpy(x->connector, conn, sizeof x->connector);
   gw__agg_ensure_upstream(x, answer_ready);
   return true;
 }

@@ -18,6 +18,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "gateway/base/buf.h"
+#include "gateway/base/json_check.h"
 #include "gateway/base/log.h"
 #include "gateway/mcp/agg.h"
 #include "gateway/mcp/relay.h"
@@ -91,9 +93,9 @@ static agg_entry *session_entry(gw_agg_index **ixp, const gw_exchange *x, bool c
     free(e);
     return NULL;
   }
-  snprintf(e->sid, sizeof e->sid, "%s", x->sid);
-  snprintf(e->tenant, sizeof e->tenant, "%s", x->tenant);
-  snprintf(e->user, sizeof e->user, "%s", x->user);
+  gw_strlcpy(e->sid, x->sid, sizeof e->sid);
+  gw_strlcpy(e->tenant, x->tenant, sizeof e->tenant);
+  gw_strlcpy(e->user, x->user, sizeof e->user);
   size_t h = bucket_of(e->sid);
   e->hnext = ix->b[h];
   ix->b[h] = e;
@@ -248,6 +250,34 @@ static void sweep_in(gw_agg_index *ix, st_txn *txn, int64_t now_ms, const gw_ses
 void gw__agg_sweep(gw_proxy *p, st_txn *txn, int64_t now_ms) {
   sweep_in(p->asked, txn, now_ms, gw_sessions_limits(p->lp->srv));
   sweep_in(p->agg_uris, txn, now_ms, gw_sessions_limits(p->lp->srv));
+}
+
+bool gw__agg_vouch(gw_exchange *x, const char *body, size_t n) {
+  /* what gw__agg_rewrite acts on, none of it spellable without these
+   * bytes (\u is the only escape that makes letters) */
+  if (!gw__agg_is_call(x) || json_array_size(x->ids) != 1 || memmem(body, n, "\\u", 2) ||
+      memmem(body, n, "\"tools\"", 7) || memmem(body, n, "\"resource", 9))
+    return false;
+  static const char *const paths[] = {"id", "method", "result", "error"};
+  gw_json_span v[4];
+  if (gw_json_pick(body, n, paths, 4, v) != 1) return false;
+  /* a response (no server→client request to rename) to the call's own id */
+  if (!v[0].p || v[1].p || (!v[2].p && !v[3].p)) return false;
+  const json_t *id = json_array_get(x->ids, 0);
+  if (json_is_integer(id)) {
+    char t[24];
+    int tn = 0;
+    json_int_t iv = json_integer_value(id);
+    if (iv < 0) t[tn++] = '-';
+    tn += (int)gw_utoa(iv < 0 ? 0ULL - (unsigned long long)iv : (unsigned long long)iv, t + tn);
+    return v[0].n == (size_t)tn && !memcmp(v[0].p, t, (size_t)tn);
+  }
+  if (json_is_string(id)) {
+    size_t l = json_string_length(id);
+    return v[0].n == l + 2 && v[0].p[0] == '"' && !memchr(v[0].p, '\\', v[0].n) &&
+           !memcmp(v[0].p + 1, json_string_value(id), l);
+  }
+  return false;
 }
 
 bool gw__agg_rewrite(gw_exchange *x, json_t *msg) {

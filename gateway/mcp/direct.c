@@ -30,6 +30,7 @@
 
 #include "auth/auth.h"
 #include "gateway/base/json_check.h"
+#include "gateway/base/buf.h"
 #include "gateway/base/log.h"
 #include "gateway/mcp/decide.h"
 #include "gateway/mcp/mcp_loop.h"
@@ -77,6 +78,13 @@ static bool filter_reply(gw_exchange *x, json_t *j) {
  * escape that can produce its letters). */
 static bool may_carry_tools(const char *data, size_t n) {
   return memmem(data, n, "\"tools\"", 7) || memmem(data, n, "\\u", 2);
+}
+
+/* filter_reply changes only tool lists: a reply that cannot carry one is
+ * relayed once the scan says jansson would take it. */
+static bool vouch_reply(gw_exchange *x, const char *body, size_t n) {
+  (void)x;
+  return !may_carry_tools(body, n) && gw_json_check(body, n);
 }
 
 static void relay_one_event(gw_exchange *x, const char *ev, size_t n, gw_buf *out) {
@@ -184,8 +192,8 @@ void gw__relay_headers(gw_exchange *x, gw_out_req *r, int status, const gw_out_h
   x->status = status;
   gw__mcp_stats_observe(x->m, (double)(uv_hrtime() - x->start_ns) / 1e9);
   for (size_t i = 0; i < n; i++) {
-    if (!strcasecmp(h[i].name, "content-type")) snprintf(x->up_ct, sizeof x->up_ct, "%s", h[i].value);
-    else if (!strcasecmp(h[i].name, "mcp-session-id")) snprintf(x->up_sid, sizeof x->up_sid, "%s", h[i].value);
+    if (!strcasecmp(h[i].name, "content-type")) gw_strlcpy(x->up_ct, h[i].value, sizeof x->up_ct);
+    else if (!strcasecmp(h[i].name, "mcp-session-id")) gw_strlcpy(x->up_sid, h[i].value, sizeof x->up_sid);
   }
   if (!gw__x_client_alive(x)) {
     gw_out_abort(r);
@@ -300,10 +308,8 @@ void gw__relay_done(gw_exchange *x, gw_out_req *r, int err, void (*initialized)(
        * lists, and no "tools" key can occur), a scan vouches for it
        * without building it (gateway/base/json_check.h). */
       bool is_json = !strncasecmp(x->up_ct, "application/json", 16);
-      bool scan_only = is_json && x->body.len && !x->into && x->flow->rewrite_tool_lists_only &&
-                       !may_carry_tools(x->body.data, x->body.len);
-      bool valid = scan_only && gw_json_check(x->body.data, x->body.len);
-      json_t *j = is_json && x->body.len && !scan_only ? json_loadb(x->body.data, x->body.len, 0, NULL) : NULL;
+      bool valid = is_json && x->body.len && !x->into && x->flow->vouch && x->flow->vouch(x, x->body.data, x->body.len);
+      json_t *j = is_json && x->body.len && !valid ? json_loadb(x->body.data, x->body.len, 0, NULL) : NULL;
       if (is_json && x->body.len && !j && !valid) {
         if (x->m) x->m->errors++;
         gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent an invalid response", x->connector);
@@ -352,7 +358,7 @@ static void finish_initialize(gw_exchange *x) {
   json_t *caps = json_object_get(result, "capabilities");
   if (json_is_object(caps)) json_object_del(caps, "tasks");
   char ver[32];
-  snprintf(ver, sizeof ver, "%s", json_string_value(json_object_get(result, "protocolVersion")) ?: "");
+  gw_strlcpy(ver, json_string_value(json_object_get(result, "protocolVersion")) ?: "", sizeof ver);
   char *s = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER);
   json_decref(msg);
   if (!s) {
@@ -363,11 +369,11 @@ static void finish_initialize(gw_exchange *x) {
   gw_buf_append(&x->body, s, strlen(s));
   free(s);
   gw_session sess = {0};
-  snprintf(sess.tenant, sizeof sess.tenant, "%s", x->tenant);
-  snprintf(sess.user, sizeof sess.user, "%s", x->user);
-  snprintf(sess.connector, sizeof sess.connector, "%s", x->connector);
-  snprintf(sess.version, sizeof sess.version, "%s", ver);
-  snprintf(sess.upstream, sizeof sess.upstream, "%s", x->up_sid);
+  gw_strlcpy(sess.tenant, x->tenant, sizeof sess.tenant);
+  gw_strlcpy(sess.user, x->user, sizeof sess.user);
+  gw_strlcpy(sess.connector, x->connector, sizeof sess.connector);
+  gw_strlcpy(sess.version, ver, sizeof sess.version);
+  gw_strlcpy(sess.upstream, x->up_sid, sizeof sess.upstream);
   sess.created_ms = gw_session_now_ms();
   gw__mcp_session_create(x, &sess, NULL, reply_initialize);
 }
@@ -391,7 +397,7 @@ static void direct_free(void *state) {
  * can come on any response or stream, with any id. */
 static const gw_flow_ops direct_flow = {
     .name = "direct", .up_headers = direct_headers, .up_data = gw__relay_data, .up_done = direct_done,
-    .rewrite = filter_reply, .rewrite_tool_lists_only = true, .free = direct_free};
+    .rewrite = filter_reply, .rewrite_tool_lists_only = true, .vouch = vouch_reply, .free = direct_free};
 
 int gw__relay_start(gw_exchange *x, const char *method, const void *body, size_t len, const char *accept) {
   const char *pv = x->req ? gw_req_header(x->req, "mcp-protocol-version") : NULL;
@@ -410,13 +416,118 @@ int gw__relay_start(gw_exchange *x, const char *method, const void *body, size_t
 
 static direct_state *direct_state_new(void) { return calloc(1, sizeof(direct_state)); }
 
+/* A POST's checks after its message was read (ids is taken: released
+ * when they refuse). true: refused, answered. */
+static bool post_checks(gw_req *req, const gw_mcp_ctx *ctx, json_t *ids, bool batch, bool initialize) {
+  const char *pv = gw_req_header(req, "mcp-protocol-version");
+  if (pv && !initialize && !gw__mcp_version_supported(pv)) {
+    json_decref(ids);
+    char w[200];
+    snprintf(w, sizeof w, "Bad Request: unsupported MCP-Protocol-Version %.40s (supported: 2025-03-26, 2025-06-18, 2025-11-25)", pv);
+    gw__mcp_refuse(req, 400, -32000, w);
+    return true;
+  }
+  if (!initialize) {
+    if (!ctx->sid) {
+      json_decref(ids);
+      gw__mcp_refuse(req, 400, -32000, "Bad Request: Mcp-Session-Id header is required (send initialize first)");
+      return true;
+    }
+    if (!ctx->sess_ok) {
+      json_decref(ids);
+      gw__mcp_refuse(req, 404, -32001, "Session not found");
+      return true;
+    }
+    if (batch && strcmp(ctx->sess.version, "2025-03-26") != 0) {
+      json_decref(ids);
+      gw__mcp_refuse(req, 400, -32600, "JSON-RPC batches are only allowed with protocol version 2025-03-26");
+      return true;
+    }
+  }
+  return false;
+}
+
+/* Creates the exchange, decides the policy on the tools/call names (from
+ * parsed, or the scan's lite: one of them) and forwards the bytes
+ * received. ids (the parsed message's; NULL with lite) is taken; parsed
+ * and lite stay the caller's. */
+static void post_forward(gw_req *req, const gw_mcp_ctx *ctx, json_t *ids, bool initialize, json_t *parsed,
+                         const gw_rpc_lite *lite) {
+  const char *tenant = ctx->tenant, *connector = ctx->connector, *user = ctx->user;
+  bool batch = parsed && json_is_array(parsed);
+  bool tasks = false;
+  if (parsed && !batch) tasks = !strncmp(json_string_value(json_object_get(parsed, "method")) ?: "", "tasks/", 6);
+  gw_exchange *x = gw__mcp_exchange(req, GW_X_POST, ctx, &direct_flow, direct_state_new());
+  if (!x || !x->state) {
+    if (x) gw__x_client_done(x);
+    json_decref(ids);
+    gw_respond_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  if (ids) {
+    json_decref(x->ids);
+    x->ids = ids;
+  } else if (lite && lite->id) {
+    json_array_append(x->ids, lite->id);
+  }
+  direct_state *st = x->state;
+  st->initialize = initialize;
+  if (!initialize) {
+    x->sess = ctx->sess;
+    gw_strlcpy(x->sid, ctx->sid, sizeof x->sid);
+  }
+  if (tasks) {
+    gw__x_rpc_error(x, 200, GW_RPC_NOT_SUPPORTED, "tasks are not supported through the gateway yet");
+    return;
+  }
+  /* policy: the decision uses the tool name from the strictly parsed
+   * message that is forwarded, nothing else */
+  {
+    const pol_user *pu = gw__policy_for(req->lp, tenant, user);
+    if (!pu) {
+      gw__x_rpc_error(x, 503, -32603, "the gateway cannot read its policy right now; refusing (fail closed)");
+      return;
+    }
+    size_t n = parsed ? (batch ? json_array_size(parsed) : 1) : 0;
+    char refused_buf[300];
+    const char *refused = NULL;
+    pol_decision worst = POL_ALLOW;
+    for (size_t i = 0; i < n; i++) {
+      json_t *e = batch ? json_array_get(parsed, i) : parsed;
+      const char *mm = json_string_value(json_object_get(e, "method"));
+      if (!mm) continue;
+      if (strcmp(mm, "tools/call")) continue;
+      const char *tool = json_string_value(json_object_get(json_object_get(e, "params"), "name"));
+      pol_decision d = gw__decide_call(pu, connector, tool);
+      if (gw__decide_worse(worst, d) != worst) {
+        worst = d;
+        gw_strlcpy(refused_buf, tool ? tool : "(no name)", sizeof refused_buf);
+        refused = refused_buf;
+      }
+    }
+    if (lite && !strcmp(lite->method, "tools/call")) {
+      pol_decision d = gw__decide_call(pu, connector, lite->name);
+      if (gw__decide_worse(worst, d) != worst) {
+        worst = d;
+        refused = lite->name;
+      }
+    }
+    if (refused) {
+      gw__decide_refuse(x, pu, worst, refused, connector);
+      return;
+    }
+  }
+  /* forwarded exactly as checked (the bytes received, not a re-encoding) */
+  int rc = gw__relay_start(x, "POST", req->body, req->body_len, "application/json, text/event-stream");
+  if (rc != 0) gw__x_start_failed(x, rc);
+}
+
 void gw_proxy_dispatch(gw_req *req) {
   gw_mcp_ctx ctx;
   if (gw__mcp_ctx_of(req, false, &ctx) != 0) return;
   const char *tenant = ctx.tenant, *connector = ctx.connector, *user = ctx.user, *sid = ctx.sid;
   const char *m = req->method;
   gw_session sess = ctx.sess;
-  bool sess_ok = ctx.sess_ok;
   {
     /* a connector no rule gives the user does not exist for them */
     const pol_user *pu = gw__policy_for(req->lp, tenant, user);
@@ -440,7 +551,7 @@ void gw_proxy_dispatch(gw_req *req) {
       return;
     }
     x->sess = sess;
-    snprintf(x->sid, sizeof x->sid, "%s", sid);
+    gw_strlcpy(x->sid, sid, sizeof x->sid);
     if (x->kind == GW_X_GET) {
       int rc = gw__relay_start(x, "GET", NULL, 0, "text/event-stream");
       if (rc != 0) gw__x_start_failed(x, rc);
@@ -450,13 +561,20 @@ void gw_proxy_dispatch(gw_req *req) {
     return;
   }
 
-  /* POST */
+  /* POST: the common single request read by the scan; anything else
+   * (a batch, initialize, an escape where the gateway looks) parsed */
+  gw_rpc_lite lite;
+  if (gw__mcp_post_lite(req, &lite)) {
+    if (!post_checks(req, &ctx, NULL, false, false)) post_forward(req, &ctx, NULL, false, NULL, &lite);
+    json_decref(lite.id);
+    return;
+  }
   json_t *msg = gw__mcp_parse_post(req);
   if (!msg) return;
   json_t *ids = json_array();
   const char *why = NULL, *method = NULL;
   bool batch = json_is_array(msg);
-  bool initialize = false, discover = false, tasks = false;
+  bool initialize = false, discover = false;
   if (batch) {
     if (!json_array_size(msg)) why = "an empty batch";
     size_t i;
@@ -471,7 +589,6 @@ void gw_proxy_dispatch(gw_req *req) {
     if (method) {
       initialize = !strcmp(method, "initialize");
       discover = !strcmp(method, "server/discover");
-      tasks = !strncmp(method, "tasks/", 6);
     }
   }
   if (why) {
@@ -486,91 +603,11 @@ void gw_proxy_dispatch(gw_req *req) {
     json_decref(msg);
     return;
   }
-  const char *pv = gw_req_header(req, "mcp-protocol-version");
-  if (pv && !initialize && !gw__mcp_version_supported(pv)) {
-    json_decref(ids);
+  if (post_checks(req, &ctx, ids, batch, initialize)) {
     json_decref(msg);
-    char w[200];
-    snprintf(w, sizeof w, "Bad Request: unsupported MCP-Protocol-Version %.40s (supported: 2025-03-26, 2025-06-18, 2025-11-25)", pv);
-    gw__mcp_refuse(req, 400, -32000, w);
     return;
   }
-  if (!initialize) {
-    if (!sid) {
-      json_decref(ids);
-      json_decref(msg);
-      gw__mcp_refuse(req, 400, -32000, "Bad Request: Mcp-Session-Id header is required (send initialize first)");
-      return;
-    }
-    if (!sess_ok) {
-      json_decref(ids);
-      json_decref(msg);
-      gw__mcp_refuse(req, 404, -32001, "Session not found");
-      return;
-    }
-    if (batch && strcmp(sess.version, "2025-03-26") != 0) {
-      json_decref(ids);
-      json_decref(msg);
-      gw__mcp_refuse(req, 400, -32600, "JSON-RPC batches are only allowed with protocol version 2025-03-26");
-      return;
-    }
-  }
-  json_t *parsed = msg;
-  gw_exchange *x = gw__mcp_exchange(req, GW_X_POST, &ctx, &direct_flow, direct_state_new());
-  if (!x || !x->state) {
-    if (x) gw__x_client_done(x);
-    json_decref(parsed);
-    json_decref(ids);
-    gw_respond_error(req, 500, "internal", "out of memory");
-    return;
-  }
-  json_decref(x->ids);
-  x->ids = ids;
-  direct_state *st = x->state;
-  st->initialize = initialize;
-  if (!initialize) {
-    x->sess = sess;
-    snprintf(x->sid, sizeof x->sid, "%s", sid);
-  }
-  if (tasks) {
-    gw__x_rpc_error(x, 200, GW_RPC_NOT_SUPPORTED, "tasks are not supported through the gateway yet");
-    json_decref(parsed);
-    return;
-  }
-  /* policy: the decision uses the tool name from the strictly parsed
-   * message that is forwarded, nothing else */
-  {
-    const pol_user *pu = gw__policy_for(req->lp, tenant, user);
-    if (!pu) {
-      json_decref(parsed);
-      gw__x_rpc_error(x, 503, -32603, "the gateway cannot read its policy right now; refusing (fail closed)");
-      return;
-    }
-    size_t n = batch ? json_array_size(parsed) : 1;
-    char refused_buf[300];
-    const char *refused = NULL;
-    pol_decision worst = POL_ALLOW;
-    for (size_t i = 0; i < n; i++) {
-      json_t *e = batch ? json_array_get(parsed, i) : parsed;
-      const char *mm = json_string_value(json_object_get(e, "method"));
-      if (!mm) continue;
-      if (strcmp(mm, "tools/call")) continue;
-      const char *tool = json_string_value(json_object_get(json_object_get(e, "params"), "name"));
-      pol_decision d = gw__decide_call(pu, connector, tool);
-      if (gw__decide_worse(worst, d) != worst) {
-        worst = d;
-        snprintf(refused_buf, sizeof refused_buf, "%s", tool ? tool : "(no name)");
-        refused = refused_buf; /* parsed is released before the reply */
-      }
-    }
-    if (refused) {
-      json_decref(parsed);
-      gw__decide_refuse(x, pu, worst, refused, connector);
-      return;
-    }
-  }
-  json_decref(parsed);
-  /* forwarded exactly as checked (the bytes received, not a re-encoding) */
-  int rc = gw__relay_start(x, "POST", req->body, req->body_len, "application/json, text/event-stream");
-  if (rc != 0) gw__x_start_failed(x, rc);
+  post_forward(req, &ctx, ids, initialize, msg, NULL);
+  json_decref(msg);
 }
+

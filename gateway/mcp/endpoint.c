@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "auth/auth.h"
+#include "gateway/base/buf.h"
 #include "store/tenant.h"
 #include "store/token.h"
 #include "gateway/base/log.h"
@@ -169,8 +170,8 @@ int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c) {
     return -1;
   }
   memcpy(c->tenant, p, tl);
-  snprintf(c->connector, sizeof c->connector, "%s", cn);
-  snprintf(req->tenant, sizeof req->tenant, "%s", c->tenant);
+  gw_strlcpy(c->connector, cn, sizeof c->connector);
+  gw_strlcpy(req->tenant, c->tenant, sizeof req->tenant);
   if (!st_tenant_id_valid(c->tenant) || (!agg && !vault_connector_name_valid(c->connector))) {
     gw_respond_error(req, 404, "not_found", "no such MCP endpoint");
     return -1;
@@ -322,6 +323,54 @@ json_t *gw__mcp_parse_post(gw_req *req) {
   return msg;
 }
 
+static bool plain_string(gw_json_span v) { return v.p && v.n >= 2 && v.p[0] == '"' && !memchr(v.p, '\\', v.n); }
+
+bool gw__mcp_post_lite(gw_req *req, gw_rpc_lite *out) {
+  static const char *const paths[] = {"jsonrpc", "id", "method", "params", "params.name"};
+  gw_json_span v[5];
+  out->id = NULL;
+  out->name[0] = '\0';
+  out->name_at = (gw_json_span){0};
+  const char *accept = gw_req_header(req, "accept");
+  if (!gw__accept_has(accept, "application/json") || !gw__accept_has(accept, "text/event-stream")) return false;
+  if (gw_json_pick(req->body, req->body_len, paths, 5, v) != 1) return false;
+  if (!v[0].p || v[0].n != 5 || memcmp(v[0].p, "\"2.0\"", 5) != 0) return false;
+  gw_json_span m = v[2];
+  if (!plain_string(m) || m.n - 2 >= sizeof out->method) return false;
+  memcpy(out->method, m.p + 1, m.n - 2);
+  out->method[m.n - 2] = '\0';
+  if (!strcmp(out->method, "initialize") || !strcmp(out->method, "server/discover") ||
+      !strncmp(out->method, "tasks/", 6))
+    return false;
+  if (v[3].p && v[3].p[0] != '{' && v[3].p[0] != '[') return false; /* the parse words the error */
+  bool call = !strcmp(out->method, "tools/call");
+  if (call) {
+    gw_json_span nm = v[4];
+    if (!plain_string(nm) || nm.n - 2 >= sizeof out->name || memchr(nm.p + 1, '\0', nm.n - 2)) return false;
+    memcpy(out->name, nm.p + 1, nm.n - 2);
+    out->name[nm.n - 2] = '\0';
+    out->name_at = nm;
+  }
+  gw_json_span id = v[1];
+  if (id.p) {
+    if (plain_string(id)) {
+      out->id = json_stringn(id.p + 1, id.n - 2);
+    } else if (id.p[0] == '-' || (id.p[0] >= '0' && id.p[0] <= '9')) {
+      for (size_t i = 0; i < id.n; i++)
+        if (id.p[i] == '.' || id.p[i] == 'e' || id.p[i] == 'E') return false; /* a real: the parse refuses it */
+      char t[24];
+      if (id.n >= sizeof t) return false;
+      memcpy(t, id.p, id.n);
+      t[id.n] = '\0';
+      out->id = json_integer(strtoll(t, NULL, 10)); /* within 64 bits: the scan checked */
+    } else {
+      return false;
+    }
+    if (!out->id) return false;
+  }
+  return true;
+}
+
 /* DELETE: the session record goes in a writer job; then 204. */
 void gw__mcp_delete_session(gw_exchange *x, void (*deleted)(gw_exchange *x)) {
   del_job *j = calloc(1, sizeof *j);
@@ -331,7 +380,7 @@ void gw__mcp_delete_session(gw_exchange *x, void (*deleted)(gw_exchange *x)) {
   }
   j->x = x;
   j->deleted = deleted;
-  snprintf(j->sid, sizeof j->sid, "%s", x->sid);
+  gw_strlcpy(j->sid, x->sid, sizeof j->sid);
   x->refs++;
   if (st_submit(x->lp->srv->store, x->lp->port, job_session_del, done_session_del, j) != 0) {
     x->refs--;
@@ -361,7 +410,7 @@ gw_exchange *gw__mcp_child(gw_exchange *parent, const char *connector, const gw_
   x->kind = parent->kind;
   x->ident_snapshot = parent->ident_snapshot;
   x->ident_expires = parent->ident_expires;
-  snprintf(x->sid, sizeof x->sid, "%s", parent->sid);
+  gw_strlcpy(x->sid, parent->sid, sizeof x->sid);
   x->sess = parent->sess;
   x->revoked = parent->revoked;
   x->m = gw__mcp_stats_for(&p->stats, x->tenant, connector);
@@ -427,7 +476,7 @@ static void done_session_create(int status, void *arg) {
   } else if (status < 0) {
     gw__x_rpc_error(x, 503, -32603, "the gateway could not store the session: %s", st_strerror(status));
   } else if (x->req) {
-    snprintf(x->sid, sizeof x->sid, "%s", j->sid);
+    gw_strlcpy(x->sid, j->sid, sizeof x->sid);
     j->reply(x, j->result);
     j->result = NULL;
   }

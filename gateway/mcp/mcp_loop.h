@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "gateway/base/json_check.h"
 #include "gateway/core/server.h"
 #include "gateway/http/http.h"
 #include "gateway/mcp/exchange.h"
@@ -63,6 +64,19 @@ int gw__mcp_ctx_of(gw_req *req, bool agg, gw_mcp_ctx *c);
 int gw__mcp_session_checks(gw_req *req, const gw_mcp_ctx *c);
 /* POST: Accept checked, the body parsed fully and strictly; NULL: answered. */
 json_t *gw__mcp_parse_post(gw_req *req);
+/* The common POST read without a tree: one request (not a batch, not
+ * initialize, server/discover or a tasks/ method) whose jsonrpc, id, method and —
+ * for tools/call — params.name are plain (no escapes), in a body the scan
+ * accepts exactly as the strict parse would (gw_json_pick). false: read
+ * it with gw__mcp_parse_post, which decides everything else (and words
+ * the errors). */
+typedef struct gw_rpc_lite {
+  char method[64];
+  json_t *id;         /* a new reference; NULL for a notification */
+  char name[256];     /* params.name of a tools/call, else "" */
+  gw_json_span name_at; /* params.name's value in the body, quotes included */
+} gw_rpc_lite;
+bool gw__mcp_post_lite(gw_req *req, gw_rpc_lite *out);
 void gw__mcp_refuse(gw_req *req, int status, int code, const char *msg);
 /* A 2026-07-28 client probes with server/discover first: "method not
  * found" (answering the request's id) makes it fall back to initialize. */

@@ -1,0 +1,152 @@
+// tests/integration/request-scan.test.mjs — the common POST is read by a
+// scan (gw__mcp_post_lite, gateway/base/json_check.c's gw_json_pick), not a
+// parse; anything the scan does not decide goes to the strict parse. Both
+// readings must give the same answers: the policy decides on the name the
+// upstream will read, whichever way it is spelled; duplicate keys at any
+// depth are refused; the aggregated endpoint forwards the client's bytes
+// with only the name's value changed; a reply is relayed byte for byte only
+// when nothing in it needed the gateway's attention.
+import assert from 'node:assert/strict';
+import { test, before, after } from 'node:test';
+import http from 'node:http';
+
+import { startAggFixture, forwardedCalls, quiet } from './lib/agg.mjs';
+import { rawSession } from './lib/mcp.mjs';
+
+let f;
+before(async () => {
+  f = await startAggFixture({
+    connectors: ['alpha'],
+    policy: { version: 1, default: 'block', rules: [{ groups: ['*'], connector: 'alpha', allow: ['*'], block: ['get-env'] }] },
+  });
+});
+after(async () => {
+  await f?.gw.stop();
+  for (const u of Object.values(f?.ups ?? {})) await u.stop?.();
+});
+
+const direct = () => f.t.mcpUrl('alpha');
+
+async function calls(rec, what, fn) {
+  const n = rec.requests().length;
+  const r = await fn();
+  await quiet(rec, 150, 1500);
+  return { r, sent: rec.requests().slice(n), what };
+}
+
+test('the same blocked tool spelled with escapes is blocked on both endpoints; nothing reaches the upstream', async () => {
+  const rec = f.recs.alpha;
+  for (const [url, name] of [[direct(), 'get-env'], [f.url, 'alpha__get-env']]) {
+    const s = await rawSession(url, f.tokens.alice);
+    const spellings = [name, name.replace('g', '\\u0067'), name.replace('-', '\\u002d'), name.replace('env', 'e\\u006ev')];
+    for (const [i, sp] of spellings.entries()) {
+      const body = `{"jsonrpc":"2.0","id":${700 + i},"method":"tools/call","params":{"name":"${sp}","arguments":{}}}`;
+      const { r, sent } = await calls(rec, body, () => s.post(body));
+      assert.equal(r.status, 200, `${url} ${body}: ${r.status} ${r.body}`);
+      const m = r.messages.find((x) => x.id === 700 + i);
+      assert.ok(m?.error, `${url} ${sp}: refused with a JSON-RPC error, got ${r.body}`);
+      assert.equal(forwardedCalls({ requests: () => sent }, name.replace('alpha__', '')).length, 0, `${url} ${sp}: nothing forwarded`);
+    }
+    // and an allowed tool goes through spelled either way
+    for (const [i, sp] of ['echo', 'ech\\u006f'].entries()) {
+      const full = url === f.url ? `alpha__${sp}` : sp;
+      const body = `{"jsonrpc":"2.0","id":${800 + i},"method":"tools/call","params":{"name":"${full}","arguments":{"message":"m${i}"}}}`;
+      const r = await s.post(body);
+      const m = r.messages.find((x) => x.id === 800 + i);
+      assert.ok(m?.result, `${url} ${full}: answered, got ${r.status} ${r.body}`);
+      assert.match(JSON.stringify(m.result), new RegExp(`m${i}`), `${url} ${full}: the echo of its argument`);
+    }
+  }
+});
+
+test('duplicate keys anywhere in a tools/call are refused on the aggregated endpoint too, before anything is sent', async () => {
+  const rec = f.recs.alpha;
+  const s = await rawSession(f.url, f.tokens.alice);
+  const dups = [
+    '{"jsonrpc":"2.0","id":41,"method":"tools/call","params":{"name":"alpha__echo","name":"alpha__get-env","arguments":{}}}',
+    '{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"alpha__echo","arguments":{"message":"a","message":"b"}}}',
+    '{"jsonrpc":"2.0","id":43,"id":44,"method":"tools/call","params":{"name":"alpha__echo","arguments":{"message":"a"}}}',
+    '{"jsonrpc":"2.0","id":45,"method":"tools/call","params":{"name":"alpha__echo","n\\u0061me":"alpha__get-env","arguments":{}}}',
+  ];
+  for (const body of dups) {
+    const { r, sent } = await calls(rec, body, () => s.post(body));
+    assert.equal(r.status, 400, `${body}: expected 400, got ${r.status} ${r.body}`);
+    const calls2 = sent.filter((e) => /tools\/call/.test(e.body));
+    assert.equal(calls2.length, 0, `${body}: nothing forwarded, got ${calls2.map((e) => e.body).join(' | ')}`);
+  }
+});
+
+test('aggregated: the upstream receives the client\'s bytes with only the name\'s value replaced', async () => {
+  const rec = f.recs.alpha;
+  const s = await rawSession(f.url, f.tokens.alice);
+  // unusual but valid spacing, key order and an escaped argument: all kept as sent
+  const body = '{ "params" : { "arguments" : {"message":"sp\\u00e9cial \\"q\\""} ,"name" :  "alpha__echo" } , "method":"tools/call","id":"s-1", "jsonrpc" : "2.0" }';
+  const { r, sent } = await calls(rec, body, () => s.post(body));
+  assert.equal(r.status, 200, `${r.status} ${r.body}`);
+  const m = r.messages.find((x) => x.id === 's-1');
+  assert.ok(m?.result, `answered: ${r.body}`);
+  assert.match(m.result.content[0].text, /spécial "q"/, 'the argument arrived decoded correctly');
+  const fwd = sent.filter((e) => /tools\/call/.test(e.body));
+  assert.equal(fwd.length, 1, 'one call forwarded');
+  assert.equal(fwd[0].body, body.replace('"alpha__echo"', '"echo"'), 'byte for byte, the name stripped of its prefix');
+});
+
+/** An upstream answering every tools/call with the JSON text reply(m). */
+async function jsonUpstream(reply) {
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      let m;
+      try { m = JSON.parse(Buffer.concat(chunks).toString('utf8')); } catch { m = undefined; }
+      if (req.method !== 'POST' || !m || m.id === undefined) { res.writeHead(req.method === 'GET' ? 405 : 202, { 'mcp-session-id': 'j-1' }).end(); return; }
+      const body = m.method === 'tools/call' ? reply(m)
+        : JSON.stringify({ jsonrpc: '2.0', id: m.id, result: m.method === 'initialize'
+          ? { protocolVersion: m.params.protocolVersion, capabilities: { tools: {} }, serverInfo: { name: 'j', version: '1' } }
+          : { tools: [{ name: 'echo', inputSchema: { type: 'object' } }] } });
+      res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': 'j-1' }).end(body);
+    });
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  after(() => new Promise((r) => server.close(() => r())));
+  return `http://127.0.0.1:${server.address().port}/mcp`;
+}
+
+test('aggregated JSON replies: relayed byte for byte only when nothing in them is the gateway\'s business', async () => {
+  const cases = [
+    // the call's own id, plain: as sent (spacing kept)
+    { reply: (m) => `{"jsonrpc":"2.0", "id":${JSON.stringify(m.id)},"result":{"content":[{"type":"text","text":"plain"}]}}`,
+      check: (r, id) => assert.equal(r.body, `{"jsonrpc":"2.0", "id":${JSON.stringify(id)},"result":{"content":[{"type":"text","text":"plain"}]}}`) },
+    // another request's id: never delivered under it
+    { reply: () => '{"jsonrpc":"2.0","id":4242,"result":{"content":[{"type":"text","text":"spoof"}]}}',
+      check: (r) => assert.notEqual(JSON.parse(r.body).id, 4242, `foreign id kept: ${r.body}`) },
+    // the same number written as a real is another id to the gateway (jansson's equality)
+    { reply: (m) => typeof m.id === 'number' ? `{"jsonrpc":"2.0","id":${m.id}.0,"result":{}}` : `{"jsonrpc":"2.0","id":"x${m.id}","result":{}}`,
+      check: (r, id) => assert.notEqual(JSON.parse(r.body).id, id, `a different id taken for the call's: ${r.body}`) },
+    // a tool list inside a call's reply: filtered by policy (get-env is blocked)
+    { reply: (m) => JSON.stringify({ jsonrpc: '2.0', id: m.id, result: { tools: [{ name: 'echo', inputSchema: { type: 'object' } }, { name: 'get-env', inputSchema: { type: 'object' } }] } }),
+      check: (r) => assert.deepEqual(JSON.parse(r.body).result.tools.map((x) => x.name), ['echo'], r.body) },
+    // the same list with its key escaped
+    { reply: (m) => `{"jsonrpc":"2.0","id":${JSON.stringify(m.id)},"result":{"t\\u006fols":[{"name":"echo","inputSchema":{}},{"name":"get-env","inputSchema":{}}]}}`,
+      check: (r) => assert.deepEqual(JSON.parse(r.body).result.tools.map((x) => x.name), ['echo'], r.body) },
+    // duplicate ids: not vouched for; the parse keeps the last, which is foreign
+    { reply: (m) => `{"jsonrpc":"2.0","id":${JSON.stringify(m.id)},"id":4343,"result":{}}`,
+      check: (r) => assert.notEqual(JSON.parse(r.body).id, 4343, `foreign id kept: ${r.body}`) },
+    // invalid JSON: an error, not relayed
+    { reply: (m) => `{"jsonrpc":"2.0","id":${JSON.stringify(m.id)},"result":{}`,
+      check: (r) => assert.ok(JSON.parse(r.body).error, `an error for an invalid reply: ${r.body}`) },
+  ];
+  const t = f.t;
+  for (const [i, c] of cases.entries()) {
+    const name = `j${i}`;
+    const url = await jsonUpstream(c.reply);
+    assert.equal((await t.putConnector(name, { url, auth: { type: 'none' } })).status, 201);
+    await t.setPolicy({ version: 1, default: 'block', rules: [{ groups: ['*'], connector: '*', allow: ['*'], block: ['get-env'] }] });
+    const s = await rawSession(f.url, f.tokens.alice);
+    for (const id of [60 + i, `k${i}`]) {
+      const r = await s.post({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: `${name}__echo`, arguments: {} } });
+      assert.equal(r.status, 200, `case ${i} id ${id}: ${r.status} ${r.body}`);
+      c.check(r, id);
+    }
+  }
+});
