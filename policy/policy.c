@@ -966,6 +966,8 @@ typedef struct cache_entry {
   char tenant[64], user[40], uid[ST_TENANT_UID_LEN + 1];
   pol_user *u;
   uint64_t tick;
+  uint64_t snap; /* the store snapshot it was last found current in (0: none) */
+  int hnext;     /* the next entry of its hash chain, or -1 */
 } cache_entry;
 
 typedef struct tenant_entry {
@@ -980,20 +982,59 @@ typedef struct tenant_entry {
 struct pol_cache {
   cache_entry *e;
   size_t n, max;
+  int *heads; /* hash chains of e by (tenant, user): nb of them, a power of 2 */
+  size_t nb;
   tenant_entry t[TENANTS_MAX];
   size_t nt;
   uint64_t tick;
 };
 
+static size_t entry_hash(const char *tenant, const char *user) {
+  uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+  for (const char *p = tenant; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+  h = (h ^ 0xff) * 1099511628211ULL;
+  for (const char *p = user; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+  return (size_t)(h ^ (h >> 29));
+}
+
+static int entry_find(const pol_cache *c, const char *tenant, const char *user) {
+  for (int i = c->heads[entry_hash(tenant, user) & (c->nb - 1)]; i >= 0; i = c->e[i].hnext)
+    if (!strcmp(c->e[i].user, user) && !strcmp(c->e[i].tenant, tenant)) return i;
+  return -1;
+}
+
+static void entry_link(pol_cache *c, int i) {
+  int *h = &c->heads[entry_hash(c->e[i].tenant, c->e[i].user) & (c->nb - 1)];
+  c->e[i].hnext = *h;
+  *h = i;
+}
+
+static void entry_unlink(pol_cache *c, int i) {
+  int *p = &c->heads[entry_hash(c->e[i].tenant, c->e[i].user) & (c->nb - 1)];
+  while (*p >= 0 && *p != i) p = &c->e[*p].hnext;
+  if (*p == i) *p = c->e[i].hnext;
+}
+
+static void entries_relink(pol_cache *c) {
+  for (size_t b = 0; b < c->nb; b++) c->heads[b] = -1;
+  for (size_t i = 0; i < c->n; i++) entry_link(c, (int)i);
+}
+
 pol_cache *pol_cache_new(size_t max) {
   pol_cache *c = calloc(1, sizeof *c);
   if (!c) return NULL;
-  c->e = calloc(max ? max : 1, sizeof *c->e);
   c->max = max ? max : 1;
-  if (!c->e) {
+  c->nb = 2;
+  while (c->nb < 2 * c->max) c->nb *= 2;
+  c->e = calloc(c->max, sizeof *c->e);
+  c->heads = malloc(c->nb * sizeof *c->heads);
+  if (!c->e || !c->heads) {
+    free(c->e);
+    free(c->heads);
     free(c);
     return NULL;
   }
+  entries_relink(c);
   return c;
 }
 
@@ -1002,6 +1043,7 @@ void pol_cache_free(pol_cache *c) {
   for (size_t i = 0; i < c->n; i++) pol_user_free(c->e[i].u);
   for (size_t i = 0; i < c->nt; i++) compiled_free(c->t[i].c);
   free(c->e);
+  free(c->heads);
   free(c);
 }
 
@@ -1061,6 +1103,16 @@ static int compiled_for(pol_cache *c, st_txn *txn, const char *tenant, const cha
 }
 
 const pol_user *pol_cache_get(pol_cache *c, st_txn *txn, const char *tenant, const char *user_id, int *err) {
+  c->tick++;
+  /* the same snapshot it was last found current in: nothing it depends
+   * on can differ (every change is a write, and a write a new snapshot) */
+  uint64_t snap = st_txn_snapshot(txn);
+  int at = entry_find(c, tenant, user_id);
+  if (at >= 0 && snap && c->e[at].snap == snap) {
+    c->e[at].tick = c->tick;
+    *err = 0;
+    return c->e[at].u;
+  }
   uint64_t gen = pol_generation(txn, tenant);
   int version;
   char uid[ST_TENANT_UID_LEN + 1];
@@ -1069,18 +1121,10 @@ const pol_user *pol_cache_get(pol_cache *c, st_txn *txn, const char *tenant, con
   if (*err) return NULL;
   *err = stored_version(txn, tenant, &version);
   if (*err) return NULL;
-  c->tick++;
-  size_t slot = c->n, lru = 0;
-  for (size_t i = 0; i < c->n; i++) {
-    if (!strcmp(c->e[i].tenant, tenant) && !strcmp(c->e[i].user, user_id)) {
-      if (c->e[i].u->generation == gen && c->e[i].u->rev == version && !strcmp(c->e[i].uid, uid)) {
-        c->e[i].tick = c->tick;
-        return c->e[i].u;
-      }
-      slot = i;
-      break;
-    }
-    if (c->e[i].tick < c->e[lru].tick) lru = i;
+  if (at >= 0 && c->e[at].u->generation == gen && c->e[at].u->rev == version && !strcmp(c->e[at].uid, uid)) {
+    c->e[at].tick = c->tick;
+    c->e[at].snap = snap;
+    return c->e[at].u;
   }
   pol_compiled *pc;
   if ((*err = compiled_for(c, txn, tenant, uid, version, &pc)) != 0) return NULL;
@@ -1094,16 +1138,25 @@ const pol_user *pol_cache_get(pol_cache *c, st_txn *txn, const char *tenant, con
     pol_user_free(u);
     return NULL;
   }
-  if (slot == c->n) {
-    if (c->n < c->max) c->n++;
-    else slot = lru;
+  int slot = at;
+  if (slot < 0) {
+    if (c->n < c->max) {
+      slot = (int)c->n++;
+    } else { /* full: the least recently used makes room */
+      slot = 0;
+      for (size_t i = 1; i < c->n; i++)
+        if (c->e[i].tick < c->e[slot].tick) slot = (int)i;
+      entry_unlink(c, slot);
+    }
+    snprintf(c->e[slot].tenant, sizeof c->e[slot].tenant, "%s", tenant);
+    snprintf(c->e[slot].user, sizeof c->e[slot].user, "%s", user_id);
+    entry_link(c, slot);
   }
   pol_user_free(c->e[slot].u);
-  snprintf(c->e[slot].tenant, sizeof c->e[slot].tenant, "%s", tenant);
-  snprintf(c->e[slot].user, sizeof c->e[slot].user, "%s", user_id);
   snprintf(c->e[slot].uid, sizeof c->e[slot].uid, "%s", uid);
   c->e[slot].u = u;
   c->e[slot].tick = c->tick;
+  c->e[slot].snap = snap;
   return u;
 }
 
@@ -1117,6 +1170,7 @@ void pol_cache_drop_tenant(pol_cache *c, const char *tenant) {
     c->e[i] = c->e[--c->n];
     memset(&c->e[c->n], 0, sizeof c->e[c->n]); /* slots past n are reused as empty */
   }
+  entries_relink(c); /* entries moved */
   for (size_t i = 0; i < c->nt;) {
     if (strcmp(c->t[i].tenant, tenant)) {
       i++;

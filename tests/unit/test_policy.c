@@ -317,6 +317,63 @@ TEST(cache_sees_pending_bindings) {
   pol_cache_free(c);
 }
 
+/* Past its size the cache evicts the least recently used and never hands
+ * out one user's decisions for another's; within one store snapshot it
+ * answers without reading, and a write (a membership change) is seen by
+ * the next lookup. */
+TEST(cache_keeps_users_apart_and_sees_writes) {
+  put p;
+  CHECK_INT(put_policy(issue_policy, &p), 0);
+  json_decref(p.warnings);
+  pol_cache *c = pol_cache_new(2);
+  const char *users[] = {alice, bob, carol};
+  for (int round = 0; round < 4; round++) {
+    for (int i = 0; i < 3; i++) {
+      const char *who = users[(i + round) % 3];
+      for (int twice = 0; twice < 2; twice++) { /* twice: the second from the same snapshot */
+        st_txn *txn;
+        int err;
+        CHECK_INT(st_read_begin(st, &txn), 0);
+        const pol_user *u = pol_cache_get(c, txn, "acme", who, &err);
+        st_txn_end(txn);
+        CHECK(u != NULL);
+        CHECK_INT(pol_decide(u, "github", "delete_branch"), decide(who, "github", "delete_branch"));
+        CHECK_INT(pol_decide(u, "github", "list_issues"), decide(who, "github", "list_issues"));
+      }
+    }
+    if (round == 1) pol_cache_drop_tenant(c, "acme");
+  }
+  /* a new user joins a group, leaves, joins: each lookup sees it */
+  char dave[40], path[80], body[300];
+  snprintf(dave, sizeof dave, "%s", scim("POST", "/Users", "{\"userName\":\"dave@acme.com\"}"));
+  snprintf(path, sizeof path, "/Groups/%s", scim("POST", "/Groups", "{\"displayName\":\"Cache Group\"}"));
+  CHECK_INT(put_policy("{\"version\":1,\"rules\":[{\"groups\":[\"Cache Group\"],\"connector\":\"gh\",\"allow\":[\"create_branch\"]},"
+                       "{\"groups\":[\"*\"],\"connector\":\"gh\",\"allow\":[\"list\"]}]}", &p), 0);
+  json_decref(p.warnings);
+  for (int step = 0; step < 3; step++) {
+    bool join = step != 1;
+    if (join)
+      snprintf(body, sizeof body,
+               "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],"
+               "\"Operations\":[{\"op\":\"add\",\"path\":\"members\",\"value\":[{\"value\":\"%s\"}]}]}",
+               dave);
+    else
+      snprintf(body, sizeof body,
+               "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],"
+               "\"Operations\":[{\"op\":\"remove\",\"path\":\"members[value eq \\\"%s\\\"]\"}]}",
+               dave);
+    scim("PATCH", path, body);
+    st_txn *txn;
+    int err;
+    CHECK_INT(st_read_begin(st, &txn), 0);
+    const pol_user *u = pol_cache_get(c, txn, "acme", dave, &err);
+    st_txn_end(txn);
+    CHECK(u != NULL);
+    CHECK_INT(pol_decide(u, "gh", "create_branch"), join ? POL_ALLOW : POL_BLOCK); /* the group's tool */
+  }
+  pol_cache_free(c);
+}
+
 /* policy's codes sit in their own range, outside libuv's errno values
  * (-1..-4095) and the store's, and have names. */
 TEST(error_codes_in_their_range) {
@@ -345,6 +402,7 @@ int main(void) {
   RUN(no_policy_hides_everything);
   RUN(cache_reads_records_written_before_rev);
   RUN(cache_sees_pending_bindings);
+  RUN(cache_keeps_users_apart_and_sees_writes);
   RUN(error_codes_in_their_range);
   st_close(st);
   char cmd[400];
