@@ -267,8 +267,12 @@ static void req_unref(gw_req *r) {
 bool gw_req_alive(const gw_req *req) { return req->conn != NULL; }
 
 const char *gw_req_header(const gw_req *req, const char *name) {
+  /* the first letter compared first (| 0x20: ASCII lower case): most
+   * names differ there, and a request is asked for ~8 headers */
+  int c0 = name[0] | 0x20;
   for (int i = 0; i < req->nheaders; i++)
-    if (strcasecmp(req->headers[i].name, name) == 0) return req->headers[i].value;
+    if ((req->headers[i].name[0] | 0x20) == c0 && strcasecmp(req->headers[i].name, name) == 0)
+      return req->headers[i].value;
   return NULL;
 }
 
