@@ -318,7 +318,7 @@ static void tools_call_lite(gw_req *req, const gw_mcp_ctx *ctx, gw_rpc_lite *lit
   gw__agg_tools_call_lite(x, req->body, req->body_len, lite);
 }
 
-void gw_agg_dispatch(gw_req *req) {
+static void agg_dispatch_pinned(gw_req *req) {
   gw_mcp_ctx ctx;
   if (gw__mcp_ctx_of(req, true, &ctx) != 0) return;
   const char *sid = ctx.sid;
@@ -413,6 +413,14 @@ void gw_agg_dispatch(gw_req *req) {
   if (is_init) initialize(x, msg);
   else gw__agg_message(x, msg, method);
   json_decref(msg);
+}
+
+/* One read transaction for everything the dispatch reads (mcp_loop.h). */
+void gw_agg_dispatch(gw_req *req) {
+  gw_loop *lp = req->lp; /* a reply given synchronously frees req */
+  gw__read_pin(lp);
+  agg_dispatch_pinned(req);
+  gw__read_unpin(lp);
 }
 
 void gw__agg_message(gw_exchange *x, json_t *msg, const char *method) {

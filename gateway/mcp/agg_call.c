@@ -135,9 +135,9 @@ static bool call_allowed(gw_exchange *x, const char *full, char conn[40], const 
   pol_decision d = gw__decide_call(pu, conn, *tool);
   json_t *crec = NULL;
   st_txn *txn;
-  if (d != POL_HIDDEN && st_read_begin(x->lp->srv->store, &txn) == 0) {
+  if (d != POL_HIDDEN && gw__read_begin(x->lp, &txn) == 0) {
     if (gw__connector_get(x->lp, txn, x->tenant, conn, &crec) != 0) d = POL_HIDDEN; /* no such connector */
-    st_txn_end(txn);
+    gw__read_end(x->lp, txn);
   }
   json_decref(crec);
   if (d == POL_HIDDEN) {
@@ -247,9 +247,9 @@ void gw__agg_route(gw_exchange *x, json_t *msg, const char *method) {
   json_t *crec = NULL;
   st_txn *txn;
   bool ok = pol_connector_visible(pu, conn);
-  if (ok && st_read_begin(x->lp->srv->store, &txn) == 0) {
+  if (ok && gw__read_begin(x->lp, &txn) == 0) {
     ok = gw__connector_get(x->lp, txn, x->tenant, conn, &crec) == 0;
-    st_txn_end(txn);
+    gw__read_end(x->lp, txn);
   }
   json_decref(crec);
   if (!ok) {

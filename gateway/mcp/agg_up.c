@@ -188,9 +188,9 @@ void gw__agg_ensure_upstream(gw_exchange *x, gw_agg_step_fn after) {
   gw_agg_up *u = gw__agg_up(x);
   st_txn *txn;
   char up[256] = "";
-  if (!u->fresh_session && st_read_begin(x->lp->srv->store, &txn) == 0) {
+  if (!u->fresh_session && gw__read_begin(x->lp, &txn) == 0) {
     int rc = gw_session_upstream_get(txn, x->sid, x->connector, up);
-    st_txn_end(txn);
+    gw__read_end(x->lp, txn);
     if (rc == 0) {
       gw_strlcpy(x->sess.upstream, up, sizeof x->sess.upstream);
       after(x, 0);

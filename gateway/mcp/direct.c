@@ -522,7 +522,7 @@ static void post_forward(gw_req *req, const gw_mcp_ctx *ctx, json_t *ids, bool i
   if (rc != 0) gw__x_start_failed(x, rc);
 }
 
-void gw_proxy_dispatch(gw_req *req) {
+static void dispatch_pinned(gw_req *req) {
   gw_mcp_ctx ctx;
   if (gw__mcp_ctx_of(req, false, &ctx) != 0) return;
   const char *tenant = ctx.tenant, *connector = ctx.connector, *user = ctx.user, *sid = ctx.sid;
@@ -609,5 +609,13 @@ void gw_proxy_dispatch(gw_req *req) {
   }
   post_forward(req, &ctx, ids, initialize, msg, NULL);
   json_decref(msg);
+}
+
+/* One read transaction for everything the dispatch reads (mcp_loop.h). */
+void gw_proxy_dispatch(gw_req *req) {
+  gw_loop *lp = req->lp; /* a reply given synchronously frees req */
+  gw__read_pin(lp);
+  dispatch_pinned(req);
+  gw__read_unpin(lp);
 }
 

@@ -52,11 +52,38 @@ void gw__mcp_refuse_discover(gw_req *req, const json_t *id) {
  * store could not be read — callers deny. */
 const pol_user *gw__policy_for(gw_loop *lp, const char *tenant, const char *user) {
   st_txn *txn;
-  if (st_read_begin(lp->srv->store, &txn) != 0) return NULL;
+  if (gw__read_begin(lp, &txn) != 0) return NULL;
   int err;
   const pol_user *u = pol_cache_get(lp->pol, txn, tenant, user, &err);
-  st_txn_end(txn);
+  gw__read_end(lp, txn);
   return u;
+}
+
+int gw__read_begin(gw_loop *lp, st_txn **txn) {
+  gw_proxy *p = gw__mcp_of(lp);
+  if (p && p->pinned) {
+    *txn = p->pinned;
+    return 0;
+  }
+  return st_read_begin(lp->srv->store, txn);
+}
+
+void gw__read_end(gw_loop *lp, st_txn *txn) {
+  gw_proxy *p = gw__mcp_of(lp);
+  if (p && p->pinned == txn) return;
+  st_txn_end(txn);
+}
+
+void gw__read_pin(gw_loop *lp) {
+  gw_proxy *p = gw__mcp_of(lp);
+  if (p && !p->pinned && st_read_begin(lp->srv->store, &p->pinned) != 0) p->pinned = NULL;
+}
+
+void gw__read_unpin(gw_loop *lp) {
+  gw_proxy *p = gw__mcp_of(lp);
+  if (!p || !p->pinned) return;
+  st_txn_end(p->pinned);
+  p->pinned = NULL;
 }
 
 int gw__connector_get(gw_loop *lp, st_txn *txn, const char *tenant, const char *connector, json_t **out) {

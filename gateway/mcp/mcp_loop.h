@@ -37,11 +37,23 @@ struct gw_proxy {
   gw_agg_index *agg_uris; /* aggregated sessions' resource routes (agg_maps.c) */
   gw_agg_index *asked;    /* aggregated sessions' outstanding server→client requests (agg_maps.c) */
   gw_memo *memo;          /* store reads per snapshot (memo.h) */
+  st_txn *pinned;         /* the read txn of the request being dispatched (gw__read_begin) */
   bool closing;
 };
 
 /* The loop's MCP state, or NULL (not started, or stopped). */
 gw_proxy *gw__mcp_of(gw_loop *lp);
+
+/* Store reads while a request is dispatched share one read transaction:
+ * gw__read_pin opens it for the synchronous handling of one request (the
+ * policy checks, the connector and the credential before the transfer),
+ * gw__read_unpin ends it. Outside a pin gw__read_begin/end are
+ * st_read_begin/st_txn_end. A revocation committed meanwhile reaches the
+ * loop after the dispatch returns, and ends what it started. */
+int gw__read_begin(gw_loop *lp, st_txn **txn);
+void gw__read_end(gw_loop *lp, st_txn *txn);
+void gw__read_pin(gw_loop *lp);
+void gw__read_unpin(gw_loop *lp);
 
 /* What preauth established about a request. */
 typedef struct gw_mcp_ctx {

@@ -56,12 +56,13 @@ typedef struct upcred {
   vault_cred cred;
 } upcred;
 
-/* Phase 1: identity, policy, connector and credential, in one read txn. */
+/* Phase 1: identity, policy, connector and credential, in one read txn
+ * (the dispatch's, when the transfer starts within it). */
 static int credential(gw_exchange *x, upcred *c) {
   gw_loop *lp = x->lp;
   st_txn *txn;
   const char *user = x->user[0] ? x->user : NULL;
-  if (st_read_begin(lp->srv->store, &txn) != 0) return ST_EIO;
+  if (gw__read_begin(lp, &txn) != 0) return ST_EIO;
   int rc = 0;
   if (user) {
     /* the last check before bytes leave for the upstream: whatever
@@ -83,7 +84,7 @@ static int credential(gw_exchange *x, upcred *c) {
   }
   if (!rc) rc = gw__connector_get(lp, txn, x->tenant, x->connector, &c->conn);
   if (!rc) rc = vault_upstream_cred(txn, x->tenant, x->connector, user, c->conn, &c->cred);
-  st_txn_end(txn);
+  gw__read_end(lp, txn);
   return rc;
 }
 
