@@ -42,12 +42,29 @@ static int dbi_of(st_txn *t, st_db db, MDB_dbi *out) {
 
 static EVP_MD *sha256_md;
 static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
-static void sha256_fetch(void) { sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL); }
+static pthread_key_t sha256_key; /* each thread's reusable digest context */
+static bool sha256_key_ok;
+static void sha256_ctx_free(void *c) { EVP_MD_CTX_free(c); }
+static void sha256_fetch(void) {
+  sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+  sha256_key_ok = pthread_key_create(&sha256_key, sha256_ctx_free) == 0;
+}
 
+/* One digest context per thread, reused (freed when the thread exits):
+ * EVP_Digest allocates and frees one per call, and every MCP request
+ * hashes its token. */
 int st_sha256(const void *p, size_t n, uint8_t out[32]) {
   pthread_once(&sha256_once, sha256_fetch);
   const EVP_MD *md = sha256_md ? sha256_md : EVP_sha256();
-  return EVP_Digest(p, n, out, NULL, md, NULL) == 1 ? 0 : ST_ECRYPTO;
+  EVP_MD_CTX *ctx = sha256_key_ok ? pthread_getspecific(sha256_key) : NULL;
+  if (!ctx && sha256_key_ok && (ctx = EVP_MD_CTX_new()) && pthread_setspecific(sha256_key, ctx) != 0) {
+    EVP_MD_CTX_free(ctx);
+    ctx = NULL;
+  }
+  if (!ctx) return EVP_Digest(p, n, out, NULL, md, NULL) == 1 ? 0 : ST_ECRYPTO;
+  bool ok = EVP_DigestInit_ex2(ctx, md, NULL) == 1 && EVP_DigestUpdate(ctx, p, n) == 1 &&
+            EVP_DigestFinal_ex(ctx, out, NULL) == 1;
+  return ok ? 0 : ST_ECRYPTO;
 }
 
 /* Keys LMDB cannot hold (too long) or that could collide with a hashed key
