@@ -251,10 +251,6 @@ static void req_free(gw_req *r) {
     if (pool) gw_pool_put(pool, a);
     else free(a);
   }
-  for (int i = 0; i < p->nresp; i++) {
-    free(p->resp[i].name);
-    free(p->resp[i].value);
-  }
   gw_buf_free(&p->body);
   gw_pool_put(&priv_pool, p);
   gw_pool_put(&req_pool, r);
@@ -534,13 +530,10 @@ void gw_resp_header(gw_req *req, const char *name, const char *value) {
   if (p->nresp >= MAX_RESP_HEADERS) return;
   /* Refuse CR/LF in header values: response splitting. */
   if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n")) return;
-  p->resp[p->nresp].name = strdup(name);
-  p->resp[p->nresp].value = strdup(value);
-  if (!p->resp[p->nresp].name || !p->resp[p->nresp].value) {
-    free(p->resp[p->nresp].name);
-    free(p->resp[p->nresp].value);
-    return;
-  }
+  /* in the request's arena: freed with it */
+  p->resp[p->nresp].name = gw_req_strdup(req, name);
+  p->resp[p->nresp].value = gw_req_strdup(req, value);
+  if (!p->resp[p->nresp].name || !p->resp[p->nresp].value) return;
   p->nresp++;
 }
 
