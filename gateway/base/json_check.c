@@ -62,6 +62,11 @@ static bool utf8(scan *s) {
 static bool string(scan *s) {
   s->p++; /* the opening quote */
   while (s->p < s->end) {
+    /* the common run first: printable ASCII other than '"' and '\\' */
+    const unsigned char *q = s->p;
+    while (q < s->end && (unsigned)(*q - 0x20) < 0x60 && *q != '"' && *q != '\\') q++;
+    s->p = q;
+    if (q == s->end) break;
     unsigned c = *s->p;
     if (c == '"') {
       s->p++;
