@@ -55,6 +55,9 @@ const HALF = !process.argv.includes('--no-half');
 // gateway, then print perf's top symbols (build with
 // EXTRA_CFLAGS=-fno-omit-frame-pointer for whole call chains).
 const PERF = argStr('perf');
+// --syscalls VARIANT[,VARIANT…]: strace -c the serving process (nginx's
+// worker included) while wrk runs, and print system calls per request.
+const SYSCALLS = argStr('syscalls');
 
 async function rpc(url, headers, msg) {
   const r = await fetch(url, {
@@ -140,6 +143,10 @@ async function main() {
       }
     }
     if (PERF) return await profile(scen[SCENARIOS[0]].find((v) => v.name === PERF), gws[0]);
+    if (SYSCALLS) {
+      for (const name of SYSCALLS.split(',')) await syscalls(scen[SCENARIOS[0]].find((v) => v.name === name), name);
+      return;
+    }
     for (const sc of SCENARIOS) {
       const vs = scen[sc];
       for (let r = 0; r < ROUNDS; r++)
@@ -219,6 +226,33 @@ async function profile(v, gw) {
     const out = spawnSync('perf', ['report', '-i', data, '--stdio', '-g', 'none', '--percent-limit', '1.5', ...args], { encoding: 'utf8', maxBuffer: 1 << 26 });
     console.log(out.stdout.split('\n').filter((l) => l && !l.startsWith('#')).join('\n'));
   }
+}
+
+/* System calls per request of variant v's serving process (and its
+ * children: nginx's worker), counted by strace -c while wrk runs. strace
+ * slows the process down; the counts per request are what matter. */
+async function syscalls(v, name) {
+  if (!v || !v.pid) throw new Error(`--syscalls: no variant ${name} with a process (nginx, connector, aggregated)`);
+  const pids = [String(v.pid)];
+  for (const t of fs.readdirSync(`/proc/${v.pid}/task`))
+    pids.push(...fs.readFileSync(`/proc/${v.pid}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcpgate-strace-'));
+  const out = path.join(dir, 'strace.txt');
+  const st = spawn('strace', ['-c', '-f', '-o', out, ...pids.flatMap((p) => ['-p', p])], { stdio: 'ignore' });
+  await new Promise((r) => setTimeout(r, 500));
+  const w = await wrkPost(v.url, { headers: v.headers, bodyLua: v.bodyLua, conns: CONNS, secs: SECS });
+  st.kill('SIGINT');
+  await new Promise((r) => st.on('exit', r));
+  const n = w.requests;
+  console.log(`${v.name}: ${n} requests under strace; system calls per request:`);
+  for (const l of fs.readFileSync(out, 'utf8').split('\n')) {
+    const f = l.trim().split(/\s+/);
+    if (f.length >= 5 && /^\d/.test(f[0]) && f[f.length - 1] !== 'total') {
+      const calls = Number(f[3]);
+      if (calls / n >= 0.01) console.log(`  ${f[f.length - 1].padEnd(16)} ${(calls / n).toFixed(2)}`);
+    }
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
 }
 
 main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
