@@ -21,7 +21,9 @@ bool gw_json_check(const char *p, size_t n);
  * does) and returns the raw text of the members named by paths: "key" (a
  * member of the top object) or "key.key" (a member of that member when it
  * is an object). A string's span includes its quotes; p is NULL when
- * absent. 1: accepted, spans filled. 0: jansson would refuse it too.
+ * absent. 1: accepted, spans filled. 0: refused, as jansson refuses it —
+ * except a raw NUL byte, refused anywhere here while jansson skips one
+ * after a value (the gateway refuses NUL bytes before parsing too).
  * -1: undecided, parse it with jansson instead — the top is not an object,
  * a key has an escape (decoded keys may collide), or an object has more
  * keys than the scan compares (32; 128 across the open objects). */

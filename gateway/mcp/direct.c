@@ -309,7 +309,10 @@ void gw__relay_done(gw_exchange *x, gw_out_req *r, int err, void (*initialized)(
        * without building it (gateway/base/json_check.h). */
       bool is_json = !strncasecmp(x->up_ct, "application/json", 16);
       bool valid = is_json && x->body.len && !x->into && x->flow->vouch && x->flow->vouch(x, x->body.data, x->body.len);
-      json_t *j = is_json && x->body.len && !valid ? json_loadb(x->body.data, x->body.len, 0, NULL) : NULL;
+      /* a raw NUL byte: invalid (jansson would skip one after a value) */
+      json_t *j = is_json && x->body.len && !valid && !memchr(x->body.data, 0, x->body.len)
+                      ? json_loadb(x->body.data, x->body.len, 0, NULL)
+                      : NULL;
       if (is_json && x->body.len && !j && !valid) {
         if (x->m) x->m->errors++;
         gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent an invalid response", x->connector);
@@ -614,8 +617,8 @@ static void dispatch_pinned(gw_req *req) {
 /* One read transaction for everything the dispatch reads (mcp_loop.h). */
 void gw_proxy_dispatch(gw_req *req) {
   gw_loop *lp = req->lp; /* a reply given synchronously frees req */
-  gw__read_pin(lp);
+  st_txn *pinned = gw__read_pin(lp);
   dispatch_pinned(req);
-  gw__read_unpin(lp);
+  gw__read_unpin(lp, pinned);
 }
 

@@ -74,16 +74,17 @@ void gw__read_end(gw_loop *lp, st_txn *txn) {
   st_txn_end(txn);
 }
 
-void gw__read_pin(gw_loop *lp) {
+st_txn *gw__read_pin(gw_loop *lp) {
   gw_proxy *p = gw__mcp_of(lp);
-  if (p && !p->pinned && st_read_begin(lp->srv->store, &p->pinned) != 0) p->pinned = NULL;
+  if (!p || p->pinned || st_read_begin(lp->srv->store, &p->pinned) != 0) return NULL; /* nested: the outer owns it */
+  return p->pinned;
 }
 
-void gw__read_unpin(gw_loop *lp) {
+void gw__read_unpin(gw_loop *lp, st_txn *pinned) {
+  if (!pinned) return;
   gw_proxy *p = gw__mcp_of(lp);
-  if (!p || !p->pinned) return;
-  st_txn_end(p->pinned);
-  p->pinned = NULL;
+  if (p && p->pinned == pinned) p->pinned = NULL;
+  st_txn_end(pinned);
 }
 
 int gw__connector_get(gw_loop *lp, st_txn *txn, const char *tenant, const char *connector, json_t **out) {
@@ -338,6 +339,12 @@ json_t *gw__mcp_parse_post(gw_req *req) {
   if (!gw__accept_has(accept, "application/json") || !gw__accept_has(accept, "text/event-stream")) {
     gw_respond_error(req, 406, "not_acceptable",
                      "POST needs Accept: application/json, text/event-stream (Streamable HTTP)");
+    return NULL;
+  }
+  /* jansson skips a raw NUL after a value; the scan, the upstream and the
+   * gateway's own checks would not agree on such a text: refused */
+  if (req->body_len && memchr(req->body, 0, req->body_len)) {
+    gw__mcp_refuse(req, 400, -32700, "Parse error: a NUL byte in the body");
     return NULL;
   }
   json_error_t je;

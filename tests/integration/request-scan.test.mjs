@@ -76,6 +76,22 @@ test('duplicate keys anywhere in a tools/call are refused on the aggregated endp
   }
 });
 
+test('a raw NUL byte in a request body is refused on both endpoints, before anything is sent', async () => {
+  const rec = f.recs.alpha;
+  for (const [url, name] of [[direct(), 'echo'], [f.url, 'alpha__echo']]) {
+    const s = await rawSession(url, f.tokens.alice);
+    for (const body of [
+      `{"jsonrpc":"2.0","id":961\u0000,"method":"tools/call","params":{"name":"${name}","arguments":{"message":"nul"}}}`,
+      `{"jsonrpc":"2.0","id":962,"method":"tools/call","params":{"name":"${name}","arguments":{"n":1\u0000}}}`,
+      `{"jsonrpc":"2.0","id":963,"method":"tools/call","params":{"name":"${name}","arguments":{"b":true\u0000}}}`,
+    ]) {
+      const { r, sent } = await calls(rec, body, () => s.post(body));
+      assert.equal(r.status, 400, `${url} ${JSON.stringify(body)}: expected 400, got ${r.status} ${r.body}`);
+      assert.equal(sent.filter((e) => /tools\/call/.test(e.body)).length, 0, `${url}: nothing forwarded`);
+    }
+  }
+});
+
 test('aggregated: the upstream receives the client\'s bytes with only the name\'s value replaced', async () => {
   const rec = f.recs.alpha;
   const s = await rawSession(f.url, f.tokens.alice);
@@ -135,6 +151,12 @@ test('aggregated JSON replies: relayed byte for byte only when nothing in them i
     // invalid JSON: an error, not relayed
     { reply: (m) => `{"jsonrpc":"2.0","id":${JSON.stringify(m.id)},"result":{}`,
       check: (r) => assert.ok(JSON.parse(r.body).error, `an error for an invalid reply: ${r.body}`) },
+    // a raw NUL byte after a value (jansson skips it; the scan refuses it): an error, never relayed
+    { reply: (m) => `{"jsonrpc":"2.0","id":${JSON.stringify(m.id)}\u0000,"result":{"content":[]}}`,
+      check: (r) => {
+        assert.ok(!r.body.includes('\u0000'), `a NUL byte reached the client: ${JSON.stringify(r.body)}`);
+        assert.ok(JSON.parse(r.body).error, `an error for a reply with a NUL byte: ${r.body}`);
+      } },
   ];
   const t = f.t;
   for (const [i, c] of cases.entries()) {
