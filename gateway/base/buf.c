@@ -57,6 +57,7 @@ int gw_buf_appendv(gw_buf *b, ...) {
 }
 
 size_t gw_strlcpy(char *dst, const char *src, size_t size) {
+  if (!size) return 0;
   size_t n = strnlen(src, size - 1);
   memcpy(dst, src, n);
   dst[n] = '\0';
@@ -64,6 +65,7 @@ size_t gw_strlcpy(char *dst, const char *src, size_t size) {
 }
 
 size_t gw_strjoin(char *dst, size_t size, ...) {
+  if (!size) return 0;
   va_list ap;
   va_start(ap, size);
   size_t len = 0;

@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <llhttp.h>
+#include <openssl/crypto.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -245,6 +246,10 @@ static gw_req *req_new(gw_conn *c) {
 
 static void req_free(gw_req *r) {
   gw__req_priv *p = r->priv;
+  /* the arena's chunks are reused: the credential copied into it is wiped */
+  for (int i = 0; i < r->nheaders; i++)
+    if ((r->headers[i].name[0] | 0x20) == 'a' && strcasecmp(r->headers[i].name, "authorization") == 0)
+      OPENSSL_cleanse(r->headers[i].value, strlen(r->headers[i].value));
   for (arena_chunk *a = p->arena, *n; a; a = n) {
     n = a->next;
     gw_pool *pool = chunk_pool_for(a->cap);
@@ -849,6 +854,9 @@ static int on_header_value_complete(llhttp_t *p) {
     if (pr->has_host) return fail(c, 400, "more than one Host header");
     pr->has_host = true;
   }
+  /* the scratch outlives the request (it is the connection's): a bearer
+   * token does not stay behind in it */
+  if ((name[0] | 0x20) == 'a' && strcasecmp(name, "authorization") == 0) OPENSSL_cleanse(c->value.data, c->value.len);
   gw_buf_reset(&c->field);
   gw_buf_reset(&c->value);
   return 0;

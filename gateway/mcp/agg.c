@@ -418,9 +418,9 @@ static void agg_dispatch_pinned(gw_req *req) {
 /* One read transaction for everything the dispatch reads (mcp_loop.h). */
 void gw_agg_dispatch(gw_req *req) {
   gw_loop *lp = req->lp; /* a reply given synchronously frees req */
-  gw__read_pin(lp);
+  st_txn *pinned = gw__read_pin(lp);
   agg_dispatch_pinned(req);
-  gw__read_unpin(lp);
+  gw__read_unpin(lp, pinned);
 }
 
 void gw__agg_message(gw_exchange *x, json_t *msg, const char *method) {

@@ -52,8 +52,8 @@ gw_proxy *gw__mcp_of(gw_loop *lp);
  * loop after the dispatch returns, and ends what it started. */
 int gw__read_begin(gw_loop *lp, st_txn **txn);
 void gw__read_end(gw_loop *lp, st_txn *txn);
-void gw__read_pin(gw_loop *lp);
-void gw__read_unpin(gw_loop *lp);
+st_txn *gw__read_pin(gw_loop *lp);                 /* NULL: none pinned by this call */
+void gw__read_unpin(gw_loop *lp, st_txn *pinned); /* what gw__read_pin returned */
 
 /* What preauth established about a request. */
 typedef struct gw_mcp_ctx {
