@@ -850,7 +850,7 @@ static int on_header_value_complete(llhttp_t *p) {
   r->headers[r->nheaders].name = name;
   r->headers[r->nheaders].value = val;
   r->nheaders++;
-  if (strcasecmp(name, "host") == 0) {
+  if ((name[0] | 0x20) == 'h' && strcasecmp(name, "host") == 0) {
     if (pr->has_host) return fail(c, 400, "more than one Host header");
     pr->has_host = true;
   }
@@ -955,7 +955,9 @@ static void dispatch(gw_conn *c) {
   gw_req *r = c->req;
   gw__req_priv *p = r->priv;
   c->state = CS_HANDLING;
-  uv_timer_stop(&c->timer);
+  /* the header/body timer is left to run out: firing in CS_HANDLING does
+   * nothing, and the reply's arm() replaces it (one timer-heap operation
+   * per request fewer) */
   if (p->body.data) {
     r->body = p->body.data;
     r->body_len = p->body.len;

@@ -470,7 +470,13 @@ void gw__out_arm_first_byte(gw_out_req *r) {
 static void req_arm_idle(gw_out_req *r) {
   r->tmode = TM_IDLE;
   r->last_rx = uv_now(r->o->loop);
-  if (!r->paused) uv_timer_start(&r->timer, req_timer_cb, (uint64_t)r->idle_ms, 0);
+  if (r->paused) return;
+  /* a pending first-byte timer due no later than the idle deadline is
+   * kept: it finds TM_IDLE and re-arms for what is left of the idle time
+   * (req_timer_cb). A small reply is over before either fires, and one
+   * timer-heap operation per transfer is saved. */
+  if (uv_is_active((uv_handle_t *)&r->timer) && uv_timer_get_due_in(&r->timer) <= (uint64_t)r->idle_ms) return;
+  uv_timer_start(&r->timer, req_timer_cb, (uint64_t)r->idle_ms, 0);
 }
 
 /* Records the transfer's error and queues its finish. Callable from
@@ -554,8 +560,7 @@ static int parse_head(char *p, size_t len, gw_out_header **out) {
 
 static void deliver_headers(gw_out_req *r, long code) {
   r->headers_done = true;
-  uv_timer_stop(&r->timer);
-  req_arm_idle(r);
+  req_arm_idle(r); /* replaces the first-byte timer, or keeps it when it is due first */
   if (r->on_headers) {
     gw_out_header *h = NULL;
     int n = parse_head(r->hbuf.data ? r->hbuf.data : (char *)"", r->hbuf.len, &h);
