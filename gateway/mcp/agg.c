@@ -416,12 +416,7 @@ static void agg_dispatch_pinned(gw_req *req) {
 }
 
 /* One read transaction for everything the dispatch reads (mcp_loop.h). */
-void gw_agg_dispatch(gw_req *req) {
-  gw_loop *lp = req->lp; /* a reply given synchronously frees req */
-  st_txn *pinned = gw__read_pin(lp);
-  agg_dispatch_pinned(req);
-  gw__read_unpin(lp, pinned);
-}
+void gw_agg_dispatch(gw_req *req) { gw__dispatch_pinned(req, agg_dispatch_pinned); }
 
 void gw__agg_message(gw_exchange *x, json_t *msg, const char *method) {
   json_t *ids = x->ids;

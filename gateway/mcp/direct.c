@@ -616,10 +616,5 @@ static void dispatch_pinned(gw_req *req) {
 }
 
 /* One read transaction for everything the dispatch reads (mcp_loop.h). */
-void gw_proxy_dispatch(gw_req *req) {
-  gw_loop *lp = req->lp; /* a reply given synchronously frees req */
-  st_txn *pinned = gw__read_pin(lp);
-  dispatch_pinned(req);
-  gw__read_unpin(lp, pinned);
-}
+void gw_proxy_dispatch(gw_req *req) { gw__dispatch_pinned(req, dispatch_pinned); }
 

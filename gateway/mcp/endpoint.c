@@ -87,6 +87,13 @@ void gw__read_unpin(gw_loop *lp, st_txn *pinned) {
   st_txn_end(pinned);
 }
 
+void gw__dispatch_pinned(gw_req *req, void (*handle)(gw_req *req)) {
+  gw_loop *lp = req->lp; /* a reply given synchronously frees req */
+  st_txn *pinned = gw__read_pin(lp);
+  handle(req);
+  gw__read_unpin(lp, pinned);
+}
+
 int gw__connector_get(gw_loop *lp, st_txn *txn, const char *tenant, const char *connector, json_t **out) {
   gw_proxy *p = gw__mcp_of(lp);
   uint64_t snap = st_txn_snapshot(txn);

@@ -54,6 +54,8 @@ int gw__read_begin(gw_loop *lp, st_txn **txn);
 void gw__read_end(gw_loop *lp, st_txn *txn);
 st_txn *gw__read_pin(gw_loop *lp);                 /* NULL: none pinned by this call */
 void gw__read_unpin(gw_loop *lp, st_txn *pinned); /* what gw__read_pin returned */
+/* handle(req) with the read transaction pinned around it. */
+void gw__dispatch_pinned(gw_req *req, void (*handle)(gw_req *req));
 
 /* What preauth established about a request. */
 typedef struct gw_mcp_ctx {

@@ -6,39 +6,29 @@
 // own call's stream, and the client would take it as that connector's
 // result. A response on a call's stream answers that call only: any other
 // reaches the client under an id it never used (review of issue 13).
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
 
 import { startGateway } from './lib/gateway.mjs';
-import { setupTenant, rawSession, parseSse } from './lib/mcp.mjs';
+import { setupTenant, rawSession, parseSse, startBareUpstream } from './lib/mcp.mjs';
 
 const ALICE = 'alice@acme.com';
 
 /** An upstream whose tools/call answer is answer(m): a list of messages sent as SSE events. */
 async function upstream(name, answer) {
-  const server = http.createServer((req, res) => {
-    const chunks = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', () => {
-      let m;
-      try { m = JSON.parse(Buffer.concat(chunks).toString('utf8')); } catch { m = undefined; }
-      const sid = `${name}-1`;
-      if (req.method !== 'POST' || !m || m.id === undefined) { res.writeHead(req.method === 'GET' ? 405 : 202, { 'mcp-session-id': sid }).end(); return; }
-      if (m.method === 'tools/call') {
-        res.writeHead(200, { 'content-type': 'text/event-stream', 'mcp-session-id': sid });
-        res.end(answer(m).map((x) => `event: message\ndata: ${JSON.stringify(x)}\n\n`).join(''));
-        return;
-      }
-      const result = m.method === 'initialize'
-        ? { protocolVersion: m.params.protocolVersion, capabilities: { tools: {} }, serverInfo: { name, version: '1' } }
-        : { tools: [{ name: 'echo', inputSchema: { type: 'object' } }] };
-      res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': sid }).end(JSON.stringify({ jsonrpc: '2.0', id: m.id, result }));
-    });
+  return startBareUpstream((req, res, m) => {
+    const sid = `${name}-1`;
+    if (req.method !== 'POST' || !m || m.id === undefined) { res.writeHead(req.method === 'GET' ? 405 : 202, { 'mcp-session-id': sid }).end(); return; }
+    if (m.method === 'tools/call') {
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'mcp-session-id': sid });
+      res.end(answer(m).map((x) => `event: message\ndata: ${JSON.stringify(x)}\n\n`).join(''));
+      return;
+    }
+    const result = m.method === 'initialize'
+      ? { protocolVersion: m.params.protocolVersion, capabilities: { tools: {} }, serverInfo: { name, version: '1' } }
+      : { tools: [{ name: 'echo', inputSchema: { type: 'object' } }] };
+    res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': sid }).end(JSON.stringify({ jsonrpc: '2.0', id: m.id, result }));
   });
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  after(() => new Promise((r) => server.close(() => r())));
-  return `http://127.0.0.1:${server.address().port}/mcp`;
 }
 
 test('a response on a call\'s stream with another request\'s id never reaches the client under that id', async () => {

@@ -8,10 +8,9 @@
 // when nothing in it needed the gateway's attention.
 import assert from 'node:assert/strict';
 import { test, before, after } from 'node:test';
-import http from 'node:http';
 
 import { startAggFixture, forwardedCalls, quiet } from './lib/agg.mjs';
-import { rawSession } from './lib/mcp.mjs';
+import { rawSession, startBareUpstream } from './lib/mcp.mjs';
 
 let f;
 before(async () => {
@@ -109,23 +108,14 @@ test('aggregated: the upstream receives the client\'s bytes with only the name\'
 
 /** An upstream answering every tools/call with the JSON text reply(m). */
 async function jsonUpstream(reply) {
-  const server = http.createServer((req, res) => {
-    const chunks = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', () => {
-      let m;
-      try { m = JSON.parse(Buffer.concat(chunks).toString('utf8')); } catch { m = undefined; }
-      if (req.method !== 'POST' || !m || m.id === undefined) { res.writeHead(req.method === 'GET' ? 405 : 202, { 'mcp-session-id': 'j-1' }).end(); return; }
-      const body = m.method === 'tools/call' ? reply(m)
-        : JSON.stringify({ jsonrpc: '2.0', id: m.id, result: m.method === 'initialize'
-          ? { protocolVersion: m.params.protocolVersion, capabilities: { tools: {} }, serverInfo: { name: 'j', version: '1' } }
-          : { tools: [{ name: 'echo', inputSchema: { type: 'object' } }] } });
-      res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': 'j-1' }).end(body);
-    });
+  return startBareUpstream((req, res, m) => {
+    if (req.method !== 'POST' || !m || m.id === undefined) { res.writeHead(req.method === 'GET' ? 405 : 202, { 'mcp-session-id': 'j-1' }).end(); return; }
+    const body = m.method === 'tools/call' ? reply(m)
+      : JSON.stringify({ jsonrpc: '2.0', id: m.id, result: m.method === 'initialize'
+        ? { protocolVersion: m.params.protocolVersion, capabilities: { tools: {} }, serverInfo: { name: 'j', version: '1' } }
+        : { tools: [{ name: 'echo', inputSchema: { type: 'object' } }] } });
+    res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': 'j-1' }).end(body);
   });
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  after(() => new Promise((r) => server.close(() => r())));
-  return `http://127.0.0.1:${server.address().port}/mcp`;
 }
 
 test('aggregated JSON replies: relayed byte for byte only when nothing in them is the gateway\'s business', async () => {

@@ -11,44 +11,34 @@
 // and tools/list over SSE with the list reply framed "\n\r\n" (LF, then an
 // empty line ended by CRLF), with lone CRs, or after a byte order mark,
 // followed by a notification.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
 
 import { startGateway } from './lib/gateway.mjs';
-import { setupTenant, rawSession, parseSse } from './lib/mcp.mjs';
+import { setupTenant, rawSession, parseSse, startBareUpstream } from './lib/mcp.mjs';
 
 const ALICE = 'alice@acme.com';
 
 /** An upstream whose tools/list answer uses the framing `frame(events)`. */
 async function framingUpstream(frame) {
-  const server = http.createServer((req, res) => {
-    const chunks = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', () => {
-      let m;
-      try { m = JSON.parse(Buffer.concat(chunks).toString('utf8')); } catch { m = undefined; }
-      const sid = req.headers['mcp-session-id'] || 'up-1';
-      if (req.method !== 'POST' || !m || m.id === undefined) { res.writeHead(202, { 'mcp-session-id': sid }).end(); return; }
-      if (m.method === 'initialize') {
-        const b = JSON.stringify({ jsonrpc: '2.0', id: m.id, result: { protocolVersion: m.params.protocolVersion, capabilities: { tools: {} }, serverInfo: { name: 'framing', version: '1' } } });
-        res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': sid }).end(b);
-        return;
-      }
-      if (m.method === 'tools/list') {
-        const list = { jsonrpc: '2.0', id: m.id, result: { tools: ['echo', 'secret'].map((name) => ({ name, inputSchema: { type: 'object' } })) } };
-        const note = { jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: 'x' } };
-        res.writeHead(200, { 'content-type': 'text/event-stream', 'mcp-session-id': sid });
-        res.end(frame([JSON.stringify(list), JSON.stringify(note)]));
-        return;
-      }
-      res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': sid })
-        .end(JSON.stringify({ jsonrpc: '2.0', id: m.id, error: { code: -32601, message: 'no' } }));
-    });
+  return startBareUpstream((req, res, m) => {
+    const sid = req.headers['mcp-session-id'] || 'up-1';
+    if (req.method !== 'POST' || !m || m.id === undefined) { res.writeHead(202, { 'mcp-session-id': sid }).end(); return; }
+    if (m.method === 'initialize') {
+      const b = JSON.stringify({ jsonrpc: '2.0', id: m.id, result: { protocolVersion: m.params.protocolVersion, capabilities: { tools: {} }, serverInfo: { name: 'framing', version: '1' } } });
+      res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': sid }).end(b);
+      return;
+    }
+    if (m.method === 'tools/list') {
+      const list = { jsonrpc: '2.0', id: m.id, result: { tools: ['echo', 'secret'].map((name) => ({ name, inputSchema: { type: 'object' } })) } };
+      const note = { jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: 'x' } };
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'mcp-session-id': sid });
+      res.end(frame([JSON.stringify(list), JSON.stringify(note)]));
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': sid })
+      .end(JSON.stringify({ jsonrpc: '2.0', id: m.id, error: { code: -32601, message: 'no' } }));
   });
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  after(() => new Promise((r) => server.close(() => r())));
-  return `http://127.0.0.1:${server.address().port}/mcp`;
 }
 
 const FRAMINGS = {

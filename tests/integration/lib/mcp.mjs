@@ -143,6 +143,26 @@ export async function startEverything({ timeoutMs = 15000, env = {} } = {}) {
 const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
 
 /**
+ * A bare HTTP upstream on 127.0.0.1 for scripted answers: every request's
+ * body parsed as JSON (undefined when it is not) and handed to
+ * handle(req, res, msg); closed after the test file. Resolves its /mcp URL.
+ */
+export async function startBareUpstream(handle) {
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      let m;
+      try { m = JSON.parse(Buffer.concat(chunks).toString('utf8')); } catch { m = undefined; }
+      handle(req, res, m);
+    });
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  after(() => new Promise((r) => server.close(() => r())));
+  return `http://127.0.0.1:${server.address().port}/mcp`;
+}
+
+/**
  * A recording pass-through proxy in front of targetUrl (http only). Every
  * request is recorded as {method, url, headers (lower-case keys), rawHeaders,
  * body (string), json, response: {status, headers, body} | undefined};
