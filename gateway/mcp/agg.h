@@ -36,9 +36,10 @@ void gw__agg_up_done(gw_exchange *x, gw_out_req *r, int err);
  * filtered by policy) and event
  * ids, for relayed aggregated answers. */
 bool gw__agg_rewrite(gw_exchange *x, json_t *msg);
-/* A call's whole JSON reply gw__agg_rewrite would leave as it is (a
- * response to the call's id; nothing it renames, filters or notes), and
- * that jansson would accept: relayed without a parse. */
+/* A call's JSON message (a whole reply, or one SSE event's data) that
+ * gw__agg_rewrite would leave as it is (a notification, or a response to
+ * the call's id; nothing it renames, filters or notes), and that jansson
+ * would accept: relayed without a parse. */
 bool gw__agg_vouch(gw_exchange *x, const char *body, size_t n);
 char *gw__agg_event_id(gw_exchange *x, const char *upstream_id);
 

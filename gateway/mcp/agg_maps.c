@@ -261,8 +261,10 @@ bool gw__agg_vouch(gw_exchange *x, const char *body, size_t n) {
   static const char *const paths[] = {"id", "method", "result", "error"};
   gw_json_span v[4];
   if (gw_json_pick(body, n, paths, 4, v) != 1) return false;
+  /* a notification (a method, no id): nothing to rename */
+  if (v[1].p) return !v[0].p;
   /* a response (no server→client request to rename) to the call's own id */
-  if (!v[0].p || v[1].p || (!v[2].p && !v[3].p)) return false;
+  if (!v[0].p || (!v[2].p && !v[3].p)) return false;
   const json_t *id = json_array_get(x->ids, 0);
   if (json_is_integer(id)) {
     char t[24];

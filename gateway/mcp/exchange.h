@@ -73,10 +73,11 @@ typedef struct gw_flow_ops {
    * whose data cannot hold the key "tools" (no literal "tools" and no \u
    * escape that could spell it) is relayed without being parsed. */
   bool rewrite_tool_lists_only;
-  /* A whole JSON reply (body, n bytes) that rewrite would leave unchanged
-   * and that jansson would accept, vouched for without a parse: true
-   * relays it as is. false: it is parsed (and rewritten, or refused as
-   * invalid). NULL: always parsed. */
+  /* A JSON message (a whole reply, or one SSE event's data: body, n
+   * bytes) that rewrite would leave unchanged and that jansson would
+   * accept, vouched for without a parse: true relays it as is (an event
+   * still gets its gateway id). false: it is parsed (and rewritten, or
+   * refused as invalid). NULL: always parsed. */
   bool (*vouch)(gw_exchange *x, const char *body, size_t n);
   /* The client's id for an upstream SSE event id (malloc'd, or NULL to
    * keep the upstream's). */

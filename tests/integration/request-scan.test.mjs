@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { test, before, after } from 'node:test';
 
 import { startAggFixture, forwardedCalls, quiet } from './lib/agg.mjs';
-import { rawSession, startBareUpstream } from './lib/mcp.mjs';
+import { rawSession, startBareUpstream, parseSse } from './lib/mcp.mjs';
 
 let f;
 before(async () => {
@@ -161,4 +161,33 @@ test('aggregated JSON replies: relayed byte for byte only when nothing in them i
       c.check(r, id);
     }
   }
+});
+
+test('aggregated SSE: events relayed with gateway ids; data passed as sent unless it needs the gateway', async () => {
+  const note = '{"jsonrpc":"2.0", "method":"notifications/progress","params":{"progressToken":1,"progress":1}}';
+  const url = await startBareUpstream((req, res, m) => {
+    if (req.method !== 'POST' || !m || m.id === undefined) { res.writeHead(req.method === 'GET' ? 405 : 202, { 'mcp-session-id': 's-1' }).end(); return; }
+    if (m.method !== 'tools/call') {
+      const result = m.method === 'initialize'
+        ? { protocolVersion: m.params.protocolVersion, capabilities: { tools: {} }, serverInfo: { name: 's', version: '1' } }
+        : { tools: [{ name: 'echo', inputSchema: { type: 'object' } }] };
+      res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': 's-1' }).end(JSON.stringify({ jsonrpc: '2.0', id: m.id, result }));
+      return;
+    }
+    const list = JSON.stringify({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: 'x' }, result: { tools: [{ name: 'echo' }, { name: 'get-env' }] } });
+    const done = JSON.stringify({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: 'sse done' }] } });
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'mcp-session-id': 's-1' });
+    res.end(`id: up-1\nevent: message\ndata: ${note}\n\nid: up-2\nevent: message\ndata: ${list}\n\nid: up-3\nevent: message\ndata: ${done}\n\n`);
+  });
+  assert.equal((await f.t.putConnector('sse', { url, auth: { type: 'none' } })).status, 201);
+  await f.t.setPolicy({ version: 1, default: 'block', rules: [{ groups: ['*'], connector: '*', allow: ['*'], block: ['get-env'] }] });
+  const s = await rawSession(f.url, f.tokens.alice);
+  const r = await s.post({ jsonrpc: '2.0', id: 970, method: 'tools/call', params: { name: 'sse__echo', arguments: {} } });
+  assert.equal(r.status, 200, r.body);
+  const events = parseSse(r.body).events;
+  assert.equal(events.length, 3, `three events: ${r.body}`);
+  for (const e of events) assert.ok(e.id && !/^up-/.test(e.id), `a gateway event id, not the upstream's: ${JSON.stringify(e)}`);
+  assert.equal(events[0].data, note, 'a notification is relayed as sent');
+  assert.deepEqual(JSON.parse(events[1].data).result.tools.map((x) => x.name), ['echo'], `a tool list is filtered: ${events[1].data}`);
+  assert.equal(JSON.parse(events[2].data).result.content[0].text, 'sse done');
 });
