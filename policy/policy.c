@@ -1058,7 +1058,12 @@ static int stored_version(st_txn *txn, const char *tenant, int *version) {
   if (rc == ST_ENOTFOUND) return 0;
   if (rc) return rc;
   if (v.len > 7 && !memcmp(v.data, "{\"rev\":", 7)) {
-    *version = atoi((const char *)v.data + 7);
+    /* the digits within the value: it is the store's memory, not a C
+     * string (atoi would read on past it until some NUL byte) */
+    const unsigned char *d = v.data;
+    int rev = 0;
+    for (size_t i = 7; i < v.len && d[i] >= '0' && d[i] <= '9' && rev < 100000000; i++) rev = rev * 10 + (d[i] - '0');
+    *version = rev;
     return 0;
   }
   json_t *rec = json_loadb(v.data, v.len, 0, NULL);
