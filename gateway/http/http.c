@@ -49,6 +49,7 @@ enum conn_state { CS_IDLE, CS_HEADERS, CS_BODY, CS_HANDLING, CS_LINGER };
  * 413) must not make us read the body anyway, only throw it away. */
 #define LINGER_DISCARD_MAX (64 * 1024)
 #define IN_CAP (256 * 1024) /* unparsed pipelined bytes held while handling */
+#define IN_KEEP (16 * 1024)  /* an empty input buffer larger than this is freed */
 #define MAX_RESP_HEADERS 32
 
 /* A request's memory (gw_req_alloc): bump allocation in chunks (1 KiB
@@ -118,7 +119,7 @@ struct gw_conn {
   llhttp_t parser;
   gw_tls_conn *tls;
   char *in;
-  size_t in_len;
+  size_t in_len, in_cap; /* unparsed bytes; in_cap: what in holds */
   gw_req *req;          /* request being parsed or handled */
   gw_req *detached;     /* request detached at close, for on_abort */
   int state;
@@ -1027,6 +1028,11 @@ static void conn_parse(gw_conn *c) {
     break;
   }
   c->in_parse = false;
+  if (c->in_len == 0 && c->in_cap > IN_KEEP) { /* a large upload's buffer is not kept */
+    free(c->in);
+    c->in = NULL;
+    c->in_cap = 0;
+  }
   /* Back-pressure: while a handler runs, hold at most IN_CAP unparsed bytes. */
   if (!c->closing && c->state == CS_HANDLING && c->in_len >= IN_CAP && c->reading) {
     uv_read_stop((uv_stream_t *)&c->tcp);
@@ -1046,9 +1052,14 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 static int append_in(void *arg, const char *p, size_t n) {
   gw_conn *c = arg;
   if (c->state == CS_LINGER) return 0;
-  char *ni = realloc(c->in, c->in_len + n);
-  if (!ni) return -1;
-  c->in = ni;
+  if (c->in_len + n > c->in_cap) { /* grown, never shrunk: a realloc per read was the common case */
+    size_t cap = c->in_cap ? c->in_cap : 1024;
+    while (cap < c->in_len + n) cap *= 2;
+    char *ni = realloc(c->in, cap);
+    if (!ni) return -1;
+    c->in = ni;
+    c->in_cap = cap;
+  }
   memcpy(c->in + c->in_len, p, n);
   c->in_len += n;
   return 0;
