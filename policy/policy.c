@@ -984,6 +984,7 @@ struct pol_cache {
   size_t n, max;
   int *heads; /* hash chains of e by (tenant, user): nb of them, a power of 2 */
   size_t nb;
+  int last;   /* the entry the previous lookup returned (-1: none): a request asks 2-3 times */
   tenant_entry t[TENANTS_MAX];
   size_t nt;
   uint64_t tick;
@@ -1035,6 +1036,7 @@ pol_cache *pol_cache_new(size_t max) {
     return NULL;
   }
   entries_relink(c);
+  c->last = -1;
   return c;
 }
 
@@ -1112,9 +1114,13 @@ const pol_user *pol_cache_get(pol_cache *c, st_txn *txn, const char *tenant, con
   /* the same snapshot it was last found current in: nothing it depends
    * on can differ (every change is a write, and a write a new snapshot) */
   uint64_t snap = st_txn_snapshot(txn);
-  int at = entry_find(c, tenant, user_id);
+  int at = c->last >= 0 && (size_t)c->last < c->n && !strcmp(c->e[c->last].user, user_id) &&
+                   !strcmp(c->e[c->last].tenant, tenant)
+               ? c->last
+               : entry_find(c, tenant, user_id);
   if (at >= 0 && snap && c->e[at].snap == snap) {
     c->e[at].tick = c->tick;
+    c->last = at;
     *err = 0;
     return c->e[at].u;
   }
@@ -1129,6 +1135,7 @@ const pol_user *pol_cache_get(pol_cache *c, st_txn *txn, const char *tenant, con
   if (at >= 0 && c->e[at].u->generation == gen && c->e[at].u->rev == version && !strcmp(c->e[at].uid, uid)) {
     c->e[at].tick = c->tick;
     c->e[at].snap = snap;
+    c->last = at;
     return c->e[at].u;
   }
   pol_compiled *pc;
@@ -1162,6 +1169,7 @@ const pol_user *pol_cache_get(pol_cache *c, st_txn *txn, const char *tenant, con
   c->e[slot].u = u;
   c->e[slot].tick = c->tick;
   c->e[slot].snap = snap;
+  c->last = slot;
   return u;
 }
 
@@ -1176,6 +1184,7 @@ void pol_cache_drop_tenant(pol_cache *c, const char *tenant) {
     memset(&c->e[c->n], 0, sizeof c->e[c->n]); /* slots past n are reused as empty */
   }
   entries_relink(c); /* entries moved */
+  c->last = -1;
   for (size_t i = 0; i < c->nt;) {
     if (strcmp(c->t[i].tenant, tenant)) {
       i++;
