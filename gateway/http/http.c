@@ -249,7 +249,7 @@ static void req_free(gw_req *r) {
   gw__req_priv *p = r->priv;
   /* the arena's chunks are reused: the credential copied into it is wiped */
   for (int i = 0; i < r->nheaders; i++)
-    if ((r->headers[i].name[0] | 0x20) == 'a' && strcasecmp(r->headers[i].name, "authorization") == 0)
+    if (gw_header_is(r->headers[i].name, "authorization"))
       OPENSSL_cleanse(r->headers[i].value, strlen(r->headers[i].value));
   for (arena_chunk *a = p->arena, *n; a; a = n) {
     n = a->next;
@@ -268,13 +268,13 @@ static void req_unref(gw_req *r) {
 
 bool gw_req_alive(const gw_req *req) { return req->conn != NULL; }
 
+bool gw_header_is(const char *name, const char *want) {
+  return (name[0] | 0x20) == (want[0] | 0x20) && strcasecmp(name, want) == 0;
+}
+
 const char *gw_req_header(const gw_req *req, const char *name) {
-  /* the first letter compared first (| 0x20: ASCII lower case): most
-   * names differ there, and a request is asked for ~8 headers */
-  int c0 = name[0] | 0x20;
   for (int i = 0; i < req->nheaders; i++)
-    if ((req->headers[i].name[0] | 0x20) == c0 && strcasecmp(req->headers[i].name, name) == 0)
-      return req->headers[i].value;
+    if (gw_header_is(req->headers[i].name, name)) return req->headers[i].value;
   return NULL;
 }
 
@@ -851,13 +851,13 @@ static int on_header_value_complete(llhttp_t *p) {
   r->headers[r->nheaders].name = name;
   r->headers[r->nheaders].value = val;
   r->nheaders++;
-  if ((name[0] | 0x20) == 'h' && strcasecmp(name, "host") == 0) {
+  if (gw_header_is(name, "host")) {
     if (pr->has_host) return fail(c, 400, "more than one Host header");
     pr->has_host = true;
   }
   /* the scratch outlives the request (it is the connection's): a bearer
    * token does not stay behind in it */
-  if ((name[0] | 0x20) == 'a' && strcasecmp(name, "authorization") == 0) OPENSSL_cleanse(c->value.data, c->value.len);
+  if (gw_header_is(name, "authorization")) OPENSSL_cleanse(c->value.data, c->value.len);
   gw_buf_reset(&c->field);
   gw_buf_reset(&c->value);
   return 0;

@@ -84,6 +84,10 @@ struct gw_req {
 
 /* Header lookup (case-insensitive). Returns the first value or NULL. */
 const char *gw_req_header(const gw_req *req, const char *name);
+/* Is header name `name` `want` (case-insensitive)? (The first letter is
+ * compared before strcasecmp: most names differ there, and the hot
+ * paths ask for several.) */
+bool gw_header_is(const char *name, const char *want);
 /* Per-request allocation, freed with the request. */
 void *gw_req_alloc(gw_req *req, size_t n);
 char *gw_req_strdup(gw_req *req, const char *s);

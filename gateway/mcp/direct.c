@@ -194,9 +194,8 @@ void gw__relay_headers(gw_exchange *x, gw_out_req *r, int status, const gw_out_h
   x->status = status;
   gw__mcp_stats_observe(x->m, (double)(uv_hrtime() - x->start_ns) / 1e9);
   for (size_t i = 0; i < n; i++) {
-    int c0 = h[i].name[0] | 0x20; /* the first letter first: most names differ there */
-    if (c0 == 'c' && !strcasecmp(h[i].name, "content-type")) gw_strlcpy(x->up_ct, h[i].value, sizeof x->up_ct);
-    else if (c0 == 'm' && !strcasecmp(h[i].name, "mcp-session-id")) gw_strlcpy(x->up_sid, h[i].value, sizeof x->up_sid);
+    if (gw_header_is(h[i].name, "content-type")) gw_strlcpy(x->up_ct, h[i].value, sizeof x->up_ct);
+    else if (gw_header_is(h[i].name, "mcp-session-id")) gw_strlcpy(x->up_sid, h[i].value, sizeof x->up_sid);
   }
   if (!gw__x_client_alive(x)) {
     gw_out_abort(r);
