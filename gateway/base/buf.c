@@ -41,10 +41,7 @@ int gw_buf_reserve(gw_buf *b, size_t n) { return grow(b, n); }
 
 int gw_buf_append_int(gw_buf *b, long long v) {
   char t[24];
-  size_t n = 0;
-  if (v < 0) t[n++] = '-';
-  n += gw_utoa(v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v, t + n);
-  return gw_buf_append(b, t, n);
+  return gw_buf_append(b, t, gw_itoa(v, t));
 }
 
 int gw_buf_appendv(gw_buf *b, ...) {
@@ -85,6 +82,12 @@ size_t gw_utoa(unsigned long long v, char *out) {
   memcpy(out, t + i, sizeof t - i);
   out[sizeof t - i] = '\0';
   return sizeof t - i;
+}
+
+size_t gw_itoa(long long v, char *out) {
+  size_t n = 0;
+  if (v < 0) out[n++] = '-';
+  return n + gw_utoa(v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v, out + n);
 }
 
 void gw_hex16(unsigned long long v, char out[17]) {

@@ -35,8 +35,10 @@ void gw_hex16(unsigned long long v, char out[17]);
  * NUL-terminated; returns the length written. */
 size_t gw_strlcpy(char *dst, const char *src, size_t size);
 size_t gw_strjoin(char *dst, size_t size, ...);
-/* v in decimal into out (at least 21 bytes), NUL-terminated; its length. */
+/* v in decimal into out (at least 21 bytes; gw_itoa 22 with the sign),
+ * NUL-terminated; its length. */
 size_t gw_utoa(unsigned long long v, char *out);
+size_t gw_itoa(long long v, char *out);
 void gw_buf_reset(gw_buf *b);
 void gw_buf_free(gw_buf *b);
 /* Takes the memory out of the buffer (caller frees); the buffer is empty. */

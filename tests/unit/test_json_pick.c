@@ -98,6 +98,10 @@ TEST(strlcpy_join_utoa) {
   CHECK_STR(n, "0");
   CHECK_INT(gw_utoa(18446744073709551615ULL, n), 20);
   CHECK_STR(n, "18446744073709551615");
+  CHECK_INT(gw_itoa(-9223372036854775807LL - 1, n), 20);
+  CHECK_STR(n, "-9223372036854775808");
+  CHECK_INT(gw_itoa(42, n), 2);
+  CHECK_STR(n, "42");
 }
 
 int main(void) {
