@@ -294,16 +294,24 @@ static void session_deleted(gw_exchange *x) {
 
 /* A tools/call the scan read (gw__mcp_post_lite): the checks the parsed
  * path makes for it, then agg_call.c. */
-static void tools_call_lite(gw_req *req, const gw_mcp_ctx *ctx, gw_rpc_lite *lite) {
+/* A POST's checks after its message was read (both readings): the
+ * protocol version, then (but for initialize) the session. true: refused,
+ * answered. */
+static bool post_refused(gw_req *req, const gw_mcp_ctx *ctx, bool is_init) {
   const char *pv = gw_req_header(req, "mcp-protocol-version");
-  const char *why = NULL;
-  int status = 400, code = -32000;
-  if (pv && !gw__mcp_version_supported(pv)) why = "Bad Request: unsupported MCP-Protocol-Version";
-  else if (!ctx->sid) why = "Bad Request: Mcp-Session-Id header is required (send initialize first)";
-  else if (!ctx->sess_ok) status = 404, code = -32001, why = "Session not found";
-  if (why) {
+  if (pv && !is_init && !gw__mcp_version_supported(pv)) {
+    gw__mcp_refuse(req, 400, -32000, "Bad Request: unsupported MCP-Protocol-Version");
+    return true;
+  }
+  if (is_init || (ctx->sid && ctx->sess_ok)) return false;
+  if (!ctx->sid) gw__mcp_refuse(req, 400, -32000, "Bad Request: Mcp-Session-Id header is required (send initialize first)");
+  else gw__mcp_refuse(req, 404, -32001, "Session not found");
+  return true;
+}
+
+static void tools_call_lite(gw_req *req, const gw_mcp_ctx *ctx, gw_rpc_lite *lite) {
+  if (post_refused(req, ctx, false)) {
     json_decref(lite->id);
-    gw__mcp_refuse(req, status, code, why);
     return;
   }
   gw_exchange *x = gw__mcp_exchange(req, GW_X_POST, ctx, &gw__agg_local_flow, NULL);
@@ -323,7 +331,6 @@ static void agg_dispatch_pinned(gw_req *req) {
   if (gw__mcp_ctx_of(req, true, &ctx) != 0) return;
   const char *sid = ctx.sid;
   const char *m = req->method;
-  bool sess_ok = ctx.sess_ok;
   if (!strcmp(m, "GET") || !strcmp(m, "DELETE")) {
     if (gw__mcp_session_checks(req, &ctx) != 0) return;
     bool get = !strcmp(m, "GET");
@@ -377,24 +384,15 @@ static void agg_dispatch_pinned(gw_req *req) {
     return;
   }
   bool is_init = method && !strcmp(method, "initialize");
-  const char *pv = gw_req_header(req, "mcp-protocol-version");
   if (method && !strcmp(method, "server/discover")) {
     gw__mcp_refuse_discover(req, json_array_get(ids, 0));
     json_decref(ids);
     json_decref(msg);
     return;
   }
-  if (pv && !is_init && !gw__mcp_version_supported(pv)) {
+  if (post_refused(req, &ctx, is_init)) {
     json_decref(ids);
     json_decref(msg);
-    gw__mcp_refuse(req, 400, -32000, "Bad Request: unsupported MCP-Protocol-Version");
-    return;
-  }
-  if (!is_init && (!sid || !sess_ok)) {
-    json_decref(ids);
-    json_decref(msg);
-    if (!sid) gw__mcp_refuse(req, 400, -32000, "Bad Request: Mcp-Session-Id header is required (send initialize first)");
-    else gw__mcp_refuse(req, 404, -32001, "Session not found");
     return;
   }
   gw_exchange *x = gw__mcp_exchange(req, GW_X_POST, &ctx, &gw__agg_local_flow, NULL);

@@ -268,11 +268,8 @@ bool gw__agg_vouch(gw_exchange *x, const char *body, size_t n) {
   const json_t *id = json_array_get(x->ids, 0);
   if (json_is_integer(id)) {
     char t[24];
-    int tn = 0;
-    json_int_t iv = json_integer_value(id);
-    if (iv < 0) t[tn++] = '-';
-    tn += (int)gw_utoa(iv < 0 ? 0ULL - (unsigned long long)iv : (unsigned long long)iv, t + tn);
-    return v[0].n == (size_t)tn && !memcmp(v[0].p, t, (size_t)tn);
+    size_t tn = gw_itoa(json_integer_value(id), t);
+    return v[0].n == tn && !memcmp(v[0].p, t, tn);
   }
   if (json_is_string(id)) {
     size_t l = json_string_length(id);
