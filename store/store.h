@@ -21,6 +21,7 @@
  * port they were submitted with. */
 #ifndef MCPGATE_STORE_STORE_H
 #define MCPGATE_STORE_STORE_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -312,12 +313,22 @@ int st_port_open(st_store *st, uv_loop_t *loop, st_port **out);
  * the handle is closed and the writer holds no reference. Safe to call from
  * inside a done callback of this port. Call it exactly once. */
 void st_port_close(st_port *port, void (*cb)(void *arg), void *arg);
-/* fn(arg) runs on the port's loop before every done callback it delivers:
- * by then the job's batch committed and its post-commit actions ran, so
- * this is where the loop applies what those actions queued for it (the
- * gateway ends revoked exchanges there, so a reply never leaves before the
- * revocation it caused). Loop thread; set once, right after opening. */
-void st_port_before_done(st_port *port, void (*fn)(void *arg), void *arg);
+/* The port's gate: gate(arg, state) runs on the port's loop before every
+ * done callback it delivers. By then the job's batch committed and its
+ * post-commit actions ran, so this is where the loop applies what those
+ * actions queued for it (the gateway ends revoked exchanges there, so a
+ * reply never leaves before the revocation it caused). Returning false
+ * parks the job — and every later one: dones keep their order — until
+ * st_port_kick, when the gate runs again for it. state is the job's own
+ * (zeroed at submit; the gate's to keep across runs, e.g. what it waits
+ * for and since when). The writer thread never waits on a gate. Loop
+ * thread; set once, right after opening. */
+typedef bool (*st_gate_fn)(void *arg, uint64_t state[2]);
+void st_port_gate(st_port *port, st_gate_fn gate, void *arg);
+/* Runs the gate again for the parked job (if any), on the port's loop.
+ * Any thread; the caller keeps the port from being closed meanwhile (or
+ * knows it is open): after st_port_close it does nothing. */
+void st_port_kick(st_port *port);
 /* Jobs submitted on this port whose done has not been delivered. Loop thread. */
 size_t st_port_pending(const st_port *port);
 

@@ -58,6 +58,7 @@ typedef struct st__job {
   int status;
   int poison;          /* fatal LMDB error (ST_E*) of its last run, 0 if none */
   st__action *act_head, *act_tail;
+  uint64_t gate_state[2]; /* the port's gate's, for this job */
   struct st__job *next;
 } st__job;
 
@@ -65,13 +66,14 @@ struct st_port {
   uv_async_t async;    /* async.data == this */
   uv_mutex_t mu;       /* guards head/tail/refs/closed against the writer */
   st__job *head, *tail;
+  st__job *parked, *parked_tail; /* delivered, held by the gate (loop thread only) */
   unsigned refs;       /* 1 for the open handle + 1 per job in flight */
   int closed;
   size_t pending;      /* jobs submitted, done not yet delivered (loop thread reads) */
   void (*close_cb)(void *arg);
   void *close_arg;
-  void (*before_done)(void *arg); /* loop thread: before each done callback */
-  void *before_done_arg;
+  st_gate_fn gate;     /* loop thread: before each done callback */
+  void *gate_arg;
 };
 
 typedef struct st__hook {

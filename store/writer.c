@@ -56,17 +56,24 @@ static void port_async_cb(uv_async_t *h) {
   uv_mutex_lock(&p->mu);
   st__job *list = p->head;
   p->head = p->tail = NULL;
-  for (st__job *j = list; j; j = j->next) p->pending--;
   uv_mutex_unlock(&p->mu);
-  while (list) {
-    st__job *j = list;
-    list = j->next;
-    /* closed is only ever set on this thread, so no lock: a done callback
-     * that closed the port stops delivery of the rest of this sweep. */
-    if (!p->closed && j->done) {
-      if (p->before_done) p->before_done(p->before_done_arg);
-      j->done(j->status, j->arg);
-    }
+  /* behind what the gate already holds: dones keep their order */
+  if (list) {
+    if (p->parked_tail) p->parked_tail->next = list;
+    else p->parked = list;
+    while (list->next) list = list->next;
+    p->parked_tail = list;
+  }
+  /* closed is only ever set on this thread, so no lock: a done callback
+   * that closed the port stops delivery (st_port_close took the rest). */
+  while (!p->closed && p->parked) {
+    st__job *j = p->parked;
+    if (j->done && p->gate && !p->gate(p->gate_arg, j->gate_state)) break;
+    if (!(p->parked = j->next)) p->parked_tail = NULL;
+    uv_mutex_lock(&p->mu);
+    p->pending--;
+    uv_mutex_unlock(&p->mu);
+    if (j->done) j->done(j->status, j->arg);
     free(j);
     /* Cannot be the last reference: the handle's own is held until the
      * close callback, which runs in a later loop iteration. */
@@ -108,8 +115,14 @@ void st_port_close(st_port *p, void (*cb)(void *arg), void *arg) {
   st__job *list = p->head;
   p->head = p->tail = NULL;
   for (st__job *j = list; j; j = j->next) p->refs--; /* the handle's ref keeps refs >= 1 */
+  for (st__job *j = p->parked; j; j = j->next) p->refs--;
   p->pending = 0;
   uv_mutex_unlock(&p->mu);
+  if (p->parked_tail) {
+    p->parked_tail->next = list;
+    list = p->parked;
+    p->parked = p->parked_tail = NULL;
+  }
   while (list) {
     st__job *j = list;
     list = j->next;
@@ -118,9 +131,15 @@ void st_port_close(st_port *p, void (*cb)(void *arg), void *arg) {
   uv_close((uv_handle_t *)&p->async, port_closed_cb);
 }
 
-void st_port_before_done(st_port *p, void (*fn)(void *arg), void *arg) {
-  p->before_done = fn;
-  p->before_done_arg = arg;
+void st_port_gate(st_port *p, st_gate_fn gate, void *arg) {
+  p->gate = gate;
+  p->gate_arg = arg;
+}
+
+void st_port_kick(st_port *p) {
+  uv_mutex_lock(&p->mu);
+  if (!p->closed) uv_async_send(&p->async);
+  uv_mutex_unlock(&p->mu);
 }
 
 size_t st_port_pending(const st_port *p) {

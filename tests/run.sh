@@ -6,13 +6,14 @@
 #      times out, exits non-zero or prints no summary counts as a failure, and
 #      so does a sanitizer report in its output.
 #   2. integration: node's test runner over tests/integration/*.test.mjs,
-#      once against build/mcpgate and once against build-asan/mcpgate (the
-#      harness fails a file whose gateway printed a sanitizer report).
+#      against build/mcpgate and build-asan/mcpgate (the harness fails a file
+#      whose gateway printed a sanitizer report), each with one event loop
+#      and with two (--workers, through GW_TEST_WORKERS: lib/gateway.mjs).
 #
 # Full logs go to build/test-logs/; only failures are echoed. The last line
 # is exactly "N passed, N failed"; the exit status is non-zero on any failure.
 # Knobs: TEST_ONLY=unit|fuzz|integration, FUZZ_SECONDS (10), TEST_VARIANTS="build build-asan",
-#        TEST_FILES="tests/integration/http.test.mjs ...".
+#        TEST_FILES="tests/integration/http.test.mjs ...", TEST_WORKERS="1 2".
 set -u
 
 cd "$(dirname "$0")/.." || exit 2
@@ -81,11 +82,13 @@ run_unit() {
 # ------------------------------------------------------------------ integration
 run_integration() {
   variant=$1
+  workers=$2
   bin="$variant/mcpgate"
-  tap="$LOGDIR/integration-$(basename "$variant").tap"
+  tap="$LOGDIR/integration-$(basename "$variant")-w$workers.tap"
+  label="$variant, workers $workers"
   if [ ! -x "$bin" ]; then
-    echo "FAIL integration ($variant): $bin not built"
-    add_summary "integration ($variant): 0 passed, 1 failed"
+    echo "FAIL integration ($label): $bin not built"
+    add_summary "integration ($label): 0 passed, 1 failed"
     total_fail=$((total_fail + 1))
     return
   fi
@@ -94,13 +97,13 @@ run_integration() {
   fi
   if [ -z "$files" ]; then
     echo "FAIL integration: no tests/integration/*.test.mjs"
-    add_summary "integration ($variant): 0 passed, 1 failed"
+    add_summary "integration ($label): 0 passed, 1 failed"
     total_fail=$((total_fail + 1))
     return
   fi
   start=$(date +%s)
   # shellcheck disable=SC2086
-  MCPGATE_BIN="$bin" timeout 600 node --test --test-reporter=tap \
+  GW_TEST_WORKERS="$workers" MCPGATE_BIN="$bin" timeout 600 node --test --test-reporter=tap \
     --test-concurrency="${TEST_CONCURRENCY:-3}" --test-timeout=30000 $files >"$tap" 2>&1
   rc=$?
   took=$(( $(date +%s) - start ))
@@ -110,13 +113,13 @@ run_integration() {
   s=$(grep -E '^# skipped [0-9]+$' "$tap" | tail -n 1 | awk '{print $3}')
   t=$(grep -E '^# todo [0-9]+$' "$tap" | tail -n 1 | awk '{print $3}')
   if [ -z "$p" ] || [ -z "$f" ]; then
-    echo "FAIL integration ($variant): node test runner printed no totals (exit $rc)"
+    echo "FAIL integration ($label): node test runner printed no totals (exit $rc)"
     tail -n 40 "$tap" | sed 's/^/    /'
     p=${p:-0}; f=$(( ${f:-0} + 1 ))
   fi
   f=$((f + ${c:-0}))
   if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
-    echo "FAIL integration ($variant): node exited $rc with no failed test"
+    echo "FAIL integration ($label): node exited $rc with no failed test"
     f=1
   fi
   if [ "$f" -gt 0 ]; then
@@ -138,7 +141,7 @@ run_integration() {
   extra=""
   [ "${s:-0}" -gt 0 ] && extra="$extra, $s skipped"
   [ "${t:-0}" -gt 0 ] && extra="$extra, $t todo"
-  add_summary "integration ($variant): $p passed, $f failed$extra (${took}s)"
+  add_summary "integration ($label): $p passed, $f failed$extra (${took}s)"
   total_pass=$((total_pass + p)); total_fail=$((total_fail + f))
 }
 
@@ -185,7 +188,9 @@ if [ "$ONLY" = all ] || [ "$ONLY" = integration ]; then
   if [ ! -d tests/node_modules ]; then
     echo "note: tests/node_modules missing; run 'make deps' (sh tests/deps.sh)"
   fi
-  for v in $VARIANTS; do run_integration "$v"; done
+  for v in $VARIANTS; do
+    for w in ${TEST_WORKERS:-1 2}; do run_integration "$v" "$w"; done
+  done
 fi
 
 echo "==== summary"

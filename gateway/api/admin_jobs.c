@@ -124,7 +124,9 @@ static int note_deleting(void *ctx, const char *id, const char *state, json_t *r
 }
 
 int gw_admin_loop_start(gw_loop *lp) {
-  /* Resume purges of tenants a previous run left half-deleted. */
+  /* Resume purges of tenants a previous run left half-deleted: once per
+   * process, on the primary loop. */
+  if (lp->index != 0) return 0;
   st_txn *txn;
   if (st_read_begin(lp->srv->store, &txn) != 0) return -1;
   deleting_ids d = {.n = 0};

@@ -30,10 +30,17 @@ void *gw_pool_zget(gw_pool *p) {
   return b;
 }
 
+static _Thread_local gw_pool *thread_pools;
+
 void gw_pool_put(gw_pool *p, void *b) {
   if (!b) return;
 #ifndef POOL_ASAN
   if (p->n < p->max) {
+    if (!p->listed) {
+      p->listed = 1;
+      p->next = thread_pools;
+      thread_pools = p;
+    }
     *(void **)b = p->head;
     p->head = b;
     p->n++;
@@ -50,4 +57,8 @@ void gw_pool_drain(gw_pool *p) {
     free(b);
   }
   p->n = 0;
+}
+
+void gw_pool_thread_drain(void) {
+  for (gw_pool *p = thread_pools; p; p = p->next) gw_pool_drain(p);
 }

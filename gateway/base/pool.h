@@ -8,7 +8,10 @@
  * Declare one per kind and thread: `static _Thread_local gw_pool p =
  * GW_POOL(sizeof(T), 256);`. A block goes back to the pool of the thread
  * that frees it. Under AddressSanitizer pools keep nothing (every get is a
- * malloc, every put a free): a use after free stays visible. */
+ * malloc, every put a free): a use after free stays visible.
+ *
+ * A pool that kept a block is on its thread's list: a loop thread calls
+ * gw_pool_thread_drain before it ends, so nothing it kept outlives it. */
 #ifndef MCPGATE_GATEWAY_BASE_POOL_H
 #define MCPGATE_GATEWAY_BASE_POOL_H
 #include <stddef.h>
@@ -16,9 +19,11 @@
 typedef struct gw_pool {
   size_t size, max, n;
   void *head;
+  struct gw_pool *next; /* the thread's list of pools holding blocks */
+  int listed;
 } gw_pool;
 
-#define GW_POOL(size, max) {(size), (max), 0, NULL}
+#define GW_POOL(size, max) {(size), (max), 0, NULL, NULL, 0}
 
 /* A block of p->size bytes (zeroed by gw_pool_zget), or NULL. */
 void *gw_pool_get(gw_pool *p);
@@ -27,5 +32,7 @@ void *gw_pool_zget(gw_pool *p);
 void gw_pool_put(gw_pool *p, void *b);
 /* Frees every block kept. */
 void gw_pool_drain(gw_pool *p);
+/* Frees every block kept by every pool of the calling thread. */
+void gw_pool_thread_drain(void);
 
 #endif

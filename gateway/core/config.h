@@ -23,6 +23,8 @@ typedef struct gw_config {
   char *log_level;
   bool access_log;
   int64_t max_connections;
+  int64_t workers;                      /* event loops (0: one per CPU) */
+  int64_t revocation_fanout_timeout_ms; /* gateway/mcp/revoke.c: how long a reply waits for every loop */
   int64_t max_header_bytes;
   int64_t max_uri_bytes;
   int64_t max_body_bytes;

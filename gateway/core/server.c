@@ -16,17 +16,21 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/file.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "gateway/base/log.h"
+#include "gateway/base/pool.h"
 #include "gateway/core/metrics.h"
 #include "gateway/core/module.h"
 #include "gateway/http/forwarded.h"
@@ -67,10 +71,9 @@ static int parse_egress(gw_server *srv) {
 
 /* ---------- the HTTP layer's host ---------- */
 
-static void finish(gw_server *srv);
+static void loop_finish(gw_loop *lp);
 
-/* One host per process; ctx is the loop (one today; with N loops each
- * loop's gw_http gets the same host and its own ctx). */
+/* One host per loop (lp->host), every callback on that loop's thread. */
 static void host_request_id(void *ctx, char out[17]) {
   gw_loop *lp = ctx;
   /* xorshift128+: ids only need to be unique-ish, not secret */
@@ -87,9 +90,23 @@ static bool host_trusted(void *ctx, const char *ip) {
   return gw_trusted_has(lp->srv->trusted, ip);
 }
 
-static gw_tls_ctx *host_tls(void *ctx) {
-  gw_loop *lp = ctx;
-  return lp->srv->tls;
+/* SIGHUP swaps srv->tls on the primary while other loops accept: the
+ * connection's SSL (which holds its own reference to the context) is made
+ * under the lock the swap takes. */
+static gw_tls_conn *host_tls_conn(void *ctx) {
+  gw_server *srv = ((gw_loop *)ctx)->srv;
+  uv_mutex_lock(&srv->tls_mu);
+  gw_tls_conn *c = srv->tls ? gw_tls_conn_new(srv->tls) : NULL;
+  uv_mutex_unlock(&srv->tls_mu);
+  return c;
+}
+
+/* max_connections counts the connections of every loop. */
+static bool host_admit(void *ctx) {
+  gw_server *srv = ((gw_loop *)ctx)->srv;
+  if (atomic_fetch_add_explicit(&srv->conns_active, 1, memory_order_relaxed) < srv->cfg.max_connections) return true;
+  atomic_fetch_sub_explicit(&srv->conns_active, 1, memory_order_relaxed);
+  return false;
 }
 
 static void host_conn_open(void *ctx) {
@@ -102,11 +119,14 @@ static void host_conn_rejected(void *ctx) {
   gw_metrics_conn_rejected(lp->srv->metrics);
 }
 
-/* Finishes shutdown when the last connection is gone. */
+/* Finishes the loop's drain when its last connection is gone. */
 static void host_conn_closed(void *ctx, bool counted) {
   gw_loop *lp = ctx;
-  if (counted) gw_metrics_conn(lp->srv->metrics, -1);
-  if (lp->srv->shutting_down && gw_http_conns(&lp->http) == 0) finish(lp->srv);
+  if (counted) {
+    gw_metrics_conn(lp->srv->metrics, -1);
+    atomic_fetch_sub_explicit(&lp->srv->conns_active, 1, memory_order_relaxed);
+  }
+  if (lp->draining && gw_http_conns(&lp->http) == 0) loop_finish(lp);
 }
 
 static void host_request_done(void *ctx, const gw_req *req, int rclass, int status, double secs) {
@@ -115,15 +135,17 @@ static void host_request_done(void *ctx, const gw_req *req, int rclass, int stat
   gw_metrics_request(lp->srv->metrics, rclass, status, secs);
 }
 
-static void host_fill(gw_server *srv) {
-  const gw_config *c = &srv->cfg;
-  srv->http_host = (gw_http_host){
-      .ctx = srv->lp,
+static void host_fill(gw_loop *lp) {
+  const gw_config *c = &lp->srv->cfg;
+  lp->host = (gw_http_host){
+      .ctx = lp,
+      .loop = lp->srv->nloops > 1 ? lp->index : -1,
       .limits = {c->max_connections, c->max_header_bytes, c->max_uri_bytes, c->max_body_bytes,
                  c->header_timeout_ms, c->body_timeout_ms, c->idle_timeout_ms, c->access_log},
       .trusted = host_trusted,
       .request_id = host_request_id,
-      .tls = host_tls,
+      .tls_conn = host_tls_conn,
+      .admit = host_admit,
       .on_conn_open = host_conn_open,
       .on_conn_rejected = host_conn_rejected,
       .on_conn_closed = host_conn_closed,
@@ -147,44 +169,93 @@ static void on_connection(uv_stream_t *s, int status) {
   gw_http_accept(&ls->lp->http, (uv_stream_t *)&ls->tcp, ls->kind);
 }
 
+static socklen_t sa_len(const struct sockaddr_storage *ss) {
+  return ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+}
+
+/* A socket bound to ss with SO_REUSEADDR (and SO_REUSEPORT when shared),
+ * or -errno. */
+static int bind_socket(const struct sockaddr_storage *ss, bool shared) {
+  int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), on = 1;
+  if (fd < 0) return -errno;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+      (shared && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0) ||
+      bind(fd, (const struct sockaddr *)ss, sa_len(ss)) != 0) {
+    int e = errno;
+    close(fd);
+    return -e;
+  }
+  return fd;
+}
+
+/* Opens lp's listener of `kind`. Every loop has its own socket on the same
+ * address, all with SO_REUSEPORT (the kernel spreads connections over
+ * them). The primary resolves the address: it first binds it without
+ * SO_REUSEPORT, so an address another process listens on is refused
+ * rather than silently shared; port 0 becomes the kernel's pick, which the
+ * other loops then bind. */
 static int listener_open(gw_loop *lp, int kind, const char *hostport) {
   gw_listener *ls = &lp->listeners[kind];
-  char host[256];
-  int port;
   struct sockaddr_storage ss;
-  if (gw_parse_hostport(hostport, host, sizeof host, &port) != 0) return -EINVAL;
-  if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
-      uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0) {
-    GW_LOG(GW_LOG_ERROR, "server", NULL, "cannot parse %s address %s (use an IP address)",
-           listener_name(kind), hostport);
-    return -EINVAL;
+  memset(&ss, 0, sizeof ss);
+  if (lp->index == 0) {
+    char host[256];
+    int port;
+    if (gw_parse_hostport(hostport, host, sizeof host, &port) != 0) return -EINVAL;
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
+        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0) {
+      GW_LOG(GW_LOG_ERROR, "server", NULL, "cannot parse %s address %s (use an IP address)", listener_name(kind),
+             hostport);
+      return -EINVAL;
+    }
+    if (port != 0) {
+      int probe = bind_socket(&ss, false);
+      if (probe < 0) {
+        GW_LOG(GW_LOG_ERROR, "server", NULL, "cannot listen on %s (%s): %s%s", hostport, listener_name(kind),
+               strerror(-probe),
+               probe == -EADDRINUSE ? " (another process listens there: a second mcpgate serve?)" : "");
+        return probe;
+      }
+      close(probe);
+    }
+  } else {
+    ss = lp->srv->lp->listeners[kind].sa; /* the primary's, port resolved */
   }
+  int fd = bind_socket(&ss, true);
+  if (fd < 0) {
+    GW_LOG(GW_LOG_ERROR, "server", NULL, "cannot listen on %s (%s): %s", hostport, listener_name(kind),
+           strerror(-fd));
+    return fd;
+  }
+  socklen_t len = sizeof ls->sa;
+  if (getsockname(fd, (struct sockaddr *)&ls->sa, &len) != 0) ls->sa = ss;
   ls->lp = lp;
   ls->kind = kind;
   uv_tcp_init(&lp->loop, &ls->tcp);
   ls->tcp.data = ls;
   ls->open = true;
-  int rc = uv_tcp_bind(&ls->tcp, (struct sockaddr *)&ss, 0);
-  if (rc == 0) rc = uv_listen((uv_stream_t *)&ls->tcp, 1024, on_connection);
+  int rc = uv_tcp_open(&ls->tcp, fd);
+  if (rc != 0) close(fd);
+  else rc = uv_listen((uv_stream_t *)&ls->tcp, 1024, on_connection);
   if (rc != 0) {
-    GW_LOG(GW_LOG_ERROR, "server", NULL, "cannot listen on %s (%s): %s", hostport,
-           listener_name(kind), uv_strerror(rc));
+    GW_LOG(GW_LOG_ERROR, "server", NULL, "cannot listen on %s (%s): %s", hostport, listener_name(kind),
+           uv_strerror(rc));
     return rc;
   }
-  int len = sizeof ss;
-  uv_tcp_getsockname(&ls->tcp, (struct sockaddr *)&ss, &len);
   char ip[64] = "?";
-  if (ss.ss_family == AF_INET) {
-    uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
-    snprintf(ls->addr, sizeof ls->addr, "%s:%d", ip, ntohs(((struct sockaddr_in *)&ss)->sin_port));
+  if (ls->sa.ss_family == AF_INET) {
+    uv_ip4_name((struct sockaddr_in *)&ls->sa, ip, sizeof ip);
+    snprintf(ls->addr, sizeof ls->addr, "%s:%d", ip, ntohs(((struct sockaddr_in *)&ls->sa)->sin_port));
   } else {
-    uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
-    snprintf(ls->addr, sizeof ls->addr, "[%s]:%d", ip,
-             ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+    uv_ip6_name((struct sockaddr_in6 *)&ls->sa, ip, sizeof ip);
+    snprintf(ls->addr, sizeof ls->addr, "[%s]:%d", ip, ntohs(((struct sockaddr_in6 *)&ls->sa)->sin6_port));
   }
-  json_t *f = json_pack("{s:s,s:s}", "addr", ls->addr, "listener", listener_name(kind));
-  gw_log_fields(GW_LOG_INFO, "server", NULL, f, "listening");
-  json_decref(f);
+  if (lp->index == 0) {
+    json_t *f = json_pack("{s:s,s:s,s:i}", "addr", ls->addr, "listener", listener_name(kind), "workers",
+                          lp->srv->nloops);
+    gw_log_fields(GW_LOG_INFO, "server", NULL, f, "listening");
+    json_decref(f);
+  }
   return 0;
 }
 
@@ -198,77 +269,126 @@ static void listeners_close(gw_loop *lp) {
 
 /* ---------- shutdown ---------- */
 
+enum { CTL_DRAIN = 1, CTL_CLOSE_ALL = 2, CTL_CHECK = 4 };
+
+/* Any thread: posts flags to lp's control handle (dropped once the loop
+ * finished: it has nothing left to drain or close). */
+static void ctl_send(gw_loop *lp, int flags) {
+  gw_server *srv = lp->srv;
+  uv_mutex_lock(&srv->ctl_mu);
+  if (lp->ctl_open) {
+    atomic_fetch_or(&lp->ctl_flags, flags);
+    uv_async_send(&lp->ctl);
+  }
+  uv_mutex_unlock(&srv->ctl_mu);
+}
+
 /* Writer jobs still owe this loop a done callback (fire-and-forget writes
  * such as token last-use or a purge step): closing the port now would drop
  * them and leak their state. They are short; poll until they are in. */
-static void on_port_wait(uv_timer_t *t) {
-  gw_server *srv = t->data;
-  if (st_port_pending(srv->lp->port) == 0) finish(srv);
-}
+static void on_port_wait(uv_timer_t *t) { loop_finish(t->data); }
 
-static void finish(gw_server *srv) {
-  gw_loop *lp = srv->lp;
-  if (uv_is_closing((uv_handle_t *)&srv->drain_timer)) return;
+/* The loop's drain is over (no connection left): once its store port owes
+ * nothing, it stops its modules and closes its handles, and its uv_run
+ * returns. The primary goes last: it holds the signal handlers (a second
+ * SIGTERM still cuts every loop) and the process-wide jobs. */
+static void loop_finish(gw_loop *lp) {
+  gw_server *srv = lp->srv;
+  if (lp->finished) return;
   if (lp->port && st_port_pending(lp->port) > 0) {
-    uv_timer_start(&srv->drain_timer, on_port_wait, 5, 5);
+    uv_timer_start(&lp->drain_timer, on_port_wait, 5, 0);
     return;
   }
-  uv_close((uv_handle_t *)&srv->drain_timer, NULL);
-  uv_close((uv_handle_t *)&srv->sig_term, NULL);
-  uv_close((uv_handle_t *)&srv->sig_int, NULL);
-  uv_close((uv_handle_t *)&srv->sig_hup, NULL);
+  if (lp->index == 0 && atomic_load(&srv->loops_finished) < srv->nloops - 1) {
+    uv_timer_stop(&lp->drain_timer); /* the others' CTL_CHECK brings us back */
+    return;
+  }
+  lp->finished = true;
+  uv_mutex_lock(&srv->ctl_mu);
+  lp->ctl_open = false;
+  uv_mutex_unlock(&srv->ctl_mu);
+  uv_close((uv_handle_t *)&lp->ctl, NULL);
+  uv_close((uv_handle_t *)&lp->drain_timer, NULL);
+  if (lp->index == 0) {
+    uv_close((uv_handle_t *)&srv->sig_term, NULL);
+    uv_close((uv_handle_t *)&srv->sig_int, NULL);
+    uv_close((uv_handle_t *)&srv->sig_hup, NULL);
+  }
   gw_modules_loop_stop(srv->modules, lp);
   if (lp->port) {
     st_port_close(lp->port, NULL, NULL);
     lp->port = NULL;
   }
-  GW_LOG(GW_LOG_INFO, "server", NULL, "drained; exiting");
+  if (lp->index == 0) {
+    GW_LOG(GW_LOG_INFO, "server", NULL, "drained; exiting");
+  } else {
+    atomic_fetch_add(&srv->loops_finished, 1);
+    ctl_send(srv->lp, CTL_CHECK);
+  }
 }
 
 static void on_drain_timeout(uv_timer_t *t) {
-  gw_server *srv = t->data;
-  GW_LOG(GW_LOG_WARN, "server", NULL, "shutdown_timeout_ms reached with %d connection(s) open; closing them",
-         gw_http_conns(&srv->lp->http));
-  gw_http_close_all(&srv->lp->http);
+  gw_loop *lp = t->data;
+  GW_LOG(GW_LOG_WARN, "server", NULL, "shutdown_timeout_ms reached with %d connection(s) open on loop %d; closing them",
+         gw_http_conns(&lp->http), lp->index);
+  gw_http_close_all(&lp->http);
+}
+
+/* SIGTERM reached this loop: stop accepting, close idle connections, let
+ * the busy ones finish for up to shutdown_timeout_ms. */
+static void loop_drain(gw_loop *lp) {
+  gw_server *srv = lp->srv;
+  if (lp->draining) return;
+  lp->draining = true;
+  listeners_close(lp);
+  gw_http_drain(&lp->http);
+  gw_modules_drain(srv->modules, lp);
+  if (gw_http_conns(&lp->http) == 0) loop_finish(lp);
+  else uv_timer_start(&lp->drain_timer, on_drain_timeout, (uint64_t)srv->cfg.shutdown_timeout_ms, 0);
+}
+
+static void on_ctl(uv_async_t *a) {
+  gw_loop *lp = a->data;
+  int f = atomic_exchange(&lp->ctl_flags, 0);
+  if (f & CTL_DRAIN) loop_drain(lp);
+  if (f & CTL_CLOSE_ALL) gw_http_close_all(&lp->http);
+  if ((f & CTL_CHECK) && lp->draining && gw_http_conns(&lp->http) == 0) loop_finish(lp);
 }
 
 static void on_stop_signal(uv_signal_t *s, int signum) {
   gw_server *srv = s->data;
-  if (srv->shutting_down) {
-    GW_LOG(GW_LOG_WARN, "server", NULL, "second %s: closing every connection now",
-           signum == SIGINT ? "SIGINT" : "SIGTERM");
+  const char *name = signum == SIGINT ? "SIGINT" : "SIGTERM";
+  if (atomic_exchange(&srv->shutting_down, true)) {
+    GW_LOG(GW_LOG_WARN, "server", NULL, "second %s: closing every connection now", name);
+    for (int i = 1; i < srv->nloops; i++) ctl_send(srv->loops[i], CTL_CLOSE_ALL);
     gw_http_close_all(&srv->lp->http);
     return;
   }
-  srv->shutting_down = true;
-  gw_loop *lp = srv->lp;
-  lp->draining = true;
-  GW_LOG(GW_LOG_INFO, "server", NULL, "%s: draining %d connection(s), up to %lld ms",
-         signum == SIGINT ? "SIGINT" : "SIGTERM", gw_http_conns(&lp->http), (long long)srv->cfg.shutdown_timeout_ms);
-  listeners_close(lp);
-  gw_http_drain(&lp->http);
-  gw_modules_drain(srv->modules, lp);
-  if (gw_http_conns(&lp->http) == 0) {
-    finish(srv);
-    return;
-  }
-  uv_timer_start(&srv->drain_timer, on_drain_timeout, (uint64_t)srv->cfg.shutdown_timeout_ms, 0);
+  int64_t open = atomic_load_explicit(&srv->conns_active, memory_order_relaxed);
+  GW_LOG(GW_LOG_INFO, "server", NULL, "%s: draining %lld connection(s) on %d loop(s), up to %lld ms", name,
+         (long long)open, srv->nloops, (long long)srv->cfg.shutdown_timeout_ms);
+  for (int i = 1; i < srv->nloops; i++) ctl_send(srv->loops[i], CTL_DRAIN);
+  loop_drain(srv->lp);
 }
 
 static void on_hup(uv_signal_t *s, int signum) {
   gw_server *srv = s->data;
+  (void)signum;
   if (!*srv->cfg.tls_listen) {
     GW_LOG(GW_LOG_INFO, "server", NULL, "SIGHUP: nothing to reload (no tls_listen)");
     return;
   }
-  gw_tls_ctx *n = NULL;
+  gw_tls_ctx *n = NULL, *old;
   char err[512];
   if (gw_tls_ctx_load(srv->cfg.tls_cert_file, srv->cfg.tls_key_file, &n, err, sizeof err) != 0) {
     GW_LOG(GW_LOG_ERROR, "tls", NULL, "SIGHUP: %s; keeping the current certificate", err);
     return;
   }
-  gw_tls_ctx_free(srv->tls); /* live connections hold their own reference */
+  uv_mutex_lock(&srv->tls_mu);
+  old = srv->tls;
   srv->tls = n;
+  uv_mutex_unlock(&srv->tls_mu);
+  gw_tls_ctx_free(old); /* live connections hold their own reference */
   GW_LOG(GW_LOG_INFO, "tls", NULL, "SIGHUP: reloaded certificate %s", srv->cfg.tls_cert_file);
 }
 
@@ -382,26 +502,87 @@ static void descriptor_budget(gw_config *c) {
   }
 }
 
+/* workers 0: one loop per CPU the process may run on. */
+static int worker_count(const gw_config *c) {
+  if (c->workers > 0) return (int)c->workers;
+  unsigned n = uv_available_parallelism();
+  return n < 1 ? 1 : n > 256 ? 256 : (int)n;
+}
+
+/* Sets up loop lp (on the main thread, before any loop runs): its libuv
+ * loop, HTTP state, store port, module state, listeners, control handle. */
+static int loop_open(gw_server *srv, gw_loop *lp) {
+  if (RAND_bytes((unsigned char *)lp->rng, sizeof lp->rng) != 1) return -1;
+  if (uv_loop_init(&lp->loop) != 0) return -1;
+  lp->loop.data = lp;
+  host_fill(lp);
+  gw_http_init(&lp->http, &lp->loop, lp, &lp->host, srv->router);
+  uv_async_init(&lp->loop, &lp->ctl, on_ctl);
+  lp->ctl.data = lp;
+  lp->ctl_open = true;
+  uv_timer_init(&lp->loop, &lp->drain_timer);
+  lp->drain_timer.data = lp;
+  if (st_port_open(srv->store, &lp->loop, &lp->port) != 0) return -1;
+  if (gw_modules_loop_start(srv->modules, lp) != 0) return -1;
+  if (listener_open(lp, GW_LISTENER_HTTP, srv->cfg.listen) != 0) return -1;
+  if (*srv->cfg.tls_listen && listener_open(lp, GW_LISTENER_HTTPS, srv->cfg.tls_listen) != 0) return -1;
+  if (*srv->cfg.admin_listen && listener_open(lp, GW_LISTENER_ADMIN, srv->cfg.admin_listen) != 0) return -1;
+  return 0;
+}
+
+/* A loop that was (partly) opened and never ran, or ran and finished:
+ * close what is left and let its close callbacks run. Main thread. */
+static void loop_close(gw_server *srv, gw_loop *lp) {
+  if (!lp->loop.data) return; /* never initialised */
+  if (!lp->finished) {
+    listeners_close(lp);
+    gw_modules_loop_stop(srv->modules, lp);
+    if (lp->port) st_port_close(lp->port, NULL, NULL);
+    lp->port = NULL;
+    uv_mutex_lock(&srv->ctl_mu);
+    lp->ctl_open = false;
+    uv_mutex_unlock(&srv->ctl_mu);
+    if (!uv_is_closing((uv_handle_t *)&lp->ctl)) uv_close((uv_handle_t *)&lp->ctl, NULL);
+    if (!uv_is_closing((uv_handle_t *)&lp->drain_timer)) uv_close((uv_handle_t *)&lp->drain_timer, NULL);
+    lp->finished = true;
+  }
+  uv_run(&lp->loop, UV_RUN_DEFAULT);
+  if (uv_loop_close(&lp->loop) != 0)
+    GW_LOG(GW_LOG_WARN, "server", NULL, "loop %d closed with handles still open", lp->index);
+}
+
+/* Loops 1..N-1: run until drained; what the thread's pools kept goes
+ * with it. */
+static void loop_thread(void *arg) {
+  gw_loop *lp = arg;
+  uv_run(&lp->loop, UV_RUN_DEFAULT);
+  gw_pool_thread_drain();
+}
+
 int gw_serve(gw_config *cfg, const gw_module *const *mods) {
   gw_server *srv = calloc(1, sizeof *srv);
-  gw_loop *lp = calloc(1, sizeof *lp);
-  int code = 1, lockfd = -1;
+  int code = 1, lockfd = -1, started = 0, nalloc = 0;
   bool inited = false;
-  if (!srv || !lp) {
-    free(srv);
-    free(lp);
+  if (!srv) {
     gw_config_free(cfg);
     return 1;
   }
   srv->cfg = *cfg;
   memset(cfg, 0, sizeof *cfg);
   srv->modules = mods;
-  srv->lp = lp;
-  lp->srv = srv;
+  uv_mutex_init(&srv->tls_mu);
+  uv_mutex_init(&srv->ctl_mu);
   gw_log_set_level((gw_log_level)gw_log_level_parse(srv->cfg.log_level));
   signal(SIGPIPE, SIG_IGN);
   descriptor_budget(&srv->cfg);
-  if (RAND_bytes((unsigned char *)lp->rng, sizeof lp->rng) != 1) goto out;
+  srv->nloops = worker_count(&srv->cfg);
+  if (!(srv->loops = calloc((size_t)srv->nloops, sizeof *srv->loops))) goto out;
+  for (int i = 0; i < srv->nloops; i++, nalloc++) {
+    if (!(srv->loops[i] = calloc(1, sizeof *srv->loops[i]))) goto out;
+    srv->loops[i]->srv = srv;
+    srv->loops[i]->index = i;
+  }
+  srv->lp = srv->loops[0];
   if (gw_trusted_parse(srv->cfg.trusted_proxies, &srv->trusted) != 0) goto out;
   if (parse_egress(srv) != 0) goto out;
   if (!(srv->metrics = gw_metrics_new())) goto out;
@@ -446,50 +627,64 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods) {
     GW_LOG(GW_LOG_ERROR, "server", NULL, "cannot set up the routes");
     goto out;
   }
-  if (uv_loop_init(&lp->loop) != 0) goto out;
-  host_fill(srv);
-  gw_http_init(&lp->http, &lp->loop, lp, &srv->http_host, srv->router);
-  if (st_port_open(srv->store, &lp->loop, &lp->port) != 0) goto out_loop;
-  if (gw_modules_loop_start(mods, lp) != 0) goto out_loop;
-  if (listener_open(lp, GW_LISTENER_HTTP, srv->cfg.listen) != 0) goto out_loop;
+  for (started = 0; started < srv->nloops; started++)
+    if (loop_open(srv, srv->loops[started]) != 0) {
+      started++; /* the failed one is closed with the others */
+      goto out_loops;
+    }
   if (srv->cfg.public_url_derived) {
     /* "http://<listen>" with port 0 would point nowhere: use the bound one */
-    char *u = malloc(strlen(lp->listeners[GW_LISTENER_HTTP].addr) + 8);
+    char *u = malloc(strlen(srv->lp->listeners[GW_LISTENER_HTTP].addr) + 8);
     if (u) {
-      sprintf(u, "http://%s", lp->listeners[GW_LISTENER_HTTP].addr);
+      sprintf(u, "http://%s", srv->lp->listeners[GW_LISTENER_HTTP].addr);
       free(srv->cfg.public_url);
       srv->cfg.public_url = u;
     }
   }
-  if (*srv->cfg.tls_listen && listener_open(lp, GW_LISTENER_HTTPS, srv->cfg.tls_listen) != 0)
-    goto out_loop;
-  if (*srv->cfg.admin_listen && listener_open(lp, GW_LISTENER_ADMIN, srv->cfg.admin_listen) != 0)
-    goto out_loop;
-  uv_signal_init(&lp->loop, &srv->sig_term);
-  uv_signal_init(&lp->loop, &srv->sig_int);
-  uv_signal_init(&lp->loop, &srv->sig_hup);
-  uv_timer_init(&lp->loop, &srv->drain_timer);
-  srv->sig_term.data = srv->sig_int.data = srv->sig_hup.data = srv->drain_timer.data = srv;
+  uv_loop_t *main_loop = &srv->lp->loop;
+  uv_signal_init(main_loop, &srv->sig_term);
+  uv_signal_init(main_loop, &srv->sig_int);
+  uv_signal_init(main_loop, &srv->sig_hup);
+  srv->sig_term.data = srv->sig_int.data = srv->sig_hup.data = srv;
   uv_signal_start(&srv->sig_term, on_stop_signal, SIGTERM);
   uv_signal_start(&srv->sig_int, on_stop_signal, SIGINT);
   uv_signal_start(&srv->sig_hup, on_hup, SIGHUP);
-  GW_LOG(GW_LOG_INFO, "server", NULL, "mcpgate serving %s (data %s)", srv->cfg.public_url, srv->cfg.data);
-  uv_run(&lp->loop, UV_RUN_DEFAULT);
-  code = 0;
-out_loop:
-  if (code != 0) {
-    /* failed start: close what was opened, then let the loop finish */
-    listeners_close(lp);
-    gw_modules_loop_stop(mods, lp);
-    if (lp->port) st_port_close(lp->port, NULL, NULL);
-    lp->port = NULL;
-    uv_run(&lp->loop, UV_RUN_DEFAULT);
+  /* the other loops' threads block the signals the primary handles */
+  int running = 1;
+  for (int i = 1; i < srv->nloops; i++) {
+    gw_loop *lp = srv->loops[i];
+    sigset_t all, was;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &was);
+    int rc = uv_thread_create(&lp->thread, loop_thread, lp);
+    pthread_sigmask(SIG_SETMASK, &was, NULL);
+    if (rc != 0) {
+      GW_LOG(GW_LOG_ERROR, "server", NULL, "cannot start loop %d: %s", i, uv_strerror(rc));
+      break;
+    }
+    running++;
   }
-  if (uv_loop_close(&lp->loop) != 0)
-    GW_LOG(GW_LOG_WARN, "server", NULL, "loop closed with handles still open");
+  if (running < srv->nloops) {
+    /* drain what runs (nothing was accepted yet), then close the rest */
+    for (int i = running; i < srv->nloops; i++) loop_close(srv, srv->loops[i]);
+    srv->nloops = running;
+    raise(SIGTERM);
+  } else {
+    GW_LOG(GW_LOG_INFO, "server", NULL, "mcpgate serving %s (data %s, %d loop%s)", srv->cfg.public_url,
+           srv->cfg.data, srv->nloops, srv->nloops == 1 ? "" : "s");
+    code = 0;
+  }
+  uv_run(main_loop, UV_RUN_DEFAULT);
+  for (int i = 1; i < running; i++) uv_thread_join(&srv->loops[i]->thread);
+  for (int i = 0; i < running; i++) loop_close(srv, srv->loops[i]);
+  started = 0;
+out_loops:
+  /* a failed start: nothing ran; close what was opened */
+  for (int i = 0; i < started; i++) loop_close(srv, srv->loops[i]);
 out:
   if (srv->store) st_close(srv->store);
   if (inited) gw_modules_fini(mods, srv);
+  gw_pool_thread_drain();
   gw_router_free(srv->router);
   gw_tls_ctx_free(srv->tls);
   gw_metrics_free(srv->metrics);
@@ -497,7 +692,10 @@ out:
   for (int lv = 0; lv < GW_OUT_EGRESS_LEVELS; lv++) gw_egress_free(srv->egress[lv]);
   if (lockfd >= 0) close(lockfd);
   gw_config_free(&srv->cfg);
-  free(lp);
+  for (int i = 0; i < nalloc; i++) free(srv->loops[i]);
+  free(srv->loops);
+  uv_mutex_destroy(&srv->tls_mu);
+  uv_mutex_destroy(&srv->ctl_mu);
   free(srv);
   return code;
 }

@@ -3,19 +3,28 @@
  * gw_server is created by gw_serve, owns the config, the store, the router
  * and every loop. Each gw_loop owns its libuv loop, its listeners, its HTTP
  * state (gw_http, gateway/http) and its per-loop module state; handlers
- * reach everything through req->lp (never through globals). One loop today;
- * the struct is per-loop so N loops (SO_REUSEPORT) need no rewrite.
+ * reach everything through req->lp (never through globals). `workers`
+ * loops, each on its own thread (the primary, loops[0], on the main
+ * thread), each with its own listening sockets on the same addresses
+ * (SO_REUSEPORT: the kernel spreads connections over them).
  *
  * Modules are wired through the module table (gateway/core/module.h) given
  * to gw_serve: server.c knows none of them. A module's process-wide state
  * hangs off gw_server through an opaque pointer it creates in its init.
  *
- * Threading: gw_server is written by the main thread before the loop runs
- * and read-only afterwards, except for what its own comments say. */
+ * Threading: gw_server is written by the main thread before the loops run
+ * and read-only afterwards, except for what its own comments say (atomics,
+ * or guarded by a named mutex). Every loop is set up on the main thread
+ * before any runs; from then on a loop's state is touched by its own
+ * thread only, and loops talk through uv_async_t (ctl here, the fan-out in
+ * gateway/mcp/revoke.c, store ports). Signals are handled on the primary,
+ * which tells the others (ctl) to drain; it finishes last. */
 #ifndef MCPGATE_GATEWAY_SERVER_H
 #define MCPGATE_GATEWAY_SERVER_H
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 #include "gateway/core/config.h"
@@ -36,14 +45,17 @@ typedef struct gw_listener {
   gw_loop *lp;
   int kind;      /* GW_LISTENER_* */
   char addr[96]; /* bound address, for logs */
+  struct sockaddr_storage sa; /* bound address (port resolved) */
   bool open;
 } gw_listener;
 
 struct gw_loop {
   uv_loop_t loop;
   gw_server *srv;
+  int index;            /* 0: the primary loop (signals, once-per-process jobs) */
   gw_listener listeners[3];
   gw_http http;         /* this loop's connections (gateway/http/http.h) */
+  gw_http_host host;    /* what gateway/http knows of the process; ctx = this loop */
   uint64_t rng[2];      /* request-id generator (not for secrets) */
   struct st_port *port; /* store completion port on this loop */
   struct gw_out *out;   /* outbound HTTP engine (gateway/out/outbound.h) */
@@ -51,24 +63,36 @@ struct gw_loop {
   struct pol_cache *pol;  /* effective policies per user (policy/policy.h) */
   struct gw_session_purge *sess_purge; /* expired-session purge driver (mcp_session.c) */
   bool draining;        /* SIGTERM seen: background jobs stop rescheduling */
+  /* private to server.c */
+  uv_thread_t thread;   /* loops 1..N-1 run on their own thread */
+  uv_async_t ctl;       /* control messages (ctl_flags) from the primary loop */
+  _Atomic int ctl_flags;
+  bool ctl_open;        /* guarded by srv->ctl_mu: ctl may be sent to */
+  uv_timer_t drain_timer;
+  bool finished;
 };
 
 struct gw_server {
   gw_config cfg;
   gw_metrics *metrics;
   st_store *store;
-  gw_tls_ctx *tls;      /* current TLS context (swapped on SIGHUP) */
+  gw_tls_ctx *tls;      /* current TLS context (swapped on SIGHUP, under tls_mu) */
+  uv_mutex_t tls_mu;
   gw_trusted *trusted;  /* trusted_proxies */
-  gw_http_host http_host; /* what gateway/http knows of the process */
   gw_router *router;    /* every module's routes (module table) */
   const gw_module *const *modules; /* the module table (gateway/modules.c) */
-  gw_loop *lp;          /* the loop (one today) */
-  uv_signal_t sig_term, sig_int, sig_hup;
-  uv_timer_t drain_timer;
-  bool shutting_down;
+  gw_loop **loops;      /* `workers` loops, each on its thread */
+  int nloops;
+  gw_loop *lp;          /* loops[0], the primary: signals and once-per-process jobs */
+  uv_signal_t sig_term, sig_int, sig_hup; /* on the primary loop */
+  _Atomic bool shutting_down;
+  _Atomic int loops_finished; /* loops other than the primary that finished draining */
+  uv_mutex_t ctl_mu;    /* guards every loop's ctl_open against its close */
+  _Atomic int64_t conns_active; /* client connections counted against max_connections */
   int exit_code;
   gw_scim_state *scim;  /* SCIM metrics (gateway/api/scim_http.c, its init) */
   struct gw_sessions *sessions; /* session limits (gateway/mcp/mcp_session.c, its init) */
+  struct gw_mcp_shared *mcp;    /* the MCP proxy's process-wide state: fan-out, session maps (gateway/mcp, its init) */
   uint8_t admin_token_hash[32]; /* SHA-256 of the operator token */
   bool have_admin_token;
   /* the operator's egress policies by trust level (GW_OUT_EGRESS_*,

@@ -586,6 +586,7 @@ static void access_log(gw_req *req) {
   json_object_set_new(f, "duration_ms", json_real((double)((long long)(ms * 1000)) / 1000.0));
   json_object_set_new(f, "bytes", json_integer((json_int_t)req->priv->resp_bytes));
   json_object_set_new(f, "client", json_string(req->client));
+  if (req->priv->h->host->loop >= 0) json_object_set_new(f, "loop", json_integer(req->priv->h->host->loop));
   gw_log_ctx ctx = {req->tenant[0] ? req->tenant : NULL, req->id};
   gw_log_fields(GW_LOG_INFO, "access", &ctx, f, "access");
   json_decref(f);
@@ -937,8 +938,10 @@ static int on_message_complete(llhttp_t *p) {
   return HPE_PAUSED;
 }
 
-static void init_settings(void) {
-  if (parser_settings.on_message_complete) return;
+/* Once per process (uv_once): every loop's thread reads the same table. */
+static uv_once_t settings_once = UV_ONCE_INIT;
+
+static void init_settings_once(void) {
   llhttp_settings_init(&parser_settings);
   parser_settings.on_message_begin = on_message_begin;
   parser_settings.on_url = on_url;
@@ -949,6 +952,8 @@ static void init_settings(void) {
   parser_settings.on_body = on_body;
   parser_settings.on_message_complete = on_message_complete;
 }
+
+static void init_settings(void) { uv_once(&settings_once, init_settings_once); }
 
 /* ---------- dispatch ---------- */
 
@@ -1164,8 +1169,7 @@ void gw_http_accept(gw_http *h, uv_stream_t *listener, int kind) {
   uv_tcp_nodelay(&c->tcp, 1);
   peer_name(c);
   if (kind == GW_LISTENER_HTTPS) {
-    gw_tls_ctx *tls = host->tls ? host->tls(host->ctx) : NULL;
-    c->tls = tls ? gw_tls_conn_new(tls) : NULL;
+    c->tls = host->tls_conn ? host->tls_conn(host->ctx) : NULL;
     if (!c->tls) {
       conn_close(c);
       return;
@@ -1173,7 +1177,7 @@ void gw_http_accept(gw_http *h, uv_stream_t *listener, int kind) {
   }
   llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
   c->parser.data = c;
-  if (h->nactive >= host->limits.max_connections) {
+  if (host->admit ? !host->admit(host->ctx) : h->nactive >= host->limits.max_connections) {
     /* Over the cap: say so and hang up, without reading a request. */
     if (host->on_conn_rejected) host->on_conn_rejected(host->ctx);
     GW_LOG(GW_LOG_WARN, "http", NULL, "max_connections (%lld) reached; refusing %s",

@@ -38,6 +38,7 @@ typedef struct gw_req gw_req;
 typedef struct gw_route gw_route;
 typedef struct gw_router gw_router;
 typedef struct gw_tls_ctx gw_tls_ctx;
+typedef struct gw_tls_conn gw_tls_conn;
 
 /* Listener kinds: plain, TLS, and the operator's private listener
  * (admin_listen), which private routes (router.h) are limited to. */
@@ -123,7 +124,7 @@ const char *gw_status_text(int status);
 
 /* What the HTTP layer reads of the configuration. */
 typedef struct gw_http_limits {
-  int64_t max_connections;  /* per loop; over it: 503 and close */
+  int64_t max_connections;  /* over it: 503 and close (per loop unless the host admits) */
   int64_t max_header_bytes; /* 431 */
   int64_t max_uri_bytes;    /* 414 */
   int64_t max_body_bytes;   /* 413, unless the route sets max_body */
@@ -137,13 +138,19 @@ typedef struct gw_http_limits {
 typedef struct gw_http_host {
   void *ctx;
   gw_http_limits limits;
+  int loop; /* this loop's number in the access log ("loop"), or -1 (one loop: not logged) */
   /* True when ip (textual) is a trusted proxy (X-Forwarded-For/-Proto). */
   bool (*trusted)(void *ctx, const char *ip);
   /* Writes a request id: 16 hex chars + NUL. */
   void (*request_id)(void *ctx, char out[17]);
-  /* The current TLS context for a new HTTPS connection (borrowed; the
-   * connection takes its own reference). */
-  gw_tls_ctx *(*tls)(void *ctx);
+  /* A new HTTPS connection's TLS state, made from the current context
+   * (which another thread may be replacing: the host makes it under its
+   * lock; the connection owns the result). NULL: refuse the connection. */
+  gw_tls_conn *(*tls_conn)(void *ctx);
+  /* Counts a connection against a cap shared by every loop: true when it
+   * is admitted (on_conn_closed with counted releases it). NULL: the cap
+   * is limits.max_connections on this loop alone. */
+  bool (*admit)(void *ctx);
   /* A connection was accepted (counted against max_connections), or refused
    * over the cap. */
   void (*on_conn_open)(void *ctx);

@@ -172,24 +172,43 @@ static void end_upstreams(gw_exchange *x, json_t *ups) {
   }
 }
 
+bool gw__agg_cancel_local(gw_loop *lp, const char *sid, json_t *msg) {
+  json_t *rid = json_object_get(json_object_get(msg, "params"), "requestId");
+  gw_proxy *p = gw__mcp_of(lp);
+  /* no callback runs in this walk: it returns after creating (appending)
+   * one exchange, a child of the call (its identity: revocable with it) */
+  for (gw_exchange *o = p ? p->reg.list : NULL; rid && o; o = o->next) {
+    if (!gw__agg_is_call(o) || !o->connector[0] || strcmp(o->sid, sid) || !o->out) continue;
+    size_t i;
+    json_t *id;
+    json_array_foreach(o->ids, i, id) if (json_equal(id, rid)) {
+      forward_note(o, o->connector, o->sess.upstream, json_incref(msg));
+      return true;
+    }
+  }
+  return false;
+}
+
 /* notifications/cancelled goes to the upstream that runs the request;
  * anything else (roots/list_changed, …) to every upstream session of the
  * client session. Answered 202 either way. */
 void gw__agg_notify_upstreams(gw_exchange *x, const char *method, json_t *msg) {
   if (!strcmp(method, "notifications/initialized")) return;
   if (!strcmp(method, "notifications/cancelled")) {
-    json_t *rid = json_object_get(json_object_get(msg, "params"), "requestId");
-    /* no callback runs in this walk: it returns after creating (appending)
-     * one exchange */
-    for (gw_exchange *o = gw__mcp_of(x->lp)->reg.list; rid && o; o = o->next) {
-      if (o == x || !gw__agg_is_call(o) || !o->connector[0] || strcmp(o->sid, x->sid) || !o->out) continue;
-      size_t i;
-      json_t *id;
-      json_array_foreach(o->ids, i, id) if (json_equal(id, rid)) {
-        forward_note(x, o->connector, o->sess.upstream, json_incref(msg));
-        return;
-      }
+    if (gw__agg_cancel_local(x->lp, x->sid, msg)) return;
+    /* the call may be in flight on another loop (its client used another
+     * connection): that loop looks for it in its own exchanges */
+    char *note = x->lp->srv->nloops > 1 ? json_dumps(msg, JSON_COMPACT) : NULL;
+    gw_revocation m;
+    memset(&m, 0, sizeof m);
+    if (note && strlen(note) < sizeof m.note) {
+      gw_strlcpy(m.tenant, x->tenant, sizeof m.tenant);
+      gw_strlcpy(m.sid, x->sid, sizeof m.sid);
+      gw_strlcpy(m.note, note, sizeof m.note);
+      m.cancel = true;
+      gw__fanout_send(x->lp->srv, &m, gw__mcp_of(x->lp));
     }
+    free(note);
     return;
   }
   st_txn *txn;
@@ -286,8 +305,15 @@ static void session_deleted(gw_exchange *x) {
   delete_state *d = x->state;
   /* its open GET streams end, and its upstream sessions */
   gw__x_foreach(&gw__mcp_of(x->lp)->reg, end_session_stream, x);
+  /* ... on the other loops too */
+  gw_revocation m;
+  memset(&m, 0, sizeof m);
+  gw_strlcpy(m.tenant, x->tenant, sizeof m.tenant);
+  gw_strlcpy(m.sid, x->sid, sizeof m.sid);
+  m.session_gone = true;
+  gw__fanout_send(x->lp->srv, &m, gw__mcp_of(x->lp));
   end_upstreams(x, d->ups);
-  gw__agg_forget_session(gw__mcp_of(x->lp), x->sid);
+  gw__agg_forget_session(x->lp->srv->mcp, x->sid);
 }
 
 /* ---------- dispatch ---------- */

@@ -72,7 +72,16 @@ bool gw__agg_route_answer(gw_exchange *x, json_t *msg);    /* false: not an answ
 void gw__agg_stream(gw_exchange *x, const char *last_event_id); /* agg_mux.c: the client's GET stream */
 bool gw__agg_is_stream(const gw_exchange *x, const char *sid);  /* an open client GET stream of sid */
 bool gw__agg_is_call(const gw_exchange *x);                     /* a relayed call in flight */
-void gw__agg_session_opened(gw_exchange *from, const char *connector, const char *upstream);
+/* agg_mux.c, on each loop (the fan-out's session_opened, agg_up.c): client
+ * session sid opened upstream session `upstream` of connector; its open
+ * client streams on this loop attach to it, when the upstream can push. */
+void gw__agg_session_opened(gw_loop *lp, const char *tenant, const char *sid, const char *connector,
+                            const char *upstream);
+void gw__agg_attach_streams(gw_loop *lp, const char *sid, const char *connector, const char *upstream);
+/* agg.c: notifications/cancelled (msg) of client session sid to the
+ * upstream running the call it names, when that call is in flight on this
+ * loop; false when it is not. */
+bool gw__agg_cancel_local(gw_loop *lp, const char *sid, json_t *msg);
 void gw__agg_batch(gw_req *req, const gw_mcp_ctx *ctx, json_t *msg); /* agg_batch.c */
 /* agg.c: one message of an established session (alone or in a batch). */
 void gw__agg_message(gw_exchange *x, json_t *msg, const char *method);
@@ -86,7 +95,7 @@ json_t *gw__agg_rpc_result(const json_t *id, json_t *result);
 char *gw__agg_b64url(const char *s);
 json_t *gw__agg_unb64url(const char *s);
 void gw__agg_uri_note(gw_exchange *x, const char *uri, bool is_template);
-const char *gw__agg_uri_route(gw_exchange *x, const char *uri);
+bool gw__agg_uri_route(gw_exchange *x, const char *uri, char *out, size_t outsz);
 bool gw__agg_asked_take(gw_exchange *x, const char *connector, const char *enc);
 
 #endif

@@ -76,7 +76,7 @@ static void call_retry(gw_exchange *x, int err) {
 
 static void call_session_ready(gw_exchange *x, int err) {
   if (err) {
-    if (x->m) x->m->errors++;
+    if (x->m) GW_STAT_ADD(x->m->errors, 1);
     if (err == GW_MCP_EAUTH)
       gw__x_rpc_error(x, 200, GW_RPC_UPSTREAM_AUTH,
                        "connector \"%s\" refused the gateway's credential; ask your admin to check the connector's credential",
@@ -98,7 +98,7 @@ static void call_session_ready(gw_exchange *x, int err) {
 static void send_to(gw_exchange *x, const char *conn) {
   gw_strlcpy(x->connector, conn, sizeof x->connector);
   gw__mcp_count(x, conn);
-  if (x->m) x->m->requests++;
+  if (x->m) GW_STAT_ADD(x->m->requests, 1);
   gw__agg_ensure_upstream(x, call_session_ready);
 }
 
@@ -227,15 +227,12 @@ void gw__agg_route(gw_exchange *x, json_t *msg, const char *method) {
     }
     json_object_set_new(name_holder, "name", json_string(rest));
   } else {
-    const char *c = uri ? gw__agg_uri_route(x, uri) : NULL;
-    if (!c) {
+    if (!uri || !gw__agg_uri_route(x, uri, conn, sizeof conn)) {
       /* not seen in a list yet: the one connector offering resources, if one */
       json_t *vis = gw__agg_visible(x, pu, "resources");
-      if (json_array_size(vis) == 1) c = json_string_value(json_array_get(vis, 0));
+      const char *c = json_array_size(vis) == 1 ? json_string_value(json_array_get(vis, 0)) : NULL;
       if (c) gw_strlcpy(conn, c, sizeof conn);
       json_decref(vis);
-    } else {
-      gw_strlcpy(conn, c, sizeof conn);
     }
     if (!conn[0]) {
       gw__x_rpc_error(x, 200, -32602, "Unknown resource: %.200s (list resources first)", uri ? uri : "(no uri)");

@@ -134,7 +134,7 @@ static void list_page_done(gw_exchange *x, int err) {
       GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}),
              "connector %s: %s failed (%s); its items are left out", x->connector, k->method,
              err == GW_MCP_EAUTH ? "credential refused" : err ? "unavailable" : "invalid reply");
-      if (x->m) x->m->errors++;
+      if (x->m) GW_STAT_ADD(x->m->errors, 1);
     }
     json_decref(msg);
     list_advance(x, json_array());

@@ -28,11 +28,13 @@
 #include "gateway/out/outbound.h"
 #include "vault/vault.h"
 
-/* Per-session state in memory, in two indexes keyed by the gateway session
- * id (p->agg_uris: resource routes; p->asked: outstanding server→client
- * requests). Each session's entry records its owner so revocations free
- * it; the sweep on the session purge timer frees those of sessions evicted
- * or expired. At most SESSIONS_MAX sessions per index (the oldest goes). */
+/* Per-session state in memory, in two process-wide indexes keyed by the
+ * gateway session id (sh->agg_uris: resource routes; sh->asked:
+ * outstanding server→client requests), under sh->maps_mu: a session's
+ * requests reach whichever loop accepted their connection. Each session's
+ * entry records its owner so revocations free it; the sweep on the
+ * primary's session purge timer frees those of sessions evicted or
+ * expired. At most SESSIONS_MAX sessions per index (the oldest goes). */
 #define SESSIONS_MAX 10000
 #define ASKED_PER_SESSION 64
 #define BUCKETS 4096 /* a power of two; chains stay short up to SESSIONS_MAX */
@@ -115,16 +117,30 @@ static void index_free(gw_agg_index **ixp) {
   *ixp = NULL;
 }
 
-size_t gw__agg_uri_maps(const gw_proxy *p) { return p->agg_uris ? p->agg_uris->n : 0; }
+size_t gw__agg_uri_maps(gw_mcp_shared *sh) {
+  uv_mutex_lock(&sh->maps_mu);
+  size_t n = sh->agg_uris ? sh->agg_uris->n : 0;
+  uv_mutex_unlock(&sh->maps_mu);
+  return n;
+}
 
 /* Resource URIs (and template prefixes) seen in lists and results, per
  * client session: resources keep their URIs, so reads route by this map.
  * The first connector in name order wins a collision (logged). */
 
 
+static void uri_note(gw_mcp_shared *sh, gw_exchange *x, const char *uri, bool is_template);
+
 void gw__agg_uri_note(gw_exchange *x, const char *uri, bool is_template) {
   if (!uri || !*uri || !x->connector[0]) return;
-  agg_entry *e = session_entry(&gw__mcp_of(x->lp)->agg_uris, x, true);
+  gw_mcp_shared *sh = x->lp->srv->mcp;
+  uv_mutex_lock(&sh->maps_mu);
+  uri_note(sh, x, uri, is_template);
+  uv_mutex_unlock(&sh->maps_mu);
+}
+
+static void uri_note(gw_mcp_shared *sh, gw_exchange *x, const char *uri, bool is_template) {
+  agg_entry *e = session_entry(&sh->agg_uris, x, true);
   if (!e) return;
   json_t *m = e->map;
   /* the cap counts the entry itself as one, as it always has */
@@ -157,25 +173,29 @@ void gw__agg_uri_note(gw_exchange *x, const char *uri, bool is_template) {
   json_object_set_new(m, key, json_string(x->connector));
 }
 
-/* The connector serving uri in this client session, or NULL. */
-const char *gw__agg_uri_route(gw_exchange *x, const char *uri) {
-  agg_entry *e = entry_get(gw__mcp_of(x->lp)->agg_uris, x->sid);
+/* The connector serving uri in this client session, copied to out; false
+ * when none. */
+bool gw__agg_uri_route(gw_exchange *x, const char *uri, char *out, size_t outsz) {
+  gw_mcp_shared *sh = x->lp->srv->mcp;
+  uv_mutex_lock(&sh->maps_mu);
+  agg_entry *e = entry_get(sh->agg_uris, x->sid);
   json_t *m = e ? e->map : NULL;
   char key[2100];
   snprintf(key, sizeof key, "U%.2000s", uri);
   const char *c = json_string_value(json_object_get(m, key));
-  if (c) return c;
   const char *k;
   json_t *v;
   size_t best = 0;
-  json_object_foreach(m, k, v) {
-    size_t n = strlen(k + 1);
-    if (k[0] == 'T' && n >= best && !strncmp(uri, k + 1, n)) {
-      best = n;
-      c = json_string_value(v);
+  if (!c) json_object_foreach(m, k, v) {
+      size_t n = strlen(k + 1);
+      if (k[0] == 'T' && n >= best && !strncmp(uri, k + 1, n)) {
+        best = n;
+        c = json_string_value(v);
+      }
     }
-  }
-  return c;
+  if (c) gw_strlcpy(out, c, outsz);
+  uv_mutex_unlock(&sh->maps_mu);
+  return c != NULL;
 }
 
 /* URIs inside results (resource_link / embedded resources) join the map. */
@@ -197,29 +217,39 @@ static void note_result_uris(gw_exchange *x, const json_t *result) {
  * session's upstream cannot push out another session's questions. */
 static void asked_note(gw_exchange *x, const char *enc) {
   if (!x->sid[0]) return;
-  agg_entry *e = session_entry(&gw__mcp_of(x->lp)->asked, x, true);
-  if (!e) return;
-  json_t *m = e->map;
-  if (json_object_size(m) >= ASKED_PER_SESSION) {
-    void *it = json_object_iter(m); /* the oldest */
-    if (it) json_object_del(m, json_object_iter_key(it));
-  }
+  gw_mcp_shared *sh = x->lp->srv->mcp;
   char key[600];
   snprintf(key, sizeof key, "%s\n%s", x->connector, enc);
-  json_object_set_new(m, key, json_true());
+  uv_mutex_lock(&sh->maps_mu);
+  agg_entry *e = session_entry(&sh->asked, x, true);
+  if (e) {
+    json_t *m = e->map;
+    if (json_object_size(m) >= ASKED_PER_SESSION) {
+      void *it = json_object_iter(m); /* the oldest */
+      if (it) json_object_del(m, json_object_iter_key(it));
+    }
+    json_object_set_new(m, key, json_true());
+  }
+  uv_mutex_unlock(&sh->maps_mu);
 }
 
 bool gw__agg_asked_take(gw_exchange *x, const char *connector, const char *enc) {
-  agg_entry *e = entry_get(gw__mcp_of(x->lp)->asked, x->sid);
+  gw_mcp_shared *sh = x->lp->srv->mcp;
   char key[600];
   snprintf(key, sizeof key, "%s\n%s", connector, enc);
-  return e && json_object_del(e->map, key) == 0;
+  uv_mutex_lock(&sh->maps_mu);
+  agg_entry *e = entry_get(sh->asked, x->sid);
+  bool taken = e && json_object_del(e->map, key) == 0;
+  uv_mutex_unlock(&sh->maps_mu);
+  return taken;
 }
 
-void gw__agg_forget_session(gw_proxy *p, const char *sid) {
+void gw__agg_forget_session(gw_mcp_shared *sh, const char *sid) {
   agg_entry *e;
-  if ((e = entry_get(p->asked, sid))) entry_del(p->asked, e);
-  if ((e = entry_get(p->agg_uris, sid))) entry_del(p->agg_uris, e);
+  uv_mutex_lock(&sh->maps_mu);
+  if ((e = entry_get(sh->asked, sid))) entry_del(sh->asked, e);
+  if ((e = entry_get(sh->agg_uris, sid))) entry_del(sh->agg_uris, e);
+  uv_mutex_unlock(&sh->maps_mu);
 }
 
 static void forget_in(gw_agg_index *ix, const char *tenant, const char *user) {
@@ -229,14 +259,16 @@ static void forget_in(gw_agg_index *ix, const char *tenant, const char *user) {
   }
 }
 
-void gw__agg_forget_owner(gw_proxy *p, const char *tenant, const char *user) {
+void gw__agg_forget_owner(gw_mcp_shared *sh, const char *tenant, const char *user) {
+  uv_mutex_lock(&sh->maps_mu);
   if (!tenant) {
-    index_free(&p->asked);
-    index_free(&p->agg_uris);
-    return;
+    index_free(&sh->asked);
+    index_free(&sh->agg_uris);
+  } else {
+    forget_in(sh->asked, tenant, user);
+    forget_in(sh->agg_uris, tenant, user);
   }
-  forget_in(p->asked, tenant, user);
-  forget_in(p->agg_uris, tenant, user);
+  uv_mutex_unlock(&sh->maps_mu);
 }
 
 static void sweep_in(gw_agg_index *ix, st_txn *txn, int64_t now_ms, const gw_session_limits *lim) {
@@ -247,9 +279,11 @@ static void sweep_in(gw_agg_index *ix, st_txn *txn, int64_t now_ms, const gw_ses
   }
 }
 
-void gw__agg_sweep(gw_proxy *p, st_txn *txn, int64_t now_ms) {
-  sweep_in(p->asked, txn, now_ms, gw_sessions_limits(p->lp->srv));
-  sweep_in(p->agg_uris, txn, now_ms, gw_sessions_limits(p->lp->srv));
+void gw__agg_sweep(gw_mcp_shared *sh, const gw_session_limits *lim, st_txn *txn, int64_t now_ms) {
+  uv_mutex_lock(&sh->maps_mu);
+  sweep_in(sh->asked, txn, now_ms, lim);
+  sweep_in(sh->agg_uris, txn, now_ms, lim);
+  uv_mutex_unlock(&sh->maps_mu);
 }
 
 bool gw__agg_vouch(gw_exchange *x, const char *body, size_t n) {

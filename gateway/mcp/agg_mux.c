@@ -335,7 +335,7 @@ void gw__agg_stream(gw_exchange *x, const char *last_event_id) {
   gw__x_set_flow(x, &stream_flow, st);
   /* a gateway-local stream: list_changed arrives here */
   x->started = true;
-  if (x->m) x->m->streams++;
+  if (x->m) GW_STAT_ADD(x->m->streams, 1);
   gw_resp_header(req, "Mcp-Session-Id", x->sid);
   gw_resp_header(req, "Cache-Control", "no-cache");
   gw_resp_start(req, 200, "text/event-stream");
@@ -346,21 +346,25 @@ void gw__agg_stream(gw_exchange *x, const char *last_event_id) {
 /* A new upstream session exists: open client streams of that session get
  * its GET stream too. */
 typedef struct opened_arg {
-  const gw_exchange *from;
-  const char *connector, *upstream;
+  const char *sid, *connector, *upstream;
 } opened_arg;
 
 static void attach_if_stream(gw_exchange *x, void *arg) {
   opened_arg *a = arg;
-  if (gw__agg_is_stream(x, a->from->sid) && x->started && x->req) mux_attach(x, a->connector, a->upstream, NULL);
+  if (gw__agg_is_stream(x, a->sid) && x->started && x->req) mux_attach(x, a->connector, a->upstream, NULL);
 }
 
-void gw__agg_session_opened(gw_exchange *from, const char *connector, const char *upstream) {
+void gw__agg_attach_streams(gw_loop *lp, const char *sid, const char *connector, const char *upstream) {
+  gw_proxy *p = gw__mcp_of(lp);
+  opened_arg a = {sid, connector, upstream};
+  if (p) gw__x_foreach(&p->reg, attach_if_stream, &a);
+}
+
+void gw__agg_session_opened(gw_loop *lp, const char *tenant, const char *sid, const char *connector,
+                            const char *upstream) {
   st_txn *txn;
-  if (st_read_begin(from->lp->srv->store, &txn) != 0) return;
-  bool push = upstream_can_push(txn, from->tenant, connector);
+  if (st_read_begin(lp->srv->store, &txn) != 0) return;
+  bool push = upstream_can_push(txn, tenant, connector);
   st_txn_end(txn);
-  if (!push) return;
-  opened_arg a = {from, connector, upstream};
-  gw__x_foreach(&gw__mcp_of(from->lp)->reg, attach_if_stream, &a);
+  if (push) gw__agg_attach_streams(lp, sid, connector, upstream);
 }

@@ -128,18 +128,40 @@ const gw_flow_ops gw__agg_local_flow = {.name = "agg-local"};
 
 typedef struct usess_job {
   gw_exchange *x;
-  char sid[96], connector[40], upstream[256];
+  gw_server *srv;
+  char tenant[64], sid[96], connector[40], upstream[256];
 } usess_job;
 
+static void usess_opened(void *arg) {
+  gw_revocation *m = arg;
+  gw__fanout_send(m->srv_for_opened, m, NULL);
+  free(m);
+}
+
+/* The session's client streams, on every loop, attach to the new upstream
+ * session before the exchange goes on: the news goes out after the commit
+ * and this loop's gate holds done_usess until every loop applied it (an
+ * upstream may send on its GET stream as soon as it is initialized). */
 static int job_usess(st_txn *txn, void *arg) {
   usess_job *j = arg;
-  return gw_session_upstream_put(txn, j->sid, j->connector, j->upstream);
+  int rc = gw_session_upstream_put(txn, j->sid, j->connector, j->upstream);
+  if (rc < 0) return rc;
+  gw_revocation *m = calloc(1, sizeof *m);
+  if (!m) return ST_ENOMEM;
+  m->srv_for_opened = j->srv;
+  m->session_opened = true;
+  gw_strlcpy(m->tenant, j->tenant, sizeof m->tenant);
+  gw_strlcpy(m->sid, j->sid, sizeof m->sid);
+  gw_strlcpy(m->connector, j->connector, sizeof m->connector);
+  gw_strlcpy(m->upstream, j->upstream, sizeof m->upstream);
+  rc = st_txn_after_commit(txn, usess_opened, free, m);
+  if (rc < 0) free(m);
+  return rc;
 }
 
 static void done_usess(int status, void *arg) {
   usess_job *j = arg;
   gw_exchange *x = j->x;
-  if (status >= 0) gw__agg_session_opened(x, j->connector, j->upstream);
   gw_agg_step_fn after = gw__agg_up(x)->cont;
   free(j);
   if (gw__x_client_alive(x) && after) after(x, status < 0 ? status : 0);
@@ -156,6 +178,8 @@ static void usess_initialized(gw_exchange *x, int err) {
     return;
   }
   j->x = x;
+  j->srv = x->lp->srv;
+  gw_strlcpy(j->tenant, x->tenant, sizeof j->tenant);
   gw_strlcpy(j->sid, x->sid, sizeof j->sid);
   gw_strlcpy(j->connector, x->connector, sizeof j->connector);
   gw_strlcpy(j->upstream, x->sess.upstream, sizeof j->upstream);

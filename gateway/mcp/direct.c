@@ -204,7 +204,7 @@ void gw__relay_headers(gw_exchange *x, gw_out_req *r, int status, const gw_out_h
   if (status == 401 || status == 403) {
     /* never hand the upstream's challenge to the client: the client's
      * credential is the gateway's, not the upstream's */
-    if (x->m) x->m->auth_failures++, x->m->errors++;
+    if (x->m) GW_STAT_ADD(x->m->auth_failures, 1), GW_STAT_ADD(x->m->errors, 1);
     GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}),
            "connector %s refused the gateway's credential (HTTP %d)", x->connector, status);
     gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_AUTH,
@@ -218,7 +218,7 @@ void gw__relay_headers(gw_exchange *x, gw_out_req *r, int status, const gw_out_h
     /* the engine follows no redirect and the client gets none either: its
      * Location (and body) could send the client anywhere or reveal an
      * internal address */
-    if (x->m) x->m->errors++;
+    if (x->m) GW_STAT_ADD(x->m->errors, 1);
     GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}),
            "connector %s answered with a redirect (HTTP %d): not followed, not relayed", x->connector, status);
     gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN,
@@ -235,7 +235,7 @@ void gw__relay_headers(gw_exchange *x, gw_out_req *r, int status, const gw_out_h
   bool sse = gw__sse_is(x->up_ct);
   if (stream && status == 200 && sse && x->req) {
     x->started = true;
-    if (x->m) x->m->streams++;
+    if (x->m) GW_STAT_ADD(x->m->streams, 1);
     if (x->sid[0]) gw_resp_header(x->req, "Mcp-Session-Id", x->sid);
     gw_resp_header(x->req, "Cache-Control", "no-cache");
     gw_resp_start(x->req, 200, "text/event-stream");
@@ -271,7 +271,7 @@ int gw__relay_data(gw_exchange *x, gw_out_req *r, const char *p, size_t n) {
 void gw__relay_done(gw_exchange *x, gw_out_req *r, int err, void (*initialized)(gw_exchange *x)) {
   if (gw__x_client_alive(x)) {
     if (err && err != GW_OUT_EABORTED) {
-      if (x->m) x->m->errors++;
+      if (x->m) GW_STAT_ADD(x->m->errors, 1);
       GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}), "connector %s: %s (%s)",
              x->connector, gw_out_strerror(err), gw_out_detail(r));
     }
@@ -293,7 +293,7 @@ void gw__relay_done(gw_exchange *x, gw_out_req *r, int err, void (*initialized)(
     } else if (x->status == 202 || x->status == 204) {
       gw__x_reply_raw(x, x->status, NULL, NULL, 0);
     } else if (x->status >= 500) {
-      if (x->m) x->m->errors++;
+      if (x->m) GW_STAT_ADD(x->m->errors, 1);
       gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" failed (HTTP %d)", x->connector, x->status);
     } else if (x->into && gw__sse_is(x->up_ct)) {
       /* a batch element answered over SSE: its reply goes into the array */
@@ -316,10 +316,10 @@ void gw__relay_done(gw_exchange *x, gw_out_req *r, int err, void (*initialized)(
                       ? json_loadb(x->body.data, x->body.len, 0, NULL)
                       : NULL;
       if (is_json && x->body.len && !j && !valid) {
-        if (x->m) x->m->errors++;
+        if (x->m) GW_STAT_ADD(x->m->errors, 1);
         gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent an invalid response", x->connector);
       } else if (!is_json && x->status == 200) {
-        if (x->m) x->m->errors++;
+        if (x->m) GW_STAT_ADD(x->m->errors, 1);
         gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent an unexpected content type",
                   x->connector);
       } else if (j && ((x->flow->rewrite && x->flow->rewrite(x, j)) || x->into)) {

@@ -439,7 +439,7 @@ gw_exchange *gw__mcp_exchange(gw_req *req, int kind, const gw_mcp_ctx *c, const 
   x->ident_snapshot = c->ident_snapshot;
   x->ident_expires = c->ident_expires;
   x->m = gw__mcp_stats_for(&p->stats, c->tenant, c->connector[0] ? c->connector : "(all)");
-  if (x->m) x->m->requests++;
+  if (x->m) GW_STAT_ADD(x->m->requests, 1);
   gw__x_attach(x, req, kind);
   return x;
 }

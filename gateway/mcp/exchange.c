@@ -223,7 +223,7 @@ void gw__x_client_done(gw_exchange *x) {
   x->req->on_abort = NULL;
   x->req->on_drain = NULL;
   x->req = NULL;
-  if (x->started && x->m) x->m->streams--;
+  if (x->started && x->m) GW_STAT_ADD(x->m->streams, -1);
   gw__x_unref(x);
 }
 
@@ -319,7 +319,7 @@ int gw__x_stream_pressure(gw_exchange *x, gw_req *client) {
      * memory growing; it resumes with Last-Event-ID */
     GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, client->id}),
            "client stream ended: %zu bytes queued for a client that is not reading (stream_buffer_max %zu)", q, cap);
-    if (x->m) x->m->overflows++;
+    if (x->m) GW_STAT_ADD(x->m->overflows, 1);
     gw_exchange *owner = client->handler_data;
     gw__x_client_done(owner);
     gw_req_abort(client); /* its queue goes too: nobody will read it */

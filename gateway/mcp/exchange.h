@@ -44,16 +44,27 @@ typedef struct gw_mcp_stats gw_mcp_stats;
 #define GW_MCP_MAX_JSON_BODY (16 * 1024 * 1024)
 #define GW_MCP_MAX_SSE_EVENT (8 * 1024 * 1024)
 
-/* A message to a loop's MCP state, queued after a commit (revoke.c). What
- * a revocation ends: the exchanges of a tenant matching ALL the
- * fields that are set (user, connector, token id); none set: every
- * exchange of the tenant (tenant deleted: its caches go too). */
+/* A message to every loop's MCP state, queued after a commit or by
+ * another loop (revoke.c). What a revocation ends: the exchanges of a
+ * tenant matching ALL the fields that are set (user, connector, token id);
+ * none set: every exchange of the tenant (tenant deleted: its caches go
+ * too). */
 typedef struct gw_revocation {
   struct gw_revocation *next;
+  uint64_t seq;     /* its place in the fan-out (revoke.c) */
+  int origin;       /* the loop that sent it and applied it itself, or -1 */
   char tenant[64], user[40], connector[40], tokid[ST_TOKEN_ID_BUFSZ];
   bool notify;      /* tools/list_changed instead of ending exchanges */
   bool tenant_gone; /* the tenant was deleted: drop its cached policy */
-  bool probe;       /* not a revocation: learn connector's capabilities (after a PUT) */
+  bool probe;       /* not a revocation: learn connector's capabilities (after a PUT; primary loop) */
+  /* not revocations: an aggregated session's news from the loop that
+   * served it, for its GET streams on the others (sid) */
+  bool session_gone;   /* DELETEd: its streams end */
+  bool session_opened; /* it opened an upstream session (connector, upstream): streams attach to it */
+  bool cancel;         /* notifications/cancelled (note) for a call in flight on another loop */
+  char sid[96], upstream[256];
+  char note[1024];
+  struct gw_server *srv_for_opened; /* session_opened, until it is sent */
 } gw_revocation;
 
 /* A flow's operations. Every pointer may be NULL (then: nothing to do, or

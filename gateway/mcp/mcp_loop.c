@@ -15,12 +15,35 @@
 #include "gateway/mcp/upcall.h"
 #include "gateway/out/outbound.h"
 
+/* Every loop's numbers, summed. fan_mu is held throughout: no loop leaves
+ * (and frees its state) meanwhile. */
 void gw_proxy_metrics(gw_server *srv, gw_buf *o) {
-  gw_proxy *p = gw__mcp_of(srv->lp);
-  if (!p) return;
-  gw__mcp_stats_render(&p->stats, gw__agg_uri_maps(p), o);
-  gw_memo_stats ms;
-  gw_memo_stats_get(p->memo, &ms);
+  gw_mcp_shared *sh = srv->mcp;
+  if (!sh) return;
+  gw_mcp_stats_table *tabs[256];
+  size_t nt = 0;
+  gw_memo_stats ms = {0};
+  gw_out_stats os = {0};
+  int nloops = 0;
+  uv_mutex_lock(&sh->fan_mu);
+  for (gw_proxy *p = sh->loops; p; p = p->fan_next) {
+    nloops++;
+    if (nt < sizeof tabs / sizeof tabs[0]) tabs[nt++] = &p->stats;
+    gw_memo_stats m;
+    gw_memo_stats_get(p->memo, &m);
+    ms.ident_hits += m.ident_hits;
+    ms.ident_misses += m.ident_misses;
+    ms.conn_hits += m.conn_hits;
+    ms.conn_misses += m.conn_misses;
+    if (p->lp->out) {
+      gw_out_stats s;
+      gw_out_stats_get(p->lp->out, &s);
+      os.open += s.open;
+      for (int k = 0; k < GW_OUT_NKINDS; k++) os.failed[k] += s.failed[k];
+    }
+  }
+  gw__mcp_stats_render(tabs, nt, gw__agg_uri_maps(sh), o);
+  uv_mutex_unlock(&sh->fan_mu);
   gw_buf_printf(o,
                 "# HELP mcpgate_memo_lookups_total Store reads of MCP requests answered from the per-snapshot memo (hit) "
                 "or read afresh (miss), by table.\n"
@@ -31,20 +54,24 @@ void gw_proxy_metrics(gw_server *srv, gw_buf *o) {
                 "mcpgate_memo_lookups_total{table=\"connector\",result=\"miss\"} %llu\n",
                 (unsigned long long)ms.ident_hits, (unsigned long long)ms.ident_misses,
                 (unsigned long long)ms.conn_hits, (unsigned long long)ms.conn_misses);
-  if (srv->lp->out) {
-    gw_out_stats s;
-    gw_out_stats_get(srv->lp->out, &s);
-    gw_buf_printf(o,
-                  "# HELP mcpgate_upstream_transfers_open Outbound HTTP transfers in flight.\n"
-                  "# TYPE mcpgate_upstream_transfers_open gauge\nmcpgate_upstream_transfers_open %llu\n"
-                  "# HELP mcpgate_upstream_transfer_errors_total Outbound transfers that failed, by kind.\n"
-                  "# TYPE mcpgate_upstream_transfer_errors_total counter\n",
-                  (unsigned long long)s.open);
-    for (int k = 0; k < GW_OUT_NKINDS; k++)
-      if (s.failed[k])
-        gw_buf_printf(o, "mcpgate_upstream_transfer_errors_total{kind=\"%s\"} %llu\n",
-                      gw_out_err_kind(GW_OUT_ERR_FIRST - k), (unsigned long long)s.failed[k]);
-  }
+  gw_buf_printf(o,
+                "# HELP mcpgate_upstream_transfers_open Outbound HTTP transfers in flight.\n"
+                "# TYPE mcpgate_upstream_transfers_open gauge\nmcpgate_upstream_transfers_open %llu\n"
+                "# HELP mcpgate_upstream_transfer_errors_total Outbound transfers that failed, by kind.\n"
+                "# TYPE mcpgate_upstream_transfer_errors_total counter\n",
+                (unsigned long long)os.open);
+  for (int k = 0; k < GW_OUT_NKINDS; k++)
+    if (os.failed[k])
+      gw_buf_printf(o, "mcpgate_upstream_transfer_errors_total{kind=\"%s\"} %llu\n",
+                    gw_out_err_kind(GW_OUT_ERR_FIRST - k), (unsigned long long)os.failed[k]);
+  gw_buf_printf(o,
+                "# HELP mcpgate_loops Event loops serving (workers).\n"
+                "# TYPE mcpgate_loops gauge\nmcpgate_loops %d\n"
+                "# HELP mcpgate_revocation_fanout_timeouts_total Writer replies (SCIM, admin) sent before every loop "
+                "confirmed the revocations they caused (revocation_fanout_timeout_ms).\n"
+                "# TYPE mcpgate_revocation_fanout_timeouts_total counter\n"
+                "mcpgate_revocation_fanout_timeouts_total %llu\n",
+                nloops, (unsigned long long)atomic_load(&sh->fan_timeouts));
 }
 
 /* SIGTERM: streams end now, cleanly (a chunked end: clients reconnect,
@@ -67,7 +94,17 @@ void gw_proxy_drain(gw_loop *lp) {
   if (p) gw__x_foreach(&p->reg, drain_one, NULL);
 }
 
-static void on_async(uv_async_t *a) { gw_proxy_revocations_drain(((gw_proxy *)a->data)->lp); }
+static void on_delay(uv_timer_t *t) { gw_proxy_revocations_drain(((gw_proxy *)t->data)->lp); }
+
+/* Fan-out messages from another thread. MCPGATE_TEST_FANOUT_DELAY_MS (a
+ * test hook, read at start) makes every loop apply them that much later —
+ * a loop too busy to answer — except through its own gate, which applies
+ * at once: the tests see the reply wait for the other loops. */
+static void on_async(uv_async_t *a) {
+  gw_proxy *p = a->data;
+  if (!p->delay_ms) gw_proxy_revocations_drain(p->lp);
+  else if (!uv_is_active((uv_handle_t *)&p->delay_timer)) uv_timer_start(&p->delay_timer, on_delay, p->delay_ms, 0);
+}
 
 /* ---------- loop setup ---------- */
 
@@ -75,37 +112,39 @@ int gw_proxy_loop_start(gw_loop *lp) {
   gw_proxy *p = calloc(1, sizeof *p);
   if (!p) return -1;
   p->lp = lp;
-  if (uv_mutex_init(&p->mu) != 0) {
+  if (uv_mutex_init(&p->stats.mu) != 0) {
     free(p);
     return -1;
   }
   if (uv_async_init(&lp->loop, &p->async, on_async) != 0) {
-    uv_mutex_destroy(&p->mu);
+    uv_mutex_destroy(&p->stats.mu);
     free(p);
     return -1;
   }
-  p->async.data = p;
+  uv_timer_init(&lp->loop, &p->gate_timer);
+  uv_timer_init(&lp->loop, &p->delay_timer);
+  p->async.data = p->gate_timer.data = p->delay_timer.data = p;
+  p->handles = 3;
+  const char *d = getenv("MCPGATE_TEST_FANOUT_DELAY_MS");
+  p->delay_ms = d ? strtoull(d, NULL, 10) : 0;
   lp->proxy = p;
+  gw__fanout_join(p);
   if (!(p->memo = gw_memo_new())) return -1;
   if (!(lp->pol = pol_cache_new(4096))) return -1;
   if (gw_out_new(&lp->loop, &lp->out) != 0) return -1;
   return 0;
 }
 
-static void on_async_closed(uv_handle_t *h) {
+static void on_handle_closed(uv_handle_t *h) {
   gw_proxy *p = h->data;
-  uv_mutex_lock(&p->mu);
-  gw_revocation *q = p->queue;
-  p->queue = NULL;
-  uv_mutex_unlock(&p->mu);
-  while (q) {
-    gw_revocation *n = q->next;
+  if (--p->handles > 0) return;
+  /* nobody queues to p any more (it left the fan-out) */
+  for (gw_revocation *q = p->queue, *n; q; q = n) {
+    n = q->next;
     free(q);
-    q = n;
   }
-  uv_mutex_destroy(&p->mu);
-  gw__agg_forget_owner(p, NULL, NULL);
   gw__mcp_stats_free(&p->stats);
+  uv_mutex_destroy(&p->stats.mu);
   gw_memo_free(p->memo);
   free(p);
 }
@@ -117,9 +156,7 @@ void gw_proxy_loop_stop(gw_loop *lp) {
    * this point (their on_done runs from gw_out_close) must not touch p,
    * and their metrics entries go with p. */
   gw__x_reg_close(&p->reg);
-  uv_mutex_lock(&p->mu);
-  p->closing = true;
-  uv_mutex_unlock(&p->mu);
+  gw__fanout_leave(p); /* before the async handle closes: nobody sends to it after */
   if (lp->out) {
     gw_out_close(lp->out, NULL, NULL);
     lp->out = NULL;
@@ -127,9 +164,38 @@ void gw_proxy_loop_stop(gw_loop *lp) {
   lp->proxy = NULL;
   pol_cache_free(lp->pol);
   lp->pol = NULL;
-  uv_close((uv_handle_t *)&p->async, on_async_closed);
+  uv_close((uv_handle_t *)&p->gate_timer, on_handle_closed);
+  uv_close((uv_handle_t *)&p->delay_timer, on_handle_closed);
+  uv_close((uv_handle_t *)&p->async, on_handle_closed);
 }
 
+/* ---------- process-wide state ---------- */
+
+static int mod_init(gw_server *srv) {
+  gw_mcp_shared *sh = calloc(1, sizeof *sh);
+  if (!sh) return -1;
+  if (uv_mutex_init(&sh->fan_mu) != 0) {
+    free(sh);
+    return -1;
+  }
+  if (uv_mutex_init(&sh->maps_mu) != 0) {
+    uv_mutex_destroy(&sh->fan_mu);
+    free(sh);
+    return -1;
+  }
+  srv->mcp = sh;
+  return 0;
+}
+
+static void mod_fini(gw_server *srv) {
+  gw_mcp_shared *sh = srv->mcp;
+  if (!sh) return;
+  gw__agg_forget_owner(sh, NULL, NULL);
+  uv_mutex_destroy(&sh->fan_mu);
+  uv_mutex_destroy(&sh->maps_mu);
+  free(sh);
+  srv->mcp = NULL;
+}
 
 /* ---------- module table entry (gateway/core/module.h) ---------- */
 
@@ -140,8 +206,9 @@ static int mod_store_init(st_store *st, gw_server *srv) {
 
 static int mod_loop_start(gw_loop *lp) {
   if (gw_proxy_loop_start(lp) != 0) return -1;
-  /* every reply of a write waits for the revocations its commit queued */
-  st_port_before_done(lp->port, gw_proxy_before_done, lp);
+  /* every reply of a write waits until every loop applied the
+   * revocations its commit queued */
+  st_port_gate(lp->port, gw__fanout_gate, lp);
   for (int lv = 0; lv < GW_OUT_EGRESS_LEVELS; lv++) gw_out_set_egress(lp->out, lv, lp->srv->egress[lv]);
   return 0;
 }
@@ -156,6 +223,8 @@ static int mod_routes(gw_server *srv, gw_router *rt) {
 const gw_module gw_mod_mcp = {
     .name = "mcp",
     .store_init = mod_store_init,
+    .init = mod_init,
+    .fini = mod_fini,
     .loop_start = mod_loop_start,
     .loop_stop = gw_proxy_loop_stop,
     .metrics = gw_proxy_metrics,

@@ -8,6 +8,7 @@
 #ifndef MCPGATE_GATEWAY_MCP_LOOP_H
 #define MCPGATE_GATEWAY_MCP_LOOP_H
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
@@ -30,16 +31,38 @@ typedef struct gw_agg_index gw_agg_index;
 struct gw_proxy {
   gw_loop *lp;
   gw_xreg reg;              /* the live exchanges */
-  uv_async_t async;         /* revocations queued from other threads */
-  uv_mutex_t mu;
-  gw_revocation *queue;     /* under mu */
+  uv_async_t async;         /* fan-out messages queued from other threads */
+  uv_timer_t gate_timer;    /* a writer reply held at the gate: its deadline */
+  uv_timer_t delay_timer;   /* tests only: MCPGATE_TEST_FANOUT_DELAY_MS (mcp_loop.c) */
+  uint64_t delay_ms;
+  int handles;              /* open handles; the state is freed with the last */
+  gw_revocation *queue, *queue_tail; /* under the shared fan_mu */
+  struct gw_proxy *fan_next;         /* the fan-out's list of loops (under fan_mu) */
+  _Atomic uint64_t applied; /* the last fan-out message this loop applied */
+  _Atomic bool parked;      /* a writer reply waits at this loop's gate */
   gw_mcp_stats_table stats; /* per (tenant, connector) */
-  gw_agg_index *agg_uris; /* aggregated sessions' resource routes (agg_maps.c) */
-  gw_agg_index *asked;    /* aggregated sessions' outstanding server→client requests (agg_maps.c) */
   gw_memo *memo;          /* store reads per snapshot (memo.h) */
   st_txn *pinned;         /* the read txn of the request being dispatched (gw__read_begin) */
-  bool closing;
 };
+
+/* The MCP proxy's process-wide state (srv->mcp, made by the module's
+ * init; freed by its fini after every loop stopped). */
+typedef struct gw_mcp_shared {
+  /* the fan-out (revoke.c): every started loop, and the messages queued
+   * to them; a writer reply waits at its loop's gate until every loop
+   * applied the messages queued before it (revocation_fanout_timeout_ms) */
+  uv_mutex_t fan_mu;
+  gw_proxy *loops;
+  _Atomic uint64_t seq;           /* messages queued so far (written under fan_mu) */
+  _Atomic int parked;             /* loops with a reply at their gate */
+  _Atomic uint64_t fan_timeouts;  /* replies that went out past the timeout */
+  /* aggregated sessions' maps (agg_maps.c): a session's requests may
+   * reach any loop, so its resource routes and outstanding questions are
+   * the process's, under maps_mu */
+  uv_mutex_t maps_mu;
+  gw_agg_index *agg_uris; /* resource routes */
+  gw_agg_index *asked;    /* outstanding server→client requests */
+} gw_mcp_shared;
 
 /* The loop's MCP state, or NULL (not started, or stopped). */
 gw_proxy *gw__mcp_of(gw_loop *lp);
@@ -138,17 +161,29 @@ void gw__mcp_delete_session(gw_exchange *x, void (*deleted)(gw_exchange *x));
 void gw__mcp_session_create(gw_exchange *x, const gw_session *s, json_t *result,
                             void (*reply)(gw_exchange *x, json_t *result));
 
-/* agg.c: drops the in-memory state of a client session (resource map,
- * outstanding server→client requests). */
-void gw__agg_forget_session(gw_proxy *p, const char *sid);
+/* agg_maps.c (process-wide maps, any thread): drops the in-memory state
+ * of a client session (resource map, outstanding server→client requests). */
+void gw__agg_forget_session(gw_mcp_shared *sh, const char *sid);
 /* ... of every session of a user (user NULL: of the tenant; tenant NULL:
- * everything, at loop stop). */
-void gw__agg_forget_owner(gw_proxy *p, const char *tenant, const char *user);
-/* agg.c: drops the in-memory state of sessions no longer stored (or
- * expired): evicted by sessions_per_user_max, purged. Inside a read txn;
- * touches memory only. */
-void gw__agg_sweep(gw_proxy *p, st_txn *txn, int64_t now_ms);
-/* agg_maps.c: how many sessions have a resource-URI map (a gauge). */
-size_t gw__agg_uri_maps(const gw_proxy *p);
+ * everything, at exit). */
+void gw__agg_forget_owner(gw_mcp_shared *sh, const char *tenant, const char *user);
+/* Drops the in-memory state of sessions no longer stored (or expired):
+ * evicted by sessions_per_user_max, purged. Inside a read txn; touches
+ * memory only. */
+void gw__agg_sweep(gw_mcp_shared *sh, const gw_session_limits *lim, st_txn *txn, int64_t now_ms);
+/* How many sessions have a resource-URI map (a gauge). */
+size_t gw__agg_uri_maps(gw_mcp_shared *sh);
+/* The process-wide state (srv->mcp). */
+gw_mcp_shared *gw__mcp_shared(const gw_server *srv);
+
+/* revoke.c: the fan-out. A started loop joins (its proxy made, before it
+ * runs) and leaves (at stop, before its async handle closes). */
+void gw__fanout_join(gw_proxy *p);
+void gw__fanout_leave(gw_proxy *p);
+/* Queues m to every loop; `except` (NULL: none) applied it already and
+ * skips it. Any thread. */
+void gw__fanout_send(gw_server *srv, const gw_revocation *m, const gw_proxy *except);
+/* The store port's gate (st_port_gate; arg: the gw_loop). */
+bool gw__fanout_gate(void *lp, uint64_t state[2]);
 
 #endif

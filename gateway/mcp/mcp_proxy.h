@@ -7,9 +7,9 @@
  * Per loop it keeps the live exchanges (requests waiting on an upstream,
  * SSE streams) so revocation can end them: when SCIM deactivates a user or
  * an admin deletes a connector, the writer's post-commit action queues a
- * revocation for every loop (revoke.c), and the loop ends every matching
- * exchange before the originating reply is sent (the loop's store port
- * calls gw_proxy_before_done before every writer done callback). */
+ * revocation for every loop (revoke.c), every loop ends its matching
+ * exchanges, and the originating reply waits at its loop's store-port gate
+ * until every loop has (revocation_fanout_timeout_ms at most). */
 #ifndef MCPGATE_GATEWAY_MCP_PROXY_H
 #define MCPGATE_GATEWAY_MCP_PROXY_H
 #include <jansson.h>
@@ -77,8 +77,6 @@ void gw_proxy_revocations_drain(gw_loop *lp);
  * session_max_age_ms or idle — so a stream does not outlive its session.
  * Called by the session purge timer. */
 void gw_proxy_end_lost_sessions(gw_loop *lp);
-/* st_port_before_done callback (arg: the gw_loop). */
-void gw_proxy_before_done(void *lp);
 void gw_proxy_metrics(gw_server *srv, gw_buf *out);
 
 /* The module table's entry (gateway/core/module.h): revocation hooks, the

@@ -599,7 +599,8 @@ static void on_purge_timer(uv_timer_t *t) {
   if (p->lp->draining) return;
   /* streams of sessions gone since the last tick end now */
   gw_proxy_end_lost_sessions(p->lp);
-  if (p->running) return;
+  /* the store's purge is the process's: the primary runs it */
+  if (p->running || p->lp->index != 0) return;
   p->flen = 0;
   p->total = 0;
   p->now_ms = gw_session_now_ms();

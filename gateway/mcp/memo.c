@@ -9,6 +9,7 @@
 #include "gateway/mcp/memo.h"
 
 #include <openssl/crypto.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,7 +30,9 @@ typedef struct conn_ent {
 struct gw_memo {
   ident_ent *ident[GW_MEMO_IDENT_SLOTS];
   conn_ent conn[GW_MEMO_CONN_SLOTS];
-  gw_memo_stats st;
+  struct { /* gw_memo_stats', written by the loop, read by /metrics anywhere */
+    _Atomic uint64_t ident_hits, ident_misses, conn_hits, conn_misses;
+  } st;
 };
 
 gw_memo *gw_memo_new(void) { return calloc(1, sizeof(gw_memo)); }
@@ -71,10 +74,10 @@ const gw_memo_ident *gw_memo_ident_get(gw_memo *m, uint64_t snapshot, const gw_m
   if (!m || !snapshot || !fits(k)) return NULL;
   ident_ent *e = m->ident[ident_slot(k)];
   if (e && e->snapshot == snapshot && ident_matches(e, k)) {
-    m->st.ident_hits++;
+    atomic_store_explicit(&m->st.ident_hits, atomic_load_explicit(&m->st.ident_hits, memory_order_relaxed) + 1, memory_order_relaxed);
     return &e->v;
   }
-  m->st.ident_misses++;
+  atomic_store_explicit(&m->st.ident_misses, atomic_load_explicit(&m->st.ident_misses, memory_order_relaxed) + 1, memory_order_relaxed);
   return NULL;
 }
 
@@ -102,10 +105,10 @@ json_t *gw_memo_conn_get(gw_memo *m, uint64_t snapshot, const char *tenant, cons
   if (!m || !snapshot) return NULL;
   conn_ent *e = conn_slot(m, tenant, connector);
   if (e->rec && e->snapshot == snapshot && !strcmp(e->tenant, tenant) && !strcmp(e->connector, connector)) {
-    m->st.conn_hits++;
+    atomic_store_explicit(&m->st.conn_hits, atomic_load_explicit(&m->st.conn_hits, memory_order_relaxed) + 1, memory_order_relaxed);
     return json_incref(e->rec);
   }
-  m->st.conn_misses++;
+  atomic_store_explicit(&m->st.conn_misses, atomic_load_explicit(&m->st.conn_misses, memory_order_relaxed) + 1, memory_order_relaxed);
   return NULL;
 }
 
@@ -122,6 +125,11 @@ void gw_memo_conn_put(gw_memo *m, uint64_t snapshot, const char *tenant, const c
 }
 
 void gw_memo_stats_get(const gw_memo *m, gw_memo_stats *out) {
-  if (m) *out = m->st;
-  else memset(out, 0, sizeof *out);
+  memset(out, 0, sizeof *out);
+  if (!m) return;
+  gw_memo *w = (gw_memo *)m;
+  out->ident_hits = atomic_load_explicit(&w->st.ident_hits, memory_order_relaxed);
+  out->ident_misses = atomic_load_explicit(&w->st.ident_misses, memory_order_relaxed);
+  out->conn_hits = atomic_load_explicit(&w->st.conn_hits, memory_order_relaxed);
+  out->conn_misses = atomic_load_explicit(&w->st.conn_misses, memory_order_relaxed);
 }

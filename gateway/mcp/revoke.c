@@ -1,27 +1,35 @@
-/* gateway/mcp/revoke.c — gw_revocation fan-out to the live exchanges (see
+/* gateway/mcp/revoke.c — the fan-out to every loop's live exchanges (see
  * mcp_proxy.h): store hooks and events queue what ends (or is notified)
- * after their transaction commits, every loop applies its queue, and the
- * loop's store port drains it before any writer reply is delivered.
+ * after their transaction commits, every loop applies its queue, and a
+ * writer reply waits at its loop's store-port gate until every loop has.
  *
  * Rules this file keeps, and why:
  *
  *  1. Nothing is ended inside a write transaction: hooks only register an
  *     after-commit action, so a rolled-back write revokes nothing.
- *  2. After the commit the gw_revocation is queued on every loop (mutex +
- *     uv_async_send, which coalesces wake-ups: the queue carries the
- *     messages) in commit order, and gw_proxy_before_done applies the
- *     queue before the originating reply is released: when SCIM's
- *     "active: false" gets its 200, the user's streams are already cut.
- *  3. Exchanges are walked only with gw__x_foreach (references held) and
+ *  2. After the commit the message is queued on every loop, numbered
+ *     (seq) in commit order under one mutex (fan_mu, which also covers
+ *     uv_async_send: a loop leaves the list before its async handle
+ *     closes). Each loop applies its queue in its async callback and
+ *     records the last number it applied.
+ *  3. The gate: before any writer reply is delivered on a loop, that loop
+ *     applies its own queue, then the reply waits until every loop has
+ *     applied what was queued before it — when SCIM's "active: false"
+ *     gets its 200, the user's streams are cut on every loop. The writer
+ *     thread never waits; a loop that applies kicks the gates that wait.
+ *     Past revocation_fanout_timeout_ms the reply goes anyway (the store
+ *     already refuses everything revoked), logged and counted.
+ *  4. Exchanges are walked only with gw__x_foreach (references held) and
  *     matched on identity by gw__x_revoke; what a match does is the flow's
  *     on_revoke.
- *  4. Sessions that vanished (evicted, expired) are found in one read txn
+ *  5. Sessions that vanished (evicted, expired) are found in one read txn
  *     that only marks; the exchanges are ended after the txn is over. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gateway/base/log.h"
+#include "gateway/mcp/agg.h"
 #include "gateway/mcp/mcp_loop.h"
 #include "auth/auth.h"
 #include "policy/policy.h"
@@ -29,33 +37,175 @@
 #include "store/tenant.h"
 #include "vault/vault.h"
 
+gw_mcp_shared *gw__mcp_shared(const gw_server *srv) { return srv->mcp; }
+
+static void end_session_stream(gw_exchange *x, void *arg) {
+  if (gw__agg_is_stream(x, arg)) gw__x_end(x);
+}
+
+/* Applies one message on this loop. */
+static void apply(gw_loop *lp, gw_proxy *p, gw_revocation *q) {
+  if (q->origin == lp->index) return; /* it applied it when it sent it */
+  if (q->probe) {
+    if (lp->index == 0) gw_agg_probe_connector(lp, q->tenant, q->connector); /* once per process */
+    return;
+  }
+  if (q->session_gone) {
+    gw__x_foreach(&p->reg, end_session_stream, q->sid);
+    return;
+  }
+  if (q->cancel) {
+    json_t *msg = json_loads(q->note, 0, NULL);
+    if (msg) gw__agg_cancel_local(lp, q->sid, msg);
+    json_decref(msg);
+    return;
+  }
+  if (q->session_opened) {
+    gw__agg_session_opened(lp, q->tenant, q->sid, q->connector, q->upstream);
+    return;
+  }
+  if (q->tenant_gone && lp->pol) pol_cache_drop_tenant(lp->pol, q->tenant);
+  gw__x_revoke(&p->reg, q);
+  /* the sessions of a deactivated user or a deleted tenant are gone from
+   * the store: their in-memory state goes too (process-wide: the primary) */
+  if (lp->index == 0 && (q->tenant_gone || (!q->notify && q->user[0] && !q->connector[0] && !q->tokid[0])))
+    gw__agg_forget_owner(lp->srv->mcp, q->tenant, q->tenant_gone ? NULL : q->user);
+}
+
+/* Wakes the gates of other loops holding a reply (fan_mu held). */
+static void kick_parked(gw_mcp_shared *sh, const gw_proxy *self) {
+  for (gw_proxy *o = sh->loops; o; o = o->fan_next)
+    if (o != self && atomic_load(&o->parked) && o->lp->port) st_port_kick(o->lp->port);
+}
+
 void gw_proxy_revocations_drain(gw_loop *lp) {
   gw_proxy *p = gw__mcp_of(lp);
   if (!p) return;
-  uv_mutex_lock(&p->mu);
+  gw_mcp_shared *sh = lp->srv->mcp;
+  uv_mutex_lock(&sh->fan_mu);
   gw_revocation *q = p->queue;
-  p->queue = NULL;
-  uv_mutex_unlock(&p->mu);
+  p->queue = p->queue_tail = NULL;
+  uv_mutex_unlock(&sh->fan_mu);
+  if (!q) return;
+  uint64_t last = 0;
   while (q) {
     gw_revocation *n = q->next;
-    if (q->probe) {
-      gw_agg_probe_connector(lp, q->tenant, q->connector);
-      free(q);
-      q = n;
-      continue;
-    }
-    if (q->tenant_gone && lp->pol) pol_cache_drop_tenant(lp->pol, q->tenant);
-    gw__x_revoke(&p->reg, q);
-    /* the sessions of a deactivated user or a deleted tenant are gone from
-     * the store: their in-memory state goes too */
-    if (q->tenant_gone || (!q->notify && q->user[0] && !q->connector[0] && !q->tokid[0]))
-      gw__agg_forget_owner(p, q->tenant, q->tenant_gone ? NULL : q->user);
+    apply(lp, p, q);
+    last = q->seq;
     free(q);
     q = n;
   }
+  atomic_store(&p->applied, last);
+  /* Dekker with the gate: it parks, then reads `applied`; we store
+   * `applied`, then read `parked` (both seq_cst): one of us sees the other */
+  if (atomic_load(&sh->parked) > 0) {
+    uv_mutex_lock(&sh->fan_mu);
+    kick_parked(sh, p);
+    uv_mutex_unlock(&sh->fan_mu);
+  }
 }
 
-void gw_proxy_before_done(void *lp) { gw_proxy_revocations_drain(lp); }
+void gw__fanout_send(gw_server *srv, const gw_revocation *m, const gw_proxy *except) {
+  gw_mcp_shared *sh = srv->mcp;
+  if (!sh) return;
+  uv_mutex_lock(&sh->fan_mu);
+  uint64_t seq = atomic_load(&sh->seq) + 1;
+  /* every loop gets every message (the origin skips its own): what each
+   * loop applied is then one number */
+  for (gw_proxy *p = sh->loops; p; p = p->fan_next) {
+    gw_revocation *r = malloc(sizeof *r);
+    if (!r) {
+      GW_LOG(GW_LOG_ERROR, "mcp", &((gw_log_ctx){m->tenant, NULL}),
+             "out of memory: a revocation did not reach loop %d (the store refuses what it revoked)", p->lp->index);
+      continue;
+    }
+    *r = *m;
+    r->seq = seq;
+    r->origin = except ? except->lp->index : -1;
+    r->next = NULL;
+    if (p->queue_tail) p->queue_tail->next = r;
+    else p->queue = r;
+    p->queue_tail = r;
+    uv_async_send(&p->async);
+  }
+  atomic_store(&sh->seq, seq);
+  uv_mutex_unlock(&sh->fan_mu);
+}
+
+void gw__fanout_join(gw_proxy *p) {
+  gw_mcp_shared *sh = p->lp->srv->mcp;
+  uv_mutex_lock(&sh->fan_mu);
+  atomic_store(&p->applied, atomic_load(&sh->seq));
+  p->fan_next = sh->loops;
+  sh->loops = p;
+  uv_mutex_unlock(&sh->fan_mu);
+}
+
+void gw__fanout_leave(gw_proxy *p) {
+  gw_mcp_shared *sh = p->lp->srv->mcp;
+  uv_mutex_lock(&sh->fan_mu);
+  for (gw_proxy **pp = &sh->loops; *pp; pp = &(*pp)->fan_next)
+    if (*pp == p) {
+      *pp = p->fan_next;
+      break;
+    }
+  if (atomic_exchange(&p->parked, false)) atomic_fetch_sub(&sh->parked, 1);
+  /* gates waiting for this loop need not any more */
+  if (atomic_load(&sh->parked) > 0) kick_parked(sh, p);
+  uv_mutex_unlock(&sh->fan_mu);
+}
+
+static void on_gate_timer(uv_timer_t *t) {
+  gw_proxy *p = t->data;
+  if (p->lp->port) st_port_kick(p->lp->port);
+}
+
+static void unpark(gw_proxy *p, gw_mcp_shared *sh) {
+  if (atomic_exchange(&p->parked, false)) {
+    atomic_fetch_sub(&sh->parked, 1);
+    uv_timer_stop(&p->gate_timer);
+  }
+}
+
+/* state[0]: the fence (the last message queued before the reply);
+ * state[1]: 0 until the first run, then the loop time it started + 1. */
+bool gw__fanout_gate(void *arg, uint64_t state[2]) {
+  gw_loop *lp = arg;
+  gw_proxy *p = gw__mcp_of(lp);
+  if (!p) return true;
+  gw_mcp_shared *sh = lp->srv->mcp;
+  gw_proxy_revocations_drain(lp);
+  uint64_t now = uv_now(&lp->loop);
+  if (!state[1]) {
+    state[0] = atomic_load(&sh->seq);
+    state[1] = now + 1;
+  }
+  if (atomic_load(&p->applied) >= state[0] && !sh->loops->fan_next) return true; /* one loop */
+  if (!atomic_exchange(&p->parked, true)) atomic_fetch_add(&sh->parked, 1);
+  int behind = 0, first_behind = -1;
+  uv_mutex_lock(&sh->fan_mu);
+  for (gw_proxy *o = sh->loops; o; o = o->fan_next)
+    if (o != p && atomic_load(&o->applied) < state[0]) {
+      if (!behind++) first_behind = o->lp->index;
+    }
+  uv_mutex_unlock(&sh->fan_mu);
+  if (!behind) {
+    unpark(p, sh);
+    return true;
+  }
+  uint64_t waited = now - (state[1] - 1), limit = (uint64_t)lp->srv->cfg.revocation_fanout_timeout_ms;
+  if (waited >= limit) {
+    unpark(p, sh);
+    atomic_fetch_add(&sh->fan_timeouts, 1);
+    GW_LOG(GW_LOG_WARN, "mcp", NULL,
+           "revocation fan-out: %d loop(s) (loop %d first) did not apply within revocation_fanout_timeout_ms (%llu "
+           "ms); replying anyway, the store already refuses what was revoked",
+           behind, first_behind, (unsigned long long)limit);
+    return true;
+  }
+  uv_timer_start(&p->gate_timer, on_gate_timer, limit - waited, 0);
+  return false;
+}
 
 typedef struct lost_arg {
   st_txn *txn;
@@ -85,7 +235,8 @@ void gw_proxy_end_lost_sessions(gw_loop *lp) {
   gw_proxy *p = gw__mcp_of(lp);
   if (!p || st_read_begin(lp->srv->store, &a.txn) != 0) return;
   gw__x_foreach(&p->reg, mark_lost, &a);
-  gw__agg_sweep(p, a.txn, a.now_ms);
+  /* the maps are the process's: swept once, by the primary */
+  if (lp->index == 0) gw__agg_sweep(lp->srv->mcp, gw_sessions_limits(lp->srv), a.txn, a.now_ms);
   st_txn_end(a.txn);
   gw__x_foreach(&p->reg, end_lost, NULL);
 }
@@ -96,23 +247,8 @@ typedef struct revoke_arg {
   gw_revocation r; /* the template queued on every loop (next unused) */
 } revoke_arg;
 
-/* Queues a copy of r on every loop (one today). Any thread. */
-static void enqueue(gw_server *srv, const gw_revocation *tmpl) {
-  gw_proxy *p = gw__mcp_of(srv->lp);
-  if (!p) return;
-  gw_revocation *r = malloc(sizeof *r);
-  if (!r) return;
-  *r = *tmpl;
-  uv_mutex_lock(&p->mu);
-  /* appended: gw_revocations apply in the order they were committed */
-  gw_revocation **tail = &p->queue;
-  while (*tail) tail = &(*tail)->next;
-  r->next = NULL;
-  *tail = r;
-  bool closing = p->closing;
-  uv_mutex_unlock(&p->mu);
-  if (!closing) uv_async_send(&p->async);
-}
+/* Queues a copy of r on every loop. Any thread. */
+static void enqueue(gw_server *srv, const gw_revocation *tmpl) { gw__fanout_send(srv, tmpl, NULL); }
 
 static void fill(gw_revocation *r, const char *tenant, const char *user, const char *connector, const char *tokid) {
   memset(r, 0, sizeof *r);

@@ -1,6 +1,6 @@
 /* gateway/mcp/stats.c — the MCP proxy's metrics and their Prometheus text
- * (see stats.h). One table per loop, touched only on its loop; the render
- * runs on the loop that serves /metrics. */
+ * (see stats.h). One table per loop, written only by its loop; the render
+ * runs on the loop that serves /metrics and sums every loop's. */
 #include "gateway/mcp/stats.h"
 
 #include <stdio.h>
@@ -13,14 +13,21 @@ gw_mcp_stats *gw__mcp_stats_for(gw_mcp_stats_table *t, const char *tenant, const
   for (size_t i = 0; i < t->n; i++)
     if (!strcmp(t->m[i]->tenant, tenant) && !strcmp(t->m[i]->connector, connector)) return t->m[i];
   if (t->n >= GW_MCP_STATS_MAX) return NULL;
-  gw_mcp_stats **nm = realloc(t->m, (t->n + 1) * sizeof *nm);
-  if (!nm) return NULL;
-  t->m = nm;
   gw_mcp_stats *e = calloc(1, sizeof *e);
   if (!e) return NULL;
-  t->m[t->n++] = e;
   snprintf(e->tenant, sizeof e->tenant, "%s", tenant);
   snprintf(e->connector, sizeof e->connector, "%s", connector);
+  uv_mutex_lock(&t->mu);
+  gw_mcp_stats **nm = realloc(t->m, (t->n + 1) * sizeof *nm);
+  if (nm) {
+    t->m = nm;
+    t->m[t->n++] = e;
+  }
+  uv_mutex_unlock(&t->mu);
+  if (!nm) {
+    free(e);
+    return NULL;
+  }
   return e;
 }
 
@@ -28,8 +35,8 @@ void gw__mcp_stats_observe(gw_mcp_stats *m, double secs) {
   if (!m) return;
   int b = 0;
   while (b < GW_MCP_NBUCKETS && secs > buckets[b]) b++;
-  m->hist[b]++;
-  m->sum += secs;
+  GW_STAT_ADD(m->hist[b], 1);
+  GW_STAT_ADD(m->sum, secs);
 }
 
 void gw__mcp_stats_free(gw_mcp_stats_table *t) {
@@ -39,49 +46,105 @@ void gw__mcp_stats_free(gw_mcp_stats_table *t) {
   t->n = 0;
 }
 
-void gw__mcp_stats_render(const gw_mcp_stats_table *t, size_t agg_uri_maps, gw_buf *o) {
-  gw_mcp_stats *const *m = t->m;
-  size_t nm = t->n;
+/* One (tenant, connector)'s sums over every loop. */
+typedef struct stat_sum {
+  const char *tenant, *connector; /* the first loop's entry's (entries live while their loop does) */
+  uint64_t requests, errors, overflows, hist[GW_MCP_NBUCKETS + 1];
+  double sum;
+  int64_t streams;
+} stat_sum;
+
+static int sum_cmp(const void *a, const void *b) {
+  const stat_sum *x = a, *y = b;
+  int c = strcmp(x->tenant, y->tenant);
+  return c ? c : strcmp(x->connector, y->connector);
+}
+
+#define LD(f) atomic_load_explicit(&(f), memory_order_relaxed)
+
+void gw__mcp_stats_render(gw_mcp_stats_table *const *t, size_t nt, size_t agg_uri_maps, gw_buf *o) {
+  size_t cap = 0, nm = 0;
+  for (size_t i = 0; i < nt; i++) {
+    uv_mutex_lock(&t[i]->mu);
+    cap += t[i]->n;
+    uv_mutex_unlock(&t[i]->mu);
+  }
+  stat_sum *m = calloc(cap ? cap : 1, sizeof *m);
+  if (!m) return;
+  for (size_t i = 0; i < nt; i++) {
+    uv_mutex_lock(&t[i]->mu);
+    for (size_t k = 0; k < t[i]->n && nm < cap; k++) {
+      const gw_mcp_stats *e = t[i]->m[k];
+      stat_sum *s = &m[nm++];
+      s->tenant = e->tenant;
+      s->connector = e->connector;
+      s->requests = LD(e->requests);
+      s->errors = LD(e->errors);
+      s->overflows = LD(e->overflows);
+      for (int b = 0; b <= GW_MCP_NBUCKETS; b++) s->hist[b] = LD(e->hist[b]);
+      s->sum = LD(e->sum);
+      s->streams = LD(e->streams);
+    }
+    uv_mutex_unlock(&t[i]->mu);
+  }
+  /* one line per (tenant, connector): the loops' entries summed */
+  qsort(m, nm, sizeof *m, sum_cmp);
+  size_t w = 0;
+  for (size_t r = 0; r < nm; r++) {
+    if (w && !sum_cmp(&m[w - 1], &m[r])) {
+      stat_sum *d = &m[w - 1];
+      d->requests += m[r].requests;
+      d->errors += m[r].errors;
+      d->overflows += m[r].overflows;
+      for (int b = 0; b <= GW_MCP_NBUCKETS; b++) d->hist[b] += m[r].hist[b];
+      d->sum += m[r].sum;
+      d->streams += m[r].streams;
+    } else {
+      m[w++] = m[r];
+    }
+  }
+  nm = w;
   gw_buf_appends(o, "# HELP mcpgate_mcp_requests_total Client requests relayed per connector.\n"
                     "# TYPE mcpgate_mcp_requests_total counter\n");
   for (size_t i = 0; i < nm; i++)
-    gw_buf_printf(o, "mcpgate_mcp_requests_total{tenant=\"%s\",connector=\"%s\"} %llu\n", m[i]->tenant,
-                  m[i]->connector, (unsigned long long)m[i]->requests);
+    gw_buf_printf(o, "mcpgate_mcp_requests_total{tenant=\"%s\",connector=\"%s\"} %llu\n", m[i].tenant,
+                  m[i].connector, (unsigned long long)m[i].requests);
   gw_buf_appends(o, "# HELP mcpgate_mcp_upstream_errors_total Relayed requests that failed upstream "
                     "(unreachable, timeout, reset, garbage, refused credential).\n"
                     "# TYPE mcpgate_mcp_upstream_errors_total counter\n");
   for (size_t i = 0; i < nm; i++)
-    gw_buf_printf(o, "mcpgate_mcp_upstream_errors_total{tenant=\"%s\",connector=\"%s\"} %llu\n", m[i]->tenant,
-                  m[i]->connector, (unsigned long long)m[i]->errors);
+    gw_buf_printf(o, "mcpgate_mcp_upstream_errors_total{tenant=\"%s\",connector=\"%s\"} %llu\n", m[i].tenant,
+                  m[i].connector, (unsigned long long)m[i].errors);
   gw_buf_appends(o, "# HELP mcpgate_mcp_upstream_seconds Time to the upstream's response head.\n"
                     "# TYPE mcpgate_mcp_upstream_seconds histogram\n");
   for (size_t i = 0; i < nm; i++) {
     uint64_t cum = 0, total = 0;
-    for (int b = 0; b <= GW_MCP_NBUCKETS; b++) total += m[i]->hist[b];
+    for (int b = 0; b <= GW_MCP_NBUCKETS; b++) total += m[i].hist[b];
     for (int b = 0; b < GW_MCP_NBUCKETS; b++) {
-      cum += m[i]->hist[b];
+      cum += m[i].hist[b];
       gw_buf_printf(o, "mcpgate_mcp_upstream_seconds_bucket{tenant=\"%s\",connector=\"%s\",le=\"%g\"} %llu\n",
-                    m[i]->tenant, m[i]->connector, buckets[b], (unsigned long long)cum);
+                    m[i].tenant, m[i].connector, buckets[b], (unsigned long long)cum);
     }
     gw_buf_printf(o, "mcpgate_mcp_upstream_seconds_bucket{tenant=\"%s\",connector=\"%s\",le=\"+Inf\"} %llu\n",
-                  m[i]->tenant, m[i]->connector, (unsigned long long)total);
-    gw_buf_printf(o, "mcpgate_mcp_upstream_seconds_sum{tenant=\"%s\",connector=\"%s\"} %.6f\n", m[i]->tenant,
-                  m[i]->connector, m[i]->sum);
-    gw_buf_printf(o, "mcpgate_mcp_upstream_seconds_count{tenant=\"%s\",connector=\"%s\"} %llu\n", m[i]->tenant,
-                  m[i]->connector, (unsigned long long)total);
+                  m[i].tenant, m[i].connector, (unsigned long long)total);
+    gw_buf_printf(o, "mcpgate_mcp_upstream_seconds_sum{tenant=\"%s\",connector=\"%s\"} %.6f\n", m[i].tenant,
+                  m[i].connector, m[i].sum);
+    gw_buf_printf(o, "mcpgate_mcp_upstream_seconds_count{tenant=\"%s\",connector=\"%s\"} %llu\n", m[i].tenant,
+                  m[i].connector, (unsigned long long)total);
   }
   gw_buf_appends(o, "# HELP mcpgate_mcp_client_streams_overflowed_total Client streams ended because the client "
                     "did not read (stream_buffer_max).\n"
                     "# TYPE mcpgate_mcp_client_streams_overflowed_total counter\n");
   for (size_t i = 0; i < nm; i++)
     gw_buf_printf(o, "mcpgate_mcp_client_streams_overflowed_total{tenant=\"%s\",connector=\"%s\"} %llu\n",
-                  m[i]->tenant, m[i]->connector, (unsigned long long)m[i]->overflows);
+                  m[i].tenant, m[i].connector, (unsigned long long)m[i].overflows);
   gw_buf_printf(o, "# HELP mcpgate_mcp_agg_uri_maps Aggregated client sessions with a resource-URI map in memory.\n"
                    "# TYPE mcpgate_mcp_agg_uri_maps gauge\nmcpgate_mcp_agg_uri_maps %zu\n",
                 agg_uri_maps);
   gw_buf_appends(o, "# HELP mcpgate_mcp_client_streams_open SSE streams open to clients.\n"
                     "# TYPE mcpgate_mcp_client_streams_open gauge\n");
   for (size_t i = 0; i < nm; i++)
-    gw_buf_printf(o, "mcpgate_mcp_client_streams_open{tenant=\"%s\",connector=\"%s\"} %lld\n", m[i]->tenant,
-                  m[i]->connector, (long long)m[i]->streams);
+    gw_buf_printf(o, "mcpgate_mcp_client_streams_open{tenant=\"%s\",connector=\"%s\"} %lld\n", m[i].tenant,
+                  m[i].connector, (long long)m[i].streams);
+  free(m);
 }

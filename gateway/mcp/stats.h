@@ -1,10 +1,16 @@
 /* gateway/mcp/stats.h — the MCP proxy's metrics, per (tenant, connector)
  * and per loop (private to gateway/mcp/). Entries never move once made:
- * exchanges keep pointers to them (gw_exchange.m) until the loop stops. */
+ * exchanges keep pointers to them (gw_exchange.m) until the loop stops.
+ * Only the loop writes its table; /metrics, on any loop, reads every
+ * loop's and sums them: counters are relaxed atomics written with
+ * GW_STAT_ADD (a plain load and store: one writer), and the table's
+ * array is grown and copied under its mutex. */
 #ifndef MCPGATE_GATEWAY_MCP_STATS_H
 #define MCPGATE_GATEWAY_MCP_STATS_H
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 #include "gateway/base/buf.h"
 
@@ -13,16 +19,21 @@
 
 typedef struct gw_mcp_stats {
   char tenant[64], connector[40];
-  uint64_t requests, errors, auth_failures, overflows;
-  uint64_t hist[GW_MCP_NBUCKETS + 1];
-  double sum;
-  int64_t streams;
+  _Atomic uint64_t requests, errors, auth_failures, overflows;
+  _Atomic uint64_t hist[GW_MCP_NBUCKETS + 1];
+  _Atomic double sum;
+  _Atomic int64_t streams;
 } gw_mcp_stats;
+
+/* The owning loop's increment of one counter (it is the only writer). */
+#define GW_STAT_ADD(f, d) \
+  atomic_store_explicit(&(f), atomic_load_explicit(&(f), memory_order_relaxed) + (d), memory_order_relaxed)
 
 /* The table of one loop. */
 typedef struct gw_mcp_stats_table {
   gw_mcp_stats **m;
   size_t n;
+  uv_mutex_t mu; /* the owner writes m and n under it; readers copy under it */
 } gw_mcp_stats_table;
 
 /* The entry of (tenant, connector), made on first use; NULL when the table
@@ -30,9 +41,10 @@ typedef struct gw_mcp_stats_table {
 gw_mcp_stats *gw__mcp_stats_for(gw_mcp_stats_table *t, const char *tenant, const char *connector);
 /* Counts one upstream response head that took `secs`. */
 void gw__mcp_stats_observe(gw_mcp_stats *m, double secs);
-/* Prometheus text of the table (and agg_uri_maps, the sessions with a
- * resource map in memory) appended to out. */
-void gw__mcp_stats_render(const gw_mcp_stats_table *t, size_t agg_uri_maps, gw_buf *out);
+/* Prometheus text of the nt loops' tables summed (and agg_uri_maps, the
+ * sessions with a resource map in memory) appended to out. Any thread
+ * (the tables' loops keep running). */
+void gw__mcp_stats_render(gw_mcp_stats_table *const *t, size_t nt, size_t agg_uri_maps, gw_buf *out);
 void gw__mcp_stats_free(gw_mcp_stats_table *t);
 
 #endif

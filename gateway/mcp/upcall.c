@@ -165,7 +165,7 @@ void gw__x_start_failed(gw_exchange *x, int rc) {
     gw__x_rpc_error(x, 200, -32602, "connector \"%s\" is not available to you under your organisation's policy",
                     x->connector);
   } else {
-    if (x->m) x->m->errors++;
+    if (x->m) GW_STAT_ADD(x->m->errors, 1);
     gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" could not be reached", x->connector);
   }
 }

@@ -85,7 +85,7 @@ static void conn_closed(uv_handle_t *h) {
   gw_out *o = c->o;
   free(c->rest);
   free(c);
-  o->st.sockets--;
+  OUT_STAT(o->st.sockets, -1);
   gw__out_handle_gone(o);
 }
 
@@ -285,7 +285,7 @@ static void try_next(gw_out_req *r) {
     }
     c->tcp.data = c;
     o->handles++;
-    o->st.sockets++;
+    OUT_STAT(o->st.sockets, 1);
     gw_strlcpy(c->key, r->h1.key, sizeof c->key);
     memcpy(&c->peer, a->ai_addr, a->ai_addrlen);
     attach(c, r);

@@ -9,6 +9,7 @@
 #include <llhttp.h>
 #include <netinet/in.h>
 #include <stdbool.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <uv.h>
@@ -131,7 +132,11 @@ struct gw_out {
   void (*close_cb)(void *);
   void *close_arg;
   const gw_egress *egress[GW_OUT_EGRESS_LEVELS]; /* borrowed; NULL: public only */
-  gw_out_stats st;
+  /* gw_out_stats' fields, written by this loop only, read by /metrics on
+   * any loop (gw_out_stats_get): relaxed atomics, bumped with OUT_STAT */
+  struct {
+    _Atomic uint64_t open, started, ok, failed[GW_OUT_NKINDS], sockets;
+  } st;
   gw_h1_pool h1; /* the native path's idle connections and read buffer */
   out_url urls[OUT_URL_SLOTS];
   unsigned url_next;
@@ -172,4 +177,8 @@ void gw__h1_pause(gw_out_req *r);
 void gw__h1_resume(gw_out_req *r); /* from the idle runner */
 /* Closes every idle connection (engine teardown). */
 void gw__h1_teardown(gw_out *o);
+/* The loop's own update of one gw_out.st counter (it is the only writer). */
+#define OUT_STAT(f, d) \
+  atomic_store_explicit(&(f), atomic_load_explicit(&(f), memory_order_relaxed) + (d), memory_order_relaxed)
+
 #endif

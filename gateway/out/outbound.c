@@ -262,7 +262,7 @@ static void sock_closed(uv_handle_t *h) {
  * an owned fd is closed after the poll's close callback. */
 static void sock_release(gw_out *o, out_sock *s) {
   if (sock_get(o, s->fd) == s) o->socks[s->fd] = NULL;
-  if (s->owned) o->st.sockets--;
+  if (s->owned) OUT_STAT(o->st.sockets, -1);
   if (s->poll_init) {
     uv_close((uv_handle_t *)&s->poll, sock_closed);
   } else {
@@ -319,7 +319,7 @@ static curl_socket_t out_opensocket(void *arg, curlsocktype purpose, struct curl
   s->o = o;
   s->fd = fd;
   s->owned = true;
-  o->st.sockets++;
+  OUT_STAT(o->st.sockets, 1);
   return fd;
 }
 
@@ -706,12 +706,12 @@ static void out_finish(gw_out_req *r, int err) {
   if (err == GW_OUT_EEGRESS) /* say which address, and what would allow it */
     snprintf(r->errbuf, sizeof r->errbuf, "address %s refused (not public; allowed only if listed in %s)",
              r->refused_ip, gw_egress_key(o->egress[r->egress]));
-  o->st.open--;
+  OUT_STAT(o->st.open, -1);
   if (err == 0) {
-    o->st.ok++;
+    OUT_STAT(o->st.ok, 1);
   } else {
     int i = err_index(err);
-    o->st.failed[i >= 0 ? i : err_index(GW_OUT_EIO)]++;
+    OUT_STAT(o->st.failed[i >= 0 ? i : err_index(GW_OUT_EIO)], 1);
     /* Debug only: the caller logs with tenant and request context. */
     if (err != GW_OUT_EABORTED)
       GW_LOG(GW_LOG_DEBUG, MOD, NULL, "outbound transfer failed: %s%s%s", gw_out_err_kind(err),
@@ -977,8 +977,8 @@ static void req_register(gw_out *o, gw_out_req *r) {
   r->next = o->reqs;
   if (o->reqs) o->reqs->prev = r;
   o->reqs = r;
-  o->st.open++;
-  o->st.started++;
+  OUT_STAT(o->st.open, 1);
+  OUT_STAT(o->st.started, 1);
 }
 
 int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
@@ -1090,8 +1090,8 @@ int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
       /* Undo as if it never started: no callback runs. */
       o->reqs = r->next;
       if (r->next) r->next->prev = NULL;
-      o->st.open--;
-      o->st.started--;
+      OUT_STAT(o->st.open, -1);
+      OUT_STAT(o->st.started, -1);
       r->finished = true;
       curl_easy_cleanup(e);
       req_free_request(r);
@@ -1140,4 +1140,11 @@ void gw_out_set_egress(gw_out *o, int level, const gw_egress *allow) {
   if (o && level >= 0 && level < GW_OUT_EGRESS_LEVELS) o->egress[level] = allow;
 }
 
-void gw_out_stats_get(const gw_out *o, gw_out_stats *s) { *s = o->st; }
+void gw_out_stats_get(const gw_out *o, gw_out_stats *s) {
+  gw_out *m = (gw_out *)o; /* relaxed loads of counters another loop writes */
+  s->open = atomic_load_explicit(&m->st.open, memory_order_relaxed);
+  s->started = atomic_load_explicit(&m->st.started, memory_order_relaxed);
+  s->ok = atomic_load_explicit(&m->st.ok, memory_order_relaxed);
+  for (int k = 0; k < GW_OUT_NKINDS; k++) s->failed[k] = atomic_load_explicit(&m->st.failed[k], memory_order_relaxed);
+  s->sockets = atomic_load_explicit(&m->st.sockets, memory_order_relaxed);
+}

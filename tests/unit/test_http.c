@@ -140,6 +140,7 @@ static int env_init(int64_t max_header, int64_t max_body) {
   E.slow_async.data = &E;
   E.host = (gw_http_host){
       .ctx = &E,
+      .loop = -1,
       .limits = {100, max_header, 8192, max_body, 5000, 5000, 5000, false},
       .trusted = host_trusted,
       .request_id = host_request_id,

@@ -158,6 +158,21 @@ function listenersFromArgs(args) {
 export const LOOPBACK_EGRESS = '127.0.0.0/8,::1';
 
 /**
+ * The runner's GW_TEST_WORKERS (tests/run.sh's TEST_WORKERS) as
+ * `--workers N`, unless the test chose its own (flag or MCPGATE_WORKERS):
+ * the whole suite runs on one loop and on several.
+ */
+export function testWorkers() {
+  const n = Number(process.env.GW_TEST_WORKERS || 0);
+  return n > 0 ? n : 0;
+}
+function workerArgs(args, env) {
+  const n = testWorkers();
+  if (!n || env.MCPGATE_WORKERS !== undefined || args.some((a) => a === '--workers' || a.startsWith('--workers='))) return [];
+  return ['--workers', String(n)];
+}
+
+/**
  * Starts `mcpgate serve --listen 127.0.0.1:0 --data DIR ...args` and resolves
  * once every listener in `listeners` (default: derived from args) has logged
  * {"msg":"listening","listener":KIND,"addr":"127.0.0.1:PORT"}.
@@ -169,7 +184,7 @@ export async function startGateway({ args = [], env = {}, dataDir, listeners, ti
   if (!fs.existsSync(bin)) throw new Error(`gateway binary ${bin} not found (set MCPGATE_BIN or run make)`);
   const dir = dataDir ?? await makeTempDir();
   const want = listeners ?? listenersFromArgs(args);
-  const fullArgs = ['serve', '--listen', '127.0.0.1:0', '--data', dir, ...args];
+  const fullArgs = ['serve', '--listen', '127.0.0.1:0', '--data', dir, ...workerArgs(args, env), ...args];
   const genv = egressAllow === null ? env : { MCPGATE_EGRESS_ALLOW: egressAllow, ...env };
   const proc = spawn(bin, fullArgs, { env: childEnv(genv), stdio: ['ignore', 'pipe', 'pipe'] });
 
