@@ -10,12 +10,12 @@ import { REPO_ROOT } from '../integration/lib/gateway.mjs';
 
 /* nginx as a plain reverse proxy in front of an upstream, with upstream
  * keep-alive: what any proxy hop costs, without auth, policy, sessions or
- * inspection. One worker (the gateway runs one loop). */
-export async function startNginx(upPort) {
+ * inspection. `workers` worker processes (the gateway runs as many loops). */
+export async function startNginx(upPort, workers = 1) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcpgate-bench-nginx-'));
   const port = 20000 + Math.floor(Math.random() * 20000);
   fs.writeFileSync(path.join(dir, 'nginx.conf'), `
-worker_processes 1; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
+worker_processes ${workers}; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
 events { worker_connections 4096; }
 http { access_log off; client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir};
   uwsgi_temp_path ${dir}; scgi_temp_path ${dir};

@@ -23,6 +23,11 @@
 // the gateway's maximum (tests/bench/rate.c; --no-half skips it): the
 // latency the gateway adds at a load it can carry.
 //
+// --workers 1,2: the gateway with each number of loops (--workers) against
+// nginx with as many worker processes, in the same rounds; variants of
+// N > 1 are suffixed -wN, loaded by wrk with N threads, and compared with
+// nginx-wN.
+//
 // Scenarios (--scenario call,sse,list; default all):
 //   call   tools/call with a small JSON reply
 //   sse    tools/call answered as SSE: 100 notifications/progress, then the
@@ -50,6 +55,7 @@ const argStr = (n) => {
 const BASELINE = argStr('baseline') || process.env.MCPGATE_BENCH_BASELINE;
 const SCENARIOS = (argStr('scenario') || 'call,sse,list').split(',');
 const HALF = !process.argv.includes('--no-half');
+const WORKERS = (argStr('workers') || '1').split(',').map(Number).filter((n) => n > 0);
 // --perf VARIANT: instead of the table, run wrk against that variant
 // (connector, aggregated) for --secs while `perf record -g` samples the
 // gateway, then print perf's top symbols (build with
@@ -96,7 +102,9 @@ async function variant(name, url, token, tool, scen, pid) {
   const rest = JSON.stringify(msg).slice(1); // "method":…}
   const bodyLua = `'{"jsonrpc":"2.0","id":' .. n .. ',' .. ${JSON.stringify(rest).replace(/^"|"$/g, "'")}`;
   const bodyTmpl = `{"jsonrpc":"2.0","id":{ID},${rest}`;
-  return { name, url, headers, bodyLua, bodyTmpl, runs: [], probeBytes: probe.text.length, pid };
+  const w = /-w(\d+)$/.exec(name);
+  return { name, url, headers, bodyLua, bodyTmpl, runs: [], probeBytes: probe.text.length, pid, threads: w ? Number(w[1]) : 1,
+    nginxName: w ? `nginx-w${w[1]}` : 'nginx' };
 }
 
 const POLICY_200 = {
@@ -111,8 +119,18 @@ async function main() {
   const big = await startCUpstream({ tools: 500 });
   const ngx = await startNginx(up.port);
   const ngxBig = await startNginx(big.port);
-  const gws = [await startGateway({ args: ['--access-log', 'false'] })];
-  if (BASELINE) gws.push(await startGateway({ args: ['--access-log', 'false'], bin: BASELINE }));
+  const extraNginx = [];
+  const gws = [await startGateway({ args: ['--access-log', 'false', '--workers', '1'] })];
+  gws[0].sfx = '';
+  if (BASELINE) {
+    gws.push(await startGateway({ args: ['--access-log', 'false'], bin: BASELINE })); // an older build may not know --workers
+    gws[1].sfx = '@base';
+  }
+  for (const n of WORKERS.filter((x) => x > 1)) {
+    const g = await startGateway({ args: ['--access-log', 'false', '--workers', String(n)] });
+    g.sfx = `-w${n}`;
+    gws.push(g);
+  }
   try {
     const scen = {};
     for (const sc of SCENARIOS) {
@@ -121,8 +139,13 @@ async function main() {
         await variant('direct', direct.url, null, (t) => t, sc, direct.pid),
         await variant('nginx', viaNginx.url, null, (t) => t, sc, viaNginx.pid),
       ];
+      for (const n of WORKERS.filter((x) => x > 1)) {
+        const nx = await startNginx((sc === 'list' ? big : up).port, n);
+        extraNginx.push(nx);
+        scen[sc].push(await variant(`nginx-w${n}`, nx.url, null, (t) => t, sc, nx.pid));
+      }
     }
-    for (const [i, gw] of gws.entries()) {
+    for (const gw of gws) {
       const t = await setupTenant(gw, { users: ['alice@acme.com'], policy: null });
       const alice = t.users['alice@acme.com'].id;
       for (let g = 0; g < 20; g++) {
@@ -135,7 +158,7 @@ async function main() {
         if (put.status !== 201) throw new Error(`connector: ${put.status} ${put.body}`);
       }
       const tok = (await t.mintToken('alice@acme.com')).token;
-      const sfx = i ? '@base' : '';
+      const sfx = gw.sfx;
       for (const sc of SCENARIOS) {
         const c = sc === 'list' ? 'big' : 'ub';
         scen[sc].push(await variant(`connector${sfx}`, t.mcpUrl(c), tok, (x) => x, sc, gw.proc.pid));
@@ -150,7 +173,7 @@ async function main() {
     for (const sc of SCENARIOS) {
       const vs = scen[sc];
       for (let r = 0; r < ROUNDS; r++)
-        for (const v of vs) v.runs.push(await wrkPost(v.url, { headers: v.headers, bodyLua: v.bodyLua, conns: CONNS, secs: SECS, pid: v.pid }));
+        for (const v of vs) v.runs.push(await wrkPost(v.url, { headers: v.headers, bodyLua: v.bodyLua, conns: CONNS, secs: SECS, pid: v.pid, threads: v.threads }));
       const m = {};
       for (const v of vs) {
         m[v.name] = {
@@ -175,8 +198,9 @@ async function main() {
         if (x.cpu) line += `  cpu ${x.cpu.toFixed(1)} us/req (user ${x.user.toFixed(1)})`;
         if (sc === 'sse') line += `  ${(x.rps * 101).toFixed(0)} events/s`;
         if (sc === 'list') line += `  ${v.probeBytes} B/reply`;
-        if (v.name !== 'direct' && v.name !== 'nginx') {
-          line += `   ${(x.rps / m.nginx.rps).toFixed(2)}x nginx  +${((x.p50 - m.direct.p50) / 1000).toFixed(3)} ms p50 over direct`;
+        if (v.name !== 'direct' && !v.name.startsWith('nginx')) {
+          const base = m[v.nginxName] ?? m.nginx;
+          line += `   ${(x.rps / base.rps).toFixed(2)}x ${m[v.nginxName] ? v.nginxName : 'nginx'}  +${((x.p50 - m.direct.p50) / 1000).toFixed(3)} ms p50 over direct`;
           if (sc === 'sse') line += ` (${((x.p50 - m.direct.p50) / 101).toFixed(1)} us/event)`;
         }
         if (x.errors) line += `   (${x.errors} errors!)`;
@@ -207,6 +231,7 @@ async function main() {
     for (const gw of gws) await gw.stop();
     ngx.stop();
     ngxBig.stop();
+    for (const nx of extraNginx) nx.stop();
     up.stop();
     big.stop();
   }
