@@ -6,9 +6,19 @@
  * config, trusted proxies, request ids, the TLS context, connection and
  * request counts into the metrics. Knows no module by name.
  *
- * Shutdown: stop accepting, close idle connections, let in-flight requests
- * finish (their responses carry Connection: close) for up to
- * shutdown_timeout_ms, then cut what is left and exit 0. */
+ * Loops: `workers` of them, all set up on the main thread before any runs
+ * (listeners bound, modules started), then loops 1..N-1 run on their own
+ * threads (signals blocked there) and the primary (loops[0]) on the main
+ * thread, which handles the signals.
+ *
+ * Shutdown: the primary tells every loop (ctl: an async handle and flags,
+ * guarded by ctl_mu against the handle's close) to drain: stop accepting,
+ * close idle connections, let in-flight requests finish (their responses
+ * carry Connection: close) for up to shutdown_timeout_ms, then cut what is
+ * left. A loop with no connection left and nothing owed by its store port
+ * stops its modules and closes its handles; the primary goes last (it
+ * keeps the signals: a second one cuts every loop), then joins the
+ * threads and exits 0. */
 #include "gateway/core/server.h"
 
 #include <arpa/inet.h>

@@ -4,7 +4,10 @@
  * policy, and exchanges made for a request.
  *
  * Per-loop state is reached only through gw__mcp_of(lp), so where it hangs
- * (today gw_loop.proxy) can change in one place. */
+ * (today gw_loop.proxy) can change in one place. What every loop shares
+ * (the fan-out, the aggregated sessions' maps) is gw_mcp_shared (srv->mcp),
+ * each part under its own mutex; a loop touches another loop's state only
+ * through the fan-out (revoke.c) and the metrics render (mcp_loop.c). */
 #ifndef MCPGATE_GATEWAY_MCP_LOOP_H
 #define MCPGATE_GATEWAY_MCP_LOOP_H
 #include <jansson.h>
