@@ -35,7 +35,8 @@ typedef struct auth_token_new {
 } auth_token_new;
 
 /* ---- errors: auth's range is -30600..-30699 (outside libuv's errno range
- * and LMDB's); auth functions also pass ST_E* through. */
+ * and LMDB's); auth functions also pass ST_E* through. -30610..-30659 are
+ * auth/jose.h's (JWKS, JWS, ID-token claims). */
 #define AUTH_ERR_FIRST (-30600)
 #define AUTH_ERR_LAST (-30699)
 #define AUTH_EINACTIVE (-30600) /* the user is not active (deactivated in the IdP) */
