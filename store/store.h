@@ -324,7 +324,11 @@ void st_port_close(st_port *port, void (*cb)(void *arg), void *arg);
  * for and since when). The writer thread never waits on a gate. Loop
  * thread; set once, right after opening. */
 typedef bool (*st_gate_fn)(void *arg, uint64_t state[2]);
-void st_port_gate(st_port *port, st_gate_fn gate, void *arg);
+/* stamp(arg, state) runs once per job as it reaches the port (before any
+ * gate run for it): what the job waits for, and since when, is set by
+ * when it arrived, not by when the jobs ahead of it let it through. */
+typedef void (*st_stamp_fn)(void *arg, uint64_t state[2]);
+void st_port_gate(st_port *port, st_gate_fn gate, st_stamp_fn stamp, void *arg);
 /* Runs the gate again for the parked job (if any), on the port's loop.
  * Any thread; the caller keeps the port from being closed meanwhile (or
  * knows it is open): after st_port_close it does nothing. */

@@ -73,6 +73,7 @@ struct st_port {
   void (*close_cb)(void *arg);
   void *close_arg;
   st_gate_fn gate;     /* loop thread: before each done callback */
+  st_stamp_fn stamp;   /* loop thread: as each job arrives */
   void *gate_arg;
 };
 

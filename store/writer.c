@@ -58,6 +58,9 @@ static void port_async_cb(uv_async_t *h) {
   p->head = p->tail = NULL;
   uv_mutex_unlock(&p->mu);
   /* behind what the gate already holds: dones keep their order */
+  if (p->stamp)
+    for (st__job *j = list; j; j = j->next)
+      if (j->done) p->stamp(p->gate_arg, j->gate_state);
   if (list) {
     if (p->parked_tail) p->parked_tail->next = list;
     else p->parked = list;
@@ -131,8 +134,9 @@ void st_port_close(st_port *p, void (*cb)(void *arg), void *arg) {
   uv_close((uv_handle_t *)&p->async, port_closed_cb);
 }
 
-void st_port_gate(st_port *p, st_gate_fn gate, void *arg) {
+void st_port_gate(st_port *p, st_gate_fn gate, st_stamp_fn stamp, void *arg) {
   p->gate = gate;
+  p->stamp = stamp;
   p->gate_arg = arg;
 }
 

@@ -198,12 +198,13 @@ static int bind_socket(const struct sockaddr_storage *ss, bool shared) {
   return fd;
 }
 
-/* Opens lp's listener of `kind`. Every loop has its own socket on the same
- * address, all with SO_REUSEPORT (the kernel spreads connections over
- * them). The primary resolves the address: it first binds it without
- * SO_REUSEPORT, so an address another process listens on is refused
- * rather than silently shared; port 0 becomes the kernel's pick, which the
- * other loops then bind. */
+/* Opens lp's listener of `kind`. With several loops every loop has its
+ * own socket on the same address, all with SO_REUSEPORT (the kernel
+ * spreads connections over them); the primary resolves the address: it
+ * first binds it without SO_REUSEPORT, so an address another process
+ * listens on is refused rather than silently shared, and port 0 becomes
+ * the kernel's pick, which the other loops then bind. One loop sets no
+ * SO_REUSEPORT at all (nobody can join its ports). */
 static int listener_open(gw_loop *lp, int kind, const char *hostport) {
   gw_listener *ls = &lp->listeners[kind];
   struct sockaddr_storage ss;
@@ -218,7 +219,7 @@ static int listener_open(gw_loop *lp, int kind, const char *hostport) {
              hostport);
       return -EINVAL;
     }
-    if (port != 0) {
+    if (port != 0 && lp->srv->nloops > 1) {
       int probe = bind_socket(&ss, false);
       if (probe < 0) {
         GW_LOG(GW_LOG_ERROR, "server", NULL, "cannot listen on %s (%s): %s%s", hostport, listener_name(kind),
@@ -231,10 +232,10 @@ static int listener_open(gw_loop *lp, int kind, const char *hostport) {
   } else {
     ss = lp->srv->lp->listeners[kind].sa; /* the primary's, port resolved */
   }
-  int fd = bind_socket(&ss, true);
+  int fd = bind_socket(&ss, lp->srv->nloops > 1);
   if (fd < 0) {
-    GW_LOG(GW_LOG_ERROR, "server", NULL, "cannot listen on %s (%s): %s", hostport, listener_name(kind),
-           strerror(-fd));
+    GW_LOG(GW_LOG_ERROR, "server", NULL, "cannot listen on %s (%s): %s%s", hostport, listener_name(kind),
+           strerror(-fd), fd == -EADDRINUSE ? " (another process listens there: a second mcpgate serve?)" : "");
     return fd;
   }
   socklen_t len = sizeof ls->sa;
@@ -675,9 +676,13 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods) {
     running++;
   }
   if (running < srv->nloops) {
-    /* drain what runs (nothing was accepted yet), then close the rest */
-    for (int i = running; i < srv->nloops; i++) loop_close(srv, srv->loops[i]);
-    srv->nloops = running;
+    /* the loops without a thread never ran: close them here and count
+     * them finished (srv->nloops stays: running loops read it); the
+     * running ones drain what they may have accepted meanwhile */
+    for (int i = running; i < srv->nloops; i++) {
+      loop_close(srv, srv->loops[i]);
+      atomic_fetch_add(&srv->loops_finished, 1);
+    }
     raise(SIGTERM);
   } else {
     GW_LOG(GW_LOG_INFO, "server", NULL, "mcpgate serving %s (data %s, %d loop%s)", srv->cfg.public_url,

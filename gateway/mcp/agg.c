@@ -198,15 +198,22 @@ void gw__agg_notify_upstreams(gw_exchange *x, const char *method, json_t *msg) {
     if (gw__agg_cancel_local(x->lp, x->sid, msg)) return;
     /* the call may be in flight on another loop (its client used another
      * connection): that loop looks for it in its own exchanges */
-    char *note = x->lp->srv->nloops > 1 ? json_dumps(msg, JSON_COMPACT) : NULL;
+    if (x->lp->srv->nloops < 2) return;
+    gw_proxy *p = gw__mcp_of(x->lp);
+    char *note = json_dumps(msg, JSON_COMPACT);
     gw_revocation m;
     memset(&m, 0, sizeof m);
-    if (note && strlen(note) < sizeof m.note) {
+    if (!note || strlen(note) >= sizeof m.note || !gw__fanout_allow_unfenced(p)) {
+      GW_LOG(GW_LOG_DEBUG, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}),
+             "notifications/cancelled not passed to the other loops (%s)",
+             !note ? "out of memory" : strlen(note) >= sizeof m.note ? "over 1 KiB" : "over the per-second bound");
+    } else {
       gw_strlcpy(m.tenant, x->tenant, sizeof m.tenant);
       gw_strlcpy(m.sid, x->sid, sizeof m.sid);
       gw_strlcpy(m.note, note, sizeof m.note);
       m.cancel = true;
-      gw__fanout_send(x->lp->srv, &m, gw__mcp_of(x->lp));
+      m.unfenced = true; /* no reply waits for it */
+      gw__fanout_send(x->lp->srv, &m, p);
     }
     free(note);
     return;
@@ -304,14 +311,8 @@ static void end_session_stream(gw_exchange *o, void *arg) {
 static void session_deleted(gw_exchange *x) {
   delete_state *d = x->state;
   /* its open GET streams end, and its upstream sessions */
+  /* (every loop's ended already: the delete job's fan-out, before this) */
   gw__x_foreach(&gw__mcp_of(x->lp)->reg, end_session_stream, x);
-  /* ... on the other loops too */
-  gw_revocation m;
-  memset(&m, 0, sizeof m);
-  gw_strlcpy(m.tenant, x->tenant, sizeof m.tenant);
-  gw_strlcpy(m.sid, x->sid, sizeof m.sid);
-  m.session_gone = true;
-  gw__fanout_send(x->lp->srv, &m, gw__mcp_of(x->lp));
   end_upstreams(x, d->ups);
   gw__agg_forget_session(x->lp->srv->mcp, x->sid);
 }

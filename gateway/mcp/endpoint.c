@@ -160,13 +160,33 @@ void gw__mcp_unauthorized(gw_req *req, const char *msg) {
 typedef struct del_job {
   gw_exchange *x;
   void (*deleted)(gw_exchange *x);
-  char sid[96];
+  gw_server *srv;
+  char tenant[64], sid[96];
 } del_job;
 
+static void session_gone_everywhere(void *arg) {
+  gw_revocation *m = arg;
+  gw__fanout_send(m->srv_for_opened, m, NULL);
+  free(m);
+}
+
+/* With a `deleted` step (the aggregated endpoint, whose GET streams are
+ * the gateway's own), the session's streams end on every loop after the
+ * commit, before the 204 (the gate holds it until every loop did). */
 static int job_session_del(st_txn *txn, void *arg) {
   del_job *j = arg;
   int rc = gw_session_delete(txn, j->sid);
-  return rc == ST_ENOTFOUND ? 0 : rc;
+  if (rc < 0 && rc != ST_ENOTFOUND) return rc;
+  if (!j->deleted) return 0;
+  gw_revocation *m = calloc(1, sizeof *m);
+  if (!m) return ST_ENOMEM;
+  m->srv_for_opened = j->srv;
+  m->session_gone = true;
+  gw_strlcpy(m->tenant, j->tenant, sizeof m->tenant);
+  gw_strlcpy(m->sid, j->sid, sizeof m->sid);
+  rc = st_txn_after_commit(txn, session_gone_everywhere, free, m);
+  if (rc < 0) free(m);
+  return rc < 0 ? rc : 0;
 }
 
 static void done_session_del(int status, void *arg) {
@@ -421,6 +441,8 @@ void gw__mcp_delete_session(gw_exchange *x, void (*deleted)(gw_exchange *x)) {
   }
   j->x = x;
   j->deleted = deleted;
+  j->srv = x->lp->srv;
+  gw_strlcpy(j->tenant, x->tenant, sizeof j->tenant);
   gw_strlcpy(j->sid, x->sid, sizeof j->sid);
   x->refs++;
   if (st_submit(x->lp->srv->store, x->lp->port, job_session_del, done_session_del, j) != 0) {

@@ -11,24 +11,26 @@
 #include <string.h>
 
 #include "gateway/mcp/mcp_loop.h"
+#include "gateway/base/log.h"
 #include "gateway/core/module.h"
 #include "gateway/mcp/upcall.h"
 #include "gateway/out/outbound.h"
 
-/* Every loop's numbers, summed. fan_mu is held throughout: no loop leaves
- * (and frees its state) meanwhile. */
+/* Every loop's numbers, summed. Copied under fan_mu (no loop leaves and
+ * frees its state meanwhile), formatted after: the writer's fan-out never
+ * waits on a scrape's formatting. */
 void gw_proxy_metrics(gw_server *srv, gw_buf *o) {
   gw_mcp_shared *sh = srv->mcp;
   if (!sh) return;
-  gw_mcp_stats_table *tabs[256];
-  size_t nt = 0;
+  gw_mcp_stat_row *rows = NULL;
+  size_t nrows = 0, cap = 0;
   gw_memo_stats ms = {0};
   gw_out_stats os = {0};
   int nloops = 0;
   uv_mutex_lock(&sh->fan_mu);
   for (gw_proxy *p = sh->loops; p; p = p->fan_next) {
     nloops++;
-    if (nt < sizeof tabs / sizeof tabs[0]) tabs[nt++] = &p->stats;
+    gw__mcp_stats_copy(&p->stats, &rows, &nrows, &cap);
     gw_memo_stats m;
     gw_memo_stats_get(p->memo, &m);
     ms.ident_hits += m.ident_hits;
@@ -42,8 +44,9 @@ void gw_proxy_metrics(gw_server *srv, gw_buf *o) {
       for (int k = 0; k < GW_OUT_NKINDS; k++) os.failed[k] += s.failed[k];
     }
   }
-  gw__mcp_stats_render(tabs, nt, gw__agg_uri_maps(sh), o);
   uv_mutex_unlock(&sh->fan_mu);
+  gw__mcp_stats_render(rows, nrows, gw__agg_uri_maps(sh), o);
+  free(rows);
   gw_buf_printf(o,
                 "# HELP mcpgate_memo_lookups_total Store reads of MCP requests answered from the per-snapshot memo (hit) "
                 "or read afresh (miss), by table.\n"
@@ -127,6 +130,9 @@ int gw_proxy_loop_start(gw_loop *lp) {
   p->handles = 3;
   const char *d = getenv("MCPGATE_TEST_FANOUT_DELAY_MS");
   p->delay_ms = d ? strtoull(d, NULL, 10) : 0;
+  if (p->delay_ms && lp->index == 0)
+    GW_LOG(GW_LOG_WARN, "mcp", NULL, "MCPGATE_TEST_FANOUT_DELAY_MS is set: revocations reach other loops %llu ms late "
+           "(a test hook; never set it in production)", (unsigned long long)p->delay_ms);
   lp->proxy = p;
   gw__fanout_join(p);
   if (!(p->memo = gw_memo_new())) return -1;
@@ -208,7 +214,7 @@ static int mod_loop_start(gw_loop *lp) {
   if (gw_proxy_loop_start(lp) != 0) return -1;
   /* every reply of a write waits until every loop applied the
    * revocations its commit queued */
-  st_port_gate(lp->port, gw__fanout_gate, lp);
+  st_port_gate(lp->port, gw__fanout_gate, gw__fanout_stamp, lp);
   for (int lv = 0; lv < GW_OUT_EGRESS_LEVELS; lv++) gw_out_set_egress(lp->out, lv, lp->srv->egress[lv]);
   return 0;
 }

@@ -42,7 +42,11 @@ struct gw_proxy {
   gw_revocation *queue, *queue_tail; /* under the shared fan_mu */
   struct gw_proxy *fan_next;         /* the fan-out's list of loops (under fan_mu) */
   _Atomic uint64_t applied; /* the last fan-out message this loop applied */
+  _Atomic uint64_t missed;  /* a message that could not be queued here (out of memory), or 0 */
   _Atomic bool parked;      /* a writer reply waits at this loop's gate */
+  uint64_t passed_fence;    /* a fence a reply gave up waiting for: later ones up to it pass */
+  uint64_t warned_at, warn_suppressed;        /* the gate's timeout warnings (rate-limited) */
+  uint64_t unfenced_window, unfenced_sent;    /* gw__fanout_allow_unfenced */
   gw_mcp_stats_table stats; /* per (tenant, connector) */
   gw_memo *memo;          /* store reads per snapshot (memo.h) */
   st_txn *pinned;         /* the read txn of the request being dispatched (gw__read_begin) */
@@ -57,6 +61,8 @@ typedef struct gw_mcp_shared {
   uv_mutex_t fan_mu;
   gw_proxy *loops;
   _Atomic uint64_t seq;           /* messages queued so far (written under fan_mu) */
+  _Atomic uint64_t fence_seq;     /* the last one replies must wait for (not a loop's own news) */
+  _Atomic int nloops;             /* loops in the list */
   _Atomic int parked;             /* loops with a reply at their gate */
   _Atomic uint64_t fan_timeouts;  /* replies that went out past the timeout */
   /* aggregated sessions' maps (agg_maps.c): a session's requests may
@@ -186,7 +192,10 @@ void gw__fanout_leave(gw_proxy *p);
 /* Queues m to every loop; `except` (NULL: none) applied it already and
  * skips it. Any thread. */
 void gw__fanout_send(gw_server *srv, const gw_revocation *m, const gw_proxy *except);
-/* The store port's gate (st_port_gate; arg: the gw_loop). */
+/* The store port's gate and stamp (st_port_gate; arg: the gw_loop). */
 bool gw__fanout_gate(void *lp, uint64_t state[2]);
+void gw__fanout_stamp(void *lp, uint64_t state[2]);
+/* True while loop p may still send unfenced news this second (bounded). */
+bool gw__fanout_allow_unfenced(gw_proxy *p);
 
 #endif

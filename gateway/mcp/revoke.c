@@ -78,6 +78,11 @@ static void kick_parked(gw_mcp_shared *sh, const gw_proxy *self) {
     if (o != self && atomic_load(&o->parked) && o->lp->port) st_port_kick(o->lp->port);
 }
 
+static void end_any(gw_exchange *x, void *arg) {
+  (void)arg;
+  gw__x_end(x);
+}
+
 void gw_proxy_revocations_drain(gw_loop *lp) {
   gw_proxy *p = gw__mcp_of(lp);
   if (!p) return;
@@ -86,16 +91,25 @@ void gw_proxy_revocations_drain(gw_loop *lp) {
   gw_revocation *q = p->queue;
   p->queue = p->queue_tail = NULL;
   uv_mutex_unlock(&sh->fan_mu);
-  if (!q) return;
-  uint64_t last = 0;
+  uint64_t last = 0, missed = atomic_exchange(&p->missed, 0);
+  if (!q && !missed) return;
+  if (missed) {
+    /* a message could not be queued here (out of memory): which exchanges
+     * it would have ended is unknown, so every one of this loop ends —
+     * clients reconnect, and the store refuses whatever was revoked */
+    GW_LOG(GW_LOG_ERROR, "mcp", NULL, "loop %d missed a revocation (out of memory); ending its %s", lp->index,
+           "live exchanges");
+    gw__x_foreach(&p->reg, end_any, NULL);
+    last = missed;
+  }
   while (q) {
     gw_revocation *n = q->next;
     apply(lp, p, q);
-    last = q->seq;
+    if (q->seq > last) last = q->seq;
     free(q);
     q = n;
   }
-  atomic_store(&p->applied, last);
+  if (last > atomic_load(&p->applied)) atomic_store(&p->applied, last);
   /* Dekker with the gate: it parks, then reads `applied`; we store
    * `applied`, then read `parked` (both seq_cst): one of us sees the other */
   if (atomic_load(&sh->parked) > 0) {
@@ -115,21 +129,36 @@ void gw__fanout_send(gw_server *srv, const gw_revocation *m, const gw_proxy *exc
   for (gw_proxy *p = sh->loops; p; p = p->fan_next) {
     gw_revocation *r = malloc(sizeof *r);
     if (!r) {
-      GW_LOG(GW_LOG_ERROR, "mcp", &((gw_log_ctx){m->tenant, NULL}),
-             "out of memory: a revocation did not reach loop %d (the store refuses what it revoked)", p->lp->index);
-      continue;
+      atomic_store(&p->missed, seq); /* the loop ends everything it holds (drain) */
+    } else {
+      *r = *m;
+      r->seq = seq;
+      r->origin = except ? except->lp->index : -1;
+      r->next = NULL;
+      if (p->queue_tail) p->queue_tail->next = r;
+      else p->queue = r;
+      p->queue_tail = r;
     }
-    *r = *m;
-    r->seq = seq;
-    r->origin = except ? except->lp->index : -1;
-    r->next = NULL;
-    if (p->queue_tail) p->queue_tail->next = r;
-    else p->queue = r;
-    p->queue_tail = r;
     uv_async_send(&p->async);
   }
   atomic_store(&sh->seq, seq);
+  /* replies wait for what followed a commit, not for a loop's own news */
+  if (!m->unfenced) atomic_store(&sh->fence_seq, seq);
   uv_mutex_unlock(&sh->fan_mu);
+}
+
+/* A loop's own unfenced news (a cancel for another loop's call) is
+ * bounded: at most UNFENCED_PER_SEC per loop, so a client cannot keep
+ * every loop busy with them. */
+#define UNFENCED_PER_SEC 200
+
+bool gw__fanout_allow_unfenced(gw_proxy *p) {
+  uint64_t now = uv_now(&p->lp->loop);
+  if (now - p->unfenced_window >= 1000) {
+    p->unfenced_window = now;
+    p->unfenced_sent = 0;
+  }
+  return ++p->unfenced_sent <= UNFENCED_PER_SEC;
 }
 
 void gw__fanout_join(gw_proxy *p) {
@@ -138,6 +167,7 @@ void gw__fanout_join(gw_proxy *p) {
   atomic_store(&p->applied, atomic_load(&sh->seq));
   p->fan_next = sh->loops;
   sh->loops = p;
+  atomic_fetch_add(&sh->nloops, 1);
   uv_mutex_unlock(&sh->fan_mu);
 }
 
@@ -147,6 +177,7 @@ void gw__fanout_leave(gw_proxy *p) {
   for (gw_proxy **pp = &sh->loops; *pp; pp = &(*pp)->fan_next)
     if (*pp == p) {
       *pp = p->fan_next;
+      atomic_fetch_sub(&sh->nloops, 1);
       break;
     }
   if (atomic_exchange(&p->parked, false)) atomic_fetch_sub(&sh->parked, 1);
@@ -161,14 +192,36 @@ static void on_gate_timer(uv_timer_t *t) {
 }
 
 static void unpark(gw_proxy *p, gw_mcp_shared *sh) {
-  if (atomic_exchange(&p->parked, false)) {
+  if (atomic_load(&p->parked) && atomic_exchange(&p->parked, false)) {
     atomic_fetch_sub(&sh->parked, 1);
     uv_timer_stop(&p->gate_timer);
   }
 }
 
-/* state[0]: the fence (the last message queued before the reply);
- * state[1]: 0 until the first run, then the loop time it started + 1. */
+/* state[0]: the fence, the last fenced message queued before the reply
+ * reached the port (its own revocations were queued before it was
+ * delivered); state[1]: the loop time it arrived + 1. */
+void gw__fanout_stamp(void *arg, uint64_t state[2]) {
+  gw_loop *lp = arg;
+  state[0] = atomic_load(&lp->srv->mcp->fence_seq);
+  state[1] = uv_now(&lp->loop) + 1;
+}
+
+/* One warning per 10 s per loop, with how many went unsaid. */
+static void warn_timeout(gw_proxy *p, int behind, int first_behind, uint64_t limit, uint64_t now) {
+  if (p->warned_at && now - p->warned_at < 10000) {
+    p->warn_suppressed++;
+    return;
+  }
+  GW_LOG(GW_LOG_WARN, "mcp", NULL,
+         "revocation fan-out: %d loop(s) (loop %d first) did not apply within revocation_fanout_timeout_ms (%llu "
+         "ms); replying anyway, the store already refuses what was revoked (%llu more such replies on loop %d "
+         "since the last warning)",
+         behind, first_behind, (unsigned long long)limit, (unsigned long long)p->warn_suppressed, p->lp->index);
+  p->warned_at = now;
+  p->warn_suppressed = 0;
+}
+
 bool gw__fanout_gate(void *arg, uint64_t state[2]) {
   gw_loop *lp = arg;
   gw_proxy *p = gw__mcp_of(lp);
@@ -176,11 +229,13 @@ bool gw__fanout_gate(void *arg, uint64_t state[2]) {
   gw_mcp_shared *sh = lp->srv->mcp;
   gw_proxy_revocations_drain(lp);
   uint64_t now = uv_now(&lp->loop);
-  if (!state[1]) {
-    state[0] = atomic_load(&sh->seq);
-    state[1] = now + 1;
+  if (!state[1]) gw__fanout_stamp(arg, state);
+  /* one loop (it just applied its queue), or a fence a reply before this
+   * one already gave up on */
+  if (atomic_load(&sh->nloops) <= 1 || state[0] <= p->passed_fence) {
+    unpark(p, sh);
+    return true;
   }
-  if (atomic_load(&p->applied) >= state[0] && !sh->loops->fan_next) return true; /* one loop */
   if (!atomic_exchange(&p->parked, true)) atomic_fetch_add(&sh->parked, 1);
   int behind = 0, first_behind = -1;
   uv_mutex_lock(&sh->fan_mu);
@@ -197,10 +252,8 @@ bool gw__fanout_gate(void *arg, uint64_t state[2]) {
   if (waited >= limit) {
     unpark(p, sh);
     atomic_fetch_add(&sh->fan_timeouts, 1);
-    GW_LOG(GW_LOG_WARN, "mcp", NULL,
-           "revocation fan-out: %d loop(s) (loop %d first) did not apply within revocation_fanout_timeout_ms (%llu "
-           "ms); replying anyway, the store already refuses what was revoked",
-           behind, first_behind, (unsigned long long)limit);
+    if (state[0] > p->passed_fence) p->passed_fence = state[0];
+    warn_timeout(p, behind, first_behind, limit, now);
     return true;
   }
   uv_timer_start(&p->gate_timer, on_gate_timer, limit - waited, 0);

@@ -46,53 +46,49 @@ void gw__mcp_stats_free(gw_mcp_stats_table *t) {
   t->n = 0;
 }
 
-/* One (tenant, connector)'s sums over every loop. */
-typedef struct stat_sum {
-  const char *tenant, *connector; /* the first loop's entry's (entries live while their loop does) */
-  uint64_t requests, errors, overflows, hist[GW_MCP_NBUCKETS + 1];
-  double sum;
-  int64_t streams;
-} stat_sum;
-
-static int sum_cmp(const void *a, const void *b) {
-  const stat_sum *x = a, *y = b;
+static int row_cmp(const void *a, const void *b) {
+  const gw_mcp_stat_row *x = a, *y = b;
   int c = strcmp(x->tenant, y->tenant);
   return c ? c : strcmp(x->connector, y->connector);
 }
 
 #define LD(f) atomic_load_explicit(&(f), memory_order_relaxed)
 
-void gw__mcp_stats_render(gw_mcp_stats_table *const *t, size_t nt, size_t agg_uri_maps, gw_buf *o) {
-  size_t cap = 0, nm = 0;
-  for (size_t i = 0; i < nt; i++) {
-    uv_mutex_lock(&t[i]->mu);
-    cap += t[i]->n;
-    uv_mutex_unlock(&t[i]->mu);
-  }
-  stat_sum *m = calloc(cap ? cap : 1, sizeof *m);
-  if (!m) return;
-  for (size_t i = 0; i < nt; i++) {
-    uv_mutex_lock(&t[i]->mu);
-    for (size_t k = 0; k < t[i]->n && nm < cap; k++) {
-      const gw_mcp_stats *e = t[i]->m[k];
-      stat_sum *s = &m[nm++];
-      s->tenant = e->tenant;
-      s->connector = e->connector;
-      s->requests = LD(e->requests);
-      s->errors = LD(e->errors);
-      s->overflows = LD(e->overflows);
-      for (int b = 0; b <= GW_MCP_NBUCKETS; b++) s->hist[b] = LD(e->hist[b]);
-      s->sum = LD(e->sum);
-      s->streams = LD(e->streams);
+int gw__mcp_stats_copy(gw_mcp_stats_table *t, gw_mcp_stat_row **rows, size_t *n, size_t *cap) {
+  int rc = 0;
+  uv_mutex_lock(&t->mu);
+  if (*n + t->n > *cap) {
+    size_t nc = (*n + t->n) * 2;
+    gw_mcp_stat_row *nr = realloc(*rows, nc * sizeof *nr);
+    if (!nr) rc = -1;
+    else {
+      *rows = nr;
+      *cap = nc;
     }
-    uv_mutex_unlock(&t[i]->mu);
   }
-  /* one line per (tenant, connector): the loops' entries summed */
-  qsort(m, nm, sizeof *m, sum_cmp);
+  for (size_t k = 0; rc == 0 && k < t->n; k++) {
+    const gw_mcp_stats *e = t->m[k];
+    gw_mcp_stat_row *r = &(*rows)[(*n)++];
+    memcpy(r->tenant, e->tenant, sizeof r->tenant);
+    memcpy(r->connector, e->connector, sizeof r->connector);
+    r->requests = LD(e->requests);
+    r->errors = LD(e->errors);
+    r->overflows = LD(e->overflows);
+    for (int b = 0; b <= GW_MCP_NBUCKETS; b++) r->hist[b] = LD(e->hist[b]);
+    r->sum = LD(e->sum);
+    r->streams = LD(e->streams);
+  }
+  uv_mutex_unlock(&t->mu);
+  return rc;
+}
+
+void gw__mcp_stats_render(gw_mcp_stat_row *m, size_t nm, size_t agg_uri_maps, gw_buf *o) {
+  /* one line per (tenant, connector): the loops' rows summed */
+  if (nm) qsort(m, nm, sizeof *m, row_cmp);
   size_t w = 0;
   for (size_t r = 0; r < nm; r++) {
-    if (w && !sum_cmp(&m[w - 1], &m[r])) {
-      stat_sum *d = &m[w - 1];
+    if (w && !row_cmp(&m[w - 1], &m[r])) {
+      gw_mcp_stat_row *d = &m[w - 1];
       d->requests += m[r].requests;
       d->errors += m[r].errors;
       d->overflows += m[r].overflows;
@@ -146,5 +142,4 @@ void gw__mcp_stats_render(gw_mcp_stats_table *const *t, size_t nt, size_t agg_ur
   for (size_t i = 0; i < nm; i++)
     gw_buf_printf(o, "mcpgate_mcp_client_streams_open{tenant=\"%s\",connector=\"%s\"} %lld\n", m[i].tenant,
                   m[i].connector, (long long)m[i].streams);
-  free(m);
 }

@@ -41,10 +41,22 @@ typedef struct gw_mcp_stats_table {
 gw_mcp_stats *gw__mcp_stats_for(gw_mcp_stats_table *t, const char *tenant, const char *connector);
 /* Counts one upstream response head that took `secs`. */
 void gw__mcp_stats_observe(gw_mcp_stats *m, double secs);
-/* Prometheus text of the nt loops' tables summed (and agg_uri_maps, the
- * sessions with a resource map in memory) appended to out. Any thread
- * (the tables' loops keep running). */
-void gw__mcp_stats_render(gw_mcp_stats_table *const *t, size_t nt, size_t agg_uri_maps, gw_buf *out);
+/* One (tenant, connector)'s numbers, copied out of a table. */
+typedef struct gw_mcp_stat_row {
+  char tenant[64], connector[40];
+  uint64_t requests, errors, overflows, hist[GW_MCP_NBUCKETS + 1];
+  double sum;
+  int64_t streams;
+} gw_mcp_stat_row;
+
+/* Appends a copy of table t's rows to *rows (grown; *n used, *cap
+ * allocated). Any thread (t's loop keeps running). 0, or -1 when out of
+ * memory (what was copied stays). */
+int gw__mcp_stats_copy(gw_mcp_stats_table *t, gw_mcp_stat_row **rows, size_t *n, size_t *cap);
+/* Prometheus text of rows (every loop's copies: rows of the same tenant
+ * and connector are summed; rows is reordered) and agg_uri_maps (sessions
+ * with a resource map in memory), appended to out. */
+void gw__mcp_stats_render(gw_mcp_stat_row *rows, size_t n, size_t agg_uri_maps, gw_buf *out);
 void gw__mcp_stats_free(gw_mcp_stats_table *t);
 
 #endif

@@ -4,7 +4,7 @@
 // Last-Event-ID resumption, cancellation, and two users side by side.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { sleep } from './lib/gateway.mjs';
+import { sleep, waitFor } from './lib/gateway.mjs';
 import {
   startProxyFixture, connectClient, toolText, rawSession, openStream, parseSse, rpcMessages,
   EVERYTHING_TOOLS, show,
@@ -89,6 +89,13 @@ test('sampling: createMessage round trip through the gateway', async () => {
 test('roots: roots/list on the standalone GET stream, answered through the gateway', async () => {
   const n = f.rec.requests().length;
   const c = await connectClient(f.url, f.tokens.alice, { roots: [{ uri: 'file:///work/project', name: 'project' }] });
+  // server-everything asks for the roots on its standalone GET stream 350 ms
+  // after initialized; asked before that stream is open upstream (the client
+  // opens it in parallel, a loaded machine may take longer), the question is
+  // lost: once the stream is open, roots/list_changed makes it ask again
+  await waitFor(() => f.rec.requests().slice(n).some((e) => e.method === 'GET' && e.response?.status === 200),
+    { timeoutMs: 10000, what: 'the upstream GET stream to be open' });
+  await c.client.sendRootsListChanged();
   const res = await c.client.callTool({ name: 'get-roots-list', arguments: {} }, undefined, { timeout: 15000 });
   assert.match(toolText(res), /Current MCP Roots \(1 total\)/, toolText(res));
   assert.match(toolText(res), /URI: file:\/\/\/work\/project/);

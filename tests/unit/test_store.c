@@ -615,18 +615,24 @@ TEST(hooks_atomic_with_job_and_actions_before_done) {
 typedef struct gate_ctx {
   st_port *port;
   atomic_int allow;
-  int calls, seen_state, order[4], ndone, close_after;
+  int calls, seen_state, reruns, stamped, order[4], ndone, close_after;
   uint64_t next_mark;
 } gate_ctx;
 typedef struct gate_job {
   gate_ctx *g;
   int i;
 } gate_job;
+static void test_stamp(void *arg, uint64_t state[2]) {
+  gate_ctx *g = arg;
+  g->stamped++;
+  state[0] = ++g->next_mark; /* in arrival order */
+}
 static bool test_gate(void *arg, uint64_t state[2]) {
   gate_ctx *g = arg;
   g->calls++;
-  if (state[0]) g->seen_state++; /* the job's state kept from its last run */
-  else state[0] = ++g->next_mark;
+  if (state[0]) g->seen_state++; /* stamped on arrival, kept across runs */
+  if (state[1]) g->reruns++;
+  state[1] = 1;
   return atomic_load(&g->allow) != 0;
 }
 static int gate_put(st_txn *txn, void *arg) {
@@ -658,7 +664,7 @@ TEST(port_gate_parks_dones_in_order_until_kicked) {
   CHECK(st);
   CHECK_INT(uv_loop_init(&loop), 0);
   CHECK_INT(st_port_open(st, &loop, &g.port), 0);
-  st_port_gate(g.port, test_gate, &g);
+  st_port_gate(g.port, test_gate, test_stamp, &g);
   for (int i = 0; i < 3; i++) CHECK_INT(st_submit(st, g.port, gate_put, gate_done, &jobs[i]), 0);
   /* the writer commits and delivers; the gate says no: nothing is done */
   while (g.calls == 0) uv_run(&loop, UV_RUN_ONCE);
@@ -676,14 +682,16 @@ TEST(port_gate_parks_dones_in_order_until_kicked) {
   CHECK_INT(g.order[1], 1);
   CHECK_INT(g.order[2], 2);
   CHECK(g.calls > calls_parked);
-  CHECK(g.seen_state >= 1); /* the parked job's gate state survived to its next run */
+  CHECK_INT(g.stamped, 3); /* every job stamped once, as it arrived, parked behind the first or not */
+  CHECK_INT(g.seen_state, g.calls);
+  CHECK(g.reruns >= 1); /* the parked job's gate state survived to its next run */
   CHECK_INT(uv_loop_close(&loop), 0);
 
   /* closing a port with a parked done: it is never called, nothing leaks */
   memset(&g, 0, sizeof g);
   CHECK_INT(uv_loop_init(&loop), 0);
   CHECK_INT(st_port_open(st, &loop, &g.port), 0);
-  st_port_gate(g.port, test_gate, &g);
+  st_port_gate(g.port, test_gate, test_stamp, &g);
   CHECK_INT(st_submit(st, g.port, gate_put, gate_done, &late), 0);
   while (g.calls == 0) uv_run(&loop, UV_RUN_ONCE);
   st_port_close(g.port, NULL, NULL);
