@@ -52,9 +52,10 @@ static const cfg_key keys[] = {
      "hard maximum at start: three quarters of it, the rest kept for upstream connections and the store; "
      "the start log says what was chosen)",
      NULL},
-    {"workers", CFG_INT, "1", 0, 256, OFF(workers),
+    {"workers", CFG_INT, "0", 0, 256, OFF(workers),
      "event loops serving requests, each on its own thread and core, sharing the listening ports (SO_REUSEPORT); "
-     "0: one per CPU. Revocations and list_changed reach every loop before the SCIM or admin reply that caused them",
+     "0: one per CPU the process may use. Revocations and list_changed reach every loop before the SCIM or admin "
+     "reply that caused them",
      NULL},
     {"revocation_fanout_timeout_ms", CFG_INT, "1000", 1, 60000, OFF(revocation_fanout_timeout_ms),
      "how long a SCIM or admin reply waits for every other loop to apply the revocations its write caused; past "

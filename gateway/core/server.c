@@ -619,6 +619,9 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods) {
     so.dir = dir;
     so.map_size = (size_t)srv->cfg.store_map_size;
     so.master_key_file = srv->cfg.master_key_file;
+    /* read transactions are per request, not per thread (MDB_NOTLS): each
+     * loop holds a few at once, libuv's pool and the writer some more */
+    so.max_readers = (unsigned)(126 + 8 * srv->nloops);
     so.log = gw_store_log;
     so.log_ctx = NULL;
     int rc = st_open(&srv->store, &so);

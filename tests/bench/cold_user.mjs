@@ -45,7 +45,7 @@ const pct = (a, p) => [...a].sort((x, y) => x - y)[Math.min(a.length - 1, Math.f
 
 async function main() {
   const up = await startCUpstream();
-  const gw = await startGateway({ args: ['--access-log', 'false'] });
+  const gw = await startGateway({ args: ['--access-log', 'false', '--workers', '1'] });
   try {
     const op = operatorToken(gw.dataDir);
     const t = await createTenant(gw.port, op, 'acme');

@@ -57,7 +57,7 @@ async function measure(url, token, tool) {
 
 async function main() {
   const up = await startEverything();
-  const gw = await startGateway({ args: ['--access-log', 'false'] });
+  const gw = await startGateway({ args: ['--access-log', 'false', '--workers', '1'] });
   try {
     const t = await setupTenant(gw, { users: ['alice@acme.com'] });
     const put = await t.putConnector('ev', { url: up.url, auth: { type: 'none' } });

@@ -106,7 +106,7 @@ http { access_log off; client_body_temp_path ${dir}; proxy_temp_path ${dir}; fas
 async function main() {
   const data = fs.mkdtempSync(path.join(os.tmpdir(), 'mcpgate-bench-'));
   const port = 20000 + Math.floor(Math.random() * 20000);
-  const gw = spawn(bin, ['serve', '--listen', `127.0.0.1:${port}`, '--data', data, '--access-log', 'false',
+  const gw = spawn(bin, ['serve', '--listen', `127.0.0.1:${port}`, '--data', data, '--access-log', 'false', '--workers', '1',
     '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
   try {
     await waitPort(port);
