@@ -40,6 +40,8 @@ typedef struct auth_token_new {
 #define AUTH_ERR_FIRST (-30600)
 #define AUTH_ERR_LAST (-30699)
 #define AUTH_EINACTIVE (-30600) /* the user is not active (deactivated in the IdP) */
+#define AUTH_EINVALID (-30601)  /* settings failed validation (auth/oidc.h) */
+#define AUTH_ENOSECRET (-30602) /* OIDC settings without a client secret, none stored */
 /* Names an auth code, or a store code (st_strerror); static string. */
 const char *auth_strerror(int err);
 

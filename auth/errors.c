@@ -8,6 +8,8 @@ const char *auth_strerror(int err) {
   if (err >= 0) return "ok";
   switch (err) {
   case AUTH_EINACTIVE: return "the user is not active";
+  case AUTH_EINVALID: return "invalid settings";
+  case AUTH_ENOSECRET: return "no client secret is stored";
   default: break;
   }
   if (err <= AUTH_JOSE_ERR_FIRST && err >= AUTH_JOSE_ERR_LAST) return auth_jose_strerror(err);

@@ -7,6 +7,7 @@
  *   scim      counts the lifecycle event (after commit), registers the SCIM
  *             index checks
  *   auth      deletes the user's employee tokens          (same txn);
+ *             purges a deleted tenant's tokens and OIDC settings;
  *             checks employee tokens against their users
  *   sessions  deletes the user's MCP sessions; the per-user session cap
  *             (same txn); checks sessions against tenants and users
@@ -26,6 +27,7 @@
 #include "gateway/modules.h"
 
 #include "auth/auth.h"
+#include "auth/oidc.h"
 #include "auth/token_store.h"
 #include "gateway/api/admin.h"
 #include "gateway/api/ops.h"
@@ -41,7 +43,8 @@ static int auth_store_init(st_store *st, gw_server *srv) {
   int rc = auth_register_hooks(st);
   if (!rc) rc = auth_register_checks(st);
   if (!rc) rc = st_check_add(st, auth_tokens_check, NULL);
-  return rc ? rc : auth_register_purge(st);
+  if (!rc) rc = auth_register_purge(st);
+  return rc ? rc : auth_oidc_register_purge(st);
 }
 
 static int policy_store_init(st_store *st, gw_server *srv) {

@@ -36,6 +36,7 @@ static const char *const main_db_names[ST_DB__COUNT] = {
     [ST_DB_CONNECTORS] = "vault.connectors",
     [ST_DB_SESSIONS] = "sessions",
     [ST_DB_POLICY] = "policy",
+    [ST_DB_AUTH] = "auth",
 };
 _Static_assert(sizeof main_db_names / sizeof main_db_names[0] == ST_DB__COUNT,
                "main_db_names must name every st_db");
@@ -112,6 +113,9 @@ static int m6_tenant_uids(st_txn *t) {
   }
 }
 
+/* 7: auth/'s database (tenant OIDC settings; later browser sessions). */
+static int m7_auth_db(st_txn *t) { return st_db_create(t, ST_DB_AUTH); }
+
 static const st_migration main_steps[] = {
     {"create initial databases", m1_initial_dbs},
     {"assign store id", m2_store_id},
@@ -119,6 +123,7 @@ static const st_migration main_steps[] = {
     {"create connector and session databases", m4_proxy_dbs},
     {"create the policy database", m5_policy_db},
     {"give every tenant an incarnation uid", m6_tenant_uids},
+    {"create the auth database", m7_auth_db},
 };
 
 const st_schema st_schema_main = {

@@ -82,6 +82,7 @@ typedef enum st_db {
   ST_DB_CONNECTORS, /* upstream connectors per tenant (vault/vault.h) */
   ST_DB_SESSIONS, /* MCP sessions and their per-user index (gateway/mcp/mcp_session.h) */
   ST_DB_POLICY,   /* policy documents and generations per tenant (policy/policy.h) */
+  ST_DB_AUTH,     /* auth/'s per-tenant login records: OIDC settings (auth/oidc.h) */
   ST_DB__COUNT
 } st_db;
 

@@ -4,9 +4,10 @@
  *
  * Files: admin.c (authentication, preauth, dispatch, request helpers),
  * admin_tenants.c, admin_tokens.c (SCIM/admin tokens, employee tokens, the
- * last-use job), admin_connectors.c, admin_policy.c (policy and
- * explain), admin_directory.c (users/groups views), admin_jobs.c (submit,
- * the generic done callback, job errors, the tenant purge driver).
+ * last-use job), admin_connectors.c, admin_oidc.c (tenant OIDC settings),
+ * admin_policy.c (policy and explain), admin_directory.c (users/groups
+ * views), admin_jobs.c (submit, the generic done callback, job errors, the
+ * tenant purge driver).
  *
  * Every request helper that answers (returns -1 / NULL after it responded)
  * says so; the caller then only cleans up. Nothing here outlives a request
@@ -105,6 +106,7 @@ void admin__tokens(gw_req *req, const admin_caller *who, const char *tenant, con
 void admin__employee_tokens(gw_req *req, const admin_caller *who, const char *tenant, const char *tokid);
 void admin__connectors(gw_req *req, const admin_caller *who, const char *tenant, const char *name);
 void admin__policy(gw_req *req, const admin_caller *who, const char *tenant);
+void admin__oidc(gw_req *req, const admin_caller *who, const char *tenant);
 void admin__explain(gw_req *req, const admin_caller *who, const char *tenant);
 void admin__directory(gw_req *req, const admin_caller *who, const char *tenant, const char *what,
                       const char *id);

@@ -1,0 +1,191 @@
+/* gateway/api/admin_oidc.c — /admin/v1/tenants/{t}/oidc: a tenant's OIDC
+ * settings (auth/oidc.h): GET (without the secret), PUT (validated by
+ * auth/, the issuer checked against the operator's egress policy), DELETE.
+ *
+ * The client secret is in the request body of a PUT: it is copied into the
+ * job (wiped and freed with it), the body is wiped once parsed, and no
+ * reply, log line or error text of this file ever contains it — not even a
+ * JSON syntax error, which here names the position only (jansson's text
+ * quotes the input near the error). */
+#include "gateway/api/admin_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/crypto.h>
+
+#include "auth/auth.h"
+#include "auth/oidc.h"
+#include "gateway/base/log.h"
+#include "gateway/out/egress.h"
+#include "gateway/out/outbound.h"
+
+typedef struct oidc_job {
+  gw_req *req;
+  gw_loop *lp;
+  char tenant[64];
+  json_t *config; /* from auth_oidc_parse; read-only in the job */
+  char *secret;   /* NULL: keep the stored one; wiped and freed */
+  char now[32];
+  int created;    /* out */
+  bool del;
+} oidc_job;
+
+static void oidc_job_free(oidc_job *j) {
+  json_decref(j->config);
+  if (j->secret) {
+    OPENSSL_cleanse(j->secret, strlen(j->secret));
+    free(j->secret);
+  }
+  free(j);
+}
+
+static int job_oidc(st_txn *txn, void *arg) {
+  oidc_job *j = arg;
+  json_t *t;
+  int rc = st_tenant_get(txn, j->tenant, &t);
+  if (rc) return rc == ST_ENOTFOUND ? GW_API_ENOTENANT : rc;
+  json_decref(t);
+  if (j->del) return auth_oidc_delete(txn, j->tenant);
+  return auth_oidc_put(txn, j->tenant, j->config, j->secret, j->now, &j->created);
+}
+
+static void done_oidc(int status, void *arg) {
+  oidc_job *j = arg;
+  gw_req *req = j->req;
+  gw_log_ctx lc = {j->tenant, req->id};
+  if (status == GW_API_ENOTENANT) {
+    gw_respond_error(req, 404, "not_found", "no such tenant");
+  } else if (status == AUTH_ENOSECRET) {
+    gw_respond_error(req, 400, "invalid_request",
+                     "\"client_secret\" is required: this tenant has no OIDC client secret stored yet");
+  } else if (!admin__job_error(req, status, "OIDC settings")) {
+    if (j->del) {
+      GW_LOG(GW_LOG_INFO, "admin", &lc, "OIDC settings deleted");
+      gw_respond(req, 204, NULL, NULL, 0);
+    } else {
+      st_txn *txn;
+      json_t *rec = NULL;
+      if (st_read_begin(j->lp->srv->store, &txn) == 0) {
+        auth_oidc_get(txn, j->tenant, &rec);
+        st_txn_end(txn);
+      }
+      GW_LOG(GW_LOG_INFO, "admin", &lc, "OIDC settings %s (issuer %s)%s", j->created ? "created" : "updated",
+             json_string_value(json_object_get(j->config, "issuer")),
+             j->secret ? ", client secret sealed" : ", client secret kept");
+      if (!rec) gw_respond_error(req, 500, "internal", "the OIDC settings were written but cannot be read back");
+      else {
+        gw_respond_json(req, j->created ? 201 : 200, auth_oidc_view(rec));
+        json_decref(rec);
+      }
+    }
+  }
+  oidc_job_free(j);
+}
+
+/* Strict JSON object body like admin__parse_body, but a syntax error names
+ * only its position: the text near it could be the secret. The request
+ * body is wiped before anything answers (an answer may release req). */
+static json_t *parse_body_quiet(gw_req *req) {
+  const char *ct = gw_req_header(req, "content-type");
+  if (!ct || (strncasecmp(ct, "application/json", 16) != 0 || (ct[16] && ct[16] != ';' && ct[16] != ' '))) {
+    if (req->body) OPENSSL_cleanse(req->body, req->body_len);
+    gw_respond_error(req, 415, "unsupported_media_type", "send the body as application/json");
+    return NULL;
+  }
+  json_error_t e;
+  json_t *j = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &e);
+  if (req->body) OPENSSL_cleanse(req->body, req->body_len);
+  if (!j) {
+    gw_respond_error(req, 400, "invalid_json", "invalid JSON at line %d column %d (or a duplicate key)", e.line,
+                     e.column);
+    return NULL;
+  }
+  if (!json_is_object(j)) {
+    json_decref(j);
+    gw_respond_error(req, 400, "invalid_json", "the body must be a JSON object");
+    return NULL;
+  }
+  return j;
+}
+
+void admin__oidc(gw_req *req, const admin_caller *who, const char *tenant) {
+  gw_server *srv = req->lp->srv;
+  if (admin__reach(req, who, tenant)) return;
+  snprintf(req->tenant, sizeof req->tenant, "%s", tenant);
+  if (!strcmp(req->method, "GET") || !strcmp(req->method, "HEAD")) {
+    st_txn *txn;
+    if (admin__read_tenant(req, tenant, &txn) != 0) return;
+    json_t *rec;
+    int rc = auth_oidc_get(txn, tenant, &rec);
+    st_txn_end(txn);
+    if (rc == ST_ENOTFOUND) gw_respond_error(req, 404, "not_found", "this tenant has no OIDC settings");
+    else if (rc) gw_respond_error(req, 500, "store_error", "the OIDC settings cannot be read: %s", auth_strerror(rc));
+    else {
+      gw_respond_json(req, 200, auth_oidc_view(rec));
+      json_decref(rec);
+    }
+    return;
+  }
+  if (strcmp(req->method, "PUT") && strcmp(req->method, "DELETE")) {
+    gw_resp_header(req, "Allow", "GET, PUT, DELETE");
+    gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
+    return;
+  }
+  oidc_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    gw_respond_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  j->req = req;
+  j->lp = req->lp;
+  snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
+  admin__now_rfc3339(j->now);
+  if (!strcmp(req->method, "DELETE")) {
+    j->del = true;
+  } else {
+    json_t *b = parse_body_quiet(req); /* wipes the request body */
+    if (!b) {
+      oidc_job_free(j);
+      return;
+    }
+    char err[1024];
+    const char *secret;
+    int rc = auth_oidc_parse(b, &j->config, &secret, err, sizeof err);
+    if (rc != 0) {
+      json_decref(b);
+      oidc_job_free(j);
+      gw_respond_error(req, rc == AUTH_EINVALID ? 400 : 500, rc == AUTH_EINVALID ? "invalid_request" : "internal",
+                       "%s", err);
+      return;
+    }
+    /* an issuer on an address the egress policy refuses (loopback for
+     * http://, any literal private address for https://) is refused now,
+     * naming the operator's key; host names are judged at connect time */
+    if (gw_egress_check_url(srv->egress[GW_OUT_EGRESS_ADMIN], json_string_value(json_object_get(j->config, "issuer")),
+                            err, sizeof err) != 0) {
+      json_decref(b);
+      oidc_job_free(j);
+      gw_respond_error(req, 400, "egress_refused", "\"issuer\": %s", err);
+      return;
+    }
+    if (secret && !(j->secret = strdup(secret))) {
+      json_decref(b);
+      oidc_job_free(j);
+      gw_respond_error(req, 500, "internal", "out of memory");
+      return;
+    }
+    /* jansson's copy of the secret: wipe it before the body is released */
+    json_t *sv = json_object_get(b, "client_secret");
+    if (json_is_string(sv)) OPENSSL_cleanse((char *)json_string_value(sv), json_string_length(sv));
+    json_decref(b);
+  }
+  int rc = st_submit(srv->store, req->lp->port, job_oidc, done_oidc, j);
+  if (rc) {
+    oidc_job_free(j);
+    gw_resp_header(req, "Retry-After", "1");
+    gw_respond_error(req, 503, "store_busy", "the store cannot take writes right now");
+  }
+}
