@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <openssl/crypto.h>
 
 #include "gateway/base/log.h"
 #include "auth/token_store.h"
@@ -95,18 +96,27 @@ int admin__need_operator(gw_req *req, const admin_caller *who) {
   return -1;
 }
 
-/* Strict JSON object body. Responds and returns NULL on any problem. */
-json_t *admin__parse_body(gw_req *req) {
+/* Strict JSON object body. Responds and returns NULL on any problem. With
+ * `secret` (a body carrying a credential: connectors, OIDC settings) a
+ * syntax error names only its position — jansson's text quotes the input
+ * near it, which could be the secret — and the body is wiped as soon as it
+ * is parsed, before anything answers (an answer may release req). */
+static json_t *parse_body(gw_req *req, bool secret) {
   const char *ct = gw_req_header(req, "content-type");
   if (!ct || (strncasecmp(ct, "application/json", 16) != 0 || (ct[16] && ct[16] != ';' && ct[16] != ' '))) {
+    if (secret && req->body) OPENSSL_cleanse(req->body, req->body_len);
     gw_respond_error(req, 415, "unsupported_media_type", "send the body as application/json");
     return NULL;
   }
   json_error_t e;
   json_t *j = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &e);
+  if (secret && req->body) OPENSSL_cleanse(req->body, req->body_len);
   if (!j) {
-    gw_respond_error(req, 400, "invalid_json", "invalid JSON at line %d column %d: %s", e.line,
-                     e.column, e.text);
+    if (secret)
+      gw_respond_error(req, 400, "invalid_json", "invalid JSON at line %d column %d (or a duplicate key)", e.line,
+                       e.column);
+    else
+      gw_respond_error(req, 400, "invalid_json", "invalid JSON at line %d column %d: %s", e.line, e.column, e.text);
     return NULL;
   }
   if (!json_is_object(j)) {
@@ -116,6 +126,9 @@ json_t *admin__parse_body(gw_req *req) {
   }
   return j;
 }
+
+json_t *admin__parse_body(gw_req *req) { return parse_body(req, false); }
+json_t *admin__parse_secret_body(gw_req *req) { return parse_body(req, true); }
 
 /* Refuses keys outside `allowed` (NULL-terminated), naming them all. */
 int admin__only_keys(gw_req *req, json_t *j, const char *const *allowed) {

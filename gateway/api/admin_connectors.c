@@ -136,7 +136,7 @@ void admin__connectors(gw_req *req, const admin_caller *who, const char *tenant,
   if (!strcmp(req->method, "DELETE")) {
     j->del = true;
   } else {
-    json_t *b = admin__parse_body(req);
+    json_t *b = admin__parse_secret_body(req); /* it carries the upstream credential */
     if (!b) {
       conn_job_free(j);
       return;

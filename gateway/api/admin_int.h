@@ -44,6 +44,9 @@ int admin__reach(gw_req *req, const admin_caller *who, const char *tenant);
 int admin__need_operator(gw_req *req, const admin_caller *who);
 /* Strict JSON object body (caller json_decref), or answers and returns NULL. */
 json_t *admin__parse_body(gw_req *req);
+/* The same for a body carrying a credential: errors never quote it, and
+ * the body is wiped once parsed. */
+json_t *admin__parse_secret_body(gw_req *req);
 /* Refuses keys outside `allowed` (NULL-terminated): answers 400, returns -1. */
 int admin__only_keys(gw_req *req, json_t *j, const char *const *allowed);
 /* Optional string field with length bounds; *out borrowed from j (NULL when

@@ -85,31 +85,6 @@ static void done_oidc(int status, void *arg) {
   oidc_job_free(j);
 }
 
-/* Strict JSON object body like admin__parse_body, but a syntax error names
- * only its position: the text near it could be the secret. The request
- * body is wiped before anything answers (an answer may release req). */
-static json_t *parse_body_quiet(gw_req *req) {
-  const char *ct = gw_req_header(req, "content-type");
-  if (!ct || (strncasecmp(ct, "application/json", 16) != 0 || (ct[16] && ct[16] != ';' && ct[16] != ' '))) {
-    if (req->body) OPENSSL_cleanse(req->body, req->body_len);
-    gw_respond_error(req, 415, "unsupported_media_type", "send the body as application/json");
-    return NULL;
-  }
-  json_error_t e;
-  json_t *j = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &e);
-  if (req->body) OPENSSL_cleanse(req->body, req->body_len);
-  if (!j) {
-    gw_respond_error(req, 400, "invalid_json", "invalid JSON at line %d column %d (or a duplicate key)", e.line,
-                     e.column);
-    return NULL;
-  }
-  if (!json_is_object(j)) {
-    json_decref(j);
-    gw_respond_error(req, 400, "invalid_json", "the body must be a JSON object");
-    return NULL;
-  }
-  return j;
-}
 
 void admin__oidc(gw_req *req, const admin_caller *who, const char *tenant) {
   gw_server *srv = req->lp->srv;
@@ -146,7 +121,7 @@ void admin__oidc(gw_req *req, const admin_caller *who, const char *tenant) {
   if (!strcmp(req->method, "DELETE")) {
     j->del = true;
   } else {
-    json_t *b = parse_body_quiet(req); /* wipes the request body */
+    json_t *b = admin__parse_secret_body(req); /* wipes the request body */
     if (!b) {
       oidc_job_free(j);
       return;

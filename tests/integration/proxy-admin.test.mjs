@@ -85,6 +85,9 @@ test('connector names and bodies are validated (400), nothing is created', async
 
   const bad = [
     ['bad JSON', { raw: '{"url":' }],
+    // jansson's error text quotes the input near the error: here the secret
+    ['bad JSON inside the secret', { raw: `{"url":"${rec.url}","auth":{"type":"header","name":"Authorization","value":"upstream-secret-\x01xyz"}}` }],
+    ['JSON cut inside the secret', { raw: `{"url":"${rec.url}","auth":{"type":"header","name":"Authorization","value":"upstream-secret-xyz` }],
     ['not an object', { raw: '[1,2]' }],
     ['unknown field', { body: { ...ok, bogus: 1 } }],
     ['unknown auth field', { body: { ...ok, auth: { type: 'none', extra: true } } }],
