@@ -30,7 +30,12 @@
  *     resources subscribe, logging): an idle client costs one descriptor,
  *     not one per connector. An upstream not yet initialized (capabilities
  *     unknown) gets its feed. The list_changed a policy change causes is
- *     the gateway's own and needs no feed. */
+ *     the gateway's own and needs no feed.
+ *  7. A new upstream session's feeds (attached on every loop through the
+ *     fan-out's session_opened) hold the fan-out until the upstream
+ *     answered their GET (gw__fanout_hold): the call that opened the
+ *     session waits at its gate, so the upstream never sends a
+ *     server→client request before the session's streams can carry it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,7 +90,18 @@ struct feed_state {
   gw_exchange *client;      /* the stream fed (a reference) */
   gw_exchange *self;        /* the feeder (not a reference: unlinked when it is freed) */
   feed_state *prev, *next;  /* in the client's stream_state.feeders */
+  gw_loop *holding;         /* the loop whose fan-out it holds until its head arrives (gw__fanout_hold) */
 };
+
+/* A feed opened for a new upstream session holds the fan-out (the call
+ * that opened the session waits) until the upstream answered its GET:
+ * a server→client request sent before that would be lost. */
+static void feed_release(feed_state *st) {
+  if (!st->holding) return;
+  gw_loop *lp = st->holding;
+  st->holding = NULL;
+  gw__fanout_release(lp);
+}
 
 static const gw_flow_ops feed_flow;
 
@@ -166,6 +182,7 @@ static int mux_event(void *arg, const char *ev, size_t n) {
 
 static void mux_headers(gw_exchange *c, gw_out_req *r, int status, const gw_out_header *h, size_t n) {
   c->status = status;
+  feed_release(c->state); /* the upstream has its GET stream (or said no) */
   bool sse = false;
   for (size_t i = 0; i < n; i++)
     if (!strcasecmp(h[i].name, "content-type") && gw__sse_is(h[i].value)) sse = true;
@@ -194,6 +211,7 @@ static int mux_data(gw_exchange *c, gw_out_req *r, const char *p, size_t n) {
 }
 
 static void mux_attach(gw_exchange *x, const char *connector, const char *upstream, const char *last_id);
+static feed_state *mux_attach_feed(gw_exchange *x, const char *connector, const char *upstream, const char *last_id);
 
 typedef struct mux_retry {
   uv_timer_t t;
@@ -258,6 +276,7 @@ static void feed_revoke(gw_exchange *c, const gw_revocation *r) {
 
 static void feed_free(void *state) {
   feed_state *st = state;
+  feed_release(st); /* ended before its head */
   if (st->client) {
     stream_state *ss = st->client->flow == &stream_flow ? st->client->state : NULL;
     if (st->prev) st->prev->next = st->next;
@@ -277,10 +296,15 @@ static const gw_flow_ops feed_flow = {.name = "agg-feed",
 
 /* Starts the upstream GET stream of one connector for the client stream x. */
 static void mux_attach(gw_exchange *x, const char *connector, const char *upstream, const char *last_id) {
+  mux_attach_feed(x, connector, upstream, last_id);
+}
+
+/* The feed started (its state, valid until the transfer ends), or NULL. */
+static feed_state *mux_attach_feed(gw_exchange *x, const char *connector, const char *upstream, const char *last_id) {
   feed_state *st = calloc(1, sizeof *st);
-  if (!st) return;
+  if (!st) return NULL;
   gw_exchange *c = gw__mcp_child(x, connector, &feed_flow, st);
-  if (!c) return;
+  if (!c) return NULL;
   st->client = x;
   x->refs++;
   st->self = c;
@@ -297,7 +321,9 @@ static void mux_attach(gw_exchange *x, const char *connector, const char *upstre
   u.last_event_id = last_id;
   u.stream = true;
   gw__x_upcall(c, &u); /* the transfer holds its own reference */
+  feed_state *live = c->out ? st : NULL; /* a refused start ended (and freed) it */
   gw__x_unref(c);
+  return live;
 }
 
 /* The client's GET stream: every connector with an upstream session now,
@@ -347,16 +373,22 @@ void gw__agg_stream(gw_exchange *x, const char *last_event_id) {
  * its GET stream too. */
 typedef struct opened_arg {
   const char *sid, *connector, *upstream;
+  bool hold;
 } opened_arg;
 
 static void attach_if_stream(gw_exchange *x, void *arg) {
   opened_arg *a = arg;
-  if (gw__agg_is_stream(x, a->sid) && x->started && x->req) mux_attach(x, a->connector, a->upstream, NULL);
+  if (!gw__agg_is_stream(x, a->sid) || !x->started || !x->req) return;
+  feed_state *st = mux_attach_feed(x, a->connector, a->upstream, NULL);
+  if (st && a->hold) {
+    st->holding = x->lp;
+    gw__fanout_hold(x->lp);
+  }
 }
 
 void gw__agg_attach_streams(gw_loop *lp, const char *sid, const char *connector, const char *upstream) {
   gw_proxy *p = gw__mcp_of(lp);
-  opened_arg a = {sid, connector, upstream};
+  opened_arg a = {sid, connector, upstream, false};
   if (p) gw__x_foreach(&p->reg, attach_if_stream, &a);
 }
 
@@ -366,5 +398,7 @@ void gw__agg_session_opened(gw_loop *lp, const char *tenant, const char *sid, co
   if (st_read_begin(lp->srv->store, &txn) != 0) return;
   bool push = upstream_can_push(txn, tenant, connector);
   st_txn_end(txn);
-  if (push) gw__agg_attach_streams(lp, sid, connector, upstream);
+  gw_proxy *p = gw__mcp_of(lp);
+  opened_arg a = {sid, connector, upstream, true}; /* applied from the fan-out: the feeds hold it */
+  if (push && p) gw__x_foreach(&p->reg, attach_if_stream, &a);
 }

@@ -9,57 +9,12 @@
 // messages from another loop that much later — a loop too busy to answer —
 // so a reply that did not wait for every loop would overtake the streams it
 // ended; the log's order shows which came first.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { startGateway, runGateway, makeTempDir, request, scrapeMetrics, metricValue, waitFor, connect } from './lib/gateway.mjs';
-import { setupTenant, rawSession, mcpHeaders, openStream, startEverything, startRecorder, toolText } from './lib/mcp.mjs';
-
-const ALICE = 'alice@acme.com';
-const BOB = 'bob@acme.com';
-
-let upstream;
-after(async () => { await upstream?.stop(); });
-
-async function fixture({ env = {}, args = [] } = {}) {
-  upstream ??= await startEverything();
-  const gw = await startGateway({ args: ['--workers', '2', ...args], env });
-  const t = await setupTenant(gw, { users: [ALICE, BOB] });
-  const c = await t.putConnector('ev', { url: upstream.url, auth: { type: 'none' } });
-  assert.equal(c.status, 201, `PUT connector: ${c.status} ${c.body}`);
-  const alice = (await t.mintToken(ALICE)).token;
-  const bob = (await t.mintToken(BOB)).token;
-  return { gw, t, alice, bob, url: `${gw.url}/t/acme/mcp` };
-}
-
-const accessIndex = (gw, id) => gw.logs().findIndex((e) => e.msg === 'access' && e.request_id === id);
-const accessLine = (gw, id) => gw.logs().find((e) => e.msg === 'access' && e.request_id === id);
-
-/** A keep-alive connection that loop `loop` accepted (asked with /healthz). */
-async function connOnLoop(gw, loop) {
-  for (let i = 0; i < 60; i++) {
-    const c = await connect(gw.port);
-    await c.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
-    const [h] = await c.responses(1);
-    const line = await waitFor(() => accessLine(gw, h.headers['x-request-id']), { what: 'the healthz access line' });
-    if (line.loop === loop) return c;
-    c.destroy();
-  }
-  throw new Error(`no connection landed on loop ${loop}`);
-}
-
-/** n aggregated GET streams of token, one per session, each on its own connection. */
-async function openStreams(f, token, n) {
-  const out = [];
-  for (let i = 0; i < n; i++) {
-    const s = await rawSession(f.url, token);
-    const st = await openStream(f.url, { headers: { ...mcpHeaders({ token, sessionId: s.sessionId, protocolVersion: s.protocolVersion }), accept: 'text/event-stream' } });
-    assert.equal(st.status, 200, `GET stream: ${st.status}`);
-    st.requestId = st.headers['x-request-id'];
-    out.push(st);
-  }
-  return out;
-}
+import { setupTenant, rawSession, mcpHeaders, openStream, startRecorder, startBareUpstream, toolText } from './lib/mcp.mjs';
+import { ALICE, BOB, everything, fixture, accessIndex, accessLine, connOnLoop, openStreams } from './lib/workers.mjs';
 
 test('one session\'s requests are served by both loops; /metrics sums every loop', async () => {
   const f = await fixture();
@@ -83,30 +38,6 @@ test('one session\'s requests are served by both loops; /metrics sums every loop
   await f.gw.stop();
 });
 
-test('a deactivation over SCIM ends the user\'s streams on every loop before the 200, even when a loop is slow', async () => {
-  const f = await fixture({ env: { MCPGATE_TEST_FANOUT_DELAY_MS: '1500' }, args: ['--revocation-fanout-timeout-ms', '20000'] });
-  const mine = await openStreams(f, f.alice, 12);
-  const [bobs] = await openStreams(f, f.bob, 1);
-  assert.ok(mine.every((st) => !st.isEnded), 'her streams are open before the deactivation');
-  const r = await f.t.scim.patchOps(`/Users/${f.t.users[ALICE].id}`, [{ op: 'replace', value: { active: false } }]);
-  assert.equal(r.status, 200, r.body);
-  // its access line follows the reply on the wire: wait for it to be read
-  const scimAt = await waitFor(() => { const i = accessIndex(f.gw, r.headers['x-request-id']); return i >= 0 ? i : false; },
-    { what: 'the SCIM reply\'s access line' });
-  await waitFor(() => mine.every((st) => st.isEnded), { timeoutMs: 5000, what: 'alice\'s streams to end' });
-  await waitFor(() => mine.every((st) => accessIndex(f.gw, st.requestId) >= 0), { what: 'the streams\' access lines' });
-  const loops = new Set(mine.map((st) => accessLine(f.gw, st.requestId).loop));
-  assert.deepEqual([...loops].sort(), [0, 1], 'alice\'s streams were on both loops');
-  for (const st of mine)
-    assert.ok(accessIndex(f.gw, st.requestId) < scimAt,
-      `stream ${st.requestId} (loop ${accessLine(f.gw, st.requestId).loop}) ended before the SCIM reply was sent`);
-  assert.equal(bobs.isEnded, false, 'bob\'s stream stays open');
-  const m = await scrapeMetrics(f.gw);
-  assert.equal(metricValue(m, 'mcpgate_revocation_fanout_timeouts_total'), 0);
-  bobs.close();
-  await f.gw.stop();
-});
-
 test('list_changed from a policy change reaches the streams on every loop', async () => {
   const f = await fixture();
   const streams = [...await openStreams(f, f.alice, 6), ...await openStreams(f, f.bob, 6)];
@@ -119,99 +50,46 @@ test('list_changed from a policy change reaches the streams on every loop', asyn
   await f.gw.stop();
 });
 
-test('past revocation_fanout_timeout_ms the reply goes anyway: logged, counted, and the store refuses the user', async () => {
-  const f = await fixture({ env: { MCPGATE_TEST_FANOUT_DELAY_MS: '3000' }, args: ['--revocation-fanout-timeout-ms', '200'] });
-  const mine = await openStreams(f, f.alice, 12);
-  const s = await rawSession(f.url, f.alice);
-  const before = metricValue(await scrapeMetrics(f.gw), 'mcpgate_revocation_fanout_timeouts_total');
-  const r = await f.t.scim.patchOps(`/Users/${f.t.users[ALICE].id}`, [{ op: 'replace', value: { active: false } }]);
-  assert.equal(r.status, 200, r.body);
-  const m = await scrapeMetrics(f.gw);
-  assert.ok(metricValue(m, 'mcpgate_revocation_fanout_timeouts_total') > before, 'the timeout is counted');
-  // (the warning is rate-limited per loop: the setup's own writes may have said it first)
-  const warn = await f.gw.waitForLog((e) => e.level === 'warn' && /revocation_fanout_timeout_ms/.test(e.msg), 5000, 0);
-  assert.doesNotMatch(JSON.stringify(warn), /mcg_|Bearer/, 'no token in the warning');
-  // fail closed: whatever a slow loop still holds, the store refuses her now
-  const again = await s.request('tools/call', { name: 'ev__echo', arguments: { message: 'x' } });
-  assert.equal(again.status, 401, `a request after the deactivation: ${again.status} ${again.body}`);
-  await waitFor(() => mine.every((st) => st.isEnded), { timeoutMs: 10000, what: 'the slow loop to end the rest of her streams' });
-  await f.gw.stop();
-});
-
-test('replies queued behind a slow loop wait together, not one timeout after another', async () => {
-  // each reply's wait starts when it reaches its loop, not when the ones
-  // ahead of it let it through: six deactivations served by loop 0 while
-  // loop 1 is slow (3 s) and the timeout 0.8 s all leave before loop 1
-  // catches up (one after another they would take 4.8 s)
-  const users = ['u1', 'u2', 'u3', 'u4', 'u5', 'u6'].map((u) => `${u}@acme.com`);
-  upstream ??= await startEverything();
-  const gw = await startGateway({ args: ['--workers', '2', '--revocation-fanout-timeout-ms', '800'], env: { MCPGATE_TEST_FANOUT_DELAY_MS: '3000' } });
-  const t = await setupTenant(gw, { users });
-  const f = { gw, t, url: `${gw.url}/t/acme/mcp` };
-  const streams = [];
-  for (const u of users) {
-    const tok = (await t.mintToken(u)).token;
-    for (const st of await openStreams(f, tok, 2)) streams.push(st);
+test('the first call on a new upstream session waits until the session\'s streams have their upstream GET open', async () => {
+  // an upstream whose GET stream takes 400 ms to open and whose tool says
+  // whether it was open when called: a server→client request it would send
+  // before then would be lost (Streamable HTTP: no stream, no delivery)
+  let open = 0;
+  const url = await startBareUpstream((req, res, m) => {
+    const json = (o, h = {}) => { res.writeHead(200, { 'content-type': 'application/json', ...h }); res.end(JSON.stringify(o)); };
+    if (req.method === 'GET') {
+      setTimeout(() => { res.writeHead(200, { 'content-type': 'text/event-stream' }); res.write(': open\n\n'); open++; }, 400);
+      return;
+    }
+    if (req.method === 'DELETE' || !m?.id) { res.writeHead(202); res.end(); return; }
+    if (m.method === 'initialize') return json({ jsonrpc: '2.0', id: m.id, result: { protocolVersion: m.params.protocolVersion, capabilities: { tools: { listChanged: true } }, serverInfo: { name: 'slow-get', version: '1' } } }, { 'mcp-session-id': `up-${Math.random().toString(36).slice(2)}` });
+    if (m.method === 'tools/list') return json({ jsonrpc: '2.0', id: m.id, result: { tools: [{ name: 'probe', inputSchema: { type: 'object' } }] } });
+    return json({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: `streams open: ${open}` }] } });
+  });
+  for (const workers of ['1', '2']) {
+    const gw = await startGateway({ args: ['--workers', workers] });
+    const t = await setupTenant(gw, { users: [ALICE] });
+    const c = await t.putConnector('slow', { url, auth: { type: 'none' } });
+    assert.equal(c.status, 201, c.body);
+    const tok = (await t.mintToken(ALICE)).token;
+    const aggUrl = `${gw.url}/t/acme/mcp`;
+    for (let i = 0; i < 4; i++) {
+      const s = await rawSession(aggUrl, tok);
+      const st = await openStream(aggUrl, { headers: { ...mcpHeaders({ token: tok, sessionId: s.sessionId, protocolVersion: s.protocolVersion }), accept: 'text/event-stream' } });
+      assert.equal(st.status, 200);
+      const before = open;
+      const r = await s.request('tools/call', { name: 'slow__probe', arguments: {} });
+      const text = toolText(r.messages.find((x) => x.result)?.result);
+      assert.equal(text, `streams open: ${before + 1}`, `workers ${workers}, session ${i}: the call reached the upstream after the session's GET stream was open (${text})`);
+      st.close();
+    }
+    await gw.stop();
   }
-  // six keep-alive connections that loop 0 accepted
-  const conns = [];
-  for (let i = 0; i < 6; i++) conns.push(await connOnLoop(gw, 0));
-  assert.equal(conns.length, 6, 'six connections on loop 0');
-  await Promise.all(conns.map((c, i) => {
-    const body = JSON.stringify({ schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], Operations: [{ op: 'replace', value: { active: false } }] });
-    return c.write(`PATCH /t/acme/scim/v2/Users/${t.users[users[i]].id} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${t.scim.token}\r\n` +
-      `Content-Type: application/scim+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
-  }));
-  const ids = [];
-  for (const c of conns) {
-    const rs = await c.responses(2, 10000);
-    assert.equal(rs[1].status, 200, rs[1].body?.toString());
-    ids.push(rs[1].headers['x-request-id']);
-    c.destroy();
-  }
-  await waitFor(() => streams.every((st) => st.isEnded), { timeoutMs: 10000, what: 'every stream to end' });
-  await waitFor(() => [...ids, ...streams.map((st) => st.requestId)].every((id) => accessIndex(gw, id) >= 0), { what: 'the access lines' });
-  const slow = streams.map((st) => accessLine(gw, st.requestId)).filter((e) => e.loop === 1);
-  assert.ok(slow.length > 0, 'some streams were on loop 1');
-  const firstSlowCut = Math.min(...slow.map((e) => accessIndex(gw, e.request_id)));
-  for (const id of ids)
-    assert.ok(accessIndex(gw, id) < firstSlowCut, 'every reply left before loop 1 caught up: they waited side by side');
-  assert.ok(metricValue(await scrapeMetrics(gw), 'mcpgate_revocation_fanout_timeouts_total') >= 1, 'they went out on the timeout');
-  await gw.stop();
-});
-
-test('a DELETE of an aggregated session ends its GET stream on the other loop before the 204', async () => {
-  const f = await fixture({ env: { MCPGATE_TEST_FANOUT_DELAY_MS: '1000' }, args: ['--revocation-fanout-timeout-ms', '20000'] });
-  for (const [streamLoop, delLoop] of [[0, 1], [1, 0]]) {
-    const s = await rawSession(f.url, f.alice);
-    const head = (method) => `${method} /t/acme/mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${f.alice}\r\n` +
-      `Accept: text/event-stream\r\nMcp-Session-Id: ${s.sessionId}\r\nMCP-Protocol-Version: ${s.protocolVersion}\r\n\r\n`;
-    const sc = await connOnLoop(f.gw, streamLoop);
-    const from = sc.buffer.length;
-    await sc.write(head('GET'));
-    await sc._until(() => /\r\n\r\n/.test(sc.buffer.subarray(from).toString('latin1')), 5000);
-    const streamHead = sc.buffer.subarray(from).toString('latin1');
-    assert.match(streamHead, /^HTTP\/1\.1 200/, streamHead.slice(0, 200));
-    const streamId = /x-request-id: *(\w+)/i.exec(streamHead)[1];
-    const dc = await connOnLoop(f.gw, delLoop);
-    await dc.write(head('DELETE'));
-    const rs = await dc.responses(2, 10000);
-    assert.equal(rs[1].status, 204, `DELETE: ${rs[1].status}`);
-    const delId = rs[1].headers['x-request-id'];
-    await waitFor(() => accessIndex(f.gw, streamId) >= 0 && accessIndex(f.gw, delId) >= 0, { what: 'the access lines' });
-    assert.equal(accessLine(f.gw, streamId).loop, streamLoop);
-    assert.equal(accessLine(f.gw, delId).loop, delLoop);
-    assert.ok(accessIndex(f.gw, streamId) < accessIndex(f.gw, delId),
-      `the stream (loop ${streamLoop}) ended before the 204 (loop ${delLoop})`);
-    sc.destroy();
-    dc.destroy();
-  }
-  await f.gw.stop();
 });
 
 test('notifications/cancelled reaches the upstream running the call, whichever loop runs it', async () => {
   const f = await fixture();
-  const rec = await startRecorder(upstream.url);
+  const rec = await startRecorder((await everything()).url);
   const c = await f.t.putConnector('slow', { url: rec.url, auth: { type: 'none' } });
   assert.equal(c.status, 201, c.body);
   const s = await rawSession(f.url, f.alice);
