@@ -152,3 +152,14 @@ test('a second serve on the same port is refused, and the first keeps serving', 
   }
   await f.gw.stop();
 });
+
+test('workers and revocation_fanout_timeout_ms refuse values out of their bounds, naming the key', async () => {
+  const dir = await makeTempDir();
+  for (const [flag, v, key] of [['--workers', '257', 'workers'], ['--workers', '-1', 'workers'], ['--workers', 'two', 'workers'],
+    ['--revocation-fanout-timeout-ms', '0', 'revocation_fanout_timeout_ms'], ['--revocation-fanout-timeout-ms', '60001', 'revocation_fanout_timeout_ms']]) {
+    const r = await runGateway(['serve', '--listen', '127.0.0.1:0', '--data', dir, flag, v], { timeoutMs: 8000 });
+    assert.notEqual(r.code, 0, `${flag} ${v} refused`);
+    assert.equal(r.timedOut, false, `${flag} ${v}: it did not start serving`);
+    assert.match(r.stderr + r.stdout, new RegExp(key), `${flag} ${v}: the message names ${key}: ${(r.stderr + r.stdout).slice(-300)}`);
+  }
+});
