@@ -297,26 +297,10 @@ json_t *auth_oidc_view(const json_t *rec) {
 
 int auth_oidc_secret(st_txn *txn, const char *tenant, char **value) {
   st_aad aad = {tenant, AUTH_OIDC_SECRET_KIND, ""};
-  uint8_t *pt;
-  size_t n;
-  *value = NULL;
-  int rc = st_secret_get(txn, &aad, &pt, &n);
-  if (rc) return rc;
-  char *v = malloc(n + 1);
-  if (!v) {
-    st_secret_free(pt, n);
-    return ST_ENOMEM;
-  }
-  memcpy(v, pt, n);
-  v[n] = 0;
-  st_secret_free(pt, n);
-  *value = v;
-  return 0;
+  return st_secret_get_str(txn, &aad, value);
 }
 
-void auth_oidc_secret_free(char *value) {
-  if (value) st_secret_free((uint8_t *)value, strlen(value));
-}
+void auth_oidc_secret_free(char *value) { st_secret_str_free(value); }
 
 int auth_oidc_delete(st_txn *txn, const char *tenant) {
   char k[80];

@@ -447,6 +447,28 @@ int st_secret_get(st_txn *txn, const st_aad *aad, uint8_t **pt, size_t *n) {
   return st_unseal(st_txn_store(txn), aad, v.data, v.len, pt, n);
 }
 
+int st_secret_get_str(st_txn *txn, const st_aad *aad, char **value) {
+  uint8_t *pt;
+  size_t n;
+  *value = NULL;
+  int rc = st_secret_get(txn, aad, &pt, &n);
+  if (rc) return rc;
+  char *v = malloc(n + 1);
+  if (!v) {
+    st_secret_free(pt, n);
+    return ST_ENOMEM;
+  }
+  memcpy(v, pt, n);
+  v[n] = 0;
+  st_secret_free(pt, n);
+  *value = v;
+  return 0;
+}
+
+void st_secret_str_free(char *value) {
+  if (value) st_secret_free((uint8_t *)value, strlen(value) + 1);
+}
+
 int st_secret_del(st_txn *txn, const st_aad *aad) {
   uint8_t k[SKEY_MAX];
   size_t klen;

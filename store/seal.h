@@ -67,6 +67,11 @@ int st_secret_put(st_txn *txn, const st_aad *aad, const void *pt, size_t n);
 /* Loads and unseals. ST_ENOTFOUND if absent, ST_ECRYPTO if it does not
  * authenticate. *pt as for st_unseal (free with st_secret_free). */
 int st_secret_get(st_txn *txn, const st_aad *aad, uint8_t **pt, size_t *n);
+/* st_secret_get as a NUL-terminated string (for secrets that are text:
+ * credentials), freed with st_secret_str_free (wipes it; NULL is a no-op).
+ * *value is NULL on failure. */
+int st_secret_get_str(st_txn *txn, const st_aad *aad, char **value);
+void st_secret_str_free(char *value);
 /* Deletes. ST_ENOTFOUND if absent. Write txns only. */
 int st_secret_del(st_txn *txn, const st_aad *aad);
 /* Key prefix of every secret of a tenant in ST_DB_SECRETS, for prefix scans

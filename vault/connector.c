@@ -226,27 +226,10 @@ json_t *vault_connector_view(const json_t *rec) {
 
 int vault_connector_secret(st_txn *txn, const char *tenant, const char *name, char **value) {
   st_aad aad = {tenant, VAULT_SECRET_KIND, name};
-  uint8_t *pt;
-  size_t n;
-  *value = NULL;
-  int rc = st_secret_get(txn, &aad, &pt, &n);
-  if (rc) return rc;
-  char *v = malloc(n + 1);
-  if (!v) {
-    st_secret_free(pt, n);
-    return ST_ENOMEM;
-  }
-  memcpy(v, pt, n);
-  v[n] = 0;
-  st_secret_free(pt, n);
-  *value = v;
-  return 0;
+  return st_secret_get_str(txn, &aad, value);
 }
 
-void vault_secret_free(char *value) {
-  if (!value) return;
-  st_secret_free((uint8_t *)value, strlen(value));
-}
+void vault_secret_free(char *value) { st_secret_str_free(value); }
 
 int vault_upstream_cred(st_txn *txn, const char *tenant, const char *connector, const char *user,
                         const json_t *known, vault_cred *out) {
