@@ -33,13 +33,10 @@ async function dataDirFrom(version) {
   return { dir, meta };
 }
 
-test('a schema-5 store (before tenant incarnation uids) migrates to the latest schema, checks clean and serves its tenant', async () => {
-  const { dir, meta } = await dataDirFrom(5);
-  const gw = await startGateway({ dataDir: dir });
-  await gw.waitForLog((l) => /migrating store schema 5 -> 6/.test(l.msg ?? ''));
-  const op = fs.readFileSync(path.join(dir, 'admin.token'), 'utf8').trim();
-
-  // the tenant, its SCIM token, its directory
+// The fixture's data, read through the migrated gateway: the tenant, its SCIM
+// token and directory, the connector with its sealed credential, the policy,
+// and the old binary's employee token calling a tool through a ctl upstream.
+async function assertFixtureServes(gw, op, meta, upName) {
   const t = await api(gw.port, op, 'GET', `/admin/v1/tenants/${meta.tenant}`);
   assert.equal(t.status, 200, t.body);
   const scim = scimClient(gw.port, meta.tenant, meta.scim_token);
@@ -56,19 +53,58 @@ test('a schema-5 store (before tenant incarnation uids) migrates to the latest s
   assert.equal(ex.json?.decision, 'block', ex.body);
 
   // the employee token minted by the old binary works; policy decides with the migrated tenant
-  const up = await startCtlUpstream({ name: 'v5' });
+  const up = await startCtlUpstream({ name: upName });
   const put = await api(gw.port, op, 'PUT', `/admin/v1/tenants/${meta.tenant}/connectors/${meta.connector}`,
     { url: up.url, auth: { type: 'none' } });
   assert.equal(put.status, 200, put.body);
   const s = await rawSession(`${gw.url}/t/${meta.tenant}/mcp/${meta.connector}`, meta.employee_token);
   const ok = await s.request('tools/call', { name: 'echo', arguments: { message: 'migrated' } });
-  assert.match(ok.body, /v5:echo migrated/, ok.body);
+  assert.match(ok.body, new RegExp(`${upName}:echo migrated`), ok.body);
   const blocked = await s.request('tools/call', { name: 'add', arguments: {} });
   assert.equal(blocked.messages[0]?.error?.code, -32003, blocked.body);
+}
+
+test('a schema-5 store (before tenant incarnation uids) migrates to the latest schema, checks clean and serves its tenant', async () => {
+  const { dir, meta } = await dataDirFrom(5);
+  const gw = await startGateway({ dataDir: dir });
+  await gw.waitForLog((l) => /migrating store schema 5 -> 6/.test(l.msg ?? ''));
+  const op = fs.readFileSync(path.join(dir, 'admin.token'), 'utf8').trim();
+  await assertFixtureServes(gw, op, meta, 'v5');
   await gw.stop();
 
   // offline: every sealed secret unseals, every tenant has its uid
   const chk = await cli(['store', 'check', '--data', dir], { timeoutMs: 30000 });
   assertExit(chk, 0, `store check after migration: ${chk.stdout} ${chk.stderr}`);
   assert.doesNotMatch(chk.stdout + chk.stderr, /incarnation uid/);
+});
+
+test('a schema-6 store (before the auth database) migrates to the latest schema, checks clean and serves its tenant', async () => {
+  const { dir, meta } = await dataDirFrom(6);
+  const gw = await startGateway({ dataDir: dir });
+  await gw.waitForLog((l) => /migrating store schema 6 -> 7/.test(l.msg ?? ''));
+  const op = fs.readFileSync(path.join(dir, 'admin.token'), 'utf8').trim();
+  await assertFixtureServes(gw, op, meta, 'v6');
+
+  // the auth database the migration created: no settings yet, then a PUT
+  // stores them (the client secret sealed) and a GET reads them back
+  const oidc = `/admin/v1/tenants/${meta.tenant}/oidc`;
+  const none = await api(gw.port, op, 'GET', oidc);
+  assert.equal(none.status, 404, none.body);
+  const secret = 'fixture-v6-oidc-secret-3b9d';
+  const p = await api(gw.port, op, 'PUT', oidc, {
+    issuer: 'http://127.0.0.1:9/', client_id: 'migrated-client', client_secret: secret,
+    scopes: ['openid', 'profile', 'email'], subject_claim: 'sub', link_claim: 'sub', link_attribute: 'externalId',
+  });
+  assert.equal(p.status, 201, p.body);
+  assert.ok(!p.body.includes(secret), p.body);
+  const g = await api(gw.port, op, 'GET', oidc);
+  assert.equal(g.status, 200, g.body);
+  assert.equal(g.json.issuer, 'http://127.0.0.1:9', g.body);
+  assert.equal(g.json.client_id, 'migrated-client', g.body);
+  assert.equal(g.json.client_secret_set, true, g.body);
+  await gw.stop();
+
+  // offline: every sealed secret (the fixture's and the new OIDC one) unseals
+  const chk = await cli(['store', 'check', '--data', dir], { timeoutMs: 30000 });
+  assertExit(chk, 0, `store check after migration: ${chk.stdout} ${chk.stderr}`);
 });
