@@ -132,12 +132,6 @@ typedef struct usess_job {
   char tenant[64], sid[96], connector[40], upstream[256];
 } usess_job;
 
-static void usess_opened(void *arg) {
-  gw_revocation *m = arg;
-  gw__fanout_send(m->srv_for_opened, m, NULL);
-  free(m);
-}
-
 /* The session's client streams, on every loop, attach to the new upstream
  * session before the exchange goes on: the news goes out after the commit
  * and this loop's gate holds done_usess until every loop applied it (an
@@ -146,17 +140,14 @@ static int job_usess(st_txn *txn, void *arg) {
   usess_job *j = arg;
   int rc = gw_session_upstream_put(txn, j->sid, j->connector, j->upstream);
   if (rc < 0) return rc;
-  gw_revocation *m = calloc(1, sizeof *m);
-  if (!m) return ST_ENOMEM;
-  m->srv_for_opened = j->srv;
-  m->session_opened = true;
-  gw_strlcpy(m->tenant, j->tenant, sizeof m->tenant);
-  gw_strlcpy(m->sid, j->sid, sizeof m->sid);
-  gw_strlcpy(m->connector, j->connector, sizeof m->connector);
-  gw_strlcpy(m->upstream, j->upstream, sizeof m->upstream);
-  rc = st_txn_after_commit(txn, usess_opened, free, m);
-  if (rc < 0) free(m);
-  return rc;
+  gw_revocation m;
+  memset(&m, 0, sizeof m);
+  m.session_opened = true;
+  gw_strlcpy(m.tenant, j->tenant, sizeof m.tenant);
+  gw_strlcpy(m.sid, j->sid, sizeof m.sid);
+  gw_strlcpy(m.connector, j->connector, sizeof m.connector);
+  gw_strlcpy(m.upstream, j->upstream, sizeof m.upstream);
+  return gw__fanout_on_commit(txn, j->srv, &m);
 }
 
 static void done_usess(int status, void *arg) {

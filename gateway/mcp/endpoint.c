@@ -164,12 +164,6 @@ typedef struct del_job {
   char tenant[64], sid[96];
 } del_job;
 
-static void session_gone_everywhere(void *arg) {
-  gw_revocation *m = arg;
-  gw__fanout_send(m->srv_for_opened, m, NULL);
-  free(m);
-}
-
 /* With a `deleted` step (the aggregated endpoint, whose GET streams are
  * the gateway's own), the session's streams end on every loop after the
  * commit, before the 204 (the gate holds it until every loop did). */
@@ -178,14 +172,12 @@ static int job_session_del(st_txn *txn, void *arg) {
   int rc = gw_session_delete(txn, j->sid);
   if (rc < 0 && rc != ST_ENOTFOUND) return rc;
   if (!j->deleted) return 0;
-  gw_revocation *m = calloc(1, sizeof *m);
-  if (!m) return ST_ENOMEM;
-  m->srv_for_opened = j->srv;
-  m->session_gone = true;
-  gw_strlcpy(m->tenant, j->tenant, sizeof m->tenant);
-  gw_strlcpy(m->sid, j->sid, sizeof m->sid);
-  rc = st_txn_after_commit(txn, session_gone_everywhere, free, m);
-  if (rc < 0) free(m);
+  gw_revocation m;
+  memset(&m, 0, sizeof m);
+  m.session_gone = true;
+  gw_strlcpy(m.tenant, j->tenant, sizeof m.tenant);
+  gw_strlcpy(m.sid, j->sid, sizeof m.sid);
+  rc = gw__fanout_on_commit(txn, j->srv, &m);
   return rc < 0 ? rc : 0;
 }
 

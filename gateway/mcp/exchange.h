@@ -64,7 +64,6 @@ typedef struct gw_revocation {
   bool cancel;         /* notifications/cancelled (note) for a call in flight on another loop */
   char sid[96], upstream[256];
   char note[1024];
-  struct gw_server *srv_for_opened; /* a message made in a writer job: its server, until it is sent */
   bool unfenced;    /* replies need not wait for it (sent by a loop, not after a commit) */
 } gw_revocation;
 

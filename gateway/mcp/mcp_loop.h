@@ -193,6 +193,9 @@ gw_mcp_shared *gw__mcp_shared(const gw_server *srv);
  * runs) and leaves (at stop, before its async handle closes). */
 void gw__fanout_join(gw_proxy *p);
 void gw__fanout_leave(gw_proxy *p);
+/* Queues a copy of m to every loop once txn commits (nothing if it rolls
+ * back). Writer thread, inside a job or hook. */
+int gw__fanout_on_commit(st_txn *txn, gw_server *srv, const gw_revocation *m);
 /* Queues m to every loop; `except` (NULL: none) applied it already and
  * skips it. Any thread. */
 void gw__fanout_send(gw_server *srv, const gw_revocation *m, const gw_proxy *except);

@@ -351,7 +351,7 @@ static void revoke_after_commit(void *arg) {
 }
 
 /* Registers the fan-out of r after txn commits. */
-static int revoke_on_commit(st_txn *txn, gw_server *srv, const gw_revocation *r) {
+int gw__fanout_on_commit(st_txn *txn, gw_server *srv, const gw_revocation *r) {
   revoke_arg *a = malloc(sizeof *a);
   if (!a) return ST_ENOMEM;
   a->srv = srv;
@@ -366,7 +366,7 @@ static int on_user_gone(st_txn *txn, int kind, const void *event, void *ctx) {
   (void)kind;
   gw_revocation r;
   fill(&r, ev->tenant, ev->id, NULL, NULL);
-  return revoke_on_commit(txn, ctx, &r);
+  return gw__fanout_on_commit(txn, ctx, &r);
 }
 
 /* A tenant being deleted: every live exchange of it ends and every loop
@@ -377,7 +377,7 @@ static int on_tenant_deleting(st_txn *txn, int kind, const void *event, void *ct
   gw_revocation r;
   fill(&r, ev->tenant, NULL, NULL, NULL);
   r.tenant_gone = true;
-  return revoke_on_commit(txn, ctx, &r);
+  return gw__fanout_on_commit(txn, ctx, &r);
 }
 
 /* An employee token revoked: what was opened with it (streams, calls in
@@ -388,7 +388,7 @@ static int on_token_revoked(st_txn *txn, int kind, const void *event, void *ctx)
   if (strcmp(ev->kind, AUTH_KIND_EMPLOYEE) || !ev->tokid[0]) return 0;
   gw_revocation r;
   fill(&r, ev->tenant, NULL, NULL, ev->tokid);
-  return revoke_on_commit(txn, ctx, &r);
+  return gw__fanout_on_commit(txn, ctx, &r);
 }
 
 typedef struct notify_arg {
@@ -455,7 +455,7 @@ static int end_connector(st_txn *txn, gw_server *srv, const char *tenant, const 
   if (rc < 0) return rc;
   gw_revocation r;
   fill(&r, tenant, NULL, connector, NULL);
-  return revoke_on_commit(txn, srv, &r);
+  return gw__fanout_on_commit(txn, srv, &r);
 }
 
 static int on_connector_deleted(st_txn *txn, int kind, const void *event, void *ctx) {
@@ -474,7 +474,7 @@ static int on_connector_put(st_txn *txn, int kind, const void *event, void *ctx)
   gw_revocation r;
   fill(&r, ev->tenant, NULL, ev->name, NULL);
   r.probe = true;
-  return revoke_on_commit(txn, ctx, &r);
+  return gw__fanout_on_commit(txn, ctx, &r);
 }
 
 /* Every open stream of the tenant learns its tool list may have changed. */
