@@ -30,6 +30,8 @@ before(async () => {
     } else if (u.pathname === '/app/unset') {
       res.setHeader('set-cookie', ['gone=; Path=/; Max-Age=0']);
       res.writeHead(200).end(req.headers.cookie || '');
+    } else if (u.pathname === '/bye') {
+      res.writeHead(200).end(`bye ${u.searchParams.get('state')}`);
     } else if (u.pathname === '/echo') {
       res.writeHead(200).end(req.headers.cookie || '');
     } else {
@@ -39,7 +41,7 @@ before(async () => {
   await new Promise((resolve) => rp.listen(0, '127.0.0.1', resolve));
   rpUrl = `http://127.0.0.1:${rp.address().port}`;
   redirectUri = `${rpUrl}/cb`;
-  okta = await startOkta({ redirectUris: [redirectUri], accounts: { alice: ALICE } });
+  okta = await startOkta({ redirectUris: [redirectUri], postLogoutRedirectUris: [`${rpUrl}/bye`], accounts: { alice: ALICE } });
   disco = await getJson(`${okta.issuer}/.well-known/openid-configuration`);
 });
 
@@ -286,6 +288,20 @@ test('rotateKeys: same issuer, JWKS has only the new kid, new tokens use it, ses
   assert.equal(keyGets.length, 2, 'both JWKS fetches logged');
   okta.clearRequests();
   assert.equal(okta.requests.length, 0);
+});
+
+test('RP-initiated logout: the confirm form with logout=yes ends the provider session', async () => {
+  const b = new Browser();
+  const { token } = await loginAndExchange(b, 'alice');
+  const u = new URL(disco.end_session_endpoint);
+  u.search = new URLSearchParams({ id_token_hint: token.id_token, post_logout_redirect_uri: `${rpUrl}/bye`, state: 'st1' });
+  const page = await b.get(u.href);
+  assert.equal(page.status, 200);
+  const done = await b.submitForm(page, { fields: { logout: 'yes' } });
+  assert.equal(done.url, `${rpUrl}/bye?state=st1`);
+  assert.equal(done.text, 'bye st1');
+  const again = await loginAndExchange(b, 'alice');
+  assert.ok(again.res.history.some((h) => h.form === 'login'), 'signed out: the login page again');
 });
 
 test('ES256: P-256 key, JOSE r||s signatures from the provider and from tamper re-signing', async () => {

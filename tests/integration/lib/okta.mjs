@@ -271,6 +271,8 @@ export async function startOkta(opts = {}) {
       pkce: { required: () => true },
       features: {
         devInteractions: { enabled: true },
+        // The end-session endpoint always asks; submit its form with
+        // fields {logout: 'yes'} to end the provider session.
         rpInitiatedLogout: {
           enabled: true,
           logoutSource: (ctx, form) => {
@@ -334,7 +336,7 @@ export async function startOkta(opts = {}) {
     });
 
     const headers = { ...req.headers };
-    for (const h of HOP_BY_HOP) delete headers[h];
+    for (const h of NOT_FORWARDED) delete headers[h];
     headers['content-length'] = String(body.length);
     const up = await new Promise((resolve, reject) => {
       const r = http.request({ host: '127.0.0.1', port: innerPort, method: req.method, path: req.url, headers }, resolve);
@@ -343,7 +345,7 @@ export async function startOkta(opts = {}) {
     });
     let replyBody = await readAll(up);
     const replyHeaders = { ...up.headers };
-    for (const h of HOP_BY_HOP) delete replyHeaders[h];
+    for (const h of NOT_FORWARDED) delete replyHeaders[h];
 
     const rewritten = await applyTamper(req.method, path, up.statusCode, replyHeaders, replyBody);
     if (rewritten) {
@@ -412,7 +414,9 @@ export async function startOkta(opts = {}) {
   return okta;
 }
 
-const HOP_BY_HOP = ['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection', 'content-length'];
+// Hop-by-hop and framing headers: not copied across the front server, which
+// sends every body whole with its own content-length.
+const NOT_FORWARDED = ['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection', 'content-length'];
 
 function listen(server) {
   return new Promise((resolve, reject) => {
