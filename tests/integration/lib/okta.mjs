@@ -11,13 +11,18 @@
 // What is in front of it: a small HTTP "front" server whose URL is the
 // issuer. It forwards every request to the provider unchanged (method, path,
 // headers, body; status, headers and body back) and logs it in
-// okta.requests, so tests can count what the gateway asked for (e.g. JWKS
-// refetches). It alters a reply only when a test sets a hook in okta.tamper:
-//   - tamper.idToken:   the id_token of a token-endpoint reply is decoded,
-//                       handed to the hook, and re-signed (a wrong aud, an
-//                       expired exp, a foreign key under a known kid, ...);
-//   - tamper.discovery: rewrites /.well-known/openid-configuration;
-//   - tamper.jwks:      rewrites the JWKS reply.
+// okta.requests as {method, path (no query), url (with it), headers, body},
+// so tests can count and inspect what the gateway asked for (e.g. JWKS
+// refetches, the token request's Basic auth and code_verifier). It alters a
+// 200 JSON reply only when a test sets a hook (sync or async) in okta.tamper:
+//   - tamper.idToken(claims, header) -> {claims, header, key?} | {token}:
+//                       the id_token of a token-endpoint reply is decoded,
+//                       handed to the hook, and re-signed with the current
+//                       key, or with `key` (a private JWK: a foreign key
+//                       under a known kid, an oct key for HS256), or replaced
+//                       by `token` verbatim (garbage, alg none, ...);
+//   - tamper.discovery(doc) -> doc: rewrites /.well-known/openid-configuration;
+//   - tamper.jwks(doc) -> doc:      rewrites the JWKS reply.
 // These exist because the provider itself, being correct, never produces the
 // broken answers the negative tests need. With every hook null the front
 // server is transparent.
@@ -33,7 +38,9 @@
 // password; login = the account's sub) and a consent form. Consent is
 // auto-granted by default (Okta does not prompt for first-party org apps);
 // set opts.autoConsent = false (or okta.autoConsent = false at runtime) to
-// get the consent page, which signIn() submits when it appears.
+// get the consent page, which signIn() submits when it appears. A login the
+// accounts do not have (or deleteAccount() of a signed-in one) brings the
+// login page back, as a failed Okta sign-in would.
 //
 // Browser: a cookie jar per origin over global fetch (redirect: 'manual').
 import http from 'node:http';
