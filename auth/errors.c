@@ -3,6 +3,7 @@
  * st_strerror; the JOSE sub-range by auth_jose_strerror (auth/jose.h). */
 #include "auth/auth.h"
 #include "auth/jose.h"
+#include "auth/login.h"
 
 const char *auth_strerror(int err) {
   if (err >= 0) return "ok";
@@ -10,6 +11,13 @@ const char *auth_strerror(int err) {
   case AUTH_EINACTIVE: return "the user is not active";
   case AUTH_EINVALID: return "invalid settings";
   case AUTH_ENOSECRET: return "no client secret is stored";
+  case AUTH_ELOGIN: return "the sign-in could not be completed";
+  case AUTH_ENOTLINKED: return "no provisioned user matches this sign-in";
+  case AUTH_EUNVERIFIED: return "the e-mail address is not verified by the identity provider";
+  case AUTH_EAMBIGUOUS: return "several users match this sign-in";
+  case AUTH_EBOUND: return "this sign-in is bound to another user";
+  case AUTH_ECLAIM: return "the ID token lacks the subject or link claim";
+  case AUTH_EREPLAY: return "this sign-in was completed already";
   default: break;
   }
   if (err <= AUTH_JOSE_ERR_FIRST && err >= AUTH_JOSE_ERR_LAST) return auth_jose_strerror(err);

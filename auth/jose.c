@@ -130,6 +130,27 @@ int auth_b64url_decode(const char *in, size_t len, uint8_t *out, size_t cap, siz
   return 0;
 }
 
+size_t auth_b64url_encode(const uint8_t *in, size_t len, char *out, size_t cap) {
+  static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  size_t need = AUTH_B64URL_ENCODED_LEN(len);
+  if (!out || cap < need + 1 || (!in && len)) return 0;
+  size_t o = 0;
+  uint32_t acc = 0;
+  unsigned bits = 0;
+  for (size_t i = 0; i < len; i++) {
+    acc = (acc << 8) | in[i];
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out[o++] = abc[(acc >> bits) & 63];
+    }
+    acc &= (1u << bits) - 1;
+  }
+  if (bits) out[o++] = abc[(acc << (6 - bits)) & 63];
+  out[o] = 0;
+  return o;
+}
+
 /* Decodes the string member name of k into out (exactly want bytes when
  * want > 0, else 1..cap bytes). AUTH_JOSE_EKEY on anything else. */
 static int member_bytes(const json_t *k, const char *name, uint8_t *out, size_t cap, size_t want,

@@ -102,6 +102,13 @@ const char *auth_jose_strerror(int err);
  * on any other refusal (out may hold partial output). */
 int auth_b64url_decode(const char *in, size_t len, uint8_t *out, size_t cap, size_t *out_len);
 
+/* Characters n bytes encode to (no padding). */
+#define AUTH_B64URL_ENCODED_LEN(n) ((n) / 3 * 4 + ((n) % 3 ? (n) % 3 + 1 : 0))
+/* Encodes len bytes as base64url without padding into out and NUL-terminates
+ * it; returns the characters written, or 0 when cap is smaller than
+ * AUTH_B64URL_ENCODED_LEN(len) + 1 (nothing usable written). */
+size_t auth_b64url_encode(const uint8_t *in, size_t len, char *out, size_t cap);
+
 /* ---- JSON Web Key Sets */
 typedef struct auth_jwks auth_jwks;
 

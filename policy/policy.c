@@ -825,6 +825,51 @@ bool pol_filter_tools(const pol_user *u, const char *connector, json_t *msg) {
   return changed;
 }
 
+json_t *pol_user_summary(st_txn *txn, const char *tenant, const char *user_id, const json_t *connectors) {
+  json_t *out = json_array(), *rec = NULL, *user = NULL, *gids = NULL;
+  if (!out) return NULL;
+  if (pol_get(txn, tenant, &rec) || st_dir_user_get(txn, tenant, user_id, &user)) goto done;
+  bool active = st_dir_user_record_active(user);
+  st_dir_user_groups(txn, tenant, user_id, &gids);
+  if (!gids || !active) goto done;
+  size_t ci;
+  json_t *cn;
+  json_array_foreach(connectors, ci, cn) {
+    const char *name = json_string_value(cn);
+    if (!name) continue;
+    static const char *const lists[] = {"allow", "block", "approve"};
+    json_t *acc[3] = {json_array(), json_array(), json_array()};
+    bool visible = false;
+    size_t i;
+    json_t *g;
+    json_array_foreach(json_object_get(rec, "compiled"), i, g) {
+      if (!rule_matches_user(g, gids, active)) continue;
+      const char *c = json_string_value(json_object_get(g, "connector"));
+      if (!c || (strcmp(c, "*") && strcmp(c, name))) continue;
+      visible = true;
+      for (int l = 0; l < 3; l++) {
+        size_t k, m;
+        json_t *p, *q;
+        json_array_foreach(json_object_get(g, lists[l]), k, p) {
+          bool dup = false;
+          json_array_foreach(acc[l], m, q) dup = dup || json_equal(p, q);
+          if (!dup) json_array_append(acc[l], p);
+        }
+      }
+    }
+    if (visible)
+      json_array_append_new(out, json_pack("{s:s,s:o,s:o,s:o}", "name", name, "allow", acc[0], "block", acc[1],
+                                           "approve", acc[2]));
+    else
+      for (int l = 0; l < 3; l++) json_decref(acc[l]);
+  }
+done:
+  json_decref(rec);
+  json_decref(user);
+  json_decref(gids);
+  return out;
+}
+
 json_t *pol_explain(st_txn *txn, const char *tenant, const char *user_id, const char *connector,
                     const char *tool) {
   json_t *out = json_object();

@@ -116,6 +116,15 @@ bool pol_connector_visible(const pol_user *u, const char *connector);
  * Returns true when the message changed. */
 bool pol_filter_tools(const pol_user *u, const char *connector, json_t *msg);
 
+/* What a user may use, for the employee page: for each connector name of
+ * `connectors` (an array of strings, borrowed) that a rule matching the
+ * user's groups names (or "*"), {name, allow:[…], block:[…], approve:[…]}
+ * with the patterns of those rules merged (decisions follow pol_decide:
+ * block beats approve beats allow). Connectors no rule shows are left
+ * out; an unknown or inactive user, or no policy, gives []. A new array
+ * (caller json_decref), NULL when out of memory. */
+json_t *pol_user_summary(st_txn *txn, const char *tenant, const char *user_id, const json_t *connectors);
+
 /* Explanation for admins: decision, matching rules (index, pattern, which
  * group), the user's groups, the policy version. */
 json_t *pol_explain(st_txn *txn, const char *tenant, const char *user_id, const char *connector,

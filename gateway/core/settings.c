@@ -176,3 +176,17 @@ int gw_settings_get_int(st_txn *txn, const char *tenant, const char *name, int64
   json_decref(rec);
   return 0;
 }
+
+int gw_settings_get_bool(st_txn *txn, const char *tenant, const char *name, bool *out) {
+  const gw_setting *s = gw_setting_find(name);
+  char err[8];
+  *out = s ? s->def != 0 : false;
+  if (!s || s->type != GW_SETTING_BOOL) return 0;
+  json_t *rec;
+  int rc = st_tenant_get(txn, tenant, &rec);
+  if (rc) return rc == ST_ENOTFOUND ? 0 : rc;
+  json_t *v = json_object_get(json_object_get(rec, "settings"), name);
+  if (v && value_ok(s, v, err, sizeof err)) *out = json_is_true(v);
+  json_decref(rec);
+  return 0;
+}

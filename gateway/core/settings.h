@@ -18,6 +18,7 @@
 #ifndef MCPGATE_GATEWAY_CORE_SETTINGS_H
 #define MCPGATE_GATEWAY_CORE_SETTINGS_H
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -62,5 +63,7 @@ json_t *gw_settings_view(const json_t *stored);
  * default when unset, when the tenant is not active, or when the key is
  * not registered). 0, or a store error (then *out is the default). */
 int gw_settings_get_int(st_txn *txn, const char *tenant, const char *name, int64_t *out);
+/* The same for a boolean key. */
+int gw_settings_get_bool(st_txn *txn, const char *tenant, const char *name, bool *out);
 
 #endif

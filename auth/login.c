@@ -1,0 +1,488 @@
+/* auth/login.c — sign-in state, the authorization request, the code
+ * exchange and account linking (see login.h). */
+#include "auth/login.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "auth/auth.h"
+#include "auth/jose.h"
+#include "store/dir.h"
+#include "store/seal.h"
+
+#define LOGIN_SEAL_KIND "login.state"
+
+static int rand_text(char out[AUTH_LOGIN_RAND_LEN + 1]) {
+  uint8_t r[32];
+  if (RAND_bytes(r, sizeof r) != 1) return ST_ECRYPTO;
+  auth_b64url_encode(r, sizeof r, out, AUTH_LOGIN_RAND_LEN + 1);
+  OPENSSL_cleanse(r, sizeof r);
+  return 0;
+}
+
+int auth_login_new(auth_login *l, const char *issuer, const char *return_to, int64_t now) {
+  memset(l, 0, sizeof *l);
+  size_t rn = return_to ? strlen(return_to) : 0;
+  if (rn > AUTH_LOGIN_RETURN_MAX || (rn && (return_to[0] != '/' || (rn > 1 && return_to[1] == '/'))) ||
+      strlen(issuer) >= sizeof l->issuer)
+    return ST_EINVAL;
+  for (size_t i = 0; i < rn; i++)
+    if ((unsigned char)return_to[i] <= 0x20 || (unsigned char)return_to[i] >= 0x7f || return_to[i] == '\\')
+      return ST_EINVAL;
+  int rc;
+  if ((rc = rand_text(l->state)) || (rc = rand_text(l->nonce)) || (rc = rand_text(l->verifier))) return rc;
+  memcpy(l->issuer, issuer, strlen(issuer) + 1);
+  if (rn) memcpy(l->return_to, return_to, rn + 1);
+  l->expires = now + AUTH_LOGIN_TTL_S;
+  return 0;
+}
+
+int auth_login_seal(st_store *st, const char *tenant, const auth_login *l, char **out) {
+  *out = NULL;
+  json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "s", l->state, "n", l->nonce, "v", l->verifier, "i",
+                        l->issuer, "r", l->return_to, "e", (json_int_t)l->expires);
+  if (!j) return ST_ENOMEM;
+  char *txt = json_dumps(j, JSON_COMPACT);
+  json_decref(j);
+  if (!txt) return ST_ENOMEM;
+  st_aad aad = {tenant, LOGIN_SEAL_KIND, ""};
+  uint8_t *blob = NULL;
+  size_t bl = 0;
+  int rc = st_seal(st, &aad, txt, strlen(txt), &blob, &bl);
+  OPENSSL_cleanse(txt, strlen(txt));
+  free(txt);
+  if (rc) return rc;
+  size_t cap = AUTH_B64URL_ENCODED_LEN(bl) + 1;
+  char *c = cap <= AUTH_LOGIN_COOKIE_MAX ? malloc(cap) : NULL;
+  if (c) auth_b64url_encode(blob, bl, c, cap);
+  free(blob);
+  if (!c) return ST_ENOMEM;
+  *out = c;
+  return 0;
+}
+
+static int copy_member(const json_t *j, const char *k, char *out, size_t cap) {
+  json_t *v = json_object_get(j, k);
+  const char *s = json_string_value(v);
+  if (!s || json_string_length(v) >= cap || strlen(s) != json_string_length(v)) return -1;
+  memcpy(out, s, strlen(s) + 1);
+  return 0;
+}
+
+int auth_login_open(st_store *st, const char *tenant, const char *cookie, const char *state, int64_t now,
+                    auth_login *out) {
+  memset(out, 0, sizeof *out);
+  if (!cookie || !state) return AUTH_ELOGIN;
+  size_t cn = strlen(cookie);
+  if (cn == 0 || cn > AUTH_LOGIN_COOKIE_MAX || strlen(state) != AUTH_LOGIN_RAND_LEN) return AUTH_ELOGIN;
+  uint8_t *blob = malloc(AUTH_B64URL_DECODED_LEN(cn) + 1);
+  size_t bl = 0;
+  if (!blob) return ST_ENOMEM;
+  if (auth_b64url_decode(cookie, cn, blob, AUTH_B64URL_DECODED_LEN(cn) + 1, &bl)) {
+    free(blob);
+    return AUTH_ELOGIN;
+  }
+  st_aad aad = {tenant, LOGIN_SEAL_KIND, ""};
+  uint8_t *pt = NULL;
+  size_t pn = 0;
+  int rc = st_unseal(st, &aad, blob, bl, &pt, &pn);
+  free(blob);
+  if (rc) return AUTH_ELOGIN;
+  json_t *j = json_loadb((const char *)pt, pn, JSON_REJECT_DUPLICATES, NULL);
+  st_secret_free(pt, pn);
+  json_t *e = json_object_get(j, "e");
+  rc = AUTH_ELOGIN;
+  if (json_is_object(j) && json_is_integer(e) && !copy_member(j, "s", out->state, sizeof out->state) &&
+      !copy_member(j, "n", out->nonce, sizeof out->nonce) &&
+      !copy_member(j, "v", out->verifier, sizeof out->verifier) &&
+      !copy_member(j, "i", out->issuer, sizeof out->issuer) &&
+      !copy_member(j, "r", out->return_to, sizeof out->return_to)) {
+    out->expires = (int64_t)json_integer_value(e);
+    if (strlen(out->state) == AUTH_LOGIN_RAND_LEN &&
+        CRYPTO_memcmp(out->state, state, AUTH_LOGIN_RAND_LEN) == 0 && now < out->expires)
+      rc = 0;
+  }
+  json_decref(j);
+  if (rc) {
+    OPENSSL_cleanse(out, sizeof *out);
+    memset(out, 0, sizeof *out);
+  }
+  return rc;
+}
+
+/* ---- URLs and forms */
+
+typedef struct sbuf {
+  char *p;
+  size_t n, cap;
+  bool fail;
+} sbuf;
+
+static void sb_add(sbuf *b, const char *s, size_t n) {
+  if (b->fail) return;
+  if (b->n + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->n + n + 1) cap *= 2;
+    char *p = malloc(cap);
+    if (!p) {
+      b->fail = true;
+      return;
+    }
+    if (b->p) {
+      memcpy(p, b->p, b->n);
+      OPENSSL_cleanse(b->p, b->cap);
+      free(b->p);
+    }
+    b->p = p;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->n, s, n);
+  b->n += n;
+  b->p[b->n] = 0;
+}
+static void sb_str(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
+/* application/x-www-form-urlencoded / RFC 3986 query value: everything but
+ * the unreserved characters percent-encoded. */
+static void sb_enc(sbuf *b, const char *s) {
+  static const char hex[] = "0123456789ABCDEF";
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+        c == '_' || c == '~') {
+      sb_add(b, s, 1);
+    } else {
+      char e[3] = {'%', hex[c >> 4], hex[c & 15]};
+      sb_add(b, e, 3);
+    }
+  }
+}
+static void sb_param(sbuf *b, const char *k, const char *v) {
+  if (b->n) sb_str(b, "&");
+  sb_str(b, k);
+  sb_str(b, "=");
+  sb_enc(b, v);
+}
+static int sb_done(sbuf *b, char **out) {
+  if (b->fail || !b->p) {
+    auth_login_wipe(b->p);
+    *out = NULL;
+    return ST_ENOMEM;
+  }
+  *out = b->p;
+  return 0;
+}
+
+void auth_login_wipe(char *s) {
+  if (!s) return;
+  OPENSSL_cleanse(s, strlen(s));
+  free(s);
+}
+
+int auth_login_authorize_url(const auth_oidc_provider *p, const json_t *settings, const char *redirect_uri,
+                             const auth_login *l, char **url) {
+  *url = NULL;
+  uint8_t h[32];
+  char challenge[AUTH_LOGIN_RAND_LEN + 1];
+  if (st_sha256(l->verifier, strlen(l->verifier), h)) return ST_ECRYPTO;
+  auth_b64url_encode(h, sizeof h, challenge, sizeof challenge);
+  sbuf scope = {0}, q = {0};
+  json_t *v;
+  size_t i;
+  json_array_foreach(json_object_get(settings, "scopes"), i, v) {
+    if (scope.n) sb_str(&scope, " ");
+    sb_str(&scope, json_string_value(v));
+  }
+  if (!scope.n) sb_str(&scope, "openid");
+  sb_param(&q, "response_type", "code");
+  sb_param(&q, "client_id", p->client_id);
+  sb_param(&q, "redirect_uri", redirect_uri);
+  sb_param(&q, "scope", scope.fail ? "openid" : scope.p);
+  sb_param(&q, "state", l->state);
+  sb_param(&q, "nonce", l->nonce);
+  sb_param(&q, "code_challenge", challenge);
+  sb_param(&q, "code_challenge_method", "S256");
+  free(scope.p);
+  sbuf u = {0};
+  sb_str(&u, p->authorization_endpoint);
+  sb_str(&u, strchr(p->authorization_endpoint, '?') ? "&" : "?");
+  if (q.p) sb_str(&u, q.p);
+  bool fail = q.fail;
+  free(q.p);
+  if (fail) u.fail = true;
+  return sb_done(&u, url);
+}
+
+int auth_login_token_request(const auth_oidc_provider *p, const char *client_secret, const char *code,
+                             const char *redirect_uri, const char *verifier, char **body, char **authz) {
+  *body = *authz = NULL;
+  sbuf b = {0};
+  sb_param(&b, "grant_type", "authorization_code");
+  sb_param(&b, "code", code);
+  sb_param(&b, "redirect_uri", redirect_uri);
+  sb_param(&b, "code_verifier", verifier);
+  sb_param(&b, "client_id", p->client_id);
+  if (p->token_auth_post) sb_param(&b, "client_secret", client_secret);
+  int rc = sb_done(&b, body);
+  if (rc || p->token_auth_post) return rc;
+  /* client_secret_basic: form-encode both, join with ':', base64 */
+  sbuf cred = {0};
+  sb_enc(&cred, p->client_id);
+  sb_str(&cred, ":");
+  sb_enc(&cred, client_secret);
+  char *c = NULL;
+  if ((rc = sb_done(&cred, &c))) goto fail;
+  size_t cn = strlen(c), cap = 4 * ((cn + 2) / 3) + 1 + 6;
+  char *h = malloc(cap);
+  if (!h) {
+    auth_login_wipe(c);
+    rc = ST_ENOMEM;
+    goto fail;
+  }
+  memcpy(h, "Basic ", 6);
+  EVP_EncodeBlock((unsigned char *)h + 6, (const unsigned char *)c, (int)cn);
+  auth_login_wipe(c);
+  *authz = h;
+  return 0;
+fail:
+  auth_login_wipe(*body);
+  *body = NULL;
+  return rc;
+}
+
+static bool oauth_code_ok(const char *s) {
+  size_t n = strlen(s);
+  if (n == 0 || n > 64) return false;
+  for (size_t i = 0; i < n; i++)
+    if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
+          s[i] == '_' || s[i] == '-' || s[i] == '.'))
+      return false;
+  return true;
+}
+
+int auth_login_token_response(int status, const char *body, size_t len, char **id_token, char *why,
+                              size_t whylen) {
+  *id_token = NULL;
+  why[0] = 0;
+  if (len > AUTH_LOGIN_TOKEN_RESPONSE_MAX) {
+    snprintf(why, whylen, "the token endpoint's reply is larger than %d bytes", AUTH_LOGIN_TOKEN_RESPONSE_MAX);
+    return AUTH_ELOGIN;
+  }
+  json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
+  const char *err = json_string_value(json_object_get(j, "error"));
+  int rc = AUTH_ELOGIN;
+  if (status != 200 || err) {
+    if (err && oauth_code_ok(err)) snprintf(why, whylen, "the token endpoint refused the code (HTTP %d, %s)", status, err);
+    else snprintf(why, whylen, "the token endpoint answered HTTP %d", status);
+  } else if (!json_is_object(j)) {
+    snprintf(why, whylen, "the token endpoint's reply is not a JSON object");
+  } else {
+    json_t *t = json_object_get(j, "id_token");
+    const char *s = json_string_value(t);
+    if (!s || !json_string_length(t) || json_string_length(t) > AUTH_JOSE_TOKEN_MAX ||
+        strlen(s) != json_string_length(t)) {
+      snprintf(why, whylen, "the token endpoint's reply has no id_token (is \"openid\" among the scopes?)");
+    } else if (!(*id_token = strdup(s))) {
+      rc = ST_ENOMEM;
+    } else {
+      rc = 0;
+    }
+  }
+  json_decref(j);
+  return rc;
+}
+
+/* ---- used states */
+
+void auth_login_state_hash(const char *state, uint8_t out[32]) { st_sha256(state, strlen(state), out); }
+
+int auth_login_state_consume(st_txn *txn, const char *state, int64_t expires, int64_t now) {
+  uint8_t key[33];
+  key[0] = 'x';
+  auth_login_state_hash(state, key + 1);
+  st_val v;
+  int rc = st_get(txn, ST_DB_AUTH, key, sizeof key, &v);
+  if (rc == 0) return AUTH_EREPLAY;
+  if (rc != ST_ENOTFOUND) return rc;
+  uint8_t be[8];
+  for (int i = 0; i < 8; i++) be[i] = (uint8_t)((uint64_t)expires >> (56 - 8 * i));
+  if ((rc = st_put(txn, ST_DB_AUTH, key, sizeof key, be, sizeof be, 0))) return rc;
+  /* sweep a few expired ones (they live AUTH_LOGIN_TTL_S at most) */
+  st_cursor *c;
+  if (st_cursor_open(txn, ST_DB_AUTH, &c)) return 0;
+  uint8_t dead[16][33];
+  int nd = 0, seen = 0;
+  st_val k;
+  st_cursor_seek(c, "x", 1, NULL, 0);
+  while (nd < 16 && seen < 64 && st_cursor_next(c, &k, &v) == 0) {
+    seen++;
+    if (k.len != 33 || v.len != 8) continue;
+    const uint8_t *e = v.data;
+    uint64_t ex = 0;
+    for (int i = 0; i < 8; i++) ex = ex << 8 | e[i];
+    if ((int64_t)ex <= now) memcpy(dead[nd++], k.data, 33);
+  }
+  st_cursor_close(c);
+  for (int i = 0; i < nd; i++) st_del(txn, ST_DB_AUTH, dead[i], 33);
+  return 0;
+}
+
+/* ---- account linking */
+
+static size_t bind_key(char *k, size_t cap, char type, const char *tenant, const void *tail, size_t tn) {
+  size_t t = strlen(tenant);
+  if (2 + t + tn > cap) return 0;
+  k[0] = type;
+  memcpy(k + 1, tenant, t);
+  k[1 + t] = 0;
+  memcpy(k + 2 + t, tail, tn);
+  return 2 + t + tn;
+}
+
+/* A claim as text: a non-empty string without control characters. */
+static const char *claim_text(const json_t *claims, const char *name) {
+  json_t *v = json_object_get(claims, name);
+  const char *s = json_string_value(v);
+  if (!s || !json_string_length(v) || json_string_length(v) > AUTH_SUBJECT_MAX || strlen(s) != json_string_length(v))
+    return NULL;
+  for (const char *p = s; *p; p++)
+    if ((unsigned char)*p < 0x20) return NULL;
+  return s;
+}
+
+static int user_ok(st_txn *txn, const char *tenant, const char *id, auth_link *out) {
+  json_t *u;
+  int rc = st_dir_user_get(txn, tenant, id, &u);
+  if (rc) return rc == ST_ENOTFOUND ? AUTH_ENOTLINKED : rc;
+  const char *un = json_string_value(json_object_get(u, "userName"));
+  snprintf(out->user_id, sizeof out->user_id, "%s", id);
+  snprintf(out->user_name, sizeof out->user_name, "%s", un ? un : "");
+  rc = st_dir_user_record_active(u) ? 0 : AUTH_EINACTIVE;
+  json_decref(u);
+  return rc;
+}
+
+int auth_link_resolve(st_txn *txn, const char *tenant, const json_t *settings, const json_t *claims,
+                      const char *iss, auth_link *out) {
+  memset(out, 0, sizeof *out);
+  const char *subject_claim = json_string_value(json_object_get(settings, "subject_claim"));
+  const char *link_claim = json_string_value(json_object_get(settings, "link_claim"));
+  const char *attr = json_string_value(json_object_get(settings, "link_attribute"));
+  if (!subject_claim) subject_claim = "sub";
+  if (!link_claim) link_claim = "sub";
+  if (!attr) attr = "externalId";
+  const char *subject = claim_text(claims, subject_claim);
+  if (!subject) return AUTH_ECLAIM;
+  memcpy(out->subject, subject, strlen(subject) + 1);
+  /* sha256(iss \0 subject) */
+  size_t in = strlen(iss), sn = strlen(subject);
+  char *buf = malloc(in + 1 + sn);
+  if (!buf) return ST_ENOMEM;
+  memcpy(buf, iss, in);
+  buf[in] = 0;
+  memcpy(buf + in + 1, subject, sn);
+  st_sha256(buf, in + 1 + sn, out->subject_hash);
+  free(buf);
+
+  /* a. a bound subject */
+  char key[128];
+  size_t kn = bind_key(key, sizeof key, 's', tenant, out->subject_hash, 32);
+  st_val v;
+  int rc = kn ? st_get(txn, ST_DB_AUTH, key, kn, &v) : ST_EINVAL;
+  if (rc == 0) {
+    char id[40];
+    if (v.len != ST_DIR_ID_LEN) return ST_ECORRUPT;
+    memcpy(id, v.data, v.len);
+    id[v.len] = 0;
+    return user_ok(txn, tenant, id, out);
+  }
+  if (rc != ST_ENOTFOUND) return rc;
+
+  /* b. link claim = link attribute */
+  const char *lv = claim_text(claims, link_claim);
+  if (lv) {
+    char id[ST_DIR_ID_LEN + 1];
+    if (!strcmp(attr, "userName")) {
+      rc = st_dir_user_by_name(txn, tenant, lv, id);
+      if (rc == 0) return user_ok(txn, tenant, id, out);
+    } else {
+      st_dir_key k;
+      st_dir_key_external(&k, tenant, ST_DIR_USER, lv, NULL);
+      json_t *ids = json_array();
+      if (!ids) return ST_ENOMEM;
+      rc = k.overflow ? ST_ENOTFOUND : st_dir_ids_under(txn, ST_DB_SCIM_IDX, &k, ids, 2);
+      size_t n = json_array_size(ids);
+      if (rc == 0 && n == 1) snprintf(id, sizeof id, "%s", json_string_value(json_array_get(ids, 0)));
+      json_decref(ids);
+      if (rc == 0 && n > 1) return AUTH_EAMBIGUOUS;
+      if (rc == 0 && n == 1) return user_ok(txn, tenant, id, out);
+      if (rc && rc != ST_ENOTFOUND) return rc;
+    }
+    if (rc && rc != ST_ENOTFOUND) return rc;
+  } else if (json_object_get(claims, link_claim)) {
+    return AUTH_ECLAIM;
+  }
+
+  /* c. the e-mail fallback, for users without an externalId */
+  const char *email = claim_text(claims, "email");
+  if (!email) return AUTH_ENOTLINKED;
+  char id[ST_DIR_ID_LEN + 1];
+  rc = st_dir_user_by_name(txn, tenant, email, id);
+  if (rc == ST_ENOTFOUND) return AUTH_ENOTLINKED;
+  if (rc) return rc;
+  json_t *u;
+  if ((rc = st_dir_user_get(txn, tenant, id, &u))) return rc == ST_ENOTFOUND ? AUTH_ENOTLINKED : rc;
+  json_t *ext = json_object_get(u, "externalId");
+  bool has_ext = json_is_string(ext) && json_string_length(ext) > 0;
+  json_decref(u);
+  if (has_ext) return AUTH_ENOTLINKED; /* linked by externalId only; the claim did not match it */
+  json_t *ev = json_object_get(claims, "email_verified");
+  bool verified = json_is_true(ev) || (json_is_string(ev) && !strcmp(json_string_value(ev), "true"));
+  if (!verified) return AUTH_EUNVERIFIED;
+  /* the user must not be bound to another subject already */
+  kn = bind_key(key, sizeof key, 'S', tenant, id, strlen(id));
+  rc = kn ? st_get(txn, ST_DB_AUTH, key, kn, &v) : ST_EINVAL;
+  if (rc == 0) return AUTH_EBOUND;
+  if (rc != ST_ENOTFOUND) return rc;
+  if ((rc = user_ok(txn, tenant, id, out))) return rc;
+  out->bind = true;
+  return 0;
+}
+
+int auth_link_bind(st_txn *txn, const char *tenant, const auth_link *l) {
+  char sk[128], uk[128];
+  size_t sn = bind_key(sk, sizeof sk, 's', tenant, l->subject_hash, 32);
+  size_t un = bind_key(uk, sizeof uk, 'S', tenant, l->user_id, strlen(l->user_id));
+  if (!sn || !un) return ST_EINVAL;
+  st_val v;
+  int rc = st_get(txn, ST_DB_AUTH, sk, sn, &v);
+  if (rc == 0) return v.len == strlen(l->user_id) && !memcmp(v.data, l->user_id, v.len) ? 0 : AUTH_EBOUND;
+  if (rc != ST_ENOTFOUND) return rc;
+  rc = st_get(txn, ST_DB_AUTH, uk, un, &v);
+  if (rc == 0) return AUTH_EBOUND;
+  if (rc != ST_ENOTFOUND) return rc;
+  if ((rc = st_put(txn, ST_DB_AUTH, sk, sn, l->user_id, strlen(l->user_id), 0))) return rc;
+  return st_put(txn, ST_DB_AUTH, uk, un, l->subject_hash, 32, 0);
+}
+
+int auth_link_unbind_user(st_txn *txn, const char *tenant, const char *user_id) {
+  char sk[128], uk[128];
+  size_t un = bind_key(uk, sizeof uk, 'S', tenant, user_id, strlen(user_id));
+  if (!un) return ST_EINVAL;
+  st_val v;
+  int rc = st_get(txn, ST_DB_AUTH, uk, un, &v);
+  if (rc == ST_ENOTFOUND) return 0;
+  if (rc) return rc;
+  if (v.len != 32) return ST_ECORRUPT;
+  uint8_t h[32];
+  memcpy(h, v.data, 32);
+  size_t sn = bind_key(sk, sizeof sk, 's', tenant, h, 32);
+  if ((rc = st_del(txn, ST_DB_AUTH, uk, un))) return rc;
+  rc = st_del(txn, ST_DB_AUTH, sk, sn);
+  return rc == ST_ENOTFOUND ? 0 : rc;
+}
