@@ -1,5 +1,7 @@
 # mcpgate build. Everything but gateway/main.c builds into one static library
-# (build/libmcpgate.a) that the binary, unit tests, fuzzers and benches link.
+# (build/libmcpgate.a) that the binary, unit tests, fuzzers and benches link;
+# the files under web/ go into it as C (web/embed.c, a host tool, writes
+# build/web/assets.c), so nothing is deployed beside the binary.
 #
 #   make            build/mcpgate            (-Werror when CI is set)
 #   make asan       build-asan/mcpgate       (ASan + UBSan, own directory)
@@ -12,7 +14,7 @@
 
 CC      ?= cc
 BUILD   ?= build
-MODULES := gateway store scim policy auth vault audit
+MODULES := gateway store scim policy auth vault audit web
 LLHTTP_SRC := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
 
@@ -36,8 +38,12 @@ CFLAGS  := $(CFLAGS_BASE) $(OPT) $(SAN_FLAGS) $(EXTRA_CFLAGS)
 LDLIBS  := -luv -lssl -lcrypto -lcurl -ljansson -llmdb -lpthread -lm
 LDFLAGS := $(SAN_FLAGS)
 
-LIB_SRC := $(filter-out gateway/main.c,$(sort $(shell find $(MODULES) -name "*.c")))
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB_SRC := $(filter-out gateway/main.c web/embed.c,$(sort $(shell find $(MODULES) -name "*.c")))
+# + the web files, embedded at build time (web/embed.c writes them as C)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/web/assets.o
+WEB_FILES := $(sort $(shell find web -type f \( -name "*.html" -o -name "*.css" -o -name "*.js" \
+               -o -name "*.svg" -o -name "*.png" \)))
+HOSTCC  ?= cc
 LLHTTP_OBJ := $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o $(BUILD)/llhttp/llhttp.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
@@ -46,8 +52,9 @@ BENCH_SRC := $(wildcard tests/bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all asan deps run test unit integration clean fuzz fuzz-bins bench check-layers
+.PHONY: all asan deps run test unit integration clean fuzz fuzz-bins bench check-layers FORCE
 all: $(BUILD)/mcpgate
+FORCE:
 
 $(BUILD)/libmcpgate.a: $(LIB_OBJ) $(LLHTTP_OBJ)
 	@rm -f $@
@@ -65,6 +72,24 @@ $(BUILD)/%.o: %.c
 $(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 $(OPT) $(SAN_FLAGS) -I$(LLHTTP_INC) -w -c -o $@ $<
+
+# The web files as C. web/embed.c is a host tool (HOSTCC, no sanitizers: it
+# runs at build time and never ships). assets.list holds the file list and
+# changes only when the list does, so adding or deleting a file regenerates
+# assets.c as well as editing one.
+$(BUILD)/web/embed: web/embed.c
+	@mkdir -p $(dir $@)
+	$(HOSTCC) -std=c11 -O2 -Wall -Wextra $(if $(CI),-Werror) -o $@ $<
+
+$(BUILD)/web/assets.list: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(WEB_FILES)' | cmp -s - $@ || echo '$(WEB_FILES)' > $@
+
+$(BUILD)/web/assets.c: $(BUILD)/web/embed $(BUILD)/web/assets.list $(WEB_FILES)
+	$(BUILD)/web/embed $@ web/ $(WEB_FILES)
+
+$(BUILD)/web/assets.o: $(BUILD)/web/assets.c
+	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmcpgate.a tests/unit/unit.h
 	@mkdir -p $(dir $@)

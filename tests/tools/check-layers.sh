@@ -12,8 +12,10 @@
 #   gateway/base                nothing of ours
 #   gateway/http gateway/out    gateway/base
 #   gateway/core                base, http, out, store
+#   web                         nothing of ours (the embedded pages and
+#                               the template renderer)
 #   gateway/mcp gateway/api     core and below, and the domain modules;
-#                               not each other
+#                               not each other; gateway/api also web
 #   gateway/modules.c cli.c main.c   anything
 #
 # A file may always include headers of its own layer folder. Prints every
@@ -26,6 +28,7 @@ layer_of() {
     store/*) echo store ;;
     scim/*) echo scim ;; policy/*) echo policy ;; auth/*) echo auth ;;
     vault/*) echo vault ;; audit/*) echo audit ;;
+    web/*) echo web ;;
     gateway/base/*) echo gw-base ;;
     gateway/http/*) echo gw-http ;;
     gateway/out/*) echo gw-out ;;
@@ -42,7 +45,7 @@ layer_of() {
 allowed() {
   [ "$1" = "$2" ] && return 0
   case "$1" in
-    store|gw-base) return 1 ;;
+    store|gw-base|web) return 1 ;;
     scim|policy|auth|vault|audit)
       [ "$2" = store ] && return 0
       [ "$1" = vault ] && [ "$2" = auth ] && return 0
@@ -52,6 +55,7 @@ allowed() {
       case "$2" in gw-base|gw-http|gw-out|store) return 0 ;; esac; return 1 ;;
     gw-mcp|gw-api)
       case "$2" in gw-base|gw-http|gw-out|gw-core|store|scim|policy|auth|vault|audit) return 0 ;; esac
+      [ "$1" = gw-api ] && [ "$2" = web ] && return 0
       return 1 ;;
     gw-top) return 0 ;;
   esac
