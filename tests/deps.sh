@@ -4,7 +4,8 @@
 # Idempotent and quiet: when everything is present it runs two dpkg-query
 # calls and a stat and prints nothing. Called by `make deps` / `make test`.
 #
-#  1. Debian packages (dpkg-query); missing ones are installed with apt-get.
+#  1. Debian packages (dpkg-query); missing ones are installed with apt-get
+#     (chromium: the browser the web tests drive through playwright-core).
 #     nodejs/npm are satisfied by any `node`/`npm` on PATH (the machine ships
 #     Node 20 from NodeSource, which bundles npm; Debian's npm package would
 #     conflict with it).
@@ -18,7 +19,7 @@ die() { echo "deps.sh: error: $*" >&2; exit 1; }
 
 PKGS="build-essential pkg-config libuv1-dev node-llhttp libssl-dev liblmdb-dev
 lmdb-utils libcurl4-openssl-dev libjansson-dev clang nodejs npm openssl
-nginx-light wrk nghttp2-client"
+nginx-light wrk nghttp2-client chromium"
 
 missing=""
 for p in $PKGS; do
