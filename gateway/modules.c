@@ -31,6 +31,7 @@
 #include "auth/token_store.h"
 #include "gateway/api/admin.h"
 #include "gateway/api/ops.h"
+#include "gateway/api/pages.h"
 #include "gateway/api/scim_http.h"
 #include "gateway/mcp/mcp_proxy.h"
 #include "gateway/mcp/mcp_session.h"
@@ -67,5 +68,5 @@ static const gw_module gw_mod_vault = {.name = "vault", .store_init = vault_stor
 
 const gw_module *const gw_modules[] = {
     &gw_mod_scim, &gw_mod_auth, &gw_mod_sessions, &gw_mod_policy, &gw_mod_vault, &gw_mod_mcp, &gw_mod_admin,
-    &gw_mod_ops,  NULL,
+    &gw_mod_pages, &gw_mod_ops, NULL,
 };

@@ -129,6 +129,12 @@ static const cfg_key keys[] = {
      "MCP sessions one user may hold (both endpoints together); creating one more ends that user's oldest (by "
      "creation) in the same transaction",
      NULL},
+    {"browser_session_idle_ms", CFG_INT, "1800000", 60000, 30LL * 86400000, OFF(browser_session_idle_ms),
+     "an employee's browser session (the page at /t/{tenant}/) unused this long is signed out", NULL},
+    {"browser_session_max_ms", CFG_INT, "43200000", 60000, 90LL * 86400000, OFF(browser_session_max_ms),
+     "an employee's browser session ends this long after its sign-in with the identity provider, however much it "
+     "is used",
+     NULL},
     {"session_purge_interval_ms", CFG_INT, "60000", 10, 86400000, OFF(session_purge_interval_ms),
      "how often expired MCP sessions are purged from the store (in bounded background transactions); requests "
      "never see an expired session whatever this is",

@@ -46,6 +46,8 @@ typedef struct gw_config {
   int64_t stream_buffer_max;
   int64_t agg_uri_map_max;
   char *allowed_origins;
+  int64_t browser_session_idle_ms; /* gateway/api/pages.c: employee page sessions */
+  int64_t browser_session_max_ms;
   char *egress_allow;           /* gateway/out/egress.h: what admin-set URLs may reach */
   char *egress_allow_untrusted; /* the same for URLs outside callers supply */
   int64_t session_idle_timeout_ms;   /* gateway/mcp/mcp_session.h: expiry and caps */

@@ -22,7 +22,7 @@ import { startCtlUpstream } from './lib/ctl-upstream.mjs';
 import { adminClient, assertJsonError, createTenant, operatorToken } from './lib/admin.mjs';
 
 const T = '/admin/v1/tenants';
-const DEFAULTS = { session_idle_timeout_ms: 0, sessions_per_user_max: 0 };
+const DEFAULTS = { session_idle_timeout_ms: 0, sessions_per_user_max: 0, self_service_tokens: false, signin_max_age_ms: 604800000 };
 const ALICE = 'alice@acme.com';
 
 test('1. GET shows every registered setting with its effective value', async () => {
@@ -71,11 +71,11 @@ test('2. PATCH validates the whole document: unknown key, wrong type, out of bou
   // name and settings together; null goes back to the default
   const both = await op.patch(`${T}/acme`, { name: 'Acme Two', settings: { session_idle_timeout_ms: 60000 } });
   assert.equal(both.status, 200, both.body);
-  assert.deepEqual(both.json.settings, { session_idle_timeout_ms: 60000, sessions_per_user_max: 5 });
+  assert.deepEqual(both.json.settings, { ...DEFAULTS, session_idle_timeout_ms: 60000, sessions_per_user_max: 5 });
   const reset = await op.patch(`${T}/acme`, { settings: { sessions_per_user_max: null } });
   assert.equal(reset.status, 200, reset.body);
   g = await op.get(`${T}/acme`);
-  assert.deepEqual(g.json.settings, { session_idle_timeout_ms: 60000, sessions_per_user_max: 0 });
+  assert.deepEqual(g.json.settings, { ...DEFAULTS, session_idle_timeout_ms: 60000, sessions_per_user_max: 0 });
   assert.equal(g.json.name, 'Acme Two');
   assertJsonError(await op.patch(`${T}/no-such`, { settings: { sessions_per_user_max: 1 } }), 404);
   await gw.stop();
@@ -162,6 +162,6 @@ test('5. settings survive a restart', async () => {
   const op2 = adminClient(gw2.port, operatorToken(gw2.dataDir));
   const g = await op2.get(`${T}/acme`);
   assert.equal(g.status, 200, g.body);
-  assert.deepEqual(g.json.settings, want);
+  assert.deepEqual(g.json.settings, { ...DEFAULTS, ...want });
   await gw2.stop();
 });

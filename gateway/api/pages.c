@@ -1,0 +1,698 @@
+/* gateway/api/pages.c — the employee page and its API under /t/{tenant}/:
+ * the page and its assets (embedded from web/), /api/me (who you are, your
+ * groups, what your groups allow, your tokens, the command to paste),
+ * self-service access tokens, sign-out and "sign out everywhere"; the
+ * module entry (routes, tenant settings, the providers' cache). Sign-in
+ * itself is login.c's.
+ *
+ * Rules this file keeps, and why:
+ *  - Every answer carries a strict Content-Security-Policy (no inline
+ *    script or style), no framing, no referrer (the callback's URL has a
+ *    code in it), nosniff, and no caching of anything personal.
+ *  - State-changing requests need the session's CSRF token (X-CSRF-Token
+ *    or a "csrf" form field, compared in constant time) AND must not come
+ *    from another site (Origin, when sent, is public_url's; Sec-Fetch-Site,
+ *    when sent, is same-origin). SameSite=Lax cookies are the third fence.
+ *  - Every write job checks the session again inside its transaction, so a
+ *    session deleted by a deactivation cannot act after it.
+ *  - Tokens made here are bound to the sign-in: they expire no later than
+ *    signin_max_age_ms after it (default 7 days), so a broken SCIM feed
+ *    cannot keep a leaver working with one; they are off unless the tenant
+ *    allows them (self_service_tokens). */
+#include "gateway/api/pages.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "auth/auth.h"
+#include "auth/browser.h"
+#include "auth/token_store.h"
+#include "gateway/api/pages_int.h"
+#include "gateway/base/log.h"
+#include "gateway/core/module.h"
+#include "gateway/core/settings.h"
+#include "gateway/http/query.h"
+#include "gateway/http/router.h"
+#include "policy/policy.h"
+#include "store/dir.h"
+#include "store/tenant.h"
+#include "store/token.h"
+#include "vault/vault.h"
+#include "web/web.h"
+
+#define CSP                                                                                                   \
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "              \
+  "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+#define TOKEN_NAME_MAX 200
+
+const gw_setting gw_pages_settings[] = {
+    {"self_service_tokens", GW_SETTING_BOOL, 0, 1, 0,
+     "employees may create their own mgw_ access tokens on their page, for headless use; each expires no later "
+     "than signin_max_age_ms after the sign-in it was made in",
+     0},
+    {"signin_max_age_ms", GW_SETTING_INT, 3600000, 90LL * 86400000, 7LL * 86400000,
+     "the longest an employee's sign-in with the identity provider counts: tokens made on the page expire no later "
+     "than this after it",
+     0},
+    {NULL, 0, 0, 0, 0, NULL, 0}};
+
+/* ---- small helpers */
+
+int64_t pages__now(void) { return (int64_t)time(NULL); }
+int64_t pages__mono_ms(void) { return (int64_t)(uv_hrtime() / 1000000); }
+
+static bool https_public(const gw_server *srv) { return !strncasecmp(srv->cfg.public_url, "https://", 8); }
+
+void pages__cookie_name(const gw_server *srv, const char *tenant, pages_cookie which, char *out, size_t cap) {
+  snprintf(out, cap, "%smcpgate-%s%s", https_public(srv) ? "__Host-" : "",
+           which == PAGES_COOKIE_LOGIN ? "login-" : "", tenant);
+}
+
+const char *pages__cookie_get(const gw_req *req, const char *name, char *out, size_t cap) {
+  size_t nl = strlen(name);
+  for (int i = 0; i < req->nheaders; i++) {
+    if (strcasecmp(req->headers[i].name, "Cookie")) continue;
+    const char *p = req->headers[i].value;
+    while (*p) {
+      while (*p == ' ' || *p == ';') p++;
+      const char *eq = strchr(p, '=');
+      const char *end = strchr(p, ';');
+      if (!end) end = p + strlen(p);
+      if (eq && eq < end && (size_t)(eq - p) == nl && !memcmp(p, name, nl)) {
+        size_t vl = (size_t)(end - eq - 1);
+        if (vl >= cap) return NULL;
+        memcpy(out, eq + 1, vl);
+        out[vl] = 0;
+        return out;
+      }
+      p = end;
+    }
+  }
+  return NULL;
+}
+
+void pages__cookie_set(gw_req *req, const char *tenant, pages_cookie which, const char *value, int64_t max_age_s) {
+  const gw_server *srv = req->lp->srv;
+  char name[96], path[96];
+  pages__cookie_name(srv, tenant, which, name, sizeof name);
+  bool https = https_public(srv);
+  if (https) snprintf(path, sizeof path, "/");
+  else snprintf(path, sizeof path, "/t/%s/", tenant);
+  size_t n = strlen(name) + (value ? strlen(value) : 0) + 160;
+  char *c = malloc(n);
+  if (!c) return;
+  snprintf(c, n, "%s=%s; Path=%s; Max-Age=%lld; HttpOnly; SameSite=Lax%s", name, value ? value : "", path,
+           value ? (long long)max_age_s : 0LL, https ? "; Secure" : "");
+  gw_resp_header(req, "Set-Cookie", c);
+  OPENSSL_cleanse(c, n);
+  free(c);
+}
+
+void pages__headers(gw_req *req, bool cacheable) {
+  gw_resp_header(req, "Content-Security-Policy", CSP);
+  gw_resp_header(req, "X-Frame-Options", "DENY");
+  gw_resp_header(req, "Referrer-Policy", "no-referrer");
+  gw_resp_header(req, "X-Content-Type-Options", "nosniff");
+  gw_resp_header(req, "Cache-Control", cacheable ? "no-cache" : "no-store");
+}
+
+void pages__message(gw_req *req, int status, const char *tenant, const char *title, const char *message,
+                    const char *href, const char *action) {
+  const char *kv[] = {"title", title, "message", message, "action_href", href ? href : "",
+                      "action_text", action ? action : "", "tenant", tenant, NULL};
+  char *out = NULL;
+  size_t len = 0;
+  pages__headers(req, false);
+  if (web_render("message.html", kv, &out, &len) == 0) {
+    gw_respond(req, status, "text/html; charset=utf-8", out, len);
+    free(out);
+  } else {
+    gw_respond(req, status, "text/plain; charset=utf-8", message, strlen(message));
+  }
+}
+
+static void json_reply(gw_req *req, int status, json_t *j) {
+  pages__headers(req, false);
+  gw_respond_json(req, status, j);
+}
+
+static void json_error(gw_req *req, int status, const char *code, const char *msg) {
+  json_reply(req, status, json_pack("{s:s,s:s}", "error", code, "message", msg));
+}
+
+static void rfc3339(int64_t t, char out[32]) {
+  time_t tt = (time_t)t;
+  struct tm tm;
+  gmtime_r(&tt, &tm);
+  strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* ---- sessions */
+
+typedef struct touch_job {
+  uint8_t hash[32];
+  int64_t now;
+} touch_job;
+
+static int job_touch(st_txn *txn, void *arg) {
+  touch_job *t = arg;
+  return auth_browser_touch(txn, t->hash, t->now);
+}
+static void done_touch(int status, void *arg) {
+  (void)status;
+  free(arg);
+}
+
+int pages__session(gw_req *req, const char *tenant, auth_browser *out) {
+  gw_server *srv = req->lp->srv;
+  char name[96], cookie[64];
+  pages__cookie_name(srv, tenant, PAGES_COOKIE_SESSION, name, sizeof name);
+  const char *c = pages__cookie_get(req, name, cookie, sizeof cookie);
+  if (!c) return ST_ENOTFOUND;
+  st_txn *txn;
+  int rc = st_read_begin(srv->store, &txn);
+  if (rc) return rc;
+  rc = auth_browser_get(txn, tenant, c, pages__now(), srv->cfg.browser_session_idle_ms / 1000, out);
+  st_txn_end(txn);
+  OPENSSL_cleanse(cookie, sizeof cookie);
+  if (rc == 0 && out->touch_due) {
+    touch_job *t = malloc(sizeof *t);
+    if (t) {
+      memcpy(t->hash, out->hash, 32);
+      t->now = pages__now();
+      if (st_submit(srv->store, req->lp->port, job_touch, done_touch, t)) free(t);
+    }
+  }
+  return rc;
+}
+
+/* The request may change state: same site, and the session's CSRF token. */
+static bool csrf_ok(gw_req *req, const auth_browser *s, const char *form_token) {
+  const char *origin = gw_req_header(req, "Origin");
+  if (origin && strcmp(origin, "null")) {
+    const char *pub = req->lp->srv->cfg.public_url;
+    const char *host = strstr(pub, "://");
+    size_t olen = host ? (size_t)(host + 3 - pub) + strcspn(host + 3, "/") : strlen(pub);
+    if (strlen(origin) != olen || strncasecmp(origin, pub, olen)) return false;
+  } else if (origin) {
+    return false;
+  }
+  const char *site = gw_req_header(req, "Sec-Fetch-Site");
+  if (site && strcmp(site, "same-origin") && strcmp(site, "none")) return false;
+  const char *tok = gw_req_header(req, "X-CSRF-Token");
+  if (!tok) tok = form_token;
+  size_t n = strlen(s->csrf);
+  return tok && n && strlen(tok) == n && CRYPTO_memcmp(tok, s->csrf, n) == 0;
+}
+
+/* ---- the page and assets */
+
+static void serve_asset(gw_req *req, const web_asset *a, bool cacheable) {
+  pages__headers(req, cacheable);
+  gw_resp_header(req, "ETag", a->etag);
+  const char *inm = gw_req_header(req, "If-None-Match");
+  if (inm && !strcmp(inm, a->etag)) {
+    gw_respond(req, 304, NULL, NULL, 0);
+    return;
+  }
+  gw_respond(req, 200, a->type, a->data, a->len);
+}
+
+static bool tenant_live(gw_server *srv, const char *tenant) {
+  st_txn *txn;
+  if (st_read_begin(srv->store, &txn)) return false;
+  bool ok = st_tenant_active(txn, tenant) == 0;
+  st_txn_end(txn);
+  return ok;
+}
+
+/* ---- /api/me */
+
+static json_t *user_view(const json_t *u) {
+  const char *email = NULL;
+  size_t i;
+  json_t *e;
+  json_array_foreach(json_object_get(u, "emails"), i, e) {
+    const char *v = json_string_value(json_object_get(e, "value"));
+    if (v && (!email || json_is_true(json_object_get(e, "primary")))) email = v;
+  }
+  return json_pack("{s:O,s:O,s:O?,s:s?}", "id", json_object_get(u, "id"), "userName", json_object_get(u, "userName"),
+                   "displayName", json_object_get(u, "displayName"), "email", email);
+}
+
+static void api_me(gw_req *req, const char *tenant, const auth_browser *s) {
+  gw_server *srv = req->lp->srv;
+  st_txn *txn;
+  if (st_read_begin(srv->store, &txn)) {
+    json_error(req, 503, "store_busy", "the gateway's store is busy; try again");
+    return;
+  }
+  json_t *u = NULL, *gids = NULL, *conns = NULL, *toks = NULL;
+  int64_t max_age = 0;
+  bool allowed = false;
+  st_dir_user_get(txn, tenant, s->user_id, &u);
+  st_dir_user_groups(txn, tenant, s->user_id, &gids);
+  json_t *groups = json_array();
+  size_t i;
+  json_t *g;
+  json_array_foreach(gids, i, g) {
+    json_t *grp = NULL;
+    if (st_dir_group_get(txn, tenant, json_string_value(g), &grp) == 0) {
+      json_t *dn = json_object_get(grp, "displayName");
+      if (json_is_string(dn)) json_array_append(groups, dn);
+    }
+    json_decref(grp);
+  }
+  json_t *names = json_array();
+  if (vault_connector_list(txn, tenant, &conns) == 0)
+    json_array_foreach(conns, i, g) json_array_append(names, json_object_get(g, "name"));
+  json_t *summary = pol_user_summary(txn, tenant, s->user_id, names);
+  json_decref(names);
+  json_decref(conns);
+  gw_settings_get_bool(txn, tenant, "self_service_tokens", &allowed);
+  gw_settings_get_int(txn, tenant, "signin_max_age_ms", &max_age);
+  json_t *items = json_array();
+  if (auth_token_list(txn, tenant, AUTH_KIND_EMPLOYEE, &toks) == 0)
+    json_array_foreach(toks, i, g) {
+      const char *owner = json_string_value(json_object_get(g, "user"));
+      if (!owner || strcmp(owner, s->user_id)) continue;
+      json_t *it = json_deep_copy(g);
+      json_object_del(it, "user");
+      json_array_append_new(items, it);
+    }
+  json_decref(toks);
+  st_txn_end(txn);
+  if (!u) {
+    json_decref(gids);
+    json_decref(groups);
+    json_decref(summary);
+    json_decref(items);
+    json_error(req, 401, "signed_out", "you are signed out");
+    return;
+  }
+  int64_t bound = s->signin_at + max_age / 1000, now = pages__now();
+  int64_t max_days = bound > now ? (bound - now + 86399) / 86400 : 0;
+  char pub[1100], signed_at[32], exp_at[32];
+  snprintf(pub, sizeof pub, "%s", srv->cfg.public_url);
+  size_t pl = strlen(pub);
+  while (pl && pub[pl - 1] == '/') pub[--pl] = 0;
+  char oauth[1300], header[1400];
+  snprintf(oauth, sizeof oauth, "claude mcp add --transport http %s %s/t/%s/mcp", tenant, pub, tenant);
+  snprintf(header, sizeof header, "%s --header \"Authorization: Bearer <your token>\"", oauth);
+  int64_t idle_end = s->last_seen + srv->cfg.browser_session_idle_ms / 1000;
+  rfc3339(s->signin_at, signed_at);
+  rfc3339(s->expires < idle_end ? s->expires : idle_end, exp_at);
+  json_t *o = json_pack("{s:s,s:o,s:o,s:o,s:{s:b,s:I,s:o},s:{s:s,s:s},s:{s:s,s:s},s:s}", "tenant", tenant, "user",
+                        user_view(u), "groups", groups, "connectors", summary ? summary : json_array(), "tokens",
+                        "allowed", allowed, "max_days", (json_int_t)max_days, "items", items, "commands", "oauth",
+                        oauth, "header", header, "session", "signed_in_at", signed_at, "expires_at", exp_at, "csrf",
+                        s->csrf);
+  json_decref(u);
+  json_decref(gids);
+  json_reply(req, 200, o);
+}
+
+/* ---- writes: tokens, sign-out */
+
+enum { OP_TOKEN_CREATE, OP_TOKEN_REVOKE, OP_LOGOUT, OP_LOGOUT_ALL };
+
+typedef struct page_job {
+  gw_req *req;
+  gw_loop *lp;
+  int op;
+  char tenant[64];
+  char cookie[AUTH_LOGIN_RAND_LEN + 1];
+  int64_t now, idle_s;
+  auth_browser s;
+  auth_token_new t;
+  char token[ST_TOKEN_BUFSZ];
+  int64_t max_days, signin_max_ms;
+  bool disabled; /* out: self-service tokens are off */
+  int count;     /* out */
+} page_job;
+
+static void job_free(page_job *j) {
+  OPENSSL_cleanse(j, sizeof *j);
+  free(j);
+}
+
+static int job_page(st_txn *txn, void *arg) {
+  page_job *j = arg;
+  /* the session must still be live inside this transaction */
+  int rc = auth_browser_get(txn, j->tenant, j->cookie, j->now, j->idle_s, &j->s);
+  if (rc) return rc == ST_ENOTFOUND ? AUTH_ELOGIN : rc;
+  switch (j->op) {
+  case OP_TOKEN_CREATE: {
+    bool allowed = false;
+    int64_t max_ms = 0;
+    if ((rc = gw_settings_get_bool(txn, j->tenant, "self_service_tokens", &allowed))) return rc;
+    if (!allowed) {
+      j->disabled = true;
+      return 0;
+    }
+    if ((rc = gw_settings_get_int(txn, j->tenant, "signin_max_age_ms", &max_ms))) return rc;
+    int64_t exp = j->now + j->max_days * 86400, bound = j->s.signin_at + max_ms / 1000;
+    if (exp > bound) exp = bound;
+    if (exp <= j->now) {
+      j->disabled = true; /* the sign-in is too old to mint anything: sign in again */
+      return 0;
+    }
+    rfc3339(exp, j->t.expires);
+    snprintf(j->t.user_ref, sizeof j->t.user_ref, "%s", j->s.user_id);
+    return auth_token_create(txn, &j->t);
+  }
+  case OP_TOKEN_REVOKE: {
+    json_t *rec;
+    if ((rc = auth_token_get_by_id(txn, j->tenant, AUTH_KIND_EMPLOYEE, j->t.tokid, &rec))) return rc;
+    const char *owner = json_string_value(json_object_get(rec, "user"));
+    bool mine = owner && !strcmp(owner, j->s.user_id);
+    json_decref(rec);
+    if (!mine) return ST_ENOTFOUND; /* someone else's token is no token of yours */
+    return auth_token_revoke(txn, j->tenant, AUTH_KIND_EMPLOYEE, j->t.tokid);
+  }
+  case OP_LOGOUT: return auth_browser_delete(txn, j->s.hash);
+  default:
+    rc = auth_browser_delete_user(txn, j->tenant, j->s.user_id);
+    if (rc < 0) return rc;
+    j->count = rc;
+    return 0;
+  }
+}
+
+static void done_page(int status, void *arg) {
+  page_job *j = arg;
+  gw_req *req = j->req;
+  gw_log_ctx lc = {j->tenant, req->id};
+  if (j->op == OP_LOGOUT || j->op == OP_LOGOUT_ALL) {
+    /* signed out either way: the session was gone, or is now */
+    pages__cookie_set(req, j->tenant, PAGES_COOKIE_SESSION, NULL, 0);
+    if (status && status != AUTH_ELOGIN && status != ST_ENOTFOUND) {
+      pages__message(req, 503, j->tenant, "Sign-out failed", "The gateway could not sign you out. Try again.", NULL,
+                     NULL);
+    } else {
+      if (!status) GW_LOG(GW_LOG_INFO, "login", &lc, "user %s signed out%s", j->s.user_id,
+                          j->op == OP_LOGOUT_ALL ? " everywhere" : "");
+      char loc[96];
+      snprintf(loc, sizeof loc, "/t/%s/", j->tenant);
+      pages__headers(req, false);
+      gw_resp_header(req, "Location", loc);
+      gw_respond(req, 303, NULL, NULL, 0);
+    }
+    job_free(j);
+    return;
+  }
+  if (status == AUTH_ELOGIN) json_error(req, 401, "signed_out", "you are signed out; sign in again");
+  else if (status == ST_ENOTFOUND) json_error(req, 404, "not_found", "no such token of yours");
+  else if (status == AUTH_EINACTIVE) json_error(req, 403, "inactive", "your account is not active");
+  else if (status) json_error(req, 503, "store_error", "the gateway could not do that; try again");
+  else if (j->disabled)
+    json_error(req, 403, "tokens_disabled",
+               "this organisation does not let employees create access tokens here (or your sign-in is too old: "
+               "sign in again)");
+  else if (j->op == OP_TOKEN_REVOKE) {
+    GW_LOG(GW_LOG_INFO, "login", &lc, "user %s revoked their token %s", j->s.user_id, j->t.tokid);
+    pages__headers(req, false);
+    gw_respond(req, 204, NULL, NULL, 0);
+  } else {
+    GW_LOG(GW_LOG_INFO, "login", &lc, "user %s created token %s (expires %s)", j->s.user_id, j->t.tokid,
+           j->t.expires);
+    json_reply(req, 201, json_pack("{s:s,s:s,s:s,s:s}", "id", j->t.tokid, "token", j->token, "name",
+                                   j->t.name[0] ? j->t.name : "token", "expires", j->t.expires));
+  }
+  job_free(j);
+}
+
+static void submit(gw_req *req, page_job *j, bool page) {
+  gw_server *srv = req->lp->srv;
+  if (st_submit(srv->store, req->lp->port, job_page, done_page, j)) {
+    job_free(j);
+    if (page) pages__message(req, 503, req->tenant, "Try again", "The gateway's store is busy.", NULL, NULL);
+    else json_error(req, 503, "store_busy", "the gateway's store cannot take writes right now");
+  }
+}
+
+static page_job *job_new(gw_req *req, const char *tenant, int op, const auth_browser *s) {
+  gw_server *srv = req->lp->srv;
+  page_job *j = calloc(1, sizeof *j);
+  if (!j) return NULL;
+  j->req = req;
+  j->lp = req->lp;
+  j->op = op;
+  snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
+  char name[96];
+  pages__cookie_name(srv, tenant, PAGES_COOKIE_SESSION, name, sizeof name);
+  pages__cookie_get(req, name, j->cookie, sizeof j->cookie);
+  j->now = pages__now();
+  j->idle_s = srv->cfg.browser_session_idle_ms / 1000;
+  j->s = *s;
+  return j;
+}
+
+static void api_tokens(gw_req *req, const char *tenant, const auth_browser *s, const char *tokid) {
+  bool create = !tokid && !strcmp(req->method, "POST");
+  bool revoke = tokid && !strcmp(req->method, "DELETE");
+  if (!create && !revoke) {
+    gw_resp_header(req, "Allow", tokid ? "DELETE" : "POST");
+    json_error(req, 405, "method_not_allowed", "that method is not allowed here");
+    return;
+  }
+  if (!csrf_ok(req, s, NULL)) {
+    json_error(req, 403, "csrf", "this request did not come from your mcpgate page (missing or wrong CSRF token)");
+    return;
+  }
+  page_job *j = job_new(req, tenant, create ? OP_TOKEN_CREATE : OP_TOKEN_REVOKE, s);
+  if (!j) {
+    json_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  if (revoke) {
+    if (strlen(tokid) != ST_TOKEN_ID_LEN) {
+      job_free(j);
+      json_error(req, 404, "not_found", "no such token of yours");
+      return;
+    }
+    snprintf(j->t.tokid, sizeof j->t.tokid, "%s", tokid);
+    snprintf(j->t.tenant, sizeof j->t.tenant, "%s", tenant);
+    submit(req, j, false);
+    return;
+  }
+  json_error_t je;
+  json_t *b = json_loadb(req->body ? req->body : "", req->body_len, JSON_REJECT_DUPLICATES, &je);
+  const char *msg = NULL;
+  json_t *nv = json_object_get(b, "name"), *dv = json_object_get(b, "expires_days");
+  if (!json_is_object(b)) msg = "the body must be a JSON object {\"name\": …, \"expires_days\": …}";
+  else if (json_object_size(b) > (size_t)(!!nv + !!dv)) msg = "only \"name\" and \"expires_days\" may be given";
+  else if (!json_is_string(nv) || json_string_length(nv) < 1 || json_string_length(nv) > TOKEN_NAME_MAX ||
+           strlen(json_string_value(nv)) != json_string_length(nv))
+    msg = "\"name\" must be a string of 1 to 200 characters";
+  else if (!json_is_integer(dv) || json_integer_value(dv) < 1 || json_integer_value(dv) > 3650)
+    msg = "\"expires_days\" must be a whole number of days (at least 1)";
+  if (msg) {
+    json_decref(b);
+    job_free(j);
+    json_error(req, 400, "invalid_request", msg);
+    return;
+  }
+  for (const char *p = json_string_value(nv); *p; p++)
+    if ((unsigned char)*p < 0x20) msg = "\"name\" must not contain control characters";
+  if (msg) {
+    json_decref(b);
+    job_free(j);
+    json_error(req, 400, "invalid_request", msg);
+    return;
+  }
+  snprintf(j->t.tenant, sizeof j->t.tenant, "%s", tenant);
+  snprintf(j->t.name, sizeof j->t.name, "%s", json_string_value(nv));
+  j->max_days = json_integer_value(dv);
+  json_decref(b);
+  char now[32];
+  rfc3339(j->now, now);
+  snprintf(j->t.now, sizeof j->t.now, "%s", now);
+  if (st_token_new(AUTH_TOKEN_PREFIX, j->token, sizeof j->token) != 0 || st_token_id_new(j->t.tokid) != 0 ||
+      st_token_hash(j->token, strlen(j->token), j->t.hash) != 0) {
+    job_free(j);
+    json_error(req, 500, "internal", "could not generate a token");
+    return;
+  }
+  submit(req, j, false);
+}
+
+/* POST logout / signout-everywhere: a form (csrf field) or a script
+ * (X-CSRF-Token). Without a live session there is nothing to end. */
+static void sign_out(gw_req *req, const char *tenant, bool everywhere) {
+  char loc[96];
+  snprintf(loc, sizeof loc, "/t/%s/", tenant);
+  if (strcmp(req->method, "POST")) {
+    pages__headers(req, false);
+    gw_resp_header(req, "Location", loc);
+    gw_respond(req, 303, NULL, NULL, 0);
+    return;
+  }
+  auth_browser s;
+  if (pages__session(req, tenant, &s)) {
+    pages__cookie_set(req, tenant, PAGES_COOKIE_SESSION, NULL, 0);
+    pages__headers(req, false);
+    gw_resp_header(req, "Location", loc);
+    gw_respond(req, 303, NULL, NULL, 0);
+    return;
+  }
+  char form[AUTH_LOGIN_RAND_LEN + 2] = "";
+  const char *ct = gw_req_header(req, "Content-Type");
+  if (ct && !strncasecmp(ct, "application/x-www-form-urlencoded", 33) && req->body)
+    gw_query_get(req->body, "csrf", form, sizeof form);
+  if (!csrf_ok(req, &s, form[0] ? form : NULL)) {
+    pages__message(req, 403, tenant, "Sign-out refused",
+                   "This request did not come from your mcpgate page. Use the Sign out button on the page.", loc,
+                   "Back to your page");
+    return;
+  }
+  page_job *j = job_new(req, tenant, everywhere ? OP_LOGOUT_ALL : OP_LOGOUT, &s);
+  if (!j) {
+    gw_respond_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  submit(req, j, true);
+}
+
+/* ---- dispatch */
+
+/* "/t/{tenant}/rest": copies the tenant, returns rest (after the slash;
+ * "" for "/t/{tenant}/"), or NULL when the tenant id is malformed. */
+static const char *split(const gw_req *req, char tenant[64]) {
+  const char *p = req->path + 3;
+  size_t n = strcspn(p, "/");
+  if (n == 0 || n > 63) return NULL;
+  memcpy(tenant, p, n);
+  tenant[n] = 0;
+  if (!st_tenant_id_valid(tenant)) return NULL;
+  return p[n] == '/' ? p + n + 1 : p + n;
+}
+
+static void pages_dispatch(gw_req *req) {
+  gw_server *srv = req->lp->srv;
+  char tenant[64];
+  const char *rest = split(req, tenant);
+  if (!rest) {
+    gw_respond_error(req, 404, "not_found", "no such page");
+    return;
+  }
+  snprintf(req->tenant, sizeof req->tenant, "%s", tenant);
+  if (!tenant_live(srv, tenant)) {
+    pages__message(req, 404, tenant, "No such organisation",
+                   "There is no mcpgate organisation at this address. Check the link IT gave you.", NULL, NULL);
+    return;
+  }
+  bool get = !strcmp(req->method, "GET") || !strcmp(req->method, "HEAD");
+  if (req->path[strlen(req->path) - 1] != '/' && rest[0] == 0) { /* /t/{t} */
+    char loc[96];
+    snprintf(loc, sizeof loc, "/t/%s/", tenant);
+    gw_resp_header(req, "Location", loc);
+    gw_respond(req, 308, NULL, NULL, 0);
+    return;
+  }
+  if (rest[0] == 0 || !strncmp(rest, "assets/", 7)) {
+    if (!get) {
+      gw_resp_header(req, "Allow", "GET, HEAD");
+      gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
+      return;
+    }
+    const web_asset *a = web_asset_get(rest[0] ? rest : "index.html");
+    if (!a || (rest[0] && strncmp(a->path, "assets/", 7))) {
+      pages__message(req, 404, tenant, "Not found", "There is no such page.", NULL, NULL);
+      return;
+    }
+    serve_asset(req, a, rest[0] != 0);
+    return;
+  }
+  if (!strcmp(rest, "login")) {
+    if (!get) {
+      gw_resp_header(req, "Allow", "GET, HEAD");
+      gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
+      return;
+    }
+    pages__login(req, tenant);
+    return;
+  }
+  if (!strcmp(rest, "oauth/callback")) {
+    pages__callback(req, tenant);
+    return;
+  }
+  if (!strcmp(rest, "logout") || !strcmp(rest, "signout-everywhere")) {
+    sign_out(req, tenant, rest[0] == 's');
+    return;
+  }
+  /* the page's API: a session first */
+  auth_browser s;
+  int rc = pages__session(req, tenant, &s);
+  if (rc) {
+    json_error(req, rc == ST_ENOTFOUND ? 401 : 503, rc == ST_ENOTFOUND ? "signed_out" : "store_busy",
+               rc == ST_ENOTFOUND ? "you are signed out: sign in at login" : "the gateway's store is busy");
+    return;
+  }
+  if (!strcmp(rest, "api/me")) {
+    if (!get) {
+      gw_resp_header(req, "Allow", "GET, HEAD");
+      json_error(req, 405, "method_not_allowed", "only GET is allowed here");
+      return;
+    }
+    api_me(req, tenant, &s);
+  } else if (!strcmp(rest, "api/tokens")) {
+    api_tokens(req, tenant, &s, NULL);
+  } else if (!strncmp(rest, "api/tokens/", 11) && rest[11] && !strchr(rest + 11, '/')) {
+    api_tokens(req, tenant, &s, rest + 11);
+  } else {
+    json_error(req, 404, "not_found", "no such page API");
+  }
+}
+
+/* ---- the module */
+
+static int mod_init(gw_server *srv) {
+  gw_pages *p = calloc(1, sizeof *p);
+  if (!p || !(p->oidc = auth_oidc_cache_new())) {
+    free(p);
+    return ST_ENOMEM;
+  }
+  srv->pages = p;
+  return 0;
+}
+
+static void mod_fini(gw_server *srv) {
+  gw_pages *p = srv->pages;
+  if (!p) return;
+  auth_oidc_cache_free(p->oidc);
+  free(p);
+  srv->pages = NULL;
+}
+
+static int mod_store_init(st_store *st, gw_server *srv) {
+  (void)srv;
+  return auth_browser_register(st);
+}
+
+static int mod_routes(gw_server *srv, gw_router *rt) {
+  (void)srv;
+  static const gw_route web = {GW_RC_WEB, pages_dispatch, NULL, 16 * 1024, NULL, NULL};
+  static const gw_route oauth = {GW_RC_OAUTH, pages_dispatch, "GET, HEAD", 16 * 1024, NULL, NULL};
+  static const char *const pats[] = {"/t/{}",           "/t/{}/",          "/t/{}/assets/{}",
+                                     "/t/{}/login",     "/t/{}/logout",    "/t/{}/signout-everywhere",
+                                     "/t/{}/api/me",    "/t/{}/api/tokens", "/t/{}/api/tokens/{}",
+                                     NULL};
+  int rc = 0;
+  for (const char *const *p = pats; *p && !rc; p++) rc = gw_router_add(rt, *p, &web, 0);
+  return rc ? rc : gw_router_add(rt, "/t/{}/oauth/callback", &oauth, 0);
+}
+
+const gw_module gw_mod_pages = {
+    .name = "pages",
+    .store_init = mod_store_init,
+    .init = mod_init,
+    .fini = mod_fini,
+    .settings = gw_pages_settings,
+    .routes = mod_routes,
+};

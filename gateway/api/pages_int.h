@@ -1,0 +1,52 @@
+/* gateway/api/pages_int.h — private to the employee pages (pages.c: the
+ * page, its assets, /api/me, tokens, sign-out; login.c: sign-in with the
+ * tenant's OpenID provider and its callback). */
+#ifndef MCPGATE_GATEWAY_API_PAGES_INT_H
+#define MCPGATE_GATEWAY_API_PAGES_INT_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "auth/browser.h"
+#include "auth/oidc_provider.h"
+#include "gateway/core/server.h"
+#include "gateway/http/http.h"
+
+/* Process-wide state (srv->pages): the providers' metadata and keys. */
+typedef struct gw_pages {
+  auth_oidc_cache *oidc;
+} gw_pages;
+
+/* Unix seconds, and a process-wide monotonic clock in ms (cache ages). */
+int64_t pages__now(void);
+int64_t pages__mono_ms(void);
+
+/* The tenant's cookie names: the browser session, and the sign-in in
+ * progress. "__Host-" prefixed (Path=/, Secure) when public_url is https;
+ * else scoped by path to /t/{t}/. */
+typedef enum { PAGES_COOKIE_SESSION, PAGES_COOKIE_LOGIN } pages_cookie;
+void pages__cookie_name(const gw_server *srv, const char *tenant, pages_cookie which, char *out, size_t cap);
+/* The value of cookie `name` in the request, copied into out; NULL when
+ * absent or longer than cap - 1. */
+const char *pages__cookie_get(const gw_req *req, const char *name, char *out, size_t cap);
+/* Sets (value) or clears (value NULL) the tenant's cookie; HttpOnly,
+ * SameSite=Lax, Secure when public_url is https. */
+void pages__cookie_set(gw_req *req, const char *tenant, pages_cookie which, const char *value, int64_t max_age_s);
+
+/* Headers every page and page API answer carries (CSP, no framing, no
+ * referrer, no sniffing, no caching unless asset). */
+void pages__headers(gw_req *req, bool cacheable);
+/* A rendered message page (web/message.html) with status. href/action may
+ * be NULL (no action link). */
+void pages__message(gw_req *req, int status, const char *tenant, const char *title, const char *message,
+                    const char *href, const char *action);
+
+/* The live browser session of this request in tenant: 0 and *out, or
+ * ST_ENOTFOUND. Records its use (at most once a minute). */
+int pages__session(gw_req *req, const char *tenant, auth_browser *out);
+
+/* login.c */
+void pages__login(gw_req *req, const char *tenant);
+void pages__callback(gw_req *req, const char *tenant);
+
+#endif
