@@ -301,6 +301,15 @@ int auth_login_token_response(int status, const char *body, size_t len, char **i
 
 void auth_login_state_hash(const char *state, uint8_t out[32]) { st_sha256(state, strlen(state), out); }
 
+int auth_login_state_used(st_txn *txn, const char *state) {
+  uint8_t key[33];
+  key[0] = 'x';
+  auth_login_state_hash(state, key + 1);
+  st_val v;
+  int rc = st_get(txn, ST_DB_AUTH, key, sizeof key, &v);
+  return rc == 0 ? 1 : rc == ST_ENOTFOUND ? 0 : rc;
+}
+
 int auth_login_state_consume(st_txn *txn, const char *state, int64_t expires, int64_t now) {
   uint8_t key[33];
   key[0] = 'x';

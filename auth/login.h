@@ -118,6 +118,9 @@ int auth_login_token_response(int status, const char *body, size_t len, char **i
 
 /* SHA-256 of a login state (the "x" key). */
 void auth_login_state_hash(const char *state, uint8_t out[32]);
+/* 1 when the state was used already (a replayed callback: refuse it before
+ * the code exchange), 0 when not, or a store error. Any txn. */
+int auth_login_state_used(st_txn *txn, const char *state);
 /* Write txn: records the state as used until `expires` (unix s); also
  * deletes up to 16 used states that expired by now. AUTH_EREPLAY when it
  * was used already. */
