@@ -98,6 +98,11 @@ static void flow_free(login_flow *f) {
 
 /* Ends the flow with a message page. */
 static void flow_fail(login_flow *f, int status, const char *title, const char *msg) {
+  if (f->callback)
+    pages__count(f->lp->srv, status == 403   ? PAGES_SIGNIN_REFUSED
+                             : status == 401 ? PAGES_SIGNIN_INVALID
+                             : status == 400 ? PAGES_SIGNIN_STALE
+                                             : PAGES_SIGNIN_PROVIDER);
   char href[96];
   snprintf(href, sizeof href, "/t/%s/login", f->tenant);
   pages__message(f->req, status, f->tenant, title, msg, status >= 500 || status == 400 ? href : NULL,
@@ -490,6 +495,7 @@ void pages__callback(gw_req *req, const char *tenant) {
              "assign mcpgate to you.",
              shown[0] ? shown : "error");
     pages__cookie_set(req, tenant, PAGES_COOKIE_LOGIN, NULL, 0);
+    pages__count(req->lp->srv, PAGES_SIGNIN_REFUSED);
     pages__message(req, 403, tenant, "Sign-in was not completed", msg, NULL, NULL);
     goto done;
   }
@@ -552,6 +558,7 @@ static void done_session(int status, void *arg) {
   pages__cookie_set(req, f->tenant, PAGES_COOKIE_LOGIN, NULL, 0);
   switch (status) {
   case 0: {
+    pages__count(f->lp->srv, PAGES_SIGNIN_OK);
     GW_LOG(GW_LOG_INFO, "login", &lc, "signed in: user %s (%s)%s", f->bn.link.user_id, f->bn.link.user_name,
            f->bn.link.bind ? "; subject bound by verified e-mail" : "");
     pages__cookie_set(req, f->tenant, PAGES_COOKIE_SESSION, f->cookie, f->bn.expires - f->bn.now);

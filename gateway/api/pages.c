@@ -21,6 +21,7 @@
  *    allows them (self_service_tokens). */
 #include "gateway/api/pages.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -662,6 +663,23 @@ static int mod_init(gw_server *srv) {
   return 0;
 }
 
+void pages__count(gw_server *srv, int result) {
+  if (srv->pages && result >= 0 && result < PAGES_SIGNIN_N)
+    atomic_fetch_add_explicit(&srv->pages->signins[result], 1, memory_order_relaxed);
+}
+
+static void mod_metrics(gw_server *srv, gw_buf *o) {
+  static const char *const names[PAGES_SIGNIN_N] = {"ok", "refused", "invalid_token", "stale", "provider_error"};
+  if (!srv->pages) return;
+  gw_buf_appends(o, "# HELP mcpgate_signins_total Employee sign-ins with the tenant's identity provider, by "
+                    "result (refused: not provisioned or not active; invalid_token: the ID token failed a check; "
+                    "stale: expired, replayed or foreign callback; provider_error: the provider was unusable).\n"
+                    "# TYPE mcpgate_signins_total counter\n");
+  for (int i = 0; i < PAGES_SIGNIN_N; i++)
+    gw_buf_printf(o, "mcpgate_signins_total{result=\"%s\"} %llu\n", names[i],
+                  (unsigned long long)atomic_load_explicit(&srv->pages->signins[i], memory_order_relaxed));
+}
+
 static void mod_fini(gw_server *srv) {
   gw_pages *p = srv->pages;
   if (!p) return;
@@ -695,4 +713,5 @@ const gw_module gw_mod_pages = {
     .fini = mod_fini,
     .settings = gw_pages_settings,
     .routes = mod_routes,
+    .metrics = mod_metrics,
 };

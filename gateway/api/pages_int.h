@@ -3,6 +3,7 @@
  * tenant's OpenID provider and its callback). */
 #ifndef MCPGATE_GATEWAY_API_PAGES_INT_H
 #define MCPGATE_GATEWAY_API_PAGES_INT_H
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -12,10 +13,25 @@
 #include "gateway/core/server.h"
 #include "gateway/http/http.h"
 
-/* Process-wide state (srv->pages): the providers' metadata and keys. */
+/* Sign-in outcomes counted for /metrics (mcpgate_signins_total{result}). */
+enum {
+  PAGES_SIGNIN_OK,          /* a browser session was made */
+  PAGES_SIGNIN_REFUSED,     /* not provisioned, inactive, not linkable (403) */
+  PAGES_SIGNIN_INVALID,     /* the ID token failed a check (401) */
+  PAGES_SIGNIN_STALE,       /* no/foreign login cookie, expired, replayed (400) */
+  PAGES_SIGNIN_PROVIDER,    /* the provider unusable or its token endpoint refused (502/503) */
+  PAGES_SIGNIN_N
+};
+
+/* Process-wide state (srv->pages): the providers' metadata and keys, and
+ * counters (relaxed atomics: any loop adds, /metrics reads). */
 typedef struct gw_pages {
   auth_oidc_cache *oidc;
+  _Atomic uint64_t signins[PAGES_SIGNIN_N];
 } gw_pages;
+
+/* Counts one sign-in outcome. */
+void pages__count(gw_server *srv, int result);
 
 /* Unix seconds, and a process-wide monotonic clock in ms (cache ages). */
 int64_t pages__now(void);

@@ -7,7 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { request, waitFor } from './lib/gateway.mjs';
+import { request, waitFor, scrapeMetrics, metricValue } from './lib/gateway.mjs';
 import { startLoginFixture, signIn, me, setCookieFor } from './lib/login.mjs';
 
 let fx;
@@ -250,4 +250,13 @@ test('unknown tenant, tenant without OIDC settings, and a login return path outs
   assert.equal(r.url, `${fx.base('acme')}/`);
   r = await signIn(fx.browser(), `${fx.base('acme')}/login?return=${encodeURIComponent('/t/acme/?x=1')}`, { login: '00u-alice' });
   assert.equal(r.url, `${fx.base('acme')}/?x=1`);
+});
+
+test('/metrics counts sign-ins by result', async () => {
+  const s = await scrapeMetrics(fx.gw);
+  const v = (result) => metricValue(s, 'mcpgate_signins_total', { result });
+  assert.ok(v('ok') >= 10, `ok: ${v('ok')}`);
+  assert.ok(v('refused') >= 3, `refused (ghost, deactivated carol, access_denied): ${v('refused')}`);
+  assert.ok(v('stale') >= 2, `stale (foreign browser, replay): ${v('stale')}`);
+  assert.equal(v('invalid_token'), 0);
 });
