@@ -18,7 +18,7 @@
 static int endpoint_ok(const char *url, bool issuer_http, const char *name, char *why, size_t whylen) {
   size_t n = strlen(url);
   const char *scheme = issuer_http ? "http://" : "https://";
-  if (n > AUTH_OIDC_URL_MAX || strncasecmp(url, scheme, strlen(scheme))) {
+  if (n > AUTH_OIDC_URL_MAX || strncmp(url, scheme, strlen(scheme))) { /* lower-case scheme: what every provider sends */
     snprintf(why, whylen, "the provider's \"%s\" is not an %s URL of at most %d bytes", name,
              issuer_http ? "http://" : "https://", AUTH_OIDC_URL_MAX);
     return -1;
