@@ -35,6 +35,7 @@
 #include "auth/token_store.h"
 #include "gateway/api/pages_int.h"
 #include "gateway/base/log.h"
+#include "gateway/base/ratelimit.h"
 #include "gateway/core/module.h"
 #include "gateway/core/settings.h"
 #include "gateway/http/query.h"
@@ -616,11 +617,11 @@ static void pages_dispatch(gw_req *req) {
       gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
       return;
     }
-    pages__login(req, tenant);
+    if (pages__rate_ok(req, tenant)) pages__login(req, tenant);
     return;
   }
   if (!strcmp(rest, "oauth/callback")) {
-    pages__callback(req, tenant);
+    if (pages__rate_ok(req, tenant)) pages__callback(req, tenant);
     return;
   }
   if (!strcmp(rest, "logout") || !strcmp(rest, "signout-everywhere")) {
@@ -653,9 +654,30 @@ static void pages_dispatch(gw_req *req) {
 
 /* ---- the module */
 
+bool pages__rate_ok(gw_req *req, const char *tenant) {
+  gw_pages *p = req->lp->srv->pages;
+  int64_t now = pages__mono_ms();
+  int64_t wait = gw_ratelimit_take(p->rate_addr, req->client, now);
+  if (!wait) wait = gw_ratelimit_take(p->rate_tenant, tenant, now);
+  if (!wait) return true;
+  char ra[24];
+  snprintf(ra, sizeof ra, "%lld", (long long)wait);
+  gw_resp_header(req, "Retry-After", ra);
+  atomic_fetch_add_explicit(&p->rate_limited, 1, memory_order_relaxed);
+  pages__message(req, 429, tenant, "Too many sign-in attempts",
+                 "Too many sign-in attempts from here. Wait a minute and try again.", NULL, NULL);
+  return false;
+}
+
 static int mod_init(gw_server *srv) {
   gw_pages *p = calloc(1, sizeof *p);
-  if (!p || !(p->oidc = auth_oidc_cache_new())) {
+  if (!p || !(p->oidc = auth_oidc_cache_new()) ||
+      !(p->rate_addr = gw_ratelimit_new(srv->cfg.auth_rate_per_address, srv->cfg.auth_rate_per_address, 65536)) ||
+      !(p->rate_tenant = gw_ratelimit_new(srv->cfg.auth_rate_per_tenant, srv->cfg.auth_rate_per_tenant, 4096))) {
+    if (p) {
+      auth_oidc_cache_free(p->oidc);
+      gw_ratelimit_free(p->rate_addr);
+    }
     free(p);
     return ST_ENOMEM;
   }
@@ -678,12 +700,18 @@ static void mod_metrics(gw_server *srv, gw_buf *o) {
   for (int i = 0; i < PAGES_SIGNIN_N; i++)
     gw_buf_printf(o, "mcpgate_signins_total{result=\"%s\"} %llu\n", names[i],
                   (unsigned long long)atomic_load_explicit(&srv->pages->signins[i], memory_order_relaxed));
+  gw_buf_printf(o, "# HELP mcpgate_auth_rate_limited_total Sign-in requests refused with 429 (auth_rate_per_address, "
+                   "auth_rate_per_tenant).\n# TYPE mcpgate_auth_rate_limited_total counter\n"
+                   "mcpgate_auth_rate_limited_total %llu\n",
+                (unsigned long long)atomic_load_explicit(&srv->pages->rate_limited, memory_order_relaxed));
 }
 
 static void mod_fini(gw_server *srv) {
   gw_pages *p = srv->pages;
   if (!p) return;
   auth_oidc_cache_free(p->oidc);
+  gw_ratelimit_free(p->rate_addr);
+  gw_ratelimit_free(p->rate_tenant);
   free(p);
   srv->pages = NULL;
 }

@@ -27,7 +27,9 @@ enum {
  * counters (relaxed atomics: any loop adds, /metrics reads). */
 typedef struct gw_pages {
   auth_oidc_cache *oidc;
+  struct gw_ratelimit *rate_addr, *rate_tenant; /* auth_rate_per_address / _per_tenant */
   _Atomic uint64_t signins[PAGES_SIGNIN_N];
+  _Atomic uint64_t rate_limited;
 } gw_pages;
 
 /* Counts one sign-in outcome. */
@@ -60,6 +62,10 @@ void pages__message(gw_req *req, int status, const char *tenant, const char *tit
 /* The live browser session of this request in tenant: 0 and *out, or
  * ST_ENOTFOUND. Records its use (at most once a minute). */
 int pages__session(gw_req *req, const char *tenant, auth_browser *out);
+
+/* The sign-in rate limits (per client address, per tenant): true when the
+ * request may go on; else it has been answered 429 with Retry-After. */
+bool pages__rate_ok(gw_req *req, const char *tenant);
 
 /* login.c */
 void pages__login(gw_req *req, const char *tenant);

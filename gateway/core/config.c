@@ -129,6 +129,12 @@ static const cfg_key keys[] = {
      "MCP sessions one user may hold (both endpoints together); creating one more ends that user's oldest (by "
      "creation) in the same transaction",
      NULL},
+    {"auth_rate_per_address", CFG_INT, "60", 0, 1000000, OFF(auth_rate_per_address),
+     "sign-in requests (/t/{tenant}/login and its callback) one client address may make a minute, with bursts of as "
+     "many; past it 429 with Retry-After (0: no limit)",
+     NULL},
+    {"auth_rate_per_tenant", CFG_INT, "1200", 0, 10000000, OFF(auth_rate_per_tenant),
+     "the same for all clients of one tenant together (0: no limit)", NULL},
     {"browser_session_idle_ms", CFG_INT, "1800000", 60000, 30LL * 86400000, OFF(browser_session_idle_ms),
      "an employee's browser session (the page at /t/{tenant}/) unused this long is signed out", NULL},
     {"browser_session_max_ms", CFG_INT, "43200000", 60000, 90LL * 86400000, OFF(browser_session_max_ms),

@@ -46,6 +46,8 @@ typedef struct gw_config {
   int64_t stream_buffer_max;
   int64_t agg_uri_map_max;
   char *allowed_origins;
+  int64_t auth_rate_per_address;  /* gateway/api/login.c: sign-in rate limits (a minute) */
+  int64_t auth_rate_per_tenant;
   int64_t browser_session_idle_ms; /* gateway/api/pages.c: employee page sessions */
   int64_t browser_session_max_ms;
   char *egress_allow;           /* gateway/out/egress.h: what admin-set URLs may reach */

@@ -19,7 +19,9 @@ import { startOkta, Browser, signIn } from './okta.mjs';
 export { Browser, signIn };
 
 export async function startLoginFixture({ tenants, accounts = {}, gatewayArgs = [], okta: oktaOpts = {} } = {}) {
-  const gw = await startGateway({ args: gatewayArgs });
+  // many sign-ins from one address in a few seconds: the per-address limit
+  // is raised here (oidc-ratelimit.test.mjs tests it)
+  const gw = await startGateway({ args: ['--auth-rate-per-address', '100000', '--auth-rate-per-tenant', '100000', ...gatewayArgs] });
   const op = adminClient(gw.port, operatorToken(gw.dataDir));
   const ids = Object.keys(tenants);
   const okta = await startOkta({

@@ -1,0 +1,118 @@
+/* gateway/base/ratelimit.c — bounded token buckets (see ratelimit.h): an
+ * open-addressing table of buckets, evicting the longest idle when full. */
+#include "gateway/base/ratelimit.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+typedef struct bucket {
+  char key[GW_RATELIMIT_KEY_MAX + 1];
+  bool used;
+  double tokens;
+  int64_t at; /* last refill, ms */
+} bucket;
+
+struct gw_ratelimit {
+  uv_mutex_t mu;
+  int64_t per_min, burst;
+  size_t max, n, cap; /* cap: a power of two >= 2 * max */
+  bucket *b;
+};
+
+gw_ratelimit *gw_ratelimit_new(int64_t per_min, int64_t burst, size_t max_keys) {
+  if (max_keys < 1) max_keys = 1;
+  gw_ratelimit *rl = calloc(1, sizeof *rl);
+  if (!rl) return NULL;
+  rl->per_min = per_min < 0 ? 0 : per_min;
+  rl->burst = burst < 1 ? 1 : burst;
+  rl->max = max_keys;
+  rl->cap = 16;
+  while (rl->cap < 2 * max_keys) rl->cap *= 2;
+  rl->b = calloc(rl->cap, sizeof *rl->b);
+  if (!rl->b || uv_mutex_init(&rl->mu)) {
+    free(rl->b);
+    free(rl);
+    return NULL;
+  }
+  return rl;
+}
+
+void gw_ratelimit_free(gw_ratelimit *rl) {
+  if (!rl) return;
+  uv_mutex_destroy(&rl->mu);
+  free(rl->b);
+  free(rl);
+}
+
+static uint64_t hash(const char *s) {
+  uint64_t h = 1469598103934665603ULL;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+  return h;
+}
+
+/* Removes slot i, moving later entries of its probe run back (linear
+ * probing keeps no tombstones). */
+static void remove_at(gw_ratelimit *rl, size_t i) {
+  size_t mask = rl->cap - 1;
+  rl->b[i].used = false;
+  rl->n--;
+  for (size_t j = (i + 1) & mask; rl->b[j].used; j = (j + 1) & mask) {
+    size_t home = hash(rl->b[j].key) & mask;
+    /* j's entry may move to i when i lies on its probe path (home .. j) */
+    bool between = i <= j ? (home <= i || home > j) : (home <= i && home > j);
+    if (between) {
+      rl->b[i] = rl->b[j];
+      rl->b[j].used = false;
+      i = j;
+    }
+  }
+}
+
+static void evict_idlest(gw_ratelimit *rl) {
+  size_t victim = rl->cap;
+  for (size_t i = 0; i < rl->cap; i++)
+    if (rl->b[i].used && (victim == rl->cap || rl->b[i].at < rl->b[victim].at)) victim = i;
+  if (victim < rl->cap) remove_at(rl, victim);
+}
+
+int64_t gw_ratelimit_take(gw_ratelimit *rl, const char *key, int64_t now_ms) {
+  if (!rl || rl->per_min == 0) return 0;
+  char k[GW_RATELIMIT_KEY_MAX + 1];
+  size_t kn = strlen(key);
+  if (kn > GW_RATELIMIT_KEY_MAX) kn = GW_RATELIMIT_KEY_MAX;
+  memcpy(k, key, kn);
+  k[kn] = 0;
+  size_t mask = rl->cap - 1;
+  uv_mutex_lock(&rl->mu);
+  size_t i = hash(k) & mask;
+  while (rl->b[i].used && strcmp(rl->b[i].key, k)) i = (i + 1) & mask;
+  if (!rl->b[i].used) {
+    if (rl->n >= rl->max) {
+      evict_idlest(rl);
+      i = hash(k) & mask;
+      while (rl->b[i].used) i = (i + 1) & mask;
+    }
+    memcpy(rl->b[i].key, k, kn + 1);
+    rl->b[i].used = true;
+    rl->b[i].tokens = (double)rl->burst;
+    rl->b[i].at = now_ms;
+    rl->n++;
+  }
+  bucket *b = &rl->b[i];
+  if (now_ms > b->at) {
+    b->tokens += (double)(now_ms - b->at) * (double)rl->per_min / 60000.0;
+    if (b->tokens > (double)rl->burst) b->tokens = (double)rl->burst;
+    b->at = now_ms;
+  }
+  int64_t wait = 0;
+  if (b->tokens >= 1.0) {
+    b->tokens -= 1.0;
+  } else {
+    double ms = (1.0 - b->tokens) * 60000.0 / (double)rl->per_min;
+    wait = (int64_t)((ms + 999.0) / 1000.0); /* whole seconds, rounded up */
+    if (wait < 1) wait = 1;
+  }
+  uv_mutex_unlock(&rl->mu);
+  return wait;
+}
