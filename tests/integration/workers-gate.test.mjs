@@ -11,11 +11,12 @@ import { ALICE, BOB, everything, fixture, accessIndex, accessLine, connOnLoop, o
 test('replies queued behind a slow loop wait together, not one timeout after another', async () => {
   // each reply's wait starts when it reaches its loop, not when the ones
   // ahead of it let it through: six deactivations served by loop 0 while
-  // loop 1 is slow (3 s) and the timeout 0.8 s all leave before loop 1
-  // catches up (one after another they would take 4.8 s)
+  // loop 1 is slow (6 s) and the timeout 1.5 s all leave before loop 1
+  // catches up (one after another they would take 9 s); the margin (4.5 s
+  // for the six to arrive) holds on a loaded two-core machine
   const users = ['u1', 'u2', 'u3', 'u4', 'u5', 'u6'].map((u) => `${u}@acme.com`);
   await everything();
-  const gw = await startGateway({ args: ['--workers', '2', '--revocation-fanout-timeout-ms', '800'], env: { MCPGATE_TEST_FANOUT_DELAY_MS: '3000' } });
+  const gw = await startGateway({ args: ['--workers', '2', '--revocation-fanout-timeout-ms', '1500'], env: { MCPGATE_TEST_FANOUT_DELAY_MS: '6000' } });
   const t = await setupTenant(gw, { users });
   const f = { gw, t, url: `${gw.url}/t/acme/mcp` };
   const streams = [];
