@@ -376,8 +376,15 @@ int st_unseal(st_store *st, const st_aad *aad, const uint8_t *blob, size_t blobl
       blob[0] != ST_SEAL_VERSION)
     return ST_ECRYPTO;
   ctlen = bloblen - ST_SEAL_OVERHEAD;
-  /* Unknown key id: same answer as a bad tag (fail closed, no oracle). */
-  if ((rc = key_get(st, get32(blob + 1), &k)) < 0) return rc == ST_ENOKEY ? rc : ST_ECRYPTO;
+  /* Unknown key id: same answer as a bad tag (fail closed, no oracle). Id 0
+   * is key_get's alias for the current key, never a stored key's id: a blob
+   * relabelled to 0 must not unseal (the AAD below carries the resolved id). */
+  uint32_t kid = get32(blob + 1);
+  if ((rc = key_get(st, kid, &k)) == 0 && kid == 0) rc = ST_ECRYPTO;
+  if (rc < 0) {
+    OPENSSL_cleanse(&k, sizeof k);
+    return rc == ST_ENOKEY ? rc : ST_ECRYPTO;
+  }
   aadlen = aad_build(aad, &l, k.id, aadb);
   memcpy(tag, blob + HDR_LEN + ctlen, TAG_LEN);
   rc = ST_ECRYPTO;

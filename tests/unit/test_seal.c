@@ -176,10 +176,12 @@ TEST(seal_roundtrip_and_aad_binding) {
     if (rc != ST_ECRYPTO) fprintf(stderr, "  byte %zu\n", i);
     CHECK_INT(rc, ST_ECRYPTO);
   }
-  /* Wrong key id: relabelled to key 1 (which exists), or unknown 99. */
+  /* Wrong key id: relabelled to key 1 (which exists), unknown 99, or 0. */
   blob[4] = 1;
   CHECK_INT(st_unseal(st, &aad, blob, bloblen, &pt, &n), ST_ECRYPTO);
   blob[4] = 99;
+  CHECK_INT(st_unseal(st, &aad, blob, bloblen, &pt, &n), ST_ECRYPTO);
+  blob[4] = 0; /* 0 is no key's id (key_get's "current"): not an alias */
   CHECK_INT(st_unseal(st, &aad, blob, bloblen, &pt, &n), ST_ECRYPTO);
   blob[4] = 2;
   CHECK_INT(st_unseal(st, &aad, blob, bloblen - 1, &pt, &n), ST_ECRYPTO); /* truncated */
