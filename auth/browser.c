@@ -75,7 +75,7 @@ static int get_rec(st_txn *txn, const uint8_t hash[32], json_t **out) {
 static void sweep(st_txn *txn, int64_t now) {
   st_cursor *c;
   if (st_cursor_open(txn, ST_DB_AUTH, &c)) return;
-  uint8_t dead[16][32];
+  uint8_t dead[16][41];
   int nd = 0;
   st_val k;
   st_cursor_seek(c, "E", 1, NULL, 0);
@@ -85,12 +85,14 @@ static void sweep(st_txn *txn, int64_t now) {
     uint64_t ex = 0;
     for (int i = 0; i < 8; i++) ex = ex << 8 | p[1 + i];
     if ((int64_t)ex > now) break; /* expiry order: the rest is alive */
-    memcpy(dead[nd++], p + 9, 32);
+    memcpy(dead[nd++], p, 41);
   }
   st_cursor_close(c);
   for (int i = 0; i < nd; i++) {
     json_t *r;
-    if (get_rec(txn, dead[i], &r) == 0) delete_rec(txn, dead[i], r);
+    int rc = get_rec(txn, dead[i] + 9, &r);
+    if (rc == 0) delete_rec(txn, dead[i] + 9, r);
+    else if (rc == ST_ENOTFOUND) st_del(txn, ST_DB_AUTH, dead[i], 41); /* record gone: else it blocks the sweep */
     json_decref(r);
   }
 }
@@ -282,9 +284,10 @@ int auth_browser_purge_tenant(st_txn *txn, const char *tenant, int limit) {
         free(h);
         return rc;
       }
+      n++; /* only what was deleted: an index key without its record is left to the
+            * prefix delete below, or a step of them would delete nothing forever */
     }
     json_decref(r);
-    n++;
   }
   free(h);
   /* "B" keys left without records, then the subject bindings */
