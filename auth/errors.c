@@ -4,6 +4,7 @@
 #include "auth/auth.h"
 #include "auth/jose.h"
 #include "auth/login.h"
+#include "auth/oauth_client.h"
 
 const char *auth_strerror(int err) {
   if (err >= 0) return "ok";
@@ -18,6 +19,8 @@ const char *auth_strerror(int err) {
   case AUTH_EBOUND: return "this sign-in is bound to another user";
   case AUTH_ECLAIM: return "the ID token lacks the subject or link claim";
   case AUTH_EREPLAY: return "this sign-in was completed already";
+  case AUTH_EOAUTH_METADATA: return "client metadata refused";
+  case AUTH_EOAUTH_REDIRECT: return "a redirect URI refused";
   default: break;
   }
   if (err <= AUTH_JOSE_ERR_FIRST && err >= AUTH_JOSE_ERR_LAST) return auth_jose_strerror(err);

@@ -27,6 +27,7 @@
 #include "gateway/modules.h"
 
 #include "auth/auth.h"
+#include "auth/oauth_client.h"
 #include "auth/oidc.h"
 #include "auth/token_store.h"
 #include "gateway/api/admin.h"
@@ -45,6 +46,7 @@ static int auth_store_init(st_store *st, gw_server *srv) {
   if (!rc) rc = auth_register_checks(st);
   if (!rc) rc = st_check_add(st, auth_tokens_check, NULL);
   if (!rc) rc = auth_register_purge(st);
+  if (!rc) rc = st_purge_add(st, "auth.oauth_clients", auth_oauth_clients_purge_tenant, NULL);
   return rc ? rc : auth_oidc_register_purge(st);
 }
 

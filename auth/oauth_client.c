@@ -1,0 +1,343 @@
+/* auth/oauth_client.c — client metadata, redirect URI matching, PKCE and
+ * the client records (see oauth_client.h). */
+#include "auth/oauth_client.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/crypto.h>
+
+#include "auth/auth.h"
+#include "auth/jose.h"
+
+/* ---- URIs */
+
+typedef struct uri_parts {
+  bool https;
+  const char *host; /* into the URI */
+  size_t hlen;
+  const char *port; /* after ':', or NULL */
+  size_t plen;
+  const char *rest; /* path (and query), from the first '/' or '?'; "" when none */
+} uri_parts;
+
+/* Splits "scheme://authority rest" for http/https: printable ASCII, no
+ * fragment, no userinfo, a host, a numeric port 1..65535 when given. */
+static bool split_uri(const char *u, uri_parts *p) {
+  size_t n = strlen(u);
+  if (n == 0 || n > AUTH_OAUTH_URI_MAX) return false;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)u[i];
+    if (c <= 0x20 || c >= 0x7f || c == '#' || c == '\\' || c == '"' || c == '<' || c == '>') return false;
+  }
+  const char *a;
+  if (!strncmp(u, "https://", 8)) p->https = true, a = u + 8;
+  else if (!strncmp(u, "http://", 7)) p->https = false, a = u + 7;
+  else return false;
+  size_t alen = strcspn(a, "/?");
+  if (memchr(a, '@', alen)) return false;
+  const char *port = NULL;
+  if (alen && a[0] == '[') {
+    const char *rb = memchr(a, ']', alen);
+    if (!rb) return false;
+    p->host = a;
+    p->hlen = (size_t)(rb - a) + 1;
+    if (p->hlen < alen) {
+      if (rb[1] != ':') return false;
+      port = rb + 2;
+    }
+  } else {
+    const char *colon = memchr(a, ':', alen);
+    p->host = a;
+    p->hlen = colon ? (size_t)(colon - a) : alen;
+    if (colon) port = colon + 1;
+  }
+  if (p->hlen == 0 || (p->hlen == 2 && a[0] == '[')) return false;
+  p->port = port;
+  p->plen = port ? (size_t)(a + alen - port) : 0;
+  if (port) {
+    unsigned long v = 0;
+    if (p->plen == 0 || p->plen > 5) return false;
+    for (size_t i = 0; i < p->plen; i++) {
+      if (port[i] < '0' || port[i] > '9') return false;
+      v = v * 10 + (unsigned long)(port[i] - '0');
+    }
+    if (v == 0 || v > 65535) return false;
+  }
+  p->rest = a + alen;
+  return true;
+}
+
+static bool loopback_host(const uri_parts *p) {
+  return (p->hlen == 9 && !strncasecmp(p->host, "localhost", 9)) || (p->hlen == 9 && !memcmp(p->host, "127.0.0.1", 9)) ||
+         (p->hlen == 5 && !memcmp(p->host, "[::1]", 5));
+}
+
+bool auth_oauth_redirect_uri_ok(const char *uri) {
+  uri_parts p;
+  if (!split_uri(uri, &p)) return false;
+  return p.https || loopback_host(&p);
+}
+
+bool auth_oauth_cimd_url_ok(const char *url) {
+  uri_parts p;
+  if (strlen(url) > AUTH_OAUTH_CLIENT_ID_MAX || !split_uri(url, &p) || !p.https) return false;
+  if (p.rest[0] != '/' || p.rest[1] == 0 || strchr(p.rest, '?')) return false;
+  /* no dot segments: "/./", "/../", or ending in "/." or "/.." */
+  for (const char *s = p.rest; (s = strstr(s, "/.")); s++)
+    if (s[2] == '/' || s[2] == 0 || (s[2] == '.' && (s[3] == '/' || s[3] == 0))) return false;
+  return true;
+}
+
+bool auth_oauth_redirect_match(const json_t *redirect_uris, const char *uri) {
+  uri_parts want;
+  if (!split_uri(uri, &want)) return false;
+  size_t i;
+  json_t *v;
+  json_array_foreach(redirect_uris, i, v) {
+    const char *r = json_string_value(v);
+    if (!r) continue;
+    if (!strcmp(r, uri)) return true;
+    uri_parts have;
+    if (want.https || !split_uri(r, &have) || have.https || !loopback_host(&have) || !loopback_host(&want)) continue;
+    /* loopback: same host spelling, same path and query, any port */
+    if (have.hlen == want.hlen && !memcmp(have.host, want.host, have.hlen) && !strcmp(have.rest, want.rest))
+      return true;
+  }
+  return false;
+}
+
+/* ---- PKCE */
+
+bool auth_oauth_challenge_ok(const char *c) {
+  if (!c || strlen(c) != AUTH_OAUTH_CHALLENGE_LEN) return false;
+  uint8_t out[33];
+  size_t n;
+  return auth_b64url_decode(c, AUTH_OAUTH_CHALLENGE_LEN, out, sizeof out, &n) == 0 && n == 32;
+}
+
+bool auth_oauth_pkce_ok(const char *verifier, const char *challenge) {
+  if (!verifier || !auth_oauth_challenge_ok(challenge)) return false;
+  size_t n = strlen(verifier);
+  if (n < AUTH_OAUTH_VERIFIER_MIN || n > AUTH_OAUTH_VERIFIER_MAX) return false;
+  for (size_t i = 0; i < n; i++) {
+    char c = verifier[i];
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+          c == '_' || c == '~'))
+      return false;
+  }
+  uint8_t h[32];
+  char mine[AUTH_OAUTH_CHALLENGE_LEN + 1];
+  if (st_sha256(verifier, n, h)) return false;
+  auth_b64url_encode(h, sizeof h, mine, sizeof mine);
+  return CRYPTO_memcmp(mine, challenge, AUTH_OAUTH_CHALLENGE_LEN) == 0;
+}
+
+/* ---- metadata */
+
+static int bad(char *err, size_t errlen, int code, const char *msg) {
+  snprintf(err, errlen, "%s", msg);
+  return code;
+}
+
+/* printable UTF-8 without control characters (jansson validated UTF-8) */
+static bool text_ok(const json_t *v, size_t max) {
+  const char *s = json_string_value(v);
+  if (!s || json_string_length(v) == 0 || json_string_length(v) > max || strlen(s) != json_string_length(v))
+    return false;
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+    if (*p < 0x20 || *p == 0x7f) return false;
+  return true;
+}
+
+static bool only_values(const json_t *arr, const char *const *allowed) {
+  if (!json_is_array(arr) || json_array_size(arr) == 0) return false;
+  size_t i;
+  json_t *v;
+  json_array_foreach(arr, i, v) {
+    const char *s = json_string_value(v);
+    bool ok = false;
+    for (const char *const *a = allowed; s && *a && !ok; a++) ok = !strcmp(s, *a);
+    if (!ok) return false;
+  }
+  return true;
+}
+
+int auth_oauth_client_validate(const json_t *meta, const char *cimd_url, json_t **clean, char *err, size_t errlen) {
+  *clean = NULL;
+  err[0] = 0;
+  if (!json_is_object(meta)) return bad(err, errlen, AUTH_EOAUTH_METADATA, "client metadata must be a JSON object");
+  json_t *id = json_object_get(meta, "client_id");
+  if (cimd_url) {
+    if (!json_is_string(id) || strcmp(json_string_value(id), cimd_url))
+      return bad(err, errlen, AUTH_EOAUTH_METADATA,
+                 "the client metadata document's \"client_id\" must be the URL it was fetched from");
+  } else if (id) {
+    return bad(err, errlen, AUTH_EOAUTH_METADATA, "\"client_id\" is assigned by the server; do not send one");
+  }
+  json_t *ru = json_object_get(meta, "redirect_uris");
+  if (!json_is_array(ru) || json_array_size(ru) < 1 || json_array_size(ru) > AUTH_OAUTH_REDIRECTS_MAX)
+    return bad(err, errlen, AUTH_EOAUTH_REDIRECT, "\"redirect_uris\" must be an array of 1 to 10 URIs");
+  size_t i;
+  json_t *v;
+  json_array_foreach(ru, i, v) {
+    if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v) ||
+        !auth_oauth_redirect_uri_ok(json_string_value(v)))
+      return bad(err, errlen, AUTH_EOAUTH_REDIRECT,
+                 "every \"redirect_uris\" entry must be an https:// URI or a loopback http:// URI "
+                 "(127.0.0.1, [::1] or localhost) of at most 512 characters, without fragment or user info");
+  }
+  json_t *am = json_object_get(meta, "token_endpoint_auth_method");
+  if (am && (!json_is_string(am) || strcmp(json_string_value(am), "none")))
+    return bad(err, errlen, AUTH_EOAUTH_METADATA,
+               "\"token_endpoint_auth_method\" must be \"none\": only public clients (PKCE) are supported");
+  static const char *const grants[] = {"authorization_code", "refresh_token", NULL};
+  static const char *const responses[] = {"code", NULL};
+  json_t *gt = json_object_get(meta, "grant_types"), *rt = json_object_get(meta, "response_types");
+  if (gt && !only_values(gt, grants))
+    return bad(err, errlen, AUTH_EOAUTH_METADATA,
+               "\"grant_types\" may list only \"authorization_code\" and \"refresh_token\"");
+  if (rt && !only_values(rt, responses))
+    return bad(err, errlen, AUTH_EOAUTH_METADATA, "\"response_types\" may list only \"code\"");
+  json_t *out = json_object();
+  if (!out) return ST_ENOMEM;
+  json_t *nm = json_object_get(meta, "client_name");
+  if (nm) {
+    if (!text_ok(nm, AUTH_OAUTH_NAME_MAX)) {
+      json_decref(out);
+      return bad(err, errlen, AUTH_EOAUTH_METADATA,
+                 "\"client_name\" must be a string of 1 to 200 bytes without control characters");
+    }
+    json_object_set(out, "client_name", nm);
+  }
+  static const char *const urls[] = {"client_uri", "logo_uri", NULL};
+  for (const char *const *u = urls; *u; u++) {
+    json_t *x = json_object_get(meta, *u);
+    if (!x) continue;
+    uri_parts p;
+    const char *s = json_string_value(x);
+    if (!s || strlen(s) != json_string_length(x) || !split_uri(s, &p) || !p.https) {
+      json_decref(out);
+      snprintf(err, errlen, "\"%s\" must be an https:// URL of at most 512 characters", *u);
+      return AUTH_EOAUTH_METADATA;
+    }
+    json_object_set(out, *u, x);
+  }
+  json_object_set_new(out, "redirect_uris", json_deep_copy(ru));
+  *clean = out;
+  return 0;
+}
+
+/* ---- records */
+
+static size_t ckey(char *k, size_t cap, const char *tenant, const char *client_id) {
+  size_t t = strlen(tenant), c = client_id ? strlen(client_id) : 0;
+  if (t == 0 || t > 63 || c > AUTH_OAUTH_CLIENT_ID_MAX || 2 + t + c > cap) return 0;
+  k[0] = 'c';
+  memcpy(k + 1, tenant, t);
+  k[1 + t] = 0;
+  memcpy(k + 2 + t, client_id ? client_id : "", c);
+  return 2 + t + c;
+}
+
+static int put_rec(st_txn *txn, const char *k, size_t kn, json_t *rec) {
+  char *s = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  if (!s) return ST_ENOMEM;
+  int rc = st_put(txn, ST_DB_AUTH, k, kn, s, strlen(s), 0);
+  free(s);
+  return rc;
+}
+
+int auth_oauth_client_put(st_txn *txn, const char *tenant, const char *client_id, const char *kind,
+                          const json_t *clean, const char *now, int64_t now_s) {
+  char k[400];
+  size_t kn = client_id && client_id[0] ? ckey(k, sizeof k, tenant, client_id) : 0;
+  if (!kn || !json_is_object(clean)) return ST_EINVAL;
+  json_t *rec = json_pack("{s:s, s:s}", "client_id", client_id, "kind", kind);
+  if (!rec) return ST_ENOMEM;
+  json_object_update(rec, (json_t *)clean);
+  json_object_set_new(rec, "created", json_string(now));
+  json_object_set_new(rec, "last_used", json_integer(now_s));
+  int rc = put_rec(txn, k, kn, rec);
+  json_decref(rec);
+  return rc;
+}
+
+int auth_oauth_client_get(st_txn *txn, const char *tenant, const char *client_id, json_t **rec) {
+  char k[400];
+  *rec = NULL;
+  size_t kn = client_id && client_id[0] ? ckey(k, sizeof k, tenant, client_id) : 0;
+  if (!kn) return ST_ENOTFOUND;
+  st_val v;
+  int rc = st_get(txn, ST_DB_AUTH, k, kn, &v);
+  if (rc) return rc;
+  *rec = json_loadb(v.data, v.len, 0, NULL);
+  if (!json_is_object(*rec)) {
+    json_decref(*rec);
+    *rec = NULL;
+    return ST_ECORRUPT;
+  }
+  return 0;
+}
+
+int auth_oauth_client_delete(st_txn *txn, const char *tenant, const char *client_id) {
+  char k[400];
+  size_t kn = client_id && client_id[0] ? ckey(k, sizeof k, tenant, client_id) : 0;
+  return kn ? st_del(txn, ST_DB_AUTH, k, kn) : ST_ENOTFOUND;
+}
+
+int auth_oauth_client_touch(st_txn *txn, const char *tenant, const char *client_id, int64_t now_s) {
+  json_t *rec;
+  int rc = auth_oauth_client_get(txn, tenant, client_id, &rec);
+  if (rc) return rc == ST_ENOTFOUND ? 0 : rc;
+  json_object_set_new(rec, "last_used", json_integer(now_s));
+  char k[400];
+  size_t kn = ckey(k, sizeof k, tenant, client_id);
+  rc = put_rec(txn, k, kn, rec);
+  json_decref(rec);
+  return rc;
+}
+
+int auth_oauth_clients_expire(st_txn *txn, const char *tenant, int64_t idle_before, int limit) {
+  char pre[80];
+  size_t pn = ckey(pre, sizeof pre, tenant, NULL);
+  if (!pn || limit < 1) return 0;
+  st_cursor *c;
+  int rc = st_cursor_open(txn, ST_DB_AUTH, &c);
+  if (rc) return rc;
+  char **dead = calloc((size_t)limit, sizeof *dead);
+  int nd = 0;
+  st_val k, v;
+  st_cursor_seek(c, pre, pn, NULL, 0);
+  while (dead && nd < limit && st_cursor_next(c, &k, &v) == 0) {
+    json_t *r = json_loadb(v.data, v.len, 0, NULL);
+    const char *kind = json_string_value(json_object_get(r, "kind"));
+    json_t *lu = json_object_get(r, "last_used");
+    if (kind && !strcmp(kind, AUTH_OAUTH_KIND_DCR) && json_is_integer(lu) && json_integer_value(lu) < idle_before) {
+      dead[nd] = malloc(k.len - pn + 1);
+      if (dead[nd]) {
+        memcpy(dead[nd], (const char *)k.data + pn, k.len - pn);
+        dead[nd][k.len - pn] = 0;
+        nd++;
+      }
+    }
+    json_decref(r);
+  }
+  st_cursor_close(c);
+  if (!dead) return ST_ENOMEM;
+  int n = 0;
+  for (int i = 0; i < nd; i++) {
+    if (auth_oauth_client_delete(txn, tenant, dead[i]) == 0) n++;
+    free(dead[i]);
+  }
+  free(dead);
+  return n;
+}
+
+int auth_oauth_clients_purge_tenant(st_txn *txn, const char *tenant, int limit) {
+  char pre[80];
+  size_t pn = ckey(pre, sizeof pre, tenant, NULL);
+  return pn && limit > 0 ? st_del_prefix(txn, ST_DB_AUTH, pre, pn, limit) : 0;
+}
