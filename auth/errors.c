@@ -5,6 +5,7 @@
 #include "auth/jose.h"
 #include "auth/login.h"
 #include "auth/oauth_client.h"
+#include "auth/oauth_token.h"
 
 const char *auth_strerror(int err) {
   if (err >= 0) return "ok";
@@ -21,6 +22,7 @@ const char *auth_strerror(int err) {
   case AUTH_EREPLAY: return "this sign-in was completed already";
   case AUTH_EOAUTH_METADATA: return "client metadata refused";
   case AUTH_EOAUTH_REDIRECT: return "a redirect URI refused";
+  case AUTH_EOAUTH_GRANT: return "the grant is invalid, expired, revoked or for another client";
   default: break;
   }
   if (err <= AUTH_JOSE_ERR_FIRST && err >= AUTH_JOSE_ERR_LAST) return auth_jose_strerror(err);

@@ -28,6 +28,7 @@
 
 #include "auth/auth.h"
 #include "auth/oauth_client.h"
+#include "auth/oauth_token.h"
 #include "auth/oidc.h"
 #include "auth/token_store.h"
 #include "gateway/api/admin.h"
@@ -47,6 +48,7 @@ static int auth_store_init(st_store *st, gw_server *srv) {
   if (!rc) rc = st_check_add(st, auth_tokens_check, NULL);
   if (!rc) rc = auth_register_purge(st);
   if (!rc) rc = st_purge_add(st, "auth.oauth_clients", auth_oauth_clients_purge_tenant, NULL);
+  if (!rc) rc = auth_oauth_register(st);
   return rc ? rc : auth_oidc_register_purge(st);
 }
 

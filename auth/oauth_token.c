@@ -1,0 +1,578 @@
+/* auth/oauth_token.c — codes, grants and their tokens (see oauth_token.h). */
+#include "auth/oauth_token.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "auth/auth.h"
+#include "auth/token_store.h"
+#include "store/dir.h"
+#include "store/seal.h"
+#include "store/tenant.h"
+
+#define KEY_CAP 400
+
+/* ---- keys */
+
+static size_t hkey(uint8_t k[33], char type, const uint8_t hash[32]) {
+  k[0] = (uint8_t)type;
+  memcpy(k + 1, hash, 32);
+  return 33;
+}
+
+/* type tenant \0 a [\0 b] — b may be bytes (blen) */
+static size_t tkey(char *k, char type, const char *tenant, const char *a, const void *b, size_t blen) {
+  size_t t = strlen(tenant), al = a ? strlen(a) : 0;
+  if (t == 0 || t > 63 || al > AUTH_OAUTH_CLIENT_ID_MAX || 4 + t + al + blen > KEY_CAP) return 0;
+  size_t o = 0;
+  k[o++] = type;
+  memcpy(k + o, tenant, t);
+  o += t;
+  k[o++] = 0;
+  if (a) {
+    memcpy(k + o, a, al);
+    o += al;
+    if (b) k[o++] = 0;
+  }
+  if (b) {
+    memcpy(k + o, b, blen);
+    o += blen;
+  }
+  return o;
+}
+
+static int get_json(st_txn *txn, const void *k, size_t kn, json_t **out) {
+  st_val v;
+  *out = NULL;
+  int rc = st_get(txn, ST_DB_AUTH, k, kn, &v);
+  if (rc) return rc;
+  *out = json_loadb(v.data, v.len, 0, NULL);
+  if (!json_is_object(*out)) {
+    json_decref(*out);
+    *out = NULL;
+    return ST_ECORRUPT;
+  }
+  return 0;
+}
+
+static int put_json(st_txn *txn, const void *k, size_t kn, json_t *j) {
+  char *s = json_dumps(j, JSON_COMPACT);
+  if (!s) return ST_ENOMEM;
+  int rc = st_put(txn, ST_DB_AUTH, k, kn, s, strlen(s), 0);
+  free(s);
+  return rc;
+}
+
+static int64_t jint(const json_t *o, const char *k) { return (int64_t)json_integer_value(json_object_get(o, k)); }
+static const char *jstr(const json_t *o, const char *k) { return json_string_value(json_object_get(o, k)); }
+
+/* ---- codes */
+
+int auth_oauth_code_put(st_txn *txn, const uint8_t hash[32], const auth_oauth_code *c, int64_t now) {
+  json_t *r = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:b}", "tenant", c->tenant, "client_id", c->client_id,
+                        "client_name", c->client_name, "redirect_uri", c->redirect_uri, "challenge", c->challenge,
+                        "connector", c->connector, "user", c->user_id, "signin_at", (json_int_t)c->signin_at,
+                        "expires", (json_int_t)c->expires, "used", 0);
+  if (!r) return ST_ENOMEM;
+  uint8_t k[33];
+  int rc = put_json(txn, k, hkey(k, 'k', hash), r);
+  json_decref(r);
+  if (rc) return rc;
+  /* sweep: codes live a minute; a used one is kept until it expires (so a
+   * replay is recognised), then goes */
+  st_cursor *cur;
+  if (st_cursor_open(txn, ST_DB_AUTH, &cur)) return 0;
+  uint8_t dead[16][33];
+  int nd = 0, seen = 0;
+  st_val kk, v;
+  st_cursor_seek(cur, "k", 1, NULL, 0);
+  while (nd < 16 && seen++ < 64 && st_cursor_next(cur, &kk, &v) == 0) {
+    if (kk.len != 33) continue;
+    json_t *x = json_loadb(v.data, v.len, 0, NULL);
+    if (!x || jint(x, "expires") + 60 <= now) memcpy(dead[nd++], kk.data, 33);
+    json_decref(x);
+  }
+  st_cursor_close(cur);
+  for (int i = 0; i < nd; i++) st_del(txn, ST_DB_AUTH, dead[i], 33);
+  return 0;
+}
+
+/* ---- grants */
+
+static int put_token(st_txn *txn, const char *tenant, const char *family, const char *kind, const uint8_t hash[32],
+                     int64_t expires) {
+  json_t *t = json_pack("{s:s,s:s,s:s,s:I}", "k", kind, "tenant", tenant, "family", family, "expires",
+                        (json_int_t)expires);
+  if (!t) return ST_ENOMEM;
+  uint8_t k[33];
+  int rc = put_json(txn, k, hkey(k, 't', hash), t);
+  json_decref(t);
+  char g[KEY_CAP];
+  size_t gn = tkey(g, 'g', tenant, family, hash, 32);
+  return rc ? rc : gn ? st_put(txn, ST_DB_AUTH, g, gn, "", 0, 0) : ST_EINVAL;
+}
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* The user may still be issued tokens: tenant active, user present and
+ * active. */
+static int user_live(st_txn *txn, const char *tenant, const char *user) {
+  if (st_tenant_active(txn, tenant)) return AUTH_EOAUTH_GRANT;
+  int a = st_dir_user_active(txn, tenant, user);
+  return a == 1 ? 0 : a == 0 || a == ST_ENOTFOUND ? AUTH_EOAUTH_GRANT : a;
+}
+
+/* Issues an access and a refresh token of family (whose record f holds the
+ * sign-in time) into x. */
+static int issue_pair(st_txn *txn, auth_oauth_issue *x, const char *family, const json_t *f) {
+  int64_t bound = jint(f, "signin_at") + x->max_signin_age;
+  if (bound <= x->now) return AUTH_EOAUTH_GRANT; /* sign in with Okta again */
+  x->access_expires = min64(x->now + x->access_ttl, bound);
+  int rc = put_token(txn, x->tenant, family, "at", x->access_hash, x->access_expires);
+  if (!rc) rc = put_token(txn, x->tenant, family, "rt", x->refresh_hash, min64(x->now + x->refresh_ttl, bound));
+  snprintf(x->family_out, sizeof x->family_out, "%s", family);
+  return rc;
+}
+
+int auth_oauth_exchange_code(st_txn *txn, const uint8_t code_hash[32], const char *client_id,
+                             const char *redirect_uri, const char *verifier, auth_oauth_issue *x) {
+  uint8_t k[33];
+  size_t kn = hkey(k, 'k', code_hash);
+  json_t *c;
+  int rc = get_json(txn, k, kn, &c);
+  if (rc) return rc == ST_ENOTFOUND ? AUTH_EOAUTH_GRANT : rc;
+  rc = AUTH_EOAUTH_GRANT;
+  const char *tenant = jstr(c, "tenant"), *cid = jstr(c, "client_id"), *ru = jstr(c, "redirect_uri");
+  const char *user = jstr(c, "user"), *conn = jstr(c, "connector");
+  if (!tenant || strcmp(tenant, x->tenant) || !cid || !ru || !user || !conn) goto done;
+  if (json_is_true(json_object_get(c, "used"))) {
+    /* a replayed code: what it issued goes too (the family named in it) */
+    const char *fam = jstr(c, "family");
+    rc = fam ? auth_oauth_family_revoke(txn, tenant, fam) : 0;
+    if (rc == ST_ENOTFOUND) rc = 0;
+    x->reused = true;
+    goto done;
+  }
+  if (jint(c, "expires") <= x->now || strcmp(cid, client_id) || strcmp(ru, redirect_uri) ||
+      !auth_oauth_pkce_ok(verifier, jstr(c, "challenge")))
+    goto done;
+  if ((rc = user_live(txn, tenant, user))) goto done;
+  /* the code is spent, and remembers what it issued */
+  json_object_set_new(c, "used", json_true());
+  json_object_set_new(c, "family", json_string(x->family));
+  if ((rc = put_json(txn, k, kn, c))) goto done;
+  json_t *f = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I}", "user", user, "client_id", cid, "client_name",
+                        jstr(c, "client_name") ? jstr(c, "client_name") : "", "connector", conn, "created",
+                        (json_int_t)x->now, "last_used", (json_int_t)x->now, "signin_at",
+                        (json_int_t)jint(c, "signin_at"));
+  char fk[KEY_CAP], uk[KEY_CAP];
+  size_t fkn = tkey(fk, 'f', tenant, x->family, NULL, 0);
+  size_t ukn = tkey(uk, 'F', tenant, user, x->family, strlen(x->family));
+  if (!f || !fkn || !ukn) {
+    json_decref(f);
+    rc = ST_EINVAL;
+    goto done;
+  }
+  rc = put_json(txn, fk, fkn, f);
+  if (!rc) rc = st_put(txn, ST_DB_AUTH, uk, ukn, "", 0, 0);
+  if (!rc) rc = issue_pair(txn, x, x->family, f);
+  json_decref(f);
+  if (!rc) {
+    snprintf(x->user_id, sizeof x->user_id, "%s", user);
+    snprintf(x->client_id, sizeof x->client_id, "%s", cid);
+    snprintf(x->connector, sizeof x->connector, "%s", conn);
+  }
+done:
+  json_decref(c);
+  return rc;
+}
+
+/* Deletes a grant's expired tokens (bounded). */
+static void sweep_family(st_txn *txn, const char *tenant, const char *family, int64_t now) {
+  char pre[KEY_CAP];
+  size_t pn = tkey(pre, 'g', tenant, family, "", 0);
+  if (!pn) return;
+  st_cursor *c;
+  if (st_cursor_open(txn, ST_DB_AUTH, &c)) return;
+  uint8_t dead[16][32];
+  int nd = 0, seen = 0;
+  st_val k;
+  st_cursor_seek(c, pre, pn, NULL, 0);
+  while (nd < 16 && seen++ < 256 && st_cursor_next(c, &k, NULL) == 0) {
+    if (k.len != pn + 32) continue;
+    uint8_t tk[33];
+    json_t *t;
+    memcpy(tk + 1, (const uint8_t *)k.data + pn, 32);
+    tk[0] = 't';
+    if (get_json(txn, tk, 33, &t) != 0 || jint(t, "expires") <= now) memcpy(dead[nd++], tk + 1, 32);
+    json_decref(t);
+  }
+  st_cursor_close(c);
+  for (int i = 0; i < nd; i++) {
+    uint8_t tk[33];
+    char g[KEY_CAP];
+    st_del(txn, ST_DB_AUTH, tk, hkey(tk, 't', dead[i]));
+    size_t gn = tkey(g, 'g', tenant, family, dead[i], 32);
+    st_del(txn, ST_DB_AUTH, g, gn);
+  }
+}
+
+int auth_oauth_refresh(st_txn *txn, const uint8_t refresh_hash[32], const char *client_id, auth_oauth_issue *x) {
+  uint8_t k[33];
+  size_t kn = hkey(k, 't', refresh_hash);
+  json_t *t = NULL, *f = NULL;
+  int rc = get_json(txn, k, kn, &t);
+  if (rc) return rc == ST_ENOTFOUND ? AUTH_EOAUTH_GRANT : rc;
+  rc = AUTH_EOAUTH_GRANT;
+  const char *kind = jstr(t, "k"), *tenant = jstr(t, "tenant"), *family = jstr(t, "family");
+  char fam[ST_TOKEN_ID_BUFSZ];
+  if (!kind || strcmp(kind, "rt") || !tenant || strcmp(tenant, x->tenant) || !family ||
+      strlen(family) >= sizeof fam)
+    goto done;
+  snprintf(fam, sizeof fam, "%s", family);
+  char fk[KEY_CAP];
+  size_t fkn = tkey(fk, 'f', tenant, fam, NULL, 0);
+  if (!fkn || get_json(txn, fk, fkn, &f)) goto done;
+  const char *cid = jstr(f, "client_id"), *user = jstr(f, "user");
+  if (!cid || strcmp(cid, client_id) || !user) goto done;
+  if (json_object_get(t, "rotated")) {
+    /* the token was rotated: within the grace window the same successor
+     * pair (another process of the same client refreshed at once); else a
+     * stolen token came back: the grant ends */
+    st_aad aad = {tenant, AUTH_OAUTH_SUCCESSOR_KIND, fam};
+    char *pair = NULL;
+    const char *sealed_for = jstr(f, "sealed_for");
+    char hex[65];
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", refresh_hash[i]);
+    if (x->now < jint(t, "grace_until") && sealed_for && !strcmp(sealed_for, hex) &&
+        st_secret_get_str(txn, &aad, &pair) == 0) {
+      char *nl = strchr(pair, '\n');
+      if (nl && (size_t)(nl - pair) < sizeof x->access && strlen(nl + 1) < sizeof x->refresh) {
+        memcpy(x->access, pair, (size_t)(nl - pair));
+        x->access[nl - pair] = 0;
+        snprintf(x->refresh, sizeof x->refresh, "%s", nl + 1);
+        x->access_expires = jint(f, "sealed_access_expires");
+        x->replayed = true;
+        snprintf(x->user_id, sizeof x->user_id, "%s", user);
+        snprintf(x->client_id, sizeof x->client_id, "%s", cid);
+        snprintf(x->connector, sizeof x->connector, "%s", jstr(f, "connector") ? jstr(f, "connector") : "");
+        snprintf(x->family_out, sizeof x->family_out, "%s", fam);
+        rc = user_live(txn, tenant, user);
+      }
+      st_secret_str_free(pair);
+      goto done;
+    }
+    if (x->now < jint(t, "grace_until")) goto done; /* an older rotation's window: refuse, keep the grant */
+    rc = auth_oauth_family_revoke(txn, tenant, fam);
+    if (rc == ST_ENOTFOUND) rc = 0;
+    x->reused = true;
+    goto done;
+  }
+  if (jint(t, "expires") <= x->now) goto done;
+  if ((rc = user_live(txn, tenant, user))) goto done;
+  if ((rc = issue_pair(txn, x, fam, f))) goto done;
+  /* the old refresh token is rotated; its successor sealed for the window */
+  json_object_set_new(t, "rotated", json_integer(x->now));
+  json_object_set_new(t, "grace_until", json_integer(x->now + x->grace));
+  if ((rc = put_json(txn, k, kn, t))) goto done;
+  size_t al = strlen(x->access), rl = strlen(x->refresh);
+  char *pair = malloc(al + rl + 2);
+  if (!pair) {
+    rc = ST_ENOMEM;
+    goto done;
+  }
+  memcpy(pair, x->access, al);
+  pair[al] = '\n';
+  memcpy(pair + al + 1, x->refresh, rl + 1);
+  st_aad aad = {tenant, AUTH_OAUTH_SUCCESSOR_KIND, fam};
+  rc = st_secret_put(txn, &aad, pair, al + rl + 1);
+  OPENSSL_cleanse(pair, al + rl + 1);
+  free(pair);
+  if (rc) goto done;
+  char hex[65];
+  for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", refresh_hash[i]);
+  json_object_set_new(f, "sealed_for", json_string(hex));
+  json_object_set_new(f, "sealed_access_expires", json_integer(x->access_expires));
+  json_object_set_new(f, "last_used", json_integer(x->now));
+  if ((rc = put_json(txn, fk, fkn, f))) goto done;
+  sweep_family(txn, tenant, fam, x->now);
+  snprintf(x->user_id, sizeof x->user_id, "%s", user);
+  snprintf(x->client_id, sizeof x->client_id, "%s", cid);
+  snprintf(x->connector, sizeof x->connector, "%s", jstr(f, "connector") ? jstr(f, "connector") : "");
+done:
+  json_decref(t);
+  json_decref(f);
+  return rc;
+}
+
+int auth_oauth_token_hash(const char *token, const char *prefix, uint8_t out[32]) {
+  size_t pl = strlen(prefix);
+  if (!token || strncmp(token, prefix, pl) || st_token_check(token, strlen(token), prefix) != 0)
+    return ST_ENOTFOUND;
+  return st_token_hash(token, strlen(token), out);
+}
+
+int auth_oauth_verify(st_txn *txn, const char *tenant, const uint8_t hash[32], const char *connector, int64_t now,
+                      char user_id[40], char family[ST_TOKEN_ID_BUFSZ], int64_t *expires) {
+  uint8_t k[33];
+  json_t *t = NULL, *f = NULL;
+  int rc = get_json(txn, k, hkey(k, 't', hash), &t);
+  if (rc) return rc == ST_ECORRUPT ? ST_ENOTFOUND : rc;
+  rc = ST_ENOTFOUND;
+  const char *kind = jstr(t, "k"), *tn = jstr(t, "tenant"), *fam = jstr(t, "family");
+  if (!kind || strcmp(kind, "at") || !tn || strcmp(tn, tenant) || !fam || strlen(fam) >= ST_TOKEN_ID_BUFSZ ||
+      jint(t, "expires") <= now)
+    goto done;
+  char fk[KEY_CAP];
+  size_t fkn = tkey(fk, 'f', tenant, fam, NULL, 0);
+  if (!fkn || get_json(txn, fk, fkn, &f)) goto done;
+  const char *aud = jstr(f, "connector"), *user = jstr(f, "user");
+  if (!aud || !user || strlen(user) >= 40) goto done;
+  if (aud[0] && (!connector || strcmp(aud, connector))) goto done; /* a connector's grant, elsewhere */
+  if (st_tenant_active(txn, tenant) || st_dir_user_active(txn, tenant, user) != 1) goto done;
+  snprintf(user_id, 40, "%s", user);
+  snprintf(family, ST_TOKEN_ID_BUFSZ, "%s", fam);
+  if (expires) *expires = jint(t, "expires");
+  rc = 0;
+done:
+  json_decref(t);
+  json_decref(f);
+  return rc;
+}
+
+int auth_oauth_family_revoke(st_txn *txn, const char *tenant, const char *family) {
+  char fk[KEY_CAP];
+  size_t fkn = tkey(fk, 'f', tenant, family, NULL, 0);
+  json_t *f;
+  int rc = fkn ? get_json(txn, fk, fkn, &f) : ST_ENOTFOUND;
+  if (rc) return rc;
+  /* the tokens */
+  char pre[KEY_CAP];
+  size_t pn = tkey(pre, 'g', tenant, family, "", 0);
+  for (;;) {
+    st_cursor *c;
+    if ((rc = st_cursor_open(txn, ST_DB_AUTH, &c))) break;
+    uint8_t hs[64][32];
+    int n = 0;
+    st_val k;
+    st_cursor_seek(c, pre, pn, NULL, 0);
+    while (n < 64 && st_cursor_next(c, &k, NULL) == 0)
+      if (k.len == pn + 32) memcpy(hs[n++], (const uint8_t *)k.data + pn, 32);
+    st_cursor_close(c);
+    for (int i = 0; i < n; i++) {
+      uint8_t tk[33];
+      char g[KEY_CAP];
+      st_del(txn, ST_DB_AUTH, tk, hkey(tk, 't', hs[i]));
+      st_del(txn, ST_DB_AUTH, g, tkey(g, 'g', tenant, family, hs[i], 32));
+    }
+    if (n < 64) break;
+  }
+  if (rc) {
+    json_decref(f);
+    return rc;
+  }
+  const char *user = jstr(f, "user");
+  char uk[KEY_CAP];
+  size_t ukn = user ? tkey(uk, 'F', tenant, user, family, strlen(family)) : 0;
+  if (ukn) st_del(txn, ST_DB_AUTH, uk, ukn);
+  json_decref(f);
+  if ((rc = st_del(txn, ST_DB_AUTH, fk, fkn))) return rc;
+  st_aad aad = {tenant, AUTH_OAUTH_SUCCESSOR_KIND, family};
+  rc = st_secret_del(txn, &aad);
+  if (rc && rc != ST_ENOTFOUND) return rc;
+  auth_token_event ev = {tenant, AUTH_KIND_OAUTH, family};
+  return st_emit(txn, ST_EVENT_TOKEN_REVOKED, &ev);
+}
+
+int auth_oauth_revoke_token(st_txn *txn, const char *tenant, const uint8_t hash[32], const char *client_id) {
+  uint8_t k[33];
+  json_t *t = NULL, *f = NULL;
+  int rc = get_json(txn, k, hkey(k, 't', hash), &t);
+  if (rc) return rc == ST_ENOTFOUND || rc == ST_ECORRUPT ? 0 : rc;
+  const char *tn = jstr(t, "tenant"), *fam = jstr(t, "family");
+  char family[ST_TOKEN_ID_BUFSZ] = "";
+  if (tn && !strcmp(tn, tenant) && fam && strlen(fam) < sizeof family) {
+    snprintf(family, sizeof family, "%s", fam);
+    char fk[KEY_CAP];
+    size_t fkn = tkey(fk, 'f', tenant, family, NULL, 0);
+    /* only the client the token was issued to may revoke it (RFC 7009 §2.1) */
+    if (fkn && get_json(txn, fk, fkn, &f) == 0 && jstr(f, "client_id") && !strcmp(jstr(f, "client_id"), client_id))
+      rc = auth_oauth_family_revoke(txn, tenant, family);
+  }
+  json_decref(t);
+  json_decref(f);
+  return rc == ST_ENOTFOUND ? 0 : rc;
+}
+
+/* The ids of a user's grants (collected first: revoking deletes keys). */
+static int user_families(st_txn *txn, const char *tenant, const char *user, json_t **out) {
+  char pre[KEY_CAP];
+  size_t pn = tkey(pre, 'F', tenant, user, "", 0);
+  *out = json_array();
+  if (!pn || !*out) return pn ? ST_ENOMEM : 0;
+  st_cursor *c;
+  int rc = st_cursor_open(txn, ST_DB_AUTH, &c);
+  if (rc) return rc;
+  st_val k;
+  st_cursor_seek(c, pre, pn, NULL, 0);
+  while (st_cursor_next(c, &k, NULL) == 0)
+    if (k.len > pn) json_array_append_new(*out, json_stringn((const char *)k.data + pn, k.len - pn));
+  st_cursor_close(c);
+  return 0;
+}
+
+int auth_oauth_revoke_user(st_txn *txn, const char *tenant, const char *user_id) {
+  json_t *ids;
+  int rc = user_families(txn, tenant, user_id, &ids);
+  int n = 0;
+  size_t i;
+  json_t *v;
+  json_array_foreach(ids, i, v) {
+    if (rc) break;
+    rc = auth_oauth_family_revoke(txn, tenant, json_string_value(v));
+    if (rc == ST_ENOTFOUND) {
+      char uk[KEY_CAP];
+      const char *fam = json_string_value(v);
+      size_t ukn = tkey(uk, 'F', tenant, user_id, fam, strlen(fam));
+      rc = ukn ? st_del(txn, ST_DB_AUTH, uk, ukn) : 0;
+      if (rc == ST_ENOTFOUND) rc = 0;
+    } else if (rc == 0) {
+      n++;
+    }
+  }
+  json_decref(ids);
+  return rc ? rc : n;
+}
+
+int auth_oauth_grants(st_txn *txn, const char *tenant, const char *user_id, json_t **arr) {
+  json_t *ids;
+  int rc = user_families(txn, tenant, user_id, &ids);
+  *arr = json_array();
+  size_t i;
+  json_t *v;
+  json_array_foreach(ids, i, v) {
+    char fk[KEY_CAP];
+    json_t *f;
+    size_t fkn = tkey(fk, 'f', tenant, json_string_value(v), NULL, 0);
+    if (!fkn || get_json(txn, fk, fkn, &f)) continue;
+    json_array_append_new(*arr, json_pack("{s:O,s:O,s:O,s:O,s:O,s:O,s:O}", "id", v, "client_id",
+                                          json_object_get(f, "client_id"), "client_name",
+                                          json_object_get(f, "client_name"), "resource",
+                                          json_object_get(f, "connector"), "created", json_object_get(f, "created"),
+                                          "last_used", json_object_get(f, "last_used"), "signin_at",
+                                          json_object_get(f, "signin_at")));
+    json_decref(f);
+  }
+  json_decref(ids);
+  return rc;
+}
+
+int auth_oauth_consent_get(st_txn *txn, const char *tenant, const char *user_id, const char *client_id) {
+  char k[KEY_CAP];
+  size_t kn = tkey(k, 'a', tenant, user_id, client_id, strlen(client_id));
+  st_val v;
+  return kn ? st_get(txn, ST_DB_AUTH, k, kn, &v) : ST_ENOTFOUND;
+}
+
+int auth_oauth_consent_put(st_txn *txn, const char *tenant, const char *user_id, const char *client_id, int64_t now) {
+  char k[KEY_CAP], val[32];
+  size_t kn = tkey(k, 'a', tenant, user_id, client_id, strlen(client_id));
+  if (!kn) return ST_EINVAL;
+  int n = snprintf(val, sizeof val, "%lld", (long long)now);
+  return st_put(txn, ST_DB_AUTH, k, kn, val, (size_t)n, 0);
+}
+
+/* ---- hooks, purge, check */
+
+static int on_user_gone(st_txn *txn, int kind, const void *event, void *ctx) {
+  const st_dir_event *ev = event;
+  (void)ctx;
+  int n = auth_oauth_revoke_user(txn, ev->tenant, ev->id);
+  if (n < 0) return n;
+  if (kind == ST_DIR_EV_USER_DELETED) {
+    char pre[KEY_CAP];
+    size_t pn = tkey(pre, 'a', ev->tenant, ev->id, "", 0);
+    if (pn) {
+      int rc = st_del_prefix(txn, ST_DB_AUTH, pre, pn, 0);
+      if (rc < 0) return rc;
+    }
+  }
+  return 0;
+}
+
+static int purge_tenant(st_txn *txn, const char *tenant, int limit) {
+  if (limit < 1) return 0;
+  int n = 0;
+  /* grants one by one (their tokens are keyed by hash), then the rest */
+  char pre[KEY_CAP];
+  size_t pn = tkey(pre, 'f', tenant, "", NULL, 0);
+  st_cursor *c;
+  int rc = st_cursor_open(txn, ST_DB_AUTH, &c);
+  if (rc) return rc;
+  json_t *fams = json_array();
+  st_val k;
+  st_cursor_seek(c, pre, pn, NULL, 0);
+  while (json_array_size(fams) < 16 && st_cursor_next(c, &k, NULL) == 0)
+    if (k.len > pn) json_array_append_new(fams, json_stringn((const char *)k.data + pn, k.len - pn));
+  st_cursor_close(c);
+  size_t i;
+  json_t *v;
+  json_array_foreach(fams, i, v) {
+    if (n >= limit) break;
+    rc = auth_oauth_family_revoke(txn, tenant, json_string_value(v));
+    if (rc && rc != ST_ENOTFOUND) break;
+    rc = 0;
+    n++;
+  }
+  json_decref(fams);
+  if (rc) return rc;
+  static const char types[] = {'F', 'g', 'a'};
+  for (size_t t = 0; t < sizeof types && n < limit; t++) {
+    size_t ln = tkey(pre, types[t], tenant, "", NULL, 0);
+    rc = st_del_prefix(txn, ST_DB_AUTH, pre, ln, limit - n);
+    if (rc < 0) return rc;
+    n += rc;
+  }
+  return n;
+}
+
+static int check_grants(st_txn *txn, st_check_report_fn report, void *rctx, void *ctx) {
+  (void)ctx;
+  st_cursor *c;
+  int rc = st_cursor_open(txn, ST_DB_AUTH, &c);
+  if (rc) return rc;
+  int problems = 0;
+  st_val k, v;
+  st_cursor_seek(c, "f", 1, NULL, 0);
+  while (st_cursor_next(c, &k, &v) == 0) {
+    const char *p = (const char *)k.data + 1;
+    const char *z = memchr(p, 0, k.len - 1);
+    char tenant[64];
+    if (!z || (size_t)(z - p) >= sizeof tenant) continue;
+    memcpy(tenant, p, (size_t)(z - p));
+    tenant[z - p] = 0;
+    json_t *f = json_loadb(v.data, v.len, 0, NULL), *u = NULL;
+    const char *user = jstr(f, "user");
+    if (!user || st_dir_user_get(txn, tenant, user, &u) == ST_ENOTFOUND) {
+      char msg[200];
+      snprintf(msg, sizeof msg, "OAuth grant of tenant %s belongs to unknown user %s", tenant, user ? user : "?");
+      if (report) report(rctx, "auth", msg);
+      problems++;
+    }
+    json_decref(u);
+    json_decref(f);
+  }
+  st_cursor_close(c);
+  return problems;
+}
+
+int auth_oauth_register(st_store *st) {
+  int rc;
+  if ((rc = st_hook_add(st, ST_DIR_EV_USER_DEACTIVATED, on_user_gone, NULL))) return rc;
+  if ((rc = st_hook_add(st, ST_DIR_EV_USER_DELETED, on_user_gone, NULL))) return rc;
+  if ((rc = st_purge_add(st, "auth.oauth", purge_tenant, NULL))) return rc;
+  return st_check_add(st, check_grants, NULL);
+}

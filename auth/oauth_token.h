@@ -1,0 +1,150 @@
+/* auth/oauth_token.h — what the gateway's OAuth authorization server issues
+ * to MCP clients (issue 17): authorization codes, and grants ("families")
+ * of access and refresh tokens, with refresh rotation, reuse detection,
+ * consent records, and revocation by token, by grant, by user.
+ *
+ * The rules, and why:
+ *   - Codes are single-use and short-lived, bound to client, redirect URI,
+ *     PKCE challenge (S256), resource and user. A code presented twice is
+ *     an attack or a bug: the second use fails and revokes what the first
+ *     issued (OAuth 2.1 §4.1.3).
+ *   - A grant is one family: every access and refresh token descends from
+ *     one code exchange. Each refresh rotates the refresh token. Several
+ *     Claude Code processes may refresh the same token at once: a reuse of
+ *     the just-rotated refresh token within `grace` seconds returns the SAME
+ *     successor pair (sealed at rest for that window only — tokens are
+ *     otherwise stored as hashes); any other reuse revokes the family.
+ *   - Tokens are opaque (mgo_ access, mgr_ refresh: 32 random bytes), stored
+ *     as SHA-256, bound to tenant, user, client and resource: a grant for
+ *     /t/{t}/mcp is good on the tenant's aggregated and connector endpoints,
+ *     one for /t/{t}/mcp/{c} only on that connector.
+ *   - A grant lives at most `max_signin_age` after the Okta sign-in it came
+ *     from: no access token outlives it and no refresh passes it (a broken
+ *     SCIM feed cannot keep a leaver working for a month). A deactivated or
+ *     deleted user's grants are deleted in the SCIM transaction (hooks), and
+ *     every check also reads the user.
+ *   - Revoking a grant deletes its tokens and emits ST_EVENT_TOKEN_REVOKED
+ *     with kind AUTH_KIND_OAUTH and the family id as token id, so the MCP
+ *     proxy ends what was opened with it (the family id is the identity's
+ *     token id there).
+ *
+ * Store layout (ST_DB_AUTH):
+ *   "k" sha256(code)                   → JSON code record
+ *   "t" sha256(token)                  → JSON {k:"at"|"rt", tenant, family,
+ *                                        expires[, rotated, grace_until]}
+ *   "f" tenant \0 family               → JSON {user, client_id, client_name,
+ *                                        connector, created, last_used,
+ *                                        signin_at[, sealed]}
+ *   "F" tenant \0 user \0 family       → ""   (a user's grants)
+ *   "g" tenant \0 family \0 sha256     → ""   (a grant's tokens)
+ *   "a" tenant \0 user \0 client_id    → JSON {approved} (consent given)
+ * The successor pair of the latest rotation is sealed in ST_DB_SECRETS
+ * (tenant, AUTH_OAUTH_SUCCESSOR_KIND, family) and replaced by the next.
+ *
+ * Writer-job purity: random values (token texts, family ids) are prepared
+ * by the caller before the job; a job may run twice (group commit) and
+ * must do the same both times. */
+#ifndef MCPGATE_AUTH_OAUTH_TOKEN_H
+#define MCPGATE_AUTH_OAUTH_TOKEN_H
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "auth/oauth_client.h"
+#include "store/store.h"
+#include "store/token.h"
+
+#define AUTH_OAUTH_ACCESS_PREFIX "mgo_"
+#define AUTH_OAUTH_REFRESH_PREFIX "mgr_"
+#define AUTH_OAUTH_CODE_PREFIX "mgc_"
+#define AUTH_KIND_OAUTH "oauth" /* ST_EVENT_TOKEN_REVOKED's kind for a grant */
+#define AUTH_OAUTH_SUCCESSOR_KIND "oauth.successor"
+#define AUTH_OAUTH_CONNECTOR_MAX 32
+
+/* ---- errors (auth.h's range) */
+#define AUTH_EOAUTH_GRANT (-30662)   /* invalid_grant: code/refresh token unknown, used, expired, wrong client,
+                                        redirect or verifier; the sign-in too old; the user not active */
+
+typedef struct auth_oauth_code {
+  char tenant[64];
+  char client_id[AUTH_OAUTH_CLIENT_ID_MAX + 1];
+  char client_name[AUTH_OAUTH_NAME_MAX + 1];
+  char redirect_uri[AUTH_OAUTH_URI_MAX + 1];
+  char challenge[AUTH_OAUTH_CHALLENGE_LEN + 1];
+  char connector[AUTH_OAUTH_CONNECTOR_MAX + 1]; /* "" = the tenant's aggregated resource (and all connectors) */
+  char user_id[40];
+  int64_t signin_at, expires;                   /* unix s */
+} auth_oauth_code;
+
+/* Write txn: stores a code by the hash of its text; sweeps up to 16
+ * expired codes. */
+int auth_oauth_code_put(st_txn *txn, const uint8_t hash[32], const auth_oauth_code *c, int64_t now);
+
+/* A grant being issued or refreshed. */
+typedef struct auth_oauth_issue {
+  /* in: prepared on the loop */
+  char tenant[64];
+  char family[ST_TOKEN_ID_BUFSZ];  /* a new family id (code exchange only) */
+  char access[ST_TOKEN_BUFSZ], refresh[ST_TOKEN_BUFSZ];
+  uint8_t access_hash[32], refresh_hash[32];
+  int64_t now, access_ttl, refresh_ttl, max_signin_age, grace; /* unix s / seconds */
+  /* out */
+  char user_id[40];
+  char client_id[AUTH_OAUTH_CLIENT_ID_MAX + 1];
+  char connector[AUTH_OAUTH_CONNECTOR_MAX + 1];
+  char family_out[ST_TOKEN_ID_BUFSZ];
+  int64_t access_expires;
+  bool replayed;                   /* a reuse within grace: access/refresh now hold that successor pair */
+  bool reused;                     /* a used code or rotated refresh token came back: the grant it issued was
+                                      revoked in this transaction (the job returned 0 so that it commits);
+                                      nothing was issued: answer invalid_grant */
+} auth_oauth_issue;
+
+/* Write job body: the authorization_code grant. Checks the code (exists,
+ * not expired, this client, this redirect URI, PKCE S256 of verifier), the
+ * tenant and the user (active), the sign-in age; marks the code used and
+ * issues a new family with an access and a refresh token. A code used
+ * before: returns 0 with x->reused set, the family it issued revoked (a
+ * job must commit the revocation: an error return would roll it back). */
+int auth_oauth_exchange_code(st_txn *txn, const uint8_t code_hash[32], const char *client_id,
+                             const char *redirect_uri, const char *verifier, auth_oauth_issue *x);
+/* Write job body: the refresh_token grant (see the rules above); a reuse
+ * outside the grace window: 0 with x->reused set, the family revoked. */
+int auth_oauth_refresh(st_txn *txn, const uint8_t refresh_hash[32], const char *client_id, auth_oauth_issue *x);
+
+/* SHA-256 of a presented token of the given prefix and the right shape;
+ * ST_ENOTFOUND for anything else. */
+int auth_oauth_token_hash(const char *token, const char *prefix, uint8_t out[32]);
+
+/* An access token presented on an MCP endpoint of tenant: for `connector`
+ * (NULL: the aggregated endpoint) at now. 0 and user_id, family (the
+ * identity's token id) and *expires; ST_ENOTFOUND otherwise (unknown,
+ * expired, other tenant, other audience, grant revoked, user or tenant not
+ * active). Any txn. */
+int auth_oauth_verify(st_txn *txn, const char *tenant, const uint8_t hash[32], const char *connector, int64_t now,
+                      char user_id[40], char family[ST_TOKEN_ID_BUFSZ], int64_t *expires);
+
+/* Write txn: RFC 7009 — the token (access or refresh) of client_id in
+ * tenant: its whole grant is revoked. Unknown tokens are not an error
+ * (returns 0), as the RFC asks. */
+int auth_oauth_revoke_token(st_txn *txn, const char *tenant, const uint8_t hash[32], const char *client_id);
+/* Write txn: revokes one grant (tokens, record, sealed successor) and emits
+ * ST_EVENT_TOKEN_REVOKED. ST_ENOTFOUND when absent. */
+int auth_oauth_family_revoke(st_txn *txn, const char *tenant, const char *family);
+/* Write txn: revokes every grant of a user; returns how many. */
+int auth_oauth_revoke_user(st_txn *txn, const char *tenant, const char *user_id);
+/* A user's grants: [{id, client_id, client_name, resource ("" or a
+ * connector), created, last_used, signin_at}] (caller json_decref). */
+int auth_oauth_grants(st_txn *txn, const char *tenant, const char *user_id, json_t **arr);
+
+/* Consent: 0 when the user approved the client before, ST_ENOTFOUND when
+ * not. Write txn for put. */
+int auth_oauth_consent_get(st_txn *txn, const char *tenant, const char *user_id, const char *client_id);
+int auth_oauth_consent_put(st_txn *txn, const char *tenant, const char *user_id, const char *client_id, int64_t now);
+
+/* Registers the hooks (user deactivated or deleted: every grant revoked;
+ * deleted: consents too), the tenant purge ("auth.oauth") and the check
+ * (grants whose user is gone); at startup. */
+int auth_oauth_register(st_store *st);
+
+#endif
