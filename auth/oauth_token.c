@@ -343,6 +343,19 @@ done:
   return rc;
 }
 
+int auth_oauth_identity_check(st_txn *txn, const char *tenant, const char *user_id, const char *family) {
+  char fk[KEY_CAP];
+  json_t *f;
+  size_t fkn = tkey(fk, 'f', tenant, family, NULL, 0);
+  if (!fkn || get_json(txn, fk, fkn, &f)) return ST_ENOTFOUND;
+  const char *user = jstr(f, "user");
+  int rc = user && !strcmp(user, user_id) && !st_tenant_active(txn, tenant) && st_dir_user_active(txn, tenant, user) == 1
+               ? 0
+               : ST_ENOTFOUND;
+  json_decref(f);
+  return rc;
+}
+
 int auth_oauth_family_revoke(st_txn *txn, const char *tenant, const char *family) {
   char fk[KEY_CAP];
   size_t fkn = tkey(fk, 'f', tenant, family, NULL, 0);

@@ -124,6 +124,12 @@ int auth_oauth_token_hash(const char *token, const char *prefix, uint8_t out[32]
 int auth_oauth_verify(st_txn *txn, const char *tenant, const uint8_t hash[32], const char *connector, int64_t now,
                       char user_id[40], char family[ST_TOKEN_ID_BUFSZ], int64_t *expires);
 
+/* The re-check of an identity verified earlier with an access token (the
+ * MCP proxy re-checks after every asynchronous step): the grant `family`
+ * still exists, belongs to user_id, and tenant and user are active. 0 or
+ * ST_ENOTFOUND. */
+int auth_oauth_identity_check(st_txn *txn, const char *tenant, const char *user_id, const char *family);
+
 /* Write txn: RFC 7009 — the token (access or refresh) of client_id in
  * tenant: its whole grant is revoked. Unknown tokens are not an error
  * (returns 0), as the RFC asks. */

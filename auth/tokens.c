@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "auth/auth.h"
+#include "auth/oauth_token.h"
 #include "store/dir.h"
 #include "store/tenant.h"
 
@@ -84,6 +85,10 @@ int auth_identity_check(st_txn *txn, const char *tenant, const char *user_id, co
   json_t *r;
   if (strlen(tokid) != ST_TOKEN_ID_LEN || strlen(tenant) > 63) return ST_ENOTFOUND;
   int rc = auth_token_get_by_id(txn, tenant, AUTH_KIND_EMPLOYEE, tokid, &r);
+  /* not an employee token: an OAuth grant (auth/oauth_token.h), whose id
+   * stands in for the token id of identities verified with its access
+   * tokens */
+  if (rc == ST_ENOTFOUND) return auth_oauth_identity_check(txn, tenant, user_id, tokid);
   if (rc) return rc;
   char uid[40];
   rc = record_grants(txn, r, tenant, now, uid, NULL, NULL);

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "auth/auth.h"
+#include "auth/oauth_token.h"
 #include "gateway/base/buf.h"
 #include "store/tenant.h"
 #include "store/token.h"
@@ -246,7 +247,10 @@ int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c) {
   const char *tok = auth + 7;
   while (*tok == ' ') tok++;
   uint8_t th[ST_TOKEN_HASH_LEN];
-  int rc = auth_token_hash(tok, th);
+  /* an employee token (mgw_), or an access token of the gateway's OAuth
+   * authorization server (mgo_, auth/oauth_token.h: bound to its resource) */
+  bool oauth = !strncmp(tok, AUTH_OAUTH_ACCESS_PREFIX, sizeof AUTH_OAUTH_ACCESS_PREFIX - 1);
+  int rc = oauth ? auth_oauth_token_hash(tok, AUTH_OAUTH_ACCESS_PREFIX, th) : auth_token_hash(tok, th);
   st_txn *txn;
   if (st_read_begin(srv->store, &txn) != 0) {
     gw_respond_error(req, 503, "store_unavailable", "the store cannot be read right now");
@@ -273,7 +277,9 @@ int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c) {
   } else if (hit) {
     rc = ST_ENOTFOUND; /* expired since it was remembered */
   } else if (rc == 0) {
-    rc = auth_token_verify_hash(txn, c->tenant, th, now_s, c->user, c->tokid, &c->ident_expires);
+    rc = oauth ? auth_oauth_verify(txn, c->tenant, th, agg ? NULL : c->connector, now_s, c->user, c->tokid,
+                                   &c->ident_expires)
+               : auth_token_verify_hash(txn, c->tenant, th, now_s, c->user, c->tokid, &c->ident_expires);
     json_t *conn = NULL;
     crc = rc == 0 && !agg ? gw__connector_get(req->lp, txn, c->tenant, c->connector, &conn) : 0;
     json_decref(conn);

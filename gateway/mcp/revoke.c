@@ -32,6 +32,7 @@
 #include "gateway/mcp/agg.h"
 #include "gateway/mcp/mcp_loop.h"
 #include "auth/auth.h"
+#include "auth/oauth_token.h"
 #include "policy/policy.h"
 #include "scim/scim.h"
 #include "store/tenant.h"
@@ -385,7 +386,8 @@ static int on_tenant_deleting(st_txn *txn, int kind, const void *event, void *ct
 static int on_token_revoked(st_txn *txn, int kind, const void *event, void *ctx) {
   const auth_token_event *ev = event;
   (void)kind;
-  if (strcmp(ev->kind, AUTH_KIND_EMPLOYEE) || !ev->tokid[0]) return 0;
+  /* an employee token, or an OAuth grant (its id is the identity's token id) */
+  if ((strcmp(ev->kind, AUTH_KIND_EMPLOYEE) && strcmp(ev->kind, AUTH_KIND_OAUTH)) || !ev->tokid[0]) return 0;
   gw_revocation r;
   fill(&r, ev->tenant, NULL, NULL, ev->tokid);
   return gw__fanout_on_commit(txn, ctx, &r);
