@@ -56,7 +56,7 @@
 
 #define AUTH_LOGIN_TTL_S 600       /* a sign-in must finish within 10 minutes */
 #define AUTH_LOGIN_RAND_LEN 43     /* 32 random bytes, base64url */
-#define AUTH_LOGIN_RETURN_MAX 255  /* bytes of the path to return to */
+#define AUTH_LOGIN_RETURN_MAX 2048 /* bytes of the path (and query) to return to: an OAuth authorize request fits */
 #define AUTH_LOGIN_COOKIE_MAX 4096 /* bytes of the sealed login cookie */
 #define AUTH_LOGIN_TOKEN_RESPONSE_MAX (64 * 1024)
 #define AUTH_SUBJECT_MAX 255
