@@ -594,32 +594,52 @@ int gw__h1_prepare(gw_out_req *r, const gw_out_opts *op, const out_url *u) {
   char port[24];
   gw_utoa((unsigned)r->h1.port, port);
   gw_strjoin(r->h1.key, sizeof r->h1.key, r->h1.host, ":", port, NULL);
-  bool have_host = false;
-  for (const char *const *hp = op->headers; hp && *hp; hp++)
-    if (strncasecmp(*hp, "host:", 5) == 0) have_host = true;
   /* sized first and written once: no realloc leaves a copy of a header
-   * line (the upstream credential) behind in freed memory */
+   * line (the upstream credential) behind in freed memory; each length
+   * taken once (build_headers checked the lines and their count) */
+  bool have_host = false;
+  size_t hl[GW_OUT_MAX_REQ_HEADERS];
+  int nh = 0;
+  for (const char *const *hp = op->headers; hp && *hp && nh < GW_OUT_MAX_REQ_HEADERS; hp++) {
+    if (strncasecmp(*hp, "host:", 5) == 0) have_host = true;
+    hl[nh++] = strlen(*hp);
+  }
+  if (op->headers && op->headers[nh]) return GW_OUT_EINVAL; /* cannot happen: counted before */
   bool cl = op->body_len || strcmp(op->method, "POST") == 0;
   char cls[24];
-  gw_utoa(op->body_len, cls);
-  size_t n = strlen(op->method) + 1 + strlen(u->target) + 11 + (have_host ? 0 : 6 + strlen(u->hostport) + 2) +
-             (cl ? 16 + strlen(cls) + 2 : 0) + 2 + 1;
-  for (const char *const *hp = op->headers; hp && *hp; hp++) n += strlen(*hp) + 2;
-  gw_buf b;
-  gw_buf_init(&b, n);
-  if (gw_buf_reserve(&b, n - 1) != 0) return GW_OUT_ENOMEM;
-  int rc = gw_buf_appendv(&b, op->method, " ", u->target, " HTTP/1.1\r\n", NULL);
+  size_t cll = gw_utoa(op->body_len, cls);
+  size_t ml = strlen(op->method), tl = strlen(u->target), hpl = have_host ? 0 : strlen(u->hostport);
+  size_t n = ml + 1 + tl + 11 + (have_host ? 0 : 6 + hpl + 2) + (cl ? 16 + cll + 2 : 0) + 2;
+  for (int i = 0; i < nh; i++) n += hl[i] + 2;
+  char *head = malloc(n + 1), *w = head;
+  if (!head) return GW_OUT_ENOMEM;
+#define PUT(s, l) (memcpy(w, (s), (l)), w += (l))
+#define PUT_LIT(s) PUT(s, sizeof s - 1)
+  PUT(op->method, ml);
+  PUT_LIT(" ");
+  PUT(u->target, tl);
+  PUT_LIT(" HTTP/1.1\r\n");
   /* as curl writes it: the URL's host, its port unless the default */
-  if (!rc && !have_host) rc = gw_buf_appendv(&b, "Host: ", u->hostport, "\r\n", NULL);
-  for (const char *const *hp = op->headers; !rc && hp && *hp; hp++) rc = gw_buf_appendv(&b, *hp, "\r\n", NULL);
-  if (!rc && cl) rc = gw_buf_appendv(&b, "Content-Length: ", cls, "\r\n", NULL);
-  if (!rc) rc = gw_buf_appends(&b, "\r\n");
-  if (rc) { /* cannot happen: sized above */
-    gw_buf_free(&b);
-    return GW_OUT_ENOMEM;
+  if (!have_host) {
+    PUT_LIT("Host: ");
+    PUT(u->hostport, hpl);
+    PUT_LIT("\r\n");
   }
-  r->h1.head = b.data;
-  r->h1.head_len = b.len;
+  for (int i = 0; i < nh; i++) {
+    PUT(op->headers[i], hl[i]);
+    PUT_LIT("\r\n");
+  }
+  if (cl) {
+    PUT_LIT("Content-Length: ");
+    PUT(cls, cll);
+    PUT_LIT("\r\n");
+  }
+  PUT_LIT("\r\n");
+#undef PUT_LIT
+#undef PUT
+  *w = '\0';
+  r->h1.head = head;
+  r->h1.head_len = n;
   return 0;
 }
 

@@ -833,16 +833,17 @@ static bool is_tchar(unsigned char c) {
 
 /* Headers curl frames or that are hop-by-hop: a caller setting them would
  * desynchronise framing (request smuggling) or break HTTP/2. */
-static bool hdr_forbidden(const char *name, size_t n) {
-  static const char *const bad[] = {"content-length", "transfer-encoding", "connection", "keep-alive",
-                                    "proxy-connection", "te", "upgrade"};
-  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-    if (strlen(bad[i]) == n && strncasecmp(name, bad[i], n) == 0) return true;
-  return false;
+static bool hdr_is(const char *name, size_t n, const char *want, size_t wl) {
+  return wl == n && strncasecmp(name, want, n) == 0;
 }
+/* want: a string literal (its length known at compile time: every header
+ * line of every call is checked against ten names) */
+#define HDR_IS(name, n, want) hdr_is(name, n, want, sizeof want - 1)
 
-static bool hdr_is(const char *name, size_t n, const char *want) {
-  return strlen(want) == n && strncasecmp(name, want, n) == 0;
+static bool hdr_forbidden(const char *name, size_t n) {
+  return HDR_IS(name, n, "content-length") || HDR_IS(name, n, "transfer-encoding") ||
+         HDR_IS(name, n, "connection") || HDR_IS(name, n, "keep-alive") || HDR_IS(name, n, "proxy-connection") ||
+         HDR_IS(name, n, "te") || HDR_IS(name, n, "upgrade");
 }
 
 /* Builds the curl header list. Returns 0 or GW_OUT_EINVAL/ENOMEM. */
@@ -861,9 +862,9 @@ static int build_headers(gw_out_req *r, const gw_out_opts *op, bool make_list) {
     size_t vl = strcspn(colon + 1, "\r\n");
     if (colon[1 + vl] || nl + 1 + vl > GW_OUT_MAX_REQ_HEADER_LINE) return GW_OUT_EINVAL;
     if (hdr_forbidden(line, nl)) return GW_OUT_EINVAL;
-    have_accept |= hdr_is(line, nl, "accept");
-    have_ctype |= hdr_is(line, nl, "content-type");
-    have_expect |= hdr_is(line, nl, "expect");
+    have_accept |= HDR_IS(line, nl, "accept");
+    have_ctype |= HDR_IS(line, nl, "content-type");
+    have_expect |= HDR_IS(line, nl, "expect");
     const char *v = colon + 1;
     while (is_ows(*v)) v++;
     if (!make_list) continue;
