@@ -567,27 +567,38 @@ static bool resp_closes(gw_req *req) {
   return !req->keep_alive || c->close_after || c->h->draining || c->eof || req->priv->close;
 }
 
+/* literals with their length known at compile time: every response */
+#define APPEND_LIT(b, s) gw_buf_append(b, s, sizeof s - 1)
+
 static void head_block(gw_req *req, gw_buf *b, int status, const char *ctype, long long clen) {
   gw__req_priv *p = req->priv;
   bool close = resp_closes(req);
   p->close = close;
   /* no stdio: this runs for every response */
-  gw_buf_appends(b, "HTTP/1.1 ");
+  APPEND_LIT(b, "HTTP/1.1 ");
   gw_buf_append_int(b, status);
-  gw_buf_appendv(b, " ", gw_status_text(status), "\r\n", NULL);
-  if (ctype) gw_buf_appendv(b, "Content-Type: ", ctype, "\r\n", NULL);
-  if (clen >= 0) {
-    gw_buf_appends(b, "Content-Length: ");
-    gw_buf_append_int(b, clen);
-    gw_buf_appends(b, "\r\n");
-  } else if (p->chunked) {
-    gw_buf_appends(b, "Transfer-Encoding: chunked\r\n");
+  APPEND_LIT(b, " ");
+  gw_buf_appends(b, gw_status_text(status));
+  APPEND_LIT(b, "\r\n");
+  if (ctype) {
+    APPEND_LIT(b, "Content-Type: ");
+    gw_buf_appends(b, ctype);
+    APPEND_LIT(b, "\r\n");
   }
-  if (close) gw_buf_appends(b, "Connection: close\r\n");
-  else if (req->http_minor == 0) gw_buf_appends(b, "Connection: keep-alive\r\n");
-  gw_buf_appendv(b, "X-Request-Id: ", req->id, "\r\n", NULL);
+  if (clen >= 0) {
+    APPEND_LIT(b, "Content-Length: ");
+    gw_buf_append_int(b, clen);
+    APPEND_LIT(b, "\r\n");
+  } else if (p->chunked) {
+    APPEND_LIT(b, "Transfer-Encoding: chunked\r\n");
+  }
+  if (close) APPEND_LIT(b, "Connection: close\r\n");
+  else if (req->http_minor == 0) APPEND_LIT(b, "Connection: keep-alive\r\n");
+  APPEND_LIT(b, "X-Request-Id: ");
+  gw_buf_appends(b, req->id);
+  APPEND_LIT(b, "\r\n");
   for (int i = 0; i < p->nresp; i++) gw_buf_appendv(b, p->resp[i].name, ": ", p->resp[i].value, "\r\n", NULL);
-  gw_buf_appends(b, "\r\n");
+  APPEND_LIT(b, "\r\n");
 }
 
 static void access_log(gw_req *req) {
@@ -634,6 +645,7 @@ void gw_respond(gw_req *req, int status, const char *ctype, const void *body, si
   if (req->conn) {
     gw_buf b;
     gw_buf_init(&b, SIZE_MAX / 2);
+    gw_buf_reserve(&b, 512 + len); /* head and body in one allocation, usually */
     head_block(req, &b, status, ctype, (long long)len);
     if (!p->head && len) gw_buf_append(&b, body, len);
     conn_write(req->conn, b.data, b.len);
