@@ -169,10 +169,17 @@ static bool literal(scan *s, const char *w, size_t n) {
 /* What gw_json_pick tracks beside the check. */
 #define PICK_KEYS 128    /* keys of the open objects, all levels together */
 #define PICK_OBJ_KEYS 32 /* keys of one object compared for duplicates */
+#define PICK_PATHS 8     /* paths a pick looks for */
 
 typedef struct pick {
   const char *const *paths;
   size_t npaths;
+  /* each path split once (pick_value runs for every member read): the
+   * first key's length, and the second key and its length (NULL: none) */
+  struct {
+    size_t n1, n2;
+    const char *k2;
+  } split[PICK_PATHS];
   gw_json_span *got;
   bool undecided;
   gw_json_span keys[PICK_KEYS];
@@ -208,9 +215,9 @@ static bool pick_key(pick *pk, int depth, const unsigned char *b, const unsigned
  * one of its members) spans [b, e): record it if a path names it. */
 static void pick_value(pick *pk, int depth, const unsigned char *b, const unsigned char *e, gw_json_span key2) {
   for (size_t i = 0; i < pk->npaths; i++) {
-    const char *path = pk->paths[i], *dot = strchr(path, '.');
-    bool hit = depth == 1 ? !dot && span_is(pk->key1, path, strlen(path))
-                          : dot && span_is(pk->key1, path, (size_t)(dot - path)) && span_is(key2, dot + 1, strlen(dot + 1));
+    const char *path = pk->paths[i], *k2 = pk->split[i].k2;
+    bool hit = depth == 1 ? !k2 && span_is(pk->key1, path, pk->split[i].n1)
+                          : k2 && span_is(pk->key1, path, pk->split[i].n1) && span_is(key2, k2, pk->split[i].n2);
     if (hit) pk->got[i] = (gw_json_span){(const char *)b, (size_t)(e - b)};
   }
 }
@@ -294,6 +301,13 @@ int gw_json_pick(const char *text, size_t n, const char *const *paths, size_t np
   pk.nk = 0;
   pk.key1 = (gw_json_span){0};
   for (size_t i = 0; i < npaths; i++) got[i] = (gw_json_span){0};
+  if (npaths > PICK_PATHS) return -1;
+  for (size_t i = 0; i < npaths; i++) {
+    const char *dot = strchr(paths[i], '.');
+    pk.split[i].n1 = dot ? (size_t)(dot - paths[i]) : strlen(paths[i]);
+    pk.split[i].k2 = dot ? dot + 1 : NULL;
+    pk.split[i].n2 = dot ? strlen(dot + 1) : 0;
+  }
   if (!scan_text(text, n, &pk)) return pk.undecided ? -1 : 0;
   const char *t = text;
   while (t < text + n && (*t == ' ' || *t == '\t' || *t == '\n' || *t == '\r')) t++;

@@ -26,7 +26,8 @@ bool gw_json_check(const char *p, size_t n);
  * after a value (the gateway refuses NUL bytes before parsing too).
  * -1: undecided, parse it with jansson instead — the top is not an object,
  * a key has an escape (decoded keys may collide), or an object has more
- * keys than the scan compares (32; 128 across the open objects). */
+ * keys than the scan compares (32; 128 across the open objects), or more
+ * than 8 paths are asked for. */
 typedef struct gw_json_span {
   const char *p;
   size_t n;
