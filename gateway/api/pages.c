@@ -194,7 +194,7 @@ int pages__session(gw_req *req, const char *tenant, auth_browser *out) {
 }
 
 /* The request may change state: same site, and the session's CSRF token. */
-static bool csrf_ok(gw_req *req, const auth_browser *s, const char *form_token) {
+bool pages__csrf_ok(gw_req *req, const auth_browser *s, const char *form_token) {
   const char *origin = gw_req_header(req, "Origin");
   if (origin && strcmp(origin, "null")) {
     const char *pub = req->lp->srv->cfg.public_url;
@@ -463,7 +463,7 @@ static void api_tokens(gw_req *req, const char *tenant, const auth_browser *s, c
     json_error(req, 405, "method_not_allowed", "that method is not allowed here");
     return;
   }
-  if (!csrf_ok(req, s, NULL)) {
+  if (!pages__csrf_ok(req, s, NULL)) {
     json_error(req, 403, "csrf", "this request did not come from your mcpgate page (missing or wrong CSRF token)");
     return;
   }
@@ -547,7 +547,7 @@ static void sign_out(gw_req *req, const char *tenant, bool everywhere) {
   const char *ct = gw_req_header(req, "Content-Type");
   if (ct && !strncasecmp(ct, "application/x-www-form-urlencoded", 33) && req->body)
     gw_query_get(req->body, "csrf", form, sizeof form);
-  if (!csrf_ok(req, &s, form[0] ? form : NULL)) {
+  if (!pages__csrf_ok(req, &s, form[0] ? form : NULL)) {
     pages__message(req, 403, tenant, "Sign-out refused",
                    "This request did not come from your mcpgate page. Use the Sign out button on the page.", loc,
                    "Back to your page");
@@ -622,6 +622,27 @@ static void pages_dispatch(gw_req *req) {
   }
   if (!strcmp(rest, "oauth/callback")) {
     if (pages__rate_ok(req, tenant)) pages__callback(req, tenant);
+    return;
+  }
+  if (!strcmp(rest, "oauth/authorize")) {
+    if (!get) {
+      gw_resp_header(req, "Allow", "GET, HEAD");
+      gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
+      return;
+    }
+    if (pages__rate_ok(req, tenant)) pages__authorize(req, tenant);
+    return;
+  }
+  if (!strcmp(rest, "oauth/consent")) {
+    pages__consent(req, tenant);
+    return;
+  }
+  if (!strcmp(rest, "oauth/token")) {
+    if (pages__rate_ok(req, tenant)) pages__token(req, tenant);
+    return;
+  }
+  if (!strcmp(rest, "oauth/revoke")) {
+    pages__revoke(req, tenant);
     return;
   }
   if (!strcmp(rest, "logout") || !strcmp(rest, "signout-everywhere")) {
@@ -731,6 +752,11 @@ static int mod_routes(gw_server *srv, gw_router *rt) {
                                      NULL};
   int rc = 0;
   for (const char *const *p = pats; *p && !rc; p++) rc = gw_router_add(rt, *p, &web, 0);
+  static const gw_route oauth_post = {GW_RC_OAUTH, pages_dispatch, "POST", 16 * 1024, NULL, NULL};
+  if (!rc) rc = gw_router_add(rt, "/t/{}/oauth/authorize", &oauth, 0);
+  if (!rc) rc = gw_router_add(rt, "/t/{}/oauth/consent", &web, 0);
+  if (!rc) rc = gw_router_add(rt, "/t/{}/oauth/token", &oauth_post, 0);
+  if (!rc) rc = gw_router_add(rt, "/t/{}/oauth/revoke", &oauth_post, 0);
   return rc ? rc : gw_router_add(rt, "/t/{}/oauth/callback", &oauth, 0);
 }
 

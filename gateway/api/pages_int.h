@@ -67,6 +67,17 @@ int pages__session(gw_req *req, const char *tenant, auth_browser *out);
  * request may go on; else it has been answered 429 with Retry-After. */
 bool pages__rate_ok(gw_req *req, const char *tenant);
 
+/* The request may change state for session s: same site (Origin,
+ * Sec-Fetch-Site) and its CSRF token (X-CSRF-Token, else form_token). */
+bool pages__csrf_ok(gw_req *req, const auth_browser *s, const char *form_token);
+
+/* oauth_flow.c: the authorization server's authorize, consent, token and
+ * revoke endpoints */
+void pages__authorize(gw_req *req, const char *tenant);
+void pages__consent(gw_req *req, const char *tenant);
+void pages__token(gw_req *req, const char *tenant);
+void pages__revoke(gw_req *req, const char *tenant);
+
 /* login.c */
 void pages__login(gw_req *req, const char *tenant);
 void pages__callback(gw_req *req, const char *tenant);

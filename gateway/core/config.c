@@ -135,6 +135,18 @@ static const cfg_key keys[] = {
      NULL},
     {"auth_rate_per_tenant", CFG_INT, "1200", 0, 10000000, OFF(auth_rate_per_tenant),
      "the same for all clients of one tenant together (0: no limit)", NULL},
+    {"oauth_code_ttl_ms", CFG_INT, "60000", 1000, 600000, OFF(oauth_code_ttl_ms),
+     "how long an authorization code of the gateway's OAuth server may wait for its token request", NULL},
+    {"access_token_ttl_ms", CFG_INT, "3600000", 60000, 86400000, OFF(access_token_ttl_ms),
+     "lifetime of the access tokens the gateway's OAuth server issues to MCP clients (never past the sign-in's "
+     "signin_max_age_ms)",
+     NULL},
+    {"refresh_token_ttl_ms", CFG_INT, "2592000000", 3600000, 365LL * 86400000, OFF(refresh_token_ttl_ms),
+     "lifetime of a refresh token (each refresh rotates it; never past the sign-in's signin_max_age_ms)", NULL},
+    {"refresh_reuse_grace_ms", CFG_INT, "30000", 0, 300000, OFF(refresh_reuse_grace_ms),
+     "a just-rotated refresh token presented again within this window gets the same new pair (several processes of "
+     "one client refreshing at once); any later reuse revokes the whole grant",
+     NULL},
     {"browser_session_idle_ms", CFG_INT, "1800000", 60000, 30LL * 86400000, OFF(browser_session_idle_ms),
      "an employee's browser session (the page at /t/{tenant}/) unused this long is signed out", NULL},
     {"browser_session_max_ms", CFG_INT, "43200000", 60000, 90LL * 86400000, OFF(browser_session_max_ms),

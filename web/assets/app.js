@@ -115,6 +115,28 @@
     }
   }
 
+  function renderGrants(grants) {
+    const items = grants || [];
+    const body = $('grants-body');
+    body.replaceChildren();
+    items.forEach((g) => {
+      const tr = el('tr');
+      const name = g.client_name || g.client_id;
+      tr.appendChild(cell('Application', name));
+      tr.appendChild(cell('Reaches', g.resource ? 'connector ' + g.resource : 'all your tools'));
+      tr.appendChild(cell('First used', when(g.created) || '—'));
+      tr.appendChild(cell('Last used', when(g.last_used) || '—'));
+      const b = el('button', 'Disconnect');
+      b.type = 'button';
+      b.setAttribute('aria-label', 'Disconnect ' + name);
+      b.addEventListener('click', () => revoke(g.id, b, 'api/grants/'));
+      tr.appendChild(cell('', b));
+      body.appendChild(tr);
+    });
+    $('grants-table').hidden = !items.length;
+    $('grants-none').hidden = !!items.length;
+  }
+
   function render(me) {
     csrf = me.csrf || '';
     document.querySelectorAll('input[name="csrf"]').forEach((i) => { i.value = csrf; });
@@ -143,6 +165,7 @@
     $('cmd-oauth').textContent = cmd.oauth || '';
     $('cmd-header').textContent = cmd.header || '';
     renderTokens(me.tokens);
+    renderGrants(me.grants);
     $('signed-out').hidden = true;
     $('signed-in').hidden = false;
   }
@@ -184,14 +207,14 @@
     });
   }
 
-  async function revoke(id, button) {
+  async function revoke(id, button, base) {
     button.disabled = true;
     showError('');
     let res;
     try {
-      res = await send('DELETE', 'api/tokens/' + encodeURIComponent(id));
+      res = await send('DELETE', (base || 'api/tokens/') + encodeURIComponent(id));
     } catch (e) {
-      showError('Could not reach mcpgate; the token was not revoked.');
+      showError('Could not reach mcpgate; nothing was revoked.');
       button.disabled = false;
       return;
     }

@@ -1,0 +1,661 @@
+/* gateway/api/oauth_flow.c — the gateway's OAuth authorization server for
+ * MCP clients (issue 17): /t/{t}/oauth/authorize (with the Okta sign-in of
+ * login.c and the gateway's consent page), /oauth/consent, /oauth/token and
+ * /oauth/revoke. Clients are auth/oauth_client.h's, codes and grants
+ * auth/oauth_token.h's.
+ *
+ * Rules this file keeps, and why:
+ *  - Nothing is redirected to an unverified place: an unknown client or a
+ *    redirect URI it did not register gets an error page; only after both
+ *    are known do errors go back to the client (RFC 6749 §4.1.2.1), always
+ *    with state and iss (RFC 9207, against mix-up).
+ *  - PKCE S256 and the resource (RFC 8707: one of this tenant's MCP
+ *    endpoints) are required; the code is bound to both, to the client,
+ *    the exact redirect URI and the person.
+ *  - Consent is the gateway's own page, shown for every client the person
+ *    has not allowed before and always when the redirect is not loopback:
+ *    anyone can register a client, and Okta will not ask again (the
+ *    confused deputy of the MCP security best practices). The pending
+ *    request travels sealed (AES-256-GCM, bound to tenant and person) in the
+ *    consent form, with the session's CSRF token.
+ *  - The sign-in must be younger than the tenant's signin_max_age_ms, or
+ *    the person signs in with Okta again first.
+ *  - Token texts are drawn on the loop before the writer job (jobs are
+ *    pure); replies carry Cache-Control: no-store; no code, token or
+ *    verifier is ever logged. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/crypto.h>
+
+#include "auth/auth.h"
+#include "auth/jose.h"
+#include "auth/oauth_client.h"
+#include "auth/oauth_token.h"
+#include "gateway/api/pages_int.h"
+#include "gateway/base/log.h"
+#include "gateway/core/settings.h"
+#include "gateway/http/query.h"
+#include "store/dir.h"
+#include "store/seal.h"
+#include "store/tenant.h"
+#include "store/token.h"
+#include "vault/vault.h"
+#include "web/web.h"
+
+#define CONSENT_SEAL_KIND "oauth.consent"
+#define CONSENT_TTL_S 600
+#define STATE_MAX 1024
+
+/* ---- small helpers */
+
+static void pub_base(const gw_server *srv, char *out, size_t cap) {
+  snprintf(out, cap, "%s", srv->cfg.public_url);
+  size_t n = strlen(out);
+  while (n && out[n - 1] == '/') out[--n] = 0;
+}
+
+static void json_err(gw_req *req, int status, const char *code, const char *why) {
+  gw_resp_header(req, "Cache-Control", "no-store");
+  gw_resp_header(req, "Pragma", "no-cache");
+  gw_respond_json(req, status, json_pack("{s:s,s:s}", "error", code, "error_description", why));
+}
+
+/* appends "&k=v" (or "?k=v" first) with v percent-encoded */
+static void add_param(gw_buf *b, const char *k, const char *v) {
+  static const char hex[] = "0123456789ABCDEF";
+  gw_buf_appends(b, memchr(b->data, '?', b->len) ? "&" : "?");
+  gw_buf_appends(b, k);
+  gw_buf_appends(b, "=");
+  for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+    if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' ||
+        *p == '.' || *p == '_' || *p == '~') {
+      gw_buf_append(b, (const char *)p, 1);
+    } else {
+      char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+      gw_buf_append(b, e, 3);
+    }
+  }
+}
+
+/* 302 back to the client's (verified) redirect URI with params k,v,... */
+static void redirect_back(gw_req *req, const char *tenant, const char *redirect_uri, const char *state,
+                          const char *const *kv) {
+  char iss[1200];
+  pub_base(req->lp->srv, iss, sizeof iss);
+  snprintf(iss + strlen(iss), sizeof iss - strlen(iss), "/t/%s", tenant);
+  gw_buf b;
+  gw_buf_init(&b, 16384);
+  gw_buf_appends(&b, redirect_uri);
+  for (const char *const *p = kv; p && p[0]; p += 2) add_param(&b, p[0], p[1]);
+  if (state && state[0]) add_param(&b, "state", state);
+  add_param(&b, "iss", iss);
+  gw_buf_append(&b, "", 1);
+  pages__headers(req, false);
+  gw_resp_header(req, "Location", b.data ? b.data : redirect_uri);
+  gw_respond(req, 302, NULL, NULL, 0);
+  if (b.data) OPENSSL_cleanse(b.data, b.len);
+  gw_buf_free(&b);
+}
+
+static void redirect_error(gw_req *req, const char *tenant, const char *redirect_uri, const char *state,
+                           const char *code, const char *why) {
+  const char *kv[] = {"error", code, "error_description", why, NULL};
+  redirect_back(req, tenant, redirect_uri, state, kv);
+}
+
+/* The resource (RFC 8707) → "" (the tenant's aggregated endpoint: every
+ * connector) or a connector name; -1 when it is none of this tenant's. */
+static int resource_connector(gw_req *req, const char *tenant, const char *resource, char conn[33]) {
+  char base[1300];
+  pub_base(req->lp->srv, base, sizeof base);
+  snprintf(base + strlen(base), sizeof base - strlen(base), "/t/%s/mcp", tenant);
+  size_t bl = strlen(base);
+  conn[0] = 0;
+  if (!resource || strncmp(resource, base, bl)) return -1;
+  const char *rest = resource + bl;
+  if (rest[0] == 0) return 0;
+  if (rest[0] != '/' || !vault_connector_name_valid(rest + 1) || strlen(rest + 1) > 32) return -1;
+  st_txn *txn;
+  if (st_read_begin(req->lp->srv->store, &txn)) return -1;
+  json_t *c = NULL;
+  int rc = vault_connector_get(txn, tenant, rest + 1, &c);
+  st_txn_end(txn);
+  json_decref(c);
+  if (rc) return -1;
+  snprintf(conn, 33, "%s", rest + 1);
+  return 0;
+}
+
+static bool loopback_redirect(const char *uri) {
+  return !strncmp(uri, "http://localhost", 16) || !strncmp(uri, "http://127.0.0.1", 16) ||
+         !strncmp(uri, "http://[::1]", 12);
+}
+
+static void redirect_host(const char *uri, char *out, size_t cap) {
+  const char *a = strstr(uri, "://");
+  a = a ? a + 3 : uri;
+  size_t n = strcspn(a, "/?");
+  if (n >= cap) n = cap - 1;
+  memcpy(out, a, n);
+  out[n] = 0;
+}
+
+/* ---- the code: a writer job, then the redirect */
+
+typedef struct code_job {
+  gw_req *req;
+  char tenant[64];
+  auth_oauth_code c;
+  uint8_t hash[32];
+  char code[ST_TOKEN_BUFSZ];
+  char state[STATE_MAX + 1];
+  bool consent;      /* record the consent too */
+  int64_t now;
+} code_job;
+
+static int job_code(st_txn *txn, void *arg) {
+  code_job *j = arg;
+  int rc = st_tenant_active(txn, j->tenant);
+  if (!rc && st_dir_user_active(txn, j->tenant, j->c.user_id) != 1) rc = AUTH_EINACTIVE;
+  if (!rc && j->consent) rc = auth_oauth_consent_put(txn, j->tenant, j->c.user_id, j->c.client_id, j->now);
+  if (!rc) rc = auth_oauth_code_put(txn, j->hash, &j->c, j->now);
+  if (!rc) rc = auth_oauth_client_touch(txn, j->tenant, j->c.client_id, j->now);
+  return rc;
+}
+
+static void done_code(int status, void *arg) {
+  code_job *j = arg;
+  gw_req *req = j->req;
+  gw_log_ctx lc = {j->tenant, req->id};
+  if (status) {
+    GW_LOG(GW_LOG_WARN, "oauth", &lc, "authorization code not issued: %s", auth_strerror(status));
+    redirect_error(req, j->tenant, j->c.redirect_uri, j->state, status == AUTH_EINACTIVE ? "access_denied" : "server_error",
+                   status == AUTH_EINACTIVE ? "your account is not active" : "the gateway could not record the grant");
+  } else {
+    GW_LOG(GW_LOG_INFO, "oauth", &lc, "authorization code issued to client %s for user %s (resource %s)",
+           j->c.client_id, j->c.user_id, j->c.connector[0] ? j->c.connector : "all");
+    const char *kv[] = {"code", j->code, NULL};
+    redirect_back(req, j->tenant, j->c.redirect_uri, j->state, kv);
+  }
+  OPENSSL_cleanse(j, sizeof *j);
+  free(j);
+}
+
+static void issue_code(gw_req *req, const char *tenant, const auth_oauth_code *c, const char *state, bool consent) {
+  gw_server *srv = req->lp->srv;
+  code_job *j = calloc(1, sizeof *j);
+  if (!j || st_token_new(AUTH_OAUTH_CODE_PREFIX, j->code, sizeof j->code) ||
+      st_token_hash(j->code, strlen(j->code), j->hash)) {
+    free(j);
+    redirect_error(req, tenant, c->redirect_uri, state, "server_error", "the gateway could not draw a code");
+    return;
+  }
+  j->req = req;
+  snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
+  j->c = *c;
+  j->now = pages__now();
+  j->c.expires = j->now + srv->cfg.oauth_code_ttl_ms / 1000;
+  if (j->c.expires <= j->now) j->c.expires = j->now + 1;
+  snprintf(j->state, sizeof j->state, "%s", state ? state : "");
+  j->consent = consent;
+  if (st_submit(srv->store, req->lp->port, job_code, done_code, j)) {
+    OPENSSL_cleanse(j, sizeof *j);
+    free(j);
+    redirect_error(req, tenant, c->redirect_uri, state, "temporarily_unavailable", "the gateway's store is busy");
+  }
+}
+
+/* ---- consent: the sealed pending request */
+
+static char *seal_request(gw_server *srv, const char *tenant, const auth_oauth_code *c, const char *state,
+                          int64_t now) {
+  json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:I}", "c", c->client_id, "n", c->client_name, "r",
+                        c->redirect_uri, "ch", c->challenge, "k", c->connector, "s", state ? state : "", "si",
+                        (json_int_t)c->signin_at, "e", (json_int_t)(now + CONSENT_TTL_S));
+  char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
+  json_decref(j);
+  if (!txt) return NULL;
+  st_aad aad = {tenant, CONSENT_SEAL_KIND, c->user_id};
+  uint8_t *blob = NULL;
+  size_t bl = 0;
+  int rc = st_seal(srv->store, &aad, txt, strlen(txt), &blob, &bl);
+  free(txt);
+  if (rc) return NULL;
+  size_t cap = AUTH_B64URL_ENCODED_LEN(bl) + 1;
+  char *out = malloc(cap);
+  if (out) auth_b64url_encode(blob, bl, out, cap);
+  free(blob);
+  return out;
+}
+
+static int open_request(gw_server *srv, const char *tenant, const char *user, const char *text, int64_t now,
+                        auth_oauth_code *c, char *state, size_t statecap) {
+  size_t n = text ? strlen(text) : 0;
+  if (n == 0 || n > 8192) return -1;
+  uint8_t *blob = malloc(AUTH_B64URL_DECODED_LEN(n) + 1);
+  size_t bl = 0;
+  if (!blob || auth_b64url_decode(text, n, blob, AUTH_B64URL_DECODED_LEN(n) + 1, &bl)) {
+    free(blob);
+    return -1;
+  }
+  st_aad aad = {tenant, CONSENT_SEAL_KIND, user};
+  uint8_t *pt = NULL;
+  size_t pn = 0;
+  int rc = st_unseal(srv->store, &aad, blob, bl, &pt, &pn);
+  free(blob);
+  if (rc) return -1;
+  json_t *j = json_loadb((const char *)pt, pn, JSON_REJECT_DUPLICATES, NULL);
+  st_secret_free(pt, pn);
+  const char *cid = json_string_value(json_object_get(j, "c")), *nm = json_string_value(json_object_get(j, "n"));
+  const char *ru = json_string_value(json_object_get(j, "r")), *ch = json_string_value(json_object_get(j, "ch"));
+  const char *k = json_string_value(json_object_get(j, "k")), *st = json_string_value(json_object_get(j, "s"));
+  int64_t e = (int64_t)json_integer_value(json_object_get(j, "e"));
+  rc = -1;
+  if (cid && nm && ru && ch && k && st && now < e && strlen(cid) < sizeof c->client_id &&
+      strlen(nm) < sizeof c->client_name && strlen(ru) < sizeof c->redirect_uri && strlen(ch) < sizeof c->challenge &&
+      strlen(k) < sizeof c->connector && strlen(st) < statecap) {
+    memset(c, 0, sizeof *c);
+    snprintf(c->tenant, sizeof c->tenant, "%s", tenant);
+    snprintf(c->client_id, sizeof c->client_id, "%s", cid);
+    snprintf(c->client_name, sizeof c->client_name, "%s", nm);
+    snprintf(c->redirect_uri, sizeof c->redirect_uri, "%s", ru);
+    snprintf(c->challenge, sizeof c->challenge, "%s", ch);
+    snprintf(c->connector, sizeof c->connector, "%s", k);
+    snprintf(c->user_id, sizeof c->user_id, "%s", user);
+    c->signin_at = (int64_t)json_integer_value(json_object_get(j, "si"));
+    snprintf(state, statecap, "%s", st);
+    rc = 0;
+  }
+  json_decref(j);
+  return rc;
+}
+
+static void consent_page(gw_req *req, const char *tenant, const auth_oauth_code *c, const char *state,
+                         const auth_browser *s) {
+  gw_server *srv = req->lp->srv;
+  char *sealed = seal_request(srv, tenant, c, state, pages__now());
+  if (!sealed) {
+    pages__message(req, 500, tenant, "Authorization failed", "The gateway could not prepare the consent page.", NULL,
+                   NULL);
+    return;
+  }
+  char host[300], resource[1400], user[300] = "";
+  redirect_host(c->redirect_uri, host, sizeof host);
+  pub_base(srv, resource, sizeof resource);
+  snprintf(resource + strlen(resource), sizeof resource - strlen(resource), "/t/%s/mcp%s%s", tenant,
+           c->connector[0] ? "/" : "", c->connector);
+  st_txn *txn;
+  if (st_read_begin(srv->store, &txn) == 0) {
+    json_t *u = NULL;
+    if (st_dir_user_get(txn, tenant, s->user_id, &u) == 0)
+      snprintf(user, sizeof user, "%s", json_string_value(json_object_get(u, "userName")) ?: "");
+    json_decref(u);
+    st_txn_end(txn);
+  }
+  const char *kv[] = {"tenant", tenant, "client_name", c->client_name[0] ? c->client_name : "an unnamed application",
+                      "client_id", c->client_id, "user", user, "resource", resource, "redirect_host", host,
+                      "request", sealed, "csrf", s->csrf, NULL};
+  char *out = NULL;
+  size_t len = 0;
+  pages__headers(req, false);
+  if (web_render("consent.html", kv, &out, &len) == 0) gw_respond(req, 200, "text/html; charset=utf-8", out, len);
+  else gw_respond_error(req, 500, "internal", "the consent page cannot be rendered");
+  free(out);
+  free(sealed);
+}
+
+/* ---- GET /t/{t}/oauth/authorize */
+
+void pages__authorize(gw_req *req, const char *tenant) {
+  gw_server *srv = req->lp->srv;
+  const char *q = req->query ? req->query : "";
+  char rt[32] = "", cid[AUTH_OAUTH_CLIENT_ID_MAX + 2] = "", ru[AUTH_OAUTH_URI_MAX + 2] = "";
+  char ch[AUTH_OAUTH_CHALLENGE_LEN + 2] = "", chm[16] = "", state[STATE_MAX + 2] = "", res[1400] = "";
+  gw_query_get(q, "response_type", rt, sizeof rt);
+  gw_query_get(q, "client_id", cid, sizeof cid);
+  gw_query_get(q, "redirect_uri", ru, sizeof ru);
+  gw_query_get(q, "code_challenge", ch, sizeof ch);
+  gw_query_get(q, "code_challenge_method", chm, sizeof chm);
+  gw_query_get(q, "state", state, sizeof state);
+  gw_query_get(q, "resource", res, sizeof res);
+  /* 1. the client and its redirect URI: refused here, never redirected */
+  json_t *client = NULL;
+  st_txn *txn;
+  if (st_read_begin(srv->store, &txn)) {
+    pages__message(req, 503, tenant, "Try again", "The gateway's store is busy. Try again in a moment.", NULL, NULL);
+    return;
+  }
+  int crc = cid[0] && strlen(cid) <= AUTH_OAUTH_CLIENT_ID_MAX ? auth_oauth_client_get(txn, tenant, cid, &client)
+                                                              : ST_ENOTFOUND;
+  st_txn_end(txn);
+  if (crc) {
+    pages__message(req, 400, tenant, "Unknown application",
+                   "The application that sent you here is not registered with this mcpgate (unknown client_id). "
+                   "Start again from the application.",
+                   NULL, NULL);
+    return;
+  }
+  bool ru_ok = ru[0] && strlen(ru) <= AUTH_OAUTH_URI_MAX &&
+               auth_oauth_redirect_match(json_object_get(client, "redirect_uris"), ru);
+  if (!ru_ok) {
+    json_decref(client);
+    pages__message(req, 400, tenant, "Invalid redirect",
+                   "The application asked to be sent back to an address it did not register (redirect_uri). "
+                   "mcpgate will not send you there.",
+                   NULL, NULL);
+    return;
+  }
+  auth_oauth_code c;
+  memset(&c, 0, sizeof c);
+  snprintf(c.tenant, sizeof c.tenant, "%s", tenant);
+  snprintf(c.client_id, sizeof c.client_id, "%s", cid);
+  const char *nm = json_string_value(json_object_get(client, "client_name"));
+  snprintf(c.client_name, sizeof c.client_name, "%s", nm ? nm : "");
+  snprintf(c.redirect_uri, sizeof c.redirect_uri, "%s", ru);
+  json_decref(client);
+  /* 2. errors from here go back to the client */
+  if (strlen(state) > STATE_MAX) {
+    redirect_error(req, tenant, ru, "", "invalid_request", "state is longer than 1024 bytes");
+    return;
+  }
+  if (strcmp(rt, "code")) {
+    redirect_error(req, tenant, ru, state, "unsupported_response_type", "only response_type=code is supported");
+    return;
+  }
+  if (strcmp(chm, "S256") || !auth_oauth_challenge_ok(ch)) {
+    redirect_error(req, tenant, ru, state, "invalid_request",
+                   "PKCE is required: code_challenge (43 characters) with code_challenge_method=S256");
+    return;
+  }
+  snprintf(c.challenge, sizeof c.challenge, "%s", ch);
+  if (resource_connector(req, tenant, res, c.connector)) {
+    redirect_error(req, tenant, ru, state, "invalid_target",
+                   "resource must be this tenant's MCP endpoint (<public_url>/t/{tenant}/mcp or .../mcp/{connector})");
+    return;
+  }
+  /* 3. the person: a browser session whose Okta sign-in is recent enough */
+  auth_browser s;
+  int64_t max_age = 0;
+  bool fresh = false;
+  if (pages__session(req, tenant, &s) == 0 && st_read_begin(srv->store, &txn) == 0) {
+    gw_settings_get_int(txn, tenant, "signin_max_age_ms", &max_age);
+    st_txn_end(txn);
+    fresh = s.signin_at + max_age / 1000 > pages__now();
+  }
+  if (!fresh) {
+    gw_buf b;
+    gw_buf_init(&b, 8192);
+    gw_buf_printf(&b, "/t/%s/login", tenant);
+    char back[AUTH_LOGIN_RETURN_MAX + 1];
+    int n = snprintf(back, sizeof back, "/t/%s/oauth/authorize?%s", tenant, q);
+    if (n < 0 || (size_t)n >= sizeof back) {
+      gw_buf_free(&b);
+      redirect_error(req, tenant, ru, state, "invalid_request", "the authorization request is too long");
+      return;
+    }
+    add_param(&b, "return", back);
+    gw_buf_append(&b, "", 1);
+    pages__headers(req, false);
+    gw_resp_header(req, "Location", b.data);
+    gw_respond(req, 302, NULL, NULL, 0);
+    gw_buf_free(&b);
+    return;
+  }
+  snprintf(c.user_id, sizeof c.user_id, "%s", s.user_id);
+  c.signin_at = s.signin_at;
+  /* 4. consent: asked for every client not allowed before, and always for
+   * a redirect off this computer */
+  bool known = false;
+  if (st_read_begin(srv->store, &txn) == 0) {
+    known = auth_oauth_consent_get(txn, tenant, s.user_id, cid) == 0;
+    st_txn_end(txn);
+  }
+  if (known && loopback_redirect(ru)) issue_code(req, tenant, &c, state, false);
+  else consent_page(req, tenant, &c, state, &s);
+}
+
+/* ---- POST /t/{t}/oauth/consent */
+
+void pages__consent(gw_req *req, const char *tenant) {
+  if (strcmp(req->method, "POST")) {
+    gw_resp_header(req, "Allow", "POST");
+    pages__message(req, 405, tenant, "Wrong method", "Use the consent page's buttons.", NULL, NULL);
+    return;
+  }
+  auth_browser s;
+  if (pages__session(req, tenant, &s)) {
+    pages__message(req, 401, tenant, "Signed out", "Your session ended before you decided. Start again from the application.",
+                   NULL, NULL);
+    return;
+  }
+  const char *body = req->body ? req->body : "";
+  char csrf[64] = "", decision[16] = "";
+  char *request = malloc(8200);
+  if (!request) {
+    gw_respond_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  request[0] = 0;
+  gw_query_get(body, "csrf", csrf, sizeof csrf);
+  gw_query_get(body, "decision", decision, sizeof decision);
+  gw_query_get(body, "request", request, 8200);
+  auth_oauth_code c;
+  char state[STATE_MAX + 1];
+  if (!pages__csrf_ok(req, &s, csrf[0] ? csrf : NULL) ||
+      open_request(req->lp->srv, tenant, s.user_id, request, pages__now(), &c, state, sizeof state)) {
+    free(request);
+    pages__message(req, 403, tenant, "Request refused",
+                   "This decision did not come from your consent page, or it expired. Start again from the "
+                   "application.",
+                   NULL, NULL);
+    return;
+  }
+  free(request);
+  gw_log_ctx lc = {tenant, req->id};
+  if (strcmp(decision, "allow")) {
+    GW_LOG(GW_LOG_INFO, "oauth", &lc, "user %s denied client %s", s.user_id, c.client_id);
+    redirect_error(req, tenant, c.redirect_uri, state, "access_denied", "the person denied the request");
+    return;
+  }
+  c.signin_at = s.signin_at;
+  issue_code(req, tenant, &c, state, true);
+}
+
+/* ---- POST /t/{t}/oauth/token */
+
+typedef struct token_job {
+  gw_req *req;
+  char tenant[64];
+  bool refresh;
+  uint8_t hash[32];               /* the code's or the refresh token's */
+  char client_id[AUTH_OAUTH_CLIENT_ID_MAX + 1];
+  char redirect_uri[AUTH_OAUTH_URI_MAX + 1];
+  char verifier[AUTH_OAUTH_VERIFIER_MAX + 1];
+  auth_oauth_issue x;
+} token_job;
+
+static int job_token(st_txn *txn, void *arg) {
+  token_job *j = arg;
+  int64_t max_ms = 0;
+  gw_settings_get_int(txn, j->tenant, "signin_max_age_ms", &max_ms);
+  j->x.max_signin_age = max_ms / 1000;
+  j->x.replayed = j->x.reused = false;
+  return j->refresh ? auth_oauth_refresh(txn, j->hash, j->client_id, &j->x)
+                    : auth_oauth_exchange_code(txn, j->hash, j->client_id, j->redirect_uri, j->verifier, &j->x);
+}
+
+static void done_token(int status, void *arg) {
+  token_job *j = arg;
+  gw_req *req = j->req;
+  gw_log_ctx lc = {j->tenant, req->id};
+  if (status == 0 && j->x.reused) {
+    GW_LOG(GW_LOG_WARN, "oauth", &lc, "a %s came back after use: its grant was revoked (client %s)",
+           j->refresh ? "rotated refresh token" : "used authorization code", j->client_id);
+    json_err(req, 400, "invalid_grant", "this grant was already used; every token it issued is revoked");
+  } else if (status == AUTH_EOAUTH_GRANT || status == ST_ENOTFOUND) {
+    json_err(req, 400, "invalid_grant",
+             j->refresh ? "the refresh token is invalid, expired or revoked, or the sign-in is too old: sign in again"
+                        : "the code is invalid, expired or used, or the redirect_uri, client_id or code_verifier "
+                          "does not match");
+  } else if (status) {
+    GW_LOG(GW_LOG_ERROR, "oauth", &lc, "token request failed: %s", auth_strerror(status));
+    json_err(req, 503, "temporarily_unavailable", "the gateway's store could not record the grant; try again");
+  } else {
+    int64_t now = pages__now();
+    GW_LOG(GW_LOG_INFO, "oauth", &lc, "%s for client %s, user %s, grant %s%s",
+           j->refresh ? "tokens refreshed" : "tokens issued", j->x.client_id, j->x.user_id, j->x.family_out,
+           j->x.replayed ? " (the same pair again, within the grace window)" : "");
+    gw_resp_header(req, "Cache-Control", "no-store");
+    gw_resp_header(req, "Pragma", "no-cache");
+    gw_respond_json(req, 200,
+                    json_pack("{s:s,s:s,s:I,s:s}", "access_token", j->x.access, "token_type", "Bearer", "expires_in",
+                              (json_int_t)(j->x.access_expires > now ? j->x.access_expires - now : 0),
+                              "refresh_token", j->x.refresh));
+  }
+  OPENSSL_cleanse(j, sizeof *j);
+  free(j);
+}
+
+static bool form_ct(const gw_req *req) {
+  const char *ct = gw_req_header(req, "Content-Type");
+  return ct && !strncasecmp(ct, "application/x-www-form-urlencoded", 33);
+}
+
+void pages__token(gw_req *req, const char *tenant) {
+  gw_server *srv = req->lp->srv;
+  if (strcmp(req->method, "POST")) {
+    gw_resp_header(req, "Allow", "POST");
+    json_err(req, 405, "invalid_request", "use POST");
+    return;
+  }
+  if (!form_ct(req)) {
+    json_err(req, 400, "invalid_request", "the body must be application/x-www-form-urlencoded");
+    return;
+  }
+  const char *b = req->body ? req->body : "";
+  char gt[32] = "", code[ST_TOKEN_BUFSZ + 2] = "", rtok[ST_TOKEN_BUFSZ + 2] = "";
+  token_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    json_err(req, 500, "server_error", "out of memory");
+    return;
+  }
+  gw_query_get(b, "grant_type", gt, sizeof gt);
+  gw_query_get(b, "client_id", j->client_id, sizeof j->client_id);
+  const char *why = NULL;
+  if (!j->client_id[0]) why = "client_id is required (public clients identify themselves)";
+  else if (!strcmp(gt, "authorization_code")) {
+    gw_query_get(b, "code", code, sizeof code);
+    gw_query_get(b, "redirect_uri", j->redirect_uri, sizeof j->redirect_uri);
+    gw_query_get(b, "code_verifier", j->verifier, sizeof j->verifier);
+    if (!code[0] || !j->redirect_uri[0] || !j->verifier[0]) why = "code, redirect_uri and code_verifier are required";
+    else if (auth_oauth_token_hash(code, AUTH_OAUTH_CODE_PREFIX, j->hash)) why = NULL, gt[0] = '!';
+  } else if (!strcmp(gt, "refresh_token")) {
+    j->refresh = true;
+    gw_query_get(b, "refresh_token", rtok, sizeof rtok);
+    if (!rtok[0]) why = "refresh_token is required";
+    else if (auth_oauth_token_hash(rtok, AUTH_OAUTH_REFRESH_PREFIX, j->hash)) gt[0] = '!';
+  } else {
+    OPENSSL_cleanse(j, sizeof *j);
+    free(j);
+    json_err(req, 400, "unsupported_grant_type", "grant_type must be authorization_code or refresh_token");
+    return;
+  }
+  OPENSSL_cleanse(code, sizeof code);
+  OPENSSL_cleanse(rtok, sizeof rtok);
+  if (why || gt[0] == '!') {
+    OPENSSL_cleanse(j, sizeof *j);
+    free(j);
+    if (why) json_err(req, 400, "invalid_request", why);
+    else json_err(req, 400, "invalid_grant", "not a code or refresh token of this gateway");
+    return;
+  }
+  j->req = req;
+  snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
+  snprintf(j->x.tenant, sizeof j->x.tenant, "%s", tenant);
+  j->x.now = pages__now();
+  j->x.access_ttl = srv->cfg.access_token_ttl_ms / 1000;
+  j->x.refresh_ttl = srv->cfg.refresh_token_ttl_ms / 1000;
+  j->x.grace = srv->cfg.refresh_reuse_grace_ms / 1000;
+  if (st_token_new(AUTH_OAUTH_ACCESS_PREFIX, j->x.access, sizeof j->x.access) ||
+      st_token_new(AUTH_OAUTH_REFRESH_PREFIX, j->x.refresh, sizeof j->x.refresh) ||
+      st_token_hash(j->x.access, strlen(j->x.access), j->x.access_hash) ||
+      st_token_hash(j->x.refresh, strlen(j->x.refresh), j->x.refresh_hash) || st_token_id_new(j->x.family)) {
+    OPENSSL_cleanse(j, sizeof *j);
+    free(j);
+    json_err(req, 500, "server_error", "the gateway could not draw tokens");
+    return;
+  }
+  if (st_submit(srv->store, req->lp->port, job_token, done_token, j)) {
+    OPENSSL_cleanse(j, sizeof *j);
+    free(j);
+    json_err(req, 503, "temporarily_unavailable", "the gateway's store cannot take writes right now");
+  }
+}
+
+/* ---- POST /t/{t}/oauth/revoke (RFC 7009) */
+
+typedef struct revoke_job {
+  gw_req *req;
+  char tenant[64];
+  char client_id[AUTH_OAUTH_CLIENT_ID_MAX + 1];
+  uint8_t hash[32];
+} revoke_job;
+
+static int job_revoke(st_txn *txn, void *arg) {
+  revoke_job *j = arg;
+  return auth_oauth_revoke_token(txn, j->tenant, j->hash, j->client_id);
+}
+
+static void done_revoke(int status, void *arg) {
+  revoke_job *j = arg;
+  if (status) json_err(j->req, 503, "temporarily_unavailable", "the gateway's store could not revoke it; try again");
+  else {
+    gw_resp_header(j->req, "Cache-Control", "no-store");
+    gw_respond(j->req, 200, NULL, NULL, 0);
+  }
+  free(j);
+}
+
+void pages__revoke(gw_req *req, const char *tenant) {
+  if (strcmp(req->method, "POST")) {
+    gw_resp_header(req, "Allow", "POST");
+    json_err(req, 405, "invalid_request", "use POST");
+    return;
+  }
+  if (!form_ct(req)) {
+    json_err(req, 400, "invalid_request", "the body must be application/x-www-form-urlencoded");
+    return;
+  }
+  const char *b = req->body ? req->body : "";
+  char tok[ST_TOKEN_BUFSZ + 2] = "";
+  revoke_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    json_err(req, 500, "server_error", "out of memory");
+    return;
+  }
+  gw_query_get(b, "token", tok, sizeof tok);
+  gw_query_get(b, "client_id", j->client_id, sizeof j->client_id);
+  if (!tok[0] || !j->client_id[0]) {
+    free(j);
+    json_err(req, 400, "invalid_request", "token and client_id are required");
+    return;
+  }
+  int hr = auth_oauth_token_hash(tok, AUTH_OAUTH_ACCESS_PREFIX, j->hash);
+  if (hr) hr = auth_oauth_token_hash(tok, AUTH_OAUTH_REFRESH_PREFIX, j->hash);
+  OPENSSL_cleanse(tok, sizeof tok);
+  if (hr) { /* not one of ours: nothing to revoke (RFC 7009 §2.2) */
+    free(j);
+    gw_resp_header(req, "Cache-Control", "no-store");
+    gw_respond(req, 200, NULL, NULL, 0);
+    return;
+  }
+  j->req = req;
+  snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
+  if (st_submit(req->lp->srv->store, req->lp->port, job_revoke, done_revoke, j)) {
+    free(j);
+    json_err(req, 503, "temporarily_unavailable", "the gateway's store cannot take writes right now");
+  }
+}
