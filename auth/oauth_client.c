@@ -250,19 +250,88 @@ static int put_rec(st_txn *txn, const char *k, size_t kn, json_t *rec) {
   return rc;
 }
 
+/* ---- the counts record ("c" tenant \0) */
+
+static const char *const kinds[] = {AUTH_OAUTH_KIND_DCR, AUTH_OAUTH_KIND_CIMD, AUTH_OAUTH_KIND_PINNED, NULL};
+
+static bool known_kind(const char *kind) {
+  for (const char *const *k = kinds; kind && *k; k++)
+    if (!strcmp(*k, kind)) return true;
+  return false;
+}
+
+/* The tenant's counts record (a new object; empty when absent). */
+static int meta_get(st_txn *txn, const char *tenant, json_t **meta) {
+  char k[80];
+  size_t kn = ckey(k, sizeof k, tenant, NULL);
+  *meta = NULL;
+  if (!kn) return ST_EINVAL;
+  st_val v;
+  int rc = st_get(txn, ST_DB_AUTH, k, kn, &v);
+  if (rc && rc != ST_ENOTFOUND) return rc;
+  json_t *m = rc ? NULL : json_loadb(v.data, v.len, 0, NULL);
+  if (!json_is_object(m)) {
+    json_decref(m);
+    m = json_object();
+  }
+  if (!m) return ST_ENOMEM;
+  *meta = m;
+  return 0;
+}
+
+static int meta_put(st_txn *txn, const char *tenant, json_t *meta) {
+  char k[80];
+  size_t kn = ckey(k, sizeof k, tenant, NULL);
+  return kn ? put_rec(txn, k, kn, meta) : ST_EINVAL;
+}
+
+/* One record of kind `out` left and one of kind `in` came (either NULL). */
+static int meta_move(st_txn *txn, const char *tenant, const char *out, const char *in) {
+  if (out && in && !strcmp(out, in)) return 0;
+  json_t *m;
+  int rc = meta_get(txn, tenant, &m);
+  if (rc) return rc;
+  if (known_kind(out)) {
+    json_int_t n = json_integer_value(json_object_get(m, out));
+    json_object_set_new(m, out, json_integer(n > 0 ? n - 1 : 0));
+  }
+  if (known_kind(in))
+    json_object_set_new(m, in, json_integer(json_integer_value(json_object_get(m, in)) + 1));
+  rc = meta_put(txn, tenant, m);
+  json_decref(m);
+  return rc;
+}
+
+/* The kind of the record at key k, into kind[8] ("" when absent or not a
+ * client record). */
+static int kind_at(st_txn *txn, const char *k, size_t kn, char kind[8]) {
+  kind[0] = 0;
+  st_val v;
+  int rc = st_get(txn, ST_DB_AUTH, k, kn, &v);
+  if (rc) return rc;
+  json_t *r = json_loadb(v.data, v.len, 0, NULL);
+  const char *kd = json_string_value(json_object_get(r, "kind"));
+  if (known_kind(kd)) snprintf(kind, 8, "%s", kd);
+  json_decref(r);
+  return 0;
+}
+
 int auth_oauth_client_put(st_txn *txn, const char *tenant, const char *client_id, const char *kind,
                           const json_t *clean, const char *now, int64_t now_s) {
   char k[400];
   size_t kn = client_id && client_id[0] ? ckey(k, sizeof k, tenant, client_id) : 0;
-  if (!kn || !json_is_object(clean)) return ST_EINVAL;
+  if (!kn || !json_is_object(clean) || !known_kind(kind)) return ST_EINVAL;
+  char old[8];
+  int rc = kind_at(txn, k, kn, old);
+  if (rc && rc != ST_ENOTFOUND) return rc;
   json_t *rec = json_pack("{s:s, s:s}", "client_id", client_id, "kind", kind);
   if (!rec) return ST_ENOMEM;
   json_object_update(rec, (json_t *)clean);
   json_object_set_new(rec, "created", json_string(now));
   json_object_set_new(rec, "last_used", json_integer(now_s));
-  int rc = put_rec(txn, k, kn, rec);
+  rc = put_rec(txn, k, kn, rec);
   json_decref(rec);
-  return rc;
+  return rc ? rc : meta_move(txn, tenant, old[0] ? old : NULL, kind);
 }
 
 int auth_oauth_client_get(st_txn *txn, const char *tenant, const char *client_id, json_t **rec) {
@@ -285,7 +354,11 @@ int auth_oauth_client_get(st_txn *txn, const char *tenant, const char *client_id
 int auth_oauth_client_delete(st_txn *txn, const char *tenant, const char *client_id) {
   char k[400];
   size_t kn = client_id && client_id[0] ? ckey(k, sizeof k, tenant, client_id) : 0;
-  return kn ? st_del(txn, ST_DB_AUTH, k, kn) : ST_ENOTFOUND;
+  if (!kn) return ST_ENOTFOUND;
+  char old[8];
+  int rc = kind_at(txn, k, kn, old);
+  if (!rc) rc = st_del(txn, ST_DB_AUTH, k, kn);
+  return rc ? rc : meta_move(txn, tenant, old[0] ? old : NULL, NULL);
 }
 
 int auth_oauth_client_touch(st_txn *txn, const char *tenant, const char *client_id, int64_t now_s) {
@@ -334,6 +407,126 @@ int auth_oauth_clients_expire(st_txn *txn, const char *tenant, int64_t idle_befo
   }
   free(dead);
   return n;
+}
+
+int64_t auth_oauth_clients_count(st_txn *txn, const char *tenant, const char *kind) {
+  json_t *m;
+  int rc = meta_get(txn, tenant, &m);
+  if (rc) return rc;
+  json_int_t n = json_integer_value(json_object_get(m, kind));
+  json_decref(m);
+  return n > 0 ? (int64_t)n : 0;
+}
+
+/* Whether the record r (parsed) is idle past its kind's limit. */
+static bool idle(const json_t *r, int64_t dcr_before, int64_t cimd_before) {
+  const char *kind = json_string_value(json_object_get(r, "kind"));
+  json_t *lu = json_object_get(r, "last_used");
+  if (!kind || !json_is_integer(lu)) return false;
+  if (!strcmp(kind, AUTH_OAUTH_KIND_DCR)) return json_integer_value(lu) < dcr_before;
+  if (!strcmp(kind, AUTH_OAUTH_KIND_CIMD)) return json_integer_value(lu) < cimd_before;
+  return false;
+}
+
+int auth_oauth_clients_sweep(st_txn *txn, const char *tenant, int64_t dcr_idle_before, int64_t cimd_idle_before,
+                             int scan) {
+  char pre[80], from[400];
+  size_t pn = ckey(pre, sizeof pre, tenant, NULL);
+  if (!pn || scan < 1) return 0;
+  json_t *m;
+  int rc = meta_get(txn, tenant, &m);
+  if (rc) return rc;
+  const char *at = json_string_value(json_object_get(m, "sweep"));
+  size_t fn = at && at[0] ? ckey(from, sizeof from, tenant, at) : pn;
+  if (!fn) memcpy(from, pre, fn = pn);
+  json_decref(m);
+  char **dead = calloc((size_t)scan, sizeof *dead);
+  char last[AUTH_OAUTH_CLIENT_ID_MAX + 1] = "";
+  int nd = 0, seen = 0;
+  if (!dead) return ST_ENOMEM;
+  /* two passes: from where the last step stopped to the end, then from the
+   * first record up to that place */
+  for (int pass = 0; pass < 2 && seen < scan && rc == 0; pass++) {
+    st_cursor *c;
+    if ((rc = st_cursor_open(txn, ST_DB_AUTH, &c))) break;
+    st_cursor_seek(c, pre, pn, pass ? NULL : from, pass ? 0 : fn);
+    st_val k, v;
+    while (seen < scan && st_cursor_next(c, &k, &v) == 0) {
+      if (k.len == pn) continue; /* the counts record */
+      int cmp = memcmp(k.data, from, k.len < fn ? k.len : fn);
+      if (cmp == 0) cmp = k.len < fn ? -1 : k.len > fn;
+      if (pass == 0 && cmp == 0) continue; /* looked at by the last step */
+      if (pass == 1 && cmp >= 0) break;    /* back where this step began */
+      seen++;
+      size_t idn = k.len - pn;
+      if (idn > AUTH_OAUTH_CLIENT_ID_MAX) continue;
+      memcpy(last, (const char *)k.data + pn, idn);
+      last[idn] = 0;
+      json_t *r = json_loadb(v.data, v.len, 0, NULL);
+      if (idle(r, dcr_idle_before, cimd_idle_before) && (dead[nd] = strdup(last))) nd++;
+      json_decref(r);
+    }
+    st_cursor_close(c);
+  }
+  int n = 0;
+  for (int i = 0; i < nd; i++) {
+    if (rc == 0) {
+      int d = auth_oauth_client_delete(txn, tenant, dead[i]);
+      if (d == 0) n++;
+      else if (d != ST_ENOTFOUND) rc = d;
+    }
+    free(dead[i]);
+  }
+  free(dead);
+  if (rc == 0 && seen) { /* remember the place */
+    if ((rc = meta_get(txn, tenant, &m)) == 0) {
+      json_object_set_new(m, "sweep", json_string(last));
+      rc = meta_put(txn, tenant, m);
+      json_decref(m);
+    }
+  }
+  return rc ? rc : n;
+}
+
+int auth_oauth_clients_list(st_txn *txn, const char *tenant, const char *kind, const char *after, int limit,
+                            json_t **out, bool *more) {
+  char pre[80], from[400];
+  *out = NULL;
+  *more = false;
+  size_t pn = ckey(pre, sizeof pre, tenant, NULL);
+  if (!pn || limit < 1) return ST_EINVAL;
+  size_t fn = after && after[0] ? ckey(from, sizeof from, tenant, after) : 0;
+  json_t *arr = json_array();
+  st_cursor *c;
+  int rc = arr ? st_cursor_open(txn, ST_DB_AUTH, &c) : ST_ENOMEM;
+  if (rc) {
+    json_decref(arr);
+    return rc;
+  }
+  st_cursor_seek(c, pre, pn, fn ? from : NULL, fn);
+  st_val k, v;
+  while ((rc = st_cursor_next(c, &k, &v)) == 0) {
+    if (k.len == pn || (fn && k.len == fn && !memcmp(k.data, from, fn))) continue;
+    json_t *r = json_loadb(v.data, v.len, 0, NULL);
+    const char *kd = json_string_value(json_object_get(r, "kind"));
+    if (!json_is_object(r) || !kd || (kind && strcmp(kd, kind))) {
+      json_decref(r);
+      continue;
+    }
+    if ((int)json_array_size(arr) == limit) {
+      json_decref(r);
+      *more = true;
+      break;
+    }
+    json_array_append_new(arr, r);
+  }
+  st_cursor_close(c);
+  if (rc && rc != ST_ENOTFOUND) {
+    json_decref(arr);
+    return rc;
+  }
+  *out = arr;
+  return 0;
 }
 
 int auth_oauth_clients_purge_tenant(st_txn *txn, const char *tenant, int limit) {

@@ -28,9 +28,16 @@
  *
  * Store layout (ST_DB_AUTH):
  *   "c" tenant \0 client_id → JSON {client_id, kind, client_name?,
- *        client_uri?, logo_uri?, redirect_uris, created, last_used}
+ *        client_uri?, logo_uri?, redirect_uris, created, last_used,
+ *        fetched? (cimd: unix s of the fetch)}
  *   kind: "dcr" (registered here), "cimd" (a fetched document, cached),
  *   "pinned" (an admin's copy of a document; wins over a fetch).
+ *   "c" tenant \0 (the empty client_id: the first key of the tenant's
+ *        range) → JSON {dcr, cimd, pinned, sweep}: how many records of
+ *        each kind the tenant holds (kept by put and delete, so a cap is
+ *        checked without a scan), and where the idle sweep stopped. Deleted
+ *        with the rest by the tenant purge; a store whose records predate
+ *        it counts from 0 (never below).
  * Ownership: json_t out parameters are the caller's. */
 #ifndef MCPGATE_AUTH_OAUTH_CLIENT_H
 #define MCPGATE_AUTH_OAUTH_CLIENT_H
@@ -92,19 +99,39 @@ bool auth_oauth_challenge_ok(const char *challenge);
 /* ---- the client records */
 
 /* Write txn: stores a client record for tenant: clean (from
- * auth_oauth_client_validate) plus client_id, kind, created (RFC 3339 now)
- * and last_used (unix s). Replaces a record of the same id. */
+ * auth_oauth_client_validate, plus "fetched" for a CIMD document) plus
+ * client_id, kind, created (RFC 3339 now) and last_used (unix s). Replaces
+ * a record of the same id (the counts follow a change of kind). */
 int auth_oauth_client_put(st_txn *txn, const char *tenant, const char *client_id, const char *kind,
                           const json_t *clean, const char *now, int64_t now_s);
 /* The record of tenant's client (caller json_decref). ST_ENOTFOUND. */
 int auth_oauth_client_get(st_txn *txn, const char *tenant, const char *client_id, json_t **rec);
-/* Write txn: deletes it. ST_ENOTFOUND when absent. */
+/* Write txn: deletes it (and counts it out). ST_ENOTFOUND when absent. */
 int auth_oauth_client_delete(st_txn *txn, const char *tenant, const char *client_id);
 /* Write txn: records a use (at most once a minute is the caller's). */
 int auth_oauth_client_touch(st_txn *txn, const char *tenant, const char *client_id, int64_t now_s);
 /* Write txn: deletes up to `limit` DCR clients of tenant unused since
  * before `idle_before` (unix s); returns how many. */
 int auth_oauth_clients_expire(st_txn *txn, const char *tenant, int64_t idle_before, int limit);
+/* How many records of `kind` tenant holds (from the counts record: no
+ * scan), or a negative store error. */
+int64_t auth_oauth_clients_count(st_txn *txn, const char *tenant, const char *kind);
+/* Write txn: one step of tenant's idle sweep. Looks at up to `scan` client
+ * records after the one the previous step stopped at (wrapping around to
+ * the first), deletes the DCR clients unused since before dcr_idle_before
+ * and the cached CIMD documents unused since before cimd_idle_before (unix
+ * s; pinned documents never), and remembers where it stopped. Returns how
+ * many it deleted. O(scan) whatever the tenant holds: callers run a step
+ * with each write that adds a record, so every record is looked at again
+ * after about (records / scan) additions. */
+int auth_oauth_clients_sweep(st_txn *txn, const char *tenant, int64_t dcr_idle_before, int64_t cimd_idle_before,
+                             int scan);
+/* Up to `limit` client records of tenant in client_id order, after `after`
+ * (exclusive; NULL or "" from the first), of `kind` only when not NULL:
+ * *out a new array of the records (caller json_decref); *more true when
+ * records follow (go on after the last one's client_id). */
+int auth_oauth_clients_list(st_txn *txn, const char *tenant, const char *kind, const char *after, int limit,
+                            json_t **out, bool *more);
 /* Tenant purge (st_purge_fn): every client record; keys deleted. */
 int auth_oauth_clients_purge_tenant(st_txn *txn, const char *tenant, int limit);
 

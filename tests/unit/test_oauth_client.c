@@ -3,7 +3,8 @@
  * redirect URIs (https, loopback http on any port per RFC 8252 §7.3, and
  * the look-alikes that must not match), CIMD client_id URLs, PKCE S256
  * (RFC 7636 Appendix B's vector), and the client records in a real store
- * (put/get/touch/expire/purge). */
+ * (put/get/touch/expire/purge), their counts, the idle sweep and the
+ * listing. */
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,7 +167,8 @@ typedef struct job {
   const char *tenant, *id, *kind;
   json_t *clean;
   int op, n;
-  int64_t at;
+  int64_t at, at2;
+  int scan;
 } job;
 
 static int job_fn(st_txn *txn, void *arg) {
@@ -176,8 +178,17 @@ static int job_fn(st_txn *txn, void *arg) {
   case 1: return auth_oauth_client_touch(txn, j->tenant, j->id, j->at);
   case 2: j->n = auth_oauth_clients_expire(txn, j->tenant, j->at, 10); return j->n < 0 ? j->n : 0;
   case 3: j->n = auth_oauth_clients_purge_tenant(txn, j->tenant, 100); return j->n < 0 ? j->n : 0;
+  case 5: j->n = auth_oauth_clients_sweep(txn, j->tenant, j->at, j->at2, j->scan); return j->n < 0 ? j->n : 0;
   default: return auth_oauth_client_delete(txn, j->tenant, j->id);
   }
+}
+
+static int64_t count(st_store *st, const char *tenant, const char *kind) {
+  st_txn *txn;
+  if (st_read_begin(st, &txn)) return -1;
+  int64_t n = auth_oauth_clients_count(txn, tenant, kind);
+  st_txn_end(txn);
+  return n;
 }
 
 static int has(st_store *st, const char *tenant, const char *id) {
@@ -202,13 +213,13 @@ TEST(client_records) {
   CHECK_INT(st_open(&st, &o), 0);
   if (!st) return;
   json_t *clean = json_pack("{s:s,s:[s]}", "client_name", "Claude Code", "redirect_uris", "http://localhost/cb");
-  job j = {"acme", "mcpc_1", AUTH_OAUTH_KIND_DCR, clean, 0, 0, 1000};
+  job j = {"acme", "mcpc_1", AUTH_OAUTH_KIND_DCR, clean, 0, 0, 1000, 0, 0};
   CHECK_INT(st_write_sync(st, job_fn, &j), 0);
   j.id = "mcpc_2", j.at = 5000;
   CHECK_INT(st_write_sync(st, job_fn, &j), 0);
   j.id = "https://claude.ai/meta", j.kind = AUTH_OAUTH_KIND_CIMD, j.at = 1000;
   CHECK_INT(st_write_sync(st, job_fn, &j), 0);
-  job other = {"beta", "mcpc_1", AUTH_OAUTH_KIND_DCR, clean, 0, 0, 1000};
+  job other = {"beta", "mcpc_1", AUTH_OAUTH_KIND_DCR, clean, 0, 0, 1000, 0, 0};
   CHECK_INT(st_write_sync(st, job_fn, &other), 0);
   CHECK_INT(has(st, "acme", "mcpc_1"), 1);
   CHECK_INT(has(st, "acme", "nope"), 0);
@@ -223,9 +234,9 @@ TEST(client_records) {
   CHECK_INT(json_integer_value(json_object_get(r, "last_used")), 1000);
   json_decref(r);
   /* mcpc_1 used at 4000: only nothing older than 3000 expires; DCR only */
-  job t = {"acme", "mcpc_1", NULL, NULL, 1, 0, 4000};
+  job t = {"acme", "mcpc_1", NULL, NULL, 1, 0, 4000, 0, 0};
   CHECK_INT(st_write_sync(st, job_fn, &t), 0);
-  job e = {"acme", NULL, NULL, NULL, 2, 0, 3000};
+  job e = {"acme", NULL, NULL, NULL, 2, 0, 3000, 0, 0};
   CHECK_INT(st_write_sync(st, job_fn, &e), 0);
   CHECK_INT(e.n, 0);
   e.at = 4500;
@@ -235,14 +246,119 @@ TEST(client_records) {
   CHECK_INT(has(st, "acme", "mcpc_2"), 1);
   CHECK_INT(has(st, "acme", "https://claude.ai/meta"), 1); /* a cached document is not a registration */
   CHECK_INT(has(st, "beta", "mcpc_1"), 1);                 /* other tenant untouched */
-  job p = {"acme", NULL, NULL, NULL, 3, 0, 0};
+  CHECK_INT(count(st, "acme", AUTH_OAUTH_KIND_DCR), 1);
+  CHECK_INT(count(st, "acme", AUTH_OAUTH_KIND_CIMD), 1);
+  CHECK_INT(count(st, "beta", AUTH_OAUTH_KIND_DCR), 1);
+  job p = {"acme", NULL, NULL, NULL, 3, 0, 0, 0, 0};
   CHECK_INT(st_write_sync(st, job_fn, &p), 0);
-  CHECK_INT(p.n, 2);
+  CHECK_INT(p.n, 3); /* two clients and the counts record */
+  CHECK_INT(count(st, "acme", AUTH_OAUTH_KIND_DCR), 0);
   CHECK_INT(has(st, "acme", "mcpc_2"), 0);
   CHECK_INT(has(st, "beta", "mcpc_1"), 1);
-  job d = {"beta", "mcpc_1", NULL, NULL, 4, 0, 0};
+  job d = {"beta", "mcpc_1", NULL, NULL, 4, 0, 0, 0, 0};
   CHECK_INT(st_write_sync(st, job_fn, &d), 0);
   CHECK_INT(st_write_sync(st, job_fn, &d), ST_ENOTFOUND);
+  json_decref(clean);
+  st_close(st);
+  nftw(g_tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Counts follow puts (also a change of kind) and deletes; the sweep looks
+ * at `scan` records a step, round the tenant's range, and deletes only idle
+ * DCR and CIMD records; the listing pages in id order and filters by kind. */
+TEST(counts_sweep_list) {
+  strcpy(g_tmp, "/tmp/mcpgate-test-oauthc-XXXXXX");
+  if (!mkdtemp(g_tmp)) abort();
+  char dir[128];
+  snprintf(dir, sizeof dir, "%s/store", g_tmp);
+  st_options o = {0};
+  o.dir = dir;
+  o.map_size = 64u << 20;
+  st_store *st = NULL;
+  CHECK_INT(st_open(&st, &o), 0);
+  if (!st) return;
+  json_t *clean = json_pack("{s:[s]}", "redirect_uris", "http://localhost/cb");
+  char ids[10][32];
+  for (int i = 0; i < 10; i++) { /* mcpc_0..9 unused since 100+i */
+    snprintf(ids[i], sizeof ids[i], "mcpc_%d", i);
+    job j = {"acme", ids[i], AUTH_OAUTH_KIND_DCR, clean, 0, 0, 100 + i, 0, 0};
+    CHECK_INT(st_write_sync(st, job_fn, &j), 0);
+  }
+  job c = {"acme", "https://a.example/c", AUTH_OAUTH_KIND_CIMD, clean, 0, 0, 100, 0, 0};
+  CHECK_INT(st_write_sync(st, job_fn, &c), 0);
+  job pin = {"acme", "https://a.example/p", AUTH_OAUTH_KIND_PINNED, clean, 0, 0, 1, 0, 0};
+  CHECK_INT(st_write_sync(st, job_fn, &pin), 0);
+  CHECK_INT(count(st, "acme", AUTH_OAUTH_KIND_DCR), 10);
+  CHECK_INT(count(st, "acme", AUTH_OAUTH_KIND_CIMD), 1);
+  CHECK_INT(count(st, "acme", AUTH_OAUTH_KIND_PINNED), 1);
+  /* a replacement of the same kind counts once; a change of kind moves it */
+  CHECK_INT(st_write_sync(st, job_fn, &c), 0);
+  CHECK_INT(count(st, "acme", AUTH_OAUTH_KIND_CIMD), 1);
+  job cp = c;
+  cp.kind = AUTH_OAUTH_KIND_PINNED;
+  CHECK_INT(st_write_sync(st, job_fn, &cp), 0);
+  CHECK_INT(count(st, "acme", AUTH_OAUTH_KIND_CIMD), 0);
+  CHECK_INT(count(st, "acme", AUTH_OAUTH_KIND_PINNED), 2);
+  CHECK_INT(st_write_sync(st, job_fn, &c), 0); /* back to cimd */
+  CHECK_INT(count(st, "acme", AUTH_OAUTH_KIND_PINNED), 1);
+
+  /* listing: 12 records in id order (https… before mcpc_…), by pages */
+  st_txn *txn;
+  json_t *arr = NULL;
+  bool more = false;
+  CHECK_INT(st_read_begin(st, &txn), 0);
+  CHECK_INT(auth_oauth_clients_list(txn, "acme", NULL, NULL, 5, &arr, &more), 0);
+  CHECK_INT(json_array_size(arr), 5);
+  CHECK(more);
+  CHECK_STR(json_string_value(json_object_get(json_array_get(arr, 0), "client_id")), "https://a.example/c");
+  CHECK_STR(json_string_value(json_object_get(json_array_get(arr, 2), "client_id")), "mcpc_0");
+  json_decref(arr);
+  CHECK_INT(auth_oauth_clients_list(txn, "acme", NULL, "mcpc_2", 50, &arr, &more), 0);
+  CHECK_INT(json_array_size(arr), 7);
+  CHECK(!more);
+  CHECK_STR(json_string_value(json_object_get(json_array_get(arr, 0), "client_id")), "mcpc_3");
+  json_decref(arr);
+  CHECK_INT(auth_oauth_clients_list(txn, "acme", AUTH_OAUTH_KIND_PINNED, NULL, 50, &arr, &more), 0);
+  CHECK_INT(json_array_size(arr), 1);
+  CHECK_STR(json_string_value(json_object_get(json_array_get(arr, 0), "client_id")), "https://a.example/p");
+  json_decref(arr);
+  CHECK_INT(auth_oauth_clients_list(txn, "nobody", NULL, NULL, 50, &arr, &more), 0);
+  CHECK_INT(json_array_size(arr), 0);
+  json_decref(arr);
+  st_txn_end(txn);
+
+  /* sweep: DCR idle before 105 (mcpc_0..4), CIMD idle before 101 (the
+   * cached one), never the pinned one; 4 records a step */
+  job sw = {"acme", NULL, NULL, NULL, 5, 0, 105, 101, 4};
+  CHECK_INT(st_write_sync(st, job_fn, &sw), 0);
+  CHECK_INT(sw.n, 3); /* https…c (cimd), https…p (pinned: kept), mcpc_0, mcpc_1 */
+  CHECK_INT(has(st, "acme", "https://a.example/p"), 1);
+  CHECK_INT(has(st, "acme", "https://a.example/c"), 0);
+  CHECK_INT(has(st, "acme", "mcpc_1"), 0);
+  CHECK_INT(has(st, "acme", "mcpc_2"), 1);
+  CHECK_INT(st_write_sync(st, job_fn, &sw), 0);
+  CHECK_INT(sw.n, 3); /* mcpc_2..4 (idle), mcpc_5 (not) */
+  CHECK_INT(st_write_sync(st, job_fn, &sw), 0);
+  CHECK_INT(sw.n, 0); /* mcpc_6..9 */
+  CHECK_INT(count(st, "acme", AUTH_OAUTH_KIND_DCR), 5);
+  CHECK_INT(count(st, "acme", AUTH_OAUTH_KIND_CIMD), 0);
+  /* round the end: https…p, mcpc_5, mcpc_6, mcpc_7 with everything idle */
+  sw.at = 1000;
+  CHECK_INT(st_write_sync(st, job_fn, &sw), 0);
+  CHECK_INT(sw.n, 3);
+  CHECK_INT(has(st, "acme", "mcpc_8"), 1);
+  CHECK_INT(has(st, "acme", "mcpc_7"), 0);
+  /* a step larger than the range sees each record once */
+  sw.scan = 100;
+  CHECK_INT(st_write_sync(st, job_fn, &sw), 0);
+  CHECK_INT(sw.n, 2);
+  CHECK_INT(count(st, "acme", AUTH_OAUTH_KIND_DCR), 0);
+  CHECK_INT(count(st, "acme", AUTH_OAUTH_KIND_PINNED), 1);
+  CHECK_INT(st_write_sync(st, job_fn, &sw), 0);
+  CHECK_INT(sw.n, 0);
+  job none = {"empty", NULL, NULL, NULL, 5, 0, 1000, 1000, 4};
+  CHECK_INT(st_write_sync(st, job_fn, &none), 0);
+  CHECK_INT(none.n, 0);
   json_decref(clean);
   st_close(st);
   nftw(g_tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
@@ -256,5 +372,6 @@ int main(void) {
   RUN(redirect_matching_loopback_any_port);
   RUN(pkce_s256);
   RUN(client_records);
+  RUN(counts_sweep_list);
   return UNIT_DONE();
 }
