@@ -151,9 +151,17 @@ const char *gw__check_message(const json_t *m, json_t *ids, const char **method_
 }
 
 
-void gw__mcp_unauthorized(gw_req *req, const char *msg) {
-  char hdr[600];
-  snprintf(hdr, sizeof hdr, "Bearer realm=\"mcpgate\", error=\"invalid_token\", error_description=\"%s\"", msg);
+/* The 401 of both MCP endpoints. The challenge names the protected
+ * resource metadata of this very resource (RFC 9728 §5.1), which is how an
+ * MCP client finds the gateway's authorization server; an error code only
+ * when a token was presented (RFC 6750 §3.1). Tenant and connector names
+ * are [a-z0-9-] (checked before): nothing to escape in the quoted strings. */
+void gw__mcp_unauthorized(gw_req *req, const gw_mcp_ctx *c, bool presented, const char *msg) {
+  char hdr[1200];
+  int n = snprintf(hdr, sizeof hdr, "Bearer resource_metadata=\"%s/.well-known/oauth-protected-resource/t/%s/mcp%s%s\"",
+                   req->lp->srv->cfg.public_url, c->tenant, c->connector[0] ? "/" : "", c->connector);
+  if (presented && n > 0 && (size_t)n < sizeof hdr)
+    snprintf(hdr + n, sizeof hdr - (size_t)n, ", error=\"invalid_token\", error_description=\"%s\"", msg);
   gw_resp_header(req, "WWW-Authenticate", hdr);
   gw_respond_error(req, 401, "invalid_token", "%s", msg);
 }
@@ -241,11 +249,15 @@ int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c) {
   /* who: the employee token, and the user's state, on every request */
   const char *auth = gw_req_header(req, "authorization");
   if (!auth || strncasecmp(auth, "Bearer ", 7)) {
-    gw__mcp_unauthorized(req, "missing Authorization: Bearer <mgw_ token>");
+    gw__mcp_unauthorized(req, c, false, "missing Authorization: Bearer <mgw_ token>");
     return -1;
   }
   const char *tok = auth + 7;
   while (*tok == ' ') tok++;
+  if (!*tok) {
+    gw__mcp_unauthorized(req, c, false, "missing Authorization: Bearer <mgw_ token>");
+    return -1;
+  }
   uint8_t th[ST_TOKEN_HASH_LEN];
   /* an employee token (mgw_), or an access token of the gateway's OAuth
    * authorization server (mgo_, auth/oauth_token.h: bound to its resource) */
@@ -301,7 +313,7 @@ int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c) {
   int64_t now_ms = gw_session_now_ms();
   if (src == 0 && gw_session_expired(&c->sess, now_ms, gw_sessions_limits(srv))) src = ST_ENOTFOUND;
   if (rc != 0) {
-    gw__mcp_unauthorized(req, "invalid, expired or revoked token");
+    gw__mcp_unauthorized(req, c, true, "invalid, expired or revoked token");
     return -1;
   }
   if (crc != 0) {

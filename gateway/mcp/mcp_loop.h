@@ -136,7 +136,9 @@ bool gw__mcp_version_supported(const char *v);
 /* Checks one JSON-RPC message and appends its request id (if any) to ids;
  * NULL when fine, else a reason (static). */
 const char *gw__check_message(const json_t *m, json_t *ids, const char **method_out);
-void gw__mcp_unauthorized(gw_req *req, const char *msg);
+/* Answers 401 with WWW-Authenticate: Bearer resource_metadata="<the PRM
+ * of c's resource>", plus error="invalid_token" when a token was presented. */
+void gw__mcp_unauthorized(gw_req *req, const gw_mcp_ctx *c, bool presented, const char *msg);
 /* The connector record of (tenant, connector) in txn's snapshot, through
  * the loop's memo (memo.h): a new reference the caller must not modify,
  * or a store error (ST_ENOTFOUND: no such connector). */
