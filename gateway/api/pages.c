@@ -675,16 +675,22 @@ static void pages_dispatch(gw_req *req) {
 
 /* ---- the module */
 
-bool pages__rate_ok(gw_req *req, const char *tenant) {
+int64_t pages__rate_wait(gw_req *req, const char *tenant) {
   gw_pages *p = req->lp->srv->pages;
+  if (!p) return 0;
   int64_t now = pages__mono_ms();
   int64_t wait = gw_ratelimit_take(p->rate_addr, req->client, now);
   if (!wait) wait = gw_ratelimit_take(p->rate_tenant, tenant, now);
-  if (!wait) return true;
+  if (!wait) return 0;
   char ra[24];
   snprintf(ra, sizeof ra, "%lld", (long long)wait);
   gw_resp_header(req, "Retry-After", ra);
   atomic_fetch_add_explicit(&p->rate_limited, 1, memory_order_relaxed);
+  return wait;
+}
+
+bool pages__rate_ok(gw_req *req, const char *tenant) {
+  if (!pages__rate_wait(req, tenant)) return true;
   pages__message(req, 429, tenant, "Too many sign-in attempts",
                  "Too many sign-in attempts from here. Wait a minute and try again.", NULL, NULL);
   return false;
@@ -721,8 +727,8 @@ static void mod_metrics(gw_server *srv, gw_buf *o) {
   for (int i = 0; i < PAGES_SIGNIN_N; i++)
     gw_buf_printf(o, "mcpgate_signins_total{result=\"%s\"} %llu\n", names[i],
                   (unsigned long long)atomic_load_explicit(&srv->pages->signins[i], memory_order_relaxed));
-  gw_buf_printf(o, "# HELP mcpgate_auth_rate_limited_total Sign-in requests refused with 429 (auth_rate_per_address, "
-                   "auth_rate_per_tenant).\n# TYPE mcpgate_auth_rate_limited_total counter\n"
+  gw_buf_printf(o, "# HELP mcpgate_auth_rate_limited_total Sign-in and OAuth requests refused with 429 "
+                   "(auth_rate_per_address, auth_rate_per_tenant).\n# TYPE mcpgate_auth_rate_limited_total counter\n"
                    "mcpgate_auth_rate_limited_total %llu\n",
                 (unsigned long long)atomic_load_explicit(&srv->pages->rate_limited, memory_order_relaxed));
 }

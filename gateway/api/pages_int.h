@@ -1,6 +1,7 @@
 /* gateway/api/pages_int.h — private to the employee pages (pages.c: the
  * page, its assets, /api/me, tokens, sign-out; login.c: sign-in with the
- * tenant's OpenID provider and its callback). */
+ * tenant's OpenID provider and its callback); the OAuth endpoints
+ * (oauth*.c) share its rate limiter. */
 #ifndef MCPGATE_GATEWAY_API_PAGES_INT_H
 #define MCPGATE_GATEWAY_API_PAGES_INT_H
 #include <stdatomic.h>
@@ -63,8 +64,14 @@ void pages__message(gw_req *req, int status, const char *tenant, const char *tit
  * ST_ENOTFOUND. Records its use (at most once a minute). */
 int pages__session(gw_req *req, const char *tenant, auth_browser *out);
 
-/* The sign-in rate limits (per client address, per tenant): true when the
- * request may go on; else it has been answered 429 with Retry-After. */
+/* The one rate limiter of the sign-in and the OAuth authorization server
+ * (per client address, per tenant: auth_rate_per_address, _per_tenant).
+ * pages__rate_wait takes a token: 0 when the request may go on; else the
+ * seconds until it may, with the Retry-After header already set and the
+ * refusal counted — the caller answers 429 in its own format (a JSON
+ * endpoint in JSON). pages__rate_ok does the same for a page: true when
+ * the request may go on, else it has been answered with a 429 page. */
+int64_t pages__rate_wait(gw_req *req, const char *tenant);
 bool pages__rate_ok(gw_req *req, const char *tenant);
 
 /* The request may change state for session s: same site (Origin,
