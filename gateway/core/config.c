@@ -43,7 +43,9 @@ static const cfg_key keys[] = {
     {"listen", CFG_STR, "127.0.0.1:8080", 0, 0, OFF(listen),
      "HTTP listen address HOST:PORT ([v6]:PORT for IPv6; port 0 picks a free port)", check_hostport},
     {"public_url", CFG_STR, NULL, 0, 0, OFF(public_url),
-     "external base URL put in every URL the gateway hands out (default http://<listen>)", check_url},
+     "external base URL put in every URL the gateway hands out: scheme://host[:port], no path (the OAuth discovery "
+     "documents must sit at the host's root) (default http://<listen>)",
+     check_url},
     {"data", CFG_STR, "./data", 0, 0, OFF(data), "data directory (store, master key, admin token)", NULL},
     {"log_level", CFG_STR, "info", 0, 0, OFF(log_level), "debug, info, warn or error", check_level},
     {"access_log", CFG_BOOL, "true", 0, 1, OFF(access_log), "one JSON log line per request", NULL},
@@ -130,8 +132,8 @@ static const cfg_key keys[] = {
      "creation) in the same transaction",
      NULL},
     {"auth_rate_per_address", CFG_INT, "60", 0, 1000000, OFF(auth_rate_per_address),
-     "sign-in requests (/t/{tenant}/login and its callback) one client address may make a minute, with bursts of as "
-     "many; past it 429 with Retry-After (0: no limit)",
+     "sign-in and OAuth requests (/t/{tenant}/login and its callback, /t/{tenant}/oauth/register) one client address "
+     "may make a minute, with bursts of as many; past it 429 with Retry-After (0: no limit)",
      NULL},
     {"auth_rate_per_tenant", CFG_INT, "1200", 0, 10000000, OFF(auth_rate_per_tenant),
      "the same for all clients of one tenant together (0: no limit)", NULL},
@@ -152,6 +154,26 @@ static const cfg_key keys[] = {
     {"browser_session_max_ms", CFG_INT, "43200000", 60000, 90LL * 86400000, OFF(browser_session_max_ms),
      "an employee's browser session ends this long after its sign-in with the identity provider, however much it "
      "is used",
+     NULL},
+    {"dcr_clients_max", CFG_INT, "10000", 1, 10000000, OFF(dcr_clients_max),
+     "OAuth clients one tenant may hold registered through dynamic client registration (/t/{tenant}/oauth/register); "
+     "past it a registration gets 400 invalid_client_metadata until idle ones expire",
+     NULL},
+    {"dcr_client_idle_ms", CFG_INT, "2592000000", 60000, 3650LL * 86400000, OFF(dcr_client_idle_ms),
+     "a dynamically registered OAuth client unused for this long is unknown (the client registers again) and is "
+     "deleted by the sweep that runs with later registrations",
+     NULL},
+    {"cimd_cache_ms", CFG_INT, "3600000", 0, 7LL * 86400000, OFF(cimd_cache_ms),
+     "how long a fetched OAuth client metadata document (an https client_id) is used before it is fetched again "
+     "(0: fetched at every use)",
+     NULL},
+    {"cimd_cache_max", CFG_INT, "10000", 1, 10000000, OFF(cimd_cache_max),
+     "fetched client metadata documents one tenant keeps cached; past it (after evicting ones unused for "
+     "cimd_cache_ms) a fetched document is used without being cached",
+     NULL},
+    {"cimd_ca_file", CFG_STR, "", 0, 0, OFF(cimd_ca_file),
+     "PEM trust anchors for fetching client metadata documents instead of the system CA bundle file (tests, or a "
+     "private CA; the address is still checked against egress_allow_untrusted)",
      NULL},
     {"session_purge_interval_ms", CFG_INT, "60000", 10, 86400000, OFF(session_purge_interval_ms),
      "how often expired MCP sessions are purged from the store (in bounded background transactions); requests "
@@ -221,6 +243,24 @@ static int check_url(const char *v, char *err, size_t errlen) {
   size_t n = strlen(v);
   if (n > 512 || strpbrk(v, " \t\r\n\"<>") || v[n - 1] == '/') {
     errf(err, errlen, "expected a base URL without trailing slash, got \"%s\"", v);
+    return -1;
+  }
+  /* The OAuth discovery documents (RFC 8414, RFC 9728) are found at
+   * <origin>/.well-known/…/<path of the issuer or resource>: at the root of
+   * the host, whatever prefix a proxy puts in front. The gateway's routes
+   * have no prefix either, so a public_url with a path would hand out URLs
+   * nothing answers. */
+  const char *auth = strstr(v, "://") + 3;
+  size_t an = strcspn(auth, "/?#");
+  if (auth[an]) {
+    errf(err, errlen,
+         "a path or query is not supported: it must be scheme://host[:port], because OAuth clients look for the "
+         "gateway's discovery documents at the host's root (/.well-known/…, RFC 8414 and RFC 9728) and its routes "
+         "have no prefix; serve it at the root of a host name of its own");
+    return -1;
+  }
+  if (an == 0) {
+    errf(err, errlen, "expected a host after the scheme, got \"%s\"", v);
     return -1;
   }
   return 0;

@@ -60,6 +60,11 @@ typedef struct gw_config {
   int64_t session_max_age_ms;
   int64_t sessions_per_user_max;
   int64_t session_purge_interval_ms;
+  int64_t dcr_clients_max;    /* gateway/api/oauth_register.c: dynamic client registration */
+  int64_t dcr_client_idle_ms;
+  int64_t cimd_cache_ms;      /* gateway/api/oauth_cimd.c: client metadata documents */
+  int64_t cimd_cache_max;
+  char *cimd_ca_file;
   bool public_url_derived; /* not set by any source: follows the bound listen address */
 } gw_config;
 
