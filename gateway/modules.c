@@ -16,6 +16,10 @@
  *   mcp       ends the user's live exchanges and streams after the commit,
  *             before the SCIM reply is released
  *   admin     resumes tenant purges (the /admin/v1 routes)
+ *   pages     the employee page, sign-in; the rate limiter oauth shares
+ *   oauth     the OAuth authorization server for MCP clients: discovery
+ *             documents, client registration, the client lookup (after
+ *             pages, whose init makes the rate limiter it uses)
  *   ops       /healthz, /readyz, /metrics
  * Metrics render in the same order after the process's own (HTTP, store):
  * SCIM, then MCP. loop_start runs in order (sessions' purge timer, then the
@@ -32,6 +36,7 @@
 #include "auth/oidc.h"
 #include "auth/token_store.h"
 #include "gateway/api/admin.h"
+#include "gateway/api/oauth.h"
 #include "gateway/api/ops.h"
 #include "gateway/api/pages.h"
 #include "gateway/api/scim_http.h"
@@ -72,5 +77,5 @@ static const gw_module gw_mod_vault = {.name = "vault", .store_init = vault_stor
 
 const gw_module *const gw_modules[] = {
     &gw_mod_scim, &gw_mod_auth, &gw_mod_sessions, &gw_mod_policy, &gw_mod_vault, &gw_mod_mcp, &gw_mod_admin,
-    &gw_mod_pages, &gw_mod_ops, NULL,
+    &gw_mod_pages, &gw_mod_oauth, &gw_mod_ops, NULL,
 };

@@ -23,13 +23,14 @@ typedef struct gw_loop gw_loop;
 typedef struct st_txn st_txn;
 typedef struct st_store st_store;
 
-/* ---- errors: the admin API's job results, range -31200..-31299 (outside
+/* ---- errors: the admin API's (and gateway/api's) job results, range -31200..-31299 (outside
  * libuv's errno range and LMDB's); jobs also return ST_E*, AUTH_E*, VAULT_E*. */
 #define GW_API_ERR_FIRST (-31200)
 #define GW_API_ERR_LAST (-31299)
 #define GW_API_EEXISTS (-31200)     /* the tenant id is taken */
 #define GW_API_EDELETING (-31201)   /* the tenant id is still being purged */
 #define GW_API_ENOTENANT (-31202)   /* the job's tenant is gone (where not-found means something else) */
+#define GW_API_EFULL (-31203)       /* a per-tenant cap is reached (dcr_clients_max) */
 /* Names a code of this range, or of auth, vault or the store; static string. */
 const char *gw_api_strerror(int err);
 

@@ -6,7 +6,7 @@
  * admin_tenants.c, admin_tokens.c (SCIM/admin tokens, employee tokens, the
  * last-use job), admin_connectors.c, admin_oidc.c (tenant OIDC settings),
  * admin_policy.c (policy and explain), admin_directory.c (users/groups
- * views), admin_jobs.c (submit, the generic done callback, job errors, the
+ * views), admin_oauth.c (the OAuth clients), admin_jobs.c (submit, the generic done callback, job errors, the
  * tenant purge driver).
  *
  * Every request helper that answers (returns -1 / NULL after it responded)
@@ -111,6 +111,7 @@ void admin__connectors(gw_req *req, const admin_caller *who, const char *tenant,
 void admin__policy(gw_req *req, const admin_caller *who, const char *tenant);
 void admin__oidc(gw_req *req, const admin_caller *who, const char *tenant);
 void admin__explain(gw_req *req, const admin_caller *who, const char *tenant);
+void admin__oauth_clients(gw_req *req, const admin_caller *who, const char *tenant, const char *seg);
 void admin__directory(gw_req *req, const admin_caller *who, const char *tenant, const char *what,
                       const char *id);
 

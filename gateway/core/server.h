@@ -93,6 +93,7 @@ struct gw_server {
   gw_scim_state *scim;  /* SCIM metrics (gateway/api/scim_http.c, its init) */
   struct gw_sessions *sessions; /* session limits (gateway/mcp/mcp_session.c, its init) */
   struct gw_pages *pages;       /* employee pages and sign-in: the providers' cache (gateway/api/pages.c, its init) */
+  struct gw_oauth *oauth;       /* the OAuth authorization server: counters, CIMD fetches in flight (gateway/api/oauth.c, its init) */
   struct gw_mcp_shared *mcp;    /* the MCP proxy's process-wide state: fan-out, session maps (gateway/mcp, its init) */
   uint8_t admin_token_hash[32]; /* SHA-256 of the operator token */
   bool have_admin_token;

@@ -1,0 +1,300 @@
+/* gateway/api/admin_oauth.c — /admin/v1/tenants/{t}/oauth-clients: the
+ * OAuth clients of a tenant's authorization server (auth/oauth_client.h):
+ *   GET    …/oauth-clients[?kind=dcr|cimd|pinned&after=&limit=]  the records
+ *   PUT    …/oauth-clients {"client_id":"https://…","document":{…}}
+ *          pins a client metadata document (checked as if fetched from
+ *          client_id; wins over fetching it)
+ *   GET    …/oauth-clients/{client_id, URL-encoded}               one record
+ *   DELETE …/oauth-clients/{client_id, URL-encoded}               any kind
+ *   GET    …/oauth-clients/resolve?client_id=…  what the authorization
+ *          endpoint would see for this client now (oauth_cimd.c's lookup:
+ *          it may fetch and cache the document) — an operator's diagnostic
+ *          for "why is this client refused?".
+ * Records are shown with last_used and fetched as RFC 3339 times. */
+#include "gateway/api/admin_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth/auth.h"
+#include "auth/oauth_client.h"
+#include "gateway/api/oauth_int.h"
+#include "gateway/base/log.h"
+#include "gateway/http/query.h"
+
+#define LIST_MAX 1000
+#define LIST_DEFAULT 500
+
+/* The admin view of a record (a new object). */
+static json_t *view(const json_t *rec) {
+  json_t *v = json_deep_copy(rec);
+  if (!v) return NULL;
+  static const char *const stamps[] = {"last_used", "fetched", NULL};
+  for (const char *const *s = stamps; *s; s++) {
+    json_t *t = json_object_get(v, *s);
+    if (!json_is_integer(t)) continue;
+    char when[32];
+    oauth__rfc3339(json_integer_value(t), when);
+    json_object_set_new(v, *s, json_string(when));
+  }
+  return v;
+}
+
+/* A path segment, percent-decoded (no '+' rule: this is a path). False for
+ * a malformed escape, %00, or more than cap - 1 bytes. */
+static int hexval(char c) {
+  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+static bool seg_decode(const char *in, char *out, size_t cap) {
+  size_t o = 0;
+  for (const char *p = in; *p; p++) {
+    int c = (unsigned char)*p;
+    if (c == '%') {
+      int hi = hexval(p[1]), lo = hi < 0 ? -1 : hexval(p[2]);
+      if (hi < 0 || lo < 0 || (c = hi * 16 + lo) == 0) return false;
+      p += 2;
+    }
+    if (o + 1 >= cap) return false;
+    out[o++] = (char)c;
+  }
+  out[o] = 0;
+  return true;
+}
+
+/* ---- the list and one record */
+
+static void list(gw_req *req, const char *tenant) {
+  const char *q = req->query;
+  char kind[16] = "", after[AUTH_OAUTH_CLIENT_ID_MAX + 1] = "", lim[16] = "";
+  gw_query_get(q, "kind", kind, sizeof kind);
+  gw_query_get(q, "after", after, sizeof after);
+  long limit = LIST_DEFAULT;
+  if (gw_query_get(q, "limit", lim, sizeof lim)) {
+    char *end;
+    limit = strtol(lim, &end, 10);
+    if (*end || limit < 1 || limit > LIST_MAX) {
+      gw_respond_error(req, 400, "invalid_request", "\"limit\" must be 1 to %d", LIST_MAX);
+      return;
+    }
+  }
+  if (kind[0] && strcmp(kind, AUTH_OAUTH_KIND_DCR) && strcmp(kind, AUTH_OAUTH_KIND_CIMD) &&
+      strcmp(kind, AUTH_OAUTH_KIND_PINNED)) {
+    gw_respond_error(req, 400, "invalid_request", "\"kind\" must be dcr, cimd or pinned");
+    return;
+  }
+  st_txn *txn;
+  if (admin__read_tenant(req, tenant, &txn) != 0) return;
+  json_t *recs = NULL;
+  bool more = false;
+  int rc = auth_oauth_clients_list(txn, tenant, kind[0] ? kind : NULL, after, (int)limit, &recs, &more);
+  st_txn_end(txn);
+  if (rc) {
+    gw_respond_error(req, 500, "store_error", "the clients cannot be read: %s", auth_strerror(rc));
+    return;
+  }
+  json_t *items = json_array();
+  size_t i;
+  json_t *r;
+  json_array_foreach(recs, i, r) json_array_append_new(items, view(r));
+  json_t *out = json_pack("{s:o}", "clients", items);
+  if (more && json_array_size(recs))
+    json_object_set(out, "next", json_object_get(json_array_get(recs, json_array_size(recs) - 1), "client_id"));
+  json_decref(recs);
+  gw_respond_json(req, 200, out);
+}
+
+static void get_one(gw_req *req, const char *tenant, const char *client_id) {
+  st_txn *txn;
+  if (admin__read_tenant(req, tenant, &txn) != 0) return;
+  json_t *rec = NULL;
+  int rc = auth_oauth_client_get(txn, tenant, client_id, &rec);
+  st_txn_end(txn);
+  if (rc == ST_ENOTFOUND) gw_respond_error(req, 404, "not_found", "no such OAuth client in this tenant");
+  else if (rc) gw_respond_error(req, 500, "store_error", "the client cannot be read: %s", auth_strerror(rc));
+  else gw_respond_json(req, 200, view(rec));
+  json_decref(rec);
+}
+
+/* ---- resolve */
+
+static void resolved(gw_req *req, json_t *client, int status, const char *error, const char *why, void *arg) {
+  (void)arg;
+  if (!client) {
+    gw_respond_error(req, status, error ? error : "invalid_client", "%s", why ? why : "unknown client");
+    return;
+  }
+  gw_respond_json(req, 200, json_pack("{s:s,s:o}", "source", why, "client", view(client)));
+  json_decref(client);
+}
+
+static void resolve(gw_req *req, const char *tenant) {
+  char id[AUTH_OAUTH_CLIENT_ID_MAX + 2] = "";
+  if (gw_query_get(req->query, "client_id", id, sizeof id) != 1 || !id[0] || strlen(id) > AUTH_OAUTH_CLIENT_ID_MAX) {
+    gw_respond_error(req, 400, "invalid_request", "give the client_id to resolve: ?client_id=… (at most 255 characters)");
+    return;
+  }
+  st_txn *txn;
+  if (admin__read_tenant(req, tenant, &txn) != 0) return;
+  st_txn_end(txn);
+  gw_oauth_client_lookup(req, tenant, id, resolved, NULL);
+}
+
+/* ---- pin and delete: writer jobs */
+
+typedef struct pin_job {
+  gw_req *req;
+  char tenant[64];
+  char client_id[AUTH_OAUTH_CLIENT_ID_MAX + 1];
+  json_t *clean; /* read-only in the job */
+  char now[32];
+  int64_t now_s;
+  bool del;
+  bool created; /* out */
+  json_t *out;  /* out: the record written */
+} pin_job;
+
+static void pin_free(pin_job *j) {
+  json_decref(j->clean);
+  json_decref(j->out);
+  free(j);
+}
+
+static int job_pin(st_txn *txn, void *arg) {
+  pin_job *j = arg;
+  json_decref(j->out);
+  j->out = NULL;
+  j->created = false;
+  int rc = st_tenant_active(txn, j->tenant);
+  if (rc) return rc == ST_ENOTFOUND ? GW_API_ENOTENANT : rc;
+  if (j->del) return auth_oauth_client_delete(txn, j->tenant, j->client_id);
+  json_t *have = NULL;
+  rc = auth_oauth_client_get(txn, j->tenant, j->client_id, &have);
+  json_decref(have);
+  if (rc && rc != ST_ENOTFOUND) return rc;
+  j->created = rc == ST_ENOTFOUND;
+  rc = auth_oauth_client_put(txn, j->tenant, j->client_id, AUTH_OAUTH_KIND_PINNED, j->clean, j->now, j->now_s);
+  return rc ? rc : auth_oauth_client_get(txn, j->tenant, j->client_id, &j->out);
+}
+
+static void done_pin(int status, void *arg) {
+  pin_job *j = arg;
+  gw_req *req = j->req;
+  gw_log_ctx lc = {j->tenant, req->id};
+  if (status == GW_API_ENOTENANT) gw_respond_error(req, 404, "not_found", "no such tenant");
+  else if (!admin__job_error(req, status, "OAuth client")) {
+    if (j->del) {
+      GW_LOG(GW_LOG_INFO, "admin", &lc, "OAuth client %s deleted", j->client_id);
+      gw_respond(req, 204, NULL, NULL, 0);
+    } else {
+      GW_LOG(GW_LOG_INFO, "admin", &lc, "client metadata document %s pinned", j->client_id);
+      gw_respond_json(req, j->created ? 201 : 200, view(j->out));
+    }
+  }
+  pin_free(j);
+}
+
+static void submit(gw_req *req, pin_job *j) {
+  j->req = req;
+  if (st_submit(req->lp->srv->store, req->lp->port, job_pin, done_pin, j)) {
+    pin_free(j);
+    gw_resp_header(req, "Retry-After", "1");
+    gw_respond_error(req, 503, "store_busy", "the store cannot take writes right now");
+  }
+}
+
+static void pin(gw_req *req, const char *tenant) {
+  json_t *b = admin__parse_body(req);
+  if (!b) return;
+  static const char *const keys[] = {"client_id", "document", NULL};
+  if (admin__only_keys(req, b, keys)) {
+    json_decref(b);
+    return;
+  }
+  const char *id = json_string_value(json_object_get(b, "client_id"));
+  json_t *doc = json_object_get(b, "document");
+  if (!id || strlen(id) != json_string_length(json_object_get(b, "client_id")) || !auth_oauth_cimd_url_ok(id)) {
+    json_decref(b);
+    gw_respond_error(req, 400, "invalid_request",
+                     "\"client_id\" must be the URL of a client metadata document: https, with a path, without query, "
+                     "fragment, user info or dot segments, at most 255 characters");
+    return;
+  }
+  if (!json_is_object(doc)) {
+    json_decref(b);
+    gw_respond_error(req, 400, "invalid_request", "\"document\" must be the client metadata document (a JSON object)");
+    return;
+  }
+  char err[300];
+  json_t *clean = NULL;
+  int rc = auth_oauth_client_validate(doc, id, &clean, err, sizeof err);
+  if (rc) {
+    json_decref(b);
+    if (rc == AUTH_EOAUTH_REDIRECT || rc == AUTH_EOAUTH_METADATA)
+      gw_respond_error(req, 400, rc == AUTH_EOAUTH_REDIRECT ? "invalid_redirect_uri" : "invalid_client_metadata",
+                       "\"document\": %s", err);
+    else gw_respond_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  pin_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    json_decref(b);
+    json_decref(clean);
+    gw_respond_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  gw_strlcpy(j->tenant, tenant, sizeof j->tenant);
+  gw_strlcpy(j->client_id, id, sizeof j->client_id);
+  json_decref(b);
+  j->clean = clean;
+  j->now_s = oauth__now();
+  oauth__rfc3339(j->now_s, j->now);
+  submit(req, j);
+}
+
+/* ---- dispatch */
+
+void admin__oauth_clients(gw_req *req, const admin_caller *who, const char *tenant, const char *seg) {
+  if (admin__reach(req, who, tenant)) return;
+  gw_strlcpy(req->tenant, tenant, sizeof req->tenant);
+  bool get = !strcmp(req->method, "GET") || !strcmp(req->method, "HEAD");
+  if (!seg) {
+    if (get) list(req, tenant);
+    else if (!strcmp(req->method, "PUT")) pin(req, tenant);
+    else {
+      gw_resp_header(req, "Allow", "GET, PUT");
+      gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
+    }
+    return;
+  }
+  if (!strcmp(seg, "resolve")) {
+    if (get) resolve(req, tenant);
+    else {
+      gw_resp_header(req, "Allow", "GET");
+      gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
+    }
+    return;
+  }
+  char id[AUTH_OAUTH_CLIENT_ID_MAX + 1];
+  if (!seg_decode(seg, id, sizeof id)) {
+    gw_respond_error(req, 404, "not_found", "no such OAuth client in this tenant");
+    return;
+  }
+  if (get) {
+    get_one(req, tenant, id);
+  } else if (!strcmp(req->method, "DELETE")) {
+    pin_job *j = calloc(1, sizeof *j);
+    if (!j) {
+      gw_respond_error(req, 500, "internal", "out of memory");
+      return;
+    }
+    gw_strlcpy(j->tenant, tenant, sizeof j->tenant);
+    gw_strlcpy(j->client_id, id, sizeof j->client_id);
+    j->del = true;
+    submit(req, j);
+  } else {
+    gw_resp_header(req, "Allow", "GET, DELETE");
+    gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
+  }
+}
