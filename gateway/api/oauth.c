@@ -175,14 +175,16 @@ static void as_metadata(gw_req *req) {
   snprintf(token, sizeof token, "%s/oauth/token", iss);
   snprintf(reg, sizeof reg, "%s/oauth/register", iss);
   snprintf(rev, sizeof rev, "%s/oauth/revoke", iss);
-  send_doc(req, json_pack("{s:s,s:s,s:s,s:s,s:s,s:[s],s:[s],s:[s,s],s:[s],s:[s],s:[s],s:b}", "issuer", iss,
+  send_doc(req, json_pack("{s:s,s:s,s:s,s:s,s:s,s:[s],s:[s],s:[s,s],s:[s],s:[s],s:[s],s:b,s:b}", "issuer", iss,
                           "authorization_endpoint", authz, "token_endpoint", token, "registration_endpoint", reg,
                           "revocation_endpoint", rev, "response_types_supported", "code",
                           "response_modes_supported", "query", "grant_types_supported", "authorization_code",
                           "refresh_token", "code_challenge_methods_supported", "S256",
                           "token_endpoint_auth_methods_supported", "none",
                           "revocation_endpoint_auth_methods_supported", "none",
-                          "client_id_metadata_document_supported", 1));
+                          "client_id_metadata_document_supported", 1,
+                          /* the authorization response carries iss (RFC 9207): mix-up defence */
+                          "authorization_response_iss_parameter_supported", 1));
 }
 
 /* ---- the module */

@@ -34,6 +34,7 @@
 #include "auth/jose.h"
 #include "auth/oauth_client.h"
 #include "auth/oauth_token.h"
+#include "gateway/api/oauth_int.h"
 #include "gateway/api/pages_int.h"
 #include "gateway/base/log.h"
 #include "gateway/core/settings.h"
@@ -57,8 +58,8 @@ static void pub_base(const gw_server *srv, char *out, size_t cap) {
   while (n && out[n - 1] == '/') out[--n] = 0;
 }
 
+/* gw_respond_json adds Cache-Control: no-store (RFC 6749 §5.1) */
 static void json_err(gw_req *req, int status, const char *code, const char *why) {
-  gw_resp_header(req, "Cache-Control", "no-store");
   gw_resp_header(req, "Pragma", "no-cache");
   gw_respond_json(req, status, json_pack("{s:s,s:s}", "error", code, "error_description", why));
 }
@@ -309,35 +310,63 @@ static void consent_page(gw_req *req, const char *tenant, const auth_oauth_code 
 
 /* ---- GET /t/{t}/oauth/authorize */
 
+/* The request's parameters, kept while the client is looked up (a Client
+ * ID Metadata Document may be fetched). */
+typedef struct authz {
+  char tenant[64];
+  char rt[32], cid[AUTH_OAUTH_CLIENT_ID_MAX + 2], ru[AUTH_OAUTH_URI_MAX + 2];
+  char ch[AUTH_OAUTH_CHALLENGE_LEN + 2], chm[16], state[STATE_MAX + 2], res[1400];
+} authz;
+
+static void authorize_client(gw_req *req, json_t *client, int status, const char *error, const char *why, void *arg);
+
 void pages__authorize(gw_req *req, const char *tenant) {
-  gw_server *srv = req->lp->srv;
   const char *q = req->query ? req->query : "";
-  char rt[32] = "", cid[AUTH_OAUTH_CLIENT_ID_MAX + 2] = "", ru[AUTH_OAUTH_URI_MAX + 2] = "";
-  char ch[AUTH_OAUTH_CHALLENGE_LEN + 2] = "", chm[16] = "", state[STATE_MAX + 2] = "", res[1400] = "";
-  gw_query_get(q, "response_type", rt, sizeof rt);
-  gw_query_get(q, "client_id", cid, sizeof cid);
-  gw_query_get(q, "redirect_uri", ru, sizeof ru);
-  gw_query_get(q, "code_challenge", ch, sizeof ch);
-  gw_query_get(q, "code_challenge_method", chm, sizeof chm);
-  gw_query_get(q, "state", state, sizeof state);
-  gw_query_get(q, "resource", res, sizeof res);
-  /* 1. the client and its redirect URI: refused here, never redirected */
-  json_t *client = NULL;
+  authz *a = calloc(1, sizeof *a);
+  if (!a) {
+    gw_respond_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  snprintf(a->tenant, sizeof a->tenant, "%s", tenant);
+  gw_query_get(q, "response_type", a->rt, sizeof a->rt);
+  gw_query_get(q, "client_id", a->cid, sizeof a->cid);
+  gw_query_get(q, "redirect_uri", a->ru, sizeof a->ru);
+  gw_query_get(q, "code_challenge", a->ch, sizeof a->ch);
+  gw_query_get(q, "code_challenge_method", a->chm, sizeof a->chm);
+  gw_query_get(q, "state", a->state, sizeof a->state);
+  gw_query_get(q, "resource", a->res, sizeof a->res);
+  if (!a->cid[0] || strlen(a->cid) > AUTH_OAUTH_CLIENT_ID_MAX) {
+    authorize_client(req, NULL, 400, "invalid_client", "no client_id", a);
+    return;
+  }
+  /* 1. the client: a registration, a pinned document, or its Client ID
+   * Metadata Document (oauth_cimd.c); the callback always runs later */
+  gw_oauth_client_lookup(req, tenant, a->cid, authorize_client, a);
+}
+
+static void authorize_client(gw_req *req, json_t *client, int status, const char *error, const char *why, void *arg) {
+  authz *a = arg;
+  gw_server *srv = req->lp->srv;
+  const char *tenant = a->tenant, *ru = a->ru, *state = a->state;
   st_txn *txn;
-  if (st_read_begin(srv->store, &txn)) {
-    pages__message(req, 503, tenant, "Try again", "The gateway's store is busy. Try again in a moment.", NULL, NULL);
+  (void)error;
+  if (!client) {
+    gw_log_ctx lc = {tenant, req->id};
+    GW_LOG(GW_LOG_INFO, "oauth", &lc, "authorization refused: client %s: %s", a->cid[0] ? a->cid : "(none)",
+           why ? why : "unknown");
+    if (status >= 500) pages__message(req, status == 503 ? 503 : 502, tenant, "Try again",
+                                      "mcpgate could not read this application's description right now. Try again "
+                                      "from the application in a minute.",
+                                      NULL, NULL);
+    else pages__message(req, 400, tenant, "Unknown application",
+                        "The application that sent you here is not registered with this mcpgate, or its description "
+                        "was refused (client_id). Start again from the application.",
+                        NULL, NULL);
+    free(a);
     return;
   }
-  int crc = cid[0] && strlen(cid) <= AUTH_OAUTH_CLIENT_ID_MAX ? auth_oauth_client_get(txn, tenant, cid, &client)
-                                                              : ST_ENOTFOUND;
-  st_txn_end(txn);
-  if (crc) {
-    pages__message(req, 400, tenant, "Unknown application",
-                   "The application that sent you here is not registered with this mcpgate (unknown client_id). "
-                   "Start again from the application.",
-                   NULL, NULL);
-    return;
-  }
+  /* the redirect URI must be one the client registered: refused here,
+   * never redirected */
   bool ru_ok = ru[0] && strlen(ru) <= AUTH_OAUTH_URI_MAX &&
                auth_oauth_redirect_match(json_object_get(client, "redirect_uris"), ru);
   if (!ru_ok) {
@@ -346,12 +375,13 @@ void pages__authorize(gw_req *req, const char *tenant) {
                    "The application asked to be sent back to an address it did not register (redirect_uri). "
                    "mcpgate will not send you there.",
                    NULL, NULL);
+    free(a);
     return;
   }
   auth_oauth_code c;
   memset(&c, 0, sizeof c);
   snprintf(c.tenant, sizeof c.tenant, "%s", tenant);
-  snprintf(c.client_id, sizeof c.client_id, "%s", cid);
+  memcpy(c.client_id, a->cid, strlen(a->cid) + 1); /* at most AUTH_OAUTH_CLIENT_ID_MAX: checked on entry */
   const char *nm = json_string_value(json_object_get(client, "client_name"));
   snprintf(c.client_name, sizeof c.client_name, "%s", nm ? nm : "");
   snprintf(c.redirect_uri, sizeof c.redirect_uri, "%s", ru);
@@ -359,22 +389,22 @@ void pages__authorize(gw_req *req, const char *tenant) {
   /* 2. errors from here go back to the client */
   if (strlen(state) > STATE_MAX) {
     redirect_error(req, tenant, ru, "", "invalid_request", "state is longer than 1024 bytes");
-    return;
+    goto done;
   }
-  if (strcmp(rt, "code")) {
+  if (strcmp(a->rt, "code")) {
     redirect_error(req, tenant, ru, state, "unsupported_response_type", "only response_type=code is supported");
-    return;
+    goto done;
   }
-  if (strcmp(chm, "S256") || !auth_oauth_challenge_ok(ch)) {
+  if (strcmp(a->chm, "S256") || !auth_oauth_challenge_ok(a->ch)) {
     redirect_error(req, tenant, ru, state, "invalid_request",
                    "PKCE is required: code_challenge (43 characters) with code_challenge_method=S256");
-    return;
+    goto done;
   }
-  snprintf(c.challenge, sizeof c.challenge, "%s", ch);
-  if (resource_connector(req, tenant, res, c.connector)) {
+  memcpy(c.challenge, a->ch, AUTH_OAUTH_CHALLENGE_LEN + 1); /* auth_oauth_challenge_ok: exactly 43 */
+  if (resource_connector(req, tenant, a->res, c.connector)) {
     redirect_error(req, tenant, ru, state, "invalid_target",
                    "resource must be this tenant's MCP endpoint (<public_url>/t/{tenant}/mcp or .../mcp/{connector})");
-    return;
+    goto done;
   }
   /* 3. the person: a browser session whose Okta sign-in is recent enough */
   auth_browser s;
@@ -390,11 +420,12 @@ void pages__authorize(gw_req *req, const char *tenant) {
     gw_buf_init(&b, 8192);
     gw_buf_printf(&b, "/t/%s/login", tenant);
     char back[AUTH_LOGIN_RETURN_MAX + 1];
+    const char *q = req->query ? req->query : "";
     int n = snprintf(back, sizeof back, "/t/%s/oauth/authorize?%s", tenant, q);
     if (n < 0 || (size_t)n >= sizeof back) {
       gw_buf_free(&b);
       redirect_error(req, tenant, ru, state, "invalid_request", "the authorization request is too long");
-      return;
+      goto done;
     }
     add_param(&b, "return", back);
     gw_buf_append(&b, "", 1);
@@ -402,7 +433,7 @@ void pages__authorize(gw_req *req, const char *tenant) {
     gw_resp_header(req, "Location", b.data);
     gw_respond(req, 302, NULL, NULL, 0);
     gw_buf_free(&b);
-    return;
+    goto done;
   }
   snprintf(c.user_id, sizeof c.user_id, "%s", s.user_id);
   c.signin_at = s.signin_at;
@@ -410,11 +441,13 @@ void pages__authorize(gw_req *req, const char *tenant) {
    * a redirect off this computer */
   bool known = false;
   if (st_read_begin(srv->store, &txn) == 0) {
-    known = auth_oauth_consent_get(txn, tenant, s.user_id, cid) == 0;
+    known = auth_oauth_consent_get(txn, tenant, s.user_id, a->cid) == 0;
     st_txn_end(txn);
   }
   if (known && loopback_redirect(ru)) issue_code(req, tenant, &c, state, false);
   else consent_page(req, tenant, &c, state, &s);
+done:
+  free(a);
 }
 
 /* ---- POST /t/{t}/oauth/consent */
@@ -508,7 +541,6 @@ static void done_token(int status, void *arg) {
     GW_LOG(GW_LOG_INFO, "oauth", &lc, "%s for client %s, user %s, grant %s%s",
            j->refresh ? "tokens refreshed" : "tokens issued", j->x.client_id, j->x.user_id, j->x.family_out,
            j->x.replayed ? " (the same pair again, within the grace window)" : "");
-    gw_resp_header(req, "Cache-Control", "no-store");
     gw_resp_header(req, "Pragma", "no-cache");
     gw_respond_json(req, 200,
                     json_pack("{s:s,s:s,s:I,s:s}", "access_token", j->x.access, "token_type", "Bearer", "expires_in",

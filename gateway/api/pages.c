@@ -32,6 +32,7 @@
 
 #include "auth/auth.h"
 #include "auth/browser.h"
+#include "auth/oauth_token.h"
 #include "auth/token_store.h"
 #include "gateway/api/pages_int.h"
 #include "gateway/base/log.h"
@@ -115,11 +116,16 @@ void pages__cookie_set(gw_req *req, const char *tenant, pages_cookie which, cons
   free(c);
 }
 
-void pages__headers(gw_req *req, bool cacheable) {
+/* CSP, no framing, no referrer, no sniffing: every page and page API answer */
+static void security_headers(gw_req *req) {
   gw_resp_header(req, "Content-Security-Policy", CSP);
   gw_resp_header(req, "X-Frame-Options", "DENY");
   gw_resp_header(req, "Referrer-Policy", "no-referrer");
   gw_resp_header(req, "X-Content-Type-Options", "nosniff");
+}
+
+void pages__headers(gw_req *req, bool cacheable) {
+  security_headers(req);
   gw_resp_header(req, "Cache-Control", cacheable ? "no-cache" : "no-store");
 }
 
@@ -139,7 +145,7 @@ void pages__message(gw_req *req, int status, const char *tenant, const char *tit
 }
 
 static void json_reply(gw_req *req, int status, json_t *j) {
-  pages__headers(req, false);
+  security_headers(req); /* gw_respond_json adds Cache-Control: no-store */
   gw_respond_json(req, status, j);
 }
 
@@ -288,8 +294,22 @@ static void api_me(gw_req *req, const char *tenant, const auth_browser *s) {
       json_array_append_new(items, it);
     }
   json_decref(toks);
+  /* the applications connected as this person (OAuth grants), times as RFC 3339 */
+  json_t *grants = NULL, *gv = json_array();
+  if (auth_oauth_grants(txn, tenant, s->user_id, &grants) == 0)
+    json_array_foreach(grants, i, g) {
+      char c1[32], c2[32];
+      rfc3339((int64_t)json_integer_value(json_object_get(g, "created")), c1);
+      rfc3339((int64_t)json_integer_value(json_object_get(g, "last_used")), c2);
+      json_array_append_new(gv, json_pack("{s:O,s:O,s:O,s:O,s:s,s:s}", "id", json_object_get(g, "id"), "client_id",
+                                          json_object_get(g, "client_id"), "client_name",
+                                          json_object_get(g, "client_name"), "resource",
+                                          json_object_get(g, "resource"), "created", c1, "last_used", c2));
+    }
+  json_decref(grants);
   st_txn_end(txn);
   if (!u) {
+    json_decref(gv);
     json_decref(gids);
     json_decref(groups);
     json_decref(summary);
@@ -314,6 +334,7 @@ static void api_me(gw_req *req, const char *tenant, const auth_browser *s) {
                         "allowed", allowed, "max_days", (json_int_t)max_days, "items", items, "commands", "oauth",
                         oauth, "header", header, "session", "signed_in_at", signed_at, "expires_at", exp_at, "csrf",
                         s->csrf);
+  json_object_set_new(o, "grants", gv);
   json_decref(u);
   json_decref(gids);
   json_reply(req, 200, o);
@@ -321,7 +342,7 @@ static void api_me(gw_req *req, const char *tenant, const auth_browser *s) {
 
 /* ---- writes: tokens, sign-out */
 
-enum { OP_TOKEN_CREATE, OP_TOKEN_REVOKE, OP_LOGOUT, OP_LOGOUT_ALL };
+enum { OP_TOKEN_CREATE, OP_TOKEN_REVOKE, OP_GRANT_REVOKE, OP_LOGOUT, OP_LOGOUT_ALL };
 
 typedef struct page_job {
   gw_req *req;
@@ -377,12 +398,27 @@ static int job_page(st_txn *txn, void *arg) {
     if (!mine) return ST_ENOTFOUND; /* someone else's token is no token of yours */
     return auth_token_revoke(txn, j->tenant, AUTH_KIND_EMPLOYEE, j->t.tokid);
   }
+  case OP_GRANT_REVOKE: {
+    /* only a grant of this person: another's is no grant of theirs */
+    json_t *gs = NULL, *g;
+    size_t i;
+    bool mine = false;
+    if ((rc = auth_oauth_grants(txn, j->tenant, j->s.user_id, &gs))) {
+      json_decref(gs);
+      return rc;
+    }
+    json_array_foreach(gs, i, g) mine = mine || !strcmp(json_string_value(json_object_get(g, "id")) ?: "", j->t.tokid);
+    json_decref(gs);
+    return mine ? auth_oauth_family_revoke(txn, j->tenant, j->t.tokid) : ST_ENOTFOUND;
+  }
   case OP_LOGOUT: return auth_browser_delete(txn, j->s.hash);
   default:
+    /* every browser session, and every application connected as them */
     rc = auth_browser_delete_user(txn, j->tenant, j->s.user_id);
     if (rc < 0) return rc;
     j->count = rc;
-    return 0;
+    rc = auth_oauth_revoke_user(txn, j->tenant, j->s.user_id);
+    return rc < 0 ? rc : 0;
   }
 }
 
@@ -416,8 +452,9 @@ static void done_page(int status, void *arg) {
     json_error(req, 403, "tokens_disabled",
                "this organisation does not let employees create access tokens here (or your sign-in is too old: "
                "sign in again)");
-  else if (j->op == OP_TOKEN_REVOKE) {
-    GW_LOG(GW_LOG_INFO, "login", &lc, "user %s revoked their token %s", j->s.user_id, j->t.tokid);
+  else if (j->op == OP_TOKEN_REVOKE || j->op == OP_GRANT_REVOKE) {
+    GW_LOG(GW_LOG_INFO, "login", &lc, "user %s revoked their %s %s", j->s.user_id,
+           j->op == OP_GRANT_REVOKE ? "application grant" : "token", j->t.tokid);
     pages__headers(req, false);
     gw_respond(req, 204, NULL, NULL, 0);
   } else {
@@ -453,6 +490,30 @@ static page_job *job_new(gw_req *req, const char *tenant, int op, const auth_bro
   j->idle_s = srv->cfg.browser_session_idle_ms / 1000;
   j->s = *s;
   return j;
+}
+
+/* DELETE api/grants/{id}: disconnects one application (its OAuth grant). */
+static void api_grant_revoke(gw_req *req, const char *tenant, const auth_browser *s, const char *id) {
+  if (strcmp(req->method, "DELETE")) {
+    gw_resp_header(req, "Allow", "DELETE");
+    json_error(req, 405, "method_not_allowed", "that method is not allowed here");
+    return;
+  }
+  if (!pages__csrf_ok(req, s, NULL)) {
+    json_error(req, 403, "csrf", "this request did not come from your mcpgate page (missing or wrong CSRF token)");
+    return;
+  }
+  if (strlen(id) != ST_TOKEN_ID_LEN) {
+    json_error(req, 404, "not_found", "no such application of yours");
+    return;
+  }
+  page_job *j = job_new(req, tenant, OP_GRANT_REVOKE, s);
+  if (!j) {
+    json_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  snprintf(j->t.tokid, sizeof j->t.tokid, "%s", id);
+  submit(req, j, false);
 }
 
 static void api_tokens(gw_req *req, const char *tenant, const auth_browser *s, const char *tokid) {
@@ -638,7 +699,11 @@ static void pages_dispatch(gw_req *req) {
     return;
   }
   if (!strcmp(rest, "oauth/token")) {
-    if (pages__rate_ok(req, tenant)) pages__token(req, tenant);
+    if (pages__rate_wait(req, tenant)) gw_respond_json(req, 429, json_pack("{s:s,s:s}", "error", "rate_limited",
+                                                                         "error_description",
+                                                                         "too many requests; retry after the "
+                                                                         "Retry-After seconds"));
+    else pages__token(req, tenant);
     return;
   }
   if (!strcmp(rest, "oauth/revoke")) {
@@ -668,6 +733,8 @@ static void pages_dispatch(gw_req *req) {
     api_tokens(req, tenant, &s, NULL);
   } else if (!strncmp(rest, "api/tokens/", 11) && rest[11] && !strchr(rest + 11, '/')) {
     api_tokens(req, tenant, &s, rest + 11);
+  } else if (!strncmp(rest, "api/grants/", 11) && rest[11] && !strchr(rest + 11, '/')) {
+    api_grant_revoke(req, tenant, &s, rest + 11);
   } else {
     json_error(req, 404, "not_found", "no such page API");
   }
@@ -754,7 +821,7 @@ static int mod_routes(gw_server *srv, gw_router *rt) {
   static const gw_route oauth = {GW_RC_OAUTH, pages_dispatch, "GET, HEAD", 16 * 1024, NULL, NULL};
   static const char *const pats[] = {"/t/{}",           "/t/{}/",          "/t/{}/assets/{}",
                                      "/t/{}/login",     "/t/{}/logout",    "/t/{}/signout-everywhere",
-                                     "/t/{}/api/me",    "/t/{}/api/tokens", "/t/{}/api/tokens/{}",
+                                     "/t/{}/api/me",    "/t/{}/api/tokens", "/t/{}/api/tokens/{}", "/t/{}/api/grants/{}",
                                      NULL};
   int rc = 0;
   for (const char *const *p = pats; *p && !rc; p++) rc = gw_router_add(rt, *p, &web, 0);

@@ -29,10 +29,11 @@ before(async () => {
         users: [
           { userName: 'alice@acme.com', externalId: '00u-alice' },
           { userName: 'bob@acme.com', externalId: '00u-bob' },
+          { userName: 'carol@acme.com', externalId: '00u-carol' },
         ],
       },
     },
-    accounts: { '00u-alice': { email: 'alice@acme.com' }, '00u-bob': { email: 'bob@acme.com' } },
+    accounts: { '00u-alice': { email: 'alice@acme.com' }, '00u-bob': { email: 'bob@acme.com' }, '00u-carol': { email: 'carol@acme.com' } },
     gatewayArgs: ['--refresh-reuse-grace-ms', '1500'],
   });
   up = await startEverything();
@@ -245,4 +246,38 @@ test('audience: a grant for one connector works there only; RFC 7009 revocation;
   assert.equal(p.status, 200);
   assert.equal((await mcpInit(bob.t.json.access_token)).status, 401);
   assert.equal((await token({ grant_type: 'refresh_token', refresh_token: bob.t.json.refresh_token, client_id: clientId })).status, 400);
+});
+
+test('the employee page lists connected applications; disconnect one; sign out everywhere disconnects the rest', async () => {
+  const b = fx.browser();
+  const g1 = await getTokens(b);
+  const before = JSON.parse((await b.get(`${fx.base('acme')}/api/me`, { follow: false })).text).grants.map((g) => g.id);
+  const g2 = await getTokens(b);
+  assert.equal(g1.t.status, 200);
+  assert.equal(g2.t.status, 200);
+  const meRes = await b.get(`${fx.base('acme')}/api/me`, { follow: false });
+  assert.equal(meRes.headers.get('cache-control'), 'no-store', 'one Cache-Control, not two');
+  const mj = JSON.parse(meRes.text);
+  const fresh = mj.grants.filter((g) => !before.includes(g.id));
+  assert.equal(fresh.length, 1, 'the second grant is listed');
+  assert.equal(fresh[0].client_id, clientId);
+  assert.equal(fresh[0].client_name, 'Test MCP client');
+  assert.equal(fresh[0].resource, '');
+  assert.match(fresh[0].created, /^\d{4}-\d{2}-\d{2}T/);
+  // carol cannot disconnect alice's application
+  const cb = fx.browser();
+  await signIn(cb, `${fx.base('acme')}/login`, { login: '00u-carol' });
+  const carolMe = JSON.parse((await cb.get(`${fx.base('acme')}/api/me`, { follow: false })).text);
+  let r = await cb.request('DELETE', `${fx.base('acme')}/api/grants/${fresh[0].id}`, undefined, { follow: false, headers: { 'x-csrf-token': carolMe.csrf } });
+  assert.equal(r.status, 404, 'not carol\'s');
+  // alice: without the CSRF token refused; with it the second grant goes, the first stays
+  r = await b.request('DELETE', `${fx.base('acme')}/api/grants/${fresh[0].id}`, undefined, { follow: false });
+  assert.equal(r.status, 403);
+  r = await b.request('DELETE', `${fx.base('acme')}/api/grants/${fresh[0].id}`, undefined, { follow: false, headers: { 'x-csrf-token': mj.csrf } });
+  assert.equal(r.status, 204, r.text);
+  assert.equal((await mcpInit(g2.t.json.access_token)).status, 401, 'the disconnected grant stopped working');
+  assert.equal((await mcpInit(g1.t.json.access_token)).status, 200, 'the other still works');
+  r = await b.post(`${fx.base('acme')}/signout-everywhere`, { csrf: mj.csrf }, { follow: false });
+  assert.equal(r.status, 303);
+  assert.equal((await mcpInit(g1.t.json.access_token)).status, 401, 'sign out everywhere revoked every grant');
 });
