@@ -518,29 +518,45 @@ static int on_user_gone(st_txn *txn, int kind, const void *event, void *ctx) {
 
 static int purge_tenant(st_txn *txn, const char *tenant, int limit) {
   if (limit < 1) return 0;
-  int n = 0;
-  /* grants one by one (their tokens are keyed by hash), then the rest */
+  int n = 0, rc = 0;
+  /* grants one by one (their tokens are keyed by hash), 16 at a time until
+   * none is left, then the rest: the prefixes below hold the indexes of
+   * grants not revoked yet. A record that cannot be revoked (not JSON, an
+   * id too long for the keys) goes as a bare key, or it would stall the
+   * purge or outlive the tenant. */
   char pre[KEY_CAP];
   size_t pn = tkey(pre, 'f', tenant, "", NULL, 0);
-  st_cursor *c;
-  int rc = st_cursor_open(txn, ST_DB_AUTH, &c);
-  if (rc) return rc;
-  json_t *fams = json_array();
-  st_val k;
-  st_cursor_seek(c, pre, pn, NULL, 0);
-  while (json_array_size(fams) < 16 && st_cursor_next(c, &k, NULL) == 0)
-    if (k.len > pn) json_array_append_new(fams, json_stringn((const char *)k.data + pn, k.len - pn));
-  st_cursor_close(c);
-  size_t i;
-  json_t *v;
-  json_array_foreach(fams, i, v) {
-    if (n >= limit) break;
-    rc = auth_oauth_family_revoke(txn, tenant, json_string_value(v));
-    if (rc && rc != ST_ENOTFOUND) break;
-    rc = 0;
-    n++;
+  if (!pn) return 0; /* no such tenant id: an empty prefix would be the whole database */
+  while (!rc && n < limit) {
+    st_cursor *c;
+    if ((rc = st_cursor_open(txn, ST_DB_AUTH, &c))) return rc;
+    json_t *fams = json_array();
+    st_val k;
+    st_cursor_seek(c, pre, pn, NULL, 0);
+    while (json_array_size(fams) < 16 && st_cursor_next(c, &k, NULL) == 0)
+      if (k.len > pn) json_array_append_new(fams, json_stringn((const char *)k.data + pn, k.len - pn));
+    st_cursor_close(c);
+    if (json_array_size(fams) == 0) {
+      json_decref(fams);
+      break;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(fams, i, v) {
+      if (n >= limit) break;
+      rc = auth_oauth_family_revoke(txn, tenant, json_string_value(v));
+      if (rc == ST_ENOTFOUND || rc == ST_ECORRUPT) {
+        char raw[600]; /* pn <= 65, a key < 511 bytes */
+        size_t fl = json_string_length(v);
+        memcpy(raw, pre, pn);
+        memcpy(raw + pn, json_string_value(v), fl);
+        rc = st_del(txn, ST_DB_AUTH, raw, pn + fl);
+      }
+      if (rc) break;
+      n++;
+    }
+    json_decref(fams);
   }
-  json_decref(fams);
   if (rc) return rc;
   static const char types[] = {'F', 'g', 'a'};
   for (size_t t = 0; t < sizeof types && n < limit; t++) {
