@@ -1,22 +1,34 @@
 /* gateway/base/ratelimit.c — bounded token buckets (see ratelimit.h): an
- * open-addressing table of buckets, evicting the longest idle when full. */
+ * open-addressing table of buckets, evicting the longest idle when full.
+ *
+ * The buckets are also on a list in order of last use (head: idle
+ * longest), so that eviction is O(1): a scan of the table for the idlest
+ * would cost every new key (a new client address, which an attacker with
+ * an IPv6 prefix has without end) a walk over 2 * max_keys buckets under
+ * the mutex every loop shares. Moving an entry in the table (deletion with
+ * backward shift) relinks its list neighbours. */
 #include "gateway/base/ratelimit.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
+
+#define NIL SIZE_MAX
 
 typedef struct bucket {
   char key[GW_RATELIMIT_KEY_MAX + 1];
   bool used;
   double tokens;
-  int64_t at; /* last refill, ms */
+  int64_t at;        /* last refill, ms */
+  size_t prev, next; /* the use-order list (slot indexes, NIL at the ends) */
 } bucket;
 
 struct gw_ratelimit {
   uv_mutex_t mu;
   int64_t per_min, burst;
   size_t max, n, cap; /* cap: a power of two >= 2 * max */
+  size_t head, tail;  /* idlest, most recently used */
   bucket *b;
 };
 
@@ -27,6 +39,7 @@ gw_ratelimit *gw_ratelimit_new(int64_t per_min, int64_t burst, size_t max_keys) 
   rl->per_min = per_min < 0 ? 0 : per_min;
   rl->burst = burst < 1 ? 1 : burst;
   rl->max = max_keys;
+  rl->head = rl->tail = NIL;
   rl->cap = 16;
   while (rl->cap < 2 * max_keys) rl->cap *= 2;
   rl->b = calloc(rl->cap, sizeof *rl->b);
@@ -51,10 +64,41 @@ static uint64_t hash(const char *s) {
   return h;
 }
 
+/* ---- the use-order list */
+static void unlink_slot(gw_ratelimit *rl, size_t i) {
+  bucket *b = &rl->b[i];
+  if (b->prev != NIL) rl->b[b->prev].next = b->next;
+  else rl->head = b->next;
+  if (b->next != NIL) rl->b[b->next].prev = b->prev;
+  else rl->tail = b->prev;
+  b->prev = b->next = NIL;
+}
+
+static void append_slot(gw_ratelimit *rl, size_t i) {
+  bucket *b = &rl->b[i];
+  b->prev = rl->tail;
+  b->next = NIL;
+  if (rl->tail != NIL) rl->b[rl->tail].next = i;
+  else rl->head = i;
+  rl->tail = i;
+}
+
+/* Moves the entry of slot `from` to the empty slot `to`, list links too. */
+static void move_slot(gw_ratelimit *rl, size_t from, size_t to) {
+  bucket *b = &rl->b[from];
+  if (b->prev != NIL) rl->b[b->prev].next = to;
+  else rl->head = to;
+  if (b->next != NIL) rl->b[b->next].prev = to;
+  else rl->tail = to;
+  rl->b[to] = *b;
+  b->used = false;
+}
+
 /* Removes slot i, moving later entries of its probe run back (linear
  * probing keeps no tombstones). */
 static void remove_at(gw_ratelimit *rl, size_t i) {
   size_t mask = rl->cap - 1;
+  unlink_slot(rl, i);
   rl->b[i].used = false;
   rl->n--;
   for (size_t j = (i + 1) & mask; rl->b[j].used; j = (j + 1) & mask) {
@@ -62,18 +106,15 @@ static void remove_at(gw_ratelimit *rl, size_t i) {
     /* j's entry may move to i when i lies on its probe path (home .. j) */
     bool between = i <= j ? (home <= i || home > j) : (home <= i && home > j);
     if (between) {
-      rl->b[i] = rl->b[j];
-      rl->b[j].used = false;
+      move_slot(rl, j, i);
       i = j;
     }
   }
 }
 
+/* The idlest bucket is the head of the use-order list: O(1). */
 static void evict_idlest(gw_ratelimit *rl) {
-  size_t victim = rl->cap;
-  for (size_t i = 0; i < rl->cap; i++)
-    if (rl->b[i].used && (victim == rl->cap || rl->b[i].at < rl->b[victim].at)) victim = i;
-  if (victim < rl->cap) remove_at(rl, victim);
+  if (rl->head != NIL) remove_at(rl, rl->head);
 }
 
 int64_t gw_ratelimit_take(gw_ratelimit *rl, const char *key, int64_t now_ms) {
@@ -97,8 +138,12 @@ int64_t gw_ratelimit_take(gw_ratelimit *rl, const char *key, int64_t now_ms) {
     rl->b[i].used = true;
     rl->b[i].tokens = (double)rl->burst;
     rl->b[i].at = now_ms;
+    rl->b[i].prev = rl->b[i].next = NIL;
     rl->n++;
+  } else {
+    unlink_slot(rl, i);
   }
+  append_slot(rl, i); /* the most recently used */
   bucket *b = &rl->b[i];
   if (now_ms > b->at) {
     b->tokens += (double)(now_ms - b->at) * (double)rl->per_min / 60000.0;

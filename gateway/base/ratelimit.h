@@ -7,7 +7,8 @@
  * Each key has a bucket of `burst` tokens refilled at `per_min` a minute;
  * a request takes one, or is refused with the seconds until one is back
  * (for Retry-After). The table is bounded (`max_keys`): when full, the
- * bucket that was idle longest is dropped — a dropped key starts full
+ * bucket that was idle longest is dropped, in O(1) (a use-order list, not
+ * a scan: every new client address may cost an eviction) — a dropped key starts full
  * again, so the bound is on memory, not on the attacker (who gets at most
  * `burst` per key they can cycle through; per-tenant buckets bound that).
  *

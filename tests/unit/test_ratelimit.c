@@ -2,10 +2,13 @@
  * over time, the Retry-After seconds, keys independent, disabled limiters,
  * and the bounded table (eviction of the idlest keeps every live key
  * findable: a key taken again after evictions of others still has its
- * own count). */
+ * own count; the evicted one is exactly the least recently used, against
+ * a model; and a new key on a full table costs O(1), not a table scan). */
 #include "unit.h"
 
+#include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "gateway/base/ratelimit.h"
 
@@ -63,10 +66,86 @@ TEST(bounded_table_evicts_idlest) {
   gw_ratelimit_free(rl);
 }
 
+/* A model of the table: at most MAXK keys, least recently used evicted,
+ * buckets of 2 that practically never refill (1 a minute, 1 ms steps). */
+#define MAXK 8
+#define POOL 24
+TEST(eviction_is_lru_against_a_model) {
+  gw_ratelimit *rl = gw_ratelimit_new(1, 2, MAXK);
+  int tokens[POOL];
+  int64_t last[POOL]; /* last use; -1: not in the table */
+  for (int i = 0; i < POOL; i++) last[i] = -1;
+  uint32_t seed = 12345;
+  char k[16];
+  for (int64_t step = 0; step < 20000; step++) {
+    seed = seed * 1103515245u + 12345u;
+    int key = (int)((seed >> 16) % POOL);
+    if (last[key] < 0) { /* a new key: the model evicts the least recently used when full */
+      int n = 0, lru = -1;
+      for (int i = 0; i < POOL; i++)
+        if (last[i] >= 0) {
+          n++;
+          if (lru < 0 || last[i] < last[lru]) lru = i;
+        }
+      if (n == MAXK) last[lru] = -1;
+      tokens[key] = 2;
+    }
+    last[key] = step;
+    snprintf(k, sizeof k, "key-%d", key);
+    int64_t want = tokens[key] > 0 ? 0 : 1;
+    int64_t got = gw_ratelimit_take(rl, k, step); /* < 1 token refilled in 20 s */
+    CHECK_INT(got > 0, want > 0);
+    if (tokens[key] > 0) tokens[key]--;
+    /* tokens back to full now and then, so keys are not all empty */
+    if (step % 997 == 0)
+      for (int i = 0; i < POOL; i++) last[i] = -1;
+    if (step % 997 == 0) {
+      gw_ratelimit_free(rl);
+      rl = gw_ratelimit_new(1, 2, MAXK);
+    }
+  }
+  gw_ratelimit_free(rl);
+}
+
+static double mono_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+/* An attacker with an IPv6 prefix brings a new address per request: on a
+ * full table each costs an eviction. 4000 of them on a table of 65536 keys
+ * (the per-address limiter's size) take milliseconds; a scan of the table
+ * per eviction took over 2 s (over 5 s under ASan). */
+TEST(eviction_on_a_full_table_is_cheap) {
+  gw_ratelimit *rl = gw_ratelimit_new(60, 60, 65536);
+  char k[64];
+  for (int i = 0; i < 65536; i++) {
+    snprintf(k, sizeof k, "2001:db8::%x", i);
+    CHECK_INT(gw_ratelimit_take(rl, k, i), 0);
+  }
+  double t0 = mono_ms();
+  for (int i = 0; i < 4000; i++) {
+    snprintf(k, sizeof k, "2001:db8:1::%x", i);
+    CHECK_INT(gw_ratelimit_take(rl, k, 100000 + i), 0);
+  }
+  double took = mono_ms() - t0;
+  fprintf(stderr, "  4000 new keys on a full table: %.1f ms\n", took);
+  CHECK(took < 500);
+  /* the newest key is still there with its one token taken (an evicted
+   * key would start full again: 60) */
+  snprintf(k, sizeof k, "2001:db8:1::%x", 3999);
+  for (int t = 0; t < 59; t++) CHECK_INT(gw_ratelimit_take(rl, k, 100000 + 3999), 0);
+  CHECK(gw_ratelimit_take(rl, k, 100000 + 3999) > 0);
+  gw_ratelimit_free(rl);
+}
+
 int main(void) {
   RUN(burst_then_refused_with_wait);
   RUN(slow_rate_waits_longer);
   RUN(disabled_and_null);
   RUN(bounded_table_evicts_idlest);
+  RUN(eviction_is_lru_against_a_model);
+  RUN(eviction_on_a_full_table_is_cheap);
   return UNIT_DONE();
 }
