@@ -71,9 +71,13 @@ int64_t pages__mono_ms(void) { return (int64_t)(uv_hrtime() / 1000000); }
 
 static bool https_public(const gw_server *srv) { return !strncasecmp(srv->cfg.public_url, "https://", 8); }
 
+/* "mcpgate-{t}" and "mcpgate-login.{t}": a tenant id has no '.', so no
+ * tenant's session cookie is another's sign-in cookie (with "login-{t}",
+ * tenant "login-acme"'s session and tenant "acme"'s sign-in shared a name,
+ * and over https, Path=/: one overwrote the other). */
 void pages__cookie_name(const gw_server *srv, const char *tenant, pages_cookie which, char *out, size_t cap) {
   snprintf(out, cap, "%smcpgate-%s%s", https_public(srv) ? "__Host-" : "",
-           which == PAGES_COOKIE_LOGIN ? "login-" : "", tenant);
+           which == PAGES_COOKIE_LOGIN ? "login." : "", tenant);
 }
 
 const char *pages__cookie_get(const gw_req *req, const char *name, char *out, size_t cap) {

@@ -40,9 +40,10 @@ void pages__count(gw_server *srv, int result);
 int64_t pages__now(void);
 int64_t pages__mono_ms(void);
 
-/* The tenant's cookie names: the browser session, and the sign-in in
- * progress. "__Host-" prefixed (Path=/, Secure) when public_url is https;
- * else scoped by path to /t/{t}/. */
+/* The tenant's cookie names: the browser session ("mcpgate-{t}"), and the
+ * sign-in in progress ("mcpgate-login.{t}": '.' is never in a tenant id,
+ * so no two tenants' cookies share a name). "__Host-" prefixed (Path=/,
+ * Secure) when public_url is https; else scoped by path to /t/{t}/. */
 typedef enum { PAGES_COOKIE_SESSION, PAGES_COOKIE_LOGIN } pages_cookie;
 void pages__cookie_name(const gw_server *srv, const char *tenant, pages_cookie which, char *out, size_t cap);
 /* The value of cookie `name` in the request, copied into out; NULL when

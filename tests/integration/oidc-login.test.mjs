@@ -198,7 +198,7 @@ test('the callback refuses a missing login cookie, a replayed state and the prov
   assert.ok(!fx.okta.requests.some((x) => x.path === '/oauth2/v1/token'), 'no code exchange for a foreign browser');
   // the right browser: signed in; the cookie is kept by hand and replayed
   const origin = new URL(fx.gw.url).origin;
-  const saved = [...b.cookies(origin)].find(([k]) => k.startsWith('mcpgate-login-acme'));
+  const saved = [...b.cookies(origin)].find(([k]) => k === 'mcpgate-login.acme');
   assert.ok(saved, 'the login cookie is set');
   r = await b.get(cbUrl, { follow: false });
   assert.equal(r.status, 303, r.text);
