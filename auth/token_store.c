@@ -173,6 +173,22 @@ int auth_token_revoke(st_txn *txn, const char *tenant, const char *kind, const c
   return st_emit(txn, ST_EVENT_TOKEN_REVOKED, &ev);
 }
 
+/* The listing's view of a record: never the token, nor its hash. */
+static json_t *list_view(const json_t *r, bool employee, bool with_user) {
+  json_t *o = json_pack("{s:O}", "id", json_object_get(r, "id"));
+  if (!o) return NULL;
+  if (employee && with_user) json_object_set(o, "user", json_object_get(r, "user"));
+  json_object_set(o, "name", json_object_get(r, "name"));
+  json_object_set(o, "created", json_object_get(r, "created"));
+  if (employee) {
+    json_t *e = json_object_get(r, "expires");
+    json_object_set(o, "expires", e ? e : json_null());
+  }
+  json_t *lu = json_object_get(r, "last_used");
+  json_object_set(o, "last_used", lu ? lu : json_null());
+  return o;
+}
+
 int auth_token_list(st_txn *txn, const char *tenant, const char *kind, json_t **arr) {
   char p[KEY_CAP];
   *arr = json_array();
@@ -188,17 +204,33 @@ int auth_token_list(st_txn *txn, const char *tenant, const char *kind, json_t **
     if (v.len != ST_TOKEN_HASH_LEN) continue;
     json_t *r;
     if (auth_token_get_by_hash(txn, v.data, &r) != 0) continue;
-    json_t *o = json_pack("{s:O}", "id", json_object_get(r, "id"));
-    if (employee) json_object_set(o, "user", json_object_get(r, "user"));
-    json_object_set(o, "name", json_object_get(r, "name"));
-    json_object_set(o, "created", json_object_get(r, "created"));
-    if (employee) {
-      json_t *e = json_object_get(r, "expires");
-      json_object_set(o, "expires", e ? e : json_null());
-    }
-    json_t *lu = json_object_get(r, "last_used");
-    json_object_set(o, "last_used", lu ? lu : json_null());
-    json_array_append_new(*arr, o);
+    json_array_append_new(*arr, list_view(r, employee, true));
+    json_decref(r);
+  }
+  st_cursor_close(c);
+  return 0;
+}
+
+int auth_token_list_user(st_txn *txn, const char *tenant, const char *user_id, json_t **arr) {
+  char p[KEY_CAP];
+  *arr = json_array();
+  if (!*arr) return ST_ENOMEM;
+  if (!fits(tenant, user_id, NULL)) return 0;
+  size_t pl = ukey(tenant, user_id, NULL, p);
+  st_cursor *c;
+  int rc = st_cursor_open(txn, ST_DB_TOKENS, &c);
+  if (rc) return rc;
+  st_cursor_seek(c, p, pl, NULL, 0);
+  st_val k, v;
+  while (st_cursor_next(c, &k, &v) == 0) {
+    if (v.len != ST_TOKEN_HASH_LEN || k.len != pl + ST_TOKEN_ID_LEN) continue;
+    json_t *r;
+    if (auth_token_get_by_hash(txn, v.data, &r) != 0) continue;
+    const char *kind = json_string_value(json_object_get(r, "kind"));
+    const char *owner = json_string_value(json_object_get(r, "user"));
+    const char *t = json_string_value(json_object_get(r, "tenant"));
+    if (kind && !strcmp(kind, AUTH_KIND_EMPLOYEE) && owner && !strcmp(owner, user_id) && t && !strcmp(t, tenant))
+      json_array_append_new(*arr, list_view(r, true, false));
     json_decref(r);
   }
   st_cursor_close(c);

@@ -77,6 +77,10 @@ int auth_token_revoke(st_txn *txn, const char *tenant, const char *kind, const c
  * json_decref) of {id[, user], name, created[, expires], last_used} — user
  * and expires for employee tokens; last_used and expires null when unset. */
 int auth_token_list(st_txn *txn, const char *tenant, const char *kind, json_t **arr);
+/* One user's employee tokens, through the "u" index (not a walk over the
+ * tenant's): an array (caller json_decref) of {id, name, created, expires,
+ * last_used}, in token id order. */
+int auth_token_list_user(st_txn *txn, const char *tenant, const char *user_id, json_t **arr);
 
 /* Write txn: deletes tenant's tokens of every kind (record and "i" entry),
  * at most limit (0: all). Returns how many, or a negative error. The "u"

@@ -52,6 +52,9 @@
   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "              \
   "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 #define TOKEN_NAME_MAX 200
+/* Live (unexpired) tokens one employee may hold: each is a store record,
+ * and a page with no cap let one employee mint them without end. */
+#define PAGES_TOKENS_MAX 50
 
 const gw_setting gw_pages_settings[] = {
     {"self_service_tokens", GW_SETTING_BOOL, 0, 1, 0,
@@ -264,7 +267,7 @@ static void api_me(gw_req *req, const char *tenant, const auth_browser *s) {
     json_error(req, 503, "store_busy", "the gateway's store is busy; try again");
     return;
   }
-  json_t *u = NULL, *gids = NULL, *conns = NULL, *toks = NULL;
+  json_t *u = NULL, *gids = NULL, *conns = NULL;
   int64_t max_age = 0;
   bool allowed = false;
   st_dir_user_get(txn, tenant, s->user_id, &u);
@@ -288,16 +291,12 @@ static void api_me(gw_req *req, const char *tenant, const auth_browser *s) {
   json_decref(conns);
   gw_settings_get_bool(txn, tenant, "self_service_tokens", &allowed);
   gw_settings_get_int(txn, tenant, "signin_max_age_ms", &max_age);
-  json_t *items = json_array();
-  if (auth_token_list(txn, tenant, AUTH_KIND_EMPLOYEE, &toks) == 0)
-    json_array_foreach(toks, i, g) {
-      const char *owner = json_string_value(json_object_get(g, "user"));
-      if (!owner || strcmp(owner, s->user_id)) continue;
-      json_t *it = json_deep_copy(g);
-      json_object_del(it, "user");
-      json_array_append_new(items, it);
-    }
-  json_decref(toks);
+  /* the user's own, by the user index: never a walk over the tenant's */
+  json_t *items = NULL;
+  if (auth_token_list_user(txn, tenant, s->user_id, &items)) {
+    json_decref(items);
+    items = json_array();
+  }
   /* the applications connected as this person (OAuth grants), times as RFC 3339 */
   json_t *grants = NULL, *gv = json_array();
   if (auth_oauth_grants(txn, tenant, s->user_id, &grants) == 0)
@@ -360,12 +359,32 @@ typedef struct page_job {
   char token[ST_TOKEN_BUFSZ];
   int64_t max_days, signin_max_ms;
   bool disabled; /* out: self-service tokens are off */
+  bool too_many; /* out: PAGES_TOKENS_MAX live tokens already */
   int count;     /* out */
 } page_job;
 
 static void job_free(page_job *j) {
   OPENSSL_cleanse(j, sizeof *j);
   free(j);
+}
+
+/* How many of the user's employee tokens have not expired at now (one
+ * without an expiry, or with one that does not parse, counts). */
+static int live_tokens(st_txn *txn, const char *tenant, const char *user_id, int64_t now) {
+  json_t *toks;
+  int rc = auth_token_list_user(txn, tenant, user_id, &toks);
+  size_t i;
+  json_t *t;
+  int n = 0;
+  if (rc == 0)
+    json_array_foreach(toks, i, t) {
+      const char *e = json_string_value(json_object_get(t, "expires"));
+      struct tm tm = {0};
+      if (e && *e && strptime(e, "%Y-%m-%dT%H:%M:%SZ", &tm) && (int64_t)timegm(&tm) <= now) continue;
+      n++;
+    }
+  json_decref(toks);
+  return rc ? rc : n;
 }
 
 static int job_page(st_txn *txn, void *arg) {
@@ -387,6 +406,11 @@ static int job_page(st_txn *txn, void *arg) {
     if (exp > bound) exp = bound;
     if (exp <= j->now) {
       j->disabled = true; /* the sign-in is too old to mint anything: sign in again */
+      return 0;
+    }
+    if ((rc = live_tokens(txn, j->tenant, j->s.user_id, j->now)) < 0) return rc;
+    if (rc >= PAGES_TOKENS_MAX) {
+      j->too_many = true;
       return 0;
     }
     rfc3339(exp, j->t.expires);
@@ -452,6 +476,9 @@ static void done_page(int status, void *arg) {
   else if (status == ST_ENOTFOUND) json_error(req, 404, "not_found", "no such token of yours");
   else if (status == AUTH_EINACTIVE) json_error(req, 403, "inactive", "your account is not active");
   else if (status) json_error(req, 503, "store_error", "the gateway could not do that; try again");
+  else if (j->too_many)
+    json_error(req, 409, "too_many_tokens",
+               "you have as many access tokens as one person may hold here; revoke one you no longer use first");
   else if (j->disabled)
     json_error(req, 403, "tokens_disabled",
                "this organisation does not let employees create access tokens here (or your sign-in is too old: "
