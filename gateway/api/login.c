@@ -7,7 +7,9 @@
  *  - Every fetch (discovery, JWKS, token endpoint) goes through the loop's
  *    outbound engine at the admin trust level: the operator's egress policy
  *    decides what an issuer set by a tenant admin may reach. Each has
- *    connect/first-byte/idle timeouts and a body cap.
+ *    connect/first-byte/idle timeouts, a body cap, and a deadline for the
+ *    whole body (FETCH_BODY_MS after the head), so a provider that trickles
+ *    cannot hold sign-ins open.
  *  - An unauthenticated visitor costs no store write: /login only seals a
  *    cookie. Fetches of a cold or failing provider are admitted through the
  *    cache (a few in flight, a short hold after a failure).
@@ -26,6 +28,7 @@
  * Flow lifetime: a login_flow owns its request until it responds; its
  * outbound transfer's on_done and its writer job's done are the only
  * callbacks that touch it, one at a time. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +52,10 @@
 #define FETCH_CONNECT_MS 5000
 #define FETCH_FIRST_BYTE_MS 10000
 #define FETCH_IDLE_MS 10000
+/* The whole body within this of its head: the idle timeout alone let a
+ * provider send a byte every few seconds and hold a sign-in (its client
+ * connection, its transfer, its memory) for days, as many as it liked. */
+#define FETCH_BODY_MS 10000
 #define CLAIM_SKEW_S 120
 
 typedef struct login_flow login_flow;
@@ -68,7 +75,8 @@ struct login_flow {
   next_fn next;                /* what to do once prov is ready */
   /* the transfer in flight */
   gw_buf body;
-  int status;
+  int status;                  /* -1: over the cap; -2: too slow (FETCH_BODY_MS) */
+  int64_t body_until;          /* mono ms by which the body must be complete */
   fetch_cb on_fetched;
   /* callback */
   auth_login login;
@@ -122,7 +130,11 @@ static void provider_down(login_flow *f, const char *why) {
 
 static int on_data(gw_out_req *r, const char *p, size_t n, void *ud) {
   login_flow *f = ud;
-  if (gw_buf_append(&f->body, p, n)) {
+  if (f->status < 0) return 0; /* aborted already */
+  if (pages__mono_ms() > f->body_until) {
+    gw_out_abort(r);
+    f->status = -2; /* trickled */
+  } else if (gw_buf_append(&f->body, p, n)) {
     gw_out_abort(r);
     f->status = -1; /* over the cap */
   }
@@ -131,7 +143,8 @@ static int on_data(gw_out_req *r, const char *p, size_t n, void *ud) {
 
 static void on_headers(gw_out_req *r, int status, const gw_out_header *h, size_t n, void *ud) {
   login_flow *f = ud;
-  if (f->status != -1) f->status = status;
+  if (f->status >= 0) f->status = status;
+  f->body_until = pages__mono_ms() + FETCH_BODY_MS;
 }
 
 static void on_done(gw_out_req *r, int err, void *ud) {
@@ -140,6 +153,13 @@ static void on_done(gw_out_req *r, int err, void *ud) {
   snprintf(detail, sizeof detail, "%s", err ? gw_out_detail(r) : "");
   if (f->status == -1) {
     f->on_fetched(f, GW_OUT_EHEADERS, -1, NULL, 0);
+    return;
+  }
+  if (f->status == -2) {
+    gw_log_ctx lc = {f->tenant, f->req->id};
+    GW_LOG(GW_LOG_WARN, "login", &lc, "the identity provider's reply was not complete %d s after its head",
+           FETCH_BODY_MS / 1000);
+    f->on_fetched(f, GW_OUT_EIDLE, -1, NULL, 0);
     return;
   }
   if (err) {
@@ -155,6 +175,7 @@ static int fetch(login_flow *f, const char *method, const char *url, const char 
   gw_buf_free(&f->body);
   gw_buf_init(&f->body, cap);
   f->status = 0;
+  f->body_until = INT64_MAX; /* set from the head */
   f->on_fetched = cb;
   gw_out_opts o = {0};
   o.method = method;
