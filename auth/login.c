@@ -301,43 +301,50 @@ int auth_login_token_response(int status, const char *body, size_t len, char **i
 
 void auth_login_state_hash(const char *state, uint8_t out[32]) { st_sha256(state, strlen(state), out); }
 
-int auth_login_state_used(st_txn *txn, const char *state) {
-  uint8_t key[33];
-  key[0] = 'x';
-  auth_login_state_hash(state, key + 1);
+/* "x" u64 BE expires, sha256(state): in expiry order, so the sweep below
+ * stops at the first live one. (Keyed by the hash alone, the sweep saw only
+ * the lowest hashes, which new states keep filling: almost every used state
+ * stayed for good.) The state's expiry is sealed with it in the login
+ * cookie, so a replay names the same key. */
+static size_t state_key(uint8_t k[41], const char *state, int64_t expires) {
+  k[0] = 'x';
+  for (int i = 0; i < 8; i++) k[1 + i] = (uint8_t)((uint64_t)expires >> (56 - 8 * i));
+  auth_login_state_hash(state, k + 9);
+  return 41;
+}
+
+int auth_login_state_used(st_txn *txn, const char *state, int64_t expires) {
+  uint8_t key[41];
   st_val v;
-  int rc = st_get(txn, ST_DB_AUTH, key, sizeof key, &v);
+  int rc = st_get(txn, ST_DB_AUTH, key, state_key(key, state, expires), &v);
   return rc == 0 ? 1 : rc == ST_ENOTFOUND ? 0 : rc;
 }
 
 int auth_login_state_consume(st_txn *txn, const char *state, int64_t expires, int64_t now) {
-  uint8_t key[33];
-  key[0] = 'x';
-  auth_login_state_hash(state, key + 1);
+  uint8_t key[41];
+  size_t kn = state_key(key, state, expires);
   st_val v;
-  int rc = st_get(txn, ST_DB_AUTH, key, sizeof key, &v);
+  int rc = st_get(txn, ST_DB_AUTH, key, kn, &v);
   if (rc == 0) return AUTH_EREPLAY;
   if (rc != ST_ENOTFOUND) return rc;
-  uint8_t be[8];
-  for (int i = 0; i < 8; i++) be[i] = (uint8_t)((uint64_t)expires >> (56 - 8 * i));
-  if ((rc = st_put(txn, ST_DB_AUTH, key, sizeof key, be, sizeof be, 0))) return rc;
-  /* sweep a few expired ones (they live AUTH_LOGIN_TTL_S at most) */
+  if ((rc = st_put(txn, ST_DB_AUTH, key, kn, "", 0, 0))) return rc;
+  /* sweep up to 16 that expired (expiry order: the rest are live) */
   st_cursor *c;
   if (st_cursor_open(txn, ST_DB_AUTH, &c)) return 0;
-  uint8_t dead[16][33];
-  int nd = 0, seen = 0;
+  uint8_t dead[16][41];
+  int nd = 0;
   st_val k;
   st_cursor_seek(c, "x", 1, NULL, 0);
-  while (nd < 16 && seen < 64 && st_cursor_next(c, &k, &v) == 0) {
-    seen++;
-    if (k.len != 33 || v.len != 8) continue;
-    const uint8_t *e = v.data;
+  while (nd < 16 && st_cursor_next(c, &k, NULL) == 0) {
+    if (k.len != 41) continue;
+    const uint8_t *e = (const uint8_t *)k.data + 1;
     uint64_t ex = 0;
     for (int i = 0; i < 8; i++) ex = ex << 8 | e[i];
-    if ((int64_t)ex <= now) memcpy(dead[nd++], k.data, 33);
+    if ((int64_t)ex > now) break;
+    memcpy(dead[nd++], k.data, 41);
   }
   st_cursor_close(c);
-  for (int i = 0; i < nd; i++) st_del(txn, ST_DB_AUTH, dead[i], 33);
+  for (int i = 0; i < nd; i++) st_del(txn, ST_DB_AUTH, dead[i], 41);
   return 0;
 }
 

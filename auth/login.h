@@ -38,8 +38,9 @@
  * Store layout (ST_DB_AUTH, beside auth/oidc.h's "o" records):
  *   "s" tenant \0 sha256(iss \0 subject) → user id      (a binding)
  *   "S" tenant \0 user id                 → sha256(...)  (its reverse)
- *   "x" sha256(state)                     → expiry (u64 BE unix s): used
- *                                            states, until they expire
+ *   "x" u64 BE expiry, sha256(state)      → "": used states, until they
+ *                                            expire (expiry order: each
+ *                                            consume sweeps a few dead ones)
  * Bindings are deleted with their user (hook) and tenant (purge).
  *
  * Ownership is written at each declaration; no message of this module
@@ -116,14 +117,15 @@ void auth_login_wipe(char *s);
 int auth_login_token_response(int status, const char *body, size_t len, char **id_token, char *why,
                               size_t whylen);
 
-/* SHA-256 of a login state (the "x" key). */
+/* SHA-256 of a login state (in the "x" key). */
 void auth_login_state_hash(const char *state, uint8_t out[32]);
-/* 1 when the state was used already (a replayed callback: refuse it before
- * the code exchange), 0 when not, or a store error. Any txn. */
-int auth_login_state_used(st_txn *txn, const char *state);
-/* Write txn: records the state as used until `expires` (unix s); also
- * deletes up to 16 used states that expired by now. AUTH_EREPLAY when it
- * was used already. */
+/* 1 when the state (with its sealed expiry, auth_login.expires) was used
+ * already (a replayed callback: refuse it before the code exchange), 0 when
+ * not, or a store error. Any txn. */
+int auth_login_state_used(st_txn *txn, const char *state, int64_t expires);
+/* Write txn: records the state as used until `expires` (unix s, the login
+ * cookie's); also deletes up to 16 used states that expired by now.
+ * AUTH_EREPLAY when it was used already. */
 int auth_login_state_consume(st_txn *txn, const char *state, int64_t expires, int64_t now);
 
 /* ---- account linking */

@@ -546,7 +546,7 @@ void pages__callback(gw_req *req, const char *tenant) {
   st_txn *txn;
   int used = st_read_begin(req->lp->srv->store, &txn);
   if (used == 0) {
-    used = auth_login_state_used(txn, f->login.state);
+    used = auth_login_state_used(txn, f->login.state, f->login.expires);
     st_txn_end(txn);
   }
   if (used) {
