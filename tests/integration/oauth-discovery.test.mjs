@@ -115,6 +115,7 @@ test('authorization server metadata (RFC 8414); no OpenID configuration; 404 for
     token_endpoint_auth_methods_supported: ['none'],
     revocation_endpoint_auth_methods_supported: ['none'],
     client_id_metadata_document_supported: true,
+    authorization_response_iss_parameter_supported: true,
   });
   const head = await request(gw.port, { method: 'HEAD', path: '/.well-known/oauth-authorization-server/t/acme' });
   assert.equal(head.status, 200);
