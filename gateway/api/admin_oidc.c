@@ -18,6 +18,8 @@
 
 #include "auth/auth.h"
 #include "auth/oidc.h"
+#include "auth/oidc_provider.h"
+#include "gateway/api/pages_int.h"
 #include "gateway/base/log.h"
 #include "gateway/out/egress.h"
 #include "gateway/out/outbound.h"
@@ -62,6 +64,9 @@ static void done_oidc(int status, void *arg) {
     gw_respond_error(req, 400, "invalid_request",
                      "\"client_secret\" is required: this tenant has no OIDC client secret stored yet");
   } else if (!admin__job_error(req, status, "OIDC settings")) {
+    /* the providers' cache keeps nothing of the old settings: discovery,
+     * keys and a failure hold are fetched afresh at the next sign-in */
+    if (j->lp->srv->pages) auth_oidc_cache_forget(j->lp->srv->pages->oidc, j->tenant);
     if (j->del) {
       GW_LOG(GW_LOG_INFO, "admin", &lc, "OIDC settings deleted");
       gw_respond(req, 204, NULL, NULL, 0);

@@ -170,6 +170,22 @@ static void on_done(gw_out_req *r, int err, void *ud) {
   f->on_fetched(f, err, f->status, f->body.data, f->body.len);
 }
 
+/* The tenant admin chose the issuer: its origin gets the admin trust level
+ * (egress_allow). The discovery document chooses jwks_uri and the token
+ * endpoint: on another origin than the issuer's they are fetched as URLs
+ * an outsider chose (public addresses only, plus egress_allow_untrusted),
+ * so a compromised provider cannot aim the gateway at internal addresses
+ * the operator opened for admin-set URLs. */
+static int egress_level(const login_flow *f, const char *url) {
+  const char *issuer = json_string_value(json_object_get(f->settings, "issuer"));
+  if (!issuer) return GW_OUT_EGRESS_UNTRUSTED;
+  const char *a = strstr(issuer, "://");
+  size_t olen = a ? (size_t)(a + 3 - issuer) + strcspn(a + 3, "/") : strlen(issuer);
+  return !strncmp(url, issuer, olen) && (url[olen] == '/' || url[olen] == 0 || url[olen] == '?')
+             ? GW_OUT_EGRESS_ADMIN
+             : GW_OUT_EGRESS_UNTRUSTED;
+}
+
 static int fetch(login_flow *f, const char *method, const char *url, const char *const *headers, const char *body,
                  size_t cap, fetch_cb cb) {
   gw_buf_free(&f->body);
@@ -187,7 +203,7 @@ static int fetch(login_flow *f, const char *method, const char *url, const char 
   o.first_byte_timeout_ms = FETCH_FIRST_BYTE_MS;
   o.idle_timeout_ms = FETCH_IDLE_MS;
   o.max_header_bytes = 32 * 1024;
-  o.egress = GW_OUT_EGRESS_ADMIN;
+  o.egress = egress_level(f, url);
   o.on_headers = on_headers;
   o.on_data = on_data;
   o.on_done = on_done;

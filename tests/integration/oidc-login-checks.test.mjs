@@ -110,6 +110,28 @@ test('a discovery document naming another issuer: sign-in unavailable (502), the
   } finally {
     fx.okta.tamper.discovery = null;
   }
+  // the admin fixes the settings: the hold and the cache are forgotten at once
+  const p2 = await fx.op.call('PUT', '/admin/v1/tenants/mixup/oidc', { issuer: fx.okta.issuer, client_id: fx.okta.clientId });
+  assert.equal(p2.status, 200, p2.body);
+  const fixed = await fx.browser().get(`${fx.gw.url}/t/mixup/login`, { follow: false });
+  assert.equal(fixed.status, 302, 'a PUT of the settings lifts the failure hold');
+});
+
+test('a jwks_uri on another origin than the issuer is fetched as an outsider\'s URL: loopback refused by the egress policy', async () => {
+  await fx.op.post('/admin/v1/tenants', { id: 'jwksaway', name: 'Away' });
+  const port = new URL(fx.okta.issuer).port;
+  fx.okta.tamper.discovery = (d) => ({ ...d, jwks_uri: `http://127.0.0.2:${port}/oauth2/v1/keys` });
+  const mark = fx.gw.mark();
+  try {
+    const p = await fx.op.call('PUT', '/admin/v1/tenants/jwksaway/oidc', { issuer: fx.okta.issuer, client_id: fx.okta.clientId, client_secret: fx.okta.clientSecret });
+    assert.equal(p.status, 201, p.body);
+    const r = await fx.browser().get(`${fx.gw.url}/t/jwksaway/login`, { follow: false });
+    assert.equal(r.status, 502);
+    const e = await waitFor(() => fx.gw.logs().slice(mark).find((x) => /provider is unusable/.test(x.msg ?? '')), { what: 'logged' });
+    assert.match(e.msg, /egress/);
+  } finally {
+    fx.okta.tamper.discovery = null;
+  }
 });
 
 test('key rotation at the provider: one JWKS refetch and sign-in works; forged unknown kids refetch at most once', async () => {
