@@ -384,7 +384,7 @@ static void authorize_client(gw_req *req, json_t *client, int status, const char
   memcpy(c.client_id, a->cid, strlen(a->cid) + 1); /* at most AUTH_OAUTH_CLIENT_ID_MAX: checked on entry */
   const char *nm = json_string_value(json_object_get(client, "client_name"));
   snprintf(c.client_name, sizeof c.client_name, "%s", nm ? nm : "");
-  snprintf(c.redirect_uri, sizeof c.redirect_uri, "%s", ru);
+  memcpy(c.redirect_uri, ru, strlen(ru) + 1); /* at most AUTH_OAUTH_URI_MAX: checked above */
   json_decref(client);
   /* 2. errors from here go back to the client */
   if (strlen(state) > STATE_MAX) {
@@ -551,22 +551,25 @@ static void done_token(int status, void *arg) {
   free(j);
 }
 
-static bool form_ct(const gw_req *req) {
+/* The token and revocation endpoints take a form POST: true when this is
+ * one, else the request has been answered. */
+static bool form_post(gw_req *req) {
   const char *ct = gw_req_header(req, "Content-Type");
-  return ct && !strncasecmp(ct, "application/x-www-form-urlencoded", 33);
+  if (strcmp(req->method, "POST")) {
+    gw_resp_header(req, "Allow", "POST");
+    json_err(req, 405, "invalid_request", "use POST");
+    return false;
+  }
+  if (!ct || strncasecmp(ct, "application/x-www-form-urlencoded", 33)) {
+    json_err(req, 400, "invalid_request", "the body must be application/x-www-form-urlencoded");
+    return false;
+  }
+  return true;
 }
 
 void pages__token(gw_req *req, const char *tenant) {
   gw_server *srv = req->lp->srv;
-  if (strcmp(req->method, "POST")) {
-    gw_resp_header(req, "Allow", "POST");
-    json_err(req, 405, "invalid_request", "use POST");
-    return;
-  }
-  if (!form_ct(req)) {
-    json_err(req, 400, "invalid_request", "the body must be application/x-www-form-urlencoded");
-    return;
-  }
+  if (!form_post(req)) return;
   const char *b = req->body ? req->body : "";
   char gt[32] = "", code[ST_TOKEN_BUFSZ + 2] = "", rtok[ST_TOKEN_BUFSZ + 2] = "";
   token_job *j = calloc(1, sizeof *j);
@@ -652,15 +655,7 @@ static void done_revoke(int status, void *arg) {
 }
 
 void pages__revoke(gw_req *req, const char *tenant) {
-  if (strcmp(req->method, "POST")) {
-    gw_resp_header(req, "Allow", "POST");
-    json_err(req, 405, "invalid_request", "use POST");
-    return;
-  }
-  if (!form_ct(req)) {
-    json_err(req, 400, "invalid_request", "the body must be application/x-www-form-urlencoded");
-    return;
-  }
+  if (!form_post(req)) return;
   const char *b = req->body ? req->body : "";
   char tok[ST_TOKEN_BUFSZ + 2] = "";
   revoke_job *j = calloc(1, sizeof *j);

@@ -11,12 +11,13 @@ import { ALICE, BOB, everything, fixture, accessIndex, accessLine, connOnLoop, o
 test('replies queued behind a slow loop wait together, not one timeout after another', async () => {
   // each reply's wait starts when it reaches its loop, not when the ones
   // ahead of it let it through: six deactivations served by loop 0 while
-  // loop 1 is slow (6 s) and the timeout 1.5 s all leave before loop 1
-  // catches up (one after another they would take 9 s); the margin (4.5 s
-  // for the six to arrive) holds on a loaded two-core machine
+  // loop 1 is slow (12 s) and the timeout 2.5 s all leave before loop 1
+  // catches up (one after another they would take 15 s); the margin (9.5 s
+  // for the six to arrive: 4.5 s was not enough under ASan with the whole
+  // suite running) holds on a loaded two-core machine
   const users = ['u1', 'u2', 'u3', 'u4', 'u5', 'u6'].map((u) => `${u}@acme.com`);
   await everything();
-  const gw = await startGateway({ args: ['--workers', '2', '--revocation-fanout-timeout-ms', '1500'], env: { MCPGATE_TEST_FANOUT_DELAY_MS: '6000' } });
+  const gw = await startGateway({ args: ['--workers', '2', '--revocation-fanout-timeout-ms', '2500'], env: { MCPGATE_TEST_FANOUT_DELAY_MS: '12000' } });
   const t = await setupTenant(gw, { users });
   const f = { gw, t, url: `${gw.url}/t/acme/mcp` };
   const streams = [];
@@ -40,7 +41,7 @@ test('replies queued behind a slow loop wait together, not one timeout after ano
     ids.push(rs[1].headers['x-request-id']);
     c.destroy();
   }
-  await waitFor(() => streams.every((st) => st.isEnded), { timeoutMs: 10000, what: 'every stream to end' });
+  await waitFor(() => streams.every((st) => st.isEnded), { timeoutMs: 16000, what: 'every stream to end' });
   await waitFor(() => [...ids, ...streams.map((st) => st.requestId)].every((id) => accessIndex(gw, id) >= 0), { what: 'the access lines' });
   const slow = streams.map((st) => accessLine(gw, st.requestId)).filter((e) => e.loop === 1);
   assert.ok(slow.length > 0, 'some streams were on loop 1');
