@@ -6,14 +6,16 @@
 #      times out, exits non-zero or prints no summary counts as a failure, and
 #      so does a sanitizer report in its output.
 #   2. integration: node's test runner over tests/integration/*.test.mjs,
-#      against build/mcpgate and build-asan/mcpgate (the harness fails a file
-#      whose gateway printed a sanitizer report), each with one event loop
-#      and with two (--workers, through GW_TEST_WORKERS: lib/gateway.mjs).
+#      against build/mcpgate (with one event loop and with two: --workers,
+#      through GW_TEST_WORKERS, lib/gateway.mjs) and build-asan/mcpgate (two
+#      loops; the harness fails a file whose gateway printed a sanitizer
+#      report).
 #
 # Full logs go to build/test-logs/; only failures are echoed. The last line
 # is exactly "N passed, N failed"; the exit status is non-zero on any failure.
 # Knobs: TEST_ONLY=unit|fuzz|integration, FUZZ_SECONDS (10), TEST_VARIANTS="build build-asan",
-#        TEST_FILES="tests/integration/http.test.mjs ...", TEST_WORKERS="1 2".
+#        TEST_FILES="tests/integration/http.test.mjs ...", TEST_WORKERS="1 2" (every
+#        variant), TEST_ASAN_WORKERS="2" (the sanitizer variant's default).
 set -u
 
 cd "$(dirname "$0")/.." || exit 2
@@ -189,7 +191,11 @@ if [ "$ONLY" = all ] || [ "$ONLY" = integration ]; then
     echo "note: tests/node_modules missing; run 'make deps' (sh tests/deps.sh)"
   fi
   for v in $VARIANTS; do
-    for w in ${TEST_WORKERS:-1 2}; do run_integration "$v" "$w"; done
+    # the plain build with one loop and with two; the sanitizer build with
+    # two (the multi-loop paths, where memory errors would hide), which
+    # keeps CI inside its 15 minutes on two cores
+    case "$v" in *asan*) ws=${TEST_WORKERS:-${TEST_ASAN_WORKERS:-2}} ;; *) ws=${TEST_WORKERS:-1 2} ;; esac
+    for w in $ws; do run_integration "$v" "$w"; done
   done
 fi
 
