@@ -356,11 +356,9 @@ static login_flow *flow_new(gw_req *req, const char *tenant, bool callback) {
   return f;
 }
 
+/* public_url has no path and no trailing slash (the config refuses both) */
 static void redirect_uri(const gw_server *srv, const char *tenant, char *out, size_t cap) {
-  const char *pub = srv->cfg.public_url;
-  size_t n = strlen(pub);
-  while (n && pub[n - 1] == '/') n--;
-  snprintf(out, cap, "%.*s/t/%s/oauth/callback", (int)n, pub, tenant);
+  snprintf(out, cap, "%s/t/%s/oauth/callback", srv->cfg.public_url, tenant);
 }
 
 /* ---- /t/{t}/login */

@@ -52,11 +52,8 @@
 
 /* ---- small helpers */
 
-static void pub_base(const gw_server *srv, char *out, size_t cap) {
-  snprintf(out, cap, "%s", srv->cfg.public_url);
-  size_t n = strlen(out);
-  while (n && out[n - 1] == '/') out[--n] = 0;
-}
+/* public_url has no path and no trailing slash (the config refuses both) */
+static void pub_base(const gw_server *srv, char *out, size_t cap) { snprintf(out, cap, "%s", srv->cfg.public_url); }
 
 /* gw_respond_json adds Cache-Control: no-store (RFC 6749 §5.1) */
 static void json_err(gw_req *req, int status, const char *code, const char *why) {

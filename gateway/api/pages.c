@@ -322,12 +322,10 @@ static void api_me(gw_req *req, const char *tenant, const auth_browser *s) {
   }
   int64_t bound = s->signin_at + max_age / 1000, now = pages__now();
   int64_t max_days = bound > now ? (bound - now + 86399) / 86400 : 0;
-  char pub[1100], signed_at[32], exp_at[32];
-  snprintf(pub, sizeof pub, "%s", srv->cfg.public_url);
-  size_t pl = strlen(pub);
-  while (pl && pub[pl - 1] == '/') pub[--pl] = 0;
+  char signed_at[32], exp_at[32];
   char oauth[1300], header[1400];
-  snprintf(oauth, sizeof oauth, "claude mcp add --transport http %s %s/t/%s/mcp", tenant, pub, tenant);
+  snprintf(oauth, sizeof oauth, "claude mcp add --transport http %s %s/t/%s/mcp", tenant, srv->cfg.public_url,
+           tenant);
   snprintf(header, sizeof header, "%s --header \"Authorization: Bearer <your token>\"", oauth);
   int64_t idle_end = s->last_seen + srv->cfg.browser_session_idle_ms / 1000;
   rfc3339(s->signin_at, signed_at);
