@@ -81,6 +81,11 @@ bool auth_oauth_redirect_uri_ok(const char *uri) {
   return p.https || loopback_host(&p);
 }
 
+bool auth_oauth_redirect_is_loopback(const char *uri) {
+  uri_parts p;
+  return split_uri(uri, &p) && !p.https && loopback_host(&p);
+}
+
 bool auth_oauth_cimd_url_ok(const char *url) {
   uri_parts p;
   if (strlen(url) > AUTH_OAUTH_CLIENT_ID_MAX || !split_uri(url, &p) || !p.https) return false;

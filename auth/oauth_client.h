@@ -83,6 +83,11 @@ bool auth_oauth_cimd_url_ok(const char *url);
 /* Whether one redirect URI is acceptable for registration (see above). */
 bool auth_oauth_redirect_uri_ok(const char *uri);
 
+/* Whether a redirect URI is a loopback http one (127.0.0.1, [::1] or
+ * localhost, any port): the authorization server always asks consent for
+ * any other. */
+bool auth_oauth_redirect_is_loopback(const char *uri);
+
 /* Whether `uri` (from an authorization request) matches one of
  * redirect_uris (a JSON array of registered URIs): exactly, or — for a
  * loopback http URI — with the same scheme, host, path and query on any

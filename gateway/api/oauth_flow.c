@@ -127,11 +127,6 @@ static int resource_connector(gw_req *req, const char *tenant, const char *resou
   return 0;
 }
 
-static bool loopback_redirect(const char *uri) {
-  return !strncmp(uri, "http://localhost", 16) || !strncmp(uri, "http://127.0.0.1", 16) ||
-         !strncmp(uri, "http://[::1]", 12);
-}
-
 static void redirect_host(const char *uri, char *out, size_t cap) {
   const char *a = strstr(uri, "://");
   a = a ? a + 3 : uri;
@@ -441,7 +436,7 @@ static void authorize_client(gw_req *req, json_t *client, int status, const char
     known = auth_oauth_consent_get(txn, tenant, s.user_id, a->cid) == 0;
     st_txn_end(txn);
   }
-  if (known && loopback_redirect(ru)) issue_code(req, tenant, &c, state, false);
+  if (known && auth_oauth_redirect_is_loopback(ru)) issue_code(req, tenant, &c, state, false);
   else consent_page(req, tenant, &c, state, &s);
 done:
   free(a);

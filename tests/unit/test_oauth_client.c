@@ -136,6 +136,14 @@ TEST(redirect_matching_loopback_any_port) {
   CHECK(!auth_oauth_redirect_match(r, "http://evil.example/callback"));
   CHECK(!auth_oauth_redirect_match(r, "http://localhost:99999/callback"));
   CHECK(!auth_oauth_redirect_match(r, "http://localhost:49152/callback#x"));
+  /* loopback or not (consent is always asked off this computer) */
+  CHECK(auth_oauth_redirect_is_loopback("http://localhost:49152/callback"));
+  CHECK(auth_oauth_redirect_is_loopback("http://[::1]/cb"));
+  CHECK(auth_oauth_redirect_is_loopback("http://127.0.0.1:9/cb"));
+  CHECK(!auth_oauth_redirect_is_loopback("http://localhost.evil.example/cb"));
+  CHECK(!auth_oauth_redirect_is_loopback("http://127.0.0.1.evil.example/cb"));
+  CHECK(!auth_oauth_redirect_is_loopback("https://localhost/cb"));
+  CHECK(!auth_oauth_redirect_is_loopback("https://app.example/cb"));
   json_decref(r);
 }
 
