@@ -378,7 +378,7 @@ static int user_ok(st_txn *txn, const char *tenant, const char *id, auth_link *o
   const char *un = json_string_value(json_object_get(u, "userName"));
   snprintf(out->user_id, sizeof out->user_id, "%s", id);
   snprintf(out->user_name, sizeof out->user_name, "%s", un ? un : "");
-  rc = st_dir_user_record_active(u) ? 0 : AUTH_EINACTIVE;
+  rc = st_dir_user_usable(txn, tenant, u) ? 0 : AUTH_EINACTIVE;
   json_decref(u);
   return rc;
 }

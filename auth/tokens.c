@@ -21,7 +21,7 @@ int auth_token_create(st_txn *txn, auth_token_new *t) {
   const char *un = json_string_value(json_object_get(u, "userName"));
   snprintf(t->user_id, sizeof t->user_id, "%s", uid ? uid : "");
   snprintf(t->user_name, sizeof t->user_name, "%s", un ? un : "");
-  bool active = st_dir_user_record_active(u);
+  bool active = st_dir_user_usable(txn, t->tenant, u);
   json_decref(u);
   if (!active) return AUTH_EINACTIVE;
   auth_token_rec r = {.kind = AUTH_KIND_EMPLOYEE, .tenant = t->tenant, .id = t->tokid,
@@ -49,7 +49,7 @@ static int record_grants(st_txn *txn, json_t *r, const char *tenant, int64_t now
   if (st_tenant_active(txn, tenant) != 0) return ST_ENOTFOUND;
   json_t *u;
   if (st_dir_user_find(txn, tenant, uid, &u) != 0) return ST_ENOTFOUND;
-  bool active = st_dir_user_record_active(u) && !strcmp(json_string_value(json_object_get(u, "id")) ?: "", uid);
+  bool active = st_dir_user_usable(txn, tenant, u) && !strcmp(json_string_value(json_object_get(u, "id")) ?: "", uid);
   json_decref(u);
   if (!active) return ST_ENOTFOUND;
   if (user_id) snprintf(user_id, 40, "%s", uid);

@@ -712,7 +712,7 @@ static int user_groups_state(st_txn *txn, const char *tenant, const char *user_i
     return 0;
   }
   if (rc) return rc;
-  *active = st_dir_user_record_active(user);
+  *active = st_dir_user_usable(txn, tenant, user);
   json_decref(user);
   return st_dir_user_groups(txn, tenant, user_id, groups);
 }
@@ -829,7 +829,7 @@ json_t *pol_user_summary(st_txn *txn, const char *tenant, const char *user_id, c
   json_t *out = json_array(), *rec = NULL, *user = NULL, *gids = NULL;
   if (!out) return NULL;
   if (pol_get(txn, tenant, &rec) || st_dir_user_get(txn, tenant, user_id, &user)) goto done;
-  bool active = st_dir_user_record_active(user);
+  bool active = st_dir_user_usable(txn, tenant, user);
   st_dir_user_groups(txn, tenant, user_id, &gids);
   if (!gids || !active) goto done;
   size_t ci;
@@ -879,7 +879,7 @@ json_t *pol_explain(st_txn *txn, const char *tenant, const char *user_id, const 
   const char *uid = json_string_value(json_object_get(user, "id"));
   if (uid) st_dir_user_groups(txn, tenant, uid, &gids);
   if (!gids) gids = json_array();
-  bool active = user && st_dir_user_record_active(user);
+  bool active = user && st_dir_user_usable(txn, tenant, user);
   json_t *groups = json_array();
   size_t i;
   json_t *g;
@@ -892,6 +892,9 @@ json_t *pol_explain(st_txn *txn, const char *tenant, const char *user_id, const 
   json_object_set_new(out, "user", user ? json_pack("{s:O,s:O,s:b}", "id", json_object_get(user, "id"), "userName",
                                                     json_object_get(user, "userName"), "active", active)
                                         : json_null());
+  json_t *block = NULL;
+  if (uid && st_dir_user_block_get(txn, tenant, uid, &block) == 0 && block)
+    json_object_set_new(json_object_get(out, "user"), "blocked", block); /* an admin's revoke: why "active" is false */
   json_object_set_new(out, "groups", groups);
   json_object_set_new(out, "connector", json_string(connector));
   json_object_set_new(out, "tool", json_string(tool));
@@ -933,6 +936,7 @@ json_t *pol_explain(st_txn *txn, const char *tenant, const char *user_id, const 
   const char *why;
   if (!rec) why = "the tenant has no policy: every connector is hidden (fail closed)";
   else if (!user) why = "no such user";
+  else if (!active && block) why = "an admin revoked the user's access (POST …/users/{id}/restore lifts it)";
   else if (!active) why = "the user is deactivated";
   else if (d == POL_HIDDEN) why = "no rule for this connector matches the user's groups: the connector is hidden";
   else if (!json_array_size(matches)) why = "no matching rule";

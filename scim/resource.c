@@ -433,6 +433,25 @@ static int check_scim(st_txn *txn, st_check_report_fn report, void *rctx, void *
     }
   }
   st_cursor_close(c);
+  /* admin blocks (store/dir.h 'b'): each names a user that exists */
+  if (st_cursor_open(txn, ST_DB_SCIM_IDX, &c)) return problems + 1;
+  while (st_cursor_next(c, &k, NULL) == 0) {
+    const char *kp = k.data;
+    size_t tl = strnlen(kp, k.len);
+    if (tl + 2 > k.len || kp[tl + 1] != 'b') continue;
+    char tenant[64], uid[SCIM_ID_LEN + 1];
+    snprintf(tenant, sizeof tenant, "%.*s", (int)tl, kp);
+    if (purging(txn, &memo, tenant)) continue;
+    snprintf(uid, sizeof uid, "%.*s", (int)(k.len - tl - 2), kp + tl + 2);
+    json_t *u = NULL;
+    if (k.len != tl + 2 + SCIM_ID_LEN || st_dir_user_get(txn, tenant, uid, &u) != 0) {
+      snprintf(msg, sizeof msg, "tenant %s: a block names user %s, who does not exist", tenant, uid);
+      if (report) report(rctx, "scim", msg);
+      problems++;
+    }
+    json_decref(u);
+  }
+  st_cursor_close(c);
   return problems;
 }
 

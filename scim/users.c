@@ -185,6 +185,7 @@ int scim__user_delete(st_txn *txn, const scim_req *rq, const char *id, scim_resp
   st_dir_key k;
   st_dir_key_groups_rev(&k, rq->tenant, id);
   if ((rc = st_del(txn, ST_DB_SCIM_IDX, k.b, k.n)) && rc != ST_ENOTFOUND) goto store;
+  if ((rc = st_dir_user_block_forget(txn, rq->tenant, id))) goto store;
   st_dir_key_res(&k, rq->tenant, 'U', id);
   if ((rc = index_user(txn, rq->tenant, old, false)) || (rc = st_del(txn, ST_DB_SCIM_RES, k.b, k.n)) ||
       (rc = scim__count_add(txn, rq->tenant, 'U', -1)))

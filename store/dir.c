@@ -5,7 +5,11 @@
  *
  * Lookups return what scim/ stored, verified where an index can be stale
  * by construction (a hashed index value): a displayName hit is checked
- * against the group record. */
+ * against the group record.
+ *
+ * Blocks (the admin's revoke/restore) are written here too, with the
+ * lifecycle event they imply, so a block means the same thing to every
+ * subscriber as a SCIM deactivation. */
 #include "store/dir.h"
 
 #include <ctype.h>
@@ -99,6 +103,12 @@ void st_dir_key_count(st_dir_key *k, const char *tenant, char type) {
 void st_dir_key_groups_rev(st_dir_key *k, const char *tenant, const char *uid) {
   st_dir_key_tenant(k, tenant);
   kb_ch(k, 'r');
+  kb_str(k, uid);
+}
+
+void st_dir_key_block(st_dir_key *k, const char *tenant, const char *uid) {
+  st_dir_key_tenant(k, tenant);
+  kb_ch(k, 'b');
   kb_str(k, uid);
 }
 
@@ -232,7 +242,87 @@ int st_dir_user_active(st_txn *txn, const char *tenant, const char *id) {
   if (rc) return rc;
   rc = st_dir_user_record_active(u) ? 1 : 0;
   json_decref(u);
+  if (rc == 1) {
+    int b = st_dir_user_block_get(txn, tenant, id, NULL);
+    if (b == 0) rc = 0;
+    else if (b != ST_ENOTFOUND) rc = b;
+  }
   return rc;
+}
+
+bool st_dir_user_usable(st_txn *txn, const char *tenant, const json_t *user) {
+  if (!st_dir_user_record_active(user)) return false;
+  const char *id = json_string_value(json_object_get(user, "id"));
+  return id && st_dir_user_block_get(txn, tenant, id, NULL) == ST_ENOTFOUND;
+}
+
+/* ---- blocks ------------------------------------------------------------------ */
+
+int st_dir_user_block_get(st_txn *txn, const char *tenant, const char *uid, json_t **info) {
+  if (info) *info = NULL;
+  if (!st_dir_valid_id(uid)) return ST_ENOTFOUND;
+  st_dir_key k;
+  st_dir_key_block(&k, tenant, uid);
+  if (k.overflow) return ST_ENOTFOUND;
+  st_val v;
+  int rc = st_get(txn, ST_DB_SCIM_IDX, k.b, k.n, &v);
+  if (rc || !info) return rc;
+  *info = json_loadb(v.data, v.len, 0, NULL);
+  return *info ? 0 : ST_ECORRUPT;
+}
+
+static int block_emit(st_txn *txn, int kind, const char *tenant, const char *uid, const json_t *user,
+                      const char *via) {
+  st_dir_event ev = {tenant, uid, json_string_value(json_object_get(user, "userName")), NULL, via, NULL, 0, NULL, 0};
+  int rc = st_emit(txn, kind, &ev);
+  return rc < 0 ? rc : 0;
+}
+
+int st_dir_user_block(st_txn *txn, const char *tenant, const char *uid, const json_t *info, bool *already) {
+  *already = false;
+  json_t *u;
+  int rc = res_get(txn, tenant, ST_DIR_USER, uid, &u);
+  if (rc) return rc;
+  rc = st_dir_user_block_get(txn, tenant, uid, NULL);
+  if (rc == 0) *already = true;
+  if (rc == 0 || rc != ST_ENOTFOUND) {
+    json_decref(u);
+    return rc;
+  }
+  char *text = json_dumps(info, JSON_COMPACT);
+  st_dir_key k;
+  st_dir_key_block(&k, tenant, uid);
+  rc = text ? (k.overflow ? ST_EINVAL : st_put(txn, ST_DB_SCIM_IDX, k.b, k.n, text, strlen(text), 0)) : ST_ENOMEM;
+  free(text);
+  if (!rc && st_dir_user_record_active(u)) rc = block_emit(txn, ST_DIR_EV_USER_DEACTIVATED, tenant, uid, u, "revoke");
+  json_decref(u);
+  return rc;
+}
+
+int st_dir_user_unblock(st_txn *txn, const char *tenant, const char *uid, bool *was) {
+  *was = false;
+  json_t *u;
+  int rc = res_get(txn, tenant, ST_DIR_USER, uid, &u);
+  if (rc) return rc;
+  st_dir_key k;
+  st_dir_key_block(&k, tenant, uid);
+  rc = k.overflow ? ST_ENOTFOUND : st_del(txn, ST_DB_SCIM_IDX, k.b, k.n);
+  if (rc == 0) {
+    *was = true;
+    if (st_dir_user_record_active(u)) rc = block_emit(txn, ST_DIR_EV_USER_REACTIVATED, tenant, uid, u, "restore");
+  } else if (rc == ST_ENOTFOUND) {
+    rc = 0;
+  }
+  json_decref(u);
+  return rc;
+}
+
+int st_dir_user_block_forget(st_txn *txn, const char *tenant, const char *uid) {
+  st_dir_key k;
+  st_dir_key_block(&k, tenant, uid);
+  if (k.overflow) return 0;
+  int rc = st_del(txn, ST_DB_SCIM_IDX, k.b, k.n);
+  return rc == ST_ENOTFOUND ? 0 : rc;
 }
 
 int st_dir_user_groups(st_txn *txn, const char *tenant, const char *uid, json_t **gids) {

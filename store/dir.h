@@ -14,6 +14,7 @@
  *                   t\0 'd' fold(displayName) \0 id  → ""        (groups)
  *                   t\0 'n' 'U'|'G'                  → count (u64 LE)
  *                   t\0 'r' uid           → the user's groups revision (u64 LE + RFC 3339 time)
+ *                   t\0 'b' uid           → an admin's block of the user (JSON {at, by, reason})
  *   ST_DB_SCIM_MEM  t\0 'm' gid \0 uid    → ""   group → members
  *                   t\0 'g' uid \0 gid    → ""   user → groups
  * fold() is ASCII lower-casing (userName and displayName compare
@@ -24,6 +25,15 @@
  * The directory's lifecycle events (ST_DIR_EV_*) are emitted by scim/
  * inside the writing transaction; they are defined here so subscribers
  * (auth/, policy/, the gateway) need not include scim/.
+ *
+ * The block ('b') is the one key written here rather than by scim/: an
+ * admin's incident button (POST …/users/{id}/revoke) that takes a user out
+ * of service without touching what Okta provisioned. A blocked user is not
+ * active to everyone who asks st_dir_user_active / st_dir_user_usable, and
+ * blocking a usable user emits USER_DEACTIVATED (via "revoke") so every
+ * subscriber cuts exactly as for a SCIM deactivation; unblocking emits
+ * USER_REACTIVATED (via "restore") when SCIM has the user active. SCIM
+ * never sees or overwrites the block; deleting the user deletes it.
  *
  * Reads take any txn (read snapshot or a job's write txn) and follow the
  * store's rules: short, never held across a callback. JSON returned is a
@@ -47,8 +57,9 @@
 enum {
   ST_DIR_EV_USER_CREATED = ST_EVENT_BASE_SCIM,
   ST_DIR_EV_USER_CHANGED,      /* any stored attribute changed */
-  ST_DIR_EV_USER_DEACTIVATED,  /* active true→false: PATCH (with/without path), PUT, DELETE */
-  ST_DIR_EV_USER_REACTIVATED,  /* active false→true */
+  ST_DIR_EV_USER_DEACTIVATED,  /* usable → not: SCIM active true→false (PATCH with/without path, PUT,
+                                  DELETE) or an admin block (via "revoke") */
+  ST_DIR_EV_USER_REACTIVATED,  /* not usable → usable: SCIM active false→true, or unblocked ("restore") */
   ST_DIR_EV_USER_DELETED,      /* after DEACTIVATED when the user was active */
   ST_DIR_EV_MEMBERSHIP_CHANGED,/* one group; added/removed user ids */
   ST_DIR_EV_GROUP_CREATED,
@@ -63,7 +74,7 @@ typedef struct st_dir_event {
   const char *id;          /* user id (user events) or group id */
   const char *name;        /* userName or displayName (new one on rename) */
   const char *old_name;    /* GROUP_RENAMED */
-  const char *via;         /* "post", "put", "patch", "delete" */
+  const char *via;         /* "post", "put", "patch", "delete"; "revoke", "restore" (blocks) */
   const char *const *added;   /* MEMBERSHIP_CHANGED: user ids */
   size_t nadded;
   const char *const *removed;
@@ -100,6 +111,8 @@ void st_dir_key_group_name(st_dir_key *k, const char *tenant, const char *displa
 void st_dir_key_count(st_dir_key *k, const char *tenant, char type);
 /* ST_DB_SCIM_IDX: t\0 'r' uid (groups revision of a user). */
 void st_dir_key_groups_rev(st_dir_key *k, const char *tenant, const char *uid);
+/* ST_DB_SCIM_IDX: t\0 'b' uid (an admin's block of the user). */
+void st_dir_key_block(st_dir_key *k, const char *tenant, const char *uid);
 /* ST_DB_SCIM_MEM: t\0 'm' gid \0 [uid]; uid NULL: prefix of the members. */
 void st_dir_key_member(st_dir_key *k, const char *tenant, const char *gid, const char *uid);
 /* ST_DB_SCIM_MEM: t\0 'g' uid \0 [gid]; gid NULL: prefix of the user's groups. */
@@ -132,9 +145,30 @@ int st_dir_user_find(st_txn *txn, const char *tenant, const char *id_or_username
 /* Whether a stored user record is active (SCIM: a missing "active" is
  * true). A predicate on the JSON st_dir_user_get/find returned. */
 bool st_dir_user_record_active(const json_t *user);
-/* 1 if the user exists and is active, 0 if it exists and is inactive,
- * ST_ENOTFOUND if there is no such user (by id), or another ST_E*. */
+/* 1 if the user exists, is active and not blocked, 0 if it exists and is
+ * inactive or blocked, ST_ENOTFOUND if there is no such user (by id), or
+ * another ST_E*. */
 int st_dir_user_active(st_txn *txn, const char *tenant, const char *id);
+/* The same question of a record already read (st_dir_user_get/find): SCIM
+ * active and not blocked. A store error reads as not usable (fail closed). */
+bool st_dir_user_usable(st_txn *txn, const char *tenant, const json_t *user);
+
+/* ---- blocks (admin revoke / restore) ---------------------------------------- */
+
+/* The block of a user: 0 and *info ({at, by, reason}; caller json_decref,
+ * info may be NULL to ask only), ST_ENOTFOUND when not blocked. */
+int st_dir_user_block_get(st_txn *txn, const char *tenant, const char *uid, json_t **info);
+/* Write txn: blocks an existing user (ST_ENOTFOUND if there is none) with
+ * info (an object, copied); a user already blocked keeps its first block
+ * (*already set). Emits USER_DEACTIVATED (via "revoke") when the user was
+ * usable; a negative hook return is returned (the job must roll back). */
+int st_dir_user_block(st_txn *txn, const char *tenant, const char *uid, const json_t *info, bool *already);
+/* Write txn: lifts the block (*was: whether there was one) and emits
+ * USER_REACTIVATED (via "restore") when SCIM has the user active. Nothing
+ * that the block deleted comes back. ST_ENOTFOUND for no such user. */
+int st_dir_user_unblock(st_txn *txn, const char *tenant, const char *uid, bool *was);
+/* Write txn: deletes the block key if any (scim/ when it deletes the user). */
+int st_dir_user_block_forget(st_txn *txn, const char *tenant, const char *uid);
 
 /* The user's group ids, in id order: *gids a new JSON array of strings
  * owned by the caller (empty for an unknown or malformed user id). */

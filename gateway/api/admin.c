@@ -21,6 +21,7 @@
 #include "gateway/base/log.h"
 #include "auth/token_store.h"
 #include "gateway/core/module.h"
+#include "store/dir.h"
 #include "store/token.h"
 
 void admin__now_rfc3339(char out[32]) {
@@ -127,6 +128,28 @@ static json_t *parse_body(gw_req *req, bool secret) {
   return j;
 }
 
+/* A path segment, percent-decoded (no '+' rule: this is a path). False for
+ * a malformed escape, %00, or more than cap - 1 bytes. */
+static int hexval(char c) {
+  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+bool admin__seg_decode(const char *in, char *out, size_t cap) {
+  size_t o = 0;
+  for (const char *p = in; *p; p++) {
+    int c = (unsigned char)*p;
+    if (c == '%') {
+      int hi = hexval(p[1]), lo = hi < 0 ? -1 : hexval(p[2]);
+      if (hi < 0 || lo < 0 || (c = hi * 16 + lo) == 0) return false;
+      p += 2;
+    }
+    if (o + 1 >= cap) return false;
+    out[o++] = (char)c;
+  }
+  out[o] = 0;
+  return true;
+}
+
 json_t *admin__parse_body(gw_req *req) { return parse_body(req, false); }
 json_t *admin__parse_secret_body(gw_req *req) { return parse_body(req, true); }
 
@@ -223,9 +246,9 @@ void gw_admin_dispatch(gw_req *req) {
     return;
   }
   snprintf(path, sizeof path, "%s", req->path + strlen("/admin/v1"));
-  char *seg[6] = {0};
+  char *seg[7] = {0}; /* one more than the deepest route: a longer path matches none */
   int n = 0;
-  for (char *save = NULL, *s = strtok_r(path, "/", &save); s && n < 6; s = strtok_r(NULL, "/", &save))
+  for (char *save = NULL, *s = strtok_r(path, "/", &save); s && n < 7; s = strtok_r(NULL, "/", &save))
     seg[n++] = s;
   if (n >= 1 && !strcmp(seg[0], "tenants")) {
     if (n == 1) {
@@ -272,6 +295,15 @@ void gw_admin_dispatch(gw_req *req) {
     }
     if ((n == 3 || n == 4) && (!strcmp(seg[2], "users") || !strcmp(seg[2], "groups"))) {
       admin__directory(req, &who, seg[1], seg[2], n == 4 ? seg[3] : NULL);
+      return;
+    }
+    if ((n == 5 || n == 6) && !strcmp(seg[2], "users")) {
+      char ref[ST_DIR_IDX_VAL_MAX + 1];
+      if (!admin__seg_decode(seg[3], ref, sizeof ref)) {
+        gw_respond_error(req, 404, "not_found", "no user with this id or userName in this tenant");
+        return;
+      }
+      admin__user_actions(req, &who, seg[1], ref, seg[4], n == 6 ? seg[5] : NULL);
       return;
     }
     if ((n == 3 || n == 4) && (!strcmp(seg[2], "scim-tokens") || !strcmp(seg[2], "admin-tokens"))) {

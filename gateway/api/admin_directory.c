@@ -10,10 +10,13 @@
 #include <time.h>
 
 #include "scim/scim.h"
+#include "store/dir.h"
 
 /* GET /admin/v1/tenants/{t}/users[/{id}] and /groups[/{id}]: what SCIM
  * provisioned, as SCIM renders it (users with their groups; lists paged
- * with startIndex/count and filtered with a SCIM filter). */
+ * with startIndex/count and filtered with a SCIM filter). One user also
+ * carries "blocked": the admin's revoke in force ({at, by, reason}) or
+ * null (admin_users.c). */
 void admin__directory(gw_req *req, const admin_caller *who, const char *tenant, const char *what,
                            const char *id) {
   gw_server *srv = req->lp->srv;
@@ -37,6 +40,10 @@ void admin__directory(gw_req *req, const admin_caller *who, const char *tenant, 
   rq.max_count = (size_t)srv->cfg.scim_max_count;
   scim_resp rs = {0};
   scim_handle(txn, &rq, &rs);
+  /* one user: an admin's block shows beside what SCIM provisioned */
+  json_t *block = NULL;
+  if (id && what[0] == 'u' && rs.status == 200)
+    st_dir_user_block_get(txn, tenant, json_string_value(json_object_get(rs.body, "id")), &block);
   st_txn_end(txn);
   free(base);
   if (rs.status >= 400) {
@@ -45,7 +52,10 @@ void admin__directory(gw_req *req, const admin_caller *who, const char *tenant, 
     gw_respond_error(req, rs.status, rs.status == 404 ? "not_found" : type ? type : "invalid_request", "%s",
                      detail ? detail : "request failed");
   } else {
-    gw_respond_json(req, rs.status, json_incref(rs.body));
+    json_t *out = json_incref(rs.body);
+    if (id && what[0] == 'u') json_object_set_new(out, "blocked", block ? block : json_null());
+    else json_decref(block);
+    gw_respond_json(req, rs.status, out);
   }
   scim_resp_clear(&rs);
 }

@@ -6,7 +6,7 @@
  * admin_tenants.c, admin_tokens.c (SCIM/admin tokens, employee tokens, the
  * last-use job), admin_connectors.c, admin_oidc.c (tenant OIDC settings),
  * admin_policy.c (policy and explain), admin_directory.c (users/groups
- * views), admin_oauth.c (the OAuth clients), admin_jobs.c (submit, the generic done callback, job errors, the
+ * views), admin_users.c (revoke/restore a person, their grants), admin_oauth.c (the OAuth clients), admin_jobs.c (submit, the generic done callback, job errors, the
  * tenant purge driver).
  *
  * Every request helper that answers (returns -1 / NULL after it responded)
@@ -52,6 +52,9 @@ int admin__only_keys(gw_req *req, json_t *j, const char *const *allowed);
 /* Optional string field with length bounds; *out borrowed from j (NULL when
  * absent). Answers 400 and returns -1 when invalid. */
 int admin__opt_string(gw_req *req, json_t *j, const char *key, size_t maxlen, const char **out);
+/* A path segment, percent-decoded into out (no '+' rule: a path). False
+ * for a malformed escape, %00, or more than cap - 1 bytes. */
+bool admin__seg_decode(const char *in, char *out, size_t cap);
 /* Read txn on an existing, active tenant (caller st_txn_end), or answers
  * 503/404 and returns -1. */
 int admin__read_tenant(gw_req *req, const char *tenant, st_txn **txn);
@@ -114,5 +117,8 @@ void admin__explain(gw_req *req, const admin_caller *who, const char *tenant);
 void admin__oauth_clients(gw_req *req, const admin_caller *who, const char *tenant, const char *seg);
 void admin__directory(gw_req *req, const admin_caller *who, const char *tenant, const char *what,
                       const char *id);
+/* admin_users.c: …/users/{ref}/{action}[/{arg}] (revoke, restore, grants). */
+void admin__user_actions(gw_req *req, const admin_caller *who, const char *tenant, const char *ref,
+                         const char *action, const char *arg);
 
 #endif

@@ -41,28 +41,6 @@ static json_t *view(const json_t *rec) {
   return v;
 }
 
-/* A path segment, percent-decoded (no '+' rule: this is a path). False for
- * a malformed escape, %00, or more than cap - 1 bytes. */
-static int hexval(char c) {
-  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-static bool seg_decode(const char *in, char *out, size_t cap) {
-  size_t o = 0;
-  for (const char *p = in; *p; p++) {
-    int c = (unsigned char)*p;
-    if (c == '%') {
-      int hi = hexval(p[1]), lo = hi < 0 ? -1 : hexval(p[2]);
-      if (hi < 0 || lo < 0 || (c = hi * 16 + lo) == 0) return false;
-      p += 2;
-    }
-    if (o + 1 >= cap) return false;
-    out[o++] = (char)c;
-  }
-  out[o] = 0;
-  return true;
-}
-
 /* ---- the list and one record */
 
 static void list(gw_req *req, const char *tenant) {
@@ -277,7 +255,7 @@ void admin__oauth_clients(gw_req *req, const admin_caller *who, const char *tena
     return;
   }
   char id[AUTH_OAUTH_CLIENT_ID_MAX + 1];
-  if (!seg_decode(seg, id, sizeof id)) {
+  if (!admin__seg_decode(seg, id, sizeof id)) {
     gw_respond_error(req, 404, "not_found", "no such OAuth client in this tenant");
     return;
   }

@@ -30,6 +30,7 @@
 #include <time.h>
 
 #include "auth/oauth_client.h"
+#include "auth/oauth_token.h"
 #include "gateway/api/oauth_int.h"
 #include "gateway/base/log.h"
 #include "gateway/core/module.h"
@@ -58,6 +59,27 @@ void oauth__rfc3339(int64_t t, char out[32]) {
   struct tm tm;
   gmtime_r(&tt, &tm);
   strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+json_t *oauth__grants_view(st_txn *txn, const char *tenant, const char *user_id) {
+  json_t *grants = NULL, *out = json_array(), *g;
+  size_t i;
+  if (!out || auth_oauth_grants(txn, tenant, user_id, &grants) != 0) {
+    json_decref(grants);
+    json_decref(out);
+    return NULL;
+  }
+  json_array_foreach(grants, i, g) {
+    char c1[32], c2[32];
+    oauth__rfc3339((int64_t)json_integer_value(json_object_get(g, "created")), c1);
+    oauth__rfc3339((int64_t)json_integer_value(json_object_get(g, "last_used")), c2);
+    json_array_append_new(out, json_pack("{s:O,s:O,s:O,s:O,s:s,s:s}", "id", json_object_get(g, "id"), "client_id",
+                                         json_object_get(g, "client_id"), "client_name",
+                                         json_object_get(g, "client_name"), "resource", json_object_get(g, "resource"),
+                                         "created", c1, "last_used", c2));
+  }
+  json_decref(grants);
+  return out;
 }
 
 const char *oauth__split_tenant(const char *p, char tenant[64]) {

@@ -56,6 +56,10 @@ void oauth__error(gw_req *req, int status, const char *code, const char *fmt, ..
 /* Unix seconds now; t as RFC 3339 UTC. */
 int64_t oauth__now(void);
 void oauth__rfc3339(int64_t t, char out[32]);
+/* A user's OAuth grants as the employee page and the admin API show them:
+ * [{id, client_id, client_name, resource, created, last_used}] with RFC 3339
+ * times (a new array), or NULL on a store error or allocation failure. */
+json_t *oauth__grants_view(st_txn *txn, const char *tenant, const char *user_id);
 /* p at "/t/{tenant}[/…]": copies a valid tenant id into tenant[64] and
  * returns what follows it ("" or "/…"); NULL when malformed. */
 const char *oauth__split_tenant(const char *p, char tenant[64]);

@@ -34,6 +34,7 @@
 #include "auth/browser.h"
 #include "auth/oauth_token.h"
 #include "auth/token_store.h"
+#include "gateway/api/oauth_int.h"
 #include "gateway/api/pages_int.h"
 #include "gateway/base/log.h"
 #include "gateway/base/ratelimit.h"
@@ -297,19 +298,9 @@ static void api_me(gw_req *req, const char *tenant, const auth_browser *s) {
     json_decref(items);
     items = json_array();
   }
-  /* the applications connected as this person (OAuth grants), times as RFC 3339 */
-  json_t *grants = NULL, *gv = json_array();
-  if (auth_oauth_grants(txn, tenant, s->user_id, &grants) == 0)
-    json_array_foreach(grants, i, g) {
-      char c1[32], c2[32];
-      rfc3339((int64_t)json_integer_value(json_object_get(g, "created")), c1);
-      rfc3339((int64_t)json_integer_value(json_object_get(g, "last_used")), c2);
-      json_array_append_new(gv, json_pack("{s:O,s:O,s:O,s:O,s:s,s:s}", "id", json_object_get(g, "id"), "client_id",
-                                          json_object_get(g, "client_id"), "client_name",
-                                          json_object_get(g, "client_name"), "resource",
-                                          json_object_get(g, "resource"), "created", c1, "last_used", c2));
-    }
-  json_decref(grants);
+  /* the applications connected as this person (OAuth grants) */
+  json_t *gv = oauth__grants_view(txn, tenant, s->user_id);
+  if (!gv) gv = json_array();
   st_txn_end(txn);
   if (!u) {
     json_decref(gv);

@@ -62,6 +62,19 @@ static int scim(const char *tenant, const char *method, const char *path, const 
 
 static char alice[40], bob[40], carol[40], eng[40], ops[40], ops2[40];
 
+/* lifecycle events seen by a hook: counts and the last "via" */
+static int n_deact, n_react;
+static char last_via[16];
+static int count_event(st_txn *txn, int kind, const void *event, void *ctx) {
+  const st_dir_event *ev = event;
+  (void)txn;
+  (void)ctx;
+  if (kind == ST_DIR_EV_USER_DEACTIVATED) n_deact++;
+  else n_react++;
+  snprintf(last_via, sizeof last_via, "%s", ev->via ? ev->via : "");
+  return 0;
+}
+
 static int setup(void) {
   char dir[128], path[128], body[512];
   strcpy(g_tmp, "/tmp/mcpgate-test-dir-XXXXXX");
@@ -74,6 +87,9 @@ static int setup(void) {
   if (st_open(&st, &o) != 0) return -1;
   if (scim_register_purge(st) != 0) return -1;
   scim_register_checks(st);
+  if (st_hook_add(st, ST_DIR_EV_USER_DEACTIVATED, count_event, NULL) ||
+      st_hook_add(st, ST_DIR_EV_USER_REACTIVATED, count_event, NULL))
+    return -1;
   if (scim("acme", "POST", "/Users", "{\"userName\":\"Alice@Acme.com\",\"externalId\":\"okta-1\"}", alice) != 201 ||
       scim("acme", "POST", "/Users", "{\"userName\":\"bob@acme.com\",\"externalId\":\"okta-2\",\"active\":false}", bob) != 201 ||
       scim("acme", "POST", "/Users", "{\"userName\":\"carol@acme.com\"}", carol) != 201)
@@ -367,6 +383,113 @@ TEST(check_skips_a_tenant_being_purged) {
   CHECK_INT(skipped, 0);
 }
 
+typedef struct block_op {
+  const char *uid;
+  bool unblock;
+  bool flag; /* out */
+  int rc;    /* out */
+} block_op;
+
+static int block_fn(st_txn *txn, void *arg) {
+  block_op *b = arg;
+  json_t *info = json_pack("{s:s,s:s}", "at", "2026-12-04T00:00:00Z", "by", "operator");
+  b->rc = b->unblock ? st_dir_user_unblock(txn, "acme", b->uid, &b->flag)
+                     : st_dir_user_block(txn, "acme", b->uid, info, &b->flag);
+  json_decref(info);
+  return b->rc;
+}
+
+static int block_key_put(st_txn *txn, void *arg) {
+  st_dir_key k;
+  st_dir_key_block(&k, "acme", arg);
+  return st_put(txn, ST_DB_SCIM_IDX, k.b, k.n, "{}", 2, 0);
+}
+
+static int block_key_del(st_txn *txn, void *arg) { return st_dir_user_block_forget(txn, "acme", arg); }
+
+static void report_block(void *ctx, const char *area, const char *msg) {
+  (void)area;
+  if (strstr(msg, "a block names user")) (*(int *)ctx)++;
+}
+
+/* An admin's block: the user is not active to anyone who asks, blocking a
+ * usable user emits DEACTIVATED ("revoke") once, unblocking emits
+ * REACTIVATED ("restore") only when SCIM has the user active; SCIM's
+ * delete takes the block with it; a block without its user is reported. */
+TEST(blocks) {
+  char dave[40], path[80];
+  CHECK_INT(scim("acme", "POST", "/Users", "{\"userName\":\"dave@acme.com\"}", dave), 201);
+  int d0 = n_deact, r0 = n_react;
+  block_op b = {dave, false, false, 0};
+  CHECK_INT(st_write_sync(st, block_fn, &b), 0);
+  CHECK(!b.flag);
+  CHECK_INT(n_deact, d0 + 1);
+  CHECK_STR(last_via, "revoke");
+  st_txn *t;
+  json_t *u, *info;
+  CHECK_INT(st_read_begin(st, &t), 0);
+  CHECK_INT(st_dir_user_active(t, "acme", dave), 0);
+  CHECK_INT(st_dir_user_get(t, "acme", dave, &u), 0);
+  CHECK(st_dir_user_record_active(u)); /* what SCIM stored is untouched */
+  CHECK(!st_dir_user_usable(t, "acme", u));
+  json_decref(u);
+  CHECK_INT(st_dir_user_block_get(t, "acme", dave, &info), 0);
+  CHECK_STR(json_string_value(json_object_get(info, "by")), "operator");
+  json_decref(info);
+  CHECK_INT(st_dir_user_block_get(t, "other", dave, NULL), ST_ENOTFOUND); /* tenants never see each other */
+  st_txn_end(t);
+  /* twice: kept, no second event */
+  CHECK_INT(st_write_sync(st, block_fn, &b), 0);
+  CHECK(b.flag);
+  CHECK_INT(n_deact, d0 + 1);
+  /* SCIM cannot lift it: a PATCH active=true changes nothing for it */
+  snprintf(path, sizeof path, "/Users/%s", dave);
+  CHECK_INT(scim("acme", "PATCH", path,
+                 "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],"
+                 "\"Operations\":[{\"op\":\"replace\",\"value\":{\"active\":true}}]}", NULL), 200);
+  CHECK_INT(st_read_begin(st, &t), 0);
+  CHECK_INT(st_dir_user_active(t, "acme", dave), 0);
+  st_txn_end(t);
+  b.unblock = true;
+  CHECK_INT(st_write_sync(st, block_fn, &b), 0);
+  CHECK(b.flag);
+  CHECK_INT(n_react, r0 + 1);
+  CHECK_STR(last_via, "restore");
+  CHECK_INT(st_read_begin(st, &t), 0);
+  CHECK_INT(st_dir_user_active(t, "acme", dave), 1);
+  st_txn_end(t);
+  CHECK_INT(st_write_sync(st, block_fn, &b), 0); /* not blocked: nothing to lift */
+  CHECK(!b.flag);
+  CHECK_INT(n_react, r0 + 1);
+  /* an inactive user: the block is written, no event either way */
+  block_op ib = {bob, false, false, 0};
+  CHECK_INT(st_write_sync(st, block_fn, &ib), 0);
+  CHECK_INT(n_deact, d0 + 1);
+  ib.unblock = true;
+  CHECK_INT(st_write_sync(st, block_fn, &ib), 0);
+  CHECK(ib.flag);
+  CHECK_INT(n_react, r0 + 1);
+  /* no such user */
+  block_op nb = {"00000000-0000-4000-8000-000000000000", false, false, 0};
+  CHECK_INT(st_write_sync(st, block_fn, &nb), ST_ENOTFOUND);
+  /* SCIM's delete takes the block with it: the check stays clean */
+  b.unblock = false;
+  CHECK_INT(st_write_sync(st, block_fn, &b), 0);
+  CHECK_INT(scim("acme", "DELETE", path, NULL, NULL), 204);
+  CHECK_INT(st_read_begin(st, &t), 0);
+  CHECK_INT(st_dir_user_block_get(t, "acme", dave, NULL), ST_ENOTFOUND);
+  st_txn_end(t);
+  int dangling = 0;
+  CHECK_INT(st_check(st, report_block, &dangling), 0);
+  CHECK_INT(dangling, 0);
+  /* a block left without its user (damage) is reported */
+  CHECK_INT(st_write_sync(st, block_key_put, dave), 0);
+  CHECK(st_check(st, report_block, &dangling) > 0);
+  CHECK_INT(dangling, 1);
+  CHECK_INT(st_write_sync(st, block_key_del, dave), 0);
+  CHECK_INT(st_check(st, report_block, &dangling), 0);
+}
+
 TEST(key_encoding) {
   st_dir_key k;
   st_dir_key_res(&k, "acme", ST_DIR_USER, "id1");
@@ -408,6 +531,7 @@ int main(void) {
   RUN(deleted_user_is_gone);
   RUN(tenant_purge_through_the_registry);
   RUN(check_skips_a_tenant_being_purged);
+  RUN(blocks);
   RUN(key_encoding);
   st_close(st);
   nftw(g_tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
