@@ -78,26 +78,70 @@ int auth_oauth_code_put(st_txn *txn, const uint8_t hash[32], const auth_oauth_co
                         "expires", (json_int_t)c->expires, "used", 0);
   if (!r) return ST_ENOMEM;
   uint8_t k[33];
-  int rc = put_json(txn, k, hkey(k, 'k', hash), r);
+  char uk[KEY_CAP];
+  size_t ukn = tkey(uk, 'K', c->tenant, c->user_id, hash, 32);
+  int rc = ukn ? put_json(txn, k, hkey(k, 'k', hash), r) : ST_EINVAL;
   json_decref(r);
+  if (!rc) rc = st_put(txn, ST_DB_AUTH, uk, ukn, "", 0, 0);
   if (rc) return rc;
   /* sweep: codes live a minute; a used one is kept until it expires (so a
    * replay is recognised), then goes */
   st_cursor *cur;
   if (st_cursor_open(txn, ST_DB_AUTH, &cur)) return 0;
   uint8_t dead[16][33];
+  char dead_idx[16][KEY_CAP];
+  size_t dead_idx_n[16];
   int nd = 0, seen = 0;
   st_val kk, v;
   st_cursor_seek(cur, "k", 1, NULL, 0);
   while (nd < 16 && seen++ < 64 && st_cursor_next(cur, &kk, &v) == 0) {
     if (kk.len != 33) continue;
     json_t *x = json_loadb(v.data, v.len, 0, NULL);
-    if (!x || jint(x, "expires") + 60 <= now) memcpy(dead[nd++], kk.data, 33);
+    if (!x || jint(x, "expires") + 60 <= now) {
+      memcpy(dead[nd], kk.data, 33);
+      const char *t = jstr(x, "tenant"), *u = jstr(x, "user");
+      dead_idx_n[nd] = t && u ? tkey(dead_idx[nd], 'K', t, u, (const uint8_t *)kk.data + 1, 32) : 0;
+      nd++;
+    }
     json_decref(x);
   }
   st_cursor_close(cur);
-  for (int i = 0; i < nd; i++) st_del(txn, ST_DB_AUTH, dead[i], 33);
+  for (int i = 0; i < nd; i++) {
+    st_del(txn, ST_DB_AUTH, dead[i], 33);
+    if (dead_idx_n[i]) st_del(txn, ST_DB_AUTH, dead_idx[i], dead_idx_n[i]);
+  }
   return 0;
+}
+
+/* Deletes the codes indexed under prefix (K tenant \0 [user \0]), at most
+ * limit (0: all); how many, or an ST_E* code. */
+static int codes_delete(st_txn *txn, const char *pre, size_t pn, int limit) {
+  int n = 0, rc = 0;
+  for (;;) {
+    st_cursor *c;
+    if ((rc = st_cursor_open(txn, ST_DB_AUTH, &c))) return rc;
+    char keys[16][KEY_CAP];
+    size_t lens[16];
+    int nk = 0;
+    st_val k;
+    st_cursor_seek(c, pre, pn, NULL, 0);
+    while (nk < 16 && (!limit || n + nk < limit) && st_cursor_next(c, &k, NULL) == 0) {
+      if (k.len > KEY_CAP) continue;
+      memcpy(keys[nk], k.data, k.len);
+      lens[nk++] = k.len;
+    }
+    st_cursor_close(c);
+    for (int i = 0; i < nk; i++) {
+      uint8_t ck[33];
+      if (lens[i] >= pn + 32) {
+        hkey(ck, 'k', (const uint8_t *)keys[i] + lens[i] - 32);
+        if ((rc = st_del(txn, ST_DB_AUTH, ck, 33)) && rc != ST_ENOTFOUND) return rc;
+      }
+      if ((rc = st_del(txn, ST_DB_AUTH, keys[i], lens[i])) && rc != ST_ENOTFOUND) return rc;
+      n++;
+    }
+    if (nk < 16 || (limit && n >= limit)) return n;
+  }
 }
 
 /* ---- grants */
@@ -505,6 +549,10 @@ static int on_user_gone(st_txn *txn, int kind, const void *event, void *ctx) {
   (void)ctx;
   int n = auth_oauth_revoke_user(txn, ev->tenant, ev->id);
   if (n < 0) return n;
+  /* and every code not exchanged yet (or kept to recognise a replay) */
+  char cpre[KEY_CAP];
+  size_t cpn = tkey(cpre, 'K', ev->tenant, ev->id, "", 0);
+  if (cpn && (n = codes_delete(txn, cpre, cpn, 0)) < 0) return n;
   if (kind == ST_DIR_EV_USER_DELETED) {
     char pre[KEY_CAP];
     size_t pn = tkey(pre, 'a', ev->tenant, ev->id, "", 0);
@@ -558,6 +606,13 @@ static int purge_tenant(st_txn *txn, const char *tenant, int limit) {
     json_decref(fams);
   }
   if (rc) return rc;
+  /* the tenant's codes, through their index */
+  size_t cpn = tkey(pre, 'K', tenant, "", NULL, 0);
+  if (n < limit && cpn) {
+    rc = codes_delete(txn, pre, cpn, limit - n);
+    if (rc < 0) return rc;
+    n += rc;
+  }
   static const char types[] = {'F', 'g', 'a'};
   for (size_t t = 0; t < sizeof types && n < limit; t++) {
     size_t ln = tkey(pre, types[t], tenant, "", NULL, 0);

@@ -30,6 +30,9 @@
  *
  * Store layout (ST_DB_AUTH):
  *   "k" sha256(code)                   → JSON code record
+ *   "K" tenant \0 user \0 sha256(code)  → ""   (a user's codes: deleted with
+ *                                        the user's grants, so a deactivation
+ *                                        leaves no code behind)
  *   "t" sha256(token)                  → JSON {k:"at"|"rt", tenant, family,
  *                                        expires[, rotated, grace_until]}
  *   "f" tenant \0 family               → JSON {user, client_id, client_name,
@@ -76,8 +79,8 @@ typedef struct auth_oauth_code {
   int64_t signin_at, expires;                   /* unix s */
 } auth_oauth_code;
 
-/* Write txn: stores a code by the hash of its text; sweeps up to 16
- * expired codes. */
+/* Write txn: stores a code by the hash of its text (and in its user's
+ * index); sweeps up to 16 expired codes. */
 int auth_oauth_code_put(st_txn *txn, const uint8_t hash[32], const auth_oauth_code *c, int64_t now);
 
 /* A grant being issued or refreshed. */

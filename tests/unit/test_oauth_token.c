@@ -440,7 +440,7 @@ static int oauth_keys(st_store *st, const char *tenant, const char *kinds) {
   while (st_cursor_next(c, &k, &v) == 0) {
     const char *p = k.data;
     if (!strchr(kinds, p[0])) continue;
-    if (strchr("fFga", p[0]) && k.len > t + 1 && !memcmp(p + 1, tenant, t) && p[1 + t] == 0) n++;
+    if (strchr("fFgaK", p[0]) && k.len > t + 1 && !memcmp(p + 1, tenant, t) && p[1 + t] == 0) n++;
     if (p[0] == 't' && k.len == 33) {
       json_t *r = json_loadb(v.data, v.len, 0, NULL);
       const char *rt = json_string_value(json_object_get(r, "tenant"));
@@ -730,7 +730,8 @@ TEST(code_exchange_refusals) {
   CHECK_INT(exchange(st, &k, T0 + 59, &x), 0);
   CHECK_INT(verify(st, x.access, NULL, T0 + 59), 0);
 
-  /* an inactive user: refused; active again, the same code works */
+  /* an inactive user: refused, and the deactivation deleted the code:
+   * active again, it stays refused (reactivation revives nothing) */
   code ki;
   code_init(&ki, "acme", ina, "", T0 - 100, T0 + 60);
   CHECK_INT(code_put(st, &ki, T0), 0);
@@ -740,7 +741,11 @@ TEST(code_exchange_refusals) {
   CHECK(!x.reused);
   CHECK_INT(ngrants(st, "acme", ina), 0);
   CHECK_INT(set_active(st, "acme", ina, true), 200);
-  CHECK_INT(exchange(st, &ki, T0 + 2, &x), 0);
+  CHECK_INT(exchange(st, &ki, T0 + 2, &x), AUTH_EOAUTH_GRANT);
+  CHECK_INT(ngrants(st, "acme", ina), 0);
+  code_init(&ki, "acme", ina, "", T0 - 100, T0 + 60);
+  CHECK_INT(code_put(st, &ki, T0 + 2), 0);
+  CHECK_INT(exchange(st, &ki, T0 + 3, &x), 0);
   CHECK_STR(x.user_id, ina);
   CHECK_INT(ngrants(st, "acme", ina), 1);
   /* a tenant that is no longer active */
@@ -856,9 +861,47 @@ TEST(code_put_sweeps_expired_codes) {
   CHECK(!x.reused);
   CHECK(!code_stored(st, &a));
   CHECK(!code_stored(st, &b));
-  /* the fresh ones are kept */
+  /* the fresh ones are kept; the user index follows the codes */
   CHECK(code_stored(st, &c));
+  CHECK_INT(oauth_keys(st, "acme", "K"), 2);
   CHECK_INT(exchange(st, &c, T0 + 121, &x), 0);
+  st_close(st);
+  tmp_cleanup();
+}
+
+static int delete_tenant(st_store *st, const char *tenant, int limit);
+
+/* A deactivation leaves no code of the user behind (issue 18: every
+ * credential the gateway issued goes in the SCIM transaction), used or
+ * not; another user's codes stay; a tenant's purge takes its codes. */
+TEST(codes_go_with_their_user) {
+  st_store *st = open_store();
+  CHECK(st);
+  char alice[40], bob[40];
+  CHECK_INT(user(st, "acme", "alice@acme.com", true, alice), 201);
+  CHECK_INT(user(st, "acme", "bob@acme.com", true, bob), 201);
+  code a, b, c;
+  code_init(&a, "acme", alice, "", T0 - 100, T0 + 60);
+  code_init(&b, "acme", alice, "github", T0 - 100, T0 + 60);
+  code_init(&c, "acme", bob, "", T0 - 100, T0 + 60);
+  CHECK_INT(code_put(st, &a, T0), 0);
+  CHECK_INT(code_put(st, &b, T0), 0);
+  CHECK_INT(code_put(st, &c, T0), 0);
+  auth_oauth_issue x;
+  CHECK_INT(exchange(st, &b, T0 + 1, &x), 0); /* used: kept to recognise a replay */
+  CHECK_INT(oauth_keys(st, "acme", "K"), 3);
+  CHECK_INT(set_active(st, "acme", alice, false), 200);
+  CHECK(!code_stored(st, &a));
+  CHECK(!code_stored(st, &b));
+  CHECK(code_stored(st, &c));
+  CHECK_INT(oauth_keys(st, "acme", "K"), 1);
+  /* reactivated: the code she had is no code */
+  CHECK_INT(set_active(st, "acme", alice, true), 200);
+  CHECK_INT(exchange(st, &a, T0 + 2, &x), AUTH_EOAUTH_GRANT);
+  /* the tenant's purge takes bob's */
+  CHECK(delete_tenant(st, "acme", 1) > 0);
+  CHECK(!code_stored(st, &c));
+  CHECK_INT(oauth_keys(st, "acme", "K"), 0);
   st_close(st);
   tmp_cleanup();
 }
@@ -1450,6 +1493,7 @@ int main(void) {
   RUN(code_exchange_refusals);
   RUN(code_replay_revokes_what_it_issued);
   RUN(code_put_sweeps_expired_codes);
+  RUN(codes_go_with_their_user);
   RUN(refresh_rotation_grace_and_reuse);
   RUN(refresh_refusals);
   RUN(checks_read_the_user_without_hooks);
