@@ -65,6 +65,8 @@ typedef struct gw_revocation {
   char sid[96], upstream[256];
   char note[1024];
   bool unfenced;    /* replies need not wait for it (sent by a loop, not after a commit) */
+  uint8_t trigger;  /* what caused it (GW_REV_*, revoke.c; 0: not a revocation), for the metrics */
+  uint64_t queued_ns; /* uv_hrtime() when queued: the fan-out latency */
 } gw_revocation;
 
 /* A flow's operations. Every pointer may be NULL (then: nothing to do, or

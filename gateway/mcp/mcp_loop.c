@@ -73,8 +73,28 @@ void gw_proxy_metrics(gw_server *srv, gw_buf *o) {
                 "# HELP mcpgate_revocation_fanout_timeouts_total Writer replies (SCIM, admin) sent before every loop "
                 "confirmed the revocations they caused (revocation_fanout_timeout_ms).\n"
                 "# TYPE mcpgate_revocation_fanout_timeouts_total counter\n"
-                "mcpgate_revocation_fanout_timeouts_total %llu\n",
+                "mcpgate_revocation_fanout_timeouts_total %llu\n"
+                "# HELP mcpgate_revocations_total Revocations that ended live exchanges on every loop, by what "
+                "caused them (a deactivation also revokes each OAuth grant: token_revoke).\n"
+                "# TYPE mcpgate_revocations_total counter\n",
                 nloops, (unsigned long long)atomic_load(&sh->fan_timeouts));
+  for (int t = 1; t < GW_REV_N; t++)
+    gw_buf_printf(o, "mcpgate_revocations_total{trigger=\"%s\"} %llu\n", gw_rev_trigger_names[t],
+                  (unsigned long long)atomic_load_explicit(&sh->revocations[t], memory_order_relaxed));
+  gw_buf_printf(o, "# HELP mcpgate_revocation_fanout_seconds From a revocation's commit to one loop having ended "
+                   "what it covers (one observation per loop).\n"
+                   "# TYPE mcpgate_revocation_fanout_seconds histogram\n");
+  uint64_t cum = 0;
+  for (int b = 0; b <= GW_FAN_NBUCKETS; b++) {
+    cum += atomic_load_explicit(&sh->fan_bucket[b], memory_order_relaxed);
+    if (b < GW_FAN_NBUCKETS)
+      gw_buf_printf(o, "mcpgate_revocation_fanout_seconds_bucket{le=\"%g\"} %llu\n", gw_fan_bucket_le[b],
+                    (unsigned long long)cum);
+    else gw_buf_printf(o, "mcpgate_revocation_fanout_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+  }
+  gw_buf_printf(o, "mcpgate_revocation_fanout_seconds_sum %.6f\nmcpgate_revocation_fanout_seconds_count %llu\n",
+                (double)atomic_load_explicit(&sh->fan_sum_ns, memory_order_relaxed) / 1e9,
+                (unsigned long long)atomic_load_explicit(&sh->fan_count, memory_order_relaxed));
 }
 
 /* SIGTERM: streams end now, cleanly (a chunked end: clients reconnect,

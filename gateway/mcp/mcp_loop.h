@@ -56,6 +56,24 @@ struct gw_proxy {
   st_txn *pinned;         /* the read txn of the request being dispatched (gw__read_begin) */
 };
 
+/* What caused a revocation (gw_revocation.trigger), for
+ * mcpgate_revocations_total{trigger}. */
+enum {
+  GW_REV_NONE,
+  GW_REV_SCIM_PATCH,   /* SCIM PATCH active=false (with or without path) */
+  GW_REV_SCIM_PUT,     /* SCIM PUT active=false */
+  GW_REV_SCIM_DELETE,  /* SCIM DELETE of an active user */
+  GW_REV_ADMIN,        /* POST …/users/{id}/revoke */
+  GW_REV_TENANT,       /* tenant deleted */
+  GW_REV_TOKEN,        /* an employee token or an OAuth grant revoked (by itself, or with its user) */
+  GW_REV_CONNECTOR,    /* connector deleted or moved to another server */
+  GW_REV_N
+};
+extern const char *const gw_rev_trigger_names[GW_REV_N];
+/* Buckets (seconds) of mcpgate_revocation_fanout_seconds. */
+#define GW_FAN_NBUCKETS 9
+extern const double gw_fan_bucket_le[GW_FAN_NBUCKETS];
+
 /* The MCP proxy's process-wide state (srv->mcp, made by the module's
  * init; freed by its fini after every loop stopped). */
 typedef struct gw_mcp_shared {
@@ -69,6 +87,10 @@ typedef struct gw_mcp_shared {
   _Atomic int nloops;             /* loops in the list */
   _Atomic int parked;             /* loops with a reply at their gate */
   _Atomic uint64_t fan_timeouts;  /* replies that went out past the timeout */
+  /* metrics: revocations queued, by trigger (GW_REV_*), and the time from
+   * queueing to each loop applying one (a histogram, GW_FAN_BUCKETS) */
+  _Atomic uint64_t revocations[GW_REV_N];
+  _Atomic uint64_t fan_bucket[GW_FAN_NBUCKETS + 1], fan_count, fan_sum_ns;
   /* aggregated sessions' maps (agg_maps.c): a session's requests may
    * reach any loop, so its resource routes and outstanding questions are
    * the process's, under maps_mu */

@@ -40,6 +40,21 @@
 
 gw_mcp_shared *gw__mcp_shared(const gw_server *srv) { return srv->mcp; }
 
+const char *const gw_rev_trigger_names[GW_REV_N] = {
+    "none", "scim_patch", "scim_put", "scim_delete", "admin_revoke", "tenant_delete", "token_revoke", "connector"};
+const double gw_fan_bucket_le[GW_FAN_NBUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.1, 1};
+
+/* One loop applied revocation q: the time since it was queued. */
+static void observe_fanout(gw_mcp_shared *sh, const gw_revocation *q) {
+  uint64_t ns = uv_hrtime() - q->queued_ns;
+  double s = (double)ns / 1e9;
+  int b = 0;
+  while (b < GW_FAN_NBUCKETS && s > gw_fan_bucket_le[b]) b++;
+  atomic_fetch_add_explicit(&sh->fan_bucket[b], 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&sh->fan_count, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&sh->fan_sum_ns, ns, memory_order_relaxed);
+}
+
 static void end_session_stream(gw_exchange *x, void *arg) {
   if (gw__agg_is_stream(x, arg)) gw__x_end(x);
 }
@@ -106,6 +121,7 @@ void gw_proxy_revocations_drain(gw_loop *lp) {
   while (q) {
     gw_revocation *n = q->next;
     p->applying = q->seq;
+    if (q->trigger) observe_fanout(sh, q);
     apply(lp, p, q);
     if (q->seq > last) last = q->seq;
     free(q);
@@ -130,7 +146,8 @@ void gw__fanout_send(gw_server *srv, const gw_revocation *m, const gw_proxy *exc
   gw_mcp_shared *sh = srv->mcp;
   if (!sh) return;
   uv_mutex_lock(&sh->fan_mu);
-  uint64_t seq = atomic_load(&sh->seq) + 1;
+  uint64_t seq = atomic_load(&sh->seq) + 1, now = uv_hrtime();
+  if (m->trigger) atomic_fetch_add_explicit(&sh->revocations[m->trigger], 1, memory_order_relaxed);
   /* every loop gets every message (the origin skips its own): what each
    * loop applied is then one number */
   for (gw_proxy *p = sh->loops; p; p = p->fan_next) {
@@ -140,6 +157,7 @@ void gw__fanout_send(gw_server *srv, const gw_revocation *m, const gw_proxy *exc
     } else {
       *r = *m;
       r->seq = seq;
+      r->queued_ns = now;
       r->origin = except ? except->lp->index : -1;
       r->next = NULL;
       if (p->queue_tail) p->queue_tail->next = r;
@@ -364,9 +382,14 @@ int gw__fanout_on_commit(st_txn *txn, gw_server *srv, const gw_revocation *r) {
 
 static int on_user_gone(st_txn *txn, int kind, const void *event, void *ctx) {
   const scim_event *ev = event;
-  (void)kind;
   gw_revocation r;
   fill(&r, ev->tenant, ev->id, NULL, NULL);
+  /* a DELETE of an active user deactivates first: counted there */
+  if (kind == SCIM_EV_USER_DEACTIVATED && ev->via)
+    r.trigger = !strcmp(ev->via, "revoke") ? GW_REV_ADMIN
+                : !strcmp(ev->via, "put")  ? GW_REV_SCIM_PUT
+                : !strcmp(ev->via, "delete") ? GW_REV_SCIM_DELETE
+                                             : GW_REV_SCIM_PATCH;
   return gw__fanout_on_commit(txn, ctx, &r);
 }
 
@@ -378,6 +401,7 @@ static int on_tenant_deleting(st_txn *txn, int kind, const void *event, void *ct
   gw_revocation r;
   fill(&r, ev->tenant, NULL, NULL, NULL);
   r.tenant_gone = true;
+  r.trigger = GW_REV_TENANT;
   return gw__fanout_on_commit(txn, ctx, &r);
 }
 
@@ -390,6 +414,7 @@ static int on_token_revoked(st_txn *txn, int kind, const void *event, void *ctx)
   if ((strcmp(ev->kind, AUTH_KIND_EMPLOYEE) && strcmp(ev->kind, AUTH_KIND_OAUTH)) || !ev->tokid[0]) return 0;
   gw_revocation r;
   fill(&r, ev->tenant, NULL, NULL, ev->tokid);
+  r.trigger = GW_REV_TOKEN;
   return gw__fanout_on_commit(txn, ctx, &r);
 }
 
@@ -457,6 +482,7 @@ static int end_connector(st_txn *txn, gw_server *srv, const char *tenant, const 
   if (rc < 0) return rc;
   gw_revocation r;
   fill(&r, tenant, NULL, connector, NULL);
+  r.trigger = GW_REV_CONNECTOR;
   return gw__fanout_on_commit(txn, srv, &r);
 }
 

@@ -10,7 +10,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { request, waitFor } from './lib/gateway.mjs';
+import { request, waitFor, scrapeMetrics, metricValue } from './lib/gateway.mjs';
 import { startLoginFixture, me } from './lib/login.mjs';
 import { grant, tokenRequest } from './lib/oauth.mjs';
 import { rawSession, openStream, mcpHeaders } from './lib/mcp.mjs';
@@ -71,6 +71,7 @@ async function connectEveryone() {
 test('revoke: stream and in-flight call end before the 200, every credential refused, bob untouched; restore revives nothing', async () => {
   const h = await connectEveryone();
   const a = h.alice;
+  const m0 = await scrapeMetrics(fx.gw);
   const release = up.hold((m) => m?.method === 'tools/call' && m.params?.arguments?.message === 'held');
   const inflight = a.s.request('tools/call', { name: 'echo', arguments: { message: 'held' } });
   await up.waitRequest((e) => e.json?.params?.arguments?.message === 'held');
@@ -91,6 +92,13 @@ test('revoke: stream and in-flight call end before the 200, every credential ref
   assert.ok(streamAt < replyAt, 'her GET stream ended before the revoke was answered');
   const call = await inflight;
   assert.equal(JSON.parse(call.body).error?.code, -32004, `her in-flight call ends as revoked: ${call.body}`);
+  // counted by trigger; each loop's fan-out observed
+  const m1 = await scrapeMetrics(fx.gw);
+  const d = (name, labels) => metricValue(m1, name, labels) - metricValue(m0, name, labels);
+  assert.equal(d('mcpgate_revocations_total', { trigger: 'admin_revoke' }), 1);
+  assert.equal(d('mcpgate_revocations_total', { trigger: 'scim_patch' }), 0);
+  assert.ok(d('mcpgate_revocations_total', { trigger: 'token_revoke' }) >= 1, 'her OAuth grant was revoked with her');
+  assert.ok(d('mcpgate_revocation_fanout_seconds_count') >= 1, 'the fan-out latency is observed');
   release();
 
   // every credential of hers is refused now
