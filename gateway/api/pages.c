@@ -766,7 +766,9 @@ int64_t pages__rate_wait(gw_req *req, const char *tenant) {
   gw_pages *p = req->lp->srv->pages;
   if (!p) return 0;
   int64_t now = pages__mono_ms();
-  int64_t wait = gw_ratelimit_take(p->rate_addr, req->client, now);
+  char key[GW_RATELIMIT_KEY_MAX + 1];
+  gw_ratelimit_addr_key(req->client, key); /* IPv6 by its /64 */
+  int64_t wait = gw_ratelimit_take(p->rate_addr, key, now);
   if (!wait) wait = gw_ratelimit_take(p->rate_tenant, tenant, now);
   if (!wait) return 0;
   char ra[24];

@@ -9,7 +9,9 @@
  * backward shift) relinks its list neighbours. */
 #include "gateway/base/ratelimit.h"
 
+#include <arpa/inet.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -160,4 +162,21 @@ int64_t gw_ratelimit_take(gw_ratelimit *rl, const char *key, int64_t now_ms) {
   }
   uv_mutex_unlock(&rl->mu);
   return wait;
+}
+
+void gw_ratelimit_addr_key(const char *addr, char out[GW_RATELIMIT_KEY_MAX + 1]) {
+  unsigned char a[16];
+  if (addr && strchr(addr, ':') && inet_pton(AF_INET6, addr, a) == 1) {
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (!memcmp(a, mapped, sizeof mapped)) {
+      inet_ntop(AF_INET, a + 12, out, GW_RATELIMIT_KEY_MAX + 1);
+      return;
+    }
+    memset(a + 8, 0, 8);
+    char t[INET6_ADDRSTRLEN];
+    inet_ntop(AF_INET6, a, t, sizeof t);
+    snprintf(out, GW_RATELIMIT_KEY_MAX + 1, "%s/64", t);
+    return;
+  }
+  snprintf(out, GW_RATELIMIT_KEY_MAX + 1, "%s", addr ? addr : "");
 }

@@ -30,6 +30,13 @@ typedef struct gw_ratelimit gw_ratelimit;
 gw_ratelimit *gw_ratelimit_new(int64_t per_min, int64_t burst, size_t max_keys);
 void gw_ratelimit_free(gw_ratelimit *rl);
 
+/* The bucket key of a client address: an IPv4 address as is; an IPv6
+ * address by its /64 (one host or customer usually holds a whole /64, so
+ * per-address buckets would let it cycle through 2^64 of them); an
+ * IPv4-mapped IPv6 address as its IPv4. Anything else is copied (cut to
+ * GW_RATELIMIT_KEY_MAX bytes). */
+void gw_ratelimit_addr_key(const char *addr, char out[GW_RATELIMIT_KEY_MAX + 1]);
+
 /* Takes one token from key's bucket at now_ms: 0 when there was one, else
  * the whole seconds (>= 1) until there is. rl NULL: always 0. */
 int64_t gw_ratelimit_take(gw_ratelimit *rl, const char *key, int64_t now_ms);

@@ -132,8 +132,9 @@ static const cfg_key keys[] = {
      "creation) in the same transaction",
      NULL},
     {"auth_rate_per_address", CFG_INT, "60", 0, 1000000, OFF(auth_rate_per_address),
-     "sign-in and OAuth requests (/t/{tenant}/login and its callback, /t/{tenant}/oauth/register) one client address "
-     "may make a minute, with bursts of as many; past it 429 with Retry-After (0: no limit)",
+     "sign-in and OAuth requests (/t/{tenant}/login and its callback, /t/{tenant}/oauth/register, authorize, token) "
+     "one client address (an IPv6 client: its /64) may make a minute, with bursts of as many; past it 429 with "
+     "Retry-After (0: no limit)",
      NULL},
     {"auth_rate_per_tenant", CFG_INT, "1200", 0, 10000000, OFF(auth_rate_per_tenant),
      "the same for all clients of one tenant together (0: no limit)", NULL},

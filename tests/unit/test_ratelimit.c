@@ -12,6 +12,37 @@
 
 #include "gateway/base/ratelimit.h"
 
+/* Per-address buckets: an IPv6 client is its /64 (else it cycles through
+ * 2^64 addresses, a bucket each); IPv4-mapped is the IPv4 address. */
+TEST(addr_keys_group_ipv6_by_64) {
+  char a[GW_RATELIMIT_KEY_MAX + 1], b[GW_RATELIMIT_KEY_MAX + 1];
+  gw_ratelimit_addr_key("203.0.113.7", a);
+  CHECK_STR(a, "203.0.113.7");
+  gw_ratelimit_addr_key("2001:db8:1:2:aaaa:bbbb:cccc:dddd", a);
+  gw_ratelimit_addr_key("2001:db8:1:2::1", b);
+  CHECK_STR(a, "2001:db8:1:2::/64");
+  CHECK_STR(a, b);
+  gw_ratelimit_addr_key("2001:db8:1:3::1", b);
+  CHECK(strcmp(a, b) != 0); /* another /64 */
+  gw_ratelimit_addr_key("::ffff:198.51.100.9", a);
+  CHECK_STR(a, "198.51.100.9");
+  gw_ratelimit_addr_key("::1", a);
+  CHECK_STR(a, "::/64");
+  gw_ratelimit_addr_key("not an address", a);
+  CHECK_STR(a, "not an address");
+  gw_ratelimit_addr_key(NULL, a);
+  CHECK_STR(a, "");
+  /* one bucket for the whole /64 */
+  gw_ratelimit *rl = gw_ratelimit_new(60, 2, 16);
+  gw_ratelimit_addr_key("2001:db8::1", a);
+  CHECK_INT(gw_ratelimit_take(rl, a, 0), 0);
+  gw_ratelimit_addr_key("2001:db8::2", a);
+  CHECK_INT(gw_ratelimit_take(rl, a, 0), 0);
+  gw_ratelimit_addr_key("2001:db8::3", a);
+  CHECK(gw_ratelimit_take(rl, a, 0) > 0);
+  gw_ratelimit_free(rl);
+}
+
 TEST(burst_then_refused_with_wait) {
   gw_ratelimit *rl = gw_ratelimit_new(60, 3, 16); /* one a second, burst 3 */
   CHECK(rl != NULL);
@@ -141,6 +172,7 @@ TEST(eviction_on_a_full_table_is_cheap) {
 }
 
 int main(void) {
+  RUN(addr_keys_group_ipv6_by_64);
   RUN(burst_then_refused_with_wait);
   RUN(slow_rate_waits_longer);
   RUN(disabled_and_null);
