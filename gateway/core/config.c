@@ -209,6 +209,10 @@ int gw_parse_hostport(const char *s, char *host, size_t hostlen, int *port) {
     memcpy(host, s, hl);
   }
   host[hl] = 0;
+  /* a host name or address: nothing else (a space or a quote here would
+   * also end up in the public_url derived from it) */
+  for (const char *c = host; *c; c++)
+    if (!isalnum((unsigned char)*c) && !strchr(s[0] == '[' ? ".:-_%" : ".-_", *c)) return -EINVAL;
   char *end;
   errno = 0;
   long p = strtol(colon + 1, &end, 10);
@@ -389,6 +393,13 @@ static int load_file(gw_config *cfg, const char *path, char *err, size_t errlen)
   int lineno = 0, rc = 0;
   while (fgets(line, sizeof line, f)) {
     lineno++;
+    size_t ll = strlen(line);
+    if (ll == sizeof line - 1 && line[ll - 1] != '\n' && !feof(f)) {
+      /* not split into two "lines" of which the second could parse */
+      errf(err, errlen, "%s:%d: line longer than %zu bytes", path, lineno, sizeof line - 2);
+      rc = -EINVAL;
+      break;
+    }
     char *s = trim(line);
     if (!*s || *s == '#') continue;
     char *eq = strchr(s, '=');
@@ -495,6 +506,12 @@ int gw_config_load(gw_config *cfg, int argc, char **argv, char *err, size_t errl
   if (!cfg->public_url) {
     cfg->public_url_derived = true;
     snprintf(buf, sizeof buf, "http://%s", cfg->listen);
+    char why[600];
+    if (check_url(buf, why, sizeof why) != 0) {
+      errf(err, errlen, "config key public_url: not set, and the one derived from listen is unusable (%s); set it",
+           why);
+      return -EINVAL;
+    }
     cfg->public_url = strdup(buf);
   }
   if (!cfg->master_key_file) {
@@ -535,7 +552,12 @@ void gw_config_print(const gw_config *cfg, FILE *out) {
   char v[4200];
   for (size_t i = 0; i < NKEYS; i++) {
     value_str(cfg, &keys[i], v, sizeof v);
-    fprintf(out, "%s = %s\n", keys[i].name, v);
+    /* quoted where the file syntax would otherwise change it (trimmed
+     * blanks, a quoted value's quotes): what is printed loads as is */
+    size_t n = strlen(v);
+    bool quote = n && (isspace((unsigned char)v[0]) || isspace((unsigned char)v[n - 1]) ||
+                       (n >= 2 && v[0] == '"' && v[n - 1] == '"'));
+    fprintf(out, quote ? "%s = \"%s\"\n" : "%s = %s\n", keys[i].name, v);
   }
 }
 

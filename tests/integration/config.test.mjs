@@ -127,6 +127,30 @@ test('wrong type (flag and env) → non-zero exit naming the key', async () => {
   await assertRejected([], { MCPGATE_MAX_BODY_BYTES: 'abc' }, 'max_body_bytes');
 });
 
+test('a listen host with a space or a quote is refused (fuzz_config: the public_url derived from it was unusable)', async () => {
+  await assertRejected(['--listen', '00.0. .0:9'], {}, 'listen');
+  await assertRejected(['--listen', '"gw":9'], {}, 'listen');
+  await assertRejected([], { MCPGATE_LISTEN: 'a b:80' }, 'listen');
+});
+
+test('a config line too long for the reader is refused, not split into two lines', async () => {
+  // before: the tail of a long line was read as a line of its own, here "workers = 7"
+  const file = await writeConfig(`data = ${'x'.repeat(4090)}workers = 7\n`);
+  const r = await runGateway(['serve', '--print-config', '--config', file]);
+  assert.notEqual(r.code, 0, r.stdout.slice(0, 200));
+  assert.match(r.stderr, /line longer than/);
+});
+
+test('what --print-config prints loads again as --config, to the same configuration', async () => {
+  // a value with blanks at its ends, or quotes of its own, is printed quoted (fuzz_config)
+  const first = await runGateway(['serve', '--print-config', '--data', ' /tmp/a dir ', '--workers', '3', '--egress-allow', '10.0.0.0/8']);
+  assert.equal(first.code, 0, first.stderr);
+  const file = await writeConfig(first.stdout);
+  const again = await runGateway(['serve', '--print-config', '--config', file]);
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal(again.stdout, first.stdout);
+});
+
 test('--admin-listen: /metrics only on the admin listener, /healthz on both', async () => {
   const gw = await startGateway({ args: ['--admin-listen', '127.0.0.1:0'], listeners: ['http', 'admin'] });
   const admin = gw.addrs.admin.port;
