@@ -23,6 +23,7 @@ const char *auth_strerror(int err) {
   case AUTH_EOAUTH_METADATA: return "client metadata refused";
   case AUTH_EOAUTH_REDIRECT: return "a redirect URI refused";
   case AUTH_EOAUTH_GRANT: return "the grant is invalid, expired, revoked or for another client";
+  case AUTH_EOAUTH_SIGNIN: return "the sign-in behind the grant is older than the tenant's maximum sign-in age";
   default: break;
   }
   if (err <= AUTH_JOSE_ERR_FIRST && err >= AUTH_JOSE_ERR_LAST) return auth_jose_strerror(err);

@@ -173,7 +173,7 @@ static int user_live(st_txn *txn, const char *tenant, const char *user) {
  * sign-in time) into x. */
 static int issue_pair(st_txn *txn, auth_oauth_issue *x, const char *family, const json_t *f) {
   int64_t bound = jint(f, "signin_at") + x->max_signin_age;
-  if (bound <= x->now) return AUTH_EOAUTH_GRANT; /* sign in with Okta again */
+  if (bound <= x->now) return AUTH_EOAUTH_SIGNIN; /* sign in with Okta again */
   x->access_expires = min64(x->now + x->access_ttl, bound);
   int rc = put_token(txn, x->tenant, family, "at", x->access_hash, x->access_expires);
   if (!rc) rc = put_token(txn, x->tenant, family, "rt", x->refresh_hash, min64(x->now + x->refresh_ttl, bound));
@@ -313,6 +313,13 @@ int auth_oauth_refresh(st_txn *txn, const uint8_t refresh_hash[32], const char *
     rc = auth_oauth_family_revoke(txn, tenant, fam);
     if (rc == ST_ENOTFOUND) rc = 0;
     x->reused = true;
+    goto done;
+  }
+  /* the sign-in's age before the token's expiry: a refresh token ends at
+   * the bound of the age it was issued under, and past it the answer that
+   * helps is "sign in again" */
+  if (jint(f, "signin_at") + x->max_signin_age <= x->now) {
+    rc = AUTH_EOAUTH_SIGNIN;
     goto done;
   }
   if (jint(t, "expires") <= x->now) goto done;

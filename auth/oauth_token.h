@@ -66,7 +66,10 @@
 
 /* ---- errors (auth.h's range) */
 #define AUTH_EOAUTH_GRANT (-30662)   /* invalid_grant: code/refresh token unknown, used, expired, wrong client,
-                                        redirect or verifier; the sign-in too old; the user not active */
+                                        redirect or verifier; the user not active */
+#define AUTH_EOAUTH_SIGNIN (-30663)  /* invalid_grant too, but a valid code or refresh token of this client
+                                        whose Okta sign-in is older than max_signin_age: the person must sign
+                                        in again (said so, since nothing else will help) */
 
 typedef struct auth_oauth_code {
   char tenant[64];
@@ -106,13 +109,17 @@ typedef struct auth_oauth_issue {
 /* Write job body: the authorization_code grant. Checks the code (exists,
  * not expired, this client, this redirect URI, PKCE S256 of verifier), the
  * tenant and the user (active), the sign-in age; marks the code used and
- * issues a new family with an access and a refresh token. A code used
+ * issues a new family with an access and a refresh token (AUTH_EOAUTH_SIGNIN
+ * when the sign-in is too old; nothing written). A code used
  * before: returns 0 with x->reused set, the family it issued revoked (a
  * job must commit the revocation: an error return would roll it back). */
 int auth_oauth_exchange_code(st_txn *txn, const uint8_t code_hash[32], const char *client_id,
                              const char *redirect_uri, const char *verifier, auth_oauth_issue *x);
 /* Write job body: the refresh_token grant (see the rules above); a reuse
- * outside the grace window: 0 with x->reused set, the family revoked. */
+ * outside the grace window: 0 with x->reused set, the family revoked. A
+ * live refresh token of a grant whose sign-in is max_signin_age old or
+ * older: AUTH_EOAUTH_SIGNIN, nothing written (the token stays usable should
+ * the tenant allow a longer age again). */
 int auth_oauth_refresh(st_txn *txn, const uint8_t refresh_hash[32], const char *client_id, auth_oauth_issue *x);
 
 /* SHA-256 of a presented token of the given prefix and the right shape;

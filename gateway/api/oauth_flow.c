@@ -520,9 +520,14 @@ static void done_token(int status, void *arg) {
     GW_LOG(GW_LOG_WARN, "oauth", &lc, "a %s came back after use: its grant was revoked (client %s)",
            j->refresh ? "rotated refresh token" : "used authorization code", j->client_id);
     json_err(req, 400, "invalid_grant", "this grant was already used; every token it issued is revoked");
+  } else if (status == AUTH_EOAUTH_SIGNIN) {
+    GW_LOG(GW_LOG_INFO, "oauth", &lc, "%s refused for client %s: the sign-in is older than signin_max_age_ms",
+           j->refresh ? "refresh" : "code exchange", j->client_id);
+    json_err(req, 400, "invalid_grant",
+             "the Okta sign-in behind this grant is older than this tenant allows (signin_max_age_ms): sign in again");
   } else if (status == AUTH_EOAUTH_GRANT || status == ST_ENOTFOUND) {
     json_err(req, 400, "invalid_grant",
-             j->refresh ? "the refresh token is invalid, expired or revoked, or the sign-in is too old: sign in again"
+             j->refresh ? "the refresh token is invalid, expired or revoked: sign in again"
                         : "the code is invalid, expired or used, or the redirect_uri, client_id or code_verifier "
                           "does not match");
   } else if (status) {

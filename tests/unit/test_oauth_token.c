@@ -667,7 +667,7 @@ TEST(code_exchange_issues_a_grant) {
   CHECK_INT(token_expires(st, y.refresh), T0 + 600);
   CHECK_INT(ngrants(st, "acme", alice), 2);
   auth_oauth_issue z;
-  CHECK_INT(refresh(st, y.refresh, T0 + 600, &z), AUTH_EOAUTH_GRANT);
+  CHECK_INT(refresh(st, y.refresh, T0 + 600, &z), AUTH_EOAUTH_SIGNIN); /* "sign in again" */
   CHECK_INT(refresh(st, y.refresh, T0 + 599, &z), 0);
   CHECK_INT(z.access_expires, T0 + 600);
   CHECK_INT(token_expires(st, z.refresh), T0 + 600);
@@ -675,18 +675,22 @@ TEST(code_exchange_issues_a_grant) {
   tmp_cleanup();
 }
 
-/* Exchanges k with the given inputs at now: 1 when refused with
- * AUTH_EOAUTH_GRANT, nothing issued and nothing flagged. */
-static int refused(st_store *st, const code *k, const char *tenant, const char *client, const char *redirect,
-                   const char *verifier, int64_t now) {
+/* Exchanges k with the given inputs at now: 1 when refused with `want`
+ * (refused: AUTH_EOAUTH_GRANT), nothing issued and nothing flagged. */
+static int refused_with(st_store *st, const code *k, const char *tenant, const char *client, const char *redirect,
+                        const char *verifier, int64_t now, int want) {
   auth_oauth_issue x;
   prep(&x, tenant, now);
   int rc = exchange_as(st, k, client, redirect, verifier, &x);
-  int ok = rc == AUTH_EOAUTH_GRANT && !x.reused && !x.replayed && !x.family_out[0] &&
+  int ok = rc == want && !x.reused && !x.replayed && !x.family_out[0] &&
            verify_full(st, tenant, x.access, NULL, now, NULL, NULL, NULL) == ST_ENOTFOUND &&
            oauth_keys(st, tenant, "fFgt") == 0;
   if (!ok) fprintf(stderr, "  refused: rc %d, reused %d, family_out \"%s\"\n", rc, x.reused, x.family_out);
   return ok;
+}
+static int refused(st_store *st, const code *k, const char *tenant, const char *client, const char *redirect,
+                   const char *verifier, int64_t now) {
+  return refused_with(st, k, tenant, client, redirect, verifier, now, AUTH_EOAUTH_GRANT);
 }
 
 TEST(code_exchange_refusals) {
@@ -765,8 +769,8 @@ TEST(code_exchange_refusals) {
   CHECK_INT(user(st, "beta", "bea@beta.com", true, bea), 201);
   snprintf(ko.c.user_id, sizeof ko.c.user_id, "%s", bea);
   CHECK_INT(code_put(st, &ko, T0 - 10), 0);
-  CHECK(refused(st, &ko, "beta", CLIENT, REDIRECT, VERIFIER, T0));
-  CHECK(refused(st, &ko, "beta", CLIENT, REDIRECT, VERIFIER, T0 + 30));
+  CHECK(refused_with(st, &ko, "beta", CLIENT, REDIRECT, VERIFIER, T0, AUTH_EOAUTH_SIGNIN));
+  CHECK(refused_with(st, &ko, "beta", CLIENT, REDIRECT, VERIFIER, T0 + 30, AUTH_EOAUTH_SIGNIN));
   CHECK_INT(exchange(st, &ko, T0 - 1, &x), 0);
   CHECK_INT(x.access_expires, T0);
   CHECK_INT(verify_full(st, "beta", x.access, NULL, T0 - 1, NULL, NULL, NULL), 0);
@@ -1022,11 +1026,11 @@ TEST(refresh_refusals) {
    * the next refresh */
   auth_oauth_issue s;
   CHECK_INT(grant(st, "acme", alice, "", T0 - 100, T0, &s), 0);
-  CHECK_INT(refresh(st, s.refresh, T0 - 100 + SIGNIN_AGE, &z), AUTH_EOAUTH_GRANT);
+  CHECK_INT(refresh(st, s.refresh, T0 - 100 + SIGNIN_AGE, &z), AUTH_EOAUTH_SIGNIN);
   CHECK(!z.reused);
-  CHECK_INT(refresh(st, s.refresh, T0 - 100 + SIGNIN_AGE + 86400, &z), AUTH_EOAUTH_GRANT);
-  CHECK_INT(refresh_aged(st, s.refresh, T0 + 900, 1000, &z), AUTH_EOAUTH_GRANT);
-  CHECK_INT(refresh_aged(st, s.refresh, T0 + 1900, 1000, &z), AUTH_EOAUTH_GRANT);
+  CHECK_INT(refresh(st, s.refresh, T0 - 100 + SIGNIN_AGE + 86400, &z), AUTH_EOAUTH_SIGNIN);
+  CHECK_INT(refresh_aged(st, s.refresh, T0 + 900, 1000, &z), AUTH_EOAUTH_SIGNIN);
+  CHECK_INT(refresh_aged(st, s.refresh, T0 + 1900, 1000, &z), AUTH_EOAUTH_SIGNIN);
   CHECK(!z.reused);
   CHECK_INT(refresh_aged(st, s.refresh, T0 + 899, 1000, &z), 0);
   CHECK_INT(z.access_expires, T0 + 900);

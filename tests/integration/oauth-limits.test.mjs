@@ -1,0 +1,154 @@
+// The limits of the gateway's OAuth authorization server (issue 17), each
+// shown working before it is shown refusing: an authorization code past
+// oauth_code_ttl_ms is refused (invalid_grant); a refresh past the tenant's
+// signin_max_age_ms after the Okta sign-in is refused with invalid_grant and
+// a message that says so (and the same token refreshes again once the
+// setting allows it: the age decided, nothing else); the authorization and
+// token endpoints past auth_rate_per_address / auth_rate_per_tenant answer
+// 429 with Retry-After (the token endpoint in RFC 6749 §5.2's JSON shape),
+// while other addresses and tenants go on.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import http from 'node:http';
+
+import { sleep, startGateway } from './lib/gateway.mjs';
+import { startLoginFixture, signIn } from './lib/login.mjs';
+import { adminClient, createTenant, operatorToken } from './lib/admin.mjs';
+
+let fx, clientId;
+const CB = 'http://127.0.0.1:45123/callback';
+const isCb = (u) => u.startsWith('http://127.0.0.1:45123/');
+const b64u = (b) => Buffer.from(b).toString('base64url');
+
+before(async () => {
+  fx = await startLoginFixture({
+    tenants: { acme: { users: [{ userName: 'alice@acme.com', externalId: '00u-alice' }] } },
+    accounts: { '00u-alice': { email: 'alice@acme.com' } },
+    gatewayArgs: ['--oauth-code-ttl-ms', '3000'],
+  });
+  const r = await fetch(`${fx.base('acme')}/oauth/register`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ client_name: 'Limits client', redirect_uris: ['http://127.0.0.1/callback'] }),
+  });
+  assert.equal(r.status, 201);
+  clientId = (await r.json()).client_id;
+});
+
+after(async () => { if (fx) await fx.stop(); });
+
+async function token(form, base = fx.base('acme'), localAddress) {
+  const body = new URLSearchParams(form).toString();
+  const u = new URL(`${base}/oauth/token`);
+  return new Promise((resolve, reject) => {
+    const r = http.request({
+      host: u.hostname, port: u.port, path: u.pathname, method: 'POST', localAddress,
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) },
+    }, (res) => {
+      let text = '';
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => {
+        let json = null;
+        try { json = JSON.parse(text); } catch { /* not JSON */ }
+        resolve({ status: res.statusCode, headers: res.headers, text, json });
+      });
+    });
+    r.on('error', reject);
+    r.end(body);
+  });
+}
+
+/** authorize → (sign-in, consent) → the code at the client's redirect. */
+async function getCode(b) {
+  const verifier = b64u(crypto.randomBytes(32));
+  const challenge = b64u(crypto.createHash('sha256').update(verifier).digest());
+  const q = new URLSearchParams({
+    response_type: 'code', client_id: clientId, redirect_uri: CB, state: 's', code_challenge: challenge,
+    code_challenge_method: 'S256', resource: `${fx.gw.url}/t/acme/mcp`,
+  });
+  let res = await signIn(b, `${fx.base('acme')}/oauth/authorize?${q}`, { login: '00u-alice', stopAtCallback: isCb });
+  if (!res.stopped && /oauth\/consent/.test(res.text ?? '')) res = await b.submitForm(res, { fields: { decision: 'allow' }, stopAt: isCb });
+  assert.equal(res.stopped, true, `authorize ended at the client's redirect: ${res.status} ${res.text?.slice(0, 200)}`);
+  const code = new URL(res.url).searchParams.get('code');
+  assert.match(code ?? '', /^mgc_/);
+  return { code, verifier };
+}
+
+const exchange = ({ code, verifier }) => token({ grant_type: 'authorization_code', code, redirect_uri: CB, client_id: clientId, code_verifier: verifier });
+const refresh = (rt) => token({ grant_type: 'refresh_token', refresh_token: rt, client_id: clientId });
+
+test('an authorization code older than oauth_code_ttl_ms is refused with invalid_grant', async () => {
+  const b = fx.browser();
+  const fresh = await getCode(b);
+  const ok = await exchange(fresh);
+  assert.equal(ok.status, 200, `a fresh code is exchanged: ${ok.text}`);
+  const stale = await getCode(b);
+  await sleep(3200); // oauth_code_ttl_ms is 3000
+  const r = await exchange(stale);
+  assert.equal(r.status, 400, r.text);
+  assert.equal(r.json.error, 'invalid_grant');
+  assert.match(r.json.error_description, /expired/);
+  assert.equal(r.headers['cache-control'], 'no-store');
+});
+
+test('a refresh past the tenant\'s signin_max_age_ms is refused with invalid_grant and says why; before, it works', async () => {
+  const b = fx.browser();
+  const t = await exchange(await getCode(b));
+  assert.equal(t.status, 200, t.text);
+  const r1 = await refresh(t.json.refresh_token);
+  assert.equal(r1.status, 200, `within the sign-in age a refresh works: ${r1.text}`);
+  await fx.t.acme.setSettings({ signin_max_age_ms: 1000 });
+  await sleep(1100); // the sign-in (unix seconds) is now older than 1 s
+  const old = await refresh(r1.json.refresh_token);
+  assert.equal(old.status, 400, old.text);
+  assert.equal(old.json.error, 'invalid_grant');
+  assert.match(old.json.error_description, /sign-in .*older than .*signin_max_age_ms/);
+  assert.match(old.json.error_description, /sign in again/);
+  assert.doesNotMatch(old.text, /mgr_|mgo_/, 'no token in the error');
+  // the refusal spent nothing: with the default age back, the same token refreshes
+  await fx.t.acme.setSettings({ signin_max_age_ms: null });
+  const again = await refresh(r1.json.refresh_token);
+  assert.equal(again.status, 200, `the age alone refused it: ${again.text}`);
+});
+
+test('rate limits on authorize and token: 429 with Retry-After past the burst; other addresses and tenants go on', async () => {
+  const gw = await startGateway({ args: ['--auth-rate-per-address', '2', '--auth-rate-per-tenant', '6'] });
+  try {
+    const op = adminClient(gw.port, operatorToken(gw.dataDir));
+    await createTenant(gw.port, op.token, 'acme');
+    await createTenant(gw.port, op.token, 'beta');
+    const authz = (from) => new Promise((resolve, reject) => {
+      const q = 'response_type=code&client_id=mcpc_unknown&redirect_uri=http%3A%2F%2F127.0.0.1%2Fcb';
+      http.get({ host: '127.0.0.1', port: gw.port, path: `/t/acme/oauth/authorize?${q}`, localAddress: from }, (res) => {
+        let text = '';
+        res.on('data', (d) => { text += d; });
+        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, text }));
+      }).on('error', reject);
+    });
+    const base = (t) => `${gw.url}/t/${t}`;
+    // authorize: two answered (an unknown client: its page), the third refused; another address answered
+    for (let i = 0; i < 2; i++) assert.equal((await authz('127.0.0.1')).status, 400);
+    const a = await authz('127.0.0.1');
+    assert.equal(a.status, 429);
+    assert.match(a.headers['retry-after'] ?? '', /^[1-9][0-9]*$/);
+    assert.ok(Number(a.headers['retry-after']) <= 60);
+    assert.equal((await authz('127.0.0.2')).status, 400, 'another address has its own bucket');
+    // token: the same per address, refused in RFC 6749 §5.2's JSON
+    for (let i = 0; i < 2; i++) assert.equal((await token({ grant_type: 'refresh_token' }, base('acme'), '127.0.0.3')).status, 400);
+    const t = await token({ grant_type: 'refresh_token' }, base('acme'), '127.0.0.3');
+    assert.equal(t.status, 429, t.text);
+    assert.match(t.headers['retry-after'] ?? '', /^[1-9][0-9]*$/);
+    assert.match(t.headers['content-type'], /^application\/json/);
+    assert.equal(t.headers['cache-control'], 'no-store');
+    assert.equal(typeof t.json?.error, 'string');
+    assert.equal(typeof t.json?.error_description, 'string');
+    // the tenant's bucket: 5 of 6 used; one more from a fresh address, then it is empty for everyone
+    assert.equal((await token({ grant_type: 'refresh_token' }, base('acme'), '127.0.0.4')).status, 400);
+    const full = await token({ grant_type: 'refresh_token' }, base('acme'), '127.0.0.5');
+    assert.equal(full.status, 429, 'acme\'s tenant bucket is empty');
+    assert.match(full.headers['retry-after'] ?? '', /^[1-9][0-9]*$/);
+    assert.equal((await token({ grant_type: 'refresh_token' }, base('beta'), '127.0.0.5')).status, 400, 'beta has its own');
+  } finally {
+    await gw.stop();
+  }
+});
