@@ -5,6 +5,7 @@
 #include "auth/jose.h"
 #include "auth/login.h"
 #include "auth/oauth_client.h"
+#include "auth/oauth_params.h"
 #include "auth/oauth_token.h"
 
 const char *auth_strerror(int err) {
@@ -23,6 +24,8 @@ const char *auth_strerror(int err) {
   case AUTH_EOAUTH_METADATA: return "client metadata refused";
   case AUTH_EOAUTH_REDIRECT: return "a redirect URI refused";
   case AUTH_EOAUTH_GRANT: return "the grant is invalid, expired, revoked or for another client";
+  case AUTH_EOAUTH_CLIENT_ID: return "the request's client_id is missing or malformed";
+  case AUTH_EOAUTH_REQUEST: return "the OAuth request's parameters were refused";
   case AUTH_EOAUTH_SIGNIN: return "the sign-in behind the grant is older than the tenant's maximum sign-in age";
   default: break;
   }

@@ -123,9 +123,8 @@ bool auth_oauth_challenge_ok(const char *c) {
   return auth_b64url_decode(c, AUTH_OAUTH_CHALLENGE_LEN, out, sizeof out, &n) == 0 && n == 32;
 }
 
-bool auth_oauth_pkce_ok(const char *verifier, const char *challenge) {
-  if (!verifier || !auth_oauth_challenge_ok(challenge)) return false;
-  size_t n = strlen(verifier);
+bool auth_oauth_verifier_ok(const char *verifier) {
+  size_t n = verifier ? strlen(verifier) : 0;
   if (n < AUTH_OAUTH_VERIFIER_MIN || n > AUTH_OAUTH_VERIFIER_MAX) return false;
   for (size_t i = 0; i < n; i++) {
     char c = verifier[i];
@@ -133,6 +132,12 @@ bool auth_oauth_pkce_ok(const char *verifier, const char *challenge) {
           c == '_' || c == '~'))
       return false;
   }
+  return true;
+}
+
+bool auth_oauth_pkce_ok(const char *verifier, const char *challenge) {
+  if (!auth_oauth_verifier_ok(verifier) || !auth_oauth_challenge_ok(challenge)) return false;
+  size_t n = strlen(verifier);
   uint8_t h[32];
   char mine[AUTH_OAUTH_CHALLENGE_LEN + 1];
   if (st_sha256(verifier, n, h)) return false;

@@ -98,6 +98,9 @@ bool auth_oauth_redirect_match(const json_t *redirect_uris, const char *uri);
  * challenge, in constant time; the verifier must be 43..128 characters of
  * [A-Za-z0-9-._~]. */
 bool auth_oauth_pkce_ok(const char *verifier, const char *challenge);
+/* Whether a code_verifier is well-formed: 43..128 characters of
+ * [A-Za-z0-9-._~] (RFC 7636 §4.1). */
+bool auth_oauth_verifier_ok(const char *verifier);
 /* Whether a code_challenge is well-formed for S256 (43 base64url chars). */
 bool auth_oauth_challenge_ok(const char *challenge);
 
