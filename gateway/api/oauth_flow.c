@@ -2,7 +2,8 @@
  * MCP clients (issue 17): /t/{t}/oauth/authorize (with the Okta sign-in of
  * login.c and the gateway's consent page), /oauth/consent, /oauth/token and
  * /oauth/revoke. Clients are auth/oauth_client.h's, codes and grants
- * auth/oauth_token.h's.
+ * auth/oauth_token.h's, the requests' parameters (parsed and checked,
+ * strictly) auth/oauth_params.h's: this file acts on their verdict.
  *
  * Rules this file keeps, and why:
  *  - Nothing is redirected to an unverified place: an unknown client or a
@@ -33,6 +34,7 @@
 #include "auth/auth.h"
 #include "auth/jose.h"
 #include "auth/oauth_client.h"
+#include "auth/oauth_params.h"
 #include "auth/oauth_token.h"
 #include "gateway/api/oauth_int.h"
 #include "gateway/api/pages_int.h"
@@ -48,7 +50,6 @@
 
 #define CONSENT_SEAL_KIND "oauth.consent"
 #define CONSENT_TTL_S 600
-#define STATE_MAX 1024
 
 /* ---- small helpers */
 
@@ -144,7 +145,7 @@ typedef struct code_job {
   auth_oauth_code c;
   uint8_t hash[32];
   char code[ST_TOKEN_BUFSZ];
-  char state[STATE_MAX + 1];
+  char state[AUTH_OAUTH_STATE_MAX + 1];
   bool consent;      /* record the consent too */
   int64_t now;
 } code_job;
@@ -302,12 +303,12 @@ static void consent_page(gw_req *req, const char *tenant, const auth_oauth_code 
 
 /* ---- GET /t/{t}/oauth/authorize */
 
-/* The request's parameters, kept while the client is looked up (a Client
- * ID Metadata Document may be fetched). */
+/* The request's parameters (auth/oauth_params.h), kept while the client is
+ * looked up (a Client ID Metadata Document may be fetched). */
 typedef struct authz {
   char tenant[64];
-  char rt[32], cid[AUTH_OAUTH_CLIENT_ID_MAX + 2], ru[AUTH_OAUTH_URI_MAX + 2];
-  char ch[AUTH_OAUTH_CHALLENGE_LEN + 2], chm[16], state[STATE_MAX + 2], res[1400];
+  int rc; /* auth_oauth_authorize_parse's */
+  auth_oauth_authz_params p;
 } authz;
 
 static void authorize_client(gw_req *req, json_t *client, int status, const char *error, const char *why, void *arg);
@@ -320,31 +321,33 @@ void pages__authorize(gw_req *req, const char *tenant) {
     return;
   }
   snprintf(a->tenant, sizeof a->tenant, "%s", tenant);
-  gw_query_get(q, "response_type", a->rt, sizeof a->rt);
-  gw_query_get(q, "client_id", a->cid, sizeof a->cid);
-  gw_query_get(q, "redirect_uri", a->ru, sizeof a->ru);
-  gw_query_get(q, "code_challenge", a->ch, sizeof a->ch);
-  gw_query_get(q, "code_challenge_method", a->chm, sizeof a->chm);
-  gw_query_get(q, "state", a->state, sizeof a->state);
-  gw_query_get(q, "resource", a->res, sizeof a->res);
-  if (!a->cid[0] || strlen(a->cid) > AUTH_OAUTH_CLIENT_ID_MAX) {
-    authorize_client(req, NULL, 400, "invalid_client", "no client_id", a);
+  a->rc = auth_oauth_authorize_parse(q, strlen(q), &a->p);
+  if (a->rc == AUTH_EOAUTH_CLIENT_ID) {
+    gw_log_ctx lc = {tenant, req->id};
+    GW_LOG(GW_LOG_INFO, "oauth", &lc, "authorization refused: %s", a->p.why);
+    char msg[400];
+    snprintf(msg, sizeof msg,
+             "The application that sent you here made a request mcpgate cannot use (%s). Start again from the "
+             "application.",
+             a->p.why);
+    pages__message(req, 400, tenant, "Invalid request", msg, NULL, NULL);
+    free(a);
     return;
   }
   /* 1. the client: a registration, a pinned document, or its Client ID
    * Metadata Document (oauth_cimd.c); the callback always runs later */
-  gw_oauth_client_lookup(req, tenant, a->cid, authorize_client, a);
+  gw_oauth_client_lookup(req, tenant, a->p.client_id, authorize_client, a);
 }
 
 static void authorize_client(gw_req *req, json_t *client, int status, const char *error, const char *why, void *arg) {
   authz *a = arg;
   gw_server *srv = req->lp->srv;
-  const char *tenant = a->tenant, *ru = a->ru, *state = a->state;
+  const char *tenant = a->tenant, *ru = a->p.redirect_uri, *state = a->p.state;
   st_txn *txn;
   (void)error;
   if (!client) {
     gw_log_ctx lc = {tenant, req->id};
-    GW_LOG(GW_LOG_INFO, "oauth", &lc, "authorization refused: client %s: %s", a->cid[0] ? a->cid : "(none)",
+    GW_LOG(GW_LOG_INFO, "oauth", &lc, "authorization refused: client %s: %s", a->p.client_id,
            why ? why : "unknown");
     if (status >= 500) pages__message(req, status == 503 ? 503 : 502, tenant, "Try again",
                                       "mcpgate could not read this application's description right now. Try again "
@@ -358,8 +361,8 @@ static void authorize_client(gw_req *req, json_t *client, int status, const char
     return;
   }
   /* the redirect URI must be one the client registered: refused here,
-   * never redirected */
-  bool ru_ok = ru[0] && strlen(ru) <= AUTH_OAUTH_URI_MAX &&
+   * never redirected ("" when the parser refused it) */
+  bool ru_ok = a->rc != AUTH_EOAUTH_REDIRECT && ru[0] &&
                auth_oauth_redirect_match(json_object_get(client, "redirect_uris"), ru);
   if (!ru_ok) {
     json_decref(client);
@@ -373,27 +376,21 @@ static void authorize_client(gw_req *req, json_t *client, int status, const char
   auth_oauth_code c;
   memset(&c, 0, sizeof c);
   snprintf(c.tenant, sizeof c.tenant, "%s", tenant);
-  memcpy(c.client_id, a->cid, strlen(a->cid) + 1); /* at most AUTH_OAUTH_CLIENT_ID_MAX: checked on entry */
+  _Static_assert(sizeof c.client_id == sizeof a->p.client_id && sizeof c.redirect_uri == sizeof a->p.redirect_uri &&
+                     sizeof c.challenge == sizeof a->p.challenge,
+                 "the code's fields hold what the parser keeps");
+  memcpy(c.client_id, a->p.client_id, sizeof c.client_id);
   const char *nm = json_string_value(json_object_get(client, "client_name"));
   snprintf(c.client_name, sizeof c.client_name, "%s", nm ? nm : "");
-  memcpy(c.redirect_uri, ru, strlen(ru) + 1); /* at most AUTH_OAUTH_URI_MAX: checked above */
+  memcpy(c.redirect_uri, ru, sizeof c.redirect_uri);
   json_decref(client);
-  /* 2. errors from here go back to the client */
-  if (strlen(state) > STATE_MAX) {
-    redirect_error(req, tenant, ru, "", "invalid_request", "state is longer than 1024 bytes");
+  /* 2. errors from here go back to the client (the parser's first) */
+  if (a->rc) {
+    redirect_error(req, tenant, ru, state, a->p.error, a->p.why);
     goto done;
   }
-  if (strcmp(a->rt, "code")) {
-    redirect_error(req, tenant, ru, state, "unsupported_response_type", "only response_type=code is supported");
-    goto done;
-  }
-  if (strcmp(a->chm, "S256") || !auth_oauth_challenge_ok(a->ch)) {
-    redirect_error(req, tenant, ru, state, "invalid_request",
-                   "PKCE is required: code_challenge (43 characters) with code_challenge_method=S256");
-    goto done;
-  }
-  memcpy(c.challenge, a->ch, AUTH_OAUTH_CHALLENGE_LEN + 1); /* auth_oauth_challenge_ok: exactly 43 */
-  if (resource_connector(req, tenant, a->res, c.connector)) {
+  memcpy(c.challenge, a->p.challenge, sizeof c.challenge);
+  if (resource_connector(req, tenant, a->p.resource, c.connector)) {
     redirect_error(req, tenant, ru, state, "invalid_target",
                    "resource must be this tenant's MCP endpoint (<public_url>/t/{tenant}/mcp or .../mcp/{connector})");
     goto done;
@@ -433,7 +430,7 @@ static void authorize_client(gw_req *req, json_t *client, int status, const char
    * a redirect off this computer */
   bool known = false;
   if (st_read_begin(srv->store, &txn) == 0) {
-    known = auth_oauth_consent_get(txn, tenant, s.user_id, a->cid) == 0;
+    known = auth_oauth_consent_get(txn, tenant, s.user_id, a->p.client_id) == 0;
     st_txn_end(txn);
   }
   if (known && auth_oauth_redirect_is_loopback(ru)) issue_code(req, tenant, &c, state, false);
@@ -468,7 +465,7 @@ void pages__consent(gw_req *req, const char *tenant) {
   gw_query_get(body, "decision", decision, sizeof decision);
   gw_query_get(body, "request", request, 8200);
   auth_oauth_code c;
-  char state[STATE_MAX + 1];
+  char state[AUTH_OAUTH_STATE_MAX + 1];
   if (!pages__csrf_ok(req, &s, csrf[0] ? csrf : NULL) ||
       open_request(req->lp->srv, tenant, s.user_id, request, pages__now(), &c, state, sizeof state)) {
     free(request);
@@ -494,11 +491,7 @@ void pages__consent(gw_req *req, const char *tenant) {
 typedef struct token_job {
   gw_req *req;
   char tenant[64];
-  bool refresh;
-  uint8_t hash[32];               /* the code's or the refresh token's */
-  char client_id[AUTH_OAUTH_CLIENT_ID_MAX + 1];
-  char redirect_uri[AUTH_OAUTH_URI_MAX + 1];
-  char verifier[AUTH_OAUTH_VERIFIER_MAX + 1];
+  auth_oauth_token_params p; /* the request (auth/oauth_params.h): client, redirect, verifier, code/token hash */
   auth_oauth_issue x;
 } token_job;
 
@@ -508,8 +501,9 @@ static int job_token(st_txn *txn, void *arg) {
   gw_settings_get_int(txn, j->tenant, "signin_max_age_ms", &max_ms);
   j->x.max_signin_age = max_ms / 1000;
   j->x.replayed = j->x.reused = false;
-  return j->refresh ? auth_oauth_refresh(txn, j->hash, j->client_id, &j->x)
-                    : auth_oauth_exchange_code(txn, j->hash, j->client_id, j->redirect_uri, j->verifier, &j->x);
+  return j->p.refresh ? auth_oauth_refresh(txn, j->p.hash, j->p.client_id, &j->x)
+                      : auth_oauth_exchange_code(txn, j->p.hash, j->p.client_id, j->p.redirect_uri, j->p.verifier,
+                                                 &j->x);
 }
 
 static void done_token(int status, void *arg) {
@@ -518,16 +512,16 @@ static void done_token(int status, void *arg) {
   gw_log_ctx lc = {j->tenant, req->id};
   if (status == 0 && j->x.reused) {
     GW_LOG(GW_LOG_WARN, "oauth", &lc, "a %s came back after use: its grant was revoked (client %s)",
-           j->refresh ? "rotated refresh token" : "used authorization code", j->client_id);
+           j->p.refresh ? "rotated refresh token" : "used authorization code", j->p.client_id);
     json_err(req, 400, "invalid_grant", "this grant was already used; every token it issued is revoked");
   } else if (status == AUTH_EOAUTH_SIGNIN) {
     GW_LOG(GW_LOG_INFO, "oauth", &lc, "%s refused for client %s: the sign-in is older than signin_max_age_ms",
-           j->refresh ? "refresh" : "code exchange", j->client_id);
+           j->p.refresh ? "refresh" : "code exchange", j->p.client_id);
     json_err(req, 400, "invalid_grant",
              "the Okta sign-in behind this grant is older than this tenant allows (signin_max_age_ms): sign in again");
   } else if (status == AUTH_EOAUTH_GRANT || status == ST_ENOTFOUND) {
     json_err(req, 400, "invalid_grant",
-             j->refresh ? "the refresh token is invalid, expired or revoked: sign in again"
+             j->p.refresh ? "the refresh token is invalid, expired or revoked: sign in again"
                         : "the code is invalid, expired or used, or the redirect_uri, client_id or code_verifier "
                           "does not match");
   } else if (status) {
@@ -536,7 +530,7 @@ static void done_token(int status, void *arg) {
   } else {
     int64_t now = pages__now();
     GW_LOG(GW_LOG_INFO, "oauth", &lc, "%s for client %s, user %s, grant %s%s",
-           j->refresh ? "tokens refreshed" : "tokens issued", j->x.client_id, j->x.user_id, j->x.family_out,
+           j->p.refresh ? "tokens refreshed" : "tokens issued", j->x.client_id, j->x.user_id, j->x.family_out,
            j->x.replayed ? " (the same pair again, within the grace window)" : "");
     gw_resp_header(req, "Pragma", "no-cache");
     gw_respond_json(req, 200,
@@ -567,41 +561,15 @@ static bool form_post(gw_req *req) {
 void pages__token(gw_req *req, const char *tenant) {
   gw_server *srv = req->lp->srv;
   if (!form_post(req)) return;
-  const char *b = req->body ? req->body : "";
-  char gt[32] = "", code[ST_TOKEN_BUFSZ + 2] = "", rtok[ST_TOKEN_BUFSZ + 2] = "";
   token_job *j = calloc(1, sizeof *j);
   if (!j) {
     json_err(req, 500, "server_error", "out of memory");
     return;
   }
-  gw_query_get(b, "grant_type", gt, sizeof gt);
-  gw_query_get(b, "client_id", j->client_id, sizeof j->client_id);
-  const char *why = NULL;
-  if (!j->client_id[0]) why = "client_id is required (public clients identify themselves)";
-  else if (!strcmp(gt, "authorization_code")) {
-    gw_query_get(b, "code", code, sizeof code);
-    gw_query_get(b, "redirect_uri", j->redirect_uri, sizeof j->redirect_uri);
-    gw_query_get(b, "code_verifier", j->verifier, sizeof j->verifier);
-    if (!code[0] || !j->redirect_uri[0] || !j->verifier[0]) why = "code, redirect_uri and code_verifier are required";
-    else if (auth_oauth_token_hash(code, AUTH_OAUTH_CODE_PREFIX, j->hash)) why = NULL, gt[0] = '!';
-  } else if (!strcmp(gt, "refresh_token")) {
-    j->refresh = true;
-    gw_query_get(b, "refresh_token", rtok, sizeof rtok);
-    if (!rtok[0]) why = "refresh_token is required";
-    else if (auth_oauth_token_hash(rtok, AUTH_OAUTH_REFRESH_PREFIX, j->hash)) gt[0] = '!';
-  } else {
+  if (auth_oauth_token_parse(req->body ? req->body : "", req->body ? req->body_len : 0, &j->p)) {
+    json_err(req, 400, j->p.error, j->p.why);
     OPENSSL_cleanse(j, sizeof *j);
     free(j);
-    json_err(req, 400, "unsupported_grant_type", "grant_type must be authorization_code or refresh_token");
-    return;
-  }
-  OPENSSL_cleanse(code, sizeof code);
-  OPENSSL_cleanse(rtok, sizeof rtok);
-  if (why || gt[0] == '!') {
-    OPENSSL_cleanse(j, sizeof *j);
-    free(j);
-    if (why) json_err(req, 400, "invalid_request", why);
-    else json_err(req, 400, "invalid_grant", "not a code or refresh token of this gateway");
     return;
   }
   j->req = req;
@@ -653,29 +621,25 @@ static void done_revoke(int status, void *arg) {
 
 void pages__revoke(gw_req *req, const char *tenant) {
   if (!form_post(req)) return;
-  const char *b = req->body ? req->body : "";
-  char tok[ST_TOKEN_BUFSZ + 2] = "";
   revoke_job *j = calloc(1, sizeof *j);
   if (!j) {
     json_err(req, 500, "server_error", "out of memory");
     return;
   }
-  gw_query_get(b, "token", tok, sizeof tok);
-  gw_query_get(b, "client_id", j->client_id, sizeof j->client_id);
-  if (!tok[0] || !j->client_id[0]) {
+  auth_oauth_revoke_params p;
+  if (auth_oauth_revoke_parse(req->body ? req->body : "", req->body ? req->body_len : 0, &p)) {
     free(j);
-    json_err(req, 400, "invalid_request", "token and client_id are required");
+    json_err(req, 400, p.error, p.why);
     return;
   }
-  int hr = auth_oauth_token_hash(tok, AUTH_OAUTH_ACCESS_PREFIX, j->hash);
-  if (hr) hr = auth_oauth_token_hash(tok, AUTH_OAUTH_REFRESH_PREFIX, j->hash);
-  OPENSSL_cleanse(tok, sizeof tok);
-  if (hr) { /* not one of ours: nothing to revoke (RFC 7009 §2.2) */
+  if (!p.ours) { /* not one of ours: nothing to revoke (RFC 7009 §2.2) */
     free(j);
     gw_resp_header(req, "Cache-Control", "no-store");
     gw_respond(req, 200, NULL, NULL, 0);
     return;
   }
+  memcpy(j->client_id, p.client_id, sizeof j->client_id);
+  memcpy(j->hash, p.hash, sizeof j->hash);
   j->req = req;
   snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
   if (st_submit(req->lp->srv->store, req->lp->port, job_revoke, done_revoke, j)) {
