@@ -522,8 +522,8 @@ static void done_token(int status, void *arg) {
   } else if (status == AUTH_EOAUTH_GRANT || status == ST_ENOTFOUND) {
     json_err(req, 400, "invalid_grant",
              j->p.refresh ? "the refresh token is invalid, expired or revoked: sign in again"
-                        : "the code is invalid, expired or used, or the redirect_uri, client_id or code_verifier "
-                          "does not match");
+                          : "the code is invalid, expired or used, or the redirect_uri, client_id or code_verifier "
+                            "does not match");
   } else if (status) {
     GW_LOG(GW_LOG_ERROR, "oauth", &lc, "token request failed: %s", auth_strerror(status));
     json_err(req, 503, "temporarily_unavailable", "the gateway's store could not record the grant; try again");
