@@ -30,8 +30,15 @@ ifeq ($(SANITIZE),1)
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 OPT := -O1 -g
 endif
+FUZZ_LINK := -fsanitize=address,undefined,fuzzer
 ifeq ($(SANITIZE),fuzz)
 SAN_FLAGS := -fsanitize=address,undefined,fuzzer-no-link -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT := -O1 -g
+endif
+# source-based coverage of the fuzz targets (make fuzz-coverage)
+ifeq ($(SANITIZE),fuzzcov)
+SAN_FLAGS := -fprofile-instr-generate -fcoverage-mapping -fsanitize=fuzzer-no-link
+FUZZ_LINK := -fprofile-instr-generate -fcoverage-mapping -fsanitize=fuzzer
 OPT := -O1 -g
 endif
 CFLAGS  := $(CFLAGS_BASE) $(OPT) $(SAN_FLAGS) $(EXTRA_CFLAGS)
@@ -52,7 +59,7 @@ BENCH_SRC := $(wildcard tests/bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all asan deps run test unit integration clean fuzz fuzz-bins bench check-layers FORCE
+.PHONY: all asan deps run test unit integration clean fuzz fuzz-bins fuzz-coverage bench check-layers FORCE
 all: $(BUILD)/mcpgate
 FORCE:
 
@@ -101,12 +108,21 @@ unit-bins: $(UNIT_BIN)
 # tests/run.sh replays each corpus and fuzzes each briefly.
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/libmcpgate.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MF $(dir $@).$(notdir $@).d -fsanitize=address,undefined,fuzzer -o $@ $< $(BUILD)/libmcpgate.a $(LDLIBS)
+	$(CC) $(CFLAGS) -MF $(dir $@).$(notdir $@).d $(FUZZ_LINK) -o $@ $< $(BUILD)/libmcpgate.a $(LDLIBS)
 
 fuzz-bins: $(FUZZ_BIN)
 
+# make fuzz: builds the drivers; with FUZZ_SECONDS=N also replays every
+# corpus and fuzzes each target for N seconds (tests/run.sh's fuzz part).
 fuzz:
 	$(MAKE) BUILD=build-fuzz CC=clang SANITIZE=fuzz fuzz-bins
+	@if [ -n "$(FUZZ_SECONDS)" ]; then TEST_ONLY=fuzz FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/run.sh; fi
+
+# make fuzz-coverage: each target's line coverage of the module code over
+# its committed corpus (llvm-cov), so weak targets are visible.
+fuzz-coverage:
+	$(MAKE) BUILD=build-fuzzcov CC=clang SANITIZE=fuzzcov fuzz-bins
+	@sh tests/tools/fuzz-coverage.sh build-fuzzcov
 
 $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libmcpgate.a
 	@mkdir -p $(dir $@)
@@ -133,7 +149,7 @@ run: deps all
 test: deps
 	$(MAKE) all unit-bins
 	$(MAKE) asan
-	$(MAKE) fuzz
+	$(MAKE) fuzz FUZZ_SECONDS=
 	$(MAKE) check-layers
 	sh tests/run.sh
 
@@ -154,6 +170,6 @@ bench: deps all $(BENCH_BIN) $(BUILD)/bench/upstream $(BUILD)/bench/rate
 	@BUILD=$(BUILD) sh tests/bench/run.sh $(BENCH)
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-fuzzcov
 
 -include $(LIB_OBJ:.o=.d) $(BUILD)/gateway/main.d $(foreach b,$(UNIT_BIN) $(FUZZ_BIN),$(dir $(b)).$(notdir $(b)).d)
