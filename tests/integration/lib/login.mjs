@@ -6,6 +6,7 @@
 //   startLoginFixture({tenants, accounts, gatewayArgs})
 //     tenants: {id: {users: [{userName, externalId?, ...scim}], oidc?: {...settings}}}
 //     accounts: the provider's accounts {sub: claims}
+//     gatewayArgs, gatewayEnv: extra flags and environment of the gateway
 //   → {gw, okta, op, t: {id: {scim, users: {userName: scimUser}, admin, setSettings}}, base(id), browser()}
 //   me(browser, fx, id)      GET /t/{id}/api/me through the browser's cookies
 //   sessionCookie(res)       the Set-Cookie of the gateway's session cookie
@@ -18,10 +19,10 @@ import { startOkta, Browser, signIn } from './okta.mjs';
 
 export { Browser, signIn };
 
-export async function startLoginFixture({ tenants, accounts = {}, gatewayArgs = [], okta: oktaOpts = {} } = {}) {
+export async function startLoginFixture({ tenants, accounts = {}, gatewayArgs = [], gatewayEnv = {}, okta: oktaOpts = {} } = {}) {
   // many sign-ins from one address in a few seconds: the per-address limit
   // is raised here (oidc-ratelimit.test.mjs tests it)
-  const gw = await startGateway({ args: ['--auth-rate-per-address', '100000', '--auth-rate-per-tenant', '100000', ...gatewayArgs] });
+  const gw = await startGateway({ args: ['--auth-rate-per-address', '100000', '--auth-rate-per-tenant', '100000', ...gatewayArgs], env: gatewayEnv });
   const op = adminClient(gw.port, operatorToken(gw.dataDir));
   const ids = Object.keys(tenants);
   const okta = await startOkta({
