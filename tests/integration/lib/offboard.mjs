@@ -173,7 +173,7 @@ export async function again(item, bytes, timeoutMs = 5000) {
 export const initBody = { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: LATEST, capabilities: {}, clientInfo: { name: 'offboard', version: '1' } } };
 const slowCall = (id) => ({
   jsonrpc: '2.0', id, method: 'tools/call',
-  params: { name: SLOW_TOOL, arguments: { duration: 20, steps: 20 }, _meta: { progressToken: `p${id}` } },
+  params: { name: SLOW_TOOL, arguments: { duration: 20, steps: 400 }, _meta: { progressToken: `p${id}` } },
 });
 
 /** Everything a person holds (see the header). */
@@ -333,3 +333,25 @@ export async function freshSignInWorks(fx, tenant, person) {
 }
 
 export { mcpInit };
+
+/**
+ * One trigger, end to end: Alice and Bob (tenant acme) hold one of
+ * everything; send(t, aliceId) is the trigger (a SCIM call of t.scim), which
+ * must answer `status`; then her live items ended before that reply, every
+ * credential of hers is refused, Bob keeps his. Returns {fx, alice, bob}
+ * (Bob's connections still open) for more checks.
+ */
+export async function offboardCase(send, status = 200) {
+  const fx = await offboardFixture({ acme: [ALICE, BOB] });
+  const t = fx.t.acme;
+  const alice = await hold(fx, 'acme', ALICE);
+  const bob = await hold(fx, 'acme', BOB);
+  const r = await send(t, t.users[ALICE.userName].id);
+  assert.equal(r.status, status, r.body);
+  if (status === 200) assert.equal(r.json.active, false, `stored as a boolean: ${r.body}`);
+  await endedBefore(fx, alice, r.headers['x-request-id']);
+  await refused(fx, alice);
+  release(alice);
+  await works(fx, bob);
+  return { fx, alice, bob };
+}
