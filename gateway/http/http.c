@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 #include "gateway/base/buf.h"
@@ -487,13 +488,31 @@ static void on_shutdown(uv_shutdown_t *s, int status) {
 }
 
 /* The final response is queued: send FIN after it and discard input until
- * the client closes. */
+ * the client closes.
+ *
+ * When every byte already left (the usual case: replies go out with
+ * uv_try_write), the FIN is sent here, before this returns: uv_shutdown
+ * only queues it for the loop's next turn, and by then a revocation's
+ * fan-out may have released the triggering reply (a SCIM 200, from this
+ * loop or another) — the client would get that reply while the stream it
+ * ended still looked open. libuv is not told (it would shut down again);
+ * nothing writes on a lingering connection. */
 static void conn_linger(gw_conn *c) {
   if (c->closing || c->state == CS_LINGER) return;
   c->state = CS_LINGER;
   if (c->tls) {
     gw_tls_close_notify(c->tls);
     tls_flush(c);
+  }
+  uv_os_fd_t fd;
+  if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0 && uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) {
+    if (shutdown(fd, SHUT_WR) != 0 || c->eof) {
+      conn_close(c);
+      return;
+    }
+    arm(c, LINGER_MS);
+    read_start(c);
+    return;
   }
   uv_shutdown_t *s = malloc(sizeof *s);
   if (!s) {

@@ -10,6 +10,8 @@
  *              asynchronous handler)
  *   /t/{}/x    200 "tenant route"                   (pattern routes)
  *   /priv/...  200 "private" (GW_ROUTE_PRIVATE)
+ *   /stream    200, a chunked stream left open (the request kept in
+ *              E.stream_req for the test to cut)
  * Handlers record on which loop turn they ran (a uv_check handle counts the
  * turns) and whether a dispatch happened inside a reply, so the test can
  * see that a pipelined request is never dispatched from the reply path of
@@ -21,6 +23,7 @@
  *
  * Every test runs on its own loop and ends asserting uv_loop_close(loop) ==
  * 0 (no leaked handle). Set UNIT_VERBOSE=1 to see the layer's logs. */
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +45,7 @@ typedef struct env {
   uv_timer_t slow_timer;
   uv_async_t slow_async;
   gw_req *slow_req;
+  gw_req *stream_req;
   gw_http http;
   gw_http_host host;
   gw_router *router;
@@ -120,6 +124,12 @@ static void h_slow(gw_req *req) {
   uv_timer_start(&E.slow_timer, on_slow, 30, 0);
 }
 
+static void h_stream(gw_req *req) {
+  E.stream_req = req;
+  gw_resp_start(req, 200, "text/event-stream");
+  gw_resp_write(req, ": open\n\n", 8);
+}
+
 static void h_tenant(gw_req *req) { gw_respond(req, 200, "text/plain", "tenant route", 12); }
 static void h_private(gw_req *req) { gw_respond(req, 200, "text/plain", "private", 7); }
 
@@ -152,7 +162,9 @@ static int env_init(int64_t max_header, int64_t max_body) {
   gw_route slow = {GW_RC_OTHER, h_slow, "GET", 0, NULL, NULL};
   gw_route tenant = {GW_RC_OTHER, h_tenant, "GET", 0, NULL, NULL};
   gw_route priv = {GW_RC_ADMIN, h_private, "GET", 0, NULL, NULL};
+  gw_route stream = {GW_RC_OTHER, h_stream, "GET", 0, NULL, NULL};
   if (gw_router_add(E.router, "/echo", &echo, 0) || gw_router_add(E.router, "/slow", &slow, 0) ||
+      gw_router_add(E.router, "/stream", &stream, 0) ||
       gw_router_add(E.router, "/t/{}/x", &tenant, 0) || gw_router_add(E.router, "/priv/...", &priv, GW_ROUTE_PRIVATE))
     return -1;
   gw_http_init(&E.http, &E.loop, NULL, &E.host, E.router);
@@ -477,6 +489,38 @@ TEST(router_patterns_and_private_routes) {
   gw_router_free(r);
 }
 
+static bool has_stream_head(void *a) { return strstr(((client *)a)->buf, ": open") != NULL; }
+
+/* A stream cut by gw_req_drop (what a revocation does, from outside the
+ * parser) is closed on the wire before gw_req_drop returns, when nothing
+ * is left to send: the fan-out acknowledges a revocation once the loop has
+ * applied it, and the triggering reply (a SCIM 200) may go out at once —
+ * from this loop or another — so the client must not get that reply while
+ * its stream still looks open (issue 18: streams closed before the SCIM
+ * response is sent). The FIN used to wait for the loop's next turn
+ * (uv_shutdown only queues). */
+TEST(dropped_stream_sends_its_fin_before_drop_returns) {
+  CHECK_INT(env_init(8192, 65536), 0);
+  client c;
+  CHECK(client_open(&c));
+  client_send(&c, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(run_until(has_stream_head, &c, 3000));
+  CHECK(E.stream_req != NULL);
+  gw_req_drop(E.stream_req);
+  E.stream_req = NULL;
+  /* no loop turn: the client's socket already has the FIN (read 0) */
+  uv_os_fd_t fd;
+  CHECK_INT(uv_fileno((uv_handle_t *)&c.tcp, &fd), 0);
+  struct pollfd pf = {fd, POLLIN, 0};
+  char b[4096];
+  ssize_t n = 1;
+  while (poll(&pf, 1, 200) == 1 && (n = recv(fd, b, sizeof b, MSG_DONTWAIT)) > 0) {
+  }
+  CHECK_INT(n, 0);
+  CHECK(client_close(&c));
+  CHECK_INT(env_finish(), 0);
+}
+
 TEST(buf_formatting_without_stdio) {
   gw_buf b;
   gw_buf_init(&b, 1024);
@@ -511,6 +555,7 @@ int main(void) {
   RUN(malformed_request_is_400_and_closes);
   RUN(forwarded_for_only_from_a_trusted_peer);
   RUN(router_patterns_and_private_routes);
+  RUN(dropped_stream_sends_its_fin_before_drop_returns);
   RUN(buf_formatting_without_stdio);
   return UNIT_DONE();
 }
