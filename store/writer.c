@@ -25,6 +25,7 @@
  * the writer after delivering to an already closed port. */
 #include "store/store_int.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -449,6 +450,7 @@ static size_t run_batch(st_store *st, st__job **jobs, size_t n) {
 static void writer_main(void *arg) {
   st_store *st = arg;
   st__job *batch[ST_BATCH_MAX];
+  pthread_setname_np(pthread_self(), "mcpgate-writer"); /* for top -H, perf */
   for (;;) {
     size_t n = 0, off = 0;
     uv_mutex_lock(&st->qmu);

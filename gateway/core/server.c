@@ -566,6 +566,10 @@ static void loop_close(gw_server *srv, gw_loop *lp) {
  * with it. */
 static void loop_thread(void *arg) {
   gw_loop *lp = arg;
+  /* named for top -H, perf and the benches' per-thread CPU (15 chars max) */
+  char name[16];
+  snprintf(name, sizeof name, "mcpgate-loop%d", lp->index);
+  pthread_setname_np(pthread_self(), name);
   uv_run(&lp->loop, UV_RUN_DEFAULT);
   gw_pool_thread_drain();
 }
