@@ -9,12 +9,15 @@
 #   idle    idle.mjs                   idle Claude Code-like clients: RSS, descriptors, throughput
 #   cold    cold_user.mjs              a cold user's first session in a 100k-user directory
 #   proxy   proxy.mjs                  the SDK client against server-everything (regression guard)
+#   offboard offboard.mjs              1,000 users with open streams deactivated one at a time under
+#                                      tools/call load: stream closed and SCIM reply p50/p99, requests
+#                                      served after the reply (issue 18)
 # Extra arguments for one bench: BENCH_ARGS="--secs 10" (passed to each).
 set -eu
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
 want=${1:-all}
-[ "$want" = all ] && want=policy,scim,call,idle,cold,proxy
+[ "$want" = all ] && want=policy,scim,call,idle,cold,proxy,offboard
 for b in $(echo "$want" | tr ',' ' '); do
   case "$b" in
     policy) "$BUILD/bench/bench_policy" ;;
@@ -23,6 +26,7 @@ for b in $(echo "$want" | tr ',' ' '); do
     idle) node tests/bench/idle.mjs ${BENCH_ARGS:-} ;;
     cold) node tests/bench/cold_user.mjs ${BENCH_ARGS:-} ;;
     proxy) node tests/bench/proxy.mjs ${BENCH_ARGS:-} ;;
-    *) echo "bench: unknown '$b' (policy scim call idle cold proxy)" >&2; exit 2 ;;
+    offboard) node tests/bench/offboard.mjs ${BENCH_ARGS:-} ;;
+    *) echo "bench: unknown '$b' (policy scim call idle cold proxy offboard)" >&2; exit 2 ;;
   esac
 done
