@@ -291,9 +291,11 @@ int pol_put(st_txn *txn, const char *tenant, const json_t *doc, const char *now,
   }
   json_t *old;
   int version = 1, rev = 1;
+  bool narrows = false; /* no policy before: it showed nothing */
   if (pol_get(txn, tenant, &old) == 0) {
     version = (int)json_integer_value(json_object_get(old, "version")) + 1;
     rev = record_rev(old) + 1;
+    narrows = pol_narrows(json_object_get(old, "compiled"), compiled);
     json_decref(old);
   }
   /* "rev" first: caches read it without parsing the record; it changes on
@@ -310,8 +312,68 @@ int pol_put(st_txn *txn, const char *tenant, const json_t *doc, const char *now,
   if (rc) return rc;
   *version_out = version;
   if ((rc = pol_generation_bump(txn, tenant))) return rc;
-  pol_event ev = {tenant, version};
+  pol_event ev = {tenant, version, narrows};
   return st_emit(txn, ST_EVENT_POLICY_PUT, &ev);
+}
+
+/* ---------- narrowing (what a PUT may hide) ---------- */
+
+/* Whether compiled rule r shows `connector` ("" asks for a connector no
+ * rule names: only rules for "*" show it). */
+static bool rule_shows(const json_t *r, const char *connector) {
+  const char *c = json_string_value(json_object_get(r, "connector"));
+  return c && (!strcmp(c, "*") || (connector[0] && !strcmp(c, connector)));
+}
+
+/* Whether some rule of `rules` shows `connector` to group reference g
+ * (a compiled entry: "*" or {"id":…}): a rule naming "*" shows it to
+ * everyone, one naming the same id to that group's members. */
+static bool shown_to(const json_t *rules, const char *connector, const json_t *g) {
+  const char *id = json_is_string(g) ? NULL : json_string_value(json_object_get(g, "id"));
+  size_t i, j;
+  json_t *r, *h;
+  json_array_foreach(rules, i, r) {
+    if (!rule_shows(r, connector)) continue;
+    json_array_foreach(json_object_get(r, "groups"), j, h) {
+      if (json_is_string(h)) return true; /* "*" covers every group */
+      const char *hid = json_string_value(json_object_get(h, "id"));
+      if (id && hid && !strcmp(id, hid)) return true;
+    }
+  }
+  return false;
+}
+
+/* Whether every group `before` shows `connector` to is still shown it by
+ * `after`. */
+static bool covered(const json_t *before, const json_t *after, const char *connector) {
+  size_t i, j;
+  json_t *r, *g;
+  json_array_foreach(before, i, r) {
+    if (!rule_shows(r, connector)) continue;
+    json_array_foreach(json_object_get(r, "groups"), j, g) {
+      /* a pending name matched nobody */
+      if (!json_is_string(g) && !json_string_value(json_object_get(g, "id"))) continue;
+      if (!shown_to(after, connector, g)) return false;
+    }
+  }
+  return true;
+}
+
+bool pol_narrows(const json_t *before, const json_t *after) {
+  if (!before) return false;
+  if (!json_is_array(before) || !json_is_array(after)) return true;
+  /* a connector no rule of `before` names was shown through "*" rules
+   * only; `after` shows a connector it names at least as widely as one it
+   * does not, so "" stands for every connector outside `before` */
+  if (!covered(before, after, "")) return true;
+  size_t i;
+  json_t *r;
+  json_array_foreach(before, i, r) {
+    const char *c = json_string_value(json_object_get(r, "connector"));
+    if (!c) return true;
+    if (strcmp(c, "*") && !covered(before, after, c)) return true;
+  }
+  return false;
 }
 
 /* Does the group a compiled reference points at exist now? "*" always;
@@ -735,6 +797,49 @@ int pol_user_load(st_txn *txn, const char *tenant, const char *user_id, pol_user
   json_decref(groups);
   compiled_free(c);
   return rc;
+}
+
+struct pol_batch {
+  char tenant[64];
+  uint64_t generation;
+  pol_compiled *c; /* NULL: the tenant has no policy */
+};
+
+int pol_batch_open(st_txn *txn, const char *tenant, pol_batch **out) {
+  *out = NULL;
+  pol_batch *b = calloc(1, sizeof *b);
+  if (!b) return ST_ENOMEM;
+  snprintf(b->tenant, sizeof b->tenant, "%s", tenant);
+  b->generation = pol_generation(txn, tenant);
+  int rc = compiled_load(txn, tenant, &b->c);
+  if (rc && rc != ST_ENOTFOUND) {
+    free(b);
+    return rc;
+  }
+  *out = b;
+  return 0;
+}
+
+int pol_batch_user(const pol_batch *b, st_txn *txn, const char *user_id, pol_user **out) {
+  *out = NULL;
+  json_t *groups;
+  bool active;
+  int rc = user_groups_state(txn, b->tenant, user_id, &groups, &active);
+  if (rc == 0) {
+    rc = user_from_compiled(b->c, groups, active, b->generation, out);
+    if (rc) {
+      pol_user_free(*out);
+      *out = NULL;
+    }
+  }
+  json_decref(groups);
+  return rc;
+}
+
+void pol_batch_free(pol_batch *b) {
+  if (!b) return;
+  compiled_free(b->c);
+  free(b);
 }
 
 bool pol_connector_visible(const pol_user *u, const char *connector) {

@@ -67,7 +67,10 @@ int pol_validate(const json_t *doc, char *err, size_t errlen);
 /* What ST_EVENT_POLICY_PUT carries (borrowed for the emit). */
 typedef struct pol_event {
   const char *tenant;
-  int version; /* the document's new version */
+  int version;  /* the document's new version */
+  bool narrows; /* the new document may hide a connector from someone the
+                   previous one showed it to (pol_narrows); false when it
+                   only widens or changes tool decisions */
 } pol_event;
 
 /* Writer job body for PUT: validate, resolve names, store as version+1.
@@ -76,6 +79,16 @@ typedef struct pol_event {
  * Emits ST_EVENT_POLICY_PUT once stored. */
 int pol_put(st_txn *txn, const char *tenant, const json_t *doc, const char *now, int *version_out,
             json_t **warnings, char *err, size_t errlen);
+/* Whether replacing compiled rules `before` with `after` (the "compiled"
+ * arrays of two policy records; before NULL: there was no policy, which
+ * showed nothing) can hide a connector from a user who saw it: true when
+ * some connector (or every connector, through rules for "*") loses a group
+ * that made it visible — a group id, or "*" (every active user) — with no
+ * rule of `after` giving that group the connector. Conservative: what it
+ * cannot read counts as narrowing. Membership is not looked at, so a true
+ * answer means "someone may have lost it", never "someone did".
+ * O(rules x groups) of both. */
+bool pol_narrows(const json_t *before, const json_t *after);
 /* The footgun check after a PUT: a connector is shown only to users a
  * matching rule covers, whatever "default" says. For each connector in
  * `connectors` (a JSON array of names, or of objects with "name") that the
@@ -102,6 +115,15 @@ int pol_register_purge(st_store *st);
 typedef struct pol_user pol_user;
 int pol_user_load(st_txn *txn, const char *tenant, const char *user_id, pol_user **out);
 void pol_user_free(pol_user *u);
+/* Many users' policies in one transaction (a sweep over sessions): the
+ * tenant's document is read and compiled once, by pol_batch_open, and
+ * each pol_batch_user gives what pol_user_load would in that txn. The
+ * batch belongs to the txn it was opened in (ST_ENOTFOUND is never
+ * returned: no policy gives users who see nothing). */
+typedef struct pol_batch pol_batch;
+int pol_batch_open(st_txn *txn, const char *tenant, pol_batch **out);
+int pol_batch_user(const pol_batch *b, st_txn *txn, const char *user_id, pol_user **out);
+void pol_batch_free(pol_batch *b);
 int pol_user_version(const pol_user *u);
 uint64_t pol_user_generation(const pol_user *u);
 

@@ -63,6 +63,16 @@ static int run_put(st_txn *txn, void *arg) {
   return p->rc;
 }
 
+/* What the last ST_EVENT_POLICY_PUT said about narrowing (-1: none yet). */
+static int last_narrows = -1;
+static int on_policy_put(st_txn *txn, int kind, const void *event, void *ctx) {
+  (void)txn;
+  (void)kind;
+  (void)ctx;
+  last_narrows = ((const pol_event *)event)->narrows;
+  return 0;
+}
+
 static int put_policy(const char *text, put *p) {
   memset(p, 0, sizeof *p);
   p->doc = json_loads(text, 0, NULL);
@@ -97,6 +107,7 @@ static int setup(void) {
   o.log = gw_store_log;
   if (st_open(&st, &o) != 0) return -1;
   pol_register_hooks(st);
+  st_hook_add(st, ST_EVENT_POLICY_PUT, on_policy_put, NULL);
   snprintf(alice, sizeof alice, "%s", scim("POST", "/Users", "{\"userName\":\"alice@acme.com\"}"));
   snprintf(bob, sizeof bob, "%s", scim("POST", "/Users", "{\"userName\":\"bob@acme.com\"}"));
   snprintf(carol, sizeof carol, "%s", scim("POST", "/Users", "{\"userName\":\"carol@acme.com\"}"));
@@ -374,6 +385,102 @@ TEST(cache_keeps_users_apart_and_sees_writes) {
   pol_cache_free(c);
 }
 
+/* pol_narrows: a connector (named, or every one through "*") losing a
+ * group that showed it narrows; widening, moving a grant to "*", and
+ * changing tool lists do not; a pending name showed nobody. */
+static bool narrows(const char *before, const char *after) {
+  json_t *b = before ? json_loads(before, 0, NULL) : NULL, *a = json_loads(after, 0, NULL);
+  bool n = pol_narrows(b, a);
+  json_decref(b);
+  json_decref(a);
+  return n;
+}
+
+TEST(narrowing_is_what_can_hide_a_connector) {
+  const char *g1a = "[{\"connector\":\"a\",\"groups\":[{\"id\":\"G1\"}],\"allow\":[\"*\"]},"
+                    "{\"connector\":\"b\",\"groups\":[{\"id\":\"G2\"}]}]";
+  CHECK(!narrows(NULL, g1a));     /* no policy showed nothing */
+  CHECK(!narrows(g1a, g1a));      /* the same grants */
+  /* tool lists only */
+  CHECK(!narrows(g1a, "[{\"connector\":\"a\",\"groups\":[{\"id\":\"G1\"}],\"block\":[\"x\"]},"
+                      "{\"connector\":\"b\",\"groups\":[{\"id\":\"G2\"}]}]"));
+  /* G1 loses a */
+  CHECK(narrows(g1a, "[{\"connector\":\"b\",\"groups\":[{\"id\":\"G2\"}]}]"));
+  CHECK(narrows(g1a, "[{\"connector\":\"a\",\"groups\":[{\"id\":\"G3\"}]},"
+                     "{\"connector\":\"b\",\"groups\":[{\"id\":\"G2\"}]}]"));
+  /* G1 keeps a through a rule for every connector, or "*" covers it */
+  CHECK(!narrows(g1a, "[{\"connector\":\"*\",\"groups\":[{\"id\":\"G1\"},{\"id\":\"G2\"}]}]"));
+  CHECK(!narrows(g1a, "[{\"connector\":\"a\",\"groups\":[\"*\"]},{\"connector\":\"b\",\"groups\":[\"*\"]}]"));
+  /* "*" connector: every connector loses G1 when it goes to "a" only */
+  const char *star = "[{\"connector\":\"*\",\"groups\":[{\"id\":\"G1\"}]}]";
+  CHECK(narrows(star, "[{\"connector\":\"a\",\"groups\":[{\"id\":\"G1\"}]}]"));
+  CHECK(!narrows("[{\"connector\":\"a\",\"groups\":[{\"id\":\"G1\"}]}]", star));
+  /* "*" group: only "*" covers every active user */
+  const char *everyone = "[{\"connector\":\"a\",\"groups\":[\"*\"]}]";
+  CHECK(narrows(everyone, "[{\"connector\":\"a\",\"groups\":[{\"id\":\"G1\"},{\"id\":\"G2\"}]}]"));
+  CHECK(!narrows(everyone, "[{\"connector\":\"*\",\"groups\":[\"*\"]}]"));
+  /* a pending name matched nobody: dropping it hides nothing */
+  CHECK(!narrows("[{\"connector\":\"a\",\"groups\":[{\"name\":\"Later\",\"pending\":true}]}]", "[]"));
+  /* what cannot be read counts as narrowing */
+  CHECK(narrows("[{\"groups\":[{\"id\":\"G1\"}]}]", "[]"));
+  CHECK(narrows("{}", "[]"));
+}
+
+/* The event of a PUT carries it: removing the senior rule narrows, putting
+ * it back does not. */
+TEST(put_event_says_whether_it_narrows) {
+  put p;
+  CHECK_INT(put_policy(issue_policy, &p), 0); /* from what an earlier test left */
+  json_decref(p.warnings);
+  CHECK_INT(put_policy(issue_policy, &p), 0);
+  json_decref(p.warnings);
+  CHECK_INT(last_narrows, 0);
+  CHECK_INT(put_policy("{\"version\":1,\"rules\":[{\"groups\":[\"Junior Engineers\"],\"connector\":\"github\",\"allow\":[\"x\"]},"
+                       "{\"groups\":[\"*\"],\"connector\":\"docs\",\"allow\":[\"x\"]}]}", &p), 0);
+  json_decref(p.warnings);
+  CHECK_INT(last_narrows, 1);
+  CHECK_INT(put_policy(issue_policy, &p), 0);
+  json_decref(p.warnings);
+  CHECK_INT(last_narrows, 0);
+}
+
+/* pol_batch_user answers what pol_user_load does, for every user. */
+TEST(batch_matches_user_load) {
+  put p;
+  CHECK_INT(put_policy(issue_policy, &p), 0);
+  json_decref(p.warnings);
+  st_txn *txn;
+  CHECK_INT(st_read_begin(st, &txn), 0);
+  pol_batch *b;
+  CHECK_INT(pol_batch_open(txn, "acme", &b), 0);
+  const char *users[] = {alice, bob, carol, "no-such-user"};
+  const char *conns[] = {"github", "docs", "jira"};
+  const char *tools[] = {"create_branch", "list_repos", "delete_page", "update_webhook"};
+  int bad = 0;
+  for (int i = 0; i < 4; i++) {
+    pol_user *x = NULL, *y = NULL;
+    if (pol_batch_user(b, txn, users[i], &x) != 0 || pol_user_load(txn, "acme", users[i], &y) != 0) bad++;
+    for (int c = 0; x && y && c < 3; c++) {
+      if (pol_connector_visible(x, conns[c]) != pol_connector_visible(y, conns[c])) bad++;
+      for (int t = 0; t < 4; t++)
+        if (pol_decide(x, conns[c], tools[t]) != pol_decide(y, conns[c], tools[t])) bad++;
+    }
+    pol_user_free(x);
+    pol_user_free(y);
+  }
+  pol_batch_free(b);
+  /* a tenant with no policy: every connector hidden */
+  CHECK_INT(pol_batch_open(txn, "nobody", &b), 0);
+  pol_user *z = NULL;
+  CHECK_INT(pol_batch_user(b, txn, alice, &z), 0);
+  bool any = pol_connector_visible(z, "github");
+  pol_user_free(z);
+  pol_batch_free(b);
+  st_txn_end(txn);
+  CHECK_INT(bad, 0);
+  CHECK(!any);
+}
+
 /* policy's codes sit in their own range, outside libuv's errno values
  * (-1..-4095) and the store's, and have names. */
 TEST(error_codes_in_their_range) {
@@ -404,6 +511,9 @@ int main(void) {
   RUN(cache_sees_pending_bindings);
   RUN(cache_keeps_users_apart_and_sees_writes);
   RUN(error_codes_in_their_range);
+  RUN(narrowing_is_what_can_hide_a_connector);
+  RUN(put_event_says_whether_it_narrows);
+  RUN(batch_matches_user_load);
   st_close(st);
   char cmd[400];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
