@@ -165,11 +165,18 @@ int gw_session_upstream_put(st_txn *txn, const char *id, const char *connector, 
   return st_put(txn, ST_DB_SESSIONS, k, akey(raw, connector, k), upstream, strlen(upstream), 0);
 }
 
+static json_t *upstreams_raw(st_txn *txn, const uint8_t raw[32]);
+
 json_t *gw_session_upstreams(st_txn *txn, const char *id) {
-  char hex[65], k[100];
+  char hex[65];
   uint8_t raw[32];
-  json_t *out = json_object();
   hash_hex(id, hex, raw);
+  return upstreams_raw(txn, raw);
+}
+
+static json_t *upstreams_raw(st_txn *txn, const uint8_t raw[32]) {
+  char k[100];
+  json_t *out = json_object();
   size_t pl = akey(raw, NULL, k);
   st_cursor *c;
   if (st_cursor_open(txn, ST_DB_SESSIONS, &c) != 0) return out;
@@ -302,6 +309,101 @@ int gw_sessions_drop_upstream_connector(st_txn *txn, const char *tenant, const c
   }
   st_cursor_close(c);
   return rc == ST_ENOTFOUND ? n : rc;
+}
+
+/* ---------- the per-connector cut (store half) ---------- */
+
+static void hex_raw(const char *hex, uint8_t raw[32]);
+
+typedef struct cut_entry {
+  char user[40];
+  char hex[65];
+} cut_entry;
+
+int gw_sessions_cut_step(st_txn *txn, gw_session_cut *c) {
+  c->nlen = 0;
+  c->more = false;
+  c->read = c->cut = 0;
+  char p[GW_SESSION_UKEY_MAX];
+  size_t tl = strlen(c->tenant), ul = c->user ? strlen(c->user) : 0;
+  if (c->budget < 1 || tl + ul + 3 > sizeof p || c->flen + 1 > GW_SESSION_UKEY_MAX) return ST_EINVAL;
+  size_t pl = c->user ? ikey('u', c->tenant, c->user, NULL, p) : (p[0] = 'u', memcpy(p + 1, c->tenant, tl + 1), tl + 2);
+  cut_entry *e = malloc((size_t)c->budget * sizeof *e);
+  if (!e) return ST_ENOMEM;
+  /* first the keys (the deletes below must not run under the cursor) */
+  st_cursor *cur;
+  int rc = st_cursor_open(txn, ST_DB_SESSIONS, &cur);
+  if (rc) {
+    free(e);
+    return rc;
+  }
+  /* strictly after `from`: from + "\0" is the smallest key greater than it */
+  uint8_t after[GW_SESSION_UKEY_MAX];
+  if (c->flen) {
+    memcpy(after, c->from, c->flen);
+    after[c->flen] = 0;
+  }
+  st_cursor_seek(cur, p, pl, c->flen ? after : NULL, c->flen ? c->flen + 1 : 0);
+  int n = 0;
+  st_val k;
+  while (c->read < c->budget && (rc = st_cursor_next(cur, &k, NULL)) == 0) {
+    c->read++;
+    if (k.len <= sizeof c->next) {
+      memcpy(c->next, k.data, k.len);
+      c->nlen = k.len;
+    }
+    /* "u" tenant \0 user \0 hex64 */
+    const char *key = k.data, *user = key + tl + 2;
+    size_t rest = k.len - (tl + 2);
+    const char *nul = k.len > tl + 2 ? memchr(user, 0, rest) : NULL;
+    if (!nul || (size_t)(key + k.len - (nul + 1)) != 64 || (size_t)(nul - user) >= sizeof e[n].user) continue;
+    memcpy(e[n].user, user, (size_t)(nul - user) + 1);
+    memcpy(e[n].hex, nul + 1, 64);
+    e[n].hex[64] = 0;
+    n++;
+  }
+  st_cursor_close(cur);
+  if (rc != 0 && rc != ST_ENOTFOUND) {
+    free(e);
+    return rc;
+  }
+  c->more = rc == 0; /* stopped at the budget */
+  rc = 0;
+  for (int i = 0; i < n && !rc; i++) {
+    uint8_t raw[32];
+    hex_raw(e[i].hex, raw);
+    gw_session s;
+    rc = load_raw(txn, raw, &s);
+    /* an index entry without its record, or a record that does not parse
+     * (unusable: gw_session_get refuses it): not ours to mend here */
+    if (rc == ST_ENOTFOUND || rc == ST_ECORRUPT) {
+      rc = 0;
+      continue;
+    }
+    if (rc) break;
+    if (s.connector[0]) {
+      if (c->hidden(c->ctx, txn, e[i].user, s.connector)) {
+        if ((rc = delete_raw(txn, raw, e[i].hex)) == 0) c->cut++;
+      }
+      continue;
+    }
+    json_t *ups = upstreams_raw(txn, raw);
+    const char *conn;
+    json_t *up;
+    json_object_foreach(ups, conn, up) {
+      if (!c->hidden(c->ctx, txn, e[i].user, conn)) continue;
+      char ak[100];
+      int d = st_del(txn, ST_DB_SESSIONS, ak, akey(raw, conn, ak));
+      if (d == 0) c->cut++;
+      else if (d != ST_ENOTFOUND) {
+        rc = d;
+        break;
+      }
+    }
+    json_decref(ups);
+  }
+  free(e);
+  return rc;
 }
 
 int gw_sessions_purge_tenant(st_txn *txn, const char *tenant, int limit) {

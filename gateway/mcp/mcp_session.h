@@ -107,6 +107,39 @@ int gw_sessions_delete_connector(st_txn *txn, const char *tenant, const char *co
  * server. Scans the tenant's sessions; returns how many ids went. */
 int gw_sessions_drop_upstream_connector(st_txn *txn, const char *tenant, const char *connector);
 int gw_sessions_purge_tenant(st_txn *txn, const char *tenant, int limit);
+
+/* The per-connector cut's store half (revoke.c): one bounded step over the
+ * "u" index of a tenant (user NULL) or of one user. Each session read
+ * there is judged by hidden(ctx, txn, user, connector) — true: the user
+ * may no longer see that connector — and
+ *   - a single-connector session whose connector is hidden is deleted
+ *     (its upstream session id with it: the client's next request gets
+ *     404 and starts over, if it may);
+ *   - an aggregated session forgets its upstream session id for each
+ *     hidden connector (the session stays: the next call there, once
+ *     allowed again, opens a fresh upstream session).
+ * It reads at most `budget` index records after `from` (flen 0: from the
+ * start), and reports where it stopped: pure in (txn, inputs), outputs
+ * overwritten on every run (a writer job may run twice). */
+#define GW_SESSION_UKEY_MAX 256 /* "u" tenant \0 user \0 hex64 */
+typedef bool (*gw_session_hidden_fn)(void *ctx, st_txn *txn, const char *user, const char *connector);
+typedef struct gw_session_cut {
+  /* in */
+  const char *tenant, *user;  /* user NULL: every user of the tenant */
+  gw_session_hidden_fn hidden;
+  void *ctx;
+  int budget;                 /* index records read at most (>= 1) */
+  uint8_t from[GW_SESSION_UKEY_MAX];
+  size_t flen;                /* 0: from the start */
+  /* out */
+  uint8_t next[GW_SESSION_UKEY_MAX];
+  size_t nlen;                /* the last key read (resume after it), 0: none */
+  bool more;                  /* it stopped at the budget, not at the end */
+  int read;                   /* index records read */
+  int cut;                    /* sessions deleted + upstream session ids dropped */
+} gw_session_cut;
+/* 0 or ST_E* (the step's outputs are then meaningless). */
+int gw_sessions_cut_step(st_txn *txn, gw_session_cut *c);
 /* Registers the user deactivation/deletion hooks. */
 int gw_sessions_register_hooks(st_store *st);
 /* Registers the per-user cap (lim borrowed: must outlive st) and the
