@@ -129,7 +129,7 @@ const gw_flow_ops gw__agg_local_flow = {.name = "agg-local"};
 typedef struct usess_job {
   gw_exchange *x;
   gw_server *srv;
-  char tenant[64], sid[96], connector[40], upstream[256];
+  char tenant[64], user[40], sid[96], connector[40], upstream[256];
 } usess_job;
 
 /* The session's client streams, on every loop, attach to the new upstream
@@ -138,7 +138,10 @@ typedef struct usess_job {
  * upstream may send on its GET stream as soon as it is initialized). */
 static int job_usess(st_txn *txn, void *arg) {
   usess_job *j = arg;
-  int rc = gw_session_upstream_put(txn, j->sid, j->connector, j->upstream);
+  /* only while the connector is the user's: an id stored after the
+   * connector cut (revoke.c) would be used again once it is granted back */
+  int rc = gw__visible_in(txn, j->tenant, j->user, j->connector);
+  if (rc == 0) rc = gw_session_upstream_put(txn, j->sid, j->connector, j->upstream);
   if (rc < 0) return rc;
   gw_revocation m;
   memset(&m, 0, sizeof m);
@@ -171,6 +174,7 @@ static void usess_initialized(gw_exchange *x, int err) {
   j->x = x;
   j->srv = x->lp->srv;
   gw_strlcpy(j->tenant, x->tenant, sizeof j->tenant);
+  gw_strlcpy(j->user, x->user, sizeof j->user);
   gw_strlcpy(j->sid, x->sid, sizeof j->sid);
   gw_strlcpy(j->connector, x->connector, sizeof j->connector);
   gw_strlcpy(j->upstream, x->sess.upstream, sizeof j->upstream);

@@ -529,10 +529,22 @@ typedef struct session_job {
   void (*reply)(gw_exchange *x, json_t *result);
 } session_job;
 
+int gw__visible_in(st_txn *txn, const char *tenant, const char *user, const char *connector) {
+  pol_user *pu;
+  int rc = pol_user_load(txn, tenant, user, &pu);
+  if (rc) return rc;
+  bool visible = pol_connector_visible(pu, connector);
+  pol_user_free(pu);
+  return visible ? 0 : GW_UP_EHIDDEN;
+}
+
 static int job_session_create(st_txn *txn, void *arg) {
   session_job *j = arg;
   if (auth_identity_check(txn, j->s.tenant, j->s.user, j->x->tokid, j->unix_now) != 0) return GW_UP_EREVOKED;
-  return gw_session_put(txn, j->sid, &j->s, j->now);
+  /* a single-connector session only while the connector is the user's:
+   * one written after a cut would come back with the grant */
+  int rc = j->s.connector[0] ? gw__visible_in(txn, j->s.tenant, j->s.user, j->s.connector) : 0;
+  return rc ? rc : gw_session_put(txn, j->sid, &j->s, j->now);
 }
 
 static void session_job_free(session_job *j) {
@@ -544,7 +556,7 @@ static void session_job_free(session_job *j) {
 static void done_session_create(int status, void *arg) {
   session_job *j = arg;
   gw_exchange *x = j->x;
-  if (status == GW_UP_EREVOKED) {
+  if (status == GW_UP_EREVOKED || status == GW_UP_EHIDDEN) {
     gw__x_start_failed(x, status);
   } else if (status < 0) {
     gw__x_rpc_error(x, 503, -32603, "the gateway could not store the session: %s", st_strerror(status));

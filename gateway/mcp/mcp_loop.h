@@ -170,6 +170,12 @@ int gw__connector_get(gw_loop *lp, st_txn *txn, const char *tenant, const char *
  * could not be read — callers deny. */
 const pol_user *gw__policy_for(gw_loop *lp, const char *tenant, const char *user);
 
+/* Writer side (a job's txn): 0 when policy in txn shows connector to
+ * user, GW_UP_EHIDDEN when not, or a store error. Session writes for one
+ * connector check it inside their transaction, so none lands after the
+ * connector cut (revoke.c) that would come back with the grant. */
+int gw__visible_in(st_txn *txn, const char *tenant, const char *user, const char *connector);
+
 /* An exchange answering req (attached, counted as a request of ctx's
  * connector, "(all)" for the aggregated endpoint), with the flow given;
  * NULL: out of memory (state freed). */
