@@ -49,8 +49,17 @@ static void list_free(void *state) {
   free(st);
 }
 
+/* A connector hidden from the user while its page is fetched (the
+ * recheck, revoke.c): that transfer stops and the list goes on without
+ * its items, as for a connector that fails; anything else as usual. */
+static void list_revoke(gw_exchange *x, const gw_revocation *r) {
+  if (r->hidden) gw__x_abort_upstream(x);
+  else gw__x_on_revoke(x, r);
+}
+
 static const gw_flow_ops list_flow = {.name = "agg-list", .up_headers = gw__agg_up_headers,
-                                      .up_data = gw__agg_up_data, .up_done = gw__agg_up_done, .free = list_free};
+                                      .up_data = gw__agg_up_data, .up_done = gw__agg_up_done,
+                                      .on_revoke = list_revoke, .free = list_free};
 
 static const list_kind *kind_of(gw_exchange *x) { return &kinds[ls(x)->kind]; }
 

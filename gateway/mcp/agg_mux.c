@@ -22,9 +22,10 @@
  *     close streams and expect clients to come back): while the client's
  *     stream is open the gateway reconnects, after 100 ms (1 s after an
  *     error), resuming after the last event; a 405 or a refusal is final.
- *  5. A policy change that hides a connector from the user stops its feed
- *     (on_revoke with notify); list_changed reaches the client's stream
- *     through the default on_revoke.
+ *  5. A policy or membership change that hides a connector from the user
+ *     ends its feed (the fan-out's recheck, revoke.c, hands it `hidden`);
+ *     the client's stream stays and gets list_changed through the default
+ *     on_revoke.
  *  6. A feed is opened only for an upstream whose announced capabilities
  *     say it can push something (tools/prompts/resources listChanged,
  *     resources subscribe, logging): an idle client costs one descriptor,
@@ -264,14 +265,11 @@ static void mux_done(gw_exchange *c, gw_out_req *r, int err) {
   }
 }
 
-/* A feed stops when policy no longer shows its connector to the user. */
+/* A feed ends with a revocation, and when the recheck finds its connector
+ * hidden from the user (r->hidden); list_changed is the client stream's
+ * (the default on_revoke), not the feed's. */
 static void feed_revoke(gw_exchange *c, const gw_revocation *r) {
-  if (!r->notify) {
-    gw__x_end(c);
-  } else if (c->out && c->user[0]) {
-    const pol_user *pu = gw__policy_for(c->lp, c->tenant, c->user);
-    if (!pu || !pol_connector_visible(pu, c->connector)) gw__x_abort_upstream(c);
-  }
+  if (!r->notify) gw__x_end(c);
 }
 
 static void feed_free(void *state) {

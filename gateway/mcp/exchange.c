@@ -150,37 +150,52 @@ bool gw__x_matches(const gw_exchange *x, const gw_revocation *r) {
   return true;
 }
 
-static void revoke_one(gw_exchange *x, void *arg) {
-  const gw_revocation *r = arg;
-  if (!gw__x_matches(x, r)) return;
+void gw__x_revoke_one(gw_exchange *x, const gw_revocation *r) {
   if (x->flow && x->flow->on_revoke) x->flow->on_revoke(x, r);
   else gw__x_on_revoke(x, r);
 }
 
+static void revoke_one(gw_exchange *x, void *arg) {
+  const gw_revocation *r = arg;
+  if (gw__x_matches(x, r)) gw__x_revoke_one(x, r);
+}
+
 void gw__x_revoke(gw_xreg *reg, const gw_revocation *r) { gw__x_foreach(reg, revoke_one, (void *)r); }
 
+static void end_with(gw_exchange *x, const char *why);
+
 void gw__x_on_revoke(gw_exchange *x, const gw_revocation *r) {
-  if (!r->notify) {
-    gw__x_end(x);
-  } else if (x->kind == GW_X_GET && x->started && x->req) {
+  bool stream = x->kind == GW_X_GET && x->started && x->req;
+  if (stream && (r->notify || r->hidden)) {
     /* the client's GET stream learns that its tool list changed */
     static const char ev[] =
         "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n";
     gw_resp_write(x->req, ev, sizeof ev - 1);
   }
+  if (r->hidden) {
+    char why[200];
+    snprintf(why, sizeof why,
+             "access revoked: connector \"%s\" is no longer available to you (your groups or the policy changed)",
+             x->connector);
+    end_with(x, why);
+  } else if (!r->notify) {
+    gw__x_end(x);
+  }
 }
 
-void gw__x_end(gw_exchange *x) {
+static void end_with(gw_exchange *x, const char *why) {
   x->revoked = true;
   gw__x_abort_upstream(x);
   if (x->req && x->started) {
     gw_req *r = x->req;
     gw__x_client_done(x);
-    gw_req_drop(r); /* cuts the stream */
+    gw_req_drop(r); /* cuts the stream (what was written before still goes) */
   } else if (gw__x_client_alive(x)) {
-    gw__x_rpc_error(x, 403, GW_RPC_REVOKED, "%s", REVOKED_MSG);
+    gw__x_rpc_error(x, 403, GW_RPC_REVOKED, "%s", why);
   }
 }
+
+void gw__x_end(gw_exchange *x) { end_with(x, REVOKED_MSG); }
 
 /* ---------- the upstream half ---------- */
 

@@ -54,7 +54,13 @@ typedef struct gw_revocation {
   uint64_t seq;     /* its place in the fan-out (revoke.c) */
   int origin;       /* the loop that sent it and applied it itself, or -1 */
   char tenant[64], user[40], connector[40], tokid[ST_TOKEN_ID_BUFSZ];
-  bool notify;      /* tools/list_changed instead of ending exchanges */
+  /* tools/list_changed instead of ending exchanges — and a recheck
+   * (revoke.c): an exchange toward a connector its user may no longer see
+   * gets `hidden` instead */
+  bool notify;
+  bool hidden;      /* set by the recheck on the copy it hands one exchange:
+                       x->connector is hidden from x->user now; x ends (a
+                       GET stream told list_changed first) */
   bool tenant_gone; /* the tenant was deleted: drop its cached policy */
   bool probe;       /* not a revocation: learn connector's capabilities (after a PUT; primary loop) */
   /* not revocations: an aggregated session's news from the loop that
@@ -145,6 +151,7 @@ struct gw_exchange {
   bool paused;         /* the upstream transfer is paused for the client */
   bool revoked;        /* ended by a revocation: nothing more is forwarded */
   bool lost;           /* its session is gone (evicted, expired): ended by the next sweep */
+  bool cut;            /* its connector is hidden from its user now: ended by the recheck's second pass */
   /* upstream half */
   gw_out_req *out;     /* NULL when no transfer runs */
   int status;
@@ -186,8 +193,13 @@ bool gw__x_matches(const gw_exchange *x, const gw_revocation *r);
 /* Walks reg and calls the flow's on_revoke (or gw__x_on_revoke) once for
  * every exchange r matches. */
 void gw__x_revoke(gw_xreg *reg, const gw_revocation *r);
+/* Calls x's flow's on_revoke (or gw__x_on_revoke) with r, whose identity
+ * the caller matched. */
+void gw__x_revoke_one(gw_exchange *x, const gw_revocation *r);
 /* The default on_revoke: an ending revocation ends x; a notification
- * writes tools/list_changed on a client GET stream. */
+ * writes tools/list_changed on a client GET stream; `hidden` does both
+ * (list_changed, then the stream is cut; a waiting request gets "access
+ * revoked" naming the connector). */
 void gw__x_on_revoke(gw_exchange *x, const gw_revocation *r);
 /* Ends x for a revocation (or shutdown): nothing more goes upstream, a
  * stream is cut, a waiting request (or batch element) gets "access

@@ -91,6 +91,10 @@ typedef struct gw_mcp_shared {
    * queueing to each loop applying one (a histogram, GW_FAN_BUCKETS) */
   _Atomic uint64_t revocations[GW_REV_N];
   _Atomic uint64_t fan_bucket[GW_FAN_NBUCKETS + 1], fan_count, fan_sum_ns;
+  /* the connector cut (revoke.c; set with the hooks, read on the writer
+   * thread): session index records a trigger's txn reads itself, and one
+   * sweep step */
+  int cut_inline, cut_step;
   /* aggregated sessions' maps (agg_maps.c): a session's requests may
    * reach any loop, so its resource routes and outstanding questions are
    * the process's, under maps_mu */

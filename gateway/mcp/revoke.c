@@ -23,7 +23,41 @@
  *     matched on identity by gw__x_revoke; what a match does is the flow's
  *     on_revoke.
  *  5. Sessions that vanished (evicted, expired) are found in one read txn
- *     that only marks; the exchanges are ended after the txn is over. */
+ *     that only marks; the exchanges are ended after the txn is over.
+ *  6. The per-connector cut, live half: a membership change (SCIM PATCH,
+ *     PUT, group DELETE: its members are removed first) and a policy PUT
+ *     send `notify` — to the users added and removed, or to the whole
+ *     tenant — and every loop applying it RECHECKS: in one read txn it
+ *     marks the matching exchanges whose connector their user's live
+ *     policy no longer shows (fail closed: an unreadable policy shows
+ *     nothing), then hands those `hidden` and the others `notify`. What
+ *     `hidden` does is the flow's: a single-connector GET stream gets
+ *     list_changed and is cut, a call in flight ends with "access revoked"
+ *     naming the connector, an aggregated feed ends, an aggregated list
+ *     skips that connector; the aggregated client stream (no connector)
+ *     stays and gets list_changed. It is a fenced message, so the
+ *     triggering reply waits at its gate for every loop (rule 3), and it
+ *     is queued after the commit (rule 1): a rolled-back write ends
+ *     nothing. A loop evaluates policy only for its own live exchanges.
+ *  7. The per-connector cut, store half: the single-connector sessions of
+ *     a connector the user no longer sees are deleted and the aggregated
+ *     sessions forget their upstream session id for it (mcp_session.h,
+ *     gw_sessions_cut_step), so putting the grant back revives nothing
+ *     old. The writer transaction stays bounded whatever the tenant's
+ *     size: a membership change cuts its removed users' sessions itself
+ *     (work proportional to the change: one index seek per removed user,
+ *     one policy evaluation and at most sessions_per_user_max records per
+ *     user who holds sessions), a policy PUT only when pol_event.narrows
+ *     (O(rules) to know), and either stops after CUT_INLINE index records:
+ *     the rest is a sweep of the tenant in jobs of CUT_STEP records,
+ *     chained on the writer thread and queued after the commit, before
+ *     the reply is released — so the trigger's client's next write (the
+ *     grant put back) runs after the first step. Until the sweep reaches a
+ *     session the live check refuses its connector anyway. Session writes
+ *     for a connector check visibility inside their own transaction
+ *     (gw__visible_in), so none lands after a cut. A cut that fails inside
+ *     the trigger does not fail it (the removal of access must commit): a
+ *     sweep follows. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +93,48 @@ static void end_session_stream(gw_exchange *x, void *arg) {
   if (gw__agg_is_stream(x, arg)) gw__x_end(x);
 }
 
+/* ---------- the recheck (rule 6) ---------- */
+
+typedef struct recheck_arg {
+  const gw_revocation *q; /* as sent: list_changed */
+  gw_revocation hidden;   /* the copy an exchange whose connector is hidden gets */
+} recheck_arg;
+
+/* First pass, inside one read txn: mark; nothing is ended under the txn.
+ * Only exchanges with both a user and a connector can lose one (not the
+ * aggregated client stream, not the gateway's own probes). Fails closed: a
+ * policy that cannot be read hides every connector. */
+static void mark_hidden(gw_exchange *x, void *arg) {
+  recheck_arg *a = arg;
+  x->cut = false;
+  if (!x->connector[0] || !x->user[0] || !gw__x_matches(x, a->q)) return;
+  const pol_user *pu = gw__policy_for(x->lp, x->tenant, x->user);
+  x->cut = !pu || !pol_connector_visible(pu, x->connector);
+}
+
+static void act_recheck(gw_exchange *x, void *arg) {
+  recheck_arg *a = arg;
+  if (!gw__x_matches(x, a->q)) return;
+  bool cut = x->cut;
+  x->cut = false;
+  gw__x_revoke_one(x, cut ? &a->hidden : a->q);
+}
+
+/* The tool sets of q's users (or of the whole tenant) may have changed:
+ * what they hold toward a connector they no longer see ends, the rest is
+ * told list_changed. */
+static void recheck(gw_loop *lp, gw_proxy *p, const gw_revocation *q) {
+  recheck_arg a;
+  a.q = q;
+  a.hidden = *q;
+  a.hidden.notify = false;
+  a.hidden.hidden = true;
+  st_txn *pin = gw__read_pin(lp);
+  gw__x_foreach(&p->reg, mark_hidden, &a);
+  gw__read_unpin(lp, pin);
+  gw__x_foreach(&p->reg, act_recheck, &a);
+}
+
 /* Applies one message on this loop. */
 static void apply(gw_loop *lp, gw_proxy *p, gw_revocation *q) {
   if (q->origin == lp->index) return; /* it applied it when it sent it */
@@ -78,6 +154,10 @@ static void apply(gw_loop *lp, gw_proxy *p, gw_revocation *q) {
   }
   if (q->session_opened) {
     gw__agg_session_opened(lp, q->tenant, q->sid, q->connector, q->upstream);
+    return;
+  }
+  if (q->notify) {
+    recheck(lp, p, q);
     return;
   }
   if (q->tenant_gone && lp->pol) pol_cache_drop_tenant(lp->pol, q->tenant);
@@ -424,8 +504,18 @@ typedef struct notify_arg {
   json_t *users; /* NULL: everyone in the tenant */
 } notify_arg;
 
+/* Past this many users a change is told to the whole tenant in one
+ * message: every message makes every loop walk all its exchanges (and
+ * recheck them), so a 50,000-member group deleted costs one walk, not
+ * 50,000. Users it did not concern get a list_changed too: harmless. */
+#define NOTIFY_USERS_MAX 64
+
 static void notify_after_commit(void *arg) {
   notify_arg *a = arg;
+  if (json_array_size(a->users) > NOTIFY_USERS_MAX) {
+    json_decref(a->users);
+    a->users = NULL;
+  }
   if (!a->users) gw_proxy_notify_tools_changed(a->srv, a->tenant, NULL);
   size_t i;
   json_t *u;
@@ -456,15 +546,171 @@ static int notify_after(st_txn *txn, gw_server *srv, const char *tenant, json_t 
   return rc;
 }
 
-/* Membership changes: the added and removed users' tool lists changed;
- * a new group may bind a pending policy name: everyone. */
+/* ---------- the per-connector cut, store half (rule 7) ---------- */
+
+#define CUT_INLINE 512 /* session index records a triggering transaction reads itself */
+#define CUT_STEP 1000  /* ... that one follow-up job reads */
+
+/* gw_session_hidden_fn over a pol_batch: the last user's policy is kept
+ * (the "u" index is in user order). A policy that cannot be built leaves
+ * the session alone and marks the walk failed: a sweep then runs it again
+ * (the live check refuses the connector meanwhile). */
+typedef struct cut_ctx {
+  pol_batch *b;
+  char user[40];
+  pol_user *pu;
+  bool failed;
+} cut_ctx;
+
+static bool cut_hidden(void *arg, st_txn *txn, const char *user, const char *connector) {
+  cut_ctx *c = arg;
+  if (!c->pu || strcmp(c->user, user)) {
+    pol_user_free(c->pu);
+    c->pu = NULL;
+    snprintf(c->user, sizeof c->user, "%s", user);
+    if (pol_batch_user(c->b, txn, user, &c->pu) != 0) {
+      c->failed = true;
+      c->user[0] = 0;
+      return false;
+    }
+  }
+  return !pol_connector_visible(c->pu, connector);
+}
+
+/* One step of the cut over cut->tenant (and cut->user); cut's budget and
+ * start are the caller's. false: the policy could not be evaluated for
+ * some user (their sessions stay until a sweep gets them). */
+static int cut_step(st_txn *txn, gw_session_cut *cut, bool *failed) {
+  cut_ctx c = {0};
+  int rc = pol_batch_open(txn, cut->tenant, &c.b);
+  if (rc) return rc;
+  cut->hidden = cut_hidden;
+  cut->ctx = &c;
+  rc = gw_sessions_cut_step(txn, cut);
+  pol_user_free(c.pu);
+  pol_batch_free(c.b);
+  *failed = c.failed;
+  return rc;
+}
+
+/* A cut that failed inside a trigger's transaction does not fail the
+ * trigger (a membership removal refused would keep the access it
+ * removes): it is logged and a sweep does it after the commit. If the
+ * failure poisoned the transaction (map full, I/O), the trigger aborts on
+ * its own, and nothing was cut. */
+static bool cut_failed(const char *tenant, int rc) {
+  if (!rc) return false;
+  GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){tenant, NULL}),
+         "connector cut: the sessions could not be cut in the triggering write (%s); a sweep follows its commit",
+         st_strerror(rc));
+  return true;
+}
+
+/* A follow-up sweep of a whole tenant, in jobs of CUT_STEP records chained
+ * on the writer thread (port NULL): queued after the trigger's commit,
+ * before its reply is released, so a write the trigger's client sends
+ * after the reply (putting a grant back) queues behind its first step. */
+typedef struct sweep {
+  st_store *st;
+  int step; /* records per job */
+  char tenant[64];
+  gw_session_cut cut; /* from/flen: where the next step starts */
+  int total, steps;
+  bool failed;
+} sweep;
+
+static int job_sweep(st_txn *txn, void *arg) {
+  sweep *w = arg;
+  w->cut.tenant = w->tenant;
+  w->cut.user = NULL;
+  w->cut.budget = w->step;
+  return cut_step(txn, &w->cut, &w->failed);
+}
+
+static void sweep_done(int status, void *arg) {
+  sweep *w = arg;
+  if (status < 0) {
+    GW_LOG(GW_LOG_ERROR, "mcp", &((gw_log_ctx){w->tenant, NULL}),
+           "connector cut: a sweep step failed (%s); the sessions it did not reach stay until a later membership "
+           "change or policy PUT (their connector is refused meanwhile)",
+           st_strerror(status));
+    free(w);
+    return;
+  }
+  w->total += w->cut.cut;
+  w->steps++;
+  if (w->failed)
+    GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){w->tenant, NULL}),
+           "connector cut: a user's policy could not be read; their sessions stay (their connector is refused)");
+  if (w->cut.more && w->cut.nlen) {
+    memcpy(w->cut.from, w->cut.next, w->cut.nlen);
+    w->cut.flen = w->cut.nlen;
+    w->failed = false;
+    int rc = st_submit(w->st, NULL, job_sweep, sweep_done, w);
+    if (rc == 0) return;
+    GW_LOG(GW_LOG_ERROR, "mcp", &((gw_log_ctx){w->tenant, NULL}), "connector cut: the sweep stopped (%s)",
+           st_strerror(rc));
+  }
+  GW_LOG(GW_LOG_INFO, "mcp", &((gw_log_ctx){w->tenant, NULL}),
+         "connector cut: sweep over, %d session(s) or upstream session id(s) gone in %d step(s)", w->total, w->steps);
+  free(w);
+}
+
+static void sweep_after_commit(void *arg) {
+  sweep *w = arg;
+  int rc = st_submit(w->st, NULL, job_sweep, sweep_done, w);
+  if (rc == 0) return;
+  GW_LOG(GW_LOG_ERROR, "mcp", &((gw_log_ctx){w->tenant, NULL}), "connector cut: the sweep could not start (%s)",
+         st_strerror(rc));
+  free(w);
+}
+
+/* After txn commits: a sweep of the tenant's sessions from `from` (flen 0:
+ * the start). */
+static int sweep_after(st_txn *txn, gw_server *srv, const char *tenant, const uint8_t *from, size_t flen) {
+  sweep *w = calloc(1, sizeof *w);
+  if (!w) return ST_ENOMEM;
+  w->st = srv->store;
+  w->step = srv->mcp->cut_step;
+  snprintf(w->tenant, sizeof w->tenant, "%s", tenant);
+  if (flen) memcpy(w->cut.from, from, flen);
+  w->cut.flen = flen;
+  int rc = st_txn_after_commit(txn, sweep_after_commit, free, w);
+  if (rc) free(w);
+  return rc;
+}
+
+/* Membership changes: the added and removed users' tool lists changed
+ * (their loops recheck); a removed user may have lost connectors: their
+ * sessions are cut in this transaction, CUT_INLINE records at most, the
+ * rest by a sweep. A new group may bind a pending policy name: everyone
+ * is told (it can only show more). */
 static int on_tools_changed(st_txn *txn, int kind, const void *event, void *ctx) {
   const scim_event *ev = event;
   json_t *users = NULL;
+  int rc = 0;
   if (kind == SCIM_EV_MEMBERSHIP_CHANGED) {
     users = json_array();
     for (size_t i = 0; i < ev->nadded; i++) json_array_append_new(users, json_string(ev->added[i]));
     for (size_t i = 0; i < ev->nremoved; i++) json_array_append_new(users, json_string(ev->removed[i]));
+    int budget = ((gw_server *)ctx)->mcp->cut_inline;
+    bool rest = false;
+    for (size_t i = 0; i < ev->nremoved; i++) {
+      if (budget <= 0) { /* bounded: the others go to the sweep */
+        rest = true;
+        break;
+      }
+      gw_session_cut cut = {.tenant = ev->tenant, .user = ev->removed[i], .budget = budget};
+      bool failed = false;
+      if (cut_failed(ev->tenant, cut_step(txn, &cut, &failed))) failed = true;
+      budget -= cut.read + 1; /* a user with no session still costs a seek */
+      rest |= failed || cut.more;
+    }
+    if (rest) rc = sweep_after(txn, ctx, ev->tenant, NULL, 0);
+  }
+  if (rc) {
+    json_decref(users);
+    return rc;
   }
   return notify_after(txn, ctx, ev->tenant, users);
 }
@@ -505,14 +751,34 @@ static int on_connector_put(st_txn *txn, int kind, const void *event, void *ctx)
   return gw__fanout_on_commit(txn, ctx, &r);
 }
 
-/* Every open stream of the tenant learns its tool list may have changed. */
+/* Every open stream of the tenant learns its tool list may have changed
+ * (every loop rechecks the tenant's exchanges). A document that may hide
+ * a connector from someone (pol_event.narrows: O(rules) to know) cuts the
+ * tenant's sessions: CUT_INLINE records in this transaction, whatever the
+ * tenant's size, then a sweep from where it stopped. */
 static int on_policy_put(st_txn *txn, int kind, const void *event, void *ctx) {
   const pol_event *ev = event;
   (void)kind;
-  return notify_after(txn, ctx, ev->tenant, NULL);
+  int rc = 0;
+  if (ev->narrows) {
+    gw_session_cut cut = {.tenant = ev->tenant, .budget = ((gw_server *)ctx)->mcp->cut_inline};
+    bool failed = false;
+    if (cut_failed(ev->tenant, cut_step(txn, &cut, &failed)) || failed) rc = sweep_after(txn, ctx, ev->tenant, NULL, 0);
+    else if (cut.more) rc = sweep_after(txn, ctx, ev->tenant, cut.next, cut.nlen);
+  }
+  return rc ? rc : notify_after(txn, ctx, ev->tenant, NULL);
 }
 
 int gw_proxy_register_hooks(gw_server *srv) {
+  /* MCPGATE_TEST_CUT_BUDGET (a test hook): a smaller in-transaction cut
+   * and sweep step, so the tests see a sweep of several steps do the rest */
+  const char *cb = getenv("MCPGATE_TEST_CUT_BUDGET");
+  int budget = cb ? atoi(cb) : 0;
+  srv->mcp->cut_inline = budget > 0 ? budget : CUT_INLINE;
+  srv->mcp->cut_step = budget > 0 ? budget : CUT_STEP;
+  if (budget > 0)
+    GW_LOG(GW_LOG_WARN, "mcp", NULL, "MCPGATE_TEST_CUT_BUDGET is set: a trigger cuts %d session record(s) itself, "
+           "a sweep the rest in steps of as many (a test hook; never set it in production)", budget);
   int rc = st_hook_add(srv->store, SCIM_EV_USER_DEACTIVATED, on_user_gone, srv);
   if (!rc) rc = st_hook_add(srv->store, SCIM_EV_USER_DELETED, on_user_gone, srv);
   if (!rc) rc = st_hook_add(srv->store, SCIM_EV_MEMBERSHIP_CHANGED, on_tools_changed, srv);
