@@ -210,6 +210,59 @@ TEST(revoke_matches_all_set_fields_once) {
   CHECK(rc.ok);
 }
 
+/* ---------- the recheck's `hidden` (issue 18) ---------- */
+
+/* A collector that keeps the last reply's error message and code. */
+typedef struct hidden_case {
+  int ok;
+  counters coll, elem;
+  char msg[300];
+  long long code;
+} hidden_case;
+
+static hidden_case *hc_now;
+
+static void h_collect(gw_exchange *x, int slot, json_t *j) {
+  (void)x;
+  (void)slot;
+  json_t *err = json_object_get(j, "error");
+  snprintf(hc_now->msg, sizeof hc_now->msg, "%s", json_string_value(json_object_get(err, "message")) ?: "");
+  hc_now->code = json_integer_value(json_object_get(err, "code"));
+  hc_now->coll.collected++;
+  json_decref(j);
+}
+
+static const gw_flow_ops recording_flow = {.name = "recording", .collect = h_collect, .free = t_free};
+static const gw_flow_ops plain_flow = {.name = "plain", .free = t_free}; /* the default on_revoke */
+
+static void hidden_body(void *arg) {
+  hidden_case *hc = hc_now = arg;
+  gw_xreg reg = {0};
+  tstate *cs = calloc(1, sizeof *cs), *es = calloc(1, sizeof *es);
+  cs->c = &hc->coll;
+  es->c = &hc->elem;
+  gw_exchange *c = gw__x_new(&reg, NULL, "t", "", "u", "k", &recording_flow, cs);
+  gw_exchange *e = gw__x_new(&reg, NULL, "t", "gh", "u", "k", &plain_flow, es);
+  gw__x_collect_into(e, c, 0);
+  /* list_changed only: nothing ends */
+  gw__x_revoke_one(e, &(gw_revocation){.tenant = "t", .user = "u", .notify = true});
+  int ok = !e->revoked && hc->coll.collected == 0 && gw__x_client_alive(e);
+  /* hidden: it ends, and the client hears which connector went */
+  gw__x_revoke_one(e, &(gw_revocation){.tenant = "t", .user = "u", .hidden = true});
+  ok &= e->revoked && hc->coll.collected == 1 && !gw__x_client_alive(e) && hc->code == -32004 &&
+        strstr(hc->msg, "connector \"gh\" is no longer available to you") != NULL;
+  gw__x_unref(e);
+  gw__x_unref(c);
+  hc->ok = ok && hc->coll.freed == 1 && hc->elem.freed == 1 && reg.list == NULL;
+}
+
+TEST(hidden_ends_naming_the_connector) {
+  hidden_case hc = {0};
+  CHECK_INT(run_on_loop(hidden_body, &hc), 0);
+  if (!hc.ok) fprintf(stderr, "  message: \"%s\" code %lld\n", hc.msg, hc.code);
+  CHECK(hc.ok);
+}
+
 /* ---------- batch slots and registry close ---------- */
 
 typedef struct collect_case {
@@ -285,5 +338,6 @@ int main(void) {
   RUN(batch_slot_refs_its_collector);
   RUN(registry_close_unlinks_and_ends);
   RUN(set_flow_frees_old_state_once);
+  RUN(hidden_ends_naming_the_connector);
   return UNIT_DONE();
 }
