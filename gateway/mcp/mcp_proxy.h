@@ -66,9 +66,11 @@ void gw_proxy_drain(gw_loop *lp);
 /* Hooks on the store events that end or notify live exchanges: SCIM's
  * (user deactivated/deleted, membership, group created), vault's (connector
  * put/deleted: sessions ended, exchanges revoked, capabilities probed) and
- * policy's (put: list_changed), the tenant's (deleting) and auth's (an
- * employee token revoked). Call after st_open, before the first
- * write job. */
+ * policy's (put), the tenant's (deleting) and auth's (an employee token
+ * revoked). Membership changes and policy PUTs recheck visibility: what a
+ * user holds toward a connector they lost ends, sessions included
+ * (revoke.c, rules 6 and 7), the rest is told list_changed. Call after
+ * st_open, before the first write job. */
 int gw_proxy_register_hooks(gw_server *srv);
 /* Applies queued revocations on this loop now. */
 void gw_proxy_revocations_drain(gw_loop *lp);

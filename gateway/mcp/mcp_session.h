@@ -12,8 +12,10 @@
  *                  "c" tenant \0 conn \0 hexhash → ""     (a connector's sessions)
  *                  "a" sha256(id) connector      → upstream session id (aggregated
  *                                                  endpoint: one per connector, opened lazily)
- * Deleted on DELETE, on user deactivation/deletion (hook, same txn), and
- * on connector deletion.
+ * Deleted on DELETE, on user deactivation/deletion (hook, same txn), on
+ * connector deletion, and — a single-connector session, or an aggregated
+ * session's upstream id for one connector — when the user loses that
+ * connector (gw_sessions_cut_step, driven by revoke.c).
  *
  * Bounded (issue 12 item 4):
  *  - Expiry. A session unused for session_idle_timeout_ms, or older than
