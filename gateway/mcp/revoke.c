@@ -551,11 +551,15 @@ static int notify_after(st_txn *txn, gw_server *srv, const char *tenant, json_t 
 #define CUT_INLINE 512 /* session index records a triggering transaction reads itself */
 #define CUT_STEP 1000  /* ... that one follow-up job reads */
 
-/* gw_session_hidden_fn over a pol_batch: the last user's policy is kept
- * (the "u" index is in user order). A policy that cannot be built leaves
- * the session alone and marks the walk failed: a sweep then runs it again
- * (the live check refuses the connector meanwhile). */
+/* gw_session_hidden_fn over a pol_batch, opened (the tenant's policy read
+ * and compiled) only when a first session is found — a removed user with
+ * no session costs one index seek — and shared by every step of one
+ * transaction; the last user's policy is kept (the "u" index is in user
+ * order). A policy that cannot be built leaves the session alone and
+ * marks the walk failed: a sweep then runs it again (the live check
+ * refuses the connector meanwhile). */
 typedef struct cut_ctx {
+  const char *tenant;
   pol_batch *b;
   char user[40];
   pol_user *pu;
@@ -564,33 +568,34 @@ typedef struct cut_ctx {
 
 static bool cut_hidden(void *arg, st_txn *txn, const char *user, const char *connector) {
   cut_ctx *c = arg;
+  if (!c->b && pol_batch_open(txn, c->tenant, &c->b) != 0) {
+    c->failed = true;
+    return false;
+  }
   if (!c->pu || strcmp(c->user, user)) {
     pol_user_free(c->pu);
     c->pu = NULL;
     snprintf(c->user, sizeof c->user, "%s", user);
     if (pol_batch_user(c->b, txn, user, &c->pu) != 0) {
       c->failed = true;
-      c->user[0] = 0;
       return false;
     }
   }
   return !pol_connector_visible(c->pu, connector);
 }
 
-/* One step of the cut over cut->tenant (and cut->user); cut's budget and
- * start are the caller's. false: the policy could not be evaluated for
- * some user (their sessions stay until a sweep gets them). */
-static int cut_step(st_txn *txn, gw_session_cut *cut, bool *failed) {
-  cut_ctx c = {0};
-  int rc = pol_batch_open(txn, cut->tenant, &c.b);
-  if (rc) return rc;
+static void cut_ctx_done(cut_ctx *c) {
+  pol_user_free(c->pu);
+  pol_batch_free(c->b);
+}
+
+/* One step of the cut over cut->tenant (and cut->user) with c's policy
+ * (budget and start are the caller's). */
+static int cut_step(st_txn *txn, gw_session_cut *cut, cut_ctx *c) {
+  c->tenant = cut->tenant;
   cut->hidden = cut_hidden;
-  cut->ctx = &c;
-  rc = gw_sessions_cut_step(txn, cut);
-  pol_user_free(c.pu);
-  pol_batch_free(c.b);
-  *failed = c.failed;
-  return rc;
+  cut->ctx = c;
+  return gw_sessions_cut_step(txn, cut);
 }
 
 /* A cut that failed inside a trigger's transaction does not fail the
@@ -624,7 +629,11 @@ static int job_sweep(st_txn *txn, void *arg) {
   w->cut.tenant = w->tenant;
   w->cut.user = NULL;
   w->cut.budget = w->step;
-  return cut_step(txn, &w->cut, &w->failed);
+  cut_ctx c = {0};
+  int rc = cut_step(txn, &w->cut, &c);
+  w->failed = c.failed;
+  cut_ctx_done(&c);
+  return rc;
 }
 
 static void sweep_done(int status, void *arg) {
@@ -695,17 +704,18 @@ static int on_tools_changed(st_txn *txn, int kind, const void *event, void *ctx)
     for (size_t i = 0; i < ev->nremoved; i++) json_array_append_new(users, json_string(ev->removed[i]));
     int budget = ((gw_server *)ctx)->mcp->cut_inline;
     bool rest = false;
-    for (size_t i = 0; i < ev->nremoved; i++) {
+    cut_ctx c = {0};
+    for (size_t i = 0; i < ev->nremoved && !rest; i++) {
       if (budget <= 0) { /* bounded: the others go to the sweep */
         rest = true;
         break;
       }
       gw_session_cut cut = {.tenant = ev->tenant, .user = ev->removed[i], .budget = budget};
-      bool failed = false;
-      if (cut_failed(ev->tenant, cut_step(txn, &cut, &failed))) failed = true;
+      rest = cut_failed(ev->tenant, cut_step(txn, &cut, &c)) || cut.more;
       budget -= cut.read + 1; /* a user with no session still costs a seek */
-      rest |= failed || cut.more;
     }
+    rest |= c.failed;
+    cut_ctx_done(&c);
     if (rest) rc = sweep_after(txn, ctx, ev->tenant, NULL, 0);
   }
   if (rc) {
@@ -762,8 +772,10 @@ static int on_policy_put(st_txn *txn, int kind, const void *event, void *ctx) {
   int rc = 0;
   if (ev->narrows) {
     gw_session_cut cut = {.tenant = ev->tenant, .budget = ((gw_server *)ctx)->mcp->cut_inline};
-    bool failed = false;
-    if (cut_failed(ev->tenant, cut_step(txn, &cut, &failed)) || failed) rc = sweep_after(txn, ctx, ev->tenant, NULL, 0);
+    cut_ctx c = {0};
+    bool failed = cut_failed(ev->tenant, cut_step(txn, &cut, &c)) || c.failed;
+    cut_ctx_done(&c);
+    if (failed) rc = sweep_after(txn, ctx, ev->tenant, NULL, 0);
     else if (cut.more) rc = sweep_after(txn, ctx, ev->tenant, cut.next, cut.nlen);
   }
   return rc ? rc : notify_after(txn, ctx, ev->tenant, NULL);
