@@ -294,7 +294,8 @@ static void consent_page(gw_req *req, const char *tenant, const auth_oauth_code 
                       "request", sealed, "csrf", s->csrf, NULL};
   char *out = NULL;
   size_t len = 0;
-  pages__headers(req, false);
+  /* Allow and Deny are answered with a redirect to the client */
+  pages__headers_form_to(req, c->redirect_uri);
   if (web_render("consent.html", kv, &out, &len) == 0) gw_respond(req, 200, "text/html; charset=utf-8", out, len);
   else gw_respond_error(req, 500, "internal", "the consent page cannot be rendered");
   free(out);

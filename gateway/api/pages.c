@@ -8,7 +8,12 @@
  * Rules this file keeps, and why:
  *  - Every answer carries a strict Content-Security-Policy (no inline
  *    script or style), no framing, no referrer (the callback's URL has a
- *    code in it), nosniff, and no caching of anything personal.
+ *    code in it), nosniff, and no caching of anything personal. Pages with
+ *    a form relax the referrer to same-origin in their markup (under
+ *    no-referrer Chromium posts forms with "Origin: null", which the CSRF
+ *    check refuses); the consent page's form-action also names the
+ *    client's redirect origin (browsers check it on the redirect that
+ *    answers the form).
  *  - State-changing requests need the session's CSRF token (X-CSRF-Token
  *    or a "csrf" form field, compared in constant time) AND must not come
  *    from another site (Origin, when sent, is public_url's; Sec-Fetch-Site,
@@ -49,9 +54,12 @@
 #include "vault/vault.h"
 #include "web/web.h"
 
-#define CSP                                                                                                   \
+#define CSP_HEAD                                                                                              \
   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "              \
-  "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+  "form-action 'self'"
+#define CSP_TAIL "; frame-ancestors 'none'; base-uri 'none'"
+#define CSP CSP_HEAD CSP_TAIL
+#define FORM_SOURCE_MAX 640 /* a longer origin is named by its scheme */
 #define TOKEN_NAME_MAX 200
 /* Live (unexpired) tokens one employee may hold: each is a store record,
  * and a page with no cap let one employee mint them without end. */
@@ -125,17 +133,63 @@ void pages__cookie_set(gw_req *req, const char *tenant, pages_cookie which, cons
   free(c);
 }
 
-/* CSP, no framing, no referrer, no sniffing: every page and page API answer */
-static void security_headers(gw_req *req) {
-  gw_resp_header(req, "Content-Security-Policy", CSP);
+/* The CSP source for where a form of ours may end up after redirects (the
+ * origin of url): "http://host[:port]" or "https://host[:port]" when the
+ * host is a name or an IPv4 address; the scheme alone ("http:") when it is
+ * anything CSP cannot name (an IPv6 literal such as [::1]: browsers ignore
+ * a host-source with brackets); "" when url is neither http nor https. */
+void pages__csp_form_source(const char *url, char *out, size_t cap) {
+  if (!cap) return;
+  out[0] = 0;
+  const char *scheme = !strncasecmp(url, "http://", 7) ? "http" : !strncasecmp(url, "https://", 8) ? "https" : NULL;
+  if (!scheme || cap < 8) return;
+  const char *a = url + strlen(scheme) + 3;
+  size_t n = strcspn(a, "/?#");
+  size_t host = strcspn(a, ":");
+  if (host > n) host = n;
+  bool ok = host > 0;
+  for (size_t i = 0; ok && i < host; i++) {
+    char ch = a[i];
+    ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' || ch == '-';
+  }
+  if (ok && host < n) { /* ":port": 1 to 5 digits */
+    size_t pl = n - host - 1;
+    ok = pl >= 1 && pl <= 5;
+    for (size_t i = host + 1; ok && i < n; i++) ok = a[i] >= '0' && a[i] <= '9';
+  }
+  if (!ok || strlen(scheme) + 3 + n >= cap) snprintf(out, cap, "%s:", scheme);
+  else snprintf(out, cap, "%s://%.*s", scheme, (int)n, a);
+}
+
+/* CSP, no framing, no referrer, no sniffing: every page and page API answer.
+ * form_to: a URL a form of the page is redirected to (its origin joins
+ * form-action: browsers check that directive on every redirect after a
+ * form is submitted), or NULL. */
+static void security_headers_to(gw_req *req, const char *form_to) {
+  char src[FORM_SOURCE_MAX] = "";
+  if (form_to) pages__csp_form_source(form_to, src, sizeof src);
+  if (src[0]) {
+    char csp[sizeof CSP + sizeof src + 2];
+    snprintf(csp, sizeof csp, "%s %s%s", CSP_HEAD, src, CSP_TAIL);
+    gw_resp_header(req, "Content-Security-Policy", csp);
+  } else {
+    gw_resp_header(req, "Content-Security-Policy", CSP);
+  }
   gw_resp_header(req, "X-Frame-Options", "DENY");
   gw_resp_header(req, "Referrer-Policy", "no-referrer");
   gw_resp_header(req, "X-Content-Type-Options", "nosniff");
 }
 
+static void security_headers(gw_req *req) { security_headers_to(req, NULL); }
+
 void pages__headers(gw_req *req, bool cacheable) {
   security_headers(req);
   gw_resp_header(req, "Cache-Control", cacheable ? "no-cache" : "no-store");
+}
+
+void pages__headers_form_to(gw_req *req, const char *form_to) {
+  security_headers_to(req, form_to);
+  gw_resp_header(req, "Cache-Control", "no-store");
 }
 
 void pages__message(gw_req *req, int status, const char *tenant, const char *title, const char *message,

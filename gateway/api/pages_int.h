@@ -56,6 +56,13 @@ void pages__cookie_set(gw_req *req, const char *tenant, pages_cookie which, cons
 /* Headers every page and page API answer carries (CSP, no framing, no
  * referrer, no sniffing, no caching unless asset). */
 void pages__headers(gw_req *req, bool cacheable);
+/* The same, not cacheable, for a page whose form is answered with a
+ * redirect to form_to (the consent page: to the client's redirect URI):
+ * its origin joins the CSP's form-action, which browsers check on every
+ * redirect after a form submission. */
+void pages__headers_form_to(gw_req *req, const char *form_to);
+/* That origin as a CSP source into out (see pages.c); "" when none. */
+void pages__csp_form_source(const char *url, char *out, size_t cap);
 /* A rendered message page (web/message.html) with status. href/action may
  * be NULL (no action link). */
 void pages__message(gw_req *req, int status, const char *tenant, const char *title, const char *message,
