@@ -6,7 +6,8 @@
  * user's id and an optional expiry).
  * Every request re-checks the token AND the user's state in the store, so
  * a deactivated user fails closed even before the hook below ran. The hook
- * on user deactivation/deletion deletes the user's tokens in the SCIM
+ * on user deactivation/deletion/sign-out everywhere (st_dir_hook_user_cut)
+ * deletes the user's tokens in the SCIM (or admin, or Universal Logout)
  * transaction itself: reactivation never revives them. */
 #ifndef MCPGATE_AUTH_AUTH_H
 #define MCPGATE_AUTH_AUTH_H
@@ -75,7 +76,7 @@ int auth_identity_check(st_txn *txn, const char *tenant, const char *user_id, co
  * auth_register_checks below; callable directly by tests). */
 int auth_check_employee_tokens(st_txn *txn, st_check_report_fn report, void *rctx, void *ctx);
 
-/* Registers the SCIM hooks (deactivated, deleted → tokens deleted). */
+/* Registers the hooks (deactivated, deleted, signed out → tokens deleted). */
 int auth_register_hooks(st_store *st);
 /* Registers the employee tokens' check with st_check: a token whose user
  * is gone (the user's deletion deletes its tokens in the same txn). Tokens

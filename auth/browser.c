@@ -309,18 +309,15 @@ int auth_browser_purge_tenant(st_txn *txn, const char *tenant, int limit) {
   return n;
 }
 
-static int on_user_deactivated(st_txn *txn, int kind, const void *event, void *ctx) {
+/* Deactivated, signed out everywhere or deleted: the user's sessions go;
+ * deleted, their subject binding too (a user who stays keeps theirs, so
+ * signing in again finds the same account). */
+static int on_user_cut(st_txn *txn, int kind, const void *event, void *ctx) {
   const st_dir_event *ev = event;
-  (void)kind;
   (void)ctx;
   int n = auth_browser_delete_user(txn, ev->tenant, ev->id);
-  return n < 0 ? n : 0;
-}
-
-static int on_user_deleted(st_txn *txn, int kind, const void *event, void *ctx) {
-  const st_dir_event *ev = event;
-  int rc = on_user_deactivated(txn, kind, event, ctx);
-  return rc ? rc : auth_link_unbind_user(txn, ev->tenant, ev->id);
+  if (n < 0) return n;
+  return kind == ST_DIR_EV_USER_DELETED ? auth_link_unbind_user(txn, ev->tenant, ev->id) : 0;
 }
 
 /* st_check: a session or binding whose user is gone. */
@@ -359,8 +356,7 @@ static int check_sessions(st_txn *txn, st_check_report_fn report, void *rctx, vo
 
 int auth_browser_register(st_store *st) {
   int rc;
-  if ((rc = st_hook_add(st, ST_DIR_EV_USER_DEACTIVATED, on_user_deactivated, NULL))) return rc;
-  if ((rc = st_hook_add(st, ST_DIR_EV_USER_DELETED, on_user_deleted, NULL))) return rc;
+  if ((rc = st_dir_hook_user_cut(st, on_user_cut, NULL))) return rc;
   if ((rc = st_purge_add(st, "auth.browser", auth_browser_purge_tenant, NULL))) return rc;
   return st_check_add(st, check_sessions, NULL);
 }

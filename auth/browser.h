@@ -9,7 +9,8 @@
  * Every read also checks that the tenant and the user exist and the user is
  * active, so a deactivated user fails closed even before the hook below
  * runs; the hook deletes the user's sessions in the SCIM transaction that
- * deactivates or deletes them (and the user's subject binding on delete),
+ * deactivates or deletes them (and the user's subject binding on delete;
+ * a sign-out everywhere deletes the sessions and keeps the binding),
  * so reactivation revives nothing.
  *
  * Each session has its own CSRF token (32 random bytes, base64url), which
@@ -84,7 +85,7 @@ int auth_browser_delete_user(st_txn *txn, const char *tenant, const char *user_i
 int auth_browser_count_user(st_txn *txn, const char *tenant, const char *user_id);
 /* Tenant purge (st_purge_fn): sessions and bindings; keys deleted. */
 int auth_browser_purge_tenant(st_txn *txn, const char *tenant, int limit);
-/* Registers the hooks (user deactivated/deleted), the purge ("auth.browser")
+/* Registers the hooks (user deactivated/deleted/signed out everywhere), the purge ("auth.browser")
  * and the check (sessions whose user is gone); at startup. */
 int auth_browser_register(st_store *st);
 

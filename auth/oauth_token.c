@@ -662,8 +662,7 @@ static int check_grants(st_txn *txn, st_check_report_fn report, void *rctx, void
 
 int auth_oauth_register(st_store *st) {
   int rc;
-  if ((rc = st_hook_add(st, ST_DIR_EV_USER_DEACTIVATED, on_user_gone, NULL))) return rc;
-  if ((rc = st_hook_add(st, ST_DIR_EV_USER_DELETED, on_user_gone, NULL))) return rc;
+  if ((rc = st_dir_hook_user_cut(st, on_user_gone, NULL))) return rc;
   if ((rc = st_purge_add(st, "auth.oauth", purge_tenant, NULL))) return rc;
   return st_check_add(st, check_grants, NULL);
 }

@@ -20,8 +20,9 @@
  *     one for /t/{t}/mcp/{c} only on that connector.
  *   - A grant lives at most `max_signin_age` after the Okta sign-in it came
  *     from: no access token outlives it and no refresh passes it (a broken
- *     SCIM feed cannot keep a leaver working for a month). A deactivated or
- *     deleted user's grants are deleted in the SCIM transaction (hooks), and
+ *     SCIM feed cannot keep a leaver working for a month). A deactivated,
+ *     deleted or signed-out (Universal Logout) user's grants are deleted in
+ *     the triggering transaction (hooks), and
  *     every check also reads the user.
  *   - Revoking a grant deletes its tokens and emits ST_EVENT_TOKEN_REVOKED
  *     with kind AUTH_KIND_OAUTH and the family id as token id, so the MCP
@@ -158,7 +159,7 @@ int auth_oauth_grants(st_txn *txn, const char *tenant, const char *user_id, json
 int auth_oauth_consent_get(st_txn *txn, const char *tenant, const char *user_id, const char *client_id);
 int auth_oauth_consent_put(st_txn *txn, const char *tenant, const char *user_id, const char *client_id, int64_t now);
 
-/* Registers the hooks (user deactivated or deleted: every grant revoked;
+/* Registers the hooks (user deactivated, deleted or signed out everywhere: every grant and code revoked;
  * deleted: consents too), the tenant purge ("auth.oauth") and the check
  * (grants whose user is gone); at startup. */
 int auth_oauth_register(st_store *st);

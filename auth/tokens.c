@@ -104,10 +104,7 @@ static int on_user_gone(st_txn *txn, int kind, const void *event, void *ctx) {
   return n < 0 ? n : 0;
 }
 
-int auth_register_hooks(st_store *st) {
-  int rc = st_hook_add(st, ST_DIR_EV_USER_DEACTIVATED, on_user_gone, NULL);
-  return rc ? rc : st_hook_add(st, ST_DIR_EV_USER_DELETED, on_user_gone, NULL);
-}
+int auth_register_hooks(st_store *st) { return st_dir_hook_user_cut(st, on_user_gone, NULL); }
 
 /* st_check: employee tokens of users that no longer exist. A token of a
  * gone tenant is reported once, by auth_tokens_check. */

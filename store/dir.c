@@ -9,7 +9,8 @@
  *
  * Blocks (the admin's revoke/restore) are written here too, with the
  * lifecycle event they imply, so a block means the same thing to every
- * subscriber as a SCIM deactivation. */
+ * subscriber as a SCIM deactivation; and the sign-out everywhere, an event
+ * without a write. */
 #include "store/dir.h"
 
 #include <ctype.h>
@@ -271,7 +272,7 @@ int st_dir_user_block_get(st_txn *txn, const char *tenant, const char *uid, json
   return *info ? 0 : ST_ECORRUPT;
 }
 
-static int block_emit(st_txn *txn, int kind, const char *tenant, const char *uid, const json_t *user,
+static int user_emit(st_txn *txn, int kind, const char *tenant, const char *uid, const json_t *user,
                       const char *via) {
   st_dir_event ev = {tenant, uid, json_string_value(json_object_get(user, "userName")), NULL, via, NULL, 0, NULL, 0};
   int rc = st_emit(txn, kind, &ev);
@@ -294,7 +295,7 @@ int st_dir_user_block(st_txn *txn, const char *tenant, const char *uid, const js
   st_dir_key_block(&k, tenant, uid);
   rc = text ? (k.overflow ? ST_EINVAL : st_put(txn, ST_DB_SCIM_IDX, k.b, k.n, text, strlen(text), 0)) : ST_ENOMEM;
   free(text);
-  if (!rc && st_dir_user_record_active(u)) rc = block_emit(txn, ST_DIR_EV_USER_DEACTIVATED, tenant, uid, u, "revoke");
+  if (!rc && st_dir_user_record_active(u)) rc = user_emit(txn, ST_DIR_EV_USER_DEACTIVATED, tenant, uid, u, "revoke");
   json_decref(u);
   return rc;
 }
@@ -309,7 +310,7 @@ int st_dir_user_unblock(st_txn *txn, const char *tenant, const char *uid, bool *
   rc = k.overflow ? ST_ENOTFOUND : st_del(txn, ST_DB_SCIM_IDX, k.b, k.n);
   if (rc == 0) {
     *was = true;
-    if (st_dir_user_record_active(u)) rc = block_emit(txn, ST_DIR_EV_USER_REACTIVATED, tenant, uid, u, "restore");
+    if (st_dir_user_record_active(u)) rc = user_emit(txn, ST_DIR_EV_USER_REACTIVATED, tenant, uid, u, "restore");
   } else if (rc == ST_ENOTFOUND) {
     rc = 0;
   }
@@ -323,6 +324,26 @@ int st_dir_user_block_forget(st_txn *txn, const char *tenant, const char *uid) {
   if (k.overflow) return 0;
   int rc = st_del(txn, ST_DB_SCIM_IDX, k.b, k.n);
   return rc == ST_ENOTFOUND ? 0 : rc;
+}
+
+/* ---- signing out everywhere ------------------------------------------------------ */
+
+int st_dir_user_sign_out(st_txn *txn, const char *tenant, const char *uid, const char *via) {
+  json_t *u;
+  int rc = res_get(txn, tenant, ST_DIR_USER, uid, &u);
+  if (rc) return rc;
+  rc = user_emit(txn, ST_DIR_EV_USER_SIGNED_OUT, tenant, uid, u, via);
+  json_decref(u);
+  return rc;
+}
+
+int st_dir_hook_user_cut(st_store *st, st_hook_fn fn, void *ctx) {
+  static const int kinds[] = {ST_DIR_EV_USER_DEACTIVATED, ST_DIR_EV_USER_DELETED, ST_DIR_EV_USER_SIGNED_OUT};
+  for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+    int rc = st_hook_add(st, kinds[i], fn, ctx);
+    if (rc) return rc;
+  }
+  return 0;
 }
 
 int st_dir_user_groups(st_txn *txn, const char *tenant, const char *uid, json_t **gids) {

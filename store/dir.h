@@ -26,6 +26,16 @@
  * inside the writing transaction; they are defined here so subscribers
  * (auth/, policy/, the gateway) need not include scim/.
  *
+ * Signing a user out everywhere (st_dir_user_sign_out: Okta's Universal
+ * Logout) writes no key: it emits USER_SIGNED_OUT, after which no
+ * credential of the user survives, while the record, its active flag and
+ * any block stay as they were — the person may sign in again at once. It
+ * is not a SCIM lifecycle event (scim/'s names and counters end at
+ * ST_DIR_EV__END) and not a deactivation: policy and everything else that
+ * reacts to the user's state rather than to their credentials ignore it.
+ * A module that holds credentials of a user subscribes with
+ * st_dir_hook_user_cut, so every way of cutting a user reaches it.
+ *
  * The block ('b') is the one key written here rather than by scim/: an
  * admin's incident button (POST …/users/{id}/revoke) that takes a user out
  * of service without touching what Okta provisioned. A blocked user is not
@@ -65,8 +75,12 @@ enum {
   ST_DIR_EV_GROUP_CREATED,
   ST_DIR_EV_GROUP_RENAMED,
   ST_DIR_EV_GROUP_DELETED,
-  ST_DIR_EV__END
+  ST_DIR_EV__END               /* the end of SCIM's lifecycle events (scim.h aliases them) */
 };
+/* Emitted by st_dir_user_sign_out (not by scim/): every credential of the
+ * user goes, the user stays (usable or not, as before). Numbered apart from
+ * the lifecycle events so scim/'s tables never meet it. */
+enum { ST_DIR_EV_USER_SIGNED_OUT = ST_EVENT_BASE_SCIM + 50 };
 
 /* The event passed to hooks; everything borrowed for the hook call. */
 typedef struct st_dir_event {
@@ -74,7 +88,8 @@ typedef struct st_dir_event {
   const char *id;          /* user id (user events) or group id */
   const char *name;        /* userName or displayName (new one on rename) */
   const char *old_name;    /* GROUP_RENAMED */
-  const char *via;         /* "post", "put", "patch", "delete"; "revoke", "restore" (blocks) */
+  const char *via;         /* "post", "put", "patch", "delete"; "revoke", "restore" (blocks);
+                              "universal_logout" (USER_SIGNED_OUT) */
   const char *const *added;   /* MEMBERSHIP_CHANGED: user ids */
   size_t nadded;
   const char *const *removed;
@@ -169,6 +184,21 @@ int st_dir_user_block(st_txn *txn, const char *tenant, const char *uid, const js
 int st_dir_user_unblock(st_txn *txn, const char *tenant, const char *uid, bool *was);
 /* Write txn: deletes the block key if any (scim/ when it deletes the user). */
 int st_dir_user_block_forget(st_txn *txn, const char *tenant, const char *uid);
+
+/* ---- signing out everywhere ------------------------------------------------- */
+
+/* Write txn: emits USER_SIGNED_OUT (via, a string literal naming the cause:
+ * "universal_logout") for an existing user, whatever their state: the
+ * hooks delete whatever credentials the user still holds. Nothing of the
+ * directory is written. ST_ENOTFOUND for no such user; a negative hook
+ * return is returned (the job must roll back). */
+int st_dir_user_sign_out(st_txn *txn, const char *tenant, const char *uid, const char *via);
+
+/* Registers fn for every event after which none of a user's credentials may
+ * survive: USER_DEACTIVATED, USER_DELETED and USER_SIGNED_OUT (fn tells them
+ * apart by kind; only DELETED means the user is gone for good). At startup,
+ * like st_hook_add; 0 or its error. */
+int st_dir_hook_user_cut(st_store *st, st_hook_fn fn, void *ctx);
 
 /* The user's group ids, in id order: *gids a new JSON array of strings
  * owned by the caller (empty for an unknown or malformed user id). */

@@ -5,7 +5,8 @@
  * servers, with the upstreams' credentials held by the gateway.
  *
  * Per loop it keeps the live exchanges (requests waiting on an upstream,
- * SSE streams) so revocation can end them: when SCIM deactivates a user or
+ * SSE streams) so revocation can end them: when SCIM deactivates a user
+ * (or an admin blocks them, or Okta's Universal Logout signs them out) or
  * an admin deletes a connector, the writer's post-commit action queues a
  * revocation for every loop (revoke.c), every loop ends its matching
  * exchanges, and the originating reply waits at its loop's store-port gate
@@ -64,7 +65,7 @@ void gw_agg_probe_connector(gw_loop *lp, const char *tenant, const char *connect
 /* Shutdown started: ends open streams now (cleanly), lets requests finish. */
 void gw_proxy_drain(gw_loop *lp);
 /* Hooks on the store events that end or notify live exchanges: SCIM's
- * (user deactivated/deleted, membership, group created), vault's (connector
+ * (user deactivated/deleted/signed out, membership, group created), vault's (connector
  * put/deleted: sessions ended, exchanges revoked, capabilities probed) and
  * policy's (put), the tenant's (deleting) and auth's (an employee token
  * revoked). Membership changes and policy PUTs recheck visibility: what a

@@ -579,10 +579,7 @@ static int on_user_gone(st_txn *txn, int kind, const void *event, void *ctx) {
   return n < 0 ? n : 0;
 }
 
-int gw_sessions_register_hooks(st_store *st) {
-  int rc = st_hook_add(st, SCIM_EV_USER_DEACTIVATED, on_user_gone, NULL);
-  return rc ? rc : st_hook_add(st, SCIM_EV_USER_DELETED, on_user_gone, NULL);
-}
+int gw_sessions_register_hooks(st_store *st) { return st_dir_hook_user_cut(st, on_user_gone, NULL); }
 
 /* ---------- loop side: last use, and the purge driver ---------- */
 

@@ -12,7 +12,7 @@
  *                  "c" tenant \0 conn \0 hexhash → ""     (a connector's sessions)
  *                  "a" sha256(id) connector      → upstream session id (aggregated
  *                                                  endpoint: one per connector, opened lazily)
- * Deleted on DELETE, on user deactivation/deletion (hook, same txn), on
+ * Deleted on DELETE, on user deactivation/deletion/sign-out everywhere (hook, same txn), on
  * connector deletion, and — a single-connector session, or an aggregated
  * session's upstream id for one connector — when the user loses that
  * connector (gw_sessions_cut_step, driven by revoke.c).
@@ -142,7 +142,7 @@ typedef struct gw_session_cut {
 } gw_session_cut;
 /* 0 or ST_E* (the step's outputs are then meaningless). */
 int gw_sessions_cut_step(st_txn *txn, gw_session_cut *c);
-/* Registers the user deactivation/deletion hooks. */
+/* Registers the user hooks (deactivated, deleted, signed out everywhere). */
 int gw_sessions_register_hooks(st_store *st);
 /* Registers the per-user cap (lim borrowed: must outlive st) and the
  * sessions' tenant settings. Without it (CLI, unit tests) there is no cap.

@@ -75,7 +75,8 @@
 gw_mcp_shared *gw__mcp_shared(const gw_server *srv) { return srv->mcp; }
 
 const char *const gw_rev_trigger_names[GW_REV_N] = {
-    "none", "scim_patch", "scim_put", "scim_delete", "admin_revoke", "tenant_delete", "token_revoke", "connector"};
+    "none",         "scim_patch",   "scim_put",  "scim_delete",     "admin_revoke",
+    "tenant_delete", "token_revoke", "connector", "universal_logout"};
 const double gw_fan_bucket_le[GW_FAN_NBUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.1, 1};
 
 /* One loop applied revocation q: the time since it was queued. */
@@ -464,8 +465,11 @@ static int on_user_gone(st_txn *txn, int kind, const void *event, void *ctx) {
   const scim_event *ev = event;
   gw_revocation r;
   fill(&r, ev->tenant, ev->id, NULL, NULL);
-  /* a DELETE of an active user deactivates first: counted there */
-  if (kind == SCIM_EV_USER_DEACTIVATED && ev->via)
+  /* a DELETE of an active user deactivates first: counted there; the one
+   * sign-out everywhere there is, Okta's Universal Logout */
+  if (kind == ST_DIR_EV_USER_SIGNED_OUT)
+    r.trigger = GW_REV_UNIVERSAL_LOGOUT;
+  else if (kind == SCIM_EV_USER_DEACTIVATED && ev->via)
     r.trigger = !strcmp(ev->via, "revoke") ? GW_REV_ADMIN
                 : !strcmp(ev->via, "put")  ? GW_REV_SCIM_PUT
                 : !strcmp(ev->via, "delete") ? GW_REV_SCIM_DELETE
@@ -791,8 +795,7 @@ int gw_proxy_register_hooks(gw_server *srv) {
   if (budget > 0)
     GW_LOG(GW_LOG_WARN, "mcp", NULL, "MCPGATE_TEST_CUT_BUDGET is set: a trigger cuts %d session record(s) itself, "
            "a sweep the rest in steps of as many (a test hook; never set it in production)", budget);
-  int rc = st_hook_add(srv->store, SCIM_EV_USER_DEACTIVATED, on_user_gone, srv);
-  if (!rc) rc = st_hook_add(srv->store, SCIM_EV_USER_DELETED, on_user_gone, srv);
+  int rc = st_dir_hook_user_cut(srv->store, on_user_gone, srv);
   if (!rc) rc = st_hook_add(srv->store, SCIM_EV_MEMBERSHIP_CHANGED, on_tools_changed, srv);
   if (!rc) rc = st_hook_add(srv->store, SCIM_EV_GROUP_CREATED, on_tools_changed, srv);
   if (!rc) rc = st_hook_add(srv->store, ST_EVENT_CONNECTOR_PUT, on_connector_put, srv);

@@ -621,6 +621,8 @@ TEST(session_create_get_touch_delete) {
   tmp_cleanup();
 }
 
+static int sign_out_fn(st_txn *txn, void *arg) { return st_dir_user_sign_out(txn, "acme", arg, "universal_logout"); }
+
 TEST(session_deactivation_and_deletion) {
   st_store *st = open_store();
   CHECK(st);
@@ -658,7 +660,26 @@ TEST(session_deactivation_and_deletion) {
   CHECK_INT(get(st, "acme", b1.cookie, T0 + 1, 900, &b), 0);
   CHECK_STR(b.user_id, bob);
 
+  /* signed out everywhere (Universal Logout): the sessions go, the binding
+   * stays (signing in again finds the same account), the user stays usable */
+  CHECK_INT(get(st, "acme", d1.cookie, T0 + 1, 900, &b), 0);
+  CHECK_INT(st_write_sync(st, sign_out_fn, dave), 0);
+  CHECK_INT(count(st, "acme", dave), 0);
+  CHECK_INT(get(st, "acme", d1.cookie, T0 + 1, 900, &b), ST_ENOTFOUND);
+  CHECK(auth_key_exists(st, 'S', "acme", dave, strlen(dave)));
+  CHECK(auth_key_exists(st, 's', "acme", d1.n.link.subject_hash, 32));
+  sess d2;
+  sess_init(&d2, "acme", "{\"sub\":\"x1\",\"email\":\"dave@acme.com\",\"email_verified\":true}", T0, 3600);
+  CHECK_INT(create(st, &d2), 0);
+  CHECK(!d2.n.link.bind); /* found through the binding */
+  CHECK_STR(d2.n.link.user_id, dave);
+  sess_done(&d2);
+  CHECK_INT(count(st, "acme", bob), 1); /* bob untouched */
+
   /* deleting a user: sessions and the binding */
+  sess_done(&d1);
+  sess_init(&d1, "acme", "{\"sub\":\"x1\"}", T0, 3600);
+  CHECK_INT(create(st, &d1), 0);
   CHECK_INT(get(st, "acme", d1.cookie, T0 + 1, 900, &b), 0);
   CHECK_INT(delete_user(st, "acme", dave), 204);
   CHECK_INT(count(st, "acme", dave), 0);

@@ -75,6 +75,18 @@ static int count_event(st_txn *txn, int kind, const void *event, void *ctx) {
   return 0;
 }
 
+/* kinds seen by a st_dir_hook_user_cut hook, and the last via */
+static int n_cut[3];
+static char cut_via[24];
+static int count_cut(st_txn *txn, int kind, const void *event, void *ctx) {
+  const st_dir_event *ev = event;
+  (void)txn;
+  (void)ctx;
+  n_cut[kind == ST_DIR_EV_USER_DEACTIVATED ? 0 : kind == ST_DIR_EV_USER_DELETED ? 1 : 2]++;
+  snprintf(cut_via, sizeof cut_via, "%s", ev->via ? ev->via : "");
+  return 0;
+}
+
 static int setup(void) {
   char dir[128], path[128], body[512];
   strcpy(g_tmp, "/tmp/mcpgate-test-dir-XXXXXX");
@@ -88,7 +100,7 @@ static int setup(void) {
   if (scim_register_purge(st) != 0) return -1;
   scim_register_checks(st);
   if (st_hook_add(st, ST_DIR_EV_USER_DEACTIVATED, count_event, NULL) ||
-      st_hook_add(st, ST_DIR_EV_USER_REACTIVATED, count_event, NULL))
+      st_hook_add(st, ST_DIR_EV_USER_REACTIVATED, count_event, NULL) || st_dir_hook_user_cut(st, count_cut, NULL))
     return -1;
   if (scim("acme", "POST", "/Users", "{\"userName\":\"Alice@Acme.com\",\"externalId\":\"okta-1\"}", alice) != 201 ||
       scim("acme", "POST", "/Users", "{\"userName\":\"bob@acme.com\",\"externalId\":\"okta-2\",\"active\":false}", bob) != 201 ||
@@ -490,6 +502,42 @@ TEST(blocks) {
   CHECK_INT(st_check(st, report_block, &dangling), 0);
 }
 
+static int sign_out_fn(st_txn *txn, void *arg) { return st_dir_user_sign_out(txn, "acme", arg, "universal_logout"); }
+
+/* Signing out everywhere: USER_SIGNED_OUT reaches the cut hooks (never the
+ * deactivation's subscribers), for active and inactive users alike, and
+ * changes nothing of the directory: the user stays as active as before. */
+TEST(sign_out_everywhere) {
+  int deact = n_deact, react = n_react, cut[3] = {n_cut[0], n_cut[1], n_cut[2]};
+  CHECK_INT(st_write_sync(st, sign_out_fn, alice), 0);
+  CHECK_INT(n_cut[2], cut[2] + 1);
+  CHECK_STR(cut_via, "universal_logout");
+  CHECK_INT(n_deact, deact); /* not a deactivation */
+  CHECK_INT(n_react, react);
+  st_txn *t;
+  CHECK_INT(st_read_begin(st, &t), 0);
+  CHECK_INT(st_dir_user_active(t, "acme", alice), 1);
+  st_txn_end(t);
+  /* an inactive user: still emitted (whatever is left goes) */
+  CHECK_INT(st_write_sync(st, sign_out_fn, bob), 0);
+  CHECK_INT(n_cut[2], cut[2] + 2);
+  CHECK_INT(st_write_sync(st, sign_out_fn, "00000000-0000-4000-8000-000000000000"), ST_ENOTFOUND);
+  CHECK_INT(st_write_sync(st, sign_out_fn, "not-an-id"), ST_ENOTFOUND);
+  CHECK_INT(n_cut[2], cut[2] + 2);
+  CHECK_INT(n_cut[0], cut[0]);
+  CHECK_INT(n_cut[1], cut[1]);
+  /* a SCIM deactivation and delete reach the same hook */
+  char erin[40];
+  CHECK_INT(scim("acme", "POST", "/Users", "{\"userName\":\"erin@acme.com\"}", erin), 201);
+  char path[80];
+  snprintf(path, sizeof path, "/Users/%s", erin);
+  CHECK_INT(scim("acme", "DELETE", path, NULL, NULL), 204);
+  CHECK_INT(n_cut[0], cut[0] + 1);
+  CHECK_INT(n_cut[1], cut[1] + 1);
+  /* a SCIM event name is never a sign-out */
+  CHECK_STR(scim_event_name(ST_DIR_EV_USER_SIGNED_OUT), "unknown");
+}
+
 TEST(key_encoding) {
   st_dir_key k;
   st_dir_key_res(&k, "acme", ST_DIR_USER, "id1");
@@ -532,6 +580,7 @@ int main(void) {
   RUN(tenant_purge_through_the_registry);
   RUN(check_skips_a_tenant_being_purged);
   RUN(blocks);
+  RUN(sign_out_everywhere);
   RUN(key_encoding);
   st_close(st);
   nftw(g_tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
