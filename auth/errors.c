@@ -2,6 +2,7 @@
  * names. Store codes pass through auth functions and are named by
  * st_strerror; the JOSE sub-range by auth_jose_strerror (auth/jose.h). */
 #include "auth/auth.h"
+#include "auth/gtr.h"
 #include "auth/jose.h"
 #include "auth/login.h"
 #include "auth/oauth_client.h"
@@ -30,6 +31,7 @@ const char *auth_strerror(int err) {
   default: break;
   }
   if (err <= AUTH_JOSE_ERR_FIRST && err >= AUTH_JOSE_ERR_LAST) return auth_jose_strerror(err);
+  if (err <= AUTH_EGTR_ERR_FIRST && err >= AUTH_EGTR_ERR_LAST && auth_gtr_strerror(err)) return auth_gtr_strerror(err);
   if (err <= AUTH_ERR_FIRST && err >= AUTH_ERR_LAST) return "unknown auth error";
   return st_strerror(err);
 }

@@ -434,6 +434,11 @@ done:
 }
 
 int auth_jws_verify(const auth_jwks *ks, const char *tok, size_t len, json_t **claims) {
+  return auth_jws_verify_header(ks, tok, len, NULL, claims);
+}
+
+int auth_jws_verify_header(const auth_jwks *ks, const char *tok, size_t len, json_t **header, json_t **claims) {
+  if (header) *header = NULL;
   if (!claims) return AUTH_JOSE_EINVAL;
   *claims = NULL;
   if (!ks || !tok) return AUTH_JOSE_EINVAL;
@@ -477,6 +482,10 @@ int auth_jws_verify(const auth_jwks *ks, const char *tok, size_t len, json_t **c
     goto done;
   }
   *claims = c;
+  if (header) {
+    *header = hdr;
+    hdr = NULL;
+  }
 done:
   json_decref(hdr);
   free(hbuf);
@@ -489,7 +498,7 @@ done:
 /* A NumericDate (RFC 7519 §2): a JSON number in 0..NUMERIC_DATE_MAX. A
  * fraction is rounded towards refusal: up for nbf/iat/auth_time, down for
  * exp. -1 when missing or malformed. */
-static int numeric_date(const json_t *v, bool round_up, int64_t *out) {
+int auth_jose_numeric_date(const json_t *v, bool round_up, int64_t *out) {
   if (json_is_integer(v)) {
     json_int_t i = json_integer_value(v);
     if (i < 0 || i > NUMERIC_DATE_MAX) return -1;
@@ -536,14 +545,14 @@ int auth_idtoken_check(const json_t *claims, const auth_idtoken_expect *w) {
   if (rc) return rc;
   /* now, skew and every date are within 0..NUMERIC_DATE_MAX (+3600): no overflow */
   int64_t exp, nbf, iat, at;
-  if (numeric_date(json_object_get(claims, "exp"), false, &exp)) return AUTH_JOSE_EEXP_MISSING;
+  if (auth_jose_numeric_date(json_object_get(claims, "exp"), false, &exp)) return AUTH_JOSE_EEXP_MISSING;
   if (exp <= w->now - w->skew) return AUTH_JOSE_EEXPIRED;
   const json_t *nbfv = json_object_get(claims, "nbf");
-  if (nbfv && (numeric_date(nbfv, true, &nbf) || nbf > w->now + w->skew)) return AUTH_JOSE_ENBF;
-  if (numeric_date(json_object_get(claims, "iat"), true, &iat)) return AUTH_JOSE_EIAT_MISSING;
+  if (nbfv && (auth_jose_numeric_date(nbfv, true, &nbf) || nbf > w->now + w->skew)) return AUTH_JOSE_ENBF;
+  if (auth_jose_numeric_date(json_object_get(claims, "iat"), true, &iat)) return AUTH_JOSE_EIAT_MISSING;
   if (iat > w->now + w->skew) return AUTH_JOSE_EIAT;
   if (w->check_max_age &&
-      (numeric_date(json_object_get(claims, "auth_time"), true, &at) || at > w->now + w->skew ||
+      (auth_jose_numeric_date(json_object_get(claims, "auth_time"), true, &at) || at > w->now + w->skew ||
        w->now - at > w->max_age + w->skew))
     return AUTH_JOSE_EAUTH_TIME;
   if (w->nonce) {

@@ -153,6 +153,10 @@ int auth_jwks_key(const auth_jwks *ks, size_t i, auth_jwk_info *out);
  * the only key of alg's type. The payload is parsed only after the
  * signature verified. Checks no claim: see auth_idtoken_check. */
 int auth_jws_verify(const auth_jwks *ks, const char *token, size_t len, json_t **claims);
+/* The same, and the token's protected header in *header (a new reference,
+ * on success only: NULL on any error), for a caller that checks its "typ"
+ * (explicit typing, RFC 8725 §3.11). */
+int auth_jws_verify_header(const auth_jwks *ks, const char *token, size_t len, json_t **header, json_t **claims);
 
 /* JWS ES256 signatures are R || S, 32 bytes each, big-endian (RFC 7518
  * §3.4); OpenSSL verifies the DER ECDSA-Sig-Value. Writes the DER form of
@@ -171,6 +175,12 @@ typedef struct auth_idtoken_expect {
   bool check_max_age;    /* when set, auth_time is required and at most */
   int64_t max_age;       /* ... max_age (+ skew) seconds old */
 } auth_idtoken_expect;
+
+/* A NumericDate (RFC 7519 §2) claim value: a JSON number in
+ * 0..253402300799; a fraction is rounded towards refusal — up (round_up:
+ * for nbf, iat, auth_time) or down (for exp). 0 and *out, or -1 when v is
+ * missing or malformed. */
+int auth_jose_numeric_date(const json_t *v, bool round_up, int64_t *out);
 
 /* Checks verified claims (from auth_jws_verify) against want, in this
  * order: iss, sub (a non-empty string), aud (a string equal to client_id,

@@ -383,6 +383,75 @@ static int user_ok(st_txn *txn, const char *tenant, const char *id, auth_link *o
   return rc;
 }
 
+/* sha256(iss \0 subject): how a subject is bound ("s" keys). */
+static int subject_hash(const char *iss, const char *subject, uint8_t out[32]) {
+  size_t in = strlen(iss), sn = strlen(subject);
+  char *buf = malloc(in + 1 + sn);
+  if (!buf) return ST_ENOMEM;
+  memcpy(buf, iss, in);
+  buf[in] = 0;
+  memcpy(buf + in + 1, subject, sn);
+  st_sha256(buf, in + 1 + sn, out);
+  free(buf);
+  return 0;
+}
+
+/* Rule a: the user bound to a subject hash. 0 and id, or ST_ENOTFOUND. */
+static int bound_user(st_txn *txn, const char *tenant, const uint8_t hash[32], char id[ST_DIR_ID_LEN + 1]) {
+  char key[128];
+  size_t kn = bind_key(key, sizeof key, 's', tenant, hash, 32);
+  st_val v;
+  int rc = kn ? st_get(txn, ST_DB_AUTH, key, kn, &v) : ST_EINVAL;
+  if (rc) return rc;
+  if (v.len != ST_DIR_ID_LEN) return ST_ECORRUPT;
+  memcpy(id, v.data, v.len);
+  id[v.len] = 0;
+  return 0;
+}
+
+/* Rule b: the one user whose link attribute (userName, else externalId) is
+ * value. 0 and id, ST_ENOTFOUND, or AUTH_EAMBIGUOUS. */
+static int linked_user(st_txn *txn, const char *tenant, const char *attr, const char *value,
+                       char id[ST_DIR_ID_LEN + 1]) {
+  if (!strcmp(attr, "userName")) return st_dir_user_by_name(txn, tenant, value, id);
+  st_dir_key k;
+  st_dir_key_external(&k, tenant, ST_DIR_USER, value, NULL);
+  json_t *ids = json_array();
+  if (!ids) return ST_ENOMEM;
+  int rc = k.overflow ? ST_ENOTFOUND : st_dir_ids_under(txn, ST_DB_SCIM_IDX, &k, ids, 2);
+  size_t n = json_array_size(ids);
+  if (rc == 0 && n == 1) snprintf(id, ST_DIR_ID_LEN + 1, "%s", json_string_value(json_array_get(ids, 0)));
+  json_decref(ids);
+  if (rc) return rc;
+  return n > 1 ? AUTH_EAMBIGUOUS : n == 1 ? 0 : ST_ENOTFOUND;
+}
+
+int auth_link_find(st_txn *txn, const char *tenant, const json_t *settings, const char *iss, const char *subject,
+                   char user_id[ST_DIR_ID_LEN + 1]) {
+  const char *subject_claim = json_string_value(json_object_get(settings, "subject_claim"));
+  const char *link_claim = json_string_value(json_object_get(settings, "link_claim"));
+  const char *attr = json_string_value(json_object_get(settings, "link_attribute"));
+  user_id[0] = 0;
+  if (!subject || !*subject || strlen(subject) > AUTH_SUBJECT_MAX) return ST_ENOTFOUND;
+  int rc = ST_ENOTFOUND;
+  if (!subject_claim || !strcmp(subject_claim, "sub")) {
+    uint8_t h[32];
+    if ((rc = subject_hash(iss, subject, h))) return rc;
+    rc = bound_user(txn, tenant, h, user_id);
+    if (rc == 0) {
+      json_t *u; /* a binding left behind by its user is nobody's */
+      rc = st_dir_user_get(txn, tenant, user_id, &u);
+      json_decref(u);
+      if (rc != ST_ENOTFOUND) return rc;
+    } else if (rc != ST_ENOTFOUND) {
+      return rc;
+    }
+  }
+  if (!link_claim || !strcmp(link_claim, "sub")) rc = linked_user(txn, tenant, attr ? attr : "externalId", subject, user_id);
+  if (rc) user_id[0] = 0;
+  return rc;
+}
+
 int auth_link_resolve(st_txn *txn, const char *tenant, const json_t *settings, const json_t *claims,
                       const char *iss, auth_link *out) {
   memset(out, 0, sizeof *out);
@@ -395,51 +464,21 @@ int auth_link_resolve(st_txn *txn, const char *tenant, const json_t *settings, c
   const char *subject = claim_text(claims, subject_claim);
   if (!subject) return AUTH_ECLAIM;
   memcpy(out->subject, subject, strlen(subject) + 1);
-  /* sha256(iss \0 subject) */
-  size_t in = strlen(iss), sn = strlen(subject);
-  char *buf = malloc(in + 1 + sn);
-  if (!buf) return ST_ENOMEM;
-  memcpy(buf, iss, in);
-  buf[in] = 0;
-  memcpy(buf + in + 1, subject, sn);
-  st_sha256(buf, in + 1 + sn, out->subject_hash);
-  free(buf);
+  int hrc = subject_hash(iss, subject, out->subject_hash);
+  if (hrc) return hrc;
 
   /* a. a bound subject */
-  char key[128];
-  size_t kn = bind_key(key, sizeof key, 's', tenant, out->subject_hash, 32);
-  st_val v;
-  int rc = kn ? st_get(txn, ST_DB_AUTH, key, kn, &v) : ST_EINVAL;
-  if (rc == 0) {
-    char id[40];
-    if (v.len != ST_DIR_ID_LEN) return ST_ECORRUPT;
-    memcpy(id, v.data, v.len);
-    id[v.len] = 0;
-    return user_ok(txn, tenant, id, out);
-  }
+  char id[ST_DIR_ID_LEN + 1];
+  int rc = bound_user(txn, tenant, out->subject_hash, id);
+  if (rc == 0) return user_ok(txn, tenant, id, out);
   if (rc != ST_ENOTFOUND) return rc;
 
   /* b. link claim = link attribute */
   const char *lv = claim_text(claims, link_claim);
   if (lv) {
-    char id[ST_DIR_ID_LEN + 1];
-    if (!strcmp(attr, "userName")) {
-      rc = st_dir_user_by_name(txn, tenant, lv, id);
-      if (rc == 0) return user_ok(txn, tenant, id, out);
-    } else {
-      st_dir_key k;
-      st_dir_key_external(&k, tenant, ST_DIR_USER, lv, NULL);
-      json_t *ids = json_array();
-      if (!ids) return ST_ENOMEM;
-      rc = k.overflow ? ST_ENOTFOUND : st_dir_ids_under(txn, ST_DB_SCIM_IDX, &k, ids, 2);
-      size_t n = json_array_size(ids);
-      if (rc == 0 && n == 1) snprintf(id, sizeof id, "%s", json_string_value(json_array_get(ids, 0)));
-      json_decref(ids);
-      if (rc == 0 && n > 1) return AUTH_EAMBIGUOUS;
-      if (rc == 0 && n == 1) return user_ok(txn, tenant, id, out);
-      if (rc && rc != ST_ENOTFOUND) return rc;
-    }
-    if (rc && rc != ST_ENOTFOUND) return rc;
+    rc = linked_user(txn, tenant, attr, lv, id);
+    if (rc == 0) return user_ok(txn, tenant, id, out);
+    if (rc != ST_ENOTFOUND) return rc;
   } else if (json_object_get(claims, link_claim)) {
     return AUTH_ECLAIM;
   }
@@ -447,7 +486,6 @@ int auth_link_resolve(st_txn *txn, const char *tenant, const json_t *settings, c
   /* c. the e-mail fallback, for users without an externalId */
   const char *email = claim_text(claims, "email");
   if (!email) return AUTH_ENOTLINKED;
-  char id[ST_DIR_ID_LEN + 1];
   rc = st_dir_user_by_name(txn, tenant, email, id);
   if (rc == ST_ENOTFOUND) return AUTH_ENOTLINKED;
   if (rc) return rc;
@@ -461,7 +499,9 @@ int auth_link_resolve(st_txn *txn, const char *tenant, const json_t *settings, c
   bool verified = json_is_true(ev) || (json_is_string(ev) && !strcmp(json_string_value(ev), "true"));
   if (!verified) return AUTH_EUNVERIFIED;
   /* the user must not be bound to another subject already */
-  kn = bind_key(key, sizeof key, 'S', tenant, id, strlen(id));
+  char key[128];
+  st_val v;
+  size_t kn = bind_key(key, sizeof key, 'S', tenant, id, strlen(id));
   rc = kn ? st_get(txn, ST_DB_AUTH, key, kn, &v) : ST_EINVAL;
   if (rc == 0) return AUTH_EBOUND;
   if (rc != ST_ENOTFOUND) return rc;

@@ -53,6 +53,7 @@
 #include <stdint.h>
 
 #include "auth/oidc_provider.h"
+#include "store/dir.h"
 #include "store/store.h"
 
 #define AUTH_LOGIN_TTL_S 600       /* a sign-in must finish within 10 minutes */
@@ -144,6 +145,14 @@ typedef struct auth_link {
  * txn. */
 int auth_link_resolve(st_txn *txn, const char *tenant, const json_t *settings, const json_t *claims,
                       const char *iss, auth_link *out);
+/* Which user a subject of the provider (issuer iss, e.g. Okta's user id) is,
+ * whatever the user's state, reading settings: the user bound to it at an
+ * earlier sign-in (rule a; when the subject claim is "sub"), else the one
+ * user whose link attribute equals it (rule b; when the link claim is
+ * "sub"). No e-mail fallback: there is no e-mail. 0 and user_id,
+ * ST_ENOTFOUND, AUTH_EAMBIGUOUS, or a store error. Any txn. */
+int auth_link_find(st_txn *txn, const char *tenant, const json_t *settings, const char *iss, const char *subject,
+                   char user_id[ST_DIR_ID_LEN + 1]);
 /* Write txn: binds out->subject_hash to out->user_id (both directions).
  * AUTH_EBOUND when either side is bound to another already. */
 int auth_link_bind(st_txn *txn, const char *tenant, const auth_link *l);

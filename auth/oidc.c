@@ -153,8 +153,9 @@ int auth_oidc_parse(const json_t *body, json_t **config, const char **secret, ch
   const char *k;
   json_t *v;
   json_object_foreach((json_t *)body, k, v) {
-    static const char *const known[] = {"issuer",     "client_id",  "client_secret",  "scopes",
-                                        "subject_claim", "link_claim", "link_attribute", NULL};
+    static const char *const known[] = {"issuer",        "client_id",  "client_secret",  "scopes",
+                                        "subject_claim", "link_claim", "link_attribute", "logout_issuer",
+                                        NULL};
     bool ok = false;
     for (const char *const *p = known; *p && !ok; p++) ok = !strcmp(*p, k);
     if (!ok) {
@@ -172,6 +173,18 @@ int auth_oidc_parse(const json_t *body, json_t **config, const char **secret, ch
     char why[300];
     if (auth_oidc_issuer_normalise(json_string_value(iv), issuer, sizeof issuer, why, sizeof why))
       add(err, errlen, why);
+  }
+  char logout[AUTH_OIDC_ISSUER_MAX + 1] = "";
+  json_t *lv = json_object_get(body, "logout_issuer");
+  if (lv && !json_is_null(lv)) {
+    char why[300], lwhy[320];
+    if (!json_is_string(lv) || strlen(json_string_value(lv)) != json_string_length(lv))
+      add(err, errlen, "\"logout_issuer\" must be a string (https:// URL)");
+    else if (auth_oidc_issuer_normalise(json_string_value(lv), logout, sizeof logout, why, sizeof why)) {
+      /* the sentence names "issuer": say which one */
+      snprintf(lwhy, sizeof lwhy, "logout_issuer: %s", why);
+      add(err, errlen, lwhy);
+    }
   }
   json_t *cid = json_object_get(body, "client_id");
   const char *cs = json_string_value(cid);
@@ -236,6 +249,7 @@ int auth_oidc_parse(const json_t *body, json_t **config, const char **secret, ch
   }
   *config = json_pack("{s:s, s:s, s:o, s:s, s:s, s:s}", "issuer", issuer, "client_id", cs, "scopes", scopes,
                       "subject_claim", subject, "link_claim", link, "link_attribute", attr);
+  if (*config && logout[0]) json_object_set_new(*config, "logout_issuer", json_string(logout));
   if (!*config) {
     *secret = NULL;
     add(err, errlen, "out of memory");
@@ -289,9 +303,26 @@ int auth_oidc_put(st_txn *txn, const char *tenant, const json_t *config, const c
   return st_secret_put(txn, &aad, secret, strlen(secret));
 }
 
+int auth_oidc_logout_issuer(const json_t *rec, char *out, size_t cap) {
+  const char *set = json_string_value(json_object_get(rec, "logout_issuer"));
+  const char *iss = json_string_value(json_object_get(rec, "issuer"));
+  if (cap) out[0] = 0;
+  if (set) return snprintf(out, cap, "%s", set) < (int)cap ? 0 : -1;
+  const char *a = iss ? strstr(iss, "://") : NULL;
+  if (!a) return -1;
+  size_t n = (size_t)(a + 3 - iss) + strcspn(a + 3, "/");
+  if (n + 1 > cap) return -1;
+  memcpy(out, iss, n);
+  out[n] = 0;
+  return 0;
+}
+
 json_t *auth_oidc_view(const json_t *rec) {
   json_t *o = json_deep_copy(rec);
+  char logout[AUTH_OIDC_ISSUER_MAX + 1];
   if (o) json_object_set_new(o, "client_secret_set", json_true());
+  if (o && auth_oidc_logout_issuer(rec, logout, sizeof logout) == 0)
+    json_object_set_new(o, "logout_issuer", json_string(logout));
   return o;
 }
 

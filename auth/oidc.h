@@ -7,11 +7,19 @@
  *
  * Store layout: ST_DB_AUTH  "o" tenant \0 → JSON
  *   {issuer, client_id, scopes:[…], subject_claim, link_claim,
- *    link_attribute, created, updated}
+ *    link_attribute, logout_issuer?, created, updated}
  * The client secret is never in the record: it is sealed (AES-256-GCM,
  * store/seal.h) in ST_DB_SECRETS bound to (tenant, AUTH_OIDC_SECRET_KIND,
  * ""), and written and deleted in the same transaction as the record, so a
  * record always has its secret.
+ *
+ * The logout issuer is the authorization server whose keys sign Okta's
+ * Universal Logout requests (auth/gtr.h): Okta signs them with its org
+ * authorization server, whose issuer is the org URL, even when employees
+ * sign in through a custom authorization server
+ * (https://acme.okta.com/oauth2/default). Unless set ("logout_issuer",
+ * validated and normalised like the issuer), it is the origin of the
+ * issuer (auth_oidc_logout_issuer): https://acme.okta.com for both.
  *
  * The issuer is kept normalised: scheme and host lower-cased, trailing
  * slashes of the path removed ("https://acme.okta.com/" and
@@ -52,6 +60,11 @@ int auth_oidc_parse(const json_t *body, json_t **config, const char **secret, ch
  * about "issuer" in why. */
 int auth_oidc_issuer_normalise(const char *in, char *out, size_t outlen, char *why, size_t whylen);
 
+/* The logout issuer of a record (or of auth_oidc_parse's config): its
+ * "logout_issuer", else the issuer's scheme://host[:port]. 0, or -1 when
+ * the record has no usable issuer (out empty). */
+int auth_oidc_logout_issuer(const json_t *rec, char *out, size_t cap);
+
 /* Writes the tenant's settings (config from auth_oidc_parse) and seals
  * secret, replacing the previous one; secret NULL keeps the stored secret,
  * and is AUTH_ENOSECRET when there is none. `now` is RFC 3339. *created is
@@ -61,7 +74,8 @@ int auth_oidc_put(st_txn *txn, const char *tenant, const json_t *config, const c
 /* The tenant's record (caller json_decref). ST_ENOTFOUND if none. */
 int auth_oidc_get(st_txn *txn, const char *tenant, json_t **rec);
 /* The record as admins see it: the secret is never in it, only
- * "client_secret_set": true. */
+ * "client_secret_set": true; "logout_issuer" is always shown (the derived
+ * one when none is set). */
 json_t *auth_oidc_view(const json_t *rec);
 /* Unseals the client secret. *value is malloc'd, NUL-terminated; release
  * with auth_oidc_secret_free (wipes it). ST_ENOTFOUND if none. */
