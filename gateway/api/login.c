@@ -4,12 +4,11 @@
  * auth/oidc_provider.h the metadata and keys, auth/browser.h the session).
  *
  * Rules this file keeps, and why:
- *  - Every fetch (discovery, JWKS, token endpoint) goes through the loop's
- *    outbound engine at the admin trust level: the operator's egress policy
- *    decides what an issuer set by a tenant admin may reach. Each has
- *    connect/first-byte/idle timeouts, a body cap, and a deadline for the
- *    whole body (FETCH_BODY_MS after the head), so a provider that trickles
- *    cannot hold sign-ins open.
+ *  - Every fetch (discovery, JWKS, token endpoint) goes through
+ *    oidc_fetch.c: the loop's outbound engine, the operator's egress policy
+ *    (the issuer set by a tenant admin at the admin trust level), timeouts,
+ *    a body cap and a deadline for the whole body, so a provider that
+ *    trickles cannot hold sign-ins open.
  *  - An unauthenticated visitor costs no store write: /login only seals a
  *    cookie. Fetches of a cold or failing provider are admitted through the
  *    cache (a few in flight, a short hold after a failure).
@@ -42,24 +41,15 @@
 #include "auth/login.h"
 #include "auth/oidc.h"
 #include "gateway/api/pages_int.h"
-#include "gateway/base/buf.h"
 #include "gateway/base/log.h"
 #include "gateway/http/query.h"
 #include "gateway/out/outbound.h"
 #include "store/store.h"
 #include "store/tenant.h"
 
-#define FETCH_CONNECT_MS 5000
-#define FETCH_FIRST_BYTE_MS 10000
-#define FETCH_IDLE_MS 10000
-/* The whole body within this of its head: the idle timeout alone let a
- * provider send a byte every few seconds and hold a sign-in (its client
- * connection, its transfer, its memory) for days, as many as it liked. */
-#define FETCH_BODY_MS 10000
 #define CLAIM_SKEW_S 120
 
 typedef struct login_flow login_flow;
-typedef void (*fetch_cb)(login_flow *f, int err, int status, const char *body, size_t len);
 typedef void (*next_fn)(login_flow *f);
 
 struct login_flow {
@@ -70,14 +60,7 @@ struct login_flow {
   json_t *settings;            /* the tenant's OIDC record */
   char *secret;                /* callback: the client secret (wiped) */
   auth_oidc_provider *prov;    /* a reference */
-  auth_oidc_provider *pending; /* discovery parsed, keys being fetched */
-  bool admitted;               /* holds a fetch admission (auth_oidc_cache_fetch_begin) */
   next_fn next;                /* what to do once prov is ready */
-  /* the transfer in flight */
-  gw_buf body;
-  int status;                  /* -1: over the cap; -2: too slow (FETCH_BODY_MS) */
-  int64_t body_until;          /* mono ms by which the body must be complete */
-  fetch_cb on_fetched;
   /* callback */
   auth_login login;
   char *code;
@@ -90,12 +73,9 @@ struct login_flow {
 static gw_pages *pages_of(login_flow *f) { return f->lp->srv->pages; }
 
 static void flow_free(login_flow *f) {
-  if (f->admitted) auth_oidc_cache_fetch_end(pages_of(f)->oidc, f->tenant, pages__mono_ms(), "the sign-in ended early");
   json_decref(f->settings);
   if (f->secret) auth_oidc_secret_free(f->secret);
   auth_oidc_provider_free(f->prov);
-  auth_oidc_provider_free(f->pending);
-  gw_buf_free(&f->body);
   auth_login_wipe(f->code);
   json_decref(f->claims);
   OPENSSL_cleanse(&f->login, sizeof f->login);
@@ -126,190 +106,28 @@ static void provider_down(login_flow *f, const char *why) {
             "if it keeps failing, tell IT (the gateway's log says why).");
 }
 
-/* ---- one outbound fetch, body kept up to a cap */
+/* ---- the provider: cached, else discovery then keys (oidc_fetch.c) */
 
-static int on_data(gw_out_req *r, const char *p, size_t n, void *ud) {
+static void got_provider(void *ud, auth_oidc_provider *p, int status, const char *why) {
   login_flow *f = ud;
-  if (f->status < 0) return 0; /* aborted already */
-  if (pages__mono_ms() > f->body_until) {
-    gw_out_abort(r);
-    f->status = -2; /* trickled */
-  } else if (gw_buf_append(&f->body, p, n)) {
-    gw_out_abort(r);
-    f->status = -1; /* over the cap */
+  if (status == 503) {
+    gw_resp_header(f->req, "Retry-After", "2");
+    flow_fail(f, 503, "Sign-in is starting up", "mcpgate is contacting your identity provider. Try again in a moment.");
+  } else if (status) {
+    provider_down(f, why);
+  } else {
+    auth_oidc_provider_free(f->prov);
+    f->prov = p;
+    f->next(f);
   }
-  return 0;
-}
-
-static void on_headers(gw_out_req *r, int status, const gw_out_header *h, size_t n, void *ud) {
-  login_flow *f = ud;
-  if (f->status >= 0) f->status = status;
-  f->body_until = pages__mono_ms() + FETCH_BODY_MS;
-}
-
-static void on_done(gw_out_req *r, int err, void *ud) {
-  login_flow *f = ud;
-  char detail[200];
-  snprintf(detail, sizeof detail, "%s", err ? gw_out_detail(r) : "");
-  if (f->status == -1) {
-    f->on_fetched(f, GW_OUT_EHEADERS, -1, NULL, 0);
-    return;
-  }
-  if (f->status == -2) {
-    gw_log_ctx lc = {f->tenant, f->req->id};
-    GW_LOG(GW_LOG_WARN, "login", &lc, "the identity provider's reply was not complete %d s after its head",
-           FETCH_BODY_MS / 1000);
-    f->on_fetched(f, GW_OUT_EIDLE, -1, NULL, 0);
-    return;
-  }
-  if (err) {
-    gw_log_ctx lc = {f->tenant, f->req->id};
-    GW_LOG(GW_LOG_WARN, "login", &lc, "fetch from the identity provider failed: %s%s%s", gw_out_strerror(err),
-           detail[0] ? ": " : "", detail);
-  }
-  f->on_fetched(f, err, f->status, f->body.data, f->body.len);
-}
-
-/* The tenant admin chose the issuer: its origin gets the admin trust level
- * (egress_allow). The discovery document chooses jwks_uri and the token
- * endpoint: on another origin than the issuer's they are fetched as URLs
- * an outsider chose (public addresses only, plus egress_allow_untrusted),
- * so a compromised provider cannot aim the gateway at internal addresses
- * the operator opened for admin-set URLs. */
-static int egress_level(const login_flow *f, const char *url) {
-  const char *issuer = json_string_value(json_object_get(f->settings, "issuer"));
-  if (!issuer) return GW_OUT_EGRESS_UNTRUSTED;
-  const char *a = strstr(issuer, "://");
-  size_t olen = a ? (size_t)(a + 3 - issuer) + strcspn(a + 3, "/") : strlen(issuer);
-  return !strncmp(url, issuer, olen) && (url[olen] == '/' || url[olen] == 0 || url[olen] == '?')
-             ? GW_OUT_EGRESS_ADMIN
-             : GW_OUT_EGRESS_UNTRUSTED;
-}
-
-static int fetch(login_flow *f, const char *method, const char *url, const char *const *headers, const char *body,
-                 size_t cap, fetch_cb cb) {
-  gw_buf_free(&f->body);
-  gw_buf_init(&f->body, cap);
-  f->status = 0;
-  f->body_until = INT64_MAX; /* set from the head */
-  f->on_fetched = cb;
-  gw_out_opts o = {0};
-  o.method = method;
-  o.url = url;
-  o.headers = headers;
-  o.body = body;
-  o.body_len = body ? strlen(body) : 0;
-  o.connect_timeout_ms = FETCH_CONNECT_MS;
-  o.first_byte_timeout_ms = FETCH_FIRST_BYTE_MS;
-  o.idle_timeout_ms = FETCH_IDLE_MS;
-  o.max_header_bytes = 32 * 1024;
-  o.egress = egress_level(f, url);
-  o.on_headers = on_headers;
-  o.on_data = on_data;
-  o.on_done = on_done;
-  o.ud = f;
-  return gw_out_start(f->lp->out, &o, NULL);
-}
-
-/* ---- the provider: cached, else discovery then keys */
-
-static void got_jwks(login_flow *f, int err, int status, const char *body, size_t len);
-
-static void end_admission(login_flow *f, const char *fail_why) {
-  if (!f->admitted) return;
-  f->admitted = false;
-  auth_oidc_cache_fetch_end(pages_of(f)->oidc, f->tenant, pages__mono_ms(), fail_why);
-}
-
-static void fetch_failed(login_flow *f, const char *why) {
-  end_admission(f, why);
-  provider_down(f, why);
-}
-
-static void got_discovery(login_flow *f, int err, int status, const char *body, size_t len) {
-  char why[300];
-  if (err || status != 200) {
-    if (err == GW_OUT_EEGRESS)
-      snprintf(why, sizeof why, "the issuer's address is not allowed by the operator's egress policy (egress_allow)");
-    else if (err) snprintf(why, sizeof why, "discovery document: %s", gw_out_strerror(err));
-    else snprintf(why, sizeof why, "discovery document: HTTP %d", status);
-    fetch_failed(f, why);
-    return;
-  }
-  const char *issuer = json_string_value(json_object_get(f->settings, "issuer"));
-  const char *client = json_string_value(json_object_get(f->settings, "client_id"));
-  int rc = auth_oidc_discovery_parse(body, len, f->tenant, issuer, client, pages__mono_ms(), &f->pending, why,
-                                     sizeof why);
-  if (rc) {
-    if (!why[0]) snprintf(why, sizeof why, "discovery document: %s", auth_strerror(rc));
-    fetch_failed(f, why);
-    return;
-  }
-  static const char *const hdr[] = {"Accept: application/json", NULL};
-  if (fetch(f, "GET", f->pending->jwks_uri, hdr, NULL, AUTH_JOSE_JWKS_MAX, got_jwks))
-    fetch_failed(f, "the jwks_uri cannot be fetched");
-}
-
-static void got_jwks(login_flow *f, int err, int status, const char *body, size_t len) {
-  char why[300];
-  if (err || status != 200) {
-    if (err == GW_OUT_EEGRESS)
-      snprintf(why, sizeof why, "the jwks_uri's address is not allowed by the operator's egress policy");
-    else if (err) snprintf(why, sizeof why, "key set (jwks_uri): %s", gw_out_strerror(err));
-    else snprintf(why, sizeof why, "key set (jwks_uri): HTTP %d", status);
-    fetch_failed(f, why);
-    return;
-  }
-  auth_jwks *ks;
-  int rc = auth_jwks_parse(body, len, &ks);
-  if (rc) {
-    snprintf(why, sizeof why, "key set (jwks_uri): %s", auth_jose_strerror(rc));
-    fetch_failed(f, why);
-    return;
-  }
-  /* a refetch (unknown kid) keeps the discovery document it had */
-  const auth_oidc_provider *base = f->pending ? f->pending : f->prov;
-  auth_oidc_provider *p = auth_oidc_provider_with_keys(base, ks, pages__mono_ms());
-  auth_jwks_free(ks);
-  if (!p) {
-    fetch_failed(f, "out of memory");
-    return;
-  }
-  auth_oidc_provider_free(f->pending);
-  f->pending = NULL;
-  auth_oidc_provider_free(f->prov);
-  f->prov = p;
-  auth_oidc_cache_put(pages_of(f)->oidc, p);
-  end_admission(f, NULL);
-  f->next(f);
 }
 
 /* Runs next once f->prov is ready (cached, or fetched now). */
 static void with_provider(login_flow *f, next_fn next) {
-  const char *issuer = json_string_value(json_object_get(f->settings, "issuer"));
-  const char *client = json_string_value(json_object_get(f->settings, "client_id"));
+  pages_provider_req r = {f->tenant, json_string_value(json_object_get(f->settings, "issuer")),
+                          json_string_value(json_object_get(f->settings, "client_id")), f->req->id, "login"};
   f->next = next;
-  if (auth_oidc_cache_get(pages_of(f)->oidc, f->tenant, issuer, client, pages__mono_ms(), &f->prov) == 0) {
-    next(f);
-    return;
-  }
-  char why[200] = "";
-  int adm = auth_oidc_cache_fetch_begin(pages_of(f)->oidc, f->tenant, pages__mono_ms(), why, sizeof why);
-  if (adm == AUTH_OIDC_FETCH_FAILED) {
-    provider_down(f, why);
-    return;
-  }
-  if (adm == AUTH_OIDC_FETCH_BUSY) {
-    gw_resp_header(f->req, "Retry-After", "2");
-    flow_fail(f, 503, "Sign-in is starting up", "mcpgate is contacting your identity provider. Try again in a moment.");
-    return;
-  }
-  f->admitted = true;
-  char url[1100];
-  snprintf(url, sizeof url, "%s/.well-known/openid-configuration", issuer);
-  static const char *const hdr[] = {"Accept: application/json", NULL};
-  if (fetch(f, "GET", url, hdr, NULL, AUTH_OIDC_DISCOVERY_MAX, got_discovery))
-    fetch_failed(f, "the discovery document cannot be fetched");
+  pages__provider(f->lp, pages_of(f)->oidc, &r, got_provider, f);
 }
 
 /* ---- common start: the tenant's settings */
@@ -352,7 +170,6 @@ static login_flow *flow_new(gw_req *req, const char *tenant, bool callback) {
   f->settings = settings;
   f->secret = secret;
   snprintf(f->tenant, sizeof f->tenant, "%s", tenant);
-  gw_buf_init(&f->body, 0);
   return f;
 }
 
@@ -409,7 +226,8 @@ static void session_job_submit(login_flow *f);
  * ID token kept in f->code */
 static void refetched(login_flow *f) { verify_token(f, NULL); }
 
-static void got_token(login_flow *f, int err, int status, const char *body, size_t len) {
+static void got_token(void *ud, int err, int status, const char *body, size_t len) {
+  login_flow *f = ud;
   char why[200];
   if (err) {
     provider_down(f, err == GW_OUT_EEGRESS ? "the token endpoint's address is not allowed by the egress policy"
@@ -418,7 +236,6 @@ static void got_token(login_flow *f, int err, int status, const char *body, size
   }
   char *id_token = NULL;
   int rc = auth_login_token_response(status, body, len, &id_token, why, sizeof why);
-  OPENSSL_cleanse(f->body.data, f->body.len);
   if (rc) {
     gw_log_ctx lc = {f->tenant, f->req->id};
     GW_LOG(GW_LOG_WARN, "login", &lc, "sign-in refused: %s", why);
@@ -437,13 +254,11 @@ static void verify_token(login_flow *f, const char *id_token) {
   if (!id_token) id_token = f->code;
   json_t *claims = NULL;
   int rc = auth_jws_verify(f->prov->jwks, id_token, strlen(id_token), &claims);
-  if (rc == AUTH_JOSE_ENOKEY && !f->refetched &&
-      auth_oidc_cache_claim_refetch(pages_of(f)->oidc, f->tenant, pages__mono_ms())) {
+  if (rc == AUTH_JOSE_ENOKEY && !f->refetched) {
     /* the provider may have rotated its keys: fetch them once more */
     f->refetched = true;
     f->next = refetched;
-    static const char *const hdr[] = {"Accept: application/json", NULL};
-    if (fetch(f, "GET", f->prov->jwks_uri, hdr, NULL, AUTH_JOSE_JWKS_MAX, got_jwks) == 0) return;
+    if (pages__provider_refetch(f->lp, pages_of(f)->oidc, f->prov, f->req->id, "login", got_provider, f)) return;
   }
   if (!rc) {
     auth_idtoken_expect want = {.issuer = f->prov->doc_issuer,
@@ -486,9 +301,9 @@ static void callback_go(login_flow *f) {
   }
   const char *hdr[] = {"Accept: application/json", "Content-Type: application/x-www-form-urlencoded", authz_line,
                        NULL};
-  rc = (authz && !authz_line) ? GW_OUT_ENOMEM
-                              : fetch(f, "POST", f->prov->token_endpoint, hdr, body, AUTH_LOGIN_TOKEN_RESPONSE_MAX,
-                                      got_token);
+  pages_fetch_req rq = {"POST", f->prov->token_endpoint, hdr, body, AUTH_LOGIN_TOKEN_RESPONSE_MAX,
+                        json_string_value(json_object_get(f->settings, "issuer")), f->tenant, f->req->id, "login"};
+  rc = (authz && !authz_line) ? GW_OUT_ENOMEM : pages__fetch(f->lp, &rq, got_token, f);
   auth_login_wipe(body);
   auth_login_wipe(authz_line);
   if (rc) provider_down(f, "the token endpoint cannot be called");

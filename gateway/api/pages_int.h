@@ -97,4 +97,49 @@ void pages__revoke(gw_req *req, const char *tenant);
 void pages__login(gw_req *req, const char *tenant);
 void pages__callback(gw_req *req, const char *tenant);
 
+/* ---- fetching from a tenant's OpenID provider (oidc_fetch.c) ------------- */
+
+/* One outbound fetch (connect/first-byte/idle timeouts, a body deadline, a
+ * body cap). cb runs exactly once, later, on lp's loop: err 0 or a
+ * GW_OUT_E* code (over the cap: GW_OUT_EHEADERS; too slow: GW_OUT_EIDLE;
+ * status -1 for both), the status, and the body (valid during the call
+ * only; wiped after). Failures are logged under module with tenant and
+ * req_id. */
+typedef void (*pages_fetch_cb)(void *ud, int err, int status, const char *body, size_t len);
+typedef struct pages_fetch_req {
+  const char *method, *url;
+  const char *const *headers; /* NULL-terminated "Name: value" lines, or NULL */
+  const char *body;           /* NUL-terminated, or NULL */
+  size_t cap;                 /* body bytes kept at most */
+  const char *trust;          /* the admin-set URL (an issuer) whose origin gets the admin egress level */
+  const char *tenant, *req_id, *module;
+} pages_fetch_req;
+/* 0 (cb will run), or a GW_OUT_E* code (nothing started; cb never runs).
+ * Everything in rq is copied or used during the call only. */
+int pages__fetch(gw_loop *lp, const pages_fetch_req *rq, pages_fetch_cb cb, void *ud);
+
+/* A provider lookup's end: status 0 and p (a reference now owned by the
+ * callee: auth_oidc_provider_free), 502 with why (the provider is unusable:
+ * one sentence, no document contents; later lookups of the tenant get it
+ * for AUTH_OIDC_FAIL_HOLD_MS), or 503 (AUTH_OIDC_FETCH_MAX fetches are in
+ * flight for the tenant: try again shortly). */
+typedef void (*pages_provider_cb)(void *ud, auth_oidc_provider *p, int status, const char *why);
+typedef struct pages_provider_req {
+  const char *tenant, *issuer, *client_id, *req_id, *module;
+} pages_provider_req;
+/* The provider of (tenant, issuer, client_id) from cache, or its discovery
+ * document (issuer + "/.well-known/openid-configuration") and keys fetched
+ * now, admitted by the cache and put into it. cb runs exactly once: inside
+ * this call on a cache hit or an immediate refusal, else later on lp's
+ * loop. */
+void pages__provider(gw_loop *lp, auth_oidc_cache *cache, const pages_provider_req *r, pages_provider_cb cb,
+                     void *ud);
+/* p's keys fetched again (a token named a kid they lack), when the
+ * tenant's refetch slot is free (auth_oidc_cache_claim_refetch: once a
+ * minute): true and cb runs later with a new provider (p's document, the
+ * fresh keys; cached) or the failure; false and cb never runs when the
+ * slot is taken or the fetch cannot start. */
+bool pages__provider_refetch(gw_loop *lp, auth_oidc_cache *cache, auth_oidc_provider *p, const char *req_id,
+                             const char *module, pages_provider_cb cb, void *ud);
+
 #endif
