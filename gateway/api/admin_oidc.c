@@ -66,7 +66,10 @@ static void done_oidc(int status, void *arg) {
   } else if (!admin__job_error(req, status, "OIDC settings")) {
     /* the providers' cache keeps nothing of the old settings: discovery,
      * keys and a failure hold are fetched afresh at the next sign-in */
-    if (j->lp->srv->pages) auth_oidc_cache_forget(j->lp->srv->pages->oidc, j->tenant);
+    if (j->lp->srv->pages) {
+      auth_oidc_cache_forget(j->lp->srv->pages->oidc, j->tenant);
+      auth_oidc_cache_forget(j->lp->srv->pages->oidc_logout, j->tenant);
+    }
     if (j->del) {
       GW_LOG(GW_LOG_INFO, "admin", &lc, "OIDC settings deleted");
       gw_respond(req, 204, NULL, NULL, 0);
@@ -149,6 +152,14 @@ void admin__oidc(gw_req *req, const admin_caller *who, const char *tenant) {
       json_decref(b);
       oidc_job_free(j);
       gw_respond_error(req, 400, "egress_refused", "\"issuer\": %s", err);
+      return;
+    }
+    /* the logout issuer (Universal Logout's keys) is fetched the same way */
+    const char *logout = json_string_value(json_object_get(j->config, "logout_issuer"));
+    if (logout && gw_egress_check_url(srv->egress[GW_OUT_EGRESS_ADMIN], logout, err, sizeof err) != 0) {
+      json_decref(b);
+      oidc_job_free(j);
+      gw_respond_error(req, 400, "egress_refused", "\"logout_issuer\": %s", err);
       return;
     }
     if (secret && !(j->secret = strdup(secret))) {

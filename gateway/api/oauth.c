@@ -6,7 +6,8 @@
  *       connector's; each names the tenant's authorization server.
  *   GET /.well-known/oauth-authorization-server/t/{t}           (RFC 8414)
  *       the tenant's authorization server: issuer <public_url>/t/{t}, its
- *       endpoints under /t/{t}/oauth/. No OpenID configuration: the gateway
+ *       endpoints under /t/{t}/oauth/ (global_token_revocation_endpoint:
+ *       Okta's Universal Logout, global_logout.c). No OpenID configuration: the gateway
  *       is not an OpenID provider.
  *
  * Rules this file keeps, and why:
@@ -191,15 +192,18 @@ static void as_metadata(gw_req *req) {
     not_found(req, rc, "no such authorization server on this gateway");
     return;
   }
-  char iss[1024], authz[1100], token[1100], reg[1100], rev[1100];
+  char iss[1024], authz[1100], token[1100], reg[1100], rev[1100], gtr[1100];
   snprintf(iss, sizeof iss, "%s/t/%s", srv->cfg.public_url, tenant);
   snprintf(authz, sizeof authz, "%s/oauth/authorize", iss);
   snprintf(token, sizeof token, "%s/oauth/token", iss);
   snprintf(reg, sizeof reg, "%s/oauth/register", iss);
   snprintf(rev, sizeof rev, "%s/oauth/revoke", iss);
-  send_doc(req, json_pack("{s:s,s:s,s:s,s:s,s:s,s:[s],s:[s],s:[s,s],s:[s],s:[s],s:[s],s:b,s:b}", "issuer", iss,
+  snprintf(gtr, sizeof gtr, "%s/oauth/global-logout", iss);
+  send_doc(req, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:[s],s:[s],s:[s,s],s:[s],s:[s],s:[s],s:b,s:b}", "issuer", iss,
                           "authorization_endpoint", authz, "token_endpoint", token, "registration_endpoint", reg,
-                          "revocation_endpoint", rev, "response_types_supported", "code",
+                          "revocation_endpoint", rev,
+                          /* Okta's Universal Logout (draft-parecki-oauth-global-token-revocation) */
+                          "global_token_revocation_endpoint", gtr, "response_types_supported", "code",
                           "response_modes_supported", "query", "grant_types_supported", "authorization_code",
                           "refresh_token", "code_challenge_methods_supported", "S256",
                           "token_endpoint_auth_methods_supported", "none",

@@ -842,12 +842,18 @@ bool pages__rate_ok(gw_req *req, const char *tenant) {
 
 static int mod_init(gw_server *srv) {
   gw_pages *p = calloc(1, sizeof *p);
-  if (!p || !(p->oidc = auth_oidc_cache_new()) ||
-      !(p->rate_addr = gw_ratelimit_new(srv->cfg.auth_rate_per_address, srv->cfg.auth_rate_per_address, 65536)) ||
-      !(p->rate_tenant = gw_ratelimit_new(srv->cfg.auth_rate_per_tenant, srv->cfg.auth_rate_per_tenant, 4096))) {
+  const gw_config *c = &srv->cfg;
+  if (!p || !(p->oidc = auth_oidc_cache_new()) || !(p->oidc_logout = auth_oidc_cache_new()) ||
+      !(p->rate_addr = gw_ratelimit_new(c->auth_rate_per_address, c->auth_rate_per_address, 65536)) ||
+      !(p->rate_tenant = gw_ratelimit_new(c->auth_rate_per_tenant, c->auth_rate_per_tenant, 4096)) ||
+      !(p->rate_logout_addr = gw_ratelimit_new(c->logout_rate_per_address, c->logout_rate_per_address, 65536)) ||
+      !(p->rate_logout_tenant = gw_ratelimit_new(c->logout_rate_per_tenant, c->logout_rate_per_tenant, 4096))) {
     if (p) {
       auth_oidc_cache_free(p->oidc);
+      auth_oidc_cache_free(p->oidc_logout);
       gw_ratelimit_free(p->rate_addr);
+      gw_ratelimit_free(p->rate_tenant);
+      gw_ratelimit_free(p->rate_logout_addr);
     }
     free(p);
     return ST_ENOMEM;
@@ -875,14 +881,27 @@ static void mod_metrics(gw_server *srv, gw_buf *o) {
                    "(auth_rate_per_address, auth_rate_per_tenant).\n# TYPE mcpgate_auth_rate_limited_total counter\n"
                    "mcpgate_auth_rate_limited_total %llu\n",
                 (unsigned long long)atomic_load_explicit(&srv->pages->rate_limited, memory_order_relaxed));
+  static const char *const gtr[PAGES_GTR_N] = {"done",         "malformed",    "unauthorized", "unknown_subject",
+                                               "failed",       "rate_limited", "unavailable"};
+  gw_buf_appends(o, "# HELP mcpgate_universal_logouts_total Okta Universal Logout requests "
+                    "(POST /t/{tenant}/oauth/global-logout), by result (done: 204, the user signed out everywhere; "
+                    "malformed: 400/413/415; unauthorized: 401, no, a bad or a replayed token; unknown_subject: 404; "
+                    "failed: 422; rate_limited: 429; unavailable: 503, the keys or the store could not be read).\n"
+                    "# TYPE mcpgate_universal_logouts_total counter\n");
+  for (int i = 0; i < PAGES_GTR_N; i++)
+    gw_buf_printf(o, "mcpgate_universal_logouts_total{result=\"%s\"} %llu\n", gtr[i],
+                  (unsigned long long)atomic_load_explicit(&srv->pages->logouts[i], memory_order_relaxed));
 }
 
 static void mod_fini(gw_server *srv) {
   gw_pages *p = srv->pages;
   if (!p) return;
   auth_oidc_cache_free(p->oidc);
+  auth_oidc_cache_free(p->oidc_logout);
   gw_ratelimit_free(p->rate_addr);
   gw_ratelimit_free(p->rate_tenant);
+  gw_ratelimit_free(p->rate_logout_addr);
+  gw_ratelimit_free(p->rate_logout_tenant);
   free(p);
   srv->pages = NULL;
 }
@@ -907,6 +926,7 @@ static int mod_routes(gw_server *srv, gw_router *rt) {
   if (!rc) rc = gw_router_add(rt, "/t/{}/oauth/consent", &web, 0);
   if (!rc) rc = gw_router_add(rt, "/t/{}/oauth/token", &oauth_post, 0);
   if (!rc) rc = gw_router_add(rt, "/t/{}/oauth/revoke", &oauth_post, 0);
+  if (!rc) rc = gw_router_add(rt, "/t/{}/oauth/global-logout", &pages__global_logout_route, 0);
   return rc ? rc : gw_router_add(rt, "/t/{}/oauth/callback", &oauth, 0);
 }
 

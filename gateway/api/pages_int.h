@@ -13,6 +13,7 @@
 #include "auth/oidc_provider.h"
 #include "gateway/core/server.h"
 #include "gateway/http/http.h"
+#include "gateway/http/router.h"
 
 /* Sign-in outcomes counted for /metrics (mcpgate_signins_total{result}). */
 enum {
@@ -24,13 +25,28 @@ enum {
   PAGES_SIGNIN_N
 };
 
+/* Universal Logout outcomes (mcpgate_universal_logouts_total{result}). */
+enum {
+  PAGES_GTR_DONE,            /* 204: the user was signed out everywhere */
+  PAGES_GTR_MALFORMED,       /* 400, 413, 415: the body */
+  PAGES_GTR_UNAUTHORIZED,    /* 401: no, a bad or a replayed token */
+  PAGES_GTR_UNKNOWN_SUBJECT, /* 404: no such user */
+  PAGES_GTR_FAILED,          /* 422: the sign-out could not be done */
+  PAGES_GTR_RATE_LIMITED,    /* 429 */
+  PAGES_GTR_UNAVAILABLE,     /* 503: the keys (or the store) could not be read */
+  PAGES_GTR_N
+};
+
 /* Process-wide state (srv->pages): the providers' metadata and keys, and
  * counters (relaxed atomics: any loop adds, /metrics reads). */
 typedef struct gw_pages {
-  auth_oidc_cache *oidc;
+  auth_oidc_cache *oidc;        /* the sign-in issuers' */
+  auth_oidc_cache *oidc_logout; /* the logout issuers' (auth/oidc.h: often another issuer) */
   struct gw_ratelimit *rate_addr, *rate_tenant; /* auth_rate_per_address / _per_tenant */
+  struct gw_ratelimit *rate_logout_addr, *rate_logout_tenant; /* logout_rate_per_address / _per_tenant */
   _Atomic uint64_t signins[PAGES_SIGNIN_N];
   _Atomic uint64_t rate_limited;
+  _Atomic uint64_t logouts[PAGES_GTR_N];
 } gw_pages;
 
 /* Counts one sign-in outcome. */
@@ -96,6 +112,11 @@ void pages__revoke(gw_req *req, const char *tenant);
 /* login.c */
 void pages__login(gw_req *req, const char *tenant);
 void pages__callback(gw_req *req, const char *tenant);
+
+/* global_logout.c: POST /t/{t}/oauth/global-logout (Okta Universal Logout),
+ * its route (body cap, preauth of the Bearer token, JSON early errors) */
+void pages__global_logout(gw_req *req);
+extern const gw_route pages__global_logout_route;
 
 /* ---- fetching from a tenant's OpenID provider (oidc_fetch.c) ------------- */
 

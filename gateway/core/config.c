@@ -138,6 +138,15 @@ static const cfg_key keys[] = {
      NULL},
     {"auth_rate_per_tenant", CFG_INT, "1200", 0, 10000000, OFF(auth_rate_per_tenant),
      "the same for all clients of one tenant together (0: no limit)", NULL},
+    {"logout_rate_per_address", CFG_INT, "1200", 0, 10000000, OFF(logout_rate_per_address),
+     "Universal Logout requests (POST /t/{tenant}/oauth/global-logout) one client address may make a minute, with "
+     "bursts of as many, before any check; past it 429 with Retry-After (0: no limit). Apart from the sign-in's "
+     "limits, so a flood of sign-ins cannot hold off a logout",
+     NULL},
+    {"logout_rate_per_tenant", CFG_INT, "1200", 0, 10000000, OFF(logout_rate_per_tenant),
+     "Universal Logout requests of one tenant a minute whose Okta-signed token verified (each costs a store "
+     "write); past it 429 with Retry-After (0: no limit). Junk tokens never count against it",
+     NULL},
     {"oauth_code_ttl_ms", CFG_INT, "60000", 1000, 600000, OFF(oauth_code_ttl_ms),
      "how long an authorization code of the gateway's OAuth server may wait for its token request", NULL},
     {"access_token_ttl_ms", CFG_INT, "3600000", 60000, 86400000, OFF(access_token_ttl_ms),

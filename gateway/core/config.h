@@ -48,6 +48,8 @@ typedef struct gw_config {
   char *allowed_origins;
   int64_t auth_rate_per_address;  /* gateway/api/login.c: sign-in rate limits (a minute) */
   int64_t auth_rate_per_tenant;
+  int64_t logout_rate_per_address; /* gateway/api/global_logout.c: Universal Logout (a minute) */
+  int64_t logout_rate_per_tenant;
   int64_t oauth_code_ttl_ms;       /* gateway/api/oauth_flow.c: the OAuth server's lifetimes */
   int64_t access_token_ttl_ms;
   int64_t refresh_token_ttl_ms;
