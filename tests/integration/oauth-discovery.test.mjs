@@ -108,6 +108,7 @@ test('authorization server metadata (RFC 8414); no OpenID configuration; 404 for
     token_endpoint: `${iss}/oauth/token`,
     registration_endpoint: `${iss}/oauth/register`,
     revocation_endpoint: `${iss}/oauth/revoke`,
+    global_token_revocation_endpoint: `${iss}/oauth/global-logout`,
     response_types_supported: ['code'],
     response_modes_supported: ['query'],
     grant_types_supported: ['authorization_code', 'refresh_token'],

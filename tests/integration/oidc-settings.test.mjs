@@ -59,7 +59,8 @@ test('PUT creates (201), GET returns the settings without the secret, a second P
   assert.equal(g.status, 200, g.body);
   assertNoSecret(g);
   assert.deepEqual(Object.keys(g.json).sort(), ['client_id', 'client_secret_set', 'created', 'issuer', 'link_attribute',
-    'link_claim', 'scopes', 'subject_claim', 'updated']);
+    'link_claim', 'logout_issuer', 'scopes', 'subject_claim', 'updated']);
+  assert.equal(g.json.logout_issuer, 'https://acme.okta.com', 'derived: the issuer\'s origin');
   assert.equal(g.json.client_id, '0oa1b2c3d4');
   assert.deepEqual(g.json.scopes, ['openid', 'profile', 'email']);
   assert.equal(g.json.subject_claim, 'sub');
