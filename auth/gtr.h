@@ -49,7 +49,8 @@
  * only a token that verified against the tenant's Okta keys is recorded,
  * each for at most AUTH_GTR_LIFETIME_MAX + skew, and the endpoint is rate
  * limited per tenant after verification. Keys hold no tenant id in clear,
- * so a deleted tenant's entries simply expire (no purge needed).
+ * so a deleted tenant's entries are not purged: they expire like any and
+ * the next consume (of any tenant) sweeps them.
  *
  * Subject → user (auth_gtr_resolve): "email" is the userName (compared as
  * SCIM compares it, case-insensitively; Okta's default username format is

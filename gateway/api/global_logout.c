@@ -76,6 +76,7 @@ typedef struct gtr_flow {
   char body_why[300];
   auth_gtr_subject subj;
   auth_gtr_token tok;
+  int64_t now;               /* read on the loop: the job stays pure */
   /* the job's */
   int outcome;               /* 0 signed out; ST_ENOTFOUND, AUTH_EGTR_SUBJECT_ISS, AUTH_EAMBIGUOUS */
   char uid[ST_DIR_ID_LEN + 1];
@@ -171,7 +172,7 @@ static int job_sign_out(st_txn *txn, void *arg) {
   f->uid[0] = 0;
   int rc = st_tenant_active(txn, f->tenant);
   if (rc) return rc;
-  if ((rc = auth_gtr_jti_consume(txn, &f->tok, pages__now()))) return rc;
+  if ((rc = auth_gtr_jti_consume(txn, &f->tok, f->now))) return rc;
   rc = auth_gtr_resolve(txn, f->tenant, f->settings, &f->subj, f->uid);
   if (rc == ST_ENOTFOUND || rc == AUTH_EGTR_SUBJECT_ISS || rc == AUTH_EAMBIGUOUS) {
     f->outcome = rc; /* nothing to sign out; the jti stays used */
@@ -274,6 +275,7 @@ static void verify(gtr_flow *f) {
     flow_free(f);
     return;
   }
+  f->now = pages__now();
   if (st_submit(srv->store, f->lp->port, job_sign_out, done_sign_out, f)) {
     count(srv, PAGES_GTR_FAILED);
     answer(req, 422, "unable_to_logout", "the gateway's store cannot take writes right now; nothing was done");
