@@ -326,7 +326,9 @@ void pages__global_logout(gw_req *req) {
     return;
   }
   gw_strlcpy(req->tenant, tenant, sizeof req->tenant);
-  int64_t wait = gw_ratelimit_take(pages_of(req)->rate_logout_addr, req->client, pages__mono_ms());
+  char key[GW_RATELIMIT_KEY_MAX + 1];
+  gw_ratelimit_addr_key(req->client, key); /* IPv6 by its /64, as the sign-in's */
+  int64_t wait = gw_ratelimit_take(pages_of(req)->rate_logout_addr, key, pages__mono_ms());
   if (wait) {
     char ra[24];
     snprintf(ra, sizeof ra, "%lld", (long long)wait);
