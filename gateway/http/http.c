@@ -137,6 +137,9 @@ struct gw_conn {
   char tail_nonws;         /* last non-SP/HT byte of the previous buffer */
   gw_conn *next, *prev;
   char peer[64];
+  /* who last authenticated on it (gw_req_set_owner): a revocation of that
+   * user closes the connection (gw_http_close_owner) */
+  char owner_tenant[64], owner_user[40];
   /* the request line and header being parsed: scratch kept across the
    * connection's requests (one is parsed at a time), given back when a
    * request made one large */
@@ -1243,6 +1246,27 @@ void gw_http_accept(gw_http *h, uv_stream_t *listener, int kind) {
   if (host->on_conn_open) host->on_conn_open(host->ctx);
   arm(c, host->limits.idle_timeout_ms);
   read_start(c);
+}
+
+void gw_req_set_owner(gw_req *req, const char *tenant, const char *user) {
+  gw_conn *c = req->conn;
+  if (!c) return;
+  gw_strlcpy(c->owner_tenant, tenant ? tenant : "", sizeof c->owner_tenant);
+  gw_strlcpy(c->owner_user, user ? user : "", sizeof c->owner_user);
+}
+
+int gw_http_close_owner(gw_http *h, const char *tenant, const char *user) {
+  int n = 0;
+  for (gw_conn *c = h->conns, *next; c; c = next) {
+    next = c->next;
+    if (c->closing || !c->owner_tenant[0] || strcmp(c->owner_tenant, tenant) ||
+        (user && strcmp(c->owner_user, user)))
+      continue;
+    n++;
+    if (c->state == CS_IDLE) conn_close(c);
+    else c->close_after = true; /* after the response it is writing */
+  }
+  return n;
 }
 
 /* Shutdown: idle connections close now; busy ones close after their

@@ -186,6 +186,14 @@ void gw_http_accept(gw_http *h, uv_stream_t *listener, int kind);
 /* Shutdown: no new requests; idle connections close now, busy ones after
  * their response (Connection: close). */
 void gw_http_drain(gw_http *h);
+/* The connection of req now belongs to (tenant, user) — the last identity
+ * authenticated on it — until another request names another. */
+void gw_req_set_owner(gw_req *req, const char *tenant, const char *user);
+/* A revocation of (tenant, user) — user NULL: of everyone in tenant —
+ * closes their connections on this loop: idle ones now, busy ones after
+ * the response they are writing (a cut stream ends that response first).
+ * How many. Loop thread. */
+int gw_http_close_owner(gw_http *h, const char *tenant, const char *user);
 /* Cuts every connection (drain timeout, second signal). */
 void gw_http_close_all(gw_http *h);
 /* Connections open on this loop (rejected ones included). */

@@ -320,6 +320,7 @@ int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c) {
     gw_respond_error(req, 404, "not_found", "no connector \"%s\" in this tenant", c->connector);
     return -1;
   }
+  gw_req_set_owner(req, c->tenant, c->user); /* a revocation of the user closes this connection */
   c->sess_ok = src == 0 && !strcmp(c->sess.tenant, c->tenant) && !strcmp(c->sess.user, c->user) &&
                !strcmp(c->sess.connector, c->connector);
   if (c->sess_ok) gw_session_touch(req->lp, c->sid, &c->sess, now_ms);

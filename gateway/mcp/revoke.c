@@ -57,7 +57,12 @@
  *     for a connector check visibility inside their own transaction
  *     (gw__visible_in), so none lands after a cut. A cut that fails inside
  *     the trigger does not fail it (the removal of access must commit): a
- *     sweep follows. */
+ *     sweep follows.
+ *  8. A user cut (deactivated, deleted, blocked, signed out everywhere) or
+ *     a tenant deleted also closes the connections their last request
+ *     authenticated on (gw_req_set_owner, gw_http_close_owner): an idle
+ *     keep-alive connection closes when the loop applies the message, a
+ *     busy one after the response it is writing. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,6 +168,10 @@ static void apply(gw_loop *lp, gw_proxy *p, gw_revocation *q) {
   }
   if (q->tenant_gone && lp->pol) pol_cache_drop_tenant(lp->pol, q->tenant);
   gw__x_revoke(&p->reg, q);
+  /* a user cut (or a tenant deleted): their keep-alive connections close
+   * too, not only what is streaming on them (rule 8) */
+  if (!q->notify && !q->connector[0] && !q->tokid[0] && (q->tenant_gone || q->user[0]))
+    gw_http_close_owner(&lp->http, q->tenant, q->tenant_gone ? NULL : q->user);
   /* the sessions of a deactivated user or a deleted tenant are gone from
    * the store: their in-memory state goes too (process-wide: the primary) */
   if (lp->index == 0 && (q->tenant_gone || (!q->notify && q->user[0] && !q->connector[0] && !q->tokid[0])))

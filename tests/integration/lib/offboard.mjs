@@ -259,8 +259,8 @@ const mcpInit = (fx, tenant, token, sid) => request(fx.gw.port, {
 });
 
 /**
- * Every credential of `held` is refused: access and employee tokens 401,
- * on fresh connections and on the idle keep-alive ones; the refresh token
+ * Every credential of `held` is refused: access and employee tokens 401
+ * on fresh connections, and the idle keep-alive connections closed; the refresh token
  * and the unexchanged code invalid_grant; the browser signed out (and a
  * token made with its CSRF token refused); the MCP session unusable.
  */
@@ -273,8 +273,10 @@ export async function refused(fx, held, tenant = held.tenant) {
   const s = await mcpInit(fx, tenant, held.mgw, held.sid);
   assert.equal(s.status, 401, `${who}'s old MCP session: ${s.status} ${s.body}`);
   for (const ik of held.idle) {
+    // the gateway closed it (revoke.c rule 8), not only refuses its next request
+    await waitFor(() => ik.conn.closed, { what: `${who}'s idle keep-alive connection on loop ${ik.loop} to be closed` });
     const r = await again(ik, mcpBytes(fx.gw.port, tenant, { token: ik.token, sid: ik.sid, body: { jsonrpc: '2.0', id: 4, method: 'tools/list' } }));
-    assert.ok(r === null || r.status === 401, `${who}'s idle keep-alive connection on loop ${ik.loop}: ${r?.status} ${r?.body}`);
+    assert.equal(r, null, `${who}'s idle keep-alive connection on loop ${ik.loop}: ${r?.status} ${r?.body}`);
   }
   const rt = await refresh(fx, tenant, held.oauth.refresh);
   assert.equal(rt.status, 400, `${who}'s refresh token: ${rt.status} ${rt.text}`);
