@@ -13,7 +13,7 @@
 #
 # Full logs go to build/test-logs/; only failures are echoed. The last line
 # is exactly "N passed, N failed"; the exit status is non-zero on any failure.
-# Knobs: TEST_ONLY=unit|fuzz|integration, FUZZ_SECONDS (10), TEST_VARIANTS="build build-asan",
+# Knobs: TEST_ONLY=unit|fuzz|integration, FUZZ_SECONDS (6), TEST_VARIANTS="build build-asan",
 #        TEST_FILES="tests/integration/http.test.mjs ...", TEST_WORKERS="1 2" (every
 #        variant), TEST_ASAN_WORKERS="2" (the sanitizer variant's default).
 set -u
@@ -160,7 +160,7 @@ run_fuzz() {
     scratch=$(mktemp -d)
     [ -d "$corpus" ] && cp "$corpus"/* "$scratch"/ 2>/dev/null
     log=build/test-logs/fuzz-$name.log
-    (cd build/test-logs && timeout 120 "../../$bin" -max_total_time="${FUZZ_SECONDS:-10}" -timeout=5 \
+    (cd build/test-logs && timeout 120 "../../$bin" -max_total_time="${FUZZ_SECONDS:-6}" -timeout=5 \
         -rss_limit_mb=2048 -print_final_stats=1 "$scratch") > "$log" 2>&1
     rc=$?
     rm -rf "$scratch"
