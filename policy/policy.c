@@ -917,11 +917,25 @@ bool pol_filter_tools(const pol_user *u, const char *connector, json_t *msg) {
     }
     changed = true;
     if (d == POL_APPROVE) {
-      const char *desc = json_string_value(json_object_get(t, "description"));
-      char buf[4096];
-      snprintf(buf, sizeof buf, "[requires approval: your organisation's policy must approve each call] %s",
-               desc ? desc : "");
-      json_object_set_new(t, "description", json_string(buf));
+      /* the note goes before the whole description: cutting it to a
+       * buffer could split a UTF-8 sequence, and jansson refuses such a
+       * string, which left the description without the note */
+      static const char note[] = "[requires approval: your organisation's policy must approve each call] ";
+      json_t *dv = json_object_get(t, "description");
+      const char *desc = json_string_value(dv);
+      size_t dl = desc ? json_string_length(dv) : 0;
+      char *buf = malloc(sizeof note + dl);
+      json_t *nd = NULL;
+      if (buf) {
+        memcpy(buf, note, sizeof note - 1);
+        if (dl) memcpy(buf + sizeof note - 1, desc, dl);
+        nd = json_stringn(buf, sizeof note - 1 + dl);
+        free(buf);
+      }
+      if (!nd || json_object_set_new(t, "description", nd)) {
+        json_array_remove(tools, i); /* fail closed: not shown without its note */
+        continue;
+      }
       i++;
     } else {
       json_array_remove(tools, i);

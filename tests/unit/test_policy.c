@@ -151,6 +151,43 @@ TEST(the_issue_example) {
   CHECK_INT(decide(alice, "jira", "anything"), POL_HIDDEN);
 }
 
+/* An approve tool keeps its whole description behind the approval note,
+ * whatever its length: the note was cut into a 4 KiB buffer that could
+ * split a UTF-8 sequence, jansson refused the result, and the tool was
+ * listed without the note (found by fuzz_tools_filter). */
+TEST(approve_note_survives_long_utf8_descriptions) {
+  put p;
+  CHECK_INT(put_policy(issue_policy, &p), 0);
+  json_decref(p.warnings);
+  st_txn *txn;
+  pol_user *u;
+  CHECK_INT(st_read_begin(st, &txn), 0);
+  CHECK_INT(pol_user_load(txn, "acme", alice, &u), 0);
+  st_txn_end(txn);
+  for (int extra = 0; extra < 2; extra++) {
+    char *desc = malloc(8200);
+    size_t n = 0;
+    if (extra) desc[n++] = 'x'; /* shift the cut by one byte */
+    for (int i = 0; i < 4000; i++) {
+      desc[n++] = (char)0xC3;
+      desc[n++] = (char)0xA9; /* é */
+    }
+    desc[n] = 0;
+    json_t *msg = json_pack("{s:{s:[{s:s,s:s},{s:s}]}}", "result", "tools", "name", "update_webhook", "description",
+                            desc, "name", "delete_branch");
+    CHECK(msg != NULL);
+    CHECK(pol_filter_tools(u, "github", msg));
+    json_t *tools = json_object_get(json_object_get(msg, "result"), "tools");
+    CHECK_INT(json_array_size(tools), 1);
+    const char *got = json_string_value(json_object_get(json_array_get(tools, 0), "description"));
+    CHECK(got && !strncmp(got, "[requires approval:", 19));
+    CHECK(got && strlen(got) > n && !strcmp(got + strlen(got) - n, desc)); /* the whole description follows */
+    json_decref(msg);
+    free(desc);
+  }
+  pol_user_free(u);
+}
+
 TEST(precedence_across_rules_and_document_default) {
   put p;
   char doc[1200];
@@ -514,6 +551,7 @@ int main(void) {
   RUN(narrowing_is_what_can_hide_a_connector);
   RUN(put_event_says_whether_it_narrows);
   RUN(batch_matches_user_load);
+  RUN(approve_note_survives_long_utf8_descriptions);
   st_close(st);
   char cmd[400];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
