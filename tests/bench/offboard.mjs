@@ -17,7 +17,8 @@
 //                  (the gateway closed its connection)
 //   SCIM reply     SCIM request written → the SCIM response read in full
 // and, while the PATCH is in flight, the user keeps calling a tool on a
-// keep-alive connection of their own (one call at a time, back to back),
+// keep-alive connection of their own (one call at a time, back to back;
+// in a worker thread, so the event loop that timestamps stays free),
 // and goes on until --chatter calls written after the SCIM response was
 // read have been answered. "Served after the reply" counts those answered
 // 2xx: a request the gateway received after it sent the 200 and served
@@ -34,6 +35,7 @@
 // the disk out). Asserts nothing (make bench); a user whose stream never
 // ended within 5 s is reported.
 import net from 'node:net';
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -274,37 +276,27 @@ async function main() {
     let closedLate = 0, lateBy = 0, neverClosed = 0, badReply = 0;
     const m0 = await scrapeMetrics(gw), cpu0 = threadCpu(gw.proc.pid);
     const tp = Date.now();
+    // the users' own calls run in a worker thread: its event loop, not the
+    // one that timestamps the streams' ends and the SCIM replies
+    const flag = new Int32Array(new SharedArrayBuffer(4)); // 1: the reply was read
+    const worker = new Worker(new URL(import.meta.url), { workerData: { port: gw.port, flag, chatter: CHATTER } });
+    let workerFailed = null;
+    worker.on('error', (e) => { workerFailed = e; });
+    const fromWorker = () => new Promise((r, j) => {
+      if (workerFailed) j(workerFailed);
+      else worker.once('message', r);
+    });
     for (const u of users) {
-      // the user's own calls: one connection, one call at a time
-      const chat = await keepAlive(gw.port);
-      const call = (n) => post(gw.port, '/t/acme/mcp', mcpHeaders(u.token, u.sid), { jsonrpc: '2.0', id: n, method: 'tools/call', params: { name: 'up__echo', arguments: {} } });
-      const first = await chat.send(call(1));
-      if (first?.status !== 200) throw new Error(`a call before the deactivation: ${first?.status} ${first?.body}`);
-      let replyAt = null, after = 0, n = 2;
-      const chatter = (async () => {
-        while (after < CHATTER) {
-          const sentAfter = replyAt !== null;
-          const r = await chat.send(call(n++));
-          if (sentAfter) {
-            after++;
-            if (r === null) cutAfter++;
-            else if (r.status < 300) servedAfter++;
-            else refusedAfter++;
-          } else if (r === null) beforeCut++;
-          else if (r.status < 300) beforeServed++;
-          else beforeRefused++;
-          if (r === null && after < CHATTER) { // cut: go on on a new connection
-            chat.close();
-            const c2 = await keepAlive(gw.port);
-            chat.send = c2.send;
-            chat.close = c2.close;
-          }
-        }
-      })();
+      Atomics.store(flag, 0, 0);
+      worker.postMessage({ token: u.token, sid: u.sid });
+      const ready = await fromWorker();
+      if (ready.error) throw new Error(ready.error);
+      const chatter = fromWorker();
       const closed = new Promise((r) => { if (u.stream.closedAt !== null) r(); else u.stream.onClose = r; });
       const sent = now();
       const rep = await scim.send(patch(u.id));
-      replyAt = rep?.at ?? now();
+      const replyAt = rep?.at ?? now();
+      Atomics.store(flag, 0, 1);
       if (rep?.status !== 200 && badReply++ === 0) console.error(`a SCIM reply: ${rep?.status} ${rep?.body}`);
       replyMs.push(ms(replyAt - sent));
       const timeout = new Promise((r) => setTimeout(r, 5000));
@@ -317,9 +309,11 @@ async function main() {
           lateBy = Math.max(lateBy, ms(u.stream.closedAt - replyAt));
         }
       }
-      await chatter;
-      chat.close();
+      const c = await chatter;
+      cutAfter += c.cutAfter; servedAfter += c.servedAfter; refusedAfter += c.refusedAfter;
+      beforeCut += c.beforeCut; beforeServed += c.beforeServed; beforeRefused += c.beforeRefused;
     }
+    await worker.terminate();
     const secs = (Date.now() - tp) / 1000;
     const m1 = await scrapeMetrics(gw), cpu1 = threadCpu(gw.proc.pid);
     scim.close();
@@ -357,4 +351,43 @@ async function main() {
   }
 }
 
-main().then(() => process.exit(process.exitCode ?? 0), (e) => { console.error(e); process.exit(1); });
+/* The worker: for each user, one call (answered before the deactivation:
+ * 'ready'), then calls back to back on one connection until `chatter`
+ * calls written after the main thread read the SCIM reply (the shared
+ * flag) have been answered or cut; the counts go back as one message. */
+async function chatterWorker() {
+  const { port, flag, chatter } = workerData;
+  parentPort.on('message', async ({ token, sid }) => {
+    const c = { cutAfter: 0, servedAfter: 0, refusedAfter: 0, beforeCut: 0, beforeServed: 0, beforeRefused: 0 };
+    let chat = await keepAlive(port);
+    const call = (n) => post(port, '/t/acme/mcp', mcpHeaders(token, sid), { jsonrpc: '2.0', id: n, method: 'tools/call', params: { name: 'up__echo', arguments: {} } });
+    const first = await chat.send(call(1));
+    if (first?.status !== 200) {
+      parentPort.postMessage({ error: `a call before the deactivation: ${first?.status} ${first?.body}` });
+      return;
+    }
+    parentPort.postMessage({ ready: true });
+    let after = 0, n = 2;
+    while (after < chatter) {
+      const sentAfter = Atomics.load(flag, 0) === 1;
+      const r = await chat.send(call(n++));
+      if (sentAfter) {
+        after++;
+        if (r === null) c.cutAfter++;
+        else if (r.status < 300) c.servedAfter++;
+        else c.refusedAfter++;
+      } else if (r === null) c.beforeCut++;
+      else if (r.status < 300) c.beforeServed++;
+      else c.beforeRefused++;
+      if (r === null && after < chatter) { // cut: go on on a new connection
+        chat.close();
+        chat = await keepAlive(port);
+      }
+    }
+    chat.close();
+    parentPort.postMessage(c);
+  });
+}
+
+if (isMainThread) main().then(() => process.exit(process.exitCode ?? 0), (e) => { console.error(e); process.exit(1); });
+else chatterWorker();
