@@ -1,6 +1,7 @@
 /* gateway/http/http.c — HTTP/1.1 server connections (see http.h for the API).
  *
- * One gw_conn per accepted socket. State machine:
+ * One gw_conn per accepted socket (or one handed over by gw_http_adopt, the
+ * test seam the fuzzer drives through a socketpair). State machine:
  *   IDLE      keep-alive, no byte of the next request yet (idle timer)
  *   HEADERS   request line/headers arriving (header timer from first byte)
  *   BODY      body arriving (body timer from end of headers)
@@ -1203,11 +1204,15 @@ void gw_http_init(gw_http *h, uv_loop_t *loop, gw_loop *lp, const gw_http_host *
 
 int gw_http_conns(const gw_http *h) { return h->nconns; }
 
-void gw_http_accept(gw_http *h, uv_stream_t *listener, int kind) {
+/* A new connection on the socket accepted from listener, or (listener NULL)
+ * on fd, already connected (gw_http_adopt). Returns -errno when fd could not
+ * be taken (fd is still the caller's), else 0: the connection owns the
+ * socket, and closes it with itself, refused or not. */
+static int conn_open(gw_http *h, uv_stream_t *listener, uv_os_sock_t fd, int kind) {
   const gw_http_host *host = h->host;
   init_settings();
   gw_conn *c = calloc(1, sizeof *c);
-  if (!c) return;
+  if (!c) return listener ? 0 : -ENOMEM;
   c->h = h;
   c->kind = kind;
   uv_tcp_init(h->loop, &c->tcp);
@@ -1215,9 +1220,10 @@ void gw_http_accept(gw_http *h, uv_stream_t *listener, int kind) {
   c->tcp.data = c->timer.data = c;
   c->open_handles = 2;
   list_add(h, c);
-  if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+  int rc = listener ? uv_accept(listener, (uv_stream_t *)&c->tcp) : uv_tcp_open(&c->tcp, fd);
+  if (rc != 0) {
     conn_close(c);
-    return;
+    return listener ? 0 : rc;
   }
   uv_tcp_nodelay(&c->tcp, 1);
   peer_name(c);
@@ -1225,7 +1231,7 @@ void gw_http_accept(gw_http *h, uv_stream_t *listener, int kind) {
     c->tls = host->tls_conn ? host->tls_conn(host->ctx) : NULL;
     if (!c->tls) {
       conn_close(c);
-      return;
+      return 0;
     }
   }
   llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
@@ -1239,14 +1245,19 @@ void gw_http_accept(gw_http *h, uv_stream_t *listener, int kind) {
     c->state = CS_HEADERS;
     read_start(c);
     send_error_and_close(c, 503, "too many connections; try again later");
-    return;
+    return 0;
   }
   c->counted = true;
   h->nactive++;
   if (host->on_conn_open) host->on_conn_open(host->ctx);
   arm(c, host->limits.idle_timeout_ms);
   read_start(c);
+  return 0;
 }
+
+void gw_http_accept(gw_http *h, uv_stream_t *listener, int kind) { conn_open(h, listener, -1, kind); }
+
+int gw_http_adopt(gw_http *h, uv_os_sock_t fd, int kind) { return conn_open(h, NULL, fd, kind); }
 
 void gw_req_set_owner(gw_req *req, const char *tenant, const char *user) {
   gw_conn *c = req->conn;

@@ -183,6 +183,12 @@ void gw_http_init(gw_http *h, uv_loop_t *loop, gw_loop *lp, const gw_http_host *
 /* Accepts one connection from listener (a uv_tcp_t in listen state, after
  * its connection callback fired) of kind GW_LISTENER_*. */
 void gw_http_accept(gw_http *h, uv_stream_t *listener, int kind);
+/* The same for a socket already connected (a test seam: tests/fuzz/fuzz_http.c
+ * drives connections over one end of a socketpair, without a listener).
+ * Returns 0 when the connection took fd (it closes fd with itself, also when
+ * it refuses it over max_connections), or a negative errno when it could not
+ * (fd is still the caller's). */
+int gw_http_adopt(gw_http *h, uv_os_sock_t fd, int kind);
 /* Shutdown: no new requests; idle connections close now, busy ones after
  * their response (Connection: close). */
 void gw_http_drain(gw_http *h);
