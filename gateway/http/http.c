@@ -846,6 +846,19 @@ static int on_message_begin(llhttp_t *p) {
   return 0;
 }
 
+/* The method is known from here on: an error raised later in the request
+ * (431, 414, 400 for a missing Host, 408 …) answers a HEAD without a body
+ * too (RFC 9110 §9.3.2), or the client would read the body as the next
+ * response. */
+static int on_method_complete(llhttp_t *p) {
+  gw_conn *c = p->data;
+  gw_req *r = c->req;
+  r->method_id = p->method;
+  r->method = llhttp_method_name((llhttp_method_t)p->method);
+  r->priv->head = p->method == HTTP_HEAD;
+  return 0;
+}
+
 static int on_url(llhttp_t *p, const char *at, size_t n) {
   gw_conn *c = p->data;
   if (gw_buf_append(&c->url, at, n) != 0)
@@ -932,12 +945,10 @@ static int on_headers_complete(llhttp_t *p) {
   gw_req *r = c->req;
   gw__req_priv *pr = r->priv;
   if (p->http_major != 1) return fail(c, 505, "only HTTP/1.x is supported");
+  if (!r->method) on_method_complete(p); /* llhttp always reports it; cheap to be sure */
   r->http_minor = p->http_minor;
-  r->method_id = p->method;
-  r->method = llhttp_method_name((llhttp_method_t)p->method);
   r->keep_alive = llhttp_should_keep_alive(p);
   if (p->http_minor == 1 && !pr->has_host) return fail(c, 400, "missing Host header");
-  pr->head = p->method == HTTP_HEAD;
   /* target → path + query (kept apart so the query is never logged) */
   const char *t = c->url.data ? c->url.data : "";
   r->target = gw_req_strdup(r, t);
@@ -998,6 +1009,7 @@ static uv_once_t settings_once = UV_ONCE_INIT;
 static void init_settings_once(void) {
   llhttp_settings_init(&parser_settings);
   parser_settings.on_message_begin = on_message_begin;
+  parser_settings.on_method_complete = on_method_complete;
   parser_settings.on_url = on_url;
   parser_settings.on_header_field = on_header_field;
   parser_settings.on_header_value = on_header_value;

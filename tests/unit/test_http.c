@@ -436,6 +436,35 @@ TEST(malformed_request_is_400_and_closes) {
   CHECK_INT(env_finish(), 0);
 }
 
+/* RFC 9110 §9.3.2: no content in a response to HEAD — errors raised before
+ * the headers were complete included (the method was set only at the end
+ * of the headers, so a 400 for a missing Host or a 431 carried its JSON
+ * body, which a client reads as the start of the next response). Found by
+ * tests/fuzz/fuzz_http.c. */
+TEST(error_answers_to_head_carry_no_body) {
+  CHECK_INT(env_init(1024, 65536), 0);
+  client c;
+  CHECK(client_open(&c));
+  client_send(&c, "HEAD /echo HTTP/1.1\r\nX-A: 1\r\n\r\n");
+  CHECK(run_until(is_eof, &c, 3000));
+  CHECK(strstr(c.buf, "HTTP/1.1 400 Bad Request\r\n"));
+  CHECK(strstr(c.buf, "Content-Length: "));
+  CHECK(c.len >= 4 && strcmp(c.buf + c.len - 4, "\r\n\r\n") == 0); /* the head, and nothing after it */
+  CHECK(client_close(&c));
+  client c2;
+  CHECK(client_open(&c2));
+  char req[4096], big[2001];
+  memset(big, 'a', 2000);
+  big[2000] = 0;
+  snprintf(req, sizeof req, "HEAD /echo HTTP/1.1\r\nHost: x\r\nX-Big: %s\r\n\r\n", big);
+  client_send(&c2, req);
+  CHECK(run_until(is_eof, &c2, 3000));
+  CHECK(strstr(c2.buf, "HTTP/1.1 431 "));
+  CHECK(c2.len >= 4 && strcmp(c2.buf + c2.len - 4, "\r\n\r\n") == 0);
+  CHECK(client_close(&c2));
+  CHECK_INT(env_finish(), 0);
+}
+
 TEST(forwarded_for_only_from_a_trusted_peer) {
   CHECK_INT(env_init(8192, 65536), 0);
   client c;
@@ -553,6 +582,7 @@ int main(void) {
   RUN(oversize_header_is_431_and_closes);
   RUN(oversize_body_is_413_before_the_body_is_read);
   RUN(malformed_request_is_400_and_closes);
+  RUN(error_answers_to_head_carry_no_body);
   RUN(forwarded_for_only_from_a_trusted_peer);
   RUN(router_patterns_and_private_routes);
   RUN(dropped_stream_sends_its_fin_before_drop_returns);
