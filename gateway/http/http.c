@@ -17,7 +17,9 @@
  * the server: Host required on HTTP/1.1, obs-fold refused, size caps, and
  * timeouts. Pipelining: on_message_complete pauses the parser; unparsed
  * bytes wait in conn->in (capped; reading stops when full) until the
- * response has been queued, so responses leave in request order.
+ * response has been queued, so responses leave in request order; and while
+ * more than GW_WRITE_HIGH_WATER bytes wait for the client, the next request
+ * (and reading) waits until it reads (write_wait).
  *
  * The process is reached only through the host (http.h): limits, trusted(),
  * request_id(), tls(), on_conn_*() and on_request_done(). Threading: one
@@ -130,6 +132,7 @@ struct gw_conn {
   int open_handles;
   bool closing, reading, eof, close_after, in_parse, rejected, counted;
   bool resume_parse;       /* the timer fires at 0 ms to parse pipelined bytes */
+  bool write_wait;         /* the next request waits until the client reads (see conn_parse) */
   uint64_t deadline;       /* loop time the current state's timeout ends (arm) */
   uint64_t timer_due;      /* loop time the uv timer is set to fire, while active */
   bool tls_closed;
@@ -154,6 +157,7 @@ static void conn_end_request(gw_conn *c, gw_req *req);
 static void send_error_and_close(gw_conn *c, int status, const char *msg);
 static void read_start(gw_conn *c);
 static void arm(gw_conn *c, int64_t ms);
+static void resume_later(gw_conn *c);
 
 /* ---------- list of connections per loop ---------- */
 
@@ -345,6 +349,13 @@ static void on_write(uv_write_t *w, int status) {
   free(wr);
   if (status < 0) {
     if (status != UV_ECANCELED) conn_close(c);
+    return;
+  }
+  if (!c->closing && c->write_wait && uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < GW_WRITE_LOW_WATER) {
+    /* the client read its responses: the pipelined requests go on */
+    c->write_wait = false;
+    read_start(c);
+    if (c->in_len) resume_later(c);
     return;
   }
   if (!c->closing && c->req && c->req->on_drain &&
@@ -787,12 +798,14 @@ static void conn_end_request(gw_conn *c, gw_req *req) {
      * reply path of the previous request (possibly from a revocation walk
      * or an upstream callback), which must not see a new request start
      * under it (h2o and nginx resume parsing the same way). */
-    if (c->in_len && !c->closing) {
-      c->timer_due = uv_now(c->timer.loop);
-      uv_timer_start(&c->timer, on_timer, 0, 0);
-      c->resume_parse = true;
-    }
+    if (c->in_len && !c->closing) resume_later(c);
   }
+}
+
+static void resume_later(gw_conn *c) {
+  c->timer_due = uv_now(c->timer.loop);
+  uv_timer_start(&c->timer, on_timer, 0, 0);
+  c->resume_parse = true;
 }
 
 static void send_error_and_close(gw_conn *c, int status, const char *msg) {
@@ -1056,6 +1069,18 @@ static void conn_parse(gw_conn *c) {
   while (!c->closing && c->in_len > 0 && (c->state == CS_IDLE || c->state == CS_HEADERS ||
                                           c->state == CS_BODY)) {
     if (c->state == CS_IDLE) {
+      /* A client that pipelines requests and does not read the responses
+       * must not make us queue them without bound: past the high-water
+       * mark the next request (and reading) waits until on_write sees the
+       * queue under the low-water mark; idle_timeout_ms still runs. */
+      if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > GW_WRITE_HIGH_WATER) {
+        c->write_wait = true;
+        if (c->reading) {
+          uv_read_stop((uv_stream_t *)&c->tcp);
+          c->reading = false;
+        }
+        break;
+      }
       if (c->h->draining) {
         /* no new requests after SIGTERM */
         c->in_len = 0;
@@ -1189,7 +1214,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 }
 
 static void read_start(gw_conn *c) {
-  if (c->closing || c->reading || c->eof) return;
+  if (c->closing || c->reading || c->eof || c->write_wait) return;
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = true;
 }
 

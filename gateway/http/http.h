@@ -12,9 +12,10 @@
  * A connection (gw_conn, private to http.c) parses with llhttp in strict
  * mode, one request at a time: after a request's message is complete the
  * parser pauses until the response has been queued, so pipelined requests
- * are answered in order. Limits (header bytes 431, URI 414, body 413,
- * header/body timeouts 408, idle keep-alive) come from the host's limits;
- * routes may raise the body cap.
+ * are answered in order, and not started while more than
+ * GW_WRITE_HIGH_WATER bytes of responses wait for the client. Limits
+ * (header bytes 431, URI 414, body 413, header/body timeouts 408, idle
+ * keep-alive) come from the host's limits; routes may raise the body cap.
  *
  * Request lifetime: the connection allocates a gw_req when a message begins
  * and hands it to the route handler once the body is complete. The handler

@@ -58,6 +58,7 @@ typedef struct env {
   bool in_reply;      /* inside gw_respond of a handler */
   int nested;         /* dispatches that happened inside a reply */
   uint64_t next_id;
+  size_t max_queue;   /* most bytes queued for the client when /big ran */
 } env;
 
 static env E;
@@ -133,6 +134,16 @@ static void h_stream(gw_req *req) {
 static void h_tenant(gw_req *req) { gw_respond(req, 200, "text/plain", "tenant route", 12); }
 static void h_private(gw_req *req) { gw_respond(req, 200, "text/plain", "private", 7); }
 
+#define BIG_BODY (256 * 1024)
+static void h_big(gw_req *req) {
+  char *b = malloc(BIG_BODY);
+  memset(b, 'b', BIG_BODY);
+  size_t q = gw_req_write_queue(req);
+  if (q > E.max_queue) E.max_queue = q;
+  gw_respond(req, 200, "application/octet-stream", b, BIG_BODY);
+  free(b);
+}
+
 static void on_connection(uv_stream_t *s, int status) {
   if (status == 0) gw_http_accept(&E.http, s, GW_LISTENER_HTTP);
 }
@@ -163,8 +174,9 @@ static int env_init(int64_t max_header, int64_t max_body) {
   gw_route tenant = {GW_RC_OTHER, h_tenant, "GET", 0, NULL, NULL};
   gw_route priv = {GW_RC_ADMIN, h_private, "GET", 0, NULL, NULL};
   gw_route stream = {GW_RC_OTHER, h_stream, "GET", 0, NULL, NULL};
+  gw_route big = {GW_RC_OTHER, h_big, "GET", 0, NULL, NULL};
   if (gw_router_add(E.router, "/echo", &echo, 0) || gw_router_add(E.router, "/slow", &slow, 0) ||
-      gw_router_add(E.router, "/stream", &stream, 0) ||
+      gw_router_add(E.router, "/stream", &stream, 0) || gw_router_add(E.router, "/big", &big, 0) ||
       gw_router_add(E.router, "/t/{}/x", &tenant, 0) || gw_router_add(E.router, "/priv/...", &priv, GW_ROUTE_PRIVATE))
     return -1;
   gw_http_init(&E.http, &E.loop, NULL, &E.host, E.router);
@@ -465,6 +477,47 @@ TEST(error_answers_to_head_carry_no_body) {
   CHECK_INT(env_finish(), 0);
 }
 
+/* A client that pipelines requests and reads none of the responses must not
+ * make the gateway queue them without bound (each 30-byte GET here is
+ * answered with 256 KiB): past GW_WRITE_HIGH_WATER the next request waits
+ * until the client reads. Before, all 100 were answered at once (25 MiB,
+ * less what the socket buffers took, queued in the gateway). Found by tests/fuzz/fuzz_http.c. */
+static size_t sink_bytes;
+static char sink_buf[65536];
+static void sink_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b) {
+  (void)h, (void)sz;
+  b->base = sink_buf;
+  b->len = sizeof sink_buf;
+}
+static void sink_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+  (void)s, (void)b;
+  if (n > 0) sink_bytes += (size_t)n;
+}
+static bool all_requests(void *a) { return E.requests >= *(int *)a; }
+
+TEST(pipelined_requests_wait_for_a_client_that_does_not_read) {
+  CHECK_INT(env_init(8192, 65536), 0);
+  client c;
+  CHECK(client_open(&c));
+  uv_read_stop((uv_stream_t *)&c.tcp);
+  int n = 100;
+  char req[100 * 32 + 1];
+  req[0] = 0;
+  for (int i = 0; i < n; i++) strcat(req, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
+  client_send(&c, req);
+  run_until(all_requests, &n, 300); /* it does not get there: the client reads nothing */
+  CHECK(E.requests < n); /* those the kernel's socket buffers took, and up to the high-water mark */
+  CHECK(E.max_queue <= GW_WRITE_HIGH_WATER + BIG_BODY);
+  /* the client reads: every request is answered, in order, on the same connection */
+  sink_bytes = 0;
+  uv_read_start((uv_stream_t *)&c.tcp, sink_alloc, sink_read);
+  CHECK(run_until(all_requests, &n, 5000));
+  CHECK_INT(gw_http_conns(&E.http), 1);
+  CHECK(E.max_queue <= GW_WRITE_HIGH_WATER + BIG_BODY);
+  CHECK(client_close(&c));
+  CHECK_INT(env_finish(), 0);
+}
+
 TEST(forwarded_for_only_from_a_trusted_peer) {
   CHECK_INT(env_init(8192, 65536), 0);
   client c;
@@ -583,6 +636,7 @@ int main(void) {
   RUN(oversize_body_is_413_before_the_body_is_read);
   RUN(malformed_request_is_400_and_closes);
   RUN(error_answers_to_head_carry_no_body);
+  RUN(pipelined_requests_wait_for_a_client_that_does_not_read);
   RUN(forwarded_for_only_from_a_trusted_peer);
   RUN(router_patterns_and_private_routes);
   RUN(dropped_stream_sends_its_fin_before_drop_returns);
