@@ -17,17 +17,22 @@
  *                1.0): head now, a chunk a step later, the end after that
  *   /drop        gw_req_drop (500);   /abort   gw_req_abort (cut)
  *   /cut         names the connection's owner and revokes it (closes after)
+ *   /big         200 with a 48 KiB body (writes that queue: see 0x80)
  *   /t/{}/x      a pattern route;     /admin/... private (GW_ROUTE_PRIVATE)
  * Limits are small so they are hit: header 1 KiB, URI 256, body 512 (16
  * with flag 0x40).
  *
- * Input: byte 0 flags, byte 1 chunk seed (0: everything in one write),
- * the rest is what the client sends. Flags:
+ * Input: byte 0 flags, byte 1 chunk seed (its low 7 bits; 0: everything in
+ * one write; its top bit: a slow client, below), the rest is what the
+ * client sends. Flags:
  *   0x01 the private (admin) listener     0x02 EOF after the last byte
  *   0x04 header/body timeouts of 2 ms      0x08 idle timeout of 2 ms
  *   0x10 the peer is a trusted proxy       0x20 the client hangs up while
  *        asynchronous handlers still run (they finish detached)
  *   0x40 max_body_bytes 16
+ *   seed 0x80: a slow client — small socket buffers, and the client reads
+ *        nothing until all its bytes are sent (responses queue in libuv:
+ *        uv_write, on_write, on_drain, a FIN after queued bytes)
  * Timeouts are otherwise 60 s and never fire; with 0x04/0x08 the driver
  * waits at most ~10 ms of real time for them. FUZZ_HTTP_VERBOSE=1 prints
  * what the gateway wrote for each input.
@@ -86,6 +91,10 @@ static struct {
   uint64_t next_id;       /* request ids: a counter, so responses map back */
   bool id_head[FZ_MAX_IDS];  /* the request with this id was a HEAD */
   int done;               /* requests ended (host hook) */
+  bool slow;              /* seed 0x80: the client does not read while sending */
+  bool reading;           /* the client reads what arrives */
+  int drained;            /* on_drain calls */
+  bool overflow;          /* more than FZ_MAX_OUT came back: not checked */
   char out[FZ_MAX_OUT];
   size_t out_len;
   int peer;               /* the client's end of the socketpair, -1: closed */
@@ -119,7 +128,20 @@ static void add_pending(gw_req *req, int kind) {
   F.pend[F.npend++] = (pending){req, kind, 0};
 }
 
+/* A client that does not read its responses must not make the gateway
+ * queue them without bound: when a request is handed to its handler, what
+ * waits for the client stays under the high-water mark plus one response
+ * (the largest here is /big's 48 KiB, its head included). */
+static void check_queue(gw_req *req) {
+  size_t q = gw_req_write_queue(req);
+  if (q > GW_WRITE_HIGH_WATER + 64 * 1024) {
+    fprintf(stderr, "fuzz_http: %zu bytes queued for a client that does not read\n", q);
+    abort();
+  }
+}
+
 static void h_now(gw_req *req) {
+  check_queue(req);
   char body[160];
   int n = snprintf(body, sizeof body, "%s %.64s %s body=%zu", req->method, req->path, req->client, req->body_len);
   gw_respond(req, 200, "text/plain", body, (size_t)n);
@@ -143,10 +165,16 @@ static void early_body(gw_req *req, int status, const char *msg) {
 
 static void h_async(gw_req *req) { add_pending(req, P_ASYNC); }
 
+static void on_drained(gw_req *req) {
+  (void)req;
+  F.drained++;
+}
+
 static void h_stream(gw_req *req) {
   gw_resp_start(req, 200, "text/event-stream");
   gw_resp_write(req, ": open\n\n", 8);
   add_pending(req, P_STREAM);
+  req->on_drain = on_drained;
 }
 
 static void h_drop(gw_req *req) { gw_req_drop(req); }
@@ -158,6 +186,13 @@ static void h_cut(gw_req *req) {
   gw_respond(req, 200, "text/plain", "cut", 3);
 }
 
+static void h_big(gw_req *req) {
+  check_queue(req);
+  static char big[48 * 1024];
+  if (!big[0]) memset(big, 'b', sizeof big);
+  gw_respond(req, 200, "application/octet-stream", big, sizeof big);
+}
+
 static void h_admin(gw_req *req) { gw_respond(req, 200, "text/plain", "admin", 5); }
 
 /* One step of each pending handler: an async one answers; a stream writes
@@ -166,7 +201,16 @@ static void run_pending(void) {
   for (int i = 0; i < F.npend;) {
     pending *p = &F.pend[i];
     if (p->kind == P_STREAM && p->stage == 0 && gw_req_alive(p->req)) {
-      gw_resp_write(p->req, "data: x\n\n", 9);
+      static char ev[16 * 1024];
+      if (!ev[0]) {
+        memcpy(ev, "data: ", 6);
+        memset(ev + 6, 'x', sizeof ev - 8);
+        memcpy(ev + sizeof ev - 2, "\n\n", 2);
+      }
+      /* a big event when the client is slow: the write queues */
+      if (F.slow) gw_resp_write(p->req, ev, sizeof ev);
+      else gw_resp_write(p->req, "data: x\n\n", 9);
+      if (gw_req_write_queue(p->req) > GW_WRITE_HIGH_WATER) abort(); /* 16 KiB at most here */
       p->stage++;
       i++;
       continue;
@@ -200,11 +244,12 @@ static void setup(void) {
   gw_route cut = {GW_RC_OTHER, h_cut, NULL, 0, NULL, NULL};
   gw_route tenant = {GW_RC_SCIM, h_now, "GET", 0, NULL, NULL};
   gw_route admin = {GW_RC_ADMIN, h_admin, "GET", 0, NULL, NULL};
+  gw_route bigr = {GW_RC_OTHER, h_big, "GET, HEAD", 0, NULL, NULL};
   if (gw_router_add(F.router, "/now", &now, 0) || gw_router_add(F.router, "/body", &body, 0) ||
       gw_router_add(F.router, "/async", &async, 0) || gw_router_add(F.router, "/stream", &stream, 0) ||
       gw_router_add(F.router, "/drop", &drop, 0) || gw_router_add(F.router, "/abort", &abrt, 0) ||
       gw_router_add(F.router, "/cut", &cut, 0) || gw_router_add(F.router, "/t/{}/x", &tenant, 0) ||
-      gw_router_add(F.router, "/admin/...", &admin, GW_ROUTE_PRIVATE))
+      gw_router_add(F.router, "/big", &bigr, 0) || gw_router_add(F.router, "/admin/...", &admin, GW_ROUTE_PRIVATE))
     abort();
   gw_http_init(&F.http, &F.loop, NULL, &F.host, F.router);
   F.ready = true;
@@ -213,10 +258,15 @@ static void setup(void) {
 /* ---- the client's end ---- */
 
 static void peer_read(void) {
-  if (F.peer < 0) return;
+  if (F.peer < 0 || !F.reading) return;
   for (;;) {
-    if (F.out_len == FZ_MAX_OUT) abort(); /* far more than any input can ask for */
-    ssize_t n = read(F.peer, F.out + F.out_len, FZ_MAX_OUT - F.out_len);
+    static char spill[65536];
+    bool full = F.out_len == FZ_MAX_OUT; /* past it: read on, check nothing */
+    ssize_t n = full ? read(F.peer, spill, sizeof spill) : read(F.peer, F.out + F.out_len, FZ_MAX_OUT - F.out_len);
+    if (full && n > 0) {
+      F.overflow = true;
+      continue;
+    }
     if (n > 0) {
       F.out_len += (size_t)n;
       continue;
@@ -435,7 +485,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 2 || size > FZ_MAX_INPUT) return 0;
   if (!F.ready) setup();
   uint8_t flags = data[0];
-  uint32_t seed = data[1];
+  uint32_t seed = data[1] & 0x7f;
   const uint8_t *in = data + 2;
   size_t n = size - 2;
   bool short_to = flags & 0x04, short_idle = flags & 0x08;
@@ -454,11 +504,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   F.next_id = 0;
   F.done = 0;
   F.out_len = 0;
+  F.slow = data[1] & 0x80;
+  F.reading = !F.slow;
+  F.drained = 0;
+  F.overflow = false;
   memset(F.id_head, 0, sizeof F.id_head);
 
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) abort();
   F.peer = sv[1];
+  if (F.slow) {
+    int small = 4096;
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  }
   fcntl(F.peer, F_SETFL, fcntl(F.peer, F_GETFL) | O_NONBLOCK);
   if (gw_http_adopt(&F.http, sv[0], (flags & 0x01) ? GW_LISTENER_ADMIN : GW_LISTENER_HTTP) != 0) abort();
 
@@ -479,6 +538,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!F.hold) run_pending();
   }
   if (open && (flags & 0x02)) shutdown(F.peer, SHUT_WR);
+  F.reading = true;
 
   /* settle: until nothing moves (and, with short timeouts, until they fire) */
   uint64_t until = uv_now(&F.loop) + ((short_to || short_idle) ? 10 : 0);
@@ -501,7 +561,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fputc('\n', stderr);
   }
   int last = 0;
-  int finals = check_output(F.hold && F.npend > 0, &last);
+  int finals = F.overflow ? 0 : check_output(F.hold && F.npend > 0, &last);
   int most = requests_begun(in, n);
   if (finals > most + (last == 408 ? 1 : 0)) {
     fprintf(stderr, "fuzz_http: %d responses to %d requests\n", finals, most);
