@@ -153,6 +153,7 @@ struct gw_conn {
 static llhttp_settings_t parser_settings;
 static void conn_parse(gw_conn *c);
 static void conn_close(gw_conn *c);
+static void conn_linger(gw_conn *c);
 static void conn_end_request(gw_conn *c, gw_req *req);
 static void send_error_and_close(gw_conn *c, int status, const char *msg);
 static void read_start(gw_conn *c);
@@ -1134,7 +1135,12 @@ static void conn_parse(gw_conn *c) {
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = false;
   }
-  if (!c->closing && c->state == CS_IDLE && c->eof && c->in_len == 0) conn_close(c);
+  /* The client half-closed and nothing more will be parsed (or a request
+   * it began will never end): what is queued still reaches it, then FIN,
+   * then the close (conn_linger; cutting now would lose queued replies). */
+  if (!c->closing && c->eof && c->in_len == 0 &&
+      (c->state == CS_IDLE || c->state == CS_HEADERS || c->state == CS_BODY))
+    conn_linger(c);
 }
 
 /* ---------- reading ---------- */
@@ -1169,14 +1175,20 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     c->eof = true;
     uv_read_stop(s);
     c->reading = false;
-    if (nread != UV_EOF || c->state == CS_LINGER || c->state == CS_IDLE ||
-        (c->req && c->req->priv->streaming)) {
+    /* lingering with replies still queued (uv_shutdown pending): a
+     * half-close is not a reset — on_shutdown closes once they are out */
+    if (nread == UV_EOF && c->state == CS_LINGER && uv_stream_get_write_queue_size(s) > 0) return;
+    if (nread != UV_EOF || c->state == CS_LINGER || (c->req && c->req->priv->streaming)) {
       conn_close(c);
       return;
     }
-    if (c->state == CS_HEADERS || c->state == CS_BODY) {
-      /* the client stopped mid-request: nothing to answer */
-      conn_close(c);
+    if (c->state == CS_IDLE && c->in_len) return; /* pipelined requests wait their turn (resume
+                                                   * timer or write_wait); conn_parse ends it */
+    if (c->state == CS_IDLE || c->state == CS_HEADERS || c->state == CS_BODY) {
+      /* nothing (more) to answer — the client stopped between or in the
+       * middle of requests — but replies already queued still go out: a
+       * half-close is not a reset */
+      conn_linger(c);
       return;
     }
     /* HANDLING: a handler that can abort (a proxied exchange, a stream)

@@ -23,11 +23,15 @@
  *
  * Every test runs on its own loop and ends asserting uv_loop_close(loop) ==
  * 0 (no leaked handle). Set UNIT_VERBOSE=1 to see the layer's logs. */
+#include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "gateway/base/buf.h"
@@ -518,6 +522,44 @@ TEST(pipelined_requests_wait_for_a_client_that_does_not_read) {
   CHECK_INT(env_finish(), 0);
 }
 
+/* A client that sends its requests and then half-closes (shutdown(SHUT_WR),
+ * `nc -N`) still gets every reply that was queued: its FIN was taken for a
+ * reset, idle or lingering, and the queued replies were cut mid-body.
+ * Found by tests/fuzz/fuzz_http.c. */
+TEST(half_closed_client_gets_its_queued_replies) {
+  CHECK_INT(env_init(8192, 65536), 0);
+  /* a socketpair with small buffers: the replies queue in the gateway, not
+   * in the kernel, when the client's FIN arrives */
+  int sv[2];
+  CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  int small = 4096;
+  setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  CHECK_INT(gw_http_adopt(&E.http, sv[0], GW_LISTENER_HTTP), 0);
+  const char *one = "GET /big HTTP/1.1\r\nHost: x\r\n\r\n";
+  for (int i = 0; i < 3; i++) CHECK_INT((int)write(sv[1], one, strlen(one)), (int)strlen(one));
+  CHECK_INT(shutdown(sv[1], SHUT_WR), 0);
+  int three = 3;
+  CHECK(run_until(all_requests, &three, 2000));
+  run_until(all_requests, &(int){1000}, 100); /* the gateway reads the FIN, replies still queued */
+  /* the client reads now: every reply whole, then the end */
+  fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
+  size_t got = 0;
+  bool end = false;
+  for (int i = 0; i < 20000 && !end; i++) {
+    char b[65536];
+    ssize_t n = read(sv[1], b, sizeof b);
+    if (n > 0) got += (size_t)n;
+    else if (n == 0 || errno != EAGAIN) end = true;
+    else uv_run(&E.loop, UV_RUN_NOWAIT);
+  }
+  CHECK(end);
+  CHECK(got >= (size_t)3 * BIG_BODY);
+  close(sv[1]);
+  CHECK(run_until(no_conns, NULL, 3000));
+  CHECK_INT(env_finish(), 0);
+}
+
 TEST(forwarded_for_only_from_a_trusted_peer) {
   CHECK_INT(env_init(8192, 65536), 0);
   client c;
@@ -637,6 +679,7 @@ int main(void) {
   RUN(malformed_request_is_400_and_closes);
   RUN(error_answers_to_head_carry_no_body);
   RUN(pipelined_requests_wait_for_a_client_that_does_not_read);
+  RUN(half_closed_client_gets_its_queued_replies);
   RUN(forwarded_for_only_from_a_trusted_peer);
   RUN(router_patterns_and_private_routes);
   RUN(dropped_stream_sends_its_fin_before_drop_returns);
