@@ -7,11 +7,17 @@
 //     authorization_code + refresh_token, PKCE S256 required, opaque access
 //     tokens, refresh tokens on every code exchange and rotated on every
 //     refresh (reusing a rotated refresh token is invalid_grant and, as the
-//     provider does, revokes that whole grant), RFC 7009 revocation and
-//     RFC 7662 introspection endpoints. A second confidential client (the
-//     resource server, no grant types) may only authenticate to introspection.
+//     provider does, revokes that whole grant), RFC 7009 revocation (as
+//     oidc-provider does it: revoking either token of a grant, refresh or
+//     access, ends every token of that grant) and RFC 7662 introspection.
+//     A second confidential client (the resource server, no grant types) is
+//     what the MCP upstream introspects with.
 //     The provider's own endpoints answer every OAuth request; nothing here
-//     rewrites a token, code or error.
+//     rewrites a token, code or error. Two things are the fixture's, not the
+//     provider's: strictClientAuth (oidc-provider accepts client_secret_basic
+//     and _post from any secret client; the front handler refuses the one the
+//     client is not registered for, as Okta/GitHub-style ASes do) and the
+//     revocation knobs below.
 //   - startOAuthMcpUpstream(): an MCP server from the official SDK
 //     (McpServer + StreamableHTTPServerTransport, stateful sessions) that
 //     checks every request's bearer token with the AS's introspection
@@ -265,9 +271,9 @@ export async function startUpstreamAS(opts = {}) {
     pkce: { required: () => true },
     features: {
       devInteractions: { enabled: false },
-      // RFC 7009: a client revokes only its own tokens (revoking a refresh
-      // token ends its whole grant, access tokens included; revoking an
-      // access token ends only that token: the provider's defaults)
+      // RFC 7009: a client revokes only its own tokens (another client's:
+      // 400 invalid_request). The provider then ends every token of the
+      // token's grant, whichever of its tokens was revoked.
       revocation: {
         enabled: true,
         allowedPolicy: async (ctx, client, token) => {
