@@ -150,17 +150,26 @@ run_integration() {
 # Fuzz: each libFuzzer driver replays its committed corpus (regressions:
 # every input once) and then fuzzes for FUZZ_SECONDS on a scratch copy, so
 # new inputs never land in the repo. A crash, leak or UB report fails it;
-# the reproducer is kept in build/test-logs/.
+# the reproducer is kept in build/test-logs/. A target's dictionary
+# (tests/fuzz/dict/NAME.dict: the tokens its parser knows) is passed when
+# there is one, by absolute path since the fuzzer runs in build/test-logs.
+# The wrapper's timeout is the fuzzing time plus a margin for the replay
+# and the final leak check, so long runs (make fuzz FUZZ_SECONDS=300) are
+# not cut short, while a hung target still ends.
 run_fuzz() {
   sec_pass=0; sec_fail=0
+  fuzz_secs=${FUZZ_SECONDS:-6}
   for bin in build-fuzz/fuzz/fuzz_*; do
     [ -x "$bin" ] || continue
     name=$(basename "$bin" | sed 's/^fuzz_//')
     corpus=tests/fuzz/corpus/$name
+    dict="$ROOT/tests/fuzz/dict/$name.dict"
     scratch=$(mktemp -d)
     [ -d "$corpus" ] && cp "$corpus"/* "$scratch"/ 2>/dev/null
     log=build/test-logs/fuzz-$name.log
-    (cd build/test-logs && timeout 120 "../../$bin" -max_total_time="${FUZZ_SECONDS:-6}" -timeout=5 \
+    set --
+    [ -f "$dict" ] && set -- -dict="$dict"
+    (cd build/test-logs && timeout $((fuzz_secs + 120)) "../../$bin" "$@" -max_total_time="$fuzz_secs" -timeout=5 \
         -rss_limit_mb=2048 -print_final_stats=1 "$scratch") > "$log" 2>&1
     rc=$?
     rm -rf "$scratch"

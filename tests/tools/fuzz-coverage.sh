@@ -3,7 +3,8 @@
 # (built with source-based coverage: make fuzz-coverage) once over its
 # committed corpus and prints, per target, the line coverage of the module
 # code it reaches (tests/ and llhttp excluded), and the files it covers best
-# — the numbers the README's security section quotes.
+# — the numbers the README's security section quotes. No -dict here:
+# a replay (-runs=0) mutates nothing, so tests/fuzz/dict/ cannot change it.
 set -eu
 build=${1:-build-fuzzcov}
 profdata=$(command -v llvm-profdata || command -v llvm-profdata-14)
