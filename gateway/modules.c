@@ -44,6 +44,7 @@
 #include "gateway/mcp/mcp_session.h"
 #include "policy/policy.h"
 #include "store/seal.h"
+#include "vault/grant.h"
 #include "vault/vault.h"
 
 static int auth_store_init(st_store *st, gw_server *srv) {
@@ -67,7 +68,8 @@ static int policy_store_init(st_store *st, gw_server *srv) {
  * the store's, run for the vault's records) */
 static int vault_store_init(st_store *st, gw_server *srv) {
   (void)srv;
-  int rc = vault_register_purge(st);
+  int rc = vault_grant_register(st); /* first: its purge copies connectors and secrets */
+  if (!rc) rc = vault_register_purge(st);
   return rc ? rc : st_purge_add(st, "secrets", st_secret_purge_tenant, NULL);
 }
 

@@ -37,6 +37,7 @@ static const char *const main_db_names[ST_DB__COUNT] = {
     [ST_DB_SESSIONS] = "sessions",
     [ST_DB_POLICY] = "policy",
     [ST_DB_AUTH] = "auth",
+    [ST_DB_VAULT] = "vault",
 };
 _Static_assert(sizeof main_db_names / sizeof main_db_names[0] == ST_DB__COUNT,
                "main_db_names must name every st_db");
@@ -116,6 +117,9 @@ static int m6_tenant_uids(st_txn *t) {
 /* 7: auth/'s database (tenant OIDC settings; later browser sessions). */
 static int m7_auth_db(st_txn *t) { return st_db_create(t, ST_DB_AUTH); }
 
+/* 8: vault/'s per-user grants and revocation queue. */
+static int m8_vault_db(st_txn *t) { return st_db_create(t, ST_DB_VAULT); }
+
 static const st_migration main_steps[] = {
     {"create initial databases", m1_initial_dbs},
     {"assign store id", m2_store_id},
@@ -124,6 +128,7 @@ static const st_migration main_steps[] = {
     {"create the policy database", m5_policy_db},
     {"give every tenant an incarnation uid", m6_tenant_uids},
     {"create the auth database", m7_auth_db},
+    {"create the vault grants database", m8_vault_db},
 };
 
 const st_schema st_schema_main = {

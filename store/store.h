@@ -83,6 +83,7 @@ typedef enum st_db {
   ST_DB_SESSIONS, /* MCP sessions and their per-user index (gateway/mcp/mcp_session.h) */
   ST_DB_POLICY,   /* policy documents and generations per tenant (policy/policy.h) */
   ST_DB_AUTH,     /* auth/'s per-tenant login records: OIDC settings (auth/oidc.h) */
+  ST_DB_VAULT,    /* per-user upstream grants and the revocation queue (vault/grant.h) */
   ST_DB__COUNT
 } st_db;
 
@@ -374,6 +375,7 @@ enum {
   ST_EVENT_TOKEN_REVOKED = ST_EVENT_BASE_AUTH + 1,
   ST_EVENT_CONNECTOR_PUT = ST_EVENT_BASE_VAULT + 1,
   ST_EVENT_CONNECTOR_DELETE = ST_EVENT_BASE_VAULT + 2,
+  ST_EVENT_GRANT_CHANGED = ST_EVENT_BASE_VAULT + 3, /* a user connected or lost an upstream grant (vault/grant.h) */
   ST_EVENT_POLICY_PUT = ST_EVENT_BASE_POLICY + 1,
 };
 /* Called inside the emitting job's transaction, on the writer thread. May

@@ -4,8 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "store/seal.h"
+#include "vault/grant.h"
 #include "vault/vault.h"
 
 #define URL_MAX 2048
@@ -44,6 +46,69 @@ static int header_name_ok(const char *s) {
   return 1;
 }
 
+static bool url_ok(const char *u) {
+  return u && (!strncmp(u, "http://", 7) || !strncmp(u, "https://", 8)) && strlen(u) <= URL_MAX && strlen(u) >= 10 &&
+         !strpbrk(u, " \t\r\n\"<>\\^`{|}#");
+}
+
+static bool printable(const char *s, size_t max) {
+  if (!s || !*s || strlen(s) > max) return false;
+  for (const char *p = s; *p; p++)
+    if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e) return false;
+  return true;
+}
+
+/* auth type "oauth" (per-user grants): the record keeps everything but the
+ * client secret, which *secret borrows (sealed as VAULT_CLIENT_KIND). */
+static json_t *parse_oauth(json_t *auth, const char **secret, char *err, size_t errlen) {
+  const char *k;
+  json_t *v;
+  size_t before = strlen(err);
+  json_object_foreach(auth, k, v) {
+    if (strcmp(k, "type") && strcmp(k, "authorize_url") && strcmp(k, "token_url") && strcmp(k, "revocation_url") &&
+        strcmp(k, "client_id") && strcmp(k, "client_secret") && strcmp(k, "scopes") && strcmp(k, "token_auth")) {
+      char m[120];
+      snprintf(m, sizeof m, "unknown field \"auth.%.60s\"", k);
+      add(err, errlen, m);
+    }
+  }
+  const char *az = json_string_value(json_object_get(auth, "authorize_url"));
+  const char *tk = json_string_value(json_object_get(auth, "token_url"));
+  json_t *rvj = json_object_get(auth, "revocation_url");
+  const char *rv = json_string_value(rvj);
+  const char *cid = json_string_value(json_object_get(auth, "client_id"));
+  json_t *csj = json_object_get(auth, "client_secret");
+  const char *cs = json_string_value(csj);
+  json_t *scopes = json_object_get(auth, "scopes");
+  json_t *taj = json_object_get(auth, "token_auth");
+  const char *ta = json_string_value(taj);
+  if (!url_ok(az)) add(err, errlen, "\"auth.authorize_url\" must be an http:// or https:// URL (the upstream's authorization endpoint)");
+  if (!url_ok(tk)) add(err, errlen, "\"auth.token_url\" must be an http:// or https:// URL (the upstream's token endpoint)");
+  if (rvj && !url_ok(rv)) add(err, errlen, "\"auth.revocation_url\" must be an http:// or https:// URL (RFC 7009)");
+  if (!printable(cid, 512)) add(err, errlen, "\"auth.client_id\" must be a non-empty printable string");
+  if (csj && !printable(cs, 1024)) add(err, errlen, "\"auth.client_secret\" must be a non-empty printable string");
+  if (scopes) {
+    bool ok = json_is_array(scopes) && json_array_size(scopes) <= 50;
+    size_t i;
+    json_t *s1;
+    json_array_foreach(scopes, i, s1) if (!printable(json_string_value(s1), 200) || strchr(json_string_value(s1), '"')) ok = false;
+    if (!ok) add(err, errlen, "\"auth.scopes\" must be an array of at most 50 scope strings");
+  }
+  if (taj && (!ta || (strcmp(ta, "client_secret_basic") && strcmp(ta, "client_secret_post") && strcmp(ta, "none"))))
+    add(err, errlen, "\"auth.token_auth\" must be \"client_secret_basic\", \"client_secret_post\" or \"none\"");
+  else if (ta && !strcmp(ta, "none") && csj)
+    add(err, errlen, "\"auth.token_auth\" \"none\" is for a public client: drop \"auth.client_secret\"");
+  else if (ta && strcmp(ta, "none") && !csj)
+    add(err, errlen, "\"auth.client_secret\" is required with that \"auth.token_auth\"");
+  if (strlen(err) != before) return NULL;
+  json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "type", "oauth", "authorize_url", az, "token_url", tk, "client_id", cid);
+  if (rv) json_object_set_new(o, "revocation_url", json_string(rv));
+  json_object_set_new(o, "scopes", scopes ? json_deep_copy(scopes) : json_array());
+  json_object_set_new(o, "token_auth", json_string(ta ? ta : cs ? "client_secret_basic" : "none"));
+  *secret = cs;
+  return o;
+}
+
 int vault_connector_parse(const json_t *body, json_t **config, const char **secret, char *err,
                           size_t errlen) {
   *config = NULL;
@@ -78,18 +143,27 @@ int vault_connector_parse(const json_t *body, json_t **config, const char **secr
   json_t *auth = json_object_get(body, "auth");
   const char *atype = "none";
   const char *hname = NULL;
+  json_t *oauth = NULL;
   if (auth) {
     if (!json_is_object(auth)) {
       add(err, errlen, "\"auth\" must be an object");
     } else {
       atype = json_string_value(json_object_get(auth, "type"));
-      json_object_foreach(auth, k, v) if (strcmp(k, "type") && strcmp(k, "name") && strcmp(k, "value")) {
-        char m[120];
-        snprintf(m, sizeof m, "unknown field \"auth.%.60s\"", k);
-        add(err, errlen, m);
+      if (atype && !strcmp(atype, "oauth")) {
+        oauth = parse_oauth(auth, secret, err, errlen);
+      } else {
+        json_object_foreach(auth, k, v) if (strcmp(k, "type") && strcmp(k, "name") && strcmp(k, "value")) {
+          char m[120];
+          snprintf(m, sizeof m, "unknown field \"auth.%.60s\"", k);
+          add(err, errlen, m);
+        }
       }
-      if (!atype || (strcmp(atype, "none") && strcmp(atype, "header"))) {
-        add(err, errlen, "\"auth.type\" must be \"none\" or \"header\"");
+      if (oauth) {
+        /* parsed above */
+      } else if (atype && !strcmp(atype, "oauth")) {
+        atype = "none"; /* its problems are in err */
+      } else if (!atype || (strcmp(atype, "none") && strcmp(atype, "header"))) {
+        add(err, errlen, "\"auth.type\" must be \"none\", \"header\" or \"oauth\"");
         atype = "none";
       } else if (!strcmp(atype, "header")) {
         hname = json_string_value(json_object_get(auth, "name"));
@@ -125,13 +199,14 @@ int vault_connector_parse(const json_t *body, json_t **config, const char **secr
   }
   if (err[0]) {
     json_decref(timeouts);
+    json_decref(oauth);
     *secret = NULL;
     return VAULT_EINVALID;
   }
   json_t *c = json_object();
   json_object_set_new(c, "url", json_string(u));
   json_object_set_new(c, "description", json_string(desc ? json_string_value(desc) : ""));
-  json_t *a = json_pack("{s:s}", "type", atype);
+  json_t *a = oauth ? oauth : json_pack("{s:s}", "type", atype);
   if (hname) json_object_set_new(a, "name", json_string(hname));
   json_object_set_new(c, "auth", a);
   if (ca) json_object_set(c, "ca_file", ca);
@@ -190,13 +265,18 @@ int vault_connector_put(st_txn *txn, const char *tenant, const char *name, const
   rc = st_put(txn, ST_DB_CONNECTORS, k, key_of(tenant, name, k), s, strlen(s), 0);
   free(s);
   if (rc) return rc;
-  st_aad aad = {tenant, VAULT_SECRET_KIND, name};
+  /* one sealed slot per kind: the header value, or the OAuth client secret */
+  bool is_oauth = !strcmp(json_string_value(json_object_get(json_object_get(config, "auth"), "type")) ?: "", "oauth");
+  st_aad aad = {tenant, is_oauth ? VAULT_CLIENT_KIND : VAULT_SECRET_KIND, name};
+  st_aad other = {tenant, is_oauth ? VAULT_SECRET_KIND : VAULT_CLIENT_KIND, name};
   if (secret) {
     rc = st_secret_put(txn, &aad, secret, strlen(secret));
   } else {
     rc = st_secret_del(txn, &aad);
     if (rc == ST_ENOTFOUND) rc = 0;
   }
+  if (!rc) rc = st_secret_del(txn, &other);
+  if (rc == ST_ENOTFOUND) rc = 0;
   if (rc) return rc;
   vault_connector_event ev = {tenant, name, *created != 0, moved};
   return st_emit(txn, ST_EVENT_CONNECTOR_PUT, &ev);
@@ -219,7 +299,8 @@ int vault_connector_set_caps(st_txn *txn, const char *tenant, const char *name, 
 json_t *vault_connector_view(const json_t *rec) {
   json_t *o = json_deep_copy(rec);
   json_t *a = json_object_get(o, "auth");
-  if (a && !strcmp(json_string_value(json_object_get(a, "type")) ?: "", "header"))
+  const char *type = json_string_value(json_object_get(a, "type")) ?: "";
+  if (!strcmp(type, "header") || (!strcmp(type, "oauth") && strcmp(json_string_value(json_object_get(a, "token_auth")) ?: "", "none")))
     json_object_set_new(a, "sealed", json_true());
   return o;
 }
@@ -231,17 +312,35 @@ int vault_connector_secret(st_txn *txn, const char *tenant, const char *name, ch
 
 void vault_secret_free(char *value) { st_secret_str_free(value); }
 
+int vault_connector_is_oauth(const json_t *rec) {
+  return !strcmp(json_string_value(json_object_get(json_object_get(rec, "auth"), "type")) ?: "", "oauth");
+}
+
 int vault_upstream_cred(st_txn *txn, const char *tenant, const char *connector, const char *user,
-                        const json_t *known, vault_cred *out) {
+                        const json_t *known, int64_t now_s, vault_cred *out) {
   json_t *rec = NULL;
-  (void)user; /* one shared credential per connector today */
   out->name = out->value = NULL;
   int rc = known ? 0 : vault_connector_get(txn, tenant, connector, &rec);
   if (rc) return rc;
   json_t *auth = json_object_get(known ? known : rec, "auth");
   const char *type = json_string_value(json_object_get(auth, "type"));
   const char *name = json_string_value(json_object_get(auth, "name"));
-  if (type && !strcmp(type, "header")) {
+  if (type && !strcmp(type, "oauth")) {
+    /* the user's own grant; never anyone else's, never the gateway's */
+    vault_tokens t = {0};
+    rc = user ? vault_grant_get(txn, tenant, user, connector, &t) : ST_ENOTFOUND;
+    if (rc == ST_ENOTFOUND) rc = VAULT_ENOGRANT;
+    if (!rc && t.expires_at && now_s + 10 >= t.expires_at) rc = VAULT_EEXPIRED;
+    if (!rc) {
+      size_t n = strlen(t.access) + 8;
+      out->value = malloc(n);
+      out->name = strdup("Authorization");
+      if (out->value) snprintf(out->value, n, "Bearer %s", t.access);
+      if (!out->value || !out->name) rc = ST_ENOMEM;
+    }
+    vault_tokens_free(&t);
+    if (rc) vault_cred_free(out);
+  } else if (type && !strcmp(type, "header")) {
     rc = vault_connector_secret(txn, tenant, connector, &out->value);
     if (rc == 0 && name && !(out->name = strdup(name))) rc = ST_ENOMEM;
     if (rc) vault_cred_free(out);
@@ -259,9 +358,23 @@ void vault_cred_free(vault_cred *c) {
 int vault_connector_delete(st_txn *txn, const char *tenant, const char *name) {
   char k[128];
   if (!vault_connector_name_valid(name)) return ST_ENOTFOUND;
-  int rc = st_del(txn, ST_DB_CONNECTORS, k, key_of(tenant, name, k));
+  json_t *rec = NULL;
+  int rc = vault_connector_get(txn, tenant, name, &rec);
+  if (rc) return rc;
+  json_decref(rec);
+  /* its grants first: their revocation jobs copy the record's URL and client */
+  char now[32];
+  time_t t = time(NULL);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  if ((rc = vault_grants_cut_connector(txn, tenant, name, "connector_deleted", now))) return rc;
+  rc = st_del(txn, ST_DB_CONNECTORS, k, key_of(tenant, name, k));
   if (rc) return rc;
   st_aad aad = {tenant, VAULT_SECRET_KIND, name};
+  rc = st_secret_del(txn, &aad);
+  if (rc && rc != ST_ENOTFOUND) return rc;
+  aad.kind = VAULT_CLIENT_KIND;
   rc = st_secret_del(txn, &aad);
   if (rc && rc != ST_ENOTFOUND) return rc;
   vault_connector_event ev = {tenant, name, false, false};

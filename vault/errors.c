@@ -7,6 +7,9 @@ const char *vault_strerror(int err) {
   if (err >= 0) return "ok";
   switch (err) {
   case VAULT_EINVALID: return "invalid connector definition";
+  case VAULT_ENOGRANT: return "not connected: the user has no grant for this connector";
+  case VAULT_EEXPIRED: return "the user's grant for this connector needs a refresh";
+  case -31010: return "connect state missing, expired or forged";
   default: break;
   }
   if (err <= VAULT_ERR_FIRST && err >= VAULT_ERR_LAST) return "unknown vault error";

@@ -25,6 +25,8 @@
 #define VAULT_ERR_FIRST (-31000)
 #define VAULT_ERR_LAST (-31099)
 #define VAULT_EINVALID (-31000) /* a connector definition failed validation */
+#define VAULT_ENOGRANT (-31001) /* an oauth connector: this user has not connected it (or no user) */
+#define VAULT_EEXPIRED (-31002) /* an oauth connector: the user's access token expired (refresh it) */
 /* Names a vault code, or a store code (st_strerror); static string. */
 const char *vault_strerror(int err);
 
@@ -68,19 +70,23 @@ int vault_connector_secret(st_txn *txn, const char *tenant, const char *name, ch
 void vault_secret_free(char *value);
 
 /* The credential the gateway presents to a connector's upstream for `user`
- * (NULL: the gateway's own call, e.g. a capability probe): today the
- * connector's shared header (auth type "header"), later per-user grants.
+ * (NULL: the gateway's own call, e.g. a capability probe): the connector's
+ * shared header (auth type "header"), or the user's grant (auth type
+ * "oauth": "Authorization: Bearer <access token>"; VAULT_ENOGRANT without
+ * one or without a user, VAULT_EEXPIRED when it expires within 10 s —
+ * the caller refreshes, vault/grant.h).
  * On success the line to send is "<name>: <value>" (both NULL: the
  * connector needs none). rec: the connector's record when the caller has
  * already read it in txn (NULL: read here). Release with vault_cred_free
- * (wipes the value). Synchronous today; a credential that needs a refresh
- * will come back through an asynchronous variant with the same result. */
+ * (wipes the value). now_s: unix seconds (expiry). */
 typedef struct vault_cred {
   char *name;  /* header name (malloc'd) or NULL */
   char *value; /* header value (malloc'd, wiped on free) or NULL */
 } vault_cred;
 int vault_upstream_cred(st_txn *txn, const char *tenant, const char *connector, const char *user,
-                        const json_t *rec, vault_cred *out);
+                        const json_t *rec, int64_t now_s, vault_cred *out);
+/* 1 when the connector record's auth type is "oauth" (per-user grants). */
+int vault_connector_is_oauth(const json_t *rec);
 void vault_cred_free(vault_cred *c);
 /* Deletes the connector and its sealed secret; emits
  * ST_EVENT_CONNECTOR_DELETE. Write txns only. */

@@ -1,0 +1,73 @@
+/* vault/connect.h — the pure parts of an employee's connect flow toward a
+ * connector's authorization server (authorization code + PKCE S256 +
+ * state); gateway/api/connect.c drives it.
+ *
+ *   1. GET /t/{t}/connect/{connector} (signed in): vault_connect_new draws
+ *      state and verifier (32 random bytes each), vault_connect_seal seals
+ *      them with the user, the connector and an expiry into the connect
+ *      cookie (AES-256-GCM under the store's key, bound to the tenant and
+ *      the kind "vault.connect"); nothing is written to the store.
+ *      vault_connect_authorize_url builds the redirect.
+ *   2. GET /t/{t}/connect/callback: vault_connect_open checks the cookie
+ *      (tenant, expiry, state in constant time); the caller checks that the
+ *      signed-in user is the cookie's user; vault_connect_token_request
+ *      builds the code exchange with the connector's client authentication;
+ *      vault_tokens_from_reply (grant.h) reads the reply; a writer job
+ *      stores the grant (vault_grant_put) after checking the user is still
+ *      active and the connector still the same oauth connector.
+ * Refresh (vault_refresh_request) uses the same client authentication.
+ * No message contains a code, token, verifier or secret. */
+#ifndef MCPGATE_VAULT_CONNECT_H
+#define MCPGATE_VAULT_CONNECT_H
+#include <jansson.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+#define VAULT_CONNECT_TTL_S 600
+#define VAULT_CONNECT_RAND_LEN 43 /* 32 random bytes, base64url */
+#define VAULT_CONNECT_COOKIE_MAX 2048
+#define VAULT_ECONNECT (-31010)   /* connect cookie missing, forged, expired, other tenant or state */
+
+typedef struct vault_connect {
+  char state[VAULT_CONNECT_RAND_LEN + 1];
+  char verifier[VAULT_CONNECT_RAND_LEN + 1];
+  char user[65];
+  char connector[33];
+  int64_t expires; /* unix seconds */
+} vault_connect;
+
+/* Fresh state and verifier for (user, connector), expiring
+ * VAULT_CONNECT_TTL_S after now. 0, ST_EINVAL or ST_ECRYPTO. */
+int vault_connect_new(vault_connect *c, const char *user, const char *connector, int64_t now);
+/* Seals c for tenant into cookie text (*out malloc'd). Any thread. */
+int vault_connect_seal(st_store *st, const char *tenant, const vault_connect *c, char **out);
+/* Opens a connect cookie of tenant whose state equals `state` and that has
+ * not expired at now. 0 and *out, or VAULT_ECONNECT. */
+int vault_connect_open(st_store *st, const char *tenant, const char *cookie, const char *state, int64_t now,
+                       vault_connect *out);
+
+/* The authorization request URL for the connector's auth record (type
+ * oauth): response_type=code, client_id, redirect_uri, scope (the
+ * record's scopes joined by spaces, when any), state,
+ * code_challenge=S256(verifier), code_challenge_method=S256 — every value
+ * percent-encoded, appended with '&' when authorize_url has a query.
+ * *url malloc'd. */
+int vault_connect_authorize_url(const json_t *auth, const char *redirect_uri, const vault_connect *c, char **url);
+/* The code exchange (grant_type=authorization_code, code, redirect_uri,
+ * code_verifier, client_id; client_secret for client_secret_post) and, for
+ * client_secret_basic, the Authorization header value (RFC 6749 §2.3.1).
+ * *body, *authz (NULL unless basic) malloc'd: wipe with vault_wipe. */
+int vault_connect_token_request(const json_t *auth, const char *client_secret, const char *code,
+                                const char *redirect_uri, const char *verifier, char **body, char **authz);
+/* The refresh (grant_type=refresh_token, refresh_token, client_id, client
+ * auth as above). */
+int vault_refresh_request(const json_t *auth, const char *client_secret, const char *refresh, char **body,
+                          char **authz);
+/* An RFC 7009 revocation request for one token (token, token_type_hint,
+ * client auth as above; client_id always in the body for public clients). */
+int vault_revoke_request(const char *client_id, const char *client_secret, int auth_post, const char *token,
+                         const char *hint, char **body, char **authz);
+void vault_wipe(char *s);
+
+#endif

@@ -1,0 +1,693 @@
+/* vault/grant.c — per-user upstream grants and the revocation queue (see
+ * grant.h for the layout and the rules). */
+#include "vault/grant.h"
+
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "store/dir.h"
+#include "store/seal.h"
+#include "store/token.h"
+#include "vault/vault.h"
+
+#define KEY_MAX 300
+
+static void wipe_free(char *s) {
+  if (!s) return;
+  OPENSSL_cleanse(s, strlen(s));
+  free(s);
+}
+
+void vault_tokens_free(vault_tokens *t) {
+  wipe_free(t->access);
+  wipe_free(t->refresh);
+  free(t->scope);
+  memset(t, 0, sizeof *t);
+}
+
+void vault_revoke_job_free(vault_revoke_job *j) {
+  free(j->url);
+  free(j->client_id);
+  wipe_free(j->client_secret);
+  wipe_free(j->refresh);
+  wipe_free(j->access);
+  free(j->ca_file);
+  memset(j, 0, sizeof *j);
+}
+
+/* printable ASCII without space: what RFC 6749's token syntax allows */
+static bool token_ok(const char *s) {
+  size_t n = strlen(s);
+  if (!n || n > VAULT_TOKEN_MAX) return false;
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f) return false;
+  return true;
+}
+
+int vault_tokens_from_reply(const char *body, size_t len, int64_t now_s, vault_tokens *out, char *err,
+                            size_t errlen) {
+  memset(out, 0, sizeof *out);
+  err[0] = 0;
+  json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
+  if (!json_is_object(j)) {
+    snprintf(err, errlen, "the token endpoint's reply is not a JSON object");
+    json_decref(j);
+    return VAULT_EINVALID;
+  }
+  const char *at = json_string_value(json_object_get(j, "access_token"));
+  const char *tt = json_string_value(json_object_get(j, "token_type"));
+  json_t *ei = json_object_get(j, "expires_in");
+  const char *rt = json_string_value(json_object_get(j, "refresh_token"));
+  json_t *sc = json_object_get(j, "scope");
+  if (!at || !token_ok(at)) snprintf(err, errlen, "the token endpoint's reply has no usable access_token");
+  else if (!tt || strcasecmp(tt, "bearer"))
+    snprintf(err, errlen, "the token endpoint issued a token_type other than Bearer");
+  else if (ei && !(json_is_integer(ei) && json_integer_value(ei) >= 0 && json_integer_value(ei) <= 10 * 365 * 86400) &&
+           !(json_is_real(ei) && json_real_value(ei) >= 0 && json_real_value(ei) <= 10.0 * 365 * 86400))
+    snprintf(err, errlen, "the token endpoint's expires_in is not a number of seconds");
+  else if (json_object_get(j, "refresh_token") && (!rt || !token_ok(rt)))
+    snprintf(err, errlen, "the token endpoint's refresh_token is not a usable token");
+  else if (sc && (!json_is_string(sc) || json_string_length(sc) > 2000))
+    snprintf(err, errlen, "the token endpoint's scope is not a string");
+  if (err[0]) {
+    json_decref(j);
+    return VAULT_EINVALID;
+  }
+  out->access = strdup(at);
+  out->refresh = rt ? strdup(rt) : NULL;
+  out->scope = sc ? strdup(json_string_value(sc)) : NULL;
+  if (ei) out->expires_at = now_s + (json_is_integer(ei) ? (int64_t)json_integer_value(ei) : (int64_t)json_real_value(ei));
+  json_decref(j);
+  if (!out->access || (rt && !out->refresh) || (sc && !out->scope)) {
+    vault_tokens_free(out);
+    snprintf(err, errlen, "out of memory");
+    return ST_ENOMEM;
+  }
+  return 0;
+}
+
+/* ---- keys ------------------------------------------------------------------ */
+
+static bool ids_ok(const char *tenant, const char *user, const char *connector) {
+  return tenant && user && connector && strlen(tenant) <= 63 && *user && strlen(user) <= 64 &&
+         vault_connector_name_valid(connector);
+}
+
+/* tag a \0 b \0 c */
+static size_t key3(char *k, char tag, const char *a, const char *b, const char *c) {
+  size_t n = 0;
+  k[n++] = tag;
+  size_t l = strlen(a) + 1;
+  memcpy(k + n, a, l);
+  n += l;
+  l = strlen(b);
+  memcpy(k + n, b, l);
+  n += l;
+  if (c) {
+    k[n++] = 0;
+    l = strlen(c);
+    memcpy(k + n, c, l);
+    n += l;
+  }
+  return n;
+}
+
+static void owner_of(char *o, size_t cap, const char *user, const char *connector) {
+  snprintf(o, cap, "%s/%s", user, connector);
+}
+
+static int put_json(st_txn *txn, const void *k, size_t kl, json_t *v) {
+  char *s = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  if (!s) return ST_ENOMEM;
+  int rc = st_put(txn, ST_DB_VAULT, k, kl, s, strlen(s), 0);
+  free(s);
+  return rc;
+}
+
+static json_t *get_json(st_txn *txn, const void *k, size_t kl, int *rc) {
+  st_val v;
+  *rc = st_get(txn, ST_DB_VAULT, k, kl, &v);
+  if (*rc) return NULL;
+  json_t *j = json_loadb(v.data, v.len, 0, NULL);
+  if (!j) *rc = ST_ECORRUPT;
+  return j;
+}
+
+static int seal_json(st_txn *txn, const st_aad *aad, json_t *v) {
+  char *s = json_dumps(v, JSON_COMPACT);
+  if (!s) return ST_ENOMEM;
+  int rc = st_secret_put(txn, aad, s, strlen(s));
+  OPENSSL_cleanse(s, strlen(s));
+  free(s);
+  return rc;
+}
+
+static json_t *unseal_json(st_txn *txn, const st_aad *aad, int *rc) {
+  char *s = NULL;
+  *rc = st_secret_get_str(txn, aad, &s);
+  if (*rc) return NULL;
+  json_t *j = json_loads(s, 0, NULL);
+  st_secret_str_free(s);
+  if (!j) *rc = ST_ECORRUPT;
+  return j;
+}
+
+/* ---- grants ------------------------------------------------------------------ */
+
+static int grant_sealed(st_txn *txn, const char *tenant, const char *user, const char *connector, json_t **out) {
+  char owner[128];
+  owner_of(owner, sizeof owner, user, connector);
+  st_aad aad = {tenant, VAULT_GRANT_KIND, owner};
+  int rc;
+  *out = unseal_json(txn, &aad, &rc);
+  return rc;
+}
+
+int vault_grant_get(st_txn *txn, const char *tenant, const char *user, const char *connector, vault_tokens *out) {
+  memset(out, 0, sizeof *out);
+  if (!ids_ok(tenant, user, connector)) return ST_ENOTFOUND;
+  json_t *g;
+  int rc = grant_sealed(txn, tenant, user, connector, &g);
+  if (rc) return rc;
+  const char *at = json_string_value(json_object_get(g, "access_token"));
+  const char *rt = json_string_value(json_object_get(g, "refresh_token"));
+  if (!at) {
+    json_decref(g);
+    return ST_ECORRUPT;
+  }
+  out->access = strdup(at);
+  out->refresh = rt ? strdup(rt) : NULL;
+  out->expires_at = json_integer_value(json_object_get(g, "expires_at"));
+  /* wipe the JSON's copies before freeing it */
+  json_object_set_new(g, "access_token", json_string(""));
+  if (rt) json_object_set_new(g, "refresh_token", json_string(""));
+  json_decref(g);
+  if (!out->access || (rt && !out->refresh)) {
+    vault_tokens_free(out);
+    return ST_ENOMEM;
+  }
+  return 0;
+}
+
+int vault_grant_info(st_txn *txn, const char *tenant, const char *user, const char *connector, json_t **rec) {
+  *rec = NULL;
+  if (!ids_ok(tenant, user, connector)) return ST_ENOTFOUND;
+  char k[KEY_MAX];
+  int rc;
+  *rec = get_json(txn, k, key3(k, 'g', tenant, user, connector), &rc);
+  return rc;
+}
+
+/* queues a revocation of `tokens` (a sealed grant's JSON) for the connector
+ * (its record read here; gone → only the report, "manual") */
+static int queue_revocation(st_txn *txn, const char *tenant, const char *user, const char *connector,
+                            json_t *tokens, const char *reason, const char *now);
+
+int vault_grant_put(st_txn *txn, const char *tenant, const char *user, const char *connector,
+                    const vault_tokens *t, const char *now, bool revoke_old) {
+  if (!ids_ok(tenant, user, connector) || !t->access) return ST_EINVAL;
+  char k[KEY_MAX];
+  size_t kl = key3(k, 'g', tenant, user, connector);
+  int rc;
+  json_t *old = get_json(txn, k, kl, &rc);
+  if (rc && rc != ST_ENOTFOUND) return rc;
+  if (old && revoke_old) {
+    json_t *ot = NULL;
+    if (grant_sealed(txn, tenant, user, connector, &ot) == 0) {
+      rc = queue_revocation(txn, tenant, user, connector, ot, "reconnect", now);
+      json_decref(ot);
+      if (rc) {
+        json_decref(old);
+        return rc;
+      }
+    }
+  }
+  json_t *rec = json_object();
+  json_object_set_new(rec, "connector", json_string(connector));
+  const char *created = old ? json_string_value(json_object_get(old, "created")) : NULL;
+  json_object_set_new(rec, "created", json_string(created && !revoke_old ? created : now));
+  json_object_set_new(rec, "updated", json_string(now));
+  if (t->expires_at) json_object_set_new(rec, "expires_at", json_integer(t->expires_at));
+  if (t->scope) json_object_set_new(rec, "scope", json_string(t->scope));
+  json_int_t refreshes = old && !revoke_old ? json_integer_value(json_object_get(old, "refreshes")) + 1 : 0;
+  json_object_set_new(rec, "refreshes", json_integer(refreshes));
+  json_decref(old);
+  rc = put_json(txn, k, kl, rec);
+  json_decref(rec);
+  if (rc) return rc;
+  kl = key3(k, 'c', tenant, connector, user);
+  if ((rc = st_put(txn, ST_DB_VAULT, k, kl, "", 0, 0))) return rc;
+  json_t *sealed = json_object();
+  json_object_set_new(sealed, "access_token", json_string(t->access));
+  if (t->refresh) json_object_set_new(sealed, "refresh_token", json_string(t->refresh));
+  json_object_set_new(sealed, "expires_at", json_integer(t->expires_at));
+  char owner[128];
+  owner_of(owner, sizeof owner, user, connector);
+  st_aad aad = {tenant, VAULT_GRANT_KIND, owner};
+  rc = seal_json(txn, &aad, sealed);
+  json_object_set_new(sealed, "access_token", json_string(""));
+  if (t->refresh) json_object_set_new(sealed, "refresh_token", json_string(""));
+  json_decref(sealed);
+  if (rc || !revoke_old) return rc; /* a refresh changes no tool list */
+  vault_grant_event ev = {tenant, user, connector, true};
+  return st_emit(txn, ST_EVENT_GRANT_CHANGED, &ev);
+}
+
+int vault_grants_of_user(st_txn *txn, const char *tenant, const char *user, json_t **arr) {
+  *arr = json_array();
+  if (strlen(tenant) > 63 || !*user || strlen(user) > 64) return 0;
+  char p[KEY_MAX];
+  size_t pl = key3(p, 'g', tenant, user, NULL);
+  p[pl++] = 0;
+  st_cursor *c;
+  int rc = st_cursor_open(txn, ST_DB_VAULT, &c);
+  if (rc) return rc;
+  st_cursor_seek(c, p, pl, NULL, 0);
+  st_val k, v;
+  while (st_cursor_next(c, &k, &v) == 0) {
+    json_t *r = json_loadb(v.data, v.len, 0, NULL);
+    if (r) json_array_append_new(*arr, r);
+  }
+  st_cursor_close(c);
+  return 0;
+}
+
+int vault_grant_drop(st_txn *txn, const char *tenant, const char *user, const char *connector,
+                     const char *reason, const char *now) {
+  if (!ids_ok(tenant, user, connector)) return ST_ENOTFOUND;
+  char k[KEY_MAX];
+  size_t kl = key3(k, 'g', tenant, user, connector);
+  int rc = st_del(txn, ST_DB_VAULT, k, kl);
+  if (rc) return rc;
+  kl = key3(k, 'c', tenant, connector, user);
+  rc = st_del(txn, ST_DB_VAULT, k, kl);
+  if (rc && rc != ST_ENOTFOUND) return rc;
+  json_t *tokens = NULL;
+  rc = grant_sealed(txn, tenant, user, connector, &tokens);
+  if (rc == 0) {
+    rc = queue_revocation(txn, tenant, user, connector, tokens, reason, now);
+    json_object_set_new(tokens, "access_token", json_string(""));
+    json_object_set_new(tokens, "refresh_token", json_string(""));
+    json_decref(tokens);
+  } else if (rc == ST_ENOTFOUND || rc == ST_ECRYPTO || rc == ST_ECORRUPT) {
+    rc = 0; /* nothing to revoke with: the record goes anyway */
+  }
+  if (rc) return rc;
+  char owner[128];
+  owner_of(owner, sizeof owner, user, connector);
+  st_aad aad = {tenant, VAULT_GRANT_KIND, owner};
+  rc = st_secret_del(txn, &aad);
+  if (rc && rc != ST_ENOTFOUND) return rc;
+  vault_grant_event ev = {tenant, user, connector, false};
+  return st_emit(txn, ST_EVENT_GRANT_CHANGED, &ev);
+}
+
+/* Drops every grant under prefix p (a 'g' or 'c' range), at most limit (0:
+ * all); `user_first` says the key's last two parts are user, connector. */
+static int cut_range(st_txn *txn, const char *tenant, const char *p, size_t pl, bool user_first, const char *reason,
+                     const char *now, int limit) {
+  int n = 0;
+  for (;;) {
+    char a[80] = "", b[80] = "";
+    st_cursor *c;
+    int rc = st_cursor_open(txn, ST_DB_VAULT, &c);
+    if (rc) return rc;
+    st_cursor_seek(c, p, pl, NULL, 0);
+    st_val k;
+    bool found = st_cursor_next(c, &k, NULL) == 0;
+    if (found) {
+      /* tag tenant \0 a \0 b */
+      const char *s = (const char *)k.data + 1 + strlen(tenant) + 1;
+      size_t rest = k.len - (size_t)(s - (const char *)k.data);
+      const char *z = memchr(s, 0, rest);
+      if (z && (size_t)(z - s) < sizeof a && rest - (size_t)(z - s) - 1 < sizeof b) {
+        memcpy(a, s, (size_t)(z - s));
+        memcpy(b, z + 1, rest - (size_t)(z - s) - 1);
+      } else {
+        found = false; /* malformed: st_check reports it */
+      }
+    }
+    st_cursor_close(c);
+    if (!found) return n;
+    rc = vault_grant_drop(txn, tenant, user_first ? a : b, user_first ? b : a, reason, now);
+    if (rc == ST_ENOTFOUND && !user_first) {
+      /* an index entry without its grant: drop the entry */
+      char k2[KEY_MAX];
+      rc = st_del(txn, ST_DB_VAULT, k2, key3(k2, 'c', tenant, a, b));
+    }
+    if (rc) return rc;
+    if (++n == limit) return n;
+  }
+}
+
+int vault_grants_cut_user(st_txn *txn, const char *tenant, const char *user, const char *reason, const char *now) {
+  if (strlen(tenant) > 63 || !*user || strlen(user) > 64) return 0;
+  char p[KEY_MAX];
+  size_t pl = key3(p, 'g', tenant, user, NULL);
+  p[pl++] = 0;
+  int n = cut_range(txn, tenant, p, pl, true, reason, now, 0);
+  return n < 0 ? n : 0;
+}
+
+int vault_grants_cut_connector(st_txn *txn, const char *tenant, const char *connector, const char *reason,
+                               const char *now) {
+  if (strlen(tenant) > 63 || !vault_connector_name_valid(connector)) return 0;
+  char p[KEY_MAX];
+  size_t pl = key3(p, 'c', tenant, connector, NULL);
+  p[pl++] = 0;
+  int n = cut_range(txn, tenant, p, pl, false, reason, now, 0);
+  return n < 0 ? n : 0;
+}
+
+/* ---- refresh ------------------------------------------------------------------ */
+
+int vault_grant_claim(st_txn *txn, const char *tenant, const char *user, const char *connector, int64_t now_s,
+                      uint64_t now_ms) {
+  if (!ids_ok(tenant, user, connector)) return ST_ENOTFOUND;
+  char k[KEY_MAX];
+  size_t kl = key3(k, 'g', tenant, user, connector);
+  int rc;
+  json_t *rec = get_json(txn, k, kl, &rc);
+  if (rc) return rc;
+  int64_t exp = json_integer_value(json_object_get(rec, "expires_at"));
+  uint64_t until = (uint64_t)json_integer_value(json_object_get(rec, "refreshing_until"));
+  if (!exp || now_s + 10 < exp) rc = VAULT_CLAIM_FRESH;
+  else if (until > now_ms) rc = VAULT_CLAIM_BUSY;
+  else {
+    json_object_set_new(rec, "refreshing_until", json_integer((json_int_t)(now_ms + VAULT_REFRESH_CLAIM_MS)));
+    rc = put_json(txn, k, kl, rec);
+  }
+  json_decref(rec);
+  return rc;
+}
+
+/* 1 when the sealed grant's refresh token is `used` (constant time) */
+static int same_refresh(st_txn *txn, const char *tenant, const char *user, const char *connector, const char *used) {
+  json_t *g = NULL;
+  if (grant_sealed(txn, tenant, user, connector, &g) != 0) return 0;
+  const char *rt = json_string_value(json_object_get(g, "refresh_token"));
+  int same = rt && used && strlen(rt) == strlen(used) && CRYPTO_memcmp(rt, used, strlen(rt)) == 0;
+  json_object_clear(g);
+  json_decref(g);
+  return same;
+}
+
+int vault_grant_refreshed(st_txn *txn, const char *tenant, const char *user, const char *connector,
+                          const char *used_refresh, const vault_tokens *fresh, const char *now) {
+  if (!same_refresh(txn, tenant, user, connector, used_refresh)) return 0;
+  vault_tokens t = *fresh;
+  if (!t.refresh) t.refresh = (char *)used_refresh;
+  return vault_grant_put(txn, tenant, user, connector, &t, now, false);
+}
+
+int vault_grant_refresh_failed(st_txn *txn, const char *tenant, const char *user, const char *connector,
+                               const char *used_refresh, bool invalid, const char *now) {
+  if (!same_refresh(txn, tenant, user, connector, used_refresh)) return 0;
+  if (invalid) return vault_grant_drop(txn, tenant, user, connector, "invalid_grant", now);
+  char k[KEY_MAX];
+  size_t kl = key3(k, 'g', tenant, user, connector);
+  int rc;
+  json_t *rec = get_json(txn, k, kl, &rc);
+  if (rc) return rc == ST_ENOTFOUND ? 0 : rc;
+  json_object_del(rec, "refreshing_until");
+  rc = put_json(txn, k, kl, rec);
+  json_decref(rec);
+  return rc;
+}
+
+/* ---- the revocation queue ---------------------------------------------------- */
+
+static uint64_t now_ms_wall(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static size_t qkey(char *k, uint64_t due, const char *id) {
+  k[0] = 'q';
+  for (int i = 0; i < 8; i++) k[1 + i] = (char)(due >> (56 - 8 * i));
+  memcpy(k + 9, id, VAULT_REVOKE_ID_LEN);
+  return 9 + VAULT_REVOKE_ID_LEN;
+}
+
+static size_t rkey(char *k, const char *tenant, const char *id) { return key3(k, 'r', tenant, id, NULL); }
+
+static int report_put(st_txn *txn, const char *tenant, const char *id, json_t *r) {
+  char k[KEY_MAX];
+  return put_json(txn, k, rkey(k, tenant, id), r);
+}
+
+static int queue_revocation(st_txn *txn, const char *tenant, const char *user, const char *connector,
+                            json_t *tokens, const char *reason, const char *now) {
+  char id[ST_TOKEN_ID_BUFSZ];
+  int rc = st_token_id_new(id);
+  if (rc) return rc;
+  json_t *conn = NULL;
+  rc = vault_connector_get(txn, tenant, connector, &conn);
+  if (rc && rc != ST_ENOTFOUND) return rc;
+  json_t *auth = json_object_get(conn, "auth");
+  const char *url = json_string_value(json_object_get(auth, "revocation_url"));
+  json_t *r = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i}", "id", id, "connector", connector, "user", user,
+                        "reason", reason, "state", url ? "pending" : "manual", "created", now, "updated", now,
+                        "attempts", 0);
+  if (!url)
+    json_object_set_new(r, "note",
+                        json_string(conn ? "the upstream has no revocation endpoint: revoke the grant there by hand"
+                                         : "the connector is gone: revoke the grant at the upstream by hand"));
+  rc = report_put(txn, tenant, id, r);
+  json_decref(r);
+  if (rc || !url) {
+    json_decref(conn);
+    return rc;
+  }
+  /* the job: what the worker needs even after the connector is deleted */
+  json_t *job = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:i, s:I}", "id", id, "tenant", tenant, "url", url,
+                          "client_id", json_string_value(json_object_get(auth, "client_id")) ?: "", "connector",
+                          connector, "auth_post",
+                          !strcmp(json_string_value(json_object_get(auth, "token_auth")) ?: "", "client_secret_post"),
+                          "attempts", 0, "created_ms", (json_int_t)now_ms_wall());
+  const char *ca = json_string_value(json_object_get(conn, "ca_file"));
+  if (ca) json_object_set_new(job, "ca_file", json_string(ca));
+  json_t *to = json_object_get(conn, "timeouts");
+  if (to) json_object_set(job, "timeouts", to);
+  char k[KEY_MAX];
+  rc = put_json(txn, k, qkey(k, now_ms_wall(), id), job);
+  json_decref(job);
+  if (rc) {
+    json_decref(conn);
+    return rc;
+  }
+  json_t *sealed = json_object();
+  const char *at = json_string_value(json_object_get(tokens, "access_token"));
+  const char *rt = json_string_value(json_object_get(tokens, "refresh_token"));
+  if (at && *at) json_object_set_new(sealed, "access_token", json_string(at));
+  if (rt && *rt) json_object_set_new(sealed, "refresh_token", json_string(rt));
+  char *cs = NULL;
+  if (st_secret_get_str(txn, &(st_aad){tenant, VAULT_CLIENT_KIND, connector}, &cs) == 0) {
+    json_object_set_new(sealed, "client_secret", json_string(cs));
+    st_secret_str_free(cs);
+  }
+  json_decref(conn);
+  rc = seal_json(txn, &(st_aad){"", VAULT_REVOKE_KIND, id}, sealed);
+  json_object_clear(sealed);
+  json_decref(sealed);
+  return rc;
+}
+
+int vault_revoke_next(st_txn *txn, uint64_t now_ms, vault_revoke_job *job, uint64_t *next_due_ms) {
+  memset(job, 0, sizeof *job);
+  if (next_due_ms) *next_due_ms = 0;
+  st_cursor *c;
+  int rc = st_cursor_open(txn, ST_DB_VAULT, &c);
+  if (rc) return rc;
+  st_cursor_seek(c, "q", 1, NULL, 0);
+  st_val k, v;
+  json_t *j = NULL;
+  uint64_t due = 0;
+  if (st_cursor_next(c, &k, &v) == 0 && k.len == 9 + VAULT_REVOKE_ID_LEN) {
+    for (int i = 0; i < 8; i++) due = due << 8 | ((const uint8_t *)k.data)[1 + i];
+    if (next_due_ms) *next_due_ms = due ? due : 1;
+    if (due <= now_ms) j = json_loadb(v.data, v.len, 0, NULL);
+  }
+  st_cursor_close(c);
+  if (!j) return ST_ENOTFOUND;
+  const char *id = json_string_value(json_object_get(j, "id"));
+  const char *tenant = json_string_value(json_object_get(j, "tenant"));
+  const char *url = json_string_value(json_object_get(j, "url"));
+  if (!id || strlen(id) != VAULT_REVOKE_ID_LEN || !tenant || strlen(tenant) > 63 || !url) {
+    json_decref(j);
+    return ST_ECORRUPT;
+  }
+  memcpy(job->id, id, VAULT_REVOKE_ID_LEN + 1);
+  snprintf(job->tenant, sizeof job->tenant, "%s", tenant);
+  job->due_ms = due;
+  job->attempts = (int)json_integer_value(json_object_get(j, "attempts"));
+  job->created_ms = (int64_t)json_integer_value(json_object_get(j, "created_ms"));
+  job->url = strdup(url);
+  job->client_id = strdup(json_string_value(json_object_get(j, "client_id")) ?: "");
+  job->auth_post = json_is_true(json_object_get(j, "auth_post"));
+  const char *ca = json_string_value(json_object_get(j, "ca_file"));
+  job->ca_file = ca ? strdup(ca) : NULL;
+  json_t *to = json_object_get(j, "timeouts");
+  job->connect_ms = (long)json_integer_value(json_object_get(to, "connect_ms"));
+  job->first_byte_ms = (long)json_integer_value(json_object_get(to, "first_byte_ms"));
+  json_decref(j);
+  json_t *s = unseal_json(txn, &(st_aad){"", VAULT_REVOKE_KIND, job->id}, &rc);
+  if (s) {
+    const char *at = json_string_value(json_object_get(s, "access_token"));
+    const char *rt = json_string_value(json_object_get(s, "refresh_token"));
+    const char *cs = json_string_value(json_object_get(s, "client_secret"));
+    job->access = at ? strdup(at) : NULL;
+    job->refresh = rt ? strdup(rt) : NULL;
+    job->client_secret = cs ? strdup(cs) : NULL;
+    json_object_clear(s);
+    json_decref(s);
+  } else if (rc != ST_ENOTFOUND) {
+    vault_revoke_job_free(job);
+    return rc;
+  }
+  if (!job->url || !job->client_id) {
+    vault_revoke_job_free(job);
+    return ST_ENOMEM;
+  }
+  return 0;
+}
+
+int vault_revoke_result(st_txn *txn, const char *id, uint64_t due_ms, bool done, bool final, uint64_t retry_ms,
+                        const char *err, const char *now) {
+  if (strlen(id) != VAULT_REVOKE_ID_LEN) return 0;
+  char k[KEY_MAX];
+  size_t kl = qkey(k, due_ms, id);
+  int rc;
+  json_t *job = get_json(txn, k, kl, &rc);
+  if (rc == ST_ENOTFOUND) return 0;
+  if (rc) return rc;
+  if ((rc = st_del(txn, ST_DB_VAULT, k, kl))) {
+    json_decref(job);
+    return rc;
+  }
+  const char *tenant = json_string_value(json_object_get(job, "tenant")) ?: "";
+  int attempts = (int)json_integer_value(json_object_get(job, "attempts")) + 1;
+  char rk[KEY_MAX];
+  size_t rkl = rkey(rk, tenant, id);
+  json_t *rep = get_json(txn, rk, rkl, &rc); /* gone with a deleted tenant's purge: fine */
+  if (rep) {
+    json_object_set_new(rep, "state", json_string(done ? "done" : final ? "failed" : "pending"));
+    json_object_set_new(rep, "attempts", json_integer(attempts));
+    json_object_set_new(rep, "updated", json_string(now));
+    if (err && *err) json_object_set_new(rep, "last_error", json_string(err));
+    else json_object_del(rep, "last_error");
+    rc = put_json(txn, rk, rkl, rep);
+    json_decref(rep);
+    if (rc) {
+      json_decref(job);
+      return rc;
+    }
+  }
+  if (done || final) {
+    json_decref(job);
+    rc = st_secret_del(txn, &(st_aad){"", VAULT_REVOKE_KIND, id});
+    return rc == ST_ENOTFOUND ? 0 : rc;
+  }
+  json_object_set_new(job, "attempts", json_integer(attempts));
+  rc = put_json(txn, k, qkey(k, retry_ms, id), job);
+  json_decref(job);
+  return rc;
+}
+
+int vault_revocations_list(st_txn *txn, const char *tenant, int limit, json_t **arr) {
+  *arr = json_array();
+  if (strlen(tenant) > 63) return 0;
+  char p[KEY_MAX];
+  size_t pl = key3(p, 'r', tenant, "", NULL);
+  st_cursor *c;
+  int rc = st_cursor_open(txn, ST_DB_VAULT, &c);
+  if (rc) return rc;
+  st_cursor_seek(c, p, pl, NULL, 0);
+  st_val k, v;
+  while (st_cursor_next(c, &k, &v) == 0) {
+    json_t *r = json_loadb(v.data, v.len, 0, NULL);
+    if (r) json_array_append_new(*arr, r);
+  }
+  st_cursor_close(c);
+  /* newest first: ids are random, so order by "created" (RFC 3339 sorts) */
+  size_t n = json_array_size(*arr);
+  for (size_t i = 1; i < n; i++)
+    for (size_t j = i; j > 0; j--) {
+      const char *a = json_string_value(json_object_get(json_array_get(*arr, j - 1), "created")) ?: "";
+      const char *b = json_string_value(json_object_get(json_array_get(*arr, j), "created")) ?: "";
+      if (strcmp(a, b) >= 0) break;
+      json_t *t = json_incref(json_array_get(*arr, j - 1));
+      json_array_set(*arr, j - 1, json_array_get(*arr, j));
+      json_array_set_new(*arr, j, t);
+    }
+  while (limit > 0 && json_array_size(*arr) > (size_t)limit) json_array_remove(*arr, json_array_size(*arr) - 1);
+  return 0;
+}
+
+int vault_counts_get(st_txn *txn, vault_counts *out) {
+  memset(out, 0, sizeof *out);
+  st_cursor *c;
+  int rc = st_cursor_open(txn, ST_DB_VAULT, &c);
+  if (rc) return rc;
+  st_val k, v;
+  while (st_cursor_next(c, &k, &v) == 0) {
+    char tag = k.len ? ((const char *)k.data)[0] : 0;
+    if (tag == 'g') out->grants++;
+    else if (tag == 'q') out->pending++;
+    else if (tag == 'r') {
+      if (memmem(v.data, v.len, "\"state\":\"done\"", 14)) out->done++;
+      else if (memmem(v.data, v.len, "\"state\":\"failed\"", 16)) out->failed++;
+      else if (memmem(v.data, v.len, "\"state\":\"manual\"", 16)) out->manual++;
+    }
+  }
+  st_cursor_close(c);
+  return 0;
+}
+
+/* ---- hooks and purge --------------------------------------------------------- */
+
+static void rfc3339_now(char *b, size_t cap) {
+  time_t t = time(NULL);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(b, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int vault_grant_purge_tenant(st_txn *txn, const char *tenant, int limit) {
+  char now[32];
+  rfc3339_now(now, sizeof now);
+  char p[KEY_MAX];
+  size_t pl = key3(p, 'g', tenant, "", NULL);
+  int n = cut_range(txn, tenant, p, pl, true, "tenant_deleted", now, limit);
+  if (n < 0 || n >= limit) return n;
+  pl = key3(p, 'c', tenant, "", NULL);
+  int m = st_del_prefix(txn, ST_DB_VAULT, p, pl, limit - n);
+  if (m < 0) return m;
+  n += m;
+  if (n >= limit) return n;
+  pl = key3(p, 'r', tenant, "", NULL);
+  m = st_del_prefix(txn, ST_DB_VAULT, p, pl, limit - n);
+  return m < 0 ? m : n + m;
+}
+
+static int on_user_cut(st_txn *txn, int kind, const void *event, void *ctx) {
+  const st_dir_event *ev = event;
+  (void)ctx;
+  char now[32];
+  rfc3339_now(now, sizeof now);
+  const char *reason = kind == ST_DIR_EV_USER_DELETED ? "deleted"
+                       : kind == ST_DIR_EV_USER_SIGNED_OUT ? "signed_out"
+                                                           : "deactivated";
+  return vault_grants_cut_user(txn, ev->tenant, ev->id, reason, now);
+}
+
+int vault_grant_register(st_store *st) {
+  int rc = st_dir_hook_user_cut(st, on_user_cut, NULL);
+  if (!rc) rc = st_purge_add(st, "vault.grants", vault_grant_purge_tenant, NULL);
+  return rc == ST_EEXIST ? 0 : rc;
+}

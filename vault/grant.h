@@ -1,0 +1,182 @@
+/* vault/grant.h — per-user upstream OAuth grants, and the durable queue that
+ * revokes them at the upstream (RFC 7009) after they leave the live tables.
+ *
+ * A grant is what an employee's connect flow (gateway/api/connect.c) got
+ * from a connector's authorization server: access token, refresh token,
+ * expiry, scope. The gateway injects the access token on that employee's
+ * calls to that connector (vault_upstream_cred) and nobody else's.
+ *
+ * Store layout (ST_DB_VAULT; tenant, user and connector are bounded ids
+ * without NUL):
+ *   "g" tenant \0 user \0 connector  → {"created","updated","expires_at",
+ *                                       "scope","refreshes"}  (no secret)
+ *   "c" tenant \0 connector \0 user  → ""   (grants of a connector)
+ *   "q" u64 BE due (ms) ‖ id(16)     → revocation job (below)
+ *   "r" tenant \0 id(16)             → {"id","connector","user","reason",
+ *        "state":"pending|done|failed|manual","created","updated",
+ *        "attempts","last_error"?}   (the admin's revocations report)
+ * Sealed (ST_DB_SECRETS, store/seal.h):
+ *   {tenant, "vault.grant", user "/" connector} → {"access_token",
+ *        "refresh_token"?, "expires_at"}
+ *   {"", "vault.revoke", id}  → {"access_token"?, "refresh_token"?,
+ *        "client_secret"?}   — operator-wide, so a tenant's deletion (whose
+ *        purge removes its secrets) still revokes at the upstream.
+ *
+ * Leaving the live tables (vault_grant_drop, vault_grants_cut_user,
+ * vault_grants_cut_connector): in the caller's write transaction the grant
+ * and its sealed tokens are deleted and, when the connector names a
+ * revocation_url, a revocation job is queued with the tokens re-sealed
+ * under its id, the connector's client authentication and the URL copied
+ * in (the connector may be deleted before the job runs); without one the
+ * report says "manual" (revoke at the upstream by hand). The worker
+ * (vault_revoke_next / vault_revoke_result, driven from a loop in
+ * gateway/mcp/vault_worker.c) sends the requests and records the outcome.
+ *
+ * Threading: pure functions of a transaction; writes in writer jobs only.
+ * No message of this module contains a token or a secret. */
+#ifndef MCPGATE_VAULT_GRANT_H
+#define MCPGATE_VAULT_GRANT_H
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+#define VAULT_GRANT_KIND "vault.grant"
+#define VAULT_REVOKE_KIND "vault.revoke"
+#define VAULT_CLIENT_KIND "connector.oauth_client"
+#define VAULT_TOKEN_MAX 8192 /* an access or refresh token, bytes */
+#define VAULT_REVOKE_ID_LEN 16
+
+/* What ST_EVENT_GRANT_CHANGED carries (borrowed for the emit): a grant
+ * created by a connect, or dropped — the user's tool list changes. */
+typedef struct vault_grant_event {
+  const char *tenant, *user, *connector;
+  bool connected;
+} vault_grant_event;
+
+/* The tokens of a grant (owned strings, wiped by vault_tokens_free). */
+typedef struct vault_tokens {
+  char *access;
+  char *refresh;      /* NULL: none issued */
+  int64_t expires_at; /* unix seconds; 0: the AS did not say */
+  char *scope;        /* NULL: not said */
+} vault_tokens;
+void vault_tokens_free(vault_tokens *t);
+
+/* Takes the tokens out of a token endpoint's JSON reply (RFC 6749 §5.1):
+ * access_token (required, printable ASCII, ≤ VAULT_TOKEN_MAX), token_type
+ * (Bearer, any case), expires_in (optional number of seconds, relative to
+ * now_s), refresh_token, scope. 0, or VAULT_EINVALID with a message (which
+ * never quotes a token) in err. On a refresh reply without refresh_token
+ * the caller keeps the old one. */
+int vault_tokens_from_reply(const char *body, size_t len, int64_t now_s, vault_tokens *out, char *err,
+                            size_t errlen);
+
+/* Write txn: stores (or replaces) the grant of (tenant, user, connector).
+ * `now` RFC 3339. A replaced grant's old tokens are queued for revocation
+ * only when `revoke_old` (a reconnect; a refresh's rotation retires them
+ * at the AS itself). */
+int vault_grant_put(st_txn *txn, const char *tenant, const char *user, const char *connector,
+                    const vault_tokens *t, const char *now, bool revoke_old);
+/* The grant's tokens (ST_ENOTFOUND: none). Any txn. */
+int vault_grant_get(st_txn *txn, const char *tenant, const char *user, const char *connector,
+                    vault_tokens *out);
+/* The grant's record without secrets (caller decref), ST_ENOTFOUND. */
+int vault_grant_info(st_txn *txn, const char *tenant, const char *user, const char *connector,
+                     json_t **rec);
+/* Every grant of a user: [{"connector", "created", "updated", "expires_at",
+ * "scope"}] in connector order (never a token). */
+int vault_grants_of_user(st_txn *txn, const char *tenant, const char *user, json_t **arr);
+
+/* Write txn: the grant leaves the live tables and is queued for revocation
+ * (see the header). reason: a short literal ("disconnect", "deactivated",
+ * "connector_deleted", "lost_access", "tenant_deleted", "reconnect",
+ * "invalid_grant"). ST_ENOTFOUND when there is none. */
+int vault_grant_drop(st_txn *txn, const char *tenant, const char *user, const char *connector,
+                     const char *reason, const char *now);
+/* Write txn: every grant of the user / of the connector / of the tenant. */
+int vault_grants_cut_user(st_txn *txn, const char *tenant, const char *user, const char *reason,
+                          const char *now);
+int vault_grants_cut_connector(st_txn *txn, const char *tenant, const char *connector,
+                               const char *reason, const char *now);
+
+/* ---- refresh, single-flight across loops ---------------------------------
+ * Two loops refreshing a rotating refresh token at once would make one get
+ * invalid_grant and delete a good grant: refreshes are serialised through
+ * the store. A loop whose grant expires claims the refresh (a write job);
+ * only the claimant calls the token endpoint; the others wait and re-read.
+ * A claim lapses after VAULT_REFRESH_CLAIM_MS (a claimant that died). */
+#define VAULT_REFRESH_CLAIM_MS 20000
+enum { VAULT_CLAIMED = 0, VAULT_CLAIM_BUSY = 1, VAULT_CLAIM_FRESH = 2 };
+/* Write txn: VAULT_CLAIMED (go), VAULT_CLAIM_BUSY (another holds a live
+ * claim: wait), VAULT_CLAIM_FRESH (the grant no longer expires within
+ * 10 s: someone refreshed it — read it again), ST_ENOTFOUND (no grant). */
+int vault_grant_claim(st_txn *txn, const char *tenant, const char *user, const char *connector, int64_t now_s,
+                      uint64_t now_ms);
+/* Write txn: a refresh that used `used_refresh` succeeded: the new tokens
+ * replace the grant (the old refresh token kept when none was issued) and
+ * the claim ends. Ignored (0) when the grant's refresh token is no longer
+ * used_refresh (replaced or dropped meanwhile). */
+int vault_grant_refreshed(st_txn *txn, const char *tenant, const char *user, const char *connector,
+                          const char *used_refresh, const vault_tokens *fresh, const char *now);
+/* Write txn: it failed. invalid (the AS said invalid_grant): the grant is
+ * dropped — only if its refresh token is still used_refresh; otherwise the
+ * claim just ends (a network error, a 5xx: the next call tries again). */
+int vault_grant_refresh_failed(st_txn *txn, const char *tenant, const char *user, const char *connector,
+                               const char *used_refresh, bool invalid, const char *now);
+
+/* ---- the revocation queue ---------------------------------------------- */
+
+/* A revocation job as the worker sees it (owned; vault_revoke_job_free). */
+typedef struct vault_revoke_job {
+  char id[VAULT_REVOKE_ID_LEN + 1];
+  char tenant[64];
+  uint64_t due_ms;
+  int attempts;
+  int64_t created_ms;
+  char *url;           /* revocation endpoint */
+  char *client_id;
+  char *client_secret; /* NULL: public client; wiped */
+  bool auth_post;      /* client_secret_post (else HTTP Basic) */
+  char *refresh;       /* tokens still to revoke (wiped); NULL when done */
+  char *access;
+  long connect_ms, first_byte_ms;
+  char *ca_file;
+} vault_revoke_job;
+void vault_revoke_job_free(vault_revoke_job *j);
+
+/* Any txn: the first job due at or before now_ms (0 with *job filled),
+ * ST_ENOTFOUND when none is due; *next_due_ms (when not NULL) is the due
+ * time of the first job at all (0: the queue is empty). */
+int vault_revoke_next(st_txn *txn, uint64_t now_ms, vault_revoke_job *job,
+                      uint64_t *next_due_ms);
+
+/* Write txn: the worker's outcome for job id (due_ms as read). done: every
+ * token revoked (or the AS said the token is unknown: RFC 7009 §2.2 200);
+ * final: a 4xx or give-up — the report says "failed" with err; otherwise
+ * the job is re-queued at retry_ms with attempts+1 and err kept as
+ * last_error. A job no longer queued (already finished elsewhere) is
+ * ignored (0). */
+int vault_revoke_result(st_txn *txn, const char *id, uint64_t due_ms, bool done, bool final, uint64_t retry_ms,
+                        const char *err, const char *now);
+
+/* The tenant's revocations report, newest first, at most limit. */
+int vault_revocations_list(st_txn *txn, const char *tenant, int limit, json_t **arr);
+/* Counts for metrics: pending jobs, and reports by state. */
+typedef struct vault_counts {
+  long grants, pending, done, failed, manual;
+} vault_counts;
+int vault_counts_get(st_txn *txn, vault_counts *out);
+
+/* Purge step for tenant deletion: queues every grant of the tenant for
+ * revocation and deletes its reports. Up to limit keys; returns the count. */
+int vault_grant_purge_tenant(st_txn *txn, const char *tenant, int limit);
+/* Registers the grant hook (a cut user's grants are revoked) and the
+ * purge — before the connectors' and the secrets' purges, which remove
+ * what a revocation job copies. At startup. (A deleted connector's grants
+ * are revoked by vault_connector_delete itself, before its record goes.) */
+int vault_grant_register(st_store *st);
+
+#endif
