@@ -19,6 +19,22 @@
 
 typedef void (*gw_agg_step_fn)(gw_exchange *x, int err);
 
+/* grants.c: an oauth connector's gate (rule 1 there). 0: go on now; 1:
+ * `after` was or will be called (GW_MCP_ECONNECT without a grant,
+ * GW_MCP_EREFRESH when a refresh failed), or the gate runs again once the
+ * grant is refreshed. */
+int gw__agg_vault_gate(gw_exchange *x, gw_agg_step_fn after);
+/* True when connector is an oauth connector x's user has not connected. */
+bool gw__agg_connect_pending(gw_exchange *x, const char *connector);
+/* The {connector}__connect tool listed instead of the connector's tools. */
+json_t *gw__agg_connect_tool(gw_exchange *x, const char *connector);
+/* Answers x (its connector: x->connector) with the connect link: as the
+ * connect tool's result, or as an error (URL-mode elicitation -32042 when
+ * the client declared it, else GW_RPC_CONNECT with data.url). */
+void gw__agg_answer_connect(gw_exchange *x, bool as_result);
+/* <public_url>/t/{tenant}/connect/{connector}: where an employee connects. */
+void gw__connect_link(const gw_loop *lp, const char *tenant, const char *connector, char *out, size_t cap);
+
 typedef struct gw_agg_up {
   gw_agg_step_fn cont;  /* next step after a buffered upstream call */
   gw_agg_step_fn after; /* what runs once the upstream session is open */

@@ -75,9 +75,18 @@ static void call_retry(gw_exchange *x, int err) {
 }
 
 static void call_session_ready(gw_exchange *x, int err) {
+  if (err == GW_MCP_ECONNECT) {
+    gw__agg_answer_connect(x, false);
+    return;
+  }
   if (err) {
     if (x->m) GW_STAT_ADD(x->m->errors, 1);
-    if (err == GW_MCP_EAUTH)
+    if (err == GW_MCP_EREFRESH)
+      gw__x_rpc_error(x, 200, GW_RPC_UPSTREAM_DOWN,
+                       "connector \"%s\": your access could not be renewed right now (its authorization server failed); "
+                       "try again shortly",
+                       x->connector);
+    else if (err == GW_MCP_EAUTH)
       gw__x_rpc_error(x, 200, GW_RPC_UPSTREAM_AUTH,
                        "connector \"%s\" refused the gateway's credential; ask your admin to check the connector's credential",
                        x->connector);
@@ -130,6 +139,13 @@ static bool call_allowed(gw_exchange *x, const char *full, char conn[40], const 
   }
   if (!full || !split_name(full, conn, tool)) {
     gw__x_rpc_error(x, 200, -32602, "Unknown tool: %.200s", full ? full : "(no name)");
+    return false;
+  }
+  /* the gateway's own {connector}__connect tool, listed while the user has
+   * no grant: it only gives the link (no policy on a tool of the gateway's) */
+  if (!strcmp(*tool, "connect") && pol_connector_visible(pu, conn) && gw__agg_connect_pending(x, conn)) {
+    gw_strlcpy(x->connector, conn, sizeof x->connector);
+    gw__agg_answer_connect(x, true);
     return false;
   }
   pol_decision d = gw__decide_call(pu, conn, *tool);

@@ -164,6 +164,13 @@ static void list_page_done(gw_exchange *x, int err) {
 }
 
 static void list_session_ready(gw_exchange *x, int err) {
+  if (err == GW_MCP_ECONNECT) {
+    /* not connected yet: one tool that says how, instead of its tools */
+    json_t *items = json_array();
+    if (!strcmp(kind_of(x)->key, "tools")) json_array_append_new(items, gw__agg_connect_tool(x, x->connector));
+    list_advance(x, items);
+    return;
+  }
   if (err) {
     GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}),
            "connector %s: no upstream session (%s); its items are left out", x->connector, gw_mcp_strerror(err));

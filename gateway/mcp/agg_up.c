@@ -207,6 +207,7 @@ void gw__agg_ensure_upstream(gw_exchange *x, gw_agg_step_fn after) {
   gw_agg_up *u = gw__agg_up(x);
   st_txn *txn;
   char up[256] = "";
+  if (gw__agg_vault_gate(x, after)) return; /* no grant, or refreshing it first */
   if (!u->fresh_session && gw__read_begin(x->lp, &txn) == 0) {
     int rc = gw_session_upstream_get(txn, x->sid, x->connector, up);
     gw__read_end(x->lp, txn);

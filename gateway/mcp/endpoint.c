@@ -514,6 +514,8 @@ const char *gw_mcp_strerror(int code) {
   case GW_MCP_EREPLY: return "upstream sent no valid reply";
   case GW_MCP_ENOTSENT: return "upstream call not started";
   case GW_MCP_ESTALE: return "upstream session unknown to the upstream";
+  case GW_MCP_ECONNECT: return "the user has not connected this connector";
+  case GW_MCP_EREFRESH: return "the user's grant could not be refreshed";
   default: return "upstream unavailable";
   }
 }

@@ -33,6 +33,7 @@ typedef struct gw_agg_index gw_agg_index;
 /* One loop's MCP state. */
 struct gw_proxy {
   gw_loop *lp;
+  struct vault_worker *vault_worker; /* loop 0 only: the revocation queue's worker (vault_worker.c) */
   gw_xreg reg;              /* the live exchanges */
   uv_async_t async;         /* fan-out messages queued from other threads */
   uv_timer_t gate_timer;    /* a writer reply held at the gate: its deadline */
@@ -114,6 +115,10 @@ gw_proxy *gw__mcp_of(gw_loop *lp);
  * st_read_begin/st_txn_end. A revocation committed meanwhile reaches the
  * loop after the dispatch returns, and ends what it started. */
 int gw__read_begin(gw_loop *lp, st_txn **txn);
+/* vault_worker.c: the revocation queue's worker on loop 0 (start after the
+ * outbound engine exists; stop before it closes). */
+int gw__vault_worker_start(gw_loop *lp);
+void gw__vault_worker_stop(gw_loop *lp);
 void gw__read_end(gw_loop *lp, st_txn *txn);
 st_txn *gw__read_pin(gw_loop *lp);                 /* NULL: none pinned by this call */
 void gw__read_unpin(gw_loop *lp, st_txn *pinned); /* what gw__read_pin returned */

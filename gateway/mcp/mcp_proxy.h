@@ -35,6 +35,7 @@ typedef struct st_txn st_txn;
 #define GW_RPC_BLOCKED (-32003)           /* policy blocks the tool */
 #define GW_RPC_REVOKED (-32004)           /* the caller's access was revoked */
 #define GW_RPC_APPROVAL (-32005)          /* the tool needs approval */
+#define GW_RPC_CONNECT (-32007)           /* the user must connect the connector first (link in data.url) */
 #define GW_RPC_NOT_SUPPORTED (-32601)     /* method the gateway does not relay (tasks, server/discover) */
 
 /* Error codes of gateway/mcp (its range: -30300..-30399). */
@@ -45,6 +46,8 @@ typedef struct st_txn st_txn;
 #define GW_MCP_EREPLY (-30305)   /* the upstream's answer held no valid reply */
 #define GW_MCP_ENOTSENT (-30306) /* the upstream call could not be started */
 #define GW_MCP_ESTALE (-30307)   /* the upstream does not know our session id (404/400) */
+#define GW_MCP_ECONNECT (-30308) /* an oauth connector the user has not connected (vault/grant.h) */
+#define GW_MCP_EREFRESH (-30309) /* the user's grant could not be refreshed now (the AS failed) */
 /* A static description of a GW_UP_E* / GW_MCP_E* code (other codes: a
  * generic text). */
 const char *gw_mcp_strerror(int code);

@@ -75,6 +75,7 @@
 #include "policy/policy.h"
 #include "scim/scim.h"
 #include "store/tenant.h"
+#include "vault/grant.h"
 #include "vault/vault.h"
 
 gw_mcp_shared *gw__mcp_shared(const gw_server *srv) { return srv->mcp; }
@@ -763,6 +764,15 @@ static int on_connector_deleted(st_txn *txn, int kind, const void *event, void *
 
 /* A PUT: a moved connector ends like a deleted one; then the loop learns
  * the connector's capabilities (a probe, fire and forget). */
+/* A user connected a connector (or lost the grant): their open streams
+ * hear list_changed once it commits (the connect tool gives way to the
+ * connector's tools, or comes back). */
+static int on_grant_changed(st_txn *txn, int kind, const void *event, void *ctx) {
+  const vault_grant_event *ev = event;
+  (void)kind;
+  return notify_after(txn, ctx, ev->tenant, json_pack("[s]", ev->user));
+}
+
 static int on_connector_put(st_txn *txn, int kind, const void *event, void *ctx) {
   const vault_connector_event *ev = event;
   (void)kind;
@@ -809,6 +819,7 @@ int gw_proxy_register_hooks(gw_server *srv) {
   if (!rc) rc = st_hook_add(srv->store, SCIM_EV_GROUP_CREATED, on_tools_changed, srv);
   if (!rc) rc = st_hook_add(srv->store, ST_EVENT_CONNECTOR_PUT, on_connector_put, srv);
   if (!rc) rc = st_hook_add(srv->store, ST_EVENT_CONNECTOR_DELETE, on_connector_deleted, srv);
+  if (!rc) rc = st_hook_add(srv->store, ST_EVENT_GRANT_CHANGED, on_grant_changed, srv);
   if (!rc) rc = st_hook_add(srv->store, ST_EVENT_POLICY_PUT, on_policy_put, srv);
   if (!rc) rc = st_hook_add(srv->store, ST_EVENT_TENANT_DELETING, on_tenant_deleting, srv);
   if (!rc) rc = st_hook_add(srv->store, ST_EVENT_TOKEN_REVOKED, on_token_revoked, srv);

@@ -27,6 +27,7 @@
 
 #include "auth/auth.h"
 #include "gateway/base/buf.h"
+#include "gateway/mcp/agg.h"
 #include "gateway/mcp/mcp_loop.h"
 #include "gateway/out/outbound.h"
 #include "vault/vault.h"
@@ -83,7 +84,7 @@ static int credential(gw_exchange *x, upcred *c) {
     }
   }
   if (!rc) rc = gw__connector_get(lp, txn, x->tenant, x->connector, &c->conn);
-  if (!rc) rc = vault_upstream_cred(txn, x->tenant, x->connector, user, c->conn, &c->cred);
+  if (!rc) rc = vault_upstream_cred(txn, x->tenant, x->connector, user, c->conn, (int64_t)time(NULL), &c->cred);
   gw__read_end(lp, txn);
   return rc;
 }
@@ -161,6 +162,21 @@ void gw__x_start_failed(gw_exchange *x, int rc) {
   if (rc == GW_UP_EREVOKED) {
     x->revoked = true;
     gw__x_rpc_error(x, 403, GW_RPC_REVOKED, "%s", REVOKED_MSG);
+  } else if (rc == VAULT_ENOGRANT || rc == VAULT_EEXPIRED) {
+    /* an oauth connector on a path without the aggregated gate (the direct
+     * endpoint): the link, or the renewal the aggregated endpoint does */
+    char link[1200];
+    gw__connect_link(x->lp, x->tenant, x->connector, link, sizeof link);
+    if (rc == VAULT_ENOGRANT)
+      gw__x_rpc_error(x, 200, GW_RPC_CONNECT,
+                       "%s is not connected to your account yet: open %s in your browser, sign in and approve, then "
+                       "try again",
+                       x->connector, link);
+    else
+      gw__x_rpc_error(x, 200, GW_RPC_CONNECT,
+                       "your access to %s has expired; use the gateway's aggregated endpoint (it renews it), or "
+                       "connect again at %s",
+                       x->connector, link);
   } else if (rc == GW_UP_EHIDDEN) {
     gw__x_rpc_error(x, 200, -32602, "connector \"%s\" is not available to you under your organisation's policy",
                     x->connector);

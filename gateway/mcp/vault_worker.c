@@ -1,0 +1,276 @@
+/* gateway/mcp/vault_worker.c — the revocation queue's worker (vault/grant.h
+ * keeps the queue): sends RFC 7009 revocation requests for grants that left
+ * the live tables, on the first loop of the process.
+ *
+ * Rules this file keeps, and why:
+ *  1. The queue is in the store, written in the transaction that cut the
+ *     grant: a crash between that commit and the upstream's answer loses
+ *     nothing — after a restart the job is still due and is sent again
+ *     (revoking twice is harmless: RFC 7009 §2.2 answers 200 for a token
+ *     already invalid).
+ *  2. One job at a time, oldest due first; the refresh token first (at most
+ *     authorization servers that ends the whole grant), then the access
+ *     token. 200 is done; a network error or a 5xx is retried with backoff
+ *     (1 s doubling to 5 min); 4xx (unsupported_token_type, invalid_client)
+ *     is final and reported as failed; past REVOKE_GIVE_UP_MS after the job
+ *     was queued it is failed ("gave up").
+ *  3. The URL is the connector's revocation_url, set by a tenant admin:
+ *     admin egress level, the connector's timeouts and CA file, a small
+ *     body cap (the answer is only read for its error code).
+ *  4. The queue is polled (REVOKE_POLL_MS): one cursor seek when empty.
+ *  5. Nothing of a token or secret is logged; outcomes are counted
+ *     (gw__vault_stats) for /metrics.
+ * Threading: loop 0's thread; the result is written by a writer job that
+ * reports back on that loop's port. */
+#include <openssl/crypto.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gateway/base/buf.h"
+#include "gateway/base/log.h"
+#include "gateway/mcp/mcp_loop.h"
+#include "gateway/out/outbound.h"
+#include "vault/connect.h"
+#include "vault/grant.h"
+
+#define REVOKE_POLL_MS 500
+#define REVOKE_BODY_MAX 4096
+#define REVOKE_BACKOFF_MAX_MS (5 * 60 * 1000)
+#define REVOKE_GIVE_UP_MS (24LL * 3600 * 1000)
+
+struct vault_worker {
+  gw_loop *lp;
+  uv_timer_t timer;
+  vault_revoke_job job;
+  bool busy;      /* a job is being sent or its result written */
+  bool stopping;
+  bool timer_open;
+  int step;       /* 0: refresh token, 1: access token */
+  int status;
+  bool done, final;
+  char err[160];
+  gw_buf body;
+};
+typedef struct vault_worker vault_worker;
+
+static uint64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void worker_maybe_free(vault_worker *w) {
+  if (w->stopping && !w->busy && !w->timer_open) {
+    vault_revoke_job_free(&w->job);
+    gw_buf_free(&w->body);
+    free(w);
+  }
+}
+
+static void tick(uv_timer_t *t);
+
+static void rearm(vault_worker *w, uint64_t ms) {
+  if (!w->stopping && w->timer_open) uv_timer_start(&w->timer, tick, ms, 0);
+}
+
+/* ---- the outcome, written ---------------------------------------------------- */
+
+static int job_result(st_txn *txn, void *arg) {
+  vault_worker *w = arg;
+  char now[32];
+  time_t t = time(NULL);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  int attempts = w->job.attempts + 1;
+  uint64_t backoff = 1000ull << (attempts < 9 ? attempts - 1 : 8);
+  if (backoff > REVOKE_BACKOFF_MAX_MS) backoff = REVOKE_BACKOFF_MAX_MS;
+  return vault_revoke_result(txn, w->job.id, w->job.due_ms, w->done, w->final, wall_ms() + backoff, w->err, now);
+}
+
+static void done_result(int status, void *arg) {
+  vault_worker *w = arg;
+  if (status)
+    GW_LOG(GW_LOG_ERROR, "vault", &((gw_log_ctx){w->job.tenant, NULL}), "revocation %s: recording the outcome failed: %s",
+           w->job.id, st_strerror(status));
+  w->busy = false;
+  vault_revoke_job_free(&w->job);
+  if (w->stopping) {
+    worker_maybe_free(w);
+    return;
+  }
+  rearm(w, status ? REVOKE_POLL_MS : 0); /* the next due job at once */
+}
+
+static void finish(vault_worker *w) {
+  gw_log_ctx lc = {w->job.tenant, NULL};
+  if (w->done) GW_LOG(GW_LOG_INFO, "vault", &lc, "revocation %s: done at the upstream", w->job.id);
+  else if (w->final) GW_LOG(GW_LOG_WARN, "vault", &lc, "revocation %s failed for good: %s", w->job.id, w->err);
+  else GW_LOG(GW_LOG_INFO, "vault", &lc, "revocation %s: will retry (%s)", w->job.id, w->err);
+  if (st_submit(w->lp->srv->store, w->lp->port, job_result, done_result, w) != 0) done_result(ST_EBUSY, w);
+}
+
+/* ---- one request ------------------------------------------------------------- */
+
+static void send_next(vault_worker *w);
+
+static void rv_headers(gw_out_req *o, int status, const gw_out_header *h, size_t n, void *ud) {
+  (void)o, (void)h, (void)n;
+  ((vault_worker *)ud)->status = status;
+}
+
+static int rv_data(gw_out_req *o, const char *p, size_t n, void *ud) {
+  vault_worker *w = ud;
+  if (w->body.len + n <= REVOKE_BODY_MAX) gw_buf_append(&w->body, p, n);
+  (void)o;
+  return 0;
+}
+
+static void rv_done(gw_out_req *o, int err, void *ud) {
+  vault_worker *w = ud;
+  (void)o;
+  if (w->stopping) {
+    /* shutdown: the job stays queued, sent again after the restart */
+    w->busy = false;
+    worker_maybe_free(w);
+    return;
+  }
+  if (err || w->status >= 500 || w->status == 429) {
+    snprintf(w->err, sizeof w->err, "%s", err ? gw_out_strerror(err) : "the revocation endpoint answered a server error");
+    if (w->status && !err) snprintf(w->err, sizeof w->err, "the revocation endpoint answered %d", w->status);
+    w->final = (int64_t)wall_ms() - w->job.created_ms > REVOKE_GIVE_UP_MS;
+    if (w->final) {
+      size_t l = strlen(w->err);
+      snprintf(w->err + l, sizeof w->err - l, "; gave up after 24 h");
+    }
+    finish(w);
+    return;
+  }
+  if (w->status != 200) {
+    json_t *j = json_loadb(w->body.data ? w->body.data : "", w->body.len, 0, NULL);
+    const char *e = json_string_value(json_object_get(j, "error"));
+    snprintf(w->err, sizeof w->err, "the revocation endpoint answered %d%s%.40s", w->status, e ? " " : "",
+             e && strlen(e) < 40 ? e : "");
+    json_decref(j);
+    w->final = true;
+    finish(w);
+    return;
+  }
+  /* this token is revoked: the next one, or done */
+  w->step++;
+  send_next(w);
+}
+
+static void send_next(vault_worker *w) {
+  const char *token = NULL, *hint = NULL;
+  while (w->step < 2 && !token) {
+    token = w->step == 0 ? w->job.refresh : w->job.access;
+    hint = w->step == 0 ? "refresh_token" : "access_token";
+    if (!token) w->step++;
+  }
+  if (!token) {
+    w->done = true;
+    w->err[0] = 0;
+    finish(w);
+    return;
+  }
+  char *body = NULL, *authz = NULL, *authz_line = NULL;
+  int rc = vault_revoke_request(w->job.client_id, w->job.client_secret, w->job.auth_post, token, hint, &body, &authz);
+  if (!rc && authz) {
+    size_t n = strlen(authz) + 16;
+    authz_line = malloc(n);
+    if (authz_line) snprintf(authz_line, n, "Authorization: %s", authz);
+    else rc = ST_ENOMEM;
+  }
+  const char *lines[4] = {"Content-Type: application/x-www-form-urlencoded", "Accept: application/json", authz_line,
+                          NULL};
+  gw_out_opts o = {0};
+  o.method = "POST";
+  o.url = w->job.url;
+  o.headers = lines;
+  o.body = body;
+  o.body_len = body ? strlen(body) : 0;
+  o.connect_timeout_ms = w->job.connect_ms;
+  o.first_byte_timeout_ms = w->job.first_byte_ms ? w->job.first_byte_ms : 15000;
+  o.idle_timeout_ms = 15000;
+  o.ca_file = w->job.ca_file;
+  o.egress = GW_OUT_EGRESS_ADMIN;
+  o.on_headers = rv_headers;
+  o.on_data = rv_data;
+  o.on_done = rv_done;
+  o.ud = w;
+  w->status = 0;
+  gw_buf_reset(&w->body);
+  gw_out_req *req = NULL;
+  if (!rc) rc = gw_out_start(w->lp->out, &o, &req);
+  vault_wipe(body);
+  vault_wipe(authz);
+  vault_wipe(authz_line);
+  if (rc) {
+    snprintf(w->err, sizeof w->err, "the request could not start: %s", gw_out_strerror(rc));
+    w->final = rc == GW_OUT_EINVAL || rc == GW_OUT_EEGRESS;
+    finish(w);
+  }
+}
+
+/* ---- the poll ---------------------------------------------------------------- */
+
+static void tick(uv_timer_t *t) {
+  vault_worker *w = t->data;
+  if (w->busy || w->stopping) return;
+  st_txn *txn;
+  if (st_read_begin(w->lp->srv->store, &txn) != 0) {
+    rearm(w, REVOKE_POLL_MS);
+    return;
+  }
+  uint64_t next = 0;
+  int rc = vault_revoke_next(txn, wall_ms(), &w->job, &next);
+  st_txn_end(txn);
+  if (rc) {
+    if (rc != ST_ENOTFOUND)
+      GW_LOG(GW_LOG_ERROR, "vault", NULL, "the revocation queue could not be read: %s", st_strerror(rc));
+    rearm(w, REVOKE_POLL_MS);
+    return;
+  }
+  w->busy = true;
+  w->step = 0;
+  w->done = w->final = false;
+  w->err[0] = 0;
+  send_next(w);
+}
+
+static void timer_closed(uv_handle_t *h) {
+  vault_worker *w = h->data;
+  w->timer_open = false;
+  worker_maybe_free(w);
+}
+
+int gw__vault_worker_start(gw_loop *lp) {
+  vault_worker *w = calloc(1, sizeof *w);
+  if (!w) return -1;
+  w->lp = lp;
+  gw_buf_init(&w->body, REVOKE_BODY_MAX);
+  if (uv_timer_init(&lp->loop, &w->timer) != 0) {
+    free(w);
+    return -1;
+  }
+  w->timer.data = w;
+  w->timer_open = true;
+  gw__mcp_of(lp)->vault_worker = w;
+  uv_timer_start(&w->timer, tick, 0, 0);
+  return 0;
+}
+
+/* Before the loop's outbound engine closes (which ends a transfer in
+ * flight: the job stays queued). */
+void gw__vault_worker_stop(gw_loop *lp) {
+  gw_proxy *p = gw__mcp_of(lp);
+  vault_worker *w = p ? p->vault_worker : NULL;
+  if (!w) return;
+  p->vault_worker = NULL;
+  w->stopping = true;
+  uv_close((uv_handle_t *)&w->timer, timer_closed);
+}
