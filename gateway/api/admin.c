@@ -277,6 +277,10 @@ void gw_admin_dispatch(gw_req *req) {
       admin__oidc(req, &who, seg[1]);
       return;
     }
+    if (n == 3 && !strcmp(seg[2], "revocations")) {
+      admin__revocations(req, &who, seg[1]);
+      return;
+    }
     if (n == 3 && !strcmp(seg[2], "explain")) {
       admin__explain(req, &who, seg[1]);
       return;

@@ -26,11 +26,13 @@
 #include "auth/oauth_token.h"
 #include "gateway/api/oauth_int.h"
 #include "gateway/base/log.h"
+#include "vault/grant.h"
+#include "vault/vault.h"
 #include "store/dir.h"
 
 #define REASON_MAX 500
 
-enum { OP_REVOKE, OP_RESTORE, OP_GRANT_REVOKE, OP_GRANTS_REVOKE };
+enum { OP_REVOKE, OP_RESTORE, OP_GRANT_REVOKE, OP_GRANTS_REVOKE, OP_CONN_DROP, OP_CONNS_DROP };
 
 typedef struct user_job {
   gw_req *req;
@@ -83,6 +85,29 @@ static int job_user(st_txn *txn, void *arg) {
     if (rc < 0) return rc;
     j->count = rc;
     return 0;
+  case OP_CONN_DROP:
+  case OP_CONNS_DROP: {
+    /* upstream grants: out of the live tables now, revoked at the
+     * upstream by the queue (vault/grant.h) */
+    char now[32];
+    admin__now_rfc3339(now);
+    json_t *gs = NULL;
+    if ((rc = vault_grants_of_user(txn, j->tenant, j->uid, &gs))) {
+      json_decref(gs);
+      return rc;
+    }
+    size_t i;
+    json_t *g;
+    json_array_foreach(gs, i, g) {
+      const char *c = json_string_value(json_object_get(g, "connector")) ?: "";
+      if (j->op == OP_CONN_DROP && strcmp(c, j->grant)) continue;
+      if ((rc = vault_grant_drop(txn, j->tenant, j->uid, c, "admin_disconnect", now))) break;
+      j->count++;
+    }
+    json_decref(gs);
+    if (rc) return rc;
+    return j->op == OP_CONN_DROP && !j->count ? VAULT_ENOGRANT : 0;
+  }
   default: {
     /* only a grant of this person: the URL names both */
     json_t *gs = NULL, *g;
@@ -109,6 +134,8 @@ static void done_user(int status, void *arg) {
     gw_respond_error(req, 404, "not_found", "no such tenant");
   } else if (status == AUTH_EOAUTH_GRANT) {
     gw_respond_error(req, 404, "not_found", "this user has no such application grant");
+  } else if (status == VAULT_ENOGRANT) {
+    gw_respond_error(req, 404, "not_found", "this user has not connected that connector");
   } else if (status == ST_ENOTFOUND) {
     gw_respond_error(req, 404, "not_found", "no user with this id or userName in this tenant");
   } else if (!admin__job_error(req, status, "user")) {
@@ -122,6 +149,17 @@ static void done_user(int status, void *arg) {
     case OP_RESTORE:
       if (j->flag) GW_LOG(GW_LOG_WARN, "admin", &lc, "user %s restored by an admin: they may sign in again", j->uid);
       gw_respond_json(req, 200, json_pack("{s:o,s:n,s:b}", "user", user, "blocked", "was_blocked", j->flag));
+      break;
+    case OP_CONN_DROP:
+    case OP_CONNS_DROP:
+      GW_LOG(GW_LOG_INFO, "admin", &lc, "%d upstream connection(s) of user %s disconnected by an admin", j->count,
+             j->uid);
+      if (j->op == OP_CONN_DROP) {
+        json_decref(user);
+        gw_respond(req, 204, NULL, NULL, 0);
+      } else {
+        gw_respond_json(req, 200, json_pack("{s:o,s:i}", "user", user, "disconnected", j->count));
+      }
       break;
     default:
       GW_LOG(GW_LOG_INFO, "admin", &lc, "%d application grant(s) of user %s revoked by an admin", j->count, j->uid);
@@ -203,6 +241,23 @@ static void grants_list(gw_req *req, const char *tenant, const char *ref) {
   json_decref(u);
 }
 
+/* The person's upstream connections (vault grants): never a token. */
+static void connections_list(gw_req *req, const char *tenant, const char *ref) {
+  st_txn *txn;
+  if (admin__read_tenant(req, tenant, &txn) != 0) return;
+  json_t *u = NULL, *gs = NULL;
+  int rc = st_dir_user_find(txn, tenant, ref, &u);
+  if (!rc) rc = vault_grants_of_user(txn, tenant, json_string_value(json_object_get(u, "id")), &gs);
+  st_txn_end(txn);
+  if (rc == ST_ENOTFOUND) gw_respond_error(req, 404, "not_found", "no user with this id or userName in this tenant");
+  else if (rc) gw_respond_error(req, 500, "store_error", "the connections cannot be read");
+  else
+    gw_respond_json(req, 200, json_pack("{s:{s:O,s:O},s:O}", "user", "id", json_object_get(u, "id"), "userName",
+                                        json_object_get(u, "userName"), "connections", gs));
+  json_decref(gs);
+  json_decref(u);
+}
+
 static void not_allowed(gw_req *req, const char *allow) {
   gw_resp_header(req, "Allow", allow);
   gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
@@ -248,5 +303,44 @@ void admin__user_actions(gw_req *req, const admin_caller *who, const char *tenan
     }
     return;
   }
+  if (!strcmp(action, "connections")) {
+    bool get = !strcmp(req->method, "GET") || !strcmp(req->method, "HEAD");
+    if (get && !arg) {
+      connections_list(req, tenant, ref);
+    } else if (!strcmp(req->method, "DELETE")) {
+      if (arg && !vault_connector_name_valid(arg)) {
+        gw_respond_error(req, 404, "not_found", "this user has not connected that connector");
+        return;
+      }
+      user_job *j = job_new(req, tenant, ref, arg ? OP_CONN_DROP : OP_CONNS_DROP);
+      if (!j) return;
+      if (arg) gw_strlcpy(j->grant, arg, sizeof j->grant);
+      submit(req, j);
+    } else {
+      not_allowed(req, arg ? "DELETE" : "GET, DELETE");
+    }
+    return;
+  }
   gw_respond_error(req, 404, "not_found", "no such admin endpoint: %s", req->path);
+}
+
+/* GET …/revocations: every upstream revocation of the tenant's grants,
+ * newest first, with its state (pending, done, failed, manual). */
+void admin__revocations(gw_req *req, const admin_caller *who, const char *tenant) {
+  if (admin__reach(req, who, tenant)) return;
+  if (strcmp(req->method, "GET") && strcmp(req->method, "HEAD")) {
+    not_allowed(req, "GET");
+    return;
+  }
+  st_txn *txn;
+  if (admin__read_tenant(req, tenant, &txn) != 0) return;
+  json_t *arr = NULL;
+  int rc = vault_revocations_list(txn, tenant, 1000, &arr);
+  st_txn_end(txn);
+  if (rc) {
+    json_decref(arr);
+    gw_respond_error(req, 500, "store_error", "the revocations cannot be read");
+    return;
+  }
+  gw_respond_json(req, 200, json_pack("{s:o}", "revocations", arr));
 }

@@ -90,7 +90,7 @@ static bool https_public(const gw_server *srv) { return !strncasecmp(srv->cfg.pu
  * and over https, Path=/: one overwrote the other). */
 void pages__cookie_name(const gw_server *srv, const char *tenant, pages_cookie which, char *out, size_t cap) {
   snprintf(out, cap, "%smcpgate-%s%s", https_public(srv) ? "__Host-" : "",
-           which == PAGES_COOKIE_LOGIN ? "login." : "", tenant);
+           which == PAGES_COOKIE_LOGIN ? "login." : which == PAGES_COOKIE_CONNECT ? "connect." : "", tenant);
 }
 
 const char *pages__cookie_get(const gw_req *req, const char *name, char *out, size_t cap) {
@@ -756,6 +756,26 @@ static void pages_dispatch(gw_req *req) {
     if (pages__rate_ok(req, tenant)) pages__login(req, tenant);
     return;
   }
+  if (!strncmp(rest, "connect/", 8)) {
+    char conn[40];
+    const char *c = rest + 8, *slash = strchr(c, '/');
+    size_t cl = slash ? (size_t)(slash - c) : strlen(c);
+    if (cl >= sizeof conn || (slash && strcmp(slash, "/callback"))) {
+      pages__message(req, 404, tenant, "Not found", "There is no such page.", NULL, NULL);
+      return;
+    }
+    memcpy(conn, c, cl);
+    conn[cl] = 0;
+    if (!get) {
+      gw_resp_header(req, "Allow", "GET, HEAD");
+      gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
+      return;
+    }
+    if (!pages__rate_ok(req, tenant)) return;
+    if (slash) pages__connect_callback(req, tenant, conn);
+    else pages__connect(req, tenant, conn);
+    return;
+  }
   if (!strcmp(rest, "oauth/callback")) {
     if (pages__rate_ok(req, tenant)) pages__callback(req, tenant);
     return;
@@ -918,6 +938,7 @@ static int mod_routes(gw_server *srv, gw_router *rt) {
   static const char *const pats[] = {"/t/{}",           "/t/{}/",          "/t/{}/assets/{}",
                                      "/t/{}/login",     "/t/{}/logout",    "/t/{}/signout-everywhere",
                                      "/t/{}/api/me",    "/t/{}/api/tokens", "/t/{}/api/tokens/{}", "/t/{}/api/grants/{}",
+                                     "/t/{}/connect/{}", "/t/{}/connect/{}/callback", "/t/{}/api/connections/{}",
                                      NULL};
   int rc = 0;
   for (const char *const *p = pats; *p && !rc; p++) rc = gw_router_add(rt, *p, &web, 0);

@@ -60,7 +60,7 @@ int64_t pages__mono_ms(void);
  * sign-in in progress ("mcpgate-login.{t}": '.' is never in a tenant id,
  * so no two tenants' cookies share a name). "__Host-" prefixed (Path=/,
  * Secure) when public_url is https; else scoped by path to /t/{t}/. */
-typedef enum { PAGES_COOKIE_SESSION, PAGES_COOKIE_LOGIN } pages_cookie;
+typedef enum { PAGES_COOKIE_SESSION, PAGES_COOKIE_LOGIN, PAGES_COOKIE_CONNECT } pages_cookie;
 void pages__cookie_name(const gw_server *srv, const char *tenant, pages_cookie which, char *out, size_t cap);
 /* The value of cookie `name` in the request, copied into out; NULL when
  * absent or longer than cap - 1. */
@@ -108,6 +108,14 @@ void pages__authorize(gw_req *req, const char *tenant);
 void pages__consent(gw_req *req, const char *tenant);
 void pages__token(gw_req *req, const char *tenant);
 void pages__revoke(gw_req *req, const char *tenant);
+
+/* connect.c: an employee connects a connector (per-user upstream grant):
+ * GET /t/{t}/connect/{connector} and …/{connector}/callback */
+void pages__connect(gw_req *req, const char *tenant, const char *connector);
+void pages__connect_callback(gw_req *req, const char *tenant, const char *connector);
+/* The redirect URI a connector's authorization server must accept. */
+void pages__connect_redirect_uri(const gw_server *srv, const char *tenant, const char *connector, char *out,
+                                 size_t cap);
 
 /* login.c */
 void pages__login(gw_req *req, const char *tenant);

@@ -1,0 +1,399 @@
+/* gateway/api/connect.c — an employee connects a connector to their own
+ * account at its upstream: GET /t/{t}/connect/{connector} and the
+ * authorization server's redirect back, GET /t/{t}/connect/{connector}/callback
+ * (vault/connect.h has the protocol's pure parts, vault/grant.h the grants).
+ *
+ * Rules this file keeps, and why:
+ *  - Only a signed-in employee connects, and only a connector the tenant's
+ *    policy shows them: the start redirects to the sign-in (and back) when
+ *    there is no browser session; the callback requires the same session's
+ *    user as the sealed connect cookie's — a callback URL someone else
+ *    sends (login CSRF: "connect the victim's gateway account to the
+ *    attacker's upstream account") is refused before any fetch.
+ *  - The connect cookie (vault_connect_seal) carries state, PKCE verifier,
+ *    user and connector; nothing is written for a visitor who only starts.
+ *  - The code exchange goes through pages__fetch: the token endpoint is an
+ *    admin-set URL (admin egress level), with timeouts, a body cap and a
+ *    body deadline; the reply is wiped.
+ *  - The grant is written in a writer job that checks again that the user
+ *    is usable, the connector still exists with the same token endpoint
+ *    and client, and still shows to the user — a deactivation or policy
+ *    change committed meanwhile wins. A grant replaced by a reconnect has
+ *    its old tokens queued for revocation.
+ *  - After the commit the user's open MCP streams hear
+ *    notifications/tools/list_changed (ST_EVENT_GRANT_CHANGED, revoke.c):
+ *    the connect tool gives way to the connector's tools.
+ *  - No code, token, verifier or secret is logged or shown.
+ * Lifetime: a connect_flow owns its request until it responds; the fetch
+ * callback and the job's done are the only callbacks that touch it. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "auth/browser.h"
+#include "gateway/api/pages_int.h"
+#include "gateway/base/log.h"
+#include "gateway/http/query.h"
+#include "gateway/out/outbound.h"
+#include "policy/policy.h"
+#include "store/dir.h"
+#include "store/seal.h"
+#include "store/tenant.h"
+#include "vault/connect.h"
+#include "vault/grant.h"
+#include "vault/vault.h"
+
+#define CONNECT_TOKEN_REPLY_MAX (64 * 1024)
+
+void pages__connect_redirect_uri(const gw_server *srv, const char *tenant, const char *connector, char *out,
+                                 size_t cap) {
+  const char *pub = srv->cfg.public_url ? srv->cfg.public_url : "";
+  size_t n = strlen(pub);
+  while (n && pub[n - 1] == '/') n--;
+  snprintf(out, cap, "%.*s/t/%s/connect/%s/callback", (int)n, pub, tenant, connector);
+}
+
+typedef struct connect_flow {
+  gw_req *req;
+  gw_loop *lp;
+  char tenant[64], connector[40], user[40];
+  char token_url[2100], client_id[520];
+  vault_connect vc;
+  vault_tokens tokens;
+  int status;
+} connect_flow;
+
+static void flow_free(connect_flow *f) {
+  OPENSSL_cleanse(&f->vc, sizeof f->vc);
+  vault_tokens_free(&f->tokens);
+  free(f);
+}
+
+static void fail(gw_req *req, const char *tenant, const char *connector, int status, const char *title,
+                 const char *msg, bool again) {
+  char href[160];
+  snprintf(href, sizeof href, "/t/%s/connect/%s", tenant, connector);
+  pages__message(req, status, tenant, title, msg, again ? href : NULL, again ? "Start again" : NULL);
+}
+
+/* The connector, when it is an oauth connector the user may see: 0 and
+ * *rec, or an HTTP status with the page answered. */
+static int usable_connector(gw_req *req, st_txn *txn, const char *tenant, const char *connector, const char *user,
+                            json_t **rec) {
+  *rec = NULL;
+  if (!vault_connector_name_valid(connector) || vault_connector_get(txn, tenant, connector, rec) != 0) {
+    pages__message(req, 404, tenant, "No such connector", "There is no connector by that name here.", NULL, NULL);
+    return 404;
+  }
+  pol_user *pu = NULL;
+  bool visible = pol_user_load(txn, tenant, user, &pu) == 0 && pol_connector_visible(pu, connector);
+  pol_user_free(pu);
+  if (!visible) {
+    json_decref(*rec);
+    *rec = NULL;
+    pages__message(req, 404, tenant, "No such connector", "There is no connector by that name here.", NULL, NULL);
+    return 404;
+  }
+  if (!vault_connector_is_oauth(*rec)) {
+    json_decref(*rec);
+    *rec = NULL;
+    pages__message(req, 400, tenant, "Nothing to connect",
+                   "This connector does not use your own account: there is nothing to connect. Your tools work "
+                   "already.",
+                   NULL, NULL);
+    return 400;
+  }
+  return 0;
+}
+
+/* ---- GET /t/{t}/connect/{connector} ------------------------------------------ */
+
+void pages__connect(gw_req *req, const char *tenant, const char *connector) {
+  gw_server *srv = req->lp->srv;
+  auth_browser s;
+  int rc = pages__session(req, tenant, &s);
+  if (rc == ST_ENOTFOUND) {
+    /* sign in first, then come back here */
+    char loc[200];
+    snprintf(loc, sizeof loc, "/t/%s/login?return=/t/%s/connect/%s", tenant, tenant,
+             vault_connector_name_valid(connector) ? connector : "");
+    pages__headers(req, false);
+    gw_resp_header(req, "Location", loc);
+    gw_respond(req, 303, NULL, NULL, 0);
+    return;
+  }
+  if (rc) {
+    pages__message(req, 503, tenant, "Try again", "The gateway is busy. Try again in a moment.", NULL, NULL);
+    return;
+  }
+  st_txn *txn;
+  if (st_read_begin(srv->store, &txn) != 0) {
+    pages__message(req, 503, tenant, "Try again", "The gateway is busy. Try again in a moment.", NULL, NULL);
+    return;
+  }
+  json_t *rec;
+  rc = usable_connector(req, txn, tenant, connector, s.user_id, &rec);
+  st_txn_end(txn);
+  if (rc) return;
+  char redirect[1200];
+  pages__connect_redirect_uri(srv, tenant, connector, redirect, sizeof redirect);
+  vault_connect vc;
+  char *cookie = NULL, *url = NULL;
+  rc = vault_connect_new(&vc, s.user_id, connector, pages__now());
+  if (!rc) rc = vault_connect_seal(srv->store, tenant, &vc, &cookie);
+  if (!rc) rc = vault_connect_authorize_url(json_object_get(rec, "auth"), redirect, &vc, &url);
+  OPENSSL_cleanse(&vc, sizeof vc);
+  json_decref(rec);
+  if (rc) {
+    vault_wipe(cookie);
+    free(url);
+    fail(req, tenant, connector, 500, "Could not start", "The gateway could not start connecting.", true);
+    return;
+  }
+  GW_LOG(GW_LOG_INFO, "vault", &((gw_log_ctx){tenant, req->id}), "user %s starts connecting %s", s.user_id, connector);
+  pages__cookie_set(req, tenant, PAGES_COOKIE_CONNECT, cookie, VAULT_CONNECT_TTL_S);
+  vault_wipe(cookie);
+  pages__headers(req, false);
+  gw_resp_header(req, "Location", url);
+  free(url);
+  gw_respond(req, 302, NULL, NULL, 0);
+}
+
+/* ---- the grant, written -------------------------------------------------------- */
+
+static void rfc3339_now(char *b, size_t cap) {
+  time_t t = time(NULL);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(b, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int job_grant(st_txn *txn, void *arg) {
+  connect_flow *f = arg;
+  int rc = st_tenant_active(txn, f->tenant);
+  if (rc) return rc;
+  if (st_dir_user_active(txn, f->tenant, f->user) != 1) return VAULT_ENOGRANT;
+  json_t *rec = NULL;
+  rc = vault_connector_get(txn, f->tenant, f->connector, &rec);
+  if (rc) return rc;
+  json_t *auth = json_object_get(rec, "auth");
+  bool same = vault_connector_is_oauth(rec) &&
+              !strcmp(json_string_value(json_object_get(auth, "token_url")) ?: "", f->token_url) &&
+              !strcmp(json_string_value(json_object_get(auth, "client_id")) ?: "", f->client_id);
+  json_decref(rec);
+  if (!same) return ST_EEXIST;
+  pol_user *pu = NULL;
+  bool visible = pol_user_load(txn, f->tenant, f->user, &pu) == 0 && pol_connector_visible(pu, f->connector);
+  pol_user_free(pu);
+  if (!visible) return ST_ENOTFOUND;
+  char now[32];
+  rfc3339_now(now, sizeof now);
+  return vault_grant_put(txn, f->tenant, f->user, f->connector, &f->tokens, now, true);
+}
+
+static void done_grant(int status, void *arg) {
+  connect_flow *f = arg;
+  gw_req *req = f->req;
+  gw_log_ctx lc = {f->tenant, req->id};
+  switch (status) {
+  case 0: {
+    GW_LOG(GW_LOG_INFO, "vault", &lc, "user %s connected %s", f->user, f->connector);
+    char title[120], msg[400];
+    snprintf(title, sizeof title, "%s is connected", f->connector);
+    snprintf(msg, sizeof msg,
+             "Your agent can now use %s's tools as you. You can close this window. To disconnect, use your page "
+             "on this gateway.",
+             f->connector);
+    char href[96];
+    snprintf(href, sizeof href, "/t/%s/", f->tenant);
+    pages__message(req, 200, f->tenant, title, msg, href, "Your page");
+    break;
+  }
+  case VAULT_ENOGRANT:
+    fail(req, f->tenant, f->connector, 403, "Access revoked", "Your account is not active on this gateway.", false);
+    break;
+  case ST_ENOTFOUND:
+  case ST_EEXIST:
+    GW_LOG(GW_LOG_INFO, "vault", &lc, "connecting %s for user %s refused: the connector changed or is not visible",
+           f->connector, f->user);
+    fail(req, f->tenant, f->connector, 409, "The connector changed",
+         "The connector was changed or removed while you were connecting. Start again.", true);
+    break;
+  default:
+    GW_LOG(GW_LOG_ERROR, "vault", &lc, "storing %s's grant for user %s failed: %s", f->connector, f->user,
+           st_strerror(status));
+    fail(req, f->tenant, f->connector, 503, "Could not finish", "The gateway could not store the connection. Try again.",
+         true);
+    break;
+  }
+  flow_free(f);
+}
+
+static void got_token(void *ud, int err, int status, const char *body, size_t len) {
+  connect_flow *f = ud;
+  gw_log_ctx lc = {f->tenant, f->req->id};
+  char why[200] = "";
+  if (err) {
+    GW_LOG(GW_LOG_WARN, "vault", &lc, "connecting %s: the token endpoint failed: %s", f->connector,
+           err == GW_OUT_EEGRESS ? "its address is not allowed by the egress policy" : gw_out_strerror(err));
+    fail(f->req, f->tenant, f->connector, 502, "Could not connect",
+         "The service's authorization server could not be reached. Try again; if it keeps failing, tell IT.", true);
+    flow_free(f);
+    return;
+  }
+  if (status != 200) {
+    json_t *j = json_loadb(body ? body : "", len, 0, NULL);
+    const char *e = json_string_value(json_object_get(j, "error"));
+    GW_LOG(GW_LOG_WARN, "vault", &lc, "connecting %s: the token endpoint answered %d %.40s", f->connector, status,
+           e && strlen(e) < 40 ? e : "");
+    json_decref(j);
+    fail(f->req, f->tenant, f->connector, 502, "Could not connect",
+         "The service refused to complete the connection. Start again; if it keeps failing, tell IT (the connector's "
+         "client settings may be wrong).",
+         true);
+    flow_free(f);
+    return;
+  }
+  if (vault_tokens_from_reply(body ? body : "", len, pages__now(), &f->tokens, why, sizeof why) != 0) {
+    GW_LOG(GW_LOG_WARN, "vault", &lc, "connecting %s: %s", f->connector, why);
+    fail(f->req, f->tenant, f->connector, 502, "Could not connect",
+         "The service's answer could not be used. Tell IT (the connector may need other settings).", true);
+    flow_free(f);
+    return;
+  }
+  if (st_submit(f->lp->srv->store, f->lp->port, job_grant, done_grant, f) != 0) done_grant(ST_EBUSY, f);
+}
+
+/* ---- GET /t/{t}/connect/{connector}/callback ------------------------------------ */
+
+static bool code_ok(const char *s) {
+  size_t n = strlen(s);
+  if (!n || n > 2048) return false;
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e) return false;
+  return true;
+}
+
+void pages__connect_callback(gw_req *req, const char *tenant, const char *connector) {
+  gw_server *srv = req->lp->srv;
+  gw_log_ctx lc = {tenant, req->id};
+  char state[VAULT_CONNECT_RAND_LEN + 2] = "", code[2100] = "", error[64] = "";
+  char cname[96], cookie[VAULT_CONNECT_COOKIE_MAX + 1];
+  if (req->query) {
+    if (gw_query_get(req->query, "state", state, sizeof state) != 1) state[0] = 0;
+    if (gw_query_get(req->query, "code", code, sizeof code) != 1) code[0] = 0;
+    if (gw_query_get(req->query, "error", error, sizeof error) != 1) error[0] = 0;
+  }
+  pages__cookie_name(srv, tenant, PAGES_COOKIE_CONNECT, cname, sizeof cname);
+  const char *ck = pages__cookie_get(req, cname, cookie, sizeof cookie);
+  vault_connect vc;
+  int rc = vault_connect_open(srv->store, tenant, ck, state, pages__now(), &vc);
+  OPENSSL_cleanse(cookie, sizeof cookie);
+  pages__cookie_set(req, tenant, PAGES_COOKIE_CONNECT, NULL, 0); /* one use */
+  if (rc || strcmp(vc.connector, connector)) {
+    GW_LOG(GW_LOG_INFO, "vault", &lc, "connect callback for %s refused: no matching connect in progress in this browser",
+           vault_connector_name_valid(connector) ? connector : "?");
+    OPENSSL_cleanse(&vc, sizeof vc);
+    OPENSSL_cleanse(code, sizeof code);
+    fail(req, tenant, vault_connector_name_valid(connector) ? connector : "x", 400, "This link is not valid here",
+         "Connecting did not start in this browser, or took too long. Start again from the connect link.", true);
+    return;
+  }
+  if (error[0] || !code_ok(code)) {
+    GW_LOG(GW_LOG_INFO, "vault", &lc, "connecting %s for user %s ended at the service: %s", connector, vc.user,
+           error[0] ? "the authorization was declined or failed" : "no code");
+    OPENSSL_cleanse(&vc, sizeof vc);
+    OPENSSL_cleanse(code, sizeof code);
+    fail(req, tenant, connector, 400, "Not connected",
+         "The service did not grant access (you declined, or it failed). You can start again.", true);
+    return;
+  }
+  /* the same person who started it, still signed in (login CSRF) */
+  auth_browser s;
+  rc = pages__session(req, tenant, &s);
+  if (rc || strcmp(s.user_id, vc.user)) {
+    GW_LOG(GW_LOG_WARN, "vault", &lc, "connect callback for %s refused: %s", connector,
+           rc ? "not signed in" : "signed in as another user than the one who started");
+    OPENSSL_cleanse(&vc, sizeof vc);
+    OPENSSL_cleanse(code, sizeof code);
+    fail(req, tenant, connector, 403, "Not connected", "Sign in as the person who started connecting, then start again.",
+         true);
+    return;
+  }
+  st_txn *txn;
+  json_t *rec = NULL;
+  char *secret = NULL;
+  if (st_read_begin(srv->store, &txn) != 0) {
+    OPENSSL_cleanse(&vc, sizeof vc);
+    OPENSSL_cleanse(code, sizeof code);
+    pages__message(req, 503, tenant, "Try again", "The gateway is busy. Try again in a moment.", NULL, NULL);
+    return;
+  }
+  rc = usable_connector(req, txn, tenant, connector, vc.user, &rec);
+  if (!rc && st_secret_get_str(txn, &(st_aad){tenant, VAULT_CLIENT_KIND, connector}, &secret) != 0) secret = NULL;
+  st_txn_end(txn);
+  if (rc) {
+    OPENSSL_cleanse(&vc, sizeof vc);
+    OPENSSL_cleanse(code, sizeof code);
+    return;
+  }
+  json_t *auth = json_object_get(rec, "auth");
+  char redirect[1200];
+  pages__connect_redirect_uri(srv, tenant, connector, redirect, sizeof redirect);
+  char *body = NULL, *authz = NULL;
+  rc = vault_connect_token_request(auth, secret, code, redirect, vc.verifier, &body, &authz);
+  st_secret_str_free(secret);
+  OPENSSL_cleanse(code, sizeof code);
+  connect_flow *f = rc ? NULL : calloc(1, sizeof *f);
+  char *authz_line = NULL;
+  if (f && authz) {
+    size_t n = strlen(authz) + 16;
+    authz_line = malloc(n);
+    if (authz_line) snprintf(authz_line, n, "Authorization: %s", authz);
+  }
+  if (!f || (authz && !authz_line)) {
+    vault_wipe(body);
+    vault_wipe(authz);
+    free(f);
+    json_decref(rec);
+    OPENSSL_cleanse(&vc, sizeof vc);
+    fail(req, tenant, connector, 500, "Could not connect", "The gateway could not complete connecting.", true);
+    return;
+  }
+  f->req = req;
+  f->lp = req->lp;
+  gw_strlcpy(f->tenant, tenant, sizeof f->tenant);
+  gw_strlcpy(f->connector, connector, sizeof f->connector);
+  gw_strlcpy(f->user, vc.user, sizeof f->user);
+  const char *tu = json_string_value(json_object_get(auth, "token_url"));
+  gw_strlcpy(f->token_url, tu ? tu : "", sizeof f->token_url);
+  gw_strlcpy(f->client_id, json_string_value(json_object_get(auth, "client_id")) ?: "", sizeof f->client_id);
+  OPENSSL_cleanse(&vc, sizeof vc);
+  const char *lines[4] = {"Content-Type: application/x-www-form-urlencoded", "Accept: application/json", authz_line,
+                          NULL};
+  pages_fetch_req fr = {.method = "POST",
+                        .url = f->token_url,
+                        .headers = lines,
+                        .body = body,
+                        .cap = CONNECT_TOKEN_REPLY_MAX,
+                        .trust = f->token_url,
+                        .tenant = tenant,
+                        .req_id = req->id,
+                        .module = "vault"};
+  rc = pages__fetch(f->lp, &fr, got_token, f);
+  vault_wipe(body);
+  vault_wipe(authz);
+  vault_wipe(authz_line);
+  json_decref(rec);
+  if (rc) {
+    GW_LOG(GW_LOG_WARN, "vault", &lc, "connecting %s: the token request could not start: %s", connector,
+           gw_out_strerror(rc));
+    fail(req, tenant, connector, 502, "Could not connect", "The service's authorization server could not be reached.",
+         true);
+    flow_free(f);
+  }
+}
