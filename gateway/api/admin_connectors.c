@@ -59,6 +59,22 @@ static int job_connector(st_txn *txn, void *arg) {
   return vault_connector_put(txn, j->tenant, j->name, j->config, j->secret, j->now, &j->created);
 }
 
+/* The admin's view: for an oauth connector also the redirect URI to
+ * register at its authorization server. */
+static json_t *view(const gw_server *srv, const char *tenant, const json_t *rec) {
+  json_t *v = vault_connector_view(rec);
+  if (vault_connector_is_oauth(rec)) {
+    char ru[1200];
+    const char *pub = srv->cfg.public_url ? srv->cfg.public_url : "";
+    size_t n = strlen(pub);
+    while (n && pub[n - 1] == '/') n--;
+    snprintf(ru, sizeof ru, "%.*s/t/%s/connect/%s/callback", (int)n, pub, tenant,
+             json_string_value(json_object_get(rec, "name")) ?: "");
+    json_object_set_new(json_object_get(v, "auth"), "redirect_uri", json_string(ru));
+  }
+  return v;
+}
+
 static void done_connector(int status, void *arg) {
   conn_job *j = arg;
   gw_req *req = j->req;
@@ -80,7 +96,7 @@ static void done_connector(int status, void *arg) {
                "connector %s has a new URL: its upstream sessions and live exchanges ended", j->name);
       if (!rec) gw_respond_error(req, 500, "internal", "the connector was written but cannot be read back");
       else {
-        gw_respond_json(req, j->created ? 201 : 200, vault_connector_view(rec));
+        gw_respond_json(req, j->created ? 201 : 200, view(j->lp->srv, j->tenant, rec));
         json_decref(rec);
       }
     }
@@ -114,7 +130,7 @@ void admin__connectors(gw_req *req, const admin_caller *who, const char *tenant,
       gw_respond_error(req, 404, "not_found", "no such connector");
       return;
     }
-    gw_respond_json(req, 200, vault_connector_view(rec));
+    gw_respond_json(req, 200, view(srv, tenant, rec));
     json_decref(rec);
     return;
   }

@@ -51,6 +51,7 @@
 #include "store/dir.h"
 #include "store/tenant.h"
 #include "store/token.h"
+#include "vault/grant.h"
 #include "vault/vault.h"
 #include "web/web.h"
 
@@ -316,6 +317,40 @@ static json_t *user_view(const json_t *u) {
                    "displayName", json_object_get(u, "displayName"), "email", email);
 }
 
+/* The oauth connectors the person may use, connected or not: the page
+ * offers "Connect" or "Disconnect" (never a token). */
+static json_t *connections_view(st_txn *txn, const gw_server *srv, const char *tenant, const char *user,
+                                const json_t *conns) {
+  json_t *out = json_array(), *grants = NULL;
+  vault_grants_of_user(txn, tenant, user, &grants);
+  pol_user *pu = NULL;
+  if (pol_user_load(txn, tenant, user, &pu) != 0) pu = NULL;
+  size_t i, k;
+  json_t *c, *g;
+  json_array_foreach(conns, i, c) {
+    const char *name = json_string_value(json_object_get(c, "name"));
+    if (!name || !vault_connector_is_oauth(c) || !pu || !pol_connector_visible(pu, name)) continue;
+    json_t *mine = NULL;
+    json_array_foreach(grants, k, g) if (!strcmp(json_string_value(json_object_get(g, "connector")) ?: "", name)) mine = g;
+    char link[1200];
+    const char *pub = srv->cfg.public_url ? srv->cfg.public_url : "";
+    size_t n = strlen(pub);
+    while (n && pub[n - 1] == '/') n--;
+    snprintf(link, sizeof link, "%.*s/t/%s/connect/%s", (int)n, pub, tenant, name);
+    json_t *o = json_pack("{s:s,s:s,s:b,s:s}", "connector", name, "description",
+                          json_string_value(json_object_get(c, "description")) ?: "", "connected", mine != NULL,
+                          "connect_url", link);
+    if (mine) {
+      json_object_set(o, "connected_at", json_object_get(mine, "created"));
+      json_object_set(o, "updated", json_object_get(mine, "updated"));
+    }
+    json_array_append_new(out, o);
+  }
+  pol_user_free(pu);
+  json_decref(grants);
+  return out;
+}
+
 static void api_me(gw_req *req, const char *tenant, const auth_browser *s) {
   gw_server *srv = req->lp->srv;
   st_txn *txn;
@@ -344,6 +379,7 @@ static void api_me(gw_req *req, const char *tenant, const auth_browser *s) {
     json_array_foreach(conns, i, g) json_array_append(names, json_object_get(g, "name"));
   json_t *summary = pol_user_summary(txn, tenant, s->user_id, names);
   json_decref(names);
+  json_t *connections = connections_view(txn, srv, tenant, s->user_id, conns);
   json_decref(conns);
   gw_settings_get_bool(txn, tenant, "self_service_tokens", &allowed);
   gw_settings_get_int(txn, tenant, "signin_max_age_ms", &max_age);
@@ -363,6 +399,7 @@ static void api_me(gw_req *req, const char *tenant, const auth_browser *s) {
     json_decref(groups);
     json_decref(summary);
     json_decref(items);
+    json_decref(connections);
     json_error(req, 401, "signed_out", "you are signed out");
     return;
   }
@@ -382,6 +419,7 @@ static void api_me(gw_req *req, const char *tenant, const auth_browser *s) {
                         oauth, "header", header, "session", "signed_in_at", signed_at, "expires_at", exp_at, "csrf",
                         s->csrf);
   json_object_set_new(o, "grants", gv);
+  json_object_set_new(o, "connections", connections);
   json_decref(u);
   json_decref(gids);
   json_reply(req, 200, o);
@@ -389,7 +427,7 @@ static void api_me(gw_req *req, const char *tenant, const auth_browser *s) {
 
 /* ---- writes: tokens, sign-out */
 
-enum { OP_TOKEN_CREATE, OP_TOKEN_REVOKE, OP_GRANT_REVOKE, OP_LOGOUT, OP_LOGOUT_ALL };
+enum { OP_TOKEN_CREATE, OP_TOKEN_REVOKE, OP_GRANT_REVOKE, OP_CONN_DROP, OP_LOGOUT, OP_LOGOUT_ALL };
 
 typedef struct page_job {
   gw_req *req;
@@ -483,6 +521,13 @@ static int job_page(st_txn *txn, void *arg) {
     json_decref(gs);
     return mine ? auth_oauth_family_revoke(txn, j->tenant, j->t.tokid) : ST_ENOTFOUND;
   }
+  case OP_CONN_DROP: {
+    /* the person's own upstream grant: out now, revoked at the upstream by
+     * the queue (vault/grant.h); the connector name is all they give */
+    char now[32];
+    rfc3339(j->now, now);
+    return vault_grant_drop(txn, j->tenant, j->s.user_id, j->t.tokid, "disconnect", now);
+  }
   case OP_LOGOUT: return auth_browser_delete(txn, j->s.hash);
   default:
     /* every browser session, and every application connected as them */
@@ -517,7 +562,8 @@ static void done_page(int status, void *arg) {
     return;
   }
   if (status == AUTH_ELOGIN) json_error(req, 401, "signed_out", "you are signed out; sign in again");
-  else if (status == ST_ENOTFOUND) json_error(req, 404, "not_found", "no such token of yours");
+  else if (status == ST_ENOTFOUND)
+    json_error(req, 404, "not_found", j->op == OP_CONN_DROP ? "you have not connected that connector" : "no such token of yours");
   else if (status == AUTH_EINACTIVE) json_error(req, 403, "inactive", "your account is not active");
   else if (status) json_error(req, 503, "store_error", "the gateway could not do that; try again");
   else if (j->too_many)
@@ -527,9 +573,10 @@ static void done_page(int status, void *arg) {
     json_error(req, 403, "tokens_disabled",
                "this organisation does not let employees create access tokens here (or your sign-in is too old: "
                "sign in again)");
-  else if (j->op == OP_TOKEN_REVOKE || j->op == OP_GRANT_REVOKE) {
+  else if (j->op == OP_TOKEN_REVOKE || j->op == OP_GRANT_REVOKE || j->op == OP_CONN_DROP) {
     GW_LOG(GW_LOG_INFO, "login", &lc, "user %s revoked their %s %s", j->s.user_id,
-           j->op == OP_GRANT_REVOKE ? "application grant" : "token", j->t.tokid);
+           j->op == OP_GRANT_REVOKE ? "application grant" : j->op == OP_CONN_DROP ? "connection to" : "token",
+           j->t.tokid);
     pages__headers(req, false);
     gw_respond(req, 204, NULL, NULL, 0);
   } else {
@@ -588,6 +635,31 @@ static void api_grant_revoke(gw_req *req, const char *tenant, const auth_browser
     return;
   }
   snprintf(j->t.tokid, sizeof j->t.tokid, "%s", id);
+  submit(req, j, false);
+}
+
+/* DELETE api/connections/{connector}: disconnects the person's own grant
+ * at that connector's upstream. */
+static void api_connection_drop(gw_req *req, const char *tenant, const auth_browser *s, const char *conn) {
+  if (strcmp(req->method, "DELETE")) {
+    gw_resp_header(req, "Allow", "DELETE");
+    json_error(req, 405, "method_not_allowed", "that method is not allowed here");
+    return;
+  }
+  if (!pages__csrf_ok(req, s, NULL)) {
+    json_error(req, 403, "csrf", "this request did not come from your mcpgate page (missing or wrong CSRF token)");
+    return;
+  }
+  if (!vault_connector_name_valid(conn)) {
+    json_error(req, 404, "not_found", "you have not connected that connector");
+    return;
+  }
+  page_job *j = job_new(req, tenant, OP_CONN_DROP, s);
+  if (!j) {
+    json_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  snprintf(j->t.tokid, sizeof j->t.tokid, "%s", conn);
   submit(req, j, false);
 }
 
@@ -830,6 +902,8 @@ static void pages_dispatch(gw_req *req) {
     api_tokens(req, tenant, &s, rest + 11);
   } else if (!strncmp(rest, "api/grants/", 11) && rest[11] && !strchr(rest + 11, '/')) {
     api_grant_revoke(req, tenant, &s, rest + 11);
+  } else if (!strncmp(rest, "api/connections/", 16) && rest[16] && !strchr(rest + 16, '/')) {
+    api_connection_drop(req, tenant, &s, rest + 16);
   } else {
     json_error(req, 404, "not_found", "no such page API");
   }

@@ -24,6 +24,7 @@
  * Threading: the loop's thread; jobs run on the writer and report back on
  * this loop's port. */
 #include <openssl/crypto.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,10 @@ static int job_outcome(st_txn *txn, void *arg) {
 
 static void done_outcome(int status, void *arg) {
   refresh *r = arg;
+  gw_mcp_shared *sh = r->x->lp->srv->mcp;
+  if (sh)
+    atomic_fetch_add_explicit(r->ok ? &sh->refreshes_ok : r->invalid ? &sh->refreshes_invalid : &sh->refreshes_failed, 1,
+                              memory_order_relaxed);
   if (status)
     GW_LOG(GW_LOG_ERROR, "vault", &((gw_log_ctx){r->tenant, NULL}), "connector %s: storing a refreshed grant failed: %s",
            r->connector, st_strerror(status));

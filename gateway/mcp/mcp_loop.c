@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "gateway/mcp/mcp_loop.h"
+#include "vault/grant.h"
 #include "gateway/base/log.h"
 #include "gateway/core/module.h"
 #include "gateway/mcp/upcall.h"
@@ -47,6 +48,37 @@ void gw_proxy_metrics(gw_server *srv, gw_buf *o) {
   uv_mutex_unlock(&sh->fan_mu);
   gw__mcp_stats_render(rows, nrows, gw__agg_uri_maps(sh), o);
   free(rows);
+  /* per-user upstream grants: counts read from the store (one scan of the
+   * vault database), outcomes counted as they happen */
+  vault_counts vc = {0};
+  st_txn *vt;
+  if (st_read_begin(srv->store, &vt) == 0) {
+    vault_counts_get(vt, &vc);
+    st_txn_end(vt);
+  }
+  gw_buf_printf(o,
+                "# HELP mcpgate_vault_grants Per-user upstream grants held (employees' connections to oauth "
+                "connectors).\n# TYPE mcpgate_vault_grants gauge\nmcpgate_vault_grants %ld\n"
+                "# HELP mcpgate_vault_refreshes_total Refreshes of employees' upstream access tokens, by result "
+                "(invalid: the authorization server said invalid_grant; the grant was deleted).\n"
+                "# TYPE mcpgate_vault_refreshes_total counter\n"
+                "mcpgate_vault_refreshes_total{result=\"ok\"} %llu\nmcpgate_vault_refreshes_total{result=\"failed\"} "
+                "%llu\nmcpgate_vault_refreshes_total{result=\"invalid\"} %llu\n"
+                "# HELP mcpgate_vault_revocations Upstream revocations (RFC 7009) of grants that left the gateway, by "
+                "state (manual: the upstream has no revocation endpoint; revoke there by hand).\n"
+                "# TYPE mcpgate_vault_revocations gauge\n"
+                "mcpgate_vault_revocations{state=\"pending\"} %ld\nmcpgate_vault_revocations{state=\"done\"} %ld\n"
+                "mcpgate_vault_revocations{state=\"failed\"} %ld\nmcpgate_vault_revocations{state=\"manual\"} %ld\n"
+                "# HELP mcpgate_vault_revocation_attempts_total Revocation jobs sent, by outcome.\n"
+                "# TYPE mcpgate_vault_revocation_attempts_total counter\n"
+                "mcpgate_vault_revocation_attempts_total{outcome=\"done\"} %llu\n"
+                "mcpgate_vault_revocation_attempts_total{outcome=\"retry\"} %llu\n"
+                "mcpgate_vault_revocation_attempts_total{outcome=\"failed\"} %llu\n",
+                vc.grants, (unsigned long long)atomic_load(&sh->refreshes_ok),
+                (unsigned long long)atomic_load(&sh->refreshes_failed),
+                (unsigned long long)atomic_load(&sh->refreshes_invalid), vc.pending, vc.done, vc.failed, vc.manual,
+                (unsigned long long)atomic_load(&sh->revoke_sent_ok), (unsigned long long)atomic_load(&sh->revoke_sent_retry),
+                (unsigned long long)atomic_load(&sh->revoke_sent_failed));
   gw_buf_printf(o,
                 "# HELP mcpgate_memo_lookups_total Store reads of MCP requests answered from the per-snapshot memo (hit) "
                 "or read afresh (miss), by table.\n"

@@ -93,6 +93,10 @@ typedef struct gw_mcp_shared {
    * queueing to each loop applying one (a histogram, GW_FAN_BUCKETS) */
   _Atomic uint64_t revocations[GW_REV_N];
   _Atomic uint64_t fan_bucket[GW_FAN_NBUCKETS + 1], fan_count, fan_sum_ns;
+  /* per-user upstream grants (grants.c, vault_worker.c): refreshes by
+   * outcome, revocation requests by outcome */
+  _Atomic uint64_t refreshes_ok, refreshes_failed, refreshes_invalid;
+  _Atomic uint64_t revoke_sent_ok, revoke_sent_retry, revoke_sent_failed;
   /* the connector cut (revoke.c; set with the hooks, read on the writer
    * thread): session index records a trigger's txn reads itself, and one
    * sweep step */

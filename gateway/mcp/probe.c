@@ -69,6 +69,16 @@ static const gw_flow_ops probe_flow = {.name = "probe", .up_headers = gw__agg_up
 /* Learns a connector's capabilities right after an admin PUT: initialize
  * and note the capabilities. Fire and forget. */
 void gw_agg_probe_connector(gw_loop *lp, const char *tenant, const char *connector) {
+  /* an oauth connector answers only with an employee's grant: its
+   * capabilities are learnt at the first granted initialize instead */
+  st_txn *txn;
+  if (st_read_begin(lp->srv->store, &txn) == 0) {
+    json_t *rec = NULL;
+    bool oauth = vault_connector_get(txn, tenant, connector, &rec) == 0 && vault_connector_is_oauth(rec);
+    json_decref(rec);
+    st_txn_end(txn);
+    if (oauth) return;
+  }
   gw_exchange *x = gw__mcp_bare(lp, tenant, connector, &probe_flow, calloc(1, sizeof(gw_agg_up)));
   if (!x) return;
   if (!x->state) {

@@ -107,6 +107,10 @@ static void done_result(int status, void *arg) {
 
 static void finish(vault_worker *w) {
   gw_log_ctx lc = {w->job.tenant, NULL};
+  gw_mcp_shared *sh = w->lp->srv->mcp;
+  if (sh)
+    atomic_fetch_add_explicit(w->done ? &sh->revoke_sent_ok : w->final ? &sh->revoke_sent_failed : &sh->revoke_sent_retry,
+                              1, memory_order_relaxed);
   if (w->done) GW_LOG(GW_LOG_INFO, "vault", &lc, "revocation %s: done at the upstream", w->job.id);
   else if (w->final) GW_LOG(GW_LOG_WARN, "vault", &lc, "revocation %s failed for good: %s", w->job.id, w->err);
   else GW_LOG(GW_LOG_INFO, "vault", &lc, "revocation %s: will retry (%s)", w->job.id, w->err);

@@ -137,6 +137,32 @@
     $('grants-none').hidden = !!items.length;
   }
 
+  function renderServices(list) {
+    const items = list || [];
+    const body = $('services-body');
+    body.replaceChildren();
+    items.forEach((c) => {
+      const tr = el('tr');
+      tr.appendChild(cell('Connector', c.connector));
+      tr.appendChild(cell('Status', c.connected ? 'connected' : 'not connected'));
+      tr.appendChild(cell('Connected', when(c.connected_at) || '—'));
+      let action;
+      if (c.connected) {
+        action = el('button', 'Disconnect');
+        action.type = 'button';
+        action.setAttribute('aria-label', 'Disconnect ' + c.connector);
+        action.addEventListener('click', () => revoke(c.connector, action, 'api/connections/'));
+      } else {
+        action = el('a', 'Connect');
+        action.href = c.connect_url;
+        action.setAttribute('aria-label', 'Connect ' + c.connector);
+      }
+      tr.appendChild(cell('', action));
+      body.appendChild(tr);
+    });
+    $('services').hidden = !items.length;
+  }
+
   function render(me) {
     csrf = me.csrf || '';
     document.querySelectorAll('input[name="csrf"]').forEach((i) => { i.value = csrf; });
@@ -166,6 +192,7 @@
     $('cmd-header').textContent = cmd.header || '';
     renderTokens(me.tokens);
     renderGrants(me.grants);
+    renderServices(me.connections);
     $('signed-out').hidden = true;
     $('signed-in').hidden = false;
   }
