@@ -419,6 +419,72 @@ int vault_grant_refresh_failed(st_txn *txn, const char *tenant, const char *user
   return rc;
 }
 
+/* ---- loss of access ------------------------------------------------------------ */
+
+int vault_grants_sweep(st_txn *txn, uint64_t now_ms, uint64_t grace_ms, vault_visible_fn visible, void *ctx,
+                       char *cursor, int limit) {
+  char from[VAULT_SWEEP_CURSOR];
+  size_t fl = strlen(cursor);
+  memcpy(from, cursor, fl + 1);
+  cursor[0] = 0;
+  int dropped = 0, seen = 0;
+  for (;;) {
+    st_cursor *c;
+    int rc = st_cursor_open(txn, ST_DB_VAULT, &c);
+    if (rc) return rc;
+    st_cursor_seek(c, "g", 1, fl ? from : NULL, fl);
+    st_val k, v;
+    char key[VAULT_SWEEP_CURSOR];
+    size_t kl = 0;
+    json_t *rec = NULL;
+    while (st_cursor_next(c, &k, &v) == 0) {
+      if (fl && k.len == fl && !memcmp(k.data, from, fl)) continue; /* resume after it */
+      if (k.len >= sizeof key) continue;
+      kl = k.len;
+      memcpy(key, k.data, kl);
+      key[kl] = 0;
+      rec = json_loadb(v.data, v.len, 0, NULL);
+      break;
+    }
+    st_cursor_close(c);
+    if (!kl) return dropped; /* went round: cursor stays "" */
+    memcpy(from, key, kl + 1);
+    fl = kl;
+    memcpy(cursor, key, kl + 1);
+    /* g tenant \0 user \0 connector */
+    const char *tenant = key + 1, *user = tenant + strlen(tenant) + 1;
+    const char *conn = user < key + kl ? user + strlen(user) + 1 : NULL;
+    if (rec && conn && conn <= key + kl) {
+      bool vis = visible(ctx, txn, tenant, user, conn);
+      json_t *hs = json_object_get(rec, "hidden_since");
+      if (vis && hs) {
+        json_object_del(rec, "hidden_since");
+        rc = put_json(txn, key, kl, rec);
+      } else if (!vis && !hs) {
+        json_object_set_new(rec, "hidden_since", json_integer((json_int_t)now_ms));
+        rc = put_json(txn, key, kl, rec);
+      } else if (!vis && now_ms >= (uint64_t)json_integer_value(hs) + grace_ms) {
+        char now[32];
+        time_t t = (time_t)(now_ms / 1000);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        char tn[64], us[80], cn[40];
+        snprintf(tn, sizeof tn, "%s", tenant);
+        snprintf(us, sizeof us, "%s", user);
+        snprintf(cn, sizeof cn, "%s", conn);
+        rc = vault_grant_drop(txn, tn, us, cn, "lost_access", now);
+        if (!rc) dropped++;
+      }
+      json_decref(rec);
+      if (rc) return rc;
+    } else {
+      json_decref(rec);
+    }
+    if (++seen >= limit) return dropped;
+  }
+}
+
 /* ---- the revocation queue ---------------------------------------------------- */
 
 static uint64_t now_ms_wall(void) {

@@ -127,6 +127,20 @@ int vault_grant_refreshed(st_txn *txn, const char *tenant, const char *user, con
 int vault_grant_refresh_failed(st_txn *txn, const char *tenant, const char *user, const char *connector,
                                const char *used_refresh, bool invalid, const char *now);
 
+/* ---- loss of access, after a grace period --------------------------------
+ * A grant whose connector the user's policy no longer shows (or whose
+ * connector is no longer an oauth connector) is marked "hidden_since" by a
+ * sweep; one still hidden grace_ms later is dropped (reason "lost_access");
+ * one visible again is unmarked. visible() answers for one grant (the
+ * gateway's policy, which vault does not include). */
+typedef bool (*vault_visible_fn)(void *ctx, st_txn *txn, const char *tenant, const char *user, const char *connector);
+/* Write txn: sweeps up to limit grants after the 'g' key *cursor (a
+ * caller-owned buffer of VAULT_SWEEP_CURSOR bytes, "" at first; "" again
+ * when the sweep went round). Returns the grants dropped, or an error. */
+#define VAULT_SWEEP_CURSOR 300
+int vault_grants_sweep(st_txn *txn, uint64_t now_ms, uint64_t grace_ms, vault_visible_fn visible, void *ctx,
+                       char *cursor, int limit);
+
 /* ---- the revocation queue ---------------------------------------------- */
 
 /* A revocation job as the worker sees it (owned; vault_revoke_job_free). */

@@ -147,6 +147,16 @@ static const cfg_key keys[] = {
      "Universal Logout requests of one tenant a minute whose Okta-signed token verified (each costs a store "
      "write); past it 429 with Retry-After (0: no limit). Junk tokens never count against it",
      NULL},
+    {"revocation_grace_ms", CFG_INT, "300000", 0, 7LL * 86400000, OFF(revocation_grace_ms),
+     "an employee's upstream grant (oauth connector) whose connector their policy no longer shows is revoked at the "
+     "upstream only after this long without it, so a transient bad Group Push or a policy typo does not mass-revoke; "
+     "the connector is refused to them at once meanwhile. Deactivation, disconnect and connector deletion revoke at "
+     "once",
+     NULL},
+    {"revocation_give_up_ms", CFG_INT, "86400000", 60000, 30LL * 86400000, OFF(revocation_give_up_ms),
+     "how long the gateway keeps retrying an upstream revocation (RFC 7009) that fails with a network error or a 5xx "
+     "before reporting it failed in GET /admin/v1/tenants/{id}/revocations",
+     NULL},
     {"oauth_code_ttl_ms", CFG_INT, "60000", 1000, 600000, OFF(oauth_code_ttl_ms),
      "how long an authorization code of the gateway's OAuth server may wait for its token request", NULL},
     {"access_token_ttl_ms", CFG_INT, "3600000", 60000, 86400000, OFF(access_token_ttl_ms),

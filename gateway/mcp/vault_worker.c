@@ -19,7 +19,13 @@
  *     body cap (the answer is only read for its error code).
  *  4. The queue is polled (REVOKE_POLL_MS): one cursor seek when empty.
  *  5. Nothing of a token or secret is logged; outcomes are counted
- *     (gw__vault_stats) for /metrics.
+ *     (gw_mcp_shared) for /metrics.
+ *  6. Loss of access: a sweep (a writer job every quarter of
+ *     revocation_grace_ms, between 0.5 and 10 s, SWEEP_BATCH grants a
+ *     time) marks grants whose connector the user's policy no longer shows
+ *     and drops those still hidden revocation_grace_ms later (reason
+ *     lost_access) — a transient bad Group Push does not mass-revoke; the
+ *     connector is refused to the user at once meanwhile (policy).
  * Threading: loop 0's thread; the result is written by a writer job that
  * reports back on that loop's port. */
 #include <openssl/crypto.h>
@@ -34,12 +40,16 @@
 #include "gateway/mcp/mcp_loop.h"
 #include "gateway/out/outbound.h"
 #include "vault/connect.h"
+#include "policy/policy.h"
 #include "vault/grant.h"
+#include "vault/vault.h"
 
 #define REVOKE_POLL_MS 500
 #define REVOKE_BODY_MAX 4096
 #define REVOKE_BACKOFF_MAX_MS (5 * 60 * 1000)
-#define REVOKE_GIVE_UP_MS (24LL * 3600 * 1000)
+#define SWEEP_MAX_MS 10000 /* the loss-of-access sweep: at most this apart ... */
+#define SWEEP_MIN_MS 500   /* ... and at least this (a quarter of the grace in between) */
+#define SWEEP_BATCH 200    /* grants one sweep job looks at */
 
 struct vault_worker {
   gw_loop *lp;
@@ -53,6 +63,10 @@ struct vault_worker {
   bool done, final;
   char err[160];
   gw_buf body;
+  /* the loss-of-access sweep (rule 6) */
+  uv_timer_t sweep_timer;
+  bool sweep_open, sweeping;
+  char sweep_cursor[VAULT_SWEEP_CURSOR];
 };
 typedef struct vault_worker vault_worker;
 
@@ -63,7 +77,7 @@ static uint64_t wall_ms(void) {
 }
 
 static void worker_maybe_free(vault_worker *w) {
-  if (w->stopping && !w->busy && !w->timer_open) {
+  if (w->stopping && !w->busy && !w->timer_open && !w->sweep_open && !w->sweeping) {
     vault_revoke_job_free(&w->job);
     gw_buf_free(&w->body);
     free(w);
@@ -145,10 +159,12 @@ static void rv_done(gw_out_req *o, int err, void *ud) {
   if (err || w->status >= 500 || w->status == 429) {
     snprintf(w->err, sizeof w->err, "%s", err ? gw_out_strerror(err) : "the revocation endpoint answered a server error");
     if (w->status && !err) snprintf(w->err, sizeof w->err, "the revocation endpoint answered %d", w->status);
-    w->final = (int64_t)wall_ms() - w->job.created_ms > REVOKE_GIVE_UP_MS;
+    int64_t give_up = w->lp->srv->cfg.revocation_give_up_ms;
+    w->final = (int64_t)wall_ms() - w->job.created_ms > give_up;
     if (w->final) {
       size_t l = strlen(w->err);
-      snprintf(w->err + l, sizeof w->err - l, "; gave up after 24 h");
+      snprintf(w->err + l, sizeof w->err - l, "; gave up after %lld s (revocation_give_up_ms)",
+               (long long)(give_up / 1000));
     }
     finish(w);
     return;
@@ -246,6 +262,84 @@ static void tick(uv_timer_t *t) {
   send_next(w);
 }
 
+/* ---- the loss-of-access sweep (rule 6) ---------------------------------------- */
+
+static bool grant_visible(void *ctx, st_txn *txn, const char *tenant, const char *user, const char *connector) {
+  (void)ctx;
+  json_t *rec = NULL;
+  bool ok = vault_connector_get(txn, tenant, connector, &rec) == 0 && vault_connector_is_oauth(rec);
+  json_decref(rec);
+  if (!ok) return false;
+  pol_user *pu = NULL;
+  int rc = pol_user_load(txn, tenant, user, &pu);
+  /* a policy that cannot be read is no evidence of lost access */
+  bool vis = rc != 0 || pol_connector_visible(pu, connector);
+  pol_user_free(pu);
+  return vis;
+}
+
+typedef struct sweep_job {
+  vault_worker *w;
+  uint64_t now_ms, grace_ms;
+  char cursor[VAULT_SWEEP_CURSOR];
+  int dropped;
+} sweep_job;
+
+static int job_sweep(st_txn *txn, void *arg) {
+  sweep_job *j = arg;
+  int n = vault_grants_sweep(txn, j->now_ms, j->grace_ms, grant_visible, NULL, j->cursor, SWEEP_BATCH);
+  if (n < 0) return n;
+  j->dropped = n;
+  return 0;
+}
+
+static uint64_t sweep_every(const vault_worker *w) {
+  uint64_t q = (uint64_t)w->lp->srv->cfg.revocation_grace_ms / 4;
+  return q < SWEEP_MIN_MS ? SWEEP_MIN_MS : q > SWEEP_MAX_MS ? SWEEP_MAX_MS : q;
+}
+
+static void sweep_tick(uv_timer_t *t);
+
+static void done_sweep(int status, void *arg) {
+  sweep_job *j = arg;
+  vault_worker *w = j->w;
+  w->sweeping = false;
+  if (status) GW_LOG(GW_LOG_ERROR, "vault", NULL, "the loss-of-access sweep failed: %s", st_strerror(status));
+  else if (j->dropped)
+    GW_LOG(GW_LOG_INFO, "vault", NULL, "%d upstream grant(s) revoked: their connector stayed hidden from the user for "
+           "revocation_grace_ms", j->dropped);
+  if (!status) memcpy(w->sweep_cursor, j->cursor, sizeof w->sweep_cursor);
+  bool more = !status && j->cursor[0]; /* not round yet: go on soon */
+  free(j);
+  if (w->stopping) {
+    worker_maybe_free(w);
+    return;
+  }
+  if (w->sweep_open) uv_timer_start(&w->sweep_timer, sweep_tick, more ? 50 : sweep_every(w), 0);
+}
+
+static void sweep_tick(uv_timer_t *t) {
+  vault_worker *w = t->data;
+  if (w->stopping || w->sweeping) return;
+  sweep_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    uv_timer_start(&w->sweep_timer, sweep_tick, sweep_every(w), 0);
+    return;
+  }
+  j->w = w;
+  j->now_ms = wall_ms();
+  j->grace_ms = (uint64_t)w->lp->srv->cfg.revocation_grace_ms;
+  memcpy(j->cursor, w->sweep_cursor, sizeof j->cursor);
+  w->sweeping = true;
+  if (st_submit(w->lp->srv->store, w->lp->port, job_sweep, done_sweep, j) != 0) done_sweep(ST_EBUSY, j);
+}
+
+static void sweep_closed(uv_handle_t *h) {
+  vault_worker *w = h->data;
+  w->sweep_open = false;
+  worker_maybe_free(w);
+}
+
 static void timer_closed(uv_handle_t *h) {
   vault_worker *w = h->data;
   w->timer_open = false;
@@ -263,6 +357,11 @@ int gw__vault_worker_start(gw_loop *lp) {
   }
   w->timer.data = w;
   w->timer_open = true;
+  if (uv_timer_init(&lp->loop, &w->sweep_timer) == 0) {
+    w->sweep_timer.data = w;
+    w->sweep_open = true;
+    uv_timer_start(&w->sweep_timer, sweep_tick, sweep_every(w), 0);
+  }
   gw__mcp_of(lp)->vault_worker = w;
   uv_timer_start(&w->timer, tick, 0, 0);
   return 0;
@@ -277,4 +376,5 @@ void gw__vault_worker_stop(gw_loop *lp) {
   p->vault_worker = NULL;
   w->stopping = true;
   uv_close((uv_handle_t *)&w->timer, timer_closed);
+  if (w->sweep_open) uv_close((uv_handle_t *)&w->sweep_timer, sweep_closed);
 }
