@@ -11,6 +11,7 @@
 
 #include "store/dir.h"
 #include "store/seal.h"
+#include "store/tenant.h"
 #include "store/token.h"
 #include "vault/vault.h"
 
@@ -752,8 +753,74 @@ static int on_user_cut(st_txn *txn, int kind, const void *event, void *ctx) {
   return vault_grants_cut_user(txn, ev->tenant, ev->id, reason, now);
 }
 
+/* st_check: every grant belongs to an existing user of a live tenant, has
+ * its sealed tokens and its connector index entry (and every index entry
+ * its grant); every queued revocation has its sealed tokens. */
+static int check_vault(st_txn *txn, st_check_report_fn report, void *rctx, void *ctx) {
+  (void)ctx;
+  st_cursor *c;
+  int rc = st_cursor_open(txn, ST_DB_VAULT, &c);
+  if (rc) return rc;
+  int problems = 0;
+  st_val k;
+  char msg[400];
+#define PROBLEM(...)                                  \
+  do {                                                \
+    snprintf(msg, sizeof msg, __VA_ARGS__);           \
+    if (report) report(rctx, "vault", msg);           \
+    problems++;                                       \
+  } while (0)
+  while (st_cursor_next(c, &k, NULL) == 0) {
+    char key[KEY_MAX];
+    if (!k.len || k.len >= sizeof key) continue;
+    memcpy(key, k.data, k.len);
+    key[k.len] = 0;
+    const char *end = key + k.len;
+    if (key[0] == 'g' || key[0] == 'c') {
+      const char *tenant = key + 1, *a = tenant + strlen(tenant) + 1;
+      const char *b = a < end ? a + strlen(a) + 1 : NULL;
+      if (!b || b > end) {
+        PROBLEM("malformed %s key", key[0] == 'g' ? "grant" : "grant index");
+        continue;
+      }
+      const char *user = key[0] == 'g' ? a : b, *conn = key[0] == 'g' ? b : a;
+      char uid[ST_TENANT_UID_LEN + 1], other[KEY_MAX];
+      st_val v;
+      if (key[0] == 'c') {
+        if (st_get(txn, ST_DB_VAULT, other, key3(other, 'g', tenant, user, conn), &v) != 0)
+          PROBLEM("grant index of tenant %s names user %s / connector %s without a grant", tenant, user, conn);
+        continue;
+      }
+      json_t *u = NULL;
+      if (st_tenant_uid_get(txn, tenant, uid) != 0) PROBLEM("grant of unknown tenant %s (user %s, connector %s)", tenant, user, conn);
+      else if (st_dir_user_get(txn, tenant, user, &u) == ST_ENOTFOUND)
+        PROBLEM("grant of tenant %s belongs to unknown user %s (connector %s)", tenant, user, conn);
+      json_decref(u);
+      if (st_get(txn, ST_DB_VAULT, other, key3(other, 'c', tenant, conn, user), &v) != 0)
+        PROBLEM("grant of tenant %s, user %s, connector %s has no connector index entry", tenant, user, conn);
+      json_t *g = NULL;
+      if (grant_sealed(txn, tenant, user, conn, &g) != 0)
+        PROBLEM("grant of tenant %s, user %s, connector %s has no readable sealed tokens", tenant, user, conn);
+      if (g) json_object_clear(g);
+      json_decref(g);
+    } else if (key[0] == 'q' && k.len == 9 + VAULT_REVOKE_ID_LEN) {
+      char id[VAULT_REVOKE_ID_LEN + 1];
+      memcpy(id, key + 9, VAULT_REVOKE_ID_LEN);
+      id[VAULT_REVOKE_ID_LEN] = 0;
+      json_t *s1 = unseal_json(txn, &(st_aad){"", VAULT_REVOKE_KIND, id}, &rc);
+      if (!s1) PROBLEM("queued revocation %s has no readable sealed tokens", id);
+      else json_object_clear(s1);
+      json_decref(s1);
+    }
+  }
+#undef PROBLEM
+  st_cursor_close(c);
+  return problems;
+}
+
 int vault_grant_register(st_store *st) {
   int rc = st_dir_hook_user_cut(st, on_user_cut, NULL);
   if (!rc) rc = st_purge_add(st, "vault.grants", vault_grant_purge_tenant, NULL);
+  if (!rc) rc = st_check_add(st, check_vault, NULL);
   return rc == ST_EEXIST ? 0 : rc;
 }

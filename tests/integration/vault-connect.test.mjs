@@ -18,7 +18,7 @@ import path from 'node:path';
 import { waitFor } from './lib/gateway.mjs';
 import { startLoginFixture, signIn } from './lib/login.mjs';
 import { connectClient, toolText, ALLOW_ALL_POLICY } from './lib/mcp.mjs';
-import { findSecretsInFiles } from './lib/admin.mjs';
+import { findSecretsInFiles, cli } from './lib/admin.mjs';
 import { startUpstreamAS, startOAuthMcpUpstream } from './lib/upstream-oauth.mjs';
 
 let fx, as, up;
@@ -185,6 +185,11 @@ test('an access token about to expire is refreshed once and the call goes on', a
   } finally {
     await c.close();
   }
+});
+
+test('store check: grants, their indexes, sealed tokens and queued revocations agree', async () => {
+  const chk = await cli(['store', 'check', '--data', fx.gw.dataDir], { timeoutMs: 30000 });
+  assert.equal(chk.code, 0, `store check: ${chk.stdout}${chk.stderr}`);
 });
 
 test('IT deactivates Alice: her upstream tokens are revoked at the AS, the store holds none of them', async () => {
