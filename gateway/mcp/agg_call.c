@@ -86,6 +86,8 @@ static void call_session_ready(gw_exchange *x, int err) {
                        "connector \"%s\": your access could not be renewed right now (its authorization server failed); "
                        "try again shortly",
                        x->connector);
+    else if (err == GW_MCP_EAUTH && x->grant_used)
+      gw__x_reconnect_error(x, x->status);
     else if (err == GW_MCP_EAUTH)
       gw__x_rpc_error(x, 200, GW_RPC_UPSTREAM_AUTH,
                        "connector \"%s\" refused the gateway's credential; ask your admin to check the connector's credential",

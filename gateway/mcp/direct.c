@@ -206,8 +206,10 @@ void gw__relay_headers(gw_exchange *x, gw_out_req *r, int status, const gw_out_h
      * credential is the gateway's, not the upstream's */
     if (x->m) GW_STAT_ADD(x->m->auth_failures, 1), GW_STAT_ADD(x->m->errors, 1);
     GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}),
-           "connector %s refused the gateway's credential (HTTP %d)", x->connector, status);
-    gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_AUTH,
+           "connector %s refused the %s (HTTP %d)", x->connector,
+           x->grant_used ? "user's own grant" : "gateway's credential", status);
+    if (x->grant_used) gw__x_reconnect_error(x, status);
+    else gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_AUTH,
               "connector \"%s\" refused the gateway's credential (HTTP %d); ask your admin to check the "
               "connector's credential",
               x->connector, status);

@@ -151,6 +151,7 @@ struct gw_exchange {
   bool paused;         /* the upstream transfer is paused for the client */
   bool revoked;        /* ended by a revocation: nothing more is forwarded */
   bool lost;           /* its session is gone (evicted, expired): ended by the next sweep */
+  bool grant_used;     /* the transfer carries the user's own upstream grant (an oauth connector) */
   bool cut;            /* its connector is hidden from its user now: ended by the recheck's second pass */
   /* upstream half */
   gw_out_req *out;     /* NULL when no transfer runs */

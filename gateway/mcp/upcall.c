@@ -85,6 +85,7 @@ static int credential(gw_exchange *x, upcred *c) {
   }
   if (!rc) rc = gw__connector_get(lp, txn, x->tenant, x->connector, &c->conn);
   if (!rc) rc = vault_upstream_cred(txn, x->tenant, x->connector, user, c->conn, (int64_t)time(NULL), &c->cred);
+  if (!rc) x->grant_used = vault_connector_is_oauth(c->conn);
   gw__read_end(lp, txn);
   return rc;
 }
@@ -156,6 +157,15 @@ int gw__x_upcall(gw_exchange *x, const gw_upcall *u) {
   vault_cred_free(&c.cred);
   json_decref(c.conn);
   return rc;
+}
+
+void gw__x_reconnect_error(gw_exchange *x, int status) {
+  char link[1200];
+  gw__connect_link(x->lp, x->tenant, x->connector, link, sizeof link);
+  gw__x_rpc_error(x, 200, GW_RPC_CONNECT,
+                   "%s refused your connection (HTTP %d): it may have been revoked there. Connect again at %s, then "
+                   "try again",
+                   x->connector, status, link);
 }
 
 void gw__x_start_failed(gw_exchange *x, int rc) {

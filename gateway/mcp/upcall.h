@@ -36,4 +36,8 @@ int gw__x_upcall(gw_exchange *x, const gw_upcall *u);
  * unless it is gone. */
 void gw__x_start_failed(gw_exchange *x, int rc);
 
+/* The upstream refused the user's own grant (401/403 with x->grant_used):
+ * JSON-RPC GW_RPC_CONNECT "connect again" with the link. */
+void gw__x_reconnect_error(gw_exchange *x, int status);
+
 #endif

@@ -187,6 +187,42 @@ test('an access token about to expire is refreshed once and the call goes on', a
   }
 });
 
+test('the upstream refuses a live-looking grant (revoked there): the call says connect again, with the link', async () => {
+  const c = await client('alice');
+  try {
+    const from = up.seen().length;
+    await c.client.callTool({ name: 'crm__whoami', arguments: {} });
+    const token = up.seen().slice(from).find((x) => x.method === 'tools/call').token;
+    // revoked at the service behind the gateway's back (RFC 7009, as the client)
+    const r = await fetch(as.revocationUrl, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        authorization: 'Basic ' + Buffer.from(`${encodeURIComponent(as.clientId)}:${encodeURIComponent(as.clientSecret)}`).toString('base64'),
+      },
+      body: new URLSearchParams({ token, token_type_hint: 'access_token' }),
+    });
+    assert.equal(r.status, 200);
+    assert.equal(await as.introspect(token), false);
+    await assert.rejects(c.client.callTool({ name: 'crm__whoami', arguments: {} }), (e) => {
+      assert.equal(e.code, -32007, `code ${e.code}: ${e.message}`);
+      assert.match(e.message, /crm refused your connection \(HTTP 401\).*Connect again at http:\/\/.*\/t\/acme\/connect\/crm/);
+      return true;
+    });
+  } finally {
+    await c.close();
+  }
+  const { res } = await connectAs('00u-alice', 'alice'); // reconnecting mends it
+  assert.equal(res.status, 200);
+  const c2 = await client('alice');
+  try {
+    const who = JSON.parse(toolText(await c2.client.callTool({ name: 'crm__whoami', arguments: {} })));
+    assert.equal(who.sub, 'alice');
+  } finally {
+    await c2.close();
+  }
+});
+
 test('store check: grants, their indexes, sealed tokens and queued revocations agree', async () => {
   const chk = await cli(['store', 'check', '--data', fx.gw.dataDir], { timeoutMs: 30000 });
   assert.equal(chk.code, 0, `store check: ${chk.stdout}${chk.stderr}`);
