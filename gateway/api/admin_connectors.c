@@ -167,12 +167,17 @@ void admin__connectors(gw_req *req, const admin_caller *who, const char *tenant,
     }
     /* a literal address the egress policy refuses is refused now, naming
      * the operator's key; host names are judged at connect time */
-    if (gw_egress_check_url(srv->egress[GW_OUT_EGRESS_ADMIN], json_string_value(json_object_get(j->config, "url")),
-                            err, sizeof err) != 0) {
-      json_decref(b);
-      conn_job_free(j);
-      gw_respond_error(req, 400, "egress_refused", "\"url\": %s", err);
-      return;
+    static const char *const fetched[] = {"url", "auth.token_url", "auth.revocation_url", NULL};
+    for (const char *const *f = fetched; *f; f++) {
+      /* the gateway fetches these (the authorize URL is the browser's) */
+      json_t *holder = strncmp(*f, "auth.", 5) ? j->config : json_object_get(j->config, "auth");
+      const char *u = json_string_value(json_object_get(holder, strncmp(*f, "auth.", 5) ? *f : *f + 5));
+      if (u && gw_egress_check_url(srv->egress[GW_OUT_EGRESS_ADMIN], u, err, sizeof err) != 0) {
+        json_decref(b);
+        conn_job_free(j);
+        gw_respond_error(req, 400, "egress_refused", "\"%s\": %s", *f, err);
+        return;
+      }
     }
     j->secret = secret ? strdup(secret) : NULL;
     /* the request body holds the secret too: wipe it now it is copied */

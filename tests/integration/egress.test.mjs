@@ -79,6 +79,26 @@ test('connector PUT with a literal non-public address → 400 naming egress_allo
   await gw.stop();
 });
 
+test('oauth connector PUT: a literal non-public token or revocation URL is refused (the gateway fetches them)', async () => {
+  const gw = await startGateway({ egressAllow: null });
+  const t = await setupTenant(gw, { users: ['alice@acme.com'] });
+  const base = { type: 'oauth', authorize_url: 'https://auth.example.com/authorize', token_url: 'https://auth.example.com/token', client_id: 'c', client_secret: 's' };
+  for (const [field, auth] of [
+    ['auth.token_url', { ...base, token_url: 'http://169.254.169.254/latest/meta-data/' }],
+    ['auth.revocation_url', { ...base, revocation_url: 'http://10.1.2.3/revoke' }],
+  ]) {
+    const r = await t.putConnector('crm', { url: 'https://crm.example.com/mcp', auth });
+    assert.equal(r.status, 400, `${field}: ${show(r)}`);
+    assert.equal(r.json?.error, 'egress_refused', r.body);
+    assert.match(r.json.message, new RegExp(`"${field.replace('.', '\\.')}".*egress_allow`), r.body);
+    assert.equal((await t.admin('GET', '/connectors/crm')).status, 404, 'nothing stored');
+  }
+  // the authorize URL is only the browser's: a private one is the admin's business
+  const ok = await t.putConnector('crm', { url: 'https://crm.example.com/mcp', auth: { ...base, authorize_url: 'https://10.0.0.5/authorize' } });
+  assert.equal(ok.status, 201, show(ok));
+  await gw.stop();
+});
+
 test('egress_allow lets the operator list internal addresses; tenants cannot widen it', async () => {
   const trap = await startTrap();
   const gw = await startGateway({ egressAllow: null, args: ['--egress-allow', '127.0.0.0/8'] });
