@@ -9,7 +9,8 @@
 #      against build/mcpgate (with one event loop and with two: --workers,
 #      through GW_TEST_WORKERS, lib/gateway.mjs) and build-asan/mcpgate (two
 #      loops; the harness fails a file whose gateway printed a sanitizer
-#      report).
+#      report). A file may limit itself to some of these runs with a line
+#      "// ci-variants: build-w1 build-asan-w2" in its header.
 #
 # Full logs go to build/test-logs/; only failures are echoed. The last line
 # is exactly "N passed, N failed"; the exit status is non-zero on any failure.
@@ -96,6 +97,21 @@ run_integration() {
   fi
   if [ -n "${TEST_FILES:-}" ]; then files=$TEST_FILES
   else files=$(ls tests/integration/*.test.mjs 2>/dev/null)
+  fi
+  # A file may name the runs it needs in its first lines, e.g.
+  # "// ci-variants: build-w1 build-asan-w2" (a fixture's self-test that
+  # never starts the gateway, a test that starts its own loops): the other
+  # runs skip it, which keeps CI inside its budget. Files without the line
+  # run everywhere.
+  kept=""
+  for fl in $files; do
+    want=$(head -n 40 "$fl" | sed -n 's|^// ci-variants: *||p' | head -n 1 | cut -d'(' -f1)
+    if [ -z "$want" ] || echo " $want " | grep -q " $(basename "$variant")-w$workers "; then kept="$kept $fl"; fi
+  done
+  files=$kept
+  if [ -z "$files" ]; then
+    add_summary "integration ($label): nothing to run (ci-variants)"
+    return
   fi
   if [ -z "$files" ]; then
     echo "FAIL integration: no tests/integration/*.test.mjs"

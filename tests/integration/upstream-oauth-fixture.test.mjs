@@ -5,6 +5,7 @@
 // SDK client, and sees expiry, refresh-token rotation (and reuse detection),
 // RFC 7009 revocation and the revocation knobs behave as they will for the
 // gateway's Vault tests. One run goes through the login form in chromium.
+// ci-variants: build-w1 (the fixture alone: no gateway, nothing to vary)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';

@@ -5,6 +5,7 @@
 // grant reaches the AS (a rotating refresh token used twice would be
 // invalid_grant and cost her the grant), every call succeeds as Alice, and
 // the grant is intact afterwards.
+// ci-variants: build-w1 build-asan-w2 (it starts its own two loops: the worker count of the run changes nothing)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
