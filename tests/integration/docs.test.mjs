@@ -1,5 +1,6 @@
 // The README's configuration table is generated from the config table in
 // gateway/core/config.c (`mcpgate config-doc`); this keeps the two from drifting.
+// ci-variants: build-w1 build-asan-w2 (the README against config-doc: one plain and one sanitizer run of the CLI)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';

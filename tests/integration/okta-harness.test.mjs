@@ -4,6 +4,7 @@
 // the id_token checked with node:crypto against the published JWKS, the
 // tamper hooks, key rotation behind a stable issuer, accounts changed at
 // runtime, and the request log.
+// ci-variants: build-w1 (the Okta stand-in alone: no gateway, nothing to vary)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
