@@ -11,6 +11,7 @@ import { chromium } from 'playwright-core';
 import { toolText } from './lib/mcp.mjs';
 import { person } from './lib/oauthbrowser.mjs';
 import { startVaultFixture } from './lib/vault.mjs';
+import { waitFor } from './lib/gateway.mjs';
 
 let v, browser;
 before(async () => {
@@ -67,5 +68,18 @@ test('chromium: sign in at the gateway, connect crm at the upstream AS, "crm is 
   } finally {
     await c.close();
   }
+
+  // her page lists the connection; Disconnect ends it (and revokes it upstream)
+  await page.goto(`${v.base}/`);
+  const row = page.locator('#services-body tr', { hasText: 'crm' });
+  await row.waitFor();
+  assert.match((await row.textContent()).replace(/\s+/g, ' '), /crm\s*connected/);
+  const token = v.up.seen().filter((s) => s.method === 'tools/call').at(-1).token;
+  await page.getByRole('button', { name: 'Disconnect crm' }).click();
+  await page.getByRole('link', { name: 'Connect crm' }).waitFor();
+  assert.match((await row.textContent()).replace(/\s+/g, ' '), /not connected/);
+  assert.deepEqual(await v.connections('alice'), []);
+  await waitFor(async () => !(await v.as.introspect(token)), { timeoutMs: 8000, what: 'revoked at the AS' });
+  p.check('the page with its connections');
   await p.ctx.close();
 });
