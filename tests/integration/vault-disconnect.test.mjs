@@ -64,3 +64,22 @@ test('disconnecting a connection that does not exist answers 404', async () => {
   const d = await v.admin('DELETE', '/users/bob@acme.com/connections/crm');
   assert.equal(d.status, 404, `${d.status} ${d.body}`);
 });
+
+test('Bob connects while his stream is open: it hears list_changed, and the connect tool gives way to the tools', async () => {
+  const s = await rawSession(v.mcpUrl, v.tokens.bob);
+  const l0 = await s.request('tools/list', {});
+  assert.deepEqual(l0.messages.find((m) => m.result).result.tools.map((t) => t.name), ['crm__connect']);
+  const st = await openStream(v.mcpUrl, {
+    headers: { ...mcpHeaders({ token: v.tokens.bob, sessionId: s.sessionId, protocolVersion: s.protocolVersion }), accept: 'text/event-stream' },
+  });
+  assert.equal(st.status, 200);
+  try {
+    await v.connectAs('bob');
+    await st.waitFor((m) => m.method === 'notifications/tools/list_changed', 5000);
+    const l = await s.request('tools/list', {});
+    const names = l.messages.find((m) => m.result).result.tools.map((t) => t.name).sort();
+    assert.ok(names.includes('crm__whoami') && !names.includes('crm__connect'), names.join(','));
+  } finally {
+    st.close();
+  }
+});
