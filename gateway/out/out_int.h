@@ -157,6 +157,12 @@ void gw__out_arm_idle(gw_out_req *r);
 /* Delivers a complete response head (raw "Name: value" lines after a status
  * line) to on_headers; false if the transfer failed meanwhile. */
 bool gw__out_deliver_head(gw_out_req *r, int status);
+/* Splits a buffered head (a first line, then "Name: value" lines, each
+ * ending in CRLF or LF) in place into pairs, as both paths deliver them;
+ * writes a NUL at p[len] when the last line has no LF (p needs len + 1
+ * bytes). Returns the count or -1 (no memory); *out is malloc'ed. (A test
+ * seam: tests/fuzz/fuzz_out_h1.c; the engine calls the static original.) */
+int gw__out_parse_head(char *p, size_t len, gw_out_header **out);
 
 /* The parsed form of an absolute http(s) URL with a host (cached per
  * engine; valid until the next call), or NULL: not one, or no memory

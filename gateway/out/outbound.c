@@ -574,6 +574,7 @@ static void deliver_headers(gw_out_req *r, long code) {
   gw_buf_free(&r->hbuf); /* a stream may live for hours: don't keep the head */
 }
 
+int gw__out_parse_head(char *p, size_t len, gw_out_header **out) { return parse_head(p, len, out); }
 bool gw__out_deliver_head(gw_out_req *r, int status) {
   deliver_headers(r, status);
   return !r->fail;
