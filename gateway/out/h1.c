@@ -440,7 +440,11 @@ static int cb_status(llhttp_t *p, const char *at, size_t len) {
 static int cb_headers_complete(llhttp_t *p) {
   gw_out_req *r = req_of(p);
   int status = p->status_code;
-  if (status == 101) { /* we never ask to switch */
+  /* 101: we never ask to switch. Below 100: no HTTP status — llhttp 8
+   * takes "HTTP/1.1 099" and even a status line without a code (as 0);
+   * curl refuses both ("Unsupported response code"), so does this path. */
+  if (status == 101 || status < 100) {
+    snprintf(r->errbuf, sizeof r->errbuf, "malformed response from %.200s: status %d", r->h1.key, status);
     gw__out_fail(r, GW_OUT_EPROTO);
     return HPE_USER;
   }

@@ -269,7 +269,7 @@ static struct {
 
 static int ref_headers(llhttp_t *p) {
   int st = p->status_code;
-  if (st == 101) return -1;
+  if (st == 101 || st < 100) return -1; /* h1.c refuses both */
   if (st >= 100 && st < 200) {
     ref.interim = true;
     return 1;

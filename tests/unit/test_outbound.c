@@ -17,6 +17,8 @@
  *   /early           a 103 interim head, then 200 with a folded header
  *   /quietclose      200 JSON that allows keep-alive, then the server closes
  *   /extra           200 "hi" (Content-Length 2) followed by bytes nobody asked for
+ *   /rawstatus?code=N a status line with the 3-digit code N (000..099 too);
+ *                    code=-1: "HTTP/1.1  OK", no code at all (llhttp takes 0)
  *   a TLS ClientHello gets a plaintext 400 (for the TLS failure test)
  *
  * The engine refuses non-public addresses unless its egress policy allows
@@ -242,6 +244,10 @@ static void handle(sconn *c, const char *method, const char *target, const char 
     c->busy = true;
   } else if (strcmp(path, "/extra") == 0) {
     c_writef(c, false, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhiHTTP/1.1 200 OK\r\n");
+  } else if (strcmp(path, "/rawstatus") == 0) {
+    long code = qparam(target, "code", 200);
+    if (code < 0) c_writef(c, false, "HTTP/1.1  OK\r\nContent-Length: 2\r\n\r\nhi");
+    else c_writef(c, false, "HTTP/1.1 %03ld Odd\r\nContent-Length: 2\r\n\r\nhi", code);
   } else if (strcmp(path, "/close") == 0) {
     reply(c, 200, "text/plain", "bye", 3, "Connection: close\r\n", true);
     c->busy = true;
@@ -687,6 +693,40 @@ TEST(status_head_interim_no_redirect) {
   CHECK(strstr(d.hdrs, "X-Fold: a b\n") != NULL || strstr(d.hdrs, "X-Fold: a  b\n") != NULL);
   CHECK(strstr(d.hdrs, "\r") == NULL);
   CHECK(strstr(d.hdrs, "X-Trim: v\n") != NULL);
+  CHECK_STR(tbody(&d), "hi");
+  gw_buf_free(&a.body);
+  gw_buf_free(&b.body);
+  gw_buf_free(&c.body);
+  gw_buf_free(&d.body);
+}
+
+/* A status below 100 is no HTTP status (curl refuses it: "Unsupported
+ * response code"); llhttp 8 parses "HTTP/1.1 099" and even a missing code
+ * as such. The native path must not deliver one (found by fuzz_out_h1:
+ * tests/fuzz/corpus/out_h1/status_0_no_code). */
+TEST(status_below_100_is_a_protocol_error) {
+  env e;
+  tr a, b, c, d;
+  CHECK_INT(env_init(&e), 0);
+  tr_init(&a, &e, M_PLAIN);
+  tr_init(&b, &e, M_PLAIN);
+  tr_init(&c, &e, M_PLAIN);
+  tr_init(&d, &e, M_PLAIN);
+  CHECK_INT(tr_go(&e, &a, (gw_out_opts){0}, "/rawstatus?code=-1"), 0);
+  CHECK_INT(tr_go(&e, &b, (gw_out_opts){0}, "/rawstatus?code=0"), 0);
+  CHECK_INT(tr_go(&e, &c, (gw_out_opts){0}, "/rawstatus?code=99"), 0);
+  CHECK_INT(tr_go(&e, &d, (gw_out_opts){0}, "/rawstatus?code=599"), 0);
+  CHECK_INT(env_run(&e), 0);
+  CHECK(!e.timed_out);
+  CHECK_INT(a.err, GW_OUT_EPROTO);
+  CHECK_INT(a.nheaders, 0);
+  CHECK_INT(b.err, GW_OUT_EPROTO);
+  CHECK_INT(b.nheaders, 0);
+  CHECK_INT(c.err, GW_OUT_EPROTO);
+  CHECK_INT(c.nheaders, 0);
+  CHECK_INT(c.ndata, 0);
+  CHECK_INT(d.err, 0);
+  CHECK_INT(d.status, 599);
   CHECK_STR(tbody(&d), "hi");
   gw_buf_free(&a.body);
   gw_buf_free(&b.body);
@@ -1467,6 +1507,7 @@ int main(void) {
   RUN(error_names);
   RUN(json_content_length);
   RUN(status_head_interim_no_redirect);
+  RUN(status_below_100_is_a_protocol_error);
   RUN(chunked_spaced_writes);
   RUN(sse_stream_idle_resets);
   RUN(first_byte_timeout);
