@@ -465,6 +465,10 @@ static int cb_headers_complete(llhttp_t *p) {
 static int cb_body(llhttp_t *p, const char *at, size_t len) {
   gw_out_req *r = req_of(p);
   if (r->fail) return HPE_USER;
+  /* llhttp keeps a body span open across calls and flushes it at the end
+   * of each: resumed on no input (gw__h1_resume), it reports 0 bytes.
+   * Nothing arrived: not a delivery (nor a held span). */
+  if (len == 0) return 0;
   if (r->paused) { /* paused from outside: hold the span (rule 5) */
     char *h = realloc(r->h1.held, r->h1.held_len + len);
     if (!h) {

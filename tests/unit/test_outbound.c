@@ -17,6 +17,7 @@
  *   /early           a 103 interim head, then 200 with a folded header
  *   /quietclose      200 JSON that allows keep-alive, then the server closes
  *   /extra           200 "hi" (Content-Length 2) followed by bytes nobody asked for
+ *   /halves          200 Content-Length 10: "hello" now, "world" 30 ms later
  *   /rawstatus?code=N a status line with the 3-digit code N (000..099 too);
  *                    code=-1: "HTTP/1.1  OK", no code at all (llhttp takes 0)
  *   a TLS ClientHello gets a plaintext 400 (for the TLS failure test)
@@ -74,7 +75,7 @@ struct srv {
   bool closing;
 };
 
-enum { K_CHUNKED = 1, K_SSE, K_RESET };
+enum { K_CHUNKED = 1, K_SSE, K_RESET, K_HALVES };
 
 static void c_closed(uv_handle_t *h) {
   sconn *c = h->data;
@@ -167,6 +168,13 @@ static void c_tick(uv_timer_t *t) {
     c_close(c, true);
     return;
   }
+  if (c->kind == K_HALVES) {
+    c_writef(c, false, "world");
+    uv_timer_stop(&c->timer);
+    c->busy = false;
+    c_process(c);
+    return;
+  }
   char ev[128];
   if (c->kind == K_CHUNKED) snprintf(ev, sizeof ev, "part%d-", c->step);
   else snprintf(ev, sizeof ev, "id: %d\ndata: {\"i\":%d}\n\n", c->step, c->step);
@@ -244,6 +252,11 @@ static void handle(sconn *c, const char *method, const char *target, const char 
     c->busy = true;
   } else if (strcmp(path, "/extra") == 0) {
     c_writef(c, false, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhiHTTP/1.1 200 OK\r\n");
+  } else if (strcmp(path, "/halves") == 0) {
+    c_writef(c, false, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello");
+    c->kind = K_HALVES;
+    c->busy = true;
+    uv_timer_start(&c->timer, c_tick, 30, 0);
   } else if (strcmp(path, "/rawstatus") == 0) {
     long code = qparam(target, "code", 200);
     if (code < 0) c_writef(c, false, "HTTP/1.1  OK\r\nContent-Length: 2\r\n\r\nhi");
@@ -458,6 +471,7 @@ enum {
   M_ABORT_IN_HEADERS,
   M_ABORT_IN_DATA,
   M_PAUSE_EVERY3,     /* on_data returns GW_OUT_PAUSE every 3rd call, resume after 5 ms */
+  M_PAUSE_FIRST,      /* on_data returns GW_OUT_PAUSE at its first call, resume after 5 ms */
   M_PAUSE_IN_HEADERS, /* gw_out_pause from on_headers, resume after 300 ms */
   M_START_IN_DATA,    /* starts a child transfer from on_data */
   M_CLOSE_IN_DATA,    /* gw_out_close from on_data once enough streams have data */
@@ -469,6 +483,7 @@ typedef struct tr {
   int mode;
   int status, nheaders, ndata, ndone, err;
   bool in_cb, reentered, data_before_headers, aborted, data_after_abort, paused_now, data_while_paused;
+  int empty_data; /* on_data calls with no byte */
   int pauses;
   char hdrs[8192];
   size_t hlen;
@@ -526,6 +541,7 @@ static int t_data(gw_out_req *r, const char *p, size_t n, void *ud) {
   if (!t->nheaders) t->data_before_headers = true;
   if (t->aborted) t->data_after_abort = true;
   if (t->paused_now) t->data_while_paused = true;
+  if (n == 0) t->empty_data++;
   if (gw_buf_append(&t->body, p, n) != 0) abort();
   t->ndata++;
   switch (t->mode) {
@@ -533,6 +549,14 @@ static int t_data(gw_out_req *r, const char *p, size_t n, void *ud) {
     gw_out_abort(r);
     gw_out_abort(r);
     t->aborted = true;
+    break;
+  case M_PAUSE_FIRST:
+    if (t->ndata == 1) {
+      t->paused_now = true;
+      t->pauses++;
+      uv_timer_start(&t->tm, t_resume, 5, 0);
+      ret = GW_OUT_PAUSE;
+    }
     break;
   case M_PAUSE_EVERY3:
     if (t->ndata % 3 == 0) {
@@ -1477,6 +1501,25 @@ TEST(bytes_after_response_not_reused) {
   gw_buf_free(&b.body);
 }
 
+/* Paused by on_data on the last byte of a read while the body goes on:
+ * the resume must not hand on_data an empty span (llhttp flushes its open
+ * body span, 0 bytes long, when the parser resumes on no input). Found by
+ * fuzz_out_h1 (corpus: pause_at_read_end_empty_span). */
+TEST(pause_at_read_end_no_empty_data) {
+  env e;
+  tr t;
+  CHECK_INT(env_init(&e), 0);
+  tr_init(&t, &e, M_PAUSE_FIRST);
+  CHECK_INT(tr_go(&e, &t, (gw_out_opts){0}, "/halves"), 0);
+  CHECK_INT(env_run(&e), 0);
+  CHECK(!e.timed_out);
+  CHECK_INT(t.err, 0);
+  CHECK_INT(t.pauses, 1);
+  CHECK_INT(t.empty_data, 0);
+  CHECK_STR(tbody(&t), "helloworld");
+  gw_buf_free(&t.body);
+}
+
 /* Paused from on_headers while a large body streams in: nothing is
  * delivered while paused, then every byte once, in order. */
 TEST(pause_in_headers_large_body) {
@@ -1533,6 +1576,7 @@ int main(void) {
   RUN(keepalive_peer_closes_idle_connection);
   RUN(bytes_after_response_not_reused);
   RUN(pause_in_headers_large_body);
+  RUN(pause_at_read_end_no_empty_data);
   gw_egress_free(loopback_policy);
   return UNIT_DONE();
 }
