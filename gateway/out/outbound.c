@@ -531,13 +531,16 @@ static int parse_head(char *p, size_t len, gw_out_header **out) {
       first = false;
     } else if (is_ows(*p)) {
       /* obs-fold: append to the previous value (same buffer, in place,
-       * values only ever shrink so this fits). */
+       * values only ever shrink so this fits), trimmed like any value:
+       * no blanks kept at its end, no joining space onto an empty value. */
       while (is_ows(*p)) p++;
+      char *pe = p + strlen(p);
+      while (pe > p && is_ows(pe[-1])) *--pe = '\0';
       if (n > 0 && *p) {
         char *v = (char *)h[n - 1].value;
-        size_t vl = strlen(v), pl = strlen(p);
-        memmove(v + vl + 1, p, pl + 1);
-        v[vl] = ' ';
+        size_t vl = strlen(v), pl = (size_t)(pe - p);
+        if (vl) v[vl++] = ' ';
+        memmove(v + vl, p, pl + 1);
       }
     } else {
       char *colon = strchr(p, ':');

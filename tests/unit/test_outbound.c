@@ -48,6 +48,7 @@
 #include "gateway/out/egress.h"
 #include "gateway/base/log.h"
 #include "gateway/out/outbound.h"
+#include "gateway/out/out_int.h" /* gw__out_parse_head */
 #include "tests/unit/unit.h"
 
 /* ---- test server ---------------------------------------------------------- */
@@ -658,6 +659,26 @@ TEST(error_names) {
   CHECK_STR(gw_out_err_kind(GW_OUT_EIDLE), "idle_timeout");
   CHECK_STR(gw_out_err_kind(GW_OUT_EABORTED), "aborted");
   CHECK_STR(gw_out_err_kind(GW_OUT_EEGRESS), "egress");
+}
+
+/* The head splitter both paths deliver through: a value is trimmed also
+ * when an obs-fold line ends in blanks, and a fold onto an empty value
+ * adds no leading space (outbound.h: "value has surrounding whitespace
+ * removed"). Found by fuzz_out_h1 (corpus: parse_head_fold_blanks). */
+TEST(parse_head_folds_keep_values_trimmed) {
+  char head[] = "HTTP/1.1 200 OK\r\nX-A: a\r\n  b  \r\nX-E:\r\n\tc\t\r\nX-T: v \t\r\n   \r\nX-N: n\n";
+  gw_out_header *h = NULL;
+  int n = gw__out_parse_head(head, sizeof head - 1, &h);
+  CHECK_INT(n, 4);
+  CHECK_STR(h[0].name, "X-A");
+  CHECK_STR(h[0].value, "a b");
+  CHECK_STR(h[1].name, "X-E");
+  CHECK_STR(h[1].value, "c");
+  CHECK_STR(h[2].name, "X-T");
+  CHECK_STR(h[2].value, "v");
+  CHECK_STR(h[3].name, "X-N");
+  CHECK_STR(h[3].value, "n");
+  free(h);
 }
 
 TEST(json_content_length) {
@@ -1548,6 +1569,7 @@ int main(void) {
     return 1;
   }
   RUN(error_names);
+  RUN(parse_head_folds_keep_values_trimmed);
   RUN(json_content_length);
   RUN(status_head_interim_no_redirect);
   RUN(status_below_100_is_a_protocol_error);
