@@ -582,6 +582,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   F.seed = seed & 0x7f;
   F.knobs = knobs;
   F.requests = 0;
+  memset(F.conns, 0, sizeof F.conns); /* all closed (the last input waited for it) */
   bool short_to = flags & 0x10;
 
   fuzz_parse_head(F.ra, F.ra_len);
@@ -589,6 +590,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   x_start(&F.a, flags, true, knobs, seed & 0x80);
   x_run(&F.a, short_to);
   size_t after_a = s_written();
+  if (F.log) fprintf(stderr, "after A: %zu written\n", after_a);
   if (two) {
     x_start(&F.b, flags, knobs & 0x20, knobs, seed & 0x80);
     x_run(&F.b, short_to);
