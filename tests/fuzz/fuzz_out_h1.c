@@ -41,9 +41,9 @@
  *     close-delimited body ended by the close); when A succeeds they are
  *     all of it, and exactly Content-Length bytes when it framed the body;
  *   - B's body bytes never exceed what was written on its connections;
- *   - after each input no transfer is open (stats), every socket of the
- *     engine and of the listener is closed, the loop has no handle but the
- *     engine's and the listener's;
+ *   - after each input no transfer is open (gw_out_stats), and once the
+ *     listener has closed its side every socket of the engine (its idle
+ *     pool included) and of the listener is closed;
  *   - parse_head (the libcurl path's splitter) on RA's head: every pair
  *     points into the buffer, names non-empty without ':', values trimmed.
  * FUZZ_OUT_H1_VERBOSE=1 prints each input's outcome; FUZZ_OUT_H1_LOG=1 also
@@ -122,7 +122,6 @@ static struct {
   int end;
   uint32_t seed;
   int knobs;
-  xfer *cur;             /* the transfer whose callbacks run */
   xfer a, b;
   int progress;          /* anything happened: callbacks, writes, accepts */
   char *big;             /* the 256 KiB request body */
