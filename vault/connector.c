@@ -109,6 +109,35 @@ static json_t *parse_oauth(json_t *auth, const char **secret, char *err, size_t 
   return o;
 }
 
+/* auth type "user_header": each employee gives their own key, injected as
+ * `name: prefix key`; the connector itself holds no secret. */
+static json_t *parse_user_header(json_t *auth, char *err, size_t errlen) {
+  const char *k;
+  json_t *v;
+  size_t before = strlen(err);
+  json_object_foreach(auth, k, v) {
+    if (strcmp(k, "type") && strcmp(k, "name") && strcmp(k, "prefix")) {
+      char m[120];
+      snprintf(m, sizeof m, "unknown field \"auth.%.60s\"", k);
+      add(err, errlen, m);
+    }
+  }
+  const char *name = json_string_value(json_object_get(auth, "name"));
+  json_t *pj = json_object_get(auth, "prefix");
+  const char *prefix = json_string_value(pj);
+  if (!name || !header_name_ok(name))
+    add(err, errlen, "\"auth.name\" must be a header name (letters, digits, '-'), not one the proxy owns");
+  if (pj) {
+    bool ok = prefix && strlen(prefix) <= 64;
+    for (const char *p = prefix; ok && *p; p++) ok = (unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f;
+    if (!ok) add(err, errlen, "\"auth.prefix\" must be a printable string of at most 64 characters (e.g. \"Bearer \")");
+  }
+  if (strlen(err) != before) return NULL;
+  json_t *o = json_pack("{s:s, s:s}", "type", "user_header", "name", name);
+  if (prefix && *prefix) json_object_set_new(o, "prefix", json_string(prefix));
+  return o;
+}
+
 int vault_connector_parse(const json_t *body, json_t **config, const char **secret, char *err,
                           size_t errlen) {
   *config = NULL;
@@ -151,6 +180,9 @@ int vault_connector_parse(const json_t *body, json_t **config, const char **secr
       atype = json_string_value(json_object_get(auth, "type"));
       if (atype && !strcmp(atype, "oauth")) {
         oauth = parse_oauth(auth, secret, err, errlen);
+      } else if (atype && !strcmp(atype, "user_header")) {
+        oauth = parse_user_header(auth, err, errlen);
+        if (!oauth) atype = "oauth"; /* its problems are in err (the branch below) */
       } else {
         json_object_foreach(auth, k, v) if (strcmp(k, "type") && strcmp(k, "name") && strcmp(k, "value")) {
           char m[120];
@@ -163,7 +195,7 @@ int vault_connector_parse(const json_t *body, json_t **config, const char **secr
       } else if (atype && !strcmp(atype, "oauth")) {
         atype = "none"; /* its problems are in err */
       } else if (!atype || (strcmp(atype, "none") && strcmp(atype, "header"))) {
-        add(err, errlen, "\"auth.type\" must be \"none\", \"header\" or \"oauth\"");
+        add(err, errlen, "\"auth.type\" must be \"none\", \"header\", \"oauth\" or \"user_header\"");
         atype = "none";
       } else if (!strcmp(atype, "header")) {
         hname = json_string_value(json_object_get(auth, "name"));
@@ -316,6 +348,11 @@ int vault_connector_is_oauth(const json_t *rec) {
   return !strcmp(json_string_value(json_object_get(json_object_get(rec, "auth"), "type")) ?: "", "oauth");
 }
 
+int vault_connector_is_per_user(const json_t *rec) {
+  const char *t = json_string_value(json_object_get(json_object_get(rec, "auth"), "type")) ?: "";
+  return !strcmp(t, "oauth") || !strcmp(t, "user_header");
+}
+
 int vault_upstream_cred(st_txn *txn, const char *tenant, const char *connector, const char *user,
                         const json_t *known, int64_t now_s, vault_cred *out) {
   json_t *rec = NULL;
@@ -325,7 +362,22 @@ int vault_upstream_cred(st_txn *txn, const char *tenant, const char *connector, 
   json_t *auth = json_object_get(known ? known : rec, "auth");
   const char *type = json_string_value(json_object_get(auth, "type"));
   const char *name = json_string_value(json_object_get(auth, "name"));
-  if (type && !strcmp(type, "oauth")) {
+  if (type && !strcmp(type, "user_header")) {
+    /* the user's own key, as the header the connector names */
+    vault_tokens t = {0};
+    rc = user ? vault_grant_get(txn, tenant, user, connector, &t) : ST_ENOTFOUND;
+    if (rc == ST_ENOTFOUND) rc = VAULT_ENOGRANT;
+    if (!rc) {
+      const char *prefix = json_string_value(json_object_get(auth, "prefix")) ?: "";
+      size_t n = strlen(prefix) + strlen(t.access) + 1;
+      out->value = malloc(n);
+      out->name = name ? strdup(name) : NULL;
+      if (out->value) snprintf(out->value, n, "%s%s", prefix, t.access);
+      if (!out->value || !out->name) rc = ST_ENOMEM;
+    }
+    vault_tokens_free(&t);
+    if (rc) vault_cred_free(out);
+  } else if (type && !strcmp(type, "oauth")) {
     /* the user's own grant; never anyone else's, never the gateway's */
     vault_tokens t = {0};
     rc = user ? vault_grant_get(txn, tenant, user, connector, &t) : ST_ENOTFOUND;

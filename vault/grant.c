@@ -209,7 +209,8 @@ static int queue_revocation(st_txn *txn, const char *tenant, const char *user, c
                             json_t *tokens, const char *reason, const char *now);
 
 int vault_grant_put(st_txn *txn, const char *tenant, const char *user, const char *connector,
-                    const vault_tokens *t, const char *now, bool revoke_old) {
+                    const vault_tokens *t, const char *now, int flags) {
+  bool revoke_old = flags & VAULT_PUT_REVOKE_OLD, connect = flags & VAULT_PUT_CONNECT;
   if (!ids_ok(tenant, user, connector) || !t->access) return ST_EINVAL;
   char k[KEY_MAX];
   size_t kl = key3(k, 'g', tenant, user, connector);
@@ -230,11 +231,11 @@ int vault_grant_put(st_txn *txn, const char *tenant, const char *user, const cha
   json_t *rec = json_object();
   json_object_set_new(rec, "connector", json_string(connector));
   const char *created = old ? json_string_value(json_object_get(old, "created")) : NULL;
-  json_object_set_new(rec, "created", json_string(created && !revoke_old ? created : now));
+  json_object_set_new(rec, "created", json_string(created && !connect ? created : now));
   json_object_set_new(rec, "updated", json_string(now));
   if (t->expires_at) json_object_set_new(rec, "expires_at", json_integer(t->expires_at));
   if (t->scope) json_object_set_new(rec, "scope", json_string(t->scope));
-  json_int_t refreshes = old && !revoke_old ? json_integer_value(json_object_get(old, "refreshes")) + 1 : 0;
+  json_int_t refreshes = old && !connect ? json_integer_value(json_object_get(old, "refreshes")) + 1 : 0;
   json_object_set_new(rec, "refreshes", json_integer(refreshes));
   json_decref(old);
   rc = put_json(txn, k, kl, rec);
@@ -253,7 +254,7 @@ int vault_grant_put(st_txn *txn, const char *tenant, const char *user, const cha
   json_object_set_new(sealed, "access_token", json_string(""));
   if (t->refresh) json_object_set_new(sealed, "refresh_token", json_string(""));
   json_decref(sealed);
-  if (rc || !revoke_old) return rc; /* a refresh changes no tool list */
+  if (rc || !connect) return rc; /* a refresh changes no tool list */
   vault_grant_event ev = {tenant, user, connector, true};
   return st_emit(txn, ST_EVENT_GRANT_CHANGED, &ev);
 }
@@ -402,7 +403,7 @@ int vault_grant_refreshed(st_txn *txn, const char *tenant, const char *user, con
   if (!same_refresh(txn, tenant, user, connector, used_refresh)) return 0;
   vault_tokens t = *fresh;
   if (!t.refresh) t.refresh = (char *)used_refresh;
-  return vault_grant_put(txn, tenant, user, connector, &t, now, false);
+  return vault_grant_put(txn, tenant, user, connector, &t, now, 0);
 }
 
 int vault_grant_refresh_failed(st_txn *txn, const char *tenant, const char *user, const char *connector,
@@ -523,8 +524,10 @@ static int queue_revocation(st_txn *txn, const char *tenant, const char *user, c
                         "attempts", 0);
   if (!url)
     json_object_set_new(r, "note",
-                        json_string(conn ? "the upstream has no revocation endpoint: revoke the grant there by hand"
-                                         : "the connector is gone: revoke the grant at the upstream by hand"));
+                        json_string(!conn ? "the connector is gone: revoke the grant at the upstream by hand"
+                                    : !strcmp(json_string_value(json_object_get(auth, "type")) ?: "", "user_header")
+                                        ? "the person's own API key: revoke or rotate it at the upstream by hand"
+                                        : "the upstream has no revocation endpoint: revoke the grant there by hand"));
   rc = report_put(txn, tenant, id, r);
   json_decref(r);
   if (rc || !url) {

@@ -75,11 +75,15 @@ int vault_tokens_from_reply(const char *body, size_t len, int64_t now_s, vault_t
                             size_t errlen);
 
 /* Write txn: stores (or replaces) the grant of (tenant, user, connector).
- * `now` RFC 3339. A replaced grant's old tokens are queued for revocation
- * only when `revoke_old` (a reconnect; a refresh's rotation retires them
- * at the AS itself). */
+ * `now` RFC 3339. flags: VAULT_PUT_CONNECT — the person connected (or saved
+ * a key): the tool list changes (ST_EVENT_GRANT_CHANGED) and "created"
+ * restarts; VAULT_PUT_REVOKE_OLD — a replaced grant's old tokens are queued
+ * for revocation (a reconnect; a refresh's rotation retires them at the AS
+ * itself, and a replaced API key is the person's to revoke). */
+#define VAULT_PUT_CONNECT 0x1
+#define VAULT_PUT_REVOKE_OLD 0x2
 int vault_grant_put(st_txn *txn, const char *tenant, const char *user, const char *connector,
-                    const vault_tokens *t, const char *now, bool revoke_old);
+                    const vault_tokens *t, const char *now, int flags);
 /* The grant's tokens (ST_ENOTFOUND: none). Any txn. */
 int vault_grant_get(st_txn *txn, const char *tenant, const char *user, const char *connector,
                     vault_tokens *out);

@@ -87,6 +87,10 @@ int vault_upstream_cred(st_txn *txn, const char *tenant, const char *connector, 
                         const json_t *rec, int64_t now_s, vault_cred *out);
 /* 1 when the connector record's auth type is "oauth" (per-user grants). */
 int vault_connector_is_oauth(const json_t *rec);
+/* 1 for "oauth" and "user_header": every employee brings their own
+ * credential (vault/grant.h holds both; a key is a grant without expiry or
+ * refresh token). */
+int vault_connector_is_per_user(const json_t *rec);
 void vault_cred_free(vault_cred *c);
 /* Deletes the connector and its sealed secret; emits
  * ST_EVENT_CONNECTOR_DELETE. Write txns only. */

@@ -98,6 +98,17 @@ static int usable_connector(gw_req *req, st_txn *txn, const char *tenant, const 
     pages__message(req, 404, tenant, "No such connector", "There is no connector by that name here.", NULL, NULL);
     return 404;
   }
+  if (!strcmp(json_string_value(json_object_get(json_object_get(*rec, "auth"), "type")) ?: "", "user_header")) {
+    /* an API key of the person's own: entered on their page */
+    json_decref(*rec);
+    *rec = NULL;
+    char loc[120];
+    snprintf(loc, sizeof loc, "/t/%s/#services", tenant);
+    pages__headers(req, false);
+    gw_resp_header(req, "Location", loc);
+    gw_respond(req, 303, NULL, NULL, 0);
+    return 303;
+  }
   if (!vault_connector_is_oauth(*rec)) {
     json_decref(*rec);
     *rec = NULL;
@@ -192,7 +203,7 @@ static int job_grant(st_txn *txn, void *arg) {
   if (!visible) return ST_ENOTFOUND;
   char now[32];
   rfc3339_now(now, sizeof now);
-  return vault_grant_put(txn, f->tenant, f->user, f->connector, &f->tokens, now, true);
+  return vault_grant_put(txn, f->tenant, f->user, f->connector, &f->tokens, now, VAULT_PUT_CONNECT | VAULT_PUT_REVOKE_OLD);
 }
 
 static void done_grant(int status, void *arg) {

@@ -329,7 +329,7 @@ static json_t *connections_view(st_txn *txn, const gw_server *srv, const char *t
   json_t *c, *g;
   json_array_foreach(conns, i, c) {
     const char *name = json_string_value(json_object_get(c, "name"));
-    if (!name || !vault_connector_is_oauth(c) || !pu || !pol_connector_visible(pu, name)) continue;
+    if (!name || !vault_connector_is_per_user(c) || !pu || !pol_connector_visible(pu, name)) continue;
     json_t *mine = NULL;
     json_array_foreach(grants, k, g) if (!strcmp(json_string_value(json_object_get(g, "connector")) ?: "", name)) mine = g;
     char link[1200];
@@ -337,9 +337,11 @@ static json_t *connections_view(st_txn *txn, const gw_server *srv, const char *t
     size_t n = strlen(pub);
     while (n && pub[n - 1] == '/') n--;
     snprintf(link, sizeof link, "%.*s/t/%s/connect/%s", (int)n, pub, tenant, name);
-    json_t *o = json_pack("{s:s,s:s,s:b,s:s}", "connector", name, "description",
+    bool key = !vault_connector_is_oauth(c);
+    json_t *o = json_pack("{s:s,s:s,s:s,s:b,s:s}", "connector", name, "kind", key ? "key" : "oauth", "description",
                           json_string_value(json_object_get(c, "description")) ?: "", "connected", mine != NULL,
                           "connect_url", link);
+    if (key) json_object_set(o, "header", json_object_get(json_object_get(c, "auth"), "name"));
     if (mine) {
       json_object_set(o, "connected_at", json_object_get(mine, "created"));
       json_object_set(o, "updated", json_object_get(mine, "updated"));
@@ -427,7 +429,7 @@ static void api_me(gw_req *req, const char *tenant, const auth_browser *s) {
 
 /* ---- writes: tokens, sign-out */
 
-enum { OP_TOKEN_CREATE, OP_TOKEN_REVOKE, OP_GRANT_REVOKE, OP_CONN_DROP, OP_LOGOUT, OP_LOGOUT_ALL };
+enum { OP_TOKEN_CREATE, OP_TOKEN_REVOKE, OP_GRANT_REVOKE, OP_CONN_DROP, OP_KEY_PUT, OP_LOGOUT, OP_LOGOUT_ALL };
 
 typedef struct page_job {
   gw_req *req;
@@ -442,10 +444,15 @@ typedef struct page_job {
   int64_t max_days, signin_max_ms;
   bool disabled; /* out: self-service tokens are off */
   bool too_many; /* out: PAGES_TOKENS_MAX live tokens already */
+  char *key;     /* OP_KEY_PUT: the person's API key (wiped with the job) */
   int count;     /* out */
 } page_job;
 
 static void job_free(page_job *j) {
+  if (j->key) {
+    OPENSSL_cleanse(j->key, strlen(j->key));
+    free(j->key);
+  }
   OPENSSL_cleanse(j, sizeof *j);
   free(j);
 }
@@ -528,6 +535,21 @@ static int job_page(st_txn *txn, void *arg) {
     rfc3339(j->now, now);
     return vault_grant_drop(txn, j->tenant, j->s.user_id, j->t.tokid, "disconnect", now);
   }
+  case OP_KEY_PUT: {
+    /* the person's own key for a user_header connector their policy shows */
+    json_t *rec = NULL;
+    if ((rc = vault_connector_get(txn, j->tenant, j->t.tokid, &rec))) return rc;
+    bool kind = !strcmp(json_string_value(json_object_get(json_object_get(rec, "auth"), "type")) ?: "", "user_header");
+    json_decref(rec);
+    pol_user *pu = NULL;
+    bool vis = kind && pol_user_load(txn, j->tenant, j->s.user_id, &pu) == 0 && pol_connector_visible(pu, j->t.tokid);
+    pol_user_free(pu);
+    if (!vis) return ST_ENOTFOUND;
+    char now[32];
+    rfc3339(j->now, now);
+    vault_tokens t = {.access = j->key};
+    return vault_grant_put(txn, j->tenant, j->s.user_id, j->t.tokid, &t, now, VAULT_PUT_CONNECT);
+  }
   case OP_LOGOUT: return auth_browser_delete(txn, j->s.hash);
   default:
     /* every browser session, and every application connected as them */
@@ -563,7 +585,10 @@ static void done_page(int status, void *arg) {
   }
   if (status == AUTH_ELOGIN) json_error(req, 401, "signed_out", "you are signed out; sign in again");
   else if (status == ST_ENOTFOUND)
-    json_error(req, 404, "not_found", j->op == OP_CONN_DROP ? "you have not connected that connector" : "no such token of yours");
+    json_error(req, 404, "not_found",
+               j->op == OP_CONN_DROP ? "you have not connected that connector"
+               : j->op == OP_KEY_PUT ? "no connector by that name takes your own key here"
+                                     : "no such token of yours");
   else if (status == AUTH_EINACTIVE) json_error(req, 403, "inactive", "your account is not active");
   else if (status) json_error(req, 503, "store_error", "the gateway could not do that; try again");
   else if (j->too_many)
@@ -573,7 +598,11 @@ static void done_page(int status, void *arg) {
     json_error(req, 403, "tokens_disabled",
                "this organisation does not let employees create access tokens here (or your sign-in is too old: "
                "sign in again)");
-  else if (j->op == OP_TOKEN_REVOKE || j->op == OP_GRANT_REVOKE || j->op == OP_CONN_DROP) {
+  else if (j->op == OP_KEY_PUT) {
+    GW_LOG(GW_LOG_INFO, "login", &lc, "user %s saved their key for %s", j->s.user_id, j->t.tokid);
+    pages__headers(req, false);
+    gw_respond(req, 204, NULL, NULL, 0);
+  } else if (j->op == OP_TOKEN_REVOKE || j->op == OP_GRANT_REVOKE || j->op == OP_CONN_DROP) {
     GW_LOG(GW_LOG_INFO, "login", &lc, "user %s revoked their %s %s", j->s.user_id,
            j->op == OP_GRANT_REVOKE ? "application grant" : j->op == OP_CONN_DROP ? "connection to" : "token",
            j->t.tokid);
@@ -638,11 +667,47 @@ static void api_grant_revoke(gw_req *req, const char *tenant, const auth_browser
   submit(req, j, false);
 }
 
+#define KEY_MAX 4096
+
+/* PUT api/connections/{connector} {"key": "…"}: the person's own API key
+ * for a user_header connector (sealed; never shown again). */
+static void api_key_put(gw_req *req, const char *tenant, const auth_browser *s, const char *conn) {
+  json_t *b = json_loadb(req->body ? req->body : "", req->body_len, JSON_REJECT_DUPLICATES, NULL);
+  json_t *kv = json_object_get(b, "key");
+  const char *key = json_string_value(kv);
+  bool ok = json_is_object(b) && json_object_size(b) == 1 && key && json_string_length(kv) == strlen(key) &&
+            *key && strlen(key) <= KEY_MAX;
+  for (const char *p = key; ok && *p; p++) ok = (unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f;
+  page_job *j = ok ? job_new(req, tenant, OP_KEY_PUT, s) : NULL;
+  if (j && !(j->key = strdup(key))) {
+    job_free(j);
+    j = NULL;
+  }
+  if (b) {
+    /* the body and its parse hold the key: wiped now */
+    if (key) OPENSSL_cleanse((char *)key, strlen(key));
+    json_decref(b);
+  }
+  OPENSSL_cleanse(req->body, req->body_len);
+  if (!ok) {
+    json_error(req, 400, "invalid_request",
+               "the body must be {\"key\": \"…\"}: your key, 1 to 4096 printable characters on one line");
+    return;
+  }
+  if (!j) {
+    json_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  snprintf(j->t.tokid, sizeof j->t.tokid, "%s", conn);
+  submit(req, j, false);
+}
+
 /* DELETE api/connections/{connector}: disconnects the person's own grant
- * at that connector's upstream. */
+ * at that connector's upstream (or deletes their key); PUT saves a key. */
 static void api_connection_drop(gw_req *req, const char *tenant, const auth_browser *s, const char *conn) {
-  if (strcmp(req->method, "DELETE")) {
-    gw_resp_header(req, "Allow", "DELETE");
+  bool put = !strcmp(req->method, "PUT");
+  if (strcmp(req->method, "DELETE") && !put) {
+    gw_resp_header(req, "Allow", "PUT, DELETE");
     json_error(req, 405, "method_not_allowed", "that method is not allowed here");
     return;
   }
@@ -652,6 +717,10 @@ static void api_connection_drop(gw_req *req, const char *tenant, const auth_brow
   }
   if (!vault_connector_name_valid(conn)) {
     json_error(req, 404, "not_found", "you have not connected that connector");
+    return;
+  }
+  if (put) {
+    api_key_put(req, tenant, s, conn);
     return;
   }
   page_job *j = job_new(req, tenant, OP_CONN_DROP, s);

@@ -74,7 +74,7 @@ void gw_agg_probe_connector(gw_loop *lp, const char *tenant, const char *connect
   st_txn *txn;
   if (st_read_begin(lp->srv->store, &txn) == 0) {
     json_t *rec = NULL;
-    bool oauth = vault_connector_get(txn, tenant, connector, &rec) == 0 && vault_connector_is_oauth(rec);
+    bool oauth = vault_connector_get(txn, tenant, connector, &rec) == 0 && vault_connector_is_per_user(rec);
     json_decref(rec);
     st_txn_end(txn);
     if (oauth) return;

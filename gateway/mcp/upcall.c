@@ -85,7 +85,7 @@ static int credential(gw_exchange *x, upcred *c) {
   }
   if (!rc) rc = gw__connector_get(lp, txn, x->tenant, x->connector, &c->conn);
   if (!rc) rc = vault_upstream_cred(txn, x->tenant, x->connector, user, c->conn, (int64_t)time(NULL), &c->cred);
-  if (!rc) x->grant_used = vault_connector_is_oauth(c->conn);
+  if (!rc) x->grant_used = vault_connector_is_per_user(c->conn);
   gw__read_end(lp, txn);
   return rc;
 }

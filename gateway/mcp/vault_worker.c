@@ -267,7 +267,7 @@ static void tick(uv_timer_t *t) {
 static bool grant_visible(void *ctx, st_txn *txn, const char *tenant, const char *user, const char *connector) {
   (void)ctx;
   json_t *rec = NULL;
-  bool ok = vault_connector_get(txn, tenant, connector, &rec) == 0 && vault_connector_is_oauth(rec);
+  bool ok = vault_connector_get(txn, tenant, connector, &rec) == 0 && vault_connector_is_per_user(rec);
   json_decref(rec);
   if (!ok) return false;
   pol_user *pu = NULL;

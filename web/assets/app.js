@@ -147,7 +147,28 @@
       tr.appendChild(cell('Status', c.connected ? 'connected' : 'not connected'));
       tr.appendChild(cell('Connected', when(c.connected_at) || '—'));
       let action;
-      if (c.connected) {
+      if (c.kind === 'key') {
+        // the person's own API key: typed here, sent once, never shown again
+        action = el('form');
+        action.className = 'key-form';
+        const input = el('input');
+        input.type = 'password';
+        input.autocomplete = 'off';
+        input.required = true;
+        input.maxLength = 4096;
+        input.setAttribute('aria-label', 'Your key for ' + c.connector + (c.header ? ' (sent as ' + c.header + ')' : ''));
+        const save = el('button', c.connected ? 'Replace key' : 'Save key');
+        save.type = 'submit';
+        action.append(input, save);
+        action.addEventListener('submit', (ev) => saveKey(ev, c.connector, input, save));
+        if (c.connected) {
+          const del = el('button', 'Delete key');
+          del.type = 'button';
+          del.setAttribute('aria-label', 'Delete your key for ' + c.connector);
+          del.addEventListener('click', () => revoke(c.connector, del, 'api/connections/'));
+          action.append(del);
+        }
+      } else if (c.connected) {
         action = el('button', 'Disconnect');
         action.type = 'button';
         action.setAttribute('aria-label', 'Disconnect ' + c.connector);
@@ -232,6 +253,28 @@
       method, credentials: 'same-origin', cache: 'no-store', headers,
       body: body === undefined ? undefined : JSON.stringify(body),
     });
+  }
+
+  async function saveKey(ev, connector, input, button) {
+    ev.preventDefault();
+    button.disabled = true;
+    showError('');
+    let res;
+    try {
+      res = await send('PUT', 'api/connections/' + encodeURIComponent(connector), { key: input.value });
+    } catch (e) {
+      showError('Could not reach mcpgate; your key was not saved.');
+      button.disabled = false;
+      return;
+    }
+    input.value = '';
+    if (res.status === 401) return signedOut('Your session has ended. Sign in again.');
+    if (res.status !== 204) {
+      showError(await errorMessage(res));
+      button.disabled = false;
+      return;
+    }
+    await load();
   }
 
   async function revoke(id, button, base) {
