@@ -1,0 +1,1458 @@
+/* tests/unit/test_vault.c — vault/grant.h, vault/connect.h and the oauth
+ * connector of vault/vault.h, held to their headers' comments, against a
+ * real LMDB store in a mkdtemp dir with a master key (every write a writer
+ * job through st_write_sync, read back in read txns after the commit).
+ *
+ * Connectors: auth type "oauth" validated field by field; the client secret
+ * only in *secret, never in the record or the admin view; sealed under
+ * "connector.oauth_client", and switching the type removes the other kind.
+ * Token replies: what is accepted, what is refused, and that no refusal
+ * quotes a token. Grants: round trip, no token in the clear in the store,
+ * users whose ids are prefixes of each other sharing nothing, drop / cut /
+ * connector deletion / tenant purge queueing re-sealed revocation jobs (or
+ * a "manual" report), the queue's order, retries and stale results. The
+ * single-flight refresh: claim, busy, fresh, lapse; a stale refresher
+ * changing nothing. The credential: only the user's own unexpired grant.
+ * Connect: the cookie (tenant, tamper, expiry, state, size), the authorize
+ * URL's encoding and PKCE, client authentication per RFC 6749 §2.3.1. */
+#include <ftw.h>
+#include <openssl/evp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "auth/jose.h"
+#include "gateway/base/log.h"
+#include "store/seal.h"
+#include "store/store.h"
+#include "tests/unit/unit.h"
+#include "vault/connect.h"
+#include "vault/grant.h"
+#include "vault/vault.h"
+
+#define T0 INT64_C(1767225600) /* 2026-01-01T00:00:00Z */
+#define NOW "2026-01-01T00:00:00Z"
+#define SECRET "CLIENT-SECRET-XYZ"
+#define VERIFIER "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk" /* RFC 7636 appendix B */
+#define CHALLENGE "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+
+/* an oauth connector with a confidential client and a revocation endpoint */
+#define OAUTH_FULL                                                                                         \
+  "{\"url\":\"https://mcp.example.com/mcp\",\"auth\":{\"type\":\"oauth\","                                 \
+  "\"authorize_url\":\"https://as.example.com/authorize\",\"token_url\":\"https://as.example.com/token\"," \
+  "\"revocation_url\":\"https://as.example.com/revoke\",\"client_id\":\"cid-1\","                          \
+  "\"client_secret\":\"" SECRET "\",\"scopes\":[\"read\",\"write\"]}}"
+/* ... without a revocation endpoint, public client */
+#define OAUTH_NOREVOKE                                                                                     \
+  "{\"url\":\"https://mcp.example.com/mcp\",\"auth\":{\"type\":\"oauth\","                                 \
+  "\"authorize_url\":\"https://as.example.com/authorize\",\"token_url\":\"https://as.example.com/token\"," \
+  "\"client_id\":\"cid-2\"}}"
+
+static char g_tmp[64];
+static st_store *g_st;
+
+static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb, (void)flag, (void)ftw;
+  return remove(p);
+}
+static void close_store(void) {
+  st_close(g_st);
+  g_st = NULL;
+  if (g_tmp[0]) nftw(g_tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+  g_tmp[0] = 0;
+}
+/* A fresh store with the vault's registrations in gateway/modules.c's order. */
+static st_store *open_store(void) {
+  close_store();
+  strcpy(g_tmp, "/tmp/mcpgate-test-vault-XXXXXX");
+  if (!mkdtemp(g_tmp)) abort();
+  char dir[128], key[128];
+  snprintf(dir, sizeof dir, "%s/store", g_tmp);
+  snprintf(key, sizeof key, "%s/master.key", g_tmp);
+  st_options o = {0};
+  o.dir = dir;
+  o.map_size = 64u << 20;
+  o.master_key_file = key;
+  o.log = gw_store_log;
+  if (st_open(&g_st, &o)) return NULL;
+  int rc = vault_grant_register(g_st);
+  if (!rc) rc = vault_register_purge(g_st);
+  if (!rc) rc = st_purge_add(g_st, "secrets", st_secret_purge_tenant, NULL);
+  if (rc) {
+    fprintf(stderr, "  store setup: %s\n", st_strerror(rc));
+    close_store();
+    return NULL;
+  }
+  return g_st;
+}
+
+static uint64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+#define LATER (wall_ms() + 3600000) /* a now_ms by which every queued job is due */
+
+/* ---- writer jobs ------------------------------------------------------------------ */
+
+typedef struct job job;
+struct job {
+  int (*fn)(st_txn *, job *);
+  const char *t, *u, *c, *s, *now;
+  const vault_tokens *tok;
+  const json_t *cfg;
+  bool b1, b2;
+  int64_t i1;
+  uint64_t u1, u2;
+  int rv;
+};
+static int job_run(st_txn *txn, void *arg) {
+  job *j = arg;
+  if (!j->now) j->now = NOW;
+  j->rv = j->fn(txn, j);
+  return j->rv < 0 ? j->rv : 0;
+}
+/* Runs one write; the function's result (positive ones too). */
+static int W(int (*fn)(st_txn *, job *), job j) {
+  j.fn = fn;
+  int rc = st_write_sync(g_st, job_run, &j);
+  return rc < 0 ? rc : j.rv;
+}
+static int f_conn_put(st_txn *x, job *j) {
+  int created;
+  return vault_connector_put(x, j->t, j->c, j->cfg, j->s, j->now, &created);
+}
+static int f_conn_del(st_txn *x, job *j) { return vault_connector_delete(x, j->t, j->c); }
+static int f_put(st_txn *x, job *j) { return vault_grant_put(x, j->t, j->u, j->c, j->tok, j->now, j->b1); }
+static int f_drop(st_txn *x, job *j) { return vault_grant_drop(x, j->t, j->u, j->c, j->s ? j->s : "disconnect", j->now); }
+static int f_cut_user(st_txn *x, job *j) { return vault_grants_cut_user(x, j->t, j->u, "deactivated", j->now); }
+static int f_cut_conn(st_txn *x, job *j) { return vault_grants_cut_connector(x, j->t, j->c, "lost_access", j->now); }
+static int f_claim(st_txn *x, job *j) { return vault_grant_claim(x, j->t, j->u, j->c, j->i1, j->u1); }
+static int f_refreshed(st_txn *x, job *j) { return vault_grant_refreshed(x, j->t, j->u, j->c, j->s, j->tok, j->now); }
+static int f_refresh_failed(st_txn *x, job *j) {
+  return vault_grant_refresh_failed(x, j->t, j->u, j->c, j->s, j->b1, j->now);
+}
+static int f_result(st_txn *x, job *j) { return vault_revoke_result(x, j->s, j->u1, j->b1, j->b2, j->u2, j->c, j->now); }
+static int f_purge(st_txn *x, job *j) { return vault_grant_purge_tenant(x, j->t, (int)j->i1); }
+
+/* ---- fixtures ------------------------------------------------------------------------ */
+
+static json_t *g_body; /* keeps *secret of the last parse alive */
+static int parse(const char *text, json_t **cfg, const char **secret, char *err, size_t errlen) {
+  json_decref(g_body);
+  g_body = json_loads(text, 0, NULL);
+  if (!g_body) {
+    fprintf(stderr, "  bad fixture: %s\n", text);
+    abort();
+  }
+  return vault_connector_parse(g_body, cfg, secret, err, errlen);
+}
+/* Parses and puts a connector; 0 or the error. */
+static int conn_put(const char *tenant, const char *name, const char *text) {
+  json_t *cfg;
+  const char *secret;
+  char err[1000];
+  int rc = parse(text, &cfg, &secret, err, sizeof err);
+  if (rc) {
+    fprintf(stderr, "  parse: %s\n", err);
+    return rc;
+  }
+  rc = W(f_conn_put, (job){.t = tenant, .c = name, .cfg = cfg, .s = secret});
+  json_decref(cfg);
+  return rc;
+}
+static vault_tokens toks(const char *access, const char *refresh, int64_t expires_at) {
+  vault_tokens t = {(char *)access, (char *)refresh, expires_at, NULL};
+  return t;
+}
+static int grant(const char *tenant, const char *user, const char *connector, const char *access,
+                 const char *refresh, int64_t expires_at) {
+  vault_tokens t = toks(access, refresh, expires_at);
+  return W(f_put, (job){.t = tenant, .u = user, .c = connector, .tok = &t, .b1 = true});
+}
+
+/* ---- reads --------------------------------------------------------------------------- */
+
+static st_txn *rd(void) {
+  st_txn *r = NULL;
+  if (st_read_begin(g_st, &r)) abort();
+  return r;
+}
+static int get_tokens(const char *t, const char *u, const char *c, vault_tokens *out) {
+  st_txn *r = rd();
+  int rc = vault_grant_get(r, t, u, c, out);
+  st_txn_end(r);
+  return rc;
+}
+/* 1 when the grant's access token is `access` */
+static int has_access(const char *t, const char *u, const char *c, const char *access) {
+  vault_tokens tk;
+  if (get_tokens(t, u, c, &tk)) return 0;
+  int same = !strcmp(tk.access, access);
+  vault_tokens_free(&tk);
+  return same;
+}
+static json_t *info(const char *t, const char *u, const char *c) {
+  st_txn *r = rd();
+  json_t *rec = NULL;
+  vault_grant_info(r, t, u, c, &rec);
+  st_txn_end(r);
+  return rec;
+}
+static json_t *grants_of(const char *t, const char *u) {
+  st_txn *r = rd();
+  json_t *a = NULL;
+  if (vault_grants_of_user(r, t, u, &a)) abort();
+  st_txn_end(r);
+  return a;
+}
+static json_t *reports(const char *t) {
+  st_txn *r = rd();
+  json_t *a = NULL;
+  if (vault_revocations_list(r, t, 100, &a)) abort();
+  st_txn_end(r);
+  return a;
+}
+static vault_counts counts(void) {
+  st_txn *r = rd();
+  vault_counts c;
+  if (vault_counts_get(r, &c)) abort();
+  st_txn_end(r);
+  return c;
+}
+static int next_job(uint64_t now_ms, vault_revoke_job *j, uint64_t *next_due) {
+  st_txn *r = rd();
+  int rc = vault_revoke_next(r, now_ms, j, next_due);
+  st_txn_end(r);
+  return rc;
+}
+static int secret_exists(const char *tenant, const char *kind, const char *owner, const char *expect) {
+  st_txn *r = rd();
+  char *v = NULL;
+  int rc = st_secret_get_str(r, &(st_aad){tenant, kind, owner}, &v);
+  st_txn_end(r);
+  int ok = rc == 0 && (!expect || !strcmp(v, expect));
+  st_secret_str_free(v);
+  return rc == ST_ENOTFOUND ? 0 : ok ? 1 : -1;
+}
+/* 1 when needle occurs in any key or value of db */
+static int raw_contains(st_db db, const char *needle) {
+  st_txn *r = rd();
+  st_cursor *c;
+  if (st_cursor_open(r, db, &c)) abort();
+  st_val k, v;
+  int found = 0;
+  while (!found && st_cursor_next(c, &k, &v) == 0)
+    found = memmem(k.data, k.len, needle, strlen(needle)) || memmem(v.data, v.len, needle, strlen(needle));
+  st_cursor_close(c);
+  st_txn_end(r);
+  return found;
+}
+static int cred(const char *t, const char *c, const char *u, int64_t now_s, vault_cred *out) {
+  st_txn *r = rd();
+  int rc = vault_upstream_cred(r, t, c, u, NULL, now_s, out);
+  st_txn_end(r);
+  return rc;
+}
+static const char *sget(const json_t *o, const char *k) { return json_string_value(json_object_get(o, k)); }
+/* the report of the tenant for (user, connector), borrowed from arr */
+static json_t *report_of(json_t *arr, const char *user, const char *connector) {
+  size_t i;
+  json_t *v;
+  json_array_foreach(arr, i, v) if (!strcmp(sget(v, "user") ?: "", user) && !strcmp(sget(v, "connector") ?: "", connector)) return v;
+  return NULL;
+}
+/* Drains the queue (done): how many jobs there were. */
+static int drain(void) {
+  int n = 0;
+  vault_revoke_job j;
+  while (next_job(LATER, &j, NULL) == 0 && n < 1000) {
+    char id[VAULT_REVOKE_ID_LEN + 1];
+    memcpy(id, j.id, sizeof id);
+    uint64_t due = j.due_ms;
+    vault_revoke_job_free(&j);
+    if (W(f_result, (job){.s = id, .u1 = due, .b1 = true})) abort();
+    n++;
+  }
+  return n;
+}
+
+/* ==== connectors of auth type oauth ================================================ */
+
+TEST(oauth_parse_minimal) {
+  json_t *cfg;
+  const char *secret = "x";
+  char err[1000];
+  CHECK_INT(parse(OAUTH_NOREVOKE, &cfg, &secret, err, sizeof err), 0);
+  CHECK(secret == NULL);
+  json_t *a = json_object_get(cfg, "auth");
+  CHECK_STR(sget(a, "type"), "oauth");
+  CHECK_STR(sget(a, "authorize_url"), "https://as.example.com/authorize");
+  CHECK_STR(sget(a, "token_url"), "https://as.example.com/token");
+  CHECK_STR(sget(a, "client_id"), "cid-2");
+  CHECK_STR(sget(a, "token_auth"), "none"); /* no secret: a public client */
+  CHECK(json_is_array(json_object_get(a, "scopes")) && json_array_size(json_object_get(a, "scopes")) == 0);
+  CHECK(!json_object_get(a, "revocation_url"));
+  CHECK(!json_object_get(a, "client_secret"));
+  CHECK(vault_connector_is_oauth(cfg));
+  json_t *view = vault_connector_view(cfg);
+  CHECK(!json_is_true(json_object_get(json_object_get(view, "auth"), "sealed"))); /* nothing sealed */
+  json_decref(view);
+  json_decref(cfg);
+}
+
+TEST(oauth_parse_full_secret_only_in_out_param) {
+  json_t *cfg;
+  const char *secret;
+  char err[1000];
+  CHECK_INT(parse(OAUTH_FULL, &cfg, &secret, err, sizeof err), 0);
+  CHECK_STR(secret, SECRET);
+  json_t *a = json_object_get(cfg, "auth");
+  CHECK_STR(sget(a, "token_auth"), "client_secret_basic"); /* the default with a secret */
+  CHECK_STR(sget(a, "revocation_url"), "https://as.example.com/revoke");
+  CHECK_INT(json_array_size(json_object_get(a, "scopes")), 2);
+  CHECK_STR(json_string_value(json_array_get(json_object_get(a, "scopes"), 1)), "write");
+  char *dump = json_dumps(cfg, 0);
+  CHECK(dump);
+  int leaked = strstr(dump, SECRET) != NULL || strstr(dump, "client_secret\"") != NULL;
+  free(dump);
+  CHECK(!leaked);
+  json_t *view = vault_connector_view(cfg);
+  CHECK(json_is_true(json_object_get(json_object_get(view, "auth"), "sealed")));
+  dump = json_dumps(view, 0);
+  json_decref(view);
+  CHECK(dump);
+  leaked = strstr(dump, SECRET) != NULL;
+  free(dump);
+  CHECK(!leaked);
+  json_decref(cfg);
+
+  /* explicit client_secret_post kept */
+  CHECK_INT(parse("{\"url\":\"https://mcp.example.com/mcp\",\"auth\":{\"type\":\"oauth\",\"authorize_url\":"
+                  "\"https://as.example.com/a?x=1\",\"token_url\":\"http://as.example.com/t\",\"client_id\":\"c\","
+                  "\"client_secret\":\"s\",\"token_auth\":\"client_secret_post\",\"scopes\":[]}}",
+                  &cfg, &secret, err, sizeof err),
+            0);
+  CHECK_STR(sget(json_object_get(cfg, "auth"), "token_auth"), "client_secret_post");
+  CHECK_STR(secret, "s");
+  json_decref(cfg);
+  /* explicit none without a secret */
+  CHECK_INT(parse("{\"url\":\"https://mcp.example.com/mcp\",\"auth\":{\"type\":\"oauth\",\"authorize_url\":"
+                  "\"https://as.example.com/a\",\"token_url\":\"https://as.example.com/t\",\"client_id\":\"c\","
+                  "\"token_auth\":\"none\"}}",
+                  &cfg, &secret, err, sizeof err),
+            0);
+  CHECK(secret == NULL);
+  json_decref(cfg);
+}
+
+/* Builds an oauth body from OAUTH_FULL's fields with one field replaced
+ * (value NULL: removed) and expects a refusal naming `names`. */
+static int refused(const char *field, const char *value_json, const char *names) {
+  json_t *b = json_loads(OAUTH_FULL, 0, NULL);
+  json_t *a = json_object_get(b, "auth");
+  if (value_json) {
+    json_t *v = json_loads(value_json, JSON_DECODE_ANY, NULL);
+    if (!v) abort();
+    json_object_set_new(a, field, v);
+  } else {
+    json_object_del(a, field);
+  }
+  char *text = json_dumps(b, 0);
+  json_decref(b);
+  json_t *cfg = (json_t *)1;
+  const char *secret = "x";
+  char err[1000];
+  int rc = parse(text, &cfg, &secret, err, sizeof err);
+  free(text);
+  int ok = rc == VAULT_EINVALID && cfg == NULL && secret == NULL && strstr(err, names) != NULL &&
+           strstr(err, SECRET) == NULL;
+  if (!ok) fprintf(stderr, "  %s=%s: rc %d err \"%s\"\n", field, value_json ? value_json : "(removed)", rc, err);
+  json_decref(cfg == (json_t *)1 ? NULL : cfg);
+  return ok;
+}
+
+TEST(oauth_parse_refusals) {
+  char big[1200], arr[2000];
+  CHECK(refused("authorize_url", NULL, "auth.authorize_url"));
+  CHECK(refused("authorize_url", "\"ftp://as.example.com/a\"", "auth.authorize_url"));
+  CHECK(refused("authorize_url", "\"https://as.example.com/a#frag\"", "auth.authorize_url"));
+  CHECK(refused("authorize_url", "\"https://as.example.com/a b\"", "auth.authorize_url"));
+  CHECK(refused("authorize_url", "\"https://a\"", "auth.authorize_url")); /* too short */
+  CHECK(refused("authorize_url", "7", "auth.authorize_url"));
+  CHECK(refused("token_url", NULL, "auth.token_url"));
+  CHECK(refused("token_url", "\"javascript:alert(1)//xx\"", "auth.token_url"));
+  CHECK(refused("token_url", "\"https://as.example.com/t\\r\\nX: y\"", "auth.token_url"));
+  CHECK(refused("revocation_url", "null", "auth.revocation_url"));
+  CHECK(refused("revocation_url", "\"not a url at all\"", "auth.revocation_url"));
+  CHECK(refused("client_id", NULL, "auth.client_id"));
+  CHECK(refused("client_id", "\"\"", "auth.client_id"));
+  CHECK(refused("client_id", "\"a b\"", "auth.client_id"));
+  CHECK(refused("client_id", "42", "auth.client_id"));
+  big[0] = '"';
+  memset(big + 1, 'c', 513);
+  big[514] = '"';
+  big[515] = 0;
+  CHECK(strlen(big) == 515);
+  CHECK(refused("client_id", big, "auth.client_id"));
+  CHECK(refused("client_secret", "\"\"", "auth.client_secret"));
+  CHECK(refused("client_secret", "5", "auth.client_secret"));
+  CHECK(refused("client_secret", "\"" SECRET "\\nX\"", "auth.client_secret"));
+  CHECK(refused("client_secret", "\"" SECRET " with space\"", "auth.client_secret"));
+  CHECK(refused("token_auth", "\"private_key_jwt\"", "auth.token_auth"));
+  CHECK(refused("token_auth", "1", "auth.token_auth"));
+  CHECK(refused("token_auth", "\"none\"", "auth.token_auth")); /* with a secret */
+  CHECK(refused("scopes", "\"read write\"", "auth.scopes"));
+  CHECK(refused("scopes", "[1]", "auth.scopes"));
+  CHECK(refused("scopes", "[\"a b\"]", "auth.scopes"));
+  CHECK(refused("scopes", "[\"a\\\"b\"]", "auth.scopes"));
+  CHECK(refused("scopes", "[\"\"]", "auth.scopes"));
+  /* 51 scopes */
+  size_t n = 0;
+  arr[n++] = '[';
+  for (int i = 0; i < 51; i++) n += (size_t)snprintf(arr + n, sizeof arr - n, "%s\"s%d\"", i ? "," : "", i);
+  arr[n++] = ']';
+  arr[n] = 0;
+  CHECK(refused("scopes", arr, "auth.scopes"));
+  CHECK(refused("extra", "true", "unknown field \"auth.extra\""));
+  CHECK(refused("value", "\"Bearer x\"", "unknown field \"auth.value\""));
+  /* 50 scopes are fine */
+  json_t *b = json_loads(OAUTH_FULL, 0, NULL);
+  json_t *s50 = json_array();
+  for (int i = 0; i < 50; i++) {
+    char s[16];
+    snprintf(s, sizeof s, "s%d", i);
+    json_array_append_new(s50, json_string(s));
+  }
+  json_object_set_new(json_object_get(b, "auth"), "scopes", s50);
+  char *text = json_dumps(b, 0);
+  json_decref(b);
+  json_t *cfg;
+  const char *secret;
+  char err[1000];
+  int rc = parse(text, &cfg, &secret, err, sizeof err);
+  free(text);
+  CHECK_INT(rc, 0);
+  json_decref(cfg);
+}
+
+TEST(oauth_parse_secret_needs_confidential_auth) {
+  json_t *cfg;
+  const char *secret = "x";
+  char err[1000];
+  /* client_secret_post / _basic without a secret */
+  CHECK_INT(parse("{\"url\":\"https://mcp.example.com/mcp\",\"auth\":{\"type\":\"oauth\",\"authorize_url\":"
+                  "\"https://as.example.com/a\",\"token_url\":\"https://as.example.com/t\",\"client_id\":\"c\","
+                  "\"token_auth\":\"client_secret_post\"}}",
+                  &cfg, &secret, err, sizeof err),
+            VAULT_EINVALID);
+  CHECK(strstr(err, "auth.client_secret"));
+  CHECK_INT(parse("{\"url\":\"https://mcp.example.com/mcp\",\"auth\":{\"type\":\"oauth\",\"authorize_url\":"
+                  "\"https://as.example.com/a\",\"token_url\":\"https://as.example.com/t\",\"client_id\":\"c\","
+                  "\"token_auth\":\"client_secret_basic\"}}",
+                  &cfg, &secret, err, sizeof err),
+            VAULT_EINVALID);
+  /* a later error (timeouts) after a valid oauth part: no secret handed out */
+  secret = "x";
+  CHECK_INT(parse("{\"url\":\"https://mcp.example.com/mcp\",\"timeouts\":{\"connect_ms\":1},\"auth\":{\"type\":"
+                  "\"oauth\",\"authorize_url\":\"https://as.example.com/a\",\"token_url\":\"https://as.example.com/t\","
+                  "\"client_id\":\"c\",\"client_secret\":\"" SECRET "\"}}",
+                  &cfg, &secret, err, sizeof err),
+            VAULT_EINVALID);
+  CHECK(secret == NULL && cfg == NULL);
+  CHECK(!strstr(err, SECRET));
+}
+
+TEST(oauth_put_seals_client_secret_and_switching_type_removes_it) {
+  CHECK(open_store());
+  CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
+  CHECK_INT(secret_exists("acme", VAULT_CLIENT_KIND, "docs", SECRET), 1);
+  CHECK_INT(secret_exists("acme", VAULT_SECRET_KIND, "docs", NULL), 0);
+  CHECK(!raw_contains(ST_DB_CONNECTORS, SECRET));
+  CHECK(!raw_contains(ST_DB_SECRETS, SECRET));
+  /* the stored record and the list view: no secret */
+  st_txn *r = rd();
+  json_t *arr = NULL;
+  vault_connector_list(r, "acme", &arr);
+  st_txn_end(r);
+  char *dump = json_dumps(arr, 0);
+  json_decref(arr);
+  CHECK(dump);
+  int leaked = strstr(dump, SECRET) != NULL;
+  free(dump);
+  CHECK(!leaked);
+  /* → header: the header value sealed, the client secret gone */
+  CHECK_INT(conn_put("acme", "docs",
+                     "{\"url\":\"https://mcp.example.com/mcp\",\"auth\":{\"type\":\"header\",\"name\":\"Authorization\","
+                     "\"value\":\"Bearer HDR-VALUE\"}}"),
+            0);
+  CHECK_INT(secret_exists("acme", VAULT_SECRET_KIND, "docs", "Bearer HDR-VALUE"), 1);
+  CHECK_INT(secret_exists("acme", VAULT_CLIENT_KIND, "docs", NULL), 0);
+  /* → oauth again: the header value gone */
+  CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
+  CHECK_INT(secret_exists("acme", VAULT_CLIENT_KIND, "docs", SECRET), 1);
+  CHECK_INT(secret_exists("acme", VAULT_SECRET_KIND, "docs", NULL), 0);
+  /* → public oauth client: no secret of either kind */
+  CHECK_INT(conn_put("acme", "docs", OAUTH_NOREVOKE), 0);
+  CHECK_INT(secret_exists("acme", VAULT_CLIENT_KIND, "docs", NULL), 0);
+  CHECK_INT(secret_exists("acme", VAULT_SECRET_KIND, "docs", NULL), 0);
+  /* deleting an oauth connector removes its client secret */
+  CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
+  CHECK_INT(W(f_conn_del, (job){.t = "acme", .c = "docs"}), 0);
+  CHECK_INT(secret_exists("acme", VAULT_CLIENT_KIND, "docs", NULL), 0);
+  close_store();
+}
+
+/* ==== token endpoint replies ========================================================== */
+
+#define AT "SECRETACCESSTOKEN0123456789"
+#define RT "SECRETREFRESHTOKEN0123456789"
+
+static int reply(const char *body, vault_tokens *t, char *err, size_t errlen) {
+  return vault_tokens_from_reply(body, strlen(body), T0, t, err, errlen);
+}
+/* refused, with a message that does not quote AT or RT */
+static int reply_refused(const char *body) {
+  vault_tokens t;
+  char err[300];
+  int rc = reply(body, &t, err, sizeof err);
+  int ok = rc == VAULT_EINVALID && err[0] && !strstr(err, AT) && !strstr(err, RT) && !strstr(err, "SECRET") &&
+           t.access == NULL && t.refresh == NULL;
+  if (!ok) fprintf(stderr, "  %s: rc %d err \"%s\"\n", body, rc, err);
+  if (rc == 0) vault_tokens_free(&t);
+  return ok;
+}
+
+TEST(tokens_from_reply_accepts) {
+  vault_tokens t;
+  char err[300];
+  /* GitHub's shape: lower-case bearer, no expiry */
+  CHECK_INT(reply("{\"access_token\":\"gho_" AT "\",\"token_type\":\"bearer\",\"scope\":\"repo,gist\"}", &t, err,
+                  sizeof err),
+            0);
+  CHECK_STR(t.access, "gho_" AT);
+  CHECK(t.refresh == NULL);
+  CHECK_INT(t.expires_at, 0);
+  CHECK_STR(t.scope, "repo,gist");
+  vault_tokens_free(&t);
+  /* Okta's shape */
+  CHECK_INT(reply("{\"token_type\":\"Bearer\",\"expires_in\":3600,\"access_token\":\"" AT "\",\"scope\":"
+                  "\"openid offline_access\",\"refresh_token\":\"" RT "\",\"id_token\":\"x.y.z\"}",
+                  &t, err, sizeof err),
+            0);
+  CHECK_STR(t.refresh, RT);
+  CHECK_INT(t.expires_at, T0 + 3600);
+  vault_tokens_free(&t);
+  CHECK_INT(reply("{\"access_token\":\"a\",\"token_type\":\"BEARER\",\"expires_in\":3600.9}", &t, err, sizeof err), 0);
+  CHECK_INT(t.expires_at, T0 + 3600);
+  CHECK(t.scope == NULL);
+  vault_tokens_free(&t);
+  CHECK_INT(reply("{\"access_token\":\"a\",\"token_type\":\"bEaReR\",\"expires_in\":0}", &t, err, sizeof err), 0);
+  CHECK_INT(t.expires_at, T0);
+  vault_tokens_free(&t);
+  /* a token of VAULT_TOKEN_MAX bytes */
+  char *big = malloc(VAULT_TOKEN_MAX + 100);
+  CHECK(big);
+  int n = snprintf(big, 100, "{\"token_type\":\"Bearer\",\"access_token\":\"");
+  memset(big + n, 'A', VAULT_TOKEN_MAX);
+  strcpy(big + n + VAULT_TOKEN_MAX, "\"}");
+  int rc = reply(big, &t, err, sizeof err);
+  free(big);
+  CHECK_INT(rc, 0);
+  CHECK_INT(strlen(t.access), VAULT_TOKEN_MAX);
+  vault_tokens_free(&t);
+}
+
+TEST(tokens_from_reply_refuses) {
+  CHECK(reply_refused(""));
+  CHECK(reply_refused("not json " AT));
+  CHECK(reply_refused("[\"" AT "\"]"));
+  CHECK(reply_refused("{\"token_type\":\"Bearer\"}"));
+  CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":null}"));
+  CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":12345678901}"));
+  CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":\"\"}"));
+  CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":\"" AT " " AT "\"}"));
+  CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":\"" AT "\\u0001\"}"));
+  CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":\"" AT "\\u00e9\"}"));
+  CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":\"" AT "\\u0000x\"}"));
+  CHECK(reply_refused("{\"access_token\":\"" AT "\"}"));
+  CHECK(reply_refused("{\"token_type\":\"mac\",\"access_token\":\"" AT "\"}"));
+  CHECK(reply_refused("{\"token_type\":\"DPoP\",\"access_token\":\"" AT "\"}"));
+  CHECK(reply_refused("{\"token_type\":\"Bearerx\",\"access_token\":\"" AT "\"}"));
+  CHECK(reply_refused("{\"token_type\":7,\"access_token\":\"" AT "\"}"));
+  CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":\"" AT "\",\"expires_in\":-1}"));
+  CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":\"" AT "\",\"expires_in\":-0.5}"));
+  CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":\"" AT "\",\"expires_in\":1e300}"));
+  CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":\"" AT "\",\"expires_in\":9223372036854775807}"));
+  CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":\"" AT "\",\"expires_in\":\"3600\"}"));
+  CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":\"" AT "\",\"expires_in\":null}"));
+  CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":\"" AT "\",\"expires_in\":true}"));
+  CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":\"" AT "\",\"refresh_token\":\"" RT " x\"}"));
+  CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":\"" AT "\",\"refresh_token\":\"" RT "\\n\"}"));
+  CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":\"" AT "\",\"refresh_token\":\"" RT "\\u007f\"}"));
+  CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":\"" AT "\",\"refresh_token\":\"\"}"));
+  CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":\"" AT "\",\"refresh_token\":5}"));
+  CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":\"" AT "\",\"scope\":[\"a\"]}"));
+  CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":\"" AT "\",\"scope\":5}"));
+  /* duplicate keys: which token would win is the parser's choice */
+  CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":\"" AT "\",\"access_token\":\"other-token\"}"));
+  CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":\"" AT "\",\"refresh_token\":\"" RT
+                      "\",\"refresh_token\":\"x\"}"));
+  /* over-long tokens */
+  char *big = malloc(2 * VAULT_TOKEN_MAX + 200);
+  CHECK(big);
+  int n = snprintf(big, 200, "{\"token_type\":\"Bearer\",\"access_token\":\"");
+  memset(big + n, 'A', VAULT_TOKEN_MAX + 1);
+  strcpy(big + n + VAULT_TOKEN_MAX + 1, "\"}");
+  int ok1 = reply_refused(big);
+  n = snprintf(big, 200, "{\"token_type\":\"Bearer\",\"access_token\":\"a\",\"refresh_token\":\"");
+  memset(big + n, 'R', VAULT_TOKEN_MAX + 1);
+  strcpy(big + n + VAULT_TOKEN_MAX + 1, "\"}");
+  int ok2 = reply_refused(big);
+  n = snprintf(big, 200, "{\"token_type\":\"Bearer\",\"access_token\":\"a\",\"scope\":\"");
+  memset(big + n, 's', 2001);
+  strcpy(big + n + 2001, "\"}");
+  int ok3 = reply_refused(big);
+  free(big);
+  CHECK(ok1);
+  CHECK(ok2);
+  CHECK(ok3);
+}
+
+/* ==== grants =========================================================================== */
+
+TEST(grant_round_trip_and_nothing_in_the_clear) {
+  CHECK(open_store());
+  CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
+  vault_tokens t = toks("at-" AT, "rt-" RT, T0 + 3600);
+  t.scope = "read write";
+  CHECK_INT(W(f_put, (job){.t = "acme", .u = "u1", .c = "docs", .tok = &t, .b1 = true}), 0);
+  vault_tokens g;
+  CHECK_INT(get_tokens("acme", "u1", "docs", &g), 0);
+  CHECK_STR(g.access, "at-" AT);
+  CHECK_STR(g.refresh, "rt-" RT);
+  CHECK_INT(g.expires_at, T0 + 3600);
+  vault_tokens_free(&g);
+  json_t *rec = info("acme", "u1", "docs");
+  CHECK(rec);
+  CHECK_STR(sget(rec, "connector"), "docs");
+  CHECK_STR(sget(rec, "scope"), "read write");
+  CHECK_INT(json_integer_value(json_object_get(rec, "expires_at")), T0 + 3600);
+  CHECK_STR(sget(rec, "created"), NOW);
+  char *dump = json_dumps(rec, 0);
+  json_decref(rec);
+  int leaked = strstr(dump, AT) || strstr(dump, RT);
+  free(dump);
+  CHECK(!leaked);
+  CHECK(!raw_contains(ST_DB_VAULT, AT));
+  CHECK(!raw_contains(ST_DB_VAULT, RT));
+  CHECK(!raw_contains(ST_DB_SECRETS, AT));
+  CHECK(!raw_contains(ST_DB_SECRETS, RT));
+  /* other tenant, user, connector: nothing */
+  CHECK_INT(get_tokens("beta", "u1", "docs", &g), ST_ENOTFOUND);
+  CHECK_INT(get_tokens("acme", "u2", "docs", &g), ST_ENOTFOUND);
+  CHECK_INT(get_tokens("acme", "u1", "wiki", &g), ST_ENOTFOUND);
+  CHECK(info("acme", "u1", "wiki") == NULL);
+  /* a token without its access part is refused */
+  vault_tokens bad = toks(NULL, "x", 0);
+  CHECK(W(f_put, (job){.t = "acme", .u = "u1", .c = "docs", .tok = &bad, .b1 = true}) < 0);
+  CHECK(has_access("acme", "u1", "docs", "at-" AT));
+  close_store();
+}
+
+TEST(grants_of_user_prefix_users_share_nothing) {
+  CHECK(open_store());
+  CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
+  CHECK_INT(conn_put("acme", "wiki", OAUTH_NOREVOKE), 0);
+  CHECK_INT(grant("acme", "u1", "docs", "a-u1-docs", "r-u1-docs", 0), 0);
+  CHECK_INT(grant("acme", "u1", "wiki", "a-u1-wiki", NULL, 0), 0);
+  CHECK_INT(grant("acme", "u10", "docs", "a-u10-docs", "r-u10-docs", 0), 0);
+  CHECK_INT(grant("acme", "u1x", "wiki", "a-u1x-wiki", NULL, 0), 0);
+  CHECK_INT(grant("acme1", "u1", "docs", "a-acme1-u1", NULL, 0), 0);
+  json_t *a = grants_of("acme", "u1");
+  CHECK_INT(json_array_size(a), 2);
+  CHECK_STR(sget(json_array_get(a, 0), "connector"), "docs");
+  CHECK_STR(sget(json_array_get(a, 1), "connector"), "wiki");
+  char *dump = json_dumps(a, 0);
+  json_decref(a);
+  int leaked = strstr(dump, "a-u1") != NULL || strstr(dump, "r-u1") != NULL;
+  free(dump);
+  CHECK(!leaked);
+  a = grants_of("acme", "u10");
+  CHECK_INT(json_array_size(a), 1);
+  json_decref(a);
+  a = grants_of("acme", "u");
+  CHECK_INT(json_array_size(a), 0);
+  json_decref(a);
+  a = grants_of("acm", "u1");
+  CHECK_INT(json_array_size(a), 0);
+  json_decref(a);
+  a = grants_of("acme1", "u1");
+  CHECK_INT(json_array_size(a), 1);
+  json_decref(a);
+  CHECK_INT(counts().grants, 5);
+  close_store();
+}
+
+TEST(drop_queues_resealed_revocation) {
+  CHECK(open_store());
+  CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
+  CHECK_INT(grant("acme", "u1", "docs", "at-" AT, "rt-" RT, T0 + 60), 0);
+  CHECK_INT(grant("acme", "u2", "docs", "at-u2", NULL, 0), 0);
+  vault_revoke_job j;
+  uint64_t next = 99;
+  CHECK_INT(next_job(LATER, &j, &next), ST_ENOTFOUND);
+  CHECK_INT(next, 0);
+  uint64_t before = wall_ms();
+  CHECK_INT(W(f_drop, (job){.t = "acme", .u = "u1", .c = "docs", .s = "disconnect"}), 0);
+  CHECK_INT(W(f_drop, (job){.t = "acme", .u = "u1", .c = "docs", .s = "disconnect"}), ST_ENOTFOUND);
+  vault_tokens g;
+  CHECK_INT(get_tokens("acme", "u1", "docs", &g), ST_ENOTFOUND);
+  CHECK(info("acme", "u1", "docs") == NULL);
+  CHECK(has_access("acme", "u2", "docs", "at-u2"));
+  /* the grant's sealed tokens are gone from their tenant slot */
+  CHECK_INT(secret_exists("acme", VAULT_GRANT_KIND, "u1/docs", NULL), 0);
+  /* nothing in the clear */
+  CHECK(!raw_contains(ST_DB_VAULT, AT));
+  CHECK(!raw_contains(ST_DB_VAULT, RT));
+  CHECK(!raw_contains(ST_DB_VAULT, SECRET));
+  CHECK(!raw_contains(ST_DB_SECRETS, AT));
+  /* not due before it was queued */
+  CHECK_INT(next_job(before - 1000, &j, &next), ST_ENOTFOUND);
+  CHECK(next >= before && next <= wall_ms());
+  CHECK_INT(next_job(LATER, &j, &next), 0);
+  CHECK_STR(j.tenant, "acme");
+  CHECK_STR(j.url, "https://as.example.com/revoke");
+  CHECK_STR(j.client_id, "cid-1");
+  CHECK_STR(j.client_secret, SECRET);
+  CHECK_STR(j.access, "at-" AT);
+  CHECK_STR(j.refresh, "rt-" RT);
+  CHECK(!j.auth_post);
+  CHECK_INT(j.attempts, 0);
+  CHECK_INT(strlen(j.id), VAULT_REVOKE_ID_LEN);
+  CHECK_INT(j.due_ms, next);
+  CHECK_INT(secret_exists("", VAULT_REVOKE_KIND, j.id, NULL), 1);
+  json_t *r = reports("acme");
+  json_t *rep = report_of(r, "u1", "docs");
+  int ok = rep && !strcmp(sget(rep, "state") ?: "", "pending") && !strcmp(sget(rep, "reason") ?: "", "disconnect") &&
+           !strcmp(sget(rep, "id") ?: "", j.id);
+  json_decref(r);
+  vault_revoke_job_free(&j);
+  CHECK(ok);
+  vault_counts c = counts();
+  CHECK_INT(c.grants, 1);
+  CHECK_INT(c.pending, 1);
+  CHECK_INT(c.manual, 0);
+  r = reports("beta");
+  CHECK_INT(json_array_size(r), 0);
+  json_decref(r);
+  close_store();
+}
+
+TEST(drop_without_revocation_url_is_manual) {
+  CHECK(open_store());
+  CHECK_INT(conn_put("acme", "wiki", OAUTH_NOREVOKE), 0);
+  CHECK_INT(grant("acme", "u1", "wiki", "at-" AT, "rt-" RT, 0), 0);
+  CHECK_INT(W(f_drop, (job){.t = "acme", .u = "u1", .c = "wiki", .s = "disconnect"}), 0);
+  vault_revoke_job j;
+  uint64_t next = 99;
+  CHECK_INT(next_job(LATER, &j, &next), ST_ENOTFOUND);
+  CHECK_INT(next, 0);
+  json_t *r = reports("acme");
+  json_t *rep = report_of(r, "u1", "wiki");
+  int ok = rep && !strcmp(sget(rep, "state") ?: "", "manual");
+  json_decref(r);
+  CHECK(ok);
+  vault_counts c = counts();
+  CHECK_INT(c.manual, 1);
+  CHECK_INT(c.pending, 0);
+  CHECK_INT(c.grants, 0);
+  CHECK(!raw_contains(ST_DB_VAULT, AT));
+  CHECK(!raw_contains(ST_DB_SECRETS, AT)); /* (sealed or gone) */
+  close_store();
+}
+
+TEST(reconnect_revokes_old_tokens) {
+  CHECK(open_store());
+  CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
+  CHECK_INT(grant("acme", "u1", "docs", "old-access", "old-refresh", 0), 0);
+  CHECK_INT(grant("acme", "u1", "docs", "new-access", "new-refresh", 0), 0);
+  CHECK(has_access("acme", "u1", "docs", "new-access"));
+  vault_revoke_job j;
+  CHECK_INT(next_job(LATER, &j, NULL), 0);
+  int ok = j.access && !strcmp(j.access, "old-access") && j.refresh && !strcmp(j.refresh, "old-refresh");
+  vault_revoke_job_free(&j);
+  CHECK(ok);
+  json_t *r = reports("acme");
+  ok = json_array_size(r) == 1 && !strcmp(sget(json_array_get(r, 0), "reason") ?: "", "reconnect");
+  json_decref(r);
+  CHECK(ok);
+  CHECK_INT(counts().grants, 1);
+  close_store();
+}
+
+TEST(cut_user_and_cut_connector_drop_exactly_theirs) {
+  CHECK(open_store());
+  CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
+  CHECK_INT(conn_put("acme", "wiki", OAUTH_FULL), 0);
+  CHECK_INT(conn_put("acme", "docs2", OAUTH_FULL), 0);
+  CHECK_INT(conn_put("beta", "docs", OAUTH_FULL), 0);
+  CHECK_INT(grant("acme", "u1", "docs", "a1", NULL, 0), 0);
+  CHECK_INT(grant("acme", "u1", "wiki", "a2", NULL, 0), 0);
+  CHECK_INT(grant("acme", "u10", "docs", "a3", NULL, 0), 0);
+  CHECK_INT(grant("acme", "u10", "docs2", "a4", NULL, 0), 0);
+  CHECK_INT(grant("beta", "u1", "docs", "a5", NULL, 0), 0);
+  CHECK_INT(W(f_cut_user, (job){.t = "acme", .u = "u1"}), 0);
+  CHECK(!has_access("acme", "u1", "docs", "a1"));
+  CHECK(!has_access("acme", "u1", "wiki", "a2"));
+  CHECK(has_access("acme", "u10", "docs", "a3"));
+  CHECK(has_access("acme", "u10", "docs2", "a4"));
+  CHECK(has_access("beta", "u1", "docs", "a5"));
+  CHECK_INT(counts().pending, 2);
+  CHECK_INT(W(f_cut_user, (job){.t = "acme", .u = "nobody"}), 0);
+  CHECK_INT(grant("acme", "u1", "docs", "a1", NULL, 0), 0);
+  CHECK_INT(W(f_cut_conn, (job){.t = "acme", .c = "docs"}), 0);
+  CHECK(!has_access("acme", "u1", "docs", "a1"));
+  CHECK(!has_access("acme", "u10", "docs", "a3"));
+  CHECK(has_access("acme", "u10", "docs2", "a4")); /* a connector whose name extends "docs" */
+  CHECK(has_access("beta", "u1", "docs", "a5"));
+  json_t *r = reports("acme");
+  json_t *rep = report_of(r, "u10", "docs");
+  int ok = rep && !strcmp(sget(rep, "reason") ?: "", "lost_access");
+  json_decref(r);
+  CHECK(ok);
+  CHECK_INT(counts().grants, 2);
+  CHECK_INT(counts().pending, 4);
+  close_store();
+}
+
+TEST(connector_delete_revokes_with_its_data) {
+  CHECK(open_store());
+  CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
+  CHECK_INT(conn_put("acme", "wiki", OAUTH_FULL), 0);
+  CHECK_INT(grant("acme", "u1", "docs", "a1", "r1", 0), 0);
+  CHECK_INT(grant("acme", "u2", "docs", "a2", "r2", 0), 0);
+  CHECK_INT(grant("acme", "u1", "wiki", "a3", "r3", 0), 0);
+  CHECK_INT(W(f_conn_del, (job){.t = "acme", .c = "docs"}), 0);
+  st_txn *r0 = rd();
+  json_t *rec = NULL;
+  int grc = vault_connector_get(r0, "acme", "docs", &rec);
+  st_txn_end(r0);
+  CHECK_INT(grc, ST_ENOTFOUND);
+  CHECK(!has_access("acme", "u1", "docs", "a1"));
+  CHECK(!has_access("acme", "u2", "docs", "a2"));
+  CHECK(has_access("acme", "u1", "wiki", "a3"));
+  int n = 0;
+  vault_revoke_job j;
+  while (next_job(LATER, &j, NULL) == 0 && n < 5) {
+    int ok = !strcmp(j.url, "https://as.example.com/revoke") && !strcmp(j.client_id, "cid-1") && j.client_secret &&
+             !strcmp(j.client_secret, SECRET) && j.access && (!strcmp(j.access, "a1") || !strcmp(j.access, "a2"));
+    char id[VAULT_REVOKE_ID_LEN + 1];
+    memcpy(id, j.id, sizeof id);
+    uint64_t due = j.due_ms;
+    vault_revoke_job_free(&j);
+    CHECK(ok);
+    CHECK_INT(W(f_result, (job){.s = id, .u1 = due, .b1 = true}), 0);
+    n++;
+  }
+  CHECK_INT(n, 2);
+  json_t *r = reports("acme");
+  json_t *rep = report_of(r, "u2", "docs");
+  int ok = rep && !strcmp(sget(rep, "reason") ?: "", "connector_deleted") && !strcmp(sget(rep, "state") ?: "", "done");
+  json_decref(r);
+  CHECK(ok);
+  close_store();
+}
+
+TEST(purge_tenant_queues_grants_and_deletes_reports) {
+  CHECK(open_store());
+  CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
+  CHECK_INT(conn_put("beta", "docs", OAUTH_FULL), 0);
+  char u[16];
+  for (int i = 0; i < 5; i++) {
+    snprintf(u, sizeof u, "u%d", i);
+    CHECK_INT(grant("acme", u, "docs", "acme-at", "acme-rt", 0), 0);
+  }
+  CHECK_INT(grant("beta", "u1", "docs", "beta-at", NULL, 0), 0);
+  CHECK_INT(W(f_drop, (job){.t = "beta", .u = "u1", .c = "docs"}), 0); /* a beta report */
+  CHECK_INT(grant("beta", "u1", "docs", "beta-at", NULL, 0), 0);
+  CHECK_INT(drain(), 1);
+  /* in batches of 2, until a batch does nothing */
+  int total = 0, rounds = 0, rc;
+  while ((rc = W(f_purge, (job){.t = "acme", .i1 = 2})) > 0 && rounds < 50) {
+    CHECK(rc <= 2);
+    total += rc;
+    rounds++;
+  }
+  CHECK_INT(rc, 0);
+  CHECK(total >= 5);
+  json_t *a = grants_of("acme", "u3");
+  CHECK_INT(json_array_size(a), 0);
+  json_decref(a);
+  json_t *r = reports("acme");
+  CHECK_INT(json_array_size(r), 0);
+  json_decref(r);
+  r = reports("beta");
+  CHECK_INT(json_array_size(r), 1);
+  json_decref(r);
+  CHECK(has_access("beta", "u1", "docs", "beta-at"));
+  vault_counts c = counts();
+  CHECK_INT(c.grants, 1);
+  CHECK_INT(c.pending, 5);
+  /* every acme job carries the tokens and the client */
+  int n = 0;
+  vault_revoke_job j;
+  while (next_job(LATER, &j, NULL) == 0 && n < 10) {
+    int ok = !strcmp(j.tenant, "acme") && j.access && !strcmp(j.access, "acme-at") && j.refresh &&
+             !strcmp(j.refresh, "acme-rt") && j.client_secret && !strcmp(j.client_secret, SECRET);
+    char id[VAULT_REVOKE_ID_LEN + 1];
+    memcpy(id, j.id, sizeof id);
+    uint64_t due = j.due_ms;
+    vault_revoke_job_free(&j);
+    CHECK(ok);
+    /* the report is gone: the result still finishes the job */
+    CHECK_INT(W(f_result, (job){.s = id, .u1 = due, .b1 = true}), 0);
+    n++;
+  }
+  CHECK_INT(n, 5);
+  CHECK_INT(counts().pending, 0);
+  close_store();
+}
+
+/* ==== the queue ============================================================================ */
+
+TEST(queue_order_retry_final_and_stale_results) {
+  CHECK(open_store());
+  CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
+  CHECK_INT(grant("acme", "u1", "docs", "a1", "r1", 0), 0);
+  CHECK_INT(grant("acme", "u2", "docs", "a2", "r2", 0), 0);
+  CHECK_INT(W(f_drop, (job){.t = "acme", .u = "u1", .c = "docs"}), 0);
+  CHECK_INT(W(f_drop, (job){.t = "acme", .u = "u2", .c = "docs"}), 0);
+  uint64_t base = wall_ms() + 100000;
+  vault_revoke_job j;
+  CHECK_INT(next_job(LATER, &j, NULL), 0);
+  char id1[VAULT_REVOKE_ID_LEN + 1];
+  memcpy(id1, j.id, sizeof id1);
+  uint64_t due1 = j.due_ms;
+  vault_revoke_job_free(&j);
+  /* stale results: another due time, another id: nothing changes */
+  CHECK_INT(W(f_result, (job){.s = id1, .u1 = due1 + 1, .b1 = true}), 0);
+  CHECK_INT(W(f_result, (job){.s = "AAAAAAAAAAAAAAAA", .u1 = due1, .b1 = true}), 0);
+  CHECK_INT(W(f_result, (job){.s = "short", .u1 = due1, .b1 = true}), 0);
+  CHECK_INT(counts().pending, 2);
+  /* retry the first far later: the second comes next */
+  CHECK_INT(W(f_result, (job){.s = id1, .u1 = due1, .u2 = base + 2000, .c = "HTTP 503"}), 0);
+  CHECK_INT(counts().pending, 2);
+  CHECK_INT(next_job(LATER, &j, NULL), 0);
+  char id2[VAULT_REVOKE_ID_LEN + 1];
+  memcpy(id2, j.id, sizeof id2);
+  uint64_t due2 = j.due_ms;
+  vault_revoke_job_free(&j);
+  CHECK(strcmp(id1, id2) != 0);
+  /* the old key of the first is stale now */
+  CHECK_INT(W(f_result, (job){.s = id1, .u1 = due1, .b1 = true}), 0);
+  /* retry the second earlier than the first */
+  CHECK_INT(W(f_result, (job){.s = id2, .u1 = due2, .u2 = base + 1000, .c = "timeout"}), 0);
+  uint64_t next = 0;
+  CHECK_INT(next_job(base + 999, &j, &next), ST_ENOTFOUND);
+  CHECK_INT(next, base + 1000);
+  CHECK_INT(next_job(base + 1000, &j, &next), 0);
+  CHECK_STR(j.id, id2);
+  CHECK_INT(j.due_ms, base + 1000);
+  CHECK_INT(j.attempts, 1);
+  CHECK(j.access && !strcmp(j.access, "a2")); /* the sealed tokens survive a retry */
+  vault_revoke_job_free(&j);
+  json_t *r = reports("acme");
+  json_t *rep = report_of(r, "u2", "docs");
+  int ok = rep && !strcmp(sget(rep, "state") ?: "", "pending") && json_integer_value(json_object_get(rep, "attempts")) == 1 &&
+           !strcmp(sget(rep, "last_error") ?: "", "timeout");
+  json_decref(r);
+  CHECK(ok);
+  /* the second: final failure */
+  CHECK_INT(W(f_result, (job){.s = id2, .u1 = base + 1000, .b2 = true, .c = "HTTP 400 unsupported_token_type"}), 0);
+  CHECK_INT(secret_exists("", VAULT_REVOKE_KIND, id2, NULL), 0);
+  r = reports("acme");
+  rep = report_of(r, "u2", "docs");
+  ok = rep && !strcmp(sget(rep, "state") ?: "", "failed") && json_integer_value(json_object_get(rep, "attempts")) == 2 &&
+       !strcmp(sget(rep, "last_error") ?: "", "HTTP 400 unsupported_token_type");
+  json_decref(r);
+  CHECK(ok);
+  /* the first: not due before base+2000, then done */
+  CHECK_INT(next_job(base + 1999, &j, &next), ST_ENOTFOUND);
+  CHECK_INT(next, base + 2000);
+  CHECK_INT(next_job(base + 2000, &j, &next), 0);
+  CHECK_STR(j.id, id1);
+  CHECK_INT(j.attempts, 1);
+  vault_revoke_job_free(&j);
+  CHECK_INT(secret_exists("", VAULT_REVOKE_KIND, id1, NULL), 1);
+  CHECK_INT(W(f_result, (job){.s = id1, .u1 = base + 2000, .b1 = true}), 0);
+  CHECK_INT(secret_exists("", VAULT_REVOKE_KIND, id1, NULL), 0);
+  r = reports("acme");
+  rep = report_of(r, "u1", "docs");
+  ok = rep && !strcmp(sget(rep, "state") ?: "", "done") && json_integer_value(json_object_get(rep, "attempts")) == 2 &&
+       !json_object_get(rep, "last_error");
+  json_decref(r);
+  CHECK(ok);
+  /* a finished job's result again: ignored */
+  CHECK_INT(W(f_result, (job){.s = id1, .u1 = base + 2000, .b2 = true, .c = "late"}), 0);
+  r = reports("acme");
+  rep = report_of(r, "u1", "docs");
+  ok = rep && !strcmp(sget(rep, "state") ?: "", "done");
+  json_decref(r);
+  CHECK(ok);
+  CHECK_INT(next_job(LATER, &j, &next), ST_ENOTFOUND);
+  CHECK_INT(next, 0);
+  vault_counts c = counts();
+  CHECK_INT(c.pending, 0);
+  CHECK_INT(c.done, 1);
+  CHECK_INT(c.failed, 1);
+  close_store();
+}
+
+TEST(queue_copies_client_secret_post_auth) {
+  CHECK(open_store());
+  CHECK_INT(conn_put("acme", "docs",
+                     "{\"url\":\"https://mcp.example.com/mcp\",\"auth\":{\"type\":\"oauth\",\"authorize_url\":"
+                     "\"https://as.example.com/a\",\"token_url\":\"https://as.example.com/t\",\"revocation_url\":"
+                     "\"https://as.example.com/r\",\"client_id\":\"c\",\"client_secret\":\"s\",\"token_auth\":"
+                     "\"client_secret_post\"},\"timeouts\":{\"connect_ms\":1500}}"),
+            0);
+  CHECK_INT(grant("acme", "u1", "docs", "a1", NULL, 0), 0);
+  CHECK_INT(W(f_drop, (job){.t = "acme", .u = "u1", .c = "docs"}), 0);
+  vault_revoke_job j;
+  CHECK_INT(next_job(LATER, &j, NULL), 0);
+  int ok = j.auth_post && j.refresh == NULL && j.access && !strcmp(j.access, "a1") && j.client_secret &&
+           !strcmp(j.client_secret, "s") && j.connect_ms == 1500;
+  vault_revoke_job_free(&j);
+  CHECK(ok);
+  close_store();
+}
+
+/* ==== single-flight refresh ============================================================= */
+
+TEST(refresh_claim_busy_fresh_lapse) {
+  CHECK(open_store());
+  CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
+  uint64_t ms = (uint64_t)T0 * 1000;
+  CHECK_INT(W(f_claim, (job){.t = "acme", .u = "u1", .c = "docs", .i1 = T0, .u1 = ms}), ST_ENOTFOUND);
+  CHECK_INT(grant("acme", "u1", "docs", "a1", "r1", T0 + 5), 0);
+  CHECK_INT(grant("acme", "u2", "docs", "a2", "r2", T0 + 3600), 0);
+  CHECK_INT(grant("acme", "u3", "docs", "a3", "r3", 0), 0);
+  CHECK_INT(W(f_claim, (job){.t = "acme", .u = "u2", .c = "docs", .i1 = T0, .u1 = ms}), VAULT_CLAIM_FRESH);
+  CHECK_INT(W(f_claim, (job){.t = "acme", .u = "u3", .c = "docs", .i1 = T0, .u1 = ms}), VAULT_CLAIM_FRESH);
+  CHECK_INT(W(f_claim, (job){.t = "acme", .u = "u1", .c = "docs", .i1 = T0, .u1 = ms}), VAULT_CLAIMED);
+  CHECK_INT(W(f_claim, (job){.t = "acme", .u = "u1", .c = "docs", .i1 = T0, .u1 = ms + 1}), VAULT_CLAIM_BUSY);
+  CHECK_INT(W(f_claim, (job){.t = "acme", .u = "u1", .c = "docs", .i1 = T0 + 19, .u1 = ms + VAULT_REFRESH_CLAIM_MS - 1}),
+            VAULT_CLAIM_BUSY);
+  /* the claimant died: the claim lapses */
+  CHECK_INT(W(f_claim, (job){.t = "acme", .u = "u1", .c = "docs", .i1 = T0 + 21, .u1 = ms + VAULT_REFRESH_CLAIM_MS + 1}),
+            VAULT_CLAIMED);
+  CHECK_INT(W(f_claim, (job){.t = "acme", .u = "u1", .c = "docs", .i1 = T0 + 21, .u1 = ms + VAULT_REFRESH_CLAIM_MS + 2}),
+            VAULT_CLAIM_BUSY);
+  /* a claim is no grant change: the tokens are intact */
+  CHECK(has_access("acme", "u1", "docs", "a1"));
+  /* another user's claim is independent */
+  CHECK_INT(grant("acme", "u4", "docs", "a4", "r4", T0 + 5), 0);
+  CHECK_INT(W(f_claim, (job){.t = "acme", .u = "u4", .c = "docs", .i1 = T0, .u1 = ms + 2}), VAULT_CLAIMED);
+  close_store();
+}
+
+TEST(refresh_applies_only_for_the_current_refresh_token) {
+  CHECK(open_store());
+  CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
+  uint64_t ms = (uint64_t)T0 * 1000;
+  CHECK_INT(grant("acme", "u1", "docs", "a1", "r1", T0 + 5), 0);
+  CHECK_INT(W(f_claim, (job){.t = "acme", .u = "u1", .c = "docs", .i1 = T0, .u1 = ms}), VAULT_CLAIMED);
+  vault_tokens f2 = toks("a2", "r2", T0 + 3600);
+  CHECK_INT(W(f_refreshed, (job){.t = "acme", .u = "u1", .c = "docs", .s = "r1", .tok = &f2}), 0);
+  vault_tokens g;
+  CHECK_INT(get_tokens("acme", "u1", "docs", &g), 0);
+  int ok = !strcmp(g.access, "a2") && g.refresh && !strcmp(g.refresh, "r2") && g.expires_at == T0 + 3600;
+  vault_tokens_free(&g);
+  CHECK(ok);
+  /* a stale refresher (used r1 too) must not overwrite the newer grant */
+  vault_tokens stale = toks("a-stale", "r-stale", T0 + 7200);
+  CHECK_INT(W(f_refreshed, (job){.t = "acme", .u = "u1", .c = "docs", .s = "r1", .tok = &stale}), 0);
+  CHECK(has_access("acme", "u1", "docs", "a2"));
+  CHECK_INT(W(f_refreshed, (job){.t = "acme", .u = "u1", .c = "docs", .s = "r", .tok = &stale}), 0);
+  CHECK_INT(W(f_refreshed, (job){.t = "acme", .u = "u1", .c = "docs", .s = "r22", .tok = &stale}), 0);
+  CHECK(has_access("acme", "u1", "docs", "a2"));
+  /* the refresh ended the claim; the new expiry makes it fresh */
+  CHECK_INT(W(f_claim, (job){.t = "acme", .u = "u1", .c = "docs", .i1 = T0, .u1 = ms + 1}), VAULT_CLAIM_FRESH);
+  /* a reply without refresh_token keeps the old one */
+  vault_tokens f3 = toks("a3", NULL, T0 + 5);
+  CHECK_INT(W(f_refreshed, (job){.t = "acme", .u = "u1", .c = "docs", .s = "r2", .tok = &f3}), 0);
+  CHECK_INT(get_tokens("acme", "u1", "docs", &g), 0);
+  ok = !strcmp(g.access, "a3") && g.refresh && !strcmp(g.refresh, "r2");
+  vault_tokens_free(&g);
+  CHECK(ok);
+  json_t *rec = info("acme", "u1", "docs");
+  CHECK(rec);
+  json_int_t refreshes = json_integer_value(json_object_get(rec, "refreshes"));
+  json_decref(rec);
+  CHECK_INT(refreshes, 2);
+  /* a refresh is no revocation */
+  CHECK_INT(counts().pending, 0);
+  /* a dropped grant is not resurrected by a late refresher */
+  CHECK_INT(W(f_drop, (job){.t = "acme", .u = "u1", .c = "docs"}), 0);
+  vault_tokens late = toks("a-late", "r-late", T0 + 3600);
+  CHECK_INT(W(f_refreshed, (job){.t = "acme", .u = "u1", .c = "docs", .s = "r2", .tok = &late}), 0);
+  CHECK_INT(get_tokens("acme", "u1", "docs", &g), ST_ENOTFOUND);
+  CHECK(info("acme", "u1", "docs") == NULL);
+  close_store();
+}
+
+TEST(refresh_failed_drops_only_for_the_current_refresh_token) {
+  CHECK(open_store());
+  CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
+  uint64_t ms = (uint64_t)T0 * 1000;
+  CHECK_INT(grant("acme", "u1", "docs", "a1", "r1", T0 + 5), 0);
+  /* a network error: the claim ends, the grant stays */
+  CHECK_INT(W(f_claim, (job){.t = "acme", .u = "u1", .c = "docs", .i1 = T0, .u1 = ms}), VAULT_CLAIMED);
+  CHECK_INT(W(f_refresh_failed, (job){.t = "acme", .u = "u1", .c = "docs", .s = "r1", .b1 = false}), 0);
+  CHECK(has_access("acme", "u1", "docs", "a1"));
+  CHECK_INT(W(f_claim, (job){.t = "acme", .u = "u1", .c = "docs", .i1 = T0, .u1 = ms + 1}), VAULT_CLAIMED);
+  /* invalid_grant for a stale refresh token: the grant stays */
+  CHECK_INT(W(f_refresh_failed, (job){.t = "acme", .u = "u1", .c = "docs", .s = "r0", .b1 = true}), 0);
+  CHECK(has_access("acme", "u1", "docs", "a1"));
+  CHECK_INT(counts().pending, 0);
+  /* a refresh by someone else, then the stale invalid_grant: still there */
+  vault_tokens f2 = toks("a2", "r2", T0 + 5);
+  CHECK_INT(W(f_refreshed, (job){.t = "acme", .u = "u1", .c = "docs", .s = "r1", .tok = &f2}), 0);
+  CHECK_INT(W(f_refresh_failed, (job){.t = "acme", .u = "u1", .c = "docs", .s = "r1", .b1 = true}), 0);
+  CHECK(has_access("acme", "u1", "docs", "a2"));
+  CHECK_INT(W(f_claim, (job){.t = "acme", .u = "u1", .c = "docs", .i1 = T0, .u1 = ms + 2}), VAULT_CLAIMED);
+  /* invalid_grant for the current one: dropped and queued (reason invalid_grant) */
+  CHECK_INT(W(f_refresh_failed, (job){.t = "acme", .u = "u1", .c = "docs", .s = "r2", .b1 = true}), 0);
+  vault_tokens g;
+  CHECK_INT(get_tokens("acme", "u1", "docs", &g), ST_ENOTFOUND);
+  json_t *r = reports("acme");
+  json_t *rep = report_of(r, "u1", "docs");
+  int ok = rep && !strcmp(sget(rep, "reason") ?: "", "invalid_grant");
+  json_decref(r);
+  CHECK(ok);
+  CHECK_INT(counts().pending, 1);
+  close_store();
+}
+
+/* ==== the upstream credential ============================================================ */
+
+TEST(upstream_cred_is_the_users_own_unexpired_grant) {
+  CHECK(open_store());
+  CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
+  vault_cred c = {(char *)1, (char *)1};
+  CHECK_INT(cred("acme", "docs", NULL, T0, &c), VAULT_ENOGRANT);
+  CHECK(c.name == NULL && c.value == NULL);
+  CHECK_INT(cred("acme", "docs", "u1", T0, &c), VAULT_ENOGRANT);
+  CHECK_INT(grant("acme", "uA", "docs", "access-of-A", "r", T0 + 100), 0);
+  CHECK_INT(cred("acme", "docs", "uB", T0, &c), VAULT_ENOGRANT);
+  CHECK_INT(cred("acme", "docs", "", T0, &c), VAULT_ENOGRANT);
+  CHECK_INT(cred("acme", "docs", "u", T0, &c), VAULT_ENOGRANT);
+  CHECK_INT(cred("acme", "docs", "uAx", T0, &c), VAULT_ENOGRANT);
+  CHECK_INT(cred("beta", "docs", "uA", T0, &c), ST_ENOTFOUND); /* no such connector in beta */
+  CHECK_INT(cred("acme", "docs", "uA", T0, &c), 0);
+  CHECK_STR(c.name, "Authorization");
+  CHECK_STR(c.value, "Bearer access-of-A");
+  vault_cred_free(&c);
+  CHECK_INT(cred("acme", "docs", "uA", T0 + 89, &c), 0);
+  vault_cred_free(&c);
+  CHECK_INT(cred("acme", "docs", "uA", T0 + 90, &c), VAULT_EEXPIRED); /* within 10 s */
+  CHECK(c.name == NULL && c.value == NULL);
+  CHECK_INT(cred("acme", "docs", "uA", T0 + 1000, &c), VAULT_EEXPIRED);
+  /* no expiry said: never expires here */
+  CHECK_INT(grant("acme", "uC", "docs", "access-of-C", NULL, 0), 0);
+  CHECK_INT(cred("acme", "docs", "uC", T0 + 100000000, &c), 0);
+  CHECK_STR(c.value, "Bearer access-of-C");
+  vault_cred_free(&c);
+  close_store();
+}
+
+/* ==== connect ============================================================================= */
+
+TEST(connect_cookie_round_trip_and_attacks) {
+  CHECK(open_store());
+  vault_connect c, o;
+  CHECK_INT(vault_connect_new(&c, "user-1", "docs", T0), 0);
+  CHECK_INT(strlen(c.state), VAULT_CONNECT_RAND_LEN);
+  CHECK_INT(strlen(c.verifier), VAULT_CONNECT_RAND_LEN);
+  CHECK(strcmp(c.state, c.verifier) != 0);
+  CHECK_INT(c.expires, T0 + VAULT_CONNECT_TTL_S);
+  vault_connect c2;
+  CHECK_INT(vault_connect_new(&c2, "user-1", "docs", T0), 0);
+  CHECK(strcmp(c.state, c2.state) != 0);
+  CHECK_INT(vault_connect_new(&c2, "", "docs", T0), ST_EINVAL);
+  CHECK_INT(vault_connect_new(&c2, "u", "Docs", T0), ST_EINVAL);
+  CHECK_INT(vault_connect_new(&c2, "u", "a_b", T0), ST_EINVAL);
+  char u65[66];
+  memset(u65, 'u', 65);
+  u65[65] = 0;
+  CHECK_INT(vault_connect_new(&c2, u65, "docs", T0), ST_EINVAL);
+  u65[64] = 0;
+  CHECK_INT(vault_connect_new(&c2, u65, "docs", T0), 0);
+
+  char *ck = NULL;
+  CHECK_INT(vault_connect_seal(g_st, "acme", &c, &ck), 0);
+  CHECK(ck && strlen(ck) <= VAULT_CONNECT_COOKIE_MAX);
+  CHECK(!strstr(ck, c.state) && !strstr(ck, c.verifier) && !strstr(ck, "user-1"));
+  int rc = vault_connect_open(g_st, "acme", ck, c.state, T0 + 1, &o);
+  if (rc) free(ck);
+  CHECK_INT(rc, 0);
+  CHECK_STR(o.state, c.state);
+  CHECK_STR(o.verifier, c.verifier);
+  CHECK_STR(o.user, "user-1");
+  CHECK_STR(o.connector, "docs");
+  CHECK_INT(o.expires, c.expires);
+  int r[12];
+  r[0] = vault_connect_open(g_st, "beta", ck, c.state, T0 + 1, &o);
+  r[1] = vault_connect_open(g_st, "acme", ck, c.state, c.expires, &o);     /* expired */
+  r[2] = vault_connect_open(g_st, "acme", ck, c.state, c.expires - 1, &o); /* last second */
+  r[3] = vault_connect_open(g_st, "acme", ck, c2.state, T0 + 1, &o);       /* another state, same length */
+  char st2[VAULT_CONNECT_RAND_LEN + 1];
+  memcpy(st2, c.state, sizeof st2);
+  st2[VAULT_CONNECT_RAND_LEN - 1] ^= 1;
+  r[4] = vault_connect_open(g_st, "acme", ck, st2, T0 + 1, &o);
+  st2[VAULT_CONNECT_RAND_LEN - 1] = 0;
+  r[5] = vault_connect_open(g_st, "acme", ck, st2, T0 + 1, &o); /* a prefix of the state */
+  r[6] = vault_connect_open(g_st, "acme", ck, "", T0 + 1, &o);
+  /* tampered: one character of the cookie changed */
+  size_t n = strlen(ck);
+  ck[n / 2] = ck[n / 2] == 'A' ? 'B' : 'A';
+  r[7] = vault_connect_open(g_st, "acme", ck, c.state, T0 + 1, &o);
+  ck[n - 2] = 0; /* truncated */
+  r[8] = vault_connect_open(g_st, "acme", ck, c.state, T0 + 1, &o);
+  free(ck);
+  /* over-long cookie */
+  char *big = malloc(VAULT_CONNECT_COOKIE_MAX + 2);
+  memset(big, 'A', VAULT_CONNECT_COOKIE_MAX + 1);
+  big[VAULT_CONNECT_COOKIE_MAX + 1] = 0;
+  r[9] = vault_connect_open(g_st, "acme", big, c.state, T0 + 1, &o);
+  free(big);
+  r[10] = vault_connect_open(g_st, "acme", NULL, c.state, T0 + 1, &o);
+  /* the same plaintext sealed under another kind is no connect cookie */
+  char pt[400];
+  snprintf(pt, sizeof pt, "{\"s\":\"%s\",\"v\":\"%s\",\"u\":\"user-1\",\"c\":\"docs\",\"e\":%lld}", c.state,
+           c.verifier, (long long)c.expires);
+  uint8_t *blob = NULL;
+  size_t bl = 0;
+  CHECK_INT(st_seal(g_st, &(st_aad){"acme", "vault.grant", ""}, pt, strlen(pt), &blob, &bl), 0);
+  char enc[1024];
+  auth_b64url_encode(blob, bl, enc, sizeof enc);
+  free(blob);
+  r[11] = vault_connect_open(g_st, "acme", enc, c.state, T0 + 1, &o);
+  CHECK_INT(r[0], VAULT_ECONNECT);
+  CHECK_INT(r[1], VAULT_ECONNECT);
+  CHECK_INT(r[2], 0);
+  CHECK_INT(r[3], VAULT_ECONNECT);
+  CHECK_INT(r[4], VAULT_ECONNECT);
+  CHECK_INT(r[5], VAULT_ECONNECT);
+  CHECK_INT(r[6], VAULT_ECONNECT);
+  CHECK_INT(r[7], VAULT_ECONNECT);
+  CHECK_INT(r[8], VAULT_ECONNECT);
+  CHECK_INT(r[9], VAULT_ECONNECT);
+  CHECK_INT(r[10], VAULT_ECONNECT);
+  CHECK_INT(r[11], VAULT_ECONNECT);
+  /* a failed open leaves nothing in *out */
+  CHECK(o.state[0] == 0 && o.verifier[0] == 0);
+  close_store();
+}
+
+static json_t *authrec(const char *az, const char *cid, const char *token_auth, const char *scopes_json) {
+  json_t *a = json_pack("{s:s, s:s, s:s, s:s}", "type", "oauth", "authorize_url", az, "token_url",
+                        "https://as.example.com/token", "client_id", cid);
+  if (token_auth) json_object_set_new(a, "token_auth", json_string(token_auth));
+  json_object_set_new(a, "scopes", scopes_json ? json_loads(scopes_json, 0, NULL) : json_array());
+  return a;
+}
+
+TEST(authorize_url_encodes_every_value) {
+  vault_connect c;
+  memset(&c, 0, sizeof c);
+  strcpy(c.state, "st4te-_~.0123456789012345678901234567890123");
+  strcpy(c.verifier, VERIFIER);
+  strcpy(c.user, "u1");
+  strcpy(c.connector, "docs");
+  json_t *a = authrec("https://as.example.com/authorize?tenant=x", "cid 1&x=y",
+                      NULL, "[\"openid\",\"offline_access\",\"read:jira-work\"]");
+  char *url = NULL;
+  int rc = vault_connect_authorize_url(a, "https://gw.example.com/t/acme/connect/callback?a=1&b=2 x", &c, &url);
+  json_decref(a);
+  CHECK_INT(rc, 0);
+  const char *want =
+      "https://as.example.com/authorize?tenant=x&response_type=code&client_id=cid%201%26x%3Dy"
+      "&redirect_uri=https%3A%2F%2Fgw.example.com%2Ft%2Facme%2Fconnect%2Fcallback%3Fa%3D1%26b%3D2%20x"
+      "&scope=openid%20offline_access%20read%3Ajira-work&state=st4te-_~.0123456789012345678901234567890123"
+      "&code_challenge=" CHALLENGE "&code_challenge_method=S256";
+  int same = !strcmp(url, want);
+  if (!same) fprintf(stderr, "  got  %s\n  want %s\n", url, want);
+  free(url);
+  CHECK(same);
+  /* no query yet: '?'; no scopes: no scope parameter */
+  a = authrec("https://as.example.com/authorize", "cid", NULL, NULL);
+  rc = vault_connect_authorize_url(a, "http://127.0.0.1:8080/cb", &c, &url);
+  json_decref(a);
+  CHECK_INT(rc, 0);
+  want = "https://as.example.com/authorize?response_type=code&client_id=cid&redirect_uri=http%3A%2F%2F127.0.0.1%3A8080%2Fcb"
+         "&state=st4te-_~.0123456789012345678901234567890123&code_challenge=" CHALLENGE "&code_challenge_method=S256";
+  same = !strcmp(url, want);
+  if (!same) fprintf(stderr, "  got  %s\n  want %s\n", url, want);
+  free(url);
+  CHECK(same);
+  /* a record without client_id: refused */
+  a = json_pack("{s:s}", "authorize_url", "https://as.example.com/authorize");
+  rc = vault_connect_authorize_url(a, "http://127.0.0.1/cb", &c, &url);
+  json_decref(a);
+  CHECK(rc < 0 && url == NULL);
+}
+
+#define BASIC_ODD "Basic aWQlM0F3aXRoJTI1OnNlJTNBY3IlMjVldA==" /* base64("id%3Awith%25:se%3Acr%25et") */
+
+TEST(token_request_client_authentication) {
+  char *body = NULL, *authz = NULL;
+  /* client_secret_basic: RFC 6749 §2.3.1, both parts form-encoded */
+  json_t *a = authrec("https://as.example.com/a", "id:with%", "client_secret_basic", NULL);
+  int rc = vault_connect_token_request(a, "se:cr%et", "co de&x", "https://gw/cb?a=b", VERIFIER, &body, &authz);
+  json_decref(a);
+  CHECK_INT(rc, 0);
+  int ok_body = !strcmp(body, "grant_type=authorization_code&code=co%20de%26x&redirect_uri=https%3A%2F%2Fgw%2Fcb%3Fa%3Db"
+                              "&code_verifier=" VERIFIER "&client_id=id%3Awith%25");
+  int ok_authz = authz && !strcmp(authz, BASIC_ODD);
+  if (!ok_body || !ok_authz) fprintf(stderr, "  body %s\n  authz %s\n", body, authz ? authz : "(null)");
+  vault_wipe(body);
+  vault_wipe(authz);
+  CHECK(ok_body);
+  CHECK(ok_authz);
+  /* no token_auth in the record and a secret: basic */
+  a = authrec("https://as.example.com/a", "cid-1", NULL, NULL);
+  rc = vault_connect_token_request(a, SECRET, "c", "r", "v", &body, &authz);
+  json_decref(a);
+  CHECK_INT(rc, 0);
+  ok_authz = authz && !strcmp(authz, "Basic Y2lkLTE6Q0xJRU5ULVNFQ1JFVC1YWVo=");
+  ok_body = !strstr(body, SECRET) && !strstr(body, "client_secret");
+  vault_wipe(body);
+  vault_wipe(authz);
+  CHECK(ok_authz);
+  CHECK(ok_body);
+  /* client_secret_post: both in the body, no header */
+  a = authrec("https://as.example.com/a", "id:with%", "client_secret_post", NULL);
+  rc = vault_connect_token_request(a, "se:cr%et", "c", "r", "v", &body, &authz);
+  json_decref(a);
+  CHECK_INT(rc, 0);
+  ok_body = !strcmp(body, "grant_type=authorization_code&code=c&redirect_uri=r&code_verifier=v&client_id=id%3Awith%25"
+                          "&client_secret=se%3Acr%25et");
+  ok_authz = authz == NULL;
+  vault_wipe(body);
+  vault_wipe(authz);
+  CHECK(ok_body);
+  CHECK(ok_authz);
+  /* public client */
+  a = authrec("https://as.example.com/a", "pub", "none", NULL);
+  rc = vault_connect_token_request(a, NULL, "c", "r", "v", &body, &authz);
+  json_decref(a);
+  CHECK_INT(rc, 0);
+  ok_body = !strcmp(body, "grant_type=authorization_code&code=c&redirect_uri=r&code_verifier=v&client_id=pub");
+  ok_authz = authz == NULL;
+  vault_wipe(body);
+  vault_wipe(authz);
+  CHECK(ok_body);
+  CHECK(ok_authz);
+  /* no client_id */
+  a = json_object();
+  rc = vault_connect_token_request(a, NULL, "c", "r", "v", &body, &authz);
+  json_decref(a);
+  CHECK(rc < 0 && body == NULL && authz == NULL);
+}
+
+TEST(refresh_and_revoke_requests) {
+  char *body = NULL, *authz = NULL;
+  json_t *a = authrec("https://as.example.com/a", "id:with%", "client_secret_basic", NULL);
+  int rc = vault_refresh_request(a, "se:cr%et", "rt+/=&x", &body, &authz);
+  json_decref(a);
+  CHECK_INT(rc, 0);
+  int ok_body = !strcmp(body, "grant_type=refresh_token&refresh_token=rt%2B%2F%3D%26x&client_id=id%3Awith%25");
+  int ok_authz = authz && !strcmp(authz, BASIC_ODD);
+  vault_wipe(body);
+  vault_wipe(authz);
+  CHECK(ok_body);
+  CHECK(ok_authz);
+  a = authrec("https://as.example.com/a", "c", "client_secret_post", NULL);
+  rc = vault_refresh_request(a, "s", "rt", &body, &authz);
+  json_decref(a);
+  CHECK_INT(rc, 0);
+  ok_body = !strcmp(body, "grant_type=refresh_token&refresh_token=rt&client_id=c&client_secret=s");
+  ok_authz = authz == NULL;
+  vault_wipe(body);
+  vault_wipe(authz);
+  CHECK(ok_body);
+  CHECK(ok_authz);
+  a = authrec("https://as.example.com/a", "c", "none", NULL);
+  rc = vault_refresh_request(a, NULL, "rt", &body, &authz);
+  json_decref(a);
+  CHECK_INT(rc, 0);
+  ok_body = !strcmp(body, "grant_type=refresh_token&refresh_token=rt&client_id=c");
+  ok_authz = authz == NULL;
+  vault_wipe(body);
+  vault_wipe(authz);
+  CHECK(ok_body);
+  CHECK(ok_authz);
+  /* revocation (RFC 7009) */
+  rc = vault_revoke_request("id:with%", "se:cr%et", 0, "to ken", "refresh_token", &body, &authz);
+  CHECK_INT(rc, 0);
+  ok_body = !strcmp(body, "token=to%20ken&token_type_hint=refresh_token&client_id=id%3Awith%25");
+  ok_authz = authz && !strcmp(authz, BASIC_ODD);
+  vault_wipe(body);
+  vault_wipe(authz);
+  CHECK(ok_body);
+  CHECK(ok_authz);
+  rc = vault_revoke_request("c", "s&", 1, "t", "access_token", &body, &authz);
+  CHECK_INT(rc, 0);
+  ok_body = !strcmp(body, "token=t&token_type_hint=access_token&client_id=c&client_secret=s%26");
+  ok_authz = authz == NULL;
+  vault_wipe(body);
+  vault_wipe(authz);
+  CHECK(ok_body);
+  CHECK(ok_authz);
+  rc = vault_revoke_request("pub", NULL, 0, "t", NULL, &body, &authz);
+  CHECK_INT(rc, 0);
+  ok_body = !strcmp(body, "token=t&client_id=pub");
+  ok_authz = authz == NULL;
+  vault_wipe(body);
+  vault_wipe(authz);
+  CHECK(ok_body);
+  CHECK(ok_authz);
+}
+
+int main(void) {
+  if (!getenv("UNIT_VERBOSE")) gw_log_set_level((gw_log_level)(GW_LOG_ERROR + 1));
+  RUN(oauth_parse_minimal);
+  RUN(oauth_parse_full_secret_only_in_out_param);
+  RUN(oauth_parse_refusals);
+  RUN(oauth_parse_secret_needs_confidential_auth);
+  RUN(oauth_put_seals_client_secret_and_switching_type_removes_it);
+  RUN(tokens_from_reply_accepts);
+  RUN(tokens_from_reply_refuses);
+  RUN(grant_round_trip_and_nothing_in_the_clear);
+  RUN(grants_of_user_prefix_users_share_nothing);
+  RUN(drop_queues_resealed_revocation);
+  RUN(drop_without_revocation_url_is_manual);
+  RUN(reconnect_revokes_old_tokens);
+  RUN(cut_user_and_cut_connector_drop_exactly_theirs);
+  RUN(connector_delete_revokes_with_its_data);
+  RUN(purge_tenant_queues_grants_and_deletes_reports);
+  RUN(queue_order_retry_final_and_stale_results);
+  RUN(queue_copies_client_secret_post_auth);
+  RUN(refresh_claim_busy_fresh_lapse);
+  RUN(refresh_applies_only_for_the_current_refresh_token);
+  RUN(refresh_failed_drops_only_for_the_current_refresh_token);
+  RUN(upstream_cred_is_the_users_own_unexpired_grant);
+  RUN(connect_cookie_round_trip_and_attacks);
+  RUN(authorize_url_encodes_every_value);
+  RUN(token_request_client_authentication);
+  RUN(refresh_and_revoke_requests);
+  close_store();
+  json_decref(g_body);
+  return UNIT_DONE();
+}
