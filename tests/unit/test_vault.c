@@ -27,8 +27,10 @@
 
 #include "auth/jose.h"
 #include "gateway/base/log.h"
+#include "scim/scim.h"
 #include "store/seal.h"
 #include "store/store.h"
+#include "store/tenant.h"
 #include "tests/unit/unit.h"
 #include "vault/connect.h"
 #include "vault/grant.h"
@@ -1425,6 +1427,137 @@ TEST(refresh_and_revoke_requests) {
   CHECK(ok_authz);
 }
 
+
+/* ==== the user-cut hook and the tenant's deletion, as the gateway drives them ============ */
+
+static int tenant_fn(st_txn *txn, void *arg) {
+  return st_tenant_create(txn, arg, arg, "2026-01-01T00:00:00Z", "0123456789abcdef");
+}
+typedef struct scim_call {
+  scim_req rq;
+  scim_resp rs;
+} scim_call;
+static int scim_fn(st_txn *txn, void *arg) {
+  scim_call *c = arg;
+  int rc = scim_handle(txn, &c->rq, &c->rs);
+  return rc < 0 ? rc : 0;
+}
+/* One SCIM request; its status, and the created resource's id into id. */
+static int scim(const char *tenant, const char *method, const char *path, const char *body, char id[40]) {
+  scim_call c;
+  memset(&c, 0, sizeof c);
+  c.rq.tenant = tenant;
+  c.rq.method = method;
+  c.rq.path = path;
+  c.rq.base_url = "http://gw/t/x/scim/v2";
+  c.rq.body = body ? json_loads(body, 0, NULL) : NULL;
+  scim_new_id(c.rq.new_id);
+  snprintf(c.rq.now, sizeof c.rq.now, "2026-11-22T00:00:00Z");
+  st_write_sync(g_st, scim_fn, &c);
+  json_decref(c.rq.body);
+  if (id) snprintf(id, 40, "%s", json_string_value(json_object_get(c.rs.body, "id")) ?: "");
+  int status = c.rs.status;
+  scim_resp_clear(&c.rs);
+  return status;
+}
+
+TEST(scim_deactivation_and_deletion_revoke_the_users_grants) {
+  CHECK(open_store());
+  CHECK_INT(st_write_sync(g_st, tenant_fn, "acme"), 0);
+  CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
+  char alice[40], bob[40], path[80], body[300];
+  CHECK_INT(scim("acme", "POST", "/Users", "{\"userName\":\"alice@acme.com\",\"active\":true}", alice), 201);
+  CHECK_INT(scim("acme", "POST", "/Users", "{\"userName\":\"bob@acme.com\",\"active\":true}", bob), 201);
+  CHECK_INT(grant("acme", alice, "docs", "alice-at", "alice-rt", 0), 0);
+  CHECK_INT(grant("acme", bob, "docs", "bob-at", NULL, 0), 0);
+  snprintf(path, sizeof path, "/Users/%s", alice);
+  snprintf(body, sizeof body, "{\"schemas\":[\"%s\"],\"Operations\":[{\"op\":\"replace\",\"value\":{\"active\":false}}]}",
+           SCIM_URN_PATCH);
+  CHECK_INT(scim("acme", "PATCH", path, body, NULL), 200);
+  CHECK(!has_access("acme", alice, "docs", "alice-at"));
+  CHECK(has_access("acme", bob, "docs", "bob-at"));
+  json_t *r = reports("acme");
+  json_t *rep = report_of(r, alice, "docs");
+  int ok = rep && !strcmp(sget(rep, "reason") ?: "", "deactivated") && !strcmp(sget(rep, "state") ?: "", "pending");
+  json_decref(r);
+  CHECK(ok);
+  vault_revoke_job j;
+  CHECK_INT(next_job(LATER, &j, NULL), 0);
+  ok = j.access && !strcmp(j.access, "alice-at") && j.refresh && !strcmp(j.refresh, "alice-rt");
+  vault_revoke_job_free(&j);
+  CHECK(ok);
+  snprintf(path, sizeof path, "/Users/%s", bob);
+  CHECK_INT(scim("acme", "DELETE", path, NULL, NULL), 204);
+  CHECK(!has_access("acme", bob, "docs", "bob-at"));
+  CHECK_INT(counts().grants, 0);
+  CHECK_INT(counts().pending, 2);
+  close_store();
+}
+
+typedef struct purge_job {
+  const char *tenant;
+  int limit, n;
+} purge_job;
+static int purge_step_fn(st_txn *txn, void *arg) {
+  purge_job *p = arg;
+  p->n = st_purge_tenant_step(txn, p->tenant, p->limit);
+  return p->n < 0 ? p->n : 0;
+}
+
+TEST(tenant_deletion_still_revokes_at_the_upstream) {
+  static const int limits[] = {1, 3, 500};
+  for (size_t li = 0; li < sizeof limits / sizeof limits[0]; li++) {
+    CHECK(open_store());
+    CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
+    CHECK_INT(conn_put("acme", "wiki", OAUTH_NOREVOKE), 0);
+    CHECK_INT(conn_put("beta", "docs", OAUTH_FULL), 0);
+    char u[16];
+    for (int i = 0; i < 7; i++) {
+      snprintf(u, sizeof u, "u%d", i);
+      CHECK_INT(grant("acme", u, "docs", "acme-at", "acme-rt", 0), 0);
+      CHECK_INT(grant("acme", u, "wiki", "acme-wiki-at", NULL, 0), 0);
+    }
+    CHECK_INT(grant("beta", "u1", "docs", "beta-at", "beta-rt", 0), 0);
+    purge_job p = {"acme", limits[li], 0};
+    int steps = 0;
+    do {
+      CHECK_INT(st_write_sync(g_st, purge_step_fn, &p), 0);
+      CHECK(++steps < 2000);
+    } while (p.n >= p.limit);
+    /* nothing of acme left but the operator-wide revocation jobs */
+    CHECK_INT(counts().grants, 1);
+    json_t *r = reports("acme");
+    CHECK_INT(json_array_size(r), 0);
+    json_decref(r);
+    st_txn *t = rd();
+    json_t *rec = NULL;
+    int grc = vault_connector_get(t, "acme", "docs", &rec);
+    st_txn_end(t);
+    CHECK_INT(grc, ST_ENOTFOUND);
+    CHECK_INT(secret_exists("acme", VAULT_CLIENT_KIND, "docs", NULL), 0);
+    CHECK_INT(secret_exists("acme", VAULT_GRANT_KIND, "u1/docs", NULL), 0);
+    CHECK(has_access("beta", "u1", "docs", "beta-at"));
+    CHECK_INT(secret_exists("beta", VAULT_CLIENT_KIND, "docs", SECRET), 1);
+    /* the seven docs grants are queued with what revoking them takes */
+    int n = 0;
+    vault_revoke_job j;
+    while (next_job(LATER, &j, NULL) == 0 && n < 20) {
+      int ok = !strcmp(j.tenant, "acme") && !strcmp(j.url, "https://as.example.com/revoke") && j.access &&
+               !strcmp(j.access, "acme-at") && j.refresh && !strcmp(j.refresh, "acme-rt") && j.client_secret &&
+               !strcmp(j.client_secret, SECRET) && !strcmp(j.client_id, "cid-1");
+      char id[VAULT_REVOKE_ID_LEN + 1];
+      memcpy(id, j.id, sizeof id);
+      uint64_t due = j.due_ms;
+      vault_revoke_job_free(&j);
+      CHECK(ok);
+      CHECK_INT(W(f_result, (job){.s = id, .u1 = due, .b1 = true}), 0);
+      n++;
+    }
+    CHECK_INT(n, 7);
+  }
+  close_store();
+}
+
 int main(void) {
   if (!getenv("UNIT_VERBOSE")) gw_log_set_level((gw_log_level)(GW_LOG_ERROR + 1));
   RUN(oauth_parse_minimal);
@@ -1452,6 +1585,8 @@ int main(void) {
   RUN(authorize_url_encodes_every_value);
   RUN(token_request_client_authentication);
   RUN(refresh_and_revoke_requests);
+  RUN(scim_deactivation_and_deletion_revoke_the_users_grants);
+  RUN(tenant_deletion_still_revokes_at_the_upstream);
   close_store();
   json_decref(g_body);
   return UNIT_DONE();
