@@ -36,10 +36,14 @@ static void token_ok(const char *t, const char *what) {
     if ((unsigned char)t[i] <= 0x20 || (unsigned char)t[i] >= 0x7f) fail(what);
 }
 
-/* the string member k of o when it has at least 8 bytes, else NULL */
+/* the string member k of o when it has at least 8 bytes and a character
+ * other than letters, '_' and '\'' (else it could be a word of the fixed
+ * messages, such as "token_type"), else NULL */
 static const char *long_member(const json_t *o, const char *k) {
   const char *s = json_string_value(json_object_get(o, k));
-  return s && strlen(s) >= 8 ? s : NULL;
+  if (!s || strlen(s) < 8 || strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_' ") == strlen(s))
+    return NULL;
+  return s;
 }
 
 static void reply(const char *body, size_t len) {
