@@ -12,8 +12,11 @@
  * or more); an accepted connector's record has no "client_secret" key at
  * any depth and does not contain the secret, which only *secret carries
  * (borrowed from the body's auth member); a refusal hands out neither a
- * record nor a secret and does not quote the secret either (unless the
- * admin also wrote it into a member name: unknown names are quoted). */
+ * record nor a secret and does not quote the secret either. "Quotes": the
+ * refusal contains the value and the refusal of the same input with the
+ * value replaced by one judged alike does not (so a token that is a word
+ * of a fixed message, or a secret also written into a member name, which
+ * refusals quote, is not taken for a leak). */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -36,14 +39,39 @@ static void token_ok(const char *t, const char *what) {
     if ((unsigned char)t[i] <= 0x20 || (unsigned char)t[i] >= 0x7f) fail(what);
 }
 
-/* the string member k of o when it has at least 8 bytes and a character
- * other than letters, '_' and '\'' (else it could be a word of the fixed
- * messages, such as "token_type"), else NULL */
-static const char *long_member(const json_t *o, const char *k) {
+static bool printable_max(const char *t, size_t max) {
+  size_t n = strlen(t);
+  if (!n || n > max) return false;
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)t[i] <= 0x20 || (unsigned char)t[i] >= 0x7f) return false;
+  return true;
+}
+
+/* Replaces the string member k of o (at least 8 bytes) by a value of the
+ * same length that the module judges the same way ('Z's, led by a space
+ * when the original is not acceptable); returns the original (copied into
+ * *orig, caller frees) or false. A refusal that contains the original while
+ * the refusal of the replaced input does not has quoted it; one that is a
+ * word of the fixed messages ("https://", "token_type") is in both. */
+static bool neutralise(json_t *o, const char *k, size_t max, char **orig) {
   const char *s = json_string_value(json_object_get(o, k));
-  if (!s || strlen(s) < 8 || strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_' ") == strlen(s))
-    return NULL;
-  return s;
+  *orig = NULL;
+  if (!s || strlen(s) < 8 || strlen(s) != json_string_length(json_object_get(o, k))) return false;
+  size_t n = strlen(s);
+  char *z = malloc(n + 1);
+  if (!z) return false;
+  memset(z, 'Z', n);
+  z[n] = 0;
+  if (!printable_max(s, max)) z[0] = ' ';
+  *orig = strdup(s);
+  json_object_set_new(o, k, json_string(z));
+  free(z);
+  return *orig != NULL;
+}
+
+/* 1 when err contains secret and the refusal of body2 does not */
+static bool quoted(const char *err, const char *err2, const char *secret) {
+  return secret && strstr(err, secret) && !strstr(err2, secret);
 }
 
 static void reply(const char *body, size_t len) {
@@ -59,9 +87,26 @@ static void reply(const char *body, size_t len) {
   }
   if (t.access || t.refresh || t.scope) fail("refused with tokens");
   if (rc == VAULT_EINVALID && !err[0]) fail("refused without a reason");
-  json_t *j = json_loadb(body, len, 0, NULL);
-  const char *at = long_member(j, "access_token"), *rt = long_member(j, "refresh_token");
-  if ((at && strstr(err, at)) || (rt && strstr(err, rt))) fail("a refusal quotes a token");
+  json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
+  if (!json_is_object(j)) {
+    json_decref(j);
+    return;
+  }
+  char *at, *rt;
+  bool a = neutralise(j, "access_token", VAULT_TOKEN_MAX, &at), r = neutralise(j, "refresh_token", VAULT_TOKEN_MAX, &rt);
+  if (a || r) {
+    char *b2 = json_dumps(j, JSON_COMPACT);
+    char err2[300];
+    vault_tokens t2;
+    if (b2 && vault_tokens_from_reply(b2, strlen(b2), 1767225600, &t2, err2, sizeof err2) == 0) {
+      vault_tokens_free(&t2);
+      fail("the same reply with other tokens was accepted");
+    }
+    if (b2 && (quoted(err, err2, at) || quoted(err, err2, rt))) fail("a refusal quotes a token");
+    free(b2);
+  }
+  free(at);
+  free(rt);
   json_decref(j);
 }
 
@@ -77,13 +122,18 @@ static bool has_key(const json_t *v, const char *key) {
   return false;
 }
 
-/* 1 when some member name of o (or of an object below it) contains s:
- * refusals quote unknown member names, which the admin chose */
-static bool key_contains(const json_t *o, const char *s) {
-  const char *k;
-  json_t *m;
-  json_object_foreach((json_t *)o, k, m) if (strstr(k, s) || (json_is_object(m) && key_contains(m, s))) return true;
-  return false;
+/* 1 when s occurs in the body once the secret members are taken out (the
+ * admin also wrote it into the URL, a description, ...) */
+static bool elsewhere(const json_t *b, const char *s) {
+  json_t *c = json_deep_copy(b);
+  json_t *a = json_object_get(c, "auth");
+  json_object_del(a, "client_secret");
+  json_object_del(a, "value");
+  char *d = json_dumps(c, 0);
+  json_decref(c);
+  bool found = d && strstr(d, s);
+  free(d);
+  return found;
 }
 
 static void connector(const char *body, size_t len) {
@@ -93,7 +143,6 @@ static void connector(const char *body, size_t len) {
   char err[2000];
   int rc = vault_connector_parse(b, &cfg, &secret, err, sizeof err);
   json_t *auth = json_object_get(b, "auth");
-  const char *cs = long_member(auth, "client_secret");
   if (rc == 0) {
     if (!cfg || cfg == (json_t *)1) fail("accepted without a record");
     if (has_key(cfg, "client_secret")) fail("the record keeps a client_secret key");
@@ -102,7 +151,8 @@ static void connector(const char *body, size_t len) {
       fail("*secret is not the body's secret");
     char *dump = json_dumps(cfg, 0);
     if (!dump) fail("record not dumpable");
-    if (secret && strlen(secret) >= 8 && strstr(dump, secret)) fail("the record contains the secret");
+    if (secret && strlen(secret) >= 8 && strstr(dump, secret) && !elsewhere(b, secret))
+      fail("the record contains the secret");
     free(dump);
     json_t *view = vault_connector_view(cfg);
     if (has_key(view, "client_secret") || has_key(view, "value")) fail("the view shows a secret");
@@ -112,7 +162,15 @@ static void connector(const char *body, size_t len) {
     if (cfg) fail("refused with a record");
     if (secret) fail("refused with a secret");
     if (!err[0]) fail("refused without a reason");
-    if (cs && strstr(err, cs) && !key_contains(b, cs)) fail("a refusal quotes the client secret");
+    char *cs = NULL;
+    if (json_is_object(auth) && neutralise(auth, "client_secret", 1024, &cs)) {
+      json_t *cfg2 = NULL;
+      const char *secret2 = NULL;
+      char err2[2000];
+      if (vault_connector_parse(b, &cfg2, &secret2, err2, sizeof err2) == 0) fail("the same body with another secret was accepted");
+      if (quoted(err, err2, cs)) fail("a refusal quotes the client secret");
+    }
+    free(cs);
   }
   json_decref(b);
 }
