@@ -502,11 +502,20 @@ static size_t qkey(char *k, uint64_t due, const char *id) {
   return 9 + VAULT_REVOKE_ID_LEN;
 }
 
-static size_t rkey(char *k, const char *tenant, const char *id) { return key3(k, 'r', tenant, id, NULL); }
+/* 'r' tenant \0 (UINT64_MAX - created ms, BE) id: a tenant's reports in
+ * newest-first order, so a listing reads only what it returns */
+static size_t rkey(char *k, const char *tenant, uint64_t created_ms, const char *id) {
+  size_t n = key3(k, 'r', tenant, "", NULL);
+  uint64_t inv = UINT64_MAX - created_ms;
+  for (int i = 0; i < 8; i++) k[n + (size_t)i] = (char)(inv >> (56 - 8 * i));
+  n += 8;
+  memcpy(k + n, id, VAULT_REVOKE_ID_LEN);
+  return n + VAULT_REVOKE_ID_LEN;
+}
 
-static int report_put(st_txn *txn, const char *tenant, const char *id, json_t *r) {
+static int report_put(st_txn *txn, const char *tenant, uint64_t created_ms, const char *id, json_t *r) {
   char k[KEY_MAX];
-  return put_json(txn, k, rkey(k, tenant, id), r);
+  return put_json(txn, k, rkey(k, tenant, created_ms, id), r);
 }
 
 static int queue_revocation(st_txn *txn, const char *tenant, const char *user, const char *connector,
@@ -528,7 +537,13 @@ static int queue_revocation(st_txn *txn, const char *tenant, const char *user, c
                                     : !strcmp(json_string_value(json_object_get(auth, "type")) ?: "", "user_header")
                                         ? "the person's own API key: revoke or rotate it at the upstream by hand"
                                         : "the upstream has no revocation endpoint: revoke the grant there by hand"));
-  rc = report_put(txn, tenant, id, r);
+  /* the report's order is its "created" (the transaction's time, to the
+   * second; the same second in id order) */
+  uint64_t created_ms = now_ms_wall();
+  struct tm tm = {0};
+  const char *end = strptime(now, "%Y-%m-%dT%H:%M:%S", &tm);
+  if (end && (*end == 'Z' || *end == '.' || !*end)) created_ms = (uint64_t)timegm(&tm) * 1000;
+  rc = report_put(txn, tenant, created_ms, id, r);
   json_decref(r);
   if (rc || !url) {
     json_decref(conn);
@@ -540,6 +555,7 @@ static int queue_revocation(st_txn *txn, const char *tenant, const char *user, c
                           connector, "auth_post",
                           !strcmp(json_string_value(json_object_get(auth, "token_auth")) ?: "", "client_secret_post"),
                           "attempts", 0, "created_ms", (json_int_t)now_ms_wall());
+  json_object_set_new(job, "report_ms", json_integer((json_int_t)created_ms));
   const char *ca = json_string_value(json_object_get(conn, "ca_file"));
   if (ca) json_object_set_new(job, "ca_file", json_string(ca));
   json_t *to = json_object_get(conn, "timeouts");
@@ -643,7 +659,7 @@ int vault_revoke_result(st_txn *txn, const char *id, uint64_t due_ms, bool done,
   const char *tenant = json_string_value(json_object_get(job, "tenant")) ?: "";
   int attempts = (int)json_integer_value(json_object_get(job, "attempts")) + 1;
   char rk[KEY_MAX];
-  size_t rkl = rkey(rk, tenant, id);
+  size_t rkl = rkey(rk, tenant, (uint64_t)json_integer_value(json_object_get(job, "report_ms")), id);
   json_t *rep = get_json(txn, rk, rkl, &rc); /* gone with a deleted tenant's purge: fine */
   if (rep) {
     json_object_set_new(rep, "state", json_string(done ? "done" : final ? "failed" : "pending"));
@@ -679,23 +695,12 @@ int vault_revocations_list(st_txn *txn, const char *tenant, int limit, json_t **
   if (rc) return rc;
   st_cursor_seek(c, p, pl, NULL, 0);
   st_val k, v;
-  while (st_cursor_next(c, &k, &v) == 0) {
+  /* newest first by key: only what is returned is read */
+  while ((limit <= 0 || json_array_size(*arr) < (size_t)limit) && st_cursor_next(c, &k, &v) == 0) {
     json_t *r = json_loadb(v.data, v.len, 0, NULL);
     if (r) json_array_append_new(*arr, r);
   }
   st_cursor_close(c);
-  /* newest first: ids are random, so order by "created" (RFC 3339 sorts) */
-  size_t n = json_array_size(*arr);
-  for (size_t i = 1; i < n; i++)
-    for (size_t j = i; j > 0; j--) {
-      const char *a = json_string_value(json_object_get(json_array_get(*arr, j - 1), "created")) ?: "";
-      const char *b = json_string_value(json_object_get(json_array_get(*arr, j), "created")) ?: "";
-      if (strcmp(a, b) >= 0) break;
-      json_t *t = json_incref(json_array_get(*arr, j - 1));
-      json_array_set(*arr, j - 1, json_array_get(*arr, j));
-      json_array_set_new(*arr, j, t);
-    }
-  while (limit > 0 && json_array_size(*arr) > (size_t)limit) json_array_remove(*arr, json_array_size(*arr) - 1);
   return 0;
 }
 
