@@ -265,6 +265,19 @@ int vault_connector_get(st_txn *txn, const char *tenant, const char *name, json_
   return *rec ? 0 : ST_ECORRUPT;
 }
 
+/* Whether a per-user connector keeps the identity its grants were made
+ * for: the same auth type and, for oauth, the same authorization server
+ * and client; for user_header, the same header. */
+static bool same_identity(const json_t *old, const json_t *config) {
+  json_t *a = json_object_get(old, "auth"), *b = json_object_get(config, "auth");
+  static const char *const keys[] = {"type", "authorize_url", "token_url", "client_id", "name", "prefix", NULL};
+  for (const char *const *k = keys; *k; k++) {
+    const char *x = json_string_value(json_object_get(a, *k)), *y = json_string_value(json_object_get(b, *k));
+    if ((x == NULL) != (y == NULL) || (x && strcmp(x, y))) return false;
+  }
+  return true;
+}
+
 int vault_connector_put(st_txn *txn, const char *tenant, const char *name, const json_t *config,
                         const char *secret, const char *now, int *created) {
   char k[128];
@@ -274,6 +287,20 @@ int vault_connector_put(st_txn *txn, const char *tenant, const char *name, const
   *created = old == NULL;
   bool moved = old && strcmp(json_string_value(json_object_get(old, "url")) ?: "",
                              json_string_value(json_object_get(config, "url")) ?: "") != 0;
+  if (old && vault_connector_is_per_user(old) && (moved || !same_identity(old, config))) {
+    /* the employees' grants (or keys) belong to the old upstream or client:
+     * never sent to another one. Cut before the record changes, so their
+     * revocation jobs copy the old endpoint and client credentials. */
+    char nowbuf[32];
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(nowbuf, sizeof nowbuf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if ((rc = vault_grants_cut_connector(txn, tenant, name, "connector_changed", nowbuf))) {
+      json_decref(old);
+      return rc;
+    }
+  }
   json_t *rec = json_deep_copy(config);
   json_object_set_new(rec, "name", json_string(name));
   json_object_set_new(rec, "created", json_string(old && json_string_value(json_object_get(old, "created"))

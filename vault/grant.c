@@ -64,6 +64,12 @@ int vault_tokens_from_reply(const char *body, size_t len, int64_t now_s, vault_t
   json_t *ei = json_object_get(j, "expires_in");
   const char *rt = json_string_value(json_object_get(j, "refresh_token"));
   json_t *sc = json_object_get(j, "scope");
+  if (ei && json_is_string(ei) && json_string_length(ei) >= 1 && json_string_length(ei) <= 9 &&
+      strspn(json_string_value(ei), "0123456789") == json_string_length(ei)) {
+    /* Azure AD v1 sends the seconds as a string */
+    json_object_set_new(j, "expires_in", json_integer(strtoll(json_string_value(ei), NULL, 10)));
+    ei = json_object_get(j, "expires_in");
+  }
   if (!at || !token_ok(at)) snprintf(err, errlen, "the token endpoint's reply has no usable access_token");
   else if (!tt || strcasecmp(tt, "bearer"))
     snprintf(err, errlen, "the token endpoint issued a token_type other than Bearer");
@@ -392,7 +398,8 @@ static int same_refresh(st_txn *txn, const char *tenant, const char *user, const
   json_t *g = NULL;
   if (grant_sealed(txn, tenant, user, connector, &g) != 0) return 0;
   const char *rt = json_string_value(json_object_get(g, "refresh_token"));
-  int same = rt && used && strlen(rt) == strlen(used) && CRYPTO_memcmp(rt, used, strlen(rt)) == 0;
+  int same = rt && used ? strlen(rt) == strlen(used) && CRYPTO_memcmp(rt, used, strlen(rt)) == 0
+                        : !rt && !used; /* a grant without refresh token */
   json_object_clear(g);
   json_decref(g);
   return same;
@@ -403,7 +410,16 @@ int vault_grant_refreshed(st_txn *txn, const char *tenant, const char *user, con
   if (!same_refresh(txn, tenant, user, connector, used_refresh)) return 0;
   vault_tokens t = *fresh;
   if (!t.refresh) t.refresh = (char *)used_refresh;
-  return vault_grant_put(txn, tenant, user, connector, &t, now, 0);
+  /* RFC 6749 §5.1: an omitted scope is the one granted before */
+  json_t *info = NULL;
+  char *old_scope = NULL;
+  if (!t.scope && vault_grant_info(txn, tenant, user, connector, &info) == 0 &&
+      json_string_value(json_object_get(info, "scope")))
+    t.scope = old_scope = strdup(json_string_value(json_object_get(info, "scope")));
+  json_decref(info);
+  int rc = vault_grant_put(txn, tenant, user, connector, &t, now, 0);
+  free(old_scope);
+  return rc;
 }
 
 int vault_grant_refresh_failed(st_txn *txn, const char *tenant, const char *user, const char *connector,

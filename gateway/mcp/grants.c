@@ -179,16 +179,18 @@ static void refresh_send(refresh *r) {
     gw__read_end(lp, txn);
   }
   if (rc || !t.refresh) {
-    /* no refresh token: the grant cannot be renewed — the user connects again */
-    r->used = t.refresh ? strdup(t.refresh) : NULL;
     vault_tokens_free(&t);
     json_decref(conn);
     st_secret_str_free(secret);
-    r->invalid = rc == 0;
-    if (!r->used) {
-      refresh_finish(r, rc ? GW_MCP_EREFRESH : GW_MCP_ECONNECT);
+    if (rc) {
+      /* unreadable now: the claim lapses, the next call tries again */
+      refresh_finish(r, GW_MCP_EREFRESH);
       return;
     }
+    /* no refresh token: the grant cannot be renewed — it is dropped (the
+     * claim with it) and the person connects again */
+    r->used = NULL;
+    r->invalid = true;
     outcome_submit(r);
     return;
   }

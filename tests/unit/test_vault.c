@@ -590,7 +590,18 @@ TEST(tokens_from_reply_refuses) {
   CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":\"" AT "\",\"expires_in\":-0.5}"));
   CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":\"" AT "\",\"expires_in\":1e300}"));
   CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":\"" AT "\",\"expires_in\":9223372036854775807}"));
-  CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":\"" AT "\",\"expires_in\":\"3600\"}"));
+  /* Azure AD v1 sends expires_in as a string of digits: taken; anything else in a string is not */
+  {
+    vault_tokens az;
+    char e2[300];
+    CHECK_INT(reply("{\"token_type\":\"Bearer\",\"access_token\":\"" AT "\",\"expires_in\":\"3600\"}", &az, e2, sizeof e2), 0);
+    CHECK(az.expires_at == T0 + 3600);
+    vault_tokens_free(&az);
+  }
+  CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":\"" AT "\",\"expires_in\":\"36x0\"}"));
+  CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":\"" AT "\",\"expires_in\":\"-3600\"}"));
+  CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":\"" AT "\",\"expires_in\":\"\"}"));
+  CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":\"" AT "\",\"expires_in\":\"99999999999\"}"));
   CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":\"" AT "\",\"expires_in\":null}"));
   CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":\"" AT "\",\"expires_in\":true}"));
   CHECK(reply_refused("{\"token_type\":\"Bearer\",\"access_token\":\"" AT "\",\"refresh_token\":\"" RT " x\"}"));
@@ -1615,6 +1626,83 @@ TEST(revocations_list_work_is_bounded_by_limit_not_history) {
   close_store();
 }
 
+/* ==== found in review: grants must not outlive their upstream's identity ============== */
+
+/* A connector PUT that changes its URL, its authorization server or client
+ * (or its type) cut the employees' grants: before, vault_upstream_cred kept
+ * sending their old Bearer tokens to the new URL. The revocation job copies
+ * the OLD endpoint and client (the grants were made there). */
+TEST(connector_change_cuts_grants_to_the_old_upstream) {
+  CHECK(open_store());
+  CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
+  CHECK_INT(grant("acme", "u1", "docs", "a1", "r1", 0), 0);
+  /* the same identity (description only): the grant stays */
+  CHECK_INT(conn_put("acme", "docs",
+                     "{\"url\":\"https://mcp.example.com/mcp\",\"description\":\"x\",\"auth\":{\"type\":\"oauth\","
+                     "\"authorize_url\":\"https://as.example.com/authorize\",\"token_url\":\"https://as.example.com/token\","
+                     "\"revocation_url\":\"https://as.example.com/revoke\",\"client_id\":\"cid-1\","
+                     "\"client_secret\":\"" SECRET "\",\"scopes\":[\"read\",\"write\"]}}"),
+            0);
+  CHECK_INT(counts().grants, 1);
+  CHECK_INT(counts().pending, 0);
+  /* another URL: cut, and the job names the old revocation endpoint */
+  CHECK_INT(conn_put("acme", "docs",
+                     "{\"url\":\"https://evil.example.net/mcp\",\"auth\":{\"type\":\"oauth\","
+                     "\"authorize_url\":\"https://as2.example.net/authorize\",\"token_url\":\"https://as2.example.net/token\","
+                     "\"revocation_url\":\"https://as2.example.net/revoke\",\"client_id\":\"cid-9\"}}"),
+            0);
+  CHECK_INT(counts().grants, 0);
+  CHECK_INT(counts().pending, 1);
+  vault_revoke_job j;
+  CHECK_INT(next_job(LATER, &j, NULL), 0);
+  CHECK_STR(j.url, "https://as.example.com/revoke");
+  CHECK_STR(j.client_id, "cid-1");
+  CHECK(j.client_secret && !strcmp(j.client_secret, SECRET));
+  CHECK(j.access && !strcmp(j.access, "a1"));
+  vault_revoke_job_free(&j);
+  /* and nothing is presented to the new upstream */
+  st_txn *r = rd();
+  vault_cred c;
+  CHECK_INT(vault_upstream_cred(r, "acme", "docs", "u1", NULL, T0, &c), VAULT_ENOGRANT);
+  st_txn_end(r);
+  close_store();
+}
+
+/* A refresh reply without "scope" keeps the scope granted before (RFC 6749
+ * §5.1); it was dropped. */
+TEST(refresh_without_scope_keeps_the_granted_scope) {
+  CHECK(open_store());
+  CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
+  vault_tokens t = {"a1", "r1", T0 + 5, "read write"};
+  CHECK_INT(W(f_put, (job){.t = "acme", .u = "u1", .c = "docs", .tok = &t, .b1 = true}), 0);
+  vault_tokens fresh = {"a2", "r2", T0 + 3600, NULL};
+  CHECK_INT(W(f_refreshed, (job){.t = "acme", .u = "u1", .c = "docs", .s = "r1", .tok = &fresh}), 0);
+  st_txn *r = rd();
+  json_t *info = NULL;
+  CHECK_INT(vault_grant_info(r, "acme", "u1", "docs", &info), 0);
+  st_txn_end(r);
+  CHECK(info && json_string_value(json_object_get(info, "scope")) &&
+        !strcmp(json_string_value(json_object_get(info, "scope")), "read write"));
+  json_decref(info);
+  close_store();
+}
+
+/* An expired grant without a refresh token cannot be renewed: the failed
+ * refresh (used_refresh NULL, invalid) drops it — before, the claim was
+ * never ended and every call waited for it to lapse. */
+TEST(expired_grant_without_refresh_token_is_dropped) {
+  CHECK(open_store());
+  CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
+  CHECK_INT(grant("acme", "u1", "docs", "a1", NULL, T0 + 5), 0);
+  CHECK_INT(W(f_refresh_failed, (job){.t = "acme", .u = "u1", .c = "docs", .s = NULL, .b1 = true}), 0);
+  CHECK_INT(counts().grants, 0);
+  /* one with a refresh token is not dropped by a caller that had none */
+  CHECK_INT(grant("acme", "u2", "docs", "a2", "r2", T0 + 5), 0);
+  CHECK_INT(W(f_refresh_failed, (job){.t = "acme", .u = "u2", .c = "docs", .s = NULL, .b1 = true}), 0);
+  CHECK_INT(counts().grants, 1);
+  close_store();
+}
+
 int main(void) {
   if (!getenv("UNIT_VERBOSE")) gw_log_set_level((gw_log_level)(GW_LOG_ERROR + 1));
   RUN(oauth_parse_minimal);
@@ -1645,6 +1733,9 @@ int main(void) {
   RUN(scim_deactivation_and_deletion_revoke_the_users_grants);
   RUN(tenant_deletion_still_revokes_at_the_upstream);
   RUN(revocations_list_work_is_bounded_by_limit_not_history);
+  RUN(connector_change_cuts_grants_to_the_old_upstream);
+  RUN(refresh_without_scope_keeps_the_granted_scope);
+  RUN(expired_grant_without_refresh_token_is_dropped);
   close_store();
   json_decref(g_body);
   return UNIT_DONE();
