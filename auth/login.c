@@ -2,13 +2,14 @@
  * exchange and account linking (see login.h). */
 #include "auth/login.h"
 
+#include "auth/form.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include "auth/auth.h"
@@ -44,27 +45,13 @@ int auth_login_new(auth_login *l, const char *issuer, const char *return_to, int
 }
 
 int auth_login_seal(st_store *st, const char *tenant, const auth_login *l, char **out) {
-  *out = NULL;
   json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "s", l->state, "n", l->nonce, "v", l->verifier, "i",
                         l->issuer, "r", l->return_to, "e", (json_int_t)l->expires);
+  *out = NULL;
   if (!j) return ST_ENOMEM;
-  char *txt = json_dumps(j, JSON_COMPACT);
+  int rc = auth_seal_text(st, tenant, LOGIN_SEAL_KIND, j, AUTH_LOGIN_COOKIE_MAX, out);
   json_decref(j);
-  if (!txt) return ST_ENOMEM;
-  st_aad aad = {tenant, LOGIN_SEAL_KIND, ""};
-  uint8_t *blob = NULL;
-  size_t bl = 0;
-  int rc = st_seal(st, &aad, txt, strlen(txt), &blob, &bl);
-  OPENSSL_cleanse(txt, strlen(txt));
-  free(txt);
-  if (rc) return rc;
-  size_t cap = AUTH_B64URL_ENCODED_LEN(bl) + 1;
-  char *c = cap <= AUTH_LOGIN_COOKIE_MAX ? malloc(cap) : NULL;
-  if (c) auth_b64url_encode(blob, bl, c, cap);
-  free(blob);
-  if (!c) return ST_ENOMEM;
-  *out = c;
-  return 0;
+  return rc;
 }
 
 static int copy_member(const json_t *j, const char *k, char *out, size_t cap) {
@@ -78,24 +65,10 @@ static int copy_member(const json_t *j, const char *k, char *out, size_t cap) {
 int auth_login_open(st_store *st, const char *tenant, const char *cookie, const char *state, int64_t now,
                     auth_login *out) {
   memset(out, 0, sizeof *out);
-  if (!cookie || !state) return AUTH_ELOGIN;
-  size_t cn = strlen(cookie);
-  if (cn == 0 || cn > AUTH_LOGIN_COOKIE_MAX || strlen(state) != AUTH_LOGIN_RAND_LEN) return AUTH_ELOGIN;
-  uint8_t *blob = malloc(AUTH_B64URL_DECODED_LEN(cn) + 1);
-  size_t bl = 0;
-  if (!blob) return ST_ENOMEM;
-  if (auth_b64url_decode(cookie, cn, blob, AUTH_B64URL_DECODED_LEN(cn) + 1, &bl)) {
-    free(blob);
-    return AUTH_ELOGIN;
-  }
-  st_aad aad = {tenant, LOGIN_SEAL_KIND, ""};
-  uint8_t *pt = NULL;
-  size_t pn = 0;
-  int rc = st_unseal(st, &aad, blob, bl, &pt, &pn);
-  free(blob);
-  if (rc) return AUTH_ELOGIN;
-  json_t *j = json_loadb((const char *)pt, pn, JSON_REJECT_DUPLICATES, NULL);
-  st_secret_free(pt, pn);
+  if (!cookie || !state || strlen(state) != AUTH_LOGIN_RAND_LEN) return AUTH_ELOGIN;
+  json_t *j = NULL;
+  if (auth_open_text(st, tenant, LOGIN_SEAL_KIND, cookie, AUTH_LOGIN_COOKIE_MAX, &j)) return AUTH_ELOGIN;
+  int rc;
   json_t *e = json_object_get(j, "e");
   rc = AUTH_ELOGIN;
   if (json_is_object(j) && json_is_integer(e) && !copy_member(j, "s", out->state, sizeof out->state) &&
@@ -118,71 +91,7 @@ int auth_login_open(st_store *st, const char *tenant, const char *cookie, const 
 
 /* ---- URLs and forms */
 
-typedef struct sbuf {
-  char *p;
-  size_t n, cap;
-  bool fail;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *s, size_t n) {
-  if (b->fail) return;
-  if (b->n + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->n + n + 1) cap *= 2;
-    char *p = malloc(cap);
-    if (!p) {
-      b->fail = true;
-      return;
-    }
-    if (b->p) {
-      memcpy(p, b->p, b->n);
-      OPENSSL_cleanse(b->p, b->cap);
-      free(b->p);
-    }
-    b->p = p;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->n, s, n);
-  b->n += n;
-  b->p[b->n] = 0;
-}
-static void sb_str(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
-/* application/x-www-form-urlencoded / RFC 3986 query value: everything but
- * the unreserved characters percent-encoded. */
-static void sb_enc(sbuf *b, const char *s) {
-  static const char hex[] = "0123456789ABCDEF";
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-        c == '_' || c == '~') {
-      sb_add(b, s, 1);
-    } else {
-      char e[3] = {'%', hex[c >> 4], hex[c & 15]};
-      sb_add(b, e, 3);
-    }
-  }
-}
-static void sb_param(sbuf *b, const char *k, const char *v) {
-  if (b->n) sb_str(b, "&");
-  sb_str(b, k);
-  sb_str(b, "=");
-  sb_enc(b, v);
-}
-static int sb_done(sbuf *b, char **out) {
-  if (b->fail || !b->p) {
-    auth_login_wipe(b->p);
-    *out = NULL;
-    return ST_ENOMEM;
-  }
-  *out = b->p;
-  return 0;
-}
-
-void auth_login_wipe(char *s) {
-  if (!s) return;
-  OPENSSL_cleanse(s, strlen(s));
-  free(s);
-}
+void auth_login_wipe(char *s) { auth_wipe(s); }
 
 int auth_login_authorize_url(const auth_oidc_provider *p, const json_t *settings, const char *redirect_uri,
                              const auth_login *l, char **url) {
@@ -191,63 +100,47 @@ int auth_login_authorize_url(const auth_oidc_provider *p, const json_t *settings
   char challenge[AUTH_LOGIN_RAND_LEN + 1];
   if (st_sha256(l->verifier, strlen(l->verifier), h)) return ST_ECRYPTO;
   auth_b64url_encode(h, sizeof h, challenge, sizeof challenge);
-  sbuf scope = {0}, q = {0};
+  auth_form scope = {0}, q = {0};
   json_t *v;
   size_t i;
   json_array_foreach(json_object_get(settings, "scopes"), i, v) {
-    if (scope.n) sb_str(&scope, " ");
-    sb_str(&scope, json_string_value(v));
+    if (scope.n) auth_form_str(&scope, " ");
+    auth_form_str(&scope, json_string_value(v));
   }
-  if (!scope.n) sb_str(&scope, "openid");
-  sb_param(&q, "response_type", "code");
-  sb_param(&q, "client_id", p->client_id);
-  sb_param(&q, "redirect_uri", redirect_uri);
-  sb_param(&q, "scope", scope.fail ? "openid" : scope.p);
-  sb_param(&q, "state", l->state);
-  sb_param(&q, "nonce", l->nonce);
-  sb_param(&q, "code_challenge", challenge);
-  sb_param(&q, "code_challenge_method", "S256");
+  if (!scope.n) auth_form_str(&scope, "openid");
+  auth_form_param(&q, "response_type", "code");
+  auth_form_param(&q, "client_id", p->client_id);
+  auth_form_param(&q, "redirect_uri", redirect_uri);
+  auth_form_param(&q, "scope", scope.fail ? "openid" : scope.p);
+  auth_form_param(&q, "state", l->state);
+  auth_form_param(&q, "nonce", l->nonce);
+  auth_form_param(&q, "code_challenge", challenge);
+  auth_form_param(&q, "code_challenge_method", "S256");
   free(scope.p);
-  sbuf u = {0};
-  sb_str(&u, p->authorization_endpoint);
-  sb_str(&u, strchr(p->authorization_endpoint, '?') ? "&" : "?");
-  if (q.p) sb_str(&u, q.p);
+  auth_form u = {0};
+  auth_form_str(&u, p->authorization_endpoint);
+  auth_form_str(&u, strchr(p->authorization_endpoint, '?') ? "&" : "?");
+  if (q.p) auth_form_str(&u, q.p);
   bool fail = q.fail;
   free(q.p);
   if (fail) u.fail = true;
-  return sb_done(&u, url);
+  return auth_form_done(&u, url);
 }
 
 int auth_login_token_request(const auth_oidc_provider *p, const char *client_secret, const char *code,
                              const char *redirect_uri, const char *verifier, char **body, char **authz) {
   *body = *authz = NULL;
-  sbuf b = {0};
-  sb_param(&b, "grant_type", "authorization_code");
-  sb_param(&b, "code", code);
-  sb_param(&b, "redirect_uri", redirect_uri);
-  sb_param(&b, "code_verifier", verifier);
-  sb_param(&b, "client_id", p->client_id);
-  if (p->token_auth_post) sb_param(&b, "client_secret", client_secret);
-  int rc = sb_done(&b, body);
+  auth_form b = {0};
+  auth_form_param(&b, "grant_type", "authorization_code");
+  auth_form_param(&b, "code", code);
+  auth_form_param(&b, "redirect_uri", redirect_uri);
+  auth_form_param(&b, "code_verifier", verifier);
+  auth_form_param(&b, "client_id", p->client_id);
+  if (p->token_auth_post) auth_form_param(&b, "client_secret", client_secret);
+  int rc = auth_form_done(&b, body);
   if (rc || p->token_auth_post) return rc;
   /* client_secret_basic: form-encode both, join with ':', base64 */
-  sbuf cred = {0};
-  sb_enc(&cred, p->client_id);
-  sb_str(&cred, ":");
-  sb_enc(&cred, client_secret);
-  char *c = NULL;
-  if ((rc = sb_done(&cred, &c))) goto fail;
-  size_t cn = strlen(c), cap = 4 * ((cn + 2) / 3) + 1 + 6;
-  char *h = malloc(cap);
-  if (!h) {
-    auth_login_wipe(c);
-    rc = ST_ENOMEM;
-    goto fail;
-  }
-  memcpy(h, "Basic ", 6);
-  EVP_EncodeBlock((unsigned char *)h + 6, (const unsigned char *)c, (int)cn);
-  auth_login_wipe(c);
-  *authz = h;
+  if ((rc = auth_basic_credentials(p->client_id, client_secret, authz))) goto fail;
   return 0;
 fail:
   auth_login_wipe(*body);

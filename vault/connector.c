@@ -292,10 +292,7 @@ int vault_connector_put(st_txn *txn, const char *tenant, const char *name, const
      * never sent to another one. Cut before the record changes, so their
      * revocation jobs copy the old endpoint and client credentials. */
     char nowbuf[32];
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(nowbuf, sizeof nowbuf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    vault_rfc3339(0, nowbuf);
     if ((rc = vault_grants_cut_connector(txn, tenant, name, "connector_changed", nowbuf))) {
       json_decref(old);
       return rc;
@@ -428,6 +425,13 @@ int vault_upstream_cred(st_txn *txn, const char *tenant, const char *connector, 
   return rc;
 }
 
+void vault_rfc3339(int64_t t, char out[32]) {
+  time_t tt = t ? (time_t)t : time(NULL);
+  struct tm tm;
+  gmtime_r(&tt, &tm);
+  strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
 void vault_cred_free(vault_cred *c) {
   vault_secret_free(c->value);
   free(c->name);
@@ -443,10 +447,7 @@ int vault_connector_delete(st_txn *txn, const char *tenant, const char *name) {
   json_decref(rec);
   /* its grants first: their revocation jobs copy the record's URL and client */
   char now[32];
-  time_t t = time(NULL);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  vault_rfc3339(0, now);
   if ((rc = vault_grants_cut_connector(txn, tenant, name, "connector_deleted", now))) return rc;
   rc = st_del(txn, ST_DB_CONNECTORS, k, key_of(tenant, name, k));
   if (rc) return rc;

@@ -483,10 +483,7 @@ int vault_grants_sweep(st_txn *txn, uint64_t now_ms, uint64_t grace_ms, vault_vi
         rc = put_json(txn, key, kl, rec);
       } else if (!vis && now_ms >= (uint64_t)json_integer_value(hs) + grace_ms) {
         char now[32];
-        time_t t = (time_t)(now_ms / 1000);
-        struct tm tm;
-        gmtime_r(&t, &tm);
-        strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        vault_rfc3339((int64_t)(now_ms / 1000), now);
         char tn[64], us[80], cn[40];
         snprintf(tn, sizeof tn, "%s", tenant);
         snprintf(us, sizeof us, "%s", user);
@@ -742,16 +739,9 @@ int vault_counts_get(st_txn *txn, vault_counts *out) {
 
 /* ---- hooks and purge --------------------------------------------------------- */
 
-static void rfc3339_now(char *b, size_t cap) {
-  time_t t = time(NULL);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  strftime(b, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 int vault_grant_purge_tenant(st_txn *txn, const char *tenant, int limit) {
   char now[32];
-  rfc3339_now(now, sizeof now);
+  vault_rfc3339(0, now);
   char p[KEY_MAX];
   size_t pl = key3(p, 'g', tenant, "", NULL);
   int n = cut_range(txn, tenant, p, pl, true, "tenant_deleted", now, limit);
@@ -770,7 +760,7 @@ static int on_user_cut(st_txn *txn, int kind, const void *event, void *ctx) {
   const st_dir_event *ev = event;
   (void)ctx;
   char now[32];
-  rfc3339_now(now, sizeof now);
+  vault_rfc3339(0, now);
   const char *reason = kind == ST_DIR_EV_USER_DELETED ? "deleted"
                        : kind == ST_DIR_EV_USER_SIGNED_OUT ? "signed_out"
                                                            : "deactivated";

@@ -92,6 +92,8 @@ int vault_connector_is_oauth(const json_t *rec);
  * refresh token). */
 int vault_connector_is_per_user(const json_t *rec);
 void vault_cred_free(vault_cred *c);
+/* UTC time t (unix seconds; 0: now) as RFC 3339 "YYYY-MM-DDTHH:MM:SSZ". */
+void vault_rfc3339(int64_t t, char out[32]);
 /* Deletes the connector and its sealed secret; emits
  * ST_EVENT_CONNECTOR_DELETE. Write txns only. */
 int vault_connector_delete(st_txn *txn, const char *tenant, const char *name);

@@ -176,13 +176,6 @@ void pages__connect(gw_req *req, const char *tenant, const char *connector) {
 
 /* ---- the grant, written -------------------------------------------------------- */
 
-static void rfc3339_now(char *b, size_t cap) {
-  time_t t = time(NULL);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  strftime(b, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 static int job_grant(st_txn *txn, void *arg) {
   connect_flow *f = arg;
   int rc = st_tenant_active(txn, f->tenant);
@@ -202,7 +195,7 @@ static int job_grant(st_txn *txn, void *arg) {
   pol_user_free(pu);
   if (!visible) return ST_ENOTFOUND;
   char now[32];
-  rfc3339_now(now, sizeof now);
+  vault_rfc3339(0, now);
   return vault_grant_put(txn, f->tenant, f->user, f->connector, &f->tokens, now, VAULT_PUT_CONNECT | VAULT_PUT_REVOKE_OLD);
 }
 

@@ -92,19 +92,12 @@ static uint64_t wall_ms(void) {
   return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void rfc3339(char *b, size_t cap) {
-  time_t t = time(NULL);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  strftime(b, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 /* ---- the outcome, written ---------------------------------------------------- */
 
 static int job_outcome(st_txn *txn, void *arg) {
   refresh *r = arg;
   char now[32];
-  rfc3339(now, sizeof now);
+  vault_rfc3339(0, now);
   if (r->ok) return vault_grant_refreshed(txn, r->tenant, r->user, r->connector, r->used, &r->fresh, now);
   return vault_grant_refresh_failed(txn, r->tenant, r->user, r->connector, r->used, r->invalid, now);
 }

@@ -95,10 +95,7 @@ static void rearm(vault_worker *w, uint64_t ms) {
 static int job_result(st_txn *txn, void *arg) {
   vault_worker *w = arg;
   char now[32];
-  time_t t = time(NULL);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  vault_rfc3339(0, now);
   int attempts = w->job.attempts + 1;
   uint64_t backoff = 1000ull << (attempts < 9 ? attempts - 1 : 8);
   if (backoff > REVOKE_BACKOFF_MAX_MS) backoff = REVOKE_BACKOFF_MAX_MS;
