@@ -78,6 +78,12 @@ int vault_connect_open(st_store *st, const char *tenant, const char *cookie, con
 
 /* ---- forms ------------------------------------------------------------------ */
 
+/* RFC 8707: the resource the tokens are for, when the connector names one */
+static void form_resource(auth_form *f, const json_t *auth) {
+  const char *r = json_string_value(json_object_get(auth, "resource"));
+  if (r && *r) auth_form_param(f, "resource", r);
+}
+
 int vault_connect_authorize_url(const json_t *auth, const char *redirect_uri, const vault_connect *c, char **url) {
   *url = NULL;
   const char *az = json_string_value(json_object_get(auth, "authorize_url"));
@@ -108,6 +114,7 @@ int vault_connect_authorize_url(const json_t *auth, const char *redirect_uri, co
       q.fail = true;
     }
   }
+  form_resource(&q, auth);
   auth_form_param(&q, "state", c->state);
   auth_form_param(&q, "code_challenge", challenge);
   auth_form_param(&q, "code_challenge_method", "S256");
@@ -160,6 +167,7 @@ int vault_connect_token_request(const json_t *auth, const char *client_secret, c
   auth_form_param(&b, "code", code);
   auth_form_param(&b, "redirect_uri", redirect_uri);
   auth_form_param(&b, "code_verifier", verifier);
+  form_resource(&b, auth);
   int rc = client_auth(&b, cid, client_secret, auth_post(auth), authz);
   return finish(&b, rc, body, authz);
 }
@@ -172,6 +180,7 @@ int vault_refresh_request(const json_t *auth, const char *client_secret, const c
   auth_form b = {0};
   auth_form_param(&b, "grant_type", "refresh_token");
   auth_form_param(&b, "refresh_token", refresh);
+  form_resource(&b, auth);
   int rc = client_auth(&b, cid, client_secret, auth_post(auth), authz);
   return finish(&b, rc, body, authz);
 }

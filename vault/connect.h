@@ -50,18 +50,20 @@ int vault_connect_open(st_store *st, const char *tenant, const char *cookie, con
 /* The authorization request URL for the connector's auth record (type
  * oauth): response_type=code, client_id, redirect_uri, scope (the
  * record's scopes joined by spaces, when any), state,
- * code_challenge=S256(verifier), code_challenge_method=S256 — every value
+ * code_challenge=S256(verifier), code_challenge_method=S256, and
+ * resource (RFC 8707) when the record has auth.resource — every value
  * percent-encoded, appended with '&' when authorize_url has a query.
  * *url malloc'd. */
 int vault_connect_authorize_url(const json_t *auth, const char *redirect_uri, const vault_connect *c, char **url);
 /* The code exchange (grant_type=authorization_code, code, redirect_uri,
- * code_verifier, client_id; client_secret for client_secret_post) and, for
+ * code_verifier, resource when auth.resource is set, client_id;
+ * client_secret for client_secret_post) and, for
  * client_secret_basic, the Authorization header value (RFC 6749 §2.3.1).
  * *body, *authz (NULL unless basic) malloc'd: wipe with vault_wipe. */
 int vault_connect_token_request(const json_t *auth, const char *client_secret, const char *code,
                                 const char *redirect_uri, const char *verifier, char **body, char **authz);
-/* The refresh (grant_type=refresh_token, refresh_token, client_id, client
- * auth as above). */
+/* The refresh (grant_type=refresh_token, refresh_token, resource when
+ * auth.resource is set, client_id, client auth as above). */
 int vault_refresh_request(const json_t *auth, const char *client_secret, const char *refresh, char **body,
                           char **authz);
 /* An RFC 7009 revocation request for one token (token, token_type_hint,
