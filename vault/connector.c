@@ -313,6 +313,17 @@ int vault_connector_put(st_txn *txn, const char *tenant, const char *name, const
              name, strlen(name), name);
     json_array_append_new(warn, json_string(m));
   }
+  /* a discovered authorization server elsewhere than the connector: the
+   * upstream chose it, the admin should see it */
+  json_t *disc = json_object_get(json_object_get(config, "auth"), "discovered");
+  if (json_is_true(json_object_get(disc, "as_host_differs"))) {
+    char m[2300];
+    snprintf(m, sizeof m,
+             "the connector's authorization server %.2048s is on another host than the connector: the upstream's "
+             "metadata chose it; check that it belongs to the same service",
+             json_string_value(json_object_get(disc, "authorization_server")) ?: "?");
+    json_array_append_new(warn, json_string(m));
+  }
   json_object_set_new(rec, "warnings", warn);
   json_decref(old);
   char *s = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);

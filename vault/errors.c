@@ -10,6 +10,8 @@ const char *vault_strerror(int err) {
   case VAULT_ENOGRANT: return "not connected: the user has no grant for this connector";
   case VAULT_EEXPIRED: return "the user's grant for this connector needs a refresh";
   case -31010: return "connect state missing, expired or forged";
+  case -31020: return "the upstream's authorization metadata is malformed";
+  case -31021: return "the upstream's authorization metadata is unusable";
   default: break;
   }
   if (err <= VAULT_ERR_FIRST && err >= VAULT_ERR_LAST) return "unknown vault error";
