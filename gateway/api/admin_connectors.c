@@ -17,6 +17,7 @@
 #include "gateway/base/log.h"
 #include "gateway/out/egress.h"
 #include "gateway/out/outbound.h"
+#include "vault/discover.h"
 #include "vault/vault.h"
 
 /* ---------- connectors (async jobs with their own done) ---------- */
@@ -159,7 +160,16 @@ void admin__connectors(gw_req *req, const admin_caller *who, const char *tenant,
     }
     char err[1024];
     const char *secret;
-    if (vault_connector_parse(b, &j->config, &secret, err, sizeof err) != 0) {
+    int want = vault_discover_wanted(b, err, sizeof err);
+    if (want == 1) {
+      /* the endpoints and the client come from the upstream: discovery
+       * first (admin_discover.c), then the same writer job */
+      conn_job_free(j);
+      admin__connector_discover(req, tenant, name, b);
+      return;
+    }
+    if (want == 0 && vault_connector_parse(b, &j->config, &secret, err, sizeof err) != 0) want = VAULT_EINVALID;
+    if (want) {
       json_decref(b);
       conn_job_free(j);
       gw_respond_error(req, 400, "invalid_request", "%s", err);
@@ -186,6 +196,30 @@ void admin__connectors(gw_req *req, const admin_caller *who, const char *tenant,
   }
   int rc = st_submit(srv->store, req->lp->port, job_connector, done_connector, j);
   if (rc) {
+    conn_job_free(j);
+    gw_respond_error(req, 503, "store_busy", "the store cannot take writes right now");
+  }
+}
+
+void admin__connector_write(gw_req *req, const char *tenant, const char *name, json_t *config, char *secret) {
+  conn_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    json_decref(config);
+    if (secret) {
+      OPENSSL_cleanse(secret, strlen(secret));
+      free(secret);
+    }
+    gw_respond_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  j->req = req;
+  j->lp = req->lp;
+  snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
+  snprintf(j->name, sizeof j->name, "%s", name);
+  admin__now_rfc3339(j->now);
+  j->config = config;
+  j->secret = secret;
+  if (st_submit(req->lp->srv->store, req->lp->port, job_connector, done_connector, j)) {
     conn_job_free(j);
     gw_respond_error(req, 503, "store_busy", "the store cannot take writes right now");
   }

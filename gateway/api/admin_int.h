@@ -123,4 +123,14 @@ void admin__revocations(gw_req *req, const admin_caller *who, const char *tenant
 void admin__user_actions(gw_req *req, const admin_caller *who, const char *tenant, const char *ref,
                          const char *action, const char *arg);
 
+/* ---- connectors (admin_connectors.c, admin_discover.c) ---- */
+/* Writes a validated connector (vault_connector_parse's config, owned;
+ * secret malloc'd or NULL, owned, wiped) in a writer job and answers as a
+ * connector PUT does (201/200 with the admin view). */
+void admin__connector_write(gw_req *req, const char *tenant, const char *name, json_t *config, char *secret);
+/* A PUT with auth {"type":"oauth","discover":true}: reads the upstream's
+ * authorization metadata, registers the gateway as a client (CIMD or DCR),
+ * then admin__connector_write. Takes body (json_decref'd). Answers. */
+void admin__connector_discover(gw_req *req, const char *tenant, const char *name, json_t *body);
+
 #endif

@@ -44,6 +44,7 @@
 #include "store/seal.h"
 #include "store/tenant.h"
 #include "vault/connect.h"
+#include "vault/discover.h"
 #include "vault/grant.h"
 #include "vault/vault.h"
 
@@ -55,6 +56,40 @@ void pages__connect_redirect_uri(const gw_server *srv, const char *tenant, const
   size_t n = strlen(pub);
   while (n && pub[n - 1] == '/') n--;
   snprintf(out, cap, "%.*s/t/%s/connect/%s/callback", (int)n, pub, tenant, connector);
+}
+
+/* ---- GET /t/{t}/oauth/upstream-client/{connector}.json ----------------------- */
+
+void pages__upstream_client(gw_req *req, const char *tenant, const char *file) {
+  gw_server *srv = req->lp->srv;
+  char name[40];
+  size_t n = strlen(file);
+  json_t *rec = NULL;
+  st_txn *txn;
+  bool found = false;
+  if (n > 5 && n - 5 < sizeof name && !strcmp(file + n - 5, ".json")) {
+    memcpy(name, file, n - 5);
+    name[n - 5] = 0;
+    if (vault_connector_name_valid(name) && st_read_begin(srv->store, &txn) == 0) {
+      found = vault_connector_get(txn, tenant, name, &rec) == 0;
+      st_txn_end(txn);
+    }
+  }
+  json_t *auth = json_object_get(rec, "auth");
+  const char *reg = json_string_value(json_object_get(json_object_get(auth, "discovered"), "registration"));
+  if (!found || !vault_connector_is_oauth(rec) || !reg || strcmp(reg, "cimd")) {
+    json_decref(rec);
+    gw_respond_error(req, 404, "not_found", "no such client metadata document");
+    return;
+  }
+  char redirect[1200];
+  pages__connect_redirect_uri(srv, tenant, name, redirect, sizeof redirect);
+  json_t *doc = vault_cimd_document(json_string_value(json_object_get(auth, "client_id")) ?: "", tenant, redirect);
+  json_decref(rec);
+  /* authorization servers cache it (the CIMD draft lets them honour
+   * Cache-Control); a changed connector is re-read within minutes */
+  gw_resp_header(req, "Cache-Control", "max-age=300");
+  gw_respond_json(req, 200, doc);
 }
 
 typedef struct connect_flow {

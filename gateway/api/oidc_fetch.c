@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/crypto.h>
 
@@ -62,6 +63,8 @@ typedef struct fetch {
   int status;         /* -1: over the cap; -2: too slow (FETCH_BODY_MS) */
   int64_t body_until; /* mono ms by which the body must be complete */
   char tenant[64], req_id[17], module[16];
+  char hdr_name[64], *hdr_out; /* pages_fetch_req.hdr_* */
+  size_t hdr_cap;
 } fetch;
 
 static void fetch_free(fetch *f) {
@@ -85,8 +88,20 @@ static int on_data(gw_out_req *r, const char *p, size_t n, void *ud) {
 
 static void on_headers(gw_out_req *r, int status, const gw_out_header *h, size_t n, void *ud) {
   fetch *f = ud;
-  (void)r, (void)h, (void)n;
+  (void)r;
   if (f->status >= 0) f->status = status;
+  if (f->hdr_out && f->hdr_cap) {
+    size_t used = 0;
+    bool fits = true;
+    f->hdr_out[0] = 0;
+    for (size_t i = 0; i < n && fits; i++) {
+      if (strcasecmp(h[i].name, f->hdr_name)) continue;
+      int w = snprintf(f->hdr_out + used, f->hdr_cap - used, "%s%s", used ? ", " : "", h[i].value);
+      if (w < 0 || (size_t)w >= f->hdr_cap - used) fits = false;
+      else used += (size_t)w;
+    }
+    if (!fits) f->hdr_out[0] = 0;
+  }
   f->body_until = pages__mono_ms() + FETCH_BODY_MS;
 }
 
@@ -130,6 +145,12 @@ int pages__fetch(gw_loop *lp, const pages_fetch_req *rq, pages_fetch_cb cb, void
   snprintf(f->tenant, sizeof f->tenant, "%s", rq->tenant ? rq->tenant : "");
   snprintf(f->req_id, sizeof f->req_id, "%s", rq->req_id ? rq->req_id : "");
   snprintf(f->module, sizeof f->module, "%s", rq->module ? rq->module : "oidc");
+  if (rq->hdr_name && rq->hdr_out && rq->hdr_cap) {
+    snprintf(f->hdr_name, sizeof f->hdr_name, "%s", rq->hdr_name);
+    f->hdr_out = rq->hdr_out;
+    f->hdr_cap = rq->hdr_cap;
+    f->hdr_out[0] = 0;
+  }
   gw_out_opts o = {0};
   o.method = rq->method;
   o.url = rq->url;
@@ -202,7 +223,7 @@ static void got_jwks(void *ud, int err, int status, const char *body, size_t len
 static int fetch_jwks(lookup *l) {
   static const char *const hdr[] = {"Accept: application/json", NULL};
   pages_fetch_req rq = {"GET", l->base->jwks_uri, hdr, NULL, AUTH_JOSE_JWKS_MAX, l->issuer, l->tenant, l->req_id,
-                        l->module};
+                        l->module, NULL, NULL, 0};
   return pages__fetch(l->lp, &rq, got_jwks, l);
 }
 
@@ -272,7 +293,7 @@ void pages__provider(gw_loop *lp, auth_oidc_cache *cache, const pages_provider_r
   char url[AUTH_OIDC_ISSUER_MAX + 64];
   snprintf(url, sizeof url, "%s/.well-known/openid-configuration", r->issuer);
   static const char *const hdr[] = {"Accept: application/json", NULL};
-  pages_fetch_req rq = {"GET", url, hdr, NULL, AUTH_OIDC_DISCOVERY_MAX, r->issuer, r->tenant, r->req_id, r->module};
+  pages_fetch_req rq = {"GET", url, hdr, NULL, AUTH_OIDC_DISCOVERY_MAX, r->issuer, r->tenant, r->req_id, r->module, NULL, NULL, 0};
   if (pages__fetch(lp, &rq, got_discovery, l)) lookup_end(l, NULL, 502, "the discovery document cannot be fetched");
 }
 

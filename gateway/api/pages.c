@@ -917,6 +917,15 @@ static void pages_dispatch(gw_req *req) {
     else pages__connect(req, tenant, conn);
     return;
   }
+  if (!strncmp(rest, "oauth/upstream-client/", 22)) {
+    if (!get) {
+      gw_resp_header(req, "Allow", "GET, HEAD");
+      gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
+      return;
+    }
+    pages__upstream_client(req, tenant, rest + 22);
+    return;
+  }
   if (!strcmp(rest, "oauth/callback")) {
     if (pages__rate_ok(req, tenant)) pages__callback(req, tenant);
     return;
@@ -1087,6 +1096,7 @@ static int mod_routes(gw_server *srv, gw_router *rt) {
   for (const char *const *p = pats; *p && !rc; p++) rc = gw_router_add(rt, *p, &web, 0);
   static const gw_route oauth_post = {GW_RC_OAUTH, pages_dispatch, "POST", 16 * 1024, NULL, NULL};
   if (!rc) rc = gw_router_add(rt, "/t/{}/oauth/authorize", &oauth, 0);
+  if (!rc) rc = gw_router_add(rt, "/t/{}/oauth/upstream-client/{}", &oauth, 0);
   if (!rc) rc = gw_router_add(rt, "/t/{}/oauth/consent", &web, 0);
   if (!rc) rc = gw_router_add(rt, "/t/{}/oauth/token", &oauth_post, 0);
   if (!rc) rc = gw_router_add(rt, "/t/{}/oauth/revoke", &oauth_post, 0);

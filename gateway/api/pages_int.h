@@ -113,6 +113,10 @@ void pages__revoke(gw_req *req, const char *tenant);
  * GET /t/{t}/connect/{connector} and …/{connector}/callback */
 void pages__connect(gw_req *req, const char *tenant, const char *connector);
 void pages__connect_callback(gw_req *req, const char *tenant, const char *connector);
+/* GET /t/{t}/oauth/upstream-client/{connector}.json: the gateway's Client
+ * ID Metadata Document toward a discovered connector's authorization
+ * server (only for a connector whose discovery chose CIMD; else 404). */
+void pages__upstream_client(gw_req *req, const char *tenant, const char *file);
 /* The redirect URI a connector's authorization server must accept. */
 void pages__connect_redirect_uri(const gw_server *srv, const char *tenant, const char *connector, char *out,
                                  size_t cap);
@@ -142,6 +146,13 @@ typedef struct pages_fetch_req {
   size_t cap;                 /* body bytes kept at most */
   const char *trust;          /* the admin-set URL (an issuer) whose origin gets the admin egress level */
   const char *tenant, *req_id, *module;
+  /* optional: the values of every response header named hdr_name, joined
+   * with ", " (as header fields combine), copied into hdr_out (hdr_cap
+   * bytes; "" when absent or when they do not fit). hdr_out must stay
+   * valid until cb has run. */
+  const char *hdr_name;
+  char *hdr_out;
+  size_t hdr_cap;
 } pages_fetch_req;
 /* 0 (cb will run), or a GW_OUT_E* code (nothing started; cb never runs).
  * Everything in rq is copied or used during the call only. */
