@@ -47,6 +47,29 @@
 //     session still alive needs no login: a consent interaction, if any, is
 //     completed automatically for the session's account.
 //
+// Discovery options (Vault 2/2, connector auth {"type":"oauth","discover":true}):
+//   - registration: true enables oidc-provider's RFC 7591 dynamic client
+//     registration (open, no initial access token) at /reg.
+//   - resourceIndicators: true enables RFC 8707 in the provider: the
+//     resource set with as.setResource(url) (the MCP upstream's URL) is the
+//     one resource server; access tokens for it are opaque and carry
+//     aud = that URL (introspection shows it); any other resource is
+//     invalid_target.
+//   - cimd: true makes the AS a Client ID Metadata Document AS. oidc-provider
+//     9.13 implements CIMD but only for https client_id URLs, and the test
+//     gateway serves plain http on loopback, so the front handler does what
+//     such an AS does: the metadata says client_id_metadata_document_supported,
+//     and a client_id that is an http(s) URL is resolved at /authorize,
+//     /token and /token/revocation by FETCHING that URL (no redirects),
+//     checking the document (a JSON object whose client_id is that URL, a
+//     public client: token_endpoint_auth_method none, no secret) and, at
+//     /authorize, that redirect_uri is one of its redirect_uris; the
+//     document then becomes the provider's client (stored through the
+//     adapter), so the provider's own code answers the request.
+//     stats().cimdFetches lists the URLs fetched.
+//   - metadata: (doc) => doc rewrites the AS metadata document (both
+//     well-known locations) — to make it unusable in refusal tests.
+//
 // Knobs (see startUpstreamAS): setRevocationDelay(ms) holds each revocation
 // request that long before the provider sees it; if the caller has hung up
 // by then (gateway SIGKILLed) the request is dropped unprocessed, so the
@@ -205,7 +228,12 @@ export async function startUpstreamAS(opts = {}) {
     rsClientId = 'mcp-upstream-rs',
     rsClientSecret = crypto.randomBytes(24).toString('base64url'),
     strictClientAuth = true,
+    registration = false,
+    resourceIndicators = false,
+    cimd = false,
+    metadata = null,
   } = opts;
+  let resource = null;
   let accessTokenTTL = opts.accessTokenTTL ?? 60;
   if (!Array.isArray(redirectUris) || redirectUris.length === 0) {
     throw new Error('startUpstreamAS: opts.redirectUris (array) is required');
@@ -226,7 +254,10 @@ export async function startUpstreamAS(opts = {}) {
     revoked: [],         // {hash, kind: 'refresh_token'|'access_token'|'unknown', hint}
     introspection: 0,
     logins: [],          // account ids signed in through the interaction
+    cimdFetches: [],     // client_id URLs fetched (cimd)
+    registrations: 0,    // RFC 7591 registrations (registration)
   };
+  const adapterEntries = new Map();
 
   const server = http.createServer((req, res) => {
     front(req, res).catch((e) => {
@@ -241,7 +272,7 @@ export async function startUpstreamAS(opts = {}) {
   const issuer = `http://127.0.0.1:${server.address().port}`;
 
   const provider = quietly(() => new Provider(issuer, {
-    adapter: mapAdapter(new Map()),
+    adapter: mapAdapter(adapterEntries),
     // only id_tokens are signed (openid scope); a key of our own keeps the
     // provider from using (and warning about) its built-in development keys
     jwks: { keys: [signingJwk()] },
@@ -286,9 +317,20 @@ export async function startUpstreamAS(opts = {}) {
         enabled: true,
         allowedPolicy: async (ctx, client, token) => client.clientId === rsClientId || client.clientId === token.clientId,
       },
-      // tokens are for this AS's own resource (opaque, aud-less); a
-      // `resource` parameter is ignored rather than refused
-      resourceIndicators: { enabled: false },
+      // without resourceIndicators: tokens are for this AS's own resource
+      // (opaque, aud-less); a `resource` parameter is ignored rather than
+      // refused. With it: one resource server (setResource), tokens bound
+      // to it.
+      resourceIndicators: resourceIndicators ? {
+        enabled: true,
+        defaultResource: async (ctx, client, oneOf) => oneOf ?? undefined,
+        useGrantedResource: async () => true,
+        getResourceServerInfo: async (ctx, indicator) => {
+          if (!resource || indicator !== resource) throw new oidcErrors.InvalidTarget();
+          return { scope: 'tools.read', audience: resource, accessTokenFormat: 'opaque', accessTokenTTL };
+        },
+      } : { enabled: false },
+      registration: { enabled: registration },
     },
     async findAccount(ctx, sub) {
       if (!ACCOUNT_RE.test(sub)) return undefined;
@@ -323,15 +365,45 @@ export async function startUpstreamAS(opts = {}) {
     const url = new URL(req.url, issuer);
     const path = url.pathname;
     if (path.startsWith('/interaction/')) return interaction(req, res, path);
-    if (req.method === 'GET' && path === '/.well-known/oauth-authorization-server') {
-      req.url = '/.well-known/openid-configuration';
-      return handler(req, res);
+    if (req.method === 'GET' && (path === '/.well-known/oauth-authorization-server'
+        || (path === '/.well-known/openid-configuration' && (cimd || metadata) && !url.searchParams.has('internal')))) {
+      if (!cimd && !metadata) {
+        req.url = '/.well-known/openid-configuration';
+        return handler(req, res);
+      }
+      const r = await fetch(`${issuer}/.well-known/openid-configuration?internal=1`);
+      let doc = await r.json();
+      if (cimd) doc.client_id_metadata_document_supported = true;
+      if (metadata) doc = metadata(doc);
+      const b = typeof doc === 'string' ? doc : JSON.stringify(doc);
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(b) });
+      return res.end(b);
+    }
+    if (req.method === 'POST' && path === '/reg') counters.registrations++;
+    if (cimd && req.method === 'GET' && path === PATHS.authorization) {
+      const id = url.searchParams.get('client_id') ?? '';
+      if (/^https?:\/\//.test(id)) {
+        const why = await resolveCimd(id, url.searchParams.get('redirect_uri'));
+        if (why) {
+          res.writeHead(400, { 'content-type': 'text/html' });
+          return res.end(`<!DOCTYPE html><title>oauth error</title><pre id="error">${htmlEscape(why)}</pre>`);
+        }
+      }
     }
     if (req.method === 'POST' && [PATHS.token, PATHS.revocation, PATHS.introspection].includes(path)) {
       // read the form here (to count it), hand it to the provider as req.body
       const raw = (await readAll(req)).toString('utf8');
       req.body = raw;
       const form = new URLSearchParams(raw);
+      const formId = form.get('client_id') ?? '';
+      if (cimd && path !== PATHS.introspection && /^https?:\/\//.test(formId)) {
+        const why = await resolveCimd(formId, null);
+        if (why) {
+          const b = JSON.stringify({ error: 'invalid_client', error_description: why });
+          res.writeHead(401, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(b) });
+          return res.end(b);
+        }
+      }
       const auth = req.headers.authorization ? 'basic' : form.has('client_secret') ? 'post' : 'none';
       if (strictClientAuth && path !== PATHS.introspection && auth !== 'none'
           && clientIdOf(req, form) === clientId && auth !== REGISTERED[tokenEndpointAuthMethod]) {
@@ -382,6 +454,35 @@ export async function startUpstreamAS(opts = {}) {
       }
     }
     return handler(req, res);
+  }
+
+  // CIMD: fetch the client's metadata document (what a CIMD AS does),
+  // check it, and make it the provider's client. Returns an error string,
+  // or undefined when the client is usable.
+  async function resolveCimd(id, redirectUri) {
+    counters.cimdFetches.push(id);
+    let doc;
+    try {
+      const r = await fetch(id, { redirect: 'manual', headers: { accept: 'application/json' } });
+      if (r.status !== 200) return `client_id metadata document: HTTP ${r.status}`;
+      doc = await r.json();
+    } catch (e) {
+      return `client_id metadata document fetch failed: ${e.message}`;
+    }
+    if (!doc || typeof doc !== 'object' || Array.isArray(doc)) return 'client_id metadata document is not a JSON object';
+    if (doc.client_id !== id) return 'client_id metadata document client_id does not match';
+    if ((doc.token_endpoint_auth_method ?? 'none') !== 'none' || 'client_secret' in doc) return 'client_id metadata document must be a public client';
+    if (!Array.isArray(doc.redirect_uris) || doc.redirect_uris.some((u) => typeof u !== 'string')) return 'client_id metadata document has no redirect_uris';
+    if (redirectUri !== null && !doc.redirect_uris.includes(redirectUri)) return 'redirect_uri is not in the client_id metadata document';
+    await provider.Client.adapter.upsert(id, {
+      client_id: id,
+      client_name: doc.client_name,
+      redirect_uris: doc.redirect_uris,
+      grant_types: doc.grant_types ?? ['authorization_code'],
+      response_types: doc.response_types ?? ['code'],
+      token_endpoint_auth_method: 'none',
+    });
+    return undefined;
   }
 
   function loginPage(res, uid, error) {
@@ -474,6 +575,9 @@ export async function startUpstreamAS(opts = {}) {
     setRevocationDelay(ms) { revocationDelay = Math.max(0, Number(ms) || 0); },
     setRevocationStatus(code) { revocationStatus = code === null || code === undefined ? null : Number(code); },
     setAccessTokenTTL(seconds) { accessTokenTTL = seconds; },
+    /** The one resource server of resourceIndicators (the MCP upstream's URL). */
+    setResource(u) { resource = u; },
+    registrationUrl: `${issuer}/reg`,
     /** Every later interaction completes as this account (null: show the form again). */
     loginAs(accountId) { autoLogin = accountId ?? null; },
     /** Cookie header value that makes a browser's interactions complete as accountId. */
@@ -488,6 +592,8 @@ export async function startUpstreamAS(opts = {}) {
         revoked: counters.revoked.map((e) => ({ ...e })),
         introspection: counters.introspection,
         logins: [...counters.logins],
+        cimdFetches: [...counters.cimdFetches],
+        registrations: counters.registrations,
       };
     },
     /** The provider's introspection answer (as the resource server) for a token. */
@@ -509,9 +615,14 @@ export async function startUpstreamAS(opts = {}) {
  * Starts an MCP server (official SDK, stateful Streamable HTTP at /mcp) that
  * takes only bearer tokens the AS says are active. Options: as (from
  * startUpstreamAS, required), requiredScope (none: any active token; else a
- * token without it gets 403 insufficient_scope).
+ * token without it gets 403 insufficient_scope), audience (false; true: a
+ * token whose introspected aud is not this server's URL is refused with 401
+ * invalid_token — RFC 8707 audience binding), prm ((doc) => doc: rewrites
+ * the protected-resource metadata, for refusal tests), challenge (true: a
+ * request without a token gets 401 with resource_metadata; false: a bare
+ * `Bearer` challenge, so a client must use the well-known URL).
  */
-export async function startOAuthMcpUpstream({ as, requiredScope = null } = {}) {
+export async function startOAuthMcpUpstream({ as, requiredScope = null, audience = false, prm = null, challenge = true } = {}) {
   if (!as?.introspectionUrl) throw new Error('startOAuthMcpUpstream: opts.as (startUpstreamAS) is required');
   const sessions = new Map(); // sid -> {sid, sub, transport, mcp, closed}
   const seen = [];
@@ -549,12 +660,14 @@ export async function startOAuthMcpUpstream({ as, requiredScope = null } = {}) {
     try {
       const url = new URL(req.url, 'http://x');
       if (req.method === 'GET' && url.pathname === '/.well-known/oauth-protected-resource/mcp') {
-        const b = JSON.stringify({
+        let doc = {
           resource: resourceUrl(),
           authorization_servers: [as.issuer],
           scopes_supported: as.scopes,
           bearer_methods_supported: ['header'],
-        });
+        };
+        if (prm) doc = prm(doc);
+        const b = typeof doc === 'string' ? doc : JSON.stringify(doc);
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(b) });
         return res.end(b);
       }
@@ -566,7 +679,7 @@ export async function startOAuthMcpUpstream({ as, requiredScope = null } = {}) {
       })() : undefined;
       const rpcMethod = Array.isArray(body) ? body.map((m) => m?.method).join(',') : body?.method ?? null;
       const entry = {
-        sub: null, token: null, method: rpcMethod, httpMethod: req.method,
+        sub: null, aud: null, token: null, method: rpcMethod, httpMethod: req.method,
         sid: req.headers['mcp-session-id'] ?? null, status: undefined, at: Date.now(),
       };
       seen.push(entry);
@@ -576,7 +689,7 @@ export async function startOAuthMcpUpstream({ as, requiredScope = null } = {}) {
       const m = /^Bearer +([A-Za-z0-9\-._~+/]+=*)$/i.exec(req.headers.authorization ?? '');
       if (!m) {
         return jsonError(res, 401, -32001, 'authorization required', {
-          'www-authenticate': `Bearer resource_metadata="${metadataUrl()}"`,
+          'www-authenticate': challenge ? `Bearer resource_metadata="${metadataUrl()}"` : 'Bearer',
         });
       }
       entry.token = m[1];
@@ -587,6 +700,13 @@ export async function startOAuthMcpUpstream({ as, requiredScope = null } = {}) {
         });
       }
       entry.sub = info.sub;
+      entry.aud = info.aud ?? null;
+      if (audience && !(Array.isArray(info.aud) ? info.aud.includes(resourceUrl()) : info.aud === resourceUrl())) {
+        entry.sub = null;
+        return jsonError(res, 401, -32001, 'token for another audience', {
+          'www-authenticate': `Bearer error="invalid_token", error_description="the access token is not for this resource", resource_metadata="${metadataUrl()}"`,
+        });
+      }
       const tokenScopes = String(info.scope ?? '').split(' ').filter(Boolean);
       if (requiredScope && !tokenScopes.includes(requiredScope)) {
         return jsonError(res, 403, -32001, 'insufficient scope', {

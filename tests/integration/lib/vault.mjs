@@ -5,7 +5,13 @@
 // (lib/upstream-oauth.mjs), an allow-all policy (unless told otherwise), an
 // oauth connector "crm" and an MCP token per user.
 //
-//   startVaultFixture({users, gatewayArgs, policy, accessTokenTTL})
+//   startVaultFixture({users, gatewayArgs, policy, accessTokenTTL, asOptions,
+//                      upOptions, connectorBody})
+//     asOptions / upOptions: more options of startUpstreamAS /
+//            startOAuthMcpUpstream (with asOptions.resourceIndicators the
+//            upstream's URL is the AS's resource); connectorBody(as, up):
+//            the connector PUT body (default oauthConnector; null: no
+//            connector is put — the test puts its own)
 //     users: short names ('alice' → alice@acme.com, Okta sub 00u-alice,
 //            upstream account 'alice'); default alice and bob
 //   → v = {fx, as, up, tokens, base, mcpUrl, admin, user(who),
@@ -36,7 +42,7 @@ export function oauthConnector(as, up, extra = {}) {
 
 export async function startVaultFixture({
   users = ['alice', 'bob'], gatewayArgs = [], policy = ALLOW_ALL_POLICY, accessTokenTTL = 60,
-  connectors = ['crm'],
+  connectors = ['crm'], asOptions = {}, upOptions = {}, connectorBody = oauthConnector,
 } = {}) {
   const fx = await startLoginFixture({
     tenants: { acme: { users: users.map((u) => ({ userName: email(u), externalId: `00u-${u}` })) } },
@@ -44,13 +50,16 @@ export async function startVaultFixture({
     gatewayArgs,
   });
   const base = fx.base('acme');
-  const as = await startUpstreamAS({ redirectUris: connectors.map((c) => `${base}/connect/${c}/callback`), accessTokenTTL });
-  const up = await startOAuthMcpUpstream({ as });
+  const as = await startUpstreamAS({
+    redirectUris: connectors.map((c) => `${base}/connect/${c}/callback`), accessTokenTTL, ...asOptions,
+  });
+  const up = await startOAuthMcpUpstream({ as, ...upOptions });
+  if (asOptions.resourceIndicators) as.setResource(up.url);
   const { admin } = fx.t.acme;
   let r = await admin('PUT', '/policy', policy);
   assert.equal(r.status, 200, r.body);
-  for (const c of connectors) {
-    r = await admin('PUT', `/connectors/${c}`, oauthConnector(as, up));
+  for (const c of connectorBody ? connectors : []) {
+    r = await admin('PUT', `/connectors/${c}`, connectorBody(as, up));
     assert.equal(r.status, 201, r.body);
   }
   const tokens = {};
