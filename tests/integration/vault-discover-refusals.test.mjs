@@ -1,0 +1,159 @@
+// Vault 2/2 (issue 21 part 1): discover:true refuses what it cannot trust,
+// and stores nothing then.
+// Real parts: the gateway; oidc-provider as an AS whose metadata drops PKCE
+// S256; the SDK MCP upstream in front of it. The rest is a hostile upstream
+// (a node http server on loopback): the admin chose it, but it is
+// compromised and writes every byte of its metadata — another resource,
+// internal addresses, a huge or trickling body, a redirect, a mismatched
+// issuer, a registration endpoint answering garbage or a huge secret.
+// After each refusal the connector does not exist and the gateway answers.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+
+import { startVaultFixture } from './lib/vault.mjs';
+import { startOAuthMcpUpstream } from './lib/upstream-oauth.mjs';
+
+let v, evil, evilBase, up2;
+const HUGE_SECRET = 'S'.repeat(5000);
+const registrations = [];
+
+// per case: how the hostile upstream differs from a well-behaved one
+const CASES = {
+  good: {},
+  mismatch: { prm: (d) => ({ ...d, resource: `${evilBase}/other/mcp` }) },
+  internal: { prm: (d) => ({ ...d, authorization_servers: ['http://10.1.2.3/as'] }) },
+  internaltoken: { asm: (d) => ({ ...d, token_endpoint: 'http://169.254.169.254/token' }) },
+  hugeprm: { prmRaw: (res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end(`{"x":"${'a'.repeat(100000)}"}`); } },
+  redirect: { prmRaw: (res) => { res.writeHead(302, { location: 'http://10.0.0.1/prm' }); res.end(); } },
+  issuer: { asm: (d) => ({ ...d, issuer: 'http://127.0.0.1:1/elsewhere' }) },
+  dupkeys: { prmText: (d) => `{"resource":"x",${JSON.stringify(d).slice(1)}` },
+  garbage: { reg: (res) => { res.writeHead(201, { 'content-type': 'application/json' }); res.end('<html>no</html>'); } },
+  hugesecret: { reg: (res) => { const b = JSON.stringify({ client_id: 'c1', client_secret: HUGE_SECRET }); res.writeHead(201, { 'content-type': 'application/json' }); res.end(b); } },
+  noreg: { asm: (d) => { const { registration_endpoint: _r, ...rest } = d; return rest; } },
+  trickle: {
+    prmRaw: (res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{');
+      const t = setInterval(() => { if (!res.write(' ')) clearInterval(t); }, 500);
+      res.on('close', () => clearInterval(t));
+    },
+  },
+};
+
+function startEvil() {
+  const server = http.createServer(async (req, res) => {
+    const chunks = [];
+    for await (const c of req) chunks.push(c);
+    const u = new URL(req.url, 'http://x');
+    let m = /^\/([a-z]+)\/(mcp|prm|reg)$/.exec(u.pathname);
+    const wk = /^\/\.well-known\/oauth-authorization-server\/([a-z]+)\/as$/.exec(u.pathname);
+    const name = m?.[1] ?? wk?.[1];
+    const c = CASES[name];
+    if (!c) { res.writeHead(404); return res.end(); }
+    const base = `${evilBase}/${name}`;
+    const json = (doc, status = 200) => {
+      const b = typeof doc === 'string' ? doc : JSON.stringify(doc);
+      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(b) });
+      res.end(b);
+    };
+    if (wk) {
+      let d = {
+        issuer: `${base}/as`, authorization_endpoint: `${base}/authorize`, token_endpoint: `${base}/token`,
+        registration_endpoint: `${base}/reg`, code_challenge_methods_supported: ['S256'],
+      };
+      if (c.asm) d = c.asm(d);
+      return json(d);
+    }
+    if (m[2] === 'mcp') {
+      res.writeHead(401, { 'www-authenticate': `Bearer realm="x", resource_metadata="${base}/prm"`, 'content-type': 'application/json' });
+      return res.end('{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"authorization required"}}');
+    }
+    if (m[2] === 'prm') {
+      if (c.prmRaw) return c.prmRaw(res);
+      let d = { resource: `${base}/mcp`, authorization_servers: [`${base}/as`] };
+      if (c.prm) d = c.prm(d);
+      return json(c.prmText ? c.prmText(d) : d);
+    }
+    registrations.push({ name, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) });
+    if (c.reg) return c.reg(res);
+    return json({ client_id: `client-${name}`, client_secret: `secret-${name}` }, 201);
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+before(async () => {
+  v = await startVaultFixture({ users: ['alice'], asOptions: { registration: true, metadata: (d) => ({ ...d, code_challenge_methods_supported: ['plain'] }) }, connectorBody: null });
+  evil = await startEvil();
+  evilBase = `http://127.0.0.1:${evil.address().port}`;
+  up2 = await startOAuthMcpUpstream({ as: v.as });
+});
+after(async () => {
+  await up2?.close();
+  evil?.closeAllConnections?.();
+  await new Promise((r) => (evil ? evil.close(() => r()) : r()));
+  await v?.stop();
+});
+
+const put = (name, url) => v.admin('PUT', `/connectors/${name}`, { url, auth: { type: 'oauth', discover: true } });
+
+async function refused(name, url, status, code, re) {
+  const r = await put(name, url);
+  assert.equal(r.status, status, `${name}: ${r.body}`);
+  assert.equal(r.json.error, code, `${name}: ${r.body}`);
+  if (re) assert.match(r.json.message ?? r.json.error_description ?? r.body, re, name);
+  const g = await v.admin('GET', `/connectors/${name}`);
+  assert.equal(g.status, 404, `${name}: nothing stored`);
+  return r;
+}
+
+test('the well-behaved hostile server works (the control case); its DCR request is what the gateway promised', async () => {
+  const r = await put('good', `${evilBase}/good/mcp`);
+  assert.equal(r.status, 201, r.body);
+  assert.equal(r.json.auth.client_id, 'client-good');
+  assert.equal(r.json.auth.discovered.registration, 'dcr');
+  assert.equal(r.json.auth.discovered.as_host_differs, false);
+  const reg = registrations.find((x) => x.name === 'good').body;
+  assert.deepEqual(reg.redirect_uris, [`${v.base}/connect/good/callback`]);
+  assert.equal(reg.token_endpoint_auth_method, 'client_secret_basic');
+  assert.deepEqual(reg.grant_types, ['authorization_code', 'refresh_token']);
+  assert.equal(reg.client_name, 'mcpgate for acme');
+  assert.equal(r.body.includes('secret-good'), false);
+});
+
+test('metadata that says something unusable: 400, nothing stored', async () => {
+  await refused('mismatch', `${evilBase}/mismatch/mcp`, 400, 'discovery_refused', /another resource/);
+  await refused('noreg', `${evilBase}/noreg/mcp`, 400, 'discovery_refused', /client_id and client_secret without "discover"/);
+  // a real AS (oidc-provider) whose metadata lists no S256
+  await refused('nos256', up2.url, 400, 'discovery_refused', /S256/);
+});
+
+test('URLs the metadata names at addresses the egress policy refuses: 400 egress_refused, never fetched', async () => {
+  await refused('internal', `${evilBase}/internal/mcp`, 400, 'egress_refused', /10\.1\.2\.3/);
+  await refused('internaltoken', `${evilBase}/internaltoken/mcp`, 400, 'egress_refused', /token endpoint/);
+});
+
+test('malformed or hostile replies: 502 discovery_failed naming the step and URL, no secret echoed', async () => {
+  await refused('hugeprm', `${evilBase}/hugeprm/mcp`, 502, 'discovery_failed', /protected-resource metadata: .*hugeprm\/prm answered more than 64 KiB/);
+  await refused('redirect', `${evilBase}/redirect/mcp`, 502, 'discovery_failed', /HTTP 302/);
+  await refused('issuer', `${evilBase}/issuer/mcp`, 502, 'discovery_failed', /"issuer" is not/);
+  await refused('dupkeys', `${evilBase}/dupkeys/mcp`, 502, 'discovery_failed', /duplicate/);
+  await refused('garbage', `${evilBase}/garbage/mcp`, 502, 'discovery_failed', /registering .*not one JSON object/);
+  const r = await refused('hugesecret', `${evilBase}/hugesecret/mcp`, 502, 'discovery_failed', /client_secret/);
+  assert.equal(r.body.includes('SSSSSSSS'), false);
+});
+
+test('an unreachable connector: 502; a trickling metadata body: 502 within the body deadline', async () => {
+  const s = http.createServer();
+  await new Promise((r) => s.listen(0, '127.0.0.1', r));
+  const dead = `http://127.0.0.1:${s.address().port}/mcp`;
+  await new Promise((r) => s.close(r));
+  await refused('dead', dead, 502, 'discovery_failed', /probing the connector URL/);
+  const t0 = Date.now();
+  await refused('trickle', `${evilBase}/trickle/mcp`, 502, 'discovery_failed', /too slowly/);
+  assert.ok(Date.now() - t0 < 15000);
+  // the gateway is still serving, and the control connector is intact
+  const g = await v.admin('GET', '/connectors/good');
+  assert.equal(g.status, 200, g.body);
+  assert.equal((await v.admin('GET', '/connectors')).json.connectors.length, 1);
+});
