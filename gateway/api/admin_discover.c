@@ -360,6 +360,35 @@ void admin__connector_discover(gw_req *req, const char *tenant, const char *name
                      "\"url\" must be an http:// or https:// URL without spaces (the upstream MCP endpoint)");
     return;
   }
+  /* the admin's own fields (description, timeouts, ca_file, scopes) are
+   * checked now, before anything is registered anywhere: the same
+   * validation with placeholder endpoints */
+  {
+    json_t *probe = json_deep_copy(body);
+    json_t *pa = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "oauth", "authorize_url", "https://placeholder.invalid/a",
+                           "token_url", "https://placeholder.invalid/t", "client_id", "placeholder", "token_auth", "none");
+    json_t *sc = json_object_get(json_object_get(body, "auth"), "scopes");
+    if (sc) json_object_set(pa, "scopes", sc);
+    json_object_set_new(probe, "auth", pa);
+    json_t *cfg = NULL;
+    const char *sec = NULL;
+    char err[1024];
+    int rc = vault_connector_parse(probe, &cfg, &sec, err, sizeof err);
+    json_decref(probe);
+    json_decref(cfg);
+    if (rc) {
+      json_decref(body);
+      gw_respond_error(req, 400, "invalid_request", "%s", err);
+      return;
+    }
+  }
+  if (!srv->cfg.public_url || !srv->cfg.public_url[0]) {
+    json_decref(body);
+    gw_respond_error(req, 400, "invalid_request",
+                     "\"discover\" needs the gateway's public_url: the redirect URI and the client identity at the "
+                     "upstream's authorization server are made from it");
+    return;
+  }
   disc *d = calloc(1, sizeof *d);
   if (!d) {
     json_decref(body);

@@ -121,6 +121,21 @@ test('the well-behaved hostile server works (the control case); its DCR request 
   assert.equal(r.body.includes('secret-good'), false);
 });
 
+test('the admin\'s own fields are checked before anything is fetched or registered', async () => {
+  const n = registrations.length;
+  let r = await v.admin('PUT', '/connectors/badfields', { url: `${evilBase}/good/mcp`, timeouts: { connect_ms: 1 }, auth: { type: 'oauth', discover: true } });
+  assert.equal(r.status, 400, r.body);
+  assert.equal(r.json.error, 'invalid_request');
+  assert.match(r.body, /timeouts\.connect_ms/);
+  r = await v.admin('PUT', '/connectors/badfields', { url: `${evilBase}/good/mcp`, auth: { type: 'oauth', discover: true, client_id: 'x' } });
+  assert.equal(r.status, 400, r.body);
+  assert.match(r.body, /auth\.client_id/);
+  r = await v.admin('PUT', '/connectors/badfields', { url: 'ftp://x/mcp', auth: { type: 'oauth', discover: true } });
+  assert.equal(r.status, 400, r.body);
+  assert.equal(registrations.length, n, 'nothing registered');
+  assert.equal((await v.admin('GET', '/connectors/badfields')).status, 404);
+});
+
 test('metadata that says something unusable: 400, nothing stored', async () => {
   await refused('mismatch', `${evilBase}/mismatch/mcp`, 400, 'discovery_refused', /another resource/);
   await refused('noreg', `${evilBase}/noreg/mcp`, 400, 'discovery_refused', /client_id and client_secret without "discover"/);
