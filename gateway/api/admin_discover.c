@@ -6,7 +6,9 @@
  *
  * The steps, one fetch each, in order (a failure answers and stores
  * nothing):
- *   probe  POST initialize to the connector URL without credentials: a 401
+ *   probe  POST initialize to the connector URL without credentials (its
+ *          head only: an upstream that needs no token may answer with a
+ *          stream that never ends): a 401
  *          whose WWW-Authenticate names resource_metadata gives the PRM
  *          URL; anything else falls back to the well-known URL.
  *   prm    GET the protected-resource metadata (resource must match).
@@ -144,6 +146,7 @@ static void start(disc *d, step s, const char *method, const char *url, const ch
     rq.hdr_name = "WWW-Authenticate";
     rq.hdr_out = d->www_auth;
     rq.hdr_cap = sizeof d->www_auth;
+    rq.head_only = true;
   }
   int rc = pages__fetch(d->lp, &rq, got, d);
   if (rc) failed(d, 502, "%s: the request to %.2048s could not start: %s", step_name(s), url, gw_out_strerror(rc));
@@ -284,8 +287,7 @@ static void got(void *ud, int err, int status, const char *body, size_t len) {
     disc_free(d);
     return;
   }
-  /* the probe's reply is only read for its head: a long body is fine */
-  if (err && !(d->st == STEP_PROBE && err == GW_OUT_EHEADERS && status == -1)) {
+  if (err) {
     failed(d, 502, "%s: %.2048s %s", step_name(d->st), url,
            err == GW_OUT_EHEADERS && status == -1 ? "answered more than 64 KiB"
            : err == GW_OUT_EIDLE && status == -1  ? "sent its reply too slowly"

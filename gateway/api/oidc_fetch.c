@@ -65,6 +65,7 @@ typedef struct fetch {
   char tenant[64], req_id[17], module[16];
   char hdr_name[64], *hdr_out; /* pages_fetch_req.hdr_* */
   size_t hdr_cap;
+  bool head_only, headed; /* pages_fetch_req.head_only; the head is in */
 } fetch;
 
 static void fetch_free(fetch *f) {
@@ -102,13 +103,19 @@ static void on_headers(gw_out_req *r, int status, const gw_out_header *h, size_t
     }
     if (!fits) f->hdr_out[0] = 0;
   }
+  if (f->head_only && f->status >= 0) {
+    f->headed = true;
+    gw_out_abort(r);
+  }
   f->body_until = pages__mono_ms() + FETCH_BODY_MS;
 }
 
 static void on_done(gw_out_req *r, int err, void *ud) {
   fetch *f = ud;
   gw_log_ctx lc = {f->tenant, f->req_id};
-  if (f->status == -1) {
+  if (f->headed) {
+    f->cb(f->ud, 0, f->status, NULL, 0);
+  } else if (f->status == -1) {
     f->cb(f->ud, GW_OUT_EHEADERS, -1, NULL, 0);
   } else if (f->status == -2) {
     GW_LOG(GW_LOG_WARN, f->module, &lc, "the identity provider's reply was not complete %d s after its head",
@@ -151,6 +158,7 @@ int pages__fetch(gw_loop *lp, const pages_fetch_req *rq, pages_fetch_cb cb, void
     f->hdr_cap = rq->hdr_cap;
     f->hdr_out[0] = 0;
   }
+  f->head_only = rq->head_only;
   gw_out_opts o = {0};
   o.method = rq->method;
   o.url = rq->url;
@@ -223,7 +231,7 @@ static void got_jwks(void *ud, int err, int status, const char *body, size_t len
 static int fetch_jwks(lookup *l) {
   static const char *const hdr[] = {"Accept: application/json", NULL};
   pages_fetch_req rq = {"GET", l->base->jwks_uri, hdr, NULL, AUTH_JOSE_JWKS_MAX, l->issuer, l->tenant, l->req_id,
-                        l->module, NULL, NULL, 0};
+                        l->module, NULL, NULL, 0, false};
   return pages__fetch(l->lp, &rq, got_jwks, l);
 }
 
@@ -293,7 +301,7 @@ void pages__provider(gw_loop *lp, auth_oidc_cache *cache, const pages_provider_r
   char url[AUTH_OIDC_ISSUER_MAX + 64];
   snprintf(url, sizeof url, "%s/.well-known/openid-configuration", r->issuer);
   static const char *const hdr[] = {"Accept: application/json", NULL};
-  pages_fetch_req rq = {"GET", url, hdr, NULL, AUTH_OIDC_DISCOVERY_MAX, r->issuer, r->tenant, r->req_id, r->module, NULL, NULL, 0};
+  pages_fetch_req rq = {"GET", url, hdr, NULL, AUTH_OIDC_DISCOVERY_MAX, r->issuer, r->tenant, r->req_id, r->module, NULL, NULL, 0, false};
   if (pages__fetch(lp, &rq, got_discovery, l)) lookup_end(l, NULL, 502, "the discovery document cannot be fetched");
 }
 

@@ -153,6 +153,10 @@ typedef struct pages_fetch_req {
   const char *hdr_name;
   char *hdr_out;
   size_t hdr_cap;
+  /* only the head is wanted: the transfer ends once it is in, and cb gets
+   * err 0, the status and no body (an upstream answering with an endless
+   * stream cannot hold the caller for the body deadline) */
+  bool head_only;
 } pages_fetch_req;
 /* 0 (cb will run), or a GW_OUT_E* code (nothing started; cb never runs).
  * Everything in rq is copied or used during the call only. */

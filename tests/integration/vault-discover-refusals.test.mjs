@@ -11,6 +11,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 
+import { findSecretsInFiles } from './lib/admin.mjs';
 import { startVaultFixture } from './lib/vault.mjs';
 import { startOAuthMcpUpstream } from './lib/upstream-oauth.mjs';
 
@@ -30,6 +31,19 @@ const CASES = {
   dupkeys: { prmText: (d) => `{"resource":"x",${JSON.stringify(d).slice(1)}` },
   garbage: { reg: (res) => { res.writeHead(201, { 'content-type': 'application/json' }); res.end('<html>no</html>'); } },
   hugesecret: { reg: (res) => { const b = JSON.stringify({ client_id: 'c1', client_secret: HUGE_SECRET }); res.writeHead(201, { 'content-type': 'application/json' }); res.end(b); } },
+  otherhost: {
+    prm: (d) => ({ ...d, authorization_servers: [`${evilBase.replace('127.0.0.1', 'localhost')}/otherhost/as`] }),
+    asm: (d) => ({ ...d, issuer: `${evilBase.replace('127.0.0.1', 'localhost')}/otherhost/as` }),
+  },
+  // needs no token: answers initialize with a stream that never ends
+  stream: {
+    mcpRaw: (res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(': open\n\n');
+      const t = setInterval(() => res.write(': ping\n\n'), 200);
+      res.on('close', () => clearInterval(t));
+    },
+  },
   noreg: { asm: (d) => { const { registration_endpoint: _r, ...rest } = d; return rest; } },
   trickle: {
     prmRaw: (res) => {
@@ -66,6 +80,7 @@ function startEvil() {
       return json(d);
     }
     if (m[2] === 'mcp') {
+      if (c.mcpRaw) return c.mcpRaw(res);
       res.writeHead(401, { 'www-authenticate': `Bearer realm="x", resource_metadata="${base}/prm"`, 'content-type': 'application/json' });
       return res.end('{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"authorization required"}}');
     }
@@ -121,6 +136,21 @@ test('the well-behaved hostile server works (the control case); its DCR request 
   assert.equal(r.body.includes('secret-good'), false);
 });
 
+test('an authorization server on another host than the connector is shown to the admin', async () => {
+  const r = await put('otherhost', `${evilBase}/otherhost/mcp`);
+  assert.equal(r.status, 201, r.body);
+  assert.equal(r.json.auth.discovered.as_host_differs, true);
+  assert.match(r.json.auth.discovered.authorization_server, /^http:\/\/localhost:/);
+  assert.ok(r.json.warnings.some((w) => /authorization server http:\/\/localhost:.* is on another host than the connector/.test(w)), r.body);
+  assert.equal((await v.admin('DELETE', '/connectors/otherhost')).status, 204);
+});
+
+test('a connector that needs no token (an endless stream to initialize): only the head is read, then 400 at once', async () => {
+  const t0 = Date.now();
+  await refused('stream', `${evilBase}/stream/mcp`, 400, 'discovery_refused', /does the connector do its own OAuth/);
+  assert.ok(Date.now() - t0 < 3000, `answered in ${Date.now() - t0} ms`);
+});
+
 test('the admin\'s own fields are checked before anything is fetched or registered', async () => {
   const n = registrations.length;
   let r = await v.admin('PUT', '/connectors/badfields', { url: `${evilBase}/good/mcp`, timeouts: { connect_ms: 1 }, auth: { type: 'oauth', discover: true } });
@@ -171,4 +201,14 @@ test('an unreachable connector: 502; a trickling metadata body: 502 within the b
   const g = await v.admin('GET', '/connectors/good');
   assert.equal(g.status, 200, g.body);
   assert.equal((await v.admin('GET', '/connectors')).json.connectors.length, 1);
+});
+
+test('no registration secret in the log or in the store files in clear', async () => {
+  const log = v.fx.gw.stderrText();
+  assert.match(log, /discovery refused/);
+  assert.equal(log.includes('SSSSSSSS'), false, 'the huge secret is not logged');
+  assert.equal(log.includes('secret-good'), false, 'the registered secret is not logged');
+  const { hits, scanned } = await findSecretsInFiles([v.fx.gw.dataDir], ['secret-good']);
+  assert.ok(scanned > 0);
+  assert.deepEqual(hits, [], 'the stored secret is sealed');
 });
