@@ -22,6 +22,7 @@ const registrations = [];
 // per case: how the hostile upstream differs from a well-behaved one
 const CASES = {
   good: {},
+  good2: {},
   mismatch: { prm: (d) => ({ ...d, resource: `${evilBase}/other/mcp` }) },
   internal: { prm: (d) => ({ ...d, authorization_servers: ['http://10.1.2.3/as'] }) },
   internaltoken: { asm: (d) => ({ ...d, token_endpoint: 'http://169.254.169.254/token' }) },
@@ -60,8 +61,8 @@ function startEvil() {
     const chunks = [];
     for await (const c of req) chunks.push(c);
     const u = new URL(req.url, 'http://x');
-    let m = /^\/([a-z]+)\/(mcp|prm|reg)$/.exec(u.pathname);
-    const wk = /^\/\.well-known\/oauth-authorization-server\/([a-z]+)\/as$/.exec(u.pathname);
+    let m = /^\/([a-z0-9]+)\/(mcp|prm|reg)$/.exec(u.pathname);
+    const wk = /^\/\.well-known\/oauth-authorization-server\/([a-z0-9]+)\/as$/.exec(u.pathname);
     const name = m?.[1] ?? wk?.[1];
     const c = CASES[name];
     if (!c) { res.writeHead(404); return res.end(); }
@@ -149,6 +150,24 @@ test('a connector that needs no token (an endless stream to initialize): only th
   const t0 = Date.now();
   await refused('stream', `${evilBase}/stream/mcp`, 400, 'discovery_refused', /does the connector do its own OAuth/);
   assert.ok(Date.now() - t0 < 3000, `answered in ${Date.now() - t0} ms`);
+});
+
+test('a PUT again reuses the registration at the same AS and registers again at another', async () => {
+  const n = registrations.length;
+  let r = await put('good', `${evilBase}/good/mcp`);
+  assert.equal(r.status, 200, r.body);
+  assert.equal(r.json.auth.client_id, 'client-good');
+  assert.equal(registrations.length, n, 'reused');
+  // the connector moves to a server whose metadata names another AS
+  r = await put('good', `${evilBase}/good2/mcp`);
+  assert.equal(r.status, 200, r.body);
+  assert.equal(r.json.auth.client_id, 'client-good2');
+  assert.equal(r.json.auth.discovered.issuer, `${evilBase}/good2/as`);
+  assert.equal(registrations.length, n + 1);
+  r = await put('good', `${evilBase}/good/mcp`);
+  assert.equal(r.status, 200, r.body);
+  assert.equal(r.json.auth.client_id, 'client-good');
+  assert.equal(registrations.length, n + 2);
 });
 
 test('the admin\'s own fields are checked before anything is fetched or registered', async () => {
