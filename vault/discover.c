@@ -9,6 +9,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/crypto.h>
+
 #include "store/store.h"
 #include "vault/vault.h"
 
@@ -401,8 +403,9 @@ int vault_dcr_reply(const char *body, size_t len, const char *auth, char **clien
       *client_id = *client_secret = NULL;
     }
   }
-  /* the reply holds the secret: wipe what jansson copied */
-  if (json_is_string(sec)) json_string_set(sec, "");
+  /* the reply holds the secret: wipe jansson's copy in place before it
+   * is freed (json_string_set would free it unwiped) */
+  if (json_is_string(sec)) OPENSSL_cleanse((char *)json_string_value(sec), json_string_length(sec));
   json_decref(j);
   return rc;
 }

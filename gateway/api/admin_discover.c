@@ -98,7 +98,8 @@ static void failed(disc *d, int status, const char *fmt, ...) {
   va_end(ap);
   GW_LOG(GW_LOG_WARN, "admin", &((gw_log_ctx){d->tenant, d->req->id}), "connector %s: discovery refused (%d): %s",
          d->name, status, msg);
-  gw_respond_error(d->req, status, status == 502 ? "discovery_failed" : "discovery_refused", "%s", msg);
+  gw_respond_error(d->req, status,
+                   status == 502 ? "discovery_failed" : status == 400 ? "discovery_refused" : "internal", "%s", msg);
   disc_free(d);
 }
 
@@ -182,8 +183,9 @@ static void write_connector(disc *d) {
   int rc = vault_connector_parse(b, &config, &secret, err, sizeof err);
   char *sec = NULL;
   if (!rc && secret && !(sec = strdup(secret))) rc = ST_ENOMEM;
-  /* the copy held the secret: wipe it before it goes */
-  if (d->client_secret) json_string_set(json_object_get(auth, "client_secret"), "");
+  /* the copy held the secret: wipe jansson's buffer in place before it goes */
+  json_t *cs = json_object_get(auth, "client_secret");
+  if (json_is_string(cs)) OPENSSL_cleanse((char *)json_string_value(cs), json_string_length(cs));
   json_decref(b);
   if (rc) {
     json_decref(config);
