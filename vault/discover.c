@@ -244,6 +244,29 @@ static bool string_array(const json_t *a) {
   return true;
 }
 
+/* scopes_supported as the space-separated text the admin would give, or
+ * "" when any scope is unusable (see vault_prm). */
+static void scopes_text(const json_t *sc, char *out, size_t cap) {
+  size_t n = 0, i;
+  json_t *v;
+  out[0] = 0;
+  if (json_array_size(sc) > 50) return;
+  json_array_foreach(sc, i, v) {
+    const char *s = json_string_value(v);
+    size_t l = json_string_length(v);
+    bool ok = l && l <= 200 && strlen(s) == l && n + l + 2 < cap;
+    for (size_t k = 0; ok && k < l; k++) ok = (unsigned char)s[k] >= 0x21 && (unsigned char)s[k] <= 0x7e && s[k] != '"';
+    if (!ok) {
+      out[0] = 0;
+      return;
+    }
+    if (n) out[n++] = ' ';
+    memcpy(out + n, s, l);
+    n += l;
+    out[n] = 0;
+  }
+}
+
 int vault_prm_parse(const char *body, size_t len, const char *url, vault_prm *out, char *err, size_t errlen) {
   memset(out, 0, sizeof *out);
   json_t *j = load(body, len);
@@ -253,8 +276,11 @@ int vault_prm_parse(const char *body, size_t len, const char *url, vault_prm *ou
     return rc;
   }
   json_t *as = json_object_get(j, "authorization_servers");
+  json_t *sc = json_object_get(j, "scopes_supported");
   int r = url_member(j, "resource", out->resource);
-  if (r <= 0) {
+  if (sc && !string_array(sc)) {
+    say(err, errlen, "%s", "the protected-resource metadata's \"scopes_supported\" is not an array of strings");
+  } else if (r <= 0) {
     say(err, errlen, "%s", "the protected-resource metadata has no valid \"resource\" URL");
   } else if (as && (!string_array(as) || json_array_size(as) > 100)) {
     say(err, errlen, "%s", "the protected-resource metadata's \"authorization_servers\" is not an array of URLs");
@@ -271,6 +297,7 @@ int vault_prm_parse(const char *body, size_t len, const char *url, vault_prm *ou
       say(err, errlen, "%s", "the protected-resource metadata's first authorization server is not a valid issuer URL");
     } else {
       memcpy(out->authorization_server, s, strlen(s) + 1);
+      scopes_text(sc, out->scopes, sizeof out->scopes);
       rc = 0;
     }
   }

@@ -74,10 +74,15 @@ int vault_asm_candidates(const char *issuer, char out[VAULT_ASM_CANDIDATES][VAUL
 typedef struct vault_prm {
   char resource[VAULT_DISCOVER_URL_BUF];
   char authorization_server[VAULT_DISCOVER_URL_BUF]; /* authorization_servers[0] */
+  /* scopes_supported, space-separated ("" when absent, or when there are
+   * more than 50, one is not printable, holds '"' or is longer than 200:
+   * then the admin names the scopes) */
+  char scopes[VAULT_DISCOVER_URL_BUF];
 } vault_prm;
 /* Parses a PRM document fetched for the connector whose URL is `url`. 0;
  * VAULT_EDISCOVER (not a JSON object, duplicate keys, a member of the
- * wrong type, a malformed URL); VAULT_EUNUSABLE (`resource` is another
+ * wrong type — scopes_supported not an array of strings —, a malformed
+ * URL); VAULT_EUNUSABLE (`resource` is another
  * resource's, or no authorization server). err: one sentence. */
 int vault_prm_parse(const char *body, size_t len, const char *url, vault_prm *out, char *err, size_t errlen);
 

@@ -166,6 +166,20 @@ static void fetch_asm(disc *d) {
 
 /* ---- the end: an ordinary oauth connector plus what was discovered ---- */
 
+/* Without scopes from the admin: the PRM's scopes_supported (MCP
+ * authorization's scope selection), as an array. */
+static json_t *prm_scopes(const disc *d) {
+  json_t *a = json_array();
+  const char *p = d->prm.scopes;
+  while (*p) {
+    size_t n = strcspn(p, " ");
+    json_array_append_new(a, json_stringn(p, n));
+    p += n;
+    while (*p == ' ') p++;
+  }
+  return a;
+}
+
 static void write_connector(disc *d) {
   json_t *auth = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "oauth", "authorize_url",
                            d->as.authorization_endpoint, "token_url", d->as.token_endpoint, "client_id", d->client_id,
@@ -175,6 +189,7 @@ static void write_connector(disc *d) {
   if (d->client_secret) json_object_set_new(auth, "client_secret", json_string(d->client_secret));
   json_t *scopes = json_object_get(json_object_get(d->body, "auth"), "scopes");
   if (scopes) json_object_set(auth, "scopes", scopes);
+  else json_object_set_new(auth, "scopes", prm_scopes(d));
   json_t *b = json_deep_copy(d->body);
   json_object_set_new(b, "auth", auth);
   json_t *config = NULL;
@@ -205,11 +220,13 @@ static void write_connector(disc *d) {
   json_object_set_new(a, "discover", json_true());
   json_object_set_new(a, "resource", json_string(d->prm.resource));
   json_object_set_new(a, "discovered",
-                      json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?, s:b}", "resource_metadata_url", d->prm_url,
+                      json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?, s:b, s:s}", "resource_metadata_url", d->prm_url,
                                 "resource_metadata_via", d->prm_via, "authorization_server",
                                 d->prm.authorization_server, "issuer", d->as.issuer, "registration", d->registration,
                                 "registration_endpoint", d->as.registration_endpoint[0] ? d->as.registration_endpoint : NULL,
-                                "as_host_differs", strcmp(ch, ah) != 0));
+                                "as_host_differs", strcmp(ch, ah) != 0, "scopes_from",
+                                json_object_get(json_object_get(d->body, "auth"), "scopes") ? "admin"
+                                                                                            : "resource_metadata"));
   GW_LOG(GW_LOG_INFO, "admin", &((gw_log_ctx){d->tenant, d->req->id}),
          "connector %s: discovered authorization server %s (client by %s)", d->name, d->as.issuer, d->registration);
   gw_req *req = d->req;
@@ -265,9 +282,11 @@ static void register_client(disc *d) {
   char name[100];
   snprintf(name, sizeof name, "mcpgate for %s", d->tenant);
   char *body = NULL;
-  if (vault_dcr_request(name, d->redirect, json_object_get(json_object_get(d->body, "auth"), "scopes"), d->as.dcr_auth,
-                        &body))
-    FAIL(d, 500, "out of memory");
+  json_t *sc = json_object_get(json_object_get(d->body, "auth"), "scopes");
+  json_t *own = sc ? NULL : prm_scopes(d);
+  int rc = vault_dcr_request(name, d->redirect, sc ? sc : own, d->as.dcr_auth, &body);
+  json_decref(own);
+  if (rc) FAIL(d, 500, "out of memory");
   static const char *const hdr[] = {"Content-Type: application/json", "Accept: application/json", NULL};
   start(d, STEP_DCR, "POST", d->as.registration_endpoint, hdr, body);
   free(body);

@@ -38,6 +38,8 @@ static void prm(const char *d, size_t n) {
     if (!vault_same_resource(p.resource, CONNECTOR)) fail("PRM for another resource accepted");
     if (!vault_discover_url_ok(p.authorization_server) || strchr(p.authorization_server, '?'))
       fail("unusable authorization server accepted");
+    if (strchr(p.scopes, '"') || (p.scopes[0] == ' '))
+      fail("scopes the connector could not hold");
   } else {
     if (rc != VAULT_EDISCOVER && rc != VAULT_EUNUSABLE) fail("PRM: unexpected code");
     if (!err[0] || p.resource[0] || p.authorization_server[0]) fail("PRM: refusal without reason or with leftovers");

@@ -29,9 +29,8 @@ before(async () => {
 after(async () => { await v?.stop(); });
 
 test('PUT discover:true: the AS takes CIMD, the gateway is a public client with its own document', async () => {
-  const r = await v.admin('PUT', '/connectors/crm', {
-    url: v.up.url, auth: { type: 'oauth', discover: true, scopes: ['openid', 'offline_access', 'tools.read'] },
-  });
+  // no scopes from the admin: the PRM's scopes_supported
+  const r = await v.admin('PUT', '/connectors/crm', { url: v.up.url, auth: { type: 'oauth', discover: true } });
   assert.equal(r.status, 201, r.body);
   const a = r.json.auth;
   const docUrl = `${v.base}/oauth/upstream-client/crm.json`;
@@ -42,6 +41,8 @@ test('PUT discover:true: the AS takes CIMD, the gateway is a public client with 
   assert.equal(a.discovered.resource_metadata_via, 'well-known');
   assert.equal(a.discovered.resource_metadata_url, v.up.resourceMetadataUrl);
   assert.equal(a.resource, v.up.url);
+  assert.deepEqual(a.scopes, v.as.scopes);
+  assert.equal(a.discovered.scopes_from, 'resource_metadata');
   assert.equal(v.as.stats().registrations, 0);
 
   const d = await fetch(docUrl);

@@ -55,6 +55,7 @@ test('PUT discover:true reads the metadata, registers by DCR, and stores an oaut
     registration: 'dcr',
     registration_endpoint: v.as.registrationUrl,
     as_host_differs: false,
+    scopes_from: 'admin',
   });
   assert.equal(v.as.stats().registrations, 1);
   // the secret is sealed, never shown; the read view says the same

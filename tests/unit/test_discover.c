@@ -81,6 +81,15 @@ TEST(prm_parse) {
   CHECK_INT(vault_prm_parse(ok, strlen(ok), "https://mcp.example.com/mcp", &p, err, sizeof err), 0);
   CHECK_STR(p.resource, "https://mcp.example.com/mcp");
   CHECK_STR(p.authorization_server, "https://as.example.com");
+  CHECK_STR(p.scopes, "a");
+  /* scopes the admin would have to give: not taken */
+  const char *sq = "{\"resource\":\"https://mcp.example.com/mcp\",\"authorization_servers\":[\"https://as.example.com\"],"
+                   "\"scopes_supported\":[\"read\",\"wr\\\"ite\"]}";
+  CHECK_INT(vault_prm_parse(sq, strlen(sq), "https://mcp.example.com/mcp", &p, err, sizeof err), 0);
+  CHECK_STR(p.scopes, "");
+  const char *sn = "{\"resource\":\"https://mcp.example.com/mcp\",\"authorization_servers\":[\"https://as.example.com\"],"
+                   "\"scopes_supported\":\"read\"}";
+  CHECK_INT(vault_prm_parse(sn, strlen(sn), "https://mcp.example.com/mcp", &p, err, sizeof err), VAULT_EDISCOVER);
   /* another resource: unusable (400), naming the connector URL */
   CHECK_INT(vault_prm_parse(ok, strlen(ok), "https://mcp.example.com/other", &p, err, sizeof err), VAULT_EUNUSABLE);
   CHECK(strstr(err, "another resource"));
