@@ -26,6 +26,7 @@
  *    only ever the browser's, as in a plain connector PUT.
  *  - Every fetch has timeouts, a body deadline and a 64 KiB body cap
  *    (pages__fetch); redirects are never followed (a 3xx is a failure).
+ *    The connector's ca_file applies to every fetch (as to its refresh).
  *  - 502 discovery_failed names the step and the URL (the upstream is
  *    unreachable or its metadata malformed); 400 discovery_refused when the
  *    metadata is well-formed but unusable. No message or log line carries a
@@ -142,7 +143,9 @@ static void start(disc *d, step s, const char *method, const char *url, const ch
                         .trust = url, /* admin level; literal addresses checked before */
                         .tenant = d->tenant,
                         .req_id = d->req->id,
-                        .module = "vault"};
+                        .module = "vault",
+                        /* the connector's own trust anchors, as its refresh uses them */
+                        .ca_file = json_string_value(json_object_get(d->body, "ca_file"))};
   if (s == STEP_PROBE) {
     rq.hdr_name = "WWW-Authenticate";
     rq.hdr_out = d->www_auth;

@@ -302,7 +302,7 @@ static void callback_go(login_flow *f) {
   const char *hdr[] = {"Accept: application/json", "Content-Type: application/x-www-form-urlencoded", authz_line,
                        NULL};
   pages_fetch_req rq = {"POST", f->prov->token_endpoint, hdr, body, AUTH_LOGIN_TOKEN_RESPONSE_MAX,
-                        json_string_value(json_object_get(f->settings, "issuer")), f->tenant, f->req->id, "login", NULL, NULL, 0, false};
+                        json_string_value(json_object_get(f->settings, "issuer")), f->tenant, f->req->id, "login", NULL, NULL, 0, false, NULL};
   rc = (authz && !authz_line) ? GW_OUT_ENOMEM : pages__fetch(f->lp, &rq, got_token, f);
   auth_login_wipe(body);
   auth_login_wipe(authz_line);

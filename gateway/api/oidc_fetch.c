@@ -170,6 +170,7 @@ int pages__fetch(gw_loop *lp, const pages_fetch_req *rq, pages_fetch_cb cb, void
   o.idle_timeout_ms = FETCH_IDLE_MS;
   o.max_header_bytes = 32 * 1024;
   o.egress = egress_level(rq->trust, rq->url);
+  o.ca_file = rq->ca_file;
   o.on_headers = on_headers;
   o.on_data = on_data;
   o.on_done = on_done;
@@ -231,7 +232,7 @@ static void got_jwks(void *ud, int err, int status, const char *body, size_t len
 static int fetch_jwks(lookup *l) {
   static const char *const hdr[] = {"Accept: application/json", NULL};
   pages_fetch_req rq = {"GET", l->base->jwks_uri, hdr, NULL, AUTH_JOSE_JWKS_MAX, l->issuer, l->tenant, l->req_id,
-                        l->module, NULL, NULL, 0, false};
+                        l->module, NULL, NULL, 0, false, NULL};
   return pages__fetch(l->lp, &rq, got_jwks, l);
 }
 
@@ -301,7 +302,7 @@ void pages__provider(gw_loop *lp, auth_oidc_cache *cache, const pages_provider_r
   char url[AUTH_OIDC_ISSUER_MAX + 64];
   snprintf(url, sizeof url, "%s/.well-known/openid-configuration", r->issuer);
   static const char *const hdr[] = {"Accept: application/json", NULL};
-  pages_fetch_req rq = {"GET", url, hdr, NULL, AUTH_OIDC_DISCOVERY_MAX, r->issuer, r->tenant, r->req_id, r->module, NULL, NULL, 0, false};
+  pages_fetch_req rq = {"GET", url, hdr, NULL, AUTH_OIDC_DISCOVERY_MAX, r->issuer, r->tenant, r->req_id, r->module, NULL, NULL, 0, false, NULL};
   if (pages__fetch(lp, &rq, got_discovery, l)) lookup_end(l, NULL, 502, "the discovery document cannot be fetched");
 }
 

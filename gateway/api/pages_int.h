@@ -157,6 +157,9 @@ typedef struct pages_fetch_req {
    * err 0, the status and no body (an upstream answering with an endless
    * stream cannot hold the caller for the body deadline) */
   bool head_only;
+  /* PEM trust anchors used instead of the system CA bundle file (an admin
+   * setting such as a connector's ca_file), or NULL */
+  const char *ca_file;
 } pages_fetch_req;
 /* 0 (cb will run), or a GW_OUT_E* code (nothing started; cb never runs).
  * Everything in rq is copied or used during the call only. */

@@ -10,12 +10,14 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import https from 'node:https';
 
 import { findSecretsInFiles } from './lib/admin.mjs';
+import { makeTempDir, makeSelfSignedCert } from './lib/gateway.mjs';
 import { startVaultFixture } from './lib/vault.mjs';
 import { startOAuthMcpUpstream } from './lib/upstream-oauth.mjs';
 
-let v, evil, evilBase, up2;
+let v, evil, evilBase, up2, tlsEvil, tlsBase, certs;
 const HUGE_SECRET = 'S'.repeat(5000);
 const registrations = [];
 
@@ -56,8 +58,8 @@ const CASES = {
   },
 };
 
-function startEvil() {
-  const server = http.createServer(async (req, res) => {
+function startEvil(tls) {
+  const handler = async (req, res) => {
     const chunks = [];
     for await (const c of req) chunks.push(c);
     const u = new URL(req.url, 'http://x');
@@ -66,7 +68,7 @@ function startEvil() {
     const name = m?.[1] ?? wk?.[1];
     const c = CASES[name];
     if (!c) { res.writeHead(404); return res.end(); }
-    const base = `${evilBase}/${name}`;
+    const base = `${req.socket.encrypted ? tlsBase : evilBase}/${name}`;
     const json = (doc, status = 200) => {
       const b = typeof doc === 'string' ? doc : JSON.stringify(doc);
       res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(b) });
@@ -94,7 +96,8 @@ function startEvil() {
     registrations.push({ name, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) });
     if (c.reg) return c.reg(res);
     return json({ client_id: `client-${name}`, client_secret: `secret-${name}` }, 201);
-  });
+  };
+  const server = tls ? https.createServer({ cert: tls.certPem, key: tls.keyPem }, handler) : http.createServer(handler);
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
 }
 
@@ -102,10 +105,15 @@ before(async () => {
   v = await startVaultFixture({ users: ['alice'], asOptions: { registration: true, metadata: (d) => ({ ...d, code_challenge_methods_supported: ['plain'] }) }, connectorBody: null });
   evil = await startEvil();
   evilBase = `http://127.0.0.1:${evil.address().port}`;
+  certs = makeSelfSignedCert(await makeTempDir(), 'evil');
+  tlsEvil = await startEvil(certs);
+  tlsBase = `https://127.0.0.1:${tlsEvil.address().port}`;
   up2 = await startOAuthMcpUpstream({ as: v.as });
 });
 after(async () => {
   await up2?.close();
+  tlsEvil?.closeAllConnections?.();
+  await new Promise((r) => (tlsEvil ? tlsEvil.close(() => r()) : r()));
   evil?.closeAllConnections?.();
   await new Promise((r) => (evil ? evil.close(() => r()) : r()));
   await v?.stop();
@@ -168,6 +176,15 @@ test('a PUT again reuses the registration at the same AS and registers again at 
   assert.equal(r.status, 200, r.body);
   assert.equal(r.json.auth.client_id, 'client-good');
   assert.equal(registrations.length, n + 2);
+});
+
+test('an https upstream under a private CA: discovered with the connector\'s ca_file, refused without', async () => {
+  await refused('tlsnoca', `${tlsBase}/good2/mcp`, 502, 'discovery_failed', /probing the connector URL/);
+  const r = await v.admin('PUT', '/connectors/tlsca', { url: `${tlsBase}/good2/mcp`, ca_file: certs.cert, auth: { type: 'oauth', discover: true } });
+  assert.equal(r.status, 201, r.body);
+  assert.equal(r.json.auth.token_url, `${tlsBase}/good2/token`);
+  assert.equal(r.json.auth.discovered.issuer, `${tlsBase}/good2/as`);
+  assert.equal((await v.admin('DELETE', '/connectors/tlsca')).status, 204);
 });
 
 test('the admin\'s own fields are checked before anything is fetched or registered', async () => {
