@@ -422,7 +422,8 @@ void pages__connect_callback(gw_req *req, const char *tenant, const char *connec
                         .trust = f->token_url,
                         .tenant = tenant,
                         .req_id = req->id,
-                        .module = "vault"};
+                        .module = "vault",
+                        .ca_file = json_string_value(json_object_get(rec, "ca_file"))};
   rc = pages__fetch(f->lp, &fr, got_token, f);
   vault_wipe(body);
   vault_wipe(authz);
