@@ -484,10 +484,11 @@ int vault_grants_sweep(st_txn *txn, uint64_t now_ms, uint64_t grace_ms, vault_vi
       } else if (!vis && now_ms >= (uint64_t)json_integer_value(hs) + grace_ms) {
         char now[32];
         vault_rfc3339((int64_t)(now_ms / 1000), now);
-        char tn[64], us[80], cn[40];
-        snprintf(tn, sizeof tn, "%s", tenant);
-        snprintf(us, sizeof us, "%s", user);
-        snprintf(cn, sizeof cn, "%s", conn);
+        /* copies: the drop writes, and key (their home) is ours anyway */
+        char tn[VAULT_SWEEP_CURSOR], us[VAULT_SWEEP_CURSOR], cn[VAULT_SWEEP_CURSOR];
+        memcpy(tn, tenant, strlen(tenant) + 1);
+        memcpy(us, user, strlen(user) + 1);
+        memcpy(cn, conn, strlen(conn) + 1);
         rc = vault_grant_drop(txn, tn, us, cn, "lost_access", now);
         if (!rc) dropped++;
       }
