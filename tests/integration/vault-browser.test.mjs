@@ -3,7 +3,7 @@
 // login form), opens /t/acme/connect/crm, signs in at the upstream's AS (its
 // <input name=login> form), and lands on the gateway's success page; then a
 // tool call through the official SDK client carries her own upstream token.
-// ci-variants: build-w1 build-w2 (chromium is heavy; the connect flow runs under ASan in vault-connect)
+// ci-variants: build-w1 (chromium is heavy; the connect flow runs under ASan in vault-connect)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';

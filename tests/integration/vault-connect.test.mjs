@@ -11,6 +11,7 @@
 // unaffected (he sees the connect tool and gets the link); IT deactivates
 // Alice → her upstream tokens are revoked at the AS within seconds and the
 // store file holds none of them.
+// ci-variants: build-w1 build-asan-w2 (two loops are the sanitizer run's; CI's 15 minutes)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';

@@ -3,6 +3,7 @@
 // deletes the connector → both grants revoked at the AS, two report entries
 // (connector_deleted, done) — the worker needs nothing of the deleted
 // connector but its queued job.
+// ci-variants: build-w1 build-asan-w2 (two loops are the sanitizer run's; CI's 15 minutes)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 

@@ -4,7 +4,7 @@
 // request whose caller hung up, so her tokens stay live); restarted on the
 // same data directory, the gateway sends the revocation again and it
 // completes: her token is inactive at the AS and the report says done.
-// ci-variants: build-w1 build-w2 (SIGKILL and restart; the queue code runs under ASan in vault-connect and vault-retry)
+// ci-variants: build-w1 (SIGKILL and restart; the queue code runs under ASan in vault-connect and vault-retry)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 

@@ -3,6 +3,7 @@
 // leaves the live tables, the revocation worker revokes it at the upstream's
 // AS (RFC 7009), the revocations report says done (admin_disconnect), and
 // Alice's open MCP stream hears tools/list_changed: the connect tool is back.
+// ci-variants: build-w1 build-asan-w2 (two loops are the sanitizer run's; CI's 15 minutes)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 

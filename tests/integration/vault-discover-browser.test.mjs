@@ -5,7 +5,7 @@
 // the gateway, opens /t/acme/connect/crm, signs in at the upstream's AS and
 // lands on the success page; her calls carry a token whose audience is the
 // connector URL; deactivation revokes it at the AS.
-// ci-variants: build-w1 build-w2 (chromium is heavy; the flow runs under ASan in vault-discover)
+// ci-variants: build-w1 (chromium is heavy; the flow runs under ASan in vault-discover)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';

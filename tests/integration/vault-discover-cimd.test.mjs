@@ -9,6 +9,7 @@
 // redirect_uri against it, and hands the client to the provider; the SDK
 // MCP upstream (here with a bare `Bearer` challenge, so the gateway must
 // find the PRM at the well-known URL) that checks the token's audience.
+// ci-variants: build-w1 build-asan-w2 (two loops are the sanitizer run's; CI's 15 minutes)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 

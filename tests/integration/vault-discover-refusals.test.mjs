@@ -7,6 +7,7 @@
 // internal addresses, a huge or trickling body, a redirect, a mismatched
 // issuer, a registration endpoint answering garbage or a huge secret.
 // After each refusal the connector does not exist and the gateway answers.
+// ci-variants: build-w1 build-asan-w2 (two loops are the sanitizer run's; CI's 15 minutes)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';

@@ -10,6 +10,7 @@
 // The admin gives only the URL: the gateway reads the PRM (from the 401),
 // the AS metadata, registers itself, and the stored connector is an
 // ordinary oauth connector (connect, refresh, revocation as in Vault 1/2).
+// ci-variants: build-w1 build-asan-w2 (two loops are the sanitizer run's; CI's 15 minutes)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 

@@ -3,6 +3,7 @@
 // expire the gateway refreshes, gets invalid_grant, deletes the grant and
 // asks her to reconnect: the call answers -32007 with the connect link, the
 // admin list is empty, and tools/list shows crm__connect again.
+// ci-variants: build-w1 build-asan-w2 (two loops are the sanitizer run's; CI's 15 minutes)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 

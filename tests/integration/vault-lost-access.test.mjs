@@ -5,6 +5,7 @@
 // only once the grace period passed with the connector still hidden. Real
 // parts: the gateway on a real LMDB, oidc-provider as Okta and as the
 // upstream's AS (introspection tells whether a token still lives), the SDK.
+// ci-variants: build-w1 build-asan-w2 (two loops are the sanitizer run's; CI's 15 minutes)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 

@@ -4,6 +4,7 @@
 // signed-in browser (login CSRF) → 403 and no grant for anyone; a connector
 // with header credentials → 400 "Nothing to connect"; an unknown connector
 // and one the policy hides → 404.
+// ci-variants: build-w1 build-asan-w2 (two loops are the sanitizer run's; CI's 15 minutes)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 

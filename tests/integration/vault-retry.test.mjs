@@ -2,6 +2,7 @@
 // The AS answers 503 to every revocation; IT deactivates Bob → the report
 // shows his revocation pending with an attempt and the 503 as its last error;
 // once the AS answers again it becomes done (backoff 1 s, doubling).
+// ci-variants: build-w1 build-asan-w2 (two loops are the sanitizer run's; CI's 15 minutes)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 

@@ -5,7 +5,7 @@
 // nor its backup holds a token in clear. Real parts: the gateway binary on a
 // real LMDB (stopped and restarted on the same data directory), the CLI,
 // oidc-provider as Okta and as the upstream's AS, the SDK.
-// ci-variants: build-w1 build-w2 (CLI backup and key rotation; the sealing code runs under ASan elsewhere)
+// ci-variants: build-w1 (CLI backup and key rotation; the sealing code runs under ASan elsewhere)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';

@@ -7,6 +7,7 @@
 // "revoke at the upstream by hand". Real parts: the gateway on a real LMDB,
 // the Okta stand-in for the sign-in, server-everything behind a recorder
 // (which shows the header each call carried), the official SDK client.
+// ci-variants: build-w1 build-asan-w2 (two loops are the sanitizer run's; CI's 15 minutes)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
