@@ -108,3 +108,29 @@ test('a schema-6 store (before the auth database) migrates to the latest schema,
   const chk = await cli(['store', 'check', '--data', dir], { timeoutMs: 30000 });
   assertExit(chk, 0, `store check after migration: ${chk.stdout} ${chk.stderr}`);
 });
+
+test('a schema-7 store (before the vault database) migrates to the latest schema, checks clean and serves its tenant', async () => {
+  const { dir, meta } = await dataDirFrom(7);
+  const gw = await startGateway({ dataDir: dir });
+  await gw.waitForLog((l) => /migrating store schema 7 -> 8/.test(l.msg ?? ''));
+  const op = fs.readFileSync(path.join(dir, 'admin.token'), 'utf8').trim();
+  await assertFixtureServes(gw, op, meta, 'v7');
+
+  // the vault database the migration created: no connections, no
+  // revocations yet; an oauth connector can be stored in it
+  const base = `/admin/v1/tenants/${meta.tenant}`;
+  const conns = await api(gw.port, op, 'GET', `${base}/users/${meta.user_id}/connections`);
+  assert.equal(conns.status, 200, conns.body);
+  assert.deepEqual(conns.json.connections, []);
+  const rv = await api(gw.port, op, 'GET', `${base}/revocations`);
+  assert.equal(rv.status, 200, rv.body);
+  assert.deepEqual(rv.json.revocations, []);
+  const put = await api(gw.port, op, 'PUT', `${base}/connectors/crm`, {
+    url: 'http://127.0.0.1:9/mcp',
+    auth: { type: 'oauth', authorize_url: 'http://127.0.0.1:9/authorize', token_url: 'http://127.0.0.1:9/token', client_id: 'c', client_secret: 'fixture-v7-client-secret' },
+  });
+  assert.equal(put.status, 201, put.body);
+  await gw.stop();
+  const chk = await cli(['store', 'check', '--data', dir], { timeoutMs: 30000 });
+  assertExit(chk, 0, `store check after migration: ${chk.stdout} ${chk.stderr}`);
+});
