@@ -64,6 +64,12 @@ const PERF = argStr('perf');
 // --syscalls VARIANT[,VARIANT…]: strace -c the serving process (nginx's
 // worker included) while wrk runs, and print system calls per request.
 const SYSCALLS = argStr('syscalls');
+// --callgrind [N]: the gateway runs under valgrind's callgrind; after a
+// warm-up, N (default 4,000) tools/call per endpoint on --conns keep-alive
+// connections, and the instructions the whole process executed divided by
+// N: a per-call cost that does not move with the machine's noise (unlike
+// req/s), to compare builds (MCPGATE_BIN) change by change.
+const CALLGRIND = process.argv.includes('--callgrind') ? (Number(argStr('callgrind')) || 4000) : 0;
 
 async function rpc(url, headers, msg) {
   const r = await fetch(url, {
@@ -120,7 +126,11 @@ async function main() {
   const ngx = await startNginx(up.port);
   const ngxBig = await startNginx(big.port);
   const extraNginx = [];
-  const gws = [await startGateway({ args: ['--access-log', 'false', '--workers', '1'] })];
+  const cgDir = CALLGRIND ? fs.mkdtempSync(path.join(os.tmpdir(), 'mcpgate-cg-')) : null;
+  const gws = [await startGateway({
+    args: ['--access-log', 'false', '--workers', '1'],
+    ...(CALLGRIND ? { wrap: ['valgrind', '--tool=callgrind', `--callgrind-out-file=${cgDir}/cg.out`], timeoutMs: 120000 } : {}),
+  })];
   gws[0].sfx = '';
   if (BASELINE) {
     gws.push(await startGateway({ args: ['--access-log', 'false'], bin: BASELINE })); // an older build may not know --workers
@@ -165,6 +175,7 @@ async function main() {
         if (sc !== 'list') scen[sc].push(await variant(`aggregated${sfx}`, `${gw.url}/t/acme/mcp`, tok, (x) => `${c}__${x}`, sc, gw.proc.pid));
       }
     }
+    if (CALLGRIND) return await instructions(scen[SCENARIOS[0]].filter((v) => v.name === 'connector' || v.name === 'aggregated'), gws[0], cgDir);
     if (PERF) return await profile(scen[SCENARIOS[0]].find((v) => v.name === PERF), gws[0]);
     if (SYSCALLS) {
       for (const name of SYSCALLS.split(',')) await syscalls(scen[SCENARIOS[0]].find((v) => v.name === name), name);
@@ -234,6 +245,41 @@ async function main() {
     for (const nx of extraNginx) nx.stop();
     up.stop();
     big.stop();
+  }
+}
+
+/* N calls of variant v, --conns at a time, each answered 200 with the
+ * scenario's expected text (or thrown). */
+async function calls(v, n, scen) {
+  let next = 0;
+  const one = async () => {
+    while (next < n) {
+      const id = ++next;
+      const r = await fetch(v.url, { method: 'POST', headers: v.headers, body: v.bodyTmpl.replace('{ID}', String(id + 1000)) });
+      const t = await r.text();
+      if (r.status !== 200 || !t.includes(SCEN[scen].expect)) throw new Error(`${v.name}: ${r.status} ${t.slice(0, 200)}`);
+    }
+  };
+  await Promise.all(Array.from({ length: CONNS }, one));
+}
+
+async function instructions(vs, gw, dir) {
+  const ctl = (a) => {
+    const r = spawnSync('callgrind_control', [a, String(gw.proc.pid)], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`callgrind_control ${a}: ${r.stderr}`);
+  };
+  const sc = SCENARIOS[0];
+  console.log(`instructions per ${sc} (callgrind, whole gateway process, one loop, ${CALLGRIND} calls on ${CONNS} connections after 500 warm-up):`);
+  for (const v of vs) {
+    await calls(v, 500, sc);
+    ctl('-z');
+    const before = new Set(fs.readdirSync(dir));
+    await calls(v, CALLGRIND, sc);
+    ctl('-d');
+    const dump = fs.readdirSync(dir).filter((f) => !before.has(f)).sort().pop();
+    const m = /^(?:summary|totals):\s*(\d+)/m.exec(fs.readFileSync(path.join(dir, dump), 'utf8'));
+    if (!m) throw new Error(`no totals in ${dump}`);
+    console.log(`  ${v.name.padEnd(16)} ${(Number(m[1]) / CALLGRIND / 1000).toFixed(1)}k instructions per call   (${path.join(dir, dump)})`);
   }
 }
 

@@ -179,14 +179,18 @@ function workerArgs(args, env) {
  * egressAllow: the egress_allow value (env MCPGATE_EGRESS_ALLOW); default
  * LOOPBACK_EGRESS; null leaves it unset (public addresses only). An
  * MCPGATE_EGRESS_ALLOW in `env` or an --egress-allow flag wins.
+ * wrap: a command the binary runs under (['valgrind', '--tool=callgrind']);
+ * the process is then the wrapper's.
  */
-export async function startGateway({ args = [], env = {}, dataDir, listeners, timeoutMs = 15000, egressAllow = LOOPBACK_EGRESS, bin = gatewayBin() } = {}) {
+export async function startGateway({ args = [], env = {}, dataDir, listeners, timeoutMs = 15000, egressAllow = LOOPBACK_EGRESS, bin = gatewayBin(), wrap = [] } = {}) {
   if (!fs.existsSync(bin)) throw new Error(`gateway binary ${bin} not found (set MCPGATE_BIN or run make)`);
   const dir = dataDir ?? await makeTempDir();
   const want = listeners ?? listenersFromArgs(args);
   const fullArgs = ['serve', '--listen', '127.0.0.1:0', '--data', dir, ...workerArgs(args, env), ...args];
   const genv = egressAllow === null ? env : { MCPGATE_EGRESS_ALLOW: egressAllow, ...env };
-  const proc = spawn(bin, fullArgs, { env: childEnv(genv), stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = wrap.length
+    ? spawn(wrap[0], [...wrap.slice(1), bin, ...fullArgs], { env: childEnv(genv), stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn(bin, fullArgs, { env: childEnv(genv), stdio: ['ignore', 'pipe', 'pipe'] });
 
   const entries = [];        // parsed JSON lines, or {raw} for anything else
   const rawLines = [];
