@@ -45,6 +45,7 @@
 #include "policy/policy.h"
 #include "store/seal.h"
 #include "vault/grant.h"
+#include "vault/rediscover.h"
 #include "vault/vault.h"
 
 static int auth_store_init(st_store *st, gw_server *srv) {
@@ -70,6 +71,7 @@ static int vault_store_init(st_store *st, gw_server *srv) {
   (void)srv;
   int rc = vault_grant_register(st); /* first: its purge copies connectors and secrets */
   if (!rc) rc = vault_register_purge(st);
+  if (!rc) rc = vault_rediscover_register(st);
   return rc ? rc : st_purge_add(st, "secrets", st_secret_purge_tenant, NULL);
 }
 

@@ -8,6 +8,7 @@
 
 #include "store/seal.h"
 #include "vault/grant.h"
+#include "vault/rediscover.h"
 #include "vault/vault.h"
 
 #define URL_MAX 2048
@@ -345,6 +346,11 @@ int vault_connector_put(st_txn *txn, const char *tenant, const char *name, const
   if (!rc) rc = st_secret_del(txn, &other);
   if (rc == ST_ENOTFOUND) rc = 0;
   if (rc) return rc;
+  /* no longer discovered: nothing to read again (a discovered one is
+   * scheduled by the writer of the PUT, which knows the interval) */
+  if (!json_is_true(json_object_get(json_object_get(config, "auth"), "discover")) &&
+      (rc = vault_rediscover_cancel(txn, tenant, name)))
+    return rc;
   vault_connector_event ev = {tenant, name, *created != 0, moved};
   return st_emit(txn, ST_EVENT_CONNECTOR_PUT, &ev);
 }
@@ -468,6 +474,7 @@ int vault_connector_delete(st_txn *txn, const char *tenant, const char *name) {
   aad.kind = VAULT_CLIENT_KIND;
   rc = st_secret_del(txn, &aad);
   if (rc && rc != ST_ENOTFOUND) return rc;
+  if ((rc = vault_rediscover_cancel(txn, tenant, name))) return rc;
   vault_connector_event ev = {tenant, name, false, false};
   return st_emit(txn, ST_EVENT_CONNECTOR_DELETE, &ev);
 }

@@ -34,6 +34,7 @@
 #include "tests/unit/unit.h"
 #include "vault/connect.h"
 #include "vault/grant.h"
+#include "vault/rediscover.h"
 #include "vault/vault.h"
 
 #define T0 INT64_C(1767225600) /* 2026-01-01T00:00:00Z */
@@ -83,6 +84,7 @@ static st_store *open_store(void) {
   if (st_open(&g_st, &o)) return NULL;
   int rc = vault_grant_register(g_st);
   if (!rc) rc = vault_register_purge(g_st);
+  if (!rc) rc = vault_rediscover_register(g_st);
   if (!rc) rc = st_purge_add(g_st, "secrets", st_secret_purge_tenant, NULL);
   if (rc) {
     fprintf(stderr, "  store setup: %s\n", st_strerror(rc));
@@ -1703,6 +1705,162 @@ TEST(expired_grant_without_refresh_token_is_dropped) {
   close_store();
 }
 
+
+/* ==== the rediscovery schedule (vault/rediscover.h) ============================== */
+
+/* A discovered connector as admin_discover.c stores it (registered by DCR). */
+static json_t *discovered_cfg(const char *registration) {
+  char t[1200];
+  snprintf(t, sizeof t,
+           "{\"url\":\"https://mcp.example.com/mcp\",\"description\":\"\",\"timeouts\":{},\"auth\":{\"type\":\"oauth\","
+           "\"authorize_url\":\"https://as.example.com/authorize\",\"token_url\":\"https://as.example.com/token\","
+           "\"client_id\":\"dcr-1\",\"token_auth\":\"client_secret_basic\",\"scopes\":[],\"discover\":true,"
+           "\"resource\":\"https://mcp.example.com/mcp\",\"discovered\":{\"issuer\":\"https://as.example.com\","
+           "\"registration\":\"%s\"}}}",
+           registration);
+  return json_loads(t, 0, NULL);
+}
+static int f_resched(st_txn *x, job *j) {
+  return vault_rediscover_schedule(x, j->t, j->c, j->i1, j->s, j->b1);
+}
+static int f_rejected(st_txn *x, job *j) { return vault_rediscover_rejected(x, j->t, j->c, j->i1); }
+static int f_rdone(st_txn *x, job *j) {
+  return vault_rediscover_done(x, j->t, j->c, (int64_t)j->u1, j->s, j->b1 ? "the AS is down" : NULL, j->i1,
+                               j->now);
+}
+static int next_due(int64_t now, char conn[40], char reason[16]) {
+  char tenant[64];
+  int attempts;
+  st_txn *t = rd();
+  int rc = vault_rediscover_next(t, now, tenant, conn, reason, &attempts);
+  st_txn_end(t);
+  return rc;
+}
+static int check_problems(void) {
+  int n = st_check(g_st, NULL, NULL);
+  return n;
+}
+
+TEST(rediscovery_schedule_orders_backs_off_and_is_cleaned_up) {
+  CHECK(open_store());
+  CHECK_INT(st_write_sync(g_st, tenant_fn, "acme"), 0);
+  json_t *dcr = discovered_cfg("dcr"), *cimd = discovered_cfg("cimd");
+  CHECK_INT(W(f_conn_put, (job){.t = "acme", .c = "crm", .cfg = dcr, .s = "sec"}), 0);
+  CHECK_INT(W(f_conn_put, (job){.t = "acme", .c = "wiki", .cfg = cimd}), 0);
+  int64_t t0 = 1900000000000LL;
+  char conn[40], reason[16];
+  /* nothing scheduled yet */
+  CHECK_INT(next_due(t0, conn, reason), ST_ENOTFOUND);
+  CHECK_INT(W(f_resched, (job){.t = "acme", .c = "crm", .i1 = t0 + 5000, .s = "scheduled"}), 0);
+  CHECK_INT(W(f_resched, (job){.t = "acme", .c = "wiki", .i1 = t0 + 1000, .s = "scheduled"}), 0);
+  CHECK_INT(next_due(t0, conn, reason), ST_ENOTFOUND); /* not due yet */
+  CHECK_INT(next_due(t0 + 1000, conn, reason), 0);
+  CHECK_STR(conn, "wiki");
+  /* sooner_only keeps an earlier entry; a replacement moves the index */
+  CHECK_INT(W(f_resched, (job){.t = "acme", .c = "wiki", .i1 = t0 + 9000, .s = "scheduled", .b1 = true}), 0);
+  CHECK_INT(next_due(t0 + 1000, conn, reason), 0);
+  CHECK_STR(conn, "wiki");
+  CHECK_INT(W(f_resched, (job){.t = "acme", .c = "wiki", .i1 = t0 + 900000000, .s = "scheduled"}), 0);
+  CHECK_INT(next_due(t0 + 5000, conn, reason), 0);
+  CHECK_STR(conn, "crm");
+  CHECK_INT(check_problems(), 0);
+
+  /* invalid_client: a DCR connector is due now, for "rejected"; a CIMD one is not touched */
+  CHECK_INT(W(f_rejected, (job){.t = "acme", .c = "crm", .i1 = t0}), 0);
+  CHECK_INT(next_due(t0, conn, reason), 0);
+  CHECK_STR(conn, "crm");
+  CHECK_STR(reason, "rejected");
+  CHECK_INT(W(f_rejected, (job){.t = "acme", .c = "wiki", .i1 = t0}), 0);
+  CHECK_INT(next_due(t0 + 8999, conn, reason), 0);
+  CHECK_STR(conn, "crm");
+  /* the reading for "rejected" ends; another rejection soon after waits for the floor */
+  CHECK_INT(W(f_rdone, (job){.t = "acme", .c = "crm", .u1 = (uint64_t)t0, .s = "changed", .i1 = t0 + 86400000,
+                             .now = "scheduled"}),
+            0);
+  CHECK_INT(W(f_rejected, (job){.t = "acme", .c = "crm", .i1 = t0 + 1000}), 0);
+  CHECK_INT(next_due(t0 + 1000, conn, reason), ST_ENOTFOUND);
+  CHECK_INT(next_due(t0 + VAULT_REDISCOVER_REJECTED_MIN_MS, conn, reason), 0);
+  CHECK_STR(conn, "crm");
+  CHECK_STR(reason, "rejected");
+
+  /* failures count attempts and keep the error; a success resets them */
+  CHECK_INT(W(f_rdone, (job){.t = "acme", .c = "crm", .u1 = (uint64_t)t0 + 2000, .s = "failed", .b1 = true,
+                             .i1 = t0 + 62000, .now = "rejected"}),
+            0);
+  CHECK_INT(W(f_rdone, (job){.t = "acme", .c = "crm", .u1 = (uint64_t)t0 + 3000, .s = "failed", .b1 = true,
+                             .i1 = t0 + 63000, .now = "rejected"}),
+            0);
+  st_txn *t = rd();
+  json_t *st = vault_rediscover_status(t, "acme", "crm");
+  st_txn_end(t);
+  CHECK(st != NULL);
+  CHECK_INT(json_integer_value(json_object_get(st, "attempts")), 2);
+  CHECK_STR(json_string_value(json_object_get(st, "last_error")), "the AS is down");
+  CHECK_STR(json_string_value(json_object_get(st, "last_result")), "failed");
+  CHECK_STR(json_string_value(json_object_get(st, "reason")), "rejected");
+  CHECK(json_object_get(st, "next_check_at") != NULL);
+  json_decref(st);
+  CHECK_INT(W(f_rdone, (job){.t = "acme", .c = "crm", .u1 = (uint64_t)t0 + 4000, .s = "unchanged", .i1 = 0,
+                             .now = "scheduled"}),
+            0);
+  t = rd();
+  st = vault_rediscover_status(t, "acme", "crm");
+  st_txn_end(t);
+  CHECK_INT(json_integer_value(json_object_get(st, "attempts")), 0);
+  CHECK(json_object_get(st, "last_error") == NULL);
+  CHECK(json_object_get(st, "next_check_at") == NULL); /* 0: none planned */
+  json_decref(st);
+  CHECK_INT(check_problems(), 0);
+  CHECK(vault_rediscover_backoff_ms(1, 3600000) == 60000);
+  CHECK(vault_rediscover_backoff_ms(3, 3600000) == 240000);
+  CHECK(vault_rediscover_backoff_ms(30, 3600000) == 3600000);
+
+  /* a connector no longer discovered, or deleted, leaves no entry */
+  json_t *plain = json_loads("{\"url\":\"https://mcp.example.com/mcp\",\"auth\":{\"type\":\"none\"}}", 0, NULL);
+  CHECK_INT(W(f_conn_put, (job){.t = "acme", .c = "wiki", .cfg = plain}), 0);
+  t = rd();
+  st = vault_rediscover_status(t, "acme", "wiki");
+  st_txn_end(t);
+  CHECK(st == NULL);
+  CHECK_INT(W(f_conn_del, (job){.t = "acme", .c = "crm"}), 0);
+  CHECK_INT(next_due(INT64_MAX - 1, conn, reason), ST_ENOTFOUND);
+  CHECK_INT(check_problems(), 0);
+
+  /* the tenant's purge removes its entries, one key at a time if asked */
+  CHECK_INT(W(f_conn_put, (job){.t = "acme", .c = "crm", .cfg = dcr, .s = "sec"}), 0);
+  CHECK_INT(W(f_resched, (job){.t = "acme", .c = "crm", .i1 = t0, .s = "scheduled"}), 0);
+  CHECK_INT(W(f_conn_put, (job){.t = "acme", .c = "docs", .cfg = dcr, .s = "sec"}), 0);
+  CHECK_INT(W(f_resched, (job){.t = "acme", .c = "docs", .i1 = t0 + 1, .s = "scheduled"}), 0);
+  purge_job p = {"acme", 1, 0};
+  int steps = 0;
+  do {
+    CHECK_INT(st_write_sync(g_st, purge_step_fn, &p), 0);
+    CHECK(++steps < 200);
+  } while (p.n >= p.limit);
+  CHECK_INT(next_due(INT64_MAX - 1, conn, reason), ST_ENOTFOUND);
+  json_decref(dcr);
+  json_decref(cimd);
+  json_decref(plain);
+  close_store();
+}
+
+static int f_raw_put(st_txn *x, job *j) { return st_put(x, ST_DB_VAULT, j->s, (size_t)j->i1, "", 0, 0); }
+
+TEST(rediscovery_store_check_finds_a_broken_schedule) {
+  CHECK(open_store());
+  CHECK_INT(st_write_sync(g_st, tenant_fn, "acme"), 0);
+  json_t *dcr = discovered_cfg("dcr");
+  CHECK_INT(W(f_conn_put, (job){.t = "acme", .c = "crm", .cfg = dcr, .s = "sec"}), 0);
+  CHECK_INT(W(f_resched, (job){.t = "acme", .c = "crm", .i1 = 1000, .s = "scheduled"}), 0);
+  CHECK_INT(check_problems(), 0);
+  /* an index entry without its entry (due 5, acme/gone) */
+  static const char k[] = "d\0\0\0\0\0\0\0\x05" "acme\0gone";
+  CHECK_INT(W(f_raw_put, (job){.s = k, .i1 = (int64_t)sizeof k - 1}), 0);
+  CHECK_INT(check_problems(), 1);
+  json_decref(dcr);
+  close_store();
+}
+
 int main(void) {
   if (!getenv("UNIT_VERBOSE")) gw_log_set_level((gw_log_level)(GW_LOG_ERROR + 1));
   RUN(oauth_parse_minimal);
@@ -1736,6 +1894,8 @@ int main(void) {
   RUN(connector_change_cuts_grants_to_the_old_upstream);
   RUN(refresh_without_scope_keeps_the_granted_scope);
   RUN(expired_grant_without_refresh_token_is_dropped);
+  RUN(rediscovery_schedule_orders_backs_off_and_is_cleaned_up);
+  RUN(rediscovery_store_check_finds_a_broken_schedule);
   close_store();
   json_decref(g_body);
   return UNIT_DONE();
