@@ -400,9 +400,10 @@ int vault_dcr_request(const char *client_name, const char *redirect_uri, const j
 }
 
 int vault_dcr_reply(const char *body, size_t len, const char *auth, char **client_id, char **client_secret,
-                    char method[24], char *err, size_t errlen) {
+                    char method[24], int64_t *secret_expires_at, char *err, size_t errlen) {
   *client_id = *client_secret = NULL;
   method[0] = 0;
+  *secret_expires_at = 0;
   json_t *j = load(body, len);
   if (!j) {
     say(err, errlen, "%s", "the registration reply is not one JSON object (or has duplicate members)");
@@ -411,8 +412,11 @@ int vault_dcr_reply(const char *body, size_t len, const char *auth, char **clien
   int rc = VAULT_EDISCOVER;
   json_t *id = json_object_get(j, "client_id"), *sec = json_object_get(j, "client_secret");
   json_t *mj = json_object_get(j, "token_endpoint_auth_method");
+  json_t *exp = json_object_get(j, "client_secret_expires_at");
   const char *m = mj ? json_string_value(mj) : auth;
-  if (!printable(id, 512)) {
+  if (exp && !(json_is_integer(exp) && json_integer_value(exp) >= 0)) {
+    say(err, errlen, "%s", "the registration reply's \"client_secret_expires_at\" is not a time in seconds (0: never)");
+  } else if (!printable(id, 512)) {
     say(err, errlen, "%s", "the registration reply has no valid \"client_id\" (printable, at most 512 characters)");
   } else if (!m || (strcmp(m, "client_secret_basic") && strcmp(m, "client_secret_post") && strcmp(m, "none"))) {
     say(err, errlen, "%s", "the registration reply's \"token_endpoint_auth_method\" is not one the gateway speaks");
@@ -423,6 +427,7 @@ int vault_dcr_reply(const char *body, size_t len, const char *auth, char **clien
     *client_id = strdup(json_string_value(id));
     if (strcmp(m, "none")) *client_secret = strdup(json_string_value(sec));
     snprintf(method, 24, "%s", m);
+    if (exp && strcmp(m, "none")) *secret_expires_at = json_integer_value(exp);
     rc = *client_id && (!strcmp(m, "none") || *client_secret) ? 0 : ST_ENOMEM;
     if (rc) {
       free(*client_id);

@@ -28,6 +28,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define VAULT_EDISCOVER (-31020) /* a metadata document or reply is malformed or contradicts itself (502) */
 #define VAULT_EUNUSABLE (-31021) /* well-formed, but says something the gateway cannot use (400) */
@@ -114,11 +115,12 @@ int vault_dcr_request(const char *client_name, const char *redirect_uri, const j
  * client_id (printable, at most 512), client_secret (printable, at most
  * 1024; required unless the method is "none"), and the method the AS
  * settled on (*method: one of client_secret_basic, client_secret_post,
- * none). *client_id and *client_secret malloc'd (the secret: free with
- * vault_wipe; NULL for "none"). VAULT_EDISCOVER otherwise; err never
- * quotes the reply. */
+ * none), and when the secret lapses (*secret_expires_at: client_secret_
+ * expires_at, unix seconds; 0 never or no secret). *client_id and
+ * *client_secret malloc'd (the secret: free with vault_wipe; NULL for
+ * "none"). VAULT_EDISCOVER otherwise; err never quotes the reply. */
 int vault_dcr_reply(const char *body, size_t len, const char *auth, char **client_id, char **client_secret,
-                    char method[24], char *err, size_t errlen);
+                    char method[24], int64_t *secret_expires_at, char *err, size_t errlen);
 
 /* The gateway's Client ID Metadata Document toward an upstream AS (a
  * public client; new reference). */

@@ -68,7 +68,8 @@ static void asm_(const char *d, size_t n, const char *issuer) {
 
 static void dcr(const char *d, size_t n, const char *method) {
   char *id = NULL, *sec = NULL, m[24], err[300] = "";
-  int rc = vault_dcr_reply(d, n, method, &id, &sec, m, err, sizeof err);
+  int64_t exp = 0;
+  int rc = vault_dcr_reply(d, n, method, &id, &sec, m, &exp, err, sizeof err);
   if (rc == 0) {
     if (!id || !id[0] || strlen(id) > 512) fail("bad client_id accepted");
     if (!strcmp(m, "none") != !sec) fail("a secret exactly when the method needs one");

@@ -173,16 +173,24 @@ TEST(dcr_request_and_reply) {
   json_decref(j);
 
   char *id, *sec, m[24], err[300];
+  int64_t exp;
   const char *r = "{\"client_id\":\"abc\",\"client_secret\":\"s3cret\",\"token_endpoint_auth_method\":\"client_secret_basic\"}";
-  CHECK_INT(vault_dcr_reply(r, strlen(r), "client_secret_basic", &id, &sec, m, err, sizeof err), 0);
+  CHECK_INT(vault_dcr_reply(r, strlen(r), "client_secret_basic", &id, &sec, m, &exp, err, sizeof err), 0);
   CHECK_STR(id, "abc");
   CHECK_STR(sec, "s3cret");
   CHECK_STR(m, "client_secret_basic");
+  CHECK(exp == 0); /* no client_secret_expires_at: never */
+  free(id);
+  vault_wipe(sec);
+  /* a secret that lapses (RFC 7591 §3.2.1) */
+  r = "{\"client_id\":\"abc\",\"client_secret\":\"s3cret\",\"client_secret_expires_at\":1893456000}";
+  CHECK_INT(vault_dcr_reply(r, strlen(r), "client_secret_basic", &id, &sec, m, &exp, err, sizeof err), 0);
+  CHECK(exp == 1893456000);
   free(id);
   vault_wipe(sec);
   /* the AS settled on none: no secret needed */
   r = "{\"client_id\":\"abc\",\"token_endpoint_auth_method\":\"none\"}";
-  CHECK_INT(vault_dcr_reply(r, strlen(r), "client_secret_basic", &id, &sec, m, err, sizeof err), 0);
+  CHECK_INT(vault_dcr_reply(r, strlen(r), "client_secret_basic", &id, &sec, m, &exp, err, sizeof err), 0);
   CHECK(sec == NULL);
   CHECK_STR(m, "none");
   free(id);
@@ -193,9 +201,11 @@ TEST(dcr_request_and_reply) {
   const char *bad[] = {"nope", "{\"client_secret\":\"x\"}", "{\"client_id\":\"abc\"}", huge,
                        "{\"client_id\":\"abc\",\"client_secret\":\"a\\nb\"}",
                        "{\"client_id\":\"abc\",\"client_secret\":\"x\",\"token_endpoint_auth_method\":\"tls_client_auth\"}",
-                       "{\"client_id\":\"abc\",\"client_id\":\"d\",\"client_secret\":\"x\"}"};
+                       "{\"client_id\":\"abc\",\"client_id\":\"d\",\"client_secret\":\"x\"}",
+                       "{\"client_id\":\"abc\",\"client_secret\":\"x\",\"client_secret_expires_at\":\"soon\"}",
+                       "{\"client_id\":\"abc\",\"client_secret\":\"x\",\"client_secret_expires_at\":-5}"};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-    CHECK_INT(vault_dcr_reply(bad[i], strlen(bad[i]), "client_secret_basic", &id, &sec, m, err, sizeof err),
+    CHECK_INT(vault_dcr_reply(bad[i], strlen(bad[i]), "client_secret_basic", &id, &sec, m, &exp, err, sizeof err),
               VAULT_EDISCOVER);
     CHECK(id == NULL && sec == NULL);
     CHECK(!strstr(err, "0000007"));
