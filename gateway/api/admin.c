@@ -21,6 +21,7 @@
 #include "gateway/base/log.h"
 #include "auth/token_store.h"
 #include "gateway/core/module.h"
+#include "vault/vault.h"
 #include "store/dir.h"
 #include "store/token.h"
 
@@ -283,6 +284,21 @@ void gw_admin_dispatch(gw_req *req) {
     }
     if (n == 3 && !strcmp(seg[2], "explain")) {
       admin__explain(req, &who, seg[1]);
+      return;
+    }
+    if (n == 5 && !strcmp(seg[2], "connectors") && !strcmp(seg[4], "rediscover")) {
+      if (admin__reach(req, &who, seg[1])) return;
+      snprintf(req->tenant, sizeof req->tenant, "%s", seg[1]);
+      if (strcmp(req->method, "POST")) {
+        gw_resp_header(req, "Allow", "POST");
+        gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
+        return;
+      }
+      if (!vault_connector_name_valid(seg[3])) {
+        gw_respond_error(req, 404, "not_found", "no such connector");
+        return;
+      }
+      admin__connector_rediscover(req, seg[1], seg[3]);
       return;
     }
     if ((n == 3 || n == 4) && !strcmp(seg[2], "connectors")) {

@@ -18,6 +18,7 @@
 #include "gateway/out/egress.h"
 #include "gateway/out/outbound.h"
 #include "vault/discover.h"
+#include "vault/rediscover.h"
 #include "vault/vault.h"
 
 /* ---------- connectors (async jobs with their own done) ---------- */
@@ -32,6 +33,8 @@ typedef struct conn_job {
   int created;         /* out */
   bool moved;          /* out: a PUT changed the URL */
   bool del;
+  int64_t next_due;    /* a discovered connector: its next reading (0: none) */
+  const char *next_reason;
 } conn_job;
 
 static void conn_job_free(conn_job *j) {
@@ -57,13 +60,23 @@ static int job_connector(st_txn *txn, void *arg) {
   j->moved = old && strcmp(json_string_value(json_object_get(old, "url")) ?: "",
                            json_string_value(json_object_get(j->config, "url")) ?: "") != 0;
   json_decref(old);
-  return vault_connector_put(txn, j->tenant, j->name, j->config, j->secret, j->now, &j->created);
+  rc = vault_connector_put(txn, j->tenant, j->name, j->config, j->secret, j->now, &j->created);
+  if (rc || !json_is_true(json_object_get(json_object_get(j->config, "auth"), "discover"))) return rc;
+  /* a discovered connector is read again later (vault/rediscover.h) */
+  if (!j->next_due) return vault_rediscover_cancel(txn, j->tenant, j->name);
+  return vault_rediscover_schedule(txn, j->tenant, j->name, j->next_due, j->next_reason, false);
 }
 
 /* The admin's view: for an oauth connector also the redirect URI to
  * register at its authorization server. */
-static json_t *view(const gw_server *srv, const char *tenant, const json_t *rec) {
+json_t *admin__connector_view(const gw_server *srv, st_txn *txn, const char *tenant, const json_t *rec) {
   json_t *v = vault_connector_view(rec);
+  if (json_is_true(json_object_get(json_object_get(rec, "auth"), "discover"))) {
+    /* when its authorization is read again, and how the last reading went */
+    json_t *st = txn ? vault_rediscover_status(txn, tenant, json_string_value(json_object_get(rec, "name")) ?: "")
+                     : NULL;
+    json_object_set_new(v, "rediscovery", st ? st : json_object());
+  }
   if (vault_connector_is_oauth(rec)) {
     char ru[1200];
     const char *pub = srv->cfg.public_url ? srv->cfg.public_url : "";
@@ -87,19 +100,18 @@ static void done_connector(int status, void *arg) {
       gw_respond(req, 204, NULL, NULL, 0);
     } else {
       st_txn *txn;
-      json_t *rec = NULL;
+      json_t *rec = NULL, *v = NULL;
       if (st_read_begin(j->lp->srv->store, &txn) == 0) {
         vault_connector_get(txn, j->tenant, j->name, &rec);
+        if (rec) v = admin__connector_view(j->lp->srv, txn, j->tenant, rec);
         st_txn_end(txn);
       }
       if (j->moved)
         GW_LOG(GW_LOG_INFO, "admin", &((gw_log_ctx){j->tenant, req->id}),
                "connector %s has a new URL: its upstream sessions and live exchanges ended", j->name);
       if (!rec) gw_respond_error(req, 500, "internal", "the connector was written but cannot be read back");
-      else {
-        gw_respond_json(req, j->created ? 201 : 200, view(j->lp->srv, j->tenant, rec));
-        json_decref(rec);
-      }
+      else gw_respond_json(req, j->created ? 201 : 200, v);
+      json_decref(rec);
     }
   }
   conn_job_free(j);
@@ -126,12 +138,13 @@ void admin__connectors(gw_req *req, const admin_caller *who, const char *tenant,
     }
     json_t *rec;
     int rc = vault_connector_get(txn, tenant, name, &rec);
+    json_t *v = rc ? NULL : admin__connector_view(srv, txn, tenant, rec);
     st_txn_end(txn);
     if (rc) {
       gw_respond_error(req, 404, "not_found", "no such connector");
       return;
     }
-    gw_respond_json(req, 200, view(srv, tenant, rec));
+    gw_respond_json(req, 200, v);
     json_decref(rec);
     return;
   }
@@ -219,6 +232,10 @@ void admin__connector_write(gw_req *req, const char *tenant, const char *name, j
   admin__now_rfc3339(j->now);
   j->config = config;
   j->secret = secret;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  j->next_due = admin__discover_next_due(req->lp->srv, config, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+                                         &j->next_reason);
   if (st_submit(req->lp->srv->store, req->lp->port, job_connector, done_connector, j)) {
     conn_job_free(j);
     gw_respond_error(req, 503, "store_busy", "the store cannot take writes right now");

@@ -32,13 +32,28 @@
  *    metadata is well-formed but unusable. No message or log line carries a
  *    document's contents or the registration's secret.
  *  - The request owns the discovery state until it answers; a client that
- *    goes away meanwhile only makes the answer land nowhere. */
+ *    goes away meanwhile only makes the answer land nowhere.
+ *
+ * Reading a stored connector again (vault/rediscover.h says when): the
+ * same steps from the stored record (its URL, the admin's own fields and
+ * scopes), run for POST …/connectors/{c}/rediscover (answering it) or by
+ * the schedule on the primary loop (no request: outcomes are logged and
+ * recorded in the schedule, GET …/connectors/{c} shows them). Its result
+ * is written only when something changed — endpoints, issuer, client — and
+ * only if nobody wrote the connector since the reading began (the record's
+ * "updated" is compared in the writer job); a change of client or
+ * authorization server cuts the employees' grants as an admin PUT does
+ * (their refresh tokens belong to the old client). When the token endpoint
+ * rejected the stored registration (invalid_client) or its secret is about
+ * to lapse, the reading registers anew instead of reusing it. One
+ * background reading at a time per process. */
 #include "gateway/api/admin_int.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/crypto.h>
 
@@ -49,6 +64,7 @@
 #include "store/seal.h"
 #include "vault/connect.h"
 #include "vault/grant.h"
+#include "vault/rediscover.h"
 #include "vault/discover.h"
 #include "vault/vault.h"
 
@@ -79,15 +95,51 @@ typedef struct disc {
   char old_issuer[VAULT_DISCOVER_URL_BUF], old_reg[VAULT_DISCOVER_URL_BUF], old_client_id[520], old_auth[24];
   char *old_secret;
   bool old_dcr;
+  int64_t secret_expires_at; /* of the DCR registration (unix s; 0 never) */
+  int64_t old_expires;       /* the stored registration's */
+  /* reading a stored connector again (req NULL: the schedule's) */
+  bool again;
+  bool fresh;              /* register anew: never reuse the stored registration */
+  char reason[16];
+  char updated[32];        /* the stored record's: the write applies only if unchanged */
+  json_t *stored;          /* the stored record */
+  struct gw_rediscover *rd; /* the schedule's driver (background only) */
 } disc;
+
+/* The schedule's driver on the primary loop (one background reading at a
+ * time). Freed when stopped and idle. */
+typedef struct gw_rediscover {
+  gw_loop *lp;
+  uv_timer_t timer;
+  bool busy, stopping, timer_open;
+} gw_rediscover;
+
+static void rd_idle(gw_rediscover *rd);
 
 static void disc_free(disc *d) {
   json_decref(d->body);
+  json_decref(d->stored);
   free(d->client_id);
   vault_wipe(d->client_secret);
   vault_wipe(d->old_secret);
   OPENSSL_cleanse(d, sizeof *d);
   free(d);
+}
+
+static void again_finish(disc *d, json_t *config, char *secret, const char *result, const char *error);
+
+static void fail_as(disc *d, int status, const char *code, const char *msg) {
+  GW_LOG(GW_LOG_WARN, "admin", &((gw_log_ctx){d->tenant, d->req ? d->req->id : NULL}),
+         "connector %s: discovery %s (%d): %s", d->name, d->again ? "again failed" : "refused", status, msg);
+  if (d->again) {
+    /* recorded in the schedule (backoff), answered by again_finish */
+    if (d->req) gw_respond_error(d->req, status, code, "%s", msg);
+    d->req = NULL;
+    again_finish(d, NULL, NULL, "failed", msg);
+    return;
+  }
+  gw_respond_error(d->req, status, code, "%s", msg);
+  disc_free(d);
 }
 
 static void failed(disc *d, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -97,11 +149,7 @@ static void failed(disc *d, int status, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  GW_LOG(GW_LOG_WARN, "admin", &((gw_log_ctx){d->tenant, d->req->id}), "connector %s: discovery refused (%d): %s",
-         d->name, status, msg);
-  gw_respond_error(d->req, status,
-                   status == 502 ? "discovery_failed" : status == 400 ? "discovery_refused" : "internal", "%s", msg);
-  disc_free(d);
+  fail_as(d, status, status == 502 ? "discovery_failed" : status == 400 ? "discovery_refused" : "internal", msg);
 }
 
 /* answers, frees d and leaves the calling function */
@@ -124,10 +172,9 @@ static const char *step_name(step s) {
 static int egress_ok(disc *d, const char *what, const char *url) {
   char why[400];
   if (gw_egress_check_url(d->lp->srv->egress[GW_OUT_EGRESS_ADMIN], url, why, sizeof why) == 0) return 0;
-  GW_LOG(GW_LOG_WARN, "admin", &((gw_log_ctx){d->tenant, d->req->id}), "connector %s: discovery refused: %s %s",
-         d->name, what, why);
-  gw_respond_error(d->req, 400, "egress_refused", "%s %.2048s: %s", what, url, why);
-  disc_free(d);
+  char msg[3000];
+  snprintf(msg, sizeof msg, "%s %.2048s: %s", what, url, why);
+  fail_as(d, 400, "egress_refused", msg);
   return -1;
 }
 
@@ -142,7 +189,7 @@ static void start(disc *d, step s, const char *method, const char *url, const ch
                         .cap = VAULT_DISCOVER_BODY_MAX,
                         .trust = url, /* admin level; literal addresses checked before */
                         .tenant = d->tenant,
-                        .req_id = d->req->id,
+                        .req_id = d->req ? d->req->id : NULL,
                         .module = "vault",
                         /* the connector's own trust anchors, as its refresh uses them */
                         .ca_file = json_string_value(json_object_get(d->body, "ca_file"))};
@@ -207,13 +254,10 @@ static void write_connector(disc *d) {
   json_decref(b);
   if (rc) {
     json_decref(config);
+    vault_wipe(sec);
     /* the admin's own fields (url, timeouts, scopes) or the endpoints */
-    if (rc == VAULT_EINVALID) {
-      gw_respond_error(d->req, 400, "invalid_request", "%s", err);
-      disc_free(d);
-    } else {
-      failed(d, 500, "out of memory");
-    }
+    if (rc == VAULT_EINVALID) fail_as(d, 400, "invalid_request", err);
+    else failed(d, 500, "out of memory");
     return;
   }
   char ch[256] = "", ah[256] = "";
@@ -222,14 +266,33 @@ static void write_connector(disc *d) {
   json_t *a = json_object_get(config, "auth");
   json_object_set_new(a, "discover", json_true());
   json_object_set_new(a, "resource", json_string(d->prm.resource));
-  json_object_set_new(a, "discovered",
-                      json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?, s:b, s:s}", "resource_metadata_url", d->prm_url,
-                                "resource_metadata_via", d->prm_via, "authorization_server",
-                                d->prm.authorization_server, "issuer", d->as.issuer, "registration", d->registration,
-                                "registration_endpoint", d->as.registration_endpoint[0] ? d->as.registration_endpoint : NULL,
-                                "as_host_differs", strcmp(ch, ah) != 0, "scopes_from",
-                                json_object_get(json_object_get(d->body, "auth"), "scopes") ? "admin"
-                                                                                            : "resource_metadata"));
+  json_t *ds = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?, s:b, s:s}", "resource_metadata_url", d->prm_url,
+                         "resource_metadata_via", d->prm_via, "authorization_server", d->prm.authorization_server,
+                         "issuer", d->as.issuer, "registration", d->registration, "registration_endpoint",
+                         d->as.registration_endpoint[0] ? d->as.registration_endpoint : NULL, "as_host_differs",
+                         strcmp(ch, ah) != 0, "scopes_from",
+                         json_object_get(json_object_get(d->body, "auth"), "scopes") ? "admin" : "resource_metadata");
+  if (d->secret_expires_at > 0) /* unix seconds, as RFC 7591 gives it */
+    json_object_set_new(ds, "client_secret_expires_at", json_integer(d->secret_expires_at));
+  json_object_set_new(a, "discovered", ds);
+  if (d->again) {
+    /* the same as stored (endpoints, issuer, client and its secret): nothing to write */
+    bool same = json_equal(a, json_object_get(d->stored, "auth")) &&
+                !strcmp(json_string_value(json_object_get(config, "url")) ?: "",
+                        json_string_value(json_object_get(d->stored, "url")) ?: "");
+    if (same && d->fresh && d->client_secret) same = false; /* registered anew: a new secret */
+    if (same) {
+      json_decref(config);
+      vault_wipe(sec);
+      again_finish(d, NULL, NULL, "unchanged", NULL);
+    } else {
+      GW_LOG(GW_LOG_INFO, "admin", &((gw_log_ctx){d->tenant, d->req ? d->req->id : NULL}),
+             "connector %s: read again (%s): authorization server %s, client by %s — changed", d->name, d->reason,
+             d->as.issuer, d->registration);
+      again_finish(d, config, sec, "changed", NULL);
+    }
+    return;
+  }
   GW_LOG(GW_LOG_INFO, "admin", &((gw_log_ctx){d->tenant, d->req->id}),
          "connector %s: discovered authorization server %s (client by %s)", d->name, d->as.issuer, d->registration);
   gw_req *req = d->req;
@@ -238,6 +301,27 @@ static void write_connector(disc *d) {
   snprintf(name, sizeof name, "%s", d->name);
   disc_free(d);
   admin__connector_write(req, tenant, name, config, sec);
+}
+
+/* A scheduled reading (no admin present) whose upstream now names an
+ * authorization server on another host than before and than its own:
+ * employees would be sent to sign in there. An admin accepts that (POST
+ * …/rediscover or a PUT), not the schedule: refused before anything is
+ * fetched from or registered at that server. 1 when refused (answered). */
+static int moved_elsewhere(disc *d) {
+  if (!d->again || d->req) return 0;
+  char oh[256] = "", nh[256] = "", ch[256] = "";
+  vault_url_host(json_string_value(json_object_get(json_object_get(json_object_get(d->stored, "auth"), "discovered"),
+                                                   "authorization_server")) ?: "",
+                 oh, sizeof oh);
+  vault_url_host(d->prm.authorization_server, nh, sizeof nh);
+  vault_url_host(d->url, ch, sizeof ch);
+  if (!strcmp(oh, nh) || !strcmp(ch, nh)) return 0;
+  failed(d, 400,
+         "the upstream now names an authorization server on another host (%.255s, was %.255s): check that it "
+         "belongs to the same service, then POST /admin/v1/tenants/%s/connectors/%s/rediscover to accept it",
+         nh, oh[0] ? oh : "none", d->tenant, d->name);
+  return 1;
 }
 
 /* After the AS metadata: the client identity. */
@@ -272,11 +356,12 @@ static void register_client(disc *d) {
     return;
   }
   /* the stored registration at the same AS, still usable */
-  if (d->old_dcr && !strcmp(d->old_issuer, d->as.issuer) && !strcmp(d->old_reg, d->as.registration_endpoint) &&
+  if (d->old_dcr && !d->fresh && !strcmp(d->old_issuer, d->as.issuer) && !strcmp(d->old_reg, d->as.registration_endpoint) &&
       (d->old_secret || !strcmp(d->old_auth, "none"))) {
     if (!(d->client_id = strdup(d->old_client_id))) FAIL(d, 500, "out of memory");
     d->client_secret = d->old_secret;
     d->old_secret = NULL;
+    d->secret_expires_at = d->old_expires;
     snprintf(d->token_auth, sizeof d->token_auth, "%s", d->old_auth);
     d->registration = "dcr";
     write_connector(d);
@@ -303,12 +388,10 @@ static void got(void *ud, int err, int status, const char *body, size_t len) {
                                          : d->as.registration_endpoint;
   char why[600] = "";
   if (err == GW_OUT_EEGRESS) {
-    GW_LOG(GW_LOG_WARN, "admin", &((gw_log_ctx){d->tenant, d->req->id}),
-           "connector %s: discovery refused: %.200s is at an address the egress policy refuses", d->name, url);
-    gw_respond_error(d->req, 400, "egress_refused",
-                     "%s: %.2048s is at an address the operator's egress policy (egress_allow) does not allow",
-                     step_name(d->st), url);
-    disc_free(d);
+    char msg[3000];
+    snprintf(msg, sizeof msg, "%s: %.2048s is at an address the operator's egress policy (egress_allow) does not allow",
+             step_name(d->st), url);
+    fail_as(d, 400, "egress_refused", msg);
     return;
   }
   if (err) {
@@ -343,6 +426,7 @@ static void got(void *ud, int err, int status, const char *body, size_t len) {
     d->ncand = vault_asm_candidates(d->prm.authorization_server, d->cand);
     if (d->ncand <= 0) FAIL(d, 502, "the authorization server URL is not usable");
     d->icand = 0;
+    if (moved_elsewhere(d)) return;
     if (egress_ok(d, "the authorization server", d->prm.authorization_server)) return;
     fetch_asm(d);
     return;
@@ -367,14 +451,56 @@ static void got(void *ud, int err, int status, const char *body, size_t len) {
   case STEP_DCR: {
     if (status != 201 && status != 200)
       FAIL(d, 502, "%s: %.2048s answered HTTP %d", step_name(d->st), url, status);
-    int rc = vault_dcr_reply(body, len, d->as.dcr_auth, &d->client_id, &d->client_secret, d->token_auth, why,
-                             sizeof why);
+    int rc = vault_dcr_reply(body, len, d->as.dcr_auth, &d->client_id, &d->client_secret, d->token_auth,
+                             &d->secret_expires_at, why, sizeof why);
     if (rc) FAIL(d, 502, "%s at %.2048s: %s", step_name(d->st), url, why);
     d->registration = "dcr";
     write_connector(d);
     return;
   }
   }
+}
+
+/* The stored record's registration (reused by a PUT of the same
+ * connector, unless registering anew) and, to read it again, the record. */
+static void load_stored(disc *d, st_txn *txn) {
+  json_t *old = NULL;
+  if (vault_connector_get(txn, d->tenant, d->name, &old) != 0) return;
+  json_t *a = json_object_get(old, "auth");
+  json_t *ds = json_object_get(a, "discovered");
+  const char *reg = json_string_value(json_object_get(ds, "registration"));
+  if (reg && !strcmp(reg, "dcr")) {
+    d->old_dcr = true;
+    snprintf(d->old_issuer, sizeof d->old_issuer, "%s", json_string_value(json_object_get(ds, "issuer")) ?: "");
+    snprintf(d->old_reg, sizeof d->old_reg, "%s", json_string_value(json_object_get(ds, "registration_endpoint")) ?: "");
+    snprintf(d->old_client_id, sizeof d->old_client_id, "%s", json_string_value(json_object_get(a, "client_id")) ?: "");
+    snprintf(d->old_auth, sizeof d->old_auth, "%s", json_string_value(json_object_get(a, "token_auth")) ?: "");
+    d->old_expires = json_integer_value(json_object_get(ds, "client_secret_expires_at"));
+    char *sec = NULL;
+    if (st_secret_get_str(txn, &(st_aad){d->tenant, VAULT_CLIENT_KIND, d->name}, &sec) == 0 && sec) {
+      /* st_secret_get_str's buffer: keep a copy we free with vault_wipe */
+      d->old_secret = strdup(sec);
+      st_secret_str_free(sec);
+    }
+    if (!d->old_client_id[0]) d->old_dcr = false;
+  }
+  if (d->again) {
+    snprintf(d->updated, sizeof d->updated, "%s", json_string_value(json_object_get(old, "updated")) ?: "");
+    d->stored = old;
+  } else {
+    json_decref(old);
+  }
+}
+
+/* The first fetch: the probe of the connector URL. */
+static void begin(disc *d) {
+  if (egress_ok(d, "the connector URL", d->url)) return;
+  static const char *const hdr[] = {"Content-Type: application/json", "Accept: application/json, text/event-stream",
+                                    NULL};
+  static const char init[] =
+      "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\","
+      "\"capabilities\":{},\"clientInfo\":{\"name\":\"mcpgate-discovery\",\"version\":\"1\"}}}";
+  start(d, STEP_PROBE, "POST", d->url, hdr, init);
 }
 
 void admin__connector_discover(gw_req *req, const char *tenant, const char *name, json_t *body) {
@@ -434,37 +560,384 @@ void admin__connector_discover(gw_req *req, const char *tenant, const char *name
     disc_free(d);
     return;
   }
-  json_t *old = NULL;
-  if (vault_connector_get(txn, tenant, name, &old) == 0) {
-    json_t *a = json_object_get(old, "auth");
-    json_t *ds = json_object_get(a, "discovered");
-    const char *reg = json_string_value(json_object_get(ds, "registration"));
-    if (reg && !strcmp(reg, "dcr")) {
-      d->old_dcr = true;
-      snprintf(d->old_issuer, sizeof d->old_issuer, "%s", json_string_value(json_object_get(ds, "issuer")) ?: "");
-      snprintf(d->old_reg, sizeof d->old_reg, "%s",
-               json_string_value(json_object_get(ds, "registration_endpoint")) ?: "");
-      snprintf(d->old_client_id, sizeof d->old_client_id, "%s",
-               json_string_value(json_object_get(a, "client_id")) ?: "");
-      snprintf(d->old_auth, sizeof d->old_auth, "%s", json_string_value(json_object_get(a, "token_auth")) ?: "");
-      if (st_secret_get_str(txn, &(st_aad){tenant, VAULT_CLIENT_KIND, name}, &d->old_secret) != 0)
-        d->old_secret = NULL;
-      if (!d->old_client_id[0]) d->old_dcr = false;
-    }
-    json_decref(old);
-  }
+  load_stored(d, txn);
   st_txn_end(txn);
-  if (d->old_secret) {
-    /* st_secret_get_str's buffer: keep a copy we free with vault_wipe */
-    char *c = strdup(d->old_secret);
-    st_secret_str_free(d->old_secret);
-    d->old_secret = c;
+  begin(d);
+}
+
+/* ---- reading a stored connector again ----------------------------------------- */
+
+#define REDISCOVER_POLL_MS 2000
+#define REDISCOVER_FAIL_CAP_MS (6LL * 3600 * 1000)
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t admin__discover_next_due(const gw_server *srv, const json_t *config, int64_t now, const char **reason) {
+  int64_t due = srv->cfg.discovery_refresh_s > 0 ? now + srv->cfg.discovery_refresh_s * 1000 : 0;
+  *reason = "scheduled";
+  /* a registration's secret that lapses: register anew an hour before (or
+   * half-way there when less is left) */
+  json_int_t exp = json_integer_value(
+      json_object_get(json_object_get(json_object_get(config, "auth"), "discovered"), "client_secret_expires_at"));
+  if (exp > 0) {
+    int64_t e = (int64_t)exp * 1000, lead = 3600 * 1000;
+    if (e - now < 2 * lead) lead = (e - now) / 2;
+    int64_t x = e - (lead > 0 ? lead : 0);
+    if (x < now) x = now;
+    if (!due || x < due) {
+      due = x;
+      *reason = "expiring";
+    }
   }
-  if (egress_ok(d, "the connector URL", d->url)) return;
-  static const char *const hdr[] = {"Content-Type: application/json", "Accept: application/json, text/event-stream",
-                                    NULL};
-  static const char init[] =
-      "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\","
-      "\"capabilities\":{},\"clientInfo\":{\"name\":\"mcpgate-discovery\",\"version\":\"1\"}}}";
-  start(d, STEP_PROBE, "POST", d->url, hdr, init);
+  return due;
+}
+
+typedef struct again_job {
+  gw_loop *lp;
+  gw_req *req;             /* POST …/rediscover, or NULL */
+  gw_rediscover *rd;       /* the schedule's driver, or NULL */
+  char tenant[64], name[40], updated[32], now[32], reason[16];
+  json_t *config;          /* to write, or NULL (unchanged, failed) */
+  char *secret;            /* wiped */
+  const char *result;      /* "changed" | "unchanged" | "failed" */
+  char error[VAULT_REDISCOVER_ERROR_MAX + 1];
+  int64_t now_ms, next_due;
+  const char *next_reason;
+  bool superseded, gone;   /* out: the connector was written or deleted meanwhile */
+  int created;
+} again_job;
+
+static void again_job_free(again_job *j) {
+  json_decref(j->config);
+  vault_wipe(j->secret);
+  free(j);
+}
+
+static int job_again(st_txn *txn, void *arg) {
+  again_job *j = arg;
+  j->superseded = j->gone = false;
+  json_t *rec = NULL;
+  int rc = vault_connector_get(txn, j->tenant, j->name, &rec);
+  if (rc == ST_ENOTFOUND) {
+    j->gone = true;
+    return vault_rediscover_cancel(txn, j->tenant, j->name);
+  }
+  if (rc) return rc;
+  bool same = !strcmp(json_string_value(json_object_get(rec, "updated")) ?: "", j->updated) &&
+              json_is_true(json_object_get(json_object_get(rec, "auth"), "discover"));
+  json_decref(rec);
+  if (!same) {
+    j->superseded = true; /* the admin's write scheduled its own reading */
+    return 0;
+  }
+  if (j->config && (rc = vault_connector_put(txn, j->tenant, j->name, j->config, j->secret, j->now, &j->created)))
+    return rc;
+  rc = vault_rediscover_done(txn, j->tenant, j->name, j->now_ms, j->result, j->result[0] == 'f' ? j->error : NULL,
+                             j->next_due, j->next_reason);
+  if (rc == ST_ENOTFOUND) {
+    rc = vault_rediscover_schedule(txn, j->tenant, j->name, j->next_due, j->next_reason, false);
+    if (!rc)
+      rc = vault_rediscover_done(txn, j->tenant, j->name, j->now_ms, j->result, j->result[0] == 'f' ? j->error : NULL,
+                                 j->next_due, j->next_reason);
+  }
+  return rc;
+}
+
+/* The admin's view of a connector after it was read again. */
+static void answer_again(again_job *j) {
+  gw_req *req = j->req;
+  st_txn *txn;
+  json_t *rec = NULL, *v = NULL;
+  if (st_read_begin(j->lp->srv->store, &txn) == 0) {
+    vault_connector_get(txn, j->tenant, j->name, &rec);
+    if (rec) v = admin__connector_view(j->lp->srv, txn, j->tenant, rec);
+    st_txn_end(txn);
+  }
+  json_decref(rec);
+  if (!v) {
+    gw_respond_error(req, 404, "not_found", "no such connector");
+    return;
+  }
+  json_object_set_new(json_object_get(v, "rediscovery"), "result", json_string(j->result));
+  gw_respond_json(req, 200, v);
+}
+
+static void done_again(int status, void *arg) {
+  again_job *j = arg;
+  gw_log_ctx lc = {j->tenant, j->req ? j->req->id : NULL};
+  if (status) {
+    GW_LOG(GW_LOG_WARN, "admin", &lc, "connector %s: recording its reading again failed: %s", j->name,
+           st_strerror(status));
+    if (j->req && !admin__job_error(j->req, status, "connector"))
+      gw_respond_error(j->req, 500, "internal", "the store refused the write");
+  } else if (j->gone) {
+    GW_LOG(GW_LOG_INFO, "admin", &lc, "connector %s was deleted while it was read again", j->name);
+    if (j->req) gw_respond_error(j->req, 404, "not_found", "the connector was deleted meanwhile");
+  } else if (j->superseded) {
+    GW_LOG(GW_LOG_INFO, "admin", &lc, "connector %s was written while it was read again: that reading is dropped",
+           j->name);
+    if (j->req)
+      gw_respond_error(j->req, 409, "conflict", "the connector was changed while it was read again; read it again");
+  } else {
+    if (j->result[0] != 'f')
+      GW_LOG(GW_LOG_INFO, "admin", &lc, "connector %s read again (%s): %s", j->name, j->reason, j->result);
+    if (j->req) answer_again(j);
+  }
+  gw_rediscover *rd = j->rd;
+  again_job_free(j);
+  if (rd) rd_idle(rd);
+}
+
+/* Ends a reading again: records its outcome (and writes the changed
+ * connector) in a writer job; the request, if any, is answered from there
+ * (a failure was answered already: d->req is NULL then). Frees d. */
+static void again_finish(disc *d, json_t *config, char *secret, const char *result, const char *error) {
+  gw_rediscover *rd = d->rd;
+  again_job *j = calloc(1, sizeof *j);
+  if (!j || (rd && rd->stopping)) {
+    json_decref(config);
+    vault_wipe(secret);
+    if (d->req) gw_respond_error(d->req, 500, "internal", "out of memory");
+    disc_free(d);
+    free(j);
+    if (rd) rd_idle(rd);
+    return;
+  }
+  j->lp = d->lp;
+  j->req = d->req;
+  j->rd = rd;
+  snprintf(j->tenant, sizeof j->tenant, "%s", d->tenant);
+  snprintf(j->name, sizeof j->name, "%s", d->name);
+  snprintf(j->updated, sizeof j->updated, "%s", d->updated);
+  snprintf(j->reason, sizeof j->reason, "%s", d->reason);
+  admin__now_rfc3339(j->now);
+  j->config = config;
+  j->secret = secret;
+  j->result = result;
+  snprintf(j->error, sizeof j->error, "%s", error ? error : "");
+  j->now_ms = now_ms();
+  if (!strcmp(result, "failed")) {
+    /* retried with backoff, for the same reason (a registration that must
+     * be made anew stays so) */
+    int attempts = 0;
+    st_txn *txn;
+    if (st_read_begin(d->lp->srv->store, &txn) == 0) {
+      json_t *st = vault_rediscover_status(txn, d->tenant, d->name);
+      attempts = (int)json_integer_value(json_object_get(st, "attempts"));
+      json_decref(st);
+      st_txn_end(txn);
+    }
+    int64_t per = d->lp->srv->cfg.discovery_refresh_s * 1000;
+    int64_t cap = per > 0 && per < REDISCOVER_FAIL_CAP_MS ? per : REDISCOVER_FAIL_CAP_MS;
+    j->next_due = j->now_ms + vault_rediscover_backoff_ms(attempts + 1, cap);
+    j->next_reason = !strcmp(d->reason, "rejected") ? "rejected" : !strcmp(d->reason, "expiring") ? "expiring"
+                                                                                                   : "scheduled";
+  } else {
+    j->next_due = admin__discover_next_due(d->lp->srv, config ? config : d->stored, j->now_ms, &j->next_reason);
+  }
+  disc_free(d);
+  if (st_submit(j->lp->srv->store, j->lp->port, job_again, done_again, j) != 0) {
+    if (j->req) gw_respond_error(j->req, 503, "store_busy", "the store cannot take writes right now");
+    again_job_free(j);
+    if (rd) rd_idle(rd);
+  }
+}
+
+/* The PUT body the admin gave, rebuilt from a stored discovered connector. */
+static json_t *stored_body(const json_t *rec) {
+  json_t *b = json_object();
+  static const char *const keep[] = {"url", "description", "ca_file", "timeouts", NULL};
+  for (const char *const *k = keep; *k; k++)
+    if (json_object_get(rec, *k)) json_object_set(b, *k, json_object_get(rec, *k));
+  json_t *a = json_object_get(rec, "auth");
+  json_t *auth = json_pack("{s:s, s:b}", "type", "oauth", "discover", 1);
+  if (!strcmp(json_string_value(json_object_get(json_object_get(a, "discovered"), "scopes_from")) ?: "", "admin") &&
+      json_object_get(a, "scopes"))
+    json_object_set(auth, "scopes", json_object_get(a, "scopes"));
+  json_object_set_new(b, "auth", auth);
+  return b;
+}
+
+/* Starts reading (tenant, name) again. 0: started (d answers req, or tells
+ * rd); ST_ENOTFOUND: no such discovered connector; GW_API_* / ST_E* else
+ * (nothing started). */
+static int start_again(gw_loop *lp, gw_req *req, gw_rediscover *rd, const char *tenant, const char *name,
+                       const char *reason, bool fresh) {
+  gw_server *srv = lp->srv;
+  disc *d = calloc(1, sizeof *d);
+  if (!d) return ST_ENOMEM;
+  d->req = req;
+  d->lp = lp;
+  d->rd = rd;
+  d->again = true;
+  d->fresh = fresh;
+  snprintf(d->reason, sizeof d->reason, "%s", reason);
+  snprintf(d->tenant, sizeof d->tenant, "%s", tenant);
+  snprintf(d->name, sizeof d->name, "%s", name);
+  st_txn *txn;
+  int rc = st_read_begin(srv->store, &txn);
+  if (rc) {
+    free(d);
+    return rc;
+  }
+  load_stored(d, txn);
+  st_txn_end(txn);
+  if (!d->stored || !json_is_true(json_object_get(json_object_get(d->stored, "auth"), "discover"))) {
+    d->rd = NULL;
+    d->req = NULL;
+    disc_free(d);
+    return ST_ENOTFOUND;
+  }
+  d->body = stored_body(d->stored);
+  snprintf(d->url, sizeof d->url, "%s", json_string_value(json_object_get(d->stored, "url")) ?: "");
+  pages__connect_redirect_uri(srv, tenant, name, d->redirect, sizeof d->redirect);
+  if (!srv->cfg.public_url || !srv->cfg.public_url[0]) {
+    failed(d, 400, "the gateway's public_url is not set: a discovered connector cannot be read again without it");
+    return 0;
+  }
+  if (rd) rd->busy = true;
+  begin(d);
+  return 0;
+}
+
+void admin__connector_rediscover(gw_req *req, const char *tenant, const char *name) {
+  /* an optional body: {"register":"new"} registers the gateway anew even
+   * when the stored registration would do */
+  bool fresh = false;
+  if (req->body_len) {
+    json_error_t e;
+    json_t *b = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &e);
+    const char *k;
+    json_t *v;
+    bool ok = json_is_object(b);
+    if (ok) json_object_foreach(b, k, v) {
+        if (strcmp(k, "register")) ok = false;
+      }
+    const char *r = json_string_value(json_object_get(b, "register"));
+    if (ok && json_object_get(b, "register") && (!r || (strcmp(r, "new") && strcmp(r, "reuse")))) ok = false;
+    fresh = r && !strcmp(r, "new");
+    json_decref(b);
+    if (!ok) {
+      gw_respond_error(req, 400, "invalid_request",
+                       "the body is optional; if given: {\"register\": \"new\"} (register the gateway anew at the "
+                       "authorization server) or {\"register\": \"reuse\"}");
+      return;
+    }
+  }
+  int rc = start_again(req->lp, req, NULL, tenant, name, "admin", fresh);
+  if (rc == ST_ENOTFOUND)
+    gw_respond_error(req, 404, "not_found",
+                     "no connector \"%s\" with auth {\"type\":\"oauth\",\"discover\":true} in this tenant", name);
+  else if (rc)
+    gw_respond_error(req, 503, "store_busy", "the store cannot be read right now");
+}
+
+/* ---- the schedule's driver (primary loop) --------------------------------------- */
+
+static void rd_tick(uv_timer_t *t);
+
+static void rd_on_closed(uv_handle_t *h) {
+  gw_rediscover *rd = h->data;
+  rd->timer_open = false;
+  if (!rd->busy) free(rd);
+}
+
+/* a reading ended (or never started) */
+static void rd_idle(gw_rediscover *rd) {
+  rd->busy = false;
+  if (rd->stopping) {
+    if (!rd->timer_open) free(rd);
+    return;
+  }
+  /* the next due one soon after, not a whole poll later */
+  uv_timer_start(&rd->timer, rd_tick, 50, 0);
+}
+
+/* one job: drop the entry of a connector that is gone or no longer discovered */
+typedef struct cancel_job {
+  gw_rediscover *rd;
+  char tenant[64], name[40];
+} cancel_job;
+static int job_cancel(st_txn *txn, void *arg) {
+  cancel_job *c = arg;
+  json_t *rec = NULL;
+  int rc = vault_connector_get(txn, c->tenant, c->name, &rec);
+  bool discovered = !rc && json_is_true(json_object_get(json_object_get(rec, "auth"), "discover"));
+  json_decref(rec);
+  if (rc && rc != ST_ENOTFOUND) return rc;
+  return discovered ? 0 : vault_rediscover_cancel(txn, c->tenant, c->name);
+}
+static void done_cancel(int status, void *arg) {
+  cancel_job *c = arg;
+  (void)status;
+  gw_rediscover *rd = c->rd;
+  free(c);
+  rd_idle(rd);
+}
+
+static void rd_tick(uv_timer_t *t) {
+  gw_rediscover *rd = t->data;
+  gw_loop *lp = rd->lp;
+  if (rd->busy || rd->stopping) return;
+  if (lp->draining) return;
+  char tenant[64], name[40], reason[16];
+  int attempts = 0;
+  st_txn *txn;
+  int found = ST_ENOTFOUND;
+  if (st_read_begin(lp->srv->store, &txn) == 0) {
+    found = vault_rediscover_next(txn, now_ms(), tenant, name, reason, &attempts);
+    st_txn_end(txn);
+  }
+  if (found != 0) {
+    uv_timer_start(&rd->timer, rd_tick, REDISCOVER_POLL_MS, 0);
+    return;
+  }
+  bool fresh = !strcmp(reason, "rejected") || !strcmp(reason, "expiring");
+  GW_LOG(GW_LOG_INFO, "admin", &((gw_log_ctx){tenant, NULL}), "connector %s: reading its authorization again (%s%s)",
+         name, reason, attempts ? ", after a failure" : "");
+  rd->busy = true;
+  int rc = start_again(lp, NULL, rd, tenant, name, reason, fresh);
+  if (rc == ST_ENOTFOUND) {
+    cancel_job *c = calloc(1, sizeof *c);
+    if (c) {
+      c->rd = rd;
+      snprintf(c->tenant, sizeof c->tenant, "%s", tenant);
+      snprintf(c->name, sizeof c->name, "%s", name);
+      if (st_submit(lp->srv->store, lp->port, job_cancel, done_cancel, c) == 0) return;
+      free(c);
+    }
+    rd->busy = false;
+    uv_timer_start(&rd->timer, rd_tick, REDISCOVER_POLL_MS, 0);
+  } else if (rc) {
+    rd->busy = false;
+    uv_timer_start(&rd->timer, rd_tick, REDISCOVER_POLL_MS, 0);
+  }
+}
+
+int admin__rediscover_start(gw_loop *lp) {
+  if (lp->index != 0) return 0;
+  gw_rediscover *rd = calloc(1, sizeof *rd);
+  if (!rd) return -1;
+  rd->lp = lp;
+  if (uv_timer_init(&lp->loop, &rd->timer)) {
+    free(rd);
+    return -1;
+  }
+  rd->timer.data = rd;
+  rd->timer_open = true;
+  uv_timer_start(&rd->timer, rd_tick, REDISCOVER_POLL_MS, 0);
+  lp->rediscover = rd;
+  return 0;
+}
+
+void admin__rediscover_stop(gw_loop *lp) {
+  gw_rediscover *rd = lp->rediscover;
+  if (!rd) return;
+  lp->rediscover = NULL;
+  rd->stopping = true;
+  uv_close((uv_handle_t *)&rd->timer, rd_on_closed);
 }

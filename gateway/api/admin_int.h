@@ -132,5 +132,21 @@ void admin__connector_write(gw_req *req, const char *tenant, const char *name, j
  * authorization metadata, registers the gateway as a client (CIMD or DCR),
  * then admin__connector_write. Takes body (json_decref'd). Answers. */
 void admin__connector_discover(gw_req *req, const char *tenant, const char *name, json_t *body);
+/* The admin's view of a stored connector (owned): vault's view, the
+ * redirect URI of an oauth connector, a discovered one's "rediscovery"
+ * schedule (read in txn when not NULL). */
+json_t *admin__connector_view(const gw_server *srv, st_txn *txn, const char *tenant, const json_t *rec);
+/* POST …/connectors/{name}/rediscover (optional body {"register":"new"}):
+ * reads a discovered connector's authorization again now, writes it if it
+ * changed, answers 200 with the admin view and "rediscovery" (its outcome
+ * and the next reading). Answers. */
+void admin__connector_rediscover(gw_req *req, const char *tenant, const char *name);
+/* When a discovered connector's config should be read again (ms; 0: never
+ * by schedule) and why ("scheduled", or "expiring" for a registration's
+ * secret that lapses first). */
+int64_t admin__discover_next_due(const gw_server *srv, const json_t *config, int64_t now_ms, const char **reason);
+/* The schedule's driver on the primary loop (loop_start / loop_stop). */
+int admin__rediscover_start(gw_loop *lp);
+void admin__rediscover_stop(gw_loop *lp);
 
 #endif

@@ -134,8 +134,8 @@ int gw_admin_loop_start(gw_loop *lp) {
   st_tenant_foreach(txn, note_deleting, &d);
   st_txn_end(txn);
   for (int i = 0; i < d.n; i++) admin__start_purge(lp, d.ids[i]);
-  return 0;
+  return admin__rediscover_start(lp);
 }
 
-void gw_admin_loop_stop(gw_loop *lp) { (void)lp; }
+void gw_admin_loop_stop(gw_loop *lp) { admin__rediscover_stop(lp); }
 

@@ -46,6 +46,7 @@
 #include "vault/connect.h"
 #include "vault/discover.h"
 #include "vault/grant.h"
+#include "vault/rediscover.h"
 #include "vault/vault.h"
 
 #define CONNECT_TOKEN_REPLY_MAX (64 * 1024)
@@ -100,6 +101,7 @@ typedef struct connect_flow {
   vault_connect vc;
   vault_tokens tokens;
   int status;
+  bool discovered; /* auth.discover: an invalid_client makes the gateway register anew */
 } connect_flow;
 
 static void flow_free(connect_flow *f) {
@@ -272,6 +274,35 @@ static void done_grant(int status, void *arg) {
   flow_free(f);
 }
 
+/* The token endpoint rejected the gateway's client (invalid_client): a
+ * discovered connector registers anew (vault/rediscover.h); nobody waits
+ * for this job. */
+typedef struct rejected_job {
+  char tenant[64], connector[40];
+  gw_loop *lp;
+} rejected_job;
+static int job_rejected(st_txn *txn, void *arg) {
+  rejected_job *j = arg;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return vault_rediscover_rejected(txn, j->tenant, j->connector, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+static void done_rejected(int status, void *arg) {
+  rejected_job *j = arg;
+  if (status)
+    GW_LOG(GW_LOG_ERROR, "vault", &((gw_log_ctx){j->tenant, NULL}),
+           "connector %s: scheduling its registration anew failed: %s", j->connector, st_strerror(status));
+  free(j);
+}
+static void client_rejected(connect_flow *f) {
+  rejected_job *j = calloc(1, sizeof *j);
+  if (!j) return;
+  snprintf(j->tenant, sizeof j->tenant, "%s", f->tenant);
+  snprintf(j->connector, sizeof j->connector, "%s", f->connector);
+  j->lp = f->lp;
+  if (st_submit(f->lp->srv->store, f->lp->port, job_rejected, done_rejected, j) != 0) free(j);
+}
+
 static void got_token(void *ud, int err, int status, const char *body, size_t len) {
   connect_flow *f = ud;
   gw_log_ctx lc = {f->tenant, f->req->id};
@@ -289,7 +320,17 @@ static void got_token(void *ud, int err, int status, const char *body, size_t le
     const char *e = json_string_value(json_object_get(j, "error"));
     GW_LOG(GW_LOG_WARN, "vault", &lc, "connecting %s: the token endpoint answered %d %.40s", f->connector, status,
            e && strlen(e) < 40 ? e : "");
+    bool rejected = e && !strcmp(e, "invalid_client");
     json_decref(j);
+    if (rejected && f->discovered) {
+      client_rejected(f);
+      fail(f->req, f->tenant, f->connector, 502, "Could not connect",
+           "The service no longer accepts this gateway's registration. The gateway is registering again: start "
+           "again in a minute or two.",
+           true);
+      flow_free(f);
+      return;
+    }
     fail(f->req, f->tenant, f->connector, 502, "Could not connect",
          "The service refused to complete the connection. Start again; if it keeps failing, tell IT (the connector's "
          "client settings may be wrong).",
@@ -411,6 +452,7 @@ void pages__connect_callback(gw_req *req, const char *tenant, const char *connec
   const char *tu = json_string_value(json_object_get(auth, "token_url"));
   gw_strlcpy(f->token_url, tu ? tu : "", sizeof f->token_url);
   gw_strlcpy(f->client_id, json_string_value(json_object_get(auth, "client_id")) ?: "", sizeof f->client_id);
+  f->discovered = json_is_true(json_object_get(auth, "discover"));
   OPENSSL_cleanse(&vc, sizeof vc);
   const char *lines[4] = {"Content-Type: application/x-www-form-urlencoded", "Accept: application/json", authz_line,
                           NULL};

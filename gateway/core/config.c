@@ -157,6 +157,12 @@ static const cfg_key keys[] = {
      "how long the gateway keeps retrying an upstream revocation (RFC 7009) that fails with a network error or a 5xx "
      "before reporting it failed in GET /admin/v1/tenants/{id}/revocations",
      NULL},
+    {"discovery_refresh_s", CFG_INT, "86400", 0, 30LL * 86400, OFF(discovery_refresh_s),
+     "a connector with auth {\"type\":\"oauth\",\"discover\":true} has its upstream's authorization metadata read "
+     "again this long after the last reading, and the connector updated when it changed (0: only when the token "
+     "endpoint rejects the gateway's registration, before a registration's secret expires, and on POST "
+     "/admin/v1/tenants/{id}/connectors/{name}/rediscover)",
+     NULL},
     {"oauth_code_ttl_ms", CFG_INT, "60000", 1000, 600000, OFF(oauth_code_ttl_ms),
      "how long an authorization code of the gateway's OAuth server may wait for its token request", NULL},
     {"access_token_ttl_ms", CFG_INT, "3600000", 60000, 86400000, OFF(access_token_ttl_ms),

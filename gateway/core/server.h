@@ -62,6 +62,7 @@ struct gw_loop {
   struct gw_proxy *proxy; /* live MCP exchanges (gateway/mcp/mcp_proxy.h) */
   struct pol_cache *pol;  /* effective policies per user (policy/policy.h) */
   struct gw_session_purge *sess_purge; /* expired-session purge driver (mcp_session.c) */
+  struct gw_rediscover *rediscover;    /* discovered connectors read again (api/admin_discover.c; loop 0) */
   bool draining;        /* SIGTERM seen: background jobs stop rescheduling */
   /* private to server.c */
   uv_thread_t thread;   /* loops 1..N-1 run on their own thread */

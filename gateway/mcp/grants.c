@@ -37,6 +37,7 @@
 #include "store/seal.h"
 #include "vault/connect.h"
 #include "vault/grant.h"
+#include "vault/rediscover.h"
 #include "vault/vault.h"
 
 #define REFRESH_POLL_MS 100
@@ -60,6 +61,7 @@ typedef struct refresh {
   gw_buf body;    /* the token endpoint's reply (wiped) */
   vault_tokens fresh;
   bool ok, invalid;
+  bool rejected;  /* invalid_client: the AS no longer knows the gateway's registration */
   uv_timer_t timer;
 } refresh;
 
@@ -99,7 +101,10 @@ static int job_outcome(st_txn *txn, void *arg) {
   char now[32];
   vault_rfc3339(0, now);
   if (r->ok) return vault_grant_refreshed(txn, r->tenant, r->user, r->connector, r->used, &r->fresh, now);
-  return vault_grant_refresh_failed(txn, r->tenant, r->user, r->connector, r->used, r->invalid, now);
+  int rc = vault_grant_refresh_failed(txn, r->tenant, r->user, r->connector, r->used, r->invalid, now);
+  /* a discovered connector registers anew (gateway/api/admin_discover.c) */
+  if (!rc && r->rejected) rc = vault_rediscover_rejected(txn, r->tenant, r->connector, (int64_t)wall_ms());
+  return rc;
 }
 
 static void done_outcome(int status, void *arg) {
@@ -145,6 +150,7 @@ static void tok_done(gw_out_req *o, int err, void *ud) {
     json_t *j = json_loadb(r->body.data ? r->body.data : "", r->body.len, 0, NULL);
     const char *e = json_string_value(json_object_get(j, "error"));
     r->invalid = e && !strcmp(e, "invalid_grant");
+    r->rejected = e && !strcmp(e, "invalid_client");
     snprintf(why, sizeof why, "the token endpoint answered %d %.40s", r->status, e && strlen(e) < 40 ? e : "");
     json_decref(j);
   } else {

@@ -161,10 +161,10 @@ function signingJwk() {
   return { ...privateKey.export({ format: 'jwk' }), kid: `up-${crypto.randomBytes(6).toString('hex')}`, alg: 'RS256', use: 'sig' };
 }
 
-function listen(server) {
+function listen(server, host = '127.0.0.1') {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => { server.off('error', reject); resolve(); });
+    server.listen(0, host, () => { server.off('error', reject); resolve(); });
   });
 }
 
@@ -232,6 +232,7 @@ export async function startUpstreamAS(opts = {}) {
     resourceIndicators = false,
     cimd = false,
     metadata = null,
+    host = '127.0.0.1', // another loopback address is "another host" (127.0.0.2)
   } = opts;
   let resource = null;
   let accessTokenTTL = opts.accessTokenTTL ?? 60;
@@ -268,8 +269,8 @@ export async function startUpstreamAS(opts = {}) {
   });
   const sockets = new Set();
   server.on('connection', (s) => { sockets.add(s); s.on('close', () => sockets.delete(s)); });
-  await listen(server);
-  const issuer = `http://127.0.0.1:${server.address().port}`;
+  await listen(server, host);
+  const issuer = `http://${host}:${server.address().port}`;
 
   const provider = quietly(() => new Provider(issuer, {
     adapter: mapAdapter(adapterEntries),
@@ -577,6 +578,22 @@ export async function startUpstreamAS(opts = {}) {
     setAccessTokenTTL(seconds) { accessTokenTTL = seconds; },
     /** The one resource server of resourceIndicators (the MCP upstream's URL). */
     setResource(u) { resource = u; },
+    /**
+     * Forgets every client registered by RFC 7591 (as an AS that expired or
+     * purged registrations does): their tokens stay, but the token and
+     * revocation endpoints answer invalid_client to them. Returns how many.
+     */
+    forgetRegistrations() {
+      let n = 0;
+      for (const key of [...adapterEntries.keys()]) {
+        if (!key.startsWith('Client:')) continue;
+        const id = key.slice('Client:'.length);
+        if (id === clientId || id === rsClientId) continue;
+        adapterEntries.delete(key);
+        n++;
+      }
+      return n;
+    },
     registrationUrl: `${issuer}/reg`,
     /** Every later interaction completes as this account (null: show the form again). */
     loginAs(accountId) { autoLogin = accountId ?? null; },
@@ -621,6 +638,9 @@ export async function startUpstreamAS(opts = {}) {
  * the protected-resource metadata, for refusal tests), challenge (true: a
  * request without a token gets 401 with resource_metadata; false: a bare
  * `Bearer` challenge, so a client must use the well-known URL).
+ * setAs(as2) moves the server to another authorization server: its metadata
+ * names as2 and tokens are introspected there from then on (a vendor that
+ * moved its AS).
  */
 export async function startOAuthMcpUpstream({ as, requiredScope = null, audience = false, prm = null, challenge = true } = {}) {
   if (!as?.introspectionUrl) throw new Error('startOAuthMcpUpstream: opts.as (startUpstreamAS) is required');
@@ -756,6 +776,7 @@ export async function startOAuthMcpUpstream({ as, requiredScope = null, audience
     seen: () => seen.map((e) => ({ ...e })),
     clearSeen() { seen.length = 0; },
     sessions: () => [...sessions.values()].map(({ sid, sub, closed: c }) => ({ sid, sub, closed: c })),
+    setAs(next) { as = next; },
     async close() {
       if (closed) return;
       closed = true;
