@@ -1,0 +1,293 @@
+/* audit/audit.h — the audit log: its own LMDB environment (through the
+ * store, schema "audit"), a submission queue drained by one audit thread
+ * with group commit, a SHA-256 hash chain per tenant incarnation, chain
+ * verification, retention, query, export and the redaction of call
+ * arguments.
+ *
+ * Why its own environment: an audit burst must never delay a deactivation
+ * on the main store's writer, and audit I/O never sits on a request's
+ * path. audit_submit only takes a mutex and appends to a capped queue; the
+ * audit thread writes everything queued in one write job (one fsync per
+ * batch) every batch_ms.
+ *
+ * Storage (the audit environment's databases, st_db numbers of its schema):
+ *   0 "meta"     the store's metadata (schema_version)
+ *   1 "records"  uid ‖ 0x00 ‖ u64 BE seq → the stored record bytes
+ *   2 "heads"    uid → {"tenant","seq","hash","first","pruned_hash"}
+ * uid is the tenant incarnation's uid (store.h: st_tenant_uid_get), so a
+ * tenant deleted and created again starts a new chain. Keys are at most
+ * 73 bytes; big-endian seqs make a cursor walk a chain oldest first.
+ *
+ * A stored record is the compact JSON object the caller submitted (keys
+ * sorted), with members the module owns put first:
+ *   {"id":"<uid>-<seq>","prev":"<hex>","seq":<n>,"tenant":"<t>",
+ *    "time":<ms>, ...caller's members...}
+ * seq counts 1, 2, 3... per chain, consecutive, in submission order; id is
+ * stable (SIEM de-duplication); prev is the lowercase hex SHA-256 of the
+ * previous record's stored bytes (for seq 1: 64 zeros; for the first
+ * record kept after pruning: the head's pruned_hash). The hash of a record
+ * is SHA-256 of its stored bytes. The head holds the last seq and hash,
+ * the first seq still stored and pruned_hash (hash of the last pruned
+ * record, or 64 zeros).
+ *
+ * Error model: functions returning int return 0 (or a documented
+ * non-negative value) on success and a negative code: AUDIT_E* below, or a
+ * store code (ST_E*, store/store.h) passed through. audit_strerror names
+ * both.
+ *
+ * Threads: audit_submit, audit_ok, audit_flush, audit_stats_get may be
+ * called from any thread, concurrently. audit_open/audit_close from one
+ * thread (startup/shutdown, never a loop: they do file I/O). The read-side
+ * functions (audit_query, audit_export_chunk, audit_heads, audit_verify)
+ * take the caller's transaction or store and run on the caller's thread. */
+#ifndef MCPGATE_AUDIT_AUDIT_H
+#define MCPGATE_AUDIT_AUDIT_H
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+/* ---- error codes ---------------------------------------------------------- */
+
+#define AUDIT_ERR_FIRST (-31100)
+#define AUDIT_ERR_LAST (-31199)
+enum {
+  AUDIT_EINVAL = -31100,  /* bad argument: NULL, tenant/uid syntax, rec not an object, cursor */
+  AUDIT_ENOMEM = -31101,  /* allocation failed */
+  AUDIT_EFULL = -31102,   /* queue at queue_max / queue_bytes_max: the record was dropped */
+  AUDIT_EBROKEN = -31103, /* the last commit failed: the record is queued, but audit is failing */
+  AUDIT_ECLOSED = -31104, /* audit_close began */
+  AUDIT_ETOOBIG = -31105, /* the record serialises over AUDIT_RECORD_MAX: dropped */
+  AUDIT_ECORRUPT = -31106,/* a stored head or record is not what this module writes */
+};
+/* Static string for an AUDIT_E* or ST_E* code; "ok" for >= 0. */
+const char *audit_strerror(int err);
+
+/* ---- limits ----------------------------------------------------------------- */
+
+#define AUDIT_TENANT_MAX 63      /* tenant ids: [a-z0-9-]{1,63} */
+#define AUDIT_UID_MAX 64         /* tenant uids: [A-Za-z0-9_-]{1,64} */
+#define AUDIT_RECORD_MAX (256u * 1024) /* a record's serialised caller members, bytes */
+#define AUDIT_HASH_HEX 64        /* lowercase hex SHA-256, without the NUL */
+#define AUDIT_SCAN_MAX 10000     /* records one audit_query / audit_export_chunk examines */
+#define AUDIT_QUERY_LIMIT_MAX 1000
+#define AUDIT_QUERY_LIMIT_DEFAULT 100
+#define AUDIT_CURSOR_MAX 32      /* buffer for a query cursor, with its NUL */
+
+/* ---- the schema --------------------------------------------------------------
+ * The audit environment's databases (pass as (st_db)AUDIT_DB_*) and its
+ * schema (named "audit"; its check is audit_verify over every chain, so
+ * st_check on the audit store verifies the chains). audit_open uses it;
+ * exported for offline tools that open the env with st_open themselves. */
+enum { AUDIT_DB_META = 0, AUDIT_DB_RECORDS, AUDIT_DB_HEADS, AUDIT_DB__COUNT };
+extern const st_schema audit_schema;
+
+/* ---- opening and closing ------------------------------------------------------ */
+
+typedef struct audit_log audit_log;
+
+/* Zero-initialise and fill what you need; zero fields take the default. */
+typedef struct audit_options {
+  const char *dir;          /* the audit env's directory (the gateway: <data>/audit); created
+                               0700 if missing, its parent must exist. Required. Copied. */
+  size_t map_size;          /* bytes; default 4 GiB (LMDB maps lazily) */
+  unsigned batch_ms;        /* group-commit interval; default 50 */
+  size_t queue_max;         /* records queued and not yet committed; default 100000 */
+  size_t queue_bytes_max;   /* their bytes; default 64 MiB */
+  int64_t head_log_ms;      /* interval of the chain-head log lines; default 3600000; < 0: off */
+  st_log_fn log;            /* the store's callback type; audit logs with module "audit", the
+                               store with "store". NULL: warn/error to stderr */
+  void *log_ctx;            /* borrowed; must outlive the audit log */
+} audit_options;
+
+/* Opens (creating, migrating) the audit environment and starts the audit
+ * thread. On success *out is owned by the caller until audit_close. Returns
+ * AUDIT_EINVAL, AUDIT_ENOMEM or the store's error (ST_E*). Off the loop. */
+int audit_open(audit_log **out, const audit_options *o);
+
+/* Stops accepting records (audit_submit → AUDIT_ECLOSED), commits
+ * everything queued (one last attempt: if it fails the records are counted
+ * in dropped and an error is logged), stops the thread, closes the env and
+ * frees a. Never hangs on a failing store. No other thread may still call
+ * into a, and no read txn on audit_store(a) may be open. NULL: no-op. */
+void audit_close(audit_log *a);
+
+/* The audit environment (borrowed, valid until audit_close): for read txns
+ * (audit_query, audit_export_chunk, audit_heads), audit_verify, st_check,
+ * st_backup. Never write to it except through this module. */
+st_store *audit_store(audit_log *a);
+
+/* ---- submission ------------------------------------------------------------------ */
+
+/* Queues one record of tenant (incarnation tenant_uid). Any thread; never
+ * blocks on I/O (a mutex and an append). Takes ownership of rec in every
+ * case (also on error). rec is a JSON object of the caller's members
+ * (kind, user, connector, tool, decision, args...); the module sets "seq",
+ * "id", "prev" and "tenant" (replacing any the caller put there) and
+ * "time" (ms since the epoch) unless rec has an integer "time", which is
+ * kept. The caller's members are serialised here, on the caller's thread
+ * (JSON_COMPACT | JSON_SORT_KEYS); records of one uid get consecutive seqs
+ * in the order their audit_submit calls took the queue mutex.
+ * Returns:
+ *   0              queued;
+ *   AUDIT_EBROKEN  queued, but the last commit failed (the gateway denies
+ *                  calls it cannot audit while this lasts);
+ *   AUDIT_EFULL    dropped: the queue is at queue_max or queue_bytes_max
+ *                  (counted in stats.dropped; audit_ok false);
+ *   AUDIT_ETOOBIG  dropped: over AUDIT_RECORD_MAX (counted in dropped);
+ *   AUDIT_EINVAL   not queued: bad tenant/uid syntax or rec not an object;
+ *   AUDIT_ECLOSED  not queued: audit_close began;
+ *   AUDIT_ENOMEM. */
+int audit_submit(audit_log *a, const char *tenant, const char *tenant_uid, json_t *rec);
+
+/* false while the last commit failed (until a commit succeeds) or since a
+ * record was refused for lack of room (until the next successful commit).
+ * Any thread; atomics only. */
+bool audit_ok(const audit_log *a);
+
+/* Blocks until a commit attempt that began after this call has ended, so
+ * every record submitted before the call is committed, or its commit
+ * failed (then it is still queued: see audit_ok). Returns at once when
+ * nothing is queued. Tests, shutdown, CLI: never on a loop thread. */
+void audit_flush(audit_log *a);
+
+/* ---- verification --------------------------------------------------------------- */
+
+/* report(ctx, uid, seq, msg): one problem; seq names the record at fault
+ * (0 when the problem is the chain head itself); strings valid during the
+ * call only. */
+typedef void (*audit_report_fn)(void *ctx, const char *uid, uint64_t seq, const char *msg);
+
+/* Verifies the chain of tenant_uid (NULL: every chain, and records with no
+ * head) in one read snapshot of aud: every record's "prev" against the
+ * hash of the record before it (the first one kept: the head's
+ * pruned_hash), consecutive seqs from the head's first to its last, each
+ * record's stored "seq" and "id" against its key, its "tenant" against the
+ * head's, and the head's last seq and hash against the last record. Names
+ * the record at fault: an edited record k is reported as seq k ("does not
+ * hash to what record k+1 (or the chain head) recorded"), an edited "prev"
+ * of record k as seq k, a deleted record by its missing seq. Returns the
+ * number of problems (0: intact) or a negative error (ST_E*). report may
+ * be NULL. Holds a read txn for the whole walk: offline / admin thread. */
+int audit_verify(st_store *aud, const char *tenant_uid, audit_report_fn report, void *ctx);
+
+/* ---- retention -------------------------------------------------------------------- */
+
+/* Deletes, chain by chain (in uid order), the oldest records whose "time"
+ * is < before_ms, stopping in each chain at the first record that is not
+ * (times are not assumed monotonic), at most max_records (>= 1) in total,
+ * in one write job on the audit env; each touched head gets the new first
+ * seq and pruned_hash (the hash of the last record deleted), so
+ * audit_verify still passes. *pruned (may be NULL) = how many were deleted;
+ * == max_records means call again. Blocks the caller until committed:
+ * never on a loop thread. */
+int audit_prune(audit_log *a, int64_t before_ms, size_t max_records, size_t *pruned);
+
+/* ---- query and export (read side: the caller's short read txn) ------------------- */
+
+typedef struct audit_filter {
+  /* exact string matches against the record's member of the same name;
+   * NULL: any (a record lacking the member never matches a non-NULL one) */
+  const char *user, *connector, *tool, *decision, *kind;
+  int64_t since_ms;   /* "time" >= since_ms; 0: no lower bound */
+  int64_t until_ms;   /* "time" <  until_ms; 0: no upper bound */
+  const char *cursor; /* NULL/"": newest first from the chain's last record; else a
+                         next_cursor from a previous answer for the same uid */
+  unsigned limit;     /* 1..AUDIT_QUERY_LIMIT_MAX; 0: AUDIT_QUERY_LIMIT_DEFAULT */
+} audit_filter;
+
+/* Records of tenant_uid matching f, newest first (descending seq), at most
+ * f->limit. Examines at most AUDIT_SCAN_MAX records per call, so a
+ * selective filter never holds txn long: the answer may then hold fewer
+ * than limit matches (even none) and a next_cursor. *out_array: a new JSON
+ * array of the parsed records, owned by the caller (json_decref).
+ * next_cursor: "" when nothing older is left to examine, else an opaque
+ * string to pass as f->cursor (it encodes the next seq to examine, so
+ * paging returns every match exactly once while records are only added).
+ * A chain with no head answers an empty array. AUDIT_EINVAL for a bad
+ * uid, limit over the max, negative times, since > until, or a malformed
+ * cursor (the format is checked strictly). */
+int audit_query(st_txn *txn, const char *tenant_uid, const audit_filter *f, json_t **out_array,
+                char next_cursor[AUDIT_CURSOR_MAX]);
+
+/* Called once per exported record with its stored bytes (a copy, valid
+ * during the call; one JSON object without a newline). Non-zero stops the
+ * export and is returned by audit_export_chunk (use a negative value). */
+typedef int (*audit_emit_fn)(void *ctx, const char *bytes, size_t len);
+
+#define AUDIT_EXPORT_MORE 1
+/* Exports records of tenant_uid with seq > *after_seq whose "time" is in
+ * [since_ms, until_ms) (0: unbounded, as in audit_filter), oldest first,
+ * through emit. Stops after max_records (>= 1) emitted or AUDIT_SCAN_MAX
+ * examined, and sets *after_seq to the last seq examined: call again with
+ * a new short read txn to continue (every record exactly once, in order).
+ * Start with *after_seq = 0. Returns AUDIT_EXPORT_MORE when it stopped
+ * early, 0 when the chain has nothing more after *after_seq, emit's
+ * non-zero value, or a negative error. */
+int audit_export_chunk(st_txn *txn, const char *tenant_uid, int64_t since_ms, int64_t until_ms,
+                       uint64_t *after_seq, size_t max_records, audit_emit_fn emit, void *ctx);
+
+/* Calls cb once per chain head (uid order) with copies valid during the
+ * call: tenant, uid, the last seq written and the hash (hex) of that record
+ * (also when retention has pruned it). Returns the number of heads, or a
+ * negative error (AUDIT_ECORRUPT: an unreadable head). */
+int audit_heads(st_txn *txn,
+                void (*cb)(void *ctx, const char *tenant, const char *uid, uint64_t seq,
+                           const char *hash_hex),
+                void *ctx);
+
+/* ---- call arguments in records ---------------------------------------------------- */
+
+typedef enum audit_args_mode {
+  AUDIT_ARGS_NONE = 0, /* no arguments in records */
+  AUDIT_ARGS_DIGEST,   /* {"digest":"sha256:<hex>","bytes":N} of the redacted arguments */
+  AUDIT_ARGS_FULL,     /* the redacted arguments (or the digest form if over the cap) */
+} audit_args_mode;
+
+/* password, secret, token, authorization, api_key; NULL-terminated. */
+extern const char *const audit_redact_default[];
+
+#define AUDIT_ARGS_DEPTH_MAX 64 /* deeper values become the string "[too deep]" */
+
+/* What a record keeps of a call's arguments. redact: NULL-terminated key
+ * patterns (NULL: audit_redact_default); an object member whose key
+ * contains a pattern, case-insensitively, has its value replaced by
+ * "[redacted]", at any depth, also inside arrays. N and the digest are the
+ * byte length and SHA-256 of the redacted copy serialised with
+ * JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY, so they do not depend
+ * on the order of keys. FULL: the redacted copy, or when N > cap_bytes
+ * {"truncated":true,"bytes":N,"digest":"sha256:<hex>"}. DIGEST:
+ * {"digest":"sha256:<hex>","bytes":N}. NONE, args NULL or an allocation
+ * failure: NULL. Returns a new reference owned by the caller (put it in
+ * the record with json_object_set_new). Never modifies args. */
+json_t *audit_args(const json_t *args, audit_args_mode mode, const char *const *redact,
+                   size_t cap_bytes);
+
+/* ---- chain heads in the log, stats ----------------------------------------------- */
+/* Every head_log_ms the audit thread logs one info line per chain (module
+ * "audit"): "chain head tenant=<t> uid=<u> seq=<n> hash=<hex>", so an
+ * external system can anchor the chains. */
+
+#define AUDIT_STATS_NBUCKETS 12
+/* Upper bounds (ms) of the commit latency histogram; the last is +Inf. */
+extern const double audit_stats_bucket_le_ms[AUDIT_STATS_NBUCKETS];
+
+typedef struct audit_stats {
+  uint64_t written;         /* records committed */
+  uint64_t dropped;         /* records refused (EFULL, ETOOBIG) or lost at close */
+  uint64_t queue_records;   /* queued, not yet committed (incl. the batch being written) */
+  uint64_t queue_bytes;
+  uint64_t commits;         /* successful batch commits */
+  uint64_t commit_failures; /* failed batch commits */
+  double last_commit_ms;    /* duration of the last attempt (job queued → committed, fsync incl.) */
+  double commit_ms_sum;     /* over every attempt */
+  uint64_t commit_ms_count;
+  uint64_t commit_ms_bucket[AUDIT_STATS_NBUCKETS]; /* cumulative: <= le[i] */
+  bool broken;              /* the last commit failed */
+} audit_stats;
+/* Snapshot. Any thread. */
+void audit_stats_get(audit_log *a, audit_stats *out);
+
+#endif
