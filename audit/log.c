@@ -1,0 +1,476 @@
+/* audit/log.c — the audit log's life cycle, its submission queue and the
+ * audit thread (group commit, chain-head log lines, stats).
+ *
+ * Rules this file keeps, and why:
+ *  - audit_submit never does I/O: it serialises the caller's members on
+ *    the caller's thread (outside the lock), then appends under the queue
+ *    mutex. Records of a chain get their seq and prev only in the commit
+ *    job, from the head stored in the same transaction, so seqs are
+ *    consecutive in queue order and a prune or a reopen can never fork a
+ *    chain.
+ *  - The queue is capped in records and bytes, counting the batch being
+ *    written too; a refused record is counted in stats.dropped, never lost
+ *    silently.
+ *  - One batch = everything queued = ONE job on the audit env's writer
+ *    (st_write_sync, one fsync). The job is a pure function of (store, the
+ *    batch list): the writer may run it twice. A failed commit puts the
+ *    batch back at the FRONT of the queue (order kept); the next attempt
+ *    waits batch_ms, doubling up to 1 s while failures last (audit_flush
+ *    retries at once); audit_ok is false until a commit succeeds.
+ *  - audit_close makes one last attempt and never waits for a store that
+ *    keeps failing: what it cannot write is counted as dropped and logged. */
+#include "audit/audit_int.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uv.h>
+
+#define DEFAULT_MAP_SIZE ((size_t)4 << 30)
+#define DEFAULT_BATCH_MS 50u
+#define DEFAULT_QUEUE_MAX 100000u
+#define DEFAULT_QUEUE_BYTES ((size_t)64 << 20)
+#define DEFAULT_HEAD_LOG_MS 3600000
+#define WAKE_RECORDS_MAX 10000 /* a queue this long is committed without waiting batch_ms */
+#define CACHE_SLOTS 512        /* heads cached by one commit job (power of two) */
+#define CACHE_MAX 256          /* ... of which at most this many in use before a write-back */
+#define RETRY_MAX_NS (1000u * 1000000u) /* failed commits back off from batch_ms up to 1 s */
+
+const double audit_stats_bucket_le_ms[AUDIT_STATS_NBUCKETS] = {
+    1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000, 1e300 /* +Inf */};
+
+/* One queued record: the caller's members as a compact JSON object. */
+typedef struct entry {
+  struct entry *next;
+  char tenant[AUDIT_TENANT_MAX + 1];
+  char uid[AUDIT_UID_MAX + 1];
+  size_t len;  /* strlen(body) */
+  char body[]; /* "{...}" */
+} entry;
+
+static size_t entry_bytes(const entry *e) { return sizeof *e + e->len + 1; }
+
+struct audit_log {
+  st_store *st;
+  st_log_fn log;
+  void *log_ctx;
+  uint64_t batch_ns, head_log_ns; /* head_log_ns 0: off */
+  size_t queue_max, queue_bytes_max, wake_records;
+  uv_thread_t thread;
+
+  uv_mutex_t mu;     /* everything below up to the atomics */
+  uv_cond_t wake;    /* the audit thread waits here */
+  uv_cond_t settled; /* audit_flush waits here for a batch to end */
+  entry *head, *tail; /* pending records, oldest first (not the batch being written) */
+  size_t npending;
+  uint64_t first_ns;  /* when the oldest pending record was queued */
+  size_t qrecords, qbytes; /* pending + the batch being written */
+  bool stopping, exited;
+  uint64_t started, finished, flush_want; /* batches; flush asks for batch #flush_want */
+  audit_stats stats;  /* all but queue_* and broken, kept here */
+
+  atomic_int broken; /* the last commit failed */
+  atomic_int full;   /* a record was refused for room since the last good commit */
+  atomic_int closed;
+};
+
+static void alog(audit_log *a, int level, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (a->log) a->log(a->log_ctx, level, "audit", msg);
+  else if (level >= ST_LOG_WARN)
+    fprintf(stderr, "mcpgate audit: %s: %s\n", level >= ST_LOG_ERROR ? "error" : "warn", msg);
+}
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+st_store *audit_store(audit_log *a) { return a ? a->st : NULL; }
+
+/* ---- the commit job ---------------------------------------------------------------- */
+
+typedef struct slot {
+  const char *uid; /* borrowed from the batch; NULL: free */
+  audit__head h;
+} slot;
+
+typedef struct batch {
+  const entry *list; /* read only: the job may run more than once */
+} batch;
+
+static slot *cache_find(slot *tab, const char *uid) {
+  uint32_t hv = 2166136261u;
+  for (const char *p = uid; *p; p++) hv = (hv ^ (uint8_t)*p) * 16777619u;
+  for (uint32_t i = hv & (CACHE_SLOTS - 1);; i = (i + 1) & (CACHE_SLOTS - 1))
+    if (!tab[i].uid || strcmp(tab[i].uid, uid) == 0) return &tab[i];
+}
+
+static int cache_write_back(st_txn *txn, slot *tab) {
+  for (size_t i = 0; i < CACHE_SLOTS; i++) {
+    int rc;
+    if (tab[i].uid && (rc = audit__head_put(txn, tab[i].uid, &tab[i].h)) < 0) return rc;
+  }
+  memset(tab, 0, CACHE_SLOTS * sizeof *tab);
+  return 0;
+}
+
+static int commit_job(st_txn *txn, void *arg) {
+  const batch *b = arg;
+  slot *tab = calloc(CACHE_SLOTS, sizeof *tab);
+  char *buf = NULL;
+  size_t cap = 0, ncached = 0;
+  uint8_t key[AUDIT__KEY_MAX];
+  int rc = 0;
+  if (!tab) return AUDIT_ENOMEM;
+  for (const entry *e = b->list; e; e = e->next) {
+    slot *sl = cache_find(tab, e->uid);
+    if (!sl->uid) {
+      if (ncached >= CACHE_MAX) {
+        if ((rc = cache_write_back(txn, tab)) < 0) goto out;
+        ncached = 0;
+        sl = cache_find(tab, e->uid);
+      }
+      rc = audit__head_get(txn, e->uid, &sl->h);
+      if (rc == ST_ENOTFOUND) audit__head_init(&sl->h, e->tenant);
+      else if (rc < 0) goto out;
+      sl->uid = e->uid;
+      ncached++;
+    }
+    uint64_t seq = sl->h.seq + 1;
+    size_t need = e->len + 2 * AUDIT_UID_MAX + AUDIT_TENANT_MAX + AUDIT_HASH_HEX + 128;
+    if (need > cap) {
+      char *nb = realloc(buf, need);
+      if (!nb) {
+        rc = AUDIT_ENOMEM;
+        goto out;
+      }
+      buf = nb;
+      cap = need;
+    }
+    /* The chain's tenant (a uid belongs to the tenant of its first record). */
+    int n = snprintf(buf, cap,
+                     "{\"id\":\"%s-%" PRIu64 "\",\"prev\":\"%s\",\"seq\":%" PRIu64
+                     ",\"tenant\":\"%s\"",
+                     e->uid, seq, sl->h.hash, seq, sl->h.tenant);
+    size_t len = (size_t)n;
+    if (e->len > 2) { /* "{...}" → ",...}" */
+      buf[len++] = ',';
+      memcpy(buf + len, e->body + 1, e->len - 1);
+      len += e->len - 1;
+    } else {
+      buf[len++] = '}';
+    }
+    size_t kl = audit__rec_key(e->uid, seq, key);
+    /* Never overwrite: a head behind its records means tampering; failing
+     * (closed) beats destroying the evidence. */
+    if ((rc = st_put(txn, (st_db)AUDIT_DB_RECORDS, key, kl, buf, len, ST_NOOVERWRITE)) < 0)
+      goto out;
+    if ((rc = audit__hash_hex(buf, len, sl->h.hash)) < 0) goto out;
+    sl->h.seq = seq;
+  }
+  rc = cache_write_back(txn, tab);
+out:
+  free(buf);
+  free(tab);
+  return rc;
+}
+
+/* ---- the audit thread ------------------------------------------------------------- */
+
+static void head_line(void *ctx, const char *tenant, const char *uid, uint64_t seq,
+                      const char *hash) {
+  alog(ctx, ST_LOG_INFO, "chain head tenant=%s uid=%s seq=%" PRIu64 " hash=%s", tenant, uid, seq,
+       hash);
+}
+
+/* One read txn for all heads; the log callback is short and this is the
+ * audit thread, not a loop. */
+static void log_heads(audit_log *a) {
+  st_txn *txn = NULL;
+  int rc = st_read_begin(a->st, &txn);
+  if (rc == 0) {
+    rc = audit_heads(txn, head_line, a);
+    st_txn_end(txn);
+  }
+  if (rc < 0) alog(a, ST_LOG_ERROR, "cannot log the chain heads: %s", audit_strerror(rc));
+}
+
+static void free_list(entry *e) {
+  while (e) {
+    entry *n = e->next;
+    free(e);
+    e = n;
+  }
+}
+
+/* Under mu: the outcome of one batch attempt. */
+static void settle(audit_log *a, entry *list, int rc, uint64_t ns, bool stopping) {
+  size_t n = 0, bytes = 0;
+  entry *last = NULL;
+  double ms = (double)ns / 1e6;
+  for (entry *e = list; e; e = e->next) {
+    n++;
+    bytes += entry_bytes(e);
+    last = e;
+  }
+  a->stats.last_commit_ms = ms;
+  a->stats.commit_ms_sum += ms;
+  a->stats.commit_ms_count++;
+  for (int i = 0; i < AUDIT_STATS_NBUCKETS; i++)
+    if (ms <= audit_stats_bucket_le_ms[i]) a->stats.commit_ms_bucket[i]++;
+  if (rc >= 0) {
+    a->stats.commits++;
+    a->stats.written += n;
+    a->qrecords -= n;
+    a->qbytes -= bytes;
+    if (atomic_exchange(&a->broken, 0))
+      alog(a, ST_LOG_WARN, "audit commits succeed again (%zu records written)", n);
+    atomic_store(&a->full, 0);
+    free_list(list);
+    return;
+  }
+  a->stats.commit_failures++;
+  if (!atomic_exchange(&a->broken, 1) || stopping)
+    alog(a, ST_LOG_ERROR, "audit commit of %zu records failed: %s%s", n, audit_strerror(rc),
+         stopping ? "" : " (kept queued; retrying)");
+  if (stopping) {
+    alog(a, ST_LOG_ERROR, "audit close: %zu records could not be written and are lost", n);
+    a->stats.dropped += n;
+    a->qrecords -= n;
+    a->qbytes -= bytes;
+    free_list(list);
+    return;
+  }
+  /* back to the front of the queue, order kept */
+  last->next = a->head;
+  if (!a->tail) a->tail = last;
+  a->head = list;
+  a->npending += n;
+  a->first_ns = uv_hrtime();
+}
+
+static void thread_main(void *arg) {
+  audit_log *a = arg;
+  uint64_t next_heads = a->head_log_ns ? uv_hrtime() + a->head_log_ns : UINT64_MAX;
+  uint64_t retry_at = 0, backoff = a->batch_ns;
+  uv_mutex_lock(&a->mu);
+  for (;;) {
+    uint64_t now = uv_hrtime();
+    bool commit = a->stopping || a->started < a->flush_want ||
+                  (a->head && now >= retry_at &&
+                   (a->npending >= a->wake_records || now >= a->first_ns + a->batch_ns));
+    if (!commit && now >= next_heads) {
+      uv_mutex_unlock(&a->mu);
+      log_heads(a);
+      uv_mutex_lock(&a->mu);
+      next_heads = uv_hrtime() + a->head_log_ns;
+      continue;
+    }
+    if (!commit) {
+      uint64_t deadline = next_heads;
+      if (a->head) {
+        uint64_t d = a->first_ns + a->batch_ns;
+        if (d < retry_at) d = retry_at;
+        if (d < deadline) deadline = d;
+      }
+      if (deadline == UINT64_MAX) uv_cond_wait(&a->wake, &a->mu);
+      else uv_cond_timedwait(&a->wake, &a->mu, deadline > now ? deadline - now : 1);
+      continue;
+    }
+    entry *list = a->head;
+    bool stopping = a->stopping;
+    a->head = a->tail = NULL;
+    a->npending = 0;
+    a->started++;
+    uv_mutex_unlock(&a->mu);
+    int rc = 0;
+    uint64_t t0 = uv_hrtime(), ns = 0;
+    if (list) {
+      batch b = {list};
+      rc = st_write_sync(a->st, commit_job, &b);
+      ns = uv_hrtime() - t0;
+    }
+    uv_mutex_lock(&a->mu);
+    if (list) settle(a, list, rc, ns, stopping);
+    if (rc < 0) {
+      retry_at = uv_hrtime() + backoff;
+      backoff = backoff * 2 > RETRY_MAX_NS ? (a->batch_ns > RETRY_MAX_NS ? a->batch_ns : RETRY_MAX_NS)
+                                           : backoff * 2;
+    } else if (list) {
+      backoff = a->batch_ns;
+    }
+    a->finished++;
+    uv_cond_broadcast(&a->settled);
+    if (stopping && !a->head) break;
+  }
+  a->exited = true;
+  uv_cond_broadcast(&a->settled);
+  uv_mutex_unlock(&a->mu);
+}
+
+/* ---- public ------------------------------------------------------------------------ */
+
+int audit_open(audit_log **out, const audit_options *o) {
+  audit_log *a = NULL;
+  st_options so = {0};
+  int rc, inited = 0;
+  if (!out) return AUDIT_EINVAL;
+  *out = NULL;
+  if (!o || !o->dir) return AUDIT_EINVAL;
+  if (!(a = calloc(1, sizeof *a))) return AUDIT_ENOMEM;
+  a->log = o->log;
+  a->log_ctx = o->log_ctx;
+  a->batch_ns = (uint64_t)(o->batch_ms ? o->batch_ms : DEFAULT_BATCH_MS) * 1000000u;
+  a->head_log_ns = o->head_log_ms < 0 ? 0
+                   : (uint64_t)(o->head_log_ms ? o->head_log_ms : DEFAULT_HEAD_LOG_MS) * 1000000u;
+  a->queue_max = o->queue_max ? o->queue_max : DEFAULT_QUEUE_MAX;
+  a->queue_bytes_max = o->queue_bytes_max ? o->queue_bytes_max : DEFAULT_QUEUE_BYTES;
+  a->wake_records = a->queue_max / 4;
+  if (a->wake_records > WAKE_RECORDS_MAX) a->wake_records = WAKE_RECORDS_MAX;
+  if (a->wake_records < 1) a->wake_records = 1;
+  rc = AUDIT_ENOMEM;
+  if (uv_mutex_init(&a->mu) != 0) goto fail;
+  inited = 1;
+  if (uv_cond_init(&a->wake) != 0) goto fail;
+  inited = 2;
+  if (uv_cond_init(&a->settled) != 0) goto fail;
+  inited = 3;
+
+  so.dir = o->dir;
+  so.map_size = o->map_size ? o->map_size : DEFAULT_MAP_SIZE;
+  so.schema = &audit_schema;
+  so.log = o->log;
+  so.log_ctx = o->log_ctx;
+  if ((rc = st_open(&a->st, &so)) < 0) goto fail;
+  if (uv_thread_create(&a->thread, thread_main, a) != 0) {
+    rc = AUDIT_ENOMEM;
+    goto fail;
+  }
+  *out = a;
+  return 0;
+fail:
+  st_close(a->st);
+  if (inited >= 3) uv_cond_destroy(&a->settled);
+  if (inited >= 2) uv_cond_destroy(&a->wake);
+  if (inited >= 1) uv_mutex_destroy(&a->mu);
+  free(a);
+  return rc;
+}
+
+void audit_close(audit_log *a) {
+  if (!a) return;
+  atomic_store(&a->closed, 1);
+  uv_mutex_lock(&a->mu);
+  a->stopping = true;
+  uv_cond_signal(&a->wake);
+  uv_mutex_unlock(&a->mu);
+  uv_thread_join(&a->thread);
+  st_close(a->st);
+  free_list(a->head); /* empty: the thread drained or dropped everything */
+  uv_cond_destroy(&a->settled);
+  uv_cond_destroy(&a->wake);
+  uv_mutex_destroy(&a->mu);
+  free(a);
+}
+
+int audit_submit(audit_log *a, const char *tenant, const char *tenant_uid, json_t *rec) {
+  static const char *const owned[] = {"seq", "id", "prev", "tenant"};
+  entry *e = NULL;
+  char *body = NULL;
+  size_t len;
+  int rc;
+  if (!a || !json_is_object(rec) || !audit__tenant_ok(tenant) || !audit__uid_ok(tenant_uid)) {
+    json_decref(rec);
+    return AUDIT_EINVAL;
+  }
+  if (atomic_load(&a->closed)) {
+    json_decref(rec);
+    return AUDIT_ECLOSED;
+  }
+  for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) json_object_del(rec, owned[i]);
+  if (!json_is_integer(json_object_get(rec, "time")) &&
+      json_object_set_new(rec, "time", json_integer(now_ms())) < 0) {
+    json_decref(rec);
+    return AUDIT_ENOMEM;
+  }
+  body = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
+  json_decref(rec);
+  if (!body) return AUDIT_ENOMEM;
+  len = strlen(body);
+  if (len > AUDIT_RECORD_MAX) {
+    free(body);
+    uv_mutex_lock(&a->mu);
+    a->stats.dropped++;
+    uv_mutex_unlock(&a->mu);
+    return AUDIT_ETOOBIG;
+  }
+  if (!(e = malloc(sizeof *e + len + 1))) {
+    free(body);
+    return AUDIT_ENOMEM;
+  }
+  e->next = NULL;
+  snprintf(e->tenant, sizeof e->tenant, "%s", tenant);
+  snprintf(e->uid, sizeof e->uid, "%s", tenant_uid);
+  e->len = len;
+  memcpy(e->body, body, len + 1);
+  free(body);
+
+  uv_mutex_lock(&a->mu);
+  if (a->stopping) {
+    rc = AUDIT_ECLOSED;
+  } else if (a->qrecords >= a->queue_max || a->qbytes + entry_bytes(e) > a->queue_bytes_max) {
+    a->stats.dropped++;
+    atomic_store(&a->full, 1);
+    rc = AUDIT_EFULL;
+  } else {
+    if (a->tail) a->tail->next = e;
+    else a->head = e;
+    a->tail = e;
+    a->qrecords++;
+    a->qbytes += entry_bytes(e);
+    if (++a->npending == 1) a->first_ns = uv_hrtime();
+    if (a->npending == 1 || a->npending == a->wake_records) uv_cond_signal(&a->wake);
+    e = NULL;
+    rc = atomic_load(&a->broken) ? AUDIT_EBROKEN : 0;
+  }
+  uv_mutex_unlock(&a->mu);
+  free(e);
+  return rc;
+}
+
+bool audit_ok(const audit_log *a) {
+  return a && !atomic_load(&a->broken) && !atomic_load(&a->full) && !atomic_load(&a->closed);
+}
+
+void audit_flush(audit_log *a) {
+  if (!a) return;
+  uv_mutex_lock(&a->mu);
+  if (a->qrecords > 0 && !a->exited) {
+    uint64_t target = a->started + 1; /* the next batch takes all that is queued now */
+    if (a->flush_want < target) a->flush_want = target;
+    uv_cond_signal(&a->wake);
+    while (a->finished < target && !a->exited) uv_cond_wait(&a->settled, &a->mu);
+  }
+  uv_mutex_unlock(&a->mu);
+}
+
+void audit_stats_get(audit_log *a, audit_stats *out) {
+  memset(out, 0, sizeof *out);
+  if (!a) return;
+  uv_mutex_lock(&a->mu);
+  *out = a->stats;
+  out->queue_records = a->qrecords;
+  out->queue_bytes = a->qbytes;
+  uv_mutex_unlock(&a->mu);
+  out->broken = atomic_load(&a->broken) != 0;
+}
