@@ -728,6 +728,270 @@ TEST(prune_keeps_the_chain_verifiable) {
   tmp_cleanup();
 }
 
+/* ---- query ------------------------------------------------------------------------ */
+
+static const char *const users[] = {"alice", "bob", "carol"};
+static const char *const tools[] = {"search", "write"};
+
+/* 30 records: user i%3, tool i%2, decision allow unless i%5==0, time 1000*(i+1). */
+static audit_log *query_fixture(void) {
+  audit_log *a = open_default();
+  if (!a) return NULL;
+  for (int i = 0; i < 30; i++) {
+    json_t *r = json_pack("{sssssssssssIsi}", "kind", i == 7 ? "admin" : "call", "user", users[i % 3],
+                          "connector", i < 15 ? "github" : "jira", "tool", tools[i % 2], "decision",
+                          i % 5 == 0 ? "deny" : "allow", "time", (json_int_t)(1000 * (i + 1)), "i", i);
+    if (audit_submit(a, "acme", UID_A, r) < 0) return NULL;
+  }
+  audit_flush(a);
+  return a;
+}
+
+/* Runs a query; returns the number of records (and their "i" in got[]),
+ * or a negative error. */
+static int q(audit_log *a, const audit_filter *f, int *got, char cursor[AUDIT_CURSOR_MAX]) {
+  st_txn *t;
+  json_t *arr = NULL;
+  char c[AUDIT_CURSOR_MAX];
+  int rc = st_read_begin(audit_store(a), &t);
+  if (rc < 0) return rc;
+  rc = audit_query(t, UID_A, f, &arr, cursor ? cursor : c);
+  st_txn_end(t);
+  if (rc < 0) return rc;
+  size_t i;
+  json_t *r;
+  json_array_foreach(arr, i, r) got[i] = (int)json_integer_value(json_object_get(r, "i"));
+  rc = (int)json_array_size(arr);
+  json_decref(arr);
+  return rc;
+}
+
+TEST(query_filters) {
+  int got[1000];
+  char cur[AUDIT_CURSOR_MAX];
+  tmp_setup();
+  audit_log *a = query_fixture();
+  CHECK(a);
+  audit_filter f = {0};
+  CHECK_INT(q(a, &f, got, cur), 30);
+  CHECK_INT(got[0], 29); /* newest first */
+  CHECK_INT(got[29], 0);
+  CHECK_STR(cur, "");
+  f.user = "bob";
+  CHECK_INT(q(a, &f, got, cur), 10);
+  for (int i = 0; i < 10; i++) CHECK_INT(got[i] % 3, 1);
+  f.user = NULL;
+  f.tool = "write";
+  CHECK_INT(q(a, &f, got, cur), 15);
+  f.tool = NULL;
+  f.decision = "deny";
+  CHECK_INT(q(a, &f, got, cur), 6);
+  CHECK_INT(got[0], 25);
+  f.decision = NULL;
+  f.kind = "admin";
+  CHECK_INT(q(a, &f, got, cur), 1);
+  CHECK_INT(got[0], 7);
+  f.kind = NULL;
+  f.connector = "jira";
+  CHECK_INT(q(a, &f, got, cur), 15);
+  CHECK_INT(got[14], 15);
+  f.connector = "github";
+  f.user = "alice";
+  f.tool = "search";
+  CHECK_INT(q(a, &f, got, cur), 3); /* i in {0, 6, 12} */
+  CHECK_INT(got[0], 12);
+  CHECK_INT(got[2], 0);
+  f = (audit_filter){0};
+  f.user = "nobody";
+  CHECK_INT(q(a, &f, got, cur), 0);
+  CHECK_STR(cur, "");
+  /* since inclusive, until exclusive */
+  f = (audit_filter){0};
+  f.since_ms = 5000;
+  f.until_ms = 10000;
+  CHECK_INT(q(a, &f, got, cur), 5); /* times 5000..9000: i 4..8 */
+  CHECK_INT(got[0], 8);
+  CHECK_INT(got[4], 4);
+  f.until_ms = 0;
+  CHECK_INT(q(a, &f, got, cur), 26);
+  f.since_ms = 0;
+  f.until_ms = 2000;
+  CHECK_INT(q(a, &f, got, cur), 1);
+  f.since_ms = 3000;
+  f.until_ms = 2000;
+  CHECK_INT(q(a, &f, got, cur), AUDIT_EINVAL);
+  /* a chain with no records */
+  st_txn *t;
+  json_t *arr = NULL;
+  CHECK_INT(st_read_begin(audit_store(a), &t), 0);
+  f = (audit_filter){0};
+  int rc = audit_query(t, UID_B, &f, &arr, cur);
+  st_txn_end(t);
+  CHECK_INT(rc, 0);
+  CHECK_INT(json_array_size(arr), 0);
+  json_decref(arr);
+  audit_close(a);
+  tmp_cleanup();
+}
+
+TEST(query_pages_with_cursors) {
+  int got[1000], seen[30] = {0}, total = 0, pages = 0, last = 1000;
+  char cur[AUDIT_CURSOR_MAX] = "", next[AUDIT_CURSOR_MAX];
+  tmp_setup();
+  audit_log *a = query_fixture();
+  CHECK(a);
+  audit_filter f = {0};
+  f.decision = "allow"; /* 24 matches */
+  f.limit = 5;
+  do {
+    f.cursor = cur;
+    int n = q(a, &f, got, next);
+    CHECK(n >= 0 && n <= 5);
+    for (int i = 0; i < n; i++) {
+      CHECK(got[i] < last); /* strictly newest first across pages */
+      last = got[i];
+      seen[got[i]]++;
+    }
+    total += n;
+    pages++;
+    /* records appended while paging do not disturb the pages */
+    if (pages == 2) {
+      CHECK_INT(audit_submit(a, "acme", UID_A, json_pack("{sssi}", "decision", "allow", "i", 99)), 0);
+      audit_flush(a);
+    }
+    strcpy(cur, next);
+  } while (cur[0] && pages < 20);
+  CHECK_INT(total, 24);
+  CHECK_INT(pages, 5);
+  for (int i = 0; i < 30; i++) CHECK_INT(seen[i], i % 5 == 0 ? 0 : 1);
+
+  /* malformed cursors */
+  const char *bad[] = {"x", "q", "q000000000000000", "q00000000000000001", "q0000000000000000",
+                       "Q0000000000000005", "q000000000000000A", "q00000000000000g5", " q000000000000005"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    f.cursor = bad[i];
+    CHECK_INT(q(a, &f, got, next), AUDIT_EINVAL);
+  }
+  f.cursor = "q0000000000000005"; /* well-formed: seq 5 and older */
+  CHECK_INT(q(a, &f, got, next), 4);
+  CHECK_INT(got[0], 4);
+  f.cursor = NULL;
+  f.limit = AUDIT_QUERY_LIMIT_MAX + 1;
+  CHECK_INT(q(a, &f, got, next), AUDIT_EINVAL);
+  audit_close(a);
+  tmp_cleanup();
+}
+
+TEST(query_scan_is_bounded) {
+  int got[1000];
+  char next[AUDIT_CURSOR_MAX];
+  tmp_setup();
+  audit_log *a = open_default();
+  CHECK(a);
+  CHECK_INT(audit_submit(a, "acme", UID_A, json_pack("{sssi}", "kind", "rare", "i", 1)), 0);
+  for (int i = 0; i < AUDIT_SCAN_MAX + 50; i++)
+    CHECK_INT(audit_submit(a, "acme", UID_A, json_pack("{sssi}", "kind", "common", "i", 2)), 0);
+  audit_flush(a);
+  audit_filter f = {0};
+  f.kind = "rare";
+  CHECK_INT(q(a, &f, got, next), 0); /* stopped by the bound */
+  CHECK(next[0]);
+  f.cursor = next;
+  char next2[AUDIT_CURSOR_MAX];
+  CHECK_INT(q(a, &f, got, next2), 1);
+  CHECK_INT(got[0], 1);
+  CHECK_STR(next2, "");
+  audit_close(a);
+  tmp_cleanup();
+}
+
+/* ---- export ----------------------------------------------------------------------- */
+
+typedef struct sink {
+  int n;
+  uint64_t seqs[64];
+  char prev_hash[65];
+  int links_ok;
+  int stop_at; /* > 0: return -7 on that call */
+} sink;
+static int sink_fn(void *ctx, const char *bytes, size_t len) {
+  sink *s = ctx;
+  if (s->stop_at && s->n + 1 == s->stop_at) return -7;
+  json_t *j = json_loadb(bytes, len, 0, NULL);
+  if (!j || bytes[len] != 0 || strchr(bytes, '\n')) s->links_ok = 0;
+  if (s->prev_hash[0] && strcmp(json_string_value(json_object_get(j, "prev")), s->prev_hash) != 0)
+    s->links_ok = 0;
+  hex_sha(bytes, len, s->prev_hash);
+  if (s->n < 64) s->seqs[s->n] = (uint64_t)json_integer_value(json_object_get(j, "seq"));
+  s->n++;
+  json_decref(j);
+  return 0;
+}
+
+static int export_chunk(audit_log *a, int64_t since, int64_t until, uint64_t *after, size_t max, sink *s) {
+  st_txn *t;
+  int rc = st_read_begin(audit_store(a), &t);
+  if (rc < 0) return rc;
+  rc = audit_export_chunk(t, UID_A, since, until, after, max, sink_fn, s);
+  st_txn_end(t);
+  return rc;
+}
+
+TEST(export_chunks) {
+  tmp_setup();
+  audit_log *a = open_default();
+  CHECK(a);
+  for (int i = 1; i <= 25; i++) CHECK_INT(submit_at(a, UID_A, 1000 * i, "call"), 0);
+  CHECK_INT(submit_at(a, UID_B, 1000, "call"), 0);
+  audit_flush(a);
+  sink s = {0};
+  s.links_ok = 1;
+  uint64_t after = 0;
+  int rcs[10], counts[10], calls = 0, rc;
+  do {
+    rc = export_chunk(a, 0, 0, &after, 7, &s);
+    counts[calls] = s.n;
+    rcs[calls++] = rc;
+  } while (rc == AUDIT_EXPORT_MORE && calls < 10);
+  CHECK_INT(calls, 4);
+  CHECK_INT(counts[0], 7); /* max_records per chunk */
+  CHECK_INT(counts[1], 14);
+  CHECK_INT(counts[2], 21);
+  CHECK_INT(rcs[0], AUDIT_EXPORT_MORE);
+  CHECK_INT(rcs[2], AUDIT_EXPORT_MORE);
+  CHECK_INT(rcs[3], 0);
+  CHECK_INT(s.n, 25);
+  for (int i = 0; i < 25; i++) CHECK_INT(s.seqs[i], (uint64_t)i + 1);
+  CHECK(s.links_ok); /* the bytes are the stored ones: the chain links */
+  CHECK_INT(after, 25);
+  CHECK_INT(export_chunk(a, 0, 0, &after, 7, &s), 0);
+  CHECK_INT(s.n, 25);
+  /* a time window, chunk by chunk */
+  memset(&s, 0, sizeof s);
+  s.links_ok = 1;
+  after = 0;
+  calls = 0;
+  do rc = export_chunk(a, 10000, 20000, &after, 3, &s);
+  while (rc == AUDIT_EXPORT_MORE && ++calls < 20);
+  CHECK_INT(rc, 0);
+  CHECK_INT(s.n, 10);
+  CHECK_INT(s.seqs[0], 10);
+  CHECK_INT(s.seqs[9], 19);
+  /* an emit error stops it and is returned; nothing is skipped on resume */
+  memset(&s, 0, sizeof s);
+  s.links_ok = 1;
+  s.stop_at = 3;
+  after = 0;
+  CHECK_INT(export_chunk(a, 0, 0, &after, 10, &s), -7);
+  CHECK_INT(after, 2);
+  s.stop_at = 0;
+  CHECK_INT(export_chunk(a, 0, 0, &after, 1, &s), AUDIT_EXPORT_MORE);
+  CHECK_INT(s.seqs[2], 3);
+  CHECK_INT(export_chunk(a, 0, 0, &after, 0, &s), AUDIT_EINVAL);
+  audit_close(a);
+  tmp_cleanup();
+}
+
 /* ---- failure: queue cap, map full ----------------------------------------------------- */
 
 TEST(queue_full_drops_and_counts) {
@@ -936,6 +1200,10 @@ int main(void) {
   RUN(verify_head_mismatch_and_orphans);
   RUN(store_check_reports_an_edited_record);
   RUN(prune_keeps_the_chain_verifiable);
+  RUN(query_filters);
+  RUN(query_pages_with_cursors);
+  RUN(query_scan_is_bounded);
+  RUN(export_chunks);
   RUN(queue_full_drops_and_counts);
   RUN(queue_bytes_cap);
   RUN(map_too_small_fails_closed);
