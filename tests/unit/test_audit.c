@@ -992,6 +992,102 @@ TEST(export_chunks) {
   tmp_cleanup();
 }
 
+/* ---- arguments ----------------------------------------------------------------------- */
+
+TEST(args_redaction_digest_and_cap) {
+  json_t *args = json_loads(
+      "{\"query\":\"x\",\"Password\":\"p1\",\"nested\":{\"API_KEY\":\"k\",\"deep\":[{\"myToken\":\"t\","
+      "\"keep\":1},[{\"x-Authorization\":\"b\"}]]},\"list\":[1,\"two\",null],\"client_secret\":{\"a\":1}}",
+      0, NULL);
+  CHECK(args);
+  char *before = json_dumps(args, JSON_COMPACT | JSON_SORT_KEYS);
+  json_t *full = audit_args(args, AUDIT_ARGS_FULL, NULL, 100000);
+  CHECK(full);
+  char *s = json_dumps(full, JSON_COMPACT | JSON_SORT_KEYS);
+  json_decref(full);
+  CHECK_STR(s, "{\"Password\":\"[redacted]\",\"client_secret\":\"[redacted]\",\"list\":[1,\"two\",null],"
+               "\"nested\":{\"API_KEY\":\"[redacted]\",\"deep\":[{\"keep\":1,\"myToken\":\"[redacted]\"},"
+               "[{\"x-Authorization\":\"[redacted]\"}]]},\"query\":\"x\"}");
+  size_t red_len = strlen(s);
+  char red_hex[65], want_digest[80];
+  hex_sha(s, red_len, red_hex);
+  snprintf(want_digest, sizeof want_digest, "sha256:%s", red_hex);
+  free(s);
+  /* args untouched */
+  char *after = json_dumps(args, JSON_COMPACT | JSON_SORT_KEYS);
+  CHECK_STR(after, before);
+  free(after);
+  free(before);
+
+  /* DIGEST: over the redacted copy, whatever the secret's value or key order */
+  json_t *d = audit_args(args, AUDIT_ARGS_DIGEST, NULL, 0);
+  CHECK(d);
+  CHECK_STR(json_string_value(json_object_get(d, "digest")), want_digest);
+  CHECK_INT(json_integer_value(json_object_get(d, "bytes")), red_len);
+  CHECK_INT(json_object_size(d), 2);
+  json_decref(d);
+  json_t *reordered = json_loads(
+      "{\"client_secret\":\"other\",\"list\":[1,\"two\",null],\"query\":\"x\",\"nested\":{\"deep\":"
+      "[{\"keep\":1,\"myToken\":\"zz\"},[{\"x-Authorization\":\"c\"}]],\"API_KEY\":\"k2\"},\"Password\":\"p2\"}",
+      0, NULL);
+  json_t *d2 = audit_args(reordered, AUDIT_ARGS_DIGEST, NULL, 0);
+  CHECK(d2);
+  CHECK_STR(json_string_value(json_object_get(d2, "digest")), want_digest);
+  json_decref(d2);
+  json_decref(reordered);
+  /* a changed non-secret value changes it */
+  json_t *other = json_pack("{ss}", "query", "y");
+  json_t *d3 = audit_args(other, AUDIT_ARGS_DIGEST, NULL, 0);
+  CHECK(d3);
+  int differs = strcmp(json_string_value(json_object_get(d3, "digest")), want_digest) != 0;
+  json_decref(d3);
+  json_decref(other);
+  CHECK(differs);
+
+  /* FULL over the cap: the digest form, marked truncated */
+  json_t *t = audit_args(args, AUDIT_ARGS_FULL, NULL, red_len - 1);
+  CHECK(t);
+  CHECK(json_is_true(json_object_get(t, "truncated")));
+  CHECK_INT(json_integer_value(json_object_get(t, "bytes")), red_len);
+  CHECK_STR(json_string_value(json_object_get(t, "digest")), want_digest);
+  json_decref(t);
+  t = audit_args(args, AUDIT_ARGS_FULL, NULL, red_len); /* exactly at the cap: kept */
+  CHECK(t);
+  CHECK(json_object_get(t, "query"));
+  json_decref(t);
+
+  /* NONE, NULL */
+  CHECK(audit_args(args, AUDIT_ARGS_NONE, NULL, 1000) == NULL);
+  CHECK(audit_args(NULL, AUDIT_ARGS_FULL, NULL, 1000) == NULL);
+  /* the caller's own patterns replace the default list */
+  const char *const mine[] = {"QUERY", "", NULL};
+  json_t *m = audit_args(args, AUDIT_ARGS_FULL, mine, 100000);
+  CHECK(m);
+  CHECK_STR(json_string_value(json_object_get(m, "query")), "[redacted]");
+  CHECK_STR(json_string_value(json_object_get(m, "Password")), "p1");
+  json_decref(m);
+  /* scalars and arrays at the top */
+  json_t *arr = json_loads("[{\"token\":1},\"x\"]", 0, NULL);
+  json_t *ra = audit_args(arr, AUDIT_ARGS_FULL, NULL, 1000);
+  s = json_dumps(ra, JSON_COMPACT);
+  CHECK_STR(s, "[{\"token\":\"[redacted]\"},\"x\"]");
+  free(s);
+  json_decref(ra);
+  json_decref(arr);
+  /* depth is capped */
+  json_t *deep = json_string("bottom");
+  for (int i = 0; i < AUDIT_ARGS_DEPTH_MAX + 10; i++) deep = json_pack("[o]", deep);
+  json_t *rd = audit_args(deep, AUDIT_ARGS_FULL, NULL, 1u << 20);
+  CHECK(rd);
+  s = json_dumps(rd, JSON_COMPACT);
+  int capped = strstr(s, "[too deep]") != NULL && strstr(s, "bottom") == NULL;
+  free(s);
+  json_decref(rd);
+  json_decref(deep);
+  CHECK(capped);
+  json_decref(args);
+}
+
 /* ---- failure: queue cap, map full ----------------------------------------------------- */
 
 TEST(queue_full_drops_and_counts) {
@@ -1204,6 +1300,7 @@ int main(void) {
   RUN(query_pages_with_cursors);
   RUN(query_scan_is_bounded);
   RUN(export_chunks);
+  RUN(args_redaction_digest_and_cap);
   RUN(queue_full_drops_and_counts);
   RUN(queue_bytes_cap);
   RUN(map_too_small_fails_closed);

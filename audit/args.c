@@ -1,0 +1,88 @@
+/* audit/args.c — what an audit record keeps of a tool call's arguments:
+ * a redacted deep copy, or its digest, under a size cap.
+ *
+ * Redaction happens before anything is measured or hashed, so neither the
+ * record nor its digest depends on a secret's value... except through its
+ * absence: the digest of the redacted copy is the same for any password.
+ * The serialisation measured and hashed is jansson's compact form with
+ * sorted keys, so two clients sending the same arguments in another key
+ * order get the same digest. Depth is capped (AUDIT_ARGS_DEPTH_MAX) so the
+ * recursion is bounded whatever the parser allowed. */
+#include "audit/audit_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+const char *const audit_redact_default[] = {"password", "secret", "token", "authorization",
+                                            "api_key", NULL};
+
+static bool key_redacted(const char *key, const char *const *pats) {
+  size_t kl = strlen(key);
+  for (; *pats; pats++) {
+    size_t pl = strlen(*pats);
+    if (pl == 0 || pl > kl) continue;
+    for (size_t i = 0; i + pl <= kl; i++)
+      if (strncasecmp(key + i, *pats, pl) == 0) return true;
+  }
+  return false;
+}
+
+static json_t *redact(const json_t *v, const char *const *pats, int depth) {
+  json_t *out = NULL;
+  if (depth > AUDIT_ARGS_DEPTH_MAX) return json_string("[too deep]");
+  if (json_is_object(v)) {
+    const char *k;
+    json_t *m;
+    if (!(out = json_object())) return NULL;
+    json_object_foreach((json_t *)v, k, m) {
+      json_t *c = key_redacted(k, pats) ? json_string("[redacted]") : redact(m, pats, depth + 1);
+      if (!c || json_object_set_new(out, k, c) < 0) goto fail;
+    }
+    return out;
+  }
+  if (json_is_array(v)) {
+    size_t i;
+    json_t *m;
+    if (!(out = json_array())) return NULL;
+    json_array_foreach((json_t *)v, i, m) {
+      json_t *c = redact(m, pats, depth + 1);
+      if (!c || json_array_append_new(out, c) < 0) goto fail;
+    }
+    return out;
+  }
+  return json_copy((json_t *)v); /* a scalar: never share the caller's value */
+fail:
+  json_decref(out);
+  return NULL;
+}
+
+/* {"digest":"sha256:<hex>","bytes":N} (+ "truncated":true) of s. */
+static json_t *digest_of(const char *s, bool truncated) {
+  char hex[AUDIT_HASH_HEX + 1], d[8 + AUDIT_HASH_HEX];
+  size_t n = strlen(s);
+  if (audit__hash_hex(s, n, hex) < 0) return NULL;
+  snprintf(d, sizeof d, "sha256:%s", hex);
+  if (truncated) return json_pack("{sbsIss}", "truncated", 1, "bytes", (json_int_t)n, "digest", d);
+  return json_pack("{sssI}", "digest", d, "bytes", (json_int_t)n);
+}
+
+json_t *audit_args(const json_t *args, audit_args_mode mode, const char *const *redact_keys,
+                   size_t cap_bytes) {
+  json_t *red = NULL, *out = NULL;
+  char *s = NULL;
+  if (!args || (mode != AUDIT_ARGS_FULL && mode != AUDIT_ARGS_DIGEST)) return NULL;
+  if (!(red = redact(args, redact_keys ? redact_keys : audit_redact_default, 0))) return NULL;
+  if (!(s = json_dumps(red, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY))) goto out;
+  if (mode == AUDIT_ARGS_FULL && strlen(s) <= cap_bytes) {
+    out = red;
+    red = NULL;
+  } else {
+    out = digest_of(s, mode == AUDIT_ARGS_FULL);
+  }
+out:
+  free(s);
+  json_decref(red);
+  return out;
+}
