@@ -35,6 +35,7 @@
 #define DEFAULT_QUEUE_MAX 100000u
 #define DEFAULT_QUEUE_BYTES ((size_t)64 << 20)
 #define DEFAULT_HEAD_LOG_MS 3600000
+#define HEAD_LOG_MS_MAX ((int64_t)1 << 40) /* ~35 years */
 #define WAKE_RECORDS_MAX 10000 /* a queue this long is committed without waiting batch_ms */
 #define CACHE_SLOTS 512        /* heads cached by one commit job (power of two) */
 #define CACHE_MAX 256          /* ... of which at most this many in use before a write-back */
@@ -213,8 +214,25 @@ static void free_list(entry *e) {
   }
 }
 
+/* What settle wants logged: written after the queue mutex is released, so
+ * a slow (or re-entrant) log callback never holds up submitters. */
+typedef struct notes {
+  int n;
+  int level[2];
+  char msg[2][160];
+} notes;
+
+static void note(notes *w, int level, const char *fmt, ...) {
+  va_list ap;
+  if (w->n >= 2) return;
+  va_start(ap, fmt);
+  vsnprintf(w->msg[w->n], sizeof w->msg[0], fmt, ap);
+  va_end(ap);
+  w->level[w->n++] = level;
+}
+
 /* Under mu: the outcome of one batch attempt. */
-static void settle(audit_log *a, entry *list, int rc, uint64_t ns, bool stopping) {
+static void settle(audit_log *a, entry *list, int rc, uint64_t ns, bool stopping, notes *w) {
   size_t n = 0, bytes = 0;
   entry *last = NULL;
   double ms = (double)ns / 1e6;
@@ -234,17 +252,17 @@ static void settle(audit_log *a, entry *list, int rc, uint64_t ns, bool stopping
     a->qrecords -= n;
     a->qbytes -= bytes;
     if (atomic_exchange(&a->broken, 0))
-      alog(a, ST_LOG_WARN, "audit commits succeed again (%zu records written)", n);
+      note(w, ST_LOG_WARN, "audit commits succeed again (%zu records written)", n);
     atomic_store(&a->full, 0);
     free_list(list);
     return;
   }
   a->stats.commit_failures++;
   if (!atomic_exchange(&a->broken, 1) || stopping)
-    alog(a, ST_LOG_ERROR, "audit commit of %zu records failed: %s%s", n, audit_strerror(rc),
+    note(w, ST_LOG_ERROR, "audit commit of %zu records failed: %s%s", n, audit_strerror(rc),
          stopping ? "" : " (kept queued; retrying)");
   if (stopping) {
-    alog(a, ST_LOG_ERROR, "audit close: %zu records could not be written and are lost", n);
+    note(w, ST_LOG_ERROR, "audit close: %zu records could not be written and are lost", n);
     a->stats.dropped += n;
     a->qrecords -= n;
     a->qbytes -= bytes;
@@ -301,13 +319,19 @@ static void thread_main(void *arg) {
       ns = uv_hrtime() - t0;
     }
     uv_mutex_lock(&a->mu);
-    if (list) settle(a, list, rc, ns, stopping);
+    notes w = {0};
+    if (list) settle(a, list, rc, ns, stopping, &w);
     if (rc < 0) {
       retry_at = uv_hrtime() + backoff;
       backoff = backoff * 2 > RETRY_MAX_NS ? (a->batch_ns > RETRY_MAX_NS ? a->batch_ns : RETRY_MAX_NS)
                                            : backoff * 2;
     } else if (list) {
       backoff = a->batch_ns;
+    }
+    if (w.n) { /* logged before audit_flush returns, outside the lock */
+      uv_mutex_unlock(&a->mu);
+      for (int i = 0; i < w.n; i++) alog(a, w.level[i], "%s", w.msg[i]);
+      uv_mutex_lock(&a->mu);
     }
     a->finished++;
     uv_cond_broadcast(&a->settled);
@@ -331,8 +355,9 @@ int audit_open(audit_log **out, const audit_options *o) {
   a->log = o->log;
   a->log_ctx = o->log_ctx;
   a->batch_ns = (uint64_t)(o->batch_ms ? o->batch_ms : DEFAULT_BATCH_MS) * 1000000u;
-  a->head_log_ns = o->head_log_ms < 0 ? 0
-                   : (uint64_t)(o->head_log_ms ? o->head_log_ms : DEFAULT_HEAD_LOG_MS) * 1000000u;
+  int64_t hl = o->head_log_ms ? o->head_log_ms : DEFAULT_HEAD_LOG_MS;
+  if (hl > HEAD_LOG_MS_MAX) hl = HEAD_LOG_MS_MAX; /* keeps the ns arithmetic in range */
+  a->head_log_ns = hl < 0 ? 0 : (uint64_t)hl * 1000000u;
   a->queue_max = o->queue_max ? o->queue_max : DEFAULT_QUEUE_MAX;
   a->queue_bytes_max = o->queue_bytes_max ? o->queue_bytes_max : DEFAULT_QUEUE_BYTES;
   a->wake_records = a->queue_max / 4;
