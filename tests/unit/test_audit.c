@@ -262,7 +262,14 @@ TEST(chains_of_two_tenants_interleaved) {
   audit_stats_get(a, &s);
   CHECK_INT(s.written, 20);
   CHECK_INT(s.queue_records, 0);
+  CHECK_INT(s.queue_bytes, 0);
   CHECK(s.commits >= 1);
+  CHECK_INT(s.commit_failures, 0);
+  CHECK_INT(s.commit_ms_count, s.commits);
+  CHECK_INT(s.commit_ms_bucket[AUDIT_STATS_NBUCKETS - 1], s.commit_ms_count); /* +Inf: all */
+  for (int i = 1; i < AUDIT_STATS_NBUCKETS; i++) CHECK(s.commit_ms_bucket[i] >= s.commit_ms_bucket[i - 1]);
+  CHECK(s.last_commit_ms > 0 && s.commit_ms_sum >= s.last_commit_ms);
+  CHECK(!s.broken);
   CHECK(audit_ok(a));
   CHECK(chain_links_ok(a, UID_A, "acme", 1, 10));
   CHECK(chain_links_ok(a, UID_B, "beta", 1, 10));
