@@ -150,7 +150,8 @@ bool audit_ok(const audit_log *a);
 /* Blocks until a commit attempt that began after this call has ended, so
  * every record submitted before the call is committed, or its commit
  * failed (then it is still queued: see audit_ok). Returns at once when
- * nothing is queued. Tests, shutdown, CLI: never on a loop thread. */
+ * nothing is queued. Tests, shutdown, CLI: never on a loop thread, nor
+ * from the log callback (the audit thread logs through it). */
 void audit_flush(audit_log *a);
 
 /* ---- verification --------------------------------------------------------------- */
