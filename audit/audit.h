@@ -95,7 +95,7 @@ typedef struct audit_options {
   size_t map_size;          /* bytes; default 4 GiB (LMDB maps lazily) */
   unsigned batch_ms;        /* group-commit interval; default 50 */
   size_t queue_max;         /* records queued and not yet committed; default 100000 */
-  size_t queue_bytes_max;   /* their bytes; default 64 MiB */
+  size_t queue_bytes_max;   /* their bytes (as in audit_stats.queue_bytes); default 64 MiB */
   int64_t head_log_ms;      /* interval of the chain-head log lines; default 3600000; < 0: off */
   st_log_fn log;            /* the store's callback type; audit logs with module "audit", the
                                store with "store". NULL: warn/error to stderr */
@@ -129,7 +129,9 @@ st_store *audit_store(audit_log *a);
  * "time" (ms since the epoch) unless rec has an integer "time", which is
  * kept. The caller's members are serialised here, on the caller's thread
  * (JSON_COMPACT | JSON_SORT_KEYS); records of one uid get consecutive seqs
- * in the order their audit_submit calls took the queue mutex.
+ * in the order their audit_submit calls took the queue mutex. A uid
+ * belongs to the tenant of its chain's first record: "tenant" in every
+ * later record of that uid is that tenant.
  * Returns:
  *   0              queued;
  *   AUDIT_EBROKEN  queued, but the last commit failed (the gateway denies
@@ -279,7 +281,7 @@ typedef struct audit_stats {
   uint64_t written;         /* records committed */
   uint64_t dropped;         /* records refused (EFULL, ETOOBIG) or lost at close */
   uint64_t queue_records;   /* queued, not yet committed (incl. the batch being written) */
-  uint64_t queue_bytes;
+  uint64_t queue_bytes;     /* their serialised bytes plus a per-record overhead */
   uint64_t commits;         /* successful batch commits */
   uint64_t commit_failures; /* failed batch commits */
   double last_commit_ms;    /* duration of the last attempt (job queued → committed, fsync incl.) */

@@ -22,6 +22,7 @@
 #include "audit/audit_int.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -42,7 +43,7 @@
 #define RETRY_MAX_NS (1000u * 1000000u) /* failed commits back off from batch_ms up to 1 s */
 
 const double audit_stats_bucket_le_ms[AUDIT_STATS_NBUCKETS] = {
-    1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000, 1e300 /* +Inf */};
+    1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000, INFINITY};
 
 /* One queued record: the caller's members as a compact JSON object. */
 typedef struct entry {
