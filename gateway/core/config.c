@@ -38,6 +38,9 @@ static int check_level(const char *v, char *err, size_t errlen);
 static int check_url(const char *v, char *err, size_t errlen);
 static int check_cidrs(const char *v, char *err, size_t errlen);
 static int check_egress(const char *v, char *err, size_t errlen);
+static int check_audit_failure(const char *v, char *err, size_t errlen);
+static int check_audit_args(const char *v, char *err, size_t errlen);
+static int check_audit_redact(const char *v, char *err, size_t errlen);
 
 static const cfg_key keys[] = {
     {"listen", CFG_STR, "127.0.0.1:8080", 0, 0, OFF(listen),
@@ -157,6 +160,32 @@ static const cfg_key keys[] = {
      "how long the gateway keeps retrying an upstream revocation (RFC 7009) that fails with a network error or a 5xx "
      "before reporting it failed in GET /admin/v1/tenants/{id}/revocations",
      NULL},
+    {"audit", CFG_BOOL, "true", 0, 1, OFF(audit),
+     "the audit log (<data>/audit, its own LMDB environment): every tools/call decision, hash-chained per tenant "
+     "(GET /admin/v1/tenants/{id}/audit, mcpgate audit verify|export)",
+     NULL},
+    {"audit_on_failure", CFG_STR, "deny", 0, 0, OFF(audit_on_failure),
+     "when the audit log cannot record (its queue full, its environment full or failing): deny (tools/call is "
+     "refused with a clear error until it recovers; SCIM deactivations are never refused) or serve (calls go on "
+     "unrecorded; metrics and logs alert)",
+     check_audit_failure},
+    {"audit_args", CFG_STR, "full", 0, 0, OFF(audit_args),
+     "a tools/call's arguments in its record: full (keys matching audit_redact masked), digest (SHA-256 and size "
+     "only) or none",
+     check_audit_args},
+    {"audit_redact", CFG_STR, "", 0, 0, OFF(audit_redact),
+     "comma-separated argument key patterns masked in records (case-insensitive substrings), added to password, "
+     "secret, token, authorization, api_key",
+     check_audit_redact},
+    {"audit_args_max", CFG_SIZE, "8192", 256, 262144, OFF(audit_args_max),
+     "bytes of a call's (redacted) arguments kept in its record; larger ones are kept as a digest", NULL},
+    {"audit_map_size", CFG_SIZE, "4294967296", 65536, 1LL << 40, OFF(audit_map_size),
+     "the audit environment's LMDB map size in bytes (its file grows as used): when full, audit_on_failure applies",
+     NULL},
+    {"audit_batch_ms", CFG_INT, "50", 1, 1000, OFF(audit_batch_ms),
+     "the audit log's group-commit interval: records of a crash's last interval may be lost", NULL},
+    {"audit_retention_days", CFG_INT, "0", 0, 36500, OFF(audit_retention_days),
+     "records older than this are pruned (the chain stays verifiable); 0 keeps them", NULL},
     {"discovery_refresh_s", CFG_INT, "86400", 0, 30LL * 86400, OFF(discovery_refresh_s),
      "a connector with auth {\"type\":\"oauth\",\"discover\":true} has its upstream's authorization metadata read "
      "again this long after the last reading, and the connector updated when it changed (0: only when the token "
@@ -262,6 +291,39 @@ static int check_level(const char *v, char *err, size_t errlen) {
   if (gw_log_level_parse(v) < 0) {
     errf(err, errlen, "expected debug, info, warn or error, got \"%s\"", v);
     return -1;
+  }
+  return 0;
+}
+static int check_audit_failure(const char *v, char *err, size_t errlen) {
+  if (strcmp(v, "deny") && strcmp(v, "serve")) {
+    errf(err, errlen, "expected deny or serve, got \"%s\"", v);
+    return -1;
+  }
+  return 0;
+}
+static int check_audit_args(const char *v, char *err, size_t errlen) {
+  if (strcmp(v, "full") && strcmp(v, "digest") && strcmp(v, "none")) {
+    errf(err, errlen, "expected full, digest or none, got \"%s\"", v);
+    return -1;
+  }
+  return 0;
+}
+static int check_audit_redact(const char *v, char *err, size_t errlen) {
+  /* printable patterns of at most 64 bytes, at most 32 of them */
+  int n = 0;
+  for (const char *p = v; *p;) {
+    size_t l = strcspn(p, ",");
+    if (l > 64 || ++n > 32) {
+      errf(err, errlen, "expected at most 32 comma-separated patterns of at most 64 characters");
+      return -1;
+    }
+    for (size_t i = 0; i < l; i++)
+      if ((unsigned char)p[i] < 0x21 || (unsigned char)p[i] > 0x7e) {
+        errf(err, errlen, "patterns are printable ASCII without spaces");
+        return -1;
+      }
+    p += l;
+    if (*p == ',') p++;
   }
   return 0;
 }

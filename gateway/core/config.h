@@ -51,7 +51,12 @@ typedef struct gw_config {
   int64_t logout_rate_per_address; /* gateway/api/global_logout.c: Universal Logout (a minute) */
   int64_t logout_rate_per_tenant;
   int64_t revocation_grace_ms, revocation_give_up_ms; /* vault grants (gateway/mcp/vault_worker.c) */
-  int64_t discovery_refresh_s; /* discovered connectors read again (gateway/api/admin_discover.c) */
+  int64_t discovery_refresh_s;
+  /* the audit log (audit/, gateway/core/audit_log.c) */
+  bool audit;
+  char *audit_on_failure, *audit_args, *audit_redact;
+  size_t audit_args_max, audit_map_size;
+  int64_t audit_batch_ms, audit_retention_days; /* discovered connectors read again (gateway/api/admin_discover.c) */
   int64_t oauth_code_ttl_ms;       /* gateway/api/oauth_flow.c: the OAuth server's lifetimes */
   int64_t access_token_ttl_ms;
   int64_t refresh_token_ttl_ms;

@@ -57,6 +57,12 @@ void gw_modules_loop_stop(const gw_module *const *mods, gw_loop *lp) {
     if (mods[i]->loop_stop) mods[i]->loop_stop(lp);
 }
 
+void gw_modules_request_done(const gw_module *const *mods, gw_loop *lp, const struct gw_req *req, int rclass,
+                             int status) {
+  for (int i = 0; mods[i]; i++)
+    if (mods[i]->request_done) mods[i]->request_done(lp, req, rclass, status);
+}
+
 void gw_modules_drain(const gw_module *const *mods, gw_loop *lp) {
   for (int i = 0; i < count(mods); i++)
     if (mods[i]->drain) mods[i]->drain(lp);

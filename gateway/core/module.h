@@ -22,6 +22,7 @@
 typedef struct st_store st_store;
 typedef struct gw_server gw_server;
 typedef struct gw_loop gw_loop;
+typedef struct gw_req gw_req;
 typedef struct gw_router gw_router;
 struct gw_setting;
 
@@ -43,6 +44,10 @@ typedef struct gw_module {
   int (*routes)(gw_server *srv, gw_router *rt);
   /* Added: SIGTERM on this loop: end streams so the drain can finish. */
   void (*drain)(gw_loop *lp);
+  /* Added: a request of route class rclass (gateway/http/router.h) ended
+   * with status (the response queued, or dropped); req is valid during the
+   * call only. On the request's loop, for every request: keep it cheap. */
+  void (*request_done)(gw_loop *lp, const struct gw_req *req, int rclass, int status);
 } gw_module;
 
 /* A NULL-terminated table (gateway/modules.c's gw_modules). Each helper
@@ -58,5 +63,7 @@ int gw_modules_routes(const gw_module *const *mods, gw_server *srv, gw_router *r
 int gw_modules_loop_start(const gw_module *const *mods, gw_loop *lp);
 void gw_modules_loop_stop(const gw_module *const *mods, gw_loop *lp);
 void gw_modules_drain(const gw_module *const *mods, gw_loop *lp);
+void gw_modules_request_done(const gw_module *const *mods, gw_loop *lp, const struct gw_req *req, int rclass,
+                             int status);
 
 #endif

@@ -141,8 +141,8 @@ static void host_conn_closed(void *ctx, bool counted) {
 
 static void host_request_done(void *ctx, const gw_req *req, int rclass, int status, double secs) {
   gw_loop *lp = ctx;
-  (void)req;
   gw_metrics_request(lp->srv->metrics, rclass, status, secs);
+  gw_modules_request_done(lp->srv->modules, lp, req, rclass, status);
 }
 
 static void host_fill(gw_loop *lp) {

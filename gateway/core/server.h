@@ -96,6 +96,8 @@ struct gw_server {
   struct gw_pages *pages;       /* employee pages and sign-in: the providers' cache (gateway/api/pages.c, its init) */
   struct gw_oauth *oauth;       /* the OAuth authorization server: counters, CIMD fetches in flight (gateway/api/oauth.c, its init) */
   struct gw_mcp_shared *mcp;    /* the MCP proxy's process-wide state: fan-out, session maps (gateway/mcp, its init) */
+  struct gw_audit *audit;       /* the audit log's wiring, or NULL when off (gateway/mcp/audit_log.c) */
+  struct audit_log *audit_log;  /* the open audit log (audit/audit.h), or NULL: for its readers (api) */
   uint8_t admin_token_hash[32]; /* SHA-256 of the operator token */
   bool have_admin_token;
   /* the operator's egress policies by trust level (GW_OUT_EGRESS_*,
