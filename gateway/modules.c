@@ -30,6 +30,8 @@
  * gateway/core/module.h), so their entries live here. */
 #include "gateway/modules.h"
 
+#include <string.h>
+
 #include "auth/auth.h"
 #include "auth/oauth_client.h"
 #include "auth/oauth_token.h"
@@ -40,12 +42,16 @@
 #include "gateway/api/ops.h"
 #include "gateway/api/pages.h"
 #include "gateway/api/scim_http.h"
+#include "gateway/core/server.h"
+#include "gateway/http/http.h"
+#include "gateway/http/router.h"
 #include "gateway/mcp/mcp_proxy.h"
 #include "gateway/mcp/mcp_session.h"
 #include "policy/policy.h"
 #include "store/seal.h"
 #include "vault/grant.h"
 #include "vault/rediscover.h"
+#include "gateway/mcp/audit_log.h"
 #include "vault/vault.h"
 
 static int auth_store_init(st_store *st, gw_server *srv) {
@@ -75,11 +81,31 @@ static int vault_store_init(st_store *st, gw_server *srv) {
   return rc ? rc : st_purge_add(st, "secrets", st_secret_purge_tenant, NULL);
 }
 
+/* audit: its own environment (<data>/audit), opened before the loops run
+ * and closed after they stopped (everything queued is committed) */
+static int audit_init(gw_server *srv) { return gw_audit_open(srv); }
+static void audit_fini(gw_server *srv) { gw_audit_close(srv); }
+
+/* every write of the admin API and of SCIM, in its tenant's audit chain
+ * (reads are not recorded; nor are requests no tenant was named for) */
+static void audit_request_done(gw_loop *lp, const gw_req *req, int rclass, int status) {
+  if ((rclass == GW_RC_ADMIN || rclass == GW_RC_SCIM) && lp->srv->audit && req->tenant[0] &&
+      strcmp(req->method, "GET") && strcmp(req->method, "HEAD"))
+    gw_audit_request(lp->srv, req, rclass == GW_RC_SCIM ? "scim" : "admin", status);
+}
+
+static const gw_module gw_mod_audit = {.name = "audit",
+                                      .init = audit_init,
+                                      .fini = audit_fini,
+                                      .loop_start = gw_audit_loop_start,
+                                      .loop_stop = gw_audit_loop_stop,
+                                      .metrics = gw_audit_metrics,
+                                      .request_done = audit_request_done};
 static const gw_module gw_mod_auth = {.name = "auth", .store_init = auth_store_init};
 static const gw_module gw_mod_policy = {.name = "policy", .store_init = policy_store_init};
 static const gw_module gw_mod_vault = {.name = "vault", .store_init = vault_store_init};
 
 const gw_module *const gw_modules[] = {
-    &gw_mod_scim, &gw_mod_auth, &gw_mod_sessions, &gw_mod_policy, &gw_mod_vault, &gw_mod_mcp, &gw_mod_admin,
+    &gw_mod_audit, &gw_mod_scim, &gw_mod_auth, &gw_mod_sessions, &gw_mod_policy, &gw_mod_vault, &gw_mod_mcp, &gw_mod_admin,
     &gw_mod_pages, &gw_mod_oauth, &gw_mod_ops, NULL,
 };

@@ -233,6 +233,8 @@ void gw_admin_dispatch(gw_req *req) {
   admin_caller who;
   json_t *token_rec;
   if (authenticate(req, &who, &token_rec)) return;
+  if (who.op) snprintf(req->actor, sizeof req->actor, "operator");
+  else snprintf(req->actor, sizeof req->actor, "admin-token:%.24s", who.token_id);
   if (token_rec) {
     /* a tenant token proves itself: note its use */
     const char *auth = gw_req_header(req, "authorization") + 7;
@@ -284,6 +286,10 @@ void gw_admin_dispatch(gw_req *req) {
     }
     if (n == 3 && !strcmp(seg[2], "explain")) {
       admin__explain(req, &who, seg[1]);
+      return;
+    }
+    if ((n == 3 || n == 4) && !strcmp(seg[2], "audit")) {
+      admin__audit(req, &who, seg[1], n == 4 ? seg[3] : NULL);
       return;
     }
     if (n == 5 && !strcmp(seg[2], "connectors") && !strcmp(seg[4], "rediscover")) {

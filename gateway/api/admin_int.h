@@ -118,6 +118,8 @@ void admin__oauth_clients(gw_req *req, const admin_caller *who, const char *tena
 void admin__directory(gw_req *req, const admin_caller *who, const char *tenant, const char *what,
                       const char *id);
 /* admin_users.c: …/users/{ref}/{action}[/{arg}] (revoke, restore, grants). */
+/* GET …/audit[/export] (admin_audit.c): the tenant's audit records. */
+void admin__audit(gw_req *req, const admin_caller *who, const char *tenant, const char *sub);
 /* GET …/revocations (admin_users.c): the tenant's upstream revocations and their state. */
 void admin__revocations(gw_req *req, const admin_caller *who, const char *tenant);
 void admin__user_actions(gw_req *req, const admin_caller *who, const char *tenant, const char *ref,

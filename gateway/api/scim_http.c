@@ -198,6 +198,7 @@ static int authenticate(gw_req *req, const char *tenant, bool touch) {
   }
   if (touch) gw_token_touch(req->lp, tok, rec);
   OPENSSL_cleanse(tok, sizeof tok);
+  snprintf(req->actor, sizeof req->actor, "scim-token:%.24s", json_string_value(json_object_get(rec, "id")) ?: "?");
   json_decref(rec);
   return 0;
 }

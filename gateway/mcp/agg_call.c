@@ -133,13 +133,15 @@ static bool split_name(const char *full, char conn[40], const char **tool) {
 
 /* The decision for a tools/call named full ("connector__tool"): true
  * when it may go to conn as tool; false when x was answered. */
-static bool call_allowed(gw_exchange *x, const char *full, char conn[40], const char **tool) {
+static bool call_allowed(gw_exchange *x, const char *full, char conn[40], const char **tool, const json_t *args,
+                         const char *args_raw, size_t args_len) {
   const pol_user *pu = gw__policy_for(x->lp, x->tenant, x->user);
   if (!pu) {
     gw__x_rpc_error(x, 503, -32603, "the gateway cannot read its policy right now (fail closed)");
     return false;
   }
   if (!full || !split_name(full, conn, tool)) {
+    gw__audit_call_begin(x, "", full ? full : "(no name)", "hidden", pol_user_version(pu), args, args_raw, args_len);
     gw__x_rpc_error(x, 200, -32602, "Unknown tool: %.200s", full ? full : "(no name)");
     return false;
   }
@@ -158,6 +160,7 @@ static bool call_allowed(gw_exchange *x, const char *full, char conn[40], const 
     gw__read_end(x->lp, txn);
   }
   json_decref(crec);
+  gw__audit_call_begin(x, conn, *tool, pol_decision_name(d), pol_user_version(pu), args, args_raw, args_len);
   if (d == POL_HIDDEN) {
     gw__x_rpc_error(x, 200, -32602, "Unknown tool: %.200s", full);
     return false;
@@ -166,6 +169,7 @@ static bool call_allowed(gw_exchange *x, const char *full, char conn[40], const 
     gw__decide_refuse(x, pu, d, full, NULL);
     return false;
   }
+  if (x->audit && gw__audit_refuse(x)) return false; /* cannot be recorded: fail closed (audit_on_failure) */
   return true;
 }
 
@@ -173,7 +177,8 @@ void gw__agg_tools_call(gw_exchange *x, json_t *msg) {
   const char *full = json_string_value(json_object_get(json_object_get(msg, "params"), "name"));
   const char *tool;
   char conn[40];
-  if (!call_allowed(x, full, conn, &tool)) return;
+  if (!call_allowed(x, full, conn, &tool, json_object_get(json_object_get(msg, "params"), "arguments"), NULL, 0))
+    return;
   /* forward with the prefix stripped: the rest of the message as checked */
   json_t *fwd = json_deep_copy(msg);
   json_object_set_new(json_object_get(fwd, "params"), "name", json_string(tool));
@@ -183,7 +188,7 @@ void gw__agg_tools_call(gw_exchange *x, json_t *msg) {
 void gw__agg_tools_call_lite(gw_exchange *x, const char *body, size_t len, const gw_rpc_lite *lite) {
   const char *tool;
   char conn[40];
-  if (!call_allowed(x, lite->name, conn, &tool)) return;
+  if (!call_allowed(x, lite->name, conn, &tool, NULL, lite->args_at.p, lite->args_at.n)) return;
   /* the bytes received with the name's value spliced: the tool's name is
    * the tail of a value the scan found free of escapes, so it needs none */
   size_t head = (size_t)(lite->name_at.p - body), tl = strlen(tool);

@@ -18,4 +18,21 @@ pol_decision gw__decide_worse(pol_decision a, pol_decision b);
  * says it (the aggregated endpoint's connector__tool). */
 void gw__decide_refuse(gw_exchange *x, const pol_user *pu, pol_decision d, const char *tool, const char *connector);
 
+/* ---- the call's audit record (audit_call.c) ---- */
+/* Begins x's record of a tools/call: its decision ("allow", "block",
+ * "approve", "hidden") under policy_version (-1: none), and its arguments
+ * (args, or the raw JSON text args_raw/args_len; both NULL: none).
+ * Nothing when the audit log is off. A record already on x (a batch) is
+ * submitted first. */
+void gw__audit_call_begin(gw_exchange *x, const char *connector, const char *tool, const char *decision,
+                          int policy_version, const json_t *args, const char *args_raw, size_t args_len);
+/* Upstream bytes relayed for x (counted; a tool error noticed). */
+void gw__audit_call_seen(gw_exchange *x, const char *p, size_t n);
+/* Submits x's record with the upstream's status, duration and bytes (the
+ * exchange's end calls it). */
+void gw__audit_call_end(gw_exchange *x);
+/* true (and x answered 503 / JSON-RPC -32603) when the call must be
+ * refused because the audit log cannot record it (audit_on_failure deny). */
+bool gw__audit_refuse(gw_exchange *x);
+
 #endif

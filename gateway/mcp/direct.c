@@ -249,6 +249,7 @@ int gw__relay_data(gw_exchange *x, gw_out_req *r, const char *p, size_t n) {
     gw_out_abort(r);
     return 0;
   }
+  if (x->audit) gw__audit_call_seen(x, p, n);
   if (x->started) {
     if (gw_buf_append(&x->ev, p, n) != 0 || relay_events(x) != 0) {
       gw_out_abort(r);
@@ -506,6 +507,8 @@ static void post_forward(gw_req *req, const gw_mcp_ctx *ctx, json_t *ids, bool i
       if (strcmp(mm, "tools/call")) continue;
       const char *tool = json_string_value(json_object_get(json_object_get(e, "params"), "name"));
       pol_decision d = gw__decide_call(pu, connector, tool);
+      gw__audit_call_begin(x, connector, tool ? tool : "(no name)", pol_decision_name(d), pol_user_version(pu),
+                           json_object_get(json_object_get(e, "params"), "arguments"), NULL, 0);
       if (gw__decide_worse(worst, d) != worst) {
         worst = d;
         gw_strlcpy(refused_buf, tool ? tool : "(no name)", sizeof refused_buf);
@@ -514,6 +517,8 @@ static void post_forward(gw_req *req, const gw_mcp_ctx *ctx, json_t *ids, bool i
     }
     if (lite && !strcmp(lite->method, "tools/call")) {
       pol_decision d = gw__decide_call(pu, connector, lite->name);
+      gw__audit_call_begin(x, connector, lite->name, pol_decision_name(d), pol_user_version(pu), NULL,
+                           lite->args_at.p, lite->args_at.n);
       if (gw__decide_worse(worst, d) != worst) {
         worst = d;
         refused = lite->name;
@@ -523,6 +528,7 @@ static void post_forward(gw_req *req, const gw_mcp_ctx *ctx, json_t *ids, bool i
       gw__decide_refuse(x, pu, worst, refused, connector);
       return;
     }
+    if (x->audit && gw__audit_refuse(x)) return; /* cannot be recorded: fail closed (audit_on_failure) */
   }
   /* forwarded exactly as checked (the bytes received, not a re-encoding) */
   int rc = gw__relay_start(x, "POST", req->body, req->body_len, "application/json, text/event-stream");

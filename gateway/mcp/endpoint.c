@@ -283,6 +283,7 @@ int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c) {
     memcpy(c->user, hit->user, sizeof c->user);
     memcpy(c->tokid, hit->tokid, sizeof c->tokid);
     c->ident_expires = hit->expires;
+    memcpy(c->tenant_uid, hit->tenant_uid, sizeof c->tenant_uid);
     crc = hit->conn_rc;
     src = hit->sess_rc;
     if (src == 0) c->sess = hit->sess;
@@ -296,8 +297,10 @@ int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c) {
     crc = rc == 0 && !agg ? gw__connector_get(req->lp, txn, c->tenant, c->connector, &conn) : 0;
     json_decref(conn);
     src = rc == 0 && crc == 0 && c->sid ? gw_session_get(txn, c->sid, &c->sess) : ST_ENOTFOUND;
+    if (rc == 0 && st_tenant_uid_get(txn, c->tenant, c->tenant_uid) != 0) c->tenant_uid[0] = 0;
     if (rc == 0 && (crc == 0 || crc == ST_ENOTFOUND) && (src == 0 || src == ST_ENOTFOUND)) {
       memcpy(v.user, c->user, sizeof v.user);
+      memcpy(v.tenant_uid, c->tenant_uid, sizeof v.tenant_uid);
       memcpy(v.tokid, c->tokid, sizeof v.tokid);
       v.expires = c->ident_expires;
       v.conn_rc = crc;
@@ -398,14 +401,15 @@ json_t *gw__mcp_parse_post(gw_req *req) {
 static bool plain_string(gw_json_span v) { return v.p && v.n >= 2 && v.p[0] == '"' && !memchr(v.p, '\\', v.n); }
 
 bool gw__mcp_post_lite(gw_req *req, gw_rpc_lite *out) {
-  static const char *const paths[] = {"jsonrpc", "id", "method", "params", "params.name"};
-  gw_json_span v[5];
+  static const char *const paths[] = {"jsonrpc", "id", "method", "params", "params.name", "params.arguments"};
+  gw_json_span v[6];
   out->id = NULL;
   out->name[0] = '\0';
   out->name_at = (gw_json_span){0};
+  out->args_at = (gw_json_span){0};
   const char *accept = gw_req_header(req, "accept");
   if (!gw__accept_has(accept, "application/json") || !gw__accept_has(accept, "text/event-stream")) return false;
-  if (gw_json_pick(req->body, req->body_len, paths, 5, v) != 1) return false;
+  if (gw_json_pick(req->body, req->body_len, paths, 6, v) != 1) return false;
   if (!v[0].p || v[0].n != 5 || memcmp(v[0].p, "\"2.0\"", 5) != 0) return false;
   gw_json_span m = v[2];
   if (!plain_string(m) || m.n - 2 >= sizeof out->method) return false;
@@ -422,6 +426,7 @@ bool gw__mcp_post_lite(gw_req *req, gw_rpc_lite *out) {
     memcpy(out->name, nm.p + 1, nm.n - 2);
     out->name[nm.n - 2] = '\0';
     out->name_at = nm;
+    out->args_at = v[5]; /* its audit record's arguments (audit_call.c) */
   }
   gw_json_span id = v[1];
   if (id.p) {
@@ -471,6 +476,7 @@ gw_exchange *gw__mcp_exchange(gw_req *req, int kind, const gw_mcp_ctx *c, const 
   if (!x) return NULL;
   x->ident_snapshot = c->ident_snapshot;
   x->ident_expires = c->ident_expires;
+  memcpy(x->tenant_uid, c->tenant_uid, sizeof x->tenant_uid);
   x->m = gw__mcp_stats_for(&p->stats, c->tenant, c->connector[0] ? c->connector : "(all)");
   if (x->m) GW_STAT_ADD(x->m->requests, 1);
   gw__x_attach(x, req, kind);
@@ -484,6 +490,7 @@ gw_exchange *gw__mcp_child(gw_exchange *parent, const char *connector, const gw_
   x->kind = parent->kind;
   x->ident_snapshot = parent->ident_snapshot;
   x->ident_expires = parent->ident_expires;
+  memcpy(x->tenant_uid, parent->tenant_uid, sizeof x->tenant_uid);
   gw_strlcpy(x->sid, parent->sid, sizeof x->sid);
   x->sess = parent->sess;
   x->revoked = parent->revoked;

@@ -32,6 +32,7 @@
 #include "gateway/base/buf.h"
 #include "gateway/base/log.h"
 #include "gateway/base/pool.h"
+#include "gateway/mcp/decide.h"
 #include "gateway/core/server.h"
 #include "gateway/http/http.h"
 #include "gateway/mcp/mcp_proxy.h"
@@ -98,6 +99,7 @@ void gw__x_unref(gw_exchange *x) {
     else x->reg->tail = x->prev;
   }
   gw_exchange *into = x->into;
+  if (x->audit) gw__audit_call_end(x); /* the call's record, with what the upstream answered */
   if (x->flow && x->flow->free && x->state) x->flow->free(x->state);
   json_decref(x->ids);
   gw_buf_free(&x->body);

@@ -138,6 +138,11 @@ struct gw_exchange {
   char tenant[64], connector[40], user[40];
   char tokid[ST_TOKEN_ID_BUFSZ]; /* the employee token it acts with: its revocation ends it */
   char sid[96];                  /* the gateway's session id for this exchange */
+  char tenant_uid[ST_TENANT_UID_LEN + 1]; /* the tenant's incarnation (its audit chain), "" if unknown */
+  json_t *audit;                 /* a tools/call's audit record, submitted when the exchange ends (audit_call.c) */
+  uint64_t audit_start_ns;       /* ... the call's decision */
+  size_t audit_bytes_out;        /* ... upstream bytes relayed */
+  bool audit_is_error;           /* ... a relayed result said "isError": true */
   gw_session sess;
   uint64_t ident_snapshot;       /* where the identity was checked (gw_mcp_ctx), 0: unknown */
   int64_t ident_expires;         /* the token's expiry (unix s), 0: none */

@@ -142,6 +142,7 @@ typedef struct gw_mcp_ctx {
    * (upcall.c skips it then) */
   uint64_t ident_snapshot;
   int64_t ident_expires;
+  char tenant_uid[ST_TENANT_UID_LEN + 1]; /* the tenant's incarnation: its audit chain */
 } gw_mcp_ctx;
 int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c);
 /* The handlers' entry: the context preauth already established for a
@@ -161,6 +162,7 @@ typedef struct gw_rpc_lite {
   json_t *id;         /* a new reference; NULL for a notification */
   char name[256];     /* params.name of a tools/call, else "" */
   gw_json_span name_at; /* params.name's value in the body, quotes included */
+  gw_json_span args_at; /* params.arguments' value of a tools/call ({p NULL}: none) */
 } gw_rpc_lite;
 bool gw__mcp_post_lite(gw_req *req, gw_rpc_lite *out);
 void gw__mcp_refuse(gw_req *req, int status, int code, const char *msg);

@@ -46,6 +46,7 @@ typedef struct gw_memo_ident {
   char user[40];
   char tokid[ST_TOKEN_ID_BUFSZ];
   int64_t expires; /* the token's expiry, unix seconds; 0: none */
+  char tenant_uid[ST_TENANT_UID_LEN + 1]; /* the tenant's incarnation (its audit chain) */
   int conn_rc;     /* the connector lookup: 0 or ST_ENOTFOUND */
   int sess_rc;     /* the session lookup: 0, ST_ENOTFOUND (or no sid) */
   gw_session sess; /* when sess_rc == 0 */

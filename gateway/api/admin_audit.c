@@ -1,0 +1,310 @@
+/* gateway/api/admin_audit.c — GET /admin/v1/tenants/{t}/audit (query,
+ * newest first, cursor paging) and …/audit/export (NDJSON, oldest first,
+ * streamed): the tenant's current incarnation's chain in the audit log
+ * (audit/audit.h; the log is opened by gateway/mcp/audit_log.c).
+ *
+ * Rules this file keeps, and why:
+ *  - The query is bounded by audit_query itself (AUDIT_SCAN_MAX records
+ *    examined, at most 1,000 returned): one short read transaction on the
+ *    loop, like any admin read.
+ *  - The export walks the whole chain: each chunk (EXPORT_CHUNK records)
+ *    is read on libuv's pool (long scans off the loop) with its own short
+ *    read transaction, written to the client, and the next chunk is read
+ *    only once the client has taken the last one (the write queue under
+ *    GW_WRITE_LOW_WATER): a slow reader never makes the gateway hold the
+ *    chain in memory. A client gone stops it.
+ *  - Times are RFC 3339 UTC ("2026-12-04T10:00:00Z", fractions allowed) or
+ *    milliseconds since the epoch; anything else is 400. */
+#include "gateway/api/admin_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "audit/audit.h"
+#include "gateway/base/log.h"
+#include "gateway/http/query.h"
+#include "store/tenant.h"
+
+#define EXPORT_CHUNK 256
+
+/* "ms since the epoch" or RFC 3339 UTC → ms; -1 when malformed. */
+static int64_t parse_time(const char *s) {
+  size_t n = strlen(s);
+  if (n && n <= 15 && strspn(s, "0123456789") == n) return strtoll(s, NULL, 10);
+  int Y, M, D, h, m, sec;
+  char rest[16] = "";
+  if (n < 20 || n > 30 || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%15s", &Y, &M, &D, &h, &m, &sec, rest) != 7) return -1;
+  if (s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') || s[13] != ':' || s[16] != ':') return -1;
+  int ms = 0;
+  const char *r = rest;
+  if (*r == '.') {
+    r++;
+    int digits = 0;
+    while (*r >= '0' && *r <= '9') {
+      if (digits < 3) ms = ms * 10 + (*r - '0');
+      digits++;
+      r++;
+    }
+    if (!digits) return -1;
+    while (digits < 3) ms *= 10, digits++;
+  }
+  if (strcmp(r, "Z") && strcmp(r, "z")) return -1;
+  if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60 || Y < 1970) return -1;
+  struct tm tm = {0};
+  tm.tm_year = Y - 1900;
+  tm.tm_mon = M - 1;
+  tm.tm_mday = D;
+  tm.tm_hour = h;
+  tm.tm_min = m;
+  tm.tm_sec = sec;
+  time_t t = timegm(&tm);
+  return t < 0 ? -1 : (int64_t)t * 1000 + ms;
+}
+
+/* since and until of the query string (0: unbounded); answers 400 and returns -1. */
+static int time_params(gw_req *req, int64_t *since, int64_t *until) {
+  char v[40];
+  *since = *until = 0;
+  static const char *const names[] = {"since", "until"};
+  for (int i = 0; i < 2; i++) {
+    if (!req->query || gw_query_get(req->query, names[i], v, sizeof v) != 1) continue;
+    int64_t t = parse_time(v);
+    if (t < 0) {
+      gw_respond_error(req, 400, "invalid_request",
+                       "\"%s\" must be an RFC 3339 UTC time (2026-12-04T10:00:00Z) or milliseconds since the epoch",
+                       names[i]);
+      return -1;
+    }
+    *(i ? until : since) = t;
+  }
+  if (*since && *until && *since > *until) {
+    gw_respond_error(req, 400, "invalid_request", "\"since\" is after \"until\"");
+    return -1;
+  }
+  return 0;
+}
+
+/* The log and the tenant's chain: 0, or answered. */
+static int chain_of(gw_req *req, const char *tenant, audit_log **log, char uid[ST_TENANT_UID_LEN + 1]) {
+  *log = req->lp->srv->audit_log;
+  if (!*log) {
+    gw_respond_error(req, 404, "audit_off", "the audit log is off on this gateway (config audit = false)");
+    return -1;
+  }
+  st_txn *txn;
+  if (admin__read_tenant(req, tenant, &txn) != 0) return -1;
+  int rc = st_tenant_uid_get(txn, tenant, uid);
+  st_txn_end(txn);
+  if (rc) {
+    gw_respond_error(req, 503, "store_unavailable", "the tenant's incarnation cannot be read right now");
+    return -1;
+  }
+  return 0;
+}
+
+static void query(gw_req *req, const char *tenant) {
+  audit_log *log;
+  char uid[ST_TENANT_UID_LEN + 1];
+  int64_t since, until;
+  if (time_params(req, &since, &until)) return;
+  char user[80] = "", connector[40] = "", tool[260] = "", decision[16] = "", kind[16] = "", cursor[AUDIT_CURSOR_MAX] = "",
+       limit[8] = "";
+  struct {
+    const char *name;
+    char *out;
+    size_t cap;
+  } ps[] = {{"user", user, sizeof user},         {"connector", connector, sizeof connector},
+            {"tool", tool, sizeof tool},         {"decision", decision, sizeof decision},
+            {"kind", kind, sizeof kind},         {"cursor", cursor, sizeof cursor},
+            {"limit", limit, sizeof limit}};
+  for (size_t i = 0; i < sizeof ps / sizeof *ps; i++) {
+    char big[600];
+    if (!req->query || gw_query_get(req->query, ps[i].name, big, sizeof big) != 1) continue;
+    if (strlen(big) >= ps[i].cap) {
+      gw_respond_error(req, 400, "invalid_request", "\"%s\" is too long", ps[i].name);
+      return;
+    }
+    memcpy(ps[i].out, big, strlen(big) + 1);
+  }
+  unsigned lim = 0;
+  if (limit[0]) {
+    char *end;
+    long l = strtol(limit, &end, 10);
+    if (*end || l < 1 || l > AUDIT_QUERY_LIMIT_MAX) {
+      gw_respond_error(req, 400, "invalid_request", "\"limit\" must be an integer from 1 to %d", AUDIT_QUERY_LIMIT_MAX);
+      return;
+    }
+    lim = (unsigned)l;
+  }
+  if (chain_of(req, tenant, &log, uid)) return;
+  audit_filter f = {.user = user[0] ? user : NULL,
+                    .connector = connector[0] ? connector : NULL,
+                    .tool = tool[0] ? tool : NULL,
+                    .decision = decision[0] ? decision : NULL,
+                    .kind = kind[0] ? kind : NULL,
+                    .since_ms = since,
+                    .until_ms = until,
+                    .cursor = cursor[0] ? cursor : NULL,
+                    .limit = lim};
+  st_txn *txn;
+  if (st_read_begin(audit_store(log), &txn) != 0) {
+    gw_respond_error(req, 503, "audit_unavailable", "the audit log cannot be read right now");
+    return;
+  }
+  json_t *recs = NULL;
+  char next[AUDIT_CURSOR_MAX] = "";
+  int rc = audit_query(txn, uid, &f, &recs, next);
+  st_txn_end(txn);
+  if (rc == AUDIT_EINVAL) {
+    gw_respond_error(req, 400, "invalid_request", "\"cursor\" is not one this endpoint gave");
+    return;
+  }
+  if (rc) {
+    gw_respond_error(req, 503, "audit_unavailable", "the audit log cannot be read right now: %s", audit_strerror(rc));
+    return;
+  }
+  json_t *out = json_pack("{s:o}", "records", recs);
+  json_object_set_new(out, "next_cursor", next[0] ? json_string(next) : json_null());
+  gw_respond_json(req, 200, out);
+}
+
+/* ---- the export ---------------------------------------------------------------- */
+
+typedef struct export_state {
+  uv_work_t work;
+  gw_req *req;
+  audit_log *log;
+  char uid[ST_TENANT_UID_LEN + 1], tenant[64];
+  int64_t since, until;
+  uint64_t after;
+  gw_buf chunk;
+  int rc;               /* the last chunk's audit_export_chunk result */
+  uint64_t sent;
+  bool busy, aborted, waiting;
+} export_state;
+
+static void export_free(export_state *e) {
+  gw_buf_free(&e->chunk);
+  free(e);
+}
+
+static int emit(void *ctx, const char *bytes, size_t len) {
+  export_state *e = ctx;
+  if (gw_buf_append(&e->chunk, bytes, len) || gw_buf_append(&e->chunk, "\n", 1)) return AUDIT_ENOMEM;
+  return 0;
+}
+
+static void export_work(uv_work_t *w) {
+  export_state *e = w->data;
+  st_txn *txn;
+  e->rc = st_read_begin(audit_store(e->log), &txn);
+  if (e->rc) return;
+  e->rc = audit_export_chunk(txn, e->uid, e->since, e->until, &e->after, EXPORT_CHUNK, emit, e);
+  st_txn_end(txn);
+}
+
+static void export_next(export_state *e);
+
+static void export_done(uv_work_t *w, int status) {
+  export_state *e = w->data;
+  gw_req *req = e->req;
+  e->busy = false;
+  if (e->aborted || status) {
+    gw_req_drop(req);
+    export_free(e);
+    return;
+  }
+  if (e->rc < 0) {
+    GW_LOG(GW_LOG_ERROR, "admin", &((gw_log_ctx){e->tenant, req->id}), "audit export cut after %llu records: %s",
+           (unsigned long long)e->sent, audit_strerror(e->rc));
+    gw_req_drop(req); /* the client sees the stream end without its last chunk: incomplete */
+    export_free(e);
+    return;
+  }
+  if (e->chunk.len && gw_resp_write(req, e->chunk.data, e->chunk.len) != 0) {
+    gw_req_drop(req);
+    export_free(e);
+    return;
+  }
+  for (size_t i = 0; i < e->chunk.len; i++) e->sent += e->chunk.data[i] == '\n';
+  e->chunk.len = 0;
+  if (e->rc == 0) {
+    gw_resp_end(req);
+    export_free(e);
+    return;
+  }
+  /* more: read the next chunk once the client has taken this one */
+  if (gw_req_write_queue(req) >= GW_WRITE_LOW_WATER) e->waiting = true;
+  else export_next(e);
+}
+
+static void export_next(export_state *e) {
+  e->waiting = false;
+  e->busy = true;
+  e->work.data = e;
+  if (uv_queue_work(&e->req->lp->loop, &e->work, export_work, export_done) != 0) {
+    e->busy = false;
+    gw_req_drop(e->req);
+    export_free(e);
+  }
+}
+
+static void export_on_drain(gw_req *req) {
+  export_state *e = req->handler_data;
+  if (e && e->waiting && !e->busy) export_next(e);
+}
+
+static void export_on_abort(gw_req *req) {
+  export_state *e = req->handler_data;
+  if (!e) return;
+  if (e->busy) {
+    e->aborted = true; /* export_done ends it */
+    return;
+  }
+  gw_req_drop(req);
+  export_free(e);
+}
+
+static void export(gw_req *req, const char *tenant) {
+  int64_t since, until;
+  if (time_params(req, &since, &until)) return;
+  export_state *e = calloc(1, sizeof *e);
+  if (!e) {
+    gw_respond_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  if (chain_of(req, tenant, &e->log, e->uid)) {
+    free(e);
+    return;
+  }
+  e->req = req;
+  snprintf(e->tenant, sizeof e->tenant, "%s", tenant);
+  e->since = since;
+  e->until = until;
+  gw_buf_init(&e->chunk, 64u * 1024 * 1024);
+  gw_resp_header(req, "Cache-Control", "no-store");
+  if (gw_resp_start(req, 200, "application/x-ndjson") != 0) {
+    export_free(e);
+    gw_req_drop(req);
+    return;
+  }
+  req->handler_data = e;
+  req->on_abort = export_on_abort;
+  req->on_drain = export_on_drain;
+  export_next(e);
+}
+
+void admin__audit(gw_req *req, const admin_caller *who, const char *tenant, const char *sub) {
+  if (admin__reach(req, who, tenant)) return;
+  snprintf(req->tenant, sizeof req->tenant, "%s", tenant);
+  if (strcmp(req->method, "GET") && strcmp(req->method, "HEAD")) {
+    gw_resp_header(req, "Allow", "GET");
+    gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
+    return;
+  }
+  if (!sub) query(req, tenant);
+  else if (!strcmp(sub, "export")) export(req, tenant);
+  else gw_respond_error(req, 404, "not_found", "no such admin endpoint: %s", req->path);
+}
