@@ -29,6 +29,7 @@
 #include "gateway/modules.h"
 #include "store/seal.h"
 #include "store/store.h"
+#include "audit/audit.h"
 
 #define VERSION "0.1.0"
 
@@ -48,6 +49,10 @@ static void usage(FILE *o) {
           "  mcpgate backup DEST [--data DIR]           consistent hot copy of the store (compacted)\n"
           "  mcpgate key rotate [--data DIR]            re-seal every secret under a new master key\n"
           "  mcpgate store check [--data DIR]           verify the store's integrity and indexes\n"
+          "  mcpgate audit verify [--data DIR]          verify every audit chain; names the first broken record\n"
+          "  mcpgate audit export TENANT [--since MS] [--until MS] [--data DIR]\n"
+          "                                             the tenant's audit records as NDJSON, oldest first\n"
+          "  mcpgate audit prune --before MS [--data DIR] prune records older than MS (server stopped)\n"
           "  mcpgate config-doc                         print the configuration table (Markdown)\n"
           "  mcpgate version\n\n"
           "admin commands: --server URL (env MCPGATE_SERVER, default http://127.0.0.1:8080),\n"
@@ -58,7 +63,7 @@ static void usage(FILE *o) {
 /* ---------- option scanning shared by subcommands ---------- */
 
 typedef struct cli_opts {
-  const char *server, *data, *name, *user, *connector, *tool, *days;
+  const char *server, *data, *name, *user, *connector, *tool, *days, *since, *until, *before;
   bool json;
   const char *pos[4];
   int npos;
@@ -78,6 +83,9 @@ static int scan(int argc, char **argv, cli_opts *o) {
     else if (!strcmp(a, "--connector")) slot = &o->connector;
     else if (!strcmp(a, "--tool")) slot = &o->tool;
     else if (!strcmp(a, "--expires-in-days")) slot = &o->days;
+    else if (!strcmp(a, "--since")) slot = &o->since;
+    else if (!strcmp(a, "--until")) slot = &o->until;
+    else if (!strcmp(a, "--before")) slot = &o->before;
     else if (!strcmp(a, "--json")) {
       o->json = true;
       continue;
@@ -574,6 +582,156 @@ static int cmd_offline(const char *what, int argc, char **argv) {
   return rc;
 }
 
+/* ---------- audit (offline, or beside a running server: LMDB readers) ---------- */
+
+static void audit_report(void *ctx, const char *uid, uint64_t seq, const char *msg) {
+  int *n = ctx;
+  (*n)++;
+  if (seq) printf("chain %s, record %llu: %s\n", uid, (unsigned long long)seq, msg);
+  else printf("chain %s: %s\n", uid, msg);
+}
+
+static void head_line(void *ctx, const char *tenant, const char *uid, uint64_t seq, const char *hash) {
+  (void)ctx;
+  printf("  tenant %s (chain %s): %llu records, head %s\n", tenant, uid, (unsigned long long)seq, hash);
+}
+
+static int emit_line(void *ctx, const char *bytes, size_t len) {
+  (void)ctx;
+  if (fwrite(bytes, 1, len, stdout) != len || fputc('\n', stdout) == EOF) return -1;
+  return 0;
+}
+
+#define AUDIT_USAGE \
+  "usage: mcpgate audit verify [--data DIR] | audit export TENANT [--since MS] [--until MS] [--data DIR]\n" \
+  "       mcpgate audit prune --before MS [--data DIR]   (server stopped)\n"
+
+/* audit prune: the retention job by hand. The running server keeps its
+ * chains' heads in step with what it writes: prune with it stopped. */
+static int audit_prune_cmd(const cli_opts *o) {
+  char *end = NULL;
+  long long before = o->before ? strtoll(o->before, &end, 10) : -1;
+  if (!o->before || *end || before <= 0 || o->npos) {
+    fprintf(stderr, AUDIT_USAGE);
+    return 2;
+  }
+  int lock = gw_data_lock(o->data);
+  if (lock < 0) {
+    fprintf(stderr, "mcpgate: %s is in use by a running mcpgate; stop it before pruning the audit log\n", o->data);
+    return 1;
+  }
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/audit", o->data);
+  audit_options ao = {0};
+  ao.dir = dir;
+  ao.log = gw_store_log;
+  ao.head_log_ms = -1;
+  audit_log *a;
+  int rc = access(dir, F_OK) == 0 ? audit_open(&a, &ao) : ST_ENOTFOUND;
+  if (rc) {
+    fprintf(stderr, "mcpgate: cannot open the audit log in %s: %s\n", dir, audit_strerror(rc));
+    close(lock);
+    return 1;
+  }
+  size_t n = 0, total = 0;
+  do {
+    rc = audit_prune(a, before, 10000, &n);
+    total += n;
+  } while (!rc && n == 10000);
+  audit_close(a);
+  close(lock);
+  if (rc) {
+    fprintf(stderr, "mcpgate: audit prune failed after %zu records: %s\n", total, audit_strerror(rc));
+    return 1;
+  }
+  printf("%zu audit record(s) older than %lld pruned; the chains still verify.\n", total, before);
+  return 0;
+}
+
+static int cmd_audit(int argc, char **argv) {
+  if (argc < 1 || (strcmp(argv[0], "verify") && strcmp(argv[0], "export") && strcmp(argv[0], "prune"))) {
+    fprintf(stderr, AUDIT_USAGE);
+    return 2;
+  }
+  cli_opts o;
+  if (scan(argc - 1, argv + 1, &o)) return 2;
+  if (!strcmp(argv[0], "prune")) return audit_prune_cmd(&o);
+  bool verify = !strcmp(argv[0], "verify");
+  if (verify ? o.npos != 0 : o.npos != 1) {
+    fprintf(stderr, AUDIT_USAGE);
+    return 2;
+  }
+  gw_log_set_level(GW_LOG_WARN);
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/audit", o.data);
+  if (access(dir, F_OK) != 0) {
+    fprintf(stderr, "mcpgate: no audit log in %s (use --data DIR)\n", o.data);
+    return 1;
+  }
+  char uid[ST_TENANT_UID_LEN + 1] = "";
+  if (!verify) {
+    st_store *st;
+    if (open_store(&o, &st)) return 1;
+    st_txn *txn;
+    int rc = st_read_begin(st, &txn);
+    if (!rc) {
+      rc = st_tenant_uid_get(txn, o.pos[0], uid);
+      st_txn_end(txn);
+    }
+    st_close(st);
+    if (rc) {
+      fprintf(stderr, "mcpgate: no tenant %s\n", o.pos[0]);
+      return 1;
+    }
+  }
+  st_options so = {0};
+  so.dir = dir;
+  so.schema = &audit_schema;
+  so.log = gw_store_log;
+  st_store *aud;
+  int rc = st_open(&aud, &so);
+  if (rc) {
+    fprintf(stderr, "mcpgate: cannot open the audit log in %s: %s\n", dir, st_strerror(rc));
+    return 1;
+  }
+  int out = 0;
+  if (verify) {
+    int problems = 0;
+    int n = audit_verify(aud, NULL, audit_report, &problems);
+    if (n < 0) {
+      fprintf(stderr, "mcpgate: audit verify could not run: %s\n", audit_strerror(n));
+      out = 1;
+    } else if (n > 0) {
+      printf("%d problem(s) found.\n", n);
+      out = 1;
+    } else {
+      st_txn *txn;
+      printf("audit log ok\n");
+      if (st_read_begin(aud, &txn) == 0) {
+        audit_heads(txn, head_line, NULL);
+        st_txn_end(txn);
+      }
+    }
+  } else {
+    int64_t since = o.since ? strtoll(o.since, NULL, 10) : 0, until = o.until ? strtoll(o.until, NULL, 10) : 0;
+    uint64_t after = 0;
+    for (;;) {
+      st_txn *txn;
+      if ((rc = st_read_begin(aud, &txn)) != 0) break;
+      rc = audit_export_chunk(txn, uid, since, until, &after, 1000, emit_line, NULL);
+      st_txn_end(txn);
+      if (rc != AUDIT_EXPORT_MORE) break;
+    }
+    if (rc) {
+      fprintf(stderr, "mcpgate: audit export failed: %s\n", audit_strerror(rc));
+      out = 1;
+    }
+    fflush(stdout);
+  }
+  st_close(aud);
+  return out;
+}
+
 /* ---------- serve ---------- */
 
 static int cmd_serve(int argc, char **argv) {
@@ -628,6 +786,7 @@ int gw_cli_main(int argc, char **argv) {
   else if (!strcmp(cmd, "policy")) rc = cmd_policy(argc - 2, argv + 2);
   else if (!strcmp(cmd, "token")) rc = cmd_employee_token(argc - 2, argv + 2);
   else if (!strcmp(cmd, "backup")) rc = cmd_offline("backup", argc - 2, argv + 2);
+  else if (!strcmp(cmd, "audit")) rc = cmd_audit(argc - 2, argv + 2);
   else if (!strcmp(cmd, "key") && argc >= 3 && !strcmp(argv[2], "rotate"))
     rc = cmd_offline("rotate", argc - 3, argv + 3);
   else if (!strcmp(cmd, "store") && argc >= 3 && !strcmp(argv[2], "check"))

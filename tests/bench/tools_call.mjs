@@ -70,6 +70,12 @@ const SYSCALLS = argStr('syscalls');
 // N: a per-call cost that does not move with the machine's noise (unlike
 // req/s), to compare builds (MCPGATE_BIN) change by change.
 const CALLGRIND = process.argv.includes('--callgrind') ? (Number(argStr('callgrind')) || 4000) : 0;
+// --audit-off: the gateway runs with audit = false. --audit-cost: a second
+// gateway (same binary) with audit = false is measured in the same rounds
+// as "connector@noaudit" / "aggregated@noaudit" (issue 22: audit on costs
+// at most 5 %).
+const AUDIT_OFF = process.argv.includes('--audit-off');
+const AUDIT_COST = process.argv.includes('--audit-cost');
 
 async function rpc(url, headers, msg) {
   const r = await fetch(url, {
@@ -129,12 +135,18 @@ async function main() {
   const cgDir = CALLGRIND ? fs.mkdtempSync(path.join(os.tmpdir(), 'mcpgate-cg-')) : null;
   const gws = [await startGateway({
     args: ['--access-log', 'false', '--workers', '1'],
+    env: AUDIT_OFF ? { MCPGATE_AUDIT: 'false' } : {},
     ...(CALLGRIND ? { wrap: ['valgrind', '--tool=callgrind', `--callgrind-out-file=${cgDir}/cg.out`], timeoutMs: 120000 } : {}),
   })];
   gws[0].sfx = '';
   if (BASELINE) {
     gws.push(await startGateway({ args: ['--access-log', 'false'], bin: BASELINE })); // an older build may not know --workers
     gws[1].sfx = '@base';
+  }
+  if (AUDIT_COST) {
+    const g = await startGateway({ args: ['--access-log', 'false', '--workers', '1'], env: { MCPGATE_AUDIT: 'false' } });
+    g.sfx = '@noaudit';
+    gws.push(g);
   }
   for (const n of WORKERS.filter((x) => x > 1)) {
     const g = await startGateway({ args: ['--access-log', 'false', '--workers', String(n)] });
