@@ -144,6 +144,15 @@ st_store *audit_store(audit_log *a);
  *   AUDIT_ENOMEM. */
 int audit_submit(audit_log *a, const char *tenant, const char *tenant_uid, json_t *rec);
 
+/* The same for members the caller serialised itself (the data path's
+ * records: no tree built, no parse): members/len is ONE compact JSON
+ * object "{...}" that the caller vouches for — valid JSON (escaped
+ * strings, valid UTF-8), no member named "seq", "id", "prev" or "tenant",
+ * and an integer "time" (ms since the epoch): the module does not parse
+ * it. Copied; the same returns as audit_submit (AUDIT_EINVAL also for a
+ * text that is not "{...}" or holds a NUL byte). */
+int audit_submit_text(audit_log *a, const char *tenant, const char *tenant_uid, const char *members, size_t len);
+
 /* false while the last commit failed (until a commit succeeds) or since a
  * record was refused for lack of room (until the next successful commit).
  * Any thread; atomics only. */

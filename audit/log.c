@@ -103,7 +103,7 @@ st_store *audit_store(audit_log *a) { return a ? a->st : NULL; }
 
 typedef struct slot {
   const char *uid; /* borrowed from the batch; NULL: free */
-  audit__head h;
+  audit__head *h;  /* in the job's heads array (not zeroed: only used ones are read) */
 } slot;
 
 typedef struct batch {
@@ -117,38 +117,46 @@ static slot *cache_find(slot *tab, const char *uid) {
     if (!tab[i].uid || strcmp(tab[i].uid, uid) == 0) return &tab[i];
 }
 
-static int cache_write_back(st_txn *txn, slot *tab) {
-  for (size_t i = 0; i < CACHE_SLOTS; i++) {
+/* the slots in use are listed in used[0..n): a batch of a few records
+ * touches a few slots, not the whole table */
+static int cache_write_back(st_txn *txn, slot *tab, uint16_t *used, size_t n) {
+  for (size_t i = 0; i < n; i++) {
     int rc;
-    if (tab[i].uid && (rc = audit__head_put(txn, tab[i].uid, &tab[i].h)) < 0) return rc;
+    if ((rc = audit__head_put(txn, tab[used[i]].uid, tab[used[i]].h)) < 0) return rc;
   }
-  memset(tab, 0, CACHE_SLOTS * sizeof *tab);
+  for (size_t i = 0; i < n; i++) tab[used[i]].uid = NULL;
   return 0;
 }
 
 static int commit_job(st_txn *txn, void *arg) {
   const batch *b = arg;
   slot *tab = calloc(CACHE_SLOTS, sizeof *tab);
+  audit__head *heads = malloc(CACHE_MAX * sizeof *heads);
+  uint16_t used[CACHE_MAX];
   char *buf = NULL;
   size_t cap = 0, ncached = 0;
   uint8_t key[AUDIT__KEY_MAX];
   int rc = 0;
-  if (!tab) return AUDIT_ENOMEM;
+  if (!tab || !heads) {
+    rc = AUDIT_ENOMEM;
+    goto out;
+  }
   for (const entry *e = b->list; e; e = e->next) {
     slot *sl = cache_find(tab, e->uid);
     if (!sl->uid) {
       if (ncached >= CACHE_MAX) {
-        if ((rc = cache_write_back(txn, tab)) < 0) goto out;
+        if ((rc = cache_write_back(txn, tab, used, ncached)) < 0) goto out;
         ncached = 0;
         sl = cache_find(tab, e->uid);
       }
-      rc = audit__head_get(txn, e->uid, &sl->h);
-      if (rc == ST_ENOTFOUND) audit__head_init(&sl->h, e->tenant);
+      sl->h = &heads[ncached];
+      rc = audit__head_get(txn, e->uid, sl->h);
+      if (rc == ST_ENOTFOUND) audit__head_init(sl->h, e->tenant);
       else if (rc < 0) goto out;
       sl->uid = e->uid;
-      ncached++;
+      used[ncached++] = (uint16_t)(sl - tab);
     }
-    uint64_t seq = sl->h.seq + 1;
+    uint64_t seq = sl->h->seq + 1;
     size_t need = e->len + 2 * AUDIT_UID_MAX + AUDIT_TENANT_MAX + AUDIT_HASH_HEX + 128;
     if (need > cap) {
       char *nb = realloc(buf, need);
@@ -163,7 +171,7 @@ static int commit_job(st_txn *txn, void *arg) {
     int n = snprintf(buf, cap,
                      "{\"id\":\"%s-%" PRIu64 "\",\"prev\":\"%s\",\"seq\":%" PRIu64
                      ",\"tenant\":\"%s\"",
-                     e->uid, seq, sl->h.hash, seq, sl->h.tenant);
+                     e->uid, seq, sl->h->hash, seq, sl->h->tenant);
     size_t len = (size_t)n;
     if (e->len > 2) { /* "{...}" → ",...}" */
       buf[len++] = ',';
@@ -177,12 +185,13 @@ static int commit_job(st_txn *txn, void *arg) {
      * (closed) beats destroying the evidence. */
     if ((rc = st_put(txn, (st_db)AUDIT_DB_RECORDS, key, kl, buf, len, ST_NOOVERWRITE)) < 0)
       goto out;
-    if ((rc = audit__hash_hex(buf, len, sl->h.hash)) < 0) goto out;
-    sl->h.seq = seq;
+    if ((rc = audit__hash_hex(buf, len, sl->h->hash)) < 0) goto out;
+    sl->h->seq = seq;
   }
-  rc = cache_write_back(txn, tab);
+  rc = cache_write_back(txn, tab, used, ncached);
 out:
   free(buf);
+  free(heads);
   free(tab);
   return rc;
 }
@@ -409,47 +418,25 @@ void audit_close(audit_log *a) {
   free(a);
 }
 
-int audit_submit(audit_log *a, const char *tenant, const char *tenant_uid, json_t *rec) {
-  static const char *const owned[] = {"seq", "id", "prev", "tenant"};
-  entry *e = NULL;
-  char *body = NULL;
-  size_t len;
+/* Queues the caller's members (text, len bytes: one JSON object "{...}";
+ * copied). The checks of tenant and uid are the caller's. */
+static int enqueue(audit_log *a, const char *tenant, const char *tenant_uid, const char *body, size_t len) {
   int rc;
-  if (!a || !json_is_object(rec) || !audit__tenant_ok(tenant) || !audit__uid_ok(tenant_uid)) {
-    json_decref(rec);
-    return AUDIT_EINVAL;
-  }
-  if (atomic_load(&a->closed)) {
-    json_decref(rec);
-    return AUDIT_ECLOSED;
-  }
-  for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) json_object_del(rec, owned[i]);
-  if (!json_is_integer(json_object_get(rec, "time")) &&
-      json_object_set_new(rec, "time", json_integer(now_ms())) < 0) {
-    json_decref(rec);
-    return AUDIT_ENOMEM;
-  }
-  body = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
-  json_decref(rec);
-  if (!body) return AUDIT_ENOMEM;
-  len = strlen(body);
   if (len > AUDIT_RECORD_MAX) {
-    free(body);
     uv_mutex_lock(&a->mu);
     a->stats.dropped++;
     uv_mutex_unlock(&a->mu);
     return AUDIT_ETOOBIG;
   }
-  if (!(e = malloc(sizeof *e + len + 1))) {
-    free(body);
-    return AUDIT_ENOMEM;
-  }
+  entry *e = malloc(sizeof *e + len + 1);
+  if (!e) return AUDIT_ENOMEM;
   e->next = NULL;
-  snprintf(e->tenant, sizeof e->tenant, "%s", tenant);
-  snprintf(e->uid, sizeof e->uid, "%s", tenant_uid);
+  size_t tl = strlen(tenant), ul = strlen(tenant_uid);
+  memcpy(e->tenant, tenant, tl + 1); /* lengths checked by audit__tenant_ok / audit__uid_ok */
+  memcpy(e->uid, tenant_uid, ul + 1);
   e->len = len;
-  memcpy(e->body, body, len + 1);
-  free(body);
+  memcpy(e->body, body, len);
+  e->body[len] = 0;
 
   uv_mutex_lock(&a->mu);
   if (a->stopping) {
@@ -472,6 +459,38 @@ int audit_submit(audit_log *a, const char *tenant, const char *tenant_uid, json_
   uv_mutex_unlock(&a->mu);
   free(e);
   return rc;
+}
+
+int audit_submit(audit_log *a, const char *tenant, const char *tenant_uid, json_t *rec) {
+  static const char *const owned[] = {"seq", "id", "prev", "tenant"};
+  if (!a || !json_is_object(rec) || !audit__tenant_ok(tenant) || !audit__uid_ok(tenant_uid)) {
+    json_decref(rec);
+    return AUDIT_EINVAL;
+  }
+  if (atomic_load(&a->closed)) {
+    json_decref(rec);
+    return AUDIT_ECLOSED;
+  }
+  for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) json_object_del(rec, owned[i]);
+  if (!json_is_integer(json_object_get(rec, "time")) &&
+      json_object_set_new(rec, "time", json_integer(now_ms())) < 0) {
+    json_decref(rec);
+    return AUDIT_ENOMEM;
+  }
+  char *body = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
+  json_decref(rec);
+  if (!body) return AUDIT_ENOMEM;
+  int rc = enqueue(a, tenant, tenant_uid, body, strlen(body));
+  free(body);
+  return rc;
+}
+
+int audit_submit_text(audit_log *a, const char *tenant, const char *tenant_uid, const char *members, size_t len) {
+  if (!a || !members || len < 2 || members[0] != '{' || members[len - 1] != '}' || memchr(members, 0, len) ||
+      !audit__tenant_ok(tenant) || !audit__uid_ok(tenant_uid))
+    return AUDIT_EINVAL;
+  if (atomic_load(&a->closed)) return AUDIT_ECLOSED;
+  return enqueue(a, tenant, tenant_uid, members, len);
 }
 
 bool audit_ok(const audit_log *a) {

@@ -23,7 +23,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <time.h>
+
 #include <uv.h>
+
+#include "audit/audit.h"
+#include "gateway/base/buf.h"
 
 #include "gateway/mcp/audit_log.h"
 #include "gateway/core/server.h"
@@ -38,28 +43,66 @@ bool gw__audit_refuse(gw_exchange *x) {
   return true;
 }
 
+/* a JSON string of s (n bytes of valid UTF-8: names the strict scan or
+ * jansson read, ids the store holds) */
+static int put_str(gw_buf *b, const char *s, size_t n) {
+  static const char hx[] = "0123456789abcdef";
+  if (gw_buf_append(b, "\"", 1)) return -1;
+  size_t run = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    if (gw_buf_append(b, s + run, i - run)) return -1;
+    char e[6] = {'\\', 'u', '0', '0', hx[c >> 4], hx[c & 15]};
+    if (c == '"' || c == '\\') {
+      e[1] = (char)c;
+      if (gw_buf_append(b, e, 2)) return -1;
+    } else if (gw_buf_append(b, e, 6)) {
+      return -1;
+    }
+    run = i + 1;
+  }
+  return gw_buf_append(b, s + run, n - run) || gw_buf_append(b, "\"", 1) ? -1 : 0;
+}
+
+static int put_member(gw_buf *b, const char *key, const char *v) {
+  return gw_buf_appends(b, key) || put_str(b, v, strlen(v)) ? -1 : 0;
+}
+
+static int64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 void gw__audit_call_begin(gw_exchange *x, const char *connector, const char *tool, const char *decision,
                           int policy_version, const json_t *args, const char *args_raw, size_t args_len) {
   gw_server *srv = x->lp->srv;
-  if (!gw_audit_log(srv)) return;
+  if (!srv->audit) return;
   if (x->audit) gw__audit_call_end(x); /* a batch: each call its own record */
-  json_t *r = json_object();
-  if (!r) return;
-  json_object_set_new(r, "kind", json_string("call"));
-  json_object_set_new(r, "user", json_string(x->user));
-  if (x->sid[0]) json_object_set_new(r, "session", json_string(x->sid));
-  if (x->tokid[0]) json_object_set_new(r, "client", json_string(x->tokid));
-  json_object_set_new(r, "connector", json_string(connector ? connector : ""));
-  json_object_set_new(r, "tool", json_stringn(tool ? tool : "", tool ? strnlen(tool, 256) : 0));
-  json_object_set_new(r, "decision", json_string(decision));
-  if (policy_version >= 0) json_object_set_new(r, "policy_version", json_integer(policy_version));
-  json_t *parsed = NULL;
-  if (!args && args_raw && args_len) args = parsed = json_loadb(args_raw, args_len, JSON_DECODE_ANY, NULL);
-  json_t *a = gw_audit_args(srv, args);
-  json_decref(parsed);
-  if (a) json_object_set_new(r, "arguments", a);
-  json_object_set_new(r, "bytes_in", json_integer(x->req ? (json_int_t)x->req->body_len : 0));
-  x->audit = r;
+  /* the record as text (audit_submit_text): no tree, no parse of what the
+   * scan already checked; closed by gw__audit_call_end */
+  gw_buf b;
+  gw_buf_init(&b, AUDIT_RECORD_MAX);
+  int rc = gw_buf_appends(&b, "{\"kind\":\"call\",\"time\":") || gw_buf_append_int(&b, wall_ms()) ||
+           put_member(&b, ",\"user\":", x->user);
+  if (!rc && x->sid[0]) rc = put_member(&b, ",\"session\":", x->sid);
+  if (!rc && x->tokid[0]) rc = put_member(&b, ",\"client\":", x->tokid);
+  if (!rc) rc = put_member(&b, ",\"connector\":", connector ? connector : "");
+  if (!rc) rc = gw_buf_appends(&b, ",\"tool\":") || put_str(&b, tool ? tool : "", tool ? strnlen(tool, 256) : 0);
+  if (!rc) rc = put_member(&b, ",\"decision\":", decision);
+  if (!rc && policy_version >= 0)
+    rc = gw_buf_appends(&b, ",\"policy_version\":") || gw_buf_append_int(&b, policy_version);
+  if (!rc) rc = gw_audit_args_append(srv, &b, args, args_raw, args_len);
+  if (!rc)
+    rc = gw_buf_appends(&b, ",\"bytes_in\":") || gw_buf_append_int(&b, x->req ? (long long)x->req->body_len : 0);
+  if (rc) {
+    gw_buf_free(&b);
+    return;
+  }
+  x->audit = b.data;
+  x->audit_len = b.len;
+  x->audit_cap = b.cap;
   x->audit_start_ns = uv_hrtime();
   x->audit_bytes_out = 0;
   x->audit_is_error = false;
@@ -74,12 +117,20 @@ void gw__audit_call_seen(gw_exchange *x, const char *p, size_t n) {
 }
 
 void gw__audit_call_end(gw_exchange *x) {
-  json_t *r = x->audit;
-  if (!r) return;
+  if (!x->audit) return;
+  gw_buf b;
+  gw_buf_init(&b, AUDIT_RECORD_MAX + 256);
+  b.data = x->audit;
+  b.len = x->audit_len;
+  b.cap = x->audit_cap;
   x->audit = NULL;
-  if (x->status) json_object_set_new(r, "upstream_status", json_integer(x->status));
-  json_object_set_new(r, "duration_ms", json_real((double)(uv_hrtime() - x->audit_start_ns) / 1e6));
-  json_object_set_new(r, "bytes_out", json_integer((json_int_t)x->audit_bytes_out));
-  json_object_set_new(r, "is_error", json_boolean(x->audit_is_error));
-  gw_audit_submit(x->lp->srv, x->tenant, x->tenant_uid, r);
+  int rc = 0;
+  if (x->status) rc = gw_buf_appends(&b, ",\"upstream_status\":") || gw_buf_append_int(&b, x->status);
+  if (!rc)
+    rc = gw_buf_appends(&b, ",\"duration_us\":") ||
+         gw_buf_append_int(&b, (long long)((uv_hrtime() - x->audit_start_ns) / 1000)) ||
+         gw_buf_appends(&b, ",\"bytes_out\":") || gw_buf_append_int(&b, (long long)x->audit_bytes_out) ||
+         gw_buf_appends(&b, x->audit_is_error ? ",\"is_error\":true}" : ",\"is_error\":false}");
+  if (!rc) gw_audit_submit_text(x->lp->srv, x->tenant, x->tenant_uid, b.data, b.len);
+  gw_buf_free(&b);
 }

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <uv.h>
@@ -158,10 +159,50 @@ void gw_audit_request(gw_server *srv, const gw_req *req, const char *kind, int s
   gw_audit_submit(srv, req->tenant, uid, r);
 }
 
-json_t *gw_audit_args(const gw_server *srv, const json_t *args) {
+void gw_audit_submit_text(gw_server *srv, const char *tenant, const char *tenant_uid, const char *members,
+                          size_t len) {
+  gw_audit *g = srv->audit;
+  if (!g) return;
+  if (!tenant_uid || !*tenant_uid) {
+    atomic_fetch_add_explicit(&g->no_uid, 1, memory_order_relaxed);
+    warn_once(g, tenant, "a record without its tenant's incarnation");
+    return;
+  }
+  int rc = audit_submit_text(g->log, tenant, tenant_uid, members, len);
+  if (rc == AUDIT_EFULL || rc == AUDIT_ETOOBIG || rc == AUDIT_EBROKEN || rc == AUDIT_ENOMEM || rc == AUDIT_EINVAL)
+    warn_once(g, tenant, audit_strerror(rc));
+}
+
+/* case-insensitive: does p/n contain pattern pat? */
+static bool has_pattern(const char *p, size_t n, const char *pat) {
+  size_t m = strlen(pat);
+  if (!m || m > n) return false;
+  unsigned char lo = (unsigned char)(pat[0] | 0x20), up = (unsigned char)(pat[0] & ~0x20);
+  for (size_t i = 0; i + m <= n; i++)
+    if (((unsigned char)p[i] == lo || (unsigned char)p[i] == up) && strncasecmp(p + i, pat, m) == 0) return true;
+  return false;
+}
+
+int gw_audit_args_append(const gw_server *srv, gw_buf *out, const json_t *args, const char *raw, size_t n) {
   const gw_audit *g = srv->audit;
-  if (!g || !args) return NULL;
-  return audit_args(args, g->args, g->redact, g->args_max);
+  if (!g || g->args == AUDIT_ARGS_NONE || (!args && (!raw || !n))) return 0;
+  static const char key[] = ",\"arguments\":";
+  if (!args && g->args == AUDIT_ARGS_FULL && n <= g->args_max && !memchr(raw, '\\', n)) {
+    bool clean = true;
+    for (const char *const *r = g->redact; *r && clean; r++) clean = !has_pattern(raw, n, *r);
+    if (clean) return gw_buf_append(out, key, sizeof key - 1) || gw_buf_append(out, raw, n) ? -1 : 0;
+  }
+  json_t *parsed = NULL;
+  if (!args && !(args = parsed = json_loadb(raw, n, JSON_DECODE_ANY, NULL))) return 0;
+  json_t *a = audit_args(args, g->args, g->redact, g->args_max);
+  json_decref(parsed);
+  if (!a) return 0;
+  char *s = json_dumps(a, JSON_COMPACT | JSON_ENCODE_ANY);
+  json_decref(a);
+  if (!s) return -1;
+  int rc = gw_buf_append(out, key, sizeof key - 1) || gw_buf_append(out, s, strlen(s)) ? -1 : 0;
+  free(s);
+  return rc;
 }
 
 static void prune_tick(uv_timer_t *t);

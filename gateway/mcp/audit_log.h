@@ -50,9 +50,19 @@ bool gw_audit_refuses(const gw_server *srv);
  * a caller without the uid has nothing to chain it to). */
 void gw_audit_submit(gw_server *srv, const char *tenant, const char *tenant_uid, json_t *rec);
 
-/* The "arguments" member of a call record for args (borrowed; NULL: none)
- * under audit_args / audit_redact / audit_args_max; NULL to omit. */
-json_t *gw_audit_args(const gw_server *srv, const json_t *args);
+/* The same for members the caller serialised (audit_submit_text: one
+ * compact JSON object with an integer "time"; copied). */
+void gw_audit_submit_text(gw_server *srv, const char *tenant, const char *tenant_uid, const char *members,
+                          size_t len);
+
+/* Appends `,"arguments":<value>` for a call's arguments under audit_args /
+ * audit_redact / audit_args_max — from args (borrowed) or, without it, the
+ * raw JSON text raw/n the request's strict scan accepted — or nothing
+ * (audit_args none, no arguments). Raw text that holds no backslash and no
+ * redaction pattern (case-insensitive) and fits audit_args_max is appended
+ * as sent: no parse; anything else is parsed and masked. -1 when out is
+ * full or memory is short. */
+int gw_audit_args_append(const gw_server *srv, gw_buf *out, const json_t *args, const char *raw, size_t n);
 
 /* The record of an admin or SCIM write that ended with status (kind
  * "admin" | "scim"): method, path (no query), status, actor, client

@@ -139,7 +139,9 @@ struct gw_exchange {
   char tokid[ST_TOKEN_ID_BUFSZ]; /* the employee token it acts with: its revocation ends it */
   char sid[96];                  /* the gateway's session id for this exchange */
   char tenant_uid[ST_TENANT_UID_LEN + 1]; /* the tenant's incarnation (its audit chain), "" if unknown */
-  json_t *audit;                 /* a tools/call's audit record, submitted when the exchange ends (audit_call.c) */
+  char *audit;                   /* a tools/call's audit record (JSON text, open), submitted when the exchange ends
+                                    (audit_call.c) */
+  size_t audit_len, audit_cap;
   uint64_t audit_start_ns;       /* ... the call's decision */
   size_t audit_bytes_out;        /* ... upstream bytes relayed */
   bool audit_is_error;           /* ... a relayed result said "isError": true */

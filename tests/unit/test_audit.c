@@ -459,6 +459,50 @@ TEST(submit_rules) {
   tmp_cleanup();
 }
 
+/* audit_submit_text: the caller's text is stored as given after the
+ * module's members, chains like any record, and is queryable. */
+TEST(submit_text_records) {
+  tmp_setup();
+  audit_log *a = open_default();
+  CHECK(a);
+  static const char t1[] = "{\"kind\":\"call\",\"time\":1700000000000,\"tool\":\"echo\",\"arguments\":{\"q\":\"x\"}}";
+  CHECK_INT(audit_submit_text(a, "acme", UID_A, t1, sizeof t1 - 1), 0);
+  CHECK_INT(audit_submit(a, "acme", UID_A, rec_kind("admin", "u", 1)), 0);
+  CHECK_INT(audit_submit_text(a, "acme", UID_A, "{}", 2), 0);
+  /* not one object, a NUL inside, bad ids */
+  CHECK_INT(audit_submit_text(a, "acme", UID_A, "[1]", 3), AUDIT_EINVAL);
+  CHECK_INT(audit_submit_text(a, "acme", UID_A, "{", 1), AUDIT_EINVAL);
+  CHECK_INT(audit_submit_text(a, "acme", UID_A, "{\"a\":\"\0\"}", 8), AUDIT_EINVAL);
+  CHECK_INT(audit_submit_text(a, "Acme", UID_A, t1, sizeof t1 - 1), AUDIT_EINVAL);
+  CHECK_INT(audit_submit_text(a, "acme", NULL, t1, sizeof t1 - 1), AUDIT_EINVAL);
+  audit_flush(a);
+  size_t n = 0;
+  char *b = rec_get(a, UID_A, 1, &n);
+  CHECK(b != NULL);
+  int spliced = b && strstr(b, ",\"tenant\":\"acme\",\"kind\":\"call\",\"time\":1700000000000,") != NULL &&
+                strncmp(b, "{\"id\":\"" UID_A "-1\",", strlen("{\"id\":\"" UID_A "-1\",")) == 0;
+  free(b);
+  CHECK(spliced);
+  json_t *j = rec_json(a, UID_A, 1);
+  CHECK(j);
+  int fields = json_integer_value(json_object_get(j, "seq")) == 1 &&
+               !strcmp(json_string_value(json_object_get(json_object_get(j, "arguments"), "q")) ?: "", "x");
+  json_decref(j);
+  CHECK(fields);
+  CHECK_INT(audit_verify(audit_store(a), NULL, NULL, NULL), 0);
+  st_txn *txn;
+  CHECK_INT(st_read_begin(audit_store(a), &txn), 0);
+  audit_filter f = {.tool = "echo"};
+  json_t *out = NULL;
+  char next[AUDIT_CURSOR_MAX];
+  CHECK_INT(audit_query(txn, UID_A, &f, &out, next), 0);
+  st_txn_end(txn);
+  CHECK_INT(json_array_size(out), 1);
+  json_decref(out);
+  audit_close(a);
+  tmp_cleanup();
+}
+
 /* ---- tampering ------------------------------------------------------------------------ */
 
 /* A fresh log with one chain of n records. */
@@ -1297,6 +1341,7 @@ int main(void) {
   RUN(two_threads_submit_concurrently);
   RUN(many_chains_in_one_batch);
   RUN(submit_rules);
+  RUN(submit_text_records);
   RUN(verify_names_an_edited_record);
   RUN(verify_names_an_edited_prev_and_an_edited_last_record);
   RUN(verify_names_a_deleted_record);
