@@ -553,8 +553,30 @@ static int cmd_offline(const char *what, int argc, char **argv) {
       fprintf(stderr, "mcpgate: backup failed: %s\n", st_strerror(rc));
       rc = 1;
     } else {
-      printf("Backup written to %s (the master key is not in it: back up %s/master.key separately).\n",
-             o.pos[0], o.data);
+      /* the audit log beside it: DEST/audit (its own environment) */
+      char adir[4096], adest[4096];
+      snprintf(adir, sizeof adir, "%s/audit", o.data);
+      snprintf(adest, sizeof adest, "%s/audit", o.pos[0]);
+      bool audit = access(adir, F_OK) == 0;
+      if (audit) {
+        st_options ao = {0};
+        ao.dir = adir;
+        ao.schema = &audit_schema;
+        ao.log = gw_store_log;
+        st_store *aud;
+        if ((rc = st_open(&aud, &ao)) == 0) {
+          rc = st_backup(aud, adest);
+          st_close(aud);
+        }
+        if (rc) {
+          fprintf(stderr, "mcpgate: backup of the audit log failed: %s (the store's backup in %s is complete)\n",
+                  st_strerror(rc), o.pos[0]);
+          rc = 1;
+        }
+      }
+      if (!rc)
+        printf("Backup written to %s%s (the master key is not in it: back up %s/master.key separately).\n",
+               o.pos[0], audit ? ", the audit log to its audit/" : "", o.data);
     }
   } else if (!strcmp(what, "rotate")) {
     uint32_t old = st_key_current_id(st);

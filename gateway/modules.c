@@ -89,9 +89,20 @@ static void audit_fini(gw_server *srv) { gw_audit_close(srv); }
 /* every write of the admin API and of SCIM, in its tenant's audit chain
  * (reads are not recorded; nor are requests no tenant was named for) */
 static void audit_request_done(gw_loop *lp, const gw_req *req, int rclass, int status) {
-  if ((rclass == GW_RC_ADMIN || rclass == GW_RC_SCIM) && lp->srv->audit && req->tenant[0] &&
-      strcmp(req->method, "GET") && strcmp(req->method, "HEAD"))
-    gw_audit_request(lp->srv, req, rclass == GW_RC_SCIM ? "scim" : "admin", status);
+  if (!lp->srv->audit || !req->tenant[0] || rclass == GW_RC_MCP) return; /* calls: gateway/mcp/audit_call.c */
+  bool write = strcmp(req->method, "GET") && strcmp(req->method, "HEAD");
+  const char *p = req->path ? req->path : "";
+  size_t n = strlen(p);
+#define ENDS(s) (n >= sizeof(s) - 1 && !strcmp(p + n - (sizeof(s) - 1), s))
+  const char *kind = NULL;
+  if (rclass == GW_RC_ADMIN && write) kind = "admin";
+  else if (rclass == GW_RC_SCIM && write) kind = "scim";
+  else if (rclass == GW_RC_OAUTH && ENDS("/oauth/callback")) kind = "signin"; /* "Sign in with Okta" */
+  else if (rclass == GW_RC_OAUTH && write) kind = "oauth"; /* tokens issued or refused, revocations, logout */
+  else if (rclass == GW_RC_WEB && ENDS("/callback")) kind = "connect"; /* an upstream account connected */
+  else if (rclass == GW_RC_WEB && write) kind = "employee";            /* the employee page's writes */
+#undef ENDS
+  if (kind) gw_audit_request(lp->srv, req, kind, status);
 }
 
 static const gw_module gw_mod_audit = {.name = "audit",

@@ -271,6 +271,7 @@ static void verify_token(login_flow *f, const char *id_token) {
   if (rc) {
     json_decref(claims);
     GW_LOG(GW_LOG_WARN, "login", &lc, "ID token refused: %s", auth_jose_strerror(rc));
+    snprintf(f->req->audit_note, sizeof f->req->audit_note, "ID token refused: %s", auth_jose_strerror(rc));
     flow_fail(f, 401, "Sign-in could not be verified",
               "The identity provider's answer did not pass the gateway's checks, so you are not signed in. "
               "Start again; if it keeps failing, tell IT (the gateway's log says which check failed).");
@@ -409,6 +410,7 @@ static void done_session(int status, void *arg) {
   switch (status) {
   case 0: {
     pages__count(f->lp->srv, PAGES_SIGNIN_OK);
+    snprintf(req->actor, sizeof req->actor, "user:%.38s", f->bn.link.user_id);
     GW_LOG(GW_LOG_INFO, "login", &lc, "signed in: user %s (%s)%s", f->bn.link.user_id, f->bn.link.user_name,
            f->bn.link.bind ? "; subject bound by verified e-mail" : "");
     pages__cookie_set(req, f->tenant, PAGES_COOKIE_SESSION, f->cookie, f->bn.expires - f->bn.now);
@@ -425,6 +427,7 @@ static void done_session(int status, void *arg) {
   case AUTH_EINACTIVE:
   case ST_ENOTFOUND:
     GW_LOG(GW_LOG_INFO, "login", &lc, "sign-in refused: %s", auth_strerror(status));
+    snprintf(req->audit_note, sizeof req->audit_note, "%s", auth_strerror(status));
     flow_fail(f, 403, "mcpgate isn't assigned to you",
               status == AUTH_EINACTIVE
                   ? "Your account is deactivated for mcpgate in Okta. Ask IT if you need access."
@@ -436,6 +439,7 @@ static void done_session(int status, void *arg) {
   case AUTH_EBOUND:
   case AUTH_ECLAIM:
     GW_LOG(GW_LOG_WARN, "login", &lc, "sign-in refused: %s", auth_strerror(status));
+    snprintf(req->audit_note, sizeof req->audit_note, "%s", auth_strerror(status));
     flow_fail(f, 403, "Your sign-in cannot be matched to an account",
               "Your identity provider's answer cannot be linked to exactly one mcpgate account. Ask IT to check "
               "the account's externalId in Okta.");

@@ -252,6 +252,7 @@ int pages__session(gw_req *req, const char *tenant, auth_browser *out) {
   rc = auth_browser_get(txn, tenant, c, pages__now(), srv->cfg.browser_session_idle_ms / 1000, out);
   st_txn_end(txn);
   OPENSSL_cleanse(cookie, sizeof cookie);
+  if (rc == 0) snprintf(req->actor, sizeof req->actor, "user:%.38s", out->user_id);
   if (rc == 0 && out->touch_due) {
     touch_job *t = malloc(sizeof *t);
     if (t) {

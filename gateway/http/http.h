@@ -74,7 +74,8 @@ struct gw_req {
   int listener_kind;    /* GW_LISTENER_* */
   char tenant[64];      /* set by handlers for logs, "" when none */
   char actor[48];       /* who authenticated it, set by handlers for the audit log ("operator",
-                           "admin-token:<id>", "scim-token:<id>"), "" when none */
+                           "admin-token:<id>", "scim-token:<id>", "user:<id>"), "" when none */
+  char audit_note[96];  /* why it was refused, for the audit log (a sign-in's failure), "" when none */
   uint64_t start_ns;
   /* Called (once) when the client goes away before the response ended. */
   void (*on_abort)(gw_req *req);

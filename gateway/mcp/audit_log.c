@@ -156,6 +156,7 @@ void gw_audit_request(gw_server *srv, const gw_req *req, const char *kind, int s
                         req->path ? req->path : "", "status", status, "client", req->client, "request_id", req->id);
   if (!r) return;
   if (req->actor[0]) json_object_set_new(r, "actor", json_string(req->actor));
+  if (req->audit_note[0]) json_object_set_new(r, "note", json_string(req->audit_note));
   gw_audit_submit(srv, req->tenant, uid, r);
 }
 

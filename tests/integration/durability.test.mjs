@@ -157,6 +157,10 @@ test('store check, hot backup and restore on a fresh data directory', async () =
   assertExit(b, 0, 'backup beside a running server');
   assert.ok(fs.existsSync(path.join(dest, 'data.mdb')), 'backup wrote data.mdb');
   assert.ok(!fs.existsSync(path.join(dest, 'master.key')), 'the backup does not contain the master key');
+  // the audit log's environment beside it, and its chains verify there
+  assert.ok(fs.existsSync(path.join(dest, 'audit', 'data.mdb')), 'backup wrote audit/data.mdb');
+  const av = await cli(['audit', 'verify', '--data', dest], { timeoutMs: 30000 });
+  assertExit(av, 0, 'the backed-up audit log verifies');
 
   // into a non-empty directory → exit 1, existing content untouched
   const busy = path.join(parent, 'busy');
