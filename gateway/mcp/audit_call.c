@@ -43,6 +43,8 @@ bool gw__audit_refuse(gw_exchange *x) {
   return true;
 }
 
+#define TOOL_MAX 256
+
 /* a JSON string of s (n bytes of valid UTF-8: names the strict scan or
  * jansson read, ids the store holds) */
 static int put_str(gw_buf *b, const char *s, size_t n) {
@@ -89,7 +91,14 @@ void gw__audit_call_begin(gw_exchange *x, const char *connector, const char *too
   if (!rc && x->sid[0]) rc = put_member(&b, ",\"session\":", x->sid);
   if (!rc && x->tokid[0]) rc = put_member(&b, ",\"client\":", x->tokid);
   if (!rc) rc = put_member(&b, ",\"connector\":", connector ? connector : "");
-  if (!rc) rc = gw_buf_appends(&b, ",\"tool\":") || put_str(&b, tool ? tool : "", tool ? strnlen(tool, 256) : 0);
+  if (!rc) {
+    /* at most 256 bytes of the name, cut between characters: a record
+     * with broken UTF-8 would not parse when read back */
+    size_t tl = tool ? strnlen(tool, TOOL_MAX) : 0;
+    if (tl == TOOL_MAX && ((unsigned char)tool[tl] & 0xC0) == 0x80)
+      while (tl && ((unsigned char)tool[tl] & 0xC0) == 0x80) tl--;
+    rc = gw_buf_appends(&b, ",\"tool\":") || put_str(&b, tool ? tool : "", tl);
+  }
   if (!rc) rc = put_member(&b, ",\"decision\":", decision);
   if (!rc && policy_version >= 0)
     rc = gw_buf_appends(&b, ",\"policy_version\":") || gw_buf_append_int(&b, policy_version);

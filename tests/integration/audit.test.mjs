@@ -112,6 +112,24 @@ test('refused calls are recorded: blocked by policy, and an unknown tool', async
   assert.ok(only.length >= 1 && only.every((r) => r.decision === 'block'));
 });
 
+test('a long tool name is recorded cut between characters: the log stays readable', async () => {
+  // 255 ASCII bytes then two-byte characters: byte 256 falls inside one
+  const name = `${'a'.repeat(255)}${'é'.repeat(20)}`;
+  const c = await connectClient(fx.url, fx.tokens.alice);
+  try {
+    await c.client.callTool({ name, arguments: {} }).catch(() => {});
+  } finally { await c.close(); }
+  let rec;
+  await waitFor(async () => {
+    rec = (await audit(`?user=${fx.users.alice.id}&limit=5`)).records.find((x) => x.tool?.startsWith('aaaa'));
+    return rec;
+  }, { timeoutMs: 5000, intervalMs: 50, what: 'the long-name record' });
+  assert.equal(rec.tool, 'a'.repeat(255), 'cut before the character that would not fit');
+  const exp = await fetch(`${fx.gw.url}/admin/v1/tenants/acme/audit/export`, { headers: { authorization: `Bearer ${fx.t.opToken}` } });
+  assert.equal(exp.status, 200);
+  for (const l of (await exp.text()).trim().split('\n')) JSON.parse(l);
+});
+
 test('admin and SCIM writes are recorded with who made them; reads are not', async () => {
   const mark = (await audit('?limit=1')).records[0].seq;
   let r = await fx.t.admin('PUT', '/policy', POLICY);
@@ -119,10 +137,23 @@ test('admin and SCIM writes are recorded with who made them; reads are not', asy
   r = await fx.t.scim.patchOps(`/Users/${fx.users.bob.id}`, [{ op: 'replace', value: { displayName: 'Bob B' } }]);
   assert.equal(r.status, 200, r.body);
   await fx.t.admin('GET', '/policy');
+  const conn = (await fx.t.admin('GET', '/connectors/everything')).json;
+  r = await fx.t.putConnector('everything', {
+    url: conn.url, description: 'Everything, renamed', auth: { type: 'header', name: 'Authorization', value: UPSTREAM_SECRET },
+  });
+  assert.equal(r.status, 200, r.body);
   let recs;
-  await waitFor(async () => { recs = (await audit()).records.filter((x) => x.seq > mark); return recs.length >= 2; },
+  await waitFor(async () => { recs = (await audit()).records.filter((x) => x.seq > mark); return recs.length >= 3; },
     { timeoutMs: 5000, intervalMs: 50, what: 'the admin and SCIM records' });
-  const adm = recs.find((x) => x.kind === 'admin');
+  const adm = recs.find((x) => x.kind === 'admin' && x.path.endsWith('/policy'));
+  // what changed: the policy's versions and documents, the connector's views (no secret)
+  assert.equal(adm.change.after.version, adm.change.before.version + 1);
+  assert.deepEqual(adm.change.after.document, POLICY);
+  const cput = recs.find((x) => x.kind === 'admin' && x.path.endsWith('/connectors/everything'));
+  assert.equal(cput.change.before.description, 'Everything');
+  assert.equal(cput.change.after.description, 'Everything, renamed');
+  assert.equal(cput.change.after.auth.sealed, true);
+  assert.equal(JSON.stringify(cput).includes(UPSTREAM_SECRET.split(' ')[1]), false, 'the header value is not recorded');
   const scim = recs.find((x) => x.kind === 'scim');
   assert.equal(adm.method, 'PUT');
   assert.equal(adm.path, '/admin/v1/tenants/acme/policy');
