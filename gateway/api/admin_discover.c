@@ -40,8 +40,8 @@
  * the schedule on the primary loop (no request: outcomes are logged and
  * recorded in the schedule, GET …/connectors/{c} shows them). Its result
  * is written only when something changed — endpoints, issuer, client — and
- * only if nobody wrote the connector since the reading began (the record's
- * "updated" is compared in the writer job); a change of client or
+ * only if nobody wrote the connector since the reading began (the whole
+ * record is compared in the writer job); a change of client or
  * authorization server cuts the employees' grants as an admin PUT does
  * (their refresh tokens belong to the old client). When the token endpoint
  * rejected the stored registration (invalid_client) or its secret is about
@@ -101,7 +101,6 @@ typedef struct disc {
   bool again;
   bool fresh;              /* register anew: never reuse the stored registration */
   char reason[16];
-  char updated[32];        /* the stored record's: the write applies only if unchanged */
   json_t *stored;          /* the stored record */
   struct gw_rediscover *rd; /* the schedule's driver (background only) */
 } disc;
@@ -485,7 +484,6 @@ static void load_stored(disc *d, st_txn *txn) {
     if (!d->old_client_id[0]) d->old_dcr = false;
   }
   if (d->again) {
-    snprintf(d->updated, sizeof d->updated, "%s", json_string_value(json_object_get(old, "updated")) ?: "");
     d->stored = old;
   } else {
     json_decref(old);
@@ -600,7 +598,8 @@ typedef struct again_job {
   gw_loop *lp;
   gw_req *req;             /* POST …/rediscover, or NULL */
   gw_rediscover *rd;       /* the schedule's driver, or NULL */
-  char tenant[64], name[40], updated[32], now[32], reason[16];
+  char tenant[64], name[40], now[32], reason[16];
+  json_t *stored;          /* the record the reading began from: the write applies only if it is still so */
   json_t *config;          /* to write, or NULL (unchanged, failed) */
   char *secret;            /* wiped */
   const char *result;      /* "changed" | "unchanged" | "failed" */
@@ -612,6 +611,7 @@ typedef struct again_job {
 } again_job;
 
 static void again_job_free(again_job *j) {
+  json_decref(j->stored);
   json_decref(j->config);
   vault_wipe(j->secret);
   free(j);
@@ -627,8 +627,9 @@ static int job_again(st_txn *txn, void *arg) {
     return vault_rediscover_cancel(txn, j->tenant, j->name);
   }
   if (rc) return rc;
-  bool same = !strcmp(json_string_value(json_object_get(rec, "updated")) ?: "", j->updated) &&
-              json_is_true(json_object_get(json_object_get(rec, "auth"), "discover"));
+  /* the whole record, not its "updated" (seconds: two writes in one
+   * second would look alike) */
+  bool same = j->stored && json_equal(rec, j->stored);
   json_decref(rec);
   if (!same) {
     j->superseded = true; /* the admin's write scheduled its own reading */
@@ -712,7 +713,7 @@ static void again_finish(disc *d, json_t *config, char *secret, const char *resu
   j->rd = rd;
   snprintf(j->tenant, sizeof j->tenant, "%s", d->tenant);
   snprintf(j->name, sizeof j->name, "%s", d->name);
-  snprintf(j->updated, sizeof j->updated, "%s", d->updated);
+  j->stored = d->stored ? json_incref(d->stored) : NULL;
   snprintf(j->reason, sizeof j->reason, "%s", d->reason);
   admin__now_rfc3339(j->now);
   j->config = config;
