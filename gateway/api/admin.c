@@ -86,6 +86,36 @@ static int authenticate(gw_req *req, admin_caller *who, json_t **token_rec) {
 
 /* Tenant reach: the operator reaches every tenant; a tenant token only its
  * own. The answer is the same whether the other tenant exists or not. */
+void admin__audit_change(gw_req *req, json_t *before, json_t *after) {
+  json_t *c = json_object();
+  if (before) json_object_set(c, "before", before);
+  if (after) json_object_set_new(c, "after", after);
+  char *s = json_dumps(c, JSON_COMPACT | JSON_SORT_KEYS);
+  if (s && strlen(s) > 64 * 1024) {
+    /* a large policy: its size and digest stand for it */
+    json_t *d = json_object();
+    const char *side[] = {"before", "after"};
+    for (int i = 0; i < 2; i++) {
+      json_t *v = json_object_get(c, side[i]);
+      if (!v) continue;
+      char *t = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+      unsigned char md[32];
+      char hex[65];
+      if (t && st_sha256(t, strlen(t), md) == 0) {
+        for (int k = 0; k < 32; k++) snprintf(hex + 2 * k, 3, "%02x", md[k]);
+        json_object_set_new(d, side[i], json_pack("{s:I, s:s+}", "bytes", (json_int_t)strlen(t), "digest", "sha256:", hex));
+      }
+      free(t);
+    }
+    free(s);
+    s = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(d);
+  }
+  json_decref(c);
+  if (s) req->audit_detail = gw_req_strdup(req, s);
+  free(s);
+}
+
 int admin__reach(gw_req *req, const admin_caller *who, const char *tenant) {
   if (who->op || strcmp(who->tenant, tenant) == 0) return 0;
   gw_respond_error(req, 403, "forbidden", "this admin token is scoped to another tenant");

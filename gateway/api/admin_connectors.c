@@ -33,11 +33,13 @@ typedef struct conn_job {
   int created;         /* out */
   bool moved;          /* out: a PUT changed the URL */
   bool del;
+  json_t *before;      /* out: the admin view before the write, or NULL (new) */
   int64_t next_due;    /* a discovered connector: its next reading (0: none) */
   const char *next_reason;
 } conn_job;
 
 static void conn_job_free(conn_job *j) {
+  json_decref(j->before);
   json_decref(j->config);
   if (j->secret) {
     OPENSSL_cleanse(j->secret, strlen(j->secret));
@@ -50,13 +52,19 @@ static int job_connector(st_txn *txn, void *arg) {
   conn_job *j = arg;
   json_t *t;
   j->moved = false;
+  json_decref(j->before);
+  j->before = NULL;
   int rc = st_tenant_get(txn, j->tenant, &t);
   if (rc) return rc;
   json_decref(t);
-  if (j->del) return vault_connector_delete(txn, j->tenant, j->name);
   json_t *old = NULL;
   rc = vault_connector_get(txn, j->tenant, j->name, &old);
   if (rc && rc != ST_ENOTFOUND) return rc;
+  if (old) j->before = vault_connector_view(old); /* what the audit log shows: never the sealed secret */
+  if (j->del) {
+    json_decref(old);
+    return vault_connector_delete(txn, j->tenant, j->name);
+  }
   j->moved = old && strcmp(json_string_value(json_object_get(old, "url")) ?: "",
                            json_string_value(json_object_get(j->config, "url")) ?: "") != 0;
   json_decref(old);
@@ -97,6 +105,7 @@ static void done_connector(int status, void *arg) {
   } else if (!admin__job_error(req, status, "connector")) {
     if (j->del) {
       GW_LOG(GW_LOG_INFO, "admin", &((gw_log_ctx){j->tenant, req->id}), "connector %s deleted", j->name);
+      admin__audit_change(req, j->before, NULL);
       gw_respond(req, 204, NULL, NULL, 0);
     } else {
       st_txn *txn;
@@ -109,6 +118,7 @@ static void done_connector(int status, void *arg) {
       if (j->moved)
         GW_LOG(GW_LOG_INFO, "admin", &((gw_log_ctx){j->tenant, req->id}),
                "connector %s has a new URL: its upstream sessions and live exchanges ended", j->name);
+      if (rec) admin__audit_change(req, j->before, vault_connector_view(rec));
       if (!rec) gw_respond_error(req, 500, "internal", "the connector was written but cannot be read back");
       else gw_respond_json(req, j->created ? 201 : 200, v);
       json_decref(rec);

@@ -36,6 +36,11 @@ typedef struct admin_caller {
 } admin_caller;
 
 /* ---- request helpers (admin.c) ---- */
+/* What a write changed, for its audit record (req->audit_detail):
+ * {"before": before, "after": after} (borrowed before, stolen after; NULL:
+ * absent — created or deleted). Over 64 KiB of text: only "bytes" and
+ * "digest" of each side. Call before answering. */
+void admin__audit_change(gw_req *req, json_t *before, json_t *after);
 /* RFC 3339 UTC timestamp of now. */
 void admin__now_rfc3339(char out[32]);
 /* Tenant reach: 0, or answers 403 and returns -1. */

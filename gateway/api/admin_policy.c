@@ -25,6 +25,7 @@ typedef struct pol_job {
   json_t *doc;       /* read-only in the job */
   char now[32];
   int version;       /* out */
+  json_t *before;    /* out: the policy in force before ({version, document}), or NULL */
   json_t *warnings;  /* out */
   char err[4096];    /* out */
 } pol_job;
@@ -33,11 +34,18 @@ static int job_policy(st_txn *txn, void *arg) {
   pol_job *j = arg;
   json_decref(j->warnings);
   j->warnings = NULL;
+  json_decref(j->before);
+  j->before = NULL;
   j->err[0] = 0;
   json_t *t;
   int rc = st_tenant_get(txn, j->tenant, &t);
   if (rc) return rc;
   json_decref(t);
+  json_t *old = NULL;
+  if (pol_get(txn, j->tenant, &old) == 0)
+    j->before = json_pack("{s:O?, s:O?}", "version", json_object_get(old, "version"), "document",
+                          json_object_get(old, "document"));
+  json_decref(old);
   rc = pol_put(txn, j->tenant, j->doc, j->now, &j->version, &j->warnings, j->err, sizeof j->err);
   if (rc) return rc;
   /* connectors this document hides from everyone: still accepted
@@ -60,11 +68,13 @@ static void done_policy(int status, void *arg) {
     gw_respond_error(req, 404, "not_found", "no such tenant");
   else if (!admin__job_error(req, status, "policy")) {
     GW_LOG(GW_LOG_INFO, "policy", &((gw_log_ctx){j->tenant, req->id}), "policy version %d in force", j->version);
+    admin__audit_change(req, j->before, json_pack("{s:i, s:O}", "version", j->version, "document", j->doc));
     gw_respond_json(req, 200, json_pack("{s:i,s:O}", "version", j->version, "warnings",
                                         j->warnings ? j->warnings : json_array()));
   }
   json_decref(j->doc);
   json_decref(j->warnings);
+  json_decref(j->before);
   free(j);
 }
 

@@ -157,6 +157,8 @@ void gw_audit_request(gw_server *srv, const gw_req *req, const char *kind, int s
   if (!r) return;
   if (req->actor[0]) json_object_set_new(r, "actor", json_string(req->actor));
   if (req->audit_note[0]) json_object_set_new(r, "note", json_string(req->audit_note));
+  json_t *change = req->audit_detail ? json_loads(req->audit_detail, 0, NULL) : NULL;
+  if (change) json_object_set_new(r, "change", change);
   gw_audit_submit(srv, req->tenant, uid, r);
 }
 
