@@ -188,6 +188,10 @@ test('export streams every record once, in chain order; paging agrees; no secret
     const b = await fx.t.admin('GET', `/audit${q}`);
     assert.equal(b.status, 400, `${q}: ${b.body}`);
   }
+  const badExport = await fetch(`${fx.gw.url}/admin/v1/tenants/acme/audit/export?since=soon`, { headers: { authorization: `Bearer ${fx.t.opToken}` } });
+  assert.equal(badExport.status, 400);
+  const noAuth = await fetch(`${fx.gw.url}/admin/v1/tenants/acme/audit/export`);
+  assert.equal(noAuth.status, 401);
   const since = lines.at(-2).time;
   const tail = (await audit(`?since=${since}`)).records;
   assert.ok(tail.every((x) => x.time >= since) && tail.length >= 2);
@@ -245,4 +249,7 @@ test('the chain verifies offline; a record edited in a copy is named by `mcpgate
   assert.deepEqual(after.map((x) => x.seq), before.filter((x) => x.time >= cut).map((x) => x.seq));
   const bad2 = spawnSync(bin, ['audit', 'prune', '--data', fx.gw.dataDir], { encoding: 'utf8' });
   assert.equal(bad2.status, 2, 'prune needs --before');
+  const nobody = spawnSync(bin, ['audit', 'export', 'nope', '--data', fx.gw.dataDir], { encoding: 'utf8' });
+  assert.equal(nobody.status, 1, 'no such tenant');
+  assert.match(nobody.stderr, /no tenant nope/);
 });
