@@ -152,8 +152,16 @@ void gw_audit_request(gw_server *srv, const gw_req *req, const char *kind, int s
   int rc = st_tenant_uid_get(txn, req->tenant, uid);
   st_txn_end(txn);
   if (rc) return; /* no such tenant (any more): nothing to chain to */
-  json_t *r = json_pack("{s:s, s:s, s:s, s:i, s:s, s:s}", "kind", kind, "method", req->method, "path",
-                        req->path ? req->path : "", "status", status, "client", req->client, "request_id", req->id);
+  /* the raw path as printable ASCII: a byte outside it would make the
+   * record's JSON invalid (and every query of the log fail) or be refused */
+  char path[1024];
+  const char *p = req->path ? req->path : "";
+  size_t n = 0;
+  for (; p[n] && n < sizeof path - 1; n++)
+    path[n] = (unsigned char)p[n] >= 0x20 && (unsigned char)p[n] < 0x7f ? p[n] : '?';
+  path[n] = 0;
+  json_t *r = json_pack("{s:s, s:s, s:s, s:i, s:s, s:s}", "kind", kind, "method", req->method, "path", path,
+                        "status", status, "client", req->client, "request_id", req->id);
   if (!r) return;
   if (req->actor[0]) json_object_set_new(r, "actor", json_string(req->actor));
   if (req->audit_note[0]) json_object_set_new(r, "note", json_string(req->audit_note));

@@ -166,6 +166,30 @@ test('admin and SCIM writes are recorded with who made them; reads are not', asy
   assert.equal(recs.filter((x) => x.method === 'GET').length, 0, 'reads are not recorded');
 });
 
+test('a write whose path holds bytes outside ASCII is recorded, the bytes replaced, and the log stays readable', async () => {
+  const net = await import('node:net');
+  const raw = Buffer.concat([
+    Buffer.from('PUT /admin/v1/tenants/acme/connectors/ab'), Buffer.from([0xff, 0xfe]),
+    Buffer.from(` HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${fx.t.opToken}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`),
+  ]);
+  const answer = await new Promise((resolve, reject) => {
+    const sock = net.connect(fx.gw.port, '127.0.0.1', () => sock.end(raw));
+    let got = '';
+    sock.on('data', (d) => { got += d.toString('latin1'); });
+    sock.on('end', () => resolve(got));
+    sock.on('error', reject);
+  });
+  assert.match(answer, /^HTTP\/1\.1 400 /, answer.slice(0, 80));
+  let rec;
+  await waitFor(async () => {
+    rec = (await audit('?kind=admin&limit=5')).records.find((x) => x.path.startsWith('/admin/v1/tenants/acme/connectors/ab'));
+    return rec;
+  }, { timeoutMs: 5000, intervalMs: 50, what: 'the refused write recorded' });
+  assert.equal(rec.path, '/admin/v1/tenants/acme/connectors/ab??');
+  assert.equal(rec.status, 400);
+  assert.equal(rec.actor, 'operator');
+});
+
 test('export streams every record once, in chain order; paging agrees; no secret is in any record', async () => {
   const r = await fetch(`${fx.gw.url}/admin/v1/tenants/acme/audit/export`, { headers: { authorization: `Bearer ${fx.t.opToken}` } });
   assert.equal(r.status, 200);
