@@ -159,6 +159,10 @@ static bool call_allowed(gw_exchange *x, const char *full, char conn[40], const 
     if (gw__connector_get(x->lp, txn, x->tenant, conn, &crec) != 0) d = POL_HIDDEN; /* no such connector */
     gw__read_end(x->lp, txn);
   }
+  /* read in this snapshot: the vault gate need not read it again for a
+   * connector without per-user credentials (should it become one before
+   * the transfer, the upcall's own read finds no grant and fails closed) */
+  x->shared_cred = crec && !vault_connector_is_per_user(crec);
   json_decref(crec);
   gw__audit_call_begin(x, conn, *tool, pol_decision_name(d), pol_user_version(pu), args, args_raw, args_len);
   if (d == POL_HIDDEN) {

@@ -159,6 +159,8 @@ struct gw_exchange {
   bool revoked;        /* ended by a revocation: nothing more is forwarded */
   bool lost;           /* its session is gone (evicted, expired): ended by the next sweep */
   bool grant_used;     /* the transfer carries the user's own upstream grant (an oauth connector) */
+  bool shared_cred;    /* its connector, as read by this request's decision, takes no per-user credential:
+                          the vault gate has nothing to check (agg_call.c; the upcall reads it again) */
   bool cut;            /* its connector is hidden from its user now: ended by the recheck's second pass */
   /* upstream half */
   gw_out_req *out;     /* NULL when no transfer runs */

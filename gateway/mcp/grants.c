@@ -275,6 +275,7 @@ static void done_claim(int status, void *arg) {
 /* ---- the gate ---------------------------------------------------------------- */
 
 int gw__agg_vault_gate(gw_exchange *x, gw_agg_step_fn after) {
+  if (x->shared_cred) return 0; /* the call's decision read the connector: nothing per user */
   st_txn *txn;
   if (gw__read_begin(x->lp, &txn) != 0) return 0; /* the upcall's own read fails it */
   json_t *rec = NULL;
