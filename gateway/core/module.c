@@ -57,10 +57,12 @@ void gw_modules_loop_stop(const gw_module *const *mods, gw_loop *lp) {
     if (mods[i]->loop_stop) mods[i]->loop_stop(lp);
 }
 
-void gw_modules_request_done(const gw_module *const *mods, gw_loop *lp, const struct gw_req *req, int rclass,
-                             int status) {
-  for (int i = 0; mods[i]; i++)
-    if (mods[i]->request_done) mods[i]->request_done(lp, req, rclass, status);
+int gw_modules_request_done_hooks(const gw_module *const *mods,
+                                  void (*out[])(gw_loop *lp, const struct gw_req *req, int rclass, int status), int max) {
+  int n = 0;
+  for (int i = 0; mods[i] && n < max; i++)
+    if (mods[i]->request_done) out[n++] = mods[i]->request_done;
+  return n;
 }
 
 void gw_modules_drain(const gw_module *const *mods, gw_loop *lp) {

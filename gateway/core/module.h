@@ -63,7 +63,9 @@ int gw_modules_routes(const gw_module *const *mods, gw_server *srv, gw_router *r
 int gw_modules_loop_start(const gw_module *const *mods, gw_loop *lp);
 void gw_modules_loop_stop(const gw_module *const *mods, gw_loop *lp);
 void gw_modules_drain(const gw_module *const *mods, gw_loop *lp);
-void gw_modules_request_done(const gw_module *const *mods, gw_loop *lp, const struct gw_req *req, int rclass,
-                             int status);
+/* The request_done hooks of mods, in order, into out (at most max): how many. */
+#define GW_REQUEST_DONE_MAX 8
+int gw_modules_request_done_hooks(const gw_module *const *mods,
+                                  void (*out[])(gw_loop *lp, const struct gw_req *req, int rclass, int status), int max);
 
 #endif

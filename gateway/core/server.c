@@ -142,7 +142,7 @@ static void host_conn_closed(void *ctx, bool counted) {
 static void host_request_done(void *ctx, const gw_req *req, int rclass, int status, double secs) {
   gw_loop *lp = ctx;
   gw_metrics_request(lp->srv->metrics, rclass, status, secs);
-  gw_modules_request_done(lp->srv->modules, lp, req, rclass, status);
+  for (int i = 0; i < lp->srv->nrequest_done; i++) lp->srv->request_done[i](lp, req, rclass, status);
 }
 
 static void host_fill(gw_loop *lp) {
@@ -585,6 +585,7 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods) {
   srv->cfg = *cfg;
   memset(cfg, 0, sizeof *cfg);
   srv->modules = mods;
+  srv->nrequest_done = gw_modules_request_done_hooks(mods, srv->request_done, GW_REQUEST_DONE_MAX);
   uv_mutex_init(&srv->tls_mu);
   uv_mutex_init(&srv->ctl_mu);
   gw_log_set_level((gw_log_level)gw_log_level_parse(srv->cfg.log_level));

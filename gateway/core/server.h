@@ -82,6 +82,10 @@ struct gw_server {
   gw_trusted *trusted;  /* trusted_proxies */
   gw_router *router;    /* every module's routes (module table) */
   const gw_module *const *modules; /* the module table (gateway/modules.c) */
+  /* the table's request_done hooks, gathered once: every request ends
+   * through them, so the table is not walked per request */
+  void (*request_done[GW_REQUEST_DONE_MAX])(gw_loop *lp, const struct gw_req *req, int rclass, int status);
+  int nrequest_done;
   gw_loop **loops;      /* `workers` loops, each on its thread */
   int nloops;
   gw_loop *lp;          /* loops[0], the primary: signals and once-per-process jobs */
