@@ -127,21 +127,26 @@ static void warn_once(gw_audit *g, const char *tenant, const char *why) {
                  : " (audit_on_failure = serve: calls go on unrecorded)");
 }
 
+/* false (counted, said) for a record without its tenant's incarnation */
+static bool has_uid(gw_audit *g, const char *tenant, const char *tenant_uid) {
+  if (tenant_uid && *tenant_uid) return true;
+  atomic_fetch_add_explicit(&g->no_uid, 1, memory_order_relaxed);
+  warn_once(g, tenant, "a record without its tenant's incarnation");
+  return false;
+}
+
+/* what audit_submit* answered: anything but queued is said (at most once a minute) */
+static void submitted(gw_audit *g, const char *tenant, int rc) {
+  if (rc) warn_once(g, tenant, audit_strerror(rc));
+}
+
 void gw_audit_submit(gw_server *srv, const char *tenant, const char *tenant_uid, json_t *rec) {
   gw_audit *g = srv->audit;
-  if (!g) {
+  if (!g || !has_uid(g, tenant, tenant_uid)) {
     json_decref(rec);
     return;
   }
-  if (!tenant_uid || !*tenant_uid) {
-    json_decref(rec);
-    atomic_fetch_add_explicit(&g->no_uid, 1, memory_order_relaxed);
-    warn_once(g, tenant, "a record without its tenant's incarnation");
-    return;
-  }
-  int rc = audit_submit(g->log, tenant, tenant_uid, rec);
-  if (rc == AUDIT_EFULL || rc == AUDIT_ETOOBIG || rc == AUDIT_EBROKEN || rc == AUDIT_ENOMEM)
-    warn_once(g, tenant, audit_strerror(rc));
+  submitted(g, tenant, audit_submit(g->log, tenant, tenant_uid, rec));
 }
 
 void gw_audit_request(gw_server *srv, const gw_req *req, const char *kind, int status) {
@@ -173,15 +178,8 @@ void gw_audit_request(gw_server *srv, const gw_req *req, const char *kind, int s
 void gw_audit_submit_text(gw_server *srv, const char *tenant, const char *tenant_uid, const char *members,
                           size_t len) {
   gw_audit *g = srv->audit;
-  if (!g) return;
-  if (!tenant_uid || !*tenant_uid) {
-    atomic_fetch_add_explicit(&g->no_uid, 1, memory_order_relaxed);
-    warn_once(g, tenant, "a record without its tenant's incarnation");
-    return;
-  }
-  int rc = audit_submit_text(g->log, tenant, tenant_uid, members, len);
-  if (rc == AUDIT_EFULL || rc == AUDIT_ETOOBIG || rc == AUDIT_EBROKEN || rc == AUDIT_ENOMEM || rc == AUDIT_EINVAL)
-    warn_once(g, tenant, audit_strerror(rc));
+  if (!g || !has_uid(g, tenant, tenant_uid)) return;
+  submitted(g, tenant, audit_submit_text(g->log, tenant, tenant_uid, members, len));
 }
 
 /* case-insensitive: does p/n contain pattern pat? */
