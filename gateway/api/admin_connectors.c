@@ -5,6 +5,7 @@
  * emits ST_EVENT_CONNECTOR_PUT/_DELETE and gateway/mcp/revoke.c acts on
  * them (and probes the connector's capabilities after a PUT). */
 #include "gateway/api/admin_int.h"
+#include "gateway/base/clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -242,10 +243,7 @@ void admin__connector_write(gw_req *req, const char *tenant, const char *name, j
   admin__now_rfc3339(j->now);
   j->config = config;
   j->secret = secret;
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  j->next_due = admin__discover_next_due(req->lp->srv, config, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
-                                         &j->next_reason);
+  j->next_due = admin__discover_next_due(req->lp->srv, config, gw_wall_ms(), &j->next_reason);
   if (st_submit(req->lp->srv->store, req->lp->port, job_connector, done_connector, j)) {
     conn_job_free(j);
     gw_respond_error(req, 503, "store_busy", "the store cannot take writes right now");

@@ -48,6 +48,7 @@
  * to lapse, the reading registers anew instead of reusing it. One
  * background reading at a time per process. */
 #include "gateway/api/admin_int.h"
+#include "gateway/base/clock.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -568,12 +569,6 @@ void admin__connector_discover(gw_req *req, const char *tenant, const char *name
 #define REDISCOVER_POLL_MS 2000
 #define REDISCOVER_FAIL_CAP_MS (6LL * 3600 * 1000)
 
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int64_t admin__discover_next_due(const gw_server *srv, const json_t *config, int64_t now, const char **reason) {
   int64_t due = srv->cfg.discovery_refresh_s > 0 ? now + srv->cfg.discovery_refresh_s * 1000 : 0;
   *reason = "scheduled";
@@ -720,7 +715,7 @@ static void again_finish(disc *d, json_t *config, char *secret, const char *resu
   j->secret = secret;
   j->result = result;
   snprintf(j->error, sizeof j->error, "%s", error ? error : "");
-  j->now_ms = now_ms();
+  j->now_ms = gw_wall_ms();
   if (!strcmp(result, "failed")) {
     /* retried with backoff, for the same reason (a registration that must
      * be made anew stays so) */
@@ -890,7 +885,7 @@ static void rd_tick(uv_timer_t *t) {
   st_txn *txn;
   int found = ST_ENOTFOUND;
   if (st_read_begin(lp->srv->store, &txn) == 0) {
-    found = vault_rediscover_next(txn, now_ms(), tenant, name, reason, &attempts);
+    found = vault_rediscover_next(txn, gw_wall_ms(), tenant, name, reason, &attempts);
     st_txn_end(txn);
   }
   if (found != 0) {

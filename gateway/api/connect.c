@@ -36,6 +36,7 @@
 
 #include "auth/browser.h"
 #include "gateway/api/pages_int.h"
+#include "gateway/base/clock.h"
 #include "gateway/base/log.h"
 #include "gateway/http/query.h"
 #include "gateway/out/outbound.h"
@@ -283,9 +284,7 @@ typedef struct rejected_job {
 } rejected_job;
 static int job_rejected(st_txn *txn, void *arg) {
   rejected_job *j = arg;
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return vault_rediscover_rejected(txn, j->tenant, j->connector, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+  return vault_rediscover_rejected(txn, j->tenant, j->connector, gw_wall_ms());
 }
 static void done_rejected(int status, void *arg) {
   rejected_job *j = arg;

@@ -29,6 +29,7 @@
 
 #include "audit/audit.h"
 #include "gateway/base/buf.h"
+#include "gateway/base/clock.h"
 
 #include "gateway/mcp/audit_log.h"
 #include "gateway/core/server.h"
@@ -71,12 +72,6 @@ static int put_member(gw_buf *b, const char *key, const char *v) {
   return gw_buf_appends(b, key) || put_str(b, v, strlen(v)) ? -1 : 0;
 }
 
-static int64_t wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void gw__audit_call_begin(gw_exchange *x, const char *connector, const char *tool, const char *decision,
                           int policy_version, const json_t *args, const char *args_raw, size_t args_len) {
   gw_server *srv = x->lp->srv;
@@ -86,7 +81,7 @@ void gw__audit_call_begin(gw_exchange *x, const char *connector, const char *too
    * scan already checked; closed by gw__audit_call_end */
   gw_buf b;
   gw_buf_init(&b, AUDIT_RECORD_MAX);
-  int rc = gw_buf_appends(&b, "{\"kind\":\"call\",\"time\":") || gw_buf_append_int(&b, wall_ms()) ||
+  int rc = gw_buf_appends(&b, "{\"kind\":\"call\",\"time\":") || gw_buf_append_int(&b, gw_wall_ms()) ||
            put_member(&b, ",\"user\":", x->user);
   if (!rc && x->sid[0]) rc = put_member(&b, ",\"session\":", x->sid);
   if (!rc && x->tokid[0]) rc = put_member(&b, ",\"client\":", x->tokid);

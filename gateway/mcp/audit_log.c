@@ -10,6 +10,7 @@
  *  - The redaction list is parsed once at open (audit_redact, plus the
  *    defaults) and read-only afterwards: every loop uses it unlocked. */
 #include "gateway/mcp/audit_log.h"
+#include "gateway/base/clock.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -251,9 +252,7 @@ static void prune_done(uv_work_t *w, int status) {
 static void prune_tick(uv_timer_t *t) {
   gw_audit_prune *p = t->data;
   if (p->busy || p->stopping) return;
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  p->before_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - p->g->retention_ms;
+  p->before_ms = gw_wall_ms() - p->g->retention_ms;
   p->work.data = p;
   p->busy = true;
   if (uv_queue_work(t->loop, &p->work, prune_work, prune_done) != 0) {

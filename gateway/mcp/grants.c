@@ -31,6 +31,7 @@
 #include <time.h>
 
 #include "gateway/base/buf.h"
+#include "gateway/base/clock.h"
 #include "gateway/base/log.h"
 #include "gateway/mcp/agg.h"
 #include "gateway/out/outbound.h"
@@ -88,11 +89,7 @@ static void refresh_finish(refresh *r, int err) {
 static void refresh_timer_closed(uv_handle_t *h) { refresh_finish(h->data, 0); }
 static void refresh_waited(uv_timer_t *t) { uv_close((uv_handle_t *)t, refresh_timer_closed); }
 
-static uint64_t wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
+static uint64_t wall_ms(void) { return (uint64_t)gw_wall_ms(); }
 
 /* ---- the outcome, written ---------------------------------------------------- */
 

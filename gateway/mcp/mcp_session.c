@@ -1,6 +1,7 @@
 /* gateway/mcp/mcp_session.c — see mcp_session.h (record layout, expiry, the
  * purge and the per-user cap are described there). */
 #include "gateway/mcp/mcp_session.h"
+#include "gateway/base/clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -583,11 +584,7 @@ int gw_sessions_register_hooks(st_store *st) { return st_dir_hook_user_cut(st, o
 
 /* ---------- loop side: last use, and the purge driver ---------- */
 
-int64_t gw_session_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+int64_t gw_session_now_ms(void) { return gw_wall_ms(); }
 
 /* Never more than once a minute; with a short idle timeout (tests, strict
  * operators) a quarter of it, so a session in use is never judged idle. */

@@ -36,6 +36,7 @@
 #include <time.h>
 
 #include "gateway/base/buf.h"
+#include "gateway/base/clock.h"
 #include "gateway/base/log.h"
 #include "gateway/mcp/mcp_loop.h"
 #include "gateway/out/outbound.h"
@@ -70,11 +71,7 @@ struct vault_worker {
 };
 typedef struct vault_worker vault_worker;
 
-static uint64_t wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
+static uint64_t wall_ms(void) { return (uint64_t)gw_wall_ms(); }
 
 static void worker_maybe_free(vault_worker *w) {
   if (w->stopping && !w->busy && !w->timer_open && !w->sweep_open && !w->sweeping) {
