@@ -108,7 +108,8 @@ int vault_rediscover_rejected(st_txn *txn, const char *tenant, const char *conne
 }
 
 int vault_rediscover_done(st_txn *txn, const char *tenant, const char *connector, int64_t now_ms,
-                          const char *result, const char *error, int64_t next_due_ms, const char *next_reason) {
+                          const char *result, const char *error, int64_t next_due_ms, const char *next_reason,
+                          bool fresh) {
   if (!ids_ok(tenant, connector)) return ST_EINVAL;
   int rc;
   json_t *e = entry_get(txn, tenant, connector, &rc);
@@ -119,8 +120,8 @@ int vault_rediscover_done(st_txn *txn, const char *tenant, const char *connector
   json_object_set_new(e, "attempts", json_integer(failed ? attempts + 1 : 0));
   json_object_set_new(e, "last_at", json_integer(now_ms));
   json_object_set_new(e, "last_result", json_string(result));
-  if (!strcmp(json_string_value(json_object_get(e, "reason")) ?: "", "rejected"))
-    json_object_set_new(e, "last_rejected_at", json_integer(now_ms));
+  bool owed = !strcmp(json_string_value(json_object_get(e, "reason")) ?: "", "rejected");
+  if (owed && fresh) json_object_set_new(e, "last_rejected_at", json_integer(now_ms));
   if (failed && error) {
     char m[VAULT_REDISCOVER_ERROR_MAX + 1];
     snprintf(m, sizeof m, "%s", error);
@@ -128,8 +129,10 @@ int vault_rediscover_done(st_txn *txn, const char *tenant, const char *connector
   } else {
     json_object_del(e, "last_error");
   }
-  json_object_set_new(e, "due", json_integer(next_due_ms > 0 ? next_due_ms : VAULT_REDISCOVER_NEVER));
-  json_object_set_new(e, "reason", json_string(next_reason));
+  if (!owed || fresh) {
+    json_object_set_new(e, "due", json_integer(next_due_ms > 0 ? next_due_ms : VAULT_REDISCOVER_NEVER));
+    json_object_set_new(e, "reason", json_string(next_reason));
+  }
   rc = entry_put(txn, tenant, connector, e, old);
   json_decref(e);
   return rc;

@@ -55,10 +55,15 @@ int vault_rediscover_rejected(st_txn *txn, const char *tenant, const char *conne
 /* Records an attempt's outcome and schedules the next: result "unchanged"
  * | "changed" | "failed" (error: one secret-free sentence, or NULL), the
  * next reading at next_due_ms (0: none — the entry stays for its outcome)
- * for next_reason. A failure counts attempts (reset by a success). 0,
- * ST_ENOTFOUND (no entry: schedule one first) or ST_E*. */
+ * for next_reason. A failure counts attempts (reset by a success).
+ * fresh: the reading registered anew (or tried to). A reading that did not
+ * leaves a "rejected" entry as it is — a rejection that arrived while it
+ * ran (vault_rediscover_rejected) is still owed its new registration, and
+ * its floor is not moved. 0, ST_ENOTFOUND (no entry: schedule one first)
+ * or ST_E*. */
 int vault_rediscover_done(st_txn *txn, const char *tenant, const char *connector, int64_t now_ms,
-                          const char *result, const char *error, int64_t next_due_ms, const char *next_reason);
+                          const char *result, const char *error, int64_t next_due_ms, const char *next_reason,
+                          bool fresh);
 
 /* Removes the entry (the connector was deleted or is no longer discovered). 0 or ST_E*. */
 int vault_rediscover_cancel(st_txn *txn, const char *tenant, const char *connector);

@@ -601,6 +601,7 @@ typedef struct again_job {
   char error[VAULT_REDISCOVER_ERROR_MAX + 1];
   int64_t now_ms, next_due;
   const char *next_reason;
+  bool fresh;              /* the reading registered anew (or tried to) */
   bool superseded, gone;   /* out: the connector was written or deleted meanwhile */
   int created;
 } again_job;
@@ -633,12 +634,12 @@ static int job_again(st_txn *txn, void *arg) {
   if (j->config && (rc = vault_connector_put(txn, j->tenant, j->name, j->config, j->secret, j->now, &j->created)))
     return rc;
   rc = vault_rediscover_done(txn, j->tenant, j->name, j->now_ms, j->result, j->result[0] == 'f' ? j->error : NULL,
-                             j->next_due, j->next_reason);
+                             j->next_due, j->next_reason, j->fresh);
   if (rc == ST_ENOTFOUND) {
     rc = vault_rediscover_schedule(txn, j->tenant, j->name, j->next_due, j->next_reason, false);
     if (!rc)
       rc = vault_rediscover_done(txn, j->tenant, j->name, j->now_ms, j->result, j->result[0] == 'f' ? j->error : NULL,
-                                 j->next_due, j->next_reason);
+                                 j->next_due, j->next_reason, j->fresh);
   }
   return rc;
 }
@@ -710,6 +711,7 @@ static void again_finish(disc *d, json_t *config, char *secret, const char *resu
   snprintf(j->name, sizeof j->name, "%s", d->name);
   j->stored = d->stored ? json_incref(d->stored) : NULL;
   snprintf(j->reason, sizeof j->reason, "%s", d->reason);
+  j->fresh = d->fresh;
   admin__now_rfc3339(j->now);
   j->config = config;
   j->secret = secret;

@@ -1726,7 +1726,7 @@ static int f_resched(st_txn *x, job *j) {
 static int f_rejected(st_txn *x, job *j) { return vault_rediscover_rejected(x, j->t, j->c, j->i1); }
 static int f_rdone(st_txn *x, job *j) {
   return vault_rediscover_done(x, j->t, j->c, (int64_t)j->u1, j->s, j->b1 ? "the AS is down" : NULL, j->i1,
-                               j->now);
+                               j->now, j->b2);
 }
 static int next_due(int64_t now, char conn[40], char reason[16]) {
   char tenant[64];
@@ -1773,9 +1773,17 @@ TEST(rediscovery_schedule_orders_backs_off_and_is_cleaned_up) {
   CHECK_INT(W(f_rejected, (job){.t = "acme", .c = "wiki", .i1 = t0}), 0);
   CHECK_INT(next_due(t0 + 8999, conn, reason), 0);
   CHECK_STR(conn, "crm");
+  /* a scheduled reading that was under way when the rejection came ends:
+   * the rejection is still owed its new registration, due as it was */
+  CHECK_INT(W(f_rdone, (job){.t = "acme", .c = "crm", .u1 = (uint64_t)t0, .s = "unchanged", .i1 = t0 + 86400000,
+                             .now = "scheduled"}),
+            0);
+  CHECK_INT(next_due(t0, conn, reason), 0);
+  CHECK_STR(conn, "crm");
+  CHECK_STR(reason, "rejected");
   /* the reading for "rejected" ends; another rejection soon after waits for the floor */
   CHECK_INT(W(f_rdone, (job){.t = "acme", .c = "crm", .u1 = (uint64_t)t0, .s = "changed", .i1 = t0 + 86400000,
-                             .now = "scheduled"}),
+                             .now = "scheduled", .b2 = true}),
             0);
   CHECK_INT(W(f_rejected, (job){.t = "acme", .c = "crm", .i1 = t0 + 1000}), 0);
   CHECK_INT(next_due(t0 + 1000, conn, reason), ST_ENOTFOUND);
@@ -1785,10 +1793,10 @@ TEST(rediscovery_schedule_orders_backs_off_and_is_cleaned_up) {
 
   /* failures count attempts and keep the error; a success resets them */
   CHECK_INT(W(f_rdone, (job){.t = "acme", .c = "crm", .u1 = (uint64_t)t0 + 2000, .s = "failed", .b1 = true,
-                             .i1 = t0 + 62000, .now = "rejected"}),
+                             .i1 = t0 + 62000, .now = "rejected", .b2 = true}),
             0);
   CHECK_INT(W(f_rdone, (job){.t = "acme", .c = "crm", .u1 = (uint64_t)t0 + 3000, .s = "failed", .b1 = true,
-                             .i1 = t0 + 63000, .now = "rejected"}),
+                             .i1 = t0 + 63000, .now = "rejected", .b2 = true}),
             0);
   st_txn *t = rd();
   json_t *st = vault_rediscover_status(t, "acme", "crm");
@@ -1801,7 +1809,7 @@ TEST(rediscovery_schedule_orders_backs_off_and_is_cleaned_up) {
   CHECK(json_object_get(st, "next_check_at") != NULL);
   json_decref(st);
   CHECK_INT(W(f_rdone, (job){.t = "acme", .c = "crm", .u1 = (uint64_t)t0 + 4000, .s = "unchanged", .i1 = 0,
-                             .now = "scheduled"}),
+                             .now = "scheduled", .b2 = true}),
             0);
   t = rd();
   st = vault_rediscover_status(t, "acme", "crm");
