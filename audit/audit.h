@@ -14,6 +14,8 @@
  *   0 "meta"     the store's metadata (schema_version)
  *   1 "records"  uid ‖ 0x00 ‖ u64 BE seq → the stored record bytes
  *   2 "heads"    uid → {"tenant","seq","hash","first","pruned_hash"}
+ *   3 "cursors"  sink ‖ 0x00 ‖ uid → u64 BE seq: the last record of uid a
+ *                SIEM sink acknowledged (schema step 2)
  * uid is the tenant incarnation's uid (store.h: st_tenant_uid_get), so a
  * tenant deleted and created again starts a new chain. Keys are at most
  * 73 bytes; big-endian seqs make a cursor walk a chain oldest first.
@@ -81,7 +83,7 @@ const char *audit_strerror(int err);
  * schema (named "audit"; its check is audit_verify over every chain, so
  * st_check on the audit store verifies the chains). audit_open uses it;
  * exported for offline tools that open the env with st_open themselves. */
-enum { AUDIT_DB_META = 0, AUDIT_DB_RECORDS, AUDIT_DB_HEADS, AUDIT_DB__COUNT };
+enum { AUDIT_DB_META = 0, AUDIT_DB_RECORDS, AUDIT_DB_HEADS, AUDIT_DB_CURSORS, AUDIT_DB__COUNT };
 extern const st_schema audit_schema;
 
 /* ---- opening and closing ------------------------------------------------------ */
@@ -249,6 +251,34 @@ int audit_heads(st_txn *txn,
                 void (*cb)(void *ctx, const char *tenant, const char *uid, uint64_t seq,
                            const char *hash_hex),
                 void *ctx);
+
+/* ---- delivery cursors of SIEM sinks -----------------------------------------------
+ * A sink (the gateway's: "operator", "tenant:<t>") delivers each chain
+ * oldest first and remembers, per chain, the last seq its receiver
+ * acknowledged. The cursor only moves forward and is written by the audit
+ * thread with its next commit: a crash may forget the last batch_ms of
+ * acknowledgements, so delivery is at least once (records carry a stable
+ * id for the receiver to drop duplicates). */
+
+#define AUDIT_SINK_MAX 80          /* a sink name: [a-z0-9:_-]{1,80} */
+#define AUDIT_CURSORS_PENDING 64   /* cursor updates queued between two commits */
+
+/* The cursor of (sink, uid): *seq = the last seq acknowledged, 0 when the
+ * sink never acknowledged one of uid. 0 or AUDIT_EINVAL, AUDIT_ECORRUPT,
+ * ST_E*. The caller's read txn. */
+int audit_cursor_get(st_txn *txn, const char *sink, const char *uid, uint64_t *seq);
+
+/* Queues "sink acknowledged uid up to seq" for the next commit (which
+ * comes within batch_ms even with no record queued). A cursor never moves
+ * back (a smaller seq than stored or queued is ignored). Any thread; a
+ * mutex, no I/O. 0, AUDIT_EINVAL, AUDIT_ECLOSED, or AUDIT_EFULL when
+ * AUDIT_CURSORS_PENDING other (sink, uid) pairs wait for the commit (the
+ * caller keeps its cursor in memory and sets it again later). */
+int audit_cursor_set(audit_log *a, const char *sink, const char *uid, uint64_t seq);
+
+/* Blocks until queued records and cursor updates are committed (or their
+ * commit failed): audit_flush for the cursors too. Tests and the CLI. */
+void audit_flush_all(audit_log *a);
 
 /* ---- call arguments in records ---------------------------------------------------- */
 

@@ -36,6 +36,12 @@ int audit__head_decode(const void *p, size_t n, audit__head *h);
 int audit__head_put(st_txn *txn, const char *uid, const audit__head *h);
 /* A fresh chain's head for tenant. */
 void audit__head_init(audit__head *h, const char *tenant);
+/* sink name syntax: [a-z0-9:_-]{1,AUDIT_SINK_MAX} */
+bool audit__sink_ok(const char *s);
+/* Writes one cursor (sink, uid) = seq unless the stored one is larger. */
+int audit__cursor_put(st_txn *txn, const char *sink, const char *uid, uint64_t seq);
+/* st_check's part: every cursor well-formed, of an existing chain, not past its head. */
+int audit__cursors_check(st_txn *txn, void (*report)(void *ctx, const char *area, const char *msg), void *ctx);
 /* "time" of stored record bytes into *t; false if unparsable or absent. */
 bool audit__rec_time(const void *p, size_t n, int64_t *t);
 

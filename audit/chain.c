@@ -24,14 +24,16 @@ const char audit__zero_hash[AUDIT_HASH_HEX + 1] =
 
 /* ---- schema ---------------------------------------------------------------------- */
 
-static const char *const audit_db_names[AUDIT_DB__COUNT] = {"meta", "records", "heads"};
+static const char *const audit_db_names[AUDIT_DB__COUNT] = {"meta", "records", "heads", "cursors"};
 
 static int step_create(st_txn *txn) {
   int rc = st_db_create(txn, (st_db)AUDIT_DB_RECORDS);
   return rc < 0 ? rc : st_db_create(txn, (st_db)AUDIT_DB_HEADS);
 }
+static int step_cursors(st_txn *txn) { return st_db_create(txn, (st_db)AUDIT_DB_CURSORS); }
 static const st_migration audit_steps[] = {
     {"create the audit records and chain heads databases", step_create},
+    {"create the SIEM sinks' delivery cursors database", step_cursors},
 };
 
 static int verify_txn(st_txn *txn, const char *uid, audit_report_fn report, void *ctx);
@@ -52,7 +54,10 @@ static void check_report(void *ctx, const char *uid, uint64_t seq, const char *m
 static int schema_check(st_txn *txn, void (*report)(void *ctx, const char *area, const char *msg),
                         void *ctx) {
   check_wrap w = {report, ctx};
-  return verify_txn(txn, NULL, check_report, &w);
+  int n = verify_txn(txn, NULL, check_report, &w);
+  if (n < 0) return n;
+  int m = audit__cursors_check(txn, report, ctx);
+  return m < 0 ? m : n + m;
 }
 
 const st_schema audit_schema = {"audit", audit_db_names, AUDIT_DB__COUNT, audit_steps,

@@ -56,6 +56,13 @@ typedef struct entry {
 
 static size_t entry_bytes(const entry *e) { return sizeof *e + e->len + 1; }
 
+/* One queued cursor update (audit_cursor_set). */
+typedef struct cursor_upd {
+  char sink[AUDIT_SINK_MAX + 1];
+  char uid[AUDIT_UID_MAX + 1];
+  uint64_t seq;
+} cursor_upd;
+
 struct audit_log {
   st_store *st;
   st_log_fn log;
@@ -69,7 +76,9 @@ struct audit_log {
   uv_cond_t settled; /* audit_flush waits here for a batch to end */
   entry *head, *tail; /* pending records, oldest first (not the batch being written) */
   size_t npending;
-  uint64_t first_ns;  /* when the oldest pending record was queued */
+  cursor_upd cur[AUDIT_CURSORS_PENDING]; /* pending cursor updates, one per (sink, uid) */
+  size_t ncur;
+  uint64_t first_ns;  /* when the oldest pending record (or cursor update) was queued */
   size_t qrecords, qbytes; /* pending + the batch being written */
   bool stopping, exited;
   uint64_t started, finished, flush_want; /* batches; flush asks for batch #flush_want */
@@ -108,6 +117,8 @@ typedef struct slot {
 
 typedef struct batch {
   const entry *list; /* read only: the job may run more than once */
+  const cursor_upd *cur;
+  size_t ncur;
 } batch;
 
 static slot *cache_find(slot *tab, const char *uid) {
@@ -218,7 +229,10 @@ static int commit_job(st_txn *txn, void *arg) {
     if ((rc = audit__hash_hex(buf, len, sl->h->hash)) < 0) goto out;
     sl->h->seq = seq;
   }
-  rc = cache_write_back(txn, tab, used, ncached);
+  if ((rc = cache_write_back(txn, tab, used, ncached)) < 0) goto out;
+  /* after the records: a cursor of this batch's own records finds them */
+  for (size_t i = 0; i < b->ncur; i++)
+    if ((rc = audit__cursor_put(txn, b->cur[i].sink, b->cur[i].uid, b->cur[i].seq)) < 0) goto out;
 out:
   free(buf);
   free(heads);
@@ -272,6 +286,18 @@ static void note(notes *w, int level, const char *fmt, ...) {
 }
 
 /* Under mu: the outcome of one batch attempt. */
+/* Under mu: cursor updates of a failed batch go back unless a newer one of
+ * the same (sink, uid) was queued meanwhile (or there is no room: the
+ * sink sets it again). */
+static void cursors_back(audit_log *a, const cursor_upd *cur, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    size_t j = 0;
+    while (j < a->ncur && (strcmp(a->cur[j].sink, cur[i].sink) || strcmp(a->cur[j].uid, cur[i].uid))) j++;
+    if (j < a->ncur) continue;
+    if (a->ncur < AUDIT_CURSORS_PENDING) a->cur[a->ncur++] = cur[i];
+  }
+}
+
 static void settle(audit_log *a, entry *list, int rc, uint64_t ns, bool stopping, notes *w) {
   size_t n = 0, bytes = 0;
   entry *last = NULL;
@@ -310,10 +336,12 @@ static void settle(audit_log *a, entry *list, int rc, uint64_t ns, bool stopping
     return;
   }
   /* back to the front of the queue, order kept */
-  last->next = a->head;
-  if (!a->tail) a->tail = last;
-  a->head = list;
-  a->npending += n;
+  if (last) {
+    last->next = a->head;
+    if (!a->tail) a->tail = last;
+    a->head = list;
+    a->npending += n;
+  }
   a->first_ns = uv_hrtime();
 }
 
@@ -324,8 +352,9 @@ static void thread_main(void *arg) {
   uv_mutex_lock(&a->mu);
   for (;;) {
     uint64_t now = uv_hrtime();
+    bool pending = a->head || a->ncur;
     bool commit = a->stopping || a->started < a->flush_want ||
-                  (a->head && now >= retry_at &&
+                  (pending && now >= retry_at &&
                    (a->npending >= a->wake_records || now >= a->first_ns + a->batch_ns));
     if (!commit && now >= next_heads) {
       uv_mutex_unlock(&a->mu);
@@ -336,7 +365,7 @@ static void thread_main(void *arg) {
     }
     if (!commit) {
       uint64_t deadline = next_heads;
-      if (a->head) {
+      if (pending) {
         uint64_t d = a->first_ns + a->batch_ns;
         if (d < retry_at) d = retry_at;
         if (d < deadline) deadline = d;
@@ -347,25 +376,30 @@ static void thread_main(void *arg) {
     }
     entry *list = a->head;
     bool stopping = a->stopping;
+    cursor_upd cur[AUDIT_CURSORS_PENDING];
+    size_t ncur = a->ncur;
+    memcpy(cur, a->cur, ncur * sizeof cur[0]);
+    a->ncur = 0;
     a->head = a->tail = NULL;
     a->npending = 0;
     a->started++;
     uv_mutex_unlock(&a->mu);
     int rc = 0;
     uint64_t t0 = uv_hrtime(), ns = 0;
-    if (list) {
-      batch b = {list};
+    if (list || ncur) {
+      batch b = {list, cur, ncur};
       rc = st_write_sync(a->st, commit_job, &b);
       ns = uv_hrtime() - t0;
     }
     uv_mutex_lock(&a->mu);
     notes w = {0};
-    if (list) settle(a, list, rc, ns, stopping, &w);
+    if (list || ncur) settle(a, list, rc, ns, stopping, &w);
+    if (rc < 0 && !stopping) cursors_back(a, cur, ncur);
     if (rc < 0) {
       retry_at = uv_hrtime() + backoff;
       backoff = backoff * 2 > RETRY_MAX_NS ? (a->batch_ns > RETRY_MAX_NS ? a->batch_ns : RETRY_MAX_NS)
                                            : backoff * 2;
-    } else if (list) {
+    } else if (list || ncur) {
       backoff = a->batch_ns;
     }
     if (w.n) { /* logged before audit_flush returns, outside the lock */
@@ -375,7 +409,7 @@ static void thread_main(void *arg) {
     }
     a->finished++;
     uv_cond_broadcast(&a->settled);
-    if (stopping && !a->head) break;
+    if (stopping && !a->head && !a->ncur) break;
   }
   a->exited = true;
   uv_cond_broadcast(&a->settled);
@@ -481,7 +515,7 @@ static int enqueue(audit_log *a, const char *tenant, const char *tenant_uid, con
     a->tail = e;
     a->qrecords++;
     a->qbytes += entry_bytes(e);
-    if (++a->npending == 1) a->first_ns = uv_hrtime();
+    if (++a->npending == 1 && !a->ncur) a->first_ns = uv_hrtime();
     if (a->npending == 1 || a->npending == a->wake_records) uv_cond_signal(&a->wake);
     e = NULL;
     rc = atomic_load(&a->broken) ? AUDIT_EBROKEN : 0;
@@ -537,6 +571,44 @@ void audit_flush(audit_log *a) {
     while (a->finished < target && !a->exited) uv_cond_wait(&a->settled, &a->mu);
   }
   uv_mutex_unlock(&a->mu);
+}
+
+void audit_flush_all(audit_log *a) {
+  if (!a) return;
+  uv_mutex_lock(&a->mu);
+  if ((a->qrecords > 0 || a->ncur > 0) && !a->exited) {
+    uint64_t target = a->started + 1;
+    if (a->flush_want < target) a->flush_want = target;
+    uv_cond_signal(&a->wake);
+    while (a->finished < target && !a->exited) uv_cond_wait(&a->settled, &a->mu);
+  }
+  uv_mutex_unlock(&a->mu);
+}
+
+int audit_cursor_set(audit_log *a, const char *sink, const char *uid, uint64_t seq) {
+  if (!a || !audit__sink_ok(sink) || !audit__uid_ok(uid)) return AUDIT_EINVAL;
+  int rc = 0;
+  uv_mutex_lock(&a->mu);
+  size_t j = 0;
+  while (j < a->ncur && (strcmp(a->cur[j].sink, sink) || strcmp(a->cur[j].uid, uid))) j++;
+  if (a->stopping) {
+    rc = AUDIT_ECLOSED;
+  } else if (j < a->ncur) {
+    if (a->cur[j].seq < seq) a->cur[j].seq = seq;
+  } else if (a->ncur == AUDIT_CURSORS_PENDING) {
+    rc = AUDIT_EFULL;
+  } else {
+    cursor_upd *u = &a->cur[a->ncur++];
+    snprintf(u->sink, sizeof u->sink, "%s", sink);
+    snprintf(u->uid, sizeof u->uid, "%s", uid);
+    u->seq = seq;
+    if (!a->head && a->ncur == 1) {
+      a->first_ns = uv_hrtime();
+      uv_cond_signal(&a->wake);
+    }
+  }
+  uv_mutex_unlock(&a->mu);
+  return rc;
 }
 
 void audit_stats_get(audit_log *a, audit_stats *out) {

@@ -41,6 +41,8 @@ static int check_egress(const char *v, char *err, size_t errlen);
 static int check_audit_failure(const char *v, char *err, size_t errlen);
 static int check_audit_args(const char *v, char *err, size_t errlen);
 static int check_audit_redact(const char *v, char *err, size_t errlen);
+static int check_sink_url(const char *v, char *err, size_t errlen);
+static int check_sink_format(const char *v, char *err, size_t errlen);
 
 static const cfg_key keys[] = {
     {"listen", CFG_STR, "127.0.0.1:8080", 0, 0, OFF(listen),
@@ -186,6 +188,21 @@ static const cfg_key keys[] = {
      "the audit log's group-commit interval: records of a crash's last interval may be lost", NULL},
     {"audit_retention_days", CFG_INT, "0", 0, 36500, OFF(audit_retention_days),
      "records older than this are pruned (the chain stays verifiable); 0 keeps them", NULL},
+    {"audit_sink_url", CFG_STR, "", 0, 0, OFF(audit_sink_url),
+     "a SIEM's http(s) URL every tenant's audit records are POSTed to, in order and at least once (each record's "
+     "id is stable: drop duplicates by it), with retries and a durable cursor; fetched at the egress_allow level "
+     "(empty: off)",
+     check_sink_url},
+    {"audit_sink_format", CFG_STR, "ndjson", 0, 0, OFF(audit_sink_format),
+     "ndjson (application/x-ndjson, one record per line, Authorization: Bearer <token>) or splunk_hec (Splunk HTTP "
+     "Event Collector envelopes, Authorization: Splunk <token>; audit_sink_url is then .../services/collector/event)",
+     check_sink_format},
+    {"audit_sink_token_file", CFG_STR, "", 0, 0, OFF(audit_sink_token_file),
+     "file holding the SIEM sink's token (one line; never logged); empty: no Authorization header", NULL},
+    {"audit_sink_batch", CFG_INT, "500", 1, 10000, OFF(audit_sink_batch),
+     "audit records in one POST to the SIEM sink at most (and at most 1 MiB of them)", NULL},
+    {"audit_sink_ca_file", CFG_STR, "", 0, 0, OFF(audit_sink_ca_file),
+     "PEM trust anchors for an https audit_sink_url instead of the system CA bundle file", NULL},
     {"discovery_refresh_s", CFG_INT, "86400", 0, 30LL * 86400, OFF(discovery_refresh_s),
      "a connector with auth {\"type\":\"oauth\",\"discover\":true} has its upstream's authorization metadata read "
      "again this long after the last reading, and the connector updated when it changed (0: only when the token "
@@ -324,6 +341,21 @@ static int check_audit_redact(const char *v, char *err, size_t errlen) {
       }
     p += l;
     if (*p == ',') p++;
+  }
+  return 0;
+}
+static int check_sink_url(const char *v, char *err, size_t errlen) {
+  if (!*v) return 0;
+  if ((strncmp(v, "http://", 7) && strncmp(v, "https://", 8)) || strlen(v) > 2048 || strpbrk(v, " \t\r\n#")) {
+    errf(err, errlen, "expected an absolute http:// or https:// URL without fragment, got \"%.80s\"", v);
+    return -1;
+  }
+  return 0;
+}
+static int check_sink_format(const char *v, char *err, size_t errlen) {
+  if (strcmp(v, "ndjson") && strcmp(v, "splunk_hec")) {
+    errf(err, errlen, "expected ndjson or splunk_hec, got \"%s\"", v);
+    return -1;
   }
   return 0;
 }

@@ -11,6 +11,7 @@
  *    defaults) and read-only afterwards: every loop uses it unlocked. */
 #include "gateway/mcp/audit_log.h"
 #include "gateway/base/clock.h"
+#include "gateway/mcp/audit_sink.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -47,6 +48,8 @@ struct gw_audit {
   audit_log *log;
   int64_t retention_ms;               /* 0: keep */
   gw_audit_prune *prune;
+  gw_audit_sink *sink;                /* audit_sink_url, or NULL; freed at close */
+  bool sink_started;
   audit_args_mode args;
   size_t args_max;
   bool deny;
@@ -95,6 +98,12 @@ int gw_audit_open(gw_server *srv) {
     free(g);
     return -1;
   }
+  if (gw_audit_sink_new(srv, g->log, &g->sink) != 0) {
+    audit_close(g->log);
+    free(g->redact_buf);
+    free(g);
+    return -1;
+  }
   srv->audit = g;
   srv->audit_log = g->log;
   return 0;
@@ -105,6 +114,7 @@ void gw_audit_close(gw_server *srv) {
   if (!g) return;
   srv->audit = NULL;
   srv->audit_log = NULL;
+  gw_audit_sink_free(g->sink);
   audit_close(g->log);
   free(g->redact_buf);
   free(g);
@@ -263,7 +273,12 @@ static void prune_tick(uv_timer_t *t) {
 
 int gw_audit_loop_start(gw_loop *lp) {
   gw_audit *g = lp->srv->audit;
-  if (lp->index != 0 || !g || !g->retention_ms) return 0;
+  if (lp->index != 0 || !g) return 0;
+  if (g->sink) {
+    if (gw_audit_sink_start(g->sink, lp) != 0) return -1;
+    g->sink_started = true;
+  }
+  if (!g->retention_ms) return 0;
   gw_audit_prune *p = calloc(1, sizeof *p);
   if (!p) return -1;
   p->g = g;
@@ -280,7 +295,12 @@ int gw_audit_loop_start(gw_loop *lp) {
 
 void gw_audit_loop_stop(gw_loop *lp) {
   gw_audit *g = lp->srv->audit;
-  if (lp->index != 0 || !g || !g->prune) return;
+  if (lp->index != 0 || !g) return;
+  if (g->sink_started) {
+    gw_audit_sink_stop(g->sink);
+    g->sink_started = false;
+  }
+  if (!g->prune) return;
   gw_audit_prune *p = g->prune;
   g->prune = NULL;
   p->stopping = true;
@@ -335,4 +355,5 @@ void gw_audit_metrics(gw_server *srv, gw_buf *out) {
   snprintf(line, sizeof line, "mcpgate_audit_commit_seconds_sum %.6f\nmcpgate_audit_commit_seconds_count %llu\n",
            s.commit_ms_sum / 1000.0, (unsigned long long)s.commit_ms_count);
   gw_buf_append(out, line, strlen(line));
+  if (g->sink) gw_audit_sink_metrics(g->sink, out);
 }

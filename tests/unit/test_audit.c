@@ -1294,6 +1294,99 @@ TEST(reopen_continues_the_chains) {
   tmp_cleanup();
 }
 
+/* ---- SIEM delivery cursors ------------------------------------------------------ */
+
+static uint64_t cursor_of(audit_log *a, const char *name, const char *uid) {
+  st_txn *t;
+  uint64_t seq = 99999;
+  if (st_read_begin(audit_store(a), &t) < 0) return seq;
+  if (audit_cursor_get(t, name, uid, &seq) < 0) seq = 88888;
+  st_txn_end(t);
+  return seq;
+}
+
+TEST(cursors_move_forward_commit_without_records_and_are_checked) {
+  tmp_setup();
+  audit_log *a = open_default();
+  CHECK(a);
+  CHECK_INT(submit_n(a, "acme", UID_A, 0, 5), 0);
+  audit_flush(a);
+  CHECK_INT((int)cursor_of(a, "operator", UID_A), 0); /* never acknowledged */
+  CHECK_INT(audit_cursor_set(a, "operator", UID_A, 3), 0);
+  CHECK_INT(audit_cursor_set(a, "operator", UID_A, 2), 0); /* never back, also while queued */
+  CHECK_INT(audit_cursor_set(a, "tenant:acme", UID_A, 1), 0);
+  audit_flush_all(a); /* no record queued: the cursors alone are committed */
+  CHECK_INT((int)cursor_of(a, "operator", UID_A), 3);
+  CHECK_INT((int)cursor_of(a, "tenant:acme", UID_A), 1);
+  CHECK_INT(audit_cursor_set(a, "operator", UID_A, 2), 0);
+  audit_flush_all(a);
+  CHECK_INT((int)cursor_of(a, "operator", UID_A), 3); /* the stored one is larger */
+  /* bad names; the pending table's cap */
+  CHECK_INT(audit_cursor_set(a, "Operator", UID_A, 4), AUDIT_EINVAL);
+  CHECK_INT(audit_cursor_set(a, "", UID_A, 4), AUDIT_EINVAL);
+  CHECK_INT(audit_cursor_set(a, "operator", "bad uid", 4), AUDIT_EINVAL);
+  st_txn *t;
+  uint64_t seq;
+  CHECK_INT(st_read_begin(audit_store(a), &t), 0);
+  CHECK_INT(audit_cursor_get(t, "operator", "", &seq), AUDIT_EINVAL);
+  st_txn_end(t);
+  char name[32];
+  int rc = 0, i;
+  for (i = 0; i <= AUDIT_CURSORS_PENDING && rc == 0; i++) {
+    snprintf(name, sizeof name, "s%d", i);
+    rc = audit_cursor_set(a, name, UID_A, 1);
+  }
+  CHECK_INT(rc, AUDIT_EFULL);
+  CHECK_INT(i, AUDIT_CURSORS_PENDING + 1);
+  CHECK_INT(audit_cursor_set(a, "s0", UID_A, 2), 0); /* an update of a queued pair still fits */
+  audit_flush_all(a);
+  CHECK_INT((int)cursor_of(a, "s0", UID_A), 2);
+  CHECK_INT(st_check(audit_store(a), NULL, NULL), 0);
+  /* a cursor past its chain's head, or of no chain, is a problem st_check names */
+  CHECK_INT(audit_cursor_set(a, "operator", UID_A, 9), 0);
+  CHECK_INT(audit_cursor_set(a, "operator", UID_B, 1), 0);
+  audit_flush_all(a);
+  check_seen c = {0};
+  CHECK_INT(st_check(audit_store(a), check_cb, &c), 2);
+  audit_close(a);
+  /* a graceful close commits queued cursors */
+  a = open_default();
+  CHECK(a);
+  CHECK_INT(audit_cursor_set(a, "late", UID_A, 4), 0);
+  audit_close(a);
+  a = open_default();
+  CHECK(a);
+  CHECK_INT((int)cursor_of(a, "late", UID_A), 4);
+  audit_close(a);
+  tmp_cleanup();
+}
+
+/* An environment made by the first schema (records and heads, no cursors)
+ * opens, migrates to step 2 and keeps its chains. */
+TEST(migration_adds_the_cursors_to_a_step_1_environment) {
+  tmp_setup();
+  st_options so = {0};
+  st_store *st = NULL;
+  so.dir = g_dir;
+  so.schema = &audit_schema;
+  so.log = log_fn;
+  so.log_ctx = &g_log;
+  CHECK_INT(st__open_at(&st, &so, 1), 0);
+  CHECK_INT((int)st_schema_version(st), 1);
+  st_close(st);
+  audit_log *a = open_default();
+  CHECK(a);
+  CHECK_INT((int)st_schema_version(audit_store(a)), 2);
+  CHECK_INT(submit_n(a, "acme", UID_A, 0, 2), 0);
+  audit_flush(a);
+  CHECK_INT(audit_cursor_set(a, "operator", UID_A, 2), 0);
+  audit_flush_all(a);
+  CHECK_INT((int)cursor_of(a, "operator", UID_A), 2);
+  CHECK_INT(st_check(audit_store(a), NULL, NULL), 0);
+  audit_close(a);
+  tmp_cleanup();
+}
+
 TEST(heads_are_logged) {
   tmp_setup();
   audit_log *a = open_default();
@@ -1357,6 +1450,8 @@ int main(void) {
   RUN(queue_bytes_cap);
   RUN(map_too_small_fails_closed);
   RUN(reopen_continues_the_chains);
+  RUN(cursors_move_forward_commit_without_records_and_are_checked);
+  RUN(migration_adds_the_cursors_to_a_step_1_environment);
   RUN(heads_are_logged);
   RUN(open_rules);
   tmp_cleanup();
