@@ -276,9 +276,76 @@ int audit_cursor_get(st_txn *txn, const char *sink, const char *uid, uint64_t *s
  * caller keeps its cursor in memory and sets it again later). */
 int audit_cursor_set(audit_log *a, const char *sink, const char *uid, uint64_t seq);
 
+/* What a sink's deliverer last said about it (for the admin API and
+ * metrics of another thread). Kept in the audit log, in memory. */
+typedef struct audit_sink_state {
+  bool failing;            /* the last POST failed */
+  uint64_t delivered;      /* records the receiver accepted since the start */
+  uint64_t posts_ok, posts_failed;
+  uint64_t lag;            /* records written and not yet delivered, at the last look */
+  int64_t last_ok_ms;      /* 0: never since the start */
+  int64_t last_failure_ms; /* 0: never since the start */
+  char last_error[256];    /* the last failure in one secret-free sentence, or "" */
+} audit_sink_state;
+/* Sets (or, with st NULL, forgets) sink's state; any thread. 0 or AUDIT_ENOMEM. */
+int audit_sink_state_put(audit_log *a, const char *sink, const audit_sink_state *st);
+/* Copies sink's state: false when none was put. Any thread. */
+bool audit_sink_state_get(audit_log *a, const char *sink, audit_sink_state *out);
+/* cb for every sink's state, in the order they were first put, under the
+ * log's mutex: cb must be short and must not call into a. */
+void audit_sink_states_each(audit_log *a, void (*cb)(void *ctx, const char *sink, const audit_sink_state *st),
+                            void *ctx);
+
 /* Blocks until queued records and cursor updates are committed (or their
  * commit failed): audit_flush for the cursors too. Tests and the CLI. */
 void audit_flush_all(audit_log *a);
+
+/* ---- a tenant's own SIEM sink (main store) ---------------------------------------
+ * A tenant may stream its own records to its own SIEM, besides the
+ * operator's sink. The record lives in the MAIN store (ST_DB_AUDIT, key
+ * "s" ‖ tenant → {"url","format","token_set","created","updated"}), its
+ * token sealed in ST_DB_SECRETS bound to (tenant, AUDIT_SINK_SECRET_KIND,
+ * ""); both go with the tenant (audit_register_store: purge and check).
+ * The gateway's sink driver delivers the tenant's current chain to it with
+ * its own cursor (sink name "tenant:<t>"). */
+
+#define AUDIT_SINK_URL_MAX 2048
+#define AUDIT_SINK_TOKEN_MAX 4096
+#define AUDIT_SINK_SECRET_KIND "audit.sink_token"
+#define AUDIT_EINVALID (-31107) /* a sink document that does not validate (err says why) */
+
+/* Validates a PUT body {"url","format"?,"token"?}: url an absolute http://
+ * or https:// URL of at most AUDIT_SINK_URL_MAX bytes, no user info, no
+ * fragment, no control characters or spaces; format "ndjson" (default) or
+ * "splunk_hec"; token (optional) 1..AUDIT_SINK_TOKEN_MAX printable ASCII
+ * characters without spaces, or null to remove the stored one. Unknown
+ * members are refused. 0 with *url, *format (borrowed from doc) and
+ * *token (borrowed; NULL: absent, keep the stored one) and *drop_token
+ * (true for "token": null); AUDIT_EINVALID with one sentence in err naming
+ * the member (never quoting the token). Whether the URL's address may be
+ * reached is the egress policy's, the caller's to check. */
+int audit_tenant_sink_parse(const json_t *doc, const char **url, const char **format, const char **token,
+                            bool *drop_token, char *err, size_t errlen);
+
+/* Writes tenant's sink (token NULL and !drop_token: the stored token is
+ * kept). *created: 1 when there was none. 0 or ST_E*. Write txn. */
+int audit_tenant_sink_put(st_txn *txn, const char *tenant, const char *url, const char *format, const char *token,
+                          bool drop_token, const char *now, int *created);
+/* The stored record (owned by the caller) or ST_ENOTFOUND. */
+int audit_tenant_sink_get(st_txn *txn, const char *tenant, json_t **rec);
+/* The unsealed token (free with audit_tenant_sink_token_free: wiped), or
+ * ST_ENOTFOUND when the sink has none; ST_ECRYPTO when it does not unseal. */
+int audit_tenant_sink_token(st_txn *txn, const char *tenant, char **token);
+void audit_tenant_sink_token_free(char *token);
+/* Deletes the sink and its token: 0 or ST_ENOTFOUND or ST_E*. */
+int audit_tenant_sink_del(st_txn *txn, const char *tenant);
+/* Calls cb for every tenant sink (tenant order) with the record
+ * (borrowed, valid during the call); cb's non-zero stops and is returned. */
+int audit_tenant_sinks_each(st_txn *txn, int (*cb)(void *ctx, const char *tenant, const json_t *rec), void *ctx);
+/* Registers on the MAIN store: the tenant purge of sink records and
+ * tokens, and st_check's part (records well-formed, of existing tenants,
+ * token_set agreeing with a token that unseals). */
+int audit_register_store(st_store *main_store);
 
 /* ---- call arguments in records ---------------------------------------------------- */
 

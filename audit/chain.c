@@ -73,6 +73,7 @@ const char *audit_strerror(int err) {
   case AUDIT_ECLOSED: return "audit log closed";
   case AUDIT_ETOOBIG: return "audit record too big: dropped";
   case AUDIT_ECORRUPT: return "audit store holds data this module did not write";
+  case AUDIT_EINVALID: return "invalid SIEM sink settings";
   }
   return st_strerror(err);
 }

@@ -83,6 +83,11 @@ struct audit_log {
   bool stopping, exited;
   uint64_t started, finished, flush_want; /* batches; flush asks for batch #flush_want */
   audit_stats stats;  /* all but queue_* and broken, kept here */
+  struct sink_state {
+    char name[AUDIT_SINK_MAX + 1];
+    audit_sink_state st;
+  } *sinks;           /* audit_sink_state_put */
+  size_t nsinks, capsinks;
 
   atomic_int broken; /* the last commit failed */
   atomic_int full;   /* a record was refused for room since the last good commit */
@@ -476,6 +481,7 @@ void audit_close(audit_log *a) {
   uv_thread_join(&a->thread);
   st_close(a->st);
   free_list(a->head); /* empty: the thread drained or dropped everything */
+  free(a->sinks);
   uv_cond_destroy(&a->settled);
   uv_cond_destroy(&a->wake);
   uv_mutex_destroy(&a->mu);
@@ -582,6 +588,59 @@ void audit_flush_all(audit_log *a) {
     uv_cond_signal(&a->wake);
     while (a->finished < target && !a->exited) uv_cond_wait(&a->settled, &a->mu);
   }
+  uv_mutex_unlock(&a->mu);
+}
+
+int audit_sink_state_put(audit_log *a, const char *sink, const audit_sink_state *st) {
+  if (!a || !audit__sink_ok(sink)) return AUDIT_EINVAL;
+  int rc = 0;
+  uv_mutex_lock(&a->mu);
+  size_t i = 0;
+  while (i < a->nsinks && strcmp(a->sinks[i].name, sink)) i++;
+  if (!st) {
+    if (i < a->nsinks) {
+      memmove(&a->sinks[i], &a->sinks[i + 1], (a->nsinks - i - 1) * sizeof a->sinks[0]);
+      a->nsinks--;
+    }
+  } else if (i < a->nsinks) {
+    a->sinks[i].st = *st;
+  } else {
+    if (a->nsinks == a->capsinks) {
+      size_t cap = a->capsinks ? a->capsinks * 2 : 8;
+      struct sink_state *n = realloc(a->sinks, cap * sizeof *n);
+      if (!n) rc = AUDIT_ENOMEM;
+      else {
+        a->sinks = n;
+        a->capsinks = cap;
+      }
+    }
+    if (!rc) {
+      snprintf(a->sinks[a->nsinks].name, sizeof a->sinks[0].name, "%s", sink);
+      a->sinks[a->nsinks++].st = *st;
+    }
+  }
+  uv_mutex_unlock(&a->mu);
+  return rc;
+}
+
+bool audit_sink_state_get(audit_log *a, const char *sink, audit_sink_state *out) {
+  bool found = false;
+  if (!a || !sink) return false;
+  uv_mutex_lock(&a->mu);
+  for (size_t i = 0; i < a->nsinks && !found; i++)
+    if (!strcmp(a->sinks[i].name, sink)) {
+      *out = a->sinks[i].st;
+      found = true;
+    }
+  uv_mutex_unlock(&a->mu);
+  return found;
+}
+
+void audit_sink_states_each(audit_log *a, void (*cb)(void *ctx, const char *sink, const audit_sink_state *st),
+                            void *ctx) {
+  if (!a) return;
+  uv_mutex_lock(&a->mu);
+  for (size_t i = 0; i < a->nsinks; i++) cb(ctx, a->sinks[i].name, &a->sinks[i].st);
   uv_mutex_unlock(&a->mu);
 }
 

@@ -11,6 +11,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "store/seal.h"
+#include "store/tenant.h"
+
 #define CURSOR_KEY_MAX (AUDIT_SINK_MAX + 1 + AUDIT_UID_MAX)
 
 bool audit__sink_ok(const char *s) {
@@ -100,4 +103,221 @@ int audit__cursors_check(st_txn *txn, void (*report)(void *ctx, const char *area
   }
   st_cursor_close(c);
   return rc == ST_ENOTFOUND || rc == 0 ? problems : rc;
+}
+
+/* ---- a tenant's own SIEM sink (main store, ST_DB_AUDIT) ------------------------------ */
+
+static size_t tsink_key(const char *tenant, char k[AUDIT_TENANT_MAX + 2]) {
+  size_t tl = strlen(tenant);
+  k[0] = 's';
+  memcpy(k + 1, tenant, tl);
+  return tl + 1;
+}
+
+static bool printable(const char *s, bool spaces_ok) {
+  for (; *s; s++)
+    if ((unsigned char)*s < (spaces_ok ? 0x20 : 0x21) || (unsigned char)*s > 0x7e) return false;
+  return true;
+}
+
+int audit_tenant_sink_parse(const json_t *doc, const char **url, const char **format, const char **token,
+                            bool *drop_token, char *err, size_t errlen) {
+  *url = *format = *token = NULL;
+  *drop_token = false;
+  if (!json_is_object(doc)) {
+    snprintf(err, errlen, "the body must be a JSON object {\"url\",\"format\"?,\"token\"?}");
+    return AUDIT_EINVALID;
+  }
+  const char *k;
+  json_t *v;
+  json_object_foreach((json_t *)doc, k, v) {
+    if (strcmp(k, "url") && strcmp(k, "format") && strcmp(k, "token")) {
+      snprintf(err, errlen, "unknown member \"%.64s\": expected url, format and token", k);
+      return AUDIT_EINVALID;
+    }
+  }
+  v = json_object_get(doc, "url");
+  const char *u = json_string_value(v);
+  size_t ul = u ? strlen(u) : 0;
+  const char *rest = u && !strncmp(u, "https://", 8) ? u + 8 : u && !strncmp(u, "http://", 7) ? u + 7 : NULL;
+  size_t hostlen = rest ? strcspn(rest, "/?#") : 0;
+  if (!rest || !hostlen || ul > AUDIT_SINK_URL_MAX || ul != json_string_length(v) || !printable(u, false) ||
+      strchr(u, '#') || memchr(rest, '@', hostlen)) {
+    snprintf(err, errlen,
+             "\"url\" must be an absolute http:// or https:// URL of at most %d characters, without user info, "
+             "fragment or spaces (put the credential in \"token\")",
+             AUDIT_SINK_URL_MAX);
+    return AUDIT_EINVALID;
+  }
+  v = json_object_get(doc, "format");
+  const char *f = v ? json_string_value(v) : "ndjson";
+  if (!f || (strcmp(f, "ndjson") && strcmp(f, "splunk_hec"))) {
+    snprintf(err, errlen, "\"format\" must be \"ndjson\" or \"splunk_hec\"");
+    return AUDIT_EINVALID;
+  }
+  v = json_object_get(doc, "token");
+  if (json_is_null(v)) {
+    *drop_token = true;
+  } else if (v) {
+    const char *t = json_string_value(v);
+    size_t tl = t ? strlen(t) : 0;
+    if (!t || !tl || tl > AUDIT_SINK_TOKEN_MAX || tl != json_string_length(v) || !printable(t, false)) {
+      snprintf(err, errlen, "\"token\" must be a string of 1 to %d printable characters without spaces, or null",
+               AUDIT_SINK_TOKEN_MAX);
+      return AUDIT_EINVALID;
+    }
+    *token = t;
+  }
+  *url = u;
+  *format = f;
+  return 0;
+}
+
+int audit_tenant_sink_get(st_txn *txn, const char *tenant, json_t **rec) {
+  *rec = NULL;
+  if (!audit__tenant_ok(tenant)) return ST_ENOTFOUND;
+  char k[AUDIT_TENANT_MAX + 2];
+  st_val v;
+  int rc = st_get(txn, ST_DB_AUDIT, k, tsink_key(tenant, k), &v);
+  if (rc) return rc;
+  *rec = json_loadb(v.data, v.len, 0, NULL);
+  return *rec ? 0 : ST_ECORRUPT;
+}
+
+int audit_tenant_sink_put(st_txn *txn, const char *tenant, const char *url, const char *format, const char *token,
+                          bool drop_token, const char *now, int *created) {
+  if (!audit__tenant_ok(tenant) || !url || !format || !now) return ST_EINVAL;
+  json_t *old = NULL;
+  int rc = audit_tenant_sink_get(txn, tenant, &old);
+  if (rc && rc != ST_ENOTFOUND) return rc;
+  *created = old == NULL;
+  st_aad aad = {tenant, AUDIT_SINK_SECRET_KIND, ""};
+  bool had = old && json_is_true(json_object_get(old, "token_set"));
+  bool has = token ? true : drop_token ? false : had;
+  const char *was = old ? json_string_value(json_object_get(old, "created")) : NULL;
+  json_t *rec = json_pack("{s:s, s:s, s:b, s:s, s:s}", "url", url, "format", format, "token_set", has, "created",
+                          was ? was : now, "updated", now);
+  json_decref(old);
+  char *s = rec ? json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+  json_decref(rec);
+  if (!s) return ST_ENOMEM;
+  char k[AUDIT_TENANT_MAX + 2];
+  rc = st_put(txn, ST_DB_AUDIT, k, tsink_key(tenant, k), s, strlen(s), 0);
+  free(s);
+  if (rc) return rc;
+  if (token) return st_secret_put(txn, &aad, token, strlen(token));
+  if (drop_token && had) {
+    rc = st_secret_del(txn, &aad);
+    return rc == ST_ENOTFOUND ? 0 : rc;
+  }
+  return 0;
+}
+
+int audit_tenant_sink_token(st_txn *txn, const char *tenant, char **token) {
+  *token = NULL;
+  st_aad aad = {tenant, AUDIT_SINK_SECRET_KIND, ""};
+  return st_secret_get_str(txn, &aad, token);
+}
+
+void audit_tenant_sink_token_free(char *token) { st_secret_str_free(token); }
+
+int audit_tenant_sink_del(st_txn *txn, const char *tenant) {
+  if (!audit__tenant_ok(tenant)) return ST_ENOTFOUND;
+  char k[AUDIT_TENANT_MAX + 2];
+  int rc = st_del(txn, ST_DB_AUDIT, k, tsink_key(tenant, k));
+  if (rc) return rc;
+  st_aad aad = {tenant, AUDIT_SINK_SECRET_KIND, ""};
+  rc = st_secret_del(txn, &aad);
+  return rc == ST_ENOTFOUND ? 0 : rc;
+}
+
+int audit_tenant_sinks_each(st_txn *txn, int (*cb)(void *ctx, const char *tenant, const json_t *rec), void *ctx) {
+  st_cursor *c;
+  st_val k, v;
+  int rc = st_cursor_open(txn, ST_DB_AUDIT, &c);
+  if (rc) return rc;
+  st_cursor_seek(c, "s", 1, NULL, 0);
+  while ((rc = st_cursor_next(c, &k, &v)) == 0) {
+    const char *p = k.data;
+    if (!k.len || p[0] != 's') break;
+    char tenant[AUDIT_TENANT_MAX + 1];
+    if (k.len < 2 || k.len - 1 > AUDIT_TENANT_MAX) continue;
+    memcpy(tenant, p + 1, k.len - 1);
+    tenant[k.len - 1] = 0;
+    json_t *rec = json_loadb(v.data, v.len, 0, NULL);
+    if (!rec) continue;
+    rc = cb(ctx, tenant, rec);
+    json_decref(rec);
+    if (rc) break;
+  }
+  st_cursor_close(c);
+  return rc == ST_ENOTFOUND ? 0 : rc;
+}
+
+static int purge_tenant(st_txn *txn, const char *tenant, int limit) {
+  int n = 0;
+  if (!audit__tenant_ok(tenant) || limit < 1) return 0;
+  char k[AUDIT_TENANT_MAX + 2];
+  int rc = st_del(txn, ST_DB_AUDIT, k, tsink_key(tenant, k));
+  if (rc == 0) n++;
+  else if (rc != ST_ENOTFOUND) return rc;
+  if (n < limit) {
+    st_aad aad = {tenant, AUDIT_SINK_SECRET_KIND, ""};
+    rc = st_secret_del(txn, &aad);
+    if (rc == 0) n++;
+    else if (rc != ST_ENOTFOUND) return rc;
+  }
+  return n;
+}
+
+static int check_sinks(st_txn *txn, st_check_report_fn report, void *rctx, void *ctx) {
+  (void)ctx;
+  st_cursor *c;
+  st_val k, v;
+  int problems = 0, rc = st_cursor_open(txn, ST_DB_AUDIT, &c);
+  if (rc) return rc;
+  char msg[300];
+  while ((rc = st_cursor_next(c, &k, &v)) == 0) {
+    const char *p = k.data;
+    char tenant[AUDIT_TENANT_MAX + 1];
+    bool ok = k.len >= 2 && p[0] == 's' && k.len - 1 <= AUDIT_TENANT_MAX;
+    if (ok) {
+      memcpy(tenant, p + 1, k.len - 1);
+      tenant[k.len - 1] = 0;
+      ok = audit__tenant_ok(tenant);
+    }
+    if (!ok) {
+      problems++;
+      if (report) report(rctx, "audit", "a malformed key in the audit database");
+      continue;
+    }
+    json_t *rec = json_loadb(v.data, v.len, 0, NULL), *t = NULL;
+    const char *why = NULL;
+    if (!rec || !json_is_string(json_object_get(rec, "url")) || !json_is_string(json_object_get(rec, "format")))
+      why = "is not a sink record";
+    else if (st_tenant_get(txn, tenant, &t) == ST_ENOTFOUND)
+      why = "belongs to no tenant";
+    json_decref(t);
+    if (!why) {
+      char *tok = NULL;
+      int trc = audit_tenant_sink_token(txn, tenant, &tok);
+      audit_tenant_sink_token_free(tok);
+      bool set = json_is_true(json_object_get(rec, "token_set"));
+      if (set && trc) why = "says it has a token, and none unseals";
+      else if (!set && trc != ST_ENOTFOUND) why = "says it has no token, and one is stored";
+    }
+    json_decref(rec);
+    if (why) {
+      problems++;
+      snprintf(msg, sizeof msg, "the SIEM sink of tenant %s %s", tenant, why);
+      if (report) report(rctx, "audit", msg);
+    }
+  }
+  st_cursor_close(c);
+  return rc == ST_ENOTFOUND ? problems : rc;
+}
+
+int audit_register_store(st_store *st) {
+  int rc = st_purge_add(st, "audit.sink", purge_tenant, NULL);
+  return rc ? rc : st_check_add(st, check_sinks, NULL);
 }

@@ -51,6 +51,7 @@
 #include "store/seal.h"
 #include "vault/grant.h"
 #include "vault/rediscover.h"
+#include "audit/audit.h"
 #include "gateway/mcp/audit_log.h"
 #include "vault/vault.h"
 
@@ -84,6 +85,11 @@ static int vault_store_init(st_store *st, gw_server *srv) {
 /* audit: its own environment (<data>/audit), opened before the loops run
  * and closed after they stopped (everything queued is committed) */
 static int audit_init(gw_server *srv) { return gw_audit_open(srv); }
+/* the tenants' SIEM sinks live in the main store (purged with the tenant) */
+static int audit_store_init(st_store *st, gw_server *srv) {
+  (void)srv;
+  return audit_register_store(st);
+}
 static void audit_fini(gw_server *srv) { gw_audit_close(srv); }
 
 /* every write of the admin API and of SCIM, in its tenant's audit chain
@@ -106,6 +112,7 @@ static void audit_request_done(gw_loop *lp, const gw_req *req, int rclass, int s
 }
 
 static const gw_module gw_mod_audit = {.name = "audit",
+                                      .store_init = audit_store_init,
                                       .init = audit_init,
                                       .fini = audit_fini,
                                       .loop_start = gw_audit_loop_start,

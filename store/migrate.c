@@ -38,6 +38,7 @@ static const char *const main_db_names[ST_DB__COUNT] = {
     [ST_DB_POLICY] = "policy",
     [ST_DB_AUTH] = "auth",
     [ST_DB_VAULT] = "vault",
+    [ST_DB_AUDIT] = "audit",
 };
 _Static_assert(sizeof main_db_names / sizeof main_db_names[0] == ST_DB__COUNT,
                "main_db_names must name every st_db");
@@ -120,6 +121,9 @@ static int m7_auth_db(st_txn *t) { return st_db_create(t, ST_DB_AUTH); }
 /* 8: vault/'s per-user grants and revocation queue. */
 static int m8_vault_db(st_txn *t) { return st_db_create(t, ST_DB_VAULT); }
 
+/* 9: audit/'s tenant settings that live with the tenant (its SIEM sink). */
+static int m9_audit_db(st_txn *t) { return st_db_create(t, ST_DB_AUDIT); }
+
 static const st_migration main_steps[] = {
     {"create initial databases", m1_initial_dbs},
     {"assign store id", m2_store_id},
@@ -129,6 +133,7 @@ static const st_migration main_steps[] = {
     {"give every tenant an incarnation uid", m6_tenant_uids},
     {"create the auth database", m7_auth_db},
     {"create the vault grants database", m8_vault_db},
+    {"create the audit database", m9_audit_db},
 };
 
 const st_schema st_schema_main = {

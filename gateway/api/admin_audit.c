@@ -297,6 +297,10 @@ static void export(gw_req *req, const char *tenant) {
 }
 
 void admin__audit(gw_req *req, const admin_caller *who, const char *tenant, const char *sub) {
+  if (sub && !strcmp(sub, "sink")) {
+    admin__audit_sink(req, who, tenant);
+    return;
+  }
   if (admin__reach(req, who, tenant)) return;
   snprintf(req->tenant, sizeof req->tenant, "%s", tenant);
   if (strcmp(req->method, "GET") && strcmp(req->method, "HEAD")) {

@@ -124,6 +124,8 @@ void admin__directory(gw_req *req, const admin_caller *who, const char *tenant, 
                       const char *id);
 /* admin_users.c: …/users/{ref}/{action}[/{arg}] (revoke, restore, grants). */
 /* GET …/audit[/export] (admin_audit.c): the tenant's audit records. */
+/* /admin/v1/tenants/{t}/audit/sink (admin_audit_sink.c) */
+void admin__audit_sink(gw_req *req, const admin_caller *who, const char *tenant);
 void admin__audit(gw_req *req, const admin_caller *who, const char *tenant, const char *sub);
 /* GET …/revocations (admin_users.c): the tenant's upstream revocations and their state. */
 void admin__revocations(gw_req *req, const admin_caller *who, const char *tenant);

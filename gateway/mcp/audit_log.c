@@ -355,5 +355,5 @@ void gw_audit_metrics(gw_server *srv, gw_buf *out) {
   snprintf(line, sizeof line, "mcpgate_audit_commit_seconds_sum %.6f\nmcpgate_audit_commit_seconds_count %llu\n",
            s.commit_ms_sum / 1000.0, (unsigned long long)s.commit_ms_count);
   gw_buf_append(out, line, strlen(line));
-  if (g->sink) gw_audit_sink_metrics(g->sink, out);
+  gw_audit_sink_metrics(g->log, out);
 }

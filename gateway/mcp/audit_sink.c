@@ -53,7 +53,7 @@
 #define SINK_BACKOFF_FIRST_MS 1000
 #define SINK_BACKOFF_MAX_MS (300 * 1000)
 #define SINK_TOKEN_MAX 4096
-#define SINK_NAME "operator"
+#define SINK_OPERATOR "operator"
 
 /* the sink's cursor of one chain, as delivered (mirrors the stored one) */
 typedef struct chain_pos {
@@ -62,29 +62,41 @@ typedef struct chain_pos {
   bool stored;   /* seq is what audit_cursor_set last accepted */
 } chain_pos;
 
-struct gw_audit_sink {
-  gw_loop *lp;
-  audit_log *log;
+/* One destination: the operator's (every chain) or a tenant's (its
+ * current chain only). */
+typedef struct sink {
+  gw_audit_sink *d;
+  char name[AUDIT_SINK_MAX + 1]; /* "operator" | "tenant:<t>" */
+  char tenant[AUDIT_TENANT_MAX + 1];  /* "" for the operator's */
+  char only_uid[AUDIT_UID_MAX + 1];   /* a tenant sink: its tenant's chain */
+  char version[40];                   /* a tenant sink: its record's "updated" */
   char *url, *ca_file;
   char *auth_header; /* "Authorization: …" or NULL; wiped */
-  bool hec;
-  size_t batch;
-
-  uv_timer_t timer;
-  bool timer_open, stopping;
-  gw_out_req *req; /* the POST in flight */
+  bool hec, gone;    /* gone: replaced or deleted, freed once its POST ended */
+  gw_out_req *req;   /* the POST in flight */
   gw_buf body;
   char uid[AUDIT_UID_MAX + 1]; /* its chain and records */
-  uint64_t first, last, nrec;
+  uint64_t last, nrec;
   int status;
   int64_t backoff_ms;
-
+  uint64_t next_at; /* uv_now: no round before */
   chain_pos *pos;
   size_t npos, cappos;
+  audit_sink_state st; /* published to the audit log (admin API, metrics) */
+} sink;
 
-  _Atomic uint64_t delivered, posts_ok, posts_failed, lag;
-  _Atomic int failing;
-  _Atomic int64_t last_ok_ms;
+struct gw_audit_sink {
+  gw_loop *lp;
+  gw_server *srv;
+  audit_log *log;
+  size_t batch;
+  sink *op;        /* audit_sink_url, or NULL */
+  sink **tenants;  /* tenants' own sinks */
+  size_t nt, capt;
+  sink **dying;    /* gone with a POST in flight */
+  size_t nd, capd;
+  uv_timer_t timer;
+  bool timer_open, started, stopping;
 };
 
 /* ---- configuration --------------------------------------------------------------- */
@@ -116,79 +128,104 @@ static char *read_token(const char *path, char *err, size_t errlen) {
   return t;
 }
 
-static void sink_free(gw_audit_sink *s) {
-  if (!s) return;
-  if (s->auth_header) {
-    OPENSSL_cleanse(s->auth_header, strlen(s->auth_header));
-    free(s->auth_header);
+static void sink_free(sink *k) {
+  if (!k) return;
+  if (k->auth_header) {
+    OPENSSL_cleanse(k->auth_header, strlen(k->auth_header));
+    free(k->auth_header);
   }
-  free(s->url);
-  free(s->ca_file);
-  free(s->pos);
-  gw_buf_free(&s->body);
-  free(s);
+  free(k->url);
+  free(k->ca_file);
+  free(k->pos);
+  gw_buf_free(&k->body);
+  free(k);
+}
+
+/* A destination; token (may be NULL) is copied into the header. */
+static sink *sink_new(gw_audit_sink *d, const char *name, const char *url, const char *format, const char *token,
+                      const char *ca_file) {
+  sink *k = calloc(1, sizeof *k);
+  if (!k) return NULL;
+  k->d = d;
+  snprintf(k->name, sizeof k->name, "%s", name);
+  k->hec = !strcmp(format, "splunk_hec");
+  k->backoff_ms = SINK_BACKOFF_FIRST_MS;
+  gw_buf_init(&k->body, SINK_BODY_MAX);
+  if (!(k->url = strdup(url)) || (ca_file && *ca_file && !(k->ca_file = strdup(ca_file)))) {
+    sink_free(k);
+    return NULL;
+  }
+  if (token) {
+    size_t n = strlen(token) + 32;
+    if (!(k->auth_header = malloc(n))) {
+      sink_free(k);
+      return NULL;
+    }
+    snprintf(k->auth_header, n, "Authorization: %s %s", k->hec ? "Splunk" : "Bearer", token);
+  }
+  return k;
 }
 
 int gw_audit_sink_new(gw_server *srv, audit_log *log, gw_audit_sink **out) {
   *out = NULL;
   const gw_config *c = &srv->cfg;
-  if (!c->audit_sink_url || !*c->audit_sink_url) return 0;
-  gw_audit_sink *s = calloc(1, sizeof *s);
-  if (!s) return -1;
-  s->log = log;
-  s->hec = !strcmp(c->audit_sink_format, "splunk_hec");
-  s->batch = (size_t)c->audit_sink_batch;
-  s->backoff_ms = SINK_BACKOFF_FIRST_MS;
-  gw_buf_init(&s->body, SINK_BODY_MAX);
-  if (!(s->url = strdup(c->audit_sink_url)) ||
-      (c->audit_sink_ca_file && *c->audit_sink_ca_file && !(s->ca_file = strdup(c->audit_sink_ca_file)))) {
-    sink_free(s);
-    return -1;
-  }
-  if (c->audit_sink_token_file && *c->audit_sink_token_file) {
-    char err[512];
-    char *tok = read_token(c->audit_sink_token_file, err, sizeof err);
-    if (!tok) {
-      GW_LOG(GW_LOG_ERROR, "audit", NULL, "%s", err);
-      sink_free(s);
-      return -1;
+  gw_audit_sink *d = calloc(1, sizeof *d);
+  if (!d) return -1;
+  d->srv = srv;
+  d->log = log;
+  d->batch = (size_t)c->audit_sink_batch;
+  if (c->audit_sink_url && *c->audit_sink_url) {
+    char *tok = NULL;
+    if (c->audit_sink_token_file && *c->audit_sink_token_file) {
+      char err[512];
+      if (!(tok = read_token(c->audit_sink_token_file, err, sizeof err))) {
+        GW_LOG(GW_LOG_ERROR, "audit", NULL, "%s", err);
+        free(d);
+        return -1;
+      }
     }
-    size_t n = strlen(tok) + 32;
-    if ((s->auth_header = malloc(n)))
-      snprintf(s->auth_header, n, "Authorization: %s %s", s->hec ? "Splunk" : "Bearer", tok);
-    OPENSSL_cleanse(tok, strlen(tok));
-    free(tok);
-    if (!s->auth_header) {
-      sink_free(s);
+    d->op = sink_new(d, SINK_OPERATOR, c->audit_sink_url, c->audit_sink_format, tok, c->audit_sink_ca_file);
+    if (tok) {
+      OPENSSL_cleanse(tok, strlen(tok));
+      free(tok);
+    }
+    if (!d->op) {
+      free(d);
       return -1;
     }
   }
-  *out = s;
+  *out = d;
   return 0;
 }
 
-void gw_audit_sink_free(gw_audit_sink *s) {
-  /* after the loops ended: the POST's on_done and the timer's close ran */
-  sink_free(s);
+void gw_audit_sink_free(gw_audit_sink *d) {
+  /* after the loops ended: every POST's on_done and the timer's close ran */
+  if (!d) return;
+  sink_free(d->op);
+  for (size_t i = 0; i < d->nt; i++) sink_free(d->tenants[i]);
+  for (size_t i = 0; i < d->nd; i++) sink_free(d->dying[i]);
+  free(d->tenants);
+  free(d->dying);
+  free(d);
 }
 
 /* ---- cursors ------------------------------------------------------------------------ */
 
-static chain_pos *pos_find(gw_audit_sink *s, const char *uid) {
-  for (size_t i = 0; i < s->npos; i++)
-    if (!strcmp(s->pos[i].uid, uid)) return &s->pos[i];
+static chain_pos *pos_find(sink *k, const char *uid) {
+  for (size_t i = 0; i < k->npos; i++)
+    if (!strcmp(k->pos[i].uid, uid)) return &k->pos[i];
   return NULL;
 }
 
-static chain_pos *pos_add(gw_audit_sink *s, const char *uid, uint64_t seq) {
-  if (s->npos == s->cappos) {
-    size_t cap = s->cappos ? s->cappos * 2 : 16;
-    chain_pos *n = realloc(s->pos, cap * sizeof *n);
+static chain_pos *pos_add(sink *k, const char *uid, uint64_t seq) {
+  if (k->npos == k->cappos) {
+    size_t cap = k->cappos ? k->cappos * 2 : 16;
+    chain_pos *n = realloc(k->pos, cap * sizeof *n);
     if (!n) return NULL;
-    s->pos = n;
-    s->cappos = cap;
+    k->pos = n;
+    k->cappos = cap;
   }
-  chain_pos *p = &s->pos[s->npos++];
+  chain_pos *p = &k->pos[k->npos++];
   snprintf(p->uid, sizeof p->uid, "%s", uid);
   p->seq = seq;
   p->stored = true;
@@ -197,11 +234,13 @@ static chain_pos *pos_add(gw_audit_sink *s, const char *uid, uint64_t seq) {
 
 /* the acknowledged position, handed to the audit thread (again, when its
  * pending table was full last time) */
-static void pos_store(gw_audit_sink *s, chain_pos *p) {
-  p->stored = audit_cursor_set(s->log, SINK_NAME, p->uid, p->seq) == 0;
+static void pos_store(sink *k, chain_pos *p) {
+  p->stored = audit_cursor_set(k->d->log, k->name, p->uid, p->seq) == 0;
 }
 
-/* ---- one round ------------------------------------------------------------------------ */
+static void publish(sink *k) { audit_sink_state_put(k->d->log, k->name, &k->st); }
+
+/* ---- one round of one sink ------------------------------------------------------------- */
 
 typedef struct head_list {
   struct {
@@ -231,7 +270,7 @@ static void head_cb(void *ctx, const char *tenant, const char *uid, uint64_t seq
 }
 
 typedef struct emit_ctx {
-  gw_audit_sink *s;
+  sink *k;
   uint64_t last, n;
 } emit_ctx;
 
@@ -239,201 +278,198 @@ typedef struct emit_ctx {
 
 /* "seq" of a stored record: the module writes {"id":…,"prev":…,"seq":N,… */
 static uint64_t rec_seq(const char *p, size_t n) {
-  const char *k = memmem(p, n < 256 ? n : 256, "\"seq\":", 6);
+  const char *key = memmem(p, n < 256 ? n : 256, "\"seq\":", 6);
   uint64_t v = 0;
-  if (!k) return 0;
-  for (k += 6; k < p + n && *k >= '0' && *k <= '9'; k++) v = v * 10 + (uint64_t)(*k - '0');
+  if (!key) return 0;
+  for (key += 6; key < p + n && *key >= '0' && *key <= '9'; key++) v = v * 10 + (uint64_t)(*key - '0');
   return v;
 }
 
 static int emit(void *ctx, const char *bytes, size_t len) {
   emit_ctx *e = ctx;
-  gw_audit_sink *s = e->s;
-  size_t before = s->body.len;
+  sink *k = e->k;
+  size_t before = k->body.len;
   int rc;
-  if (s->hec) {
+  if (k->hec) {
     /* {"time":<seconds.millis>,"source":"mcpgate","sourcetype":"mcpgate:audit","event":<record>} */
     json_t *r = json_loadb(bytes, len, 0, NULL);
     json_int_t ms = json_integer_value(json_object_get(r, "time"));
     json_decref(r);
     char head[96];
     snprintf(head, sizeof head, "{\"time\":%lld.%03lld,", (long long)(ms / 1000), (long long)(ms % 1000));
-    rc = gw_buf_appendv(&s->body, head, "\"source\":\"mcpgate\",\"sourcetype\":\"mcpgate:audit\",\"event\":", NULL);
-    if (!rc) rc = gw_buf_append(&s->body, bytes, len);
-    if (!rc) rc = gw_buf_append(&s->body, "}\n", 2);
+    rc = gw_buf_appendv(&k->body, head, "\"source\":\"mcpgate\",\"sourcetype\":\"mcpgate:audit\",\"event\":", NULL);
+    if (!rc) rc = gw_buf_append(&k->body, bytes, len);
+    if (!rc) rc = gw_buf_append(&k->body, "}\n", 2);
   } else {
-    rc = gw_buf_append(&s->body, bytes, len);
-    if (!rc) rc = gw_buf_append(&s->body, "\n", 1);
+    rc = gw_buf_append(&k->body, bytes, len);
+    if (!rc) rc = gw_buf_append(&k->body, "\n", 1);
   }
   if (rc) { /* past SINK_BODY_MAX: this record goes in the next POST, whole */
-    s->body.len = before;
-    if (s->body.data) s->body.data[before] = 0;
+    k->body.len = before;
+    if (k->body.data) k->body.data[before] = 0;
     return EMIT_FULL;
   }
   e->last = rec_seq(bytes, len);
   e->n++;
-  return e->n >= s->batch || s->body.len >= SINK_BODY_SOFT ? EMIT_FULL : 0;
+  return e->n >= k->d->batch || k->body.len >= SINK_BODY_SOFT ? EMIT_FULL : 0;
 }
 
-static void sink_tick(uv_timer_t *t);
 static void post_done(gw_out_req *r, int err, void *ud);
 
 static void post_headers(gw_out_req *r, int status, const gw_out_header *h, size_t n, void *ud) {
   (void)r;
   (void)h;
   (void)n;
-  ((gw_audit_sink *)ud)->status = status;
+  ((sink *)ud)->status = status;
 }
 
-static void again_in(gw_audit_sink *s, uint64_t ms) {
-  if (!s->stopping && s->timer_open) uv_timer_start(&s->timer, sink_tick, ms, 0);
-}
+static void kick(gw_audit_sink *d, uint64_t ms);
 
-static void failed(gw_audit_sink *s, const char *why) {
-  atomic_fetch_add(&s->posts_failed, 1);
-  int was = atomic_exchange(&s->failing, 1);
+static void failed(sink *k, const char *why) {
+  k->st.posts_failed++;
+  k->st.last_failure_ms = gw_wall_ms();
+  snprintf(k->st.last_error, sizeof k->st.last_error, "%s", why);
+  bool was = k->st.failing;
+  k->st.failing = true;
+  publish(k);
   /* every failure while the back-off is short, then once per doubling */
-  GW_LOG(was && s->backoff_ms >= SINK_BACKOFF_MAX_MS ? GW_LOG_DEBUG : GW_LOG_WARN, "audit", NULL,
-         "audit sink: delivering %" PRIu64 " records of chain %s failed: %s; retrying in %lld s", s->nrec, s->uid,
-         why, (long long)(s->backoff_ms / 1000));
-  again_in(s, (uint64_t)s->backoff_ms);
-  s->backoff_ms = s->backoff_ms * 2 > SINK_BACKOFF_MAX_MS ? SINK_BACKOFF_MAX_MS : s->backoff_ms * 2;
+  GW_LOG(was && k->backoff_ms >= SINK_BACKOFF_MAX_MS ? GW_LOG_DEBUG : GW_LOG_WARN, "audit",
+         &((gw_log_ctx){k->tenant[0] ? k->tenant : NULL, NULL}),
+         "audit sink %s: delivering %" PRIu64 " records of chain %s failed: %s; retrying in %lld s", k->name, k->nrec,
+         k->uid, why, (long long)(k->backoff_ms / 1000));
+  k->next_at = uv_now(&k->d->lp->loop) + (uint64_t)k->backoff_ms;
+  k->backoff_ms = k->backoff_ms * 2 > SINK_BACKOFF_MAX_MS ? SINK_BACKOFF_MAX_MS : k->backoff_ms * 2;
+  kick(k->d, AUDIT_SINK_POLL_MS);
+}
+
+/* a gone sink whose POST ended: out of the dying list, freed */
+static void bury(sink *k) {
+  gw_audit_sink *d = k->d;
+  for (size_t i = 0; i < d->nd; i++)
+    if (d->dying[i] == k) {
+      d->dying[i] = d->dying[--d->nd];
+      break;
+    }
+  sink_free(k);
 }
 
 static void post_done(gw_out_req *r, int err, void *ud) {
-  gw_audit_sink *s = ud;
-  s->req = NULL;
-  if (s->stopping) return;
-  if (err || s->status < 200 || s->status > 299) {
+  sink *k = ud;
+  k->req = NULL;
+  if (k->gone) {
+    bury(k);
+    return;
+  }
+  if (k->d->stopping) return;
+  if (err || k->status < 200 || k->status > 299) {
     char why[300];
     if (err) {
-      const char *d = gw_out_detail(r);
-      snprintf(why, sizeof why, "%s%s%s", gw_out_strerror(err), *d ? ": " : "", d);
+      const char *det = gw_out_detail(r);
+      snprintf(why, sizeof why, "%s%s%s", gw_out_strerror(err), *det ? ": " : "", det);
     } else {
-      snprintf(why, sizeof why, "the receiver answered HTTP %d", s->status);
+      snprintf(why, sizeof why, "the receiver answered HTTP %d", k->status);
     }
-    failed(s, why);
+    failed(k, why);
     return;
   }
-  chain_pos *p = pos_find(s, s->uid);
-  if (!p) p = pos_add(s, s->uid, 0);
+  chain_pos *p = pos_find(k, k->uid);
+  if (!p) p = pos_add(k, k->uid, 0);
   if (p) {
-    p->seq = s->last;
-    pos_store(s, p);
+    p->seq = k->last;
+    pos_store(k, p);
   }
-  atomic_fetch_add(&s->delivered, s->nrec);
-  atomic_fetch_add(&s->posts_ok, 1);
-  atomic_store(&s->last_ok_ms, gw_wall_ms());
-  if (atomic_exchange(&s->failing, 0))
-    GW_LOG(GW_LOG_INFO, "audit", NULL, "audit sink: delivering again (%" PRIu64 " records of chain %s accepted)",
-           s->nrec, s->uid);
-  s->backoff_ms = SINK_BACKOFF_FIRST_MS;
-  again_in(s, 0); /* more may wait: the next round looks at once */
+  k->st.delivered += k->nrec;
+  k->st.posts_ok++;
+  k->st.last_ok_ms = gw_wall_ms();
+  k->st.lag = k->st.lag > k->nrec ? k->st.lag - k->nrec : 0;
+  if (k->st.failing) {
+    k->st.failing = false;
+    GW_LOG(GW_LOG_INFO, "audit", &((gw_log_ctx){k->tenant[0] ? k->tenant : NULL, NULL}),
+           "audit sink %s: delivering again (%" PRIu64 " records of chain %s accepted)", k->name, k->nrec, k->uid);
+  }
+  publish(k);
+  k->backoff_ms = SINK_BACKOFF_FIRST_MS;
+  k->next_at = 0;
+  kick(k->d, 0); /* more may wait: the next round looks at once */
 }
 
-static void sink_tick(uv_timer_t *t) {
-  gw_audit_sink *s = t->data;
-  if (s->stopping || s->req) return;
-  st_txn *txn = NULL;
-  head_list hl = {0};
-  int rc = st_read_begin(audit_store(s->log), &txn);
-  if (rc == 0) rc = audit_heads(txn, head_cb, &hl);
-  if (rc < 0 || hl.oom) {
-    if (txn) st_txn_end(txn);
-    free(hl.v);
-    GW_LOG(GW_LOG_ERROR, "audit", NULL, "audit sink: cannot read the chain heads: %s",
-           hl.oom ? "out of memory" : audit_strerror(rc));
-    again_in(s, AUDIT_SINK_POLL_MS);
-    return;
-  }
+/* One round of k over the heads read in txn: the first chain it has not
+ * delivered, one POST. */
+static void sink_round(sink *k, st_txn *txn, const head_list *hl) {
   uint64_t lag = 0;
-  size_t pick = hl.n;
-  for (size_t i = 0; i < hl.n; i++) {
-    chain_pos *p = pos_find(s, hl.v[i].uid);
+  size_t pick = hl->n;
+  for (size_t i = 0; i < hl->n; i++) {
+    if (k->only_uid[0] && strcmp(k->only_uid, hl->v[i].uid)) continue;
+    chain_pos *p = pos_find(k, hl->v[i].uid);
     if (!p) {
       uint64_t seq = 0;
-      if (audit_cursor_get(txn, SINK_NAME, hl.v[i].uid, &seq) < 0) seq = 0;
-      if (!(p = pos_add(s, hl.v[i].uid, seq))) continue;
+      if (audit_cursor_get(txn, k->name, hl->v[i].uid, &seq) < 0) seq = 0;
+      if (!(p = pos_add(k, hl->v[i].uid, seq))) continue;
     }
-    if (!p->stored) pos_store(s, p);
-    if (hl.v[i].seq > p->seq) {
-      lag += hl.v[i].seq - p->seq;
-      if (pick == hl.n) pick = i;
+    if (!p->stored) pos_store(k, p);
+    if (hl->v[i].seq > p->seq) {
+      lag += hl->v[i].seq - p->seq;
+      if (pick == hl->n) pick = i;
     }
   }
-  atomic_store(&s->lag, lag);
-  if (pick == hl.n) {
-    st_txn_end(txn);
-    free(hl.v);
-    again_in(s, AUDIT_SINK_POLL_MS);
-    return;
+  if (k->st.lag != lag) {
+    k->st.lag = lag;
+    publish(k);
   }
-  chain_pos *p = pos_find(s, hl.v[pick].uid);
-  if (!p) { /* picked only with a position: never */
-    st_txn_end(txn);
-    free(hl.v);
-    again_in(s, AUDIT_SINK_POLL_MS);
-    return;
-  }
-  snprintf(s->uid, sizeof s->uid, "%s", p->uid);
-  gw_buf_reset(&s->body);
-  emit_ctx e = {s, 0, 0};
+  if (pick == hl->n) return;
+  chain_pos *p = pos_find(k, hl->v[pick].uid);
+  if (!p) return; /* picked only with a position: never */
+  snprintf(k->uid, sizeof k->uid, "%s", p->uid);
+  gw_buf_reset(&k->body);
+  emit_ctx e = {k, 0, 0};
   uint64_t after = p->seq;
-  rc = audit_export_chunk(txn, s->uid, 0, 0, &after, s->batch, emit, &e);
-  st_txn_end(txn);
-  uint64_t head_seq = hl.v[pick].seq;
-  free(hl.v);
+  int rc = audit_export_chunk(txn, k->uid, 0, 0, &after, k->d->batch, emit, &e);
   if (rc < 0 && rc != EMIT_FULL) {
-    GW_LOG(GW_LOG_ERROR, "audit", NULL, "audit sink: cannot read chain %s: %s", s->uid, audit_strerror(rc));
-    again_in(s, AUDIT_SINK_POLL_MS);
+    GW_LOG(GW_LOG_ERROR, "audit", NULL, "audit sink %s: cannot read chain %s: %s", k->name, k->uid,
+           audit_strerror(rc));
     return;
   }
   if (!e.n) {
     /* nothing left after the cursor: retention pruned what was never
      * delivered (logged), or a scan stopped early; move on */
-    if (rc == 0) {
+    uint64_t to = rc == 0 ? hl->v[pick].seq : after;
+    if (rc == 0)
       GW_LOG(GW_LOG_WARN, "audit", NULL,
-             "audit sink: records %" PRIu64 "..%" PRIu64 " of chain %s were pruned before they were delivered",
-             p->seq + 1, head_seq, s->uid);
-      p->seq = head_seq;
-    } else {
-      p->seq = after;
-    }
-    pos_store(s, p);
-    again_in(s, 0);
+             "audit sink %s: records %" PRIu64 "..%" PRIu64 " of chain %s were pruned before they were delivered",
+             k->name, p->seq + 1, to, k->uid);
+    p->seq = to;
+    pos_store(k, p);
+    kick(k->d, 0);
     return;
   }
-  s->first = p->seq + 1;
-  s->last = e.last;
-  s->nrec = e.n;
-  s->status = 0;
+  k->last = e.last;
+  k->nrec = e.n;
+  k->status = 0;
   const char *headers[4];
   size_t nh = 0;
-  headers[nh++] = s->hec ? "Content-Type: application/json" : "Content-Type: application/x-ndjson";
-  if (s->auth_header) headers[nh++] = s->auth_header;
+  headers[nh++] = k->hec ? "Content-Type: application/json" : "Content-Type: application/x-ndjson";
+  if (k->auth_header) headers[nh++] = k->auth_header;
   headers[nh] = NULL;
   gw_out_opts o = {.method = "POST",
-                   .url = s->url,
+                   .url = k->url,
                    .headers = headers,
-                   .body = s->body.data,
-                   .body_len = s->body.len,
+                   .body = k->body.data,
+                   .body_len = k->body.len,
                    .connect_timeout_ms = 10000,
                    .first_byte_timeout_ms = 30000,
                    .idle_timeout_ms = 30000,
-                   .ca_file = s->ca_file,
+                   .ca_file = k->ca_file,
                    .max_header_bytes = 16384,
                    .egress = GW_OUT_EGRESS_ADMIN,
                    .on_headers = post_headers,
                    .on_done = post_done,
-                   .ud = s};
-  rc = gw_out_start(s->lp->out, &o, &s->req);
+                   .ud = k};
+  rc = gw_out_start(k->d->lp->out, &o, &k->req);
   if (rc) {
-    s->req = NULL;
-    failed(s, gw_out_strerror(rc));
+    k->req = NULL;
+    failed(k, gw_out_strerror(rc));
   }
 }
-
-/* ---- life on the primary loop ------------------------------------------------------- */
 
 /* The URL as logs may show it: no user info, no query (either may hold a
  * credential, as some collectors take ?token=). */
@@ -448,50 +484,244 @@ static void url_for_log(const char *url, char *out, size_t cap) {
   snprintf(out, cap, "%.*s%.*s%s", (int)scheme, url, (int)rest, from, from[rest] == '?' ? "?…" : "");
 }
 
-int gw_audit_sink_start(gw_audit_sink *s, gw_loop *lp) {
-  s->lp = lp;
-  if (uv_timer_init(&lp->loop, &s->timer)) return -1;
-  s->timer.data = s;
-  s->timer_open = true;
-  uv_timer_start(&s->timer, sink_tick, 0, 0);
-  char shown[512];
-  url_for_log(s->url, shown, sizeof shown);
-  GW_LOG(GW_LOG_INFO, "audit", NULL, "audit sink: streaming every tenant's records to %s (%s)", shown,
-         s->hec ? "Splunk HEC" : "NDJSON");
+/* ---- the tenants' sinks, as the main store says ------------------------------------- */
+
+static void retire(gw_audit_sink *d, sink *k) {
+  bool replaced = false;
+  for (size_t i = 0; i < d->nt && !replaced; i++) replaced = d->tenants[i] != k && !strcmp(d->tenants[i]->name, k->name);
+  if (!replaced) audit_sink_state_put(d->log, k->name, NULL);
+  if (!k->req) {
+    sink_free(k);
+    return;
+  }
+  k->gone = true;
+  gw_out_abort(k->req); /* its on_done frees it */
+  if (d->nd == d->capd) {
+    size_t cap = d->capd ? d->capd * 2 : 8;
+    sink **n = realloc(d->dying, cap * sizeof *n);
+    if (!n) return; /* freed by nobody: a leak on an allocation failure beats a use after free */
+    d->dying = n;
+    d->capd = cap;
+  }
+  d->dying[d->nd++] = k;
+}
+
+typedef struct sync_ctx {
+  gw_audit_sink *d;
+  st_txn *txn;
+  sink **keep; /* the new list */
+  size_t n, cap;
+  bool oom;
+} sync_ctx;
+
+static sink *tenant_sink_find(gw_audit_sink *d, const char *tenant) {
+  for (size_t i = 0; i < d->nt; i++)
+    if (!strcmp(d->tenants[i]->tenant, tenant)) return d->tenants[i];
+  return NULL;
+}
+
+static bool in_list(sink *const *v, size_t n, const sink *k) {
+  for (size_t i = 0; i < n; i++)
+    if (v[i] == k) return true;
+  return false;
+}
+
+/* the list being built: the running sink when its settings are the same,
+ * else a new one (made from the record and its unsealed token) */
+static int sync_one(void *ctx, const char *tenant, const json_t *rec) {
+  sync_ctx *c = ctx;
+  gw_audit_sink *d = c->d;
+  const char *version = json_string_value(json_object_get(rec, "updated")) ?: "";
+  char uid[ST_TENANT_UID_LEN + 1];
+  if (st_tenant_uid_get(c->txn, tenant, uid) != 0) return 0; /* a tenant being purged */
+  if (c->n == c->cap) {
+    size_t cap = c->cap ? c->cap * 2 : 8;
+    sink **n = realloc(c->keep, cap * sizeof *n);
+    if (!n) {
+      c->oom = true;
+      return 1;
+    }
+    c->keep = n;
+    c->cap = cap;
+  }
+  sink *k = tenant_sink_find(d, tenant);
+  if (k && !strcmp(k->version, version) && !strcmp(k->only_uid, uid)) {
+    c->keep[c->n++] = k;
+    return 0;
+  }
+  char *tok = NULL;
+  if (json_is_true(json_object_get(rec, "token_set")) && audit_tenant_sink_token(c->txn, tenant, &tok) != 0) {
+    GW_LOG(GW_LOG_ERROR, "audit", &((gw_log_ctx){tenant, NULL}),
+           "audit sink of tenant %s: its token cannot be unsealed; nothing is sent until it is set again", tenant);
+    return 0;
+  }
+  char name[AUDIT_SINK_MAX + 1];
+  snprintf(name, sizeof name, "tenant:%s", tenant);
+  sink *n = sink_new(d, name, json_string_value(json_object_get(rec, "url")) ?: "",
+                     json_string_value(json_object_get(rec, "format")) ?: "ndjson", tok, NULL);
+  audit_tenant_sink_token_free(tok);
+  if (!n) {
+    c->oom = true;
+    return 1;
+  }
+  snprintf(n->tenant, sizeof n->tenant, "%s", tenant);
+  snprintf(n->only_uid, sizeof n->only_uid, "%s", uid);
+  snprintf(n->version, sizeof n->version, "%s", version);
+  if (k) { /* changed settings: the counters go on, the cursor is the stored one */
+    n->st.delivered = k->st.delivered;
+    n->st.posts_ok = k->st.posts_ok;
+    n->st.posts_failed = k->st.posts_failed;
+  } else {
+    char shown[512];
+    url_for_log(n->url, shown, sizeof shown);
+    GW_LOG(GW_LOG_INFO, "audit", &((gw_log_ctx){tenant, NULL}), "audit sink %s: streaming to %s (%s)", name, shown,
+           n->hec ? "Splunk HEC" : "NDJSON");
+  }
+  publish(n);
+  c->keep[c->n++] = n;
   return 0;
 }
 
-static void sink_closed(uv_handle_t *h) {
-  gw_audit_sink *s = h->data;
-  s->timer_open = false;
+/* The tenants' sinks as the main store holds them now: new ones made,
+ * changed ones replaced (the old one's POST aborted), deleted ones retired.
+ * On a failure nothing changes. */
+static void sync_tenants(gw_audit_sink *d) {
+  st_txn *txn;
+  if (!d->srv->store || st_read_begin(d->srv->store, &txn) != 0) return;
+  sync_ctx c = {d, txn, NULL, 0, 0, false};
+  int rc = audit_tenant_sinks_each(txn, sync_one, &c);
+  st_txn_end(txn);
+  if (rc < 0 || c.oom) {
+    for (size_t i = 0; i < c.n; i++)
+      if (!in_list(d->tenants, d->nt, c.keep[i])) {
+        audit_sink_state_put(d->log, c.keep[i]->name, NULL);
+        sink_free(c.keep[i]);
+      }
+    free(c.keep);
+    return;
+  }
+  for (size_t i = 0; i < d->nt; i++)
+    if (!in_list(c.keep, c.n, d->tenants[i])) retire(d, d->tenants[i]);
+  free(d->tenants);
+  d->tenants = c.keep;
+  d->nt = c.n;
+  d->capt = c.cap;
 }
 
-void gw_audit_sink_stop(gw_audit_sink *s) {
-  s->stopping = true;
-  if (s->req) gw_out_abort(s->req);
-  uv_close((uv_handle_t *)&s->timer, sink_closed);
+/* ---- the driver ------------------------------------------------------------------------ */
+
+static void tick(uv_timer_t *t) {
+  gw_audit_sink *d = t->data;
+  if (d->stopping) return;
+  sync_tenants(d);
+  st_txn *txn = NULL;
+  head_list hl = {0};
+  int rc = st_read_begin(audit_store(d->log), &txn);
+  if (rc == 0) rc = audit_heads(txn, head_cb, &hl);
+  if (rc < 0 || hl.oom) {
+    if (txn) st_txn_end(txn);
+    free(hl.v);
+    GW_LOG(GW_LOG_ERROR, "audit", NULL, "audit sinks: cannot read the chain heads: %s",
+           hl.oom ? "out of memory" : audit_strerror(rc));
+    kick(d, AUDIT_SINK_POLL_MS);
+    return;
+  }
+  uint64_t now = uv_now(&d->lp->loop);
+  if (d->op && !d->op->req && now >= d->op->next_at) sink_round(d->op, txn, &hl);
+  for (size_t i = 0; i < d->nt; i++) {
+    sink *k = d->tenants[i];
+    if (!k->req && now >= k->next_at) sink_round(k, txn, &hl);
+  }
+  st_txn_end(txn);
+  free(hl.v);
+  if (!uv_is_active((uv_handle_t *)&d->timer)) kick(d, AUDIT_SINK_POLL_MS);
 }
 
-void gw_audit_sink_metrics(gw_audit_sink *s, gw_buf *out) {
-  char line[1536];
-  bool on = s != NULL;
-  snprintf(line, sizeof line,
-           "# HELP mcpgate_audit_sink_records_delivered_total Audit records a SIEM sink (audit_sink_url) accepted.\n"
-           "# TYPE mcpgate_audit_sink_records_delivered_total counter\nmcpgate_audit_sink_records_delivered_total "
-           "%" PRIu64 "\n"
-           "# HELP mcpgate_audit_sink_posts_total POSTs to the SIEM sink, by outcome (2xx or not).\n"
-           "# TYPE mcpgate_audit_sink_posts_total counter\n"
-           "mcpgate_audit_sink_posts_total{result=\"ok\"} %" PRIu64 "\n"
-           "mcpgate_audit_sink_posts_total{result=\"failed\"} %" PRIu64 "\n"
-           "# HELP mcpgate_audit_sink_failing 1 while the last delivery to the SIEM sink failed.\n"
-           "# TYPE mcpgate_audit_sink_failing gauge\nmcpgate_audit_sink_failing %d\n"
-           "# HELP mcpgate_audit_sink_lag_records Audit records written and not yet delivered (at the last look).\n"
-           "# TYPE mcpgate_audit_sink_lag_records gauge\nmcpgate_audit_sink_lag_records %" PRIu64 "\n"
-           "# HELP mcpgate_audit_sink_last_success_timestamp_seconds When the SIEM sink last accepted a POST.\n"
-           "# TYPE mcpgate_audit_sink_last_success_timestamp_seconds gauge\n"
-           "mcpgate_audit_sink_last_success_timestamp_seconds %.3f\n",
-           on ? atomic_load(&s->delivered) : 0, on ? atomic_load(&s->posts_ok) : 0,
-           on ? atomic_load(&s->posts_failed) : 0, on ? atomic_load(&s->failing) : 0, on ? atomic_load(&s->lag) : 0,
-           on ? (double)atomic_load(&s->last_ok_ms) / 1000.0 : 0.0);
-  gw_buf_append(out, line, strlen(line));
+/* the next tick in ms at the latest (a sooner one stays) */
+static void kick(gw_audit_sink *d, uint64_t ms) {
+  if (d->stopping || !d->timer_open) return;
+  if (uv_is_active((uv_handle_t *)&d->timer) && uv_timer_get_due_in(&d->timer) <= ms) return;
+  uv_timer_start(&d->timer, tick, ms, 0);
+}
+
+/* ---- life on the primary loop ------------------------------------------------------- */
+
+int gw_audit_sink_start(gw_audit_sink *d, gw_loop *lp) {
+  d->lp = lp;
+  if (uv_timer_init(&lp->loop, &d->timer)) return -1;
+  d->timer.data = d;
+  d->timer_open = true;
+  d->started = true;
+  uv_timer_start(&d->timer, tick, 0, 0);
+  if (d->op) {
+    char shown[512];
+    url_for_log(d->op->url, shown, sizeof shown);
+    GW_LOG(GW_LOG_INFO, "audit", NULL, "audit sink %s: streaming every tenant's records to %s (%s)", d->op->name,
+           shown, d->op->hec ? "Splunk HEC" : "NDJSON");
+    publish(d->op);
+  }
+  return 0;
+}
+
+static void timer_closed(uv_handle_t *h) {
+  gw_audit_sink *d = h->data;
+  d->timer_open = false;
+}
+
+void gw_audit_sink_stop(gw_audit_sink *d) {
+  d->stopping = true;
+  if (d->op && d->op->req) gw_out_abort(d->op->req);
+  for (size_t i = 0; i < d->nt; i++)
+    if (d->tenants[i]->req) gw_out_abort(d->tenants[i]->req);
+  uv_close((uv_handle_t *)&d->timer, timer_closed);
+}
+
+typedef struct metrics_ctx {
+  gw_buf *out;
+  int part;
+} metrics_ctx;
+
+static void metrics_one(void *ctx, const char *name, const audit_sink_state *st) {
+  metrics_ctx *m = ctx;
+  char line[512];
+  switch (m->part) {
+  case 0:
+    snprintf(line, sizeof line, "mcpgate_audit_sink_records_delivered_total{sink=\"%s\"} %" PRIu64 "\n", name,
+             st->delivered);
+    break;
+  case 1:
+    snprintf(line, sizeof line,
+             "mcpgate_audit_sink_posts_total{sink=\"%s\",result=\"ok\"} %" PRIu64 "\n"
+             "mcpgate_audit_sink_posts_total{sink=\"%s\",result=\"failed\"} %" PRIu64 "\n",
+             name, st->posts_ok, name, st->posts_failed);
+    break;
+  case 2: snprintf(line, sizeof line, "mcpgate_audit_sink_failing{sink=\"%s\"} %d\n", name, st->failing ? 1 : 0); break;
+  case 3:
+    snprintf(line, sizeof line, "mcpgate_audit_sink_lag_records{sink=\"%s\"} %" PRIu64 "\n", name, st->lag);
+    break;
+  default:
+    snprintf(line, sizeof line, "mcpgate_audit_sink_last_success_timestamp_seconds{sink=\"%s\"} %.3f\n", name,
+             (double)st->last_ok_ms / 1000.0);
+  }
+  gw_buf_append(m->out, line, strlen(line));
+}
+
+void gw_audit_sink_metrics(audit_log *log, gw_buf *out) {
+  static const char *const head[] = {
+      "# HELP mcpgate_audit_sink_records_delivered_total Audit records a SIEM sink accepted (sink: operator, or "
+      "tenant:<id>).\n# TYPE mcpgate_audit_sink_records_delivered_total counter\n",
+      "# HELP mcpgate_audit_sink_posts_total POSTs to a SIEM sink, by outcome (2xx or not).\n"
+      "# TYPE mcpgate_audit_sink_posts_total counter\n",
+      "# HELP mcpgate_audit_sink_failing 1 while the last delivery to a SIEM sink failed.\n"
+      "# TYPE mcpgate_audit_sink_failing gauge\n",
+      "# HELP mcpgate_audit_sink_lag_records Audit records written and not yet delivered to a SIEM sink.\n"
+      "# TYPE mcpgate_audit_sink_lag_records gauge\n",
+      "# HELP mcpgate_audit_sink_last_success_timestamp_seconds When a SIEM sink last accepted a POST (0: not yet).\n"
+      "# TYPE mcpgate_audit_sink_last_success_timestamp_seconds gauge\n",
+  };
+  for (int part = 0; part < 5; part++) {
+    gw_buf_appends(out, head[part]);
+    metrics_ctx m = {out, part};
+    audit_sink_states_each(log, metrics_one, &m);
+  }
 }

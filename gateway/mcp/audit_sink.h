@@ -30,7 +30,9 @@ int gw_audit_sink_start(gw_audit_sink *s, gw_loop *lp);
  * acknowledged cursors are queued to the audit log, which commits them at
  * close. */
 void gw_audit_sink_stop(gw_audit_sink *s);
-/* The mcpgate_audit_sink_* metrics (zeros when s is NULL). */
-void gw_audit_sink_metrics(gw_audit_sink *s, gw_buf *out);
+/* The mcpgate_audit_sink_* metrics, one series per sink (label sink:
+ * "operator" or "tenant:<id>"), from the states the driver published in
+ * the audit log (any loop). */
+void gw_audit_sink_metrics(audit_log *log, gw_buf *out);
 
 #endif
