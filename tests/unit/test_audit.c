@@ -19,7 +19,9 @@
 
 #include "audit/audit.h"
 #include "store/store.h"
+#include "store/seal.h"
 #include "store/store_testing.h"
+#include "store/tenant.h"
 #include "tests/unit/unit.h"
 
 /* ---- fixtures --------------------------------------------------------------------- */
@@ -1387,6 +1389,128 @@ TEST(migration_adds_the_cursors_to_a_step_1_environment) {
   tmp_cleanup();
 }
 
+/* ---- a tenant's own SIEM sink (main store) ----------------------------------------- */
+
+typedef struct tsink_job {
+  const char *tenant, *url, *format, *token, *now;
+  bool drop, del, purge, create_tenant;
+  int created, rv;
+} tsink_job;
+static int tsink_fn(st_txn *txn, void *arg) {
+  tsink_job *j = arg;
+  if (j->create_tenant) j->rv = st_tenant_create(txn, j->tenant, j->tenant, "2026-01-01T00:00:00Z", "0123456789abcdef");
+  else if (j->purge) j->rv = st_purge_tenant_step(txn, j->tenant, 100) < 0 ? -1 : 0;
+  else if (j->del) j->rv = audit_tenant_sink_del(txn, j->tenant);
+  else j->rv = audit_tenant_sink_put(txn, j->tenant, j->url, j->format ? j->format : "ndjson", j->token, j->drop,
+                                     j->now ? j->now : "2026-12-05T00:00:00Z", &j->created);
+  return j->rv < 0 && j->rv != ST_ENOTFOUND ? j->rv : 0;
+}
+static int tsink(st_store *st, tsink_job j, int *created) {
+  int rc = st_write_sync(st, tsink_fn, &j);
+  if (created) *created = j.created;
+  return rc ? rc : j.rv;
+}
+static int parse_doc(const char *text, char *err, size_t errlen) {
+  json_t *d = json_loads(text, 0, NULL);
+  const char *u, *f, *t;
+  bool drop;
+  int rc = audit_tenant_sink_parse(d, &u, &f, &t, &drop, err, errlen);
+  json_decref(d);
+  return rc;
+}
+
+TEST(tenant_sink_parse_store_purge_and_check) {
+  tmp_setup();
+  char err[512];
+  /* validation names the member, never echoes a token */
+  CHECK_INT(parse_doc("{\"url\":\"https://siem.example.com/in\"}", err, sizeof err), 0);
+  CHECK_INT(parse_doc("{\"url\":\"https://siem.example.com/in\",\"format\":\"splunk_hec\",\"token\":\"abc\"}", err,
+                      sizeof err), 0);
+  CHECK_INT(parse_doc("{\"url\":\"https://siem.example.com/in\",\"token\":null}", err, sizeof err), 0);
+  CHECK_INT(parse_doc("{\"url\":\"ftp://siem.example.com/in\"}", err, sizeof err), AUDIT_EINVALID);
+  CHECK(strstr(err, "\"url\"") != NULL);
+  CHECK_INT(parse_doc("{\"url\":\"https://u:p@siem.example.com/in\"}", err, sizeof err), AUDIT_EINVALID);
+  CHECK_INT(parse_doc("{\"url\":\"https://siem.example.com/in#x\"}", err, sizeof err), AUDIT_EINVALID);
+  CHECK_INT(parse_doc("{\"url\":\"https://\"}", err, sizeof err), AUDIT_EINVALID);
+  CHECK_INT(parse_doc("{\"url\":\"https://siem.example.com/\",\"format\":\"syslog\"}", err, sizeof err),
+            AUDIT_EINVALID);
+  CHECK(strstr(err, "\"format\"") != NULL);
+  CHECK_INT(parse_doc("{\"url\":\"https://siem.example.com/\",\"token\":\"has space-SECRETX\"}", err, sizeof err),
+            AUDIT_EINVALID);
+  CHECK(strstr(err, "\"token\"") != NULL && strstr(err, "SECRETX") == NULL);
+  CHECK_INT(parse_doc("{\"url\":\"https://siem.example.com/\",\"extra\":1}", err, sizeof err), AUDIT_EINVALID);
+  CHECK_INT(parse_doc("[]", err, sizeof err), AUDIT_EINVALID);
+
+  /* the main store: put, keep or drop the token, delete, purge, check */
+  char dir[160], key[160];
+  snprintf(dir, sizeof dir, "%s/store", g_tmp);
+  snprintf(key, sizeof key, "%s/master.key", g_tmp);
+  st_options o = {0};
+  st_store *st = NULL;
+  o.dir = dir;
+  o.map_size = 64u << 20;
+  o.master_key_file = key;
+  o.log = log_fn;
+  o.log_ctx = &g_log;
+  CHECK_INT(st_open(&st, &o), 0);
+  CHECK_INT(audit_register_store(st), 0);
+  CHECK_INT(st_purge_add(st, "secrets", st_secret_purge_tenant, NULL), 0);
+  CHECK_INT(tsink(st, (tsink_job){.tenant = "acme", .create_tenant = true}, NULL), 0);
+  int created = 0;
+  /* a tenant that does not exist is the caller's to refuse; the record is keyed by a valid id only */
+  CHECK_INT(tsink(st, (tsink_job){.tenant = "Bad Id", .url = "https://x.example/"}, NULL), ST_EINVAL);
+  CHECK_INT(tsink(st, (tsink_job){.tenant = "acme", .url = "https://siem.example.com/in", .token = "tok-1"}, &created),
+            0);
+  CHECK_INT(created, 1);
+  st_txn *t;
+  json_t *rec = NULL;
+  char *tok = NULL;
+  CHECK_INT(st_read_begin(st, &t), 0);
+  CHECK_INT(audit_tenant_sink_get(t, "acme", &rec), 0);
+  CHECK(json_is_true(json_object_get(rec, "token_set")));
+  CHECK_INT(audit_tenant_sink_token(t, "acme", &tok), 0);
+  CHECK_STR(tok, "tok-1");
+  st_txn_end(t);
+  json_decref(rec);
+  audit_tenant_sink_token_free(tok);
+  /* a PUT without a token keeps it; with null drops it */
+  CHECK_INT(tsink(st, (tsink_job){.tenant = "acme", .url = "https://siem2.example.com/in", .format = "splunk_hec"},
+                  &created),
+            0);
+  CHECK_INT(created, 0);
+  CHECK_INT(st_read_begin(st, &t), 0);
+  CHECK_INT(audit_tenant_sink_token(t, "acme", &tok), 0);
+  CHECK_STR(tok, "tok-1");
+  audit_tenant_sink_token_free(tok);
+  CHECK_INT(audit_tenant_sink_get(t, "acme", &rec), 0);
+  CHECK_STR(json_string_value(json_object_get(rec, "format")), "splunk_hec");
+  json_decref(rec);
+  st_txn_end(t);
+  CHECK_INT(st_check(st, NULL, NULL), 0);
+  CHECK_INT(tsink(st, (tsink_job){.tenant = "acme", .url = "https://siem2.example.com/in", .drop = true}, NULL), 0);
+  CHECK_INT(st_read_begin(st, &t), 0);
+  CHECK_INT(audit_tenant_sink_token(t, "acme", &tok), ST_ENOTFOUND);
+  CHECK_INT(audit_tenant_sink_get(t, "acme", &rec), 0);
+  CHECK(json_is_false(json_object_get(rec, "token_set")));
+  json_decref(rec);
+  st_txn_end(t);
+  CHECK_INT(st_check(st, NULL, NULL), 0);
+  CHECK_INT(tsink(st, (tsink_job){.tenant = "acme", .del = true}, NULL), 0);
+  CHECK_INT(tsink(st, (tsink_job){.tenant = "acme", .del = true}, NULL), ST_ENOTFOUND);
+  /* the tenant's purge takes the record and the token */
+  CHECK_INT(tsink(st, (tsink_job){.tenant = "acme", .url = "https://siem.example.com/in", .token = "tok-2"}, NULL), 0);
+  CHECK_INT(tsink(st, (tsink_job){.tenant = "acme", .purge = true}, NULL), 0);
+  CHECK_INT(st_read_begin(st, &t), 0);
+  CHECK_INT(audit_tenant_sink_get(t, "acme", &rec), ST_ENOTFOUND);
+  CHECK_INT(audit_tenant_sink_token(t, "acme", &tok), ST_ENOTFOUND);
+  st_txn_end(t);
+  /* a sink of no tenant is a problem st_check names */
+  CHECK_INT(tsink(st, (tsink_job){.tenant = "ghost", .url = "https://siem.example.com/in"}, NULL), 0);
+  CHECK_INT(st_check(st, NULL, NULL), 1);
+  st_close(st);
+  tmp_cleanup();
+}
+
 TEST(heads_are_logged) {
   tmp_setup();
   audit_log *a = open_default();
@@ -1452,6 +1576,7 @@ int main(void) {
   RUN(reopen_continues_the_chains);
   RUN(cursors_move_forward_commit_without_records_and_are_checked);
   RUN(migration_adds_the_cursors_to_a_step_1_environment);
+  RUN(tenant_sink_parse_store_purge_and_check);
   RUN(heads_are_logged);
   RUN(open_rules);
   tmp_cleanup();
