@@ -18,6 +18,55 @@
 const char *const audit_redact_default[] = {"password", "secret", "token", "authorization",
                                             "api_key", NULL};
 
+int audit_redact_check(const char *s, char *err, size_t errlen) {
+  static const char ok[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-";
+  if (!s) return AUDIT_EINVAL;
+  if (!*s) return 0;
+  size_t count = 0;
+  for (const char *p = s;; p++) {
+    size_t n = strcspn(p, ",");
+    count++;
+    if (count > AUDIT_REDACT_TENANT_MAX) {
+      snprintf(err, errlen, "at most %d patterns", AUDIT_REDACT_TENANT_MAX);
+      return AUDIT_EINVAL;
+    }
+    if (n == 0 || n > AUDIT_REDACT_PATTERN_MAX) {
+      snprintf(err, errlen, "pattern %zu is %s: each is 1 to %d characters of A-Z a-z 0-9 _ -", count,
+               n ? "too long" : "empty", AUDIT_REDACT_PATTERN_MAX);
+      return AUDIT_EINVAL;
+    }
+    size_t good = strspn(p, ok);
+    if (good < n) {
+      unsigned char c = (unsigned char)p[good];
+      if (c >= 0x20 && c < 0x7f)
+        snprintf(err, errlen, "pattern %zu holds '%c': each is 1 to %d characters of A-Z a-z 0-9 _ -", count, c,
+                 AUDIT_REDACT_PATTERN_MAX);
+      else
+        snprintf(err, errlen, "pattern %zu holds byte 0x%02x: each is 1 to %d characters of A-Z a-z 0-9 _ -", count,
+                 c, AUDIT_REDACT_PATTERN_MAX);
+      return AUDIT_EINVAL;
+    }
+    p += n;
+    if (!*p) return 0;
+  }
+}
+
+void audit_redact_split(const char *s, char *buf, size_t cap, const char **pats, size_t *n, size_t max) {
+  size_t used = 0;
+  for (const char *p = s ? s : ""; *p && *n < max;) {
+    size_t l = strcspn(p, ",");
+    if (l && used + l + 1 <= cap) {
+      memcpy(buf + used, p, l);
+      buf[used + l] = 0;
+      pats[(*n)++] = buf + used;
+      used += l + 1;
+    }
+    p += l;
+    if (*p) p++;
+  }
+  pats[*n] = NULL;
+}
+
 static bool key_redacted(const char *key, const char *const *pats) {
   size_t kl = strlen(key);
   for (; *pats; pats++) {

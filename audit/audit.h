@@ -374,6 +374,30 @@ extern const char *const audit_redact_default[];
 json_t *audit_args(const json_t *args, audit_args_mode mode, const char *const *redact,
                    size_t cap_bytes);
 
+/* A tenant's additions to the redaction patterns (the tenant setting
+ * audit_redact): comma-separated patterns, each 1..AUDIT_REDACT_PATTERN_MAX
+ * characters of [A-Za-z0-9_-], at most AUDIT_REDACT_TENANT_MAX of them;
+ * "" is none. A pattern outside the grammar would still only mask more,
+ * but a typo (a space, a quote) would then silently mask nothing the admin
+ * meant: refusing it says so. */
+#define AUDIT_REDACT_TENANT_MAX 32
+#define AUDIT_REDACT_PATTERN_MAX 64
+/* the longest valid value: every pattern at its longest, with the commas */
+#define AUDIT_REDACT_VALUE_MAX (AUDIT_REDACT_TENANT_MAX * (AUDIT_REDACT_PATTERN_MAX + 1) - 1)
+
+/* 0 when s (NUL-terminated) is a valid value; AUDIT_EINVAL with a message
+ * in err (what is wrong, and where: "pattern 3 ...") otherwise. */
+int audit_redact_check(const char *s, char *err, size_t errlen);
+
+/* Splits s (a comma-separated list, NULL: none; copied into buf, cap
+ * bytes) into NUL-terminated patterns appended at pats[*n] (pats has room
+ * for max patterns and the NULL after them: max + 1 slots), and leaves
+ * pats[*n] NULL. Empty pieces are skipped; pieces past max or past buf's
+ * end are dropped. The patterns point into buf (valid while buf is). For a
+ * value audit_redact_check accepted, with cap > AUDIT_REDACT_VALUE_MAX and
+ * room for AUDIT_REDACT_TENANT_MAX more, nothing is dropped. */
+void audit_redact_split(const char *s, char *buf, size_t cap, const char **pats, size_t *n, size_t max);
+
 /* ---- chain heads in the log, stats ----------------------------------------------- */
 /* Every head_log_ms the audit thread logs one info line per chain (module
  * "audit"): "chain head tenant=<t> uid=<u> seq=<n> hash=<hex>", so an

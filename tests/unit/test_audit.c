@@ -1141,6 +1141,91 @@ TEST(args_redaction_digest_and_cap) {
   json_decref(args);
 }
 
+/* the tenant setting audit_redact: its grammar, and its split */
+static int redact_refused(const char *v, const char *want) {
+  char err[256] = "";
+  if (audit_redact_check(v, err, sizeof err) != AUDIT_EINVAL) return 0;
+  if (!strstr(err, want)) {
+    fprintf(stderr, "  message \"%s\" lacks \"%s\"\n", err, want);
+    return 0;
+  }
+  return 1;
+}
+
+TEST(tenant_redact_check_and_split) {
+  char err[256];
+  CHECK_INT(audit_redact_check("", err, sizeof err), 0);
+  CHECK_INT(audit_redact_check("cardNumber", err, sizeof err), 0);
+  CHECK_INT(audit_redact_check("cardNumber,ssn,x-api_KEY-2", err, sizeof err), 0);
+  char longest[AUDIT_REDACT_VALUE_MAX + 2];
+  size_t l = 0;
+  for (int i = 0; i < AUDIT_REDACT_TENANT_MAX; i++) {
+    if (i) longest[l++] = ',';
+    memset(longest + l, 'a' + i % 26, AUDIT_REDACT_PATTERN_MAX);
+    l += AUDIT_REDACT_PATTERN_MAX;
+  }
+  longest[l] = 0;
+  CHECK_INT((int)l, AUDIT_REDACT_VALUE_MAX);
+  CHECK_INT(audit_redact_check(longest, err, sizeof err), 0);
+  longest[l] = ',', longest[l + 1] = 0; /* a 33rd, empty */
+  CHECK(redact_refused(longest, "at most 32 patterns"));
+  char many[200] = "a";
+  for (int i = 1; i < AUDIT_REDACT_TENANT_MAX + 1; i++) strcat(many, ",a");
+  CHECK(redact_refused(many, "at most 32 patterns"));
+  char big[80];
+  memset(big, 'x', 65);
+  big[65] = 0;
+  CHECK(redact_refused(big, "pattern 1 is too long"));
+  CHECK(redact_refused("a,,b", "pattern 2 is empty"));
+  CHECK(redact_refused("a,", "pattern 2 is empty"));
+  CHECK(redact_refused(",a", "pattern 1 is empty"));
+  CHECK(redact_refused("card number", "pattern 1 holds ' '"));
+  CHECK(redact_refused("ssn,card.no", "pattern 2 holds '.'"));
+  CHECK(redact_refused("a,b\"c", "pattern 2 holds '\"'"));
+  CHECK(redact_refused("caf\xc3\xa9", "pattern 1 holds byte 0xc3"));
+  CHECK(redact_refused("a\tb", "holds byte 0x09"));
+  CHECK_INT(audit_redact_check(NULL, err, sizeof err), AUDIT_EINVAL);
+
+  /* split: appended after what is there, NULL after the last */
+  const char *pats[8] = {"password", "token"};
+  size_t n = 2;
+  char buf[64];
+  audit_redact_split("cardNumber,,ssn", buf, sizeof buf, pats, &n, 7);
+  CHECK_INT(n, 4);
+  CHECK_STR(pats[2], "cardNumber");
+  CHECK_STR(pats[3], "ssn");
+  CHECK(pats[4] == NULL);
+  n = 2;
+  audit_redact_split("a,b,c,d,e,f,g", buf, sizeof buf, pats, &n, 4); /* room for 2 more */
+  CHECK_INT(n, 4);
+  CHECK_STR(pats[3], "b");
+  CHECK(pats[4] == NULL);
+  n = 0;
+  audit_redact_split("abcdef,gh", buf, 8, pats, &n, 7); /* the buffer fits the first only */
+  CHECK_INT(n, 1);
+  CHECK_STR(pats[0], "abcdef");
+  CHECK(pats[1] == NULL);
+  n = 0;
+  audit_redact_split(NULL, buf, sizeof buf, pats, &n, 7);
+  CHECK_INT(n, 0);
+  CHECK(pats[0] == NULL);
+
+  /* the defaults plus the tenant's: both mask */
+  const char *all[8];
+  n = 0;
+  for (const char *const *d = audit_redact_default; *d; d++) all[n++] = *d;
+  audit_redact_split("cardnumber", buf, sizeof buf, all, &n, 7);
+  json_t *args = json_loads("{\"CardNumber\":\"4111\",\"password\":\"p\",\"items\":[{\"cardNumberHash\":\"h\"}],"
+                            "\"q\":1}", 0, NULL);
+  json_t *m = audit_args(args, AUDIT_ARGS_FULL, all, 100000);
+  char *s = json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS);
+  CHECK_STR(s, "{\"CardNumber\":\"[redacted]\",\"items\":[{\"cardNumberHash\":\"[redacted]\"}],"
+               "\"password\":\"[redacted]\",\"q\":1}");
+  free(s);
+  json_decref(m);
+  json_decref(args);
+}
+
 /* ---- failure: queue cap, map full ----------------------------------------------------- */
 
 TEST(queue_full_drops_and_counts) {
@@ -1570,6 +1655,7 @@ int main(void) {
   RUN(query_scan_is_bounded);
   RUN(export_chunks);
   RUN(args_redaction_digest_and_cap);
+  RUN(tenant_redact_check_and_split);
   RUN(queue_full_drops_and_counts);
   RUN(queue_bytes_cap);
   RUN(map_too_small_fails_closed);
