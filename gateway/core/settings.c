@@ -30,6 +30,7 @@ int gw_settings_register(const gw_setting *table) {
   if (g_ntables == GW_SETTINGS_TABLES_MAX) return ST_ENOMEM;
   for (const gw_setting *s = table; s->name; s++) {
     if (!name_ok(s->name) || s->type < GW_SETTING_INT || s->type > GW_SETTING_STRING || s->min > s->max ||
+        (s->check && s->type != GW_SETTING_STRING) ||
         (s->type != GW_SETTING_STRING && (s->def < s->min || s->def > s->max)) || gw_setting_find(s->name))
       return ST_EINVAL;
     for (const gw_setting *o = table; o != s; o++)
@@ -91,6 +92,12 @@ static int value_ok(const gw_setting *s, const json_t *v, char *err, size_t errl
     if ((int64_t)n < s->min || (int64_t)n > s->max || ctl) {
       snprintf(err, errlen, "setting \"%s\" must be %" PRId64 " to %" PRId64 " characters, without control characters",
                s->name, s->min, s->max);
+      return 0;
+    }
+    char why[256] = "";
+    /* (a NUL inside was refused above as a control character) */
+    if (s->check && s->check((const char *)p, why, sizeof why) != 0) {
+      snprintf(err, errlen, "setting \"%s\" is not valid: %s", s->name, why[0] ? why : "refused");
       return 0;
     }
     return 1;
@@ -189,4 +196,12 @@ int gw_settings_get_bool(st_txn *txn, const char *tenant, const char *name, bool
   if (v && value_ok(s, v, err, sizeof err)) *out = json_is_true(v);
   json_decref(rec);
   return 0;
+}
+
+const char *gw_settings_string(const json_t *settings, const char *name) {
+  const gw_setting *s = gw_setting_find(name);
+  json_t *v = json_object_get(settings, name);
+  char err[8];
+  if (!s || s->type != GW_SETTING_STRING || !v || !value_ok(s, v, err, sizeof err)) return "";
+  return json_string_value(v);
 }

@@ -8,6 +8,8 @@
  *    refused patch is applied); null puts a key back to its default.
  *  - The stored document holds only keys set explicitly; what the admin API
  *    shows is every registered key with its effective value.
+ *  - A string key may carry its own grammar (check): a value it refuses
+ *    is refused like an out-of-bounds one, naming the setting.
  *  - Durations end in `_ms`, like the config keys. A setting that tightens
  *    an operator's config value documents how (e.g. 0 = the operator's).
  *  - Registration happens at startup, before any loop runs; afterwards the
@@ -26,7 +28,7 @@
 
 #define GW_SETTING_INT 1
 #define GW_SETTING_BOOL 2
-#define GW_SETTING_STRING 3 /* min/max bound the length; the default is "" */
+#define GW_SETTING_STRING 3 /* min/max bound the length; the default is ""; check (optional) its grammar */
 
 typedef struct gw_setting {
   const char *name; /* [a-z0-9_], unique across modules; NULL ends a table */
@@ -37,6 +39,10 @@ typedef struct gw_setting {
    * keys where 0 means "the operator's value" and the operator's config
    * has a floor of its own) */
   int64_t floor;
+  /* STRING only, optional: the value's own grammar, checked after the
+   * length bounds; 0 when it holds, else a negative code with what is
+   * wrong in err (the registry names the setting before it) */
+  int (*check)(const char *value, char *err, size_t errlen);
 } gw_setting;
 
 #define GW_SETTINGS_TABLES_MAX 32
@@ -65,5 +71,10 @@ json_t *gw_settings_view(const json_t *stored);
 int gw_settings_get_int(st_txn *txn, const char *tenant, const char *name, int64_t *out);
 /* The same for a boolean key. */
 int gw_settings_get_bool(st_txn *txn, const char *tenant, const char *name, bool *out);
+/* The value of a string key in a tenant's stored settings document
+ * (the record's "settings" member, borrowed), or "" when unset, of another
+ * type, or refused by the key's current bounds or check. Borrowed from
+ * settings: valid while it is. */
+const char *gw_settings_string(const json_t *settings, const char *name);
 
 #endif

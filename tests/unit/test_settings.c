@@ -9,15 +9,31 @@
 #include "tests/unit/unit.h"
 
 static const gw_setting t_a[] = {
-    {"alpha_ms", GW_SETTING_INT, 0, 1000, 10, "a duration", 0},
-    {"beta", GW_SETTING_BOOL, 0, 1, 1, "a flag", 0},
-    {NULL, 0, 0, 0, 0, NULL, 0}};
+    {"alpha_ms", GW_SETTING_INT, 0, 1000, 10, "a duration", 0, NULL},
+    {"beta", GW_SETTING_BOOL, 0, 1, 1, "a flag", 0, NULL},
+    {NULL, 0, 0, 0, 0, NULL, 0, NULL}};
 static const gw_setting t_b[] = {
-    {"gamma", GW_SETTING_STRING, 1, 8, 0, "a short string", 0},
-    {NULL, 0, 0, 0, 0, NULL, 0}};
-static const gw_setting t_dup[] = {{"beta", GW_SETTING_INT, 0, 1, 0, "taken", 0}, {NULL, 0, 0, 0, 0, NULL, 0}};
-static const gw_setting t_bad[] = {{"Bad-Name", GW_SETTING_INT, 0, 1, 0, "", 0}, {NULL, 0, 0, 0, 0, NULL, 0}};
-static const gw_setting t_def[] = {{"delta", GW_SETTING_INT, 5, 9, 0, "default out of bounds", 0}, {NULL, 0, 0, 0, 0, NULL, 0}};
+    {"gamma", GW_SETTING_STRING, 1, 8, 0, "a short string", 0, NULL},
+    {NULL, 0, 0, 0, 0, NULL, 0, NULL}};
+static const gw_setting t_dup[] = {{"beta", GW_SETTING_INT, 0, 1, 0, "taken", 0, NULL}, {NULL, 0, 0, 0, 0, NULL, 0, NULL}};
+static const gw_setting t_bad[] = {{"Bad-Name", GW_SETTING_INT, 0, 1, 0, "", 0, NULL}, {NULL, 0, 0, 0, 0, NULL, 0, NULL}};
+static const gw_setting t_def[] = {{"delta", GW_SETTING_INT, 5, 9, 0, "default out of bounds", 0, NULL}, {NULL, 0, 0, 0, 0, NULL, 0, NULL}};
+
+/* a string key with a grammar of its own: lowercase letters only */
+static int lower_only(const char *v, char *err, size_t errlen) {
+  for (const char *p = v; *p; p++)
+    if (*p < 'a' || *p > 'z') {
+      snprintf(err, errlen, "'%c' is not a lowercase letter", *p);
+      return -1;
+    }
+  return 0;
+}
+static const gw_setting t_chk[] = {
+    {"epsilon", GW_SETTING_STRING, 0, 16, 0, "lowercase letters", 0, lower_only},
+    {NULL, 0, 0, 0, 0, NULL, 0, NULL}};
+static const gw_setting t_chk_int[] = {
+    {"zeta_ms", GW_SETTING_INT, 0, 16, 0, "a check on an int", 0, lower_only},
+    {NULL, 0, 0, 0, 0, NULL, 0, NULL}};
 
 static int refused(const char *patch_json, const char *want) {
   json_t *p = json_loads(patch_json, 0, NULL);
@@ -86,9 +102,38 @@ TEST(merge_and_view) {
   json_decref(cur);
 }
 
+TEST(string_check) {
+  CHECK(gw_settings_register(t_chk_int) < 0); /* a grammar is for strings */
+  CHECK_INT(gw_settings_register(t_chk), 0);
+  char err[512];
+  json_t *ok = json_loads("{\"epsilon\": \"abc\"}", 0, NULL);
+  CHECK_INT(gw_settings_validate(ok, err, sizeof err), 0);
+  json_decref(ok);
+  ok = json_loads("{\"epsilon\": \"\"}", 0, NULL);
+  CHECK_INT(gw_settings_validate(ok, err, sizeof err), 0);
+  json_decref(ok);
+  CHECK(refused("{\"epsilon\": \"aBc\"}", "setting \"epsilon\" is not valid: 'B' is not a lowercase letter"));
+  CHECK(refused("{\"epsilon\": \"abcdefghijklmnopq\"}", "0 to 16 characters")); /* bounds first */
+  /* a stored value the grammar refuses reads, and shows, as unset */
+  json_t *stored = json_loads("{\"epsilon\": \"Nope\", \"gamma\": \"x\"}", 0, NULL);
+  CHECK_STR(gw_settings_string(stored, "epsilon"), "");
+  CHECK_STR(gw_settings_string(stored, "gamma"), "x");
+  CHECK_STR(gw_settings_string(stored, "alpha_ms"), ""); /* not a string key */
+  CHECK_STR(gw_settings_string(stored, "nosuch"), "");
+  CHECK_STR(gw_settings_string(NULL, "gamma"), "");
+  json_t *v = gw_settings_view(stored);
+  CHECK_STR(json_string_value(json_object_get(v, "epsilon")), "");
+  json_decref(v);
+  json_decref(stored);
+  stored = json_loads("{\"epsilon\": \"fine\"}", 0, NULL);
+  CHECK_STR(gw_settings_string(stored, "epsilon"), "fine");
+  json_decref(stored);
+}
+
 int main(void) {
   RUN(registry);
   RUN(validate);
   RUN(merge_and_view);
+  RUN(string_check);
   return UNIT_DONE();
 }
