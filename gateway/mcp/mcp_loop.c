@@ -38,6 +38,8 @@ void gw_proxy_metrics(gw_server *srv, gw_buf *o) {
     ms.ident_misses += m.ident_misses;
     ms.conn_hits += m.conn_hits;
     ms.conn_misses += m.conn_misses;
+    ms.settings_hits += m.settings_hits;
+    ms.settings_misses += m.settings_misses;
     if (p->lp->out) {
       gw_out_stats s;
       gw_out_stats_get(p->lp->out, &s);
@@ -86,9 +88,12 @@ void gw_proxy_metrics(gw_server *srv, gw_buf *o) {
                 "mcpgate_memo_lookups_total{table=\"identity\",result=\"hit\"} %llu\n"
                 "mcpgate_memo_lookups_total{table=\"identity\",result=\"miss\"} %llu\n"
                 "mcpgate_memo_lookups_total{table=\"connector\",result=\"hit\"} %llu\n"
-                "mcpgate_memo_lookups_total{table=\"connector\",result=\"miss\"} %llu\n",
+                "mcpgate_memo_lookups_total{table=\"connector\",result=\"miss\"} %llu\n"
+                "mcpgate_memo_lookups_total{table=\"settings\",result=\"hit\"} %llu\n"
+                "mcpgate_memo_lookups_total{table=\"settings\",result=\"miss\"} %llu\n",
                 (unsigned long long)ms.ident_hits, (unsigned long long)ms.ident_misses,
-                (unsigned long long)ms.conn_hits, (unsigned long long)ms.conn_misses);
+                (unsigned long long)ms.conn_hits, (unsigned long long)ms.conn_misses,
+                (unsigned long long)ms.settings_hits, (unsigned long long)ms.settings_misses);
   gw_buf_printf(o,
                 "# HELP mcpgate_upstream_transfers_open Outbound HTTP transfers in flight.\n"
                 "# TYPE mcpgate_upstream_transfers_open gauge\nmcpgate_upstream_transfers_open %llu\n"

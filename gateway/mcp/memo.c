@@ -27,11 +27,18 @@ typedef struct conn_ent {
   json_t *rec;
 } conn_ent;
 
+typedef struct tenant_ent {
+  uint64_t snapshot;
+  char tenant[64];
+  json_t *settings;
+} tenant_ent;
+
 struct gw_memo {
   ident_ent *ident[GW_MEMO_IDENT_SLOTS];
   conn_ent conn[GW_MEMO_CONN_SLOTS];
+  tenant_ent tenant[GW_MEMO_TENANT_SLOTS];
   struct { /* gw_memo_stats', written by the loop, read by /metrics anywhere */
-    _Atomic uint64_t ident_hits, ident_misses, conn_hits, conn_misses;
+    _Atomic uint64_t ident_hits, ident_misses, conn_hits, conn_misses, settings_hits, settings_misses;
   } st;
 };
 
@@ -41,6 +48,7 @@ void gw_memo_free(gw_memo *m) {
   if (!m) return;
   for (size_t i = 0; i < GW_MEMO_IDENT_SLOTS; i++) free(m->ident[i]);
   for (size_t i = 0; i < GW_MEMO_CONN_SLOTS; i++) json_decref(m->conn[i].rec);
+  for (size_t i = 0; i < GW_MEMO_TENANT_SLOTS; i++) json_decref(m->tenant[i].settings);
   free(m);
 }
 
@@ -124,6 +132,34 @@ void gw_memo_conn_put(gw_memo *m, uint64_t snapshot, const char *tenant, const c
   strcpy(e->connector, connector);
 }
 
+static void count(_Atomic uint64_t *c) {
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
+static tenant_ent *tenant_slot(gw_memo *m, const char *tenant) {
+  return &m->tenant[mix(0xcbf29ce484222325ULL, tenant) & (GW_MEMO_TENANT_SLOTS - 1)];
+}
+
+const json_t *gw_memo_settings_get(gw_memo *m, uint64_t snapshot, const char *tenant) {
+  if (!m || !snapshot) return NULL;
+  tenant_ent *e = tenant_slot(m, tenant);
+  if (e->settings && e->snapshot == snapshot && !strcmp(e->tenant, tenant)) {
+    count(&m->st.settings_hits);
+    return e->settings;
+  }
+  count(&m->st.settings_misses);
+  return NULL;
+}
+
+void gw_memo_settings_put(gw_memo *m, uint64_t snapshot, const char *tenant, json_t *settings) {
+  if (!m || !snapshot || !json_is_object(settings) || strlen(tenant) >= sizeof m->tenant[0].tenant) return;
+  tenant_ent *e = tenant_slot(m, tenant);
+  json_decref(e->settings);
+  e->settings = json_incref(settings);
+  e->snapshot = snapshot;
+  strcpy(e->tenant, tenant);
+}
+
 void gw_memo_stats_get(const gw_memo *m, gw_memo_stats *out) {
   memset(out, 0, sizeof *out);
   if (!m) return;
@@ -132,4 +168,6 @@ void gw_memo_stats_get(const gw_memo *m, gw_memo_stats *out) {
   out->ident_misses = atomic_load_explicit(&w->st.ident_misses, memory_order_relaxed);
   out->conn_hits = atomic_load_explicit(&w->st.conn_hits, memory_order_relaxed);
   out->conn_misses = atomic_load_explicit(&w->st.conn_misses, memory_order_relaxed);
+  out->settings_hits = atomic_load_explicit(&w->st.settings_hits, memory_order_relaxed);
+  out->settings_misses = atomic_load_explicit(&w->st.settings_misses, memory_order_relaxed);
 }

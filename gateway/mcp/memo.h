@@ -17,10 +17,10 @@
  * remembered (a bad token is looked up every time, and cannot evict good
  * entries it does not match).
  *
- * Footprint: two direct-mapped tables per loop, GW_MEMO_IDENT_SLOTS
- * identity entries (about 1.8 kB each, allocated on first use) and
- * GW_MEMO_CONN_SLOTS connector records; a collision replaces the older
- * entry. Threads: one memo per loop, used only on that loop's thread. */
+ * Footprint: three direct-mapped tables per loop, GW_MEMO_IDENT_SLOTS
+ * identity entries (about 1.8 kB each, allocated on first use),
+ * GW_MEMO_CONN_SLOTS connector records and GW_MEMO_TENANT_SLOTS tenant
+ * settings documents; a collision replaces the older entry. Threads: one memo per loop, used only on that loop's thread. */
 #ifndef MCPGATE_GATEWAY_MCP_MEMO_H
 #define MCPGATE_GATEWAY_MCP_MEMO_H
 #include <jansson.h>
@@ -32,6 +32,7 @@
 
 #define GW_MEMO_IDENT_SLOTS 1024
 #define GW_MEMO_CONN_SLOTS 256
+#define GW_MEMO_TENANT_SLOTS 64
 
 typedef struct gw_memo gw_memo;
 
@@ -70,9 +71,18 @@ json_t *gw_memo_conn_get(gw_memo *m, uint64_t snapshot, const char *tenant, cons
 /* Remembers rec (a reference is taken). */
 void gw_memo_conn_put(gw_memo *m, uint64_t snapshot, const char *tenant, const char *connector, json_t *rec);
 
-/* Counters for /metrics: hits and misses of both tables. */
+/* The tenant's stored settings document (its record's "settings": an
+ * object, possibly empty) read in snapshot, or NULL. Borrowed: valid
+ * until the next gw_memo_settings_put on m (the loop's thread only; use
+ * it before anything that may run another request). */
+const json_t *gw_memo_settings_get(gw_memo *m, uint64_t snapshot, const char *tenant);
+/* Remembers settings (an object; a reference is taken) for tenant as read
+ * in snapshot. */
+void gw_memo_settings_put(gw_memo *m, uint64_t snapshot, const char *tenant, json_t *settings);
+
+/* Counters for /metrics: hits and misses of the three tables. */
 typedef struct gw_memo_stats {
-  uint64_t ident_hits, ident_misses, conn_hits, conn_misses;
+  uint64_t ident_hits, ident_misses, conn_hits, conn_misses, settings_hits, settings_misses;
 } gw_memo_stats;
 void gw_memo_stats_get(const gw_memo *m, gw_memo_stats *out);
 #endif

@@ -128,6 +128,37 @@ TEST(conn_hands_out_references) {
   json_decref(got);
 }
 
+TEST(settings_only_in_their_snapshot_and_tenant) {
+  gw_memo *m = gw_memo_new();
+  json_t *doc = json_pack("{s:s}", "audit_redact", "ssn");
+  CHECK(gw_memo_settings_get(m, 3, "acme") == NULL);
+  gw_memo_settings_put(m, 3, "acme", doc);
+  json_decref(doc); /* the memo holds its own */
+  const json_t *got = gw_memo_settings_get(m, 3, "acme");
+  CHECK(got != NULL);
+  CHECK_STR(json_string_value(json_object_get(got, "audit_redact")), "ssn");
+  CHECK(gw_memo_settings_get(m, 4, "acme") == NULL); /* a write committed since: read again */
+  CHECK(gw_memo_settings_get(m, 3, "globex") == NULL);
+  CHECK(gw_memo_settings_get(m, 0, "acme") == NULL);
+  /* a newer snapshot replaces it; not an object, or no snapshot: not kept */
+  json_t *empty = json_object();
+  gw_memo_settings_put(m, 4, "acme", empty);
+  CHECK(gw_memo_settings_get(m, 3, "acme") == NULL);
+  CHECK(gw_memo_settings_get(m, 4, "acme") == empty);
+  json_t *str = json_string("x");
+  gw_memo_settings_put(m, 5, "acme", str);
+  gw_memo_settings_put(m, 0, "acme", empty);
+  CHECK(gw_memo_settings_get(m, 5, "acme") == NULL);
+  CHECK(gw_memo_settings_get(m, 4, "acme") == empty);
+  json_decref(str);
+  json_decref(empty);
+  gw_memo_stats st;
+  gw_memo_stats_get(m, &st);
+  CHECK_INT(st.settings_hits, 3);
+  CHECK_INT(st.settings_misses, 5);
+  gw_memo_free(m);
+}
+
 int main(void) {
   RUN(ident_hit_only_in_its_snapshot);
   RUN(ident_every_key_part_must_match);
@@ -135,5 +166,6 @@ int main(void) {
   RUN(ident_expiry_is_checked_on_every_hit);
   RUN(ident_collision_replaces_older);
   RUN(conn_hands_out_references);
+  RUN(settings_only_in_their_snapshot_and_tenant);
   return UNIT_DONE();
 }
