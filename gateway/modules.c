@@ -118,7 +118,8 @@ static const gw_module gw_mod_audit = {.name = "audit",
                                       .loop_start = gw_audit_loop_start,
                                       .loop_stop = gw_audit_loop_stop,
                                       .metrics = gw_audit_metrics,
-                                      .request_done = audit_request_done};
+                                      .request_done = audit_request_done,
+                                      .settings = gw_audit_settings};
 static const gw_module gw_mod_auth = {.name = "auth", .store_init = auth_store_init};
 static const gw_module gw_mod_policy = {.name = "policy", .store_init = policy_store_init};
 static const gw_module gw_mod_vault = {.name = "vault", .store_init = vault_store_init};

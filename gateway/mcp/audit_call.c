@@ -12,9 +12,18 @@
  * Rules this file keeps, and why:
  *  - Nothing here waits: the record is a small JSON object, submitted to
  *    the audit queue (a mutex and an append).
- *  - Arguments are the client's, masked by key (audit_redact) or reduced to
- *    a digest (audit_args) before they are queued; a body the strict scan
- *    already accepted is only parsed for its "arguments" member.
+ *  - Arguments are the client's, masked by key (audit_redact, and the
+ *    tenant's audit_redact setting) or reduced to a digest (audit_args)
+ *    before they are queued; a body the strict scan already accepted is
+ *    only parsed for its "arguments" member.
+ *  - The tenant's patterns are read only for a call whose arguments are
+ *    recorded, from the loop's memo of the tenant's settings for the
+ *    current store snapshot (memo.h): with the dispatch's pinned read
+ *    transaction that is no store read at all while nothing was written,
+ *    and a PATCH of the settings (a write, committed before its reply)
+ *    makes the next call read them afresh. When they cannot be read the
+ *    arguments are recorded as "[redacted]" as a whole: a tenant's mask
+ *    is never skipped (fail closed).
  *  - When the log cannot record and audit_on_failure is deny, the call is
  *    refused before it goes upstream (gw__audit_refuse): fail closed.
  *  - "is_error" is read from the relayed bytes ("isError":true in a
@@ -33,8 +42,11 @@
 
 #include "gateway/mcp/audit_log.h"
 #include "gateway/core/server.h"
+#include "gateway/core/settings.h"
 #include "gateway/mcp/decide.h"
 #include "gateway/mcp/mcp_loop.h"
+#include "gateway/mcp/memo.h"
+#include "store/tenant.h"
 
 bool gw__audit_refuse(gw_exchange *x) {
   if (!gw_audit_refuses(x->lp->srv)) return false;
@@ -72,6 +84,32 @@ static int put_member(gw_buf *b, const char *key, const char *v) {
   return gw_buf_appends(b, key) || put_str(b, v, strlen(v)) ? -1 : 0;
 }
 
+/* The tenant's audit_redact, copied into buf (cap > AUDIT_REDACT_VALUE_MAX;
+ * "" when unset). 0, or a store error (nothing is known). */
+static int tenant_redact(gw_exchange *x, char *buf, size_t cap) {
+  gw_proxy *p = gw__mcp_of(x->lp);
+  gw_memo *memo = p ? p->memo : NULL;
+  st_txn *txn;
+  buf[0] = 0;
+  int rc = gw__read_begin(x->lp, &txn);
+  if (rc) return rc;
+  uint64_t snap = st_txn_snapshot(txn);
+  const json_t *set = gw_memo_settings_get(memo, snap, x->tenant);
+  json_t *rec = NULL, *own = NULL;
+  if (!set) {
+    rc = st_tenant_get(txn, x->tenant, &rec);
+    if (rc == ST_ENOTFOUND) rc = 0; /* gone since: nothing of its own to add */
+    set = json_object_get(rec, "settings");
+    if (!rc && !json_is_object(set)) set = own = json_object();
+    if (!rc && set) gw_memo_settings_put(memo, snap, x->tenant, (json_t *)set);
+  }
+  if (!rc) gw_strlcpy(buf, gw_settings_string(set, "audit_redact"), cap);
+  json_decref(own);
+  json_decref(rec);
+  gw__read_end(x->lp, txn);
+  return rc;
+}
+
 void gw__audit_call_begin(gw_exchange *x, const char *connector, const char *tool, const char *decision,
                           int policy_version, const json_t *args, const char *args_raw, size_t args_len) {
   gw_server *srv = x->lp->srv;
@@ -97,7 +135,13 @@ void gw__audit_call_begin(gw_exchange *x, const char *connector, const char *too
   if (!rc) rc = put_member(&b, ",\"decision\":", decision);
   if (!rc && policy_version >= 0)
     rc = gw_buf_appends(&b, ",\"policy_version\":") || gw_buf_append_int(&b, policy_version);
-  if (!rc) rc = gw_audit_args_append(srv, &b, args, args_raw, args_len);
+  if (!rc && (args || args_len) && gw_audit_records_args(srv)) {
+    char tred[AUDIT_REDACT_VALUE_MAX + 1];
+    if (tenant_redact(x, tred, sizeof tred) != 0)
+      rc = gw_buf_appends(&b, ",\"arguments\":\"[redacted]\"");
+    else
+      rc = gw_audit_args_append(srv, &b, args, args_raw, args_len, tred);
+  }
   if (!rc)
     rc = gw_buf_appends(&b, ",\"bytes_in\":") || gw_buf_append_int(&b, x->req ? (long long)x->req->body_len : 0);
   if (rc) {

@@ -8,7 +8,10 @@
  *    at most once a minute per process, so a failing log cannot flood the
  *    log it reports to.
  *  - The redaction list is parsed once at open (audit_redact, plus the
- *    defaults) and read-only afterwards: every loop uses it unlocked. */
+ *    defaults) and read-only afterwards: every loop uses it unlocked. A
+ *    tenant's additions (its setting audit_redact) come with each call
+ *    (audit_call.c reads them, memoised per loop and store snapshot) and
+ *    are appended on the stack: they only ever mask more. */
 #include "gateway/mcp/audit_log.h"
 #include "gateway/base/clock.h"
 #include "gateway/mcp/audit_sink.h"
@@ -25,6 +28,7 @@
 #include "audit/audit.h"
 #include "gateway/base/log.h"
 #include "gateway/core/server.h"
+#include "gateway/core/settings.h"
 #include "gateway/http/http.h"
 #include "store/store.h"
 
@@ -58,6 +62,15 @@ struct gw_audit {
   _Atomic int64_t last_warn_s;         /* the last "cannot record" line */
   _Atomic uint64_t no_uid;             /* records without a tenant uid (dropped) */
 };
+
+const gw_setting gw_audit_settings[] = {
+    {"audit_redact", GW_SETTING_STRING, 0, AUDIT_REDACT_VALUE_MAX, 0,
+     "key patterns masked in this tenant's call records in addition to the operator's audit_redact and the "
+     "defaults (never instead of them): comma-separated, each 1 to 64 characters of A-Z a-z 0-9 _ -, at most "
+     "32; a member whose key contains one (case-insensitive) is recorded as \"[redacted]\"; applies from the "
+     "next call",
+     0, audit_redact_check},
+    {NULL, 0, 0, 0, 0, NULL, 0, NULL}};
 
 int gw_audit_open(gw_server *srv) {
   srv->audit = NULL;
@@ -203,18 +216,32 @@ static bool has_pattern(const char *p, size_t n, const char *pat) {
   return false;
 }
 
-int gw_audit_args_append(const gw_server *srv, gw_buf *out, const json_t *args, const char *raw, size_t n) {
+bool gw_audit_records_args(const gw_server *srv) { return srv->audit && srv->audit->args != AUDIT_ARGS_NONE; }
+
+int gw_audit_args_append(const gw_server *srv, gw_buf *out, const json_t *args, const char *raw, size_t n,
+                         const char *tenant_redact) {
   const gw_audit *g = srv->audit;
   if (!g || g->args == AUDIT_ARGS_NONE || (!args && (!raw || !n))) return 0;
   static const char key[] = ",\"arguments\":";
+  /* the process's patterns, then the tenant's (on the stack: the value is
+   * at most AUDIT_REDACT_VALUE_MAX bytes) */
+  const char *const *pats = g->redact;
+  const char *all[REDACT_MAX + AUDIT_REDACT_TENANT_MAX + 1];
+  char split[AUDIT_REDACT_VALUE_MAX + 1];
+  if (tenant_redact && *tenant_redact) {
+    size_t k = 0;
+    for (; g->redact[k]; k++) all[k] = g->redact[k];
+    audit_redact_split(tenant_redact, split, sizeof split, all, &k, REDACT_MAX + AUDIT_REDACT_TENANT_MAX);
+    pats = all;
+  }
   if (!args && g->args == AUDIT_ARGS_FULL && n <= g->args_max && !memchr(raw, '\\', n)) {
     bool clean = true;
-    for (const char *const *r = g->redact; *r && clean; r++) clean = !has_pattern(raw, n, *r);
+    for (const char *const *r = pats; *r && clean; r++) clean = !has_pattern(raw, n, *r);
     if (clean) return gw_buf_append(out, key, sizeof key - 1) || gw_buf_append(out, raw, n) ? -1 : 0;
   }
   json_t *parsed = NULL;
   if (!args && !(args = parsed = json_loadb(raw, n, JSON_DECODE_ANY, NULL))) return 0;
-  json_t *a = audit_args(args, g->args, g->redact, g->args_max);
+  json_t *a = audit_args(args, g->args, pats, g->args_max);
   json_decref(parsed);
   if (!a) return 0;
   char *s = json_dumps(a, JSON_COMPACT | JSON_ENCODE_ANY);

@@ -7,7 +7,7 @@
  * What the gateway records (records are JSON objects, audit/audit.h):
  *   kind "call"   a tools/call: user, session, client (the employee token's
  *                 id), connector, tool, arguments (audit_args, masked by
- *                 audit_redact), decision (allow|block|approve|hidden|
+ *                 audit_redact and the tenant's audit_redact), decision (allow|block|approve|hidden|
  *                 unaudited), policy version, upstream status, duration_ms,
  *                 bytes_in/out, is_error;
  *   kind "admin"  a write of the admin API (method, path, status, actor);
@@ -28,6 +28,7 @@
 #include <stdbool.h>
 
 #include "gateway/base/buf.h"
+#include "gateway/core/settings.h"
 
 typedef struct gw_server gw_server;
 typedef struct audit_log audit_log;
@@ -55,14 +56,26 @@ void gw_audit_submit(gw_server *srv, const char *tenant, const char *tenant_uid,
 void gw_audit_submit_text(gw_server *srv, const char *tenant, const char *tenant_uid, const char *members,
                           size_t len);
 
+/* The tenant setting audit_redact (the tenant's additions to the
+ * patterns; audit/audit.h: audit_redact_check), registered by the module
+ * table. */
+extern const gw_setting gw_audit_settings[];
+
+/* true when call records carry arguments (audit on, audit_args not none):
+ * only then does a call need its tenant's audit_redact. */
+bool gw_audit_records_args(const gw_server *srv);
+
 /* Appends `,"arguments":<value>` for a call's arguments under audit_args /
  * audit_redact / audit_args_max — from args (borrowed) or, without it, the
  * raw JSON text raw/n the request's strict scan accepted — or nothing
- * (audit_args none, no arguments). Raw text that holds no backslash and no
- * redaction pattern (case-insensitive) and fits audit_args_max is appended
- * as sent: no parse; anything else is parsed and masked. -1 when out is
- * full or memory is short. */
-int gw_audit_args_append(const gw_server *srv, gw_buf *out, const json_t *args, const char *raw, size_t n);
+ * (audit_args none, no arguments). The patterns are the defaults, the
+ * operator's and tenant_redact (the tenant's setting, comma-separated; NULL
+ * or "": none). Raw text that holds no backslash and none of those
+ * patterns (case-insensitive) and fits audit_args_max is appended as sent:
+ * no parse; anything else is parsed and masked. -1 when out is full or
+ * memory is short. */
+int gw_audit_args_append(const gw_server *srv, gw_buf *out, const json_t *args, const char *raw, size_t n,
+                         const char *tenant_redact);
 
 /* The record of an admin or SCIM write that ended with status (kind
  * "admin" | "scim"): method, path (no query), status, actor, client
