@@ -76,6 +76,11 @@ test('a tenant\'s audit_redact masks its keys (any depth, any case, in arrays) o
       opField: '[redacted]', // and the operator's
     });
   }
+  // arguments whose only masked key is the tenant's (the "as sent" path must see it too)
+  for (const call of [direct, aggregated]) {
+    const only = await call({ cardNumber: '4111', amount: 12 });
+    assert.deepEqual(only.arguments, { message: only.arguments.message, cardNumber: '[redacted]', amount: 12 });
+  }
   // the raw arguments as sent, when none of the patterns occurs: nothing to mask
   const clean = await direct({ amount: 12, note: 'x' });
   assert.deepEqual(clean.arguments, { message: clean.arguments.message, amount: 12, note: 'x' });
