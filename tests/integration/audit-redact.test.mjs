@@ -122,6 +122,31 @@ test('a PATCH applies from the next call: removing the pattern unmasks, setting 
   assert.ok(metricValue(m, 'mcpgate_memo_lookups_total', { table: 'settings', result: 'miss' }) >= 4);
 });
 
+test('calls in a row with nothing written between read the tenant\'s settings from the memo, and still mask', async () => {
+  const r = await patchSettings(fx.t, { audit_redact: 'cardNumber' });
+  assert.equal(r.status, 200, r.body);
+  const hits = async () => metricValue(await scrapeMetrics(fx.gw), 'mcpgate_memo_lookups_total', { table: 'settings', result: 'hit' });
+  const before = await hits();
+  const c = await connectClient(fx.url, fx.tokens.alice);
+  const marks = [];
+  try {
+    // three calls on two loops at most: two of them share a loop and a snapshot
+    for (let i = 0; i < 3; i++) {
+      const message = `memo-${i}-${Date.now()}`;
+      marks.push(message);
+      await c.client.callTool({ name: 'echo', arguments: { message, cardNumber: '4111' } });
+    }
+  } finally { await c.close(); }
+  assert.ok(await hits() > before, 'at least one call answered from the memo');
+  await waitFor(async () => {
+    const rs = (await fx.t.admin('GET', '/audit?kind=call&limit=20')).json.records;
+    const mine = rs.filter((x) => marks.includes(x.arguments?.message));
+    if (mine.length < 3) return false;
+    for (const x of mine) assert.equal(x.arguments.cardNumber, '[redacted]');
+    return true;
+  }, { timeoutMs: 5000, intervalMs: 50, what: 'the three records' });
+});
+
 test('malformed values are refused with 400 naming the setting, and nothing is applied', async () => {
   let r = await patchSettings(fx.t, { audit_redact: 'ssn' });
   assert.equal(r.status, 200, r.body);
