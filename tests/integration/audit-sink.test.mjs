@@ -14,7 +14,11 @@
 //   - the sink URL obeys egress_allow: on loopback without loopback allowed,
 //     the SIEM sees no connection, the sink reports failing, and the gateway
 //     goes on serving;
-//   - the token is in no log line of any gateway and in no delivered record.
+//   - the token is in no log line of any gateway and in no delivered record;
+//   - a tenant's own sink (PUT …/audit/sink, by that tenant's admin, not
+//     another's): its current chain only, from its first record, with its
+//     sealed token; a new URL continues from its cursor; a delete stops it;
+//     an address egress_allow refuses is 400 egress_refused.
 // Real parts: the gateway binary with its audit environment on disk (stopped
 // with SIGTERM and restarted on the same data directory), a node http server
 // as the SIEM, SCIM with Okta's request shapes and the admin API making the
@@ -198,9 +202,9 @@ async function auditedWrites(g, tag) {
   }
 }
 
-function assertTokenNowhere(g) {
-  assert.equal(g.stderrText().includes(TOKEN), false, `the sink token is in the log of gateway pid ${g.proc.pid}`);
-  assert.equal(g.stdoutText().includes(TOKEN), false, `the sink token is on the stdout of gateway pid ${g.proc.pid}`);
+function assertTokenNowhere(g, token = TOKEN) {
+  assert.equal(g.stderrText().includes(token), false, `the sink token is in the log of gateway pid ${g.proc.pid}`);
+  assert.equal(g.stdoutText().includes(token), false, `the sink token is on the stdout of gateway pid ${g.proc.pid}`);
 }
 
 const cursors = new Map();       // chain → last seq the SIEM accepted (checkChainOrder moves it)
@@ -366,4 +370,95 @@ test('a sink URL that egress_allow does not allow: no connection, failing, the g
   for (const x of allGateways) assertTokenNowhere(x);
   for (const p of rx.posts) assert.equal(p.body.includes(TOKEN), false, `the token is in the body of POST #${p.n}`);
   for (const rec of recs) assert.equal(JSON.stringify(rec).includes(TOKEN), false, `the token is in record ${rec.id}`);
+});
+
+test("a tenant's own sink: its chain only, from its first record, with its token; a tenant admin sets it, not another tenant's; changes continue from its cursor", async () => {
+  const op = operatorToken(gw.dataDir);
+  const T2 = `tenant-sink-token-${crypto.randomBytes(8).toString('hex')}`;
+  const mine = await startSinkReceiver();
+  const next = await startSinkReceiver();
+  try {
+    const mint = async (t) => {
+      const r = await api(gw.port, op, 'POST', `/admin/v1/tenants/${t}/admin-tokens`, { name: `${t}-siem` });
+      assert.equal(r.status, 201, r.body);
+      return r.json.token;
+    };
+    const acmeAdmin = await mint('acme');
+    const globexAdmin = await mint('globex');
+    const base = '/admin/v1/tenants/acme/audit/sink';
+    // another tenant's admin cannot set or read it
+    let r = await api(gw.port, globexAdmin, 'PUT', base, { url: mine.url, token: T2 });
+    assert.ok(r.status === 403 || r.status === 404, `${r.status} ${r.body}`);
+    r = await api(gw.port, globexAdmin, 'GET', base);
+    assert.ok(r.status === 403 || r.status === 404, `${r.status} ${r.body}`);
+    // refusals name the member; the token is never echoed
+    r = await api(gw.port, acmeAdmin, 'PUT', base, { url: 'http://user:pw@127.0.0.1:9/in' });
+    assert.equal(r.status, 400, r.body);
+    assert.match(r.json.message, /"url"/);
+    r = await api(gw.port, acmeAdmin, 'PUT', base, { url: mine.url, format: 'syslog' });
+    assert.equal(r.status, 400, r.body);
+    r = await api(gw.port, acmeAdmin, 'PUT', base, { url: mine.url, token: `bad ${T2}` });
+    assert.equal(r.status, 400, r.body);
+    assert.equal(r.body.includes(T2), false, 'the token is not echoed');
+    r = await api(gw.port, acmeAdmin, 'PUT', base, { url: mine.url, token: T2 });
+    assert.equal(r.status, 201, r.body);
+    assert.equal(r.json.token_set, true);
+    assert.equal(r.body.includes(T2), false);
+
+    // every acme record of the current chain, once, in order; nothing of globex
+    await api(gw.port, op, 'POST', '/admin/v1/tenants/globex/admin-tokens', { name: 'globex-noise' });
+    let want;
+    await waitFor(async () => {
+      want = await tenantRecords(gw, 'acme');
+      const got = new Set(mine.accepted().flatMap((p) => ndjsonRecords(p).map((x) => x.id)));
+      return want.length > 0 && want.every((x) => got.has(x.id));
+    }, { timeoutMs: 15000, intervalMs: 100, what: "acme's records at acme's own SIEM" });
+    const got = mine.accepted().flatMap((p) => ndjsonRecords(p));
+    assert.ok(got.every((x) => x.tenant === 'acme'), 'only acme records');
+    assert.equal(new Set(got.map((x) => x.id)).size, got.length, 'none twice');
+    assert.deepEqual(got.map((x) => x.seq), got.map((_, i) => i + 1), 'from the first record, in order');
+    for (const p of mine.posts) {
+      assert.equal(p.headers.authorization, `Bearer ${T2}`);
+      assert.equal(p.headers['content-type'], 'application/x-ndjson');
+    }
+    r = await api(gw.port, acmeAdmin, 'GET', base);
+    assert.equal(r.status, 200, r.body);
+    assert.equal(r.json.url, mine.url);
+    assert.ok(['ok', 'behind'].includes(r.json.delivery.state), r.body);
+    assert.ok(r.json.delivery.delivered >= want.length, r.body);
+    assert.equal(r.body.includes(T2), false);
+    const samples = await scrapeMetrics(gw, { token: op });
+    assert.ok(metricValue(samples, 'mcpgate_audit_sink_records_delivered_total', { sink: 'tenant:acme' }) >= want.length);
+
+    // a new URL, the token kept: only what is written from now on goes there
+    const before = new Set(got.map((x) => x.id));
+    r = await api(gw.port, acmeAdmin, 'PUT', base, { url: next.url });
+    assert.equal(r.status, 200, r.body);
+    assert.equal(r.json.token_set, true);
+    await waitFor(async () => next.accepted().length > 0, { timeoutMs: 15000, intervalMs: 100, what: 'the new URL used' });
+    const moved = next.accepted().flatMap((p) => ndjsonRecords(p));
+    assert.ok(moved.every((x) => x.tenant === 'acme' && !before.has(x.id)), 'nothing delivered before is sent again');
+    assert.equal(next.posts[0].headers.authorization, `Bearer ${T2}`);
+
+    // deleted: nothing more goes there
+    r = await api(gw.port, acmeAdmin, 'DELETE', base);
+    assert.equal(r.status, 204, r.body);
+    r = await api(gw.port, acmeAdmin, 'GET', base);
+    assert.equal(r.status, 404, r.body);
+    const n = next.posts.length;
+    await api(gw.port, op, 'POST', '/admin/v1/tenants/acme/admin-tokens', { name: 'after-delete' });
+    await sleep(1500);
+    assert.equal(next.posts.length, n, 'a deleted sink gets nothing more');
+    assertTokenNowhere(gw, T2);
+  } finally {
+    await mine.close();
+    await next.close();
+  }
+});
+
+test("a tenant's sink on an address egress_allow refuses is 400 egress_refused", async () => {
+  const g = gwRefused;
+  const r = await api(g.port, operatorToken(g.dataDir), 'PUT', '/admin/v1/tenants/acme/audit/sink', { url: 'http://127.0.0.1:9/in' });
+  assert.equal(r.status, 400, r.body);
+  assert.equal(r.json.error, 'egress_refused', r.body);
 });
