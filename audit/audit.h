@@ -303,7 +303,8 @@ void audit_flush_all(audit_log *a);
 /* ---- a tenant's own SIEM sink (main store) ---------------------------------------
  * A tenant may stream its own records to its own SIEM, besides the
  * operator's sink. The record lives in the MAIN store (ST_DB_AUDIT, key
- * "s" ‖ tenant → {"url","format","token_set","created","updated"}), its
+ * "s" ‖ tenant → {"url","format","token_set","created","updated","rev"}:
+ * rev counts the writes, so a reader tells any two apart), its
  * token sealed in ST_DB_SECRETS bound to (tenant, AUDIT_SINK_SECRET_KIND,
  * ""); both go with the tenant (audit_register_store: purge and check).
  * The gateway's sink driver delivers the tenant's current chain to it with

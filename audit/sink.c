@@ -195,8 +195,11 @@ int audit_tenant_sink_put(st_txn *txn, const char *tenant, const char *url, cons
   bool had = old && json_is_true(json_object_get(old, "token_set"));
   bool has = token ? true : drop_token ? false : had;
   const char *was = old ? json_string_value(json_object_get(old, "created")) : NULL;
-  json_t *rec = json_pack("{s:s, s:s, s:b, s:s, s:s}", "url", url, "format", format, "token_set", has, "created",
-                          was ? was : now, "updated", now);
+  /* rev: every write is a new revision (updated has whole seconds: two
+   * writes in one second, a new token with it, must still look new) */
+  json_int_t rev = old ? json_integer_value(json_object_get(old, "rev")) + 1 : 1;
+  json_t *rec = json_pack("{s:s, s:s, s:b, s:s, s:s, s:I}", "url", url, "format", format, "token_set", has, "created",
+                          was ? was : now, "updated", now, "rev", rev);
   json_decref(old);
   char *s = rec ? json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
   json_decref(rec);

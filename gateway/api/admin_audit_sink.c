@@ -65,6 +65,7 @@ static void iso_ms(int64_t ms, char out[32]) {
  * driver has looked at it, "delivery". */
 static json_t *view(gw_server *srv, const char *tenant, json_t *rec) {
   json_t *v = json_deep_copy(rec);
+  json_object_del(v, "rev");
   audit_sink_state st;
   char name[AUDIT_SINK_MAX + 1], t[32];
   snprintf(name, sizeof name, "tenant:%s", tenant);

@@ -54,6 +54,9 @@
 #define SINK_BACKOFF_MAX_MS (300 * 1000)
 #define SINK_TOKEN_MAX 4096
 #define SINK_OPERATOR "operator"
+#define SINK_INFLIGHT_MAX 8            /* POSTs at once over every sink: bodies in memory stay bounded */
+#define SINK_POST_MAX_MS (120 * 1000)  /* a POST still running after this is aborted (a trickling receiver) */
+#define SINK_ANSWER_MAX (64 * 1024)    /* a receiver's answer body beyond this is not read */
 
 /* the sink's cursor of one chain, as delivered (mirrors the stored one) */
 typedef struct chain_pos {
@@ -69,7 +72,7 @@ typedef struct sink {
   char name[AUDIT_SINK_MAX + 1]; /* "operator" | "tenant:<t>" */
   char tenant[AUDIT_TENANT_MAX + 1];  /* "" for the operator's */
   char only_uid[AUDIT_UID_MAX + 1];   /* a tenant sink: its tenant's chain */
-  char version[40];                   /* a tenant sink: its record's "updated" */
+  char version[40];                   /* a tenant sink: its record's "rev" */
   char *url, *ca_file;
   char *auth_header; /* "Authorization: …" or NULL; wiped */
   bool hec, gone;    /* gone: replaced or deleted, freed once its POST ended */
@@ -80,6 +83,9 @@ typedef struct sink {
   int status;
   int64_t backoff_ms;
   uint64_t next_at; /* uv_now: no round before */
+  uint64_t post_at; /* uv_now when the POST in flight began */
+  size_t answer;    /* bytes of its answer's body (discarded) */
+  bool too_long;    /* aborted: the answer was too big or too slow (after its head) */
   chain_pos *pos;
   size_t npos, cappos;
   audit_sink_state st; /* published to the audit log (admin API, metrics) */
@@ -95,6 +101,8 @@ struct gw_audit_sink {
   size_t nt, capt;
   sink **dying;    /* gone with a POST in flight */
   size_t nd, capd;
+  unsigned inflight; /* POSTs in flight over every sink (at most SINK_INFLIGHT_MAX) */
+  size_t rr;         /* the tenant sink the next tick starts with */
   uv_timer_t timer;
   bool timer_open, started, stopping;
 };
@@ -211,10 +219,20 @@ void gw_audit_sink_free(gw_audit_sink *d) {
 
 /* ---- cursors ------------------------------------------------------------------------ */
 
+/* positions sorted by uid: binary search (a sink may cover thousands of chains) */
+static size_t pos_at(const sink *k, const char *uid) {
+  size_t lo = 0, hi = k->npos;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (strcmp(k->pos[mid].uid, uid) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 static chain_pos *pos_find(sink *k, const char *uid) {
-  for (size_t i = 0; i < k->npos; i++)
-    if (!strcmp(k->pos[i].uid, uid)) return &k->pos[i];
-  return NULL;
+  size_t i = pos_at(k, uid);
+  return i < k->npos && !strcmp(k->pos[i].uid, uid) ? &k->pos[i] : NULL;
 }
 
 static chain_pos *pos_add(sink *k, const char *uid, uint64_t seq) {
@@ -225,7 +243,10 @@ static chain_pos *pos_add(sink *k, const char *uid, uint64_t seq) {
     k->pos = n;
     k->cappos = cap;
   }
-  chain_pos *p = &k->pos[k->npos++];
+  size_t i = pos_at(k, uid);
+  memmove(&k->pos[i + 1], &k->pos[i], (k->npos - i) * sizeof k->pos[0]);
+  k->npos++;
+  chain_pos *p = &k->pos[i];
   snprintf(p->uid, sizeof p->uid, "%s", uid);
   p->seq = seq;
   p->stored = true;
@@ -323,6 +344,19 @@ static void post_headers(gw_out_req *r, int status, const gw_out_header *h, size
   ((sink *)ud)->status = status;
 }
 
+/* the answer's body is not needed: counted and dropped; a receiver that
+ * sends more than SINK_ANSWER_MAX is cut (its 2xx head still counts) */
+static int post_data(gw_out_req *r, const char *p, size_t n, void *ud) {
+  (void)p;
+  sink *k = ud;
+  k->answer += n;
+  if (k->answer > SINK_ANSWER_MAX && !k->too_long) {
+    k->too_long = true;
+    gw_out_abort(r);
+  }
+  return 0;
+}
+
 static void kick(gw_audit_sink *d, uint64_t ms);
 
 static void failed(sink *k, const char *why) {
@@ -356,6 +390,9 @@ static void bury(sink *k) {
 static void post_done(gw_out_req *r, int err, void *ud) {
   sink *k = ud;
   k->req = NULL;
+  k->d->inflight--;
+  /* cut after a 2xx head (an endless answer): the records were accepted */
+  if (k->too_long && err == GW_OUT_EABORTED && k->status >= 200 && k->status <= 299) err = 0;
   if (k->gone) {
     bury(k);
     return;
@@ -369,6 +406,8 @@ static void post_done(gw_out_req *r, int err, void *ud) {
     } else {
       snprintf(why, sizeof why, "the receiver answered HTTP %d", k->status);
     }
+    if (k->too_long && !k->status)
+      snprintf(why, sizeof why, "no answer within %d s", SINK_POST_MAX_MS / 1000);
     failed(k, why);
     return;
   }
@@ -398,8 +437,18 @@ static void post_done(gw_out_req *r, int err, void *ud) {
 static void sink_round(sink *k, st_txn *txn, const head_list *hl) {
   uint64_t lag = 0;
   size_t pick = hl->n;
-  for (size_t i = 0; i < hl->n; i++) {
-    if (k->only_uid[0] && strcmp(k->only_uid, hl->v[i].uid)) continue;
+  size_t from = 0, to = hl->n;
+  if (k->only_uid[0]) { /* a tenant's sink: its chain only (heads come in uid order) */
+    size_t lo = 0, hi = hl->n;
+    while (lo < hi) {
+      size_t mid = lo + (hi - lo) / 2;
+      if (strcmp(hl->v[mid].uid, k->only_uid) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    from = lo;
+    to = lo < hl->n && !strcmp(hl->v[lo].uid, k->only_uid) ? lo + 1 : lo;
+  }
+  for (size_t i = from; i < to; i++) {
     chain_pos *p = pos_find(k, hl->v[i].uid);
     if (!p) {
       uint64_t seq = 0;
@@ -432,12 +481,12 @@ static void sink_round(sink *k, st_txn *txn, const head_list *hl) {
   if (!e.n) {
     /* nothing left after the cursor: retention pruned what was never
      * delivered (logged), or a scan stopped early; move on */
-    uint64_t to = rc == 0 ? hl->v[pick].seq : after;
+    uint64_t upto = rc == 0 ? hl->v[pick].seq : after;
     if (rc == 0)
       GW_LOG(GW_LOG_WARN, "audit", NULL,
              "audit sink %s: records %" PRIu64 "..%" PRIu64 " of chain %s were pruned before they were delivered",
-             k->name, p->seq + 1, to, k->uid);
-    p->seq = to;
+             k->name, p->seq + 1, upto, k->uid);
+    p->seq = upto;
     pos_store(k, p);
     kick(k->d, 0);
     return;
@@ -445,6 +494,8 @@ static void sink_round(sink *k, st_txn *txn, const head_list *hl) {
   k->last = e.last;
   k->nrec = e.n;
   k->status = 0;
+  k->answer = 0;
+  k->too_long = false;
   const char *headers[4];
   size_t nh = 0;
   headers[nh++] = k->hec ? "Content-Type: application/json" : "Content-Type: application/x-ndjson";
@@ -462,13 +513,20 @@ static void sink_round(sink *k, st_txn *txn, const head_list *hl) {
                    .max_header_bytes = 16384,
                    .egress = GW_OUT_EGRESS_ADMIN,
                    .on_headers = post_headers,
+                   .on_data = post_data,
                    .on_done = post_done,
                    .ud = k};
   rc = gw_out_start(k->d->lp->out, &o, &k->req);
+  /* the engine copied the body: ours is not kept between POSTs */
+  gw_buf_free(&k->body);
+  gw_buf_init(&k->body, SINK_BODY_MAX);
   if (rc) {
     k->req = NULL;
     failed(k, gw_out_strerror(rc));
+    return;
   }
+  k->d->inflight++;
+  k->post_at = uv_now(&k->d->lp->loop);
 }
 
 /* The URL as logs may show it: no user info, no query (either may hold a
@@ -531,7 +589,8 @@ static bool in_list(sink *const *v, size_t n, const sink *k) {
 static int sync_one(void *ctx, const char *tenant, const json_t *rec) {
   sync_ctx *c = ctx;
   gw_audit_sink *d = c->d;
-  const char *version = json_string_value(json_object_get(rec, "updated")) ?: "";
+  char version[40];
+  snprintf(version, sizeof version, "%" PRId64, (int64_t)json_integer_value(json_object_get(rec, "rev")));
   char uid[ST_TENANT_UID_LEN + 1];
   if (st_tenant_uid_get(c->txn, tenant, uid) != 0) return 0; /* a tenant being purged */
   if (c->n == c->cap) {
@@ -627,11 +686,25 @@ static void tick(uv_timer_t *t) {
     return;
   }
   uint64_t now = uv_now(&d->lp->loop);
-  if (d->op && !d->op->req && now >= d->op->next_at) sink_round(d->op, txn, &hl);
-  for (size_t i = 0; i < d->nt; i++) {
-    sink *k = d->tenants[i];
+  /* a POST that runs too long is cut (its on_done retries it later) */
+  sink *all_op[1] = {d->op};
+  for (int pass = 0; pass < 2; pass++) {
+    sink **v = pass ? d->tenants : all_op;
+    size_t n = pass ? d->nt : (d->op ? 1 : 0);
+    for (size_t i = 0; i < n; i++)
+      if (v[i]->req && now - v[i]->post_at > SINK_POST_MAX_MS && !v[i]->too_long) {
+        v[i]->too_long = true;
+        gw_out_abort(v[i]->req);
+      }
+  }
+  /* the operator's first, then the tenants' from where the last tick
+   * stopped: a cap on POSTs in flight never starves the later ones */
+  if (d->op && !d->op->req && now >= d->op->next_at && d->inflight < SINK_INFLIGHT_MAX) sink_round(d->op, txn, &hl);
+  for (size_t j = 0; j < d->nt && d->inflight < SINK_INFLIGHT_MAX; j++) {
+    sink *k = d->tenants[(d->rr + j) % d->nt];
     if (!k->req && now >= k->next_at) sink_round(k, txn, &hl);
   }
+  if (d->nt) d->rr = (d->rr + 1) % d->nt;
   st_txn_end(txn);
   free(hl.v);
   if (!uv_is_active((uv_handle_t *)&d->timer)) kick(d, AUDIT_SINK_POLL_MS);
