@@ -462,3 +462,21 @@ test("a tenant's sink on an address egress_allow refuses is 400 egress_refused",
   assert.equal(r.status, 400, r.body);
   assert.equal(r.json.error, 'egress_refused', r.body);
 });
+
+test('a receiver whose 2xx answer never ends is cut: the records count as delivered and the next POST follows', async () => {
+  const op = operatorToken(gw.dataDir);
+  const rxEndless = await startSinkReceiver({ endless: true });
+  try {
+    let r = await api(gw.port, op, 'PUT', '/admin/v1/tenants/globex/audit/sink', { url: rxEndless.url });
+    assert.equal(r.status, 201, r.body);
+    await waitFor(async () => rxEndless.posts.length >= 1, { timeoutMs: 10000, intervalMs: 50, what: 'the first POST' });
+    await api(gw.port, op, 'POST', '/admin/v1/tenants/globex/admin-tokens', { name: 'after-endless' });
+    await waitFor(async () => rxEndless.posts.length >= 2, { timeoutMs: 10000, intervalMs: 50, what: 'a second POST after the endless answer' });
+    const ids = rxEndless.posts.flatMap((p) => ndjsonRecords(p).map((x) => x.id));
+    assert.equal(new Set(ids).size, ids.length, 'nothing sent twice: the cut 2xx moved the cursor');
+    r = await api(gw.port, op, 'DELETE', '/admin/v1/tenants/globex/audit/sink');
+    assert.equal(r.status, 204, r.body);
+  } finally {
+    await rxEndless.close();
+  }
+});

@@ -13,11 +13,12 @@
 //   rx.requests       every request of any method (posts is the POST subset)
 //   rx.close()
 //
-// status(n, req) may replace `fail`: it returns the status for the n-th POST
+// endless: a 2xx answer whose body never ends (the gateway must cut it and
+// count the 2xx). status(n, req) may replace `fail`: it returns the status for the n-th POST
 // (0-based). Bodies are read whole (cap 64 MiB) before answering.
 import http from 'node:http';
 
-export async function startSinkReceiver({ fail = 0, failStatus = 503, status, path: p = '/ingest' } = {}) {
+export async function startSinkReceiver({ fail = 0, failStatus = 503, status, path: p = '/ingest', endless = false } = {}) {
   const rx = { posts: [], requests: [], connections: 0 };
   const decide = status ?? ((n) => (n < fail ? failStatus : 200));
   const sockets = new Set();
@@ -41,6 +42,13 @@ export async function startSinkReceiver({ fail = 0, failStatus = 503, status, pa
       }
       entry.status = code;
       entry.ok = code >= 200 && code < 300;
+      if (endless && entry.ok) { // a 2xx whose body never ends: 16 KiB every 20 ms until the client hangs up
+        res.writeHead(code, { 'content-type': 'application/json' });
+        const chunk = Buffer.alloc(16384, 0x20);
+        const t = setInterval(() => res.write(chunk), 20);
+        res.on('close', () => clearInterval(t));
+        return;
+      }
       const reply = entry.ok ? '{"text":"Success","code":0}' : '{"text":"Server is busy","code":9}';
       res.writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(reply) });
       res.end(reply);
