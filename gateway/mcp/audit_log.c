@@ -206,14 +206,10 @@ void gw_audit_submit_text(gw_server *srv, const char *tenant, const char *tenant
   submitted(g, tenant, audit_submit_text(g->log, tenant, tenant_uid, members, len));
 }
 
-/* case-insensitive: does p/n contain pattern pat? */
-static bool has_pattern(const char *p, size_t n, const char *pat) {
+/* case-insensitive: does p/n begin with pattern pat? */
+static bool starts_with(const char *p, size_t n, const char *pat) {
   size_t m = strlen(pat);
-  if (!m || m > n) return false;
-  unsigned char lo = (unsigned char)(pat[0] | 0x20), up = (unsigned char)(pat[0] & ~0x20);
-  for (size_t i = 0; i + m <= n; i++)
-    if (((unsigned char)p[i] == lo || (unsigned char)p[i] == up) && strncasecmp(p + i, pat, m) == 0) return true;
-  return false;
+  return m && m <= n && strncasecmp(p, pat, m) == 0;
 }
 
 bool gw_audit_records_args(const gw_server *srv) { return srv->audit && srv->audit->args != AUDIT_ARGS_NONE; }
@@ -235,8 +231,15 @@ int gw_audit_args_append(const gw_server *srv, gw_buf *out, const json_t *args, 
     pats = all;
   }
   if (!args && g->args == AUDIT_ARGS_FULL && n <= g->args_max && !memchr(raw, '\\', n)) {
+    /* one pass: only a byte that starts some pattern (either case) is
+     * looked at further */
+    unsigned char first[256] = {0};
+    for (const char *const *r = pats; *r; r++)
+      if (**r) first[(unsigned char)(**r | 0x20)] = first[(unsigned char)(**r & ~0x20)] = 1;
     bool clean = true;
-    for (const char *const *r = pats; *r && clean; r++) clean = !has_pattern(raw, n, *r);
+    for (size_t i = 0; i < n && clean; i++)
+      if (first[(unsigned char)raw[i]])
+        for (const char *const *r = pats; *r && clean; r++) clean = !starts_with(raw + i, n - i, *r);
     if (clean) return gw_buf_append(out, key, sizeof key - 1) || gw_buf_append(out, raw, n) ? -1 : 0;
   }
   json_t *parsed = NULL;
