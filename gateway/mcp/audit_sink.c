@@ -448,6 +448,10 @@ static void sink_round(sink *k, st_txn *txn, const head_list *hl) {
     from = lo;
     to = lo < hl->n && !strcmp(hl->v[lo].uid, k->only_uid) ? lo + 1 : lo;
   }
+  /* the first chain behind after the one this sink served last (heads
+   * come in uid order; wrapping to the first behind): a busy chain that
+   * sorts first cannot keep every other chain waiting */
+  size_t next = hl->n;
   for (size_t i = from; i < to; i++) {
     chain_pos *p = pos_find(k, hl->v[i].uid);
     if (!p) {
@@ -459,8 +463,10 @@ static void sink_round(sink *k, st_txn *txn, const head_list *hl) {
     if (hl->v[i].seq > p->seq) {
       lag += hl->v[i].seq - p->seq;
       if (pick == hl->n) pick = i;
+      if (next == hl->n && k->uid[0] && strcmp(hl->v[i].uid, k->uid) > 0) next = i;
     }
   }
+  if (next != hl->n) pick = next;
   if (k->st.lag != lag) {
     k->st.lag = lag;
     publish(k);
