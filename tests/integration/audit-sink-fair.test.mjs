@@ -3,6 +3,7 @@
 // records. The driver used to pick, every round, the first chain (in uid
 // order) that was behind, so a busy tenant whose chain sorts first kept the
 // only POST slot of the operator's sink for as long as it stayed busy.
+// ci-variants: build-w1 build-asan-w2 (one plain and one sanitizer run: CI's 15 minutes)
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';

@@ -1,6 +1,7 @@
 // Hostile input to PUT /admin/v1/tenants/{t}/audit/sink (meant for ASan),
 // and a tenant sink whose host name resolves to loopback under the default
 // (public only) egress policy: refused at connect, the token in no reply.
+// ci-variants: build-w1 build-asan-w2 (one plain and one sanitizer run: CI's 15 minutes)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';

@@ -1,6 +1,7 @@
 // Sink lifecycles with a POST in flight (meant for the ASan variant): a
 // receiver that never answers, then the tenant's sink replaced, deleted,
 // the tenant deleted, the operator's sink stopped by a shutdown.
+// ci-variants: build-asan-w2 (its point is the sanitizer: lifetimes with POSTs in flight)
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
