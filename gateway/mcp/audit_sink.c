@@ -54,7 +54,7 @@
 #define SINK_BACKOFF_MAX_MS (300 * 1000)
 #define SINK_TOKEN_MAX 4096
 #define SINK_OPERATOR "operator"
-#define SINK_INFLIGHT_MAX 8            /* POSTs at once over every sink: bodies in memory stay bounded */
+#define SINK_INFLIGHT_MAX 8            /* tenant sinks' POSTs at once: bodies in memory stay bounded */
 #define SINK_POST_MAX_MS (120 * 1000)  /* a POST still running after this is aborted (a trickling receiver) */
 #define SINK_ANSWER_MAX (64 * 1024)    /* a receiver's answer body beyond this is not read */
 
@@ -101,7 +101,8 @@ struct gw_audit_sink {
   size_t nt, capt;
   sink **dying;    /* gone with a POST in flight */
   size_t nd, capd;
-  unsigned inflight; /* POSTs in flight over every sink (at most SINK_INFLIGHT_MAX) */
+  unsigned inflight; /* tenant sinks' POSTs in flight (at most SINK_INFLIGHT_MAX; the operator's
+                        has its own: tenants' slow receivers never hold it up) */
   size_t rr;         /* the tenant sink the next tick starts with */
   uv_timer_t timer;
   bool timer_open, started, stopping;
@@ -390,7 +391,7 @@ static void bury(sink *k) {
 static void post_done(gw_out_req *r, int err, void *ud) {
   sink *k = ud;
   k->req = NULL;
-  k->d->inflight--;
+  if (k->tenant[0]) k->d->inflight--;
   /* cut after a 2xx head (an endless answer): the records were accepted */
   if (k->too_long && err == GW_OUT_EABORTED && k->status >= 200 && k->status <= 299) err = 0;
   if (k->gone) {
@@ -531,7 +532,7 @@ static void sink_round(sink *k, st_txn *txn, const head_list *hl) {
     failed(k, gw_out_strerror(rc));
     return;
   }
-  k->d->inflight++;
+  if (k->tenant[0]) k->d->inflight++;
   k->post_at = uv_now(&k->d->lp->loop);
 }
 
@@ -550,9 +551,11 @@ static void url_for_log(const char *url, char *out, size_t cap) {
 
 /* ---- the tenants' sinks, as the main store says ------------------------------------- */
 
-static void retire(gw_audit_sink *d, sink *k) {
+/* k is out of the running list; its state goes unless a new sink of the
+ * same name (in now, the list that replaces the old one) carries it on */
+static void retire(gw_audit_sink *d, sink *k, sink *const *now, size_t nnow) {
   bool replaced = false;
-  for (size_t i = 0; i < d->nt && !replaced; i++) replaced = d->tenants[i] != k && !strcmp(d->tenants[i]->name, k->name);
+  for (size_t i = 0; i < nnow && !replaced; i++) replaced = now[i] != k && !strcmp(now[i]->name, k->name);
   if (!replaced) audit_sink_state_put(d->log, k->name, NULL);
   if (!k->req) {
     sink_free(k);
@@ -666,7 +669,7 @@ static void sync_tenants(gw_audit_sink *d) {
     return;
   }
   for (size_t i = 0; i < d->nt; i++)
-    if (!in_list(c.keep, c.n, d->tenants[i])) retire(d, d->tenants[i]);
+    if (!in_list(c.keep, c.n, d->tenants[i])) retire(d, d->tenants[i], c.keep, c.n);
   free(d->tenants);
   d->tenants = c.keep;
   d->nt = c.n;
@@ -705,7 +708,7 @@ static void tick(uv_timer_t *t) {
   }
   /* the operator's first, then the tenants' from where the last tick
    * stopped: a cap on POSTs in flight never starves the later ones */
-  if (d->op && !d->op->req && now >= d->op->next_at && d->inflight < SINK_INFLIGHT_MAX) sink_round(d->op, txn, &hl);
+  if (d->op && !d->op->req && now >= d->op->next_at) sink_round(d->op, txn, &hl);
   for (size_t j = 0; j < d->nt && d->inflight < SINK_INFLIGHT_MAX; j++) {
     sink *k = d->tenants[(d->rr + j) % d->nt];
     if (!k->req && now >= k->next_at) sink_round(k, txn, &hl);
