@@ -58,36 +58,54 @@ bool gw__audit_refuse(gw_exchange *x) {
 
 #define TOOL_MAX 256
 
-/* a JSON string of s (n bytes of valid UTF-8: names the strict scan or
- * jansson read, ids the store holds) */
-static int put_str(gw_buf *b, const char *s, size_t n) {
+/* Members written straight into the record's buffer: one room check per
+ * member, then plain stores (the record is built on every call: per-append
+ * checks and calls cost more than the bytes). */
+
+/* key (a constant `,"name":` of kl bytes) then the JSON string of s (n
+ * bytes of valid UTF-8: names the strict scan or jansson read, ids the
+ * store holds); -1 past the record's cap */
+static int put_kv(gw_buf *b, const char *key, size_t kl, const char *s, size_t n) {
   static const char hx[] = "0123456789abcdef";
-  /* bytes that need an escape: controls, '"' and '\\' (a table: one load
-   * and a test per byte on the common path, where none does) */
+  /* bytes that need an escape: controls, '"' and '\\' */
   static const unsigned char esc[256] = {
       [0 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1,
   };
-  if (gw_buf_append(b, "\"", 1)) return -1;
-  size_t run = 0;
+  if (n > AUDIT_RECORD_MAX || gw_buf_reserve(b, b->len + kl + 2 + 6 * n)) return -1;
+  char *o = b->data + b->len;
+  memcpy(o, key, kl);
+  o += kl;
+  *o++ = '"';
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
-    if (!esc[c]) continue;
-    if (gw_buf_append(b, s + run, i - run)) return -1;
-    char e[6] = {'\\', 'u', '0', '0', hx[c >> 4], hx[c & 15]};
-    if (c == '"' || c == '\\') {
-      e[1] = (char)c;
-      if (gw_buf_append(b, e, 2)) return -1;
-    } else if (gw_buf_append(b, e, 6)) {
-      return -1;
+    if (!esc[c]) {
+      *o++ = (char)c;
+    } else if (c == '"' || c == '\\') {
+      *o++ = '\\';
+      *o++ = (char)c;
+    } else {
+      memcpy(o, "\\u00", 4);
+      o[4] = hx[c >> 4];
+      o[5] = hx[c & 15];
+      o += 6;
     }
-    run = i + 1;
   }
-  return gw_buf_append(b, s + run, n - run) || gw_buf_append(b, "\"", 1) ? -1 : 0;
+  *o++ = '"';
+  *o = 0;
+  b->len = (size_t)(o - b->data);
+  return 0;
 }
+#define PUT_STR(b, key, s) put_kv((b), key, sizeof key - 1, (s), strlen(s))
 
-static int put_member(gw_buf *b, const char *key, const char *v) {
-  return gw_buf_appends(b, key) || put_str(b, v, strlen(v)) ? -1 : 0;
+/* key then a decimal integer */
+static int put_ki(gw_buf *b, const char *key, size_t kl, long long v) {
+  if (gw_buf_reserve(b, b->len + kl + 24)) return -1;
+  memcpy(b->data + b->len, key, kl);
+  b->len += kl;
+  b->len += gw_itoa(v, b->data + b->len);
+  return 0;
 }
+#define PUT_INT(b, key, v) put_ki((b), key, sizeof key - 1, (long long)(v))
 
 /* The tenant's audit_redact, copied into buf (cap > AUDIT_REDACT_VALUE_MAX;
  * "" when unset). 0, or a store error (nothing is known). */
@@ -126,22 +144,21 @@ void gw__audit_call_begin(gw_exchange *x, const char *connector, const char *too
   gw_buf_init(&b, AUDIT_RECORD_MAX);
   /* one allocation for the usual record (ids, names, the end's members) */
   int rc = gw_buf_reserve(&b, 768 + (args_len < AUDIT_RECORD_MAX / 2 ? args_len : 0)) ||
-           gw_buf_appends(&b, "{\"kind\":\"call\",\"time\":") || gw_buf_append_int(&b, gw_wall_ms()) ||
-           put_member(&b, ",\"user\":", x->user);
-  if (!rc && x->sid[0]) rc = put_member(&b, ",\"session\":", x->sid);
-  if (!rc && x->tokid[0]) rc = put_member(&b, ",\"client\":", x->tokid);
-  if (!rc) rc = put_member(&b, ",\"connector\":", connector ? connector : "");
+           gw_buf_appends(&b, "{\"kind\":\"call\"") || PUT_INT(&b, ",\"time\":", gw_wall_ms()) ||
+           PUT_STR(&b, ",\"user\":", x->user);
+  if (!rc && x->sid[0]) rc = PUT_STR(&b, ",\"session\":", x->sid);
+  if (!rc && x->tokid[0]) rc = PUT_STR(&b, ",\"client\":", x->tokid);
+  if (!rc) rc = PUT_STR(&b, ",\"connector\":", connector ? connector : "");
   if (!rc) {
     /* at most 256 bytes of the name, cut between characters: a record
      * with broken UTF-8 would not parse when read back */
     size_t tl = tool ? strnlen(tool, TOOL_MAX) : 0;
     if (tl == TOOL_MAX && ((unsigned char)tool[tl] & 0xC0) == 0x80)
       while (tl && ((unsigned char)tool[tl] & 0xC0) == 0x80) tl--;
-    rc = gw_buf_appends(&b, ",\"tool\":") || put_str(&b, tool ? tool : "", tl);
+    rc = put_kv(&b, ",\"tool\":", 8, tool ? tool : "", tl);
   }
-  if (!rc) rc = put_member(&b, ",\"decision\":", decision);
-  if (!rc && policy_version >= 0)
-    rc = gw_buf_appends(&b, ",\"policy_version\":") || gw_buf_append_int(&b, policy_version);
+  if (!rc) rc = PUT_STR(&b, ",\"decision\":", decision);
+  if (!rc && policy_version >= 0) rc = PUT_INT(&b, ",\"policy_version\":", policy_version);
   if (!rc && (args || args_len) && gw_audit_records_args(srv)) {
     char tred[AUDIT_REDACT_VALUE_MAX + 1];
     if (tenant_redact(x, tred, sizeof tred) != 0)
@@ -149,8 +166,7 @@ void gw__audit_call_begin(gw_exchange *x, const char *connector, const char *too
     else
       rc = gw_audit_args_append(srv, &b, args, args_raw, args_len, tred);
   }
-  if (!rc)
-    rc = gw_buf_appends(&b, ",\"bytes_in\":") || gw_buf_append_int(&b, x->req ? (long long)x->req->body_len : 0);
+  if (!rc) rc = PUT_INT(&b, ",\"bytes_in\":", x->req ? (long long)x->req->body_len : 0);
   if (rc) {
     gw_buf_free(&b);
     return;
@@ -184,11 +200,10 @@ void gw__audit_call_end(gw_exchange *x) {
   b.cap = x->audit_cap;
   x->audit = NULL;
   int rc = 0;
-  if (x->status) rc = gw_buf_appends(&b, ",\"upstream_status\":") || gw_buf_append_int(&b, x->status);
+  if (x->status) rc = PUT_INT(&b, ",\"upstream_status\":", x->status);
   if (!rc)
-    rc = gw_buf_appends(&b, ",\"duration_us\":") ||
-         gw_buf_append_int(&b, (long long)((uv_hrtime() - x->audit_start_ns) / 1000)) ||
-         gw_buf_appends(&b, ",\"bytes_out\":") || gw_buf_append_int(&b, (long long)x->audit_bytes_out) ||
+    rc = PUT_INT(&b, ",\"duration_us\":", (uv_hrtime() - x->audit_start_ns) / 1000) ||
+         PUT_INT(&b, ",\"bytes_out\":", x->audit_bytes_out) ||
          gw_buf_appends(&b, x->audit_is_error ? ",\"is_error\":true}" : ",\"is_error\":false}");
   if (!rc) gw_audit_submit_text(x->lp->srv, x->tenant, x->tenant_uid, b.data, b.len);
   gw_buf_free(&b);
