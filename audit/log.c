@@ -229,7 +229,7 @@ static int commit_job(st_txn *txn, void *arg) {
     size_t kl = audit__rec_key(e->uid, seq, key);
     /* Never overwrite: a head behind its records means tampering; failing
      * (closed) beats destroying the evidence. */
-    if ((rc = st_put(txn, (st_db)AUDIT_DB_RECORDS, key, kl, buf, len, ST_NOOVERWRITE)) < 0)
+    if ((rc = st_put(txn, (st_db)AUDIT_DB_RECORDS, key, kl, buf, len, ST_NOOVERWRITE | ST_APPEND)) < 0)
       goto out;
     if ((rc = audit__hash_hex(buf, len, sl->h->hash)) < 0) goto out;
     sl->h->seq = seq;

@@ -236,6 +236,10 @@ int st_txn_is_write(const st_txn *txn);
 int st_get(st_txn *txn, st_db db, const void *k, size_t klen, st_val *out);
 
 #define ST_NOOVERWRITE 0x1u /* st_put: fail with ST_EEXIST if the key exists */
+/* st_put: the key likely sorts after every key of the database (a log's
+ * next record): tried as an append first (no search, pages filled instead
+ * of split in half), else put as usual. The same result either way. */
+#define ST_APPEND 0x2u
 /* Inserts or replaces. Write txns only (ST_EINVAL otherwise). klen >= 1,
  * vlen <= ST_VAL_MAX. On ST_EMAPFULL / ST_ETXNFULL / ST_EIO the job's
  * transaction is poisoned: later operations fail and the job is aborted

@@ -174,13 +174,20 @@ int st_put(st_txn *t, st_db db, const void *k, size_t klen, const void *v, size_
   MDB_val key, val;
   uint8_t hbuf[33];
   int rc;
-  if (!t || !t->write || (flags & ~ST_NOOVERWRITE) || vlen > ST_VAL_MAX || (!v && vlen))
+  if (!t || !t->write || (flags & ~(ST_NOOVERWRITE | ST_APPEND)) || vlen > ST_VAL_MAX || (!v && vlen))
     return ST_EINVAL;
   if (t->poison) return t->poison;
   if ((rc = dbi_of(t, db, &dbi)) < 0 || (rc = map_key(t, k, klen, hbuf, &key)) < 0) return rc;
   val.mv_data = (void *)(v ? v : "");
   val.mv_size = vlen;
-  rc = mdb_put(t->txn, dbi, &key, &val, (flags & ST_NOOVERWRITE) ? MDB_NOOVERWRITE : 0);
+  unsigned mf = (flags & ST_NOOVERWRITE) ? MDB_NOOVERWRITE : 0;
+  /* LMDB answers MDB_KEYEXIST, changing nothing, when the key does not
+   * sort after the last one: then the ordinary put decides */
+  if ((flags & ST_APPEND) && klen == key.mv_size) {
+    rc = mdb_put(t->txn, dbi, &key, &val, mf | MDB_APPEND);
+    if (rc != MDB_KEYEXIST) return rc ? txn_fail(t, rc) : 0;
+  }
+  rc = mdb_put(t->txn, dbi, &key, &val, mf);
   return rc ? txn_fail(t, rc) : 0;
 }
 

@@ -213,6 +213,49 @@ TEST(snapshot_ids) {
 /* Read transactions are reused (reset, then renewed): a reused one must
  * see every write committed before it began, never the snapshot of its
  * previous life; more open at once than the pool keeps all work. */
+/* ST_APPEND: ascending keys are appended; a key that does not sort last is
+ * put as usual; with ST_NOOVERWRITE an existing key is ST_EEXIST (the last
+ * one and one in the middle alike) and the transaction goes on. */
+static int append_fn(st_txn *txn, void *arg) {
+  int *out = arg;
+  char k[8];
+  int rc;
+  for (int i = 10; i < 60; i++) {
+    snprintf(k, sizeof k, "a%02d", i);
+    if ((rc = st_put(txn, ST_DB_TENANTS, k, 3, k, 3, ST_NOOVERWRITE | ST_APPEND)) < 0) return rc;
+  }
+  out[0] = st_put(txn, ST_DB_TENANTS, "a05", 3, "mid", 3, ST_NOOVERWRITE | ST_APPEND); /* before the first */
+  out[1] = st_put(txn, ST_DB_TENANTS, "a59", 3, "dup", 3, ST_NOOVERWRITE | ST_APPEND); /* the last, again */
+  out[2] = st_put(txn, ST_DB_TENANTS, "a30", 3, "dup", 3, ST_NOOVERWRITE | ST_APPEND); /* in the middle, again */
+  out[3] = st_put(txn, ST_DB_TENANTS, "a30", 3, "new", 3, ST_APPEND);                  /* replaced */
+  out[4] = st_put(txn, ST_DB_TENANTS, "b00", 3, "end", 3, ST_APPEND);
+  return 0;
+}
+
+TEST(put_append_is_a_put) {
+  char buf[16];
+  int out[5];
+  tmp_setup();
+  st_store *st = open_default();
+  CHECK(st);
+  CHECK_INT(st_write_sync(st, append_fn, out), 0);
+  CHECK_INT(out[0], 0);
+  CHECK_INT(out[1], ST_EEXIST);
+  CHECK_INT(out[2], ST_EEXIST);
+  CHECK_INT(out[3], 0);
+  CHECK_INT(out[4], 0);
+  CHECK_INT(get1(st, ST_DB_TENANTS, "a05", 3, buf, sizeof buf), 0);
+  CHECK_STR(buf, "mid");
+  CHECK_INT(get1(st, ST_DB_TENANTS, "a59", 3, buf, sizeof buf), 0);
+  CHECK_STR(buf, "a59");
+  CHECK_INT(get1(st, ST_DB_TENANTS, "a30", 3, buf, sizeof buf), 0);
+  CHECK_STR(buf, "new");
+  CHECK_INT(get1(st, ST_DB_TENANTS, "b00", 3, buf, sizeof buf), 0);
+  CHECK_STR(buf, "end");
+  st_close(st);
+  tmp_cleanup();
+}
+
 TEST(read_txn_reuse_sees_latest) {
   char buf[16], v[16];
   tmp_setup();
@@ -1449,6 +1492,7 @@ TEST(log_callback_and_stderr_fallback) {
 int main(void) {
   if (!getenv("UNIT_VERBOSE")) gw_log_set_level((gw_log_level)(GW_LOG_ERROR + 1));
   RUN(migrate_fresh_gets_latest);
+  RUN(put_append_is_a_put);
   RUN(del_prefix_bounded);
   RUN(migrate_partial_gets_the_rest);
   RUN(migrate_newer_refused);
