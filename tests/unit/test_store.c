@@ -218,7 +218,7 @@ TEST(snapshot_ids) {
  * one and one in the middle alike) and the transaction goes on. */
 static int append_fn(st_txn *txn, void *arg) {
   int *out = arg;
-  char k[8];
+  char k[16];
   int rc;
   for (int i = 10; i < 60; i++) {
     snprintf(k, sizeof k, "a%02d", i);
