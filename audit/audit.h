@@ -155,6 +155,14 @@ int audit_submit(audit_log *a, const char *tenant, const char *tenant_uid, json_
  * text that is not "{...}" or holds a NUL byte). */
 int audit_submit_text(audit_log *a, const char *tenant, const char *tenant_uid, const char *members, size_t len);
 
+/* The data path's records built in place (no copy): a malloc'd block whose
+ * first audit_text_headroom() bytes are the module's, then the members as
+ * for audit_submit_text (len bytes, then a NUL: the block holds at least
+ * headroom + len + 1 bytes). Takes ownership of block in every case (it
+ * is freed by the module); the same returns as audit_submit_text. */
+size_t audit_text_headroom(void);
+int audit_submit_block(audit_log *a, const char *tenant, const char *tenant_uid, char *block, size_t len);
+
 /* false while the last commit failed (until a commit succeeds) or since a
  * record was refused for lack of room (until the next successful commit).
  * Any thread; atomics only. */

@@ -25,6 +25,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -490,8 +491,9 @@ void audit_close(audit_log *a) {
 
 /* Queues the caller's members (text, len bytes: one JSON object "{...}";
  * copied). The checks of tenant and uid are the caller's. */
+static int enqueue_entry(audit_log *a, entry *e);
+
 static int enqueue(audit_log *a, const char *tenant, const char *tenant_uid, const char *body, size_t len) {
-  int rc;
   if (len > AUDIT_RECORD_MAX) {
     uv_mutex_lock(&a->mu);
     a->stats.dropped++;
@@ -500,13 +502,19 @@ static int enqueue(audit_log *a, const char *tenant, const char *tenant_uid, con
   }
   entry *e = malloc(sizeof *e + len + 1);
   if (!e) return AUDIT_ENOMEM;
-  e->next = NULL;
+  memcpy(e->body, body, len);
+  e->body[len] = 0;
   size_t tl = strlen(tenant), ul = strlen(tenant_uid);
   memcpy(e->tenant, tenant, tl + 1); /* lengths checked by audit__tenant_ok / audit__uid_ok */
   memcpy(e->uid, tenant_uid, ul + 1);
   e->len = len;
-  memcpy(e->body, body, len);
-  e->body[len] = 0;
+  return enqueue_entry(a, e);
+}
+
+/* Queues e (taken in every case: freed when refused). */
+static int enqueue_entry(audit_log *a, entry *e) {
+  int rc;
+  e->next = NULL;
 
   uv_mutex_lock(&a->mu);
   if (a->stopping) {
@@ -553,6 +561,34 @@ int audit_submit(audit_log *a, const char *tenant, const char *tenant_uid, json_
   int rc = enqueue(a, tenant, tenant_uid, body, strlen(body));
   free(body);
   return rc;
+}
+
+size_t audit_text_headroom(void) { return offsetof(entry, body); }
+
+int audit_submit_block(audit_log *a, const char *tenant, const char *tenant_uid, char *block, size_t len) {
+  const char *m = block ? block + offsetof(entry, body) : NULL;
+  if (!a || !m || len < 2 || m[0] != '{' || m[len - 1] != '}' || m[len] != 0 || memchr(m, 0, len) ||
+      !audit__tenant_ok(tenant) || !audit__uid_ok(tenant_uid)) {
+    free(block);
+    return AUDIT_EINVAL;
+  }
+  if (atomic_load(&a->closed)) {
+    free(block);
+    return AUDIT_ECLOSED;
+  }
+  if (len > AUDIT_RECORD_MAX) {
+    free(block);
+    uv_mutex_lock(&a->mu);
+    a->stats.dropped++;
+    uv_mutex_unlock(&a->mu);
+    return AUDIT_ETOOBIG;
+  }
+  entry *e = (entry *)(void *)block;
+  size_t tl = strlen(tenant), ul = strlen(tenant_uid);
+  memcpy(e->tenant, tenant, tl + 1);
+  memcpy(e->uid, tenant_uid, ul + 1);
+  e->len = len;
+  return enqueue_entry(a, e);
 }
 
 int audit_submit_text(audit_log *a, const char *tenant, const char *tenant_uid, const char *members, size_t len) {

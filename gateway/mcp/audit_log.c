@@ -199,11 +199,13 @@ void gw_audit_request(gw_server *srv, const gw_req *req, const char *kind, int s
   gw_audit_submit(srv, req->tenant, uid, r);
 }
 
-void gw_audit_submit_text(gw_server *srv, const char *tenant, const char *tenant_uid, const char *members,
-                          size_t len) {
+void gw_audit_submit_block(gw_server *srv, const char *tenant, const char *tenant_uid, char *block, size_t len) {
   gw_audit *g = srv->audit;
-  if (!g || !has_uid(g, tenant, tenant_uid)) return;
-  submitted(g, tenant, audit_submit_text(g->log, tenant, tenant_uid, members, len));
+  if (!g || !has_uid(g, tenant, tenant_uid)) {
+    free(block);
+    return;
+  }
+  submitted(g, tenant, audit_submit_block(g->log, tenant, tenant_uid, block, len));
 }
 
 /* case-insensitive: does p/n begin with pattern pat? */

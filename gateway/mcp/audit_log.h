@@ -51,10 +51,10 @@ bool gw_audit_refuses(const gw_server *srv);
  * a caller without the uid has nothing to chain it to). */
 void gw_audit_submit(gw_server *srv, const char *tenant, const char *tenant_uid, json_t *rec);
 
-/* The same for members the caller serialised (audit_submit_text: one
- * compact JSON object with an integer "time"; copied). */
-void gw_audit_submit_text(gw_server *srv, const char *tenant, const char *tenant_uid, const char *members,
-                          size_t len);
+/* Queues a record the caller built in place (audit_submit_block: block is
+ * malloc'd, audit_text_headroom() bytes then len bytes of members and a
+ * NUL); takes block in every case. */
+void gw_audit_submit_block(gw_server *srv, const char *tenant, const char *tenant_uid, char *block, size_t len);
 
 /* The tenant setting audit_redact (the tenant's additions to the
  * patterns; audit/audit.h: audit_redact_check), registered by the module

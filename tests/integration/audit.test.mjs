@@ -89,11 +89,13 @@ test('a tools/call through each endpoint is recorded with its decision, argument
   assert.ok(agg.seq > direct.seq);
 });
 
+// a name with every kind of byte the record must escape, at varied offsets
+const ODD_TOOL = 'tool"with\\back\u0001slash-and-a-longer-run\tof plain text é ü "end"\u001f';
 test('refused calls are recorded: blocked by policy, and an unknown tool', async () => {
   const a = await connectClient(`${fx.gw.url}/t/acme/mcp`, fx.tokens.bob);
   try {
     await assert.rejects(a.client.callTool({ name: 'everything__get-sum', arguments: { a: 1, b: 2 } }));
-    await assert.rejects(a.client.callTool({ name: 'nope__tool', arguments: {} }));
+    await assert.rejects(a.client.callTool({ name: `nope__${ODD_TOOL}`, arguments: {} }));
   } finally { await a.close(); }
   let blocked, hidden;
   await waitFor(async () => {
@@ -107,7 +109,7 @@ test('refused calls are recorded: blocked by policy, and an unknown tool', async
   assert.deepEqual(blocked.arguments, { a: 1, b: 2 });
   assert.equal(blocked.upstream_status, undefined, 'never sent upstream');
   assert.equal(hidden.connector, 'nope', 'no rule gives bob a connector "nope"');
-  assert.equal(hidden.tool, 'tool');
+  assert.equal(hidden.tool, ODD_TOOL, 'escapes in the name survive the record (before, inside and after 8-byte runs)');
   const only = (await audit('?decision=block')).records;
   assert.ok(only.length >= 1 && only.every((r) => r.decision === 'block'));
 });

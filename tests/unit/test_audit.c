@@ -1598,6 +1598,40 @@ TEST(tenant_sink_parse_store_purge_and_check) {
   tmp_cleanup();
 }
 
+/* audit_submit_block: the record built after the module's header is queued
+ * as it is; refused blocks are freed (ASan's leak check) */
+TEST(submit_block_queues_in_place) {
+  tmp_setup();
+  audit_log *a = open_default();
+  CHECK(a);
+  size_t h = audit_text_headroom();
+  const char *m = "{\"kind\":\"call\",\"time\":1000,\"tool\":\"t\"}";
+  char *blk = malloc(h + strlen(m) + 1);
+  CHECK(blk);
+  memcpy(blk + h, m, strlen(m) + 1);
+  CHECK_INT(audit_submit_block(a, "acme", UID_A, blk, strlen(m)), 0);
+  /* refused: not an object, a NUL inside, a bad uid — each block freed */
+  char *bad = malloc(h + 8);
+  memcpy(bad + h, "[1,2]", 6);
+  CHECK_INT(audit_submit_block(a, "acme", UID_A, bad, 5), AUDIT_EINVAL);
+  bad = malloc(h + 8);
+  memcpy(bad + h, "{\"a\0\"}", 7);
+  CHECK_INT(audit_submit_block(a, "acme", UID_A, bad, 6), AUDIT_EINVAL);
+  bad = malloc(h + 8);
+  memcpy(bad + h, "{}", 3);
+  CHECK_INT(audit_submit_block(a, "acme", "no uid!", bad, 2), AUDIT_EINVAL);
+  CHECK_INT(audit_submit_block(a, "acme", UID_A, NULL, 2), AUDIT_EINVAL);
+  audit_flush(a);
+  json_t *j = rec_json(a, UID_A, 1);
+  CHECK(j);
+  CHECK_STR(json_string_value(json_object_get(j, "tool")), "t");
+  CHECK_INT((int)json_integer_value(json_object_get(j, "time")), 1000);
+  CHECK_INT((int)json_integer_value(json_object_get(j, "seq")), 1);
+  json_decref(j);
+  audit_close(a);
+  tmp_cleanup();
+}
+
 TEST(heads_are_logged) {
   tmp_setup();
   audit_log *a = open_default();
@@ -1665,6 +1699,7 @@ int main(void) {
   RUN(cursors_move_forward_commit_without_records_and_are_checked);
   RUN(migration_adds_the_cursors_to_a_step_1_environment);
   RUN(tenant_sink_parse_store_purge_and_check);
+  RUN(submit_block_queues_in_place);
   RUN(heads_are_logged);
   RUN(open_rules);
   tmp_cleanup();
