@@ -61,8 +61,11 @@
 /* the sink's cursor of one chain, as delivered (mirrors the stored one) */
 typedef struct chain_pos {
   char uid[AUDIT_UID_MAX + 1];
-  uint64_t seq;  /* last acknowledged */
-  bool stored;   /* seq is what audit_cursor_set last accepted */
+  uint64_t seq;       /* last acknowledged */
+  bool stored;        /* seq is what audit_cursor_set last accepted */
+  uint64_t retry_at;  /* uv_now: the receiver refused this chain's records; not before */
+  int64_t backoff_ms; /* its own back-off (0: none) */
+  size_t batch;       /* records per POST for this chain (0: the sink's; halved on 413) */
 } chain_pos;
 
 /* One destination: the operator's (every chain) or a tenant's (its
@@ -248,6 +251,7 @@ static chain_pos *pos_add(sink *k, const char *uid, uint64_t seq) {
   memmove(&k->pos[i + 1], &k->pos[i], (k->npos - i) * sizeof k->pos[0]);
   k->npos++;
   chain_pos *p = &k->pos[i];
+  memset(p, 0, sizeof *p);
   snprintf(p->uid, sizeof p->uid, "%s", uid);
   p->seq = seq;
   p->stored = true;
@@ -294,6 +298,7 @@ static void head_cb(void *ctx, const char *tenant, const char *uid, uint64_t seq
 typedef struct emit_ctx {
   sink *k;
   uint64_t last, n;
+  size_t limit; /* records in this POST at most */
 } emit_ctx;
 
 #define EMIT_FULL (-1)
@@ -333,7 +338,7 @@ static int emit(void *ctx, const char *bytes, size_t len) {
   }
   e->last = rec_seq(bytes, len);
   e->n++;
-  return e->n >= k->d->batch || k->body.len >= SINK_BODY_SOFT ? EMIT_FULL : 0;
+  return e->n >= e->limit || k->body.len >= SINK_BODY_SOFT ? EMIT_FULL : 0;
 }
 
 static void post_done(gw_out_req *r, int err, void *ud);
@@ -377,6 +382,36 @@ static void failed(sink *k, const char *why) {
   kick(k->d, AUDIT_SINK_POLL_MS);
 }
 
+/* A status that refuses what was sent, not the sink: the receiver is up
+ * and took the request, it does not want these records (too large, a
+ * format it rejects). Only that chain waits; the others go on. Anything
+ * else (5xx, 401, 403, 404, 408, 429, no answer) is the receiver's and
+ * backs the whole sink off. */
+static bool refused_content(int status) {
+  return status == 400 || status == 413 || status == 415 || status == 422;
+}
+
+static void chain_refused(sink *k, chain_pos *p, const char *why) {
+  k->st.posts_failed++;
+  k->st.last_failure_ms = gw_wall_ms();
+  snprintf(k->st.last_error, sizeof k->st.last_error, "chain %.64s: %.160s", p->uid, why);
+  k->st.failing = true;
+  publish(k);
+  size_t was = p->batch ? p->batch : k->d->batch;
+  if (k->status == 413 && was > 1) p->batch = was / 2; /* smaller POSTs for this chain */
+  p->backoff_ms = p->backoff_ms ? (p->backoff_ms * 2 > SINK_BACKOFF_MAX_MS ? SINK_BACKOFF_MAX_MS : p->backoff_ms * 2)
+                                : SINK_BACKOFF_FIRST_MS;
+  bool smaller = p->batch && p->batch < was;
+  if (smaller) p->backoff_ms = 0; /* a smaller POST may pass at once */
+  p->retry_at = uv_now(&k->d->lp->loop) + (uint64_t)p->backoff_ms;
+  GW_LOG(p->backoff_ms >= SINK_BACKOFF_MAX_MS ? GW_LOG_DEBUG : GW_LOG_WARN, "audit",
+         &((gw_log_ctx){k->tenant[0] ? k->tenant : NULL, NULL}),
+         "audit sink %s: the receiver refused %" PRIu64 " records of chain %s (%s); %s", k->name, k->nrec, p->uid, why,
+         smaller ? "sending fewer at a time" : "that chain waits, the others go on");
+  k->next_at = 0;
+  kick(k->d, 0);
+}
+
 /* a gone sink whose POST ended: out of the dying list, freed */
 static void bury(sink *k) {
   gw_audit_sink *d = k->d;
@@ -409,6 +444,11 @@ static void post_done(gw_out_req *r, int err, void *ud) {
     }
     if (k->too_long && !k->status)
       snprintf(why, sizeof why, "no answer within %d s", SINK_POST_MAX_MS / 1000);
+    chain_pos *p = pos_find(k, k->uid);
+    if (!err && p && refused_content(k->status)) {
+      chain_refused(k, p, why);
+      return;
+    }
     failed(k, why);
     return;
   }
@@ -416,6 +456,9 @@ static void post_done(gw_out_req *r, int err, void *ud) {
   if (!p) p = pos_add(k, k->uid, 0);
   if (p) {
     p->seq = k->last;
+    p->retry_at = 0;
+    p->backoff_ms = 0;
+    if (p->batch) p->batch = p->batch * 2 >= k->d->batch ? 0 : p->batch * 2; /* back to the sink's */
     pos_store(k, p);
   }
   k->st.delivered += k->nrec;
@@ -463,6 +506,7 @@ static void sink_round(sink *k, st_txn *txn, const head_list *hl) {
     if (!p->stored) pos_store(k, p);
     if (hl->v[i].seq > p->seq) {
       lag += hl->v[i].seq - p->seq;
+      if (p->retry_at > uv_now(&k->d->lp->loop)) continue; /* refused: its own back-off */
       if (pick == hl->n) pick = i;
       if (next == hl->n && k->uid[0] && strcmp(hl->v[i].uid, k->uid) > 0) next = i;
     }
@@ -477,9 +521,9 @@ static void sink_round(sink *k, st_txn *txn, const head_list *hl) {
   if (!p) return; /* picked only with a position: never */
   snprintf(k->uid, sizeof k->uid, "%s", p->uid);
   gw_buf_reset(&k->body);
-  emit_ctx e = {k, 0, 0};
+  emit_ctx e = {k, 0, 0, p->batch ? p->batch : k->d->batch};
   uint64_t after = p->seq;
-  int rc = audit_export_chunk(txn, k->uid, 0, 0, &after, k->d->batch, emit, &e);
+  int rc = audit_export_chunk(txn, k->uid, 0, 0, &after, e.limit, emit, &e);
   if (rc < 0 && rc != EMIT_FULL) {
     GW_LOG(GW_LOG_ERROR, "audit", NULL, "audit sink %s: cannot read chain %s: %s", k->name, k->uid,
            audit_strerror(rc));
