@@ -102,6 +102,10 @@ typedef struct audit_options {
   st_log_fn log;            /* the store's callback type; audit logs with module "audit", the
                                store with "store". NULL: warn/error to stderr */
   void *log_ctx;            /* borrowed; must outlive the audit log */
+  int nice;                 /* added to the nice value of the audit thread and of its
+                               environment's writer (Linux: per thread); the gateway runs them
+                               below its loops: a commit burst then never takes a core from a
+                               request. 0: as the process */
 } audit_options;
 
 /* Opens (creating, migrating) the audit environment and starts the audit

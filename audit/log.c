@@ -21,15 +21,20 @@
  *    keeps failing: what it cannot write is counted as dropped and logged. */
 #include "audit/audit_int.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 #include <uv.h>
 
 #define DEFAULT_MAP_SIZE ((size_t)4 << 30)
@@ -69,6 +74,7 @@ struct audit_log {
   st_log_fn log;
   void *log_ctx;
   uint64_t batch_ns, head_log_ns; /* head_log_ns 0: off */
+  int nice;                       /* audit_options.nice */
   size_t queue_max, queue_bytes_max, wake_records;
   uv_thread_t thread;
 
@@ -291,7 +297,6 @@ static void note(notes *w, int level, const char *fmt, ...) {
   w->level[w->n++] = level;
 }
 
-/* Under mu: the outcome of one batch attempt. */
 /* Under mu: cursor updates of a failed batch go back unless a newer one of
  * the same (sink, uid) was queued meanwhile (or there is no room: the
  * sink sets it again). */
@@ -304,15 +309,13 @@ static void cursors_back(audit_log *a, const cursor_upd *cur, size_t n) {
   }
 }
 
-static void settle(audit_log *a, entry *list, int rc, uint64_t ns, bool stopping, notes *w) {
-  size_t n = 0, bytes = 0;
-  entry *last = NULL;
+/* Under mu: the outcome of one batch attempt (list: n entries, bytes,
+ * last its tail — counted before the lock). Returns the entries to free
+ * once the lock is released (never under it: a batch is thousands of
+ * entries, and every submitter waits for this mutex). */
+static entry *settle(audit_log *a, entry *list, size_t n, size_t bytes, entry *last, int rc, uint64_t ns,
+                     bool stopping, notes *w) {
   double ms = (double)ns / 1e6;
-  for (entry *e = list; e; e = e->next) {
-    n++;
-    bytes += entry_bytes(e);
-    last = e;
-  }
   a->stats.last_commit_ms = ms;
   a->stats.commit_ms_sum += ms;
   a->stats.commit_ms_count++;
@@ -326,8 +329,7 @@ static void settle(audit_log *a, entry *list, int rc, uint64_t ns, bool stopping
     if (atomic_exchange(&a->broken, 0))
       note(w, ST_LOG_WARN, "audit commits succeed again (%zu records written)", n);
     atomic_store(&a->full, 0);
-    free_list(list);
-    return;
+    return list;
   }
   a->stats.commit_failures++;
   if (!atomic_exchange(&a->broken, 1) || stopping)
@@ -338,8 +340,7 @@ static void settle(audit_log *a, entry *list, int rc, uint64_t ns, bool stopping
     a->stats.dropped += n;
     a->qrecords -= n;
     a->qbytes -= bytes;
-    free_list(list);
-    return;
+    return list;
   }
   /* back to the front of the queue, order kept */
   if (last) {
@@ -349,10 +350,18 @@ static void settle(audit_log *a, entry *list, int rc, uint64_t ns, bool stopping
     a->npending += n;
   }
   a->first_ns = uv_hrtime();
+  return NULL;
 }
 
 static void thread_main(void *arg) {
   audit_log *a = arg;
+  pthread_setname_np(pthread_self(), "mcpgate-audit");
+  if (a->nice) { /* Linux gives each thread its own nice value (PRIO_PROCESS with a tid) */
+    id_t tid = (id_t)syscall(SYS_gettid);
+    errno = 0;
+    int cur = getpriority(PRIO_PROCESS, tid);
+    if (cur != -1 || !errno) (void)setpriority(PRIO_PROCESS, tid, cur + a->nice);
+  }
   uint64_t next_heads = a->head_log_ns ? uv_hrtime() + a->head_log_ns : UINT64_MAX;
   uint64_t retry_at = 0, backoff = a->batch_ns;
   uv_mutex_lock(&a->mu);
@@ -397,9 +406,16 @@ static void thread_main(void *arg) {
       rc = st_write_sync(a->st, commit_job, &b);
       ns = uv_hrtime() - t0;
     }
+    size_t n = 0, bytes = 0;
+    entry *last = NULL;
+    for (entry *e = list; e; e = e->next) {
+      n++;
+      bytes += entry_bytes(e);
+      last = e;
+    }
     uv_mutex_lock(&a->mu);
     notes w = {0};
-    if (list || ncur) settle(a, list, rc, ns, stopping, &w);
+    entry *done = list || ncur ? settle(a, list, n, bytes, last, rc, ns, stopping, &w) : NULL;
     if (rc < 0 && !stopping) cursors_back(a, cur, ncur);
     if (rc < 0) {
       retry_at = uv_hrtime() + backoff;
@@ -408,8 +424,9 @@ static void thread_main(void *arg) {
     } else if (list || ncur) {
       backoff = a->batch_ns;
     }
-    if (w.n) { /* logged before audit_flush returns, outside the lock */
+    if (w.n || done) { /* logged before audit_flush returns, and freed, outside the lock */
       uv_mutex_unlock(&a->mu);
+      free_list(done);
       for (int i = 0; i < w.n; i++) alog(a, w.level[i], "%s", w.msg[i]);
       uv_mutex_lock(&a->mu);
     }
@@ -434,6 +451,7 @@ int audit_open(audit_log **out, const audit_options *o) {
   if (!(a = calloc(1, sizeof *a))) return AUDIT_ENOMEM;
   a->log = o->log;
   a->log_ctx = o->log_ctx;
+  a->nice = o->nice;
   a->batch_ns = (uint64_t)(o->batch_ms ? o->batch_ms : DEFAULT_BATCH_MS) * 1000000u;
   int64_t hl = o->head_log_ms ? o->head_log_ms : DEFAULT_HEAD_LOG_MS;
   if (hl > HEAD_LOG_MS_MAX) hl = HEAD_LOG_MS_MAX; /* keeps the ns arithmetic in range */
@@ -456,6 +474,7 @@ int audit_open(audit_log **out, const audit_options *o) {
   so.schema = &audit_schema;
   so.log = o->log;
   so.log_ctx = o->log_ctx;
+  so.writer_nice = o->nice;
   if ((rc = st_open(&a->st, &so)) < 0) goto fail;
   if (uv_thread_create(&a->thread, thread_main, a) != 0) {
     rc = AUDIT_ENOMEM;

@@ -261,6 +261,7 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
   st->log_ctx = opts->log_ctx;
   st->map_size = opts->map_size ? opts->map_size : ST__DEFAULT_MAP_SIZE;
   st->qmax = opts->queue_max ? opts->queue_max : ST__DEFAULT_QUEUE_MAX;
+  st->writer_nice = opts->writer_nice;
   st->dir = strdup(opts->dir);
   if (!st->dir) { rc = ST_ENOMEM; goto fail; }
   if ((rc = ensure_dir(st, opts->dir)) < 0) goto fail;

@@ -163,6 +163,9 @@ typedef struct st_options {
   const st_schema *schema;     /* NULL: st_schema_main. Borrowed: must outlive the store */
   st_log_fn log;               /* NULL: warn/error as plain lines on stderr (see above) */
   void *log_ctx;               /* passed to log; borrowed, must outlive the store */
+  int writer_nice;             /* added to the writer thread's nice value (Linux: per thread;
+                                  0: as the process). An environment whose writes never hold
+                                  up a request (the audit log's) runs below the loops. */
 } st_options;
 
 /* Opens (creating if needed) one environment with its schema (opts->schema,

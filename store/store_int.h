@@ -100,8 +100,12 @@ typedef struct st__key {
 
 #define ST__RPOOL_MAX 16
 
+/* Adds inc to the calling thread's nice value (Linux, best effort). */
+void st__thread_nice(int inc);
+
 struct st_store {
   MDB_env *env;
+  int writer_nice; /* st_options.writer_nice */
   const st_schema *schema;     /* this environment's databases and migrations */
   MDB_dbi dbi[ST_SCHEMA_DBS_MAX];
   int dbi_ok[ST_SCHEMA_DBS_MAX];

@@ -25,9 +25,14 @@
  * the writer after delivering to an already closed port. */
 #include "store/store_int.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 
 struct st__sync {
@@ -447,10 +452,25 @@ static size_t run_batch(st_store *st, st__job **jobs, size_t n) {
   return used;
 }
 
+void st__thread_nice(int inc) {
+  /* Linux gives each thread its own nice value (PRIO_PROCESS with a tid) */
+  id_t tid = (id_t)syscall(SYS_gettid);
+  errno = 0;
+  int cur = getpriority(PRIO_PROCESS, tid);
+  if (cur == -1 && errno) return;
+  (void)setpriority(PRIO_PROCESS, tid, cur + inc); /* best effort: raising it needs no privilege */
+}
+
 static void writer_main(void *arg) {
   st_store *st = arg;
   st__job *batch[ST_BATCH_MAX];
-  pthread_setname_np(pthread_self(), "mcpgate-writer"); /* for top -H, perf */
+  /* for top -H, perf: the main store's "mcpgate-writer", another
+   * environment's after its schema ("mcpgate-auditw") */
+  char name[16];
+  if (st->schema == &st_schema_main) snprintf(name, sizeof name, "mcpgate-writer");
+  else snprintf(name, sizeof name, "mcpgate-%.6sw", st->schema->name);
+  pthread_setname_np(pthread_self(), name);
+  if (st->writer_nice) st__thread_nice(st->writer_nice);
   for (;;) {
     size_t n = 0, off = 0;
     uv_mutex_lock(&st->qmu);

@@ -33,6 +33,7 @@
 #include "store/store.h"
 
 #define REDACT_MAX 48
+#define AUDIT_NICE 5 /* the audit thread and its writer below the loops (audit_options.nice) */
 #define PRUNE_FIRST_MS (60 * 1000)
 #define PRUNE_EVERY_MS (3600 * 1000)
 #define PRUNE_BATCH 10000
@@ -104,6 +105,7 @@ int gw_audit_open(gw_server *srv) {
   o.batch_ms = (unsigned)srv->cfg.audit_batch_ms;
   o.map_size = srv->cfg.audit_map_size;
   o.log = gw_store_log;
+  o.nice = AUDIT_NICE;
   int rc = audit_open(&g->log, &o);
   if (rc) {
     GW_LOG(GW_LOG_ERROR, "audit", NULL, "cannot open the audit log in %s: %s", dir, audit_strerror(rc));
