@@ -311,19 +311,25 @@ static int check_level(const char *v, char *err, size_t errlen) {
   }
   return 0;
 }
-static int check_audit_failure(const char *v, char *err, size_t errlen) {
-  if (strcmp(v, "deny") && strcmp(v, "serve")) {
-    errf(err, errlen, "expected deny or serve, got \"%s\"", v);
-    return -1;
+/* v is one of the NULL-terminated words; else "expected a, b or c" */
+static int one_of(const char *v, char *err, size_t errlen, const char *const *words) {
+  char list[128] = "";
+  size_t n = 0;
+  for (const char *const *w = words; *w; w++) {
+    if (!strcmp(v, *w)) return 0;
+    n++;
   }
-  return 0;
+  for (size_t i = 0; i < n; i++)
+    snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i == 0 ? "" : i + 1 == n ? " or " : ", ",
+             words[i]);
+  errf(err, errlen, "expected %s, got \"%s\"", list, v);
+  return -1;
+}
+static int check_audit_failure(const char *v, char *err, size_t errlen) {
+  return one_of(v, err, errlen, (const char *const[]){"deny", "serve", NULL});
 }
 static int check_audit_args(const char *v, char *err, size_t errlen) {
-  if (strcmp(v, "full") && strcmp(v, "digest") && strcmp(v, "none")) {
-    errf(err, errlen, "expected full, digest or none, got \"%s\"", v);
-    return -1;
-  }
-  return 0;
+  return one_of(v, err, errlen, (const char *const[]){"full", "digest", "none", NULL});
 }
 static int check_audit_redact(const char *v, char *err, size_t errlen) {
   /* printable patterns of at most 64 bytes, at most 32 of them */
@@ -353,11 +359,7 @@ static int check_sink_url(const char *v, char *err, size_t errlen) {
   return 0;
 }
 static int check_sink_format(const char *v, char *err, size_t errlen) {
-  if (strcmp(v, "ndjson") && strcmp(v, "splunk_hec")) {
-    errf(err, errlen, "expected ndjson or splunk_hec, got \"%s\"", v);
-    return -1;
-  }
-  return 0;
+  return one_of(v, err, errlen, (const char *const[]){"ndjson", "splunk_hec", NULL});
 }
 static int check_url(const char *v, char *err, size_t errlen) {
   if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) {
