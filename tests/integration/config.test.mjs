@@ -127,6 +127,17 @@ test('wrong type (flag and env) → non-zero exit naming the key', async () => {
   await assertRejected([], { MCPGATE_MAX_BODY_BYTES: 'abc' }, 'max_body_bytes');
 });
 
+test('the SIEM sink keys: a bad URL, an unknown format, a token file missing or empty → non-zero exit naming the key', async () => {
+  await assertRejected(['--audit-sink-url', 'ftp://siem.example.com/in'], {}, 'audit_sink_url');
+  await assertRejected(['--audit-sink-url', 'https://siem.example.com/in#frag'], {}, 'audit_sink_url');
+  await assertRejected(['--audit-sink-format', 'syslog'], {}, 'audit_sink_format');
+  const dir = await data();
+  const empty = `${dir}/empty.token`;
+  (await import('node:fs')).writeFileSync(empty, '\n');
+  await assertRejected(['--audit-sink-url', 'https://siem.example.com/in', '--audit-sink-token-file', `${dir}/missing.token`], {}, 'audit_sink_token_file');
+  await assertRejected(['--audit-sink-url', 'https://siem.example.com/in', '--audit-sink-token-file', empty], {}, 'audit_sink_token_file');
+});
+
 test('a listen host with a space or a quote is refused (fuzz_config: the public_url derived from it was unusable)', async () => {
   await assertRejected(['--listen', '00.0. .0:9'], {}, 'listen');
   await assertRejected(['--listen', '"gw":9'], {}, 'listen');
