@@ -726,6 +726,10 @@ static void tick(uv_timer_t *t) {
   gw_audit_sink *d = t->data;
   if (d->stopping) return;
   sync_tenants(d);
+  if (!d->op && !d->nt) { /* no sink (the usual case): nothing to read */
+    kick(d, AUDIT_SINK_POLL_MS);
+    return;
+  }
   st_txn *txn = NULL;
   head_list hl = {0};
   int rc = st_read_begin(audit_store(d->log), &txn);
