@@ -98,6 +98,7 @@ typedef struct gw__req_priv {
   bool head;          /* HEAD: no body bytes */
   bool has_host;
   bool close;         /* this response ends the connection */
+  bool cut;           /* a stream dropped before its end: no last chunk (the client sees it incomplete) */
   int status;
   size_t resp_bytes;
 } gw__req_priv;
@@ -719,7 +720,7 @@ void gw_req_drop(gw_req *req) {
   if (req->priv->done) return;
   if (req->priv->streaming) {
     /* Cut the stream: the client sees an incomplete chunked body. */
-    if (req->conn) req->priv->close = true;
+    if (req->conn) req->priv->close = req->priv->cut = true;
     gw_resp_end(req);
     return;
   }
@@ -775,7 +776,8 @@ int gw_resp_write(gw_req *req, const void *data, size_t len) {
 void gw_resp_end(gw_req *req) {
   gw__req_priv *p = req->priv;
   if (!p->streaming || p->done) return;
-  if (req->conn && p->chunked && !p->close && !p->head) conn_write(req->conn, "0\r\n\r\n", 5);
+  /* complete, also when the connection closes after it (Connection: close) */
+  if (req->conn && p->chunked && !p->cut && !p->head) conn_write(req->conn, "0\r\n\r\n", 5);
   req_finish(req);
 }
 

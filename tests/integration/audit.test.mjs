@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 
-import { gatewayBin, waitFor } from './lib/gateway.mjs';
+import { gatewayBin, waitFor, rawHttp } from './lib/gateway.mjs';
 import { startProxyFixture, connectClient, toolText, UPSTREAM_SECRET } from './lib/mcp.mjs';
 
 let fx;
@@ -209,6 +209,14 @@ test('export streams every record once, in chain order; paging agrees; no secret
     assert.equal(text.includes(secret), false, `a secret (${secret.slice(0, 6)}…) is in the audit log`);
   }
   assert.equal(text.includes('hunter2'), false, 'a masked argument');
+  // a client that asks to close the connection still gets a complete body:
+  // the chunked stream's last chunk before the close (it was left out)
+  const raw = await rawHttp(fx.gw.port, `GET /admin/v1/tenants/acme/audit/export HTTP/1.1\r\nHost: x\r\n` +
+    `Authorization: Bearer ${fx.t.opToken}\r\nConnection: close\r\n\r\n`, { timeoutMs: 5000 });
+  assert.ok(raw.closed, 'the gateway closed the connection as asked');
+  assert.match(raw.data, /^HTTP\/1\.1 200/);
+  assert.match(raw.data, /transfer-encoding: chunked/i);
+  assert.ok(raw.data.endsWith('\r\n0\r\n\r\n'), `the last chunk is there: …${JSON.stringify(raw.data.slice(-20))}`);
   // bad parameters
   for (const q of ['?since=yesterday', '?limit=0', '?limit=5000', '?cursor=zzz', '?since=2026-12-04T10:00:00Z&until=2026-12-03T10:00:00Z']) {
     const b = await fx.t.admin('GET', `/audit${q}`);
