@@ -18,6 +18,7 @@
 #include <openssl/crypto.h>
 
 #include "audit/audit.h"
+#include "gateway/base/clock.h"
 #include "gateway/base/log.h"
 #include "gateway/out/egress.h"
 #include "gateway/out/outbound.h"
@@ -53,14 +54,6 @@ static int job_sink(st_txn *txn, void *arg) {
   return audit_tenant_sink_put(txn, j->tenant, j->url, j->format, j->token, j->drop_token, j->now, &j->created);
 }
 
-static void iso_ms(int64_t ms, char out[32]) {
-  time_t s = (time_t)(ms / 1000);
-  struct tm tm;
-  gmtime_r(&s, &tm);
-  size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(out + n, 32 - n, ".%03dZ", (int)(ms % 1000));
-}
-
 /* The admin's view: the record (token_set, never the token) and, when the
  * driver has looked at it, "delivery". */
 static json_t *view(gw_server *srv, const char *tenant, json_t *rec) {
@@ -73,11 +66,11 @@ static json_t *view(gw_server *srv, const char *tenant, json_t *rec) {
     json_t *d = json_pack("{s:s, s:I, s:I}", "state", st.failing ? "failing" : st.lag ? "behind" : "ok", "delivered",
                           (json_int_t)st.delivered, "lag", (json_int_t)st.lag);
     if (d && st.last_ok_ms) {
-      iso_ms(st.last_ok_ms, t);
+      gw_rfc3339_ms(st.last_ok_ms, t);
       json_object_set_new(d, "last_success_at", json_string(t));
     }
     if (d && st.last_failure_ms) {
-      iso_ms(st.last_failure_ms, t);
+      gw_rfc3339_ms(st.last_failure_ms, t);
       json_object_set_new(d, "last_failure_at", json_string(t));
       json_object_set_new(d, "last_error", json_string(st.last_error));
     }

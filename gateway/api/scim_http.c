@@ -26,6 +26,7 @@
 #include "auth/token_store.h"
 #include "gateway/api/admin.h"
 #include "store/tenant.h"
+#include "gateway/base/clock.h"
 #include "gateway/base/log.h"
 #include "gateway/core/module.h"
 #include "gateway/core/server.h"
@@ -415,13 +416,8 @@ void gw_scim_dispatch(gw_req *req) {
     scim_fail(req, 500, NULL, "could not generate an id");
     return;
   }
-  struct timespec ts;
-  struct tm tm;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  gmtime_r(&ts.tv_sec, &tm);
-  char now[64];
-  snprintf(now, sizeof now, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-           tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ts.tv_nsec / 1000000));
+  char now[32];
+  gw_rfc3339_ms(gw_wall_ms(), now);
   memcpy(j->rq.now, now, sizeof j->rq.now - 1);
   int rc = st_submit(srv->store, req->lp->port, job_run, job_done, j);
   if (rc != 0) {

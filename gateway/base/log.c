@@ -2,6 +2,7 @@
  * doing the string escaping, then written with one fputs so concurrent
  * threads (loop, writer) never interleave within a line. */
 #include "gateway/base/log.h"
+#include "gateway/base/clock.h"
 
 #include <jansson.h>
 #include <stdatomic.h>
@@ -26,13 +27,8 @@ int gw_log_level_parse(const char *s) {
 
 static void log_write(gw_log_level level, const char *module, const gw_log_ctx *ctx,
                       json_t *fields, const char *msg) {
-  struct timespec ts;
-  struct tm tm;
-  char tsbuf[64];
-  clock_gettime(CLOCK_REALTIME, &ts);
-  gmtime_r(&ts.tv_sec, &tm);
-  snprintf(tsbuf, sizeof tsbuf, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+  char tsbuf[32];
+  gw_rfc3339_ms(gw_wall_ms(), tsbuf);
   json_t *o = json_object();
   json_object_set_new(o, "ts", json_string(tsbuf));
   json_object_set_new(o, "level", json_string(level_names[level]));
