@@ -14,6 +14,7 @@
 #define MAX_RULES 10000
 #define MAX_PATTERNS 1000
 #define PATTERN_MAX 256
+#define APPROVER_ID_SZ 64 /* sizeof pol_approval.approvers[0] */
 
 const char *pol_strerror(int err) {
   if (err >= 0) return "ok";
@@ -90,6 +91,46 @@ static bool connector_name_ok(const char *c) {
   return true;
 }
 
+/* An approver group id is kept in pol_approval's 64-byte slots. */
+_Static_assert(ST_DIR_ID_LEN < sizeof((pol_approval *)0)->approvers[0], "a SCIM group id fits an approver slot");
+
+static bool int_in(const json_t *v, json_int_t lo, json_int_t hi) {
+  return json_is_integer(v) && json_integer_value(v) >= lo && json_integer_value(v) <= hi;
+}
+
+/* The approval fields of rule i: who decides, how long a held call waits,
+ * how long an approval stays a grant. They mean something only next to
+ * "approve" patterns, so elsewhere they are an error, not ignored. */
+static void validate_approval(const json_t *r, size_t i, char *err, size_t errlen) {
+  json_t *ap = json_object_get(r, "approve");
+  bool approves = json_is_array(ap) && json_array_size(ap) > 0;
+  static const char *const fields[] = {"approvers", "approval_timeout_s", "grant_minutes"};
+  for (int f = 0; f < 3; f++)
+    if (json_object_get(r, fields[f]) && !approves)
+      add(err, errlen, "rules[%zu].%s needs \"approve\" patterns in the same rule", i, fields[f]);
+  json_t *a = json_object_get(r, "approvers");
+  if (a) {
+    if (!json_is_array(a) || !json_array_size(a) || json_array_size(a) > POL_APPROVERS_MAX) {
+      add(err, errlen, "rules[%zu].approvers must be a non-empty array of at most %d group names or \"id:<id>\"", i,
+          POL_APPROVERS_MAX);
+    } else {
+      size_t j;
+      json_t *e;
+      json_array_foreach(a, j, e) {
+        const char *s = json_string_value(e);
+        if (!s || !*s || strlen(s) > 256 || !strcmp(s, "*"))
+          add(err, errlen, "rules[%zu].approvers[%zu] must be a group name or \"id:<id>\" (not \"*\")", i, j);
+        else if (!strncmp(s, "id:", 3) && (!s[3] || strlen(s + 3) >= APPROVER_ID_SZ))
+          add(err, errlen, "rules[%zu].approvers[%zu]: a group id is 1-%d characters", i, j, APPROVER_ID_SZ - 1);
+      }
+    }
+  }
+  json_t *t = json_object_get(r, "approval_timeout_s");
+  if (t && !int_in(t, 1, 86400)) add(err, errlen, "rules[%zu].approval_timeout_s must be an integer from 1 to 86400", i);
+  json_t *gm = json_object_get(r, "grant_minutes");
+  if (gm && !int_in(gm, 0, 1440)) add(err, errlen, "rules[%zu].grant_minutes must be an integer from 0 to 1440", i);
+}
+
 int pol_validate(const json_t *doc, char *err, size_t errlen) {
   err[0] = 0;
   if (!json_is_object(doc)) {
@@ -138,7 +179,8 @@ int pol_validate(const json_t *doc, char *err, size_t errlen) {
         continue;
       }
       json_object_foreach(r, k, v) if (strcmp(k, "groups") && strcmp(k, "connector") && strcmp(k, "allow") &&
-                                       strcmp(k, "block") && strcmp(k, "approve"))
+                                       strcmp(k, "block") && strcmp(k, "approve") && strcmp(k, "approvers") &&
+                                       strcmp(k, "approval_timeout_s") && strcmp(k, "grant_minutes"))
           add(err, errlen, "rules[%zu]: unknown key \"%.40s\"", i, k);
       json_t *g = json_object_get(r, "groups");
       if (!json_is_array(g) || !json_array_size(g)) add(err, errlen, "rules[%zu].groups must be a non-empty array", i);
@@ -169,6 +211,7 @@ int pol_validate(const json_t *doc, char *err, size_t errlen) {
                 lists[l], j);
       }
       if (!any) add(err, errlen, "rules[%zu] needs at least one of allow, block, approve", i);
+      validate_approval(r, i, err, errlen);
     }
   }
   return err[0] ? POL_EINVALID : 0;
@@ -223,14 +266,18 @@ int pol_purge_tenant(st_txn *txn, const char *tenant, int limit) {
 }
 
 /* Resolves one group reference to {"id":…} / {"name":…,"pending":true} /
- * "*". Ambiguous names fail. */
-static json_t *resolve(st_txn *txn, const char *tenant, const char *ref, char *err, size_t errlen, int *ambiguous,
-                       json_t *warnings) {
+ * "*". Ambiguous names fail. approver: the reference is one of a rule's
+ * "approvers" (its warnings say what a missing group means there). */
+static json_t *resolve(st_txn *txn, const char *tenant, const char *ref, bool approver, char *err, size_t errlen,
+                       int *ambiguous, json_t *warnings) {
   if (!strcmp(ref, "*")) return json_string("*");
   if (!strncmp(ref, "id:", 3)) {
     if (st_dir_group_exists(txn, tenant, ref + 3) != 0) {
       char w[300];
-      snprintf(w, sizeof w, "group id \"%.100s\" does not exist: the rule matches nobody", ref + 3);
+      snprintf(w, sizeof w,
+               approver ? "approver group id \"%.100s\" does not exist: nobody approves through it"
+                        : "group id \"%.100s\" does not exist: the rule matches nobody",
+               ref + 3);
       json_array_append_new(warnings, json_string(w));
     }
     return json_pack("{s:s}", "id", ref + 3);
@@ -244,10 +291,15 @@ static json_t *resolve(st_txn *txn, const char *tenant, const char *ref, char *e
     out = json_pack("{s:O}", "id", json_array_get(ids, 0));
   } else if (n > 1) {
     *ambiguous = 1;
-    add(err, errlen, "group name \"%.100s\" matches several groups: use \"id:<group id>\"", ref);
+    add(err, errlen, "%sgroup name \"%.100s\" matches several groups: use \"id:<group id>\"",
+        approver ? "approver " : "", ref);
   } else {
     char w[300];
-    snprintf(w, sizeof w, "group \"%.100s\" does not exist yet; the rule binds when a group of that name is pushed", ref);
+    snprintf(w, sizeof w,
+             approver ? "approver group \"%.100s\" does not exist yet; nobody approves through it until a group of "
+                        "that name is pushed"
+                      : "group \"%.100s\" does not exist yet; the rule binds when a group of that name is pushed",
+             ref);
     json_array_append_new(warnings, json_string(w));
     out = json_pack("{s:s,s:b}", "name", ref, "pending", 1);
   }
@@ -275,7 +327,7 @@ int pol_put(st_txn *txn, const char *tenant, const json_t *doc, const char *now,
     size_t j;
     json_t *g;
     json_array_foreach(json_object_get(r, "groups"), j, g) {
-      json_t *res = resolve(txn, tenant, json_string_value(g), err, errlen, &ambiguous, *warnings);
+      json_t *res = resolve(txn, tenant, json_string_value(g), false, err, errlen, &ambiguous, *warnings);
       if (res) json_array_append_new(groups, res);
     }
     json_t *cr = json_pack("{s:I,s:o,s:O}", "index", (json_int_t)i, "groups", groups, "connector",
@@ -283,6 +335,20 @@ int pol_put(st_txn *txn, const char *tenant, const json_t *doc, const char *now,
     static const char *const lists[] = {"allow", "block", "approve"};
     for (int l = 0; l < 3; l++)
       json_object_set_new(cr, lists[l], json_deep_copy(json_object_get(r, lists[l])) ?: json_array());
+    /* approval fields, only as written: an absent "approvers" is the
+     * tenant's approver_groups, absent numbers their defaults */
+    json_t *ap = json_object_get(r, "approvers");
+    if (ap) {
+      json_t *approvers = json_array();
+      json_array_foreach(ap, j, g) {
+        json_t *res = resolve(txn, tenant, json_string_value(g), true, err, errlen, &ambiguous, *warnings);
+        if (res) json_array_append_new(approvers, res);
+      }
+      json_object_set_new(cr, "approvers", approvers);
+    }
+    static const char *const nums[] = {"approval_timeout_s", "grant_minutes"};
+    for (int n = 0; n < 2; n++)
+      if (json_object_get(r, nums[n])) json_object_set(cr, nums[n], json_object_get(r, nums[n]));
     json_array_append_new(compiled, cr);
   }
   if (ambiguous) {
@@ -429,35 +495,46 @@ json_t *pol_view(st_txn *txn, const char *tenant, const json_t *rec) {
   json_t *o = json_pack("{s:O,s:O,s:O,s:O}", "version", json_object_get(rec, "version"), "document",
                         json_object_get(rec, "document"), "warnings", json_object_get(rec, "warnings"),
                         "updated", json_object_get(rec, "updated"));
-  /* bindings: which group each name is bound to now, with current names */
+  /* bindings: which group each name is bound to now, with current names;
+   * a rule's "groups" first, then its "approvers" (marked "field") */
   json_t *bindings = json_array();
   size_t i;
   json_t *r;
   json_array_foreach(json_object_get(rec, "compiled"), i, r) {
-    size_t j;
-    json_t *g;
-    json_array_foreach(json_object_get(r, "groups"), j, g) {
-      if (json_is_string(g)) continue;
-      const char *id = json_string_value(json_object_get(g, "id"));
-      const char *as_written = json_string_value(json_array_get(
-          json_object_get(json_array_get(json_object_get(json_object_get(rec, "document"), "rules"), i), "groups"), j));
-      json_t *b = json_pack("{s:I,s:s}", "rule", (json_int_t)i, "as_written", as_written ? as_written : "");
-      if (id) {
-        json_object_set_new(b, "group_id", json_string(id));
-        json_t *grp = NULL;
-        st_dir_group_get(txn, tenant, id, &grp);
-        const char *name = json_string_value(json_object_get(grp, "displayName"));
-        json_object_set_new(b, "current_name", name ? json_string(name) : json_null());
-        if (!grp) json_object_set_new(b, "note", json_string("the group no longer exists: the rule matches nobody"));
-        else if (as_written && strncmp(as_written, "id:", 3) && strcasecmp(as_written, name))
-          json_object_set_new(b, "note", json_string("renamed in the directory since the policy was written; "
-                                                     "the rule still applies to this group"));
-        json_decref(grp);
-      } else {
-        json_object_set_new(b, "pending", json_true());
-        json_object_set_new(b, "note", json_string("no group of this name yet"));
+    static const char *const refs[] = {"groups", "approvers"};
+    for (int f = 0; f < 2; f++) {
+      bool approver = f == 1;
+      size_t j;
+      json_t *g;
+      json_array_foreach(json_object_get(r, refs[f]), j, g) {
+        if (json_is_string(g)) continue;
+        const char *id = json_string_value(json_object_get(g, "id"));
+        const char *as_written = json_string_value(json_array_get(
+            json_object_get(json_array_get(json_object_get(json_object_get(rec, "document"), "rules"), i), refs[f]), j));
+        json_t *b = json_pack("{s:I,s:s}", "rule", (json_int_t)i, "as_written", as_written ? as_written : "");
+        if (approver) json_object_set_new(b, "field", json_string("approvers"));
+        if (id) {
+          json_object_set_new(b, "group_id", json_string(id));
+          json_t *grp = NULL;
+          st_dir_group_get(txn, tenant, id, &grp);
+          const char *name = json_string_value(json_object_get(grp, "displayName"));
+          json_object_set_new(b, "current_name", name ? json_string(name) : json_null());
+          if (!grp)
+            json_object_set_new(b, "note", json_string(approver ? "the group no longer exists: nobody approves through it"
+                                                                : "the group no longer exists: the rule matches nobody"));
+          else if (as_written && strncmp(as_written, "id:", 3) && strcasecmp(as_written, name))
+            json_object_set_new(b, "note", json_string(approver ? "renamed in the directory since the policy was written; "
+                                                                  "its members still approve"
+                                                                : "renamed in the directory since the policy was written; "
+                                                                  "the rule still applies to this group"));
+          json_decref(grp);
+        } else {
+          json_object_set_new(b, "pending", json_true());
+          json_object_set_new(b, "note", json_string(approver ? "no group of this name yet: nobody approves through it"
+                                                              : "no group of this name yet"));
+        }
+        json_array_append_new(bindings, b);
       }
-      json_array_append_new(bindings, b);
     }
   }
   json_object_set_new(o, "bindings", bindings);
@@ -481,7 +558,14 @@ typedef struct crule {
   bool star;     /* "*": every active user */
   cpat *pats;
   size_t npats;
+  /* approval, for rules with approve patterns */
+  bool tenant_default;                 /* no "approvers": the tenant's approver_groups */
+  char (*approvers)[APPROVER_ID_SZ];   /* bound approver group ids (pending names left out) */
+  size_t napprovers;
+  int timeout_s, grant_minutes;
 } crule;
+
+#define DEFAULT_APPROVAL_TIMEOUT_S 300
 
 typedef struct pol_compiled {
   int rev;
@@ -499,6 +583,7 @@ static void compiled_free(pol_compiled *c) {
     free(c->rules[i].groups);
     for (size_t j = 0; j < c->rules[i].npats; j++) free(c->rules[i].pats[j].pattern);
     free(c->rules[i].pats);
+    free(c->rules[i].approvers);
   }
   free(c->rules);
   json_decref(c->conn_defaults);
@@ -555,6 +640,16 @@ static int compiled_load(st_txn *txn, const char *tenant, pol_compiled **out) {
         r->pats[r->npats].action = acts[l];
         if (r->pats[r->npats].pattern) r->npats++;
       }
+    }
+    json_t *ap = json_object_get(cr, "approvers");
+    r->tenant_default = !ap;
+    r->timeout_s = (int)json_integer_value(json_object_get(cr, "approval_timeout_s")) ?: DEFAULT_APPROVAL_TIMEOUT_S;
+    r->grant_minutes = (int)json_integer_value(json_object_get(cr, "grant_minutes"));
+    r->approvers = calloc(json_array_size(ap) + 1, sizeof *r->approvers);
+    json_array_foreach(ap, j, g) {
+      const char *id = json_string_value(json_object_get(g, "id")); /* NULL: pending, approves nothing */
+      if (id && r->approvers && strlen(id) < sizeof r->approvers[0])
+        memcpy(r->approvers[r->napprovers++], id, strlen(id) + 1);
     }
   }
   json_decref(rec);
@@ -641,6 +736,18 @@ typedef struct cidx {
   size_t nglobs;
 } cidx;
 
+/* One approve rule that applies to the user, kept whole: the per-connector
+ * indexes merge patterns and forget which rule said what. */
+typedef struct uappr {
+  char connector[40];
+  char **pats;           /* the rule's approve patterns (copies) */
+  size_t npats;
+  char (*approvers)[APPROVER_ID_SZ];
+  size_t napprovers;
+  bool tenant_default;
+  int timeout_s, grant_minutes;
+} uappr;
+
 struct pol_user {
   int version;
   int rev;
@@ -652,6 +759,8 @@ struct pol_user {
   char **strings; /* glob pattern copies */
   size_t nstrings;
   stab memo;      /* connector \0 tool → decision; single-threaded (per loop) */
+  uappr *appr;    /* the matching rules with approve patterns, in document order */
+  size_t nappr;
 };
 
 void pol_user_free(pol_user *u) {
@@ -664,6 +773,12 @@ void pol_user_free(pol_user *u) {
   free(u->idx);
   for (size_t i = 0; i < u->nstrings; i++) free(u->strings[i]);
   free(u->strings);
+  for (size_t i = 0; i < u->nappr; i++) {
+    for (size_t j = 0; j < u->appr[i].npats; j++) free(u->appr[i].pats[j]);
+    free(u->appr[i].pats);
+    free(u->appr[i].approvers);
+  }
+  free(u->appr);
   stab_free(&u->memo);
   json_decref(u->conn_defaults);
   free(u);
@@ -729,6 +844,30 @@ static int add_pattern(pol_user *u, cidx *e, const cpat *p) {
   return 0;
 }
 
+/* Keeps rule cr's approval (its approve patterns and approvers) in u. */
+static int add_approval(pol_user *u, const cidx *e, const crule *cr) {
+  size_t n = 0;
+  for (size_t k = 0; k < cr->npats; k++) n += cr->pats[k].action == POL_APPROVE;
+  if (!n) return 0;
+  uappr *na = realloc(u->appr, (u->nappr + 1) * sizeof *na);
+  if (!na) return ST_ENOMEM;
+  u->appr = na;
+  uappr *a = &u->appr[u->nappr++];
+  memset(a, 0, sizeof *a);
+  memcpy(a->connector, e->connector, sizeof a->connector);
+  a->tenant_default = cr->tenant_default;
+  a->timeout_s = cr->timeout_s;
+  a->grant_minutes = cr->grant_minutes;
+  a->pats = calloc(n, sizeof *a->pats);
+  a->approvers = calloc(cr->napprovers + 1, sizeof *a->approvers);
+  if (!a->pats || !a->approvers) return ST_ENOMEM;
+  for (size_t k = 0; k < cr->npats; k++)
+    if (cr->pats[k].action == POL_APPROVE && !(a->pats[a->npats++] = strdup(cr->pats[k].pattern))) return ST_ENOMEM;
+  memcpy(a->approvers, cr->approvers, cr->napprovers * sizeof *a->approvers);
+  a->napprovers = cr->napprovers;
+  return 0;
+}
+
 static int user_from_compiled(const pol_compiled *c, const json_t *groups, bool active, uint64_t gen, pol_user **out) {
   pol_user *u = calloc(1, sizeof *u);
   if (!u) return ST_ENOMEM;
@@ -759,6 +898,7 @@ static int user_from_compiled(const pol_compiled *c, const json_t *groups, bool 
     if (!e) rc = ST_ENOMEM;
     for (size_t k = 0; e && k < cr->npats && !rc; k++)
       if (add_pattern(u, e, &cr->pats[k]) != 0) rc = ST_ENOMEM;
+    if (e && !rc) rc = add_approval(u, e, cr);
   }
   stab_free(&ug);
   return rc;
@@ -840,6 +980,32 @@ void pol_batch_free(pol_batch *b) {
   if (!b) return;
   compiled_free(b->c);
   free(b);
+}
+
+int pol_approval_for(const pol_user *u, const char *connector, const char *tool, pol_approval *out) {
+  memset(out, 0, sizeof *out);
+  out->timeout_s = DEFAULT_APPROVAL_TIMEOUT_S;
+  if (!u || pol_decide(u, connector, tool) != POL_APPROVE) return POL_EINVALID;
+  bool any = false;
+  for (size_t i = 0; i < u->nappr; i++) {
+    const uappr *a = &u->appr[i];
+    if (strcmp(a->connector, "*") && strcmp(a->connector, connector)) continue;
+    bool hit = false;
+    for (size_t k = 0; k < a->npats && !hit; k++) hit = a->pats[k] && pol_glob(a->pats[k], tool);
+    if (!hit) continue;
+    /* several rules ask: the strictest of each wins, and any of their
+     * approvers may decide */
+    if (!any || a->timeout_s < out->timeout_s) out->timeout_s = a->timeout_s;
+    if (!any || a->grant_minutes < out->grant_minutes) out->grant_minutes = a->grant_minutes;
+    any = true;
+    out->tenant_default = out->tenant_default || a->tenant_default;
+    for (size_t k = 0; k < a->napprovers && out->napprovers < POL_APPROVERS_MAX; k++) {
+      bool dup = false;
+      for (size_t m = 0; m < out->napprovers && !dup; m++) dup = !strcmp(out->approvers[m], a->approvers[k]);
+      if (!dup) memcpy(out->approvers[out->napprovers++], a->approvers[k], sizeof out->approvers[0]);
+    }
+  }
+  return 0;
 }
 
 bool pol_connector_visible(const pol_user *u, const char *connector) {
@@ -1084,13 +1250,16 @@ static int bind_pending(st_txn *txn, const st_dir_event *ev) {
   size_t i;
   json_t *r;
   json_array_foreach(json_object_get(rec, "compiled"), i, r) {
-    size_t j;
-    json_t *g;
-    json_array_foreach(json_object_get(r, "groups"), j, g) {
-      const char *name = json_string_value(json_object_get(g, "name"));
-      if (name && json_is_true(json_object_get(g, "pending")) && ev->name && !strcasecmp(name, ev->name)) {
-        json_array_set_new(json_object_get(r, "groups"), j, json_pack("{s:s}", "id", ev->id));
-        changed = true;
+    static const char *const refs[] = {"groups", "approvers"}; /* both bind alike */
+    for (int f = 0; f < 2; f++) {
+      size_t j;
+      json_t *g;
+      json_array_foreach(json_object_get(r, refs[f]), j, g) {
+        const char *name = json_string_value(json_object_get(g, "name"));
+        if (name && json_is_true(json_object_get(g, "pending")) && ev->name && !strcasecmp(name, ev->name)) {
+          json_array_set_new(json_object_get(r, refs[f]), j, json_pack("{s:s}", "id", ev->id));
+          changed = true;
+        }
       }
     }
   }

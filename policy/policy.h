@@ -5,11 +5,19 @@
  *   {"version":1, "default":"block",
  *    "connectors":{"github":{"default":"block"}},
  *    "rules":[{"groups":["Senior Engineers"|"id:<scim id>"|"*"], "connector":"github"|"*",
- *              "allow":[globs], "block":[globs], "approve":[globs]}]}
+ *              "allow":[globs], "block":[globs], "approve":[globs],
+ *              "approvers":["DB Admins"|"id:<scim id>"],   (1..32; not "*")
+ *              "approval_timeout_s":300,                   (1..86400)
+ *              "grant_minutes":0}]}                        (0..1440)
  * On PUT, group names are resolved to SCIM group ids (case-insensitive;
  * several matches → error, use "id:"); a name that matches no group yet is
  * kept pending (with a warning) and binds when a group of that name is
  * created. Rules are compiled against ids, so a later rename keeps them.
+ * "approvers" are resolved the same way. The three approval fields are
+ * allowed only on a rule with "approve" patterns; a rule without
+ * "approvers" defers to the tenant's approver_groups setting (which
+ * policy/ does not read: pol_approval_for says so with tenant_default).
+ * A pending approver name approves nothing until it binds (fail closed).
  *
  * Decision for (user, connector, tool): the rules whose groups intersect
  * the user's groups (or "*") and whose connector matches; block beats
@@ -131,6 +139,27 @@ uint64_t pol_user_generation(const pol_user *u);
 pol_decision pol_decide(const pol_user *u, const char *connector, const char *tool);
 /* Whether any matching rule mentions the connector (else it is hidden). */
 bool pol_connector_visible(const pol_user *u, const char *connector);
+
+/* What a held call asks of its reviewers. */
+#define POL_APPROVERS_MAX 32
+typedef struct pol_approval {
+  int timeout_s;        /* smallest approval_timeout_s of the matching approve rules (default 300) */
+  int grant_minutes;    /* smallest grant_minutes (default 0) */
+  bool tenant_default;  /* some matching approve rule names no approvers: the tenant's approver_groups apply too */
+  size_t napprovers;    /* union of the matching rules' approver group ids (deduplicated, at most POL_APPROVERS_MAX) */
+  char approvers[POL_APPROVERS_MAX][64]; /* SCIM group ids */
+} pol_approval;
+/* For a call pol_decide answers POL_APPROVE: what the approve rules matching (u's groups, connector, tool) ask.
+ * 0, or POL_EINVALID when the decision is not POL_APPROVE.
+ * The matching approve rules are those that apply to the user (their
+ * groups intersect u's, or "*") and the connector ("*" or equal), and
+ * whose "approve" patterns match the tool. Approvers are group ids in
+ * document order, first rule first; past POL_APPROVERS_MAX the rest are
+ * dropped (fewer approvers, never more). Pending (unbound) names
+ * contribute nothing: napprovers 0 with tenant_default false means nobody
+ * can approve. Ids of groups deleted since the PUT stay listed (they have
+ * no members). Pure function of u; loop threads. */
+int pol_approval_for(const pol_user *u, const char *connector, const char *tool, pol_approval *out);
 
 /* Filters a tools/list result message in place: tools the user may not
  * call are removed; approve tools stay, their description prefixed with a

@@ -3,7 +3,8 @@
  * connectors, defaults, hidden connectors, name resolution, ambiguity,
  * pending names binding on group creation, renames keeping bindings,
  * generations bumped by membership changes, validation listing every
- * problem. */
+ * problem; approvals (approvers resolved and bound like groups, union and
+ * minimum over the matching approve rules, the tenant default, the cap). */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -518,6 +519,270 @@ TEST(batch_matches_user_load) {
   CHECK(!any);
 }
 
+/* ---------- approvals ---------- */
+
+static int approval(const char *user, const char *connector, const char *tool, pol_approval *ap) {
+  st_txn *txn;
+  pol_user *u;
+  if (st_read_begin(st, &txn) != 0) return -1;
+  int rc = pol_user_load(txn, "acme", user, &u);
+  st_txn_end(txn);
+  if (rc) return rc;
+  rc = pol_approval_for(u, connector, tool, ap);
+  pol_user_free(u);
+  return rc;
+}
+
+static bool has_approver(const pol_approval *ap, const char *id) {
+  for (size_t i = 0; i < ap->napprovers; i++)
+    if (!strcmp(ap->approvers[i], id)) return true;
+  return false;
+}
+
+static bool has_warning(const json_t *warnings, const char *needle) {
+  size_t i;
+  json_t *w;
+  json_array_foreach(warnings, i, w) if (strstr(json_string_value(w), needle)) return true;
+  return false;
+}
+
+TEST(approval_fields_are_validated) {
+  char err[4096], big[2000];
+  /* 33 approvers: one over the cap */
+  size_t n = (size_t)snprintf(big, sizeof big, "[");
+  for (int i = 0; i < 33; i++) n += (size_t)snprintf(big + n, sizeof big - n, "%s\"g%d\"", i ? "," : "", i);
+  snprintf(big + n, sizeof big - n, "]");
+  char text[8192];
+  snprintf(text, sizeof text,
+           "{\"version\":1,\"rules\":["
+           /* 0: approval fields without approve patterns */
+           "{\"groups\":[\"a\"],\"connector\":\"x\",\"allow\":[\"t\"],\"approvers\":[\"A\"],\"approval_timeout_s\":5,"
+           "\"grant_minutes\":1},"
+           /* 1: empty approvers, numbers out of range */
+           "{\"groups\":[\"a\"],\"connector\":\"x\",\"approve\":[\"t\"],\"approvers\":[],\"approval_timeout_s\":0,"
+           "\"grant_minutes\":1441},"
+           /* 2: bad entries, wrong types */
+           "{\"groups\":[\"a\"],\"connector\":\"x\",\"approve\":[\"t\"],\"approvers\":[\"*\",3,\"\",\"id:\","
+           "\"id:0123456789012345678901234567890123456789012345678901234567890123\",\"ok\"],"
+           "\"approval_timeout_s\":\"300\",\"grant_minutes\":1.5},"
+           /* 3: not an array, over the top, a boolean */
+           "{\"groups\":[\"a\"],\"connector\":\"x\",\"approve\":[\"t\"],\"approvers\":\"A\",\"approval_timeout_s\":86401,"
+           "\"grant_minutes\":true},"
+           /* 4: too many approvers */
+           "{\"groups\":[\"a\"],\"connector\":\"x\",\"approve\":[\"t\"],\"approvers\":%s},"
+           /* 5: an empty approve list approves nothing */
+           "{\"groups\":[\"a\"],\"connector\":\"x\",\"approve\":[],\"allow\":[\"u\"],\"approvers\":[\"A\"]},"
+           /* 6: valid at the bounds */
+           "{\"groups\":[\"a\"],\"connector\":\"x\",\"approve\":[\"t\"],\"approvers\":[\"A\",\"id:g\"],"
+           "\"approval_timeout_s\":86400,\"grant_minutes\":1440},"
+           "{\"groups\":[\"a\"],\"connector\":\"x\",\"approve\":[\"t\"],\"approval_timeout_s\":1,\"grant_minutes\":0}]}",
+           big);
+  json_t *doc = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
+  CHECK(doc != NULL);
+  CHECK_INT(pol_validate(doc, err, sizeof err), POL_EINVALID);
+  json_decref(doc);
+  CHECK(strstr(err, "rules[0].approvers needs \"approve\" patterns in the same rule") != NULL);
+  CHECK(strstr(err, "rules[0].approval_timeout_s needs \"approve\"") != NULL);
+  CHECK(strstr(err, "rules[0].grant_minutes needs \"approve\"") != NULL);
+  CHECK(strstr(err, "rules[1].approvers must be a non-empty array of at most 32") != NULL);
+  CHECK(strstr(err, "rules[1].approval_timeout_s must be an integer from 1 to 86400") != NULL);
+  CHECK(strstr(err, "rules[1].grant_minutes must be an integer from 0 to 1440") != NULL);
+  CHECK(strstr(err, "rules[2].approvers[0] must be a group name or \"id:<id>\" (not \"*\")") != NULL);
+  CHECK(strstr(err, "rules[2].approvers[1] must be") != NULL);
+  CHECK(strstr(err, "rules[2].approvers[2] must be") != NULL);
+  CHECK(strstr(err, "rules[2].approvers[3]: a group id is 1-63 characters") != NULL);
+  CHECK(strstr(err, "rules[2].approvers[4]: a group id is 1-63 characters") != NULL);
+  CHECK(strstr(err, "rules[2].approvers[5]") == NULL);
+  CHECK(strstr(err, "rules[2].approval_timeout_s must be") != NULL);
+  CHECK(strstr(err, "rules[2].grant_minutes must be") != NULL);
+  CHECK(strstr(err, "rules[3].approvers must be a non-empty array") != NULL);
+  CHECK(strstr(err, "rules[3].approval_timeout_s must be") != NULL);
+  CHECK(strstr(err, "rules[3].grant_minutes must be") != NULL);
+  CHECK(strstr(err, "rules[4].approvers must be a non-empty array of at most 32") != NULL);
+  CHECK(strstr(err, "rules[5].approvers needs \"approve\"") != NULL);
+  CHECK(strstr(err, "rules[6]") == NULL);
+  CHECK(strstr(err, "rules[7]") == NULL);
+}
+
+/* A document without approval fields (every one before them): the
+ * tenant's approver_groups decide, 300 s, no grant. Not an approve
+ * decision: POL_EINVALID. */
+TEST(approval_defaults_and_not_approve) {
+  put p;
+  CHECK_INT(put_policy(issue_policy, &p), 0);
+  json_decref(p.warnings);
+  pol_approval ap;
+  CHECK_INT(approval(alice, "github", "update_webhook", &ap), 0);
+  CHECK(ap.tenant_default);
+  CHECK_INT(ap.napprovers, 0);
+  CHECK_INT(ap.timeout_s, 300);
+  CHECK_INT(ap.grant_minutes, 0);
+  CHECK_INT(approval(alice, "github", "create_pull_request", &ap), POL_EINVALID); /* allow */
+  CHECK_INT(ap.napprovers, 0);
+  CHECK(!ap.tenant_default);
+  CHECK_INT(approval(alice, "github", "delete_branch", &ap), POL_EINVALID); /* block */
+  CHECK_INT(approval(bob, "github", "update_webhook", &ap), POL_EINVALID);  /* not bob's rule: default block */
+  CHECK_INT(approval(carol, "github", "update_webhook", &ap), POL_EINVALID); /* hidden */
+  CHECK_INT(pol_approval_for(NULL, "github", "update_webhook", &ap), POL_EINVALID);
+}
+
+/* Approver names resolve like groups: case-insensitive, "id:", ambiguous
+ * refused, pending with a warning until a group of that name is pushed;
+ * GET's bindings list them after the rule's groups. */
+TEST(approvers_resolve_and_bind_like_groups) {
+  put p;
+  char doc[1200];
+  snprintf(doc, sizeof doc,
+           "{\"version\":1,\"rules\":[{\"groups\":[\"Senior Engineers\"],\"connector\":\"ops\",\"allow\":[\"list\"],"
+           "\"approve\":[\"deploy\"],\"approvers\":[\"senior ENGINEERS\",\"id:%s\",\"DB Admins\"]}]}",
+           junior);
+  CHECK_INT(put_policy(doc, &p), 0);
+  CHECK(has_warning(p.warnings, "approver group \"DB Admins\" does not exist yet"));
+  CHECK_INT(json_array_size(p.warnings), 1);
+  json_decref(p.warnings);
+  pol_approval ap;
+  CHECK_INT(approval(alice, "ops", "deploy", &ap), 0);
+  CHECK(!ap.tenant_default);
+  CHECK_INT(ap.napprovers, 2); /* the pending name contributes nothing */
+  CHECK_STR(ap.approvers[0], senior);
+  CHECK_STR(ap.approvers[1], junior);
+  /* the group is pushed: the name binds, in the same transaction */
+  char dba[40];
+  snprintf(dba, sizeof dba, "%s", scim("POST", "/Groups", "{\"displayName\":\"db admins\"}"));
+  CHECK_INT(approval(alice, "ops", "deploy", &ap), 0);
+  CHECK_INT(ap.napprovers, 3);
+  CHECK_STR(ap.approvers[2], dba);
+  /* GET's view: groups first, then the approvers marked as such */
+  st_txn *txn;
+  json_t *rec;
+  CHECK_INT(st_read_begin(st, &txn), 0);
+  CHECK_INT(pol_get(txn, "acme", &rec), 0);
+  json_t *view = pol_view(txn, "acme", rec);
+  st_txn_end(txn);
+  json_decref(rec);
+  json_t *b = json_object_get(view, "bindings");
+  CHECK_INT(json_array_size(b), 4);
+  CHECK(json_object_get(json_array_get(b, 0), "field") == NULL);
+  CHECK_STR(json_string_value(json_object_get(json_array_get(b, 1), "field")), "approvers");
+  CHECK_STR(json_string_value(json_object_get(json_array_get(b, 1), "as_written")), "senior ENGINEERS");
+  CHECK_STR(json_string_value(json_object_get(json_array_get(b, 3), "group_id")), dba);
+  CHECK_STR(json_string_value(json_object_get(json_array_get(b, 3), "current_name")), "db admins");
+  json_decref(view);
+  /* an unknown id warns; an ambiguous name is refused */
+  scim("POST", "/Groups", "{\"displayName\":\"Twins\"}");
+  scim("POST", "/Groups", "{\"displayName\":\"twins\"}");
+  CHECK_INT(put_policy("{\"version\":1,\"rules\":[{\"groups\":[\"*\"],\"connector\":\"ops\",\"approve\":[\"deploy\"],"
+                       "\"approvers\":[\"Twins\"]}]}",
+                       &p),
+            POL_EAMBIGUOUS);
+  CHECK(strstr(p.err, "approver group name \"Twins\" matches several groups") != NULL);
+  json_decref(p.warnings);
+  CHECK_INT(put_policy("{\"version\":1,\"rules\":[{\"groups\":[\"*\"],\"connector\":\"ops\",\"approve\":[\"deploy\"],"
+                       "\"approvers\":[\"id:no-such-group\"]}]}",
+                       &p),
+            0);
+  CHECK(has_warning(p.warnings, "approver group id \"no-such-group\" does not exist"));
+  json_decref(p.warnings);
+}
+
+/* Several approve rules matching one call: the union of their approvers,
+ * the smallest timeout and grant; a rule without approvers adds the
+ * tenant default; rules for other groups, connectors or tools do not
+ * count; a rule whose approvers are all pending approves nothing. */
+TEST(approval_union_and_minimum) {
+  put p;
+  char doc[3000];
+  snprintf(doc, sizeof doc,
+           "{\"version\":1,\"rules\":["
+           "{\"groups\":[\"*\"],\"connector\":\"*\",\"approve\":[\"dep*\"],\"approvers\":[\"id:%s\"],"
+           "\"approval_timeout_s\":600,\"grant_minutes\":30},"
+           "{\"groups\":[\"id:%s\"],\"connector\":\"ops\",\"allow\":[\"list\"],\"approve\":[\"deploy\"],"
+           "\"approvers\":[\"id:%s\",\"id:%s\"],\"approval_timeout_s\":120,\"grant_minutes\":60},"
+           "{\"groups\":[\"id:%s\"],\"connector\":\"ops\",\"approve\":[\"deploy\"],\"approvers\":[\"id:only-juniors\"],"
+           "\"approval_timeout_s\":5},"
+           "{\"groups\":[\"*\"],\"connector\":\"ops\",\"approve\":[\"other\"],\"approvers\":[\"id:other-tool\"],"
+           "\"approval_timeout_s\":7},"
+           "{\"groups\":[\"*\"],\"connector\":\"web\",\"approve\":[\"deploy\"],\"approvers\":[\"id:other-connector\"],"
+           "\"approval_timeout_s\":9},"
+           "{\"groups\":[\"id:%s\"],\"connector\":\"ops\",\"approve\":[\"deploy\"],\"grant_minutes\":45}]}",
+           senior, senior, junior, senior, junior, senior);
+  CHECK_INT(put_policy(doc, &p), 0);
+  json_decref(p.warnings);
+  pol_approval ap;
+  CHECK_INT(approval(alice, "ops", "deploy", &ap), 0);
+  CHECK_INT(ap.timeout_s, 120);
+  CHECK_INT(ap.grant_minutes, 30);
+  CHECK(ap.tenant_default); /* the last rule names no approvers */
+  CHECK_INT(ap.napprovers, 2); /* senior (twice), junior */
+  CHECK_STR(ap.approvers[0], senior);
+  CHECK_STR(ap.approvers[1], junior);
+  CHECK(!has_approver(&ap, "only-juniors") && !has_approver(&ap, "other-tool") && !has_approver(&ap, "other-connector"));
+  CHECK_INT(approval(alice, "ops", "list", &ap), POL_EINVALID);
+  /* bob (junior): the "*" rule and the juniors' rule */
+  CHECK_INT(approval(bob, "ops", "deploy", &ap), 0);
+  CHECK_INT(ap.timeout_s, 5);
+  CHECK_INT(ap.grant_minutes, 0); /* the juniors' rule's default */
+  CHECK(!ap.tenant_default);
+  CHECK_INT(ap.napprovers, 2);
+  CHECK(has_approver(&ap, senior) && has_approver(&ap, "only-juniors"));
+  /* carol: only the "*" rule, on any connector */
+  CHECK_INT(approval(carol, "web", "deploy", &ap), 0);
+  CHECK_INT(ap.timeout_s, 9);
+  CHECK_INT(ap.napprovers, 2);
+  CHECK(has_approver(&ap, senior) && has_approver(&ap, "other-connector"));
+  /* the same through the cache */
+  pol_cache *c = pol_cache_new(4);
+  st_txn *txn;
+  int err;
+  CHECK_INT(st_read_begin(st, &txn), 0);
+  const pol_user *u = pol_cache_get(c, txn, "acme", alice, &err);
+  st_txn_end(txn);
+  CHECK(u != NULL);
+  CHECK_INT(pol_approval_for(u, "ops", "deploy", &ap), 0);
+  CHECK_INT(ap.timeout_s, 120);
+  CHECK_INT(ap.napprovers, 2);
+  pol_cache_free(c);
+  /* approvers all pending and no tenant default: nobody can approve */
+  CHECK_INT(put_policy("{\"version\":1,\"rules\":[{\"groups\":[\"*\"],\"connector\":\"ops\",\"approve\":[\"deploy\"],"
+                       "\"approvers\":[\"Nobody Yet\",\"Nor This\"]},"
+                       "{\"groups\":[\"*\"],\"connector\":\"ops\",\"approve\":[\"dep*\"],\"approvers\":[\"Not Either\"]}]}",
+                       &p),
+            0);
+  CHECK_INT(json_array_size(p.warnings), 3);
+  json_decref(p.warnings);
+  CHECK_INT(approval(carol, "ops", "deploy", &ap), 0);
+  CHECK_INT(ap.napprovers, 0);
+  CHECK(!ap.tenant_default);
+  CHECK_INT(ap.timeout_s, 300);
+}
+
+/* The union stops at POL_APPROVERS_MAX, first rules first, after
+ * removing duplicates. */
+TEST(approvers_capped_at_32) {
+  char doc[6000];
+  size_t n = (size_t)snprintf(doc, sizeof doc, "{\"version\":1,\"rules\":[");
+  for (int r = 0; r < 2; r++) {
+    n += (size_t)snprintf(doc + n, sizeof doc - n,
+                          "%s{\"groups\":[\"*\"],\"connector\":\"cap\",\"approve\":[\"t\"],\"approvers\":[", r ? "," : "");
+    /* rule 0: g0..g19; rule 1: g10..g29 again, then h0..h9 */
+    for (int i = 0; i < 20; i++) n += (size_t)snprintf(doc + n, sizeof doc - n, "%s\"id:g%d\"", i ? "," : "", r * 10 + i);
+    for (int i = 0; r && i < 10; i++) n += (size_t)snprintf(doc + n, sizeof doc - n, ",\"id:h%d\"", i);
+    n += (size_t)snprintf(doc + n, sizeof doc - n, "]}");
+  }
+  snprintf(doc + n, sizeof doc - n, "]}");
+  put p;
+  CHECK_INT(put_policy(doc, &p), 0);
+  json_decref(p.warnings);
+  pol_approval ap;
+  CHECK_INT(approval(carol, "cap", "t", &ap), 0);
+  CHECK_INT(ap.napprovers, POL_APPROVERS_MAX);
+  CHECK_STR(ap.approvers[0], "g0");
+  CHECK_STR(ap.approvers[29], "g29");
+  CHECK_STR(ap.approvers[30], "h0");
+  CHECK_STR(ap.approvers[31], "h1");
+  CHECK(!has_approver(&ap, "h2"));
+}
+
 /* policy's codes sit in their own range, outside libuv's errno values
  * (-1..-4095) and the store's, and have names. */
 TEST(error_codes_in_their_range) {
@@ -552,6 +817,11 @@ int main(void) {
   RUN(put_event_says_whether_it_narrows);
   RUN(batch_matches_user_load);
   RUN(approve_note_survives_long_utf8_descriptions);
+  RUN(approval_fields_are_validated);
+  RUN(approval_defaults_and_not_approve);
+  RUN(approvers_resolve_and_bind_like_groups);
+  RUN(approval_union_and_minimum);
+  RUN(approvers_capped_at_32);
   st_close(st);
   char cmd[400];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
