@@ -1185,6 +1185,7 @@ json_t *pol_explain(st_txn *txn, const char *tenant, const char *user_id, const 
   json_object_set_new(out, "tool", json_string(tool));
   json_object_set_new(out, "policy_version", rec ? json_incref(json_object_get(rec, "version")) : json_null());
   json_t *matches = json_array();
+  json_t *appr_rules = json_array(), *appr_pending = json_array(); /* approve rules naming the tool */
   pol_user *pu = NULL;
   if (uid && pol_user_load(txn, tenant, uid, &pu) == 0) {
     json_array_foreach(json_object_get(rec, "compiled"), i, g) {
@@ -1205,11 +1206,19 @@ json_t *pol_explain(st_txn *txn, const char *tenant, const char *user_id, const 
       }
       static const char *const lists[] = {"block", "approve", "allow"};
       json_t *hits = json_array();
+      bool approves = false;
       for (int l = 0; l < 3; l++) {
         size_t k;
         json_t *p;
-        json_array_foreach(json_object_get(g, lists[l]), k, p) if (pol_glob(json_string_value(p), tool))
-            json_array_append_new(hits, json_pack("{s:s,s:O}", "action", lists[l], "pattern", p));
+        json_array_foreach(json_object_get(g, lists[l]), k, p) if (pol_glob(json_string_value(p), tool)) {
+          json_array_append_new(hits, json_pack("{s:s,s:O}", "action", lists[l], "pattern", p));
+          approves = approves || l == 1;
+        }
+      }
+      if (approves) {
+        json_array_append(appr_rules, json_object_get(g, "index"));
+        json_array_foreach(json_object_get(g, "approvers"), j, rg) if (json_is_true(json_object_get(rg, "pending")))
+            json_array_append(appr_pending, json_object_get(rg, "name"));
       }
       json_array_append_new(matches, json_pack("{s:O,s:s,s:s,s:o}", "rule", json_object_get(g, "index"),
                                                "connector", c, "via_group", via ? via : "", "patterns", hits));
@@ -1218,6 +1227,29 @@ json_t *pol_explain(st_txn *txn, const char *tenant, const char *user_id, const 
   pol_decision d = pu ? pol_decide(pu, connector, tool) : POL_HIDDEN;
   json_object_set_new(out, "decision", json_string(pol_decision_name(d)));
   json_object_set_new(out, "matching_rules", matches);
+  pol_approval ap;
+  if (d == POL_APPROVE && pol_approval_for(pu, connector, tool, &ap) == 0) {
+    json_t *approvers = json_array();
+    for (size_t k = 0; k < ap.napprovers; k++) {
+      json_t *grp = NULL;
+      st_dir_group_get(txn, tenant, ap.approvers[k], &grp);
+      json_array_append_new(approvers, json_pack("{s:s,s:O?}", "id", ap.approvers[k], "displayName",
+                                                 json_object_get(grp, "displayName")));
+      json_decref(grp);
+    }
+    json_t *a = json_pack("{s:O,s:o,s:O,s:b,s:i,s:i}", "rules", appr_rules, "approvers", approvers, "pending_approvers",
+                          appr_pending, "tenant_default", ap.tenant_default, "timeout_s", ap.timeout_s,
+                          "grant_minutes", ap.grant_minutes);
+    if (ap.tenant_default)
+      json_object_set_new(a, "note", json_string("a matching approve rule names no approvers: members of the "
+                                                 "tenant's approver_groups may decide as well"));
+    else if (!ap.napprovers)
+      json_object_set_new(a, "note", json_string("no approver group is bound (names still pending, or none left): "
+                                                 "nobody can approve, so the call is refused"));
+    json_object_set_new(out, "approval", a);
+  }
+  json_decref(appr_rules);
+  json_decref(appr_pending);
   const char *why;
   if (!rec) why = "the tenant has no policy: every connector is hidden (fail closed)";
   else if (!user) why = "no such user";

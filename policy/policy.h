@@ -177,7 +177,11 @@ bool pol_filter_tools(const pol_user *u, const char *connector, json_t *msg);
 json_t *pol_user_summary(st_txn *txn, const char *tenant, const char *user_id, const json_t *connectors);
 
 /* Explanation for admins: decision, matching rules (index, pattern, which
- * group), the user's groups, the policy version. */
+ * group), the user's groups, the policy version. An approve decision adds
+ * "approval": {rules (indexes of the matching approve rules), approvers
+ * ([{id, displayName|null}], pol_approval_for's), pending_approvers (names
+ * not bound yet), tenant_default, timeout_s, grant_minutes, note (when the
+ * tenant setting applies, or nobody can approve)}. */
 json_t *pol_explain(st_txn *txn, const char *tenant, const char *user_id, const char *connector,
                     const char *tool);
 

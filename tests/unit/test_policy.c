@@ -783,6 +783,43 @@ TEST(approvers_capped_at_32) {
   CHECK(!has_approver(&ap, "h2"));
 }
 
+/* explain: an approve decision says which rules ask, who decides (ids and
+ * current names), what is pending, and the timeout and grant; other
+ * decisions carry no "approval". */
+TEST(explain_shows_the_approval) {
+  put p;
+  char doc[1200];
+  snprintf(doc, sizeof doc,
+           "{\"version\":1,\"rules\":[{\"groups\":[\"*\"],\"connector\":\"ops\",\"allow\":[\"list\"]},"
+           "{\"groups\":[\"Senior Engineers\"],\"connector\":\"ops\",\"approve\":[\"deploy\"],"
+           "\"approvers\":[\"id:%s\",\"Release Managers\"],\"approval_timeout_s\":900,\"grant_minutes\":15}]}",
+           junior);
+  CHECK_INT(put_policy(doc, &p), 0);
+  json_decref(p.warnings);
+  st_txn *txn;
+  CHECK_INT(st_read_begin(st, &txn), 0);
+  json_t *ex = pol_explain(txn, "acme", alice, "ops", "deploy");
+  json_t *allow = pol_explain(txn, "acme", alice, "ops", "list");
+  st_txn_end(txn);
+  CHECK_STR(json_string_value(json_object_get(ex, "decision")), "approve");
+  json_t *a = json_object_get(ex, "approval");
+  CHECK(json_is_object(a));
+  CHECK_INT(json_array_size(json_object_get(a, "rules")), 1);
+  CHECK_INT(json_integer_value(json_array_get(json_object_get(a, "rules"), 0)), 1);
+  CHECK_INT(json_array_size(json_object_get(a, "approvers")), 1);
+  json_t *ap0 = json_array_get(json_object_get(a, "approvers"), 0);
+  CHECK_STR(json_string_value(json_object_get(ap0, "id")), junior);
+  CHECK_STR(json_string_value(json_object_get(ap0, "displayName")), "Junior Engineers");
+  CHECK_STR(json_string_value(json_array_get(json_object_get(a, "pending_approvers"), 0)), "Release Managers");
+  CHECK(json_is_false(json_object_get(a, "tenant_default")));
+  CHECK_INT(json_integer_value(json_object_get(a, "timeout_s")), 900);
+  CHECK_INT(json_integer_value(json_object_get(a, "grant_minutes")), 15);
+  CHECK_STR(json_string_value(json_object_get(allow, "decision")), "allow");
+  CHECK(json_object_get(allow, "approval") == NULL);
+  json_decref(ex);
+  json_decref(allow);
+}
+
 /* policy's codes sit in their own range, outside libuv's errno values
  * (-1..-4095) and the store's, and have names. */
 TEST(error_codes_in_their_range) {
@@ -822,6 +859,7 @@ int main(void) {
   RUN(approvers_resolve_and_bind_like_groups);
   RUN(approval_union_and_minimum);
   RUN(approvers_capped_at_32);
+  RUN(explain_shows_the_approval);
   st_close(st);
   char cmd[400];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
