@@ -91,8 +91,9 @@ static bool connector_name_ok(const char *c) {
   return true;
 }
 
-/* An approver group id is kept in pol_approval's 64-byte slots. */
-_Static_assert(ST_DIR_ID_LEN < sizeof((pol_approval *)0)->approvers[0], "a SCIM group id fits an approver slot");
+/* An approver group id is kept, NUL-terminated, in pol_approval's slots. */
+_Static_assert(sizeof(((pol_approval *)0)->approvers[0]) == APPROVER_ID_SZ && ST_DIR_ID_LEN < APPROVER_ID_SZ,
+               "a SCIM group id fits an approver slot");
 
 static bool int_in(const json_t *v, json_int_t lo, json_int_t hi) {
   return json_is_integer(v) && json_integer_value(v) >= lo && json_integer_value(v) <= hi;
