@@ -3,7 +3,8 @@
 // explain unchanged; the next accepted document takes the next number);
 // ambiguous group names (400 naming id:), id:<group id> references, strict
 // bodies (415, malformed JSON, duplicate keys), methods, and who may PUT
-// (a tenant admin token for its own tenant only).
+// (a tenant admin token for its own tenant only); a rule's approval fields
+// (approvers resolved like groups, bounds, shown by GET and explain).
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { api, assertJsonError, createTenant } from './lib/admin.mjs';
@@ -117,6 +118,15 @@ test('each kind of problem alone is refused and named', async () => {
     ['pattern with a control character', { version: 1, rules: [{ ...ok, allow: ['echo\n'] }] }, /allow\[0\]/],
     ['pattern too long', { version: 1, rules: [{ ...ok, allow: ['x'.repeat(300)] }] }, /allow\[0\]/],
     ['rule connector missing', { version: 1, rules: [{ groups: ['*'], allow: ['echo'] }] }, /connector/],
+    ['approvers without approve', { version: 1, rules: [{ groups: ['*'], connector: 'everything', allow: ['echo'], approvers: ['Senior Engineers'] }] }, /rules\[0\]\.approvers needs "approve"/],
+    ['grant_minutes without approve', { version: 1, rules: [{ groups: ['*'], connector: 'everything', allow: ['echo'], grant_minutes: 5 }] }, /rules\[0\]\.grant_minutes needs "approve"/],
+    ['approvers empty', { version: 1, rules: [{ ...ok, approvers: [] }] }, /rules\[0\]\.approvers must be a non-empty array/],
+    ['approvers "*"', { version: 1, rules: [{ ...ok, approvers: ['*'] }] }, /rules\[0\]\.approvers\[0\]/],
+    ['approval_timeout_s 0', { version: 1, rules: [{ ...ok, approval_timeout_s: 0 }] }, /approval_timeout_s must be an integer from 1 to 86400/],
+    ['approval_timeout_s over a day', { version: 1, rules: [{ ...ok, approval_timeout_s: 86401 }] }, /approval_timeout_s/],
+    ['approval_timeout_s as a string', { version: 1, rules: [{ ...ok, approval_timeout_s: '300' }] }, /approval_timeout_s/],
+    ['grant_minutes negative', { version: 1, rules: [{ ...ok, grant_minutes: -1 }] }, /grant_minutes must be an integer from 0 to 1440/],
+    ['grant_minutes fractional', { version: 1, rules: [{ ...ok, grant_minutes: 1.5 }] }, /grant_minutes/],
   ];
   for (const [what, doc, re] of cases) {
     const { problems } = await refused(doc, what);
@@ -240,4 +250,38 @@ test('`mcpgate policy apply` of an invalid document prints every problem and exi
   assert.match(out, /rules\[0\]\.groups/, out);
   await assertUnchanged('after the CLI refusal');
   await client.close();
+});
+
+test('approval fields: approvers resolve like groups (pending name warned, then bound); GET lists them; explain shows who decides', async () => {
+  const leads = await g.create('Platform Leads', []);
+  const doc = {
+    version: 1, default: 'block',
+    rules: [{ ...V1.rules[0], approvers: ['platform leads', 'Release Managers'], approval_timeout_s: 900, grant_minutes: 10 }],
+  };
+  const put = await applyPolicy(f.t, doc);
+  assert.equal(put.warnings.length, 1, JSON.stringify(put));
+  assert.match(put.warnings[0], /approver group "Release Managers" does not exist yet/, put.warnings[0]);
+  let ex = await explainOk(f.t, 'alice@acme.com', 'get-tiny-image');
+  assert.equal(ex.decision, 'approve', JSON.stringify(ex));
+  assert.deepEqual(ex.approval, {
+    rules: [0], approvers: [{ id: leads.id, displayName: 'Platform Leads' }], pending_approvers: ['Release Managers'],
+    tenant_default: false, timeout_s: 900, grant_minutes: 10,
+  }, JSON.stringify(ex.approval));
+  assert.equal((await explainOk(f.t, 'alice@acme.com', 'echo')).approval, undefined, 'allow: no approval');
+  // the pending name binds when the group is pushed
+  const rm = await g.create('release managers', []);
+  ex = await explainOk(f.t, 'alice@acme.com', 'get-tiny-image');
+  assert.deepEqual(ex.approval.approvers.map((a) => a.id), [leads.id, rm.id], JSON.stringify(ex.approval));
+  assert.deepEqual(ex.approval.pending_approvers, []);
+  const p = await getPolicy(f.t);
+  const ab = p.json.bindings.filter((b) => b.field === 'approvers');
+  assert.deepEqual(ab.map((b) => [b.rule, b.as_written, b.group_id]), [[0, 'platform leads', leads.id], [0, 'Release Managers', rm.id]], p.body);
+  assert.equal(p.json.bindings.find((b) => b.rule === 0).group_id, senior.id, 'the rule\'s groups come first');
+  // no approvers: the tenant's approver_groups
+  await applyPolicy(f.t, V1);
+  ex = await explainOk(f.t, 'alice@acme.com', 'get-tiny-image');
+  assert.equal(ex.approval.tenant_default, true, JSON.stringify(ex.approval));
+  assert.equal(ex.approval.timeout_s, 300);
+  assert.equal(ex.approval.grant_minutes, 0);
+  assert.match(ex.approval.note, /approver_groups/);
 });
