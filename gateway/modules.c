@@ -11,12 +11,15 @@
  *             checks employee tokens against their users
  *   sessions  deletes the user's MCP sessions; the per-user session cap
  *             (same txn); checks sessions against tenants and users
- *   policy    drops the user's cached effective policy    (after commit)
+ *   policy    drops the user's cached effective policy    (after commit);
+ *             cancels the user's pending approval requests and deletes
+ *             their approval grants                      (same txn)
  *   vault     (no hooks yet) connectors and sealed secrets
  *   mcp       ends the user's live exchanges and streams after the commit,
  *             before the SCIM reply is released
  *   admin     resumes tenant purges (the /admin/v1 routes)
  *   pages     the employee page, sign-in; the rate limiter oauth shares
+ *   approvals the reviewers' decisions (/t/{tenant}/approvals/…)
  *   oauth     the OAuth authorization server for MCP clients: discovery
  *             documents, client registration, the client lookup (after
  *             pages, whose init makes the rate limiter it uses)
@@ -38,6 +41,7 @@
 #include "auth/oidc.h"
 #include "auth/token_store.h"
 #include "gateway/api/admin.h"
+#include "gateway/api/approvals.h"
 #include "gateway/api/oauth.h"
 #include "gateway/api/ops.h"
 #include "gateway/api/pages.h"
@@ -47,6 +51,7 @@
 #include "gateway/http/router.h"
 #include "gateway/mcp/mcp_proxy.h"
 #include "gateway/mcp/mcp_session.h"
+#include "policy/approval.h"
 #include "policy/policy.h"
 #include "store/seal.h"
 #include "vault/grant.h"
@@ -69,6 +74,7 @@ static int auth_store_init(st_store *st, gw_server *srv) {
 static int policy_store_init(st_store *st, gw_server *srv) {
   (void)srv;
   int rc = pol_register_hooks(st);
+  if (!rc) rc = ap_register_store(st); /* approval requests: purge, check, a user cut cancels theirs */
   return rc ? rc : pol_register_purge(st);
 }
 
@@ -126,5 +132,5 @@ static const gw_module gw_mod_vault = {.name = "vault", .store_init = vault_stor
 
 const gw_module *const gw_modules[] = {
     &gw_mod_audit, &gw_mod_scim, &gw_mod_auth, &gw_mod_sessions, &gw_mod_policy, &gw_mod_vault, &gw_mod_mcp, &gw_mod_admin,
-    &gw_mod_pages, &gw_mod_oauth, &gw_mod_ops, NULL,
+    &gw_mod_pages, &gw_mod_approvals, &gw_mod_oauth, &gw_mod_ops, NULL,
 };

@@ -39,6 +39,7 @@ static const char *const main_db_names[ST_DB__COUNT] = {
     [ST_DB_AUTH] = "auth",
     [ST_DB_VAULT] = "vault",
     [ST_DB_AUDIT] = "audit",
+    [ST_DB_APPROVALS] = "approvals",
 };
 _Static_assert(sizeof main_db_names / sizeof main_db_names[0] == ST_DB__COUNT,
                "main_db_names must name every st_db");
@@ -124,6 +125,9 @@ static int m8_vault_db(st_txn *t) { return st_db_create(t, ST_DB_VAULT); }
 /* 9: audit/'s tenant settings that live with the tenant (its SIEM sink). */
 static int m9_audit_db(st_txn *t) { return st_db_create(t, ST_DB_AUDIT); }
 
+/* 10: policy/'s approval requests and grants. */
+static int m10_approvals_db(st_txn *t) { return st_db_create(t, ST_DB_APPROVALS); }
+
 static const st_migration main_steps[] = {
     {"create initial databases", m1_initial_dbs},
     {"assign store id", m2_store_id},
@@ -134,6 +138,7 @@ static const st_migration main_steps[] = {
     {"create the auth database", m7_auth_db},
     {"create the vault grants database", m8_vault_db},
     {"create the audit database", m9_audit_db},
+    {"create the approvals database", m10_approvals_db},
 };
 
 const st_schema st_schema_main = {

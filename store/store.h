@@ -85,6 +85,7 @@ typedef enum st_db {
   ST_DB_AUTH,     /* auth/'s per-tenant login records: OIDC settings (auth/oidc.h) */
   ST_DB_VAULT,    /* per-user upstream grants and the revocation queue (vault/grant.h) */
   ST_DB_AUDIT,    /* audit/'s records in the main store: each tenant's SIEM sink (audit/audit.h) */
+  ST_DB_APPROVALS, /* approval requests and the grants they leave (policy/approval.h) */
   ST_DB__COUNT
 } st_db;
 

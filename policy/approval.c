@@ -1,0 +1,514 @@
+/* policy/approval.c — approval requests and grants (see approval.h). */
+#include "policy/approval.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "store/dir.h"
+#include "store/tenant.h"
+#include "store/token.h"
+
+/* tenant (≤ 63) \0 kind \0? … ; the longest: 'g' user \0 64 hex */
+#define KEY_MAX 200
+#define TENANT_MAX 63
+#define USER_MAX 64
+/* a one-call grant outlives its request by this much: the agent's retry
+ * after its client gave up may come a while after the approval */
+#define ONE_CALL_GRANT_MS (60LL * 60 * 1000)
+
+const char *ap_strerror(int err) {
+  switch (err) {
+  case AP_EDECIDED: return "the request is no longer pending";
+  case AP_ESELF: return "nobody decides their own request";
+  case AP_ENOTAPPROVER: return "the reviewer is in none of the request's approver groups";
+  case AP_EREVIEWER: return "the reviewer is not an active user of the tenant";
+  case AP_ETOOMANY: return "too many requests pending";
+  default: return st_strerror(err);
+  }
+}
+
+static bool id_ok(const char *id) {
+  if (!id || strlen(id) != AP_ID_LEN) return false;
+  for (const char *p = id; *p; p++)
+    if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) return false;
+  return true;
+}
+
+static bool name_ok(const char *s, size_t max) { return s && *s && strlen(s) <= max; }
+
+/* tenant \0 kind [rest…]: the key's length, 0 when it does not fit */
+static size_t key(char k[KEY_MAX], const char *tenant, char kind, const char *a, const char *b) {
+  size_t tl = strlen(tenant), al = a ? strlen(a) : 0, bl = b ? strlen(b) : 0;
+  size_t n = tl + 2 + al + (b ? 1 + bl : 0);
+  if (tl > TENANT_MAX || n > KEY_MAX) return 0;
+  memcpy(k, tenant, tl);
+  k[tl] = 0;
+  k[tl + 1] = kind;
+  n = tl + 2;
+  if (a) memcpy(k + n, a, al), n += al;
+  if (b) k[n++] = 0, memcpy(k + n, b, bl), n += bl;
+  return n;
+}
+
+static void hex32(const uint8_t d[32], char out[65]) {
+  static const char hx[] = "0123456789abcdef";
+  for (int i = 0; i < 32; i++) out[2 * i] = hx[d[i] >> 4], out[2 * i + 1] = hx[d[i] & 15];
+  out[64] = 0;
+}
+
+int ap_args_hash(const json_t *args, char out[65]) {
+  json_t *empty = NULL;
+  if (!args) args = empty = json_object();
+  char *s = args ? json_dumps(args, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
+  json_decref(empty);
+  if (!s) return ST_ENOMEM;
+  uint8_t d[32];
+  int rc = st_sha256(s, strlen(s), d);
+  free(s);
+  if (rc) return rc;
+  hex32(d, out);
+  return 0;
+}
+
+/* the grant's key: user, then a digest of what it is for */
+static size_t grant_key(char k[KEY_MAX], const char *tenant, const char *user, const char *connector,
+                        const char *tool, const char *args_sha256) {
+  size_t cl = strlen(connector), tl = strlen(tool), hl = strlen(args_sha256);
+  size_t n = cl + 1 + tl + 1 + hl;
+  char *m = malloc(n);
+  if (!m) return 0;
+  memcpy(m, connector, cl);
+  m[cl] = 0;
+  memcpy(m + cl + 1, tool, tl);
+  m[cl + 1 + tl] = 0;
+  memcpy(m + cl + 2 + tl, args_sha256, hl);
+  uint8_t d[32];
+  int rc = st_sha256(m, n, d);
+  free(m);
+  if (rc) return 0;
+  char hx[65];
+  hex32(d, hx);
+  return key(k, tenant, 'g', user, hx);
+}
+
+static int put_json(st_txn *txn, const char *k, size_t kl, json_t *rec) {
+  char *s = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  if (!s) return ST_ENOMEM;
+  int rc = st_put(txn, ST_DB_APPROVALS, k, kl, s, strlen(s), 0);
+  free(s);
+  return rc;
+}
+
+static int get_json(st_txn *txn, const char *k, size_t kl, json_t **out) {
+  st_val v;
+  *out = NULL;
+  int rc = st_get(txn, ST_DB_APPROVALS, k, kl, &v);
+  if (rc) return rc;
+  *out = json_loadb(v.data, v.len, 0, NULL);
+  return *out ? 0 : ST_ECORRUPT;
+}
+
+static int del_request(st_txn *txn, const char *tenant, const char *user, const char *id) {
+  char k[KEY_MAX];
+  size_t kl = key(k, tenant, 'r', id, NULL);
+  int rc = st_del(txn, ST_DB_APPROVALS, k, kl);
+  if (rc && rc != ST_ENOTFOUND) return rc;
+  kl = key(k, tenant, 'u', user, id);
+  rc = st_del(txn, ST_DB_APPROVALS, k, kl);
+  return rc == ST_ENOTFOUND ? 0 : rc;
+}
+
+typedef struct old_req {
+  int64_t created;
+  char id[AP_ID_LEN + 1];
+} old_req;
+
+static int by_age(const void *a, const void *b) {
+  int64_t x = ((const old_req *)a)->created, y = ((const old_req *)b)->created;
+  return x < y ? -1 : x > y;
+}
+
+/* The user's requests: how many are pending (at now); the oldest
+ * others deleted while the user has AP_KEEP_PER_USER or more. */
+static int user_requests(st_txn *txn, const char *tenant, const char *user, int64_t now, int *pending) {
+  char p[KEY_MAX];
+  size_t pl = key(p, tenant, 'u', user, NULL);
+  if (!pl) return ST_EINVAL;
+  p[pl++] = 0;
+  *pending = 0;
+  size_t n = 0, cap = 0, total = 0;
+  old_req *done = NULL;
+  st_cursor *c;
+  st_val k;
+  int rc = st_cursor_open(txn, ST_DB_APPROVALS, &c);
+  if (rc) return rc;
+  st_cursor_seek(c, p, pl, NULL, 0);
+  while ((rc = st_cursor_next(c, &k, NULL)) == 0) {
+    if (k.len != pl + AP_ID_LEN) continue;
+    char id[AP_ID_LEN + 1];
+    memcpy(id, (const char *)k.data + pl, AP_ID_LEN);
+    id[AP_ID_LEN] = 0;
+    json_t *rec = NULL;
+    if (ap_request_get(txn, tenant, id, now, &rec) != 0) continue;
+    total++;
+    if (!strcmp(json_string_value(json_object_get(rec, "state")) ?: "", "pending")) {
+      (*pending)++;
+    } else {
+      if (n == cap) {
+        old_req *g = realloc(done, (cap ? cap * 2 : 64) * sizeof *g);
+        if (!g) {
+          json_decref(rec);
+          rc = ST_ENOMEM;
+          break;
+        }
+        done = g;
+        cap = cap ? cap * 2 : 64;
+      }
+      done[n].created = json_integer_value(json_object_get(rec, "created"));
+      memcpy(done[n].id, id, sizeof done[n].id);
+      n++;
+    }
+    json_decref(rec);
+  }
+  st_cursor_close(c);
+  if (rc != ST_ENOTFOUND) {
+    free(done);
+    return rc;
+  }
+  rc = 0;
+  if (n) qsort(done, n, sizeof *done, by_age);
+  for (size_t i = 0; i < n && total >= AP_KEEP_PER_USER && !rc; i++, total--)
+    rc = del_request(txn, tenant, user, done[i].id);
+  free(done);
+  return rc;
+}
+
+int ap_request_create(st_txn *txn, const ap_new *n, int max_pending, char id_out[AP_ID_LEN + 1]) {
+  if (!n || !name_ok(n->tenant, TENANT_MAX) || !name_ok(n->user, USER_MAX) || !n->connector || !n->tool ||
+      !n->args_sha256 || strlen(n->args_sha256) != 64 || !json_is_array(n->approvers) || n->timeout_s < 1)
+    return ST_EINVAL;
+  int pending = 0;
+  int rc = user_requests(txn, n->tenant, n->user, n->now_ms, &pending);
+  if (rc) return rc;
+  if (pending >= max_pending) return AP_ETOOMANY;
+  char a[ST_TOKEN_ID_BUFSZ], b[ST_TOKEN_ID_BUFSZ];
+  rc = st_token_id_new(a);
+  if (!rc) rc = st_token_id_new(b);
+  if (rc) return rc;
+  snprintf(id_out, AP_ID_LEN + 1, "%s%s", a, b);
+  json_t *args = n->arguments ? json_loads(n->arguments, JSON_DECODE_ANY, NULL) : NULL;
+  json_t *rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:O, s:i, s:i, s:I, s:I, s:s}", "id", id_out, "user",
+                          n->user, "session", n->session ? n->session : "", "connector", n->connector, "tool",
+                          n->tool, "arguments", args ? args : json_null(), "args_sha256", n->args_sha256, "approvers",
+                          n->approvers, "timeout_s", n->timeout_s, "grant_minutes", n->grant_minutes, "created",
+                          (json_int_t)n->now_ms, "expires", (json_int_t)(n->now_ms + (int64_t)n->timeout_s * 1000),
+                          "state", "pending");
+  if (!rec) return ST_ENOMEM;
+  char k[KEY_MAX];
+  size_t kl = key(k, n->tenant, 'r', id_out, NULL);
+  rc = kl ? put_json(txn, k, kl, rec) : ST_EINVAL;
+  json_decref(rec);
+  if (rc) return rc;
+  kl = key(k, n->tenant, 'u', n->user, id_out);
+  return kl ? st_put(txn, ST_DB_APPROVALS, k, kl, "", 0, 0) : ST_EINVAL;
+}
+
+/* a pending request past its time reads as expired */
+static void settle_state(json_t *rec, int64_t now_ms) {
+  const char *st = json_string_value(json_object_get(rec, "state"));
+  json_int_t exp = json_integer_value(json_object_get(rec, "expires"));
+  if (st && !strcmp(st, "pending") && now_ms >= exp) json_object_set_new(rec, "state", json_string("expired"));
+}
+
+int ap_request_get(st_txn *txn, const char *tenant, const char *id, int64_t now_ms, json_t **out) {
+  *out = NULL;
+  if (!name_ok(tenant, TENANT_MAX) || !id_ok(id)) return ST_ENOTFOUND;
+  char k[KEY_MAX];
+  size_t kl = key(k, tenant, 'r', id, NULL);
+  int rc = get_json(txn, k, kl, out);
+  if (!rc) settle_state(*out, now_ms);
+  return rc;
+}
+
+static int by_created_desc(const void *a, const void *b) {
+  json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a, "created"));
+  json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b, "created"));
+  return x < y ? 1 : x > y ? -1 : 0;
+}
+
+int ap_request_list(st_txn *txn, const char *tenant, const char *state, int64_t now_ms, size_t limit,
+                    json_t **out) {
+  *out = json_array();
+  if (!*out) return ST_ENOMEM;
+  if (!name_ok(tenant, TENANT_MAX)) return 0;
+  char p[KEY_MAX];
+  size_t pl = key(p, tenant, 'r', NULL, NULL);
+  st_cursor *c;
+  st_val k, v;
+  int rc = st_cursor_open(txn, ST_DB_APPROVALS, &c);
+  if (rc) return rc;
+  st_cursor_seek(c, p, pl, NULL, 0);
+  while ((rc = st_cursor_next(c, &k, &v)) == 0) {
+    json_t *rec = json_loadb(v.data, v.len, 0, NULL);
+    if (!rec) continue;
+    settle_state(rec, now_ms);
+    if (state && strcmp(json_string_value(json_object_get(rec, "state")) ?: "", state)) {
+      json_decref(rec);
+      continue;
+    }
+    json_array_append_new(*out, rec);
+  }
+  st_cursor_close(c);
+  if (rc != ST_ENOTFOUND) return rc;
+  size_t n = json_array_size(*out);
+  json_t **v2 = n ? malloc(n * sizeof *v2) : NULL;
+  if (n && !v2) return ST_ENOMEM;
+  for (size_t i = 0; i < n; i++) v2[i] = json_incref(json_array_get(*out, i));
+  if (n) qsort(v2, n, sizeof *v2, by_created_desc);
+  json_array_clear(*out);
+  for (size_t i = 0; i < n; i++) {
+    if (i < limit) json_array_append(*out, v2[i]);
+    json_decref(v2[i]);
+  }
+  free(v2);
+  return 0;
+}
+
+/* the reviewer may decide rec: active, not the requester, in an approver group */
+static int reviewer_may(st_txn *txn, const char *tenant, const json_t *rec, const char *reviewer) {
+  if (!strcmp(reviewer, json_string_value(json_object_get(rec, "user")) ?: "")) return AP_ESELF;
+  int rc = st_dir_user_active(txn, tenant, reviewer);
+  if (rc == ST_ENOTFOUND || rc == 0) return AP_EREVIEWER;
+  if (rc < 0) return rc;
+  json_t *gids = NULL;
+  if ((rc = st_dir_user_groups(txn, tenant, reviewer, &gids)) < 0) return rc;
+  bool in = false;
+  size_t i, j;
+  json_t *a, *g;
+  json_array_foreach(json_object_get(rec, "approvers"), i, a) {
+    json_array_foreach(gids, j, g) {
+      if (json_is_string(a) && json_is_string(g) && json_equal(a, g)) in = true;
+    }
+  }
+  json_decref(gids);
+  return in ? 0 : AP_ENOTAPPROVER;
+}
+
+int ap_decide(st_txn *txn, const char *tenant, const char *id, ap_action what, const char *reviewer,
+              const char *admin_name, const char *reason, int64_t now_ms, json_t **out) {
+  if (out) *out = NULL;
+  if ((what != AP_CANCEL && !reviewer) || (reason && strlen(reason) > AP_REASON_MAX)) return ST_EINVAL;
+  json_t *rec = NULL;
+  int rc = ap_request_get(txn, tenant, id, now_ms, &rec);
+  if (rc) return rc;
+  if (strcmp(json_string_value(json_object_get(rec, "state")) ?: "", "pending")) {
+    json_decref(rec);
+    return AP_EDECIDED;
+  }
+  const char *by = admin_name ? admin_name : "admin";
+  json_t *ru = NULL;
+  if (what != AP_CANCEL) {
+    if ((rc = reviewer_may(txn, tenant, rec, reviewer)) < 0) {
+      json_decref(rec);
+      return rc;
+    }
+    if (st_dir_user_get(txn, tenant, reviewer, &ru) == 0 && json_is_string(json_object_get(ru, "userName")))
+      by = json_string_value(json_object_get(ru, "userName"));
+    else
+      by = reviewer;
+  }
+  const char *state = what == AP_APPROVE ? "approved" : what == AP_DENY ? "denied" : "cancelled";
+  json_object_set_new(rec, "state", json_string(state));
+  json_object_set_new(rec, "decided_by", json_string(by));
+  if (reviewer) json_object_set_new(rec, "decided_by_id", json_string(reviewer));
+  json_object_set_new(rec, "decided_at", json_integer((json_int_t)now_ms));
+  json_object_set_new(rec, "reason", json_string(reason ? reason : ""));
+  char k[KEY_MAX];
+  size_t kl = key(k, tenant, 'r', id, NULL);
+  rc = put_json(txn, k, kl, rec);
+  const char *user = json_string_value(json_object_get(rec, "user"));
+  if (!rc && what == AP_APPROVE) {
+    int gm = (int)json_integer_value(json_object_get(rec, "grant_minutes"));
+    json_int_t exp = json_integer_value(json_object_get(rec, "expires"));
+    const char *conn = json_string_value(json_object_get(rec, "connector"));
+    const char *tool = json_string_value(json_object_get(rec, "tool"));
+    const char *hash = json_string_value(json_object_get(rec, "args_sha256"));
+    json_int_t gexp = gm > 0 ? (json_int_t)now_ms + (json_int_t)gm * 60000 : exp + ONE_CALL_GRANT_MS;
+    json_t *g = json_pack("{s:s, s:s, s:s, s:I, s:i}", "request", id, "connector", conn ?: "", "tool", tool ?: "",
+                          "expires", gexp, "uses", gm > 0 ? 0 : 1);
+    size_t gl = user && conn && tool && hash ? grant_key(k, tenant, user, conn, tool, hash) : 0;
+    rc = !g ? ST_ENOMEM : gl ? put_json(txn, k, gl, g) : ST_ECORRUPT;
+    json_decref(g);
+  }
+  if (!rc) {
+    ap_event ev = {tenant, id, user ? user : "", state, by, reason ? reason : ""};
+    rc = st_emit(txn, AP_EV_DECIDED, &ev);
+  }
+  json_decref(ru);
+  if (!rc && out) *out = json_incref(rec);
+  json_decref(rec);
+  return rc;
+}
+
+static int grant_get(st_txn *txn, const char *tenant, const char *user, const char *connector, const char *tool,
+                     const char *args_sha256, char k[KEY_MAX], size_t *kl, json_t **g) {
+  *g = NULL;
+  if (!name_ok(tenant, TENANT_MAX) || !name_ok(user, USER_MAX) || !connector || !tool || !args_sha256)
+    return ST_ENOTFOUND;
+  *kl = grant_key(k, tenant, user, connector, tool, args_sha256);
+  if (!*kl) return ST_ENOTFOUND;
+  return get_json(txn, k, *kl, g);
+}
+
+int ap_grant_take(st_txn *txn, const char *tenant, const char *user, const char *connector, const char *tool,
+                  const char *args_sha256, int64_t now_ms, char *request) {
+  char k[KEY_MAX];
+  size_t kl = 0;
+  json_t *g;
+  int rc = grant_get(txn, tenant, user, connector, tool, args_sha256, k, &kl, &g);
+  if (rc) return rc;
+  bool live = json_integer_value(json_object_get(g, "expires")) > now_ms;
+  bool once = json_integer_value(json_object_get(g, "uses")) == 1;
+  if (live && request) snprintf(request, AP_ID_LEN + 1, "%s", json_string_value(json_object_get(g, "request")) ?: "");
+  json_decref(g);
+  if (!live || once) {
+    rc = st_del(txn, ST_DB_APPROVALS, k, kl);
+    if (rc) return rc;
+  }
+  return live ? 0 : ST_ENOTFOUND;
+}
+
+int ap_grant_live(st_txn *txn, const char *tenant, const char *user, const char *connector, const char *tool,
+                  const char *args_sha256, int64_t now_ms) {
+  char k[KEY_MAX];
+  size_t kl = 0;
+  json_t *g;
+  int rc = grant_get(txn, tenant, user, connector, tool, args_sha256, k, &kl, &g);
+  if (rc == ST_ENOTFOUND) return 0;
+  if (rc) return rc;
+  bool live = json_integer_value(json_object_get(g, "expires")) > now_ms;
+  json_decref(g);
+  return live ? 1 : 0;
+}
+
+/* ---- the store's registrations ---- */
+
+static int purge_tenant(st_txn *txn, const char *tenant, int limit) {
+  if (!name_ok(tenant, TENANT_MAX) || limit < 1) return 0;
+  char p[KEY_MAX];
+  size_t tl = strlen(tenant);
+  memcpy(p, tenant, tl);
+  p[tl] = 0;
+  return st_del_prefix(txn, ST_DB_APPROVALS, p, tl + 1, limit);
+}
+
+/* A user cut: their pending requests are cancelled (the held streams end
+ * with the user's other exchanges) and their grants go. */
+static int on_user_cut(st_txn *txn, int kind, const void *event, void *ctx) {
+  (void)kind, (void)ctx;
+  const st_dir_event *ev = event;
+  if (!ev || !ev->tenant || !ev->id || !name_ok(ev->id, USER_MAX)) return 0;
+  char p[KEY_MAX];
+  size_t pl = key(p, ev->tenant, 'u', ev->id, NULL);
+  if (!pl) return 0;
+  p[pl++] = 0; /* the user's exact prefix */
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  st_cursor *c;
+  st_val k;
+  int rc = st_cursor_open(txn, ST_DB_APPROVALS, &c);
+  if (rc) return rc;
+  st_cursor_seek(c, p, pl, NULL, 0);
+  json_t *ids = json_array();
+  while ((rc = st_cursor_next(c, &k, NULL)) == 0) {
+    if (k.len != pl + AP_ID_LEN) continue;
+    json_array_append_new(ids, json_stringn((const char *)k.data + pl, AP_ID_LEN));
+  }
+  st_cursor_close(c);
+  if (rc != ST_ENOTFOUND) {
+    json_decref(ids);
+    return rc;
+  }
+  rc = 0;
+  size_t i;
+  json_t *id;
+  json_array_foreach(ids, i, id) {
+    json_t *rec = NULL;
+    int r = ap_request_get(txn, ev->tenant, json_string_value(id), now, &rec);
+    bool pending = r == 0 && !strcmp(json_string_value(json_object_get(rec, "state")) ?: "", "pending");
+    json_decref(rec);
+    if (pending)
+      r = ap_decide(txn, ev->tenant, json_string_value(id), AP_CANCEL, NULL, "the requester's access ended",
+                    "the requester's access was revoked", now, NULL);
+    if (r < 0 && r != ST_ENOTFOUND && r != AP_EDECIDED) {
+      rc = r;
+      break;
+    }
+  }
+  json_decref(ids);
+  if (rc) return rc;
+  pl = key(p, ev->tenant, 'g', ev->id, NULL);
+  p[pl++] = 0;
+  rc = st_del_prefix(txn, ST_DB_APPROVALS, p, pl, 0);
+  return rc < 0 ? rc : 0;
+}
+
+static int check(st_txn *txn, st_check_report_fn report, void *rctx, void *ctx) {
+  (void)ctx;
+  st_cursor *c;
+  st_val k, v;
+  int problems = 0, rc = st_cursor_open(txn, ST_DB_APPROVALS, &c);
+  if (rc) return rc;
+  char msg[300];
+  while ((rc = st_cursor_next(c, &k, &v)) == 0) {
+    const char *p = k.data;
+    size_t tl = strnlen(p, k.len);
+    const char *why = NULL;
+    char tenant[TENANT_MAX + 1] = "";
+    if (tl == 0 || tl > TENANT_MAX || tl + 2 > k.len) {
+      why = "a malformed key";
+    } else {
+      memcpy(tenant, p, tl);
+      tenant[tl] = 0;
+      char kind = p[tl + 1];
+      json_t *t = NULL;
+      if (st_tenant_get(txn, tenant, &t) == ST_ENOTFOUND) why = "an entry of no tenant";
+      json_decref(t);
+      if (!why && kind == 'r') {
+        json_t *rec = json_loadb(v.data, v.len, 0, NULL);
+        if (!rec || !json_is_string(json_object_get(rec, "user")) || !json_is_string(json_object_get(rec, "state")))
+          why = "a request record that does not parse";
+        json_decref(rec);
+      } else if (!why && kind == 'u') {
+        /* index → request */
+        const char *id = p + k.len - AP_ID_LEN;
+        char ids[AP_ID_LEN + 1];
+        memcpy(ids, id, AP_ID_LEN);
+        ids[AP_ID_LEN] = 0;
+        json_t *rec = NULL;
+        if (k.len < tl + 2 + AP_ID_LEN || ap_request_get(txn, tenant, ids, 0, &rec) != 0)
+          why = "a user index entry with no request";
+        json_decref(rec);
+      } else if (!why && kind != 'g') {
+        why = "an entry of an unknown kind";
+      }
+    }
+    if (why) {
+      problems++;
+      snprintf(msg, sizeof msg, "approvals%s%s: %s", tenant[0] ? " of tenant " : "", tenant, why);
+      if (report) report(rctx, "approvals", msg);
+    }
+  }
+  st_cursor_close(c);
+  return rc == ST_ENOTFOUND ? problems : rc;
+}
+
+int ap_register_store(st_store *st) {
+  int rc = st_purge_add(st, "approvals", purge_tenant, NULL);
+  if (!rc) rc = st_check_add(st, check, NULL);
+  if (!rc) rc = st_dir_hook_user_cut(st, on_user_cut, NULL);
+  return rc;
+}

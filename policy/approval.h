@@ -1,0 +1,116 @@
+/* policy/approval.h — approval requests for tools/call decided "approve",
+ * and the grants an approval leaves (issue 23).
+ *
+ * A call the policy decides "approve" is held by the gateway
+ * (gateway/mcp/held.c) while a reviewer decides. What is stored:
+ *
+ *   request  tenant \0 'r' id → JSON {id, user, session, connector, tool,
+ *            arguments (as recorded: redacted, capped), args_sha256,
+ *            approvers: [group ids], timeout_s, grant_minutes, created,
+ *            expires (ms since the epoch), state, and once decided:
+ *            decided_by, decided_at, reason}
+ *            state: pending | approved | denied | cancelled; a pending
+ *            request past `expires` reads as "expired" (never stored: the
+ *            clock decides, nothing has to run).
+ *   by user  tenant \0 'u' user \0 id → "" (a user's requests, cancelled
+ *            when the user is cut; at most AP_KEEP_PER_USER kept)
+ *   grant    tenant \0 'g' user \0 sha256hex(connector \0 tool \0 args_sha256)
+ *            → JSON {request, connector, tool, expires, uses}; uses 1: this
+ *            call once (grant_minutes 0), 0: any number of times until
+ *            expires (grant_minutes N).
+ *
+ * An approval is always a grant: the held call takes it (ap_grant_take)
+ * before it goes upstream, and so does a retry by a client that left —
+ * one approval, one call (grant_minutes 0). Deciding is done as oneself:
+ * the reviewer is an active user of the tenant, a member of one of the
+ * request's approver groups, and not its requester (ap_decide checks all
+ * three in the deciding transaction). An admin may cancel, never approve.
+ *
+ * Every decision emits AP_EV_DECIDED in its transaction (the MCP proxy
+ * turns it into a message to every loop: the held stream answers). A user
+ * cut (deactivated, deleted, signed out everywhere) cancels their pending
+ * requests and deletes their grants in the same transaction.
+ *
+ * Ids are 32 lower-case hex characters from the CSPRNG: a reviewer's link
+ * names one, nothing can be guessed from it. Threads: writes in writer
+ * jobs; reads on any thread with a read txn. */
+#ifndef MCPGATE_POLICY_APPROVAL_H
+#define MCPGATE_POLICY_APPROVAL_H
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+#define AP_ID_LEN 32
+#define AP_REASON_MAX 500
+
+/* Errors (policy's range, see policy.h). */
+enum {
+  AP_EDECIDED = -30510,    /* the request is no longer pending (decided, cancelled or expired) */
+  AP_ESELF = -30511,       /* nobody decides their own request */
+  AP_ENOTAPPROVER = -30512, /* the reviewer is in none of the request's approver groups */
+  AP_EREVIEWER = -30513,   /* the reviewer is not an active user of the tenant */
+  AP_ETOOMANY = -30514,    /* the requester has too many requests pending */
+};
+/* Requests kept per user: past this, creating one deletes the user's
+ * oldest decided or expired ones (the audit log keeps the history). */
+#define AP_KEEP_PER_USER 200
+const char *ap_strerror(int err);
+
+/* What ap_decide does. */
+typedef enum ap_action { AP_APPROVE, AP_DENY, AP_CANCEL } ap_action;
+
+/* AP_EV_DECIDED: a request left "pending" (borrowed for the hook call). */
+enum { AP_EV_DECIDED = ST_EVENT_BASE_POLICY + 10 };
+typedef struct ap_event {
+  const char *tenant, *id, *user; /* user: the requester */
+  const char *state;              /* approved | denied | cancelled */
+  const char *by;                 /* reviewer's userName, or "admin" */
+  const char *reason;             /* may be "" */
+} ap_event;
+
+/* A request to store (every string borrowed). */
+typedef struct ap_new {
+  const char *tenant, *user, *session, *connector, *tool;
+  const char *arguments; /* JSON text as the audit records it, or NULL */
+  const char *args_sha256; /* 64 hex: SHA-256 of the canonical arguments */
+  const json_t *approvers; /* array of group ids (may be empty: nobody can approve) */
+  int timeout_s, grant_minutes;
+  int64_t now_ms;
+} ap_new;
+
+/* 64 hex of SHA-256 over args' canonical JSON (sorted keys, compact;
+ * NULL args as {}), the identity of "the same arguments". 0 or ST_E*. */
+int ap_args_hash(const json_t *args, char out[65]);
+
+/* Write txn: stores a pending request; id_out gets its id. AP_ETOOMANY
+ * when the user has max_pending requests pending already. The user's
+ * requests beyond AP_KEEP_PER_USER go, oldest decided first. */
+int ap_request_create(st_txn *txn, const ap_new *n, int max_pending, char id_out[AP_ID_LEN + 1]);
+/* The request (its state "expired" when pending past expires at now_ms).
+ * ST_ENOTFOUND for no such id in tenant. *out the caller's. */
+int ap_request_get(st_txn *txn, const char *tenant, const char *id, int64_t now_ms, json_t **out);
+/* Newest first (ids are random: by "created"), at most limit, those whose
+ * state is `state` (NULL: all). *out a new array. */
+int ap_request_list(st_txn *txn, const char *tenant, const char *state, int64_t now_ms, size_t limit,
+                    json_t **out);
+/* Write txn: decides a pending request. reviewer: the deciding user's SCIM
+ * id (AP_APPROVE/AP_DENY), NULL for AP_CANCEL (admin_name names who). An
+ * approval stores the grant. *out (may be NULL) gets the updated record. */
+int ap_decide(st_txn *txn, const char *tenant, const char *id, ap_action what, const char *reviewer,
+              const char *admin_name, const char *reason, int64_t now_ms, json_t **out);
+/* Write txn: takes a live grant for this exact call: 0 (a one-call grant
+ * is deleted), ST_ENOTFOUND when there is none (expired ones go). *request
+ * (may be NULL, AP_ID_LEN + 1) gets the approving request's id. */
+int ap_grant_take(st_txn *txn, const char *tenant, const char *user, const char *connector, const char *tool,
+                  const char *args_sha256, int64_t now_ms, char *request);
+/* Read: whether a live grant exists (explain, tests); 1 / 0 / ST_E*. */
+int ap_grant_live(st_txn *txn, const char *tenant, const char *user, const char *connector, const char *tool,
+                  const char *args_sha256, int64_t now_ms);
+
+/* Registers the purge, the check and the user-cut hook. At startup. */
+int ap_register_store(st_store *st);
+
+#endif

@@ -1,0 +1,343 @@
+/* tests/unit/test_approval.c — policy/approval.c on a real LMDB store:
+ * requests, decisions (who may decide), grants (once, for N minutes),
+ * expiry, the per-user caps, the user cut, purge and check. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gateway/base/log.h"
+#include "policy/approval.h"
+#include "scim/scim.h"
+#include "store/store.h"
+#include "store/tenant.h"
+#include "unit.h"
+
+static char tmpdir[256];
+static st_store *st;
+static char alice[40], bob[40], carol[40], admins[40];
+static int decided_events;
+static char last_state[16];
+
+typedef struct call {
+  scim_req rq;
+  scim_resp rs;
+} call;
+
+static int run_scim(st_txn *txn, void *arg) {
+  call *c = arg;
+  int rc = scim_handle(txn, &c->rq, &c->rs);
+  return rc < 0 ? rc : 0;
+}
+
+static const char *scim(const char *method, const char *path, const char *body) {
+  static char id[64];
+  call c;
+  memset(&c, 0, sizeof c);
+  c.rq.tenant = "acme";
+  c.rq.method = method;
+  c.rq.path = path;
+  c.rq.base_url = "http://gw/t/acme/scim/v2";
+  c.rq.body = body ? json_loads(body, 0, NULL) : NULL;
+  scim_new_id(c.rq.new_id);
+  snprintf(c.rq.now, sizeof c.rq.now, "2026-12-05T00:00:00Z");
+  st_write_sync(st, run_scim, &c);
+  json_decref(c.rq.body);
+  snprintf(id, sizeof id, "%s", json_string_value(json_object_get(c.rs.body, "id")) ?: "");
+  scim_resp_clear(&c.rs);
+  return id;
+}
+
+static int on_decided(st_txn *txn, int kind, const void *event, void *ctx) {
+  (void)txn, (void)kind, (void)ctx;
+  const ap_event *ev = event;
+  decided_events++;
+  snprintf(last_state, sizeof last_state, "%s", ev->state);
+  return 0;
+}
+
+static int make_tenant(st_txn *txn, void *arg) {
+  (void)arg;
+  return st_tenant_create(txn, "acme", "Acme", "2026-12-05T00:00:00Z", "0123456789abcdef");
+}
+
+static int setup(void) {
+  snprintf(tmpdir, sizeof tmpdir, "/tmp/mcpgate-ap-XXXXXX");
+  if (!mkdtemp(tmpdir)) return -1;
+  char dir[300];
+  snprintf(dir, sizeof dir, "%s/store", tmpdir);
+  st_options o = {0};
+  o.dir = dir;
+  o.map_size = 64 << 20;
+  o.log = gw_store_log;
+  if (st_open(&st, &o) != 0) return -1;
+  if (ap_register_store(st) != 0) return -1;
+  st_hook_add(st, AP_EV_DECIDED, on_decided, NULL);
+  if (st_write_sync(st, make_tenant, NULL) != 0) return -1;
+  snprintf(alice, sizeof alice, "%s", scim("POST", "/Users", "{\"userName\":\"alice@acme.com\"}"));
+  snprintf(bob, sizeof bob, "%s", scim("POST", "/Users", "{\"userName\":\"bob@acme.com\"}"));
+  snprintf(carol, sizeof carol, "%s", scim("POST", "/Users", "{\"userName\":\"carol@acme.com\"}"));
+  char body[300];
+  snprintf(body, sizeof body, "{\"displayName\":\"DB Admins\",\"members\":[{\"value\":\"%s\"}]}", bob);
+  snprintf(admins, sizeof admins, "%s", scim("POST", "/Groups", body));
+  return 0;
+}
+
+/* ---- jobs ---- */
+
+typedef struct mk {
+  const char *user, *tool, *hash;
+  int timeout_s, grant_minutes, max_pending;
+  int64_t now;
+  char id[AP_ID_LEN + 1];
+} mk;
+
+static int run_create(st_txn *txn, void *arg) {
+  mk *m = arg;
+  json_t *ap = json_pack("[s]", admins);
+  ap_new n = {"acme", m->user, "sess", "db", m->tool, "{\"q\":\"drop\",\"password\":\"[redacted]\"}", m->hash, ap,
+              m->timeout_s ? m->timeout_s : 60, m->grant_minutes, m->now};
+  int rc = ap_request_create(txn, &n, m->max_pending ? m->max_pending : 10, m->id);
+  json_decref(ap);
+  return rc;
+}
+
+static const char *H1 = "1111111111111111111111111111111111111111111111111111111111111111";
+static const char *H2 = "2222222222222222222222222222222222222222222222222222222222222222";
+
+static int create(mk *m) { return st_write_sync(st, run_create, m); }
+
+typedef struct dec {
+  const char *id, *reviewer, *reason;
+  ap_action what;
+  int64_t now;
+} dec;
+
+static int run_decide(st_txn *txn, void *arg) {
+  dec *d = arg;
+  return ap_decide(txn, "acme", d->id, d->what, d->reviewer, d->reviewer ? NULL : "operator", d->reason, d->now, NULL);
+}
+
+static int decide(const char *id, ap_action what, const char *reviewer, int64_t now) {
+  dec d = {id, reviewer, "ok", what, now};
+  return st_write_sync(st, run_decide, &d);
+}
+
+typedef struct take {
+  const char *user, *tool, *hash;
+  int64_t now;
+} take;
+
+static int run_take(st_txn *txn, void *arg) {
+  take *t = arg;
+  return ap_grant_take(txn, "acme", t->user, "db", t->tool, t->hash, t->now, NULL);
+}
+
+static int take_grant(const char *user, const char *tool, const char *hash, int64_t now) {
+  take t = {user, tool, hash, now};
+  return st_write_sync(st, run_take, &t);
+}
+
+static json_t *get(const char *id, int64_t now) {
+  st_txn *txn;
+  json_t *rec = NULL;
+  if (st_read_begin(st, &txn) != 0) return NULL;
+  ap_request_get(txn, "acme", id, now, &rec);
+  st_txn_end(txn);
+  return rec;
+}
+
+static const char *state_of(const char *id, int64_t now) {
+  static char s[16];
+  json_t *r = get(id, now);
+  snprintf(s, sizeof s, "%s", r ? json_string_value(json_object_get(r, "state")) ?: "?" : "(none)");
+  json_decref(r);
+  return s;
+}
+
+#define T0 1800000000000LL
+
+/* ---- tests ---- */
+
+TEST(args_hash_is_canonical) {
+  char a[65], b[65], c[65], e[65];
+  json_t *x = json_loads("{\"b\":1,\"a\":[1,2]}", 0, NULL), *y = json_loads("{\"a\":[1,2],\"b\":1}", 0, NULL),
+         *z = json_loads("{\"a\":[2,1],\"b\":1}", 0, NULL);
+  CHECK_INT(ap_args_hash(x, a), 0);
+  CHECK_INT(ap_args_hash(y, b), 0);
+  CHECK_INT(ap_args_hash(z, c), 0);
+  CHECK_INT(ap_args_hash(NULL, e), 0);
+  CHECK_STR(a, b);
+  CHECK(strcmp(a, c) != 0);
+  CHECK_INT(strlen(e), 64);
+  json_decref(x), json_decref(y), json_decref(z);
+}
+
+TEST(who_may_decide) {
+  mk m = {alice, "drop_table", H1, 60, 0, 0, T0, ""};
+  CHECK_INT(create(&m), 0);
+  CHECK_INT(strlen(m.id), AP_ID_LEN);
+  CHECK_STR(state_of(m.id, T0), "pending");
+  CHECK_INT(decide(m.id, AP_APPROVE, alice, T0), AP_ESELF);        /* nobody decides their own */
+  CHECK_INT(decide(m.id, AP_APPROVE, carol, T0), AP_ENOTAPPROVER); /* not in DB Admins */
+  CHECK_INT(decide(m.id, AP_APPROVE, "00000000-0000-4000-8000-000000000000", T0), AP_EREVIEWER);
+  CHECK_INT(decide("ffffffffffffffffffffffffffffffff", AP_APPROVE, bob, T0), ST_ENOTFOUND);
+  CHECK_INT(decide("../../etc", AP_APPROVE, bob, T0), ST_ENOTFOUND);
+  CHECK_STR(state_of(m.id, T0), "pending");
+  int before = decided_events;
+  CHECK_INT(decide(m.id, AP_DENY, bob, T0 + 1000), 0);
+  CHECK_INT(decided_events, before + 1);
+  CHECK_STR(last_state, "denied");
+  json_t *r = get(m.id, T0 + 2000);
+  CHECK_STR(json_string_value(json_object_get(r, "state")), "denied");
+  CHECK_STR(json_string_value(json_object_get(r, "decided_by")), "bob@acme.com");
+  CHECK_STR(json_string_value(json_object_get(r, "reason")), "ok");
+  json_decref(r);
+  CHECK_INT(decide(m.id, AP_APPROVE, bob, T0 + 2000), AP_EDECIDED); /* decided once */
+  CHECK_INT(take_grant(alice, "drop_table", H1, T0 + 2000), ST_ENOTFOUND); /* a denial grants nothing */
+}
+
+TEST(an_approval_is_one_call) {
+  mk m = {alice, "truncate", H1, 60, 0, 0, T0, ""};
+  CHECK_INT(create(&m), 0);
+  CHECK_INT(take_grant(alice, "truncate", H1, T0), ST_ENOTFOUND);
+  CHECK_INT(decide(m.id, AP_APPROVE, bob, T0 + 10), 0);
+  CHECK_STR(last_state, "approved");
+  CHECK_INT(take_grant(alice, "truncate", H2, T0 + 20), ST_ENOTFOUND); /* other arguments */
+  CHECK_INT(take_grant(bob, "truncate", H1, T0 + 20), ST_ENOTFOUND);   /* another user */
+  CHECK_INT(take_grant(alice, "truncate", H1, T0 + 20), 0);
+  CHECK_INT(take_grant(alice, "truncate", H1, T0 + 30), ST_ENOTFOUND); /* once */
+}
+
+TEST(grant_minutes_cover_repeats_until_they_end) {
+  mk m = {alice, "vacuum", H1, 60, 5, 0, T0, ""};
+  CHECK_INT(create(&m), 0);
+  CHECK_INT(decide(m.id, AP_APPROVE, bob, T0), 0);
+  for (int i = 0; i < 3; i++) CHECK_INT(take_grant(alice, "vacuum", H1, T0 + 1000 * i), 0);
+  CHECK_INT(take_grant(alice, "vacuum", H1, T0 + 5 * 60000 + 1), ST_ENOTFOUND); /* ended */
+}
+
+TEST(expiry_is_read_from_the_clock) {
+  mk m = {alice, "reindex", H2, 2, 0, 0, T0, ""};
+  CHECK_INT(create(&m), 0);
+  CHECK_STR(state_of(m.id, T0 + 1999), "pending");
+  CHECK_STR(state_of(m.id, T0 + 2000), "expired");
+  CHECK_INT(decide(m.id, AP_APPROVE, bob, T0 + 2000), AP_EDECIDED);
+  CHECK_INT(decide(m.id, AP_CANCEL, NULL, T0 + 2000), AP_EDECIDED);
+}
+
+TEST(admin_cancel) {
+  mk m = {alice, "analyze", H2, 60, 0, 0, T0, ""};
+  CHECK_INT(create(&m), 0);
+  CHECK_INT(decide(m.id, AP_CANCEL, NULL, T0), 0);
+  json_t *r = get(m.id, T0);
+  CHECK_STR(json_string_value(json_object_get(r, "state")), "cancelled");
+  CHECK_STR(json_string_value(json_object_get(r, "decided_by")), "operator");
+  json_decref(r);
+  CHECK_INT(take_grant(alice, "analyze", H2, T0), ST_ENOTFOUND);
+}
+
+TEST(pending_cap_and_kept_history) {
+  /* carol: 3 pending at most */
+  char ids[3][AP_ID_LEN + 1];
+  for (int i = 0; i < 3; i++) {
+    mk m = {carol, "t", H1, 60, 0, 3, T0 + i, ""};
+    CHECK_INT(create(&m), 0);
+    memcpy(ids[i], m.id, sizeof ids[i]);
+  }
+  mk over = {carol, "t", H1, 60, 0, 3, T0 + 10, ""};
+  CHECK_INT(create(&over), AP_ETOOMANY);
+  CHECK_INT(decide(ids[0], AP_CANCEL, NULL, T0 + 11), 0);
+  mk again = {carol, "t", H1, 60, 0, 3, T0 + 12, ""};
+  CHECK_INT(create(&again), 0);
+  /* at most AP_KEEP_PER_USER kept: the oldest decided ones go */
+  int made = 0;
+  for (int i = 0; i < AP_KEEP_PER_USER + 5; i++) {
+    mk m = {carol, "t", H2, 60, 0, 1000, T0 + 100 + i, ""};
+    if (create(&m) == 0 && decide(m.id, AP_CANCEL, NULL, T0 + 100 + i) == 0) made++;
+  }
+  CHECK_INT(made, AP_KEEP_PER_USER + 5);
+  st_txn *txn;
+  json_t *all = NULL;
+  CHECK_INT(st_read_begin(st, &txn), 0);
+  CHECK_INT(ap_request_list(txn, "acme", NULL, T0 + 1000, 100000, &all), 0);
+  st_txn_end(txn);
+  size_t n = 0, i;
+  json_t *r;
+  json_array_foreach(all, i, r) if (!strcmp(json_string_value(json_object_get(r, "user")), carol)) n++;
+  CHECK(n <= AP_KEEP_PER_USER);
+  CHECK_STR(state_of(ids[0], T0 + 1000), "(none)"); /* the oldest decided one went */
+  CHECK_STR(state_of(ids[1], T0 + 20), "pending");   /* pending ones stay */
+  json_decref(all);
+}
+
+static int problems;
+static void report(void *ctx, const char *area, const char *msg) {
+  (void)ctx, (void)area;
+  fprintf(stderr, "check: %s\n", msg);
+  problems++;
+}
+
+TEST(user_cut_cancels_and_check_is_clean) {
+  mk m = {alice, "drop_db", H2, 600, 0, 0, T0, ""};
+  CHECK_INT(create(&m), 0);
+  mk g = {alice, "vacuum_full", H2, 600, 30, 0, T0, ""};
+  CHECK_INT(create(&g), 0);
+  CHECK_INT(decide(g.id, AP_APPROVE, bob, T0), 0);
+  problems = 0;
+  CHECK(st_check(st, report, NULL) >= 0);
+  CHECK_INT(problems, 0);
+  /* Okta deactivates alice: her pending request is cancelled, her grants go */
+  char path[80], body[200];
+  snprintf(path, sizeof path, "/Users/%s", alice);
+  snprintf(body, sizeof body,
+           "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],\"Operations\":[{\"op\":\"replace\","
+           "\"value\":{\"active\":false}}]}");
+  scim("PATCH", path, body);
+  CHECK_STR(state_of(m.id, T0 + 1), "cancelled");
+  CHECK_INT(take_grant(alice, "vacuum_full", H2, T0 + 2), ST_ENOTFOUND);
+  problems = 0;
+  CHECK(st_check(st, report, NULL) >= 0);
+  CHECK_INT(problems, 0);
+}
+
+static int run_purge(st_txn *txn, void *arg) {
+  int *n = arg;
+  *n = st_purge_tenant_step(txn, "acme", 100000);
+  return *n < 0 ? *n : 0;
+}
+
+TEST(purge_takes_everything_of_the_tenant) {
+  int n = 0;
+  CHECK_INT(st_write_sync(st, run_purge, &n), 0);
+  st_txn *txn;
+  json_t *all = NULL;
+  CHECK_INT(st_read_begin(st, &txn), 0);
+  CHECK_INT(ap_request_list(txn, "acme", NULL, T0, 100000, &all), 0);
+  st_txn_end(txn);
+  CHECK_INT(json_array_size(all), 0);
+  json_decref(all);
+}
+
+int main(void) {
+  gw_log_set_level(GW_LOG_ERROR);
+  if (setup() != 0) {
+    fprintf(stderr, "setup failed\n");
+    return 1;
+  }
+  RUN(args_hash_is_canonical);
+  RUN(who_may_decide);
+  RUN(an_approval_is_one_call);
+  RUN(grant_minutes_cover_repeats_until_they_end);
+  RUN(expiry_is_read_from_the_clock);
+  RUN(admin_cancel);
+  RUN(pending_cap_and_kept_history);
+  RUN(user_cut_cancels_and_check_is_clean);
+  RUN(purge_takes_everything_of_the_tenant);
+  st_close(st);
+  char cmd[400];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+  if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");
+  return UNIT_DONE();
+}
