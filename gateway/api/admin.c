@@ -318,6 +318,10 @@ void gw_admin_dispatch(gw_req *req) {
       admin__explain(req, &who, seg[1]);
       return;
     }
+    if (n >= 3 && n <= 5 && !strcmp(seg[2], "approvals")) {
+      admin__approvals(req, &who, seg[1], n >= 4 ? seg[3] : NULL, n == 5 ? seg[4] : NULL);
+      return;
+    }
     if ((n == 3 || n == 4) && !strcmp(seg[2], "audit")) {
       admin__audit(req, &who, seg[1], n == 4 ? seg[3] : NULL);
       return;

@@ -6,7 +6,8 @@
  * admin_tenants.c, admin_tokens.c (SCIM/admin tokens, employee tokens, the
  * last-use job), admin_connectors.c, admin_oidc.c (tenant OIDC settings),
  * admin_policy.c (policy and explain), admin_directory.c (users/groups
- * views), admin_users.c (revoke/restore a person, their grants), admin_oauth.c (the OAuth clients), admin_jobs.c (submit, the generic done callback, job errors, the
+ * views), admin_users.c (revoke/restore a person, their grants), admin_approvals.c (held calls'
+ * requests: list, cancel), admin_oauth.c (the OAuth clients), admin_jobs.c (submit, the generic done callback, job errors, the
  * tenant purge driver).
  *
  * Every request helper that answers (returns -1 / NULL after it responded)
@@ -124,6 +125,8 @@ void admin__directory(gw_req *req, const admin_caller *who, const char *tenant, 
                       const char *id);
 /* admin_users.c: …/users/{ref}/{action}[/{arg}] (revoke, restore, grants). */
 /* GET …/audit[/export] (admin_audit.c): the tenant's audit records. */
+/* /admin/v1/tenants/{t}/approvals[/{id}[/cancel]] (admin_approvals.c) */
+void admin__approvals(gw_req *req, const admin_caller *who, const char *tenant, const char *id, const char *action);
 /* /admin/v1/tenants/{t}/audit/sink (admin_audit_sink.c) */
 void admin__audit_sink(gw_req *req, const admin_caller *who, const char *tenant);
 void admin__audit(gw_req *req, const admin_caller *who, const char *tenant, const char *sub);

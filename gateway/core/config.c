@@ -132,6 +132,11 @@ static const cfg_key keys[] = {
      NULL},
     {"session_max_age_ms", CFG_INT, "604800000", 100, 3650LL * 86400000, OFF(session_max_age_ms),
      "an MCP session older than this is gone however much it is used (purged like an idle one)", NULL},
+    {"approval_progress_interval_ms", CFG_INT, "15000", 100, 600000, OFF(approval_progress_interval_ms),
+     "while a tools/call waits for approval, how often its client gets notifications/progress (when the call "
+     "carried a progressToken; an SSE comment otherwise): Claude Code gives up on a remote call after 300 s without "
+     "one",
+     NULL},
     {"sessions_per_user_max", CFG_INT, "64", 1, 100000, OFF(sessions_per_user_max),
      "MCP sessions one user may hold (both endpoints together); creating one more ends that user's oldest (by "
      "creation) in the same transaction",

@@ -69,6 +69,7 @@ typedef struct gw_config {
   char *egress_allow_untrusted; /* the same for URLs outside callers supply */
   int64_t session_idle_timeout_ms;   /* gateway/mcp/mcp_session.h: expiry and caps */
   int64_t session_max_age_ms;
+  int64_t approval_progress_interval_ms; /* gateway/mcp/held.c: a held call's progress notifications */
   int64_t sessions_per_user_max;
   int64_t session_purge_interval_ms;
   int64_t dcr_clients_max;    /* gateway/api/oauth_register.c: dynamic client registration */

@@ -49,6 +49,7 @@
  * identity again inside its transaction; a session's upstream sessions and
  * in-memory maps go with it at DELETE. */
 #include "gateway/mcp/agg.h"
+#include "gateway/mcp/decide.h"
 
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -175,6 +176,7 @@ static void end_upstreams(gw_exchange *x, json_t *ups) {
 bool gw__agg_cancel_local(gw_loop *lp, const char *sid, json_t *msg) {
   json_t *rid = json_object_get(json_object_get(msg, "params"), "requestId");
   gw_proxy *p = gw__mcp_of(lp);
+  if (gw__held_cancel_local(lp, sid, rid)) return true; /* a call held for approval (held.c) */
   /* no callback runs in this walk: it returns after creating (appending)
    * one exchange, a child of the call (its identity: revocable with it) */
   for (gw_exchange *o = p ? p->reg.list : NULL; rid && o; o = o->next) {

@@ -131,6 +131,29 @@ static bool split_name(const char *full, char conn[40], const char **tool) {
   return vault_connector_name_valid(conn);
 }
 
+/* A held call goes upstream after its approval (held.c): the policy
+ * decides again (it may block the tool by now), then the client's message
+ * goes on as an allowed call would, its name's prefix stripped. */
+static void agg_forward(gw_exchange *x) {
+  const pol_user *pu = gw__policy_for(x->lp, x->tenant, x->user);
+  json_t *msg = pu ? json_loadb(x->req->body, x->req->body_len, 0, NULL) : NULL;
+  const char *full = json_string_value(json_object_get(json_object_get(msg, "params"), "name"));
+  char conn[40];
+  const char *tool;
+  pol_decision d = full && split_name(full, conn, &tool) ? gw__decide_call(pu, conn, tool) : POL_BLOCK;
+  if (!pu) {
+    gw__x_rpc_error(x, 503, -32603, "the gateway cannot read its policy right now; refusing (fail closed)");
+  } else if (d != POL_ALLOW && d != POL_APPROVE) {
+    gw__x_rpc_error(x, 200, GW_RPC_BLOCKED,
+                    "the call was approved, but your organisation's policy no longer lets you call it; it was not made");
+  } else {
+    json_t *fwd = json_deep_copy(msg);
+    json_object_set_new(json_object_get(fwd, "params"), "name", json_string(tool));
+    forward_to(x, fwd, conn);
+  }
+  json_decref(msg);
+}
+
 /* The decision for a tools/call named full ("connector__tool"): true
  * when it may go to conn as tool; false when x was answered. */
 static bool call_allowed(gw_exchange *x, const char *full, char conn[40], const char **tool, const json_t *args,
@@ -168,6 +191,12 @@ static bool call_allowed(gw_exchange *x, const char *full, char conn[40], const 
   if (d == POL_HIDDEN) {
     gw__x_rpc_error(x, 200, -32602, "Unknown tool: %.200s", full);
     return false;
+  }
+  if (d == POL_APPROVE && x->req && !x->into) {
+    /* held until a reviewer decides (held.c) — if it can be recorded */
+    if (x->audit && gw__audit_refuse(x)) return false;
+    gw_strlcpy(x->connector, conn, sizeof x->connector);
+    if (gw__held_start(x, pu, conn, *tool, x->req->body, x->req->body_len, agg_forward)) return false;
   }
   if (d == POL_BLOCK || d == POL_APPROVE) {
     gw__decide_refuse(x, pu, d, full, NULL);

@@ -27,15 +27,17 @@ void gw__decide_refuse(gw_exchange *x, const pol_user *pu, pol_decision d, const
   else
     GW_LOG(GW_LOG_INFO, "policy", &((gw_log_ctx){x->tenant, rid}), "tools/call %s refused: %s (policy v%d)", tool,
            pol_decision_name(d), pol_user_version(pu));
+  /* an approve tool the gateway could not hold: inside a batch (the held
+   * answer is a stream of its own) */
   if (d == POL_APPROVE && connector)
     gw__x_rpc_error(x, 200, GW_RPC_APPROVAL,
-                    "tool \"%s\" on \"%s\" requires approval under your organisation's policy; approvals are "
-                    "not available yet, so the call was not made",
+                    "tool \"%s\" on \"%s\" requires approval under your organisation's policy, which cannot be "
+                    "asked for inside a JSON-RPC batch: call it on its own (the call was not made)",
                     tool, connector);
   else if (d == POL_APPROVE)
     gw__x_rpc_error(x, 200, GW_RPC_APPROVAL,
-                    "tool \"%s\" requires approval under your organisation's policy; approvals are not available "
-                    "yet, so the call was not made",
+                    "tool \"%s\" requires approval under your organisation's policy, which cannot be asked for "
+                    "inside a JSON-RPC batch: call it on its own (the call was not made)",
                     tool);
   else if (connector)
     gw__x_rpc_error(x, 200, GW_RPC_BLOCKED, "tool \"%s\" on \"%s\" is blocked by your organisation's policy", tool,

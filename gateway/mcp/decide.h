@@ -18,6 +18,32 @@ pol_decision gw__decide_worse(pol_decision a, pol_decision b);
  * says it (the aggregated endpoint's connector__tool). */
 void gw__decide_refuse(gw_exchange *x, const pol_user *pu, pol_decision d, const char *tool, const char *connector);
 
+/* ---- a call held for approval (held.c) ---- */
+/* Holds x, a tools/call pol_decide answered POL_APPROVE for (alone, not in
+ * a batch): body/len the client's message (its arguments and progress
+ * token are read from it); forward(x) sends the call upstream once a grant
+ * is taken. false when it cannot hold (no approval rule: the caller refuses
+ * as before); true: x is answered (held, forwarded under an earlier
+ * approval, or refused). */
+bool gw__held_start(gw_exchange *x, const pol_user *pu, const char *connector, const char *tool, const char *body,
+                    size_t len, void (*forward)(gw_exchange *x));
+/* A fan-out message (gw_revocation.approval) on this loop: the call held
+ * for that request gets its outcome. */
+struct gw_revocation;
+void gw__held_decided(gw_loop *lp, const struct gw_revocation *q);
+/* exchange.c's hooks: the client half ended; x freed; whether the client's
+ * answer is the held stream (the final answer is one SSE event). */
+void gw__held_client_gone(gw_exchange *x);
+/* notifications/cancelled (msg) on session sid: true when it ended a call
+ * held on this loop; otherwise the other loops are asked (fan-out) and
+ * false (the notification goes on as before). _local: this loop only. */
+bool gw__held_cancel(gw_loop *lp, const char *tenant, const char *sid, json_t *msg);
+bool gw__held_cancel_local(gw_loop *lp, const char *sid, const json_t *rid);
+/* Shutdown: a waiting held call is told the request stays pending. */
+bool gw__held_drain(gw_exchange *x);
+void gw__held_free(gw_exchange *x);
+bool gw__held_stream(const gw_exchange *x);
+
 /* ---- the call's audit record (audit_call.c) ---- */
 /* Begins x's record of a tools/call: its decision ("allow", "block",
  * "approve", "hidden") under policy_version (-1: none), and its arguments

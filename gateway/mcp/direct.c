@@ -238,6 +238,7 @@ void gw__relay_headers(gw_exchange *x, gw_out_req *r, int status, const gw_out_h
   if (stream && status == 200 && sse && x->req) {
     x->started = true;
     if (x->m) GW_STAT_ADD(x->m->streams, 1);
+    if (gw__held_stream(x)) return; /* the held call's stream is open already (held.c) */
     if (x->sid[0]) gw_resp_header(x->req, "Mcp-Session-Id", x->sid);
     gw_resp_header(x->req, "Cache-Control", "no-cache");
     gw_resp_start(x->req, 200, "text/event-stream");
@@ -424,6 +425,28 @@ int gw__relay_start(gw_exchange *x, const char *method, const void *body, size_t
 
 static direct_state *direct_state_new(void) { return calloc(1, sizeof(direct_state)); }
 
+/* A held call goes upstream after its approval: the policy decides again
+ * (it may block the tool by now; a hidden connector fails in the upcall),
+ * then the bytes the client sent are forwarded as they are. */
+static void direct_forward(gw_exchange *x) {
+  const pol_user *pu = gw__policy_for(x->lp, x->tenant, x->user);
+  json_t *msg = pu ? json_loadb(x->req->body, x->req->body_len, 0, NULL) : NULL;
+  const char *tool = json_string_value(json_object_get(json_object_get(msg, "params"), "name"));
+  pol_decision d = pu && tool ? gw__decide_call(pu, x->connector, tool) : POL_BLOCK;
+  json_decref(msg);
+  if (!pu) {
+    gw__x_rpc_error(x, 503, -32603, "the gateway cannot read its policy right now; refusing (fail closed)");
+    return;
+  }
+  if (d != POL_ALLOW && d != POL_APPROVE) {
+    gw__x_rpc_error(x, 200, GW_RPC_BLOCKED,
+                    "the call was approved, but your organisation's policy no longer lets you call it; it was not made");
+    return;
+  }
+  int rc = gw__relay_start(x, "POST", x->req->body, x->req->body_len, "application/json, text/event-stream");
+  if (rc != 0) gw__x_start_failed(x, rc);
+}
+
 /* A POST's checks after its message was read (ids is taken: released
  * when they refuse). true: refused, answered. */
 static bool post_checks(gw_req *req, const gw_mcp_ctx *ctx, json_t *ids, bool batch, bool initialize) {
@@ -464,6 +487,19 @@ static void post_forward(gw_req *req, const gw_mcp_ctx *ctx, json_t *ids, bool i
   const char *tenant = ctx->tenant, *connector = ctx->connector, *user = ctx->user;
   bool batch = parsed && json_is_array(parsed);
   bool tasks = false;
+  /* the client cancels a call the gateway holds for approval: its stream
+   * ends here, nothing goes upstream (held.c) */
+  const char *meth = parsed && !batch ? json_string_value(json_object_get(parsed, "method")) : lite ? lite->method : NULL;
+  if (!initialize && ctx->sid && meth && !strcmp(meth, "notifications/cancelled")) {
+    json_t *note = parsed ? json_incref(parsed) : json_loadb(req->body, req->body_len, 0, NULL);
+    bool ended = note && gw__held_cancel(req->lp, tenant, ctx->sid, note);
+    json_decref(note);
+    if (ended) {
+      json_decref(ids);
+      gw_respond(req, 202, NULL, NULL, 0);
+      return;
+    }
+  }
   if (parsed && !batch) tasks = !strncmp(json_string_value(json_object_get(parsed, "method")) ?: "", "tasks/", 6);
   gw_exchange *x = gw__mcp_exchange(req, GW_X_POST, ctx, &direct_flow, direct_state_new());
   if (!x || !x->state) {
@@ -523,6 +559,11 @@ static void post_forward(gw_req *req, const gw_mcp_ctx *ctx, json_t *ids, bool i
         worst = d;
         refused = lite->name;
       }
+    }
+    if (refused && worst == POL_APPROVE && !batch) {
+      /* held until a reviewer decides (held.c) — if it can be recorded */
+      if (x->audit && gw__audit_refuse(x)) return;
+      if (gw__held_start(x, pu, connector, refused, req->body, req->body_len, direct_forward)) return;
     }
     if (refused) {
       gw__decide_refuse(x, pu, worst, refused, connector);

@@ -101,6 +101,7 @@ void gw__x_unref(gw_exchange *x) {
   gw_exchange *into = x->into;
   if (x->audit) gw__audit_call_end(x); /* the call's record, with what the upstream answered */
   if (x->flow && x->flow->free && x->state) x->flow->free(x->state);
+  gw__held_free(x);
   json_decref(x->ids);
   gw_buf_free(&x->body);
   gw_buf_free(&x->ev);
@@ -236,6 +237,7 @@ void gw__x_attach(gw_exchange *x, gw_req *req, int kind) {
 
 void gw__x_client_done(gw_exchange *x) {
   if (!x->req) return;
+  if (x->held) gw__held_client_gone(x);
   if (x->flow && x->flow->client_end) x->flow->client_end(x);
   x->req->on_abort = NULL;
   x->req->on_drain = NULL;
@@ -274,6 +276,26 @@ static void add_session_header(gw_exchange *x) {
   if (x->req && x->sid[0]) gw_resp_header(x->req, "Mcp-Session-Id", x->sid);
 }
 
+/* The final answer on a held call's stream: one event (each line of the
+ * message its own data line), then the stream's end. */
+static void held_answer(gw_exchange *x, const char *body, size_t n) {
+  gw_req *r = x->req;
+  gw_buf b;
+  gw_buf_init(&b, GW_MCP_MAX_JSON_BODY + 64 * 1024);
+  bool ok = !gw_buf_appends(&b, "event: message\n");
+  for (size_t i = 0; ok && i < n;) {
+    const char *nl = memchr(body + i, '\n', n - i);
+    size_t k = nl ? (size_t)(nl - (body + i)) : n - i;
+    ok = !gw_buf_appends(&b, "data: ") && !gw_buf_append(&b, body + i, k) && !gw_buf_appends(&b, "\n");
+    i += k + (nl ? 1 : 0);
+  }
+  if (ok && n && !gw_buf_appends(&b, "\n")) gw_resp_write(r, b.data, b.len);
+  gw_buf_free(&b);
+  gw__x_client_done(x);
+  if (ok) gw_resp_end(r);
+  else gw_req_drop(r);
+}
+
 void gw__x_reply_json(gw_exchange *x, int status, json_t *j) {
   if (x->into) {
     collect(x, j);
@@ -281,6 +303,13 @@ void gw__x_reply_json(gw_exchange *x, int status, json_t *j) {
   }
   if (!x->req) {
     json_decref(j);
+    return;
+  }
+  if (gw__held_stream(x)) {
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    held_answer(x, s ? s : "", s ? strlen(s) : 0);
+    free(s);
     return;
   }
   gw_req *r = x->req;
@@ -295,6 +324,10 @@ void gw__x_reply_raw(gw_exchange *x, int status, const char *ct, const char *bod
     return;
   }
   if (!x->req) return;
+  if (gw__held_stream(x)) {
+    held_answer(x, body ? body : "", body ? n : 0);
+    return;
+  }
   gw_req *r = x->req;
   add_session_header(x);
   gw__x_client_done(x);

@@ -40,6 +40,7 @@ typedef struct gw_out_req gw_out_req;
 typedef struct gw_out_header gw_out_header;
 typedef struct gw_exchange gw_exchange;
 typedef struct gw_mcp_stats gw_mcp_stats;
+typedef struct gw_held gw_held;
 
 #define GW_MCP_MAX_JSON_BODY (16 * 1024 * 1024)
 #define GW_MCP_MAX_SSE_EVENT (8 * 1024 * 1024)
@@ -67,6 +68,7 @@ typedef struct gw_revocation {
    * served it, for its GET streams on the others (sid) */
   bool session_gone;   /* DELETEd: its streams end */
   bool session_opened; /* it opened an upstream session (connector, upstream): streams attach to it */
+  bool approval;       /* approval request sid (its id) left pending: note {"state","by","reason"} (held.c) */
   bool cancel;         /* notifications/cancelled (note) for a call in flight on another loop */
   char sid[96], upstream[256];
   char note[1024];
@@ -162,6 +164,8 @@ struct gw_exchange {
   bool shared_cred;    /* its connector, as read by this request's decision, takes no per-user credential:
                           the vault gate has nothing to check (agg_call.c; the upcall reads it again) */
   bool cut;            /* its connector is hidden from its user now: ended by the recheck's second pass */
+  gw_held *held;       /* a call held for approval (held.c), else NULL; while its SSE stream is open, the
+                          final answer is one event on it (gw__x_reply_*) */
   /* upstream half */
   gw_out_req *out;     /* NULL when no transfer runs */
   int status;

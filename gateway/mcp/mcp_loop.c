@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gateway/mcp/decide.h"
 #include "gateway/mcp/mcp_loop.h"
 #include "vault/grant.h"
 #include "gateway/base/log.h"
@@ -138,6 +139,7 @@ void gw_proxy_metrics(gw_server *srv, gw_buf *o) {
  * with Last-Event-ID, to another instance); plain requests finish. */
 static void drain_one(gw_exchange *x, void *arg) {
   (void)arg;
+  if (gw__held_drain(x)) return;
   if (x->kind != GW_X_GET && !x->started) return;
   gw__x_abort_upstream(x);
   if (x->req) {
@@ -183,8 +185,9 @@ int gw_proxy_loop_start(gw_loop *lp) {
   }
   uv_timer_init(&lp->loop, &p->gate_timer);
   uv_timer_init(&lp->loop, &p->delay_timer);
-  p->async.data = p->gate_timer.data = p->delay_timer.data = p;
-  p->handles = 3;
+  uv_timer_init(&lp->loop, &p->held_timer);
+  p->async.data = p->gate_timer.data = p->delay_timer.data = p->held_timer.data = p;
+  p->handles = 4;
   const char *d = getenv("MCPGATE_TEST_FANOUT_DELAY_MS");
   p->delay_ms = d ? strtoull(d, NULL, 10) : 0;
   if (p->delay_ms && lp->index == 0)
@@ -231,6 +234,7 @@ void gw_proxy_loop_stop(gw_loop *lp) {
   lp->pol = NULL;
   uv_close((uv_handle_t *)&p->gate_timer, on_handle_closed);
   uv_close((uv_handle_t *)&p->delay_timer, on_handle_closed);
+  uv_close((uv_handle_t *)&p->held_timer, on_handle_closed);
   uv_close((uv_handle_t *)&p->async, on_handle_closed);
 }
 

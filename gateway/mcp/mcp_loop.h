@@ -55,6 +55,8 @@ struct gw_proxy {
   gw_mcp_stats_table stats; /* per (tenant, connector) */
   gw_memo *memo;          /* store reads per snapshot (memo.h) */
   st_txn *pinned;         /* the read txn of the request being dispatched (gw__read_begin) */
+  uv_timer_t held_timer;  /* while calls are held for approval: progress and expiry (held.c) */
+  int nheld;              /* calls held (waiting) on this loop */
 };
 
 /* What caused a revocation (gw_revocation.trigger), for

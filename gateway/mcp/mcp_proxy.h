@@ -36,6 +36,9 @@ typedef struct st_txn st_txn;
 #define GW_RPC_REVOKED (-32004)           /* the caller's access was revoked */
 #define GW_RPC_APPROVAL (-32005)          /* the tool needs approval */
 #define GW_RPC_CONNECT (-32007)           /* the user must connect the connector first (link in data.url) */
+#define GW_RPC_APPROVAL_DENIED (-32008)   /* a reviewer denied the held call (who and why in the message) */
+#define GW_RPC_APPROVAL_TIMEOUT (-32009)  /* nobody decided before the request expired */
+#define GW_RPC_APPROVAL_CANCELLED (-32010) /* an admin cancelled the request, or the requester's access ended */
 #define GW_RPC_NOT_SUPPORTED (-32601)     /* method the gateway does not relay (tasks, server/discover) */
 
 /* Error codes of gateway/mcp (its range: -30300..-30399). */

@@ -72,6 +72,8 @@
 #include "gateway/mcp/mcp_loop.h"
 #include "auth/auth.h"
 #include "auth/oauth_token.h"
+#include "gateway/mcp/decide.h"
+#include "policy/approval.h"
 #include "policy/policy.h"
 #include "scim/scim.h"
 #include "store/tenant.h"
@@ -161,6 +163,10 @@ static void apply(gw_loop *lp, gw_proxy *p, gw_revocation *q) {
   }
   if (q->session_opened) {
     gw__agg_session_opened(lp, q->tenant, q->sid, q->connector, q->upstream);
+    return;
+  }
+  if (q->approval) {
+    gw__held_decided(lp, q);
     return;
   }
   if (q->notify) {
@@ -804,6 +810,30 @@ static int on_policy_put(st_txn *txn, int kind, const void *event, void *ctx) {
   return rc ? rc : notify_after(txn, ctx, ev->tenant, NULL);
 }
 
+/* An approval request left "pending": the loop holding its call acts
+ * (held.c), after the commit. */
+static int on_approval_decided(st_txn *txn, int kind, const void *event, void *ctx) {
+  const ap_event *ev = event;
+  (void)kind;
+  gw_revocation r;
+  fill(&r, ev->tenant, NULL, NULL, NULL);
+  r.approval = true;
+  snprintf(r.sid, sizeof r.sid, "%s", ev->id);
+  json_t *n = json_pack("{s:s, s:s, s:s}", "state", ev->state, "by", ev->by, "reason", ev->reason);
+  char *s = n ? json_dumps(n, JSON_COMPACT) : NULL;
+  json_decref(n);
+  if (!s || strlen(s) >= sizeof r.note) {
+    free(s);
+    n = json_pack("{s:s, s:s, s:s}", "state", ev->state, "by", "a reviewer", "reason", "");
+    s = n ? json_dumps(n, JSON_COMPACT) : NULL;
+    json_decref(n);
+  }
+  if (!s) return ST_ENOMEM;
+  snprintf(r.note, sizeof r.note, "%s", s);
+  free(s);
+  return gw__fanout_on_commit(txn, ctx, &r);
+}
+
 int gw_proxy_register_hooks(gw_server *srv) {
   /* MCPGATE_TEST_CUT_BUDGET (a test hook): a smaller in-transaction cut
    * and sweep step, so the tests see a sweep of several steps do the rest */
@@ -823,6 +853,7 @@ int gw_proxy_register_hooks(gw_server *srv) {
   if (!rc) rc = st_hook_add(srv->store, ST_EVENT_POLICY_PUT, on_policy_put, srv);
   if (!rc) rc = st_hook_add(srv->store, ST_EVENT_TENANT_DELETING, on_tenant_deleting, srv);
   if (!rc) rc = st_hook_add(srv->store, ST_EVENT_TOKEN_REVOKED, on_token_revoked, srv);
+  if (!rc) rc = st_hook_add(srv->store, AP_EV_DECIDED, on_approval_decided, srv);
   return rc;
 }
 

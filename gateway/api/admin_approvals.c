@@ -1,0 +1,148 @@
+/* gateway/api/admin_approvals.c — /admin/v1/tenants/{t}/approvals: what
+ * the tenant's held calls wait for (policy/approval.h).
+ *
+ *   GET  …/approvals[?state=pending|approved|denied|cancelled|expired&limit=N]
+ *        newest first (limit 1..1000, default 100)
+ *   GET  …/approvals/{id}
+ *   POST …/approvals/{id}/cancel   {"reason"?}: stops a pending request (the
+ *        held call answers "cancelled"). An admin may always stop a request,
+ *        never approve one: approving is done as oneself by a reviewer
+ *        (gateway/api/approvals.c), or it would be self-approval by proxy. */
+#include "gateway/api/admin_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/api/approvals.h"
+#include "gateway/base/clock.h"
+#include "gateway/base/log.h"
+#include "gateway/http/query.h"
+#include "policy/approval.h"
+
+typedef struct cancel_job {
+  gw_req *req;
+  char tenant[64], id[AP_ID_LEN + 1], by[80];
+  char reason[AP_REASON_MAX + 1];
+  int64_t now_ms;
+  json_t *out;
+} cancel_job;
+
+static int job_cancel(st_txn *txn, void *arg) {
+  cancel_job *j = arg;
+  return ap_decide(txn, j->tenant, j->id, AP_CANCEL, NULL, j->by, j->reason, j->now_ms, &j->out);
+}
+
+static void done_cancel(int status, void *arg) {
+  cancel_job *j = arg;
+  gw_req *req = j->req;
+  if (status == AP_EDECIDED) {
+    gw_respond_error(req, 409, "not_pending", "the request is no longer pending (decided, cancelled or expired)");
+  } else if (!admin__job_error(req, status, "approval request")) {
+    GW_LOG(GW_LOG_INFO, "admin", &((gw_log_ctx){j->tenant, req->id}), "approval request %s cancelled by %s", j->id,
+           j->by);
+    gw_respond_json(req, 200, gw_approval_view(j->out));
+  }
+  json_decref(j->out);
+  free(j);
+}
+
+void admin__approvals(gw_req *req, const admin_caller *who, const char *tenant, const char *id, const char *action) {
+  gw_server *srv = req->lp->srv;
+  if (admin__reach(req, who, tenant)) return;
+  snprintf(req->tenant, sizeof req->tenant, "%s", tenant);
+  if (action) {
+    if (strcmp(action, "cancel")) {
+      gw_respond_error(req, 404, "not_found", "no such route (POST …/approvals/{id}/cancel)");
+      return;
+    }
+    if (strcmp(req->method, "POST")) {
+      gw_resp_header(req, "Allow", "POST");
+      gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
+      return;
+    }
+    cancel_job *j = calloc(1, sizeof *j);
+    if (!j) {
+      gw_respond_error(req, 500, "internal", "out of memory");
+      return;
+    }
+    if (req->body_len) {
+      json_t *b = admin__parse_body(req);
+      const char *reason = NULL;
+      static const char *const keys[] = {"reason", NULL};
+      if (!b || admin__only_keys(req, b, keys) || admin__opt_string(req, b, "reason", AP_REASON_MAX, &reason)) {
+        json_decref(b);
+        free(j);
+        return;
+      }
+      snprintf(j->reason, sizeof j->reason, "%s", reason ? reason : "");
+      json_decref(b);
+    }
+    j->req = req;
+    snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
+    snprintf(j->id, sizeof j->id, "%s", id);
+    if (who->op) snprintf(j->by, sizeof j->by, "operator");
+    else snprintf(j->by, sizeof j->by, "admin token %s", who->token_id);
+    j->now_ms = gw_wall_ms();
+    if (st_submit(srv->store, req->lp->port, job_cancel, done_cancel, j)) {
+      free(j);
+      gw_resp_header(req, "Retry-After", "1");
+      gw_respond_error(req, 503, "store_busy", "the store cannot take writes right now");
+    }
+    return;
+  }
+  if (strcmp(req->method, "GET") && strcmp(req->method, "HEAD")) {
+    gw_resp_header(req, "Allow", "GET");
+    gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
+    return;
+  }
+  st_txn *txn;
+  if (admin__read_tenant(req, tenant, &txn) != 0) return;
+  int64_t now = gw_wall_ms();
+  if (id) {
+    json_t *rec;
+    int rc = ap_request_get(txn, tenant, id, now, &rec);
+    st_txn_end(txn);
+    if (rc == ST_ENOTFOUND) gw_respond_error(req, 404, "not_found", "no such approval request");
+    else if (rc) gw_respond_error(req, 500, "store_error", "the request cannot be read: %s", st_strerror(rc));
+    else gw_respond_json(req, 200, gw_approval_view(rec));
+    json_decref(rec);
+    return;
+  }
+  char state[16] = "", lim[16] = "";
+  static const char *const states[] = {"pending", "approved", "denied", "cancelled", "expired", NULL};
+  if (req->query && gw_query_get(req->query, "state", state, sizeof state) == 1) {
+    bool ok = false;
+    for (const char *const *s = states; *s; s++) ok = ok || !strcmp(*s, state);
+    if (!ok) {
+      st_txn_end(txn);
+      gw_respond_error(req, 400, "invalid_request",
+                       "state must be one of pending, approved, denied, cancelled, expired");
+      return;
+    }
+  }
+  long limit = 100;
+  if (req->query && gw_query_get(req->query, "limit", lim, sizeof lim) == 1) {
+    char *end;
+    limit = strtol(lim, &end, 10);
+    if (*end || limit < 1 || limit > 1000) {
+      st_txn_end(txn);
+      gw_respond_error(req, 400, "invalid_request", "limit must be an integer from 1 to 1000");
+      return;
+    }
+  }
+  json_t *list;
+  int rc = ap_request_list(txn, tenant, state[0] ? state : NULL, now, (size_t)limit, &list);
+  st_txn_end(txn);
+  if (rc) {
+    json_decref(list);
+    gw_respond_error(req, 500, "store_error", "the requests cannot be read: %s", st_strerror(rc));
+    return;
+  }
+  json_t *out = json_array();
+  size_t i;
+  json_t *r;
+  json_array_foreach(list, i, r) json_array_append_new(out, gw_approval_view(r));
+  json_decref(list);
+  gw_respond_json(req, 200, json_pack("{s:o}", "approvals", out));
+}

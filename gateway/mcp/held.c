@@ -1,0 +1,506 @@
+/* gateway/mcp/held.c — the held-for-approval flow (issue 23; private to
+ * gateway/mcp/, declared in decide.h).
+ *
+ * A tools/call the policy decides "approve" (alone, not in a batch) is not
+ * forwarded. One writer job either takes a live grant for exactly this
+ * call (policy/approval.h: an earlier approval; then the call goes on as
+ * allowed) or stores a pending request whose approvers are the union of
+ * the matching rules' groups and, where a rule names none, the tenant's
+ * approver_groups setting. The client's answer becomes an SSE stream the
+ * gateway opened itself: notifications/progress every
+ * approval_progress_interval_ms when the call carried a progressToken
+ * (Claude Code aborts a remote call after 300 s without one; SSE comments
+ * do not count), SSE comments otherwise.
+ *
+ * The decision is a store write on any loop; its event (AP_EV_DECIDED)
+ * reaches every loop through the fan-out (revoke.c) and the loop holding
+ * the call acts: approved → the call takes its grant (one approval, one
+ * call) and is forwarded now, its answer relayed on the held stream;
+ * denied / cancelled → a JSON-RPC error naming the outcome, the reviewer
+ * and the reason; past the request's expiry (the loop's tick) → timed out.
+ * Every final answer on a held stream is one SSE event, then the stream's
+ * end (exchange.c writes it when x->held is set).
+ *
+ * Rules this file keeps, and why:
+ *  - Fail closed: no approver group resolvable → refused, never allowed;
+ *    a store error → refused; a request that cannot be stored → refused.
+ *  - The client leaving ends only the stream: the request stays decidable
+ *    until it expires, and an approval then is a grant the agent's retry
+ *    takes (the same arguments: canonical JSON, SHA-256).
+ *  - A user with HELD_PENDING_MAX requests pending gets no more (each is a
+ *    store write and a reviewer's attention).
+ *  - The requester's revocation ends the held stream like any exchange of
+ *    theirs (exchange.c), and the same transaction cancels their pending
+ *    requests (policy/approval.c). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit/audit.h"
+#include "gateway/base/buf.h"
+#include "gateway/base/clock.h"
+#include "gateway/base/log.h"
+#include "gateway/core/server.h"
+#include "gateway/core/settings.h"
+#include "gateway/http/http.h"
+#include "gateway/mcp/decide.h"
+#include "gateway/mcp/mcp_loop.h"
+#include "gateway/mcp/mcp_proxy.h"
+#include "gateway/mcp/relay.h"
+#include "gateway/mcp/upcall.h"
+#include "policy/approval.h"
+#include "store/dir.h"
+#include "store/tenant.h"
+
+#define HELD_PENDING_MAX 10
+#define HELD_ARGS_MAX 8192 /* bytes of redacted arguments a reviewer sees */
+
+struct gw_held {
+  char id[AP_ID_LEN + 1];
+  int64_t expires_ms;       /* wall clock */
+  int timeout_s;
+  uint64_t started;         /* loop ms */
+  uint64_t next_progress;   /* loop ms */
+  json_t *progress_token;   /* NULL: SSE comments keep the stream alive */
+  char who[300];            /* the approver groups' names, for messages */
+  char connector[40], tool[260]; /* what the request is for (the grant's key) */
+  char hash[65];            /* ... with these arguments */
+  bool waiting;             /* the stream is open and nothing decided yet */
+  bool sse;                 /* the client's answer is the gateway's SSE stream */
+  void (*forward)(gw_exchange *x);
+};
+
+void gw__held_free(gw_exchange *x) {
+  if (!x->held) return;
+  json_decref(x->held->progress_token);
+  free(x->held);
+  x->held = NULL;
+}
+
+static void stop_waiting(gw_exchange *x) {
+  gw_proxy *p = gw__mcp_of(x->lp);
+  if (!x->held || !x->held->waiting) return;
+  x->held->waiting = false;
+  if (p && p->nheld > 0 && --p->nheld == 0) uv_timer_stop(&p->held_timer);
+}
+
+void gw__held_client_gone(gw_exchange *x) { stop_waiting(x); }
+
+bool gw__held_stream(const gw_exchange *x) { return x->held && x->held->sse; }
+
+/* ---- the job: a grant, or a new request ---- */
+
+enum { HOLD_GRANTED, HOLD_HELD, HOLD_NOBODY, HOLD_TOOMANY };
+
+typedef struct hold_job {
+  gw_exchange *x; /* a reference */
+  char tenant[64], user[40], session[96], connector[40], tool[260];
+  char hash[65];
+  char *arguments;
+  json_t *approvers; /* the rules' group ids */
+  bool tenant_default;
+  int timeout_s, grant_minutes;
+  int64_t now_ms;
+  int outcome;
+  char id[AP_ID_LEN + 1];
+  char who[300];
+} hold_job;
+
+static void hold_job_free(hold_job *j) {
+  free(j->arguments);
+  json_decref(j->approvers);
+  free(j);
+}
+
+/* The tenant's approver_groups (comma-separated names or id:<scim id>)
+ * appended to ids: the groups that resolve to exactly one. */
+static int tenant_approvers(st_txn *txn, const char *tenant, json_t *ids) {
+  json_t *t = NULL;
+  int rc = st_tenant_get(txn, tenant, &t);
+  if (rc) return rc == ST_ENOTFOUND ? 0 : rc;
+  const char *v = gw_settings_string(json_object_get(t, "settings"), "approver_groups");
+  char buf[1100];
+  snprintf(buf, sizeof buf, "%s", v ? v : "");
+  json_decref(t);
+  for (char *save = NULL, *s = strtok_r(buf, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
+    while (*s == ' ') s++;
+    size_t n = strlen(s);
+    while (n && s[n - 1] == ' ') s[--n] = 0;
+    if (!n) continue;
+    if (!strncmp(s, "id:", 3)) {
+      if (st_dir_group_exists(txn, tenant, s + 3) == 0) json_array_append_new(ids, json_string(s + 3));
+      continue;
+    }
+    json_t *found = json_array();
+    rc = st_dir_groups_by_name(txn, tenant, s, found, 2);
+    if (rc == 0 && json_array_size(found) == 1) json_array_append(ids, json_array_get(found, 0));
+    json_decref(found);
+    if (rc < 0) return rc;
+  }
+  return 0;
+}
+
+static int job_hold(st_txn *txn, void *arg) {
+  hold_job *j = arg;
+  int rc = ap_grant_take(txn, j->tenant, j->user, j->connector, j->tool, j->hash, j->now_ms, j->id);
+  if (rc == 0) {
+    j->outcome = HOLD_GRANTED;
+    return 0;
+  }
+  if (rc != ST_ENOTFOUND) return rc;
+  json_t *ids = json_array();
+  size_t i;
+  json_t *g;
+  json_array_foreach(j->approvers, i, g) json_array_append(ids, g);
+  if (j->tenant_default && (rc = tenant_approvers(txn, j->tenant, ids)) < 0) {
+    json_decref(ids);
+    return rc;
+  }
+  /* the union, once each, of groups that exist */
+  json_t *uniq = json_array();
+  json_array_foreach(ids, i, g) {
+    bool seen = false;
+    size_t k;
+    json_t *u;
+    json_array_foreach(uniq, k, u) seen = seen || json_equal(u, g);
+    if (!seen && json_is_string(g) && st_dir_group_exists(txn, j->tenant, json_string_value(g)) == 0)
+      json_array_append(uniq, g);
+  }
+  json_decref(ids);
+  if (!json_array_size(uniq)) {
+    json_decref(uniq);
+    j->outcome = HOLD_NOBODY;
+    return 0;
+  }
+  ap_new an = {j->tenant, j->user, j->session, j->connector, j->tool, j->arguments, j->hash, uniq,
+               j->timeout_s, j->grant_minutes, j->now_ms};
+  rc = ap_request_create(txn, &an, HELD_PENDING_MAX, j->id);
+  if (rc == AP_ETOOMANY) {
+    json_decref(uniq);
+    j->outcome = HOLD_TOOMANY;
+    return 0;
+  }
+  if (!rc) {
+    size_t w = 0;
+    json_array_foreach(uniq, i, g) {
+      json_t *rec = NULL;
+      const char *name = json_string_value(g);
+      if (st_dir_group_get(txn, j->tenant, json_string_value(g), &rec) == 0 &&
+          json_is_string(json_object_get(rec, "displayName")))
+        name = json_string_value(json_object_get(rec, "displayName"));
+      int k = snprintf(j->who + w, sizeof j->who - w, "%s%s", w ? ", " : "", name);
+      json_decref(rec);
+      if (k < 0 || (size_t)k >= sizeof j->who - w) break;
+      w += (size_t)k;
+    }
+    j->outcome = HOLD_HELD;
+  }
+  json_decref(uniq);
+  return rc;
+}
+
+static void held_tick(uv_timer_t *t);
+
+static uint64_t interval_ms(gw_exchange *x) {
+  int64_t v = x->lp->srv->cfg.approval_progress_interval_ms;
+  return v > 0 ? (uint64_t)v : 15000;
+}
+
+static void send_sse(gw_exchange *x, const char *s, size_t n) {
+  if (x->req) gw_resp_write(x->req, s, n);
+}
+
+static void send_progress(gw_exchange *x) {
+  gw_held *h = x->held;
+  uint64_t now = uv_now(&x->lp->loop);
+  int64_t left = (h->expires_ms - gw_wall_ms()) / 1000;
+  if (left < 0) left = 0;
+  char msg[600];
+  snprintf(msg, sizeof msg, "waiting for approval by %s (request %s), %lld:%02lld left", h->who, h->id,
+           (long long)(left / 60), (long long)(left % 60));
+  if (!h->progress_token) {
+    char c[700];
+    int n = snprintf(c, sizeof c, ": %s\n\n", msg);
+    send_sse(x, c, (size_t)n);
+    return;
+  }
+  double elapsed = (double)(now - h->started) / 1000.0;
+  json_t *j = json_pack("{s:s, s:s, s:{s:O, s:f, s:i, s:s}}", "jsonrpc", "2.0", "method", "notifications/progress",
+                        "params", "progressToken", h->progress_token, "progress", elapsed + 0.001, "total",
+                        h->timeout_s, "message", msg);
+  char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+  json_decref(j);
+  if (!s) return;
+  gw_buf b;
+  gw_buf_init(&b, 64 * 1024);
+  if (!gw_buf_appends(&b, "event: message\ndata: ") && !gw_buf_appends(&b, s) && !gw_buf_appends(&b, "\n\n"))
+    send_sse(x, b.data, b.len);
+  gw_buf_free(&b);
+  free(s);
+}
+
+static void done_hold(int status, void *arg) {
+  hold_job *j = arg;
+  gw_exchange *x = j->x;
+  gw_log_ctx lc = {x->tenant, x->req ? x->req->id : NULL};
+  if (!gw__x_client_alive(x)) {
+    if (!status && j->outcome == HOLD_HELD)
+      GW_LOG(GW_LOG_INFO, "approvals", &lc, "approval request %s stored; its client left before the stream opened",
+             j->id);
+  } else if (status) {
+    GW_LOG(GW_LOG_WARN, "approvals", &lc, "an approval request could not be stored: %s", ap_strerror(status));
+    gw__x_rpc_error(x, 503, -32603, "tool \"%s\" requires approval, and the gateway cannot store the request right "
+                    "now (%s); try again shortly",
+                    j->tool, status == ST_EMAPFULL ? "its store is full" : "store error");
+  } else if (j->outcome == HOLD_GRANTED) {
+    GW_LOG(GW_LOG_INFO, "approvals", &lc, "tools/call %s on %s passes under the approval of request %s", j->tool,
+           j->connector, j->id);
+    x->held->forward(x);
+  } else if (j->outcome == HOLD_NOBODY) {
+    gw__x_rpc_error(x, 200, GW_RPC_APPROVAL,
+                    "tool \"%s\" on \"%s\" requires approval under your organisation's policy, and no approver group "
+                    "is set up for it; ask your admin (the call was not made)",
+                    j->tool, j->connector);
+  } else if (j->outcome == HOLD_TOOMANY) {
+    gw__x_rpc_error(x, 200, GW_RPC_APPROVAL,
+                    "tool \"%s\" requires approval, and you already have %d approval requests pending; wait for "
+                    "them to be decided (the call was not made)",
+                    j->tool, HELD_PENDING_MAX);
+  } else {
+    /* held: the answer is the gateway's own stream from now on */
+    gw_held *h = x->held;
+    gw_proxy *p = gw__mcp_of(x->lp);
+    snprintf(h->id, sizeof h->id, "%s", j->id);
+    snprintf(h->who, sizeof h->who, "%s", j->who);
+    h->expires_ms = j->now_ms + (int64_t)j->timeout_s * 1000;
+    h->timeout_s = j->timeout_s;
+    h->started = uv_now(&x->lp->loop);
+    h->next_progress = h->started + interval_ms(x);
+    h->sse = h->waiting = true;
+    if (x->sid[0]) gw_resp_header(x->req, "Mcp-Session-Id", x->sid);
+    gw_resp_header(x->req, "Cache-Control", "no-cache");
+    gw_resp_start(x->req, 200, "text/event-stream");
+    GW_LOG(GW_LOG_INFO, "approvals", &lc, "tools/call %s on %s held: approval request %s for %s, %d s", j->tool,
+           j->connector, j->id, j->who, j->timeout_s);
+    send_progress(x);
+    if (p && p->nheld++ == 0) {
+      uint64_t tick = interval_ms(x) / 2;
+      tick = tick < 50 ? 50 : tick > 1000 ? 1000 : tick;
+      uv_timer_start(&p->held_timer, held_tick, tick, tick);
+    }
+  }
+  gw__x_unref(x);
+  hold_job_free(j);
+}
+
+bool gw__held_start(gw_exchange *x, const pol_user *pu, const char *connector, const char *tool, const char *body,
+                    size_t len, void (*forward)(gw_exchange *x)) {
+  gw_server *srv = x->lp->srv;
+  pol_approval pa;
+  if (!x->req || !tool || pol_approval_for(pu, connector, tool, &pa) != 0) return false;
+  json_t *msg = json_loadb(body, len, 0, NULL);
+  json_t *params = json_object_get(msg, "params");
+  json_t *args = json_object_get(params, "arguments");
+  hold_job *j = calloc(1, sizeof *j);
+  gw_held *h = calloc(1, sizeof *h);
+  if (!msg || !j || !h || ap_args_hash(args, j->hash) != 0 || !(j->approvers = json_array())) {
+    json_decref(msg);
+    free(h);
+    if (j) hold_job_free(j);
+    return false;
+  }
+  for (size_t i = 0; i < pa.napprovers; i++) json_array_append_new(j->approvers, json_string(pa.approvers[i]));
+  json_t *shown = args ? audit_args(args, AUDIT_ARGS_FULL, NULL, HELD_ARGS_MAX) : NULL;
+  j->arguments = shown ? json_dumps(shown, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+  json_decref(shown);
+  h->progress_token = json_incref(json_object_get(json_object_get(params, "_meta"), "progressToken"));
+  h->forward = forward;
+  snprintf(h->connector, sizeof h->connector, "%s", connector);
+  snprintf(h->tool, sizeof h->tool, "%s", tool);
+  memcpy(h->hash, j->hash, sizeof h->hash);
+  json_decref(msg);
+  j->x = x;
+  snprintf(j->tenant, sizeof j->tenant, "%s", x->tenant);
+  snprintf(j->user, sizeof j->user, "%s", x->user);
+  snprintf(j->session, sizeof j->session, "%s", x->sid);
+  snprintf(j->connector, sizeof j->connector, "%s", connector);
+  snprintf(j->tool, sizeof j->tool, "%s", tool);
+  j->tenant_default = pa.tenant_default;
+  j->timeout_s = pa.timeout_s > 0 ? pa.timeout_s : 300;
+  j->grant_minutes = pa.grant_minutes;
+  j->now_ms = gw_wall_ms();
+  gw__held_free(x);
+  x->held = h;
+  gw__x_ref(x);
+  if (st_submit(srv->store, x->lp->port, job_hold, done_hold, j) != 0) {
+    gw__x_unref(x);
+    hold_job_free(j);
+    gw__x_rpc_error(x, 503, -32603, "tool \"%s\" requires approval, and the gateway cannot store the request right "
+                    "now; try again shortly", tool);
+  }
+  return true;
+}
+
+/* ---- the loop's tick: progress and expiry ---- */
+
+static void tick_one(gw_exchange *x, void *arg) {
+  (void)arg;
+  gw_held *h = x->held;
+  if (!h || !h->waiting || !x->req) return;
+  if (gw_wall_ms() >= h->expires_ms) {
+    stop_waiting(x);
+    GW_LOG(GW_LOG_INFO, "approvals", &((gw_log_ctx){x->tenant, x->req->id}), "approval request %s timed out", h->id);
+    gw__x_rpc_error(x, 200, GW_RPC_APPROVAL_TIMEOUT,
+                    "approval timed out: nobody of %s decided request %s within %d s, so the call was not made", h->who,
+                    h->id, h->timeout_s);
+    return;
+  }
+  uint64_t now = uv_now(&x->lp->loop);
+  if (now >= h->next_progress) {
+    h->next_progress = now + interval_ms(x);
+    send_progress(x);
+  }
+}
+
+static void held_tick(uv_timer_t *t) {
+  gw_proxy *p = t->data;
+  gw__x_foreach(&p->reg, tick_one, NULL);
+}
+
+/* ---- the decision, on every loop ---- */
+
+typedef struct take_job {
+  gw_exchange *x;
+  char tenant[64], user[40], connector[40], tool[260], hash[65];
+  int64_t now_ms;
+} take_job;
+
+static int job_take(st_txn *txn, void *arg) {
+  take_job *j = arg;
+  return ap_grant_take(txn, j->tenant, j->user, j->connector, j->tool, j->hash, j->now_ms, NULL);
+}
+
+static void done_take(int status, void *arg) {
+  take_job *j = arg;
+  gw_exchange *x = j->x;
+  if (gw__x_client_alive(x) && !x->revoked) {
+    if (status == 0) x->held->forward(x);
+    else
+      gw__x_rpc_error(x, 200, GW_RPC_APPROVAL,
+                      "the approval of this call was already used (one approval, one call); call again to ask anew");
+  }
+  gw__x_unref(x);
+  free(j);
+}
+
+typedef struct decided_arg {
+  const char *id, *state, *by, *reason;
+} decided_arg;
+
+static void decided_one(gw_exchange *x, void *arg) {
+  const decided_arg *d = arg;
+  gw_held *h = x->held;
+  if (!h || !h->waiting || strcmp(h->id, d->id) || !x->req) return;
+  stop_waiting(x);
+  gw_log_ctx lc = {x->tenant, x->req->id};
+  const char *reason = d->reason && *d->reason ? d->reason : "no reason given";
+  if (!strcmp(d->state, "approved")) {
+    GW_LOG(GW_LOG_INFO, "approvals", &lc, "approval request %s approved by %s: forwarding the call", h->id, d->by);
+    /* the grant the approval stored: taken (one approval, one call) */
+    take_job *j = calloc(1, sizeof *j);
+    if (!j) {
+      gw__x_rpc_error(x, 503, -32603, "the approval arrived, but the gateway could not act on it; call again");
+      return;
+    }
+    j->x = x;
+    snprintf(j->tenant, sizeof j->tenant, "%s", x->tenant);
+    snprintf(j->user, sizeof j->user, "%s", x->user);
+    snprintf(j->connector, sizeof j->connector, "%s", h->connector);
+    snprintf(j->tool, sizeof j->tool, "%s", h->tool);
+    memcpy(j->hash, h->hash, sizeof j->hash);
+    j->now_ms = gw_wall_ms();
+    gw__x_ref(x);
+    if (st_submit(x->lp->srv->store, x->lp->port, job_take, done_take, j) != 0) {
+      gw__x_unref(x);
+      free(j);
+      gw__x_rpc_error(x, 503, -32603, "the approval arrived, but the gateway's store is busy; call again");
+    }
+  } else if (!strcmp(d->state, "denied")) {
+    GW_LOG(GW_LOG_INFO, "approvals", &lc, "approval request %s denied by %s", h->id, d->by);
+    gw__x_rpc_error(x, 200, GW_RPC_APPROVAL_DENIED, "approval denied by %s: %s (request %s; the call was not made)",
+                    d->by, reason, h->id);
+  } else {
+    GW_LOG(GW_LOG_INFO, "approvals", &lc, "approval request %s cancelled by %s", h->id, d->by);
+    gw__x_rpc_error(x, 200, GW_RPC_APPROVAL_CANCELLED,
+                    "approval request %s was cancelled by %s: %s (the call was not made)", h->id, d->by, reason);
+  }
+}
+
+void gw__held_decided(gw_loop *lp, const gw_revocation *q) {
+  gw_proxy *p = gw__mcp_of(lp);
+  if (!p || !p->nheld) return;
+  json_t *n = json_loads(q->note, 0, NULL);
+  decided_arg d = {q->sid, json_string_value(json_object_get(n, "state")) ?: "cancelled",
+                   json_string_value(json_object_get(n, "by")) ?: "someone",
+                   json_string_value(json_object_get(n, "reason")) ?: ""};
+  gw__x_foreach(&p->reg, decided_one, &d);
+  json_decref(n);
+}
+
+/* ---- the client's cancel, the gateway's shutdown ---- */
+
+/* The held call of session sid whose JSON-RPC id is rid, waiting: its
+ * stream ends (no answer: the client cancelled it). The request stays
+ * decidable (an approval becomes the retry's grant). */
+bool gw__held_cancel_local(gw_loop *lp, const char *sid, const json_t *rid) {
+  gw_proxy *p = gw__mcp_of(lp);
+  if (!p || !p->nheld || !rid || !sid) return false;
+  /* no callback runs in this walk: it returns after ending one stream */
+  for (gw_exchange *x = p->reg.list; x; x = x->next) {
+    if (!x->held || !x->held->waiting || !x->req || strcmp(x->sid, sid)) continue;
+    size_t i;
+    json_t *id;
+    json_array_foreach(x->ids, i, id) if (json_equal(id, rid)) {
+      GW_LOG(GW_LOG_INFO, "approvals", &((gw_log_ctx){x->tenant, x->req->id}),
+             "the client cancelled its call held for approval request %s (the request stays pending)", x->held->id);
+      gw_req *r = x->req;
+      gw__x_client_done(x); /* stops waiting */
+      gw_resp_end(r);
+      return true;
+    }
+  }
+  return false;
+}
+
+bool gw__held_cancel(gw_loop *lp, const char *tenant, const char *sid, json_t *msg) {
+  json_t *rid = json_object_get(json_object_get(msg, "params"), "requestId");
+  if (gw__held_cancel_local(lp, sid, rid)) return true;
+  /* the call may be held on another loop (the client's other connection) */
+  gw_proxy *p = gw__mcp_of(lp);
+  if (lp->srv->nloops < 2 || !p || !rid) return false;
+  char *note = json_dumps(msg, JSON_COMPACT);
+  gw_revocation m;
+  memset(&m, 0, sizeof m);
+  if (note && strlen(note) < sizeof m.note && gw__fanout_allow_unfenced(p)) {
+    snprintf(m.tenant, sizeof m.tenant, "%s", tenant);
+    snprintf(m.sid, sizeof m.sid, "%s", sid);
+    snprintf(m.note, sizeof m.note, "%s", note);
+    m.cancel = true;
+    m.unfenced = true;
+    gw__fanout_send(lp->srv, &m, p);
+  }
+  free(note);
+  return false;
+}
+
+bool gw__held_drain(gw_exchange *x) {
+  if (!x->held || !x->held->waiting || !x->req) return false;
+  char id[AP_ID_LEN + 1];
+  snprintf(id, sizeof id, "%s", x->held->id);
+  stop_waiting(x);
+  gw__x_rpc_error(x, 200, GW_RPC_APPROVAL,
+                  "the gateway is restarting: approval request %s stays pending; once it is approved, call the tool "
+                  "again with the same arguments",
+                  id);
+  return true;
+}

@@ -1,0 +1,246 @@
+// Approvals (issue 23): a tools/call the policy decides "approve" is held by
+// the gateway — the SDK client waits on an SSE stream the gateway opened,
+// with notifications/progress — until a reviewer decides as themselves
+// (their own employee token) or the request expires. Real binary, real SDK
+// client, server-everything behind a recorder (what reached the upstream).
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { connectClient, rawSession } from './lib/mcp.mjs';
+import { startPolicyFixture, applyPolicy, forwardedCalls, groups, waitFor, sleep, toolText } from './lib/policy.mjs';
+import { api } from './lib/admin.mjs';
+import { request } from './lib/gateway.mjs';
+
+let f, g, admins, c;
+const SUM = 'get-sum';
+
+before(async () => {
+  f = await startPolicyFixture({
+    users: ['alice@acme.com', 'bob@acme.com', 'carol@acme.com', 'dave@acme.com'],
+    gatewayArgs: ['--approval-progress-interval-ms', '200'],
+  });
+  g = groups(f.t.scim);
+  await g.create('Engineers', [f.users.alice.id, f.users.bob.id, f.users.carol.id, f.users.dave.id]);
+  admins = await g.create('DB Admins', [f.users.bob.id, f.users.dave.id]);
+  await applyPolicy(f.t, {
+    version: 1,
+    default: 'block',
+    rules: [
+      { groups: ['Engineers'], connector: 'everything', allow: ['echo'], approve: [SUM], approvers: ['DB Admins'], approval_timeout_s: 60 },
+      { groups: ['Engineers'], connector: 'everything', approve: ['get-env'], approvers: ['DB Admins'], approval_timeout_s: 2 },
+      { groups: ['Engineers'], connector: 'everything', approve: ['get-tiny-image'], approvers: ['DB Admins'], grant_minutes: 5 },
+    ],
+  });
+  c = await connectClient(f.url, f.tokens.alice);
+});
+
+/** Alice's call, held: resolves {result|error, progress: [...]} when it ends. */
+function heldCall(client, name, args, { signal } = {}) {
+  const progress = [];
+  const p = client.client.callTool({ name, arguments: args }, undefined, {
+    timeout: 20000, resetTimeoutOnProgress: true, onprogress: (pr) => progress.push(pr), signal,
+  }).then((result) => ({ result, progress }), (error) => ({ error, progress }));
+  return p;
+}
+
+/** The pending request of `user` for tool with args (admin list), once it exists. */
+async function pendingFor(userId, tool, args) {
+  let found;
+  await waitFor(async () => {
+    const r = await f.t.admin('GET', '/approvals?state=pending');
+    assert.equal(r.status, 200, r.body);
+    found = r.json.approvals.find((a) => a.user === userId && a.tool === tool && JSON.stringify(a.arguments) === JSON.stringify(args));
+    return !!found;
+  }, { timeoutMs: 8000, what: `a pending approval request for ${tool} ${JSON.stringify(args)}` });
+  return found;
+}
+
+const decide = (id, action, token, body) => request(f.gw.port, {
+  method: 'POST', path: `/t/acme/approvals/${id}/${action}`,
+  headers: { 'Content-Type': 'application/json', ...(token ? { Authorization: `Bearer ${token}` } : {}) },
+  body: body === undefined ? undefined : JSON.stringify(body),
+});
+
+test('a held call approved by a reviewer with their own token: the result reaches the waiting client, the upstream saw one call, progress kept it waiting', async () => {
+  const args = { a: 2, b: 3 };
+  const call = heldCall(c, SUM, args);
+  const req = await pendingFor(f.users.alice.id, SUM, args);
+  assert.match(req.id, /^[0-9a-f]{32}$/);
+  assert.equal(req.connector, 'everything');
+  assert.deepEqual(req.approvers, [admins.id]);
+  assert.equal(req.state, 'pending');
+  assert.ok(req.seconds_left > 0 && req.seconds_left <= 60, JSON.stringify(req));
+  await sleep(500); // a few progress intervals
+  assert.equal(forwardedCalls(f.rec, SUM).length, 0, 'nothing reaches the upstream before the approval');
+  const r = await decide(req.id, 'approve', f.tokens.bob, { reason: 'looks fine' });
+  assert.equal(r.status, 200, r.body);
+  const v = JSON.parse(r.body);
+  assert.equal(v.state, 'approved');
+  assert.equal(v.decided_by, 'bob@acme.com');
+  const out = await call;
+  assert.ok(out.result, `the call succeeded: ${out.error}`);
+  assert.match(toolText(out.result), /5/);
+  assert.equal(forwardedCalls(f.rec, SUM).filter((e) => e.json?.params?.arguments?.a === 2).length, 1, 'exactly one call upstream');
+  assert.ok(out.progress.length >= 1, `progress notifications arrived while held: ${out.progress.length}`);
+  assert.match(out.progress[0].message ?? '', /waiting for approval by DB Admins/);
+  // decided: a second decision is refused
+  const again = await decide(req.id, 'deny', f.tokens.dave);
+  assert.equal(again.status, 409, again.body);
+});
+
+test('self-approval, a non-approver, an admin credential and no credential cannot decide; a denial reaches the client with who and why', async () => {
+  const args = { a: 7, b: 8 };
+  const call = heldCall(c, SUM, args);
+  const req = await pendingFor(f.users.alice.id, SUM, args);
+  const aliceInAdmins = await g.add(admins.id, f.users.alice.id); // even as an approver, not her own
+  assert.ok(aliceInAdmins);
+  let r = await decide(req.id, 'approve', f.tokens.alice);
+  assert.equal(r.status, 403, r.body);
+  assert.match(r.body, /self_approval/);
+  await g.remove(admins.id, f.users.alice.id);
+  r = await decide(req.id, 'approve', f.tokens.carol);
+  assert.equal(r.status, 403, r.body);
+  assert.match(r.body, /not_an_approver/);
+  r = await decide(req.id, 'approve', f.t.opToken);
+  assert.equal(r.status, 401, r.body);
+  r = await decide(req.id, 'approve', null);
+  assert.equal(r.status, 401, r.body);
+  r = await decide('0'.repeat(32), 'approve', f.tokens.bob);
+  assert.equal(r.status, 404, r.body);
+  r = await decide(req.id, 'deny', f.tokens.bob, { reason: 'not on prod', extra: 1 });
+  assert.equal(r.status, 400, r.body);
+  r = await decide(req.id, 'deny', f.tokens.bob, { reason: 'not on prod' });
+  assert.equal(r.status, 200, r.body);
+  const out = await call;
+  assert.ok(out.error, 'the call failed');
+  assert.equal(out.error.code, -32008);
+  assert.match(String(out.error.message), /denied by bob@acme\.com: not on prod/);
+  assert.equal(forwardedCalls(f.rec, SUM).filter((e) => e.json?.params?.arguments?.a === 7).length, 0);
+});
+
+test('nobody decides: the call times out with its own code, the request reads as expired', async () => {
+  const call = heldCall(c, 'get-env', {});
+  const req = await pendingFor(f.users.alice.id, 'get-env', {});
+  const out = await call;
+  assert.equal(out.error?.code, -32009, String(out.error));
+  assert.match(String(out.error.message), /timed out/);
+  const r = await f.t.admin('GET', `/approvals/${req.id}`);
+  assert.equal(r.status, 200, r.body);
+  assert.equal(r.json.state, 'expired');
+  const d = await decide(req.id, 'approve', f.tokens.bob);
+  assert.equal(d.status, 409, d.body);
+  assert.equal(forwardedCalls(f.rec, 'get-env').length, 0);
+});
+
+test('an admin cancels (never approves): the client is told, a second cancel conflicts', async () => {
+  const args = { a: 11, b: 1 };
+  const call = heldCall(c, SUM, args);
+  const req = await pendingFor(f.users.alice.id, SUM, args);
+  let r = await f.t.admin('POST', `/approvals/${req.id}/cancel`, { reason: 'change freeze' });
+  assert.equal(r.status, 200, r.body);
+  assert.equal(r.json.state, 'cancelled');
+  const out = await call;
+  assert.equal(out.error?.code, -32010, String(out.error));
+  assert.match(String(out.error.message), /change freeze/);
+  r = await f.t.admin('POST', `/approvals/${req.id}/cancel`);
+  assert.equal(r.status, 409, r.body);
+  r = await f.t.admin('POST', `/approvals/${req.id}/approve`);
+  assert.equal(r.status, 404, r.body);
+});
+
+test('the client gives up, then the approval comes: the retry with the same arguments passes once; other arguments need a new approval', async () => {
+  const args = { a: 20, b: 22 };
+  const ac = new AbortController();
+  const call = heldCall(c, SUM, args, { signal: ac.signal });
+  const req = await pendingFor(f.users.alice.id, SUM, args);
+  ac.abort();
+  await call;
+  // the SDK's notifications/cancelled ends the held stream (the request stays pending)
+  await f.gw.waitForLog((l) => /cancelled its call held for approval request/.test(l.msg ?? '') && (l.msg ?? '').includes(req.id));
+  assert.equal((await f.t.admin('GET', `/approvals/${req.id}`)).json.state, 'pending');
+  const r = await decide(req.id, 'approve', f.tokens.dave);
+  assert.equal(r.status, 200, r.body);
+  const ok = await c.client.callTool({ name: SUM, arguments: args }, undefined, { timeout: 10000 });
+  assert.match(toolText(ok), /42/);
+  assert.equal(forwardedCalls(f.rec, SUM).filter((e) => e.json?.params?.arguments?.a === 20).length, 1);
+  // once: the same call again is held anew; different arguments too
+  const again = heldCall(c, SUM, args);
+  const req2 = await pendingFor(f.users.alice.id, SUM, args);
+  assert.notEqual(req2.id, req.id);
+  assert.equal((await f.t.admin('POST', `/approvals/${req2.id}/cancel`)).status, 200);
+  assert.equal((await again).error?.code, -32010);
+});
+
+test('grant_minutes: after one approval the same call with the same arguments passes for a while, without asking', async () => {
+  const call = heldCall(c, 'get-tiny-image', {});
+  const req = await pendingFor(f.users.alice.id, 'get-tiny-image', {});
+  assert.equal((await decide(req.id, 'approve', f.tokens.bob)).status, 200);
+  assert.ok((await call).result);
+  for (let i = 0; i < 2; i++) {
+    const r = await c.client.callTool({ name: 'get-tiny-image', arguments: {} }, undefined, { timeout: 10000 });
+    assert.ok(r.content?.length, 'passes under the grant');
+  }
+  assert.equal(forwardedCalls(f.rec, 'get-tiny-image').length, 3);
+  const pend = await f.t.admin('GET', '/approvals?state=pending');
+  assert.equal(pend.json.approvals.filter((a) => a.tool === 'get-tiny-image').length, 0, 'no new request was made');
+});
+
+test('the aggregated endpoint holds the call too, and the approval lets it through', async () => {
+  const agg = await connectClient(`${f.gw.url}/t/acme/mcp`, f.tokens.carol);
+  const args = { a: 30, b: 3 };
+  const call = heldCall(agg, `everything__${SUM}`, args);
+  const req = await pendingFor(f.users.carol.id, SUM, args);
+  assert.equal(req.connector, 'everything');
+  assert.equal((await decide(req.id, 'approve', f.tokens.bob)).status, 200);
+  const out = await call;
+  assert.ok(out.result, String(out.error));
+  assert.match(toolText(out.result), /33/);
+  await agg.client.close();
+});
+
+test('an approve tool inside a JSON-RPC batch is refused, not held', async () => {
+  const s = await rawSession(f.url, f.tokens.alice, { protocolVersion: '2025-03-26' });
+  const r = await s.post([
+    { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: SUM, arguments: { a: 1, b: 1 } } },
+    { jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'echo', arguments: { message: 'x' } } },
+  ]);
+  assert.equal(r.status, 200, r.body);
+  assert.match(r.body, /-32005/);
+  assert.match(r.body, /batch/);
+  assert.equal(forwardedCalls(f.rec, SUM).filter((e) => e.json?.[0]?.params?.arguments?.a === 1 || e.json?.params?.arguments?.a === 1).length, 0);
+});
+
+test('the requester deactivated while waiting: the stream ends and the request is cancelled; a deactivated reviewer cannot decide', async () => {
+  const d = await connectClient(f.url, f.tokens.dave);
+  const args = { a: 40, b: 2 };
+  const call = heldCall(d, SUM, args);
+  const req = await pendingFor(f.users.dave.id, SUM, args);
+  await f.t.deactivate(f.users.dave.id);
+  const out = await call;
+  assert.ok(out.error, 'the held call ended with an error');
+  const r = await f.t.admin('GET', `/approvals/${req.id}`);
+  assert.equal(r.json.state, 'cancelled', r.body);
+  // dave was also a reviewer: his token no longer decides anything
+  const args2 = { a: 41, b: 1 };
+  const call2 = heldCall(c, SUM, args2);
+  const req2 = await pendingFor(f.users.alice.id, SUM, args2);
+  const x = await decide(req2.id, 'approve', f.tokens.dave);
+  assert.equal(x.status, 401, x.body);
+  assert.equal((await decide(req2.id, 'deny', f.tokens.bob)).status, 200);
+  assert.equal((await call2).error?.code, -32008);
+  assert.equal(forwardedCalls(f.rec, SUM).filter((e) => [40, 41].includes(e.json?.params?.arguments?.a)).length, 0);
+});
+
+test('admin list filters by state and validates its query; another tenant\'s admin sees nothing', async () => {
+  let r = await f.t.admin('GET', '/approvals?state=bogus');
+  assert.equal(r.status, 400, r.body);
+  r = await f.t.admin('GET', '/approvals?limit=0');
+  assert.equal(r.status, 400, r.body);
+  r = await f.t.admin('GET', '/approvals?state=approved&limit=2');
+  assert.equal(r.status, 200, r.body);
+  assert.ok(r.json.approvals.length <= 2 && r.json.approvals.every((a) => a.state === 'approved'), r.body);
+  const other = await api(f.gw.port, f.t.opToken, 'POST', '/admin/v1/tenants', { id: 'globex', name: 'Globex' });
+  assert.equal(other.status, 201, other.body);
+  r = await api(f.gw.port, f.t.opToken, 'GET', '/admin/v1/tenants/globex/approvals');
+  assert.deepEqual(r.json.approvals, []);
+});
