@@ -239,6 +239,26 @@ static void send_progress(gw_exchange *x) {
   free(s);
 }
 
+static void decided_one(gw_exchange *x, void *arg);
+typedef struct decided_arg {
+  const char *id, *state, *by, *reason;
+} decided_arg;
+
+static void decided_since(gw_exchange *x) {
+  st_txn *txn;
+  json_t *rec = NULL;
+  if (gw__read_begin(x->lp, &txn) != 0) return; /* the expiry still ends it */
+  int rc = ap_request_get(txn, x->tenant, x->held->id, gw_wall_ms(), &rec);
+  gw__read_end(x->lp, txn);
+  const char *state = rc ? NULL : json_string_value(json_object_get(rec, "state"));
+  if (state && (!strcmp(state, "approved") || !strcmp(state, "denied") || !strcmp(state, "cancelled"))) {
+    decided_arg d = {x->held->id, state, json_string_value(json_object_get(rec, "decided_by")) ?: "a reviewer",
+                     json_string_value(json_object_get(rec, "reason")) ?: ""};
+    decided_one(x, &d);
+  }
+  json_decref(rec);
+}
+
 static void done_hold(int status, void *arg) {
   hold_job *j = arg;
   gw_exchange *x = j->x;
@@ -288,6 +308,10 @@ static void done_hold(int status, void *arg) {
       tick = tick < 50 ? 50 : tick > 1000 ? 1000 : tick;
       uv_timer_start(&p->held_timer, held_tick, tick, tick);
     }
+    /* a decision committed between the request's commit and now (a bot
+     * reviewer polling the list) reached this loop before the call was
+     * waiting: read it back */
+    decided_since(x);
   }
   gw__x_unref(x);
   hold_job_free(j);
@@ -392,10 +416,6 @@ static void done_take(int status, void *arg) {
   gw__x_unref(x);
   free(j);
 }
-
-typedef struct decided_arg {
-  const char *id, *state, *by, *reason;
-} decided_arg;
 
 static void decided_one(gw_exchange *x, void *arg) {
   const decided_arg *d = arg;
