@@ -1,0 +1,149 @@
+// Fault injection: a misbehaving upstream (lib/faulty-upstream.mjs) behind
+// the real gateway. One connector per fault (its URL selects the fault),
+// one healthy connector (`good`), small connector timeouts. Each case calls
+// the faulty connector's `fault` tool as alice through the aggregated
+// endpoint with the official SDK client and asserts what the gateway
+// answers: a JSON-RPC error with the right code whose message names the
+// connector and the problem without leaking the connector's credential or
+// the upstream's address — while bob's call to the healthy connector
+// succeeds during the fault. Times are bounded by the gateway's own
+// timeouts; the SDK's request timeout (-32001) would mean the gateway never
+// answered. No case asserts a wall-clock duration.
+import { test, before, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { request } from './lib/gateway.mjs';
+import { startGateway } from './lib/gateway.mjs';
+import {
+  setupTenant, connectClient, toolText, rawSession, mcpPost, initializeBody, assertRpcError, show, sleep, waitFor,
+} from './lib/mcp.mjs';
+import { startFaultyUpstream, BIG_BYTES } from './lib/faulty-upstream.mjs';
+
+const SECRET = 'Bearer faulty-upstream-secret-5ec7e7';
+const TIMEOUTS = { connect_ms: 1000, first_byte_ms: 1500, idle_ms: 1500 };
+const UPSTREAM_DOWN = -32002;
+const UPSTREAM_AUTH = -32006;
+const SDK_TIMEOUT = -32001; // the SDK gave up: the gateway never answered
+
+let gw, up, t, aggUrl, tokens;
+const CONNECTORS = ['good', 'hang', 'reset', 'trickle', 'big', 'badjson', 'noterm', 'getclose', 'deny'];
+
+before(async () => {
+  [gw, up] = await Promise.all([startGateway(), startFaultyUpstream()]);
+  t = await setupTenant(gw);
+  const refusedUrl = await up.closedPortUrl();
+  const puts = [...CONNECTORS.map((m) => [m, up.url(m)]), ['refused', refusedUrl]].map(async ([name, url]) => {
+    const r = await t.putConnector(name, { url, description: `faulty ${name}`, auth: { type: 'header', name: 'Authorization', value: SECRET }, timeouts: TIMEOUTS });
+    assert.equal(r.status, 201, `PUT connector ${name}: ${r.status} ${r.body}`);
+  });
+  await Promise.all(puts);
+  tokens = {};
+  for (const u of ['alice@acme.com', 'bob@acme.com']) {
+    const m = await t.mintToken(u);
+    assert.equal(m.status, 201, `mint ${u}: ${m.body}`);
+    tokens[u.split('@')[0]] = m.token;
+  }
+  aggUrl = `${gw.url}/t/acme/mcp`;
+});
+
+/** Nothing of the connector's credential or the upstream's address in text. */
+function assertNoLeak(text, what) {
+  const s = String(text);
+  assert.ok(!s.includes('faulty-upstream-secret'), `${what} leaks the connector's credential: ${s}`);
+  assert.ok(!s.includes(`127.0.0.1:${up.port}`) && !s.includes(`:${up.port}/`), `${what} leaks the upstream's address: ${s}`);
+  assert.ok(!/resource_metadata|faulty-upstream"|realm=/i.test(s), `${what} relays the upstream's challenge: ${s}`);
+}
+
+/** alice calls <mode>__fault through the aggregated endpoint; resolves the SDK error (fails on a result). */
+async function faultCall(mode, { timeout = 10000 } = {}) {
+  const c = await connectClient(aggUrl, tokens.alice);
+  try {
+    const res = await c.client.callTool({ name: `${mode}__fault`, arguments: {} }, undefined, { timeout }).then(
+      (r) => ({ result: r }), (e) => ({ error: e }));
+    return res;
+  } finally {
+    await c.close();
+  }
+}
+
+/** bob's call to the healthy connector succeeds (run while a fault is in progress). */
+async function healthyCall(tag) {
+  const c = await connectClient(aggUrl, tokens.bob);
+  try {
+    const r = await c.client.callTool({ name: 'good__echo', arguments: { message: tag } }, undefined, { timeout: 10000 });
+    assert.equal(toolText(r), `good:echo ${tag}`, `bob's call to the healthy connector during the ${tag} fault`);
+  } finally {
+    await c.close();
+  }
+}
+
+/** The fault call's outcome is a gateway JSON-RPC error: code, connector named, message matching re, no leak. */
+function assertGatewayError(out, mode, { code = UPSTREAM_DOWN, message } = {}) {
+  assert.ok(!out.result, `${mode}: the call must fail, got a result ${JSON.stringify(out.result)}`);
+  const e = out.error;
+  assert.notEqual(e.code, SDK_TIMEOUT, `${mode}: the gateway never answered (the SDK's own timeout fired): ${e.message}`);
+  assert.equal(e.code, code, `${mode}: JSON-RPC error code: ${e.message}`);
+  assert.match(e.message, new RegExp(`"?${mode}"?`), `${mode}: the message names the connector: ${e.message}`);
+  if (message) assert.match(e.message, message, `${mode}: the message names the problem: ${e.message}`);
+  assertNoLeak(e.message, `${mode}: error message`);
+  return e;
+}
+
+/** Runs alice's fault call; once the upstream has it (or at once: wait=false), bob's healthy call. */
+async function duringFault(mode, { wait = true, ...opts } = {}) {
+  const call = faultCall(mode, opts);
+  if (wait) await waitFor(() => up.calls(mode) >= 1, { timeoutMs: 8000, what: `the ${mode} upstream to get the call` });
+  await healthyCall(mode);
+  return call;
+}
+
+function vmRssKb(pid) {
+  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m[1]);
+}
+
+async function assertUp() {
+  const r = await request(gw.port, { path: '/healthz', timeoutMs: 3000 });
+  assert.equal(r.status, 200, `gateway /healthz: ${r.status}`);
+}
+
+describe('faults, concurrently', { concurrency: true }, () => {
+  test('connections refused (port closed) → -32002 naming the connector', async () => {
+    const out = await duringFault('refused', { wait: false });
+    assertGatewayError(out, 'refused', { message: /unavailable/ });
+    // the direct endpoint too
+    const r = await mcpPost(t.mcpUrl('refused'), initializeBody(), { token: tokens.alice });
+    const e = assertRpcError(r, { codes: [UPSTREAM_DOWN], message: /refused/, what: 'direct initialize' });
+    assertNoLeak(e.message, 'direct initialize error');
+  });
+
+  test('hangs before sending headers → first_byte_ms → -32002', async () => {
+    const out = await duringFault('hang');
+    assertGatewayError(out, 'hang', { message: /in time|first byte|unavailable/ });
+  });
+
+  test('invalid JSON → -32002 "invalid response"', async () => {
+    const out = await duringFault('badjson');
+    assertGatewayError(out, 'badjson', { message: /invalid/ });
+  });
+
+  test('401 with the upstream\'s own WWW-Authenticate → -32006, the challenge is not relayed', async () => {
+    const out = await duringFault('deny', { wait: false });
+    assertGatewayError(out, 'deny', { code: UPSTREAM_AUTH, message: /credential/ });
+    // raw: no HTTP 401, no WWW-Authenticate, on both endpoints
+    for (const [what, url] of [['aggregated', aggUrl], ['direct', t.mcpUrl('deny')]]) {
+      const s = what === 'direct' ? null : await rawSession(url, tokens.alice);
+      const r = s ? await s.request('tools/call', { name: 'deny__fault', arguments: {} })
+        : await mcpPost(url, initializeBody(), { token: tokens.alice });
+      assert.notEqual(r.status, 401, `${what}: the client must not get the upstream's 401 (it would start OAuth at the gateway): ${show(r)}`);
+      assert.equal(r.headers['www-authenticate'], undefined, `${what}: the upstream's WWW-Authenticate is not relayed`);
+      const e = assertRpcError(r, { codes: [UPSTREAM_AUTH], message: /deny/, what: `${what} with a 401 upstream` });
+      assertNoLeak(e.message + JSON.stringify(r.headers) + r.body, `${what} reply`);
+    }
+  });
+});
+
+test('after every fault the gateway serves a full session', async () => {
+  await assertUp();
+  await healthyCall('after');
+});
