@@ -97,15 +97,33 @@ async function duringFault(mode, { wait = true, ...opts } = {}) {
   return call;
 }
 
-function vmRssKb(pid) {
-  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(m[1]);
+/** VmRSS and VmHWM (peak) of a process, in kB. */
+function memKb(pid) {
+  const st = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  return { rss: Number(/VmRSS:\s+(\d+) kB/.exec(st)[1]), hwm: Number(/VmHWM:\s+(\d+) kB/.exec(st)[1]) };
 }
 
 async function assertUp() {
   const r = await request(gw.port, { path: '/healthz', timeoutMs: 3000 });
   assert.equal(r.status, 200, `gateway /healthz: ${r.status}`);
 }
+
+// The 50 MB case runs alone, so the RSS it measures is its own.
+test('a 50 MB answer: refused as too large, the gateway\'s memory stays bounded', async () => {
+  await healthyCall('warm-up'); // the loop's steady state before measuring
+  const before = memKb(gw.proc.pid);
+  const out = await duringFault('big');
+  assertGatewayError(out, 'big', { message: /larger than the gateway accepts/ });
+  await waitFor(() => up.bytesSent('big') !== undefined, { timeoutMs: 5000, what: 'the big writer to stop' });
+  assert.ok(up.bytesSent('big') < BIG_BYTES, `the gateway stopped reading before the end (${up.bytesSent('big')} of ${BIG_BYTES} bytes)`);
+  const after = memKb(gw.proc.pid);
+  const growthMb = (after.rss - before.rss) / 1024;
+  const peakMb = (after.hwm - before.rss) / 1024;
+  // what is kept: nothing of the answer; at the peak, at most the 16 MiB reply cap (and a copy while it grows)
+  assert.ok(growthMb < 16, `gateway RSS grew by ${growthMb.toFixed(1)} MB over a 50 MB answer (before ${before.rss} kB, after ${after.rss} kB)`);
+  assert.ok(peakMb < 36, `gateway peak RSS rose by ${peakMb.toFixed(1)} MB over a 50 MB answer (before ${before.rss} kB, peak ${after.hwm} kB)`);
+  await assertUp();
+});
 
 describe('faults, concurrently', { concurrency: true }, () => {
   test('connections refused (port closed) → -32002 naming the connector', async () => {
