@@ -252,7 +252,12 @@ int gw__relay_data(gw_exchange *x, gw_out_req *r, const char *p, size_t n) {
   }
   if (x->audit) gw__audit_call_seen(x, p, n);
   if (x->started) {
-    if (gw_buf_append(&x->ev, p, n) != 0 || relay_events(x) != 0) {
+    if (gw_buf_append(&x->ev, p, n) != 0) {
+      x->too_big = true;
+      gw_out_abort(r);
+      return 0;
+    }
+    if (relay_events(x) != 0) {
       gw_out_abort(r);
       return 0;
     }
@@ -267,8 +272,12 @@ int gw__relay_data(gw_exchange *x, gw_out_req *r, const char *p, size_t n) {
       return 0;
     }
   }
-  /* over the cap (or a batch's budget): fails in up_done */
-  if (!gw__x_take(x, n) || gw_buf_append(&x->body, p, n) != 0) gw_out_abort(r);
+  /* over the cap (or a batch's budget): fails in up_done. The append that
+   * would pass the cap appends nothing, so the length cannot tell. */
+  if (!gw__x_take(x, n) || gw_buf_append(&x->body, p, n) != 0) {
+    x->too_big = true;
+    gw_out_abort(r);
+  }
   return 0;
 }
 
@@ -286,9 +295,9 @@ void gw__relay_done(gw_exchange *x, gw_out_req *r, int err, void (*initialized)(
       gw__x_client_done(x);
       gw_resp_end(cr);
     } else if (err) {
-      if (x->body.len >= x->body.max)
+      if (x->too_big)
         gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent a response larger than the gateway accepts",
-                  x->connector);
+                        x->connector);
       else
         gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" is unavailable: %s", x->connector,
                   gw_out_strerror(err));

@@ -166,6 +166,7 @@ struct gw_exchange {
   bool cut;            /* its connector is hidden from its user now: ended by the recheck's second pass */
   gw_held *held;       /* a call held for approval (held.c), else NULL; while its SSE stream is open, the
                           final answer is one event on it (gw__x_reply_*) */
+  bool too_big;        /* the upstream's reply (or one SSE event of it) passed its cap: the transfer was aborted */
   /* upstream half */
   gw_out_req *out;     /* NULL when no transfer runs */
   int status;
