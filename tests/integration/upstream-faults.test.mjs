@@ -135,6 +135,11 @@ describe('faults, concurrently', { concurrency: true }, () => {
     assertNoLeak(e.message, 'direct initialize error');
   });
 
+  test('reset mid-response → -32002, the client is not left waiting', async () => {
+    const out = await duringFault('reset');
+    assertGatewayError(out, 'reset', { message: /reset or closed mid-response/ });
+  });
+
   test('hangs before sending headers → first_byte_ms → -32002', async () => {
     const out = await duringFault('hang');
     assertGatewayError(out, 'hang', { message: /in time|first byte|unavailable/ });
@@ -143,6 +148,17 @@ describe('faults, concurrently', { concurrency: true }, () => {
   test('invalid JSON → -32002 "invalid response"', async () => {
     const out = await duringFault('badjson');
     assertGatewayError(out, 'badjson', { message: /invalid/ });
+  });
+
+  test('an SSE event without its terminator, then the end → -32002', async () => {
+    const out = await duringFault('noterm');
+    assertGatewayError(out, 'noterm', { message: /without a reply/ });
+    // the direct endpoint relays the same stream: its end carries the error too
+    const s = await rawSession(t.mcpUrl('noterm'), tokens.alice);
+    const r = await s.request('tools/call', { name: 'fault', arguments: {} });
+    assert.equal(r.status, 200, show(r));
+    const e = assertRpcError(r, { codes: [UPSTREAM_DOWN], message: /noterm.*without a reply/, what: 'direct tools/call' });
+    assertNoLeak(e.message, 'direct error');
   });
 
   test('401 with the upstream\'s own WWW-Authenticate → -32006, the challenge is not relayed', async () => {
