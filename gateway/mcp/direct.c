@@ -17,8 +17,11 @@
  * never the gateway its memory); an upstream 401/403 never reaches the
  * client as such (the client's credential is the gateway's) and a 3xx is
  * neither followed nor relayed; failure or garbage becomes a JSON-RPC error
- * naming the connector. The flow's rewrite (tools/list filtering here, id
- * rewriting for aggregated calls) runs on every relayed message. */
+ * naming the connector — also on a POST's SSE stream that ends (broken
+ * off, or cleanly inside an event) before it carried the reply or an event
+ * id the client could resume from: the client would otherwise wait for its
+ * own timeout. The flow's rewrite (tools/list filtering here, id rewriting
+ * for aggregated calls) runs on every relayed message. */
 #include "gateway/mcp/relay.h"
 
 #include <jansson.h>
@@ -152,6 +155,89 @@ static void relay_one_event(gw_exchange *x, const char *ev, size_t n, gw_buf *ou
   gw_buf_append(out, ev, n);
 }
 
+/* ---------- what a POST's stream gave the client ---------- */
+
+/* True when one of the event's lines is an id: field. */
+static bool has_id_line(const char *ev, size_t n) {
+  for (size_t i = 0; i + 3 <= n; i++)
+    if ((i == 0 || ev[i - 1] == '\n' || ev[i - 1] == '\r') && !memcmp(ev + i, "id:", 3)) return true;
+  return false;
+}
+
+static void note_reply(gw_exchange *x, const json_t *m) {
+  if (!json_is_object(m) || json_object_get(m, "method")) return;
+  if (!json_object_get(m, "result") && !json_object_get(m, "error")) return;
+  const json_t *id = json_object_get(m, "id");
+  size_t i;
+  json_t *v;
+  json_array_foreach(x->replied, i, v) if (json_equal(v, id)) return;
+  json_array_foreach(x->ids, i, v) {
+    if (!json_equal(v, id)) continue;
+    if (!x->replied) x->replied = json_array();
+    json_array_append(x->replied, v);
+    return;
+  }
+}
+
+/* Notes what one relayed event of a POST's stream gives the client: an
+ * event id to resume from, or the reply to one of its requests — parsed
+ * only while a reply is missing and the bytes may hold one (progress
+ * notifications pass unparsed). */
+static void note_event(gw_exchange *x, const char *ev, size_t n) {
+  if (x->kind != GW_X_POST || !x->ids) return;
+  if (!x->resumable && has_id_line(ev, n)) x->resumable = true;
+  if (json_array_size(x->replied) >= json_array_size(x->ids)) return;
+  if (!memmem(ev, n, "\"result\"", 8) && !memmem(ev, n, "\"error\"", 7) && !memmem(ev, n, "\\u", 2)) return;
+  gw_buf data;
+  gw_buf_init(&data, GW_MCP_MAX_SSE_EVENT);
+  gw__sse_split(ev, n, &data, NULL, NULL, 0);
+  json_t *j = data.len ? json_loadb(data.data, data.len, 0, NULL) : NULL;
+  gw_buf_free(&data);
+  size_t i;
+  json_t *m;
+  if (json_is_array(j)) json_array_foreach(j, i, m) note_reply(x, m);
+  else note_reply(x, j);
+  json_decref(j);
+}
+
+/* The stream of a POST ends (err: why, 0 for a clean end) with neither
+ * every reply nor an event id to resume from: each request still
+ * unanswered gets an error event, so the client is not left waiting. */
+static void answer_missing(gw_exchange *x, int err) {
+  char msg[300];
+  if (x->too_big)
+    snprintf(msg, sizeof msg, "connector \"%s\" sent an event larger than the gateway accepts", x->connector);
+  else if (err && err != GW_OUT_EABORTED)
+    snprintf(msg, sizeof msg, "connector \"%s\" ended its answer without a reply: %s", x->connector,
+             gw_out_strerror(err));
+  else if (x->ev.len)
+    snprintf(msg, sizeof msg, "connector \"%s\" ended its answer inside an unterminated event, without a reply",
+             x->connector);
+  else
+    snprintf(msg, sizeof msg, "connector \"%s\" ended its answer without a reply", x->connector);
+  size_t i, k;
+  json_t *id, *v;
+  bool any = false;
+  json_array_foreach(x->ids, i, id) {
+    bool done = false;
+    json_array_foreach(x->replied, k, v) done |= json_equal(v, id);
+    if (done) continue;
+    json_t *e = json_pack("{s:s,s:O,s:{s:i,s:s}}", "jsonrpc", "2.0", "id", id, "error", "code", GW_RPC_UPSTREAM_DOWN,
+                          "message", msg);
+    char *s = e ? json_dumps(e, JSON_COMPACT) : NULL;
+    json_decref(e);
+    if (!s) continue;
+    gw_buf out;
+    gw_buf_init(&out, strlen(s) + 64);
+    gw_buf_appendv(&out, "event: message\ndata: ", s, "\n\n", NULL);
+    gw_resp_write(x->req, out.data, out.len);
+    gw_buf_free(&out);
+    free(s);
+    any = true;
+  }
+  if (any && x->m) GW_STAT_ADD(x->m->errors, 1);
+}
+
 /* ---------- SSE relay ---------- */
 
 /* The events complete in one upstream read leave in one client write (a
@@ -174,6 +260,7 @@ static int relay_flush(relay_out *o) {
 static int relay_event(void *arg, const char *ev, size_t n) {
   relay_out *o = arg;
   if (o->out.len > RELAY_FLUSH && relay_flush(o) != 0) return -1;
+  note_event(o->x, ev, n);
   relay_one_event(o->x, ev, n, &o->out);
   return 0;
 }
@@ -290,8 +377,11 @@ void gw__relay_done(gw_exchange *x, gw_out_req *r, int err, void (*initialized)(
     }
     if (x->started) {
       /* the stream ends (clean chunked end: the client may resume with
-       * Last-Event-ID); a partial event is dropped */
+       * Last-Event-ID); a partial event is dropped. A POST's stream the
+       * client cannot resume ends with the replies it still lacks. */
       gw_req *cr = x->req;
+      if (x->kind == GW_X_POST && !x->resumable && json_array_size(x->replied) < json_array_size(x->ids))
+        answer_missing(x, err);
       gw__x_client_done(x);
       gw_resp_end(cr);
     } else if (err) {

@@ -103,6 +103,7 @@ void gw__x_unref(gw_exchange *x) {
   if (x->flow && x->flow->free && x->state) x->flow->free(x->state);
   gw__held_free(x);
   json_decref(x->ids);
+  json_decref(x->replied);
   gw_buf_free(&x->body);
   gw_buf_free(&x->ev);
   gw_pool_put(&x_pool, x);

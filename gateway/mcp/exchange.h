@@ -167,6 +167,8 @@ struct gw_exchange {
   gw_held *held;       /* a call held for approval (held.c), else NULL; while its SSE stream is open, the
                           final answer is one event on it (gw__x_reply_*) */
   bool too_big;        /* the upstream's reply (or one SSE event of it) passed its cap: the transfer was aborted */
+  bool resumable;      /* a relayed SSE event carried an id: the client can resume the stream (Last-Event-ID) */
+  json_t *replied;     /* ids (of ids) whose reply was relayed on the client's SSE stream, or NULL */
   /* upstream half */
   gw_out_req *out;     /* NULL when no transfer runs */
   int status;
