@@ -145,6 +145,11 @@ describe('faults, concurrently', { concurrency: true }, () => {
     assertGatewayError(out, 'hang', { message: /in time|first byte|unavailable/ });
   });
 
+  test('trickles an SSE answer one byte per second → bounded, -32002', async () => {
+    const out = await duringFault('trickle');
+    assertGatewayError(out, 'trickle', { message: /without a reply: .*(slow|in time)/ });
+  });
+
   test('invalid JSON → -32002 "invalid response"', async () => {
     const out = await duringFault('badjson');
     assertGatewayError(out, 'badjson', { message: /invalid/ });
