@@ -217,7 +217,7 @@ int vault_connector_parse(const json_t *body, json_t **config, const char **secr
     if (!json_is_object(to)) add(err, errlen, "\"timeouts\" must be an object");
     else
       json_object_foreach(to, k, v) {
-        if (strcmp(k, "connect_ms") && strcmp(k, "first_byte_ms") && strcmp(k, "idle_ms")) {
+        if (strcmp(k, "connect_ms") && strcmp(k, "first_byte_ms") && strcmp(k, "idle_ms") && strcmp(k, "event_ms")) {
           char m[120];
           snprintf(m, sizeof m, "unknown field \"timeouts.%.60s\"", k);
           add(err, errlen, m);

@@ -107,6 +107,12 @@ static const cfg_key keys[] = {
      "bytes one client SSE stream may have queued (a client that does not read); upstreams feeding it pause at half "
      "of it, and past it the stream is ended (the client resumes with Last-Event-ID)",
      NULL},
+    {"upstream_event_timeout_ms", CFG_INT, "60000", 100, 86400000, OFF(upstream_event_timeout_ms),
+     "once the first byte of an upstream's SSE event (or of its JSON reply) arrived, the rest must arrive within "
+     "this long, or the call fails (the client gets a JSON-RPC error naming the connector) and a stream ends: an "
+     "upstream that trickles bytes never trips a connector's idle timeout. A connector's timeouts.event_ms "
+     "overrides it",
+     NULL},
     {"agg_uri_map_max", CFG_INT, "10000", 16, 1000000, OFF(agg_uri_map_max),
      "resource URIs (and template prefixes) the aggregated endpoint remembers per client session to route reads; "
      "past it, further URIs are not routed by name (logged)",

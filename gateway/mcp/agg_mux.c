@@ -199,6 +199,7 @@ static int mux_data(gw_exchange *c, gw_out_req *r, const char *p, size_t n) {
     return 0;
   }
   gw__sse_each(&c->ev, &c->ev_scanned, mux_event, c);
+  gw_out_partial(r, c->ev.len > 0); /* an event begun must end within upstream_event_timeout_ms */
   switch (x->req ? gw__x_stream_pressure(c, x->req) : GW_STREAM_OK) {
   case GW_STREAM_OVER:
     gw_out_abort(r);

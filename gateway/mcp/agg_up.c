@@ -47,6 +47,7 @@ static void step_headers(gw_exchange *x, gw_out_req *r, int status, const gw_out
 
 static int step_data(gw_exchange *x, gw_out_req *r, const char *p, size_t n) {
   if (!gw__x_wanted(x) || !gw__x_take(x, n) || gw_buf_append(&x->body, p, n) != 0) gw_out_abort(r);
+  else if (!gw__sse_is(x->up_ct)) gw_out_partial(r, true); /* a JSON reply: one message (upstream_event_timeout_ms) */
   return 0;
 }
 

@@ -348,6 +348,7 @@ int gw__relay_data(gw_exchange *x, gw_out_req *r, const char *p, size_t n) {
       gw_out_abort(r);
       return 0;
     }
+    gw_out_partial(r, x->ev.len > 0); /* an event begun must end within upstream_event_timeout_ms */
     switch (gw__x_stream_pressure(x, x->req)) {
     case GW_STREAM_OVER:
       gw_out_abort(r);
@@ -365,6 +366,9 @@ int gw__relay_data(gw_exchange *x, gw_out_req *r, const char *p, size_t n) {
     x->too_big = true;
     gw_out_abort(r);
   }
+  /* a JSON reply is one message; a buffered SSE reply may rightly take
+   * long (progress events), its events are not tracked here */
+  if (!gw__sse_is(x->up_ct)) gw_out_partial(r, true);
   return 0;
 }
 

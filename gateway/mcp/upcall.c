@@ -132,6 +132,8 @@ static int transfer(gw_exchange *x, const gw_upcall *u, upcred *c) {
   o.connect_timeout_ms = (long)json_integer_value(json_object_get(to, "connect_ms"));
   o.first_byte_timeout_ms = (long)json_integer_value(json_object_get(to, "first_byte_ms"));
   o.idle_timeout_ms = (long)json_integer_value(json_object_get(to, "idle_ms"));
+  o.partial_timeout_ms = (long)json_integer_value(json_object_get(to, "event_ms"));
+  if (!o.partial_timeout_ms) o.partial_timeout_ms = (long)x->lp->srv->cfg.upstream_event_timeout_ms;
   o.ca_file = json_string_value(json_object_get(conn, "ca_file"));
   o.egress = GW_OUT_EGRESS_ADMIN; /* a tenant admin chose this URL: egress_allow applies */
   o.http1 = u->stream;

@@ -92,6 +92,8 @@ struct gw_out_req {
   void (*on_done)(gw_out_req *, int, void *);
   void *ud;
   long first_byte_ms, idle_ms;
+  long partial_ms;        /* gw_out_opts.partial_timeout_ms (0: none) */
+  uint64_t partial_since; /* uv_now() when the caller's pending message began (gw_out_partial), 0: none */
   size_t max_hdr, hbytes;
   gw_buf hbuf;      /* raw lines of the current response head */
   uint64_t last_rx; /* uv_now() of the last received byte */

@@ -66,7 +66,11 @@
  * sent) and disarmed at the end of the response head. Idle: the same timer,
  * re-armed lazily — each byte only stamps `last_rx` and the timer, when it
  * fires, re-arms itself for the remainder, so a fast stream costs no timer
- * heap operations per chunk. Never CURLOPT_TIMEOUT: streams live for hours. */
+ * heap operations per chunk. Partial message: the same timer again — while
+ * the caller holds part of a message (gw_out_partial), the timer is due no
+ * later than partial_ms after that part began, so a peer that trickles a
+ * byte now and then (never idle) cannot hold a transfer for ever either.
+ * Never CURLOPT_TIMEOUT: streams live for hours. */
 #include "gateway/out/outbound.h"
 #include "gateway/out/out_int.h"
 
@@ -113,6 +117,7 @@ static const struct {
     {"outbound transfer aborted", "aborted"},
     {"outbound transfer failed", "io"},
     {"the upstream's address is not allowed by the gateway's egress policy", "egress"},
+    {"upstream sent a message too slowly (message timeout)", "message_timeout"},
 };
 
 static int err_index(int err) {
@@ -456,10 +461,35 @@ static void req_timer_cb(uv_timer_t *t) {
   } else if (r->tmode == TM_FIRST_BYTE) {
     out_fail(r, GW_OUT_EFIRSTBYTE);
   } else if (r->tmode == TM_IDLE && !r->paused) {
-    uint64_t el = uv_now(r->o->loop) - r->last_rx;
-    if (el >= (uint64_t)r->idle_ms) out_fail(r, GW_OUT_EIDLE);
-    else uv_timer_start(&r->timer, req_timer_cb, (uint64_t)r->idle_ms - el, 0);
+    uint64_t now = uv_now(r->o->loop);
+    uint64_t el = now - r->last_rx;
+    if (el >= (uint64_t)r->idle_ms) {
+      out_fail(r, GW_OUT_EIDLE);
+      return;
+    }
+    uint64_t left = (uint64_t)r->idle_ms - el;
+    if (r->partial_since && r->partial_ms) {
+      uint64_t pel = now - r->partial_since;
+      if (pel >= (uint64_t)r->partial_ms) {
+        out_fail(r, GW_OUT_ESLOW);
+        return;
+      }
+      if ((uint64_t)r->partial_ms - pel < left) left = (uint64_t)r->partial_ms - pel;
+    }
+    uv_timer_start(&r->timer, req_timer_cb, left, 0);
   }
+}
+
+/* The idle timer's due time from now: idle_ms, or what is left of a
+ * pending message's partial_ms when that is sooner. */
+static uint64_t idle_due(const gw_out_req *r, uint64_t now) {
+  uint64_t due = (uint64_t)r->idle_ms;
+  if (r->partial_since && r->partial_ms) {
+    uint64_t pel = now - r->partial_since;
+    uint64_t pleft = pel >= (uint64_t)r->partial_ms ? 0 : (uint64_t)r->partial_ms - pel;
+    if (pleft < due) due = pleft;
+  }
+  return due;
 }
 
 void gw__out_arm_first_byte(gw_out_req *r) {
@@ -470,13 +500,15 @@ void gw__out_arm_first_byte(gw_out_req *r) {
 static void req_arm_idle(gw_out_req *r) {
   r->tmode = TM_IDLE;
   r->last_rx = uv_now(r->o->loop);
+  if (r->partial_since) r->partial_since = r->last_rx; /* a pause does not count against a message either */
   if (r->paused) return;
   /* a pending first-byte timer due no later than the idle deadline is
    * kept: it finds TM_IDLE and re-arms for what is left of the idle time
    * (req_timer_cb). A small reply is over before either fires, and one
    * timer-heap operation per transfer is saved. */
-  if (uv_is_active((uv_handle_t *)&r->timer) && uv_timer_get_due_in(&r->timer) <= (uint64_t)r->idle_ms) return;
-  uv_timer_start(&r->timer, req_timer_cb, (uint64_t)r->idle_ms, 0);
+  uint64_t due = idle_due(r, r->last_rx);
+  if (uv_is_active((uv_handle_t *)&r->timer) && uv_timer_get_due_in(&r->timer) <= due) return;
+  uv_timer_start(&r->timer, req_timer_cb, due, 0);
 }
 
 /* Records the transfer's error and queues its finish. Callable from
@@ -997,7 +1029,8 @@ int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
     if (!is_tchar((unsigned char)m[i])) return GW_OUT_EINVAL;
   if (op->body_len && !op->body) return GW_OUT_EINVAL;
   if (op->body_len && strcmp(m, "HEAD") == 0) return GW_OUT_EINVAL;
-  if (op->connect_timeout_ms < 0 || op->first_byte_timeout_ms < 0 || op->idle_timeout_ms < 0)
+  if (op->connect_timeout_ms < 0 || op->first_byte_timeout_ms < 0 || op->idle_timeout_ms < 0 ||
+      op->partial_timeout_ms < 0)
     return GW_OUT_EINVAL;
   if (op->egress < 0 || op->egress >= GW_OUT_EGRESS_LEVELS) return GW_OUT_EINVAL;
   bool nomem;
@@ -1015,6 +1048,7 @@ int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
   r->ud = op->ud;
   r->first_byte_ms = op->first_byte_timeout_ms ? op->first_byte_timeout_ms : GW_OUT_FIRST_BYTE_TIMEOUT_MS;
   r->idle_ms = op->idle_timeout_ms ? op->idle_timeout_ms : GW_OUT_IDLE_TIMEOUT_MS;
+  r->partial_ms = op->partial_timeout_ms;
   r->max_hdr = op->max_header_bytes ? op->max_header_bytes : GW_OUT_MAX_HEADER_BYTES;
   r->egress = op->egress;
   r->host_listed = gw_egress_allows_host(o->egress[r->egress], url->host);
@@ -1132,6 +1166,22 @@ void gw_out_resume(gw_out_req *r) {
     r->resume_wanted = true;
     pend_push(r);
   }
+}
+
+void gw_out_partial(gw_out_req *r, bool partial) {
+  if (!r || r->finished || !r->partial_ms) return;
+  if (!partial) {
+    r->partial_since = 0;
+    return;
+  }
+  if (r->partial_since) return;
+  uint64_t now = uv_now(r->o->loop);
+  r->partial_since = now ? now : 1;
+  /* the timer must be due by the message's deadline; an earlier one
+   * re-arms itself for what is left (req_timer_cb) */
+  if (r->tmode != TM_IDLE || r->paused || r->fail) return;
+  if (uv_is_active((uv_handle_t *)&r->timer) && uv_timer_get_due_in(&r->timer) <= (uint64_t)r->partial_ms) return;
+  uv_timer_start(&r->timer, req_timer_cb, (uint64_t)r->partial_ms, 0);
 }
 
 void gw_out_abort(gw_out_req *r) {

@@ -79,8 +79,9 @@ enum {
   GW_OUT_EABORTED = -30212,    /* gw_out_abort or gw_out_close */
   GW_OUT_EIO = -30213,         /* any other failure (see gw_out_detail) */
   GW_OUT_EEGRESS = -30214,     /* every address of the host is refused by the egress policy */
+  GW_OUT_ESLOW = -30215,       /* a message the caller holds part of not complete within partial_timeout_ms */
 };
-#define GW_OUT_ERR_LAST GW_OUT_EEGRESS
+#define GW_OUT_ERR_LAST GW_OUT_ESLOW
 #define GW_OUT_NKINDS (GW_OUT_ERR_FIRST - GW_OUT_ERR_LAST + 1)
 
 /* Static text for any GW_OUT_E* code, "ok" for 0, "unknown error" else. */
@@ -146,6 +147,12 @@ typedef struct gw_out_opts {
   size_t body_len;
   /* Milliseconds; 0 = the GW_OUT_*_MS default; negative is EINVAL. */
   long connect_timeout_ms, first_byte_timeout_ms, idle_timeout_ms;
+  /* Milliseconds a message may take once the caller holds part of it
+   * (gw_out_partial): a peer trickling bytes never goes idle, so the idle
+   * timeout alone would let it hold a transfer for ever. 0 = no limit;
+   * negative is EINVAL. What a message is, is the caller's business (an
+   * SSE event, a whole JSON reply). */
+  long partial_timeout_ms;
   /* PEM file of trust anchors used instead of the system CA bundle file
    * (the system CA directory stays in use), or NULL. Copied by curl.
    * Verification is never turned off. */
@@ -213,6 +220,14 @@ void gw_out_pause(gw_out_req *r);
 /* Lifts a pause (gw_out_pause or GW_OUT_PAUSE). Delivery restarts from the
  * loop, never from inside this call. Idempotent; safe from any callback. */
 void gw_out_resume(gw_out_req *r);
+/* Tells the engine whether the caller holds part of a message now (true:
+ * some of it arrived, the rest has not; false: nothing pending). From the
+ * first true, the rest must arrive within partial_timeout_ms or the
+ * transfer fails with GW_OUT_ESLOW; time paused does not count (the clock
+ * restarts at resume). Cheap (no timer operation when nothing changes);
+ * safe from any callback, on_data included. Ignored when
+ * partial_timeout_ms is 0. */
+void gw_out_partial(gw_out_req *r, bool partial);
 /* Cancels the transfer: no further on_headers/on_data; on_done runs later
  * with GW_OUT_EABORTED (or with the error that had already ended the
  * transfer). Idempotent; safe from any callback, including r's own. */

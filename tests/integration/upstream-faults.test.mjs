@@ -29,7 +29,7 @@ let gw, up, t, aggUrl, tokens;
 const CONNECTORS = ['good', 'hang', 'reset', 'trickle', 'big', 'badjson', 'noterm', 'getclose', 'deny'];
 
 before(async () => {
-  [gw, up] = await Promise.all([startGateway(), startFaultyUpstream()]);
+  [gw, up] = await Promise.all([startGateway({ args: ['--upstream-event-timeout-ms', '2000'] }), startFaultyUpstream()]);
   t = await setupTenant(gw);
   const refusedUrl = await up.closedPortUrl();
   const puts = [...CONNECTORS.map((m) => [m, up.url(m)]), ['refused', refusedUrl]].map(async ([name, url]) => {

@@ -476,6 +476,8 @@ enum {
   M_PAUSE_IN_HEADERS, /* gw_out_pause from on_headers, resume after 300 ms */
   M_START_IN_DATA,    /* starts a child transfer from on_data */
   M_CLOSE_IN_DATA,    /* gw_out_close from on_data once enough streams have data */
+  M_PARTIAL,          /* every on_data says a message is pending (gw_out_partial true), never done */
+  M_PARTIAL_DONE,     /* every on_data says a message began and ended (true, then false) */
 };
 
 typedef struct tr {
@@ -573,6 +575,13 @@ static int t_data(gw_out_req *r, const char *p, size_t n, void *ud) {
   case M_CLOSE_IN_DATA:
     t_close_engine(t);
     break;
+  case M_PARTIAL:
+    gw_out_partial(r, true);
+    break;
+  case M_PARTIAL_DONE:
+    gw_out_partial(r, true);
+    gw_out_partial(r, false);
+    break;
   }
   t->in_cb = false;
   return ret;
@@ -651,7 +660,7 @@ TEST(error_names) {
   CHECK_STR(gw_out_err_kind(0), "ok");
   CHECK_STR(gw_out_strerror(-1), "unknown error");
   CHECK_STR(gw_out_err_kind(GW_OUT_ERR_FIRST + 1), "unknown");
-  CHECK_INT(GW_OUT_NKINDS, 15);
+  CHECK_INT(GW_OUT_NKINDS, 16);
   for (int a = GW_OUT_ERR_FIRST; a >= GW_OUT_ERR_LAST; a--) {
     CHECK(strcmp(gw_out_strerror(a), "unknown error") != 0);
     for (int b = a - 1; b >= GW_OUT_ERR_LAST; b--) CHECK(strcmp(gw_out_err_kind(a), gw_out_err_kind(b)) != 0);
@@ -659,6 +668,7 @@ TEST(error_names) {
   CHECK_STR(gw_out_err_kind(GW_OUT_EIDLE), "idle_timeout");
   CHECK_STR(gw_out_err_kind(GW_OUT_EABORTED), "aborted");
   CHECK_STR(gw_out_err_kind(GW_OUT_EEGRESS), "egress");
+  CHECK_STR(gw_out_err_kind(GW_OUT_ESLOW), "message_timeout");
 }
 
 /* The head splitter both paths deliver through: a value is trimmed also
@@ -846,6 +856,38 @@ TEST(idle_timeout) {
   CHECK_INT(t.status, 200);
   CHECK_STR(tbody(&t), "x");
   CHECK(tms(&t) >= 140 && tms(&t) < 2000);
+  gw_buf_free(&t.body);
+}
+
+/* A peer that sends a byte every 20 ms is never idle; a message the caller
+ * holds part of must still end within partial_timeout_ms. */
+TEST(partial_timeout) {
+  env e;
+  tr t;
+  CHECK_INT(env_init(&e), 0);
+  tr_init(&t, &e, M_PARTIAL);
+  CHECK_INT(tr_go(&e, &t, (gw_out_opts){.idle_timeout_ms = 2000, .partial_timeout_ms = 150}, "/sse?n=0&ms=20"), 0);
+  CHECK_INT(env_run(&e), 0);
+  CHECK(!e.timed_out);
+  CHECK_INT(t.err, GW_OUT_ESLOW);
+  CHECK_INT(FAILED(e.st, GW_OUT_ESLOW), 1);
+  CHECK(t.ndata >= 3);
+  CHECK(tms(&t) >= 140 && tms(&t) < 2000);
+  gw_buf_free(&t.body);
+}
+
+/* Messages that end (partial false) restart the clock: a stream longer
+ * than partial_timeout_ms in total completes. */
+TEST(partial_timeout_restarts) {
+  env e;
+  tr t;
+  CHECK_INT(env_init(&e), 0);
+  tr_init(&t, &e, M_PARTIAL_DONE);
+  CHECK_INT(tr_go(&e, &t, (gw_out_opts){.idle_timeout_ms = 2000, .partial_timeout_ms = 100}, "/sse?n=12&ms=20"), 0);
+  CHECK_INT(env_run(&e), 0);
+  CHECK(!e.timed_out);
+  CHECK_INT(t.err, 0);
+  CHECK(tms(&t) >= 200);
   gw_buf_free(&t.body);
 }
 
@@ -1135,6 +1177,7 @@ TEST(invalid_options) {
   BAD(op.body_len = 3);
   BAD(op.on_done = NULL);
   BAD(op.idle_timeout_ms = -1);
+  BAD(op.partial_timeout_ms = -1);
   BAD(op.headers = (const char *const[]){"X-Inject: a\r\nX-Evil: b", NULL});
   BAD(op.headers = (const char *const[]){"NoColon", NULL});
   BAD(op.headers = (const char *const[]){": novalue", NULL});
@@ -1577,6 +1620,8 @@ int main(void) {
   RUN(sse_stream_idle_resets);
   RUN(first_byte_timeout);
   RUN(idle_timeout);
+  RUN(partial_timeout);
+  RUN(partial_timeout_restarts);
   RUN(reset_mid_body);
   RUN(header_cap);
   RUN(keepalive_reuse);
