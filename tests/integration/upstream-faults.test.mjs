@@ -166,6 +166,26 @@ describe('faults, concurrently', { concurrency: true }, () => {
     assertNoLeak(e.message, 'direct error');
   });
 
+  test('closes the GET stream again and again: the gateway backs off', async () => {
+    const c = await connectClient(aggUrl, tokens.alice);
+    try {
+      // the call opens the upstream session; the client's GET stream then feeds from its GET
+      const r = await c.client.callTool({ name: 'getclose__echo', arguments: { message: 'x' } }, undefined, { timeout: 10000 });
+      assert.equal(toolText(r), 'getclose:echo x');
+      await waitFor(() => up.gets('getclose') >= 1, { timeoutMs: 5000, what: 'the first upstream GET' });
+      const n0 = up.gets('getclose');
+      await healthyCall('getclose');
+      await sleep(4000);
+      const opens = up.gets('getclose') - n0;
+      // 4 s of an upstream that ends every GET at once: a fixed 100 ms retry
+      // would open ~40; backing off it is a handful
+      assert.ok(opens <= 10, `the gateway reopened the upstream GET ${opens} times in 4 s (a reconnect storm)`);
+      assert.ok(opens >= 1, `the gateway still reconnects (${opens})`);
+    } finally {
+      await c.close();
+    }
+  });
+
   test('401 with the upstream\'s own WWW-Authenticate → -32006, the challenge is not relayed', async () => {
     const out = await duringFault('deny', { wait: false });
     assertGatewayError(out, 'deny', { code: UPSTREAM_AUTH, message: /credential/ });
