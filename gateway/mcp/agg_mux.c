@@ -22,6 +22,10 @@
  *     close streams and expect clients to come back): while the client's
  *     stream is open the gateway reconnects, after 100 ms (1 s after an
  *     error), resuming after the last event; a 405 or a refusal is final.
+ *     A reconnected stream that ends again without one event doubles the
+ *     delay (up to MUX_RETRY_MAX_MS): an upstream that closes every GET at
+ *     once is not hit ten times a second per client stream. One event
+ *     (a polling server's priming event too) restarts at 100 ms.
  *  5. A policy or membership change that hides a connector from the user
  *     ends its feed (the fan-out's recheck, revoke.c, hands it `hidden`);
  *     the client's stream stays and gets list_changed through the default
@@ -89,6 +93,8 @@ static void stream_free(void *state) {
 
 struct feed_state {
   gw_exchange *client;      /* the stream fed (a reference) */
+  unsigned delay_ms;        /* the reconnection delay that started it (0: none; rule 4) */
+  bool fed;                 /* the upstream sent an event on it */
   gw_exchange *self;        /* the feeder (not a reference: unlinked when it is freed) */
   feed_state *prev, *next;  /* in the client's stream_state.feeders */
   gw_loop *holding;         /* the loop whose fan-out it holds until its head arrives (gw__fanout_hold) */
@@ -174,6 +180,7 @@ static int mux_event(void *arg, const char *ev, size_t n) {
   gw_buf data;
   gw_buf_init(&data, GW_MCP_MAX_SSE_EVENT);
   gw__sse_split(ev, n, &data, NULL, id, sizeof id);
+  if (data.len || id[0]) ((feed_state *)c->state)->fed = true; /* not a bare comment */
   json_t *msg = data.len ? json_loadb(data.data, data.len, 0, NULL) : NULL;
   if (msg) mux_emit(c, id[0] ? id : NULL, msg);
   json_decref(msg);
@@ -212,12 +219,18 @@ static int mux_data(gw_exchange *c, gw_out_req *r, const char *p, size_t n) {
   }
 }
 
-static void mux_attach(gw_exchange *x, const char *connector, const char *upstream, const char *last_id);
-static feed_state *mux_attach_feed(gw_exchange *x, const char *connector, const char *upstream, const char *last_id);
+static feed_state *mux_attach_feed(gw_exchange *x, const char *connector, const char *upstream, const char *last_id,
+                                   unsigned delay_ms);
+
+/* Rule 4's reconnection delays. */
+#define MUX_RETRY_MS 100
+#define MUX_RETRY_ERROR_MS 1000
+#define MUX_RETRY_MAX_MS 30000
 
 typedef struct mux_retry {
   uv_timer_t t;
   gw_exchange *stream; /* a ref */
+  unsigned delay_ms;   /* this retry's delay */
   char connector[40], upstream[256], last[512];
 } mux_retry;
 
@@ -238,7 +251,8 @@ static void mux_retry_fire(uv_timer_t *t) {
   if (x->listed && x->req && st_read_begin(x->lp->srv->store, &txn) == 0) {
     int rc = gw_session_upstream_get(txn, x->sid, m->connector, up);
     st_txn_end(txn);
-    if (rc == 0 && !strcmp(up, m->upstream)) mux_attach(x, m->connector, m->upstream, m->last[0] ? m->last : NULL);
+    if (rc == 0 && !strcmp(up, m->upstream))
+      mux_attach_feed(x, m->connector, m->upstream, m->last[0] ? m->last : NULL, m->delay_ms);
   }
   uv_close((uv_handle_t *)&m->t, mux_retry_closed);
 }
@@ -252,14 +266,21 @@ static void mux_done(gw_exchange *c, gw_out_req *r, int err) {
   if (x && x->req && x->listed && !refused && err != GW_OUT_EABORTED) {
     mux_retry *m = calloc(1, sizeof *m);
     if (m && uv_timer_init(&x->lp->loop, &m->t) == 0) {
+      feed_state *fs = c->state;
+      unsigned base = err ? MUX_RETRY_ERROR_MS : MUX_RETRY_MS;
+      unsigned delay = base;
+      if (!fs->fed && fs->delay_ms) /* a reconnection that brought nothing: back off */
+        delay = fs->delay_ms >= MUX_RETRY_MAX_MS / 2 ? MUX_RETRY_MAX_MS : fs->delay_ms * 2;
+      if (delay < base) delay = base;
       m->t.data = m;
       m->stream = x;
+      m->delay_ms = delay;
       x->refs++;
       gw_strlcpy(m->connector, c->connector, sizeof m->connector);
       gw_strlcpy(m->upstream, c->sess.upstream, sizeof m->upstream);
       const char *last = json_string_value(json_object_get(((stream_state *)x->state)->last, c->connector));
       gw_strlcpy(m->last, last ? last : "", sizeof m->last);
-      uv_timer_start(&m->t, mux_retry_fire, err ? 1000 : 100, 0);
+      uv_timer_start(&m->t, mux_retry_fire, delay, 0);
     } else {
       free(m);
     }
@@ -293,15 +314,14 @@ static const gw_flow_ops feed_flow = {.name = "agg-feed",
                                       .on_revoke = feed_revoke,
                                       .free = feed_free};
 
-/* Starts the upstream GET stream of one connector for the client stream x. */
-static void mux_attach(gw_exchange *x, const char *connector, const char *upstream, const char *last_id) {
-  mux_attach_feed(x, connector, upstream, last_id);
-}
-
-/* The feed started (its state, valid until the transfer ends), or NULL. */
-static feed_state *mux_attach_feed(gw_exchange *x, const char *connector, const char *upstream, const char *last_id) {
+/* Starts the upstream GET stream of one connector for the client stream x
+ * (delay_ms: the reconnection delay that led here, 0 for a first start).
+ * The feed started (its state, valid until the transfer ends), or NULL. */
+static feed_state *mux_attach_feed(gw_exchange *x, const char *connector, const char *upstream, const char *last_id,
+                                   unsigned delay_ms) {
   feed_state *st = calloc(1, sizeof *st);
   if (!st) return NULL;
+  st->delay_ms = delay_ms;
   gw_exchange *c = gw__mcp_child(x, connector, &feed_flow, st);
   if (!c) return NULL;
   st->client = x;
@@ -345,7 +365,7 @@ static void mux_start(gw_exchange *x, const char *last_event_id) {
   st_txn_end(txn);
   if (json_is_object(resume)) ((stream_state *)x->state)->last = json_incref(resume);
   json_object_foreach(ups, conn, up)
-      mux_attach(x, conn, json_string_value(up), json_string_value(json_object_get(resume, conn)));
+      mux_attach_feed(x, conn, json_string_value(up), json_string_value(json_object_get(resume, conn)), 0);
   json_decref(ups);
   json_decref(resume);
 }
@@ -378,7 +398,7 @@ typedef struct opened_arg {
 static void attach_if_stream(gw_exchange *x, void *arg) {
   opened_arg *a = arg;
   if (!gw__agg_is_stream(x, a->sid) || !x->started || !x->req) return;
-  feed_state *st = mux_attach_feed(x, a->connector, a->upstream, NULL);
+  feed_state *st = mux_attach_feed(x, a->connector, a->upstream, NULL, 0);
   if (st && a->hold) {
     st->holding = x->lp;
     gw__fanout_hold(x->lp);
