@@ -26,11 +26,16 @@ const UPSTREAM_AUTH = -32006;
 const SDK_TIMEOUT = -32001; // the SDK gave up: the gateway never answered
 
 let gw, up, t, aggUrl, tokens;
-const CONNECTORS = ['good', 'hang', 'reset', 'trickle', 'big', 'badjson', 'noterm', 'getclose', 'deny'];
+const CONNECTORS = ['good', 'hang', 'reset', 'trickle', 'big', 'badjson', 'badsse', 'noterm', 'getclose', 'deny', 'surrogate'];
+// everyone may use every tool, except `hidden` of the surrogate connector
+const POLICY = {
+  version: 1, default: 'block',
+  rules: [{ groups: ['*'], connector: '*', allow: ['*'] }, { groups: ['*'], connector: 'surrogate', block: ['hidden'] }],
+};
 
 before(async () => {
   [gw, up] = await Promise.all([startGateway({ args: ['--upstream-event-timeout-ms', '2000'] }), startFaultyUpstream()]);
-  t = await setupTenant(gw);
+  t = await setupTenant(gw, { policy: POLICY });
   const refusedUrl = await up.closedPortUrl();
   const puts = [...CONNECTORS.map((m) => [m, up.url(m)]), ['refused', refusedUrl]].map(async ([name, url]) => {
     const r = await t.putConnector(name, { url, description: `faulty ${name}`, auth: { type: 'header', name: 'Authorization', value: SECRET }, timeouts: TIMEOUTS });
@@ -153,6 +158,27 @@ describe('faults, concurrently', { concurrency: true }, () => {
   test('invalid JSON → -32002 "invalid response"', async () => {
     const out = await duringFault('badjson');
     assertGatewayError(out, 'badjson', { message: /invalid/ });
+  });
+
+  test('an SSE event whose data is not JSON, then the end → -32002', async () => {
+    const out = await duringFault('badsse');
+    assertGatewayError(out, 'badsse', { message: /without a reply/ });
+  });
+
+  test('a tool list in JSON a strict parser refuses: the policy still hides the blocked tool', async () => {
+    // direct endpoint: the list is filtered, or refused — never relayed unfiltered
+    const s = await rawSession(t.mcpUrl('surrogate'), tokens.alice);
+    const r = await s.request('tools/list');
+    assert.ok(!r.body.includes('"hidden"'), `direct tools/list relays a tool the policy blocks: ${show(r)}`);
+    // aggregated endpoint
+    const c = await connectClient(aggUrl, tokens.alice);
+    try {
+      const names = (await c.client.listTools(undefined, { timeout: 10000 })).tools.map((x) => x.name);
+      assert.ok(!names.includes('surrogate__hidden'), `aggregated tools/list shows a blocked tool: ${names.join(', ')}`);
+      assert.ok(names.includes('good__echo'), `the healthy connector's tools are listed: ${names.join(', ')}`);
+    } finally {
+      await c.close();
+    }
   });
 
   test('an SSE event without its terminator, then the end → -32002', async () => {

@@ -16,6 +16,11 @@
 //   big       200 application/json with a BIG_BYTES (50 MB) body, written
 //             with back-pressure (a valid JSON-RPC result)
 //   badjson   200 application/json whose body is not JSON
+//   badsse    200 text/event-stream: one event whose data is not JSON, then
+//             the end (no reply)
+//   surrogate tools/list is answered over SSE, listing a third tool `hidden`,
+//             in JSON that JavaScript's JSON.parse takes but a strict parser
+//             refuses (a lone surrogate escape, "\ud800"); `fault` is echo
 //   noterm    200 text/event-stream, one complete-looking event without its
 //             blank-line terminator, then a clean end of the response
 //   getclose  GET is answered 200 text/event-stream and ended at once
@@ -32,7 +37,7 @@ import { randomUUID } from 'node:crypto';
 import { after } from 'node:test';
 
 export const BIG_BYTES = 50 * 1024 * 1024;
-export const FAULT_MODES = ['good', 'hang', 'reset', 'trickle', 'big', 'badjson', 'noterm', 'getclose', 'deny'];
+export const FAULT_MODES = ['good', 'hang', 'reset', 'trickle', 'big', 'badjson', 'badsse', 'noterm', 'getclose', 'deny', 'surrogate'];
 
 const running = new Set();
 after(async () => { for (const u of [...running]) await u.stop(); });
@@ -117,6 +122,10 @@ export async function startFaultyUpstream() {
       case 'badjson':
         sendJson(res, sid, `{"jsonrpc":"2.0","id":${JSON.stringify(m.id)},"result":{"content":[{"type":"text","text":"oops"}`);
         return;
+      case 'badsse':
+        sseHead(res, sid);
+        res.end(`event: message\ndata: {"jsonrpc":"2.0","id":${JSON.stringify(m.id)},"result":{"content":[{"type":"text"\n\n`);
+        return;
       case 'noterm':
         sseHead(res, sid);
         res.end(`event: message\ndata: ${answer}\n`);
@@ -140,6 +149,12 @@ export async function startFaultyUpstream() {
         }));
         return;
       case 'tools/list':
+        if (mode === 'surrogate') {
+          sseHead(res, sid);
+          const tools = ['echo', 'fault', 'hidden'].map((name) => `{"name":"${name}","description":"${name} \\ud800","inputSchema":{"type":"object"}}`);
+          res.end(`event: message\ndata: {"jsonrpc":"2.0","id":${JSON.stringify(m.id)},"result":{"tools":[${tools.join(',')}]}}\n\n`);
+          return;
+        }
         sendJson(res, sid, rpcResult(m.id, { tools: ['echo', 'fault'].map((name) => ({ name, description: `${mode} ${name}`, inputSchema: { type: 'object', properties: {} } })) }));
         return;
       case 'ping':
