@@ -21,7 +21,8 @@
  * off, or cleanly inside an event) before it carried the reply or an event
  * id the client could resume from: the client would otherwise wait for its
  * own timeout. The flow's rewrite (tools/list filtering here, id rewriting
- * for aggregated calls) runs on every relayed message. */
+ * for aggregated calls) runs on every relayed message; an SSE event it
+ * would have to parse and cannot is dropped, not relayed unchecked. */
 #include "gateway/mcp/relay.h"
 
 #include <jansson.h>
@@ -104,6 +105,20 @@ static void relay_one_event(gw_exchange *x, const char *ev, size_t n, gw_buf *ou
     /* data the flow vouches for is not parsed: only its id line changes */
     bool vouched = data.len && x->flow->vouch && x->flow->vouch(x, data.data, data.len);
     json_t *j = data.len && !vouched ? json_loadb(data.data, data.len, 0, NULL) : NULL;
+    if (data.len && !vouched && !j) {
+      /* what the gateway cannot parse, a client's laxer parser may take
+       * (JSON.parse accepts a lone surrogate escape): the rewrite (the
+       * policy's tool filter, id rewriting) cannot run on it, so it is not
+       * relayed — fail closed */
+      if (!x->bad_event)
+        GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}),
+               "connector %s sent an SSE event whose data is not valid JSON: dropped", x->connector);
+      x->bad_event = true;
+      if (x->m) GW_STAT_ADD(x->m->errors, 1);
+      gw_buf_free(&data);
+      gw_buf_free(&head);
+      return;
+    }
     bool changed = j && x->flow->rewrite(x, j);
     char *gid = x->flow->event_id && id[0] ? x->flow->event_id(x, id) : NULL;
     if (changed || gid) {
@@ -207,6 +222,9 @@ static void answer_missing(gw_exchange *x, int err) {
   char msg[300];
   if (x->too_big)
     snprintf(msg, sizeof msg, "connector \"%s\" sent an event larger than the gateway accepts", x->connector);
+  else if (x->bad_event)
+    snprintf(msg, sizeof msg, "connector \"%s\" sent an invalid response (an event that is not valid JSON)",
+             x->connector);
   else if (err && err != GW_OUT_EABORTED)
     snprintf(msg, sizeof msg, "connector \"%s\" ended its answer without a reply: %s", x->connector,
              gw_out_strerror(err));

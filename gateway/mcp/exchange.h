@@ -168,6 +168,7 @@ struct gw_exchange {
                           final answer is one event on it (gw__x_reply_*) */
   bool too_big;        /* the upstream's reply (or one SSE event of it) passed its cap: the transfer was aborted */
   bool resumable;      /* a relayed SSE event carried an id: the client can resume the stream (Last-Event-ID) */
+  bool bad_event;      /* an upstream SSE event the relay had to parse was not valid JSON: dropped */
   json_t *replied;     /* ids (of ids) whose reply was relayed on the client's SSE stream, or NULL */
   /* upstream half */
   gw_out_req *out;     /* NULL when no transfer runs */
