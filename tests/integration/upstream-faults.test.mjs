@@ -7,13 +7,15 @@
 // connector and the problem without leaking the connector's credential or
 // the upstream's address — while bob's call to the healthy connector
 // succeeds during the fault. Times are bounded by the gateway's own
-// timeouts; the SDK's request timeout (-32001) would mean the gateway never
-// answered. No case asserts a wall-clock duration.
+// timeouts (the connectors' connect/first-byte/idle timeouts, and
+// upstream_event_timeout_ms — the trickle connector's own timeouts.event_ms
+// overriding it); the SDK's request timeout (-32001) would mean the gateway
+// never answered. No case asserts a wall-clock duration. The independent
+// cases run concurrently; the 50 MB one runs alone (it measures RSS).
 import { test, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { request } from './lib/gateway.mjs';
-import { startGateway } from './lib/gateway.mjs';
+import { request, startGateway } from './lib/gateway.mjs';
 import {
   setupTenant, connectClient, toolText, rawSession, mcpPost, initializeBody, assertRpcError, show, sleep, waitFor,
 } from './lib/mcp.mjs';
@@ -39,7 +41,8 @@ before(async () => {
   t = await setupTenant(gw, { policy: POLICY });
   const refusedUrl = await up.closedPortUrl();
   const puts = [...CONNECTORS.map((m) => [m, up.url(m)]), ['refused', refusedUrl]].map(async ([name, url]) => {
-    const r = await t.putConnector(name, { url, description: `faulty ${name}`, auth: { type: 'header', name: 'Authorization', value: SECRET }, timeouts: TIMEOUTS });
+    const timeouts = name === 'trickle' ? { ...TIMEOUTS, event_ms: 1500 } : TIMEOUTS;
+    const r = await t.putConnector(name, { url, description: `faulty ${name}`, auth: { type: 'header', name: 'Authorization', value: SECRET }, timeouts });
     assert.equal(r.status, 201, `PUT connector ${name}: ${r.status} ${r.body}`);
   });
   await Promise.all(puts);
