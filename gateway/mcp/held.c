@@ -43,6 +43,7 @@
 #include "gateway/core/server.h"
 #include "gateway/core/settings.h"
 #include "gateway/http/http.h"
+#include "gateway/mcp/audit_log.h"
 #include "gateway/mcp/decide.h"
 #include "gateway/mcp/mcp_loop.h"
 #include "gateway/mcp/mcp_proxy.h"
@@ -87,6 +88,24 @@ static void stop_waiting(gw_exchange *x) {
 void gw__held_client_gone(gw_exchange *x) { stop_waiting(x); }
 
 bool gw__held_stream(const gw_exchange *x) { return x->held && x->held->sse; }
+
+/* An audit record of a step of x's approval (kind "approval"): event,
+ * the request, the requester, connector and tool, and extra's members
+ * (taken). The decisions themselves are recorded where they commit
+ * (revoke.c's hook). */
+static void audit_step(gw_exchange *x, const char *event, const char *id, json_t *extra) {
+  if (!x->lp->srv->audit) {
+    json_decref(extra);
+    return;
+  }
+  json_t *rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "kind", "approval", "event", event, "request", id ? id : "",
+                          "user", x->user, "connector", x->held ? x->held->connector : x->connector, "tool",
+                          x->held ? x->held->tool : "");
+  if (rec && extra) json_object_update(rec, extra);
+  json_decref(extra);
+  if (rec && x->sid[0]) json_object_set_new(rec, "session", json_string(x->sid));
+  if (rec) gw_audit_submit(x->lp->srv, x->tenant, x->tenant_uid, rec);
+}
 
 /* ---- the job: a grant, or a new request ---- */
 
@@ -275,6 +294,7 @@ static void done_hold(int status, void *arg) {
   } else if (j->outcome == HOLD_GRANTED) {
     GW_LOG(GW_LOG_INFO, "approvals", &lc, "tools/call %s on %s passes under the approval of request %s", j->tool,
            j->connector, j->id);
+    audit_step(x, "grant_used", j->id, NULL);
     x->held->forward(x);
   } else if (j->outcome == HOLD_NOBODY) {
     gw__x_rpc_error(x, 200, GW_RPC_APPROVAL,
@@ -302,6 +322,9 @@ static void done_hold(int status, void *arg) {
     gw_resp_start(x->req, 200, "text/event-stream");
     GW_LOG(GW_LOG_INFO, "approvals", &lc, "tools/call %s on %s held: approval request %s for %s, %d s", j->tool,
            j->connector, j->id, j->who, j->timeout_s);
+    audit_step(x, "requested", j->id,
+               json_pack("{s:s, s:i, s:i}", "approvers", j->who, "timeout_s", j->timeout_s, "grant_minutes",
+                         j->grant_minutes));
     send_progress(x);
     if (p && p->nheld++ == 0) {
       uint64_t tick = interval_ms(x) / 2;
@@ -374,6 +397,7 @@ static void tick_one(gw_exchange *x, void *arg) {
   if (gw_wall_ms() >= h->expires_ms) {
     stop_waiting(x);
     GW_LOG(GW_LOG_INFO, "approvals", &((gw_log_ctx){x->tenant, x->req->id}), "approval request %s timed out", h->id);
+    audit_step(x, "timed_out", h->id, NULL);
     gw__x_rpc_error(x, 200, GW_RPC_APPROVAL_TIMEOUT,
                     "approval timed out: nobody of %s decided request %s within %d s, so the call was not made", h->who,
                     h->id, h->timeout_s);
@@ -408,6 +432,7 @@ static void done_take(int status, void *arg) {
   take_job *j = arg;
   gw_exchange *x = j->x;
   if (gw__x_client_alive(x) && !x->revoked) {
+    if (status == 0) audit_step(x, "grant_used", x->held->id, NULL);
     if (status == 0) x->held->forward(x);
     else
       gw__x_rpc_error(x, 200, GW_RPC_APPROVAL,

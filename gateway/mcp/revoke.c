@@ -72,6 +72,7 @@
 #include "gateway/mcp/mcp_loop.h"
 #include "auth/auth.h"
 #include "auth/oauth_token.h"
+#include "gateway/mcp/audit_log.h"
 #include "gateway/mcp/decide.h"
 #include "policy/approval.h"
 #include "policy/policy.h"
@@ -810,11 +811,45 @@ static int on_policy_put(st_txn *txn, int kind, const void *event, void *ctx) {
   return rc ? rc : notify_after(txn, ctx, ev->tenant, NULL);
 }
 
+/* The decision's audit record, queued once it committed. */
+typedef struct decided_rec {
+  gw_server *srv;
+  char tenant[64], uid[ST_TENANT_UID_LEN + 1];
+  json_t *rec;
+} decided_rec;
+
+static void decided_rec_free(void *arg) {
+  decided_rec *d = arg;
+  json_decref(d->rec);
+  free(d);
+}
+
+static void decided_rec_submit(void *arg) {
+  decided_rec *d = arg;
+  gw_audit_submit(d->srv, d->tenant, d->uid, d->rec); /* takes it */
+  free(d);
+}
+
 /* An approval request left "pending": the loop holding its call acts
- * (held.c), after the commit. */
+ * (held.c), after the commit; the audit log records who decided and why. */
 static int on_approval_decided(st_txn *txn, int kind, const void *event, void *ctx) {
   const ap_event *ev = event;
+  gw_server *srv = ctx;
   (void)kind;
+  if (srv->audit) {
+    decided_rec *d = calloc(1, sizeof *d);
+    if (!d) return ST_ENOMEM;
+    d->srv = srv;
+    snprintf(d->tenant, sizeof d->tenant, "%s", ev->tenant);
+    if (st_tenant_uid_get(txn, ev->tenant, d->uid) != 0) d->uid[0] = 0;
+    d->rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "kind", "approval", "event", ev->state, "request", ev->id,
+                       "user", ev->user, "by", ev->by, "reason", ev->reason);
+    int rc = d->rec ? st_txn_after_commit(txn, decided_rec_submit, decided_rec_free, d) : ST_ENOMEM;
+    if (rc) {
+      decided_rec_free(d);
+      return rc;
+    }
+  }
   gw_revocation r;
   fill(&r, ev->tenant, NULL, NULL, NULL);
   r.approval = true;

@@ -86,6 +86,21 @@ test('a held call approved by a reviewer with their own token: the result reache
   // decided: a second decision is refused
   const again = await decide(req.id, 'deny', f.tokens.dave);
   assert.equal(again.status, 409, again.body);
+  // every step is in the tenant's audit chain: requested, approved (by whom, why), the grant used
+  let steps;
+  await waitFor(async () => {
+    const a = await f.t.admin('GET', '/audit?kind=approval&limit=50');
+    assert.equal(a.status, 200, a.body);
+    steps = a.json.records.filter((x) => x.request === req.id);
+    return steps.length >= 3;
+  }, { timeoutMs: 5000, what: 'the approval steps in the audit log' });
+  const ev = Object.fromEntries(steps.map((x) => [x.event, x]));
+  assert.equal(ev.requested?.user, f.users.alice.id);
+  assert.equal(ev.requested?.tool, SUM);
+  assert.match(ev.requested?.approvers ?? '', /DB Admins/);
+  assert.equal(ev.approved?.by, 'bob@acme.com');
+  assert.equal(ev.approved?.reason, 'looks fine');
+  assert.equal(ev.grant_used?.user, f.users.alice.id);
 });
 
 test('self-approval, a non-approver, an admin credential and no credential cannot decide; a denial reaches the client with who and why', async () => {
