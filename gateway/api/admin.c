@@ -10,6 +10,7 @@
  * function of (store, arg), submits the job, and answers from its done
  * callback once the batch has committed. */
 #include "gateway/api/admin_int.h"
+#include "gateway/core/limits.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,7 +75,11 @@ static int authenticate(gw_req *req, admin_caller *who, json_t **token_rec) {
   int rc = auth_token_lookup(txn, tok, AUTH_KIND_ADMIN, NULL, &rec);
   st_txn_end(txn);
   if (rc != 0) {
-    unauthorized(req, "invalid admin token");
+    if (gw_limits_auth_failed(req)) /* this address failed too often (gateway/core/limits.h) */
+      gw_respond_error(req, 429, "too_many_failures",
+                       "too many failed authentications from your address; retry after Retry-After seconds");
+    else
+      unauthorized(req, "invalid admin token");
     return -1;
   }
   snprintf(who->tenant, sizeof who->tenant, "%s", json_string_value(json_object_get(rec, "tenant")));

@@ -11,6 +11,7 @@
  *  - The held call learns the decision from the store event the decision
  *    emits (gateway/mcp/held.c), not from this file. */
 #include "gateway/api/approvals.h"
+#include "gateway/core/limits.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +109,11 @@ static int who(gw_req *req, const char *tenant, char user[40], char tokid[ST_TOK
     }
     rc = auth_token_verify_hash(txn, tenant, th, (int64_t)time(NULL), user, tokid, NULL);
     st_txn_end(txn);
+  }
+  if (rc && tok && *tok && gw_limits_auth_failed(req)) {
+    gw_respond_error(req, 429, "too_many_failures",
+                     "too many failed authentications from your address; retry after Retry-After seconds");
+    return -1;
   }
   if (rc) {
     gw_resp_header(req, "WWW-Authenticate", "Bearer error=\"invalid_token\"");

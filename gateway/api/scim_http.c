@@ -11,6 +11,7 @@
  * request arrived — an Okta push that silently stopped is something admins
  * must be able to alert on. */
 #include "gateway/api/scim_http.h"
+#include "gateway/core/limits.h"
 
 #include <ctype.h>
 #include <jansson.h>
@@ -193,6 +194,10 @@ static int authenticate(gw_req *req, const char *tenant, bool touch) {
   st_txn_end(txn);
   if (rc != 0) {
     OPENSSL_cleanse(tok, sizeof tok);
+    if (gw_limits_auth_failed(req)) { /* this address failed too often (gateway/core/limits.h) */
+      scim_fail(req, 429, NULL, "too many failed authentications from this address; retry after Retry-After seconds");
+      return -1;
+    }
     gw_resp_header(req, "WWW-Authenticate", "Bearer realm=\"mcpgate-scim\", error=\"invalid_token\"");
     scim_fail(req, 401, NULL, "invalid SCIM token for this tenant");
     return -1;

@@ -138,6 +138,17 @@ static const cfg_key keys[] = {
      NULL},
     {"session_max_age_ms", CFG_INT, "604800000", 100, 3650LL * 86400000, OFF(session_max_age_ms),
      "an MCP session older than this is gone however much it is used (purged like an idle one)", NULL},
+    {"auth_failures_per_address", CFG_INT, "60", 0, 1000000, OFF(auth_failures_per_address),
+     "failed authentications (a SCIM, admin, employee or OAuth credential that does not verify) one client address "
+     "may make a minute; past it they are answered 429 with Retry-After instead of 401 (a valid credential is always "
+     "served, so clients sharing a proxy's address are not locked out; 0: no limit)",
+     NULL},
+    {"mcp_rate_per_user", CFG_INT, "0", 0, 100000000, OFF(mcp_rate_per_user),
+     "MCP requests (both endpoints) one user may make a minute (bursts up to the same number); past it 429 with "
+     "Retry-After and a JSON-RPC error (0: no limit)",
+     NULL},
+    {"mcp_rate_per_tenant", CFG_INT, "0", 0, 1000000000, OFF(mcp_rate_per_tenant),
+     "the same for all users of one tenant together (0: no limit)", NULL},
     {"approval_progress_interval_ms", CFG_INT, "15000", 100, 600000, OFF(approval_progress_interval_ms),
      "while a tools/call waits for approval, how often its client gets notifications/progress (when the call "
      "carried a progressToken; an SSE comment otherwise): Claude Code gives up on a remote call after 300 s without "

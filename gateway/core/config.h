@@ -70,6 +70,8 @@ typedef struct gw_config {
   char *egress_allow_untrusted; /* the same for URLs outside callers supply */
   int64_t session_idle_timeout_ms;   /* gateway/mcp/mcp_session.h: expiry and caps */
   int64_t session_max_age_ms;
+  int64_t auth_failures_per_address; /* gateway/core/limits.h: abuse limits */
+  int64_t mcp_rate_per_user, mcp_rate_per_tenant;
   int64_t approval_progress_interval_ms; /* gateway/mcp/held.c: a held call's progress notifications */
   int64_t sessions_per_user_max;
   int64_t session_purge_interval_ms;

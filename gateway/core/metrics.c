@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
+#include "gateway/core/limits.h"
 #include "gateway/core/server.h"
 #include "store/store.h"
 
@@ -132,6 +133,7 @@ int gw_metrics_render(gw_server *srv, gw_buf *o) {
                 (long long)LD(m->conns_open), (unsigned long long)LD(m->conns_total),
                 (unsigned long long)LD(m->conns_rejected));
   render_store(srv, o);
+  gw_limits_metrics(srv, o);
   for (int i = 0; i < m->nrender; i++) m->render[i](srv, o);
   return o->len < o->max ? 0 : -1;
 }

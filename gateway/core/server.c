@@ -19,6 +19,7 @@
  * stops its modules and closes its handles; the primary goes last (it
  * keeps the signals: a second one cuts every loop), then joins the
  * threads and exits 0. */
+#include "gateway/core/limits.h"
 #include "gateway/core/server.h"
 
 #include <arpa/inet.h>
@@ -601,6 +602,7 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods) {
   srv->lp = srv->loops[0];
   if (gw_trusted_parse(srv->cfg.trusted_proxies, &srv->trusted) != 0) goto out;
   if (parse_egress(srv) != 0) goto out;
+  if (gw_limits_init(srv) != 0) goto out;
   if (!(srv->metrics = gw_metrics_new())) goto out;
   if (ensure_dir(srv->cfg.data) != 0) goto out;
   if ((lockfd = gw_data_lock(srv->cfg.data)) < 0) {
@@ -713,6 +715,7 @@ out:
   gw_metrics_free(srv->metrics);
   gw_trusted_free(srv->trusted);
   for (int lv = 0; lv < GW_OUT_EGRESS_LEVELS; lv++) gw_egress_free(srv->egress[lv]);
+  gw_limits_free(srv);
   if (lockfd >= 0) close(lockfd);
   gw_config_free(&srv->cfg);
   for (int i = 0; i < nalloc; i++) free(srv->loops[i]);

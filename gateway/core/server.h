@@ -107,6 +107,7 @@ struct gw_server {
   /* the operator's egress policies by trust level (GW_OUT_EGRESS_*,
    * gateway/out/outbound.h): egress_allow_untrusted, egress_allow */
   struct gw_egress *egress[2];
+  struct gw_limits *limits;     /* abuse limits every front door shares (gateway/core/limits.h) */
 };
 
 /* Runs `mcpgate serve`: loads nothing itself (cfg is ready), opens the

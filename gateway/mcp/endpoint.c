@@ -11,6 +11,7 @@
  * upstream (upcall.c) and session writes check inside their transaction.
  * A refusal is answered here and the caller only returns. */
 #include "gateway/mcp/mcp_loop.h"
+#include "gateway/core/limits.h"
 
 #include <openssl/crypto.h>
 #include <stdio.h>
@@ -157,6 +158,13 @@ const char *gw__check_message(const json_t *m, json_t *ids, const char **method_
  * when a token was presented (RFC 6750 §3.1). Tenant and connector names
  * are [a-z0-9-] (checked before): nothing to escape in the quoted strings. */
 void gw__mcp_unauthorized(gw_req *req, const gw_mcp_ctx *c, bool presented, const char *msg) {
+  /* a credential that did not verify, from an address past its budget
+   * (gateway/core/limits.h): 429, nothing more to learn here */
+  if (presented && gw_limits_auth_failed(req)) {
+    gw_respond_error(req, 429, "too_many_failures",
+                     "too many failed authentications from your address; wait for Retry-After seconds");
+    return;
+  }
   char hdr[1200];
   int n = snprintf(hdr, sizeof hdr, "Bearer resource_metadata=\"%s/.well-known/oauth-protected-resource/t/%s/mcp%s%s\"",
                    req->lp->srv->cfg.public_url, c->tenant, c->connector[0] ? "/" : "", c->connector);
@@ -321,6 +329,11 @@ int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c) {
   }
   if (crc != 0) {
     gw_respond_error(req, 404, "not_found", "no connector \"%s\" in this tenant", c->connector);
+    return -1;
+  }
+  if (gw_limits_mcp(req, c->tenant, c->user)) {
+    gw_respond_error(req, 429, "rate_limited",
+                     "too many MCP requests (mcp_rate_per_user / mcp_rate_per_tenant); retry after Retry-After seconds");
     return -1;
   }
   gw_req_set_owner(req, c->tenant, c->user); /* a revocation of the user closes this connection */

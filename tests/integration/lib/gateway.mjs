@@ -187,7 +187,11 @@ export async function startGateway({ args = [], env = {}, dataDir, listeners, ti
   const dir = dataDir ?? await makeTempDir();
   const want = listeners ?? listenersFromArgs(args);
   const fullArgs = ['serve', '--listen', '127.0.0.1:0', '--data', dir, ...workerArgs(args, env), ...args];
-  const genv = egressAllow === null ? env : { MCPGATE_EGRESS_ALLOW: egressAllow, ...env };
+  const genv0 = egressAllow === null ? env : { MCPGATE_EGRESS_ALLOW: egressAllow, ...env };
+  // Every test client is 127.0.0.1, and many tests present wrong credentials
+  // on purpose (hundreds, in the isolation matrix): the per-address limit on
+  // failed authentications is off unless a test sets it (abuse-limits.test.mjs).
+  const genv = args.some((a) => a.startsWith('--auth-failures-per-address')) ? genv0 : { MCPGATE_AUTH_FAILURES_PER_ADDRESS: '0', ...genv0 };
   const proc = wrap.length
     ? spawn(wrap[0], [...wrap.slice(1), bin, ...fullArgs], { env: childEnv(genv), stdio: ['ignore', 'pipe', 'pipe'] })
     : spawn(bin, fullArgs, { env: childEnv(genv), stdio: ['ignore', 'pipe', 'pipe'] });

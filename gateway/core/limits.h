@@ -1,0 +1,45 @@
+/* gateway/core/limits.h — abuse limits every front door shares (issue 25):
+ *
+ *   auth_failures_per_address  failed authentications (a SCIM, admin,
+ *                              employee or OAuth bearer that does not
+ *                              verify) per client address a minute; past
+ *                              it such a request is answered 429 with an
+ *                              integer Retry-After instead of 401. A valid
+ *                              credential is always served: many clients
+ *                              behind one proxy address (Okta's SCIM among
+ *                              them) are never locked out by one that keeps
+ *                              failing.
+ *   mcp_rate_per_user          MCP requests (both endpoints) per user a
+ *   mcp_rate_per_tenant        minute, and per tenant: past them 429 with
+ *                              Retry-After and a JSON-RPC error. 0: off.
+ *
+ * Token buckets (gateway/base/ratelimit.h; burst = the per-minute value),
+ * one set per process, made by gw_serve. The client address is the one
+ * the HTTP layer settled on (X-Forwarded-For only from trusted_proxies);
+ * IPv6 by its /64. Threads: any loop. */
+#ifndef MCPGATE_GATEWAY_CORE_LIMITS_H
+#define MCPGATE_GATEWAY_CORE_LIMITS_H
+#include <stdint.h>
+
+#include "gateway/base/buf.h"
+
+typedef struct gw_server gw_server;
+typedef struct gw_req gw_req;
+
+/* Makes (or frees) the limiters from srv->cfg. 0 or -1 (out of memory). */
+int gw_limits_init(gw_server *srv);
+void gw_limits_free(gw_server *srv);
+
+/* req's credential did not verify. 0: answer 401 as usual; > 0: its
+ * address is over auth_failures_per_address — Retry-After is set, answer
+ * 429 (the seconds until another attempt counts). */
+int64_t gw_limits_auth_failed(gw_req *req);
+
+/* One MCP request of (tenant, user): 0, or the seconds until the user's or
+ * the tenant's bucket has a token again (Retry-After is set; answer 429). */
+int64_t gw_limits_mcp(gw_req *req, const char *tenant, const char *user);
+
+/* Prometheus text: requests refused by each limit. */
+void gw_limits_metrics(gw_server *srv, gw_buf *out);
+
+#endif

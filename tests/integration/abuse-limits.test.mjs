@@ -1,0 +1,68 @@
+// Abuse limits (issue 25 item 3): failed authentications per client address
+// (SCIM, admin API, MCP endpoints, reviewers' decisions) are answered 429 with
+// an integer Retry-After past auth_failures_per_address — while valid
+// credentials from the same address keep being served (Okta behind a proxy
+// is never locked out by someone else's failures); MCP requests per user and
+// per tenant past mcp_rate_per_user / mcp_rate_per_tenant get 429 and a
+// Retry-After, other users unaffected; the metrics count them.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { startGateway, request, scrapeMetrics, metricValue } from './lib/gateway.mjs';
+import { setupTenant, mcpPost, initializeBody } from './lib/mcp.mjs';
+import { api } from './lib/admin.mjs';
+
+const scimGet = (gw, tenant, token) => request(gw.port, { path: `/t/${tenant}/scim/v2/Users`, headers: { Authorization: `Bearer ${token}` } });
+
+test('failed authentications past the per-address budget get 429 with Retry-After; valid credentials still pass', async () => {
+  const gw = await startGateway({ args: ['--auth-failures-per-address', '5'] });
+  try {
+    const t = await setupTenant(gw, { users: ['alice@acme.com'], policy: null });
+    const scimTok = t.tenant.scim.token;
+    const statuses = [];
+    for (let i = 0; i < 8; i++) statuses.push((await scimGet(gw, 'acme', `mgs_${'x'.repeat(43)}`)).status);
+    assert.deepEqual(statuses.slice(0, 5), [401, 401, 401, 401, 401], statuses.join(','));
+    assert.deepEqual(statuses.slice(5), [429, 429, 429], statuses.join(','));
+    const r = await scimGet(gw, 'acme', `mgs_${'y'.repeat(43)}`);
+    assert.equal(r.status, 429);
+    assert.match(r.headers['retry-after'] ?? '', /^[1-9][0-9]*$/, 'an integer Retry-After');
+    assert.match(r.body, /urn:ietf:params:scim:api:messages:2.0:Error/, 'SCIM error schema');
+    // Okta's valid token from the same address is served
+    const ok = await scimGet(gw, 'acme', scimTok);
+    assert.equal(ok.status, 200, ok.body);
+    // the admin API and the MCP endpoint share the budget
+    const ad = await api(gw.port, 'mga_bogus_token_value_xxxxxxxxxxxxxxxxxxxxxxxx', 'GET', '/admin/v1/tenants/acme');
+    assert.equal(ad.status, 429, ad.body);
+    const op = await api(gw.port, t.opToken, 'GET', '/admin/v1/tenants/acme');
+    assert.equal(op.status, 200, 'the operator token still works');
+    const mcp = await mcpPost(`${gw.url}/t/acme/mcp`, initializeBody(1), { token: `mgw_${'z'.repeat(43)}` });
+    assert.equal(mcp.status, 429, mcp.body);
+    const m = await scrapeMetrics(gw);
+    assert.ok(metricValue(m, 'mcpgate_auth_failures_limited_total') >= 6);
+  } finally {
+    await gw.stop();
+  }
+});
+
+test('MCP requests past mcp_rate_per_user get 429 with Retry-After; another user is not affected; the tenant limit holds for all', async () => {
+  const gw = await startGateway({ args: ['--mcp-rate-per-user', '4', '--mcp-rate-per-tenant', '7'] });
+  try {
+    const t = await setupTenant(gw, { users: ['alice@acme.com', 'bob@acme.com'] });
+    const alice = (await t.mintToken('alice@acme.com')).token, bob = (await t.mintToken('bob@acme.com')).token;
+    const url = `${gw.url}/t/acme/mcp`;
+    const a = [];
+    for (let i = 0; i < 5; i++) a.push(await mcpPost(url, initializeBody(1), { token: alice }));
+    assert.deepEqual(a.map((x) => x.status), [200, 200, 200, 200, 429]);
+    assert.match(a[4].headers['retry-after'] ?? '', /^[1-9][0-9]*$/);
+    assert.match(a[4].body, /rate_limited/);
+    const b = [];
+    for (let i = 0; i < 4; i++) b.push((await mcpPost(url, initializeBody(1), { token: bob })).status);
+    // bob has his own budget, but the tenant's (7) runs out on his fourth
+    assert.deepEqual(b, [200, 200, 200, 429]);
+    const m = await scrapeMetrics(gw);
+    assert.equal(metricValue(m, 'mcpgate_mcp_rate_limited_total', { limit: 'user' }), 1);
+    assert.equal(metricValue(m, 'mcpgate_mcp_rate_limited_total', { limit: 'tenant' }), 1);
+  } finally {
+    await gw.stop();
+  }
+});
