@@ -237,6 +237,25 @@ static int schema_ok(const st_schema *sc) {
   return 1;
 }
 
+/* The reserve in pages (store.h): at most a quarter of the map, so a small
+ * map still takes ordinary writes. */
+static void reserve_init(st_store *st, size_t reserve) {
+  MDB_envinfo info;
+  MDB_stat ms;
+  if (!reserve || mdb_env_info(st->env, &info) != 0 || mdb_env_stat(st->env, &ms) != 0 || !ms.ms_psize) return;
+  size_t map_pages = info.me_mapsize / ms.ms_psize;
+  size_t pages = (reserve + ms.ms_psize - 1) / ms.ms_psize;
+  if (pages > map_pages / 4) {
+    st__log(st, ST_LOG_INFO, "the store's reserve of %zu bytes is more than a quarter of its map; using %zu",
+            reserve, map_pages / 4 * ms.ms_psize);
+    pages = map_pages / 4;
+  }
+  if (!pages) return;
+  st->reserve_pages = pages;
+  st->limit_pages = map_pages - pages;
+  st->full_pages = st->limit_pages - (pages / 8 ? pages / 8 : 1);
+}
+
 int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
   st_store *st = NULL;
   MDB_txn *txn = NULL;
@@ -306,6 +325,7 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
   txn = NULL;
   if (rc != 0) { rc = st__err(rc); goto fail; }
 
+  reserve_init(st, opts->reserve);
   if ((rc = st__writer_start(st)) < 0) goto fail;
   *out = st;
   return 0;
@@ -348,6 +368,12 @@ void st_stats_get(st_store *st, st_stats *out) {
   if (mdb_env_info(st->env, &info) == 0 && mdb_env_stat(st->env, &ms) == 0) {
     out->map_size = info.me_mapsize;
     out->map_used = ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize;
+    out->map_reserve = (uint64_t)st->reserve_pages * ms.ms_psize;
+    st_txn *t;
+    if (st_read_begin(st, &t) == 0) {
+      out->map_live = (uint64_t)st__pages_used(st, t->txn) * ms.ms_psize;
+      st_txn_end(t);
+    }
   }
 }
 

@@ -35,7 +35,8 @@ enum {
   ST_EEXIST = -30001,    /* key exists (ST_NOOVERWRITE), or backup dest not empty */
   ST_EINVAL = -30002,    /* bad argument or call in the wrong context */
   ST_ENOMEM = -30003,    /* allocation failed */
-  ST_EMAPFULL = -30004,  /* LMDB map full: raise map_size; nothing was written */
+  ST_EMAPFULL = -30004,  /* map full, or an ordinary write would reach into the reserve
+                            (st_options.reserve): raise map_size; nothing was written */
   ST_ETXNFULL = -30005,  /* one job dirtied too many pages for one transaction */
   ST_ETOONEW = -30006,   /* store schema newer than this binary */
   ST_EIO = -30007,       /* I/O error reading/writing the store or a key file */
@@ -167,6 +168,9 @@ typedef struct st_options {
   int writer_nice;             /* added to the writer thread's nice value (Linux: per thread;
                                   0: as the process). An environment whose writes never hold
                                   up a request (the audit log's) runs below the loops. */
+  size_t reserve;              /* bytes of the map kept for writes that take access away
+                                  (st_txn_use_reserve); 0: none. At most a quarter of the
+                                  map: larger values are lowered to that (logged). */
 } st_options;
 
 /* Opens (creating if needed) one environment with its schema (opts->schema,
@@ -252,6 +256,34 @@ int st_put(st_txn *txn, st_db db, const void *k, size_t klen, const void *v, siz
            unsigned flags);
 /* Deletes a key. ST_ENOTFOUND if absent. Write txns only. */
 int st_del(st_txn *txn, st_db db, const void *k, size_t klen);
+
+/* ---- the reserve: room kept for taking access away -----------------------
+ * A full store must still let an IdP disable a user. With st_options.reserve
+ * set, the last `reserve` bytes of the map are kept for jobs that take
+ * access away; every other job that writes is refused with ST_EMAPFULL
+ * (nothing written) when, measured in its own transaction after it ran,
+ *   - the pages in use would pass map size minus reserve, or
+ *   - the store is already full — pages in use within an eighth of the
+ *     reserve of that limit — and the job does not shrink what is in use.
+ * So once full, every ordinary write is refused alike (not only large
+ * ones) until deletes bring the store back under the mark. "In use" is the
+ * pages of every database's tree (LMDB's page counts in the job's txn) plus
+ * the meta pages: freed pages LMDB will reuse do not count, so deleting
+ * data makes room again even though the file never shrinks. A job that only
+ * deletes is never refused by the mark (deleting cannot grow the trees).
+ * Jobs that take access away are bounded only by the map itself: st_emit
+ * marks a job that emits USER_DEACTIVATED, USER_DELETED, GROUP_DELETED,
+ * USER_SIGNED_OUT (store/dir.h), a MEMBERSHIP_CHANGED that removes members,
+ * TENANT_DELETING, TOKEN_REVOKED or CONNECTOR_DELETE; another such job
+ * calls st_txn_use_reserve itself (a session delete only deletes). Limits: pages
+ * freed but still pinned by an old reader, and a freelist too fragmented
+ * for a multi-page value, are not reusable at that moment, so such a job
+ * can still meet the real MDB_MAP_FULL (ST_EMAPFULL) inside the reserve. */
+
+/* Marks the txn's job as one that takes access away: it may use the
+ * reserve. Call from the job or from a hook it triggers (sticky for the
+ * job's run). Write txns only; a no-op otherwise. */
+void st_txn_use_reserve(st_txn *txn);
 
 /* Cursors: ordered scans over one database.
  *   st_cursor *c; st_cursor_open(txn, ST_DB_TOKENS, &c);
@@ -479,6 +511,9 @@ typedef struct st_stats {
   uint64_t batch_jobs_count;
   uint64_t map_size;             /* configured map size, bytes */
   uint64_t map_used;             /* high-water mark of pages in the file, bytes */
+  uint64_t map_live;             /* pages in use by the trees (freed pages excluded), bytes:
+                                    what the reserve's mark compares */
+  uint64_t map_reserve;          /* the reserve in effect (st_options.reserve, capped), bytes */
   int last_commit_error;         /* 0, or the ST_E* of the last failed batch commit */
 } st_stats;
 /* Snapshot for /metrics. Any thread. */

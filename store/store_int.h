@@ -42,6 +42,8 @@ struct st_txn {
   int write;
   int poison;          /* first fatal LMDB error (ST_E*): the txn must abort */
   int migrating;       /* a migration step's txn: st_db_create allowed */
+  int wrote;           /* st_put was called: the job writes (the reserve's mark applies) */
+  int use_reserve;     /* st_txn_use_reserve: the job takes access away */
   st__action *act_head, *act_tail;
   struct st_cursor *cursors;
 };
@@ -111,6 +113,10 @@ struct st_store {
   int dbi_ok[ST_SCHEMA_DBS_MAX];
   size_t maxkey;
   size_t map_size;
+  /* the reserve (st_txn_use_reserve), in pages; 0: none. Ordinary writes may
+   * bring the pages in use up to limit_pages; at full_pages and above the
+   * store counts as full (store.h) */
+  size_t reserve_pages, limit_pages, full_pages;
   uint32_t schema_version;
   char *dir;
   st_log_fn log;               /* st_options.log (may be NULL) */
@@ -176,6 +182,10 @@ void st__txn_close_cursors(st_txn *t);
 /* Runs (fn) or discards (discard) an action list and frees it. */
 void st__actions_run(st__action *head);
 void st__actions_discard(st__action *head);
+
+/* Pages in use by every tree of the environment as txn sees it (the two
+ * meta pages, the free and main databases, every database of the schema). */
+size_t st__pages_used(st_store *st, MDB_txn *txn);
 
 /* Opens every db of st's schema that exists (require_all = 0), or fails
  * if one is missing (require_all = 1). */

@@ -9,6 +9,7 @@
  * whatever the job returns, so a job that ignores an error can never commit
  * half its writes. */
 #include "store/store_int.h"
+#include "store/dir.h"
 
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -181,6 +182,7 @@ int st_put(st_txn *t, st_db db, const void *k, size_t klen, const void *v, size_
   val.mv_data = (void *)(v ? v : "");
   val.mv_size = vlen;
   unsigned mf = (flags & ST_NOOVERWRITE) ? MDB_NOOVERWRITE : 0;
+  t->wrote = 1;
   /* LMDB answers MDB_KEYEXIST, changing nothing, when the key does not
    * sort after the last one: then the ordinary put decides */
   if ((flags & ST_APPEND) && klen == key.mv_size) {
@@ -201,6 +203,23 @@ int st_del(st_txn *t, st_db db, const void *k, size_t klen) {
   if ((rc = dbi_of(t, db, &dbi)) < 0 || (rc = map_key(t, k, klen, hbuf, &key)) < 0) return rc;
   rc = mdb_del(t->txn, dbi, &key, NULL);
   return rc ? txn_fail(t, rc) : 0;
+}
+
+void st_txn_use_reserve(st_txn *t) {
+  if (t && t->write) t->use_reserve = 1;
+}
+
+size_t st__pages_used(st_store *st, MDB_txn *txn) {
+  MDB_stat ms;
+  size_t n = 2; /* the meta pages */
+  /* 0 and 1 are LMDB's free and main databases; the schema's named
+   * databases hold their own trees */
+  for (MDB_dbi d = 0; d < 2; d++)
+    if (mdb_stat(txn, d, &ms) == 0) n += ms.ms_branch_pages + ms.ms_leaf_pages + ms.ms_overflow_pages;
+  for (size_t i = 0; i < st->schema->ndbs; i++)
+    if (st->dbi_ok[i] && mdb_stat(txn, st->dbi[i], &ms) == 0)
+      n += ms.ms_branch_pages + ms.ms_leaf_pages + ms.ms_overflow_pages;
+  return n;
 }
 
 /* ---- cursors ------------------------------------------------------------ */
@@ -315,9 +334,26 @@ int st_hook_add(st_store *st, int event_kind, st_hook_fn fn, void *ctx) {
   return 0;
 }
 
+/* Events that take access away: the job emitting one may use the reserve
+ * (store.h), so a full store still lets an IdP disable a user. */
+static bool takes_access_away(int kind, const void *event) {
+  switch (kind) {
+  case ST_DIR_EV_USER_DEACTIVATED:
+  case ST_DIR_EV_USER_DELETED:
+  case ST_DIR_EV_GROUP_DELETED:
+  case ST_DIR_EV_USER_SIGNED_OUT:
+  case ST_EVENT_TENANT_DELETING:
+  case ST_EVENT_TOKEN_REVOKED:
+  case ST_EVENT_CONNECTOR_DELETE: return true;
+  case ST_DIR_EV_MEMBERSHIP_CHANGED: return event && ((const st_dir_event *)event)->nremoved > 0;
+  default: return false;
+  }
+}
+
 int st_emit(st_txn *t, int event_kind, const void *event) {
   if (!t || !t->write) return ST_EINVAL;
   if (t->poison) return t->poison;
+  if (takes_access_away(event_kind, event)) t->use_reserve = 1;
   for (size_t i = 0; i < t->st->nhooks; i++) {
     const st__hook *h = &t->st->hooks[i];
     if (h->kind != event_kind) continue;

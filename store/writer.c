@@ -18,6 +18,10 @@
  *    error as its status.
  * Hence the purity contract on jobs documented in store.h.
  *
+ * The reserve (store.h): a job that writes without st_txn_use_reserve is
+ * measured in its child txn before and after it runs and refused as
+ * ST_EMAPFULL past the mark, exactly as if LMDB had run out of map.
+ *
  * Ports are reference-counted: one reference for the open uv handle, one
  * per job in flight. The writer never touches a closed port's handle (the
  * closed flag and uv_async_send are under the port mutex), and whoever drops
@@ -296,6 +300,13 @@ static void job_discard_actions(st__job *j) {
   j->act_head = j->act_tail = NULL;
 }
 
+/* The reserve's mark (store.h): would an ordinary job that writes, taking
+ * the pages in use from before to after, reach into the reserve? */
+static int over_mark(const st_store *st, size_t before, size_t after) {
+  if (after > st->limit_pages) return 1;
+  return before >= st->full_pages && after >= before;
+}
+
 /* Runs one job in a child of parent. *resource: it failed for lack of map
  * or txn space. *fatal: the child commit failed, the parent is suspect. */
 static int run_child(st_store *st, MDB_txn *parent, st__job *j, int *resource, int *fatal) {
@@ -311,8 +322,15 @@ static int run_child(st_store *st, MDB_txn *parent, st__job *j, int *resource, i
     return status;
   }
   st__txn_init(&t, st, child, 1);
+  size_t before = st->reserve_pages ? st__pages_used(st, child) : 0;
   status = j->fn(&t, j->arg);
   st__txn_close_cursors(&t);
+  if (status >= 0 && !t.poison && st->reserve_pages && t.wrote && !t.use_reserve &&
+      over_mark(st, before, st__pages_used(st, child))) {
+    /* Refused like a real MAP_FULL: aborted whole, and behind other jobs
+     * re-run at the head of a fresh batch (their growth may be why). */
+    t.poison = ST_EMAPFULL;
+  }
   if (t.poison) {
     /* Fail closed: LMDB refuses a txn after such an error anyway, and a
      * job that ignored it must not be reported as committed. */

@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "gateway/base/log.h"
+#include "store/dir.h"
 #include "store/store.h"
 #include "store/store_testing.h"
 #include "tests/unit/unit.h"
@@ -938,6 +939,109 @@ TEST(map_full_fails_only_that_job) {
   tmp_cleanup();
 }
 
+/* ---- the reserve ----------------------------------------------------------
+ * With st_options.reserve the end of the map is kept for jobs that take
+ * access away: once ordinary writes fill the rest, every ordinary write is
+ * refused (not only large ones), while a job marked with
+ * st_txn_use_reserve — or emitting a deactivation — still commits, a job
+ * that only deletes is never refused, and nothing is lost or corrupt. */
+typedef struct rs_job {
+  const char *k;
+  size_t vlen;
+  int use_reserve;      /* st_txn_use_reserve */
+  int emit;             /* st_emit this event kind (0: none) */
+  const char *del[4];   /* keys deleted first */
+} rs_job;
+static int rs_job_fn(st_txn *txn, void *arg) {
+  rs_job *j = arg;
+  static char buf[8 * 1024];
+  int rc;
+  memset(buf, 'r', sizeof buf);
+  for (int i = 0; i < 4 && j->del[i]; i++)
+    if ((rc = st_del(txn, ST_DB_TENANTS, j->del[i], strlen(j->del[i]))) < 0) return rc;
+  if (j->use_reserve) st_txn_use_reserve(txn);
+  if (j->emit) {
+    st_dir_event ev = {"acme", "u1", "u1@acme", NULL, "patch", NULL, 0, NULL, 0};
+    if ((rc = st_emit(txn, j->emit, &ev)) < 0) return rc;
+  }
+  if (j->k && (rc = st_put(txn, ST_DB_TENANTS, j->k, strlen(j->k), buf, j->vlen, 0)) < 0) return rc;
+  return 0;
+}
+static int rs1(st_store *st, rs_job j) { return st_write_sync(st, rs_job_fn, &j); }
+
+TEST(reserve_keeps_room_for_taking_access_away) {
+  st_options o;
+  st_store *st = NULL;
+  char key[32];
+  int i, rc = 0;
+  tmp_setup();
+  o = opts_default();
+  o.map_size = 512 * 1024;
+  o.reserve = 1024 * 1024; /* more than a quarter: lowered to 128 KiB */
+  CHECK_INT(st_open(&st, &o), 0);
+  st_stats s;
+  st_stats_get(st, &s);
+  CHECK_INT(s.map_reserve, 128 * 1024);
+  CHECK(s.map_live > 0 && s.map_live < 64 * 1024);
+  /* ordinary writes until one is refused */
+  for (i = 0; i < 1000; i++) {
+    snprintf(key, sizeof key, "fill/%03d", i);
+    if ((rc = rs1(st, (rs_job){key, 6000, 0, 0, {0}})) < 0) break;
+  }
+  CHECK_INT(rc, ST_EMAPFULL);
+  CHECK(i > 10);
+  CHECK(!exists(st, key)); /* the refused one wrote nothing */
+  /* then smaller ones, until the store is full for any size */
+  for (int n = 0; n < 1000 && rc == 0; n++) {
+    snprintf(key, sizeof key, "small/%03d", n);
+    rc = rs1(st, (rs_job){key, 100, 0, 0, {0}});
+  }
+  for (int n = 0; n < 1000; n++) {
+    snprintf(key, sizeof key, "small/%03d", n);
+    if ((rc = rs1(st, (rs_job){key, 100, 0, 0, {0}})) < 0) break;
+  }
+  CHECK_INT(rc, ST_EMAPFULL);
+  /* full: even a one-byte write is refused, and readiness says so */
+  CHECK_INT(rs1(st, (rs_job){"tiny", 1, 0, 0, {0}}), ST_EMAPFULL);
+  CHECK_INT(rs1(st, (rs_job){"tiny", 1, 0, 0, {0}}), ST_EMAPFULL);
+  CHECK(!exists(st, "tiny"));
+  CHECK_INT(st_ready(st), ST_EMAPFULL);
+  st_stats_get(st, &s);
+  CHECK(s.map_live <= s.map_size - s.map_reserve);
+  CHECK(s.map_live + s.map_reserve / 8 + 8 * 1024 >= s.map_size - s.map_reserve);
+  /* a job that takes access away uses the reserve: marked, or by its event */
+  CHECK_INT(rs1(st, (rs_job){"revoked/1", 6000, 1, 0, {0}}), 0);
+  CHECK_INT(rs1(st, (rs_job){"revoked/2", 200, 0, ST_DIR_EV_USER_DEACTIVATED, {0}}), 0);
+  CHECK_INT(rs1(st, (rs_job){"revoked/3", 200, 0, ST_EVENT_TOKEN_REVOKED, {0}}), 0);
+  CHECK(exists(st, "revoked/1") && exists(st, "revoked/2") && exists(st, "revoked/3"));
+  /* an event that gives access is no pass */
+  CHECK_INT(rs1(st, (rs_job){"created", 200, 0, ST_DIR_EV_USER_CREATED, {0}}), ST_EMAPFULL);
+  /* deleting alone is never refused; a write that shrinks the store is
+   * allowed; once below the mark again ordinary writes commit */
+  CHECK_INT(rs1(st, (rs_job){NULL, 0, 0, 0, {"fill/000", "fill/001"}}), 0);
+  CHECK_INT(rs1(st, (rs_job){"swap", 10, 0, 0, {"fill/002", "fill/003", "fill/004", "fill/005"}}), 0);
+  CHECK(exists(st, "swap") && !exists(st, "fill/005"));
+  for (int n = 6; n < 14; n++) {
+    snprintf(key, sizeof key, "fill/%03d", n);
+    CHECK_INT(rs1(st, (rs_job){NULL, 0, 0, 0, {key}}), 0);
+  }
+  CHECK_INT(rs1(st, (rs_job){"after", 6000, 0, 0, {0}}), 0);
+  CHECK_INT(st_ready(st), 0);
+  /* nothing lost, nothing corrupt */
+  snprintf(key, sizeof key, "fill/%03d", i - 1);
+  CHECK(exists(st, key));
+  CHECK_INT(st_check(st, NULL, NULL), 0);
+  st_close(st);
+  /* a store without a reserve takes ordinary writes to the map's end */
+  o.reserve = 0;
+  CHECK_INT(st_open(&st, &o), 0);
+  st_stats_get(st, &s);
+  CHECK_INT(s.map_reserve, 0);
+  CHECK_INT(rs1(st, (rs_job){"tiny", 1, 0, 0, {0}}), 0);
+  st_close(st);
+  tmp_cleanup();
+}
+
 /* Several big jobs in one batch on an almost full map: whatever each job's
  * status, its writes are present iff it succeeded. */
 static void mf_batch_done(int status, void *arg) {
@@ -1506,6 +1610,7 @@ int main(void) {
   RUN(batch_commit_failure_reruns_each_job_alone);
   RUN(map_full_fails_only_that_job);
   RUN(map_full_in_batch_is_honest);
+  RUN(reserve_keeps_room_for_taking_access_away);
   RUN(port_close_discards_pending_completions);
   RUN(port_close_inside_done);
   RUN(store_close_before_port_close);
