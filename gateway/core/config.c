@@ -93,6 +93,11 @@ static const cfg_key keys[] = {
      "comma-separated CIDRs whose X-Forwarded-For/-Proto are believed", check_cidrs},
     {"store_map_size", CFG_SIZE, "8G", 1 * MIB, 1024 * GIB, OFF(store_map_size),
      "LMDB map size (address space; the file grows lazily)", NULL},
+    {"store_reserve", CFG_SIZE, "16M", 0, 64 * GIB, OFF(store_reserve),
+     "room at the end of the store's map kept for writes that take access away (SCIM deactivations and "
+     "deletes, revocations, sign-outs, tenant deletes): other writes answer 507 before reaching it; at most a "
+     "quarter of store_map_size; 0: none",
+     NULL},
     {"master_key_file", CFG_STR, NULL, 0, 0, OFF(master_key_file),
      "sealing key file (default <data>/master.key; keep it outside data in production)", NULL},
     {"admin_token_file", CFG_STR, NULL, 0, 0, OFF(admin_token_file),

@@ -38,6 +38,7 @@ typedef struct gw_config {
   char *admin_listen;
   char *trusted_proxies;
   int64_t store_map_size;
+  int64_t store_reserve;
   char *master_key_file;
   char *admin_token_file;
   int64_t scim_max_body;

@@ -86,8 +86,13 @@ static void render_store(gw_server *srv, gw_buf *o) {
                 "# HELP mcpgate_store_map_size_bytes LMDB map size.\n"
                 "# TYPE mcpgate_store_map_size_bytes gauge\nmcpgate_store_map_size_bytes %llu\n"
                 "# HELP mcpgate_store_map_used_bytes Bytes of the map in use.\n"
-                "# TYPE mcpgate_store_map_used_bytes gauge\nmcpgate_store_map_used_bytes %llu\n",
-                (unsigned long long)s.map_size, (unsigned long long)s.map_used);
+                "# TYPE mcpgate_store_map_used_bytes gauge\nmcpgate_store_map_used_bytes %llu\n"
+                "# HELP mcpgate_store_map_live_bytes Bytes of the map holding data (pages LMDB will reuse excluded).\n"
+                "# TYPE mcpgate_store_map_live_bytes gauge\nmcpgate_store_map_live_bytes %llu\n"
+                "# HELP mcpgate_store_map_reserve_bytes Bytes at the map's end kept for writes that take access away.\n"
+                "# TYPE mcpgate_store_map_reserve_bytes gauge\nmcpgate_store_map_reserve_bytes %llu\n",
+                (unsigned long long)s.map_size, (unsigned long long)s.map_used,
+                (unsigned long long)s.map_live, (unsigned long long)s.map_reserve);
 }
 
 int gw_metrics_render(gw_server *srv, gw_buf *o) {

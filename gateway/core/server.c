@@ -625,6 +625,7 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods) {
     st_options so = {0};
     so.dir = dir;
     so.map_size = (size_t)srv->cfg.store_map_size;
+    so.reserve = (size_t)srv->cfg.store_reserve;
     so.master_key_file = srv->cfg.master_key_file;
     /* read transactions are per request, not per thread (MDB_NOTLS): each
      * loop holds a few at once, libuv's pool and the writer some more */
