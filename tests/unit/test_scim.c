@@ -163,6 +163,7 @@ typedef struct seen {
   int nvia;
   int inside_ok;
   int fail_next;
+  int fail_rc;    /* what the failing hook returns (0: -5, not a store code) */
 } seen;
 
 static int hook(st_txn *txn, int kind, const void *event, void *ctx) {
@@ -170,7 +171,7 @@ static int hook(st_txn *txn, int kind, const void *event, void *ctx) {
   const scim_event *ev = event;
   if (s->fail_next) {
     s->fail_next = 0;
-    return -5;
+    return s->fail_rc ? s->fail_rc : -5;
   }
   /* inside the transaction: it is a write txn and the change is visible */
   if (st_txn_is_write(txn)) {
@@ -337,6 +338,31 @@ TEST(a_failing_hook_aborts_the_whole_write) {
   close_store(st);
 }
 
+/* A hook that runs out of store (the map's real end: a deactivation's token
+ * and session deletes cannot be written) is the store being full: 507 with
+ * the SCIM error, like the record's own write — not a 500 naming the hook. */
+TEST(a_hook_out_of_store_answers_507) {
+  seen s;
+  memset(&s, 0, sizeof s);
+  st_store *st = open_store(&s);
+  CHECK(st != NULL);
+  scim_resp rs;
+  do_req(st, "POST", "/Users", "{\"userName\":\"bob@acme.com\"}", &rs, UID);
+  CHECK_INT(rs.status, 201);
+  scim_resp_clear(&rs);
+  s.fail_next = 1;
+  s.fail_rc = ST_EMAPFULL;
+  int rc = do_req(st, "PATCH", "/Users/" UID,
+                  "{\"schemas\":[\"" SCIM_URN_PATCH "\"],\"Operations\":[{\"op\":\"replace\",\"value\":{\"active\":false}}]}",
+                  &rs, NULL);
+  CHECK(rc < 0);
+  CHECK_INT(rs.status, 507);
+  CHECK(strstr(json_string_value(json_object_get(rs.body, "detail")), "store is full") != NULL);
+  scim_resp_clear(&rs);
+  CHECK_INT(s.deactivated, 0);
+  close_store(st);
+}
+
 /* scim's codes sit in their own range, outside libuv's errno values and
  * the store's, and have names. */
 TEST(error_codes_in_their_range) {
@@ -358,6 +384,7 @@ int main(void) {
   RUN(patch_paths);
   RUN(every_deactivation_form_reaches_the_hook_inside_the_txn);
   RUN(a_failing_hook_aborts_the_whole_write);
+  RUN(a_hook_out_of_store_answers_507);
   RUN(error_codes_in_their_range);
   return UNIT_DONE();
 }
