@@ -581,6 +581,11 @@ static void done_session_create(int status, void *arg) {
   gw_exchange *x = j->x;
   if (status == GW_UP_EREVOKED || status == GW_UP_EHIDDEN) {
     gw__x_start_failed(x, status);
+  } else if (status == ST_EMAPFULL) {
+    /* not transient: the store stays full until an operator makes room */
+    gw__x_rpc_error(x, 507, -32603,
+                    "the gateway's store is full: no new session can be stored (an operator must raise "
+                    "store_map_size or free space); sessions already open keep working");
   } else if (status < 0) {
     gw__x_rpc_error(x, 503, -32603, "the gateway could not store the session: %s", st_strerror(status));
   } else if (x->req) {
