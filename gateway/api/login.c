@@ -448,6 +448,12 @@ static void done_session(int status, void *arg) {
     GW_LOG(GW_LOG_WARN, "login", &lc, "sign-in refused: the state was used already (replayed callback)");
     flow_fail(f, 400, "This sign-in link is not valid any more", "It was already used. Start again.");
     return;
+  case ST_EMAPFULL:
+    GW_LOG(GW_LOG_WARN, "login", &lc, "sign-in not recorded: the store is full");
+    flow_fail(f, 507, "Sign-in failed",
+              "The gateway's storage is full, so your sign-in could not be recorded. Tell IT: an operator must "
+              "make room.");
+    return;
   default:
     GW_LOG(GW_LOG_ERROR, "login", &lc, "sign-in failed: %s", auth_strerror(status));
     flow_fail(f, 503, "Sign-in failed", "The gateway could not record your sign-in. Try again in a moment.");

@@ -167,7 +167,9 @@ static void done_code(int status, void *arg) {
   if (status) {
     GW_LOG(GW_LOG_WARN, "oauth", &lc, "authorization code not issued: %s", auth_strerror(status));
     redirect_error(req, j->tenant, j->c.redirect_uri, j->state, status == AUTH_EINACTIVE ? "access_denied" : "server_error",
-                   status == AUTH_EINACTIVE ? "your account is not active" : "the gateway could not record the grant");
+                   status == AUTH_EINACTIVE  ? "your account is not active"
+                   : status == ST_EMAPFULL   ? "the gateway's store is full: the grant could not be recorded"
+                                             : "the gateway could not record the grant");
   } else {
     GW_LOG(GW_LOG_INFO, "oauth", &lc, "authorization code issued to client %s for user %s (resource %s)",
            j->c.client_id, j->c.user_id, j->c.connector[0] ? j->c.connector : "all");
@@ -525,6 +527,10 @@ static void done_token(int status, void *arg) {
              j->p.refresh ? "the refresh token is invalid, expired or revoked: sign in again"
                           : "the code is invalid, expired or used, or the redirect_uri, client_id or code_verifier "
                             "does not match");
+  } else if (status == ST_EMAPFULL) {
+    GW_LOG(GW_LOG_WARN, "oauth", &lc, "token request refused: the store is full");
+    json_err(req, 507, "server_error",
+             "the gateway's store is full: no tokens can be issued until an operator makes room");
   } else if (status) {
     GW_LOG(GW_LOG_ERROR, "oauth", &lc, "token request failed: %s", auth_strerror(status));
     json_err(req, 503, "temporarily_unavailable", "the gateway's store could not record the grant; try again");

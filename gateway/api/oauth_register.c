@@ -78,6 +78,10 @@ static void done_register(int status, void *arg) {
   gw_log_ctx lc = {j->tenant, req->id};
   if (status == GW_API_ENOTENANT) {
     oauth__error(req, 404, "not_found", "no such organisation on this gateway");
+  } else if (status == ST_EMAPFULL) {
+    GW_LOG(GW_LOG_WARN, "oauth", &lc, "client registration not stored: the store is full");
+    oauth__error(req, 507, "server_error",
+                 "the gateway's store is full: the registration was not stored (an operator must make room)");
   } else if (status < 0) {
     GW_LOG(GW_LOG_ERROR, "oauth", &lc, "client registration not stored: %s", gw_api_strerror(status));
     oauth__error(req, status == ST_EBUSY ? 503 : 500, status == ST_EBUSY ? "temporarily_unavailable" : "server_error",
