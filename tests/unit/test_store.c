@@ -968,6 +968,15 @@ static int rs_job_fn(st_txn *txn, void *arg) {
   return 0;
 }
 static int rs1(st_store *st, rs_job j) { return st_write_sync(st, rs_job_fn, &j); }
+/* a module's purge that queues something as it deletes (vault: upstream revocations) */
+static int rs_purge(st_txn *txn, const char *tenant, int limit) {
+  int rc = st_put(txn, ST_DB_TENANTS, "purged", 6, tenant, strlen(tenant), 0);
+  return rc < 0 ? rc : 0;
+}
+static int rs_purge_job(st_txn *txn, void *arg) {
+  int n = st_purge_tenant_step(txn, "gone", 16);
+  return n < 0 ? n : 0;
+}
 
 TEST(reserve_keeps_room_for_taking_access_away) {
   st_options o;
@@ -979,6 +988,7 @@ TEST(reserve_keeps_room_for_taking_access_away) {
   o.map_size = 512 * 1024;
   o.reserve = 1024 * 1024; /* more than a quarter: lowered to 128 KiB */
   CHECK_INT(st_open(&st, &o), 0);
+  CHECK_INT(st_purge_add(st, "rs", rs_purge, NULL), 0);
   st_stats s;
   st_stats_get(st, &s);
   CHECK_INT(s.map_reserve, 128 * 1024);
@@ -1014,6 +1024,9 @@ TEST(reserve_keeps_room_for_taking_access_away) {
   CHECK_INT(rs1(st, (rs_job){"revoked/2", 200, 0, ST_DIR_EV_USER_DEACTIVATED, {0}}), 0);
   CHECK_INT(rs1(st, (rs_job){"revoked/3", 200, 0, ST_EVENT_TOKEN_REVOKED, {0}}), 0);
   CHECK(exists(st, "revoked/1") && exists(st, "revoked/2") && exists(st, "revoked/3"));
+  /* a deleted tenant's purge step too, though its module writes */
+  CHECK_INT(st_write_sync(st, rs_purge_job, NULL), 0);
+  CHECK(exists(st, "purged"));
   /* an event that gives access is no pass */
   CHECK_INT(rs1(st, (rs_job){"created", 200, 0, ST_DIR_EV_USER_CREATED, {0}}), ST_EMAPFULL);
   /* deleting alone is never refused; a write that shrinks the store is
