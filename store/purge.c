@@ -27,6 +27,10 @@ int st_purge_tenant_step(st_txn *txn, const char *tenant, int limit) {
   int n = 0;
   if (!txn || !txn->write || !tenant || limit < 1) return ST_EINVAL;
   const st_store *st = txn->st;
+  /* a deleted tenant's purge frees space and revokes what it held (a
+   * module may queue upstream revocations as it goes): a full store must
+   * not stall it (store.h, "the reserve") */
+  st_txn_use_reserve(txn);
   for (size_t i = 0; i < st->npurges && n < limit; i++) {
     int m = st->purges[i].fn(txn, tenant, limit - n);
     if (m < 0) return m;

@@ -274,8 +274,9 @@ int st_del(st_txn *txn, st_db db, const void *k, size_t klen);
  * Jobs that take access away are bounded only by the map itself: st_emit
  * marks a job that emits USER_DEACTIVATED, USER_DELETED, GROUP_DELETED,
  * USER_SIGNED_OUT (store/dir.h), a MEMBERSHIP_CHANGED that removes members,
- * TENANT_DELETING, TOKEN_REVOKED or CONNECTOR_DELETE; another such job
- * calls st_txn_use_reserve itself (a session delete only deletes). Limits: pages
+ * TENANT_DELETING, TOKEN_REVOKED or CONNECTOR_DELETE, and a tenant purge
+ * step (st_purge_tenant_step); another such job calls st_txn_use_reserve
+ * itself (a session delete only deletes). Limits: pages
  * freed but still pinned by an old reader, and a freelist too fragmented
  * for a multi-page value, are not reusable at that moment, so such a job
  * can still meet the real MDB_MAP_FULL (ST_EMAPFULL) inside the reserve. */
