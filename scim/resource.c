@@ -457,4 +457,141 @@ static int check_scim(st_txn *txn, st_check_report_fn report, void *rctx, void *
   return problems;
 }
 
-void scim_register_checks(st_store *st) { st_check_add(st, check_scim, NULL); }
+/* The indexes against the records (check_scim checks records → indexes):
+ * every index entry names a resource that exists and whose attribute it
+ * indexes is what the entry says (compared as the encoder writes it, so a
+ * hashed long value is compared hashed); the counts equal the records;
+ * every membership entry names a user and a group that exist. */
+static bool key_is(const st_dir_key *want, const st_val *k) {
+  return !want->overflow && want->n == k->len && !memcmp(want->b, k->data, k->len);
+}
+
+static void tally(json_t *counts, const char *tenant, int which) {
+  json_t *t = json_object_get(counts, tenant);
+  if (!t) {
+    t = json_pack("[i,i]", 0, 0);
+    json_object_set_new(counts, tenant, t);
+  }
+  json_array_set_new(t, (size_t)which, json_integer(json_integer_value(json_array_get(t, (size_t)which)) + 1));
+}
+
+static int check_scim_index(st_txn *txn, st_check_report_fn report, void *rctx) {
+  int problems = 0;
+  purge_memo memo = {"", false};
+  char msg[400];
+  json_t *counts = json_object();
+  st_cursor *c;
+  st_val k, v;
+  /* the records' counts per tenant */
+  if (st_cursor_open(txn, ST_DB_SCIM_RES, &c)) {
+    json_decref(counts);
+    return -1;
+  }
+  while (st_cursor_next(c, &k, NULL) == 0) {
+    const char *kp = k.data;
+    size_t tl = strnlen(kp, k.len);
+    if (k.len != tl + 2 + SCIM_ID_LEN) continue; /* reported by check_scim */
+    char tenant[64];
+    snprintf(tenant, sizeof tenant, "%.*s", (int)tl, kp);
+    tally(counts, tenant, kp[tl + 1] == 'U' ? 0 : 1);
+  }
+  st_cursor_close(c);
+  if (st_cursor_open(txn, ST_DB_SCIM_IDX, &c)) {
+    json_decref(counts);
+    return problems + 1;
+  }
+  while (st_cursor_next(c, &k, &v) == 0) {
+    const char *kp = k.data;
+    size_t tl = strnlen(kp, k.len);
+    if (tl + 2 > k.len) continue;
+    char tenant[64];
+    snprintf(tenant, sizeof tenant, "%.*s", (int)tl, kp);
+    if (purging(txn, &memo, tenant)) continue;
+    char kind = kp[tl + 1];
+    const char *why = NULL;
+    char id[SCIM_ID_LEN + 1] = "";
+    st_dir_key want;
+    json_t *r = NULL;
+    if (kind == 'u') {
+      snprintf(id, sizeof id, "%.*s", (int)(v.len < SCIM_ID_LEN ? v.len : SCIM_ID_LEN), (const char *)v.data);
+      if (v.len != SCIM_ID_LEN || st_dir_user_get(txn, tenant, id, &r) != 0) why = "a userName index entry names no user";
+      else {
+        st_dir_key_username(&want, tenant, scim__jstr(r, "userName") ?: "");
+        if (!key_is(&want, &k)) why = "a userName index entry does not match the user's userName";
+      }
+    } else if (kind == 'e' || kind == 'd') {
+      char type = kind == 'd' ? ST_DIR_GROUP : (k.len > tl + 2 ? kp[tl + 2] : 0);
+      if (k.len < tl + 3 + SCIM_ID_LEN || kp[k.len - SCIM_ID_LEN - 1] != 0) {
+        why = "a malformed index key";
+      } else {
+        memcpy(id, kp + k.len - SCIM_ID_LEN, SCIM_ID_LEN);
+        id[SCIM_ID_LEN] = 0;
+        int grc = type == ST_DIR_GROUP ? st_dir_group_get(txn, tenant, id, &r) : st_dir_user_get(txn, tenant, id, &r);
+        if (grc != 0) {
+          why = kind == 'd' ? "a displayName index entry names no group" : "an externalId index entry names no resource";
+        } else {
+          if (kind == 'd') st_dir_key_group_name(&want, tenant, scim__jstr(r, "displayName") ?: "", id);
+          else st_dir_key_external(&want, tenant, type, scim__jstr(r, "externalId") ?: "", id);
+          if (!key_is(&want, &k))
+            why = kind == 'd' ? "a displayName index entry does not match the group's displayName"
+                              : "an externalId index entry does not match the resource's externalId";
+        }
+      }
+    } else if (kind == 'n' && k.len == tl + 3) {
+      uint64_t n = 0;
+      const uint8_t *p = v.data;
+      for (size_t i = 0; i < 8 && i < v.len; i++) n |= (uint64_t)p[i] << (8 * i);
+      int which = kp[tl + 2] == 'U' ? 0 : 1;
+      json_int_t have = json_integer_value(json_array_get(json_object_get(counts, tenant), (size_t)which));
+      if (v.len != 8 || (json_int_t)n != have) {
+        snprintf(msg, sizeof msg, "tenant %s: the %s count says %llu, %lld records exist", tenant,
+                 which ? "group" : "user", (unsigned long long)n, (long long)have);
+        if (report) report(rctx, "scim", msg);
+        problems++;
+      }
+    }
+    json_decref(r);
+    if (why) {
+      snprintf(msg, sizeof msg, "tenant %s: %s%s%s", tenant, why, id[0] ? " " : "", id);
+      if (report) report(rctx, "scim", msg);
+      problems++;
+    }
+  }
+  st_cursor_close(c);
+  json_decref(counts);
+  /* membership: both ends exist */
+  if (st_cursor_open(txn, ST_DB_SCIM_MEM, &c)) return problems + 1;
+  while (st_cursor_next(c, &k, NULL) == 0) {
+    const char *kp = k.data;
+    size_t tl = strnlen(kp, k.len);
+    if (tl + 2 + 2 * SCIM_ID_LEN + 1 != k.len) continue; /* reported by check_scim */
+    char tenant[64], a[SCIM_ID_LEN + 1], b[SCIM_ID_LEN + 1];
+    snprintf(tenant, sizeof tenant, "%.*s", (int)tl, kp);
+    if (purging(txn, &memo, tenant)) continue;
+    memcpy(a, kp + tl + 2, SCIM_ID_LEN);
+    a[SCIM_ID_LEN] = 0;
+    memcpy(b, kp + tl + 3 + SCIM_ID_LEN, SCIM_ID_LEN);
+    b[SCIM_ID_LEN] = 0;
+    const char *gid = kp[tl + 1] == 'm' ? a : b, *uid = kp[tl + 1] == 'm' ? b : a;
+    json_t *u = NULL;
+    bool ok = st_dir_group_exists(txn, tenant, gid) == 0 && st_dir_user_get(txn, tenant, uid, &u) == 0;
+    json_decref(u);
+    if (!ok) {
+      snprintf(msg, sizeof msg, "tenant %s: membership of user %s in group %s names one that does not exist", tenant,
+               uid, gid);
+      if (report) report(rctx, "scim", msg);
+      problems++;
+    }
+  }
+  st_cursor_close(c);
+  return problems;
+}
+
+static int check_scim_all(st_txn *txn, st_check_report_fn report, void *rctx, void *ctx) {
+  int a = check_scim(txn, report, rctx, ctx);
+  int b = check_scim_index(txn, report, rctx);
+  if (a < 0) return a;
+  return b < 0 ? b : a + b;
+}
+
+void scim_register_checks(st_store *st) { st_check_add(st, check_scim_all, NULL); }

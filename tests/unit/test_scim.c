@@ -9,6 +9,7 @@
 
 #include "gateway/base/log.h"
 #include "scim/scim.h"
+#include "store/dir.h"
 #include "scim/scim_int.h"
 #include "store/store.h"
 #include "unit.h"
@@ -365,6 +366,94 @@ TEST(a_hook_out_of_store_answers_507) {
 
 /* scim's codes sit in their own range, outside libuv's errno values and
  * the store's, and have names. */
+static int check_problems;
+static char check_last[400];
+static void check_report(void *ctx, const char *area, const char *msg) {
+  (void)ctx, (void)area;
+  check_problems++;
+  snprintf(check_last, sizeof check_last, "%s", msg);
+}
+
+typedef struct raw_put {
+  st_db db;
+  const char *k, *v;
+  size_t kl, vl;
+  bool del;
+} raw_put;
+
+static int run_raw(st_txn *txn, void *arg) {
+  raw_put *p = arg;
+  return p->del ? st_del(txn, p->db, p->k, p->kl) : st_put(txn, p->db, p->k, p->kl, p->v, p->vl, 0);
+}
+
+#define GID "22222222-3333-4444-8555-666666666666"
+
+/* store check: every index entry names a record whose attribute it
+ * indexes, counts equal the records, memberships name what exists */
+TEST(store_check_sees_indexes_out_of_step_with_records) {
+  seen s;
+  memset(&s, 0, sizeof s);
+  st_store *st = open_store(&s);
+  CHECK(st != NULL);
+  scim_register_checks(st);
+  scim_resp rs;
+  CHECK_INT(do_req(st, "POST", "/Users", "{\"userName\":\"alice@acme.com\",\"externalId\":\"00u1\"}", &rs, UID), 0);
+  scim_resp_clear(&rs);
+  CHECK_INT(do_req(st, "POST", "/Groups", "{\"displayName\":\"Eng\",\"members\":[{\"value\":\"" UID "\"}]}", &rs, GID), 0);
+  scim_resp_clear(&rs);
+  check_problems = 0;
+  CHECK_INT(st_check(st, check_report, NULL), 0);
+  CHECK_INT(check_problems, 0);
+  /* a stale userName entry (a write that updated the record, not the index) */
+  st_dir_key k;
+  st_dir_key_username(&k, "acme", "mallory@acme.com");
+  raw_put p = {ST_DB_SCIM_IDX, k.b, UID, k.n, 36, false};
+  CHECK_INT(st_write_sync(st, run_raw, &p), 0);
+  check_problems = 0;
+  CHECK(st_check(st, check_report, NULL) > 0);
+  CHECK(strstr(check_last, "userName index entry does not match") != NULL);
+  p.del = true;
+  CHECK_INT(st_write_sync(st, run_raw, &p), 0);
+  /* a displayName entry of a group that does not exist */
+  st_dir_key_group_name(&k, "acme", "ghosts", "33333333-3333-4444-8555-666666666666");
+  raw_put g = {ST_DB_SCIM_IDX, k.b, "", k.n, 0, false};
+  CHECK_INT(st_write_sync(st, run_raw, &g), 0);
+  check_problems = 0;
+  CHECK(st_check(st, check_report, NULL) > 0);
+  CHECK(strstr(check_last, "names no group") != NULL);
+  g.del = true;
+  CHECK_INT(st_write_sync(st, run_raw, &g), 0);
+  /* a count that disagrees with the records */
+  st_dir_key_count(&k, "acme", 'U');
+  static const char five[8] = {5, 0, 0, 0, 0, 0, 0, 0};
+  raw_put n = {ST_DB_SCIM_IDX, k.b, five, k.n, 8, false};
+  CHECK_INT(st_write_sync(st, run_raw, &n), 0);
+  check_problems = 0;
+  CHECK(st_check(st, check_report, NULL) > 0);
+  CHECK(strstr(check_last, "user count says 5, 1 records exist") != NULL);
+  static const char one[8] = {1, 0, 0, 0, 0, 0, 0, 0};
+  n.v = one;
+  CHECK_INT(st_write_sync(st, run_raw, &n), 0);
+  /* a membership of a user that does not exist (both directions written) */
+  st_dir_key_member(&k, "acme", GID, "44444444-3333-4444-8555-666666666666");
+  raw_put m = {ST_DB_SCIM_MEM, k.b, "", k.n, 0, false};
+  CHECK_INT(st_write_sync(st, run_raw, &m), 0);
+  st_dir_key u;
+  st_dir_key_user_group(&u, "acme", "44444444-3333-4444-8555-666666666666", GID);
+  raw_put m2 = {ST_DB_SCIM_MEM, u.b, "", u.n, 0, false};
+  CHECK_INT(st_write_sync(st, run_raw, &m2), 0);
+  check_problems = 0;
+  CHECK(st_check(st, check_report, NULL) > 0);
+  CHECK(strstr(check_last, "names one that does not exist") != NULL);
+  m.del = m2.del = true;
+  CHECK_INT(st_write_sync(st, run_raw, &m), 0);
+  CHECK_INT(st_write_sync(st, run_raw, &m2), 0);
+  check_problems = 0;
+  CHECK_INT(st_check(st, check_report, NULL), 0);
+  CHECK_INT(check_problems, 0);
+  close_store(st);
+}
+
 TEST(error_codes_in_their_range) {
   CHECK(SCIM_EABORT <= SCIM_ERR_FIRST && SCIM_EABORT >= SCIM_ERR_LAST);
   CHECK(SCIM_ERANDOM <= SCIM_ERR_FIRST && SCIM_ERANDOM >= SCIM_ERR_LAST);
@@ -385,6 +474,7 @@ int main(void) {
   RUN(every_deactivation_form_reaches_the_hook_inside_the_txn);
   RUN(a_failing_hook_aborts_the_whole_write);
   RUN(a_hook_out_of_store_answers_507);
+  RUN(store_check_sees_indexes_out_of_step_with_records);
   RUN(error_codes_in_their_range);
   return UNIT_DONE();
 }
