@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 
-import { REPO_ROOT, startGateway, makeTempDir } from './lib/gateway.mjs';
+import { REPO_ROOT, startGateway, makeTempDir, runGateway } from './lib/gateway.mjs';
 import { api, cli, assertExit } from './lib/admin.mjs';
 import { scimClient } from './lib/scim.mjs';
 import { rawSession } from './lib/mcp.mjs';
@@ -168,4 +168,34 @@ test('a schema-9 store (before the approvals database) migrates to the latest sc
   await gw.stop();
   const chk = await cli(['store', 'check', '--data', dir], { timeoutMs: 30000 });
   assertExit(chk, 0, `store check after migration: ${chk.stdout} ${chk.stderr}`);
+});
+
+test('a store written by a newer mcpgate (a schema this binary does not know) is refused with a clear message, and left as it was', async () => {
+  const { dir } = await dataDirFrom(9);
+  const gw = await startGateway({ dataDir: dir });
+  await gw.stop(); // migrated to this binary's latest schema
+  // a later release's schema: the meta record's version rewritten in place
+  // (LMDB keeps no page checksums; every copy of the record is rewritten)
+  const file = path.join(dir, 'store', 'data.mdb');
+  const buf = fs.readFileSync(file);
+  const key = Buffer.from('schema_version');
+  let n = 0;
+  for (let i = buf.indexOf(key); i >= 0; i = buf.indexOf(key, i + 1)) {
+    const v = i + key.length;
+    const cur = buf.readUInt32BE(v);
+    if (cur > 0 && cur < 1000) {
+      buf.writeUInt32BE(999, v);
+      n++;
+    }
+  }
+  assert.ok(n >= 1, 'the schema record was found');
+  fs.writeFileSync(file, buf);
+  const before = fs.readFileSync(file);
+  const r = await runGateway(['serve', '--listen', '127.0.0.1:0', '--data', dir], { timeoutMs: 15000 });
+  assert.notEqual(r.code, 0, `serve must refuse a newer store: ${r.stdout} ${r.stderr}`);
+  assert.match(r.stdout + r.stderr, /newer/i, `the message says the store is newer: ${r.stdout} ${r.stderr}`);
+  const chk = await cli(['store', 'check', '--data', dir], { timeoutMs: 30000 });
+  assert.notEqual(chk.code, 0);
+  assert.match(chk.stdout + chk.stderr, /newer/i);
+  assert.ok(fs.readFileSync(file).equals(before), 'the refused store was not written');
 });
