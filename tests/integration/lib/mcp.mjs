@@ -9,6 +9,7 @@
 //   connectClient(url, tok)  the official SDK Client over Streamable HTTP
 //   setupTenant(gw)          tenant + SCIM users + gateway tokens + connectors
 //   claudeMcpList({url,tok}) the real Claude Code CLI: `mcp add` + `mcp list`
+//                            (claudeBin, claudeEnv(home): its binary and offline env)
 //   mcpRequest / openStream  raw Streamable HTTP requests (JSON or SSE replies)
 //
 // server-everything 2026.8.31 (dist/tools/*.js, dist/server/index.js):
@@ -713,7 +714,7 @@ export function claudeBin() {
 }
 
 /** Env for an offline Claude Code run in a throwaway HOME (no telemetry, updates, or API key). */
-function claudeEnv(home) {
+export function claudeEnv(home) {
   return {
     HOME: home,
     PATH: process.env.PATH ?? '/usr/bin:/bin',
