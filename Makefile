@@ -66,7 +66,7 @@ BENCH_SRC := $(wildcard tests/bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all asan tsan deps run test unit integration clean fuzz fuzz-bins fuzz-coverage bench check-layers FORCE
+.PHONY: all asan tsan soak deps run test unit integration clean fuzz fuzz-bins fuzz-coverage bench check-layers FORCE
 all: $(BUILD)/mcpgate
 FORCE:
 
@@ -172,6 +172,19 @@ test: deps
 	$(MAKE) fuzz FUZZ_SECONDS=
 	$(MAKE) check-layers
 	sh tests/run.sh
+
+# make soak: mixed traffic for SOAK_SECS (default 300) against the real
+# binary; RSS and descriptors over time must stay flat, no unexpected error
+# (tests/soak/soak.mjs). SANITIZE=1 soaks the ASan build. Not in `make test`.
+SOAK_SECS ?= 300
+ifeq ($(SANITIZE),1)
+SOAK_BIN := build-asan/mcpgate
+else
+SOAK_BIN := $(BUILD)/mcpgate
+endif
+soak: deps
+	$(MAKE) $(if $(filter 1,$(SANITIZE)),BUILD=build-asan SANITIZE=1,) all
+	node tests/soak/soak.mjs --secs $(SOAK_SECS) --bin $(SOAK_BIN)
 
 # Benchmarks print numbers against a baseline run in the same invocation;
 # they assert nothing and are not part of `make test`.
