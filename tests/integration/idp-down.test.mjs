@@ -16,7 +16,7 @@ after(async () => {
   if (up) await up.stop?.();
 });
 
-test('IdP down: issued sessions and tokens keep working (also after a restart); a new sign-in fails clearly, async () => {
+test('IdP down: issued sessions and tokens keep working (also after a restart); a new sign-in fails clearly', async () => {
   fx = await startLoginFixture({
     tenants: { acme: { users: [{ userName: 'alice@acme.com', externalId: '00u-alice' }] } },
     accounts: { '00u-alice': { email: 'alice@acme.com', email_verified: true } },
