@@ -73,6 +73,7 @@ typedef struct gw_config {
   int64_t session_max_age_ms;
   int64_t auth_failures_per_address; /* gateway/core/limits.h: abuse limits */
   int64_t mcp_rate_per_user, mcp_rate_per_tenant;
+  int64_t mcp_concurrent_per_user;
   int64_t approval_progress_interval_ms; /* gateway/mcp/held.c: a held call's progress notifications */
   int64_t sessions_per_user_max;
   int64_t session_purge_interval_ms;

@@ -12,11 +12,28 @@
 #include "gateway/core/server.h"
 #include "gateway/http/http.h"
 
+/* A user's open requests: chained buckets under one mutex (an enter and a
+ * release per MCP request; the critical section is a few compares). */
+#define SLOT_BUCKETS 4096
+typedef struct slot {
+  struct slot *next;
+  int64_t open;
+  char key[GW_RATELIMIT_KEY_MAX + 1];
+} slot;
+
 typedef struct gw_limits gw_limits;
 struct gw_limits {
   gw_ratelimit *auth_fail, *mcp_user, *mcp_tenant;
-  _Atomic uint64_t auth_limited, mcp_user_limited, mcp_tenant_limited;
+  _Atomic uint64_t auth_limited, mcp_user_limited, mcp_tenant_limited, mcp_concurrent_limited;
+  uv_mutex_t mu;
+  slot *slots[SLOT_BUCKETS];
 };
+
+static uint32_t key_hash(const char *s) {
+  uint32_t h = 2166136261u;
+  for (; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
+  return h;
+}
 
 int gw_limits_init(gw_server *srv) {
   gw_limits *l = calloc(1, sizeof *l);
@@ -25,6 +42,13 @@ int gw_limits_init(gw_server *srv) {
   l->auth_fail = gw_ratelimit_new(c->auth_failures_per_address, c->auth_failures_per_address, 65536);
   l->mcp_user = gw_ratelimit_new(c->mcp_rate_per_user, c->mcp_rate_per_user, 65536);
   l->mcp_tenant = gw_ratelimit_new(c->mcp_rate_per_tenant, c->mcp_rate_per_tenant, 4096);
+  if (uv_mutex_init(&l->mu) != 0) {
+    gw_ratelimit_free(l->auth_fail);
+    gw_ratelimit_free(l->mcp_user);
+    gw_ratelimit_free(l->mcp_tenant);
+    free(l);
+    return -1;
+  }
   srv->limits = l;
   if (!l->auth_fail || !l->mcp_user || !l->mcp_tenant) return -1;
   return 0;
@@ -36,6 +60,12 @@ void gw_limits_free(gw_server *srv) {
   gw_ratelimit_free(l->auth_fail);
   gw_ratelimit_free(l->mcp_user);
   gw_ratelimit_free(l->mcp_tenant);
+  for (int i = 0; i < SLOT_BUCKETS; i++)
+    for (slot *s = l->slots[i], *n; s; s = n) {
+      n = s->next;
+      free(s);
+    }
+  uv_mutex_destroy(&l->mu);
   free(l);
   srv->limits = NULL;
 }
@@ -78,6 +108,50 @@ int64_t gw_limits_mcp(gw_req *req, const char *tenant, const char *user) {
   return wait;
 }
 
+int64_t gw_limits_mcp_enter(gw_req *req, const char *tenant, const char *user) {
+  gw_server *srv = req->lp->srv;
+  gw_limits *l = srv->limits;
+  int64_t max = srv->cfg.mcp_concurrent_per_user;
+  if (!l || max <= 0 || req->limits_slot) return 0;
+  char key[GW_RATELIMIT_KEY_MAX + 1];
+  snprintf(key, sizeof key, "%s/%s", tenant, user);
+  uint32_t b = key_hash(key) % SLOT_BUCKETS;
+  uv_mutex_lock(&l->mu);
+  slot *s = l->slots[b];
+  while (s && strcmp(s->key, key)) s = s->next;
+  if (!s && (s = calloc(1, sizeof *s))) {
+    memcpy(s->key, key, sizeof s->key);
+    s->next = l->slots[b];
+    l->slots[b] = s;
+  }
+  bool over = !s || s->open >= max; /* out of memory: refused (fail closed) */
+  if (!over) s->open++;
+  uv_mutex_unlock(&l->mu);
+  if (over) {
+    atomic_fetch_add_explicit(&l->mcp_concurrent_limited, 1, memory_order_relaxed);
+    retry_after(req, 1);
+    return 1;
+  }
+  req->limits_slot = s;
+  return 0;
+}
+
+void gw_limits_request_done(gw_server *srv, gw_req *req) {
+  gw_limits *l = srv->limits;
+  slot *s = req->limits_slot;
+  if (!l || !s) return;
+  req->limits_slot = NULL;
+  uint32_t b = key_hash(s->key) % SLOT_BUCKETS;
+  uv_mutex_lock(&l->mu);
+  if (--s->open <= 0) { /* the user has nothing open: the entry goes */
+    slot **pp = &l->slots[b];
+    while (*pp && *pp != s) pp = &(*pp)->next;
+    if (*pp) *pp = s->next;
+    free(s);
+  }
+  uv_mutex_unlock(&l->mu);
+}
+
 void gw_limits_metrics(gw_server *srv, gw_buf *out) {
   gw_limits *l = srv->limits;
   if (!l) return;
@@ -87,7 +161,9 @@ void gw_limits_metrics(gw_server *srv, gw_buf *out) {
                 "# TYPE mcpgate_auth_failures_limited_total counter\nmcpgate_auth_failures_limited_total %llu\n"
                 "# HELP mcpgate_mcp_rate_limited_total MCP requests refused (429) by mcp_rate_per_user or "
                 "mcp_rate_per_tenant.\n# TYPE mcpgate_mcp_rate_limited_total counter\n"
-                "mcpgate_mcp_rate_limited_total{limit=\"user\"} %llu\nmcpgate_mcp_rate_limited_total{limit=\"tenant\"} %llu\n",
+                "mcpgate_mcp_rate_limited_total{limit=\"user\"} %llu\nmcpgate_mcp_rate_limited_total{limit=\"tenant\"} %llu\n"
+                "mcpgate_mcp_rate_limited_total{limit=\"concurrent\"} %llu\n",
                 (unsigned long long)atomic_load(&l->auth_limited), (unsigned long long)atomic_load(&l->mcp_user_limited),
-                (unsigned long long)atomic_load(&l->mcp_tenant_limited));
+                (unsigned long long)atomic_load(&l->mcp_tenant_limited),
+                (unsigned long long)atomic_load(&l->mcp_concurrent_limited));
 }

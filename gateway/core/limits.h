@@ -12,6 +12,13 @@
  *   mcp_rate_per_user          MCP requests (both endpoints) per user a
  *   mcp_rate_per_tenant        minute, and per tenant: past them 429 with
  *                              Retry-After and a JSON-RPC error. 0: off.
+ *   mcp_concurrent_per_user    MCP requests of one user open at once (GET
+ *                              streams, calls in flight, held calls), on
+ *                              every loop together: one more is 429. The
+ *                              slot is the request's (gw_req.limits_slot)
+ *                              and goes back when the request ends
+ *                              (gw_limits_request_done, from the host's
+ *                              request-done callback).
  *
  * Token buckets (gateway/base/ratelimit.h; burst = the per-minute value),
  * one set per process, made by gw_serve. The client address is the one
@@ -38,6 +45,12 @@ int64_t gw_limits_auth_failed(gw_req *req);
 /* One MCP request of (tenant, user): 0, or the seconds until the user's or
  * the tenant's bucket has a token again (Retry-After is set; answer 429). */
 int64_t gw_limits_mcp(gw_req *req, const char *tenant, const char *user);
+
+/* Takes a slot of (tenant, user) for req: 0, or > 0 (Retry-After set:
+ * answer 429) when the user has mcp_concurrent_per_user open already. */
+int64_t gw_limits_mcp_enter(gw_req *req, const char *tenant, const char *user);
+/* The request ended: its slot (if any) goes back. Any loop. */
+void gw_limits_request_done(gw_server *srv, gw_req *req);
 
 /* Prometheus text: requests refused by each limit. */
 void gw_limits_metrics(gw_server *srv, gw_buf *out);

@@ -141,6 +141,7 @@ static void host_conn_closed(void *ctx, bool counted) {
 }
 
 static void host_request_done(void *ctx, const gw_req *req, int rclass, int status, double secs) {
+  if (req->limits_slot) gw_limits_request_done(((gw_loop *)ctx)->srv, (gw_req *)req);
   gw_loop *lp = ctx;
   gw_metrics_request(lp->srv->metrics, rclass, status, secs);
   for (int i = 0; i < lp->srv->nrequest_done; i++) lp->srv->request_done[i](lp, req, rclass, status);

@@ -85,6 +85,7 @@ struct gw_req {
    * than GW_WRITE_LOW_WATER bytes wait for the client. */
   void (*on_drain)(gw_req *req);
   void *handler_data;
+  void *limits_slot;    /* a concurrency slot the request holds (gateway/core/limits.c), released when it ends */
   /* private to http.c */
   struct gw__req_priv *priv;
 };

@@ -331,9 +331,10 @@ int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c) {
     gw_respond_error(req, 404, "not_found", "no connector \"%s\" in this tenant", c->connector);
     return -1;
   }
-  if (gw_limits_mcp(req, c->tenant, c->user)) {
+  if (gw_limits_mcp(req, c->tenant, c->user) || gw_limits_mcp_enter(req, c->tenant, c->user)) {
     gw_respond_error(req, 429, "rate_limited",
-                     "too many MCP requests (mcp_rate_per_user / mcp_rate_per_tenant); retry after Retry-After seconds");
+                     "too many MCP requests (mcp_rate_per_user, mcp_rate_per_tenant or mcp_concurrent_per_user); retry after "
+                     "Retry-After seconds");
     return -1;
   }
   gw_req_set_owner(req, c->tenant, c->user); /* a revocation of the user closes this connection */

@@ -8,8 +8,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { startGateway, request, scrapeMetrics, metricValue } from './lib/gateway.mjs';
-import { setupTenant, mcpPost, initializeBody } from './lib/mcp.mjs';
+import { startGateway, request, scrapeMetrics, metricValue, waitFor } from './lib/gateway.mjs';
+import { setupTenant, mcpPost, initializeBody, rawSession, openStream, mcpHeaders } from './lib/mcp.mjs';
 import { api } from './lib/admin.mjs';
 
 const scimGet = (gw, tenant, token) => request(gw.port, { path: `/t/${tenant}/scim/v2/Users`, headers: { Authorization: `Bearer ${token}` } });
@@ -62,6 +62,34 @@ test('MCP requests past mcp_rate_per_user get 429 with Retry-After; another user
     const m = await scrapeMetrics(gw);
     assert.equal(metricValue(m, 'mcpgate_mcp_rate_limited_total', { limit: 'user' }), 1);
     assert.equal(metricValue(m, 'mcpgate_mcp_rate_limited_total', { limit: 'tenant' }), 1);
+  } finally {
+    await gw.stop();
+  }
+});
+
+test('one user\'s open MCP requests past mcp_concurrent_per_user get 429; a slot comes back when a stream ends; other users unaffected', async () => {
+  const gw = await startGateway({ args: ['--mcp-concurrent-per-user', '2', '--workers', '2'] });
+  try {
+    const t = await setupTenant(gw, { users: ['alice@acme.com', 'bob@acme.com'] });
+    const alice = (await t.mintToken('alice@acme.com')).token, bob = (await t.mintToken('bob@acme.com')).token;
+    const url = `${gw.url}/t/acme/mcp`;
+    const s = await rawSession(url, alice);
+    const hdr = mcpHeaders({ token: alice, sessionId: s.sessionId, protocolVersion: s.protocolVersion, accept: 'text/event-stream' });
+    const a = await openStream(url, { headers: hdr });
+    const b = await openStream(url, { headers: hdr });
+    assert.equal(a.status, 200);
+    assert.equal(b.status, 200);
+    const third = await s.request('tools/list', {});
+    assert.equal(third.status, 429, third.body);
+    assert.match(third.headers['retry-after'] ?? '', /^[1-9][0-9]*$/);
+    // bob has his own slots
+    const sb = await rawSession(url, bob);
+    assert.equal((await sb.request('tools/list', {})).status, 200);
+    a.close();
+    await waitFor(async () => (await s.request('tools/list', {})).status === 200, { timeoutMs: 5000, what: 'a slot back after a stream closed' });
+    b.close();
+    const m = await scrapeMetrics(gw);
+    assert.ok(metricValue(m, 'mcpgate_mcp_rate_limited_total', { limit: 'concurrent' }) >= 1);
   } finally {
     await gw.stop();
   }
