@@ -193,6 +193,9 @@ function credentials() {
 
 // ------------------------------------------------------------ routes of A
 
+// an approval request id of A's shape (the refusal comes before the lookup)
+const APPROVAL_ID = '0123456789abcdef0123456789abcdef';
+
 function routes() {
   const out = [];
   const json = (v) => ({ ct: 'application/json', body: JSON.stringify(v) });
@@ -260,6 +263,8 @@ function routes() {
     ad('GET', '/groups'), ad('GET', `/groups/${a.group.id}`),
     ad('GET', '/oauth-clients'), ad('GET', `/oauth-clients/${cid}`), ad('DELETE', `/oauth-clients/${cid}`),
     ad('GET', `/oauth-clients/resolve?client_id=${cid}`),
+    ad('GET', '/approvals'), ad('GET', `/approvals?state=pending`), ad('GET', `/approvals/${APPROVAL_ID}`),
+    ad('POST', `/approvals/${APPROVAL_ID}/cancel`, {}),
     ad('PUT', '/oauth-clients', { client_id: pinned, document: { client_id: pinned, client_name: 'Mallory', redirect_uris: ['http://127.0.0.1/callback'] } }),
   );
 
@@ -275,6 +280,10 @@ function routes() {
     // nothing to end without a session of A: 303 back to A's page
     pg('POST', '/logout', undefined, { redirectTo: new RegExp(`^(${fx.gw.url})?/t/${A}/$`) }),
     pg('POST', '/signout-everywhere', undefined, { redirectTo: new RegExp(`^(${fx.gw.url})?/t/${A}/$`) }),
+    // a reviewer's view and decisions are done with A's own employee token
+    pg('GET', `/approvals/${APPROVAL_ID}`),
+    pg('POST', `/approvals/${APPROVAL_ID}/approve`, { reason: 'mallory' }),
+    pg('POST', `/approvals/${APPROVAL_ID}/deny`, {}),
     // connecting needs A's sign-in first
     pg('GET', `/connect/${C}`, undefined, { redirectTo: new RegExp(`^(${fx.gw.url})?/t/${A}/login\\b`) }),
   );
@@ -298,7 +307,7 @@ async function snapshot() {
   const s = {};
   for (const p of ['', '/scim-tokens', '/admin-tokens', '/tokens', '/connectors', `/connectors/${C}`, '/policy', '/oidc',
     '/revocations', '/users', `/users/${a.alice.id}`, `/users/${a.ann.id}`, `/users/${a.alice.id}/grants`,
-    `/users/${a.alice.id}/connections`, '/groups', `/groups/${a.group.id}`, '/oauth-clients',
+    `/users/${a.alice.id}/connections`, '/groups', `/groups/${a.group.id}`, '/oauth-clients', '/approvals',
     `/explain?user=${encodeURIComponent(ALICE)}&connector=${C}&tool=echo`]) {
     s[p] = await get(p);
   }
