@@ -18,8 +18,21 @@
 typedef struct slot {
   struct slot *next;
   int64_t open;
+  uint32_t bucket;
   char key[GW_RATELIMIT_KEY_MAX + 1];
 } slot;
+
+/* "tenant/user" into out (cut to the key size): on every MCP request, so
+ * no stdio */
+static void user_key(const char *tenant, const char *user, char out[GW_RATELIMIT_KEY_MAX + 1]) {
+  size_t tl = strnlen(tenant, GW_RATELIMIT_KEY_MAX), ul = strnlen(user, GW_RATELIMIT_KEY_MAX - tl);
+  memcpy(out, tenant, tl);
+  size_t n = tl;
+  if (n < GW_RATELIMIT_KEY_MAX) out[n++] = '/';
+  if (ul > GW_RATELIMIT_KEY_MAX - n) ul = GW_RATELIMIT_KEY_MAX - n;
+  memcpy(out + n, user, ul);
+  out[n + ul] = 0;
+}
 
 typedef struct gw_limits gw_limits;
 struct gw_limits {
@@ -97,7 +110,7 @@ int64_t gw_limits_mcp(gw_req *req, const char *tenant, const char *user) {
   int64_t now = now_ms(), wait = 0;
   if (req->lp->srv->cfg.mcp_rate_per_user) {
     char key[GW_RATELIMIT_KEY_MAX + 1];
-    snprintf(key, sizeof key, "%s/%s", tenant, user);
+    user_key(tenant, user, key);
     if ((wait = gw_ratelimit_take(l->mcp_user, key, now)))
       atomic_fetch_add_explicit(&l->mcp_user_limited, 1, memory_order_relaxed);
   }
@@ -114,13 +127,14 @@ int64_t gw_limits_mcp_enter(gw_req *req, const char *tenant, const char *user) {
   int64_t max = srv->cfg.mcp_concurrent_per_user;
   if (!l || max <= 0 || req->limits_slot) return 0;
   char key[GW_RATELIMIT_KEY_MAX + 1];
-  snprintf(key, sizeof key, "%s/%s", tenant, user);
+  user_key(tenant, user, key);
   uint32_t b = key_hash(key) % SLOT_BUCKETS;
   uv_mutex_lock(&l->mu);
   slot *s = l->slots[b];
   while (s && strcmp(s->key, key)) s = s->next;
   if (!s && (s = calloc(1, sizeof *s))) {
     memcpy(s->key, key, sizeof s->key);
+    s->bucket = b;
     s->next = l->slots[b];
     l->slots[b] = s;
   }
@@ -141,7 +155,7 @@ void gw_limits_request_done(gw_server *srv, gw_req *req) {
   slot *s = req->limits_slot;
   if (!l || !s) return;
   req->limits_slot = NULL;
-  uint32_t b = key_hash(s->key) % SLOT_BUCKETS;
+  uint32_t b = s->bucket;
   uv_mutex_lock(&l->mu);
   if (--s->open <= 0) { /* the user has nothing open: the entry goes */
     slot **pp = &l->slots[b];
