@@ -16,6 +16,8 @@
 #include "auth/token_store.h"
 #include "gateway/base/log.h"
 #include "gateway/core/settings.h"
+#include "gateway/out/egress.h"
+#include "gateway/out/outbound.h"
 #include "store/tenant.h"
 
 static int job_tenant_create(st_txn *txn, void *arg) {
@@ -218,6 +220,20 @@ void admin__tenant_one(gw_req *req, const admin_caller *who, const char *id) {
     if (settings && gw_settings_validate(settings, err, sizeof err) != 0) {
       json_decref(b);
       gw_respond_error(req, 400, "invalid_request", "%s", err);
+      return;
+    }
+    /* a URL setting's literal address, refused now when the egress policy
+     * refuses it (host names are checked at connect, like every URL) */
+    const char *k;
+    json_t *v;
+    json_object_foreach(settings, k, v) {
+      const gw_setting *st = gw_setting_find(k);
+      char why[400];
+      if (!st || !st->egress_url || !json_is_string(v) || !json_string_length(v) ||
+          gw_egress_check_url(srv->egress[GW_OUT_EGRESS_ADMIN], json_string_value(v), why, sizeof why) == 0)
+        continue;
+      json_decref(b);
+      gw_respond_error(req, 400, "egress_refused", "setting \"%s\": %s", k, why);
       return;
     }
     if (!name && !settings) {

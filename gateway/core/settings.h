@@ -43,6 +43,10 @@ typedef struct gw_setting {
    * length bounds; 0 when it holds, else a negative code with what is
    * wrong in err (the registry names the setting before it) */
   int (*check)(const char *value, char *err, size_t errlen);
+  /* STRING only: the value is a URL the gateway calls at the admin egress
+   * level; the admin API refuses one whose host is an address the
+   * operator's egress policy refuses (host names: at connect time) */
+  bool egress_url;
 } gw_setting;
 
 #define GW_SETTINGS_TABLES_MAX 32
