@@ -393,6 +393,38 @@ int ap_grant_live(st_txn *txn, const char *tenant, const char *user, const char 
   return live ? 1 : 0;
 }
 
+int ap_grants_live(st_txn *txn, const char *tenant, const char *user, const char *connector, const char *tool,
+                   int64_t now_ms, ap_grant_summary *out) {
+  memset(out, 0, sizeof *out);
+  if (!name_ok(tenant, TENANT_MAX) || !name_ok(user, USER_MAX) || !connector || !tool) return 0;
+  char p[KEY_MAX];
+  size_t pl = key(p, tenant, 'g', user, NULL);
+  if (!pl || pl + 1 >= KEY_MAX) return 0;
+  p[pl++] = 0; /* the user's exact prefix (a user id that extends this one is not theirs) */
+  st_cursor *c;
+  st_val k, v;
+  int rc = st_cursor_open(txn, ST_DB_APPROVALS, &c);
+  if (rc) return rc;
+  st_cursor_seek(c, p, pl, NULL, 0);
+  /* the user's grants: at most one per (connector, tool, arguments) they
+   * were approved for, each deleted when taken or found expired */
+  while ((rc = st_cursor_next(c, &k, &v)) == 0) {
+    json_t *g = json_loadb(v.data, v.len, 0, NULL);
+    json_int_t exp = json_integer_value(json_object_get(g, "expires"));
+    if (exp > now_ms && !strcmp(json_string_value(json_object_get(g, "connector")) ?: "", connector) &&
+        !strcmp(json_string_value(json_object_get(g, "tool")) ?: "", tool)) {
+      out->count++;
+      if (exp > out->expires_max) {
+        out->expires_max = exp;
+        snprintf(out->request, sizeof out->request, "%s", json_string_value(json_object_get(g, "request")) ?: "");
+      }
+    }
+    json_decref(g);
+  }
+  st_cursor_close(c);
+  return rc == ST_ENOTFOUND ? 0 : rc;
+}
+
 /* ---- the store's registrations ---- */
 
 static int purge_tenant(st_txn *txn, const char *tenant, int limit) {

@@ -110,6 +110,18 @@ int ap_grant_take(st_txn *txn, const char *tenant, const char *user, const char 
 int ap_grant_live(st_txn *txn, const char *tenant, const char *user, const char *connector, const char *tool,
                   const char *args_sha256, int64_t now_ms);
 
+/* Read: the user's live grants for (connector, tool), any arguments (a
+ * grant is per argument hash: explain can say only how many argument sets
+ * are granted and until when). count 0 when none; request: the grant
+ * expiring last's approving request. 0 or ST_E*. */
+typedef struct ap_grant_summary {
+  size_t count;
+  int64_t expires_max; /* ms since the epoch; 0 when count is 0 */
+  char request[AP_ID_LEN + 1];
+} ap_grant_summary;
+int ap_grants_live(st_txn *txn, const char *tenant, const char *user, const char *connector, const char *tool,
+                   int64_t now_ms, ap_grant_summary *out);
+
 /* Registers the purge, the check and the user-cut hook. At startup. */
 int ap_register_store(st_store *st);
 

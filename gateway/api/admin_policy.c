@@ -10,7 +10,9 @@
 #include <strings.h>
 #include <time.h>
 
+#include "gateway/base/clock.h"
 #include "gateway/base/log.h"
+#include "policy/approval.h"
 #include "policy/policy.h"
 #include "scim/scim.h"
 #include "vault/vault.h"
@@ -154,6 +156,17 @@ void admin__explain(gw_req *req, const admin_caller *who, const char *tenant) {
   snprintf(uid, sizeof uid, "%s", json_string_value(json_object_get(u, "id")) ?: "");
   json_decref(u);
   json_t *ex = pol_explain(txn, tenant, uid, connector, tool);
+  /* an approve decision with live grants: the user's next call with one
+   * of those argument sets passes without asking (a grant is per argument
+   * hash, so: how many sets, and the latest expiry) */
+  ap_grant_summary gs;
+  if (ex && !strcmp(json_string_value(json_object_get(ex, "decision")) ?: "", "approve") &&
+      ap_grants_live(txn, tenant, uid, connector, tool, gw_wall_ms(), &gs) == 0 && gs.count) {
+    char t[32];
+    gw_rfc3339_ms(gs.expires_max, t);
+    json_object_set_new(ex, "grant", json_pack("{s:I, s:s, s:s}", "count", (json_int_t)gs.count, "expires_max", t,
+                                               "request", gs.request));
+  }
   st_txn_end(txn);
   gw_respond_json(req, 200, ex);
 }

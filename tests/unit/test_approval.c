@@ -218,6 +218,52 @@ TEST(grant_minutes_cover_repeats_until_they_end) {
   CHECK_INT(take_grant(alice, "vacuum", H1, T0 + 5 * 60000 + 1), ST_ENOTFOUND); /* ended */
 }
 
+static ap_grant_summary live(const char *user, const char *tool, int64_t now) {
+  ap_grant_summary g;
+  memset(&g, 0xAB, sizeof g);
+  st_txn *txn;
+  if (st_read_begin(st, &txn) != 0) return g;
+  int rc = ap_grants_live(txn, "acme", user, "db", tool, now, &g);
+  st_txn_end(txn);
+  if (rc) g.count = 999;
+  return g;
+}
+
+/* explain's view: the user's live grants for (connector, tool), any
+ * arguments — how many argument sets, the latest expiry and its request */
+TEST(live_grants_are_counted_per_tool_and_user) {
+  CHECK_INT((int)live(alice, "explain_me", T0).count, 0);
+  mk a = {alice, "explain_me", H1, 60, 5, 0, T0, ""}, b = {alice, "explain_me", H2, 60, 10, 0, T0, ""};
+  mk other = {alice, "explain_more", H1, 60, 30, 0, T0, ""}, theirs = {carol, "explain_me", H1, 60, 30, 0, T0, ""};
+  CHECK_INT(create(&a), 0);
+  CHECK_INT(create(&b), 0);
+  CHECK_INT(create(&other), 0);
+  CHECK_INT(create(&theirs), 0);
+  CHECK_INT((int)live(alice, "explain_me", T0).count, 0); /* pending grants nothing */
+  CHECK_INT(decide(a.id, AP_APPROVE, bob, T0), 0);
+  CHECK_INT(decide(b.id, AP_APPROVE, bob, T0), 0);
+  CHECK_INT(decide(other.id, AP_APPROVE, bob, T0), 0);
+  CHECK_INT(decide(theirs.id, AP_APPROVE, bob, T0), 0);
+  ap_grant_summary g = live(alice, "explain_me", T0 + 1000);
+  CHECK_INT((int)g.count, 2); /* not another tool's, not another user's */
+  CHECK_INT(g.expires_max == T0 + 10 * 60000, 1);
+  CHECK_STR(g.request, b.id);
+  g = live(alice, "explain_me", T0 + 6 * 60000); /* the 5-minute one ended */
+  CHECK_INT((int)g.count, 1);
+  CHECK_STR(g.request, b.id);
+  g = live(alice, "explain_me", T0 + 10 * 60000);
+  CHECK_INT((int)g.count, 0);
+  CHECK_INT(g.expires_max == 0, 1);
+  CHECK_STR(g.request, "");
+  /* a one-call grant taken is no longer live */
+  mk once = {alice, "explain_me", H1, 60, 0, 0, T0 + 20 * 60000, ""};
+  CHECK_INT(create(&once), 0);
+  CHECK_INT(decide(once.id, AP_APPROVE, bob, T0 + 20 * 60000), 0);
+  CHECK_INT((int)live(alice, "explain_me", T0 + 20 * 60000).count, 1);
+  CHECK_INT(take_grant(alice, "explain_me", H1, T0 + 20 * 60000), 0);
+  CHECK_INT((int)live(alice, "explain_me", T0 + 20 * 60000).count, 0);
+}
+
 TEST(expiry_is_read_from_the_clock) {
   mk m = {alice, "reindex", H2, 2, 0, 0, T0, ""};
   CHECK_INT(create(&m), 0);
@@ -330,6 +376,7 @@ int main(void) {
   RUN(who_may_decide);
   RUN(an_approval_is_one_call);
   RUN(grant_minutes_cover_repeats_until_they_end);
+  RUN(live_grants_are_counted_per_tool_and_user);
   RUN(expiry_is_read_from_the_clock);
   RUN(admin_cancel);
   RUN(pending_cap_and_kept_history);
