@@ -46,6 +46,9 @@ static void usage(FILE *o) {
           "  mcpgate token create TENANT --user USER [--name N] [--expires-in-days D] | list TENANT | revoke TENANT ID\n"
           "  mcpgate policy apply TENANT FILE | get TENANT\n"
           "  mcpgate policy explain TENANT --user U --connector C --tool T\n"
+          "  mcpgate approvals list TENANT [--state S]  approval requests, newest first (S: pending, approved,\n"
+          "                                             denied, cancelled, expired)\n"
+          "  mcpgate approvals cancel TENANT ID [--reason R]  stop a request (an admin never approves)\n"
           "  mcpgate backup DEST [--data DIR]           consistent hot copy of the store (compacted)\n"
           "  mcpgate key rotate [--data DIR]            re-seal every secret under a new master key\n"
           "  mcpgate store check [--data DIR]           verify the store's integrity and indexes\n"
@@ -63,7 +66,7 @@ static void usage(FILE *o) {
 /* ---------- option scanning shared by subcommands ---------- */
 
 typedef struct cli_opts {
-  const char *server, *data, *name, *user, *connector, *tool, *days, *since, *until, *before;
+  const char *server, *data, *name, *user, *connector, *tool, *days, *since, *until, *before, *state, *reason;
   bool json;
   const char *pos[4];
   int npos;
@@ -86,6 +89,8 @@ static int scan(int argc, char **argv, cli_opts *o) {
     else if (!strcmp(a, "--since")) slot = &o->since;
     else if (!strcmp(a, "--until")) slot = &o->until;
     else if (!strcmp(a, "--before")) slot = &o->before;
+    else if (!strcmp(a, "--state")) slot = &o->state;
+    else if (!strcmp(a, "--reason")) slot = &o->reason;
     else if (!strcmp(a, "--json")) {
       o->json = true;
       continue;
@@ -430,6 +435,65 @@ static int cmd_policy(int argc, char **argv) {
         printf("%s\n", json_array_size(json_object_get(g, "patterns")) ? "" : " (does not name the tool)");
       }
     }
+  } else {
+    fputs(usage_s, stderr);
+    return 2;
+  }
+  json_decref(j);
+  return 0;
+}
+
+/* approvals list|cancel: the admin API's view of held calls. Cancelling
+ * is all an operator may do: approving is done by a reviewer as
+ * themselves (never in someone's name). */
+static int cmd_approvals(int argc, char **argv) {
+  cli_opts o;
+  static const char *const usage_s =
+      "usage: mcpgate approvals list TENANT [--state pending|approved|denied|cancelled|expired]\n"
+      "       mcpgate approvals cancel TENANT ID [--reason R]\n";
+  if (argc < 1 || scan(argc - 1, argv + 1, &o) || o.npos < 1) {
+    fputs(usage_s, stderr);
+    return 2;
+  }
+  if (check_args(&o)) return 2;
+  const char *sub = argv[0], *tenant = o.pos[0];
+  char path[512];
+  json_t *j = NULL;
+  long st;
+  if (!strcmp(sub, "list") && o.npos == 1 && !o.reason) {
+    if (o.state) {
+      char *e = url_escape(o.state);
+      snprintf(path, sizeof path, "/tenants/%s/approvals?state=%s", tenant, e ? e : "");
+      free(e);
+    } else snprintf(path, sizeof path, "/tenants/%s/approvals", tenant);
+    st = api(&o, "GET", path, NULL, &j);
+    if (st != 200) return api_fail(st, j);
+    if (o.json) print_json(j);
+    else {
+      size_t i;
+      json_t *a;
+      json_t *list = json_object_get(j, "approvals");
+      printf("%-32s %-9s %-24s %-16s %-24s %s\n", "ID", "STATE", "CREATED", "CONNECTOR", "TOOL", "USER / DECIDED BY");
+      json_array_foreach(list, i, a) {
+        printf("%-32s %-9s %-24s %-16s %-24s %s", js(a, "id"), js(a, "state"), js(a, "created"), js(a, "connector"),
+               js(a, "tool"), js(a, "user"));
+        if (json_is_string(json_object_get(a, "decided_by"))) printf(" / %s", js(a, "decided_by"));
+        if (json_is_integer(json_object_get(a, "seconds_left")))
+          printf(" (%lld s left)", (long long)json_integer_value(json_object_get(a, "seconds_left")));
+        printf("\n");
+      }
+      if (!json_array_size(list)) printf("(no approval requests%s%s)\n", o.state ? " in state " : "",
+                                         o.state ? o.state : "");
+    }
+  } else if (!strcmp(sub, "cancel") && o.npos == 2 && !o.state) {
+    snprintf(path, sizeof path, "/tenants/%s/approvals/%s/cancel", tenant, o.pos[1]);
+    json_t *b = o.reason ? json_pack("{s:s}", "reason", o.reason) : json_object();
+    st = api(&o, "POST", path, b, &j);
+    json_decref(b);
+    if (st != 200) return api_fail(st, j);
+    if (o.json) print_json(j);
+    else printf("Approval request %s cancelled: the held call was told%s%s.\n", o.pos[1],
+                o.reason ? ": " : "", o.reason ? js(j, "reason") : "");
   } else {
     fputs(usage_s, stderr);
     return 2;
@@ -806,6 +870,7 @@ int gw_cli_main(int argc, char **argv) {
   else if (!strcmp(cmd, "scim-token")) rc = cmd_token(argc - 2, argv + 2, "scim");
   else if (!strcmp(cmd, "admin-token")) rc = cmd_token(argc - 2, argv + 2, "admin");
   else if (!strcmp(cmd, "policy")) rc = cmd_policy(argc - 2, argv + 2);
+  else if (!strcmp(cmd, "approvals")) rc = cmd_approvals(argc - 2, argv + 2);
   else if (!strcmp(cmd, "token")) rc = cmd_employee_token(argc - 2, argv + 2);
   else if (!strcmp(cmd, "backup")) rc = cmd_offline("backup", argc - 2, argv + 2);
   else if (!strcmp(cmd, "audit")) rc = cmd_audit(argc - 2, argv + 2);
