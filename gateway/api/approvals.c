@@ -225,13 +225,41 @@ static int mod_routes(gw_server *srv, gw_router *rt) {
   return rc;
 }
 
+/* approval_webhook_url: an absolute http(s) URL with a host, no spaces
+ * or fragment (the admin API also checks a literal address against the
+ * egress policy: gw_setting.egress_url). */
+static int check_webhook_url(const char *v, char *err, size_t errlen) {
+  if (!*v) return 0; /* unset: no notifications */
+  const char *host = !strncasecmp(v, "https://", 8) ? v + 8 : !strncasecmp(v, "http://", 7) ? v + 7 : NULL;
+  if (!host) {
+    snprintf(err, errlen, "an http:// or https:// URL is needed");
+    return -1;
+  }
+  size_t hl = strcspn(host, "/?#");
+  if (!hl || host[0] == ':' || host[0] == '@') {
+    snprintf(err, errlen, "the URL has no host");
+    return -1;
+  }
+  for (const char *p = v; *p; p++)
+    if (*p == ' ' || *p == '#' || (unsigned char)*p >= 0x7f) {
+      snprintf(err, errlen, "the URL may not contain spaces, a fragment or non-ASCII characters");
+      return -1;
+    }
+  return 0;
+}
+
 /* The tenant's default approvers: groups by name (case-insensitive; a
  * name matching several groups or none adds nobody) or id:<scim id>. */
 static const gw_setting settings[] = {
     {"approver_groups", GW_SETTING_STRING, 0, 1024, 0,
      "comma-separated group names (or id:<scim id>) whose members may decide approval requests of policy rules that "
      "name no \"approvers\" of their own; a name matching no group or several adds nobody (fail closed)",
-     0, NULL},
-    {NULL, 0, 0, 0, 0, NULL, 0, NULL}};
+     0, NULL, false},
+    {"approval_webhook_url", GW_SETTING_STRING, 0, 2048, 0,
+     "Slack-compatible incoming-webhook URL (http or https) POSTed {\"text\": …} when a call is held for approval "
+     "(requester, tool, connector, a short argument summary, the reviewers' page); fetched at the admin egress "
+     "level; a secret: logs show only its scheme and host",
+     0, check_webhook_url, true},
+    {NULL, 0, 0, 0, 0, NULL, 0, NULL, false}};
 
 const gw_module gw_mod_approvals = {.name = "approvals", .routes = mod_routes, .settings = settings};

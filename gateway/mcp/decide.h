@@ -44,6 +44,18 @@ bool gw__held_drain(gw_exchange *x);
 void gw__held_free(gw_exchange *x);
 bool gw__held_stream(const gw_exchange *x);
 
+/* ---- the approval webhook (ap_notify.c) ---- */
+struct gw_proxy;
+typedef struct gw_ap_notify gw_ap_notify;
+/* The loop's notifier: made after the loop's outbound engine, stopped
+ * before it closes. */
+int gw__ap_notify_start(struct gw_proxy *p);
+void gw__ap_notify_stop(struct gw_proxy *p);
+/* Queues one POST of {"text": text} to url (both copied) for approval
+ * request id; returns at once (dropped and counted when the loop's queue
+ * is full). */
+void gw__ap_notify_send(gw_loop *lp, const char *tenant, const char *id, const char *url, const char *text);
+
 /* ---- the call's audit record (audit_call.c) ---- */
 /* Begins x's record of a tools/call: its decision ("allow", "block",
  * "approve", "hidden") under policy_version (-1: none), and its arguments

@@ -123,12 +123,33 @@ typedef struct hold_job {
   int outcome;
   char id[AP_ID_LEN + 1];
   char who[300];
+  char user_name[300]; /* the requester's userName (the webhook's text) */
+  char *hook_url;      /* the tenant's approval_webhook_url, or NULL */
 } hold_job;
 
 static void hold_job_free(hold_job *j) {
   free(j->arguments);
+  free(j->hook_url);
   json_decref(j->approvers);
   free(j);
+}
+
+/* What the webhook's text needs, read in the job that stored the
+ * request: the tenant's approval_webhook_url and the requester's
+ * userName. */
+static int hook_inputs(st_txn *txn, hold_job *j) {
+  json_t *t = NULL, *u = NULL;
+  int rc = st_tenant_get(txn, j->tenant, &t);
+  if (rc) return rc == ST_ENOTFOUND ? 0 : rc;
+  const char *url = gw_settings_string(json_object_get(t, "settings"), "approval_webhook_url");
+  if (url && *url && !(j->hook_url = strdup(url))) rc = ST_ENOMEM;
+  json_decref(t);
+  if (rc || !j->hook_url) return rc;
+  rc = st_dir_user_get(txn, j->tenant, j->user, &u);
+  const char *name = rc ? NULL : json_string_value(json_object_get(u, "userName"));
+  snprintf(j->user_name, sizeof j->user_name, "%s", name ? name : j->user);
+  json_decref(u);
+  return rc == ST_ENOTFOUND ? 0 : rc;
 }
 
 /* The tenant's approver_groups (comma-separated names or id:<scim id>)
@@ -213,6 +234,7 @@ static int job_hold(st_txn *txn, void *arg) {
       w += (size_t)k;
     }
     j->outcome = HOLD_HELD;
+    rc = hook_inputs(txn, j);
   }
   json_decref(uniq);
   return rc;
@@ -278,10 +300,55 @@ static void decided_since(gw_exchange *x) {
   json_decref(rec);
 }
 
+/* s appended to b for Slack's mrkdwn: &, < and > escaped (so an argument
+ * cannot mention @channel or forge a link), at most max bytes of s (cut at
+ * a character boundary, "…" after a cut) */
+static void slack_append(gw_buf *b, const char *s, size_t max) {
+  size_t n = strlen(s);
+  bool cut = n > max;
+  if (cut) {
+    n = max;
+    while (n && ((unsigned char)s[n] & 0xC0) == 0x80) n--; /* not inside a UTF-8 sequence */
+  }
+  for (size_t i = 0; i < n; i++) {
+    const char *e = s[i] == '&' ? "&amp;" : s[i] == '<' ? "&lt;" : s[i] == '>' ? "&gt;" : NULL;
+    if (e) gw_buf_appends(b, e);
+    else gw_buf_append(b, s + i, 1);
+  }
+  if (cut) gw_buf_appends(b, "…");
+}
+
+#define HOOK_ARGS_SHOWN 200 /* bytes of the redacted arguments in the webhook's text */
+
+/* The webhook's text for a stored request (Slack incoming-webhook
+ * mrkdwn): who, what, a short argument summary, the page and the id. */
+static void notify_held(gw_loop *lp, const hold_job *j) {
+  const char *pub = lp->srv->cfg.public_url ? lp->srv->cfg.public_url : "";
+  size_t pl = strlen(pub);
+  while (pl && pub[pl - 1] == '/') pl--;
+  gw_buf b;
+  gw_buf_init(&b, 8192);
+  gw_buf_appends(&b, "Approval needed: ");
+  slack_append(&b, j->user_name, 200);
+  gw_buf_appends(&b, " asks to call `");
+  slack_append(&b, j->tool, 200);
+  gw_buf_appends(&b, "` on `");
+  slack_append(&b, j->connector, 64);
+  gw_buf_appends(&b, "` with arguments `");
+  slack_append(&b, j->arguments ? j->arguments : "{}", HOOK_ARGS_SHOWN);
+  gw_buf_printf(&b, "`.\nDecide within %d s: %.*s/t/%s/approvals (request %s)", j->timeout_s, (int)pl, pub,
+                j->tenant, j->id);
+  if (b.data) gw__ap_notify_send(lp, j->tenant, j->id, j->hook_url, b.data);
+  gw_buf_free(&b);
+}
+
 static void done_hold(int status, void *arg) {
   hold_job *j = arg;
   gw_exchange *x = j->x;
   gw_log_ctx lc = {x->tenant, x->req ? x->req->id : NULL};
+  if (!status && j->outcome == HOLD_HELD) {
+    if (j->hook_url) notify_held(x->lp, j);
+  }
   if (!gw__x_client_alive(x)) {
     if (!status && j->outcome == HOLD_HELD)
       GW_LOG(GW_LOG_INFO, "approvals", &lc, "approval request %s stored; its client left before the stream opened",

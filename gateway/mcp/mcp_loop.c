@@ -198,6 +198,7 @@ int gw_proxy_loop_start(gw_loop *lp) {
   if (!(p->memo = gw_memo_new())) return -1;
   if (!(lp->pol = pol_cache_new(4096))) return -1;
   if (gw_out_new(&lp->loop, &lp->out) != 0) return -1;
+  if (gw__ap_notify_start(p) != 0) return -1;
   if (lp->index == 0 && gw__vault_worker_start(lp) != 0) return -1; /* once per process */
   return 0;
 }
@@ -225,6 +226,7 @@ void gw_proxy_loop_stop(gw_loop *lp) {
   gw__x_reg_close(&p->reg);
   gw__fanout_leave(p); /* before the async handle closes: nobody sends to it after */
   gw__vault_worker_stop(lp); /* before the engine: its transfer ends with it */
+  gw__ap_notify_stop(p);     /* the same: its POSTs end with the engine */
   if (lp->out) {
     gw_out_close(lp->out, NULL, NULL);
     lp->out = NULL;

@@ -57,6 +57,7 @@ struct gw_proxy {
   st_txn *pinned;         /* the read txn of the request being dispatched (gw__read_begin) */
   uv_timer_t held_timer;  /* while calls are held for approval: progress and expiry (held.c) */
   int nheld;              /* calls held (waiting) on this loop */
+  struct gw_ap_notify *notify; /* the approval webhook's queue (ap_notify.c) */
 };
 
 /* What caused a revocation (gw_revocation.trigger), for
@@ -99,6 +100,8 @@ typedef struct gw_mcp_shared {
    * outcome, revocation requests by outcome */
   _Atomic uint64_t refreshes_ok, refreshes_failed, refreshes_invalid;
   _Atomic uint64_t revoke_sent_ok, revoke_sent_retry, revoke_sent_failed;
+  /* the approval webhook (ap_notify.c): POSTs by outcome */
+  _Atomic uint64_t hook_ok, hook_failed, hook_retried, hook_dropped;
   /* the connector cut (revoke.c; set with the hooks, read on the writer
    * thread): session index records a trigger's txn reads itself, and one
    * sweep step */

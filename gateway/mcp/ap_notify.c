@@ -1,0 +1,305 @@
+/* gateway/mcp/ap_notify.c — the approval webhook (issue 23): when a call
+ * is held and its approval request stored, the tenant's
+ * approval_webhook_url gets one POST of Slack-compatible incoming-webhook
+ * JSON {"text": "…"} naming the requester, the tool, the connector, a
+ * short summary of the (redacted) arguments, the request id and the
+ * reviewers' page. Private to gateway/mcp/ (declared in decide.h).
+ *
+ * Rules this file keeps, and why:
+ *  - Never on the call's path: held.c hands the text over and goes on; the
+ *    POST runs on the loop's outbound engine, and nothing of the call
+ *    waits for it, fails with it or learns about it.
+ *  - A small per-loop queue (AN_QUEUE_MAX notes alive: waiting, in flight
+ *    or backing off; AN_INFLIGHT_MAX POSTs at once): past it a note is
+ *    dropped and counted (mcpgate_approval_webhook_notifications_total
+ *    {result="dropped"}), never queued without bound.
+ *  - Retried AN_RETRIES times (1 s, 2 s, 4 s) on a network error, a 5xx or
+ *    a 429; any other non-2xx is final (the URL is wrong: retrying will
+ *    not fix it). Each POST is cut after AN_POST_MAX_MS whatever it does;
+ *    redirects are never followed (the engine's rule); the answer's body
+ *    is discarded, and a receiver sending more than AN_ANSWER_MAX is cut.
+ *  - Egress at the admin level (GW_OUT_EGRESS_ADMIN), checked on the
+ *    connected address like every URL a tenant admin sets.
+ *  - The URL is a secret (a Slack webhook URL is its own credential): logs
+ *    show scheme://host only, never its path, query or user info.
+ *  - Lifetime: the notifier is freed when its timer closed and the last
+ *    POST's on_done ran (gw_out_close aborts them after the loop stops). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "gateway/base/log.h"
+#include "gateway/core/server.h"
+#include "gateway/mcp/decide.h"
+#include "gateway/mcp/mcp_loop.h"
+#include "gateway/out/outbound.h"
+
+#define AN_QUEUE_MAX 64
+#define AN_INFLIGHT_MAX 4
+#define AN_RETRIES 3
+#define AN_BACKOFF_FIRST_MS 1000
+#define AN_POST_MAX_MS 10000
+#define AN_ANSWER_MAX (16 * 1024)
+
+typedef struct an_note {
+  struct an_note *next;
+  gw_ap_notify *n;
+  char *url, *body;
+  size_t len;
+  char tenant[64], id[40];
+  int attempts;       /* POSTs made */
+  uint64_t due;       /* uv_now: not before (a back-off) */
+  uint64_t started;   /* uv_now when the POST in flight began */
+  gw_out_req *req;    /* the POST in flight, or NULL */
+  int status;
+  size_t answer;
+  bool cut;           /* aborted by us: too long, or too much answer */
+} an_note;
+
+struct gw_ap_notify {
+  gw_loop *lp;
+  gw_mcp_shared *sh;
+  uv_timer_t timer;
+  an_note *notes; /* every note alive */
+  size_t n, inflight;
+  int refs;       /* 1 (the timer) + the POSTs in flight */
+  bool stopping;
+};
+
+/* scheme://host[:port] of url: what logs may show of it */
+static void url_origin(const char *url, char *out, size_t cap) {
+  const char *host = strstr(url, "://");
+  size_t scheme = host ? (size_t)(host + 3 - url) : 0;
+  host = host ? host + 3 : url;
+  size_t hl = strcspn(host, "/?#");
+  const char *at = memchr(host, '@', hl);
+  if (at) {
+    hl -= (size_t)(at + 1 - host);
+    host = at + 1;
+  }
+  snprintf(out, cap, "%.*s%.*s", (int)scheme, url, (int)hl, host);
+}
+
+static void note_free(an_note *e) {
+  free(e->url);
+  free(e->body);
+  free(e);
+}
+
+static void unlink_note(gw_ap_notify *n, an_note *e) {
+  for (an_note **pp = &n->notes; *pp; pp = &(*pp)->next)
+    if (*pp == e) {
+      *pp = e->next;
+      n->n--;
+      return;
+    }
+}
+
+static void unref(gw_ap_notify *n) {
+  if (--n->refs == 0) free(n);
+}
+
+static void pump(gw_ap_notify *n);
+
+static void on_headers(gw_out_req *r, int status, const gw_out_header *h, size_t nh, void *ud) {
+  (void)r, (void)h, (void)nh;
+  ((an_note *)ud)->status = status;
+}
+
+static int on_data(gw_out_req *r, const char *p, size_t len, void *ud) {
+  (void)p;
+  an_note *e = ud;
+  e->answer += len;
+  if (e->answer > AN_ANSWER_MAX && !e->cut) {
+    e->cut = true;
+    gw_out_abort(r);
+  }
+  return 0;
+}
+
+static void on_done(gw_out_req *r, int err, void *ud) {
+  an_note *e = ud;
+  gw_ap_notify *n = e->n;
+  e->req = NULL;
+  n->inflight--;
+  if (n->stopping) { /* unlinked at stop */
+    note_free(e);
+    unref(n);
+    return;
+  }
+  /* cut after a 2xx head (a receiver that talks too much): delivered */
+  if (e->cut && err == GW_OUT_EABORTED && e->status >= 200 && e->status <= 299) err = 0;
+  char origin[300];
+  url_origin(e->url, origin, sizeof origin);
+  gw_log_ctx lc = {e->tenant, NULL};
+  if (!err && e->status >= 200 && e->status <= 299) {
+    atomic_fetch_add(&n->sh->hook_ok, 1);
+    GW_LOG(GW_LOG_DEBUG, "approvals", &lc, "approval request %s: webhook %s notified", e->id, origin);
+  } else {
+    char why[300];
+    if (err && e->cut) snprintf(why, sizeof why, "no answer within %d s", AN_POST_MAX_MS / 1000);
+    else if (err) {
+      const char *det = gw_out_detail(r);
+      snprintf(why, sizeof why, "%s%s%.200s", gw_out_strerror(err), *det ? ": " : "", det);
+    } else snprintf(why, sizeof why, "HTTP %d", e->status);
+    bool again = (err || e->status >= 500 || e->status == 429) && e->attempts <= AN_RETRIES;
+    if (again) {
+      uint64_t wait = (uint64_t)AN_BACKOFF_FIRST_MS << (e->attempts - 1);
+      e->due = uv_now(&n->lp->loop) + wait;
+      e->status = 0;
+      e->answer = 0;
+      e->cut = false;
+      atomic_fetch_add(&n->sh->hook_retried, 1);
+      GW_LOG(GW_LOG_WARN, "approvals", &lc, "approval request %s: webhook %s failed (%s); retrying in %llu s", e->id,
+             origin, why, (unsigned long long)(wait / 1000));
+      unref(n);
+      pump(n);
+      return;
+    }
+    atomic_fetch_add(&n->sh->hook_failed, 1);
+    GW_LOG(GW_LOG_WARN, "approvals", &lc, "approval request %s: webhook %s failed (%s) after %d attempt(s); the "
+           "reviewers were not notified", e->id, origin, why, e->attempts);
+  }
+  unlink_note(n, e);
+  note_free(e);
+  unref(n);
+  pump(n);
+}
+
+static void on_timer(uv_timer_t *t) { pump(t->data); }
+
+/* Starts what is due, cuts what ran too long, and sets the timer for the
+ * next of either. */
+static void pump(gw_ap_notify *n) {
+  if (n->stopping || !n->lp->out) return;
+  uint64_t now = uv_now(&n->lp->loop), next = UINT64_MAX;
+  for (an_note *e = n->notes; e; e = e->next) {
+    if (e->req) {
+      uint64_t end = e->started + AN_POST_MAX_MS;
+      if (now >= end && !e->cut) {
+        e->cut = true;
+        gw_out_abort(e->req); /* on_done later */
+      } else if (end < next) next = end;
+      continue;
+    }
+    if (e->due > now) {
+      if (e->due < next) next = e->due;
+      continue;
+    }
+    if (n->inflight >= AN_INFLIGHT_MAX) continue; /* the next on_done pumps again */
+    static const char *const headers[] = {"Content-Type: application/json", NULL};
+    gw_out_opts o = {.method = "POST",
+                     .url = e->url,
+                     .headers = headers,
+                     .body = e->body,
+                     .body_len = e->len,
+                     .connect_timeout_ms = AN_POST_MAX_MS,
+                     .first_byte_timeout_ms = AN_POST_MAX_MS,
+                     .idle_timeout_ms = AN_POST_MAX_MS,
+                     .max_header_bytes = 16384,
+                     .egress = GW_OUT_EGRESS_ADMIN,
+                     .on_headers = on_headers,
+                     .on_data = on_data,
+                     .on_done = on_done,
+                     .ud = e};
+    e->attempts++;
+    e->started = now;
+    int rc = gw_out_start(n->lp->out, &o, &e->req);
+    if (rc) { /* a URL the engine refuses (or no memory): final */
+      char origin[300];
+      url_origin(e->url, origin, sizeof origin);
+      e->req = NULL;
+      atomic_fetch_add(&n->sh->hook_failed, 1);
+      GW_LOG(GW_LOG_WARN, "approvals", &((gw_log_ctx){e->tenant, NULL}),
+             "approval request %s: webhook %s cannot be called: %s", e->id, origin, gw_out_strerror(rc));
+      e->due = UINT64_MAX; /* swept below */
+      continue;
+    }
+    n->inflight++;
+    n->refs++;
+    uint64_t end = now + AN_POST_MAX_MS;
+    if (end < next) next = end;
+  }
+  /* notes that could not start: gone */
+  for (an_note **pp = &n->notes; *pp;) {
+    an_note *e = *pp;
+    if (!e->req && e->due == UINT64_MAX) {
+      *pp = e->next;
+      n->n--;
+      note_free(e);
+    } else pp = &e->next;
+  }
+  if (next == UINT64_MAX) uv_timer_stop(&n->timer);
+  else uv_timer_start(&n->timer, on_timer, next > now ? next - now : 0, 0);
+}
+
+void gw__ap_notify_send(gw_loop *lp, const char *tenant, const char *id, const char *url, const char *text) {
+  gw_proxy *p = gw__mcp_of(lp);
+  gw_ap_notify *n = p ? p->notify : NULL;
+  if (!n || n->stopping || !url || !*url) return;
+  gw_log_ctx lc = {tenant, NULL};
+  if (n->n >= AN_QUEUE_MAX) {
+    atomic_fetch_add(&n->sh->hook_dropped, 1);
+    GW_LOG(GW_LOG_WARN, "approvals", &lc, "approval request %s: the webhook queue of this loop is full (%d); this "
+           "notification is dropped", id, AN_QUEUE_MAX);
+    return;
+  }
+  an_note *e = calloc(1, sizeof *e);
+  json_t *j = json_pack("{s:s}", "text", text);
+  if (e) {
+    e->n = n;
+    e->url = strdup(url);
+    e->body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+  }
+  json_decref(j);
+  if (!e || !e->url || !e->body) {
+    if (e) note_free(e);
+    atomic_fetch_add(&n->sh->hook_dropped, 1);
+    return;
+  }
+  e->len = strlen(e->body);
+  snprintf(e->tenant, sizeof e->tenant, "%s", tenant);
+  snprintf(e->id, sizeof e->id, "%s", id);
+  /* at the end: first come, first sent */
+  an_note **pp = &n->notes;
+  while (*pp) pp = &(*pp)->next;
+  *pp = e;
+  n->n++;
+  pump(n);
+}
+
+int gw__ap_notify_start(gw_proxy *p) {
+  gw_ap_notify *n = calloc(1, sizeof *n);
+  if (!n) return -1;
+  n->lp = p->lp;
+  n->sh = p->lp->srv->mcp;
+  if (uv_timer_init(&p->lp->loop, &n->timer) != 0) {
+    free(n);
+    return -1;
+  }
+  n->timer.data = n;
+  n->refs = 1;
+  p->notify = n;
+  return 0;
+}
+
+static void timer_closed(uv_handle_t *h) { unref(h->data); }
+
+void gw__ap_notify_stop(gw_proxy *p) {
+  gw_ap_notify *n = p->notify;
+  if (!n) return;
+  p->notify = NULL;
+  n->stopping = true;
+  /* waiting notes go now; those in flight when their on_done runs (the
+   * engine's close aborts them) */
+  for (an_note *e = n->notes, *next; e; e = next) {
+    next = e->next;
+    if (e->req) gw_out_abort(e->req);
+    else note_free(e);
+  }
+  n->notes = NULL;
+  n->n = 0;
+  uv_close((uv_handle_t *)&n->timer, timer_closed);
+}
