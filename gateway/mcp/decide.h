@@ -45,6 +45,11 @@ void gw__held_free(gw_exchange *x);
 bool gw__held_stream(const gw_exchange *x);
 
 /* ---- the approval webhook (ap_notify.c) ---- */
+/* Outcomes of mcpgate_approvals_decided_total, and the buckets (seconds)
+ * of mcpgate_approval_decision_seconds. */
+enum { GW_AP_OUT_APPROVED, GW_AP_OUT_DENIED, GW_AP_OUT_CANCELLED, GW_AP_OUT_TIMED_OUT };
+#define GW_AP_NBUCKETS 8
+extern const double gw_ap_bucket_le[GW_AP_NBUCKETS];
 struct gw_proxy;
 typedef struct gw_ap_notify gw_ap_notify;
 /* The loop's notifier: made after the loop's outbound engine, stopped

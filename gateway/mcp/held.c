@@ -59,6 +59,7 @@
 struct gw_held {
   char id[AP_ID_LEN + 1];
   int64_t expires_ms;       /* wall clock */
+  int64_t created_ms;       /* wall clock: the request's "created" */
   int timeout_s;
   uint64_t started;         /* loop ms */
   uint64_t next_progress;   /* loop ms */
@@ -71,8 +72,11 @@ struct gw_held {
   void (*forward)(gw_exchange *x);
 };
 
+static void stop_waiting(gw_exchange *x);
+
 void gw__held_free(gw_exchange *x) {
   if (!x->held) return;
+  stop_waiting(x); /* (the client's end stopped it already: the gauge stays exact either way) */
   json_decref(x->held->progress_token);
   free(x->held);
   x->held = NULL;
@@ -82,6 +86,8 @@ static void stop_waiting(gw_exchange *x) {
   gw_proxy *p = gw__mcp_of(x->lp);
   if (!x->held || !x->held->waiting) return;
   x->held->waiting = false;
+  gw_mcp_shared *sh = x->lp->srv->mcp;
+  if (sh) atomic_fetch_sub(&sh->ap_held, 1);
   if (p && p->nheld > 0 && --p->nheld == 0) uv_timer_stop(&p->held_timer);
 }
 
@@ -242,6 +248,25 @@ static int job_hold(st_txn *txn, void *arg) {
 
 static void held_tick(uv_timer_t *t);
 
+const double gw_ap_bucket_le[GW_AP_NBUCKETS] = {1, 10, 30, 60, 300, 900, 3600, 14400};
+
+/* The outcome a waiting held call learned (mcpgate_approvals_decided_total)
+ * and, for a reviewer's or an admin's decision, the time since the
+ * request's creation (mcpgate_approval_decision_seconds). */
+static void count_outcome(gw_exchange *x, int outcome) {
+  gw_mcp_shared *sh = x->lp->srv->mcp;
+  if (!sh) return;
+  atomic_fetch_add(&sh->ap_decided[outcome], 1);
+  if (outcome == GW_AP_OUT_TIMED_OUT) return;
+  int64_t ms = gw_wall_ms() - x->held->created_ms;
+  if (ms < 0) ms = 0;
+  int b = 0;
+  while (b < GW_AP_NBUCKETS && (double)ms / 1000.0 > gw_ap_bucket_le[b]) b++;
+  atomic_fetch_add(&sh->ap_bucket[b], 1);
+  atomic_fetch_add(&sh->ap_dec_count, 1);
+  atomic_fetch_add(&sh->ap_dec_sum_ms, (uint64_t)ms);
+}
+
 static uint64_t interval_ms(gw_exchange *x) {
   int64_t v = x->lp->srv->cfg.approval_progress_interval_ms;
   return v > 0 ? (uint64_t)v : 15000;
@@ -347,6 +372,8 @@ static void done_hold(int status, void *arg) {
   gw_exchange *x = j->x;
   gw_log_ctx lc = {x->tenant, x->req ? x->req->id : NULL};
   if (!status && j->outcome == HOLD_HELD) {
+    gw_mcp_shared *sh = x->lp->srv->mcp;
+    if (sh) atomic_fetch_add(&sh->ap_requests, 1);
     if (j->hook_url) notify_held(x->lp, j);
   }
   if (!gw__x_client_alive(x)) {
@@ -380,10 +407,12 @@ static void done_hold(int status, void *arg) {
     snprintf(h->id, sizeof h->id, "%s", j->id);
     snprintf(h->who, sizeof h->who, "%s", j->who);
     h->expires_ms = j->now_ms + (int64_t)j->timeout_s * 1000;
+    h->created_ms = j->now_ms;
     h->timeout_s = j->timeout_s;
     h->started = uv_now(&x->lp->loop);
     h->next_progress = h->started + interval_ms(x);
     h->sse = h->waiting = true;
+    if (x->lp->srv->mcp) atomic_fetch_add(&((gw_mcp_shared *)x->lp->srv->mcp)->ap_held, 1);
     if (x->sid[0]) gw_resp_header(x->req, "Mcp-Session-Id", x->sid);
     gw_resp_header(x->req, "Cache-Control", "no-cache");
     gw_resp_start(x->req, 200, "text/event-stream");
@@ -463,6 +492,7 @@ static void tick_one(gw_exchange *x, void *arg) {
   if (!h || !h->waiting || !x->req) return;
   if (gw_wall_ms() >= h->expires_ms) {
     stop_waiting(x);
+    count_outcome(x, GW_AP_OUT_TIMED_OUT);
     GW_LOG(GW_LOG_INFO, "approvals", &((gw_log_ctx){x->tenant, x->req->id}), "approval request %s timed out", h->id);
     audit_step(x, "timed_out", h->id, NULL);
     gw__x_rpc_error(x, 200, GW_RPC_APPROVAL_TIMEOUT,
@@ -516,6 +546,9 @@ static void decided_one(gw_exchange *x, void *arg) {
   stop_waiting(x);
   gw_log_ctx lc = {x->tenant, x->req->id};
   const char *reason = d->reason && *d->reason ? d->reason : "no reason given";
+  count_outcome(x, !strcmp(d->state, "approved") ? GW_AP_OUT_APPROVED
+                  : !strcmp(d->state, "denied") ? GW_AP_OUT_DENIED
+                                                 : GW_AP_OUT_CANCELLED);
   if (!strcmp(d->state, "approved")) {
     GW_LOG(GW_LOG_INFO, "approvals", &lc, "approval request %s approved by %s: forwarding the call", h->id, d->by);
     /* the grant the approval stored: taken (one approval, one call) */

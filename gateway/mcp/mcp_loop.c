@@ -18,6 +18,51 @@
 #include "gateway/mcp/upcall.h"
 #include "gateway/out/outbound.h"
 
+#define LDA(f) atomic_load_explicit(&(f), memory_order_relaxed)
+
+/* Approvals (held.c, ap_notify.c): process-wide atomics every loop adds
+ * to. decided_total counts the outcomes held calls learned while waiting
+ * (a decision on a request whose client had left is not counted: the
+ * admin list and the audit log have it). */
+static void approvals_metrics(gw_mcp_shared *sh, gw_buf *o) {
+  static const char *const outcome[] = {"approved", "denied", "cancelled", "timed_out"};
+  int64_t held = LDA(sh->ap_held);
+  gw_buf_printf(o,
+                "# HELP mcpgate_approvals_held Tool calls held for approval now (a client waiting on its stream).\n"
+                "# TYPE mcpgate_approvals_held gauge\nmcpgate_approvals_held %lld\n"
+                "# HELP mcpgate_approval_requests_total Approval requests stored (calls held).\n"
+                "# TYPE mcpgate_approval_requests_total counter\nmcpgate_approval_requests_total %llu\n"
+                "# HELP mcpgate_approvals_decided_total Outcomes held calls learned while their client waited.\n"
+                "# TYPE mcpgate_approvals_decided_total counter\n",
+                (long long)(held > 0 ? held : 0), (unsigned long long)LDA(sh->ap_requests));
+  for (int k = 0; k < 4; k++)
+    gw_buf_printf(o, "mcpgate_approvals_decided_total{outcome=\"%s\"} %llu\n", outcome[k],
+                  (unsigned long long)LDA(sh->ap_decided[k]));
+  gw_buf_printf(o, "# HELP mcpgate_approval_decision_seconds From an approval request's creation to the decision "
+                   "(approved, denied, cancelled) reaching its waiting call.\n"
+                   "# TYPE mcpgate_approval_decision_seconds histogram\n");
+  uint64_t cum = 0;
+  for (int b = 0; b <= GW_AP_NBUCKETS; b++) {
+    cum += LDA(sh->ap_bucket[b]);
+    if (b < GW_AP_NBUCKETS)
+      gw_buf_printf(o, "mcpgate_approval_decision_seconds_bucket{le=\"%g\"} %llu\n", gw_ap_bucket_le[b],
+                    (unsigned long long)cum);
+    else gw_buf_printf(o, "mcpgate_approval_decision_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+  }
+  gw_buf_printf(o,
+                "mcpgate_approval_decision_seconds_sum %.3f\nmcpgate_approval_decision_seconds_count %llu\n"
+                "# HELP mcpgate_approval_webhook_notifications_total Approval webhook notifications by outcome "
+                "(retried: a POST that failed and was tried again; dropped: the loop's queue was full).\n"
+                "# TYPE mcpgate_approval_webhook_notifications_total counter\n"
+                "mcpgate_approval_webhook_notifications_total{result=\"ok\"} %llu\n"
+                "mcpgate_approval_webhook_notifications_total{result=\"failed\"} %llu\n"
+                "mcpgate_approval_webhook_notifications_total{result=\"retried\"} %llu\n"
+                "mcpgate_approval_webhook_notifications_total{result=\"dropped\"} %llu\n",
+                (double)LDA(sh->ap_dec_sum_ms) / 1000.0, (unsigned long long)LDA(sh->ap_dec_count),
+                (unsigned long long)LDA(sh->hook_ok), (unsigned long long)LDA(sh->hook_failed),
+                (unsigned long long)LDA(sh->hook_retried), (unsigned long long)LDA(sh->hook_dropped));
+}
+
 /* Every loop's numbers, summed. Copied under fan_mu (no loop leaves and
  * frees its state meanwhile), formatted after: the writer's fan-out never
  * waits on a scrape's formatting. */
@@ -133,6 +178,7 @@ void gw_proxy_metrics(gw_server *srv, gw_buf *o) {
   gw_buf_printf(o, "mcpgate_revocation_fanout_seconds_sum %.6f\nmcpgate_revocation_fanout_seconds_count %llu\n",
                 (double)atomic_load_explicit(&sh->fan_sum_ns, memory_order_relaxed) / 1e9,
                 (unsigned long long)atomic_load_explicit(&sh->fan_count, memory_order_relaxed));
+  approvals_metrics(sh, o);
 }
 
 /* SIGTERM: streams end now, cleanly (a chunked end: clients reconnect,

@@ -100,7 +100,12 @@ typedef struct gw_mcp_shared {
    * outcome, revocation requests by outcome */
   _Atomic uint64_t refreshes_ok, refreshes_failed, refreshes_invalid;
   _Atomic uint64_t revoke_sent_ok, revoke_sent_retry, revoke_sent_failed;
-  /* the approval webhook (ap_notify.c): POSTs by outcome */
+  /* approvals (held.c, ap_notify.c): calls held now, requests stored,
+   * outcomes the held calls learned (GW_AP_OUT_*), time from a request's
+   * creation to its decision (GW_AP_NBUCKETS), webhook POSTs by outcome */
+  _Atomic int64_t ap_held;
+  _Atomic uint64_t ap_requests, ap_decided[4];
+  _Atomic uint64_t ap_bucket[8 + 1], ap_dec_count, ap_dec_sum_ms;
   _Atomic uint64_t hook_ok, hook_failed, hook_retried, hook_dropped;
   /* the connector cut (revoke.c; set with the hooks, read on the writer
    * thread): session index records a trigger's txn reads itself, and one
