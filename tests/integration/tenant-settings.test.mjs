@@ -22,7 +22,7 @@ import { startCtlUpstream } from './lib/ctl-upstream.mjs';
 import { adminClient, assertJsonError, createTenant, operatorToken } from './lib/admin.mjs';
 
 const T = '/admin/v1/tenants';
-const DEFAULTS = { audit_redact: '', session_idle_timeout_ms: 0, sessions_per_user_max: 0, self_service_tokens: false, signin_max_age_ms: 604800000 };
+const DEFAULTS = { approval_webhook_url: '', approver_groups: '', audit_redact: '', session_idle_timeout_ms: 0, sessions_per_user_max: 0, self_service_tokens: false, signin_max_age_ms: 604800000 };
 const ALICE = 'alice@acme.com';
 
 test('1. GET shows every registered setting with its effective value', async () => {
