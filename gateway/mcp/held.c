@@ -145,6 +145,9 @@ static void hold_job_free(hold_job *j) {
  * userName. */
 static int hook_inputs(st_txn *txn, hold_job *j) {
   json_t *t = NULL, *u = NULL;
+  free(j->hook_url); /* a re-run of the job (store.h) starts afresh */
+  j->hook_url = NULL;
+  j->user_name[0] = 0;
   int rc = st_tenant_get(txn, j->tenant, &t);
   if (rc) return rc == ST_ENOTFOUND ? 0 : rc;
   const char *url = gw_settings_string(json_object_get(t, "settings"), "approval_webhook_url");
