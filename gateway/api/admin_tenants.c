@@ -232,8 +232,8 @@ void admin__tenant_one(gw_req *req, const admin_caller *who, const char *id) {
       if (!st || !st->egress_url || !json_is_string(v) || !json_string_length(v) ||
           gw_egress_check_url(srv->egress[GW_OUT_EGRESS_ADMIN], json_string_value(v), why, sizeof why) == 0)
         continue;
-      json_decref(b);
       gw_respond_error(req, 400, "egress_refused", "setting \"%s\": %s", k, why);
+      json_decref(b); /* after the answer: k is a key of b */
       return;
     }
     if (!name && !settings) {
