@@ -215,6 +215,27 @@ int ap_request_create(st_txn *txn, const ap_new *n, int max_pending, char id_out
   return kl ? st_put(txn, ST_DB_APPROVALS, k, kl, "", 0, 0) : ST_EINVAL;
 }
 
+int ap_groups_resolve(st_txn *txn, const char *tenant, const char *list, json_t *ids) {
+  char buf[1100];
+  snprintf(buf, sizeof buf, "%s", list ? list : "");
+  for (char *save = NULL, *s = strtok_r(buf, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
+    while (*s == ' ') s++;
+    size_t n = strlen(s);
+    while (n && s[n - 1] == ' ') s[--n] = 0;
+    if (!n) continue;
+    if (!strncmp(s, "id:", 3)) {
+      if (st_dir_group_exists(txn, tenant, s + 3) == 0) json_array_append_new(ids, json_string(s + 3));
+      continue;
+    }
+    json_t *found = json_array();
+    int rc = st_dir_groups_by_name(txn, tenant, s, found, 2);
+    if (rc == 0 && json_array_size(found) == 1) json_array_append(ids, json_array_get(found, 0));
+    json_decref(found);
+    if (rc < 0) return rc;
+  }
+  return 0;
+}
+
 /* a pending request past its time reads as expired */
 static void settle_state(json_t *rec, int64_t now_ms) {
   const char *st = json_string_value(json_object_get(rec, "state"));
@@ -284,16 +305,66 @@ static int reviewer_may(st_txn *txn, const char *tenant, const json_t *rec, cons
   if (rc < 0) return rc;
   json_t *gids = NULL;
   if ((rc = st_dir_user_groups(txn, tenant, reviewer, &gids)) < 0) return rc;
-  bool in = false;
+  bool in = ap_reviewer_in(rec, reviewer, gids);
+  json_decref(gids);
+  return in ? 0 : AP_ENOTAPPROVER;
+}
+
+bool ap_reviewer_in(const json_t *rec, const char *reviewer, const json_t *gids) {
+  if (!reviewer || !strcmp(reviewer, json_string_value(json_object_get(rec, "user")) ?: "")) return false;
   size_t i, j;
   json_t *a, *g;
   json_array_foreach(json_object_get(rec, "approvers"), i, a) {
     json_array_foreach(gids, j, g) {
-      if (json_is_string(a) && json_is_string(g) && json_equal(a, g)) in = true;
+      if (json_is_string(a) && json_is_string(g) && json_equal(a, g)) return true;
     }
   }
-  json_decref(gids);
-  return in ? 0 : AP_ENOTAPPROVER;
+  return false;
+}
+
+/* when a request ended: its decision, else (expired) its expiry */
+static json_int_t ended_at(const json_t *rec) {
+  json_t *d = json_object_get(rec, "decided_at");
+  return json_is_integer(d) ? json_integer_value(d) : json_integer_value(json_object_get(rec, "expires"));
+}
+
+static int by_ended_desc(const void *a, const void *b) {
+  json_int_t x = ended_at(*(json_t *const *)a), y = ended_at(*(json_t *const *)b);
+  return x < y ? 1 : x > y ? -1 : 0;
+}
+
+int ap_request_list_reviewer(st_txn *txn, const char *tenant, const char *reviewer, const json_t *gids,
+                             int64_t now_ms, size_t limit, json_t **pending, json_t **history) {
+  *pending = *history = NULL;
+  json_t *all = NULL;
+  int rc = ap_request_list(txn, tenant, NULL, now_ms, (size_t)-1, &all);
+  if (rc) {
+    json_decref(all);
+    return rc;
+  }
+  json_t *p = json_array(), *h = json_array();
+  json_t **ended = malloc((json_array_size(all) + 1) * sizeof *ended);
+  size_t n = 0, i;
+  json_t *rec;
+  if (!p || !h || !ended) {
+    json_decref(all), json_decref(p), json_decref(h), free(ended);
+    return ST_ENOMEM;
+  }
+  json_array_foreach(all, i, rec) {
+    if (!ap_reviewer_in(rec, reviewer, gids)) continue;
+    if (!strcmp(json_string_value(json_object_get(rec, "state")) ?: "", "pending")) {
+      if (json_array_size(p) < limit) json_array_append(p, rec); /* all is newest first */
+    } else {
+      ended[n++] = rec;
+    }
+  }
+  if (n) qsort(ended, n, sizeof *ended, by_ended_desc);
+  for (i = 0; i < n && i < limit; i++) json_array_append(h, ended[i]);
+  free(ended);
+  json_decref(all);
+  *pending = p;
+  *history = h;
+  return 0;
 }
 
 int ap_decide(st_txn *txn, const char *tenant, const char *id, ap_action what, const char *reviewer,

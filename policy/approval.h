@@ -85,6 +85,13 @@ typedef struct ap_new {
  * NULL args as {}), the identity of "the same arguments". 0 or ST_E*. */
 int ap_args_hash(const json_t *args, char out[65]);
 
+/* The groups a comma-separated list of group names (case-insensitive) or
+ * id:<scim id> names — the tenant's approver_groups setting — appended to
+ * ids: those resolving to exactly one existing group (a name matching
+ * none or several adds nobody: fail closed). list NULL adds nothing.
+ * 0 or ST_E*. Any txn. */
+int ap_groups_resolve(st_txn *txn, const char *tenant, const char *list, json_t *ids);
+
 /* Write txn: stores a pending request; id_out gets its id. AP_ETOOMANY
  * when the user has max_pending requests pending already. The user's
  * requests beyond AP_KEEP_PER_USER go, oldest decided first. */
@@ -96,6 +103,19 @@ int ap_request_get(st_txn *txn, const char *tenant, const char *id, int64_t now_
  * state is `state` (NULL: all). *out a new array. */
 int ap_request_list(st_txn *txn, const char *tenant, const char *state, int64_t now_ms, size_t limit,
                     json_t **out);
+/* Whether a reviewer whose groups are gids (an array of group ids) may
+ * decide rec as far as membership goes: not its requester, and in one of
+ * its approver groups (ap_decide checks this, and that the reviewer is
+ * active, in its transaction). */
+bool ap_reviewer_in(const json_t *rec, const char *reviewer, const json_t *gids);
+/* What a reviewer's page shows (gids: the reviewer's group ids): *pending
+ * the pending requests ap_reviewer_in lets them decide, newest first;
+ * *history the ended ones (approved, denied, cancelled, expired) it would
+ * have let them decide, the most recently ended first; at most limit each.
+ * Nothing else: never the reviewer's own requests. New arrays (NULL on a
+ * failure). Walks the tenant's requests. 0 or ST_E*. */
+int ap_request_list_reviewer(st_txn *txn, const char *tenant, const char *reviewer, const json_t *gids,
+                             int64_t now_ms, size_t limit, json_t **pending, json_t **history);
 /* Write txn: decides a pending request. reviewer: the deciding user's SCIM
  * id (AP_APPROVE/AP_DENY), NULL for AP_CANCEL (admin_name names who). An
  * approval stores the grant. *out (may be NULL) gets the updated record. */

@@ -238,6 +238,26 @@ int pol_get(st_txn *txn, const char *tenant, json_t **rec) {
   return *rec ? 0 : ST_ECORRUPT;
 }
 
+int pol_approver_groups(st_txn *txn, const char *tenant, json_t *ids, bool *tenant_default) {
+  *tenant_default = false;
+  json_t *rec;
+  int rc = pol_get(txn, tenant, &rec);
+  if (rc) return rc == ST_ENOTFOUND ? 0 : rc;
+  size_t i, j;
+  json_t *cr, *g;
+  json_array_foreach(json_object_get(rec, "compiled"), i, cr) {
+    if (!json_array_size(json_object_get(cr, "approve"))) continue; /* approval fields live only on approve rules */
+    json_t *ap = json_object_get(cr, "approvers");
+    if (!ap) *tenant_default = true;
+    json_array_foreach(ap, j, g) {
+      json_t *id = json_object_get(g, "id"); /* absent: a pending name, approves nothing */
+      if (json_is_string(id)) json_array_append(ids, id);
+    }
+  }
+  json_decref(rec);
+  return 0;
+}
+
 uint64_t pol_generation(st_txn *txn, const char *tenant) {
   char k[80];
   st_val v;

@@ -161,6 +161,14 @@ typedef struct pol_approval {
  * no members). Pure function of u; loop threads. */
 int pol_approval_for(const pol_user *u, const char *connector, const char *tool, pol_approval *out);
 
+/* Every approver group the stored policy's approve rules name (the bound
+ * ids, appended to ids; the same id may appear twice), and in
+ * *tenant_default whether some approve rule names none (the tenant's
+ * approver_groups decide there; policy/ does not read settings). No policy:
+ * nothing appended, false, 0. The reviewers' page asks this to tell an
+ * approver from someone who can approve nothing. 0 or ST_E*. Any txn. */
+int pol_approver_groups(st_txn *txn, const char *tenant, json_t *ids, bool *tenant_default);
+
 /* Filters a tools/list result message in place: tools the user may not
  * call are removed; approve tools stay, their description prefixed with a
  * "requires approval" note. u NULL removes every tool (fail closed).

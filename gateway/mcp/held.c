@@ -161,32 +161,15 @@ static int hook_inputs(st_txn *txn, hold_job *j) {
   return rc == ST_ENOTFOUND ? 0 : rc;
 }
 
-/* The tenant's approver_groups (comma-separated names or id:<scim id>)
- * appended to ids: the groups that resolve to exactly one. */
+/* The tenant's approver_groups setting, resolved to the groups that exist
+ * (policy/approval.h's ap_groups_resolve), appended to ids. */
 static int tenant_approvers(st_txn *txn, const char *tenant, json_t *ids) {
   json_t *t = NULL;
   int rc = st_tenant_get(txn, tenant, &t);
   if (rc) return rc == ST_ENOTFOUND ? 0 : rc;
-  const char *v = gw_settings_string(json_object_get(t, "settings"), "approver_groups");
-  char buf[1100];
-  snprintf(buf, sizeof buf, "%s", v ? v : "");
+  rc = ap_groups_resolve(txn, tenant, gw_settings_string(json_object_get(t, "settings"), "approver_groups"), ids);
   json_decref(t);
-  for (char *save = NULL, *s = strtok_r(buf, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
-    while (*s == ' ') s++;
-    size_t n = strlen(s);
-    while (n && s[n - 1] == ' ') s[--n] = 0;
-    if (!n) continue;
-    if (!strncmp(s, "id:", 3)) {
-      if (st_dir_group_exists(txn, tenant, s + 3) == 0) json_array_append_new(ids, json_string(s + 3));
-      continue;
-    }
-    json_t *found = json_array();
-    rc = st_dir_groups_by_name(txn, tenant, s, found, 2);
-    if (rc == 0 && json_array_size(found) == 1) json_array_append(ids, json_array_get(found, 0));
-    json_decref(found);
-    if (rc < 0) return rc;
-  }
-  return 0;
+  return rc;
 }
 
 static int job_hold(st_txn *txn, void *arg) {
