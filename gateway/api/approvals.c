@@ -2,12 +2,27 @@
  *
  * Rules this file keeps, and why:
  *  - Deciding is done as oneself: the caller is the holder of an employee
- *    token (mgw_) of the tenant, checked again inside the deciding job (a
- *    token revoked meanwhile decides nothing), and policy/approval.c checks
- *    that this user is active, an approver of the request and not its
- *    requester. No admin credential is accepted here.
+ *    token (mgw_) of the tenant, or the browser session of the reviewers'
+ *    page — with the employee page's CSRF fences (pages__csrf_ok: the
+ *    session's X-CSRF-Token, a same-site Origin and Sec-Fetch-Site), exactly
+ *    as its own writes. Either is checked again inside the deciding job (a
+ *    token revoked, a session ended or a user deactivated meanwhile decides
+ *    nothing), and policy/approval.c checks that this user is active, an
+ *    approver of the request and not its requester. No admin credential is
+ *    accepted here.
+ *  - An Authorization header, when sent, is the credential: a cookie beside
+ *    it is not looked at, so a bot's request never rides a browser session
+ *    and a failed token never falls back to one.
  *  - An unknown id and a request the caller may not see answer the same
  *    404: ids do not leak across users.
+ *  - The page (/t/{t}/approvals) and its list (/t/{t}/api/approvals) are a
+ *    browser session's only, and only an approver's: a member of a group
+ *    the policy's approve rules name (or of the tenant's approver_groups
+ *    where a rule defers to them), or of a group of a request they could
+ *    decide. Anyone else gets a 403 page, not an empty list. The list is
+ *    filtered here, in C (ap_request_list_reviewer): the requests this
+ *    reviewer may decide and those they could have, never their own, and
+ *    never the requester's MCP session id.
  *  - The held call learns the decision from the store event the decision
  *    emits (gateway/mcp/held.c), not from this file. */
 #include "gateway/api/approvals.h"
@@ -19,7 +34,11 @@
 #include <strings.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+
 #include "auth/auth.h"
+#include "auth/browser.h"
+#include "gateway/api/pages_int.h"
 #include "gateway/base/clock.h"
 #include "gateway/base/log.h"
 #include "gateway/core/server.h"
@@ -27,8 +46,13 @@
 #include "gateway/http/http.h"
 #include "gateway/http/router.h"
 #include "policy/approval.h"
+#include "policy/policy.h"
 #include "store/dir.h"
 #include "store/tenant.h"
+#include "web/web.h"
+
+/* requests a page lists at most, pending and ended each */
+#define PAGE_LIST_MAX 100
 
 json_t *gw_approval_view(const json_t *rec) {
   json_t *v = json_deep_copy(rec);
@@ -51,52 +75,121 @@ json_t *gw_approval_view(const json_t *rec) {
 typedef struct decide_job {
   gw_req *req;
   char tenant[64], id[AP_ID_LEN + 1], user[40], tokid[ST_TOKEN_ID_BUFSZ];
+  bool browser;                         /* a page's session, not a token */
+  char cookie[AUTH_LOGIN_RAND_LEN + 1]; /* its cookie text (wiped) */
+  int64_t idle_s;
   char reason[AP_REASON_MAX + 1];
   ap_action what;
   int64_t now_ms;
   json_t *out;
 } decide_job;
 
+static void job_free(decide_job *j) {
+  json_decref(j->out);
+  OPENSSL_cleanse(j->cookie, sizeof j->cookie);
+  free(j);
+}
+
+/* The caller, again, inside the transaction: the token still valid, or
+ * the session still live (its user present and active) and still theirs. */
 static int job_decide(st_txn *txn, void *arg) {
   decide_job *j = arg;
-  int rc = auth_identity_check(txn, j->tenant, j->user, j->tokid, j->now_ms / 1000);
+  int rc;
+  if (j->browser) {
+    auth_browser s;
+    rc = auth_browser_get(txn, j->tenant, j->cookie, j->now_ms / 1000, j->idle_s, &s);
+    if (!rc && strcmp(s.user_id, j->user)) rc = ST_ENOTFOUND;
+    OPENSSL_cleanse(&s, sizeof s);
+  } else {
+    rc = auth_identity_check(txn, j->tenant, j->user, j->tokid, j->now_ms / 1000);
+  }
   if (rc) return rc == ST_ENOTFOUND ? AP_EREVIEWER : rc;
   return ap_decide(txn, j->tenant, j->id, j->what, j->user, NULL, j->reason, j->now_ms, &j->out);
+}
+
+/* A JSON error: with the pages' security headers for a browser. */
+static void fail(gw_req *req, bool browser, int status, const char *code, const char *msg) {
+  if (browser) pages__json(req, status, json_pack("{s:s,s:s}", "error", code, "message", msg));
+  else gw_respond_error(req, status, code, "%s", msg);
 }
 
 static void done_decide(int status, void *arg) {
   decide_job *j = arg;
   gw_req *req = j->req;
   gw_log_ctx lc = {j->tenant, req->id};
+  bool b = j->browser;
   switch (status) {
   case 0:
-    GW_LOG(GW_LOG_INFO, "approvals", &lc, "approval request %s %s by user %s", j->id,
-           j->what == AP_APPROVE ? "approved" : "denied", j->user);
-    gw_respond_json(req, 200, gw_approval_view(j->out));
+    GW_LOG(GW_LOG_INFO, "approvals", &lc, "approval request %s %s by user %s%s", j->id,
+           j->what == AP_APPROVE ? "approved" : "denied", j->user, b ? " on the reviewers' page" : "");
+    if (b) pages__json(req, 200, gw_approval_view(j->out));
+    else gw_respond_json(req, 200, gw_approval_view(j->out));
     break;
-  case ST_ENOTFOUND: gw_respond_error(req, 404, "not_found", "no such approval request"); break;
+  case ST_ENOTFOUND: fail(req, b, 404, "not_found", "no such approval request"); break;
   case AP_EDECIDED:
-    gw_respond_error(req, 409, "not_pending", "the request is no longer pending (decided, cancelled or expired)");
+    fail(req, b, 409, "not_pending", "the request is no longer pending (decided, cancelled or expired)");
     break;
-  case AP_ESELF: gw_respond_error(req, 403, "self_approval", "nobody decides their own request"); break;
-  case AP_ENOTAPPROVER:
-    gw_respond_error(req, 403, "not_an_approver", "you are not in any of this request's approver groups");
-    break;
+  case AP_ESELF: fail(req, b, 403, "self_approval", "nobody decides their own request"); break;
+  case AP_ENOTAPPROVER: fail(req, b, 403, "not_an_approver", "you are not in any of this request's approver groups"); break;
   case AP_EREVIEWER:
-    gw_respond_error(req, 401, "invalid_token", "your token or your account is no longer valid");
+    if (b) fail(req, b, 401, "signed_out", "your session has ended or your account is no longer active; sign in again");
+    else fail(req, b, 401, "invalid_token", "your token or your account is no longer valid");
     break;
   case ST_EMAPFULL:
-    gw_respond_error(req, 507, "store_full", "the store is full (raise store_map_size); nothing was written");
+    fail(req, b, 507, "store_full", "the store is full (raise store_map_size); nothing was written");
     break;
-  default: gw_respond_error(req, 500, "store_error", "the decision could not be written: %s", st_strerror(status));
+  default: {
+    char m[200];
+    snprintf(m, sizeof m, "the decision could not be written: %s", st_strerror(status));
+    fail(req, b, 500, "store_error", m);
   }
-  json_decref(j->out);
-  free(j);
+  }
+  job_free(j);
 }
 
-/* The caller's employee token: 0 with user and tokid, or answers 401. */
-static int who(gw_req *req, const char *tenant, char user[40], char tokid[ST_TOKEN_ID_BUFSZ]) {
+/* Who calls, and how. */
+typedef struct caller {
+  char user[40];
+  char tokid[ST_TOKEN_ID_BUFSZ];        /* an employee token's id */
+  bool browser;                         /* else: the reviewers' page's session */
+  char cookie[AUTH_LOGIN_RAND_LEN + 1];
+} caller;
+
+/* The page's browser session (no Authorization header, the tenant's
+ * session cookie sent): 1 with c filled (a write also passed the CSRF
+ * check), 0 when there is no session cookie, -1 once answered (401, 403,
+ * 503). */
+static int who_browser(gw_req *req, const char *tenant, bool write, caller *c) {
+  char name[96];
+  pages__cookie_name(req->lp->srv, tenant, PAGES_COOKIE_SESSION, name, sizeof name);
+  if (!pages__cookie_get(req, name, c->cookie, sizeof c->cookie)) return 0;
+  auth_browser s;
+  int rc = pages__session(req, tenant, &s);
+  if (rc) {
+    fail(req, true, rc == ST_ENOTFOUND ? 401 : 503, rc == ST_ENOTFOUND ? "signed_out" : "store_busy",
+         rc == ST_ENOTFOUND ? "you are signed out: sign in again" : "the gateway's store is busy; try again");
+    return -1;
+  }
+  bool ok = !write || pages__csrf_ok(req, &s, NULL);
+  snprintf(c->user, sizeof c->user, "%s", s.user_id);
+  OPENSSL_cleanse(&s, sizeof s);
+  if (!ok) {
+    fail(req, true, 403, "csrf", "this request did not come from your mcpgate page (missing or wrong CSRF token)");
+    return -1;
+  }
+  c->browser = true;
+  return 1;
+}
+
+/* The caller: an employee token (Authorization: Bearer), else the page's
+ * browser session; 0 with c filled, or -1 once answered (401, 403, 503). */
+static int who(gw_req *req, const char *tenant, bool write, caller *c) {
   const char *auth = gw_req_header(req, "authorization");
+  if (!auth) {
+    int b = who_browser(req, tenant, write, c);
+    if (b) return b > 0 ? 0 : -1;
+  }
+  char *user = c->user, *tokid = c->tokid;
   const char *tok = auth && !strncasecmp(auth, "Bearer ", 7) ? auth + 7 : NULL;
   while (tok && *tok == ' ') tok++;
   uint8_t th[ST_TOKEN_HASH_LEN];
@@ -118,7 +211,8 @@ static int who(gw_req *req, const char *tenant, char user[40], char tokid[ST_TOK
   if (rc) {
     gw_resp_header(req, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
     gw_respond_error(req, 401, "invalid_token",
-                     tok && *tok ? "invalid, expired or revoked token" : "missing Authorization: Bearer <mgw_ token>");
+                     tok && *tok ? "invalid, expired or revoked token"
+                                 : "missing Authorization: Bearer <mgw_ token> (or the reviewers' page's session)");
     return -1;
   }
   return 0;
@@ -162,8 +256,9 @@ static void dispatch(gw_req *req) {
     gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
     return;
   }
-  char user[40], tokid[ST_TOKEN_ID_BUFSZ];
-  if (who(req, tenant, user, tokid)) return;
+  caller c = {0};
+  if (who(req, tenant, action != NULL, &c)) return;
+  const char *user = c.user;
   if (!action) {
     st_txn *txn;
     if (st_read_begin(req->lp->srv->store, &txn) != 0) {
@@ -174,15 +269,18 @@ static void dispatch(gw_req *req) {
     int rc = ap_request_get(txn, tenant, id, gw_wall_ms(), &rec);
     bool ok = rc == 0 && may_see(txn, tenant, rec, user);
     st_txn_end(txn);
-    if (ok) gw_respond_json(req, 200, gw_approval_view(rec));
-    else if (rc && rc != ST_ENOTFOUND) gw_respond_error(req, 500, "store_error", "%s", st_strerror(rc));
-    else gw_respond_error(req, 404, "not_found", "no such approval request");
+    if (ok && c.browser) pages__json(req, 200, gw_approval_view(rec));
+    else if (ok) gw_respond_json(req, 200, gw_approval_view(rec));
+    else if (rc && rc != ST_ENOTFOUND) fail(req, c.browser, 500, "store_error", st_strerror(rc));
+    else fail(req, c.browser, 404, "not_found", "no such approval request");
     json_decref(rec);
+    OPENSSL_cleanse(&c, sizeof c);
     return;
   }
   decide_job *j = calloc(1, sizeof *j);
   if (!j) {
-    gw_respond_error(req, 500, "internal", "out of memory");
+    OPENSSL_cleanse(&c, sizeof c);
+    fail(req, c.browser, 500, "internal", "out of memory");
     return;
   }
   if (req->body_len) {
@@ -196,8 +294,9 @@ static void dispatch(gw_req *req) {
                       : NULL;
     if (bad) {
       json_decref(b);
-      free(j);
-      gw_respond_error(req, 400, "invalid_request", "%s", bad);
+      job_free(j);
+      OPENSSL_cleanse(c.cookie, sizeof c.cookie);
+      fail(req, c.browser, 400, "invalid_request", bad);
       return;
     }
     snprintf(j->reason, sizeof j->reason, "%s", r ? json_string_value(r) : "");
@@ -206,22 +305,259 @@ static void dispatch(gw_req *req) {
   j->req = req;
   snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
   snprintf(j->id, sizeof j->id, "%s", id);
-  memcpy(j->user, user, sizeof j->user);
-  memcpy(j->tokid, tokid, sizeof j->tokid);
+  memcpy(j->user, c.user, sizeof j->user);
+  memcpy(j->tokid, c.tokid, sizeof j->tokid);
+  j->browser = c.browser;
+  memcpy(j->cookie, c.cookie, sizeof j->cookie);
+  OPENSSL_cleanse(&c, sizeof c);
+  j->idle_s = req->lp->srv->cfg.browser_session_idle_ms / 1000;
   j->what = !strcmp(action, "approve") ? AP_APPROVE : AP_DENY;
   j->now_ms = gw_wall_ms();
   if (st_submit(req->lp->srv->store, req->lp->port, job_decide, done_decide, j)) {
-    free(j);
+    bool b = j->browser;
+    job_free(j);
     gw_resp_header(req, "Retry-After", "1");
-    gw_respond_error(req, 503, "store_busy", "the store cannot take writes right now");
+    fail(req, b, 503, "store_busy", "the store cannot take writes right now");
   }
+}
+
+/* ---- the reviewers' page and its list */
+
+/* "/t/{tenant}/…": copies a valid tenant id into tenant, else false. */
+static bool tenant_of(gw_req *req, char tenant[64]) {
+  const char *p = req->path ? req->path : "";
+  if (strncmp(p, "/t/", 3)) return false;
+  size_t n = strcspn(p + 3, "/");
+  if (n == 0 || n > 63) return false;
+  memcpy(tenant, p + 3, n);
+  tenant[n] = 0;
+  if (!st_tenant_id_valid(tenant)) return false;
+  snprintf(req->tenant, sizeof req->tenant, "%s", tenant);
+  return true;
+}
+
+/* Whether some id of a is in b (arrays of group ids). */
+static bool meet(const json_t *a, const json_t *b) {
+  size_t i, k;
+  json_t *x, *y;
+  json_array_foreach(a, i, x) json_array_foreach(b, k, y) if (json_equal(x, y)) return true;
+  return false;
+}
+
+/* What the reviewer may see (*pending, *history: ap_request_list_reviewer)
+ * and whether they are an approver at all: a group of theirs is one the
+ * policy's approve rules name (the tenant's approver_groups too where a
+ * rule names none), or they could decide a listed request. */
+static int reviewer_lists(st_txn *txn, const char *tenant, const char *user, json_t **pending, json_t **history,
+                          bool *approver) {
+  json_t *gids = NULL, *ids = NULL;
+  *pending = *history = NULL;
+  int rc = st_dir_user_groups(txn, tenant, user, &gids);
+  if (rc < 0) return rc;
+  rc = ap_request_list_reviewer(txn, tenant, user, gids, gw_wall_ms(), PAGE_LIST_MAX, pending, history);
+  if (rc) goto fail;
+  *approver = json_array_size(*pending) || json_array_size(*history);
+  if (!*approver) {
+    bool td = false;
+    if (!(ids = json_array())) {
+      rc = ST_ENOMEM;
+      goto fail;
+    }
+    if ((rc = pol_approver_groups(txn, tenant, ids, &td))) goto fail;
+    if (td) {
+      json_t *t = NULL;
+      rc = st_tenant_get(txn, tenant, &t);
+      if (!rc) rc = ap_groups_resolve(txn, tenant, gw_settings_string(json_object_get(t, "settings"), "approver_groups"), ids);
+      json_decref(t);
+      if (rc) goto fail;
+    }
+    *approver = meet(gids, ids);
+  }
+  json_decref(ids);
+  json_decref(gids);
+  return 0;
+fail:
+  json_decref(ids);
+  json_decref(gids);
+  json_decref(*pending);
+  json_decref(*history);
+  *pending = *history = NULL;
+  return rc;
+}
+
+/* {id, userName, displayName} of a user (userName null once deleted). */
+static json_t *person(st_txn *txn, const char *tenant, const char *id) {
+  json_t *u = NULL;
+  st_dir_user_get(txn, tenant, id, &u);
+  json_t *o = json_pack("{s:s,s:O?,s:O?}", "id", id, "userName", json_object_get(u, "userName"), "displayName",
+                        json_object_get(u, "displayName"));
+  json_decref(u);
+  return o;
+}
+
+/* A request as the page shows it: an allowlist of gw_approval_view's
+ * members (no session id, no argument digest), the requester by name and
+ * the approver groups by displayName. */
+static json_t *review_view(st_txn *txn, const char *tenant, const json_t *rec) {
+  json_t *v = gw_approval_view(rec), *o = json_object(), *names = json_array();
+  if (!v || !o || !names) {
+    json_decref(v), json_decref(o), json_decref(names);
+    return NULL;
+  }
+  static const char *const keep[] = {"id",         "state",      "connector",  "tool",   "arguments",
+                                     "created",    "expires",    "seconds_left", "decided_by", "decided_at",
+                                     "reason"};
+  for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) {
+    json_t *x = json_object_get(v, keep[i]);
+    if (x) json_object_set(o, keep[i], x);
+  }
+  json_object_set_new(o, "requester", person(txn, tenant, json_string_value(json_object_get(rec, "user")) ?: ""));
+  size_t i;
+  json_t *g;
+  json_array_foreach(json_object_get(rec, "approvers"), i, g) {
+    json_t *grp = NULL;
+    if (json_is_string(g) && st_dir_group_get(txn, tenant, json_string_value(g), &grp) == 0 &&
+        json_is_string(json_object_get(grp, "displayName")))
+      json_array_append(names, json_object_get(grp, "displayName"));
+    json_decref(grp);
+  }
+  json_object_set_new(o, "approvers", names);
+  json_decref(v);
+  return o;
+}
+
+static json_t *views(st_txn *txn, const char *tenant, const json_t *recs) {
+  json_t *out = json_array();
+  size_t i;
+  json_t *r;
+  json_array_foreach(recs, i, r) {
+    json_t *v = review_view(txn, tenant, r);
+    if (v) json_array_append_new(out, v);
+  }
+  return out;
+}
+
+/* GET /t/{t}/approvals: the page for an approver; to the sign-in (and back)
+ * without a session; a 403 page for someone who can approve nothing. */
+static void page(gw_req *req) {
+  char tenant[64];
+  if (!tenant_of(req, tenant)) {
+    gw_respond_error(req, 404, "not_found", "no such page");
+    return;
+  }
+  if (strcmp(req->method, "GET") && strcmp(req->method, "HEAD")) {
+    gw_resp_header(req, "Allow", "GET, HEAD");
+    gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
+    return;
+  }
+  gw_server *srv = req->lp->srv;
+  st_txn *txn;
+  if (st_read_begin(srv->store, &txn)) {
+    pages__message(req, 503, tenant, "Try again", "The gateway's store is busy.", NULL, NULL);
+    return;
+  }
+  bool live = st_tenant_active(txn, tenant) == 0;
+  st_txn_end(txn);
+  if (!live) {
+    pages__message(req, 404, tenant, "No such organisation",
+                   "There is no mcpgate organisation at this address. Check the link you were given.", NULL, NULL);
+    return;
+  }
+  auth_browser s;
+  int rc = pages__session(req, tenant, &s);
+  if (rc == ST_ENOTFOUND) { /* sign in with Okta, then back here */
+    char loc[200];
+    snprintf(loc, sizeof loc, "/t/%s/login?return=/t/%s/approvals", tenant, tenant);
+    pages__headers(req, false);
+    gw_resp_header(req, "Location", loc);
+    gw_respond(req, 303, NULL, NULL, 0);
+    return;
+  }
+  if (rc) {
+    pages__message(req, 503, tenant, "Try again", "The gateway's store is busy.", NULL, NULL);
+    return;
+  }
+  json_t *pending = NULL, *history = NULL;
+  bool approver = false;
+  if (st_read_begin(srv->store, &txn) == 0) {
+    rc = reviewer_lists(txn, tenant, s.user_id, &pending, &history, &approver);
+    st_txn_end(txn);
+  } else {
+    rc = ST_EBUSY;
+  }
+  OPENSSL_cleanse(&s, sizeof s);
+  json_decref(pending);
+  json_decref(history);
+  char back[96];
+  snprintf(back, sizeof back, "/t/%s/", tenant);
+  const web_asset *a = web_asset_get("approvals.html");
+  if (rc || !a) {
+    pages__message(req, 503, tenant, "Try again", "The gateway could not read the approval requests.", NULL, NULL);
+  } else if (!approver) {
+    pages__message(req, 403, tenant, "You are not an approver",
+                   "You are signed in, but none of your groups reviews approval requests here, so there is nothing "
+                   "for you to approve. If you should, ask IT to add you to an approver group.",
+                   back, "Back to your page");
+  } else {
+    pages__headers(req, false);
+    gw_respond(req, 200, a->type, a->data, a->len);
+  }
+}
+
+/* GET /t/{t}/api/approvals: the page's data, for an approver's session:
+ * {tenant, user, csrf, pending: [...], history: [...]}. */
+static void api_list(gw_req *req) {
+  char tenant[64];
+  if (!tenant_of(req, tenant)) {
+    gw_respond_error(req, 404, "not_found", "no such page API");
+    return;
+  }
+  if (strcmp(req->method, "GET") && strcmp(req->method, "HEAD")) {
+    gw_resp_header(req, "Allow", "GET, HEAD");
+    fail(req, true, 405, "method_not_allowed", "only GET is allowed here");
+    return;
+  }
+  gw_server *srv = req->lp->srv;
+  auth_browser s;
+  int rc = pages__session(req, tenant, &s);
+  if (rc) {
+    fail(req, true, rc == ST_ENOTFOUND ? 401 : 503, rc == ST_ENOTFOUND ? "signed_out" : "store_busy",
+         rc == ST_ENOTFOUND ? "you are signed out: sign in at login" : "the gateway's store is busy");
+    return;
+  }
+  st_txn *txn;
+  if (st_read_begin(srv->store, &txn)) {
+    OPENSSL_cleanse(&s, sizeof s);
+    fail(req, true, 503, "store_busy", "the gateway's store is busy");
+    return;
+  }
+  json_t *pending = NULL, *history = NULL, *out = NULL;
+  bool approver = false;
+  rc = st_tenant_active(txn, tenant) ? ST_ENOTFOUND : reviewer_lists(txn, tenant, s.user_id, &pending, &history, &approver);
+  if (!rc && approver)
+    out = json_pack("{s:s,s:o,s:s,s:o,s:o}", "tenant", tenant, "user", person(txn, tenant, s.user_id), "csrf", s.csrf,
+                    "pending", views(txn, tenant, pending), "history", views(txn, tenant, history));
+  st_txn_end(txn);
+  OPENSSL_cleanse(&s, sizeof s);
+  json_decref(pending);
+  json_decref(history);
+  if (rc == ST_ENOTFOUND) fail(req, true, 404, "not_found", "no such organisation");
+  else if (rc) fail(req, true, 503, "store_busy", "the gateway could not read the approval requests; try again");
+  else if (!approver)
+    fail(req, true, 403, "not_an_approver", "none of your groups reviews approval requests here");
+  else if (!out) fail(req, true, 500, "internal", "out of memory");
+  else pages__json(req, 200, out);
 }
 
 static int mod_routes(gw_server *srv, gw_router *rt) {
   (void)srv;
   static const gw_route r = {GW_RC_WEB, dispatch, NULL, 8 * 1024, NULL, NULL};
+  static const gw_route pg = {GW_RC_WEB, page, NULL, 1024, NULL, NULL};
+  static const gw_route list = {GW_RC_WEB, api_list, NULL, 1024, NULL, NULL};
   int rc = gw_router_add(rt, "/t/{}/approvals/{}", &r, 0);
   if (!rc) rc = gw_router_add(rt, "/t/{}/approvals/{}/{}", &r, 0);
+  if (!rc) rc = gw_router_add(rt, "/t/{}/approvals", &pg, 0);
+  if (!rc) rc = gw_router_add(rt, "/t/{}/api/approvals", &list, 0);
   return rc;
 }
 

@@ -1,7 +1,10 @@
 /* gateway/api/approvals.h — the reviewers' side of approvals (issue 23):
  * POST /t/{t}/approvals/{id}/approve|deny and GET /t/{t}/approvals/{id},
- * done as oneself with one's own employee token (policy/approval.h decides
- * who may); the admin side is gateway/api/admin_approvals.c. */
+ * done as oneself — with one's own employee token, or the reviewers'
+ * page's browser session and its CSRF token (policy/approval.h decides who
+ * may); the page itself, GET /t/{t}/approvals (web/approvals.html, for an
+ * approver's session only), and its list GET /t/{t}/api/approvals. The
+ * admin side is gateway/api/admin_approvals.c. */
 #ifndef MCPGATE_GATEWAY_API_APPROVALS_H
 #define MCPGATE_GATEWAY_API_APPROVALS_H
 #include <jansson.h>

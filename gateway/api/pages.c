@@ -213,6 +213,8 @@ static void json_reply(gw_req *req, int status, json_t *j) {
   gw_respond_json(req, status, j);
 }
 
+void pages__json(gw_req *req, int status, json_t *j) { json_reply(req, status, j); }
+
 static void json_error(gw_req *req, int status, const char *code, const char *msg) {
   json_reply(req, status, json_pack("{s:s,s:s}", "error", code, "message", msg));
 }

@@ -1,13 +1,17 @@
 /* gateway/api/pages_int.h — private to the employee pages (pages.c: the
  * page, its assets, /api/me, tokens, sign-out; login.c: sign-in with the
  * tenant's OpenID provider and its callback); the OAuth endpoints
- * (oauth*.c) share its rate limiter. */
+ * (oauth*.c) share its rate limiter, and the reviewers' page
+ * (approvals.c) its browser session, CSRF check, headers and message
+ * pages. */
 #ifndef MCPGATE_GATEWAY_API_PAGES_INT_H
 #define MCPGATE_GATEWAY_API_PAGES_INT_H
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <jansson.h>
 
 #include "auth/browser.h"
 #include "auth/oidc_provider.h"
@@ -79,6 +83,9 @@ void pages__headers(gw_req *req, bool cacheable);
 void pages__headers_form_to(gw_req *req, const char *form_to);
 /* That origin as a CSP source into out (see pages.c); "" when none. */
 void pages__csp_form_source(const char *url, char *out, size_t cap);
+/* A JSON answer of a page API: the pages' security headers, then
+ * gw_respond_json (which adds Cache-Control: no-store); takes j. */
+void pages__json(gw_req *req, int status, json_t *j);
 /* A rendered message page (web/message.html) with status. href/action may
  * be NULL (no action link). */
 void pages__message(gw_req *req, int status, const char *tenant, const char *title, const char *message,
