@@ -1,6 +1,6 @@
-/* web/web.h — the pages' files (the employee page, the message-page template,
- * CSS, JS, icon), embedded into the binary at build time, and the one
- * renderer of server-side templates.
+/* web/web.h — the pages' files (the employee page, the reviewers' page,
+ * the message-page template, CSS, JS, icon), embedded into the binary at
+ * build time, and the one renderer of server-side templates.
  *
  * Owns the embedded table: web/embed.c (a host tool run by the Makefile)
  * writes every html/css/js/svg/png file under web/ into
@@ -11,8 +11,9 @@
  *
  * Serving (gateway/api's business, written here because the paths are ours):
  * the employee page `index.html` is answered at /t/{tenant}/ and its files
- * under /t/{tenant}/assets/…; templates (message.html) are rendered with
- * web_render, never served raw. */
+ * under /t/{tenant}/assets/…; the reviewers' page `approvals.html` at
+ * /t/{tenant}/approvals (to an approver's session only); templates
+ * (message.html) are rendered with web_render, never served raw. */
 #ifndef MCPGATE_WEB_H
 #define MCPGATE_WEB_H
 #include <stddef.h>

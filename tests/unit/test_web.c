@@ -13,6 +13,8 @@ TEST(assets_present) {
   static const char *const want[][2] = {
       {"index.html", "text/html; charset=utf-8"},
       {"message.html", "text/html; charset=utf-8"},
+      {"approvals.html", "text/html; charset=utf-8"},
+      {"assets/approvals.js", "text/javascript; charset=utf-8"},
       {"assets/app.css", "text/css; charset=utf-8"},
       {"assets/app.js", "text/javascript; charset=utf-8"},
       {"assets/icon.svg", "image/svg+xml"},

@@ -1,0 +1,261 @@
+// web/assets/approvals.js — the reviewers' page at /t/{tenant}/approvals
+// (web/approvals.html; the gateway serves it only to an approver's browser
+// session). Reads api/approvals — already filtered by the gateway to what
+// this reviewer may decide and what they could have — every few seconds,
+// counts each request's time down live, and approves or denies with
+// POST approvals/{id}/approve|deny (the session's X-CSRF-Token). Arguments
+// are an agent's text: every value goes in through textContent, never as
+// markup. A card being decided keeps its reason field across refreshes.
+'use strict';
+
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const REFRESH_MS = 5000;
+  let csrf = '';
+  const cards = new Map(); // request id → {card, deadline, left, buttons}
+
+  function el(tag, text, cls) {
+    const e = document.createElement(tag);
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    if (cls) e.className = cls;
+    return e;
+  }
+
+  function when(s) {
+    if (!s) return null;
+    const d = new Date(s);
+    if (isNaN(d.getTime())) return null;
+    const t = el('time', d.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' }));
+    t.dateTime = s;
+    return t;
+  }
+
+  function cell(label, content) {
+    const td = el('td');
+    td.setAttribute('data-label', label);
+    if (content instanceof Node) td.appendChild(content);
+    else td.textContent = content === undefined || content === null ? '' : String(content);
+    return td;
+  }
+
+  function who(p) {
+    if (!p) return 'someone';
+    if (p.displayName && p.userName) return p.displayName + ' (' + p.userName + ')';
+    return p.userName || p.displayName || 'a deleted user';
+  }
+
+  function showError(msg) { $('error').textContent = msg || ''; }
+  function say(msg) { $('status').textContent = msg; }
+
+  async function errorMessage(res) {
+    try {
+      const j = await res.json();
+      if (j && typeof j.message === 'string' && j.message) return j.message;
+    } catch (e) { /* not JSON */ }
+    return 'mcpgate answered HTTP ' + res.status + '. Try again in a moment.';
+  }
+
+  function signedOut() {
+    $('sign-in').href = 'login?return=' + location.pathname;
+    $('signed-out').hidden = false;
+    cards.forEach((c) => c.buttons.forEach((b) => { b.disabled = true; }));
+  }
+
+  function left(ms) {
+    if (ms <= 0) return 'expired';
+    const s = Math.ceil(ms / 1000), h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
+    const mm = h ? String(m).padStart(2, '0') : String(m);
+    return (h ? h + ':' : '') + mm + ':' + String(r).padStart(2, '0') + ' left';
+  }
+
+  function tick() {
+    const now = Date.now();
+    cards.forEach((c) => {
+      const ms = c.deadline - now;
+      c.left.textContent = left(ms);
+      if (ms <= 0) c.buttons.forEach((b) => { b.disabled = true; });
+    });
+  }
+
+  function pretty(args) {
+    if (args === undefined || args === null) return '(no arguments)';
+    try { return JSON.stringify(args, null, 2); } catch (e) { return String(args); }
+  }
+
+  function row(dl, term, content) {
+    dl.appendChild(el('dt', term));
+    const dd = el('dd');
+    if (content instanceof Node) dd.appendChild(content); else dd.textContent = content;
+    dl.appendChild(dd);
+  }
+
+  function makeCard(r, fetchedAt) {
+    const art = el('article', null, 'request');
+    art.dataset.id = r.id;
+    const h = el('h3');
+    h.append(el('code', r.tool), ' on ', el('strong', r.connector));
+    art.appendChild(h);
+    const dl = el('dl');
+    row(dl, 'Requested by', who(r.requester));
+    row(dl, 'Requested', when(r.created) || '—');
+    const lt = el('span', '', 'countdown');
+    lt.setAttribute('role', 'timer');
+    row(dl, 'Time left', lt);
+    if (r.approvers && r.approvers.length) row(dl, 'Approvers', r.approvers.join(', '));
+    art.appendChild(dl);
+    art.appendChild(el('p', 'Arguments', 'label'));
+    const pre = el('pre', null, 'args');
+    pre.appendChild(el('code', pretty(r.arguments)));
+    art.appendChild(pre);
+
+    const form = el('form', null, 'decide');
+    const fid = 'reason-' + r.id;
+    const lab = el('label', 'Reason (optional)');
+    lab.htmlFor = fid;
+    const input = el('input');
+    input.type = 'text';
+    input.id = fid;
+    input.maxLength = 500;
+    input.autocomplete = 'off';
+    const approve = el('button', 'Approve', 'primary');
+    approve.type = 'submit';
+    approve.setAttribute('aria-label', 'Approve ' + r.tool + ' for ' + who(r.requester));
+    const deny = el('button', 'Deny');
+    deny.type = 'button';
+    deny.setAttribute('aria-label', 'Deny ' + r.tool + ' for ' + who(r.requester));
+    const buttons = el('div', null, 'buttons');
+    buttons.append(approve, deny);
+    const err = el('p', '', 'alert');
+    err.setAttribute('role', 'alert');
+    form.append(lab, input, buttons, err);
+    art.appendChild(form);
+    const c = { card: art, left: lt, buttons: [approve, deny], input, err, busy: false, deadline: 0 };
+    form.addEventListener('submit', (ev) => { ev.preventDefault(); decide(r, 'approve', c); });
+    deny.addEventListener('click', () => decide(r, 'deny', c));
+    setDeadline(c, r, fetchedAt);
+    return c;
+  }
+
+  function setDeadline(c, r, fetchedAt) {
+    const s = Number(r.seconds_left);
+    c.deadline = fetchedAt + (isFinite(s) ? s : 0) * 1000;
+  }
+
+  function renderPending(list, fetchedAt) {
+    const box = $('pending');
+    const seen = new Set();
+    list.forEach((r) => {
+      seen.add(r.id);
+      let c = cards.get(r.id);
+      if (!c) {
+        c = makeCard(r, fetchedAt);
+        cards.set(r.id, c);
+      } else {
+        setDeadline(c, r, fetchedAt);
+      }
+      box.appendChild(c.card); // the server's order: newest first
+    });
+    cards.forEach((c, id) => {
+      if (!seen.has(id) && !c.busy) {
+        c.card.remove();
+        cards.delete(id);
+      }
+    });
+    $('pending-none').hidden = cards.size > 0;
+    tick();
+  }
+
+  const OUTCOME = { approved: 'Approved', denied: 'Denied', cancelled: 'Cancelled', expired: 'Expired (nobody decided)' };
+
+  function renderHistory(list) {
+    const body = $('history-body');
+    body.replaceChildren();
+    list.forEach((r) => {
+      const tr = el('tr');
+      const what = el('span');
+      what.append(el('code', r.tool), ' on ' + r.connector);
+      tr.appendChild(cell('Request', what));
+      tr.appendChild(cell('Requested by', who(r.requester)));
+      tr.appendChild(cell('Outcome', OUTCOME[r.state] || r.state));
+      tr.appendChild(cell('By', r.decided_by || '—'));
+      tr.appendChild(cell('Reason', r.reason || '—'));
+      tr.appendChild(cell('When', when(r.decided_at || r.expires) || '—'));
+      body.appendChild(tr);
+    });
+    $('history-table').hidden = !list.length;
+    $('history-none').hidden = !!list.length;
+  }
+
+  let timer = null;
+  async function load() {
+    clearTimeout(timer);
+    let res;
+    try {
+      res = await fetch('api/approvals', { credentials: 'same-origin', cache: 'no-store', headers: { Accept: 'application/json' } });
+    } catch (e) {
+      showError('Could not reach mcpgate. Check your connection; the page retries on its own.');
+      timer = setTimeout(load, REFRESH_MS);
+      return;
+    }
+    if (res.status === 401) return signedOut();
+    if (res.status !== 200) {
+      showError(await errorMessage(res));
+      if (res.status !== 403) timer = setTimeout(load, REFRESH_MS);
+      return;
+    }
+    const fetchedAt = Date.now();
+    let d;
+    try {
+      d = await res.json();
+    } catch (e) {
+      showError('mcpgate sent data this browser could not read. Reload to try again.');
+      return;
+    }
+    showError('');
+    csrf = d.csrf || '';
+    $('tenant').textContent = d.tenant || '';
+    $('who').textContent = d.user ? 'Signed in as ' + who(d.user) + '.' : '';
+    renderPending(d.pending || [], fetchedAt);
+    renderHistory(d.history || []);
+    timer = setTimeout(load, REFRESH_MS);
+  }
+
+  async function decide(r, action, c) {
+    if (c.busy) return;
+    c.busy = true;
+    c.buttons.forEach((b) => { b.disabled = true; });
+    c.err.textContent = '';
+    const reason = c.input.value.trim();
+    let res;
+    try {
+      res = await fetch('approvals/' + encodeURIComponent(r.id) + '/' + action, {
+        method: 'POST', credentials: 'same-origin', cache: 'no-store',
+        headers: { 'X-CSRF-Token': csrf, 'Content-Type': 'application/json', Accept: 'application/json' },
+        body: JSON.stringify(reason ? { reason } : {}),
+      });
+    } catch (e) {
+      c.err.textContent = 'Could not reach mcpgate; nothing was decided.';
+      c.busy = false;
+      c.buttons.forEach((b) => { b.disabled = false; });
+      return;
+    }
+    if (res.status === 401) {
+      c.busy = false;
+      return signedOut();
+    }
+    if (res.status !== 200) {
+      c.err.textContent = await errorMessage(res);
+      c.busy = false;
+      if (res.status !== 409) c.buttons.forEach((b) => { b.disabled = false; });
+      return;
+    }
+    c.busy = false;
+    say((action === 'approve' ? 'Approved ' : 'Denied ') + r.tool + ' for ' + who(r.requester) + '.');
+    c.card.remove();
+    cards.delete(r.id);
+    await load();
+  }
+
+  setInterval(tick, 1000);
+  load();
+})();
