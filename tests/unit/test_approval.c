@@ -2,6 +2,7 @@
  * requests, decisions (who may decide), grants (once, for N minutes),
  * expiry, the per-user caps, the user cut, purge and check. */
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -284,6 +285,98 @@ TEST(admin_cancel) {
   CHECK_INT(take_grant(alice, "analyze", H2, T0), ST_ENOTFOUND);
 }
 
+static bool has_id(const json_t *list, const char *id) {
+  size_t i;
+  json_t *r;
+  json_array_foreach(list, i, r) if (!strcmp(json_string_value(json_object_get(r, "id")) ?: "", id)) return true;
+  return false;
+}
+
+typedef struct rl {
+  const char *who;
+  json_t *gids;
+  size_t limit;
+  json_t *pending, *history;
+} rl;
+
+static int reviewer_list(rl *l, int64_t now) {
+  st_txn *txn;
+  if (st_read_begin(st, &txn) != 0) return -1;
+  int rc = ap_request_list_reviewer(txn, "acme", l->who, l->gids, now, l->limit, &l->pending, &l->history);
+  st_txn_end(txn);
+  return rc;
+}
+
+static void rl_clear(rl *l) {
+  json_decref(l->gids);
+  json_decref(l->pending);
+  json_decref(l->history);
+}
+
+/* The page's list: what the reviewer may decide by membership, never
+ * their own; history ended, the latest first; the limit holds. */
+TEST(a_reviewers_list_is_what_they_may_decide) {
+  const int64_t t1 = T0 + 100000;
+  mk x = {alice, "export", H1, 60, 0, 0, t1, ""}, y = {bob, "export", H2, 60, 0, 0, t1 + 1, ""};
+  CHECK_INT(create(&x), 0);
+  CHECK_INT(create(&y), 0);
+  rl b = {bob, json_pack("[s]", admins), 100, NULL, NULL};
+  CHECK_INT(reviewer_list(&b, t1 + 2), 0);
+  CHECK(has_id(b.pending, x.id));
+  CHECK(!has_id(b.pending, y.id) && !has_id(b.history, y.id)); /* never their own */
+  size_t i;
+  json_t *r;
+  json_array_foreach(b.pending, i, r) {
+    CHECK_STR(json_string_value(json_object_get(r, "state")), "pending");
+    CHECK(strcmp(json_string_value(json_object_get(r, "user")), bob) != 0);
+  }
+  CHECK(json_array_size(b.history) >= 3); /* the earlier tests' ended requests of alice */
+  json_int_t prev = INT64_MAX;
+  json_array_foreach(b.history, i, r) {
+    CHECK(strcmp(json_string_value(json_object_get(r, "state")), "pending") != 0);
+    json_t *d = json_object_get(r, "decided_at");
+    json_int_t e = json_is_integer(d) ? json_integer_value(d) : json_integer_value(json_object_get(r, "expires"));
+    CHECK(e <= prev);
+    prev = e;
+  }
+  rl_clear(&b);
+  rl c = {carol, json_array(), 100, NULL, NULL}; /* in no approver group */
+  CHECK_INT(reviewer_list(&c, t1 + 2), 0);
+  CHECK_INT(json_array_size(c.pending), 0);
+  CHECK_INT(json_array_size(c.history), 0);
+  rl_clear(&c);
+  rl a = {alice, json_pack("[s]", admins), 1, NULL, NULL}; /* as if alice were a DB Admin */
+  CHECK_INT(reviewer_list(&a, t1 + 2), 0);
+  CHECK(has_id(a.pending, y.id) && !has_id(a.pending, x.id));
+  CHECK_INT(json_array_size(a.pending), 1);
+  CHECK(json_array_size(a.history) <= 1);
+  rl_clear(&a);
+  CHECK_INT(decide(x.id, AP_CANCEL, NULL, t1 + 3), 0);
+  CHECK_INT(decide(y.id, AP_CANCEL, NULL, t1 + 3), 0);
+}
+
+static int resolve_n(const char *list, const char *want) {
+  st_txn *txn;
+  json_t *ids = json_array();
+  if (st_read_begin(st, &txn) != 0) return -1;
+  int rc = ap_groups_resolve(txn, "acme", list, ids);
+  st_txn_end(txn);
+  int n = rc ? rc : (int)json_array_size(ids);
+  if (!rc && want && n == 1 && strcmp(json_string_value(json_array_get(ids, 0)), want)) n = -2;
+  json_decref(ids);
+  return n;
+}
+
+TEST(approver_groups_resolve_to_existing_groups_only) {
+  char idref[60];
+  snprintf(idref, sizeof idref, " id:%s ", admins);
+  CHECK_INT(resolve_n("DB Admins", admins), 1);
+  CHECK_INT(resolve_n(" db admins ,", admins), 1); /* case, spaces, an empty item */
+  CHECK_INT(resolve_n(idref, admins), 1);
+  CHECK_INT(resolve_n("Nobody, id:00000000-0000-4000-8000-000000000000", NULL), 0);
+  CHECK_INT(resolve_n(NULL, NULL), 0);
+}
+
 TEST(pending_cap_and_kept_history) {
   /* carol: 3 pending at most */
   char ids[3][AP_ID_LEN + 1];
@@ -379,6 +472,8 @@ int main(void) {
   RUN(live_grants_are_counted_per_tool_and_user);
   RUN(expiry_is_read_from_the_clock);
   RUN(admin_cancel);
+  RUN(a_reviewers_list_is_what_they_may_decide);
+  RUN(approver_groups_resolve_to_existing_groups_only);
   RUN(pending_cap_and_kept_history);
   RUN(user_cut_cancels_and_check_is_clean);
   RUN(purge_takes_everything_of_the_tenant);
