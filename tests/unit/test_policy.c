@@ -685,6 +685,48 @@ TEST(approvers_resolve_and_bind_like_groups) {
   json_decref(p.warnings);
 }
 
+/* The reviewers' page asks which groups approve anything: the bound
+ * approvers of approve rules (pending names none), and whether some approve
+ * rule defers to the tenant's approver_groups. */
+static json_t *approver_groups(bool *td, int *rc) {
+  st_txn *txn;
+  json_t *ids = json_array();
+  *rc = st_read_begin(st, &txn);
+  if (!*rc) {
+    *rc = pol_approver_groups(txn, "acme", ids, td);
+    st_txn_end(txn);
+  }
+  return ids;
+}
+
+TEST(approver_groups_of_the_policy) {
+  put p;
+  int rc;
+  bool td = true;
+  char doc[1200];
+  snprintf(doc, sizeof doc,
+           "{\"version\":1,\"rules\":[{\"groups\":[\"*\"],\"connector\":\"ops\",\"allow\":[\"list\"],"
+           "\"approve\":[\"deploy\"],\"approvers\":[\"id:%s\",\"Not Pushed Yet\"]},"
+           "{\"groups\":[\"*\"],\"connector\":\"db\",\"allow\":[\"select\"]}]}",
+           junior);
+  CHECK_INT(put_policy(doc, &p), 0);
+  json_decref(p.warnings);
+  json_t *ids = approver_groups(&td, &rc);
+  CHECK_INT(rc, 0);
+  CHECK(!td);
+  CHECK_INT(json_array_size(ids), 1); /* the pending name approves nothing */
+  CHECK_STR(json_string_value(json_array_get(ids, 0)), junior);
+  json_decref(ids);
+  CHECK_INT(put_policy("{\"version\":1,\"rules\":[{\"groups\":[\"*\"],\"connector\":\"ops\",\"approve\":[\"deploy\"]}]}", &p),
+            0);
+  json_decref(p.warnings);
+  ids = approver_groups(&td, &rc);
+  CHECK_INT(rc, 0);
+  CHECK(td); /* no approvers: the tenant's approver_groups */
+  CHECK_INT(json_array_size(ids), 0);
+  json_decref(ids);
+}
+
 /* Several approve rules matching one call: the union of their approvers,
  * the smallest timeout and grant; a rule without approvers adds the
  * tenant default; rules for other groups, connectors or tools do not
@@ -857,6 +899,7 @@ int main(void) {
   RUN(approval_fields_are_validated);
   RUN(approval_defaults_and_not_approve);
   RUN(approvers_resolve_and_bind_like_groups);
+  RUN(approver_groups_of_the_policy);
   RUN(approval_union_and_minimum);
   RUN(approvers_capped_at_32);
   RUN(explain_shows_the_approval);
