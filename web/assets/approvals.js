@@ -144,6 +144,7 @@
   function renderPending(list, fetchedAt) {
     const box = $('pending');
     const seen = new Set();
+    let prev = null;
     list.forEach((r) => {
       seen.add(r.id);
       let c = cards.get(r.id);
@@ -153,7 +154,11 @@
       } else {
         setDeadline(c, r, fetchedAt);
       }
-      box.appendChild(c.card); // the server's order: newest first
+      // the server's order (newest first); a card already in place is not
+      // touched, so a reason being typed keeps its focus
+      const at = prev ? prev.nextSibling : box.firstChild;
+      if (at !== c.card) box.insertBefore(c.card, at);
+      prev = c.card;
     });
     cards.forEach((c, id) => {
       if (!seen.has(id) && !c.busy) {
