@@ -281,6 +281,9 @@ function routes() {
     pg('POST', '/logout', undefined, { redirectTo: new RegExp(`^(${fx.gw.url})?/t/${A}/$`) }),
     pg('POST', '/signout-everywhere', undefined, { redirectTo: new RegExp(`^(${fx.gw.url})?/t/${A}/$`) }),
     // a reviewer's view and decisions are done with A's own employee token
+    // or A's browser session; the page and its list need A's session
+    pg('GET', '/api/approvals'),
+    pg('GET', '/approvals', undefined, { redirectTo: new RegExp(`^(${fx.gw.url})?/t/${A}/login\\b`) }),
     pg('GET', `/approvals/${APPROVAL_ID}`),
     pg('POST', `/approvals/${APPROVAL_ID}/approve`, { reason: 'mallory' }),
     pg('POST', `/approvals/${APPROVAL_ID}/deny`, {}),
