@@ -45,6 +45,7 @@ static int job_tenant_patch(st_txn *txn, void *arg) {
     rc = gw_settings_merge(json_object_get(rec, "settings"), j->settings, &doc);
     json_decref(rec);
     rec = NULL;
+    if (!rc) rc = gw_settings_seal(txn, j->tenant, j->settings, doc); /* credentials sealed, never in the document */
     if (!rc) rc = st_tenant_set_settings(txn, j->tenant, doc);
     json_decref(doc);
   }

@@ -590,12 +590,12 @@ static const gw_setting settings[] = {
     {"approver_groups", GW_SETTING_STRING, 0, 1024, 0,
      "comma-separated group names (or id:<scim id>) whose members may decide approval requests of policy rules that "
      "name no \"approvers\" of their own; a name matching no group or several adds nobody (fail closed)",
-     0, NULL, false},
+     0, NULL, false, false},
     {"approval_webhook_url", GW_SETTING_STRING, 0, 2048, 0,
      "Slack-compatible incoming-webhook URL (http or https) POSTed {\"text\": …} when a call is held for approval "
      "(requester, tool, connector, a short argument summary, the reviewers' page); fetched at the admin egress "
-     "level; a secret: logs show only its scheme and host",
-     0, check_webhook_url, true},
-    {NULL, 0, 0, 0, 0, NULL, 0, NULL, false}};
+     "level; a secret: sealed in the store, shown as \"[set]\", logs show only its scheme and host",
+     0, check_webhook_url, true, true},
+    {NULL, 0, 0, 0, 0, NULL, 0, NULL, false, false}};
 
 const gw_module gw_mod_approvals = {.name = "approvals", .routes = mod_routes, .settings = settings};

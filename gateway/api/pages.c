@@ -70,13 +70,13 @@ const gw_setting gw_pages_settings[] = {
     {"self_service_tokens", GW_SETTING_BOOL, 0, 1, 0,
      "employees may create their own mgw_ access tokens on their page, for headless use; each expires no later "
      "than signin_max_age_ms after the sign-in it was made in",
-     0, NULL, false},
+     0, NULL, false, false},
     {"signin_max_age_ms", GW_SETTING_INT, 1000, 90LL * 86400000, 7LL * 86400000,
      "the longest an employee's sign-in with the identity provider counts: tokens made on the page and OAuth grants "
      "of MCP clients end no later than this after it (a refresh past it is refused: sign in again), and the "
      "authorization endpoint asks for a sign-in younger than this; lowering it applies at the next refresh",
-     0, NULL, false},
-    {NULL, 0, 0, 0, 0, NULL, 0, NULL, false}};
+     0, NULL, false, false},
+    {NULL, 0, 0, 0, 0, NULL, 0, NULL, false, false}};
 
 /* ---- small helpers */
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "store/seal.h"
 #include "store/tenant.h"
 
 static const gw_setting *g_tables[GW_SETTINGS_TABLES_MAX];
@@ -128,7 +129,11 @@ int gw_settings_validate(const json_t *patch, char *err, size_t errlen) {
   }
   json_object_foreach((json_t *)patch, k, v) {
     if (json_is_null(v)) continue;
-    if (!value_ok(gw_setting_find(k), v, err, errlen)) return ST_EINVAL;
+    const gw_setting *s = gw_setting_find(k);
+    /* a secret sent back as GET shows it (or "" to unset it) */
+    if (s->secret && json_is_string(v) && (!strcmp(json_string_value(v), GW_SETTING_SEALED) || !json_string_length(v)))
+      continue;
+    if (!value_ok(s, v, err, errlen)) return ST_EINVAL;
   }
   return 0;
 }
@@ -158,12 +163,61 @@ static json_t *default_of(const gw_setting *s) {
   }
 }
 
+int gw_settings_seal(st_txn *txn, const char *tenant, const json_t *patch, json_t *doc) {
+  const char *k;
+  json_t *v;
+  json_object_foreach((json_t *)patch, k, v) {
+    const gw_setting *s = gw_setting_find(k);
+    if (!s || !s->secret) continue;
+    st_aad aad = {tenant, "setting", s->name};
+    int rc;
+    if (json_is_null(v)) {
+      rc = st_secret_del(txn, &aad);
+      if (rc && rc != ST_ENOTFOUND) return rc;
+      continue;
+    }
+    const char *str = json_string_value(v);
+    if (!str) return ST_EINVAL;
+    if (!strcmp(str, GW_SETTING_SEALED)) { /* kept: what is sealed stays */
+      st_aad keep = aad;
+      char *old = NULL;
+      rc = st_secret_get_str(txn, &keep, &old);
+      st_secret_str_free(old);
+      if (rc == ST_ENOTFOUND) json_object_del(doc, k);
+      else if (rc) return rc;
+      continue;
+    }
+    if (!*str) { /* "" unsets it */
+      rc = st_secret_del(txn, &aad);
+      if (rc && rc != ST_ENOTFOUND) return rc;
+      json_object_del(doc, k);
+      continue;
+    }
+    if ((rc = st_secret_put(txn, &aad, str, strlen(str))) != 0) return rc;
+    if (json_object_set_new(doc, k, json_string(GW_SETTING_SEALED)) != 0) return ST_ENOMEM;
+  }
+  return 0;
+}
+
+int gw_settings_secret(st_txn *txn, const char *tenant, const char *name, char **value) {
+  *value = NULL;
+  const gw_setting *s = gw_setting_find(name);
+  if (!s || !s->secret) return ST_ENOTFOUND;
+  st_aad aad = {tenant, "setting", s->name};
+  return st_secret_get_str(txn, &aad, value);
+}
+
 json_t *gw_settings_view(const json_t *stored) {
   json_t *o = json_object();
   char err[8];
   for (int t = 0; t < g_ntables; t++)
     for (const gw_setting *s = g_tables[t]; s->name; s++) {
       json_t *v = json_object_get(stored, s->name);
+      if (s->secret) { /* never the value: whether one is sealed */
+        bool set = json_is_string(v) && !strcmp(json_string_value(v), GW_SETTING_SEALED);
+        json_object_set_new(o, s->name, json_string(set ? GW_SETTING_SEALED : ""));
+        continue;
+      }
       /* a stored value the key's current bounds refuse shows (and acts) as the default */
       json_object_set_new(o, s->name, v && value_ok(s, v, err, sizeof err) ? json_incref(v) : default_of(s));
     }
@@ -202,6 +256,6 @@ const char *gw_settings_string(const json_t *settings, const char *name) {
   const gw_setting *s = gw_setting_find(name);
   json_t *v = json_object_get(settings, name);
   char err[8];
-  if (!s || s->type != GW_SETTING_STRING || !v || !value_ok(s, v, err, sizeof err)) return "";
+  if (!s || s->type != GW_SETTING_STRING || s->secret || !v || !value_ok(s, v, err, sizeof err)) return "";
   return json_string_value(v);
 }

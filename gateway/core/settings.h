@@ -47,7 +47,15 @@ typedef struct gw_setting {
    * level; the admin API refuses one whose host is an address the
    * operator's egress policy refuses (host names: at connect time) */
   bool egress_url;
+  /* STRING only: a credential (a webhook URL carries its own token): the
+   * value is sealed in the store (store/seal.h; AAD tenant, "setting",
+   * the key), the settings document keeps GW_SETTING_SEALED in its place,
+   * GET shows that, and "[set]" sent back in a PATCH keeps the value.
+   * Read it with gw_settings_secret. */
+  bool secret;
 } gw_setting;
+
+#define GW_SETTING_SEALED "[set]"
 
 #define GW_SETTINGS_TABLES_MAX 32
 
@@ -57,6 +65,15 @@ typedef struct gw_setting {
 int gw_settings_register(const gw_setting *table);
 /* The registered key of that name, or NULL. */
 const gw_setting *gw_setting_find(const char *name);
+
+/* Write txn (the PATCH's job, after gw_settings_merge into doc): each
+ * secret key of patch is sealed (or its sealed value deleted, for null)
+ * and doc gets GW_SETTING_SEALED in its place; "[set]" in the patch keeps
+ * what is sealed. 0 or ST_E*. */
+int gw_settings_seal(st_txn *txn, const char *tenant, const json_t *patch, json_t *doc);
+/* A secret key's value for tenant: 0 and *value (free with
+ * st_secret_str_free), ST_ENOTFOUND when unset. */
+int gw_settings_secret(st_txn *txn, const char *tenant, const char *name, char **value);
 
 /* Checks a patch (a JSON object: key → value or null) against the
  * registry. 0, or ST_EINVAL with one message naming the problem (the

@@ -70,8 +70,8 @@ const gw_setting gw_audit_settings[] = {
      "defaults (never instead of them): comma-separated, each 1 to 64 characters of A-Z a-z 0-9 _ -, at most "
      "32; a member whose key contains one (case-insensitive) is recorded as \"[redacted]\"; applies from the "
      "next call",
-     0, audit_redact_check, false},
-    {NULL, 0, 0, 0, 0, NULL, 0, NULL, false}};
+     0, audit_redact_check, false, false},
+    {NULL, 0, 0, 0, 0, NULL, 0, NULL, false, false}};
 
 int gw_audit_open(gw_server *srv) {
   srv->audit = NULL;

@@ -51,6 +51,7 @@
 #include "gateway/mcp/upcall.h"
 #include "policy/approval.h"
 #include "store/dir.h"
+#include "store/seal.h"
 #include "store/tenant.h"
 
 #define HELD_PENDING_MAX 10
@@ -144,15 +145,15 @@ static void hold_job_free(hold_job *j) {
  * request: the tenant's approval_webhook_url and the requester's
  * userName. */
 static int hook_inputs(st_txn *txn, hold_job *j) {
-  json_t *t = NULL, *u = NULL;
+  json_t *u = NULL;
   free(j->hook_url); /* a re-run of the job (store.h) starts afresh */
   j->hook_url = NULL;
   j->user_name[0] = 0;
-  int rc = st_tenant_get(txn, j->tenant, &t);
+  char *url = NULL; /* sealed (a webhook URL carries its own token) */
+  int rc = gw_settings_secret(txn, j->tenant, "approval_webhook_url", &url);
   if (rc) return rc == ST_ENOTFOUND ? 0 : rc;
-  const char *url = gw_settings_string(json_object_get(t, "settings"), "approval_webhook_url");
-  if (url && *url && !(j->hook_url = strdup(url))) rc = ST_ENOMEM;
-  json_decref(t);
+  if (*url && !(j->hook_url = strdup(url))) rc = ST_ENOMEM;
+  st_secret_str_free(url);
   if (rc || !j->hook_url) return rc;
   rc = st_dir_user_get(txn, j->tenant, j->user, &u);
   const char *name = rc ? NULL : json_string_value(json_object_get(u, "userName"));

@@ -24,12 +24,12 @@ const gw_setting gw_session_settings[] = {
     {"session_idle_timeout_ms", GW_SETTING_INT, 0, 365LL * 86400000, 0,
      "an MCP session of this tenant unused this long is gone; tightens the operator's "
      "session_idle_timeout_ms (0: the operator's value; otherwise at least 100, the operator's floor)",
-     100, NULL, false},
+     100, NULL, false, false},
     {"sessions_per_user_max", GW_SETTING_INT, 0, 100000, 0,
      "a user of this tenant keeps at most this many MCP sessions (the oldest go); tightens the "
      "operator's sessions_per_user_max (0: the operator's value)",
-     0, NULL, false},
-    {NULL, 0, 0, 0, 0, NULL, 0, NULL, false}};
+     0, NULL, false, false},
+    {NULL, 0, 0, 0, 0, NULL, 0, NULL, false, false}};
 
 /* min(tenant, operator); a tenant value of 0 (unset) is the operator's. */
 static int64_t tighter(int64_t tenant, int64_t op) { return tenant > 0 && tenant < op ? tenant : op; }

@@ -6,6 +6,8 @@
 // server-everything behind a recorder, a node receiver for the webhook.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import http from 'node:http';
 
 import { connectClient } from './lib/mcp.mjs';
@@ -78,9 +80,24 @@ test('approval_webhook_url: http(s) only, a literal address the egress policy re
   r = await setHook('http://10.20.30.40/hook'); // the test gateway allows loopback only
   assert.equal(r.status, 400, r.body);
   assert.match(r.body, /egress_refused/);
-  r = await setHook('https://hooks.slack.com/services/T/B/x');
+  const secret = 'https://hooks.slack.com/services/T0SEALED/B0SEALED/sealed-webhook-token-xyz';
+  r = await setHook(secret);
   assert.equal(r.status, 200, r.body);
-  assert.equal(r.json.settings.approval_webhook_url, 'https://hooks.slack.com/services/T/B/x');
+  // a credential: sealed in the store, never shown back (GET, PATCH reply), "[set]" keeps it
+  assert.equal(r.json.settings.approval_webhook_url, '[set]');
+  assert.doesNotMatch(r.body, /sealed-webhook-token/);
+  const g = await f.t.admin('GET', '');
+  assert.equal(g.json.settings.approval_webhook_url, '[set]');
+  assert.doesNotMatch(g.body, /sealed-webhook-token/);
+  r = await setHook('[set]');
+  assert.equal(r.status, 200, r.body);
+  assert.equal(r.json.settings.approval_webhook_url, '[set]');
+  const raw = fs.readFileSync(path.join(f.gw.dataDir, 'store', 'data.mdb'));
+  assert.equal(raw.indexOf('sealed-webhook-token'), -1, 'the webhook URL is not in the store file in the clear');
+  assert.equal(raw.indexOf('T0SEALED'), -1);
+  r = await setHook('');
+  assert.equal(r.status, 200, r.body);
+  assert.equal(r.json.settings.approval_webhook_url, '');
   r = await setHook(rx.url);
   assert.equal(r.status, 200, r.body);
 });

@@ -1161,9 +1161,9 @@ TEST(policy_summary) {
 
 /* ---- gw_settings_get_bool -------------------------------------------------------------- */
 
-static const gw_setting t_bool[] = {{"test_flag_on", GW_SETTING_BOOL, 0, 1, 1, "defaults to true", 0, NULL, false},
-                                    {"test_flag_off", GW_SETTING_BOOL, 0, 1, 0, "defaults to false", 0, NULL, false},
-                                    {NULL, 0, 0, 0, 0, NULL, 0, NULL, false}};
+static const gw_setting t_bool[] = {{"test_flag_on", GW_SETTING_BOOL, 0, 1, 1, "defaults to true", 0, NULL, false, false},
+                                    {"test_flag_off", GW_SETTING_BOOL, 0, 1, 0, "defaults to false", 0, NULL, false, false},
+                                    {NULL, 0, 0, 0, 0, NULL, 0, NULL, false, false}};
 
 typedef struct set_job {
   const char *tenant;

@@ -9,15 +9,15 @@
 #include "tests/unit/unit.h"
 
 static const gw_setting t_a[] = {
-    {"alpha_ms", GW_SETTING_INT, 0, 1000, 10, "a duration", 0, NULL, false},
-    {"beta", GW_SETTING_BOOL, 0, 1, 1, "a flag", 0, NULL, false},
-    {NULL, 0, 0, 0, 0, NULL, 0, NULL, false}};
+    {"alpha_ms", GW_SETTING_INT, 0, 1000, 10, "a duration", 0, NULL, false, false},
+    {"beta", GW_SETTING_BOOL, 0, 1, 1, "a flag", 0, NULL, false, false},
+    {NULL, 0, 0, 0, 0, NULL, 0, NULL, false, false}};
 static const gw_setting t_b[] = {
-    {"gamma", GW_SETTING_STRING, 1, 8, 0, "a short string", 0, NULL, false},
-    {NULL, 0, 0, 0, 0, NULL, 0, NULL, false}};
-static const gw_setting t_dup[] = {{"beta", GW_SETTING_INT, 0, 1, 0, "taken", 0, NULL, false}, {NULL, 0, 0, 0, 0, NULL, 0, NULL, false}};
-static const gw_setting t_bad[] = {{"Bad-Name", GW_SETTING_INT, 0, 1, 0, "", 0, NULL, false}, {NULL, 0, 0, 0, 0, NULL, 0, NULL, false}};
-static const gw_setting t_def[] = {{"delta", GW_SETTING_INT, 5, 9, 0, "default out of bounds", 0, NULL, false}, {NULL, 0, 0, 0, 0, NULL, 0, NULL, false}};
+    {"gamma", GW_SETTING_STRING, 1, 8, 0, "a short string", 0, NULL, false, false},
+    {NULL, 0, 0, 0, 0, NULL, 0, NULL, false, false}};
+static const gw_setting t_dup[] = {{"beta", GW_SETTING_INT, 0, 1, 0, "taken", 0, NULL, false, false}, {NULL, 0, 0, 0, 0, NULL, 0, NULL, false, false}};
+static const gw_setting t_bad[] = {{"Bad-Name", GW_SETTING_INT, 0, 1, 0, "", 0, NULL, false, false}, {NULL, 0, 0, 0, 0, NULL, 0, NULL, false, false}};
+static const gw_setting t_def[] = {{"delta", GW_SETTING_INT, 5, 9, 0, "default out of bounds", 0, NULL, false, false}, {NULL, 0, 0, 0, 0, NULL, 0, NULL, false, false}};
 
 /* a string key with a grammar of its own: lowercase letters only */
 static int lower_only(const char *v, char *err, size_t errlen) {
@@ -29,11 +29,11 @@ static int lower_only(const char *v, char *err, size_t errlen) {
   return 0;
 }
 static const gw_setting t_chk[] = {
-    {"epsilon", GW_SETTING_STRING, 0, 16, 0, "lowercase letters", 0, lower_only, false},
-    {NULL, 0, 0, 0, 0, NULL, 0, NULL, false}};
+    {"epsilon", GW_SETTING_STRING, 0, 16, 0, "lowercase letters", 0, lower_only, false, false},
+    {NULL, 0, 0, 0, 0, NULL, 0, NULL, false, false}};
 static const gw_setting t_chk_int[] = {
-    {"zeta_ms", GW_SETTING_INT, 0, 16, 0, "a check on an int", 0, lower_only, false},
-    {NULL, 0, 0, 0, 0, NULL, 0, NULL, false}};
+    {"zeta_ms", GW_SETTING_INT, 0, 16, 0, "a check on an int", 0, lower_only, false, false},
+    {NULL, 0, 0, 0, 0, NULL, 0, NULL, false, false}};
 
 static int refused(const char *patch_json, const char *want) {
   json_t *p = json_loads(patch_json, 0, NULL);
