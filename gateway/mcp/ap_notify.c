@@ -32,6 +32,7 @@
 
 #include "gateway/base/log.h"
 #include "gateway/core/server.h"
+#include "gateway/mcp/audit_log.h"
 #include "gateway/mcp/decide.h"
 #include "gateway/mcp/mcp_loop.h"
 #include "gateway/out/outbound.h"
@@ -49,6 +50,7 @@ typedef struct an_note {
   char *url, *body;
   size_t len;
   char tenant[64], id[40];
+  char tenant_uid[ST_TENANT_UID_LEN + 1]; /* its audit chain ("": none) */
   int attempts;       /* POSTs made */
   uint64_t due;       /* uv_now: not before (a back-off) */
   uint64_t started;   /* uv_now when the POST in flight began */
@@ -162,6 +164,13 @@ static void on_done(gw_out_req *r, int err, void *ud) {
     GW_LOG(GW_LOG_WARN, "approvals", &lc, "approval request %s: webhook %s failed (%s) after %d attempt(s); the "
            "reviewers were not notified", e->id, origin, why, e->attempts);
   }
+  /* the step in the tenant's audit chain: reviewers told, or not */
+  if (n->lp->srv->audit && e->tenant_uid[0]) {
+    bool ok = !err && e->status >= 200 && e->status <= 299;
+    json_t *rec = json_pack("{s:s, s:s, s:s, s:s, s:i}", "kind", "approval", "event", ok ? "notified" : "notify_failed",
+                            "request", e->id, "webhook", origin, "attempts", e->attempts);
+    if (rec) gw_audit_submit(n->lp->srv, e->tenant, e->tenant_uid, rec);
+  }
   unlink_note(n, e);
   note_free(e);
   unref(n);
@@ -235,7 +244,8 @@ static void pump(gw_ap_notify *n) {
   else uv_timer_start(&n->timer, on_timer, next > now ? next - now : 0, 0);
 }
 
-void gw__ap_notify_send(gw_loop *lp, const char *tenant, const char *id, const char *url, const char *text) {
+void gw__ap_notify_send(gw_loop *lp, const char *tenant, const char *tenant_uid, const char *id, const char *url,
+                        const char *text) {
   gw_proxy *p = gw__mcp_of(lp);
   gw_ap_notify *n = p ? p->notify : NULL;
   if (!n || n->stopping || !url || !*url) return;
@@ -261,6 +271,7 @@ void gw__ap_notify_send(gw_loop *lp, const char *tenant, const char *id, const c
   }
   e->len = strlen(e->body);
   snprintf(e->tenant, sizeof e->tenant, "%s", tenant);
+  snprintf(e->tenant_uid, sizeof e->tenant_uid, "%s", tenant_uid ? tenant_uid : "");
   snprintf(e->id, sizeof e->id, "%s", id);
   /* at the end: first come, first sent */
   an_note **pp = &n->notes;

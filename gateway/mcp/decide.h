@@ -59,7 +59,8 @@ void gw__ap_notify_stop(struct gw_proxy *p);
 /* Queues one POST of {"text": text} to url (both copied) for approval
  * request id; returns at once (dropped and counted when the loop's queue
  * is full). */
-void gw__ap_notify_send(gw_loop *lp, const char *tenant, const char *id, const char *url, const char *text);
+void gw__ap_notify_send(gw_loop *lp, const char *tenant, const char *tenant_uid, const char *id, const char *url,
+                        const char *text);
 
 /* ---- the call's audit record (audit_call.c) ---- */
 /* Begins x's record of a tools/call: its decision ("allow", "block",

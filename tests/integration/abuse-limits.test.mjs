@@ -5,6 +5,7 @@
 // is never locked out by someone else's failures); MCP requests per user and
 // per tenant past mcp_rate_per_user / mcp_rate_per_tenant get 429 and a
 // Retry-After, other users unaffected; the metrics count them.
+// ci-variants: build-w1 build-asan-w2 (the limits are process-wide; two loops under ASan)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 

@@ -4,6 +4,7 @@
 // `mcpgate approvals list|cancel`, the approval metrics on /metrics, and
 // explain naming the user's live grants. Real binary, real SDK client,
 // server-everything behind a recorder, a node receiver for the webhook.
+// ci-variants: build-w1 build-asan-w2 (one loop, and two under ASan)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -137,6 +138,16 @@ test('a held call notifies once: Slack JSON with requester, tool, connector, a s
   const warn = await f.gw.waitForLog((l) => /webhook .* failed \(HTTP 503\); retrying/.test(l.msg ?? ''));
   assert.ok(warn.msg.includes(`http://127.0.0.1:${rx.port} `), warn.msg);
   assert.ok(!f.gw.stderrText().includes('s3cr3tXYZ'), 'the webhook path never reaches the log');
+  // the step is in the tenant's audit chain (the webhook by its origin only)
+  let note;
+  await waitFor(async () => {
+    const a = await f.t.admin('GET', '/audit?kind=approval&limit=100');
+    note = a.json?.records?.find((x) => x.request === req.id && x.event === 'notified');
+    return !!note;
+  }, { timeoutMs: 5000, what: 'the "notified" audit record' });
+  assert.equal(note.attempts, 2);
+  assert.equal(note.webhook, `http://127.0.0.1:${rx.port}`);
+  assert.ok(!JSON.stringify(note).includes('s3cr3tXYZ'));
   // the held call itself goes on as usual
   assert.equal((await approve(req.id)).status, 200);
   const out = await call;

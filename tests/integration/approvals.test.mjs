@@ -3,6 +3,7 @@
 // with notifications/progress — until a reviewer decides as themselves
 // (their own employee token) or the request expires. Real binary, real SDK
 // client, server-everything behind a recorder (what reached the upstream).
+// ci-variants: build-w1 build-asan-w2 (one loop, and two under ASan: the decision crosses loops there)
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 

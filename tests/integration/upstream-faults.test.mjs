@@ -12,6 +12,7 @@
 // overriding it); the SDK's request timeout (-32001) would mean the gateway
 // never answered. No case asserts a wall-clock duration. The independent
 // cases run concurrently; the 50 MB one runs alone (it measures RSS).
+// ci-variants: build-w1 build-asan-w2 (one loop and two under ASan: the faults are per transfer)
 import { test, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
