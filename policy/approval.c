@@ -451,6 +451,22 @@ int ap_grant_take(st_txn *txn, const char *tenant, const char *user, const char 
   return live ? 0 : ST_ENOTFOUND;
 }
 
+int ap_grant_give_back(st_txn *txn, const char *tenant, const char *user, const char *connector, const char *tool,
+                       const char *args_sha256, const char *request, int64_t now_ms) {
+  char k[KEY_MAX];
+  size_t kl = 0;
+  json_t *g;
+  int rc = grant_get(txn, tenant, user, connector, tool, args_sha256, k, &kl, &g);
+  json_decref(g);
+  if (rc == 0) return 0;
+  if (rc != ST_ENOTFOUND || !kl) return rc == ST_ENOTFOUND ? ST_EINVAL : rc;
+  g = json_pack("{s:s, s:s, s:s, s:I, s:i}", "request", request ? request : "", "connector", connector, "tool", tool,
+                "expires", (json_int_t)(now_ms + ONE_CALL_GRANT_MS), "uses", 1);
+  rc = g ? put_json(txn, k, kl, g) : ST_ENOMEM;
+  json_decref(g);
+  return rc;
+}
+
 int ap_grant_live(st_txn *txn, const char *tenant, const char *user, const char *connector, const char *tool,
                   const char *args_sha256, int64_t now_ms) {
   char k[KEY_MAX];

@@ -126,6 +126,12 @@ int ap_decide(st_txn *txn, const char *tenant, const char *id, ap_action what, c
  * (may be NULL, AP_ID_LEN + 1) gets the approving request's id. */
 int ap_grant_take(st_txn *txn, const char *tenant, const char *user, const char *connector, const char *tool,
                   const char *args_sha256, int64_t now_ms, char *request);
+/* Write txn: a one-call grant taken for a call that then could not be
+ * made (its client left in between) goes back — one call, valid an hour
+ * from now_ms — unless a grant for it exists (an N-minute one was never
+ * used up). 0 or ST_E*. */
+int ap_grant_give_back(st_txn *txn, const char *tenant, const char *user, const char *connector, const char *tool,
+                       const char *args_sha256, const char *request, int64_t now_ms);
 /* Read: whether a live grant exists (explain, tests); 1 / 0 / ST_E*. */
 int ap_grant_live(st_txn *txn, const char *tenant, const char *user, const char *connector, const char *tool,
                   const char *args_sha256, int64_t now_ms);

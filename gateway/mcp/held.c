@@ -354,6 +354,39 @@ static void notify_held(gw_loop *lp, const hold_job *j) {
   gw_buf_free(&b);
 }
 
+/* A grant taken for a call whose client left before it could go upstream
+ * goes back (policy/approval.h): the agent's retry still passes. */
+typedef struct back_job {
+  char tenant[64], user[40], connector[40], tool[260], hash[65], id[AP_ID_LEN + 1];
+  int64_t now_ms;
+} back_job;
+
+static int job_back(st_txn *txn, void *arg) {
+  back_job *b = arg;
+  return ap_grant_give_back(txn, b->tenant, b->user, b->connector, b->tool, b->hash, b->id, b->now_ms);
+}
+
+static void done_back(int status, void *arg) {
+  back_job *b = arg;
+  if (status)
+    GW_LOG(GW_LOG_WARN, "approvals", &((gw_log_ctx){b->tenant, NULL}),
+           "the approval of request %s could not be given back after its client left: %s", b->id, ap_strerror(status));
+  free(b);
+}
+
+static void give_back(gw_loop *lp, const char *tenant, const char *user, const gw_held *h, const char *id) {
+  back_job *b = calloc(1, sizeof *b);
+  if (!b) return;
+  snprintf(b->tenant, sizeof b->tenant, "%s", tenant);
+  snprintf(b->user, sizeof b->user, "%s", user);
+  snprintf(b->connector, sizeof b->connector, "%s", h->connector);
+  snprintf(b->tool, sizeof b->tool, "%s", h->tool);
+  memcpy(b->hash, h->hash, sizeof b->hash);
+  snprintf(b->id, sizeof b->id, "%s", id ? id : "");
+  b->now_ms = gw_wall_ms();
+  if (st_submit(lp->srv->store, lp->port, job_back, done_back, b) != 0) free(b);
+}
+
 static void done_hold(int status, void *arg) {
   hold_job *j = arg;
   gw_exchange *x = j->x;
@@ -367,6 +400,7 @@ static void done_hold(int status, void *arg) {
     if (!status && j->outcome == HOLD_HELD)
       GW_LOG(GW_LOG_INFO, "approvals", &lc, "approval request %s stored; its client left before the stream opened",
              j->id);
+    if (!status && j->outcome == HOLD_GRANTED && !x->revoked) give_back(x->lp, x->tenant, x->user, x->held, j->id);
   } else if (status) {
     GW_LOG(GW_LOG_WARN, "approvals", &lc, "an approval request could not be stored: %s", ap_strerror(status));
     gw__x_rpc_error(x, 503, -32603, "tool \"%s\" requires approval, and the gateway cannot store the request right "
@@ -521,6 +555,8 @@ static void done_take(int status, void *arg) {
     else
       gw__x_rpc_error(x, 200, GW_RPC_APPROVAL,
                       "the approval of this call was already used (one approval, one call); call again to ask anew");
+  } else if (status == 0 && !x->revoked) {
+    give_back(x->lp, x->tenant, x->user, x->held, x->held->id); /* the client left while the grant was taken */
   }
   gw__x_unref(x);
   free(j);

@@ -211,6 +211,28 @@ TEST(an_approval_is_one_call) {
   CHECK_INT(take_grant(alice, "truncate", H1, T0 + 30), ST_ENOTFOUND); /* once */
 }
 
+typedef struct back {
+  const char *user, *tool, *hash;
+  int64_t now;
+} back;
+
+static int run_back(st_txn *txn, void *arg) {
+  back *b = arg;
+  return ap_grant_give_back(txn, "acme", b->user, "db", b->tool, b->hash, "r", b->now);
+}
+
+TEST(a_grant_taken_for_a_call_that_was_not_made_goes_back_once) {
+  mk m = {alice, "rebuild", H2, 60, 0, 0, T0, ""};
+  CHECK_INT(create(&m), 0);
+  CHECK_INT(decide(m.id, AP_APPROVE, bob, T0), 0);
+  CHECK_INT(take_grant(alice, "rebuild", H2, T0 + 1), 0);
+  back b = {alice, "rebuild", H2, T0 + 2};
+  CHECK_INT(st_write_sync(st, run_back, &b), 0);               /* its client left: back */
+  CHECK_INT(st_write_sync(st, run_back, &b), 0);               /* twice is still one call */
+  CHECK_INT(take_grant(alice, "rebuild", H2, T0 + 3), 0);       /* the retry passes */
+  CHECK_INT(take_grant(alice, "rebuild", H2, T0 + 4), ST_ENOTFOUND); /* once */
+}
+
 TEST(grant_minutes_cover_repeats_until_they_end) {
   mk m = {alice, "vacuum", H1, 60, 5, 0, T0, ""};
   CHECK_INT(create(&m), 0);
@@ -469,6 +491,7 @@ int main(void) {
   RUN(who_may_decide);
   RUN(an_approval_is_one_call);
   RUN(grant_minutes_cover_repeats_until_they_end);
+  RUN(a_grant_taken_for_a_call_that_was_not_made_goes_back_once);
   RUN(live_grants_are_counted_per_tool_and_user);
   RUN(expiry_is_read_from_the_clock);
   RUN(admin_cancel);
