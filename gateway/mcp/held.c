@@ -26,7 +26,8 @@
  *    a store error → refused; a request that cannot be stored → refused.
  *  - The client leaving ends only the stream: the request stays decidable
  *    until it expires, and an approval then is a grant the agent's retry
- *    takes (the same arguments: canonical JSON, SHA-256).
+ *    takes (the same arguments: canonical JSON, SHA-256). A grant taken
+ *    for a call whose client left before it went upstream goes back.
  *  - A user with HELD_PENDING_MAX requests pending gets no more (each is a
  *    store write and a reviewer's attention).
  *  - The requester's revocation ends the held stream like any exchange of
