@@ -110,14 +110,32 @@ static int get_json(st_txn *txn, const char *k, size_t kl, json_t **out) {
   return *out ? 0 : ST_ECORRUPT;
 }
 
-static int del_request(st_txn *txn, const char *tenant, const char *user, const char *id) {
+/* tenant \0 'c' (UINT64_MAX - created, big-endian) id: a scan from the
+ * prefix meets the newest request first */
+static size_t time_key(char k[KEY_MAX], const char *tenant, int64_t created, const char *id) {
+  size_t n = key(k, tenant, 'c', NULL, NULL);
+  uint64_t inv = UINT64_MAX - (uint64_t)created;
+  for (int i = 0; i < 8; i++) k[n + (size_t)i] = (char)(uint8_t)(inv >> (56 - 8 * i));
+  memcpy(k + n + 8, id, AP_ID_LEN);
+  return n + 8 + AP_ID_LEN;
+}
+
+/* put (or delete) a key with an empty value; deleting what is absent is fine */
+static int mark(st_txn *txn, const char *k, size_t kl, bool on) {
+  if (!kl) return ST_EINVAL;
+  if (on) return st_put(txn, ST_DB_APPROVALS, k, kl, "", 0, 0);
+  int rc = st_del(txn, ST_DB_APPROVALS, k, kl);
+  return rc == ST_ENOTFOUND ? 0 : rc;
+}
+
+static int del_request(st_txn *txn, const char *tenant, const char *user, const char *id, int64_t created) {
   char k[KEY_MAX];
   size_t kl = key(k, tenant, 'r', id, NULL);
   int rc = st_del(txn, ST_DB_APPROVALS, k, kl);
   if (rc && rc != ST_ENOTFOUND) return rc;
-  kl = key(k, tenant, 'u', user, id);
-  rc = st_del(txn, ST_DB_APPROVALS, k, kl);
-  return rc == ST_ENOTFOUND ? 0 : rc;
+  if ((rc = mark(txn, k, key(k, tenant, 'u', user, id), false))) return rc;
+  if ((rc = mark(txn, k, key(k, tenant, 'p', id, NULL), false))) return rc;
+  return mark(txn, k, time_key(k, tenant, created, id), false);
 }
 
 typedef struct old_req {
@@ -156,6 +174,12 @@ static int user_requests(st_txn *txn, const char *tenant, const char *user, int6
     if (!strcmp(json_string_value(json_object_get(rec, "state")) ?: "", "pending")) {
       (*pending)++;
     } else {
+      /* ended (an expiry writes nothing): out of the pending index now */
+      char pk[KEY_MAX];
+      if ((rc = mark(txn, pk, key(pk, tenant, 'p', id, NULL), false))) {
+        json_decref(rec);
+        break;
+      }
       if (n == cap) {
         old_req *g = realloc(done, (cap ? cap * 2 : 64) * sizeof *g);
         if (!g) {
@@ -180,7 +204,7 @@ static int user_requests(st_txn *txn, const char *tenant, const char *user, int6
   rc = 0;
   if (n) qsort(done, n, sizeof *done, by_age);
   for (size_t i = 0; i < n && total >= AP_KEEP_PER_USER && !rc; i++, total--)
-    rc = del_request(txn, tenant, user, done[i].id);
+    rc = del_request(txn, tenant, user, done[i].id, done[i].created);
   free(done);
   return rc;
 }
@@ -211,8 +235,9 @@ int ap_request_create(st_txn *txn, const ap_new *n, int max_pending, char id_out
   rc = kl ? put_json(txn, k, kl, rec) : ST_EINVAL;
   json_decref(rec);
   if (rc) return rc;
-  kl = key(k, n->tenant, 'u', n->user, id_out);
-  return kl ? st_put(txn, ST_DB_APPROVALS, k, kl, "", 0, 0) : ST_EINVAL;
+  if ((rc = mark(txn, k, key(k, n->tenant, 'u', n->user, id_out), true))) return rc;
+  if ((rc = mark(txn, k, key(k, n->tenant, 'p', id_out, NULL), true))) return rc;
+  return mark(txn, k, time_key(k, n->tenant, n->now_ms, id_out), true);
 }
 
 int ap_groups_resolve(st_txn *txn, const char *tenant, const char *list, json_t *ids) {
@@ -259,42 +284,66 @@ static int by_created_desc(const void *a, const void *b) {
   return x < y ? 1 : x > y ? -1 : 0;
 }
 
+/* The requests of an index: 'p' (pending, any order) or 'c' (newest
+ * first), each read and settled; keep(rec, ctx) true adds it to out,
+ * false drops it; the scan stops after `want` kept or `scan_max` read. */
+static int scan_index(st_txn *txn, const char *tenant, char kind, int64_t now_ms, size_t want, size_t scan_max,
+                      bool (*keep)(const json_t *rec, void *ctx), void *ctx, json_t *out) {
+  char p[KEY_MAX];
+  size_t pl = key(p, tenant, kind, NULL, NULL), read = 0;
+  st_cursor *c;
+  st_val k;
+  int rc = st_cursor_open(txn, ST_DB_APPROVALS, &c);
+  if (rc) return rc;
+  st_cursor_seek(c, p, pl, NULL, 0);
+  while (json_array_size(out) < want && read < scan_max && (rc = st_cursor_next(c, &k, NULL)) == 0) {
+    if (k.len < pl + AP_ID_LEN) continue;
+    char id[AP_ID_LEN + 1];
+    memcpy(id, (const char *)k.data + k.len - AP_ID_LEN, AP_ID_LEN);
+    id[AP_ID_LEN] = 0;
+    json_t *rec = NULL;
+    read++;
+    if (ap_request_get(txn, tenant, id, now_ms, &rec) != 0) continue;
+    if (keep(rec, ctx)) json_array_append(out, rec);
+    json_decref(rec);
+  }
+  st_cursor_close(c);
+  return rc == ST_ENOTFOUND || rc == 0 ? 0 : rc;
+}
+
+static bool in_state(const json_t *rec, void *ctx) {
+  const char *want = ctx;
+  return !want || !strcmp(json_string_value(json_object_get(rec, "state")) ?: "", want);
+}
+
+static void sort_desc(json_t *arr, int (*cmp)(const void *, const void *), size_t limit) {
+  size_t n = json_array_size(arr);
+  json_t **v = n ? malloc(n * sizeof *v) : NULL;
+  if (!v) return;
+  for (size_t i = 0; i < n; i++) v[i] = json_incref(json_array_get(arr, i));
+  qsort(v, n, sizeof *v, cmp);
+  json_array_clear(arr);
+  for (size_t i = 0; i < n; i++) {
+    if (i < limit) json_array_append(arr, v[i]);
+    json_decref(v[i]);
+  }
+  free(v);
+}
+
 int ap_request_list(st_txn *txn, const char *tenant, const char *state, int64_t now_ms, size_t limit,
                     json_t **out) {
   *out = json_array();
   if (!*out) return ST_ENOMEM;
   if (!name_ok(tenant, TENANT_MAX)) return 0;
-  char p[KEY_MAX];
-  size_t pl = key(p, tenant, 'r', NULL, NULL);
-  st_cursor *c;
-  st_val k, v;
-  int rc = st_cursor_open(txn, ST_DB_APPROVALS, &c);
-  if (rc) return rc;
-  st_cursor_seek(c, p, pl, NULL, 0);
-  while ((rc = st_cursor_next(c, &k, &v)) == 0) {
-    json_t *rec = json_loadb(v.data, v.len, 0, NULL);
-    if (!rec) continue;
-    settle_state(rec, now_ms);
-    if (state && strcmp(json_string_value(json_object_get(rec, "state")) ?: "", state)) {
-      json_decref(rec);
-      continue;
-    }
-    json_array_append_new(*out, rec);
+  int rc;
+  if (state && !strcmp(state, "pending")) {
+    /* the pending index: at most a few per user, whatever the history */
+    rc = scan_index(txn, tenant, 'p', now_ms, (size_t)-1, (size_t)-1, in_state, (void *)state, *out);
+    if (!rc) sort_desc(*out, by_created_desc, limit);
+    return rc;
   }
-  st_cursor_close(c);
-  if (rc != ST_ENOTFOUND) return rc;
-  size_t n = json_array_size(*out);
-  json_t **v2 = n ? malloc(n * sizeof *v2) : NULL;
-  if (n && !v2) return ST_ENOMEM;
-  for (size_t i = 0; i < n; i++) v2[i] = json_incref(json_array_get(*out, i));
-  if (n) qsort(v2, n, sizeof *v2, by_created_desc);
-  json_array_clear(*out);
-  for (size_t i = 0; i < n; i++) {
-    if (i < limit) json_array_append(*out, v2[i]);
-    json_decref(v2[i]);
-  }
-  free(v2);
-  return 0;
+  /* newest first, until `limit` match (the newest AP_LIST_SCAN_MAX read) */
+  return scan_index(txn, tenant, 'c', now_ms, limit, AP_LIST_SCAN_MAX, in_state, (void *)state, *out);
 }
 
 /* the reviewer may decide rec: active, not the requester, in an approver group */
@@ -333,38 +382,32 @@ static int by_ended_desc(const void *a, const void *b) {
   return x < y ? 1 : x > y ? -1 : 0;
 }
 
+typedef struct rev_ctx {
+  const char *reviewer;
+  const json_t *gids;
+  bool pending; /* want pending ones, else ended ones */
+} rev_ctx;
+
+static bool reviewer_keeps(const json_t *rec, void *arg) {
+  const rev_ctx *r = arg;
+  bool pend = !strcmp(json_string_value(json_object_get(rec, "state")) ?: "", "pending");
+  return pend == r->pending && ap_reviewer_in(rec, r->reviewer, r->gids);
+}
+
 int ap_request_list_reviewer(st_txn *txn, const char *tenant, const char *reviewer, const json_t *gids,
                              int64_t now_ms, size_t limit, json_t **pending, json_t **history) {
-  *pending = *history = NULL;
-  json_t *all = NULL;
-  int rc = ap_request_list(txn, tenant, NULL, now_ms, (size_t)-1, &all);
-  if (rc) {
-    json_decref(all);
-    return rc;
-  }
-  json_t *p = json_array(), *h = json_array();
-  json_t **ended = malloc((json_array_size(all) + 1) * sizeof *ended);
-  size_t n = 0, i;
-  json_t *rec;
-  if (!p || !h || !ended) {
-    json_decref(all), json_decref(p), json_decref(h), free(ended);
-    return ST_ENOMEM;
-  }
-  json_array_foreach(all, i, rec) {
-    if (!ap_reviewer_in(rec, reviewer, gids)) continue;
-    if (!strcmp(json_string_value(json_object_get(rec, "state")) ?: "", "pending")) {
-      if (json_array_size(p) < limit) json_array_append(p, rec); /* all is newest first */
-    } else {
-      ended[n++] = rec;
-    }
-  }
-  if (n) qsort(ended, n, sizeof *ended, by_ended_desc);
-  for (i = 0; i < n && i < limit; i++) json_array_append(h, ended[i]);
-  free(ended);
-  json_decref(all);
-  *pending = p;
-  *history = h;
-  return 0;
+  *pending = json_array();
+  *history = json_array();
+  if (!*pending || !*history) return ST_ENOMEM;
+  if (!name_ok(tenant, TENANT_MAX)) return 0;
+  rev_ctx want_pending = {reviewer, gids, true}, want_ended = {reviewer, gids, false};
+  /* pending: the pending index; history: the newest requests first, until
+   * `limit` the reviewer could decide (the newest AP_LIST_SCAN_MAX read) */
+  int rc = scan_index(txn, tenant, 'p', now_ms, (size_t)-1, (size_t)-1, reviewer_keeps, &want_pending, *pending);
+  if (!rc) sort_desc(*pending, by_created_desc, limit);
+  if (!rc) rc = scan_index(txn, tenant, 'c', now_ms, limit, AP_LIST_SCAN_MAX, reviewer_keeps, &want_ended, *history);
+  if (!rc) sort_desc(*history, by_ended_desc, limit);
+  return rc;
 }
 
 int ap_decide(st_txn *txn, const char *tenant, const char *id, ap_action what, const char *reviewer,
@@ -399,6 +442,7 @@ int ap_decide(st_txn *txn, const char *tenant, const char *id, ap_action what, c
   char k[KEY_MAX];
   size_t kl = key(k, tenant, 'r', id, NULL);
   rc = put_json(txn, k, kl, rec);
+  if (!rc) rc = mark(txn, k, key(k, tenant, 'p', id, NULL), false); /* no longer pending */
   const char *user = json_string_value(json_object_get(rec, "user"));
   if (!rc && what == AP_APPROVE) {
     int gm = (int)json_integer_value(json_object_get(rec, "grant_minutes"));
@@ -598,10 +642,17 @@ static int check(st_txn *txn, st_check_report_fn report, void *rctx, void *ctx) 
       json_decref(t);
       if (!why && kind == 'r') {
         json_t *rec = json_loadb(v.data, v.len, 0, NULL);
-        if (!rec || !json_is_string(json_object_get(rec, "user")) || !json_is_string(json_object_get(rec, "state")))
+        const char *rid = json_string_value(json_object_get(rec, "id"));
+        char tk[KEY_MAX];
+        st_val tv;
+        if (!rec || !json_is_string(json_object_get(rec, "user")) || !json_is_string(json_object_get(rec, "state")) ||
+            !rid || !id_ok(rid))
           why = "a request record that does not parse";
+        else if (st_get(txn, ST_DB_APPROVALS, tk,
+                        time_key(tk, tenant, json_integer_value(json_object_get(rec, "created")), rid), &tv) != 0)
+          why = "a request missing from the time index";
         json_decref(rec);
-      } else if (!why && kind == 'u') {
+      } else if (!why && (kind == 'u' || kind == 'c' || kind == 'p')) {
         /* index → request */
         const char *id = p + k.len - AP_ID_LEN;
         char ids[AP_ID_LEN + 1];
@@ -609,7 +660,8 @@ static int check(st_txn *txn, st_check_report_fn report, void *rctx, void *ctx) 
         ids[AP_ID_LEN] = 0;
         json_t *rec = NULL;
         if (k.len < tl + 2 + AP_ID_LEN || ap_request_get(txn, tenant, ids, 0, &rec) != 0)
-          why = "a user index entry with no request";
+          why = kind == 'u' ? "a user index entry with no request"
+                : kind == 'c' ? "a time index entry with no request" : "a pending index entry with no request";
         json_decref(rec);
       } else if (!why && kind != 'g') {
         why = "an entry of an unknown kind";

@@ -14,6 +14,11 @@
  *            clock decides, nothing has to run).
  *   by user  tenant \0 'u' user \0 id → "" (a user's requests, cancelled
  *            when the user is cut; at most AP_KEEP_PER_USER kept)
+ *   by time  tenant \0 'c' (UINT64_MAX - created, 8 bytes big-endian) id
+ *            → "" (lists, newest first, without reading the rest)
+ *   pending  tenant \0 'p' id → "" (written with the request, deleted by
+ *            its decision, and by the user's next request once expired:
+ *            the pending list reads only these)
  *   grant    tenant \0 'g' user \0 sha256hex(connector \0 tool \0 args_sha256)
  *            → JSON {request, connector, tool, expires, uses}; uses 1: this
  *            call once (grant_minutes 0), 0: any number of times until
@@ -57,6 +62,9 @@ enum {
 /* Requests kept per user: past this, creating one deletes the user's
  * oldest decided or expired ones (the audit log keeps the history). */
 #define AP_KEEP_PER_USER 200
+/* A list other than "pending" reads at most this many requests, newest
+ * first (the pending one reads the pending index, a few per user). */
+#define AP_LIST_SCAN_MAX 50000
 const char *ap_strerror(int err);
 
 /* What ap_decide does. */

@@ -233,6 +233,60 @@ TEST(a_grant_taken_for_a_call_that_was_not_made_goes_back_once) {
   CHECK_INT(take_grant(alice, "rebuild", H2, T0 + 4), ST_ENOTFOUND); /* once */
 }
 
+static int problems;
+static void report(void *ctx, const char *area, const char *msg) {
+  (void)ctx, (void)area;
+  fprintf(stderr, "check: %s\n", msg);
+  problems++;
+}
+
+static json_t *list(const char *state, int64_t now, size_t limit) {
+  st_txn *txn;
+  json_t *out = NULL;
+  if (st_read_begin(st, &txn) != 0) return NULL;
+  ap_request_list(txn, "acme", state, now, limit, &out);
+  st_txn_end(txn);
+  return out;
+}
+
+/* the lists read indexes: newest first by time, pending from its own set */
+TEST(lists_come_newest_first_and_pending_from_its_index) {
+  const int64_t T = T0 + 500000000; /* after every other test's requests */
+  char ids[3][AP_ID_LEN + 1];
+  for (int i = 0; i < 3; i++) {
+    mk m = {bob, "idx", H1, i == 2 ? 1 : 60, 0, 0, T + i, ""};
+    CHECK_INT(create(&m), 0);
+    memcpy(ids[i], m.id, sizeof ids[i]);
+  }
+  json_t *l = list(NULL, T + 10, 2);
+  CHECK_INT(json_array_size(l), 2);
+  CHECK_STR(json_string_value(json_object_get(json_array_get(l, 0), "id")), ids[2]);
+  CHECK_STR(json_string_value(json_object_get(json_array_get(l, 1), "id")), ids[1]);
+  json_decref(l);
+  CHECK_INT(decide(ids[1], AP_CANCEL, NULL, T + 20), 0);
+  /* at T + 2000 the third (1 s) has expired: pending is the first only */
+  l = list("pending", T + 2000, 100);
+  size_t mine = 0, i;
+  json_t *r;
+  json_array_foreach(l, i, r) if (!strcmp(json_string_value(json_object_get(r, "tool")), "idx")) mine++;
+  CHECK_INT(mine, 1);
+  CHECK_STR(json_string_value(json_object_get(json_array_get(l, 0), "id")), ids[0]);
+  json_decref(l);
+  l = list("expired", T + 2000, 1);
+  CHECK_INT(json_array_size(l), 1);
+  CHECK_STR(json_string_value(json_object_get(json_array_get(l, 0), "id")), ids[2]);
+  json_decref(l);
+  l = list("cancelled", T + 2000, 1);
+  CHECK_STR(json_string_value(json_object_get(json_array_get(l, 0), "id")), ids[1]);
+  json_decref(l);
+  /* out of the way of the later tests (their clocks are earlier) */
+  CHECK_INT(decide(ids[0], AP_CANCEL, NULL, T + 3000), 0);
+  CHECK_INT(decide(ids[2], AP_CANCEL, NULL, T), 0);
+  problems = 0;
+  CHECK(st_check(st, report, NULL) >= 0);
+  CHECK_INT(problems, 0);
+}
+
 TEST(grant_minutes_cover_repeats_until_they_end) {
   mk m = {alice, "vacuum", H1, 60, 5, 0, T0, ""};
   CHECK_INT(create(&m), 0);
@@ -433,12 +487,6 @@ TEST(pending_cap_and_kept_history) {
   json_decref(all);
 }
 
-static int problems;
-static void report(void *ctx, const char *area, const char *msg) {
-  (void)ctx, (void)area;
-  fprintf(stderr, "check: %s\n", msg);
-  problems++;
-}
 
 TEST(user_cut_cancels_and_check_is_clean) {
   mk m = {alice, "drop_db", H2, 600, 0, 0, T0, ""};
@@ -492,6 +540,7 @@ int main(void) {
   RUN(an_approval_is_one_call);
   RUN(grant_minutes_cover_repeats_until_they_end);
   RUN(a_grant_taken_for_a_call_that_was_not_made_goes_back_once);
+  RUN(lists_come_newest_first_and_pending_from_its_index);
   RUN(live_grants_are_counted_per_tool_and_user);
   RUN(expiry_is_read_from_the_clock);
   RUN(admin_cancel);
