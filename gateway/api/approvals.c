@@ -72,6 +72,14 @@ json_t *gw_approval_view(const json_t *rec) {
   return v;
 }
 
+/* What a reviewer (or the requester) sees: the admin's view without the
+ * requester's MCP session id (an investigator's detail, not a reviewer's) */
+static json_t *reviewer_view(const json_t *rec) {
+  json_t *v = gw_approval_view(rec);
+  if (v) json_object_del(v, "session");
+  return v;
+}
+
 typedef struct decide_job {
   gw_req *req;
   char tenant[64], id[AP_ID_LEN + 1], user[40], tokid[ST_TOKEN_ID_BUFSZ];
@@ -122,8 +130,8 @@ static void done_decide(int status, void *arg) {
   case 0:
     GW_LOG(GW_LOG_INFO, "approvals", &lc, "approval request %s %s by user %s%s", j->id,
            j->what == AP_APPROVE ? "approved" : "denied", j->user, b ? " on the reviewers' page" : "");
-    if (b) pages__json(req, 200, gw_approval_view(j->out));
-    else gw_respond_json(req, 200, gw_approval_view(j->out));
+    if (b) pages__json(req, 200, reviewer_view(j->out));
+    else gw_respond_json(req, 200, reviewer_view(j->out));
     break;
   case ST_ENOTFOUND: fail(req, b, 404, "not_found", "no such approval request"); break;
   case AP_EDECIDED:
@@ -269,8 +277,8 @@ static void dispatch(gw_req *req) {
     int rc = ap_request_get(txn, tenant, id, gw_wall_ms(), &rec);
     bool ok = rc == 0 && may_see(txn, tenant, rec, user);
     st_txn_end(txn);
-    if (ok && c.browser) pages__json(req, 200, gw_approval_view(rec));
-    else if (ok) gw_respond_json(req, 200, gw_approval_view(rec));
+    if (ok && c.browser) pages__json(req, 200, reviewer_view(rec));
+    else if (ok) gw_respond_json(req, 200, reviewer_view(rec));
     else if (rc && rc != ST_ENOTFOUND) fail(req, c.browser, 500, "store_error", st_strerror(rc));
     else fail(req, c.browser, 404, "not_found", "no such approval request");
     json_decref(rec);

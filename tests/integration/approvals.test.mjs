@@ -78,6 +78,8 @@ test('a held call approved by a reviewer with their own token: the result reache
   const v = JSON.parse(r.body);
   assert.equal(v.state, 'approved');
   assert.equal(v.decided_by, 'bob@acme.com');
+  assert.equal(v.session, undefined, 'a reviewer is not shown the requester\'s MCP session id');
+  assert.ok(req.session, 'the admin view has it');
   const out = await call;
   assert.ok(out.result, `the call succeeded: ${out.error}`);
   assert.match(toolText(out.result), /5/);
