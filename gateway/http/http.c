@@ -156,6 +156,7 @@ static void conn_parse(gw_conn *c);
 static void conn_close(gw_conn *c);
 static void conn_linger(gw_conn *c);
 static void conn_end_request(gw_conn *c, gw_req *req);
+static void req_finish(gw_req *req);
 static void send_error_and_close(gw_conn *c, int status, const char *msg);
 static void read_start(gw_conn *c);
 static void arm(gw_conn *c, int64_t ms);
@@ -485,6 +486,14 @@ static void conn_close(gw_conn *c) {
       r->conn = NULL;
       r->priv->refs++;
       c->detached = r;
+    } else if (!r->priv->done && r->limits_slot) {
+      /* begun for the host (its preauth took a concurrency slot) and cut
+       * before its body was in: it ends as nginx's "client closed
+       * request", through req_finish, so the host's request-done gives
+       * the slot back (else one slot per dropped upload, for good) */
+      r->conn = NULL;
+      r->priv->status = 499;
+      req_finish(r);
     } else {
       req_free(r);
     }
