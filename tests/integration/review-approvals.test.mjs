@@ -1,0 +1,67 @@
+// Review of the approvals (issue 23) as an employee would attack them: an
+// approval is a grant for exactly one (connector, tool, arguments) — never
+// for another tool.
+// ci-variants: build-w1
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { rawSession, openStream, mcpHeaders } from './lib/mcp.mjs';
+import { startPolicyFixture, applyPolicy, forwardedCalls, groups, waitFor, sleep } from './lib/policy.mjs';
+import { request } from './lib/gateway.mjs';
+
+let f, s;
+
+before(async () => {
+  f = await startPolicyFixture({ users: ['alice@acme.com', 'bob@acme.com'] });
+  const g = groups(f.t.scim);
+  await g.create('Engineers', [f.users.alice.id, f.users.bob.id]);
+  await g.create('DB Admins', [f.users.bob.id]);
+  await applyPolicy(f.t, {
+    version: 1,
+    default: 'block',
+    rules: [{ groups: ['Engineers'], connector: 'everything', approve: ['p*'], approvers: ['DB Admins'], grant_minutes: 5 }],
+  });
+  s = await rawSession(f.url, f.tokens.alice);
+});
+
+after(async () => { await f?.stop?.(); });
+
+const decide = (id, action, token) => request(f.gw.port, {
+  method: 'POST', path: `/t/acme/approvals/${id}/${action}`,
+  headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` }, body: '{}',
+});
+
+async function pendingFor(tool) {
+  let found;
+  await waitFor(async () => {
+    const r = await f.t.admin('GET', '/approvals?state=pending');
+    found = r.json.approvals.find((a) => a.tool.startsWith(tool.slice(0, 40)) && a.user === f.users.alice.id);
+    return !!found;
+  }, { timeoutMs: 8000, what: `a pending request for ${tool.slice(0, 20)}…` });
+  return found;
+}
+
+test('an approval of one long-named tool is no grant for another tool whose name shares its first 259 bytes', async () => {
+  const stem = 'p'.repeat(259);
+  const approved = `${stem}-read`, other = `${stem}-delete-everything`;
+  const hdr = mcpHeaders({ token: f.tokens.alice, sessionId: s.sessionId, protocolVersion: s.protocolVersion });
+  const call = (name, id) => openStream(f.url, { method: 'POST', headers: { ...hdr, 'content-type': 'application/json' },
+    body: { jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: { x: 1 } } } });
+  // a name the grant's key cannot keep whole is refused at once (fail closed), not held
+  const first = await call(approved, 9001);
+  const pending = (await f.t.admin('GET', '/approvals?state=pending')).json.approvals;
+  const req = pending.find((a) => a.user === f.users.alice.id);
+  if (req) { // held (the cut name): approve it, as a reviewer would
+    const r = await decide(req.id, 'approve', f.tokens.bob);
+    assert.equal(r.status, 200, r.body);
+  }
+  const firstEnded = await Promise.race([first.ended.then(() => true), sleep(3000).then(() => false)]);
+  // another tool, the same arguments: it must not pass under that approval
+  const second = await call(other, 9002);
+  await Promise.race([second.ended, sleep(800)]);
+  second.close();
+  assert.equal(forwardedCalls(f.rec, other).length, 0,
+    'a tool nobody approved reached the upstream under another tool\'s approval');
+  assert.equal(req, undefined, 'a tool name too long to keep whole is refused, not held under a cut name');
+  assert.ok(firstEnded, 'the call was answered (refused), not left waiting');
+});
