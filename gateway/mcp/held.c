@@ -23,7 +23,9 @@
  *
  * Rules this file keeps, and why:
  *  - Fail closed: no approver group resolvable → refused, never allowed;
- *    a store error → refused; a request that cannot be stored → refused.
+ *    a store error → refused; a request that cannot be stored → refused;
+ *    a connector or tool name too long to keep whole (the grant's key) →
+ *    refused, never cut.
  *  - The client leaving ends only the stream: the request stays decidable
  *    until it expires, and an approval then is a grant the agent's retry
  *    takes (the same arguments: canonical JSON, SHA-256). A grant taken
@@ -463,6 +465,9 @@ bool gw__held_start(gw_exchange *x, const pol_user *pu, const char *connector, c
   gw_server *srv = x->lp->srv;
   pol_approval pa;
   if (!x->req || !tool || pol_approval_for(pu, connector, tool, &pa) != 0) return false;
+  /* the names are the grant's key: one that would be cut here is refused,
+   * never held (a cut name would be another tool's grant too) */
+  if (strlen(connector) >= sizeof x->held->connector || strlen(tool) >= sizeof x->held->tool) return false;
   json_t *msg = json_loadb(body, len, 0, NULL);
   json_t *params = json_object_get(msg, "params");
   json_t *args = json_object_get(params, "arguments");
