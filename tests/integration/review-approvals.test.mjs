@@ -1,6 +1,7 @@
 // Review of the approvals (issue 23) as an employee would attack them: an
 // approval is a grant for exactly one (connector, tool, arguments) — never
-// for another tool.
+// for another tool; a reviewer sees a request, not the requester's MCP
+// session.
 // ci-variants: build-w1
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -19,7 +20,10 @@ before(async () => {
   await applyPolicy(f.t, {
     version: 1,
     default: 'block',
-    rules: [{ groups: ['Engineers'], connector: 'everything', approve: ['p*'], approvers: ['DB Admins'], grant_minutes: 5 }],
+    rules: [
+      { groups: ['Engineers'], connector: 'everything', approve: ['p*'], approvers: ['DB Admins'], grant_minutes: 5 },
+      { groups: ['Engineers'], connector: 'everything', approve: ['get-sum'], approvers: ['DB Admins'], approval_timeout_s: 30 },
+    ],
   });
   s = await rawSession(f.url, f.tokens.alice);
 });
@@ -64,4 +68,26 @@ test('an approval of one long-named tool is no grant for another tool whose name
     'a tool nobody approved reached the upstream under another tool\'s approval');
   assert.equal(req, undefined, 'a tool name too long to keep whole is refused, not held under a cut name');
   assert.ok(firstEnded, 'the call was answered (refused), not left waiting');
+});
+
+test('a reviewer reading or deciding a request by its id does not learn the requester\'s MCP session id', async () => {
+  const hdr = mcpHeaders({ token: f.tokens.alice, sessionId: s.sessionId, protocolVersion: s.protocolVersion });
+  const held = await openStream(f.url, { method: 'POST', headers: { ...hdr, 'content-type': 'application/json' },
+    body: { jsonrpc: '2.0', id: 9101, method: 'tools/call', params: { name: 'get-sum', arguments: { a: 40, b: 2 } } } });
+  let req;
+  await waitFor(async () => {
+    const r = await f.t.admin('GET', '/approvals?state=pending');
+    req = r.json.approvals.find((a) => a.tool === 'get-sum' && a.user === f.users.alice.id);
+    return !!req;
+  }, { timeoutMs: 8000, what: 'alice\'s pending get-sum request' });
+  const view = await request(f.gw.port, { path: `/t/acme/approvals/${req.id}`, headers: { Authorization: `Bearer ${f.tokens.bob}` } });
+  assert.equal(view.status, 200, view.body);
+  assert.ok(!view.body.includes(s.sessionId), `the reviewer's view names alice's session: ${view.body}`);
+  const d = await decide(req.id, 'deny', f.tokens.bob);
+  assert.equal(d.status, 200, d.body);
+  assert.ok(!d.body.includes(s.sessionId), `the decision's answer names alice's session: ${d.body}`);
+  // the requester still sees her own request whole
+  const own = await request(f.gw.port, { path: `/t/acme/approvals/${req.id}`, headers: { Authorization: `Bearer ${f.tokens.alice}` } });
+  assert.equal(own.status, 200, own.body);
+  held.close();
 });
