@@ -14,7 +14,9 @@
  *    it is not looked at, so a bot's request never rides a browser session
  *    and a failed token never falls back to one.
  *  - An unknown id and a request the caller may not see answer the same
- *    404: ids do not leak across users.
+ *    404: ids do not leak across users. A reviewer's view of one request
+ *    (GET, the decision's answer) leaves out the requester's MCP session
+ *    id, as the page's list does.
  *  - The page (/t/{t}/approvals) and its list (/t/{t}/api/approvals) are a
  *    browser session's only, and only an approver's: a member of a group
  *    the policy's approve rules name (or of the tenant's approver_groups
@@ -72,11 +74,12 @@ json_t *gw_approval_view(const json_t *rec) {
   return v;
 }
 
-/* What a reviewer (or the requester) sees: the admin's view without the
- * requester's MCP session id (an investigator's detail, not a reviewer's) */
-static json_t *reviewer_view(const json_t *rec) {
+/* gw_approval_view for a caller of this file: a reviewer (anyone but the
+ * requester) never gets the requester's MCP session id. */
+static json_t *caller_view(const json_t *rec, const char *user) {
   json_t *v = gw_approval_view(rec);
-  if (v) json_object_del(v, "session");
+  if (v && strcmp(json_string_value(json_object_get(rec, "user")) ?: "", user ? user : ""))
+    json_object_del(v, "session");
   return v;
 }
 
@@ -130,8 +133,8 @@ static void done_decide(int status, void *arg) {
   case 0:
     GW_LOG(GW_LOG_INFO, "approvals", &lc, "approval request %s %s by user %s%s", j->id,
            j->what == AP_APPROVE ? "approved" : "denied", j->user, b ? " on the reviewers' page" : "");
-    if (b) pages__json(req, 200, reviewer_view(j->out));
-    else gw_respond_json(req, 200, reviewer_view(j->out));
+    if (b) pages__json(req, 200, caller_view(j->out, j->user));
+    else gw_respond_json(req, 200, caller_view(j->out, j->user));
     break;
   case ST_ENOTFOUND: fail(req, b, 404, "not_found", "no such approval request"); break;
   case AP_EDECIDED:
@@ -277,8 +280,8 @@ static void dispatch(gw_req *req) {
     int rc = ap_request_get(txn, tenant, id, gw_wall_ms(), &rec);
     bool ok = rc == 0 && may_see(txn, tenant, rec, user);
     st_txn_end(txn);
-    if (ok && c.browser) pages__json(req, 200, reviewer_view(rec));
-    else if (ok) gw_respond_json(req, 200, reviewer_view(rec));
+    if (ok && c.browser) pages__json(req, 200, caller_view(rec, user));
+    else if (ok) gw_respond_json(req, 200, caller_view(rec, user));
     else if (rc && rc != ST_ENOTFOUND) fail(req, c.browser, 500, "store_error", st_strerror(rc));
     else fail(req, c.browser, 404, "not_found", "no such approval request");
     json_decref(rec);
