@@ -13,6 +13,10 @@
  *    or backing off; AN_INFLIGHT_MAX POSTs at once): past it a note is
  *    dropped and counted (mcpgate_approval_webhook_notifications_total
  *    {result="dropped"}), never queued without bound.
+ *  - The queue is shared by every tenant, so one tenant gets at most
+ *    AN_TENANT_MAX notes alive and AN_TENANT_INFLIGHT POSTs at once: a
+ *    tenant whose webhook hangs (its admin's choice, like its approval
+ *    timeouts) cannot keep another tenant's reviewers from being told.
  *  - Retried AN_RETRIES times (1 s, 2 s, 4 s) on a network error, a 5xx or
  *    a 429; any other non-2xx is final (the URL is wrong: retrying will
  *    not fix it). Each POST is cut after AN_POST_MAX_MS whatever it does;
@@ -39,6 +43,8 @@
 
 #define AN_QUEUE_MAX 64
 #define AN_INFLIGHT_MAX 4
+#define AN_TENANT_MAX 16     /* notes alive of one tenant */
+#define AN_TENANT_INFLIGHT 2 /* POSTs at once of one tenant */
 #define AN_RETRIES 3
 #define AN_BACKOFF_FIRST_MS 1000
 #define AN_POST_MAX_MS 10000
@@ -104,6 +110,18 @@ static void unref(gw_ap_notify *n) {
 }
 
 static void pump(gw_ap_notify *n);
+
+/* The notes of tenant alive, and how many of them are in flight. */
+static size_t tenant_notes(const gw_ap_notify *n, const char *tenant, size_t *inflight) {
+  size_t alive = 0;
+  *inflight = 0;
+  for (const an_note *e = n->notes; e; e = e->next)
+    if (!strcmp(e->tenant, tenant)) {
+      alive++;
+      if (e->req) (*inflight)++;
+    }
+  return alive;
+}
 
 static void on_headers(gw_out_req *r, int status, const gw_out_header *h, size_t nh, void *ud) {
   (void)r, (void)h, (void)nh;
@@ -198,6 +216,9 @@ static void pump(gw_ap_notify *n) {
       continue;
     }
     if (n->inflight >= AN_INFLIGHT_MAX) continue; /* the next on_done pumps again */
+    size_t busy;
+    tenant_notes(n, e->tenant, &busy);
+    if (busy >= AN_TENANT_INFLIGHT) continue; /* its tenant's next on_done pumps again */
     static const char *const headers[] = {"Content-Type: application/json", NULL};
     gw_out_opts o = {.method = "POST",
                      .url = e->url,
@@ -250,10 +271,11 @@ void gw__ap_notify_send(gw_loop *lp, const char *tenant, const char *tenant_uid,
   gw_ap_notify *n = p ? p->notify : NULL;
   if (!n || n->stopping || !url || !*url) return;
   gw_log_ctx lc = {tenant, NULL};
-  if (n->n >= AN_QUEUE_MAX) {
+  size_t busy;
+  if (n->n >= AN_QUEUE_MAX || tenant_notes(n, tenant, &busy) >= AN_TENANT_MAX) {
     atomic_fetch_add(&n->sh->hook_dropped, 1);
-    GW_LOG(GW_LOG_WARN, "approvals", &lc, "approval request %s: the webhook queue of this loop is full (%d); this "
-           "notification is dropped", id, AN_QUEUE_MAX);
+    GW_LOG(GW_LOG_WARN, "approvals", &lc, "approval request %s: the webhook queue of this loop is full (%d, %d of "
+           "one tenant); this notification is dropped", id, AN_QUEUE_MAX, AN_TENANT_MAX);
     return;
   }
   an_note *e = calloc(1, sizeof *e);
