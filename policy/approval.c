@@ -556,6 +556,48 @@ int ap_grants_live(st_txn *txn, const char *tenant, const char *user, const char
   return rc == ST_ENOTFOUND ? 0 : rc;
 }
 
+int ap_connector_gone(st_txn *txn, const char *tenant, const char *connector, int64_t now_ms) {
+  if (!name_ok(tenant, TENANT_MAX) || !connector) return 0;
+  char p[KEY_MAX];
+  size_t pl = key(p, tenant, 'g', NULL, NULL);
+  st_cursor *c;
+  st_val k, v;
+  json_t *dead = json_array(), *pend = json_array();
+  int rc = dead && pend ? st_cursor_open(txn, ST_DB_APPROVALS, &c) : ST_ENOMEM;
+  if (rc) {
+    json_decref(dead), json_decref(pend);
+    return rc;
+  }
+  st_cursor_seek(c, p, pl, NULL, 0);
+  while ((rc = st_cursor_next(c, &k, &v)) == 0) {
+    json_t *g = json_loadb(v.data, v.len, 0, NULL);
+    if (!strcmp(json_string_value(json_object_get(g, "connector")) ?: "", connector))
+      json_array_append_new(dead, json_stringn(k.data, k.len));
+    json_decref(g);
+  }
+  st_cursor_close(c);
+  if (rc != ST_ENOTFOUND) {
+    json_decref(dead), json_decref(pend);
+    return rc;
+  }
+  size_t i;
+  json_t *x;
+  rc = 0;
+  json_array_foreach(dead, i, x) if (!rc) rc = mark(txn, json_string_value(x), json_string_length(x), false);
+  json_decref(dead);
+  /* its pending requests (the pending index: a few per user) */
+  if (!rc) rc = scan_index(txn, tenant, 'p', now_ms, (size_t)-1, (size_t)-1, in_state, (void *)"pending", pend);
+  json_array_foreach(pend, i, x) {
+    if (rc || strcmp(json_string_value(json_object_get(x, "connector")) ?: "", connector)) continue;
+    int r = ap_decide(txn, tenant, json_string_value(json_object_get(x, "id")), AP_CANCEL, NULL,
+                      "the connector was deleted or changed", "the connector it was for was deleted or changed",
+                      now_ms, NULL);
+    if (r < 0 && r != AP_EDECIDED && r != ST_ENOTFOUND) rc = r;
+  }
+  json_decref(pend);
+  return rc;
+}
+
 /* ---- the store's registrations ---- */
 
 static int purge_tenant(st_txn *txn, const char *tenant, int limit) {

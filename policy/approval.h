@@ -156,6 +156,12 @@ typedef struct ap_grant_summary {
 int ap_grants_live(st_txn *txn, const char *tenant, const char *user, const char *connector, const char *tool,
                    int64_t now_ms, ap_grant_summary *out);
 
+/* Write txn: connector of tenant was deleted or now points elsewhere: its
+ * grants go and its pending requests are cancelled (an approval was for
+ * the tools of the old upstream, never for what the name points to now).
+ * 0 or ST_E*. */
+int ap_connector_gone(st_txn *txn, const char *tenant, const char *connector, int64_t now_ms);
+
 /* Registers the purge, the check and the user-cut hook. At startup. */
 int ap_register_store(st_store *st);
 

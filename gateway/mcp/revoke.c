@@ -67,6 +67,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gateway/base/clock.h"
 #include "gateway/base/log.h"
 #include "gateway/mcp/agg.h"
 #include "gateway/mcp/mcp_loop.h"
@@ -763,10 +764,17 @@ static int end_connector(st_txn *txn, gw_server *srv, const char *tenant, const 
   return gw__fanout_on_commit(txn, srv, &r);
 }
 
+/* approvals were for the old upstream's tools: its grants go, its pending
+ * requests are cancelled (policy/approval.h) */
+static int approvals_gone(st_txn *txn, const char *tenant, const char *connector) {
+  return ap_connector_gone(txn, tenant, connector, gw_wall_ms());
+}
+
 static int on_connector_deleted(st_txn *txn, int kind, const void *event, void *ctx) {
   const vault_connector_event *ev = event;
   (void)kind;
-  return end_connector(txn, ctx, ev->tenant, ev->name);
+  int rc = approvals_gone(txn, ev->tenant, ev->name);
+  return rc ? rc : end_connector(txn, ctx, ev->tenant, ev->name);
 }
 
 /* A PUT: a moved connector ends like a deleted one; then the loop learns
@@ -783,7 +791,8 @@ static int on_grant_changed(st_txn *txn, int kind, const void *event, void *ctx)
 static int on_connector_put(st_txn *txn, int kind, const void *event, void *ctx) {
   const vault_connector_event *ev = event;
   (void)kind;
-  int rc = ev->moved ? end_connector(txn, ctx, ev->tenant, ev->name) : 0;
+  int rc = ev->moved ? approvals_gone(txn, ev->tenant, ev->name) : 0;
+  if (!rc && ev->moved) rc = end_connector(txn, ctx, ev->tenant, ev->name);
   if (rc) return rc;
   gw_revocation r;
   fill(&r, ev->tenant, NULL, ev->name, NULL);

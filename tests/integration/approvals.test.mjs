@@ -262,3 +262,28 @@ test('admin list filters by state and validates its query; another tenant\'s adm
   r = await api(f.gw.port, f.t.opToken, 'GET', '/admin/v1/tenants/globex/approvals');
   assert.deepEqual(r.json.approvals, []);
 });
+
+test('a connector deleted and put again: its grants are gone and its pending requests cancelled (an approval was for the old upstream)', async () => {
+  const c2 = await connectClient(f.url, f.tokens.alice);
+  // alice's 5-minute grant (above) still lets get-tiny-image through
+  const ok = await c2.client.callTool({ name: 'get-tiny-image', arguments: {} }, undefined, { timeout: 10000 });
+  assert.ok(ok.content?.length, 'passes under the grant');
+  const args = { a: 50, b: 1 };
+  const call = heldCall(c2, SUM, args);
+  const req = await pendingFor(f.users.alice.id, SUM, args);
+  let r = await f.t.admin('DELETE', '/connectors/everything');
+  assert.equal(r.status, 204, r.body);
+  const out = await call;
+  assert.ok(out.error, 'the held call ended');
+  r = await f.t.admin('GET', `/approvals/${req.id}`);
+  assert.equal(r.json.state, 'cancelled', r.body);
+  assert.match(r.json.reason, /connector/);
+  r = await f.t.putConnector('everything', { url: f.rec.url, description: 'Everything', auth: { type: 'header', name: 'Authorization', value: 'Bearer upstream-secret' } });
+  assert.equal(r.status, 201, r.body);
+  // the grant went with the connector: the same call is held anew
+  const c3 = await connectClient(f.url, f.tokens.alice);
+  const again = heldCall(c3, 'get-tiny-image', {});
+  const req2 = await pendingFor(f.users.alice.id, 'get-tiny-image', {});
+  assert.equal((await f.t.admin('POST', `/approvals/${req2.id}/cancel`)).status, 200);
+  assert.equal((await again).error?.code, -32010);
+});
