@@ -13,6 +13,8 @@ import { startPolicyFixture, applyPolicy, groups, waitFor, sleep } from './lib/p
 import { startSinkReceiver } from './lib/sink.mjs';
 
 let f, evil, rx, hang;
+// seven employees of the other tenant: ten held calls each (the pending cap)
+const EVIL = Array.from({ length: 7 }, (_, i) => `mallory${i}@evil.com`);
 
 before(async () => {
   f = await startPolicyFixture({ users: ['alice@acme.com', 'bob@acme.com'], gatewayArgs: ['--workers', '1'] });
@@ -29,12 +31,12 @@ before(async () => {
   let r = await f.t.admin('PATCH', '', { settings: { approval_webhook_url: rx.url } });
   assert.equal(r.status, 200, r.body);
   // the other tenant: its webhook hangs, its calls are held for 1 s
-  evil = await setupTenant(f.gw, { id: 'evil', users: ['mallory@evil.com', 'eve@evil.com'], policy: null });
+  evil = await setupTenant(f.gw, { id: 'evil', users: ['eve@evil.com', ...EVIL], policy: null });
   r = await evil.putConnector('everything', { url: f.rec.url, auth: { type: 'none' } });
   assert.ok(r.status === 200 || r.status === 201, r.body);
   const eg = groups(evil.scim);
-  const mallory = evil.users['mallory@evil.com'].id, eve = evil.users['eve@evil.com'].id;
-  await eg.create('Engineers', [mallory, eve]);
+  const eve = evil.users['eve@evil.com'].id;
+  await eg.create('Engineers', [eve, ...EVIL.map((u) => evil.users[u].id)]);
   await eg.create('Approvers', [eve]);
   await evil.setPolicy({
     version: 1, default: 'block',
@@ -57,16 +59,16 @@ async function held(url, token, s, id) {
 }
 
 test('another tenant\'s hanging webhook does not keep this tenant\'s reviewers from being notified', async () => {
-  const token = (await evil.mintToken('mallory@evil.com')).token;
+  // seventy held calls at once (more than a loop's queue holds), each expiring after 1 s
   const eurl = evil.mcpUrl('everything');
-  const es = await rawSession(eurl, token);
-  // eight rounds of ten held calls (her pending cap), each expiring after 1 s
-  for (let round = 0; round < 8; round++) {
-    const streams = [];
-    for (let i = 0; i < 10; i++) streams.push(await held(eurl, token, es, round * 10 + i + 1));
-    await sleep(1200);
-    for (const st of streams) st.close();
-  }
+  const streams = [];
+  await Promise.all(EVIL.map(async (u, k) => {
+    const token = (await evil.mintToken(u)).token;
+    const es = await rawSession(eurl, token);
+    for (let i = 0; i < 10; i++) streams.push(await held(eurl, token, es, k * 10 + i + 1));
+  }));
+  await sleep(1200);
+  for (const st of streams) st.close();
   // now one of acme's calls is held: its reviewers are notified
   const s = await rawSession(f.url, f.tokens.alice);
   const mine = await held(f.url, f.tokens.alice, s, 4242);
