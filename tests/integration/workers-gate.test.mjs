@@ -1,6 +1,7 @@
 // workers = N (issue 15): replies held at a loop's gate wait side by side,
 // and an aggregated DELETE ends the session's stream on the other loop
 // before its 204. See workers.test.mjs for the setting.
+// ci-variants: build-w1 build-asan-w2 (it starts its own two loops: a second plain run would repeat it)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
