@@ -121,7 +121,7 @@ async function employee(i) {
       // a deactivation (below) ends this employee's sessions and connections:
       // 401/-32004/a cut connection are expected then
       if (/401|403|-32004|revoked|Session not found|404/.test(String(e)) || Date.now() - (cutAt[who] ?? 0) < 5000) count('cut');
-      else unexpected('employee', e.stack ?? e);
+      else unexpected('employee', `${e.stack ?? e}${e.cause ? ` (cause: ${e.cause.code ?? ''} ${e.cause.message ?? e.cause})` : ''}`);
     } finally {
       if (c) await c.client.close().catch(() => {});
     }
