@@ -511,19 +511,6 @@ int ap_grant_give_back(st_txn *txn, const char *tenant, const char *user, const 
   return rc;
 }
 
-int ap_grant_live(st_txn *txn, const char *tenant, const char *user, const char *connector, const char *tool,
-                  const char *args_sha256, int64_t now_ms) {
-  char k[KEY_MAX];
-  size_t kl = 0;
-  json_t *g;
-  int rc = grant_get(txn, tenant, user, connector, tool, args_sha256, k, &kl, &g);
-  if (rc == ST_ENOTFOUND) return 0;
-  if (rc) return rc;
-  bool live = json_integer_value(json_object_get(g, "expires")) > now_ms;
-  json_decref(g);
-  return live ? 1 : 0;
-}
-
 int ap_grants_live(st_txn *txn, const char *tenant, const char *user, const char *connector, const char *tool,
                    int64_t now_ms, ap_grant_summary *out) {
   memset(out, 0, sizeof *out);

@@ -140,9 +140,6 @@ int ap_grant_take(st_txn *txn, const char *tenant, const char *user, const char 
  * used up). 0 or ST_E*. */
 int ap_grant_give_back(st_txn *txn, const char *tenant, const char *user, const char *connector, const char *tool,
                        const char *args_sha256, const char *request, int64_t now_ms);
-/* Read: whether a live grant exists (explain, tests); 1 / 0 / ST_E*. */
-int ap_grant_live(st_txn *txn, const char *tenant, const char *user, const char *connector, const char *tool,
-                  const char *args_sha256, int64_t now_ms);
 
 /* Read: the user's live grants for (connector, tool), any arguments (a
  * grant is per argument hash: explain can say only how many argument sets
