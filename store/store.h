@@ -167,7 +167,9 @@ typedef struct st_options {
   void *log_ctx;               /* passed to log; borrowed, must outlive the store */
   int writer_nice;             /* added to the writer thread's nice value (Linux: per thread;
                                   0: as the process). An environment whose writes never hold
-                                  up a request (the audit log's) runs below the loops. */
+                                  up a request (the audit log's) runs below the loops; > 0
+                                  also makes it SCHED_BATCH (it never preempts a running
+                                  thread when it wakes; its fair share is kept). */
   size_t reserve;              /* bytes of the map kept for writes that take access away
                                   (st_txn_use_reserve); 0: none. At most a quarter of the
                                   map: larger values are lowered to that (logged). */
@@ -254,6 +256,13 @@ int st_get(st_txn *txn, st_db db, const void *k, size_t klen, st_val *out);
  * whatever it returns. */
 int st_put(st_txn *txn, st_db db, const void *k, size_t klen, const void *v, size_t vlen,
            unsigned flags);
+/* st_put for a value the caller writes in place (LMDB's MDB_RESERVE): room
+ * for vlen (>= 1) bytes is made under the key and *out points at it; the
+ * caller fills all vlen bytes before the next operation on txn (the room
+ * is in a page LMDB may move or split then). Same flags and errors as
+ * st_put. Saves the copy of a value built only to be stored (the audit
+ * log's records). */
+int st_put_reserve(st_txn *txn, st_db db, const void *k, size_t klen, size_t vlen, unsigned flags, void **out);
 /* Deletes a key. ST_ENOTFOUND if absent. Write txns only. */
 int st_del(st_txn *txn, st_db db, const void *k, size_t klen);
 

@@ -193,6 +193,34 @@ int st_put(st_txn *t, st_db db, const void *k, size_t klen, const void *v, size_
   return rc ? txn_fail(t, rc) : 0;
 }
 
+int st_put_reserve(st_txn *t, st_db db, const void *k, size_t klen, size_t vlen, unsigned flags, void **out) {
+  MDB_dbi dbi;
+  MDB_val key, val;
+  uint8_t hbuf[33];
+  int rc;
+  if (out) *out = NULL;
+  if (!t || !t->write || !out || (flags & ~(ST_NOOVERWRITE | ST_APPEND)) || vlen == 0 || vlen > ST_VAL_MAX)
+    return ST_EINVAL;
+  if (t->poison) return t->poison;
+  if ((rc = dbi_of(t, db, &dbi)) < 0 || (rc = map_key(t, k, klen, hbuf, &key)) < 0) return rc;
+  unsigned mf = MDB_RESERVE | ((flags & ST_NOOVERWRITE) ? MDB_NOOVERWRITE : 0);
+  t->wrote = 1;
+  val.mv_data = NULL;
+  val.mv_size = vlen;
+  if ((flags & ST_APPEND) && klen == key.mv_size) {
+    rc = mdb_put(t->txn, dbi, &key, &val, mf | MDB_APPEND);
+    if (rc != MDB_KEYEXIST) {
+      if (rc) return txn_fail(t, rc);
+      *out = val.mv_data;
+      return 0;
+    }
+    val.mv_size = vlen;
+  }
+  if ((rc = mdb_put(t->txn, dbi, &key, &val, mf)) != 0) return txn_fail(t, rc);
+  *out = val.mv_data;
+  return 0;
+}
+
 int st_del(st_txn *t, st_db db, const void *k, size_t klen) {
   MDB_dbi dbi;
   MDB_val key;

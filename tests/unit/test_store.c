@@ -8,6 +8,9 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdatomic.h>
+#include <dirent.h>
+#include <sched.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -253,6 +256,120 @@ TEST(put_append_is_a_put) {
   CHECK_STR(buf, "new");
   CHECK_INT(get1(st, ST_DB_TENANTS, "b00", 3, buf, sizeof buf), 0);
   CHECK_STR(buf, "end");
+  st_close(st);
+  tmp_cleanup();
+}
+
+/* st_put_reserve: the room is the caller's to fill (appended or put as
+ * usual), an existing key under ST_NOOVERWRITE is ST_EEXIST with no room
+ * given and the stored value untouched, bad arguments are ST_EINVAL. */
+static int reserve_put(st_txn *txn, const char *k, const char *v, unsigned flags) {
+  void *p;
+  int rc = st_put_reserve(txn, ST_DB_TENANTS, k, strlen(k), strlen(v), flags, &p);
+  if (rc == 0) memcpy(p, v, strlen(v));
+  else if (p) return -999; /* room given on failure */
+  return rc;
+}
+static int reserve_fn(st_txn *txn, void *arg) {
+  int *out = arg;
+  void *p = (void *)1;
+  out[0] = reserve_put(txn, "r10", "ten", ST_NOOVERWRITE | ST_APPEND);
+  out[1] = reserve_put(txn, "r20", "twenty", ST_NOOVERWRITE | ST_APPEND);
+  out[2] = reserve_put(txn, "r15", "fifteen", ST_NOOVERWRITE | ST_APPEND); /* not last: a put */
+  out[3] = reserve_put(txn, "r20", "dup", ST_NOOVERWRITE | ST_APPEND);     /* the last, again */
+  out[4] = reserve_put(txn, "r15", "dup", ST_NOOVERWRITE);                 /* in the middle */
+  out[5] = reserve_put(txn, "r10", "TEN!", 0);                             /* replaced */
+  out[6] = st_put_reserve(txn, ST_DB_TENANTS, "r30", 3, 0, 0, &p);         /* no room asked */
+  out[7] = p == NULL;
+  out[8] = st_put_reserve(txn, ST_DB_TENANTS, "r30", 3, 4, 0x80, &p);      /* unknown flag */
+  out[9] = st_put_reserve(txn, ST_DB_TENANTS, "r30", 3, 4, 0, NULL);
+  return 0;
+}
+
+TEST(put_reserve_writes_in_place) {
+  char buf[16];
+  int out[10];
+  tmp_setup();
+  st_store *st = open_default();
+  CHECK(st);
+  CHECK_INT(st_write_sync(st, reserve_fn, out), 0);
+  CHECK_INT(out[0], 0);
+  CHECK_INT(out[1], 0);
+  CHECK_INT(out[2], 0);
+  CHECK_INT(out[3], ST_EEXIST);
+  CHECK_INT(out[4], ST_EEXIST);
+  CHECK_INT(out[5], 0);
+  CHECK_INT(out[6], ST_EINVAL);
+  CHECK_INT(out[7], 1);
+  CHECK_INT(out[8], ST_EINVAL);
+  CHECK_INT(out[9], ST_EINVAL);
+  CHECK_INT(get1(st, ST_DB_TENANTS, "r10", 3, buf, sizeof buf), 0);
+  CHECK_STR(buf, "TEN!");
+  CHECK_INT(get1(st, ST_DB_TENANTS, "r15", 3, buf, sizeof buf), 0);
+  CHECK_STR(buf, "fifteen");
+  CHECK_INT(get1(st, ST_DB_TENANTS, "r20", 3, buf, sizeof buf), 0);
+  CHECK_STR(buf, "twenty");
+  CHECK_INT(get1(st, ST_DB_TENANTS, "r30", 3, buf, sizeof buf), ST_ENOTFOUND);
+  st_close(st);
+  tmp_cleanup();
+}
+
+/* writer_nice > 0: the writer is a background thread — its nice value
+ * raised and SCHED_BATCH (it never preempts a loop when a commit wakes
+ * it). Read back from /proc/self/task/<tid>/stat (fields 19 and 41). */
+static int writer_sched(const char *name, long *nice, long *policy) {
+  DIR *d = opendir("/proc/self/task");
+  struct dirent *de;
+  int found = 0;
+  while (d && !found && (de = readdir(d))) {
+    char path[300], comm[64] = "", stat[1024];
+    snprintf(path, sizeof path, "/proc/self/task/%s/comm", de->d_name);
+    FILE *f = fopen(path, "r");
+    if (!f) continue;
+    if (!fgets(comm, sizeof comm, f)) comm[0] = 0;
+    fclose(f);
+    comm[strcspn(comm, "\n")] = 0;
+    if (strcmp(comm, name)) continue;
+    snprintf(path, sizeof path, "/proc/self/task/%s/stat", de->d_name);
+    if (!(f = fopen(path, "r"))) continue;
+    size_t n = fread(stat, 1, sizeof stat - 1, f);
+    fclose(f);
+    stat[n] = 0;
+    char *p = strrchr(stat, ')'); /* fields from 3 on follow the comm's ')' */
+    for (int field = 3; p && *p; field++) {
+      p = strchr(p + 1, ' ');
+      if (!p) break;
+      if (field == 19) *nice = strtol(p + 1, NULL, 10);
+      if (field == 41) {
+        *policy = strtol(p + 1, NULL, 10);
+        found = 1;
+        break;
+      }
+    }
+  }
+  if (d) closedir(d);
+  return found;
+}
+
+TEST(background_writer_is_batch) {
+  tmp_setup();
+  long nice0 = getpriority(PRIO_PROCESS, 0), nice = -100, policy = -1;
+  st_options o = opts_default();
+  o.writer_nice = 3;
+  st_store *st = NULL;
+  CHECK_INT(st_open(&st, &o), 0);
+  CHECK_INT(put1(st, "k", "v"), 0); /* the writer has started and run a job */
+  CHECK(writer_sched("mcpgate-writer", &nice, &policy));
+  CHECK_INT((int)policy, SCHED_BATCH);
+  CHECK_INT((int)nice, (int)(nice0 + 3 > 19 ? 19 : nice0 + 3));
+  st_close(st);
+  /* writer_nice 0: as the process */
+  o.writer_nice = 0;
+  CHECK_INT(st_open(&st, &o), 0);
+  CHECK_INT(put1(st, "k", "v"), 0);
+  CHECK(writer_sched("mcpgate-writer", &nice, &policy));
+  CHECK_INT((int)policy, SCHED_OTHER);
+  CHECK_INT((int)nice, (int)nice0);
   st_close(st);
   tmp_cleanup();
 }
@@ -1610,6 +1727,8 @@ int main(void) {
   if (!getenv("UNIT_VERBOSE")) gw_log_set_level((gw_log_level)(GW_LOG_ERROR + 1));
   RUN(migrate_fresh_gets_latest);
   RUN(put_append_is_a_put);
+  RUN(put_reserve_writes_in_place);
+  RUN(background_writer_is_batch);
   RUN(del_prefix_bounded);
   RUN(migrate_partial_gets_the_rest);
   RUN(migrate_newer_refused);
