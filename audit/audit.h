@@ -105,7 +105,9 @@ typedef struct audit_options {
   int nice;                 /* added to the nice value of the audit thread and of its
                                environment's writer (Linux: per thread); the gateway runs them
                                below its loops: a commit burst then never takes a core from a
-                               request. 0: as the process */
+                               request. > 0 also makes both SCHED_BATCH (never preempting a
+                               running thread on waking; their fair share kept). 0: as the
+                               process */
 } audit_options;
 
 /* Opens (creating, migrating) the audit environment and starts the audit
@@ -161,11 +163,23 @@ int audit_submit_text(audit_log *a, const char *tenant, const char *tenant_uid, 
 
 /* The data path's records built in place (no copy): a malloc'd block whose
  * first audit_text_headroom() bytes are the module's, then the members as
- * for audit_submit_text (len bytes, then a NUL: the block holds at least
- * headroom + len + 1 bytes). Takes ownership of block in every case (it
- * is freed by the module); the same returns as audit_submit_text. */
+ * for audit_submit_text (len bytes, then a NUL). cap is the block's size
+ * (at least headroom + len + 1). Takes ownership of block in every case
+ * (it is freed, or kept for audit_block_get when cap is
+ * AUDIT_BLOCK_BYTES); the same returns as audit_submit_text. */
 size_t audit_text_headroom(void);
-int audit_submit_block(audit_log *a, const char *tenant, const char *tenant_uid, char *block, size_t len);
+int audit_submit_block(audit_log *a, const char *tenant, const char *tenant_uid, char *block, size_t len,
+                       size_t cap);
+
+/* A block of AUDIT_BLOCK_BYTES for audit_submit_block: one the log
+ * recycled from a committed record (the audit thread keeps up to 2048),
+ * else a new one; NULL when out of memory. An ordinary malloc'd block:
+ * the caller may realloc it (then its cap is the new size) or free it.
+ * Any thread. Records are built on a loop and freed on the audit thread;
+ * recycling them spares both a malloc and free from glibc's shared arena
+ * per record (blocks this size miss the per-thread caches). */
+#define AUDIT_BLOCK_BYTES 2048u
+char *audit_block_get(audit_log *a);
 
 /* false while the last commit failed (until a commit succeeds) or since a
  * record was refused for lack of room (until the next successful commit).

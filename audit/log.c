@@ -18,13 +18,26 @@
  *    waits batch_ms, doubling up to 1 s while failures last (audit_flush
  *    retries at once); audit_ok is false until a commit succeeds.
  *  - audit_close makes one last attempt and never waits for a store that
- *    keeps failing: what it cannot write is counted as dropped and logged. */
+ *    keeps failing: what it cannot write is counted as dropped and logged.
+ *  - A record is written on a loop's core and read on the audit writer's:
+ *    every line of it the writer touches first is a cache miss. So the
+ *    writer reads each entry once (prefetching the next one while it
+ *    hashes this one), writes it straight into the page LMDB reserved
+ *    (st_put_reserve: no copy built first), and notes the batch's blocks
+ *    for the audit thread, which neither counts nor frees by walking the
+ *    list: the queue keeps the count and bytes, and blocks of
+ *    AUDIT_BLOCK_BYTES go back to a pool of pointers (POOL_MAX) that
+ *    audit_block_get hands to the next records without reading them.
+ *    The writer thread and this thread run as background threads (nice
+ *    +5, SCHED_BATCH: store/writer.c st__thread_nice): a commit never
+ *    preempts a loop. */
 #include "audit/audit_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -47,6 +60,7 @@
 #define CACHE_SLOTS 512        /* heads cached by one commit job (power of two) */
 #define CACHE_MAX 256          /* ... of which at most this many in use before a write-back */
 #define RETRY_MAX_NS (1000u * 1000000u) /* failed commits back off from batch_ms up to 1 s */
+#define POOL_MAX 2048          /* AUDIT_BLOCK_BYTES blocks kept for audit_block_get (4 MiB) */
 
 const double audit_stats_bucket_le_ms[AUDIT_STATS_NBUCKETS] = {
     1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000, INFINITY};
@@ -57,6 +71,7 @@ typedef struct entry {
   char tenant[AUDIT_TENANT_MAX + 1];
   char uid[AUDIT_UID_MAX + 1];
   size_t len;  /* strlen(body) */
+  size_t cap;  /* the block's size: AUDIT_BLOCK_BYTES goes back to the pool */
   char body[]; /* "{...}" */
 } entry;
 
@@ -82,7 +97,7 @@ struct audit_log {
   uv_cond_t wake;    /* the audit thread waits here */
   uv_cond_t settled; /* audit_flush waits here for a batch to end */
   entry *head, *tail; /* pending records, oldest first (not the batch being written) */
-  size_t npending;
+  size_t npending, pbytes; /* pending records and their bytes (entry_bytes) */
   cursor_upd cur[AUDIT_CURSORS_PENDING]; /* pending cursor updates, one per (sink, uid) */
   size_t ncur;
   uint64_t first_ns;  /* when the oldest pending record (or cursor update) was queued */
@@ -95,6 +110,10 @@ struct audit_log {
     audit_sink_state st;
   } *sinks;           /* audit_sink_state_put */
   size_t nsinks, capsinks;
+
+  uv_mutex_t pool_mu; /* the recycled blocks (its own lock: never held with mu) */
+  entry **pool;      /* POOL_MAX slots: committed blocks of AUDIT_BLOCK_BYTES to reuse */
+  size_t npool;
 
   atomic_int broken; /* the last commit failed */
   atomic_int full;   /* a record was refused for room since the last good commit */
@@ -131,6 +150,13 @@ typedef struct batch {
   const entry *list; /* read only: the job may run more than once */
   const cursor_upd *cur;
   size_t ncur;
+  /* The job's scratch output (rewritten by every run): the batch's n
+   * entries, blocks of AUDIT_BLOCK_BYTES from the front (nkeep), the others
+   * from the back. The job reads every entry anyway; the audit thread then
+   * recycles them without walking the list (a cache miss per entry on
+   * another core). NULL: no room for it (the list is walked). */
+  entry **ents;
+  size_t n, nkeep;
 } batch;
 
 static slot *cache_find(slot *tab, const char *uid) {
@@ -162,7 +188,7 @@ static size_t u64_dec(uint64_t v, char out[24]) {
   for (size_t i = 0; i < n; i++) out[i] = t[n - 1 - i];
   return n;
 }
-/* the prefix fits: buf has room for the uid, tenant, hash and 128 more */
+/* the prefix fits: pre has room for the uid, tenant, hash, two seqs and the keys */
 #define APPEND(b, len, p, n)     \
   do {                           \
     memcpy((b) + (len), (p), (n)); \
@@ -174,16 +200,36 @@ static int commit_job(st_txn *txn, void *arg) {
   slot *tab = calloc(CACHE_SLOTS, sizeof *tab);
   audit__head *heads = malloc(CACHE_MAX * sizeof *heads);
   uint16_t used[CACHE_MAX];
-  char *buf = NULL;
-  size_t cap = 0, ncached = 0;
+  slot *last = NULL; /* the previous record's chain: a batch is mostly runs of one */
+  size_t ncached = 0;
   uint8_t key[AUDIT__KEY_MAX];
+  /* {"id":"<uid>-<seq>","prev":"<hash>","seq":<seq>,"tenant":"<t>" */
+  char pre[AUDIT_UID_MAX + AUDIT_HASH_HEX + AUDIT_TENANT_MAX + 2 * 24 + 64];
   int rc = 0;
+  batch *bw = arg; /* only its scratch output is written */
+  size_t nother = 0;
+  bw->nkeep = 0;
   if (!tab || !heads) {
     rc = AUDIT_ENOMEM;
     goto out;
   }
   for (const entry *e = b->list; e; e = e->next) {
-    slot *sl = cache_find(tab, e->uid);
+    if (b->ents) {
+      if (bw->nkeep + nother >= b->n) { /* more entries than counted: never; walk then */
+        free(bw->ents);
+        bw->ents = NULL;
+      } else if (e->cap == AUDIT_BLOCK_BYTES) {
+        bw->ents[bw->nkeep++] = (entry *)e;
+      } else {
+        bw->ents[b->n - ++nother] = (entry *)e;
+      }
+    }
+    /* The entries were written on a loop's core: each line read here is a
+     * miss. Fetching the next record's lines while this one is hashed and
+     * put hides them (a linked list defeats the hardware's prefetcher). */
+    if (e->next)
+      for (size_t off = 0; off < 8 * 64; off += 64) __builtin_prefetch((const char *)e->next + off);
+    slot *sl = last && last->uid && strcmp(last->uid, e->uid) == 0 ? last : cache_find(tab, e->uid);
     if (!sl->uid) {
       if (ncached >= CACHE_MAX) {
         if ((rc = cache_write_back(txn, tab, used, ncached)) < 0) goto out;
@@ -197,48 +243,43 @@ static int commit_job(st_txn *txn, void *arg) {
       sl->uid = e->uid;
       used[ncached++] = (uint16_t)(sl - tab);
     }
+    last = sl;
     uint64_t seq = sl->h->seq + 1;
-    size_t need = e->len + 2 * AUDIT_UID_MAX + AUDIT_TENANT_MAX + AUDIT_HASH_HEX + 128;
-    if (need > cap) {
-      char *nb = realloc(buf, need);
-      if (!nb) {
-        rc = AUDIT_ENOMEM;
-        goto out;
-      }
-      buf = nb;
-      cap = need;
-    }
     /* The chain's tenant (a uid belongs to the tenant of its first record).
-     * {"id":"<uid>-<seq>","prev":"<hash>","seq":<seq>,"tenant":"<t>" —
-     * written piece by piece: one record per call of the data path, and
-     * stdio's formatting cost more than the rest of the prefix */
+     * The prefix written piece by piece (one record per call of the data
+     * path: stdio's formatting cost more than the rest of it), then the
+     * record is written once, straight into the page LMDB made room in:
+     * no copy of it is built first */
     char num[24];
     size_t nl = u64_dec(seq, num);
     size_t len = 0;
-    APPEND(buf, len, "{\"id\":\"", 7);
-    APPEND(buf, len, e->uid, strlen(e->uid));
-    APPEND(buf, len, "-", 1);
-    APPEND(buf, len, num, nl);
-    APPEND(buf, len, "\",\"prev\":\"", 10);
-    APPEND(buf, len, sl->h->hash, AUDIT_HASH_HEX);
-    APPEND(buf, len, "\",\"seq\":", 8);
-    APPEND(buf, len, num, nl);
-    APPEND(buf, len, ",\"tenant\":\"", 11);
-    APPEND(buf, len, sl->h->tenant, strlen(sl->h->tenant));
-    APPEND(buf, len, "\"", 1);
-    if (e->len > 2) { /* "{...}" → ",...}" */
-      buf[len++] = ',';
-      memcpy(buf + len, e->body + 1, e->len - 1);
-      len += e->len - 1;
-    } else {
-      buf[len++] = '}';
-    }
+    APPEND(pre, len, "{\"id\":\"", 7);
+    APPEND(pre, len, e->uid, strlen(e->uid));
+    APPEND(pre, len, "-", 1);
+    APPEND(pre, len, num, nl);
+    APPEND(pre, len, "\",\"prev\":\"", 10);
+    APPEND(pre, len, sl->h->hash, AUDIT_HASH_HEX);
+    APPEND(pre, len, "\",\"seq\":", 8);
+    APPEND(pre, len, num, nl);
+    APPEND(pre, len, ",\"tenant\":\"", 11);
+    APPEND(pre, len, sl->h->tenant, strlen(sl->h->tenant));
+    APPEND(pre, len, "\"", 1);
+    size_t vlen = len + (e->len > 2 ? e->len : 1); /* "{...}" → ",...}"; "{}" → "}" */
     size_t kl = audit__rec_key(e->uid, seq, key);
+    char *v;
     /* Never overwrite: a head behind its records means tampering; failing
      * (closed) beats destroying the evidence. */
-    if ((rc = st_put(txn, (st_db)AUDIT_DB_RECORDS, key, kl, buf, len, ST_NOOVERWRITE | ST_APPEND)) < 0)
+    if ((rc = st_put_reserve(txn, (st_db)AUDIT_DB_RECORDS, key, kl, vlen, ST_NOOVERWRITE | ST_APPEND, (void **)&v)) <
+        0)
       goto out;
-    if ((rc = audit__hash_hex(buf, len, sl->h->hash)) < 0) goto out;
+    memcpy(v, pre, len);
+    if (e->len > 2) {
+      v[len] = ',';
+      memcpy(v + len + 1, e->body + 1, e->len - 1);
+    } else {
+      v[len] = '}';
+    }
+    if ((rc = audit__hash_hex(v, vlen, sl->h->hash)) < 0) goto out;
     sl->h->seq = seq;
   }
   if ((rc = cache_write_back(txn, tab, used, ncached)) < 0) goto out;
@@ -246,7 +287,6 @@ static int commit_job(st_txn *txn, void *arg) {
   for (size_t i = 0; i < b->ncur; i++)
     if ((rc = audit__cursor_put(txn, b->cur[i].sink, b->cur[i].uid, b->cur[i].seq)) < 0) goto out;
 out:
-  free(buf);
   free(heads);
   free(tab);
   return rc;
@@ -278,6 +318,28 @@ static void free_list(entry *e) {
     free(e);
     e = n;
   }
+}
+
+/* A committed batch's blocks of AUDIT_BLOCK_BYTES go back to the pool
+ * (as many as it has room for), the others are freed. Records are built
+ * on a loop and committed here: without the pool each cost the loop a
+ * malloc from glibc's shared arena and this thread a free into it (blocks
+ * this size miss the per-thread caches). With the job's list of the batch
+ * (b->ents) no entry is read here; without it the list is walked. */
+static void recycle(audit_log *a, entry *list, const batch *b) {
+  if (!list) return;
+  if (!b->ents) {
+    free_list(list);
+    return;
+  }
+  size_t take;
+  uv_mutex_lock(&a->pool_mu);
+  take = POOL_MAX - a->npool < b->nkeep ? POOL_MAX - a->npool : b->nkeep;
+  memcpy(a->pool + a->npool, b->ents, take * sizeof b->ents[0]);
+  a->npool += take;
+  uv_mutex_unlock(&a->pool_mu);
+  for (size_t i = take; i < b->nkeep; i++) free(b->ents[i]);
+  for (size_t i = b->nkeep; i < b->n; i++) free(b->ents[i]);
 }
 
 /* What settle wants logged: written after the queue mutex is released, so
@@ -348,6 +410,7 @@ static entry *settle(audit_log *a, entry *list, size_t n, size_t bytes, entry *l
     if (!a->tail) a->tail = last;
     a->head = list;
     a->npending += n;
+    a->pbytes += bytes;
   }
   a->first_ns = uv_hrtime();
   return NULL;
@@ -357,6 +420,10 @@ static void thread_main(void *arg) {
   audit_log *a = arg;
   pthread_setname_np(pthread_self(), "mcpgate-audit");
   if (a->nice) { /* Linux gives each thread its own nice value (PRIO_PROCESS with a tid) */
+    if (a->nice > 0) { /* a background thread: never preempts a loop when it wakes (as the writer's) */
+      struct sched_param sp = {0};
+      (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+    }
     id_t tid = (id_t)syscall(SYS_gettid);
     errno = 0;
     int cur = getpriority(PRIO_PROCESS, tid);
@@ -389,29 +456,25 @@ static void thread_main(void *arg) {
       else uv_cond_timedwait(&a->wake, &a->mu, deadline > now ? deadline - now : 1);
       continue;
     }
-    entry *list = a->head;
+    /* the batch's count, bytes and tail as the queue kept them: walking
+     * thousands of entries another core just wrote costs a cache miss each */
+    entry *list = a->head, *last = a->tail;
+    size_t n = a->npending, bytes = a->pbytes;
     bool stopping = a->stopping;
     cursor_upd cur[AUDIT_CURSORS_PENDING];
     size_t ncur = a->ncur;
     memcpy(cur, a->cur, ncur * sizeof cur[0]);
     a->ncur = 0;
     a->head = a->tail = NULL;
-    a->npending = 0;
+    a->npending = a->pbytes = 0;
     a->started++;
     uv_mutex_unlock(&a->mu);
     int rc = 0;
     uint64_t t0 = uv_hrtime(), ns = 0;
+    batch b = {list, cur, ncur, n ? malloc(n * sizeof(entry *)) : NULL, n, 0};
     if (list || ncur) {
-      batch b = {list, cur, ncur};
       rc = st_write_sync(a->st, commit_job, &b);
       ns = uv_hrtime() - t0;
-    }
-    size_t n = 0, bytes = 0;
-    entry *last = NULL;
-    for (entry *e = list; e; e = e->next) {
-      n++;
-      bytes += entry_bytes(e);
-      last = e;
     }
     uv_mutex_lock(&a->mu);
     notes w = {0};
@@ -426,10 +489,11 @@ static void thread_main(void *arg) {
     }
     if (w.n || done) { /* logged before audit_flush returns, and freed, outside the lock */
       uv_mutex_unlock(&a->mu);
-      free_list(done);
+      recycle(a, done, rc >= 0 ? &b : &(batch){.ents = NULL});
       for (int i = 0; i < w.n; i++) alog(a, w.level[i], "%s", w.msg[i]);
       uv_mutex_lock(&a->mu);
     }
+    free(b.ents);
     a->finished++;
     uv_cond_broadcast(&a->settled);
     if (stopping && !a->head && !a->ncur) break;
@@ -468,6 +532,8 @@ int audit_open(audit_log **out, const audit_options *o) {
   inited = 2;
   if (uv_cond_init(&a->settled) != 0) goto fail;
   inited = 3;
+  if (!(a->pool = malloc(POOL_MAX * sizeof *a->pool)) || uv_mutex_init(&a->pool_mu) != 0) goto fail;
+  inited = 4;
 
   so.dir = o->dir;
   so.map_size = o->map_size ? o->map_size : DEFAULT_MAP_SIZE;
@@ -484,6 +550,8 @@ int audit_open(audit_log **out, const audit_options *o) {
   return 0;
 fail:
   st_close(a->st);
+  if (inited >= 4) uv_mutex_destroy(&a->pool_mu);
+  free(a->pool);
   if (inited >= 3) uv_cond_destroy(&a->settled);
   if (inited >= 2) uv_cond_destroy(&a->wake);
   if (inited >= 1) uv_mutex_destroy(&a->mu);
@@ -501,6 +569,9 @@ void audit_close(audit_log *a) {
   uv_thread_join(&a->thread);
   st_close(a->st);
   free_list(a->head); /* empty: the thread drained or dropped everything */
+  for (size_t i = 0; i < a->npool; i++) free(a->pool[i]);
+  free(a->pool);
+  uv_mutex_destroy(&a->pool_mu);
   free(a->sinks);
   uv_cond_destroy(&a->settled);
   uv_cond_destroy(&a->wake);
@@ -519,14 +590,17 @@ static int enqueue(audit_log *a, const char *tenant, const char *tenant_uid, con
     uv_mutex_unlock(&a->mu);
     return AUDIT_ETOOBIG;
   }
-  entry *e = malloc(sizeof *e + len + 1);
+  size_t cap = sizeof(entry) + len + 1;
+  entry *e = cap <= AUDIT_BLOCK_BYTES ? (entry *)(void *)audit_block_get(a) : malloc(cap);
   if (!e) return AUDIT_ENOMEM;
+  if (cap <= AUDIT_BLOCK_BYTES) cap = AUDIT_BLOCK_BYTES;
   memcpy(e->body, body, len);
   e->body[len] = 0;
   size_t tl = strlen(tenant), ul = strlen(tenant_uid);
   memcpy(e->tenant, tenant, tl + 1); /* lengths checked by audit__tenant_ok / audit__uid_ok */
   memcpy(e->uid, tenant_uid, ul + 1);
   e->len = len;
+  e->cap = cap;
   return enqueue_entry(a, e);
 }
 
@@ -548,6 +622,7 @@ static int enqueue_entry(audit_log *a, entry *e) {
     a->tail = e;
     a->qrecords++;
     a->qbytes += entry_bytes(e);
+    a->pbytes += entry_bytes(e);
     if (++a->npending == 1 && !a->ncur) a->first_ns = uv_hrtime();
     if (a->npending == 1 || a->npending == a->wake_records) uv_cond_signal(&a->wake);
     e = NULL;
@@ -584,10 +659,44 @@ int audit_submit(audit_log *a, const char *tenant, const char *tenant_uid, json_
 
 size_t audit_text_headroom(void) { return offsetof(entry, body); }
 
-int audit_submit_block(audit_log *a, const char *tenant, const char *tenant_uid, char *block, size_t len) {
+char *audit_block_get(audit_log *a) {
+  entry *e = NULL;
+  if (a) { /* the block itself is not read: its lines are another core's */
+    uv_mutex_lock(&a->pool_mu);
+    if (a->npool) e = a->pool[--a->npool];
+    uv_mutex_unlock(&a->pool_mu);
+  }
+  return e ? (char *)e : malloc(AUDIT_BLOCK_BYTES);
+}
+
+/* Copies a NUL-terminated name of at most max bytes whose every byte has
+ * the class bit `want` into dst: its length, or 0 when it is empty, too
+ * long or holds another byte. One pass (the data path submits a record
+ * per call). */
+enum { CL_TENANT = 1, CL_UID = 2 };
+static const unsigned char name_class[256] = {
+    ['a' ... 'z'] = CL_TENANT | CL_UID, ['0' ... '9'] = CL_TENANT | CL_UID, ['-'] = CL_TENANT | CL_UID,
+    ['A' ... 'Z'] = CL_UID, ['_'] = CL_UID,
+};
+static size_t copy_name(char *dst, const char *s, size_t max, unsigned char want) {
+  size_t n = 0;
+  for (; s[n]; n++) {
+    if (n >= max || !(name_class[(unsigned char)s[n]] & want)) return 0;
+    dst[n] = s[n];
+  }
+  dst[n] = 0;
+  return n;
+}
+
+int audit_submit_block(audit_log *a, const char *tenant, const char *tenant_uid, char *block, size_t len,
+                       size_t cap) {
   const char *m = block ? block + offsetof(entry, body) : NULL;
-  if (!a || !m || len < 2 || m[0] != '{' || m[len - 1] != '}' || m[len] != 0 || memchr(m, 0, len) ||
-      !audit__tenant_ok(tenant) || !audit__uid_ok(tenant_uid)) {
+  entry *e = (entry *)(void *)block;
+  if (!a || !m || !tenant || !tenant_uid || cap < offsetof(entry, body) || len >= cap - offsetof(entry, body) ||
+      len < 2 || m[0] != '{' ||
+      m[len - 1] != '}' || m[len] != 0 || memchr(m, 0, len) ||
+      !copy_name(e->tenant, tenant, AUDIT_TENANT_MAX, CL_TENANT) ||
+      !copy_name(e->uid, tenant_uid, AUDIT_UID_MAX, CL_UID)) {
     free(block);
     return AUDIT_EINVAL;
   }
@@ -602,11 +711,8 @@ int audit_submit_block(audit_log *a, const char *tenant, const char *tenant_uid,
     uv_mutex_unlock(&a->mu);
     return AUDIT_ETOOBIG;
   }
-  entry *e = (entry *)(void *)block;
-  size_t tl = strlen(tenant), ul = strlen(tenant_uid);
-  memcpy(e->tenant, tenant, tl + 1);
-  memcpy(e->uid, tenant_uid, ul + 1);
   e->len = len;
+  e->cap = cap;
   return enqueue_entry(a, e);
 }
 

@@ -143,7 +143,9 @@ static int tenant_redact(gw_exchange *x, char *buf, size_t cap) {
     if (!rc && !json_is_object(set)) set = own = json_object();
     if (!rc && set) gw_memo_settings_put(memo, snap, x->tenant, (json_t *)set);
   }
-  if (!rc) gw_strlcpy(buf, gw_settings_string(set, "audit_redact"), cap);
+  /* most tenants add no pattern: one lookup, not the setting's table and
+   * the value's check (both only for a value that is there) */
+  if (!rc && json_object_get(set, "audit_redact")) gw_strlcpy(buf, gw_settings_string(set, "audit_redact"), cap);
   json_decref(own);
   json_decref(rec);
   gw__read_end(x->lp, txn);
@@ -160,11 +162,16 @@ void gw__audit_call_begin(gw_exchange *x, const char *connector, const char *too
   gw_buf b;
   size_t head = audit_text_headroom();
   gw_buf_init(&b, head + AUDIT_RECORD_MAX);
-  /* one allocation for the usual record (ids, names, the end's members),
-   * built after the audit queue's entry header: the block is queued as it
-   * is (audit_submit_block), never copied */
-  int rc = gw_buf_reserve(&b, head + 768 + (args_len < AUDIT_RECORD_MAX / 2 ? args_len : 0));
-  if (!rc) b.len = head;
+  /* one block for the usual record (ids, names, the end's members), built
+   * after the audit queue's entry header: the block is queued as it is
+   * (audit_submit_block), never copied, and usually one the log recycled
+   * (it grows like any buffer for large arguments) */
+  int rc = -1;
+  if ((b.data = gw_audit_block_get(srv))) {
+    b.cap = AUDIT_BLOCK_BYTES;
+    b.len = head;
+    rc = gw_buf_reserve(&b, head + 768 + (args_len < AUDIT_RECORD_MAX / 2 ? args_len : 0));
+  }
   rc = rc || gw_buf_appends(&b, "{\"kind\":\"call\"") || PUT_INT(&b, ",\"time\":", gw_wall_ms()) ||
            PUT_STR(&b, ",\"user\":", x->user);
   if (!rc && x->sid[0]) rc = PUT_STR(&b, ",\"session\":", x->sid);
@@ -227,6 +234,6 @@ void gw__audit_call_end(gw_exchange *x) {
     rc = PUT_INT(&b, ",\"duration_us\":", (uv_hrtime() - x->audit_start_ns) / 1000) ||
          PUT_INT(&b, ",\"bytes_out\":", x->audit_bytes_out) ||
          gw_buf_appends(&b, x->audit_is_error ? ",\"is_error\":true}" : ",\"is_error\":false}");
-  if (!rc) gw_audit_submit_block(x->lp->srv, x->tenant, x->tenant_uid, b.data, b.len - head); /* takes it */
+  if (!rc) gw_audit_submit_block(x->lp->srv, x->tenant, x->tenant_uid, b.data, b.len - head, b.cap); /* takes it */
   else gw_buf_free(&b);
 }

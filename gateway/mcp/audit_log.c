@@ -201,13 +201,16 @@ void gw_audit_request(gw_server *srv, const gw_req *req, const char *kind, int s
   gw_audit_submit(srv, req->tenant, uid, r);
 }
 
-void gw_audit_submit_block(gw_server *srv, const char *tenant, const char *tenant_uid, char *block, size_t len) {
+char *gw_audit_block_get(gw_server *srv) { return audit_block_get(srv->audit ? srv->audit->log : NULL); }
+
+void gw_audit_submit_block(gw_server *srv, const char *tenant, const char *tenant_uid, char *block, size_t len,
+                           size_t cap) {
   gw_audit *g = srv->audit;
   if (!g || !has_uid(g, tenant, tenant_uid)) {
     free(block);
     return;
   }
-  submitted(g, tenant, audit_submit_block(g->log, tenant, tenant_uid, block, len));
+  submitted(g, tenant, audit_submit_block(g->log, tenant, tenant_uid, block, len, cap));
 }
 
 /* case-insensitive: does p/n begin with pattern pat? */

@@ -52,9 +52,13 @@ bool gw_audit_refuses(const gw_server *srv);
 void gw_audit_submit(gw_server *srv, const char *tenant, const char *tenant_uid, json_t *rec);
 
 /* Queues a record the caller built in place (audit_submit_block: block is
- * malloc'd, audit_text_headroom() bytes then len bytes of members and a
- * NUL); takes block in every case. */
-void gw_audit_submit_block(gw_server *srv, const char *tenant, const char *tenant_uid, char *block, size_t len);
+ * malloc'd, cap bytes, audit_text_headroom() bytes then len bytes of
+ * members and a NUL); takes block in every case. */
+void gw_audit_submit_block(gw_server *srv, const char *tenant, const char *tenant_uid, char *block, size_t len,
+                           size_t cap);
+/* A block to build a record in (audit_block_get: AUDIT_BLOCK_BYTES, often
+ * one the log recycled); NULL when out of memory. */
+char *gw_audit_block_get(gw_server *srv);
 
 /* The tenant setting audit_redact (the tenant's additions to the
  * patterns; audit/audit.h: audit_redact_check), registered by the module
