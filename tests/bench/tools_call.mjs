@@ -76,6 +76,8 @@ const CALLGRIND = process.argv.includes('--callgrind') ? (Number(argStr('callgri
 // at most 5 %).
 const AUDIT_OFF = process.argv.includes('--audit-off');
 const AUDIT_COST = process.argv.includes('--audit-cost');
+// --verbose: every round's req/s and CPU per call under each variant's line
+const VERBOSE = process.argv.includes('--verbose');
 
 async function rpc(url, headers, msg) {
   const r = await fetch(url, {
@@ -227,6 +229,7 @@ async function main() {
           if (sc === 'sse') line += ` (${((x.p50 - m.direct.p50) / 101).toFixed(1)} us/event)`;
         }
         if (x.errors) line += `   (${x.errors} errors!)`;
+        if (VERBOSE) line += `\n      rounds: ${v.runs.map((r) => `${r.rps.toFixed(0)} (cpu ${(r.cpuUs ?? 0).toFixed(1)})`).join(', ')}`;
         console.log(line);
       }
       if (sc === 'call' && HALF) {
