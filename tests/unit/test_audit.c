@@ -1600,6 +1600,13 @@ TEST(tenant_sink_parse_store_purge_and_check) {
 
 /* audit_submit_block: the record built after the module's header is queued
  * as it is; refused blocks are freed (ASan's leak check) */
+/* a block of h + 8 bytes holding n bytes of m after the headroom */
+static char *block_of(size_t h, const char *m, size_t n) {
+  char *b = malloc(h + 8);
+  if (b) memcpy(b + h, m, n);
+  return b;
+}
+
 TEST(submit_block_queues_in_place) {
   tmp_setup();
   audit_log *a = open_default();
@@ -1612,24 +1619,12 @@ TEST(submit_block_queues_in_place) {
   CHECK_INT(audit_submit_block(a, "acme", UID_A, blk, strlen(m), h + strlen(m) + 1), 0);
   /* refused: not an object, a NUL inside, a bad uid or tenant, a cap the
    * members do not fit in — each block freed */
-  char *bad = malloc(h + 8);
-  memcpy(bad + h, "[1,2]", 6);
-  CHECK_INT(audit_submit_block(a, "acme", UID_A, bad, 5, h + 8), AUDIT_EINVAL);
-  bad = malloc(h + 8);
-  memcpy(bad + h, "{\"a\0\"}", 7);
-  CHECK_INT(audit_submit_block(a, "acme", UID_A, bad, 6, h + 8), AUDIT_EINVAL);
-  bad = malloc(h + 8);
-  memcpy(bad + h, "{}", 3);
-  CHECK_INT(audit_submit_block(a, "acme", "no uid!", bad, 2, h + 8), AUDIT_EINVAL);
-  bad = malloc(h + 8);
-  memcpy(bad + h, "{}", 3);
-  CHECK_INT(audit_submit_block(a, "Acme", UID_A, bad, 2, h + 8), AUDIT_EINVAL);
-  bad = malloc(h + 8);
-  memcpy(bad + h, "{}", 3);
-  CHECK_INT(audit_submit_block(a, "acme", "", bad, 2, h + 8), AUDIT_EINVAL);
-  bad = malloc(h + 8);
-  memcpy(bad + h, "{}", 3);
-  CHECK_INT(audit_submit_block(a, "acme", UID_A, bad, 2, h + 2), AUDIT_EINVAL);
+  CHECK_INT(audit_submit_block(a, "acme", UID_A, block_of(h, "[1,2]", 6), 5, h + 8), AUDIT_EINVAL);
+  CHECK_INT(audit_submit_block(a, "acme", UID_A, block_of(h, "{\"a\0\"}", 7), 6, h + 8), AUDIT_EINVAL);
+  CHECK_INT(audit_submit_block(a, "acme", "no uid!", block_of(h, "{}", 3), 2, h + 8), AUDIT_EINVAL);
+  CHECK_INT(audit_submit_block(a, "Acme", UID_A, block_of(h, "{}", 3), 2, h + 8), AUDIT_EINVAL);
+  CHECK_INT(audit_submit_block(a, "acme", "", block_of(h, "{}", 3), 2, h + 8), AUDIT_EINVAL);
+  CHECK_INT(audit_submit_block(a, "acme", UID_A, block_of(h, "{}", 3), 2, h + 2), AUDIT_EINVAL);
   CHECK_INT(audit_submit_block(a, "acme", UID_A, NULL, 2, 0), AUDIT_EINVAL);
   audit_flush(a);
   json_t *j = rec_json(a, UID_A, 1);
