@@ -264,6 +264,18 @@ static void sweep_family(st_txn *txn, const char *tenant, const char *family, in
   }
 }
 
+/* Is x's moment inside rotated token t's grace window? To the millisecond
+ * when both know it (a window of 1.5 s kept in whole seconds was anywhere
+ * from 0.5 to 1.5 s long, depending on where in its second the rotation
+ * fell: a client's second refresh 10 ms later, across a second's edge,
+ * was taken for a stolen token and its grant revoked); else in seconds (a
+ * token an older build rotated). */
+static bool in_grace(const json_t *t, const auth_oauth_issue *x) {
+  const json_t *ms = json_object_get(t, "grace_until_ms");
+  if (x->now_ms > 0 && json_is_integer(ms)) return x->now_ms < json_integer_value(ms);
+  return x->now < jint(t, "grace_until");
+}
+
 int auth_oauth_refresh(st_txn *txn, const uint8_t refresh_hash[32], const char *client_id, auth_oauth_issue *x) {
   uint8_t k[33];
   size_t kn = hkey(k, 't', refresh_hash);
@@ -291,7 +303,7 @@ int auth_oauth_refresh(st_txn *txn, const uint8_t refresh_hash[32], const char *
     const char *sealed_for = jstr(f, "sealed_for");
     char hex[65];
     for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", refresh_hash[i]);
-    if (x->now < jint(t, "grace_until") && sealed_for && !strcmp(sealed_for, hex) &&
+    if (in_grace(t, x) && sealed_for && !strcmp(sealed_for, hex) &&
         st_secret_get_str(txn, &aad, &pair) == 0) {
       char *nl = strchr(pair, '\n');
       if (nl && (size_t)(nl - pair) < sizeof x->access && strlen(nl + 1) < sizeof x->refresh) {
@@ -309,7 +321,7 @@ int auth_oauth_refresh(st_txn *txn, const uint8_t refresh_hash[32], const char *
       st_secret_str_free(pair);
       goto done;
     }
-    if (x->now < jint(t, "grace_until")) goto done; /* an older rotation's window: refuse, keep the grant */
+    if (in_grace(t, x)) goto done; /* an older rotation's window: refuse, keep the grant */
     rc = auth_oauth_family_revoke(txn, tenant, fam);
     if (rc == ST_ENOTFOUND) rc = 0;
     x->reused = true;
@@ -327,7 +339,13 @@ int auth_oauth_refresh(st_txn *txn, const uint8_t refresh_hash[32], const char *
   if ((rc = issue_pair(txn, x, fam, f))) goto done;
   /* the old refresh token is rotated; its successor sealed for the window */
   json_object_set_new(t, "rotated", json_integer(x->now));
-  json_object_set_new(t, "grace_until", json_integer(x->now + x->grace));
+  if (x->now_ms > 0) {
+    int64_t until_ms = x->now_ms + (x->grace_ms ? x->grace_ms : x->grace * 1000);
+    json_object_set_new(t, "grace_until_ms", json_integer(until_ms));
+    json_object_set_new(t, "grace_until", json_integer((until_ms + 999) / 1000));
+  } else {
+    json_object_set_new(t, "grace_until", json_integer(x->now + x->grace));
+  }
   if ((rc = put_json(txn, k, kn, t))) goto done;
   size_t al = strlen(x->access), rl = strlen(x->refresh);
   char *pair = malloc(al + rl + 2);

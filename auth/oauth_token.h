@@ -35,7 +35,8 @@
  *                                        the user's grants, so a deactivation
  *                                        leaves no code behind)
  *   "t" sha256(token)                  → JSON {k:"at"|"rt", tenant, family,
- *                                        expires[, rotated, grace_until]}
+ *                                        expires[, rotated, grace_until,
+ *                                        grace_until_ms]}
  *   "f" tenant \0 family               → JSON {user, client_id, client_name,
  *                                        connector, created, last_used,
  *                                        signin_at[, sealed]}
@@ -95,6 +96,8 @@ typedef struct auth_oauth_issue {
   char access[ST_TOKEN_BUFSZ], refresh[ST_TOKEN_BUFSZ];
   uint8_t access_hash[32], refresh_hash[32];
   int64_t now, access_ttl, refresh_ttl, max_signin_age, grace; /* unix s / seconds */
+  int64_t now_ms, grace_ms; /* the same moment in ms since the epoch, and the refresh reuse grace in ms:
+                               the window is kept to the millisecond (0: whole seconds, now + grace) */
   /* out */
   char user_id[40];
   char client_id[AUTH_OAUTH_CLIENT_ID_MAX + 1];

@@ -38,6 +38,7 @@
 #include "auth/oauth_token.h"
 #include "gateway/api/oauth_int.h"
 #include "gateway/api/pages_int.h"
+#include "gateway/base/clock.h"
 #include "gateway/base/log.h"
 #include "gateway/core/settings.h"
 #include "gateway/http/query.h"
@@ -582,10 +583,12 @@ void pages__token(gw_req *req, const char *tenant) {
   j->req = req;
   snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
   snprintf(j->x.tenant, sizeof j->x.tenant, "%s", tenant);
-  j->x.now = pages__now();
+  j->x.now_ms = gw_wall_ms(); /* one reading: the second and the millisecond agree */
+  j->x.now = j->x.now_ms / 1000;
   j->x.access_ttl = srv->cfg.access_token_ttl_ms / 1000;
   j->x.refresh_ttl = srv->cfg.refresh_token_ttl_ms / 1000;
   j->x.grace = srv->cfg.refresh_reuse_grace_ms / 1000;
+  j->x.grace_ms = srv->cfg.refresh_reuse_grace_ms; /* the window to the millisecond */
   if (st_token_new(AUTH_OAUTH_ACCESS_PREFIX, j->x.access, sizeof j->x.access) ||
       st_token_new(AUTH_OAUTH_REFRESH_PREFIX, j->x.refresh, sizeof j->x.refresh) ||
       st_token_hash(j->x.access, strlen(j->x.access), j->x.access_hash) ||

@@ -980,6 +980,49 @@ TEST(refresh_rotation_grace_and_reuse) {
   tmp_cleanup();
 }
 
+/* The grace window is kept to the millisecond: rotated at 0.999 s into a
+ * second with 1,500 ms of grace, the client's second refresh 11 ms later
+ * (across the second's edge) gets the same pair. Kept in whole seconds
+ * (grace 1 s from 1,500 ms) it was taken for a stolen token and the grant
+ * revoked; past the 1,500 ms it is. */
+static int refresh_ms(st_store *st, const char *rt, int64_t now_ms, int64_t grace_ms, auth_oauth_issue *x) {
+  uint8_t h[32];
+  if (st_token_hash(rt, strlen(rt), h)) return -999;
+  prep(x, "acme", now_ms / 1000);
+  x->now_ms = now_ms;
+  x->grace = grace_ms / 1000;
+  x->grace_ms = grace_ms;
+  refresh_job j = {h, CLIENT, x};
+  return st_write_sync(st, refresh_fn, &j);
+}
+
+TEST(refresh_grace_in_milliseconds) {
+  st_store *st = open_store();
+  CHECK(st);
+  char alice[40];
+  CHECK_INT(user(st, "acme", "alice@acme.com", true, alice), 201);
+  auth_oauth_issue g1, r2, rp, z;
+  CHECK_INT(grant(st, "acme", alice, "", T0 - 100, T0, &g1), 0);
+  int64_t rot = (T0 + 10) * 1000 + 999;
+  CHECK_INT(refresh_ms(st, g1.refresh, rot, 1500, &r2), 0);
+  CHECK(!r2.replayed && !r2.reused);
+  CHECK_INT(refresh_ms(st, g1.refresh, rot + 11, 1500, &rp), 0); /* the next second */
+  CHECK(rp.replayed);
+  CHECK(!rp.reused);
+  CHECK_STR(rp.refresh, r2.refresh);
+  CHECK_INT(refresh_ms(st, g1.refresh, rot + 1499, 1500, &rp), 0);
+  CHECK(rp.replayed);
+  /* a build that keeps only seconds still reads the window (rounded up) */
+  CHECK_INT(refresh(st, g1.refresh, (rot + 1499) / 1000, &rp), 0);
+  CHECK(rp.replayed);
+  CHECK_INT(refresh_ms(st, g1.refresh, rot + 1500, 1500, &z), 0);
+  CHECK(z.reused);
+  CHECK(!z.replayed);
+  CHECK_INT(ngrants(st, "acme", alice), 0);
+  st_close(st);
+  tmp_cleanup();
+}
+
 TEST(refresh_refusals) {
   st_store *st = open_store();
   CHECK(st);
@@ -1499,6 +1542,7 @@ int main(void) {
   RUN(code_put_sweeps_expired_codes);
   RUN(codes_go_with_their_user);
   RUN(refresh_rotation_grace_and_reuse);
+  RUN(refresh_grace_in_milliseconds);
   RUN(refresh_refusals);
   RUN(checks_read_the_user_without_hooks);
   RUN(tenants_share_nothing);
