@@ -232,6 +232,20 @@ async function main() {
         if (VERBOSE) line += `\n      rounds: ${v.runs.map((r) => `${r.rps.toFixed(0)} (cpu ${(r.cpuUs ?? 0).toFixed(1)})`).join(', ')}`;
         console.log(line);
       }
+      if (AUDIT_COST) {
+        // audit on against off round by round: the two ran seconds apart,
+        // so a slow phase of the machine moves both (a ratio of medians
+        // may take them from different phases)
+        for (const name of ['connector', 'aggregated']) {
+          const on = vs.find((v) => v.name === name), off = vs.find((v) => v.name === `${name}@noaudit`);
+          if (!on || !off) continue;
+          const ratios = on.runs.map((r, i) => r.rps / off.runs[i].rps);
+          const dcpu = on.runs.map((r, i) => (r.cpuUs ?? 0) - (off.runs[i].cpuUs ?? 0));
+          const pct = (x) => `${x >= 1 ? '+' : ''}${((x - 1) * 100).toFixed(1)} %`;
+          console.log(`  audit cost, ${name}: ${pct(median(ratios))} req/s (median of rounds: ${ratios.map(pct).join(', ')}), ` +
+            `CPU per call +${median(dcpu).toFixed(1)} us`);
+        }
+      }
       if (sc === 'call' && HALF) {
         // issue 14's latency goal: added latency at half the gateway's
         // maximum throughput (the lower of its two endpoints), every
