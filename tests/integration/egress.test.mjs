@@ -1,3 +1,4 @@
+// ci-variants: build-w1 build-asan-w2 (one loop plain, two loops under ASan; the plain two-loop run only repeated it — CI's 15 minutes)
 // Egress policy against SSRF (issue 12, item 2): connector URLs set by a
 // tenant admin reach only public addresses unless the operator lists more in
 // egress_allow. These gateways start WITHOUT the harness's loopback

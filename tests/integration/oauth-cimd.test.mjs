@@ -1,3 +1,4 @@
+// ci-variants: build-w1 build-asan-w2 (one loop plain, two loops under ASan; the plain two-loop run only repeated it — CI's 15 minutes)
 // Client ID Metadata Documents (issue 17): the client lookup the
 // authorization endpoint uses, exercised through the admin API's resolve
 // diagnostic (GET /admin/v1/tenants/{t}/oauth-clients/resolve?client_id=…).

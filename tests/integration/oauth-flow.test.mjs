@@ -1,3 +1,4 @@
+// ci-variants: build-w1 build-asan-w2 (a browser or client flow: one loop plain, two loops under ASan; the plain two-loop run only repeated it — CI's 15 minutes)
 // The gateway as OAuth authorization server for MCP clients (issue 17), the
 // way an MCP client walks it: DCR → authorize (the Okta sign-in at the real
 // oidc-provider, then the gateway's consent page) → code → token → the

@@ -1,3 +1,4 @@
+// ci-variants: build-w1 build-asan-w2 (one loop plain, two loops under ASan; the plain two-loop run only repeated it — CI's 15 minutes)
 // The limits of the gateway's OAuth authorization server (issue 17), each
 // shown working before it is shown refusing: an authorization code past
 // oauth_code_ttl_ms is refused (invalid_grant); a refresh past the tenant's

@@ -1,3 +1,4 @@
+// ci-variants: build-w1 build-asan-w2 (a browser or client flow: one loop plain, two loops under ASan; the plain two-loop run only repeated it — CI's 15 minutes)
 // Sign in with Okta (issue 16): the full authorization-code + PKCE login
 // against the real oidc-provider, the session it makes, /api/me, tokens made
 // on the page (bound to the sign-in, CSRF-protected, working on the MCP

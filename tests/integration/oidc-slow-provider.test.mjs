@@ -1,3 +1,4 @@
+// ci-variants: build-w1 build-asan-w2 (one loop plain, two loops under ASan; the plain two-loop run only repeated it — CI's 15 minutes)
 // A tenant's identity provider that trickles its replies (a malicious or
 // broken one: a byte every second, never done) cannot hold sign-ins open:
 // each reply must be complete 10 s after its head, so the callback fails

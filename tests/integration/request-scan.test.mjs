@@ -1,3 +1,4 @@
+// ci-variants: build-w1 build-asan-w2 (one loop plain, two loops under ASan; the plain two-loop run only repeated it — CI's 15 minutes)
 // tests/integration/request-scan.test.mjs — the common POST is read by a
 // scan (gw__mcp_post_lite, gateway/base/json_check.c's gw_json_pick), not a
 // parse; anything the scan does not decide goes to the strict parse. Both

@@ -1,3 +1,4 @@
+// ci-variants: build-w1 build-asan-w2 (one loop plain, two loops under ASan; the plain two-loop run only repeated it — CI's 15 minutes)
 // SCIM 2.0 bad input and the rest of the surface: malformed JSON, duplicate
 // keys, wrong types, unknown member ids, oversized bodies, content types,
 // invalid filters (the server stays up and stored data stays intact after

@@ -1,3 +1,4 @@
+// ci-variants: build-w1 build-asan-w2 (one loop plain, two loops under ASan; the plain two-loop run only repeated it — CI's 15 minutes)
 // Tenant settings (issue 13 move 9): one validated settings document per
 // tenant, in GET/PATCH /admin/v1/tenants/{id}.
 //   1. GET shows every registered key with its effective value (the
