@@ -29,23 +29,19 @@
  *    AUDIT_BLOCK_BYTES go back to a pool of pointers (POOL_MAX) that
  *    audit_block_get hands to the next records without reading them.
  *    The writer thread and this thread run as background threads (nice
- *    +5, SCHED_BATCH: store/writer.c st__thread_nice): a commit never
+ *    +5, SCHED_BATCH: st_thread_nice): a commit never
  *    preempts a loop. */
 #include "audit/audit_int.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -419,16 +415,7 @@ static entry *settle(audit_log *a, entry *list, size_t n, size_t bytes, entry *l
 static void thread_main(void *arg) {
   audit_log *a = arg;
   pthread_setname_np(pthread_self(), "mcpgate-audit");
-  if (a->nice) { /* Linux gives each thread its own nice value (PRIO_PROCESS with a tid) */
-    if (a->nice > 0) { /* a background thread: never preempts a loop when it wakes (as the writer's) */
-      struct sched_param sp = {0};
-      (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
-    }
-    id_t tid = (id_t)syscall(SYS_gettid);
-    errno = 0;
-    int cur = getpriority(PRIO_PROCESS, tid);
-    if (cur != -1 || !errno) (void)setpriority(PRIO_PROCESS, tid, cur + a->nice);
-  }
+  if (a->nice) st_thread_nice(a->nice); /* as its environment's writer */
   uint64_t next_heads = a->head_log_ns ? uv_hrtime() + a->head_log_ns : UINT64_MAX;
   uint64_t retry_at = 0, backoff = a->batch_ns;
   uv_mutex_lock(&a->mu);

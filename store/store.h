@@ -242,6 +242,13 @@ int st_sha256(const void *p, size_t n, uint8_t out[32]);
 /* 1 for a job (write) transaction, 0 for a read transaction. */
 int st_txn_is_write(const st_txn *txn);
 
+/* Adds inc to the calling thread's nice value (Linux: per thread; best
+ * effort, no privilege needed); inc > 0 also makes it SCHED_BATCH (a
+ * background thread: its fair share kept, never preempting a running
+ * thread when it wakes). The writers of st_options.writer_nice, and the
+ * audit log's thread. */
+void st_thread_nice(int inc);
+
 /* Looks a key up. ST_ENOTFOUND if absent. out: see st_val lifetime. */
 int st_get(st_txn *txn, st_db db, const void *k, size_t klen, st_val *out);
 

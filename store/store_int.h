@@ -102,8 +102,6 @@ typedef struct st__key {
 
 #define ST__RPOOL_MAX 16
 
-/* Adds inc to the calling thread's nice value (Linux, best effort). */
-void st__thread_nice(int inc);
 
 struct st_store {
   MDB_env *env;

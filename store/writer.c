@@ -471,7 +471,7 @@ static size_t run_batch(st_store *st, st__job **jobs, size_t n) {
   return used;
 }
 
-void st__thread_nice(int inc) {
+void st_thread_nice(int inc) {
   /* A background thread (inc > 0) is also a batch thread: SCHED_BATCH
    * keeps its fair share of CPU (no starvation, unlike SCHED_IDLE) but it
    * never preempts a running thread when it wakes. The audit log's commit
@@ -500,7 +500,7 @@ static void writer_main(void *arg) {
   if (st->schema == &st_schema_main) snprintf(name, sizeof name, "mcpgate-writer");
   else snprintf(name, sizeof name, "mcpgate-%.6sw", st->schema->name);
   pthread_setname_np(pthread_self(), name);
-  if (st->writer_nice) st__thread_nice(st->writer_nice);
+  if (st->writer_nice) st_thread_nice(st->writer_nice);
   for (;;) {
     size_t n = 0, off = 0;
     uv_mutex_lock(&st->qmu);
