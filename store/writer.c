@@ -478,7 +478,9 @@ void st_thread_nice(int inc) {
    * every 50 ms is a burst of a few ms: as a normal thread it preempted
    * the loop on waking (its sleep earned it the credit) and each request
    * then waiting on the loop was late — p99 doubled and throughput fell by
-   * ~10 % for ~2 % of the CPU. Best effort; needs no privilege. */
+   * ~10 % for ~2 % of the CPU. Best effort; needs no privilege. (Once
+   * running, a long job still shares the core it woke on: the audit log's
+   * commit job pauses now and then for that, audit/log.c.) */
   if (inc > 0) {
     struct sched_param sp = {0};
     (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
