@@ -9,7 +9,7 @@
 #   make run        deps + build + serve on 127.0.0.1:8080 with data in ./data
 #   make test       deps + build + check-layers + unit tests + integration
 #                   (plain and ASan)
-#   make bench      benchmarks (BENCH=policy,scim,call,idle,cold,proxy,offboard picks)
+#   make bench      benchmarks (BENCH=policy,scim,call,audit,idle,cold,proxy,offboard picks)
 #   make clean
 
 CC      ?= cc

@@ -6,6 +6,9 @@
 #   scim    scim_import.mjs            SCIM import vs nginx, group commit
 #   call    tools_call.mjs             tools/call, SSE, tools/list vs direct and nginx (wrk, C upstream);
 #                                      tools/call open loop at half the gateway's maximum (rate.c)
+#   audit   tools_call.mjs --audit-cost tools/call with audit on and off (the same binary, audit = false
+#                                      as @noaudit), 15 rounds x 2 s: the cost per round, on and off
+#                                      seconds apart, and its median (issue 22: within 5 %)
 #   idle    idle.mjs                   idle Claude Code-like clients: RSS, descriptors, throughput
 #   cold    cold_user.mjs              a cold user's first session in a 100k-user directory
 #   proxy   proxy.mjs                  the SDK client against server-everything (regression guard)
@@ -17,16 +20,17 @@ set -eu
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
 want=${1:-all}
-[ "$want" = all ] && want=policy,scim,call,idle,cold,proxy,offboard
+[ "$want" = all ] && want=policy,scim,call,audit,idle,cold,proxy,offboard
 for b in $(echo "$want" | tr ',' ' '); do
   case "$b" in
     policy) "$BUILD/bench/bench_policy" ;;
     scim) node tests/bench/scim_import.mjs ${BENCH_ARGS:-} ;;
     call) node tests/bench/tools_call.mjs ${BENCH_ARGS:-} ;;
+    audit) node tests/bench/tools_call.mjs ${BENCH_ARGS:-} --scenario call --audit-cost --no-half --rounds 15 --secs 2 ;; # BENCH_ARGS first: the first occurrence of an option wins
     idle) node tests/bench/idle.mjs ${BENCH_ARGS:-} ;;
     cold) node tests/bench/cold_user.mjs ${BENCH_ARGS:-} ;;
     proxy) node tests/bench/proxy.mjs ${BENCH_ARGS:-} ;;
     offboard) node tests/bench/offboard.mjs ${BENCH_ARGS:-} ;;
-    *) echo "bench: unknown '$b' (policy scim call idle cold proxy offboard)" >&2; exit 2 ;;
+    *) echo "bench: unknown '$b' (policy scim call audit idle cold proxy offboard)" >&2; exit 2 ;;
   esac
 done

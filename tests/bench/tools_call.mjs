@@ -243,7 +243,7 @@ async function main() {
           const dcpu = on.runs.map((r, i) => (r.cpuUs ?? 0) - (off.runs[i].cpuUs ?? 0));
           const pct = (x) => `${x >= 1 ? '+' : ''}${((x - 1) * 100).toFixed(1)} %`;
           console.log(`  audit cost, ${name}: ${pct(median(ratios))} req/s (median of rounds: ${ratios.map(pct).join(', ')}), ` +
-            `CPU per call +${median(dcpu).toFixed(1)} us`);
+            `CPU per call ${median(dcpu) >= 0 ? '+' : ''}${median(dcpu).toFixed(1)} us`);
         }
       }
       if (sc === 'call' && HALF) {
