@@ -146,6 +146,7 @@ asan:
 # make tsan: ThreadSanitizer over the unit tests and the proxy, revocation,
 # SCIM, audit and approval suites (the writer, audit and worker threads,
 # two loops, libuv's pool). Not in `make test`: it would not fit CI's budget.
+# Files limited to some runs by a ci-variants line run here too.
 TSAN_FILES ?= $(wildcard tests/integration/proxy*.test.mjs tests/integration/hardening-revocation*.test.mjs \
   tests/integration/offboard*.test.mjs tests/integration/scim*.test.mjs tests/integration/workers*.test.mjs \
   tests/integration/audit.test.mjs tests/integration/approvals.test.mjs)
@@ -154,7 +155,8 @@ tsan: deps
 	TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=0 second_deadlock_stack=1 $(TSAN_OPTIONS)" \
 	  TEST_ONLY=unit TEST_VARIANTS=build-tsan sh tests/run.sh
 	TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=0 second_deadlock_stack=1 $(TSAN_OPTIONS)" \
-	  TEST_ONLY=integration TEST_VARIANTS=build-tsan TEST_WORKERS=2 TEST_CONCURRENCY=2 TEST_FILES="$(TSAN_FILES)" sh tests/run.sh
+	  TEST_ONLY=integration TEST_VARIANTS=build-tsan TEST_WORKERS=2 TEST_CONCURRENCY=2 TEST_ALL_VARIANTS=1 \
+	  TEST_FILES="$(TSAN_FILES)" sh tests/run.sh
 
 deps:
 	@sh tests/deps.sh

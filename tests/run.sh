@@ -16,7 +16,8 @@
 # is exactly "N passed, N failed"; the exit status is non-zero on any failure.
 # Knobs: TEST_ONLY=unit|fuzz|integration, FUZZ_SECONDS (6), TEST_VARIANTS="build build-asan",
 #        TEST_FILES="tests/integration/http.test.mjs ...", TEST_WORKERS="1 2" (every
-#        variant), TEST_ASAN_WORKERS="2" (the sanitizer variant's default).
+#        variant), TEST_ASAN_WORKERS="2" (the sanitizer variant's default),
+#        TEST_ALL_VARIANTS=1 (ignore the files' ci-variants lines).
 set -u
 
 cd "$(dirname "$0")/.." || exit 2
@@ -102,8 +103,10 @@ run_integration() {
   # "// ci-variants: build-w1 build-asan-w2" (a fixture's self-test that
   # never starts the gateway, a test that starts its own loops): the other
   # runs skip it, which keeps CI inside its budget. Files without the line
-  # run everywhere.
+  # run everywhere. TEST_ALL_VARIANTS=1 ignores the line (make tsan: its
+  # own build, which no line names).
   kept=""
+  [ "${TEST_ALL_VARIANTS:-0}" = 1 ] && kept=$files && files=""
   for fl in $files; do
     want=$(head -n 40 "$fl" | sed -n 's|^// ci-variants: *||p' | head -n 1 | cut -d'(' -f1)
     if [ -z "$want" ] || echo " $want " | grep -q " $(basename "$variant")-w$workers "; then kept="$kept $fl"; fi
