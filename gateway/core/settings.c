@@ -253,9 +253,12 @@ int gw_settings_get_bool(st_txn *txn, const char *tenant, const char *name, bool
 }
 
 const char *gw_settings_string(const json_t *settings, const char *name) {
-  const gw_setting *s = gw_setting_find(name);
+  /* the value first: an unset key (the usual case, read on every call by
+   * some) costs one lookup, not the table's scan and the value's check */
   json_t *v = json_object_get(settings, name);
+  if (!v) return "";
+  const gw_setting *s = gw_setting_find(name);
   char err[8];
-  if (!s || s->type != GW_SETTING_STRING || s->secret || !v || !value_ok(s, v, err, sizeof err)) return "";
+  if (!s || s->type != GW_SETTING_STRING || s->secret || !value_ok(s, v, err, sizeof err)) return "";
   return json_string_value(v);
 }

@@ -143,9 +143,7 @@ static int tenant_redact(gw_exchange *x, char *buf, size_t cap) {
     if (!rc && !json_is_object(set)) set = own = json_object();
     if (!rc && set) gw_memo_settings_put(memo, snap, x->tenant, (json_t *)set);
   }
-  /* most tenants add no pattern: one lookup, not the setting's table and
-   * the value's check (both only for a value that is there) */
-  if (!rc && json_object_get(set, "audit_redact")) gw_strlcpy(buf, gw_settings_string(set, "audit_redact"), cap);
+  if (!rc) gw_strlcpy(buf, gw_settings_string(set, "audit_redact"), cap);
   json_decref(own);
   json_decref(rec);
   gw__read_end(x->lp, txn);
