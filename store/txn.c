@@ -169,56 +169,47 @@ int st_get(st_txn *t, st_db db, const void *k, size_t klen, st_val *out) {
   return 0;
 }
 
-int st_put(st_txn *t, st_db db, const void *k, size_t klen, const void *v, size_t vlen,
-           unsigned flags) {
+/* st_put and st_put_reserve: val holds the value (or, with MDB_RESERVE in
+ * mf, only its size; LMDB points it at the room made) */
+static int put(st_txn *t, st_db db, const void *k, size_t klen, MDB_val *val, unsigned flags, unsigned mf) {
   MDB_dbi dbi;
-  MDB_val key, val;
+  MDB_val key;
   uint8_t hbuf[33];
   int rc;
-  if (!t || !t->write || (flags & ~(ST_NOOVERWRITE | ST_APPEND)) || vlen > ST_VAL_MAX || (!v && vlen))
-    return ST_EINVAL;
   if (t->poison) return t->poison;
   if ((rc = dbi_of(t, db, &dbi)) < 0 || (rc = map_key(t, k, klen, hbuf, &key)) < 0) return rc;
-  val.mv_data = (void *)(v ? v : "");
-  val.mv_size = vlen;
-  unsigned mf = (flags & ST_NOOVERWRITE) ? MDB_NOOVERWRITE : 0;
+  if (flags & ST_NOOVERWRITE) mf |= MDB_NOOVERWRITE;
   t->wrote = 1;
   /* LMDB answers MDB_KEYEXIST, changing nothing, when the key does not
    * sort after the last one: then the ordinary put decides */
   if ((flags & ST_APPEND) && klen == key.mv_size) {
-    rc = mdb_put(t->txn, dbi, &key, &val, mf | MDB_APPEND);
-    if (rc != MDB_KEYEXIST) return rc ? txn_fail(t, rc) : 0;
+    MDB_val v = *val;
+    rc = mdb_put(t->txn, dbi, &key, &v, mf | MDB_APPEND);
+    if (rc != MDB_KEYEXIST) {
+      *val = v;
+      return rc ? txn_fail(t, rc) : 0;
+    }
   }
-  rc = mdb_put(t->txn, dbi, &key, &val, mf);
+  rc = mdb_put(t->txn, dbi, &key, val, mf);
   return rc ? txn_fail(t, rc) : 0;
 }
 
+int st_put(st_txn *t, st_db db, const void *k, size_t klen, const void *v, size_t vlen,
+           unsigned flags) {
+  if (!t || !t->write || (flags & ~(ST_NOOVERWRITE | ST_APPEND)) || vlen > ST_VAL_MAX || (!v && vlen))
+    return ST_EINVAL;
+  MDB_val val = {.mv_size = vlen, .mv_data = (void *)(v ? v : "")};
+  return put(t, db, k, klen, &val, flags, 0);
+}
+
 int st_put_reserve(st_txn *t, st_db db, const void *k, size_t klen, size_t vlen, unsigned flags, void **out) {
-  MDB_dbi dbi;
-  MDB_val key, val;
-  uint8_t hbuf[33];
-  int rc;
   if (out) *out = NULL;
   if (!t || !t->write || !out || (flags & ~(ST_NOOVERWRITE | ST_APPEND)) || vlen == 0 || vlen > ST_VAL_MAX)
     return ST_EINVAL;
-  if (t->poison) return t->poison;
-  if ((rc = dbi_of(t, db, &dbi)) < 0 || (rc = map_key(t, k, klen, hbuf, &key)) < 0) return rc;
-  unsigned mf = MDB_RESERVE | ((flags & ST_NOOVERWRITE) ? MDB_NOOVERWRITE : 0);
-  t->wrote = 1;
-  val.mv_data = NULL;
-  val.mv_size = vlen;
-  if ((flags & ST_APPEND) && klen == key.mv_size) {
-    rc = mdb_put(t->txn, dbi, &key, &val, mf | MDB_APPEND);
-    if (rc != MDB_KEYEXIST) {
-      if (rc) return txn_fail(t, rc);
-      *out = val.mv_data;
-      return 0;
-    }
-    val.mv_size = vlen;
-  }
-  if ((rc = mdb_put(t->txn, dbi, &key, &val, mf)) != 0) return txn_fail(t, rc);
-  *out = val.mv_data;
-  return 0;
+  MDB_val val = {.mv_size = vlen, .mv_data = NULL};
+  int rc = put(t, db, k, klen, &val, flags, MDB_RESERVE);
+  if (rc == 0) *out = val.mv_data;
+  return rc;
 }
 
 int st_del(st_txn *t, st_db db, const void *k, size_t klen) {
