@@ -91,6 +91,11 @@ typedef struct scim_resp {
   json_t *body;            /* owned; NULL for 204 */
   char location[600];      /* "" when none */
   char etag[48];           /* "" when none */
+  /* The user this request takes access away from (an active user
+   * deactivated or deleted), set once the request is found valid and
+   * before its writes: when they cannot be committed the caller cuts the
+   * user anyway (st_dir_user_cut_unwritten: fail closed). "" otherwise. */
+  char cut_user[SCIM_ID_LEN + 1];
 } scim_resp;
 
 /* True for methods that must run in a writer job. */

@@ -77,6 +77,7 @@ static int user_commit(st_txn *txn, const scim_req *rq, json_t *old, json_t *nu,
   bool changed = !json_equal(a, nu);
   json_decref(a);
   bool was = st_dir_user_record_active(old), now = st_dir_user_record_active(nu);
+  if (was && !now) snprintf(rs->cut_user, sizeof rs->cut_user, "%s", id);
   if (changed) {
     const char *created = json_string_value(json_object_get(json_object_get(old, "meta"), "created"));
     scim__set_meta(nu, "User", created ? created : rq->now, rq->now, scim__version_of(old) + 1);
@@ -95,6 +96,9 @@ static int user_commit(st_txn *txn, const scim_req *rq, json_t *old, json_t *nu,
   } else {
     json_object_set(nu, "meta", json_object_get(old, "meta"));
   }
+  /* a user cut in memory (a deactivation that could not be written): this
+   * write, once committed, is the IdP's latest word (store/dir.h) */
+  if ((rc = st_dir_user_cut_end(txn, rq->tenant, id))) return scim__fail_store(rs, rc);
   scim__reply_resource(rs, 200, scim__render_user(txn, rq, rq->tenant, nu, NULL), rq, "Users");
   return 0;
 }
@@ -160,6 +164,7 @@ int scim__user_delete(st_txn *txn, const scim_req *rq, const char *id, scim_resp
   }
   if (rc) return scim__fail_store(rs, rc);
   if ((rc = scim__if_match_ok(txn, rq, old, rs))) goto out;
+  if (st_dir_user_record_active(old)) snprintf(rs->cut_user, sizeof rs->cut_user, "%s", id);
   /* memberships: both directions, one event per group */
   st_dir_key p;
   st_dir_key_user_group(&p, rq->tenant, id, NULL);

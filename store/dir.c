@@ -12,9 +12,12 @@
  * subscriber as a SCIM deactivation; and the sign-out everywhere, an event
  * without a write. */
 #include "store/dir.h"
+#include "store/store_int.h"
+#include "store/tenant.h"
 
 #include <ctype.h>
 #include <openssl/sha.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -241,7 +244,7 @@ int st_dir_user_active(st_txn *txn, const char *tenant, const char *id) {
   json_t *u;
   int rc = res_get(txn, tenant, ST_DIR_USER, id, &u);
   if (rc) return rc;
-  rc = st_dir_user_record_active(u) ? 1 : 0;
+  rc = st_dir_user_record_active(u) && !st_dir_user_cut_marked(txn->st, tenant, id) ? 1 : 0;
   json_decref(u);
   if (rc == 1) {
     int b = st_dir_user_block_get(txn, tenant, id, NULL);
@@ -254,7 +257,107 @@ int st_dir_user_active(st_txn *txn, const char *tenant, const char *id) {
 bool st_dir_user_usable(st_txn *txn, const char *tenant, const json_t *user) {
   if (!st_dir_user_record_active(user)) return false;
   const char *id = json_string_value(json_object_get(user, "id"));
-  return id && st_dir_user_block_get(txn, tenant, id, NULL) == ST_ENOTFOUND;
+  return id && !st_dir_user_cut_marked(txn->st, tenant, id) &&
+         st_dir_user_block_get(txn, tenant, id, NULL) == ST_ENOTFOUND;
+}
+
+/* ---- users cut in memory ------------------------------------------------------ */
+
+struct st__cut {
+  char tenant[ST_TENANT_ID_MAX + 1];
+  char id[ST_DIR_ID_LEN + 1];
+};
+
+/* index of tenant/id in st->cut, or -1; under cutmu */
+static long cut_find(const st_store *st, const char *tenant, const char *id) {
+  size_t n = atomic_load(&st->ncut);
+  for (size_t i = 0; i < n; i++)
+    if (!strcmp(st->cut[i].id, id) && !strcmp(st->cut[i].tenant, tenant)) return (long)i;
+  return -1;
+}
+
+int st_dir_hook_cut_unwritten(st_store *st, st_dir_cut_fn fn, void *ctx) {
+  if (!st || !fn || atomic_load(&st->serving)) return ST_EINVAL;
+  if (st->ncutfn >= sizeof st->cutfn / sizeof st->cutfn[0]) return ST_ENOMEM;
+  st->cutfn[st->ncutfn] = fn;
+  st->cutctx[st->ncutfn++] = ctx;
+  return 0;
+}
+
+int st_dir_user_cut_unwritten(st_store *st, const char *tenant, const char *id, const char *via) {
+  if (!st || !tenant || !id || !via || strlen(tenant) > ST_TENANT_ID_MAX || strlen(id) > ST_DIR_ID_LEN)
+    return ST_EINVAL;
+  int rc = 0;
+  uv_mutex_lock(&st->cutmu);
+  size_t n = atomic_load(&st->ncut);
+  if (cut_find(st, tenant, id) < 0) {
+    if (n == st->cutcap) {
+      size_t cap = st->cutcap ? st->cutcap * 2 : 16;
+      struct st__cut *c = cap <= ST_DIR_CUT_MAX ? realloc(st->cut, cap * sizeof *c) : NULL;
+      if (!c) rc = ST_ENOMEM;
+      else st->cut = c, st->cutcap = cap;
+    }
+    if (!rc) {
+      snprintf(st->cut[n].tenant, sizeof st->cut[n].tenant, "%s", tenant);
+      snprintf(st->cut[n].id, sizeof st->cut[n].id, "%s", id);
+      atomic_store(&st->ncut, n + 1);
+    }
+  }
+  if (!rc) atomic_fetch_add(&st->cutgen, 1);
+  uv_mutex_unlock(&st->cutmu);
+  for (size_t i = 0; !rc && i < st->ncutfn; i++) st->cutfn[i](st->cutctx[i], tenant, id, via);
+  return rc;
+}
+
+size_t st_dir_users_cut_count(st_store *st) { return st ? atomic_load(&st->ncut) : 0; }
+
+bool st_dir_user_cut_marked(st_store *st, const char *tenant, const char *id) {
+  if (!st || atomic_load(&st->ncut) == 0) return false;
+  uv_mutex_lock(&st->cutmu);
+  bool marked = cut_find(st, tenant, id) >= 0;
+  uv_mutex_unlock(&st->cutmu);
+  return marked;
+}
+
+typedef struct cut_end {
+  st_store *st;
+  struct st__cut who;
+} cut_end;
+
+static void cut_end_run(void *arg) {
+  cut_end *c = arg;
+  st_store *st = c->st;
+  uv_mutex_lock(&st->cutmu);
+  long i = cut_find(st, c->who.tenant, c->who.id);
+  if (i >= 0) {
+    size_t n = atomic_load(&st->ncut);
+    st->cut[i] = st->cut[n - 1];
+    atomic_store(&st->ncut, n - 1);
+    atomic_fetch_add(&st->cutgen, 1);
+  }
+  uv_mutex_unlock(&st->cutmu);
+  free(c);
+}
+
+int st_dir_user_cut_end(st_txn *t, const char *tenant, const char *id) {
+  if (!t || !t->write || !tenant || !id) return ST_EINVAL;
+  if (!st_dir_user_cut_marked(t->st, tenant, id)) return 0;
+  cut_end *c = calloc(1, sizeof *c);
+  if (!c) return ST_ENOMEM;
+  c->st = t->st;
+  snprintf(c->who.tenant, sizeof c->who.tenant, "%s", tenant);
+  snprintf(c->who.id, sizeof c->who.id, "%s", id);
+  int rc = st_txn_after_commit(t, cut_end_run, free, c);
+  if (rc) free(c);
+  return rc;
+}
+
+int st__dir_cut_settle(st_txn *t, int kind, const void *event) {
+  const st_dir_event *ev = event;
+  if ((kind != ST_DIR_EV_USER_DEACTIVATED && kind != ST_DIR_EV_USER_REACTIVATED && kind != ST_DIR_EV_USER_DELETED) ||
+      !ev || !ev->tenant || !ev->id)
+    return 0;
+  return st_dir_user_cut_end(t, ev->tenant, ev->id);
 }
 
 /* ---- blocks ------------------------------------------------------------------ */

@@ -168,6 +168,42 @@ int st_dir_user_active(st_txn *txn, const char *tenant, const char *id);
  * active and not blocked. A store error reads as not usable (fail closed). */
 bool st_dir_user_usable(st_txn *txn, const char *tenant, const json_t *user);
 
+/* ---- users cut in memory -------------------------------------------------------
+ * A deactivation that cannot be written (the store full even for the
+ * reserve, a failing disk) must still take access away: the caller names
+ * the user here and, until the gateway stops, st_dir_user_active and
+ * st_dir_user_usable answer "not active" for them, whatever the stored
+ * record says — every check of a token, session, grant or sign-in asks
+ * those two. The mark ends when the IdP's next write of the user commits
+ * (a deactivation or deletion: the store then says it itself; a
+ * reactivation or any other change: the IdP's latest word), or an admin's
+ * block or restore of them; it does not survive a restart (the IdP's
+ * retry of its failed task writes it). The
+ * snapshot (st_txn_snapshot) changes with every mark, so caches keyed on
+ * it read afresh. At most ST_DIR_CUT_MAX marks: past that ST_ENOMEM, and
+ * the caller must say so (logged). Any thread. */
+#define ST_DIR_CUT_MAX 8192
+/* via as in st_dir_event ("patch", "put", "delete"); tenant, id and via
+ * are passed on to the st_dir_hook_cut_unwritten subscribers, on the
+ * caller's thread, after the mark. 0, ST_EINVAL or ST_ENOMEM (not
+ * marked: nothing was called). */
+int st_dir_user_cut_unwritten(st_store *st, const char *tenant, const char *id, const char *via);
+/* A subscriber to those marks (the MCP proxy ends the user's live
+ * exchanges, as it does after a committed deactivation). At most 4; at
+ * startup, like st_hook_add. Borrowed strings, valid for the call. */
+typedef void (*st_dir_cut_fn)(void *ctx, const char *tenant, const char *id, const char *via);
+int st_dir_hook_cut_unwritten(st_store *st, st_dir_cut_fn fn, void *ctx);
+/* After txn (a write) commits, the mark of tenant/id ends, if there is
+ * one then. The store calls it for every committed deactivation,
+ * reactivation or deletion; scim/ for every committed write of the user
+ * (the IdP's latest word: a reactivation of a user the store never saw
+ * deactivated changes nothing stored). 0 or ST_ENOMEM. */
+int st_dir_user_cut_end(st_txn *txn, const char *tenant, const char *id);
+/* How many users are marked so (/metrics). */
+size_t st_dir_users_cut_count(st_store *st);
+/* Whether tenant/id is marked so (a lock only when any mark exists). */
+bool st_dir_user_cut_marked(st_store *st, const char *tenant, const char *id);
+
 /* ---- blocks (admin revoke / restore) ---------------------------------------- */
 
 /* The block of a user: 0 and *info ({at, by, reason}; caller json_decref,

@@ -220,7 +220,9 @@ static void store_free(st_store *st, int sync_inited) {
     uv_rwlock_destroy(&st->kmu);
     uv_mutex_destroy(&st->rotmu);
     uv_mutex_destroy(&st->rmu);
+    uv_mutex_destroy(&st->cutmu);
   }
+  free(st->cut);
   free(st->key_file);
   free(st->dir);
   free(st);
@@ -268,7 +270,8 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
   st = calloc(1, sizeof *st);
   if (!st) return ST_ENOMEM;
   if (uv_mutex_init(&st->qmu) || uv_cond_init(&st->qcond) || uv_mutex_init(&st->smu) ||
-      uv_rwlock_init(&st->kmu) || uv_mutex_init(&st->rotmu) || uv_mutex_init(&st->rmu)) {
+      uv_rwlock_init(&st->kmu) || uv_mutex_init(&st->rotmu) || uv_mutex_init(&st->rmu) ||
+      uv_mutex_init(&st->cutmu)) {
     /* Partially initialised primitives cannot be told apart; leaking them
      * on this practically impossible path beats destroying garbage. */
     free(st);

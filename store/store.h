@@ -231,8 +231,10 @@ void st_txn_end(st_txn *txn);
 /* The store a transaction belongs to (handy inside jobs and hooks). */
 st_store *st_txn_store(st_txn *txn);
 /* The snapshot a read txn sees: the id of the last write committed before
- * it began (LMDB's txn id). Two read txns with the same id see the same
- * data, byte for byte; any commit in between changes it. Never 0. */
+ * it began (LMDB's txn id), with the generation of the users cut in memory
+ * (dir.h) above bit 40. Two read txns with the same value see the same
+ * data and the same answers; any commit or cut in between changes it.
+ * Compare for equality only. Never 0. */
 uint64_t st_txn_snapshot(const st_txn *txn);
 
 /* SHA-256 of n bytes at p into out (32 bytes); 0 or ST_ECRYPTO. The digest

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <uv.h>
 #include "store/store.h"
+#include "store/dir.h"
 
 #define ST__KEY_LEN 32       /* AES-256 */
 #define ST__KEYS_MAX 64      /* lines in a master key file */
@@ -44,6 +45,7 @@ struct st_txn {
   int migrating;       /* a migration step's txn: st_db_create allowed */
   int wrote;           /* st_put was called: the job writes (the reserve's mark applies) */
   int use_reserve;     /* st_txn_use_reserve: the job takes access away */
+  uint64_t cutgen;     /* st->cutgen when the txn began: part of st_txn_snapshot */
   st__action *act_head, *act_tail;
   struct st_cursor *cursors;
 };
@@ -158,6 +160,20 @@ struct st_store {
   uv_mutex_t rotmu;            /* one rotation at a time */
 
   atomic_int test_fail_commits; /* unit tests: fail the next N batch commits */
+
+  /* users whose removal of access could not be written (dir.c,
+   * st_dir_user_cut_unwritten): inactive to st_dir_user_active/usable
+   * until the IdP's next write of them commits (dir.h). ncut
+   * lets the usual empty set cost one atomic load; every change bumps
+   * cutgen, which st_txn_snapshot includes (caches keyed on it miss) */
+  uv_mutex_t cutmu;
+  struct st__cut *cut;
+  size_t cutcap;
+  atomic_size_t ncut;
+  atomic_uint_fast64_t cutgen;
+  st_dir_cut_fn cutfn[4];      /* st_dir_hook_cut_unwritten: frozen like hooks */
+  void *cutctx[4];
+  size_t ncutfn;
 };
 
 /* Formats one line and hands it to st->log (module "store"), or, with no
@@ -173,6 +189,10 @@ int st__is_resource(int err);
 
 /* Initialises t as a transaction of st over an MDB txn. */
 void st__txn_init(st_txn *t, st_store *st, MDB_txn *txn, int write);
+/* dir.c, from st_emit: a committed deactivation, reactivation or deletion
+ * of a user ends an in-memory cut of them (st_dir_user_cut_end). 0 or
+ * ST_ENOMEM. */
+int st__dir_cut_settle(st_txn *t, int kind, const void *event);
 /* Aborts the reset read transactions kept for reuse (before the env closes). */
 void st__read_pool_drain(st_store *st);
 /* Closes leftover cursors of t (logging them). Before commit/abort. */

@@ -23,6 +23,7 @@ void st__txn_init(st_txn *t, st_store *st, MDB_txn *txn, int write) {
   t->st = st;
   t->txn = txn;
   t->write = write;
+  t->cutgen = atomic_load(&st->cutgen);
 }
 
 st_store *st_txn_store(st_txn *txn) { return txn ? txn->st : NULL; }
@@ -134,7 +135,10 @@ void st__txn_close_cursors(st_txn *t) {
   }
 }
 
-uint64_t st_txn_snapshot(const st_txn *t) { return (uint64_t)mdb_txn_id(t->txn) + 1; }
+/* LMDB's txn id (far below 2^40), and above it the generation of the
+ * users cut in memory (dir.c): either changing changes what the store
+ * answers */
+uint64_t st_txn_snapshot(const st_txn *t) { return ((uint64_t)mdb_txn_id(t->txn) + 1) + (t->cutgen << 40); }
 
 void st_txn_end(st_txn *t) {
   if (!t) return;
@@ -373,6 +377,8 @@ int st_emit(st_txn *t, int event_kind, const void *event) {
   if (!t || !t->write) return ST_EINVAL;
   if (t->poison) return t->poison;
   if (takes_access_away(event_kind, event)) t->use_reserve = 1;
+  int rc0 = st__dir_cut_settle(t, event_kind, event);
+  if (rc0 < 0) return rc0;
   for (size_t i = 0; i < t->st->nhooks; i++) {
     const st__hook *h = &t->st->hooks[i];
     if (h->kind != event_kind) continue;

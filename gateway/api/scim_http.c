@@ -32,6 +32,7 @@
 #include "gateway/core/module.h"
 #include "gateway/core/server.h"
 #include "scim/scim.h"
+#include "store/dir.h"
 #include "store/store.h"
 
 #define SEEN_MAX 4096
@@ -263,6 +264,21 @@ static void job_done(int status, void *arg) {
   scim_job *j = arg;
   /* revocations queued by this commit ended live exchanges already: the
    * loop's port drains them before every done callback (server.c) */
+  if (status < 0 && j->rs.cut_user[0]) {
+    /* a valid deactivation (or delete) of an active user that could not be
+     * written: access goes anyway, in memory, until one commits (fail
+     * closed; store/dir.h) */
+    gw_log_ctx lc = {j->rq.tenant, NULL};
+    const char *via = !strcmp(j->rq.method, "DELETE") ? "delete" : !strcmp(j->rq.method, "PUT") ? "put" : "patch";
+    int rc = st_dir_user_cut_unwritten(j->store, j->rq.tenant, j->rs.cut_user, via);
+    if (rc == 0)
+      GW_LOG(GW_LOG_ERROR, "scim", &lc, "user %s: the deactivation could not be written (%s); the user is cut in "
+             "memory until the IdP's next write of them commits or the gateway restarts", j->rs.cut_user,
+             status >= ST_ERR_LAST && status <= ST_ERR_FIRST ? st_strerror(status) : "the request failed");
+    else
+      GW_LOG(GW_LOG_ERROR, "scim", &lc, "user %s: the deactivation could not be written, nor the user cut in memory "
+             "(%s): they keep access until a retry succeeds", j->rs.cut_user, st_strerror(rc));
+  }
   if (status < 0 && status >= ST_ERR_LAST && status <= ST_ERR_FIRST) {
     /* the commit itself failed: nothing was written */
     scim_resp_clear(&j->rs);
@@ -424,6 +440,7 @@ void gw_scim_dispatch(gw_req *req) {
   char now[32];
   gw_rfc3339_ms(gw_wall_ms(), now);
   memcpy(j->rq.now, now, sizeof j->rq.now - 1);
+  j->store = srv->store;
   int rc = st_submit(srv->store, req->lp->port, job_run, job_done, j);
   if (rc != 0) {
     job_free(j);

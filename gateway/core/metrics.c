@@ -11,6 +11,7 @@
 
 #include "gateway/core/limits.h"
 #include "gateway/core/server.h"
+#include "store/dir.h"
 #include "store/store.h"
 
 #define NBUCKETS 12
@@ -93,6 +94,11 @@ static void render_store(gw_server *srv, gw_buf *o) {
                 "# TYPE mcpgate_store_map_reserve_bytes gauge\nmcpgate_store_map_reserve_bytes %llu\n",
                 (unsigned long long)s.map_size, (unsigned long long)s.map_used,
                 (unsigned long long)s.map_live, (unsigned long long)s.map_reserve);
+  gw_buf_printf(o,
+                "# HELP mcpgate_store_users_cut_in_memory Users whose deactivation could not be written, cut in "
+                "memory until the IdP's next write of them commits (alert on > 0).\n"
+                "# TYPE mcpgate_store_users_cut_in_memory gauge\nmcpgate_store_users_cut_in_memory %zu\n",
+                st_dir_users_cut_count(srv->store));
 }
 
 int gw_metrics_render(gw_server *srv, gw_buf *o) {

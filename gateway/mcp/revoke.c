@@ -479,20 +479,33 @@ int gw__fanout_on_commit(st_txn *txn, gw_server *srv, const gw_revocation *r) {
   return rc;
 }
 
+/* what cut a user, by the event's via */
+static int user_trigger(const char *via) {
+  return !strcmp(via, "revoke") ? GW_REV_ADMIN
+         : !strcmp(via, "put")  ? GW_REV_SCIM_PUT
+         : !strcmp(via, "delete") ? GW_REV_SCIM_DELETE
+                                  : GW_REV_SCIM_PATCH;
+}
+
 static int on_user_gone(st_txn *txn, int kind, const void *event, void *ctx) {
   const scim_event *ev = event;
   gw_revocation r;
   fill(&r, ev->tenant, ev->id, NULL, NULL);
   /* a DELETE of an active user deactivates first: counted there; the one
    * sign-out everywhere there is, Okta's Universal Logout */
-  if (kind == ST_DIR_EV_USER_SIGNED_OUT)
-    r.trigger = GW_REV_UNIVERSAL_LOGOUT;
-  else if (kind == SCIM_EV_USER_DEACTIVATED && ev->via)
-    r.trigger = !strcmp(ev->via, "revoke") ? GW_REV_ADMIN
-                : !strcmp(ev->via, "put")  ? GW_REV_SCIM_PUT
-                : !strcmp(ev->via, "delete") ? GW_REV_SCIM_DELETE
-                                             : GW_REV_SCIM_PATCH;
+  if (kind == ST_DIR_EV_USER_SIGNED_OUT) r.trigger = GW_REV_UNIVERSAL_LOGOUT;
+  else if (kind == SCIM_EV_USER_DEACTIVATED && ev->via) r.trigger = user_trigger(ev->via);
   return gw__fanout_on_commit(txn, ctx, &r);
+}
+
+/* A deactivation that could not be written (store.h's dir: the user is
+ * marked cut in memory): the user's live exchanges end now, as after a
+ * commit. On the thread that marked (a loop, in the write's done). */
+static void on_cut_unwritten(void *ctx, const char *tenant, const char *id, const char *via) {
+  gw_revocation r;
+  fill(&r, tenant, id, NULL, NULL);
+  r.trigger = user_trigger(via);
+  enqueue(ctx, &r);
 }
 
 /* A tenant being deleted: every live exchange of it ends and every loop
@@ -889,6 +902,7 @@ int gw_proxy_register_hooks(gw_server *srv) {
     GW_LOG(GW_LOG_WARN, "mcp", NULL, "MCPGATE_TEST_CUT_BUDGET is set: a trigger cuts %d session record(s) itself, "
            "a sweep the rest in steps of as many (a test hook; never set it in production)", budget);
   int rc = st_dir_hook_user_cut(srv->store, on_user_gone, srv);
+  if (!rc) rc = st_dir_hook_cut_unwritten(srv->store, on_cut_unwritten, srv);
   if (!rc) rc = st_hook_add(srv->store, SCIM_EV_MEMBERSHIP_CHANGED, on_tools_changed, srv);
   if (!rc) rc = st_hook_add(srv->store, SCIM_EV_GROUP_CREATED, on_tools_changed, srv);
   if (!rc) rc = st_hook_add(srv->store, ST_EVENT_CONNECTOR_PUT, on_connector_put, srv);

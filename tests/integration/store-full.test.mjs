@@ -23,7 +23,7 @@ import assert from 'node:assert/strict';
 
 import { startGateway, request } from './lib/gateway.mjs';
 import { api, cli, assertExit, assertJsonError } from './lib/admin.mjs';
-import { startProxyFixture, connectClient, mcpPost, initializeBody, rawSession, toolText, assertGatewayUp } from './lib/mcp.mjs';
+import { startProxyFixture, connectClient, mcpPost, initializeBody, rawSession, openStream, mcpHeaders, toolText, assertGatewayUp } from './lib/mcp.mjs';
 import { URN, assertScimError, scimClient } from './lib/scim.mjs';
 
 const fixtures = [];
@@ -220,13 +220,19 @@ test('a full store: writes answer 507, reads and live sessions go on, a deactiva
   assert.equal(s.status, 200, `a new session after deletes: ${s.status} ${s.body}`);
 });
 
-test('without a reserve a deactivation that cannot be written answers 507, not 500', async () => {
+test('without a reserve a deactivation that cannot be written answers 507 and still cuts the user, in memory', async () => {
   const fx = await startProxyFixture({ gatewayArgs: ['--store-map-size', '1M', '--store-reserve', '0'] });
   fixtures.push(fx);
   const { t } = fx;
   const bob = await t.scim.fetch(`/Users/${fx.users.bob.id}`);
   const big = { ...bob, schemas: [URN.USER, URN.ENT], [URN.ENT]: { department: 'd'.repeat(9000) } };
   assert.equal((await t.scim.put(`/Users/${bob.id}`, big)).status, 200);
+  // bob's live session and stream, and alice's, opened while there was room
+  const bobS = await rawSession(fx.url, fx.tokens.bob);
+  const aliceS = await rawSession(fx.url, fx.tokens.alice);
+  assert.equal((await bobS.request('tools/list', {})).status, 200);
+  const bobStream = await openStream(fx.url, { headers: mcpHeaders({ token: fx.tokens.bob, sessionId: bobS.sessionId, protocolVersion: bobS.protocolVersion, accept: 'text/event-stream' }) });
+  assert.equal(bobStream.status, 200, 'bob holds a GET stream');
   const created = await fill(t.scim);
   assert.ok(created > 5, `${created} users fit`);
   // the map's real end: a wizard app's deactivation (PUT of the whole
@@ -235,5 +241,16 @@ test('without a reserve a deactivation that cannot be written answers 507, not 5
   const d = await t.scim.put(`/Users/${bob.id}`, { ...big, active: false });
   assertScimError(d, 507, { detail: STORE_FULL });
   assert.equal((await t.scim.fetch(`/Users/${fx.users.bob.id}`)).active, true, 'nothing was written');
+  // ...but access is taken away all the same (fail closed): bob's stream
+  // ends, his session and his token are refused; alice is untouched
+  await Promise.race([bobStream.ended, new Promise((_, no) => setTimeout(() => no(new Error("bob's stream was not cut")), 5000))]);
+  const after = await bobS.request('tools/list', {});
+  assert.equal(after.status, 401, `bob's session after the unwritten deactivation: ${after.status} ${after.body}`);
+  const bobNew = await mcpPost(fx.url, initializeBody(1), { token: fx.tokens.bob });
+  assert.equal(bobNew.status, 401, `bob's token after the unwritten deactivation: ${bobNew.status} ${bobNew.body}`);
+  assert.equal((await aliceS.request('tools/list', {})).status, 200, 'alice still works');
+  assert.equal(await metric(fx.gw, t.opToken, 'mcpgate_store_users_cut_in_memory'), 1, 'the SRE sees it');
+  assert.ok(fx.gw.logs().some((e) => e.level === 'error' && /deactivation could not be written/.test(e.msg ?? '')),
+    'the operator is told');
   await assertGatewayUp(fx.gw);
 });

@@ -87,6 +87,17 @@ static int count_cut(st_txn *txn, int kind, const void *event, void *ctx) {
   return 0;
 }
 
+/* st_dir_hook_cut_unwritten's subscriber: calls and the last user, via */
+static int n_unwritten;
+static char unw_user[40], unw_via[16];
+static void count_unwritten(void *ctx, const char *tenant, const char *id, const char *via) {
+  (void)ctx;
+  (void)tenant;
+  n_unwritten++;
+  snprintf(unw_user, sizeof unw_user, "%s", id);
+  snprintf(unw_via, sizeof unw_via, "%s", via);
+}
+
 static int setup(void) {
   char dir[128], path[128], body[512];
   strcpy(g_tmp, "/tmp/mcpgate-test-dir-XXXXXX");
@@ -100,7 +111,8 @@ static int setup(void) {
   if (scim_register_purge(st) != 0) return -1;
   scim_register_checks(st);
   if (st_hook_add(st, ST_DIR_EV_USER_DEACTIVATED, count_event, NULL) ||
-      st_hook_add(st, ST_DIR_EV_USER_REACTIVATED, count_event, NULL) || st_dir_hook_user_cut(st, count_cut, NULL))
+      st_hook_add(st, ST_DIR_EV_USER_REACTIVATED, count_event, NULL) || st_dir_hook_user_cut(st, count_cut, NULL) ||
+      st_dir_hook_cut_unwritten(st, count_unwritten, NULL))
     return -1;
   if (scim("acme", "POST", "/Users", "{\"userName\":\"Alice@Acme.com\",\"externalId\":\"okta-1\"}", alice) != 201 ||
       scim("acme", "POST", "/Users", "{\"userName\":\"bob@acme.com\",\"externalId\":\"okta-2\",\"active\":false}", bob) != 201 ||
@@ -208,6 +220,71 @@ TEST(active_flag) {
   CHECK_INT(st_read_begin(st, &t), 0);
   CHECK_INT(st_dir_user_active(t, "acme", alice), 1);
   st_txn_end(t);
+}
+
+/* A deactivation that could not be written: the user is cut in memory
+ * (every active/usable check says no, the snapshot changes so caches read
+ * afresh, the subscriber is told) until the IdP's next write of the user
+ * commits; another user and another tenant are untouched. */
+static int active_now(const char *tenant, const char *id, uint64_t *snap) {
+  st_txn *t;
+  if (st_read_begin(st, &t)) return -99;
+  int a = st_dir_user_active(t, tenant, id);
+  json_t *u = NULL;
+  if (a == 1 && (st_dir_user_get(t, tenant, id, &u) || !st_dir_user_usable(t, tenant, u))) a = -2;
+  json_decref(u);
+  if (snap) *snap = st_txn_snapshot(t);
+  st_txn_end(t);
+  return a;
+}
+
+TEST(cut_in_memory_until_the_next_write) {
+  uint64_t s0, s1, s2;
+  char path[80], erin[40];
+  CHECK_INT(scim("acme", "POST", "/Users", "{\"userName\":\"erin@acme.com\"}", erin), 201);
+  int alice_was = active_now("acme", alice, NULL);
+  CHECK_INT(active_now("acme", erin, &s0), 1);
+  CHECK_INT(st_dir_user_cut_unwritten(st, "acme", erin, "put"), 0);
+  CHECK_INT(n_unwritten, 1);
+  CHECK_STR(unw_user, erin);
+  CHECK_STR(unw_via, "put");
+  CHECK(st_dir_user_cut_marked(st, "acme", erin));
+  CHECK_INT(active_now("acme", erin, &s1), 0);
+  CHECK(s1 != s0); /* caches keyed on the snapshot miss */
+  /* usable says no too (login, tokens, policy) */
+  st_txn *t;
+  json_t *u;
+  CHECK_INT(st_read_begin(st, &t), 0);
+  CHECK_INT(st_dir_user_get(t, "acme", erin, &u), 0);
+  CHECK(!st_dir_user_usable(t, "acme", u));
+  json_decref(u);
+  st_txn_end(t);
+  /* the same id in another tenant, and another user: untouched */
+  CHECK(!st_dir_user_cut_marked(st, "other", erin));
+  CHECK_INT(active_now("acme", alice, NULL), alice_was);
+  CHECK_INT(st_dir_user_cut_unwritten(st, "acme", erin, "put"), 0); /* twice: one mark */
+  CHECK_INT(st_dir_user_cut_unwritten(st, NULL, erin, "put"), ST_EINVAL);
+  /* a write that fails (its job aborts) ends nothing */
+  snprintf(path, sizeof path, "/Users/%s", erin);
+  CHECK_INT(scim("acme", "PATCH", path, "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],"
+                 "\"Operations\":[{\"op\":\"bogus\"}]}", NULL), 400);
+  CHECK(st_dir_user_cut_marked(st, "acme", erin));
+  /* the IdP's next write of erin commits (here a reactivation of a user
+   * the store never saw deactivated: nothing stored changes) */
+  CHECK_INT(scim("acme", "PATCH", path, "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],"
+                 "\"Operations\":[{\"op\":\"replace\",\"value\":{\"active\":true}}]}", NULL), 200);
+  CHECK(!st_dir_user_cut_marked(st, "acme", erin));
+  CHECK_INT(active_now("acme", erin, &s2), 1);
+  CHECK(s2 != s1);
+  /* a deactivation that commits ends a mark too (the store says it now) */
+  CHECK_INT(st_dir_user_cut_unwritten(st, "acme", erin, "patch"), 0);
+  CHECK_INT(scim("acme", "PATCH", path, "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],"
+                 "\"Operations\":[{\"op\":\"replace\",\"value\":{\"active\":false}}]}", NULL), 200);
+  CHECK(!st_dir_user_cut_marked(st, "acme", erin));
+  CHECK_INT(active_now("acme", erin, NULL), 0);
+  CHECK_INT(scim("acme", "PATCH", path, "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],"
+                 "\"Operations\":[{\"op\":\"replace\",\"value\":{\"active\":true}}]}", NULL), 200);
+  CHECK_INT(active_now("acme", erin, NULL), 1);
 }
 
 static int has(const json_t *arr, const char *id) {
@@ -582,6 +659,7 @@ int main(void) {
   RUN(blocks);
   RUN(sign_out_everywhere);
   RUN(key_encoding);
+  RUN(cut_in_memory_until_the_next_write);
   st_close(st);
   nftw(g_tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
   return UNIT_DONE();
