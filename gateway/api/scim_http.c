@@ -271,6 +271,8 @@ static void job_done(int status, void *arg) {
     gw_log_ctx lc = {j->rq.tenant, NULL};
     const char *via = !strcmp(j->rq.method, "DELETE") ? "delete" : !strcmp(j->rq.method, "PUT") ? "put" : "patch";
     int rc = st_dir_user_cut_unwritten(j->store, j->rq.tenant, j->rs.cut_user, via);
+    snprintf(j->req->audit_note, sizeof j->req->audit_note, "not written; user %s %s", j->rs.cut_user,
+             rc == 0 ? "cut in memory" : "NOT cut (no room in memory)");
     if (rc == 0)
       GW_LOG(GW_LOG_ERROR, "scim", &lc, "user %s: the deactivation could not be written (%s); the user is cut in "
              "memory until the IdP's next write of them commits or the gateway restarts", j->rs.cut_user,

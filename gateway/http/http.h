@@ -75,7 +75,8 @@ struct gw_req {
   char tenant[64];      /* set by handlers for logs, "" when none */
   char actor[48];       /* who authenticated it, set by handlers for the audit log ("operator",
                            "admin-token:<id>", "scim-token:<id>", "user:<id>"), "" when none */
-  char audit_note[96];  /* why it was refused, for the audit log (a sign-in's failure), "" when none */
+  char audit_note[96];  /* for the audit log: why it was refused (a sign-in's failure), or what was done
+                           instead (a SCIM deactivation not written: the user cut in memory); "" when none */
   char *audit_detail;   /* what changed, for the audit log: one JSON object (before → after), in the
                            request's arena (gw_req_strdup), or NULL; never a secret */
   uint64_t start_ns;

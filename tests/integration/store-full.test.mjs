@@ -250,6 +250,16 @@ test('without a reserve a deactivation that cannot be written answers 507 and st
   assert.equal(bobNew.status, 401, `bob's token after the unwritten deactivation: ${bobNew.status} ${bobNew.body}`);
   assert.equal((await aliceS.request('tools/list', {})).status, 200, 'alice still works');
   assert.equal(await metric(fx.gw, t.opToken, 'mcpgate_store_users_cut_in_memory'), 1, 'the SRE sees it');
+  // and the audit log (its own environment, not full) says what was done instead
+  let rec;
+  for (let i = 0; i < 50 && !rec; i++) {
+    const q = await t.admin('GET', '/audit?limit=50');
+    assert.equal(q.status, 200, q.body);
+    rec = JSON.parse(q.body).records.find((x) => x.kind === 'scim' && x.status === 507 && x.method === 'PUT');
+    if (!rec) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(rec, 'the refused deactivation is in the audit log');
+  assert.equal(rec.note, `not written; user ${bob.id} cut in memory`);
   assert.ok(fx.gw.logs().some((e) => e.level === 'error' && /deactivation could not be written/.test(e.msg ?? '')),
     'the operator is told');
   await assertGatewayUp(fx.gw);
