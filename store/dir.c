@@ -289,9 +289,11 @@ int st_dir_user_cut_unwritten(st_store *st, const char *tenant, const char *id, 
     return ST_EINVAL;
   int rc = 0;
   uv_mutex_lock(&st->cutmu);
-  size_t n = atomic_load(&st->ncut);
+  size_t n = atomic_load(&st->ncut), mine = 0;
   if (cut_find(st, tenant, id) < 0) {
-    if (n == st->cutcap) {
+    for (size_t i = 0; i < n; i++) mine += !strcmp(st->cut[i].tenant, tenant);
+    if (mine >= ST_DIR_CUT_TENANT_MAX) rc = ST_ENOMEM; /* one tenant never uses up the others' room */
+    else if (n == st->cutcap) {
       size_t cap = st->cutcap ? st->cutcap * 2 : 16;
       struct st__cut *c = cap <= ST_DIR_CUT_MAX ? realloc(st->cut, cap * sizeof *c) : NULL;
       if (!c) rc = ST_ENOMEM;

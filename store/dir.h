@@ -180,9 +180,11 @@ bool st_dir_user_usable(st_txn *txn, const char *tenant, const json_t *user);
  * block or restore of them; it does not survive a restart (the IdP's
  * retry of its failed task writes it). The
  * snapshot (st_txn_snapshot) changes with every mark, so caches keyed on
- * it read afresh. At most ST_DIR_CUT_MAX marks: past that ST_ENOMEM, and
+ * it read afresh. At most ST_DIR_CUT_MAX marks, ST_DIR_CUT_TENANT_MAX of
+ * one tenant: past that ST_ENOMEM, and
  * the caller must say so (logged). Any thread. */
 #define ST_DIR_CUT_MAX 8192
+#define ST_DIR_CUT_TENANT_MAX 1024 /* of one tenant */
 /* via as in st_dir_event ("patch", "put", "delete"); tenant, id and via
  * are passed on to the st_dir_hook_cut_unwritten subscribers, on the
  * caller's thread, after the mark. 0, ST_EINVAL or ST_ENOMEM (not

@@ -285,6 +285,17 @@ TEST(cut_in_memory_until_the_next_write) {
   CHECK_INT(scim("acme", "PATCH", path, "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],"
                  "\"Operations\":[{\"op\":\"replace\",\"value\":{\"active\":true}}]}", NULL), 200);
   CHECK_INT(active_now("acme", erin, NULL), 1);
+  /* one tenant's marks are capped apart: another tenant can still mark */
+  char fake[40];
+  for (int i = 0; i < ST_DIR_CUT_TENANT_MAX; i++) {
+    snprintf(fake, sizeof fake, "00000000-0000-4000-8000-%012d", i);
+    CHECK_INT(st_dir_user_cut_unwritten(st, "noisy", fake, "patch"), 0);
+  }
+  CHECK_INT(st_dir_user_cut_unwritten(st, "noisy", "00000000-0000-4000-8000-999999999999", "patch"), ST_ENOMEM);
+  CHECK_INT(st_dir_user_cut_unwritten(st, "noisy", fake, "patch"), 0); /* one it holds: still fine */
+  CHECK_INT(st_dir_user_cut_unwritten(st, "acme", erin, "patch"), 0);
+  CHECK_INT(active_now("acme", erin, NULL), 0);
+  CHECK_INT((int)st_dir_users_cut_count(st), ST_DIR_CUT_TENANT_MAX + 1);
 }
 
 static int has(const json_t *arr, const char *id) {
