@@ -230,12 +230,16 @@ int scim__if_match_ok(st_txn *txn, const scim_req *rq, const json_t *stored, sci
 
 /* ---------- events ---------- */
 
+const char *scim_via(const scim_req *rq) {
+  return !strcmp(rq->method, "POST")    ? "post"
+         : !strcmp(rq->method, "PUT")   ? "put"
+         : !strcmp(rq->method, "PATCH") ? "patch"
+                                        : "delete";
+}
+
 int scim__emit(st_txn *txn, int kind, const scim_req *rq, const char *id, const char *name,
                 const char *old_name, const json_t *added, const json_t *removed, scim_resp *rs) {
-  const char *via = !strcmp(rq->method, "POST")    ? "post"
-                    : !strcmp(rq->method, "PUT")   ? "put"
-                    : !strcmp(rq->method, "PATCH") ? "patch"
-                                                   : "delete";
+  const char *via = scim_via(rq);
   size_t na = added ? json_array_size(added) : 0, nr = removed ? json_array_size(removed) : 0;
   const char **a = na ? calloc(na, sizeof *a) : NULL, **r = nr ? calloc(nr, sizeof *r) : NULL;
   for (size_t i = 0; a && i < na; i++) a[i] = json_string_value(json_array_get(added, i));

@@ -98,6 +98,9 @@ typedef struct scim_resp {
   char cut_user[SCIM_ID_LEN + 1];
 } scim_resp;
 
+/* The "via" of the lifecycle events a write request emits (st_dir_event):
+ * "post", "put", "patch" or "delete", by its method. Static. */
+const char *scim_via(const scim_req *rq);
 /* True for methods that must run in a writer job. */
 bool scim_is_write(const char *method);
 /* True when the request writes (POST …/.search is a read). */

@@ -269,8 +269,7 @@ static void job_done(int status, void *arg) {
      * written: access goes anyway, in memory, until one commits (fail
      * closed; store/dir.h) */
     gw_log_ctx lc = {j->rq.tenant, NULL};
-    const char *via = !strcmp(j->rq.method, "DELETE") ? "delete" : !strcmp(j->rq.method, "PUT") ? "put" : "patch";
-    int rc = st_dir_user_cut_unwritten(j->store, j->rq.tenant, j->rs.cut_user, via);
+    int rc = st_dir_user_cut_unwritten(j->store, j->rq.tenant, j->rs.cut_user, scim_via(&j->rq));
     snprintf(j->req->audit_note, sizeof j->req->audit_note, "not written; user %s %s", j->rs.cut_user,
              rc == 0 ? "cut in memory" : "NOT cut (no room in memory)");
     if (rc == 0)
