@@ -58,8 +58,10 @@ out:
   return rc;
 }
 
-/* Writes `nu` over `old` (same id), fixing indexes and emitting events. */
-static int user_commit(st_txn *txn, const scim_req *rq, json_t *old, json_t *nu, scim_resp *rs) {
+/* Writes `nu` over `old` (same id), fixing indexes and emitting events.
+ * says_active: the request itself sets "active" (not a write that keeps
+ * what is stored). */
+static int user_commit(st_txn *txn, const scim_req *rq, json_t *old, json_t *nu, bool says_active, scim_resp *rs) {
   const char *id = scim__jstr(old, "id");
   char owner[SCIM_ID_LEN + 1];
   int rc;
@@ -96,9 +98,11 @@ static int user_commit(st_txn *txn, const scim_req *rq, json_t *old, json_t *nu,
   } else {
     json_object_set(nu, "meta", json_object_get(old, "meta"));
   }
-  /* a user cut in memory (a deactivation that could not be written): this
-   * write, once committed, is the IdP's latest word (store/dir.h) */
-  if ((rc = st_dir_user_cut_end(txn, rq->tenant, id))) return scim__fail_store(rs, rc);
+  /* a user cut in memory (a deactivation that could not be written): a
+   * write that sets "active", once committed, is the IdP's latest word on
+   * it (store/dir.h); one that only changes a profile attribute is not —
+   * the deactivation it may follow never landed */
+  if (says_active && (rc = st_dir_user_cut_end(txn, rq->tenant, id))) return scim__fail_store(rs, rc);
   scim__reply_resource(rs, 200, scim__render_user(txn, rq, rq->tenant, nu, NULL), rq, "Users");
   return 0;
 }
@@ -118,12 +122,32 @@ int scim__user_replace(st_txn *txn, const scim_req *rq, const char *id, scim_res
     goto out;
   }
   /* a PUT that omits active leaves it unchanged */
-  if (!json_object_get(nu, "active")) json_object_set(nu, "active", json_object_get(old, "active") ?: json_true());
-  rc = user_commit(txn, rq, old, nu, rs);
+  bool says_active = json_object_get(nu, "active") != NULL;
+  if (!says_active) json_object_set(nu, "active", json_object_get(old, "active") ?: json_true());
+  rc = user_commit(txn, rq, old, nu, says_active, rs);
   json_decref(nu);
 out:
   json_decref(old);
   return rc;
+}
+
+/* Whether the PATCH body sets "active" (with or without a path, any
+ * case): applied once more to the user without it. Only asked for a user
+ * cut in memory (the one reader of the answer); an error says no. */
+static bool patch_sets_active(st_txn *txn, const scim_req *rq, const json_t *old) {
+  const char *id = scim__jstr(old, "id");
+  if (!st_dir_user_cut_marked(st_txn_store(txn), rq->tenant, id)) return false;
+  json_t *probe = json_deep_copy(old);
+  if (!probe) return false;
+  json_object_del(probe, "meta");
+  json_object_del(probe, "active");
+  scim_resp scratch;
+  memset(&scratch, 0, sizeof scratch);
+  bool sets = scim__patch_apply(probe, rq->body, false, NULL, scim__validate_types, NULL, &scratch) == 0 &&
+              scim__oget(probe, "active", NULL) != NULL;
+  scim_resp_clear(&scratch);
+  json_decref(probe);
+  return sets;
 }
 
 int scim__user_patch(st_txn *txn, const scim_req *rq, const char *id, scim_resp *rs) {
@@ -148,7 +172,7 @@ int scim__user_patch(st_txn *txn, const scim_req *rq, const char *id, scim_resp 
     rc = SCIM_EABORT;
     goto out;
   }
-  rc = user_commit(txn, rq, old, nu, rs);
+  rc = user_commit(txn, rq, old, nu, patch_sets_active(txn, rq, old), rs);
   json_decref(nu);
 out:
   json_decref(old);

@@ -288,6 +288,7 @@ int st_dir_user_cut_unwritten(st_store *st, const char *tenant, const char *id, 
   if (!st || !tenant || !id || !via || strlen(tenant) > ST_TENANT_ID_MAX || strlen(id) > ST_DIR_ID_LEN)
     return ST_EINVAL;
   int rc = 0;
+  bool added = false;
   uv_mutex_lock(&st->cutmu);
   size_t n = atomic_load(&st->ncut), mine = 0;
   if (cut_find(st, tenant, id) < 0) {
@@ -303,9 +304,13 @@ int st_dir_user_cut_unwritten(st_store *st, const char *tenant, const char *id, 
       snprintf(st->cut[n].tenant, sizeof st->cut[n].tenant, "%s", tenant);
       snprintf(st->cut[n].id, sizeof st->cut[n].id, "%s", id);
       atomic_store(&st->ncut, n + 1);
+      added = true;
     }
   }
-  if (!rc) atomic_fetch_add(&st->cutgen, 1);
+  /* only a new mark changes the snapshot: the IdP retrying a failing
+   * deactivation must neither empty every loop's caches each time nor walk
+   * the generation (24 bits of the snapshot) back to an earlier value */
+  if (added) atomic_fetch_add(&st->cutgen, 1);
   uv_mutex_unlock(&st->cutmu);
   for (size_t i = 0; !rc && i < st->ncutfn; i++) st->cutfn[i](st->cutctx[i], tenant, id, via);
   return rc;
@@ -323,41 +328,65 @@ bool st_dir_user_cut_marked(st_store *st, const char *tenant, const char *id) {
 
 typedef struct cut_end {
   st_store *st;
-  struct st__cut who;
+  struct st__cut who; /* who.id "": every mark of who.tenant */
 } cut_end;
 
 static void cut_end_run(void *arg) {
   cut_end *c = arg;
   st_store *st = c->st;
+  bool ended = false;
   uv_mutex_lock(&st->cutmu);
-  long i = cut_find(st, c->who.tenant, c->who.id);
-  if (i >= 0) {
-    size_t n = atomic_load(&st->ncut);
-    st->cut[i] = st->cut[n - 1];
-    atomic_store(&st->ncut, n - 1);
+  size_t n = atomic_load(&st->ncut);
+  for (size_t i = n; i-- > 0;) { /* backwards: the last entry fills a hole */
+    if (strcmp(st->cut[i].tenant, c->who.tenant) || (c->who.id[0] && strcmp(st->cut[i].id, c->who.id))) continue;
+    st->cut[i] = st->cut[--n];
+    ended = true;
+  }
+  if (ended) {
+    atomic_store(&st->ncut, n);
     atomic_fetch_add(&st->cutgen, 1);
   }
   uv_mutex_unlock(&st->cutmu);
   free(c);
 }
 
-int st_dir_user_cut_end(st_txn *t, const char *tenant, const char *id) {
-  if (!t || !t->write || !tenant || !id) return ST_EINVAL;
-  if (!st_dir_user_cut_marked(t->st, tenant, id)) return 0;
+static bool tenant_marked(st_store *st, const char *tenant) {
+  if (atomic_load(&st->ncut) == 0) return false;
+  bool any = false;
+  uv_mutex_lock(&st->cutmu);
+  size_t n = atomic_load(&st->ncut);
+  for (size_t i = 0; i < n && !any; i++) any = !strcmp(st->cut[i].tenant, tenant);
+  uv_mutex_unlock(&st->cutmu);
+  return any;
+}
+
+/* id NULL: every mark of the tenant */
+static int cut_end_after(st_txn *t, const char *tenant, const char *id) {
+  if (id ? !st_dir_user_cut_marked(t->st, tenant, id) : !tenant_marked(t->st, tenant)) return 0;
   cut_end *c = calloc(1, sizeof *c);
   if (!c) return ST_ENOMEM;
   c->st = t->st;
   snprintf(c->who.tenant, sizeof c->who.tenant, "%s", tenant);
-  snprintf(c->who.id, sizeof c->who.id, "%s", id);
+  snprintf(c->who.id, sizeof c->who.id, "%s", id ? id : "");
   int rc = st_txn_after_commit(t, cut_end_run, free, c);
   if (rc) free(c);
   return rc;
 }
 
+int st_dir_user_cut_end(st_txn *t, const char *tenant, const char *id) {
+  if (!t || !t->write || !tenant || !id || !id[0]) return ST_EINVAL;
+  return cut_end_after(t, tenant, id);
+}
+
 int st__dir_cut_settle(st_txn *t, int kind, const void *event) {
+  if (!event) return 0;
+  if (kind == ST_EVENT_TENANT_DELETING) { /* nothing of it is served any more */
+    const st_tenant_event *te = event;
+    return te->tenant ? cut_end_after(t, te->tenant, NULL) : 0;
+  }
   const st_dir_event *ev = event;
   if ((kind != ST_DIR_EV_USER_DEACTIVATED && kind != ST_DIR_EV_USER_REACTIVATED && kind != ST_DIR_EV_USER_DELETED) ||
-      !ev || !ev->tenant || !ev->id)
+      !ev->tenant || !ev->id)
     return 0;
   return st_dir_user_cut_end(t, ev->tenant, ev->id);
 }

@@ -174,10 +174,12 @@ bool st_dir_user_usable(st_txn *txn, const char *tenant, const json_t *user);
  * the user here and, until the gateway stops, st_dir_user_active and
  * st_dir_user_usable answer "not active" for them, whatever the stored
  * record says — every check of a token, session, grant or sign-in asks
- * those two. The mark ends when the IdP's next write of the user commits
- * (a deactivation or deletion: the store then says it itself; a
- * reactivation or any other change: the IdP's latest word), or an admin's
- * block or restore of them; it does not survive a restart (the IdP's
+ * those two. The mark ends when the IdP's next word on "active" for the
+ * user commits (a deactivation or deletion: the store then says it
+ * itself; a write that sets active: the IdP's latest word — scim/ calls
+ * st_dir_user_cut_end; a write of other attributes does not end it), an
+ * admin's block or restore of them commits, or the tenant is marked
+ * deleting (every mark of it); it does not survive a restart (the IdP's
  * retry of its failed task writes it). The
  * snapshot (st_txn_snapshot) changes with every mark, so caches keyed on
  * it read afresh. At most ST_DIR_CUT_MAX marks, ST_DIR_CUT_TENANT_MAX of
@@ -197,9 +199,11 @@ typedef void (*st_dir_cut_fn)(void *ctx, const char *tenant, const char *id, con
 int st_dir_hook_cut_unwritten(st_store *st, st_dir_cut_fn fn, void *ctx);
 /* After txn (a write) commits, the mark of tenant/id ends, if there is
  * one then. The store calls it for every committed deactivation,
- * reactivation or deletion; scim/ for every committed write of the user
- * (the IdP's latest word: a reactivation of a user the store never saw
- * deactivated changes nothing stored). 0 or ST_ENOMEM. */
+ * reactivation or deletion; scim/ for every committed write that sets the
+ * user's "active" (the IdP's latest word: a reactivation of a user the
+ * store never saw deactivated changes nothing stored). Re-marking a marked
+ * user changes nothing (not the snapshot either). 0, ST_EINVAL or
+ * ST_ENOMEM. */
 int st_dir_user_cut_end(st_txn *txn, const char *tenant, const char *id);
 /* How many users are marked so (/metrics). */
 size_t st_dir_users_cut_count(st_store *st);

@@ -163,7 +163,7 @@ struct st_store {
 
   /* users whose removal of access could not be written (dir.c,
    * st_dir_user_cut_unwritten): inactive to st_dir_user_active/usable
-   * until the IdP's next write of them commits (dir.h). ncut
+   * until the IdP's next word on their "active" commits (dir.h). ncut
    * lets the usual empty set cost one atomic load; every change bumps
    * cutgen, which st_txn_snapshot includes (caches keyed on it miss) */
   uv_mutex_t cutmu;

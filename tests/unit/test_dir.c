@@ -298,6 +298,62 @@ TEST(cut_in_memory_until_the_next_write) {
   CHECK_INT((int)st_dir_users_cut_count(st), ST_DIR_CUT_TENANT_MAX + 1);
 }
 
+static int create_and_mark_deleting(st_txn *txn, void *arg) {
+  int rc = st_tenant_create(txn, arg, "Going", "2026-12-05T00:00:00Z", "0123456789abcdef");
+  return rc ? rc : st_tenant_mark_deleting(txn, arg);
+}
+
+/* Found by review: a committed write of the user that says nothing of
+ * "active" (Okta pushes profile changes) ended the cut although the
+ * deactivation never landed; every retry of the failing deactivation
+ * moved the snapshot (caches emptied, and after 2^24 retries an old
+ * snapshot came back); a deleted tenant's marks stayed. */
+TEST(cut_in_memory_outlives_writes_that_say_nothing_of_active) {
+#define PATCH_OP(op) "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],\"Operations\":[" op "]}"
+  char path[80], fay[40];
+  uint64_t s1, s2;
+  CHECK_INT(scim("acme", "POST", "/Users", "{\"userName\":\"fay@acme.com\"}", fay), 201);
+  snprintf(path, sizeof path, "/Users/%s", fay);
+  CHECK_INT(st_dir_user_cut_unwritten(st, "acme", fay, "patch"), 0);
+  CHECK_INT(active_now("acme", fay, &s1), 0);
+  /* the deactivation retried and failing again: one mark, the same snapshot */
+  CHECK_INT(st_dir_user_cut_unwritten(st, "acme", fay, "patch"), 0);
+  CHECK_INT(active_now("acme", fay, &s2), 0);
+  CHECK(s2 == s1);
+  /* writes that commit but say nothing of active keep the cut */
+  CHECK_INT(scim("acme", "PATCH", path, PATCH_OP("{\"op\":\"replace\",\"path\":\"displayName\",\"value\":\"Fay\"}"), NULL),
+            200);
+  CHECK(st_dir_user_cut_marked(st, "acme", fay));
+  CHECK_INT(scim("acme", "PATCH", path, PATCH_OP("{\"op\":\"replace\",\"value\":{\"displayName\":\"Fay F\"}}"), NULL),
+            200);
+  CHECK(st_dir_user_cut_marked(st, "acme", fay));
+  CHECK_INT(scim("acme", "PUT", path, "{\"userName\":\"fay@acme.com\",\"displayName\":\"F\"}", NULL), 200);
+  CHECK(st_dir_user_cut_marked(st, "acme", fay));
+  CHECK_INT(active_now("acme", fay, NULL), 0);
+  /* a PUT that says active:true is the IdP's word */
+  CHECK_INT(scim("acme", "PUT", path, "{\"userName\":\"fay@acme.com\",\"active\":true}", NULL), 200);
+  CHECK(!st_dir_user_cut_marked(st, "acme", fay));
+  CHECK_INT(active_now("acme", fay, NULL), 1);
+  /* ...and so is a PATCH that sets it, with a path */
+  CHECK_INT(st_dir_user_cut_unwritten(st, "acme", fay, "patch"), 0);
+  CHECK_INT(scim("acme", "PATCH", path, PATCH_OP("{\"op\":\"replace\",\"path\":\"active\",\"value\":true}"), NULL), 200);
+  CHECK(!st_dir_user_cut_marked(st, "acme", fay));
+  /* a tenant being deleted takes its marks with it; others keep theirs */
+  CHECK_INT(st_dir_user_cut_unwritten(st, "acme", fay, "patch"), 0);
+  size_t before = st_dir_users_cut_count(st);
+  for (int i = 0; i < 3; i++) {
+    char id[40];
+    snprintf(id, sizeof id, "00000000-0000-4000-8000-%012d", i);
+    CHECK_INT(st_dir_user_cut_unwritten(st, "going", id, "delete"), 0);
+  }
+  CHECK_INT((int)st_dir_users_cut_count(st), (int)before + 3);
+  CHECK_INT(st_write_sync(st, create_and_mark_deleting, "going"), 0);
+  CHECK_INT((int)st_dir_users_cut_count(st), (int)before);
+  CHECK(!st_dir_user_cut_marked(st, "going", "00000000-0000-4000-8000-000000000001"));
+  CHECK(st_dir_user_cut_marked(st, "acme", fay));
+#undef PATCH_OP
+}
+
 static int has(const json_t *arr, const char *id) {
   size_t i;
   json_t *v;
@@ -671,6 +727,7 @@ int main(void) {
   RUN(sign_out_everywhere);
   RUN(key_encoding);
   RUN(cut_in_memory_until_the_next_write);
+  RUN(cut_in_memory_outlives_writes_that_say_nothing_of_active);
   st_close(st);
   nftw(g_tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
   return UNIT_DONE();
