@@ -263,17 +263,119 @@ bool st_dir_user_usable(st_txn *txn, const char *tenant, const json_t *user) {
 
 /* ---- users cut in memory ------------------------------------------------------ */
 
+/* The marks live in a dense array (st->cut, st->ncut entries) indexed by
+ * an open-addressing hash of (tenant, id) (st->cutidx: entry index + 1, 0
+ * empty; linear probing, deletion by backward shift), so a check costs
+ * the same with one mark or 65,536. Each tenant with marks also has a
+ * counter entry (id "") holding how many it has: the per-tenant cap is
+ * one lookup. Everything under cutmu; ncut (entries, counters included)
+ * and nusers are atomics so the usual empty set costs one load. */
 struct st__cut {
   char tenant[ST_TENANT_ID_MAX + 1];
-  char id[ST_DIR_ID_LEN + 1];
+  char id[ST_DIR_ID_LEN + 1]; /* "": the tenant's counter entry */
+  uint32_t hash;
+  uint32_t count; /* counter entry: the tenant's marks */
 };
+
+#define CUT_ENTRIES_MAX (2 * ST_DIR_CUT_MAX) /* every mark of its own tenant: as many counters */
+
+static uint32_t cut_hash(const char *tenant, const char *id) {
+  uint32_t h = 2166136261u;
+  for (const char *p = tenant; *p; p++) h = (h ^ (uint8_t)*p) * 16777619u;
+  h = (h ^ 0xffu) * 16777619u; /* a byte no tenant id holds: "ab"+"c" is not "a"+"bc" */
+  for (const char *p = id; *p; p++) h = (h ^ (uint8_t)*p) * 16777619u;
+  return h ^ (h >> 15);
+}
+
+/* the slot of tenant/id, or of the empty slot where it would go */
+static size_t cut_slot(const st_store *st, const char *tenant, const char *id, uint32_t h) {
+  size_t mask = st->cutidxcap - 1;
+  for (size_t s = h & mask;; s = (s + 1) & mask) {
+    uint32_t v = st->cutidx[s];
+    if (!v) return s;
+    const struct st__cut *c = &st->cut[v - 1];
+    if (c->hash == h && !strcmp(c->id, id) && !strcmp(c->tenant, tenant)) return s;
+  }
+}
 
 /* index of tenant/id in st->cut, or -1; under cutmu */
 static long cut_find(const st_store *st, const char *tenant, const char *id) {
+  if (!st->cutidxcap) return -1;
+  uint32_t v = st->cutidx[cut_slot(st, tenant, id, cut_hash(tenant, id))];
+  return v ? (long)v - 1 : -1;
+}
+
+/* room for two more entries (a mark and its tenant's counter): the array
+ * doubles, the index is rebuilt at twice the array's size (at most half
+ * full) */
+static int cut_reserve(st_store *st) {
   size_t n = atomic_load(&st->ncut);
-  for (size_t i = 0; i < n; i++)
-    if (!strcmp(st->cut[i].id, id) && !strcmp(st->cut[i].tenant, tenant)) return (long)i;
-  return -1;
+  if (n + 2 <= st->cutcap) return 0;
+  size_t cap = st->cutcap ? st->cutcap * 2 : 16;
+  if (cap > CUT_ENTRIES_MAX) return ST_ENOMEM;
+  struct st__cut *c = realloc(st->cut, cap * sizeof *c);
+  if (!c) return ST_ENOMEM;
+  st->cut = c;
+  uint32_t *idx = calloc(2 * cap, sizeof *idx);
+  if (!idx) return ST_ENOMEM; /* the array grew; the old index still serves */
+  free(st->cutidx);
+  st->cutidx = idx;
+  st->cutidxcap = 2 * cap;
+  st->cutcap = cap;
+  for (size_t i = 0; i < n; i++) st->cutidx[cut_slot(st, c[i].tenant, c[i].id, c[i].hash)] = (uint32_t)(i + 1);
+  return 0;
+}
+
+static void cut_add(st_store *st, const char *tenant, const char *id, uint32_t h, uint32_t count) {
+  size_t n = atomic_load(&st->ncut);
+  struct st__cut *c = &st->cut[n];
+  snprintf(c->tenant, sizeof c->tenant, "%s", tenant);
+  snprintf(c->id, sizeof c->id, "%s", id);
+  c->hash = h;
+  c->count = count;
+  st->cutidx[cut_slot(st, tenant, id, h)] = (uint32_t)(n + 1);
+  atomic_store(&st->ncut, n + 1);
+}
+
+/* removes entry i: its slot by backward shift, then the last entry moves
+ * into i (its slot follows) */
+static void cut_remove(st_store *st, size_t i) {
+  size_t mask = st->cutidxcap - 1, n = atomic_load(&st->ncut);
+  size_t s = cut_slot(st, st->cut[i].tenant, st->cut[i].id, st->cut[i].hash);
+  for (;;) {
+    st->cutidx[s] = 0;
+    size_t t = s;
+    for (;;) {
+      t = (t + 1) & mask;
+      uint32_t v = st->cutidx[t];
+      if (!v) goto shifted;
+      size_t home = st->cut[v - 1].hash & mask;
+      /* v may move back to s unless its home lies cyclically in (s, t] */
+      bool stays = s <= t ? (home > s && home <= t) : (home > s || home <= t);
+      if (!stays) {
+        st->cutidx[s] = v;
+        s = t;
+        break;
+      }
+    }
+  }
+shifted:
+  if (i != n - 1) {
+    st->cutidx[cut_slot(st, st->cut[n - 1].tenant, st->cut[n - 1].id, st->cut[n - 1].hash)] = (uint32_t)(i + 1);
+    st->cut[i] = st->cut[n - 1];
+  }
+  atomic_store(&st->ncut, n - 1);
+}
+
+/* one mark of tenant/id ends (under cutmu); whether there was one */
+static bool cut_unmark(st_store *st, const char *tenant, const char *id) {
+  long i = cut_find(st, tenant, id);
+  if (i < 0) return false;
+  cut_remove(st, (size_t)i);
+  atomic_fetch_sub(&st->nusers, 1);
+  long k = cut_find(st, tenant, "");
+  if (k >= 0 && --st->cut[k].count == 0) cut_remove(st, (size_t)k);
+  return true;
 }
 
 int st_dir_hook_cut_unwritten(st_store *st, st_dir_cut_fn fn, void *ctx) {
@@ -285,25 +387,22 @@ int st_dir_hook_cut_unwritten(st_store *st, st_dir_cut_fn fn, void *ctx) {
 }
 
 int st_dir_user_cut_unwritten(st_store *st, const char *tenant, const char *id, const char *via) {
-  if (!st || !tenant || !id || !via || strlen(tenant) > ST_TENANT_ID_MAX || strlen(id) > ST_DIR_ID_LEN)
+  if (!st || !tenant || !id || !via || !tenant[0] || !id[0] || strlen(tenant) > ST_TENANT_ID_MAX ||
+      strlen(id) > ST_DIR_ID_LEN)
     return ST_EINVAL;
   int rc = 0;
   bool added = false;
   uv_mutex_lock(&st->cutmu);
-  size_t n = atomic_load(&st->ncut), mine = 0;
   if (cut_find(st, tenant, id) < 0) {
-    for (size_t i = 0; i < n; i++) mine += !strcmp(st->cut[i].tenant, tenant);
-    if (mine >= ST_DIR_CUT_TENANT_MAX) rc = ST_ENOMEM; /* one tenant never uses up the others' room */
-    else if (n == st->cutcap) {
-      size_t cap = st->cutcap ? st->cutcap * 2 : 16;
-      struct st__cut *c = cap <= ST_DIR_CUT_MAX ? realloc(st->cut, cap * sizeof *c) : NULL;
-      if (!c) rc = ST_ENOMEM;
-      else st->cut = c, st->cutcap = cap;
-    }
-    if (!rc) {
-      snprintf(st->cut[n].tenant, sizeof st->cut[n].tenant, "%s", tenant);
-      snprintf(st->cut[n].id, sizeof st->cut[n].id, "%s", id);
-      atomic_store(&st->ncut, n + 1);
+    long k = cut_find(st, tenant, "");
+    /* one tenant never uses up the others' room */
+    if (k >= 0 && st->cut[k].count >= ST_DIR_CUT_TENANT_MAX) rc = ST_ENOMEM;
+    else if (atomic_load(&st->nusers) >= ST_DIR_CUT_MAX) rc = ST_ENOMEM;
+    else if (!(rc = cut_reserve(st))) {
+      if (k < 0) cut_add(st, tenant, "", cut_hash(tenant, ""), 0);
+      st->cut[cut_find(st, tenant, "")].count++;
+      cut_add(st, tenant, id, cut_hash(tenant, id), 0);
+      atomic_fetch_add(&st->nusers, 1);
       added = true;
     }
   }
@@ -316,10 +415,10 @@ int st_dir_user_cut_unwritten(st_store *st, const char *tenant, const char *id, 
   return rc;
 }
 
-size_t st_dir_users_cut_count(st_store *st) { return st ? atomic_load(&st->ncut) : 0; }
+size_t st_dir_users_cut_count(st_store *st) { return st ? atomic_load(&st->nusers) : 0; }
 
 bool st_dir_user_cut_marked(st_store *st, const char *tenant, const char *id) {
-  if (!st || atomic_load(&st->ncut) == 0) return false;
+  if (!st || !tenant || !id || !id[0] || atomic_load(&st->ncut) == 0) return false;
   uv_mutex_lock(&st->cutmu);
   bool marked = cut_find(st, tenant, id) >= 0;
   uv_mutex_unlock(&st->cutmu);
@@ -328,7 +427,8 @@ bool st_dir_user_cut_marked(st_store *st, const char *tenant, const char *id) {
 
 typedef struct cut_end {
   st_store *st;
-  struct st__cut who; /* who.id "": every mark of who.tenant */
+  char tenant[ST_TENANT_ID_MAX + 1];
+  char id[ST_DIR_ID_LEN + 1]; /* "": every mark of the tenant */
 } cut_end;
 
 static void cut_end_run(void *arg) {
@@ -336,38 +436,35 @@ static void cut_end_run(void *arg) {
   st_store *st = c->st;
   bool ended = false;
   uv_mutex_lock(&st->cutmu);
-  size_t n = atomic_load(&st->ncut);
-  for (size_t i = n; i-- > 0;) { /* backwards: the last entry fills a hole */
-    if (strcmp(st->cut[i].tenant, c->who.tenant) || (c->who.id[0] && strcmp(st->cut[i].id, c->who.id))) continue;
-    st->cut[i] = st->cut[--n];
-    ended = true;
+  if (c->id[0]) {
+    ended = cut_unmark(st, c->tenant, c->id);
+  } else {
+    /* backwards: cut_remove moves the last entry (already seen) into i */
+    for (size_t i = atomic_load(&st->ncut); i-- > 0;) {
+      if (strcmp(st->cut[i].tenant, c->tenant)) continue;
+      if (st->cut[i].id[0]) atomic_fetch_sub(&st->nusers, 1);
+      cut_remove(st, i);
+      ended = true;
+    }
   }
-  if (ended) {
-    atomic_store(&st->ncut, n);
-    atomic_fetch_add(&st->cutgen, 1);
-  }
+  if (ended) atomic_fetch_add(&st->cutgen, 1);
   uv_mutex_unlock(&st->cutmu);
   free(c);
 }
 
-static bool tenant_marked(st_store *st, const char *tenant) {
-  if (atomic_load(&st->ncut) == 0) return false;
-  bool any = false;
-  uv_mutex_lock(&st->cutmu);
-  size_t n = atomic_load(&st->ncut);
-  for (size_t i = 0; i < n && !any; i++) any = !strcmp(st->cut[i].tenant, tenant);
-  uv_mutex_unlock(&st->cutmu);
-  return any;
-}
-
-/* id NULL: every mark of the tenant */
+/* id "": every mark of the tenant (its counter entry says it has some) */
 static int cut_end_after(st_txn *t, const char *tenant, const char *id) {
-  if (id ? !st_dir_user_cut_marked(t->st, tenant, id) : !tenant_marked(t->st, tenant)) return 0;
+  st_store *st = t->st;
+  if (atomic_load(&st->ncut) == 0) return 0;
+  uv_mutex_lock(&st->cutmu);
+  bool any = cut_find(st, tenant, id) >= 0;
+  uv_mutex_unlock(&st->cutmu);
+  if (!any) return 0;
   cut_end *c = calloc(1, sizeof *c);
   if (!c) return ST_ENOMEM;
-  c->st = t->st;
-  snprintf(c->who.tenant, sizeof c->who.tenant, "%s", tenant);
-  snprintf(c->who.id, sizeof c->who.id, "%s", id ? id : "");
+  c->st = st;
+  snprintf(c->tenant, sizeof c->tenant, "%s", tenant);
+  snprintf(c->id, sizeof c->id, "%s", id);
   int rc = st_txn_after_commit(t, cut_end_run, free, c);
   if (rc) free(c);
   return rc;
@@ -382,7 +479,7 @@ int st__dir_cut_settle(st_txn *t, int kind, const void *event) {
   if (!event) return 0;
   if (kind == ST_EVENT_TENANT_DELETING) { /* nothing of it is served any more */
     const st_tenant_event *te = event;
-    return te->tenant ? cut_end_after(t, te->tenant, NULL) : 0;
+    return te->tenant ? cut_end_after(t, te->tenant, "") : 0;
   }
   const st_dir_event *ev = event;
   if ((kind != ST_DIR_EV_USER_DEACTIVATED && kind != ST_DIR_EV_USER_REACTIVATED && kind != ST_DIR_EV_USER_DELETED) ||

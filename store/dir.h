@@ -185,7 +185,7 @@ bool st_dir_user_usable(st_txn *txn, const char *tenant, const json_t *user);
  * it read afresh. At most ST_DIR_CUT_MAX marks, ST_DIR_CUT_TENANT_MAX of
  * one tenant: past that ST_ENOMEM, and
  * the caller must say so (logged). Any thread. */
-#define ST_DIR_CUT_MAX 8192
+#define ST_DIR_CUT_MAX 65536 /* 64 tenants' full shares; ~14 MB at most, nothing when none */
 #define ST_DIR_CUT_TENANT_MAX 1024 /* of one tenant */
 /* via as in st_dir_event ("patch", "put", "delete"); tenant, id and via
  * are passed on to the st_dir_hook_cut_unwritten subscribers, on the

@@ -223,6 +223,7 @@ static void store_free(st_store *st, int sync_inited) {
     uv_mutex_destroy(&st->cutmu);
   }
   free(st->cut);
+  free(st->cutidx);
   free(st->key_file);
   free(st->dir);
   free(st);

@@ -167,9 +167,12 @@ struct st_store {
    * lets the usual empty set cost one atomic load; every change bumps
    * cutgen, which st_txn_snapshot includes (caches keyed on it miss) */
   uv_mutex_t cutmu;
-  struct st__cut *cut;
+  struct st__cut *cut;         /* marks and per-tenant counters, dense */
   size_t cutcap;
-  atomic_size_t ncut;
+  uint32_t *cutidx;            /* their hash index (dir.c) */
+  size_t cutidxcap;
+  atomic_size_t ncut;          /* entries in cut, counters included */
+  atomic_size_t nusers;        /* users marked */
   atomic_uint_fast64_t cutgen;
   st_dir_cut_fn cutfn[4];      /* st_dir_hook_cut_unwritten: frozen like hooks */
   void *cutctx[4];

@@ -298,6 +298,13 @@ TEST(cut_in_memory_until_the_next_write) {
   CHECK_INT((int)st_dir_users_cut_count(st), ST_DIR_CUT_TENANT_MAX + 1);
 }
 
+static int end_cut_fn(st_txn *txn, void *arg) {
+  char tenant[64];
+  const char *slash = strchr(arg, '/');
+  snprintf(tenant, sizeof tenant, "%.*s", (int)(slash - (const char *)arg), (const char *)arg);
+  return st_dir_user_cut_end(txn, tenant, slash + 1);
+}
+
 static int create_and_mark_deleting(st_txn *txn, void *arg) {
   int rc = st_tenant_create(txn, arg, "Going", "2026-12-05T00:00:00Z", "0123456789abcdef");
   return rc ? rc : st_tenant_mark_deleting(txn, arg);
@@ -352,6 +359,69 @@ TEST(cut_in_memory_outlives_writes_that_say_nothing_of_active) {
   CHECK(!st_dir_user_cut_marked(st, "going", "00000000-0000-4000-8000-000000000001"));
   CHECK(st_dir_user_cut_marked(st, "acme", fay));
 #undef PATCH_OP
+}
+
+/* Found by review: eight tenants' marks (8 x 1,024) filled the whole
+ * table, so a ninth tenant's deactivation was not cut. Now 64 tenants can
+ * each fill their share; lookups, ends and a tenant's removal agree with
+ * a plain model through thousands of random steps. */
+TEST(cut_in_memory_room_for_many_tenants) {
+  enum { T = ST_DIR_CUT_MAX / ST_DIR_CUT_TENANT_MAX, U = 40 };
+  CHECK(T >= 64);
+  size_t base = st_dir_users_cut_count(st);
+  char tenant[32], id[40];
+  for (int t = 0; t < 9; t++) {
+    snprintf(tenant, sizeof tenant, "many-%d", t);
+    for (int i = 0; i < ST_DIR_CUT_TENANT_MAX; i++) {
+      snprintf(id, sizeof id, "00000000-0000-4000-8000-%012d", i);
+      CHECK_INT(st_dir_user_cut_unwritten(st, tenant, id, "patch"), 0);
+    }
+    CHECK_INT(st_dir_user_cut_unwritten(st, tenant, "00000000-0000-4000-8000-999999999999", "patch"), ST_ENOMEM);
+  }
+  CHECK_INT((int)st_dir_users_cut_count(st), (int)base + 9 * ST_DIR_CUT_TENANT_MAX);
+  CHECK(st_dir_user_cut_marked(st, "many-8", "00000000-0000-4000-8000-000000001023"));
+  CHECK(!st_dir_user_cut_marked(st, "many-8", "00000000-0000-4000-8000-000000001024"));
+  CHECK(!st_dir_user_cut_marked(st, "many-9", "00000000-0000-4000-8000-000000000000"));
+  for (int t = 0; t < 9; t++) {
+    snprintf(tenant, sizeof tenant, "many-%d", t);
+    CHECK_INT(st_write_sync(st, create_and_mark_deleting, tenant), 0);
+  }
+  CHECK_INT((int)st_dir_users_cut_count(st), (int)base);
+  /* random marks and ends against a model: U users in each of 3 tenants */
+  static bool model[3][U];
+  memset(model, 0, sizeof model);
+  unsigned r = 12345;
+  char path[80];
+  for (int step = 0; step < 3000; step++) {
+    r = r * 1103515245u + 12345u;
+    int t = (int)((r >> 8) % 3), u = (int)((r >> 12) % U), what = (int)((r >> 20) % 4);
+    snprintf(tenant, sizeof tenant, "rnd-%d", t);
+    snprintf(id, sizeof id, "00000000-0000-4000-8000-%012d", u);
+    if (what < 2) {
+      CHECK_INT(st_dir_user_cut_unwritten(st, tenant, id, "patch"), 0);
+      model[t][u] = true;
+    } else if (what == 2) {
+      snprintf(path, sizeof path, "%s/%s", tenant, id);
+      CHECK_INT(st_write_sync(st, end_cut_fn, path), 0);
+      model[t][u] = false;
+    } else {
+      CHECK(st_dir_user_cut_marked(st, tenant, id) == model[t][u]);
+    }
+  }
+  size_t want = base;
+  for (int t = 0; t < 3; t++)
+    for (int u = 0; u < U; u++) {
+      snprintf(tenant, sizeof tenant, "rnd-%d", t);
+      snprintf(id, sizeof id, "00000000-0000-4000-8000-%012d", u);
+      CHECK(st_dir_user_cut_marked(st, tenant, id) == model[t][u]);
+      want += model[t][u];
+    }
+  CHECK_INT((int)st_dir_users_cut_count(st), (int)want);
+  for (int t = 0; t < 3; t++) {
+    snprintf(tenant, sizeof tenant, "rnd-%d", t);
+    CHECK_INT(st_write_sync(st, create_and_mark_deleting, tenant), 0);
+  }
+  CHECK_INT((int)st_dir_users_cut_count(st), (int)base);
 }
 
 static int has(const json_t *arr, const char *id) {
@@ -728,6 +798,7 @@ int main(void) {
   RUN(key_encoding);
   RUN(cut_in_memory_until_the_next_write);
   RUN(cut_in_memory_outlives_writes_that_say_nothing_of_active);
+  RUN(cut_in_memory_room_for_many_tenants);
   st_close(st);
   nftw(g_tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
   return UNIT_DONE();
