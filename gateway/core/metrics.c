@@ -96,7 +96,7 @@ static void render_store(gw_server *srv, gw_buf *o) {
                 (unsigned long long)s.map_live, (unsigned long long)s.map_reserve);
   gw_buf_printf(o,
                 "# HELP mcpgate_store_users_cut_in_memory Users whose deactivation could not be written, cut in "
-                "memory until the IdP's next write of them commits (alert on > 0).\n"
+                "memory until the IdP's next word on their active commits (alert on > 0).\n"
                 "# TYPE mcpgate_store_users_cut_in_memory gauge\nmcpgate_store_users_cut_in_memory %zu\n",
                 st_dir_users_cut_count(srv->store));
 }
