@@ -275,6 +275,7 @@ struct st__cut {
   char id[ST_DIR_ID_LEN + 1]; /* "": the tenant's counter entry */
   uint32_t hash;
   uint32_t count; /* counter entry: the tenant's marks */
+  bool admin;     /* made by an admin's revoke: the IdP's word does not end it */
 };
 
 #define CUT_ENTRIES_MAX (2 * ST_DIR_CUT_MAX) /* every mark of its own tenant: as many counters */
@@ -326,13 +327,14 @@ static int cut_reserve(st_store *st) {
   return 0;
 }
 
-static void cut_add(st_store *st, const char *tenant, const char *id, uint32_t h, uint32_t count) {
+static void cut_add(st_store *st, const char *tenant, const char *id, uint32_t h, uint32_t count, bool admin) {
   size_t n = atomic_load(&st->ncut);
   struct st__cut *c = &st->cut[n];
   snprintf(c->tenant, sizeof c->tenant, "%s", tenant);
   snprintf(c->id, sizeof c->id, "%s", id);
   c->hash = h;
   c->count = count;
+  c->admin = admin;
   st->cutidx[cut_slot(st, tenant, id, h)] = (uint32_t)(n + 1);
   atomic_store(&st->ncut, n + 1);
 }
@@ -367,10 +369,11 @@ shifted:
   atomic_store(&st->ncut, n - 1);
 }
 
-/* one mark of tenant/id ends (under cutmu); whether there was one */
-static bool cut_unmark(st_store *st, const char *tenant, const char *id) {
+/* one mark of tenant/id ends (under cutmu), unless an admin made it and
+ * admin_too is false; whether it ended */
+static bool cut_unmark(st_store *st, const char *tenant, const char *id, bool admin_too) {
   long i = cut_find(st, tenant, id);
-  if (i < 0) return false;
+  if (i < 0 || (st->cut[i].admin && !admin_too)) return false;
   cut_remove(st, (size_t)i);
   atomic_fetch_sub(&st->nusers, 1);
   long k = cut_find(st, tenant, "");
@@ -392,16 +395,20 @@ int st_dir_user_cut_unwritten(st_store *st, const char *tenant, const char *id, 
     return ST_EINVAL;
   int rc = 0;
   bool added = false;
+  bool admin = !strcmp(via, "revoke");
   uv_mutex_lock(&st->cutmu);
-  if (cut_find(st, tenant, id) < 0) {
+  long have = cut_find(st, tenant, id);
+  if (have >= 0) {
+    st->cut[have].admin = st->cut[have].admin || admin; /* the admin's revoke outlives the IdP's writes */
+  } else {
     long k = cut_find(st, tenant, "");
     /* one tenant never uses up the others' room */
     if (k >= 0 && st->cut[k].count >= ST_DIR_CUT_TENANT_MAX) rc = ST_ENOMEM;
     else if (atomic_load(&st->nusers) >= ST_DIR_CUT_MAX) rc = ST_ENOMEM;
     else if (!(rc = cut_reserve(st))) {
-      if (k < 0) cut_add(st, tenant, "", cut_hash(tenant, ""), 0);
+      if (k < 0) cut_add(st, tenant, "", cut_hash(tenant, ""), 0, false);
       st->cut[cut_find(st, tenant, "")].count++;
-      cut_add(st, tenant, id, cut_hash(tenant, id), 0);
+      cut_add(st, tenant, id, cut_hash(tenant, id), 0, admin);
       atomic_fetch_add(&st->nusers, 1);
       added = true;
     }
@@ -429,6 +436,7 @@ typedef struct cut_end {
   st_store *st;
   char tenant[ST_TENANT_ID_MAX + 1];
   char id[ST_DIR_ID_LEN + 1]; /* "": every mark of the tenant */
+  bool admin_too;              /* also a mark an admin's revoke made */
 } cut_end;
 
 static void cut_end_run(void *arg) {
@@ -437,7 +445,7 @@ static void cut_end_run(void *arg) {
   bool ended = false;
   uv_mutex_lock(&st->cutmu);
   if (c->id[0]) {
-    ended = cut_unmark(st, c->tenant, c->id);
+    ended = cut_unmark(st, c->tenant, c->id, c->admin_too);
   } else {
     /* backwards: cut_remove moves the last entry (already seen) into i */
     for (size_t i = atomic_load(&st->ncut); i-- > 0;) {
@@ -453,7 +461,7 @@ static void cut_end_run(void *arg) {
 }
 
 /* id "": every mark of the tenant (its counter entry says it has some) */
-static int cut_end_after(st_txn *t, const char *tenant, const char *id) {
+static int cut_end_after(st_txn *t, const char *tenant, const char *id, bool admin_too) {
   st_store *st = t->st;
   if (atomic_load(&st->ncut) == 0) return 0;
   uv_mutex_lock(&st->cutmu);
@@ -465,6 +473,7 @@ static int cut_end_after(st_txn *t, const char *tenant, const char *id) {
   c->st = st;
   snprintf(c->tenant, sizeof c->tenant, "%s", tenant);
   snprintf(c->id, sizeof c->id, "%s", id);
+  c->admin_too = admin_too;
   int rc = st_txn_after_commit(t, cut_end_run, free, c);
   if (rc) free(c);
   return rc;
@@ -472,20 +481,23 @@ static int cut_end_after(st_txn *t, const char *tenant, const char *id) {
 
 int st_dir_user_cut_end(st_txn *t, const char *tenant, const char *id) {
   if (!t || !t->write || !tenant || !id || !id[0]) return ST_EINVAL;
-  return cut_end_after(t, tenant, id);
+  return cut_end_after(t, tenant, id, false);
 }
 
 int st__dir_cut_settle(st_txn *t, int kind, const void *event) {
   if (!event) return 0;
   if (kind == ST_EVENT_TENANT_DELETING) { /* nothing of it is served any more */
     const st_tenant_event *te = event;
-    return te->tenant ? cut_end_after(t, te->tenant, "") : 0;
+    return te->tenant ? cut_end_after(t, te->tenant, "", true) : 0;
   }
   const st_dir_event *ev = event;
   if ((kind != ST_DIR_EV_USER_DEACTIVATED && kind != ST_DIR_EV_USER_REACTIVATED && kind != ST_DIR_EV_USER_DELETED) ||
-      !ev->tenant || !ev->id)
+      !ev->tenant || !ev->id || !ev->id[0])
     return 0;
-  return st_dir_user_cut_end(t, ev->tenant, ev->id);
+  /* the store now says the user is inactive or gone; a reactivation ends
+   * an admin's mark only when it is the admin's restore */
+  bool admin_too = kind != ST_DIR_EV_USER_REACTIVATED || (ev->via && !strcmp(ev->via, "restore"));
+  return cut_end_after(t, ev->tenant, ev->id, admin_too);
 }
 
 /* ---- blocks ------------------------------------------------------------------ */
@@ -527,6 +539,7 @@ int st_dir_user_block(st_txn *txn, const char *tenant, const char *uid, const js
   rc = text ? (k.overflow ? ST_EINVAL : st_put(txn, ST_DB_SCIM_IDX, k.b, k.n, text, strlen(text), 0)) : ST_ENOMEM;
   free(text);
   if (!rc && st_dir_user_record_active(u)) rc = user_emit(txn, ST_DIR_EV_USER_DEACTIVATED, tenant, uid, u, "revoke");
+  if (!rc) rc = cut_end_after(txn, tenant, uid, true); /* the block is stored: the mark's work is done */
   json_decref(u);
   return rc;
 }
@@ -545,6 +558,9 @@ int st_dir_user_unblock(st_txn *txn, const char *tenant, const char *uid, bool *
   } else if (rc == ST_ENOTFOUND) {
     rc = 0;
   }
+  /* the admin's restore lifts a cut in memory too (a revoke that could not
+   * be written left no block to delete) */
+  if (!rc) rc = cut_end_after(txn, tenant, uid, true);
   json_decref(u);
   return rc;
 }

@@ -187,7 +187,9 @@ bool st_dir_user_usable(st_txn *txn, const char *tenant, const json_t *user);
  * the caller must say so (logged). Any thread. */
 #define ST_DIR_CUT_MAX 65536 /* 64 tenants' full shares; ~14 MB at most, nothing when none */
 #define ST_DIR_CUT_TENANT_MAX 1024 /* of one tenant */
-/* via as in st_dir_event ("patch", "put", "delete"); tenant, id and via
+/* via as in st_dir_event ("patch", "put", "delete"; "revoke": an admin's
+ * revoke that could not be written — that mark outlives the IdP's writes
+ * and ends when the admin's block or restore commits); tenant, id and via
  * are passed on to the st_dir_hook_cut_unwritten subscribers, on the
  * caller's thread, after the mark. 0, ST_EINVAL or ST_ENOMEM (not
  * marked: nothing was called). */
@@ -197,13 +199,14 @@ int st_dir_user_cut_unwritten(st_store *st, const char *tenant, const char *id, 
  * startup, like st_hook_add. Borrowed strings, valid for the call. */
 typedef void (*st_dir_cut_fn)(void *ctx, const char *tenant, const char *id, const char *via);
 int st_dir_hook_cut_unwritten(st_store *st, st_dir_cut_fn fn, void *ctx);
-/* After txn (a write) commits, the mark of tenant/id ends, if there is
- * one then. The store calls it for every committed deactivation,
- * reactivation or deletion; scim/ for every committed write that sets the
- * user's "active" (the IdP's latest word: a reactivation of a user the
- * store never saw deactivated changes nothing stored). Re-marking a marked
- * user changes nothing (not the snapshot either). 0, ST_EINVAL or
- * ST_ENOMEM. */
+/* The IdP's word on the user's "active": after txn (a write) commits, the
+ * mark of tenant/id ends, if there is one then and an admin's revoke did
+ * not make it. scim/ calls it for every committed write that sets active
+ * (a reactivation of a user the store never saw deactivated changes
+ * nothing stored). The store itself ends marks, an admin's too, on every
+ * committed deactivation or deletion, an admin's block or restore, and
+ * the tenant's deletion. Re-marking a marked user changes nothing (not
+ * the snapshot either). 0, ST_EINVAL or ST_ENOMEM. */
 int st_dir_user_cut_end(st_txn *txn, const char *tenant, const char *id);
 /* How many users are marked so (/metrics). */
 size_t st_dir_users_cut_count(st_store *st);

@@ -126,6 +126,26 @@ static int job_user(st_txn *txn, void *arg) {
   }
 }
 
+/* The incident button's block could not be written (the store full even
+ * for the reserve, a failed commit): access goes anyway, in memory, until
+ * the admin's block or restore commits or the gateway restarts (fail
+ * closed; store/dir.h). The answer is still the write's error, saying so. */
+static void revoke_unwritten(gw_req *req, user_job *j, int status) {
+  gw_log_ctx lc = {j->tenant, req->id};
+  int rc = st_dir_user_cut_unwritten(req->lp->srv->store, j->tenant, j->uid, "revoke");
+  const char *what = rc == 0 ? "the user's access is cut in memory until you restore them or the gateway restarts; "
+                               "revoke again once the store has room"
+                             : "nor could the user be cut in memory: they keep access until a revoke succeeds";
+  snprintf(req->audit_note, sizeof req->audit_note, "not written; user %s %s", j->uid,
+           rc == 0 ? "cut in memory" : "NOT cut (no room in memory)");
+  GW_LOG(GW_LOG_ERROR, "admin", &lc, "user %s: the revoke could not be written (%s); %s", j->uid, st_strerror(status),
+         what);
+  if (status == ST_EMAPFULL)
+    gw_respond_error(req, 507, "store_full", "the store is full (raise store_map_size); nothing was written — %s", what);
+  else
+    gw_respond_error(req, 500, "store_error", "the write failed: %s; nothing was written — %s", st_strerror(status), what);
+}
+
 static void done_user(int status, void *arg) {
   user_job *j = arg;
   gw_req *req = j->req;
@@ -138,6 +158,8 @@ static void done_user(int status, void *arg) {
     gw_respond_error(req, 404, "not_found", "this user has not connected that connector");
   } else if (status == ST_ENOTFOUND) {
     gw_respond_error(req, 404, "not_found", "no user with this id or userName in this tenant");
+  } else if (j->op == OP_REVOKE && j->uid[0] && status >= ST_ERR_LAST && status <= ST_ERR_FIRST) {
+    revoke_unwritten(req, j, status);
   } else if (!admin__job_error(req, status, "user")) {
     json_t *user = json_pack("{s:s,s:s}", "id", j->uid, "userName", j->user_name);
     switch (j->op) {

@@ -17,6 +17,9 @@
 //   - no 500 anywhere, the server stays up, and no user is lost: after a
 //     clean stop `mcpgate store check` passes, a restart serves the same
 //     directory, and deleting users makes room for ordinary writes again.
+// Without a reserve, a deactivation or an admin's revoke that cannot be
+// written answers 507 and still cuts the user in memory (streams end,
+// session and token refused); the admin's cut outlives Okta's next push.
 // ci-variants: build-w1 build-asan-w2 (stops and restarts its gateway)
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -262,5 +265,50 @@ test('without a reserve a deactivation that cannot be written answers 507 and st
   assert.equal(rec.note, `not written; user ${bob.id} cut in memory`);
   assert.ok(fx.gw.logs().some((e) => e.level === 'error' && /deactivation could not be written/.test(e.msg ?? '')),
     'the operator is told');
+  await assertGatewayUp(fx.gw);
+});
+
+test("without a reserve an admin's revoke that cannot be written still cuts, until the admin restores", async () => {
+  const fx = await startProxyFixture({ gatewayArgs: ['--store-map-size', '1M', '--store-reserve', '0'] });
+  fixtures.push(fx);
+  const { t } = fx;
+  const alice = await t.scim.fetch(`/Users/${fx.users.alice.id}`);
+  const aliceS = await rawSession(fx.url, fx.tokens.alice);
+  const bobS = await rawSession(fx.url, fx.tokens.bob);
+  assert.equal((await aliceS.request('tools/list', {})).status, 200);
+  const stream = await openStream(fx.url, { headers: mcpHeaders({ token: fx.tokens.alice, sessionId: aliceS.sessionId, protocolVersion: aliceS.protocolVersion, accept: 'text/event-stream' }) });
+  assert.equal(stream.status, 200, 'alice holds a GET stream');
+  assert.ok(await fill(t.scim) > 5);
+  // the incident button, with the store full to its last page: 507 (nothing
+  // written), and the answer says the cut holds in memory
+  const r = await t.admin('POST', `/users/${alice.id}/revoke`, { reason: 'laptop stolen (INC-77)' });
+  assert.equal(r.status, 507, r.body);
+  const body = JSON.parse(r.body);
+  assert.equal(body.error, 'store_full');
+  assert.match(body.message, /cut in memory/);
+  await Promise.race([stream.ended, new Promise((_, no) => setTimeout(() => no(new Error("alice's stream was not cut")), 5000))]);
+  assert.equal((await aliceS.request('tools/list', {})).status, 401, "alice's session after the unwritten revoke");
+  assert.equal((await mcpPost(fx.url, initializeBody(1), { token: fx.tokens.alice })).status, 401, "alice's token");
+  assert.equal((await bobS.request('tools/list', {})).status, 200, 'bob still works');
+  assert.equal(await metric(fx.gw, t.opToken, 'mcpgate_store_users_cut_in_memory'), 1);
+  let rec;
+  for (let i = 0; i < 50 && !rec; i++) {
+    const q = await t.admin('GET', '/audit?limit=50');
+    assert.equal(q.status, 200, q.body);
+    rec = JSON.parse(q.body).records.find((x) => x.status === 507 && /\/revoke$/.test(x.path ?? ''));
+    if (!rec) await new Promise((res) => setTimeout(res, 100));
+  }
+  assert.ok(rec, 'the unwritten revoke is in the audit log');
+  assert.equal(rec.note, `not written; user ${alice.id} cut in memory`);
+  // Okta's next push of alice (PUT of the whole user, active true: nothing
+  // changes, so it commits even now) is not the admin's word: still cut
+  const push = await t.scim.put(`/Users/${alice.id}`, { ...alice, schemas: [URN.USER, URN.ENT], active: true });
+  assert.equal(push.status, 200, push.body);
+  assert.equal((await mcpPost(fx.url, initializeBody(1), { token: fx.tokens.alice })).status, 401, 'still cut after an IdP push');
+  // the admin's restore (no block was stored: nothing to write) lifts it
+  const rs = await t.admin('POST', `/users/${alice.id}/restore`);
+  assert.equal(rs.status, 200, rs.body);
+  assert.equal(await metric(fx.gw, t.opToken, 'mcpgate_store_users_cut_in_memory'), 0);
+  assert.equal((await mcpPost(fx.url, initializeBody(1), { token: fx.tokens.alice })).status, 200, 'alice back after restore');
   await assertGatewayUp(fx.gw);
 });

@@ -779,6 +779,35 @@ TEST(key_encoding) {
   CHECK(!st_dir_valid_id(NULL));
 }
 
+/* An admin's revoke that could not be written: its mark outlives the
+ * IdP's word on active; the admin's restore, or a committed deactivation,
+ * ends it. An IdP's mark that the admin then revokes becomes the admin's. */
+TEST(cut_in_memory_by_an_admin) {
+#define PATCH_OP(op) "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],\"Operations\":[" op "]}"
+  char path[80], gus[40];
+  CHECK_INT(scim("acme", "POST", "/Users", "{\"userName\":\"gus@acme.com\"}", gus), 201);
+  snprintf(path, sizeof path, "/Users/%s", gus);
+  CHECK_INT(st_dir_user_cut_unwritten(st, "acme", gus, "revoke"), 0);
+  CHECK_INT(scim("acme", "PUT", path, "{\"userName\":\"gus@acme.com\",\"active\":true}", NULL), 200);
+  CHECK(st_dir_user_cut_marked(st, "acme", gus));
+  CHECK_INT(active_now("acme", gus, NULL), 0);
+  block_op b = {gus, true, false, 0};
+  CHECK_INT(st_write_sync(st, block_fn, &b), 0); /* restore: nothing was blocked, the mark goes */
+  CHECK(!b.flag);
+  CHECK(!st_dir_user_cut_marked(st, "acme", gus));
+  CHECK_INT(active_now("acme", gus, NULL), 1);
+  /* the IdP's mark, then the admin's revoke failing too: the admin's now */
+  CHECK_INT(st_dir_user_cut_unwritten(st, "acme", gus, "patch"), 0);
+  CHECK_INT(st_dir_user_cut_unwritten(st, "acme", gus, "revoke"), 0);
+  CHECK_INT(scim("acme", "PATCH", path, PATCH_OP("{\"op\":\"replace\",\"path\":\"active\",\"value\":true}"), NULL), 200);
+  CHECK(st_dir_user_cut_marked(st, "acme", gus));
+  /* a deactivation that commits: the store says it now */
+  CHECK_INT(scim("acme", "PATCH", path, PATCH_OP("{\"op\":\"replace\",\"path\":\"active\",\"value\":false}"), NULL), 200);
+  CHECK(!st_dir_user_cut_marked(st, "acme", gus));
+  CHECK_INT(active_now("acme", gus, NULL), 0);
+#undef PATCH_OP
+}
+
 int main(void) {
   if (!getenv("UNIT_VERBOSE")) gw_log_set_level(GW_LOG_WARN);
   if (setup() != 0) {
@@ -799,6 +828,7 @@ int main(void) {
   RUN(cut_in_memory_until_the_next_write);
   RUN(cut_in_memory_outlives_writes_that_say_nothing_of_active);
   RUN(cut_in_memory_room_for_many_tenants);
+  RUN(cut_in_memory_by_an_admin);
   st_close(st);
   nftw(g_tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
   return UNIT_DONE();
