@@ -504,6 +504,23 @@ int ap_grant_give_back(st_txn *txn, const char *tenant, const char *user, const 
   json_decref(g);
   if (rc == 0) return 0;
   if (rc != ST_ENOTFOUND || !kl) return rc == ST_ENOTFOUND ? ST_EINVAL : rc;
+  /* Only to a requester who may still call, for a request still approved:
+   * their cut (deactivation, block, deletion) deletes their grants in its
+   * own transaction, which may have committed between the take and this
+   * job — giving the grant back then would revive it (and a reactivation
+   * revives nothing). Nothing to give back is not an error. */
+  int active = st_dir_user_active(txn, tenant, user);
+  if (active < 0 && active != ST_ENOTFOUND) return active;
+  if (active != 1) return 0;
+  json_t *rec = NULL;
+  char rk[KEY_MAX];
+  size_t rl = request && *request ? key(rk, tenant, 'r', request, NULL) : 0;
+  rc = rl ? get_json(txn, rk, rl, &rec) : ST_ENOTFOUND;
+  bool approved = !rc && !strcmp(json_string_value(json_object_get(rec, "state")) ?: "", "approved") &&
+                  !strcmp(json_string_value(json_object_get(rec, "user")) ?: "", user);
+  json_decref(rec);
+  if (rc && rc != ST_ENOTFOUND) return rc;
+  if (!approved) return 0;
   g = json_pack("{s:s, s:s, s:s, s:I, s:i}", "request", request ? request : "", "connector", connector, "tool", tool,
                 "expires", (json_int_t)(now_ms + ONE_CALL_GRANT_MS), "uses", 1);
   rc = g ? put_json(txn, k, kl, g) : ST_ENOMEM;

@@ -137,7 +137,8 @@ int ap_grant_take(st_txn *txn, const char *tenant, const char *user, const char 
 /* Write txn: a one-call grant taken for a call that then could not be
  * made (its client left in between) goes back — one call, valid an hour
  * from now_ms — unless a grant for it exists (an N-minute one was never
- * used up). 0 or ST_E*. */
+ * used up), the user may no longer call (inactive, blocked, cut, gone) or
+ * the request is no longer approved: then nothing. 0 or ST_E*. */
 int ap_grant_give_back(st_txn *txn, const char *tenant, const char *user, const char *connector, const char *tool,
                        const char *args_sha256, const char *request, int64_t now_ms);
 

@@ -214,11 +214,12 @@ TEST(an_approval_is_one_call) {
 typedef struct back {
   const char *user, *tool, *hash;
   int64_t now;
+  const char *request; /* the approved request the grant came from */
 } back;
 
 static int run_back(st_txn *txn, void *arg) {
   back *b = arg;
-  return ap_grant_give_back(txn, "acme", b->user, "db", b->tool, b->hash, "r", b->now);
+  return ap_grant_give_back(txn, "acme", b->user, "db", b->tool, b->hash, b->request, b->now);
 }
 
 TEST(a_grant_taken_for_a_call_that_was_not_made_goes_back_once) {
@@ -226,7 +227,7 @@ TEST(a_grant_taken_for_a_call_that_was_not_made_goes_back_once) {
   CHECK_INT(create(&m), 0);
   CHECK_INT(decide(m.id, AP_APPROVE, bob, T0), 0);
   CHECK_INT(take_grant(alice, "rebuild", H2, T0 + 1), 0);
-  back b = {alice, "rebuild", H2, T0 + 2};
+  back b = {alice, "rebuild", H2, T0 + 2, m.id};
   CHECK_INT(st_write_sync(st, run_back, &b), 0);               /* its client left: back */
   CHECK_INT(st_write_sync(st, run_back, &b), 0);               /* twice is still one call */
   CHECK_INT(take_grant(alice, "rebuild", H2, T0 + 3), 0);       /* the retry passes */
@@ -529,6 +530,27 @@ TEST(purge_takes_everything_of_the_tenant) {
   json_decref(all);
 }
 
+/* Found by review: a one-call grant given back after the requester was cut
+ * (the client left while the deactivation committed) came back to life for
+ * the deactivated user, and outlived a reactivation */
+TEST(give_back_after_cut_revives_a_grant) {
+  char dan[40];
+  snprintf(dan, sizeof dan, "%s", scim("POST", "/Users", "{\"userName\":\"dan@acme.com\"}"));
+  mk m = {dan, "reindex", H1, 600, 0, 0, T0, ""};
+  CHECK_INT(create(&m), 0);
+  CHECK_INT(decide(m.id, AP_APPROVE, bob, T0), 0);
+  CHECK_INT(take_grant(dan, "reindex", H1, T0 + 1), 0);          /* the held call took it (job_take) */
+  char path[80];
+  snprintf(path, sizeof path, "/Users/%s", dan);
+  scim("PATCH", path, "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],\"Operations\":[{\"op\":"
+                      "\"replace\",\"value\":{\"active\":false}}]}"); /* Okta deactivates dan: grants deleted */
+  back b = {dan, "reindex", H1, T0 + 2, m.id};                          /* done_take ran before the fan-out: client gone, */
+  CHECK_INT(st_write_sync(st, run_back, &b), 0);                  /* x->revoked still false -> give_back */
+  scim("PATCH", path, "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],\"Operations\":[{\"op\":"
+                      "\"replace\",\"value\":{\"active\":true}}]}"); /* "reactivation revives nothing" */
+  CHECK_INT(take_grant(dan, "reindex", H1, T0 + 3), ST_ENOTFOUND); /* it was: 0, the grant was back */
+}
+
 int main(void) {
   gw_log_set_level(GW_LOG_ERROR);
   if (setup() != 0) {
@@ -540,6 +562,7 @@ int main(void) {
   RUN(an_approval_is_one_call);
   RUN(grant_minutes_cover_repeats_until_they_end);
   RUN(a_grant_taken_for_a_call_that_was_not_made_goes_back_once);
+  RUN(give_back_after_cut_revives_a_grant);
   RUN(lists_come_newest_first_and_pending_from_its_index);
   RUN(live_grants_are_counted_per_tool_and_user);
   RUN(expiry_is_read_from_the_clock);
