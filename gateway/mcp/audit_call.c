@@ -126,7 +126,7 @@ static int put_ki(gw_buf *b, const char *key, size_t kl, long long v) {
 
 /* The tenant's audit_redact, copied into buf (cap > AUDIT_REDACT_VALUE_MAX;
  * "" when unset). 0, or a store error (nothing is known). */
-static int tenant_redact(gw_exchange *x, char *buf, size_t cap) {
+int gw__audit_tenant_redact(gw_exchange *x, char *buf, size_t cap) {
   gw_proxy *p = gw__mcp_of(x->lp);
   gw_memo *memo = p ? p->memo : NULL;
   st_txn *txn;
@@ -187,7 +187,7 @@ void gw__audit_call_begin(gw_exchange *x, const char *connector, const char *too
   if (!rc && policy_version >= 0) rc = PUT_INT(&b, ",\"policy_version\":", policy_version);
   if (!rc && (args || args_len) && gw_audit_records_args(srv)) {
     char tred[AUDIT_REDACT_VALUE_MAX + 1];
-    if (tenant_redact(x, tred, sizeof tred) != 0)
+    if (gw__audit_tenant_redact(x, tred, sizeof tred) != 0)
       rc = gw_buf_appends(&b, ",\"arguments\":\"[redacted]\"");
     else
       rc = gw_audit_args_append(srv, &b, args, args_raw, args_len, tred);

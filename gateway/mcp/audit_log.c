@@ -221,6 +221,22 @@ static bool starts_with(const char *p, size_t n, const char *pat) {
 
 bool gw_audit_records_args(const gw_server *srv) { return srv->audit && srv->audit->args != AUDIT_ARGS_NONE; }
 
+json_t *gw_audit_args_masked(const gw_server *srv, const json_t *args, const char *tenant_redact, size_t cap_bytes) {
+  const char *all[REDACT_MAX + AUDIT_REDACT_TENANT_MAX + 1];
+  char op[AUDIT_REDACT_VALUE_MAX + 1], split[AUDIT_REDACT_VALUE_MAX + 1];
+  size_t k = 0;
+  if (srv->audit) {
+    for (; srv->audit->redact[k]; k++) all[k] = srv->audit->redact[k];
+  } else { /* the log is off: the same list open() builds */
+    for (const char *const *d = audit_redact_default; *d && k < REDACT_MAX; d++) all[k++] = *d;
+    audit_redact_split(srv->cfg.audit_redact, op, sizeof op, all, &k, REDACT_MAX);
+  }
+  all[k] = NULL;
+  if (tenant_redact && *tenant_redact)
+    audit_redact_split(tenant_redact, split, sizeof split, all, &k, REDACT_MAX + AUDIT_REDACT_TENANT_MAX);
+  return audit_args(args, AUDIT_ARGS_FULL, all, cap_bytes);
+}
+
 int gw_audit_args_append(const gw_server *srv, gw_buf *out, const json_t *args, const char *raw, size_t n,
                          const char *tenant_redact) {
   const gw_audit *g = srv->audit;

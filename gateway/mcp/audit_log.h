@@ -80,6 +80,12 @@ bool gw_audit_records_args(const gw_server *srv);
  * memory is short. */
 int gw_audit_args_append(const gw_server *srv, gw_buf *out, const json_t *args, const char *raw, size_t n,
                          const char *tenant_redact);
+/* args (borrowed) as a record would keep them in full mode, masked by the
+ * same patterns — the defaults, the operator's audit_redact (whether or
+ * not the audit log is on) and tenant_redact — and capped at cap_bytes
+ * (audit_args). For what people see of a call outside the log (an
+ * approval request). New reference, or NULL (out of memory). */
+json_t *gw_audit_args_masked(const gw_server *srv, const json_t *args, const char *tenant_redact, size_t cap_bytes);
 
 /* The record of an admin or SCIM write that ended with status (kind
  * "admin" | "scim"): method, path (no query), status, actor, client

@@ -480,7 +480,16 @@ bool gw__held_start(gw_exchange *x, const pol_user *pu, const char *connector, c
     return false;
   }
   for (size_t i = 0; i < pa.napprovers; i++) json_array_append_new(j->approvers, json_string(pa.approvers[i]));
-  json_t *shown = args ? audit_args(args, AUDIT_ARGS_FULL, NULL, HELD_ARGS_MAX) : NULL;
+  /* what reviewers (and the webhook) see: masked as the audit log masks
+   * them, the tenant's own patterns included (none known: refused) */
+  char tred[AUDIT_REDACT_VALUE_MAX + 1];
+  if (args && gw__audit_tenant_redact(x, tred, sizeof tred) != 0) {
+    json_decref(msg);
+    free(h);
+    hold_job_free(j);
+    return false;
+  }
+  json_t *shown = args ? gw_audit_args_masked(srv, args, tred, HELD_ARGS_MAX) : NULL;
   j->arguments = shown ? json_dumps(shown, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
   json_decref(shown);
   h->progress_token = json_incref(json_object_get(json_object_get(params, "_meta"), "progressToken"));
