@@ -316,8 +316,8 @@ static void decided_since(gw_exchange *x) {
 }
 
 /* s appended to b for Slack's mrkdwn: &, < and > escaped (so an argument
- * cannot mention @channel or forge a link), at most max bytes of s (cut at
- * a character boundary, "…" after a cut) */
+ * cannot mention @channel or forge a link), ` as a look-alike, at most
+ * max bytes of s (cut at a character boundary, "…" after a cut) */
 static void slack_append(gw_buf *b, const char *s, size_t max) {
   size_t n = strlen(s);
   bool cut = n > max;
@@ -326,7 +326,13 @@ static void slack_append(gw_buf *b, const char *s, size_t max) {
     while (n && ((unsigned char)s[n] & 0xC0) == 0x80) n--; /* not inside a UTF-8 sequence */
   }
   for (size_t i = 0; i < n; i++) {
-    const char *e = s[i] == '&' ? "&amp;" : s[i] == '<' ? "&lt;" : s[i] == '>' ? "&gt;" : NULL;
+    /* a backtick would close the template's code span and let the rest be
+     * formatted or linked as if the gateway said it: a look-alike instead */
+    const char *e = s[i] == '&'   ? "&amp;"
+                    : s[i] == '<' ? "&lt;"
+                    : s[i] == '>' ? "&gt;"
+                    : s[i] == '`' ? "\xcb\x8b" /* U+02CB */
+                                  : NULL;
     if (e) gw_buf_appends(b, e);
     else gw_buf_append(b, s + i, 1);
   }

@@ -111,7 +111,7 @@ test('a held call notifies once: Slack JSON with requester, tool, connector, a s
     if (id && !seen.has(id)) { seen.add(id); return 503; }
     return 200;
   };
-  const args = { a: 2, b: 3, note: `<!channel> & ${'x'.repeat(400)}` };
+  const args = { a: 2, b: 3, note: `<!channel> & \`*fake* https://evil.example/decide\` ${'x'.repeat(400)}` };
   const call = heldCall(c, SUM, args);
   const req = await pendingFor(SUM, args);
   await waitFor(() => postsFor(req.id).length >= 2, { timeoutMs: 6000, what: 'the POST and its retry' });
@@ -133,6 +133,10 @@ test('a held call notifies once: Slack JSON with requester, tool, connector, a s
   assert.ok(!t.includes('<!channel>') && t.includes('&lt;!channel&gt; &amp;'), `Slack control characters escaped: ${t}`);
   const summary = /with arguments `([^`]*)`/.exec(t)?.[1] ?? '';
   assert.ok(summary.startsWith('{"a":2,"b":3,"note":"&lt;!channel&gt;'), summary);
+  // a backtick in a value cannot close the code span (and let the rest be
+  // formatted or linked as the gateway's own words): only the template's six
+  assert.equal((t.match(/`/g) ?? []).length, 6, `backticks in the text: ${t}`);
+  assert.ok(summary.includes('ˋ*fake* https://evil.example/decideˋ'), summary);
   assert.ok(summary.endsWith('…') && summary.length < 260, `at most 200 bytes of arguments (escaped): ${summary.length}`);
   // the URL's path is a secret: logs show scheme://host only
   const warn = await f.gw.waitForLog((l) => /webhook .* failed \(HTTP 503\); retrying/.test(l.msg ?? ''));
