@@ -28,6 +28,7 @@ typedef struct auth_token_new {
   char name[201];
   char now[32];
   char expires[32];     /* "" = never */
+  bool self;            /* made by the user on their own page (else by an admin, who saw its text) */
   char tokid[ST_TOKEN_ID_BUFSZ];
   uint8_t hash[ST_TOKEN_HASH_LEN];
   /* out (overwritten on every run) */

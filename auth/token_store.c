@@ -75,6 +75,7 @@ int auth_token_put(st_txn *txn, const auth_token_rec *r) {
   json_object_set_new(rec, "name", json_string(r->name));
   json_object_set_new(rec, "created", json_string(r->created));
   if (r->expires && r->expires[0]) json_object_set_new(rec, "expires", json_string(r->expires));
+  if (r->created_by) json_object_set_new(rec, "created_by", json_string(r->created_by));
   int rc = put_json(txn, k, hkey(r->hash, k), rec);
   json_decref(rec);
   if (rc) return rc;

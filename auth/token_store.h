@@ -45,6 +45,7 @@ typedef struct auth_token_rec {
   const char *user;      /* employee tokens: the user's SCIM id; NULL otherwise */
   const char *expires;   /* RFC 3339; NULL or "" = never */
   const uint8_t *hash;   /* ST_TOKEN_HASH_LEN bytes: st_token_hash(token) */
+  const char *created_by; /* employee tokens: "self" (the user's page) or "admin"; NULL: not recorded */
 } auth_token_rec;
 
 /* Write txn: stores the record and its index entries ("u" too when user is

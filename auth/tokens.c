@@ -26,7 +26,7 @@ int auth_token_create(st_txn *txn, auth_token_new *t) {
   if (!active) return AUTH_EINACTIVE;
   auth_token_rec r = {.kind = AUTH_KIND_EMPLOYEE, .tenant = t->tenant, .id = t->tokid,
                       .name = t->name[0] ? t->name : "token", .created = t->now, .user = t->user_id,
-                      .expires = t->expires, .hash = t->hash};
+                      .expires = t->expires, .hash = t->hash, .created_by = t->self ? "self" : "admin"};
   return auth_token_put(txn, &r);
 }
 

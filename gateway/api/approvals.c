@@ -9,7 +9,11 @@
  *    token revoked, a session ended or a user deactivated meanwhile decides
  *    nothing), and policy/approval.c checks that this user is active, an
  *    approver of the request and not its requester. No admin credential is
- *    accepted here.
+ *    accepted here, nor an employee token an admin created for the user
+ *    (created_by "admin": its text went through the admin's hands — a
+ *    tenant admin would approve their own call "as" a reviewer): such a
+ *    token reads a request, and only a token the user made on their own
+ *    page, or their browser session, decides.
  *  - An Authorization header, when sent, is the credential: a cookie beside
  *    it is not looked at, so a bot's request never rides a browser session
  *    and a failed token never falls back to one.
@@ -216,7 +220,23 @@ static int who(gw_req *req, const char *tenant, bool write, caller *c) {
       return -1;
     }
     rc = auth_token_verify_hash(txn, tenant, th, (int64_t)time(NULL), user, tokid, NULL);
+    /* a decision is made as oneself: a token an admin created for the user
+     * (its text went through the admin's hands) may read, not decide */
+    bool not_own = false;
+    if (!rc && write) {
+      json_t *rec = NULL;
+      rc = auth_token_get_by_id(txn, tenant, AUTH_KIND_EMPLOYEE, tokid, &rec);
+      not_own = !rc && strcmp(json_string_value(json_object_get(rec, "created_by")) ?: "", "self");
+      json_decref(rec);
+    }
     st_txn_end(txn);
+    if (not_own) {
+      gw_respond_error(req, 403, "own_credential_required",
+                       "decide on the reviewers' page (/t/%s/approvals) or with a token you created on your own "
+                       "page: a token an admin created for you cannot decide approval requests",
+                       tenant);
+      return -1;
+    }
   }
   if (rc && tok && *tok && gw_limits_auth_failed(req)) {
     gw_respond_error(req, 429, "too_many_failures",

@@ -507,6 +507,7 @@ static int job_page(st_txn *txn, void *arg) {
     }
     rfc3339(exp, j->t.expires);
     snprintf(j->t.user_ref, sizeof j->t.user_ref, "%s", j->s.user_id);
+    j->t.self = true;
     return auth_token_create(txn, &j->t);
   }
   case OP_TOKEN_REVOKE: {

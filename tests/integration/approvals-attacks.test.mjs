@@ -7,13 +7,14 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { rawSession, openStream, mcpHeaders } from './lib/mcp.mjs';
-import { startPolicyFixture, applyPolicy, forwardedCalls, groups, waitFor, sleep } from './lib/policy.mjs';
+import { startPolicyFixture, applyPolicy, forwardedCalls, groups, waitFor, sleep, ownTokens } from './lib/policy.mjs';
 import { request } from './lib/gateway.mjs';
 
 let f, s;
 
 before(async () => {
   f = await startPolicyFixture({ users: ['alice@acme.com', 'bob@acme.com'] });
+  await ownTokens(f, ['bob']); // decisions need bob's own token (f.tokens are admin-minted)
   const g = groups(f.t.scim);
   await g.create('Engineers', [f.users.alice.id, f.users.bob.id]);
   await g.create('DB Admins', [f.users.bob.id]);
@@ -56,7 +57,7 @@ test('an approval of one long-named tool is no grant for another tool whose name
   const pending = (await f.t.admin('GET', '/approvals?state=pending')).json.approvals;
   const req = pending.find((a) => a.user === f.users.alice.id);
   if (req) { // held (the cut name): approve it, as a reviewer would
-    const r = await decide(req.id, 'approve', f.tokens.bob);
+    const r = await decide(req.id, 'approve', f.own.bob);
     assert.equal(r.status, 200, r.body);
   }
   const firstEnded = await Promise.race([first.ended.then(() => true), sleep(3000).then(() => false)]);
@@ -83,7 +84,7 @@ test('a reviewer reading or deciding a request by its id does not learn the requ
   const view = await request(f.gw.port, { path: `/t/acme/approvals/${req.id}`, headers: { Authorization: `Bearer ${f.tokens.bob}` } });
   assert.equal(view.status, 200, view.body);
   assert.ok(!view.body.includes(s.sessionId), `the reviewer's view names alice's session: ${view.body}`);
-  const d = await decide(req.id, 'deny', f.tokens.bob);
+  const d = await decide(req.id, 'deny', f.own.bob);
   assert.equal(d.status, 200, d.body);
   assert.ok(!d.body.includes(s.sessionId), `the decision's answer names alice's session: ${d.body}`);
   // the requester still sees her own request whole

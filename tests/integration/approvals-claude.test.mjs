@@ -25,7 +25,7 @@ import os from 'node:os';
 import path from 'node:path';
 
 import { claudeBin, claudeEnv, runAsync, startRecorder, parseSse, rpcMessages } from './lib/mcp.mjs';
-import { startPolicyFixture, applyPolicy, forwardedCalls, groups, waitFor, sleep } from './lib/policy.mjs';
+import { startPolicyFixture, applyPolicy, forwardedCalls, groups, waitFor, sleep, ownTokens } from './lib/policy.mjs';
 import { request } from './lib/gateway.mjs';
 import { startAnthropicMock } from './lib/anthropic-mock.mjs';
 
@@ -42,6 +42,7 @@ before(async () => {
     startAnthropicMock({ toolUse: { match: TOOL, input: { a: 2, b: 3 } } }),
   ]);
   const g = groups(f.t.scim);
+  await ownTokens(f, ['bob']); // decisions need bob's own token (f.tokens are admin-minted)
   await g.create('Engineers', [f.users.alice.id, f.users.bob.id]);
   await g.create('DB Admins', [f.users.bob.id]);
   await applyPolicy(f.t, {
@@ -141,7 +142,7 @@ test('claude -p asks for the approve tool; the gateway holds it until bob approv
   assert.equal(forwardedCalls(f.rec, 'get-sum').length, 0, 'nothing reaches the upstream before the approval');
   assert.equal(mock.toolResults().length, 0, 'no tool result reached the model before the approval');
 
-  const d = await decide(req.id, 'approve', f.tokens.bob, 'claude may add');
+  const d = await decide(req.id, 'approve', f.own.bob, 'claude may add');
   assert.equal(d.status, 200, d.body);
   assert.equal(JSON.parse(d.body).decided_by, 'bob@acme.com');
 
@@ -170,7 +171,7 @@ test('bob denies: the refusal, naming him and his reason, reaches the model as t
   const run = claudePrint();
   const req = await pending(run, 2, 3);
   await sleep(300);
-  const d = await decide(req.id, 'deny', f.tokens.bob, 'not today');
+  const d = await decide(req.id, 'deny', f.own.bob, 'not today');
   assert.equal(d.status, 200, d.body);
   const out = await run;
   assert.equal(out.code, 0, `claude -p: ${explainRun(out)}`);

@@ -12,7 +12,7 @@ import path from 'node:path';
 import http from 'node:http';
 
 import { connectClient } from './lib/mcp.mjs';
-import { startPolicyFixture, applyPolicy, forwardedCalls, groups, waitFor, sleep, toolText } from './lib/policy.mjs';
+import { startPolicyFixture, applyPolicy, forwardedCalls, groups, waitFor, sleep, toolText, ownTokens } from './lib/policy.mjs';
 import { cli, assertExit } from './lib/admin.mjs';
 import { request, scrapeMetrics, metricValue } from './lib/gateway.mjs';
 import { startSinkReceiver } from './lib/sink.mjs';
@@ -24,6 +24,7 @@ let statusFor = () => 200; // the receiver's answer to the n-th POST
 
 before(async () => {
   f = await startPolicyFixture({ users: ['alice@acme.com', 'bob@acme.com'], gatewayArgs: ['--approval-progress-interval-ms', '300'] });
+  await ownTokens(f, ['bob']); // decisions need bob's own token (f.tokens are admin-minted)
   const g = groups(f.t.scim);
   await g.create('Engineers', [f.users.alice.id, f.users.bob.id]);
   await g.create('DB Admins', [f.users.bob.id]);
@@ -67,7 +68,7 @@ async function pendingFor(tool, args) {
 
 const approve = (id) => request(f.gw.port, {
   method: 'POST', path: `/t/acme/approvals/${id}/approve`,
-  headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${f.tokens.bob}` }, body: '{}',
+  headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${f.own.bob}` }, body: '{}',
 });
 
 const postsFor = (id) => rx.posts.filter((p) => p.body.includes(id));

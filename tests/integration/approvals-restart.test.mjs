@@ -6,12 +6,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { connectClient, toolText } from './lib/mcp.mjs';
-import { startPolicyFixture, applyPolicy, forwardedCalls, groups, waitFor } from './lib/policy.mjs';
+import { startPolicyFixture, applyPolicy, forwardedCalls, groups, waitFor, ownTokens } from './lib/policy.mjs';
 import { startGateway, request } from './lib/gateway.mjs';
 import { api } from './lib/admin.mjs';
 
 test('a pending request survives a restart; the held client is told; the approval after it lets the retry through once', async () => {
   const f = await startPolicyFixture({ users: ['alice@acme.com', 'bob@acme.com'], gatewayArgs: ['--approval-progress-interval-ms', '200'] });
+  await ownTokens(f, ['bob']); // decisions need bob's own token (f.tokens are admin-minted)
   const g = groups(f.t.scim);
   await g.create('Engineers', [f.users.alice.id, f.users.bob.id]);
   await g.create('DB Admins', [f.users.bob.id]);
@@ -41,7 +42,7 @@ test('a pending request survives a restart; the held client is told; the approva
     let r = await api(gw2.port, op, 'GET', `/admin/v1/tenants/acme/approvals/${req.id}`);
     assert.equal(r.status, 200, r.body);
     assert.equal(r.json.state, 'pending', 'the request survived the restart');
-    r = await request(gw2.port, { method: 'POST', path: `/t/acme/approvals/${req.id}/approve`, headers: { Authorization: `Bearer ${f.tokens.bob}` } });
+    r = await request(gw2.port, { method: 'POST', path: `/t/acme/approvals/${req.id}/approve`, headers: { Authorization: `Bearer ${f.own.bob}` } });
     assert.equal(r.status, 200, r.body);
     const c2 = await connectClient(`${gw2.url}/t/acme/mcp/everything`, f.tokens.alice);
     const ok = await c2.client.callTool({ name: 'get-sum', arguments: args }, undefined, { timeout: 10000 });

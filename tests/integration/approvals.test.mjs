@@ -8,7 +8,7 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { connectClient, rawSession } from './lib/mcp.mjs';
-import { startPolicyFixture, applyPolicy, forwardedCalls, groups, waitFor, sleep, toolText } from './lib/policy.mjs';
+import { startPolicyFixture, applyPolicy, forwardedCalls, groups, waitFor, sleep, toolText, ownTokens } from './lib/policy.mjs';
 import { api } from './lib/admin.mjs';
 import { request } from './lib/gateway.mjs';
 
@@ -32,6 +32,9 @@ before(async () => {
       { groups: ['Engineers'], connector: 'everything', approve: ['get-tiny-image'], approvers: ['DB Admins'], grant_minutes: 5 },
     ],
   });
+  // decisions are made with the reviewers' own credentials (a token they
+  // created on their page); f.tokens are admin-minted
+  await ownTokens(f, ['alice', 'bob', 'carol', 'dave']);
   c = await connectClient(f.url, f.tokens.alice);
 });
 
@@ -73,7 +76,7 @@ test('a held call approved by a reviewer with their own token: the result reache
   assert.ok(req.seconds_left > 0 && req.seconds_left <= 60, JSON.stringify(req));
   await sleep(500); // a few progress intervals
   assert.equal(forwardedCalls(f.rec, SUM).length, 0, 'nothing reaches the upstream before the approval');
-  const r = await decide(req.id, 'approve', f.tokens.bob, { reason: 'looks fine' });
+  const r = await decide(req.id, 'approve', f.own.bob, { reason: 'looks fine' });
   assert.equal(r.status, 200, r.body);
   const v = JSON.parse(r.body);
   assert.equal(v.state, 'approved');
@@ -87,7 +90,7 @@ test('a held call approved by a reviewer with their own token: the result reache
   assert.ok(out.progress.length >= 1, `progress notifications arrived while held: ${out.progress.length}`);
   assert.match(out.progress[0].message ?? '', /waiting for approval by DB Admins/);
   // decided: a second decision is refused
-  const again = await decide(req.id, 'deny', f.tokens.dave);
+  const again = await decide(req.id, 'deny', f.own.dave);
   assert.equal(again.status, 409, again.body);
   // every step is in the tenant's audit chain: requested, approved (by whom, why), the grant used
   let steps;
@@ -112,22 +115,29 @@ test('self-approval, a non-approver, an admin credential and no credential canno
   const req = await pendingFor(f.users.alice.id, SUM, args);
   const aliceInAdmins = await g.add(admins.id, f.users.alice.id); // even as an approver, not her own
   assert.ok(aliceInAdmins);
-  let r = await decide(req.id, 'approve', f.tokens.alice);
+  let r = await decide(req.id, 'approve', f.own.alice);
   assert.equal(r.status, 403, r.body);
   assert.match(r.body, /self_approval/);
   await g.remove(admins.id, f.users.alice.id);
-  r = await decide(req.id, 'approve', f.tokens.carol);
+  r = await decide(req.id, 'approve', f.own.carol);
   assert.equal(r.status, 403, r.body);
   assert.match(r.body, /not_an_approver/);
   r = await decide(req.id, 'approve', f.t.opToken);
   assert.equal(r.status, 401, r.body);
+  // a token an admin minted for bob reads the request but cannot decide it
+  // (a tenant admin would otherwise approve their own call "as bob")
+  r = await decide(req.id, 'approve', f.tokens.bob);
+  assert.equal(r.status, 403, r.body);
+  assert.match(r.body, /own_credential_required/);
+  const seen = await request(f.gw.port, { method: 'GET', path: `/t/acme/approvals/${req.id}`, headers: { Authorization: `Bearer ${f.tokens.bob}` } });
+  assert.equal(seen.status, 200, seen.body);
   r = await decide(req.id, 'approve', null);
   assert.equal(r.status, 401, r.body);
-  r = await decide('0'.repeat(32), 'approve', f.tokens.bob);
+  r = await decide('0'.repeat(32), 'approve', f.own.bob);
   assert.equal(r.status, 404, r.body);
-  r = await decide(req.id, 'deny', f.tokens.bob, { reason: 'not on prod', extra: 1 });
+  r = await decide(req.id, 'deny', f.own.bob, { reason: 'not on prod', extra: 1 });
   assert.equal(r.status, 400, r.body);
-  r = await decide(req.id, 'deny', f.tokens.bob, { reason: 'not on prod' });
+  r = await decide(req.id, 'deny', f.own.bob, { reason: 'not on prod' });
   assert.equal(r.status, 200, r.body);
   const out = await call;
   assert.ok(out.error, 'the call failed');
@@ -145,7 +155,7 @@ test('nobody decides: the call times out with its own code, the request reads as
   const r = await f.t.admin('GET', `/approvals/${req.id}`);
   assert.equal(r.status, 200, r.body);
   assert.equal(r.json.state, 'expired');
-  const d = await decide(req.id, 'approve', f.tokens.bob);
+  const d = await decide(req.id, 'approve', f.own.bob);
   assert.equal(d.status, 409, d.body);
   assert.equal(forwardedCalls(f.rec, 'get-env').length, 0);
 });
@@ -176,7 +186,7 @@ test('the client gives up, then the approval comes: the retry with the same argu
   // the SDK's notifications/cancelled ends the held stream (the request stays pending)
   await f.gw.waitForLog((l) => /cancelled its call held for approval request/.test(l.msg ?? '') && (l.msg ?? '').includes(req.id));
   assert.equal((await f.t.admin('GET', `/approvals/${req.id}`)).json.state, 'pending');
-  const r = await decide(req.id, 'approve', f.tokens.dave);
+  const r = await decide(req.id, 'approve', f.own.dave);
   assert.equal(r.status, 200, r.body);
   const ok = await c.client.callTool({ name: SUM, arguments: args }, undefined, { timeout: 10000 });
   assert.match(toolText(ok), /42/);
@@ -192,7 +202,7 @@ test('the client gives up, then the approval comes: the retry with the same argu
 test('grant_minutes: after one approval the same call with the same arguments passes for a while, without asking', async () => {
   const call = heldCall(c, 'get-tiny-image', {});
   const req = await pendingFor(f.users.alice.id, 'get-tiny-image', {});
-  assert.equal((await decide(req.id, 'approve', f.tokens.bob)).status, 200);
+  assert.equal((await decide(req.id, 'approve', f.own.bob)).status, 200);
   assert.ok((await call).result);
   for (let i = 0; i < 2; i++) {
     const r = await c.client.callTool({ name: 'get-tiny-image', arguments: {} }, undefined, { timeout: 10000 });
@@ -209,7 +219,7 @@ test('the aggregated endpoint holds the call too, and the approval lets it throu
   const call = heldCall(agg, `everything__${SUM}`, args);
   const req = await pendingFor(f.users.carol.id, SUM, args);
   assert.equal(req.connector, 'everything');
-  assert.equal((await decide(req.id, 'approve', f.tokens.bob)).status, 200);
+  assert.equal((await decide(req.id, 'approve', f.own.bob)).status, 200);
   const out = await call;
   assert.ok(out.result, String(out.error));
   assert.match(toolText(out.result), /33/);
@@ -242,9 +252,9 @@ test('the requester deactivated while waiting: the stream ends and the request i
   const args2 = { a: 41, b: 1 };
   const call2 = heldCall(c, SUM, args2);
   const req2 = await pendingFor(f.users.alice.id, SUM, args2);
-  const x = await decide(req2.id, 'approve', f.tokens.dave);
+  const x = await decide(req2.id, 'approve', f.own.dave);
   assert.equal(x.status, 401, x.body);
-  assert.equal((await decide(req2.id, 'deny', f.tokens.bob)).status, 200);
+  assert.equal((await decide(req2.id, 'deny', f.own.bob)).status, 200);
   assert.equal((await call2).error?.code, -32008);
   assert.equal(forwardedCalls(f.rec, SUM).filter((e) => [40, 41].includes(e.json?.params?.arguments?.a)).length, 0);
 });

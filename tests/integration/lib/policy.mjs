@@ -18,6 +18,7 @@ import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/typ
 
 import { startGateway, makeTempDir, request, parsePrometheus, metricValue, waitFor, sleep, fetchMetrics } from './gateway.mjs';
 import { api, cli } from './admin.mjs';
+import { startOkta, Browser, signIn } from './okta.mjs';
 import { URN } from './scim.mjs';
 import {
   startEverything, startRecorder, setupTenant, connectClient, rpcMessages, mcpPost, initializeBody,
@@ -68,6 +69,42 @@ export async function startPolicyFixture({ id = 'acme', users = ['alice@acme.com
     us[short] = t.users[u];
   }
   return { gw, up, rec, t, url: t.mcpUrl(CONNECTOR), tokens, users: us };
+}
+
+/**
+ * Tokens the users create themselves on their own page, signed in with
+ * Okta (oidc-provider): what may decide approval requests — a token an
+ * admin minted (f.tokens) may not. Gives the fixture's tenant OIDC
+ * settings and self_service_tokens; f.own[short] is each user's token,
+ * f.okta the provider (stopped after the file's tests).
+ */
+export async function ownTokens(f, shorts) {
+  const id = f.t.id ?? 'acme';
+  const mail = (s) => f.t.users[Object.keys(f.t.users).find((u) => u.startsWith(`${s}@`))]?.userName ?? `${s}@acme.com`;
+  const okta = await startOkta({
+    redirectUris: [`${f.gw.url}/t/${id}/oauth/callback`],
+    accounts: Object.fromEntries(shorts.map((s) => [`00u-${s}`, { email: mail(s), email_verified: true }])),
+  });
+  f.okta = okta;
+  after(() => okta.stop().catch(() => {}));
+  let r = await f.t.admin('PUT', '/oidc', { issuer: okta.issuer, client_id: okta.clientId, client_secret: okta.clientSecret });
+  assert.equal(r.status, 201, `PUT oidc: ${r.status} ${r.body}`);
+  r = await f.t.admin('PATCH', '', { settings: { self_service_tokens: true } });
+  assert.equal(r.status, 200, `self_service_tokens: ${r.status} ${r.body}`);
+  f.own = f.own ?? {};
+  for (const s of shorts) {
+    const b = new Browser();
+    const si = await signIn(b, `${f.gw.url}/t/${id}/login`, { login: `00u-${s}` });
+    assert.equal(si.status, 200, `${s} signs in: ${si.status} ${si.text}`);
+    const me = await b.get(`${f.gw.url}/t/${id}/api/me`, { follow: false });
+    const { csrf } = JSON.parse(me.text);
+    const c = await b.post(`${f.gw.url}/t/${id}/api/tokens`, JSON.stringify({ name: 'reviewing', expires_days: 1 }), {
+      follow: false, headers: { 'content-type': 'application/json', 'x-csrf-token': csrf },
+    });
+    assert.equal(c.status, 201, `${s} creates a token: ${c.status} ${c.text}`);
+    f.own[s] = JSON.parse(c.text).token;
+  }
+  return f.own;
 }
 
 // ---------------------------------------------------------------- admin side
