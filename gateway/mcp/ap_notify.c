@@ -10,12 +10,15 @@
  *    POST runs on the loop's outbound engine, and nothing of the call
  *    waits for it, fails with it or learns about it.
  *  - A small per-loop queue (AN_QUEUE_MAX notes alive: waiting, in flight
- *    or backing off; AN_INFLIGHT_MAX POSTs at once): past it a note is
+ *    or backing off; AN_INFLIGHT_MAX POSTs at once, besides each tenant's
+ *    first): past it a note is
  *    dropped and counted (mcpgate_approval_webhook_notifications_total
  *    {result="dropped"}), never queued without bound.
  *  - The queue is shared by every tenant, so one tenant gets at most
- *    AN_TENANT_MAX notes alive and AN_TENANT_INFLIGHT POSTs at once: a
- *    tenant whose webhook hangs (its admin's choice, like its approval
+ *    AN_TENANT_MAX notes alive and AN_TENANT_INFLIGHT POSTs at once, and
+ *    when the queue is full the tenant holding the most gives up its
+ *    oldest waiting note for a tenant holding fewer (make_room): tenants
+ *    whose webhooks hang (their admins' choice, like their approval
  *    timeouts) cannot keep another tenant's reviewers from being told.
  *  - Retried AN_RETRIES times (1 s, 2 s, 4 s) on a network error, a 5xx or
  *    a 429; any other non-2xx is final (the URL is wrong: retrying will
@@ -215,10 +218,13 @@ static void pump(gw_ap_notify *n) {
       if (e->due < next) next = e->due;
       continue;
     }
-    if (n->inflight >= AN_INFLIGHT_MAX) continue; /* the next on_done pumps again */
     size_t busy;
     tenant_notes(n, e->tenant, &busy);
     if (busy >= AN_TENANT_INFLIGHT) continue; /* its tenant's next on_done pumps again */
+    /* a tenant's first POST always starts (at most one per tenant with a
+     * note alive: AN_QUEUE_MAX): two tenants whose webhooks hang would
+     * otherwise hold every slot for AN_POST_MAX_MS at a time */
+    if (busy > 0 && n->inflight >= AN_INFLIGHT_MAX) continue; /* the next on_done pumps again */
     static const char *const headers[] = {"Content-Type: application/json", NULL};
     gw_out_opts o = {.method = "POST",
                      .url = e->url,
@@ -265,14 +271,40 @@ static void pump(gw_ap_notify *n) {
   else uv_timer_start(&n->timer, on_timer, next > now ? next - now : 0, 0);
 }
 
+/* The queue is full and the sender's tenant holds `mine` notes: the tenant holding the
+ * most gives up its oldest note not in flight, if it holds more than
+ * mine + 1 (four tenants whose webhooks hang would otherwise fill the
+ * queue, AN_TENANT_MAX each, and every other tenant's notes would be
+ * dropped). Whether room was made. */
+static bool make_room(gw_ap_notify *n, size_t mine) {
+  const an_note *big = NULL;
+  size_t most = 0, busy;
+  for (const an_note *e = n->notes; e; e = e->next) {
+    size_t k = tenant_notes(n, e->tenant, &busy);
+    if (k > most) most = k, big = e;
+  }
+  if (!big || most <= mine + 1) return false;
+  for (an_note *e = n->notes; e; e = e->next) {
+    if (e->req || strcmp(e->tenant, big->tenant)) continue;
+    atomic_fetch_add(&n->sh->hook_dropped, 1);
+    GW_LOG(GW_LOG_WARN, "approvals", &((gw_log_ctx){e->tenant, NULL}),
+           "approval request %s: its webhook notification is dropped to make room for another tenant's (this "
+           "tenant holds %zu of the loop's %d)", e->id, most, AN_QUEUE_MAX);
+    unlink_note(n, e);
+    note_free(e);
+    return true;
+  }
+  return false; /* all of its notes are in flight */
+}
+
 void gw__ap_notify_send(gw_loop *lp, const char *tenant, const char *tenant_uid, const char *id, const char *url,
                         const char *text) {
   gw_proxy *p = gw__mcp_of(lp);
   gw_ap_notify *n = p ? p->notify : NULL;
   if (!n || n->stopping || !url || !*url) return;
   gw_log_ctx lc = {tenant, NULL};
-  size_t busy;
-  if (n->n >= AN_QUEUE_MAX || tenant_notes(n, tenant, &busy) >= AN_TENANT_MAX) {
+  size_t busy, mine = tenant_notes(n, tenant, &busy);
+  if (mine >= AN_TENANT_MAX || (n->n >= AN_QUEUE_MAX && !make_room(n, mine))) {
     atomic_fetch_add(&n->sh->hook_dropped, 1);
     GW_LOG(GW_LOG_WARN, "approvals", &lc, "approval request %s: the webhook queue of this loop is full (%d, %d of "
            "one tenant); this notification is dropped", id, AN_QUEUE_MAX, AN_TENANT_MAX);

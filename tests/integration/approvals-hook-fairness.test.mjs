@@ -2,7 +2,7 @@
 // one per loop, shared by every tenant. A tenant whose webhook hangs and
 // whose calls are held often (its admin sets both: the URL and a 1 s
 // approval_timeout_s) must not keep another tenant's reviewers from being
-// notified.
+// notified — nor can four such tenants, each at its own cap, fill the queue.
 // ci-variants: build-w1
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -77,5 +77,43 @@ test('another tenant\'s hanging webhook does not keep this tenant\'s reviewers f
       { timeoutMs: 8000, what: 'acme\'s webhook notified of its held call' });
   } finally {
     mine.close();
+  }
+});
+
+test('four tenants whose webhooks hang, each at its own cap, do not fill the queue for everyone else', async () => {
+  // found by review: AN_TENANT_MAX (16) x 4 = the loop's whole queue (64);
+  // a fifth tenant's notifications were all dropped
+  const streams = [];
+  for (let k = 0; k < 4; k++) {
+    const users = [`a${k}@slow${k}.com`, `b${k}@slow${k}.com`];
+    const t = await setupTenant(f.gw, { id: `slow${k}`, users: [`rev${k}@slow${k}.com`, ...users], policy: null });
+    let r = await t.putConnector('everything', { url: f.rec.url, auth: { type: 'none' } });
+    assert.ok(r.status === 200 || r.status === 201, r.body);
+    const tg = groups(t.scim);
+    await tg.create('Engineers', users.map((u) => t.users[u].id));
+    await tg.create('Approvers', [t.users[`rev${k}@slow${k}.com`].id]);
+    await t.setPolicy({
+      version: 1, default: 'block',
+      rules: [{ groups: ['Engineers'], connector: 'everything', approve: ['get-sum'], approvers: ['Approvers'], approval_timeout_s: 60 }],
+    });
+    r = await t.admin('PATCH', '', { settings: { approval_webhook_url: `http://127.0.0.1:${hang.address().port}/slow${k}` } });
+    assert.equal(r.status, 200, r.body);
+    const url = t.mcpUrl('everything');
+    for (const [j, u] of users.entries()) {
+      const token = (await t.mintToken(u)).token;
+      const s = await rawSession(url, token);
+      for (let i = 0; i < 10; i++) streams.push(await held(url, token, s, 1000 + k * 100 + j * 10 + i));
+    }
+  }
+  // every slow tenant now holds its cap of the queue; acme's call is held
+  const before = rx.posts.length;
+  const s = await rawSession(f.url, f.tokens.alice);
+  const mine = await held(f.url, f.tokens.alice, s, 4343);
+  try {
+    await waitFor(() => rx.posts.slice(before).some((p) => p.body.includes('get-sum') && p.body.includes('(request ')),
+      { timeoutMs: 8000, what: "acme's webhook notified while four tenants' webhooks hang" });
+  } finally {
+    mine.close();
+    for (const st of streams) st.close();
   }
 });
