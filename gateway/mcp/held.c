@@ -316,8 +316,28 @@ static void decided_since(gw_exchange *x) {
 }
 
 /* s appended to b for Slack's mrkdwn: &, < and > escaped (so an argument
- * cannot mention @channel or forge a link), ` as a look-alike, at most
- * max bytes of s (cut at a character boundary, "…" after a cut) */
+ * cannot mention @channel or forge a link), ` as a look-alike, hidden
+ * characters as \uXXXX, at most max bytes of s (cut at a character
+ * boundary, "…" after a cut) */
+/* Invisible or text-reordering code points (bidi controls, zero width,
+ * soft hyphen, fillers, variation selectors): shown as \uXXXX so a value
+ * cannot hide or disguise what it is (the reviewers' page does the same,
+ * web/assets/approvals.js). The code point of the 2- or 3-byte UTF-8
+ * sequence at s (n bytes left), or 0. */
+static unsigned hidden_at(const unsigned char *s, size_t n, size_t *len) {
+  unsigned cp = 0;
+  if (n >= 2 && (s[0] & 0xE0) == 0xC0 && (s[1] & 0xC0) == 0x80) {
+    cp = ((s[0] & 0x1Fu) << 6) | (s[1] & 0x3Fu), *len = 2;
+  } else if (n >= 3 && (s[0] & 0xF0) == 0xE0 && (s[1] & 0xC0) == 0x80 && (s[2] & 0xC0) == 0x80) {
+    cp = ((s[0] & 0x0Fu) << 12) | ((s[1] & 0x3Fu) << 6) | (s[2] & 0x3Fu), *len = 3;
+  }
+  bool hid = cp == 0xAD || cp == 0x34F || cp == 0x61C || cp == 0x115F || cp == 0x1160 || cp == 0x17B4 ||
+             cp == 0x17B5 || cp == 0x180E || (cp >= 0x200B && cp <= 0x200F) || (cp >= 0x202A && cp <= 0x202E) ||
+             (cp >= 0x2060 && cp <= 0x206F) || cp == 0x3164 || (cp >= 0xFE00 && cp <= 0xFE0F) || cp == 0xFEFF ||
+             cp == 0xFFA0;
+  return hid ? cp : 0;
+}
+
 static void slack_append(gw_buf *b, const char *s, size_t max) {
   size_t n = strlen(s);
   bool cut = n > max;
@@ -326,6 +346,13 @@ static void slack_append(gw_buf *b, const char *s, size_t max) {
     while (n && ((unsigned char)s[n] & 0xC0) == 0x80) n--; /* not inside a UTF-8 sequence */
   }
   for (size_t i = 0; i < n; i++) {
+    size_t hl = 0;
+    unsigned cp = (unsigned char)s[i] >= 0xC0 ? hidden_at((const unsigned char *)s + i, n - i, &hl) : 0;
+    if (cp) {
+      gw_buf_printf(b, "\\u%04x", cp);
+      i += hl - 1;
+      continue;
+    }
     /* a backtick would close the template's code span and let the rest be
      * formatted or linked as if the gateway said it: a look-alike instead */
     const char *e = s[i] == '&'   ? "&amp;"

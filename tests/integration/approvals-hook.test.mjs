@@ -112,7 +112,7 @@ test('a held call notifies once: Slack JSON with requester, tool, connector, a s
     if (id && !seen.has(id)) { seen.add(id); return 503; }
     return 200;
   };
-  const args = { a: 2, b: 3, note: `<!channel> & \`*fake* https://evil.example/decide\` ${'x'.repeat(400)}` };
+  const args = { a: 2, b: 3, note: `<!channel> & \`*fake* https://evil.example/decide\` \u202Egpj.exe ${'x'.repeat(400)}` };
   const call = heldCall(c, SUM, args);
   const req = await pendingFor(SUM, args);
   await waitFor(() => postsFor(req.id).length >= 2, { timeoutMs: 6000, what: 'the POST and its retry' });
@@ -138,6 +138,8 @@ test('a held call notifies once: Slack JSON with requester, tool, connector, a s
   // formatted or linked as the gateway's own words): only the template's six
   assert.equal((t.match(/`/g) ?? []).length, 6, `backticks in the text: ${t}`);
   assert.ok(summary.includes('ˋ*fake* https://evil.example/decideˋ'), summary);
+  // nor can a right-to-left override reorder what the reviewers read
+  assert.ok(!t.includes('\u202E') && summary.includes('\\u202egpj.exe'), summary);
   assert.ok(summary.endsWith('…') && summary.length < 260, `at most 200 bytes of arguments (escaped): ${summary.length}`);
   // the URL's path is a secret: logs show scheme://host only
   const warn = await f.gw.waitForLog((l) => /webhook .* failed \(HTTP 503\); retrying/.test(l.msg ?? ''));

@@ -163,16 +163,20 @@ test('an approver signs in with Okta, sees Alice\'s held call and approves it wi
   bob.check('approve');
 });
 
-test('deny from the page: the waiting call fails naming the reviewer and the reason; an argument\'s markup stays text', async () => {
+test('deny from the page: the waiting call fails naming the reviewer and the reason; an argument\'s markup stays text, its hidden characters show', async () => {
   const { page } = bob;
   const evil = '<img src=x onerror="window.__pwned=1" id=injected>';
-  const args = { message: evil };
+  // found by review: a right-to-left override (or a zero-width space) in
+  // an argument reordered or hid what the reviewer read (Trojan Source)
+  const args = { message: evil, path: 'safe/\u202Egpj.exe\u200B' };
   const call = held('alice', 'echo', args);
   const req = await pendingFor('echo', args);
   await page.reload();
   const c = card(page, req.id);
   await c.waitFor();
-  assert.equal(await c.locator('pre.args code').textContent(), JSON.stringify(args, null, 2));
+  const shown = await c.locator('pre.args code').textContent();
+  assert.equal(shown, JSON.stringify(args, null, 2).replace('\u202E', '\\u202e').replace('\u200B', '\\u200b'));
+  assert.ok(!/[\u200B\u202E]/.test(shown), 'no hidden character reaches the page');
   assert.equal(await page.locator('#injected').count(), 0, 'no element made from the arguments');
   assert.equal(await page.evaluate(() => window.__pwned), undefined);
   await c.getByLabel('Reason (optional)').fill('not on prod');

@@ -77,9 +77,17 @@
     });
   }
 
+  // Characters that are invisible or reorder text (bidi controls, zero
+  // width, soft hyphen, fillers): an agent's text could hide or disguise
+  // what the reviewer approves ("Trojan Source"), so they show as \uXXXX.
+  const HIDDEN = /[\u00AD\u034F\u061C\u115F\u1160\u17B4\u17B5\u180E\u200B-\u200F\u202A-\u202E\u2060-\u206F\u3164\uFE00-\uFE0F\uFEFF\uFFA0]/g;
+  function visible(text) {
+    return String(text).replace(HIDDEN, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
+  }
+
   function pretty(args) {
     if (args === undefined || args === null) return '(no arguments)';
-    try { return JSON.stringify(args, null, 2); } catch (e) { return String(args); }
+    try { return visible(JSON.stringify(args, null, 2)); } catch (e) { return visible(args); }
   }
 
   function row(dl, term, content) {
@@ -93,7 +101,7 @@
     const art = el('article', null, 'request');
     art.dataset.id = r.id;
     const h = el('h3');
-    h.append(el('code', r.tool), ' on ', el('strong', r.connector));
+    h.append(el('code', visible(r.tool)), ' on ', el('strong', r.connector));
     art.appendChild(h);
     const dl = el('dl');
     row(dl, 'Requested by', who(r.requester));
@@ -178,7 +186,7 @@
     list.forEach((r) => {
       const tr = el('tr');
       const what = el('span');
-      what.append(el('code', r.tool), ' on ' + r.connector);
+      what.append(el('code', visible(r.tool)), ' on ' + r.connector);
       tr.appendChild(cell('Request', what));
       tr.appendChild(cell('Requested by', who(r.requester)));
       tr.appendChild(cell('Outcome', OUTCOME[r.state] || r.state));
