@@ -281,6 +281,10 @@ static void dispatch(gw_req *req) {
   }
   const char *tenant = seg[1], *id = seg[3], *action = n == 5 ? seg[4] : NULL;
   snprintf(req->tenant, sizeof req->tenant, "%s", tenant);
+  if (strlen(id) > AP_ID_LEN) { /* never cut to one that exists */
+    gw_respond_error(req, 404, "not_found", "no such approval request");
+    return;
+  }
   if (action && strcmp(action, "approve") && strcmp(action, "deny")) {
     gw_respond_error(req, 404, "not_found", "no such route (…/approve or …/deny)");
     return;

@@ -135,6 +135,10 @@ test('self-approval, a non-approver, an admin credential and no credential canno
   assert.equal(r.status, 401, r.body);
   r = await decide('0'.repeat(32), 'approve', f.own.bob);
   assert.equal(r.status, 404, r.body);
+  // an id with more after it is another id (found by review: it was cut to
+  // 32 characters and decided the request it began with)
+  r = await decide(`${req.id}0`, 'approve', f.own.bob);
+  assert.equal(r.status, 404, r.body);
   r = await decide(req.id, 'deny', f.own.bob, { reason: 'not on prod', extra: 1 });
   assert.equal(r.status, 400, r.body);
   r = await decide(req.id, 'deny', f.own.bob, { reason: 'not on prod' });
