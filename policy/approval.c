@@ -1,5 +1,6 @@
 /* policy/approval.c — approval requests and grants (see approval.h). */
 #include "policy/approval.h"
+#include "policy/policy.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -347,15 +348,60 @@ int ap_request_list(st_txn *txn, const char *tenant, const char *state, int64_t 
 }
 
 /* the reviewer may decide rec: active, not the requester, in an approver group */
+/* The approver groups the policy in force names for the request's call
+ * (the requester's groups, its connector and tool), appended to ids; the
+ * tenant's approver_groups where a matching rule defers to them. *applies
+ * false when the policy no longer asks approval for it (nothing appended:
+ * the request's own approvers stand). 0 or ST_E*. */
+static int current_approvers(st_txn *txn, const char *tenant, const json_t *rec, json_t *ids, bool *applies) {
+  *applies = false;
+  pol_user *pu = NULL;
+  int rc = pol_user_load(txn, tenant, json_string_value(json_object_get(rec, "user")) ?: "", &pu);
+  if (rc == ST_ENOTFOUND) return 0;
+  if (rc) return rc;
+  pol_approval pa;
+  const char *conn = json_string_value(json_object_get(rec, "connector")) ?: "";
+  const char *tool = json_string_value(json_object_get(rec, "tool")) ?: "";
+  if (pol_decide(pu, conn, tool) == POL_APPROVE && pol_approval_for(pu, conn, tool, &pa) == 0) {
+    *applies = true;
+    for (size_t i = 0; i < pa.napprovers; i++) json_array_append_new(ids, json_string(pa.approvers[i]));
+    if (pa.tenant_default) {
+      json_t *t = NULL;
+      rc = st_tenant_get(txn, tenant, &t);
+      const char *list = json_string_value(json_object_get(json_object_get(t, "settings"), "approver_groups"));
+      if (!rc && list) rc = ap_groups_resolve(txn, tenant, list, ids);
+      json_decref(t);
+    }
+  }
+  pol_user_free(pu);
+  return rc;
+}
+
 static int reviewer_may(st_txn *txn, const char *tenant, const json_t *rec, const char *reviewer) {
   if (!strcmp(reviewer, json_string_value(json_object_get(rec, "user")) ?: "")) return AP_ESELF;
   int rc = st_dir_user_active(txn, tenant, reviewer);
   if (rc == ST_ENOTFOUND || rc == 0) return AP_EREVIEWER;
   if (rc < 0) return rc;
-  json_t *gids = NULL;
-  if ((rc = st_dir_user_groups(txn, tenant, reviewer, &gids)) < 0) return rc;
+  json_t *gids = NULL, *now = json_array();
+  bool applies = false;
+  if (!now) return ST_ENOMEM;
+  if ((rc = st_dir_user_groups(txn, tenant, reviewer, &gids)) < 0 ||
+      (rc = current_approvers(txn, tenant, rec, now, &applies)) < 0) {
+    json_decref(gids);
+    json_decref(now);
+    return rc;
+  }
+  /* an approver of the request, and — when the policy still asks approval
+   * for this call — of the policy in force: a group an admin took off the
+   * rule no longer approves what was pending when they did */
   bool in = ap_reviewer_in(rec, reviewer, gids);
+  if (in && applies) {
+    json_t *cur = json_pack("{s:O}", "approvers", now);
+    in = cur && ap_reviewer_in(cur, reviewer, gids);
+    json_decref(cur);
+  }
   json_decref(gids);
+  json_decref(now);
   return in ? 0 : AP_ENOTAPPROVER;
 }
 

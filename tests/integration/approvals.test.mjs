@@ -301,3 +301,30 @@ test('a connector deleted and put again: its grants are gone and its pending req
   assert.equal((await f.t.admin('POST', `/approvals/${req2.id}/cancel`)).status, 200);
   assert.equal((await again).error?.code, -32010);
 });
+
+test('a group taken off the approve rule while a request is pending no longer approves it', async () => {
+  // found by review: a request kept the approver groups it was made with,
+  // so a group the admin had just removed could still approve it
+  const args = { a: 31, b: 1 };
+  const c4 = await connectClient(f.url, f.tokens.alice); // the connector was put again above
+  const call = heldCall(c4, SUM, args);
+  const req = await pendingFor(f.users.alice.id, SUM, args);
+  await g.create('Release Managers', [f.users.carol.id]);
+  const rules = (approvers) => [
+    { groups: ['Engineers'], connector: 'everything', allow: ['echo'], approve: [SUM], approvers, approval_timeout_s: 60 },
+    { groups: ['Engineers'], connector: 'everything', approve: ['get-env'], approvers: ['DB Admins'], approval_timeout_s: 2 },
+    { groups: ['Engineers'], connector: 'everything', approve: ['get-tiny-image'], approvers: ['DB Admins'], grant_minutes: 5 },
+  ];
+  await applyPolicy(f.t, { version: 1, default: 'block', rules: rules(['Release Managers']) });
+  let r = await decide(req.id, 'approve', f.own.bob);
+  assert.equal(r.status, 403, `DB Admins, no longer the rule's approvers: ${r.body}`);
+  assert.match(r.body, /not_an_approver/);
+  // nor does the new group take over a request made before it (it named DB Admins)
+  r = await decide(req.id, 'approve', f.own.carol);
+  assert.equal(r.status, 403, r.body);
+  await applyPolicy(f.t, { version: 1, default: 'block', rules: rules(['DB Admins']) });
+  r = await decide(req.id, 'deny', f.own.bob, { reason: 'back to DB Admins' });
+  assert.equal(r.status, 200, r.body);
+  const out = await call;
+  assert.equal(out.error?.code, -32008);
+});
