@@ -769,9 +769,25 @@ static int check(st_txn *txn, st_check_report_fn report, void *rctx, void *ctx) 
   return rc == ST_ENOTFOUND ? problems : rc;
 }
 
+/* A new policy document ends the tenant's standing grants (grant_minutes
+ * windows, approvals not yet used): they were given under the rules it
+ * replaces — their approvers, their minutes, the approval itself. Pending
+ * requests stay; who may decide them is asked of the policy in force
+ * (reviewer_may). */
+static int on_policy_put(st_txn *txn, int kind, const void *event, void *ctx) {
+  (void)kind, (void)ctx;
+  const pol_event *ev = event;
+  if (!ev || !name_ok(ev->tenant, TENANT_MAX)) return 0;
+  char p[KEY_MAX];
+  size_t pl = key(p, ev->tenant, 'g', NULL, NULL);
+  int rc = pl ? st_del_prefix(txn, ST_DB_APPROVALS, p, pl, 0) : 0;
+  return rc < 0 ? rc : 0;
+}
+
 int ap_register_store(st_store *st) {
   int rc = st_purge_add(st, "approvals", purge_tenant, NULL);
   if (!rc) rc = st_check_add(st, check, NULL);
   if (!rc) rc = st_dir_hook_user_cut(st, on_user_cut, NULL);
+  if (!rc) rc = st_hook_add(st, ST_EVENT_POLICY_PUT, on_policy_put, NULL);
   return rc;
 }

@@ -328,3 +328,28 @@ test('a group taken off the approve rule while a request is pending no longer ap
   const out = await call;
   assert.equal(out.error?.code, -32008);
 });
+
+test('a policy change ends standing grants: under grant_minutes the next call asks again', async () => {
+  // found by review: a grant_minutes window outlived a change of the rule
+  // that gave it (its approvers, its minutes, or the approval itself)
+  const c5 = await connectClient(f.url, f.tokens.alice);
+  const first = heldCall(c5, 'get-tiny-image', { size: 'x' });
+  const req = await pendingFor(f.users.alice.id, 'get-tiny-image', { size: 'x' });
+  assert.equal((await decide(req.id, 'approve', f.own.bob)).status, 200);
+  assert.ok((await first).result);
+  const r = await c5.client.callTool({ name: 'get-tiny-image', arguments: { size: 'x' } }, undefined, { timeout: 10000 });
+  assert.ok(r.content?.length, 'passes under the grant');
+  await applyPolicy(f.t, {
+    version: 1, default: 'block',
+    rules: [
+      { groups: ['Engineers'], connector: 'everything', allow: ['echo'], approve: [SUM], approvers: ['DB Admins'], approval_timeout_s: 60 },
+      { groups: ['Engineers'], connector: 'everything', approve: ['get-env'], approvers: ['DB Admins'], approval_timeout_s: 2 },
+      { groups: ['Engineers'], connector: 'everything', approve: ['get-tiny-image'], approvers: ['DB Admins'], grant_minutes: 1 },
+    ],
+  });
+  const again = heldCall(c5, 'get-tiny-image', { size: 'x' });
+  const req2 = await pendingFor(f.users.alice.id, 'get-tiny-image', { size: 'x' });
+  assert.notEqual(req2.id, req.id, 'a new request: the grant ended with the policy it was given under');
+  assert.equal((await f.t.admin('POST', `/approvals/${req2.id}/cancel`)).status, 200);
+  await again;
+});
