@@ -16,6 +16,9 @@
 #include "store/tenant.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -381,6 +384,123 @@ static bool cut_unmark(st_store *st, const char *tenant, const char *id, bool ad
   return true;
 }
 
+/* ---- the marks' log: <dir>/unwritten-cuts ----
+ * A restart must not hand access back: the usual remedy for a full store
+ * (raise store_map_size) is one, and the IdP does not retry a failed task
+ * by itself. So the main store appends every change of the marks to a
+ * small text file beside data.mdb ("+ tenant id a|i", "- tenant id",
+ * "- tenant *"), read back at open. No fsync: it is written on the loop
+ * and must survive a process restart, which the page cache does (not a
+ * host crash). Rewritten whole (tmp + rename) when it holds far more lines
+ * than marks. Under cutmu. */
+#define CUT_LOG "unwritten-cuts"
+
+static void cut_log_compact(st_store *st);
+
+static void cut_log(st_store *st, const char *op, const char *tenant, const char *id, char kind) {
+  if (st->cutfd < 0) return;
+  char line[ST_TENANT_ID_MAX + ST_DIR_ID_LEN + 16];
+  int n = kind ? snprintf(line, sizeof line, "%s %s %s %c\n", op, tenant, id, kind)
+               : snprintf(line, sizeof line, "%s %s %s\n", op, tenant, id);
+  if (n <= 0 || (size_t)n >= sizeof line || write(st->cutfd, line, (size_t)n) != n) {
+    st__log(st, ST_LOG_ERROR, "cannot append to %s/" CUT_LOG " (%s): users cut in memory would not stay cut "
+            "across a restart", st->dir, strerror(errno));
+    return;
+  }
+  if (++st->cutlines > 2 * atomic_load(&st->nusers) + 1024) cut_log_compact(st);
+}
+
+static void cut_log_compact(st_store *st) {
+  char path[4096], tmp[4096 + 8];
+  snprintf(path, sizeof path, "%s/" CUT_LOG, st->dir);
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  size_t n = atomic_load(&st->ncut), len = 0, lines = 0;
+  char *buf = malloc(n * (ST_TENANT_ID_MAX + ST_DIR_ID_LEN + 8) + 1);
+  if (!buf) return;
+  for (size_t i = 0; i < n; i++) {
+    const struct st__cut *c = &st->cut[i];
+    if (!c->id[0]) continue;
+    len += (size_t)sprintf(buf + len, "+ %s %s %c\n", c->tenant, c->id, c->admin ? 'a' : 'i');
+    lines++;
+  }
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  bool ok = fd >= 0 && write(fd, buf, len) == (ssize_t)len;
+  if (fd >= 0) close(fd);
+  free(buf);
+  if (!ok || rename(tmp, path) != 0) {
+    unlink(tmp);
+    return; /* the long file still says the same */
+  }
+  int nfd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (nfd < 0) return;
+  close(st->cutfd);
+  st->cutfd = nfd;
+  st->cutlines = lines;
+}
+
+void st__dir_cut_load(st_store *st) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/" CUT_LOG, st->dir);
+  int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    st__log(st, ST_LOG_ERROR, "cannot open %s (%s): users cut in memory will not stay cut across a restart", path,
+            strerror(errno));
+    return;
+  }
+  FILE *f = fdopen(dup(fd), "r");
+  size_t lines = 0, bad = 0;
+  char line[256];
+  uv_mutex_lock(&st->cutmu);
+  while (f && fgets(line, sizeof line, f)) {
+    char op, kind = 0, tenant[65], id[41]; /* one more than a valid one holds: too long is refused */
+    _Static_assert(ST_TENANT_ID_MAX < 64 && ST_DIR_ID_LEN < 40, "the widths below");
+    lines++;
+    int k = sscanf(line, "%c %64s %40s %c", &op, tenant, id, &kind);
+    if (k < 3 || strlen(tenant) > ST_TENANT_ID_MAX || strlen(id) > ST_DIR_ID_LEN || !st_tenant_id_valid(tenant) ||
+        (op == '+' && (k < 4 || (kind != 'a' && kind != 'i'))) || (op != '+' && op != '-')) {
+      bad++;
+      continue;
+    }
+    if (op == '-') {
+      if (strcmp(id, "*")) {
+        cut_unmark(st, tenant, id, true);
+      } else {
+        for (size_t i = atomic_load(&st->ncut); i-- > 0;) {
+          if (strcmp(st->cut[i].tenant, tenant)) continue;
+          if (st->cut[i].id[0]) atomic_fetch_sub(&st->nusers, 1);
+          cut_remove(st, i);
+        }
+      }
+      continue;
+    }
+    long have = cut_find(st, tenant, id);
+    if (have >= 0) {
+      st->cut[have].admin = st->cut[have].admin || kind == 'a';
+      continue;
+    }
+    long t = cut_find(st, tenant, "");
+    if ((t >= 0 && st->cut[t].count >= ST_DIR_CUT_TENANT_MAX) || atomic_load(&st->nusers) >= ST_DIR_CUT_MAX ||
+        cut_reserve(st) != 0) {
+      bad++;
+      continue;
+    }
+    if (t < 0) cut_add(st, tenant, "", cut_hash(tenant, ""), 0, false);
+    st->cut[cut_find(st, tenant, "")].count++;
+    cut_add(st, tenant, id, cut_hash(tenant, id), 0, kind == 'a');
+    atomic_fetch_add(&st->nusers, 1);
+  }
+  if (f) fclose(f);
+  st->cutfd = fd;
+  st->cutlines = lines;
+  size_t users = atomic_load(&st->nusers);
+  if (users) atomic_fetch_add(&st->cutgen, 1);
+  uv_mutex_unlock(&st->cutmu);
+  if (users)
+    st__log(st, ST_LOG_ERROR, "%zu user(s) whose removal of access could not be written before the restart stay cut "
+            "in memory (%s): retry their deactivation in the IdP now that the store has room", users, path);
+  if (bad) st__log(st, ST_LOG_WARN, "%s: %zu line(s) not understood, skipped", path, bad);
+}
+
 int st_dir_hook_cut_unwritten(st_store *st, st_dir_cut_fn fn, void *ctx) {
   if (!st || !fn || atomic_load(&st->serving)) return ST_EINVAL;
   if (st->ncutfn >= sizeof st->cutfn / sizeof st->cutfn[0]) return ST_ENOMEM;
@@ -399,6 +519,7 @@ int st_dir_user_cut_unwritten(st_store *st, const char *tenant, const char *id, 
   uv_mutex_lock(&st->cutmu);
   long have = cut_find(st, tenant, id);
   if (have >= 0) {
+    if (admin && !st->cut[have].admin) cut_log(st, "+", tenant, id, 'a');
     st->cut[have].admin = st->cut[have].admin || admin; /* the admin's revoke outlives the IdP's writes */
   } else {
     long k = cut_find(st, tenant, "");
@@ -411,6 +532,7 @@ int st_dir_user_cut_unwritten(st_store *st, const char *tenant, const char *id, 
       cut_add(st, tenant, id, cut_hash(tenant, id), 0, admin);
       atomic_fetch_add(&st->nusers, 1);
       added = true;
+      cut_log(st, "+", tenant, id, admin ? 'a' : 'i');
     }
   }
   /* only a new mark changes the snapshot: the IdP retrying a failing
@@ -446,6 +568,7 @@ static void cut_end_run(void *arg) {
   uv_mutex_lock(&st->cutmu);
   if (c->id[0]) {
     ended = cut_unmark(st, c->tenant, c->id, c->admin_too);
+    if (ended) cut_log(st, "-", c->tenant, c->id, 0);
   } else {
     /* backwards: cut_remove moves the last entry (already seen) into i */
     for (size_t i = atomic_load(&st->ncut); i-- > 0;) {
@@ -454,6 +577,7 @@ static void cut_end_run(void *arg) {
       cut_remove(st, i);
       ended = true;
     }
+    if (ended) cut_log(st, "-", c->tenant, "*", 0);
   }
   if (ended) atomic_fetch_add(&st->cutgen, 1);
   uv_mutex_unlock(&st->cutmu);

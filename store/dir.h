@@ -179,8 +179,9 @@ bool st_dir_user_usable(st_txn *txn, const char *tenant, const json_t *user);
  * itself; a write that sets active: the IdP's latest word — scim/ calls
  * st_dir_user_cut_end; a write of other attributes does not end it), an
  * admin's block or restore of them commits, or the tenant is marked
- * deleting (every mark of it); it does not survive a restart (the IdP's
- * retry of its failed task writes it). The
+ * deleting (every mark of it). A restart keeps it: the main store logs
+ * every change to <dir>/unwritten-cuts and reads it back at open (no
+ * fsync: a process restart, not a host crash). The
  * snapshot (st_txn_snapshot) changes with every mark, so caches keyed on
  * it read afresh. At most ST_DIR_CUT_MAX marks, ST_DIR_CUT_TENANT_MAX of
  * one tenant: past that ST_ENOMEM, and

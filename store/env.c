@@ -222,6 +222,7 @@ static void store_free(st_store *st, int sync_inited) {
     uv_mutex_destroy(&st->rmu);
     uv_mutex_destroy(&st->cutmu);
   }
+  if (st->cutfd >= 0) close(st->cutfd);
   free(st->cut);
   free(st->cutidx);
   free(st->key_file);
@@ -279,6 +280,7 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
     return ST_ENOMEM;
   }
   sync_inited = 1;
+  st->cutfd = -1;
   st->schema = schema;
   st->log = opts->log;
   st->log_ctx = opts->log_ctx;
@@ -330,6 +332,7 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
   if (rc != 0) { rc = st__err(rc); goto fail; }
 
   reserve_init(st, opts->reserve);
+  if (schema == &st_schema_main) st__dir_cut_load(st); /* users cut in memory before a restart */
   if ((rc = st__writer_start(st)) < 0) goto fail;
   *out = st;
   return 0;

@@ -173,6 +173,8 @@ struct st_store {
   size_t cutidxcap;
   atomic_size_t ncut;          /* entries in cut, counters included */
   atomic_size_t nusers;        /* users marked */
+  int cutfd;                   /* <dir>/unwritten-cuts, appended (main store only; -1: none) */
+  size_t cutlines;             /* lines in it */
   atomic_uint_fast64_t cutgen;
   st_dir_cut_fn cutfn[4];      /* st_dir_hook_cut_unwritten: frozen like hooks */
   void *cutctx[4];
@@ -196,6 +198,10 @@ void st__txn_init(st_txn *t, st_store *st, MDB_txn *txn, int write);
  * of a user ends an in-memory cut of them (st_dir_user_cut_end). 0 or
  * ST_ENOMEM. */
 int st__dir_cut_settle(st_txn *t, int kind, const void *event);
+/* Reads <dir>/unwritten-cuts (the marks the last process held) into the
+ * marks and keeps it open for appending; logs what it found. Best effort:
+ * a file that cannot be read or written is logged, never fatal. */
+void st__dir_cut_load(st_store *st);
 /* Aborts the reset read transactions kept for reuse (before the env closes). */
 void st__read_pool_drain(st_store *st);
 /* Closes leftover cursors of t (logging them). Before commit/abort. */

@@ -128,12 +128,12 @@ static int job_user(st_txn *txn, void *arg) {
 
 /* The incident button's block could not be written (the store full even
  * for the reserve, a failed commit): access goes anyway, in memory, until
- * the admin's block or restore commits or the gateway restarts (fail
+ * the admin's block or restore commits (a restart keeps it) (fail
  * closed; store/dir.h). The answer is still the write's error, saying so. */
 static void revoke_unwritten(gw_req *req, user_job *j, int status) {
   gw_log_ctx lc = {j->tenant, req->id};
   int rc = st_dir_user_cut_unwritten(req->lp->srv->store, j->tenant, j->uid, "revoke");
-  const char *what = rc == 0 ? "the user's access is cut in memory until you restore them or the gateway restarts; "
+  const char *what = rc == 0 ? "the user's access is cut in memory (across restarts) until you restore them; "
                                "revoke again once the store has room"
                              : "nor could the user be cut in memory: they keep access until a revoke succeeds";
   snprintf(req->audit_note, sizeof req->audit_note, "not written; user %s %s", j->uid,

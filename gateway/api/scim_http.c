@@ -274,7 +274,7 @@ static void job_done(int status, void *arg) {
              rc == 0 ? "cut in memory" : "NOT cut (no room in memory)");
     if (rc == 0)
       GW_LOG(GW_LOG_ERROR, "scim", &lc, "user %s: the deactivation could not be written (%s); the user is cut in "
-             "memory until the IdP's next word on their active commits or the gateway restarts", j->rs.cut_user,
+             "memory (across restarts) until the IdP's next word on their active commits", j->rs.cut_user,
              status >= ST_ERR_LAST && status <= ST_ERR_FIRST ? st_strerror(status) : "the request failed");
     else
       GW_LOG(GW_LOG_ERROR, "scim", &lc, "user %s: the deactivation could not be written, nor the user cut in memory "

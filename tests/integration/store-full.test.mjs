@@ -266,6 +266,22 @@ test('without a reserve a deactivation that cannot be written answers 507 and st
   assert.ok(fx.gw.logs().some((e) => e.level === 'error' && /deactivation could not be written/.test(e.msg ?? '')),
     'the operator is told');
   await assertGatewayUp(fx.gw);
+  // the remedy is a restart with a larger map: bob stays cut across it
+  // (Okta does not retry a failed task by itself), until the retried
+  // deactivation commits
+  await fx.gw.stop();
+  const gw2 = await startGateway({ args: ['--store-map-size', '8M', '--store-reserve', '0'], dataDir: fx.gw.dataDir });
+  fixtures.push({ gw: gw2 });
+  const url2 = `${gw2.url}/t/acme/mcp/everything`;
+  assert.equal((await mcpPost(url2, initializeBody(1), { token: fx.tokens.bob })).status, 401, 'bob still cut after the restart');
+  assert.equal((await mcpPost(url2, initializeBody(1), { token: fx.tokens.alice })).status, 200, 'alice works');
+  assert.equal(await metric(gw2, t.opToken, 'mcpgate_store_users_cut_in_memory'), 1);
+  assert.ok(gw2.logs().some((e) => e.level === 'error' && /stay cut in memory/.test(e.msg ?? '')), 'said at start');
+  const scim2 = scimClient(gw2.port, 'acme', t.scim.token);
+  const retried = await scim2.put(`/Users/${bob.id}`, { ...big, active: false });
+  assert.equal(retried.status, 200, retried.body);
+  assert.equal(await metric(gw2, t.opToken, 'mcpgate_store_users_cut_in_memory'), 0, 'the store says it now');
+  assert.equal((await mcpPost(url2, initializeBody(1), { token: fx.tokens.bob })).status, 401);
 });
 
 test("without a reserve an admin's revoke that cannot be written still cuts, until the admin restores", async () => {
@@ -305,6 +321,14 @@ test("without a reserve an admin's revoke that cannot be written still cuts, unt
   const push = await t.scim.put(`/Users/${alice.id}`, { ...alice, schemas: [URN.USER, URN.ENT], active: true });
   assert.equal(push.status, 200, push.body);
   assert.equal((await mcpPost(fx.url, initializeBody(1), { token: fx.tokens.alice })).status, 401, 'still cut after an IdP push');
+  // ...and after a restart (the log beside the store)
+  await fx.gw.stop();
+  const gw2 = await startGateway({ args: ['--store-map-size', '1M', '--store-reserve', '0'], dataDir: fx.gw.dataDir });
+  fixtures.push({ gw: gw2 });
+  fx.gw = gw2;
+  fx.url = `${gw2.url}/t/acme/mcp/everything`;
+  t.admin = (m, p, b) => api(gw2.port, t.opToken, m, `/admin/v1/tenants/acme${p}`, b);
+  assert.equal((await mcpPost(fx.url, initializeBody(1), { token: fx.tokens.alice })).status, 401, 'still cut after a restart');
   // the admin's restore (no block was stored: nothing to write) lifts it
   const rs = await t.admin('POST', `/users/${alice.id}/restore`);
   assert.equal(rs.status, 200, rs.body);
