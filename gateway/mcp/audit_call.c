@@ -150,6 +150,8 @@ int gw__audit_tenant_redact(gw_exchange *x, char *buf, size_t cap) {
   return rc;
 }
 
+#define ARGS_ROOM_SLACK 4096 /* the record's members after its arguments (bytes, status, times...) */
+
 void gw__audit_call_begin(gw_exchange *x, const char *connector, const char *tool, const char *decision,
                           int policy_version, const json_t *args, const char *args_raw, size_t args_len) {
   gw_server *srv = x->lp->srv;
@@ -190,7 +192,12 @@ void gw__audit_call_begin(gw_exchange *x, const char *connector, const char *too
     if (gw__audit_tenant_redact(x, tred, sizeof tred) != 0)
       rc = gw_buf_appends(&b, ",\"arguments\":\"[redacted]\"");
     else
-      rc = gw_audit_args_append(srv, &b, args, args_raw, args_len, tred);
+      /* the arguments get what the record's cap leaves after the other
+       * members (ARGS_ROOM_SLACK for the end's): past it their digest, so
+       * a call is never made unrecorded because its arguments fit
+       * audit_args_max but not the record */
+      rc = gw_audit_args_append(srv, &b, args, args_raw, args_len, tred,
+                                AUDIT_RECORD_MAX - ARGS_ROOM_SLACK - (b.len - head));
   }
   if (!rc) rc = PUT_INT(&b, ",\"bytes_in\":", x->req ? (long long)x->req->body_len : 0);
   if (rc) {

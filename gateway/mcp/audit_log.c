@@ -238,9 +238,10 @@ json_t *gw_audit_args_masked(const gw_server *srv, const json_t *args, const cha
 }
 
 int gw_audit_args_append(const gw_server *srv, gw_buf *out, const json_t *args, const char *raw, size_t n,
-                         const char *tenant_redact) {
+                         const char *tenant_redact, size_t room) {
   const gw_audit *g = srv->audit;
   if (!g || g->args == AUDIT_ARGS_NONE || (!args && (!raw || !n))) return 0;
+  size_t cap = g->args_max < room ? g->args_max : room; /* the record's own cap first */
   static const char key[] = ",\"arguments\":";
   /* the process's patterns, then the tenant's (on the stack: the value is
    * at most AUDIT_REDACT_VALUE_MAX bytes) */
@@ -253,7 +254,11 @@ int gw_audit_args_append(const gw_server *srv, gw_buf *out, const json_t *args, 
     audit_redact_split(tenant_redact, split, sizeof split, all, &k, REDACT_MAX + AUDIT_REDACT_TENANT_MAX);
     pats = all;
   }
-  if (!args && g->args == AUDIT_ARGS_FULL && n <= g->args_max && !memchr(raw, '\\', n)) {
+  /* a line break between the client's tokens would split the record over
+   * NDJSON lines (export, sink) and let a line pass for a record of its
+   * own: such text is parsed and written compactly like any other */
+  if (!args && g->args == AUDIT_ARGS_FULL && n <= cap && !memchr(raw, '\\', n) && !memchr(raw, '\n', n) &&
+      !memchr(raw, '\r', n)) {
     /* one pass: only a byte that starts some pattern (either case) is
      * looked at further */
     unsigned char first[256] = {0};
@@ -267,7 +272,7 @@ int gw_audit_args_append(const gw_server *srv, gw_buf *out, const json_t *args, 
   }
   json_t *parsed = NULL;
   if (!args && !(args = parsed = json_loadb(raw, n, JSON_DECODE_ANY, NULL))) return 0;
-  json_t *a = audit_args(args, g->args, pats, g->args_max);
+  json_t *a = audit_args(args, g->args, pats, cap);
   json_decref(parsed);
   if (!a) return 0;
   char *s = json_dumps(a, JSON_COMPACT | JSON_ENCODE_ANY);

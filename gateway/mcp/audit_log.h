@@ -74,12 +74,14 @@ bool gw_audit_records_args(const gw_server *srv);
  * raw JSON text raw/n the request's strict scan accepted — or nothing
  * (audit_args none, no arguments). The patterns are the defaults, the
  * operator's and tenant_redact (the tenant's setting, comma-separated; NULL
- * or "": none). Raw text that holds no backslash and none of those
- * patterns (case-insensitive) and fits audit_args_max is appended as sent:
- * no parse; anything else is parsed and masked. -1 when out is full or
- * memory is short. */
+ * or "": none). At most the smaller of audit_args_max and room bytes are
+ * kept (the record's own cap), past that the digest form. Raw text that
+ * holds no backslash, no line break and none of those patterns
+ * (case-insensitive) and fits is appended as sent: no parse; anything else
+ * is parsed, masked and written compactly. -1 when out is full or memory
+ * is short. */
 int gw_audit_args_append(const gw_server *srv, gw_buf *out, const json_t *args, const char *raw, size_t n,
-                         const char *tenant_redact);
+                         const char *tenant_redact, size_t room);
 /* args (borrowed) as a record would keep them in full mode, masked by the
  * same patterns — the defaults, the operator's audit_redact (whether or
  * not the audit log is on) and tenant_redact — and capped at cap_bytes

@@ -297,7 +297,7 @@ static void head_cb(void *ctx, const char *tenant, const char *uid, uint64_t seq
 
 typedef struct emit_ctx {
   sink *k;
-  uint64_t last, n;
+  uint64_t first, last, n; /* first: the seq of the first record emitted */
   size_t limit; /* records in this POST at most */
 } emit_ctx;
 
@@ -337,6 +337,7 @@ static int emit(void *ctx, const char *bytes, size_t len) {
     return EMIT_FULL;
   }
   e->last = rec_seq(bytes, len);
+  if (!e->n) e->first = e->last;
   e->n++;
   return e->n >= e->limit || k->body.len >= SINK_BODY_SOFT ? EMIT_FULL : 0;
 }
@@ -521,7 +522,7 @@ static void sink_round(sink *k, st_txn *txn, const head_list *hl) {
   if (!p) return; /* picked only with a position: never */
   snprintf(k->uid, sizeof k->uid, "%s", p->uid);
   gw_buf_reset(&k->body);
-  emit_ctx e = {k, 0, 0, p->batch ? p->batch : k->d->batch};
+  emit_ctx e = {k, 0, 0, 0, p->batch ? p->batch : k->d->batch};
   uint64_t after = p->seq;
   int rc = audit_export_chunk(txn, k->uid, 0, 0, &after, e.limit, emit, &e);
   if (rc < 0 && rc != EMIT_FULL) {
@@ -542,6 +543,10 @@ static void sink_round(sink *k, st_txn *txn, const head_list *hl) {
     kick(k->d, 0);
     return;
   }
+  if (e.first > p->seq + 1) /* retention pruned some of what was never delivered; the rest goes */
+    GW_LOG(GW_LOG_WARN, "audit", NULL,
+           "audit sink %s: records %" PRIu64 "..%" PRIu64 " of chain %s were pruned before they were delivered",
+           k->name, p->seq + 1, e.first - 1, k->uid);
   k->last = e.last;
   k->nrec = e.n;
   k->status = 0;
