@@ -437,7 +437,14 @@ static void post_done(gw_out_req *r, int err, void *ud) {
   if (k->d->stopping) return;
   if (err || k->status < 200 || k->status > 299) {
     char why[300];
-    if (err) {
+    if (err == GW_OUT_EEGRESS && k->tenant[0]) {
+      /* a tenant admin reads last_error: the refused address would tell
+       * them what an internal host name resolves to (the operator's log
+       * keeps it) */
+      GW_LOG(GW_LOG_WARN, "audit", &((gw_log_ctx){k->tenant, NULL}), "audit sink %s: %s", k->name, gw_out_detail(r));
+      snprintf(why, sizeof why, "%s: the sink's host resolved to an address the operator's egress policy refuses",
+               gw_out_strerror(err));
+    } else if (err) {
       const char *det = gw_out_detail(r);
       snprintf(why, sizeof why, "%s%s%s", gw_out_strerror(err), *det ? ": " : "", det);
     } else {
