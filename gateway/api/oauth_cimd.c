@@ -284,11 +284,15 @@ static void on_done(gw_out_req *r, int err, void *ud) {
                  "fetch failed: the server answered with a redirect (HTTP %d), and redirects are not followed", st);
   else if (st && st != 200)
     fetch_failed(l, OAUTH_CIMD_FAILED, 502, "fetch failed: the server answered HTTP %d", st);
-  else if (err == GW_OUT_EEGRESS)
+  else if (err == GW_OUT_EEGRESS) {
+    /* which address the name resolved to stays in the operator's log: a
+     * client_id URL is anyone's to choose, and the answer would map the
+     * operator's internal DNS */
+    GW_LOG(GW_LOG_WARN, "oauth", NULL, "client metadata document: %s", detail);
     fetch_failed(l, OAUTH_CIMD_FAILED, 400, "fetch failed: %s",
-                 detail[0] ? detail
-                           : "its address is not allowed (only public addresses, unless the operator lists more in "
-                             "egress_allow_untrusted)");
+                 "its address is not allowed (only public addresses, unless the operator lists more in "
+                 "egress_allow_untrusted)");
+  }
   else if (err == GW_OUT_ECONNTIMEOUT || err == GW_OUT_EFIRSTBYTE || err == GW_OUT_EIDLE)
     fetch_failed(l, OAUTH_CIMD_FAILED, 502, "fetch failed: the server did not answer within %d s (%s)",
                  FETCH_PHASE_MS / 1000, gw_out_err_kind(err));
