@@ -104,6 +104,51 @@ static int chain_of(gw_req *req, const char *tenant, audit_log **log, char uid[S
   return 0;
 }
 
+/* A query reads up to AUDIT_SCAN_MAX records and parses each: on
+ * libuv's thread pool, not the loop (a filter matching nothing reads the
+ * whole window; review: ~80 MB of JSON with large arguments). The request
+ * stays valid until answered, even if its client left (http.h). */
+typedef struct query_job {
+  uv_work_t work;
+  gw_req *req;
+  audit_log *log;
+  char uid[ST_TENANT_UID_LEN + 1];
+  char user[80], connector[40], tool[260], decision[16], kind[16], cursor[AUDIT_CURSOR_MAX];
+  audit_filter f;
+  int rc;          /* out */
+  json_t *recs;    /* out */
+  char next[AUDIT_CURSOR_MAX];
+} query_job;
+
+static void query_work(uv_work_t *w) {
+  query_job *j = w->data;
+  st_txn *txn;
+  if ((j->rc = st_read_begin(audit_store(j->log), &txn)) != 0) {
+    j->rc = AUDIT_ECLOSED; /* answered as "cannot be read" */
+    return;
+  }
+  j->rc = audit_query(txn, j->uid, &j->f, &j->recs, j->next);
+  st_txn_end(txn);
+}
+
+static void query_done(uv_work_t *w, int status) {
+  query_job *j = w->data;
+  gw_req *req = j->req;
+  if (status != 0 && !j->rc) j->rc = AUDIT_ECLOSED;
+  if (j->rc == AUDIT_EINVAL) {
+    gw_respond_error(req, 400, "invalid_request", "\"cursor\" is not one this endpoint gave");
+  } else if (j->rc) {
+    gw_respond_error(req, 503, "audit_unavailable", "the audit log cannot be read right now: %s", audit_strerror(j->rc));
+  } else {
+    json_t *out = json_pack("{s:o}", "records", j->recs);
+    j->recs = NULL;
+    json_object_set_new(out, "next_cursor", j->next[0] ? json_string(j->next) : json_null());
+    gw_respond_json(req, 200, out);
+  }
+  json_decref(j->recs);
+  free(j);
+}
+
 static void query(gw_req *req, const char *tenant) {
   audit_log *log;
   char uid[ST_TENANT_UID_LEN + 1];
@@ -139,35 +184,34 @@ static void query(gw_req *req, const char *tenant) {
     lim = (unsigned)l;
   }
   if (chain_of(req, tenant, &log, uid)) return;
-  audit_filter f = {.user = user[0] ? user : NULL,
-                    .connector = connector[0] ? connector : NULL,
-                    .tool = tool[0] ? tool : NULL,
-                    .decision = decision[0] ? decision : NULL,
-                    .kind = kind[0] ? kind : NULL,
-                    .since_ms = since,
-                    .until_ms = until,
-                    .cursor = cursor[0] ? cursor : NULL,
-                    .limit = lim};
-  st_txn *txn;
-  if (st_read_begin(audit_store(log), &txn) != 0) {
+  query_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    gw_respond_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  j->req = req;
+  j->log = log;
+  memcpy(j->uid, uid, sizeof j->uid);
+  memcpy(j->user, user, sizeof user);
+  memcpy(j->connector, connector, sizeof connector);
+  memcpy(j->tool, tool, sizeof tool);
+  memcpy(j->decision, decision, sizeof decision);
+  memcpy(j->kind, kind, sizeof kind);
+  memcpy(j->cursor, cursor, sizeof cursor);
+  j->f = (audit_filter){.user = j->user[0] ? j->user : NULL,
+                        .connector = j->connector[0] ? j->connector : NULL,
+                        .tool = j->tool[0] ? j->tool : NULL,
+                        .decision = j->decision[0] ? j->decision : NULL,
+                        .kind = j->kind[0] ? j->kind : NULL,
+                        .since_ms = since,
+                        .until_ms = until,
+                        .cursor = j->cursor[0] ? j->cursor : NULL,
+                        .limit = lim};
+  j->work.data = j;
+  if (uv_queue_work(&req->lp->loop, &j->work, query_work, query_done) != 0) {
+    free(j);
     gw_respond_error(req, 503, "audit_unavailable", "the audit log cannot be read right now");
-    return;
   }
-  json_t *recs = NULL;
-  char next[AUDIT_CURSOR_MAX] = "";
-  int rc = audit_query(txn, uid, &f, &recs, next);
-  st_txn_end(txn);
-  if (rc == AUDIT_EINVAL) {
-    gw_respond_error(req, 400, "invalid_request", "\"cursor\" is not one this endpoint gave");
-    return;
-  }
-  if (rc) {
-    gw_respond_error(req, 503, "audit_unavailable", "the audit log cannot be read right now: %s", audit_strerror(rc));
-    return;
-  }
-  json_t *out = json_pack("{s:o}", "records", recs);
-  json_object_set_new(out, "next_cursor", next[0] ? json_string(next) : json_null());
-  gw_respond_json(req, 200, out);
 }
 
 /* ---- the export ---------------------------------------------------------------- */
