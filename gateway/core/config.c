@@ -211,7 +211,9 @@ static const cfg_key keys[] = {
      "secret, token, authorization, api_key; each tenant may add its own (tenant setting audit_redact)",
      check_audit_redact},
     {"audit_args_max", CFG_SIZE, "8192", 256, 262144, OFF(audit_args_max),
-     "bytes of a call's (redacted) arguments kept in its record; larger ones are kept as a digest", NULL},
+     "bytes of a call's (redacted) arguments kept in its record; larger ones (or more than the record's 256 KiB "
+     "cap leaves) are kept as a digest",
+     NULL},
     {"audit_map_size", CFG_SIZE, "4294967296", 65536, 1LL << 40, OFF(audit_map_size),
      "the audit environment's LMDB map size in bytes (its file grows as used): when full, audit_on_failure applies",
      NULL},
