@@ -384,6 +384,34 @@ static bool cut_unmark(st_store *st, const char *tenant, const char *id, bool ad
   return true;
 }
 
+/* every mark of tenant ends, its counter too (under cutmu); whether any did */
+static bool cut_unmark_tenant(st_store *st, const char *tenant) {
+  bool ended = false;
+  /* backwards: cut_remove moves the last entry (already seen) into i */
+  for (size_t i = atomic_load(&st->ncut); i-- > 0;) {
+    if (strcmp(st->cut[i].tenant, tenant)) continue;
+    if (st->cut[i].id[0]) atomic_fetch_sub(&st->nusers, 1);
+    cut_remove(st, i);
+    ended = true;
+  }
+  return ended;
+}
+
+/* a new mark of tenant/id (under cutmu; not marked yet): 0, or ST_ENOMEM
+ * past a cap (one tenant never uses up the others' room) */
+static int cut_mark(st_store *st, const char *tenant, const char *id, bool admin) {
+  long k = cut_find(st, tenant, "");
+  if ((k >= 0 && st->cut[k].count >= ST_DIR_CUT_TENANT_MAX) || atomic_load(&st->nusers) >= ST_DIR_CUT_MAX)
+    return ST_ENOMEM;
+  int rc = cut_reserve(st);
+  if (rc) return rc;
+  if (k < 0) cut_add(st, tenant, "", cut_hash(tenant, ""), 0, false);
+  st->cut[cut_find(st, tenant, "")].count++;
+  cut_add(st, tenant, id, cut_hash(tenant, id), 0, admin);
+  atomic_fetch_add(&st->nusers, 1);
+  return 0;
+}
+
 /* ---- the marks' log: <dir>/unwritten-cuts ----
  * A restart must not hand access back: the usual remedy for a full store
  * (raise store_map_size) is one, and the IdP does not retry a failed task
@@ -462,32 +490,13 @@ void st__dir_cut_load(st_store *st) {
       continue;
     }
     if (op == '-') {
-      if (strcmp(id, "*")) {
-        cut_unmark(st, tenant, id, true);
-      } else {
-        for (size_t i = atomic_load(&st->ncut); i-- > 0;) {
-          if (strcmp(st->cut[i].tenant, tenant)) continue;
-          if (st->cut[i].id[0]) atomic_fetch_sub(&st->nusers, 1);
-          cut_remove(st, i);
-        }
-      }
+      if (strcmp(id, "*")) cut_unmark(st, tenant, id, true);
+      else cut_unmark_tenant(st, tenant);
       continue;
     }
     long have = cut_find(st, tenant, id);
-    if (have >= 0) {
-      st->cut[have].admin = st->cut[have].admin || kind == 'a';
-      continue;
-    }
-    long t = cut_find(st, tenant, "");
-    if ((t >= 0 && st->cut[t].count >= ST_DIR_CUT_TENANT_MAX) || atomic_load(&st->nusers) >= ST_DIR_CUT_MAX ||
-        cut_reserve(st) != 0) {
-      bad++;
-      continue;
-    }
-    if (t < 0) cut_add(st, tenant, "", cut_hash(tenant, ""), 0, false);
-    st->cut[cut_find(st, tenant, "")].count++;
-    cut_add(st, tenant, id, cut_hash(tenant, id), 0, kind == 'a');
-    atomic_fetch_add(&st->nusers, 1);
+    if (have >= 0) st->cut[have].admin = st->cut[have].admin || kind == 'a';
+    else if (cut_mark(st, tenant, id, kind == 'a') != 0) bad++;
   }
   if (f) fclose(f);
   st->cutfd = fd;
@@ -521,19 +530,9 @@ int st_dir_user_cut_unwritten(st_store *st, const char *tenant, const char *id, 
   if (have >= 0) {
     if (admin && !st->cut[have].admin) cut_log(st, "+", tenant, id, 'a');
     st->cut[have].admin = st->cut[have].admin || admin; /* the admin's revoke outlives the IdP's writes */
-  } else {
-    long k = cut_find(st, tenant, "");
-    /* one tenant never uses up the others' room */
-    if (k >= 0 && st->cut[k].count >= ST_DIR_CUT_TENANT_MAX) rc = ST_ENOMEM;
-    else if (atomic_load(&st->nusers) >= ST_DIR_CUT_MAX) rc = ST_ENOMEM;
-    else if (!(rc = cut_reserve(st))) {
-      if (k < 0) cut_add(st, tenant, "", cut_hash(tenant, ""), 0, false);
-      st->cut[cut_find(st, tenant, "")].count++;
-      cut_add(st, tenant, id, cut_hash(tenant, id), 0, admin);
-      atomic_fetch_add(&st->nusers, 1);
-      added = true;
-      cut_log(st, "+", tenant, id, admin ? 'a' : 'i');
-    }
+  } else if (!(rc = cut_mark(st, tenant, id, admin))) {
+    added = true;
+    cut_log(st, "+", tenant, id, admin ? 'a' : 'i');
   }
   /* only a new mark changes the snapshot: the IdP retrying a failing
    * deactivation must neither empty every loop's caches each time nor walk
@@ -570,13 +569,7 @@ static void cut_end_run(void *arg) {
     ended = cut_unmark(st, c->tenant, c->id, c->admin_too);
     if (ended) cut_log(st, "-", c->tenant, c->id, 0);
   } else {
-    /* backwards: cut_remove moves the last entry (already seen) into i */
-    for (size_t i = atomic_load(&st->ncut); i-- > 0;) {
-      if (strcmp(st->cut[i].tenant, c->tenant)) continue;
-      if (st->cut[i].id[0]) atomic_fetch_sub(&st->nusers, 1);
-      cut_remove(st, i);
-      ended = true;
-    }
+    ended = cut_unmark_tenant(st, c->tenant);
     if (ended) cut_log(st, "-", c->tenant, "*", 0);
   }
   if (ended) atomic_fetch_add(&st->cutgen, 1);
