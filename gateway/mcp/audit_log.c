@@ -221,20 +221,33 @@ static bool starts_with(const char *p, size_t n, const char *pat) {
 
 bool gw_audit_records_args(const gw_server *srv) { return srv->audit && srv->audit->args != AUDIT_ARGS_NONE; }
 
-json_t *gw_audit_args_masked(const gw_server *srv, const json_t *args, const char *tenant_redact, size_t cap_bytes) {
+/* Every pattern that masks a call's arguments: the defaults and the
+ * operator's (the open log's list; with the log off, the same list built
+ * here in op), then the tenant's (split into split). The patterns point
+ * into those buffers and the log's; all holds NULL after them. */
+typedef struct redact_list {
   const char *all[REDACT_MAX + AUDIT_REDACT_TENANT_MAX + 1];
   char op[AUDIT_REDACT_VALUE_MAX + 1], split[AUDIT_REDACT_VALUE_MAX + 1];
+} redact_list;
+
+static const char *const *redact_patterns(const gw_server *srv, const char *tenant_redact, redact_list *l) {
   size_t k = 0;
   if (srv->audit) {
-    for (; srv->audit->redact[k]; k++) all[k] = srv->audit->redact[k];
-  } else { /* the log is off: the same list open() builds */
-    for (const char *const *d = audit_redact_default; *d && k < REDACT_MAX; d++) all[k++] = *d;
-    audit_redact_split(srv->cfg.audit_redact, op, sizeof op, all, &k, REDACT_MAX);
+    if (!tenant_redact || !*tenant_redact) return srv->audit->redact; /* nothing to add: no copy */
+    for (; srv->audit->redact[k]; k++) l->all[k] = srv->audit->redact[k];
+  } else {
+    for (const char *const *d = audit_redact_default; *d && k < REDACT_MAX; d++) l->all[k++] = *d;
+    audit_redact_split(srv->cfg.audit_redact, l->op, sizeof l->op, l->all, &k, REDACT_MAX);
   }
-  all[k] = NULL;
+  l->all[k] = NULL;
   if (tenant_redact && *tenant_redact)
-    audit_redact_split(tenant_redact, split, sizeof split, all, &k, REDACT_MAX + AUDIT_REDACT_TENANT_MAX);
-  return audit_args(args, AUDIT_ARGS_FULL, all, cap_bytes);
+    audit_redact_split(tenant_redact, l->split, sizeof l->split, l->all, &k, REDACT_MAX + AUDIT_REDACT_TENANT_MAX);
+  return l->all;
+}
+
+json_t *gw_audit_args_masked(const gw_server *srv, const json_t *args, const char *tenant_redact, size_t cap_bytes) {
+  redact_list l;
+  return audit_args(args, AUDIT_ARGS_FULL, redact_patterns(srv, tenant_redact, &l), cap_bytes);
 }
 
 int gw_audit_args_append(const gw_server *srv, gw_buf *out, const json_t *args, const char *raw, size_t n,
@@ -245,15 +258,8 @@ int gw_audit_args_append(const gw_server *srv, gw_buf *out, const json_t *args, 
   static const char key[] = ",\"arguments\":";
   /* the process's patterns, then the tenant's (on the stack: the value is
    * at most AUDIT_REDACT_VALUE_MAX bytes) */
-  const char *const *pats = g->redact;
-  const char *all[REDACT_MAX + AUDIT_REDACT_TENANT_MAX + 1];
-  char split[AUDIT_REDACT_VALUE_MAX + 1];
-  if (tenant_redact && *tenant_redact) {
-    size_t k = 0;
-    for (; g->redact[k]; k++) all[k] = g->redact[k];
-    audit_redact_split(tenant_redact, split, sizeof split, all, &k, REDACT_MAX + AUDIT_REDACT_TENANT_MAX);
-    pats = all;
-  }
+  redact_list l;
+  const char *const *pats = redact_patterns(srv, tenant_redact, &l);
   /* a line break between the client's tokens would split the record over
    * NDJSON lines (export, sink) and let a line pass for a record of its
    * own: such text is parsed and written compactly like any other */
