@@ -115,7 +115,7 @@ static json_t *reply_in(const char *ev, size_t n, const json_t *id, gw_buf *data
   gw__sse_split(ev, n, data, NULL, NULL, 0);
   if (!data->len) return NULL;
   json_t *j = json_loadb(data->data, data->len, 0, NULL);
-  if (j && (!id || json_equal(json_object_get(j, "id"), (json_t *)id)) &&
+  if (json_is_object(j) && (!id || json_equal(json_object_get(j, "id"), (json_t *)id)) &&
       (!need_result || json_object_get(j, "result") || json_object_get(j, "error")))
     return j;
   json_decref(j);
@@ -123,7 +123,15 @@ static json_t *reply_in(const char *ev, size_t n, const json_t *id, gw_buf *data
 }
 
 json_t *gw__find_reply(const char *s, size_t n, const char *ct, const json_t *id) {
-  if (!gw__sse_is(ct)) return n ? json_loadb(s, n, JSON_REJECT_DUPLICATES, NULL) : NULL;
+  if (!gw__sse_is(ct)) {
+    /* a reply is an object: an array (a batch's) or a scalar is none */
+    json_t *j = n ? json_loadb(s, n, JSON_REJECT_DUPLICATES, NULL) : NULL;
+    if (j && !json_is_object(j)) {
+      json_decref(j);
+      j = NULL;
+    }
+    return j;
+  }
   gw_buf data;
   gw_buf_init(&data, GW_MCP_MAX_JSON_BODY);
   json_t *found = NULL;

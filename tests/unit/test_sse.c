@@ -84,6 +84,11 @@ TEST(find_reply_json_and_sse) {
   /* duplicate keys in a JSON body are refused */
   j = gw__find_reply("{\"id\":3,\"id\":4}", 15, "application/json", id);
   CHECK(!j);
+  /* a reply is an object: a body or a last event that is an array, a
+   * number or a string is none (found by fuzz_sse: "[]" came back) */
+  CHECK(!gw__find_reply("[]", 2, "application/json", id));
+  CHECK(!gw__find_reply("7", 1, "application/json", NULL));
+  CHECK(!gw__find_reply("data: []", 8, "text/event-stream", NULL));
   const char *sse = "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\n"
                     "data: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"other\":1}}\n\n"
                     "data: {\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{\"mine\":1}}\n\n";
