@@ -530,14 +530,17 @@ int ap_grant_take(st_txn *txn, const char *tenant, const char *user, const char 
   json_t *g;
   int rc = grant_get(txn, tenant, user, connector, tool, args_sha256, k, &kl, &g);
   if (rc) return rc;
-  bool live = json_integer_value(json_object_get(g, "expires")) > now_ms;
+  bool expired = json_integer_value(json_object_get(g, "expires")) <= now_ms;
   bool once = json_integer_value(json_object_get(g, "uses")) == 1;
+  bool live = !expired && !json_is_true(json_object_get(g, "in_use"));
   if (live && request) snprintf(request, AP_ID_LEN + 1, "%s", json_string_value(json_object_get(g, "request")) ?: "");
+  /* A one-call grant stays, in use, while its call is made: the user's cut
+   * deletes it like any grant, so a give-back after the cut finds nothing
+   * to restore — whatever committed in between (a reactivation too). */
+  if (expired) rc = st_del(txn, ST_DB_APPROVALS, k, kl);
+  else if (live && once) rc = json_object_set_new(g, "in_use", json_true()) ? ST_ENOMEM : put_json(txn, k, kl, g);
   json_decref(g);
-  if (!live || once) {
-    rc = st_del(txn, ST_DB_APPROVALS, k, kl);
-    if (rc) return rc;
-  }
+  if (rc) return rc;
   return live ? 0 : ST_ENOTFOUND;
 }
 
@@ -547,29 +550,41 @@ int ap_grant_give_back(st_txn *txn, const char *tenant, const char *user, const 
   size_t kl = 0;
   json_t *g;
   int rc = grant_get(txn, tenant, user, connector, tool, args_sha256, k, &kl, &g);
-  json_decref(g);
-  if (rc == 0) return 0;
-  if (rc != ST_ENOTFOUND || !kl) return rc == ST_ENOTFOUND ? ST_EINVAL : rc;
-  /* Only to a requester who may still call, for a request still approved:
-   * their cut (deactivation, block, deletion) deletes their grants in its
-   * own transaction, which may have committed between the take and this
-   * job — giving the grant back then would revive it (and a reactivation
-   * revives nothing). Nothing to give back is not an error. */
+  /* Gone: a cut, a new policy, the connector's change or its expiry ended
+   * it since the take. Not in use: nothing was taken (an N-minute grant,
+   * or given back already). Nothing to give back is not an error. */
+  if (rc == ST_ENOTFOUND) return kl ? 0 : ST_EINVAL;
+  if (rc) return rc;
+  bool in_use = json_is_true(json_object_get(g, "in_use"));
+  bool mine = !strcmp(json_string_value(json_object_get(g, "request")) ?: "", request ? request : "");
+  if (!in_use || !mine) {
+    json_decref(g);
+    return 0;
+  }
+  /* Only to a requester who may still call, for a request still approved
+   * (belt and braces: their cut deleted the grant in its own transaction;
+   * a cut only in memory, when that could not be written, did not). */
   int active = st_dir_user_active(txn, tenant, user);
-  if (active < 0 && active != ST_ENOTFOUND) return active;
-  if (active != 1) return 0;
   json_t *rec = NULL;
   char rk[KEY_MAX];
-  size_t rl = request && *request ? key(rk, tenant, 'r', request, NULL) : 0;
-  rc = rl ? get_json(txn, rk, rl, &rec) : ST_ENOTFOUND;
+  size_t rl = active == 1 && request && *request ? key(rk, tenant, 'r', request, NULL) : 0;
+  rc = active < 0 && active != ST_ENOTFOUND ? active : rl ? get_json(txn, rk, rl, &rec) : ST_ENOTFOUND;
   bool approved = !rc && !strcmp(json_string_value(json_object_get(rec, "state")) ?: "", "approved") &&
                   !strcmp(json_string_value(json_object_get(rec, "user")) ?: "", user);
   json_decref(rec);
-  if (rc && rc != ST_ENOTFOUND) return rc;
-  if (!approved) return 0;
-  g = json_pack("{s:s, s:s, s:s, s:I, s:i}", "request", request ? request : "", "connector", connector, "tool", tool,
-                "expires", (json_int_t)(now_ms + ONE_CALL_GRANT_MS), "uses", 1);
-  rc = g ? put_json(txn, k, kl, g) : ST_ENOMEM;
+  if (rc && rc != ST_ENOTFOUND) {
+    json_decref(g);
+    return rc;
+  }
+  if (!approved) {
+    json_decref(g);
+    return 0;
+  }
+  /* one call again, valid an hour from now (the agent's retry may come a
+   * while after the client gave up) */
+  json_object_del(g, "in_use");
+  rc = json_object_set_new(g, "expires", json_integer((json_int_t)(now_ms + ONE_CALL_GRANT_MS))) ? ST_ENOMEM
+                                                                                                  : put_json(txn, k, kl, g);
   json_decref(g);
   return rc;
 }
@@ -592,7 +607,8 @@ int ap_grants_live(st_txn *txn, const char *tenant, const char *user, const char
   while ((rc = st_cursor_next(c, &k, &v)) == 0) {
     json_t *g = json_loadb(v.data, v.len, 0, NULL);
     json_int_t exp = json_integer_value(json_object_get(g, "expires"));
-    if (exp > now_ms && !strcmp(json_string_value(json_object_get(g, "connector")) ?: "", connector) &&
+    if (exp > now_ms && !json_is_true(json_object_get(g, "in_use")) &&
+        !strcmp(json_string_value(json_object_get(g, "connector")) ?: "", connector) &&
         !strcmp(json_string_value(json_object_get(g, "tool")) ?: "", tool)) {
       out->count++;
       if (exp > out->expires_max) {

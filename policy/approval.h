@@ -20,9 +20,11 @@
  *            its decision, and by the user's next request once expired:
  *            the pending list reads only these)
  *   grant    tenant \0 'g' user \0 sha256hex(connector \0 tool \0 args_sha256)
- *            → JSON {request, connector, tool, expires, uses}; uses 1: this
- *            call once (grant_minutes 0), 0: any number of times until
- *            expires (grant_minutes N).
+ *            → JSON {request, connector, tool, expires, uses, in_use?};
+ *            uses 1: this call once (grant_minutes 0), 0: any number of
+ *            times until expires (grant_minutes N). A one-call grant taken
+ *            stays, in_use, until it expires: the user's cut deletes it
+ *            like any other, so a give-back can never outlive the cut.
  *
  * An approval is always a grant: the held call takes it (ap_grant_take)
  * before it goes upstream, and so does a retry by a client that left —
@@ -130,14 +132,15 @@ int ap_request_list_reviewer(st_txn *txn, const char *tenant, const char *review
 int ap_decide(st_txn *txn, const char *tenant, const char *id, ap_action what, const char *reviewer,
               const char *admin_name, const char *reason, int64_t now_ms, json_t **out);
 /* Write txn: takes a live grant for this exact call: 0 (a one-call grant
- * is deleted), ST_ENOTFOUND when there is none (expired ones go). *request
+ * is marked in use), ST_ENOTFOUND when there is none (expired ones go). *request
  * (may be NULL, AP_ID_LEN + 1) gets the approving request's id. */
 int ap_grant_take(st_txn *txn, const char *tenant, const char *user, const char *connector, const char *tool,
                   const char *args_sha256, int64_t now_ms, char *request);
 /* Write txn: a one-call grant taken for a call that then could not be
  * made (its client left in between) goes back — one call, valid an hour
- * from now_ms — unless a grant for it exists (an N-minute one was never
- * used up), the user may no longer call (inactive, blocked, cut, gone) or
+ * from now_ms — when it is still stored and in use for `request`; not when
+ * it is gone (a cut, a new policy, the connector's change or expiry ended
+ * it meanwhile), the user may no longer call (inactive, blocked, cut) or
  * the request is no longer approved: then nothing. 0 or ST_E*. */
 int ap_grant_give_back(st_txn *txn, const char *tenant, const char *user, const char *connector, const char *tool,
                        const char *args_sha256, const char *request, int64_t now_ms);

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "store/seal.h"
+#include "store/token.h"
 #include "vault/grant.h"
 #include "vault/rediscover.h"
 #include "vault/vault.h"
@@ -279,6 +280,25 @@ static bool same_identity(const json_t *old, const json_t *config) {
   return true;
 }
 
+/* Does the upstream see another credential after this PUT: other auth
+ * settings (same_identity), or another sealed value (compared in constant
+ * time; an old value that cannot be read counts as changed: fail closed).
+ * 0 and *out, or a store error. */
+static int rekeyed(st_txn *txn, const char *tenant, const char *name, const json_t *old, const json_t *config,
+                   const char *secret, bool *out) {
+  *out = true;
+  if (!same_identity(old, config)) return 0;
+  bool was_oauth = !strcmp(json_string_value(json_object_get(json_object_get(old, "auth"), "type")) ?: "", "oauth");
+  st_aad aad = {tenant, was_oauth ? VAULT_CLIENT_KIND : VAULT_SECRET_KIND, name};
+  uint8_t *pt = NULL;
+  size_t n = 0;
+  int rc = st_secret_get(txn, &aad, &pt, &n);
+  if (rc == ST_ENOTFOUND) *out = secret != NULL;
+  else if (rc == 0) *out = !secret || strlen(secret) != n || !st_ct_equal(pt, secret, n);
+  st_secret_free(pt, n);
+  return rc == ST_ECRYPTO || rc == ST_ENOTFOUND ? 0 : rc;
+}
+
 int vault_connector_put(st_txn *txn, const char *tenant, const char *name, const json_t *config,
                         const char *secret, const char *now, int *created) {
   char k[128];
@@ -288,6 +308,11 @@ int vault_connector_put(st_txn *txn, const char *tenant, const char *name, const
   *created = old == NULL;
   bool moved = old && strcmp(json_string_value(json_object_get(old, "url")) ?: "",
                              json_string_value(json_object_get(config, "url")) ?: "") != 0;
+  bool rekey = false;
+  if (old && !moved && (rc = rekeyed(txn, tenant, name, old, config, secret, &rekey))) {
+    json_decref(old);
+    return rc;
+  }
   if (old && vault_connector_is_per_user(old) && (moved || !same_identity(old, config))) {
     /* the employees' grants (or keys) belong to the old upstream or client:
      * never sent to another one. Cut before the record changes, so their
@@ -351,7 +376,7 @@ int vault_connector_put(st_txn *txn, const char *tenant, const char *name, const
   if (!json_is_true(json_object_get(json_object_get(config, "auth"), "discover")) &&
       (rc = vault_rediscover_cancel(txn, tenant, name)))
     return rc;
-  vault_connector_event ev = {tenant, name, *created != 0, moved};
+  vault_connector_event ev = {tenant, name, *created != 0, moved, rekey};
   return st_emit(txn, ST_EVENT_CONNECTOR_PUT, &ev);
 }
 
@@ -475,7 +500,7 @@ int vault_connector_delete(st_txn *txn, const char *tenant, const char *name) {
   rc = st_secret_del(txn, &aad);
   if (rc && rc != ST_ENOTFOUND) return rc;
   if ((rc = vault_rediscover_cancel(txn, tenant, name))) return rc;
-  vault_connector_event ev = {tenant, name, false, false};
+  vault_connector_event ev = {.tenant = tenant, .name = name};
   return st_emit(txn, ST_EVENT_CONNECTOR_DELETE, &ev);
 }
 

@@ -48,6 +48,7 @@ typedef struct vault_connector_event {
   const char *tenant, *name;
   bool created; /* put: the connector is new */
   bool moved;   /* put: its URL changed (upstream sessions belong to the old server) */
+  bool rekeyed; /* put: same URL, another credential (auth settings or secret value) */
 } vault_connector_event;
 
 /* Writes a connector (config from vault_connector_parse) and seals its

@@ -804,7 +804,8 @@ static int on_grant_changed(st_txn *txn, int kind, const void *event, void *ctx)
 static int on_connector_put(st_txn *txn, int kind, const void *event, void *ctx) {
   const vault_connector_event *ev = event;
   (void)kind;
-  int rc = ev->moved ? approvals_gone(txn, ev->tenant, ev->name) : 0;
+  /* what reviewers approved was for that server with that credential */
+  int rc = ev->moved || ev->rekeyed ? approvals_gone(txn, ev->tenant, ev->name) : 0;
   if (!rc && ev->moved) rc = end_connector(txn, ctx, ev->tenant, ev->name);
   if (rc) return rc;
   gw_revocation r;

@@ -353,3 +353,39 @@ test('a policy change ends standing grants: under grant_minutes the next call as
   assert.equal((await f.t.admin('POST', `/approvals/${req2.id}/cancel`)).status, 200);
   await again;
 });
+
+test('a connector given another credential ends its grants and pending requests; the same document again keeps them', async () => {
+  // found by review: only a changed URL ended grants, so swapping the
+  // connector's credential (another account, other rights upstream) kept
+  // what reviewers had approved under the old one
+  const put = (value) => f.t.putConnector('everything', { url: f.rec.url, description: 'Everything', auth: { type: 'header', name: 'Authorization', value } });
+  const c6 = await connectClient(f.url, f.tokens.alice);
+  const first = heldCall(c6, 'get-tiny-image', { size: 'y' });
+  const req = await pendingFor(f.users.alice.id, 'get-tiny-image', { size: 'y' });
+  assert.equal((await decide(req.id, 'approve', f.own.bob)).status, 200);
+  assert.ok((await first).result);
+  // the same document again (a re-apply by a provisioning tool): nothing changed upstream
+  let r = await put('Bearer upstream-secret');
+  assert.equal(r.status, 200, r.body);
+  const c7 = await connectClient(f.url, f.tokens.alice);
+  const ok = await c7.client.callTool({ name: 'get-tiny-image', arguments: { size: 'y' } }, undefined, { timeout: 10000 });
+  assert.ok(ok.content?.length, 'passes under the grant after an unchanged PUT');
+  const args = { a: 60, b: 2 };
+  const held = heldCall(c7, SUM, args);
+  const pend = await pendingFor(f.users.alice.id, SUM, args);
+  r = await put('Bearer another-account');
+  assert.equal(r.status, 200, r.body);
+  r = await f.t.admin('GET', `/approvals/${pend.id}`);
+  assert.equal(r.json.state, 'cancelled', `pending under the old credential: ${r.body}`);
+  assert.ok((await held).error, 'the held call ended');
+  r = await f.t.admin('GET', `/approvals/${pend.id}`);
+  assert.equal(r.json.state, 'cancelled', r.body);
+  assert.match(r.json.reason, /connector/);
+  const c8 = await connectClient(f.url, f.tokens.alice);
+  const again = heldCall(c8, 'get-tiny-image', { size: 'y' });
+  const req2 = await pendingFor(f.users.alice.id, 'get-tiny-image', { size: 'y' });
+  assert.notEqual(req2.id, req.id, 'a new request: the grant ended with the credential it was approved under');
+  assert.equal((await f.t.admin('POST', `/approvals/${req2.id}/cancel`)).status, 200);
+  await again;
+  assert.equal((await put('Bearer upstream-secret')).status, 200);
+});

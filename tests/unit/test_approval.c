@@ -551,6 +551,53 @@ TEST(give_back_after_cut_revives_a_grant) {
   CHECK_INT(take_grant(dan, "reindex", H1, T0 + 3), ST_ENOTFOUND); /* it was: 0, the grant was back */
 }
 
+/* Found by review: a deactivation and a reactivation both committing
+ * between the held call's take and its give-back (a sub-second window)
+ * let the give-back revive a grant the deactivation had deleted: it
+ * checked only that the user was active and the request approved. A taken
+ * one-call grant now stays stored, in use, until the call is made; a cut
+ * deletes it, and a give-back restores only what is still there. */
+TEST(give_back_after_cut_and_reactivation_revives_nothing) {
+  char eve[40];
+  snprintf(eve, sizeof eve, "%s", scim("POST", "/Users", "{\"userName\":\"eve@acme.com\"}"));
+  mk m = {eve, "reindex", H2, 600, 0, 0, T0, ""};
+  CHECK_INT(create(&m), 0);
+  CHECK_INT(decide(m.id, AP_APPROVE, bob, T0), 0);
+  CHECK_INT(take_grant(eve, "reindex", H2, T0 + 1), 0); /* the held call took it */
+  char path[80];
+  snprintf(path, sizeof path, "/Users/%s", eve);
+  scim("PATCH", path, "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],\"Operations\":[{\"op\":"
+                      "\"replace\",\"value\":{\"active\":false}}]}");
+  scim("PATCH", path, "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],\"Operations\":[{\"op\":"
+                      "\"replace\",\"value\":{\"active\":true}}]}");
+  back b = {eve, "reindex", H2, T0 + 2, m.id}; /* then the client's leaving is noticed */
+  CHECK_INT(st_write_sync(st, run_back, &b), 0);
+  CHECK_INT(take_grant(eve, "reindex", H2, T0 + 3), ST_ENOTFOUND); /* was 0: the grant came back */
+}
+
+/* A taken one-call grant is in use: a second call with the same arguments
+ * meanwhile gets nothing, and it is not counted as live */
+TEST(a_grant_in_use_is_not_taken_twice_nor_counted) {
+  mk m = {alice, "rotate", H1, 60, 0, 0, T0, ""};
+  CHECK_INT(create(&m), 0);
+  CHECK_INT(decide(m.id, AP_APPROVE, bob, T0), 0);
+  st_txn *txn;
+  ap_grant_summary s;
+  CHECK_INT(st_read_begin(st, &txn), 0);
+  CHECK_INT(ap_grants_live(txn, "acme", alice, "db", "rotate", T0 + 1, &s), 0);
+  st_txn_end(txn);
+  CHECK_INT((int)s.count, 1);
+  CHECK_INT(take_grant(alice, "rotate", H1, T0 + 1), 0);
+  CHECK_INT(take_grant(alice, "rotate", H1, T0 + 2), ST_ENOTFOUND);
+  CHECK_INT(st_read_begin(st, &txn), 0);
+  CHECK_INT(ap_grants_live(txn, "acme", alice, "db", "rotate", T0 + 2, &s), 0);
+  st_txn_end(txn);
+  CHECK_INT((int)s.count, 0);
+  back b = {alice, "rotate", H1, T0 + 3, m.id};
+  CHECK_INT(st_write_sync(st, run_back, &b), 0);
+  CHECK_INT(take_grant(alice, "rotate", H1, T0 + 4), 0);
+}
+
 int main(void) {
   gw_log_set_level(GW_LOG_ERROR);
   if (setup() != 0) {
@@ -563,6 +610,8 @@ int main(void) {
   RUN(grant_minutes_cover_repeats_until_they_end);
   RUN(a_grant_taken_for_a_call_that_was_not_made_goes_back_once);
   RUN(give_back_after_cut_revives_a_grant);
+  RUN(give_back_after_cut_and_reactivation_revives_nothing);
+  RUN(a_grant_in_use_is_not_taken_twice_nor_counted);
   RUN(lists_come_newest_first_and_pending_from_its_index);
   RUN(live_grants_are_counted_per_tool_and_user);
   RUN(expiry_is_read_from_the_clock);
