@@ -5,8 +5,12 @@
  *
  * Rules this file keeps, and why:
  *  - The query is bounded by audit_query itself (AUDIT_SCAN_MAX records
- *    examined, at most 1,000 returned): one short read transaction on the
- *    loop, like any admin read.
+ *    examined, at most 1,000 returned): one read transaction on libuv's
+ *    thread pool (query_job), not the loop.
+ *  - A query or an export holds one of the tenant's heavy-read slots
+ *    until its request ends (gateway/core/limits.h: 2 per tenant, 6 in
+ *    the process): the pool also runs every tenant's outbound DNS, and an
+ *    export buffers up to a chunk of records for its client.
  *  - The export walks the whole chain: each chunk (EXPORT_CHUNK records)
  *    is read on libuv's pool (long scans off the loop) with its own short
  *    read transaction, written to the client, and the next chunk is read
@@ -24,6 +28,7 @@
 
 #include "audit/audit.h"
 #include "gateway/base/log.h"
+#include "gateway/core/limits.h"
 #include "gateway/http/query.h"
 #include "store/tenant.h"
 
@@ -95,6 +100,20 @@ static int chain_of(gw_req *req, const char *tenant, audit_log **log, char uid[S
   }
   st_txn *txn;
   if (admin__read_tenant(req, tenant, &txn) != 0) return -1;
+  /* a query or export runs on the thread pool the outbound DNS lookups
+   * share: a few per tenant and process at once (limits.h) */
+  int busy = gw_limits_heavy_enter(req, tenant, GW_HEAVY_AUDIT);
+  if (busy) {
+    st_txn_end(txn);
+    if (busy == 429)
+      gw_respond_error(req, 429, "too_many_reads",
+                       "this tenant already has %d audit queries or exports running: retry when one ends",
+                       GW_HEAVY_PER_TENANT);
+    else
+      gw_respond_error(req, 503, "busy", "the gateway is running its most reads at once (%d): retry in a second",
+                       GW_HEAVY_MAX);
+    return -1;
+  }
   int rc = st_tenant_uid_get(txn, tenant, uid);
   st_txn_end(txn);
   if (rc) {

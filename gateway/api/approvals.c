@@ -541,6 +541,15 @@ static void list_done(uv_work_t *w, int status) {
 /* Queues the lists of s's user (s is wiped); answers 503 itself when it
  * cannot. */
 static void list_start(gw_req *req, const char *tenant, auth_browser *s, bool api) {
+  /* on the thread pool the outbound DNS lookups share: a few per tenant
+   * and process at once (limits.h) */
+  int busy = gw_limits_heavy_enter(req, tenant, GW_HEAVY_REVIEWERS);
+  if (busy) {
+    OPENSSL_cleanse(s, sizeof *s);
+    if (api) fail(req, true, busy, busy == 429 ? "too_many_reads" : "busy", "the list is being read for other reviewers: retry in a second");
+    else pages__message(req, busy, tenant, "Try again", "The list is being read for other reviewers: try again in a second.", NULL, NULL);
+    return;
+  }
   list_job *j = calloc(1, sizeof *j);
   if (j) {
     j->req = req;

@@ -417,6 +417,14 @@ void gw_scim_dispatch(gw_req *req) {
   }
   if (!scim_is_write_request(&j->rq)) {
     if (!scim_read_is_cheap(&j->rq)) {
+      /* a scan runs on the thread pool the outbound DNS lookups share: a
+       * few per tenant and process at once (limits.h); Okta honours 429's
+       * Retry-After */
+      if (gw_limits_heavy_enter(req, tenant, GW_HEAVY_SCIM)) {
+        job_free(j);
+        scim_fail(req, 429, NULL, "too many scans of this tenant's directory at once: retry in a second");
+        return;
+      }
       j->store = srv->store;
       j->work.data = j;
       if (uv_queue_work(&req->lp->loop, &j->work, scan_work, scan_done) == 0) return;

@@ -2,6 +2,7 @@
 #include "gateway/core/limits.h"
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@ typedef struct slot {
   struct slot *next;
   int64_t open;
   uint32_t bucket;
+  bool heavy; /* a heavy-read slot: counted in gw_limits.heavy_open too */
   char key[GW_RATELIMIT_KEY_MAX + 1];
 } slot;
 
@@ -38,7 +40,9 @@ typedef struct gw_limits gw_limits;
 struct gw_limits {
   gw_ratelimit *auth_fail, *mcp_user, *mcp_tenant;
   _Atomic uint64_t auth_limited, mcp_user_limited, mcp_tenant_limited, mcp_concurrent_limited;
+  _Atomic uint64_t heavy_tenant_limited, heavy_process_limited;
   uv_mutex_t mu;
+  int64_t heavy_open; /* heavy-read slots taken, every tenant (under mu) */
   slot *slots[SLOT_BUCKETS];
 };
 
@@ -121,6 +125,21 @@ int64_t gw_limits_mcp(gw_req *req, const char *tenant, const char *user) {
   return wait;
 }
 
+/* The slot of key, made when absent (NULL: out of memory). Under l->mu. */
+static slot *slot_of(gw_limits *l, const char *key, bool heavy) {
+  uint32_t b = key_hash(key) % SLOT_BUCKETS;
+  slot *s = l->slots[b];
+  while (s && strcmp(s->key, key)) s = s->next;
+  if (!s && (s = calloc(1, sizeof *s))) {
+    memcpy(s->key, key, sizeof s->key);
+    s->bucket = b;
+    s->heavy = heavy;
+    s->next = l->slots[b];
+    l->slots[b] = s;
+  }
+  return s;
+}
+
 int64_t gw_limits_mcp_enter(gw_req *req, const char *tenant, const char *user) {
   gw_server *srv = req->lp->srv;
   gw_limits *l = srv->limits;
@@ -128,16 +147,8 @@ int64_t gw_limits_mcp_enter(gw_req *req, const char *tenant, const char *user) {
   if (!l || max <= 0 || req->limits_slot) return 0;
   char key[GW_RATELIMIT_KEY_MAX + 1];
   user_key(tenant, user, key);
-  uint32_t b = key_hash(key) % SLOT_BUCKETS;
   uv_mutex_lock(&l->mu);
-  slot *s = l->slots[b];
-  while (s && strcmp(s->key, key)) s = s->next;
-  if (!s && (s = calloc(1, sizeof *s))) {
-    memcpy(s->key, key, sizeof s->key);
-    s->bucket = b;
-    s->next = l->slots[b];
-    l->slots[b] = s;
-  }
+  slot *s = slot_of(l, key, false);
   bool over = !s || s->open >= max; /* out of memory: refused (fail closed) */
   if (!over) s->open++;
   uv_mutex_unlock(&l->mu);
@@ -150,6 +161,33 @@ int64_t gw_limits_mcp_enter(gw_req *req, const char *tenant, const char *user) {
   return 0;
 }
 
+int gw_limits_heavy_enter(gw_req *req, const char *tenant, gw_heavy_kind kind) {
+  gw_limits *l = req->lp->srv->limits;
+  if (!l || req->limits_slot) return 0;
+  /* "tenant/" and a byte no user id has: never a user's slot */
+  static const char *const kinds[] = {"\x01audit", "\x01reviewers", "\x01scim"};
+  char key[GW_RATELIMIT_KEY_MAX + 1];
+  user_key(tenant, kinds[kind], key);
+  uv_mutex_lock(&l->mu);
+  int status = 0;
+  slot *s = NULL;
+  if (l->heavy_open >= GW_HEAVY_MAX) status = 503;
+  else if (!(s = slot_of(l, key, true)) || s->open >= GW_HEAVY_PER_TENANT) status = 429;
+  if (!status) {
+    s->open++;
+    l->heavy_open++;
+  }
+  uv_mutex_unlock(&l->mu);
+  if (status) {
+    atomic_fetch_add_explicit(status == 503 ? &l->heavy_process_limited : &l->heavy_tenant_limited, 1,
+                              memory_order_relaxed);
+    retry_after(req, 1);
+    return status;
+  }
+  req->limits_slot = s;
+  return 0;
+}
+
 void gw_limits_request_done(gw_server *srv, gw_req *req) {
   gw_limits *l = srv->limits;
   slot *s = req->limits_slot;
@@ -157,6 +195,7 @@ void gw_limits_request_done(gw_server *srv, gw_req *req) {
   req->limits_slot = NULL;
   uint32_t b = s->bucket;
   uv_mutex_lock(&l->mu);
+  if (s->heavy) l->heavy_open--;
   if (--s->open <= 0) { /* the user has nothing open: the entry goes */
     slot **pp = &l->slots[b];
     while (*pp && *pp != s) pp = &(*pp)->next;
@@ -176,8 +215,15 @@ void gw_limits_metrics(gw_server *srv, gw_buf *out) {
                 "# HELP mcpgate_mcp_rate_limited_total MCP requests refused (429) by mcp_rate_per_user or "
                 "mcp_rate_per_tenant.\n# TYPE mcpgate_mcp_rate_limited_total counter\n"
                 "mcpgate_mcp_rate_limited_total{limit=\"user\"} %llu\nmcpgate_mcp_rate_limited_total{limit=\"tenant\"} %llu\n"
-                "mcpgate_mcp_rate_limited_total{limit=\"concurrent\"} %llu\n",
+                "mcpgate_mcp_rate_limited_total{limit=\"concurrent\"} %llu\n"
+                "# HELP mcpgate_heavy_reads_limited_total Audit queries and exports, reviewers' lists and SCIM scans "
+                "refused because their tenant (429) or the process (503) had the most open at once.\n"
+                "# TYPE mcpgate_heavy_reads_limited_total counter\n"
+                "mcpgate_heavy_reads_limited_total{limit=\"tenant\"} %llu\n"
+                "mcpgate_heavy_reads_limited_total{limit=\"process\"} %llu\n",
                 (unsigned long long)atomic_load(&l->auth_limited), (unsigned long long)atomic_load(&l->mcp_user_limited),
                 (unsigned long long)atomic_load(&l->mcp_tenant_limited),
-                (unsigned long long)atomic_load(&l->mcp_concurrent_limited));
+                (unsigned long long)atomic_load(&l->mcp_concurrent_limited),
+                (unsigned long long)atomic_load(&l->heavy_tenant_limited),
+                (unsigned long long)atomic_load(&l->heavy_process_limited));
 }

@@ -20,6 +20,20 @@
  *                              (gw_limits_request_done, from the host's
  *                              request-done callback).
  *
+ *   heavy reads                an audit query or export, the reviewers'
+ *                              list, a SCIM scan: each runs on libuv's
+ *                              thread pool, which the outbound DNS
+ *                              lookups share, so one tenant's many reads
+ *                              must not hold every pool thread. At most
+ *                              GW_HEAVY_PER_TENANT of a tenant's reads of
+ *                              one kind open at once, and GW_HEAVY_MAX in
+ *                              the process (gw_serve makes the pool
+ *                              GW_POOL_THREADS threads unless
+ *                              UV_THREADPOOL_SIZE is set): past either,
+ *                              429 (the tenant's) or 503 (the process's)
+ *                              with Retry-After. The slot is the
+ *                              request's, as for mcp_concurrent_per_user.
+ *
  * Token buckets (gateway/base/ratelimit.h; burst = the per-minute value),
  * one set per process, made by gw_serve. The client address is the one
  * the HTTP layer settled on (X-Forwarded-For only from trusted_proxies);
@@ -49,6 +63,15 @@ int64_t gw_limits_mcp(gw_req *req, const char *tenant, const char *user);
 /* Takes a slot of (tenant, user) for req: 0, or > 0 (Retry-After set:
  * answer 429) when the user has mcp_concurrent_per_user open already. */
 int64_t gw_limits_mcp_enter(gw_req *req, const char *tenant, const char *user);
+#define GW_HEAVY_PER_TENANT 2
+#define GW_HEAVY_MAX 6
+#define GW_POOL_THREADS 8
+typedef enum { GW_HEAVY_AUDIT, GW_HEAVY_REVIEWERS, GW_HEAVY_SCIM } gw_heavy_kind;
+/* Takes a heavy-read slot of (tenant, kind) for req: 0; 429 when the
+ * tenant has GW_HEAVY_PER_TENANT of that kind open; 503 when the process
+ * has GW_HEAVY_MAX open (Retry-After: 1 set in both cases). */
+int gw_limits_heavy_enter(gw_req *req, const char *tenant, gw_heavy_kind kind);
+
 /* The request ended: its slot (if any) goes back. Any loop. */
 void gw_limits_request_done(gw_server *srv, gw_req *req);
 

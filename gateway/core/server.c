@@ -593,6 +593,14 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods) {
   gw_log_set_level((gw_log_level)gw_log_level_parse(srv->cfg.log_level));
   signal(SIGPIPE, SIG_IGN);
   descriptor_budget(&srv->cfg);
+  /* libuv's thread pool runs the outbound DNS lookups and the heavy reads
+   * (limits.h): more threads than heavy reads may hold, before the first
+   * use fixes its size. The operator's UV_THREADPOOL_SIZE wins. */
+  if (!getenv("UV_THREADPOOL_SIZE")) {
+    char n[16];
+    snprintf(n, sizeof n, "%d", GW_POOL_THREADS);
+    setenv("UV_THREADPOOL_SIZE", n, 0);
+  }
   srv->nloops = worker_count(&srv->cfg);
   if (!(srv->loops = calloc((size_t)srv->nloops, sizeof *srv->loops))) goto out;
   for (int i = 0; i < srv->nloops; i++, nalloc++) {

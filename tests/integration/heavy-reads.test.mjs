@@ -1,0 +1,102 @@
+// Heavy reads share libuv's thread pool with the outbound DNS lookups of
+// every tenant's connectors: an audit query or export, the reviewers' list
+// and a SCIM scan. Found by review: a tenant admin could open any number of
+// exports (each up to 64 MB of records buffered for a client that does not
+// read) and queries at once, holding every pool thread. Now a tenant has at
+// most 2 of a kind open (429), the process at most 6 (503), both with
+// Retry-After, and a slot comes back when its request ends (client gone).
+// ci-variants: build-w1
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { waitFor, scrapeMetrics, metricValue } from './lib/gateway.mjs';
+import { startProxyFixture, setupTenant, rawSession, UPSTREAM_SECRET } from './lib/mcp.mjs';
+
+const ALLOW = { version: 1, default: 'block', rules: [{ groups: ['*'], connector: 'everything', allow: ['*'] }] };
+let fx;
+const tenants = {};
+
+/** n calls of echo with ~24 KB of arguments each: the tenant's chain grows past what sockets buffer */
+async function fill(url, token, n) {
+  const s = await rawSession(url, token);
+  const message = 'x'.repeat(24 * 1024);
+  for (let i = 0; i < n; i += 10) {
+    const rs = await Promise.all(Array.from({ length: Math.min(10, n - i) }, () => s.request('tools/call', { name: 'echo', arguments: { message } })));
+    for (const r of rs) assert.equal(r.status, 200, r.body);
+  }
+}
+
+/** An export whose client never reads: the gateway waits for it to drain. Resolves once the request is sent. */
+function stalledExport(port, tenant, token) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1', () => {
+      sock.write(`GET /admin/v1/tenants/${tenant}/audit/export HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n\r\n`);
+      sock.pause();
+      resolve(sock);
+    });
+    sock.on('error', reject);
+  });
+}
+
+const query = (t) => t.admin('GET', '/audit?limit=1');
+
+before(async () => {
+  fx = await startProxyFixture({ gatewayArgs: ['--audit-args-max', '32768'] });
+  await fx.t.setPolicy(ALLOW);
+  tenants.acme = { t: fx.t, token: fx.tokens.alice };
+  for (const id of ['beta', 'gamma', 'delta']) {
+    const t = await setupTenant(fx.gw, { id, users: [`ann@${id}.com`], policy: ALLOW });
+    const r = await t.putConnector('everything', { url: fx.rec.url, description: 'Everything', auth: { type: 'header', name: 'Authorization', value: UPSTREAM_SECRET } });
+    assert.equal(r.status, 201, r.body);
+    tenants[id] = { t, token: (await t.mintToken(`ann@${id}.com`)).token };
+  }
+  // three tenants with chains that take more than one export chunk (256
+  // records) and more bytes than loopback sockets buffer
+  await Promise.all(['acme', 'beta', 'gamma'].map((id) => fill(tenants[id].t.mcpUrl('everything'), tenants[id].token, 300)));
+  await waitFor(async () => (await query(tenants.gamma.t)).json?.records?.length === 1, { what: 'gamma\'s records' });
+});
+after(async () => { await fx?.gw.stop(); await fx?.up.stop?.(); });
+
+test('a tenant has at most two audit reads open: the third is 429 with Retry-After, and a slot comes back when its client leaves', async () => {
+  const { t } = tenants.acme;
+  const a = await stalledExport(fx.gw.port, 'acme', t.opToken);
+  const b = await stalledExport(fx.gw.port, 'acme', t.opToken);
+  let r;
+  await waitFor(async () => (r = await query(t)).status === 429, { timeoutMs: 8000, what: 'a third read refused while two exports wait for their clients' });
+  assert.equal(r.headers['retry-after'], '1');
+  assert.equal(r.json.error, 'too_many_reads', r.body);
+  assert.match(r.json.message, /2 audit queries or exports/);
+  const ex = await t.admin('GET', '/audit/export');
+  assert.equal(ex.status, 429, 'an export too');
+  // another tenant is not held up by acme's reads
+  assert.equal((await query(tenants.beta.t)).status, 200);
+  a.destroy();
+  await waitFor(async () => (await query(t)).status === 200, { timeoutMs: 8000, what: 'the slot of the export whose client left' });
+  b.destroy();
+  const m = await scrapeMetrics(fx.gw);
+  assert.ok(metricValue(m, 'mcpgate_heavy_reads_limited_total', { limit: 'tenant' }) >= 2, 'counted');
+});
+
+test('the process has at most six heavy reads open: past it every tenant\'s query, reviewers\' list and SCIM scan waits its turn', async () => {
+  const socks = [];
+  for (const id of ['acme', 'beta', 'gamma'])
+    for (let i = 0; i < 2; i++) socks.push(await stalledExport(fx.gw.port, id, tenants[id].t.opToken));
+  const d = tenants.delta.t;
+  let r;
+  await waitFor(async () => (r = await query(d)).status === 503, { timeoutMs: 8000, what: 'delta\'s query refused while six exports wait' });
+  assert.equal(r.headers['retry-after'], '1');
+  assert.equal(r.json.error, 'busy', r.body);
+  // Okta's scan gets 429 (it honours Retry-After) in SCIM's error shape
+  const sc = await d.scim.get('/Users?filter=' + encodeURIComponent('displayName co "ann"'));
+  assert.equal(sc.status, 429, sc.body);
+  assert.equal(sc.headers['retry-after'], '1');
+  assert.equal(sc.json.status, '429');
+  // the data path is not a heavy read: calls go on
+  const s = await rawSession(d.mcpUrl('everything'), tenants.delta.token);
+  assert.equal((await s.request('tools/call', { name: 'echo', arguments: { message: 'still here' } })).status, 200);
+  for (const x of socks) x.destroy();
+  await waitFor(async () => (await query(d)).status === 200, { timeoutMs: 8000, what: 'the slots back' });
+  assert.equal((await d.scim.get('/Users?filter=' + encodeURIComponent('displayName co "ann"'))).status, 200);
+  const m = await scrapeMetrics(fx.gw);
+  assert.ok(metricValue(m, 'mcpgate_heavy_reads_limited_total', { limit: 'process' }) >= 2, 'counted');
+});
