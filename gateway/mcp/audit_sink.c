@@ -66,6 +66,7 @@ typedef struct chain_pos {
   uint64_t retry_at;  /* uv_now: the receiver refused this chain's records; not before */
   int64_t backoff_ms; /* its own back-off (0: none) */
   size_t batch;       /* records per POST for this chain (0: the sink's; halved on 413) */
+  uint64_t gap_said;  /* the last seq of a pruned gap already logged (a refused POST is retried) */
 } chain_pos;
 
 /* One destination: the operator's (every chain) or a tenant's (its
@@ -550,10 +551,14 @@ static void sink_round(sink *k, st_txn *txn, const head_list *hl) {
     kick(k->d, 0);
     return;
   }
-  if (e.first > p->seq + 1) /* retention pruned some of what was never delivered; the rest goes */
+  /* retention pruned some of what was never delivered; the rest goes
+   * (said once per gap, not once per retry of the same POST) */
+  if (e.first > p->seq + 1 && e.first - 1 > p->gap_said) {
+    p->gap_said = e.first - 1;
     GW_LOG(GW_LOG_WARN, "audit", NULL,
            "audit sink %s: records %" PRIu64 "..%" PRIu64 " of chain %s were pruned before they were delivered",
            k->name, p->seq + 1, e.first - 1, k->uid);
+  }
   k->last = e.last;
   k->nrec = e.n;
   k->status = 0;
