@@ -210,6 +210,38 @@ static int user_requests(st_txn *txn, const char *tenant, const char *user, int6
   return rc;
 }
 
+/* The user's grants past their expiry go (a used one-call grant stays,
+ * in use, until then): a user's next request sweeps them, so grants never
+ * pile up. A user holds a few: one per tool and arguments approved. */
+static int drop_expired_grants(st_txn *txn, const char *tenant, const char *user, int64_t now_ms) {
+  char p[KEY_MAX];
+  size_t pl = key(p, tenant, 'g', user, NULL);
+  if (!pl || pl + 1 >= KEY_MAX) return 0;
+  p[pl++] = 0;
+  st_cursor *c;
+  st_val k, v;
+  json_t *dead = json_array();
+  int rc = dead ? st_cursor_open(txn, ST_DB_APPROVALS, &c) : ST_ENOMEM;
+  if (rc) {
+    json_decref(dead);
+    return rc;
+  }
+  st_cursor_seek(c, p, pl, NULL, 0);
+  while ((rc = st_cursor_next(c, &k, &v)) == 0) {
+    json_t *g = json_loadb(v.data, v.len, 0, NULL);
+    if (!g || json_integer_value(json_object_get(g, "expires")) <= now_ms)
+      json_array_append_new(dead, json_stringn(k.data, k.len));
+    json_decref(g);
+  }
+  st_cursor_close(c);
+  size_t i;
+  json_t *x;
+  if (rc == ST_ENOTFOUND) rc = 0;
+  json_array_foreach(dead, i, x) if (!rc) rc = st_del(txn, ST_DB_APPROVALS, json_string_value(x), json_string_length(x));
+  json_decref(dead);
+  return rc == ST_ENOTFOUND ? 0 : rc;
+}
+
 int ap_request_create(st_txn *txn, const ap_new *n, int max_pending, char id_out[AP_ID_LEN + 1]) {
   if (!n || !name_ok(n->tenant, TENANT_MAX) || !name_ok(n->user, USER_MAX) || !n->connector || !n->tool ||
       !n->args_sha256 || strlen(n->args_sha256) != 64 || !json_is_array(n->approvers) || n->timeout_s < 1)
@@ -218,6 +250,7 @@ int ap_request_create(st_txn *txn, const ap_new *n, int max_pending, char id_out
   int rc = user_requests(txn, n->tenant, n->user, n->now_ms, &pending);
   if (rc) return rc;
   if (pending >= max_pending) return AP_ETOOMANY;
+  if ((rc = drop_expired_grants(txn, n->tenant, n->user, n->now_ms))) return rc;
   char a[ST_TOKEN_ID_BUFSZ], b[ST_TOKEN_ID_BUFSZ];
   rc = st_token_id_new(a);
   if (!rc) rc = st_token_id_new(b);

@@ -25,6 +25,7 @@
  *            times until expires (grant_minutes N). A one-call grant taken
  *            stays, in_use, until it expires: the user's cut deletes it
  *            like any other, so a give-back can never outlive the cut.
+ *            The user's next request deletes their expired grants.
  *
  * An approval is always a grant: the held call takes it (ap_grant_take)
  * before it goes upstream, and so does a retry by a client that left —

@@ -598,6 +598,50 @@ TEST(a_grant_in_use_is_not_taken_twice_nor_counted) {
   CHECK_INT(take_grant(alice, "rotate", H1, T0 + 4), 0);
 }
 
+/* the user's stored grants (any state) */
+static int grants_stored(const char *user) {
+  char p[200];
+  size_t n = strlen("acme") + 1;
+  memcpy(p, "acme", n);
+  p[n++] = 'g';
+  memcpy(p + n, user, strlen(user));
+  n += strlen(user);
+  p[n++] = 0;
+  st_txn *txn;
+  st_cursor *c;
+  st_val k, v;
+  int count = 0;
+  if (st_read_begin(st, &txn) != 0) return -1;
+  if (st_cursor_open(txn, ST_DB_APPROVALS, &c) == 0) {
+    st_cursor_seek(c, p, n, NULL, 0);
+    while (st_cursor_next(c, &k, &v) == 0) count++;
+    st_cursor_close(c);
+  }
+  st_txn_end(txn);
+  return count;
+}
+
+/* A used one-call grant stays stored, in use, until it expires: the
+ * user's next request sweeps their expired grants, used or not, so none
+ * pile up */
+TEST(expired_grants_go_with_the_users_next_request) {
+  char fay[40];
+  snprintf(fay, sizeof fay, "%s", scim("POST", "/Users", "{\"userName\":\"fay@acme.com\"}"));
+  mk a = {fay, "used", H1, 60, 0, 0, T0, ""};
+  CHECK_INT(create(&a), 0);
+  CHECK_INT(decide(a.id, AP_APPROVE, bob, T0), 0);
+  CHECK_INT(take_grant(fay, "used", H1, T0 + 1), 0);
+  mk b = {fay, "never_used", H1, 60, 0, 0, T0, ""};
+  CHECK_INT(create(&b), 0);
+  CHECK_INT(decide(b.id, AP_APPROVE, bob, T0), 0);
+  CHECK_INT(grants_stored(fay), 2);
+  const int64_t later = T0 + 2LL * 60 * 60 * 1000; /* past both (timeout 60 s + an hour) */
+  mk c = {fay, "next", H2, 60, 0, 0, later, ""};
+  CHECK_INT(create(&c), 0);
+  CHECK_INT(grants_stored(fay), 0);
+  CHECK_INT(decide(c.id, AP_CANCEL, NULL, later), 0); /* nothing left pending for the later tests */
+}
+
 int main(void) {
   gw_log_set_level(GW_LOG_ERROR);
   if (setup() != 0) {
@@ -612,6 +656,7 @@ int main(void) {
   RUN(give_back_after_cut_revives_a_grant);
   RUN(give_back_after_cut_and_reactivation_revives_nothing);
   RUN(a_grant_in_use_is_not_taken_twice_nor_counted);
+  RUN(expired_grants_go_with_the_users_next_request);
   RUN(lists_come_newest_first_and_pending_from_its_index);
   RUN(live_grants_are_counted_per_tool_and_user);
   RUN(expiry_is_read_from_the_clock);
