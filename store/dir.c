@@ -278,8 +278,48 @@ struct st__cut {
   char id[ST_DIR_ID_LEN + 1]; /* "": the tenant's counter entry */
   uint32_t hash;
   uint32_t count; /* counter entry: the tenant's marks */
-  bool admin;     /* made by an admin's revoke: the IdP's word does not end it */
+  uint8_t kinds;  /* CUT_K_*: who made it, so which commits end it */
 };
+
+/* Who made a mark, which decides what ends it (a mark may have several:
+ * it ends when none is left):
+ *   IDP     an IdP's deactivation or deletion ("put", "patch", "delete"):
+ *           ended by the IdP's next word on active (st_dir_user_cut_end)
+ *           or a reactivation;
+ *   ADMIN   an admin's revoke ("revoke"): ended by the admin's block or
+ *           restore, never by the IdP's writes;
+ *   LOGOUT  Okta's Universal Logout ("logout"): ended by a sign-out of
+ *           the user that commits (Okta's retry, the admin's restore —
+ *           which signs them out — or a block): whatever ends it must
+ *           have deleted the credentials the logout could not, or they
+ *           would work again.
+ * A committed deactivation or deletion, a block and the tenant's deletion
+ * end every kind: their transactions deleted every credential. */
+enum { CUT_K_IDP = 1, CUT_K_ADMIN = 2, CUT_K_LOGOUT = 4, CUT_K_ALL = 7 };
+static const char cut_k_letter[] = {'i', 'a', 'l'}; /* in the log, by bit */
+
+static uint8_t cut_k_of_via(const char *via) {
+  return !strcmp(via, "revoke") ? CUT_K_ADMIN : !strcmp(via, "logout") ? CUT_K_LOGOUT : CUT_K_IDP;
+}
+
+/* "ial" order letters of kinds into out (4 bytes) */
+static void cut_k_letters(uint8_t kinds, char out[4]) {
+  size_t n = 0;
+  for (int b = 0; b < 3; b++)
+    if (kinds & (1u << b)) out[n++] = cut_k_letter[b];
+  out[n] = 0;
+}
+
+/* letters back to kinds; 0 when any is not a kind */
+static uint8_t cut_k_parse(const char *s) {
+  uint8_t k = 0;
+  for (; *s; s++) {
+    const char *at = memchr(cut_k_letter, *s, sizeof cut_k_letter);
+    if (!at) return 0;
+    k |= (uint8_t)(1u << (at - cut_k_letter));
+  }
+  return k;
+}
 
 #define CUT_ENTRIES_MAX (2 * ST_DIR_CUT_MAX) /* every mark of its own tenant: as many counters */
 
@@ -330,14 +370,14 @@ static int cut_reserve(st_store *st) {
   return 0;
 }
 
-static void cut_add(st_store *st, const char *tenant, const char *id, uint32_t h, uint32_t count, bool admin) {
+static void cut_add(st_store *st, const char *tenant, const char *id, uint32_t h, uint32_t count, uint8_t kinds) {
   size_t n = atomic_load(&st->ncut);
   struct st__cut *c = &st->cut[n];
   snprintf(c->tenant, sizeof c->tenant, "%s", tenant);
   snprintf(c->id, sizeof c->id, "%s", id);
   c->hash = h;
   c->count = count;
-  c->admin = admin;
+  c->kinds = kinds;
   st->cutidx[cut_slot(st, tenant, id, h)] = (uint32_t)(n + 1);
   atomic_store(&st->ncut, n + 1);
 }
@@ -372,11 +412,21 @@ shifted:
   atomic_store(&st->ncut, n - 1);
 }
 
-/* one mark of tenant/id ends (under cutmu), unless an admin made it and
- * admin_too is false; whether it ended */
-static bool cut_unmark(st_store *st, const char *tenant, const char *id, bool admin_too) {
+/* the kinds `ends` of tenant/id's mark go (under cutmu); the mark ends
+ * when none is left. *left (may be NULL) = the kinds it keeps. Whether
+ * anything changed. */
+static bool cut_unmark(st_store *st, const char *tenant, const char *id, uint8_t ends, uint8_t *left) {
   long i = cut_find(st, tenant, id);
-  if (i < 0 || (st->cut[i].admin && !admin_too)) return false;
+  if (left) *left = 0;
+  if (i < 0 || !(st->cut[i].kinds & ends)) {
+    if (left && i >= 0) *left = st->cut[i].kinds;
+    return false;
+  }
+  st->cut[i].kinds &= (uint8_t)~ends;
+  if (st->cut[i].kinds) {
+    if (left) *left = st->cut[i].kinds;
+    return true;
+  }
   cut_remove(st, (size_t)i);
   atomic_fetch_sub(&st->nusers, 1);
   long k = cut_find(st, tenant, "");
@@ -399,15 +449,15 @@ static bool cut_unmark_tenant(st_store *st, const char *tenant) {
 
 /* a new mark of tenant/id (under cutmu; not marked yet): 0, or ST_ENOMEM
  * past a cap (one tenant never uses up the others' room) */
-static int cut_mark(st_store *st, const char *tenant, const char *id, bool admin) {
+static int cut_mark(st_store *st, const char *tenant, const char *id, uint8_t kinds) {
   long k = cut_find(st, tenant, "");
   if ((k >= 0 && st->cut[k].count >= ST_DIR_CUT_TENANT_MAX) || atomic_load(&st->nusers) >= ST_DIR_CUT_MAX)
     return ST_ENOMEM;
   int rc = cut_reserve(st);
   if (rc) return rc;
-  if (k < 0) cut_add(st, tenant, "", cut_hash(tenant, ""), 0, false);
+  if (k < 0) cut_add(st, tenant, "", cut_hash(tenant, ""), 0, 0);
   st->cut[cut_find(st, tenant, "")].count++;
-  cut_add(st, tenant, id, cut_hash(tenant, id), 0, admin);
+  cut_add(st, tenant, id, cut_hash(tenant, id), 0, kinds);
   atomic_fetch_add(&st->nusers, 1);
   return 0;
 }
@@ -416,8 +466,9 @@ static int cut_mark(st_store *st, const char *tenant, const char *id, bool admin
  * A restart must not hand access back: the usual remedy for a full store
  * (raise store_map_size) is one, and the IdP does not retry a failed task
  * by itself. So the main store appends every change of the marks to a
- * small text file beside data.mdb ("+ tenant id a|i", "- tenant id",
- * "- tenant *"), read back at open. No fsync: it is written on the loop
+ * small text file beside data.mdb ("+ tenant id KINDS": the kinds added,
+ * letters of "ial"; "- tenant id KINDS": those gone; "- tenant id": the
+ * mark gone; "- tenant *": the tenant's), read back at open. No fsync: it is written on the loop
  * and must survive a process restart, which the page cache does (not a
  * host crash). Rewritten whole (tmp + rename) when it holds far more lines
  * than marks. Under cutmu. */
@@ -425,11 +476,12 @@ static int cut_mark(st_store *st, const char *tenant, const char *id, bool admin
 
 static void cut_log_compact(st_store *st);
 
-static void cut_log(st_store *st, const char *op, const char *tenant, const char *id, char kind) {
+static void cut_log(st_store *st, const char *op, const char *tenant, const char *id, uint8_t kinds) {
   if (st->cutfd < 0) return;
-  char line[ST_TENANT_ID_MAX + ST_DIR_ID_LEN + 16];
-  int n = kind ? snprintf(line, sizeof line, "%s %s %s %c\n", op, tenant, id, kind)
-               : snprintf(line, sizeof line, "%s %s %s\n", op, tenant, id);
+  char line[ST_TENANT_ID_MAX + ST_DIR_ID_LEN + 16], kl[4];
+  cut_k_letters(kinds, kl);
+  int n = kinds ? snprintf(line, sizeof line, "%s %s %s %s\n", op, tenant, id, kl)
+                : snprintf(line, sizeof line, "%s %s %s\n", op, tenant, id);
   if (n <= 0 || (size_t)n >= sizeof line || write(st->cutfd, line, (size_t)n) != n) {
     st__log(st, ST_LOG_ERROR, "cannot append to %s/" CUT_LOG " (%s): users cut in memory would not stay cut "
             "across a restart", st->dir, strerror(errno));
@@ -448,7 +500,9 @@ static void cut_log_compact(st_store *st) {
   for (size_t i = 0; i < n; i++) {
     const struct st__cut *c = &st->cut[i];
     if (!c->id[0]) continue;
-    len += (size_t)sprintf(buf + len, "+ %s %s %c\n", c->tenant, c->id, c->admin ? 'a' : 'i');
+    char kl[4];
+    cut_k_letters(c->kinds, kl);
+    len += (size_t)sprintf(buf + len, "+ %s %s %s\n", c->tenant, c->id, kl);
     lines++;
   }
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -480,23 +534,24 @@ void st__dir_cut_load(st_store *st) {
   char line[256];
   uv_mutex_lock(&st->cutmu);
   while (f && fgets(line, sizeof line, f)) {
-    char op, kind = 0, tenant[65], id[41]; /* one more than a valid one holds: too long is refused */
+    char op, kl[5] = "", tenant[65], id[41]; /* one more than a valid one holds: too long is refused */
     _Static_assert(ST_TENANT_ID_MAX < 64 && ST_DIR_ID_LEN < 40, "the widths below");
     lines++;
-    int k = sscanf(line, "%c %64s %40s %c", &op, tenant, id, &kind);
+    int k = sscanf(line, "%c %64s %40s %4s", &op, tenant, id, kl);
+    uint8_t kinds = k == 4 ? cut_k_parse(kl) : 0;
     if (k < 3 || strlen(tenant) > ST_TENANT_ID_MAX || strlen(id) > ST_DIR_ID_LEN || !st_tenant_id_valid(tenant) ||
-        (op == '+' && (k < 4 || (kind != 'a' && kind != 'i'))) || (op != '+' && op != '-')) {
+        (k == 4 && (strlen(kl) > 3 || !kinds)) || (op == '+' && k < 4) || (op != '+' && op != '-')) {
       bad++;
       continue;
     }
     if (op == '-') {
-      if (strcmp(id, "*")) cut_unmark(st, tenant, id, true);
+      if (strcmp(id, "*")) cut_unmark(st, tenant, id, k == 4 ? kinds : CUT_K_ALL, NULL);
       else cut_unmark_tenant(st, tenant);
       continue;
     }
     long have = cut_find(st, tenant, id);
-    if (have >= 0) st->cut[have].admin = st->cut[have].admin || kind == 'a';
-    else if (cut_mark(st, tenant, id, kind == 'a') != 0) bad++;
+    if (have >= 0) st->cut[have].kinds |= kinds;
+    else if (cut_mark(st, tenant, id, kinds) != 0) bad++;
   }
   if (f) fclose(f);
   st->cutfd = fd;
@@ -506,7 +561,8 @@ void st__dir_cut_load(st_store *st) {
   uv_mutex_unlock(&st->cutmu);
   if (users)
     st__log(st, ST_LOG_ERROR, "%zu user(s) whose removal of access could not be written before the restart stay cut "
-            "in memory (%s): retry their deactivation in the IdP now that the store has room", users, path);
+            "in memory (%s): retry their deactivation or Universal Logout in the IdP now that the store has room (an "
+            "admin's restore ends an admin's revoke or a logout)", users, path);
   if (bad) st__log(st, ST_LOG_WARN, "%s: %zu line(s) not understood, skipped", path, bad);
 }
 
@@ -524,15 +580,17 @@ int st_dir_user_cut_unwritten(st_store *st, const char *tenant, const char *id, 
     return ST_EINVAL;
   int rc = 0;
   bool added = false;
-  bool admin = !strcmp(via, "revoke");
+  uint8_t kind = cut_k_of_via(via);
   uv_mutex_lock(&st->cutmu);
   long have = cut_find(st, tenant, id);
   if (have >= 0) {
-    if (admin && !st->cut[have].admin) cut_log(st, "+", tenant, id, 'a');
-    st->cut[have].admin = st->cut[have].admin || admin; /* the admin's revoke outlives the IdP's writes */
-  } else if (!(rc = cut_mark(st, tenant, id, admin))) {
+    /* a kind it lacks: ended only by what ends that kind too (an admin's
+     * revoke outlives the IdP's writes, a logout needs a sign-out) */
+    if (!(st->cut[have].kinds & kind)) cut_log(st, "+", tenant, id, kind);
+    st->cut[have].kinds |= kind;
+  } else if (!(rc = cut_mark(st, tenant, id, kind))) {
     added = true;
-    cut_log(st, "+", tenant, id, admin ? 'a' : 'i');
+    cut_log(st, "+", tenant, id, kind);
   }
   /* only a new mark changes the snapshot: the IdP retrying a failing
    * deactivation must neither empty every loop's caches each time nor walk
@@ -544,6 +602,16 @@ int st_dir_user_cut_unwritten(st_store *st, const char *tenant, const char *id, 
 }
 
 size_t st_dir_users_cut_count(st_store *st) { return st ? atomic_load(&st->nusers) : 0; }
+
+/* whether tenant/id has a mark with that kind */
+static bool cut_has_kind(st_store *st, const char *tenant, const char *id, uint8_t kind) {
+  if (atomic_load(&st->ncut) == 0) return false;
+  uv_mutex_lock(&st->cutmu);
+  long i = cut_find(st, tenant, id);
+  bool has = i >= 0 && (st->cut[i].kinds & kind);
+  uv_mutex_unlock(&st->cutmu);
+  return has;
+}
 
 bool st_dir_user_cut_marked(st_store *st, const char *tenant, const char *id) {
   if (!st || !tenant || !id || !id[0] || atomic_load(&st->ncut) == 0) return false;
@@ -557,7 +625,7 @@ typedef struct cut_end {
   st_store *st;
   char tenant[ST_TENANT_ID_MAX + 1];
   char id[ST_DIR_ID_LEN + 1]; /* "": every mark of the tenant */
-  bool admin_too;              /* also a mark an admin's revoke made */
+  uint8_t ends;                /* the kinds this commit ends (CUT_K_*) */
 } cut_end;
 
 static void cut_end_run(void *arg) {
@@ -566,8 +634,9 @@ static void cut_end_run(void *arg) {
   bool ended = false;
   uv_mutex_lock(&st->cutmu);
   if (c->id[0]) {
-    ended = cut_unmark(st, c->tenant, c->id, c->admin_too);
-    if (ended) cut_log(st, "-", c->tenant, c->id, 0);
+    uint8_t left = 0;
+    ended = cut_unmark(st, c->tenant, c->id, c->ends, &left);
+    if (ended) cut_log(st, "-", c->tenant, c->id, left ? c->ends : 0);
   } else {
     ended = cut_unmark_tenant(st, c->tenant);
     if (ended) cut_log(st, "-", c->tenant, "*", 0);
@@ -578,7 +647,7 @@ static void cut_end_run(void *arg) {
 }
 
 /* id "": every mark of the tenant (its counter entry says it has some) */
-static int cut_end_after(st_txn *t, const char *tenant, const char *id, bool admin_too) {
+static int cut_end_after(st_txn *t, const char *tenant, const char *id, uint8_t ends) {
   st_store *st = t->st;
   if (atomic_load(&st->ncut) == 0) return 0;
   uv_mutex_lock(&st->cutmu);
@@ -590,7 +659,7 @@ static int cut_end_after(st_txn *t, const char *tenant, const char *id, bool adm
   c->st = st;
   snprintf(c->tenant, sizeof c->tenant, "%s", tenant);
   snprintf(c->id, sizeof c->id, "%s", id);
-  c->admin_too = admin_too;
+  c->ends = ends;
   int rc = st_txn_after_commit(t, cut_end_run, free, c);
   if (rc) free(c);
   return rc;
@@ -598,23 +667,29 @@ static int cut_end_after(st_txn *t, const char *tenant, const char *id, bool adm
 
 int st_dir_user_cut_end(st_txn *t, const char *tenant, const char *id) {
   if (!t || !t->write || !tenant || !id || !id[0]) return ST_EINVAL;
-  return cut_end_after(t, tenant, id, false);
+  return cut_end_after(t, tenant, id, CUT_K_IDP);
 }
 
 int st__dir_cut_settle(st_txn *t, int kind, const void *event) {
   if (!event) return 0;
   if (kind == ST_EVENT_TENANT_DELETING) { /* nothing of it is served any more */
     const st_tenant_event *te = event;
-    return te->tenant ? cut_end_after(t, te->tenant, "", true) : 0;
+    return te->tenant ? cut_end_after(t, te->tenant, "", CUT_K_ALL) : 0;
   }
   const st_dir_event *ev = event;
-  if ((kind != ST_DIR_EV_USER_DEACTIVATED && kind != ST_DIR_EV_USER_REACTIVATED && kind != ST_DIR_EV_USER_DELETED) ||
+  if ((kind != ST_DIR_EV_USER_DEACTIVATED && kind != ST_DIR_EV_USER_REACTIVATED && kind != ST_DIR_EV_USER_DELETED &&
+       kind != ST_DIR_EV_USER_SIGNED_OUT) ||
       !ev->tenant || !ev->id || !ev->id[0])
     return 0;
-  /* the store now says the user is inactive or gone; a reactivation ends
-   * an admin's mark only when it is the admin's restore */
-  bool admin_too = kind != ST_DIR_EV_USER_REACTIVATED || (ev->via && !strcmp(ev->via, "restore"));
-  return cut_end_after(t, ev->tenant, ev->id, admin_too);
+  /* a deactivation or deletion: the store now says the user is inactive
+   * or gone, and its hooks deleted every credential. A reactivation ends
+   * the IdP's mark, an admin's only when it is the admin's restore. A
+   * sign-out deleted the credentials a logout could not. */
+  uint8_t ends = kind == ST_DIR_EV_USER_SIGNED_OUT ? CUT_K_LOGOUT
+                 : kind != ST_DIR_EV_USER_REACTIVATED ? CUT_K_ALL
+                 : ev->via && !strcmp(ev->via, "restore") ? CUT_K_IDP | CUT_K_ADMIN
+                                                          : CUT_K_IDP;
+  return cut_end_after(t, ev->tenant, ev->id, ends);
 }
 
 /* ---- blocks ------------------------------------------------------------------ */
@@ -656,7 +731,7 @@ int st_dir_user_block(st_txn *txn, const char *tenant, const char *uid, const js
   rc = text ? (k.overflow ? ST_EINVAL : st_put(txn, ST_DB_SCIM_IDX, k.b, k.n, text, strlen(text), 0)) : ST_ENOMEM;
   free(text);
   if (!rc && st_dir_user_record_active(u)) rc = user_emit(txn, ST_DIR_EV_USER_DEACTIVATED, tenant, uid, u, "revoke");
-  if (!rc) rc = cut_end_after(txn, tenant, uid, true); /* the block is stored: the mark's work is done */
+  if (!rc) rc = cut_end_after(txn, tenant, uid, CUT_K_ALL); /* the block is stored: the mark's work is done */
   json_decref(u);
   return rc;
 }
@@ -676,8 +751,12 @@ int st_dir_user_unblock(st_txn *txn, const char *tenant, const char *uid, bool *
     rc = 0;
   }
   /* the admin's restore lifts a cut in memory too (a revoke that could not
-   * be written left no block to delete) */
-  if (!rc) rc = cut_end_after(txn, tenant, uid, true);
+   * be written left no block to delete). A logout that could not be
+   * written left the user's credentials: the restore signs them out first
+   * (its commit ends that mark), so they sign in afresh. */
+  if (!rc && cut_has_kind(txn->st, tenant, uid, CUT_K_LOGOUT))
+    rc = user_emit(txn, ST_DIR_EV_USER_SIGNED_OUT, tenant, uid, u, "restore");
+  if (!rc) rc = cut_end_after(txn, tenant, uid, CUT_K_IDP | CUT_K_ADMIN);
   json_decref(u);
   return rc;
 }

@@ -190,7 +190,12 @@ bool st_dir_user_usable(st_txn *txn, const char *tenant, const json_t *user);
 #define ST_DIR_CUT_TENANT_MAX 1024 /* of one tenant */
 /* via as in st_dir_event ("patch", "put", "delete"; "revoke": an admin's
  * revoke that could not be written — that mark outlives the IdP's writes
- * and ends when the admin's block or restore commits); tenant, id and via
+ * and ends when the admin's block or restore commits; "logout": Okta's
+ * Universal Logout that could not be written — the user's credentials
+ * are still stored, so only a sign-out of them that commits ends it
+ * (Okta's retry; the admin's restore signs the user out first; a block,
+ * deactivation or deletion), never the IdP's word on active). A user
+ * marked by several keeps the mark until each has ended; tenant, id and via
  * are passed on to the st_dir_hook_cut_unwritten subscribers, on the
  * caller's thread, after the mark. 0, ST_EINVAL or ST_ENOMEM (not
  * marked: nothing was called). */

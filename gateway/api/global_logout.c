@@ -22,7 +22,8 @@
  *      user (unknown → 404; several → 422), the sign-out and its hooks; the
  *      reply waits for every loop to have ended the user's streams and
  *      calls (the fan-out gate, gateway/mcp/revoke.c) → 204, or 422 when
- *      the store could not do it.
+ *      the store could not do it — then the user is cut in memory all the
+ *      same (store/dir.h, "logout": until a sign-out of them commits).
  * Okta's guide asks for authentication before anything else: a malformed
  * body with a bad token is a 401. The jti is consumed by any verified
  * request that reaches the store, unknown subjects included.
@@ -182,6 +183,23 @@ static int job_sign_out(st_txn *txn, void *arg) {
   return st_dir_user_sign_out(txn, f->tenant, f->uid, "universal_logout");
 }
 
+/* The job could not be written (a full store, a failing disk): the user
+ * the token names is still taken out, in memory (store/dir.h, "logout":
+ * until a sign-out of them commits), as a deactivation would be. The
+ * token was verified; its jti was not consumed (nothing was written), so
+ * Okta's retry does the sign-out. Whether a user was cut. */
+static bool cut_in_memory(gtr_flow *f) {
+  st_store *st = f->lp->srv->store;
+  st_txn *txn;
+  if (!st || st_read_begin(st, &txn) != 0) return false;
+  char uid[ST_DIR_ID_LEN + 1] = "";
+  int rc = auth_gtr_resolve(txn, f->tenant, f->settings, &f->subj, uid);
+  st_txn_end(txn);
+  if (rc || !uid[0]) return false;
+  snprintf(f->uid, sizeof f->uid, "%s", uid);
+  return st_dir_user_cut_unwritten(st, f->tenant, uid, "logout") == 0;
+}
+
 static void done_sign_out(int status, void *arg) {
   gtr_flow *f = arg;
   gw_req *req = f->req;
@@ -196,10 +214,20 @@ static void done_sign_out(int status, void *arg) {
     count(srv, PAGES_GTR_UNKNOWN_SUBJECT);
     answer(req, 404, "not_found", "no such tenant");
   } else if (status) {
-    GW_LOG(GW_LOG_ERROR, "logout", &lc, "Universal Logout failed, nothing done: %s", auth_strerror(status));
     count(srv, PAGES_GTR_FAILED);
-    answer(req, 422, "unable_to_logout", "the gateway could not sign the user out (%s); nothing was done",
-           status == ST_EBUSY ? "the store is busy" : "store error");
+    const char *why = status == ST_EBUSY ? "the store is busy" : status == ST_EMAPFULL ? "the store is full" : "store error";
+    if (cut_in_memory(f)) {
+      GW_LOG(GW_LOG_ERROR, "logout", &lc,
+             "Universal Logout could not be written (%s): user %s is cut in memory instead — every credential "
+             "refused, live streams ended — until a sign-out of them is written (Okta's retry, or an admin's "
+             "restore once the store has room)",
+             auth_strerror(status), f->uid);
+      answer(req, 422, "unable_to_logout",
+             "the gateway could not write the sign-out (%s); the user is cut in memory until it is written", why);
+    } else {
+      GW_LOG(GW_LOG_ERROR, "logout", &lc, "Universal Logout failed, nothing done: %s", auth_strerror(status));
+      answer(req, 422, "unable_to_logout", "the gateway could not sign the user out (%s); nothing was done", why);
+    }
   } else if (f->outcome == AUTH_EAMBIGUOUS) {
     GW_LOG(GW_LOG_WARN, "logout", &lc,
            "Universal Logout could not be done: several users have this Okta subject as externalId (fix the "

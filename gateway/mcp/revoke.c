@@ -481,8 +481,9 @@ int gw__fanout_on_commit(st_txn *txn, gw_server *srv, const gw_revocation *r) {
 
 /* what cut a user, by the event's via */
 static int user_trigger(const char *via) {
-  return !strcmp(via, "revoke") ? GW_REV_ADMIN
-         : !strcmp(via, "put")  ? GW_REV_SCIM_PUT
+  return !strcmp(via, "revoke")   ? GW_REV_ADMIN
+         : !strcmp(via, "logout") ? GW_REV_UNIVERSAL_LOGOUT
+         : !strcmp(via, "put")    ? GW_REV_SCIM_PUT
          : !strcmp(via, "delete") ? GW_REV_SCIM_DELETE
                                   : GW_REV_SCIM_PATCH;
 }
@@ -493,7 +494,8 @@ static int on_user_gone(st_txn *txn, int kind, const void *event, void *ctx) {
   fill(&r, ev->tenant, ev->id, NULL, NULL);
   /* a DELETE of an active user deactivates first: counted there; the one
    * sign-out everywhere there is, Okta's Universal Logout */
-  if (kind == ST_DIR_EV_USER_SIGNED_OUT) r.trigger = GW_REV_UNIVERSAL_LOGOUT;
+  if (kind == ST_DIR_EV_USER_SIGNED_OUT)
+    r.trigger = ev->via && !strcmp(ev->via, "restore") ? GW_REV_ADMIN : GW_REV_UNIVERSAL_LOGOUT;
   else if (kind == SCIM_EV_USER_DEACTIVATED && ev->via) r.trigger = user_trigger(ev->via);
   return gw__fanout_on_commit(txn, ctx, &r);
 }

@@ -855,6 +855,96 @@ TEST(cut_in_memory_survives_a_restart) {
   st_close(s2);
 }
 
+/* A Universal Logout that could not be written leaves the user's
+ * credentials stored: its mark holds until a sign-out of the user commits
+ * (Okta's retry), not on the IdP's word on active nor a reactivation —
+ * either would hand the surviving credentials back. The admin's restore
+ * signs the user out in its own transaction, which ends it; a block or a
+ * deactivation ends every kind. The log keeps the kinds across a restart. */
+TEST(cut_in_memory_by_a_logout) {
+#define PATCH_OP(op) "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],\"Operations\":[" op "]}"
+  char path[80], hal[40];
+  CHECK_INT(scim("acme", "POST", "/Users", "{\"userName\":\"hal@acme.com\"}", hal), 201);
+  snprintf(path, sizeof path, "/Users/%s", hal);
+  CHECK_INT(st_dir_user_cut_unwritten(st, "acme", hal, "logout"), 0);
+  CHECK_STR(unw_via, "logout");
+  CHECK_INT(active_now("acme", hal, NULL), 0);
+  /* Okta's next push, active true: not the end of a logout */
+  CHECK_INT(scim("acme", "PUT", path, "{\"userName\":\"hal@acme.com\",\"active\":true}", NULL), 200);
+  CHECK(st_dir_user_cut_marked(st, "acme", hal));
+  CHECK_INT(scim("acme", "PATCH", path, PATCH_OP("{\"op\":\"replace\",\"path\":\"active\",\"value\":true}"), NULL), 200);
+  CHECK(st_dir_user_cut_marked(st, "acme", hal));
+  /* the retried logout commits: its sign-out deleted what was left */
+  int signed_out = n_cut[2];
+  CHECK_INT(st_write_sync(st, sign_out_fn, hal), 0);
+  CHECK_INT(n_cut[2], signed_out + 1);
+  CHECK(!st_dir_user_cut_marked(st, "acme", hal));
+  CHECK_INT(active_now("acme", hal, NULL), 1);
+  /* the admin's restore: it signs the user out first, then the mark goes */
+  CHECK_INT(st_dir_user_cut_unwritten(st, "acme", hal, "logout"), 0);
+  block_op b = {hal, true, false, 0};
+  CHECK_INT(st_write_sync(st, block_fn, &b), 0);
+  CHECK_INT(n_cut[2], signed_out + 2);
+  CHECK_STR(cut_via, "restore");
+  CHECK(!st_dir_user_cut_marked(st, "acme", hal));
+  /* a restore of a user with no logout mark signs nobody out */
+  CHECK_INT(st_write_sync(st, block_fn, &b), 0);
+  CHECK_INT(n_cut[2], signed_out + 2);
+  /* an IdP mark and a logout mark: the IdP's word ends only its own part */
+  CHECK_INT(st_dir_user_cut_unwritten(st, "acme", hal, "patch"), 0);
+  CHECK_INT(st_dir_user_cut_unwritten(st, "acme", hal, "logout"), 0);
+  CHECK_INT(scim("acme", "PATCH", path, PATCH_OP("{\"op\":\"replace\",\"path\":\"active\",\"value\":true}"), NULL), 200);
+  CHECK(st_dir_user_cut_marked(st, "acme", hal));
+  /* a committed deactivation ends every kind */
+  CHECK_INT(scim("acme", "PATCH", path, PATCH_OP("{\"op\":\"replace\",\"path\":\"active\",\"value\":false}"), NULL), 200);
+  CHECK(!st_dir_user_cut_marked(st, "acme", hal));
+  CHECK_INT(scim("acme", "PATCH", path, PATCH_OP("{\"op\":\"replace\",\"path\":\"active\",\"value\":true}"), NULL), 200);
+  /* ...and so does a block */
+  CHECK_INT(st_dir_user_cut_unwritten(st, "acme", hal, "logout"), 0);
+  b.unblock = false;
+  CHECK_INT(st_write_sync(st, block_fn, &b), 0);
+  CHECK(!st_dir_user_cut_marked(st, "acme", hal));
+  b.unblock = true;
+  CHECK_INT(st_write_sync(st, block_fn, &b), 0);
+#undef PATCH_OP
+}
+
+/* kinds across a restart: a logout mark stays a logout's, a partial end
+ * (the IdP's part of an IdP + logout mark) is remembered, and a line with
+ * an unknown kind is skipped */
+TEST(cut_in_memory_kinds_survive_a_restart) {
+  char dir[160], path[200], who[120];
+  snprintf(dir, sizeof dir, "%s/store3", g_tmp);
+  st_options o = {0};
+  o.dir = dir;
+  o.map_size = 8 << 20;
+  o.log = gw_store_log;
+  st_store *s3;
+  CHECK_INT(st_open(&s3, &o), 0);
+  const char *u1 = "00000000-0000-4000-8000-000000000001", *u2 = "00000000-0000-4000-8000-000000000002";
+  CHECK_INT(st_dir_user_cut_unwritten(s3, "keep", u1, "logout"), 0);
+  CHECK_INT(st_dir_user_cut_unwritten(s3, "keep", u2, "patch"), 0);
+  CHECK_INT(st_dir_user_cut_unwritten(s3, "keep", u2, "logout"), 0);
+  snprintf(who, sizeof who, "keep/%s", u2);
+  CHECK_INT(st_write_sync(s3, end_cut_fn, who), 0); /* the IdP's part of u2's mark */
+  CHECK(st_dir_user_cut_marked(s3, "keep", u2));
+  st_close(s3);
+  snprintf(path, sizeof path, "%s/unwritten-cuts", dir);
+  FILE *f = fopen(path, "a");
+  CHECK(f != NULL);
+  fputs("+ keep 00000000-0000-4000-8000-000000000009 x\n", f);
+  fclose(f);
+  CHECK_INT(st_open(&s3, &o), 0);
+  CHECK_INT((int)st_dir_users_cut_count(s3), 2);
+  CHECK(!st_dir_user_cut_marked(s3, "keep", "00000000-0000-4000-8000-000000000009"));
+  for (int i = 0; i < 2; i++) { /* the IdP's word ends neither: both are a logout's now */
+    snprintf(who, sizeof who, "keep/%s", i ? u2 : u1);
+    CHECK_INT(st_write_sync(s3, end_cut_fn, who), 0);
+  }
+  CHECK_INT((int)st_dir_users_cut_count(s3), 2);
+  st_close(s3);
+}
+
 int main(void) {
   if (!getenv("UNIT_VERBOSE")) gw_log_set_level(GW_LOG_WARN);
   if (setup() != 0) {
@@ -877,6 +967,8 @@ int main(void) {
   RUN(cut_in_memory_room_for_many_tenants);
   RUN(cut_in_memory_by_an_admin);
   RUN(cut_in_memory_survives_a_restart);
+  RUN(cut_in_memory_by_a_logout);
+  RUN(cut_in_memory_kinds_survive_a_restart);
   st_close(st);
   nftw(g_tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
   return UNIT_DONE();
