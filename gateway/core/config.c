@@ -81,6 +81,10 @@ static const cfg_key keys[] = {
      "time from the end of headers to the end of the body (408 beyond)", NULL},
     {"idle_timeout_ms", CFG_INT, "60000", 10, 3600000, OFF(idle_timeout_ms),
      "idle keep-alive connections are closed after this", NULL},
+    {"send_timeout_ms", CFG_INT, "60000", 1000, 3600000, OFF(send_timeout_ms),
+     "a response (an audit export, an SSE stream) whose client takes none of the bytes queued for it for this long "
+     "is cut, and what it holds (a heavy-read slot, a stream) goes back; as nginx's send_timeout",
+     NULL},
     {"shutdown_timeout_ms", CFG_INT, "10000", 0, 3600000, OFF(shutdown_timeout_ms),
      "on SIGTERM/SIGINT, how long in-flight requests may drain before connections are cut", NULL},
     {"tls_listen", CFG_STR, "", 0, 0, OFF(tls_listen),

@@ -31,6 +31,7 @@ typedef struct gw_config {
   int64_t header_timeout_ms;
   int64_t body_timeout_ms;
   int64_t idle_timeout_ms;
+  int64_t send_timeout_ms;
   int64_t shutdown_timeout_ms;
   char *tls_listen;
   char *tls_cert_file;

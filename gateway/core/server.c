@@ -153,7 +153,7 @@ static void host_fill(gw_loop *lp) {
       .ctx = lp,
       .loop = lp->srv->nloops > 1 ? lp->index : -1,
       .limits = {c->max_connections, c->max_header_bytes, c->max_uri_bytes, c->max_body_bytes,
-                 c->header_timeout_ms, c->body_timeout_ms, c->idle_timeout_ms, c->access_log},
+                 c->header_timeout_ms, c->body_timeout_ms, c->idle_timeout_ms, c->access_log, c->send_timeout_ms},
       .trusted = host_trusted,
       .request_id = host_request_id,
       .tls_conn = host_tls_conn,

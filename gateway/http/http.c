@@ -6,6 +6,9 @@
  *   HEADERS   request line/headers arriving (header timer from first byte)
  *   BODY      body arriving (body timer from end of headers)
  *   HANDLING  message complete, handler owns the request; parser paused
+ *             (send timer while bytes queued for the client wait: a client
+ *             that takes none for send_timeout_ms is cut, its handler
+ *             hears on_abort)
  *   LINGER    final response sent and FIN queued; input discarded until the
  *             client closes or the linger timer fires (so unread request
  *             bytes never turn our close into an RST that eats the reply)
@@ -133,6 +136,7 @@ struct gw_conn {
   int open_handles;
   bool closing, reading, eof, close_after, in_parse, rejected, counted;
   bool resume_parse;       /* the timer fires at 0 ms to parse pipelined bytes */
+  bool send_armed;         /* the timer is the send timeout of bytes queued while handling (send_arm) */
   bool write_wait;         /* the next request waits until the client reads (see conn_parse) */
   uint64_t deadline;       /* loop time the current state's timeout ends (arm) */
   uint64_t timer_due;      /* loop time the uv timer is set to fire, while active */
@@ -317,8 +321,29 @@ static void on_timer(uv_timer_t *t) {
                                                          : "request body not received in time");
     break;
   case CS_LINGER: conn_close(c); break;
+  case CS_HANDLING:
+    /* send_timeout_ms passed since the client last took a byte of what is
+     * queued for it: a reader that stopped (a stalled export, a dead SSE
+     * client) must not hold its request, and what the request holds, for
+     * good. The handler hears on_abort. */
+    if (c->send_armed && uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0) conn_close(c);
+    c->send_armed = false;
+    break;
   default: break;
   }
+}
+
+/* While a request is handled, bytes queued for the client start (or, on
+ * progress, restart) the send timeout; nothing queued: nothing to time. */
+static void send_arm(gw_conn *c) {
+  int64_t ms = limits(c->h)->send_timeout_ms;
+  if (ms <= 0 || c->state != CS_HANDLING || c->closing) return;
+  if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0) {
+    c->send_armed = false;
+    return;
+  }
+  c->send_armed = true;
+  arm(c, ms);
 }
 
 /* The timeout of the connection's state, ms from now. A keep-alive call
@@ -354,6 +379,7 @@ static void on_write(uv_write_t *w, int status) {
     if (status != UV_ECANCELED) conn_close(c);
     return;
   }
+  if (c->send_armed) send_arm(c); /* the client took these bytes */
   if (!c->closing && c->write_wait && uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < GW_WRITE_LOW_WATER) {
     /* the client read its responses: the pipelined requests go on */
     c->write_wait = false;
@@ -400,6 +426,7 @@ static int sock_queue_owned(gw_conn *c, char *buf, size_t off, size_t len) {
     conn_close(c);
     return rc;
   }
+  if (!c->send_armed) send_arm(c);
   return 0;
 }
 
@@ -798,6 +825,7 @@ static void conn_end_request(gw_conn *c, gw_req *req) {
    * said keep-alive; once it is complete the connection still closes */
   bool close = req->priv->close || !req->priv->complete || c->close_after || c->h->draining;
   c->state = CS_IDLE;
+  c->send_armed = false; /* the idle, linger or next request's timeout takes the timer */
   if (close) {
     conn_linger(c);
     return;
@@ -1052,9 +1080,11 @@ static void dispatch(gw_conn *c) {
   gw_req *r = c->req;
   gw__req_priv *p = r->priv;
   c->state = CS_HANDLING;
+  c->send_armed = false;
   /* the header/body timer is left to run out: firing in CS_HANDLING does
-   * nothing, and the reply's arm() replaces it (one timer-heap operation
-   * per request fewer) */
+   * nothing unless bytes queued for the client armed the send timeout
+   * (send_arm), and the reply's arm() replaces it (one timer-heap
+   * operation per request fewer) */
   if (p->body.data) {
     r->body = p->body.data;
     r->body_len = p->body.len;

@@ -138,6 +138,7 @@ typedef struct gw_http_limits {
   int64_t max_body_bytes;   /* 413, unless the route sets max_body */
   int64_t header_timeout_ms, body_timeout_ms, idle_timeout_ms; /* 408 / close */
   bool access_log;          /* one "access" log line per request */
+  int64_t send_timeout_ms;  /* a response the client takes no byte of for this long is cut (0: never) */
 } gw_http_limits;
 
 /* Filled in by the owner of the loops; every callback runs on the loop's

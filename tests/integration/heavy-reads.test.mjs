@@ -52,7 +52,7 @@ before(async () => {
   }
   // three tenants with chains that take more than one export chunk (256
   // records) and more bytes than loopback sockets buffer
-  await Promise.all(['acme', 'beta', 'gamma'].map((id) => fill(tenants[id].t.mcpUrl('everything'), tenants[id].token, 300)));
+  await Promise.all(['acme', 'beta', 'gamma'].map((id) => fill(tenants[id].t.mcpUrl('everything'), tenants[id].token, 600)));
   await waitFor(async () => (await query(tenants.gamma.t)).json?.records?.length === 1, { what: 'gamma\'s records' });
 });
 after(async () => { await fx?.gw.stop(); await fx?.up.stop?.(); });
@@ -99,4 +99,31 @@ test('the process has at most six heavy reads open: past it every tenant\'s quer
   assert.equal((await d.scim.get('/Users?filter=' + encodeURIComponent('displayName co "ann"'))).status, 200);
   const m = await scrapeMetrics(fx.gw);
   assert.ok(metricValue(m, 'mcpgate_heavy_reads_limited_total', { limit: 'process' }) >= 2, 'counted');
+});
+
+test('an export whose client stops reading is cut after send_timeout_ms (3 s here), and its slot comes back without the client leaving', async () => {
+  // found by review: nothing timed a response the client stopped taking,
+  // so two stalled exports held their tenant's slots (and three tenants'
+  // the process's) for as long as the sockets stayed open
+  const f2 = await startProxyFixture({ gatewayArgs: ['--audit-args-max', '32768', '--send-timeout-ms', '3000'] });
+  try {
+    await f2.t.setPolicy(ALLOW);
+    await fill(f2.url, f2.tokens.alice, 600);
+    await waitFor(async () => (await query(f2.t)).json?.records?.length === 1, { what: 'the records' });
+    const socks = [await stalledExport(f2.gw.port, 'acme', f2.t.opToken), await stalledExport(f2.gw.port, 'acme', f2.t.opToken)];
+    const closed = socks.map((x) => new Promise((res) => x.on('close', res)));
+    // the slots are taken while both exports wait for their clients...
+    let r;
+    await waitFor(async () => (r = await query(f2.t)).status === 429, { timeoutMs: 8000, what: 'both slots taken' });
+    // ...and both requests end once 3 s pass with no byte taken
+    // (their access lines: the gateway ended them, the clients did not)
+    const ended = () => f2.gw.logs().filter((l) => l.module === 'access' && /\/audit\/export$/.test(l.path ?? ''));
+    await waitFor(() => ended().length === 2, { timeoutMs: 15000, what: 'both stalled exports cut by send_timeout_ms' });
+    assert.equal((await query(f2.t)).status, 200, 'the slots are back');
+    assert.ok(socks.every((x) => !x.destroyed), 'the clients never left');
+    // the clients read again: what was queued, then the end the gateway sent
+    for (const x of socks) { x.on('data', () => {}); x.on('error', () => {}); x.resume(); }
+    await Promise.all(closed);
+    for (const l of ended()) assert.ok(l.bytes < 15e6, `cut before the end of the export: ${JSON.stringify(l)}`);
+  } finally { await f2.gw.stop(); await f2.up.stop?.(); }
 });
