@@ -110,8 +110,7 @@ static int chain_of(gw_req *req, const char *tenant, audit_log **log, char uid[S
                        "this tenant already has %d audit queries or exports running: retry when one ends",
                        GW_HEAVY_PER_TENANT);
     else
-      gw_respond_error(req, 503, "busy", "the gateway is running its most reads at once (%d): retry in a second",
-                       GW_HEAVY_MAX);
+      gw_respond_error(req, 503, "busy", "the gateway is running its most heavy reads at once: retry in a second");
     return -1;
   }
   int rc = st_tenant_uid_get(txn, tenant, uid);

@@ -383,45 +383,37 @@ static bool meet(const json_t *a, const json_t *b) {
   return false;
 }
 
-/* What the reviewer may see (*pending, *history: ap_request_list_reviewer)
- * and whether they are an approver at all: a group of theirs is one the
+/* Whether the user is an approver now: a group of theirs is one the
  * policy's approve rules name (the tenant's approver_groups too where a
- * rule names none), or they could decide a listed request. */
+ * rule names none) — what deciding asks too (ap_decide and the policy in
+ * force). Then what they may see (*pending, *history:
+ * ap_request_list_reviewer); for anyone else nothing is scanned, so an
+ * employee who is no approver costs a few reads, not the history window. */
 static int reviewer_lists(st_txn *txn, const char *tenant, const char *user, json_t **pending, json_t **history,
                           bool *approver) {
-  json_t *gids = NULL, *ids = NULL;
+  json_t *gids = NULL, *ids = json_array();
+  bool td = false;
   *pending = *history = NULL;
-  int rc = st_dir_user_groups(txn, tenant, user, &gids);
-  if (rc < 0) return rc;
-  rc = ap_request_list_reviewer(txn, tenant, user, gids, gw_wall_ms(), PAGE_LIST_MAX, pending, history);
-  if (rc) goto fail;
-  *approver = json_array_size(*pending) || json_array_size(*history);
-  if (!*approver) {
-    bool td = false;
-    if (!(ids = json_array())) {
-      rc = ST_ENOMEM;
-      goto fail;
-    }
-    if ((rc = pol_approver_groups(txn, tenant, ids, &td))) goto fail;
-    if (td) {
-      json_t *t = NULL;
-      rc = st_tenant_get(txn, tenant, &t);
-      if (!rc) rc = ap_groups_resolve(txn, tenant, gw_settings_string(json_object_get(t, "settings"), "approver_groups"), ids);
-      json_decref(t);
-      if (rc) goto fail;
-    }
-    *approver = meet(gids, ids);
+  *approver = false;
+  int rc = ids ? st_dir_user_groups(txn, tenant, user, &gids) : ST_ENOMEM;
+  if (!rc) rc = pol_approver_groups(txn, tenant, ids, &td);
+  if (!rc && td) {
+    json_t *t = NULL;
+    rc = st_tenant_get(txn, tenant, &t);
+    if (!rc) rc = ap_groups_resolve(txn, tenant, gw_settings_string(json_object_get(t, "settings"), "approver_groups"), ids);
+    json_decref(t);
   }
+  if (!rc && (*approver = meet(gids, ids)))
+    rc = ap_request_list_reviewer(txn, tenant, user, gids, gw_wall_ms(), PAGE_LIST_MAX, pending, history);
   json_decref(ids);
   json_decref(gids);
-  return 0;
-fail:
-  json_decref(ids);
-  json_decref(gids);
-  json_decref(*pending);
-  json_decref(*history);
-  *pending = *history = NULL;
-  return rc;
+  if (rc) {
+    json_decref(*pending);
+    json_decref(*history);
+    *pending = *history = NULL;
+    *approver = false;
+  }
+  return rc < 0 ? rc : 0;
 }
 
 /* {id, userName, displayName} of a user (userName null once deleted). */

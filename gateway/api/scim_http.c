@@ -420,9 +420,12 @@ void gw_scim_dispatch(gw_req *req) {
       /* a scan runs on the thread pool the outbound DNS lookups share: a
        * few per tenant and process at once (limits.h); Okta honours 429's
        * Retry-After */
-      if (gw_limits_heavy_enter(req, tenant, GW_HEAVY_SCIM)) {
+      int busy = gw_limits_heavy_enter(req, tenant, GW_HEAVY_SCIM);
+      if (busy) {
         job_free(j);
-        scim_fail(req, 429, NULL, "too many scans of this tenant's directory at once: retry in a second");
+        scim_fail(req, 429, NULL,
+                  busy == 429 ? "too many scans of this tenant's directory at once: retry in a second"
+                              : "the gateway is running its most heavy reads at once: retry in a second");
         return;
       }
       j->store = srv->store;

@@ -43,6 +43,7 @@ struct gw_limits {
   _Atomic uint64_t heavy_tenant_limited, heavy_process_limited;
   uv_mutex_t mu;
   int64_t heavy_open; /* heavy-read slots taken, every tenant (under mu) */
+  int64_t heavy_max;  /* GW_HEAVY_MAX, or fewer: two pool threads always left (gw_limits_init) */
   slot *slots[SLOT_BUCKETS];
 };
 
@@ -66,6 +67,12 @@ int gw_limits_init(gw_server *srv) {
     free(l);
     return -1;
   }
+  /* the pool's size (gw_serve set it, or the operator did): heavy reads
+   * never hold its last two threads, whatever UV_THREADPOOL_SIZE says */
+  const char *ps = getenv("UV_THREADPOOL_SIZE");
+  long pool = ps ? strtol(ps, NULL, 10) : 4;
+  if (pool < 1) pool = 1;
+  l->heavy_max = pool - 2 < 1 ? 1 : pool - 2 > GW_HEAVY_MAX ? GW_HEAVY_MAX : pool - 2;
   srv->limits = l;
   if (!l->auth_fail || !l->mcp_user || !l->mcp_tenant) return -1;
   return 0;
@@ -171,7 +178,7 @@ int gw_limits_heavy_enter(gw_req *req, const char *tenant, gw_heavy_kind kind) {
   uv_mutex_lock(&l->mu);
   int status = 0;
   slot *s = NULL;
-  if (l->heavy_open >= GW_HEAVY_MAX) status = 503;
+  if (l->heavy_open >= l->heavy_max) status = 503;
   else if (!(s = slot_of(l, key, true)) || s->open >= GW_HEAVY_PER_TENANT) status = 429;
   if (!status) {
     s->open++;

@@ -27,7 +27,8 @@
  *                              must not hold every pool thread. At most
  *                              GW_HEAVY_PER_TENANT of a tenant's reads of
  *                              one kind open at once, and GW_HEAVY_MAX in
- *                              the process (gw_serve makes the pool
+ *                              the process, never more than the pool's
+ *                              threads less two (gw_serve makes the pool
  *                              GW_POOL_THREADS threads unless
  *                              UV_THREADPOOL_SIZE is set): past either,
  *                              429 (the tenant's) or 503 (the process's)
@@ -69,7 +70,8 @@ int64_t gw_limits_mcp_enter(gw_req *req, const char *tenant, const char *user);
 typedef enum { GW_HEAVY_AUDIT, GW_HEAVY_REVIEWERS, GW_HEAVY_SCIM } gw_heavy_kind;
 /* Takes a heavy-read slot of (tenant, kind) for req: 0; 429 when the
  * tenant has GW_HEAVY_PER_TENANT of that kind open; 503 when the process
- * has GW_HEAVY_MAX open (Retry-After: 1 set in both cases). */
+ * has its most open (GW_HEAVY_MAX, or the pool's size less two when
+ * smaller; Retry-After: 1 set in both cases). */
 int gw_limits_heavy_enter(gw_req *req, const char *tenant, gw_heavy_kind kind);
 
 /* The request ended: its slot (if any) goes back. Any loop. */
