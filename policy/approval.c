@@ -410,32 +410,39 @@ static int current_approvers(st_txn *txn, const char *tenant, const json_t *rec,
   return rc;
 }
 
+/* 1 when a reviewer in gids still approves rec under the policy in force
+ * (where it still asks approval for that call: a group an admin took off
+ * the rule no longer approves what was pending when they did), 0 when
+ * not, or a store error. rec's own approvers are asked apart
+ * (ap_reviewer_in). */
+static int approves_now(st_txn *txn, const char *tenant, const json_t *rec, const char *reviewer, const json_t *gids) {
+  json_t *now = json_array();
+  bool applies = false;
+  if (!now) return ST_ENOMEM;
+  int rc = current_approvers(txn, tenant, rec, now, &applies);
+  int in = 1;
+  if (rc < 0) {
+    in = rc;
+  } else if (applies) {
+    json_t *cur = json_pack("{s:O}", "approvers", now);
+    in = cur ? ap_reviewer_in(cur, reviewer, gids) : ST_ENOMEM;
+    json_decref(cur);
+  }
+  json_decref(now);
+  return in;
+}
+
 static int reviewer_may(st_txn *txn, const char *tenant, const json_t *rec, const char *reviewer) {
   if (!strcmp(reviewer, json_string_value(json_object_get(rec, "user")) ?: "")) return AP_ESELF;
   int rc = st_dir_user_active(txn, tenant, reviewer);
   if (rc == ST_ENOTFOUND || rc == 0) return AP_EREVIEWER;
   if (rc < 0) return rc;
-  json_t *gids = NULL, *now = json_array();
-  bool applies = false;
-  if (!now) return ST_ENOMEM;
-  if ((rc = st_dir_user_groups(txn, tenant, reviewer, &gids)) < 0 ||
-      (rc = current_approvers(txn, tenant, rec, now, &applies)) < 0) {
-    json_decref(gids);
-    json_decref(now);
-    return rc;
-  }
-  /* an approver of the request, and — when the policy still asks approval
-   * for this call — of the policy in force: a group an admin took off the
-   * rule no longer approves what was pending when they did */
-  bool in = ap_reviewer_in(rec, reviewer, gids);
-  if (in && applies) {
-    json_t *cur = json_pack("{s:O}", "approvers", now);
-    in = cur && ap_reviewer_in(cur, reviewer, gids);
-    json_decref(cur);
-  }
+  json_t *gids = NULL;
+  if ((rc = st_dir_user_groups(txn, tenant, reviewer, &gids)) < 0) return rc;
+  /* an approver of the request, and of the policy in force */
+  rc = ap_reviewer_in(rec, reviewer, gids) ? approves_now(txn, tenant, rec, reviewer, gids) : 0;
   json_decref(gids);
-  json_decref(now);
-  return in ? 0 : AP_ENOTAPPROVER;
+  return rc < 0 ? rc : rc ? 0 : AP_ENOTAPPROVER;
 }
 
 bool ap_reviewer_in(const json_t *rec, const char *reviewer, const json_t *gids) {
@@ -483,6 +490,14 @@ int ap_request_list_reviewer(st_txn *txn, const char *tenant, const char *review
   /* pending: the pending index; history: the newest requests first, until
    * `limit` the reviewer could decide (the newest AP_LIST_SCAN_MAX read) */
   int rc = scan_index(txn, tenant, 'p', now_ms, (size_t)-1, (size_t)-1, reviewer_keeps, &want_pending, *pending);
+  /* only what they may decide now (ap_decide asks the policy in force too):
+   * a request whose rule no longer names their group is not theirs */
+  for (size_t i = 0; !rc && i < json_array_size(*pending);) {
+    int in = approves_now(txn, tenant, json_array_get(*pending, i), reviewer, gids);
+    if (in < 0) rc = in;
+    else if (in) i++;
+    else json_array_remove(*pending, i);
+  }
   if (!rc) sort_desc(*pending, by_created_desc, limit);
   if (!rc) rc = scan_index(txn, tenant, 'c', now_ms, limit, AP_LIST_SCAN_MAX, reviewer_keeps, &want_ended, *history);
   if (!rc) sort_desc(*history, by_ended_desc, limit);

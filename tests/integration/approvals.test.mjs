@@ -315,7 +315,18 @@ test('a group taken off the approve rule while a request is pending no longer ap
     { groups: ['Engineers'], connector: 'everything', approve: ['get-env'], approvers: ['DB Admins'], approval_timeout_s: 2 },
     { groups: ['Engineers'], connector: 'everything', approve: ['get-tiny-image'], approvers: ['DB Admins'], grant_minutes: 5 },
   ];
+  // bob's list (the reviewers' page) while DB Admins approve: the request is there
+  const list = async () => f.browsers.bob.get(`${f.gw.url}/t/acme/api/approvals`, { follow: false });
+  let l = await list();
+  assert.equal(l.status, 200, l.text);
+  assert.ok(JSON.parse(l.text).pending.some((p) => p.id === req.id));
   await applyPolicy(f.t, { version: 1, default: 'block', rules: rules(['Release Managers']) });
+  // DB Admins still approve other tools, but this request is no longer
+  // bob's to decide: his list no longer shows it (it did, with buttons
+  // that could only answer not_an_approver)
+  l = await list();
+  assert.equal(l.status, 200, l.text);
+  assert.ok(!JSON.parse(l.text).pending.some((p) => p.id === req.id), `bob's list after his group left the rule: ${l.text}`);
   let r = await decide(req.id, 'approve', f.own.bob);
   assert.equal(r.status, 403, `DB Admins, no longer the rule's approvers: ${r.body}`);
   assert.match(r.body, /not_an_approver/);

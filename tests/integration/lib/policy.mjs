@@ -92,6 +92,7 @@ export async function ownTokens(f, shorts) {
   r = await f.t.admin('PATCH', '', { settings: { self_service_tokens: true } });
   assert.equal(r.status, 200, `self_service_tokens: ${r.status} ${r.body}`);
   f.own = f.own ?? {};
+  f.browsers = f.browsers ?? {}; // each one's signed-in browser (the reviewers' page and its list)
   for (const s of shorts) {
     const b = new Browser();
     const si = await signIn(b, `${f.gw.url}/t/${id}/login`, { login: `00u-${s}` });
@@ -103,6 +104,7 @@ export async function ownTokens(f, shorts) {
     });
     assert.equal(c.status, 201, `${s} creates a token: ${c.status} ${c.text}`);
     f.own[s] = JSON.parse(c.text).token;
+    f.browsers[s] = b;
   }
   return f.own;
 }
