@@ -585,9 +585,11 @@ int st_dir_user_cut_unwritten(st_store *st, const char *tenant, const char *id, 
   long have = cut_find(st, tenant, id);
   if (have >= 0) {
     /* a kind it lacks: ended only by what ends that kind too (an admin's
-     * revoke outlives the IdP's writes, a logout needs a sign-out) */
-    if (!(st->cut[have].kinds & kind)) cut_log(st, "+", tenant, id, kind);
+     * revoke outlives the IdP's writes, a logout needs a sign-out). In
+     * memory first: the line may make the log rewrite itself from memory */
+    bool more = !(st->cut[have].kinds & kind);
     st->cut[have].kinds |= kind;
+    if (more) cut_log(st, "+", tenant, id, kind);
   } else if (!(rc = cut_mark(st, tenant, id, kind))) {
     added = true;
     cut_log(st, "+", tenant, id, kind);

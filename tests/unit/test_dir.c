@@ -945,6 +945,64 @@ TEST(cut_in_memory_kinds_survive_a_restart) {
   st_close(s3);
 }
 
+
+/* Found by review: a kind added to a mark that exists (an IdP's mark,
+ * then Okta's Universal Logout failing too) is logged "+ t id l" — and
+ * when that very line makes the log long enough to be rewritten, the
+ * rewrite (cut_log_compact) runs before the kind is added in memory
+ * (st_dir_user_cut_unwritten ORs it in after cut_log): the rewritten file
+ * says "+ t id i" only. After a restart the IdP's next "active: true"
+ * ends the mark although no sign-out ever committed: the credentials the
+ * logout could not delete work again. */
+static size_t file_lines(const char *path) {
+  FILE *f = fopen(path, "r");
+  size_t n = 0;
+  int ch;
+  while (f && (ch = fgetc(f)) != EOF) n += ch == '\n';
+  if (f) fclose(f);
+  return n;
+}
+
+TEST(a_logout_kind_survives_the_log_rewrite_it_triggers) {
+  char dir[160], path[200], who[120];
+  snprintf(dir, sizeof dir, "%s/store_review", g_tmp);
+  snprintf(path, sizeof path, "%s/unwritten-cuts", dir);
+  st_options o = {0};
+  o.dir = dir;
+  o.map_size = 8 << 20;
+  o.log = gw_store_log;
+  st_store *s4;
+  CHECK_INT(st_open(&s4, &o), 0);
+  const char *u1 = "00000000-0000-4000-8000-000000000001", *u2 = "00000000-0000-4000-8000-000000000002",
+             *u3 = "00000000-0000-4000-8000-000000000003";
+  CHECK_INT(st_dir_user_cut_unwritten(s4, "keep", u1, "patch"), 0); /* the IdP's deactivation failed */
+  CHECK_INT(st_dir_user_cut_unwritten(s4, "keep", u3, "patch"), 0);
+  /* other users' marks come and go: the log grows (2 lines each) */
+  snprintf(who, sizeof who, "keep/%s", u2);
+  for (int i = 0; i < 513; i++) {
+    CHECK_INT(st_dir_user_cut_unwritten(s4, "keep", u2, "patch"), 0);
+    CHECK_INT(st_write_sync(s4, end_cut_fn, who), 0);
+  }
+  /* 1,028 lines, 2 marks: the next line rewrites the log (> 2 * 2 + 1024) */
+  CHECK_INT((int)file_lines(path), 1028);
+  /* Okta's Universal Logout of u1 cannot be written either */
+  CHECK_INT(st_dir_user_cut_unwritten(s4, "keep", u1, "logout"), 0);
+  CHECK_INT((int)file_lines(path), 2); /* rewritten */
+  FILE *f = fopen(path, "r");
+  char text[512] = "";
+  size_t tn = f ? fread(text, 1, sizeof text - 1, f) : 0;
+  text[tn] = 0;
+  if (f) fclose(f);
+  st_close(s4);
+  CHECK_INT(st_open(&s4, &o), 0);
+  CHECK(st_dir_user_cut_marked(s4, "keep", u1));
+  /* the IdP's next push says active: a logout's mark must not end on it */
+  snprintf(who, sizeof who, "keep/%s", u1);
+  CHECK_INT(st_write_sync(s4, end_cut_fn, who), 0);
+  CHECK(st_dir_user_cut_marked(s4, "keep", u1));
+  st_close(s4);
+}
+
 int main(void) {
   if (!getenv("UNIT_VERBOSE")) gw_log_set_level(GW_LOG_WARN);
   if (setup() != 0) {
@@ -969,6 +1027,7 @@ int main(void) {
   RUN(cut_in_memory_survives_a_restart);
   RUN(cut_in_memory_by_a_logout);
   RUN(cut_in_memory_kinds_survive_a_restart);
+  RUN(a_logout_kind_survives_the_log_rewrite_it_triggers);
   st_close(st);
   nftw(g_tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
   return UNIT_DONE();
