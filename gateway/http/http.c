@@ -137,6 +137,8 @@ struct gw_conn {
   bool closing, reading, eof, close_after, in_parse, rejected, counted;
   bool resume_parse;       /* the timer fires at 0 ms to parse pipelined bytes */
   bool send_armed;         /* the timer is the send timeout of bytes queued while handling (send_arm) */
+  uint64_t send_queued;    /* bytes ever queued on the socket (sock_queue_owned) */
+  uint64_t send_taken;     /* of which the socket had taken when the send timer was last armed */
   bool write_wait;         /* the next request waits until the client reads (see conn_parse) */
   uint64_t deadline;       /* loop time the current state's timeout ends (arm) */
   uint64_t timer_due;      /* loop time the uv timer is set to fire, while active */
@@ -164,6 +166,7 @@ static void req_finish(gw_req *req);
 static void send_error_and_close(gw_conn *c, int status, const char *msg);
 static void read_start(gw_conn *c);
 static void arm(gw_conn *c, int64_t ms);
+static void send_arm(gw_conn *c);
 static void resume_later(gw_conn *c);
 
 /* ---------- list of connections per loop ---------- */
@@ -326,8 +329,11 @@ static void on_timer(uv_timer_t *t) {
      * queued for it: a reader that stopped (a stalled export, a dead SSE
      * client) must not hold its request, and what the request holds, for
      * good. The handler hears on_abort. */
-    if (c->send_armed && uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0) conn_close(c);
-    c->send_armed = false;
+    if (c->send_armed) {
+      size_t q = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+      if (q > 0 && c->send_queued - q == c->send_taken) conn_close(c);
+      else send_arm(c); /* it took bytes since (a large write drains in many reads): again */
+    }
     break;
   default: break;
   }
@@ -338,10 +344,14 @@ static void on_timer(uv_timer_t *t) {
 static void send_arm(gw_conn *c) {
   int64_t ms = limits(c->h)->send_timeout_ms;
   if (ms <= 0 || c->state != CS_HANDLING || c->closing) return;
-  if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0) {
+  size_t q = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+  if (q == 0) {
     c->send_armed = false;
     return;
   }
+  /* progress is what the socket took (queued minus still queued), not a
+   * write request's completion: one large write drains in many reads */
+  c->send_taken = c->send_queued - q;
   c->send_armed = true;
   arm(c, ms);
 }
@@ -426,6 +436,7 @@ static int sock_queue_owned(gw_conn *c, char *buf, size_t off, size_t len) {
     conn_close(c);
     return rc;
   }
+  c->send_queued += len - off;
   if (!c->send_armed) send_arm(c);
   return 0;
 }

@@ -135,6 +135,18 @@ static void h_stream(gw_req *req) {
   gw_resp_write(req, ": open\n\n", 8);
 }
 
+/* a stream whose one chunk is large (an MCP tool result, an
+ * export chunk): the client reads it slowly but steadily */
+#define BIGSTREAM_BYTES (1024 * 1024)
+static void h_bigstream(gw_req *req) {
+  E.stream_req = req;
+  gw_resp_start(req, 200, "application/octet-stream");
+  char *b = malloc(BIGSTREAM_BYTES);
+  memset(b, 's', BIGSTREAM_BYTES);
+  gw_resp_write(req, b, BIGSTREAM_BYTES);
+  free(b);
+}
+
 static void h_tenant(gw_req *req) { gw_respond(req, 200, "text/plain", "tenant route", 12); }
 static void h_private(gw_req *req) { gw_respond(req, 200, "text/plain", "private", 7); }
 
@@ -179,8 +191,10 @@ static int env_init(int64_t max_header, int64_t max_body) {
   gw_route priv = {GW_RC_ADMIN, h_private, "GET", 0, NULL, NULL};
   gw_route stream = {GW_RC_OTHER, h_stream, "GET", 0, NULL, NULL};
   gw_route big = {GW_RC_OTHER, h_big, "GET", 0, NULL, NULL};
+  gw_route bigstream = {GW_RC_OTHER, h_bigstream, "GET", 0, NULL, NULL};
   if (gw_router_add(E.router, "/echo", &echo, 0) || gw_router_add(E.router, "/slow", &slow, 0) ||
       gw_router_add(E.router, "/stream", &stream, 0) || gw_router_add(E.router, "/big", &big, 0) ||
+      gw_router_add(E.router, "/bigstream", &bigstream, 0) ||
       gw_router_add(E.router, "/t/{}/x", &tenant, 0) || gw_router_add(E.router, "/priv/...", &priv, GW_ROUTE_PRIVATE))
     return -1;
   gw_http_init(&E.http, &E.loop, NULL, &E.host, E.router);
@@ -645,6 +659,48 @@ TEST(dropped_stream_sends_its_fin_before_drop_returns) {
   CHECK_INT(env_finish(), 0);
 }
 
+
+/* Found by review: send_timeout_ms is documented as "a response the client
+ * takes no byte of for this long is cut". A client that takes bytes every
+ * few milliseconds must never be cut, however large the one chunk being
+ * written is: the timer may only be restarted when libuv completes a whole
+ * write request, so a steady reader of a chunk that takes longer than the
+ * timeout to drain was cut mid-chunk. Progress is now the bytes the
+ * socket took, whatever the write requests. */
+TEST(send_timeout_spares_a_steady_reader_of_a_large_chunk) {
+  CHECK_INT(env_init(8192, 65536), 0);
+  E.host.limits.send_timeout_ms = 300;
+  int sv[2];
+  CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  int small = 4096;
+  setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  CHECK_INT(gw_http_adopt(&E.http, sv[0], GW_LISTENER_HTTP), 0);
+  const char *one = "GET /bigstream HTTP/1.1\r\nHost: x\r\n\r\n";
+  CHECK_INT((int)write(sv[1], one, strlen(one)), (int)strlen(one));
+  fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
+  /* read at most 4 KiB every 2 ms (~2 MB/s at most: never a pause near
+   * 300 ms) until the whole chunk is in, or the gateway ends the stream */
+  size_t got = 0;
+  bool end = false;
+  uint64_t t0 = uv_hrtime();
+  while (!end && got < BIGSTREAM_BYTES && uv_hrtime() - t0 < 20ull * 1000 * 1000 * 1000) {
+    char b[4096];
+    ssize_t n = read(sv[1], b, sizeof b);
+    if (n > 0) got += (size_t)n;
+    else if (n == 0 || errno != EAGAIN) end = true;
+    uv_run(&E.loop, UV_RUN_NOWAIT);
+    usleep(2000);
+  }
+  CHECK(!end);                    /* the steady reader was not cut */
+  CHECK(got >= BIGSTREAM_BYTES);  /* and got the whole chunk */
+  if (E.stream_req) gw_req_drop(E.stream_req);
+  E.stream_req = NULL;
+  close(sv[1]);
+  CHECK(run_until(no_conns, NULL, 3000));
+  CHECK_INT(env_finish(), 0);
+}
+
 TEST(buf_formatting_without_stdio) {
   gw_buf b;
   gw_buf_init(&b, 1024);
@@ -683,6 +739,7 @@ int main(void) {
   RUN(forwarded_for_only_from_a_trusted_peer);
   RUN(router_patterns_and_private_routes);
   RUN(dropped_stream_sends_its_fin_before_drop_returns);
+  RUN(send_timeout_spares_a_steady_reader_of_a_large_chunk);
   RUN(buf_formatting_without_stdio);
   return UNIT_DONE();
 }
