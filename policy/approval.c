@@ -483,8 +483,8 @@ static bool reviewer_keeps(const json_t *rec, void *arg) {
 int ap_request_list_reviewer(st_txn *txn, const char *tenant, const char *reviewer, const json_t *gids,
                              int64_t now_ms, size_t limit, json_t **pending, json_t **history) {
   *pending = json_array();
-  *history = json_array();
-  if (!*pending || !*history) return ST_ENOMEM;
+  if (history) *history = json_array();
+  if (!*pending || (history && !*history)) return ST_ENOMEM;
   if (!name_ok(tenant, TENANT_MAX)) return 0;
   rev_ctx want_pending = {reviewer, gids, true}, want_ended = {reviewer, gids, false};
   /* pending: the pending index; history: the newest requests first, until
@@ -499,8 +499,9 @@ int ap_request_list_reviewer(st_txn *txn, const char *tenant, const char *review
     else json_array_remove(*pending, i);
   }
   if (!rc) sort_desc(*pending, by_created_desc, limit);
-  if (!rc) rc = scan_index(txn, tenant, 'c', now_ms, limit, AP_LIST_SCAN_MAX, reviewer_keeps, &want_ended, *history);
-  if (!rc) sort_desc(*history, by_ended_desc, limit);
+  if (!rc && history)
+    rc = scan_index(txn, tenant, 'c', now_ms, limit, AP_LIST_SCAN_MAX, reviewer_keeps, &want_ended, *history);
+  if (!rc && history) sort_desc(*history, by_ended_desc, limit);
   return rc;
 }
 

@@ -120,9 +120,11 @@ int ap_request_list(st_txn *txn, const char *tenant, const char *state, int64_t 
  * active, in its transaction). */
 bool ap_reviewer_in(const json_t *rec, const char *reviewer, const json_t *gids);
 /* What a reviewer's page shows (gids: the reviewer's group ids): *pending
- * the pending requests ap_reviewer_in lets them decide, newest first;
- * *history the ended ones (approved, denied, cancelled, expired) it would
- * have let them decide, the most recently ended first; at most limit each.
+ * the pending requests they may decide now — ap_reviewer_in, and the
+ * policy in force where it still asks approval for the call (as
+ * ap_decide) — newest first; *history (history NULL: not read) the ended
+ * ones (approved, denied, cancelled, expired) ap_reviewer_in would have
+ * let them decide, the most recently ended first; at most limit each.
  * Nothing else: never the reviewer's own requests. New arrays (NULL on a
  * failure). Walks the tenant's requests. 0 or ST_E*. */
 int ap_request_list_reviewer(st_txn *txn, const char *tenant, const char *reviewer, const json_t *gids,

@@ -24,10 +24,11 @@
  *  - The page (/t/{t}/approvals) and its list (/t/{t}/api/approvals) are a
  *    browser session's only, and only an approver's: a member of a group
  *    the policy's approve rules name (or of the tenant's approver_groups
- *    where a rule defers to them), or of a group of a request they could
- *    decide. Anyone else gets a 403 page, not an empty list. The list is
- *    filtered here, in C (ap_request_list_reviewer): the requests this
- *    reviewer may decide and those they could have, never their own, and
+ *    where a rule defers to them), or of a group of a pending request they
+ *    may still decide (reviewer_lists). Anyone else gets a 403 page, not
+ *    an empty list, after a few reads. The list is filtered in C
+ *    (ap_request_list_reviewer): the requests this reviewer may decide now
+ *    and those they could have, never their own, and
  *    never the requester's MCP session id. It is read on libuv's thread
  *    pool, not the loop (list_work): a large tenant's scan takes ~1 s.
  *  - The held call learns the decision from the store event the decision
@@ -383,12 +384,13 @@ static bool meet(const json_t *a, const json_t *b) {
   return false;
 }
 
-/* Whether the user is an approver now: a group of theirs is one the
+/* Whether the user is a reviewer, and what they may see (*pending,
+ * *history: ap_request_list_reviewer): a group of theirs is one the
  * policy's approve rules name (the tenant's approver_groups too where a
- * rule names none) — what deciding asks too (ap_decide and the policy in
- * force). Then what they may see (*pending, *history:
- * ap_request_list_reviewer); for anyone else nothing is scanned, so an
- * employee who is no approver costs a few reads, not the history window. */
+ * rule names none), or they may still decide a pending request (one whose
+ * rule no longer asks approval: its own approver groups decide it). For
+ * anyone else only the pending index is read — never the history window,
+ * the costly scan — so an employee who is no approver costs a few reads. */
 static int reviewer_lists(st_txn *txn, const char *tenant, const char *user, json_t **pending, json_t **history,
                           bool *approver) {
   json_t *gids = NULL, *ids = json_array();
@@ -403,8 +405,17 @@ static int reviewer_lists(st_txn *txn, const char *tenant, const char *user, jso
     if (!rc) rc = ap_groups_resolve(txn, tenant, gw_settings_string(json_object_get(t, "settings"), "approver_groups"), ids);
     json_decref(t);
   }
-  if (!rc && (*approver = meet(gids, ids)))
-    rc = ap_request_list_reviewer(txn, tenant, user, gids, gw_wall_ms(), PAGE_LIST_MAX, pending, history);
+  if (!rc) {
+    *approver = meet(gids, ids);
+    rc = ap_request_list_reviewer(txn, tenant, user, gids, gw_wall_ms(), PAGE_LIST_MAX, pending,
+                                  *approver ? history : NULL);
+  }
+  if (!rc && !*approver && json_array_size(*pending)) { /* a pending request is still theirs to decide */
+    json_t *again = NULL;
+    *approver = true;
+    rc = ap_request_list_reviewer(txn, tenant, user, gids, gw_wall_ms(), PAGE_LIST_MAX, &again, history);
+    json_decref(again);
+  }
   json_decref(ids);
   json_decref(gids);
   if (rc) {
