@@ -247,6 +247,77 @@ static void scan_work(uv_work_t *w) {
   st_txn_end(txn);
 }
 
+/* Reads on the loop (cheap, or the pool refused the job), or queues the
+ * scan on the pool; answers and frees j. */
+static void scan_done(uv_work_t *w, int status);
+static void scan_start(scim_job *j, bool pool) {
+  gw_req *req = j->req;
+  j->work.data = j;
+  if (pool && uv_queue_work(&req->lp->loop, &j->work, scan_work, scan_done) == 0) return;
+  st_txn *txn;
+  if (st_read_begin(j->store, &txn) != 0) {
+    job_free(j);
+    scim_fail(req, 503, NULL, "the store cannot be read right now");
+    return;
+  }
+  scim_handle(txn, &j->rq, &j->rs);
+  st_txn_end(txn);
+  send_scim(req, &j->rs);
+  job_free(j);
+}
+
+static void scan_refuse(scim_job *j, int busy) {
+  gw_req *req = j->req;
+  gw_limits_heavy_refused(req, busy); /* Okta honours 429's Retry-After */
+  job_free(j);
+  scim_fail(req, 429, NULL,
+            busy == 429 ? "too many scans of this tenant's directory at once: retry in a second"
+                        : "the gateway is running its most heavy reads at once: retry in a second");
+}
+
+/* A scan past the heavy-read limit waits for a slot, asking again after
+ * 10 ms, doubling to 200 ms, for at most SCAN_WAIT_MS; then 429. The
+ * request stays valid until answered (http.h), its client gone or not. */
+#define SCAN_WAIT_MS 10000
+typedef struct scan_waiter {
+  uv_timer_t timer;
+  scim_job *j;
+  char tenant[64];
+  uint64_t until, delay;
+} scan_waiter;
+
+static void scan_waiter_closed(uv_handle_t *h) { free(h->data); }
+
+static void scan_wait_tick(uv_timer_t *t) {
+  scan_waiter *w = t->data;
+  int busy = gw_limits_heavy_take(w->j->req, w->tenant, GW_HEAVY_SCIM);
+  if (busy && uv_now(t->loop) < w->until) {
+    w->delay = w->delay * 2 > 200 ? 200 : w->delay * 2;
+    uv_timer_start(t, scan_wait_tick, w->delay, 0);
+    return;
+  }
+  scim_job *j = w->j;
+  uv_close((uv_handle_t *)t, scan_waiter_closed);
+  if (busy) scan_refuse(j, busy);
+  else scan_start(j, true);
+}
+
+/* 0: j waits (scan_wait_tick answers it); -1: no memory to wait */
+static int scan_wait(scim_job *j, const char *tenant) {
+  scan_waiter *w = calloc(1, sizeof *w);
+  if (!w || uv_timer_init(&j->req->lp->loop, &w->timer) != 0) {
+    free(w);
+    return -1;
+  }
+  w->j = j;
+  w->timer.data = w;
+  snprintf(w->tenant, sizeof w->tenant, "%s", tenant);
+  w->until = uv_now(&j->req->lp->loop) + SCAN_WAIT_MS;
+  w->delay = 10;
+  uv_timer_start(&w->timer, scan_wait_tick, w->delay, 0);
+  return 0;
+}
+
 static void scan_done(uv_work_t *w, int status) {
   scim_job *j = w->data;
   if (status != 0) scim_error(&j->rs, 503, NULL, "the search was cancelled");
@@ -416,32 +487,19 @@ void gw_scim_dispatch(gw_req *req) {
     }
   }
   if (!scim_is_write_request(&j->rq)) {
+    j->store = srv->store;
     if (!scim_read_is_cheap(&j->rq)) {
       /* a scan runs on the thread pool the outbound DNS lookups share: a
-       * few per tenant and process at once (limits.h); Okta honours 429's
-       * Retry-After */
-      int busy = gw_limits_heavy_enter(req, tenant, GW_HEAVY_SCIM);
+       * few per tenant and process at once (limits.h). Okta sends several
+       * at once: past the limit a scan waits its turn (scan_wait) */
+      int busy = gw_limits_heavy_take(req, tenant, GW_HEAVY_SCIM);
+      if (busy && scan_wait(j, tenant) == 0) return;
       if (busy) {
-        job_free(j);
-        scim_fail(req, 429, NULL,
-                  busy == 429 ? "too many scans of this tenant's directory at once: retry in a second"
-                              : "the gateway is running its most heavy reads at once: retry in a second");
+        scan_refuse(j, busy);
         return;
       }
-      j->store = srv->store;
-      j->work.data = j;
-      if (uv_queue_work(&req->lp->loop, &j->work, scan_work, scan_done) == 0) return;
     }
-    st_txn *txn;
-    if (st_read_begin(srv->store, &txn) != 0) {
-      job_free(j);
-      scim_fail(req, 503, NULL, "the store cannot be read right now");
-      return;
-    }
-    scim_handle(txn, &j->rq, &j->rs);
-    st_txn_end(txn);
-    send_scim(req, &j->rs);
-    job_free(j);
+    scan_start(j, !scim_read_is_cheap(&j->rq));
     return;
   }
   if (!strcmp(req->method, "POST") && scim_new_id(j->rq.new_id) != 0) {

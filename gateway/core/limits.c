@@ -168,7 +168,7 @@ int64_t gw_limits_mcp_enter(gw_req *req, const char *tenant, const char *user) {
   return 0;
 }
 
-int gw_limits_heavy_enter(gw_req *req, const char *tenant, gw_heavy_kind kind) {
+int gw_limits_heavy_take(gw_req *req, const char *tenant, gw_heavy_kind kind) {
   gw_limits *l = req->lp->srv->limits;
   if (!l || req->limits_slot) return 0;
   /* "tenant/" and a byte no user id has: never a user's slot */
@@ -183,16 +183,24 @@ int gw_limits_heavy_enter(gw_req *req, const char *tenant, gw_heavy_kind kind) {
   if (!status) {
     s->open++;
     l->heavy_open++;
+    req->limits_slot = s;
   }
   uv_mutex_unlock(&l->mu);
-  if (status) {
-    atomic_fetch_add_explicit(status == 503 ? &l->heavy_process_limited : &l->heavy_tenant_limited, 1,
-                              memory_order_relaxed);
-    retry_after(req, 1);
-    return status;
-  }
-  req->limits_slot = s;
-  return 0;
+  return status;
+}
+
+void gw_limits_heavy_refused(gw_req *req, int status) {
+  gw_limits *l = req->lp->srv->limits;
+  if (!l) return;
+  atomic_fetch_add_explicit(status == 503 ? &l->heavy_process_limited : &l->heavy_tenant_limited, 1,
+                            memory_order_relaxed);
+  retry_after(req, 1);
+}
+
+int gw_limits_heavy_enter(gw_req *req, const char *tenant, gw_heavy_kind kind) {
+  int status = gw_limits_heavy_take(req, tenant, kind);
+  if (status) gw_limits_heavy_refused(req, status);
+  return status;
 }
 
 void gw_limits_request_done(gw_server *srv, gw_req *req) {

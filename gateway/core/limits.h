@@ -32,8 +32,10 @@
  *                              GW_POOL_THREADS threads unless
  *                              UV_THREADPOOL_SIZE is set): past either,
  *                              429 (the tenant's) or 503 (the process's)
- *                              with Retry-After. The slot is the
- *                              request's, as for mcp_concurrent_per_user.
+ *                              with Retry-After (a SCIM scan waits for a
+ *                              slot first: gw_limits_heavy_take). The slot
+ *                              is the request's, as for
+ *                              mcp_concurrent_per_user.
  *
  * Token buckets (gateway/base/ratelimit.h; burst = the per-minute value),
  * one set per process, made by gw_serve. The client address is the one
@@ -73,6 +75,11 @@ typedef enum { GW_HEAVY_AUDIT, GW_HEAVY_REVIEWERS, GW_HEAVY_SCIM } gw_heavy_kind
  * has its most open (GW_HEAVY_MAX, or the pool's size less two when
  * smaller; Retry-After: 1 set in both cases). */
 int gw_limits_heavy_enter(gw_req *req, const char *tenant, gw_heavy_kind kind);
+/* The same, in two steps for a caller that waits for a slot: take says
+ * 0, 429 or 503 and changes nothing when it refuses; refused counts the
+ * refusal and sets Retry-After once the caller gives up. */
+int gw_limits_heavy_take(gw_req *req, const char *tenant, gw_heavy_kind kind);
+void gw_limits_heavy_refused(gw_req *req, int status);
 
 /* The request ended: its slot (if any) goes back. Any loop. */
 void gw_limits_request_done(gw_server *srv, gw_req *req);
