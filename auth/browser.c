@@ -101,6 +101,10 @@ int auth_browser_create(st_txn *txn, auth_browser_new *n) {
   int rc = auth_login_state_consume(txn, n->state, n->state_expires, n->now);
   if (rc) return rc;
   if ((rc = auth_link_resolve(txn, n->tenant, n->settings, n->claims, n->iss, &n->link))) return rc;
+  /* a Universal Logout that could not be written left the user's
+   * credentials and cut them in memory: this sign-in deletes those first
+   * (its commit ends the cut), as the logout would have, then goes on */
+  if (n->link.sign_out_first && (rc = st_dir_user_sign_out(txn, n->tenant, n->link.user_id, "signin"))) return rc;
   if (n->link.bind && (rc = auth_link_bind(txn, n->tenant, &n->link))) return rc;
   n->expires = n->now + n->max_s;
   json_t *r = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "tenant", n->tenant, "user",

@@ -272,6 +272,10 @@ static int user_ok(st_txn *txn, const char *tenant, const char *id, auth_link *o
   snprintf(out->user_id, sizeof out->user_id, "%s", id);
   snprintf(out->user_name, sizeof out->user_name, "%s", un ? un : "");
   rc = st_dir_user_usable(txn, tenant, u) ? 0 : AUTH_EINACTIVE;
+  if (rc && st_dir_user_usable_once_signed_out(txn, tenant, u)) {
+    out->sign_out_first = true; /* the caller's transaction signs them out before anything new */
+    rc = 0;
+  }
   json_decref(u);
   return rc;
 }

@@ -135,6 +135,7 @@ typedef struct auth_link {
   char user_name[300];
   char subject[AUTH_SUBJECT_MAX + 1];
   bool bind;                    /* found by the e-mail fallback: bind subject → user */
+  bool sign_out_first;          /* cut only by an unwritten Universal Logout: sign them out in the sign-in's txn */
   uint8_t subject_hash[32];     /* sha256(iss \0 subject) */
 } auth_link;
 

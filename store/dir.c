@@ -289,8 +289,9 @@ struct st__cut {
  *   ADMIN   an admin's revoke ("revoke"): ended by the admin's block or
  *           restore, never by the IdP's writes;
  *   LOGOUT  Okta's Universal Logout ("logout"): ended by a sign-out of
- *           the user that commits (Okta's retry, the admin's restore —
- *           which signs them out — or a block): whatever ends it must
+ *           the user that commits (Okta's retry; the user's next sign-in
+ *           or the admin's restore, which sign them out first; a block):
+ *           whatever ends it must
  *           have deleted the credentials the logout could not, or they
  *           would work again.
  * A committed deactivation or deletion, a block and the tenant's deletion
@@ -613,6 +614,16 @@ static bool cut_has_kind(st_store *st, const char *tenant, const char *id, uint8
   bool has = i >= 0 && (st->cut[i].kinds & kind);
   uv_mutex_unlock(&st->cutmu);
   return has;
+}
+
+bool st_dir_user_usable_once_signed_out(st_txn *txn, const char *tenant, const json_t *user) {
+  const char *id = json_string_value(json_object_get(user, "id"));
+  if (!txn || !tenant || !id || !st_dir_user_record_active(user) || atomic_load(&txn->st->ncut) == 0) return false;
+  uv_mutex_lock(&txn->st->cutmu);
+  long i = cut_find(txn->st, tenant, id);
+  bool logout_only = i >= 0 && txn->st->cut[i].kinds == CUT_K_LOGOUT;
+  uv_mutex_unlock(&txn->st->cutmu);
+  return logout_only && st_dir_user_block_get(txn, tenant, id, NULL) == ST_ENOTFOUND;
 }
 
 bool st_dir_user_cut_marked(st_store *st, const char *tenant, const char *id) {

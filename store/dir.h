@@ -193,8 +193,9 @@ bool st_dir_user_usable(st_txn *txn, const char *tenant, const json_t *user);
  * and ends when the admin's block or restore commits; "logout": Okta's
  * Universal Logout that could not be written — the user's credentials
  * are still stored, so only a sign-out of them that commits ends it
- * (Okta's retry; the admin's restore signs the user out first; a block,
- * deactivation or deletion), never the IdP's word on active). A user
+ * (Okta's retry; the user's next sign-in or the admin's restore, each
+ * of which signs the user out first; a block, deactivation or deletion),
+ * never the IdP's word on active). A user
  * marked by several keeps the mark until each has ended; tenant, id and via
  * are passed on to the st_dir_hook_cut_unwritten subscribers, on the
  * caller's thread, after the mark. 0, ST_EINVAL or ST_ENOMEM (not
@@ -214,6 +215,14 @@ int st_dir_hook_cut_unwritten(st_store *st, st_dir_cut_fn fn, void *ctx);
  * the tenant's deletion. Re-marking a marked user changes nothing (not
  * the snapshot either). 0, ST_EINVAL or ST_ENOMEM. */
 int st_dir_user_cut_end(st_txn *txn, const char *tenant, const char *id);
+/* Whether the user (a record st_dir_user_get read) is unusable only
+ * because a Universal Logout that could not be written marked them: the
+ * record active, no block, a mark of that kind alone. A sign-in may then
+ * go ahead if its own transaction signs the user out first
+ * (st_dir_user_sign_out: the credentials the logout could not delete go,
+ * and its commit ends the mark) — as after a written logout, the person
+ * may sign in again at once. */
+bool st_dir_user_usable_once_signed_out(st_txn *txn, const char *tenant, const json_t *user);
 /* How many users are marked so (/metrics). */
 size_t st_dir_users_cut_count(st_store *st);
 /* Whether tenant/id is marked so (a lock only when any mark exists). */

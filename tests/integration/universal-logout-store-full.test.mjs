@@ -4,10 +4,10 @@
 // working, the one path meant to end a compromised account's access at
 // once. Now the person is cut in memory, as an unwritten deactivation is:
 // the 422 says so, her stream ends, her tokens and browser session are
-// refused, bob is untouched; Okta's next push of her (active: true) does
-// not lift it — only a sign-out that commits does: Okta's retry, or the
-// admin's restore, which signs her out in its own transaction (so nothing
-// old comes back) and lets her sign in afresh.
+// refused, carol is untouched; Okta's next push of her (active: true) does
+// not lift it — only a sign-out that commits does: Okta's retry, her own
+// next sign-in or the admin's restore, each of which signs her out in its
+// own transaction first (so nothing old comes back).
 // ci-variants: build-w1
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -22,12 +22,13 @@ import { URN, assertScimError } from './lib/scim.mjs';
 
 const ALICE = 'alice@acme.com';
 const BOB = 'bob@acme.com';
+const CAROL = 'carol@acme.com';
 let fx, up, t, aud, gw2;
 
 before(async () => {
   fx = await startLoginFixture({
-    tenants: { acme: { users: [{ userName: ALICE, externalId: '00u-alice' }, { userName: BOB, externalId: '00u-bob' }] } },
-    accounts: { '00u-alice': { email: ALICE }, '00u-bob': { email: BOB } },
+    tenants: { acme: { users: [{ userName: ALICE, externalId: '00u-alice' }, { userName: BOB, externalId: '00u-bob' }, { userName: CAROL, externalId: '00u-carol' }] } },
+    accounts: { '00u-alice': { email: ALICE }, '00u-bob': { email: BOB }, '00u-carol': { email: CAROL } },
     gatewayArgs: ['--store-map-size', '1M', '--store-reserve', '0'],
   });
   t = fx.t.acme;
@@ -94,6 +95,7 @@ async function fill() {
 test('a logout that cannot be written still cuts her, until a sign-out commits', async () => {
   const a = await connect('00u-alice', ALICE);
   const bob = await connect('00u-bob', BOB);
+  const carol = await connect('00u-carol', CAROL);
   const filled = await fill();
   assert.ok(filled.length > 5, `${filled.length} users fit`);
 
@@ -107,9 +109,14 @@ test('a logout that cannot be written still cuts her, until a sign-out commits',
   assert.equal(await initStatus(a.oauth.access_token), 401, 'her OAuth access token');
   assert.equal((await me(a.b, fx, 'acme')).status, 401, 'her browser session');
   assert.equal((await a.s.request('tools/list', {})).status, 401, 'her MCP session');
-  assert.equal(await initStatus(bob.mgw), 200, 'bob is untouched');
-  assert.equal(bob.stream.isEnded, false);
+  assert.equal(await initStatus(carol.mgw), 200, 'carol is untouched');
+  assert.equal(carol.stream.isEnded, false);
   assert.equal(await metric('mcpgate_store_users_cut_in_memory'), 1);
+  // bob's logout cannot be written either
+  const rb = await postLogout(fx.gw.port, 'acme', logoutToken(fx.okta, { aud }), emailSubject(BOB));
+  assert.equal(rb.status, 422, rb.body);
+  await waitFor(() => bob.stream.isEnded, { timeoutMs: 5000, what: 'his stream to end' });
+  assert.equal(await metric('mcpgate_store_users_cut_in_memory'), 2);
   assert.ok(fx.gw.stderrText().includes(`user ${t.users[ALICE].id} is cut in memory`), 'the operator is told, by id');
 
   // Okta's next push of her (the whole user, active true: nothing changes,
@@ -129,16 +136,26 @@ test('a logout that cannot be written still cuts her, until a sign-out commits',
   assert.equal(gw2.port, fx.gw.port);
   fx.gw = gw2;
   assert.equal(await initStatus(a.mgw), 401, 'still cut after the restart');
-  assert.equal(await metric('mcpgate_store_users_cut_in_memory'), 1);
-  // the admin's restore: it signs her out in its transaction, so her old
-  // credentials stay dead, and lifts the cut
-  const rs = await t.admin('POST', `/users/${alice.id}/restore`);
-  assert.equal(rs.status, 200, rs.body);
-  assert.equal(await metric('mcpgate_store_users_cut_in_memory'), 0);
+  assert.equal(await initStatus(bob.mgw), 401);
+  assert.equal(await metric('mcpgate_store_users_cut_in_memory'), 2);
+  // she signs in again, as after any logout: that sign-in signs her out
+  // first, in its own transaction, so her old credentials stay dead and
+  // the cut ends with its commit
+  const fresh = await grant(fx, fx.browser(), { login: '00u-alice' });
+  assert.equal(await initStatus(fresh.access_token), 200, 'she signs in afresh');
   assert.equal(await initStatus(a.mgw), 401, 'her old employee token stays dead');
   assert.equal(await initStatus(a.oauth.access_token), 401, 'her old OAuth token stays dead');
   assert.equal((await me(a.b, fx, 'acme')).status, 401, 'her old browser session stays dead');
-  const fresh = await grant(fx, fx.browser(), { login: '00u-alice' });
-  assert.equal(await initStatus(fresh.access_token), 200, 'she signs in afresh');
-  assert.equal(await initStatus(bob.mgw), 200);
+  assert.equal(await metric('mcpgate_store_users_cut_in_memory'), 1);
+  // the admin's restore of bob: it signs him out in its transaction, so his
+  // old credentials stay dead, and lifts the cut
+  const rs = await t.admin('POST', `/users/${t.users[BOB].id}/restore`);
+  assert.equal(rs.status, 200, rs.body);
+  assert.equal(await metric('mcpgate_store_users_cut_in_memory'), 0);
+  assert.equal(await initStatus(bob.mgw), 401, 'his old employee token stays dead');
+  assert.equal(await initStatus(bob.oauth.access_token), 401, 'his old OAuth token stays dead');
+  assert.equal((await me(bob.b, fx, 'acme')).status, 401, 'his old browser session stays dead');
+  const bobFresh = await grant(fx, fx.browser(), { login: '00u-bob' });
+  assert.equal(await initStatus(bobFresh.access_token), 200, 'he signs in afresh');
+  assert.equal(await initStatus(carol.mgw), 200);
 });

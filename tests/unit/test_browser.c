@@ -623,6 +623,40 @@ TEST(session_create_get_touch_delete) {
 
 static int sign_out_fn(st_txn *txn, void *arg) { return st_dir_user_sign_out(txn, "acme", arg, "universal_logout"); }
 
+/* A Universal Logout that could not be written cut the user in memory
+ * and left their sessions stored: their next sign-in signs them out in its
+ * own transaction (the old sessions go), is let in, and its commit ends
+ * the cut. Any other kind of cut still refuses the sign-in. */
+TEST(sign_in_after_an_unwritten_logout) {
+  st_store *st = open_store();
+  CHECK(st);
+  char alice[40], bob[40];
+  CHECK_INT(user(st, "acme", "alice@acme.com", "00u-alice", true, alice), 201);
+  CHECK_INT(user(st, "acme", "bob@acme.com", "00u-bob", true, bob), 201);
+  sess old, fresh, b1;
+  sess_init(&old, "acme", "{\"sub\":\"00u-alice\"}", T0, 3600);
+  sess_init(&fresh, "acme", "{\"sub\":\"00u-alice\"}", T0 + 5, 3600);
+  sess_init(&b1, "acme", "{\"sub\":\"00u-bob\"}", T0 + 5, 3600);
+  CHECK_INT(create(st, &old), 0);
+  CHECK_INT(st_dir_user_cut_unwritten(st, "acme", alice, "logout"), 0);
+  CHECK_INT(create(st, &fresh), 0);
+  CHECK(fresh.n.link.sign_out_first);
+  CHECK(!st_dir_user_cut_marked(st, "acme", alice));
+  auth_browser b;
+  CHECK_INT(get(st, "acme", old.cookie, T0 + 6, 900, &b), ST_ENOTFOUND); /* the logout's work done */
+  CHECK_INT(get(st, "acme", fresh.cookie, T0 + 6, 900, &b), 0);
+  CHECK_INT(count(st, "acme", alice), 1);
+  /* an IdP's unwritten deactivation (or an admin's revoke) is not a logout */
+  CHECK_INT(st_dir_user_cut_unwritten(st, "acme", bob, "patch"), 0);
+  CHECK_INT(create(st, &b1), AUTH_EINACTIVE);
+  CHECK(st_dir_user_cut_marked(st, "acme", bob));
+  sess_done(&old);
+  sess_done(&fresh);
+  sess_done(&b1);
+  st_close(st);
+  tmp_cleanup();
+}
+
 TEST(session_deactivation_and_deletion) {
   st_store *st = open_store();
   CHECK(st);
@@ -1237,6 +1271,7 @@ int main(void) {
   RUN(link_email_fallback_and_binding);
   RUN(session_create_get_touch_delete);
   RUN(session_deactivation_and_deletion);
+  RUN(sign_in_after_an_unwritten_logout);
   RUN(session_read_checks_the_user_itself);
   RUN(session_purge_tenant);
   RUN(tenant_deletion_removes_sessions_and_check_is_clean);
