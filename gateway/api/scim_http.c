@@ -290,16 +290,32 @@ static void scan_waiter_closed(uv_handle_t *h) { free(h->data); }
 
 static void scan_wait_tick(uv_timer_t *t) {
   scan_waiter *w = t->data;
-  int busy = gw_limits_heavy_take(w->j->req, w->tenant, GW_HEAVY_SCIM);
+  scim_job *j = w->j;
+  gw_req *req = j->req;
+  if (!gw_req_alive(req)) { /* its client left: nobody waits for it */
+    uv_close((uv_handle_t *)t, scan_waiter_closed);
+    job_free(j);
+    gw_req_drop(req);
+    return;
+  }
+  int busy = gw_limits_heavy_take(req, w->tenant, GW_HEAVY_SCIM);
   if (busy && uv_now(t->loop) < w->until) {
     w->delay = w->delay * 2 > 200 ? 200 : w->delay * 2;
     uv_timer_start(t, scan_wait_tick, w->delay, 0);
     return;
   }
-  scim_job *j = w->j;
   uv_close((uv_handle_t *)t, scan_waiter_closed);
-  if (busy) scan_refuse(j, busy);
-  else scan_start(j, true);
+  if (busy) {
+    scan_refuse(j, busy);
+    return;
+  }
+  /* it waited: its token (revoked meanwhile?) and tenant (deleted?) are
+   * asked again; authenticate answers the refusal */
+  if (authenticate(req, w->tenant, false) != 0) {
+    job_free(j);
+    return;
+  }
+  scan_start(j, true);
 }
 
 /* 0: j waits (scan_wait_tick answers it); -1: no memory to wait */

@@ -1,0 +1,133 @@
+// A SCIM scan past the heavy-read limit waits its turn (Okta sends several
+// at once). Found by review: a waiting scan outlived its client (waited
+// 10 s, then scanned for nobody, while closed connections no longer counted
+// against max_connections), and one that waited was answered with the
+// directory after its SCIM token was revoked or its tenant deleted.
+// The pool is 3 threads here, so the process has one heavy-read slot: one
+// stalled audit export holds it and every scan waits.
+// ci-variants: build-w1
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { startGateway, waitFor, sleep, scrapeMetrics, metricValue } from './lib/gateway.mjs';
+import { startEverything, startRecorder, setupTenant, rawSession, UPSTREAM_SECRET } from './lib/mcp.mjs';
+import { api } from './lib/admin.mjs';
+
+const ALLOW = { version: 1, default: 'block', rules: [{ groups: ['*'], connector: 'everything', allow: ['*'] }] };
+let gw, up, rec, acme, delta;
+const FILTER = '/t/delta/scim/v2/Users?filter=' + encodeURIComponent('userName co "ann"');
+
+async function fill(url, token, n) {
+  const s = await rawSession(url, token);
+  const message = 'x'.repeat(24 * 1024);
+  for (let i = 0; i < n; i += 10) {
+    const rs = await Promise.all(Array.from({ length: Math.min(10, n - i) }, () => s.request('tools/call', { name: 'echo', arguments: { message } })));
+    for (const r of rs) assert.equal(r.status, 200, r.body);
+  }
+}
+
+function stalledExport(port, tenant, token) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1', () => {
+      sock.write(`GET /admin/v1/tenants/${tenant}/audit/export HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n\r\n`);
+      sock.pause();
+      resolve(sock);
+    });
+    sock.on('error', reject);
+  });
+}
+
+/** a scan sent on its own socket; the socket is returned (not read) */
+function rawScan(port, token, path = FILTER) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1', () => {
+      sock.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n\r\n`);
+      resolve(sock);
+    });
+    sock.on('error', () => {});
+    sock.once('error', reject);
+  });
+}
+
+const query = (t) => t.admin('GET', '/audit?limit=1');
+const scimDone = async () => metricValue(await scrapeMetrics(gw), 'mcpgate_http_request_duration_seconds_count', { route: 'scim' });
+
+before(async () => {
+  [gw, up] = await Promise.all([startGateway({ args: ['--audit-args-max', '32768'], env: { UV_THREADPOOL_SIZE: '3' } }), startEverything()]);
+  rec = await startRecorder(up.url);
+  for (const id of ['acme', 'delta', 'eps']) {
+    const t = await setupTenant(gw, { id, users: [`ann@${id}.com`], policy: ALLOW });
+    const r = await t.putConnector('everything', { url: rec.url, description: 'Everything', auth: { type: 'header', name: 'Authorization', value: UPSTREAM_SECRET } });
+    assert.equal(r.status, 201, r.body);
+    if (id === 'acme') acme = { t, token: (await t.mintToken('ann@acme.com')).token };
+    if (id === 'delta') delta = { t };
+    if (id === 'eps') delta.eps = t;
+  }
+  await fill(acme.t.mcpUrl('everything'), acme.token, 300);
+  await waitFor(async () => (await query(acme.t)).json?.records?.length === 1, { what: 'acme\'s records' });
+});
+after(async () => { await gw?.stop(); await rec?.stop?.(); await up?.stop?.(); });
+
+async function holdTheSlot() {
+  const x = await stalledExport(gw.port, 'acme', acme.t.opToken);
+  let r;
+  await waitFor(async () => (r = await query(delta.t)).status === 503, { timeoutMs: 8000, what: 'the process at its one heavy read' });
+  return x;
+}
+
+test('a waiting scan whose client is gone ends at once: it does not wait 10 s, then scan for nobody', async () => {
+  const x = await holdTheSlot();
+  const before = await scimDone();
+  const socks = [];
+  for (let i = 0; i < 20; i++) socks.push(await rawScan(gw.port, delta.t.scim.token));
+  await sleep(300); // every scan is in, waiting
+  for (const s of socks) s.resetAndDestroy(); // the clients are gone (RST)
+  await sleep(1500);
+  const m = await scrapeMetrics(gw);
+  const open = metricValue(m, 'mcpgate_http_connections_open');
+  const ended = metricValue(m, 'mcpgate_http_request_duration_seconds_count', { route: 'scim' }) - before;
+  // the connections are closed (they no longer count against max_connections) ...
+  assert.ok(open <= 3, `connections open: ${open}`);
+  // ... so the waiting requests must end too, or any number of them can pile up
+  try {
+    assert.equal(ended, 20, 'the 20 scans whose clients left ended within 1.5 s (they still wait for a slot)');
+  } finally {
+    x.destroy();
+    await waitFor(async () => (await scimDone()) - before >= 20, { timeoutMs: 15000, what: 'the abandoned scans to end' });
+  }
+});
+
+test('a scan that waited is not answered once its SCIM token was revoked meanwhile', async () => {
+  const mk = await api(gw.port, delta.t.opToken, 'POST', '/admin/v1/tenants/delta/scim-tokens', { name: 'second' });
+  assert.equal(mk.status, 201, mk.body);
+  const tok = mk.json.token;
+  const x = await holdTheSlot();
+  const sock = await rawScan(gw.port, tok);
+  let reply = '';
+  sock.on('data', (d) => { reply += d; });
+  await sleep(300);
+  const rv = await api(gw.port, delta.t.opToken, 'DELETE', `/admin/v1/tenants/delta/scim-tokens/${mk.json.id}`);
+  assert.equal(rv.status, 204, rv.body);
+  assert.equal((await delta.t.scim.call('GET', '/Users', undefined, { headers: { authorization: `Bearer ${tok}` } })).status, 401, 'the token is revoked');
+  x.destroy();
+  await waitFor(() => reply.includes('\r\n\r\n'), { timeoutMs: 15000, what: 'the waiting scan\'s reply' });
+  sock.destroy();
+  const status = Number(reply.split(' ')[1]);
+  assert.notEqual(status, 200, `answered with the directory after the token was revoked: ${reply.slice(0, 300)}`);
+});
+
+test('a scan that waited is not answered once its tenant was deleted meanwhile', async () => {
+  const eps = delta.eps;
+  const x = await holdTheSlot();
+  const sock = await rawScan(gw.port, eps.scim.token, '/t/eps/scim/v2/Users?filter=' + encodeURIComponent('userName co "ann"'));
+  let reply = '';
+  sock.on('data', (d) => { reply += d; });
+  await sleep(300);
+  const d = await api(gw.port, eps.opToken, 'DELETE', '/admin/v1/tenants/eps');
+  assert.ok(d.status === 202 || d.status === 204 || d.status === 200, `${d.status} ${d.body}`);
+  x.destroy();
+  await waitFor(() => reply.includes('\r\n\r\n'), { timeoutMs: 15000, what: 'the waiting scan\'s reply' });
+  sock.destroy();
+  const status = Number(reply.split(' ')[1]);
+  assert.notEqual(status, 200, `answered after the tenant was deleted: ${reply.slice(0, 400)}`);
+});
