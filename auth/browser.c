@@ -104,7 +104,10 @@ int auth_browser_create(st_txn *txn, auth_browser_new *n) {
   /* a Universal Logout that could not be written left the user's
    * credentials and cut them in memory: this sign-in deletes those first
    * (its commit ends the cut), as the logout would have, then goes on */
-  if (n->link.sign_out_first && (rc = st_dir_user_sign_out(txn, n->tenant, n->link.user_id, "signin"))) return rc;
+  if (n->link.sign_out_first) {
+    st_txn_ordinary(txn); /* a sign-in: never the room kept for taking access away */
+    if ((rc = st_dir_user_sign_out(txn, n->tenant, n->link.user_id, "signin"))) return rc;
+  }
   if (n->link.bind && (rc = auth_link_bind(txn, n->tenant, &n->link))) return rc;
   n->expires = n->now + n->max_s;
   json_t *r = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "tenant", n->tenant, "user",

@@ -303,6 +303,10 @@ int st_del(st_txn *txn, st_db db, const void *k, size_t klen);
  * reserve. Call from the job or from a hook it triggers (sticky for the
  * job's run). Write txns only; a no-op otherwise. */
 void st_txn_use_reserve(st_txn *txn);
+/* Marks the txn's job as an ordinary write whatever it emits: it never
+ * uses the reserve (a sign-in that signs a user out first still creates a
+ * session). Sticky for the job's run, and wins over st_txn_use_reserve. */
+void st_txn_ordinary(st_txn *txn);
 
 /* Cursors: ordered scans over one database.
  *   st_cursor *c; st_cursor_open(txn, ST_DB_TOKENS, &c);

@@ -45,6 +45,7 @@ struct st_txn {
   int migrating;       /* a migration step's txn: st_db_create allowed */
   int wrote;           /* st_put was called: the job writes (the reserve's mark applies) */
   int use_reserve;     /* st_txn_use_reserve: the job takes access away */
+  int ordinary;        /* st_txn_ordinary: the job writes ordinary data too: never the reserve */
   uint64_t cutgen;     /* st->cutgen when the txn began: part of st_txn_snapshot */
   st__action *act_head, *act_tail;
   struct st_cursor *cursors;

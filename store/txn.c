@@ -232,6 +232,10 @@ void st_txn_use_reserve(st_txn *t) {
   if (t && t->write) t->use_reserve = 1;
 }
 
+void st_txn_ordinary(st_txn *t) {
+  if (t && t->write) t->ordinary = 1;
+}
+
 size_t st__pages_used(st_store *st, MDB_txn *txn) {
   MDB_stat ms;
   size_t n = 2; /* the meta pages */

@@ -326,7 +326,7 @@ static int run_child(st_store *st, MDB_txn *parent, st__job *j, int *resource, i
   size_t before = st->reserve_pages ? st__pages_used(st, child) : 0;
   status = j->fn(&t, j->arg);
   st__txn_close_cursors(&t);
-  if (status >= 0 && !t.poison && st->reserve_pages && t.wrote && !t.use_reserve &&
+  if (status >= 0 && !t.poison && st->reserve_pages && t.wrote && (!t.use_reserve || t.ordinary) &&
       over_mark(st, before, st__pages_used(st, child))) {
     /* Refused like a real MAP_FULL: aborted whole, and behind other jobs
      * re-run at the head of a fresh batch (their growth may be why). */

@@ -494,8 +494,11 @@ static int on_user_gone(st_txn *txn, int kind, const void *event, void *ctx) {
   fill(&r, ev->tenant, ev->id, NULL, NULL);
   /* a DELETE of an active user deactivates first: counted there; the one
    * sign-out everywhere there is, Okta's Universal Logout */
+  /* a sign-out by the admin's restore or the user's sign-in completes a
+   * logout that could not be written, counted when it came */
   if (kind == ST_DIR_EV_USER_SIGNED_OUT)
-    r.trigger = ev->via && !strcmp(ev->via, "restore") ? GW_REV_ADMIN : GW_REV_UNIVERSAL_LOGOUT;
+    r.trigger = ev->via && (!strcmp(ev->via, "restore") || !strcmp(ev->via, "signin")) ? GW_REV_NONE
+                                                                                      : GW_REV_UNIVERSAL_LOGOUT;
   else if (kind == SCIM_EV_USER_DEACTIVATED && ev->via) r.trigger = user_trigger(ev->via);
   return gw__fanout_on_commit(txn, ctx, &r);
 }

@@ -147,6 +147,9 @@ test('a logout that cannot be written still cuts her, until a sign-out commits',
   assert.equal(await initStatus(a.oauth.access_token), 401, 'her old OAuth token stays dead');
   assert.equal((await me(a.b, fx, 'acme')).status, 401, 'her old browser session stays dead');
   assert.equal(await metric('mcpgate_store_users_cut_in_memory'), 1);
+  // her sign-in completed the logout this process never received: it is
+  // not counted as one (found by review)
+  assert.equal(await metric('mcpgate_revocations_total\\{trigger="universal_logout"\\}'), 0);
   // the admin's restore of bob: it signs him out in its transaction, so his
   // old credentials stay dead, and lifts the cut
   const rs = await t.admin('POST', `/users/${t.users[BOB].id}/restore`);

@@ -657,6 +657,62 @@ TEST(sign_in_after_an_unwritten_logout) {
   tmp_cleanup();
 }
 
+/* Found by review: the store's reserve (store.h) is kept for writes that
+ * take access away; once ordinary writes fill the rest, every ordinary
+ * write is refused alike. A sign-in is an ordinary write (bob's is refused)
+ * — but the sign-in of a user cut by an unwritten Universal Logout emits
+ * USER_SIGNED_OUT, which marks the whole job as taking access away, so its
+ * new session, state and binding go into the reserve. */
+typedef struct fill_job { char k[32]; } fill_job;
+static int fill_fn(st_txn *txn, void *arg) {
+  fill_job *j = arg;
+  static char buf[6000];
+  memset(buf, 'f', sizeof buf);
+  return st_put(txn, ST_DB_TENANTS, j->k, strlen(j->k), buf, sizeof buf, 0);
+}
+TEST(sign_in_after_an_unwritten_logout_does_not_write_into_the_reserve) {
+  tmp_cleanup();
+  strcpy(g_tmp, "/tmp/mcpgate-test-browser-XXXXXX");
+  CHECK(mkdtemp(g_tmp) != NULL);
+  char dir[128];
+  snprintf(dir, sizeof dir, "%s/store", g_tmp);
+  st_options o = {0};
+  o.dir = dir;
+  o.map_size = 1024 * 1024;
+  o.reserve = 256 * 1024;
+  o.log = gw_store_log;
+  st_store *st = NULL;
+  CHECK_INT(st_open(&st, &o), 0);
+  int rc = scim_register_purge(st);
+  scim_register_checks(st);
+  if (!rc) rc = auth_register_hooks(st);
+  if (!rc) rc = auth_register_purge(st);
+  if (!rc) rc = auth_browser_register(st);
+  if (!rc) rc = tenant_op(st, "acme", 0);
+  CHECK_INT(rc, 0);
+  char alice[40], bob[40];
+  CHECK_INT(user(st, "acme", "alice@acme.com", "00u-alice", true, alice), 201);
+  CHECK_INT(user(st, "acme", "bob@acme.com", "00u-bob", true, bob), 201);
+  /* ordinary writes until the store is full */
+  fill_job fj;
+  for (int i = 0; i < 1000; i++) {
+    snprintf(fj.k, sizeof fj.k, "fill/%04d", i);
+    if ((rc = st_write_sync(st, fill_fn, &fj)) < 0) break;
+  }
+  CHECK_INT(rc, ST_EMAPFULL);
+  sess a, b;
+  sess_init(&a, "acme", "{\"sub\":\"00u-alice\"}", T0, 3600);
+  sess_init(&b, "acme", "{\"sub\":\"00u-bob\"}", T0, 3600);
+  CHECK_INT(create(st, &b), ST_EMAPFULL); /* an ordinary sign-in: refused */
+  CHECK_INT(st_dir_user_cut_unwritten(st, "acme", alice, "logout"), 0);
+  rc = create(st, &a);
+  CHECK_INT(rc, ST_EMAPFULL); /* hers is a sign-in too: it must not take the room kept for taking access away */
+  sess_done(&a);
+  sess_done(&b);
+  st_close(st);
+  tmp_cleanup();
+}
+
 TEST(session_deactivation_and_deletion) {
   st_store *st = open_store();
   CHECK(st);
@@ -1272,6 +1328,7 @@ int main(void) {
   RUN(session_create_get_touch_delete);
   RUN(session_deactivation_and_deletion);
   RUN(sign_in_after_an_unwritten_logout);
+  RUN(sign_in_after_an_unwritten_logout_does_not_write_into_the_reserve);
   RUN(session_read_checks_the_user_itself);
   RUN(session_purge_tenant);
   RUN(tenant_deletion_removes_sessions_and_check_is_clean);
