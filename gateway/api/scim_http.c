@@ -3,8 +3,11 @@
  * Authenticates the tenant's SCIM token (Bearer, or Basic with the token as
  * password), checks content types, parses bodies strictly (duplicate keys
  * refused), then hands a parsed request to scim/: reads in a short read
- * transaction right here, writes as ONE writer job whose reply is sent
- * from its done callback after the commit and the post-commit actions.
+ * transaction right here — a scan (a filter no index answers) on libuv's
+ * pool instead, holding a heavy-read slot (gateway/core/limits.h), waiting
+ * up to SCAN_WAIT_MS for one and authenticating again after a wait —,
+ * writes as ONE writer job whose reply is sent from its done callback
+ * after the commit and the post-commit actions.
  *
  * Also owns the SCIM metrics: lifecycle events counted by post-commit
  * actions (only committed events count) and, per tenant, when the last SCIM
