@@ -10,35 +10,13 @@
 // ci-variants: build-w1
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
+import { fillAuditChain, stalledExport } from './lib/stalled.mjs';
 import { waitFor, scrapeMetrics, metricValue } from './lib/gateway.mjs';
 import { startProxyFixture, setupTenant, rawSession, UPSTREAM_SECRET } from './lib/mcp.mjs';
 
 const ALLOW = { version: 1, default: 'block', rules: [{ groups: ['*'], connector: 'everything', allow: ['*'] }] };
 let fx;
 const tenants = {};
-
-/** n calls of echo with ~24 KB of arguments each: the tenant's chain grows past what sockets buffer */
-async function fill(url, token, n) {
-  const s = await rawSession(url, token);
-  const message = 'x'.repeat(24 * 1024);
-  for (let i = 0; i < n; i += 10) {
-    const rs = await Promise.all(Array.from({ length: Math.min(10, n - i) }, () => s.request('tools/call', { name: 'echo', arguments: { message } })));
-    for (const r of rs) assert.equal(r.status, 200, r.body);
-  }
-}
-
-/** An export whose client never reads: the gateway waits for it to drain. Resolves once the request is sent. */
-function stalledExport(port, tenant, token) {
-  return new Promise((resolve, reject) => {
-    const sock = net.connect(port, '127.0.0.1', () => {
-      sock.write(`GET /admin/v1/tenants/${tenant}/audit/export HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n\r\n`);
-      sock.pause();
-      resolve(sock);
-    });
-    sock.on('error', reject);
-  });
-}
 
 const query = (t) => t.admin('GET', '/audit?limit=1');
 
@@ -54,7 +32,7 @@ before(async () => {
   }
   // three tenants with chains that take more than one export chunk (256
   // records) and more bytes than loopback sockets buffer
-  await Promise.all(['acme', 'beta', 'gamma'].map((id) => fill(tenants[id].t.mcpUrl('everything'), tenants[id].token, 300)));
+  await Promise.all(['acme', 'beta', 'gamma'].map((id) => fillAuditChain(tenants[id].t.mcpUrl('everything'), tenants[id].token, 300)));
   await waitFor(async () => (await query(tenants.gamma.t)).json?.records?.length === 1, { what: 'gamma\'s records' });
 });
 after(async () => { await fx?.gw.stop(); await fx?.up.stop?.(); });
@@ -111,7 +89,7 @@ test('an export whose client stops reading is cut after send_timeout_ms (3 s her
   const f2 = await startProxyFixture({ gatewayArgs: ['--audit-args-max', '32768', '--send-timeout-ms', '3000'] });
   try {
     await f2.t.setPolicy(ALLOW);
-    await fill(f2.url, f2.tokens.alice, 300);
+    await fillAuditChain(f2.url, f2.tokens.alice, 300);
     await waitFor(async () => (await query(f2.t)).json?.records?.length === 1, { what: 'the records' });
     const socks = [await stalledExport(f2.gw.port, 'acme', f2.t.opToken), await stalledExport(f2.gw.port, 'acme', f2.t.opToken)];
     const closed = socks.map((x) => new Promise((res) => x.on('close', res)));

@@ -9,33 +9,16 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { fillAuditChain, stalledExport } from './lib/stalled.mjs';
 import { startGateway, waitFor, sleep, scrapeMetrics, metricValue } from './lib/gateway.mjs';
-import { startEverything, startRecorder, setupTenant, rawSession, UPSTREAM_SECRET } from './lib/mcp.mjs';
+import { startEverything, startRecorder, setupTenant, UPSTREAM_SECRET } from './lib/mcp.mjs';
 import { api } from './lib/admin.mjs';
 
 const ALLOW = { version: 1, default: 'block', rules: [{ groups: ['*'], connector: 'everything', allow: ['*'] }] };
 let gw, up, rec, acme, delta;
 const FILTER = '/t/delta/scim/v2/Users?filter=' + encodeURIComponent('userName co "ann"');
 
-async function fill(url, token, n) {
-  const s = await rawSession(url, token);
-  const message = 'x'.repeat(24 * 1024);
-  for (let i = 0; i < n; i += 10) {
-    const rs = await Promise.all(Array.from({ length: Math.min(10, n - i) }, () => s.request('tools/call', { name: 'echo', arguments: { message } })));
-    for (const r of rs) assert.equal(r.status, 200, r.body);
-  }
-}
 
-function stalledExport(port, tenant, token) {
-  return new Promise((resolve, reject) => {
-    const sock = net.connect(port, '127.0.0.1', () => {
-      sock.write(`GET /admin/v1/tenants/${tenant}/audit/export HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n\r\n`);
-      sock.pause();
-      resolve(sock);
-    });
-    sock.on('error', reject);
-  });
-}
 
 /** a scan sent on its own socket; the socket is returned (not read) */
 function rawScan(port, token, path = FILTER) {
@@ -63,7 +46,7 @@ before(async () => {
     if (id === 'delta') delta = { t };
     if (id === 'eps') delta.eps = t;
   }
-  await fill(acme.t.mcpUrl('everything'), acme.token, 300);
+  await fillAuditChain(acme.t.mcpUrl('everything'), acme.token, 300);
   await waitFor(async () => (await query(acme.t)).json?.records?.length === 1, { what: 'acme\'s records' });
 });
 after(async () => { await gw?.stop(); await rec?.stop?.(); await up?.stop?.(); });
