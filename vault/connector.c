@@ -281,15 +281,22 @@ static bool same_identity(const json_t *old, const json_t *config) {
 }
 
 /* Does the upstream see another credential after this PUT: other auth
- * settings (same_identity), or another sealed value (compared in constant
- * time; an old value that cannot be read counts as changed: fail closed).
+ * settings (same_identity), or another shared header value (compared in
+ * constant time; an old value that cannot be read counts as changed: fail
+ * closed); an oauth client's rotated secret is not one.
  * 0 and *out, or a store error. */
 static int rekeyed(st_txn *txn, const char *tenant, const char *name, const json_t *old, const json_t *config,
                    const char *secret, bool *out) {
   *out = true;
   if (!same_identity(old, config)) return 0;
-  bool was_oauth = !strcmp(json_string_value(json_object_get(json_object_get(old, "auth"), "type")) ?: "", "oauth");
-  st_aad aad = {tenant, was_oauth ? VAULT_CLIENT_KIND : VAULT_SECRET_KIND, name};
+  /* the same oauth client (same_identity): calls run with each employee's
+   * own tokens; its secret is only the gateway's toward the authorization
+   * server, and rotating it changes nobody's rights upstream */
+  if (!strcmp(json_string_value(json_object_get(json_object_get(old, "auth"), "type")) ?: "", "oauth")) {
+    *out = false;
+    return 0;
+  }
+  st_aad aad = {tenant, VAULT_SECRET_KIND, name};
   uint8_t *pt = NULL;
   size_t n = 0;
   int rc = st_secret_get(txn, &aad, &pt, &n);

@@ -511,6 +511,44 @@ TEST(oauth_put_seals_client_secret_and_switching_type_removes_it) {
   close_store();
 }
 
+/* What a connector PUT tells the rest (ST_EVENT_CONNECTOR_PUT): "rekeyed"
+ * (approvals end) when the upstream sees another credential — other auth
+ * settings, or another shared header value; not the same document again,
+ * and not an oauth client secret rotated for the same client (the calls
+ * run with each employee's own tokens). */
+static int last_rekeyed = -1, last_moved = -1;
+static int on_put_ev(st_txn *txn, int kind, const void *event, void *ctx) {
+  (void)txn, (void)kind, (void)ctx;
+  const vault_connector_event *ev = event;
+  last_rekeyed = ev->rekeyed;
+  last_moved = ev->moved;
+  return 0;
+}
+#define HDR(v) "{\"url\":\"https://mcp.example.com/mcp\",\"auth\":{\"type\":\"header\",\"name\":\"Authorization\",\"value\":\"" v "\"}}"
+TEST(connector_put_says_when_the_credential_changed) {
+  CHECK(open_store());
+  CHECK_INT(st_hook_add(g_st, ST_EVENT_CONNECTOR_PUT, on_put_ev, NULL), 0);
+  CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
+  CHECK_INT(last_rekeyed, 0); /* new */
+  CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
+  CHECK_INT(last_rekeyed, 0); /* the same document again */
+  const char *rotated = "{\"url\":\"https://mcp.example.com/mcp\",\"auth\":{\"type\":\"oauth\","
+                        "\"authorize_url\":\"https://as.example.com/authorize\",\"token_url\":\"https://as.example.com/token\","
+                        "\"revocation_url\":\"https://as.example.com/revoke\",\"client_id\":\"cid-1\","
+                        "\"client_secret\":\"ROTATED-SECRET\",\"scopes\":[\"read\",\"write\"]}}";
+  CHECK_INT(conn_put("acme", "docs", rotated), 0);
+  CHECK_INT(last_rekeyed, 0); /* the same client's secret rotated */
+  CHECK_INT(conn_put("acme", "docs", HDR("Bearer A")), 0);
+  CHECK_INT(last_rekeyed, 1); /* another auth type */
+  CHECK_INT(conn_put("acme", "docs", HDR("Bearer A")), 0);
+  CHECK_INT(last_rekeyed, 0);
+  CHECK_INT(conn_put("acme", "docs", HDR("Bearer B")), 0);
+  CHECK_INT(last_rekeyed, 1); /* another shared credential */
+  CHECK_INT(last_moved, 0);
+  close_store();
+}
+#undef HDR
+
 /* ==== token endpoint replies ========================================================== */
 
 #define AT "SECRETACCESSTOKEN0123456789"
@@ -1876,6 +1914,7 @@ int main(void) {
   RUN(oauth_parse_refusals);
   RUN(oauth_parse_secret_needs_confidential_auth);
   RUN(oauth_put_seals_client_secret_and_switching_type_removes_it);
+  RUN(connector_put_says_when_the_credential_changed);
   RUN(tokens_from_reply_accepts);
   RUN(tokens_from_reply_refuses);
   RUN(grant_round_trip_and_nothing_in_the_clear);
