@@ -606,24 +606,20 @@ int st_dir_user_cut_unwritten(st_store *st, const char *tenant, const char *id, 
 
 size_t st_dir_users_cut_count(st_store *st) { return st ? atomic_load(&st->nusers) : 0; }
 
-/* whether tenant/id has a mark with that kind */
-static bool cut_has_kind(st_store *st, const char *tenant, const char *id, uint8_t kind) {
-  if (atomic_load(&st->ncut) == 0) return false;
+/* the kinds of tenant/id's mark (0: none) */
+static uint8_t cut_kinds(st_store *st, const char *tenant, const char *id) {
+  if (atomic_load(&st->ncut) == 0) return 0;
   uv_mutex_lock(&st->cutmu);
   long i = cut_find(st, tenant, id);
-  bool has = i >= 0 && (st->cut[i].kinds & kind);
+  uint8_t kinds = i >= 0 ? st->cut[i].kinds : 0;
   uv_mutex_unlock(&st->cutmu);
-  return has;
+  return kinds;
 }
 
 bool st_dir_user_usable_once_signed_out(st_txn *txn, const char *tenant, const json_t *user) {
   const char *id = json_string_value(json_object_get(user, "id"));
-  if (!txn || !tenant || !id || !st_dir_user_record_active(user) || atomic_load(&txn->st->ncut) == 0) return false;
-  uv_mutex_lock(&txn->st->cutmu);
-  long i = cut_find(txn->st, tenant, id);
-  bool logout_only = i >= 0 && txn->st->cut[i].kinds == CUT_K_LOGOUT;
-  uv_mutex_unlock(&txn->st->cutmu);
-  return logout_only && st_dir_user_block_get(txn, tenant, id, NULL) == ST_ENOTFOUND;
+  return txn && tenant && id && st_dir_user_record_active(user) && cut_kinds(txn->st, tenant, id) == CUT_K_LOGOUT &&
+         st_dir_user_block_get(txn, tenant, id, NULL) == ST_ENOTFOUND;
 }
 
 bool st_dir_user_cut_marked(st_store *st, const char *tenant, const char *id) {
@@ -767,7 +763,7 @@ int st_dir_user_unblock(st_txn *txn, const char *tenant, const char *uid, bool *
    * be written left no block to delete). A logout that could not be
    * written left the user's credentials: the restore signs them out first
    * (its commit ends that mark), so they sign in afresh. */
-  if (!rc && cut_has_kind(txn->st, tenant, uid, CUT_K_LOGOUT))
+  if (!rc && (cut_kinds(txn->st, tenant, uid) & CUT_K_LOGOUT))
     rc = user_emit(txn, ST_DIR_EV_USER_SIGNED_OUT, tenant, uid, u, "restore");
   if (!rc) rc = cut_end_after(txn, tenant, uid, CUT_K_IDP | CUT_K_ADMIN);
   json_decref(u);

@@ -120,6 +120,8 @@ test('out-of-range value → non-zero exit naming the key', async () => {
   // 0 is "auto" (from the descriptor limit); below and above the bounds fail
   await assertRejected(['--max-connections', '-1'], {}, 'max_connections');
   await assertRejected(['--max-connections', '1000001'], {}, 'max_connections');
+  await assertRejected(['--send-timeout-ms', '5'], {}, 'send_timeout_ms');
+  await assertRejected([], { MCPGATE_SEND_TIMEOUT_MS: 'soon' }, 'send_timeout_ms');
 });
 
 test('wrong type (flag and env) → non-zero exit naming the key', async () => {
