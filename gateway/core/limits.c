@@ -223,6 +223,13 @@ void gw_limits_request_done(gw_server *srv, gw_req *req) {
 void gw_limits_metrics(gw_server *srv, gw_buf *out) {
   gw_limits *l = srv->limits;
   if (!l) return;
+  uv_mutex_lock(&l->mu);
+  long long heavy_open = (long long)l->heavy_open;
+  uv_mutex_unlock(&l->mu);
+  gw_buf_printf(out,
+                "# HELP mcpgate_heavy_reads_open Audit queries and exports, reviewers' lists and SCIM scans running "
+                "now (every tenant).\n# TYPE mcpgate_heavy_reads_open gauge\nmcpgate_heavy_reads_open %lld\n",
+                heavy_open);
   gw_buf_printf(out,
                 "# HELP mcpgate_auth_failures_limited_total Requests with a credential that did not verify, answered "
                 "429 because their address passed auth_failures_per_address.\n"

@@ -10,7 +10,7 @@
 // ci-variants: build-w1
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { fillAuditChain, stalledExport } from './lib/stalled.mjs';
+import { fillAuditChain, stalledExport, heavyOpen } from './lib/stalled.mjs';
 import { waitFor, scrapeMetrics, metricValue } from './lib/gateway.mjs';
 import { startProxyFixture, setupTenant, rawSession, UPSTREAM_SECRET } from './lib/mcp.mjs';
 
@@ -53,14 +53,17 @@ test('a tenant has at most two audit reads open: the third is 429 with Retry-Aft
   a.destroy();
   await waitFor(async () => (await query(t)).status === 200, { timeoutMs: 8000, what: 'the slot of the export whose client left' });
   b.destroy();
+  await waitFor(async () => (await heavyOpen(fx.gw)) === 0, { timeoutMs: 8000, what: 'every heavy read ended' });
   const m = await scrapeMetrics(fx.gw);
   assert.ok(metricValue(m, 'mcpgate_heavy_reads_limited_total', { limit: 'tenant' }) >= 2, 'counted');
 });
 
 test('the process has at most six heavy reads open: past it every tenant\'s query, reviewers\' list and SCIM scan waits its turn', async () => {
   const socks = [];
+  try {
   for (const id of ['acme', 'beta', 'gamma'])
     for (let i = 0; i < 2; i++) socks.push(await stalledExport(fx.gw.port, id, tenants[id].t.opToken));
+  assert.equal(await heavyOpen(fx.gw), 6, 'six exports hold the process\'s slots');
   const d = tenants.delta.t;
   let r;
   await waitFor(async () => (r = await query(d)).status === 503, { timeoutMs: 8000, what: 'delta\'s query refused while six exports wait' });
@@ -80,6 +83,7 @@ test('the process has at most six heavy reads open: past it every tenant\'s quer
   await waitFor(async () => (await query(d)).status === 200, { timeoutMs: 8000, what: 'the slots back' });
   const m = await scrapeMetrics(fx.gw);
   assert.ok(metricValue(m, 'mcpgate_heavy_reads_limited_total', { limit: 'process' }) >= 1, 'counted');
+  } finally { for (const x of socks) x.destroy(); }
 });
 
 test('an export whose client stops reading is cut after send_timeout_ms (3 s here), and its slot comes back without the client leaving', async () => {

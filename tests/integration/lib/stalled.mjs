@@ -5,11 +5,14 @@
 //   fillAuditChain(url, token, n)        n tools/call of echo with ~24 KB of
 //                                        arguments (one record each); more
 //                                        than 256 (one export chunk) to stall
-//   stalledExport(port, tenant, token)   the export's socket, paused once the
-//                                        request is sent (never read)
+//   stalledExport(port, tenant, token)   the export's socket, paused once its
+//                                        200 head arrived (the export holds
+//                                        its slot); never read after that
+//   heavyOpen(gw)                        mcpgate_heavy_reads_open
 import assert from 'node:assert/strict';
 import net from 'node:net';
 
+import { scrapeMetrics, metricValue } from './gateway.mjs';
 import { rawSession } from './mcp.mjs';
 
 export async function fillAuditChain(url, token, n) {
@@ -25,9 +28,17 @@ export function stalledExport(port, tenant, token) {
   return new Promise((resolve, reject) => {
     const sock = net.connect(port, '127.0.0.1', () => {
       sock.write(`GET /admin/v1/tenants/${tenant}/audit/export HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n\r\n`);
+    });
+    sock.once('data', (d) => {
       sock.pause();
-      resolve(sock);
+      const head = d.toString('latin1', 0, 12);
+      if (head === 'HTTP/1.1 200') resolve(sock);
+      else { sock.destroy(); reject(new Error(`the export did not start: ${d.toString('latin1', 0, 200)}`)); }
     });
     sock.on('error', reject);
   });
+}
+
+export async function heavyOpen(gw) {
+  return metricValue(await scrapeMetrics(gw), 'mcpgate_heavy_reads_open');
 }
