@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 void gw_buf_init(gw_buf *b, size_t max) {
   b->data = NULL;
@@ -73,15 +76,29 @@ size_t gw_strjoin(char *dst, size_t size, ...) {
 }
 
 size_t gw_utoa(unsigned long long v, char *out) {
+  /* two digits per division (times, lengths and ids are written on every
+   * request), from the back of a scratch copied once */
+  static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                              "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                              "8081828384858687888990919293949596979899";
   char t[24];
   size_t i = sizeof t;
-  do {
-    t[--i] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  memcpy(out, t + i, sizeof t - i);
-  out[sizeof t - i] = '\0';
-  return sizeof t - i;
+  while (v >= 100) {
+    unsigned d = (unsigned)(v % 100);
+    v /= 100;
+    i -= 2;
+    memcpy(t + i, pairs + 2 * d, 2);
+  }
+  if (v >= 10) {
+    i -= 2;
+    memcpy(t + i, pairs + 2 * v, 2);
+  } else {
+    t[--i] = (char)('0' + v);
+  }
+  size_t n = sizeof t - i;
+  memcpy(out, t + i, n);
+  out[n] = '\0';
+  return n;
 }
 
 size_t gw_itoa(long long v, char *out) {
@@ -131,4 +148,28 @@ char *gw_buf_take(gw_buf *b, size_t *len) {
   b->data = NULL;
   b->len = b->cap = 0;
   return p;
+}
+
+const char *gw_memmem(const void *hv, size_t n, const void *nv, size_t k) {
+  const char *h = hv, *nd = nv;
+  if (k == 0) return h;
+  if (k > n) return NULL;
+  if (k == 1) return memchr(h, nd[0], n);
+  size_t i = 0;
+#if defined(__SSE2__)
+  const __m128i f = _mm_set1_epi8(nd[0]), l = _mm_set1_epi8(nd[k - 1]);
+  /* both loads stay inside h: the second ends at i + k - 1 + 16 <= n */
+  for (; i + k - 1 + 16 <= n; i += 16) {
+    __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(h + i));
+    __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(h + i + k - 1));
+    unsigned m = (unsigned)_mm_movemask_epi8(_mm_and_si128(_mm_cmpeq_epi8(a, f), _mm_cmpeq_epi8(b, l)));
+    for (; m; m &= m - 1) {
+      size_t j = i + (size_t)__builtin_ctz(m);
+      if (!memcmp(h + j + 1, nd + 1, k - 2)) return h + j;
+    }
+  }
+#endif
+  for (; i + k <= n; i++) /* the tail (or everything without SSE2) */
+    if (h[i] == nd[0] && h[i + k - 1] == nd[k - 1] && !memcmp(h + i + 1, nd + 1, k - 2)) return h + i;
+  return NULL;
 }

@@ -39,6 +39,12 @@ size_t gw_strjoin(char *dst, size_t size, ...);
  * NUL-terminated; its length. */
 size_t gw_utoa(unsigned long long v, char *out);
 size_t gw_itoa(long long v, char *out);
+/* The first occurrence of needle (k bytes) in h (n bytes), or NULL (h
+ * when k is 0): memmem for the short needles the proxy looks for in every
+ * reply ("tools", \u, "isError"). glibc's memmem spends ~2 instructions
+ * a byte on them; this compares 16 candidate positions at a time on the
+ * needle's first and last bytes (SSE2), then only those positions whole. */
+const char *gw_memmem(const void *h, size_t n, const void *needle, size_t k);
 void gw_buf_reset(gw_buf *b);
 void gw_buf_free(gw_buf *b);
 /* Takes the memory out of the buffer (caller frees); the buffer is empty. */

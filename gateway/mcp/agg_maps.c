@@ -289,8 +289,8 @@ void gw__agg_sweep(gw_mcp_shared *sh, const gw_session_limits *lim, st_txn *txn,
 bool gw__agg_vouch(gw_exchange *x, const char *body, size_t n) {
   /* what gw__agg_rewrite acts on, none of it spellable without these
    * bytes (\u is the only escape that makes letters) */
-  if (!gw__agg_is_call(x) || json_array_size(x->ids) != 1 || memmem(body, n, "\\u", 2) ||
-      memmem(body, n, "\"tools\"", 7) || memmem(body, n, "\"resource", 9))
+  if (!gw__agg_is_call(x) || json_array_size(x->ids) != 1 || gw_memmem(body, n, "\\u", 2) ||
+      gw_memmem(body, n, "\"tools\"", 7) || gw_memmem(body, n, "\"resource", 9))
     return false;
   static const char *const paths[] = {"id", "method", "result", "error"};
   gw_json_span v[4];

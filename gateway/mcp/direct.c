@@ -81,7 +81,7 @@ static bool filter_reply(gw_exchange *x, json_t *j) {
  * is then neither written literally nor spelled with \u escapes (the only
  * escape that can produce its letters). */
 static bool may_carry_tools(const char *data, size_t n) {
-  return memmem(data, n, "\"tools\"", 7) || memmem(data, n, "\\u", 2);
+  return gw_memmem(data, n, "\"tools\"", 7) || gw_memmem(data, n, "\\u", 2);
 }
 
 /* filter_reply changes only tool lists: a reply that cannot carry one is
@@ -202,7 +202,7 @@ static void note_event(gw_exchange *x, const char *ev, size_t n) {
   if (x->kind != GW_X_POST || !x->ids) return;
   if (!x->resumable && has_id_line(ev, n)) x->resumable = true;
   if (json_array_size(x->replied) >= json_array_size(x->ids)) return;
-  if (!memmem(ev, n, "\"result\"", 8) && !memmem(ev, n, "\"error\"", 7) && !memmem(ev, n, "\\u", 2)) return;
+  if (!gw_memmem(ev, n, "\"result\"", 8) && !gw_memmem(ev, n, "\"error\"", 7) && !gw_memmem(ev, n, "\\u", 2)) return;
   gw_buf data;
   gw_buf_init(&data, GW_MCP_MAX_SSE_EVENT);
   gw__sse_split(ev, n, &data, NULL, NULL, 0);

@@ -102,6 +102,44 @@ TEST(strlcpy_join_utoa) {
   CHECK_STR(n, "-9223372036854775808");
   CHECK_INT(gw_itoa(42, n), 2);
   CHECK_STR(n, "42");
+  for (unsigned long long v = 1, i = 0; i < 20; i++, v *= 10) { /* every length, both sides of each power */
+    char want[24];
+    snprintf(want, sizeof want, "%llu", v);
+    CHECK_INT(gw_utoa(v, n), strlen(want));
+    CHECK_STR(n, want);
+    snprintf(want, sizeof want, "%llu", v - 1);
+    CHECK_INT(gw_utoa(v - 1, n), strlen(want));
+    CHECK_STR(n, want);
+  }
+  CHECK_INT(gw_itoa(-7, n), 2);
+  CHECK_STR(n, "-7");
+}
+
+/* gw_memmem answers what memmem answers: every needle length and position
+ * around the 16-byte blocks, from a small alphabet so matches, near misses
+ * (first and last bytes equal, middle not) and overlaps are common. */
+TEST(memmem_matches_libc) {
+  static const char abc[] = "\"ab\\u";
+  char h[80], nd[12];
+  unsigned seed = 12345;
+  for (int round = 0; round < 20000; round++) {
+    size_t n = (seed = seed * 1103515245u + 12345u) >> 16 & 63;
+    size_t k = (seed = seed * 1103515245u + 12345u) >> 16 & 7;
+    for (size_t i = 0; i < n; i++) h[i] = abc[((seed = seed * 1103515245u + 12345u) >> 16) % 5];
+    for (size_t i = 0; i < k; i++) nd[i] = abc[((seed = seed * 1103515245u + 12345u) >> 16) % 5];
+    const char *want = memmem(h, n, nd, k), *got = gw_memmem(h, n, nd, k);
+    if (want != got) {
+      fprintf(stderr, "n=%zu k=%zu: memmem %td, gw_memmem %td\n", n, k, want ? want - h : -1, got ? got - h : -1);
+      CHECK(want == got);
+      return;
+    }
+  }
+  /* a match in the last bytes, after a full block; and none at all */
+  const char *s = "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"isError\":true}}";
+  CHECK(gw_memmem(s, strlen(s), "\"isError\":", 10) == strstr(s, "\"isError\":"));
+  CHECK(gw_memmem(s, strlen(s), "true}}", 6) == s + strlen(s) - 6);
+  CHECK(gw_memmem(s, strlen(s), "\"tools\"", 7) == NULL);
+  CHECK(gw_memmem(s, 0, "", 0) == s);
 }
 
 int main(void) {
@@ -111,5 +149,6 @@ int main(void) {
   RUN(pick_leaves_escaped_keys_and_big_objects_to_jansson);
   RUN(pick_invalid_json_is_refused);
   RUN(strlcpy_join_utoa);
+  RUN(memmem_matches_libc);
   return UNIT_DONE();
 }
