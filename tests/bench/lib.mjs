@@ -80,6 +80,23 @@ export function cpuMs(pid, which = 'all') {
   return total;
 }
 
+/* CPU time (user + system, ms) of pid's threads so far, summed by thread
+ * name (the gateway names its threads: mcpgate-auditw, mcpgate-audit…). */
+export function threadCpuMs(pid) {
+  const out = {};
+  try {
+    for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const f = fs.readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+        const comm = f.slice(f.indexOf('(') + 1, f.lastIndexOf(')'));
+        const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+        out[comm] = (out[comm] ?? 0) + (Number(rest[11]) + Number(rest[12])) * 10;
+      } catch { /* the thread ended */ }
+    }
+  } catch { /* gone */ }
+  return out;
+}
+
 /* Runs wrk with a Lua script that POSTs `body(n)` JSON-RPC messages (n:
  * a per-request counter, so ids differ) with `headers`; resolves to
  * {rps, p50, p99, p999 (µs), requests, errors}. */
@@ -102,7 +119,7 @@ done = function(summary, latency, requests)
     latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))
 end
 `);
-  const cpu0 = pid ? cpuMs(pid) : 0, user0 = pid ? cpuMs(pid, 'user') : 0;
+  const cpu0 = pid ? cpuMs(pid) : 0, user0 = pid ? cpuMs(pid, 'user') : 0, th0 = pid ? threadCpuMs(pid) : {};
   try {
     const out = await new Promise((resolve, reject) => {
       execFile('wrk', [`-t${threads}`, `-c${conns}`, `-d${secs}s`, '-s', script, url], { maxBuffer: 1 << 20 },
@@ -115,7 +132,10 @@ end
     // not it was the bottleneck
     const cpuUs = pid && r.requests ? ((cpuMs(pid) - cpu0) * 1000) / r.requests : null;
     const userUs = pid && r.requests ? ((cpuMs(pid, 'user') - user0) * 1000) / r.requests : null;
-    return { ...r, rps: r.requests / (r.duration_us / 1e6), cpuUs, userUs };
+    // ... and by thread (µs per request), e.g. the loop against the audit writer
+    const th1 = pid ? threadCpuMs(pid) : {}, byThread = {};
+    if (r.requests) for (const [k, v] of Object.entries(th1)) byThread[k] = ((v - (th0[k] ?? 0)) * 1000) / r.requests;
+    return { ...r, rps: r.requests / (r.duration_us / 1e6), cpuUs, userUs, byThread };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -3,9 +3,10 @@
 //
 //   node tests/bench/tools_call.mjs [--secs 5] [--rounds 3] [--conns 16] [--baseline BIN]
 //
-// --baseline BIN (or MCPGATE_BENCH_BASELINE): a second gateway binary (an
+// --baseline BIN[,BIN2...] (or MCPGATE_BENCH_BASELINE): a second gateway binary (an
 // earlier commit's build) measured in the same rounds as "connector@base"
-// and "aggregated@base": how a change moved the numbers, on the same noise.
+// and "aggregated@base" (more as @base2...): how a change moved the numbers,
+// on the same noise.
 //
 // Load: wrk (one thread, --conns keep-alive connections), POSTing a small
 // tools/call on one MCP session per variant. Upstream: the C upstream
@@ -141,9 +142,11 @@ async function main() {
     ...(CALLGRIND ? { wrap: ['valgrind', '--tool=callgrind', `--callgrind-out-file=${cgDir}/cg.out`], timeoutMs: 120000 } : {}),
   })];
   gws[0].sfx = '';
-  if (BASELINE) {
-    gws.push(await startGateway({ args: ['--access-log', 'false'], bin: BASELINE })); // an older build may not know --workers
-    gws[1].sfx = '@base';
+  // several, comma-separated: @base, @base2, ... in the same rounds
+  for (const [i, bin] of (BASELINE ? BASELINE.split(',') : []).entries()) {
+    const g = await startGateway({ args: ['--access-log', 'false'], env: { MCPGATE_WORKERS: '1' }, bin }); // an older build may not know --workers (nor its variable: then it runs a loop per core)
+    g.sfx = i ? `@base${i + 1}` : '@base';
+    gws.push(g);
   }
   if (AUDIT_COST) {
     const g = await startGateway({ args: ['--access-log', 'false', '--workers', '1'], env: { MCPGATE_AUDIT: 'false' } });
@@ -190,7 +193,10 @@ async function main() {
       }
     }
     if (CALLGRIND) return await instructions(scen[SCENARIOS[0]].filter((v) => v.name === 'connector' || v.name === 'aggregated'), gws[0], cgDir);
-    if (PERF) return await profile(scen[SCENARIOS[0]].find((v) => v.name === PERF), gws[0]);
+    if (PERF) {
+      for (const name of PERF.split(',')) await profile(scen[SCENARIOS[0]].find((v) => v.name === name), name);
+      return;
+    }
     if (SYSCALLS) {
       for (const name of SYSCALLS.split(',')) await syscalls(scen[SCENARIOS[0]].find((v) => v.name === name), name);
       return;
@@ -236,8 +242,8 @@ async function main() {
         // audit on against off round by round: the two ran seconds apart,
         // so a slow phase of the machine moves both (a ratio of medians
         // may take them from different phases)
-        for (const name of ['connector', 'aggregated']) {
-          const on = vs.find((v) => v.name === name), off = vs.find((v) => v.name === `${name}@noaudit`);
+        for (const name of vs.map((v) => v.name).filter((n) => /^(connector|aggregated)(@base\d*)?$/.test(n))) {
+          const on = vs.find((v) => v.name === name), off = vs.find((v) => v.name === `${name.split('@')[0]}@noaudit`);
           if (!on || !off) continue;
           const ratios = on.runs.map((r, i) => r.rps / off.runs[i].rps);
           const dcpu = on.runs.map((r, i) => (r.cpuUs ?? 0) - (off.runs[i].cpuUs ?? 0));
@@ -250,6 +256,11 @@ async function main() {
           };
           console.log(`  audit cost, ${name}: ${pct(median(ratios))} req/s (middle half of rounds ${pct(q(ratios, 0.25))} to ${pct(q(ratios, 0.75))}; ` +
             `rounds: ${ratios.map(pct).join(', ')}), CPU per call ${median(dcpu) >= 0 ? '+' : ''}${median(dcpu).toFixed(1)} us`);
+          // where the CPU went, thread by thread (medians; audit off has no audit threads)
+          const names = [...new Set([...on.runs, ...off.runs].flatMap((r) => Object.keys(r.byThread ?? {})))].sort();
+          const th = (runs, k) => median(runs.map((r) => r.byThread?.[k] ?? 0));
+          console.log(`    CPU per call by thread, on / off: ${names.filter((k) => th(on.runs, k) + th(off.runs, k) >= 0.05)
+            .map((k) => `${k} ${th(on.runs, k).toFixed(1)} / ${th(off.runs, k).toFixed(1)} us`).join(', ')}`);
         }
       }
       if (sc === 'call' && HALF) {
@@ -318,16 +329,16 @@ async function instructions(vs, gw, dir) {
   }
 }
 
-async function profile(v, gw) {
-  if (!v) throw new Error(`--perf: no variant ${PERF}`);
+async function profile(v, name) {
+  if (!v) throw new Error(`--perf: no variant ${name}`);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcpgate-perf-'));
   const data = path.join(dir, 'perf.data');
-  const perf = spawn('perf', ['record', '-F', '999', ...(process.env.PERF_DWARF ? ['--call-graph', 'dwarf,16384'] : ['-g']), '-o', data, '-p', String(gw.proc.pid)], { stdio: 'ignore' });
+  const perf = spawn('perf', ['record', '-F', '999', ...(process.env.PERF_DWARF ? ['--call-graph', 'dwarf,16384'] : ['-g']), '-o', data, '-p', String(v.pid)], { stdio: 'ignore' });
   await new Promise((r) => setTimeout(r, 300));
   const w = await wrkPost(v.url, { headers: v.headers, bodyLua: v.bodyLua, conns: CONNS, secs: SECS });
   perf.kill('SIGINT');
   await new Promise((r) => perf.on('exit', r));
-  console.log(`${v.name}: ${w.rps.toFixed(0)} req/s while sampled; perf data in ${data}`);
+  console.log(`${v.name}: ${w.rps.toFixed(0)} req/s (${w.requests} requests) while sampled; perf data in ${data}`);
   for (const args of [['--no-children', '--sort', 'dso'], ['--no-children', '--sort', 'symbol'], ['--children', '--sort', 'symbol']]) {
     const out = spawnSync('perf', ['report', '-i', data, '--stdio', '-g', 'none', '--percent-limit', '1.5', ...args], { encoding: 'utf8', maxBuffer: 1 << 26 });
     console.log(out.stdout.split('\n').filter((l) => l && !l.startsWith('#')).join('\n'));
