@@ -1357,6 +1357,8 @@ typedef struct cache_entry {
   pol_user *u;
   uint64_t tick;
   uint64_t snap; /* the store snapshot it was last found current in (0: none) */
+  uint64_t cutgen; /* st_txn_cut_generation when built: a membership cut in
+                      memory changes the user's groups without a write */
   int hnext;     /* the next entry of its hash chain, or -1 */
 } cache_entry;
 
@@ -1522,7 +1524,9 @@ const pol_user *pol_cache_get(pol_cache *c, st_txn *txn, const char *tenant, con
   if (*err) return NULL;
   *err = stored_version(txn, tenant, &version);
   if (*err) return NULL;
-  if (at >= 0 && c->e[at].u->generation == gen && c->e[at].u->rev == version && !strcmp(c->e[at].uid, uid)) {
+  uint64_t cutgen = st_txn_cut_generation(txn);
+  if (at >= 0 && c->e[at].u->generation == gen && c->e[at].u->rev == version && c->e[at].cutgen == cutgen &&
+      !strcmp(c->e[at].uid, uid)) {
     c->e[at].tick = c->tick;
     c->e[at].snap = snap;
     c->last = at;
@@ -1559,6 +1563,7 @@ const pol_user *pol_cache_get(pol_cache *c, st_txn *txn, const char *tenant, con
   c->e[slot].u = u;
   c->e[slot].tick = c->tick;
   c->e[slot].snap = snap;
+  c->e[slot].cutgen = cutgen;
   c->last = slot;
   return u;
 }

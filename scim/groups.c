@@ -19,7 +19,17 @@ typedef struct mctx {
   const scim_req *rq;
   const char *gid;
   json_t *added, *removed; /* net changes, user ids */
+  scim_resp *rs;           /* NULL: the removals are not noted for a cut (a create removes nobody) */
 } mctx;
+
+/* A removal about to be written: noted in rs first, so a store that fails
+ * it still has the membership cut (scim.h, cut_members). */
+static void note_cut(mctx *m, const char *uid) {
+  if (!m->rs) return;
+  snprintf(m->rs->cut_group, sizeof m->rs->cut_group, "%s", m->gid);
+  if (!m->rs->cut_members) m->rs->cut_members = json_array();
+  json_array_append_new(m->rs->cut_members, json_string(uid));
+}
 
 static void net(json_t *to, json_t *from, const char *uid) {
   size_t i;
@@ -77,6 +87,7 @@ static int member_remove(mctx *m, const char *uid, scim_resp *rs) {
   st_dir_key_member(&k, m->rq->tenant, m->gid, uid);
   int rc = st_del(m->txn, ST_DB_SCIM_MEM, k.b, k.n);
   if (rc == ST_ENOTFOUND) return 0;
+  note_cut(m, uid); /* a member: this request takes them out */
   if (rc) return scim__fail_store(rs, rc);
   st_dir_key_user_group(&k, m->rq->tenant, uid, m->gid);
   if ((rc = st_del(m->txn, ST_DB_SCIM_MEM, k.b, k.n)) && rc != ST_ENOTFOUND) return scim__fail_store(rs, rc);
@@ -177,6 +188,12 @@ static int members_op(void *ctx, const char *op, const json_t *value, const scim
     }
   }
   json_decref(ids);
+  /* a removal the store cut short: who else it would have removed is not
+   * known, so a cut takes the whole group */
+  if (rc && rs->store_failed && m->rs && strcmp(op, "add")) {
+    snprintf(m->rs->cut_group, sizeof m->rs->cut_group, "%s", m->gid);
+    m->rs->cut_group_all = true;
+  }
   return rc;
 }
 
@@ -202,6 +219,15 @@ static int emit_members(st_txn *txn, const scim_req *rq, mctx *m, const char *na
   return scim__emit(txn, SCIM_EV_MEMBERSHIP_CHANGED, rq, m->gid, name, NULL, m->added, m->removed, rs);
 }
 
+/* a job may run twice (store.h): each run notes its own removals */
+static void cut_notes_reset(scim_resp *rs) {
+  json_decref(rs->cut_members);
+  rs->cut_members = NULL;
+  rs->cut_group[0] = 0;
+  rs->cut_group_all = false;
+  rs->store_failed = false;
+}
+
 int scim__group_create(st_txn *txn, const scim_req *rq, scim_resp *rs) {
   json_t *g = scim__normalize(rq->body, true, rs);
   if (!g) return SCIM_EABORT;
@@ -210,7 +236,7 @@ int scim__group_create(st_txn *txn, const scim_req *rq, scim_resp *rs) {
   scim__set_meta(g, "Group", rq->now, rq->now, 1);
   st_dir_key k;
   st_dir_key_res(&k, rq->tenant, 'G', rq->new_id);
-  mctx m = {txn, rq, rq->new_id, json_array(), json_array()};
+  mctx m = {txn, rq, rq->new_id, json_array(), json_array(), NULL};
   if ((rc = st_put(txn, ST_DB_SCIM_RES, k.b, k.n, "", 0, ST_NOOVERWRITE)) ||
       (rc = scim__put_json(txn, ST_DB_SCIM_RES, &k, g)) || (rc = index_group(txn, rq->tenant, g, true)) ||
       (rc = scim__count_add(txn, rq->tenant, 'G', 1))) {
@@ -269,8 +295,9 @@ int scim__group_write(st_txn *txn, const scim_req *rq, const char *id, bool patc
     return SCIM_EABORT;
   }
   if (rc) return scim__fail_store(rs, rc);
-  mctx m = {txn, rq, id, json_array(), json_array()};
+  mctx m = {txn, rq, id, json_array(), json_array(), rs};
   json_t *nu = NULL;
+  cut_notes_reset(rs);
   if ((rc = scim__if_match_ok(txn, rq, old, rs))) goto out;
   if (patch) {
     json_t *work = json_deep_copy(old);
@@ -297,6 +324,13 @@ int scim__group_write(st_txn *txn, const scim_req *rq, const char *id, bool patc
   /* Okta accepts a PATCH reply without members; a 50,000-member list in
    * every membership PATCH reply would be waste. PUT shows them. */
   rc = group_commit(txn, rq, old, nu, &m, rs, !patch);
+  if (!rc) {
+    /* all of it ran: the net removals are what a failed commit must cut (a
+     * member removed and added back by the same PATCH keeps the group) */
+    json_decref(rs->cut_members);
+    rs->cut_members = json_array_size(m.removed) ? json_copy(m.removed) : NULL;
+    if (!rs->cut_members) rs->cut_group[0] = 0;
+  }
 out:
   json_decref(nu);
   json_decref(m.added);
@@ -313,8 +347,13 @@ int scim__group_delete(st_txn *txn, const scim_req *rq, const char *id, scim_res
     return SCIM_EABORT;
   }
   if (rc) return scim__fail_store(rs, rc);
-  mctx m = {txn, rq, id, json_array(), json_array()};
-  if ((rc = scim__if_match_ok(txn, rq, old, rs)) || (rc = members_op(&m, "remove", NULL, NULL, rs))) goto out;
+  mctx m = {txn, rq, id, json_array(), json_array(), rs};
+  cut_notes_reset(rs);
+  if ((rc = scim__if_match_ok(txn, rq, old, rs))) goto out;
+  /* valid: every member loses the group, whatever the store does next */
+  snprintf(rs->cut_group, sizeof rs->cut_group, "%s", id);
+  rs->cut_group_all = true;
+  if ((rc = members_op(&m, "remove", NULL, NULL, rs))) goto out;
   st_dir_key k;
   st_dir_key_res(&k, rq->tenant, 'G', id);
   if ((rc = index_group(txn, rq->tenant, old, false)) || (rc = st_del(txn, ST_DB_SCIM_RES, k.b, k.n)) ||

@@ -35,6 +35,7 @@
 
 void scim_resp_clear(scim_resp *rs) {
   json_decref(rs->body);
+  json_decref(rs->cut_members);
   memset(rs, 0, sizeof *rs);
 }
 
@@ -58,6 +59,7 @@ void scim_error(scim_resp *rs, int status, const char *type, const char *fmt, ..
 }
 
 int scim__fail_store(scim_resp *rs, int rc) {
+  rs->store_failed = true;
   if (rc == ST_EMAPFULL)
     scim_error(rs, 507, NULL, "the gateway's store is full; nothing was written");
   else

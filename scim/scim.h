@@ -96,6 +96,17 @@ typedef struct scim_resp {
    * before its writes: when they cannot be committed the caller cuts the
    * user anyway (st_dir_user_cut_unwritten: fail closed). "" otherwise. */
   char cut_user[SCIM_ID_LEN + 1];
+  /* The group whose memberships this request takes away (a group PATCH or
+   * PUT that removes members, a DELETE), set as it removes them: when the
+   * store fails them (store_failed, or the commit) the caller cuts those
+   * memberships anyway (st_dir_membership_cut_unwritten). cut_members: the
+   * user ids removed (owned; NULL: none); cut_group_all: every member (a
+   * DELETE, or a removal the store cut short: who else it removes is not
+   * known). A request refused for another reason (400, 412) cuts nothing. */
+  char cut_group[SCIM_ID_LEN + 1];
+  json_t *cut_members;
+  bool cut_group_all;
+  bool store_failed; /* a store error ended the handler (scim__fail_store) */
 } scim_resp;
 
 /* The "via" of the lifecycle events a write request emits (st_dir_event):

@@ -803,7 +803,8 @@ int st_dir_user_groups(st_txn *txn, const char *tenant, const char *uid, json_t 
   if (!(*gids = json_array())) return ST_ENOMEM;
   if (!st_dir_valid_id(uid)) return 0;
   st_dir_key_user_group(&p, tenant, uid, NULL);
-  return st_dir_ids_under(txn, ST_DB_SCIM_MEM, &p, *gids, 0);
+  int rc = st_dir_ids_under(txn, ST_DB_SCIM_MEM, &p, *gids, 0);
+  return rc ? rc : st__dir_mcut_filter(txn->st, tenant, uid, *gids);
 }
 
 int st_dir_groups_by_name(st_txn *txn, const char *tenant, const char *name, json_t *ids,

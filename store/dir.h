@@ -206,6 +206,42 @@ int st_dir_user_cut_unwritten(st_store *st, const char *tenant, const char *id, 
  * startup, like st_hook_add. Borrowed strings, valid for the call. */
 typedef void (*st_dir_cut_fn)(void *ctx, const char *tenant, const char *id, const char *via);
 int st_dir_hook_cut_unwritten(st_store *st, st_dir_cut_fn fn, void *ctx);
+/* ---- memberships cut in memory ----------------------------------------------
+ * The same answer for a removal of members from a group, or a group's
+ * deletion, that cannot be written: scim/'s caller names the group and the
+ * members the request removed (or, for a deletion or a removal cut short
+ * by the store, the whole group: uids NULL), and until a write that
+ * settles it commits, st_dir_user_groups leaves the group out for them —
+ * so the policy, the reviewers' checks and everything else that asks a
+ * user's groups see the membership gone. A mark ends when a membership
+ * change of that user in that group commits (the removal written, or the
+ * IdP adding them again: its latest word), when the group or the user is
+ * deleted, or the tenant marked deleting; a whole-group mark also ends
+ * with a committed PUT that changes the group (the IdP restating all of
+ * it; a PATCH retried from before the failed DELETE must not end it).
+ * Kept across a restart in <dir>/unwritten-memberships
+ * (as the users' marks: no fsync). Every change moves st_txn_snapshot and
+ * st_txn_cut_generation. At most ST_DIR_MCUT_MAX marks: when the members
+ * do not all fit, the whole group is marked instead (one mark; fail
+ * closed); ST_ENOMEM only when not even that fits. The subscribers
+ * (st_dir_hook_membership_cut) are then called once per user named, or
+ * once with uid NULL for a whole group (or more than 64 users), on the
+ * caller's thread. 0,
+ * ST_EINVAL (a tenant or an id malformed: nothing marked) or ST_ENOMEM.
+ * Any thread. */
+#define ST_DIR_MCUT_MAX 16384
+int st_dir_membership_cut_unwritten(st_store *st, const char *tenant, const char *gid, const char *const *uids,
+                                    size_t n);
+/* Whether uid's membership of gid in tenant is cut in memory (by its own
+ * mark or the group's). */
+bool st_dir_membership_cut_marked(st_store *st, const char *tenant, const char *uid, const char *gid);
+/* How many marks there are (whole-group marks count one). */
+size_t st_dir_memberships_cut_count(st_store *st);
+typedef void (*st_dir_mcut_fn)(void *ctx, const char *tenant, const char *gid, const char *uid);
+/* A subscriber (the MCP proxy tells the users' open sessions their tools
+ * changed). At most 4; at startup. Borrowed strings, valid for the call. */
+int st_dir_hook_membership_cut(st_store *st, st_dir_mcut_fn fn, void *ctx);
+
 /* The IdP's word on the user's "active": after txn (a write) commits, the
  * mark of tenant/id ends, if there is one then and an admin's revoke did
  * not make it. scim/ calls it for every committed write that sets active

@@ -223,6 +223,8 @@ static void store_free(st_store *st, int sync_inited) {
     uv_mutex_destroy(&st->cutmu);
   }
   if (st->cutfd >= 0) close(st->cutfd);
+  if (st->mcutfd >= 0) close(st->mcutfd);
+  free(st->mcut);
   free(st->cut);
   free(st->cutidx);
   free(st->key_file);
@@ -281,6 +283,7 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
   }
   sync_inited = 1;
   st->cutfd = -1;
+  st->mcutfd = -1;
   st->schema = schema;
   st->log = opts->log;
   st->log_ctx = opts->log_ctx;
@@ -332,7 +335,10 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
   if (rc != 0) { rc = st__err(rc); goto fail; }
 
   reserve_init(st, opts->reserve);
-  if (schema == &st_schema_main) st__dir_cut_load(st); /* users cut in memory before a restart */
+  if (schema == &st_schema_main) { /* users and memberships cut in memory before a restart */
+    st__dir_cut_load(st);
+    st__dir_mcut_load(st);
+  }
   if ((rc = st__writer_start(st)) < 0) goto fail;
   *out = st;
   return 0;

@@ -236,6 +236,11 @@ st_store *st_txn_store(st_txn *txn);
  * data and the same answers; any commit or cut in between changes it.
  * Compare for equality only. Never 0. */
 uint64_t st_txn_snapshot(const st_txn *txn);
+/* That generation alone (users and memberships cut in memory, dir.h): a
+ * cache that outlives snapshots (the policy's, kept while the stored
+ * revisions it read are unchanged) compares it too, because a cut changes
+ * answers without a write. */
+uint64_t st_txn_cut_generation(const st_txn *txn);
 
 /* SHA-256 of n bytes at p into out (32 bytes); 0 or ST_ECRYPTO. The digest
  * is fetched from OpenSSL once per process (an implicit fetch per call

@@ -180,6 +180,18 @@ struct st_store {
   st_dir_cut_fn cutfn[4];      /* st_dir_hook_cut_unwritten: frozen like hooks */
   void *cutctx[4];
   size_t ncutfn;
+
+  /* memberships whose removal could not be written (dir_mcut.c,
+   * st_dir_membership_cut_unwritten): st_dir_user_groups leaves those
+   * groups out; sorted, under cutmu; every change bumps cutgen too */
+  struct st__mcut *mcut;
+  size_t mcutcap;
+  atomic_size_t nmcut;
+  int mcutfd;                  /* <dir>/unwritten-memberships (main store only; -1: none) */
+  size_t mcutlines;
+  st_dir_mcut_fn mcutfn[4];    /* st_dir_hook_membership_cut: frozen like hooks */
+  void *mcutctx[4];
+  size_t nmcutfn;
 };
 
 /* Formats one line and hands it to st->log (module "store"), or, with no
@@ -199,6 +211,16 @@ void st__txn_init(st_txn *t, st_store *st, MDB_txn *txn, int write);
  * of a user ends an in-memory cut of them (st_dir_user_cut_end). 0 or
  * ST_ENOMEM. */
 int st__dir_cut_settle(st_txn *t, int kind, const void *event);
+/* dir_mcut.c, from st_emit: a committed membership change, group or user
+ * deletion, or the tenant's deletion ends the in-memory cuts of the
+ * memberships it settles. 0 or ST_ENOMEM. */
+int st__dir_mcut_settle(st_txn *t, int kind, const void *event);
+/* Reads <dir>/unwritten-memberships into the marks and keeps it open for
+ * appending (as st__dir_cut_load). */
+void st__dir_mcut_load(st_store *st);
+/* Removes from gids (a JSON array of group ids) the groups whose
+ * membership of uid in tenant is cut in memory. 0 or ST_ENOMEM. */
+int st__dir_mcut_filter(st_store *st, const char *tenant, const char *uid, json_t *gids);
 /* Reads <dir>/unwritten-cuts (the marks the last process held) into the
  * marks and keeps it open for appending; logs what it found. Best effort:
  * a file that cannot be read or written is logged, never fatal. */

@@ -140,6 +140,8 @@ void st__txn_close_cursors(st_txn *t) {
  * answers */
 uint64_t st_txn_snapshot(const st_txn *t) { return ((uint64_t)mdb_txn_id(t->txn) + 1) + (t->cutgen << 40); }
 
+uint64_t st_txn_cut_generation(const st_txn *t) { return t ? t->cutgen : 0; }
+
 void st_txn_end(st_txn *t) {
   if (!t) return;
   if (t->write) {
@@ -382,6 +384,7 @@ int st_emit(st_txn *t, int event_kind, const void *event) {
   if (t->poison) return t->poison;
   if (takes_access_away(event_kind, event)) t->use_reserve = 1;
   int rc0 = st__dir_cut_settle(t, event_kind, event);
+  if (rc0 >= 0) rc0 = st__dir_mcut_settle(t, event_kind, event);
   if (rc0 < 0) return rc0;
   for (size_t i = 0; i < t->st->nhooks; i++) {
     const st__hook *h = &t->st->hooks[i];

@@ -350,6 +350,31 @@ static int job_run(st_txn *txn, void *arg) {
   return rc < 0 ? rc : 0;
 }
 
+/* A group's removal of members (or its deletion) that could not be
+ * written: those memberships go anyway, in memory, until a write that
+ * settles them commits (fail closed; store/dir.h). */
+static void cut_memberships(scim_job *j) {
+  gw_log_ctx lc = {j->rq.tenant, NULL};
+  size_t n = j->rs.cut_group_all ? 0 : json_array_size(j->rs.cut_members);
+  const char **uids = n ? calloc(n, sizeof *uids) : NULL;
+  if (n && !uids) n = 0, j->rs.cut_group_all = true; /* no room to name them: the whole group */
+  for (size_t i = 0; i < n; i++) uids[i] = json_string_value(json_array_get(j->rs.cut_members, i));
+  int rc = st_dir_membership_cut_unwritten(j->store, j->rq.tenant, j->rs.cut_group, n ? uids : NULL, n);
+  free(uids);
+  char who[32];
+  if (n) snprintf(who, sizeof who, "%zu member(s)", n);
+  else snprintf(who, sizeof who, "every member");
+  snprintf(j->req->audit_note, sizeof j->req->audit_note, "not written; group %.36s, %.15s: %s", j->rs.cut_group, who,
+           rc == 0 ? "cut in memory" : "NOT cut");
+  if (rc == 0)
+    GW_LOG(GW_LOG_ERROR, "scim", &lc, "group %s: the removal of %s could not be written; %s lost the group in memory "
+           "(across restarts) until a write of the group's membership commits", j->rs.cut_group, who,
+           n ? "they" : "its members");
+  else
+    GW_LOG(GW_LOG_ERROR, "scim", &lc, "group %s: the removal of %s could not be written, nor cut in memory (%s): "
+           "they keep the group until a retry succeeds", j->rs.cut_group, who, st_strerror(rc));
+}
+
 static void job_done(int status, void *arg) {
   scim_job *j = arg;
   /* revocations queued by this commit ended live exchanges already: the
@@ -370,7 +395,11 @@ static void job_done(int status, void *arg) {
       GW_LOG(GW_LOG_ERROR, "scim", &lc, "user %s: the deactivation could not be written, nor the user cut in memory "
              "(%s): they keep access until a retry succeeds", j->rs.cut_user, st_strerror(rc));
   }
-  if (status < 0 && status >= ST_ERR_LAST && status <= ST_ERR_FIRST) {
+  bool commit_failed = status < 0 && status >= ST_ERR_LAST && status <= ST_ERR_FIRST;
+  if ((commit_failed || (status < 0 && j->rs.store_failed)) && j->rs.cut_group[0] &&
+      (j->rs.cut_group_all || json_array_size(j->rs.cut_members)))
+    cut_memberships(j);
+  if (commit_failed) {
     /* the commit itself failed: nothing was written */
     scim_resp_clear(&j->rs);
     if (status == ST_EMAPFULL) scim_error(&j->rs, 507, NULL, "the gateway's store is full; nothing was written");

@@ -97,8 +97,11 @@ static void render_store(gw_server *srv, gw_buf *o) {
   gw_buf_printf(o,
                 "# HELP mcpgate_store_users_cut_in_memory Users whose deactivation could not be written, cut in "
                 "memory until the IdP's next word on their active commits (alert on > 0).\n"
-                "# TYPE mcpgate_store_users_cut_in_memory gauge\nmcpgate_store_users_cut_in_memory %zu\n",
-                st_dir_users_cut_count(srv->store));
+                "# TYPE mcpgate_store_users_cut_in_memory gauge\nmcpgate_store_users_cut_in_memory %zu\n"
+                "# HELP mcpgate_store_memberships_cut_in_memory Group memberships (or whole groups) whose removal "
+                "could not be written, cut in memory until a write of them commits (alert on > 0).\n"
+                "# TYPE mcpgate_store_memberships_cut_in_memory gauge\nmcpgate_store_memberships_cut_in_memory %zu\n",
+                st_dir_users_cut_count(srv->store), st_dir_memberships_cut_count(srv->store));
 }
 
 int gw_metrics_render(gw_server *srv, gw_buf *o) {

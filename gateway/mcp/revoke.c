@@ -513,6 +513,17 @@ static void on_cut_unwritten(void *ctx, const char *tenant, const char *id, cons
   enqueue(ctx, &r);
 }
 
+/* A membership removal (or a group's deletion) that could not be written:
+ * the users' groups now leave that group out (store/dir.h), so their
+ * tool sets may have shrunk — the same recheck as after a committed
+ * membership change (rule 6): what they hold toward a connector they no
+ * longer see ends, the rest is told list_changed. A whole group (uid
+ * NULL): the whole tenant is rechecked. On the thread that marked. */
+static void on_membership_cut(void *ctx, const char *tenant, const char *gid, const char *uid) {
+  (void)gid;
+  gw_proxy_notify_tools_changed(ctx, tenant, uid);
+}
+
 /* A tenant being deleted: every live exchange of it ends and every loop
  * drops its cached policy. */
 static int on_tenant_deleting(st_txn *txn, int kind, const void *event, void *ctx) {
@@ -909,6 +920,7 @@ int gw_proxy_register_hooks(gw_server *srv) {
            "a sweep the rest in steps of as many (a test hook; never set it in production)", budget);
   int rc = st_dir_hook_user_cut(srv->store, on_user_gone, srv);
   if (!rc) rc = st_dir_hook_cut_unwritten(srv->store, on_cut_unwritten, srv);
+  if (!rc) rc = st_dir_hook_membership_cut(srv->store, on_membership_cut, srv);
   if (!rc) rc = st_hook_add(srv->store, SCIM_EV_MEMBERSHIP_CHANGED, on_tools_changed, srv);
   if (!rc) rc = st_hook_add(srv->store, SCIM_EV_GROUP_CREATED, on_tools_changed, srv);
   if (!rc) rc = st_hook_add(srv->store, ST_EVENT_CONNECTOR_PUT, on_connector_put, srv);

@@ -336,3 +336,92 @@ test("without a reserve an admin's revoke that cannot be written still cuts, unt
   assert.equal((await mcpPost(fx.url, initializeBody(1), { token: fx.tokens.alice })).status, 200, 'alice back after restore');
   await assertGatewayUp(fx.gw);
 });
+
+// Found by review: a member removal or a group DELETE that cannot be
+// written (the map's real end: no reserve left) answered 507 and left the
+// members in the group — every connector the group granted kept working
+// until Okta's retry landed, while an unwritten deactivation cuts the user.
+// Now those memberships go in memory (store/dir.h): the policy sees the
+// group gone for them at once, across a restart, until a write that
+// settles them commits; no one else is touched.
+test('without a reserve a member removal or group DELETE that cannot be written still takes the group away, in memory', async () => {
+  const fx = await startProxyFixture({ gatewayArgs: ['--store-map-size', '1M', '--store-reserve', '0'], users: ['alice@acme.com', 'bob@acme.com', 'carol@acme.com'] });
+  fixtures.push(fx);
+  const { t } = fx;
+  const [alice, bob, carol] = [fx.users.alice.id, fx.users.bob.id, fx.users.carol.id];
+  const eng = await t.scim.createGroup('Engineers', [alice, bob]);
+  // Ops is large: deleting it rewrites many pages, which a full map has no room for
+  const crew = [];
+  for (let i = 0; i < 200; i++) crew.push((await t.scim.createUser(`crew${i}@acme.com`)).id);
+  const ops = await t.scim.createGroup('Ops', [carol, ...crew]);
+  await t.setPolicy({ version: 1, default: 'block', rules: [{ groups: ['Engineers', 'Ops'], connector: 'everything', allow: ['*'] }] });
+  let url = fx.url;
+  const called = async (s) => {
+    const r = await s.request('tools/call', { name: 'echo', arguments: { message: 'hi' } });
+    return r.status === 200 && (r.messages ?? []).some((m) => m.result && !m.result.isError);
+  };
+  // a new session and a call: a connector the user may not use is not
+  // even found (404), as for any connector the policy hides
+  const echoes = async (u) => {
+    let s;
+    try { s = await rawSession(url, fx.tokens[u]); } catch { return false; }
+    return called(s);
+  };
+  const aliceS = await rawSession(url, fx.tokens.alice); // opened while she had the group
+  for (const u of ['alice', 'bob', 'carol']) assert.ok(await echoes(u), `${u} may call the connector's tools`);
+  const created = await fill(t.scim);
+  assert.ok(created > 5, `${created} users fit`);
+
+  // Okta removes alice from Engineers: the store cannot write it
+  const rm = await t.scim.patchOps(`/Groups/${eng.id}`, [{ op: 'remove', path: `members[value eq "${alice}"]` }]);
+  assertScimError(rm, 507, { detail: STORE_FULL });
+  assert.deepEqual(await t.scim.memberIds(eng.id), [alice, bob].sort(), 'nothing was written');
+  assert.equal(await echoes('alice'), false, 'alice lost the group all the same');
+  assert.equal(await called(aliceS), false, 'her session opened before cannot call either');
+  assert.ok(await echoes('bob'), 'bob keeps it');
+  assert.equal(await metric(fx.gw, t.opToken, 'mcpgate_store_memberships_cut_in_memory'), 1, 'the SRE sees it');
+  assert.ok(fx.gw.logs().some((e) => e.level === 'error' && /group .*: the removal of 1 member\(s\) could not be written/.test(e.msg ?? '')),
+    'the operator is told');
+  // the Ops group is deleted in Okta: nor can that be written — every member goes
+  const del = await t.scim.del(`/Groups/${ops.id}`);
+  assertScimError(del, 507, { detail: STORE_FULL });
+  assert.equal(await echoes('carol'), false, 'carol lost Ops all the same');
+  assert.ok(await echoes('bob'), 'bob still keeps Engineers');
+  assert.equal(await metric(fx.gw, t.opToken, 'mcpgate_store_memberships_cut_in_memory'), 2);
+  // the audit log says what was done instead
+  let rec;
+  for (let i = 0; i < 50 && !rec; i++) {
+    const q = await t.admin('GET', '/audit?limit=50');
+    rec = JSON.parse(q.body).records.find((x) => x.kind === 'scim' && x.status === 507 && x.method === 'DELETE');
+    if (!rec) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(rec?.note, `not written; group ${ops.id}, every member: cut in memory`);
+
+  // a restart with a larger map keeps both, until Okta's retries commit
+  await fx.gw.stop();
+  const gw2 = await startGateway({ args: ['--store-map-size', '8M', '--store-reserve', '0'], dataDir: fx.gw.dataDir });
+  fixtures.push({ gw: gw2 });
+  url = `${gw2.url}/t/acme/mcp/everything`;
+  assert.equal(await echoes('alice'), false, 'alice still without Engineers after the restart');
+  assert.equal(await echoes('carol'), false, 'carol still without Ops');
+  assert.ok(await echoes('bob'));
+  assert.equal(await metric(gw2, t.opToken, 'mcpgate_store_memberships_cut_in_memory'), 2);
+  assert.ok(gw2.logs().some((e) => e.level === 'error' && /group membership\(s\) whose removal could not be written/.test(e.msg ?? '')), 'said at start');
+  const scim2 = scimClient(gw2.port, 'acme', t.scim.token);
+  // a membership PATCH of Ops retried from before its DELETE does not hand it back
+  const add = await scim2.patchOps(`/Groups/${ops.id}`, [{ op: 'add', path: 'members', value: [{ value: bob }] }]);
+  assert.equal(add.status, 200, add.body);
+  assert.equal(await echoes('carol'), false, 'a PATCH does not end a deleted group\'s cut');
+  const rm2 = await scim2.patchOps(`/Groups/${eng.id}`, [{ op: 'remove', path: `members[value eq "${alice}"]` }]);
+  assert.equal(rm2.status, 200, rm2.body);
+  const del2 = await scim2.del(`/Groups/${ops.id}`);
+  assert.equal(del2.status, 204, del2.body);
+  assert.equal(await metric(gw2, t.opToken, 'mcpgate_store_memberships_cut_in_memory'), 0, 'the store says it now');
+  assert.equal(await echoes('alice'), false);
+  assert.equal(await echoes('carol'), false);
+  assert.ok(await echoes('bob'));
+  // and Okta adding alice back gives it back
+  const back = await scim2.patchOps(`/Groups/${eng.id}`, [{ op: 'add', path: 'members', value: [{ value: alice }] }]);
+  assert.equal(back.status, 200, back.body);
+  assert.ok(await echoes('alice'), 'alice is in Engineers again');
+});

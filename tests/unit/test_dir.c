@@ -19,6 +19,7 @@
 #include "store/dir.h"
 #include "store/tenant.h"
 #include "store/store.h"
+#include "store/store_testing.h"
 #include "tests/unit/unit.h"
 
 static char g_tmp[64];
@@ -98,6 +99,17 @@ static void count_unwritten(void *ctx, const char *tenant, const char *id, const
   snprintf(unw_via, sizeof unw_via, "%s", via);
 }
 
+/* calls of a st_dir_hook_membership_cut subscriber, and the last user ("" for NULL) */
+static int n_mcut;
+static char mcut_user[40];
+static void count_mcut(void *ctx, const char *tenant, const char *gid, const char *uid) {
+  (void)ctx;
+  (void)tenant;
+  (void)gid;
+  n_mcut++;
+  snprintf(mcut_user, sizeof mcut_user, "%s", uid ? uid : "");
+}
+
 static int setup(void) {
   char dir[128], path[128], body[512];
   strcpy(g_tmp, "/tmp/mcpgate-test-dir-XXXXXX");
@@ -112,7 +124,7 @@ static int setup(void) {
   scim_register_checks(st);
   if (st_hook_add(st, ST_DIR_EV_USER_DEACTIVATED, count_event, NULL) ||
       st_hook_add(st, ST_DIR_EV_USER_REACTIVATED, count_event, NULL) || st_dir_hook_user_cut(st, count_cut, NULL) ||
-      st_dir_hook_cut_unwritten(st, count_unwritten, NULL))
+      st_dir_hook_cut_unwritten(st, count_unwritten, NULL) || st_dir_hook_membership_cut(st, count_mcut, NULL))
     return -1;
   if (scim("acme", "POST", "/Users", "{\"userName\":\"Alice@Acme.com\",\"externalId\":\"okta-1\"}", alice) != 201 ||
       scim("acme", "POST", "/Users", "{\"userName\":\"bob@acme.com\",\"externalId\":\"okta-2\",\"active\":false}", bob) != 201 ||
@@ -1003,6 +1015,255 @@ TEST(a_logout_kind_survives_the_log_rewrite_it_triggers) {
   st_close(s4);
 }
 
+/* ---- memberships cut in memory ---- */
+
+#define MPATCH(op) "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],\"Operations\":[" op "]}"
+
+/* A SCIM write whose commits all fail (the store refusing them, as a full
+ * store past its reserve would): its status, and what it noted to cut. */
+static int scim_failing(const char *tenant, const char *method, const char *path, const char *body, scim_resp *out) {
+  call c;
+  memset(&c, 0, sizeof c);
+  c.rq.tenant = tenant;
+  c.rq.method = method;
+  c.rq.path = path;
+  c.rq.base_url = "http://gw/t/x/scim/v2";
+  c.rq.body = body ? json_loads(body, 0, NULL) : NULL;
+  scim_new_id(c.rq.new_id);
+  snprintf(c.rq.now, sizeof c.rq.now, "2026-11-22T00:00:00Z");
+  st__test_fail_commits(st, 1000);
+  int rc = st_write_sync(st, run_scim, &c);
+  st__test_fail_commits(st, 0);
+  json_decref(c.rq.body);
+  *out = c.rs;
+  return rc;
+}
+
+static int groups_of(const char *tenant, const char *uid, json_t **g) {
+  st_txn *t;
+  int rc = st_read_begin(st, &t);
+  if (rc) return rc;
+  rc = st_dir_user_groups(t, tenant, uid, g);
+  st_txn_end(t);
+  return rc;
+}
+
+static uint64_t snapshot_now(void) {
+  st_txn *t;
+  if (st_read_begin(st, &t)) return 0;
+  uint64_t s = st_txn_snapshot(t);
+  st_txn_end(t);
+  return s;
+}
+
+/* Found by review: a removal of members from a group (or the group's
+ * deletion) that could not be written left the members in the group —
+ * every tool the group granted kept working until the IdP's retry landed,
+ * while an unwritten deactivation cuts the user in memory. Now the SCIM
+ * layer notes whose memberships a request takes away, the caller cuts
+ * them in memory, and st_dir_user_groups leaves the group out until a
+ * write that settles it commits. */
+TEST(membership_cut_in_memory_until_a_write_settles_it) {
+  char dan[40], erin[40], web[40], dbs[40], body[600], path[80];
+  CHECK_INT(scim("mcut", "POST", "/Users", "{\"userName\":\"dan@mcut.com\"}", dan), 201);
+  CHECK_INT(scim("mcut", "POST", "/Users", "{\"userName\":\"erin@mcut.com\"}", erin), 201);
+  snprintf(body, sizeof body, "{\"displayName\":\"Web\",\"members\":[{\"value\":\"%s\"},{\"value\":\"%s\"}]}", dan, erin);
+  CHECK_INT(scim("mcut", "POST", "/Groups", body, web), 201);
+  snprintf(body, sizeof body, "{\"displayName\":\"Dbs\",\"members\":[{\"value\":\"%s\"}]}", dan);
+  CHECK_INT(scim("mcut", "POST", "/Groups", body, dbs), 201);
+
+  /* dan's removal from Web cannot be committed: the request noted it */
+  snprintf(path, sizeof path, "/Groups/%s", web);
+  snprintf(body, sizeof body, MPATCH("{\"op\":\"remove\",\"path\":\"members[value eq \\\"%s\\\"]\"}"), dan);
+  scim_resp rs;
+  CHECK(scim_failing("mcut", "PATCH", path, body, &rs) < 0);
+  CHECK_STR(rs.cut_group, web);
+  CHECK(!rs.cut_group_all);
+  CHECK_INT(json_array_size(rs.cut_members), 1);
+  CHECK_STR(json_string_value(json_array_get(rs.cut_members, 0)), dan);
+  scim_resp_clear(&rs);
+  /* removed and added back by the same PATCH: nothing to cut */
+  snprintf(body, sizeof body,
+           MPATCH("{\"op\":\"remove\",\"path\":\"members[value eq \\\"%s\\\"]\"},"
+                  "{\"op\":\"add\",\"path\":\"members\",\"value\":[{\"value\":\"%s\"}]}"), dan, dan);
+  CHECK(scim_failing("mcut", "PATCH", path, body, &rs) < 0);
+  CHECK_INT(json_array_size(rs.cut_members), 0);
+  CHECK_STR(rs.cut_group, "");
+  scim_resp_clear(&rs);
+  json_t *g;
+  CHECK_INT(groups_of("mcut", dan, &g), 0);
+  CHECK_INT(json_array_size(g), 2); /* nothing was written */
+  json_decref(g);
+
+  /* cut in memory: dan loses Web (only Web), erin keeps it */
+  uint64_t before = snapshot_now();
+  int calls = n_mcut;
+  const char *who[] = {dan};
+  CHECK_INT(st_dir_membership_cut_unwritten(st, "mcut", web, who, 1), 0);
+  CHECK_INT(n_mcut, calls + 1);
+  CHECK_STR(mcut_user, dan);
+  CHECK(snapshot_now() != before); /* caches keyed on the snapshot read afresh */
+  CHECK(st_dir_membership_cut_marked(st, "mcut", dan, web));
+  CHECK(!st_dir_membership_cut_marked(st, "mcut", erin, web));
+  CHECK(!st_dir_membership_cut_marked(st, "other", dan, web));
+  CHECK_INT(groups_of("mcut", dan, &g), 0);
+  CHECK_INT(json_array_size(g), 1);
+  CHECK(has(g, dbs) && !has(g, web));
+  json_decref(g);
+  CHECK_INT(groups_of("mcut", erin, &g), 0);
+  CHECK(has(g, web));
+  json_decref(g);
+  /* marking again changes nothing (an IdP retrying a failing push) */
+  before = snapshot_now();
+  CHECK_INT(st_dir_membership_cut_unwritten(st, "mcut", web, who, 1), 0);
+  CHECK(snapshot_now() == before);
+  CHECK_INT((int)st_dir_memberships_cut_count(st), 1);
+
+  /* a committed change of someone else's membership of Web settles
+   * nothing of dan's */
+  snprintf(body, sizeof body, MPATCH("{\"op\":\"remove\",\"path\":\"members[value eq \\\"%s\\\"]\"}"), erin);
+  CHECK_INT(scim("mcut", "PATCH", path, body, NULL) / 100, 2);
+  CHECK(st_dir_membership_cut_marked(st, "mcut", dan, web));
+  /* the retried removal commits: the mark ends, the store says it now */
+  snprintf(body, sizeof body, MPATCH("{\"op\":\"remove\",\"path\":\"members[value eq \\\"%s\\\"]\"}"), dan);
+  CHECK_INT(scim("mcut", "PATCH", path, body, NULL) / 100, 2);
+  CHECK(!st_dir_membership_cut_marked(st, "mcut", dan, web));
+  CHECK_INT((int)st_dir_memberships_cut_count(st), 0);
+  CHECK_INT(groups_of("mcut", dan, &g), 0);
+  CHECK(!has(g, web) && has(g, dbs));
+  json_decref(g);
+
+  /* an unwritten DELETE of Dbs: every member, the whole group */
+  snprintf(path, sizeof path, "/Groups/%s", dbs);
+  CHECK(scim_failing("mcut", "DELETE", path, NULL, &rs) < 0);
+  CHECK_STR(rs.cut_group, dbs);
+  CHECK(rs.cut_group_all);
+  scim_resp_clear(&rs);
+  calls = n_mcut;
+  CHECK_INT(st_dir_membership_cut_unwritten(st, "mcut", dbs, NULL, 0), 0);
+  CHECK_INT(n_mcut, calls + 1);
+  CHECK_STR(mcut_user, ""); /* the subscribers hear "the whole group" */
+  CHECK_INT(groups_of("mcut", dan, &g), 0);
+  CHECK_INT(json_array_size(g), 0);
+  json_decref(g);
+  /* a PATCH of the group (a rename, a member added) does not end it: Okta
+   * retries a membership PATCH queued before the failed DELETE */
+  CHECK_INT(scim("mcut", "PATCH", path, MPATCH("{\"op\":\"replace\",\"value\":{\"displayName\":\"Dbs2\"}}"), NULL) / 100, 2);
+  snprintf(body, sizeof body, MPATCH("{\"op\":\"add\",\"path\":\"members\",\"value\":[{\"value\":\"%s\"}]}"), erin);
+  CHECK_INT(scim("mcut", "PATCH", path, body, NULL) / 100, 2);
+  CHECK(st_dir_membership_cut_marked(st, "mcut", dan, dbs) && st_dir_membership_cut_marked(st, "mcut", erin, dbs));
+  /* a PUT restating the whole group: the IdP has it, the mark ends */
+  snprintf(body, sizeof body, "{\"displayName\":\"Databases\",\"members\":[{\"value\":\"%s\"}]}", dan);
+  CHECK_INT(scim("mcut", "PUT", path, body, NULL) / 100, 2);
+  CHECK_INT(groups_of("mcut", dan, &g), 0);
+  CHECK(has(g, dbs));
+  json_decref(g);
+  CHECK_INT((int)st_dir_memberships_cut_count(st), 0);
+
+  /* a request refused for its own sake (an unknown member in a PUT that
+   * also removes dan) is no store failure: nothing to cut */
+  snprintf(body, sizeof body, "{\"displayName\":\"Databases\",\"members\":[{\"value\":\"00000000-0000-4000-8000-00000000dead\"}]}");
+  CHECK_INT(scim_failing("mcut", "PUT", path, body, &rs), SCIM_EABORT);
+  CHECK_INT(rs.status, 400);
+  CHECK(!rs.store_failed);
+  scim_resp_clear(&rs);
+}
+
+static int emit_fn(st_txn *txn, void *arg) {
+  const int *kind = ((const void *const *)arg)[0];
+  return st_emit(txn, *kind, ((const void *const *)arg)[1]);
+}
+
+static int emit_event(st_store *s, int kind, const void *ev) {
+  const void *arg[2] = {&kind, ev};
+  return st_write_sync(s, emit_fn, arg);
+}
+
+/* The marks outlive a restart (the log), and each committed write ends
+ * only what it settles: a membership change of one user, a group's
+ * deletion (every mark of it), a user's deletion (every mark of theirs),
+ * the tenant's deletion. More members than fit mark the whole group. */
+TEST(membership_cuts_survive_a_restart) {
+  char dir[160], path[200];
+  snprintf(dir, sizeof dir, "%s/store_mcut", g_tmp);
+  st_options o = {0};
+  o.dir = dir;
+  o.map_size = 8 << 20;
+  o.log = gw_store_log;
+  st_store *s;
+  CHECK_INT(st_open(&s, &o), 0);
+  const char *u1 = "00000000-0000-4000-8000-000000000001", *u2 = "00000000-0000-4000-8000-000000000002",
+             *g1 = "00000000-0000-4000-8000-0000000000a1", *g2 = "00000000-0000-4000-8000-0000000000a2",
+             *g3 = "00000000-0000-4000-8000-0000000000a3";
+  const char *both[] = {u1, u2}, *bad[] = {u1, "not-an-id"};
+  CHECK_INT(st_dir_membership_cut_unwritten(s, "keep", g1, bad, 2), ST_EINVAL);
+  CHECK_INT(st_dir_membership_cut_unwritten(s, "Bad_Tenant", g1, both, 2), ST_EINVAL);
+  CHECK_INT((int)st_dir_memberships_cut_count(s), 0);
+  CHECK_INT(st_dir_membership_cut_unwritten(s, "keep", g1, both, 2), 0);
+  CHECK_INT(st_dir_membership_cut_unwritten(s, "keep", g2, NULL, 0), 0);
+  CHECK_INT(st_dir_membership_cut_unwritten(s, "keep", g3, both, 2), 0);
+  CHECK_INT(st_dir_membership_cut_unwritten(s, "gone", g1, both, 1), 0);
+  CHECK_INT((int)st_dir_memberships_cut_count(s), 6);
+  /* u2 added to g1 again, committed: the IdP's latest word on it */
+  const char *const added[] = {u2};
+  st_dir_event ev = {.tenant = "keep", .id = g1, .via = "patch", .added = added, .nadded = 1};
+  CHECK_INT(emit_event(s, ST_DIR_EV_MEMBERSHIP_CHANGED, &ev), 0);
+  CHECK(!st_dir_membership_cut_marked(s, "keep", u2, g1));
+  CHECK(st_dir_membership_cut_marked(s, "keep", u1, g1));
+  st_tenant_event te = {.tenant = "gone"};
+  CHECK_INT(emit_event(s, ST_EVENT_TENANT_DELETING, &te), 0);
+  CHECK_INT((int)st_dir_memberships_cut_count(s), 4);
+  st_close(s);
+  snprintf(path, sizeof path, "%s/unwritten-memberships", dir);
+  FILE *f = fopen(path, "a");
+  CHECK(f != NULL);
+  fputs("+ keep not-an-id *\ngarbage\n+ Bad_Tenant 00000000-0000-4000-8000-0000000000a1 *\n", f);
+  fclose(f);
+  CHECK_INT(st_open(&s, &o), 0);
+  CHECK_INT((int)st_dir_memberships_cut_count(s), 4);
+  CHECK(st_dir_membership_cut_marked(s, "keep", u1, g1));
+  CHECK(!st_dir_membership_cut_marked(s, "keep", u2, g1));
+  CHECK(st_dir_membership_cut_marked(s, "keep", u2, g2)); /* the whole group */
+  CHECK(st_dir_membership_cut_marked(s, "keep", u1, g3) && st_dir_membership_cut_marked(s, "keep", u2, g3));
+  CHECK(!st_dir_membership_cut_marked(s, "gone", u1, g1));
+  st_dir_event gd = {.tenant = "keep", .id = g2};
+  CHECK_INT(emit_event(s, ST_DIR_EV_GROUP_DELETED, &gd), 0);
+  CHECK(!st_dir_membership_cut_marked(s, "keep", u2, g2));
+  st_dir_event ud = {.tenant = "keep", .id = u1};
+  CHECK_INT(emit_event(s, ST_DIR_EV_USER_DELETED, &ud), 0);
+  CHECK(!st_dir_membership_cut_marked(s, "keep", u1, g1) && !st_dir_membership_cut_marked(s, "keep", u1, g3));
+  CHECK(st_dir_membership_cut_marked(s, "keep", u2, g3));
+  CHECK_INT((int)st_dir_memberships_cut_count(s), 1);
+  st_close(s);
+  CHECK_INT(st_open(&s, &o), 0); /* what ended stays ended */
+  CHECK_INT((int)st_dir_memberships_cut_count(s), 1);
+  st_close(s);
+}
+
+/* More members than the marks hold: the whole group instead (fail
+ * closed), and the subscribers hear it once. */
+TEST(membership_cut_too_many_members_takes_the_group) {
+  enum { N = ST_DIR_MCUT_MAX + 1 };
+  char (*ids)[40] = calloc(N, sizeof *ids);
+  const char **who = calloc(N, sizeof *who);
+  CHECK(ids && who);
+  for (int i = 0; ids && who && i < N; i++) {
+    snprintf(ids[i], sizeof ids[i], "00000000-0000-4000-8000-%012x", i);
+    who[i] = ids[i];
+  }
+  const char *g = "00000000-0000-4000-8000-0000000000b1";
+  int calls = n_mcut;
+  CHECK_INT(st_dir_membership_cut_unwritten(st, "many", g, who, N), 0);
+  CHECK_INT(n_mcut, calls + 1);
+  CHECK_INT((int)st_dir_memberships_cut_count(st), 1);
+  CHECK(st_dir_membership_cut_marked(st, "many", ids[N - 1], g));
+  st_tenant_event te = {.tenant = "many"};
+  CHECK_INT(emit_event(st, ST_EVENT_TENANT_DELETING, &te), 0);
+  CHECK_INT((int)st_dir_memberships_cut_count(st), 0);
+  free(ids);
+  free(who);
+}
+
 int main(void) {
   if (!getenv("UNIT_VERBOSE")) gw_log_set_level(GW_LOG_WARN);
   if (setup() != 0) {
@@ -1028,6 +1289,9 @@ int main(void) {
   RUN(cut_in_memory_by_a_logout);
   RUN(cut_in_memory_kinds_survive_a_restart);
   RUN(a_logout_kind_survives_the_log_rewrite_it_triggers);
+  RUN(membership_cut_in_memory_until_a_write_settles_it);
+  RUN(membership_cuts_survive_a_restart);
+  RUN(membership_cut_too_many_members_takes_the_group);
   st_close(st);
   nftw(g_tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
   return UNIT_DONE();
