@@ -69,7 +69,12 @@ static int member_add(mctx *m, const char *uid, scim_resp *rs) {
   if (rc == ST_ENOTFOUND) goto unknown;
   if (rc) return scim__fail_store(rs, rc);
   st_dir_key_member(&k, m->rq->tenant, m->gid, uid);
-  if (st_get(m->txn, ST_DB_SCIM_MEM, k.b, k.n, &v) == 0) return 0; /* already a member */
+  if (st_get(m->txn, ST_DB_SCIM_MEM, k.b, k.n, &v) == 0) {
+    /* already a member: nothing changes, but if an unwritten removal cut
+     * them in memory, this is the IdP's latest word (store/dir.h) */
+    if ((rc = st_dir_membership_cut_end(m->txn, m->rq->tenant, m->gid, uid))) return scim__fail_store(rs, rc);
+    return 0;
+  }
   if ((rc = st_put(m->txn, ST_DB_SCIM_MEM, k.b, k.n, "", 0, 0))) return scim__fail_store(rs, rc);
   st_dir_key_user_group(&k, m->rq->tenant, uid, m->gid);
   if ((rc = st_put(m->txn, ST_DB_SCIM_MEM, k.b, k.n, "", 0, 0))) return scim__fail_store(rs, rc);

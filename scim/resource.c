@@ -253,6 +253,8 @@ int scim__emit(st_txn *txn, int kind, const scim_req *rq, const char *id, const 
   /* a hook that ran out of store is the store being full, not a broken hook */
   if (rc == ST_EMAPFULL) return scim__fail_store(rs, rc);
   if (rc < 0) {
+    /* the write failed (not the request): what it takes away goes anyway */
+    rs->store_failed = true;
     scim_error(rs, 500, NULL, "a lifecycle hook failed (%s); nothing was written", scim_event_name(kind));
     return SCIM_EABORT;
   }

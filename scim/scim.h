@@ -106,7 +106,8 @@ typedef struct scim_resp {
   char cut_group[SCIM_ID_LEN + 1];
   json_t *cut_members;
   bool cut_group_all;
-  bool store_failed; /* a store error ended the handler (scim__fail_store) */
+  bool store_failed; /* the write failed, not the request: a store error or a
+                        lifecycle hook's failure ended the handler */
 } scim_resp;
 
 /* The "via" of the lifecycle events a write request emits (st_dir_event):

@@ -221,17 +221,28 @@ int st_dir_hook_cut_unwritten(st_store *st, st_dir_cut_fn fn, void *ctx);
  * it; a PATCH retried from before the failed DELETE must not end it).
  * Kept across a restart in <dir>/unwritten-memberships
  * (as the users' marks: no fsync). Every change moves st_txn_snapshot and
- * st_txn_cut_generation. At most ST_DIR_MCUT_MAX marks: when the members
- * do not all fit, the whole group is marked instead (one mark; fail
- * closed); ST_ENOMEM only when not even that fits. The subscribers
+ * st_txn_cut_generation. At most ST_DIR_MCUT_MAX marks, ST_DIR_MCUT_TENANT_MAX
+ * of one tenant, the last 1,024 for whole groups only: when the members do
+ * not all fit, the whole group is marked instead (one mark; fail closed:
+ * one tenant's failures never leave another's members unmarked); ST_ENOMEM
+ * only when not even that fits. An add of a member the store still holds
+ * (Okta adding back a member whose removal was never written) ends that
+ * member's mark too (st_dir_membership_cut_end). The subscribers
  * (st_dir_hook_membership_cut) are then called once per user named, or
  * once with uid NULL for a whole group (or more than 64 users), on the
  * caller's thread. 0,
  * ST_EINVAL (a tenant or an id malformed: nothing marked) or ST_ENOMEM.
  * Any thread. */
 #define ST_DIR_MCUT_MAX 16384
+#define ST_DIR_MCUT_TENANT_MAX 4096 /* of one tenant: past it its members' marks become whole groups' */
 int st_dir_membership_cut_unwritten(st_store *st, const char *tenant, const char *gid, const char *const *uids,
                                     size_t n);
+/* A write that says uid is a member of gid (scim/: an add of someone the
+ * store already holds as a member — an unwritten removal's member —
+ * changes nothing stored, so no event says it): after txn commits, the
+ * mark of that membership ends (the IdP's latest word). 0 (no mark: nothing
+ * to do), ST_EINVAL or ST_ENOMEM. */
+int st_dir_membership_cut_end(st_txn *txn, const char *tenant, const char *gid, const char *uid);
 /* Whether uid's membership of gid in tenant is cut in memory (by its own
  * mark or the group's). */
 bool st_dir_membership_cut_marked(st_store *st, const char *tenant, const char *uid, const char *gid);

@@ -51,6 +51,7 @@ struct st__mcut {
 
 #define MCUT_LOG "unwritten-memberships"
 #define MCUT_NOTIFY_MAX 64 /* more users marked at once: the subscribers hear "the whole group" once */
+#define MCUT_WHOLE_ROOM 1024 /* marks only whole groups may take */
 
 static int mc_cmp(const struct st__mcut *m, const char *t, const char *g, const char *u) {
   int c = strcmp(m->tenant, t);
@@ -97,39 +98,83 @@ static int mc_insert(st_store *st, const char *t, const char *g, const char *u) 
   return 0;
 }
 
-static void mc_remove_at(st_store *st, size_t i) {
-  size_t n = atomic_load(&st->nmcut);
-  memmove(&st->mcut[i], &st->mcut[i + 1], (n - i - 1) * sizeof *st->mcut);
-  atomic_store(&st->nmcut, n - 1);
+/* every mark of tenant t whose group is g (NULL: any) and user u (NULL:
+ * any; "" the whole-group mark) goes, in one pass (a group of 16,384
+ * members ends at once); how many did (under cutmu) */
+static size_t mc_remove_where(st_store *st, const char *t, const char *g, const char *u) {
+  size_t n = atomic_load(&st->nmcut), w = 0;
+  for (size_t i = 0; i < n; i++) {
+    const struct st__mcut *m = &st->mcut[i];
+    if (!strcmp(m->tenant, t) && (!g || !strcmp(m->gid, g)) && (!u || !strcmp(m->uid, u))) continue;
+    if (w != i) st->mcut[w] = st->mcut[i];
+    w++;
+  }
+  atomic_store(&st->nmcut, w);
+  return n - w;
 }
 
-/* every mark of tenant t whose group is g (NULL: any) and user u (NULL:
- * any; "" the whole-group mark) goes; how many did (under cutmu) */
-static size_t mc_remove_where(st_store *st, const char *t, const char *g, const char *u) {
-  size_t removed = 0;
-  for (size_t i = atomic_load(&st->nmcut); i-- > 0;) {
-    const struct st__mcut *m = &st->mcut[i];
-    if (strcmp(m->tenant, t) || (g && strcmp(m->gid, g)) || (u && strcmp(m->uid, u))) continue;
-    mc_remove_at(st, i);
-    removed++;
+static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+/* the marks of tenant t, group g, for the users of uids (n, sorted) go,
+ * in one pass over the group's run; each is logged (into the caller's
+ * buffer: one write for them all); how many did (under cutmu) */
+static size_t mc_remove_users(st_store *st, const char *t, const char *g, const char *const *uids, size_t n,
+                              char **log, size_t *loglen, size_t *logcap) {
+  size_t total = atomic_load(&st->nmcut), lo = mc_lower(st, t, g, ""), w = lo, k = 0, removed = 0;
+  size_t i = lo;
+  for (; i < total && !strcmp(st->mcut[i].tenant, t) && !strcmp(st->mcut[i].gid, g); i++) {
+    const char *u = st->mcut[i].uid;
+    int c = 1;
+    while (u[0] && k < n && (c = strcmp(uids[k], u)) < 0) k++;
+    if (u[0] && k < n && c == 0) {
+      removed++;
+      size_t need = *loglen + ST_TENANT_ID_MAX + 2 * ST_DIR_ID_LEN + 8;
+      if (need > *logcap) {
+        size_t cap = *logcap ? *logcap * 2 : 4096;
+        while (cap < need) cap *= 2;
+        char *b = realloc(*log, cap);
+        if (b) *log = b, *logcap = cap;
+      }
+      if (need <= *logcap) *loglen += (size_t)sprintf(*log + *loglen, "- %s %s %s\n", t, g, u);
+      continue;
+    }
+    if (w != i) st->mcut[w] = st->mcut[i];
+    w++;
+  }
+  if (removed) {
+    memmove(&st->mcut[w], &st->mcut[i], (total - i) * sizeof *st->mcut);
+    atomic_store(&st->nmcut, total - removed);
   }
   return removed;
+}
+
+/* how many marks tenant t holds (under cutmu): its run */
+static size_t mc_tenant_count(const st_store *st, const char *t) {
+  size_t n = atomic_load(&st->nmcut), i = mc_lower(st, t, "", ""), c = 0;
+  for (; i < n && !strcmp(st->mcut[i].tenant, t); i++) c++;
+  return c;
 }
 
 /* ---- the log ---- */
 
 static void mc_log_compact(st_store *st);
 
-static void mc_log(st_store *st, char op, const char *t, const char *g, const char *u) {
-  if (st->mcutfd < 0) return;
-  char line[ST_TENANT_ID_MAX + 2 * ST_DIR_ID_LEN + 16];
-  int n = snprintf(line, sizeof line, "%c %s %s %s\n", op, t, g, u);
-  if (n <= 0 || (size_t)n >= sizeof line || write(st->mcutfd, line, (size_t)n) != n) {
+/* appends lines (n of them, len bytes) to the log */
+static void mc_log_lines(st_store *st, const char *lines, size_t len, size_t n) {
+  if (st->mcutfd < 0 || !len) return;
+  if (write(st->mcutfd, lines, len) != (ssize_t)len) {
     st__log(st, ST_LOG_ERROR, "cannot append to %s/" MCUT_LOG " (%s): memberships cut in memory would not stay cut "
             "across a restart", st->dir, strerror(errno));
     return;
   }
-  if (++st->mcutlines > 2 * atomic_load(&st->nmcut) + 1024) mc_log_compact(st);
+  st->mcutlines += n;
+  if (st->mcutlines > 2 * atomic_load(&st->nmcut) + 1024) mc_log_compact(st);
+}
+
+static void mc_log(st_store *st, char op, const char *t, const char *g, const char *u) {
+  char line[ST_TENANT_ID_MAX + 2 * ST_DIR_ID_LEN + 16];
+  int n = snprintf(line, sizeof line, "%c %s %s %s\n", op, t, g, u);
+  if (n > 0 && (size_t)n < sizeof line) mc_log_lines(st, line, (size_t)n, 1);
 }
 
 static void mc_log_compact(st_store *st) {
@@ -222,8 +267,17 @@ int st_dir_membership_cut_unwritten(st_store *st, const char *tenant, const char
   int rc = 0;
   bool whole = !uids, changed = false;
   uv_mutex_lock(&st->cutmu);
-  /* members that do not all fit: the whole group instead (one mark) */
-  if (!whole && atomic_load(&st->nmcut) + n > ST_DIR_MCUT_MAX) whole = true;
+  /* members that do not all fit — the tenant's share, or the marks short
+   * of the room kept for whole groups — take the whole group instead (one
+   * mark): one tenant's failed pushes never leave another's unmarked */
+  size_t have = atomic_load(&st->nmcut);
+  if (!whole && (have + n > ST_DIR_MCUT_MAX - MCUT_WHOLE_ROOM ||
+                 mc_tenant_count(st, tenant) + n > ST_DIR_MCUT_TENANT_MAX))
+    whole = true;
+  if (whole && !mc_has(st, tenant, gid, "") && mc_tenant_count(st, tenant) >= ST_DIR_MCUT_TENANT_MAX) {
+    uv_mutex_unlock(&st->cutmu);
+    return ST_ENOMEM;
+  }
   for (size_t i = 0; !whole && i < n; i++) {
     int r = mc_insert(st, tenant, gid, uids[i]);
     if (r < 0) whole = true; /* the earlier ones stay: a whole-group mark covers them too */
@@ -300,16 +354,28 @@ static void mc_end_run(void *arg) {
   size_t ended = 0;
   uv_mutex_lock(&st->cutmu);
   switch (e->what) {
-  case MC_USERS_OF_GROUP:
-    for (size_t i = 0; i < e->n; i++) {
-      size_t k = mc_lower(st, e->tenant, e->id, e->uids[i]);
-      if (k < atomic_load(&st->nmcut) && !mc_cmp(&st->mcut[k], e->tenant, e->id, e->uids[i])) {
-        mc_remove_at(st, k);
-        mc_log(st, '-', e->tenant, e->id, e->uids[i]);
-        ended++;
+  case MC_USERS_OF_GROUP: {
+    const char **u = e->n ? malloc(e->n * sizeof *u) : NULL;
+    char *log = NULL;
+    size_t loglen = 0, logcap = 0;
+    if (u) {
+      for (size_t i = 0; i < e->n; i++) u[i] = e->uids[i];
+      qsort(u, e->n, sizeof *u, cmp_str);
+      ended = mc_remove_users(st, e->tenant, e->id, u, e->n, &log, &loglen, &logcap);
+      mc_log_lines(st, log, loglen, ended);
+    } else if (e->n) {
+      /* no memory to sort: one at a time */
+      for (size_t i = 0; i < e->n; i++) {
+        const char *one = e->uids[i];
+        size_t r = mc_remove_users(st, e->tenant, e->id, &one, 1, &log, &loglen, &logcap);
+        ended += r;
       }
+      mc_log_lines(st, log, loglen, ended);
     }
+    free(log);
+    free(u);
     if (!e->whole) break;
+  }
     /* a PUT: the IdP restated the whole group, so it has it */
     __attribute__((fallthrough));
   case MC_GROUP_WHOLE:
@@ -336,6 +402,34 @@ static void mc_end_run(void *arg) {
 static bool mc_any(const st_store *st, const char *t, const char *g) {
   size_t n = atomic_load(&st->nmcut), i = mc_lower(st, t, g ? g : "", "");
   return i < n && !strcmp(st->mcut[i].tenant, t) && (!g || !strcmp(st->mcut[i].gid, g));
+}
+
+/* after t commits: the end `what` (MC_*) of tenant's marks of id (a
+ * group, or a user for MC_USER); for MC_USERS_OF_GROUP the nu users of
+ * ev's added and removed, and the whole-group mark too when whole */
+static int mc_end_after(st_txn *t, int what, const char *tenant, const char *id, const st_dir_event *ev, size_t nu,
+                        bool whole) {
+  mc_end *e = calloc(1, sizeof *e);
+  if (!e) return ST_ENOMEM;
+  e->st = t->st;
+  e->what = what;
+  e->whole = whole;
+  snprintf(e->tenant, sizeof e->tenant, "%s", tenant);
+  snprintf(e->id, sizeof e->id, "%s", id);
+  if (nu) {
+    e->uids = calloc(nu, sizeof *e->uids);
+    if (!e->uids) {
+      free(e);
+      return ST_ENOMEM;
+    }
+    for (size_t i = 0; i < nu; i++) {
+      const char *u = i < ev->nadded ? ev->added[i] : ev->removed[i - ev->nadded];
+      if (u && st_dir_valid_id(u)) snprintf(e->uids[e->n++], sizeof e->uids[0], "%s", u);
+    }
+  }
+  int rc = st_txn_after_commit(t, mc_end_run, mc_end_free, e);
+  if (rc) mc_end_free(e);
+  return rc;
 }
 
 int st__dir_mcut_settle(st_txn *t, int kind, const void *event) {
@@ -374,25 +468,19 @@ int st__dir_mcut_settle(st_txn *t, int kind, const void *event) {
   }
   uv_mutex_unlock(&st->cutmu);
   if (!any) return 0;
-  mc_end *e = calloc(1, sizeof *e);
-  if (!e) return ST_ENOMEM;
-  e->st = st;
-  e->what = what;
-  e->whole = what == MC_USERS_OF_GROUP && ev->via && !strcmp(ev->via, "put");
-  snprintf(e->tenant, sizeof e->tenant, "%s", tenant);
-  snprintf(e->id, sizeof e->id, "%s", id);
-  if (what == MC_USERS_OF_GROUP && ev->nadded + ev->nremoved) {
-    e->uids = calloc(ev->nadded + ev->nremoved, sizeof *e->uids);
-    if (!e->uids) {
-      free(e);
-      return ST_ENOMEM;
-    }
-    for (size_t i = 0; i < ev->nadded + ev->nremoved; i++) {
-      const char *u = i < ev->nadded ? ev->added[i] : ev->removed[i - ev->nadded];
-      if (u && st_dir_valid_id(u)) snprintf(e->uids[e->n++], sizeof e->uids[0], "%s", u);
-    }
-  }
-  int rc = st_txn_after_commit(t, mc_end_run, mc_end_free, e);
-  if (rc) mc_end_free(e);
-  return rc;
+  size_t nu = what == MC_USERS_OF_GROUP ? ev->nadded + ev->nremoved : 0;
+  return mc_end_after(t, what, tenant, id, ev, nu, what == MC_USERS_OF_GROUP && ev->via && !strcmp(ev->via, "put"));
+}
+
+int st_dir_membership_cut_end(st_txn *t, const char *tenant, const char *gid, const char *uid) {
+  if (!t || !t->write || !tenant || !gid || !uid || !st_dir_valid_id(gid) || !st_dir_valid_id(uid)) return ST_EINVAL;
+  st_store *st = t->st;
+  if (atomic_load(&st->nmcut) == 0) return 0;
+  uv_mutex_lock(&st->cutmu);
+  bool any = mc_has(st, tenant, gid, uid);
+  uv_mutex_unlock(&st->cutmu);
+  if (!any) return 0;
+  const char *const one[] = {uid};
+  st_dir_event ev = {.tenant = tenant, .id = gid, .added = one, .nadded = 1};
+  return mc_end_after(t, MC_USERS_OF_GROUP, tenant, gid, &ev, 1, false);
 }

@@ -110,6 +110,18 @@ static void count_mcut(void *ctx, const char *tenant, const char *gid, const cha
   snprintf(mcut_user, sizeof mcut_user, "%s", uid ? uid : "");
 }
 
+/* a lifecycle hook failing as a hook's own store write does when the job
+ * has dirtied too many pages (ST_ETXNFULL), or its malloc (ST_ENOMEM); 0:
+ * it succeeds (every test but one) */
+static int hook_fails_with;
+static int failing_hook(st_txn *txn, int kind, const void *event, void *ctx) {
+  (void)txn;
+  (void)kind;
+  (void)event;
+  (void)ctx;
+  return hook_fails_with;
+}
+
 static int setup(void) {
   char dir[128], path[128], body[512];
   strcpy(g_tmp, "/tmp/mcpgate-test-dir-XXXXXX");
@@ -124,7 +136,9 @@ static int setup(void) {
   scim_register_checks(st);
   if (st_hook_add(st, ST_DIR_EV_USER_DEACTIVATED, count_event, NULL) ||
       st_hook_add(st, ST_DIR_EV_USER_REACTIVATED, count_event, NULL) || st_dir_hook_user_cut(st, count_cut, NULL) ||
-      st_dir_hook_cut_unwritten(st, count_unwritten, NULL) || st_dir_hook_membership_cut(st, count_mcut, NULL))
+      st_dir_hook_cut_unwritten(st, count_unwritten, NULL) || st_dir_hook_membership_cut(st, count_mcut, NULL) ||
+      st_hook_add(st, ST_DIR_EV_MEMBERSHIP_CHANGED, failing_hook, NULL) ||
+      st_hook_add(st, ST_DIR_EV_GROUP_DELETED, failing_hook, NULL))
     return -1;
   if (scim("acme", "POST", "/Users", "{\"userName\":\"Alice@Acme.com\",\"externalId\":\"okta-1\"}", alice) != 201 ||
       scim("acme", "POST", "/Users", "{\"userName\":\"bob@acme.com\",\"externalId\":\"okta-2\",\"active\":false}", bob) != 201 ||
@@ -1264,6 +1278,114 @@ TEST(membership_cut_too_many_members_takes_the_group) {
   free(who);
 }
 
+/* Found by review: a removal whose write failed in a lifecycle hook (a
+ * hook's own put past the transaction's page limit, a malloc) answered 500
+ * "nothing was written" without store_failed: the caller cut nothing and
+ * the members kept the group. A hook's failure is the write's. */
+TEST(membership_removal_failed_by_a_hook_is_cut) {
+  char a[40], b[40], g[40], body[400], path[80];
+  CHECK_INT(scim("hk", "POST", "/Users", "{\"userName\":\"a@hk.com\"}", a), 201);
+  CHECK_INT(scim("hk", "POST", "/Users", "{\"userName\":\"b@hk.com\"}", b), 201);
+  snprintf(body, sizeof body, "{\"displayName\":\"G\",\"members\":[{\"value\":\"%s\"},{\"value\":\"%s\"}]}", a, b);
+  CHECK_INT(scim("hk", "POST", "/Groups", body, g), 201);
+  snprintf(path, sizeof path, "/Groups/%s", g);
+  snprintf(body, sizeof body, MPATCH("{\"op\":\"remove\",\"path\":\"members[value eq \\\"%s\\\"]\"}"), a);
+  call c;
+  memset(&c, 0, sizeof c);
+  c.rq.tenant = "hk";
+  c.rq.method = "PATCH";
+  c.rq.path = path;
+  c.rq.base_url = "http://gw/t/x/scim/v2";
+  c.rq.body = json_loads(body, 0, NULL);
+  snprintf(c.rq.now, sizeof c.rq.now, "2026-11-22T00:00:00Z");
+  hook_fails_with = ST_ETXNFULL;
+  int rc = st_write_sync(st, run_scim, &c);
+  hook_fails_with = 0;
+  json_decref(c.rq.body);
+  CHECK(rc < 0);
+  CHECK_INT(c.rs.status, 500);
+  CHECK(c.rs.store_failed);
+  CHECK_STR(c.rs.cut_group, g);
+  CHECK_INT(json_array_size(c.rs.cut_members), 1);
+  scim_resp_clear(&c.rs);
+  /* a DELETE failed the same way: every member */
+  memset(&c, 0, sizeof c);
+  c.rq.tenant = "hk";
+  c.rq.method = "DELETE";
+  c.rq.path = path;
+  c.rq.base_url = "http://gw/t/x/scim/v2";
+  snprintf(c.rq.now, sizeof c.rq.now, "2026-11-22T00:00:00Z");
+  hook_fails_with = ST_ENOMEM;
+  rc = st_write_sync(st, run_scim, &c);
+  hook_fails_with = 0;
+  CHECK(rc < 0);
+  CHECK(c.rs.store_failed && c.rs.cut_group_all);
+  CHECK_STR(c.rs.cut_group, g);
+  scim_resp_clear(&c.rs);
+}
+
+/* Found by review: Okta adding back a member whose removal was never
+ * written changes nothing stored (they are still a member), so no event
+ * said it and the cut stayed for good; a PUT restating them ended only a
+ * whole-group mark. The add is the IdP's latest word: it ends the mark. */
+TEST(membership_cut_ends_when_the_member_is_added_back) {
+  char a[40], b[40], g[40], body[600], path[80];
+  CHECK_INT(scim("ab", "POST", "/Users", "{\"userName\":\"a@ab.com\"}", a), 201);
+  CHECK_INT(scim("ab", "POST", "/Users", "{\"userName\":\"b@ab.com\"}", b), 201);
+  snprintf(body, sizeof body, "{\"displayName\":\"G\",\"members\":[{\"value\":\"%s\"},{\"value\":\"%s\"}]}", a, b);
+  CHECK_INT(scim("ab", "POST", "/Groups", body, g), 201);
+  snprintf(path, sizeof path, "/Groups/%s", g);
+  const char *who[] = {a, b};
+  CHECK_INT(st_dir_membership_cut_unwritten(st, "ab", g, who, 2), 0);
+  snprintf(body, sizeof body, MPATCH("{\"op\":\"add\",\"path\":\"members\",\"value\":[{\"value\":\"%s\"}]}"), a);
+  CHECK_INT(scim("ab", "PATCH", path, body, NULL), 200);
+  CHECK(!st_dir_membership_cut_marked(st, "ab", a, g));
+  CHECK(st_dir_membership_cut_marked(st, "ab", b, g));
+  /* a PUT restating b among the members ends b's too */
+  snprintf(body, sizeof body, "{\"displayName\":\"G\",\"members\":[{\"value\":\"%s\"},{\"value\":\"%s\"}]}", a, b);
+  CHECK_INT(scim("ab", "PUT", path, body, NULL), 200);
+  CHECK(!st_dir_membership_cut_marked(st, "ab", b, g));
+  json_t *gs;
+  CHECK_INT(groups_of("ab", b, &gs), 0);
+  CHECK(has(gs, g));
+  json_decref(gs);
+}
+
+/* Found by review: one tenant's failed removals could take every mark
+ * (16,384 members of one group), and then another tenant's failed DELETE
+ * got ST_ENOMEM even for one whole-group mark: its members kept the group.
+ * A tenant's members' marks are capped (past it: the whole group), and
+ * room is kept for whole groups. */
+TEST(one_tenant_cannot_use_up_the_marks) {
+  enum { N = ST_DIR_MCUT_TENANT_MAX };
+  char (*ids)[40] = calloc(N, sizeof *ids);
+  const char **who = calloc(N, sizeof *who);
+  CHECK(ids && who);
+  for (int i = 0; ids && who && i < N; i++) {
+    snprintf(ids[i], sizeof ids[i], "00000000-0000-4000-8000-%012x", i);
+    who[i] = ids[i];
+  }
+  size_t before = st_dir_memberships_cut_count(st);
+  char g[40];
+  for (int k = 0; k < 4; k++) { /* four groups of the hog tenant, all members each */
+    snprintf(g, sizeof g, "00000000-0000-4000-8000-0000000c%04x", k);
+    CHECK_INT(st_dir_membership_cut_unwritten(st, "hog", g, who, k ? N : N / 2), 0);
+  }
+  /* the first fitted member by member; the others took their whole group */
+  CHECK_INT((int)(st_dir_memberships_cut_count(st) - before), N / 2 + 3);
+  CHECK(st_dir_membership_cut_marked(st, "hog", ids[N - 1], g));
+  const char *vg = "00000000-0000-4000-8000-0000000000d1", *vu = "00000000-0000-4000-8000-0000000000e1";
+  CHECK_INT(st_dir_membership_cut_unwritten(st, "victim", vg, &vu, 1), 0);
+  CHECK(st_dir_membership_cut_marked(st, "victim", vu, vg));
+  st_tenant_event te = {.tenant = "hog"};
+  CHECK_INT(emit_event(st, ST_EVENT_TENANT_DELETING, &te), 0);
+  st_tenant_event tv = {.tenant = "victim"};
+  CHECK_INT(emit_event(st, ST_EVENT_TENANT_DELETING, &tv), 0);
+  CHECK_INT((int)st_dir_memberships_cut_count(st), (int)before);
+  free(ids);
+  free(who);
+}
+
 int main(void) {
   if (!getenv("UNIT_VERBOSE")) gw_log_set_level(GW_LOG_WARN);
   if (setup() != 0) {
@@ -1292,6 +1414,9 @@ int main(void) {
   RUN(membership_cut_in_memory_until_a_write_settles_it);
   RUN(membership_cuts_survive_a_restart);
   RUN(membership_cut_too_many_members_takes_the_group);
+  RUN(membership_removal_failed_by_a_hook_is_cut);
+  RUN(membership_cut_ends_when_the_member_is_added_back);
+  RUN(one_tenant_cannot_use_up_the_marks);
   st_close(st);
   nftw(g_tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
   return UNIT_DONE();
