@@ -492,9 +492,6 @@ static void cut_log(st_store *st, const char *op, const char *tenant, const char
 }
 
 static void cut_log_compact(st_store *st) {
-  char path[4096], tmp[4096 + 8];
-  snprintf(path, sizeof path, "%s/" CUT_LOG, st->dir);
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
   size_t n = atomic_load(&st->ncut), len = 0, lines = 0;
   char *buf = malloc(n * (ST_TENANT_ID_MAX + ST_DIR_ID_LEN + 8) + 1);
   if (!buf) return;
@@ -506,19 +503,26 @@ static void cut_log_compact(st_store *st) {
     len += (size_t)sprintf(buf + len, "+ %s %s %s\n", c->tenant, c->id, kl);
     lines++;
   }
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  bool ok = fd >= 0 && write(fd, buf, len) == (ssize_t)len;
-  if (fd >= 0) close(fd);
+  if (st__marks_file_replace(st, CUT_LOG, buf, len, &st->cutfd) == 0) st->cutlines = lines;
   free(buf);
+}
+
+int st__marks_file_replace(st_store *st, const char *name, const char *buf, size_t len, int *fd) {
+  char path[4096], tmp[4096 + 8];
+  snprintf(path, sizeof path, "%s/%s", st->dir, name);
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  int t = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  bool ok = t >= 0 && write(t, buf, len) == (ssize_t)len;
+  if (t >= 0) close(t);
   if (!ok || rename(tmp, path) != 0) {
     unlink(tmp);
-    return; /* the long file still says the same */
+    return -1; /* the long file still says the same */
   }
   int nfd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
-  if (nfd < 0) return;
-  close(st->cutfd);
-  st->cutfd = nfd;
-  st->cutlines = lines;
+  if (nfd < 0) return -1;
+  close(*fd);
+  *fd = nfd;
+  return 0;
 }
 
 void st__dir_cut_load(st_store *st) {

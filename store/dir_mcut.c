@@ -178,9 +178,6 @@ static void mc_log(st_store *st, char op, const char *t, const char *g, const ch
 }
 
 static void mc_log_compact(st_store *st) {
-  char path[4096], tmp[4096 + 8];
-  snprintf(path, sizeof path, "%s/" MCUT_LOG, st->dir);
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
   size_t n = atomic_load(&st->nmcut), len = 0;
   char *buf = malloc(n * (ST_TENANT_ID_MAX + 2 * ST_DIR_ID_LEN + 8) + 1);
   if (!buf) return;
@@ -188,19 +185,8 @@ static void mc_log_compact(st_store *st) {
     const struct st__mcut *m = &st->mcut[i];
     len += (size_t)sprintf(buf + len, "+ %s %s %s\n", m->tenant, m->gid, m->uid[0] ? m->uid : "*");
   }
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  bool ok = fd >= 0 && write(fd, buf, len) == (ssize_t)len;
-  if (fd >= 0) close(fd);
+  if (st__marks_file_replace(st, MCUT_LOG, buf, len, &st->mcutfd) == 0) st->mcutlines = n;
   free(buf);
-  if (!ok || rename(tmp, path) != 0) {
-    unlink(tmp);
-    return; /* the long file still says the same */
-  }
-  int nfd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
-  if (nfd < 0) return;
-  close(st->mcutfd);
-  st->mcutfd = nfd;
-  st->mcutlines = n;
 }
 
 void st__dir_mcut_load(st_store *st) {

@@ -215,6 +215,10 @@ int st__dir_cut_settle(st_txn *t, int kind, const void *event);
  * deletion, or the tenant's deletion ends the in-memory cuts of the
  * memberships it settles. 0 or ST_ENOMEM. */
 int st__dir_mcut_settle(st_txn *t, int kind, const void *event);
+/* Rewrites <dir>/name (a marks log, dir.c and dir_mcut.c) as buf (tmp +
+ * rename) and reopens it for appending into *fd (closing the old one). 0,
+ * or -1 (the old file, still open, says the same). Under cutmu. */
+int st__marks_file_replace(st_store *st, const char *name, const char *buf, size_t len, int *fd);
 /* Reads <dir>/unwritten-memberships into the marks and keeps it open for
  * appending (as st__dir_cut_load). */
 void st__dir_mcut_load(st_store *st);

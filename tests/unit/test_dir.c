@@ -41,9 +41,11 @@ static int run_scim(st_txn *txn, void *arg) {
   return rc < 0 ? rc : 0;
 }
 
-/* A SCIM write for tenant; returns the status, and the id of what it
- * created into id (if non-NULL). */
-static int scim(const char *tenant, const char *method, const char *path, const char *body, char id[40]) {
+/* A SCIM write for tenant, its commits failing when fail (the store
+ * refusing them, as a full store past its reserve would); the writer's
+ * status, and the reply into out (the caller clears it). */
+static int scim_run(const char *tenant, const char *method, const char *path, const char *body, bool fail,
+                    scim_resp *out) {
   call c;
   memset(&c, 0, sizeof c);
   c.rq.tenant = tenant;
@@ -53,11 +55,22 @@ static int scim(const char *tenant, const char *method, const char *path, const 
   c.rq.body = body ? json_loads(body, 0, NULL) : NULL;
   scim_new_id(c.rq.new_id);
   snprintf(c.rq.now, sizeof c.rq.now, "2026-11-22T00:00:00Z");
-  st_write_sync(st, run_scim, &c);
+  if (fail) st__test_fail_commits(st, 1000);
+  int rc = st_write_sync(st, run_scim, &c);
+  if (fail) st__test_fail_commits(st, 0);
   json_decref(c.rq.body);
-  if (id) snprintf(id, 40, "%s", json_string_value(json_object_get(c.rs.body, "id")) ?: "");
-  int status = c.rs.status;
-  scim_resp_clear(&c.rs);
+  *out = c.rs;
+  return rc;
+}
+
+/* A SCIM write for tenant; returns the status, and the id of what it
+ * created into id (if non-NULL). */
+static int scim(const char *tenant, const char *method, const char *path, const char *body, char id[40]) {
+  scim_resp rs;
+  scim_run(tenant, method, path, body, false, &rs);
+  if (id) snprintf(id, 40, "%s", json_string_value(json_object_get(rs.body, "id")) ?: "");
+  int status = rs.status;
+  scim_resp_clear(&rs);
   return status;
 }
 
@@ -1033,26 +1046,6 @@ TEST(a_logout_kind_survives_the_log_rewrite_it_triggers) {
 
 #define MPATCH(op) "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],\"Operations\":[" op "]}"
 
-/* A SCIM write whose commits all fail (the store refusing them, as a full
- * store past its reserve would): its status, and what it noted to cut. */
-static int scim_failing(const char *tenant, const char *method, const char *path, const char *body, scim_resp *out) {
-  call c;
-  memset(&c, 0, sizeof c);
-  c.rq.tenant = tenant;
-  c.rq.method = method;
-  c.rq.path = path;
-  c.rq.base_url = "http://gw/t/x/scim/v2";
-  c.rq.body = body ? json_loads(body, 0, NULL) : NULL;
-  scim_new_id(c.rq.new_id);
-  snprintf(c.rq.now, sizeof c.rq.now, "2026-11-22T00:00:00Z");
-  st__test_fail_commits(st, 1000);
-  int rc = st_write_sync(st, run_scim, &c);
-  st__test_fail_commits(st, 0);
-  json_decref(c.rq.body);
-  *out = c.rs;
-  return rc;
-}
-
 static int groups_of(const char *tenant, const char *uid, json_t **g) {
   st_txn *t;
   int rc = st_read_begin(st, &t);
@@ -1090,7 +1083,7 @@ TEST(membership_cut_in_memory_until_a_write_settles_it) {
   snprintf(path, sizeof path, "/Groups/%s", web);
   snprintf(body, sizeof body, MPATCH("{\"op\":\"remove\",\"path\":\"members[value eq \\\"%s\\\"]\"}"), dan);
   scim_resp rs;
-  CHECK(scim_failing("mcut", "PATCH", path, body, &rs) < 0);
+  CHECK(scim_run("mcut", "PATCH", path, body, true, &rs) < 0);
   CHECK_STR(rs.cut_group, web);
   CHECK(!rs.cut_group_all);
   CHECK_INT(json_array_size(rs.cut_members), 1);
@@ -1100,7 +1093,7 @@ TEST(membership_cut_in_memory_until_a_write_settles_it) {
   snprintf(body, sizeof body,
            MPATCH("{\"op\":\"remove\",\"path\":\"members[value eq \\\"%s\\\"]\"},"
                   "{\"op\":\"add\",\"path\":\"members\",\"value\":[{\"value\":\"%s\"}]}"), dan, dan);
-  CHECK(scim_failing("mcut", "PATCH", path, body, &rs) < 0);
+  CHECK(scim_run("mcut", "PATCH", path, body, true, &rs) < 0);
   CHECK_INT(json_array_size(rs.cut_members), 0);
   CHECK_STR(rs.cut_group, "");
   scim_resp_clear(&rs);
@@ -1149,7 +1142,7 @@ TEST(membership_cut_in_memory_until_a_write_settles_it) {
 
   /* an unwritten DELETE of Dbs: every member, the whole group */
   snprintf(path, sizeof path, "/Groups/%s", dbs);
-  CHECK(scim_failing("mcut", "DELETE", path, NULL, &rs) < 0);
+  CHECK(scim_run("mcut", "DELETE", path, NULL, true, &rs) < 0);
   CHECK_STR(rs.cut_group, dbs);
   CHECK(rs.cut_group_all);
   scim_resp_clear(&rs);
@@ -1177,7 +1170,7 @@ TEST(membership_cut_in_memory_until_a_write_settles_it) {
   /* a request refused for its own sake (an unknown member in a PUT that
    * also removes dan) is no store failure: nothing to cut */
   snprintf(body, sizeof body, "{\"displayName\":\"Databases\",\"members\":[{\"value\":\"00000000-0000-4000-8000-00000000dead\"}]}");
-  CHECK_INT(scim_failing("mcut", "PUT", path, body, &rs), SCIM_EABORT);
+  CHECK_INT(scim_run("mcut", "PUT", path, body, true, &rs), SCIM_EABORT);
   CHECK_INT(rs.status, 400);
   CHECK(!rs.store_failed);
   scim_resp_clear(&rs);
@@ -1290,38 +1283,24 @@ TEST(membership_removal_failed_by_a_hook_is_cut) {
   CHECK_INT(scim("hk", "POST", "/Groups", body, g), 201);
   snprintf(path, sizeof path, "/Groups/%s", g);
   snprintf(body, sizeof body, MPATCH("{\"op\":\"remove\",\"path\":\"members[value eq \\\"%s\\\"]\"}"), a);
-  call c;
-  memset(&c, 0, sizeof c);
-  c.rq.tenant = "hk";
-  c.rq.method = "PATCH";
-  c.rq.path = path;
-  c.rq.base_url = "http://gw/t/x/scim/v2";
-  c.rq.body = json_loads(body, 0, NULL);
-  snprintf(c.rq.now, sizeof c.rq.now, "2026-11-22T00:00:00Z");
+  scim_resp rs;
   hook_fails_with = ST_ETXNFULL;
-  int rc = st_write_sync(st, run_scim, &c);
+  int rc = scim_run("hk", "PATCH", path, body, false, &rs);
   hook_fails_with = 0;
-  json_decref(c.rq.body);
   CHECK(rc < 0);
-  CHECK_INT(c.rs.status, 500);
-  CHECK(c.rs.store_failed);
-  CHECK_STR(c.rs.cut_group, g);
-  CHECK_INT(json_array_size(c.rs.cut_members), 1);
-  scim_resp_clear(&c.rs);
+  CHECK_INT(rs.status, 500);
+  CHECK(rs.store_failed);
+  CHECK_STR(rs.cut_group, g);
+  CHECK_INT(json_array_size(rs.cut_members), 1);
+  scim_resp_clear(&rs);
   /* a DELETE failed the same way: every member */
-  memset(&c, 0, sizeof c);
-  c.rq.tenant = "hk";
-  c.rq.method = "DELETE";
-  c.rq.path = path;
-  c.rq.base_url = "http://gw/t/x/scim/v2";
-  snprintf(c.rq.now, sizeof c.rq.now, "2026-11-22T00:00:00Z");
   hook_fails_with = ST_ENOMEM;
-  rc = st_write_sync(st, run_scim, &c);
+  rc = scim_run("hk", "DELETE", path, NULL, false, &rs);
   hook_fails_with = 0;
   CHECK(rc < 0);
-  CHECK(c.rs.store_failed && c.rs.cut_group_all);
-  CHECK_STR(c.rs.cut_group, g);
-  scim_resp_clear(&c.rs);
+  CHECK(rs.store_failed && rs.cut_group_all);
+  CHECK_STR(rs.cut_group, g);
+  scim_resp_clear(&rs);
 }
 
 /* Found by review: Okta adding back a member whose removal was never
@@ -1386,6 +1365,38 @@ TEST(one_tenant_cannot_use_up_the_marks) {
   free(who);
 }
 
+/* The log is rewritten from memory when it holds far more lines than
+ * marks, and what it says after that is what memory held. */
+TEST(membership_cut_log_is_rewritten) {
+  char dir[160], path[200];
+  snprintf(dir, sizeof dir, "%s/store_mcut_log", g_tmp);
+  snprintf(path, sizeof path, "%s/unwritten-memberships", dir);
+  st_options o = {0};
+  o.dir = dir;
+  o.map_size = 8 << 20;
+  o.log = gw_store_log;
+  st_store *s;
+  CHECK_INT(st_open(&s, &o), 0);
+  const char *g = "00000000-0000-4000-8000-0000000000f1", *keep = "00000000-0000-4000-8000-0000000000f2";
+  CHECK_INT(st_dir_membership_cut_unwritten(s, "logt", g, &keep, 1), 0);
+  char u[40];
+  for (int i = 0; i < 700; i++) { /* a mark and its end: two lines each */
+    snprintf(u, sizeof u, "00000000-0000-4000-8000-%012x", 0x1000 + i);
+    const char *one = u;
+    CHECK_INT(st_dir_membership_cut_unwritten(s, "logt", g, &one, 1), 0);
+    const char *const added[] = {u};
+    st_dir_event ev = {.tenant = "logt", .id = g, .via = "patch", .added = added, .nadded = 1};
+    CHECK_INT(emit_event(s, ST_DIR_EV_MEMBERSHIP_CHANGED, &ev), 0);
+  }
+  CHECK_INT((int)st_dir_memberships_cut_count(s), 1);
+  CHECK(file_lines(path) < 1400); /* rewritten along the way */
+  st_close(s);
+  CHECK_INT(st_open(&s, &o), 0);
+  CHECK_INT((int)st_dir_memberships_cut_count(s), 1);
+  CHECK(st_dir_membership_cut_marked(s, "logt", keep, g));
+  st_close(s);
+}
+
 int main(void) {
   if (!getenv("UNIT_VERBOSE")) gw_log_set_level(GW_LOG_WARN);
   if (setup() != 0) {
@@ -1417,6 +1428,7 @@ int main(void) {
   RUN(membership_removal_failed_by_a_hook_is_cut);
   RUN(membership_cut_ends_when_the_member_is_added_back);
   RUN(one_tenant_cannot_use_up_the_marks);
+  RUN(membership_cut_log_is_rewritten);
   st_close(st);
   nftw(g_tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
   return UNIT_DONE();
