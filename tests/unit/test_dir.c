@@ -847,17 +847,23 @@ TEST(cut_in_memory_by_an_admin) {
 #undef PATCH_OP
 }
 
+/* the options of a second store of a test's own, in g_tmp/name (dir: its path) */
+static st_options side_options(char *dir, size_t cap, const char *name) {
+  snprintf(dir, cap, "%s/%s", g_tmp, name);
+  st_options o = {0};
+  o.dir = dir;
+  o.map_size = 8 << 20;
+  o.log = gw_store_log;
+  return o;
+}
+
 /* A restart (raising store_map_size is the remedy for a full store) must
  * not hand access back: the marks are logged beside the store and read at
  * open — adds, the admin's kind, single ends, a tenant's end; a line that
  * is not understood is skipped. */
 TEST(cut_in_memory_survives_a_restart) {
   char dir[160], path[200];
-  snprintf(dir, sizeof dir, "%s/store2", g_tmp);
-  st_options o = {0};
-  o.dir = dir;
-  o.map_size = 8 << 20;
-  o.log = gw_store_log;
+  st_options o = side_options(dir, sizeof dir, "store2");
   st_store *s2;
   CHECK_INT(st_open(&s2, &o), 0);
   const char *u1 = "00000000-0000-4000-8000-000000000001", *u2 = "00000000-0000-4000-8000-000000000002",
@@ -953,11 +959,7 @@ TEST(cut_in_memory_by_a_logout) {
  * an unknown kind is skipped */
 TEST(cut_in_memory_kinds_survive_a_restart) {
   char dir[160], path[200], who[120];
-  snprintf(dir, sizeof dir, "%s/store3", g_tmp);
-  st_options o = {0};
-  o.dir = dir;
-  o.map_size = 8 << 20;
-  o.log = gw_store_log;
+  st_options o = side_options(dir, sizeof dir, "store3");
   st_store *s3;
   CHECK_INT(st_open(&s3, &o), 0);
   const char *u1 = "00000000-0000-4000-8000-000000000001", *u2 = "00000000-0000-4000-8000-000000000002";
@@ -1004,12 +1006,8 @@ static size_t file_lines(const char *path) {
 
 TEST(a_logout_kind_survives_the_log_rewrite_it_triggers) {
   char dir[160], path[200], who[120];
-  snprintf(dir, sizeof dir, "%s/store_review", g_tmp);
+  st_options o = side_options(dir, sizeof dir, "store_review");
   snprintf(path, sizeof path, "%s/unwritten-cuts", dir);
-  st_options o = {0};
-  o.dir = dir;
-  o.map_size = 8 << 20;
-  o.log = gw_store_log;
   st_store *s4;
   CHECK_INT(st_open(&s4, &o), 0);
   const char *u1 = "00000000-0000-4000-8000-000000000001", *u2 = "00000000-0000-4000-8000-000000000002",
@@ -1192,11 +1190,7 @@ static int emit_event(st_store *s, int kind, const void *ev) {
  * the tenant's deletion. More members than fit mark the whole group. */
 TEST(membership_cuts_survive_a_restart) {
   char dir[160], path[200];
-  snprintf(dir, sizeof dir, "%s/store_mcut", g_tmp);
-  st_options o = {0};
-  o.dir = dir;
-  o.map_size = 8 << 20;
-  o.log = gw_store_log;
+  st_options o = side_options(dir, sizeof dir, "store_mcut");
   st_store *s;
   CHECK_INT(st_open(&s, &o), 0);
   const char *u1 = "00000000-0000-4000-8000-000000000001", *u2 = "00000000-0000-4000-8000-000000000002",
@@ -1369,12 +1363,8 @@ TEST(one_tenant_cannot_use_up_the_marks) {
  * marks, and what it says after that is what memory held. */
 TEST(membership_cut_log_is_rewritten) {
   char dir[160], path[200];
-  snprintf(dir, sizeof dir, "%s/store_mcut_log", g_tmp);
+  st_options o = side_options(dir, sizeof dir, "store_mcut_log");
   snprintf(path, sizeof path, "%s/unwritten-memberships", dir);
-  st_options o = {0};
-  o.dir = dir;
-  o.map_size = 8 << 20;
-  o.log = gw_store_log;
   st_store *s;
   CHECK_INT(st_open(&s, &o), 0);
   const char *g = "00000000-0000-4000-8000-0000000000f1", *keep = "00000000-0000-4000-8000-0000000000f2";
