@@ -80,6 +80,9 @@ static int member_add(mctx *m, const char *uid, scim_resp *rs) {
   if ((rc = st_put(m->txn, ST_DB_SCIM_MEM, k.b, k.n, "", 0, 0))) return scim__fail_store(rs, rc);
   if ((rc = touch_user(m, uid))) return scim__fail_store(rs, rc);
   net(m->added, m->removed, uid);
+  /* removed and added back by this same request, the net change is none
+   * and no event names them: their mark, if any, ends here too */
+  if ((rc = st_dir_membership_cut_end(m->txn, m->rq->tenant, m->gid, uid))) return scim__fail_store(rs, rc);
   return 0;
 unknown:
   scim_error(rs, 400, "invalidValue", "member \"%.64s\" is not a user of this tenant", uid);

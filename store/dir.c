@@ -511,17 +511,18 @@ int st__marks_file_replace(st_store *st, const char *name, const char *buf, size
   char path[4096], tmp[4096 + 8];
   snprintf(path, sizeof path, "%s/%s", st->dir, name);
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  int t = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  bool ok = t >= 0 && write(t, buf, len) == (ssize_t)len;
-  if (t >= 0) close(t);
-  if (!ok || rename(tmp, path) != 0) {
+  /* the new file is appended to through the descriptor that wrote it: no
+   * reopen after the rename that could fail and leave the lines that
+   * follow going to the replaced file */
+  int t = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+  if (t < 0) return -1;
+  if (write(t, buf, len) != (ssize_t)len || rename(tmp, path) != 0) {
+    close(t);
     unlink(tmp);
     return -1; /* the long file still says the same */
   }
-  int nfd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
-  if (nfd < 0) return -1;
   close(*fd);
-  *fd = nfd;
+  *fd = t;
   return 0;
 }
 

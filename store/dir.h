@@ -222,10 +222,11 @@ int st_dir_hook_cut_unwritten(st_store *st, st_dir_cut_fn fn, void *ctx);
  * Kept across a restart in <dir>/unwritten-memberships
  * (as the users' marks: no fsync). Every change moves st_txn_snapshot and
  * st_txn_cut_generation. At most ST_DIR_MCUT_MAX marks, ST_DIR_MCUT_TENANT_MAX
- * of one tenant, the last 1,024 for whole groups only: when the members do
- * not all fit, the whole group is marked instead (one mark; fail closed:
- * one tenant's failures never leave another's members unmarked); ST_ENOMEM
- * only when not even that fits. An add of a member the store still holds
+ * of one tenant, of which the last 256 (and the last 1,024 of all) are
+ * for whole groups only: when the members do not all fit, the whole group
+ * is marked instead (one mark; fail closed: one tenant's failures never
+ * leave another's members unmarked); ST_ENOMEM only when not even that
+ * fits (a tenant with 1,024 marks, or more than 64 tenants full at once). An add of a member the store still holds
  * (Okta adding back a member whose removal was never written) ends that
  * member's mark too (st_dir_membership_cut_end). The subscribers
  * (st_dir_hook_membership_cut) are then called once per user named, or
@@ -233,8 +234,8 @@ int st_dir_hook_cut_unwritten(st_store *st, st_dir_cut_fn fn, void *ctx);
  * caller's thread. 0,
  * ST_EINVAL (a tenant or an id malformed: nothing marked) or ST_ENOMEM.
  * Any thread. */
-#define ST_DIR_MCUT_MAX 16384
-#define ST_DIR_MCUT_TENANT_MAX 4096 /* of one tenant: past it its members' marks become whole groups' */
+#define ST_DIR_MCUT_MAX 65536        /* 64 tenants' full shares; ~9 MB at most, nothing when none */
+#define ST_DIR_MCUT_TENANT_MAX 1024  /* of one tenant, the last 256 for whole groups */
 int st_dir_membership_cut_unwritten(st_store *st, const char *tenant, const char *gid, const char *const *uids,
                                     size_t n);
 /* A write that says uid is a member of gid (scim/: an add of someone the

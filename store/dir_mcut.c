@@ -51,7 +51,8 @@ struct st__mcut {
 
 #define MCUT_LOG "unwritten-memberships"
 #define MCUT_NOTIFY_MAX 64 /* more users marked at once: the subscribers hear "the whole group" once */
-#define MCUT_WHOLE_ROOM 1024 /* marks only whole groups may take */
+#define MCUT_WHOLE_ROOM 1024       /* marks only whole groups may take */
+#define MCUT_TENANT_WHOLE_ROOM 256 /* ... and of each tenant's share */
 
 static int mc_cmp(const struct st__mcut *m, const char *t, const char *g, const char *u) {
   int c = strcmp(m->tenant, t);
@@ -127,7 +128,6 @@ static size_t mc_remove_users(st_store *st, const char *t, const char *g, const 
     int c = 1;
     while (u[0] && k < n && (c = strcmp(uids[k], u)) < 0) k++;
     if (u[0] && k < n && c == 0) {
-      removed++;
       size_t need = *loglen + ST_TENANT_ID_MAX + 2 * ST_DIR_ID_LEN + 8;
       if (need > *logcap) {
         size_t cap = *logcap ? *logcap * 2 : 4096;
@@ -135,8 +135,13 @@ static size_t mc_remove_users(st_store *st, const char *t, const char *g, const 
         char *b = realloc(*log, cap);
         if (b) *log = b, *logcap = cap;
       }
-      if (need <= *logcap) *loglen += (size_t)sprintf(*log + *loglen, "- %s %s %s\n", t, g, u);
-      continue;
+      /* only a mark whose end is logged goes: memory never says less than
+       * the log a restart reads back (no room: it stays, fail closed) */
+      if (need <= *logcap) {
+        *loglen += (size_t)sprintf(*log + *loglen, "- %s %s %s\n", t, g, u);
+        removed++;
+        continue;
+      }
     }
     if (w != i) st->mcut[w] = st->mcut[i];
     w++;
@@ -258,7 +263,7 @@ int st_dir_membership_cut_unwritten(st_store *st, const char *tenant, const char
    * mark): one tenant's failed pushes never leave another's unmarked */
   size_t have = atomic_load(&st->nmcut);
   if (!whole && (have + n > ST_DIR_MCUT_MAX - MCUT_WHOLE_ROOM ||
-                 mc_tenant_count(st, tenant) + n > ST_DIR_MCUT_TENANT_MAX))
+                 mc_tenant_count(st, tenant) + n > ST_DIR_MCUT_TENANT_MAX - MCUT_TENANT_WHOLE_ROOM))
     whole = true;
   if (whole && !mc_has(st, tenant, gid, "") && mc_tenant_count(st, tenant) >= ST_DIR_MCUT_TENANT_MAX) {
     uv_mutex_unlock(&st->cutmu);

@@ -1387,6 +1387,97 @@ TEST(membership_cut_log_is_rewritten) {
   st_close(s);
 }
 
+/* Found by the second review: four tenants at 4,096 marks each held all
+ * 16,384, and a fifth tenant's failed DELETE got no mark. Shares are now
+ * 1,024 of 65,536: 64 tenants full at once still leave room. */
+TEST(many_tenants_full_at_once_still_cut) {
+  size_t before = st_dir_memberships_cut_count(st);
+  char t[32], g[40];
+  for (int k = 0; k < 8; k++) {
+    snprintf(t, sizeof t, "full-%d", k);
+    for (int i = 0; i < ST_DIR_MCUT_TENANT_MAX; i++) {
+      snprintf(g, sizeof g, "00000000-0000-4000-8000-%012x", i);
+      CHECK_INT(st_dir_membership_cut_unwritten(st, t, g, NULL, 0), 0);
+    }
+    /* a full share: the tenant's next one is refused, not another's */
+    snprintf(g, sizeof g, "00000000-0000-4000-8000-%012x", ST_DIR_MCUT_TENANT_MAX);
+    CHECK_INT(st_dir_membership_cut_unwritten(st, t, g, NULL, 0), ST_ENOMEM);
+  }
+  const char *vg = "00000000-0000-4000-8000-0000000000d1", *vu = "00000000-0000-4000-8000-0000000000e1";
+  CHECK_INT(st_dir_membership_cut_unwritten(st, "fifth", vg, NULL, 0), 0);
+  CHECK(st_dir_membership_cut_marked(st, "fifth", vu, vg));
+  for (int k = 0; k < 8; k++) {
+    snprintf(t, sizeof t, "full-%d", k);
+    st_tenant_event te = {.tenant = t};
+    CHECK_INT(emit_event(st, ST_EVENT_TENANT_DELETING, &te), 0);
+  }
+  st_tenant_event tf = {.tenant = "fifth"};
+  CHECK_INT(emit_event(st, ST_EVENT_TENANT_DELETING, &tf), 0);
+  CHECK_INT((int)st_dir_memberships_cut_count(st), (int)before);
+}
+
+/* Found by the second review: one failed removal of exactly a share's
+ * worth of members fitted member by member, and then every whole-group
+ * cut of that tenant (another group's DELETE) got ST_ENOMEM. Part of each
+ * share is kept for whole groups. */
+TEST(a_share_full_of_members_still_cuts_a_group) {
+  enum { N = ST_DIR_MCUT_TENANT_MAX };
+  char (*ids)[40] = calloc(N, sizeof *ids);
+  const char **who = calloc(N, sizeof *who);
+  CHECK(ids && who);
+  for (int i = 0; ids && who && i < N; i++) {
+    snprintf(ids[i], sizeof ids[i], "00000000-0000-4000-8000-%012x", i);
+    who[i] = ids[i];
+  }
+  const char *g1 = "00000000-0000-4000-8000-0000000000a1", *g2 = "00000000-0000-4000-8000-0000000000a2",
+             *x = "00000000-0000-4000-8000-0000000fffff";
+  for (int n = 1; n <= N; n *= 2) /* however many it names */
+    CHECK_INT(st_dir_membership_cut_unwritten(st, "share", g1, who, (size_t)n), 0);
+  CHECK_INT(st_dir_membership_cut_unwritten(st, "share", g2, NULL, 0), 0);
+  CHECK(st_dir_membership_cut_marked(st, "share", ids[0], g2));
+  CHECK_INT(st_dir_membership_cut_unwritten(st, "share", g1, &x, 1), 0);
+  CHECK(st_dir_membership_cut_marked(st, "share", x, g1));
+  st_tenant_event te = {.tenant = "share"};
+  CHECK_INT(emit_event(st, ST_EVENT_TENANT_DELETING, &te), 0);
+  free(ids);
+  free(who);
+}
+
+/* Found by the second review: a PATCH removing a marked member and adding
+ * them back in one request changes nothing in net, so no event named them
+ * and the mark stayed for good. A fresh add ends it as the no-op one
+ * does; a refused or failed request ends nothing, nor another group's. */
+TEST(membership_cut_ends_on_a_remove_and_add_back_in_one_patch) {
+  char a[40], b[40], g[40], g2[40], body[800], path[80];
+  CHECK_INT(scim("rr", "POST", "/Users", "{\"userName\":\"a@rr.com\"}", a), 201);
+  CHECK_INT(scim("rr", "POST", "/Users", "{\"userName\":\"b@rr.com\"}", b), 201);
+  snprintf(body, sizeof body, "{\"displayName\":\"G\",\"members\":[{\"value\":\"%s\"},{\"value\":\"%s\"}]}", a, b);
+  CHECK_INT(scim("rr", "POST", "/Groups", body, g), 201);
+  snprintf(body, sizeof body, "{\"displayName\":\"G2\",\"members\":[{\"value\":\"%s\"}]}", a);
+  CHECK_INT(scim("rr", "POST", "/Groups", body, g2), 201);
+  snprintf(path, sizeof path, "/Groups/%s", g);
+  const char *who[] = {a};
+  CHECK_INT(st_dir_membership_cut_unwritten(st, "rr", g, who, 1), 0);
+  CHECK_INT(st_dir_membership_cut_unwritten(st, "rr", g2, who, 1), 0);
+  scim_resp rs;
+  snprintf(body, sizeof body, MPATCH("{\"op\":\"add\",\"path\":\"members\",\"value\":[{\"value\":\"%s\"}]}"), a);
+  CHECK(scim_run("rr", "PATCH", path, body, true, &rs) < 0); /* its commit fails: nothing ends */
+  scim_resp_clear(&rs);
+  CHECK(st_dir_membership_cut_marked(st, "rr", a, g));
+  snprintf(body, sizeof body,
+           MPATCH("{\"op\":\"add\",\"path\":\"members\",\"value\":[{\"value\":\"%s\"},{\"value\":\"00000000-0000-4000-8000-00000000dead\"}]}"), a);
+  CHECK_INT(scim("rr", "PATCH", path, body, NULL), 400); /* refused: nothing ends */
+  CHECK(st_dir_membership_cut_marked(st, "rr", a, g));
+  snprintf(body, sizeof body,
+           MPATCH("{\"op\":\"remove\",\"path\":\"members[value eq \\\"%s\\\"]\"},"
+                  "{\"op\":\"add\",\"path\":\"members\",\"value\":[{\"value\":\"%s\"}]}"), a, a);
+  CHECK_INT(scim("rr", "PATCH", path, body, NULL), 200);
+  CHECK(!st_dir_membership_cut_marked(st, "rr", a, g));
+  CHECK(st_dir_membership_cut_marked(st, "rr", a, g2)); /* another group's: untouched */
+  st_tenant_event te = {.tenant = "rr"};
+  CHECK_INT(emit_event(st, ST_EVENT_TENANT_DELETING, &te), 0);
+}
+
 int main(void) {
   if (!getenv("UNIT_VERBOSE")) gw_log_set_level(GW_LOG_WARN);
   if (setup() != 0) {
@@ -1419,6 +1510,9 @@ int main(void) {
   RUN(membership_cut_ends_when_the_member_is_added_back);
   RUN(one_tenant_cannot_use_up_the_marks);
   RUN(membership_cut_log_is_rewritten);
+  RUN(many_tenants_full_at_once_still_cut);
+  RUN(a_share_full_of_members_still_cuts_a_group);
+  RUN(membership_cut_ends_on_a_remove_and_add_back_in_one_patch);
   st_close(st);
   nftw(g_tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
   return UNIT_DONE();
