@@ -68,21 +68,18 @@ static int member_add(mctx *m, const char *uid, scim_resp *rs) {
   int rc = st_get(m->txn, ST_DB_SCIM_RES, k.b, k.n, &v);
   if (rc == ST_ENOTFOUND) goto unknown;
   if (rc) return scim__fail_store(rs, rc);
+  /* an add is the IdP's latest word that they are a member: a cut of the
+   * membership in memory (an unwritten removal) ends with its commit, even
+   * when nothing changes — they are still a member, or were removed and
+   * added back by this same request — and no event names them (store/dir.h) */
+  if ((rc = st_dir_membership_cut_end(m->txn, m->rq->tenant, m->gid, uid))) return scim__fail_store(rs, rc);
   st_dir_key_member(&k, m->rq->tenant, m->gid, uid);
-  if (st_get(m->txn, ST_DB_SCIM_MEM, k.b, k.n, &v) == 0) {
-    /* already a member: nothing changes, but if an unwritten removal cut
-     * them in memory, this is the IdP's latest word (store/dir.h) */
-    if ((rc = st_dir_membership_cut_end(m->txn, m->rq->tenant, m->gid, uid))) return scim__fail_store(rs, rc);
-    return 0;
-  }
+  if (st_get(m->txn, ST_DB_SCIM_MEM, k.b, k.n, &v) == 0) return 0; /* already a member */
   if ((rc = st_put(m->txn, ST_DB_SCIM_MEM, k.b, k.n, "", 0, 0))) return scim__fail_store(rs, rc);
   st_dir_key_user_group(&k, m->rq->tenant, uid, m->gid);
   if ((rc = st_put(m->txn, ST_DB_SCIM_MEM, k.b, k.n, "", 0, 0))) return scim__fail_store(rs, rc);
   if ((rc = touch_user(m, uid))) return scim__fail_store(rs, rc);
   net(m->added, m->removed, uid);
-  /* removed and added back by this same request, the net change is none
-   * and no event names them: their mark, if any, ends here too */
-  if ((rc = st_dir_membership_cut_end(m->txn, m->rq->tenant, m->gid, uid))) return scim__fail_store(rs, rc);
   return 0;
 unknown:
   scim_error(rs, 400, "invalidValue", "member \"%.64s\" is not a user of this tenant", uid);
@@ -227,15 +224,6 @@ static int emit_members(st_txn *txn, const scim_req *rq, mctx *m, const char *na
   return scim__emit(txn, SCIM_EV_MEMBERSHIP_CHANGED, rq, m->gid, name, NULL, m->added, m->removed, rs);
 }
 
-/* a job may run twice (store.h): each run notes its own removals */
-static void cut_notes_reset(scim_resp *rs) {
-  json_decref(rs->cut_members);
-  rs->cut_members = NULL;
-  rs->cut_group[0] = 0;
-  rs->cut_group_all = false;
-  rs->store_failed = false;
-}
-
 int scim__group_create(st_txn *txn, const scim_req *rq, scim_resp *rs) {
   json_t *g = scim__normalize(rq->body, true, rs);
   if (!g) return SCIM_EABORT;
@@ -304,8 +292,7 @@ int scim__group_write(st_txn *txn, const scim_req *rq, const char *id, bool patc
   }
   if (rc) return scim__fail_store(rs, rc);
   mctx m = {txn, rq, id, json_array(), json_array(), rs};
-  json_t *nu = NULL;
-  cut_notes_reset(rs);
+  json_t *nu = NULL; /* rs's cut notes start empty: scim_handle clears rs for every run of the job */
   if ((rc = scim__if_match_ok(txn, rq, old, rs))) goto out;
   if (patch) {
     json_t *work = json_deep_copy(old);
@@ -356,7 +343,6 @@ int scim__group_delete(st_txn *txn, const scim_req *rq, const char *id, scim_res
   }
   if (rc) return scim__fail_store(rs, rc);
   mctx m = {txn, rq, id, json_array(), json_array(), rs};
-  cut_notes_reset(rs);
   if ((rc = scim__if_match_ok(txn, rq, old, rs))) goto out;
   /* valid: every member loses the group, whatever the store does next */
   snprintf(rs->cut_group, sizeof rs->cut_group, "%s", id);
