@@ -806,6 +806,7 @@ void pol_user_free(pol_user *u) {
 }
 
 int pol_user_version(const pol_user *u) { return u->version; }
+int pol_user_rev(const pol_user *u) { return u->rev; }
 uint64_t pol_user_generation(const pol_user *u) { return u->generation; }
 
 static bool rule_matches_user(const json_t *cr, const json_t *user_groups, bool active) {
@@ -1499,6 +1500,11 @@ static int compiled_for(pol_cache *c, st_txn *txn, const char *tenant, const cha
   c->t[slot].tick = c->tick;
   *out = pc;
   return 0;
+}
+
+int pol_version(st_txn *txn, const char *tenant) {
+  int v;
+  return stored_version(txn, tenant, &v) ? -1 : v;
 }
 
 const pol_user *pol_cache_get(pol_cache *c, st_txn *txn, const char *tenant, const char *user_id, int *err) {

@@ -112,6 +112,11 @@ json_t *pol_view(st_txn *txn, const char *tenant, const json_t *rec);
 
 /* Generation of a tenant's membership-derived state. */
 uint64_t pol_generation(st_txn *txn, const char *tenant);
+/* The revision of the tenant's stored policy document (0: none); a store
+ * error reads as -1. With pol_generation, st_txn_cut_generation and the
+ * tenant's uid it stamps everything a user's decisions are built from:
+ * equal stamps in two txns, equal decisions. */
+int pol_version(st_txn *txn, const char *tenant);
 int pol_generation_bump(st_txn *txn, const char *tenant);
 int pol_purge_tenant(st_txn *txn, const char *tenant, int limit);
 /* Registers pol_purge_tenant as the "policy" tenant purge (st_purge_add);
@@ -133,6 +138,10 @@ int pol_batch_open(st_txn *txn, const char *tenant, pol_batch **out);
 int pol_batch_user(const pol_batch *b, st_txn *txn, const char *user_id, pol_user **out);
 void pol_batch_free(pol_batch *b);
 int pol_user_version(const pol_user *u);
+/* The stored revision of the policy document it was built from: what
+ * pol_version answered then (pol_user_version is the document's own
+ * "version" member). */
+int pol_user_rev(const pol_user *u);
 uint64_t pol_user_generation(const pol_user *u);
 
 /* The decision. O(rules matching the user and connector × patterns). */

@@ -130,6 +130,7 @@ const gw_flow_ops gw__agg_local_flow = {.name = "agg-local"};
 typedef struct usess_job {
   gw_exchange *x;
   gw_server *srv;
+  gw_vis_stamp vis;
   char tenant[64], user[40], sid[96], connector[40], upstream[256];
 } usess_job;
 
@@ -141,7 +142,7 @@ static int job_usess(st_txn *txn, void *arg) {
   usess_job *j = arg;
   /* only while the connector is the user's: an id stored after the
    * connector cut (revoke.c) would be used again once it is granted back */
-  int rc = gw__visible_in(txn, j->tenant, j->user, j->connector);
+  int rc = gw__visible_in(txn, &j->vis, j->tenant, j->user, j->connector);
   if (rc == 0) rc = gw_session_upstream_put(txn, j->sid, j->connector, j->upstream);
   if (rc < 0) return rc;
   gw_revocation m;
@@ -179,6 +180,7 @@ static void usess_initialized(gw_exchange *x, int err) {
   gw_strlcpy(j->sid, x->sid, sizeof j->sid);
   gw_strlcpy(j->connector, x->connector, sizeof j->connector);
   gw_strlcpy(j->upstream, x->sess.upstream, sizeof j->upstream);
+  gw__visible_stamp(x->lp, j->tenant, j->user, j->connector, &j->vis);
   x->refs++;
   if (st_submit(x->lp->srv->store, x->lp->port, job_usess, done_usess, j) != 0) {
     x->refs--;

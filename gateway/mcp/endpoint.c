@@ -545,6 +545,7 @@ const char *gw_mcp_strerror(int code) {
 
 typedef struct session_job {
   gw_exchange *x;
+  gw_vis_stamp vis;
   char sid[96];
   gw_session s;
   char now[32];
@@ -553,7 +554,30 @@ typedef struct session_job {
   void (*reply)(gw_exchange *x, json_t *result);
 } session_job;
 
-int gw__visible_in(st_txn *txn, const char *tenant, const char *user, const char *connector) {
+void gw__visible_stamp(gw_loop *lp, const char *tenant, const char *user, const char *connector, gw_vis_stamp *out) {
+  memset(out, 0, sizeof *out);
+  st_txn *txn;
+  if (gw__read_begin(lp, &txn) != 0) return;
+  int err;
+  /* one txn for the decision and the stamp: the cache's entry is current
+   * in it (pol_cache_get checked generation, revision, cuts and uid) */
+  const pol_user *pu = pol_cache_get(lp->pol, txn, tenant, user, &err);
+  if (pu && pol_connector_visible(pu, connector) && st_tenant_uid_get(txn, tenant, out->uid) == 0) {
+    out->gen = pol_user_generation(pu);
+    out->rev = pol_user_rev(pu);
+    out->cutgen = st_txn_cut_generation(txn);
+    out->visible = true;
+  }
+  gw__read_end(lp, txn);
+}
+
+int gw__visible_in(st_txn *txn, const gw_vis_stamp *stamp, const char *tenant, const char *user,
+                   const char *connector) {
+  if (stamp && stamp->visible && st_txn_cut_generation(txn) == stamp->cutgen &&
+      pol_generation(txn, tenant) == stamp->gen && pol_version(txn, tenant) == stamp->rev) {
+    char uid[ST_TENANT_UID_LEN + 1];
+    if (st_tenant_uid_get(txn, tenant, uid) == 0 && !strcmp(uid, stamp->uid)) return 0; /* nothing moved */
+  }
   pol_user *pu;
   int rc = pol_user_load(txn, tenant, user, &pu);
   if (rc) return rc;
@@ -567,7 +591,7 @@ static int job_session_create(st_txn *txn, void *arg) {
   if (auth_identity_check(txn, j->s.tenant, j->s.user, j->x->tokid, j->unix_now) != 0) return GW_UP_EREVOKED;
   /* a single-connector session only while the connector is the user's:
    * one written after a cut would come back with the grant */
-  int rc = j->s.connector[0] ? gw__visible_in(txn, j->s.tenant, j->s.user, j->s.connector) : 0;
+  int rc = j->s.connector[0] ? gw__visible_in(txn, &j->vis, j->s.tenant, j->s.user, j->s.connector) : 0;
   return rc ? rc : gw_session_put(txn, j->sid, &j->s, j->now);
 }
 
@@ -611,6 +635,7 @@ void gw__mcp_session_create(gw_exchange *x, const gw_session *s, json_t *result,
   j->s = *s;
   j->result = result;
   j->reply = reply;
+  if (s->connector[0]) gw__visible_stamp(x->lp, s->tenant, s->user, s->connector, &j->vis);
   time_t now = time(NULL);
   struct tm tm;
   j->unix_now = (int64_t)now;

@@ -199,8 +199,22 @@ const pol_user *gw__policy_for(gw_loop *lp, const char *tenant, const char *user
 /* Writer side (a job's txn): 0 when policy in txn shows connector to
  * user, GW_UP_EHIDDEN when not, or a store error. Session writes for one
  * connector check it inside their transaction, so none lands after the
- * connector cut (revoke.c) that would come back with the grant. */
-int gw__visible_in(st_txn *txn, const char *tenant, const char *user, const char *connector);
+ * connector cut (revoke.c) that would come back with the grant.
+ * Building the user's decisions compiles the tenant's whole policy (~5 ms
+ * for 1,000 rules, on the writer that every deactivation waits for), so
+ * the loop stamps what its own decision was built from (gw__visible_stamp,
+ * before submitting) and the job builds them again only when any of it
+ * moved since — the policy's revision, the membership generation, the cuts
+ * in memory, the tenant's incarnation: equal stamps, equal decisions. */
+typedef struct gw_vis_stamp {
+  bool visible;     /* the loop's decision; false: no stamp, the job decides */
+  int rev;
+  uint64_t gen, cutgen;
+  char uid[ST_TENANT_UID_LEN + 1];
+} gw_vis_stamp;
+void gw__visible_stamp(gw_loop *lp, const char *tenant, const char *user, const char *connector, gw_vis_stamp *out);
+int gw__visible_in(st_txn *txn, const gw_vis_stamp *stamp, const char *tenant, const char *user,
+                   const char *connector);
 
 /* An exchange answering req (attached, counted as a request of ctx's
  * connector, "(all)" for the aggregated endpoint), with the flow given;

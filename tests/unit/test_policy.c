@@ -11,7 +11,10 @@
 #include <unistd.h>
 
 #include "gateway/base/log.h"
+#include "gateway/mcp/mcp_loop.h"
 #include "policy/policy.h"
+#include "store/dir.h"
+#include "store/tenant.h"
 #include "scim/scim.h"
 #include "store/store.h"
 #include "unit.h"
@@ -875,6 +878,102 @@ TEST(error_codes_in_their_range) {
   CHECK_STR(pol_strerror(0), "ok");
 }
 
+/* ---- gw__visible_in's stamp (gateway/mcp/endpoint.c) ----
+ * A session for one connector is written only while policy shows the
+ * connector; the writer builds the user's decisions again only when what
+ * the loop's decision was built from moved. So a stale stamp must never
+ * pass: each change that can hide a connector moves one of its parts. */
+
+typedef struct vis_job {
+  const gw_vis_stamp *stamp; /* NULL: none */
+  const char *user, *connector;
+  int rc;
+} vis_job;
+
+static int job_visible(st_txn *txn, void *arg) {
+  vis_job *v = arg;
+  v->rc = gw__visible_in(txn, v->stamp, "acme", v->user, v->connector);
+  return 0;
+}
+
+static int visible_now(const gw_vis_stamp *s, const char *user, const char *connector) {
+  vis_job v = {s, user, connector, 1};
+  st_write_sync(st, job_visible, &v);
+  return v.rc;
+}
+
+/* what gw__visible_stamp takes on a loop, from a read txn */
+static void stamp_now(gw_vis_stamp *s, const char *user, const char *connector) {
+  st_txn *txn;
+  pol_user *u;
+  memset(s, 0, sizeof *s);
+  if (st_read_begin(st, &txn) != 0) return;
+  if (pol_user_load(txn, "acme", user, &u) == 0) {
+    s->visible = pol_connector_visible(u, connector) && st_tenant_uid_get(txn, "acme", s->uid) == 0;
+    s->gen = pol_user_generation(u);
+    s->rev = pol_user_rev(u);
+    s->cutgen = st_txn_cut_generation(txn);
+    pol_user_free(u);
+  }
+  st_txn_end(txn);
+}
+
+static int create_tenant(st_txn *txn, void *arg) {
+  (void)arg;
+  int rc = st_tenant_create(txn, "acme", "Acme", "2026-12-05T00:00:00Z", "0123456789abcdef");
+  return rc == ST_EEXIST ? 0 : rc;
+}
+
+TEST(a_stale_visibility_stamp_is_checked_again) {
+  put p;
+  CHECK_INT(st_write_sync(st, create_tenant, NULL), 0);
+  char path[80], body[400];
+  snprintf(body, sizeof body, "{\"displayName\":\"Vis Group\",\"members\":[{\"value\":\"%s\"}]}", carol);
+  snprintf(path, sizeof path, "/Groups/%s", scim("POST", "/Groups", body));
+  const char *doc = "{\"version\":1,\"rules\":[{\"groups\":[\"Vis Group\"],\"connector\":\"vis\",\"allow\":[\"*\"]}]}";
+  CHECK_INT(put_policy(doc, &p), 0);
+  json_decref(p.warnings);
+  gw_vis_stamp s;
+  stamp_now(&s, carol, "vis");
+  CHECK(s.visible);
+  CHECK_INT(visible_now(&s, carol, "vis"), 0); /* nothing moved */
+  CHECK_INT(visible_now(NULL, carol, "vis"), 0); /* no stamp: the full check, the same answer */
+  CHECK_INT(visible_now(NULL, bob, "vis"), GW_UP_EHIDDEN);
+
+  /* carol leaves the group (committed): the generation moved */
+  snprintf(body, sizeof body,
+           "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],"
+           "\"Operations\":[{\"op\":\"remove\",\"path\":\"members[value eq \\\"%s\\\"]\"}]}", carol);
+  scim("PATCH", path, body);
+  CHECK_INT(visible_now(&s, carol, "vis"), GW_UP_EHIDDEN);
+  snprintf(body, sizeof body,
+           "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],"
+           "\"Operations\":[{\"op\":\"add\",\"path\":\"members\",\"value\":[{\"value\":\"%s\"}]}]}", carol);
+  scim("PATCH", path, body);
+
+  /* her membership cut in memory (an unwritten removal): the cuts moved */
+  stamp_now(&s, carol, "vis");
+  CHECK(s.visible);
+  const char *gid = path + strlen("/Groups/"), *who = carol;
+  CHECK_INT(st_dir_membership_cut_unwritten(st, "acme", gid, &who, 1), 0);
+  CHECK_INT(visible_now(&s, carol, "vis"), GW_UP_EHIDDEN);
+  scim("PATCH", path, body); /* Okta adds her again: the cut ends */
+  CHECK_INT(visible_now(NULL, carol, "vis"), 0);
+
+  /* a policy that no longer shows the connector: the revision moved */
+  stamp_now(&s, carol, "vis");
+  CHECK(s.visible);
+  CHECK_INT(put_policy("{\"version\":1,\"rules\":[{\"groups\":[\"Vis Group\"],\"connector\":\"other\",\"allow\":[\"*\"]}]}", &p), 0);
+  json_decref(p.warnings);
+  CHECK_INT(visible_now(&s, carol, "vis"), GW_UP_EHIDDEN);
+
+  /* a stamp of another incarnation of the tenant is not taken at its word */
+  stamp_now(&s, carol, "vis");
+  s.visible = true;
+  snprintf(s.uid, sizeof s.uid, "ffffffffffffffff");
+  CHECK_INT(visible_now(&s, carol, "vis"), GW_UP_EHIDDEN);
+}
+
 int main(void) {
   gw_log_set_level(GW_LOG_WARN);
   if (setup() != 0) {
@@ -903,6 +1002,7 @@ int main(void) {
   RUN(approval_union_and_minimum);
   RUN(approvers_capped_at_32);
   RUN(explain_shows_the_approval);
+  RUN(a_stale_visibility_stamp_is_checked_again); /* last: it puts policies and creates the tenant */
   st_close(st);
   char cmd[400];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
