@@ -241,6 +241,9 @@ uint64_t st_txn_snapshot(const st_txn *txn);
  * revisions it read are unchanged) compares it too, because a cut changes
  * answers without a write. */
 uint64_t st_txn_cut_generation(const st_txn *txn);
+/* The cut generation now (not when txn began): read under the cuts' lock,
+ * so a mark in place is always counted. */
+uint64_t st_cut_generation_now(st_store *st);
 
 /* SHA-256 of n bytes at p into out (32 bytes); 0 or ST_ECRYPTO. The digest
  * is fetched from OpenSSL once per process (an implicit fetch per call

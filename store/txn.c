@@ -141,6 +141,12 @@ void st__txn_close_cursors(st_txn *t) {
 uint64_t st_txn_snapshot(const st_txn *t) { return ((uint64_t)mdb_txn_id(t->txn) + 1) + (t->cutgen << 40); }
 
 uint64_t st_txn_cut_generation(const st_txn *t) { return t ? t->cutgen : 0; }
+uint64_t st_cut_generation_now(st_store *st) {
+  uv_mutex_lock(&st->cutmu);
+  uint64_t g = atomic_load(&st->cutgen);
+  uv_mutex_unlock(&st->cutmu);
+  return g;
+}
 
 void st_txn_end(st_txn *t) {
   if (!t) return;

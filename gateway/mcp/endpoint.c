@@ -573,8 +573,13 @@ void gw__visible_stamp(gw_loop *lp, const char *tenant, const char *user, const 
 
 int gw__visible_in(st_txn *txn, const gw_vis_stamp *stamp, const char *tenant, const char *user,
                    const char *connector) {
-  if (stamp && stamp->visible && st_txn_cut_generation(txn) == stamp->cutgen &&
-      pol_generation(txn, tenant) == stamp->gen && pol_version(txn, tenant) == stamp->rev) {
+  /* the cuts as they are now (the full check reads the marks now, not as
+   * they were when the txn began), and only an active tenant: a purge
+   * deletes the directory without moving the generation */
+  char state[16];
+  if (stamp && stamp->visible && st_cut_generation_now(st_txn_store(txn)) == stamp->cutgen &&
+      pol_generation(txn, tenant) == stamp->gen && pol_version(txn, tenant) == stamp->rev &&
+      st_tenant_state(txn, tenant, state) == 0 && !strcmp(state, "active")) {
     char uid[ST_TENANT_UID_LEN + 1];
     if (st_tenant_uid_get(txn, tenant, uid) == 0 && !strcmp(uid, stamp->uid)) return 0; /* nothing moved */
   }
