@@ -1265,16 +1265,24 @@ TEST(membership_cut_too_many_members_takes_the_group) {
   free(who);
 }
 
+/* users a@TENANT.com and b@TENANT.com, both in a new group "G": 0, or -1 */
+static int two_in_a_group(const char *tenant, char a[40], char b[40], char g[40]) {
+  char name[64], body[400];
+  snprintf(name, sizeof name, "{\"userName\":\"a@%s.com\"}", tenant);
+  if (scim(tenant, "POST", "/Users", name, a) != 201) return -1;
+  snprintf(name, sizeof name, "{\"userName\":\"b@%s.com\"}", tenant);
+  if (scim(tenant, "POST", "/Users", name, b) != 201) return -1;
+  snprintf(body, sizeof body, "{\"displayName\":\"G\",\"members\":[{\"value\":\"%s\"},{\"value\":\"%s\"}]}", a, b);
+  return scim(tenant, "POST", "/Groups", body, g) == 201 ? 0 : -1;
+}
+
 /* Found by review: a removal whose write failed in a lifecycle hook (a
  * hook's own put past the transaction's page limit, a malloc) answered 500
  * "nothing was written" without store_failed: the caller cut nothing and
  * the members kept the group. A hook's failure is the write's. */
 TEST(membership_removal_failed_by_a_hook_is_cut) {
   char a[40], b[40], g[40], body[400], path[80];
-  CHECK_INT(scim("hk", "POST", "/Users", "{\"userName\":\"a@hk.com\"}", a), 201);
-  CHECK_INT(scim("hk", "POST", "/Users", "{\"userName\":\"b@hk.com\"}", b), 201);
-  snprintf(body, sizeof body, "{\"displayName\":\"G\",\"members\":[{\"value\":\"%s\"},{\"value\":\"%s\"}]}", a, b);
-  CHECK_INT(scim("hk", "POST", "/Groups", body, g), 201);
+  CHECK_INT(two_in_a_group("hk", a, b, g), 0);
   snprintf(path, sizeof path, "/Groups/%s", g);
   snprintf(body, sizeof body, MPATCH("{\"op\":\"remove\",\"path\":\"members[value eq \\\"%s\\\"]\"}"), a);
   scim_resp rs;
@@ -1303,10 +1311,7 @@ TEST(membership_removal_failed_by_a_hook_is_cut) {
  * whole-group mark. The add is the IdP's latest word: it ends the mark. */
 TEST(membership_cut_ends_when_the_member_is_added_back) {
   char a[40], b[40], g[40], body[600], path[80];
-  CHECK_INT(scim("ab", "POST", "/Users", "{\"userName\":\"a@ab.com\"}", a), 201);
-  CHECK_INT(scim("ab", "POST", "/Users", "{\"userName\":\"b@ab.com\"}", b), 201);
-  snprintf(body, sizeof body, "{\"displayName\":\"G\",\"members\":[{\"value\":\"%s\"},{\"value\":\"%s\"}]}", a, b);
-  CHECK_INT(scim("ab", "POST", "/Groups", body, g), 201);
+  CHECK_INT(two_in_a_group("ab", a, b, g), 0);
   snprintf(path, sizeof path, "/Groups/%s", g);
   const char *who[] = {a, b};
   CHECK_INT(st_dir_membership_cut_unwritten(st, "ab", g, who, 2), 0);
@@ -1449,10 +1454,7 @@ TEST(a_share_full_of_members_still_cuts_a_group) {
  * does; a refused or failed request ends nothing, nor another group's. */
 TEST(membership_cut_ends_on_a_remove_and_add_back_in_one_patch) {
   char a[40], b[40], g[40], g2[40], body[800], path[80];
-  CHECK_INT(scim("rr", "POST", "/Users", "{\"userName\":\"a@rr.com\"}", a), 201);
-  CHECK_INT(scim("rr", "POST", "/Users", "{\"userName\":\"b@rr.com\"}", b), 201);
-  snprintf(body, sizeof body, "{\"displayName\":\"G\",\"members\":[{\"value\":\"%s\"},{\"value\":\"%s\"}]}", a, b);
-  CHECK_INT(scim("rr", "POST", "/Groups", body, g), 201);
+  CHECK_INT(two_in_a_group("rr", a, b, g), 0);
   snprintf(body, sizeof body, "{\"displayName\":\"G2\",\"members\":[{\"value\":\"%s\"}]}", a);
   CHECK_INT(scim("rr", "POST", "/Groups", body, g2), 201);
   snprintf(path, sizeof path, "/Groups/%s", g);
