@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
-import { spawn, execFile } from 'node:child_process';
+import { spawn, spawnSync, execFile } from 'node:child_process';
 import { REPO_ROOT } from '../integration/lib/gateway.mjs';
 
 /* nginx as a plain reverse proxy in front of an upstream, with upstream
@@ -97,10 +97,74 @@ export function threadCpuMs(pid) {
   return out;
 }
 
+/* The whole machine's CPU time so far (ms, every core, /proc/stat):
+ * busy (user, nice, system, irq, softirq, steal) and idle (idle, iowait). */
+export function machineMs() {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = f;
+  return { busy: (user + nice + system + irq + softirq + (steal || 0)) * 10, idle: (idle + iowait) * 10 };
+}
+
+/* Minor page faults of pid so far (every thread: /proc/pid/stat). */
+export function minorFaults(pid) {
+  try {
+    const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(f.slice(f.lastIndexOf(')') + 2).split(' ')[7]);
+  } catch {
+    return 0;
+  }
+}
+
+/* ... by thread name: {name: faults}. */
+export function threadFaults(pid) {
+  const out = {};
+  try {
+    for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const f = fs.readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+        const comm = f.slice(f.indexOf('(') + 1, f.lastIndexOf(')'));
+        out[comm] = (out[comm] ?? 0) + Number(f.slice(f.lastIndexOf(')') + 2).split(' ')[7]);
+      } catch { /* the thread ended */ }
+    }
+  } catch { /* gone */ }
+  return out;
+}
+
+/* Context switches of pid's threads so far, summed by thread name:
+ * {name: {vol, invol}} (involuntary: the thread was preempted). */
+export function threadSwitches(pid) {
+  const out = {};
+  try {
+    for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const f = fs.readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8');
+        const name = /^Name:\s*(.*)$/m.exec(f)[1];
+        const o = (out[name] ??= { vol: 0, invol: 0 });
+        o.vol += Number(/^voluntary_ctxt_switches:\s*(\d+)/m.exec(f)[1]);
+        o.invol += Number(/^nonvoluntary_ctxt_switches:\s*(\d+)/m.exec(f)[1]);
+      } catch { /* the thread ended */ }
+    }
+  } catch { /* gone */ }
+  return out;
+}
+
+/* Pins pid, its threads and its children's (nginx's workers) to cpus
+ * (taskset's list syntax, "0" or "1-3"). */
+export function pinTree(pid, cpus) {
+  const walk = (p) => {
+    spawnSync('taskset', ['-a', '-p', '-c', cpus, String(p)], { stdio: 'ignore' });
+    try {
+      for (const t of fs.readdirSync(`/proc/${p}/task`))
+        for (const c of fs.readFileSync(`/proc/${p}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)) walk(c);
+    } catch { /* gone */ }
+  };
+  walk(pid);
+}
+
 /* Runs wrk with a Lua script that POSTs `body(n)` JSON-RPC messages (n:
  * a per-request counter, so ids differ) with `headers`; resolves to
  * {rps, p50, p99, p999 (µs), requests, errors}. */
-export async function wrkPost(url, { headers = {}, bodyLua, conns = 16, secs = 5, threads = 1, pid }) {
+export async function wrkPost(url, { headers = {}, bodyLua, conns = 16, secs = 5, threads = 1, pid, cpus }) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcpgate-bench-wrk-'));
   const script = path.join(dir, 'post.lua');
   const hdr = Object.entries(headers).map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`).join('\n');
@@ -120,9 +184,10 @@ done = function(summary, latency, requests)
 end
 `);
   const cpu0 = pid ? cpuMs(pid) : 0, user0 = pid ? cpuMs(pid, 'user') : 0, th0 = pid ? threadCpuMs(pid) : {};
+  const sw0 = pid ? threadSwitches(pid) : {}, m0 = machineMs(), pf0 = pid ? threadFaults(pid) : {};
   try {
     const out = await new Promise((resolve, reject) => {
-      execFile('wrk', [`-t${threads}`, `-c${conns}`, `-d${secs}s`, '-s', script, url], { maxBuffer: 1 << 20 },
+      execFile(cpus ? 'taskset' : 'wrk', [...(cpus ? ['-c', cpus, 'wrk'] : []), `-t${threads}`, `-c${conns}`, `-d${secs}s`, '-s', script, url], { maxBuffer: 1 << 20 },
         (err, stdout, stderr) => (err ? reject(new Error(`wrk: ${err.message} ${stderr}`)) : resolve(stdout)));
     });
     const m = /RESULT (\{.*\})/.exec(out);
@@ -135,7 +200,16 @@ end
     // ... and by thread (µs per request), e.g. the loop against the audit writer
     const th1 = pid ? threadCpuMs(pid) : {}, byThread = {};
     if (r.requests) for (const [k, v] of Object.entries(th1)) byThread[k] = ((v - (th0[k] ?? 0)) * 1000) / r.requests;
-    return { ...r, rps: r.requests / (r.duration_us / 1e6), cpuUs, userUs, byThread };
+    // the whole machine per request (wrk and the upstream included), and
+    // each thread's context switches per request
+    const m1 = machineMs(), sw1 = pid ? threadSwitches(pid) : {}, switches = {};
+    const machine = r.requests ? { busyUs: ((m1.busy - m0.busy) * 1000) / r.requests, idleUs: ((m1.idle - m0.idle) * 1000) / r.requests } : null;
+    if (r.requests)
+      for (const [k, v] of Object.entries(sw1))
+        switches[k] = { vol: (v.vol - (sw0[k]?.vol ?? 0)) / r.requests, invol: (v.invol - (sw0[k]?.invol ?? 0)) / r.requests };
+    const faults = {}; // page faults per request, by thread
+    if (pid && r.requests) for (const [k, v] of Object.entries(threadFaults(pid))) faults[k] = (v - (pf0[k] ?? 0)) / r.requests;
+    return { ...r, rps: r.requests / (r.duration_us / 1e6), cpuUs, userUs, byThread, machine, switches, faults };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -6,7 +6,8 @@
 // --baseline BIN[,BIN2...] (or MCPGATE_BENCH_BASELINE): a second gateway binary (an
 // earlier commit's build) measured in the same rounds as "connector@base"
 // and "aggregated@base" (more as @base2...): how a change moved the numbers,
-// on the same noise.
+// on the same noise. An entry env:K=V[+K=V...] is this build started with
+// those variables (env:MCPGATE_AUDIT_BATCH_MS=5): a setting's effect.
 //
 // Load: wrk (one thread, --conns keep-alive connections), POSTing a small
 // tools/call on one MCP session per variant. Upstream: the C upstream
@@ -41,7 +42,7 @@ import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { startGateway } from '../integration/lib/gateway.mjs';
 import { setupTenant } from '../integration/lib/mcp.mjs';
-import { startNginx, startCUpstream, wrkPost, ratePost, median } from './lib.mjs';
+import { startNginx, startCUpstream, wrkPost, ratePost, median, pinTree } from './lib.mjs';
 
 const arg = (n, d) => {
   const i = process.argv.indexOf(`--${n}`);
@@ -79,6 +80,14 @@ const AUDIT_OFF = process.argv.includes('--audit-off');
 const AUDIT_COST = process.argv.includes('--audit-cost');
 // --verbose: every round's req/s and CPU per call under each variant's line
 const VERBOSE = process.argv.includes('--verbose');
+// --pin: the proxies (every gateway, nginx and its worker) on CPU 0, wrk
+// and the upstream on CPU 1 (with 2 CPUs; on more, the proxies get the
+// first half): the proxy under test has a core of its own, and where the
+// kernel places a woken thread no longer decides the numbers.
+const PIN = process.argv.includes('--pin');
+const NCPU = os.cpus().length;
+const PROXY_CPUS = NCPU > 2 ? `0-${Math.floor(NCPU / 2) - 1}` : '0';
+const LOAD_CPUS = NCPU > 2 ? `${Math.floor(NCPU / 2)}-${NCPU - 1}` : '1';
 
 async function rpc(url, headers, msg) {
   const r = await fetch(url, {
@@ -143,8 +152,16 @@ async function main() {
   })];
   gws[0].sfx = '';
   // several, comma-separated: @base, @base2, ... in the same rounds
-  for (const [i, bin] of (BASELINE ? BASELINE.split(',') : []).entries()) {
-    const g = await startGateway({ args: ['--access-log', 'false'], env: { MCPGATE_WORKERS: '1' }, bin }); // an older build may not know --workers (nor its variable: then it runs a loop per core)
+  // (an entry env:K=V+K2=V2 is this build with those settings, e.g.
+  // env:MCPGATE_AUDIT_BATCH_MS=5: a setting's effect on the same noise)
+  for (const [i, spec] of (BASELINE ? BASELINE.split(',') : []).entries()) {
+    const env = { MCPGATE_WORKERS: '1' };
+    let bin = spec;
+    if (spec.startsWith('env:')) {
+      bin = undefined;
+      for (const kv of spec.slice(4).split('+')) env[kv.slice(0, kv.indexOf('='))] = kv.slice(kv.indexOf('=') + 1);
+    }
+    const g = await startGateway({ args: ['--access-log', 'false'], env, bin }); // an older build may not know --workers (nor its variable: then it runs a loop per core)
     g.sfx = i ? `@base${i + 1}` : '@base';
     gws.push(g);
   }
@@ -192,6 +209,11 @@ async function main() {
         if (sc !== 'list') scen[sc].push(await variant(`aggregated${sfx}`, `${gw.url}/t/acme/mcp`, tok, (x) => `${c}__${x}`, sc, gw.proc.pid));
       }
     }
+    if (PIN) {
+      for (const gw of gws) pinTree(gw.proc.pid, PROXY_CPUS);
+      for (const nx of [ngx, ngxBig, ...extraNginx]) pinTree(nx.pid, PROXY_CPUS);
+      for (const u of [up, big]) pinTree(u.pid, LOAD_CPUS);
+    }
     if (CALLGRIND) return await instructions(scen[SCENARIOS[0]].filter((v) => v.name === 'connector' || v.name === 'aggregated'), gws[0], cgDir);
     if (PERF) {
       for (const name of PERF.split(',')) await profile(scen[SCENARIOS[0]].find((v) => v.name === name), name);
@@ -204,7 +226,7 @@ async function main() {
     for (const sc of SCENARIOS) {
       const vs = scen[sc];
       for (let r = 0; r < ROUNDS; r++)
-        for (const v of vs) v.runs.push(await wrkPost(v.url, { headers: v.headers, bodyLua: v.bodyLua, conns: CONNS, secs: SECS, pid: v.pid, threads: v.threads }));
+        for (const v of vs) v.runs.push(await wrkPost(v.url, { headers: v.headers, bodyLua: v.bodyLua, conns: CONNS, secs: SECS, pid: v.pid, threads: v.threads, cpus: PIN ? LOAD_CPUS : undefined }));
       const m = {};
       for (const v of vs) {
         m[v.name] = {
@@ -222,6 +244,7 @@ async function main() {
         list: `tools/list of 500 tools (gateway: filtered by a 200-rule policy to the user's tools)`,
       }[sc];
       console.log(`${head}: wrk -t1 -c${CONNS}, ${ROUNDS} rounds x ${SECS} s interleaved, C upstream (medians)` +
+        (PIN ? `; pinned: proxies on CPU ${PROXY_CPUS}, wrk and upstream on ${LOAD_CPUS}` : '') +
         (BASELINE ? `; @base = ${BASELINE}` : ''));
       for (const v of vs) {
         const x = m[v.name];
@@ -261,6 +284,19 @@ async function main() {
           const th = (runs, k) => median(runs.map((r) => r.byThread?.[k] ?? 0));
           console.log(`    CPU per call by thread, on / off: ${names.filter((k) => th(on.runs, k) + th(off.runs, k) >= 0.05)
             .map((k) => `${k} ${th(on.runs, k).toFixed(1)} / ${th(off.runs, k).toFixed(1)} us`).join(', ')}`);
+          // the machine: what wrk and the upstream spent besides the
+          // gateway, and the idle time (a busy core the loop waited on
+          // shows as neither)
+          const mm = (runs, k) => median(runs.map((r) => r.machine?.[k] ?? 0));
+          const other = (runs) => median(runs.map((r) => (r.machine?.busyUs ?? 0) - (r.cpuUs ?? 0)));
+          console.log(`    machine per call, on / off: busy ${mm(on.runs, 'busyUs').toFixed(1)} / ${mm(off.runs, 'busyUs').toFixed(1)} us ` +
+            `(not the gateway: ${other(on.runs).toFixed(1)} / ${other(off.runs).toFixed(1)}), idle ${mm(on.runs, 'idleUs').toFixed(1)} / ${mm(off.runs, 'idleUs').toFixed(1)} us`);
+          const pf = (runs, k) => median(runs.map((r) => r.faults?.[k] ?? 0));
+          console.log(`    page faults per call, on / off: ${names.filter((k) => pf(on.runs, k) + pf(off.runs, k) >= 0.001)
+            .map((k) => `${k} ${pf(on.runs, k).toFixed(3)} / ${pf(off.runs, k).toFixed(3)}`).join(', ') || 'none'}`);
+          const sw = (runs, k, w) => median(runs.map((r) => r.switches?.[k]?.[w] ?? 0));
+          console.log(`    context switches per call, on / off (voluntary, preempted): ${names.filter((k) => sw(on.runs, k, 'vol') + sw(on.runs, k, 'invol') >= 0.001)
+            .map((k) => `${k} ${sw(on.runs, k, 'vol').toFixed(3)}, ${sw(on.runs, k, 'invol').toFixed(3)} / ${sw(off.runs, k, 'vol').toFixed(3)}, ${sw(off.runs, k, 'invol').toFixed(3)}`).join('; ')}`);
         }
       }
       if (sc === 'call' && HALF) {
@@ -335,7 +371,7 @@ async function profile(v, name) {
   const data = path.join(dir, 'perf.data');
   const perf = spawn('perf', ['record', '-F', '999', ...(process.env.PERF_DWARF ? ['--call-graph', 'dwarf,16384'] : ['-g']), '-o', data, '-p', String(v.pid)], { stdio: 'ignore' });
   await new Promise((r) => setTimeout(r, 300));
-  const w = await wrkPost(v.url, { headers: v.headers, bodyLua: v.bodyLua, conns: CONNS, secs: SECS });
+  const w = await wrkPost(v.url, { headers: v.headers, bodyLua: v.bodyLua, conns: CONNS, secs: SECS, cpus: PIN ? LOAD_CPUS : undefined });
   perf.kill('SIGINT');
   await new Promise((r) => perf.on('exit', r));
   console.log(`${v.name}: ${w.rps.toFixed(0)} req/s (${w.requests} requests) while sampled; perf data in ${data}`);
