@@ -108,6 +108,8 @@ typedef struct audit_options {
                                request. > 0 also makes both SCHED_BATCH (never preempting a
                                running thread on waking; their fair share kept). 0: as the
                                process */
+  unsigned pool_trim_ms;    /* blocks for audit_block_get left unused in the log's pool this
+                               long are freed; default 10000 */
 } audit_options;
 
 /* Opens (creating, migrating) the audit environment and starts the audit
@@ -172,7 +174,8 @@ int audit_submit_block(audit_log *a, const char *tenant, const char *tenant_uid,
                        size_t cap);
 
 /* A block of AUDIT_BLOCK_BYTES for audit_submit_block: one the log
- * recycled from a committed record (the audit thread keeps up to 2048),
+ * recycled from a committed record (the audit thread keeps up to 32768:
+ * what the records of the last pool_trim_ms needed),
  * else a new one; NULL when out of memory. An ordinary malloc'd block:
  * the caller may realloc it (then its cap is the new size) or free it.
  * Any thread. Records are built on a loop and freed on the audit thread;
@@ -446,6 +449,7 @@ typedef struct audit_stats {
   uint64_t commit_ms_count;
   uint64_t commit_ms_bucket[AUDIT_STATS_NBUCKETS]; /* cumulative: <= le[i] */
   bool broken;              /* the last commit failed */
+  uint64_t pool_blocks;     /* blocks of AUDIT_BLOCK_BYTES kept for audit_block_get */
 } audit_stats;
 /* Snapshot. Any thread. */
 void audit_stats_get(audit_log *a, audit_stats *out);

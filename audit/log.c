@@ -28,6 +28,13 @@
  *    list: the queue keeps the count and bytes, and blocks of
  *    AUDIT_BLOCK_BYTES go back to a pool of pointers (POOL_MAX) that
  *    audit_block_get hands to the next records without reading them.
+ *  - The pool holds every block in flight at the peak (POOL_MAX is the
+ *    queue's default byte cap): at 45k calls/s a batch is ~2,300 records,
+ *    and with a pool of 2,048 the rest were malloc'd on the loop and freed
+ *    here each batch; glibc gave the freed heap back to the kernel and the
+ *    loop's next mallocs faulted it in again (perf: 0.06–0.3 page faults
+ *    per call, the loop's largest audit cost). What the traffic of the
+ *    last pool_trim_ms did not take is freed (pool_trim).
  *    The writer thread and this thread run as background threads (nice
  *    +5, SCHED_BATCH: st_thread_nice): a commit never
  *    preempts a loop on waking.
@@ -67,7 +74,9 @@
 #define CACHE_SLOTS 512        /* heads cached by one commit job (power of two) */
 #define CACHE_MAX 256          /* ... of which at most this many in use before a write-back */
 #define RETRY_MAX_NS (1000u * 1000000u) /* failed commits back off from batch_ms up to 1 s */
-#define POOL_MAX 2048          /* AUDIT_BLOCK_BYTES blocks kept for audit_block_get (4 MiB) */
+#define POOL_MAX 32768         /* AUDIT_BLOCK_BYTES blocks kept for audit_block_get (64 MiB at most) */
+#define POOL_TRIM_MS 10000u   /* blocks left unused in the pool this long are freed (default) */
+#define POOL_TRIM_STEP 256     /* ... this many per hold of the pool's lock */
 #define JOB_SLICE (32u * 1024) /* bytes a commit job writes (each record counts 256 more) ... */
 #define PAUSE_NS 1000          /* ... before it sleeps this long (plus the timer's slack) */
 
@@ -98,6 +107,7 @@ struct audit_log {
   st_log_fn log;
   void *log_ctx;
   uint64_t batch_ns, head_log_ns; /* head_log_ns 0: off */
+  uint64_t pool_trim_ns;
   int nice;                       /* audit_options.nice */
   size_t queue_max, queue_bytes_max, wake_records;
   uv_thread_t thread;
@@ -123,6 +133,7 @@ struct audit_log {
   uv_mutex_t pool_mu; /* the recycled blocks (its own lock: never held with mu) */
   entry **pool;      /* POOL_MAX slots: committed blocks of AUDIT_BLOCK_BYTES to reuse */
   size_t npool;
+  size_t pool_low;   /* the fewest blocks the pool held since the last trim (pool_trim) */
 
   atomic_int broken; /* the last commit failed */
   atomic_int full;   /* a record was refused for room since the last good commit */
@@ -356,6 +367,30 @@ static void recycle(audit_log *a, entry *list, const batch *b) {
   for (size_t i = b->nkeep; i < b->n; i++) free(b->ents[i]);
 }
 
+/* Frees the blocks no record needed since the last call (the fewest the
+ * pool held meanwhile): the pool keeps what the traffic of the last
+ * pool_trim_ms took, and a burst's blocks go back to the allocator once it
+ * has passed. A few at a time: a loop may be waiting for the lock. The
+ * audit thread, every pool_trim_ms. */
+static void pool_trim(audit_log *a) {
+  entry *spare[POOL_TRIM_STEP];
+  uv_mutex_lock(&a->pool_mu);
+  size_t excess = a->pool_low;
+  uv_mutex_unlock(&a->pool_mu);
+  while (excess) {
+    size_t k = 0;
+    uv_mutex_lock(&a->pool_mu);
+    while (k < POOL_TRIM_STEP && k < excess && a->npool) spare[k++] = a->pool[--a->npool];
+    uv_mutex_unlock(&a->pool_mu);
+    if (!k) break;
+    for (size_t i = 0; i < k; i++) free(spare[i]);
+    excess -= k;
+  }
+  uv_mutex_lock(&a->pool_mu);
+  a->pool_low = a->npool;
+  uv_mutex_unlock(&a->pool_mu);
+}
+
 /* What settle wants logged: written after the queue mutex is released, so
  * a slow (or re-entrant) log callback never holds up submitters. */
 typedef struct notes {
@@ -435,6 +470,7 @@ static void thread_main(void *arg) {
   pthread_setname_np(pthread_self(), "mcpgate-audit");
   if (a->nice) st_thread_nice(a->nice); /* as its environment's writer */
   uint64_t next_heads = a->head_log_ns ? uv_hrtime() + a->head_log_ns : UINT64_MAX;
+  uint64_t next_trim = uv_hrtime() + a->pool_trim_ns;
   uint64_t retry_at = 0, backoff = a->batch_ns;
   uv_mutex_lock(&a->mu);
   for (;;) {
@@ -450,8 +486,15 @@ static void thread_main(void *arg) {
       next_heads = uv_hrtime() + a->head_log_ns;
       continue;
     }
+    if (!commit && now >= next_trim) {
+      uv_mutex_unlock(&a->mu);
+      pool_trim(a);
+      uv_mutex_lock(&a->mu);
+      next_trim = uv_hrtime() + a->pool_trim_ns;
+      continue;
+    }
     if (!commit) {
-      uint64_t deadline = next_heads;
+      uint64_t deadline = next_heads < next_trim ? next_heads : next_trim;
       if (pending) {
         uint64_t d = a->first_ns + a->batch_ns;
         if (d < retry_at) d = retry_at;
@@ -525,6 +568,7 @@ int audit_open(audit_log **out, const audit_options *o) {
   int64_t hl = o->head_log_ms ? o->head_log_ms : DEFAULT_HEAD_LOG_MS;
   if (hl > HEAD_LOG_MS_MAX) hl = HEAD_LOG_MS_MAX; /* keeps the ns arithmetic in range */
   a->head_log_ns = hl < 0 ? 0 : (uint64_t)hl * 1000000u;
+  a->pool_trim_ns = (uint64_t)(o->pool_trim_ms ? o->pool_trim_ms : POOL_TRIM_MS) * 1000000u;
   a->queue_max = o->queue_max ? o->queue_max : DEFAULT_QUEUE_MAX;
   a->queue_bytes_max = o->queue_bytes_max ? o->queue_bytes_max : DEFAULT_QUEUE_BYTES;
   a->wake_records = a->queue_max / 4;
@@ -669,6 +713,7 @@ char *audit_block_get(audit_log *a) {
   if (a) { /* the block itself is not read: its lines are another core's */
     uv_mutex_lock(&a->pool_mu);
     if (a->npool) e = a->pool[--a->npool];
+    if (a->npool < a->pool_low) a->pool_low = a->npool;
     uv_mutex_unlock(&a->pool_mu);
   }
   return e ? (char *)e : malloc(AUDIT_BLOCK_BYTES);
@@ -844,5 +889,8 @@ void audit_stats_get(audit_log *a, audit_stats *out) {
   out->queue_records = a->qrecords;
   out->queue_bytes = a->qbytes;
   uv_mutex_unlock(&a->mu);
+  uv_mutex_lock(&a->pool_mu);
+  out->pool_blocks = a->npool;
+  uv_mutex_unlock(&a->pool_mu);
   out->broken = atomic_load(&a->broken) != 0;
 }
