@@ -59,7 +59,7 @@ typedef struct gw_config {
   bool audit;
   char *audit_on_failure, *audit_args, *audit_redact;
   size_t audit_args_max, audit_map_size;
-  int64_t audit_batch_ms, audit_retention_days;
+  int64_t audit_batch_ms, audit_retention_days, audit_queue_max;
   char *audit_sink_url, *audit_sink_format, *audit_sink_token_file, *audit_sink_ca_file; /* gateway/mcp/audit_sink.c */
   int64_t audit_sink_batch; /* discovered connectors read again (gateway/api/admin_discover.c) */
   int64_t oauth_code_ttl_ms;       /* gateway/api/oauth_flow.c: the OAuth server's lifetimes */

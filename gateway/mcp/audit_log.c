@@ -103,6 +103,7 @@ int gw_audit_open(gw_server *srv) {
   audit_options o = {0};
   o.dir = dir;
   o.batch_ms = (unsigned)srv->cfg.audit_batch_ms;
+  o.queue_max = (size_t)srv->cfg.audit_queue_max;
   o.map_size = srv->cfg.audit_map_size;
   o.log = gw_store_log;
   o.nice = AUDIT_NICE;
