@@ -97,7 +97,7 @@ typedef struct audit_options {
   size_t map_size;          /* bytes; default 4 GiB (LMDB maps lazily) */
   unsigned batch_ms;        /* group-commit interval; default 50 */
   size_t queue_max;         /* records queued and not yet committed; default 100000 */
-  size_t queue_bytes_max;   /* their bytes (as in audit_stats.queue_bytes); default 64 MiB */
+  size_t queue_bytes_max;   /* the memory they hold (as audit_stats.queue_bytes); default 256 MiB */
   int64_t head_log_ms;      /* interval of the chain-head log lines; default 3600000; < 0: off */
   st_log_fn log;            /* the store's callback type; audit logs with module "audit", the
                                store with "store". NULL: warn/error to stderr */
@@ -441,7 +441,8 @@ typedef struct audit_stats {
   uint64_t written;         /* records committed */
   uint64_t dropped;         /* records refused (EFULL, ETOOBIG) or lost at close */
   uint64_t queue_records;   /* queued, not yet committed (incl. the batch being written) */
-  uint64_t queue_bytes;     /* their serialised bytes plus a per-record overhead */
+  uint64_t queue_bytes;     /* the memory they hold: a record's block (at least
+                               AUDIT_BLOCK_BYTES), or its bytes and the entry's header */
   uint64_t commits;         /* successful batch commits */
   uint64_t commit_failures; /* failed batch commits */
   double last_commit_ms;    /* duration of the last attempt (job queued → committed, fsync incl.) */
@@ -450,6 +451,8 @@ typedef struct audit_stats {
   uint64_t commit_ms_bucket[AUDIT_STATS_NBUCKETS]; /* cumulative: <= le[i] */
   bool broken;              /* the last commit failed */
   uint64_t pool_blocks;     /* blocks of AUDIT_BLOCK_BYTES kept for audit_block_get */
+  uint64_t pauses;          /* commit jobs' steps off the CPU (after every 32 KiB of a
+                               batch, in its first half batch interval, at most 25 ms) */
 } audit_stats;
 /* Snapshot. Any thread. */
 void audit_stats_get(audit_log *a, audit_stats *out);

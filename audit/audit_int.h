@@ -42,6 +42,9 @@ bool audit__sink_ok(const char *s);
 int audit__cursor_put(st_txn *txn, const char *sink, const char *uid, uint64_t seq);
 /* st_check's part: every cursor well-formed, of an existing chain, not past its head. */
 int audit__cursors_check(st_txn *txn, void (*report)(void *ctx, const char *area, const char *msg), void *ctx);
+/* log.c: frees the pool's blocks no record took since the last call (the
+ * audit thread calls it every pool_trim_ms; tests call it directly). */
+void audit__pool_trim(audit_log *a);
 /* "time" of stored record bytes into *t; false if unparsable or absent. */
 bool audit__rec_time(const void *p, size_t n, int64_t *t);
 

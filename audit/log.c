@@ -28,14 +28,15 @@
  *    list: the queue keeps the count and bytes, and blocks of
  *    AUDIT_BLOCK_BYTES go back to a pool of pointers (POOL_MAX) that
  *    audit_block_get hands to the next records without reading them.
- *  - The pool holds every block in flight at the peak (POOL_MAX is the
- *    queue's default byte cap): at 45k calls/s a batch is ~2,300 records,
- *    and with a pool of 2,048 the rest were malloc'd on the loop and freed
- *    here each batch; glibc gave the freed heap back to the kernel and the
- *    loop's next mallocs faulted it in again (perf: 0.06–0.3 page faults
- *    per call, the loop's largest audit cost). What the traffic of the
- *    last pool_trim_ms did not take is freed (pool_trim).
- *    The writer thread and this thread run as background threads (nice
+ *  - The pool holds every block in flight at the peak (up to POOL_MAX):
+ *    at 45k calls/s a batch is ~2,300 records, and with a pool of 2,048
+ *    the rest were malloc'd on the loop and freed here each batch; glibc
+ *    gave the freed heap back to the kernel and the loop's next mallocs
+ *    faulted it in again (perf: 0.06–0.3 page faults per call, the loop's
+ *    largest audit cost). What the traffic of the last pool_trim_ms did
+ *    not take is freed (audit__pool_trim). The queue's byte cap counts
+ *    the memory a record holds (its whole block).
+ *  - The writer thread and this thread run as background threads (nice
  *    +5, SCHED_BATCH: st_thread_nice): a commit never
  *    preempts a loop on waking.
  *  - ...but once running, a commit of a busy second's records (1,500
@@ -54,8 +55,10 @@
  *    to end after every pause: the writer then managed ~13k records/s
  *    against 45k calls/s, its batches grew to the queue's cap, and
  *    audit_on_failure refused calls. So a job pauses only during its
- *    first half batch interval (PAUSE_BUDGET_DIV); past that it writes
- *    the rest with its fair share of the core, and keeps up. */
+ *    first half batch interval (PAUSE_BUDGET_DIV, at most 25 ms), and a
+ *    batch the queue's length forced out (wake_records: the writer is
+ *    behind) not at all; past that it writes with its fair share of the
+ *    core, and keeps up. */
 #include "audit/audit_int.h"
 
 #include <inttypes.h>
@@ -74,7 +77,7 @@
 #define DEFAULT_MAP_SIZE ((size_t)4 << 30)
 #define DEFAULT_BATCH_MS 50u
 #define DEFAULT_QUEUE_MAX 100000u
-#define DEFAULT_QUEUE_BYTES ((size_t)64 << 20)
+#define DEFAULT_QUEUE_BYTES ((size_t)256 << 20) /* the memory queued records hold: 100,000 in blocks fit */
 #define DEFAULT_HEAD_LOG_MS 3600000
 #define HEAD_LOG_MS_MAX ((int64_t)1 << 40) /* ~35 years */
 #define WAKE_RECORDS_MAX 10000 /* a queue this long is committed without waiting batch_ms */
@@ -87,6 +90,7 @@
 #define JOB_SLICE (32u * 1024) /* bytes a commit job writes (each record counts 256 more) ... */
 #define PAUSE_NS 1000          /* ... before it sleeps this long (plus the timer's slack), */
 #define PAUSE_BUDGET_DIV 2     /* ... while the job has run less than batch_ms / this */
+#define PAUSE_BUDGET_MAX_NS (25u * 1000000u) /* ... and this, whatever batch_ms */
 
 const double audit_stats_bucket_le_ms[AUDIT_STATS_NBUCKETS] = {
     1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000, INFINITY};
@@ -101,7 +105,9 @@ typedef struct entry {
   char body[]; /* "{...}" */
 } entry;
 
-static size_t entry_bytes(const entry *e) { return sizeof *e + e->len + 1; }
+/* the memory a queued record holds (a recycled block: all AUDIT_BLOCK_BYTES
+ * of it), which the queue's byte cap bounds */
+static size_t entry_bytes(const entry *e) { return e->cap; }
 
 /* One queued cursor update (audit_cursor_set). */
 typedef struct cursor_upd {
@@ -186,6 +192,7 @@ typedef struct batch {
    * another core). NULL: no room for it (the list is walked). */
   entry **ents;
   size_t n, nkeep;
+  uint64_t pauses; /* taken by the job's last run */
 } batch;
 
 static slot *cache_find(slot *tab, const char *uid) {
@@ -245,9 +252,13 @@ static int commit_job(st_txn *txn, void *arg) {
   size_t slice = 0; /* bytes written since the last pause */
   uint64_t began = uv_hrtime();
   bool pausing = true;
+  bw->pauses = 0;
   for (const entry *e = b->list; e; e = e->next) {
     if ((slice += e->len + 256) > JOB_SLICE) { /* see the rules above */
-      if (pausing && (pausing = uv_hrtime() - began < b->pause_ns)) nanosleep(&(struct timespec){0, PAUSE_NS}, NULL);
+      if (pausing && (pausing = uv_hrtime() - began < b->pause_ns)) {
+        nanosleep(&(struct timespec){0, PAUSE_NS}, NULL);
+        bw->pauses++;
+      }
       slice = 0;
     }
     if (b->ents) {
@@ -383,7 +394,7 @@ static void recycle(audit_log *a, entry *list, const batch *b) {
  * pool_trim_ms took, and a burst's blocks go back to the allocator once it
  * has passed. A few at a time: a loop may be waiting for the lock. The
  * audit thread, every pool_trim_ms. */
-static void pool_trim(audit_log *a) {
+void audit__pool_trim(audit_log *a) {
   entry *spare[POOL_TRIM_STEP];
   uv_mutex_lock(&a->pool_mu);
   size_t excess = a->pool_low;
@@ -499,7 +510,7 @@ static void thread_main(void *arg) {
     }
     if (!commit && now >= next_trim) {
       uv_mutex_unlock(&a->mu);
-      pool_trim(a);
+      audit__pool_trim(a);
       uv_mutex_lock(&a->mu);
       next_trim = uv_hrtime() + a->pool_trim_ns;
       continue;
@@ -530,13 +541,16 @@ static void thread_main(void *arg) {
     uv_mutex_unlock(&a->mu);
     int rc = 0;
     uint64_t t0 = uv_hrtime(), ns = 0;
-    batch b = {list, a->batch_ns / PAUSE_BUDGET_DIV, cur, ncur, n ? malloc(n * sizeof(entry *)) : NULL, n, 0};
+    uint64_t pause_ns = n >= a->wake_records ? 0 : a->batch_ns / PAUSE_BUDGET_DIV;
+    if (pause_ns > PAUSE_BUDGET_MAX_NS) pause_ns = PAUSE_BUDGET_MAX_NS;
+    batch b = {list, pause_ns, cur, ncur, n ? malloc(n * sizeof(entry *)) : NULL, n, 0, 0};
     if (list || ncur) {
       rc = st_write_sync(a->st, commit_job, &b);
       ns = uv_hrtime() - t0;
     }
     uv_mutex_lock(&a->mu);
     notes w = {0};
+    a->stats.pauses += b.pauses;
     entry *done = list || ncur ? settle(a, list, n, bytes, last, rc, ns, stopping, &w) : NULL;
     if (rc < 0 && !stopping) cursors_back(a, cur, ncur);
     if (rc < 0) {

@@ -224,8 +224,9 @@ static const cfg_key keys[] = {
     {"audit_batch_ms", CFG_INT, "50", 1, 1000, OFF(audit_batch_ms),
      "the audit log's group-commit interval: records of a crash's last interval may be lost", NULL},
     {"audit_queue_max", CFG_INT, "100000", 1000, 10000000, OFF(audit_queue_max),
-     "audit records queued and not yet committed (at most 64 MiB of them) before audit counts as unable to record "
-     "(audit_on_failure); a burst the writer has not caught up with yet waits here",
+     "audit records queued and not yet committed before audit counts as unable to record (audit_on_failure): a "
+     "burst or a slow disk the writer has not caught up with waits here; each holds at least 2 KiB (100,000: "
+     "~200 MiB; the queue never holds more than 256 MiB)",
      NULL},
     {"audit_retention_days", CFG_INT, "0", 0, 36500, OFF(audit_retention_days),
      "records older than this are pruned (the chain stays verifiable); 0 keeps them", NULL},

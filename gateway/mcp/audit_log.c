@@ -394,7 +394,7 @@ void gw_audit_metrics(gw_server *srv, gw_buf *out) {
   snprintf(line, sizeof line,
            "# HELP mcpgate_audit_queue_records Audit records queued, not yet committed.\n"
            "# TYPE mcpgate_audit_queue_records gauge\nmcpgate_audit_queue_records %llu\n"
-           "# HELP mcpgate_audit_queue_bytes Bytes of the queued audit records.\n"
+           "# HELP mcpgate_audit_queue_bytes Memory held by the queued audit records (at least 2 KiB each).\n"
            "# TYPE mcpgate_audit_queue_bytes gauge\nmcpgate_audit_queue_bytes %llu\n"
            "# HELP mcpgate_audit_failing 1 while the audit log cannot record (last commit failed or queue full).\n"
            "# TYPE mcpgate_audit_failing gauge\nmcpgate_audit_failing %d\n",
