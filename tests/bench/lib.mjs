@@ -80,9 +80,10 @@ export function cpuMs(pid, which = 'all') {
   return total;
 }
 
-/* CPU time (user + system, ms) of pid's threads so far, summed by thread
- * name (the gateway names its threads: mcpgate-auditw, mcpgate-audit…). */
-export function threadCpuMs(pid) {
+/* Per-thread figures of pid so far, summed by thread name (the gateway
+ * names its threads: mcpgate-auditw, mcpgate-audit…): {name: {cpuMs (user
+ * + system), faults (minor page faults)}}. */
+function threadStat(pid) {
   const out = {};
   try {
     for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
@@ -90,11 +91,23 @@ export function threadCpuMs(pid) {
         const f = fs.readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
         const comm = f.slice(f.indexOf('(') + 1, f.lastIndexOf(')'));
         const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
-        out[comm] = (out[comm] ?? 0) + (Number(rest[11]) + Number(rest[12])) * 10;
+        const o = (out[comm] ??= { cpuMs: 0, faults: 0 });
+        o.cpuMs += (Number(rest[11]) + Number(rest[12])) * 10; // utime, stime (USER_HZ 100)
+        o.faults += Number(rest[7]); // minflt
       } catch { /* the thread ended */ }
     }
   } catch { /* gone */ }
   return out;
+}
+
+/* CPU time (ms) of pid's threads so far, by thread name. */
+export function threadCpuMs(pid) {
+  return Object.fromEntries(Object.entries(threadStat(pid)).map(([k, v]) => [k, v.cpuMs]));
+}
+
+/* Minor page faults of pid's threads so far, by thread name. */
+export function threadFaults(pid) {
+  return Object.fromEntries(Object.entries(threadStat(pid)).map(([k, v]) => [k, v.faults]));
 }
 
 /* The whole machine's CPU time so far (ms, every core, /proc/stat):
@@ -103,31 +116,6 @@ export function machineMs() {
   const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
   const [user, nice, system, idle, iowait, irq, softirq, steal] = f;
   return { busy: (user + nice + system + irq + softirq + (steal || 0)) * 10, idle: (idle + iowait) * 10 };
-}
-
-/* Minor page faults of pid so far (every thread: /proc/pid/stat). */
-export function minorFaults(pid) {
-  try {
-    const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(f.slice(f.lastIndexOf(')') + 2).split(' ')[7]);
-  } catch {
-    return 0;
-  }
-}
-
-/* ... by thread name: {name: faults}. */
-export function threadFaults(pid) {
-  const out = {};
-  try {
-    for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
-      try {
-        const f = fs.readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
-        const comm = f.slice(f.indexOf('(') + 1, f.lastIndexOf(')'));
-        out[comm] = (out[comm] ?? 0) + Number(f.slice(f.lastIndexOf(')') + 2).split(' ')[7]);
-      } catch { /* the thread ended */ }
-    }
-  } catch { /* gone */ }
-  return out;
 }
 
 /* Context switches of pid's threads so far, summed by thread name:

@@ -1740,6 +1740,17 @@ TEST(pool_frees_blocks_left_unused) {
   tmp_cleanup();
 }
 
+/* Submits n records in blocks (n may be 0), commits them, trims the pool
+ * by hand: what the pool then holds, or -1. */
+static int pool_after_trim(audit_log *a, int n) {
+  if (n && submit_blocks(a, n) != 0) return -1;
+  audit_flush(a);
+  audit__pool_trim(a);
+  audit_stats s;
+  audit_stats_get(a, &s);
+  return (int)s.pool_blocks;
+}
+
 /* The pool keeps what the traffic of the last interval took and frees the
  * rest: the low-water mark since the previous trim, not everything (the
  * trim driven by hand: no timing) */
@@ -1749,25 +1760,10 @@ TEST(pool_trim_keeps_what_traffic_took) {
   o.pool_trim_ms = 3600000; /* the thread's own trims out of the way */
   audit_log *a = open_with(&o);
   CHECK(a);
-  audit_stats s;
-  CHECK_INT(submit_blocks(a, 1000), 0);
-  audit_flush(a);
-  audit__pool_trim(a); /* no interval measured yet: nothing is freed */
-  audit_stats_get(a, &s);
-  CHECK_INT((int)s.pool_blocks, 1000);
-  CHECK_INT(submit_blocks(a, 100), 0); /* traffic takes 100: 900 were never needed */
-  audit_flush(a);
-  audit__pool_trim(a);
-  audit_stats_get(a, &s);
-  CHECK_INT((int)s.pool_blocks, 100);
-  CHECK_INT(submit_blocks(a, 100), 0); /* the same traffic: its blocks stay */
-  audit_flush(a);
-  audit__pool_trim(a);
-  audit_stats_get(a, &s);
-  CHECK_INT((int)s.pool_blocks, 100);
-  audit__pool_trim(a); /* an interval without a record: freed */
-  audit_stats_get(a, &s);
-  CHECK_INT((int)s.pool_blocks, 0);
+  CHECK_INT(pool_after_trim(a, 1000), 1000); /* no interval measured yet: nothing is freed */
+  CHECK_INT(pool_after_trim(a, 100), 100);   /* traffic took 100: 900 were never needed */
+  CHECK_INT(pool_after_trim(a, 100), 100);   /* the same traffic: its blocks stay */
+  CHECK_INT(pool_after_trim(a, 0), 0);       /* an interval without a record: freed */
   CHECK_INT(audit_verify(audit_store(a), UID_A, NULL, NULL), 0);
   audit_close(a);
   tmp_cleanup();
