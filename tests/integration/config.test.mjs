@@ -122,6 +122,10 @@ test('out-of-range value → non-zero exit naming the key', async () => {
   await assertRejected(['--max-connections', '1000001'], {}, 'max_connections');
   await assertRejected(['--send-timeout-ms', '5'], {}, 'send_timeout_ms');
   await assertRejected([], { MCPGATE_SEND_TIMEOUT_MS: 'soon' }, 'send_timeout_ms');
+  // the audit queue's cap: fewer than 1,000 records would refuse calls at a burst
+  await assertRejected(['--audit-queue-max', '999'], {}, 'audit_queue_max');
+  await assertRejected([], { MCPGATE_AUDIT_QUEUE_MAX: '10000001' }, 'audit_queue_max');
+  await assertRejected(['--audit-queue-max', 'lots'], {}, 'audit_queue_max');
 });
 
 test('wrong type (flag and env) → non-zero exit naming the key', async () => {
