@@ -452,7 +452,8 @@ typedef struct audit_stats {
   bool broken;              /* the last commit failed */
   uint64_t pool_blocks;     /* blocks of AUDIT_BLOCK_BYTES kept for audit_block_get */
   uint64_t pauses;          /* commit jobs' steps off the CPU (after every 32 KiB of a
-                               batch, in its first half batch interval, at most 25 ms) */
+                               batch, in its first half batch interval, at most 25 ms;
+                               none in a batch the queue's length forced out) */
 } audit_stats;
 /* Snapshot. Any thread. */
 void audit_stats_get(audit_log *a, audit_stats *out);

@@ -147,7 +147,7 @@ struct audit_log {
   uv_mutex_t pool_mu; /* the recycled blocks (its own lock: never held with mu) */
   entry **pool;      /* POOL_MAX slots: committed blocks of AUDIT_BLOCK_BYTES to reuse */
   size_t npool;
-  size_t pool_low;   /* the fewest blocks the pool held since the last trim (pool_trim) */
+  size_t pool_low;   /* the fewest blocks the pool held since the last trim (audit__pool_trim) */
 
   atomic_int broken; /* the last commit failed */
   atomic_int full;   /* a record was refused for room since the last good commit */
