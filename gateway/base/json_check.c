@@ -314,3 +314,54 @@ int gw_json_pick(const char *text, size_t n, const char *const *paths, size_t np
   if (pk.undecided || *t != '{') return -1;
   return 1;
 }
+
+/* one real's digits: significant ones counted, and the decimal exponent
+ * of the first (123.4 → 2, 0.0012 → -3) */
+static bool real_exact(const unsigned char *p, const unsigned char *e) {
+  long sig = 0, zeros = 0, first = -1, i = 0, intlen = 0, exp = 0;
+  bool frac = false, eneg = false;
+  if (p < e && *p == '-') p++;
+  for (; p < e && *p != 'e' && *p != 'E'; p++) {
+    if (*p == '.') {
+      frac = true;
+      continue;
+    }
+    if (!frac) intlen++;
+    if (*p != '0') {
+      if (first < 0) first = i;
+      sig += zeros + 1;
+      zeros = 0;
+    } else if (first >= 0) {
+      zeros++;
+    }
+    i++;
+  }
+  if (p < e) { /* the exponent, saturated: only its range matters */
+    p++;
+    if (p < e && (*p == '+' || *p == '-')) eneg = *p++ == '-';
+    for (; p < e; p++) exp = exp < 100000 ? exp * 10 + (*p - '0') : exp;
+  }
+  if (first < 0) return true; /* zero, however written */
+  long e10 = intlen - 1 - first + (eneg ? -exp : exp);
+  return sig <= 15 && e10 >= -307 && e10 <= 308;
+}
+
+bool gw_json_numbers_exact(const char *text, size_t n) {
+  const unsigned char *p = (const unsigned char *)text, *end = p + n;
+  while (p < end) {
+    if (*p == '"') { /* a string: skip it, escapes included */
+      for (p++; p < end && *p != '"'; p++)
+        if (*p == '\\') p++;
+      p++;
+    } else if (*p == '-' || (*p >= '0' && *p <= '9')) {
+      const unsigned char *b = p;
+      bool real = false;
+      for (; p < end && (*p == '-' || *p == '+' || *p == '.' || *p == 'e' || *p == 'E' || (*p >= '0' && *p <= '9')); p++)
+        if (*p == '.' || *p == 'e' || *p == 'E') real = true;
+      if (real && !real_exact(b, p)) return false;
+    } else {
+      p++;
+    }
+  }
+  return true;
+}

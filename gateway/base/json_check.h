@@ -33,4 +33,13 @@ typedef struct gw_json_span {
   size_t n;
 } gw_json_span;
 int gw_json_pick(const char *p, size_t n, const char *const *paths, size_t npaths, gw_json_span *got);
+
+/* Does every number in this JSON text (one gw_json_check accepted) name a
+ * value that jansson's decoded form identifies exactly? Integers do (they
+ * fit 64 bits). A real does when it has at most 15 significant digits
+ * (DBL_DIG) and its magnitude is 0 or within 1e-307..1e308: two different
+ * such decimals are always two different doubles. 1.0000000000000001 (17
+ * digits) or 1e-400 (below the normal range) are not: they decode to the
+ * double of 1.0 or of 0.0. Any thread; allocates nothing. */
+bool gw_json_numbers_exact(const char *p, size_t n);
 #endif

@@ -42,6 +42,7 @@
 #include "audit/audit.h"
 #include "gateway/base/buf.h"
 #include "gateway/base/clock.h"
+#include "gateway/base/json_check.h"
 #include "gateway/base/log.h"
 #include "gateway/core/server.h"
 #include "gateway/core/settings.h"
@@ -501,6 +502,23 @@ bool gw__held_start(gw_exchange *x, const pol_user *pu, const char *connector, c
   /* the names are the grant's key: one that would be cut here is refused,
    * never held (a cut name would be another tool's grant too) */
   if (strlen(connector) >= sizeof x->held->connector || strlen(tool) >= sizeof x->held->tool) return false;
+  /* the grant's key hashes the arguments as jansson decoded them: a real
+   * a double cannot hold exactly (1.0000000000000001 decodes as 1.0) would
+   * use another call's approval while the upstream gets the bytes as sent */
+  static const char *const args_path[] = {"params.arguments"};
+  gw_json_span args_raw = {body, len}; /* undecided by the scan: every number in the body */
+  if (gw_json_pick(body, len, args_path, 1, &args_raw) != 1) args_raw = (gw_json_span){body, len};
+  if (args_raw.p && !gw_json_numbers_exact(args_raw.p, args_raw.n)) {
+    GW_LOG(GW_LOG_INFO, "approvals", &((gw_log_ctx){x->tenant, x->req->id}),
+           "tools/call %s on %s refused: a number in its arguments is past what an approval can name exactly", tool,
+           connector);
+    gw__x_rpc_error(x, 200, GW_RPC_APPROVAL,
+                    "tool \"%s\" on \"%s\" requires approval, and a number in its arguments has more than 15 "
+                    "significant digits or lies outside 1e-307..1e308, which an approval cannot name exactly: send it "
+                    "rounded, or as a string (the call was not made)",
+                    tool, connector);
+    return true;
+  }
   json_t *msg = json_loadb(body, len, 0, NULL);
   json_t *params = json_object_get(msg, "params");
   json_t *args = json_object_get(params, "arguments");

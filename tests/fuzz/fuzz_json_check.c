@@ -9,7 +9,13 @@
  *
  * gw_json_pick (the request scan) is held to json_loadb(…,
  * JSON_REJECT_DUPLICATES, …): when it decides (1 or 0) jansson agrees, and
- * every span it returns is the member jansson finds, as a JSON value. */
+ * every span it returns is the member jansson finds, as a JSON value.
+ *
+ * gw_json_numbers_exact, on text the scan accepts: when it says exact,
+ * every real jansson decoded is the double of a decimal of at most 15
+ * significant digits (printed with 15 and read back, it is the same
+ * double) — the property that makes the approvals' argument hash name one
+ * value per double. */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,6 +23,20 @@
 #include <string.h>
 
 #include "gateway/base/json_check.h"
+
+static bool reals_of_15_digits(const json_t *j) {
+  if (json_is_real(j)) {
+    char t[40];
+    snprintf(t, sizeof t, "%.15g", json_real_value(j));
+    return strtod(t, NULL) == json_real_value(j);
+  }
+  const char *k;
+  json_t *v;
+  size_t i;
+  if (json_is_object(j)) json_object_foreach((json_t *)j, k, v) if (!reals_of_15_digits(v)) return false;
+  if (json_is_array(j)) json_array_foreach(j, i, v) if (!reals_of_15_digits(v)) return false;
+  return true;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   json_error_t e;
@@ -26,6 +46,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (has_nul ? (scan && !j) : (scan != (j != NULL))) {
     fprintf(stderr, "json_check says %s, jansson says %s (%s)\n", scan ? "valid" : "invalid",
             j ? "valid" : "invalid", j ? "" : e.text);
+    abort();
+  }
+  if (scan && j && gw_json_numbers_exact((const char *)data, size) && !reals_of_15_digits(j)) {
+    fprintf(stderr, "json_numbers_exact says exact, yet a real is no 15-digit decimal's double\n");
     abort();
   }
   json_decref(j);

@@ -92,3 +92,38 @@ test('a reviewer reading or deciding a request by its id does not learn the requ
   assert.equal(own.status, 200, own.body);
   held.close();
 });
+
+test('an approval for one number is no grant for another that a double cannot tell apart: such a number is refused, never held', async () => {
+  // found by review: the grant's key hashed the arguments through jansson's
+  // doubles, so 1.0 and 1.0000000000000001 (or 0.0 and 1e-400) named the
+  // same grant while the upstream received the bytes as sent
+  const hdr = mcpHeaders({ token: f.tokens.alice, sessionId: s.sessionId, protocolVersion: s.protocolVersion });
+  const rawCall = (id, args) => `{"jsonrpc":"2.0","id":${id},"method":"tools/call","params":{"name":"p-num","arguments":${args}}}`;
+  const call = (id, args) => openStream(f.url, { method: 'POST', headers: { ...hdr, 'content-type': 'application/json' }, body: rawCall(id, args) });
+  const first = await call(9201, '{"n":1.0,"z":0.0}');
+  const req = await pendingFor('p-num');
+  const r = await decide(req.id, 'approve', f.own.bob);
+  assert.equal(r.status, 200, r.body);
+  await first.waitFor((m) => m.id === 9201 && m.result);
+  first.close();
+  assert.equal(forwardedCalls(f.rec, 'p-num').length, 1);
+  // grant_minutes 5: the same arguments pass again without asking …
+  const again = await call(9202, '{"z":0.0, "n":1.0}');
+  await again.waitFor((m) => m.id === 9202 && m.result);
+  again.close();
+  assert.equal(forwardedCalls(f.rec, 'p-num').length, 2, 'the standing grant lets the same arguments through');
+  // … but numbers past what a double names exactly are refused at once, with why
+  for (const [id, args] of [[9203, '{"n":1.0000000000000001,"z":0.0}'], [9204, '{"n":1.0,"z":1e-400}'],
+    [9205, '{"n":1.0,"z":0.0,"deep":[{"v":123456789012345678.5}]}']]) {
+    const st = await call(id, args);
+    await st.ended; // refused at once: a JSON answer, not a stream
+    const m = /json/.test(st.headers['content-type']) ? JSON.parse(st.raw()) : st.messages.find((x) => x.id === id);
+    assert.ok(m.error, `${args}: refused, not passed under the grant for 1.0: ${JSON.stringify(m)}`);
+    assert.equal(m.error.code, -32005, JSON.stringify(m.error));
+    assert.match(m.error.message, /significant digits/, JSON.stringify(m.error));
+    assert.match(m.error.message, /p-num/, 'the message names the tool');
+  }
+  assert.equal(forwardedCalls(f.rec, 'p-num').length, 2, 'no number a double cannot tell apart reached the upstream');
+  const pending = (await f.t.admin('GET', '/approvals?state=pending')).json.approvals.filter((a) => a.tool === 'p-num');
+  assert.equal(pending.length, 0, 'refused, not held');
+});

@@ -142,6 +142,64 @@ TEST(memmem_matches_libc) {
   CHECK(gw_memmem(s, 0, "", 0) == s);
 }
 
+
+static bool exact(const char *s) { return gw_json_numbers_exact(s, strlen(s)); }
+
+TEST(numbers_exact_names_what_a_double_tells_apart) {
+  /* integers fit 64 bits: always exact */
+  CHECK(exact("{\"a\":9223372036854775807,\"b\":-9223372036854775808,\"c\":-0}"));
+  CHECK(exact("[1.0, 0.1, -2.5e10, 1E2, 123456789012345, 0.000000000000001234, 0.0, -0.0, 0e-999, 1.50000]"));
+  CHECK(exact("[999999999999999e-321, 1e308, 1e-307, 1.79e308, 100000000000000000000000.0]"));
+  /* 16 or more significant digits */
+  CHECK(!exact("{\"n\":1.0000000000000001}"));
+  CHECK(!exact("[1234567890123456.0]"));
+  CHECK(!exact("[0.1234567890123456]"));
+  CHECK(!exact("[1.000000000000001e5]"));
+  /* outside the normal range (1e-400 decodes as 0.0) */
+  CHECK(!exact("[1e-400]"));
+  CHECK(!exact("[2.2e-308]"));
+  CHECK(!exact("[1e309]"));
+  CHECK(!exact("[0.0001e-304]"));
+  /* strings are text, whatever they hold; escapes do not end them */
+  CHECK(exact("{\"n\":\"1.0000000000000001\",\"m\":\"a\\\"1e-400\\\\\",\"k\":[1.5]}"));
+  CHECK(!exact("{\"n\":\"x\\\\\",\"m\":1e-400}"));
+  /* nested anywhere */
+  CHECK(!exact("{\"a\":[{\"b\":{\"c\":[1, 2, 3.00000000000000000001]}}]}"));
+}
+
+/* the premise: every decimal the scan calls exact survives a round trip
+ * through a double, so two of them never share one */
+TEST(numbers_exact_holds_the_round_trip) {
+  int nexact = 0;
+  srand(7);
+  for (int i = 0; i < 200000; i++) {
+    int digits = 1 + rand() % 17, e = rand() % 640 - 320;
+    char mant[32], text[64], again[64];
+    mant[0] = (char)('1' + rand() % 9);
+    for (int d = 1; d < digits; d++) mant[d] = (char)('0' + rand() % 10);
+    mant[digits] = 0;
+    snprintf(text, sizeof text, "[%c.%se%d]", mant[0], mant + 1, e);
+    if (digits == 1) snprintf(text, sizeof text, "[%ce%d]", mant[0], e);
+    if (!gw_json_check(text, strlen(text))) continue; /* overflow: jansson refuses it anyway */
+    int sig = digits;
+    while (sig > 1 && mant[sig - 1] == '0') mant[--sig] = 0;
+    CHECK(exact(text) == (sig <= 15 && e >= -307 && e <= 308));
+    if (!exact(text)) continue;
+    nexact++;
+    /* the significant digits, printed back from the double, are the
+     * same: the double named this decimal and no other */
+    double v = strtod(text + 1, NULL);
+    snprintf(again, sizeof again, "%.*e", sig - 1, v);
+    char dig[32];
+    size_t k = 0;
+    for (const char *q = again; *q && *q != 'e'; q++)
+      if (*q != '.') dig[k++] = *q;
+    dig[k] = 0;
+    CHECK(strcmp(dig, mant) == 0);
+  }
+  CHECK(nexact > 100000);
+}
+
 int main(void) {
   RUN(pick_finds_members_and_nested_name);
   RUN(pick_absent_members_are_null);
@@ -150,5 +208,7 @@ int main(void) {
   RUN(pick_invalid_json_is_refused);
   RUN(strlcpy_join_utoa);
   RUN(memmem_matches_libc);
+  RUN(numbers_exact_names_what_a_double_tells_apart);
+  RUN(numbers_exact_holds_the_round_trip);
   return UNIT_DONE();
 }
