@@ -23,6 +23,8 @@
 #include "gateway/base/buf.h"
 #include "gateway/base/log.h"
 #include "gateway/mcp/agg.h"
+#include "gateway/mcp/mcp_loop.h"
+#include "gateway/mcp/memo.h"
 #include "gateway/mcp/relay.h"
 #include "gateway/mcp/sse.h"
 #include "gateway/mcp/upcall.h"
@@ -212,7 +214,14 @@ void gw__agg_ensure_upstream(gw_exchange *x, gw_agg_step_fn after) {
   char up[256] = "";
   if (gw__agg_vault_gate(x, after)) return; /* no grant, or refreshing it first */
   if (!u->fresh_session && gw__read_begin(x->lp, &txn) == 0) {
-    int rc = gw_session_upstream_get(txn, x->sid, x->connector, up);
+    /* every call reads it: from the loop's memo while the store has not
+     * changed (memo.h), else a hash of the session id and a lookup */
+    gw_proxy *p = gw__mcp_of(x->lp);
+    uint64_t snap = st_txn_snapshot(txn);
+    int rc = 0;
+    if (!gw_memo_upstream_get(p ? p->memo : NULL, snap, x->sid, x->connector, up) &&
+        (rc = gw_session_upstream_get(txn, x->sid, x->connector, up)) == 0)
+      gw_memo_upstream_put(p ? p->memo : NULL, snap, x->sid, x->connector, up);
     gw__read_end(x->lp, txn);
     if (rc == 0) {
       gw_strlcpy(x->sess.upstream, up, sizeof x->sess.upstream);

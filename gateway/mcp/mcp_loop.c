@@ -86,6 +86,8 @@ void gw_proxy_metrics(gw_server *srv, gw_buf *o) {
     ms.conn_misses += m.conn_misses;
     ms.settings_hits += m.settings_hits;
     ms.settings_misses += m.settings_misses;
+    ms.upstream_hits += m.upstream_hits;
+    ms.upstream_misses += m.upstream_misses;
     if (p->lp->out) {
       gw_out_stats s;
       gw_out_stats_get(p->lp->out, &s);
@@ -136,10 +138,13 @@ void gw_proxy_metrics(gw_server *srv, gw_buf *o) {
                 "mcpgate_memo_lookups_total{table=\"connector\",result=\"hit\"} %llu\n"
                 "mcpgate_memo_lookups_total{table=\"connector\",result=\"miss\"} %llu\n"
                 "mcpgate_memo_lookups_total{table=\"settings\",result=\"hit\"} %llu\n"
-                "mcpgate_memo_lookups_total{table=\"settings\",result=\"miss\"} %llu\n",
+                "mcpgate_memo_lookups_total{table=\"settings\",result=\"miss\"} %llu\n"
+                "mcpgate_memo_lookups_total{table=\"upstream_session\",result=\"hit\"} %llu\n"
+                "mcpgate_memo_lookups_total{table=\"upstream_session\",result=\"miss\"} %llu\n",
                 (unsigned long long)ms.ident_hits, (unsigned long long)ms.ident_misses,
                 (unsigned long long)ms.conn_hits, (unsigned long long)ms.conn_misses,
-                (unsigned long long)ms.settings_hits, (unsigned long long)ms.settings_misses);
+                (unsigned long long)ms.settings_hits, (unsigned long long)ms.settings_misses,
+                (unsigned long long)ms.upstream_hits, (unsigned long long)ms.upstream_misses);
   gw_buf_printf(o,
                 "# HELP mcpgate_upstream_transfers_open Outbound HTTP transfers in flight.\n"
                 "# TYPE mcpgate_upstream_transfers_open gauge\nmcpgate_upstream_transfers_open %llu\n"

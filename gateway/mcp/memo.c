@@ -21,6 +21,11 @@ typedef struct ident_ent {
   gw_memo_ident v;
 } ident_ent;
 
+typedef struct upstream_ent {
+  uint64_t snapshot;
+  char sid[128], connector[40], upstream[GW_MEMO_UPSTREAM_MAX];
+} upstream_ent;
+
 typedef struct conn_ent {
   uint64_t snapshot;
   char tenant[64], connector[40];
@@ -35,10 +40,12 @@ typedef struct tenant_ent {
 
 struct gw_memo {
   ident_ent *ident[GW_MEMO_IDENT_SLOTS];
+  upstream_ent *upstream[GW_MEMO_UPSTREAM_SLOTS];
   conn_ent conn[GW_MEMO_CONN_SLOTS];
   tenant_ent tenant[GW_MEMO_TENANT_SLOTS];
   struct { /* gw_memo_stats', written by the loop, read by /metrics anywhere */
-    _Atomic uint64_t ident_hits, ident_misses, conn_hits, conn_misses, settings_hits, settings_misses;
+    _Atomic uint64_t ident_hits, ident_misses, conn_hits, conn_misses, settings_hits, settings_misses,
+        upstream_hits, upstream_misses;
   } st;
 };
 
@@ -47,15 +54,27 @@ gw_memo *gw_memo_new(void) { return calloc(1, sizeof(gw_memo)); }
 void gw_memo_free(gw_memo *m) {
   if (!m) return;
   for (size_t i = 0; i < GW_MEMO_IDENT_SLOTS; i++) free(m->ident[i]);
+  for (size_t i = 0; i < GW_MEMO_UPSTREAM_SLOTS; i++) free(m->upstream[i]);
   for (size_t i = 0; i < GW_MEMO_CONN_SLOTS; i++) json_decref(m->conn[i].rec);
   for (size_t i = 0; i < GW_MEMO_TENANT_SLOTS; i++) json_decref(m->tenant[i].settings);
   free(m);
 }
 
-/* FNV-1a over the strings, seeded with the token hash (already uniform). */
+/* The strings mixed eight bytes at a time, seeded with the token hash
+ * (already uniform). It only picks a slot: a collision costs a miss, never
+ * a wrong answer, since a hit compares every key part in full. */
 static uint64_t mix(uint64_t h, const char *s) {
-  for (; s && *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
-  return (h ^ 0xff) * 0x100000001b3ULL;
+  size_t n = s ? strlen(s) : 0;
+  uint64_t w;
+  for (; n >= 8; n -= 8, s += 8) {
+    memcpy(&w, s, 8);
+    h = (h ^ w) * 0x9e3779b97f4a7c15ULL;
+    h ^= h >> 32;
+  }
+  w = 0;
+  if (n) memcpy(&w, s, n);
+  h = (h ^ w ^ (uint64_t)n << 56) * 0x9e3779b97f4a7c15ULL;
+  return h ^ (h >> 29);
 }
 
 static size_t ident_slot(const gw_memo_key *k) {
@@ -105,6 +124,41 @@ void gw_memo_ident_put(gw_memo *m, uint64_t snapshot, const gw_memo_key *k, cons
   e->v = *v;
 }
 
+static void count(_Atomic uint64_t *c) {
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
+static upstream_ent **upstream_slot(gw_memo *m, const char *sid, const char *connector) {
+  return &m->upstream[mix(mix(0xcbf29ce484222325ULL, sid), connector) & (GW_MEMO_UPSTREAM_SLOTS - 1)];
+}
+
+bool gw_memo_upstream_get(gw_memo *m, uint64_t snapshot, const char *sid, const char *connector,
+                          char out[GW_MEMO_UPSTREAM_MAX]) {
+  if (!m || !snapshot || !sid || !connector) return false;
+  upstream_ent *e = *upstream_slot(m, sid, connector);
+  if (e && e->snapshot == snapshot && !strcmp(e->sid, sid) && !strcmp(e->connector, connector)) {
+    memcpy(out, e->upstream, strlen(e->upstream) + 1);
+    count(&m->st.upstream_hits);
+    return true;
+  }
+  count(&m->st.upstream_misses);
+  return false;
+}
+
+void gw_memo_upstream_put(gw_memo *m, uint64_t snapshot, const char *sid, const char *connector,
+                          const char *upstream) {
+  if (!m || !snapshot || !sid || !connector || !upstream || strlen(sid) >= sizeof m->upstream[0]->sid ||
+      strlen(connector) >= sizeof m->upstream[0]->connector || strlen(upstream) >= GW_MEMO_UPSTREAM_MAX)
+    return;
+  upstream_ent **slot = upstream_slot(m, sid, connector);
+  if (!*slot && !(*slot = malloc(sizeof **slot))) return;
+  upstream_ent *e = *slot;
+  e->snapshot = snapshot;
+  strcpy(e->sid, sid);
+  strcpy(e->connector, connector);
+  strcpy(e->upstream, upstream);
+}
+
 static conn_ent *conn_slot(gw_memo *m, const char *tenant, const char *connector) {
   return &m->conn[mix(mix(0xcbf29ce484222325ULL, tenant), connector) & (GW_MEMO_CONN_SLOTS - 1)];
 }
@@ -130,10 +184,6 @@ void gw_memo_conn_put(gw_memo *m, uint64_t snapshot, const char *tenant, const c
   e->snapshot = snapshot;
   strcpy(e->tenant, tenant);
   strcpy(e->connector, connector);
-}
-
-static void count(_Atomic uint64_t *c) {
-  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1, memory_order_relaxed);
 }
 
 static tenant_ent *tenant_slot(gw_memo *m, const char *tenant) {
@@ -170,4 +220,6 @@ void gw_memo_stats_get(const gw_memo *m, gw_memo_stats *out) {
   out->conn_misses = atomic_load_explicit(&w->st.conn_misses, memory_order_relaxed);
   out->settings_hits = atomic_load_explicit(&w->st.settings_hits, memory_order_relaxed);
   out->settings_misses = atomic_load_explicit(&w->st.settings_misses, memory_order_relaxed);
+  out->upstream_hits = atomic_load_explicit(&w->st.upstream_hits, memory_order_relaxed);
+  out->upstream_misses = atomic_load_explicit(&w->st.upstream_misses, memory_order_relaxed);
 }

@@ -17,10 +17,12 @@
  * remembered (a bad token is looked up every time, and cannot evict good
  * entries it does not match).
  *
- * Footprint: three direct-mapped tables per loop, GW_MEMO_IDENT_SLOTS
+ * Footprint: four direct-mapped tables per loop, GW_MEMO_IDENT_SLOTS
  * identity entries (about 1.8 kB each, allocated on first use),
- * GW_MEMO_CONN_SLOTS connector records and GW_MEMO_TENANT_SLOTS tenant
- * settings documents; a collision replaces the older entry. Threads: one memo per loop, used only on that loop's thread. */
+ * GW_MEMO_UPSTREAM_SLOTS upstream session ids of the aggregated endpoint
+ * (about 430 bytes each, allocated on first use), GW_MEMO_CONN_SLOTS
+ * connector records and GW_MEMO_TENANT_SLOTS tenant settings documents; a
+ * collision replaces the older entry. Threads: one memo per loop, used only on that loop's thread. */
 #ifndef MCPGATE_GATEWAY_MCP_MEMO_H
 #define MCPGATE_GATEWAY_MCP_MEMO_H
 #include <jansson.h>
@@ -31,6 +33,7 @@
 #include "store/token.h"
 
 #define GW_MEMO_IDENT_SLOTS 1024
+#define GW_MEMO_UPSTREAM_SLOTS 1024
 #define GW_MEMO_CONN_SLOTS 256
 #define GW_MEMO_TENANT_SLOTS 64
 
@@ -65,6 +68,17 @@ bool gw_memo_ident_live(const gw_memo_ident *v, int64_t now_s);
  * fit or memory is short: the memo is only ever an optimisation). */
 void gw_memo_ident_put(gw_memo *m, uint64_t snapshot, const gw_memo_key *k, const gw_memo_ident *v);
 
+/* The upstream Mcp-Session-Id the client session sid has with connector
+ * (the aggregated endpoint reads it on every call), as read in snapshot:
+ * copied into out (GW_MEMO_UPSTREAM_MAX bytes with its NUL), true on a
+ * hit. Only found ids are remembered: a session without one gets one by a
+ * write, which changes the snapshot. */
+#define GW_MEMO_UPSTREAM_MAX 256
+bool gw_memo_upstream_get(gw_memo *m, uint64_t snapshot, const char *sid, const char *connector,
+                          char out[GW_MEMO_UPSTREAM_MAX]);
+void gw_memo_upstream_put(gw_memo *m, uint64_t snapshot, const char *sid, const char *connector,
+                          const char *upstream);
+
 /* The connector record of (tenant, connector) read in snapshot, with a
  * new reference, or NULL. The caller must not modify it. */
 json_t *gw_memo_conn_get(gw_memo *m, uint64_t snapshot, const char *tenant, const char *connector);
@@ -80,9 +94,10 @@ const json_t *gw_memo_settings_get(gw_memo *m, uint64_t snapshot, const char *te
  * in snapshot. */
 void gw_memo_settings_put(gw_memo *m, uint64_t snapshot, const char *tenant, json_t *settings);
 
-/* Counters for /metrics: hits and misses of the three tables. */
+/* Counters for /metrics: hits and misses of the four tables. */
 typedef struct gw_memo_stats {
-  uint64_t ident_hits, ident_misses, conn_hits, conn_misses, settings_hits, settings_misses;
+  uint64_t ident_hits, ident_misses, conn_hits, conn_misses, settings_hits, settings_misses, upstream_hits,
+      upstream_misses;
 } gw_memo_stats;
 void gw_memo_stats_get(const gw_memo *m, gw_memo_stats *out);
 #endif

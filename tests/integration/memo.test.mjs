@@ -86,6 +86,34 @@ test('answered from the memo, then refused at once after each kind of revocation
   assert.equal(r.status, 200, r.body);
 });
 
+test('the aggregated endpoint reads its upstream session from the memo; a connector moved to another server never gets the old one', async () => {
+  const { gw, t, tok } = await fixture();
+  const up2 = await startCtlUpstream({ name: 'ca2' });
+  const upHits = async () => metricValue(await scrape(gw.port), 'mcpgate_memo_lookups_total', { table: 'upstream_session', result: 'hit' });
+  const put = await t.putConnector('cc', { url: fx.up.url, auth: { type: 'none' } });
+  assert.equal(put.status, 201, put.body);
+  const s = await rawSession(`${gw.url}/t/acme/mcp`, tok['carol@acme.com'].token);
+  const h0 = await upHits();
+  const call = async (message) => {
+    const r = await s.request('tools/call', { name: 'cc__echo', arguments: { message } });
+    assert.equal(r.status, 200, r.body);
+    return r.body;
+  };
+  for (let i = 0; i < 5; i++) assert.match(await call(`m${i}`), /ca:echo m/);
+  assert.ok((await upHits()) >= h0 + 3, 'the calls after the first read the upstream session from the memo');
+  const old = fx.up.requests().filter((e) => e.json?.params?.name === 'echo' && e.json?.params?.arguments?.message === 'm4').pop();
+  const oldSid = old?.headers['mcp-session-id'];
+  assert.ok(oldSid, 'the call reached the first server with its upstream session');
+  // the connector moves to another server: its upstream sessions are forgotten (a write)
+  const moved = await t.putConnector('cc', { url: up2.url, auth: { type: 'none' } });
+  assert.ok(moved.status === 200 || moved.status === 201, moved.body);
+  assert.match(await call('after'), /ca2:echo after/);
+  const seen = up2.requests();
+  assert.ok(!seen.some((e) => e.headers['mcp-session-id'] === oldSid), 'the old server\'s session id reached the new server');
+  assert.equal(seen.find((e) => e.json?.method)?.json.method, 'initialize', 'the new server is asked for a session first');
+  await up2.stop();
+});
+
 test('a remembered token is not taken for another tenant, endpoint or session; a bad token never hits', async () => {
   const { gw, t, tok } = await fixture();
   const beta = await setupTenant(gw, { id: 'beta', users: ['eve@beta.com'] });

@@ -159,6 +159,44 @@ TEST(settings_only_in_their_snapshot_and_tenant) {
   gw_memo_free(m);
 }
 
+TEST(upstream_session_only_in_its_snapshot_session_and_connector) {
+  gw_memo *m = gw_memo_new();
+  char out[GW_MEMO_UPSTREAM_MAX];
+  const char *sid = "mcpgate-s-0123456789abcdef";
+  CHECK(!gw_memo_upstream_get(m, 7, sid, "gh", out));
+  gw_memo_upstream_put(m, 7, sid, "gh", "up-gh-1");
+  gw_memo_upstream_put(m, 7, sid, "jira", "up-jira-1");
+  CHECK(gw_memo_upstream_get(m, 7, sid, "gh", out));
+  CHECK_STR(out, "up-gh-1");
+  CHECK(gw_memo_upstream_get(m, 7, sid, "jira", out));
+  CHECK_STR(out, "up-jira-1");
+  CHECK(!gw_memo_upstream_get(m, 8, sid, "gh", out)); /* a write since (a connector PUT forgets it) */
+  CHECK(!gw_memo_upstream_get(m, 7, "mcpgate-s-0123456789abcdeX", "gh", out));
+  CHECK(!gw_memo_upstream_get(m, 7, sid, "g", out));
+  CHECK(!gw_memo_upstream_get(m, 0, sid, "gh", out));
+  /* a newer read replaces it */
+  gw_memo_upstream_put(m, 9, sid, "gh", "up-gh-2");
+  CHECK(!gw_memo_upstream_get(m, 7, sid, "gh", out));
+  CHECK(gw_memo_upstream_get(m, 9, sid, "gh", out));
+  CHECK_STR(out, "up-gh-2");
+  /* what does not fit is not remembered: never cut */
+  char longup[GW_MEMO_UPSTREAM_MAX + 1];
+  memset(longup, 'u', GW_MEMO_UPSTREAM_MAX);
+  longup[GW_MEMO_UPSTREAM_MAX] = 0;
+  gw_memo_upstream_put(m, 10, sid, "gh", longup);
+  CHECK(!gw_memo_upstream_get(m, 10, sid, "gh", out));
+  char longsid[200];
+  memset(longsid, 's', sizeof longsid - 1);
+  longsid[sizeof longsid - 1] = 0;
+  gw_memo_upstream_put(m, 10, longsid, "gh", "x");
+  CHECK(!gw_memo_upstream_get(m, 10, longsid, "gh", out));
+  gw_memo_stats st;
+  gw_memo_stats_get(m, &st);
+  CHECK_INT(st.upstream_hits, 3);
+  CHECK_INT(st.upstream_misses, 7);
+  gw_memo_free(m);
+}
+
 int main(void) {
   RUN(ident_hit_only_in_its_snapshot);
   RUN(ident_every_key_part_must_match);
@@ -167,5 +205,6 @@ int main(void) {
   RUN(ident_collision_replaces_older);
   RUN(conn_hands_out_references);
   RUN(settings_only_in_their_snapshot_and_tenant);
+  RUN(upstream_session_only_in_its_snapshot_session_and_connector);
   return UNIT_DONE();
 }
