@@ -82,8 +82,9 @@ static const cfg_key keys[] = {
     {"idle_timeout_ms", CFG_INT, "60000", 10, 3600000, OFF(idle_timeout_ms),
      "idle keep-alive connections are closed after this", NULL},
     {"send_timeout_ms", CFG_INT, "60000", 1000, 3600000, OFF(send_timeout_ms),
-     "a response (an audit export, an SSE stream) whose client takes none of the bytes queued for it for this long "
-     "is cut, and what it holds (a heavy-read slot, a stream) goes back; as nginx's send_timeout",
+     "a response (an audit export, an SSE stream) whose client takes less than 32 KiB of the bytes queued for it "
+     "(all of them, when fewer wait) in this long is cut, and what it holds (a heavy-read slot, a stream) goes "
+     "back: a client that stops reading, or trickles, cannot keep it",
      NULL},
     {"shutdown_timeout_ms", CFG_INT, "10000", 0, 3600000, OFF(shutdown_timeout_ms),
      "on SIGTERM/SIGINT, how long in-flight requests may drain before connections are cut", NULL},

@@ -7,8 +7,9 @@
  *   BODY      body arriving (body timer from end of headers)
  *   HANDLING  message complete, handler owns the request; parser paused
  *             (send timer while bytes queued for the client wait: a client
- *             that takes none for send_timeout_ms is cut, its handler
- *             hears on_abort)
+ *             that takes less than GW_SEND_MIN_PROGRESS of them — or of
+ *             all, when fewer were queued — in a send_timeout_ms is cut,
+ *             its handler hears on_abort)
  *   LINGER    final response sent and FIN queued; input discarded until the
  *             client closes or the linger timer fires (so unread request
  *             bytes never turn our close into an RST that eats the reply)
@@ -139,6 +140,7 @@ struct gw_conn {
   bool send_armed;         /* the timer is the send timeout of bytes queued while handling (send_arm) */
   uint64_t send_queued;    /* bytes ever queued on the socket (sock_queue_owned) */
   uint64_t send_taken;     /* of which the socket had taken when the send timer was last armed */
+  uint64_t send_need;      /* what the socket must take before the timer fires (send_arm) */
   bool write_wait;         /* the next request waits until the client reads (see conn_parse) */
   uint64_t deadline;       /* loop time the current state's timeout ends (arm) */
   uint64_t timer_due;      /* loop time the uv timer is set to fire, while active */
@@ -325,22 +327,25 @@ static void on_timer(uv_timer_t *t) {
     break;
   case CS_LINGER: conn_close(c); break;
   case CS_HANDLING:
-    /* send_timeout_ms passed since the client last took a byte of what is
-     * queued for it: a reader that stopped (a stalled export, a dead SSE
-     * client) must not hold its request, and what the request holds, for
-     * good. The handler hears on_abort. */
+    /* send_timeout_ms passed and the client took less of what is queued
+     * for it than the window needs: a reader that stopped (a stalled
+     * export, a dead SSE client) or trickles must not hold its request,
+     * and what the request holds, for good. The handler hears on_abort. */
     if (c->send_armed) {
       size_t q = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-      if (q > 0 && c->send_queued - q == c->send_taken) conn_close(c);
-      else send_arm(c); /* it took bytes since (a large write drains in many reads): again */
+      if (q > 0 && c->send_queued - q - c->send_taken < c->send_need) conn_close(c);
+      else send_arm(c); /* it took enough (a large write drains in many reads): again */
     }
     break;
   default: break;
   }
 }
 
-/* While a request is handled, bytes queued for the client start (or, on
- * progress, restart) the send timeout; nothing queued: nothing to time. */
+/* While a request is handled, bytes queued for the client start the send
+ * timeout: a window of send_timeout_ms in which the socket must take
+ * GW_SEND_MIN_PROGRESS bytes, or all that is queued now if less (a byte a
+ * window would hold the request for good); once it has, the next window
+ * begins. Nothing queued: nothing to time. */
 static void send_arm(gw_conn *c) {
   int64_t ms = limits(c->h)->send_timeout_ms;
   if (ms <= 0 || c->state != CS_HANDLING || c->closing) return;
@@ -352,6 +357,7 @@ static void send_arm(gw_conn *c) {
   /* progress is what the socket took (queued minus still queued), not a
    * write request's completion: one large write drains in many reads */
   c->send_taken = c->send_queued - q;
+  c->send_need = q < GW_SEND_MIN_PROGRESS ? q : GW_SEND_MIN_PROGRESS;
   c->send_armed = true;
   arm(c, ms);
 }
@@ -389,7 +395,10 @@ static void on_write(uv_write_t *w, int status) {
     if (status != UV_ECANCELED) conn_close(c);
     return;
   }
-  if (c->send_armed) send_arm(c); /* the client took these bytes */
+  if (c->send_armed) { /* the client took these bytes: a new window once this one's need is met */
+    size_t q = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    if (q == 0 || c->send_queued - q - c->send_taken >= c->send_need) send_arm(c);
+  }
   if (!c->closing && c->write_wait && uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < GW_WRITE_LOW_WATER) {
     /* the client read its responses: the pipelined requests go on */
     c->write_wait = false;

@@ -138,7 +138,8 @@ typedef struct gw_http_limits {
   int64_t max_body_bytes;   /* 413, unless the route sets max_body */
   int64_t header_timeout_ms, body_timeout_ms, idle_timeout_ms; /* 408 / close */
   bool access_log;          /* one "access" log line per request */
-  int64_t send_timeout_ms;  /* a response the client takes no byte of for this long is cut (0: never) */
+  int64_t send_timeout_ms;  /* a response the client takes less than GW_SEND_MIN_PROGRESS of (or of all
+                               that waits, if less) in this long is cut (0: never) */
 } gw_http_limits;
 
 /* Filled in by the owner of the loops; every callback runs on the loop's
@@ -216,6 +217,10 @@ int gw_http_conns(const gw_http *h);
 
 #define GW_WRITE_HIGH_WATER (1024 * 1024)
 #define GW_WRITE_LOW_WATER (256 * 1024)
+/* What a client must take of the bytes queued for it in each
+ * send_timeout_ms (all of them when fewer are queued): 32 KiB a minute by
+ * default, ~550 bytes a second, which no real reader misses. */
+#define GW_SEND_MIN_PROGRESS (32 * 1024)
 /* Bytes queued to the client and not yet written (0 when detached). */
 size_t gw_req_write_queue(const gw_req *req);
 

@@ -701,6 +701,51 @@ TEST(send_timeout_spares_a_steady_reader_of_a_large_chunk) {
   CHECK_INT(env_finish(), 0);
 }
 
+/* Found by review: progress of a single byte per window restarted the
+ * send timeout, so a client that trickles (a few bytes a window, or a
+ * write request completing now and then) held its request, and what the
+ * request holds, for good. A window now needs GW_SEND_MIN_PROGRESS bytes
+ * taken (or all that was queued when it began, if less). The steady
+ * reader above (4 KiB every 2 ms) must still never be cut. */
+TEST(send_timeout_cuts_a_trickling_reader) {
+  CHECK_INT(env_init(8192, 65536), 0);
+  E.host.limits.send_timeout_ms = 300;
+  int sv[2];
+  CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  int small = 4096;
+  setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  CHECK_INT(gw_http_adopt(&E.http, sv[0], GW_LISTENER_HTTP), 0);
+  const char *one = "GET /bigstream HTTP/1.1\r\nHost: x\r\n\r\n";
+  CHECK_INT((int)write(sv[1], one, strlen(one)), (int)strlen(one));
+  fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
+  /* 8 KiB every 200 ms: progress in every 300 ms window, at most 16 KiB
+   * in any (GW_SEND_MIN_PROGRESS is 32 KiB) */
+  size_t got = 0;
+  bool end = false;
+  uint64_t t0 = uv_hrtime();
+  while (!end && uv_hrtime() - t0 < 5ull * 1000 * 1000 * 1000) {
+    char b[8192];
+    for (size_t k = 0; k < sizeof b && !end;) {
+      ssize_t n = read(sv[1], b + k, sizeof b - k);
+      if (n > 0) got += (size_t)n, k += (size_t)n;
+      else if (n == 0 || errno != EAGAIN) end = true;
+      else break;
+    }
+    for (int i = 0; i < 40; i++) {
+      uv_run(&E.loop, UV_RUN_NOWAIT);
+      usleep(5000);
+    }
+  }
+  CHECK(got > 0 && got < BIGSTREAM_BYTES);
+  CHECK(end); /* cut: the connection ended while most of the chunk waited */
+  if (E.stream_req) gw_req_drop(E.stream_req);
+  E.stream_req = NULL;
+  close(sv[1]);
+  CHECK(run_until(no_conns, NULL, 3000));
+  CHECK_INT(env_finish(), 0);
+}
+
 TEST(buf_formatting_without_stdio) {
   gw_buf b;
   gw_buf_init(&b, 1024);
@@ -740,6 +785,7 @@ int main(void) {
   RUN(router_patterns_and_private_routes);
   RUN(dropped_stream_sends_its_fin_before_drop_returns);
   RUN(send_timeout_spares_a_steady_reader_of_a_large_chunk);
+  RUN(send_timeout_cuts_a_trickling_reader);
   RUN(buf_formatting_without_stdio);
   return UNIT_DONE();
 }
