@@ -660,6 +660,21 @@ TEST(dropped_stream_sends_its_fin_before_drop_returns) {
 }
 
 
+/* A connection over small socket buffers, send_timeout_ms 300, that has
+ * asked for /bigstream: sv[1] is the client's non-blocking end. 0 or -1. */
+static int bigstream_client(int sv[2]) {
+  if (env_init(8192, 65536) != 0) return -1;
+  E.host.limits.send_timeout_ms = 300;
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return -1;
+  int small = 4096;
+  setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  if (gw_http_adopt(&E.http, sv[0], GW_LISTENER_HTTP) != 0) return -1;
+  const char *one = "GET /bigstream HTTP/1.1\r\nHost: x\r\n\r\n";
+  if (write(sv[1], one, strlen(one)) != (ssize_t)strlen(one)) return -1;
+  return fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK) == 0 ? 0 : -1;
+}
+
 /* Found by review: send_timeout_ms is documented as "a response the client
  * takes no byte of for this long is cut". A client that takes bytes every
  * few milliseconds must never be cut, however large the one chunk being
@@ -668,17 +683,8 @@ TEST(dropped_stream_sends_its_fin_before_drop_returns) {
  * timeout to drain was cut mid-chunk. Progress is now the bytes the
  * socket took, whatever the write requests. */
 TEST(send_timeout_spares_a_steady_reader_of_a_large_chunk) {
-  CHECK_INT(env_init(8192, 65536), 0);
-  E.host.limits.send_timeout_ms = 300;
   int sv[2];
-  CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-  int small = 4096;
-  setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
-  setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-  CHECK_INT(gw_http_adopt(&E.http, sv[0], GW_LISTENER_HTTP), 0);
-  const char *one = "GET /bigstream HTTP/1.1\r\nHost: x\r\n\r\n";
-  CHECK_INT((int)write(sv[1], one, strlen(one)), (int)strlen(one));
-  fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
+  CHECK_INT(bigstream_client(sv), 0);
   /* read at most 4 KiB every 2 ms (~2 MB/s at most: never a pause near
    * 300 ms) until the whole chunk is in, or the gateway ends the stream */
   size_t got = 0;
@@ -708,17 +714,8 @@ TEST(send_timeout_spares_a_steady_reader_of_a_large_chunk) {
  * taken (or all that was queued when it began, if less). The steady
  * reader above (4 KiB every 2 ms) must still never be cut. */
 TEST(send_timeout_cuts_a_trickling_reader) {
-  CHECK_INT(env_init(8192, 65536), 0);
-  E.host.limits.send_timeout_ms = 300;
   int sv[2];
-  CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-  int small = 4096;
-  setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
-  setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-  CHECK_INT(gw_http_adopt(&E.http, sv[0], GW_LISTENER_HTTP), 0);
-  const char *one = "GET /bigstream HTTP/1.1\r\nHost: x\r\n\r\n";
-  CHECK_INT((int)write(sv[1], one, strlen(one)), (int)strlen(one));
-  fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
+  CHECK_INT(bigstream_client(sv), 0);
   /* 8 KiB every 200 ms: progress in every 300 ms window, at most 16 KiB
    * in any (GW_SEND_MIN_PROGRESS is 32 KiB) */
   size_t got = 0;
