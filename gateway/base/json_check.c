@@ -318,7 +318,7 @@ int gw_json_pick(const char *text, size_t n, const char *const *paths, size_t np
 /* one real's digits: significant ones counted, and the decimal exponent
  * of the first (123.4 → 2, 0.0012 → -3) */
 static bool real_exact(const unsigned char *p, const unsigned char *e) {
-  long sig = 0, zeros = 0, first = -1, i = 0, intlen = 0, exp = 0;
+  int64_t sig = 0, zeros = 0, first = -1, i = 0, intlen = 0, exp = 0;
   bool frac = false, eneg = false;
   if (p < e && *p == '-') p++;
   for (; p < e && *p != 'e' && *p != 'E'; p++) {
@@ -336,13 +336,16 @@ static bool real_exact(const unsigned char *p, const unsigned char *e) {
     }
     i++;
   }
-  if (p < e) { /* the exponent, saturated: only its range matters */
+  if (p < e) { /* the exponent, saturated: only its range matters — but
+                * past any count of digits the text can have (intlen and
+                * first can outweigh a smaller cap: 1 and 1e5 zeros, e-1e6) */
     p++;
     if (p < e && (*p == '+' || *p == '-')) eneg = *p++ == '-';
-    for (; p < e; p++) exp = exp < 100000 ? exp * 10 + (*p - '0') : exp;
+    for (; p < e; p++) /* digits only: on a text no scan checked, no overflow either */
+      if (*p >= '0' && *p <= '9' && exp < INT64_C(1000000000000000)) exp = exp * 10 + (*p - '0');
   }
   if (first < 0) return true; /* zero, however written */
-  long e10 = intlen - 1 - first + (eneg ? -exp : exp);
+  int64_t e10 = intlen - 1 - first + (eneg ? -exp : exp);
   return sig <= 15 && e10 >= -307 && e10 <= 308;
 }
 

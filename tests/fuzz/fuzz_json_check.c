@@ -14,8 +14,10 @@
  * gw_json_numbers_exact, on text the scan accepts: when it says exact,
  * every real jansson decoded is the double of a decimal of at most 15
  * significant digits (printed with 15 and read back, it is the same
- * double) — the property that makes the approvals' argument hash name one
- * value per double. */
+ * double); and, token by token, a real it calls exact is the very decimal
+ * its double prints as (the same significant digits, the same exponent) —
+ * so no two different decimals it passes share a double: the property
+ * that makes the approvals' argument hash name one value per text. */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -38,6 +40,73 @@ static bool reals_of_15_digits(const json_t *j) {
   return true;
 }
 
+/* A real token's significant digits (no leading or trailing zeros) and
+ * the decimal exponent of the first; false for zero or a token too long
+ * to bother with. Written apart from json_check.c's reading on purpose. */
+static bool decimal_of(const char *t, size_t n, char *dig, size_t cap, long long *e10) {
+  size_t k = 0;
+  long long pos = 0, first = -1, intdigits = 0, exp = 0;
+  bool frac = false, neg = false;
+  size_t i = 0;
+  if (i < n && t[i] == '-') i++;
+  for (; i < n && t[i] != 'e' && t[i] != 'E'; i++) {
+    if (t[i] == '.') { frac = true; continue; }
+    if (!frac) intdigits++;
+    if (first < 0 && t[i] != '0') first = pos;
+    if (first >= 0) {
+      if (k + 1 >= cap) return false;
+      dig[k++] = t[i];
+    }
+    pos++;
+  }
+  if (i < n) {
+    i++;
+    if (i < n && (t[i] == '+' || t[i] == '-')) neg = t[i++] == '-';
+    for (; i < n; i++) {
+      if (exp > 100000000) return false;
+      exp = exp * 10 + (t[i] - '0');
+    }
+  }
+  while (k && dig[k - 1] == '0') k--;
+  dig[k] = 0;
+  if (first < 0) return false;
+  *e10 = intdigits - 1 - first + (neg ? -exp : exp);
+  return true;
+}
+
+/* every real token of an accepted text that numbers_exact passes alone */
+static void check_tokens(const char *p, size_t n) {
+  for (size_t i = 0; i < n;) {
+    if (p[i] == '"') {
+      for (i++; i < n && p[i] != '"'; i++)
+        if (p[i] == '\\') i++;
+      i++;
+      continue;
+    }
+    if (p[i] != '-' && (p[i] < '0' || p[i] > '9')) {
+      i++;
+      continue;
+    }
+    size_t b = i;
+    bool real = false;
+    for (; i < n && strchr("-+.eE0123456789", p[i]) && p[i]; i++) real |= p[i] == '.' || p[i] == 'e' || p[i] == 'E';
+    if (!real || i - b > 300) continue;
+    char tok[310], arr[320], dig[310], pd[40];
+    memcpy(tok, p + b, i - b);
+    tok[i - b] = 0;
+    snprintf(arr, sizeof arr, "[%s]", tok);
+    long long e10, pe;
+    if (!gw_json_numbers_exact(arr, strlen(arr)) || !decimal_of(tok, i - b, dig, sizeof dig, &e10)) continue;
+    double v = strtod(tok, NULL);
+    char pr[64];
+    snprintf(pr, sizeof pr, "%.*e", (int)strlen(dig) - 1, v);
+    if (!decimal_of(pr, strlen(pr), pd, sizeof pd, &pe) || strcmp(pd, dig) || pe != e10) {
+      fprintf(stderr, "json_numbers_exact passes %s, whose double prints as %s\n", tok, pr);
+      abort();
+    }
+  }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   json_error_t e;
   json_t *j = json_loadb((const char *)data, size, 0, &e);
@@ -48,6 +117,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             j ? "valid" : "invalid", j ? "" : e.text);
     abort();
   }
+  if (scan && j) check_tokens((const char *)data, size);
   if (scan && j && gw_json_numbers_exact((const char *)data, size) && !reals_of_15_digits(j)) {
     fprintf(stderr, "json_numbers_exact says exact, yet a real is no 15-digit decimal's double\n");
     abort();

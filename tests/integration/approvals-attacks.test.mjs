@@ -114,11 +114,15 @@ test('an approval for one number is no grant for another that a double cannot te
   assert.equal(forwardedCalls(f.rec, 'p-num').length, 2, 'the standing grant lets the same arguments through');
   // … but numbers past what a double names exactly are refused at once, with why
   for (const [id, args] of [[9203, '{"n":1.0000000000000001,"z":0.0}'], [9204, '{"n":1.0,"z":1e-400}'],
-    [9205, '{"n":1.0,"z":0.0,"deep":[{"v":123456789012345678.5}]}']]) {
+    [9205, '{"n":1.0,"z":0.0,"deep":[{"v":123456789012345678.5}]}'],
+    // found by review (rv2): an exponent read saturated near 1e5 let the
+    // digits before it outweigh it: 1 and 100000 zeros, e-1000000, is
+    // 1e-900000 (0.0 to jansson), and it passed under the grant for 0.0
+    [9206, `{"n":1.0,"z":1${'0'.repeat(100000)}e-1000000}`]]) {
     const st = await call(id, args);
     await st.ended; // refused at once: a JSON answer, not a stream
     const m = /json/.test(st.headers['content-type']) ? JSON.parse(st.raw()) : st.messages.find((x) => x.id === id);
-    assert.ok(m.error, `${args}: refused, not passed under the grant for 1.0: ${JSON.stringify(m)}`);
+    assert.ok(m.error, `${args.slice(0, 80)}: refused, not passed under the grant for 1.0: ${JSON.stringify(m)}`);
     assert.equal(m.error.code, -32005, JSON.stringify(m.error));
     assert.match(m.error.message, /significant digits/, JSON.stringify(m.error));
     assert.match(m.error.message, /p-num/, 'the message names the tool');

@@ -3,6 +3,7 @@
  * and the stdio-free string helpers of gateway/base/buf.h. The scan is
  * also held to jansson by the differential fuzzer fuzz_json_check.c. */
 #include <jansson.h>
+#include <stdlib.h>
 
 #include "gateway/base/buf.h"
 #include "gateway/base/json_check.h"
@@ -200,6 +201,32 @@ TEST(numbers_exact_holds_the_round_trip) {
   CHECK(nexact > 100000);
 }
 
+/* Found by review (rv2): the exponent was read saturated at about 1e5, so
+ * a real whose digits outweigh that lost the rest of its exponent:
+ * 1 followed by 100000 zeros, e-1000000 (1e-900000, decoded as 0.0) was
+ * called exact, and hashed as {"x":0.0} does (the upstream gets the bytes
+ * as sent); so did 2000…e-1000000, another decimal. */
+TEST(numbers_exact_reads_the_whole_exponent) {
+  size_t z = 100000;
+  char *t = malloc(z + 64);
+  CHECK(t != NULL);
+  for (int lead = 1; lead <= 2; lead++) {
+    snprintf(t, 16, "{\"x\":%d", lead);
+    memset(t + 6, '0', z);
+    strcpy(t + 6 + z, "e-1000000}");
+    CHECK(gw_json_check(t, strlen(t))); /* jansson takes it (an underflow is 0.0) */
+    CHECK(!gw_json_numbers_exact(t, strlen(t)));
+  }
+  /* and the same digits with an exponent that brings them back in range */
+  snprintf(t, 16, "{\"x\":1");
+  memset(t + 6, '0', z);
+  strcpy(t + 6 + z, "e-100000}");
+  CHECK(gw_json_numbers_exact(t, strlen(t))); /* 1.0 */
+  strcpy(t + 6 + z, "e-99000}");
+  CHECK(!gw_json_numbers_exact(t, strlen(t))); /* 1e1000: jansson refuses it anyway */
+  free(t);
+}
+
 int main(void) {
   RUN(pick_finds_members_and_nested_name);
   RUN(pick_absent_members_are_null);
@@ -210,5 +237,6 @@ int main(void) {
   RUN(memmem_matches_libc);
   RUN(numbers_exact_names_what_a_double_tells_apart);
   RUN(numbers_exact_holds_the_round_trip);
+  RUN(numbers_exact_reads_the_whole_exponent);
   return UNIT_DONE();
 }
