@@ -80,7 +80,9 @@ static const cfg_key keys[] = {
     {"body_timeout_ms", CFG_INT, "60000", 10, 3600000, OFF(body_timeout_ms),
      "time from the end of headers to the end of the body (408 beyond)", NULL},
     {"idle_timeout_ms", CFG_INT, "60000", 10, 3600000, OFF(idle_timeout_ms),
-     "idle keep-alive connections are closed after this", NULL},
+     "idle keep-alive connections are closed after this; one whose client is still taking a response queued "
+     "for it (32 KiB of it, or all, in this long) is not idle",
+     NULL},
     {"send_timeout_ms", CFG_INT, "60000", 1000, 3600000, OFF(send_timeout_ms),
      "a response (an audit export, an SSE stream) whose client takes less than 32 KiB of the bytes queued for it "
      "(all of them, when fewer wait) in this long is cut, and what it holds (a heavy-read slot, a stream) goes "

@@ -169,6 +169,7 @@ static void send_error_and_close(gw_conn *c, int status, const char *msg);
 static void read_start(gw_conn *c);
 static void arm(gw_conn *c, int64_t ms);
 static void send_arm(gw_conn *c);
+static bool send_window(gw_conn *c);
 static void resume_later(gw_conn *c);
 
 /* ---------- list of connections per loop ---------- */
@@ -319,13 +320,23 @@ static void on_timer(uv_timer_t *t) {
     return;
   }
   switch (c->state) {
-  case CS_IDLE: conn_close(c); break;
+  case CS_IDLE:
+    /* a response still queued that the client is taking (send_window):
+     * not idle — a new window, as a stream's send timeout would give */
+    if (send_window(c)) arm(c, limits(c->h)->idle_timeout_ms);
+    else conn_close(c);
+    break;
   case CS_HEADERS:
   case CS_BODY:
     send_error_and_close(c, 408, c->state == CS_HEADERS ? "request headers not received in time"
                                                          : "request body not received in time");
     break;
-  case CS_LINGER: conn_close(c); break;
+  case CS_LINGER:
+    /* the final response still queued before the FIN (uv_shutdown
+     * pending): the same rule as idle */
+    if (send_window(c)) arm(c, limits(c->h)->idle_timeout_ms);
+    else conn_close(c);
+    break;
   case CS_HANDLING:
     /* send_timeout_ms passed and the client took less of what is queued
      * for it than the window needs: a reader that stopped (a stalled
@@ -339,6 +350,26 @@ static void on_timer(uv_timer_t *t) {
     break;
   default: break;
   }
+}
+
+/* The window's baseline: what the socket took so far, and what it must
+ * take of what is queued now (GW_SEND_MIN_PROGRESS, or all if less). */
+static void send_baseline(gw_conn *c) {
+  size_t q = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+  c->send_taken = c->send_queued - q;
+  c->send_need = q < GW_SEND_MIN_PROGRESS ? q : GW_SEND_MIN_PROGRESS;
+}
+
+/* After a response was queued (IDLE, LINGER), its bytes may still wait for
+ * the client when the state's timer fires: one that took the window's need
+ * since the baseline is reading, not idle (the steady reader of a large
+ * response must not lose its tail; one that stopped is still cut). true:
+ * a new window began (the caller re-arms). */
+static bool send_window(gw_conn *c) {
+  size_t q = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+  if (q == 0 || c->send_queued - q - c->send_taken < c->send_need) return false;
+  send_baseline(c);
+  return true;
 }
 
 /* While a request is handled, bytes queued for the client start the send
@@ -356,8 +387,7 @@ static void send_arm(gw_conn *c) {
   }
   /* progress is what the socket took (queued minus still queued), not a
    * write request's completion: one large write drains in many reads */
-  c->send_taken = c->send_queued - q;
-  c->send_need = q < GW_SEND_MIN_PROGRESS ? q : GW_SEND_MIN_PROGRESS;
+  send_baseline(c);
   c->send_armed = true;
   arm(c, ms);
 }
@@ -598,8 +628,10 @@ static void conn_linger(gw_conn *c) {
     conn_close(c);
     return;
   }
-  /* queued bytes get idle_timeout_ms to reach a client that stopped
-   * reading; then the connection is cut (on_shutdown re-arms for the FIN) */
+  /* queued bytes get idle_timeout_ms windows to reach the client, each
+   * needing send_window's progress; a client that stopped reading is then
+   * cut (on_shutdown re-arms for the FIN) */
+  send_baseline(c);
   arm(c, limits(c->h)->idle_timeout_ms);
   read_start(c); /* keep draining input so the close is a FIN, not an RST */
 }
@@ -846,6 +878,7 @@ static void conn_end_request(gw_conn *c, gw_req *req) {
   bool close = req->priv->close || !req->priv->complete || c->close_after || c->h->draining;
   c->state = CS_IDLE;
   c->send_armed = false; /* the idle, linger or next request's timeout takes the timer */
+  send_baseline(c);      /* ... and spares a client still taking this response (send_window) */
   if (close) {
     conn_linger(c);
     return;

@@ -660,19 +660,23 @@ TEST(dropped_stream_sends_its_fin_before_drop_returns) {
 }
 
 
-/* A connection over small socket buffers, send_timeout_ms 300, that has
- * asked for /bigstream: sv[1] is the client's non-blocking end. 0 or -1. */
-static int bigstream_client(int sv[2]) {
-  if (env_init(8192, 65536) != 0) return -1;
-  E.host.limits.send_timeout_ms = 300;
+/* A connection over small socket buffers that has sent request: sv[1] is
+ * the client's non-blocking end. 0 or -1. */
+static int small_buffers_client(int sv[2], const char *request) {
   if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return -1;
   int small = 4096;
   setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
   setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
   if (gw_http_adopt(&E.http, sv[0], GW_LISTENER_HTTP) != 0) return -1;
-  const char *one = "GET /bigstream HTTP/1.1\r\nHost: x\r\n\r\n";
-  if (write(sv[1], one, strlen(one)) != (ssize_t)strlen(one)) return -1;
+  if (write(sv[1], request, strlen(request)) != (ssize_t)strlen(request)) return -1;
   return fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK) == 0 ? 0 : -1;
+}
+
+/* The same for /bigstream, with send_timeout_ms 300. */
+static int bigstream_client(int sv[2]) {
+  if (env_init(8192, 65536) != 0) return -1;
+  E.host.limits.send_timeout_ms = 300;
+  return small_buffers_client(sv, "GET /bigstream HTTP/1.1\r\nHost: x\r\n\r\n");
 }
 
 /* Found by review: send_timeout_ms is documented as "a response the client
@@ -743,6 +747,67 @@ TEST(send_timeout_cuts_a_trickling_reader) {
   CHECK_INT(env_finish(), 0);
 }
 
+/* Found by review (rv2): once the handler's response is queued the
+ * connection is IDLE (keep-alive) or LINGER (Connection: close), and the
+ * idle timer cut it at idle_timeout_ms whatever the client took: a steady
+ * reader of a response that takes longer than that to drain lost its
+ * tail, where the same reader of a stream (HANDLING) is spared by the
+ * send timeout's progress rule. Both ends of the state change must keep
+ * one rule for bytes queued for the client. */
+static void steady_read_of_big(const char *request, size_t size, bool *cut, size_t *gotp) {
+  int sv[2];
+  CHECK_INT(small_buffers_client(sv, request), 0);
+  /* at most 4 KiB every 15 ms (~270 KB/s, ~80 KiB a 300 ms window, far
+   * over GW_SEND_MIN_PROGRESS): the 256 KiB body takes about a second */
+  size_t got = 0;
+  bool end = false;
+  uint64_t t0 = uv_hrtime();
+  while (!end && got < size && uv_hrtime() - t0 < 20ull * 1000 * 1000 * 1000) {
+    char b[4096];
+    ssize_t n = read(sv[1], b, sizeof b);
+    if (n > 0) got += (size_t)n;
+    else if (n == 0 || errno != EAGAIN) end = true;
+    for (int i = 0; i < 3; i++) {
+      uv_run(&E.loop, UV_RUN_NOWAIT);
+      usleep(5000);
+    }
+  }
+  *cut = end;
+  *gotp = got;
+  close(sv[1]);
+  CHECK(run_until(no_conns, NULL, 3000));
+}
+
+TEST(idle_and_linger_spare_a_steady_reader_of_a_large_response) {
+  CHECK_INT(env_init(8192, 65536), 0);
+  E.host.limits.idle_timeout_ms = 300;
+  E.host.limits.send_timeout_ms = 300;
+  bool cut;
+  size_t got;
+  /* keep-alive: the response queued, the connection IDLE */
+  steady_read_of_big("GET /big HTTP/1.1\r\nHost: x\r\n\r\n", BIG_BODY, &cut, &got);
+  CHECK(!cut);
+  CHECK(got >= BIG_BODY);
+  /* Connection: close: the response queued, the FIN after it, LINGER */
+  steady_read_of_big("GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", BIG_BODY, &cut, &got);
+  CHECK(got >= BIG_BODY);
+  CHECK_INT(env_finish(), 0);
+}
+
+/* A client that stops reading a large queued response is still cut once
+ * idle_timeout_ms passes (keep-alive) — the rule above spares progress,
+ * not a stalled reader. */
+TEST(idle_cuts_a_reader_that_stopped_with_a_response_queued) {
+  CHECK_INT(env_init(8192, 65536), 0);
+  E.host.limits.idle_timeout_ms = 300;
+  E.host.limits.send_timeout_ms = 300;
+  int sv[2];
+  CHECK_INT(small_buffers_client(sv, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+  CHECK(run_until(no_conns, NULL, 3000)); /* nothing read: cut */
+  close(sv[1]);
+  CHECK_INT(env_finish(), 0);
+}
+
 TEST(buf_formatting_without_stdio) {
   gw_buf b;
   gw_buf_init(&b, 1024);
@@ -783,6 +848,8 @@ int main(void) {
   RUN(dropped_stream_sends_its_fin_before_drop_returns);
   RUN(send_timeout_spares_a_steady_reader_of_a_large_chunk);
   RUN(send_timeout_cuts_a_trickling_reader);
+  RUN(idle_and_linger_spare_a_steady_reader_of_a_large_response);
+  RUN(idle_cuts_a_reader_that_stopped_with_a_response_queued);
   RUN(buf_formatting_without_stdio);
   return UNIT_DONE();
 }
