@@ -313,7 +313,21 @@ bool gw__agg_vouch(gw_exchange *x, const char *body, size_t n) {
   return false;
 }
 
+static bool rewrite_one(gw_exchange *x, json_t *msg);
+
+/* A JSON-RPC batch (an array) is rewritten message by message: clients
+ * (the official SDK among them) take each element of an array reply as a
+ * message of its own, so it must not carry what a lone message could not. */
 bool gw__agg_rewrite(gw_exchange *x, json_t *msg) {
+  if (!json_is_array(msg)) return rewrite_one(x, msg);
+  bool changed = false;
+  size_t i;
+  json_t *m;
+  json_array_foreach(msg, i, m) changed |= rewrite_one(x, m);
+  return changed;
+}
+
+static bool rewrite_one(gw_exchange *x, json_t *msg) {
   if (json_is_object(msg) && json_is_object(json_object_get(msg, "result")))
     note_result_uris(x, json_object_get(msg, "result"));
   /* A relayed tool list: MCP clients take a response for the answer to
