@@ -139,8 +139,29 @@ json_t *gw__agg_visible(gw_exchange *x, const pol_user *pu, const char *cap) {
 
 /* ---------- client notifications ---------- */
 
-/* Fire and forget: msg (stolen) to one connector's upstream session. */
-static void forward_note(gw_exchange *parent, const char *connector, const char *upstream, json_t *msg) {
+/* The url of each connector of ups ({connector: upstream id}) read in the
+ * same txn: the server each id belongs to (a move drops the ids in the
+ * write that changes the url). A connector without one is left out. */
+static json_t *upstream_urls(st_txn *txn, const char *tenant, json_t *ups) {
+  json_t *out = json_object();
+  const char *conn;
+  json_t *up;
+  json_object_foreach(ups, conn, up) {
+    json_t *rec = NULL;
+    if (vault_connector_get(txn, tenant, conn, &rec) == 0 && json_is_string(json_object_get(rec, "url")))
+      json_object_set(out, conn, json_object_get(rec, "url"));
+    json_decref(rec);
+  }
+  return out;
+}
+
+/* Fire and forget: msg (stolen) to one connector's upstream session, which
+ * belongs to the server at url (borrowed; NULL: none known, not sent). */
+static void forward_note(gw_exchange *parent, const char *connector, const char *upstream, json_t *url, json_t *msg) {
+  if (!url) {
+    json_decref(msg);
+    return;
+  }
   gw_exchange *c = gw__mcp_child(parent, connector, &gw__agg_note_flow, calloc(1, sizeof(gw_agg_up)));
   if (c && !c->state) {
     gw__x_unref(c);
@@ -151,16 +172,19 @@ static void forward_note(gw_exchange *parent, const char *connector, const char 
     return;
   }
   gw_strlcpy(c->sess.upstream, upstream, sizeof c->sess.upstream);
+  c->sess_url = json_incref(url);
   if (gw__agg_step(c, "POST", msg, NULL) != 0)
     GW_LOG(GW_LOG_DEBUG, "mcp", NULL, "notification to connector %s not sent", connector);
   gw__x_unref(c);
 }
 
-/* DELETE each upstream session of {connector: upstream id}. */
-static void end_upstreams(gw_exchange *x, json_t *ups) {
+/* DELETE each upstream session of {connector: upstream id}, at the server
+ * urls names for it. */
+static void end_upstreams(gw_exchange *x, json_t *ups, json_t *urls) {
   const char *conn;
   json_t *up;
   json_object_foreach(ups, conn, up) {
+    if (!json_object_get(urls, conn)) continue;
     gw_exchange *c = gw__mcp_child(x, conn, &gw__agg_note_flow, calloc(1, sizeof(gw_agg_up)));
     if (c && !c->state) {
       gw__x_unref(c);
@@ -168,6 +192,7 @@ static void end_upstreams(gw_exchange *x, json_t *ups) {
     }
     if (!c) continue;
     gw_strlcpy(c->sess.upstream, json_string_value(up), sizeof c->sess.upstream);
+    c->sess_url = json_incref(json_object_get(urls, conn));
     gw__agg_step(c, "DELETE", NULL, NULL);
     gw__x_unref(c);
   }
@@ -184,7 +209,7 @@ bool gw__agg_cancel_local(gw_loop *lp, const char *sid, json_t *msg) {
     size_t i;
     json_t *id;
     json_array_foreach(o->ids, i, id) if (json_equal(id, rid)) {
-      forward_note(o, o->connector, o->sess.upstream, json_incref(msg));
+      forward_note(o, o->connector, o->sess.upstream, o->sess_url, json_incref(msg));
       return true;
     }
   }
@@ -223,10 +248,13 @@ void gw__agg_notify_upstreams(gw_exchange *x, const char *method, json_t *msg) {
   st_txn *txn;
   if (st_read_begin(x->lp->srv->store, &txn) != 0) return;
   json_t *ups = gw_session_upstreams(txn, x->sid);
+  json_t *urls = upstream_urls(txn, x->tenant, ups);
   st_txn_end(txn);
   const char *conn;
   json_t *up;
-  json_object_foreach(ups, conn, up) forward_note(x, conn, json_string_value(up), json_incref(msg));
+  json_object_foreach(ups, conn, up)
+      forward_note(x, conn, json_string_value(up), json_object_get(urls, conn), json_incref(msg));
+  json_decref(urls);
   json_decref(ups);
 }
 
@@ -294,12 +322,14 @@ static void initialize(gw_exchange *x, json_t *msg) {
 /* The session's upstream sessions, read before the record goes: ended
  * after it went. */
 typedef struct delete_state {
-  json_t *ups; /* {connector: upstream session id} */
+  json_t *ups;  /* {connector: upstream session id} */
+  json_t *urls; /* {connector: the url each belongs to}, read with them */
 } delete_state;
 
 static void delete_free(void *state) {
   delete_state *d = state;
   json_decref(d->ups);
+  json_decref(d->urls);
   free(d);
 }
 
@@ -315,7 +345,7 @@ static void session_deleted(gw_exchange *x) {
   /* its open GET streams end, and its upstream sessions */
   /* (every loop's ended already: the delete job's fan-out, before this) */
   gw__x_foreach(&gw__mcp_of(x->lp)->reg, end_session_stream, x);
-  end_upstreams(x, d->ups);
+  end_upstreams(x, d->ups, d->urls);
   gw__agg_forget_session(x->lp->srv->mcp, x->sid);
 }
 
@@ -379,6 +409,7 @@ static void agg_dispatch_pinned(gw_req *req) {
     st_txn *txn;
     if (d && st_read_begin(x->lp->srv->store, &txn) == 0) {
       d->ups = gw_session_upstreams(txn, x->sid);
+      d->urls = upstream_urls(txn, x->tenant, d->ups);
       st_txn_end(txn);
     }
     if (d) gw__x_set_flow(x, &delete_flow, d);

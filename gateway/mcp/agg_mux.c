@@ -60,17 +60,19 @@ static bool flag(json_t *caps, const char *what, const char *key) {
   return json_is_true(json_object_get(json_object_get(caps, what), key));
 }
 
-/* True when the connector's upstream announced something it could push on
- * a GET stream, or has announced nothing yet. */
-static bool upstream_can_push(st_txn *txn, const char *tenant, const char *connector) {
+/* When the connector's upstream announced something it could push on a
+ * GET stream, or has announced nothing yet: its url (a new reference: the
+ * server the upstream session ids read in this txn belong to), else NULL. */
+static json_t *upstream_can_push(st_txn *txn, const char *tenant, const char *connector) {
   json_t *rec = NULL;
-  if (vault_connector_get(txn, tenant, connector, &rec) != 0) return false; /* gone: no feed */
+  if (vault_connector_get(txn, tenant, connector, &rec) != 0) return NULL; /* gone: no feed */
   json_t *caps = json_object_get(rec, "capabilities");
   bool push = !json_is_object(caps) || flag(caps, "tools", "listChanged") || flag(caps, "prompts", "listChanged") ||
               flag(caps, "resources", "listChanged") || flag(caps, "resources", "subscribe") ||
               json_object_get(caps, "logging") != NULL;
+  json_t *url = push && json_is_string(json_object_get(rec, "url")) ? json_incref(json_object_get(rec, "url")) : NULL;
   json_decref(rec);
-  return push;
+  return url;
 }
 
 /* ---------- the client's stream ---------- */
@@ -219,8 +221,8 @@ static int mux_data(gw_exchange *c, gw_out_req *r, const char *p, size_t n) {
   }
 }
 
-static feed_state *mux_attach_feed(gw_exchange *x, const char *connector, const char *upstream, const char *last_id,
-                                   unsigned delay_ms);
+static feed_state *mux_attach_feed(gw_exchange *x, const char *connector, const char *upstream, json_t *url,
+                                   const char *last_id, unsigned delay_ms);
 
 /* Rule 4's reconnection delays. */
 #define MUX_RETRY_MS 100
@@ -250,9 +252,11 @@ static void mux_retry_fire(uv_timer_t *t) {
   char up[256] = "";
   if (x->listed && x->req && st_read_begin(x->lp->srv->store, &txn) == 0) {
     int rc = gw_session_upstream_get(txn, x->sid, m->connector, up);
+    json_t *url = rc == 0 ? upstream_can_push(txn, x->tenant, m->connector) : NULL;
     st_txn_end(txn);
-    if (rc == 0 && !strcmp(up, m->upstream))
-      mux_attach_feed(x, m->connector, m->upstream, m->last[0] ? m->last : NULL, m->delay_ms);
+    if (url && !strcmp(up, m->upstream))
+      mux_attach_feed(x, m->connector, m->upstream, url, m->last[0] ? m->last : NULL, m->delay_ms);
+    json_decref(url);
   }
   uv_close((uv_handle_t *)&m->t, mux_retry_closed);
 }
@@ -317,8 +321,8 @@ static const gw_flow_ops feed_flow = {.name = "agg-feed",
 /* Starts the upstream GET stream of one connector for the client stream x
  * (delay_ms: the reconnection delay that led here, 0 for a first start).
  * The feed started (its state, valid until the transfer ends), or NULL. */
-static feed_state *mux_attach_feed(gw_exchange *x, const char *connector, const char *upstream, const char *last_id,
-                                   unsigned delay_ms) {
+static feed_state *mux_attach_feed(gw_exchange *x, const char *connector, const char *upstream, json_t *url,
+                                   const char *last_id, unsigned delay_ms) {
   feed_state *st = calloc(1, sizeof *st);
   if (!st) return NULL;
   st->delay_ms = delay_ms;
@@ -332,6 +336,7 @@ static feed_state *mux_attach_feed(gw_exchange *x, const char *connector, const 
   if (ss->feeders) ss->feeders->prev = st;
   ss->feeders = st;
   gw_strlcpy(c->sess.upstream, upstream, sizeof c->sess.upstream);
+  c->sess_url = json_incref(url); /* the upcall sends the id only there */
   gw_upcall u = {0};
   u.method = "GET";
   u.accept = "text/event-stream";
@@ -356,16 +361,21 @@ static void mux_start(gw_exchange *x, const char *last_event_id) {
     return;
   }
   json_t *ups = gw_session_upstreams(txn, x->sid);
+  json_t *urls = json_object();
   const char *conn;
   json_t *up;
   void *tmp;
-  json_object_foreach_safe(ups, tmp, conn, up) if (!pol_connector_visible(pu, conn) ||
-                                                   !upstream_can_push(txn, x->tenant, conn))
-      json_object_del(ups, conn);
+  json_object_foreach_safe(ups, tmp, conn, up) {
+    json_t *url = pol_connector_visible(pu, conn) ? upstream_can_push(txn, x->tenant, conn) : NULL;
+    if (url) json_object_set_new(urls, conn, url);
+    else json_object_del(ups, conn);
+  }
   st_txn_end(txn);
   if (json_is_object(resume)) ((stream_state *)x->state)->last = json_incref(resume);
   json_object_foreach(ups, conn, up)
-      mux_attach_feed(x, conn, json_string_value(up), json_string_value(json_object_get(resume, conn)), 0);
+      mux_attach_feed(x, conn, json_string_value(up), json_object_get(urls, conn),
+                      json_string_value(json_object_get(resume, conn)), 0);
+  json_decref(urls);
   json_decref(ups);
   json_decref(resume);
 }
@@ -392,32 +402,40 @@ void gw__agg_stream(gw_exchange *x, const char *last_event_id) {
  * its GET stream too. */
 typedef struct opened_arg {
   const char *sid, *connector, *upstream;
+  json_t *url; /* the server upstream belongs to */
   bool hold;
 } opened_arg;
 
 static void attach_if_stream(gw_exchange *x, void *arg) {
   opened_arg *a = arg;
   if (!gw__agg_is_stream(x, a->sid) || !x->started || !x->req) return;
-  feed_state *st = mux_attach_feed(x, a->connector, a->upstream, NULL, 0);
+  feed_state *st = mux_attach_feed(x, a->connector, a->upstream, a->url, NULL, 0);
   if (st && a->hold) {
     st->holding = x->lp;
     gw__fanout_hold(x->lp);
   }
 }
 
-void gw__agg_attach_streams(gw_loop *lp, const char *sid, const char *connector, const char *upstream) {
-  gw_proxy *p = gw__mcp_of(lp);
-  opened_arg a = {sid, connector, upstream, false};
-  if (p) gw__x_foreach(&p->reg, attach_if_stream, &a);
+/* The url of connector's server when sid's stored upstream session with it
+ * is still `upstream` (read together: a move drops the ids in the write
+ * that changes the url), and it can push; else NULL. */
+static json_t *still_there(gw_loop *lp, const char *tenant, const char *sid, const char *connector,
+                           const char *upstream) {
+  st_txn *txn;
+  char up[256] = "";
+  if (st_read_begin(lp->srv->store, &txn) != 0) return NULL;
+  json_t *url = gw_session_upstream_get(txn, sid, connector, up) == 0 && !strcmp(up, upstream)
+                    ? upstream_can_push(txn, tenant, connector)
+                    : NULL;
+  st_txn_end(txn);
+  return url;
 }
 
 void gw__agg_session_opened(gw_loop *lp, const char *tenant, const char *sid, const char *connector,
                             const char *upstream) {
-  st_txn *txn;
-  if (st_read_begin(lp->srv->store, &txn) != 0) return;
-  bool push = upstream_can_push(txn, tenant, connector);
-  st_txn_end(txn);
+  json_t *url = still_there(lp, tenant, sid, connector, upstream);
   gw_proxy *p = gw__mcp_of(lp);
-  opened_arg a = {sid, connector, upstream, true}; /* applied from the fan-out: the feeds hold it */
-  if (push && p) gw__x_foreach(&p->reg, attach_if_stream, &a);
+  opened_arg a = {sid, connector, upstream, url, true}; /* applied from the fan-out: the feeds hold it */
+  if (url && p) gw__x_foreach(&p->reg, attach_if_stream, &a);
+  json_decref(url);
 }

@@ -59,7 +59,7 @@ typedef struct upcred {
 
 /* Phase 1: identity, policy, connector and credential, in one read txn
  * (the dispatch's, when the transfer starts within it). */
-static int credential(gw_exchange *x, upcred *c) {
+static int credential(gw_exchange *x, const gw_upcall *u, upcred *c) {
   gw_loop *lp = x->lp;
   st_txn *txn;
   const char *user = x->user[0] ? x->user : NULL;
@@ -84,6 +84,11 @@ static int credential(gw_exchange *x, upcred *c) {
     }
   }
   if (!rc) rc = gw__connector_get(lp, txn, x->tenant, x->connector, &c->conn);
+  /* an upstream session id goes only to the server that issued it: the
+   * connector may have moved since the id was read (or opened) */
+  if (!rc && u->upstream_sid && *u->upstream_sid && x->sess_url &&
+      strcmp(json_string_value(x->sess_url) ?: "", json_string_value(json_object_get(c->conn, "url")) ?: ""))
+    rc = GW_MCP_ESTALE;
   if (!rc) rc = vault_upstream_cred(txn, x->tenant, x->connector, user, c->conn, (int64_t)time(NULL), &c->cred);
   if (!rc) x->grant_used = vault_connector_is_per_user(c->conn);
   gw__read_end(lp, txn);
@@ -126,6 +131,11 @@ static int transfer(gw_exchange *x, const gw_upcall *u, upcred *c) {
   gw_out_opts o = {0};
   o.method = u->method;
   o.url = json_string_value(json_object_get(conn, "url"));
+  if (!u->upstream_sid || !*u->upstream_sid) {
+    /* no session yet: one this transfer opens belongs to this server */
+    json_decref(x->sess_url);
+    x->sess_url = json_incref(json_object_get(conn, "url"));
+  }
   o.headers = lines;
   o.body = u->body;
   o.body_len = u->len;
@@ -154,7 +164,7 @@ static int transfer(gw_exchange *x, const gw_upcall *u, upcred *c) {
 int gw__x_upcall(gw_exchange *x, const gw_upcall *u) {
   if (x->revoked) return GW_UP_EREVOKED;
   upcred c = {0};
-  int rc = credential(x, &c);
+  int rc = credential(x, u, &c);
   if (!rc) rc = transfer(x, u, &c);
   vault_cred_free(&c.cred);
   json_decref(c.conn);
