@@ -211,14 +211,15 @@ TEST(numbers_exact_reads_the_whole_exponent) {
   char *t = malloc(z + 64);
   CHECK(t != NULL);
   for (int lead = 1; lead <= 2; lead++) {
-    snprintf(t, 16, "{\"x\":%d", lead);
+    memcpy(t, "{\"x\":", 5);
+    t[5] = (char)('0' + lead);
     memset(t + 6, '0', z);
     strcpy(t + 6 + z, "e-1000000}");
     CHECK(gw_json_check(t, strlen(t))); /* jansson takes it (an underflow is 0.0) */
     CHECK(!gw_json_numbers_exact(t, strlen(t)));
   }
   /* and the same digits with an exponent that brings them back in range */
-  snprintf(t, 16, "{\"x\":1");
+  memcpy(t, "{\"x\":1", 6);
   memset(t + 6, '0', z);
   strcpy(t + 6 + z, "e-100000}");
   CHECK(gw_json_numbers_exact(t, strlen(t))); /* 1.0 */
