@@ -170,6 +170,8 @@ static void read_start(gw_conn *c);
 static void arm(gw_conn *c, int64_t ms);
 static void send_arm(gw_conn *c);
 static bool send_window(gw_conn *c);
+/* The socket took the window's need since its baseline (q: still queued). */
+static bool send_need_met(const gw_conn *c, size_t q) { return c->send_queued - q - c->send_taken >= c->send_need; }
 static void resume_later(gw_conn *c);
 
 /* ---------- list of connections per loop ---------- */
@@ -344,7 +346,7 @@ static void on_timer(uv_timer_t *t) {
      * and what the request holds, for good. The handler hears on_abort. */
     if (c->send_armed) {
       size_t q = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-      if (q > 0 && c->send_queued - q - c->send_taken < c->send_need) conn_close(c);
+      if (q > 0 && !send_need_met(c, q)) conn_close(c);
       else send_arm(c); /* it took enough (a large write drains in many reads): again */
     }
     break;
@@ -367,7 +369,7 @@ static void send_baseline(gw_conn *c) {
  * a new window began (the caller re-arms). */
 static bool send_window(gw_conn *c) {
   size_t q = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-  if (q == 0 || c->send_queued - q - c->send_taken < c->send_need) return false;
+  if (q == 0 || !send_need_met(c, q)) return false;
   send_baseline(c);
   return true;
 }
@@ -427,7 +429,7 @@ static void on_write(uv_write_t *w, int status) {
   }
   if (c->send_armed) { /* the client took these bytes: a new window once this one's need is met */
     size_t q = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-    if (q == 0 || c->send_queued - q - c->send_taken >= c->send_need) send_arm(c);
+    if (q == 0 || send_need_met(c, q)) send_arm(c);
   }
   if (!c->closing && c->write_wait && uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < GW_WRITE_LOW_WATER) {
     /* the client read its responses: the pipelined requests go on */

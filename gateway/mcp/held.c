@@ -506,8 +506,9 @@ bool gw__held_start(gw_exchange *x, const pol_user *pu, const char *connector, c
    * a double cannot hold exactly (1.0000000000000001 decodes as 1.0) would
    * use another call's approval while the upstream gets the bytes as sent */
   static const char *const args_path[] = {"params.arguments"};
-  gw_json_span args_raw = {body, len}; /* undecided by the scan: every number in the body */
-  if (gw_json_pick(body, len, args_path, 1, &args_raw) != 1) args_raw = (gw_json_span){body, len};
+  gw_json_span args_raw;
+  if (gw_json_pick(body, len, args_path, 1, &args_raw) != 1) /* undecided: every number in the body */
+    args_raw = (gw_json_span){body, len};
   if (args_raw.p && !gw_json_numbers_exact(args_raw.p, args_raw.n)) {
     GW_LOG(GW_LOG_INFO, "approvals", &((gw_log_ctx){x->tenant, x->req->id}),
            "tools/call %s on %s refused: a number in its arguments is past what an approval can name exactly", tool,
