@@ -357,11 +357,7 @@ static void session_deleted(gw_exchange *x) {
  * protocol version, then (but for initialize) the session. true: refused,
  * answered. */
 static bool post_refused(gw_req *req, const gw_mcp_ctx *ctx, bool is_init) {
-  const char *pv = gw_req_header(req, "mcp-protocol-version");
-  if (pv && !is_init && !gw__mcp_version_supported(pv)) {
-    gw__mcp_refuse(req, 400, -32000, "Bad Request: unsupported MCP-Protocol-Version");
-    return true;
-  }
+  if (!is_init && gw__mcp_version_refused(req)) return true;
   if (is_init || (ctx->sid && ctx->sess_ok)) return false;
   if (!ctx->sid) gw__mcp_refuse(req, 400, -32000, "Bad Request: Mcp-Session-Id header is required (send initialize first)");
   else gw__mcp_refuse(req, 404, -32001, "Session not found");
@@ -430,7 +426,8 @@ static void agg_dispatch_pinned(gw_req *req) {
   json_t *msg = gw__mcp_parse_post(req);
   if (!msg) return;
   if (json_is_array(msg)) {
-    gw__agg_batch(req, &ctx, msg);
+    /* a batch answers to the same header and session checks as one message */
+    if (!post_refused(req, &ctx, false)) gw__agg_batch(req, &ctx, msg);
     json_decref(msg);
     return;
   }

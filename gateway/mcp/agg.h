@@ -97,7 +97,8 @@ void gw__agg_session_opened(gw_loop *lp, const char *tenant, const char *sid, co
  * upstream running the call it names, when that call is in flight on this
  * loop; false when it is not. */
 bool gw__agg_cancel_local(gw_loop *lp, const char *sid, json_t *msg);
-void gw__agg_batch(gw_req *req, const gw_mcp_ctx *ctx, json_t *msg); /* agg_batch.c */
+/* agg_batch.c: a batch POST whose header and session agg.c checked */
+void gw__agg_batch(gw_req *req, const gw_mcp_ctx *ctx, json_t *msg);
 /* agg.c: one message of an established session (alone or in a batch). */
 void gw__agg_message(gw_exchange *x, json_t *msg, const char *method);
 /* agg.c: notification msg (borrowed) to the upstreams concerned. */

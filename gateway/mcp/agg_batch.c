@@ -69,11 +69,6 @@ static const gw_flow_ops batch_flow = {
  * during a batched call cannot reach the client (send such calls alone). */
 void gw__agg_batch(gw_req *req, const gw_mcp_ctx *ctx, json_t *msg) {
   size_t n = json_array_size(msg);
-  if (!ctx->sid || !ctx->sess_ok) {
-    if (!ctx->sid) gw__mcp_refuse(req, 400, -32000, "Bad Request: Mcp-Session-Id header is required (send initialize first)");
-    else gw__mcp_refuse(req, 404, -32001, "Session not found");
-    return;
-  }
   if (strcmp(ctx->sess.version, "2025-03-26") != 0) {
     gw__mcp_refuse(req, 400, -32600, "JSON-RPC batches are only allowed with protocol version 2025-03-26");
     return;

@@ -571,12 +571,8 @@ static void direct_forward(gw_exchange *x) {
 /* A POST's checks after its message was read (ids is taken: released
  * when they refuse). true: refused, answered. */
 static bool post_checks(gw_req *req, const gw_mcp_ctx *ctx, json_t *ids, bool batch, bool initialize) {
-  const char *pv = gw_req_header(req, "mcp-protocol-version");
-  if (pv && !initialize && !gw__mcp_version_supported(pv)) {
+  if (!initialize && gw__mcp_version_refused(req)) {
     json_decref(ids);
-    char w[200];
-    snprintf(w, sizeof w, "Bad Request: unsupported MCP-Protocol-Version %.40s (supported: 2025-03-26, 2025-06-18, 2025-11-25)", pv);
-    gw__mcp_refuse(req, 400, -32000, w);
     return true;
   }
   if (!initialize) {

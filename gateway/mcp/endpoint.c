@@ -129,6 +129,18 @@ bool gw__mcp_version_supported(const char *v) {
   return false;
 }
 
+bool gw__mcp_version_refused(gw_req *req) {
+  const char *pv = gw_req_header(req, "mcp-protocol-version");
+  if (!pv || gw__mcp_version_supported(pv)) return false;
+  char w[200];
+  int n = snprintf(w, sizeof w, "Bad Request: unsupported MCP-Protocol-Version %.40s (supported:", pv);
+  for (const char *const *s = versions; *s && n > 0 && (size_t)n < sizeof w; s++)
+    n += snprintf(w + n, sizeof w - (size_t)n, "%s %s", s == versions ? "" : ",", *s);
+  if (n > 0 && (size_t)n + 1 < sizeof w) memcpy(w + n, ")", 2);
+  gw__mcp_refuse(req, 400, -32000, w);
+  return true;
+}
+
 /* Checks one JSON-RPC message; collects request ids. NULL when fine, else
  * a reason. */
 const char *gw__check_message(const json_t *m, json_t *ids, const char **method_out) {

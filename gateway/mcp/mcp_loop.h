@@ -181,6 +181,10 @@ void gw__mcp_refuse(gw_req *req, int status, int code, const char *msg);
 void gw__mcp_refuse_discover(gw_req *req, const json_t *id);
 bool gw__accept_has(const char *accept, const char *type);
 bool gw__mcp_version_supported(const char *v);
+/* A request (but initialize, whose body names its version) whose
+ * MCP-Protocol-Version header names a version the gateway does not speak:
+ * answered 400 naming the ones it does; true when refused. */
+bool gw__mcp_version_refused(gw_req *req);
 /* Checks one JSON-RPC message and appends its request id (if any) to ids;
  * NULL when fine, else a reason (static). */
 const char *gw__check_message(const json_t *m, json_t *ids, const char **method_out);

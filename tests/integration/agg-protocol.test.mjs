@@ -116,6 +116,11 @@ test('-32700 on bad JSON, -32600 on invalid JSON-RPC; batches only on 2025-03-26
   assert.equal(arr.find((m) => m.id === 6).error?.code, -32602, 'the unknown tool refused inside the batch');
   const bad = await old.post([rpc(7, 'ping'), { id: 8, method: 'ping' }]);
   assert.equal(bad.status, 400, `a batch with an invalid element is refused whole: ${show(bad)}`);
+  // a batch answers to the MCP-Protocol-Version header as one message does
+  const pv = await old.post([rpc(10, 'ping')], { protocolVersion: '1999-01-01' });
+  assert.equal(pv.status, 400, `a batch with an unsupported MCP-Protocol-Version: ${show(pv)}`);
+  assertRpcError(pv, { codes: [-32000], what: 'a batch with an unsupported version' });
+  assert.match(pv.body, /unsupported MCP-Protocol-Version 1999-01-01 \(supported: 2025-03-26, 2025-06-18, 2025-11-25\)/, show(pv));
   const init = await old.post([rpc(9, 'initialize', { protocolVersion: '2025-03-26', capabilities: {}, clientInfo: { name: 'x', version: '1' } })]);
   assert.equal(init.status, 400, `initialize cannot be batched: ${show(init)}`);
   const ok = await s.request('ping');
