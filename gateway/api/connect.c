@@ -103,9 +103,14 @@ typedef struct connect_flow {
   vault_tokens tokens;
   int status;
   bool discovered; /* auth.discover: an invalid_client makes the gateway register anew */
+  /* the browser session that finishes the connect: the grant is written
+   * only while it lives (a cut during the code exchange deletes it) */
+  char cookie[AUTH_LOGIN_RAND_LEN + 1];
+  int64_t idle_s, now; /* now: read on the loop, the job stays pure */
 } connect_flow;
 
 static void flow_free(connect_flow *f) {
+  OPENSSL_cleanse(f->cookie, sizeof f->cookie);
   OPENSSL_cleanse(&f->vc, sizeof f->vc);
   vault_tokens_free(&f->tokens);
   free(f);
@@ -219,6 +224,15 @@ static int job_grant(st_txn *txn, void *arg) {
   int rc = st_tenant_active(txn, f->tenant);
   if (rc) return rc;
   if (st_dir_user_active(txn, f->tenant, f->user) != 1) return VAULT_ENOGRANT;
+  /* the session that asked must still be live: a revoke then restore, a
+   * deactivation then reactivation or a Universal Logout during the code
+   * exchange deleted it, and nothing from before a cut may come back */
+  auth_browser s;
+  rc = auth_browser_get(txn, f->tenant, f->cookie, f->now, f->idle_s, &s);
+  bool same_user = rc == 0 && !strcmp(s.user_id, f->user);
+  OPENSSL_cleanse(&s, sizeof s);
+  if (rc && rc != ST_ENOTFOUND) return rc;
+  if (!same_user) return AUTH_ELOGIN;
   json_t *rec = NULL;
   rc = vault_connector_get(txn, f->tenant, f->connector, &rec);
   if (rc) return rc;
@@ -257,6 +271,12 @@ static void done_grant(int status, void *arg) {
   }
   case VAULT_ENOGRANT:
     fail(req, f->tenant, f->connector, 403, "Access revoked", "Your account is not active on this gateway.", false);
+    break;
+  case AUTH_ELOGIN:
+    GW_LOG(GW_LOG_INFO, "vault", &lc, "connecting %s for user %s refused: their session ended while connecting",
+           f->connector, f->user);
+    fail(req, f->tenant, f->connector, 403, "Not connected",
+         "You were signed out while connecting, so nothing was stored. Sign in and start again.", true);
     break;
   case ST_ENOTFOUND:
   case ST_EEXIST:
@@ -344,6 +364,7 @@ static void got_token(void *ud, int err, int status, const char *body, size_t le
     flow_free(f);
     return;
   }
+  f->now = pages__now();
   if (st_submit(f->lp->srv->store, f->lp->port, job_grant, done_grant, f) != 0) done_grant(ST_EBUSY, f);
 }
 
@@ -452,6 +473,9 @@ void pages__connect_callback(gw_req *req, const char *tenant, const char *connec
   gw_strlcpy(f->token_url, tu ? tu : "", sizeof f->token_url);
   gw_strlcpy(f->client_id, json_string_value(json_object_get(auth, "client_id")) ?: "", sizeof f->client_id);
   f->discovered = json_is_true(json_object_get(auth, "discover"));
+  pages__cookie_name(srv, tenant, PAGES_COOKIE_SESSION, cname, sizeof cname);
+  pages__cookie_get(req, cname, f->cookie, sizeof f->cookie);
+  f->idle_s = srv->cfg.browser_session_idle_ms / 1000;
   OPENSSL_cleanse(&vc, sizeof vc);
   const char *lines[4] = {"Content-Type: application/x-www-form-urlencoded", "Accept: application/json", authz_line,
                           NULL};
