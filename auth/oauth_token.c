@@ -526,6 +526,13 @@ int auth_oauth_revoke_user(st_txn *txn, const char *tenant, const char *user_id)
     }
   }
   json_decref(ids);
+  /* and every code not exchanged yet (or kept to recognise a replay): a
+   * code is an application about to be connected, and would otherwise be
+   * exchanged for a grant after this */
+  char cpre[KEY_CAP];
+  size_t cpn = tkey(cpre, 'K', tenant, user_id, "", 0);
+  int d = !rc && cpn ? codes_delete(txn, cpre, cpn, 0) : 0;
+  if (d < 0) rc = d;
   return rc ? rc : n;
 }
 
@@ -572,12 +579,8 @@ int auth_oauth_consent_put(st_txn *txn, const char *tenant, const char *user_id,
 static int on_user_gone(st_txn *txn, int kind, const void *event, void *ctx) {
   const st_dir_event *ev = event;
   (void)ctx;
-  int n = auth_oauth_revoke_user(txn, ev->tenant, ev->id);
+  int n = auth_oauth_revoke_user(txn, ev->tenant, ev->id); /* its codes too */
   if (n < 0) return n;
-  /* and every code not exchanged yet (or kept to recognise a replay) */
-  char cpre[KEY_CAP];
-  size_t cpn = tkey(cpre, 'K', ev->tenant, ev->id, "", 0);
-  if (cpn && (n = codes_delete(txn, cpre, cpn, 0)) < 0) return n;
   if (kind == ST_DIR_EV_USER_DELETED) {
     char pre[KEY_CAP];
     size_t pn = tkey(pre, 'a', ev->tenant, ev->id, "", 0);

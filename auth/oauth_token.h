@@ -151,7 +151,8 @@ int auth_oauth_revoke_token(st_txn *txn, const char *tenant, const uint8_t hash[
 /* Write txn: revokes one grant (tokens, record, sealed successor) and emits
  * ST_EVENT_TOKEN_REVOKED. ST_ENOTFOUND when absent. */
 int auth_oauth_family_revoke(st_txn *txn, const char *tenant, const char *family);
-/* Write txn: revokes every grant of a user; returns how many. */
+/* Write txn: revokes every grant of a user and deletes every code issued
+ * to them (exchanged or not); returns how many grants. */
 int auth_oauth_revoke_user(st_txn *txn, const char *tenant, const char *user_id);
 /* A user's grants: [{id, client_id, client_name, resource ("" or a
  * connector), created, last_used, signin_at}] (caller json_decref). */
