@@ -9,7 +9,10 @@
  *  - Nothing is redirected to an unverified place: an unknown client or a
  *    redirect URI it did not register gets an error page; only after both
  *    are known do errors go back to the client (RFC 6749 §4.1.2.1), always
- *    with state and iss (RFC 9207, against mix-up).
+ *    with state and iss (RFC 9207, against mix-up) — and before the person
+ *    signed in and agreed, only to a loopback redirect: anyone can register
+ *    an https one, and the gateway is no open redirector (RFC 9700
+ *    §4.11.2).
  *  - PKCE S256 and the resource (RFC 8707: one of this tenant's MCP
  *    endpoints) are required; the code is bound to both, to the client,
  *    the exact redirect URI and the person.
@@ -104,6 +107,26 @@ static void redirect_error(gw_req *req, const char *tenant, const char *redirect
                            const char *code, const char *why) {
   const char *kv[] = {"error", code, "error_description", why, NULL};
   redirect_back(req, tenant, redirect_uri, state, kv);
+}
+
+/* An error before the person took part (a malformed request, a resource
+ * that is none of this tenant's): sent back to a loopback redirect (the
+ * application on this computer shows it), but shown here for any other.
+ * Anyone may register a client with any https redirect, and redirecting
+ * without sign-in or consent would make this gateway's address a link to
+ * wherever they like (RFC 9700 §4.11.2). */
+static void early_error(gw_req *req, const char *tenant, const char *redirect_uri, const char *state,
+                        const char *code, const char *why) {
+  if (auth_oauth_redirect_is_loopback(redirect_uri)) {
+    redirect_error(req, tenant, redirect_uri, state, code, why);
+    return;
+  }
+  char msg[600];
+  snprintf(msg, sizeof msg,
+           "The application's request was refused (%s: %.400s). mcpgate does not send you back to an address off "
+           "this computer before you have signed in and agreed. Start again from the application.",
+           code, why ? why : "");
+  pages__message(req, 400, tenant, "Request refused", msg, NULL, NULL);
 }
 
 /* The resource (RFC 8707) → "" (the tenant's aggregated endpoint: every
@@ -388,14 +411,15 @@ static void authorize_client(gw_req *req, json_t *client, int status, const char
   snprintf(c.client_name, sizeof c.client_name, "%s", nm ? nm : "");
   memcpy(c.redirect_uri, ru, sizeof c.redirect_uri);
   json_decref(client);
-  /* 2. errors from here go back to the client (the parser's first) */
+  /* 2. errors from here go back to the client (the parser's first) when
+   * it is on this computer (early_error) */
   if (a->rc) {
-    redirect_error(req, tenant, ru, state, a->p.error, a->p.why);
+    early_error(req, tenant, ru, state, a->p.error, a->p.why);
     goto done;
   }
   memcpy(c.challenge, a->p.challenge, sizeof c.challenge);
   if (resource_connector(req, tenant, a->p.resource, c.connector)) {
-    redirect_error(req, tenant, ru, state, "invalid_target",
+    early_error(req, tenant, ru, state, "invalid_target",
                    "resource must be this tenant's MCP endpoint (<public_url>/t/{tenant}/mcp or .../mcp/{connector})");
     goto done;
   }
@@ -417,7 +441,7 @@ static void authorize_client(gw_req *req, json_t *client, int status, const char
     int n = snprintf(back, sizeof back, "/t/%s/oauth/authorize?%s", tenant, q);
     if (n < 0 || (size_t)n >= sizeof back) {
       gw_buf_free(&b);
-      redirect_error(req, tenant, ru, state, "invalid_request", "the authorization request is too long");
+      early_error(req, tenant, ru, state, "invalid_request", "the authorization request is too long");
       goto done;
     }
     add_param(&b, "return", back);

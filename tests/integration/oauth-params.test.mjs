@@ -105,3 +105,30 @@ test('token: duplicates, an over-long verifier and a missing grant_type are refu
   const ok = await token(good);
   assert.equal(ok.status, 200, `the code survived: ${ok.text}`);
 });
+
+test('authorize: errors before sign-in and consent are never redirected off this computer (no open redirector)', async () => {
+  // anyone may register a client with any https redirect
+  const reg = await fetch(`${fx.base('acme')}/oauth/register`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ client_name: 'Elsewhere', redirect_uris: ['https://attacker.example/cb'] }),
+  });
+  assert.equal(reg.status, 201);
+  const other = (await reg.json()).client_id;
+  const { challenge } = pkce();
+  const q = (over) => new URLSearchParams({
+    response_type: 'code', client_id: other, redirect_uri: 'https://attacker.example/cb', state: 'st',
+    code_challenge: challenge, code_challenge_method: 'S256', resource: `${fx.gw.url}/t/acme/mcp`, ...over,
+  });
+  for (const [what, over] of [['unsupported response_type', { response_type: 'token' }],
+    ['no PKCE', { code_challenge: '' }], ['a resource of no tenant endpoint', { resource: 'https://elsewhere.example/mcp' }]]) {
+    // no browser session: whoever follows a link
+    const r = await fetch(`${fx.base('acme')}/oauth/authorize?${q(over)}`, { redirect: 'manual' });
+    assert.equal(r.status, 400, `${what}: a page, not a redirect (Location ${r.headers.get('location')})`);
+    assert.equal(r.headers.get('location'), null, `${what}: no Location`);
+    assert.match(await r.text(), /refused/, `${what}: the page says so`);
+  }
+  // the same client's valid request still goes on (to the sign-in, then consent)
+  const ok = await fetch(`${fx.base('acme')}/oauth/authorize?${q({})}`, { redirect: 'manual' });
+  assert.equal(ok.status, 302);
+  assert.match(ok.headers.get('location') ?? '', /\/t\/acme\/login\?/, 'a valid request goes to the sign-in');
+});
