@@ -559,19 +559,63 @@ int auth_oauth_grants(st_txn *txn, const char *tenant, const char *user_id, json
   return rc;
 }
 
-int auth_oauth_consent_get(st_txn *txn, const char *tenant, const char *user_id, const char *client_id) {
-  char k[KEY_CAP];
-  size_t kn = tkey(k, 'a', tenant, user_id, client_id, strlen(client_id));
-  st_val v;
-  return kn ? st_get(txn, ST_DB_AUTH, k, kn, &v) : ST_ENOTFOUND;
+/* A consent's value: {"approved": unix s, "resources": ["" (the aggregated
+ * endpoint: every connector) or connector names]}. A value of the older
+ * form (the time alone) names no resource: asked again. */
+#define CONSENT_RESOURCES_MAX 64
+
+static json_t *consent_resources(st_txn *txn, const char *k, size_t kn) {
+  json_t *v = NULL;
+  if (get_json(txn, k, kn, &v) != 0) return NULL;
+  json_t *r = json_incref(json_object_get(v, "resources"));
+  json_decref(v);
+  if (!json_is_array(r)) {
+    json_decref(r);
+    return NULL;
+  }
+  return r;
 }
 
-int auth_oauth_consent_put(st_txn *txn, const char *tenant, const char *user_id, const char *client_id, int64_t now) {
-  char k[KEY_CAP], val[32];
+static bool resources_have(const json_t *r, const char *connector) {
+  size_t i;
+  json_t *e;
+  json_array_foreach(r, i, e) {
+    const char *c = json_string_value(e);
+    if (c && !strcmp(c, connector)) return true;
+  }
+  return false;
+}
+
+int auth_oauth_consent_get(st_txn *txn, const char *tenant, const char *user_id, const char *client_id,
+                           const char *connector) {
+  char k[KEY_CAP];
+  size_t kn = tkey(k, 'a', tenant, user_id, client_id, strlen(client_id));
+  json_t *r = kn ? consent_resources(txn, k, kn) : NULL;
+  /* the aggregated endpoint's consent covers every connector, a
+   * connector's only itself */
+  bool ok = r && (resources_have(r, "") || resources_have(r, connector));
+  json_decref(r);
+  return ok ? 0 : ST_ENOTFOUND;
+}
+
+int auth_oauth_consent_put(st_txn *txn, const char *tenant, const char *user_id, const char *client_id,
+                           const char *connector, int64_t now) {
+  char k[KEY_CAP];
   size_t kn = tkey(k, 'a', tenant, user_id, client_id, strlen(client_id));
   if (!kn) return ST_EINVAL;
-  int n = snprintf(val, sizeof val, "%lld", (long long)now);
-  return st_put(txn, ST_DB_AUTH, k, kn, val, (size_t)n, 0);
+  json_t *r = consent_resources(txn, k, kn);
+  if (!r) r = json_array();
+  if (!r) return ST_ENOMEM;
+  if (!resources_have(r, connector)) {
+    while (json_array_size(r) >= CONSENT_RESOURCES_MAX) json_array_remove(r, 0); /* the oldest is asked again */
+    json_array_append_new(r, json_string(connector));
+  }
+  json_t *v = json_pack("{sI so}", "approved", (json_int_t)now, "resources", r);
+  char *txt = v ? json_dumps(v, JSON_COMPACT) : NULL;
+  json_decref(v);
+  int rc = txt ? st_put(txn, ST_DB_AUTH, k, kn, txt, strlen(txt), 0) : ST_ENOMEM;
+  free(txt);
+  return rc;
 }
 
 /* ---- hooks, purge, check */

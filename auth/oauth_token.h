@@ -42,7 +42,8 @@
  *                                        signin_at[, sealed]}
  *   "F" tenant \0 user \0 family       → ""   (a user's grants)
  *   "g" tenant \0 family \0 sha256     → ""   (a grant's tokens)
- *   "a" tenant \0 user \0 client_id    → JSON {approved} (consent given)
+ *   "a" tenant \0 user \0 client_id    → JSON {approved, resources: ["" | connector]}
+ *                                        (consent given, per resource)
  * The successor pair of the latest rotation is sealed in ST_DB_SECRETS
  * (tenant, AUTH_OAUTH_SUCCESSOR_KIND, family) and replaced by the next.
  *
@@ -158,10 +159,14 @@ int auth_oauth_revoke_user(st_txn *txn, const char *tenant, const char *user_id)
  * connector), created, last_used, signin_at}] (caller json_decref). */
 int auth_oauth_grants(st_txn *txn, const char *tenant, const char *user_id, json_t **arr);
 
-/* Consent: 0 when the user approved the client before, ST_ENOTFOUND when
- * not. Write txn for put. */
-int auth_oauth_consent_get(st_txn *txn, const char *tenant, const char *user_id, const char *client_id);
-int auth_oauth_consent_put(st_txn *txn, const char *tenant, const char *user_id, const char *client_id, int64_t now);
+/* Consent, per resource: 0 when the user approved the client before for
+ * connector ("": the aggregated endpoint, which covers every connector),
+ * ST_ENOTFOUND when not. put adds connector to what the user approved
+ * (write txn). */
+int auth_oauth_consent_get(st_txn *txn, const char *tenant, const char *user_id, const char *client_id,
+                           const char *connector);
+int auth_oauth_consent_put(st_txn *txn, const char *tenant, const char *user_id, const char *client_id,
+                           const char *connector, int64_t now);
 
 /* Registers the hooks (user deactivated, deleted or signed out everywhere: every grant and code revoked;
  * deleted: consents too), the tenant purge ("auth.oauth") and the check

@@ -17,7 +17,8 @@
  *    endpoints) are required; the code is bound to both, to the client,
  *    the exact redirect URI and the person.
  *  - Consent is the gateway's own page, shown for every client the person
- *    has not allowed before and always when the redirect is not loopback:
+ *    has not allowed before for the resource asked (a connector's consent
+ *    is not the aggregated endpoint's) and always when the redirect is not loopback:
  *    anyone can register a client, and Okta will not ask again (the
  *    confused deputy of the MCP security best practices). The pending
  *    request travels sealed (AES-256-GCM, bound to tenant and person) in the
@@ -178,7 +179,7 @@ static int job_code(st_txn *txn, void *arg) {
   code_job *j = arg;
   int rc = st_tenant_active(txn, j->tenant);
   if (!rc && st_dir_user_active(txn, j->tenant, j->c.user_id) != 1) rc = AUTH_EINACTIVE;
-  if (!rc && j->consent) rc = auth_oauth_consent_put(txn, j->tenant, j->c.user_id, j->c.client_id, j->now);
+  if (!rc && j->consent) rc = auth_oauth_consent_put(txn, j->tenant, j->c.user_id, j->c.client_id, j->c.connector, j->now);
   if (!rc) rc = auth_oauth_code_put(txn, j->hash, &j->c, j->now);
   if (!rc) rc = auth_oauth_client_touch(txn, j->tenant, j->c.client_id, j->now);
   return rc;
@@ -454,11 +455,12 @@ static void authorize_client(gw_req *req, json_t *client, int status, const char
   }
   snprintf(c.user_id, sizeof c.user_id, "%s", s.user_id);
   c.signin_at = s.signin_at;
-  /* 4. consent: asked for every client not allowed before, and always for
+  /* 4. consent: asked for every client not allowed before for this
+   * resource (one connector's consent is not every connector's), and always for
    * a redirect off this computer */
   bool known = false;
   if (st_read_begin(srv->store, &txn) == 0) {
-    known = auth_oauth_consent_get(txn, tenant, s.user_id, a->p.client_id) == 0;
+    known = auth_oauth_consent_get(txn, tenant, s.user_id, a->p.client_id, c.connector) == 0;
     st_txn_end(txn);
   }
   if (known && auth_oauth_redirect_is_loopback(ru)) issue_code(req, tenant, &c, state, false);

@@ -164,6 +164,31 @@ test('consent is remembered for a loopback client; another client asks again; de
   assert.equal(forged.status, 403);
 });
 
+test('consent is per resource: one connector\'s does not cover the aggregated endpoint (every connector)', async () => {
+  const b = fx.browser();
+  const reg = await register({ client_name: 'Scoped client', redirect_uris: [REDIRECT] });
+  const client = reg.json.client_id;
+  const one = await getTokens(b, { client, resource: `${fx.gw.url}/t/acme/mcp/everything` });
+  assert.equal(one.t.status, 200, one.t.text);
+  const isCb = (u) => u.startsWith('http://127.0.0.1:45123/');
+  // the same connector again: remembered
+  let { challenge } = pkce();
+  const again = await b.get(authorizeUrl({ client, challenge, resource: `${fx.gw.url}/t/acme/mcp/everything` }), { stopAt: isCb });
+  assert.equal(again.stopped, true, 'the same resource: straight back with a code');
+  // every connector: the person is asked, naming it
+  ({ challenge } = pkce());
+  const wider = await b.get(authorizeUrl({ client, challenge, resource: `${fx.gw.url}/t/acme/mcp` }), { stopAt: isCb });
+  assert.notEqual(wider.stopped, true, `the aggregated endpoint was not consented to: no code without asking (${wider.url})`);
+  assert.equal(wider.status, 200);
+  assert.match(wider.text, /oauth\/consent/, 'the consent page');
+  const allowed = await b.submitForm(wider, { fields: { decision: 'allow' }, stopAt: isCb });
+  assert.match(new URL(allowed.url).searchParams.get('code') ?? '', /^mgc_/);
+  // the aggregated endpoint's consent covers each connector
+  ({ challenge } = pkce());
+  const other = await b.get(authorizeUrl({ client, challenge, resource: `${fx.gw.url}/t/acme/mcp/other` }), { stopAt: isCb });
+  assert.equal(other.stopped, true, 'every connector was consented to');
+});
+
 test('refresh rotates; the old refresh token again within the grace window gets the same pair; after it the grant dies', async () => {
   const b = fx.browser();
   const { t } = await getTokens(b);

@@ -401,24 +401,33 @@ static int ngrants(st_store *st, const char *tenant, const char *user_id) {
 }
 
 typedef struct consent_job {
-  const char *tenant, *user, *client;
+  const char *tenant, *user, *client, *connector;
   int64_t now;
 } consent_job;
 static int consent_fn(st_txn *txn, void *arg) {
   consent_job *j = arg;
-  return auth_oauth_consent_put(txn, j->tenant, j->user, j->client, j->now);
+  return auth_oauth_consent_put(txn, j->tenant, j->user, j->client, j->connector, j->now);
 }
-static int consent_put(st_store *st, const char *tenant, const char *user_id, const char *client) {
-  consent_job j = {tenant, user_id, client, T0};
+/* consent for connector ("" the aggregated endpoint) */
+static int consent_put_for(st_store *st, const char *tenant, const char *user_id, const char *client,
+                           const char *connector) {
+  consent_job j = {tenant, user_id, client, connector, T0};
   return st_write_sync(st, consent_fn, &j);
 }
-static int consent_get(st_store *st, const char *tenant, const char *user_id, const char *client) {
+static int consent_get_for(st_store *st, const char *tenant, const char *user_id, const char *client,
+                           const char *connector) {
   st_txn *txn;
   int rc = st_read_begin(st, &txn);
   if (rc) return rc;
-  rc = auth_oauth_consent_get(txn, tenant, user_id, client);
+  rc = auth_oauth_consent_get(txn, tenant, user_id, client, connector);
   st_txn_end(txn);
   return rc;
+}
+static int consent_put(st_store *st, const char *tenant, const char *user_id, const char *client) {
+  return consent_put_for(st, tenant, user_id, client, "");
+}
+static int consent_get(st_store *st, const char *tenant, const char *user_id, const char *client) {
+  return consent_get_for(st, tenant, user_id, client, "");
 }
 
 /* ---- raw views of the store ------------------------------------------------------------- */
@@ -1279,6 +1288,38 @@ TEST(revoke_by_token_family_and_user) {
   tmp_cleanup();
 }
 
+/* A consent is for the resource the person saw on the consent page: one
+ * connector's does not cover another or the aggregated endpoint (every
+ * connector); the aggregated endpoint's covers each connector. */
+TEST(consent_is_per_resource) {
+  st_store *st = open_store();
+  CHECK(st);
+  char alice[40];
+  CHECK_INT(user(st, "acme", "alice@acme.com", true, alice), 201);
+  CHECK_INT(consent_put_for(st, "acme", alice, CLIENT, "crm"), 0);
+  CHECK_INT(consent_get_for(st, "acme", alice, CLIENT, "crm"), 0);
+  CHECK_INT(consent_get_for(st, "acme", alice, CLIENT, ""), ST_ENOTFOUND);
+  CHECK_INT(consent_get_for(st, "acme", alice, CLIENT, "github"), ST_ENOTFOUND);
+  CHECK_INT(consent_put_for(st, "acme", alice, CLIENT, "github"), 0);
+  CHECK_INT(consent_get_for(st, "acme", alice, CLIENT, "crm"), 0);
+  CHECK_INT(consent_get_for(st, "acme", alice, CLIENT, "github"), 0);
+  CHECK_INT(consent_get_for(st, "acme", alice, CLIENT, ""), ST_ENOTFOUND);
+  CHECK_INT(consent_put_for(st, "acme", alice, CLIENT, ""), 0);
+  CHECK_INT(consent_get_for(st, "acme", alice, CLIENT, "jira"), 0);
+  CHECK_INT(consent_get_for(st, "acme", alice, CLIENT2, "crm"), ST_ENOTFOUND);
+  CHECK_INT(oauth_keys(st, "acme", "a"), 1);
+  /* a consent stored before resources were kept (the time alone) is asked again */
+  char k[200];
+  size_t kn = (size_t)snprintf(k, sizeof k, "a%s%c%s%c%s", "acme", 0, alice, 0, CLIENT2);
+  raw_put rp = {k, "1700000000", kn, 10};
+  CHECK_INT(st_write_sync(st, raw_put_fn, &rp), 0);
+  CHECK_INT(consent_get_for(st, "acme", alice, CLIENT2, "crm"), ST_ENOTFOUND);
+  CHECK_INT(consent_get_for(st, "acme", alice, CLIENT2, ""), ST_ENOTFOUND);
+  CHECK_INT(consent_put_for(st, "acme", alice, CLIENT2, "crm"), 0);
+  CHECK_INT(consent_get_for(st, "acme", alice, CLIENT2, "crm"), 0);
+  st_close(st);
+}
+
 TEST(scim_hooks_and_consent) {
   st_store *st = open_store();
   CHECK(st);
@@ -1548,6 +1589,7 @@ int main(void) {
   RUN(tenants_share_nothing);
   RUN(audience_per_resource);
   RUN(revoke_by_token_family_and_user);
+  RUN(consent_is_per_resource);
   RUN(scim_hooks_and_consent);
   RUN(tenant_purge_removes_grants_tokens_consents);
   RUN(tenant_purge_gets_past_broken_grants);
