@@ -76,6 +76,7 @@ const char *audit_strerror(int err);
 #define AUDIT_SCAN_MAX 10000     /* records one audit_query / audit_export_chunk examines */
 #define AUDIT_QUERY_LIMIT_MAX 1000
 #define AUDIT_QUERY_LIMIT_DEFAULT 100
+#define AUDIT_QUERY_BYTES_MAX (1u << 20) /* stored bytes of the records one audit_query returns */
 #define AUDIT_CURSOR_MAX 32      /* buffer for a query cursor, with its NUL */
 
 /* ---- the schema --------------------------------------------------------------
@@ -244,7 +245,11 @@ typedef struct audit_filter {
 /* Records of tenant_uid matching f, newest first (descending seq), at most
  * f->limit. Examines at most AUDIT_SCAN_MAX records per call, so a
  * selective filter never holds txn long: the answer may then hold fewer
- * than limit matches (even none) and a next_cursor. *out_array: a new JSON
+ * than limit matches (even none) and a next_cursor. It also stops after the
+ * record that brings what it holds to AUDIT_QUERY_BYTES_MAX stored bytes
+ * (at least one record, then a next_cursor): records of up to
+ * AUDIT_RECORD_MAX each, parsed, take many times their size, so limit
+ * alone does not bound the answer's memory. *out_array: a new JSON
  * array of the parsed records, owned by the caller (json_decref).
  * next_cursor: "" when nothing older is left to examine, else an opaque
  * string to pass as f->cursor (it encodes the next seq to examine, so

@@ -62,7 +62,7 @@ int audit_query(st_txn *txn, const char *tenant_uid, const audit_filter *f, json
   audit__head h;
   json_t *arr = NULL;
   uint64_t s, from = 0;
-  size_t examined = 0;
+  size_t examined = 0, bytes = 0;
   unsigned limit;
   int rc;
   if (next_cursor) next_cursor[0] = 0;
@@ -102,7 +102,8 @@ int audit_query(st_txn *txn, const char *tenant_uid, const audit_filter *f, json
       rc = AUDIT_ENOMEM;
       goto fail;
     }
-    if (json_array_size(arr) == limit) {
+    bytes += v.len;
+    if (json_array_size(arr) == limit || bytes >= AUDIT_QUERY_BYTES_MAX) {
       if (s >= h.first) cursor_make(s, next_cursor);
       break;
     }

@@ -5,8 +5,9 @@
  *
  * Rules this file keeps, and why:
  *  - The query is bounded by audit_query itself (AUDIT_SCAN_MAX records
- *    examined, at most 1,000 returned): one read transaction on libuv's
- *    thread pool (query_job), not the loop.
+ *    examined, at most 1,000 and AUDIT_QUERY_BYTES_MAX of them returned:
+ *    their parsed tree, and its serialisation on the loop, stay small): one
+ *    read transaction on libuv's thread pool (query_job), not the loop.
  *  - A query or an export holds one of the tenant's heavy-read slots
  *    until its request ends (gateway/core/limits.h: 2 per tenant, 6 in
  *    the process): the pool also runs every tenant's outbound DNS, and an
