@@ -41,8 +41,13 @@ static int64_t parse_time(const char *s) {
   if (n && n <= 15 && strspn(s, "0123456789") == n) return strtoll(s, NULL, 10);
   int Y, M, D, h, m, sec;
   char rest[16] = "";
-  if (n < 20 || n > 30 || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%15s", &Y, &M, &D, &h, &m, &sec, rest) != 7) return -1;
-  if (s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') || s[13] != ':' || s[16] != ':') return -1;
+  /* every field its digits (sscanf's %d alone takes a sign or a space) */
+  static const char shape[] = "dddd-dd-ddTdd:dd:dd";
+  if (n < 20 || n > 30) return -1;
+  for (size_t i = 0; i < sizeof shape - 1; i++)
+    if (shape[i] == 'd' ? !(s[i] >= '0' && s[i] <= '9') : shape[i] == 'T' ? s[i] != 'T' && s[i] != 't' : s[i] != shape[i])
+      return -1;
+  if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%15s", &Y, &M, &D, &h, &m, &sec, rest) != 7) return -1;
   int ms = 0;
   const char *r = rest;
   if (*r == '.') {
@@ -57,7 +62,10 @@ static int64_t parse_time(const char *s) {
     while (digits < 3) ms *= 10, digits++;
   }
   if (strcmp(r, "Z") && strcmp(r, "z")) return -1;
-  if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60 || Y < 1970) return -1;
+  /* a day the month does not have is refused (timegm would roll it over) */
+  static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (M < 1 || M > 12 || D < 1 || D > mdays[M - 1] || h > 23 || m > 59 || sec > 60 || Y < 1970) return -1;
+  if (M == 2 && D == 29 && (Y % 4 || (Y % 100 == 0 && Y % 400))) return -1;
   struct tm tm = {0};
   tm.tm_year = Y - 1900;
   tm.tm_mon = M - 1;
