@@ -51,6 +51,10 @@ void admin__approvals(gw_req *req, const admin_caller *who, const char *tenant, 
   gw_server *srv = req->lp->srv;
   if (admin__reach(req, who, tenant)) return;
   snprintf(req->tenant, sizeof req->tenant, "%s", tenant);
+  if (id && strlen(id) > AP_ID_LEN) { /* never cut to one that exists */
+    gw_respond_error(req, 404, "not_found", "no such approval request");
+    return;
+  }
   if (action) {
     if (strcmp(action, "cancel")) {
       gw_respond_error(req, 404, "not_found", "no such route (POST …/approvals/{id}/cancel)");
