@@ -215,6 +215,10 @@ void admin__employee_tokens(gw_req *req, const admin_caller *who, const char *te
     gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
     return;
   }
+  if (revoke && strlen(tokid) != ST_TOKEN_ID_LEN) { /* never cut to one that exists */
+    gw_respond_error(req, 404, "not_found", "no such token");
+    return;
+  }
   etok_job *j = calloc(1, sizeof *j);
   if (!j) {
     gw_respond_error(req, 500, "internal", "out of memory");
