@@ -40,6 +40,7 @@ typedef struct user_job {
   char tenant[64];
   char ref[ST_DIR_IDX_VAL_MAX + 1]; /* id or userName as given */
   char grant[ST_TOKEN_ID_BUFSZ];
+  char connector[40]; /* OP_CONN_DROP: its name (up to 32 bytes: never in grant) */
   json_t *info;   /* OP_REVOKE: the block to write (read-only in the job) */
   /* out */
   char uid[ST_DIR_ID_LEN + 1];
@@ -100,7 +101,7 @@ static int job_user(st_txn *txn, void *arg) {
     json_t *g;
     json_array_foreach(gs, i, g) {
       const char *c = json_string_value(json_object_get(g, "connector")) ?: "";
-      if (j->op == OP_CONN_DROP && strcmp(c, j->grant)) continue;
+      if (j->op == OP_CONN_DROP && strcmp(c, j->connector)) continue;
       if ((rc = vault_grant_drop(txn, j->tenant, j->uid, c, "admin_disconnect", now))) break;
       j->count++;
     }
@@ -336,7 +337,7 @@ void admin__user_actions(gw_req *req, const admin_caller *who, const char *tenan
       }
       user_job *j = job_new(req, tenant, ref, arg ? OP_CONN_DROP : OP_CONNS_DROP);
       if (!j) return;
-      if (arg) gw_strlcpy(j->grant, arg, sizeof j->grant);
+      if (arg) gw_strlcpy(j->connector, arg, sizeof j->connector);
       submit(req, j);
     } else {
       not_allowed(req, arg ? "DELETE" : "GET, DELETE");

@@ -448,6 +448,7 @@ typedef struct page_job {
   bool disabled; /* out: self-service tokens are off */
   bool too_many; /* out: PAGES_TOKENS_MAX live tokens already */
   char *key;     /* OP_KEY_PUT: the person's API key (wiped with the job) */
+  char connector[40]; /* OP_CONN_DROP, OP_KEY_PUT: its name (up to 32 bytes: never in t.tokid) */
   int count;     /* out */
 } page_job;
 
@@ -537,22 +538,22 @@ static int job_page(st_txn *txn, void *arg) {
      * the queue (vault/grant.h); the connector name is all they give */
     char now[32];
     rfc3339(j->now, now);
-    return vault_grant_drop(txn, j->tenant, j->s.user_id, j->t.tokid, "disconnect", now);
+    return vault_grant_drop(txn, j->tenant, j->s.user_id, j->connector, "disconnect", now);
   }
   case OP_KEY_PUT: {
     /* the person's own key for a user_header connector their policy shows */
     json_t *rec = NULL;
-    if ((rc = vault_connector_get(txn, j->tenant, j->t.tokid, &rec))) return rc;
+    if ((rc = vault_connector_get(txn, j->tenant, j->connector, &rec))) return rc;
     bool kind = !strcmp(json_string_value(json_object_get(json_object_get(rec, "auth"), "type")) ?: "", "user_header");
     json_decref(rec);
     pol_user *pu = NULL;
-    bool vis = kind && pol_user_load(txn, j->tenant, j->s.user_id, &pu) == 0 && pol_connector_visible(pu, j->t.tokid);
+    bool vis = kind && pol_user_load(txn, j->tenant, j->s.user_id, &pu) == 0 && pol_connector_visible(pu, j->connector);
     pol_user_free(pu);
     if (!vis) return ST_ENOTFOUND;
     char now[32];
     rfc3339(j->now, now);
     vault_tokens t = {.access = j->key};
-    return vault_grant_put(txn, j->tenant, j->s.user_id, j->t.tokid, &t, now, VAULT_PUT_CONNECT);
+    return vault_grant_put(txn, j->tenant, j->s.user_id, j->connector, &t, now, VAULT_PUT_CONNECT);
   }
   case OP_LOGOUT: return auth_browser_delete(txn, j->s.hash);
   default:
@@ -603,13 +604,13 @@ static void done_page(int status, void *arg) {
                "this organisation does not let employees create access tokens here (or your sign-in is too old: "
                "sign in again)");
   else if (j->op == OP_KEY_PUT) {
-    GW_LOG(GW_LOG_INFO, "login", &lc, "user %s saved their key for %s", j->s.user_id, j->t.tokid);
+    GW_LOG(GW_LOG_INFO, "login", &lc, "user %s saved their key for %s", j->s.user_id, j->connector);
     pages__headers(req, false);
     gw_respond(req, 204, NULL, NULL, 0);
   } else if (j->op == OP_TOKEN_REVOKE || j->op == OP_GRANT_REVOKE || j->op == OP_CONN_DROP) {
     GW_LOG(GW_LOG_INFO, "login", &lc, "user %s revoked their %s %s", j->s.user_id,
            j->op == OP_GRANT_REVOKE ? "application grant" : j->op == OP_CONN_DROP ? "connection to" : "token",
-           j->t.tokid);
+           j->op == OP_CONN_DROP ? j->connector : j->t.tokid);
     pages__headers(req, false);
     gw_respond(req, 204, NULL, NULL, 0);
   } else {
@@ -702,7 +703,7 @@ static void api_key_put(gw_req *req, const char *tenant, const auth_browser *s, 
     json_error(req, 500, "internal", "out of memory");
     return;
   }
-  snprintf(j->t.tokid, sizeof j->t.tokid, "%s", conn);
+  snprintf(j->connector, sizeof j->connector, "%s", conn);
   submit(req, j, false);
 }
 
@@ -732,7 +733,7 @@ static void api_connection_drop(gw_req *req, const char *tenant, const auth_brow
     json_error(req, 500, "internal", "out of memory");
     return;
   }
-  snprintf(j->t.tokid, sizeof j->t.tokid, "%s", conn);
+  snprintf(j->connector, sizeof j->connector, "%s", conn);
   submit(req, j, false);
 }
 
