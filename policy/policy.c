@@ -336,6 +336,13 @@ static int record_rev(const json_t *rec) {
 
 int pol_put(st_txn *txn, const char *tenant, const json_t *doc, const char *now, int *version_out,
             json_t **warnings, char *err, size_t errlen) {
+  return pol_put_ex(txn, tenant, doc, now, version_out, warnings, NULL, NULL, err, errlen);
+}
+
+int pol_put_ex(st_txn *txn, const char *tenant, const json_t *doc, const char *now, int *version_out,
+               json_t **warnings, json_t **before, json_t **compiled_out, char *err, size_t errlen) {
+  if (before) *before = NULL;
+  if (compiled_out) *compiled_out = NULL;
   *warnings = json_array();
   int rc = pol_validate(doc, err, errlen);
   if (rc) return rc;
@@ -383,15 +390,18 @@ int pol_put(st_txn *txn, const char *tenant, const json_t *doc, const char *now,
     version = (int)json_integer_value(json_object_get(old, "version")) + 1;
     rev = record_rev(old) + 1;
     narrows = pol_narrows(json_object_get(old, "compiled"), compiled);
-    json_decref(old);
+    if (before) *before = old;
+    else json_decref(old);
   }
   /* "rev" first: caches read it without parsing the record; it changes on
    * every write (a new document, or a pending name binding), "version"
    * only when an admin PUTs a document */
-  json_t *rec = json_pack("{s:i,s:i,s:O,s:o,s:O,s:s}", "rev", rev, "version", version, "document", doc, "compiled",
+  json_t *rec = json_pack("{s:i,s:i,s:O,s:O,s:O,s:s}", "rev", rev, "version", version, "document", doc, "compiled",
                           compiled, "warnings", *warnings, "updated", now);
-  char *s = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  char *s = rec ? json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
   json_decref(rec);
+  if (compiled_out && s) *compiled_out = compiled;
+  else json_decref(compiled);
   if (!s) return ST_ENOMEM;
   char k[80];
   rc = st_put(txn, ST_DB_POLICY, k, key(tenant, 'p', k), s, strlen(s), 0);
@@ -476,7 +486,13 @@ int pol_visibility_warnings(st_txn *txn, const char *tenant, const json_t *conne
   json_t *rec;
   int rc = pol_get(txn, tenant, &rec);
   if (rc) return rc;
-  json_t *compiled = json_object_get(rec, "compiled");
+  rc = pol_visibility_warnings_of(txn, tenant, json_object_get(rec, "compiled"), connectors, warnings);
+  json_decref(rec);
+  return rc;
+}
+
+int pol_visibility_warnings_of(st_txn *txn, const char *tenant, const json_t *compiled, const json_t *connectors,
+                               json_t *warnings) {
   size_t i;
   json_t *c;
   json_array_foreach(connectors, i, c) {
@@ -508,7 +524,6 @@ int pol_visibility_warnings(st_txn *txn, const char *tenant, const json_t *conne
                name);
     json_array_append_new(warnings, json_string(w));
   }
-  json_decref(rec);
   return 0;
 }
 

@@ -87,6 +87,12 @@ typedef struct pol_event {
  * Emits ST_EVENT_POLICY_PUT once stored. */
 int pol_put(st_txn *txn, const char *tenant, const json_t *doc, const char *now, int *version_out,
             json_t **warnings, char *err, size_t errlen);
+/* pol_put, also handing over (when not NULL; the caller json_decrefs)
+ * the record in force before (*before, NULL when none) and the compiled
+ * rules it stored (*compiled): a large document's record is read and
+ * parsed once per PUT, on the writer every tenant's deactivations share. */
+int pol_put_ex(st_txn *txn, const char *tenant, const json_t *doc, const char *now, int *version_out,
+               json_t **warnings, json_t **before, json_t **compiled, char *err, size_t errlen);
 /* Whether replacing compiled rules `before` with `after` (the "compiled"
  * arrays of two policy records; before NULL: there was no policy, which
  * showed nothing) can hide a connector from a user who saw it: true when
@@ -105,6 +111,10 @@ bool pol_narrows(const json_t *before, const json_t *after);
  * and why to `warnings`. The semantics stay fail-closed: this only warns.
  * Any txn (a writer job sees the document it just stored). 0 or ST_E*. */
 int pol_visibility_warnings(st_txn *txn, const char *tenant, const json_t *connectors, json_t *warnings);
+/* The same for compiled rules the caller holds (pol_put_ex's): no second
+ * read and parse of the record. */
+int pol_visibility_warnings_of(st_txn *txn, const char *tenant, const json_t *compiled, const json_t *connectors,
+                               json_t *warnings);
 /* The stored policy record (caller decref); ST_ENOTFOUND when none. The
  * view for admins: the document with current group names and notes. */
 int pol_get(st_txn *txn, const char *tenant, json_t **rec);

@@ -1,7 +1,8 @@
 /* gateway/api/admin_policy.c — /admin/v1/tenants/{t}/policy (GET the view,
  * PUT a new version: validated on the loop, compiled and stored in one
- * writer job that also notifies open streams) and /explain (why a user may
- * or may not call a tool). */
+ * writer job that also notifies open streams; one PUT per tenant at a time
+ * on the writer, gw_limits_write_enter) and /explain (why a user may or
+ * may not call a tool). */
 #include "gateway/api/admin_int.h"
 
 #include <stdio.h>
@@ -12,6 +13,7 @@
 
 #include "gateway/base/clock.h"
 #include "gateway/base/log.h"
+#include "gateway/core/limits.h"
 #include "policy/approval.h"
 #include "policy/policy.h"
 #include "scim/scim.h"
@@ -43,19 +45,22 @@ static int job_policy(st_txn *txn, void *arg) {
   int rc = st_tenant_get(txn, j->tenant, &t);
   if (rc) return rc;
   json_decref(t);
-  json_t *old = NULL;
-  if (pol_get(txn, j->tenant, &old) == 0)
+  /* the record before and the rules stored come back from the put: a
+   * 1 MiB document is parsed once here, not three times (the writer is
+   * every tenant's, and their deactivations wait behind this job) */
+  json_t *old = NULL, *compiled = NULL;
+  rc = pol_put_ex(txn, j->tenant, j->doc, j->now, &j->version, &j->warnings, &old, &compiled, j->err, sizeof j->err);
+  if (old)
     j->before = json_pack("{s:O?, s:O?}", "version", json_object_get(old, "version"), "document",
                           json_object_get(old, "document"));
   json_decref(old);
-  rc = pol_put(txn, j->tenant, j->doc, j->now, &j->version, &j->warnings, j->err, sizeof j->err);
-  if (rc) return rc;
   /* connectors this document hides from everyone: still accepted
    * (fail closed), but said in the reply */
   json_t *conns = NULL;
-  if ((rc = vault_connector_list(txn, j->tenant, &conns)) == 0)
-    rc = pol_visibility_warnings(txn, j->tenant, conns, j->warnings);
+  if (!rc && (rc = vault_connector_list(txn, j->tenant, &conns)) == 0)
+    rc = pol_visibility_warnings_of(txn, j->tenant, compiled, conns, j->warnings);
   json_decref(conns);
+  json_decref(compiled);
   /* every open stream of the tenant learns its tool list may have changed:
    * pol_put emitted ST_EVENT_POLICY_PUT (gateway/mcp/revoke.c) */
   return rc;
@@ -102,6 +107,19 @@ void admin__policy(gw_req *req, const admin_caller *who, const char *tenant) {
   if (strcmp(req->method, "PUT")) {
     gw_resp_header(req, "Allow", "GET, PUT");
     gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
+    return;
+  }
+  /* one of the tenant's PUTs at a time (gateway/core/limits.h), taken
+   * before the body is parsed: a large document's job holds the writer
+   * every tenant's deactivations wait for, and its parse the loop; the
+   * slot goes back when this request ends */
+  int busy = gw_limits_write_enter(req, tenant);
+  if (busy) {
+    if (busy == 503)
+      gw_respond_error(req, 503, "busy", "other tenants' policy changes are being applied; retry after Retry-After seconds");
+    else
+      gw_respond_error(req, 429, "policy_change_in_progress",
+                       "this tenant's previous policy PUT is still being applied; retry after Retry-After seconds");
     return;
   }
   json_t *doc = admin__parse_body(req);

@@ -21,6 +21,7 @@ typedef struct slot {
   int64_t open;
   uint32_t bucket;
   bool heavy; /* a heavy-read slot: counted in gw_limits.heavy_open too */
+  bool write; /* a heavy-write slot: counted in gw_limits.writes_open too */
   char key[GW_RATELIMIT_KEY_MAX + 1];
 } slot;
 
@@ -41,7 +42,9 @@ struct gw_limits {
   gw_ratelimit *auth_fail, *mcp_user, *mcp_tenant;
   _Atomic uint64_t auth_limited, mcp_user_limited, mcp_tenant_limited, mcp_concurrent_limited;
   _Atomic uint64_t heavy_tenant_limited, heavy_process_limited;
+  _Atomic uint64_t write_tenant_limited, write_process_limited;
   uv_mutex_t mu;
+  int64_t writes_open; /* heavy-write slots taken, every tenant (under mu) */
   int64_t heavy_open; /* heavy-read slots taken, every tenant (under mu) */
   int64_t heavy_max;  /* GW_HEAVY_MAX, or fewer: two pool threads always left (gw_limits_init) */
   slot *slots[SLOT_BUCKETS];
@@ -203,6 +206,31 @@ int gw_limits_heavy_enter(gw_req *req, const char *tenant, gw_heavy_kind kind) {
   return status;
 }
 
+int gw_limits_write_enter(gw_req *req, const char *tenant) {
+  gw_limits *l = req->lp->srv->limits;
+  if (!l || req->limits_slot) return 0;
+  char key[GW_RATELIMIT_KEY_MAX + 1];
+  user_key(tenant, "\x01write", key);
+  uv_mutex_lock(&l->mu);
+  int status = 0;
+  slot *s = NULL;
+  if (l->writes_open >= GW_HEAVY_WRITES_MAX) status = 503;
+  else if (!(s = slot_of(l, key, false)) || s->open >= 1) status = 429;
+  if (!status) {
+    s->open++;
+    s->write = true;
+    l->writes_open++;
+    req->limits_slot = s;
+  }
+  uv_mutex_unlock(&l->mu);
+  if (status) {
+    atomic_fetch_add_explicit(status == 503 ? &l->write_process_limited : &l->write_tenant_limited, 1,
+                              memory_order_relaxed);
+    retry_after(req, 1);
+  }
+  return status;
+}
+
 void gw_limits_request_done(gw_server *srv, gw_req *req) {
   gw_limits *l = srv->limits;
   slot *s = req->limits_slot;
@@ -211,6 +239,7 @@ void gw_limits_request_done(gw_server *srv, gw_req *req) {
   uint32_t b = s->bucket;
   uv_mutex_lock(&l->mu);
   if (s->heavy) l->heavy_open--;
+  if (s->write) l->writes_open--;
   if (--s->open <= 0) { /* the user has nothing open: the entry goes */
     slot **pp = &l->slots[b];
     while (*pp && *pp != s) pp = &(*pp)->next;
@@ -226,6 +255,14 @@ void gw_limits_metrics(gw_server *srv, gw_buf *out) {
   uv_mutex_lock(&l->mu);
   long long heavy_open = (long long)l->heavy_open;
   uv_mutex_unlock(&l->mu);
+  gw_buf_printf(out,
+                "# HELP mcpgate_heavy_writes_limited_total Policy PUTs refused because their tenant (429) or the "
+                "process (503) had the most on the store writer at once.\n"
+                "# TYPE mcpgate_heavy_writes_limited_total counter\n"
+                "mcpgate_heavy_writes_limited_total{limit=\"tenant\"} %llu\n"
+                "mcpgate_heavy_writes_limited_total{limit=\"process\"} %llu\n",
+                (unsigned long long)atomic_load(&l->write_tenant_limited),
+                (unsigned long long)atomic_load(&l->write_process_limited));
   gw_buf_printf(out,
                 "# HELP mcpgate_heavy_reads_open Audit queries and exports, reviewers' lists and SCIM scans running "
                 "now (every tenant).\n# TYPE mcpgate_heavy_reads_open gauge\nmcpgate_heavy_reads_open %lld\n",

@@ -20,6 +20,10 @@
  *                              (gw_limits_request_done, from the host's
  *                              request-done callback).
  *
+ *   heavy writes               a policy PUT: one per tenant on the store
+ *                              writer at a time, GW_HEAVY_WRITES_MAX in the
+ *                              process (gw_limits_write_enter).
+ *
  *   heavy reads                an audit query or export, the reviewers'
  *                              list, a SCIM scan: each runs on libuv's
  *                              thread pool, which the outbound DNS
@@ -80,6 +84,16 @@ int gw_limits_heavy_enter(gw_req *req, const char *tenant, gw_heavy_kind kind);
  * refusal and sets Retry-After once the caller gives up. */
 int gw_limits_heavy_take(gw_req *req, const char *tenant, gw_heavy_kind kind);
 void gw_limits_heavy_refused(gw_req *req, int status);
+
+/* A heavy write: a policy PUT (up to 1 MiB of rules resolved and compiled
+ * in one job on the store writer, which every tenant's deactivations
+ * share, ~0.2 s for 10,000 rules). One per tenant at a time and
+ * GW_HEAVY_WRITES_MAX in the process, so another tenant's deactivation
+ * waits behind at most that many: 0, else 429 (the tenant has one
+ * running) or 503 (the process has its most), Retry-After: 1 set and the
+ * refusal counted. The slot is the request's, as for the others. */
+#define GW_HEAVY_WRITES_MAX 2
+int gw_limits_write_enter(gw_req *req, const char *tenant);
 
 /* The request ended: its slot (if any) goes back. Any loop. */
 void gw_limits_request_done(gw_server *srv, gw_req *req);
