@@ -131,12 +131,39 @@ bad:
   return SCIM_EABORT;
 }
 
+/* Whether a member path's value filter ("members[value eq …]") selects
+ * the member uid. */
+static bool member_selected(const scim__filter *filter, json_t *uid) {
+  json_t *obj = json_pack("{s:O,s:s}", "value", uid, "type", "User");
+  bool hit = scim__filter_match_in(filter, obj, "members");
+  json_decref(obj);
+  return hit;
+}
+
 static int members_op(void *ctx, const char *op, const json_t *value, const scim__filter *filter,
                       scim_resp *rs) {
   mctx *m = ctx;
   int rc = 0;
   json_t *ids = json_array();
-  if (!strcmp(op, "add")) {
+  if (!strcmp(op, "replace") && filter) {
+    /* members[…] (RFC 7644 §3.5.2.3): the members the filter selects are
+     * replaced by the value's, the others stay; none selected: noTarget */
+    if ((rc = member_values(value, ids, rs)) == 0) {
+      json_t *cur = current_members(m);
+      size_t i, hits = 0;
+      json_t *e;
+      json_array_foreach(cur, i, e) if (member_selected(filter, e)) {
+        hits++;
+        if ((rc = member_remove(m, json_string_value(e), rs))) break;
+      }
+      json_decref(cur);
+      if (!rc && !hits) {
+        scim_error(rs, 400, "noTarget", "the filter matched no member");
+        rc = SCIM_EABORT;
+      }
+      if (!rc) json_array_foreach(ids, i, e) if ((rc = member_add(m, json_string_value(e), rs))) break;
+    }
+  } else if (!strcmp(op, "add")) {
     if ((rc = member_values(value, ids, rs)) == 0) {
       size_t i;
       json_t *e;
@@ -169,12 +196,7 @@ static int members_op(void *ctx, const char *op, const json_t *value, const scim
         json_t *cur = current_members(m);
         size_t i;
         json_t *e;
-        json_array_foreach(cur, i, e) {
-          json_t *obj = json_pack("{s:O,s:s}", "value", e, "type", "User");
-          bool hit = scim__filter_match_in(filter, obj, "members");
-          json_decref(obj);
-          if (hit && (rc = member_remove(m, json_string_value(e), rs))) break;
-        }
+        json_array_foreach(cur, i, e) if (member_selected(filter, e) && (rc = member_remove(m, json_string_value(e), rs))) break;
         json_decref(cur);
       }
     } else if (value && !json_is_null(value)) {
