@@ -179,6 +179,23 @@ out:
   return rc;
 }
 
+/* A group that loses a member changes (members are part of the group):
+ * its version moves, so an ETag read before the loss no longer matches. */
+static int group_touch(st_txn *txn, const scim_req *rq, const char *gid) {
+  json_t *g;
+  int rc = scim__res_get(txn, rq->tenant, 'G', gid, &g);
+  if (rc) return rc == ST_ENOTFOUND ? 0 : rc;
+  json_t *meta = json_incref(json_object_get(g, "meta")); /* created lives in it */
+  const char *created = json_string_value(json_object_get(meta, "created"));
+  scim__set_meta(g, "Group", created ? created : rq->now, rq->now, scim__version_of(g) + 1);
+  json_decref(meta);
+  st_dir_key k;
+  st_dir_key_res(&k, rq->tenant, 'G', gid);
+  rc = scim__put_json(txn, ST_DB_SCIM_RES, &k, g);
+  json_decref(g);
+  return rc;
+}
+
 int scim__user_delete(st_txn *txn, const scim_req *rq, const char *id, scim_resp *rs) {
   json_t *old;
   int rc = scim__res_get(txn, rq->tenant, 'U', id, &old);
@@ -203,7 +220,7 @@ int scim__user_delete(st_txn *txn, const scim_req *rq, const char *id, scim_resp
     if ((rc = st_del(txn, ST_DB_SCIM_MEM, k.b, k.n)) && rc != ST_ENOTFOUND) break;
     st_dir_key_member(&k, rq->tenant, json_string_value(g), id);
     if ((rc = st_del(txn, ST_DB_SCIM_MEM, k.b, k.n)) && rc != ST_ENOTFOUND) break;
-    rc = 0;
+    if ((rc = group_touch(txn, rq, json_string_value(g)))) break;
     if ((rc = scim__emit(txn, SCIM_EV_MEMBERSHIP_CHANGED, rq, json_string_value(g), NULL, NULL, NULL, removed, rs)))
       break;
   }
