@@ -18,7 +18,7 @@ typedef struct mctx {
   st_txn *txn;
   const scim_req *rq;
   const char *gid;
-  json_t *added, *removed; /* net changes, user ids */
+  json_t *added, *removed; /* net changes: sets of user ids (objects uid → true, in order) */
   scim_resp *rs;           /* NULL: the removals are not noted for a cut (a create removes nobody) */
 } mctx;
 
@@ -31,14 +31,21 @@ static void note_cut(mctx *m, const char *uid) {
   json_array_append_new(m->rs->cut_members, json_string(uid));
 }
 
+/* Sets, not arrays: a full push touches every member, and a scan of the
+ * other side per member made it quadratic (minutes of the writer, which
+ * every tenant's deactivations wait for, at 100,000 members). */
 static void net(json_t *to, json_t *from, const char *uid) {
-  size_t i;
-  json_t *e;
-  json_array_foreach(from, i, e) if (!strcmp(json_string_value(e), uid)) {
-    json_array_remove(from, i);
-    return;
-  }
-  json_array_append_new(to, json_string(uid));
+  if (json_object_get(from, uid)) json_object_del(from, uid);
+  else json_object_set_new(to, uid, json_true());
+}
+
+/* The ids of a set, in order (a new array). */
+static json_t *id_list(const json_t *set) {
+  json_t *a = json_array();
+  const char *k;
+  json_t *v;
+  json_object_foreach((json_t *)set, k, v) json_array_append_new(a, json_string(k));
+  return a;
 }
 
 /* A user's representation includes its groups: a membership change is a
@@ -172,18 +179,15 @@ static int members_op(void *ctx, const char *op, const json_t *value, const scim
   } else if (!strcmp(op, "replace")) {
     if (json_is_null(value)) value = NULL;
     if (!value || (rc = member_values(value, ids, rs)) == 0) {
-      json_t *cur = current_members(m);
+      json_t *cur = current_members(m), *keep = json_object();
       size_t i;
       json_t *e;
-      /* validate every new member first: nothing applied if one is unknown */
+      json_array_foreach(ids, i, e) json_object_set(keep, json_string_value(e), json_true());
       json_array_foreach(cur, i, e) {
-        bool keep = false;
-        size_t j;
-        json_t *n;
-        json_array_foreach(ids, j, n) if (json_equal(n, e)) keep = true;
-        if (!keep && (rc = member_remove(m, json_string_value(e), rs))) break;
+        if (!json_object_get(keep, json_string_value(e)) && (rc = member_remove(m, json_string_value(e), rs))) break;
       }
       if (!rc) json_array_foreach(ids, i, e) if ((rc = member_add(m, json_string_value(e), rs))) break;
+      json_decref(keep);
       json_decref(cur);
     }
   } else { /* remove */
@@ -242,8 +246,12 @@ static int index_group(st_txn *txn, const char *tenant, const json_t *g, bool ad
 }
 
 static int emit_members(st_txn *txn, const scim_req *rq, mctx *m, const char *name, scim_resp *rs) {
-  if (!json_array_size(m->added) && !json_array_size(m->removed)) return 0;
-  return scim__emit(txn, SCIM_EV_MEMBERSHIP_CHANGED, rq, m->gid, name, NULL, m->added, m->removed, rs);
+  if (!json_object_size(m->added) && !json_object_size(m->removed)) return 0;
+  json_t *added = id_list(m->added), *removed = id_list(m->removed);
+  int rc = scim__emit(txn, SCIM_EV_MEMBERSHIP_CHANGED, rq, m->gid, name, NULL, added, removed, rs);
+  json_decref(added);
+  json_decref(removed);
+  return rc;
 }
 
 int scim__group_create(st_txn *txn, const scim_req *rq, scim_resp *rs) {
@@ -254,7 +262,7 @@ int scim__group_create(st_txn *txn, const scim_req *rq, scim_resp *rs) {
   scim__set_meta(g, "Group", rq->now, rq->now, 1);
   st_dir_key k;
   st_dir_key_res(&k, rq->tenant, 'G', rq->new_id);
-  mctx m = {txn, rq, rq->new_id, json_array(), json_array(), NULL};
+  mctx m = {txn, rq, rq->new_id, json_object(), json_object(), NULL};
   if ((rc = st_put(txn, ST_DB_SCIM_RES, k.b, k.n, "", 0, ST_NOOVERWRITE)) ||
       (rc = scim__put_json(txn, ST_DB_SCIM_RES, &k, g)) || (rc = index_group(txn, rq->tenant, g, true)) ||
       (rc = scim__count_add(txn, rq->tenant, 'G', 1))) {
@@ -281,7 +289,7 @@ static int group_commit(st_txn *txn, const scim_req *rq, json_t *old, json_t *nu
   json_object_set_new(nu, "id", json_string(id));
   json_t *a = json_deep_copy(old);
   json_object_del(a, "meta");
-  bool changed = !json_equal(a, nu) || json_array_size(m->added) || json_array_size(m->removed);
+  bool changed = !json_equal(a, nu) || json_object_size(m->added) || json_object_size(m->removed);
   json_decref(a);
   if (changed) {
     const char *created = json_string_value(json_object_get(json_object_get(old, "meta"), "created"));
@@ -313,7 +321,7 @@ int scim__group_write(st_txn *txn, const scim_req *rq, const char *id, bool patc
     return SCIM_EABORT;
   }
   if (rc) return scim__fail_store(rs, rc);
-  mctx m = {txn, rq, id, json_array(), json_array(), rs};
+  mctx m = {txn, rq, id, json_object(), json_object(), rs};
   json_t *nu = NULL; /* rs's cut notes start empty: scim_handle clears rs for every run of the job */
   if ((rc = scim__if_match_ok(txn, rq, old, rs))) goto out;
   if (patch) {
@@ -345,7 +353,7 @@ int scim__group_write(st_txn *txn, const scim_req *rq, const char *id, bool patc
     /* all of it ran: the net removals are what a failed commit must cut (a
      * member removed and added back by the same PATCH keeps the group) */
     json_decref(rs->cut_members);
-    rs->cut_members = json_array_size(m.removed) ? json_copy(m.removed) : NULL;
+    rs->cut_members = json_object_size(m.removed) ? id_list(m.removed) : NULL;
     if (!rs->cut_members) rs->cut_group[0] = 0;
   }
 out:
@@ -364,7 +372,7 @@ int scim__group_delete(st_txn *txn, const scim_req *rq, const char *id, scim_res
     return SCIM_EABORT;
   }
   if (rc) return scim__fail_store(rs, rc);
-  mctx m = {txn, rq, id, json_array(), json_array(), rs};
+  mctx m = {txn, rq, id, json_object(), json_object(), rs};
   if ((rc = scim__if_match_ok(txn, rq, old, rs))) goto out;
   /* valid: every member loses the group, whatever the store does next */
   snprintf(rs->cut_group, sizeof rs->cut_group, "%s", id);
