@@ -18,6 +18,21 @@
 
 enum { OP_ADD, OP_REPLACE, OP_REMOVE };
 
+/* What checking the resource after every operation may cost one request,
+ * in JSON values visited (well under a second): the writer runs the
+ * request, and every tenant's writes — deactivations too — wait for it. */
+#define PATCH_CHECK_BUDGET 10000000
+
+/* JSON values in v, v included. */
+static size_t weight(const json_t *v) {
+  size_t n = 1, i;
+  const char *k;
+  json_t *e;
+  if (json_is_object(v)) json_object_foreach((json_t *)v, k, e) n += weight(e);
+  else if (json_is_array(v)) json_array_foreach(v, i, e) n += weight(e);
+  return n;
+}
+
 static bool ignored_attr(const char *name) {
   return !strcasecmp(name, "id") || !strcasecmp(name, "meta") || !strcasecmp(name, "schemas") ||
          !strcasecmp(name, "groups") || !strcasecmp(name, "password");
@@ -249,6 +264,12 @@ int scim__patch_apply(json_t *res, const json_t *body, bool is_group, scim__memb
   }
   if (json_array_size(ops) > 10000) {
     scim_error(rs, 400, "invalidSyntax", "too many operations (10000 at most)");
+    return -1;
+  }
+  /* each check walks the resource, which may hold what earlier operations
+   * brought from the body: operations × (resource + body) is bounded */
+  if (validate && json_array_size(ops) * (weight(res) + weight(body)) > PATCH_CHECK_BUDGET) {
+    scim_error(rs, 400, "invalidSyntax", "too many operations for a resource this large (send fewer per request)");
     return -1;
   }
   json_t *o;

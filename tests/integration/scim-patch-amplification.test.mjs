@@ -1,0 +1,44 @@
+// ci-variants: build-w1
+// One PATCH must not hold the store's writer — which every tenant's writes,
+// deactivations included, wait for — for long. Found by review: the PATCH
+// engine checks the whole resource after every operation (up to 10,000 of
+// them), so a ~100 KB PATCH of 2,500 trivial operations on a user carrying
+// a 1 MB attribute kept the writer busy for ~10 s, and another tenant's
+// deactivation waited behind it. Operations × size is now bounded: such a
+// PATCH is refused (400) at once and changes nothing.
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { startScimGateway, assertScimError, URN } from './lib/scim.mjs';
+
+let acme, other;
+before(async () => {
+  ({ tenants: { acme: { c: acme }, other: { c: other } } } = await startScimGateway({ tenants: ['acme', 'other'] }));
+});
+
+test('a PATCH of many operations on a large user is refused quickly; another tenant\'s deactivation does not wait', async () => {
+  const blob = Array.from({ length: 65000 }, (_, i) => `v${String(i).padStart(13, '0')}`); // ~1 MB, 65,000 values
+  const big = await acme.createUser('big@amp.test', { blob });
+  const victim = await other.createUser('leaver@amp.test');
+  const before = await acme.fetch(`/Users/${big.id}`);
+  const ops = Array.from({ length: 2500 }, (_, i) => ({ op: 'replace', path: 'title', value: `t${i}` }));
+  const t0 = Date.now();
+  const slow = acme.patchOps(`/Users/${big.id}`, ops);
+  await new Promise((r) => setTimeout(r, 50)); // the PATCH is on the writer
+  const t1 = Date.now();
+  const off = await other.patchOps(`/Users/${victim.id}`, [{ op: 'replace', value: { active: false } }]);
+  const deactivation = Date.now() - t1;
+  assert.equal(off.status, 200, off.body);
+  assert.equal(off.json.active, false);
+  const r = await slow;
+  const patch = Date.now() - t0;
+  assert.ok(deactivation < 3000, `another tenant's deactivation waited ${deactivation} ms (the PATCH: ${patch} ms, ${r.status})`);
+  assert.ok(patch < 3000, `the PATCH held the writer ${patch} ms`);
+  assert.equal(r.status, 400, 'refused');
+  assertScimError(r, 400, { scimType: 'invalidSyntax' });
+  assert.deepEqual(await acme.fetch(`/Users/${big.id}`), before, 'nothing applied');
+  // a few operations on the same user are still fine
+  const ok = await acme.patchOps(`/Users/${big.id}`, ops.slice(0, 20));
+  assert.equal(ok.status, 200, ok.body.slice(0, 300));
+  assert.equal(ok.json.title, 't19');
+  assert.equal(ok.json.schemas[0], URN.USER);
+});
