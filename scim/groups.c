@@ -20,6 +20,7 @@ typedef struct mctx {
   const char *gid;
   json_t *added, *removed; /* net changes: sets of user ids (objects uid → true, in order) */
   scim_resp *rs;           /* NULL: the removals are not noted for a cut (a create removes nobody) */
+  size_t scans, scanned;   /* walks of the member list so far, members they visited */
 } mctx;
 
 /* A removal about to be written: noted in rs first, so a store that fails
@@ -108,12 +109,27 @@ static int member_remove(mctx *m, const char *uid, scim_resp *rs) {
   return 0;
 }
 
-static json_t *current_members(mctx *m) {
+/* Member visits a request's walks of the member list may add up to past
+ * its first walk (well under a second of filter checks): a PATCH of thousands
+ * of filtered removals on a big group held the writer, which every
+ * tenant's writes wait for, for as many walks. */
+#define MEMBER_SCAN_BUDGET 1000000
+
+/* The group's member ids (*out, caller json_decref), or a 400 in rs and
+ * SCIM_EABORT when this walk would pass the request's budget. */
+static int current_members(mctx *m, json_t **out, scim_resp *rs) {
   st_dir_key p;
   st_dir_key_member(&p, m->rq->tenant, m->gid, NULL);
   json_t *ids = json_array();
   st_dir_ids_under(m->txn, ST_DB_SCIM_MEM, &p, ids, 0);
-  return ids;
+  m->scanned += json_array_size(ids);
+  if (m->scans++ && m->scanned > MEMBER_SCAN_BUDGET) {
+    json_decref(ids);
+    scim_error(rs, 400, "invalidSyntax", "too many member operations for a group this large (send fewer per request)");
+    return SCIM_EABORT;
+  }
+  *out = ids;
+  return 0;
 }
 
 /* value: array of {value:…} objects (or one object). */
@@ -155,8 +171,8 @@ static int members_op(void *ctx, const char *op, const json_t *value, const scim
   if (!strcmp(op, "replace") && filter) {
     /* members[…] (RFC 7644 §3.5.2.3): the members the filter selects are
      * replaced by the value's, the others stay; none selected: noTarget */
-    if ((rc = member_values(value, ids, rs)) == 0) {
-      json_t *cur = current_members(m);
+    json_t *cur;
+    if ((rc = member_values(value, ids, rs)) == 0 && (rc = current_members(m, &cur, rs)) == 0) {
       size_t i, hits = 0;
       json_t *e;
       json_array_foreach(cur, i, e) if (member_selected(filter, e)) {
@@ -178,8 +194,9 @@ static int members_op(void *ctx, const char *op, const json_t *value, const scim
     }
   } else if (!strcmp(op, "replace")) {
     if (json_is_null(value)) value = NULL;
-    if (!value || (rc = member_values(value, ids, rs)) == 0) {
-      json_t *cur = current_members(m), *keep = json_object();
+    json_t *cur;
+    if ((!value || (rc = member_values(value, ids, rs)) == 0) && (rc = current_members(m, &cur, rs)) == 0) {
+      json_t *keep = json_object();
       size_t i;
       json_t *e;
       json_array_foreach(ids, i, e) json_object_set(keep, json_string_value(e), json_true());
@@ -191,13 +208,13 @@ static int members_op(void *ctx, const char *op, const json_t *value, const scim
       json_decref(cur);
     }
   } else { /* remove */
+    json_t *cur;
     if (filter) {
       /* fast path: value eq "<id>" */
       if (filter->kind == SCIM__F_CMP && filter->op == SCIM__OP_EQ && !filter->path.sub &&
           !strcasecmp(filter->path.attr, "value") && json_is_string(filter->value)) {
         rc = member_remove(m, json_string_value(filter->value), rs);
-      } else {
-        json_t *cur = current_members(m);
+      } else if ((rc = current_members(m, &cur, rs)) == 0) {
         size_t i;
         json_t *e;
         json_array_foreach(cur, i, e) if (member_selected(filter, e) && (rc = member_remove(m, json_string_value(e), rs))) break;
@@ -210,8 +227,7 @@ static int members_op(void *ctx, const char *op, const json_t *value, const scim
         json_t *e;
         json_array_foreach(ids, i, e) if ((rc = member_remove(m, json_string_value(e), rs))) break;
       }
-    } else {
-      json_t *cur = current_members(m);
+    } else if ((rc = current_members(m, &cur, rs)) == 0) {
       size_t i;
       json_t *e;
       json_array_foreach(cur, i, e) if ((rc = member_remove(m, json_string_value(e), rs))) break;
@@ -262,7 +278,7 @@ int scim__group_create(st_txn *txn, const scim_req *rq, scim_resp *rs) {
   scim__set_meta(g, "Group", rq->now, rq->now, 1);
   st_dir_key k;
   st_dir_key_res(&k, rq->tenant, 'G', rq->new_id);
-  mctx m = {txn, rq, rq->new_id, json_object(), json_object(), NULL};
+  mctx m = {txn, rq, rq->new_id, json_object(), json_object(), NULL, 0, 0};
   if ((rc = st_put(txn, ST_DB_SCIM_RES, k.b, k.n, "", 0, ST_NOOVERWRITE)) ||
       (rc = scim__put_json(txn, ST_DB_SCIM_RES, &k, g)) || (rc = index_group(txn, rq->tenant, g, true)) ||
       (rc = scim__count_add(txn, rq->tenant, 'G', 1))) {
@@ -321,7 +337,7 @@ int scim__group_write(st_txn *txn, const scim_req *rq, const char *id, bool patc
     return SCIM_EABORT;
   }
   if (rc) return scim__fail_store(rs, rc);
-  mctx m = {txn, rq, id, json_object(), json_object(), rs};
+  mctx m = {txn, rq, id, json_object(), json_object(), rs, 0, 0};
   json_t *nu = NULL; /* rs's cut notes start empty: scim_handle clears rs for every run of the job */
   if ((rc = scim__if_match_ok(txn, rq, old, rs))) goto out;
   if (patch) {
@@ -372,7 +388,7 @@ int scim__group_delete(st_txn *txn, const scim_req *rq, const char *id, scim_res
     return SCIM_EABORT;
   }
   if (rc) return scim__fail_store(rs, rc);
-  mctx m = {txn, rq, id, json_object(), json_object(), rs};
+  mctx m = {txn, rq, id, json_object(), json_object(), rs, 0, 0};
   if ((rc = scim__if_match_ok(txn, rq, old, rs))) goto out;
   /* valid: every member loses the group, whatever the store does next */
   snprintf(rs->cut_group, sizeof rs->cut_group, "%s", id);
