@@ -391,7 +391,7 @@ static bool indexable(const scim__filter *f, char type) {
   if (f->kind == SCIM__F_AND) return indexable(f->a, type) || indexable(f->b, type);
   const char *attr = f->path.attr, *sub = f->path.sub;
   if (f->kind == SCIM__F_VALPATH && f->a && f->a->kind == SCIM__F_CMP && !f->a->path.sub &&
-      f->a->op == SCIM__OP_EQ) {
+      f->a->op == SCIM__OP_EQ && json_is_string(f->a->value)) {
     sub = f->a->path.attr;
   } else if (f->kind != SCIM__F_CMP || f->op != SCIM__OP_EQ || !json_is_string(f->value)) {
     return false;
