@@ -51,6 +51,16 @@ static int job_sink(st_txn *txn, void *arg) {
   if (rc) return rc == ST_ENOTFOUND ? GW_API_ENOTENANT : rc;
   json_decref(t);
   if (j->del) return audit_tenant_sink_del(txn, j->tenant);
+  if (!j->token && !j->drop_token) {
+    /* the stored token goes only where it was given for: a PUT that moves
+     * the sink to another origin gives it again (or null) — else whoever
+     * holds an admin token could have it sent to a server of theirs */
+    json_t *old = NULL;
+    bool moved = audit_tenant_sink_get(txn, j->tenant, &old) == 0 && json_is_true(json_object_get(old, "token_set")) &&
+                 !gw_egress_same_origin(json_string_value(json_object_get(old, "url")), j->url);
+    json_decref(old);
+    if (moved) return GW_API_EMOVED;
+  }
   return audit_tenant_sink_put(txn, j->tenant, j->url, j->format, j->token, j->drop_token, j->now, &j->created);
 }
 
@@ -89,6 +99,10 @@ static void done_sink(int status, void *arg) {
     gw_respond_error(req, 404, "not_found", "no such tenant");
   } else if (status == ST_ENOTFOUND && j->del) {
     gw_respond_error(req, 404, "not_found", "this tenant has no SIEM sink");
+  } else if (status == GW_API_EMOVED) {
+    gw_respond_error(req, 400, "invalid_request",
+                     "\"token\" is required: \"url\" moves the sink to another origin (scheme, host or port), and the "
+                     "stored token is only sent where it was given for; send it again, or \"token\": null to drop it");
   } else if (!admin__job_error(req, status, "SIEM sink")) {
     if (j->del) {
       GW_LOG(GW_LOG_INFO, "admin", &lc, "SIEM sink deleted");

@@ -33,6 +33,7 @@ const char *gw_api_strerror(int err) {
   case GW_API_EDELETING: return "being deleted";
   case GW_API_ENOTENANT: return "no such tenant";
   case GW_API_EFULL: return "the tenant's cap is reached";
+  case GW_API_EMOVED: return "the stored secret is not sent to another origin";
   default: break;
   }
   if (err <= GW_API_ERR_FIRST && err >= GW_API_ERR_LAST) return "unknown admin API error";

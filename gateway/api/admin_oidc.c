@@ -51,6 +51,18 @@ static int job_oidc(st_txn *txn, void *arg) {
   if (rc) return rc == ST_ENOTFOUND ? GW_API_ENOTENANT : rc;
   json_decref(t);
   if (j->del) return auth_oidc_delete(txn, j->tenant);
+  if (!j->secret) {
+    /* the stored client secret goes only to the issuer it was given for
+     * (its token endpoint): a PUT moving "issuer" to another origin gives
+     * it again — else an admin token could have it sent to a server of its
+     * holder's at the next sign-in */
+    json_t *old = NULL;
+    bool moved = auth_oidc_get(txn, j->tenant, &old) == 0 &&
+                 !gw_egress_same_origin(json_string_value(json_object_get(old, "issuer")),
+                                        json_string_value(json_object_get(j->config, "issuer")));
+    json_decref(old);
+    if (moved) return GW_API_EMOVED;
+  }
   return auth_oidc_put(txn, j->tenant, j->config, j->secret, j->now, &j->created);
 }
 
@@ -60,6 +72,10 @@ static void done_oidc(int status, void *arg) {
   gw_log_ctx lc = {j->tenant, req->id};
   if (status == GW_API_ENOTENANT) {
     gw_respond_error(req, 404, "not_found", "no such tenant");
+  } else if (status == GW_API_EMOVED) {
+    gw_respond_error(req, 400, "invalid_request",
+                     "\"client_secret\" is required: \"issuer\" moves to another origin (scheme, host or port), and "
+                     "the stored secret is only sent to the issuer it was given for");
   } else if (status == AUTH_ENOSECRET) {
     gw_respond_error(req, 400, "invalid_request",
                      "\"client_secret\" is required: this tenant has no OIDC client secret stored yet");

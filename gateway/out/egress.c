@@ -297,3 +297,26 @@ int gw_egress_check_url(const gw_egress *e, const char *url, char *why, size_t w
   curl_url_cleanup(u);
   return rc;
 }
+
+/* scheme, host and port of url (each curl_free'd by the caller); false
+ * when it does not parse */
+static bool origin_parts(const char *url, char **scheme, char **host, char **port) {
+  CURLU *u = curl_url();
+  *scheme = *host = *port = NULL;
+  bool ok = u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+            curl_url_get(u, CURLUPART_SCHEME, scheme, 0) == CURLUE_OK &&
+            curl_url_get(u, CURLUPART_HOST, host, 0) == CURLUE_OK &&
+            curl_url_get(u, CURLUPART_PORT, port, CURLU_DEFAULT_PORT) == CURLUE_OK;
+  curl_url_cleanup(u);
+  return ok;
+}
+
+bool gw_egress_same_origin(const char *a, const char *b) {
+  if (!a || !b) return false;
+  char *sa, *ha, *pa, *sb, *hb, *pb;
+  bool oka = origin_parts(a, &sa, &ha, &pa), okb = origin_parts(b, &sb, &hb, &pb);
+  bool same = oka && okb && !strcasecmp(sa, sb) && !strcasecmp(ha, hb) && !strcmp(pa, pb);
+  char *all[] = {sa, ha, pa, sb, hb, pb};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) curl_free(all[i]);
+  return same;
+}

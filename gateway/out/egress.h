@@ -73,4 +73,11 @@ bool gw_egress_allows_host(const gw_egress *e, const char *host);
  * naming the address and the config key to set written to why. */
 int gw_egress_check_url(const gw_egress *e, const char *url, char *why, size_t whylen);
 
+/* Whether URLs a and b reach the same origin (scheme, host, port — the
+ * default port when none is written), read by curl's parser as the engine
+ * reads them. A stored secret (a SIEM token, an OIDC client secret) is
+ * kept across a settings PUT that omits it only while its destination
+ * stays the same origin: anything unparsable is "no". */
+bool gw_egress_same_origin(const char *a, const char *b);
+
 #endif

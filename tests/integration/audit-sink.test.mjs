@@ -430,9 +430,18 @@ test("a tenant's own sink: its chain only, from its first record, with its token
     const samples = await scrapeMetrics(gw, { token: op });
     assert.ok(metricValue(samples, 'mcpgate_audit_sink_records_delivered_total', { sink: 'tenant:acme' }) >= want.length);
 
-    // a new URL, the token kept: only what is written from now on goes there
+    // a new URL on another origin: the stored token does not follow it (an
+    // admin token must not be able to send it to a server of its holder's)
     const before = new Set(got.map((x) => x.id));
     r = await api(gw.port, acmeAdmin, 'PUT', base, { url: next.url });
+    assert.equal(r.status, 400, r.body);
+    assert.match(r.json.message, /"token" is required: "url" moves the sink to another origin/);
+    r = await api(gw.port, acmeAdmin, 'GET', base);
+    assert.equal(r.json.url, mine.url, 'the refused PUT changed nothing');
+    assert.equal(r.json.token_set, true);
+    assert.equal(next.posts.length, 0, 'nothing went to the other origin');
+    // given again, it goes there: only what is written from now on
+    r = await api(gw.port, acmeAdmin, 'PUT', base, { url: next.url, token: T2 });
     assert.equal(r.status, 200, r.body);
     assert.equal(r.json.token_set, true);
     await waitFor(async () => next.accepted().length > 0, { timeoutMs: 15000, intervalMs: 100, what: 'the new URL used' });

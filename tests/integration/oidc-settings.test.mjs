@@ -68,12 +68,26 @@ test('PUT creates (201), GET returns the settings without the secret, a second P
   assert.equal(g.json.link_attribute, 'externalId');
   assert.match(g.json.created, RFC3339_RE);
 
-  // defaults, Entra-style linking, and the secret kept when a PUT omits it
-  const u = await op.call('PUT', `${T}/oidc-a/oidc`, {
+  // the secret kept when a PUT omits it, while the issuer stays on its origin
+  const same = await op.call('PUT', `${T}/oidc-a/oidc`, { issuer: 'https://ACME.okta.com:443/oauth2/default', client_id: '0oa1b2c3d4' });
+  assert.equal(same.status, 200, same.body);
+  assert.equal(same.json.client_secret_set, true, 'the same origin keeps the stored secret');
+  // ... never to another origin: the secret would be sent to that issuer's token endpoint
+  const entra = {
     issuer: 'https://login.microsoftonline.com/tid/v2.0', client_id: 'entra-app', subject_claim: 'oid', link_claim: 'oid',
-  });
+  };
+  for (const issuer of [entra.issuer, 'https://acme.okta.com:8443/oauth2/default', 'https://acme.okta.com.evil.example/oauth2/default']) {
+    const moved = await op.call('PUT', `${T}/oidc-a/oidc`, { ...entra, issuer });
+    assert.equal(moved.status, 400, `${issuer}: ${moved.body}`);
+    assert.match(moved.json.message, /"client_secret" is required: "issuer" moves to another origin/);
+    assertNoSecret(moved);
+  }
+  const kept = await op.get(`${T}/oidc-a/oidc`);
+  assert.equal(kept.json.issuer, 'https://acme.okta.com:443/oauth2/default', 'a refused PUT changes nothing');
+  // defaults and Entra-style linking, the secret given again for the new issuer
+  const u = await op.call('PUT', `${T}/oidc-a/oidc`, { ...entra, client_secret: SECRET });
   assert.equal(u.status, 200, u.body);
-  assert.equal(u.json.client_secret_set, true, 'the stored secret is kept');
+  assert.equal(u.json.client_secret_set, true);
   assert.deepEqual(u.json.scopes, ['openid', 'profile', 'email'], 'default scopes');
   assert.equal(u.json.subject_claim, 'oid');
   assert.equal(u.json.link_attribute, 'externalId', 'default link attribute');
