@@ -156,10 +156,16 @@ void admin__explain(gw_req *req, const admin_caller *who, const char *tenant) {
     gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
     return;
   }
-  char user[300], connector[64], tool[300];
+  /* one byte more than any value may hold: a value that fills it was cut
+   * (gw_query_get), and a cut userName could name another user */
+  char user[1026], connector[64], tool[1026];
   if (!gw_query_get(req->query, "user", user, sizeof user) || !gw_query_get(req->query, "connector", connector, sizeof connector) ||
       !gw_query_get(req->query, "tool", tool, sizeof tool) || !*user || !*connector || !*tool) {
     gw_respond_error(req, 400, "invalid_request", "explain needs ?user=<userName or id>&connector=<name>&tool=<name>");
+    return;
+  }
+  if (strlen(user) >= sizeof user - 1 || strlen(connector) >= sizeof connector - 1 || strlen(tool) >= sizeof tool - 1) {
+    gw_respond_error(req, 400, "invalid_request", "explain: user and tool are at most 1024 bytes, connector 62");
     return;
   }
   st_txn *txn;

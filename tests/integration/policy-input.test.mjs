@@ -285,3 +285,18 @@ test('approval fields: approvers resolve like groups (pending name warned, then 
   assert.equal(ex.approval.grant_minutes, 0);
   assert.match(ex.approval.note, /approver_groups/);
 });
+
+test('explain names exactly the user asked for: a long userName is never cut to another user\'s', async () => {
+  const short = `${'x'.repeat(295)}@a.co`; // 300 bytes: the old buffer held 299 of them
+  const long = `${short}m`;
+  const a = await f.t.scim.createUser(short.slice(0, 299));
+  const b = await f.t.scim.createUser(long);
+  assert.ok(a.id && b.id, `users created: ${JSON.stringify([a, b]).slice(0, 200)}`);
+  const ex = await f.t.admin('GET', `/explain?user=${encodeURIComponent(long)}&connector=${CONNECTOR}&tool=echo`);
+  assert.equal(ex.status, 200, ex.body);
+  assert.equal(ex.json.user?.id, b.id, `explain is about the user asked for: ${ex.body.slice(0, 300)}`);
+  assert.equal(ex.json.user.userName, long);
+  const over = await f.t.admin('GET', `/explain?user=${'y'.repeat(1100)}&connector=${CONNECTOR}&tool=echo`);
+  assert.equal(over.status, 400, over.body);
+  assert.match(over.json.message, /at most 1024 bytes/);
+});
