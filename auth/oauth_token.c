@@ -469,23 +469,39 @@ int auth_oauth_family_revoke(st_txn *txn, const char *tenant, const char *family
   return st_emit(txn, ST_EVENT_TOKEN_REVOKED, &ev);
 }
 
-int auth_oauth_revoke_token(st_txn *txn, const char *tenant, const uint8_t hash[32], const char *client_id) {
+/* The grant a revocation of token hash by client_id would end (family,
+ * NUL-terminated): 0 when there is one, ST_ENOTFOUND when the token is
+ * unknown, another tenant's or another client's, or an error. */
+static int revocable_family(st_txn *txn, const char *tenant, const uint8_t hash[32], const char *client_id,
+                            char family[ST_TOKEN_ID_BUFSZ]) {
   uint8_t k[33];
   json_t *t = NULL, *f = NULL;
   int rc = get_json(txn, k, hkey(k, 't', hash), &t);
-  if (rc) return rc == ST_ENOTFOUND || rc == ST_ECORRUPT ? 0 : rc;
+  if (rc) return rc == ST_ECORRUPT ? ST_ENOTFOUND : rc;
   const char *tn = jstr(t, "tenant"), *fam = jstr(t, "family");
-  char family[ST_TOKEN_ID_BUFSZ] = "";
-  if (tn && !strcmp(tn, tenant) && fam && strlen(fam) < sizeof family) {
-    snprintf(family, sizeof family, "%s", fam);
+  rc = ST_ENOTFOUND;
+  if (tn && !strcmp(tn, tenant) && fam && strlen(fam) < ST_TOKEN_ID_BUFSZ) {
+    snprintf(family, ST_TOKEN_ID_BUFSZ, "%s", fam);
     char fk[KEY_CAP];
     size_t fkn = tkey(fk, 'f', tenant, family, NULL, 0);
     /* only the client the token was issued to may revoke it (RFC 7009 §2.1) */
     if (fkn && get_json(txn, fk, fkn, &f) == 0 && jstr(f, "client_id") && !strcmp(jstr(f, "client_id"), client_id))
-      rc = auth_oauth_family_revoke(txn, tenant, family);
+      rc = 0;
   }
   json_decref(t);
   json_decref(f);
+  return rc;
+}
+
+bool auth_oauth_token_revocable(st_txn *txn, const char *tenant, const uint8_t hash[32], const char *client_id) {
+  char family[ST_TOKEN_ID_BUFSZ];
+  return revocable_family(txn, tenant, hash, client_id, family) != ST_ENOTFOUND;
+}
+
+int auth_oauth_revoke_token(st_txn *txn, const char *tenant, const uint8_t hash[32], const char *client_id) {
+  char family[ST_TOKEN_ID_BUFSZ];
+  int rc = revocable_family(txn, tenant, hash, client_id, family);
+  if (!rc) rc = auth_oauth_family_revoke(txn, tenant, family);
   return rc == ST_ENOTFOUND ? 0 : rc;
 }
 

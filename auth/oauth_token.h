@@ -149,6 +149,10 @@ int auth_oauth_identity_check(st_txn *txn, const char *tenant, const char *user_
  * tenant: its whole grant is revoked. Unknown tokens are not an error
  * (returns 0), as the RFC asks. */
 int auth_oauth_revoke_token(st_txn *txn, const char *tenant, const uint8_t hash[32], const char *client_id);
+/* Any txn: whether auth_oauth_revoke_token would revoke something (true
+ * too on a store error: the write job decides). Lets the endpoint answer a
+ * token that is not one it could revoke without a job on the writer. */
+bool auth_oauth_token_revocable(st_txn *txn, const char *tenant, const uint8_t hash[32], const char *client_id);
 /* Write txn: revokes one grant (tokens, record, sealed successor) and emits
  * ST_EVENT_TOKEN_REVOKED. ST_ENOTFOUND when absent. */
 int auth_oauth_family_revoke(st_txn *txn, const char *tenant, const char *family);

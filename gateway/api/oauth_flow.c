@@ -668,7 +668,15 @@ void pages__revoke(gw_req *req, const char *tenant) {
     json_err(req, 400, p.error, p.why);
     return;
   }
-  if (!p.ours) { /* not one of ours: nothing to revoke (RFC 7009 §2.2) */
+  /* not one of ours, or none this client could revoke: nothing to do (RFC
+   * 7009 §2.2), and no job on the writer every tenant's deactivations
+   * share — anyone may send these, with no credential */
+  st_txn *txn;
+  if (p.ours && st_read_begin(req->lp->srv->store, &txn) == 0) {
+    p.ours = auth_oauth_token_revocable(txn, tenant, p.hash, p.client_id);
+    st_txn_end(txn);
+  }
+  if (!p.ours) {
     free(j);
     gw_resp_header(req, "Cache-Control", "no-store");
     gw_respond(req, 200, NULL, NULL, 0);

@@ -9,7 +9,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { request, sleep } from './lib/gateway.mjs';
+import { request, sleep, scrapeMetrics, metricValue } from './lib/gateway.mjs';
 import { startLoginFixture, signIn, setCookieFor } from './lib/login.mjs';
 import { startEverything, connectClient } from './lib/mcp.mjs';
 import crypto from 'node:crypto';
@@ -306,4 +306,30 @@ test('the employee page lists connected applications; disconnect one; sign out e
   r = await b.post(`${fx.base('acme')}/signout-everywhere`, { csrf: mj.csrf }, { follow: false });
   assert.equal(r.status, 303);
   assert.equal((await mcpInit(g1.t.json.access_token)).status, 401, 'sign out everywhere revoked every grant');
+});
+
+test('revoking a token that is none this client could revoke costs no store write (anyone may send these)', async () => {
+  const b = fx.browser();
+  const { t } = await getTokens(b);
+  assert.equal(t.status, 200, t.text);
+  const jobs = async () => metricValue(await scrapeMetrics(fx.gw), 'mcpgate_store_jobs_total');
+  const before = await jobs();
+  const junk = [];
+  for (let i = 0; i < 20; i++) junk.push(`mgo_${crypto.randomBytes(32).toString('base64url').slice(0, 43)}`, `mgr_${crypto.randomBytes(32).toString('base64url').slice(0, 43)}`);
+  junk.push(t.json.refresh_token); // a real one, but another client's to revoke
+  const rs = await Promise.all(junk.map((token, i) => fetch(`${fx.base('acme')}/oauth/revoke`, {
+    method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ token, client_id: i === junk.length - 1 ? 'mcpc_someone_else' : clientId }).toString(),
+  })));
+  assert.deepEqual([...new Set(rs.map((r) => r.status))], [200], 'RFC 7009: 200 whatever the token');
+  const after = await jobs();
+  assert.ok(after - before < 10, `${junk.length} revocations of nothing took ${after - before} store jobs`);
+  assert.equal((await mcpInit(t.json.access_token)).status, 200, 'another client cannot revoke the grant');
+  // the client's own revocation still ends it
+  const rv = await fetch(`${fx.base('acme')}/oauth/revoke`, {
+    method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ token: t.json.refresh_token, client_id: clientId }).toString(),
+  });
+  assert.equal(rv.status, 200);
+  assert.equal((await mcpInit(t.json.access_token)).status, 401, 'revoked');
 });
