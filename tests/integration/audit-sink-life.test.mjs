@@ -36,7 +36,8 @@ test('replace, delete, tenant delete and shutdown while sink POSTs hang', async 
   // a1: replaced twice while its POST hangs; b2: sink deleted; c3: tenant deleted
   for (let i = 0; i < 2; i++) {
     const rx = await hang();
-    const r = await api(g.port, op, 'PUT', '/admin/v1/tenants/a1/audit/sink', { url: rx.url, format: 'splunk_hec' });
+    // another origin (a new port): the token is given again (the stored one never follows)
+    const r = await api(g.port, op, 'PUT', '/admin/v1/tenants/a1/audit/sink', { url: rx.url, format: 'splunk_hec', token: 'tok-a1' });
     assert.equal(r.status, 200, r.body);
     await waitFor(() => rx.got > 0, { timeoutMs: 15000 });
   }
