@@ -185,6 +185,23 @@ static bool is_members(const scim__attrpath *ap, bool is_group) {
          !strcasecmp(ap->attr, "members");
 }
 
+/* One key of a path-less value object (ap: the key, or a sub key of a
+ * URN-qualified object): group members go to the members callback,
+ * "active" is read as a boolean, anything else is set on res. */
+static int apply_key(json_t *res, const scim__attrpath *ap, json_t *v, int op, bool is_group, scim__members_fn mcb,
+                     void *ctx, int idx, scim_resp *rs) {
+  if (is_members(ap, is_group)) return mcb ? mcb(ctx, op == OP_ADD ? "add" : "replace", v, NULL, rs) : -1;
+  if (!strcasecmp(ap->attr, "active") && !ap->sub) {
+    json_t *b = scim__bool_value(v);
+    if (!b) return bad(rs, idx, "invalidValue", "\"active\" must be a boolean");
+    scim__attrpath a = *ap;
+    int rc = set_attr(res, &a, b, op, idx, rs);
+    json_decref(b);
+    return rc;
+  }
+  return set_attr(res, ap, v, op, idx, rs);
+}
+
 /* A path-less value object: each key becomes its own operation. */
 static int apply_pathless(json_t *res, const json_t *value, int op, bool is_group,
                           scim__members_fn mcb, void *ctx, int idx, scim_resp *rs) {
@@ -200,7 +217,9 @@ static int apply_pathless(json_t *res, const json_t *value, int op, bool is_grou
     if (scim__path_parse(k, &p, err, sizeof err) != 0) return bad(rs, idx, "invalidPath", err);
     int rc = 0;
     if (p.urn_only) {
-      /* "urn:…:enterprise:2.0:User": {…} → each sub key */
+      /* "urn:…:enterprise:2.0:User": {…} or the core schema's own URN
+       * ("urn:…:core:2.0:Group": {"members": […]}) → each sub key, as if
+       * it were given alone (members to the index, never dropped) */
       if (!json_is_object(v)) {
         scim__path_free(&p);
         return bad(rs, idx, "invalidValue", "an extension's value must be an object");
@@ -208,23 +227,14 @@ static int apply_pathless(json_t *res, const json_t *value, int op, bool is_grou
       const char *sk;
       json_t *sv;
       json_object_foreach(v, sk, sv) {
+        if (ignored_attr(sk)) continue;
         scim__attrpath ap = {p.ap.urn, (char *)sk, NULL};
-        if ((rc = set_attr(res, &ap, sv, op, idx, rs)) != 0) break;
+        if ((rc = apply_key(res, &ap, sv, op, is_group, mcb, ctx, idx, rs)) != 0) break;
       }
     } else if (p.filter) {
       rc = bad(rs, idx, "invalidPath", "filters are not allowed in value keys");
-    } else if (is_members(&p.ap, is_group)) {
-      rc = mcb ? mcb(ctx, op == OP_ADD ? "add" : "replace", v, NULL, rs) : -1;
-    } else if (!strcasecmp(p.ap.attr, "active") && !p.ap.sub) {
-      json_t *b = scim__bool_value(v);
-      if (!b) rc = bad(rs, idx, "invalidValue", "\"active\" must be a boolean");
-      else {
-        scim__attrpath ap = p.ap;
-        rc = set_attr(res, &ap, b, op, idx, rs);
-        json_decref(b);
-      }
     } else {
-      rc = set_attr(res, &p.ap, v, op, idx, rs);
+      rc = apply_key(res, &p.ap, v, op, is_group, mcb, ctx, idx, rs);
     }
     scim__path_free(&p);
     if (rc) return rc;

@@ -1,0 +1,45 @@
+// A PATCH without a path whose value names attributes through the core
+// schema's own URN ({"urn:…:core:2.0:Group": {"members": […]}}, RFC 7644
+// §3.5.2 allows URN-qualified names anywhere) used to answer 200 and drop
+// the members: they were set on the group's JSON, where members never live,
+// instead of the membership index. Each sub key now goes where the same
+// key alone would (members to the index, "active" read as a boolean).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { startGateway } from './lib/gateway.mjs';
+import { setupTenant } from './lib/mcp.mjs';
+
+const PATCH = 'urn:ietf:params:scim:api:messages:2.0:PatchOp';
+const GROUP = 'urn:ietf:params:scim:schemas:core:2.0:Group';
+const USER = 'urn:ietf:params:scim:schemas:core:2.0:User';
+
+test('URN-qualified core attributes in a path-less PATCH: members reach the index, active is a boolean', async () => {
+  const gw = await startGateway({});
+  try {
+    const t = await setupTenant(gw, { users: ['alice@acme.com', 'bob@acme.com', 'carol@acme.com'] });
+    const [a, b, c] = ['alice', 'bob', 'carol'].map((n) => t.users[`${n}@acme.com`].id);
+    const g = await t.scim.createGroup('Eng', [a]);
+    let r = await t.scim.patch(`/Groups/${g.id}`, { schemas: [PATCH], Operations: [{ op: 'add', value: { [GROUP]: { members: [{ value: b }] } } }] });
+    assert.ok(r.status === 200 || r.status === 204, r.body);
+    assert.deepEqual(await t.scim.memberIds(g.id), [a, b].sort(), 'the member added through the URN-qualified name');
+    const u = await t.scim.get(`/Users/${b}`);
+    assert.deepEqual(u.json.groups.map((x) => x.value), [g.id], 'and the user is in the group');
+    r = await t.scim.patch(`/Groups/${g.id}`, { schemas: [PATCH], Operations: [{ op: 'replace', value: { [GROUP]: { members: [{ value: c }], displayName: 'Engineering' } } }] });
+    assert.ok(r.status === 200 || r.status === 204, r.body);
+    assert.deepEqual(await t.scim.memberIds(g.id), [c], 'replace: exactly the listed members');
+    assert.equal((await t.scim.get(`/Groups/${g.id}`)).json.displayName, 'Engineering');
+    // an unknown member through the URN name: 400, nothing applied
+    r = await t.scim.patch(`/Groups/${g.id}`, { schemas: [PATCH], Operations: [{ op: 'add', value: { [GROUP]: { members: [{ value: 'nope' }] } } }] });
+    assert.equal(r.status, 400, r.body);
+    assert.deepEqual(await t.scim.memberIds(g.id), [c]);
+    // "active" as Okta's string, URN-qualified: the user is inactive (a boolean, not "False")
+    r = await t.scim.patch(`/Users/${a}`, { schemas: [PATCH], Operations: [{ op: 'replace', value: { [USER]: { active: 'False' } } }] });
+    assert.equal(r.status, 200, r.body);
+    assert.equal((await t.scim.get(`/Users/${a}`)).json.active, false);
+    r = await t.scim.patch(`/Users/${a}`, { schemas: [PATCH], Operations: [{ op: 'replace', value: { [USER]: { active: 'maybe' } } }] });
+    assert.equal(r.status, 400, r.body);
+  } finally {
+    await gw.stop();
+  }
+});
