@@ -14,7 +14,7 @@ import crypto from 'node:crypto';
 import http from 'node:http';
 
 import { sleep, startGateway } from './lib/gateway.mjs';
-import { startLoginFixture, signIn } from './lib/login.mjs';
+import { startLoginFixture, signIn, registerClient } from './lib/login.mjs';
 import { adminClient, createTenant, operatorToken } from './lib/admin.mjs';
 
 let fx, clientId;
@@ -28,12 +28,7 @@ before(async () => {
     accounts: { '00u-alice': { email: 'alice@acme.com' } },
     gatewayArgs: ['--oauth-code-ttl-ms', '3000'],
   });
-  const r = await fetch(`${fx.base('acme')}/oauth/register`, {
-    method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ client_name: 'Limits client', redirect_uris: ['http://127.0.0.1/callback'] }),
-  });
-  assert.equal(r.status, 201);
-  clientId = (await r.json()).client_id;
+  clientId = await registerClient(fx, 'acme', 'Limits client');
 });
 
 after(async () => { if (fx) await fx.stop(); });

@@ -9,7 +9,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 
-import { startLoginFixture, signIn } from './lib/login.mjs';
+import { startLoginFixture, signIn, registerClient } from './lib/login.mjs';
 
 let fx, clientId, b;
 const CB = 'http://127.0.0.1:45123/callback';
@@ -21,12 +21,7 @@ before(async () => {
     tenants: { acme: { users: [{ userName: 'alice@acme.com', externalId: '00u-alice' }] } },
     accounts: { '00u-alice': { email: 'alice@acme.com' } },
   });
-  const r = await fetch(`${fx.base('acme')}/oauth/register`, {
-    method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ client_name: 'Params client', redirect_uris: ['http://127.0.0.1/callback'] }),
-  });
-  assert.equal(r.status, 201);
-  clientId = (await r.json()).client_id;
+  clientId = await registerClient(fx, 'acme', 'Params client');
   b = fx.browser();
   await signIn(b, `${fx.base('acme')}/login`, { login: '00u-alice' });
 });

@@ -67,6 +67,17 @@ export async function startLoginFixture({ tenants, accounts = {}, gatewayArgs = 
   return fx;
 }
 
+/** Registers an OAuth client of tenant id (dynamic registration, a loopback
+ * redirect unless metadata says otherwise) and returns its client_id. */
+export async function registerClient(fx, id, clientName, redirectUris = ['http://127.0.0.1/callback']) {
+  const r = await fetch(`${fx.base(id)}/oauth/register`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ client_name: clientName, redirect_uris: redirectUris }),
+  });
+  if (r.status !== 201) throw new Error(`register ${clientName}: ${r.status} ${await r.text()}`);
+  return (await r.json()).client_id;
+}
+
 /** GET /t/{id}/api/me with the browser's cookies: {status, json}. */
 export async function me(b, fx, id) {
   const r = await b.get(`${fx.base(id)}/api/me`, { follow: false });
