@@ -78,11 +78,19 @@
   }
 
   // Characters that are invisible or reorder text (bidi controls, zero
-  // width, soft hyphen, fillers): an agent's text could hide or disguise
-  // what the reviewer approves ("Trojan Source"), so they show as \uXXXX.
-  const HIDDEN = /[\u00AD\u034F\u061C\u115F\u1160\u17B4\u17B5\u180E\u200B-\u200F\u202A-\u202E\u2060-\u206F\u3164\uFE00-\uFE0F\uFEFF\uFFA0]/g;
+  // width, soft hyphen, fillers, format characters, C1 controls, line and
+  // paragraph separators): an agent's text could hide or disguise what the
+  // reviewer approves ("Trojan Source"), so they show as \uXXXX. By
+  // property, astral planes included (the u flag): tag characters
+  // U+E0000..E007F and the variation selectors supplement U+E0100..E01EF
+  // draw as nothing and carry whole hidden texts ("ASCII smuggling"); they
+  // show as \u{XXXXX}.
+  const HIDDEN = /[\p{Default_Ignorable_Code_Point}\p{Cf}\u0080-\u009F\u2028\u2029]/gu;
   function visible(text) {
-    return String(text).replace(HIDDEN, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
+    return String(text).replace(HIDDEN, (c) => {
+      const cp = c.codePointAt(0);
+      return cp > 0xFFFF ? '\\u{' + cp.toString(16) + '}' : '\\u' + cp.toString(16).padStart(4, '0');
+    });
   }
 
   function pretty(args) {
