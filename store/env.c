@@ -435,15 +435,22 @@ int st_backup(st_store *st, const char *dest) {
       return ST_EEXIST;
     }
   }
+  /* The copy holds what the data directory keeps 0600 (the directory, the
+   * sealed secrets, the audit log): created 0600 here, never with LMDB's
+   * mdb_env_copy2 mode (0666 less the umask), whatever DEST's own mode. */
+  if ((fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0) {
+    st__log(st, ST_LOG_ERROR, "backup to %s failed: cannot create %s", dest, file);
+    return errno == EEXIST ? ST_EEXIST : ST_EIO;
+  }
   /* MDB_CP_COMPACT walks a read snapshot and writes only live pages:
    * consistent while the writer keeps committing, and smaller. */
-  if ((rc = mdb_env_copy2(st->env, dest, MDB_CP_COMPACT)) != 0) {
+  if ((rc = mdb_env_copyfd2(st->env, fd, MDB_CP_COMPACT)) != 0) {
+    close(fd);
     st__log(st, ST_LOG_ERROR, "backup to %s failed: %s", dest, mdb_strerror(rc));
     return st__err(rc);
   }
   /* LMDB's copy does not fsync; a backup that a crash can truncate is not
    * a backup. */
-  if ((fd = open(file, O_RDONLY | O_CLOEXEC)) < 0) return ST_EIO;
   rc = fsync(fd) == 0 ? 0 : ST_EIO;
   close(fd);
   if (rc == 0) rc = st__fsync_dir(dest);
