@@ -557,18 +557,34 @@ static int cmd_employee_token(int argc, char **argv) {
 
 /* ---------- offline commands ---------- */
 
-static int open_store(const cli_opts *o, st_store **st) {
+/* The store of o->data. An offline command never creates a master key
+ * (st_open would, for a missing file): a missing one is the server's kept
+ * elsewhere (master_key_file, as the README advises) or one that is lost,
+ * and a fresh key in the data directory would be the wrong one to back up
+ * and would make every sealed secret look corrupt. need_key: the command
+ * unseals (store check, key rotate), so a missing key refuses it; else the
+ * store opens without sealing. */
+static int open_store(const cli_opts *o, st_store **st, bool need_key) {
   char dir[4096], key[4096];
   snprintf(dir, sizeof dir, "%s/store", o->data);
   snprintf(key, sizeof key, "%s/master.key", o->data);
   const char *kf = getenv("MCPGATE_MASTER_KEY_FILE");
+  if (kf && *kf) snprintf(key, sizeof key, "%s", kf);
   if (access(dir, F_OK) != 0) {
     fprintf(stderr, "mcpgate: no store in %s (use --data DIR)\n", o->data);
     return -1;
   }
+  bool have_key = access(key, F_OK) == 0;
+  if (!have_key && need_key) {
+    fprintf(stderr,
+            "mcpgate: no master key file %s; set MCPGATE_MASTER_KEY_FILE to the server's master_key_file "
+            "(an offline command never creates one)\n",
+            key);
+    return -1;
+  }
   st_options so = {0};
   so.dir = dir;
-  so.master_key_file = kf && *kf ? kf : key;
+  so.master_key_file = have_key ? key : NULL;
   so.log = gw_store_log;
   so.log_ctx = NULL;
   int rc = st_open(st, &so);
@@ -604,7 +620,7 @@ static int cmd_offline(const char *what, int argc, char **argv) {
     }
   }
   st_store *st;
-  if (open_store(&o, &st)) {
+  if (open_store(&o, &st, strcmp(what, "backup") != 0)) {
     if (lock >= 0) close(lock);
     return 1;
   }
@@ -639,8 +655,9 @@ static int cmd_offline(const char *what, int argc, char **argv) {
         }
       }
       if (!rc)
-        printf("Backup written to %s%s (the master key is not in it: back up %s/master.key separately).\n",
-               o.pos[0], audit ? ", the audit log to its audit/" : "", o.data);
+        printf("Backup written to %s%s (the master key is not in it: back up the server's master_key_file "
+               "separately).\n",
+               o.pos[0], audit ? ", the audit log to its audit/" : "");
     }
   } else if (!strcmp(what, "rotate")) {
     uint32_t old = st_key_current_id(st);
@@ -757,7 +774,7 @@ static int cmd_audit(int argc, char **argv) {
   char uid[ST_TENANT_UID_LEN + 1] = "";
   if (!verify) {
     st_store *st;
-    if (open_store(&o, &st)) return 1;
+    if (open_store(&o, &st, false)) return 1;
     st_txn *txn;
     int rc = st_read_begin(st, &txn);
     if (!rc) {
