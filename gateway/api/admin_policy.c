@@ -2,7 +2,14 @@
  * PUT a new version: validated on the loop, compiled and stored in one
  * writer job that also notifies open streams; one PUT per tenant at a time
  * on the writer, gw_limits_write_enter) and /explain (why a user may or
- * may not call a tool). */
+ * may not call a tool).
+ *
+ * The view and an explanation read the whole policy record (up to 1 MiB of
+ * rules, with its compiled form and warnings) and name every group it
+ * binds: ~0.5 s and a 16 MB answer for 90,000 group names. They run on
+ * libuv's thread pool with their own read snapshot, answer encoded there
+ * too, holding a heavy-read slot of the tenant (gateway/core/limits.h):
+ * a tenant admin's reads must not stall the loop every tenant shares. */
 #include "gateway/api/admin_int.h"
 
 #include <stdio.h>
@@ -19,6 +26,125 @@
 #include "scim/scim.h"
 #include "vault/vault.h"
 #include "gateway/http/query.h"
+
+/* ---------- reads on the pool: the view and explain ---------- */
+
+typedef struct pol_read {
+  gw_req *req;
+  st_store *store;
+  char tenant[64];
+  bool explain;
+  char user[1026], connector[64], tool[1026];
+  int status;        /* out: 200, or the error's */
+  const char *code;  /* out: the error's */
+  char msg[200];     /* out: the error's */
+  char *body;        /* out: the encoded answer */
+  uv_work_t work;
+} pol_read;
+
+static void read_fail(pol_read *j, int status, const char *code, const char *msg) {
+  j->status = status;
+  j->code = code;
+  snprintf(j->msg, sizeof j->msg, "%s", msg);
+}
+
+static json_t *read_view(st_txn *txn, pol_read *j) {
+  json_t *rec;
+  if (pol_get(txn, j->tenant, &rec) != 0) {
+    read_fail(j, 404, "not_found", "no policy yet: every connector is hidden until one is PUT");
+    return NULL;
+  }
+  json_t *view = pol_view(txn, j->tenant, rec);
+  json_decref(rec);
+  return view;
+}
+
+static json_t *read_explain(st_txn *txn, pol_read *j) {
+  json_t *u;
+  if (scim_user_lookup(txn, j->tenant, j->user, &u) != 0) {
+    read_fail(j, 404, "not_found", "no such user in this tenant");
+    return NULL;
+  }
+  char uid[64];
+  snprintf(uid, sizeof uid, "%s", json_string_value(json_object_get(u, "id")) ?: "");
+  json_decref(u);
+  json_t *ex = pol_explain(txn, j->tenant, uid, j->connector, j->tool);
+  /* an approve decision with live grants: the user's next call with one
+   * of those argument sets passes without asking (a grant is per argument
+   * hash, so: how many sets, and the latest expiry) */
+  ap_grant_summary gs;
+  if (ex && !strcmp(json_string_value(json_object_get(ex, "decision")) ?: "", "approve") &&
+      ap_grants_live(txn, j->tenant, uid, j->connector, j->tool, gw_wall_ms(), &gs) == 0 && gs.count) {
+    char t[32];
+    gw_rfc3339_ms(gs.expires_max, t);
+    json_object_set_new(ex, "grant", json_pack("{s:I, s:s, s:s}", "count", (json_int_t)gs.count, "expires_max", t,
+                                               "request", gs.request));
+  }
+  return ex;
+}
+
+static void read_work(uv_work_t *w) {
+  pol_read *j = w->data;
+  st_txn *txn;
+  json_t *t;
+  if (st_read_begin(j->store, &txn) != 0) {
+    read_fail(j, 503, "store_unavailable", "the store cannot be read right now");
+    return;
+  }
+  if (st_tenant_get(txn, j->tenant, &t) != 0) {
+    st_txn_end(txn);
+    read_fail(j, 404, "not_found", "no such tenant");
+    return;
+  }
+  json_decref(t);
+  json_t *out = j->explain ? read_explain(txn, j) : read_view(txn, j);
+  st_txn_end(txn);
+  if (!out) {
+    if (!j->status) read_fail(j, 500, "internal", "out of memory");
+    return;
+  }
+  j->body = json_dumps(out, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  json_decref(out);
+  if (!j->body) read_fail(j, 500, "internal", "out of memory");
+  else j->status = 200;
+}
+
+static void read_done(uv_work_t *w, int status) {
+  pol_read *j = w->data;
+  gw_req *req = j->req;
+  if (!gw_req_alive(req)) /* its client left */
+    gw_req_drop(req);
+  else if (status != 0 || j->status != 200)
+    gw_respond_error(req, status ? 503 : j->status, status ? "busy" : j->code, "%s",
+                     status ? "the read was cancelled" : j->msg);
+  else {
+    gw_resp_header(req, "Cache-Control", "no-store");
+    gw_respond(req, 200, "application/json", j->body, strlen(j->body));
+  }
+  free(j->body);
+  free(j);
+}
+
+/* Takes the tenant's heavy-read slot and queues j (answering req when it
+ * cannot). */
+static void read_start(gw_req *req, pol_read *j) {
+  int busy = gw_limits_heavy_enter(req, j->tenant, GW_HEAVY_POLICY);
+  if (busy) {
+    free(j);
+    gw_respond_error(req, busy, busy == 429 ? "too_many_reads" : "busy",
+                     busy == 429 ? "too many policy views or explanations of this tenant at once: retry after "
+                                   "Retry-After seconds"
+                                 : "the gateway is running its most heavy reads at once: retry after Retry-After seconds");
+    return;
+  }
+  j->req = req;
+  j->store = req->lp->srv->store;
+  j->work.data = j;
+  if (uv_queue_work(&req->lp->loop, &j->work, read_work, read_done) != 0) {
+    free(j);
+    gw_respond_error(req, 503, "busy", "the gateway cannot start this read now; retry");
+  }
+}
 
 
 
@@ -90,18 +216,13 @@ void admin__policy(gw_req *req, const admin_caller *who, const char *tenant) {
   if (admin__reach(req, who, tenant)) return;
   snprintf(req->tenant, sizeof req->tenant, "%s", tenant);
   if (!strcmp(req->method, "GET")) {
-    st_txn *txn;
-    if (admin__read_tenant(req, tenant, &txn) != 0) return;
-    json_t *rec;
-    if (pol_get(txn, tenant, &rec) != 0) {
-      st_txn_end(txn);
-      gw_respond_error(req, 404, "not_found", "no policy yet: every connector is hidden until one is PUT");
+    pol_read *j = calloc(1, sizeof *j);
+    if (!j) {
+      gw_respond_error(req, 500, "internal", "out of memory");
       return;
     }
-    json_t *view = pol_view(txn, tenant, rec);
-    st_txn_end(txn);
-    json_decref(rec);
-    gw_respond_json(req, 200, view);
+    snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
+    read_start(req, j);
     return;
   }
   if (strcmp(req->method, "PUT")) {
@@ -168,30 +289,15 @@ void admin__explain(gw_req *req, const admin_caller *who, const char *tenant) {
     gw_respond_error(req, 400, "invalid_request", "explain: user and tool are at most 1024 bytes, connector 62");
     return;
   }
-  st_txn *txn;
-  if (admin__read_tenant(req, tenant, &txn) != 0) return;
-  json_t *u;
-  if (scim_user_lookup(txn, tenant, user, &u) != 0) {
-    st_txn_end(txn);
-    gw_respond_error(req, 404, "not_found", "no such user in this tenant");
+  pol_read *j = calloc(1, sizeof *j);
+  if (!j) {
+    gw_respond_error(req, 500, "internal", "out of memory");
     return;
   }
-  char uid[64];
-  snprintf(uid, sizeof uid, "%s", json_string_value(json_object_get(u, "id")) ?: "");
-  json_decref(u);
-  json_t *ex = pol_explain(txn, tenant, uid, connector, tool);
-  /* an approve decision with live grants: the user's next call with one
-   * of those argument sets passes without asking (a grant is per argument
-   * hash, so: how many sets, and the latest expiry) */
-  ap_grant_summary gs;
-  if (ex && !strcmp(json_string_value(json_object_get(ex, "decision")) ?: "", "approve") &&
-      ap_grants_live(txn, tenant, uid, connector, tool, gw_wall_ms(), &gs) == 0 && gs.count) {
-    char t[32];
-    gw_rfc3339_ms(gs.expires_max, t);
-    json_object_set_new(ex, "grant", json_pack("{s:I, s:s, s:s}", "count", (json_int_t)gs.count, "expires_max", t,
-                                               "request", gs.request));
-  }
-  st_txn_end(txn);
-  gw_respond_json(req, 200, ex);
+  j->explain = true;
+  snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
+  memcpy(j->user, user, sizeof user);
+  memcpy(j->connector, connector, sizeof connector);
+  memcpy(j->tool, tool, sizeof tool);
+  read_start(req, j);
 }
-

@@ -25,7 +25,8 @@
  *                              process (gw_limits_write_enter).
  *
  *   heavy reads                an audit query or export, the reviewers'
- *                              list, a SCIM scan: each runs on libuv's
+ *                              list, a SCIM scan, an admin's policy view
+ *                              or explain: each runs on libuv's
  *                              thread pool, which the outbound DNS
  *                              lookups share, so one tenant's many reads
  *                              must not hold every pool thread. At most
@@ -73,7 +74,7 @@ int64_t gw_limits_mcp_enter(gw_req *req, const char *tenant, const char *user);
 #define GW_HEAVY_PER_TENANT 2
 #define GW_HEAVY_MAX 6
 #define GW_POOL_THREADS 8
-typedef enum { GW_HEAVY_AUDIT, GW_HEAVY_REVIEWERS, GW_HEAVY_SCIM } gw_heavy_kind;
+typedef enum { GW_HEAVY_AUDIT, GW_HEAVY_REVIEWERS, GW_HEAVY_SCIM, GW_HEAVY_POLICY } gw_heavy_kind;
 /* Takes a heavy-read slot of (tenant, kind) for req: 0; 429 when the
  * tenant has GW_HEAVY_PER_TENANT of that kind open; 503 when the process
  * has its most open (GW_HEAVY_MAX, or the pool's size less two when
