@@ -350,6 +350,10 @@ int scim__group_write(st_txn *txn, const scim_req *rq, const char *id, bool patc
     }
     nu = scim__normalize(work, true, rs);
     json_decref(work);
+    if (nu && scim__grew_too_large(old, nu, rs)) {
+      json_decref(nu);
+      nu = NULL;
+    }
   } else {
     nu = scim__normalize(rq->body, true, rs);
     if (nu) {

@@ -332,6 +332,92 @@ int scim_user_groups(st_txn *txn, const char *tenant, const char *user_id, json_
   return st_dir_user_groups(txn, tenant, user_id, gids);
 }
 
+/* ---------- size bounds (scim.h) ---------- */
+
+typedef struct weight {
+  size_t values, bytes;
+} weight;
+
+static bool over(const weight *w) { return w->values > SCIM_RES_VALUES_MAX || w->bytes > SCIM_RES_BYTES_MAX; }
+
+/* Adds v's values and bytes to w; stops once over the bounds. */
+static void weigh(const json_t *v, weight *w) {
+  w->values++;
+  if (json_is_string(v)) w->bytes += json_string_length(v);
+  const char *k;
+  json_t *e;
+  size_t i;
+  if (json_is_object(v))
+    json_object_foreach((json_t *)v, k, e) {
+      if (over(w)) return;
+      w->bytes += strlen(k);
+      weigh(e, w);
+    }
+  else if (json_is_array(v))
+    json_array_foreach(v, i, e) {
+      if (over(w)) return;
+      weigh(e, w);
+    }
+}
+
+/* o's members but `skip` (NULL: none), o counted as one value. */
+static void weigh_but(const json_t *o, const char *skip, weight *w) {
+  const char *k;
+  json_t *e;
+  w->values++;
+  json_object_foreach((json_t *)o, k, e) {
+    if (over(w)) return;
+    w->bytes += strlen(k);
+    if (skip && !strcasecmp(k, skip)) continue;
+    weigh(e, w);
+  }
+}
+
+static void too_large(scim_resp *rs) {
+  scim_error(rs, 413, NULL,
+             "a user or group may hold at most %d JSON values and %d KiB of names and strings (its members aside); "
+             "nothing was written",
+             SCIM_RES_VALUES_MAX, SCIM_RES_BYTES_MAX / 1024);
+}
+
+bool scim_write_too_large(const scim_req *rq, scim_resp *rs) {
+  const json_t *b = rq->body;
+  if (!json_is_object(b)) return false;
+  bool groups = !strncasecmp(rq->path, "/Groups", 7);
+  weight w = {0, 0};
+  json_t *ops = strcmp(rq->method, "PATCH") ? NULL : scim__oget(b, "Operations", NULL);
+  if (!json_is_array(ops)) {
+    weigh_but(b, groups ? "members" : NULL, &w);
+  } else {
+    /* a PATCH: the values it may bring into the resource (how many
+     * operations, and what they cost, is patch.c's bound), the ones on a
+     * group's members aside */
+    size_t i;
+    json_t *o;
+    json_array_foreach(ops, i, o) {
+      if (over(&w)) break;
+      const char *path = json_string_value(scim__oget(o, "path", NULL));
+      json_t *value = scim__oget(o, "value", NULL);
+      if (!value || (groups && path && !strncasecmp(path, "members", 7))) continue;
+      if (groups && (!path || !*path) && json_is_object(value)) weigh_but(value, "members", &w);
+      else weigh(value, &w);
+    }
+  }
+  if (!over(&w)) return false;
+  too_large(rs);
+  return true;
+}
+
+bool scim__grew_too_large(const json_t *old, const json_t *nu, scim_resp *rs) {
+  weight n = {0, 0}, o = {0, 0};
+  weigh(nu, &n);
+  if (!over(&n)) return false;
+  weigh(old, &o);
+  if (n.values <= o.values && n.bytes <= o.bytes) return false;
+  too_large(rs);
+  return true;
+}
+
 bool scim_is_write_request(const scim_req *rq) {
   size_t n = strlen(rq->path);
   if (n >= 8 && !strcmp(rq->path + n - 8, "/.search")) return false;

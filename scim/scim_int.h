@@ -85,6 +85,10 @@ int scim__fail_store(scim_resp *rs, int rc);
 /* The stored record of a user ('U') or group ('G'); ST_ENOTFOUND if absent. */
 int scim__res_get(st_txn *txn, const char *tenant, char type, const char *id, json_t **out);
 int scim__put_json(st_txn *txn, st_db db, const st_dir_key *k, json_t *j);
+/* A PATCH's result `nu` over the bounds (scim.h) and larger than `old` was:
+ * fills rs with a 413 and returns true. A change that does not grow a
+ * resource (a deactivation) is never refused, whatever its size. */
+bool scim__grew_too_large(const json_t *old, const json_t *nu, scim_resp *rs);
 /* Resource counters per tenant and type (the unfiltered list's total). */
 int scim__count_add(st_txn *txn, const char *tenant, char type, int delta);
 uint64_t scim__count_get(st_txn *txn, const char *tenant, char type);

@@ -168,7 +168,8 @@ int scim__user_patch(st_txn *txn, const scim_req *rq, const char *id, scim_resp 
   }
   json_t *nu = scim__normalize(work, false, rs);
   json_decref(work);
-  if (!nu) {
+  if (!nu || scim__grew_too_large(old, nu, rs)) {
+    json_decref(nu);
     rc = SCIM_EABORT;
     goto out;
   }

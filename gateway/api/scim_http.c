@@ -550,6 +550,14 @@ void gw_scim_dispatch(gw_req *req) {
     scan_start(j, !scim_read_is_cheap(&j->rq));
     return;
   }
+  /* a resource's size bounds every job of it on the writer, which every
+   * tenant's deactivations share (scim.h): past them 413 here, before the
+   * writer sees the request */
+  if (j->rq.body && scim_write_too_large(&j->rq, &j->rs)) {
+    send_scim(req, &j->rs);
+    job_free(j);
+    return;
+  }
   if (!strcmp(req->method, "POST") && scim_new_id(j->rq.new_id) != 0) {
     job_free(j);
     scim_fail(req, 500, NULL, "could not generate an id");

@@ -1,0 +1,77 @@
+// ci-variants: build-w1
+// Every SCIM write of a user or group runs on the store writer that every
+// tenant's deactivations share, and costs in proportion to the resource.
+// Found by an attack review: nothing bounded a resource, so one tenant's
+// SCIM token could POST a user carrying a million JSON values (a 2 MB
+// body) and another tenant's deactivation waited ~0.42 s behind it (four at
+// once: ~0.83 s; a PATCH adding 3 million: ~1.2 s), and the record made
+// every later write of that user as slow. A user or group now holds at most
+// 10,000 JSON values and 256 KiB of names and strings, its members aside
+// (they live in the membership index): a body past it is 413 before it
+// reaches the writer, a PATCH that would grow a resource past it is 413,
+// and nothing is written. A change that does not grow a resource — a
+// deactivation — is never refused.
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { startScimGateway, assertScimError, qFilter, URN } from './lib/scim.mjs';
+
+let acme;
+before(async () => {
+  ({ tenants: { acme: { c: acme } } } = await startScimGateway({ tenants: ['acme'] }));
+});
+
+const nothingNamed = async (userName) => {
+  const r = await acme.get(`/Users?${qFilter(`userName eq "${userName}"`)}`);
+  assert.equal(r.status, 200, r.body);
+  assert.equal(r.json.totalResults, 0, `${userName} was not written`);
+};
+
+test('a user past 10,000 JSON values or 256 KiB is refused with 413 and not written', async () => {
+  const many = await acme.post('/Users', { schemas: [URN.USER], userName: 'many@size.test', x: Array.from({ length: 20000 }, () => 1) });
+  assertScimError(many, 413);
+  assert.match(many.json.detail, /at most 10000 JSON values/);
+  await nothingNamed('many@size.test');
+  const emails = await acme.post('/Users', { schemas: [URN.USER], userName: 'emails@size.test', emails: Array.from({ length: 6000 }, (_, i) => ({ value: `e${i}@size.test` })) });
+  assertScimError(emails, 413);
+  await nothingNamed('emails@size.test');
+  const long = await acme.post('/Users', { schemas: [URN.USER], userName: 'long@size.test', note: 'x'.repeat(300 * 1024) });
+  assertScimError(long, 413);
+  assert.match(long.json.detail, /256 KiB/);
+  await nothingNamed('long@size.test');
+  // a PUT too
+  const u = await acme.createUser('put@size.test');
+  const put = await acme.put(`/Users/${u.id}`, { schemas: [URN.USER], userName: 'put@size.test', x: Array.from({ length: 20000 }, () => 1) });
+  assertScimError(put, 413);
+  assert.equal((await acme.fetch(`/Users/${u.id}`)).x, undefined, 'unchanged');
+});
+
+test('a PATCH that would grow a user past the bound is 413 and changes nothing; its deactivation still passes', async () => {
+  const big = await acme.createUser('grow@size.test', { blob: Array.from({ length: 6000 }, (_, i) => i) });
+  const before = await acme.fetch(`/Users/${big.id}`);
+  const r = await acme.patchOps(`/Users/${big.id}`, [{ op: 'add', path: 'more', value: Array.from({ length: 6000 }, (_, i) => i) }]);
+  assertScimError(r, 413);
+  assert.deepEqual(await acme.fetch(`/Users/${big.id}`), before, 'nothing applied');
+  // a change that does not grow it is served
+  const off = await acme.patchOps(`/Users/${big.id}`, [{ op: 'replace', value: { active: false } }]);
+  assert.equal(off.status, 200, off.body.slice(0, 300));
+  assert.equal(off.json.active, false);
+});
+
+test('a group\'s members are not counted: a group of 2,100 members (10,500 values) is created, replaced and patched', async () => {
+  const ids = [];
+  for (let i = 0; i < 2100; i += 100) {
+    const batch = await Promise.all(Array.from({ length: 100 }, (_, k) => acme.createUser(`m${i + k}@size.test`)));
+    ids.push(...batch.map((u) => u.id));
+  }
+  const members = (list) => list.map((value) => ({ value, display: 'Member', type: 'User', $ref: `Users/${value}` }));
+  const g = await acme.post('/Groups', { schemas: [URN.GROUP], displayName: 'everyone-size', members: members(ids) });
+  assert.equal(g.status, 201, g.body.slice(0, 300));
+  const put = await acme.put(`/Groups/${g.json.id}`, { schemas: [URN.GROUP], displayName: 'everyone-size', members: members(ids.slice(0, 2050)) });
+  assert.equal(put.status, 200, put.body.slice(0, 300));
+  const add = await acme.patchOps(`/Groups/${g.json.id}`, [{ op: 'add', path: 'members', value: members(ids) }]);
+  assert.equal(add.status, 200, add.body.slice(0, 300));
+  assert.equal((await acme.memberIds(g.json.id)).length, 2100);
+  // but its own attributes are
+  const fat = await acme.post('/Groups', { schemas: [URN.GROUP], displayName: 'fat-size', x: Array.from({ length: 20000 }, () => 1) });
+  assertScimError(fat, 413);
+});
