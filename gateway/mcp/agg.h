@@ -113,5 +113,10 @@ json_t *gw__agg_unb64url(const char *s);
 void gw__agg_uri_note(gw_exchange *x, const char *uri, bool is_template);
 bool gw__agg_uri_route(gw_exchange *x, const char *uri, char *out, size_t outsz);
 bool gw__agg_asked_take(gw_exchange *x, const char *connector, const char *enc);
+/* agg_maps.c: a call whose stream ends resumable before its reply (x, a
+ * call): each request of it still unanswered is awaited from its connector
+ * on the session's GET stream, where only that connector's feed may answer
+ * it, once. */
+void gw__agg_awaited_note(gw_exchange *x);
 
 #endif

@@ -3,7 +3,8 @@
  * and outstanding server→client requests, and the rewrite of relayed
  * upstream messages that feeds them (gw__agg_rewrite: server→client request
  * ids; also tool lists filtered by policy, and a response on a call's stream
- * delivered only as the answer to that call).
+ * delivered only as the answer to that call, one on the GET stream only as
+ * the answer to a call of that connector awaiting it there).
  *
  * Rules this file keeps, and why: every map is capped — SESSIONS_MAX
  * sessions per map (the oldest goes), ASKED_PER_SESSION questions per
@@ -47,6 +48,8 @@ typedef struct agg_entry {
   char tenant[64], user[40];       /* the session's owner */
   json_t *map;                     /* routes: "U"uri | "T"prefix → connector; asked: "connector\nid" → true,
                                     * oldest first (a dictionary of strings) */
+  json_t *awaited;                 /* asked only: the client's calls whose reply comes on the GET stream,
+                                    * "connector\nid" → true, oldest first; or NULL */
   bool full;                       /* routes: agg_uri_map_max reached (logged once) */
 } agg_entry;
 
@@ -79,6 +82,7 @@ static void entry_del(gw_agg_index *ix, agg_entry *e) {
   else ix->newest = e->older;
   ix->n--;
   json_decref(e->map);
+  json_decref(e->awaited);
   free(e);
 }
 
@@ -244,6 +248,55 @@ bool gw__agg_asked_take(gw_exchange *x, const char *connector, const char *enc) 
   return taken;
 }
 
+/* The client's calls whose stream ended before their reply with an event
+ * id to resume from (2025-11-25 polling): the reply comes on the session's
+ * GET stream, and only from the connector the call went to. Past
+ * ASKED_PER_SESSION the session's oldest is forgotten (its late reply goes
+ * on as a foreign one). */
+void gw__agg_awaited_note(gw_exchange *x) {
+  if (!x->sid[0] || !x->connector[0]) return;
+  gw_mcp_shared *sh = x->lp->srv->mcp;
+  size_t i, k;
+  json_t *id, *v;
+  uv_mutex_lock(&sh->maps_mu);
+  agg_entry *e = session_entry(&sh->asked, x, true);
+  if (e && !e->awaited) e->awaited = json_object();
+  json_array_foreach(x->ids, i, id) {
+    bool done = !e || !e->awaited;
+    json_array_foreach(x->replied, k, v) done |= json_equal(v, id);
+    char *enc = done ? NULL : json_dumps(id, JSON_ENCODE_ANY | JSON_COMPACT);
+    if (enc && strlen(enc) < 500) { /* longer: its reply could not be told apart */
+      char key[600];
+      snprintf(key, sizeof key, "%s\n%s", x->connector, enc);
+      if (json_object_size(e->awaited) >= ASKED_PER_SESSION) {
+        void *it = json_object_iter(e->awaited); /* the oldest */
+        if (it) json_object_del(e->awaited, json_object_iter_key(it));
+      }
+      json_object_set_new(e->awaited, key, json_true());
+    }
+    free(enc);
+  }
+  uv_mutex_unlock(&sh->maps_mu);
+}
+
+/* A response on x's GET feed answers a call awaited from its connector. */
+static bool awaited_take(gw_exchange *x, const json_t *id) {
+  char *enc = x->sid[0] ? json_dumps(id, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+  if (!enc || strlen(enc) >= 500) {
+    free(enc);
+    return false;
+  }
+  char key[600];
+  snprintf(key, sizeof key, "%s\n%s", x->connector, enc);
+  free(enc);
+  gw_mcp_shared *sh = x->lp->srv->mcp;
+  uv_mutex_lock(&sh->maps_mu);
+  agg_entry *e = entry_get(sh->asked, x->sid);
+  bool taken = e && e->awaited && json_object_del(e->awaited, key) == 0;
+  uv_mutex_unlock(&sh->maps_mu);
+  return taken;
+}
+
 void gw__agg_forget_session(gw_mcp_shared *sh, const char *sid) {
   agg_entry *e;
   uv_mutex_lock(&sh->maps_mu);
@@ -336,16 +389,19 @@ static bool rewrite_one(gw_exchange *x, json_t *msg) {
    * tool policy hides (fails closed: no policy, no tools). */
   bool filtered = json_is_object(msg) && json_is_array(json_object_get(json_object_get(msg, "result"), "tools")) &&
                   pol_filter_tools(gw__policy_for(x->lp, x->tenant, x->user), x->connector, msg);
-  /* A response on a call's stream answers that call only: one upstream
-   * never answers the client's request to another (clients match by id
-   * alone). Any other goes on under an id the client never used. */
+  /* A response on a call's stream answers that call only, and one on the
+   * GET stream only a call of that connector that awaits its reply there:
+   * one upstream never answers the client's request to another (clients
+   * match by id alone, on any stream). Any other goes on under an id the
+   * client never used. */
   json_t *rid = json_object_get(msg, "id");
-  if (gw__agg_is_call(x) && json_is_object(msg) && rid && !json_object_get(msg, "method") &&
+  if (json_is_object(msg) && rid && !json_object_get(msg, "method") &&
       (json_object_get(msg, "result") || json_object_get(msg, "error"))) {
     size_t i;
     json_t *e;
     bool ours = false;
-    json_array_foreach(x->ids, i, e) ours |= json_equal(e, rid);
+    if (gw__agg_is_call(x)) json_array_foreach(x->ids, i, e) ours |= json_equal(e, rid);
+    else ours = awaited_take(x, rid);
     if (!ours) {
       GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}),
              "connector %s sent a response to a request it was not asked on this stream: not delivered as one",

@@ -94,6 +94,11 @@ void gw__agg_up_done(gw_exchange *x, gw_out_req *r, int err) {
     up->retried = true;
     up->cont(x, 0);
   } else {
+    /* a call's stream ending before its reply, resumable: the reply comes
+     * on the GET stream, from this connector only (agg_maps.c) */
+    if (x->resumable && gw__agg_is_call(x) && gw__x_client_alive(x) &&
+        json_array_size(x->replied) < json_array_size(x->ids))
+      gw__agg_awaited_note(x);
     gw__relay_done(x, r, err, NULL);
   }
 }
