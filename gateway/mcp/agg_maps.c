@@ -393,9 +393,11 @@ static bool rewrite_one(gw_exchange *x, json_t *msg) {
    * GET stream only a call of that connector that awaits its reply there:
    * one upstream never answers the client's request to another (clients
    * match by id alone, on any stream). Any other goes on under an id the
-   * client never used. */
+   * client never used. A "method" that is not a string makes no request:
+   * clients whose schemas allow extra members take such a message for a
+   * response. */
   json_t *rid = json_object_get(msg, "id");
-  if (json_is_object(msg) && rid && !json_object_get(msg, "method") &&
+  if (json_is_object(msg) && rid && !json_is_string(json_object_get(msg, "method")) &&
       (json_object_get(msg, "result") || json_object_get(msg, "error"))) {
     size_t i;
     json_t *e;
