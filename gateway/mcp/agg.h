@@ -71,8 +71,10 @@ void gw__agg_ensure_upstream(gw_exchange *x, gw_agg_step_fn after);
 /* agg_up.c: fire-and-forget calls (notifications, upstream DELETEs): a
  * calloc'd gw_agg_up is their state. */
 extern const gw_flow_ops gw__agg_note_flow;
-/* probe.c: keeps what an upstream announced at initialize, unless the
- * connector's record already says so. */
+/* probe.c: keeps what the gateway acts on of what an upstream announced at
+ * initialize (which of tools, prompts, resources, completions and logging,
+ * and their listChanged/subscribe flags), unless the connector's record
+ * already says so. */
 void gw__agg_learn_caps(gw_exchange *x, json_t *caps);
 
 /* Flows. A flow-less aggregated exchange (answered by the gateway) has

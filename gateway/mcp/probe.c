@@ -40,9 +40,31 @@ static void done_caps(int status, void *arg) {
   free(j);
 }
 
+/* What the gateway acts on of an upstream's capabilities (agg.c's
+ * initialize and gw__agg_visible, agg_mux.c's feeds): which of these it
+ * announced, and their boolean flags. The upstream writes every byte of its
+ * answer (up to the reply cap), and the connector record is read by every
+ * request routed to the connector: nothing else of it is kept. */
+static json_t *caps_kept(const json_t *caps) {
+  static const char *const keys[] = {"tools", "prompts", "resources", "completions", "logging", NULL};
+  static const char *const flags[] = {"listChanged", "subscribe", NULL};
+  json_t *out = json_object();
+  for (const char *const *k = keys; out && *k; k++) {
+    json_t *v = json_object_get(caps, *k);
+    if (!v) continue;
+    json_t *o = json_object();
+    for (const char *const *f = flags; o && *f; f++)
+      if (json_is_boolean(json_object_get(v, *f))) json_object_set(o, *f, json_object_get(v, *f));
+    json_object_set_new(out, *k, o);
+  }
+  return out;
+}
+
 /* Keeps what an upstream announced, unless the record already says so. */
-void gw__agg_learn_caps(gw_exchange *x, json_t *caps) {
-  if (!json_is_object(caps)) return;
+void gw__agg_learn_caps(gw_exchange *x, json_t *announced) {
+  if (!json_is_object(announced)) return;
+  json_t *caps = caps_kept(announced);
+  if (!caps) return;
   st_txn *txn;
   json_t *rec = NULL;
   if (st_read_begin(x->lp->srv->store, &txn) == 0) {
@@ -51,12 +73,14 @@ void gw__agg_learn_caps(gw_exchange *x, json_t *caps) {
   }
   bool same = rec && json_equal(json_object_get(rec, "capabilities"), caps);
   json_decref(rec);
-  if (same) return;
-  caps_job *j = calloc(1, sizeof *j);
-  if (!j) return;
+  caps_job *j = same ? NULL : calloc(1, sizeof *j);
+  if (!j) {
+    json_decref(caps);
+    return;
+  }
   snprintf(j->tenant, sizeof j->tenant, "%s", x->tenant);
   snprintf(j->connector, sizeof j->connector, "%s", x->connector);
-  j->caps = json_deep_copy(caps);
+  j->caps = caps;
   if (st_submit(x->lp->srv->store, x->lp->port, job_caps, done_caps, j) != 0) done_caps(0, j);
 }
 
