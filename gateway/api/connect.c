@@ -16,8 +16,8 @@
  *    admin-set URL (admin egress level), with timeouts, a body cap and a
  *    body deadline; the reply is wiped.
  *  - The grant is written in a writer job that checks again that the user
- *    is usable, the connector still exists with the same token endpoint
- *    and client, and still shows to the user — a deactivation or policy
+ *    is usable, the connector still exists with the same URL, token
+ *    endpoint and client, and still shows to the user — a deactivation or policy
  *    change committed meanwhile wins. A grant replaced by a reconnect has
  *    its old tokens queued for revocation.
  *  - After the commit the user's open MCP streams hear
@@ -98,7 +98,7 @@ typedef struct connect_flow {
   gw_req *req;
   gw_loop *lp;
   char tenant[64], connector[40], user[40];
-  char token_url[2100], client_id[520];
+  char url[2100], token_url[2100], client_id[520];
   vault_connect vc;
   vault_tokens tokens;
   int status;
@@ -237,7 +237,9 @@ static int job_grant(st_txn *txn, void *arg) {
   rc = vault_connector_get(txn, f->tenant, f->connector, &rec);
   if (rc) return rc;
   json_t *auth = json_object_get(rec, "auth");
-  bool same = vault_connector_is_oauth(rec) &&
+  /* the same upstream too: a grant is never presented to another one (a
+   * move cut the grants; these tokens were asked for the old URL) */
+  bool same = vault_connector_is_oauth(rec) && !strcmp(json_string_value(json_object_get(rec, "url")) ?: "", f->url) &&
               !strcmp(json_string_value(json_object_get(auth, "token_url")) ?: "", f->token_url) &&
               !strcmp(json_string_value(json_object_get(auth, "client_id")) ?: "", f->client_id);
   json_decref(rec);
@@ -469,6 +471,7 @@ void pages__connect_callback(gw_req *req, const char *tenant, const char *connec
   gw_strlcpy(f->tenant, tenant, sizeof f->tenant);
   gw_strlcpy(f->connector, connector, sizeof f->connector);
   gw_strlcpy(f->user, vc.user, sizeof f->user);
+  gw_strlcpy(f->url, json_string_value(json_object_get(rec, "url")) ?: "", sizeof f->url);
   const char *tu = json_string_value(json_object_get(auth, "token_url"));
   gw_strlcpy(f->token_url, tu ? tu : "", sizeof f->token_url);
   gw_strlcpy(f->client_id, json_string_value(json_object_get(auth, "client_id")) ?: "", sizeof f->client_id);
