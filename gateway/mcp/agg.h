@@ -113,7 +113,10 @@ json_t *gw__agg_rpc_result(const json_t *id, json_t *result);
 char *gw__agg_b64url(const char *s);
 json_t *gw__agg_unb64url(const char *s);
 void gw__agg_uri_note(gw_exchange *x, const char *uri, bool is_template);
-bool gw__agg_uri_route(gw_exchange *x, const char *uri, char *out, size_t outsz);
+/* The connector a read of uri goes to in x's client session: 1 and its
+ * name in out; 0 when none noted it; -1 when several did (exactly, or by a
+ * template covering it), their names joined in out: the read is refused. */
+int gw__agg_uri_route(gw_exchange *x, const char *uri, char *out, size_t outsz);
 bool gw__agg_asked_take(gw_exchange *x, const char *connector, const char *enc);
 /* agg_maps.c: a call whose stream ends resumable before its reply (x, a
  * call): each request of it still unanswered is awaited from its connector

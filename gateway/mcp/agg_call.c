@@ -283,7 +283,20 @@ void gw__agg_route(gw_exchange *x, json_t *msg, const char *method) {
     }
     json_object_set_new(name_holder, "name", json_string(rest));
   } else {
-    if (!uri || !gw__agg_uri_route(x, uri, conn, sizeof conn)) {
+    char offers[200];
+    int routed = uri ? gw__agg_uri_route(x, uri, offers, sizeof offers) : 0;
+    if (routed < 0) {
+      /* several connectors offer it: none of them is trusted with it */
+      gw__x_rpc_error(x, 200, -32602,
+                      "Resource %.200s is offered by several connectors (%s): read it on one connector's own "
+                      "endpoint (/t/%s/mcp/{connector})",
+                      uri, offers, x->tenant);
+      json_decref(fwd);
+      free(name_buf);
+      return;
+    }
+    if (routed > 0) gw_strlcpy(conn, offers, sizeof conn);
+    else {
       /* not seen in a list yet: the one connector offering resources, if one */
       json_t *vis = gw__agg_visible(x, pu, "resources");
       const char *c = json_array_size(vis) == 1 ? json_string_value(json_array_get(vis, 0)) : NULL;

@@ -130,8 +130,11 @@ size_t gw__agg_uri_maps(gw_mcp_shared *sh) {
 
 /* Resource URIs (and template prefixes) seen in lists and results, per
  * client session: resources keep their URIs, so reads route by this map.
- * The first connector in name order wins a collision (logged). */
-
+ * A key offered by several connectors holds all their names (an array):
+ * such a URI is not routed at all — any one of them could be the upstream
+ * that listed another's URIs to receive its reads (fails closed; each
+ * connector's own endpoint still reads it). */
+#define URI_OFFERS_MAX 8
 
 static void uri_note(gw_mcp_shared *sh, gw_exchange *x, const char *uri, bool is_template);
 
@@ -143,12 +146,34 @@ void gw__agg_uri_note(gw_exchange *x, const char *uri, bool is_template) {
   uv_mutex_unlock(&sh->maps_mu);
 }
 
+/* Whether map value v (a name, or an array of names) names connector. */
+static bool offers_has(const json_t *v, const char *connector) {
+  if (json_is_string(v)) return !strcmp(json_string_value(v), connector);
+  size_t i;
+  json_t *e;
+  json_array_foreach(v, i, e) if (!strcmp(json_string_value(e) ?: "", connector)) return true;
+  return false;
+}
+
 static void uri_note(gw_mcp_shared *sh, gw_exchange *x, const char *uri, bool is_template) {
+  char key[2100];
+  if (is_template) {
+    /* a template routes every URI that starts with its literal prefix — one
+     * with no scheme in it ("{x}", "{scheme}://…") would route every URI
+     * nobody listed: not kept */
+    size_t n = strcspn(uri, "{");
+    if (!memchr(uri, ':', n)) return;
+    snprintf(key, sizeof key, "T%.*s", (int)(n < 2000 ? n : 2000), uri);
+  } else {
+    snprintf(key, sizeof key, "U%.2000s", uri);
+  }
   agg_entry *e = session_entry(&sh->agg_uris, x, true);
   if (!e) return;
   json_t *m = e->map;
+  json_t *have = json_object_get(m, key);
+  if (have && offers_has(have, x->connector)) return;
   /* the cap counts the entry itself as one, as it always has */
-  if (1 + json_object_size(m) + e->full >= (size_t)x->lp->srv->cfg.agg_uri_map_max) {
+  if (!have && 1 + json_object_size(m) + e->full >= (size_t)x->lp->srv->cfg.agg_uri_map_max) {
     if (!e->full) {
       GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, NULL}),
              "a client session noted agg_uri_map_max resource URIs; further ones are not routed by name");
@@ -156,50 +181,56 @@ static void uri_note(gw_mcp_shared *sh, gw_exchange *x, const char *uri, bool is
     }
     return;
   }
-  char key[2100];
-  if (is_template) {
-    /* a template routes every URI that starts with its literal prefix */
-    size_t n = strcspn(uri, "{");
-    snprintf(key, sizeof key, "T%.*s", (int)(n < 2000 ? n : 2000), uri);
-  } else {
-    snprintf(key, sizeof key, "U%.2000s", uri);
+  if (!have) {
+    json_object_set_new(m, key, json_string(x->connector));
+    return;
   }
-  const char *have = json_string_value(json_object_get(m, key));
-  if (have && strcmp(have, x->connector)) {
-    if (strcmp(have, x->connector) < 0) {
-      GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, NULL}),
-             "resource %.200s is offered by connectors %s and %s; %s serves it", uri, have, x->connector, have);
-      return;
-    }
+  if (json_is_string(have)) {
     GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, NULL}),
-           "resource %.200s is offered by connectors %s and %s; %s serves it", uri, have, x->connector, x->connector);
+           "resource %s%.200s is offered by connectors %s and %s: not routed on the aggregated endpoint (each "
+           "connector's own endpoint reads it)",
+           is_template ? "template " : "", uri, json_string_value(have), x->connector);
+    json_t *a = json_pack("[O]", have);
+    json_object_set_new(m, key, a);
+    have = a;
   }
-  json_object_set_new(m, key, json_string(x->connector));
+  if (json_array_size(have) < URI_OFFERS_MAX) json_array_append_new(have, json_string(x->connector));
 }
 
-/* The connector serving uri in this client session, copied to out; false
- * when none. */
-bool gw__agg_uri_route(gw_exchange *x, const char *uri, char *out, size_t outsz) {
+/* Adds the names of map value v to set (an object used as a set). */
+static void offers_add(json_t *set, const json_t *v) {
+  if (json_is_string(v)) json_object_set_new(set, json_string_value(v), json_true());
+  size_t i;
+  json_t *e;
+  json_array_foreach(v, i, e) if (json_is_string(e)) json_object_set_new(set, json_string_value(e), json_true());
+}
+
+int gw__agg_uri_route(gw_exchange *x, const char *uri, char *out, size_t outsz) {
   gw_mcp_shared *sh = x->lp->srv->mcp;
+  json_t *set = json_object();
+  if (!set) return 0;
   uv_mutex_lock(&sh->maps_mu);
   agg_entry *e = entry_get(sh->agg_uris, x->sid);
   json_t *m = e ? e->map : NULL;
   char key[2100];
   snprintf(key, sizeof key, "U%.2000s", uri);
-  const char *c = json_string_value(json_object_get(m, key));
+  offers_add(set, json_object_get(m, key));
+  /* and every template covering it: a connector listing the URI exactly
+   * does not take it from another whose template covers it */
   const char *k;
   json_t *v;
-  size_t best = 0;
-  if (!c) json_object_foreach(m, k, v) {
-      size_t n = strlen(k + 1);
-      if (k[0] == 'T' && n >= best && !strncmp(uri, k + 1, n)) {
-        best = n;
-        c = json_string_value(v);
-      }
-    }
-  if (c) gw_strlcpy(out, c, outsz);
+  json_object_foreach(m, k, v) if (k[0] == 'T' && !strncmp(uri, k + 1, strlen(k + 1))) offers_add(set, v);
   uv_mutex_unlock(&sh->maps_mu);
-  return c != NULL;
+  int rc = (int)json_object_size(set) > 1 ? -1 : (int)json_object_size(set);
+  if (outsz) out[0] = 0;
+  size_t n = 0;
+  json_object_foreach(set, k, v) {
+    int w = snprintf(out + n, outsz - n, "%s%s", n ? ", " : "", k);
+    if (w < 0 || (size_t)w >= outsz - n) break;
+    n += (size_t)w;
+  }
+  json_decref(set);
+  return rc;
 }
 
 /* URIs inside results (resource_link / embedded resources) join the map. */

@@ -12,7 +12,8 @@
 // capabilities: what initialize announces (default {tools: {listChanged:
 // true}}, plus resources when offered).
 // resources: n > 0 offers resources <name>://r/0 … r/<n-1> (one page) and
-// reads them as "<name>:read <uri>".
+// reads them as "<name>:read <uri>"; resourceUris: the URIs it lists instead
+// (any, even another upstream's); templates: uriTemplates it lists.
 // Tools: echo {message, times?} → "<name>:echo <message × times>" (JSON reply);
 //        slow {ms}      → answered after ms (default 800), JSON reply;
 //        ask {}         → SSE reply: first a server→client request
@@ -34,7 +35,7 @@ import { after } from 'node:test';
 const running = new Set();
 after(async () => { for (const u of [...running]) await u.stop(); });
 
-export async function startCtlUpstream({ name = 'ctl', tls, resources = 0, capabilities: caps } = {}) {
+export async function startCtlUpstream({ name = 'ctl', tls, resources = 0, resourceUris, templates = [], capabilities: caps } = {}) {
   const log = [];
   const holds = [];
   const waiters = new Set();
@@ -68,7 +69,12 @@ export async function startCtlUpstream({ name = 'ctl', tls, resources = 0, capab
       return;
     }
     if (m.method === 'resources/list' && resources) {
-      result(res, sid, m.id, { resources: Array.from({ length: resources }, (_, i) => ({ uri: `${name}://r/${i}`, name: `r${i}` })) });
+      const uris = resourceUris ?? Array.from({ length: resources }, (_, i) => `${name}://r/${i}`);
+      result(res, sid, m.id, { resources: uris.map((uri, i) => ({ uri, name: `r${i}` })) });
+      return;
+    }
+    if (m.method === 'resources/templates/list' && resources) {
+      result(res, sid, m.id, { resourceTemplates: templates.map((uriTemplate, i) => ({ uriTemplate, name: `t${i}` })) });
       return;
     }
     if (m.method === 'resources/read' && resources) {
