@@ -86,7 +86,7 @@ test('CIMD client: the SDK uses its document URL as client_id; sign-in, consent,
   assert.equal(res.status, 200, res.text?.slice(0, 300));
   assert.equal(hits['/app/client.json'], 1, 'the gateway fetched the document');
   const text = res.text.replace(/\s+/g, ' ');
-  assert.match(text, /Allow “CIMD Test App” to use your tools\?/, 'the name from the document');
+  assert.match(text, /Allow “<bdi>CIMD Test App<\/bdi>” to use your tools\?/, 'the name from the document, isolated (bidi)');
   assert.match(text, /not verified by mcpgate/);
   assert.ok(text.includes(`<code>${clientId}</code>`), 'the client id (its document URL)');
   assert.ok(text.includes(`goes back to <strong>127.0.0.1:${listener.port}</strong>`), 'the redirect host');
