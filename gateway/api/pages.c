@@ -819,7 +819,13 @@ static void sign_out(gw_req *req, const char *tenant, bool everywhere) {
   }
   auth_browser s;
   if (pages__session(req, tenant, &s)) {
-    pages__cookie_set(req, tenant, PAGES_COOKIE_SESSION, NULL, 0);
+    /* a stale cookie is cleared; with none sent (a cross-site form: the
+     * cookie is SameSite=Lax) nothing is said about cookies, so another
+     * site cannot sign anyone out */
+    char cname[96], cval[512];
+    pages__cookie_name(req->lp->srv, tenant, PAGES_COOKIE_SESSION, cname, sizeof cname);
+    if (pages__cookie_get(req, cname, cval, sizeof cval)) pages__cookie_set(req, tenant, PAGES_COOKIE_SESSION, NULL, 0);
+    OPENSSL_cleanse(cval, sizeof cval);
     pages__headers(req, false);
     gw_resp_header(req, "Location", loc);
     gw_respond(req, 303, NULL, NULL, 0);

@@ -183,6 +183,15 @@ test('sign-out needs the CSRF token; it ends the session; sign out everywhere en
   assert.equal(r.status, 303);
   assert.equal((await me(b2, fx, 'acme')).status, 401, 'every session of alice ended');
   assert.equal((await me(b3, fx, 'acme')).status, 401);
+  // a POST with no cookie (another site's form: the cookie is SameSite=Lax)
+  // says nothing about cookies, so it cannot sign anyone out
+  for (const what of ['logout', 'signout-everywhere']) {
+    const x = await fetch(`${fx.base('acme')}/${what}`, {
+      method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded', origin: 'https://elsewhere.example' }, body: 'csrf=x',
+    });
+    assert.equal(x.status, 303, what);
+    assert.equal(x.headers.get('set-cookie'), null, `${what} without a cookie clears none`);
+  }
 });
 
 test('the callback refuses a missing login cookie, a replayed state and the provider\'s error', async () => {
