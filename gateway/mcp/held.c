@@ -34,12 +34,16 @@
  *    store write and a reviewer's attention).
  *  - The requester's revocation ends the held stream like any exchange of
  *    theirs (exchange.c), and the same transaction cancels their pending
- *    requests (policy/approval.c). */
+ *    requests (policy/approval.c). The job checks the identity again in its
+ *    own transaction: a call whose body arrived (or whose job waited on the
+ *    writer) after the cut — a Universal Logout leaves the person active —
+ *    stores no request the cut would have cancelled. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "audit/audit.h"
+#include "auth/auth.h"
 #include "gateway/base/buf.h"
 #include "gateway/base/clock.h"
 #include "gateway/base/json_check.h"
@@ -125,6 +129,7 @@ enum { HOLD_GRANTED, HOLD_HELD, HOLD_NOBODY, HOLD_TOOMANY };
 typedef struct hold_job {
   gw_exchange *x; /* a reference */
   char tenant[64], user[40], session[96], connector[40], tool[260];
+  char tokid[ST_TOKEN_ID_BUFSZ]; /* what the request authenticated with */
   char hash[65];
   char *arguments;
   json_t *approvers; /* the rules' group ids */
@@ -179,6 +184,9 @@ static int tenant_approvers(st_txn *txn, const char *tenant, json_t *ids) {
 
 static int job_hold(st_txn *txn, void *arg) {
   hold_job *j = arg;
+  /* the requester as the request authenticated, still live in this
+   * transaction: a cut committed since cancelled their requests */
+  if (auth_identity_check(txn, j->tenant, j->user, j->tokid, j->now_ms / 1000) != 0) return GW_UP_EREVOKED;
   int rc = ap_grant_take(txn, j->tenant, j->user, j->connector, j->tool, j->hash, j->now_ms, j->id);
   if (rc == 0) {
     j->outcome = HOLD_GRANTED;
@@ -438,6 +446,8 @@ static void done_hold(int status, void *arg) {
       GW_LOG(GW_LOG_INFO, "approvals", &lc, "approval request %s stored; its client left before the stream opened",
              j->id);
     if (!status && j->outcome == HOLD_GRANTED && !x->revoked) give_back(x->lp, x->tenant, x->user, x->held, j->id);
+  } else if (status == GW_UP_EREVOKED) {
+    gw__x_start_failed(x, status);
   } else if (status) {
     GW_LOG(GW_LOG_WARN, "approvals", &lc, "an approval request could not be stored: %s", ap_strerror(status));
     gw__x_rpc_error(x, 503, -32603, "tool \"%s\" requires approval, and the gateway cannot store the request right "
@@ -553,6 +563,7 @@ bool gw__held_start(gw_exchange *x, const pol_user *pu, const char *connector, c
   j->x = x;
   snprintf(j->tenant, sizeof j->tenant, "%s", x->tenant);
   snprintf(j->user, sizeof j->user, "%s", x->user);
+  snprintf(j->tokid, sizeof j->tokid, "%s", x->tokid);
   snprintf(j->session, sizeof j->session, "%s", x->sid);
   snprintf(j->connector, sizeof j->connector, "%s", connector);
   snprintf(j->tool, sizeof j->tool, "%s", tool);
