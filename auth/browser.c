@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/crypto.h>
 
@@ -45,6 +46,32 @@ static size_t exp_key(uint8_t k[41], int64_t expires, const uint8_t hash[32]) {
   for (int i = 0; i < 8; i++) k[1 + i] = (uint8_t)((uint64_t)expires >> (56 - 8 * i));
   memcpy(k + 9, hash, 32);
   return 41;
+}
+
+/* "N" tenant \0 user: the user's last cut */
+static size_t cut_key(uint8_t *k, size_t cap, const char *tenant, const char *user) {
+  size_t t = strlen(tenant), u = strlen(user);
+  if (1 + t + 1 + u > cap) return 0;
+  k[0] = 'N';
+  memcpy(k + 1, tenant, t);
+  k[1 + t] = 0;
+  memcpy(k + 2 + t, user, u);
+  return 2 + t + u;
+}
+
+/* The user's last cut in ms since the epoch; 0 when never cut. */
+static int cut_get(st_txn *txn, const char *tenant, const char *user, int64_t *at_ms) {
+  uint8_t k[200];
+  size_t kn = cut_key(k, sizeof k, tenant, user);
+  st_val v;
+  *at_ms = 0;
+  int rc = kn ? st_get(txn, ST_DB_AUTH, k, kn, &v) : ST_EINVAL;
+  if (rc) return rc == ST_ENOTFOUND ? 0 : rc;
+  if (v.len != 8) return ST_ECORRUPT;
+  uint64_t ms = 0;
+  for (int i = 0; i < 8; i++) ms = ms << 8 | ((const uint8_t *)v.data)[i];
+  *at_ms = (int64_t)ms;
+  return 0;
 }
 
 /* Deletes a session's three keys, given its record. */
@@ -101,6 +128,12 @@ int auth_browser_create(st_txn *txn, auth_browser_new *n) {
   int rc = auth_login_state_consume(txn, n->state, n->state_expires, n->now);
   if (rc) return rc;
   if ((rc = auth_link_resolve(txn, n->tenant, n->settings, n->claims, n->iss, &n->link))) return rc;
+  /* a sign-in under way while the user was cut (its code exchange with the
+   * provider outlasted a Universal Logout, or a revoke and a restore) is
+   * from before the cut: refused, the person starts again */
+  int64_t cut_ms;
+  if ((rc = cut_get(txn, n->tenant, n->link.user_id, &cut_ms))) return rc;
+  if (cut_ms && n->started_ms < cut_ms) return AUTH_ECUT;
   /* a Universal Logout that could not be written left the user's
    * credentials and cut them in memory: this sign-in deletes those first
    * (its commit ends the cut), as the logout would have, then goes on */
@@ -297,7 +330,8 @@ int auth_browser_purge_tenant(st_txn *txn, const char *tenant, int limit) {
     json_decref(r);
   }
   free(h);
-  /* "B" keys left without records, then the subject bindings */
+  /* "B" keys left without records, then the subject bindings and the
+   * users' last cuts */
   if (n < limit) {
     rc = st_del_prefix(txn, ST_DB_AUTH, pre, pn, limit - n);
     if (rc < 0) return rc;
@@ -305,8 +339,8 @@ int auth_browser_purge_tenant(st_txn *txn, const char *tenant, int limit) {
   }
   char bp[80];
   size_t t = strlen(tenant);
-  for (int pass = 0; pass < 2 && n < limit; pass++) {
-    bp[0] = pass ? 'S' : 's';
+  for (int pass = 0; pass < 3 && n < limit; pass++) {
+    bp[0] = "sSN"[pass];
     memcpy(bp + 1, tenant, t);
     bp[1 + t] = 0;
     rc = st_del_prefix(txn, ST_DB_AUTH, bp, t + 2, limit - n);
@@ -317,14 +351,27 @@ int auth_browser_purge_tenant(st_txn *txn, const char *tenant, int limit) {
 }
 
 /* Deactivated, signed out everywhere or deleted: the user's sessions go;
- * deleted, their subject binding too (a user who stays keeps theirs, so
- * signing in again finds the same account). */
+ * deleted, their subject binding and last cut too (a user who stays keeps
+ * their binding, so signing in again finds the same account, and the
+ * moment of this cut, so no sign-in begun before it completes). */
 static int on_user_cut(st_txn *txn, int kind, const void *event, void *ctx) {
   const st_dir_event *ev = event;
   (void)ctx;
   int n = auth_browser_delete_user(txn, ev->tenant, ev->id);
   if (n < 0) return n;
-  return kind == ST_DIR_EV_USER_DELETED ? auth_link_unbind_user(txn, ev->tenant, ev->id) : 0;
+  uint8_t k[200];
+  size_t kn = cut_key(k, sizeof k, ev->tenant, ev->id);
+  if (!kn) return ST_EINVAL;
+  if (kind == ST_DIR_EV_USER_DELETED) {
+    n = st_del(txn, ST_DB_AUTH, k, kn);
+    return n && n != ST_ENOTFOUND ? n : auth_link_unbind_user(txn, ev->tenant, ev->id);
+  }
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  uint64_t ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+  uint8_t v[8];
+  for (int i = 0; i < 8; i++) v[i] = (uint8_t)(ms >> (56 - 8 * i));
+  return st_put(txn, ST_DB_AUTH, k, kn, v, sizeof v, 0);
 }
 
 /* st_check: a session or binding whose user is gone. */

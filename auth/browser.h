@@ -13,6 +13,13 @@
  * a sign-out everywhere deletes the sessions and keeps the binding),
  * so reactivation revives nothing.
  *
+ * The same hook records when the user was last cut (deactivated, blocked,
+ * signed out everywhere): a sign-in that began before that moment is
+ * refused when its session would be written (AUTH_ECUT), since its code
+ * exchange with the provider was under way during the cut — by then a
+ * Universal Logout has left the user active, or a restore has made them
+ * active again, and nothing from before a cut may come back.
+ *
  * Each session has its own CSRF token (32 random bytes, base64url), which
  * the page sends back in X-CSRF-Token (or a form field) on every
  * state-changing request.
@@ -24,6 +31,9 @@
  *   "B" tenant \0 user id \0 sha256    → ""   (a user's sessions)
  *   "E" u64 BE expires, sha256         → tenant (expiry order: each new
  *                                         session sweeps a few dead ones)
+ *   "N" tenant \0 user id              → u64 BE ms since the epoch: the
+ *                                         user's last cut (deleted with the
+ *                                         user and the tenant)
  * Threads: functions take a txn; write txns only where they say so. */
 #ifndef MCPGATE_AUTH_BROWSER_H
 #define MCPGATE_AUTH_BROWSER_H
@@ -46,6 +56,7 @@ typedef struct auth_browser_new {
   char state[AUTH_LOGIN_RAND_LEN + 1]; /* consumed: a replay is refused */
   int64_t state_expires;
   int64_t now, max_s;
+  int64_t started_ms;          /* when the sign-in began (auth_login.started_ms) */
   const json_t *settings;      /* the tenant's OIDC record (borrowed) */
   const json_t *claims;        /* the verified ID token's claims (borrowed) */
   /* out */
@@ -54,9 +65,10 @@ typedef struct auth_browser_new {
 } auth_browser_new;
 
 /* Write job body: consumes the state (AUTH_EREPLAY), resolves the claims
- * to an active user again (auth_link_resolve's errors), binds the subject
- * when the e-mail fallback found the user, writes the session. Sweeps up
- * to 16 sessions that reached their maximum age. */
+ * to an active user again (auth_link_resolve's errors), refuses a sign-in
+ * that began before the user's last cut (AUTH_ECUT), binds the
+ * subject when the e-mail fallback found the user, writes the session.
+ * Sweeps up to 16 sessions that reached their maximum age. */
 int auth_browser_create(st_txn *txn, auth_browser_new *n);
 
 typedef struct auth_browser {

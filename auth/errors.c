@@ -22,6 +22,7 @@ const char *auth_strerror(int err) {
   case AUTH_EBOUND: return "this sign-in is bound to another user";
   case AUTH_ECLAIM: return "the ID token lacks the subject or link claim";
   case AUTH_EREPLAY: return "this sign-in was completed already";
+  case AUTH_ECUT: return "the sign-in began before the user's access was last cut";
   case AUTH_EOAUTH_METADATA: return "client metadata refused";
   case AUTH_EOAUTH_REDIRECT: return "a redirect URI refused";
   case AUTH_EOAUTH_GRANT: return "the grant is invalid, expired, revoked or for another client";

@@ -41,12 +41,13 @@ int auth_login_new(auth_login *l, const char *issuer, const char *return_to, int
   memcpy(l->issuer, issuer, strlen(issuer) + 1);
   if (rn) memcpy(l->return_to, return_to, rn + 1);
   l->expires = now + AUTH_LOGIN_TTL_S;
+  l->started_ms = now * 1000; /* the caller may say it to the millisecond */
   return 0;
 }
 
 int auth_login_seal(st_store *st, const char *tenant, const auth_login *l, char **out) {
-  json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "s", l->state, "n", l->nonce, "v", l->verifier, "i",
-                        l->issuer, "r", l->return_to, "e", (json_int_t)l->expires);
+  json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "s", l->state, "n", l->nonce, "v", l->verifier, "i",
+                        l->issuer, "r", l->return_to, "e", (json_int_t)l->expires, "t", (json_int_t)l->started_ms);
   *out = NULL;
   if (!j) return ST_ENOMEM;
   int rc = auth_seal_text(st, tenant, LOGIN_SEAL_KIND, j, AUTH_LOGIN_COOKIE_MAX, out);
@@ -77,6 +78,9 @@ int auth_login_open(st_store *st, const char *tenant, const char *cookie, const 
       !copy_member(j, "i", out->issuer, sizeof out->issuer) &&
       !copy_member(j, "r", out->return_to, sizeof out->return_to)) {
     out->expires = (int64_t)json_integer_value(e);
+    /* a cookie sealed before "t" was kept: its start, to the second */
+    out->started_ms = json_is_integer(json_object_get(j, "t")) ? (int64_t)json_integer_value(json_object_get(j, "t"))
+                                                               : (out->expires - AUTH_LOGIN_TTL_S) * 1000;
     if (strlen(out->state) == AUTH_LOGIN_RAND_LEN &&
         CRYPTO_memcmp(out->state, state, AUTH_LOGIN_RAND_LEN) == 0 && now < out->expires)
       rc = 0;

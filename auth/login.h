@@ -19,7 +19,10 @@
  *   3. The session-creating write job (auth/browser.h) consumes the state
  *      (a replayed callback is refused even with the cookie kept), runs
  *      auth_link_resolve again inside the transaction (no race with a
- *      deactivation) and binds a subject found by the e-mail fallback.
+ *      deactivation), refuses a sign-in that began before the user's last
+ *      cut (a Universal Logout, or a revoke then restore, while the code
+ *      exchange was under way: the user is active again by then) and binds
+ *      a subject found by the e-mail fallback.
  *
  * Account linking (auth_link_resolve), in order:
  *   a. A subject bound earlier (by the e-mail fallback) is that user, always.
@@ -71,6 +74,7 @@
 #define AUTH_EBOUND (-30607)     /* the subject or the user is bound to another */
 #define AUTH_ECLAIM (-30608)     /* the subject or link claim is missing or malformed */
 #define AUTH_EREPLAY (-30609)    /* this state was used already */
+#define AUTH_ECUT (-30666)       /* the sign-in began before the user's last cut (auth/browser.h): start again */
 
 typedef struct auth_login {
   char state[AUTH_LOGIN_RAND_LEN + 1];
@@ -79,6 +83,8 @@ typedef struct auth_login {
   char issuer[1025];                       /* the configured issuer at the start */
   char return_to[AUTH_LOGIN_RETURN_MAX + 1]; /* a path, or "" */
   int64_t expires;                         /* unix seconds */
+  int64_t started_ms;                      /* when the sign-in began (ms since the epoch; 0: unknown, then
+                                              expires - AUTH_LOGIN_TTL_S): a cut after it refuses it */
 } auth_login;
 
 /* Fresh random state, nonce and verifier (OpenSSL's CSPRNG), expiring

@@ -20,7 +20,10 @@
  *    only); an unknown kid refetches the keys at most once a minute per
  *    tenant. Claims: iss, aud, azp, exp/nbf/iat with 120 s of skew, nonce.
  *  - Linking runs inside the write job that creates the session, so a
- *    deactivation committed before it wins.
+ *    deactivation committed before it wins; so does any cut (a Universal
+ *    Logout, a revoke then restore) committed after the sign-in began: the
+ *    login cookie carries its start, and the job refuses a sign-in that
+ *    began before the user's last cut (auth/browser.h).
  *  - No code, token, secret or claim value is logged or shown; errors say
  *    what failed in words an employee or the tenant's admin can act on.
  *
@@ -41,6 +44,7 @@
 #include "auth/login.h"
 #include "auth/oidc.h"
 #include "gateway/api/pages_int.h"
+#include "gateway/base/clock.h"
 #include "gateway/base/log.h"
 #include "gateway/http/query.h"
 #include "gateway/out/outbound.h"
@@ -194,6 +198,7 @@ static void login_go(login_flow *f) {
   const char *issuer = json_string_value(json_object_get(f->settings, "issuer"));
   int rc = auth_login_new(&l, issuer, ret, pages__now());
   if (rc == ST_EINVAL) rc = auth_login_new(&l, issuer, "", pages__now());
+  l.started_ms = gw_wall_ms();
   if (!rc) rc = auth_login_seal(srv->store, f->tenant, &l, &cookie);
   if (!rc) rc = auth_login_authorize_url(f->prov, f->settings, cb, &l, &url);
   OPENSSL_cleanse(&l, sizeof l);
@@ -444,6 +449,12 @@ static void done_session(int status, void *arg) {
               "Your identity provider's answer cannot be linked to exactly one mcpgate account. Ask IT to check "
               "the account's externalId in Okta.");
     return;
+  case AUTH_ECUT:
+    GW_LOG(GW_LOG_INFO, "login", &lc, "sign-in refused: %s", auth_strerror(status));
+    snprintf(req->audit_note, sizeof req->audit_note, "%s", auth_strerror(status));
+    flow_fail(f, 400, "This sign-in is not valid any more",
+              "Your access was ended while this sign-in was under way. Start again.");
+    return;
   case AUTH_EREPLAY:
     GW_LOG(GW_LOG_WARN, "login", &lc, "sign-in refused: the state was used already (replayed callback)");
     flow_fail(f, 400, "This sign-in link is not valid any more", "It was already used. Start again.");
@@ -476,6 +487,7 @@ static void session_job_submit(login_flow *f) {
   snprintf(f->bn.iss, sizeof f->bn.iss, "%s", f->prov->doc_issuer);
   memcpy(f->bn.state, f->login.state, sizeof f->bn.state);
   f->bn.state_expires = f->login.expires;
+  f->bn.started_ms = f->login.started_ms;
   f->bn.now = pages__now();
   f->bn.max_s = srv->cfg.browser_session_max_ms / 1000;
   f->bn.settings = f->settings;

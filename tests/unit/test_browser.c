@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "auth/auth.h"
@@ -444,6 +445,9 @@ static void sess_init(sess *s, const char *tenant, const char *claims_text, int6
   snprintf(s->n.iss, sizeof s->n.iss, "%s", ISS);
   rand_text(s->n.state);
   s->n.state_expires = now + AUTH_LOGIN_TTL_S;
+  struct timespec ts; /* the sign-in begins now (the cuts are stamped with the real clock) */
+  clock_gettime(CLOCK_REALTIME, &ts);
+  s->n.started_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
   s->n.now = now;
   s->n.max_s = max_s;
   s->settings = settings("sub", "sub", "externalId");
@@ -753,7 +757,13 @@ TEST(session_deactivation_and_deletion) {
   /* signed out everywhere (Universal Logout): the sessions go, the binding
    * stays (signing in again finds the same account), the user stays usable */
   CHECK_INT(get(st, "acme", d1.cookie, T0 + 1, 900, &b), 0);
+  sess early; /* a sign-in under way (its code exchange at the provider) during the logout */
+  sess_init(&early, "acme", "{\"sub\":\"x1\",\"email\":\"dave@acme.com\",\"email_verified\":true}", T0, 3600);
+  early.n.started_ms -= 1000;
   CHECK_INT(st_write_sync(st, sign_out_fn, dave), 0);
+  CHECK_INT(create(st, &early), AUTH_ECUT); /* from before the cut: refused, though dave is active */
+  CHECK_INT(count(st, "acme", dave), 0);
+  sess_done(&early);
   CHECK_INT(count(st, "acme", dave), 0);
   CHECK_INT(get(st, "acme", d1.cookie, T0 + 1, 900, &b), ST_ENOTFOUND);
   CHECK(auth_key_exists(st, 'S', "acme", dave, strlen(dave)));
