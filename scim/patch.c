@@ -135,12 +135,53 @@ static int set_attr(json_t *res, const scim__attrpath *ap, const json_t *value, 
   return 0;
 }
 
+/* The sub-attributes a filter of equalities joined by "and" names
+ * (type eq "work" → "type": "work") into out; false for any other filter. */
+static bool filter_fields(const scim__filter *f, json_t *out) {
+  if (f->kind == SCIM__F_AND) return filter_fields(f->a, out) && filter_fields(f->b, out);
+  if (f->kind != SCIM__F_CMP || f->op != SCIM__OP_EQ || f->path.urn || f->path.sub || json_is_null(f->value))
+    return false;
+  oset(out, f->path.attr, json_deep_copy(f->value));
+  return true;
+}
+
+/* An "add" through a value filter that selects nothing: Entra sets a value
+ * the user does not have yet so ({"op":"Add","path":"emails[type eq
+ * \"work\"].value"}), and Microsoft's reading is that the element is
+ * created. It is made of the filter's equalities and the value (the
+ * sub-attribute, or the value object's members) and must match the filter;
+ * a filter that does not say what to create selects nothing (noTarget). */
+static int add_selected(json_t *res, const scim__path *p, const json_t *value, int idx, scim_resp *rs) {
+  json_t *e = json_object();
+  if (json_is_null(value) || (!p->ap.sub && !json_is_object(value)) || !filter_fields(p->filter, e)) goto none;
+  if (p->ap.sub) {
+    oset(e, p->ap.sub, json_deep_copy(value));
+  } else {
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)value, k, v) oset(e, k, json_deep_copy(v));
+  }
+  if (!scim__filter_match_in(p->filter, e, p->ap.attr)) goto none;
+  json_t *c = container(res, &p->ap, true);
+  json_t *arr = scim__oget(c, p->ap.attr, NULL);
+  if (!arr) {
+    arr = json_array();
+    oset(c, p->ap.attr, arr); /* c holds it */
+  }
+  json_array_append_new(arr, e);
+  return 0;
+none:
+  json_decref(e);
+  return bad(rs, idx, "noTarget", "the filter matched no value");
+}
+
 static int apply_filtered(json_t *res, const scim__path *p, const json_t *value, int op, int idx,
                           scim_resp *rs) {
   json_t *c = container(res, &p->ap, false);
   json_t *arr = c ? scim__oget(c, p->ap.attr, NULL) : NULL;
   if (!json_is_array(arr)) {
     if (op == OP_REMOVE) return 0;
+    if (op == OP_ADD && !arr) return add_selected(res, p, value, idx, rs);
     return bad(rs, idx, "noTarget", "the filter matched no value");
   }
   int matched = 0;
@@ -172,6 +213,7 @@ static int apply_filtered(json_t *res, const scim__path *p, const json_t *value,
     }
     i++;
   }
+  if (!matched && op == OP_ADD) return add_selected(res, p, value, idx, rs);
   if (!matched && op != OP_REMOVE) return bad(rs, idx, "noTarget", "the filter matched no value");
   return 0;
 }
