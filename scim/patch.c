@@ -125,7 +125,9 @@ static int set_attr(json_t *res, const scim__attrpath *ap, const json_t *value, 
     }
     return 0;
   }
-  if (op == OP_ADD && json_is_object(cur) && json_is_object(value)) {
+  /* a complex attribute: the sub-attributes given are set, the others
+   * left unchanged — for add and for replace (RFC 7644 §3.5.2.3) */
+  if (json_is_object(cur) && json_is_object(value)) {
     const char *k;
     json_t *v;
     json_object_foreach((json_t *)value, k, v) oset(cur, k, json_deep_copy(v));
