@@ -384,22 +384,28 @@ bool scim_write_too_large(const scim_req *rq, scim_resp *rs) {
   const json_t *b = rq->body;
   if (!json_is_object(b)) return false;
   bool groups = !strncasecmp(rq->path, "/Groups", 7);
+  /* what never enters the stored record: a group's members (the
+   * membership index holds them) and a user's read-only "groups", which
+   * Okta's PUT carries whole — a deactivation of a user in thousands of
+   * groups must not be refused for it */
+  const char *skip = groups ? "members" : "groups";
+  size_t sl = strlen(skip);
   weight w = {0, 0};
   json_t *ops = strcmp(rq->method, "PATCH") ? NULL : scim__oget(b, "Operations", NULL);
   if (!json_is_array(ops)) {
-    weigh_but(b, groups ? "members" : NULL, &w);
+    weigh_but(b, skip, &w);
   } else {
     /* a PATCH: the values it may bring into the resource (how many
-     * operations, and what they cost, is patch.c's bound), the ones on a
-     * group's members aside */
+     * operations, and what they cost, is patch.c's bound), the skipped
+     * attribute's aside */
     size_t i;
     json_t *o;
     json_array_foreach(ops, i, o) {
       if (over(&w)) break;
       const char *path = json_string_value(scim__oget(o, "path", NULL));
       json_t *value = scim__oget(o, "value", NULL);
-      if (!value || (groups && path && !strncasecmp(path, "members", 7))) continue;
-      if (groups && (!path || !*path) && json_is_object(value)) weigh_but(value, "members", &w);
+      if (!value || (path && !strncasecmp(path, skip, sl) && (!path[sl] || strchr("[.", path[sl])))) continue;
+      if ((!path || !*path) && json_is_object(value)) weigh_but(value, skip, &w);
       else weigh(value, &w);
     }
   }

@@ -75,3 +75,19 @@ test('a group\'s members are not counted: a group of 2,100 members (10,500 value
   const fat = await acme.post('/Groups', { schemas: [URN.GROUP], displayName: 'fat-size', x: Array.from({ length: 20000 }, () => 1) });
   assertScimError(fat, 413);
 });
+
+test('Okta\'s deactivation PUT of a user in thousands of groups is never refused: read-only "groups" does not count', async () => {
+  const u = await acme.createUser('member-of-many@size.test');
+  // Okta's wizard PUT carries the user's groups (read-only: ignored); 5,000 of them pass any bound
+  const groups = Array.from({ length: 5000 }, (_, i) => ({ value: `g-${i}`, display: `Group ${i}`, $ref: `https://x/Groups/g-${i}` }));
+  const r = await acme.put(`/Users/${u.id}`, {
+    schemas: [URN.USER], id: u.id, userName: 'member-of-many@size.test', active: false, groups,
+    name: { givenName: 'M', familyName: 'Many' }, emails: [{ value: 'member-of-many@size.test', primary: true }],
+  });
+  assert.equal(r.status, 200, r.body.slice(0, 300));
+  assert.equal(r.json.active, false, 'deactivated');
+  // the same through a PATCH that carries "groups" (ignored)
+  const p = await acme.patch(`/Users/${u.id}`, { schemas: [URN.PATCH], Operations: [{ op: 'replace', value: { active: true, groups } }] });
+  assert.equal(p.status, 200, p.body.slice(0, 300));
+  assert.equal(p.json.active, true);
+});
