@@ -173,6 +173,14 @@ int scim__user_patch(st_txn *txn, const scim_req *rq, const char *id, scim_resp 
     rc = SCIM_EABORT;
     goto out;
   }
+  /* "active" removed: an unassigned active reads as active (store/dir.h),
+   * so a remove would reactivate a deactivated user by a side door */
+  if (!json_object_get(nu, "active") && json_object_get(old, "active")) {
+    json_decref(nu);
+    scim_error(rs, 400, "invalidValue", "\"active\" cannot be removed: replace it with false to deactivate the user");
+    rc = SCIM_EABORT;
+    goto out;
+  }
   rc = user_commit(txn, rq, old, nu, patch_sets_active(txn, rq, old), rs);
   json_decref(nu);
 out:

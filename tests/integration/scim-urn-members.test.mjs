@@ -43,3 +43,24 @@ test('URN-qualified core attributes in a path-less PATCH: members reach the inde
     await gw.stop();
   }
 });
+
+// An unassigned "active" reads as active, so a PATCH removing it used to
+// reactivate a deactivated user (200) by a side door; it is refused now.
+test('a PATCH removing "active" is 400 and leaves a deactivated user deactivated', async () => {
+  const gw = await startGateway({});
+  try {
+    const t = await setupTenant(gw, { users: ['alice@acme.com'] });
+    const a = t.users['alice@acme.com'].id;
+    await t.deactivate(a);
+    for (const ops of [[{ op: 'remove', path: 'active' }], [{ op: 'Remove', path: `${USER}:active` }]]) {
+      const r = await t.scim.patch(`/Users/${a}`, { schemas: [PATCH], Operations: ops });
+      assert.equal(r.status, 400, `${JSON.stringify(ops)}: ${r.body}`);
+      assert.equal(r.json.scimType, 'invalidValue');
+      assert.equal((await t.scim.get(`/Users/${a}`)).json.active, false, 'still deactivated');
+    }
+    const m = await t.mintToken('alice@acme.com');
+    assert.notEqual(m.status, 201, `no token for a deactivated user: ${m.body}`);
+  } finally {
+    await gw.stop();
+  }
+});
