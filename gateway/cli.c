@@ -614,8 +614,10 @@ static int cmd_offline(const char *what, int argc, char **argv) {
   if (!strcmp(what, "rotate")) {
     /* The running server keeps the key ring in memory: rotate offline. */
     if ((lock = gw_data_lock(o.data)) < 0) {
-      fprintf(stderr, "mcpgate: %s is in use by a running mcpgate; stop it before rotating the key\n",
-              o.data);
+      if (lock == -EWOULDBLOCK)
+        fprintf(stderr, "mcpgate: %s is in use by a running mcpgate; stop it before rotating the key\n", o.data);
+      else
+        fprintf(stderr, "mcpgate: cannot create %s/mcpgate.lock: %s\n", o.data, strerror(-lock));
       return 1;
     }
   }
@@ -720,7 +722,10 @@ static int audit_prune_cmd(const cli_opts *o) {
   }
   int lock = gw_data_lock(o->data);
   if (lock < 0) {
-    fprintf(stderr, "mcpgate: %s is in use by a running mcpgate; stop it before pruning the audit log\n", o->data);
+    if (lock == -EWOULDBLOCK)
+      fprintf(stderr, "mcpgate: %s is in use by a running mcpgate; stop it before pruning the audit log\n", o->data);
+    else
+      fprintf(stderr, "mcpgate: cannot create %s/mcpgate.lock: %s\n", o->data, strerror(-lock));
     return 1;
   }
   char dir[4096];

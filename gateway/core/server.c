@@ -471,10 +471,11 @@ int gw_data_lock(const char *data_dir) {
   char path[4096];
   snprintf(path, sizeof path, "%s/mcpgate.lock", data_dir);
   int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return -1;
+  if (fd < 0) return -errno;
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
     close(fd);
-    return -1;
+    return e == EWOULDBLOCK ? -EWOULDBLOCK : -e;
   }
   return fd;
 }
@@ -615,9 +616,12 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods) {
   if (!(srv->metrics = gw_metrics_new())) goto out;
   if (ensure_dir(srv->cfg.data) != 0) goto out;
   if ((lockfd = gw_data_lock(srv->cfg.data)) < 0) {
-    GW_LOG(GW_LOG_ERROR, "server", NULL,
-           "data directory %s is in use by another mcpgate process (or %s/mcpgate.lock cannot be created)",
-           srv->cfg.data, srv->cfg.data);
+    /* an unwritable directory is not "another process": say which */
+    if (lockfd == -EWOULDBLOCK)
+      GW_LOG(GW_LOG_ERROR, "server", NULL, "data directory %s is in use by another mcpgate process", srv->cfg.data);
+    else
+      GW_LOG(GW_LOG_ERROR, "server", NULL, "cannot create %s/mcpgate.lock: %s (the data directory must be writable)",
+             srv->cfg.data, strerror(-lockfd));
     goto out;
   }
   if (load_admin_token(srv) != 0) goto out;

@@ -118,8 +118,9 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods);
 
 /* Takes an exclusive lock on <data>/mcpgate.lock: one server per data
  * directory, and offline commands that must not run beside a server (key
- * rotation) check it. Returns the fd holding the lock, or -1 if another
- * process holds it (or it cannot be created). */
+ * rotation) check it. Returns the fd holding the lock, -EWOULDBLOCK if
+ * another process holds it, or another -errno when the lock file cannot be
+ * opened (an unwritable directory: EACCES, EROFS…). */
 int gw_data_lock(const char *data_dir);
 
 /* True when `authorization` (an Authorization header value, may be NULL)
