@@ -434,6 +434,28 @@ static int load_admin_token(gw_server *srv) {
   const char *path = srv->cfg.admin_token_file;
   FILE *f = fopen(path, "r");
   if (f) {
+    /* The token is every tenant's admin: a file any local user may read
+     * gives it away (as the master key's would; that one is refused too).
+     * Group access is allowed, with a warning: a Prometheus in the file's
+     * group scrapes /metrics with it (credentials_file). */
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0) {
+      GW_LOG(GW_LOG_ERROR, "server", NULL, "cannot stat operator token file %s: %s", path, strerror(errno));
+      fclose(f);
+      return -1;
+    }
+    if (sb.st_mode & 007) {
+      GW_LOG(GW_LOG_ERROR, "server", NULL,
+             "operator token file %s is accessible by others (mode %03o); refusing to start. Run: chmod 600 %s", path,
+             (unsigned)(sb.st_mode & 0777), path);
+      fclose(f);
+      return -1;
+    }
+    if (sb.st_mode & 070)
+      GW_LOG(GW_LOG_WARN, "server", NULL,
+             "operator token file %s is accessible by its group (mode %03o): every member can administer every "
+             "tenant; chmod 600 it unless that group is meant to (a Prometheus scraping /metrics)",
+             path, (unsigned)(sb.st_mode & 0777));
     size_t n = fread(tok, 1, sizeof tok - 1, f);
     fclose(f);
     tok[n] = 0;
