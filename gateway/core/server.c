@@ -323,6 +323,15 @@ static void loop_finish(gw_loop *lp) {
   uv_close((uv_handle_t *)&lp->ctl, NULL);
   uv_close((uv_handle_t *)&lp->drain_timer, NULL);
   if (lp->index == 0) {
+    /* closing the handlers restores the default action: a further signal
+     * while the process closes its store would kill it instead of letting
+     * it exit 0; blocked, it waits and goes with the process */
+    sigset_t stop_sigs;
+    sigemptyset(&stop_sigs);
+    sigaddset(&stop_sigs, SIGTERM);
+    sigaddset(&stop_sigs, SIGINT);
+    sigaddset(&stop_sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &stop_sigs, NULL);
     uv_close((uv_handle_t *)&srv->sig_term, NULL);
     uv_close((uv_handle_t *)&srv->sig_int, NULL);
     uv_close((uv_handle_t *)&srv->sig_hup, NULL);
@@ -615,6 +624,18 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods) {
   uv_mutex_init(&srv->ctl_mu);
   gw_log_set_level((gw_log_level)gw_log_level_parse(srv->cfg.log_level));
   signal(SIGPIPE, SIG_IGN);
+  /* SIGTERM, SIGINT and SIGHUP stay blocked until their handlers run: one
+   * that arrives while the store opens or once "listening" is logged (a
+   * supervisor stopping what it just started) waits for them instead of
+   * killing the process by its default action. The threads started
+   * meanwhile (store writer, audit) inherit the mask, so the primary loop
+   * is the one that takes them. */
+  sigset_t stop_sigs, sigs_was;
+  sigemptyset(&stop_sigs);
+  sigaddset(&stop_sigs, SIGTERM);
+  sigaddset(&stop_sigs, SIGINT);
+  sigaddset(&stop_sigs, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &stop_sigs, &sigs_was);
   descriptor_budget(&srv->cfg);
   /* libuv's thread pool runs the outbound DNS lookups and the heavy reads
    * (limits.h): more threads than heavy reads may hold, before the first
@@ -706,6 +727,7 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods) {
   uv_signal_start(&srv->sig_term, on_stop_signal, SIGTERM);
   uv_signal_start(&srv->sig_int, on_stop_signal, SIGINT);
   uv_signal_start(&srv->sig_hup, on_hup, SIGHUP);
+  pthread_sigmask(SIG_SETMASK, &sigs_was, NULL); /* a signal that waited is taken now */
   /* the other loops' threads block the signals the primary handles */
   int running = 1;
   for (int i = 1; i < srv->nloops; i++) {

@@ -2,7 +2,7 @@
 // requests finished, listeners closed, bounded by shutdown_timeout_ms.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startGateway, connect, connectRefused, request, sleep, waitFor } from './lib/gateway.mjs';
+import { startGateway, connect, connectRefused, request, sleep, waitFor, makeTempDir, gatewayBin } from './lib/gateway.mjs';
 
 async function idleKeepAliveThenSignal(signal) {
   const gw = await startGateway({ args: ['--idle-timeout-ms', '30000'] });
@@ -107,4 +107,54 @@ test('SIGTERM with an aggregated GET stream open: the stream ends, the connectio
   assert.equal(late.length, 0, 'the drain completed without the timeout cutting connections');
   assert.ok(gw.logs().slice(mark).some((l) => /drained; exiting/.test(l.msg ?? '')), 'drained; exiting');
   void exit;
+});
+
+// A supervisor may stop what it just started: a SIGTERM that arrives as soon
+// as the gateway says "listening" (before its handlers were installed, the
+// default action killed it: no drain, exit by signal) drains and exits 0.
+// Signalled from the stderr callback itself, as a supervisor's watch would.
+async function stopAtListening(workers) {
+  const { spawn } = await import('node:child_process');
+  const dir = await makeTempDir();
+  const env = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('MCPGATE_')) env[k] = v;
+  const p = spawn(gatewayBin(), ['serve', '--listen', '127.0.0.1:0', '--data', dir, '--workers', workers],
+    { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  const exited = new Promise((resolve) => p.on('exit', (code, signal) => resolve({ code, signal })));
+  p.stderr.setEncoding('utf8').on('data', (c) => {
+    const before = err.includes('"listening"');
+    err += c;
+    if (!before && err.includes('"listening"')) p.kill('SIGTERM');
+  });
+  const t = setTimeout(() => p.kill('SIGKILL'), 10000);
+  const res = await exited;
+  clearTimeout(t);
+  return { res, err };
+}
+
+for (const workers of ['1', '2']) {
+  test(`SIGTERM right at "listening" (workers ${workers}) → drained, exit 0`, async () => {
+    for (let i = 0; i < 5; i++) {
+      const { res, err } = await stopAtListening(workers);
+      assert.deepEqual(res, { code: 0, signal: null }, `round ${i}: ${err.slice(-600)}`);
+      assert.match(err, /drained; exiting/, 'drained');
+    }
+  });
+}
+
+// An impatient operator (or a supervisor) signalling again and again: the
+// second cuts every connection, later ones while the process closes its
+// store must not kill it by the default action either.
+test('three SIGTERMs in a row → exit 0, not death by signal', async () => {
+  for (let i = 0; i < 5; i++) {
+    const gw = await startGateway();
+    const r = await request(gw.port, { path: '/healthz' });
+    assert.equal(r.status, 200);
+    gw.proc.kill('SIGTERM');
+    gw.proc.kill('SIGTERM');
+    await waitFor(() => gw.logs().some((l) => /drained; exiting/.test(l.msg ?? '')), { timeoutMs: 5000, what: 'drained' });
+    const res = await gw.stop('SIGTERM', { timeoutMs: 5000 });
+    assert.deepEqual(res, { code: 0, signal: null }, `round ${i}: ${gw.stderrText().slice(-600)}`);
+  }
 });
