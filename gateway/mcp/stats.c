@@ -10,8 +10,18 @@
 static const double buckets[GW_MCP_NBUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
 
 gw_mcp_stats *gw__mcp_stats_for(gw_mcp_stats_table *t, const char *tenant, const char *connector) {
-  for (size_t i = 0; i < t->n; i++)
-    if (!strcmp(t->m[i]->tenant, tenant) && !strcmp(t->m[i]->connector, connector)) return t->m[i];
+  size_t mine = 0;
+  gw_mcp_stats *other = NULL;
+  for (size_t i = 0; i < t->n; i++) {
+    if (strcmp(t->m[i]->tenant, tenant)) continue;
+    if (!strcmp(t->m[i]->connector, connector)) return t->m[i];
+    if (!strcmp(t->m[i]->connector, GW_MCP_STATS_OTHER)) other = t->m[i];
+    mine++;
+  }
+  if (mine >= GW_MCP_STATS_TENANT_MAX) { /* this tenant's share is used: its overflow entry */
+    if (other) return other;
+    connector = GW_MCP_STATS_OTHER;
+  }
   if (t->n >= GW_MCP_STATS_MAX) return NULL;
   gw_mcp_stats *e = calloc(1, sizeof *e);
   if (!e) return NULL;

@@ -15,6 +15,12 @@
 #include "gateway/base/buf.h"
 
 #define GW_MCP_STATS_MAX 4096 /* entries per loop; past it, exchanges are not counted */
+/* Entries one tenant may hold per loop: a tenant's admin names connectors
+ * freely, and must not fill the table (every other tenant then uncounted)
+ * nor grow /metrics without bound. Past it, that tenant's further
+ * connectors share one entry, connector GW_MCP_STATS_OTHER. */
+#define GW_MCP_STATS_TENANT_MAX 128
+#define GW_MCP_STATS_OTHER "(other)"
 #define GW_MCP_NBUCKETS 10
 
 typedef struct gw_mcp_stats {
@@ -36,8 +42,9 @@ typedef struct gw_mcp_stats_table {
   uv_mutex_t mu; /* the owner writes m and n under it; readers copy under it */
 } gw_mcp_stats_table;
 
-/* The entry of (tenant, connector), made on first use; NULL when the table
- * is full or memory is short. Owned by the table. */
+/* The entry of (tenant, connector), made on first use (the tenant's
+ * GW_MCP_STATS_OTHER once it holds GW_MCP_STATS_TENANT_MAX); NULL when the
+ * table is full or memory is short. Owned by the table. */
 gw_mcp_stats *gw__mcp_stats_for(gw_mcp_stats_table *t, const char *tenant, const char *connector);
 /* Counts one upstream response head that took `secs`. */
 void gw__mcp_stats_observe(gw_mcp_stats *m, double secs);
