@@ -26,3 +26,29 @@ test('every key in `serve --help` is documented in the README', () => {
   assert.ok(keys.length >= 20, `found ${keys.length} keys`);
   for (const k of keys) assert.ok(readme.includes('`' + k + '`'), `README documents ${k}`);
 });
+
+// Operators alert on /metrics: every family it serves is in the README's
+// metrics table (name and type), and the table names nothing it does not
+// serve. The scrape has an operator SIEM sink so the sink's families show.
+test('README metrics table matches the families /metrics serves', async () => {
+  const { startGateway, fetchMetrics, makeTempDir } = await import('./lib/gateway.mjs');
+  const fsp = await import('node:fs/promises');
+  const dir = await makeTempDir();
+  const tokenFile = path.join(dir, 'sink.token');
+  await fsp.writeFile(tokenFile, 'sink-token-for-docs-test\n', { mode: 0o600 });
+  const gw = await startGateway({ args: ['--audit-sink-url', 'http://127.0.0.1:9/ingest', '--audit-sink-token-file', tokenFile] });
+  try {
+    const m = await fetchMetrics(gw);
+    assert.equal(m.status, 200);
+    const served = new Map([...m.body.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((x) => [x[1], x[2]]));
+    assert.ok(served.size >= 50, `families served: ${served.size}`);
+    const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+    const rows = new Map([...readme.matchAll(/^\| `(mcpgate_[a-z0-9_]+)` \| ([a-z]+) \|/gm)].map((x) => [x[1], x[2]]));
+    const missing = [...served].filter(([n, t]) => rows.get(n) !== t).map(([n, t]) => `${n} (${t})`);
+    assert.deepEqual(missing, [], 'families /metrics serves that the README table lacks (or types differently)');
+    const stale = [...rows.keys()].filter((n) => !served.has(n));
+    assert.deepEqual(stale, [], 'README table rows /metrics does not serve');
+  } finally {
+    await gw.stop();
+  }
+});
