@@ -66,7 +66,7 @@ BENCH_SRC := $(wildcard tests/bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all asan tsan soak deps run test unit integration clean fuzz fuzz-bins fuzz-coverage bench check-layers FORCE
+.PHONY: all asan tsan soak deps deps-build run test unit integration clean fuzz fuzz-bins fuzz-coverage bench check-layers FORCE
 all: $(BUILD)/mcpgate
 FORCE:
 
@@ -161,8 +161,11 @@ tsan: deps
 deps:
 	@sh tests/deps.sh
 
-run: deps all
-	@mkdir -p data
+deps-build:
+	@sh tests/deps.sh --build
+
+run: deps-build all
+	@mkdir -p -m 700 data
 	@echo "mcpgate: serving http://127.0.0.1:8080 with data in ./data (Ctrl-C stops it)"
 	@echo "mcpgate: the operator token is in ./data/admin.token (created on first start, mode 0600)"
 	@echo "mcpgate: next, in another terminal: ./$(BUILD)/mcpgate tenant create acme --name \"Acme Corp\""

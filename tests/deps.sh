@@ -2,7 +2,8 @@
 # tests/deps.sh — install whatever the build and the tests need and is missing.
 #
 # Idempotent and quiet: when everything is present it runs two dpkg-query
-# calls and a stat and prints nothing. Called by `make deps` / `make test`.
+# calls and a stat and prints nothing. Called by `make deps` / `make test`;
+# `make run` calls it with --build (the build's packages only).
 #
 #  1. Debian packages (dpkg-query); missing ones are installed with apt-get
 #     (chromium: the browser the web tests drive through playwright-core).
@@ -17,9 +18,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 die() { echo "deps.sh: error: $*" >&2; exit 1; }
 
-PKGS="build-essential pkg-config libuv1-dev node-llhttp libssl-dev liblmdb-dev
-lmdb-utils libcurl4-openssl-dev libjansson-dev clang nodejs npm openssl
-nginx-light wrk nghttp2-client chromium"
+BUILD_PKGS="build-essential pkg-config libuv1-dev node-llhttp libssl-dev liblmdb-dev
+libcurl4-openssl-dev libjansson-dev openssl"
+PKGS="$BUILD_PKGS lmdb-utils clang nodejs npm nginx-light wrk nghttp2-client chromium"
+# --build: only what building and running the gateway needs (`make run`):
+# no test tools, no npm registry
+build_only=false
+[ "${1:-}" = "--build" ] && { PKGS=$BUILD_PKGS; build_only=true; }
 
 missing=""
 for p in $PKGS; do
@@ -51,6 +56,8 @@ if [ -n "$missing" ]; then
   fi
   rm -f "$log"
 fi
+
+$build_only && exit 0
 
 command -v node >/dev/null 2>&1 || die "node not found after install"
 command -v npm >/dev/null 2>&1 || die "npm not found after install"
