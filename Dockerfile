@@ -30,6 +30,9 @@ COPY --from=build /src/build/mcpgate /usr/local/bin/mcpgate
 USER mcpgate
 VOLUME ["/var/lib/mcpgate"]
 EXPOSE 8080
+# Set MCPGATE_PUBLIC_URL (docker run -e MCPGATE_PUBLIC_URL=https://gw.example.com) to the
+# address clients use: derived from the wildcard listen address, every URL the gateway
+# hands out would say http://0.0.0.0:8080 (the gateway warns at start).
 ENV MCPGATE_LISTEN=0.0.0.0:8080 MCPGATE_DATA=/var/lib/mcpgate
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s \
   CMD curl -fsS http://127.0.0.1:8080/healthz || exit 1

@@ -49,7 +49,8 @@ static const cfg_key keys[] = {
      "HTTP listen address HOST:PORT ([v6]:PORT for IPv6; port 0 picks a free port)", check_hostport},
     {"public_url", CFG_STR, NULL, 0, 0, OFF(public_url),
      "external base URL put in every URL the gateway hands out: scheme://host[:port], no path (the OAuth discovery "
-     "documents must sit at the host's root) (default http://<listen>)",
+     "documents must sit at the host's root) (default http://<listen>; from a wildcard listen such as 0.0.0.0:8080 "
+     "that points nowhere, and the gateway warns at start: set it)",
      check_url},
     {"data", CFG_STR, "./data", 0, 0, OFF(data), "data directory (store, master key, admin token)", NULL},
     {"log_level", CFG_STR, "info", 0, 0, OFF(log_level), "debug, info, warn or error", check_level},

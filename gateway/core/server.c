@@ -718,6 +718,15 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods) {
       free(srv->cfg.public_url);
       srv->cfg.public_url = u;
     }
+    /* a wildcard address is where the gateway listens, not where anyone
+     * reaches it: every URL handed out would point nowhere */
+    const char *host = srv->cfg.public_url + strlen("http://");
+    if (!strncmp(host, "0.0.0.0:", 8) || !strncmp(host, "[::]:", 5))
+      GW_LOG(GW_LOG_WARN, "server", NULL,
+             "public_url is not set and listen is a wildcard address: the URLs the gateway hands out (OAuth "
+             "discovery, sign-in, connect links, resource metadata) say %s, which no client can reach; set "
+             "public_url (MCPGATE_PUBLIC_URL) to the address clients use",
+             srv->cfg.public_url);
   }
   uv_loop_t *main_loop = &srv->lp->loop;
   uv_signal_init(main_loop, &srv->sig_term);

@@ -73,6 +73,23 @@ test('public_url defaults to http://<listen>', async () => {
   assert.equal(cfg2.public_url, 'https://gw.example.com');
 });
 
+test('a public_url derived from a wildcard listen address is warned about at start (it points nowhere)', async () => {
+  const gw = await startGateway({ args: ['--listen', '0.0.0.0:0'] });
+  try {
+    const l = await gw.waitForLog((x) => /public_url is not set and listen is a wildcard address/.test(x.msg ?? ''));
+    assert.match(l.msg, /say http:\/\/0\.0\.0\.0:\d+, which no client can reach; set public_url \(MCPGATE_PUBLIC_URL\)/);
+  } finally {
+    await gw.stop();
+  }
+  const quiet = await startGateway({ args: ['--listen', '0.0.0.0:0', '--public-url', 'https://gw.example.com'] });
+  try {
+    await request(quiet.port, { path: '/healthz' });
+    assert.equal(quiet.logs().some((x) => /wildcard address/.test(x.msg ?? '')), false, 'no warning once public_url is set');
+  } finally {
+    await quiet.stop();
+  }
+});
+
 test('precedence: defaults < --config file < MCPGATE_* env < flags', async () => {
   const defaults = await printConfig();
   const file = await writeConfig([
