@@ -172,13 +172,25 @@ typedef struct code_job {
   char code[ST_TOKEN_BUFSZ];
   char state[AUTH_OAUTH_STATE_MAX + 1];
   bool consent;      /* record the consent too */
-  int64_t now;
+  int64_t now, idle_s;
+  /* the browser session the person agreed in: the code is written only
+   * while it lives (a Universal Logout, a sign-out everywhere, a revoke
+   * then restore committed since the loop read it deleted it) */
+  char cookie[AUTH_LOGIN_RAND_LEN + 1];
 } code_job;
 
 static int job_code(st_txn *txn, void *arg) {
   code_job *j = arg;
   int rc = st_tenant_active(txn, j->tenant);
   if (!rc && st_dir_user_active(txn, j->tenant, j->c.user_id) != 1) rc = AUTH_EINACTIVE;
+  if (!rc) {
+    auth_browser s;
+    int src = auth_browser_get(txn, j->tenant, j->cookie, j->now, j->idle_s, &s);
+    bool same = src == 0 && !strcmp(s.user_id, j->c.user_id);
+    OPENSSL_cleanse(&s, sizeof s);
+    if (src && src != ST_ENOTFOUND) return src;
+    if (!same) rc = AUTH_ELOGIN;
+  }
   if (!rc && j->consent) rc = auth_oauth_consent_put(txn, j->tenant, j->c.user_id, j->c.client_id, j->c.connector, j->now);
   if (!rc) rc = auth_oauth_code_put(txn, j->hash, &j->c, j->now);
   if (!rc) rc = auth_oauth_client_touch(txn, j->tenant, j->c.client_id, j->now);
@@ -191,8 +203,10 @@ static void done_code(int status, void *arg) {
   gw_log_ctx lc = {j->tenant, req->id};
   if (status) {
     GW_LOG(GW_LOG_WARN, "oauth", &lc, "authorization code not issued: %s", auth_strerror(status));
-    redirect_error(req, j->tenant, j->c.redirect_uri, j->state, status == AUTH_EINACTIVE ? "access_denied" : "server_error",
+    bool denied = status == AUTH_EINACTIVE || status == AUTH_ELOGIN;
+    redirect_error(req, j->tenant, j->c.redirect_uri, j->state, denied ? "access_denied" : "server_error",
                    status == AUTH_EINACTIVE  ? "your account is not active"
+                   : status == AUTH_ELOGIN   ? "you were signed out meanwhile: sign in and try again"
                    : status == ST_EMAPFULL   ? "the gateway's store is full: the grant could not be recorded"
                                              : "the gateway could not record the grant");
   } else {
@@ -222,6 +236,10 @@ static void issue_code(gw_req *req, const char *tenant, const auth_oauth_code *c
   if (j->c.expires <= j->now) j->c.expires = j->now + 1;
   snprintf(j->state, sizeof j->state, "%s", state ? state : "");
   j->consent = consent;
+  char cname[96];
+  pages__cookie_name(srv, tenant, PAGES_COOKIE_SESSION, cname, sizeof cname);
+  pages__cookie_get(req, cname, j->cookie, sizeof j->cookie);
+  j->idle_s = srv->cfg.browser_session_idle_ms / 1000;
   if (st_submit(srv->store, req->lp->port, job_code, done_code, j)) {
     OPENSSL_cleanse(j, sizeof *j);
     free(j);
