@@ -54,3 +54,14 @@ test('a data directory another server holds is still refused as in use', async (
   assert.match(r.stderr, /is in use by another mcpgate process/, r.stderr);
   assert.equal((await gw.stop()).code, 0);
 });
+
+test('an empty store file (a failed restore) is refused, not opened as a new empty store', async () => {
+  const gw = await startGateway();
+  const dir = gw.dataDir;
+  assert.equal((await gw.stop()).code, 0);
+  await fs.truncate(path.join(dir, 'store', 'data.mdb'), 0);
+  const r = await runGateway(['serve', '--listen', '127.0.0.1:0', '--data', dir], { timeoutMs: 5000 });
+  assert.notEqual(r.code, 0, r.stderr);
+  assert.match(r.stderr, /store file .*data\.mdb is empty \(0 bytes\): a failed copy or restore\?/, r.stderr);
+  assert.equal((await fs.stat(path.join(dir, 'store', 'data.mdb'))).size, 0, 'nothing was written to it');
+});
