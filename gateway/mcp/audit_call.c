@@ -31,6 +31,7 @@
  *    be missed (best effort, never a false positive on another member). */
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <time.h>
@@ -172,7 +173,20 @@ void gw__audit_call_begin(gw_exchange *x, const char *connector, const char *too
                           int policy_version, const json_t *args, const char *args_raw, size_t args_len) {
   gw_server *srv = x->lp->srv;
   if (!srv->audit) return;
-  if (x->audit) gw__audit_call_end(x); /* a batch: each call its own record */
+  if (x->audit) {
+    /* a batch (one exchange, one upstream answer for all its calls): each
+     * call its own record, every one completed with that answer when the
+     * exchange ends — submitted now, an earlier call that went upstream
+     * would read as one never made */
+    gw_call_rec *nb = realloc(x->audit_batch, (x->audit_nbatch + 1) * sizeof *nb);
+    if (nb) {
+      nb[x->audit_nbatch++] = (gw_call_rec){x->audit, x->audit_len, x->audit_cap};
+      x->audit_batch = nb;
+      x->audit = NULL;
+    } else {
+      gw__audit_call_end(x);
+    }
+  }
   /* the record as text (audit_submit_text): no tree, no parse of what the
    * scan already checked; closed by gw__audit_call_end */
   gw_buf b;
@@ -240,21 +254,35 @@ void gw__audit_call_seen(gw_exchange *x, const char *p, size_t n) {
   }
 }
 
-void gw__audit_call_end(gw_exchange *x) {
-  if (!x->audit) return;
+/* Completes one open record (data/len/cap: a block as gw__audit_call_begin
+ * left it) with the exchange's upstream part and submits it. */
+static void call_finish(gw_exchange *x, char *data, size_t len, size_t cap, uint64_t duration_us) {
   gw_buf b;
   size_t head = audit_text_headroom();
   gw_buf_init(&b, head + AUDIT_RECORD_MAX + 256);
-  b.data = x->audit;
-  b.len = x->audit_len;
-  b.cap = x->audit_cap;
-  x->audit = NULL;
+  b.data = data;
+  b.len = len;
+  b.cap = cap;
   int rc = 0;
   if (x->status) rc = PUT_INT(&b, ",\"upstream_status\":", x->status);
   if (!rc)
-    rc = PUT_INT(&b, ",\"duration_us\":", (uv_hrtime() - x->audit_start_ns) / 1000) ||
+    rc = PUT_INT(&b, ",\"duration_us\":", duration_us) ||
          PUT_INT(&b, ",\"bytes_out\":", x->audit_bytes_out) ||
          gw_buf_appends(&b, x->audit_is_error ? ",\"is_error\":true}" : ",\"is_error\":false}");
   if (!rc) gw_audit_submit_block(x->lp->srv, x->tenant, x->tenant_uid, b.data, b.len - head, b.cap); /* takes it */
   else gw_buf_free(&b);
+}
+
+void gw__audit_call_end(gw_exchange *x) {
+  if (!x->audit && !x->audit_nbatch) return;
+  uint64_t duration_us = (uv_hrtime() - x->audit_start_ns) / 1000;
+  /* a batch's calls in their order, each with the batch's answer */
+  for (size_t i = 0; i < x->audit_nbatch; i++)
+    call_finish(x, x->audit_batch[i].data, x->audit_batch[i].len, x->audit_batch[i].cap, duration_us);
+  free(x->audit_batch);
+  x->audit_batch = NULL;
+  x->audit_nbatch = 0;
+  char *data = x->audit;
+  x->audit = NULL;
+  if (data) call_finish(x, data, x->audit_len, x->audit_cap, duration_us);
 }

@@ -67,12 +67,12 @@ void gw__ap_notify_send(gw_loop *lp, const char *tenant, const char *tenant_uid,
  * "approve", "hidden") under policy_version (-1: none), and its arguments
  * (args, or the raw JSON text args_raw/args_len; both NULL: none).
  * Nothing when the audit log is off. A record already on x (a batch) is
- * submitted first. */
+ * kept, and completed with the batch's upstream answer when x ends. */
 void gw__audit_call_begin(gw_exchange *x, const char *connector, const char *tool, const char *decision,
                           int policy_version, const json_t *args, const char *args_raw, size_t args_len);
 /* Upstream bytes relayed for x (counted; a tool error noticed). */
 void gw__audit_call_seen(gw_exchange *x, const char *p, size_t n);
-/* Submits x's record with the upstream's status, duration and bytes (the
+/* Submits x's record(s) with the upstream's status, duration and bytes (the
  * exchange's end calls it). */
 void gw__audit_call_end(gw_exchange *x);
 /* true (and x answered 503 / JSON-RPC -32603) when the call must be

@@ -99,7 +99,7 @@ void gw__x_unref(gw_exchange *x) {
     else x->reg->tail = x->prev;
   }
   gw_exchange *into = x->into;
-  if (x->audit) gw__audit_call_end(x); /* the call's record, with what the upstream answered */
+  if (x->audit || x->audit_nbatch) gw__audit_call_end(x); /* the call's record(s), with what the upstream answered */
   if (x->flow && x->flow->free && x->state) x->flow->free(x->state);
   gw__held_free(x);
   json_decref(x->ids);

@@ -41,6 +41,11 @@ typedef struct gw_out_header gw_out_header;
 typedef struct gw_exchange gw_exchange;
 typedef struct gw_mcp_stats gw_mcp_stats;
 typedef struct gw_held gw_held;
+/* an open audit record of a tools/call (audit_call.c): a block for audit_submit_block */
+typedef struct gw_call_rec {
+  char *data;
+  size_t len, cap;
+} gw_call_rec;
 
 #define GW_MCP_MAX_JSON_BODY (16 * 1024 * 1024)
 #define GW_MCP_MAX_SSE_EVENT (8 * 1024 * 1024)
@@ -144,6 +149,9 @@ struct gw_exchange {
   char *audit;                   /* a tools/call's audit record (JSON text, open), submitted when the exchange ends
                                     (audit_call.c) */
   size_t audit_len, audit_cap;
+  gw_call_rec *audit_batch; /* the records of a batch's earlier calls (open, as audit), completed with
+                                        the batch's one upstream answer when the exchange ends */
+  size_t audit_nbatch;
   uint64_t audit_start_ns;       /* ... the call's decision */
   size_t audit_bytes_out;        /* ... upstream bytes relayed */
   bool audit_is_error;           /* ... a relayed result said "isError": true */
