@@ -212,7 +212,14 @@ typedef void (*audit_report_fn)(void *ctx, const char *uid, uint64_t seq, const 
  * head's, and the head's last seq and hash against the last record. Names
  * the record at fault: an edited record k is reported as seq k ("does not
  * hash to what record k+1 (or the chain head) recorded"), an edited "prev"
- * of record k as seq k, a deleted record by its missing seq. Returns the
+ * of record k as seq k, a deleted record by its missing seq. With
+ * tenant_uid NULL also the SIEM sinks' delivery cursors (as st_check):
+ * one past its chain's head, or of a chain that does not exist, witnesses
+ * records cut from the end of a delivered chain or a delivered chain
+ * deleted whole (reported with uid "" and seq 0). What no cursor covers — the newest
+ * records cut off with the head moved back, a chain deleted whole — keeps
+ * every link intact: only the chain heads anchored elsewhere (the log's
+ * "chain head" lines) show it. Returns the
  * number of problems (0: intact) or a negative error (ST_E*). report may
  * be NULL. Holds a read txn for the whole walk: offline / admin thread. */
 int audit_verify(st_store *aud, const char *tenant_uid, audit_report_fn report, void *ctx);

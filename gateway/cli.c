@@ -693,7 +693,8 @@ static void audit_report(void *ctx, const char *uid, uint64_t seq, const char *m
   int *n = ctx;
   (*n)++;
   if (seq) printf("chain %s, record %llu: %s\n", uid, (unsigned long long)seq, msg);
-  else printf("chain %s: %s\n", uid, msg);
+  else if (*uid) printf("chain %s: %s\n", uid, msg);
+  else printf("%s\n", msg);
 }
 
 static void head_line(void *ctx, const char *tenant, const char *uid, uint64_t seq, const char *hash) {
@@ -819,6 +820,8 @@ static int cmd_audit(int argc, char **argv) {
         audit_heads(txn, head_line, NULL);
         st_txn_end(txn);
       }
+      printf("Records cut from the end of a chain, or a chain deleted whole, leave every link intact:\n"
+             "compare these heads with the \"chain head\" lines of the log you anchored.\n");
     }
   } else {
     int64_t since = o.since ? strtoll(o.since, NULL, 10) : 0, until = o.until ? strtoll(o.until, NULL, 10) : 0;
