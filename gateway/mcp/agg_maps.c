@@ -11,7 +11,10 @@
  * session (one session's upstream cannot push out another's), and
  * agg_uri_map_max URIs per session (logged once) — and each session's entry
  * records its owner so it goes with the session: at DELETE, when its user
- * or tenant is revoked, and in the sweep of evicted or expired sessions.
+ * or tenant is revoked, and in the sweep of evicted or expired sessions —
+ * and at most sessions_per_user_max entries per user in each index (their
+ * oldest goes first), so sessions opened faster than the sweep runs cannot
+ * pile up.
  * The first connector in name order wins a URI offered twice (logged). */
 #include <stdint.h>
 #include <stdio.h>
@@ -94,7 +97,16 @@ static agg_entry *session_entry(gw_agg_index **ixp, const gw_exchange *x, bool c
   gw_agg_index *ix = *ixp;
   agg_entry *e = entry_get(ix, x->sid);
   if (e || !create) return e;
-  if (ix->n >= SESSIONS_MAX) entry_del(ix, ix->oldest);
+  /* a user holds at most sessions_per_user_max sessions: past that many
+   * entries of theirs, the oldest belongs to a session evicted (or
+   * expired) and not yet swept — it goes now, so a user who keeps opening
+   * sessions cannot fill the index (and memory) until the next sweep */
+  agg_entry *mine = NULL;
+  size_t n_mine = 0;
+  for (agg_entry *o = ix->oldest; o; o = o->newer)
+    if (!strcmp(o->user, x->user) && !strcmp(o->tenant, x->tenant) && !n_mine++) mine = o;
+  if (mine && n_mine >= (size_t)x->lp->srv->cfg.sessions_per_user_max) entry_del(ix, mine);
+  else if (ix->n >= SESSIONS_MAX) entry_del(ix, ix->oldest);
   if (!(e = calloc(1, sizeof *e)) || !(e->map = json_object())) {
     free(e);
     return NULL;

@@ -1,0 +1,42 @@
+// The aggregated endpoint's per-session memory stays bounded per employee:
+// one user who keeps opening sessions (each evicting their oldest in the
+// store) and listing resources cannot keep more resource-URI maps in memory
+// than sessions_per_user_max while waiting for the purge sweep.
+// Upstreams: lib/ctl-upstream.mjs.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { startGateway, metricValue } from './lib/gateway.mjs';
+import { scrape } from './lib/scim.mjs';
+import { setupTenant, rawSession } from './lib/mcp.mjs';
+import { startCtlUpstream } from './lib/ctl-upstream.mjs';
+
+async function fixture({ args = [], resources = 3, resourceUris } = {}) {
+  const gw = await startGateway({ args });
+  const t = await setupTenant(gw, { users: ['alice@acme.com', 'bob@acme.com'] });
+  const up = await startCtlUpstream({ name: 'ra', resources, resourceUris });
+  const r = await t.putConnector('ra', { url: up.url, auth: { type: 'none' } });
+  assert.equal(r.status, 201, r.body);
+  return { gw, t, up, agg: `${gw.url}/t/acme/mcp`, maps: async () => metricValue(await scrape(gw.port), 'mcpgate_mcp_agg_uri_maps') };
+}
+
+test('a user opening sessions faster than the purge sweep keeps at most sessions_per_user_max URI maps in memory; others keep theirs', async () => {
+  // the sweep runs once a minute (the default): it never runs during this test
+  const f = await fixture({ args: ['--sessions-per-user-max', '2'] });
+  const bobTok = (await f.t.mintToken('bob@acme.com')).token;
+  const bob = await rawSession(f.agg, bobTok);
+  assert.equal((await bob.request('resources/list')).messages[0].result.resources.length, 3);
+  const tok = (await f.t.mintToken('alice@acme.com')).token;
+  let s;
+  for (let i = 0; i < 12; i++) {
+    s = await rawSession(f.agg, tok);
+    const r = await s.request('resources/list');
+    assert.equal(r.messages[0].result.resources.length, 3, r.body);
+  }
+  const n = await f.maps();
+  assert.ok(n <= 3, `alice's evicted sessions' maps went at once (bob's 1 + alice's at most 2): ${n}`);
+  const read = async (sess, uri) => (await sess.request('resources/read', { uri })).messages[0];
+  assert.equal((await read(s, 'ra://r/1')).result?.contents?.[0]?.text, 'ra:read ra://r/1', 'her newest session still routes');
+  assert.equal((await read(bob, 'ra://r/2')).result?.contents?.[0]?.text, 'ra:read ra://r/2', 'bob\'s map was not touched');
+  await f.gw.stop();
+});
