@@ -130,6 +130,11 @@ static const cfg_key keys[] = {
      "resource URIs (and template prefixes) the aggregated endpoint remembers per client session to route reads; "
      "past it, further URIs are not routed by name (logged)",
      NULL},
+    {"agg_uri_map_bytes", CFG_SIZE, "1M", 64 * 1024, 1 * GIB, OFF(agg_uri_map_bytes),
+     "bytes of resource URIs (and template prefixes) one such session's map holds, however few they are (a URI "
+     "may be 2,000 bytes): past it, as past agg_uri_map_max. A user's maps hold at most sessions_per_user_max "
+     "times this",
+     NULL},
     {"allowed_origins", CFG_STR, "", 0, 0, OFF(allowed_origins),
      "comma-separated Origin values allowed on MCP endpoints besides public_url's own (\"*\" = any); requests with "
      "another Origin get 403. When public_url is loopback, loopback origins (any port) are allowed too and a "

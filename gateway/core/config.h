@@ -48,6 +48,7 @@ typedef struct gw_config {
   int64_t stream_buffer_max;
   int64_t upstream_event_timeout_ms; /* gateway/mcp/upcall.c: gw_out_opts.partial_timeout_ms */
   int64_t agg_uri_map_max;
+  int64_t agg_uri_map_bytes;
   char *allowed_origins;
   int64_t auth_rate_per_address;  /* gateway/api/login.c: sign-in rate limits (a minute) */
   int64_t auth_rate_per_tenant;

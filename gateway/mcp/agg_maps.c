@@ -9,7 +9,8 @@
  * Rules this file keeps, and why: every map is capped — SESSIONS_MAX
  * sessions per map (the oldest goes), ASKED_PER_SESSION questions per
  * session (one session's upstream cannot push out another's), and
- * agg_uri_map_max URIs per session (logged once) — and each session's entry
+ * agg_uri_map_max URIs, agg_uri_map_bytes of them, per session (logged
+ * once) — and each session's entry
  * records its owner so it goes with the session: at DELETE, when its user
  * or tenant is revoked, and in the sweep of evicted or expired sessions —
  * and at most sessions_per_user_max entries per user in each index (their
@@ -53,7 +54,8 @@ typedef struct agg_entry {
                                     * oldest first (a dictionary of strings) */
   json_t *awaited;                 /* asked only: the client's calls whose reply comes on the GET stream,
                                     * "connector\nid" → true, oldest first; or NULL */
-  bool full;                       /* routes: agg_uri_map_max reached (logged once) */
+  size_t bytes;                    /* routes: the keys' bytes (agg_uri_map_bytes) */
+  bool full;                       /* routes: agg_uri_map_max or _bytes reached (logged once) */
 } agg_entry;
 
 struct gw_agg_index {
@@ -185,16 +187,19 @@ static void uri_note(gw_mcp_shared *sh, gw_exchange *x, const char *uri, bool is
   json_t *have = json_object_get(m, key);
   if (have && offers_has(have, x->connector)) return;
   /* the cap counts the entry itself as one, as it always has */
-  if (!have && 1 + json_object_size(m) + e->full >= (size_t)x->lp->srv->cfg.agg_uri_map_max) {
+  size_t klen = strlen(key);
+  if (!have && (1 + json_object_size(m) + e->full >= (size_t)x->lp->srv->cfg.agg_uri_map_max ||
+                e->bytes + klen > (size_t)x->lp->srv->cfg.agg_uri_map_bytes)) {
     if (!e->full) {
       GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, NULL}),
-             "a client session noted agg_uri_map_max resource URIs; further ones are not routed by name");
+             "a client session noted agg_uri_map_max resource URIs (or agg_uri_map_bytes of them); further ones are "
+             "not routed by name");
       e->full = true;
     }
     return;
   }
   if (!have) {
-    json_object_set_new(m, key, json_string(x->connector));
+    if (!json_object_set_new(m, key, json_string(x->connector))) e->bytes += klen;
     return;
   }
   if (json_is_string(have)) {

@@ -11,12 +11,16 @@ import { scrape } from './lib/scim.mjs';
 import { setupTenant, rawSession } from './lib/mcp.mjs';
 import { startCtlUpstream } from './lib/ctl-upstream.mjs';
 
-async function fixture({ args = [], resources = 3, resourceUris } = {}) {
+async function fixture({ args = [], resources = 3, resourceUris, second = false } = {}) {
   const gw = await startGateway({ args });
   const t = await setupTenant(gw, { users: ['alice@acme.com', 'bob@acme.com'] });
   const up = await startCtlUpstream({ name: 'ra', resources, resourceUris });
   const r = await t.putConnector('ra', { url: up.url, auth: { type: 'none' } });
   assert.equal(r.status, 201, r.body);
+  if (second) { // two connectors offer resources: an unmapped URI is not routed to the only one
+    const rb = await startCtlUpstream({ name: 'rb', resources: 1 });
+    assert.equal((await t.putConnector('rb', { url: rb.url, auth: { type: 'none' } })).status, 201);
+  }
   return { gw, t, up, agg: `${gw.url}/t/acme/mcp`, maps: async () => metricValue(await scrape(gw.port), 'mcpgate_mcp_agg_uri_maps') };
 }
 
@@ -38,5 +42,28 @@ test('a user opening sessions faster than the purge sweep keeps at most sessions
   const read = async (sess, uri) => (await sess.request('resources/read', { uri })).messages[0];
   assert.equal((await read(s, 'ra://r/1')).result?.contents?.[0]?.text, 'ra:read ra://r/1', 'her newest session still routes');
   assert.equal((await read(bob, 'ra://r/2')).result?.contents?.[0]?.text, 'ra:read ra://r/2', 'bob\'s map was not touched');
+  await f.gw.stop();
+});
+
+test('a session\'s URI map holds at most agg_uri_map_bytes of URIs however few they are: long URIs past it are not routed', async () => {
+  // 40 URIs of ~2,000 bytes: far below agg_uri_map_max (10,000) entries,
+  // 80 KB of keys against a 64 KiB cap
+  const uris = Array.from({ length: 40 }, (_, i) => `ra://${String(i).padStart(4, '0')}/` + 'x'.repeat(1990));
+  const f = await fixture({ args: ['--agg-uri-map-bytes', '65536'], resources: 1, resourceUris: uris, second: true });
+  const tok = (await f.t.mintToken('alice@acme.com')).token;
+  const s = await rawSession(f.agg, tok);
+  const listed = [];
+  for (let cursor, i = 0; i < 5; i++) {
+    const r = await s.request('resources/list', cursor ? { cursor } : {});
+    listed.push(...r.messages[0].result.resources.map((x) => x.uri));
+    cursor = r.messages[0].result.nextCursor;
+    if (!cursor) break;
+  }
+  assert.equal(listed.length, 41, 'both connectors listed');
+  const read = async (uri) => (await s.request('resources/read', { uri })).messages[0];
+  assert.equal((await read(uris[0])).result?.contents?.[0]?.text, `ra:read ${uris[0]}`, 'a URI noted before the cap routes');
+  const late = await read(uris[39]);
+  assert.equal(late.error?.code, -32602, `a URI past the byte cap is not routed: ${JSON.stringify(late).slice(0, 300)}`);
+  await f.gw.waitForLog((l) => /agg_uri_map_bytes/.test(l.msg ?? ''));
   await f.gw.stop();
 });
