@@ -28,7 +28,7 @@
  * - Prompts are named {connector}__{prompt} like tools; resources keep
  *   their URIs and are routed by a per-session URI→connector map built from
  *   resource lists, templates (by literal prefix) and resource links in
- *   results (first connector in name order wins a collision, logged);
+ *   results (a URI several connectors offer is routed to none, logged);
  *   completion refs route the same way. prompts/resources/completions/
  *   logging are advertised when a connector the user sees announced them
  *   (learned at the connector's PUT and at every upstream initialize).

@@ -16,7 +16,8 @@
  * and at most sessions_per_user_max entries per user in each index (their
  * oldest goes first), so sessions opened faster than the sweep runs cannot
  * pile up.
- * The first connector in name order wins a URI offered twice (logged). */
+ * A URI several connectors offer (exactly, or by templates covering it)
+ * is routed to none of them (logged). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
