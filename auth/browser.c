@@ -203,6 +203,15 @@ done:
   return rc;
 }
 
+int auth_browser_still(st_txn *txn, const char *tenant, const char *cookie, int64_t now, int64_t idle_s,
+                       const char *user) {
+  auth_browser s;
+  int rc = auth_browser_get(txn, tenant, cookie, now, idle_s, &s);
+  if (!rc && strcmp(s.user_id, user)) rc = ST_ENOTFOUND;
+  OPENSSL_cleanse(&s, sizeof s);
+  return rc;
+}
+
 int auth_browser_touch(st_txn *txn, const uint8_t hash[32], int64_t now) {
   json_t *r;
   int rc = get_rec(txn, hash, &r);

@@ -87,6 +87,12 @@ typedef struct auth_browser {
  * or a store error. Any txn. */
 int auth_browser_get(st_txn *txn, const char *tenant, const char *cookie, int64_t now, int64_t idle_s,
                      auth_browser *out);
+/* The same, for a write job re-checking the session a request came with:
+ * 0 when that cookie's session is still live and still user's;
+ * ST_ENOTFOUND when it is gone (a cut since, a sign-out) or another
+ * user's; or a store error. Nothing of the session is kept. */
+int auth_browser_still(st_txn *txn, const char *tenant, const char *cookie, int64_t now, int64_t idle_s,
+                       const char *user);
 /* Write txn: records now as the session's last use. Gone: not an error. */
 int auth_browser_touch(st_txn *txn, const uint8_t hash[32], int64_t now);
 /* Write txn: deletes one session (sign out). ST_ENOTFOUND when gone. */

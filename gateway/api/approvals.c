@@ -116,10 +116,7 @@ static int job_decide(st_txn *txn, void *arg) {
   decide_job *j = arg;
   int rc;
   if (j->browser) {
-    auth_browser s;
-    rc = auth_browser_get(txn, j->tenant, j->cookie, j->now_ms / 1000, j->idle_s, &s);
-    if (!rc && strcmp(s.user_id, j->user)) rc = ST_ENOTFOUND;
-    OPENSSL_cleanse(&s, sizeof s);
+    rc = auth_browser_still(txn, j->tenant, j->cookie, j->now_ms / 1000, j->idle_s, j->user);
   } else {
     rc = auth_identity_check(txn, j->tenant, j->user, j->tokid, j->now_ms / 1000);
   }

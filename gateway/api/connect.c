@@ -227,12 +227,8 @@ static int job_grant(st_txn *txn, void *arg) {
   /* the session that asked must still be live: a revoke then restore, a
    * deactivation then reactivation or a Universal Logout during the code
    * exchange deleted it, and nothing from before a cut may come back */
-  auth_browser s;
-  rc = auth_browser_get(txn, f->tenant, f->cookie, f->now, f->idle_s, &s);
-  bool same_user = rc == 0 && !strcmp(s.user_id, f->user);
-  OPENSSL_cleanse(&s, sizeof s);
-  if (rc && rc != ST_ENOTFOUND) return rc;
-  if (!same_user) return AUTH_ELOGIN;
+  rc = auth_browser_still(txn, f->tenant, f->cookie, f->now, f->idle_s, f->user);
+  if (rc) return rc == ST_ENOTFOUND ? AUTH_ELOGIN : rc;
   json_t *rec = NULL;
   rc = vault_connector_get(txn, f->tenant, f->connector, &rec);
   if (rc) return rc;

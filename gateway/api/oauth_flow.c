@@ -183,14 +183,8 @@ static int job_code(st_txn *txn, void *arg) {
   code_job *j = arg;
   int rc = st_tenant_active(txn, j->tenant);
   if (!rc && st_dir_user_active(txn, j->tenant, j->c.user_id) != 1) rc = AUTH_EINACTIVE;
-  if (!rc) {
-    auth_browser s;
-    int src = auth_browser_get(txn, j->tenant, j->cookie, j->now, j->idle_s, &s);
-    bool same = src == 0 && !strcmp(s.user_id, j->c.user_id);
-    OPENSSL_cleanse(&s, sizeof s);
-    if (src && src != ST_ENOTFOUND) return src;
-    if (!same) rc = AUTH_ELOGIN;
-  }
+  if (!rc && (rc = auth_browser_still(txn, j->tenant, j->cookie, j->now, j->idle_s, j->c.user_id)) == ST_ENOTFOUND)
+    rc = AUTH_ELOGIN;
   if (!rc && j->consent) rc = auth_oauth_consent_put(txn, j->tenant, j->c.user_id, j->c.client_id, j->c.connector, j->now);
   if (!rc) rc = auth_oauth_code_put(txn, j->hash, &j->c, j->now);
   if (!rc) rc = auth_oauth_client_touch(txn, j->tenant, j->c.client_id, j->now);
