@@ -171,6 +171,36 @@ int64_t gw_limits_mcp_enter(gw_req *req, const char *tenant, const char *user) {
   return 0;
 }
 
+bool gw_limits_mcp_more(gw_req *req, int n) {
+  gw_server *srv = req->lp->srv;
+  gw_limits *l = srv->limits;
+  slot *s = req->limits_slot;
+  if (!l || !s || n <= 0) return true;
+  if (s->heavy || s->write) return false; /* not a user's slot: never asked */
+  int64_t max = srv->cfg.mcp_concurrent_per_user;
+  uv_mutex_lock(&l->mu);
+  bool over = max > 0 && s->open + n > max;
+  if (!over) s->open += n;
+  uv_mutex_unlock(&l->mu);
+  if (over) {
+    atomic_fetch_add_explicit(&l->mcp_concurrent_limited, 1, memory_order_relaxed);
+    return false;
+  }
+  req->limits_more += n;
+  return true;
+}
+
+void gw_limits_mcp_less(gw_req *req, int n) {
+  gw_limits *l = req->lp->srv->limits;
+  slot *s = req->limits_slot;
+  if (!l || !s || n <= 0) return;
+  if (n > req->limits_more) n = req->limits_more;
+  req->limits_more -= n;
+  uv_mutex_lock(&l->mu);
+  s->open -= n; /* the request's own unit keeps the entry */
+  uv_mutex_unlock(&l->mu);
+}
+
 int gw_limits_heavy_take(gw_req *req, const char *tenant, gw_heavy_kind kind) {
   gw_limits *l = req->lp->srv->limits;
   if (!l || req->limits_slot) return 0;
@@ -236,11 +266,13 @@ void gw_limits_request_done(gw_server *srv, gw_req *req) {
   slot *s = req->limits_slot;
   if (!l || !s) return;
   req->limits_slot = NULL;
+  int64_t units = 1 + req->limits_more;
+  req->limits_more = 0;
   uint32_t b = s->bucket;
   uv_mutex_lock(&l->mu);
   if (s->heavy) l->heavy_open--;
   if (s->write) l->writes_open--;
-  if (--s->open <= 0) { /* the user has nothing open: the entry goes */
+  if ((s->open -= units) <= 0) { /* the user has nothing open: the entry goes */
     slot **pp = &l->slots[b];
     while (*pp && *pp != s) pp = &(*pp)->next;
     if (*pp) *pp = s->next;

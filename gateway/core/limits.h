@@ -18,7 +18,12 @@
  *                              slot is the request's (gw_req.limits_slot)
  *                              and goes back when the request ends
  *                              (gw_limits_request_done, from the host's
- *                              request-done callback).
+ *                              request-done callback). An aggregated GET
+ *                              stream also counts the upstream GET streams
+ *                              that feed it (gw_limits_mcp_more): one
+ *                              client stream can hold one upstream
+ *                              connection per connector, and descriptors
+ *                              are what one employee must not exhaust.
  *
  *   heavy writes               a policy PUT: one per tenant on the store
  *                              writer at a time, GW_HEAVY_WRITES_MAX in the
@@ -48,6 +53,7 @@
  * IPv6 by its /64. Threads: any loop. */
 #ifndef MCPGATE_GATEWAY_CORE_LIMITS_H
 #define MCPGATE_GATEWAY_CORE_LIMITS_H
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "gateway/base/buf.h"
@@ -71,6 +77,14 @@ int64_t gw_limits_mcp(gw_req *req, const char *tenant, const char *user);
 /* Takes a slot of (tenant, user) for req: 0, or > 0 (Retry-After set:
  * answer 429) when the user has mcp_concurrent_per_user open already. */
 int64_t gw_limits_mcp_enter(gw_req *req, const char *tenant, const char *user);
+/* n more units of req's slot (taken by gw_limits_mcp_enter), for the
+ * upstream streams the request holds open: true when taken (or when the
+ * request has no slot: the limit is off), false when the user would pass
+ * mcp_concurrent_per_user (counted as refused; nothing taken; no header
+ * set: the caller answers). gw_limits_mcp_less gives n back before the
+ * request ends; its end gives back whatever it still holds. Any loop. */
+bool gw_limits_mcp_more(gw_req *req, int n);
+void gw_limits_mcp_less(gw_req *req, int n);
 #define GW_HEAVY_PER_TENANT 2
 #define GW_HEAVY_MAX 6
 #define GW_POOL_THREADS 8

@@ -87,6 +87,7 @@ struct gw_req {
   void (*on_drain)(gw_req *req);
   void *handler_data;
   void *limits_slot;    /* a concurrency slot the request holds (gateway/core/limits.c), released when it ends */
+  int limits_more;      /* units of that slot it holds beyond its own (an aggregated stream's upstream feeds) */
   /* private to http.c */
   struct gw__req_priv *priv;
 };

@@ -30,6 +30,13 @@
  *     ends its feed (the fan-out's recheck, revoke.c, hands it `hidden`);
  *     the client's stream stays and gets list_changed through the default
  *     on_revoke.
+ *  5b. Each feed takes one of the user's mcp_concurrent_per_user units on
+ *     the client stream's request (gw_limits_mcp_more) for as long as it
+ *     runs: one client stream opens one upstream connection per
+ *     connector, and an employee's streams must not take every
+ *     descriptor. A GET whose feeds do not fit is 429; a feed that does
+ *     not fit later (a new upstream session, a reconnection) is retried
+ *     as after an error, backing off, until the user has room.
  *  6. A feed is opened only for an upstream whose announced capabilities
  *     say it can push something (tools/prompts/resources listChanged,
  *     resources subscribe, logging): an idle client costs one descriptor,
@@ -48,6 +55,7 @@
 
 #include "gateway/base/buf.h"
 #include "gateway/base/log.h"
+#include "gateway/core/limits.h"
 #include "gateway/mcp/agg.h"
 #include "gateway/mcp/sse.h"
 #include "gateway/mcp/upcall.h"
@@ -100,6 +108,7 @@ struct feed_state {
   gw_exchange *self;        /* the feeder (not a reference: unlinked when it is freed) */
   feed_state *prev, *next;  /* in the client's stream_state.feeders */
   gw_loop *holding;         /* the loop whose fan-out it holds until its head arrives (gw__fanout_hold) */
+  bool unit;                /* it holds a unit on client->req's slot (rule 5b) */
 };
 
 /* A feed opened for a new upstream session holds the fan-out (the call
@@ -222,7 +231,7 @@ static int mux_data(gw_exchange *c, gw_out_req *r, const char *p, size_t n) {
 }
 
 static feed_state *mux_attach_feed(gw_exchange *x, const char *connector, const char *upstream, json_t *url,
-                                   const char *last_id, unsigned delay_ms);
+                                   const char *last_id, unsigned delay_ms, bool paid);
 
 /* Rule 4's reconnection delays. */
 #define MUX_RETRY_MS 100
@@ -255,10 +264,34 @@ static void mux_retry_fire(uv_timer_t *t) {
     json_t *url = rc == 0 ? upstream_can_push(txn, x->tenant, m->connector) : NULL;
     st_txn_end(txn);
     if (url && !strcmp(up, m->upstream))
-      mux_attach_feed(x, m->connector, m->upstream, url, m->last[0] ? m->last : NULL, m->delay_ms);
+      mux_attach_feed(x, m->connector, m->upstream, url, m->last[0] ? m->last : NULL, m->delay_ms, false);
     json_decref(url);
   }
   uv_close((uv_handle_t *)&m->t, mux_retry_closed);
+}
+
+/* The doubled delay after `prev` (0: none yet), at least base. */
+static unsigned backoff(unsigned prev, unsigned base) {
+  unsigned d = !prev ? base : prev >= MUX_RETRY_MAX_MS / 2 ? MUX_RETRY_MAX_MS : prev * 2;
+  return d < base ? base : d;
+}
+
+/* Starts connector's feed of the client stream x again after delay_ms. */
+static void mux_retry_later(gw_exchange *x, const char *connector, const char *upstream, unsigned delay_ms) {
+  mux_retry *m = calloc(1, sizeof *m);
+  if (!m || uv_timer_init(&x->lp->loop, &m->t) != 0) {
+    free(m);
+    return;
+  }
+  m->t.data = m;
+  m->stream = x;
+  m->delay_ms = delay_ms;
+  x->refs++;
+  gw_strlcpy(m->connector, connector, sizeof m->connector);
+  gw_strlcpy(m->upstream, upstream, sizeof m->upstream);
+  const char *last = json_string_value(json_object_get(((stream_state *)x->state)->last, connector));
+  gw_strlcpy(m->last, last ? last : "", sizeof m->last);
+  uv_timer_start(&m->t, mux_retry_fire, delay_ms, 0);
 }
 
 static void mux_done(gw_exchange *c, gw_out_req *r, int err) {
@@ -268,26 +301,10 @@ static void mux_done(gw_exchange *c, gw_out_req *r, int err) {
   gw_exchange *x = client_of(c);
   bool refused = c->status != 200; /* 405: the upstream has no GET stream */
   if (x && x->req && x->listed && !refused && err != GW_OUT_EABORTED) {
-    mux_retry *m = calloc(1, sizeof *m);
-    if (m && uv_timer_init(&x->lp->loop, &m->t) == 0) {
-      feed_state *fs = c->state;
-      unsigned base = err ? MUX_RETRY_ERROR_MS : MUX_RETRY_MS;
-      unsigned delay = base;
-      if (!fs->fed && fs->delay_ms) /* a reconnection that brought nothing: back off */
-        delay = fs->delay_ms >= MUX_RETRY_MAX_MS / 2 ? MUX_RETRY_MAX_MS : fs->delay_ms * 2;
-      if (delay < base) delay = base;
-      m->t.data = m;
-      m->stream = x;
-      m->delay_ms = delay;
-      x->refs++;
-      gw_strlcpy(m->connector, c->connector, sizeof m->connector);
-      gw_strlcpy(m->upstream, c->sess.upstream, sizeof m->upstream);
-      const char *last = json_string_value(json_object_get(((stream_state *)x->state)->last, c->connector));
-      gw_strlcpy(m->last, last ? last : "", sizeof m->last);
-      uv_timer_start(&m->t, mux_retry_fire, delay, 0);
-    } else {
-      free(m);
-    }
+    feed_state *fs = c->state;
+    unsigned base = err ? MUX_RETRY_ERROR_MS : MUX_RETRY_MS;
+    /* a reconnection that brought nothing backs off */
+    mux_retry_later(x, c->connector, c->sess.upstream, !fs->fed && fs->delay_ms ? backoff(fs->delay_ms, base) : base);
   }
 }
 
@@ -301,6 +318,8 @@ static void feed_revoke(gw_exchange *c, const gw_revocation *r) {
 static void feed_free(void *state) {
   feed_state *st = state;
   feed_release(st); /* ended before its head */
+  /* the request's end gave back every unit it held, this one too */
+  if (st->unit && st->client && st->client->req) gw_limits_mcp_less(st->client->req, 1);
   if (st->client) {
     stream_state *ss = st->client->flow == &stream_flow ? st->client->state : NULL;
     if (st->prev) st->prev->next = st->next;
@@ -319,17 +338,30 @@ static const gw_flow_ops feed_flow = {.name = "agg-feed",
                                       .free = feed_free};
 
 /* Starts the upstream GET stream of one connector for the client stream x
- * (delay_ms: the reconnection delay that led here, 0 for a first start).
+ * (delay_ms: the reconnection delay that led here, 0 for a first start;
+ * paid: its unit of the user's limit is taken already, else it takes one,
+ * and when the user has none left it is retried later: rule 5b).
  * The feed started (its state, valid until the transfer ends), or NULL. */
 static feed_state *mux_attach_feed(gw_exchange *x, const char *connector, const char *upstream, json_t *url,
-                                   const char *last_id, unsigned delay_ms) {
+                                   const char *last_id, unsigned delay_ms, bool paid) {
+  if (!paid && !gw_limits_mcp_more(x->req, 1)) {
+    GW_LOG(GW_LOG_INFO, "mcp", NULL,
+           "connector %s: the user's GET stream waits for its upstream stream (mcp_concurrent_per_user reached)",
+           connector);
+    mux_retry_later(x, connector, upstream, backoff(delay_ms, MUX_RETRY_ERROR_MS));
+    return NULL;
+  }
   feed_state *st = calloc(1, sizeof *st);
-  if (!st) return NULL;
+  if (!st) {
+    gw_limits_mcp_less(x->req, 1);
+    return NULL;
+  }
   st->delay_ms = delay_ms;
+  st->unit = true;
+  st->client = x; /* before the child: its free (on failure too) gives the unit and the reference back */
+  x->refs++;
   gw_exchange *c = gw__mcp_child(x, connector, &feed_flow, st);
   if (!c) return NULL;
-  st->client = x;
-  x->refs++;
   st->self = c;
   stream_state *ss = x->state; /* x is a client stream (stream_flow) */
   st->next = ss->feeders;
@@ -350,40 +382,48 @@ static feed_state *mux_attach_feed(gw_exchange *x, const char *connector, const 
   return live;
 }
 
-/* The client's GET stream: every connector with an upstream session now,
- * and (via gw__agg_session_opened) every one opened later. */
-static void mux_start(gw_exchange *x, const char *last_event_id) {
-  json_t *resume = last_event_id ? gw__agg_unb64url(last_event_id) : NULL;
+/* The feeds the client's GET stream starts with: {connector: upstream
+ * session id} of every visible connector with an upstream session that
+ * can push, and their urls in *urls; NULL when the store is unreadable. */
+static json_t *mux_plan(gw_exchange *x, json_t **urls) {
   const pol_user *pu = gw__policy_for(x->lp, x->tenant, x->user);
   st_txn *txn;
-  if (!pu || st_read_begin(x->lp->srv->store, &txn) != 0) {
-    json_decref(resume);
-    return;
-  }
+  *urls = NULL;
+  if (!pu || st_read_begin(x->lp->srv->store, &txn) != 0) return NULL;
   json_t *ups = gw_session_upstreams(txn, x->sid);
-  json_t *urls = json_object();
+  *urls = json_object();
   const char *conn;
   json_t *up;
   void *tmp;
   json_object_foreach_safe(ups, tmp, conn, up) {
     json_t *url = pol_connector_visible(pu, conn) ? upstream_can_push(txn, x->tenant, conn) : NULL;
-    if (url) json_object_set_new(urls, conn, url);
+    if (url) json_object_set_new(*urls, conn, url);
     else json_object_del(ups, conn);
   }
   st_txn_end(txn);
-  if (json_is_object(resume)) ((stream_state *)x->state)->last = json_incref(resume);
-  json_object_foreach(ups, conn, up)
-      mux_attach_feed(x, conn, json_string_value(up), json_object_get(urls, conn),
-                      json_string_value(json_object_get(resume, conn)), 0);
-  json_decref(urls);
-  json_decref(ups);
-  json_decref(resume);
+  return ups;
 }
 
+/* The client's GET stream: every connector with an upstream session now,
+ * and (via gw__agg_session_opened) every one opened later. Its feeds'
+ * units are taken before the 200 (rule 5b). */
 void gw__agg_stream(gw_exchange *x, const char *last_event_id) {
   gw_req *req = x->req;
+  json_t *urls, *ups = mux_plan(x, &urls);
+  if (ups && !gw_limits_mcp_more(req, (int)json_object_size(ups))) {
+    json_decref(ups);
+    json_decref(urls);
+    gw_resp_header(req, "Retry-After", "1");
+    gw__x_rpc_error(x, 429, -32000,
+                    "too many MCP requests (mcp_concurrent_per_user): this stream's upstream streams count too; "
+                    "retry after Retry-After seconds");
+    return;
+  }
   stream_state *st = calloc(1, sizeof *st);
   if (!st) {
+    gw_limits_mcp_less(req, (int)json_object_size(ups));
+    json_decref(ups);
+    json_decref(urls);
     gw__x_rpc_error(x, 500, -32603, "out of memory");
     return;
   }
@@ -395,7 +435,16 @@ void gw__agg_stream(gw_exchange *x, const char *last_event_id) {
   gw_resp_header(req, "Cache-Control", "no-cache");
   gw_resp_start(req, 200, "text/event-stream");
   gw_resp_write(req, ": mcpgate stream\n\n", 18);
-  mux_start(x, last_event_id);
+  json_t *resume = last_event_id ? gw__agg_unb64url(last_event_id) : NULL;
+  if (json_is_object(resume)) st->last = json_incref(resume);
+  const char *conn;
+  json_t *up;
+  json_object_foreach(ups, conn, up)
+      mux_attach_feed(x, conn, json_string_value(up), json_object_get(urls, conn),
+                      json_string_value(json_object_get(resume, conn)), 0, true);
+  json_decref(resume);
+  json_decref(urls);
+  json_decref(ups);
 }
 
 /* A new upstream session exists: open client streams of that session get
@@ -409,7 +458,7 @@ typedef struct opened_arg {
 static void attach_if_stream(gw_exchange *x, void *arg) {
   opened_arg *a = arg;
   if (!gw__agg_is_stream(x, a->sid) || !x->started || !x->req) return;
-  feed_state *st = mux_attach_feed(x, a->connector, a->upstream, a->url, NULL, 0);
+  feed_state *st = mux_attach_feed(x, a->connector, a->upstream, a->url, NULL, 0, false);
   if (st && a->hold) {
     st->holding = x->lp;
     gw__fanout_hold(x->lp);
