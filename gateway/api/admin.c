@@ -248,6 +248,60 @@ int admin__read_tenant(gw_req *req, const char *tenant, st_txn **txn) {
   return 0;
 }
 
+int admin__heavy_enter(gw_req *req, const char *tenant, gw_heavy_kind kind, const char *what) {
+  int busy = gw_limits_heavy_enter(req, tenant, kind);
+  if (!busy) return 0;
+  if (busy == 429)
+    gw_respond_error(req, 429, "too_many_reads", "too many %s of this tenant at once: retry after Retry-After seconds",
+                     what);
+  else
+    gw_respond_error(req, 503, "busy", "the gateway is running its most heavy reads at once: retry after Retry-After seconds");
+  return -1;
+}
+
+typedef struct pool_read {
+  uv_work_t work;
+  gw_req *req;
+  void (*read)(void *ctx);
+  void (*answer)(gw_req *req, void *ctx);
+  void *ctx;
+} pool_read;
+
+static void pool_read_work(uv_work_t *w) {
+  pool_read *p = w->data;
+  p->read(p->ctx);
+}
+
+/* The request stays valid until answered or dropped, even if its client
+ * left (http.h). */
+static void pool_read_done(uv_work_t *w, int status) {
+  pool_read *p = w->data;
+  gw_req *req = p->req;
+  if (!gw_req_alive(req)) { /* its client left */
+    gw_req_drop(req);
+    req = NULL;
+  } else if (status != 0) {
+    gw_respond_error(req, 503, "busy", "the read was cancelled; retry");
+    req = NULL;
+  }
+  p->answer(req, p->ctx);
+  free(p);
+}
+
+int admin__pool_read(gw_req *req, const char *tenant, gw_heavy_kind kind, const char *what, void (*read)(void *ctx),
+                     void (*answer)(gw_req *req, void *ctx), void *ctx) {
+  if (admin__heavy_enter(req, tenant, kind, what)) return -1;
+  pool_read *p = calloc(1, sizeof *p);
+  if (p) {
+    *p = (pool_read){.req = req, .read = read, .answer = answer, .ctx = ctx};
+    p->work.data = p;
+    if (uv_queue_work(&req->lp->loop, &p->work, pool_read_work, pool_read_done) == 0) return 0;
+    free(p);
+  }
+  gw_respond_error(req, 503, "busy", "the gateway cannot start this read now; retry");
+  return -1;
+}
+
 char *admin__scim_base_url(gw_server *srv, const char *tenant) {
   size_t n = strlen(srv->cfg.public_url) + strlen(tenant) + 32;
   char *s = malloc(n);

@@ -34,6 +34,7 @@
 #include "store/tenant.h"
 
 #define EXPORT_CHUNK 256
+#define AUDIT_READS "audit queries and exports" /* named in the heavy-read refusal */
 
 /* "ms since the epoch" or RFC 3339 UTC → ms; -1 when malformed. */
 static int64_t parse_time(const char *s) {
@@ -111,15 +112,8 @@ static int chain_of(gw_req *req, const char *tenant, audit_log **log, char uid[S
   if (admin__read_tenant(req, tenant, &txn) != 0) return -1;
   /* a query or export runs on the thread pool the outbound DNS lookups
    * share: a few per tenant and process at once (limits.h) */
-  int busy = gw_limits_heavy_enter(req, tenant, GW_HEAVY_AUDIT);
-  if (busy) {
+  if (admin__heavy_enter(req, tenant, GW_HEAVY_AUDIT, AUDIT_READS)) {
     st_txn_end(txn);
-    if (busy == 429)
-      gw_respond_error(req, 429, "too_many_reads",
-                       "this tenant already has %d audit queries or exports running: retry when one ends",
-                       GW_HEAVY_PER_TENANT);
-    else
-      gw_respond_error(req, 503, "busy", "the gateway is running its most heavy reads at once: retry in a second");
     return -1;
   }
   int rc = st_tenant_uid_get(txn, tenant, uid);
@@ -133,11 +127,8 @@ static int chain_of(gw_req *req, const char *tenant, audit_log **log, char uid[S
 
 /* A query reads up to AUDIT_SCAN_MAX records and parses each: on
  * libuv's thread pool, not the loop (a filter matching nothing reads the
- * whole window; review: ~80 MB of JSON with large arguments). The request
- * stays valid until answered, even if its client left (http.h). */
+ * whole window; review: ~80 MB of JSON with large arguments). */
 typedef struct query_job {
-  uv_work_t work;
-  gw_req *req;
   audit_log *log;
   char uid[ST_TENANT_UID_LEN + 1];
   char user[80], connector[40], tool[260], decision[16], kind[16], cursor[AUDIT_CURSOR_MAX];
@@ -147,8 +138,8 @@ typedef struct query_job {
   char next[AUDIT_CURSOR_MAX];
 } query_job;
 
-static void query_work(uv_work_t *w) {
-  query_job *j = w->data;
+static void query_work(void *ctx) {
+  query_job *j = ctx;
   st_txn *txn;
   if ((j->rc = st_read_begin(audit_store(j->log), &txn)) != 0) {
     j->rc = AUDIT_ECLOSED; /* answered as "cannot be read" */
@@ -158,11 +149,11 @@ static void query_work(uv_work_t *w) {
   st_txn_end(txn);
 }
 
-static void query_done(uv_work_t *w, int status) {
-  query_job *j = w->data;
-  gw_req *req = j->req;
-  if (status != 0 && !j->rc) j->rc = AUDIT_ECLOSED;
-  if (j->rc == AUDIT_EINVAL) {
+static void query_done(gw_req *req, void *ctx) {
+  query_job *j = ctx;
+  if (!req) {
+    /* nothing to answer (admin__pool_read) */
+  } else if (j->rc == AUDIT_EINVAL) {
     gw_respond_error(req, 400, "invalid_request", "\"cursor\" is not one this endpoint gave");
   } else if (j->rc) {
     gw_respond_error(req, 503, "audit_unavailable", "the audit log cannot be read right now: %s", audit_strerror(j->rc));
@@ -216,7 +207,6 @@ static void query(gw_req *req, const char *tenant) {
     gw_respond_error(req, 500, "internal", "out of memory");
     return;
   }
-  j->req = req;
   j->log = log;
   memcpy(j->uid, uid, sizeof j->uid);
   memcpy(j->user, user, sizeof user);
@@ -234,11 +224,8 @@ static void query(gw_req *req, const char *tenant) {
                         .until_ms = until,
                         .cursor = j->cursor[0] ? j->cursor : NULL,
                         .limit = lim};
-  j->work.data = j;
-  if (uv_queue_work(&req->lp->loop, &j->work, query_work, query_done) != 0) {
-    free(j);
-    gw_respond_error(req, 503, "audit_unavailable", "the audit log cannot be read right now");
-  }
+  /* the slot is chain_of's */
+  if (admin__pool_read(req, tenant, GW_HEAVY_AUDIT, AUDIT_READS, query_work, query_done, j)) free(j);
 }
 
 /* ---- the export ---------------------------------------------------------------- */

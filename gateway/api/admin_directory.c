@@ -30,7 +30,6 @@ typedef struct dir_job {
   size_t max_count;
   scim_resp rs;
   json_t *block;
-  uv_work_t work;
 } dir_job;
 
 static void dir_job_free(dir_job *j) {
@@ -74,8 +73,8 @@ static void dir_answer(dir_job *j) {
   dir_job_free(j);
 }
 
-static void dir_work(uv_work_t *w) {
-  dir_job *j = w->data;
+static void dir_work(void *ctx) {
+  dir_job *j = ctx;
   st_txn *txn;
   if (st_read_begin(j->store, &txn) != 0) {
     scim_error(&j->rs, 503, NULL, "the store cannot be read right now");
@@ -85,15 +84,10 @@ static void dir_work(uv_work_t *w) {
   st_txn_end(txn);
 }
 
-static void dir_done(uv_work_t *w, int status) {
-  dir_job *j = w->data;
-  (void)status;
-  if (!gw_req_alive(j->req)) { /* its client left */
-    gw_req_drop(j->req);
-    dir_job_free(j);
-    return;
-  }
-  dir_answer(j);
+static void dir_done(gw_req *req, void *ctx) {
+  dir_job *j = ctx;
+  if (req) dir_answer(j);
+  else dir_job_free(j);
 }
 
 /* GET /admin/v1/tenants/{t}/users[/{id}] and /groups[/{id}]: what SCIM
@@ -141,17 +135,5 @@ void admin__directory(gw_req *req, const admin_caller *who, const char *tenant, 
     return;
   }
   st_txn_end(txn);
-  int busy = gw_limits_heavy_enter(req, tenant, GW_HEAVY_SCIM);
-  if (busy) {
-    dir_job_free(j);
-    gw_respond_error(req, busy, busy == 429 ? "too_many_reads" : "busy",
-                     busy == 429 ? "too many scans of this tenant's directory at once: retry after Retry-After seconds"
-                                 : "the gateway is running its most heavy reads at once: retry after Retry-After seconds");
-    return;
-  }
-  j->work.data = j;
-  if (uv_queue_work(&req->lp->loop, &j->work, dir_work, dir_done) != 0) {
-    dir_job_free(j);
-    gw_respond_error(req, 503, "busy", "the gateway cannot start this read now; retry");
-  }
+  if (admin__pool_read(req, tenant, GW_HEAVY_SCIM, "scans of the directory", dir_work, dir_done, j)) dir_job_free(j);
 }

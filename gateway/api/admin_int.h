@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "gateway/api/admin.h"
+#include "gateway/core/limits.h"
 #include "gateway/core/server.h"
 #include "store/store.h"
 #include "store/tenant.h"
@@ -66,6 +67,22 @@ bool admin__seg_decode(const char *in, char *out, size_t cap);
 int admin__read_tenant(gw_req *req, const char *tenant, st_txn **txn);
 /* The tenant's SCIM base URL; caller frees (NULL on allocation failure). */
 char *admin__scim_base_url(gw_server *srv, const char *tenant);
+
+/* ---- heavy reads (admin.c) ----
+ * A read too long for the loop (an audit query, a directory scan, a policy
+ * view) runs on libuv's thread pool, which the outbound DNS lookups share,
+ * holding one of the tenant's heavy-read slots of its kind (limits.h).
+ * admin__heavy_enter takes the slot: 0, or answers 429 too_many_reads
+ * ("too many <what> of this tenant at once") or 503 busy and returns -1.
+ * admin__pool_read takes it too, then runs read(ctx) on a pool thread (it
+ * opens its own read txn) and answer(req, ctx) on the loop afterwards;
+ * answer gets req NULL when there is nothing to answer (the client left,
+ * or the pool cancelled the read, answered 503 here) and then only frees
+ * ctx. 0: queued (ctx is answer's from now on); -1: answered (ctx still
+ * the caller's). */
+int admin__heavy_enter(gw_req *req, const char *tenant, gw_heavy_kind kind, const char *what);
+int admin__pool_read(gw_req *req, const char *tenant, gw_heavy_kind kind, const char *what, void (*read)(void *ctx),
+                     void (*answer)(gw_req *req, void *ctx), void *ctx);
 
 /* ---- the tenant and token jobs (admin_jobs.c) ---- */
 /* One job struct for tenant and SCIM/admin token writes (the fields each

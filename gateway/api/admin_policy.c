@@ -30,7 +30,6 @@
 /* ---------- reads on the pool: the view and explain ---------- */
 
 typedef struct pol_read {
-  gw_req *req;
   st_store *store;
   char tenant[64];
   bool explain;
@@ -39,7 +38,6 @@ typedef struct pol_read {
   const char *code;  /* out: the error's */
   char msg[200];     /* out: the error's */
   char *body;        /* out: the encoded answer */
-  uv_work_t work;
 } pol_read;
 
 static void read_fail(pol_read *j, int status, const char *code, const char *msg) {
@@ -83,8 +81,8 @@ static json_t *read_explain(st_txn *txn, pol_read *j) {
   return ex;
 }
 
-static void read_work(uv_work_t *w) {
-  pol_read *j = w->data;
+static void read_work(void *ctx) {
+  pol_read *j = ctx;
   st_txn *txn;
   json_t *t;
   if (st_read_begin(j->store, &txn) != 0) {
@@ -109,14 +107,12 @@ static void read_work(uv_work_t *w) {
   else j->status = 200;
 }
 
-static void read_done(uv_work_t *w, int status) {
-  pol_read *j = w->data;
-  gw_req *req = j->req;
-  if (!gw_req_alive(req)) /* its client left */
-    gw_req_drop(req);
-  else if (status != 0 || j->status != 200)
-    gw_respond_error(req, status ? 503 : j->status, status ? "busy" : j->code, "%s",
-                     status ? "the read was cancelled" : j->msg);
+static void read_done(gw_req *req, void *ctx) {
+  pol_read *j = ctx;
+  if (!req)
+    ; /* nothing to answer (admin__pool_read) */
+  else if (j->status != 200)
+    gw_respond_error(req, j->status, j->code, "%s", j->msg);
   else {
     gw_resp_header(req, "Cache-Control", "no-store");
     gw_respond(req, 200, "application/json", j->body, strlen(j->body));
@@ -128,22 +124,9 @@ static void read_done(uv_work_t *w, int status) {
 /* Takes the tenant's heavy-read slot and queues j (answering req when it
  * cannot). */
 static void read_start(gw_req *req, pol_read *j) {
-  int busy = gw_limits_heavy_enter(req, j->tenant, GW_HEAVY_POLICY);
-  if (busy) {
-    free(j);
-    gw_respond_error(req, busy, busy == 429 ? "too_many_reads" : "busy",
-                     busy == 429 ? "too many policy views or explanations of this tenant at once: retry after "
-                                   "Retry-After seconds"
-                                 : "the gateway is running its most heavy reads at once: retry after Retry-After seconds");
-    return;
-  }
-  j->req = req;
   j->store = req->lp->srv->store;
-  j->work.data = j;
-  if (uv_queue_work(&req->lp->loop, &j->work, read_work, read_done) != 0) {
+  if (admin__pool_read(req, j->tenant, GW_HEAVY_POLICY, "policy views or explanations", read_work, read_done, j))
     free(j);
-    gw_respond_error(req, 503, "busy", "the gateway cannot start this read now; retry");
-  }
 }
 
 
