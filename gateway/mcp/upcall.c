@@ -89,6 +89,15 @@ static int credential(gw_exchange *x, const gw_upcall *u, upcred *c) {
   if (!rc && u->upstream_sid && *u->upstream_sid && x->sess_url &&
       strcmp(json_string_value(x->sess_url) ?: "", json_string_value(json_object_get(c->conn, "url")) ?: ""))
     rc = GW_MCP_ESTALE;
+  /* the same for an id read with the gateway session (the direct
+   * endpoint's, in the snapshot its token was checked in): a move clears
+   * the session's upstream id in the write that changes the url, so a
+   * session that no longer carries this id is one whose server moved */
+  if (!rc && u->upstream_sid && *u->upstream_sid && !x->sess_url && x->sid[0] &&
+      st_txn_snapshot(txn) != x->ident_snapshot) {
+    gw_session now;
+    if (gw_session_get(txn, x->sid, &now) != 0 || strcmp(now.upstream, u->upstream_sid)) rc = GW_MCP_ESTALE;
+  }
   if (!rc) rc = vault_upstream_cred(txn, x->tenant, x->connector, user, c->conn, (int64_t)time(NULL), &c->cred);
   if (!rc) x->grant_used = vault_connector_is_per_user(c->conn);
   gw__read_end(lp, txn);
@@ -199,6 +208,16 @@ void gw__x_start_failed(gw_exchange *x, int rc) {
                        "your access to %s has expired; use the gateway's aggregated endpoint (it renews it), or "
                        "connect again at %s",
                        x->connector, link);
+  } else if (rc == GW_MCP_ESTALE && !x->sess_url) {
+    /* the connector endpoint's session went with its connector's move
+     * (credential): a 404, as for any unknown session, and the client
+     * initializes again, with the new server */
+    char msg[200];
+    snprintf(msg, sizeof msg, "Session not found: connector \"%s\" moved to another server; initialize again",
+             x->connector);
+    json_t *id = x->ids && json_array_size(x->ids) == 1 ? json_incref(json_array_get(x->ids, 0)) : json_null();
+    gw__x_reply_json(x, 404, json_pack("{s:s,s:o,s:{s:i,s:s}}", "jsonrpc", "2.0", "id", id, "error", "code", -32001,
+                                       "message", msg));
   } else if (rc == GW_UP_EHIDDEN) {
     gw__x_rpc_error(x, 200, -32602, "connector \"%s\" is not available to you under your organisation's policy",
                     x->connector);
