@@ -252,8 +252,8 @@ int admin__heavy_enter(gw_req *req, const char *tenant, gw_heavy_kind kind, cons
   int busy = gw_limits_heavy_enter(req, tenant, kind);
   if (!busy) return 0;
   if (busy == 429)
-    gw_respond_error(req, 429, "too_many_reads", "too many %s of this tenant at once: retry after Retry-After seconds",
-                     what);
+    gw_respond_error(req, 429, "too_many_reads",
+                     "this tenant already has %d %s running: retry after Retry-After seconds", GW_HEAVY_PER_TENANT, what);
   else
     gw_respond_error(req, 503, "busy", "the gateway is running its most heavy reads at once: retry after Retry-After seconds");
   return -1;

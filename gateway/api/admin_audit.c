@@ -34,7 +34,7 @@
 #include "store/tenant.h"
 
 #define EXPORT_CHUNK 256
-#define AUDIT_READS "audit queries and exports" /* named in the heavy-read refusal */
+#define AUDIT_READS "audit queries or exports" /* named in the heavy-read refusal */
 
 /* "ms since the epoch" or RFC 3339 UTC → ms; -1 when malformed. */
 static int64_t parse_time(const char *s) {

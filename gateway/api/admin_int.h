@@ -73,7 +73,7 @@ char *admin__scim_base_url(gw_server *srv, const char *tenant);
  * view) runs on libuv's thread pool, which the outbound DNS lookups share,
  * holding one of the tenant's heavy-read slots of its kind (limits.h).
  * admin__heavy_enter takes the slot: 0, or answers 429 too_many_reads
- * ("too many <what> of this tenant at once") or 503 busy and returns -1.
+ * ("this tenant already has 2 <what> running") or 503 busy and returns -1.
  * admin__pool_read takes it too, then runs read(ctx) on a pool thread (it
  * opens its own read txn) and answer(req, ctx) on the loop afterwards;
  * answer gets req NULL when there is nothing to answer (the client left,
