@@ -111,8 +111,19 @@ int vault_grants_cut_connector(st_txn *txn, const char *tenant, const char *conn
  * invalid_grant and delete a good grant: refreshes are serialised through
  * the store. A loop whose grant expires claims the refresh (a write job);
  * only the claimant calls the token endpoint; the others wait and re-read.
- * A claim lapses after VAULT_REFRESH_CLAIM_MS (a claimant that died). */
+ * A claim lapses after VAULT_REFRESH_CLAIM_MS (a claimant that died).
+ *
+ * So the claimant's token request must be over before its claim can lapse:
+ * it ends, answered or aborted, VAULT_REFRESH_DEADLINE_MS after the claim
+ * was taken — connect, first byte and the whole body together, whatever
+ * the connector's own timeouts say (an AS that sends its head and then
+ * trickles the body is never idle). The rest of the claim's life is slack
+ * for a loop that runs its timer late. An aborted request is a transient
+ * failure: the claim ends, the grant stays, a later call tries again. */
 #define VAULT_REFRESH_CLAIM_MS 20000
+#define VAULT_REFRESH_DEADLINE_MS 15000
+_Static_assert(VAULT_REFRESH_DEADLINE_MS + 5000 <= VAULT_REFRESH_CLAIM_MS,
+               "a refresh request must end well before its claim can lapse");
 enum { VAULT_CLAIMED = 0, VAULT_CLAIM_BUSY = 1, VAULT_CLAIM_FRESH = 2 };
 /* Write txn: VAULT_CLAIMED (go), VAULT_CLAIM_BUSY (another holds a live
  * claim: wait), VAULT_CLAIM_FRESH (the grant no longer expires within

@@ -18,6 +18,12 @@
  *     the grant it was said about.
  *  3. The token endpoint is an admin-set URL: egress admin level, the
  *     connector's timeouts and CA file, a body cap; the reply is wiped.
+ *     And a deadline for the whole request, VAULT_REFRESH_DEADLINE_MS after
+ *     the claim was taken (vault/grant.h ties it to the claim's life): a
+ *     request still open when the claim lapses would let another loop send
+ *     the same rotating refresh token. The deadline aborts the transfer;
+ *     that is a transient failure like a 5xx (the claim ends, the grant
+ *     stays, this call fails with "try again shortly").
  *  4. The exchange is referenced while a claim, a wait or a refresh is
  *     pending; a client gone meanwhile ends it at the next step (the flows
  *     check gw__x_wanted).
@@ -58,12 +64,16 @@ typedef struct refresh {
   char tenant[64], user[40], connector[40];
   int status;
   int waits;
+  uint64_t claim_ms; /* wall time the claim was taken (the writer's) */
   char *used;     /* the refresh token sent (wiped) */
   gw_buf body;    /* the token endpoint's reply (wiped) */
   vault_tokens fresh;
   bool ok, invalid;
   bool rejected;  /* invalid_client: the AS no longer knows the gateway's registration */
-  uv_timer_t timer;
+  bool timed_out; /* the deadline aborted the request */
+  uv_timer_t timer;    /* the wait between two claims */
+  uv_timer_t deadline; /* the claimant's request (rule 3); open while req is */
+  gw_out_req *req;
 } refresh;
 
 static void refresh_free(refresh *r) {
@@ -122,6 +132,22 @@ static void outcome_submit(refresh *r) {
   if (st_submit(r->x->lp->srv->store, r->x->lp->port, job_outcome, done_outcome, r) != 0) done_outcome(ST_EBUSY, r);
 }
 
+/* ---- the deadline (rule 3) --------------------------------------------------- */
+
+/* ms left of the request's deadline, which runs from the claim (0: over) */
+static uint64_t deadline_left(const refresh *r) {
+  uint64_t end = r->claim_ms + VAULT_REFRESH_DEADLINE_MS, now = wall_ms();
+  return now < end ? (end - now > VAULT_REFRESH_DEADLINE_MS ? VAULT_REFRESH_DEADLINE_MS : end - now) : 0;
+}
+
+static void refresh_deadline(uv_timer_t *t) {
+  refresh *r = t->data;
+  r->timed_out = true;
+  gw_out_abort(r->req); /* tok_done follows, from the loop */
+}
+
+static void deadline_closed(uv_handle_t *h) { outcome_submit(h->data); }
+
 /* ---- the token endpoint ------------------------------------------------------ */
 
 static void tok_headers(gw_out_req *o, int status, const gw_out_header *h, size_t n, void *ud) {
@@ -138,8 +164,13 @@ static int tok_data(gw_out_req *o, const char *p, size_t n, void *ud) {
 static void tok_done(gw_out_req *o, int err, void *ud) {
   refresh *r = ud;
   (void)o;
+  r->req = NULL;
   char why[200] = "";
-  if (!err && r->status == 200) {
+  if (err && r->timed_out) {
+    /* (a reply that was complete when the deadline fired has err 0: used) */
+    snprintf(why, sizeof why, "the token endpoint did not answer within %d s (the refresh's deadline)",
+             VAULT_REFRESH_DEADLINE_MS / 1000);
+  } else if (!err && r->status == 200) {
     r->ok = vault_tokens_from_reply(r->body.data ? r->body.data : "", r->body.len, (int64_t)time(NULL), &r->fresh, why,
                                     sizeof why) == 0;
   } else if (!err && r->status >= 400 && r->status < 500) {
@@ -156,7 +187,9 @@ static void tok_done(gw_out_req *o, int err, void *ud) {
   if (!r->ok)
     GW_LOG(GW_LOG_WARN, "vault", &((gw_log_ctx){r->tenant, NULL}), "connector %s: refreshing user %s's grant failed: %s%s",
            r->connector, r->user, why, r->invalid ? " (the grant is deleted; the user must connect again)" : "");
-  outcome_submit(r);
+  /* the outcome is written once the deadline's timer is closed: r is then
+   * free to go with the outcome's answer */
+  uv_close((uv_handle_t *)&r->deadline, deadline_closed);
 }
 
 /* The claimant's refresh: the token endpoint, with the grant's refresh token. */
@@ -191,6 +224,19 @@ static void refresh_send(refresh *r) {
     return;
   }
   r->used = strdup(t.refresh);
+  uint64_t left = deadline_left(r);
+  if (r->used && !left) {
+    /* the claim's answer came too late to send anything in time: the
+     * claim ends (refresh_failed, as for a network error) */
+    vault_tokens_free(&t);
+    json_decref(conn);
+    st_secret_str_free(secret);
+    GW_LOG(GW_LOG_WARN, "vault", &((gw_log_ctx){r->tenant, NULL}),
+           "connector %s: the refresh of user %s's grant was not sent: its deadline passed before it could start",
+           r->connector, r->user);
+    outcome_submit(r);
+    return;
+  }
   json_t *auth = json_object_get(conn, "auth");
   char *body = NULL, *authz = NULL;
   rc = r->used ? vault_refresh_request(auth, secret, t.refresh, &body, &authz) : ST_ENOMEM;
@@ -221,9 +267,13 @@ static void refresh_send(refresh *r) {
   o.on_data = tok_data;
   o.on_done = tok_done;
   o.ud = r;
-  gw_out_req *req = NULL;
-  if (!rc && o.url) rc = gw_out_start(lp->out, &o, &req);
+  if (!rc && o.url) rc = gw_out_start(lp->out, &o, &r->req);
   else if (!rc) rc = ST_EINVAL;
+  if (!rc) { /* tok_done runs later, never from inside gw_out_start */
+    uv_timer_init(&lp->loop, &r->deadline);
+    r->deadline.data = r;
+    uv_timer_start(&r->deadline, refresh_deadline, left, 0);
+  }
   vault_wipe(body);
   vault_wipe(authz);
   vault_wipe(authz_line);
@@ -239,7 +289,8 @@ static void refresh_send(refresh *r) {
 
 static int job_claim(st_txn *txn, void *arg) {
   refresh *r = arg;
-  int rc = vault_grant_claim(txn, r->tenant, r->user, r->connector, (int64_t)time(NULL), wall_ms());
+  r->claim_ms = wall_ms(); /* read on the loop after done_claim: the port orders it */
+  int rc = vault_grant_claim(txn, r->tenant, r->user, r->connector, (int64_t)time(NULL), r->claim_ms);
   r->status = rc; /* the claim's answer (the job itself succeeds) */
   return rc < 0 && rc != ST_ENOTFOUND ? rc : 0;
 }

@@ -28,7 +28,8 @@
 //   - serves the interaction (login + consent) pages itself, through
 //     provider.interactionDetails / interactionFinished (see "Sign-in" below);
 //   - counts token / revocation / introspection requests (stats());
-//   - can slow down or fail the revocation endpoint (the knobs below);
+//   - can slow down or fail the revocation endpoint, and hold a refresh
+//     (the knobs below);
 //   - answers /.well-known/oauth-authorization-server (RFC 8414) with the
 //     provider's discovery document (oidc-provider serves only
 //     /.well-known/openid-configuration).
@@ -78,6 +79,22 @@
 // {"error":"temporarily_unavailable"}, Retry-After: 1) without revoking;
 // null restores normal answers. setAccessTokenTTL(s) changes the lifetime of
 // access tokens issued afterwards.
+// holdRefresh({trickleMs}) holds the next refresh_token request (one): its
+// response head (200, application/json, chunked) goes out at once and then
+// one space every trickleMs (JSON allows leading whitespace), so the caller
+// never sees a silent connection, until release(). Only then does the
+// provider see the request (the fixture replays the form to it over
+// loopback and appends its answer; an error it answers arrives as its JSON
+// body under the 200 already sent) — so a caller that hung up meanwhile
+// leaves the request unprocessed and its refresh token unused, as with
+// setRevocationDelay. The hold is {arrived (a promise of its
+// tokenRequests entry), release(), entry}; the entry gets held: true,
+// aborted: true (the caller hung up first), answered (the provider's status)
+// and issued: {refresh, access} (hashes of the tokens it answered). Every
+// refresh_token entry of stats().tokenRequests has refresh (the sha256 of
+// the refresh token sent) and overlapped (another request with that refresh
+// token was still open when it arrived: what a gateway serialising its
+// refreshes never does).
 import http from 'node:http';
 import crypto from 'node:crypto';
 import { randomUUID } from 'node:crypto';
@@ -245,6 +262,9 @@ export async function startUpstreamAS(opts = {}) {
 
   let revocationDelay = 0;
   let revocationStatus = null;
+  let refreshHold = null; // the next refresh_token request to hold (holdRefresh)
+  const openRefresh = new Map(); // refresh token hash → requests still open
+  const replayKey = crypto.randomBytes(16).toString('hex'); // a held request's replay to the provider
   let autoLogin = null;
   const counters = {
     token: { authorization_code: 0, refresh_token: 0, other: 0 },
@@ -395,6 +415,7 @@ export async function startUpstreamAS(opts = {}) {
       // read the form here (to count it), hand it to the provider as req.body
       const raw = (await readAll(req)).toString('utf8');
       req.body = raw;
+      if (path === PATHS.token && req.headers['x-fixture-replay'] === replayKey) return handler(req, res);
       const form = new URLSearchParams(raw);
       const formId = form.get('client_id') ?? '';
       if (cimd && path !== PATHS.introspection && /^https?:\/\//.test(formId)) {
@@ -427,6 +448,21 @@ export async function startUpstreamAS(opts = {}) {
         const entry = { grant_type: gt, auth, status: undefined };
         counters.tokenRequests.push(entry);
         res.once('finish', () => { entry.status = res.statusCode; });
+        if (gt === 'refresh_token') {
+          const h = hashToken(form.get('refresh_token') ?? '');
+          entry.refresh = h;
+          entry.overlapped = (openRefresh.get(h) ?? 0) > 0;
+          openRefresh.set(h, (openRefresh.get(h) ?? 0) + 1);
+          res.once('close', () => {
+            const n = openRefresh.get(h) - 1;
+            if (n > 0) openRefresh.set(h, n); else openRefresh.delete(h);
+          });
+          if (refreshHold) {
+            const hold = refreshHold;
+            refreshHold = null;
+            return holdRefreshRequest(req, res, raw, entry, hold);
+          }
+        }
       } else if (path === PATHS.introspection) {
         counters.introspection++;
       } else {
@@ -455,6 +491,35 @@ export async function startUpstreamAS(opts = {}) {
       }
     }
     return handler(req, res);
+  }
+
+  // holdRefresh: the head now, a space every trickleMs, the provider's
+  // answer after release() — or nothing at all when the caller hung up first.
+  async function holdRefreshRequest(req, res, raw, entry, hold) {
+    entry.held = true;
+    let hungUp = false;
+    const closed = new Promise((r) => res.once('close', () => { if (!res.writableFinished) hungUp = true; r(); }));
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    res.write(' ');
+    const tick = setInterval(() => { if (!hungUp) res.write(' '); }, hold.trickleMs);
+    hold.arrive(entry);
+    await Promise.race([hold.released, closed]); // a hang-up (or close()) ends the hold
+    clearInterval(tick);
+    if (hungUp || req.socket.destroyed) { entry.aborted = true; return undefined; }
+    const headers = { 'content-type': 'application/x-www-form-urlencoded', 'x-fixture-replay': replayKey };
+    if (req.headers.authorization) headers.authorization = req.headers.authorization;
+    const r = await fetch(issuer + PATHS.token, { method: 'POST', headers, body: raw });
+    const text = await r.text();
+    try {
+      const j = JSON.parse(text);
+      if (j.refresh_token || j.access_token) {
+        entry.issued = { refresh: j.refresh_token ? hashToken(j.refresh_token) : null, access: j.access_token ? hashToken(j.access_token) : null };
+      }
+    } catch { /* the provider's body goes out as it is */ }
+    entry.answered = r.status;
+    if (hungUp || req.socket.destroyed) { entry.aborted = true; return undefined; }
+    res.end(text);
+    return undefined;
   }
 
   // CIMD: fetch the client's metadata document (what a CIMD AS does),
@@ -576,6 +641,20 @@ export async function startUpstreamAS(opts = {}) {
     setRevocationDelay(ms) { revocationDelay = Math.max(0, Number(ms) || 0); },
     setRevocationStatus(code) { revocationStatus = code === null || code === undefined ? null : Number(code); },
     setAccessTokenTTL(seconds) { accessTokenTTL = seconds; },
+    /** Holds the next refresh_token request (see the header): {arrived, release(), entry}. */
+    holdRefresh({ trickleMs = 1000 } = {}) {
+      let arrive;
+      let release;
+      const hold = {
+        trickleMs,
+        arrived: new Promise((r) => { arrive = r; }),
+        released: new Promise((r) => { release = r; }),
+        entry: null,
+      };
+      hold.arrive = (entry) => { hold.entry = entry; arrive(entry); };
+      refreshHold = hold;
+      return { arrived: hold.arrived, release: () => release(), get entry() { return hold.entry; } };
+    },
     /** The one resource server of resourceIndicators (the MCP upstream's URL). */
     setResource(u) { resource = u; },
     /**
