@@ -405,9 +405,34 @@ static int same_refresh(st_txn *txn, const char *tenant, const char *user, const
   return same;
 }
 
+/* A refresh answered after its grant left the live tables (the user was
+ * cut, the grant disconnected or dropped): the fresh tokens are live at the
+ * AS and nobody holds them — queued for revocation like the grant's own.
+ * Not when a grant is there again (a reconnect: revoking tokens of the old
+ * authorization might end the new one at an AS that ends a grant's every
+ * token together), nor for a tenant no longer active (its purge runs). */
+static int revoke_late_refresh(st_txn *txn, const char *tenant, const char *user, const char *connector,
+                               const vault_tokens *fresh, const char *now) {
+  json_t *info = NULL;
+  int rc = vault_grant_info(txn, tenant, user, connector, &info);
+  json_decref(info);
+  if (rc != ST_ENOTFOUND) return rc; /* 0: replaced, left alone */
+  char state[16];
+  if (st_tenant_state(txn, tenant, state) != 0 || strcmp(state, "active")) return 0;
+  json_t *tokens = json_object();
+  json_object_set_new(tokens, "access_token", json_string(fresh->access));
+  if (fresh->refresh) json_object_set_new(tokens, "refresh_token", json_string(fresh->refresh));
+  rc = tokens ? queue_revocation(txn, tenant, user, connector, tokens, "late_refresh", now) : ST_ENOMEM;
+  json_object_set_new(tokens, "access_token", json_string(""));
+  if (fresh->refresh) json_object_set_new(tokens, "refresh_token", json_string(""));
+  json_decref(tokens);
+  return rc;
+}
+
 int vault_grant_refreshed(st_txn *txn, const char *tenant, const char *user, const char *connector,
                           const char *used_refresh, const vault_tokens *fresh, const char *now) {
-  if (!same_refresh(txn, tenant, user, connector, used_refresh)) return 0;
+  if (!same_refresh(txn, tenant, user, connector, used_refresh))
+    return revoke_late_refresh(txn, tenant, user, connector, fresh, now);
   vault_tokens t = *fresh;
   if (!t.refresh) t.refresh = (char *)used_refresh;
   /* RFC 6749 §5.1: an omitted scope is the one granted before */

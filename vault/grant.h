@@ -132,8 +132,11 @@ int vault_grant_claim(st_txn *txn, const char *tenant, const char *user, const c
                       uint64_t now_ms);
 /* Write txn: a refresh that used `used_refresh` succeeded: the new tokens
  * replace the grant (the old refresh token kept when none was issued) and
- * the claim ends. Ignored (0) when the grant's refresh token is no longer
- * used_refresh (replaced or dropped meanwhile). */
+ * the claim ends. When the grant's refresh token is no longer used_refresh
+ * the grant is left as it is: dropped meanwhile (the user cut, a
+ * disconnect), the new tokens, live at the AS and held by nobody, are
+ * queued for revocation (reason "late_refresh"; not for a tenant no longer
+ * active); replaced (a reconnect), they are ignored. */
 int vault_grant_refreshed(st_txn *txn, const char *tenant, const char *user, const char *connector,
                           const char *used_refresh, const vault_tokens *fresh, const char *now);
 /* Write txn: it failed. invalid (the AS said invalid_grant): the grant is

@@ -1163,6 +1163,73 @@ TEST(refresh_applies_only_for_the_current_refresh_token) {
   close_store();
 }
 
+static int tenant_fn(st_txn *txn, void *arg);
+/* Drains the queue: how many jobs held exactly (access, refresh) (refresh NULL: none). */
+static int drain_count(const char *access, const char *refresh) {
+  int n = 0, guard = 0;
+  vault_revoke_job j;
+  while (next_job(LATER, &j, NULL) == 0 && guard++ < 1000) {
+    char id[VAULT_REVOKE_ID_LEN + 1];
+    memcpy(id, j.id, sizeof id);
+    uint64_t due = j.due_ms;
+    if (j.access && !strcmp(j.access, access) && (refresh ? j.refresh && !strcmp(j.refresh, refresh) : !j.refresh)) n++;
+    vault_revoke_job_free(&j);
+    if (W(f_result, (job){.s = id, .u1 = due, .b1 = true})) abort();
+  }
+  return n;
+}
+static int reports_with_reason(const char *t, const char *user, const char *reason) {
+  json_t *r = reports(t);
+  size_t i;
+  json_t *v;
+  int n = 0;
+  json_array_foreach(r, i, v) n += !strcmp(sget(v, "user") ?: "", user) && !strcmp(sget(v, "reason") ?: "", reason);
+  json_decref(r);
+  return n;
+}
+
+TEST(refresh_answered_after_the_grant_left_revokes_the_fresh_tokens) {
+  CHECK(open_store());
+  CHECK_INT(st_write_sync(g_st, tenant_fn, "acme"), 0);
+  CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
+  uint64_t ms = (uint64_t)T0 * 1000;
+  /* cut while the refresh is out: the old tokens, then the fresh ones, are revoked */
+  CHECK_INT(grant("acme", "u1", "docs", "a1", "r1", T0 + 5), 0);
+  CHECK_INT(W(f_claim, (job){.t = "acme", .u = "u1", .c = "docs", .i1 = T0, .u1 = ms}), VAULT_CLAIMED);
+  CHECK_INT(W(f_cut_user, (job){.t = "acme", .u = "u1"}), 0);
+  vault_tokens f2 = toks("a2", "r2", T0 + 3600);
+  CHECK_INT(W(f_refreshed, (job){.t = "acme", .u = "u1", .c = "docs", .s = "r1", .tok = &f2}), 0);
+  CHECK(info("acme", "u1", "docs") == NULL); /* not resurrected */
+  CHECK_INT(counts().pending, 2);
+  CHECK_INT(reports_with_reason("acme", "u1", "deactivated"), 1);
+  CHECK_INT(reports_with_reason("acme", "u1", "late_refresh"), 1);
+  CHECK_INT(drain_count("a2", "r2"), 1);
+  /* a reply without refresh_token: its access token alone */
+  CHECK_INT(grant("acme", "u2", "docs", "a1", "r1", T0 + 5), 0);
+  CHECK_INT(W(f_drop, (job){.t = "acme", .u = "u2", .c = "docs"}), 0);
+  vault_tokens f3 = toks("a3", NULL, T0 + 3600);
+  CHECK_INT(W(f_refreshed, (job){.t = "acme", .u = "u2", .c = "docs", .s = "r1", .tok = &f3}), 0);
+  CHECK_INT(drain_count("a3", NULL), 1);
+  /* replaced meanwhile (a reconnect): the new grant stands, nothing more is queued */
+  CHECK_INT(grant("acme", "u3", "docs", "a1", "r1", T0 + 5), 0);
+  CHECK_INT(grant("acme", "u3", "docs", "b1", "s1", T0 + 3600), 0);
+  CHECK_INT(counts().pending, 1); /* the reconnect's */
+  vault_tokens f4 = toks("a4", "r4", T0 + 3600);
+  CHECK_INT(W(f_refreshed, (job){.t = "acme", .u = "u3", .c = "docs", .s = "r1", .tok = &f4}), 0);
+  CHECK(has_access("acme", "u3", "docs", "b1"));
+  CHECK_INT(counts().pending, 1);
+  CHECK_INT(reports_with_reason("acme", "u3", "late_refresh"), 0);
+  CHECK_INT(drain_count("a4", "r4"), 0);
+  /* a tenant that is not there: nothing to queue under */
+  CHECK_INT(conn_put("gone", "docs", OAUTH_FULL), 0);
+  CHECK_INT(grant("gone", "u1", "docs", "a1", "r1", T0 + 5), 0);
+  CHECK_INT(W(f_drop, (job){.t = "gone", .u = "u1", .c = "docs"}), 0);
+  CHECK_INT(drain(), 1);
+  CHECK_INT(W(f_refreshed, (job){.t = "gone", .u = "u1", .c = "docs", .s = "r1", .tok = &f2}), 0);
+  CHECK_INT(counts().pending, 0);
+  close_store();
+}
+
 TEST(refresh_failed_drops_only_for_the_current_refresh_token) {
   CHECK(open_store());
   CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
@@ -1929,6 +1996,7 @@ int main(void) {
   RUN(queue_copies_client_secret_post_auth);
   RUN(refresh_claim_busy_fresh_lapse);
   RUN(refresh_applies_only_for_the_current_refresh_token);
+  RUN(refresh_answered_after_the_grant_left_revokes_the_fresh_tokens);
   RUN(refresh_failed_drops_only_for_the_current_refresh_token);
   RUN(upstream_cred_is_the_users_own_unexpired_grant);
   RUN(connect_cookie_round_trip_and_attacks);
