@@ -25,10 +25,17 @@
  * - Client notifications: notifications/cancelled goes to the upstream
  *   running that request; others (roots/list_changed, …) to every upstream
  *   session of the client session.
+ * - Upstream notifications (on a call's stream or the GET stream) that name
+ *   something of the client's reach it only when they name that
+ *   connector's own: a progress token the client gave a request to it, a
+ *   question it asked (the requestId renamed as the question's id was), a
+ *   resource no other connector offers in the session; any other is
+ *   dropped (agg_maps.c).
  * - Prompts are named {connector}__{prompt} like tools; resources keep
  *   their URIs and are routed by a per-session URI→connector map built from
- *   resource lists, templates (by literal prefix) and resource links in
- *   results (a URI several connectors offer is routed to none, logged);
+ *   resource lists, templates (by literal prefix), resource links in
+ *   results and the connector a subscription went to (a URI several
+ *   connectors offer is routed to none, logged);
  *   completion refs route the same way. prompts/resources/completions/
  *   logging are advertised when a connector the user sees announced them
  *   (learned at the connector's PUT and at every upstream initialize).

@@ -49,7 +49,8 @@ void gw__agg_up_headers(gw_exchange *x, gw_out_req *r, int status, const gw_out_
 int gw__agg_up_data(gw_exchange *x, gw_out_req *r, const char *p, size_t n);
 void gw__agg_up_done(gw_exchange *x, gw_out_req *r, int err);
 /* The flow's rewrite (server→client request ids, resource URIs, tool lists
- * filtered by policy) and event
+ * filtered by policy, notifications that name another connector's progress
+ * tokens, questions or resources dropped: emptied, exchange.h) and event
  * ids, for relayed aggregated answers. */
 bool gw__agg_rewrite(gw_exchange *x, json_t *msg);
 /* A call's JSON message (a whole reply, or one SSE event's data) that
@@ -118,6 +119,16 @@ void gw__agg_uri_note(gw_exchange *x, const char *uri, bool is_template);
  * template covering it), their names joined in out: the read is refused. */
 int gw__agg_uri_route(gw_exchange *x, const char *uri, char *out, size_t outsz);
 bool gw__agg_asked_take(gw_exchange *x, const char *connector, const char *enc);
+/* agg_maps.c: progress tokens. x (its connector set) forwards a request
+ * of the client carrying progress token `token` (borrowed): progress
+ * naming it is relayed from that connector only (the latest it went to).
+ * forget: x's request is over (its reply relayed), the token goes unless
+ * another connector was given it since. */
+void gw__agg_progress_note(gw_exchange *x, const json_t *token);
+void gw__agg_progress_forget(gw_exchange *x, const json_t *token);
+/* agg_call.c: the progress token of x's forwarded request when x is a
+ * routed call (borrowed, valid while x's flow is), else NULL. */
+const json_t *gw__agg_call_token(const gw_exchange *x);
 /* agg_maps.c: a call whose stream ends resumable before its reply (x, a
  * call): each request of it still unanswered is awaited from its connector
  * on the session's GET stream, where only that connector's feed may answer

@@ -9,13 +9,16 @@
  * (JSON or SSE, progress included) is relayed with server→client request
  * ids rewritten to "mcpgate:{connector}:{original id as JSON}"; an answer
  * goes only to an upstream session that asked, and only while policy shows
- * its connector; an upstream that forgot our session (404/400) gets the
- * call once more on a fresh session. */
+ * its connector; a request's progress token is noted for the connector it
+ * goes to while it runs (only that connector's progress naming it is
+ * relayed, agg_maps.c); an upstream that forgot our session (404/400) gets
+ * the call once more on a fresh session. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gateway/base/buf.h"
+#include "gateway/base/json_check.h"
 #include "gateway/base/log.h"
 #include "gateway/mcp/agg.h"
 #include "gateway/mcp/decide.h"
@@ -28,6 +31,8 @@ typedef struct call_state {
   gw_agg_up up; /* first: the upstream steps (agg.h) */
   char *fwd;    /* the rewritten message forwarded upstream */
   size_t fwd_len;
+  json_t *token; /* its params._meta.progressToken, or NULL */
+  bool noted;    /* the token is noted for x->connector (gw__agg_progress_note) */
 } call_state;
 
 static call_state *cs(gw_exchange *x) { return x->state; }
@@ -35,7 +40,20 @@ static call_state *cs(gw_exchange *x) { return x->state; }
 static void call_free(void *state) {
   call_state *st = state;
   free(st->fwd);
+  json_decref(st->token);
   free(st);
+}
+
+/* The client's request is over: its progress token goes — unless its
+ * reply is still to come on the GET stream (its stream ended resumable
+ * before it: the upstream's progress may come there too). A batch
+ * element's token is never noted: its reply is collected, its progress not
+ * relayed. */
+static void call_end(gw_exchange *x) {
+  call_state *st = cs(x);
+  if (st->noted && !(x->resumable && json_array_size(x->replied) < json_array_size(x->ids)))
+    gw__agg_progress_forget(x, st->token);
+  st->noted = false;
 }
 
 static const gw_flow_ops call_flow = {.name = "agg-call",
@@ -45,16 +63,24 @@ static const gw_flow_ops call_flow = {.name = "agg-call",
                                       .rewrite = gw__agg_rewrite,
                                       .vouch = gw__agg_vouch,
                                       .event_id = gw__agg_event_id,
+                                      .client_end = call_end,
                                       .free = call_free};
 
 bool gw__agg_is_call(const gw_exchange *x) { return x->kind == GW_X_POST && x->flow && x->flow->up_done == gw__agg_up_done; }
+
+const json_t *gw__agg_call_token(const gw_exchange *x) {
+  return x->flow == &call_flow ? ((const call_state *)x->state)->token : NULL;
+}
 
 /* x becomes a call with message fwd (stolen; encoded as forwarded). */
 static int become_call(gw_exchange *x, json_t *fwd) {
   call_state *st = calloc(1, sizeof *st);
   if (st) st->fwd = json_dumps(fwd, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  json_t *meta = json_object_get(json_object_get(fwd, "params"), "_meta");
+  if (st) st->token = json_incref(json_object_get(meta, "progressToken"));
   json_decref(fwd);
   if (!st || !st->fwd) {
+    if (st) json_decref(st->token);
     free(st);
     return -1;
   }
@@ -108,6 +134,11 @@ static void call_session_ready(gw_exchange *x, int err) {
  * session, relaying the answer. */
 static void send_to(gw_exchange *x, const char *conn) {
   gw_strlcpy(x->connector, conn, sizeof x->connector);
+  call_state *st = cs(x);
+  if (st->token && x->req) { /* progress naming it comes from conn only */
+    gw__agg_progress_note(x, st->token);
+    st->noted = true;
+  }
   gw__mcp_count(x, conn);
   if (x->m) GW_STAT_ADD(x->m->requests, 1);
   gw__agg_ensure_upstream(x, call_session_ready);
@@ -241,6 +272,19 @@ void gw__agg_tools_call_lite(gw_exchange *x, const char *body, size_t len, const
   fwd[head + tl + 2 + tail] = '\0';
   st->fwd = fwd;
   st->fwd_len = head + tl + 2 + tail;
+  /* params._meta.progressToken, as the scan found _meta (an object whose
+   * keys have no escape: the scan refuses those) */
+  static const char *const tp[] = {"progressToken"};
+  gw_json_span tv;
+  const gw_json_span *ms = &lite->meta_at;
+  int picked = ms->p && ms->p[0] == '{' ? gw_json_pick(ms->p, ms->n, tp, 1, &tv) : 0;
+  if (picked == 1 && tv.p) {
+    st->token = json_loadb(tv.p, tv.n, JSON_DECODE_ANY, NULL);
+  } else if (picked < 0) { /* undecided (many keys): parsed */
+    json_t *meta = json_loadb(ms->p, ms->n, 0, NULL);
+    st->token = json_incref(json_object_get(meta, "progressToken"));
+    json_decref(meta);
+  }
   gw__x_set_flow(x, &call_flow, st);
   send_to(x, conn);
 }
@@ -326,6 +370,12 @@ void gw__agg_route(gw_exchange *x, json_t *msg, const char *method) {
     return;
   }
   free(name_buf);
+  if (uri && !strcmp(method, "resources/subscribe")) {
+    /* the URI routes to conn from now on (also when it was routed to the
+     * one connector offering resources): its resources/updated pass */
+    gw_strlcpy(x->connector, conn, sizeof x->connector);
+    gw__agg_uri_note(x, uri, false);
+  }
   forward_to(x, fwd, conn);
 }
 

@@ -1,14 +1,18 @@
 /* gateway/mcp/agg_maps.c — the aggregated endpoint's per-session state in
  * memory (see agg.h), in two typed indexes by session id: resource routes (URI or template prefix → connector)
- * and outstanding server→client requests, and the rewrite of relayed
- * upstream messages that feeds them (gw__agg_rewrite: server→client request
- * ids; also tool lists filtered by policy, and a response on a call's stream
- * delivered only as the answer to that call, one on the GET stream only as
- * the answer to a call of that connector awaiting it there).
+ * and outstanding server→client requests (with the client's calls awaited on
+ * the GET stream and the progress tokens of its requests), and the rewrite
+ * of relayed upstream messages that feeds them (gw__agg_rewrite: server→client
+ * request ids; also tool lists filtered by policy, a response on a call's
+ * stream delivered only as the answer to that call, one on the GET stream
+ * only as the answer to a call of that connector awaiting it there, and a
+ * notification naming another connector's progress token, question or
+ * resource dropped).
  *
  * Rules this file keeps, and why: every map is capped — SESSIONS_MAX
- * sessions per map (the oldest goes), ASKED_PER_SESSION questions per
- * session (one session's upstream cannot push out another's), and
+ * sessions per map (the oldest goes), ASKED_PER_SESSION questions (and as
+ * many awaited calls, and progress tokens) per session (one session's
+ * upstream cannot push out another's), and
  * agg_uri_map_max URIs, agg_uri_map_bytes of them, per session (logged
  * once) — and each session's entry
  * records its owner so it goes with the session: at DELETE, when its user
@@ -55,6 +59,8 @@ typedef struct agg_entry {
                                     * oldest first (a dictionary of strings) */
   json_t *awaited;                 /* asked only: the client's calls whose reply comes on the GET stream,
                                     * "connector\nid" → true, oldest first; or NULL */
+  json_t *tokens;                  /* asked only: the progress tokens of the client's requests, token as
+                                    * JSON → the connector it went to, oldest first; or NULL */
   size_t bytes;                    /* routes: the keys' bytes (agg_uri_map_bytes) */
   bool full;                       /* routes: agg_uri_map_max or _bytes reached (logged once) */
 } agg_entry;
@@ -89,6 +95,7 @@ static void entry_del(gw_agg_index *ix, agg_entry *e) {
   ix->n--;
   json_decref(e->map);
   json_decref(e->awaited);
+  json_decref(e->tokens);
   free(e);
 }
 
@@ -251,6 +258,27 @@ int gw__agg_uri_route(gw_exchange *x, const char *uri, char *out, size_t outsz) 
   return rc;
 }
 
+/* uri is x's connector's in x's session, or nobody's: no other connector
+ * noted it (exactly or by a template covering it) unless x's did too. */
+static bool uri_not_others(gw_exchange *x, const char *uri) {
+  gw_mcp_shared *sh = x->lp->srv->mcp;
+  char key[2100];
+  snprintf(key, sizeof key, "U%.2000s", uri);
+  uv_mutex_lock(&sh->maps_mu);
+  agg_entry *e = entry_get(sh->agg_uris, x->sid);
+  json_t *m = e ? e->map : NULL;
+  json_t *v = json_object_get(m, key);
+  bool others = v && !offers_has(v, x->connector), mine = v && !others;
+  const char *k;
+  json_object_foreach(m, k, v) {
+    if (k[0] != 'T' || strncmp(uri, k + 1, strlen(k + 1))) continue;
+    if (offers_has(v, x->connector)) mine = true;
+    else others = true;
+  }
+  uv_mutex_unlock(&sh->maps_mu);
+  return mine || !others;
+}
+
 /* URIs inside results (resource_link / embedded resources) join the map. */
 static void note_result_uris(gw_exchange *x, const json_t *result) {
   size_t i;
@@ -346,6 +374,71 @@ static bool awaited_take(gw_exchange *x, const json_t *id) {
   return taken;
 }
 
+/* Progress tokens of the client's requests, noted when a request goes to
+ * its connector (agg_call.c): a notifications/progress reaches the client
+ * only from the connector its token was given to (clients hand a progress
+ * to the request whose id its token names: the SDK's by Number(token)). A
+ * token names the connector it was given to last; past ASKED_PER_SESSION
+ * the session's oldest is forgotten (its progress is dropped from then
+ * on). */
+static char *token_key(const json_t *token) {
+  char *enc = token ? json_dumps(token, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+  if (enc && strlen(enc) >= 500) { /* as a question's id: longer ones are not told apart */
+    free(enc);
+    return NULL;
+  }
+  return enc;
+}
+
+void gw__agg_progress_note(gw_exchange *x, const json_t *token) {
+  char *enc = x->sid[0] && x->connector[0] ? token_key(token) : NULL;
+  if (!enc) return;
+  gw_mcp_shared *sh = x->lp->srv->mcp;
+  uv_mutex_lock(&sh->maps_mu);
+  agg_entry *e = session_entry(&sh->asked, x, true);
+  if (e && !e->tokens) e->tokens = json_object();
+  if (e && e->tokens) {
+    json_object_del(e->tokens, enc); /* given again: now the newest */
+    if (json_object_size(e->tokens) >= ASKED_PER_SESSION) {
+      void *it = json_object_iter(e->tokens); /* the oldest */
+      if (it) json_object_del(e->tokens, json_object_iter_key(it));
+    }
+    json_object_set_new(e->tokens, enc, json_string(x->connector));
+  }
+  uv_mutex_unlock(&sh->maps_mu);
+  free(enc);
+}
+
+/* The session's progress token enc, when it was last given to x's connector. */
+static bool token_is_mine(gw_exchange *x, const char *enc, bool forget) {
+  gw_mcp_shared *sh = x->lp->srv->mcp;
+  uv_mutex_lock(&sh->maps_mu);
+  agg_entry *e = entry_get(sh->asked, x->sid);
+  const char *c = e ? json_string_value(json_object_get(e->tokens, enc)) : NULL;
+  bool mine = c && !strcmp(c, x->connector);
+  if (mine && forget) json_object_del(e->tokens, enc);
+  uv_mutex_unlock(&sh->maps_mu);
+  return mine;
+}
+
+void gw__agg_progress_forget(gw_exchange *x, const json_t *token) {
+  char *enc = x->sid[0] ? token_key(token) : NULL;
+  if (enc) token_is_mine(x, enc, true);
+  free(enc);
+}
+
+/* A question x's connector asked on this session, still unanswered. */
+static bool asked_has(gw_exchange *x, const char *enc) {
+  gw_mcp_shared *sh = x->lp->srv->mcp;
+  char key[600];
+  snprintf(key, sizeof key, "%s\n%s", x->connector, enc);
+  uv_mutex_lock(&sh->maps_mu);
+  agg_entry *e = entry_get(sh->asked, x->sid);
+  bool has = e && json_object_get(e->map, key);
+  uv_mutex_unlock(&sh->maps_mu);
+  return has;
+}
+
 void gw__agg_forget_session(gw_mcp_shared *sh, const char *sid) {
   agg_entry *e;
   uv_mutex_lock(&sh->maps_mu);
@@ -388,45 +481,109 @@ void gw__agg_sweep(gw_mcp_shared *sh, const gw_session_limits *lim, st_txn *txn,
   uv_mutex_unlock(&sh->maps_mu);
 }
 
+/* Span v (a JSON value's text) is the value of id (a string or an
+ * integer; a string's span without an escape). */
+static bool span_is(const gw_json_span *v, const json_t *id) {
+  if (!v->p) return false;
+  if (json_is_integer(id)) {
+    char t[24];
+    size_t tn = gw_itoa(json_integer_value(id), t);
+    return v->n == tn && !memcmp(v->p, t, tn);
+  }
+  if (json_is_string(id)) {
+    size_t l = json_string_length(id);
+    return v->n == l + 2 && v->p[0] == '"' && !memchr(v->p, '\\', v->n) && !memcmp(v->p + 1, json_string_value(id), l);
+  }
+  return false;
+}
+
+static bool span_eq(const gw_json_span *v, const char *lit) {
+  size_t l = strlen(lit);
+  return v->p && v->n == l && !memcmp(v->p, lit, l);
+}
+
 bool gw__agg_vouch(gw_exchange *x, const char *body, size_t n) {
   /* what gw__agg_rewrite acts on, none of it spellable without these
    * bytes (\u is the only escape that makes letters) */
   if (!gw__agg_is_call(x) || json_array_size(x->ids) != 1 || gw_memmem(body, n, "\\u", 2) ||
       gw_memmem(body, n, "\"tools\"", 7) || gw_memmem(body, n, "\"resource", 9))
     return false;
-  static const char *const paths[] = {"id", "method", "result", "error"};
-  gw_json_span v[4];
-  if (gw_json_pick(body, n, paths, 4, v) != 1) return false;
-  /* a notification (a method, no id): nothing to rename */
-  if (v[1].p) return !v[0].p;
+  static const char *const paths[] = {"id", "method", "result", "error", "params.progressToken"};
+  gw_json_span v[5];
+  if (gw_json_pick(body, n, paths, 5, v) != 1) return false;
+  if (v[1].p) {
+    if (v[0].p) return false;
+    /* a notification: the ones check_note looks into are parsed — but
+     * progress for the call's own token, which may come often; a method
+     * with an escape (\/) could spell any of them */
+    if (memchr(v[1].p, '\\', v[1].n)) return false;
+    if (span_eq(&v[1], "\"notifications/progress\"")) return span_is(&v[4], gw__agg_call_token(x));
+    return !span_eq(&v[1], "\"notifications/cancelled\"") && !span_eq(&v[1], "\"notifications/resources/updated\"");
+  }
   /* a response (no server→client request to rename) to the call's own id */
   if (!v[0].p || (!v[2].p && !v[3].p)) return false;
-  const json_t *id = json_array_get(x->ids, 0);
-  if (json_is_integer(id)) {
-    char t[24];
-    size_t tn = gw_itoa(json_integer_value(id), t);
-    return v[0].n == tn && !memcmp(v[0].p, t, tn);
-  }
-  if (json_is_string(id)) {
-    size_t l = json_string_length(id);
-    return v[0].n == l + 2 && v[0].p[0] == '"' && !memchr(v[0].p, '\\', v[0].n) &&
-           !memcmp(v[0].p + 1, json_string_value(id), l);
-  }
-  return false;
+  return span_is(&v[0], json_array_get(x->ids, 0));
 }
 
 static bool rewrite_one(gw_exchange *x, json_t *msg);
 
 /* A JSON-RPC batch (an array) is rewritten message by message: clients
  * (the official SDK among them) take each element of an array reply as a
- * message of its own, so it must not carry what a lone message could not. */
+ * message of its own, so it must not carry what a lone message could not.
+ * A message to drop is emptied ({}; exchange.h): an element, removed. */
 bool gw__agg_rewrite(gw_exchange *x, json_t *msg) {
   if (!json_is_array(msg)) return rewrite_one(x, msg);
   bool changed = false;
-  size_t i;
-  json_t *m;
-  json_array_foreach(msg, i, m) changed |= rewrite_one(x, m);
+  for (size_t i = 0; i < json_array_size(msg);) {
+    json_t *m = json_array_get(msg, i);
+    bool ch = rewrite_one(x, m);
+    changed |= ch;
+    if (ch && gw__x_msg_dropped(m)) json_array_remove(msg, i);
+    else i++;
+  }
   return changed;
+}
+
+/* An upstream's notification that names something of the client's must
+ * name something of its own connector's: notifications/progress a
+ * progress token the client gave a request to it (the call's own, or one
+ * noted for it in the session), notifications/cancelled a question it
+ * asked the client that is still unanswered (its id renamed as the
+ * question's was: the client knows no other), notifications/resources/
+ * updated a resource it offers or one no other connector does (as the
+ * session's lists, templates, links and subscriptions tell). Else one
+ * upstream could report progress for, cancel the questions of, or announce
+ * changes to another connector's work. 0: relay as is; 1: rewritten; -1:
+ * drop. */
+static int check_note(gw_exchange *x, json_t *msg, const char *method) {
+  json_t *params = json_object_get(msg, "params");
+  if (!strcmp(method, "notifications/progress")) {
+    json_t *tok = json_object_get(params, "progressToken");
+    const json_t *own = gw__agg_call_token(x);
+    if (own && json_equal(own, tok)) return 0;
+    char *enc = token_key(tok);
+    bool mine = enc && token_is_mine(x, enc, false);
+    free(enc);
+    return mine ? 0 : -1;
+  }
+  if (!strcmp(method, "notifications/cancelled")) {
+    json_t *rid = json_object_get(params, "requestId");
+    char *enc = rid && json_is_object(params) ? json_dumps(rid, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+    int rc = -1;
+    if (enc && strlen(enc) < 500 && asked_has(x, enc)) {
+      char buf[600];
+      snprintf(buf, sizeof buf, GW_AGG_ID_PREFIX "%s:%s", x->connector, enc);
+      json_object_set_new(params, "requestId", json_string(buf));
+      rc = 1;
+    }
+    free(enc);
+    return rc;
+  }
+  if (!strcmp(method, "notifications/resources/updated")) {
+    const char *uri = json_string_value(json_object_get(params, "uri"));
+    return uri && uri_not_others(x, uri) ? 0 : -1;
+  }
+  return 0;
 }
 
 static bool rewrite_one(gw_exchange *x, json_t *msg) {
@@ -463,7 +620,21 @@ static bool rewrite_one(gw_exchange *x, json_t *msg) {
   }
   if (!json_is_object(msg) || !json_is_string(json_object_get(msg, "method"))) return filtered;
   json_t *id = json_object_get(msg, "id");
-  if (!id) return filtered; /* a notification: relayed as is */
+  if (!id) {
+    /* a notification */
+    const char *method = json_string_value(json_object_get(msg, "method"));
+    int rc = check_note(x, msg, method);
+    if (rc >= 0) return filtered || rc > 0;
+    if (x->m) GW_STAT_ADD(x->m->errors, 1);
+    GW_LOG(x->foreign_note ? GW_LOG_DEBUG : GW_LOG_INFO, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}),
+           "connector %s sent %.60s naming a %s that is not its own in this session: dropped", x->connector, method,
+           !strcmp(method, "notifications/progress")    ? "progress token"
+           : !strcmp(method, "notifications/cancelled") ? "request"
+                                                        : "resource");
+    x->foreign_note = true;
+    json_object_clear(msg);
+    return true;
+  }
   char *enc = json_dumps(id, JSON_ENCODE_ANY | JSON_COMPACT);
   if (!enc) return filtered;
   char buf[600];

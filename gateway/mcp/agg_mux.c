@@ -17,7 +17,9 @@
  *  3. Event ids sent to the client encode the last event id of every
  *     upstream (b64url of {"connector": "upstream event id"}), so one
  *     Last-Event-ID resumes each upstream where it was; server→client
- *     request ids are rewritten (agg.c) so the client's answer routes back.
+ *     request ids are rewritten (agg.c) so the client's answer routes back,
+ *     and a notification naming another connector's progress token,
+ *     question or resource is dropped (agg_maps.c).
  *  4. An upstream may end its GET stream at any time (2025-11-25 servers
  *     close streams and expect clients to come back): while the client's
  *     stream is open the gateway reconnects, after 100 ms (1 s after an
@@ -169,7 +171,9 @@ static void mux_emit(gw_exchange *c, const char *upstream_id, json_t *msg) {
   stream_state *st = x->state;
   if (!st->last) st->last = json_object();
   if (upstream_id) json_object_set_new(st->last, c->connector, json_string(upstream_id));
-  gw__agg_rewrite(c, msg);
+  /* dropped (another connector's progress token, question or resource):
+   * its id travels with the next event */
+  if (gw__agg_rewrite(c, msg) && gw__x_msg_dropped(msg)) return;
   char *data = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER);
   char *lj = json_dumps(st->last, JSON_COMPACT | JSON_SORT_KEYS);
   char *eid = lj ? gw__agg_b64url(lj) : NULL;

@@ -121,6 +121,15 @@ static void relay_one_event(gw_exchange *x, const char *ev, size_t n, gw_buf *ou
     }
     bool changed = j && x->flow->rewrite(x, j);
     char *gid = x->flow->event_id && id[0] ? x->flow->event_id(x, id) : NULL;
+    if (changed && gw__x_msg_dropped(j)) {
+      /* dropped by the rewrite: only its id (the client resumes after it) */
+      if (gid) gw_buf_printf(out, "id: %s\ndata:\n\n", gid);
+      free(gid);
+      json_decref(j);
+      gw_buf_free(&data);
+      gw_buf_free(&head);
+      return;
+    }
     if (changed || gid) {
       char *s = changed ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
       if (s || gid) {
@@ -447,10 +456,14 @@ void gw__relay_done(gw_exchange *x, gw_out_req *r, int err, void (*initialized)(
         if (x->m) GW_STAT_ADD(x->m->errors, 1);
         gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent an unexpected content type",
                   x->connector);
-      } else if (j && ((x->flow->rewrite && x->flow->rewrite(x, j)) || x->into)) {
-        gw__x_reply_json(x, x->status, json_incref(j));
       } else {
-        gw__x_reply_raw(x, x->status, is_json ? "application/json" : NULL, x->body.data, x->body.len);
+        bool changed = j && x->flow->rewrite && x->flow->rewrite(x, j);
+        if (changed && gw__x_msg_dropped(j)) /* all it held was dropped by the rewrite */
+          gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent no reply", x->connector);
+        else if (j && (changed || x->into))
+          gw__x_reply_json(x, x->status, json_incref(j));
+        else
+          gw__x_reply_raw(x, x->status, is_json ? "application/json" : NULL, x->body.data, x->body.len);
       }
       json_decref(j);
     }

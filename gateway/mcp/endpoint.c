@@ -427,15 +427,17 @@ json_t *gw__mcp_parse_post(gw_req *req) {
 static bool plain_string(gw_json_span v) { return v.p && v.n >= 2 && v.p[0] == '"' && !memchr(v.p, '\\', v.n); }
 
 bool gw__mcp_post_lite(gw_req *req, gw_rpc_lite *out) {
-  static const char *const paths[] = {"jsonrpc", "id", "method", "params", "params.name", "params.arguments"};
-  gw_json_span v[6];
+  static const char *const paths[] = {"jsonrpc", "id", "method", "params", "params.name", "params.arguments",
+                                      "params._meta"};
+  gw_json_span v[7];
   out->id = NULL;
   out->name[0] = '\0';
   out->name_at = (gw_json_span){0};
   out->args_at = (gw_json_span){0};
+  out->meta_at = (gw_json_span){0};
   const char *accept = gw_req_header(req, "accept");
   if (!gw__accept_has(accept, "application/json") || !gw__accept_has(accept, "text/event-stream")) return false;
-  if (gw_json_pick(req->body, req->body_len, paths, 6, v) != 1) return false;
+  if (gw_json_pick(req->body, req->body_len, paths, 7, v) != 1) return false;
   if (!v[0].p || v[0].n != 5 || memcmp(v[0].p, "\"2.0\"", 5) != 0) return false;
   gw_json_span m = v[2];
   if (!plain_string(m) || m.n - 2 >= sizeof out->method) return false;
@@ -453,6 +455,7 @@ bool gw__mcp_post_lite(gw_req *req, gw_rpc_lite *out) {
     out->name[nm.n - 2] = '\0';
     out->name_at = nm;
     out->args_at = v[5]; /* its audit record's arguments (audit_call.c) */
+    out->meta_at = v[6]; /* its progress token (agg_call.c) */
   }
   gw_json_span id = v[1];
   if (id.p) {

@@ -248,6 +248,10 @@ void gw__x_client_done(gw_exchange *x) {
   gw__x_unref(x);
 }
 
+bool gw__x_msg_dropped(const json_t *j) {
+  return (json_is_object(j) && !json_object_size(j)) || (json_is_array(j) && !json_array_size(j));
+}
+
 bool gw__x_client_alive(const gw_exchange *x) { return x->req || x->into; }
 
 bool gw__x_wanted(const gw_exchange *x) { return x->req || x->into || (x->flow && x->flow->clientless); }

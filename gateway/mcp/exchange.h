@@ -93,7 +93,9 @@ typedef struct gw_flow_ops {
   int (*up_data)(gw_exchange *x, gw_out_req *r, const char *p, size_t n);
   void (*up_done)(gw_exchange *x, gw_out_req *r, int err);
   /* Rewrites one upstream JSON-RPC message relayed to the client (policy
-   * filtering, id rewriting); true when changed. NULL: relayed as is. */
+   * filtering, id rewriting); true when changed. NULL: relayed as is. A
+   * message it empties (gw__x_msg_dropped) is not relayed: an SSE event
+   * keeps only its id, a JSON reply becomes "no reply". */
   bool (*rewrite)(gw_exchange *x, json_t *msg);
   /* rewrite touches only messages that carry a tool list: an SSE event
    * whose data cannot hold the key "tools" (no literal "tools" and no \u
@@ -177,6 +179,8 @@ struct gw_exchange {
   bool too_big;        /* the upstream's reply (or one SSE event of it) passed its cap: the transfer was aborted */
   bool resumable;      /* a relayed SSE event carried an id: the client can resume the stream (Last-Event-ID) */
   bool bad_event;      /* an upstream SSE event the relay had to parse was not valid JSON: dropped */
+  bool foreign_note;   /* an upstream notification naming another connector's progress token, question or
+                          resource was dropped (agg_maps.c; logged at info once per exchange) */
   json_t *replied;     /* ids (of ids) whose reply was relayed on the client's SSE stream, or NULL */
   /* upstream half */
   gw_out_req *out;     /* NULL when no transfer runs */
@@ -262,6 +266,10 @@ void gw__x_reply_raw(gw_exchange *x, int status, const char *ct, const char *bod
  * http_status with a JSON-RPC error body and a null id. */
 void gw__x_rpc_error(gw_exchange *x, int http_status, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* A message a flow's rewrite emptied to drop it: an object without
+ * members, or an array without elements. */
+bool gw__x_msg_dropped(const json_t *j);
 
 /* Back-pressure of a client SSE stream fed by x (client: the stream's
  * request): OK, FULL (pause the feeding transfer; on_drain resumes it), or

@@ -173,6 +173,7 @@ typedef struct gw_rpc_lite {
   char name[256];     /* params.name of a tools/call, else "" */
   gw_json_span name_at; /* params.name's value in the body, quotes included */
   gw_json_span args_at; /* params.arguments' value of a tools/call ({p NULL}: none) */
+  gw_json_span meta_at; /* params._meta's value ({p NULL}: none) */
 } gw_rpc_lite;
 bool gw__mcp_post_lite(gw_req *req, gw_rpc_lite *out);
 void gw__mcp_refuse(gw_req *req, int status, int code, const char *msg);

@@ -183,7 +183,10 @@ test('aggregated SSE: events relayed with gateway ids; data passed as sent unles
   assert.equal((await f.t.putConnector('sse', { url, auth: { type: 'none' } })).status, 201);
   await f.t.setPolicy({ version: 1, default: 'block', rules: [{ groups: ['*'], connector: '*', allow: ['*'], block: ['get-env'] }] });
   const s = await rawSession(f.url, f.tokens.alice);
-  const r = await s.post({ jsonrpc: '2.0', id: 970, method: 'tools/call', params: { name: 'sse__echo', arguments: {} } });
+  // the notification is progress for the call's own token (another would be dropped: agg-foreign-notes)
+  const r = await s.post({
+    jsonrpc: '2.0', id: 970, method: 'tools/call', params: { name: 'sse__echo', arguments: {}, _meta: { progressToken: 1 } },
+  });
   assert.equal(r.status, 200, r.body);
   const events = parseSse(r.body).events;
   assert.equal(events.length, 3, `three events: ${r.body}`);
