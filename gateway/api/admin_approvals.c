@@ -48,7 +48,6 @@ static void done_cancel(int status, void *arg) {
 }
 
 void admin__approvals(gw_req *req, const admin_caller *who, const char *tenant, const char *id, const char *action) {
-  gw_server *srv = req->lp->srv;
   if (admin__reach(req, who, tenant)) return;
   snprintf(req->tenant, sizeof req->tenant, "%s", tenant);
   if (id && strlen(id) > AP_ID_LEN) { /* never cut to one that exists */
@@ -88,7 +87,7 @@ void admin__approvals(gw_req *req, const admin_caller *who, const char *tenant, 
     if (who->op) snprintf(j->by, sizeof j->by, "operator");
     else snprintf(j->by, sizeof j->by, "admin token %s", who->token_id);
     j->now_ms = gw_wall_ms();
-    if (st_submit(srv->store, req->lp->port, job_cancel, done_cancel, j)) {
+    if (gw_loop_submit(req->lp, job_cancel, done_cancel, j)) {
       free(j);
       gw_resp_header(req, "Retry-After", "1");
       gw_respond_error(req, 503, "store_busy", "the store cannot take writes right now");

@@ -193,7 +193,7 @@ void admin__audit_sink(gw_req *req, const admin_caller *who, const char *tenant)
       return;
     }
   }
-  int rc = st_submit(srv->store, req->lp->port, job_sink, done_sink, j);
+  int rc = gw_loop_submit(req->lp, job_sink, done_sink, j);
   if (rc) {
     job_free(j);
     gw_resp_header(req, "Retry-After", "1");

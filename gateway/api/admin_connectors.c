@@ -218,7 +218,7 @@ void admin__connectors(gw_req *req, const admin_caller *who, const char *tenant,
     OPENSSL_cleanse(req->body, req->body_len);
     json_decref(b);
   }
-  int rc = st_submit(srv->store, req->lp->port, job_connector, done_connector, j);
+  int rc = gw_loop_submit(req->lp, job_connector, done_connector, j);
   if (rc) {
     conn_job_free(j);
     gw_respond_error(req, 503, "store_busy", "the store cannot take writes right now");
@@ -244,7 +244,7 @@ void admin__connector_write(gw_req *req, const char *tenant, const char *name, j
   j->config = config;
   j->secret = secret;
   j->next_due = admin__discover_next_due(req->lp->srv, config, gw_wall_ms(), &j->next_reason);
-  if (st_submit(req->lp->srv->store, req->lp->port, job_connector, done_connector, j)) {
+  if (gw_loop_submit(req->lp, job_connector, done_connector, j)) {
     conn_job_free(j);
     gw_respond_error(req, 503, "store_busy", "the store cannot take writes right now");
   }

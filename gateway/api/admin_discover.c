@@ -738,7 +738,7 @@ static void again_finish(disc *d, json_t *config, char *secret, const char *resu
     j->next_due = admin__discover_next_due(d->lp->srv, config ? config : d->stored, j->now_ms, &j->next_reason);
   }
   disc_free(d);
-  if (st_submit(j->lp->srv->store, j->lp->port, job_again, done_again, j) != 0) {
+  if (gw_loop_submit(j->lp, job_again, done_again, j) != 0) {
     if (j->req) gw_respond_error(j->req, 503, "store_busy", "the store cannot take writes right now");
     again_job_free(j);
     if (rd) rd_idle(rd);
@@ -905,7 +905,7 @@ static void rd_tick(uv_timer_t *t) {
       c->rd = rd;
       snprintf(c->tenant, sizeof c->tenant, "%s", tenant);
       snprintf(c->name, sizeof c->name, "%s", name);
-      if (st_submit(lp->srv->store, lp->port, job_cancel, done_cancel, c) == 0) return;
+      if (gw_loop_submit(lp, job_cancel, done_cancel, c) == 0) return;
       free(c);
     }
     rd->busy = false;

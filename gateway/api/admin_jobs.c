@@ -81,7 +81,7 @@ void admin__submit(gw_req *req, admin_job *j, st_job_fn fn, const char *what, ad
   j->lp = req->lp;
   j->what = what;
   j->reply = reply;
-  int rc = st_submit(req->lp->srv->store, req->lp->port, fn, done_generic, j);
+  int rc = gw_loop_submit(req->lp, fn, done_generic, j);
   if (rc != 0) {
     admin__job_free(j);
     gw_resp_header(req, "Retry-After", "1");
@@ -98,7 +98,7 @@ static void purge_done(int status, void *arg) {
     GW_LOG(GW_LOG_ERROR, "admin", &lctx, "tenant purge step failed: %s",
            gw_api_strerror(status));
   } else if (j->more && !j->lp->draining) {
-    if (st_submit(j->lp->srv->store, j->lp->port, admin__job_tenant_purge, purge_done, j) == 0) return;
+    if (gw_loop_submit(j->lp, admin__job_tenant_purge, purge_done, j) == 0) return;
   } else if (!j->more) {
     GW_LOG(GW_LOG_INFO, "admin", &lctx, "tenant purged");
   }
@@ -110,7 +110,7 @@ void admin__start_purge(gw_loop *lp, const char *tenant) {
   if (!j) return;
   j->lp = lp;
   snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
-  if (st_submit(lp->srv->store, lp->port, admin__job_tenant_purge, purge_done, j) != 0) admin__job_free(j);
+  if (gw_loop_submit(lp, admin__job_tenant_purge, purge_done, j) != 0) admin__job_free(j);
 }
 
 typedef struct deleting_ids {

@@ -175,7 +175,7 @@ static void done_pin(int status, void *arg) {
 
 static void submit(gw_req *req, pin_job *j) {
   j->req = req;
-  if (st_submit(req->lp->srv->store, req->lp->port, job_pin, done_pin, j)) {
+  if (gw_loop_submit(req->lp, job_pin, done_pin, j)) {
     pin_free(j);
     gw_resp_header(req, "Retry-After", "1");
     gw_respond_error(req, 503, "store_busy", "the store cannot take writes right now");

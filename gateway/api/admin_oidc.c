@@ -189,7 +189,7 @@ void admin__oidc(gw_req *req, const admin_caller *who, const char *tenant) {
     if (json_is_string(sv)) OPENSSL_cleanse((char *)json_string_value(sv), json_string_length(sv));
     json_decref(b);
   }
-  int rc = st_submit(srv->store, req->lp->port, job_oidc, done_oidc, j);
+  int rc = gw_loop_submit(req->lp, job_oidc, done_oidc, j);
   if (rc) {
     oidc_job_free(j);
     gw_resp_header(req, "Retry-After", "1");

@@ -195,7 +195,6 @@ static void done_policy(int status, void *arg) {
 }
 
 void admin__policy(gw_req *req, const admin_caller *who, const char *tenant) {
-  gw_server *srv = req->lp->srv;
   if (admin__reach(req, who, tenant)) return;
   snprintf(req->tenant, sizeof req->tenant, "%s", tenant);
   if (!strcmp(req->method, "GET")) {
@@ -245,7 +244,7 @@ void admin__policy(gw_req *req, const admin_caller *who, const char *tenant) {
   j->doc = doc;
   snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
   admin__now_rfc3339(j->now);
-  if (st_submit(srv->store, req->lp->port, job_policy, done_policy, j) != 0) {
+  if (gw_loop_submit(req->lp, job_policy, done_policy, j) != 0) {
     json_decref(doc);
     free(j);
     gw_respond_error(req, 503, "store_busy", "the store cannot take writes right now");

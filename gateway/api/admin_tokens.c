@@ -57,7 +57,7 @@ void gw_token_touch(gw_loop *lp, const char *token, json_t *rec) {
   if (!t) return;
   st_token_hash(token, strlen(token), t->hash);
   memcpy(t->when, now, sizeof now);
-  if (st_submit(lp->srv->store, lp->port, job_token_touch, touch_done, t) != 0) free(t);
+  if (gw_loop_submit(lp, job_token_touch, touch_done, t) != 0) free(t);
 }
 
 static void reply_token_created(admin_job *j) {
@@ -196,7 +196,6 @@ static void done_etoken(int status, void *arg) {
 }
 
 void admin__employee_tokens(gw_req *req, const admin_caller *who, const char *tenant, const char *tokid) {
-  gw_server *srv = req->lp->srv;
   if (admin__reach(req, who, tenant)) return;
   snprintf(req->tenant, sizeof req->tenant, "%s", tenant);
   if (!tokid && !strcmp(req->method, "GET")) {
@@ -271,7 +270,7 @@ void admin__employee_tokens(gw_req *req, const admin_caller *who, const char *te
       return;
     }
   }
-  if (st_submit(srv->store, req->lp->port, job_etoken, done_etoken, j) != 0) {
+  if (gw_loop_submit(req->lp, job_etoken, done_etoken, j) != 0) {
     OPENSSL_cleanse(j->token, sizeof j->token);
     free(j);
     gw_respond_error(req, 503, "store_busy", "the store cannot take writes right now");

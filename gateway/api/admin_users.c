@@ -199,7 +199,7 @@ static void done_user(int status, void *arg) {
 
 static void submit(gw_req *req, user_job *j) {
   j->req = req;
-  if (st_submit(req->lp->srv->store, req->lp->port, job_user, done_user, j)) {
+  if (gw_loop_submit(req->lp, job_user, done_user, j)) {
     job_free(j);
     gw_resp_header(req, "Retry-After", "1");
     gw_respond_error(req, 503, "store_busy", "the store cannot take writes right now");

@@ -350,7 +350,7 @@ static void dispatch(gw_req *req) {
   j->idle_s = req->lp->srv->cfg.browser_session_idle_ms / 1000;
   j->what = !strcmp(action, "approve") ? AP_APPROVE : AP_DENY;
   j->now_ms = gw_wall_ms();
-  if (st_submit(req->lp->srv->store, req->lp->port, job_decide, done_decide, j)) {
+  if (gw_loop_submit(req->lp, job_decide, done_decide, j)) {
     bool b = j->browser;
     job_free(j);
     gw_resp_header(req, "Retry-After", "1");

@@ -317,7 +317,7 @@ static void client_rejected(connect_flow *f) {
   snprintf(j->tenant, sizeof j->tenant, "%s", f->tenant);
   snprintf(j->connector, sizeof j->connector, "%s", f->connector);
   j->lp = f->lp;
-  if (st_submit(f->lp->srv->store, f->lp->port, job_rejected, done_rejected, j) != 0) free(j);
+  if (gw_loop_submit(f->lp, job_rejected, done_rejected, j) != 0) free(j);
 }
 
 static void got_token(void *ud, int err, int status, const char *body, size_t len) {
@@ -363,7 +363,7 @@ static void got_token(void *ud, int err, int status, const char *body, size_t le
     return;
   }
   f->now = pages__now();
-  if (st_submit(f->lp->srv->store, f->lp->port, job_grant, done_grant, f) != 0) done_grant(ST_EBUSY, f);
+  if (gw_loop_submit(f->lp, job_grant, done_grant, f) != 0) done_grant(ST_EBUSY, f);
 }
 
 /* ---- GET /t/{t}/connect/{connector}/callback ------------------------------------ */

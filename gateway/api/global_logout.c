@@ -304,7 +304,7 @@ static void verify(gtr_flow *f) {
     return;
   }
   f->now = pages__now();
-  if (st_submit(srv->store, f->lp->port, job_sign_out, done_sign_out, f)) {
+  if (gw_loop_submit(f->lp, job_sign_out, done_sign_out, f)) {
     count(srv, PAGES_GTR_FAILED);
     answer(req, 422, "unable_to_logout", "the gateway's store cannot take writes right now; nothing was done");
     flow_free(f);

@@ -492,6 +492,6 @@ static void session_job_submit(login_flow *f) {
   f->bn.max_s = srv->cfg.browser_session_max_ms / 1000;
   f->bn.settings = f->settings;
   f->bn.claims = f->claims;
-  if (st_submit(srv->store, f->lp->port, job_session, done_session, f))
+  if (gw_loop_submit(f->lp, job_session, done_session, f))
     flow_fail(f, 503, "Sign-in failed", "The gateway's store cannot take writes right now. Try again in a moment.");
 }

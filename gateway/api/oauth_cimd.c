@@ -264,7 +264,7 @@ static void got_document(lookup *l) {
   l->cimd_before = l->now_s - srv->cfg.cimd_cache_ms / 1000;
   gw_log_ctx lc = {l->tenant, l->req->id};
   GW_LOG(GW_LOG_INFO, "oauth", &lc, "client metadata document %s fetched", l->client_id);
-  if (st_submit(srv->store, l->lp->port, job_cache, done_cache, l)) done_cache(ST_EBUSY, l);
+  if (gw_loop_submit(l->lp, job_cache, done_cache, l)) done_cache(ST_EBUSY, l);
 }
 
 static void on_done(gw_out_req *r, int err, void *ud) {

@@ -234,7 +234,7 @@ static void issue_code(gw_req *req, const char *tenant, const auth_oauth_code *c
   pages__cookie_name(srv, tenant, PAGES_COOKIE_SESSION, cname, sizeof cname);
   pages__cookie_get(req, cname, j->cookie, sizeof j->cookie);
   j->idle_s = srv->cfg.browser_session_idle_ms / 1000;
-  if (st_submit(srv->store, req->lp->port, job_code, done_code, j)) {
+  if (gw_loop_submit(req->lp, job_code, done_code, j)) {
     OPENSSL_cleanse(j, sizeof *j);
     free(j);
     redirect_error(req, tenant, c->redirect_uri, state, "temporarily_unavailable", "the gateway's store is busy");
@@ -636,7 +636,7 @@ void pages__token(gw_req *req, const char *tenant) {
     json_err(req, 500, "server_error", "the gateway could not draw tokens");
     return;
   }
-  if (st_submit(srv->store, req->lp->port, job_token, done_token, j)) {
+  if (gw_loop_submit(req->lp, job_token, done_token, j)) {
     OPENSSL_cleanse(j, sizeof *j);
     free(j);
     json_err(req, 503, "temporarily_unavailable", "the gateway's store cannot take writes right now");
@@ -698,7 +698,7 @@ void pages__revoke(gw_req *req, const char *tenant) {
   memcpy(j->hash, p.hash, sizeof j->hash);
   j->req = req;
   snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
-  if (st_submit(req->lp->srv->store, req->lp->port, job_revoke, done_revoke, j)) {
+  if (gw_loop_submit(req->lp, job_revoke, done_revoke, j)) {
     free(j);
     json_err(req, 503, "temporarily_unavailable", "the gateway's store cannot take writes right now");
   }

@@ -201,7 +201,7 @@ void oauth__register(gw_req *req) {
   j->cap = srv->cfg.dcr_clients_max;
   j->dcr_before = j->now_s - srv->cfg.dcr_client_idle_ms / 1000;
   j->cimd_before = j->now_s - srv->cfg.cimd_cache_ms / 1000;
-  rc = st_submit(srv->store, req->lp->port, job_register, done_register, j);
+  rc = gw_loop_submit(req->lp, job_register, done_register, j);
   if (rc) {
     reg_free(j);
     gw_resp_header(req, "Retry-After", "1");

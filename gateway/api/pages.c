@@ -260,7 +260,7 @@ int pages__session(gw_req *req, const char *tenant, auth_browser *out) {
     if (t) {
       memcpy(t->hash, out->hash, 32);
       t->now = pages__now();
-      if (st_submit(srv->store, req->lp->port, job_touch, done_touch, t)) free(t);
+      if (gw_loop_submit(req->lp, job_touch, done_touch, t)) free(t);
     }
   }
   return rc;
@@ -623,8 +623,7 @@ static void done_page(int status, void *arg) {
 }
 
 static void submit(gw_req *req, page_job *j, bool page) {
-  gw_server *srv = req->lp->srv;
-  if (st_submit(srv->store, req->lp->port, job_page, done_page, j)) {
+  if (gw_loop_submit(req->lp, job_page, done_page, j)) {
     job_free(j);
     if (page) pages__message(req, 503, req->tenant, "Try again", "The gateway's store is busy.", NULL, NULL);
     else json_error(req, 503, "store_busy", "the gateway's store cannot take writes right now");

@@ -567,7 +567,7 @@ void gw_scim_dispatch(gw_req *req) {
   gw_rfc3339_ms(gw_wall_ms(), now);
   memcpy(j->rq.now, now, sizeof j->rq.now - 1);
   j->store = srv->store;
-  int rc = st_submit(srv->store, req->lp->port, job_run, job_done, j);
+  int rc = gw_loop_submit(req->lp, job_run, job_done, j);
   if (rc != 0) {
     job_free(j);
     /* Okta honours Retry-After (integer seconds) on 429 */

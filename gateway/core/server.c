@@ -53,6 +53,10 @@
 
 /* ---------- the operator token ---------- */
 
+int gw_loop_submit(gw_loop *lp, st_job_fn fn, st_done_fn done, void *arg) {
+  return lp->port ? st_submit(lp->srv->store, lp->port, fn, done, arg) : ST_ECLOSED;
+}
+
 bool gw_server_is_operator(const gw_server *srv, const char *auth) {
   if (!auth || strncasecmp(auth, "Bearer ", 7) != 0 || !srv->have_admin_token) return false;
   const char *tok = auth + 7;

@@ -32,6 +32,7 @@
 #include "gateway/http/forwarded.h"
 #include "gateway/http/http.h"
 #include "gateway/http/router.h"
+#include "store/store.h"
 
 typedef struct gw_server gw_server;
 typedef struct gw_loop gw_loop;
@@ -122,6 +123,13 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods);
  * another process holds it, or another -errno when the lock file cannot be
  * opened (an unwritable directory: EACCES, EROFS…). */
 int gw_data_lock(const char *data_dir);
+
+/* Queues a store job whose done runs on lp's loop (st_submit with lp's
+ * port): 0, or st_submit's error — and ST_ECLOSED once the loop finished
+ * and closed its port. (st_submit with a NULL port would run done on the
+ * writer thread instead: a transfer's last callback during the loop's
+ * close would then touch loop state from another thread.) Loop thread. */
+int gw_loop_submit(gw_loop *lp, st_job_fn fn, st_done_fn done, void *arg);
 
 /* True when `authorization` (an Authorization header value, may be NULL)
  * is "Bearer <the operator token>" (compared in constant time). */

@@ -201,7 +201,7 @@ static void usess_initialized(gw_exchange *x, int err) {
   j->url = x->sess_url ? strdup(json_string_value(x->sess_url)) : NULL;
   gw__visible_stamp(x->lp, j->tenant, j->user, j->connector, &j->vis);
   x->refs++;
-  if (st_submit(x->lp->srv->store, x->lp->port, job_usess, done_usess, j) != 0) {
+  if (gw_loop_submit(x->lp, job_usess, done_usess, j) != 0) {
     x->refs--;
     free(j->url);
     free(j);

@@ -490,7 +490,7 @@ void gw__mcp_delete_session(gw_exchange *x, void (*deleted)(gw_exchange *x)) {
   gw_strlcpy(j->tenant, x->tenant, sizeof j->tenant);
   gw_strlcpy(j->sid, x->sid, sizeof j->sid);
   x->refs++;
-  if (st_submit(x->lp->srv->store, x->lp->port, job_session_del, done_session_del, j) != 0) {
+  if (gw_loop_submit(x->lp, job_session_del, done_session_del, j) != 0) {
     x->refs--;
     free(j);
     gw__x_rpc_error(x, 503, -32603, "the gateway is busy; retry");
@@ -662,7 +662,7 @@ void gw__mcp_session_create(gw_exchange *x, const gw_session *s, json_t *result,
   gmtime_r(&now, &tm);
   strftime(j->now, sizeof j->now, "%Y-%m-%dT%H:%M:%SZ", &tm);
   x->refs++;
-  if (st_submit(x->lp->srv->store, x->lp->port, job_session_create, done_session_create, j) != 0) {
+  if (gw_loop_submit(x->lp, job_session_create, done_session_create, j) != 0) {
     x->refs--;
     session_job_free(j);
     gw__x_rpc_error(x, 503, -32603, "the gateway is busy; retry");

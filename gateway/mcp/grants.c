@@ -129,7 +129,7 @@ static void done_outcome(int status, void *arg) {
 }
 
 static void outcome_submit(refresh *r) {
-  if (st_submit(r->x->lp->srv->store, r->x->lp->port, job_outcome, done_outcome, r) != 0) done_outcome(ST_EBUSY, r);
+  if (gw_loop_submit(r->x->lp, job_outcome, done_outcome, r) != 0) done_outcome(ST_EBUSY, r);
 }
 
 /* ---- the deadline (rule 3) --------------------------------------------------- */
@@ -360,7 +360,7 @@ int gw__agg_vault_gate(gw_exchange *x, gw_agg_step_fn after) {
   gw_strlcpy(r->connector, x->connector, sizeof r->connector);
   gw_buf_init(&r->body, REFRESH_BODY_MAX);
   x->refs++;
-  if (st_submit(x->lp->srv->store, x->lp->port, job_claim, done_claim, r) != 0) done_claim(ST_EBUSY, r);
+  if (gw_loop_submit(x->lp, job_claim, done_claim, r) != 0) done_claim(ST_EBUSY, r);
   return 1;
 }
 

@@ -429,7 +429,7 @@ static void give_back(gw_loop *lp, const char *tenant, const char *user, const g
   memcpy(b->hash, h->hash, sizeof b->hash);
   snprintf(b->id, sizeof b->id, "%s", id ? id : "");
   b->now_ms = gw_wall_ms();
-  if (st_submit(lp->srv->store, lp->port, job_back, done_back, b) != 0) free(b);
+  if (gw_loop_submit(lp, job_back, done_back, b) != 0) free(b);
 }
 
 static void done_hold(int status, void *arg) {
@@ -574,7 +574,7 @@ bool gw__held_start(gw_exchange *x, const pol_user *pu, const char *connector, c
   gw__held_free(x);
   x->held = h;
   gw__x_ref(x);
-  if (st_submit(srv->store, x->lp->port, job_hold, done_hold, j) != 0) {
+  if (gw_loop_submit(x->lp, job_hold, done_hold, j) != 0) {
     gw__x_unref(x);
     hold_job_free(j);
     gw__x_rpc_error(x, 503, -32603, "tool \"%s\" requires approval, and the gateway cannot store the request right "
@@ -666,7 +666,7 @@ static void decided_one(gw_exchange *x, void *arg) {
     memcpy(j->hash, h->hash, sizeof j->hash);
     j->now_ms = gw_wall_ms();
     gw__x_ref(x);
-    if (st_submit(x->lp->srv->store, x->lp->port, job_take, done_take, j) != 0) {
+    if (gw_loop_submit(x->lp, job_take, done_take, j) != 0) {
       gw__x_unref(x);
       free(j);
       gw__x_rpc_error(x, 503, -32603, "the approval arrived, but the gateway's store is busy; call again");

@@ -641,7 +641,7 @@ void gw_session_touch(gw_loop *lp, const char *id, const gw_session *s, int64_t 
   t->used_ms = now_ms;
   t->interval_ms = iv;
   /* a lost touch only makes the session look idle earlier: best effort */
-  if (st_submit(lp->srv->store, lp->port, job_session_touch, touch_done, t) != 0) free(t);
+  if (gw_loop_submit(lp, job_session_touch, touch_done, t) != 0) free(t);
 }
 
 struct gw_session_purge {
@@ -682,7 +682,7 @@ static void purge_done(int status, void *arg) {
     /* the next bounded step, from where this one stopped */
     memcpy(p->from, p->next, 33);
     p->flen = 33;
-    if (st_submit(p->lp->srv->store, p->lp->port, job_purge, purge_done, p) == 0) {
+    if (gw_loop_submit(p->lp, job_purge, purge_done, p) == 0) {
       p->running = true;
       return;
     }
@@ -700,7 +700,7 @@ static void on_purge_timer(uv_timer_t *t) {
   p->flen = 0;
   p->total = 0;
   p->now_ms = gw_session_now_ms();
-  if (st_submit(p->lp->srv->store, p->lp->port, job_purge, purge_done, p) == 0) p->running = true;
+  if (gw_loop_submit(p->lp, job_purge, purge_done, p) == 0) p->running = true;
 }
 
 int gw_sessions_loop_start(gw_loop *lp) {

@@ -81,7 +81,7 @@ void gw__agg_learn_caps(gw_exchange *x, json_t *announced) {
   snprintf(j->tenant, sizeof j->tenant, "%s", x->tenant);
   snprintf(j->connector, sizeof j->connector, "%s", x->connector);
   j->caps = caps;
-  if (st_submit(x->lp->srv->store, x->lp->port, job_caps, done_caps, j) != 0) done_caps(0, j);
+  if (gw_loop_submit(x->lp, job_caps, done_caps, j) != 0) done_caps(0, j);
 }
 
 static void probe_init_done(gw_exchange *x, int err);

@@ -122,7 +122,7 @@ static void finish(vault_worker *w) {
   if (w->done) GW_LOG(GW_LOG_INFO, "vault", &lc, "revocation %s: done at the upstream", w->job.id);
   else if (w->final) GW_LOG(GW_LOG_WARN, "vault", &lc, "revocation %s failed for good: %s", w->job.id, w->err);
   else GW_LOG(GW_LOG_INFO, "vault", &lc, "revocation %s: will retry (%s)", w->job.id, w->err);
-  if (st_submit(w->lp->srv->store, w->lp->port, job_result, done_result, w) != 0) done_result(ST_EBUSY, w);
+  if (gw_loop_submit(w->lp, job_result, done_result, w) != 0) done_result(ST_EBUSY, w);
 }
 
 /* ---- one request ------------------------------------------------------------- */
@@ -325,7 +325,7 @@ static void sweep_tick(uv_timer_t *t) {
   j->grace_ms = (uint64_t)w->lp->srv->cfg.revocation_grace_ms;
   memcpy(j->cursor, w->sweep_cursor, sizeof j->cursor);
   w->sweeping = true;
-  if (st_submit(w->lp->srv->store, w->lp->port, job_sweep, done_sweep, j) != 0) done_sweep(ST_EBUSY, j);
+  if (gw_loop_submit(w->lp, job_sweep, done_sweep, j) != 0) done_sweep(ST_EBUSY, j);
 }
 
 static void sweep_closed(uv_handle_t *h) {
