@@ -7,7 +7,11 @@
  * (gw__x_unref), with what the upstream answered: its HTTP status, the
  * duration, the bytes each way, and whether the tool reported an error.
  * A refused call (block, approve, unknown tool) is recorded with its
- * decision and no upstream part.
+ * decision and no upstream part; a call refused because the log cannot
+ * record (gw__audit_refuse) with the decision "unaudited", never the
+ * policy's "allow": while the environment fails its record waits in the
+ * queue and is written once a commit succeeds, where "allow" with no
+ * upstream part would read as a call made.
  *
  * Rules this file keeps, and why:
  *  - Nothing here waits: the record is a small JSON object, submitted to
@@ -53,8 +57,62 @@
 #include "gateway/mcp/memo.h"
 #include "store/tenant.h"
 
+/* The decision of an open record (data/len/cap as gw__audit_call_begin
+ * left it, dec the offset of the value's opening quote) becomes d: the
+ * value is a decision's name (no escapes), so its closing quote is the
+ * next one. 0, or -1 when the block cannot grow (nothing changed). */
+static int redecide(gw_call_rec *r, const char *d) {
+  size_t at = r->dec + 1;
+  const char *q = at < r->len ? memchr(r->data + at, '"', r->len - at) : NULL;
+  if (!q) return -1;
+  size_t old = (size_t)(q - (r->data + at)), nl = strlen(d);
+  gw_buf b;
+  gw_buf_init(&b, audit_text_headroom() + AUDIT_RECORD_MAX + 256);
+  b.data = r->data;
+  b.len = r->len;
+  b.cap = r->cap;
+  if (nl > old && gw_buf_reserve(&b, b.len + (nl - old))) return -1;
+  memmove(b.data + at + nl, b.data + at + old, b.len - at - old);
+  memcpy(b.data + at, d, nl);
+  b.len = b.len - old + nl;
+  b.data[b.len] = 0;
+  r->data = b.data;
+  r->len = b.len;
+  r->cap = b.cap;
+  return 0;
+}
+
+/* x's open records (a batch's too) say "unaudited": the call they record
+ * is refused for the log, and it never goes upstream. A record that
+ * cannot say so is not kept (never one that reads "allow" with no
+ * upstream part once the log writes it). */
+static void mark_unaudited(gw_exchange *x) {
+  for (size_t i = 0; i < x->audit_nbatch; i++) {
+    gw_call_rec *r = &x->audit_batch[i];
+    if (r->data && redecide(r, "unaudited")) {
+      free(r->data);
+      r->data = NULL;
+    }
+  }
+  if (x->audit) {
+    gw_call_rec r = {x->audit, x->audit_len, x->audit_cap, x->audit_dec};
+    if (redecide(&r, "unaudited")) {
+      free(x->audit);
+      x->audit = NULL;
+    } else {
+      x->audit = r.data;
+      x->audit_len = r.len;
+      x->audit_cap = r.cap;
+    }
+  }
+}
+
 bool gw__audit_refuse(gw_exchange *x) {
   if (!gw_audit_refuses(x->lp->srv)) return false;
+  /* recorded as refused for the log, not as the policy's decision: while
+   * the environment fails the record waits in the queue, and is written
+   * when a commit succeeds again */
+  mark_unaudited(x);
   gw__x_rpc_error(x, 503, -32603,
                   "the gateway cannot record this call in its audit log right now, so it is refused "
                   "(audit_on_failure = deny); try again shortly");
@@ -180,7 +238,7 @@ void gw__audit_call_begin(gw_exchange *x, const char *connector, const char *too
      * would read as one never made */
     gw_call_rec *nb = realloc(x->audit_batch, (x->audit_nbatch + 1) * sizeof *nb);
     if (nb) {
-      nb[x->audit_nbatch++] = (gw_call_rec){x->audit, x->audit_len, x->audit_cap};
+      nb[x->audit_nbatch++] = (gw_call_rec){x->audit, x->audit_len, x->audit_cap, x->audit_dec};
       x->audit_batch = nb;
       x->audit = NULL;
     } else {
@@ -215,6 +273,7 @@ void gw__audit_call_begin(gw_exchange *x, const char *connector, const char *too
       while (tl && ((unsigned char)tool[tl] & 0xC0) == 0x80) tl--;
     rc = put_kv(&b, ",\"tool\":", 8, tool ? tool : "", tl);
   }
+  size_t dec = b.len + sizeof ",\"decision\":" - 1;
   if (!rc) rc = PUT_STR(&b, ",\"decision\":", decision);
   if (!rc && policy_version >= 0) rc = PUT_INT(&b, ",\"policy_version\":", policy_version);
   if (!rc && (args || args_len) && gw_audit_records_args(srv)) {
@@ -237,6 +296,7 @@ void gw__audit_call_begin(gw_exchange *x, const char *connector, const char *too
   x->audit = b.data;
   x->audit_len = b.len;
   x->audit_cap = b.cap;
+  x->audit_dec = dec;
   x->audit_start_ns = uv_hrtime();
   x->audit_bytes_out = 0;
   x->audit_is_error = false;
@@ -278,7 +338,8 @@ void gw__audit_call_end(gw_exchange *x) {
   uint64_t duration_us = (uv_hrtime() - x->audit_start_ns) / 1000;
   /* a batch's calls in their order, each with the batch's answer */
   for (size_t i = 0; i < x->audit_nbatch; i++)
-    call_finish(x, x->audit_batch[i].data, x->audit_batch[i].len, x->audit_batch[i].cap, duration_us);
+    if (x->audit_batch[i].data) /* NULL: not kept (mark_unaudited) */
+      call_finish(x, x->audit_batch[i].data, x->audit_batch[i].len, x->audit_batch[i].cap, duration_us);
   free(x->audit_batch);
   x->audit_batch = NULL;
   x->audit_nbatch = 0;

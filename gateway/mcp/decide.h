@@ -76,7 +76,8 @@ void gw__audit_call_seen(gw_exchange *x, const char *p, size_t n);
  * exchange's end calls it). */
 void gw__audit_call_end(gw_exchange *x);
 /* true (and x answered 503 / JSON-RPC -32603) when the call must be
- * refused because the audit log cannot record it (audit_on_failure deny). */
+ * refused because the audit log cannot record it (audit_on_failure deny);
+ * x's open records (a batch's too) then say decision "unaudited". */
 bool gw__audit_refuse(gw_exchange *x);
 /* x's tenant's audit_redact setting into buf (cap > AUDIT_REDACT_VALUE_MAX;
  * "" when unset). 0, or a store error (nothing is known). */

@@ -45,6 +45,7 @@ typedef struct gw_held gw_held;
 typedef struct gw_call_rec {
   char *data;
   size_t len, cap;
+  size_t dec; /* the offset of its decision's value (its opening quote) */
 } gw_call_rec;
 
 #define GW_MCP_MAX_JSON_BODY (16 * 1024 * 1024)
@@ -151,6 +152,7 @@ struct gw_exchange {
   char *audit;                   /* a tools/call's audit record (JSON text, open), submitted when the exchange ends
                                     (audit_call.c) */
   size_t audit_len, audit_cap;
+  size_t audit_dec;              /* ... the offset of its decision's value (its opening quote) */
   gw_call_rec *audit_batch; /* the records of a batch's earlier calls (open, as audit), completed with
                                         the batch's one upstream answer when the exchange ends */
   size_t audit_nbatch;

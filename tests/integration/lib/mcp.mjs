@@ -650,10 +650,11 @@ export const UPSTREAM_SECRET = 'Bearer upstream-secret';
  * a recorder in front of the upstream, tenant `acme` with alice and bob,
  * connector `everything` → recorder with the header credential
  * `Authorization: Bearer upstream-secret`, and a gateway token per user.
+ * gatewayWrap: a command the gateway runs under (startGateway's wrap).
  * Returns {gw, up, rec, t, connector, url, tokens: {alice, bob}, users: {alice, bob}}.
  */
-export async function startProxyFixture({ connector = 'everything', auth, timeouts, gatewayArgs = [], users = ['alice@acme.com', 'bob@acme.com'] } = {}) {
-  const [gw, up] = await Promise.all([startGateway({ args: gatewayArgs }), startEverything()]);
+export async function startProxyFixture({ connector = 'everything', auth, timeouts, gatewayArgs = [], gatewayWrap = [], users = ['alice@acme.com', 'bob@acme.com'] } = {}) {
+  const [gw, up] = await Promise.all([startGateway({ args: gatewayArgs, wrap: gatewayWrap }), startEverything()]);
   const rec = await startRecorder(up.url);
   const t = await setupTenant(gw, { users });
   const body = { url: rec.url, description: 'Everything', auth: auth ?? { type: 'header', name: 'Authorization', value: UPSTREAM_SECRET } };
