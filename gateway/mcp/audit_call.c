@@ -30,9 +30,10 @@
  *    is never skipped (fail closed).
  *  - When the log cannot record and audit_on_failure is deny, the call is
  *    refused before it goes upstream (gw__audit_refuse): fail closed.
- *  - "is_error" is read from the relayed bytes ("isError":true in a
- *    result): a tool error split across two reads of a streamed answer may
- *    be missed (best effort, never a false positive on another member). */
+ *  - "is_error" is read from the relayed bytes as they pass (tool_error.h:
+ *    result.isError of a message, any JSON spelling, any chunking, a JSON
+ *    body or an SSE stream; a member "isError" elsewhere never counts),
+ *    without building the answer. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +56,8 @@
 #include "gateway/mcp/decide.h"
 #include "gateway/mcp/mcp_loop.h"
 #include "gateway/mcp/memo.h"
+#include "gateway/mcp/sse.h"
+#include "gateway/mcp/tool_error.h"
 #include "store/tenant.h"
 
 /* The decision of an open record (data/len/cap as gw__audit_call_begin
@@ -299,19 +302,18 @@ void gw__audit_call_begin(gw_exchange *x, const char *connector, const char *too
   x->audit_dec = dec;
   x->audit_start_ns = uv_hrtime();
   x->audit_bytes_out = 0;
-  x->audit_is_error = false;
+  x->audit_scan_on = false;
 }
 
 void gw__audit_call_seen(gw_exchange *x, const char *p, size_t n) {
   if (!x->audit) return;
   x->audit_bytes_out += n;
-  static const char k[] = "\"isError\":";
-  /* "isError": true, with or without a space (one pass over the bytes) */
-  for (const char *q = p, *end = p + n; !x->audit_is_error && (q = gw_memmem(q, (size_t)(end - q), k, sizeof k - 1));) {
-    q += sizeof k - 1;
-    if (q < end && *q == ' ') q++;
-    if (end - q >= 4 && !memcmp(q, "true", 4)) x->audit_is_error = true;
+  if (!x->audit_scan_on) {
+    /* the answer's content type is known by its first byte */
+    gw__tool_error_init(&x->audit_scan, gw__sse_is(x->up_ct));
+    x->audit_scan_on = true;
   }
+  gw__tool_error_feed(&x->audit_scan, p, n);
 }
 
 /* Completes one open record (data/len/cap: a block as gw__audit_call_begin
@@ -328,7 +330,7 @@ static void call_finish(gw_exchange *x, char *data, size_t len, size_t cap, uint
   if (!rc)
     rc = PUT_INT(&b, ",\"duration_us\":", duration_us) ||
          PUT_INT(&b, ",\"bytes_out\":", x->audit_bytes_out) ||
-         gw_buf_appends(&b, x->audit_is_error ? ",\"is_error\":true}" : ",\"is_error\":false}");
+         gw_buf_appends(&b, x->audit_scan_on && x->audit_scan.found ? ",\"is_error\":true}" : ",\"is_error\":false}");
   if (!rc) gw_audit_submit_block(x->lp->srv, x->tenant, x->tenant_uid, b.data, b.len - head, b.cap); /* takes it */
   else gw_buf_free(&b);
 }

@@ -32,6 +32,7 @@
 
 #include "gateway/base/buf.h"
 #include "gateway/mcp/mcp_session.h"
+#include "gateway/mcp/tool_error.h"
 #include "store/token.h"
 
 typedef struct gw_req gw_req;
@@ -158,7 +159,8 @@ struct gw_exchange {
   size_t audit_nbatch;
   uint64_t audit_start_ns;       /* ... the call's decision */
   size_t audit_bytes_out;        /* ... upstream bytes relayed */
-  bool audit_is_error;           /* ... a relayed result said "isError": true */
+  gw_tool_error_scan audit_scan; /* ... whether a relayed result said "isError": true (tool_error.h) */
+  bool audit_scan_on;            /* ... audit_scan begun (on the answer's first relayed byte) */
   gw_session sess;
   uint64_t ident_snapshot;       /* where the identity was checked (gw_mcp_ctx), 0: unknown */
   int64_t ident_expires;         /* the token's expiry (unix s), 0: none */

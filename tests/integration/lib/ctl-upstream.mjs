@@ -20,6 +20,12 @@
 //                         elicitation/create with id "q-<n>", then, once the
 //                         client's answer to it arrives (a POST carrying that
 //                         id), the result "<name>:asked <answer action>".
+//        raw {result, sse?, chunk?} (not listed in tools/list)
+//                       → the reply's "result" member is the JSON text
+//                         `result` exactly as given (spacing, key order,
+//                         escapes kept): a JSON body, or with sse one event
+//                         whose data lines are its lines; chunk: written in
+//                         pieces of that many bytes, a loop turn apart.
 // hold(pred): requests whose parsed JSON-RPC message matches pred are held
 // (not answered) until the returned release() is called.
 // push(msg): sends msg on every open GET stream.
@@ -103,6 +109,21 @@ export async function startCtlUpstream({ name = 'ctl', tls, resources = 0, resou
           res.end();
         });
         res.on('close', () => asked.delete(qid));
+        return;
+      }
+      if (tool === 'raw') {
+        const body = `{"jsonrpc":"2.0","id":${JSON.stringify(m.id)},"result":${String(args.result)}}`;
+        const text = args.sse ? `event: message\n${body.split('\n').map((l) => `data: ${l}\n`).join('')}\n` : body;
+        res.writeHead(200, { 'content-type': args.sse ? 'text/event-stream' : 'application/json', 'mcp-session-id': sid });
+        const k = args.chunk > 0 ? args.chunk : text.length;
+        const pieces = [];
+        for (let i = 0; i < text.length; i += k) pieces.push(text.slice(i, i + k));
+        const next = () => {
+          if (!pieces.length) { res.end(); return; }
+          res.write(pieces.shift());
+          setImmediate(next);
+        };
+        next();
         return;
       }
       result(res, sid, m.id, { content: [{ type: 'text', text: `${name}:unknown tool` }], isError: true });

@@ -1,0 +1,78 @@
+// Audit: a call record's is_error says whether the tool's result reported
+// an error — result.isError true, as the client reads it — whatever valid
+// JSON the upstream spells it in ("isError" : true, line breaks, escapes in
+// the key, any key order), in a JSON body or an SSE stream, in any
+// chunking; a member "isError" elsewhere (inside structuredContent, in a
+// string) is not the tool's error. It was a byte search for
+// `"isError":` then an optional single space then `true`.
+// Real parts: the gateway binary, a Streamable HTTP upstream answering with
+// the exact bytes the test gives (lib/ctl-upstream.mjs, tool raw), the
+// admin API reading the records.
+// ci-variants: build-w1 build-asan-w2
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { startGateway, waitFor } from './lib/gateway.mjs';
+import { setupTenant, rawSession } from './lib/mcp.mjs';
+import { startCtlUpstream } from './lib/ctl-upstream.mjs';
+
+let gw, t, up, tok;
+before(async () => {
+  gw = await startGateway();
+  t = await setupTenant(gw, { users: ['alice@acme.com'] });
+  up = await startCtlUpstream({ name: 'raw' });
+  const r = await t.putConnector('up', { url: up.url, auth: { type: 'none' } });
+  assert.equal(r.status, 201, r.body);
+  tok = (await t.mintToken('alice@acme.com')).token;
+});
+after(async () => { await gw?.stop(); await up?.stop(); });
+
+let n = 0;
+/** Calls raw with `result` (JSON text) through url, checks the client got it, returns the call's audit record. */
+async function recordOf(s, name, result, opts = {}) {
+  const tag = `c${++n}`;
+  const r = await s.request('tools/call', { name, arguments: { tag, result, ...opts } });
+  assert.equal(r.status, 200, r.body);
+  const reply = r.messages.find((m) => m.result);
+  assert.deepEqual(reply?.result, JSON.parse(result), `the client gets the result: ${r.body}`);
+  let rec;
+  await waitFor(async () => {
+    const a = await t.admin('GET', '/audit?kind=call&tool=raw&limit=100');
+    rec = a.json?.records?.find((x) => x.arguments?.tag === tag);
+    return rec;
+  }, { timeoutMs: 5000, intervalMs: 50, what: `the record of ${tag}` });
+  assert.equal(rec.upstream_status, 200, JSON.stringify(rec));
+  return rec;
+}
+
+const CASES = [
+  // [what, result text, is_error]
+  ['spaces around the colon', '{"content":[{"type":"text","text":"boom"}],"isError" : true}', true],
+  ['line breaks and tabs', '{\n\t"content": [],\n\t"isError"\n\t:\ttrue\n}', true],
+  ['isError first, then content holding braces and quotes',
+    '{"isError":true,"content":[{"type":"text","text":"a \\"}] { \\"isError\\": false"}]}', true],
+  ['an escape in the key', '{"content":[],"is\\u0045rror":true}', true],
+  ['no error', '{"content":[{"type":"text","text":"fine"}],"isError" : false}', false],
+  ['"isError" inside structuredContent only', '{"content":[],"structuredContent":{"isError":true},"isError":false}', false],
+  ['"isError": true in a text', '{"content":[{"type":"text","text":"\\"isError\\": true"}]}', false],
+];
+
+for (const sse of [false, true]) {
+  for (const chunk of [0, 3]) {
+    for (const [what, result, want] of CASES) {
+      test(`${sse ? 'SSE' : 'JSON'} answer${chunk ? ` in ${chunk}-byte writes` : ''}, ${what}: is_error ${want}`, async () => {
+        const s = await rawSession(t.mcpUrl('up'), tok);
+        const rec = await recordOf(s, 'raw', result, { sse, chunk });
+        assert.equal(rec.is_error, want, JSON.stringify(rec));
+      });
+    }
+  }
+}
+
+test('the aggregated endpoint: "isError" : true in the result is the tool\'s error', async () => {
+  const s = await rawSession(`${gw.url}/t/acme/mcp`, tok);
+  const rec = await recordOf(s, 'up__raw', '{"content":[{"type":"text","text":"boom"}], "isError" : true }');
+  assert.equal(rec.is_error, true, JSON.stringify(rec));
+  const ok = await recordOf(s, 'up__raw', '{"content":[],"structuredContent":{"isError":true}}');
+  assert.equal(ok.is_error, false, JSON.stringify(ok));
+});
