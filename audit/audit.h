@@ -224,6 +224,25 @@ typedef void (*audit_report_fn)(void *ctx, const char *uid, uint64_t seq, const 
  * be NULL. Holds a read txn for the whole walk: offline / admin thread. */
 int audit_verify(st_store *aud, const char *tenant_uid, audit_report_fn report, void *ctx);
 
+/* What the verification saw of one chain (strings valid during the call):
+ * its head's first seq still stored and last seq written, the records it
+ * read and checked (last - first + 1 when intact: records retention pruned
+ * are not among them; first - 1 of them were pruned, the first kept
+ * linking to the head's pruned_hash), and the head's hash. */
+typedef struct audit_chain_summary {
+  const char *tenant, *uid;
+  uint64_t first, last;
+  uint64_t checked;
+  const char *hash;
+} audit_chain_summary;
+typedef void (*audit_chain_fn)(void *ctx, const audit_chain_summary *c);
+
+/* audit_verify, and chain(ctx, …) (may be NULL) once per chain with a
+ * readable head, after its walk, in the same read snapshot: what was
+ * verified, not what a later read would find. */
+int audit_verify_chains(st_store *aud, const char *tenant_uid, audit_report_fn report, audit_chain_fn chain,
+                        void *ctx);
+
 /* ---- retention -------------------------------------------------------------------- */
 
 /* Deletes, chain by chain (in uid order), the oldest records whose "time"

@@ -36,7 +36,7 @@ static const st_migration audit_steps[] = {
     {"create the SIEM sinks' delivery cursors database", step_cursors},
 };
 
-static int verify_txn(st_txn *txn, const char *uid, audit_report_fn report, void *ctx);
+static int verify_txn(st_txn *txn, const char *uid, audit_report_fn report, audit_chain_fn chain, void *ctx);
 
 typedef struct check_wrap {
   void (*report)(void *ctx, const char *area, const char *msg);
@@ -54,7 +54,7 @@ static void check_report(void *ctx, const char *uid, uint64_t seq, const char *m
 static int schema_check(st_txn *txn, void (*report)(void *ctx, const char *area, const char *msg),
                         void *ctx) {
   check_wrap w = {report, ctx};
-  int n = verify_txn(txn, NULL, check_report, &w);
+  int n = verify_txn(txn, NULL, check_report, NULL, &w);
   if (n < 0) return n;
   int m = audit__cursors_check(txn, report, ctx);
   return m < 0 ? m : n + m;
@@ -206,8 +206,10 @@ bool audit__rec_time(const void *p, size_t n, int64_t *t) {
 typedef struct vstate {
   const char *uid;
   audit_report_fn report;
+  audit_chain_fn chain;
   void *ctx;
   int problems;
+  uint64_t checked; /* records of the current chain read and checked */
 } vstate;
 
 static void say(vstate *v, uint64_t seq, const char *fmt, ...) {
@@ -286,6 +288,7 @@ static int verify_chain(st_txn *txn, const audit__head *h, vstate *v) {
       continue;
     }
     if ((rc = audit__hash_hex(val.data, val.len, hash)) < 0) goto out;
+    v->checked++;
     check_members(v, h, s, val.data, val.len, rprev);
     if (s > expect) {
       if (pending) blame_before(v, h, pending);
@@ -362,7 +365,13 @@ static int verify_one(st_txn *txn, const char *uid, vstate *v) {
     return rc == 0 || rc == ST_ENOTFOUND ? 0 : rc;
   }
   if (rc < 0) return rc;
-  return verify_chain(txn, &h, v);
+  v->checked = 0;
+  if ((rc = verify_chain(txn, &h, v)) < 0) return rc;
+  if (v->chain) {
+    audit_chain_summary cs = {h.tenant, uid, h.first, h.seq, v->checked, h.hash};
+    v->chain(v->ctx, &cs);
+  }
+  return 0;
 }
 
 /* Record keys whose uid has no head. */
@@ -400,8 +409,8 @@ out:
   return rc;
 }
 
-static int verify_txn(st_txn *txn, const char *uid, audit_report_fn report, void *ctx) {
-  vstate v = {NULL, report, ctx, 0};
+static int verify_txn(st_txn *txn, const char *uid, audit_report_fn report, audit_chain_fn chain, void *ctx) {
+  vstate v = {NULL, report, chain, ctx, 0, 0};
   char u[AUDIT_UID_MAX + 1];
   st_cursor *c = NULL;
   st_val k;
@@ -449,11 +458,16 @@ static void cursor_report(void *ctx, const char *area, const char *msg) {
 }
 
 int audit_verify(st_store *aud, const char *tenant_uid, audit_report_fn report, void *ctx) {
+  return audit_verify_chains(aud, tenant_uid, report, NULL, ctx);
+}
+
+int audit_verify_chains(st_store *aud, const char *tenant_uid, audit_report_fn report, audit_chain_fn chain,
+                        void *ctx) {
   st_txn *txn = NULL;
   int rc;
   if (!aud) return AUDIT_EINVAL;
   if ((rc = st_read_begin(aud, &txn)) < 0) return rc;
-  rc = verify_txn(txn, tenant_uid, report, ctx);
+  rc = verify_txn(txn, tenant_uid, report, chain, ctx);
   if (rc >= 0 && !tenant_uid) {
     /* a cursor is a receiver's acknowledgement up to a seq: records cut
      * from a chain's end (its head moved back) or a chain deleted whole

@@ -254,6 +254,12 @@ test('the chain verifies offline; a record edited in a copy is named by `mcpgate
   // the CLI export is the API's
   const exp = execFileSync(bin, ['audit', 'export', 'acme', '--data', fx.gw.dataDir], { encoding: 'utf8' });
   assert.ok(exp.includes('"hello audit"'));
+  // verify counts the records it checked: here all of them (one chain, seq 1..N)
+  const nAll = exp.trim().split('\n').length;
+  assert.match(ok.stdout, new RegExp(`^audit log ok: ${nAll} records verified in 1 chain\n`), ok.stdout);
+  assert.match(ok.stdout,
+    new RegExp(`tenant acme \\(chain [0-9a-f]+\\): ${nAll} records verified, seq 1\\.\\.${nAll}, head seq ${nAll} [0-9a-f]{64}\n`),
+    ok.stdout);
   // a copy of the data directory with one byte of that record changed
   const copy = fs.mkdtempSync(path.join(path.dirname(fx.gw.dataDir), 'audit-copy-'));
   fs.cpSync(fx.gw.dataDir, copy, { recursive: true });
@@ -278,6 +284,14 @@ test('the chain verifies offline; a record edited in a copy is named by `mcpgate
   assert.match(pr.stdout, new RegExp(`^${gone} audit record`));
   const ok2 = spawnSync(bin, ['audit', 'verify', '--data', fx.gw.dataDir], { encoding: 'utf8' });
   assert.equal(ok2.status, 0, ok2.stdout + ok2.stderr);
+  // what verify checked is what is left, the pruned ones counted apart (not as verified)
+  const kept = nAll - gone;
+  assert.match(ok2.stdout,
+    new RegExp(`^audit log ok: ${kept} records verified in 1 chain \\(${gone} older ones pruned by retention\\)\n`),
+    ok2.stdout);
+  assert.match(ok2.stdout,
+    new RegExp(`\\): ${kept} records verified, seq ${gone + 1}\\.\\.${nAll} \\(${gone} pruned before seq ${gone + 1}\\), ` +
+      `head seq ${nAll} [0-9a-f]{64}\n`), ok2.stdout);
   const after = execFileSync(bin, ['audit', 'export', 'acme', '--data', fx.gw.dataDir], { encoding: 'utf8' })
     .trim().split('\n').map((l) => JSON.parse(l));
   assert.deepEqual(after.map((x) => x.seq), before.filter((x) => x.time >= cut).map((x) => x.seq));

@@ -715,6 +715,24 @@ static int submit_at(audit_log *a, const char *uid, int64_t t, const char *kind)
                       json_pack("{sIss}", "time", (json_int_t)t, "kind", kind));
 }
 
+/* Chains as audit_verify_chains saw them. */
+typedef struct chains_seen {
+  int n;
+  char uid[4][AUDIT_UID_MAX + 1];
+  uint64_t first[4], last[4], checked[4];
+} chains_seen;
+
+static void chain_cb(void *ctx, const audit_chain_summary *c) {
+  chains_seen *s = ctx;
+  if (s->n < 4) {
+    snprintf(s->uid[s->n], sizeof s->uid[0], "%s", c->uid);
+    s->first[s->n] = c->first;
+    s->last[s->n] = c->last;
+    s->checked[s->n] = c->checked;
+  }
+  s->n++;
+}
+
 TEST(prune_keeps_the_chain_verifiable) {
   tmp_setup();
   audit_log *a = open_default();
@@ -735,6 +753,15 @@ TEST(prune_keeps_the_chain_verifiable) {
   }
   CHECK_INT(audit_verify(audit_store(a), NULL, NULL, NULL), 0);
   CHECK(chain_links_ok(a, UID_A, "acme", 6, 10));
+  /* what verification says it checked: the records left, not the pruned */
+  chains_seen cs = {0};
+  CHECK_INT(audit_verify_chains(audit_store(a), NULL, NULL, chain_cb, &cs), 0);
+  CHECK_INT(cs.n, 2);
+  CHECK_STR(cs.uid[0], UID_A);
+  CHECK_INT(cs.first[0], 6);
+  CHECK_INT(cs.last[0], 10);
+  CHECK_INT(cs.checked[0], 5);
+  CHECK_INT(cs.checked[1], 5);
   /* bounded: at most max_records per call, chains in uid order */
   CHECK_INT(audit_prune(a, 9500, 3, &pruned), 0);
   CHECK_INT(pruned, 3);
@@ -760,6 +787,12 @@ TEST(prune_keeps_the_chain_verifiable) {
   CHECK_INT(audit_prune(a, 100000, 1000, &pruned), 0);
   CHECK_INT(pruned, 4); /* A: 10, 11, 12; B: 10 */
   CHECK_INT(audit_verify(audit_store(a), NULL, NULL, NULL), 0);
+  memset(&cs, 0, sizeof cs);
+  CHECK_INT(audit_verify_chains(audit_store(a), UID_A, NULL, chain_cb, &cs), 0);
+  CHECK_INT(cs.n, 1);
+  CHECK_INT(cs.checked[0], 0);
+  CHECK_INT(cs.first[0], 13);
+  CHECK_INT(cs.last[0], 12);
   CHECK_INT(submit_at(a, UID_A, 30000, "call"), 0);
   audit_flush(a);
   json_t *j = rec_json(a, UID_A, 13);
