@@ -19,7 +19,9 @@
  *    GW_WRITE_LOW_WATER): a slow reader never makes the gateway hold the
  *    chain in memory. A client gone stops it.
  *  - Times are RFC 3339 UTC ("2026-12-04T10:00:00Z", fractions allowed) or
- *    milliseconds since the epoch; anything else is 400. */
+ *    milliseconds since the epoch; anything else is 400. until is
+ *    exclusive: at the epoch itself it selects nothing (audit_filter's 0
+ *    means no bound, so it is answered here). */
 #include "gateway/api/admin_int.h"
 
 #include <stdio.h>
@@ -78,10 +80,13 @@ static int64_t parse_time(const char *s) {
   return t < 0 ? -1 : (int64_t)t * 1000 + ms;
 }
 
-/* since and until of the query string (0: unbounded); answers 400 and returns -1. */
-static int time_params(gw_req *req, int64_t *since, int64_t *until) {
+/* since and until of the query string (0: unbounded); answers 400 and returns -1.
+ * *none: an until at the epoch itself (0, 1970-01-01T00:00:00Z) — nothing
+ * is before it, where audit_filter's until 0 would mean no bound. */
+static int time_params(gw_req *req, int64_t *since, int64_t *until, bool *none) {
   char v[40];
   *since = *until = 0;
+  *none = false;
   static const char *const names[] = {"since", "until"};
   for (int i = 0; i < 2; i++) {
     if (!req->query || gw_query_get(req->query, names[i], v, sizeof v) != 1) continue;
@@ -93,6 +98,7 @@ static int time_params(gw_req *req, int64_t *since, int64_t *until) {
       return -1;
     }
     *(i ? until : since) = t;
+    if (i && t == 0) *none = true;
   }
   if (*since && *until && *since > *until) {
     gw_respond_error(req, 400, "invalid_request", "\"since\" is after \"until\"");
@@ -171,7 +177,8 @@ static void query(gw_req *req, const char *tenant) {
   audit_log *log;
   char uid[ST_TENANT_UID_LEN + 1];
   int64_t since, until;
-  if (time_params(req, &since, &until)) return;
+  bool none;
+  if (time_params(req, &since, &until, &none)) return;
   char user[80] = "", connector[40] = "", tool[260] = "", decision[16] = "", kind[16] = "", cursor[AUDIT_CURSOR_MAX] = "",
        limit[8] = "";
   struct {
@@ -202,6 +209,10 @@ static void query(gw_req *req, const char *tenant) {
     lim = (unsigned)l;
   }
   if (chain_of(req, tenant, &log, uid)) return;
+  if (none) {
+    gw_respond_json(req, 200, json_pack("{s:[],s:n}", "records", "next_cursor"));
+    return;
+  }
   query_job *j = calloc(1, sizeof *j);
   if (!j) {
     gw_respond_error(req, 500, "internal", "out of memory");
@@ -327,7 +338,8 @@ static void export_on_abort(gw_req *req) {
 
 static void export(gw_req *req, const char *tenant) {
   int64_t since, until;
-  if (time_params(req, &since, &until)) return;
+  bool none;
+  if (time_params(req, &since, &until, &none)) return;
   export_state *e = calloc(1, sizeof *e);
   if (!e) {
     gw_respond_error(req, 500, "internal", "out of memory");
@@ -341,6 +353,7 @@ static void export(gw_req *req, const char *tenant) {
   snprintf(e->tenant, sizeof e->tenant, "%s", tenant);
   e->since = since;
   e->until = until;
+  if (none) e->after = UINT64_MAX; /* nothing before the epoch: the export ends at once */
   gw_buf_init(&e->chunk, 64u * 1024 * 1024);
   gw_resp_header(req, "Cache-Control", "no-store");
   if (gw_resp_start(req, 200, "application/x-ndjson") != 0) {
