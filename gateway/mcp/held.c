@@ -432,6 +432,19 @@ static void give_back(gw_loop *lp, const char *tenant, const char *user, const g
   if (gw_loop_submit(lp, job_back, done_back, b) != 0) free(b);
 }
 
+/* A call that passes under its approval goes upstream — unless the audit
+ * log cannot record it by now (audit_on_failure deny: it may have broken
+ * while the call was held): refused like any call then, and the approval
+ * it took is given back for the retry (the call was not made). */
+static void pass(gw_exchange *x, const char *id) {
+  if (x->audit && gw__audit_refuse(x)) {
+    give_back(x->lp, x->tenant, x->user, x->held, id);
+    return;
+  }
+  audit_step(x, "grant_used", id, NULL);
+  x->held->forward(x);
+}
+
 static void done_hold(int status, void *arg) {
   hold_job *j = arg;
   gw_exchange *x = j->x;
@@ -456,8 +469,7 @@ static void done_hold(int status, void *arg) {
   } else if (j->outcome == HOLD_GRANTED) {
     GW_LOG(GW_LOG_INFO, "approvals", &lc, "tools/call %s on %s passes under the approval of request %s", j->tool,
            j->connector, j->id);
-    audit_step(x, "grant_used", j->id, NULL);
-    x->held->forward(x);
+    pass(x, j->id);
   } else if (j->outcome == HOLD_NOBODY) {
     gw__x_rpc_error(x, 200, GW_RPC_APPROVAL,
                     "tool \"%s\" on \"%s\" requires approval under your organisation's policy, and no approver group "
@@ -628,8 +640,8 @@ static void done_take(int status, void *arg) {
   take_job *j = arg;
   gw_exchange *x = j->x;
   if (gw__x_client_alive(x) && !x->revoked) {
-    if (status == 0) audit_step(x, "grant_used", x->held->id, NULL);
-    if (status == 0) x->held->forward(x);
+    if (status == 0)
+      pass(x, x->held->id);
     else
       gw__x_rpc_error(x, 200, GW_RPC_APPROVAL,
                       "the approval of this call was already used (one approval, one call); call again to ask anew");
