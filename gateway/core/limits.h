@@ -23,7 +23,9 @@
  *                              that feed it (gw_limits_mcp_more): one
  *                              client stream can hold one upstream
  *                              connection per connector, and descriptors
- *                              are what one employee must not exhaust.
+ *                              are what one employee must not exhaust;
+ *                              an aggregated batch counts each of its
+ *                              messages for the same reason.
  *
  *   heavy writes               a policy PUT: one per tenant on the store
  *                              writer at a time, GW_HEAVY_WRITES_MAX in the

@@ -9,11 +9,18 @@
  * as their bytes arrive (take), and an element past the cap is answered
  * with an error instead. Inside a batch, upstream streams are collected,
  * not relayed: a server→client request during a batched call cannot reach
- * the client (send such calls alone). */
+ * the client (send such calls alone).
+ *
+ * Every message counts against the user's mcp_concurrent_per_user (one
+ * unit each, taken on the batch's request before anything runs: 429 when
+ * they do not fit), as it would sent alone: each runs at once, with an
+ * upstream transfer of its own, and one request must not hold a hundred
+ * upstream connections on one unit. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "gateway/core/limits.h"
 #include "gateway/mcp/agg.h"
 
 typedef struct batch_state {
@@ -93,6 +100,15 @@ void gw__agg_batch(gw_req *req, const gw_mcp_ctx *ctx, json_t *msg) {
     }
   }
   json_decref(all_ids);
+  /* one unit per message: the request holds one already (its end gives
+   * back every unit it holds) */
+  if (!gw_limits_mcp_more(req, (int)n - 1)) {
+    gw_resp_header(req, "Retry-After", "1");
+    gw__mcp_refuse(req, 429, -32000,
+                   "too many MCP requests (mcp_concurrent_per_user): each message of a batch counts; retry after "
+                   "Retry-After seconds, or send fewer at once");
+    return;
+  }
   batch_state *st = calloc(1, sizeof *st);
   gw_exchange *x = gw__mcp_exchange(req, GW_X_POST, ctx, &batch_flow, st);
   if (!x || !st) {
