@@ -15,7 +15,9 @@
  * unit each, taken on the batch's request before anything runs: 429 when
  * they do not fit), as it would sent alone: each runs at once, with an
  * upstream transfer of its own, and one request must not hold a hundred
- * upstream connections on one unit. */
+ * upstream connections on one unit. For the same reason the batch's
+ * client leaving ends every element still running, as it ends a call sent
+ * alone: the collector keeps a reference on each element for that. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,12 +29,27 @@ typedef struct batch_state {
   json_t *results; /* one slot per element (null until answered): the reply array */
   int pending;     /* elements still to answer */
   size_t bytes;    /* bytes of the replies collected so far */
+  gw_exchange **el; /* the elements (references; NULL where none was made) */
+  size_t n;         /* the batch's messages: el's length */
 } batch_state;
 
 static void batch_free(void *state) {
   batch_state *st = state;
   json_decref(st->results);
+  for (size_t i = 0; st->el && i < st->n; i++)
+    if (st->el[i]) gw__x_unref(st->el[i]);
+  free(st->el);
   free(st);
+}
+
+/* The client half ended: answered (nothing left running), or gone before
+ * every element answered (those end too). Neither uncollect nor an abort
+ * calls back synchronously. */
+static void batch_end(gw_exchange *x) {
+  batch_state *st = x->state;
+  if (!st || st->pending <= 0) return;
+  for (size_t i = 0; st->el && i < st->n; i++)
+    if (st->el[i] && st->el[i]->into == x) gw__x_uncollect(st->el[i]);
 }
 
 static size_t budget(gw_exchange *x) { return (size_t)x->lp->srv->cfg.mcp_max_body; }
@@ -68,7 +85,7 @@ static void batch_collect(gw_exchange *x, int slot, json_t *j) {
 }
 
 static const gw_flow_ops batch_flow = {
-    .name = "agg-batch", .collect = batch_collect, .take = batch_take, .free = batch_free};
+    .name = "agg-batch", .client_end = batch_end, .collect = batch_collect, .take = batch_take, .free = batch_free};
 
 /* Each element runs as its own exchange whose reply lands in the batch's
  * array; the array goes back when all have answered. Inside a batch,
@@ -110,6 +127,15 @@ void gw__agg_batch(gw_req *req, const gw_mcp_ctx *ctx, json_t *msg) {
     return;
   }
   batch_state *st = calloc(1, sizeof *st);
+  gw_exchange **el = st ? calloc(n, sizeof *el) : NULL;
+  if (st && !el) {
+    free(st);
+    st = NULL;
+  }
+  if (st) {
+    st->el = el;
+    st->n = n;
+  }
   gw_exchange *x = gw__mcp_exchange(req, GW_X_POST, ctx, &batch_flow, st);
   if (!x || !st) {
     if (x) gw__x_client_done(x);
@@ -130,6 +156,8 @@ void gw__agg_batch(gw_req *req, const gw_mcp_ctx *ctx, json_t *msg) {
       continue;
     }
     gw__x_collect_into(c, x, (int)i);
+    st->el[i] = c;
+    gw__x_ref(c);
     const char *m = NULL;
     gw__check_message(e, c->ids, &m);
     gw__agg_message(c, e, m);

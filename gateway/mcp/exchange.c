@@ -262,6 +262,14 @@ void gw__x_collect_into(gw_exchange *x, gw_exchange *c, int slot) {
   c->refs++;
 }
 
+void gw__x_uncollect(gw_exchange *x) {
+  gw_exchange *c = x->into;
+  if (!c) return;
+  x->into = NULL;
+  gw__x_abort_upstream(x);
+  gw__x_unref(c);
+}
+
 bool gw__x_take(gw_exchange *x, size_t n) {
   gw_exchange *c = x->into;
   if (!c || !c->flow || !c->flow->take) return true;

@@ -6,12 +6,16 @@
 // the descriptors the limit exists to keep for everyone else. A batch now
 // takes one unit per message before anything runs (429 when they do not
 // fit, like a GET stream whose feeds do not), and gives them back with its
-// answer. Upstream: lib/ctl-upstream.mjs.
+// answer. And a batch whose client left kept its calls running upstream
+// (each element answered into the batch, not to a client): with its units
+// back, the client could send the next batch and leave again, without
+// bound. Its calls now end with it. Upstream: lib/ctl-upstream.mjs.
+import http from 'node:http';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { startGateway, waitFor } from './lib/gateway.mjs';
-import { setupTenant, rawSession } from './lib/mcp.mjs';
+import { startGateway, waitFor, scrapeMetrics, metricValue } from './lib/gateway.mjs';
+import { setupTenant, rawSession, mcpHeaders } from './lib/mcp.mjs';
 import { startCtlUpstream } from './lib/ctl-upstream.mjs';
 
 const call = (id, name, args = {}) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args } });
@@ -58,6 +62,42 @@ test('a batch counts one of mcp_concurrent_per_user per message; one that does n
     const again = await s.post([call(11, 'one__echo', { message: 'a' }), call(12, 'one__echo', { message: 'b' }), call(13, 'one__echo', { message: 'c' })]);
     assert.equal(again.status, 200, again.body);
     assert.equal(again.messages.length, 3);
+  } finally {
+    release();
+    await gw.stop();
+  }
+});
+
+test('a batch whose client leaves ends its calls upstream', async () => {
+  const gw = await startGateway({ args: ['--mcp-concurrent-per-user', '3'] });
+  let release = () => {};
+  try {
+    const t = await setupTenant(gw, { users: ['alice@acme.com', 'bob@acme.com'] });
+    const up = await startCtlUpstream({ name: 'one', capabilities: { tools: {} } });
+    assert.equal((await t.putConnector('one', { url: up.url, auth: { type: 'none' } })).status, 201);
+    const tok = (await t.mintToken('alice@acme.com')).token;
+    const agg = `${gw.url}/t/acme/mcp`;
+    const s = await rawSession(agg, tok, { protocolVersion: '2025-03-26' });
+    assert.equal((await s.request('tools/call', { name: 'one__echo', arguments: { message: 'hi' } })).status, 200);
+    release = up.hold((m) => m.method === 'tools/call' && m.params?.name === 'slow');
+    const slow = () => up.rpc('tools/call').filter((e) => e.json.params?.name === 'slow').length;
+    const open = async () => metricValue(await scrapeMetrics(gw), 'mcpgate_upstream_transfers_open');
+
+    const body = JSON.stringify([1, 2, 3].map((i) => call(i, 'one__slow', { ms: 1 })));
+    const u = new URL(agg);
+    const req = http.request({
+      host: u.hostname, port: u.port, method: 'POST', path: u.pathname, agent: false,
+      headers: { ...mcpHeaders({ token: tok, sessionId: s.sessionId, protocolVersion: s.protocolVersion }), 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+    });
+    req.on('error', () => {});
+    req.end(body);
+    await waitFor(() => slow() === 3, { timeoutMs: 5000, what: 'the batch\'s calls upstream' });
+    assert.equal(await open(), 3);
+    req.destroy(); // the client leaves
+    await waitFor(async () => (await open()) === 0, { timeoutMs: 5000, what: 'the batch\'s upstream calls ended with its client' });
+    // and its units are back
+    const again = await s.post([call(4, 'one__echo', { message: 'a' }), call(5, 'one__echo', { message: 'b' }), call(6, 'one__echo', { message: 'c' })]);
+    assert.equal(again.status, 200, again.body);
   } finally {
     release();
     await gw.stop();

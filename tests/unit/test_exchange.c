@@ -292,6 +292,30 @@ TEST(batch_slot_refs_its_collector) {
   CHECK(cc.ok);
 }
 
+/* The collector's client left: an element uncollected answers nowhere,
+ * and its reference on the collector goes. */
+static void uncollect_body(void *arg) {
+  collect_case *cc = arg;
+  gw_xreg reg = {0};
+  gw_exchange *c = mk(&reg, &cc->coll, 0, "t", "u", "", "k");
+  gw_exchange *e = mk(&reg, &cc->elem, 1, "t", "u", "c", "k");
+  gw__x_collect_into(e, c, 2);
+  gw__x_unref(c);
+  gw__x_uncollect(e);
+  int ok = cc->coll.freed == 1 && !gw__x_client_alive(e) && !gw__x_wanted(e);
+  gw__x_uncollect(e); /* once only */
+  gw__x_reply_json(e, 200, json_object()); /* nowhere to go: dropped */
+  ok &= cc->coll.collected == 0 && cc->coll.freed == 1;
+  gw__x_unref(e);
+  cc->ok = ok && cc->elem.freed == 1 && reg.list == NULL;
+}
+
+TEST(batch_slot_uncollected_answers_nowhere) {
+  collect_case cc = {0};
+  CHECK_INT(run_on_loop(uncollect_body, &cc), 0);
+  CHECK(cc.ok);
+}
+
 typedef struct close_case {
   int ok;
   counters c;
@@ -336,6 +360,7 @@ int main(void) {
   RUN(foreach_callback_may_free_everything);
   RUN(revoke_matches_all_set_fields_once);
   RUN(batch_slot_refs_its_collector);
+  RUN(batch_slot_uncollected_answers_nowhere);
   RUN(registry_close_unlinks_and_ends);
   RUN(set_flow_frees_old_state_once);
   RUN(hidden_ends_naming_the_connector);
