@@ -383,7 +383,35 @@ int gw__mcp_ctx_of(gw_req *req, bool agg, gw_mcp_ctx *c) {
   return gw__mcp_begin(req, agg, c);
 }
 
-/* GET and DELETE need a session of this caller (and GET an SSE Accept). */
+/* What c established (the token, its user, the session) as it is in the
+ * store now: 0, 1 when the identity no longer holds, 2 when the session is
+ * gone (or expired), -1 when the store cannot be read. Read again only
+ * when the store changed since (or the token may have expired). */
+static int still_holds(gw_req *req, const gw_mcp_ctx *c) {
+  st_txn *txn;
+  if (gw__read_begin(req->lp, &txn) != 0) return -1;
+  int64_t now_s = (int64_t)time(NULL);
+  if (c->ident_snapshot && st_txn_snapshot(txn) == c->ident_snapshot && (!c->ident_expires || now_s < c->ident_expires)) {
+    gw__read_end(req->lp, txn);
+    return 0;
+  }
+  int rc = auth_identity_check(txn, c->tenant, c->user, c->tokid, now_s) != 0 ? 1 : 0;
+  gw_session s;
+  if (!rc && (gw_session_get(txn, c->sid, &s) != 0 || strcmp(s.tenant, c->tenant) || strcmp(s.user, c->user) ||
+              strcmp(s.connector, c->connector)))
+    rc = 2;
+  gw__read_end(req->lp, txn);
+  if (!rc && gw_session_expired(&s, gw_session_now_ms(), gw_sessions_limits(req->lp->srv))) rc = 2;
+  return rc;
+}
+
+/* GET and DELETE need a session of this caller (and GET an SSE Accept).
+ * Sent with a body, such a request passed its checks at preauth, before
+ * the body was read: a GET stream (the aggregated endpoint's is the
+ * gateway's own) goes nowhere the identity is checked again, so what
+ * preauth found is read again here — a deactivation, a token revoked or
+ * the session deleted while the body came must not open a stream the
+ * revocation's walk could not see. */
 int gw__mcp_session_checks(gw_req *req, const gw_mcp_ctx *c) {
   if (!c->sid) {
     gw__mcp_refuse(req, 400, -32000, "Bad Request: Mcp-Session-Id header is required");
@@ -391,6 +419,19 @@ int gw__mcp_session_checks(gw_req *req, const gw_mcp_ctx *c) {
   }
   if (!c->sess_ok) {
     gw__mcp_refuse(req, 404, -32001, "Session not found");
+    return -1;
+  }
+  switch (still_holds(req, c)) {
+  case 0: break;
+  case 1:
+    gw__mcp_refuse(req, 403, GW_RPC_REVOKED,
+                   "access revoked: your account, your token, this connector or this tenant was disabled");
+    return -1;
+  case 2:
+    gw__mcp_refuse(req, 404, -32001, "Session not found");
+    return -1;
+  default:
+    gw_respond_error(req, 503, "store_unavailable", "the store cannot be read right now");
     return -1;
   }
   if (!strcmp(req->method, "GET") && !gw__accept_has(gw_req_header(req, "accept"), "text/event-stream")) {
