@@ -1,8 +1,9 @@
 /* gateway/core/config.c — the configuration table and its three sources.
  * Adding a key: one field in gw_config, one row in keys[] (and the README
  * table is regenerated from it: `mcpgate config-doc`). CIDR lists are
- * checked with gateway/base/cidr.h, the parser their users run. Main
- * thread only (loaded before anything else starts). */
+ * checked with gateway/base/cidr.h, the parser their users run; CA files
+ * (CFG_FILE) with gateway/out's loader check, at start. Main thread only
+ * (loaded before anything else starts). */
 #include "gateway/core/config.h"
 
 #include <ctype.h>
@@ -14,8 +15,11 @@
 #include "gateway/base/cidr.h"
 #include "gateway/base/log.h"
 #include "gateway/out/egress.h"
+#include "gateway/out/outbound.h"
 
-typedef enum { CFG_STR, CFG_INT, CFG_BOOL, CFG_SIZE } cfg_type;
+/* CFG_FILE: a string naming a file its user reads later (a CA file):
+ * parsed and printed as CFG_STR, its `check` run at start. */
+typedef enum { CFG_STR, CFG_INT, CFG_BOOL, CFG_SIZE, CFG_FILE } cfg_type;
 
 typedef struct cfg_key {
   const char *name;
@@ -24,6 +28,11 @@ typedef struct cfg_key {
   int64_t min, max;
   size_t off;
   const char *help;
+  /* CFG_STR: each source's value as it is set. CFG_FILE: the file a
+   * non-empty value names, once at start (gw_config_check_files), on the
+   * value the sources merged into: a flag may override a config file's
+   * path, and --print-config shows a configuration whose files live
+   * elsewhere. */
   int (*check)(const char *v, char *err, size_t errlen);
 } cfg_key;
 
@@ -253,8 +262,10 @@ static const cfg_key keys[] = {
      "file holding the SIEM sink's token (one line; never logged); empty: no Authorization header", NULL},
     {"audit_sink_batch", CFG_INT, "500", 1, 10000, OFF(audit_sink_batch),
      "audit records in one POST to the SIEM sink at most (and at most 1 MiB of them)", NULL},
-    {"audit_sink_ca_file", CFG_STR, "", 0, 0, OFF(audit_sink_ca_file),
-     "PEM trust anchors for an https audit_sink_url instead of the system CA bundle file", NULL},
+    {"audit_sink_ca_file", CFG_FILE, "", 0, 0, OFF(audit_sink_ca_file),
+     "PEM trust anchors for an https audit_sink_url instead of the system CA bundle file (checked at start: a "
+     "file that is missing, unreadable or holds no certificate refuses the start)",
+     gw_out_ca_file_check},
     {"discovery_refresh_s", CFG_INT, "86400", 0, 30LL * 86400, OFF(discovery_refresh_s),
      "a connector with auth {\"type\":\"oauth\",\"discover\":true} has its upstream's authorization metadata read "
      "again this long after the last reading, and the connector updated when it changed (0: only when the token "
@@ -295,10 +306,11 @@ static const cfg_key keys[] = {
      "fetched client metadata documents one tenant keeps cached; past it (after evicting ones unused for "
      "cimd_cache_ms) a fetched document is used without being cached",
      NULL},
-    {"cimd_ca_file", CFG_STR, "", 0, 0, OFF(cimd_ca_file),
+    {"cimd_ca_file", CFG_FILE, "", 0, 0, OFF(cimd_ca_file),
      "PEM trust anchors for fetching client metadata documents instead of the system CA bundle file (tests, or a "
-     "private CA; the address is still checked against egress_allow_untrusted)",
-     NULL},
+     "private CA; the address is still checked against egress_allow_untrusted; checked at start like "
+     "audit_sink_ca_file)",
+     gw_out_ca_file_check},
     {"session_purge_interval_ms", CFG_INT, "60000", 10, 86400000, OFF(session_purge_interval_ms),
      "how often expired MCP sessions are purged from the store (in bounded background transactions); requests "
      "never see an expired session whatever this is",
@@ -498,8 +510,9 @@ static int set_key(gw_config *cfg, const cfg_key *k, const char *v, const char *
   char why[300] = "";
   void *field = (char *)cfg + k->off;
   switch (k->type) {
-  case CFG_STR: {
-    if (k->check && k->check(v, why, sizeof why) != 0) goto bad;
+  case CFG_STR:
+  case CFG_FILE: {
+    if (k->type == CFG_STR && k->check && k->check(v, why, sizeof why) != 0) goto bad;
     char *dup = strdup(v);
     if (!dup) return -ENOMEM;
     free(*(char **)field);
@@ -703,9 +716,21 @@ int gw_config_load(gw_config *cfg, int argc, char **argv, char *err, size_t errl
   return 0;
 }
 
+int gw_config_check_files(const gw_config *cfg, char *err, size_t errlen) {
+  for (size_t i = 0; i < NKEYS; i++) {
+    const char *v = keys[i].type == CFG_FILE ? *(char *const *)((const char *)cfg + keys[i].off) : NULL;
+    char why[600];
+    if (v && *v && keys[i].check && keys[i].check(v, why, sizeof why) != 0) {
+      errf(err, errlen, "config key %s: %s", keys[i].name, why);
+      return -EINVAL;
+    }
+  }
+  return 0;
+}
+
 void gw_config_free(gw_config *cfg) {
   for (size_t i = 0; i < NKEYS; i++)
-    if (keys[i].type == CFG_STR) {
+    if (keys[i].type == CFG_STR || keys[i].type == CFG_FILE) {
       char **p = (char **)((char *)cfg + keys[i].off);
       free(*p);
       *p = NULL;
@@ -715,7 +740,8 @@ void gw_config_free(gw_config *cfg) {
 static void value_str(const gw_config *cfg, const cfg_key *k, char *out, size_t n) {
   const void *field = (const char *)cfg + k->off;
   switch (k->type) {
-  case CFG_STR: snprintf(out, n, "%s", *(char *const *)field ? *(char *const *)field : ""); break;
+  case CFG_STR:
+  case CFG_FILE: snprintf(out, n, "%s", *(char *const *)field ? *(char *const *)field : ""); break;
   case CFG_BOOL: snprintf(out, n, "%s", *(const bool *)field ? "true" : "false"); break;
   default: snprintf(out, n, "%lld", (long long)*(const int64_t *)field); break;
   }
@@ -736,7 +762,8 @@ void gw_config_print(const gw_config *cfg, FILE *out) {
 
 static const char *type_name(cfg_type t) {
   switch (t) {
-  case CFG_STR: return "string";
+  case CFG_STR:
+  case CFG_FILE: return "string";
   case CFG_INT: return "integer";
   case CFG_BOOL: return "bool";
   default: return "size";

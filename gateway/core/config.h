@@ -6,7 +6,8 @@
  * defaults < config file (`key = value`, --config) < MCPGATE_* env < flags.
  * `mcpgate serve --help` and the README's table are generated from the same
  * table (`mcpgate config-doc`). An unknown key or a value outside its bounds
- * refuses the start, naming the key.
+ * refuses the start, naming the key; so does a CA file key naming a file
+ * that cannot be used (gw_config_check_files, at start).
  *
  * Ownership: gw_config owns its strings; gw_config_free releases them. */
 #ifndef MCPGATE_GATEWAY_CONFIG_H
@@ -95,6 +96,11 @@ typedef struct gw_config {
  * and admin_token_file under data) are filled in at the end. */
 int gw_config_load(gw_config *cfg, int argc, char **argv, char *err, size_t errlen);
 void gw_config_free(gw_config *cfg);
+/* Checks the files that file keys (the CA files) name, as their users
+ * will read them: `serve` calls it at start, so a wrong path refuses the
+ * start instead of failing the first fetch hours later. 0, or a negative
+ * code and a message naming the key, the path and the cause. */
+int gw_config_check_files(const gw_config *cfg, char *err, size_t errlen);
 
 /* Writes `key = value` for every key (effective values). */
 void gw_config_print(const gw_config *cfg, FILE *out);

@@ -659,6 +659,13 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods) {
   srv->lp = srv->loops[0];
   if (gw_trusted_parse(srv->cfg.trusted_proxies, &srv->trusted) != 0) goto out;
   if (parse_egress(srv) != 0) goto out;
+  {
+    char err[1024];
+    if (gw_config_check_files(&srv->cfg, err, sizeof err) != 0) {
+      GW_LOG(GW_LOG_ERROR, "server", NULL, "%s", err);
+      goto out;
+    }
+  }
   if (gw_limits_init(srv) != 0) goto out;
   if (!(srv->metrics = gw_metrics_new())) goto out;
   if (ensure_dir(srv->cfg.data) != 0) goto out;

@@ -75,7 +75,12 @@
 #include "gateway/out/out_int.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <curl/curl.h>
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -85,6 +90,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "gateway/base/buf.h"
@@ -122,6 +128,49 @@ static const struct {
 
 static int err_index(int err) {
   return (err <= GW_OUT_ERR_FIRST && err >= GW_OUT_ERR_LAST) ? GW_OUT_ERR_FIRST - err : -1;
+}
+
+/* The same reader libcurl's CURLOPT_CAINFO ends in with OpenSSL
+ * (X509_load_cert_crl_file: PEM_X509_INFO_read_bio), so what passes here
+ * loads there. */
+int gw_out_ca_file_check(const char *path, char *err, size_t errlen) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  struct stat sb;
+  if (fd < 0 || fstat(fd, &sb) != 0) {
+    snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  if (!S_ISREG(sb.st_mode)) {
+    snprintf(err, errlen, "cannot read %s: %s", path, S_ISDIR(sb.st_mode) ? strerror(EISDIR) : "not a regular file");
+    close(fd);
+    return -1;
+  }
+  BIO *b = BIO_new_fd(fd, BIO_CLOSE);
+  if (!b) {
+    close(fd);
+    snprintf(err, errlen, "cannot read %s: out of memory", path);
+    return -1;
+  }
+  STACK_OF(X509_INFO) *inf = PEM_X509_INFO_read_bio(b, NULL, NULL, NULL);
+  unsigned long e = ERR_peek_last_error();
+  BIO_free(b);
+  int certs = 0;
+  for (int i = 0; inf && i < sk_X509_INFO_num(inf); i++)
+    if (sk_X509_INFO_value(inf, i)->x509) certs++;
+  sk_X509_INFO_pop_free(inf, X509_INFO_free);
+  ERR_clear_error();
+  if (!inf) {
+    char why[256];
+    ERR_error_string_n(e, why, sizeof why);
+    snprintf(err, errlen, "%s is not a readable PEM file (%s)", path, e ? why : "unknown error");
+    return -1;
+  }
+  if (!certs) {
+    snprintf(err, errlen, "%s holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path);
+    return -1;
+  }
+  return 0;
 }
 
 const char *gw_out_strerror(int err) {

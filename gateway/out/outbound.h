@@ -90,6 +90,14 @@ const char *gw_out_strerror(int err);
  * "ok" for 0, "unknown" outside the range. */
 const char *gw_out_err_kind(int err);
 
+/* Checks a file meant for gw_out_opts.ca_file the way libcurl will load
+ * it (OpenSSL's PEM reader): readable, a regular file, parsable, at least
+ * one certificate in it. Main thread, at start (a CA file is otherwise
+ * read only at the first transfer that uses it). 0, or -1 with a message
+ * naming the path and the cause (errno text, or what is wrong with the
+ * contents) in err. */
+int gw_out_ca_file_check(const char *path, char *err, size_t errlen);
+
 /* Returned by on_data to pause (see gw_out_opts.on_data). */
 #define GW_OUT_PAUSE 1
 

@@ -3,8 +3,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
+import fsSync from 'node:fs';
 import path from 'node:path';
-import { runGateway, startGateway, makeTempDir, request } from './lib/gateway.mjs';
+import { runGateway, startGateway, makeTempDir, request, makeSelfSignedCert } from './lib/gateway.mjs';
 
 const KEYS = [
   'listen', 'public_url', 'data', 'log_level', 'access_log', 'max_connections', 'max_header_bytes',
@@ -159,6 +160,41 @@ test('the SIEM sink keys: a bad URL, an unknown format, a token file missing or 
   (await import('node:fs')).writeFileSync(empty, '\n');
   await assertRejected(['--audit-sink-url', 'https://siem.example.com/in', '--audit-sink-token-file', `${dir}/missing.token`], {}, 'audit_sink_token_file');
   await assertRejected(['--audit-sink-url', 'https://siem.example.com/in', '--audit-sink-token-file', empty], {}, 'audit_sink_token_file');
+});
+
+// A CA file is read by libcurl only at the first fetch that uses it (the
+// first SIEM POST, the first client metadata document): a wrong path used to
+// start clean and fail hours later. Every *_ca_file is checked at start.
+test('a CA file key naming a missing, unreadable or certificate-less file → refused at start, naming key, path and cause', async () => {
+  const dir = await data();
+  const noPem = path.join(dir, 'not-a-ca.pem');
+  fsSync.writeFileSync(noPem, 'this is not a certificate\n');
+  const keyOnly = path.join(dir, 'key-only.pem');
+  const { key, cert } = makeSelfSignedCert(dir, 'ca-check');
+  fsSync.copyFileSync(key, keyOnly); // a PEM file, but no certificate in it
+  const cases = [
+    ['audit_sink_ca_file', path.join(dir, 'missing-ca.pem'), /No such file or directory/],
+    ['cimd_ca_file', path.join(dir, 'missing-ca.pem'), /No such file or directory/],
+    ['cimd_ca_file', dir, /Is a directory/],
+    ['audit_sink_ca_file', noPem, /no PEM certificate/],
+    ['cimd_ca_file', keyOnly, /no PEM certificate/],
+  ];
+  for (const [key, file, cause] of cases) {
+    for (const [args, env] of [[[flagOf(key), file], {}], [[], { [envOf(key)]: file }]]) {
+      const r = await runGateway(['serve', '--listen', '127.0.0.1:0', '--data', dir, ...args], { env, timeoutMs: 5000 });
+      assert.equal(r.timedOut, false, `${key}=${file}: refused rather than started; stderr: ${r.stderr.slice(-500)}`);
+      assert.notEqual(r.code, 0, `${key}=${file}: non-zero exit`);
+      const line = r.stderr.split('\n').find((l) => l.includes(key));
+      assert.ok(line, `a line names ${key}: ${r.stderr.slice(-800)}`);
+      assert.ok(line.includes(file), `it names the path ${file}: ${line}`);
+      assert.match(line, cause, line);
+      assert.equal(JSON.parse(line).level, 'error', `a JSON error line: ${line}`);
+    }
+  }
+  // a file with a certificate starts
+  const gw = await startGateway({ args: ['--audit-sink-ca-file', cert, '--cimd-ca-file', cert] });
+  assert.equal((await request(gw.port, { path: '/healthz' })).status, 200);
+  assert.deepEqual(await gw.stop(), { code: 0, signal: null });
 });
 
 test('a listen host with a space or a quote is refused (fuzz_config: the public_url derived from it was unusable)', async () => {
