@@ -446,6 +446,12 @@ static int load_admin_token(gw_server *srv) {
   }
   const char *path = srv->cfg.admin_token_file;
   FILE *f = fopen(path, "r");
+  if (!f && errno != ENOENT) {
+    /* there but not readable (permissions, a directory on the way): not
+     * a missing file to create, which would fail with "File exists" */
+    GW_LOG(GW_LOG_ERROR, "server", NULL, "cannot read operator token file %s: %s", path, strerror(errno));
+    return -1;
+  }
   if (f) {
     /* The token is every tenant's admin: a file any local user may read
      * gives it away (as the master key's would; that one is refused too).

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import fsSync from 'node:fs';
 import path from 'node:path';
-import { runGateway, startGateway, makeTempDir, request, makeSelfSignedCert } from './lib/gateway.mjs';
+import { spawnSync } from 'node:child_process';
+import { runGateway, startGateway, makeTempDir, request, makeSelfSignedCert, gatewayBin } from './lib/gateway.mjs';
 
 const KEYS = [
   'listen', 'public_url', 'data', 'log_level', 'access_log', 'max_connections', 'max_header_bytes',
@@ -195,6 +196,28 @@ test('a CA file key naming a missing, unreadable or certificate-less file → re
   const gw = await startGateway({ args: ['--audit-sink-ca-file', cert, '--cimd-ca-file', cert] });
   assert.equal((await request(gw.port, { path: '/healthz' })).status, 200);
   assert.deepEqual(await gw.stop(), { code: 0, signal: null });
+});
+
+// The operator token file is created when missing; one that is there but
+// cannot be read was taken for missing, and its creation then failed with
+// "File exists", which says nothing about the cause.
+test('an operator token file that exists but cannot be read → refused naming the file and the cause', async () => {
+  const dir = await makeTempDir();
+  {
+    fsSync.chmodSync(dir, 0o777);
+    const tok = path.join(dir, 'admin.token');
+    fsSync.writeFileSync(tok, 'an-operator-token-0123456789\n', { mode: 0o600 });
+    const env = { ...process.env };
+    for (const k of Object.keys(env)) if (k.startsWith('MCPGATE_')) delete env[k];
+    const opts = { env, encoding: 'utf8', timeout: 8000 };
+    // root reads any file: run as nobody, for whom the 0600 root file is unreadable
+    if (process.getuid?.() === 0) Object.assign(opts, { uid: 65534, gid: 65534 });
+    else fsSync.chmodSync(tok, 0o000);
+    const r = spawnSync(gatewayBin(), ['serve', '--listen', '127.0.0.1:0', '--data', path.join(dir, 'data'), '--admin-token-file', tok], opts);
+    assert.notEqual(r.status, 0, `refused: ${r.stderr}`);
+    assert.doesNotMatch(r.stderr, /File exists/, r.stderr);
+    assert.match(r.stderr, new RegExp(`cannot read operator token file ${tok}: Permission denied`), r.stderr);
+  }
 });
 
 test('a listen host with a space or a quote is refused (fuzz_config: the public_url derived from it was unusable)', async () => {
