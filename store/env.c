@@ -252,7 +252,8 @@ static void reserve_init(st_store *st, size_t reserve) {
   size_t map_pages = info.me_mapsize / ms.ms_psize;
   size_t pages = (reserve + ms.ms_psize - 1) / ms.ms_psize;
   if (pages > map_pages / 4) {
-    st__log(st, ST_LOG_INFO, "the store's reserve of %zu bytes is more than a quarter of its map; using %zu",
+    /* the caller says it, in its own terms (st_stats.map_reserve) */
+    st__log(st, ST_LOG_DEBUG, "the store's reserve of %zu bytes is more than a quarter of its map; using %zu",
             reserve, map_pages / 4 * ms.ms_psize);
     pages = map_pages / 4;
   }

@@ -172,7 +172,8 @@ typedef struct st_options {
                                   thread when it wakes; its fair share is kept). */
   size_t reserve;              /* bytes of the map kept for writes that take access away
                                   (st_txn_use_reserve); 0: none. At most a quarter of the
-                                  map: larger values are lowered to that (logged). */
+                                  map: larger values are lowered to that (st_stats.map_reserve
+                                  says what is in force; logged at debug level). */
 } st_options;
 
 /* Opens (creating if needed) one environment with its schema (opts->schema,

@@ -113,7 +113,8 @@ static const cfg_key keys[] = {
     {"store_reserve", CFG_SIZE, "16M", 0, 64 * GIB, OFF(store_reserve),
      "room at the end of the store's map kept for writes that take access away (SCIM deactivations and "
      "deletes, revocations, sign-outs, tenant deletes): other writes answer 507 before reaching it; at most a "
-     "quarter of store_map_size; 0: none",
+     "quarter of store_map_size (a larger value is lowered to that, and the start log says what is used: a "
+     "warning when store_reserve was set); 0: none",
      NULL},
     {"master_key_file", CFG_STR, NULL, 0, 0, OFF(master_key_file),
      "sealing key file (default <data>/master.key; keep it outside data in production)", NULL},
@@ -317,6 +318,8 @@ static const cfg_key keys[] = {
      NULL},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
+_Static_assert(NKEYS <= 64 * sizeof ((gw_config *)0)->given_ / sizeof ((gw_config *)0)->given_[0],
+               "one bit per key in gw_config.given_");
 
 static void errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void errf(char *err, size_t errlen, const char *fmt, ...) {
@@ -509,6 +512,8 @@ static int set_key(gw_config *cfg, const cfg_key *k, const char *v, const char *
                    size_t errlen) {
   char why[300] = "";
   void *field = (char *)cfg + k->off;
+  size_t ki = (size_t)(k - keys);
+  if (strcmp(src, "default") != 0) cfg->given_[ki / 64] |= 1ull << (ki % 64);
   switch (k->type) {
   case CFG_STR:
   case CFG_FILE: {
@@ -714,6 +719,13 @@ int gw_config_load(gw_config *cfg, int argc, char **argv, char *err, size_t errl
     return -EINVAL;
   }
   return 0;
+}
+
+bool gw_config_given(const gw_config *cfg, const char *key) {
+  const cfg_key *k = find_key(key, strlen(key));
+  if (!k) return false;
+  size_t ki = (size_t)(k - keys);
+  return (cfg->given_[ki / 64] >> (ki % 64)) & 1;
 }
 
 int gw_config_check_files(const gw_config *cfg, char *err, size_t errlen) {

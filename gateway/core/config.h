@@ -86,6 +86,7 @@ typedef struct gw_config {
   int64_t cimd_cache_max;
   char *cimd_ca_file;
   bool public_url_derived; /* not set by any source: follows the bound listen address */
+  uint64_t given_[2];      /* keys set by a source, not their default: gw_config_given */
 } gw_config;
 
 /* Loads defaults, then --config FILE, then env, then flags from argv
@@ -101,6 +102,11 @@ void gw_config_free(gw_config *cfg);
  * start instead of failing the first fetch hours later. 0, or a negative
  * code and a message naming the key, the path and the cause. */
 int gw_config_check_files(const gw_config *cfg, char *err, size_t errlen);
+
+/* Whether a source (file, env, flag) set key, rather than its default:
+ * a limit the gateway cannot honour is a warning when the operator asked
+ * for it, information when it came with the defaults. */
+bool gw_config_given(const gw_config *cfg, const char *key);
 
 /* Writes `key = value` for every key (effective values). */
 void gw_config_print(const gw_config *cfg, FILE *out);

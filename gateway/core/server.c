@@ -557,6 +557,22 @@ static void descriptor_budget(gw_config *c) {
   }
 }
 
+/* The store keeps its reserve to a quarter of its map (store.h), so a
+ * small map still takes ordinary writes. Lowered, it is said as
+ * max_connections says what it chose: a warning when the operator set
+ * store_reserve, information when the default met a small map. */
+static void reserve_said(gw_server *srv) {
+  st_stats s;
+  st_stats_get(srv->store, &s);
+  if (srv->cfg.store_reserve <= 0 || s.map_reserve >= (uint64_t)srv->cfg.store_reserve) return;
+  bool given = gw_config_given(&srv->cfg, "store_reserve");
+  GW_LOG(given ? GW_LOG_WARN : GW_LOG_INFO, "store", NULL,
+         "store_reserve (%lld bytes%s) is more than a quarter of the store's map (store_map_size, %llu bytes): "
+         "using %llu bytes, so that ordinary writes keep three quarters of the map; raise store_map_size%s",
+         (long long)srv->cfg.store_reserve, given ? "" : ", the default", (unsigned long long)s.map_size,
+         (unsigned long long)s.map_reserve, given ? " or lower store_reserve" : " to keep the default");
+}
+
 /* workers 0: one loop per CPU the process may run on. */
 static int worker_count(const gw_config *c) {
   if (c->workers > 0) return (int)c->workers;
@@ -710,6 +726,7 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods) {
       GW_LOG(GW_LOG_ERROR, "store", NULL, "cannot open the store in %s: %s", dir, st_strerror(rc));
       goto out;
     }
+    reserve_said(srv);
     /* module state first (hooks borrow it), then hooks, checks and purges
      * in the table's order: the order they run inside one transaction */
     inited = true;

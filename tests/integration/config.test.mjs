@@ -323,3 +323,43 @@ test('max_connections defaults to three quarters of the (raised) descriptor limi
     await g2.stop();
   }
 });
+
+// store_reserve is capped at a quarter of the store's map (so a small map
+// still takes ordinary writes). The cap is said at start with both keys and
+// the value in force: as a warning when the operator set store_reserve (it
+// is not what they asked for), as info when the default (16M) met a small
+// store_map_size — as max_connections says what it chose.
+test('a store_reserve over a quarter of the map is lowered and the start log says so, naming both keys', async () => {
+  const reserveLine = (gw) => gw.logs().find((e) => /store_reserve/.test(e.msg ?? '') && /store_map_size/.test(e.msg ?? ''));
+  const metric = async (gw) => {
+    const m = await request(gw.port, { path: '/metrics', headers: { authorization: `Bearer ${gw.operatorToken()}` } });
+    return Number(/^mcpgate_store_map_reserve_bytes (\d+)$/m.exec(m.body)?.[1]);
+  };
+  const set = await startGateway({ args: ['--store-map-size', '1M', '--store-reserve', '512K'] });
+  try {
+    const l = reserveLine(set);
+    assert.ok(l, `a start line names store_reserve and store_map_size: ${JSON.stringify(set.logs().map((e) => e.msg))}`);
+    assert.equal(l.level, 'warn', l.msg);
+    assert.match(l.msg, /store_reserve \(524288 bytes\) is more than a quarter of the store's map \(store_map_size, 1048576 bytes\): using 262144 bytes/);
+    assert.equal(await metric(set), 262144, 'the reserve in force is the one the line says');
+  } finally {
+    await set.stop();
+  }
+  const dflt = await startGateway({ args: ['--store-map-size', '1M'] });
+  try {
+    const l = reserveLine(dflt);
+    assert.ok(l, 'the default reserve lowered is said too');
+    assert.equal(l.level, 'info', `the default lowered is no warning: ${l.msg}`);
+    assert.match(l.msg, /store_reserve \(16777216 bytes, the default\) is more than a quarter .*: using 262144 bytes/);
+  } finally {
+    await dflt.stop();
+  }
+  const fits = await startGateway({ args: ['--store-map-size', '1M', '--store-reserve', '256K'] });
+  try {
+    await request(fits.port, { path: '/healthz' });
+    assert.equal(reserveLine(fits), undefined, 'a quarter exactly is kept, silently');
+    assert.equal(await metric(fits), 262144);
+  } finally {
+    await fits.stop();
+  }
+});
