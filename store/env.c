@@ -1,8 +1,10 @@
 /* store/env.c — an LMDB environment: opening one with its schema
  * (directory, master key, reader check, migrations, named databases, writer
  * start), closing, error mapping, the store's log callback (st__log:
- * the store never includes the gateway's logger), stats, readiness, hot
- * backup, and the small durable-file helpers the key file and backup share. */
+ * the store never includes the gateway's logger), saying a data file is
+ * damaged (st__damaged: an empty or short file, a page LMDB reports or
+ * asserts on), stats, readiness, hot backup, and the small durable-file
+ * helpers the key file and backup share. */
 #include "store/store_int.h"
 
 #include <dirent.h>
@@ -104,6 +106,53 @@ void st__log(const st_store *st, int level, const char *fmt, ...) {
   va_end(ap);
   if (st && st->log) st->log(st->log_ctx, level, "store", msg);
   else fprintf(stderr, "mcpgate store: %s: %s\n", names[level], msg);
+}
+
+/* ---- a damaged file ------------------------------------------------------ */
+
+void st__damaged(const st_store *st, const char *fmt, ...) {
+  char detail[600];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(detail, sizeof detail, fmt, ap);
+  va_end(ap);
+  const char *name = st->schema->name;
+  st__log(st, ST_LOG_ERROR,
+          "the %s's LMDB file %s/data.mdb is damaged (%s): restore it from a backup (mcpgate backup writes one), "
+          "or move it away to start a new, empty %s",
+          name, st->dir, detail, name);
+}
+
+size_t st__file_bytes(const st_store *st) {
+  mdb_filehandle_t fd;
+  struct stat sb;
+  if (!st || !st->env || mdb_env_get_fd(st->env, &fd) != 0 || fstat(fd, &sb) != 0 || sb.st_size < 0) return 0;
+  return (size_t)sb.st_size;
+}
+
+/* LMDB checks a page's kind where it expects one (a leaf where its cursor
+ * moves on) and calls abort() when it is wrong: the process ends whatever
+ * this does. Say why first, in the log (any thread: st__log is
+ * thread-safe); LMDB prints its own line and aborts after. */
+static void on_mdb_assert(MDB_env *env, const char *msg) {
+  const st_store *st = mdb_env_get_userctx(env);
+  if (st) st__damaged(st, "LMDB stopped the process on one of its checks: %s", msg);
+}
+
+/* The meta page says how far the pages run; a file shorter than that (a
+ * copy or restore cut short) makes LMDB read past its end, which the
+ * kernel answers with SIGBUS. Checked before anything reads a page. */
+static int check_file_length(st_store *st) {
+  MDB_envinfo info;
+  MDB_stat ms;
+  size_t have = st__file_bytes(st);
+  if (mdb_env_info(st->env, &info) != 0 || mdb_env_stat(st->env, &ms) != 0 || !have) return 0;
+  uint64_t need = ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize;
+  if (have >= need) return 0;
+  st__damaged(st, "it is shorter than its pages: %zu bytes, its last page ends at byte %llu; a copy or restore cut "
+              "short?",
+              have, (unsigned long long)need);
+  return ST_ECORRUPT;
 }
 
 /* ---- small durable-file helpers ---------------------------------------- */
@@ -266,7 +315,7 @@ static void reserve_init(st_store *st, size_t reserve) {
 int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
   st_store *st = NULL;
   MDB_txn *txn = NULL;
-  int rc, sync_inited = 0;
+  int rc, sync_inited = 0, opened = 0;
   if (!out) return ST_EINVAL;
   *out = NULL;
   if (!opts || !opts->dir || !opts->dir[0]) return ST_EINVAL;
@@ -299,6 +348,8 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
   if (opts->master_key_file && (rc = st__keys_load(st, opts->master_key_file)) < 0) goto fail;
 
   if ((rc = mdb_env_create(&st->env)) != 0) { st->env = NULL; rc = st__err(rc); goto fail; }
+  mdb_env_set_userctx(st->env, st);
+  mdb_env_set_assert(st->env, on_mdb_assert);
   /* A little headroom over the table so an older binary's extra handle
    * needs (none today) never hit MDB_DBS_FULL. */
   if ((rc = mdb_env_set_maxdbs(st->env, (MDB_dbi)schema->ndbs + 4)) != 0 ||
@@ -325,11 +376,16 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
     goto fail;
   }
   if ((rc = mdb_env_open(st->env, opts->dir, MDB_NOTLS, 0600)) != 0) {
-    st__log(st, ST_LOG_ERROR, "cannot open store in %s: %s", opts->dir,
-           mdb_strerror(rc));
+    if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_CORRUPTED) {
+      st__damaged(st, "%s", mdb_strerror(rc));
+    } else {
+      st__log(st, ST_LOG_ERROR, "cannot open store in %s: %s", opts->dir, mdb_strerror(rc));
+    }
     rc = st__err(rc);
     goto fail;
   }
+  if ((rc = check_file_length(st)) < 0) goto fail;
+  opened = 1;
   st->maxkey = (size_t)mdb_env_get_maxkeysize(st->env);
   if (st->maxkey > ST__KEYBUF) st->maxkey = ST__KEYBUF; /* never with stock LMDB (511) */
 
@@ -359,6 +415,8 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
   return 0;
 fail:
   if (txn) mdb_txn_abort(txn);
+  /* a page LMDB could not read while migrating or opening the databases */
+  if (opened && rc == ST_ECORRUPT) st__damaged(st, "LMDB reported a damaged page while opening it");
   store_free(st, sync_inited);
   return rc;
 }

@@ -200,6 +200,13 @@ struct st_store {
 void st__log(const st_store *st, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Says, at error level, that the environment's data.mdb is damaged (the
+ * detail from fmt) and what to do: restore it from a backup, or move it
+ * away for a new, empty one. */
+void st__damaged(const st_store *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The size of the environment's data file now (0 when unknown). */
+size_t st__file_bytes(const st_store *st);
+
 /* LMDB / errno code → ST_E*. */
 int st__err(int mdb_rc);
 /* 1 if an ST_E* means the job ran out of map or txn space. */
