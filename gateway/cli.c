@@ -622,7 +622,13 @@ static int cmd_offline(const char *what, int argc, char **argv) {
     }
   }
   st_store *st;
+  /* each of these reads the store through (the check, the backup's copy,
+   * the rotation's re-sealing): a damaged page is said, not a bare crash */
+  char sdir[4096];
+  snprintf(sdir, sizeof sdir, "%s/store", o.data);
+  gw_store_guard_begin(sdir);
   if (open_store(&o, &st, strcmp(what, "backup") != 0)) {
+    gw_store_guard_end();
     if (lock >= 0) close(lock);
     return 1;
   }
@@ -635,6 +641,7 @@ static int cmd_offline(const char *what, int argc, char **argv) {
       fprintf(stderr, "mcpgate: backup failed: %s\n", st_strerror(rc));
       rc = 1;
     } else {
+      gw_store_guard_end(); /* the audit environment is another file */
       /* the audit log beside it: DEST/audit (its own environment) */
       char adir[4096], adest[4096];
       snprintf(adir, sizeof adir, "%s/audit", o.data);
@@ -682,6 +689,7 @@ static int cmd_offline(const char *what, int argc, char **argv) {
       printf("store ok (schema version %u)\n", st_schema_version(st));
     }
   }
+  gw_store_guard_end();
   st_close(st);
   if (lock >= 0) close(lock);
   return rc;

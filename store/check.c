@@ -1,6 +1,7 @@
-/* store/check.c — offline consistency check (`mcpgate store check`) of one
- * environment: reads every entry of every named database of its schema so
- * LMDB touches every page, flags databases the schema does not know,
+/* store/check.c — the read-through at start (st_verify) and the offline
+ * consistency check (`mcpgate store check`) of one environment. Both read
+ * every entry of every named database of its schema so LMDB touches every
+ * page; the check also flags databases the schema does not know,
  * verifies the schema version, runs the schema's own checks (the main one:
  * every sealed secret, tenant uids), then the checks other modules
  * registered (SCIM indexes etc.). Reports go through the caller's callback; nothing secret
@@ -78,21 +79,59 @@ int st__check_main(st_txn *t, st_check_report_fn report, void *ctx) {
   return problems;
 }
 
-static int walk_db(st_txn *t, st_db db, size_t *entries) {
+/* Reads every entry of db, touching the first and last byte of each key
+ * and value so every branch, leaf and overflow page is read. An entry
+ * larger than the whole file (file_bytes; 0: unknown) or a key longer than
+ * LMDB allows is a damaged page LMDB did not notice: ST_ECORRUPT, *why
+ * says which, before anything reads it. */
+static int walk_db(st_txn *t, st_db db, size_t file_bytes, size_t *entries, const char **why) {
   st_cursor *c;
   st_val k, v;
   volatile uint8_t sink = 0;
   int rc = st_cursor_open(t, db, &c);
   *entries = 0;
+  *why = NULL;
   if (rc < 0) return rc;
   while ((rc = st_cursor_next(c, &k, &v)) == 0) {
-    /* Touch the value's last byte so overflow pages are read too. */
-    if (v.len) sink ^= ((const uint8_t *)v.data)[v.len - 1];
+    if (k.len > t->st->maxkey || (file_bytes && v.len > file_bytes)) {
+      *why = k.len > t->st->maxkey ? "a key longer than LMDB allows" : "a value larger than the whole file";
+      rc = ST_ECORRUPT;
+      break;
+    }
+    if (k.len) sink ^= ((const uint8_t *)k.data)[0] ^ ((const uint8_t *)k.data)[k.len - 1];
+    if (v.len) sink ^= ((const uint8_t *)v.data)[0] ^ ((const uint8_t *)v.data)[v.len - 1];
     (*entries)++;
   }
   (void)sink;
   st_cursor_close(c);
   return rc == ST_ENOTFOUND ? 0 : rc;
+}
+
+int st_verify(st_store *st) {
+  st_txn *t = NULL;
+  size_t total = 0, file_bytes = st__file_bytes(st);
+  int rc;
+  if (!st) return ST_EINVAL;
+  if ((rc = st_read_begin(st, &t)) < 0) return rc;
+  const st_schema *sc = st->schema;
+  for (size_t i = 0; i < sc->ndbs; i++) {
+    size_t entries;
+    const char *why;
+    if ((rc = walk_db(t, (st_db)i, file_bytes, &entries, &why)) < 0) {
+      if (rc == ST_ECORRUPT)
+        st__damaged(st, "database '%s', after %zu entries: %s", sc->db_names[i], entries,
+                    why ? why : "LMDB cannot read its next page");
+      else
+        st__log(st, ST_LOG_ERROR, "cannot read the %s's database '%s' through: %s", sc->name, sc->db_names[i],
+                st_strerror(rc));
+      st_txn_end(t);
+      return rc;
+    }
+    total += entries;
+  }
+  st_txn_end(t);
+  st__log(st, ST_LOG_INFO, "%s verified: %zu entries in %zu databases read through", sc->name, total, sc->ndbs);
+  return 0;
 }
 
 int st_check(st_store *st, st_check_report_fn report, void *ctx) {
@@ -112,10 +151,12 @@ int st_check(st_store *st, st_check_report_fn report, void *ctx) {
   }
 
   const st_schema *sc = st->schema;
+  size_t file_bytes = st__file_bytes(st);
   for (size_t i = 0; i < sc->ndbs; i++) {
     size_t entries;
-    if ((rc = walk_db(t, (st_db)i, &entries)) < 0) {
-      snprintf(msg, sizeof msg, "read error after %zu entries: %s", entries, st_strerror(rc));
+    const char *why;
+    if ((rc = walk_db(t, (st_db)i, file_bytes, &entries, &why)) < 0) {
+      snprintf(msg, sizeof msg, "read error after %zu entries: %s", entries, why ? why : st_strerror(rc));
       say(report, ctx, sc->db_names[i], msg);
       problems++;
     }

@@ -570,6 +570,20 @@ const char *st_ready_reason(st_store *st);
  * separately, or the copy's secrets are unrecoverable. */
 int st_backup(st_store *st, const char *dest_dir);
 
+/* Reads the environment through once, as a start-up check: every entry of
+ * every database of the schema, the first and last byte of each key and
+ * value, so every page LMDB would follow is followed now, at a known
+ * point, not under a request hours later. Returns 0 (logged at info: how
+ * many entries), ST_ECORRUPT when LMDB reports a damaged page or an entry
+ * cannot be right (a value larger than the file, a key longer than LMDB
+ * allows) — logged as a damaged file with what to do — or another ST_E*.
+ * A page that sends LMDB outside the file can still end the process
+ * (SIGBUS, SIGSEGV; an LMDB assertion aborts it, logged the same way
+ * first): a caller that wants a word for that guards the call
+ * (gateway/core/server.c). One read snapshot for the whole walk: at start,
+ * before the store is in use. */
+int st_verify(st_store *st);
+
 /* st_check reports each problem through report(ctx, area, msg): area is a
  * database or module name, msg a short secret-free description (may name
  * tenants, kinds and owner ids). Both strings valid only during the call. */

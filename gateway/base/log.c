@@ -25,8 +25,9 @@ int gw_log_level_parse(const char *s) {
   return -1;
 }
 
-static void log_write(gw_log_level level, const char *module, const gw_log_ctx *ctx,
-                      json_t *fields, const char *msg) {
+/* The line without its newline (json_dumps's: free it), or NULL. */
+static char *log_line(gw_log_level level, const char *module, const gw_log_ctx *ctx, json_t *fields,
+                      const char *msg) {
   char tsbuf[32];
   gw_rfc3339_ms(gw_wall_ms(), tsbuf);
   json_t *o = json_object();
@@ -42,6 +43,12 @@ static void log_write(gw_log_level level, const char *module, const gw_log_ctx *
   if (fields) json_object_update(o, fields);
   char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
   json_decref(o);
+  return line;
+}
+
+static void log_write(gw_log_level level, const char *module, const gw_log_ctx *ctx,
+                      json_t *fields, const char *msg) {
+  char *line = log_line(level, module, ctx, fields, msg);
   if (!line) return;
   size_t n = strlen(line);
   char stackbuf[4096];
@@ -70,6 +77,18 @@ void gw_log_fields(gw_log_level level, const char *module, const gw_log_ctx *ctx
                    json_t *fields, const char *msg) {
   if (level < gw_log_get_level()) return;
   log_write(level, module, ctx, fields, msg);
+}
+
+size_t gw_log_prepare(gw_log_level level, const char *module, const char *msg, char *out, size_t cap) {
+  char *line = log_line(level, module, NULL, NULL, msg);
+  size_t n = line ? strlen(line) : 0;
+  if (!line || n + 1 > cap) n = 0;
+  else {
+    memcpy(out, line, n);
+    out[n++] = '\n';
+  }
+  free(line);
+  return n;
 }
 
 void gw_store_log(void *ctx, int level, const char *module, const char *msg) {

@@ -12,6 +12,7 @@
 #ifndef MCPGATE_GATEWAY_LOG_H
 #define MCPGATE_GATEWAY_LOG_H
 #include <stdarg.h>
+#include <stddef.h>
 
 struct json_t;
 
@@ -40,6 +41,13 @@ void gw_log_emit(gw_log_level level, const char *module, const gw_log_ctx *ctx,
  * merged into the line. Used by the access log. */
 void gw_log_fields(gw_log_level level, const char *module, const gw_log_ctx *ctx,
                    struct json_t *fields, const char *msg);
+
+/* Formats the line GW_LOG would write now (no context, no level check),
+ * newline included, into out without a terminating NUL, for a caller that
+ * must write it later with write(2) alone: a signal handler. Returns its
+ * length, 0 when it does not fit in cap (or out of memory). The line's ts
+ * is this call's time. */
+size_t gw_log_prepare(gw_log_level level, const char *module, const char *msg, char *out, size_t cap);
 
 /* Log callback for lower modules that must not include this header (the
  * store: st_options.log). ctx is an optional `const gw_log_ctx *` (NULL:

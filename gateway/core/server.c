@@ -1,4 +1,6 @@
-/* gateway/core/server.c — `mcpgate serve`: opens the data directory and store,
+/* gateway/core/server.c — `mcpgate serve`: opens the data directory and store
+ * (read through once at start, under a guard that turns a SIGBUS/SIGSEGV
+ * from a damaged file into a log line before the signal ends the process),
  * runs the module table (store hooks and checks, module state, routes,
  * metrics, per-loop state), binds listeners, handles signals (SIGTERM/
  * SIGINT drain, SIGHUP TLS reload) and runs the loop until the drain is
@@ -521,6 +523,59 @@ int gw_data_lock(const char *data_dir) {
   return fd;
 }
 
+/* ---------- a damaged store at start ---------- */
+
+/* st_open and st_verify read every page of the store at start. A page
+ * that sends LMDB outside the file (garbage where a size or an offset
+ * was) ends in SIGBUS or SIGSEGV inside LMDB, which killed the process
+ * without a word. While they run — and only then: a fault anywhere else
+ * is not a damaged store — a handler writes one log line prepared before
+ * (write(2) alone: async-signal-safe), puts the default action back and
+ * raises the signal again: the process still dies of it, and dumps core
+ * where that is enabled. A signal's disposition is the process's: these
+ * statics are set on the main thread at start, never nested. */
+static const int fault_sigs[2] = {SIGBUS, SIGSEGV};
+static char fault_line[2][2048];
+static size_t fault_len[2];
+static struct sigaction fault_was[2];
+static bool fault_guarded;
+
+static void on_store_fault(int sig) {
+  int i = sig == SIGBUS ? 0 : 1;
+  if (fault_len[i]) {
+    ssize_t w = write(STDERR_FILENO, fault_line[i], fault_len[i]);
+    (void)w;
+  }
+  signal(sig, SIG_DFL); /* SA_RESETHAND did already; a second fault must not loop */
+  raise(sig);           /* pending until this returns: then the default action */
+}
+
+void gw_store_guard_begin(const char *dir) {
+  for (int i = 0; i < 2; i++) {
+    char msg[1500];
+    snprintf(msg, sizeof msg,
+             "the store's LMDB file %.1024s/data.mdb is most likely damaged (reading it through crashed the process "
+             "with %s: a damaged page sent LMDB outside the file): restore it from a backup (mcpgate backup writes "
+             "one), or move it away to start a new, empty store. The process ends with that signal (a core dump, "
+             "where enabled, shows where)",
+             dir, fault_sigs[i] == SIGBUS ? "SIGBUS" : "SIGSEGV");
+    fault_len[i] = gw_log_prepare(GW_LOG_ERROR, "store", msg, fault_line[i], sizeof fault_line[i]);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_store_fault;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESETHAND;
+    sigaction(fault_sigs[i], &sa, &fault_was[i]);
+  }
+  fault_guarded = true;
+}
+
+void gw_store_guard_end(void) {
+  if (!fault_guarded) return;
+  for (int i = 0; i < 2; i++) sigaction(fault_sigs[i], &fault_was[i], NULL);
+  fault_guarded = false;
+}
+
 /* ---------- serve ---------- */
 
 /* max_connections 0 ("auto"): raise the soft descriptor limit to the hard
@@ -721,7 +776,12 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods) {
     so.max_readers = (unsigned)(126 + 8 * srv->nloops);
     so.log = gw_store_log;
     so.log_ctx = NULL;
+    /* opened and read through at once (st_verify), under the guard: a
+     * damaged file is refused here with a word, not met by a request */
+    gw_store_guard_begin(dir);
     int rc = st_open(&srv->store, &so);
+    if (rc == 0) rc = st_verify(srv->store);
+    gw_store_guard_end();
     if (rc != 0) {
       GW_LOG(GW_LOG_ERROR, "store", NULL, "cannot open the store in %s: %s", dir, st_strerror(rc));
       goto out;

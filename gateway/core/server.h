@@ -131,6 +131,15 @@ int gw_data_lock(const char *data_dir);
  * close would then touch loop state from another thread.) Loop thread. */
 int gw_loop_submit(gw_loop *lp, st_job_fn fn, st_done_fn done, void *arg);
 
+/* Between begin and end, a SIGBUS or SIGSEGV (a damaged page sending LMDB
+ * outside the file of the store in store_dir) writes one error log line
+ * saying the store is most likely damaged and what to do, then ends the
+ * process with that signal's default action (core dump kept). Around
+ * opening and reading a store through only: serve's start, the offline
+ * commands. Main thread, not nested; end is idempotent. */
+void gw_store_guard_begin(const char *store_dir);
+void gw_store_guard_end(void);
+
 /* True when `authorization` (an Authorization header value, may be NULL)
  * is "Bearer <the operator token>" (compared in constant time). */
 bool gw_server_is_operator(const gw_server *srv, const char *authorization);
