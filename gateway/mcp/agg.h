@@ -96,6 +96,9 @@ bool gw__agg_is_call(const gw_exchange *x);                     /* a relayed cal
  * client streams on this loop attach to it, when the upstream can push. */
 void gw__agg_session_opened(gw_loop *lp, const char *tenant, const char *sid, const char *connector,
                             const char *upstream);
+/* agg_mux.c: a feed attached for sid's new upstream session with
+ * connector (on any loop) still awaits its GET's answer. Any loop. */
+bool gw__agg_feeds_awaited(gw_server *srv, const char *sid, const char *connector);
 /* agg.c: notifications/cancelled (msg) of client session sid to the
  * upstream running the call it names, when that call is in flight on this
  * loop; false when it is not. */

@@ -46,10 +46,13 @@
  *     unknown) gets its feed. The list_changed a policy change causes is
  *     the gateway's own and needs no feed.
  *  7. A new upstream session's feeds (attached on every loop through the
- *     fan-out's session_opened) hold the fan-out until the upstream
- *     answered their GET (gw__fanout_hold): the call that opened the
- *     session waits at its gate, so the upstream never sends a
- *     server→client request before the session's streams can carry it. */
+ *     fan-out's session_opened) are counted as awaited until the upstream
+ *     answered their GET (gw__agg_feeds_awaited): the call that opened the
+ *     session waits for that count (agg_up.c), so the upstream never sends
+ *     a server→client request before the session's streams can carry it.
+ *     Only that call waits: the fan-out is applied at once, so no other
+ *     writer reply of the process (another tenant's deactivation) waits
+ *     for one tenant's upstream to answer a GET. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,18 +112,40 @@ struct feed_state {
   bool fed;                 /* the upstream sent an event on it */
   gw_exchange *self;        /* the feeder (not a reference: unlinked when it is freed) */
   feed_state *prev, *next;  /* in the client's stream_state.feeders */
-  gw_loop *holding;         /* the loop whose fan-out it holds until its head arrives (gw__fanout_hold) */
+  gw_mcp_shared *awaiting;  /* set while it is counted as awaited (rule 7) under key */
+  char key[140];            /* "sid\nconnector" */
   bool unit;                /* it holds a unit on client->req's slot (rule 5b) */
 };
 
-/* A feed opened for a new upstream session holds the fan-out (the call
- * that opened the session waits) until the upstream answered its GET:
- * a server→client request sent before that would be lost. */
+/* ---------- a new upstream session's feeds, awaited (rule 7) ---------- */
+
+/* sh->heads: "sid\nconnector" → the feeds of a new upstream session whose
+ * GET has no answer yet, on every loop (under maps_mu). */
+static void awaited_add(gw_mcp_shared *sh, const char *key, int d) {
+  uv_mutex_lock(&sh->maps_mu);
+  if (!sh->heads) sh->heads = json_object();
+  json_int_t n = json_integer_value(json_object_get(sh->heads, key)) + d;
+  if (n > 0) json_object_set_new(sh->heads, key, json_integer(n));
+  else json_object_del(sh->heads, key);
+  uv_mutex_unlock(&sh->maps_mu);
+}
+
+bool gw__agg_feeds_awaited(gw_server *srv, const char *sid, const char *connector) {
+  gw_mcp_shared *sh = srv->mcp;
+  char key[140];
+  snprintf(key, sizeof key, "%s\n%s", sid, connector);
+  uv_mutex_lock(&sh->maps_mu);
+  bool any = sh->heads && json_object_get(sh->heads, key);
+  uv_mutex_unlock(&sh->maps_mu);
+  return any;
+}
+
+/* The upstream answered the feed's GET (or it ended first): no longer
+ * awaited. */
 static void feed_release(feed_state *st) {
-  if (!st->holding) return;
-  gw_loop *lp = st->holding;
-  st->holding = NULL;
-  gw__fanout_release(lp);
+  if (!st->awaiting) return;
+  awaited_add(st->awaiting, st->key, -1);
+  st->awaiting = NULL;
 }
 
 static const gw_flow_ops feed_flow;
@@ -464,8 +489,9 @@ static void attach_if_stream(gw_exchange *x, void *arg) {
   if (!gw__agg_is_stream(x, a->sid) || !x->started || !x->req) return;
   feed_state *st = mux_attach_feed(x, a->connector, a->upstream, a->url, NULL, 0, false);
   if (st && a->hold) {
-    st->holding = x->lp;
-    gw__fanout_hold(x->lp);
+    snprintf(st->key, sizeof st->key, "%s\n%s", a->sid, a->connector);
+    st->awaiting = x->lp->srv->mcp;
+    awaited_add(st->awaiting, st->key, 1);
   }
 }
 
@@ -488,7 +514,7 @@ void gw__agg_session_opened(gw_loop *lp, const char *tenant, const char *sid, co
                             const char *upstream) {
   json_t *url = still_there(lp, tenant, sid, connector, upstream);
   gw_proxy *p = gw__mcp_of(lp);
-  opened_arg a = {sid, connector, upstream, url, true}; /* applied from the fan-out: the feeds hold it */
+  opened_arg a = {sid, connector, upstream, url, true}; /* the call that opened it awaits the feeds (rule 7) */
   if (url && p) gw__x_foreach(&p->reg, attach_if_stream, &a);
   json_decref(url);
 }

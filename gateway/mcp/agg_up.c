@@ -145,7 +145,9 @@ typedef struct usess_job {
 /* The session's client streams, on every loop, attach to the new upstream
  * session before the exchange goes on: the news goes out after the commit
  * and this loop's gate holds done_usess until every loop applied it (an
- * upstream may send on its GET stream as soon as it is initialized). */
+ * upstream may send on its GET stream as soon as it is initialized); then
+ * the exchange waits until the upstream answered those streams' GETs
+ * (feeds_wait). */
 static int job_usess(st_txn *txn, void *arg) {
   usess_job *j = arg;
   /* only while the connector is the user's: an id stored after the
@@ -172,12 +174,54 @@ static int job_usess(st_txn *txn, void *arg) {
   return gw__fanout_on_commit(txn, j->srv, &m);
 }
 
+/* The feeds the new upstream session's news attached (on every loop,
+ * applied by now) are awaited until the upstream answered their GETs —
+ * only by the exchange that opened it, polling (rare: once per upstream
+ * session that can push, with a client stream open), at most
+ * revocation_fanout_timeout_ms; a client gone ends the wait. */
+#define FEEDS_POLL_MS 5
+
+typedef struct feeds_wait {
+  uv_timer_t t;
+  gw_exchange *x; /* a reference */
+  uint64_t until;
+} feeds_wait;
+
+static void feeds_waited(uv_handle_t *h) {
+  feeds_wait *w = h->data;
+  gw_exchange *x = w->x;
+  gw_agg_step_fn after = gw__agg_up(x)->cont;
+  free(w);
+  if (gw__x_client_alive(x) && after) after(x, 0);
+  gw__x_unref(x);
+}
+
+static void feeds_tick(uv_timer_t *t) {
+  feeds_wait *w = t->data;
+  gw_exchange *x = w->x;
+  if (gw__x_client_alive(x) && uv_now(t->loop) < w->until && gw__agg_feeds_awaited(x->lp->srv, x->sid, x->connector))
+    return;
+  uv_timer_stop(t);
+  uv_close((uv_handle_t *)t, feeds_waited);
+}
+
 static void done_usess(int status, void *arg) {
   usess_job *j = arg;
   gw_exchange *x = j->x;
   gw_agg_step_fn after = gw__agg_up(x)->cont;
   free(j->url);
   free(j);
+  if (status >= 0 && gw__x_client_alive(x) && after && gw__agg_feeds_awaited(x->lp->srv, x->sid, x->connector)) {
+    feeds_wait *w = calloc(1, sizeof *w);
+    if (w && uv_timer_init(&x->lp->loop, &w->t) == 0) {
+      w->t.data = w;
+      w->x = x; /* the job's reference */
+      w->until = uv_now(&x->lp->loop) + (uint64_t)x->lp->srv->cfg.revocation_fanout_timeout_ms;
+      uv_timer_start(&w->t, feeds_tick, FEEDS_POLL_MS, FEEDS_POLL_MS);
+      return;
+    }
+    free(w);
+  }
   if (gw__x_client_alive(x) && after) after(x, status < 0 ? status : 0);
   gw__x_unref(x);
 }

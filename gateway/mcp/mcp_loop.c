@@ -313,6 +313,7 @@ static void mod_fini(gw_server *srv) {
   gw_mcp_shared *sh = srv->mcp;
   if (!sh) return;
   gw__agg_forget_owner(sh, NULL, NULL);
+  json_decref(sh->heads);
   uv_mutex_destroy(&sh->fan_mu);
   uv_mutex_destroy(&sh->maps_mu);
   free(sh);

@@ -46,10 +46,6 @@ struct gw_proxy {
   _Atomic uint64_t missed;  /* a message that could not be queued here (out of memory), or 0 */
   _Atomic bool parked;      /* a writer reply waits at this loop's gate */
   uint64_t passed_fence;    /* a fence a reply gave up waiting for: later ones up to it pass */
-  uint64_t applying;        /* the message being applied now, or 0 */
-  uint64_t processed;       /* the last message applied, holds or not */
-  int holds;                /* effects of applied messages still under way (gw__fanout_hold) */
-  uint64_t held_from;       /* the message the first of them belongs to */
   uint64_t warned_at, warn_suppressed;        /* the gate's timeout warnings (rate-limited) */
   uint64_t unfenced_window, unfenced_sent;    /* gw__fanout_allow_unfenced */
   gw_mcp_stats_table stats; /* per (tenant, connector) */
@@ -117,6 +113,7 @@ typedef struct gw_mcp_shared {
   uv_mutex_t maps_mu;
   gw_agg_index *agg_uris; /* resource routes */
   gw_agg_index *asked;    /* outstanding server→client requests */
+  json_t *heads;          /* feeds of new upstream sessions awaiting their GET's answer (agg_mux.c), or NULL */
 } gw_mcp_shared;
 
 /* The loop's MCP state, or NULL (not started, or stopped). */
@@ -277,12 +274,6 @@ void gw__fanout_send(gw_server *srv, const gw_revocation *m, const gw_proxy *exc
 /* The store port's gate and stamp (st_port_gate; arg: the gw_loop). */
 bool gw__fanout_gate(void *lp, uint64_t state[2]);
 void gw__fanout_stamp(void *lp, uint64_t state[2]);
-/* While a message is applied on lp, an effect of it that is still under
- * way (an upstream GET being opened) holds it: lp does not count it (nor
- * anything after it) as applied — replies waiting for it wait on — until
- * the matching release (the gate's timeout bounds the wait). Loop thread. */
-void gw__fanout_hold(gw_loop *lp);
-void gw__fanout_release(gw_loop *lp);
 /* True while loop p may still send unfenced news this second (bounded). */
 bool gw__fanout_allow_unfenced(gw_proxy *p);
 

@@ -219,19 +219,13 @@ void gw_proxy_revocations_drain(gw_loop *lp) {
   }
   while (q) {
     gw_revocation *n = q->next;
-    p->applying = q->seq;
     if (q->trigger) observe_fanout(sh, q);
     apply(lp, p, q);
     if (q->seq > last) last = q->seq;
     free(q);
     q = n;
   }
-  p->applying = 0;
-  if (last > p->processed) p->processed = last;
-  /* a message whose effect is still under way (gw__fanout_hold) is not
-   * applied yet, nor is anything after it */
-  uint64_t done = p->holds ? p->held_from - 1 : p->processed;
-  if (done > atomic_load(&p->applied)) atomic_store(&p->applied, done);
+  if (last > atomic_load(&p->applied)) atomic_store(&p->applied, last);
   /* Dekker with the gate: it parks, then reads `applied`; we store
    * `applied`, then read `parked` (both seq_cst): one of us sees the other */
   if (atomic_load(&sh->parked) > 0) {
@@ -269,24 +263,6 @@ void gw__fanout_send(gw_server *srv, const gw_revocation *m, const gw_proxy *exc
   /* replies wait for what followed a commit, not for a loop's own news */
   if (!m->unfenced) atomic_store(&sh->fence_seq, seq);
   uv_mutex_unlock(&sh->fan_mu);
-}
-
-void gw__fanout_hold(gw_loop *lp) {
-  gw_proxy *p = gw__mcp_of(lp);
-  if (!p || !p->applying) return; /* only while a message is applied */
-  if (p->holds++ == 0) p->held_from = p->applying;
-}
-
-void gw__fanout_release(gw_loop *lp) {
-  gw_proxy *p = gw__mcp_of(lp);
-  if (!p || p->holds == 0 || --p->holds > 0) return;
-  gw_mcp_shared *sh = lp->srv->mcp;
-  if (p->processed > atomic_load(&p->applied)) atomic_store(&p->applied, p->processed);
-  if (atomic_load(&sh->parked) > 0) { /* this loop's own gate too */
-    uv_mutex_lock(&sh->fan_mu);
-    kick_parked(sh, NULL);
-    uv_mutex_unlock(&sh->fan_mu);
-  }
 }
 
 /* A loop's own unfenced news (a cancel for another loop's call) is
@@ -374,15 +350,13 @@ bool gw__fanout_gate(void *arg, uint64_t state[2]) {
   if (!state[1]) gw__fanout_stamp(arg, state);
   /* one loop (it just applied its queue), or a fence a reply before this
    * one already gave up on */
-  if ((atomic_load(&sh->nloops) <= 1 && !p->holds) || state[0] <= p->passed_fence) {
+  if (atomic_load(&sh->nloops) <= 1 || state[0] <= p->passed_fence) {
     unpark(p, sh);
     return true;
   }
   if (!atomic_exchange(&p->parked, true)) atomic_fetch_add(&sh->parked, 1);
   int behind = 0, first_behind = -1;
   uv_mutex_lock(&sh->fan_mu);
-  /* this loop too: it applied its queue just now, but an effect may still
-   * be under way (a hold) */
   for (gw_proxy *o = sh->loops; o; o = o->fan_next)
     if (atomic_load(&o->applied) < state[0]) {
       if (!behind++) first_behind = o->lp->index;

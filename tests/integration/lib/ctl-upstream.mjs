@@ -27,7 +27,8 @@
 //                         whose data lines are its lines; chunk: written in
 //                         pieces of that many bytes, a loop turn apart.
 // hold(pred): requests whose parsed JSON-RPC message matches pred are held
-// (not answered) until the returned release() is called.
+// (not answered) until the returned release() is called; holdGets(): GET
+// streams get no response head until its release() is called.
 // push(msg): sends msg on every open GET stream.
 // flood({eventBytes, totalBytes, ms}): writes notifications of about
 // eventBytes each on every open GET stream, honouring back-pressure (waits
@@ -44,6 +45,7 @@ after(async () => { for (const u of [...running]) await u.stop(); });
 export async function startCtlUpstream({ name = 'ctl', tls, resources = 0, resourceUris, templates = [], capabilities: caps } = {}) {
   const log = [];
   const holds = [];
+  const getHolds = [];
   const waiters = new Set();
   const streams = new Set();
   const asked = new Map(); // question id → resolve(answer message)
@@ -146,10 +148,16 @@ export async function startCtlUpstream({ name = 'ctl', tls, resources = 0, resou
       log.push(entry);
       for (const w of waiters) if (matches(w.pred, entry)) { waiters.delete(w); w.resolve(entry); }
       if (req.method === 'GET') {
-        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
-        res.write(': open\n\n');
-        streams.add(res);
-        res.on('close', () => streams.delete(res));
+        const open = () => {
+          if (res.destroyed) return;
+          res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+          res.write(': open\n\n');
+          streams.add(res);
+          res.on('close', () => streams.delete(res));
+        };
+        const g = getHolds.find((x) => !x.released);
+        if (g) g.queue.push(open);
+        else open();
         return;
       }
       if (req.method === 'DELETE') { res.writeHead(200).end(); return; }
@@ -179,6 +187,12 @@ export async function startCtlUpstream({ name = 'ctl', tls, resources = 0, resou
     hold(pred) {
       const h = { pred, queue: [], released: false };
       holds.push(h);
+      return () => { h.released = true; for (const go of h.queue.splice(0)) go(); };
+    },
+    /** GET streams get no response head until the returned release() is called. */
+    holdGets() {
+      const h = { queue: [], released: false };
+      getHolds.push(h);
       return () => { h.released = true; for (const go of h.queue.splice(0)) go(); };
     },
     push(msg) { for (const s of streams) s.write(`event: message\ndata: ${JSON.stringify(msg)}\n\n`); },
