@@ -77,6 +77,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -1055,6 +1056,26 @@ const out_url *gw__out_url(gw_out *o, const char *url, bool *nomem) {
     if (sc_ != CURLE_OK) { rc = sc_ == CURLE_OUT_OF_MEMORY ? GW_OUT_ENOMEM : GW_OUT_EINVAL; goto fail; } \
   } while (0)
 
+/* The trust anchors a transfer may name (gw_out_opts.ca_file): OpenSSL
+ * opens and reads the file on this loop's thread when a TLS connection
+ * starts, and a connector's file is a path a tenant admin chose. Anything
+ * but a regular file of 1 to GW_OUT_CA_FILE_MAX bytes outside /proc and
+ * /sys — a FIFO, the gateway's own pipes (/proc/self/fd/N), a device,
+ * /proc/kmsg — could block the loop in open(2) or read(2) for ever, or
+ * stall it parsing; so the path is resolved (realpath: no symlink left to
+ * swap, /proc/self/fd/N of a pipe resolves to nothing) and only stat(2)ed
+ * (opening a device can act), and curl gets the resolved path. 0 with
+ * `resolved` filled, or -1. */
+static int ca_file_usable(const char *path, char resolved[PATH_MAX]) {
+  struct stat sb;
+  if (!path[0] || !realpath(path, resolved)) return -1;
+  static const char *const special[] = {"/proc/", "/sys/", NULL}; /* their "regular" files may block */
+  for (const char *const *p = special; *p; p++)
+    if (!strncmp(resolved, *p, strlen(*p))) return -1;
+  if (stat(resolved, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size < 1 || sb.st_size > GW_OUT_CA_FILE_MAX) return -1;
+  return 0;
+}
+
 /* A transfer that starts: its timer, the live list, the counters. */
 static void req_register(gw_out *o, gw_out_req *r) {
   uv_timer_init(o->loop, &r->timer);
@@ -1087,6 +1108,12 @@ int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
   if (!url) return nomem ? GW_OUT_ENOMEM : GW_OUT_EINVAL;
   bool https = url->https;
   int rc;
+  char ca_path[PATH_MAX];
+  if (https && op->ca_file && ca_file_usable(op->ca_file, ca_path) != 0) {
+    GW_LOG(GW_LOG_WARN, MOD, NULL, "ca_file %.200s is not a regular file of at most %d bytes: the transfer is refused",
+           op->ca_file, GW_OUT_CA_FILE_MAX);
+    return GW_OUT_ETLS;
+  }
 
   gw_out_req *r = gw_pool_zget(&req_pool);
   if (!r) return GW_OUT_ENOMEM;
@@ -1137,7 +1164,7 @@ int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
   if (https && !op->http1) SETOPT(CURLOPT_PIPEWAIT, 1L);
   SETOPT(CURLOPT_SSL_VERIFYPEER, 1L);
   SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
-  if (op->ca_file) SETOPT(CURLOPT_CAINFO, op->ca_file);
+  if (https && op->ca_file) SETOPT(CURLOPT_CAINFO, ca_path); /* resolved and checked above (TLS only) */
   SETOPT(CURLOPT_CONNECTTIMEOUT_MS, op->connect_timeout_ms ? op->connect_timeout_ms : GW_OUT_CONNECT_TIMEOUT_MS);
   /* Hours-long streams: let the kernel notice a vanished peer. */
   SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);

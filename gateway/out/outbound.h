@@ -118,6 +118,8 @@ typedef struct gw_out_header {
 #define GW_OUT_MAX_REQ_HEADERS 128
 #define GW_OUT_MAX_REQ_HEADER_LINE 16384
 #define GW_OUT_MAX_URL 8192
+/* Cap on a ca_file's size (gw_out_opts.ca_file). */
+#define GW_OUT_CA_FILE_MAX (4 * 1024 * 1024)
 
 /* Trust levels of a URL (gw_out_opts.egress): who chose it decides what it
  * may reach. 0, the zero value, is the strictest. */
@@ -163,7 +165,10 @@ typedef struct gw_out_opts {
   long partial_timeout_ms;
   /* PEM file of trust anchors used instead of the system CA bundle file
    * (the system CA directory stays in use), or NULL. Copied by curl.
-   * Verification is never turned off. */
+   * Verification is never turned off. For an https URL it must be a
+   * regular file of 1 to GW_OUT_CA_FILE_MAX bytes outside /proc and /sys
+   * (the TLS library reads it on the loop): else gw_out_start fails with
+   * GW_OUT_ETLS. */
   const char *ca_file;
   /* Cap on the response head, interim (1xx) heads included; 0 = 64 KiB. */
   size_t max_header_bytes;

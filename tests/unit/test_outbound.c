@@ -41,6 +41,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -1202,6 +1203,62 @@ TEST(invalid_options) {
   CHECK_INT(uv_loop_close(&loop), 0);
 }
 
+/* A ca_file the TLS library could block the loop on (a FIFO, a pipe under
+ * /proc/self/fd, a device, a procfs file, an empty or missing file) is
+ * refused before anything starts; a regular PEM file is not. */
+TEST(ca_file_must_be_a_regular_file) {
+  uv_loop_t loop;
+  gw_out *o;
+  CHECK_INT(uv_loop_init(&loop), 0);
+  CHECK_INT(gw_out_new(&loop, &o), 0);
+  char dir[] = "/tmp/mcpgate-ca-XXXXXX", fifo[64], empty[64], pem[64], link_[64];
+  CHECK(mkdtemp(dir) != NULL);
+  snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+  snprintf(empty, sizeof empty, "%s/empty", dir);
+  snprintf(pem, sizeof pem, "%s/ca.pem", dir);
+  snprintf(link_, sizeof link_, "%s/link", dir);
+  CHECK_INT(mkfifo(fifo, 0600), 0);
+  FILE *f = fopen(empty, "w");
+  CHECK(f != NULL);
+  fclose(f);
+  f = fopen(pem, "w");
+  CHECK(f != NULL);
+  fputs("-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n", f);
+  fclose(f);
+  CHECK_INT(symlink(fifo, link_), 0);
+  int pfd[2];
+  CHECK_INT(pipe(pfd), 0);
+  char selfpipe[64];
+  snprintf(selfpipe, sizeof selfpipe, "/proc/self/fd/%d", pfd[0]);
+  const char *bad[] = {fifo, link_, selfpipe, "/dev/zero", "/proc/self/environ", "/proc/kmsg", empty,
+                       "/nonexistent/ca.pem", "", dir};
+  gw_out_opts op = {.method = "GET", .url = "https://127.0.0.1:1/x", .on_done = noop_done};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    op.ca_file = bad[i];
+    CHECK_INT(gw_out_start(o, &op, NULL), GW_OUT_ETLS);
+  }
+  gw_out_stats s;
+  gw_out_stats_get(o, &s);
+  CHECK_INT(s.started, 0);
+  /* a regular file starts (the port refuses: that is the transfer's own
+   * failure, reported by on_done); over plain http a ca_file is not read */
+  op.ca_file = pem;
+  CHECK_INT(gw_out_start(o, &op, NULL), 0);
+  op.url = "http://127.0.0.1:1/x";
+  op.ca_file = fifo;
+  CHECK_INT(gw_out_start(o, &op, NULL), 0);
+  gw_out_close(o, NULL, NULL);
+  CHECK_INT(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  CHECK_INT(uv_loop_close(&loop), 0);
+  close(pfd[0]);
+  close(pfd[1]);
+  unlink(link_);
+  unlink(fifo);
+  unlink(empty);
+  unlink(pem);
+  rmdir(dir);
+}
+
 TEST(pause_resume_in_on_data) {
   env e;
   tr t;
@@ -1630,6 +1687,7 @@ int main(void) {
   RUN(resolver_names);
   RUN(post_echo_and_methods);
   RUN(invalid_options);
+  RUN(ca_file_must_be_a_regular_file);
   RUN(pause_resume_in_on_data);
   RUN(pause_suspends_idle_timeout);
   RUN(abort_in_on_data);
