@@ -28,6 +28,7 @@ typedef struct conn_job {
   gw_req *req;
   gw_loop *lp;
   char tenant[64], name[40];
+  char uid[ST_TENANT_UID_LEN + 1]; /* the incarnation the request began in, or "" (no check) */
   json_t *config;      /* from vault_connector_parse; read-only in the job */
   char *secret;        /* wiped and freed */
   char now[32];
@@ -58,6 +59,11 @@ static int job_connector(st_txn *txn, void *arg) {
   int rc = st_tenant_get(txn, j->tenant, &t);
   if (rc) return rc;
   json_decref(t);
+  /* a request that outlived its tenant (a discovery takes minutes): never
+   * written into a tenant made again with the same id meanwhile */
+  char uid[ST_TENANT_UID_LEN + 1];
+  if (j->uid[0] && ((rc = st_tenant_uid_get(txn, j->tenant, uid)) != 0 || strcmp(uid, j->uid) != 0))
+    return rc && rc != ST_ENOTFOUND ? rc : ST_ENOTFOUND;
   json_t *old = NULL;
   rc = vault_connector_get(txn, j->tenant, j->name, &old);
   if (rc && rc != ST_ENOTFOUND) return rc;
@@ -225,7 +231,8 @@ void admin__connectors(gw_req *req, const admin_caller *who, const char *tenant,
   }
 }
 
-void admin__connector_write(gw_req *req, const char *tenant, const char *name, json_t *config, char *secret) {
+void admin__connector_write(gw_req *req, const char *tenant, const char *name, const char *uid, json_t *config,
+                            char *secret) {
   conn_job *j = calloc(1, sizeof *j);
   if (!j) {
     json_decref(config);
@@ -240,6 +247,7 @@ void admin__connector_write(gw_req *req, const char *tenant, const char *name, j
   j->lp = req->lp;
   snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
   snprintf(j->name, sizeof j->name, "%s", name);
+  snprintf(j->uid, sizeof j->uid, "%s", uid ? uid : "");
   admin__now_rfc3339(j->now);
   j->config = config;
   j->secret = secret;

@@ -33,6 +33,10 @@
  *    document's contents or the registration's secret.
  *  - The request owns the discovery state until it answers; a client that
  *    goes away meanwhile only makes the answer land nowhere.
+ *  - The steps may take minutes at servers the tenant admin chose: the
+ *    write happens only in the tenant incarnation the PUT began in (its
+ *    uid, checked in the writer job), never in a tenant deleted and made
+ *    again with the same id meanwhile.
  *
  * Reading a stored connector again (vault/rediscover.h says when): the
  * same steps from the stored record (its URL, the admin's own fields and
@@ -77,6 +81,7 @@ typedef struct disc {
   gw_req *req;
   gw_loop *lp;
   char tenant[64], name[40];
+  char uid[ST_TENANT_UID_LEN + 1]; /* the tenant incarnation the PUT began in */
   json_t *body; /* the admin's PUT body */
   step st;
   char url[VAULT_DISCOVER_URL_BUF];
@@ -296,11 +301,12 @@ static void write_connector(disc *d) {
   GW_LOG(GW_LOG_INFO, "admin", &((gw_log_ctx){d->tenant, d->req->id}),
          "connector %s: discovered authorization server %s (client by %s)", d->name, d->as.issuer, d->registration);
   gw_req *req = d->req;
-  char tenant[64], name[40];
+  char tenant[64], name[40], uid[ST_TENANT_UID_LEN + 1];
   snprintf(tenant, sizeof tenant, "%s", d->tenant);
   snprintf(name, sizeof name, "%s", d->name);
+  memcpy(uid, d->uid, sizeof uid);
   disc_free(d);
-  admin__connector_write(req, tenant, name, config, sec);
+  admin__connector_write(req, tenant, name, uid, config, sec);
 }
 
 /* A scheduled reading (no admin present) whose upstream now names an
@@ -557,6 +563,12 @@ void admin__connector_discover(gw_req *req, const char *tenant, const char *name
   st_txn *txn;
   if (admin__read_tenant(req, tenant, &txn) != 0) {
     disc_free(d);
+    return;
+  }
+  if (st_tenant_uid_get(txn, tenant, d->uid) != 0) {
+    st_txn_end(txn);
+    disc_free(d);
+    gw_respond_error(req, 404, "not_found", "no such tenant");
     return;
   }
   load_stored(d, txn);

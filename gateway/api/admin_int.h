@@ -155,8 +155,11 @@ void admin__user_actions(gw_req *req, const admin_caller *who, const char *tenan
 /* ---- connectors (admin_connectors.c, admin_discover.c) ---- */
 /* Writes a validated connector (vault_connector_parse's config, owned;
  * secret malloc'd or NULL, owned, wiped) in a writer job and answers as a
- * connector PUT does (201/200 with the admin view). */
-void admin__connector_write(gw_req *req, const char *tenant, const char *name, json_t *config, char *secret);
+ * connector PUT does (201/200 with the admin view). uid: the tenant
+ * incarnation the request began in — written only while the tenant is
+ * still that one (404 "no such tenant" else); "" checks nothing. */
+void admin__connector_write(gw_req *req, const char *tenant, const char *name, const char *uid, json_t *config,
+                            char *secret);
 /* A PUT with auth {"type":"oauth","discover":true}: reads the upstream's
  * authorization metadata, registers the gateway as a client (CIMD or DCR),
  * then admin__connector_write. Takes body (json_decref'd). Answers. */
