@@ -48,9 +48,17 @@ static int header_name_ok(const char *s) {
   return 1;
 }
 
+/* user:password@ in the authority: curl would send it as Basic auth, and
+ * the URL is stored and shown in clear (the GET view, the audit log's
+ * before → after, log lines) — a credential belongs in auth, sealed */
+static bool has_userinfo(const char *u) {
+  size_t sl = !strncmp(u, "https://", 8) ? 8 : !strncmp(u, "http://", 7) ? 7 : 0;
+  return memchr(u + sl, '@', strcspn(u + sl, "/?#")) != NULL;
+}
+
 static bool url_ok(const char *u) {
   return u && (!strncmp(u, "http://", 7) || !strncmp(u, "https://", 8)) && strlen(u) <= URL_MAX && strlen(u) >= 10 &&
-         !strpbrk(u, " \t\r\n\"<>\\^`{|}#");
+         !strpbrk(u, " \t\r\n\"<>\\^`{|}#") && !has_userinfo(u);
 }
 
 static bool printable(const char *s, size_t max) {
@@ -84,9 +92,9 @@ static json_t *parse_oauth(json_t *auth, const char **secret, char *err, size_t 
   json_t *scopes = json_object_get(auth, "scopes");
   json_t *taj = json_object_get(auth, "token_auth");
   const char *ta = json_string_value(taj);
-  if (!url_ok(az)) add(err, errlen, "\"auth.authorize_url\" must be an http:// or https:// URL (the upstream's authorization endpoint)");
-  if (!url_ok(tk)) add(err, errlen, "\"auth.token_url\" must be an http:// or https:// URL (the upstream's token endpoint)");
-  if (rvj && !url_ok(rv)) add(err, errlen, "\"auth.revocation_url\" must be an http:// or https:// URL (RFC 7009)");
+  if (!url_ok(az)) add(err, errlen, "\"auth.authorize_url\" must be an http:// or https:// URL without user information (the upstream's authorization endpoint)");
+  if (!url_ok(tk)) add(err, errlen, "\"auth.token_url\" must be an http:// or https:// URL without user information (the upstream's token endpoint)");
+  if (rvj && !url_ok(rv)) add(err, errlen, "\"auth.revocation_url\" must be an http:// or https:// URL without user information (RFC 7009)");
   if (!printable(cid, 512)) add(err, errlen, "\"auth.client_id\" must be a non-empty printable string");
   if (csj && !printable(cs, 1024)) add(err, errlen, "\"auth.client_secret\" must be a non-empty printable string");
   if (scopes) {
@@ -165,6 +173,10 @@ int vault_connector_parse(const json_t *body, json_t **config, const char **secr
   else if ((strncmp(u, "http://", 7) && strncmp(u, "https://", 8)) || strlen(u) > URL_MAX ||
            strpbrk(u, " \t\r\n\"<>\\^`{|}") || strlen(u) < 10)
     add(err, errlen, "\"url\" must be an http:// or https:// URL without spaces");
+  else if (has_userinfo(u))
+    add(err, errlen,
+        "\"url\" must not carry user information (user:password@host): give the credential as auth "
+        "{\"type\":\"header\",\"name\":\"Authorization\",\"value\":\"Basic …\"}, which is sealed");
   json_t *desc = json_object_get(body, "description");
   if (desc && (!json_is_string(desc) || json_string_length(desc) > DESC_MAX))
     add(err, errlen, "\"description\" must be a string of at most 500 characters");

@@ -444,6 +444,30 @@ TEST(oauth_parse_refusals) {
   json_decref(cfg);
 }
 
+/* A credential in a URL's authority (user:password@host) is refused in
+ * every URL of a connector: the record is kept and shown in clear (the
+ * GET view, the audit log's before → after, log lines) and curl would
+ * send it as Basic auth; an '@' in the path or query is no user info. */
+TEST(connector_urls_refuse_user_info) {
+  json_t *cfg = NULL;
+  const char *secret;
+  char err[1000];
+  CHECK_INT(parse("{\"url\":\"https://alice:pw-in-url@mcp.example.com/mcp\"}", &cfg, &secret, err, sizeof err),
+            VAULT_EINVALID);
+  CHECK(strstr(err, "\"url\" must not carry user information") != NULL);
+  CHECK(strstr(err, "pw-in-url") == NULL);
+  CHECK_INT(parse("{\"url\":\"http://token@127.0.0.1:8080/mcp\",\"auth\":{\"type\":\"header\",\"name\":\"X-Key\","
+                  "\"value\":\"k\"}}",
+                  &cfg, &secret, err, sizeof err),
+            VAULT_EINVALID);
+  CHECK(refused("authorize_url", "\"https://u:p@as.example.com/a\"", "auth.authorize_url"));
+  CHECK(refused("token_url", "\"https://u:p@as.example.com/t\"", "auth.token_url"));
+  CHECK(refused("revocation_url", "\"https://u@as.example.com/r\"", "auth.revocation_url"));
+  /* '@' after the authority is a path or a query */
+  CHECK_INT(parse("{\"url\":\"https://mcp.example.com/users/@me?by=a@b\"}", &cfg, &secret, err, sizeof err), 0);
+  json_decref(cfg);
+}
+
 TEST(oauth_parse_secret_needs_confidential_auth) {
   json_t *cfg;
   const char *secret = "x";
@@ -1979,6 +2003,7 @@ int main(void) {
   RUN(oauth_parse_minimal);
   RUN(oauth_parse_full_secret_only_in_out_param);
   RUN(oauth_parse_refusals);
+  RUN(connector_urls_refuse_user_info);
   RUN(oauth_parse_secret_needs_confidential_auth);
   RUN(oauth_put_seals_client_secret_and_switching_type_removes_it);
   RUN(connector_put_says_when_the_credential_changed);
