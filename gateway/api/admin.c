@@ -24,6 +24,7 @@
 #include "gateway/core/module.h"
 #include "vault/vault.h"
 #include "store/dir.h"
+#include "store/tenant.h"
 #include "store/token.h"
 
 void admin__now_rfc3339(char out[32]) {
@@ -356,6 +357,17 @@ void gw_admin_dispatch(gw_req *req) {
       if (who.op) gw_respond_error(req, 404, "not_found", "no such tenant");
       else gw_respond_error(req, 403, "forbidden", "this admin token is scoped to another tenant");
       return;
+    }
+    /* the incarnation this request begins in, for its audit record: a
+     * write that outlives the tenant (a discovery) is never chained into a
+     * tenant made again with the same id (a tenant without one: read at
+     * the end, as for a create) */
+    st_txn *utxn;
+    if (st_read_begin(req->lp->srv->store, &utxn) == 0) {
+      char uid[ST_TENANT_UID_LEN + 1];
+      _Static_assert(sizeof req->tenant_uid == sizeof uid, "gw_req.tenant_uid holds a tenant uid");
+      if (st_tenant_uid_get(utxn, seg[1], uid) == 0) memcpy(req->tenant_uid, uid, sizeof uid);
+      st_txn_end(utxn);
     }
     if (n == 2) {
       admin__tenant_one(req, &who, seg[1]);

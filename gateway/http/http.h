@@ -73,6 +73,9 @@ struct gw_req {
   bool tls;             /* arrived over the TLS listener */
   int listener_kind;    /* GW_LISTENER_* */
   char tenant[64];      /* set by handlers for logs, "" when none */
+  char tenant_uid[17];  /* the incarnation uid `tenant` had when the request began (the admin API sets it:
+                           its writes may outlive the tenant), so the audit log chains the request there and
+                           never into a tenant made again with the same id; "" when none: read at the end */
   char actor[48];       /* who authenticated it, set by handlers for the audit log ("operator",
                            "admin-token:<id>", "scim-token:<id>", "user:<id>"), "" when none */
   char audit_note[96];  /* for the audit log: why it was refused (a sign-in's failure), or what was done

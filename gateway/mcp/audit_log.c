@@ -179,11 +179,18 @@ void gw_audit_submit(gw_server *srv, const char *tenant, const char *tenant_uid,
 void gw_audit_request(gw_server *srv, const gw_req *req, const char *kind, int status) {
   if (!srv->audit || !srv->store) return;
   char uid[ST_TENANT_UID_LEN + 1];
-  st_txn *txn;
-  if (st_read_begin(srv->store, &txn) != 0) return;
-  int rc = st_tenant_uid_get(txn, req->tenant, uid);
-  st_txn_end(txn);
-  if (rc) return; /* no such tenant (any more): nothing to chain to */
+  _Static_assert(sizeof req->tenant_uid == sizeof uid, "gw_req.tenant_uid holds a tenant uid");
+  if (req->tenant_uid[0]) {
+    /* the incarnation the request began in (a long admin write may end
+     * after its tenant was deleted and made again with the same id) */
+    memcpy(uid, req->tenant_uid, sizeof uid);
+  } else {
+    st_txn *txn;
+    if (st_read_begin(srv->store, &txn) != 0) return;
+    int rc = st_tenant_uid_get(txn, req->tenant, uid);
+    st_txn_end(txn);
+    if (rc) return; /* no such tenant (any more): nothing to chain to */
+  }
   /* the raw path as printable ASCII: a byte outside it would make the
    * record's JSON invalid (and every query of the log fail) or be refused */
   char path[1024];

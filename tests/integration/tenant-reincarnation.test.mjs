@@ -7,7 +7,8 @@
 // incarnation's tenant admin could outlive the delete, the purge and the
 // re-create, and then wrote its connector (its URL, its authorization
 // server) into the new tenant, where the new tenant's employees would be
-// sent to sign in. Real parts: the gateway binary; the hostile upstream and
+// sent to sign in; and its audit record, chained when it ended, went into
+// the new tenant's chain. Real parts: the gateway binary; the hostile upstream and
 // its authorization server are a node http server on loopback (the old
 // tenant admin's own), holding the registration until the test lets it go.
 import { test, before, after } from 'node:test';
@@ -86,4 +87,17 @@ test('a discovering connector PUT of the deleted tenant does not land in the ten
   assert.deepEqual(l.json.connectors, [], 'the new tenant has no connector it did not make');
   assert.equal((await op.get(`${T}/acme/connectors/crm`)).status, 404);
   assert.ok(!JSON.stringify(l.json).includes('secret-old'));
+
+  // its audit record is the old tenant's: the new tenant's chain has its
+  // own records only (its creation, and this read's own write below)
+  const mark = await op.post(`${T}/acme/scim-tokens`, { name: 'after' });
+  assert.equal(mark.status, 201, mark.body);
+  let au;
+  await waitFor(async () => {
+    au = await op.get(`${T}/acme/audit?kind=admin&limit=100`);
+    assert.equal(au.status, 200, au.body);
+    return au.json.records.some((x) => x.path === `${T}/acme/scim-tokens`);
+  }, { what: 'the new tenant\'s own write in its audit log' });
+  const foreign = au.json.records.filter((x) => x.actor === `admin-token:${m.json.id}` || x.path.endsWith('/connectors/crm'));
+  assert.deepEqual(foreign, [], 'no record of the old tenant\'s admin in the new tenant\'s chain');
 });
