@@ -4,8 +4,10 @@
  * process may block). The operator token comes from MCPGATE_ADMIN_TOKEN or
  * the data directory's admin.token; it is sent, never printed. Offline
  * commands open the data directory's store directly: backup and check are
- * safe next to a running server (LMDB readers); key rotation needs the
- * server stopped (the data directory lock says whether it runs). Offline
+ * safe next to a running server (LMDB readers; backup opens the
+ * environments read-only and never migrates: it copies them as they are);
+ * key rotation needs the server stopped (the data directory lock says
+ * whether it runs). Offline
  * commands run the module table's store_init (gateway/modules.c) with no
  * server, so `store check` runs the checks every module registers. `serve`
  * hands the same table to gw_serve. Single-threaded (no loop). */
@@ -606,6 +608,49 @@ static void report(void *ctx, const char *area, const char *msg) {
   printf("problem: %s: %s\n", area, msg);
 }
 
+/* backup DEST: the store and the audit log copied as they are — opened
+ * read-only, never as a store: nothing is migrated or written, so a
+ * backup taken with a newer binary beside an older running server (the
+ * first step of an upgrade) neither migrates the store under that server
+ * nor copies a migrated store instead of the way back. */
+static int cmd_backup(const cli_opts *o) {
+  if (o->npos != 1) {
+    fprintf(stderr, "usage: mcpgate backup DEST [--data DIR]\n");
+    return 2;
+  }
+  char dir[4096], adir[4096], adest[4096];
+  snprintf(dir, sizeof dir, "%s/store", o->data);
+  if (access(dir, F_OK) != 0) {
+    fprintf(stderr, "mcpgate: no store in %s (use --data DIR)\n", o->data);
+    return 1;
+  }
+  st_options so = {0};
+  so.dir = dir;
+  so.log = gw_store_log;
+  gw_store_guard_begin(dir); /* a damaged page is said, not a bare crash */
+  int rc = st_backup_dir(&so, o->pos[0]);
+  gw_store_guard_end();
+  if (rc) {
+    fprintf(stderr, "mcpgate: backup failed: %s\n", st_strerror(rc));
+    return 1;
+  }
+  /* the audit log beside it: DEST/audit (its own environment) */
+  snprintf(adir, sizeof adir, "%s/audit", o->data);
+  snprintf(adest, sizeof adest, "%s/audit", o->pos[0]);
+  bool audit = access(adir, F_OK) == 0;
+  if (audit) {
+    so.dir = adir;
+    if ((rc = st_backup_dir(&so, adest)) != 0) {
+      fprintf(stderr, "mcpgate: backup of the audit log failed: %s (the store's backup in %s is complete)\n",
+              st_strerror(rc), o->pos[0]);
+      return 1;
+    }
+  }
+  printf("Backup written to %s%s (the master key is not in it: back up the server's master_key_file separately).\n",
+         o->pos[0], audit ? ", the audit log to its audit/" : "");
+  return 0;
+}
+
 static int cmd_offline(const char *what, int argc, char **argv) {
   cli_opts o;
   if (scan(argc, argv, &o)) return 2;
@@ -621,54 +666,20 @@ static int cmd_offline(const char *what, int argc, char **argv) {
       return 1;
     }
   }
+  if (!strcmp(what, "backup")) return cmd_backup(&o);
   st_store *st;
-  /* each of these reads the store through (the check, the backup's copy,
-   * the rotation's re-sealing): a damaged page is said, not a bare crash */
+  /* each of these reads the store through (the check, the rotation's
+   * re-sealing): a damaged page is said, not a bare crash */
   char sdir[4096];
   snprintf(sdir, sizeof sdir, "%s/store", o.data);
   gw_store_guard_begin(sdir);
-  if (open_store(&o, &st, strcmp(what, "backup") != 0)) {
+  if (open_store(&o, &st, true)) {
     gw_store_guard_end();
     if (lock >= 0) close(lock);
     return 1;
   }
   int rc = 0;
-  if (!strcmp(what, "backup")) {
-    if (o.npos != 1) {
-      fprintf(stderr, "usage: mcpgate backup DEST [--data DIR]\n");
-      rc = 2;
-    } else if ((rc = st_backup(st, o.pos[0])) != 0) {
-      fprintf(stderr, "mcpgate: backup failed: %s\n", st_strerror(rc));
-      rc = 1;
-    } else {
-      gw_store_guard_end(); /* the audit environment is another file */
-      /* the audit log beside it: DEST/audit (its own environment) */
-      char adir[4096], adest[4096];
-      snprintf(adir, sizeof adir, "%s/audit", o.data);
-      snprintf(adest, sizeof adest, "%s/audit", o.pos[0]);
-      bool audit = access(adir, F_OK) == 0;
-      if (audit) {
-        st_options ao = {0};
-        ao.dir = adir;
-        ao.schema = &audit_schema;
-        ao.log = gw_store_log;
-        st_store *aud;
-        if ((rc = st_open(&aud, &ao)) == 0) {
-          rc = st_backup(aud, adest);
-          st_close(aud);
-        }
-        if (rc) {
-          fprintf(stderr, "mcpgate: backup of the audit log failed: %s (the store's backup in %s is complete)\n",
-                  st_strerror(rc), o.pos[0]);
-          rc = 1;
-        }
-      }
-      if (!rc)
-        printf("Backup written to %s%s (the master key is not in it: back up the server's master_key_file "
-               "separately).\n",
-               o.pos[0], audit ? ", the audit log to its audit/" : "");
-    }
-  } else if (!strcmp(what, "rotate")) {
+  if (!strcmp(what, "rotate")) {
     uint32_t old = st_key_current_id(st);
     if ((rc = st_key_rotate(st)) != 0) {
       fprintf(stderr, "mcpgate: key rotation failed: %s\n", st_strerror(rc));

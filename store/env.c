@@ -495,10 +495,12 @@ static int dir_is_empty(const char *path) {
   return empty;
 }
 
-int st_backup(st_store *st, const char *dest) {
+/* The copy itself: a compacted snapshot of env into dest (st_backup's
+ * contract); st names the store in log lines. */
+static int copy_env(const st_store *st, MDB_env *env, const char *dest) {
   char file[PATH_MAX], parent[PATH_MAX];
   int rc, fd;
-  if (!st || !dest || !dest[0]) return ST_EINVAL;
+  if (!dest || !dest[0]) return ST_EINVAL;
   if (snprintf(file, sizeof file, "%s/data.mdb", dest) >= (int)sizeof file) return ST_EINVAL;
   if ((rc = parent_dir(dest, parent, sizeof parent)) < 0) return rc;
   if (mkdir(dest, 0700) != 0) {
@@ -517,7 +519,7 @@ int st_backup(st_store *st, const char *dest) {
   }
   /* MDB_CP_COMPACT walks a read snapshot and writes only live pages:
    * consistent while the writer keeps committing, and smaller. */
-  if ((rc = mdb_env_copyfd2(st->env, fd, MDB_CP_COMPACT)) != 0) {
+  if ((rc = mdb_env_copyfd2(env, fd, MDB_CP_COMPACT)) != 0) {
     close(fd);
     st__log(st, ST_LOG_ERROR, "backup to %s failed: %s", dest, mdb_strerror(rc));
     return st__err(rc);
@@ -530,5 +532,45 @@ int st_backup(st_store *st, const char *dest) {
   if (rc == 0) rc = st__fsync_dir(parent);
   if (rc == 0)
     st__log(st, ST_LOG_INFO, "backup written to %s; the master key is not in it: back it up separately", dest);
+  return rc;
+}
+
+int st_backup(st_store *st, const char *dest) {
+  if (!st) return ST_EINVAL;
+  return copy_env(st, st->env, dest);
+}
+
+int st_backup_dir(const st_options *opts, const char *dest) {
+  if (!opts || !opts->dir || !opts->dir[0] || !dest || !dest[0]) return ST_EINVAL;
+  /* only what st__log reads: the copy opens no store of its own */
+  st_store *st = calloc(1, sizeof *st);
+  if (!st) return ST_ENOMEM;
+  st->log = opts->log;
+  st->log_ctx = opts->log_ctx;
+  MDB_env *env = NULL;
+  char dfile[PATH_MAX];
+  struct stat dsb;
+  int rc;
+  if (snprintf(dfile, sizeof dfile, "%s/data.mdb", opts->dir) >= (int)sizeof dfile) {
+    rc = ST_EINVAL;
+  } else if (stat(dfile, &dsb) != 0 || !S_ISREG(dsb.st_mode)) {
+    st__log(st, ST_LOG_ERROR, "no store file %s to back up", dfile);
+    rc = ST_ENOTFOUND;
+  } else if (dsb.st_size == 0) {
+    st__log(st, ST_LOG_ERROR, "store file %s is empty (0 bytes): nothing to back up", dfile);
+    rc = ST_ECORRUPT;
+  } else if ((rc = mdb_env_create(&env)) != 0) {
+    env = NULL;
+    rc = st__err(rc);
+  } else if ((rc = mdb_env_open(env, opts->dir, MDB_RDONLY | MDB_NOTLS, 0600)) != 0) {
+    /* read-only: no migration, no writer, no file of ours created — the
+     * store is copied as it is, whichever mcpgate is serving it */
+    st__log(st, ST_LOG_ERROR, "cannot open store in %s: %s", opts->dir, mdb_strerror(rc));
+    rc = st__err(rc);
+  } else {
+    rc = copy_env(st, env, dest);
+  }
+  if (env) mdb_env_close(env);
+  free(st);
   return rc;
 }

@@ -569,6 +569,14 @@ const char *st_ready_reason(st_store *st);
  * master key is NOT in the backup (only sealed blobs are): back it up
  * separately, or the copy's secrets are unrecoverable. */
 int st_backup(st_store *st, const char *dest_dir);
+/* The same copy of the environment in opts->dir (opts->log/log_ctx for
+ * messages; the other fields are unused) without opening a store: the env
+ * is opened read-only, so nothing is migrated, written or created — the
+ * copy is the store as it is, whatever its schema and whichever mcpgate
+ * is serving it (a backup taken before an upgrade, beside the old server,
+ * is the way back). ST_ENOTFOUND without a data file, ST_ECORRUPT for an
+ * empty one, else as st_backup. */
+int st_backup_dir(const st_options *opts, const char *dest_dir);
 
 /* Reads the environment through once, as a start-up check: every entry of
  * every database of the schema, the first and last byte of each key and

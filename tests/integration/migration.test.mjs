@@ -199,3 +199,33 @@ test('a store written by a newer mcpgate (a schema this binary does not know) is
   assert.match(chk.stdout + chk.stderr, /newer/i);
   assert.ok(fs.readFileSync(file).equals(before), 'the refused store was not written');
 });
+
+test('backup copies an older store as it is: the source is not migrated or written, and the restored copy migrates when served', async () => {
+  // the operator's upgrade: the new binary is installed, the backup taken
+  // first (beside the old server, or with it stopped) — that backup is the
+  // way back, and the old server may still be writing the source
+  const { dir, meta } = await dataDirFrom(9);
+  const file = path.join(dir, 'store', 'data.mdb');
+  const before = fs.readFileSync(file);
+  const storeFiles = fs.readdirSync(path.join(dir, 'store')).sort();
+  const dest = path.join(await makeTempDir('mcpgate-bk-'), 'bk');
+  const b = await cli(['backup', dest, '--data', dir], { timeoutMs: 30000 });
+  assertExit(b, 0, `backup of a schema-9 store: ${b.stdout} ${b.stderr}`);
+  assert.doesNotMatch(b.stdout + b.stderr, /migrating/, 'the backup migrates nothing');
+  assert.ok(fs.readFileSync(file).equals(before), 'the backed-up store was not written (no migration under a running server)');
+  assert.deepEqual(fs.readdirSync(path.join(dir, 'store')).filter((f) => f !== 'lock.mdb').sort(),
+    storeFiles.filter((f) => f !== 'lock.mdb'), 'no file was added to the store directory');
+  // the copy is the old schema: a new data directory made of it migrates at start and serves
+  const restored = await makeTempDir('mcpgate-restored-');
+  await fsp.mkdir(path.join(restored, 'store'), { mode: 0o700 });
+  await fsp.copyFile(path.join(dest, 'data.mdb'), path.join(restored, 'store', 'data.mdb'));
+  for (const f of ['master.key', 'admin.token']) {
+    await fsp.copyFile(path.join(dir, f), path.join(restored, f));
+    await fsp.chmod(path.join(restored, f), 0o600);
+  }
+  const gw = await startGateway({ dataDir: restored });
+  await gw.waitForLog((l) => /migrating store schema 9 -> 10/.test(l.msg ?? ''));
+  const op = fs.readFileSync(path.join(restored, 'admin.token'), 'utf8').trim();
+  await assertFixtureServes(gw, op, meta, 'v9bk');
+  await gw.stop();
+});

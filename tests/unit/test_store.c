@@ -1372,6 +1372,67 @@ TEST(backup_then_open_copy) {
   tmp_cleanup();
 }
 
+/* st_backup_dir copies the env as it is: a store of an older schema is
+ * neither migrated nor written (the copy is the way back before an
+ * upgrade), beside a store open in this process or not; the copy opens
+ * and migrates like the original would. */
+TEST(backup_dir_copies_as_is_without_migrating) {
+  char dest[160], dest2[160], file[200];
+  st_options o;
+  st_store *st = NULL, *copy = NULL;
+  tmp_setup();
+  o = opts_default();
+  CHECK_INT(st__open_at(&st, &o, 1), 0); /* an older schema: step 1 only */
+  CHECK_INT(put1(st, "rec/acme", "Acme Inc"), 0);
+  st_close(st);
+  snprintf(file, sizeof file, "%s/data.mdb", o.dir);
+  struct stat before, after;
+  CHECK_INT(stat(file, &before), 0);
+  FILE *f = fopen(file, "rb");
+  CHECK(f != NULL);
+  static char a[1 << 20], b[1 << 20];
+  size_t na = fread(a, 1, sizeof a, f);
+  fclose(f);
+  snprintf(dest, sizeof dest, "%s/backup", g_tmp);
+  CHECK_INT(st_backup_dir(&o, dest), 0);
+  CHECK_INT(st_backup_dir(&o, dest), ST_EEXIST);
+  CHECK_INT(stat(file, &after), 0);
+  f = fopen(file, "rb");
+  CHECK(f != NULL);
+  size_t nb = fread(b, 1, sizeof b, f);
+  fclose(f);
+  CHECK(na > 0 && na < sizeof a && na == nb && memcmp(a, b, na) == 0); /* not a byte written */
+  CHECK(before.st_mtime == after.st_mtime);
+  /* the copy has the old schema; opened, it migrates */
+  st_options oc = opts_default();
+  oc.dir = dest;
+  CHECK_INT(st__open_at(&copy, &oc, 1), 0);
+  CHECK_INT(st_schema_version(copy), 1);
+  st_close(copy);
+  CHECK_INT(st_open(&copy, &oc), 0);
+  CHECK_INT(st_schema_version(copy), st_schema_latest());
+  char buf[32];
+  CHECK_INT(get1(copy, ST_DB_TENANTS, "rec/acme", 8, buf, sizeof buf), 0);
+  CHECK_STR(buf, "Acme Inc");
+  st_close(copy);
+  /* beside the store open in this process (LMDB: one env per process is
+   * the rule for st_open; a read-only copy of another directory is fine) */
+  CHECK_INT(st_open(&st, &o), 0);
+  snprintf(dest2, sizeof dest2, "%s/backup2", g_tmp);
+  o.dir = dest; /* the migrated copy, not open here */
+  CHECK_INT(st_backup_dir(&o, dest2), 0);
+  st_close(st);
+  /* no store there: refused */
+  snprintf(dest2, sizeof dest2, "%s/backup3", g_tmp);
+  st_options none = opts_default();
+  char nodir[200];
+  snprintf(nodir, sizeof nodir, "%s/nothing", g_tmp);
+  none.dir = nodir;
+  CHECK_INT(st_backup_dir(&none, dest2), ST_ENOTFOUND);
+  CHECK_INT(st_backup_dir(NULL, dest2), ST_EINVAL);
+  tmp_cleanup();
+}
+
 TEST(stats_histogram) {
   st_stats s;
   tmp_setup();
@@ -1748,6 +1809,7 @@ int main(void) {
   RUN(store_close_before_port_close);
   RUN(write_sync_and_writer_thread_done);
   RUN(backup_then_open_copy);
+  RUN(backup_dir_copies_as_is_without_migrating);
   RUN(stats_histogram);
   RUN(check_runs_module_checks);
   RUN(queue_cap_refuses_with_ebusy);
