@@ -565,8 +565,10 @@ static int cmd_employee_token(int argc, char **argv) {
  * and a fresh key in the data directory would be the wrong one to back up
  * and would make every sealed secret look corrupt. need_key: the command
  * unseals (store check, key rotate), so a missing key refuses it; else the
- * store opens without sealing. */
-static int open_store(const cli_opts *o, st_store **st, bool need_key) {
+ * store opens without sealing. read_only: the command only reads (store
+ * check, audit export), beside a server that may be an older mcpgate — an
+ * older schema is refused, never migrated under it. */
+static int open_store(const cli_opts *o, st_store **st, bool need_key, bool read_only) {
   char dir[4096], key[4096];
   snprintf(dir, sizeof dir, "%s/store", o->data);
   snprintf(key, sizeof key, "%s/master.key", o->data);
@@ -589,6 +591,7 @@ static int open_store(const cli_opts *o, st_store **st, bool need_key) {
   so.master_key_file = have_key ? key : NULL;
   so.log = gw_store_log;
   so.log_ctx = NULL;
+  so.no_migrate = read_only;
   int rc = st_open(st, &so);
   if (rc) {
     fprintf(stderr, "mcpgate: cannot open the store in %s: %s\n", dir, st_strerror(rc));
@@ -673,7 +676,7 @@ static int cmd_offline(const char *what, int argc, char **argv) {
   char sdir[4096];
   snprintf(sdir, sizeof sdir, "%s/store", o.data);
   gw_store_guard_begin(sdir);
-  if (open_store(&o, &st, true)) {
+  if (open_store(&o, &st, true, strcmp(what, "rotate") != 0)) {
     gw_store_guard_end();
     if (lock >= 0) close(lock);
     return 1;
@@ -822,7 +825,7 @@ static int cmd_audit(int argc, char **argv) {
   char uid[ST_TENANT_UID_LEN + 1] = "";
   if (!verify) {
     st_store *st;
-    if (open_store(&o, &st, false)) return 1;
+    if (open_store(&o, &st, false, true)) return 1;
     st_txn *txn;
     int rc = st_read_begin(st, &txn);
     if (!rc) {
@@ -839,6 +842,7 @@ static int cmd_audit(int argc, char **argv) {
   so.dir = dir;
   so.schema = &audit_schema;
   so.log = gw_store_log;
+  so.no_migrate = true; /* verify and export read: never migrated beside a running server */
   st_store *aud;
   int rc = st_open(&aud, &so);
   if (rc) {

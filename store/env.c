@@ -52,6 +52,7 @@ const char *st_strerror(int err) {
   case ST_ECLOSED: return "store closed";
   case ST_EBUSY: return "store busy";
   case ST_EPERM: return "insecure file permissions";
+  case ST_ETOOOLD: return "store schema is older than this binary (mcpgate serve migrates it)";
   default: break;
   }
   if (err <= ST_ERR_FIRST && err >= ST_ERR_LAST) return "unknown store error";
@@ -340,6 +341,7 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
   st->map_size = opts->map_size ? opts->map_size : ST__DEFAULT_MAP_SIZE;
   st->qmax = opts->queue_max ? opts->queue_max : ST__DEFAULT_QUEUE_MAX;
   st->writer_nice = opts->writer_nice;
+  st->no_migrate = opts->no_migrate;
   st->dir = strdup(opts->dir);
   if (!st->dir) { rc = ST_ENOMEM; goto fail; }
   if ((rc = ensure_dir(st, opts->dir)) < 0) goto fail;

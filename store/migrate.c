@@ -192,6 +192,16 @@ int st__migrate(st_store *st, uint32_t target) {
       goto fail;
     }
     first = 0;
+    if (v < target && st->no_migrate) {
+      /* a reading command (store check, audit export) beside a server that
+       * may be an older mcpgate: its store is not migrated under it */
+      st__log(st, ST_LOG_ERROR,
+              "%s schema %u is older than this binary's (%u): this command does not migrate it; start `mcpgate "
+              "serve` with this binary to migrate it (take `mcpgate backup` first), then run it again",
+              sc->name, v, latest);
+      rc = ST_ETOOOLD;
+      goto fail;
+    }
     if (v >= target) {
       /* Commit (not abort) so the db handles opened here stay valid. */
       if ((rc = mdb_txn_commit(txn)) != 0) return st__err(rc);
@@ -217,7 +227,7 @@ int st__migrate(st_store *st, uint32_t target) {
     st__txn_close_cursors(&t);
     st__actions_discard(t.act_head);
     mdb_txn_abort(txn);
-    if (rc != ST_ETOONEW)
+    if (rc != ST_ETOONEW && rc != ST_ETOOOLD)
       st__log(st, ST_LOG_ERROR, "%s migration failed: %s", sc->name, st_strerror(rc));
     return rc;
   }

@@ -47,6 +47,7 @@ enum {
   ST_ECLOSED = -30012,   /* store or port is closing/closed */
   ST_EBUSY = -30013,     /* writer queue full, readers table full, or rotation running */
   ST_EPERM = -30014,     /* insecure permissions on a file we must keep private */
+  ST_ETOOOLD = -30015,   /* store schema older than this binary, opened with no_migrate */
 };
 
 /* Static string for any ST_E* code; "job error (not a store code)" for
@@ -174,6 +175,10 @@ typedef struct st_options {
                                   (st_txn_use_reserve); 0: none. At most a quarter of the
                                   map: larger values are lowered to that (st_stats.map_reserve
                                   says what is in force; logged at debug level). */
+  bool no_migrate;             /* a command that only reads (store check, audit export):
+                                  an older schema is refused (ST_ETOOOLD, logged with what
+                                  to do), never migrated under the server that may be
+                                  serving it */
 } st_options;
 
 /* Opens (creating if needed) one environment with its schema (opts->schema,

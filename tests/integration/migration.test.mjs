@@ -229,3 +229,27 @@ test('backup copies an older store as it is: the source is not migrated or writt
   await assertFixtureServes(gw, op, meta, 'v9bk');
   await gw.stop();
 });
+
+test('store check and audit export read an older store without migrating it: refused with what to do, the file not written', async () => {
+  // beside an older server still serving it (an upgrade half done), a
+  // read-only command of the new binary must not migrate the store under it
+  const { dir, meta } = await dataDirFrom(9);
+  const file = path.join(dir, 'store', 'data.mdb');
+  const before = fs.readFileSync(file);
+  const chk = await cli(['store', 'check', '--data', dir], { timeoutMs: 30000 });
+  assert.equal(chk.code, 1, `store check of an older store: ${chk.stdout} ${chk.stderr}`);
+  assert.match(chk.stdout + chk.stderr, /schema 9 is older than this binary's/);
+  assert.match(chk.stdout + chk.stderr, /serve/);
+  // an audit log beside it (this binary's), so export reaches the store
+  const other = await startGateway();
+  await other.stop();
+  await fsp.cp(path.join(other.dataDir, 'audit'), path.join(dir, 'audit'), { recursive: true });
+  const exp = await cli(['audit', 'export', meta.tenant, '--data', dir], { timeoutMs: 30000 });
+  assert.equal(exp.code, 1, `audit export beside an older store: ${exp.stdout} ${exp.stderr}`);
+  assert.ok(fs.readFileSync(file).equals(before), 'the store was not migrated or written');
+  // once served (migrated), the same commands work
+  const gw = await startGateway({ dataDir: dir });
+  await gw.stop();
+  const ok = await cli(['store', 'check', '--data', dir], { timeoutMs: 30000 });
+  assertExit(ok, 0, `store check after serve migrated it: ${ok.stdout} ${ok.stderr}`);
+});
