@@ -135,7 +135,8 @@ static int err_index(int err) {
  * (X509_load_cert_crl_file: PEM_X509_INFO_read_bio), so what passes here
  * loads there. */
 int gw_out_ca_file_check(const char *path, char *err, size_t errlen) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* O_NONBLOCK: a FIFO named by mistake is refused below, not waited on */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   struct stat sb;
   if (fd < 0 || fstat(fd, &sb) != 0) {
     snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));

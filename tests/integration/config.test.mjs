@@ -173,7 +173,10 @@ test('a CA file key naming a missing, unreadable or certificate-less file → re
   const keyOnly = path.join(dir, 'key-only.pem');
   const { key, cert } = makeSelfSignedCert(dir, 'ca-check');
   fsSync.copyFileSync(key, keyOnly); // a PEM file, but no certificate in it
+  const fifo = path.join(dir, 'ca.fifo'); // opened blocking, it hung the start
+  assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
   const cases = [
+    ['cimd_ca_file', fifo, /not a regular file/],
     ['audit_sink_ca_file', path.join(dir, 'missing-ca.pem'), /No such file or directory/],
     ['cimd_ca_file', path.join(dir, 'missing-ca.pem'), /No such file or directory/],
     ['cimd_ca_file', dir, /Is a directory/],
