@@ -165,6 +165,32 @@ test('a held call notifies once: Slack JSON with requester, tool, connector, a s
   statusFor = () => 200;
 });
 
+// Found by review: the webhook escaped only the 2- and 3-byte hidden
+// characters it listed, while the reviewers' page (approvals.js) shows every
+// default-ignorable or format character, C1 controls and the line and
+// paragraph separators. Tag characters (U+E0000..E007F: "ASCII smuggling",
+// a whole text a reader cannot see but an agent or a summarising bot reads),
+// the variation selectors supplement, the musical and shorthand format
+// controls, the interlinear annotation marks, NEL and U+2028/9 reached the
+// reviewers' channel as they were.
+test('the webhook shows every invisible or text-reordering character as an escape, astral planes included, as the page does', async () => {
+  const hidden = ['\u0085', '\u180B', '\u2028', '\u2029', '\uFFF9', '\u{110BD}', '\u{1BCA0}', '\u{1D173}',
+    '\u{E0001}', '\u{E0041}', '\u{E007F}', '\u{E0100}'];
+  const args = { a: 1, b: 7, note: `ok${hidden.join('')}end` };
+  const call = heldCall(c, SUM, args);
+  const req = await pendingFor(SUM, args);
+  await waitFor(() => postsFor(req.id).length >= 1, { timeoutMs: 4000, what: 'the notification' });
+  const t = JSON.parse(postsFor(req.id)[0].body).text;
+  for (const h of hidden) {
+    assert.ok(!t.includes(h), `U+${h.codePointAt(0).toString(16).toUpperCase()} is not in the text as it is: ${JSON.stringify(t)}`);
+  }
+  const summary = /with arguments `([^`]*)`/.exec(t)?.[1] ?? '';
+  assert.ok(summary.includes('ok\\u0085\\u180b\\u2028\\u2029\\ufff9\\u{110bd}\\u{1bca0}\\u{1d173}\\u{e0001}\\u{e0041}' +
+    '\\u{e007f}\\u{e0100}end'), summary);
+  assert.equal((await approve(req.id)).status, 200);
+  assert.ok((await call).result);
+});
+
 test('every held call gets exactly one POST; a webhook that hangs does not hold up the call, its approval or the next call', async () => {
   const a1 = { a: 5, b: 5 };
   const call = heldCall(c, SUM, a1);
