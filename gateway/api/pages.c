@@ -20,6 +20,9 @@
  *    when sent, is same-origin). SameSite=Lax cookies are the third fence.
  *  - Every write job checks the session again inside its transaction, so a
  *    session deleted by a deactivation cannot act after it.
+ *  - A sign-out whose session cannot be read (the store failed) answers
+ *    503, never the 303 of a done one: "sign out everywhere" is what a
+ *    person presses after losing a laptop, and must not fail open.
  *  - Tokens made here are bound to the sign-in: they expire no later than
  *    signin_max_age_ms after it (default 7 days), so a broken SCIM feed
  *    cannot keep a leaver working with one; they are off unless the tenant
@@ -817,7 +820,19 @@ static void sign_out(gw_req *req, const char *tenant, bool everywhere) {
     return;
   }
   auth_browser s;
-  if (pages__session(req, tenant, &s)) {
+  int rc = pages__session(req, tenant, &s);
+  if (rc && rc != ST_ENOTFOUND) {
+    /* the session could not be read (a store failure, a damaged record):
+     * it may well be alive, and so may every other one — never answered
+     * as a done sign-out (least of all "everywhere"), and no cookie is
+     * touched: nothing here checked that the request is the person's */
+    pages__message(req, 503, tenant, "Sign-out failed",
+                   "The gateway could not sign you out: it cannot read your session right now. Try again in a "
+                   "moment.",
+                   loc, "Back to your page");
+    return;
+  }
+  if (rc) {
     /* a stale cookie is cleared; with none sent (a cross-site form: the
      * cookie is SameSite=Lax) nothing is said about cookies, so another
      * site cannot sign anyone out */
