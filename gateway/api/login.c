@@ -13,7 +13,10 @@
  *    cookie. Fetches of a cold or failing provider are admitted through the
  *    cache (a few in flight, a short hold after a failure).
  *  - The callback refuses anything without this browser's sealed login
- *    cookie for this tenant and the same state, before any fetch; the code
+ *    cookie for this tenant and the same state, before any fetch — the
+ *    provider's error answers too — and leaves the sign-in under way, if
+ *    any, as it was: another site can send a browser here (its cookie is
+ *    SameSite=Lax) but cannot end or fake the end of its sign-in. The code
  *    is exchanged once (the provider enforces it) and the state is
  *    consumed in the session's write job (a replay fails there too).
  *  - The ID token is verified against the provider's keys (RS256/ES256
@@ -323,6 +326,17 @@ static void safe_code(const char *in, char *out, size_t cap) {
   out[o] = 0;
 }
 
+/* Whether the callback's state is the one of this browser's sign-in under
+ * way (its sealed login cookie, unexpired): only then is an error or a code
+ * the provider's answer to it. */
+static bool answers_this_browser(gw_req *req, const char *tenant, const char *cookie, const char *state) {
+  if (!cookie || !state || !state[0]) return false;
+  auth_login l;
+  bool ok = auth_login_open(req->lp->srv->store, tenant, cookie, state, pages__now(), &l) == 0;
+  OPENSSL_cleanse(&l, sizeof l);
+  return ok;
+}
+
 void pages__callback(gw_req *req, const char *tenant) {
   if (strcmp(req->method, "GET") && strcmp(req->method, "HEAD")) {
     gw_resp_header(req, "Allow", "GET");
@@ -343,6 +357,22 @@ void pages__callback(gw_req *req, const char *tenant) {
   pages__cookie_name(req->lp->srv, tenant, PAGES_COOKIE_LOGIN, cname, sizeof cname);
   const char *lc = pages__cookie_get(req, cname, cookie, sizeof cookie);
   login_flow *f = NULL;
+  if ((have_err || have_code) && !answers_this_browser(req, tenant, lc, have_state ? state : NULL)) {
+    /* no answer to a sign-in of this browser: another site's navigation
+     * (the cookie is SameSite=Lax, so a cross-site navigation's answer
+     * could clear it), a stale tab, a link sent by someone else. Refused
+     * without touching the sign-in under way, if any */
+    gw_log_ctx c = {tenant, req->id};
+    GW_LOG(GW_LOG_INFO, "login", &c, "sign-in callback refused: %s",
+           lc ? "the login cookie does not match this sign-in (expired, replaced or forged)"
+              : "no login cookie (started in another browser, or cookies blocked)");
+    pages__count(req->lp->srv, PAGES_SIGNIN_STALE);
+    char href[96];
+    snprintf(href, sizeof href, "/t/%s/login", tenant);
+    pages__message(req, 400, tenant, "This sign-in link is not valid any more",
+                   "It expired, was already used, or was started in another browser. Start again.", href, "Try again");
+    goto done;
+  }
   if (have_err) {
     char shown[64], msg[300];
     safe_code(err, shown, sizeof shown);
@@ -366,10 +396,11 @@ void pages__callback(gw_req *req, const char *tenant) {
   if (!f) goto done;
   if (auth_login_open(req->lp->srv->store, tenant, lc, state, pages__now(), &f->login) ||
       strcmp(f->login.issuer, json_string_value(json_object_get(f->settings, "issuer")))) {
+    /* this browser's sign-in, but begun with another provider (the
+     * tenant's settings changed since) or expired a moment ago: spent */
     gw_log_ctx c = {tenant, req->id};
-    GW_LOG(GW_LOG_INFO, "login", &c, "sign-in callback refused: %s",
-           lc ? "the login cookie does not match this sign-in (expired, replaced or forged)"
-              : "no login cookie (started in another browser, or cookies blocked)");
+    GW_LOG(GW_LOG_INFO, "login", &c,
+           "sign-in callback refused: the sign-in began with another identity provider, or just expired");
     pages__cookie_set(req, tenant, PAGES_COOKIE_LOGIN, NULL, 0);
     flow_fail(f, 400, "This sign-in link is not valid any more",
               "It expired, was already used, or was started in another browser. Start again.");

@@ -215,8 +215,14 @@ test('the callback refuses a missing login cookie, a replayed state and the prov
   b.setCookie(origin, saved[0], saved[1], { path: '/t/acme/' });
   r = await b.get(cbUrl, { follow: false });
   assert.equal(r.status, 400, `a replayed callback is refused: ${r.status}`);
-  // the provider's error (the person cancelled, or is not assigned)
-  r = await b.get(`${fx.base('acme')}/oauth/callback?error=access_denied&error_description=%3Cscript%3E&state=x`, { follow: false });
+  // the provider's error (the person cancelled, or is not assigned): an
+  // answer to this browser's sign-in, with its state (one without is
+  // anybody's link: oidc-callback-forged.test.mjs)
+  r = await b.get(`${fx.base('acme')}/oauth/callback?error=access_denied&state=x`, { follow: false });
+  assert.equal(r.status, 400, 'an error with a state of its own is no answer to this browser');
+  const start = await b.get(`${fx.base('acme')}/login`, { follow: false });
+  const state = new URL(start.headers.get('location')).searchParams.get('state');
+  r = await b.get(`${fx.base('acme')}/oauth/callback?error=access_denied&error_description=%3Cscript%3E&state=${state}`, { follow: false });
   assert.equal(r.status, 403);
   assert.match(r.text, /access_denied/);
   assert.doesNotMatch(r.text, /<script>/, 'the description is never shown');
