@@ -12,6 +12,9 @@
  *    attacker's upstream account") is refused before any fetch.
  *  - The connect cookie (vault_connect_seal) carries state, PKCE verifier,
  *    user and connector; nothing is written for a visitor who only starts.
+ *    Only the callback that matches it (state and connector) spends it:
+ *    another site can send a browser to the callback (the cookie is
+ *    SameSite=Lax) but cannot end the connect it has under way.
  *  - The code exchange goes through pages__fetch: the token endpoint is an
  *    admin-set URL (admin egress level), with timeouts, a body cap and a
  *    body deadline; the reply is wiped.
@@ -391,8 +394,9 @@ void pages__connect_callback(gw_req *req, const char *tenant, const char *connec
   vault_connect vc;
   int rc = vault_connect_open(srv->store, tenant, ck, state, pages__now(), &vc);
   OPENSSL_cleanse(cookie, sizeof cookie);
-  pages__cookie_set(req, tenant, PAGES_COOKIE_CONNECT, NULL, 0); /* one use */
   if (rc || strcmp(vc.connector, connector)) {
+    /* no answer to the connect this browser has under way, if any: that
+     * one is left as it is (another site can send a browser here) */
     GW_LOG(GW_LOG_INFO, "vault", &lc, "connect callback for %s refused: no matching connect in progress in this browser",
            vault_connector_name_valid(connector) ? connector : "?");
     OPENSSL_cleanse(&vc, sizeof vc);
@@ -401,6 +405,7 @@ void pages__connect_callback(gw_req *req, const char *tenant, const char *connec
          "Connecting did not start in this browser, or took too long. Start again from the connect link.", true);
     return;
   }
+  pages__cookie_set(req, tenant, PAGES_COOKIE_CONNECT, NULL, 0); /* its answer: one use */
   if (error[0] || !code_ok(code)) {
     GW_LOG(GW_LOG_INFO, "vault", &lc, "connecting %s for user %s ended at the service: %s", connector, vc.user,
            error[0] ? "the authorization was declined or failed" : "no code");
