@@ -456,6 +456,23 @@ static int check_url(const char *v, char *err, size_t errlen) {
     errf(err, errlen, "expected a host after the scheme, got \"%s\"", v);
     return -1;
   }
+  /* browsers send Origin as scheme://host[:port] with the host in lower
+   * case and no default port: public_url is compared with it, so another
+   * spelling of the same origin would refuse every page's form */
+  bool https = v[4] == 's';
+  const char *dflt = https ? ":443" : ":80";
+  size_t dl = strlen(dflt);
+  if (an > dl && !memcmp(auth + an - dl, dflt, dl)) {
+    errf(err, errlen, "drop the default port %s: \"%.*s%.*s\" is the origin browsers send (and it is compared "
+         "with theirs), got \"%s\"", dflt, (int)(auth - v), v, (int)(an - dl), auth, v);
+    return -1;
+  }
+  for (size_t i = 0; i < an; i++)
+    if (auth[i] >= 'A' && auth[i] <= 'Z') {
+      errf(err, errlen, "write the host in lower case (browsers send the origin so, and it is compared with theirs), "
+           "got \"%s\"", v);
+      return -1;
+    }
   return 0;
 }
 /* The trusted_proxies syntax (gateway/base/cidr.h): a.b.c.d[/n] or v6[/n]. */
@@ -697,6 +714,8 @@ int gw_config_load(gw_config *cfg, int argc, char **argv, char *err, size_t errl
   if (!cfg->public_url) {
     cfg->public_url_derived = true;
     snprintf(buf, sizeof buf, "http://%s", cfg->listen);
+    size_t bl = strlen(buf);
+    if (bl > 3 + 7 && !strcmp(buf + bl - 3, ":80")) buf[bl - 3] = 0; /* the origin browsers send */
     char why[600];
     if (check_url(buf, why, sizeof why) != 0) {
       errf(err, errlen, "config key public_url: not set, and the one derived from listen is unusable (%s); set it",
