@@ -628,6 +628,25 @@ static void reserve_said(gw_server *srv) {
          (unsigned long long)s.map_reserve, given ? " or lower store_reserve" : " to keep the default");
 }
 
+/* A master key inside the data directory travels with every copy of it
+ * (a volume snapshot, a disk backup) beside the secrets it seals: said at
+ * every start while it sits there, not only at the start that created it
+ * (the store says that one itself: existed is false then). Paths are
+ * compared resolved, so "./data" and a symlink into it count. */
+static void master_key_place_said(const gw_server *srv, bool existed) {
+  if (!existed) return;
+  char *key = realpath(srv->cfg.master_key_file, NULL), *data = realpath(srv->cfg.data, NULL);
+  size_t dl = data ? strlen(data) : 0;
+  if (key && data && !strncmp(key, data, dl) && (dl == 1 || key[dl] == '/'))
+    GW_LOG(GW_LOG_WARN, "store", NULL,
+           "master key file %s is inside the data directory %s: every copy of the data directory holds the key "
+           "beside the secrets it seals; in production keep it elsewhere (master_key_file) and back it up "
+           "separately",
+           srv->cfg.master_key_file, srv->cfg.data);
+  free(key);
+  free(data);
+}
+
 /* workers 0: one loop per CPU the process may run on. */
 static int worker_count(const gw_config *c) {
   if (c->workers > 0) return (int)c->workers;
@@ -778,6 +797,7 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods) {
     so.log_ctx = NULL;
     /* opened and read through at once (st_verify), under the guard: a
      * damaged file is refused here with a word, not met by a request */
+    bool key_existed = access(srv->cfg.master_key_file, F_OK) == 0;
     gw_store_guard_begin(dir);
     int rc = st_open(&srv->store, &so);
     if (rc == 0) rc = st_verify(srv->store);
@@ -787,6 +807,7 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods) {
       goto out;
     }
     reserve_said(srv);
+    master_key_place_said(srv, key_existed);
     /* module state first (hooks borrow it), then hooks, checks and purges
      * in the table's order: the order they run inside one transaction */
     inited = true;
