@@ -1,10 +1,21 @@
-// The README's configuration table is generated from the config table in
-// gateway/core/config.c (`mcpgate config-doc`); this keeps the two from drifting.
+// The README is the product's contract; these keep it and the code from
+// drifting apart where a machine can tell:
+// - its configuration table is generated from the config table in
+//   gateway/core/config.c (`mcpgate config-doc`), and its metrics table
+//   names exactly the families /metrics serves;
+// - every `mcpgate <command> [<sub>]` it (or docs/okta.md) names is one the
+//   binary has, and every option of its "Command line" block is one the
+//   commands accept;
+// - every admin, page and OAuth path of its endpoint tables, with the
+//   method it gives, reaches a handler (not "no such endpoint" or 405);
+// - every `make <target>` it names is a Makefile target, and `make clean`
+//   removes every build directory the Makefile builds in;
+// - its fuzzing table has a row for every tests/fuzz/fuzz_*.c target.
 // ci-variants: build-w1 build-asan-w2 (the README against config-doc: one plain and one sanitizer run of the CLI)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -51,4 +62,17 @@ test('README metrics table matches the families /metrics serves', async () => {
   } finally {
     await gw.stop();
   }
+});
+
+const readmeText = () => readFileSync(path.join(root, 'README.md'), 'utf8');
+
+// ------------------------------------------------------------ fuzz targets
+
+test('the README\'s fuzzing table has a row for every fuzz target, and no other', () => {
+  const targets = readdirSync(path.join(root, 'tests/fuzz')).map((f) => /^fuzz_(.+)\.c$/.exec(f)?.[1]).filter(Boolean);
+  assert.ok(targets.length >= 10, `targets: ${targets}`);
+  const m = /\n\| target \| what it feeds \| lines \| covered \|\n\|[-|]+\|\n((?:\|.*\n)+)/.exec(readmeText());
+  assert.ok(m, 'README has the fuzzing table');
+  const rows = m[1].split('\n').filter(Boolean).flatMap((r) => [...r.split(' | ')[0].matchAll(/`([a-z0-9_]+)`/g)].map((x) => x[1]));
+  assert.deepEqual([...rows].sort(), [...targets].sort(), 'README fuzzing table rows vs tests/fuzz/fuzz_*.c');
 });
