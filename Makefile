@@ -10,7 +10,7 @@
 #   make test       deps + build + check-layers + unit tests + integration
 #                   (plain and ASan)
 #   make bench      benchmarks (BENCH=policy,scim,call,audit,idle,cold,proxy,offboard picks)
-#   make clean
+#   make clean      every build directory (build, build-asan, build-fuzz, build-fuzzcov, build-tsan)
 
 CC      ?= cc
 BUILD   ?= build
@@ -208,6 +208,6 @@ bench: deps all $(BENCH_BIN) $(BUILD)/bench/upstream $(BUILD)/bench/rate
 	@BUILD=$(BUILD) sh tests/bench/run.sh $(BENCH)
 
 clean:
-	rm -rf build build-asan build-fuzz build-fuzzcov
+	rm -rf build build-asan build-fuzz build-fuzzcov build-tsan
 
 -include $(LIB_OBJ:.o=.d) $(BUILD)/gateway/main.d $(foreach b,$(UNIT_BIN) $(FUZZ_BIN),$(dir $(b)).$(notdir $(b)).d)

@@ -66,6 +66,23 @@ test('README metrics table matches the families /metrics serves', async () => {
 
 const readmeText = () => readFileSync(path.join(root, 'README.md'), 'utf8');
 
+// ------------------------------------------------------------ make targets
+
+test('every `make` target the README names exists, and `make clean` removes every build directory', () => {
+  const mk = readFileSync(path.join(root, 'Makefile'), 'utf8');
+  const targets = new Set([...mk.matchAll(/^([a-z][a-z-]*):/gm)].map((m) => m[1]));
+  const named = new Set([...readmeText().matchAll(/`make ([a-z][a-z-]*)/g)].map((m) => m[1]));
+  assert.ok(named.size >= 10, `make targets the README names: ${[...named]}`);
+  const missing = [...named].filter((t) => !targets.has(t));
+  assert.deepEqual(missing, [], 'README names make targets the Makefile lacks');
+  const dirs = new Set(['build', ...[...mk.matchAll(/\bBUILD=(build[a-z-]*)/g)].map((m) => m[1]),
+    ...[...readmeText().matchAll(/`(build-[a-z]+)\/`/g)].map((m) => m[1])]);
+  const clean = execFileSync('make', ['-s', '-n', 'clean'], { cwd: root, encoding: 'utf8' });
+  const removed = new Set(clean.split(/\s+/));
+  const left = [...dirs].filter((d) => !removed.has(d));
+  assert.deepEqual(left, [], `make clean (${clean.trim()}) leaves these build directories`);
+});
+
 // ------------------------------------------------------------ fuzz targets
 
 test('the README\'s fuzzing table has a row for every fuzz target, and no other', () => {
