@@ -66,6 +66,77 @@ test('README metrics table matches the families /metrics serves', async () => {
 
 const readmeText = () => readFileSync(path.join(root, 'README.md'), 'utf8');
 
+// ------------------------------------------------------------ the endpoint tables
+
+/**
+ * Every METHOD + path in the first cell of a README table row:
+ * [{method, path}] with `…/x` resolved against the cell's previous path,
+ * the query dropped and an optional `[…]` part taken both ways.
+ */
+function tableEndpoints(readme) {
+  const out = [];
+  for (const row of readme.split('\n').filter((l) => l.startsWith('| `'))) {
+    const cell = row.split(' | ')[0];
+    let prev = null;
+    for (const span of cell.matchAll(/`((?:(?:GET|POST|PUT|PATCH|DELETE)\/?)+) ([^`\s]+)/g)) {
+      let p = span[2];
+      if (p.startsWith('…/')) {
+        if (!prev) continue;
+        const seg = p.slice(2).split(/[/[?]/)[0];
+        const i = prev.lastIndexOf('/' + seg);
+        p = (i >= 0 ? prev.slice(0, i) : prev.slice(0, prev.lastIndexOf('/'))) + p.slice(1);
+      }
+      if (!p.startsWith('/')) continue;
+      p = p.replace(/\[\?.*$/, '').replace(/\?.*$/, '');
+      prev = p;
+      const opt = /\[([^\]]+)\]/.exec(p);
+      const paths = opt ? [p.replace(opt[0], ''), p.replace(opt[0], opt[1])] : [p];
+      for (const q of paths) for (const method of span[1].split('/').filter(Boolean)) out.push({ method, path: q });
+    }
+  }
+  return out;
+}
+
+test('every path of the README\'s endpoint tables reaches a handler with the method it names', async () => {
+  const { startGateway } = await import('./lib/gateway.mjs');
+  const { api } = await import('./lib/admin.mjs');
+  const eps = tableEndpoints(readmeText());
+  const admin = eps.filter((e) => e.path.startsWith('/admin/v1/'));
+  assert.ok(admin.length >= 50, `admin endpoints found: ${admin.length}`);
+  const gw = await startGateway();
+  try {
+    const op = gw.operatorToken();
+    const t = await api(gw.port, op, 'POST', '/admin/v1/tenants', { id: 'acme', name: 'Acme' });
+    assert.equal(t.status, 201, t.body);
+    const u = await api(gw.port, t.json.scim.token, 'POST', '/t/acme/scim/v2/Users',
+      { schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'], userName: 'alice@acme.com' },
+      { headers: { 'content-type': 'application/scim+json' } });
+    assert.equal(u.status, 201, u.body);
+    const fill = (p) => p.replace(/\{(id|t|tenant)\}/g, 'acme').replace(/\{(name|connector|c)\}/g, 'docs')
+      .replace(/\{(user|userId)\}/g, u.json.id).replace(/\{client_id\}/g, encodeURIComponent('https://client.example/c'))
+      .replace(/\{[^}]+\}/g, 'zzzz');
+    // the tenant's own deletion last: everything else needs the tenant
+    const order = [...eps].sort((a, b) => (a.method === 'DELETE' && a.path === '/admin/v1/tenants/{id}') -
+      (b.method === 'DELETE' && b.path === '/admin/v1/tenants/{id}'));
+    const unrouted = /^no such (admin endpoint|endpoint|route|page)/;
+    const wrong = [];
+    const done = new Set();
+    for (const e of order) {
+      const key = `${e.method} ${e.path}`;
+      if (done.has(key)) continue;
+      done.add(key);
+      const body = ['POST', 'PUT', 'PATCH'].includes(e.method) ? {} : undefined;
+      const r = await api(gw.port, e.path.startsWith('/admin/') ? op : null, e.method, fill(e.path), body);
+      const msg = r.json?.message ?? r.json?.error_description ?? '';
+      if (r.status === 405) wrong.push(`${key}: 405 (Allow: ${r.headers.allow})`);
+      else if (r.status === 404 && unrouted.test(msg)) wrong.push(`${key}: 404 ${msg}`);
+    }
+    assert.deepEqual(wrong, [], 'README endpoints the gateway does not route');
+  } finally {
+    await gw.stop();
+  }
+});
+
 // ------------------------------------------------------------ make targets
 
 test('every `make` target the README names exists, and `make clean` removes every build directory', () => {
