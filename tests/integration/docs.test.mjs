@@ -66,6 +66,97 @@ test('README metrics table matches the families /metrics serves', async () => {
 
 const readmeText = () => readFileSync(path.join(root, 'README.md'), 'utf8');
 
+// ------------------------------------------------------------ the CLI
+
+/** The commands of one usage line "mcpgate CMD [SUB] … | SUB2 … | …" (a description after two spaces dropped): [[cmd, sub]]. */
+function usageLine(line) {
+  const m = /^\s*(?:\.\/build\/)?mcpgate ([a-z][a-z-]*)(.*)$/.exec(line);
+  if (!m) return [];
+  const rest = m[2].replace(/\s{2,}\S.*$/, '');
+  const first = /^\s+([a-z][a-z-]*)\b/.exec(rest)?.[1] ?? '';
+  const alts = rest.split('| ').slice(1).map((a) => /^([a-z][a-z-]*)\b/.exec(a)?.[1]).filter(Boolean);
+  return [[m[1], first], ...alts.map((a) => [m[1], a])];
+}
+
+/** `mcpgate --help`'s commands: name → the subcommands (lower-case words after it) its lines name. */
+function helpCommands() {
+  const help = execFileSync(bin, ['--help'], { encoding: 'utf8' });
+  const cmds = new Map();
+  for (const [c, sub] of help.split('\n').flatMap(usageLine)) {
+    if (!cmds.has(c)) cmds.set(c, new Set());
+    if (sub) cmds.get(c).add(sub);
+  }
+  return cmds;
+}
+
+/** Every `mcpgate CMD [SUB]` the docs name: in code spans, and on the lines of code blocks. */
+function docCommands() {
+  const refs = [];
+  for (const f of ['README.md', 'docs/okta.md']) {
+    const text = readFileSync(path.join(root, f), 'utf8');
+    for (const m of text.matchAll(/`(?:\.\/build\/)?mcpgate ([a-z][a-z-]*)((?: [a-z][a-z-]*)?)/g))
+      refs.push({ file: f, cmd: m[1], sub: m[2].trim() });
+    for (const b of text.matchAll(/```[a-z]*\n([\s\S]*?)```/g))
+      for (const [cmd, sub] of b[1].split('\n').flatMap(usageLine)) refs.push({ file: f, cmd, sub });
+  }
+  return refs;
+}
+
+test('every `mcpgate` command the README and docs/okta.md name is one the binary has', async () => {
+  const { runGateway, makeTempDir } = await import('./lib/gateway.mjs');
+  const cmds = helpCommands();
+  assert.ok(cmds.size >= 12, `commands in --help: ${[...cmds.keys()]}`);
+  const refs = docCommands();
+  assert.ok(refs.length >= 30, `commands named in the docs: ${refs.length}`);
+  const wrong = [];
+  const run = new Set();
+  for (const r of refs) {
+    const subs = cmds.get(r.cmd);
+    if (!subs) wrong.push(`${r.file}: mcpgate ${r.cmd} (not in mcpgate --help)`);
+    else if (subs.size && r.sub && !subs.has(r.sub))
+      wrong.push(`${r.file}: mcpgate ${r.cmd} ${r.sub} (--help knows ${[...subs].join(', ')})`);
+    else run.add(subs.size && r.sub ? `${r.cmd} ${r.sub}` : r.cmd);
+  }
+  // and the binary dispatches each (not "unknown command"): run with no
+  // further argument against nothing (a dead server, an empty data directory)
+  const dir = await makeTempDir();
+  for (const c of run) {
+    if (c === 'serve') continue; // it would serve
+    const res = await runGateway(c.split(' '), {
+      env: { MCPGATE_SERVER: 'http://127.0.0.1:9', MCPGATE_DATA: dir, MCPGATE_ADMIN_TOKEN: 'mga_docs-test-token-0123456789' },
+    });
+    if (/unknown command/.test(res.stderr)) wrong.push(`mcpgate ${c}: ${res.stderr.split('\n')[0]}`);
+    else if (![0, 1, 2].includes(res.code)) wrong.push(`mcpgate ${c}: exit ${res.code} (README: 0 ok, 1 failed, 2 usage)`);
+  }
+  assert.deepEqual(wrong, []);
+});
+
+test('every option of the README\'s command-line block is one the commands accept', async () => {
+  const { runGateway, makeTempDir } = await import('./lib/gateway.mjs');
+  const m = /## Command line\n\n```\n([\s\S]*?)```/.exec(readmeText());
+  assert.ok(m, 'README has a "Command line" block');
+  const flags = new Set();
+  for (const line of m[1].split('\n')) {
+    if (/^mcpgate serve\b/.test(line)) continue; // serve's are config keys (config.test.mjs, the table above)
+    for (const f of line.matchAll(/(--[a-z][a-z-]*)/g)) flags.add(f[1]);
+  }
+  for (const f of ['--server', '--json']) flags.add(f); // the paragraph below the block
+  assert.ok(flags.size >= 12, `options: ${[...flags]}`);
+  const dir = await makeTempDir();
+  const refused = [];
+  for (const f of flags) {
+    // the option scanner is shared by every admin and offline command
+    const args = f === '--json' ? ['tenant', 'list', f] : ['tenant', 'list', f, 'x'];
+    const res = await runGateway(args, {
+      env: { MCPGATE_SERVER: 'http://127.0.0.1:9', MCPGATE_DATA: dir, MCPGATE_ADMIN_TOKEN: 'mga_docs-test-token-0123456789' },
+    });
+    if (/unknown option/.test(res.stderr)) refused.push(`${f}: ${res.stderr.trim()}`);
+  }
+  const help = execFileSync(bin, ['--help'], { encoding: 'utf8' });
+  for (const f of flags) if (!help.includes(f)) refused.push(`${f}: not in mcpgate --help`);
+  assert.deepEqual(refused, []);
+});
+
 // ------------------------------------------------------------ the endpoint tables
 
 /**
