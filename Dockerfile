@@ -33,10 +33,14 @@ EXPOSE 8080
 # Set MCPGATE_PUBLIC_URL (docker run -e MCPGATE_PUBLIC_URL=https://gw.example.com) to the
 # address clients use: derived from the wildcard listen address, every URL the gateway
 # hands out would say http://0.0.0.0:8080 (the gateway warns at start).
-ENV MCPGATE_LISTEN=0.0.0.0:8080 MCPGATE_DATA=/var/lib/mcpgate
+# The master key is created in the data volume, beside the secrets it seals, and every start
+# warns about it: in production mount it from elsewhere and set MCPGATE_MASTER_KEY_FILE.
+# shutdown_timeout_ms 8000: a drain ends (and the process exits 0) inside `docker stop`'s
+# default 10 s grace, before its SIGKILL; raise both together.
+ENV MCPGATE_LISTEN=0.0.0.0:8080 MCPGATE_DATA=/var/lib/mcpgate MCPGATE_SHUTDOWN_TIMEOUT_MS=8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s \
   CMD curl -fsS http://127.0.0.1:8080/healthz || exit 1
-# SIGTERM drains in-flight requests (shutdown_timeout_ms) and exits 0.
+# SIGTERM drains in-flight requests (shutdown_timeout_ms, 8 s here) and exits 0.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/mcpgate"]
 CMD ["serve"]
