@@ -7,7 +7,7 @@
 #   make asan       build-asan/mcpgate       (ASan + UBSan, own directory)
 #   make deps       install missing Debian packages and the npm test tools
 #   make run        deps + build + serve on 127.0.0.1:8080 with data in ./data
-#   make test       deps + build + check-layers + unit tests + integration
+#   make test       deps + check-layers + build + unit tests + integration
 #                   (plain and ASan)
 #   make bench      benchmarks (BENCH=policy,scim,call,audit,idle,cold,proxy,offboard picks)
 #   make clean      every build directory (build, build-asan, build-fuzz, build-fuzzcov, build-tsan)
@@ -135,8 +135,8 @@ $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libmcpgate.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -O2 -MF $(dir $@).$(notdir $@).d $(LDFLAGS) -o $@ $< $(BUILD)/libmcpgate.a $(LDLIBS)
 
-# DESIGN.md's dependency order, checked on the #include lines (part of
-# `make test`, before the test run).
+# DESIGN.md's dependency order, checked on the #include lines (the first
+# step of `make test`: it fails in a second, before the builds).
 check-layers:
 	@sh tests/tools/check-layers.sh
 
@@ -172,10 +172,10 @@ run: deps-build all
 	./$(BUILD)/mcpgate serve --listen 127.0.0.1:8080 --data ./data
 
 test: deps
+	$(MAKE) check-layers
 	$(MAKE) all unit-bins
 	$(MAKE) asan
 	$(MAKE) fuzz FUZZ_SECONDS=
-	$(MAKE) check-layers
 	sh tests/run.sh
 
 # make soak: mixed traffic for SOAK_SECS (default 300) against the real

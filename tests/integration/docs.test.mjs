@@ -8,8 +8,9 @@
 //   commands accept;
 // - every admin, page and OAuth path of its endpoint tables, with the
 //   method it gives, reaches a handler (not "no such endpoint" or 405);
-// - every `make <target>` it names is a Makefile target, and `make clean`
-//   removes every build directory the Makefile builds in;
+// - every `make <target>` it names is a Makefile target, `make test` starts
+//   with check-layers, and `make clean` removes every build directory the
+//   Makefile builds in;
 // - its fuzzing table has a row for every tests/fuzz/fuzz_*.c target.
 // ci-variants: build-w1 build-asan-w2 (the README against config-doc: one plain and one sanitizer run of the CLI)
 import { test } from 'node:test';
@@ -230,7 +231,7 @@ test('every path of the README\'s endpoint tables reaches a handler with the met
 
 // ------------------------------------------------------------ make targets
 
-test('every `make` target the README names exists, and `make clean` removes every build directory', () => {
+test('every `make` target the README names exists, check-layers comes first in `make test`, and `make clean` removes every build directory', () => {
   const mk = readFileSync(path.join(root, 'Makefile'), 'utf8');
   const targets = new Set([...mk.matchAll(/^([a-z][a-z-]*):/gm)].map((m) => m[1]));
   const named = new Set([...readmeText().matchAll(/`make ([a-z][a-z-]*)/g)].map((m) => m[1]));
@@ -239,6 +240,10 @@ test('every `make` target the README names exists, and `make clean` removes ever
   assert.deepEqual(missing, [], 'README names make targets the Makefile lacks');
   const dirs = new Set(['build', ...[...mk.matchAll(/\bBUILD=(build[a-z-]*)/g)].map((m) => m[1]),
     ...[...readmeText().matchAll(/`(build-[a-z]+)\/`/g)].map((m) => m[1])]);
+  // "make check-layers (…; first step of make test)": it fails in a second, before minutes of builds
+  const recipe = /^test:.*\n((?:\t.*\n)+)/m.exec(mk);
+  assert.ok(recipe, 'Makefile has a test recipe');
+  assert.match(recipe[1].split('\n')[0], /^\t\$\(MAKE\) check-layers$/, `make test's first step: ${recipe[1].split('\n')[0]}`);
   const clean = execFileSync('make', ['-s', '-n', 'clean'], { cwd: root, encoding: 'utf8' });
   const removed = new Set(clean.split(/\s+/));
   const left = [...dirs].filter((d) => !removed.has(d));
