@@ -34,14 +34,16 @@
 // receives nothing; A's credentials and B's keep working (so each refusal
 // was about the tenant, not a dead credential). One summary line gives the
 // matrix's size (ISOLATION_DEBUG=1: statuses per route family and kind).
-// Not covered: the approvals routes (not built yet), Okta's Universal
-// Logout receiver (signed by the provider, not a credential of B).
+// Not covered: Okta's Universal Logout receiver (signed by the provider,
+// not a credential of B). The README's resilience table quotes the
+// matrix's size: the summary asserts it still matches.
 // ci-variants: build-w1
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import http from 'node:http';
 
-import { sleep } from './lib/gateway.mjs';
+import { REPO_ROOT, sleep } from './lib/gateway.mjs';
 import { startLoginFixture, me } from './lib/login.mjs';
 import { grant } from './lib/oauth.mjs';
 import { rawSession } from './lib/mcp.mjs';
@@ -392,6 +394,11 @@ test('every route of tenant A refuses every credential of tenant B; A is unchang
   console.log(`# isolation matrix: ${rs.length} routes of tenant ${A} × ${creds.length} credential kinds of tenant ${B} = ` +
     `${cells.length} requests in ${ms} ms; statuses ${JSON.stringify(byStatus)}; not refused: ${failures.length}`);
   assert.deepEqual(failures, [], `routes of A that did not refuse B's credential:\n${failures.join('\n')}`);
+  // the README's resilience table says how large the matrix is
+  const quoted = /every route of tenant A \((\d+)\) × every credential kind of tenant B \((\d+)\)/
+    .exec(fs.readFileSync(`${REPO_ROOT}/README.md`, 'utf8'));
+  assert.ok(quoted, 'the README quotes the matrix');
+  assert.deepEqual([Number(quoted[1]), Number(quoted[2])], [rs.length, creds.length], 'README: routes × credential kinds');
 
   // A's data is unchanged
   for (const k of Object.keys(before.s)) assert.deepEqual(after.s[k], before.s[k], `A's ${k || 'tenant'} is unchanged`);
