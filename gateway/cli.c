@@ -61,8 +61,10 @@ static void usage(FILE *o) {
           "  mcpgate config-doc                         print the configuration table (Markdown)\n"
           "  mcpgate version\n\n"
           "admin commands: --server URL (env MCPGATE_SERVER, default http://127.0.0.1:8080),\n"
-          "  token from MCPGATE_ADMIN_TOKEN or <data>/admin.token (--data DIR, env MCPGATE_DATA,\n"
-          "  default ./data); --json prints the raw API response.\n");
+          "  token from MCPGATE_ADMIN_TOKEN, the file MCPGATE_ADMIN_TOKEN_FILE names, or\n"
+          "  <data>/admin.token (--data DIR, env MCPGATE_DATA, default ./data); --json prints\n"
+          "  the raw API response. Offline commands read MCPGATE_MASTER_KEY_FILE, else\n"
+          "  <data>/master.key.\n");
 }
 
 /* ---------- option scanning shared by subcommands ---------- */
@@ -138,6 +140,10 @@ static size_t on_data(char *p, size_t sz, size_t n, void *arg) {
   return add;
 }
 
+/* The operator token: MCPGATE_ADMIN_TOKEN, else the file the server's
+ * admin_token_file names when its variable is set (MCPGATE_ADMIN_TOKEN_FILE,
+ * as the offline commands take MCPGATE_MASTER_KEY_FILE), else
+ * <data>/admin.token. */
 static int read_token(const cli_opts *o, char *tok, size_t cap) {
   const char *env = getenv("MCPGATE_ADMIN_TOKEN");
   if (env && *env) {
@@ -145,12 +151,14 @@ static int read_token(const cli_opts *o, char *tok, size_t cap) {
     return 0;
   }
   char path[4096];
-  snprintf(path, sizeof path, "%s/admin.token", o->data);
+  const char *tf = getenv("MCPGATE_ADMIN_TOKEN_FILE");
+  if (tf && *tf) snprintf(path, sizeof path, "%s", tf);
+  else snprintf(path, sizeof path, "%s/admin.token", o->data);
   FILE *f = fopen(path, "r");
   if (!f) {
     fprintf(stderr,
-            "mcpgate: no operator token: set MCPGATE_ADMIN_TOKEN or point --data at the server's "
-            "data directory (%s: %s)\n",
+            "mcpgate: no operator token: set MCPGATE_ADMIN_TOKEN, or MCPGATE_ADMIN_TOKEN_FILE to the server's "
+            "admin_token_file, or point --data at the server's data directory (%s: %s)\n",
             path, strerror(errno));
     return -1;
   }

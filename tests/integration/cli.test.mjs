@@ -1,6 +1,7 @@
 // The command line as an admin client of a running gateway: tenant,
 // scim-token and admin-token commands, --json, exit codes (0 ok, 1 failed,
-// 2 usage), token sources (admin.token, MCPGATE_ADMIN_TOKEN).
+// 2 usage), token sources (admin.token, MCPGATE_ADMIN_TOKEN_FILE,
+// MCPGATE_ADMIN_TOKEN).
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -218,6 +219,31 @@ test('MCPGATE_SERVER and MCPGATE_DATA stand in for the flags', async () => {
   const r = await run(['tenant', 'list', '--json'], { env: { MCPGATE_SERVER: gw.url + '/', MCPGATE_DATA: gw.dataDir } });
   assertExit(r, 0);
   assert.ok(parseJson(r.stdout, 'tenant list').tenants.some((t) => t.id === 'acme'));
+});
+
+test('MCPGATE_ADMIN_TOKEN_FILE (admin_token_file\'s variable) points the CLI at a token file kept outside the data directory', async () => {
+  // the README's Prometheus example reads the token from /etc/mcpgate/admin.token:
+  // a server whose admin_token_file is there has no <data>/admin.token
+  const tokDir = await makeTempDir();
+  const file = `${tokDir}/admin.token`;
+  const other = await startGateway({ env: { MCPGATE_ADMIN_TOKEN_FILE: file } });
+  try {
+    const r = await run(['tenant', 'list', '--json', '--server', other.url, '--data', other.dataDir],
+      { env: { MCPGATE_ADMIN_TOKEN_FILE: file } });
+    assertExit(r, 0);
+    assert.ok(Array.isArray(parseJson(r.stdout, 'tenant list').tenants));
+    // without it the CLI looks in the data directory, and says where else to look
+    const n = await run(['tenant', 'list', '--server', other.url, '--data', other.dataDir]);
+    assertExit(n, 1);
+    assert.match(n.stderr, /MCPGATE_ADMIN_TOKEN_FILE/, `stderr: ${n.stderr}`);
+    // MCPGATE_ADMIN_TOKEN still wins over the file
+    const w = await run(['tenant', 'list', '--server', other.url, '--data', other.dataDir],
+      { env: { MCPGATE_ADMIN_TOKEN_FILE: file, MCPGATE_ADMIN_TOKEN: 'bogus-but-long-enough-token' } });
+    assertExit(w, 1);
+    assert.match(w.stderr, /401/, `stderr: ${w.stderr}`);
+  } finally {
+    await other.stop();
+  }
 });
 
 test('unreachable server → exit 1', async () => {
