@@ -1,6 +1,6 @@
 /* store/env.c — an LMDB environment: opening one with its schema
- * (directory, master key, reader check, migrations, named databases, writer
- * start), closing, error mapping, the store's log callback (st__log:
+ * (directory, master key — created only for a store that holds no sealed
+ * secret —, reader check, migrations, named databases, writer start), closing, error mapping, the store's log callback (st__log:
  * the store never includes the gateway's logger), saying a data file is
  * damaged (st__damaged: an empty or short file, a page LMDB reports or
  * asserts on), stats, readiness, hot backup, and the small durable-file
@@ -313,6 +313,34 @@ static void reserve_init(st_store *st, size_t reserve) {
   st->full_pages = st->limit_pages - (pages / 8 ? pages / 8 : 1);
 }
 
+/* A master key is created only for a store that needs one made: the
+ * first start. A store that already holds sealed secrets and finds no key
+ * file was restored without its key, or is pointed at the wrong file (a
+ * volume mounted elsewhere): a new key unseals none of them, and every
+ * secret would fail at its first use. Refused, naming the file, and the
+ * key just created is removed so the next start says the same. The data
+ * directory's lock (serve) keeps another process from having read it. */
+static int new_key_fits(st_store *st) {
+  if (!st__is_main(st)) return 0;
+  MDB_txn *txn;
+  MDB_stat ms;
+  int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+  if (rc != 0) return st__err(rc);
+  rc = mdb_stat(txn, st->dbi[ST_DB_SECRETS], &ms);
+  mdb_txn_abort(txn);
+  if (rc != 0) return st__err(rc);
+  if (ms.ms_entries == 0) return 0;
+  st__log(st, ST_LOG_ERROR,
+          "master key file %s is missing, but the store in %s holds %zu sealed secret(s), sealed under the key that "
+          "was there: restore that file (or point master_key_file at it); a new key would unseal none of them, "
+          "so none is kept",
+          st->key_file, st->dir, (size_t)ms.ms_entries);
+  if (unlink(st->key_file) != 0)
+    st__log(st, ST_LOG_ERROR, "cannot remove the new master key file %s: %s; remove it by hand", st->key_file,
+            strerror(errno));
+  return ST_ENOKEY;
+}
+
 int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
   st_store *st = NULL;
   MDB_txn *txn = NULL;
@@ -406,6 +434,7 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
   rc = mdb_txn_commit(txn);
   txn = NULL;
   if (rc != 0) { rc = st__err(rc); goto fail; }
+  if (st->key_created && (rc = new_key_fits(st)) < 0) goto fail;
 
   reserve_init(st, opts->reserve);
   if (schema == &st_schema_main) { /* users and memberships cut in memory before a restart */

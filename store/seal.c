@@ -235,6 +235,7 @@ static int keys_create(st_store *st, const char *path) {
   if (rc == 0) {
     st->keys[0] = k;
     st->nkeys = 1;
+    st->key_created = 1;
     st__log(st, ST_LOG_WARN, "created master key file %s (mode 0600). In production keep the master key outside "
            "the data directory, and back it up separately: store backups do not contain it",
            path);

@@ -186,7 +186,9 @@ typedef struct st_options {
  * with MDB_NOTLS, clears stale reader slots (logged), runs pending
  * migrations (refusing with ST_ETOONEW if the file's schema is newer than
  * this binary), opens every named database and starts the writer
- * thread. Call at startup, off the loop (it does file I/O and fsyncs).
+ * thread. A key file it had to create for a main store that already holds
+ * sealed secrets is removed again and the open refused (ST_ENOKEY,
+ * logged): that store lost its key, and a new one would unseal nothing. Call at startup, off the loop (it does file I/O and fsyncs).
  * On success *out is owned by the caller; release with st_close. Strings in
  * opts are copied. */
 int st_open(st_store **out, const st_options *opts);

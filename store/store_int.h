@@ -159,6 +159,7 @@ struct st_store {
   st__key keys[ST__KEYS_MAX];
   size_t nkeys;                /* 0: no master key */
   char *key_file;
+  int key_created;             /* st_open created key_file: a first start (env.c checks) */
   uv_mutex_t rotmu;            /* one rotation at a time */
 
   atomic_int test_fail_commits; /* unit tests: fail the next N batch commits */
