@@ -73,6 +73,25 @@ test('public_url defaults to http://<listen>', async () => {
   assert.equal(cfg.public_url, 'http://127.0.0.1:9999');
   const cfg2 = await printConfig(['--listen', '127.0.0.1:9999', '--public-url', 'https://gw.example.com']);
   assert.equal(cfg2.public_url, 'https://gw.example.com');
+  // derived from a listen on port 80: the origin browsers send, without :80
+  assert.equal((await printConfig(['--listen', '127.0.0.1:80'])).public_url, 'http://127.0.0.1');
+});
+
+// The pages' forms are refused unless Origin equals public_url's origin, and
+// browsers send the host in lower case and no default port: another spelling
+// of the same origin made every form fail (pages review). Refused at start.
+test('a public_url spelled unlike the Origin browsers send (default port, upper-case host) is refused, saying what to use', async () => {
+  const dir = await data();
+  for (const [u, cause] of [['https://gw.example.com:443', /drop the default port :443: "https:\/\/gw\.example\.com"/],
+    ['http://gw.example.com:80', /drop the default port :80: "http:\/\/gw\.example\.com"/],
+    ['https://GW.Example.com', /lower case/]]) {
+    const r = await runGateway(['serve', '--listen', '127.0.0.1:0', '--data', dir, '--public-url', u], { timeoutMs: 5000 });
+    assert.equal(r.timedOut, false, `${u}: refused rather than started`);
+    assert.notEqual(r.code, 0, u);
+    assert.match(r.stderr, /config key public_url/, r.stderr);
+    assert.match(r.stderr, cause, r.stderr);
+  }
+  assert.equal((await printConfig(['--public-url', 'https://gw.example.com:8443'])).public_url, 'https://gw.example.com:8443');
 });
 
 test('a public_url derived from a wildcard listen address is warned about at start (it points nowhere)', async () => {
