@@ -70,8 +70,12 @@ void gw__ap_notify_send(gw_loop *lp, const char *tenant, const char *tenant_uid,
  * kept, and completed with the batch's upstream answer when x ends. */
 void gw__audit_call_begin(gw_exchange *x, const char *connector, const char *tool, const char *decision,
                           int policy_version, const json_t *args, const char *args_raw, size_t args_len);
-/* Upstream bytes relayed for x (counted; a tool error noticed). */
-void gw__audit_call_seen(gw_exchange *x, const char *p, size_t n);
+/* n upstream bytes relayed for x (counted; a tool error noticed). buf:
+ * where the relay keeps them — the answer so far (a buffered reply), or
+ * its bytes since the last complete SSE event (a relayed stream) — ending
+ * with them, from offset at; NULL when they could not be kept (the answer
+ * is cut anyway). */
+void gw__audit_call_seen(gw_exchange *x, size_t n, const gw_buf *buf, size_t at);
 /* Submits x's record(s) with the upstream's status, duration and bytes (the
  * exchange's end calls it). */
 void gw__audit_call_end(gw_exchange *x);

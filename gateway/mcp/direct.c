@@ -364,13 +364,15 @@ int gw__relay_data(gw_exchange *x, gw_out_req *r, const char *p, size_t n) {
     gw_out_abort(r);
     return 0;
   }
-  if (x->audit) gw__audit_call_seen(x, p, n);
   if (x->started) {
+    size_t at = x->ev.len;
     if (gw_buf_append(&x->ev, p, n) != 0) {
+      if (x->audit) gw__audit_call_seen(x, n, NULL, 0);
       x->too_big = true;
       gw_out_abort(r);
       return 0;
     }
+    if (x->audit) gw__audit_call_seen(x, n, &x->ev, at); /* before the complete events leave x->ev */
     if (relay_events(x) != 0) {
       gw_out_abort(r);
       return 0;
@@ -389,9 +391,13 @@ int gw__relay_data(gw_exchange *x, gw_out_req *r, const char *p, size_t n) {
   }
   /* over the cap (or a batch's budget): fails in up_done. The append that
    * would pass the cap appends nothing, so the length cannot tell. */
+  size_t at = x->body.len;
   if (!gw__x_take(x, n) || gw_buf_append(&x->body, p, n) != 0) {
+    if (x->audit) gw__audit_call_seen(x, n, NULL, 0);
     x->too_big = true;
     gw_out_abort(r);
+  } else if (x->audit) {
+    gw__audit_call_seen(x, n, &x->body, at);
   }
   /* a JSON reply is one message; a buffered SSE reply may rightly take
    * long (progress events), its events are not tracked here */

@@ -161,6 +161,7 @@ struct gw_exchange {
   size_t audit_bytes_out;        /* ... upstream bytes relayed */
   gw_tool_error_scan audit_scan; /* ... whether a relayed result said "isError": true (tool_error.h) */
   bool audit_scan_on;            /* ... audit_scan begun (on the answer's first relayed byte) */
+  bool audit_scan_fed;           /* ... the answer named "isError" or had a \u escape: scanned from then on */
   gw_session sess;
   uint64_t ident_snapshot;       /* where the identity was checked (gw_mcp_ctx), 0: unknown */
   int64_t ident_expires;         /* the token's expiry (unix s), 0: none */

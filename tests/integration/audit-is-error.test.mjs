@@ -69,6 +69,19 @@ for (const sse of [false, true]) {
   }
 }
 
+// The scan runs only once the answer names "isError" or has a \u escape
+// (a name cannot be spelled otherwise): then from the start of the SSE event
+// under way, the events before it holding neither.
+for (const chunk of [0, 3, 5]) {
+  for (const [what, result, want] of [CASES[0], CASES[3], CASES[4], CASES[6]]) {
+    test(`SSE answer after other events${chunk ? ` in ${chunk}-byte writes` : ''}, ${what}: is_error ${want}`, async () => {
+      const s = await rawSession(t.mcpUrl('up'), tok);
+      const rec = await recordOf(s, 'raw', result, { sse: true, chunk, notes: 3 });
+      assert.equal(rec.is_error, want, JSON.stringify(rec));
+    });
+  }
+}
+
 test('the aggregated endpoint: "isError" : true in the result is the tool\'s error', async () => {
   const s = await rawSession(`${gw.url}/t/acme/mcp`, tok);
   const rec = await recordOf(s, 'up__raw', '{"content":[{"type":"text","text":"boom"}], "isError" : true }');

@@ -20,7 +20,9 @@
 //                         elicitation/create with id "q-<n>", then, once the
 //                         client's answer to it arrives (a POST carrying that
 //                         id), the result "<name>:asked <answer action>".
-//        raw {result, sse?, chunk?} (not listed in tools/list)
+//        raw {result, sse?, chunk?, notes?} (not listed in tools/list): the
+//                         result as given; sse: as an SSE event, after `notes`
+//                         notifications/message events
 //                       → the reply's "result" member is the JSON text
 //                         `result` exactly as given (spacing, key order,
 //                         escapes kept): a JSON body, or with sse one event
@@ -115,7 +117,10 @@ export async function startCtlUpstream({ name = 'ctl', tls, resources = 0, resou
       }
       if (tool === 'raw') {
         const body = `{"jsonrpc":"2.0","id":${JSON.stringify(m.id)},"result":${String(args.result)}}`;
-        const text = args.sse ? `event: message\n${body.split('\n').map((l) => `data: ${l}\n`).join('')}\n` : body;
+        const ev = (b) => `event: message\n${b.split('\n').map((l) => `data: ${l}\n`).join('')}\n`;
+        const notes = Array.from({ length: args.sse ? args.notes ?? 0 : 0 }, (_, i) =>
+          ev(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: `step ${i}` } }))).join('');
+        const text = args.sse ? notes + ev(body) : body;
         res.writeHead(200, { 'content-type': args.sse ? 'text/event-stream' : 'application/json', 'mcp-session-id': sid });
         const k = args.chunk > 0 ? args.chunk : text.length;
         const pieces = [];
