@@ -83,3 +83,15 @@ test('a client_name with a right-to-left override does not reverse the page\'s w
   assert.ok(name < chose && chose < verified, `the warning reads left to right (a name ${name}, chose ${chose}, verified ${verified})`);
   assert.ok(to < tools, `the heading reads left to right (to ${to}, tools ${tools})`);
 });
+
+// The tab title and the history entry show the name too: there the page's
+// <bdi> does not reach, so the name sits between FIRST STRONG ISOLATE and POP
+// DIRECTIONAL ISOLATE (U+2068, U+2069), which a title's bidi text honours.
+test('the page title isolates the client_name too (FSI … PDI)', async () => {
+  const ctx = await browser.newContext();
+  const page = await ctx.newPage();
+  await page.goto(`${base}consent`);
+  const title = await page.title();
+  await ctx.close();
+  assert.equal(title, 'Allow \u201C\u2068Claude Code\u202E\u2069\u201D? · mcpgate', JSON.stringify(title));
+});
