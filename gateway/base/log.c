@@ -41,7 +41,9 @@ static char *log_line(gw_log_level level, const char *module, const gw_log_ctx *
   if (!m) m = json_string("(message not valid UTF-8)");
   json_object_set_new(o, "msg", m);
   if (fields) json_object_update(o, fields);
-  char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  /* reals with at most 10 significant digits: a duration in ms rounded to
+   * the µs reads 0.057, not jansson's default 17 digits 0.057000000000000002 */
+  char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
   json_decref(o);
   return line;
 }

@@ -266,6 +266,9 @@ test('access log: one JSON line per request with the required fields', async () 
   assert.equal(line.status, 200);
   assert.equal(typeof line.duration_ms, 'number');
   assert.ok(line.duration_ms >= 0);
+  // as written: milliseconds to the µs, not a binary fraction's 17 digits
+  for (const l of gw.stderrText().split('\n').filter((x) => x.includes('"msg":"access"')))
+    assert.match(l, /"duration_ms":\d+(\.\d{1,3})?[,}]/, l);
   assert.equal(typeof line.bytes, 'number');
   assert.ok(line.bytes > 0);
   assert.equal(line.client, '127.0.0.1');
