@@ -534,11 +534,13 @@ static int cmd_employee_token(int argc, char **argv) {
     if (st != 201) return api_fail(st, j);
     if (o.json) print_json(j);
     else
-      printf("Token %s for %s (shown once; expires %s):\n%s\n\nThe employee adds a connector with:\n"
-             "  claude mcp add --transport http <connector> %s/t/%s/mcp/<connector> --header \"Authorization: Bearer %s\"\n",
+      printf("Token %s for %s (shown once; expires %s):\n%s\n\nThe employee adds every tool their groups allow "
+             "with:\n  claude mcp add --transport http %s %s --header \"Authorization: Bearer %s\"\n"
+             "or one connector with:\n"
+             "  claude mcp add --transport http <connector> %s/<connector> --header \"Authorization: Bearer %s\"\n",
              js(j, "id"), js(json_object_get(j, "user"), "userName"),
-             json_is_string(json_object_get(j, "expires")) ? js(j, "expires") : "never", js(j, "token"), o.server,
-             tenant, js(j, "token"));
+             json_is_string(json_object_get(j, "expires")) ? js(j, "expires") : "never", js(j, "token"), tenant,
+             js(j, "mcp_url"), js(j, "token"), js(j, "mcp_url"), js(j, "token"));
   } else if (!strcmp(sub, "list") && o.npos == 1) {
     st = api(&o, "GET", path, NULL, &j);
     if (st != 200) return api_fail(st, j);

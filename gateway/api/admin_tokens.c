@@ -188,6 +188,10 @@ static void done_etoken(int status, void *arg) {
                             j->t.name[0] ? j->t.name : "token", "user", "id", j->t.user_id, "userName",
                             j->t.user_name, "created", j->t.now);
       json_object_set_new(o, "expires", j->t.expires[0] ? json_string(j->t.expires) : json_null());
+      /* the one URL the employee pastes (the aggregated endpoint) */
+      char url[700];
+      snprintf(url, sizeof url, "%s/t/%s/mcp", req->lp->srv->cfg.public_url, j->t.tenant);
+      json_object_set_new(o, "mcp_url", json_string(url));
       gw_respond_json(req, 201, o);
     }
   }

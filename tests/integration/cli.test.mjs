@@ -202,6 +202,33 @@ test('admin-token create / list / revoke; the minted token works against the API
   assertExit(again, 1);
 });
 
+// The employee's token: what the admin hands on is the one URL employees
+// paste (the aggregated endpoint, at public_url), not only the per-connector
+// form pointed at the address the CLI talked to (found by the README review).
+test('token create prints the aggregated endpoint\'s claude mcp add at public_url; the token works there', async () => {
+  const u = await fetch(`${gw.url}/t/acme/scim/v2/Users`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${acmeInitial.token}`, 'content-type': 'application/scim+json' },
+    body: JSON.stringify({ schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'], userName: 'ada@acme.com', active: true }),
+  });
+  assert.equal(u.status, 201, await u.text());
+  const c = await mg('token', 'create', 'acme', '--user', 'ada@acme.com', '--name', 'laptop');
+  assertExit(c, 0);
+  const tok = (c.stdout.match(/mgw_[A-Za-z0-9_-]+/) ?? [])[0];
+  assert.ok(tok, c.stdout);
+  assert.ok(c.stdout.includes(`claude mcp add --transport http acme ${PUBLIC_URL}/t/acme/mcp --header "Authorization: Bearer ${tok}"`),
+    `the aggregated endpoint's command at public_url:\n${c.stdout}`);
+  assert.ok(c.stdout.includes(`${PUBLIC_URL}/t/acme/mcp/<connector>`), c.stdout);
+  const j = parseJson((await mg('token', 'create', 'acme', '--user', 'ada@acme.com', '--json')).stdout, 'token create');
+  assert.equal(j.mcp_url, `${PUBLIC_URL}/t/acme/mcp`);
+  const init = await fetch(`${gw.url}/t/acme/mcp`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${tok}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } } }),
+  });
+  assert.equal(init.status, 200, await init.text());
+});
+
 test('wrong token → exit 1 with an error 401 message', async () => {
   const r = await run(['tenant', 'list', '--server', gw.url, '--data', gw.dataDir],
     { env: { MCPGATE_ADMIN_TOKEN: 'bogus-but-long-enough-token' } });
