@@ -182,6 +182,13 @@ static void security_headers_to(gw_req *req, const char *form_to) {
   gw_resp_header(req, "X-Frame-Options", "DENY");
   gw_resp_header(req, "Referrer-Policy", "no-referrer");
   gw_resp_header(req, "X-Content-Type-Options", "nosniff");
+  /* a window that opened a page keeps no handle on it (tabnabbing, leaks
+   * across sites) */
+  gw_resp_header(req, "Cross-Origin-Opener-Policy", "same-origin");
+  /* public_url says the pages are served over https (by the gateway or a
+   * proxy in front): the browser keeps to it for this host */
+  const char *pub = req->lp->srv->cfg.public_url;
+  if (pub && !strncmp(pub, "https://", 8)) gw_resp_header(req, "Strict-Transport-Security", "max-age=31536000");
 }
 
 static void security_headers(gw_req *req) { security_headers_to(req, NULL); }
