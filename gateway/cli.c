@@ -210,10 +210,19 @@ static long api(const cli_opts *o, const char *method, const char *path, json_t 
   return status;
 }
 
+/* s for the terminal, whole: control characters (C0, DEL) become '?', so a
+ * stored name quoted in a server's message never drives the operator's
+ * terminal (js below does the same for fields). */
+static void term_puts(FILE *f, const char *s) {
+  for (; *s; s++) fputc(((unsigned char)*s < 0x20 || *s == 0x7f) ? '?' : *s, f);
+}
+
 static int api_fail(long status, json_t *j) {
   if (status < 0) return 1;
   const char *msg = j ? json_string_value(json_object_get(j, "message")) : NULL;
-  fprintf(stderr, "mcpgate: error %ld: %s\n", status, msg ? msg : "(no message)");
+  fprintf(stderr, "mcpgate: error %ld: ", status);
+  term_puts(stderr, msg ? msg : "(no message)");
+  fputc('\n', stderr);
   json_decref(j);
   return 1;
 }
@@ -403,7 +412,11 @@ static int cmd_policy(int argc, char **argv) {
            tenant);
     size_t i;
     json_t *w;
-    json_array_foreach(json_object_get(j, "warnings"), i, w) printf("warning: %s\n", json_string_value(w));
+    json_array_foreach(json_object_get(j, "warnings"), i, w) {
+      fputs("warning: ", stdout);
+      term_puts(stdout, json_string_value(w) ?: "");
+      fputc('\n', stdout);
+    }
   } else if (!strcmp(sub, "get") && o.npos == 1) {
     snprintf(path, sizeof path, "/tenants/%s/policy", tenant);
     st = api(&o, "GET", path, NULL, &j);

@@ -252,6 +252,19 @@ test('`mcpgate policy apply` of an invalid document prints every problem and exi
   await client.close();
 });
 
+// A warning quotes names the tenant's documents or its IdP chose: printed
+// as sent, an escape sequence in one drove the operator's terminal (the
+// README review). Control characters print as '?'.
+test('`mcpgate policy apply` prints warnings without their control characters', async () => {
+  const evil = '\u001b]0;pwned\u0007\u001b[31mOps';
+  const doc = { version: 1, default: 'block', rules: [{ ...V1.rules[0], approve: ['echo'], approvers: [evil] }] };
+  const r = await policyCli(f.gw, ['apply', 'acme', await writeJsonFile(doc)]);
+  assert.equal(r.code, 0, `exit 0: ${r.stdout} ${r.stderr}`);
+  assert.match(r.stdout, /warning: .*\?\]0;pwned\?\?\[31mOps/, r.stdout);
+  assert.doesNotMatch(r.stdout + r.stderr, /[\u0000-\u0008\u000b-\u001f\u007f]/, JSON.stringify(r.stdout));
+  await applyPolicy(f.t, V1);
+});
+
 test('approval fields: approvers resolve like groups (pending name warned, then bound); GET lists them; explain shows who decides', async () => {
   const leads = await g.create('Platform Leads', []);
   const doc = {
