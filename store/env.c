@@ -373,8 +373,23 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
   st->dir = strdup(opts->dir);
   if (!st->dir) { rc = ST_ENOMEM; goto fail; }
   if ((rc = ensure_dir(st, opts->dir)) < 0) goto fail;
+  /* An empty data file is no store: a copy or restore that failed, not a
+   * first start (LMDB creates the file with its meta pages at once).
+   * Opened, it would silently become a new, empty store. */
+  char dfile[4200];
+  struct stat dsb;
+  if (snprintf(dfile, sizeof dfile, "%s/data.mdb", opts->dir) < (int)sizeof dfile && stat(dfile, &dsb) == 0 &&
+      S_ISREG(dsb.st_mode) && dsb.st_size == 0) {
+    st__log(st, ST_LOG_ERROR,
+            "store file %s is empty (0 bytes): a failed copy or restore? Restore it from a backup, or remove it "
+            "to start a new, empty store",
+            dfile);
+    rc = ST_ECORRUPT;
+    goto fail;
+  }
   /* The key is checked before the env is touched so a bad key file stops
-   * startup before any migration writes. */
+   * startup before any migration writes (and after the empty-file check:
+   * no key is made for a store that is refused). */
   if (opts->master_key_file && (rc = st__keys_load(st, opts->master_key_file)) < 0) goto fail;
 
   if ((rc = mdb_env_create(&st->env)) != 0) { st->env = NULL; rc = st__err(rc); goto fail; }
@@ -391,20 +406,6 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
   /* MDB_NOTLS: read txns are not bound to the thread that began them and
    * reader slots are per-txn, which is what a libuv loop doing short reads
    * (and a writer thread) needs. */
-  /* An empty data file is no store: a copy or restore that failed, not a
-   * first start (LMDB creates the file with its meta pages at once).
-   * Opened, it would silently become a new, empty store. */
-  char dfile[4200];
-  struct stat dsb;
-  if (snprintf(dfile, sizeof dfile, "%s/data.mdb", opts->dir) < (int)sizeof dfile && stat(dfile, &dsb) == 0 &&
-      S_ISREG(dsb.st_mode) && dsb.st_size == 0) {
-    st__log(st, ST_LOG_ERROR,
-            "store file %s is empty (0 bytes): a failed copy or restore? Restore it from a backup, or remove it "
-            "to start a new, empty store",
-            dfile);
-    rc = ST_ECORRUPT;
-    goto fail;
-  }
   if ((rc = mdb_env_open(st->env, opts->dir, MDB_NOTLS, 0600)) != 0) {
     if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_CORRUPTED) {
       st__damaged(st, "%s", mdb_strerror(rc));

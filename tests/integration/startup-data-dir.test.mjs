@@ -65,3 +65,19 @@ test('an empty store file (a failed restore) is refused, not opened as a new emp
   assert.match(r.stderr, /store file .*data\.mdb is empty \(0 bytes\): a failed copy or restore\?/, r.stderr);
   assert.equal((await fs.stat(path.join(dir, 'store', 'data.mdb'))).size, 0, 'nothing was written to it');
 });
+
+// ... and no master key is made for it either: a restore that failed with
+// its key file missing would otherwise get a new key before the refusal,
+// and the next start, once data.mdb is restored, would meet a key that
+// unseals nothing (the README review).
+test('an empty store file is refused before a master key is made', async () => {
+  const gw = await startGateway();
+  const dir = gw.dataDir;
+  assert.equal((await gw.stop()).code, 0);
+  await fs.truncate(path.join(dir, 'store', 'data.mdb'), 0);
+  await fs.rm(path.join(dir, 'master.key'));
+  const r = await runGateway(['serve', '--listen', '127.0.0.1:0', '--data', dir], { timeoutMs: 5000 });
+  assert.notEqual(r.code, 0, r.stderr);
+  assert.match(r.stderr, /data\.mdb is empty \(0 bytes\)/, r.stderr);
+  await assert.rejects(fs.stat(path.join(dir, 'master.key')), /ENOENT/, 'no master key was made');
+});
