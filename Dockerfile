@@ -38,8 +38,9 @@ EXPOSE 8080
 # shutdown_timeout_ms 8000: a drain ends (and the process exits 0) inside `docker stop`'s
 # default 10 s grace, before its SIGKILL; raise both together.
 ENV MCPGATE_LISTEN=0.0.0.0:8080 MCPGATE_DATA=/var/lib/mcpgate MCPGATE_SHUTDOWN_TIMEOUT_MS=8000
+# the port MCPGATE_LISTEN says (docker run -e MCPGATE_LISTEN=0.0.0.0:9000 moves both)
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s \
-  CMD curl -fsS http://127.0.0.1:8080/healthz || exit 1
+  CMD curl -fsS "http://127.0.0.1:${MCPGATE_LISTEN##*:}/healthz" || exit 1
 # SIGTERM drains in-flight requests (shutdown_timeout_ms, 8 s here) and exits 0.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/mcpgate"]
