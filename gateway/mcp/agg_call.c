@@ -4,7 +4,9 @@
  * map, and the client's answers to server→client requests relayed earlier.
  *
  * Rules this file keeps: the name is split at the first "__" and decided
- * by policy (decide.c) before anything is sent; the message is forwarded
+ * by policy (decide.c) before anything is sent, and decided again right
+ * before the call's bytes leave (the upstream session may have taken
+ * asynchronous steps to open meanwhile); the message is forwarded
  * as checked with only the prefix stripped (or the id restored); the answer
  * (JSON or SSE, progress included) is relayed with server→client request
  * ids rewritten to "mcpgate:{connector}:{original id as JSON}"; an answer
@@ -33,6 +35,8 @@ typedef struct call_state {
   size_t fwd_len;
   json_t *token; /* its params._meta.progressToken, or NULL */
   bool noted;    /* the token is noted for x->connector (gw__agg_progress_note) */
+  char *tool;    /* a tools/call: the tool's name at x->connector (NULL: a route or an answer) */
+  bool approved; /* ... passing under an approval (held.c): "approve" still lets it go */
 } call_state;
 
 static call_state *cs(gw_exchange *x) { return x->state; }
@@ -40,6 +44,7 @@ static call_state *cs(gw_exchange *x) { return x->state; }
 static void call_free(void *state) {
   call_state *st = state;
   free(st->fwd);
+  free(st->tool);
   json_decref(st->token);
   free(st);
 }
@@ -72,15 +77,22 @@ const json_t *gw__agg_call_token(const gw_exchange *x) {
   return x->flow == &call_flow ? ((const call_state *)x->state)->token : NULL;
 }
 
-/* x becomes a call with message fwd (stolen; encoded as forwarded). */
-static int become_call(gw_exchange *x, json_t *fwd) {
+/* x becomes a call with message fwd (stolen; encoded as forwarded): of
+ * tool (copied; NULL for a route or an answer), approved or not. */
+static int become_call(gw_exchange *x, json_t *fwd, const char *tool, bool approved) {
   call_state *st = calloc(1, sizeof *st);
   if (st) st->fwd = json_dumps(fwd, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  if (st && tool) st->tool = strdup(tool);
+  if (st) st->approved = approved;
   json_t *meta = json_object_get(json_object_get(fwd, "params"), "_meta");
   if (st) st->token = json_incref(json_object_get(meta, "progressToken"));
   json_decref(fwd);
-  if (!st || !st->fwd) {
-    if (st) json_decref(st->token);
+  if (!st || !st->fwd || (tool && !st->tool)) {
+    if (st) {
+      json_decref(st->token);
+      free(st->fwd);
+      free(st->tool);
+    }
     free(st);
     return -1;
   }
@@ -90,6 +102,39 @@ static int become_call(gw_exchange *x, json_t *fwd) {
 }
 
 static void call_session_ready(gw_exchange *x, int err);
+
+/* A tools/call is decided when it arrives, and decided again right before
+ * its bytes leave: opening the upstream session, renewing the user's
+ * grant or retrying on a fresh session took asynchronous steps, and a
+ * policy PUT or a membership change committed meanwhile may have taken the
+ * tool back while the connector stays shown (the upcall re-checks the
+ * identity and the connector, not the tool). A call that passes under an
+ * approval goes on while the tool is allowed or still asks approval, as
+ * agg_forward decided. true: it may go; false: x was answered. */
+static bool call_still_allowed(gw_exchange *x) {
+  call_state *st = cs(x);
+  if (!st->tool) return true;
+  const pol_user *pu = gw__policy_for(x->lp, x->tenant, x->user);
+  if (!pu) {
+    gw__x_rpc_error(x, 503, -32603, "the gateway cannot read its policy right now; refusing (fail closed)");
+    return false;
+  }
+  pol_decision d = gw__decide_call(pu, x->connector, st->tool);
+  if (d == POL_ALLOW || (d == POL_APPROVE && st->approved)) return true;
+  gw__audit_call_redecide(x, pol_decision_name(d));
+  char full[40 + 2 + 260];
+  snprintf(full, sizeof full, "%s__%s", x->connector, st->tool);
+  if (d == POL_HIDDEN)
+    gw__x_rpc_error(x, 200, -32602, "Unknown tool: %.200s", full);
+  else if (d == POL_APPROVE)
+    gw__x_rpc_error(x, 200, GW_RPC_APPROVAL,
+                    "tool \"%s\" requires approval under your organisation's policy, which changed while the call "
+                    "was being started: call it again to ask for approval (the call was not made)",
+                    full);
+  else
+    gw__decide_refuse(x, pu, POL_BLOCK, full, NULL);
+  return false;
+}
 
 /* gw__agg_up_done (agg.c) calls this when the upstream answered 404 to our
  * session: open a fresh one and send the call again, once. */
@@ -122,6 +167,7 @@ static void call_session_ready(gw_exchange *x, int err) {
       gw__x_rpc_error(x, 200, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" is unavailable", x->connector);
     return;
   }
+  if (!call_still_allowed(x)) return;
   call_state *st = cs(x);
   st->up.cont = st->up.retried ? NULL : call_retry;
   st->up.relaying = true;
@@ -144,9 +190,10 @@ static void send_to(gw_exchange *x, const char *conn) {
   gw__agg_ensure_upstream(x, call_session_ready);
 }
 
-/* The same with the rewritten message fwd (stolen). */
-static void forward_to(gw_exchange *x, json_t *fwd, const char *conn) {
-  if (become_call(x, fwd) != 0) {
+/* The same with the rewritten message fwd (stolen), a call of tool (NULL:
+ * none), approved or not. */
+static void forward_to(gw_exchange *x, json_t *fwd, const char *conn, const char *tool, bool approved) {
+  if (become_call(x, fwd, tool, approved) != 0) {
     gw__x_rpc_error(x, 500, -32603, "out of memory");
     return;
   }
@@ -180,7 +227,7 @@ static void agg_forward(gw_exchange *x) {
   } else {
     json_t *fwd = json_deep_copy(msg);
     json_object_set_new(json_object_get(fwd, "params"), "name", json_string(tool));
-    forward_to(x, fwd, conn);
+    forward_to(x, fwd, conn, tool, true);
   }
   json_decref(msg);
 }
@@ -246,7 +293,7 @@ void gw__agg_tools_call(gw_exchange *x, json_t *msg) {
   /* forward with the prefix stripped: the rest of the message as checked */
   json_t *fwd = json_deep_copy(msg);
   json_object_set_new(json_object_get(fwd, "params"), "name", json_string(tool));
-  forward_to(x, fwd, conn);
+  forward_to(x, fwd, conn, tool, false);
 }
 
 void gw__agg_tools_call_lite(gw_exchange *x, const char *body, size_t len, const gw_rpc_lite *lite) {
@@ -259,6 +306,10 @@ void gw__agg_tools_call_lite(gw_exchange *x, const char *body, size_t len, const
   size_t tail = len - head - lite->name_at.n;
   call_state *st = calloc(1, sizeof *st);
   char *fwd = st ? malloc(head + tl + 2 + tail + 1) : NULL;
+  if (fwd && !(st->tool = strdup(tool))) {
+    free(fwd);
+    fwd = NULL;
+  }
   if (!fwd) {
     free(st);
     gw__x_rpc_error(x, 500, -32603, "out of memory");
@@ -376,7 +427,7 @@ void gw__agg_route(gw_exchange *x, json_t *msg, const char *method) {
     gw_strlcpy(x->connector, conn, sizeof x->connector);
     gw__agg_uri_note(x, uri, false);
   }
-  forward_to(x, fwd, conn);
+  forward_to(x, fwd, conn, NULL, false);
 }
 
 /* "mcpgate:{connector}:{json id}" ↔ (connector, original id). */
@@ -423,7 +474,7 @@ bool gw__agg_route_answer(gw_exchange *x, json_t *msg) {
   }
   json_t *fwd = json_deep_copy(msg);
   json_object_set_new(fwd, "id", orig);
-  if (become_call(x, fwd) != 0) return false;
+  if (become_call(x, fwd, NULL, false) != 0) return false;
   gw_strlcpy(x->connector, conn, sizeof x->connector);
   gw__agg_ensure_upstream(x, answer_ready);
   return true;

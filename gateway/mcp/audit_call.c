@@ -110,6 +110,19 @@ static void mark_unaudited(gw_exchange *x) {
   }
 }
 
+void gw__audit_call_redecide(gw_exchange *x, const char *decision) {
+  if (!x->audit) return;
+  gw_call_rec r = {x->audit, x->audit_len, x->audit_cap, x->audit_dec};
+  if (redecide(&r, decision)) {
+    free(x->audit); /* never kept reading the decision it no longer has */
+    x->audit = NULL;
+    return;
+  }
+  x->audit = r.data;
+  x->audit_len = r.len;
+  x->audit_cap = r.cap;
+}
+
 bool gw__audit_refuse(gw_exchange *x) {
   if (!gw_audit_refuses(x->lp->srv)) return false;
   /* recorded as refused for the log, not as the policy's decision: while

@@ -79,6 +79,10 @@ void gw__audit_call_seen(gw_exchange *x, size_t n, const gw_buf *buf, size_t at)
 /* Submits x's record(s) with the upstream's status, duration and bytes (the
  * exchange's end calls it). */
 void gw__audit_call_end(gw_exchange *x);
+/* x's open record (a call sent alone, or one element of the aggregated
+ * endpoint's batch) now says decision (a pol_decision_name): the call,
+ * decided again before it went upstream, is refused after all. */
+void gw__audit_call_redecide(gw_exchange *x, const char *decision);
 /* true (and x answered 503 / JSON-RPC -32603) when the call must be
  * refused because the audit log cannot record it (audit_on_failure deny);
  * x's open records (a batch's too) then say decision "unaudited". */
