@@ -198,6 +198,11 @@ static bool span_is(gw_json_span k, const char *s, size_t n) {
 static bool pick_key(pick *pk, int depth, const unsigned char *b, const unsigned char *e) {
   gw_json_span k = {(const char *)b, (size_t)(e - b)};
   if (memchr(k.p, '\\', k.n)) pk->undecided = true; /* decoded keys may collide: jansson decides */
+  /* a member of the top object or of one of its objects whose name is not
+   * plain lower-case ASCII: a case-insensitive reader may take it for
+   * another (gw_json_pick's -1, json_check.h) */
+  for (size_t i = 1; depth <= 2 && !pk->undecided && i + 1 < k.n; i++)
+    if ((k.p[i] >= 'A' && k.p[i] <= 'Z') || (unsigned char)k.p[i] >= 0x80) pk->undecided = true;
   if (depth == 1) pk->key1 = k;
   if (pk->undecided) return true;
   size_t from = pk->kstart[depth - 1];

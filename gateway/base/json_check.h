@@ -25,7 +25,10 @@ bool gw_json_check(const char *p, size_t n);
  * except a raw NUL byte, refused anywhere here while jansson skips one
  * after a value (the gateway refuses NUL bytes before parsing too).
  * -1: undecided, parse it with jansson instead — the top is not an object,
- * a key has an escape (decoded keys may collide), or an object has more
+ * a key has an escape (decoded keys may collide), a member of the top
+ * object or of an object in it has a name with an upper-case ASCII letter
+ * or a non-ASCII character (a case-insensitive reader, Go's encoding/json,
+ * may take it for another: the parse path judges it), or an object has more
  * keys than the scan compares (32; 128 across the open objects), or more
  * than 8 paths are asked for. */
 typedef struct gw_json_span {

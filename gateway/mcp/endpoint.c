@@ -141,10 +141,83 @@ bool gw__mcp_version_refused(gw_req *req) {
   return true;
 }
 
+/* ---- member names a case-insensitive reader takes for another ----
+ *
+ * JSON-RPC and MCP names are case-sensitive, and so is every check here.
+ * Go's encoding/json is not: it gives a struct field tagged "name" the
+ * value of "Name", "NAME" or "nAme" too — the last such member wins — and
+ * folds ſ (U+017F) to s and K (U+212A) to k, the only characters outside
+ * ASCII that fold to an ASCII letter. An upstream built on it (mark3labs/
+ * mcp-go, the official go-sdk before v1.3.1: CVE-2026-27896) would run
+ * {"name":"echo","Name":"slow"} as slow, read a message whose only method
+ * member is "Method" as a request where the gateway reads a response, or
+ * take "Arguments" an approval never hashed — and the gateway forwards the
+ * bytes it checked. So in the message and in its params, two members equal
+ * under that folding, or a member folding to a name the gateway reads
+ * without being it, are refused. Deeper objects (a tool's arguments) are
+ * the tool's own: not judged. The fold of other non-ASCII letters is not
+ * modelled: no MCP member name has one. */
+
+/* The next character of a name at *p (before e), folded as above. */
+static int fold_next(const unsigned char **p, const unsigned char *e) {
+  const unsigned char *s = *p;
+  if (e - s >= 2 && s[0] == 0xC5 && s[1] == 0xBF) {
+    *p += 2;
+    return 's';
+  }
+  if (e - s >= 3 && s[0] == 0xE2 && s[1] == 0x84 && s[2] == 0xAA) {
+    *p += 3;
+    return 'k';
+  }
+  *p += 1;
+  return s[0] >= 'A' && s[0] <= 'Z' ? s[0] + ('a' - 'A') : s[0];
+}
+
+static int fold_cmp(const char *a, const char *b) {
+  const unsigned char *p = (const unsigned char *)a, *pe = p + strlen(a);
+  const unsigned char *q = (const unsigned char *)b, *qe = q + strlen(b);
+  while (p < pe && q < qe) {
+    int x = fold_next(&p, pe), y = fold_next(&q, qe);
+    if (x != y) return x - y;
+  }
+  return (p < pe) - (q < qe);
+}
+
+static int fold_sort(const void *a, const void *b) { return fold_cmp(*(const char *const *)a, *(const char *const *)b); }
+
+/* true when object o has two members equal under the fold, or one that
+ * folds to one of names (NULL-terminated) without being it. */
+static bool case_clash(const json_t *o, const char *const *names) {
+  size_t n = json_object_size(o);
+  if (n < 1) return false;
+  const char *k;
+  json_t *v;
+  json_object_foreach((json_t *)o, k, v) {
+    for (const char *const *nm = names; *nm; nm++)
+      if (strcmp(k, *nm) && !fold_cmp(k, *nm)) return true;
+  }
+  if (n < 2) return false;
+  const char **keys = malloc(n * sizeof *keys);
+  if (!keys) return true; /* fail closed */
+  size_t i = 0;
+  json_object_foreach((json_t *)o, k, v) keys[i++] = k;
+  qsort(keys, n, sizeof *keys, fold_sort);
+  bool clash = false;
+  for (i = 1; i < n && !clash; i++) clash = !fold_cmp(keys[i - 1], keys[i]);
+  free(keys);
+  return clash;
+}
+
+static const char *const message_names[] = {"jsonrpc", "id", "method", "params", "result", "error", NULL};
+static const char *const params_names[] = {"name", "arguments", "_meta", "uri", "ref", NULL};
+
 /* Checks one JSON-RPC message; collects request ids. NULL when fine, else
  * a reason. */
 const char *gw__check_message(const json_t *m, json_t *ids, const char **method_out) {
   if (!json_is_object(m)) return "a JSON-RPC message must be an object";
+  if (case_clash(m, message_names) || case_clash(json_object_get(m, "params"), params_names))
+    return "member names of a JSON-RPC message and of its params must not differ from one another, or from a "
+           "JSON-RPC or MCP name, only by letter case (names are case-sensitive)";
   if (strcmp(json_string_value(json_object_get(m, "jsonrpc")) ?: "", "2.0")) return "\"jsonrpc\" must be \"2.0\"";
   json_t *id = json_object_get(m, "id");
   json_t *method = json_object_get(m, "method");
