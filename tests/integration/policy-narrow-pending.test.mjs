@@ -88,3 +88,19 @@ test('the user leaves the group that allowed the tool while the upstream session
   await assertRefusedAfter(f, reply, 'group removal');
   await f.gw.stop();
 });
+
+test('a batch element waiting for its upstream session is not forwarded once the policy blocks its tool', async () => {
+  const f = await fixture(allowEcho(['*']));
+  const s = await rawSession(`${f.gw.url}/t/acme/mcp`, f.token, { protocolVersion: '2025-03-26' });
+  const release = f.up.hold((m) => m.method === 'notifications/initialized');
+  const batch = s.post([{ jsonrpc: '2.0', id: 11, method: 'tools/call', params: { name: 'cc__echo', arguments: { message: 'narrowed' } } }], { timeoutMs: 10000 });
+  await f.up.waitRequest((e) => e.json?.method === 'notifications/initialized' && e.headers['mcp-session-id']);
+  await f.t.setPolicy({ ...allowEcho(['*']), rules: [{ groups: ['*'], connector: 'cc', allow: ['slow'], block: ['echo'] }] });
+  release();
+  const r = await batch;
+  await sleep(200);
+  assert.equal(f.up.rpc('tools/call').length, 0, `nothing was forwarded: ${f.up.rpc('tools/call').map((e) => e.body).join(' | ')}`);
+  const msgs = Array.isArray(r.json) ? r.json : [r.json];
+  assert.ok(msgs.some((m) => m?.id === 11 && m?.error?.code === BLOCKED), `the element is refused as blocked: ${r.status} ${r.body}`);
+  await f.gw.stop();
+});
