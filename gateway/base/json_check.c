@@ -181,6 +181,7 @@ typedef struct pick {
     const char *k2;
   } split[PICK_PATHS];
   gw_json_span *got;
+  bool plain_names; /* gw_json_pick_request: names at levels 1-2 lower-case ASCII, or undecided */
   bool undecided;
   gw_json_span keys[PICK_KEYS];
   unsigned short kstart[MAX_DEPTH]; /* per open object: its first key */
@@ -201,7 +202,7 @@ static bool pick_key(pick *pk, int depth, const unsigned char *b, const unsigned
   /* a member of the top object or of one of its objects whose name is not
    * plain lower-case ASCII: a case-insensitive reader may take it for
    * another (gw_json_pick's -1, json_check.h) */
-  for (size_t i = 1; depth <= 2 && !pk->undecided && i + 1 < k.n; i++)
+  for (size_t i = 1; pk->plain_names && depth <= 2 && !pk->undecided && i + 1 < k.n; i++)
     if ((k.p[i] >= 'A' && k.p[i] <= 'Z') || (unsigned char)k.p[i] >= 0x80) pk->undecided = true;
   if (depth == 1) pk->key1 = k;
   if (pk->undecided) return true;
@@ -297,8 +298,10 @@ static bool scan_text(const char *text, size_t n, pick *pk) {
 
 bool gw_json_check(const char *text, size_t n) { return scan_text(text, n, NULL); }
 
-int gw_json_pick(const char *text, size_t n, const char *const *paths, size_t npaths, gw_json_span *got) {
+static int pick_run(const char *text, size_t n, const char *const *paths, size_t npaths, gw_json_span *got,
+                    bool plain_names) {
   pick pk; /* not zeroed: 6 KiB, and every slot is written before it is read */
+  pk.plain_names = plain_names;
   pk.paths = paths;
   pk.npaths = npaths;
   pk.got = got;
@@ -318,6 +321,14 @@ int gw_json_pick(const char *text, size_t n, const char *const *paths, size_t np
   while (t < text + n && (*t == ' ' || *t == '\t' || *t == '\n' || *t == '\r')) t++;
   if (pk.undecided || *t != '{') return -1;
   return 1;
+}
+
+int gw_json_pick(const char *text, size_t n, const char *const *paths, size_t npaths, gw_json_span *got) {
+  return pick_run(text, n, paths, npaths, got, false);
+}
+
+int gw_json_pick_request(const char *text, size_t n, const char *const *paths, size_t npaths, gw_json_span *got) {
+  return pick_run(text, n, paths, npaths, got, true);
 }
 
 /* one real's digits: significant ones counted, and the decimal exponent

@@ -25,17 +25,22 @@ bool gw_json_check(const char *p, size_t n);
  * except a raw NUL byte, refused anywhere here while jansson skips one
  * after a value (the gateway refuses NUL bytes before parsing too).
  * -1: undecided, parse it with jansson instead — the top is not an object,
- * a key has an escape (decoded keys may collide), a member of the top
- * object or of an object in it has a name with an upper-case ASCII letter
- * or a non-ASCII character (a case-insensitive reader, Go's encoding/json,
- * may take it for another: the parse path judges it), or an object has more
+ * a key has an escape (decoded keys may collide), or an object has more
  * keys than the scan compares (32; 128 across the open objects), or more
- * than 8 paths are asked for. */
+ * than 8 paths are asked for.
+ * gw_json_pick_request, for a client's JSON-RPC message, is undecided too
+ * when a member of the top object or of an object in it has a name with an
+ * upper-case ASCII letter or a non-ASCII character (a case-insensitive
+ * reader, Go's encoding/json, may take it for another: the parse path
+ * judges it, gw__check_message). Replies are not judged so: their
+ * "isError", "structuredContent" or "nextCursor" would send every one to
+ * the parse. */
 typedef struct gw_json_span {
   const char *p;
   size_t n;
 } gw_json_span;
 int gw_json_pick(const char *p, size_t n, const char *const *paths, size_t npaths, gw_json_span *got);
+int gw_json_pick_request(const char *p, size_t n, const char *const *paths, size_t npaths, gw_json_span *got);
 
 /* Does every number in this JSON text (one gw_json_check accepted) name a
  * value that jansson's decoded form identifies exactly? Integers do (they

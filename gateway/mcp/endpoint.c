@@ -551,7 +551,7 @@ bool gw__mcp_post_lite(gw_req *req, gw_rpc_lite *out) {
   out->meta_at = (gw_json_span){0};
   const char *accept = gw_req_header(req, "accept");
   if (!gw__accept_has(accept, "application/json") || !gw__accept_has(accept, "text/event-stream")) return false;
-  if (gw_json_pick(req->body, req->body_len, paths, 7, v) != 1) return false;
+  if (gw_json_pick_request(req->body, req->body_len, paths, 7, v) != 1) return false;
   if (!v[0].p || v[0].n != 5 || memcmp(v[0].p, "\"2.0\"", 5) != 0) return false;
   gw_json_span m = v[2];
   if (!plain_string(m) || m.n - 2 >= sizeof out->method) return false;

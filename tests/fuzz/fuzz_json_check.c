@@ -126,7 +126,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   static const char *const paths[] = {"jsonrpc", "id", "method", "params", "params.name"};
   gw_json_span got[5];
-  int pk = gw_json_pick((const char *)data, size, paths, 5, got);
+  int pk = (size & 1) ? gw_json_pick_request((const char *)data, size, paths, 5, got)
+                      : gw_json_pick((const char *)data, size, paths, 5, got);
   json_t *d = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, &e);
   if (pk == 1 ? !json_is_object(d) : pk == 0 ? (d != NULL && !has_nul) : false) {
     fprintf(stderr, "json_pick says %d, jansson (no duplicates) says %s\n", pk, d ? "valid" : e.text);

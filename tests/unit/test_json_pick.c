@@ -81,13 +81,17 @@ TEST(pick_leaves_escaped_keys_and_big_objects_to_jansson) {
  * — an upper-case ASCII letter, or a non-ASCII character (ſ folds to s, K
  * to k) — is left to the parse path, which judges it (endpoint.c). Deeper
  * members (a tool's arguments) stay the scan's. */
+static int pick_req(const char *s, gw_json_span *got) { return gw_json_pick_request(s, strlen(s), RPC, NRPC, got); }
+
 TEST(pick_leaves_case_variant_names_to_jansson) {
   gw_json_span g[NRPC];
-  CHECK_INT(pick("{\"method\":\"ping\",\"Method\":\"tools/call\"}", g), -1);
-  CHECK_INT(pick("{\"params\":{\"name\":\"ok\",\"NAME\":\"blocked\"}}", g), -1);
-  CHECK_INT(pick("{\"params\":{\"name\":\"ok\",\"argument\xc5\xbf\":{}}}", g), -1);
-  CHECK_INT(pick("{\"params\":{\"_meta\":{\"progressToken\":1}}}", g), 1);
-  CHECK_INT(pick("{\"params\":{\"arguments\":{\"Message\":\"a\",\"message\":\"b\"}}}", g), 1);
+  CHECK_INT(pick_req("{\"method\":\"ping\",\"Method\":\"tools/call\"}", g), -1);
+  CHECK_INT(pick_req("{\"params\":{\"name\":\"ok\",\"NAME\":\"blocked\"}}", g), -1);
+  CHECK_INT(pick_req("{\"params\":{\"name\":\"ok\",\"argument\xc5\xbf\":{}}}", g), -1);
+  CHECK_INT(pick_req("{\"params\":{\"_meta\":{\"progressToken\":1}}}", g), 1);
+  CHECK_INT(pick_req("{\"params\":{\"arguments\":{\"Message\":\"a\",\"message\":\"b\"}}}", g), 1);
+  /* a reply is not judged so: its result's "isError" is the protocol's */
+  CHECK_INT(pick("{\"id\":1,\"result\":{\"content\":[],\"isError\":true}}", g), 1);
 }
 
 TEST(pick_invalid_json_is_refused) {
