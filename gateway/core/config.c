@@ -180,7 +180,8 @@ static const cfg_key keys[] = {
     {"mcp_concurrent_per_user", CFG_INT, "256", 0, 1000000, OFF(mcp_concurrent_per_user),
      "MCP requests one user may have open at once (both endpoints, every loop: GET streams, calls in flight, held "
      "calls; an aggregated GET stream also counts each upstream GET stream feeding it, a batch each of its "
-     "messages); one more is answered 429 with Retry-After (0: no limit)",
+     "messages, a notification each upstream it is forwarded to); one more is answered 429 with Retry-After (0: "
+     "no limit)",
      NULL},
     {"approval_progress_interval_ms", CFG_INT, "15000", 100, 600000, OFF(approval_progress_interval_ms),
      "while a tools/call waits for approval, how often its client gets notifications/progress (when the call "

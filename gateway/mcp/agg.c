@@ -24,7 +24,10 @@
  *   DELETE ends the gateway session.
  * - Client notifications: notifications/cancelled goes to the upstream
  *   running that request; others (roots/list_changed, …) to every upstream
- *   session of the client session.
+ *   session of the client session. The client's 202 (logging/setLevel's
+ *   {} too) comes once the upstreams took it: each forward holds one of the
+ *   user's mcp_concurrent_per_user units until then, and the client
+ *   leaving ends them.
  * - Upstream notifications (on a call's stream or the GET stream) that name
  *   something of the client's reach it only when they name that
  *   connector's own: a progress token the client gave a request to it, a
@@ -69,6 +72,7 @@
 #include "auth/auth.h"
 #include "gateway/base/buf.h"
 #include "gateway/base/log.h"
+#include "gateway/core/limits.h"
 #include "gateway/mcp/relay.h"
 #include "gateway/mcp/sse.h"
 #include "gateway/mcp/upcall.h"
@@ -162,12 +166,112 @@ static json_t *upstream_urls(st_txn *txn, const char *tenant, json_t *ups) {
   return out;
 }
 
-/* Fire and forget: msg (stolen) to one connector's upstream session, which
- * belongs to the server at url (borrowed; NULL: none known, not sent). */
-static void forward_note(gw_exchange *parent, const char *connector, const char *upstream, json_t *url, json_t *msg) {
+/* ---------- forwards a client message waits for ---------- */
+
+/* A client message the gateway forwards without an answer of the
+ * upstreams' to relay (a notification, logging/setLevel) is answered once
+ * every upstream it went to answered its forward (or failed): each forward
+ * is collected into it (gw__x_collect_into), and its client leaving ends
+ * the forwards still running. The forwards hold one of the user's
+ * mcp_concurrent_per_user units each on its request meanwhile (the
+ * request's own covers the first; a batch counts them before anything
+ * runs, agg_batch.c): answered at once while its forwards ran on, a
+ * client repeating notifications to a slow upstream held any number of
+ * upstream connections on no unit at all. */
+typedef struct fan_state {
+  gw_exchange **kids; /* the forwards (references), n of cap */
+  size_t n, cap;
+  int pending;        /* forwards not answered yet */
+  bool sent;          /* every forward is made: the last answer answers the client */
+  json_t *answer;     /* the client's answer when done, or NULL: 202 */
+} fan_state;
+
+static void fan_free(void *state) {
+  fan_state *st = state;
+  for (size_t i = 0; i < st->n; i++) gw__x_unref(st->kids[i]);
+  free(st->kids);
+  json_decref(st->answer);
+  free(st);
+}
+
+/* Every forward answered: the client gets its answer (once). */
+static void fan_finish(gw_exchange *x) {
+  fan_state *st = x->state;
+  if (!st->sent || st->pending > 0) return;
+  st->sent = false;
+  json_t *a = st->answer;
+  st->answer = NULL;
+  if (a) gw__x_reply_json(x, 200, a);
+  else gw__x_reply_raw(x, 202, NULL, NULL, 0);
+}
+
+static void fan_collect(gw_exchange *x, int slot, json_t *j) {
+  (void)slot;
+  json_decref(j); /* what the upstream said to a notification goes nowhere */
+  ((fan_state *)x->state)->pending--;
+  fan_finish(x);
+}
+
+/* The client left (or was answered: nothing runs then): the forwards
+ * still running end. Neither uncollect nor an abort calls back
+ * synchronously. */
+static void fan_end(gw_exchange *x) {
+  fan_state *st = x->state;
+  for (size_t i = 0; i < st->n; i++)
+    if (st->kids[i]->into == x) gw__x_uncollect(st->kids[i]);
+}
+
+static const gw_flow_ops fan_flow = {
+    .name = "agg-fan", .collect = fan_collect, .client_end = fan_end, .free = fan_free};
+
+/* x waits for its forwards from now on (answer: its answer when they are
+ * done, stolen; NULL: 202). false: out of memory (x was answered). */
+static bool fan_begin(gw_exchange *x, json_t *answer) {
+  fan_state *st = calloc(1, sizeof *st);
+  if (!st) {
+    json_decref(answer);
+    gw__x_rpc_error(x, 500, -32603, "out of memory");
+    return false;
+  }
+  st->answer = answer;
+  gw__x_set_flow(x, &fan_flow, st);
+  return true;
+}
+
+/* The forwards are all made: x answers when the last is. */
+static void fan_sent(gw_exchange *x) {
+  ((fan_state *)x->state)->sent = true;
+  fan_finish(x);
+}
+
+/* The forward c answered (or failed): collected into the message it
+ * forwards. */
+static void forward_done(gw_exchange *c, int err) {
+  (void)err;
+  gw__x_reply_raw(c, 202, NULL, NULL, 0);
+}
+
+/* msg (stolen) to one connector's upstream session, which belongs to the
+ * server at url (borrowed; NULL: none known, not sent). The forward is
+ * parent's child (its identity: revocable with it); into: the message
+ * waiting for it (fan_begin), or NULL: fire and forget (another loop's
+ * news). */
+static void forward_note(gw_exchange *into, gw_exchange *parent, const char *connector, const char *upstream,
+                         json_t *url, json_t *msg) {
   if (!url) {
     json_decref(msg);
     return;
+  }
+  fan_state *st = into ? into->state : NULL;
+  if (st && st->n == st->cap) {
+    size_t cap = st->cap ? 2 * st->cap : 4;
+    gw_exchange **k = realloc(st->kids, cap * sizeof *k);
+    if (!k) {
+      json_decref(msg);
+      return;
+    }
+    st->kids = k;
+    st->cap = cap;
   }
   gw_exchange *c = gw__mcp_child(parent, connector, &gw__agg_note_flow, calloc(1, sizeof(gw_agg_up)));
   if (c && !c->state) {
@@ -178,10 +282,18 @@ static void forward_note(gw_exchange *parent, const char *connector, const char 
     json_decref(msg);
     return;
   }
+  if (st) {
+    gw__x_collect_into(c, into, (int)st->n);
+    st->kids[st->n++] = c;
+    gw__x_ref(c);
+    st->pending++;
+  }
   gw_strlcpy(c->sess.upstream, upstream, sizeof c->sess.upstream);
   c->sess_url = json_incref(url);
-  if (gw__agg_step(c, "POST", msg, NULL) != 0)
+  if (gw__agg_step(c, "POST", msg, st ? forward_done : NULL) != 0) {
     GW_LOG(GW_LOG_DEBUG, "mcp", NULL, "notification to connector %s not sent", connector);
+    if (c->into) gw__x_reply_raw(c, 202, NULL, NULL, 0); /* not sent: nothing to wait for */
+  }
   gw__x_unref(c);
 }
 
@@ -205,7 +317,7 @@ static void end_upstreams(gw_exchange *x, json_t *ups, json_t *urls) {
   }
 }
 
-bool gw__agg_cancel_local(gw_loop *lp, const char *sid, json_t *msg) {
+bool gw__agg_cancel_local(gw_loop *lp, const char *sid, json_t *msg, gw_exchange *into) {
   json_t *rid = json_object_get(json_object_get(msg, "params"), "requestId");
   gw_proxy *p = gw__mcp_of(lp);
   if (gw__held_cancel_local(lp, sid, rid)) return true; /* a call held for approval (held.c) */
@@ -216,53 +328,102 @@ bool gw__agg_cancel_local(gw_loop *lp, const char *sid, json_t *msg) {
     size_t i;
     json_t *id;
     json_array_foreach(o->ids, i, id) if (json_equal(id, rid)) {
-      forward_note(o, o->connector, o->sess.upstream, o->sess_url, json_incref(msg));
+      forward_note(into, o, o->connector, o->sess.upstream, o->sess_url, json_incref(msg));
       return true;
     }
   }
   return false;
 }
 
+bool gw__agg_fans_out(const char *method, bool has_id) {
+  if (!method) return false;
+  if (!strcmp(method, "logging/setLevel")) return true;
+  static const char *const own[] = {"initialize", "tools/list", "prompts/list", "resources/list",
+                                    "resources/templates/list", "prompts/get", "resources/read",
+                                    "resources/subscribe", "resources/unsubscribe", "completion/complete",
+                                    "tools/call", "ping", "notifications/initialized", "notifications/cancelled"};
+  if (has_id) return false;
+  for (size_t i = 0; i < sizeof own / sizeof *own; i++)
+    if (!strcmp(method, own[i])) return false;
+  return true;
+}
+
+/* The upstream sessions of client session sid, {connector: id}, and the
+ * url of the server each belongs to in *urls, read in one snapshot (a move
+ * drops the ids in the write that changes the url); NULL when the store
+ * cannot be read. */
+static json_t *session_upstreams(gw_loop *lp, const char *tenant, const char *sid, json_t **urls) {
+  st_txn *txn;
+  *urls = NULL;
+  if (st_read_begin(lp->srv->store, &txn) != 0) return NULL;
+  json_t *ups = gw_session_upstreams(txn, sid);
+  *urls = upstream_urls(txn, tenant, ups);
+  st_txn_end(txn);
+  return ups;
+}
+
+size_t gw__agg_fanout_width(gw_loop *lp, const char *tenant, const char *sid) {
+  json_t *urls, *ups = session_upstreams(lp, tenant, sid, &urls);
+  size_t n = json_object_size(urls);
+  json_decref(ups);
+  json_decref(urls);
+  return n;
+}
+
 /* notifications/cancelled goes to the upstream that runs the request;
- * anything else (roots/list_changed, …) to every upstream session of the
- * client session. Answered 202 either way. */
-void gw__agg_notify_upstreams(gw_exchange *x, const char *method, json_t *msg) {
-  if (!strcmp(method, "notifications/initialized")) return;
-  if (!strcmp(method, "notifications/cancelled")) {
-    if (gw__agg_cancel_local(x->lp, x->sid, msg)) return;
+ * anything else (roots/list_changed, …, and logging/setLevel) to every
+ * upstream session of the client session. x is answered (answer, stolen:
+ * its answer; NULL: 202) once they took it (fan_begin). */
+void gw__agg_notify_upstreams(gw_exchange *x, const char *method, json_t *msg, json_t *answer) {
+  if (!fan_begin(x, answer)) return;
+  if (!strcmp(method, "notifications/initialized")) {
+    /* the gateway's own: nothing to forward */
+  } else if (!strcmp(method, "notifications/cancelled")) {
     /* the call may be in flight on another loop (its client used another
      * connection): that loop looks for it in its own exchanges */
-    if (x->lp->srv->nloops < 2) return;
-    gw_proxy *p = gw__mcp_of(x->lp);
-    char *note = json_dumps(msg, JSON_COMPACT);
-    gw_revocation m;
-    memset(&m, 0, sizeof m);
-    if (!note || strlen(note) >= sizeof m.note || !gw__fanout_allow_unfenced(p)) {
-      GW_LOG(GW_LOG_DEBUG, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}),
-             "notifications/cancelled not passed to the other loops (%s)",
-             !note ? "out of memory" : strlen(note) >= sizeof m.note ? "over 1 KiB" : "over the per-second bound");
-    } else {
-      gw_strlcpy(m.tenant, x->tenant, sizeof m.tenant);
-      gw_strlcpy(m.sid, x->sid, sizeof m.sid);
-      gw_strlcpy(m.note, note, sizeof m.note);
-      m.cancel = true;
-      m.unfenced = true; /* no reply waits for it */
-      gw__fanout_send(x->lp->srv, &m, p);
+    if (!gw__agg_cancel_local(x->lp, x->sid, msg, x) && x->lp->srv->nloops >= 2) {
+      gw_proxy *p = gw__mcp_of(x->lp);
+      char *note = json_dumps(msg, JSON_COMPACT);
+      gw_revocation m;
+      memset(&m, 0, sizeof m);
+      if (!note || strlen(note) >= sizeof m.note || !gw__fanout_allow_unfenced(p)) {
+        GW_LOG(GW_LOG_DEBUG, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}),
+               "notifications/cancelled not passed to the other loops (%s)",
+               !note ? "out of memory" : strlen(note) >= sizeof m.note ? "over 1 KiB" : "over the per-second bound");
+      } else {
+        gw_strlcpy(m.tenant, x->tenant, sizeof m.tenant);
+        gw_strlcpy(m.sid, x->sid, sizeof m.sid);
+        gw_strlcpy(m.note, note, sizeof m.note);
+        m.cancel = true;
+        m.unfenced = true; /* no reply waits for it */
+        gw__fanout_send(x->lp->srv, &m, p);
+      }
+      free(note);
     }
-    free(note);
-    return;
+  } else {
+    json_t *urls, *ups = session_upstreams(x->lp, x->tenant, x->sid, &urls);
+    size_t n = json_object_size(urls);
+    /* one unit per forward, the request's own for the first (a batch's
+     * element: counted by the batch) */
+    if (n > 1 && x->req && !gw_limits_mcp_more(x->req, (int)n - 1)) {
+      json_decref(ups);
+      json_decref(urls);
+      gw_req *r = x->req;
+      gw__x_client_done(x); /* nothing forwarded: nothing to end */
+      gw_resp_header(r, "Retry-After", "1");
+      gw__mcp_refuse(r, 429, -32000,
+                     "too many MCP requests (mcp_concurrent_per_user): a notification counts once for each upstream "
+                     "it goes to; retry after Retry-After seconds");
+      return;
+    }
+    const char *conn;
+    json_t *up;
+    json_object_foreach(ups, conn, up)
+        forward_note(x, x, conn, json_string_value(up), json_object_get(urls, conn), json_incref(msg));
+    json_decref(urls);
+    json_decref(ups);
   }
-  st_txn *txn;
-  if (st_read_begin(x->lp->srv->store, &txn) != 0) return;
-  json_t *ups = gw_session_upstreams(txn, x->sid);
-  json_t *urls = upstream_urls(txn, x->tenant, ups);
-  st_txn_end(txn);
-  const char *conn;
-  json_t *up;
-  json_object_foreach(ups, conn, up)
-      forward_note(x, conn, json_string_value(up), json_object_get(urls, conn), json_incref(msg));
-  json_decref(urls);
-  json_decref(ups);
+  fan_sent(x);
 }
 
 /* ---------- initialize and sessions ---------- */
@@ -499,16 +660,14 @@ void gw__agg_message(gw_exchange *x, json_t *msg, const char *method) {
     gw__agg_route(x, msg, method);
   } else if (!strcmp(method, "logging/setLevel")) {
     /* every upstream session gets the level; the client gets {} */
-    gw__agg_notify_upstreams(x, method, msg);
-    gw__x_reply_json(x, 200, gw__agg_rpc_result(json_array_get(ids, 0), json_object()));
+    gw__agg_notify_upstreams(x, method, msg, gw__agg_rpc_result(json_array_get(ids, 0), json_object()));
   } else if (!strcmp(method, "tools/call")) {
     gw__agg_tools_call(x, msg);
   } else if (!strcmp(method, "ping")) {
     gw__x_reply_json(x, 200, gw__agg_rpc_result(json_array_get(ids, 0), json_object()));
   } else if (!json_array_size(ids)) {
     /* notifications: routed to the upstreams concerned, answered 202 */
-    gw__agg_notify_upstreams(x, method, msg);
-    gw__x_reply_raw(x, 202, NULL, NULL, 0);
+    gw__agg_notify_upstreams(x, method, msg, NULL);
   } else {
     gw__x_rpc_error(x, 200, GW_RPC_NOT_SUPPORTED, "Method not found: %.100s", method);
   }

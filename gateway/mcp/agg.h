@@ -101,14 +101,24 @@ void gw__agg_session_opened(gw_loop *lp, const char *tenant, const char *sid, co
 bool gw__agg_feeds_awaited(gw_server *srv, const char *sid, const char *connector);
 /* agg.c: notifications/cancelled (msg) of client session sid to the
  * upstream running the call it names, when that call is in flight on this
- * loop; false when it is not. */
-bool gw__agg_cancel_local(gw_loop *lp, const char *sid, json_t *msg);
+ * loop; false when it is not. into: the client's message that waits for
+ * that forward (agg.c's fan), or NULL (another loop's news: fire and
+ * forget). */
+bool gw__agg_cancel_local(gw_loop *lp, const char *sid, json_t *msg, gw_exchange *into);
 /* agg_batch.c: a batch POST whose header and session agg.c checked */
 void gw__agg_batch(gw_req *req, const gw_mcp_ctx *ctx, json_t *msg);
 /* agg.c: one message of an established session (alone or in a batch). */
 void gw__agg_message(gw_exchange *x, json_t *msg, const char *method);
-/* agg.c: notification msg (borrowed) to the upstreams concerned. */
-void gw__agg_notify_upstreams(gw_exchange *x, const char *method, json_t *msg);
+/* agg.c: notification (or logging/setLevel) msg (borrowed) to the
+ * upstreams concerned; x is answered (answer, stolen; NULL: 202) once
+ * they took it, its forwards holding the request's units meanwhile. */
+void gw__agg_notify_upstreams(gw_exchange *x, const char *method, json_t *msg, json_t *answer);
+/* agg.c: a client message (method, with an id or not) that goes to every
+ * upstream session of its session (gw__agg_notify_upstreams), and how
+ * many those are for session sid now (one unit each: a batch counts them
+ * before it runs). */
+bool gw__agg_fans_out(const char *method, bool has_id);
+size_t gw__agg_fanout_width(gw_loop *lp, const char *tenant, const char *sid);
 /* agg.c: the connectors the user may see, in name order; with cap, only
  * those whose learned capabilities include it (or are not learned yet). */
 json_t *gw__agg_visible(gw_exchange *x, const pol_user *pu, const char *cap);

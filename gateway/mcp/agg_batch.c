@@ -15,7 +15,10 @@
  * unit each, taken on the batch's request before anything runs: 429 when
  * they do not fit), as it would sent alone: each runs at once, with an
  * upstream transfer of its own, and one request must not hold a hundred
- * upstream connections on one unit. For the same reason the batch's
+ * upstream connections on one unit; a notification (or logging/setLevel),
+ * which goes to every upstream session of the session, counts one for each
+ * (agg.c's forwards; its element answers once they are done). For the
+ * same reason the batch's
  * client leaving ends every element still running, as it ends a call sent
  * alone: the collector keeps a reference on each element for that. */
 #include <stdio.h>
@@ -103,7 +106,7 @@ void gw__agg_batch(gw_req *req, const gw_mcp_ctx *ctx, json_t *msg) {
   }
   /* every element is checked before anything runs */
   json_t *all_ids = json_array();
-  size_t i;
+  size_t i, fans = 0;
   json_t *e;
   json_array_foreach(msg, i, e) {
     const char *m = NULL;
@@ -115,14 +118,19 @@ void gw__agg_batch(gw_req *req, const gw_mcp_ctx *ctx, json_t *msg) {
       gw__mcp_refuse(req, 400, -32600, why);
       return;
     }
+    if (gw__agg_fans_out(m, json_object_get(e, "id") != NULL)) fans++;
   }
   json_decref(all_ids);
-  /* one unit per message: the request holds one already (its end gives
-   * back every unit it holds) */
-  if (!gw_limits_mcp_more(req, (int)n - 1)) {
+  /* one unit per message, and a message that goes to every upstream
+   * session (a notification) one per upstream: the request holds one
+   * already (its end gives back every unit it holds) */
+  size_t width = fans ? gw__agg_fanout_width(req->lp, ctx->tenant, ctx->sid) : 0;
+  int64_t units = (int64_t)n - 1 + (width > 1 ? (int64_t)fans * (int64_t)(width - 1) : 0);
+  if (units > 1000000 || !gw_limits_mcp_more(req, (int)units)) {
     gw_resp_header(req, "Retry-After", "1");
     gw__mcp_refuse(req, 429, -32000,
-                   "too many MCP requests (mcp_concurrent_per_user): each message of a batch counts; retry after "
+                   "too many MCP requests (mcp_concurrent_per_user): each message of a batch counts (a notification once "
+                   "for each upstream it goes to); retry after "
                    "Retry-After seconds, or send fewer at once");
     return;
   }

@@ -267,6 +267,9 @@ void gw__x_uncollect(gw_exchange *x) {
   if (!c) return;
   x->into = NULL;
   gw__x_abort_upstream(x);
+  /* its flow's own upstream calls (a notification's forwards) end too, as
+   * when a request's client leaves */
+  if (x->flow && x->flow->client_end) x->flow->client_end(x);
   gw__x_unref(c);
 }
 

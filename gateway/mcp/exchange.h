@@ -262,8 +262,9 @@ bool gw__x_wanted(const gw_exchange *x);
 /* Puts x's client half into slot of collector c (a reference on c). */
 void gw__x_collect_into(gw_exchange *x, gw_exchange *c, int slot);
 /* The collector's client left before x answered: x answers nowhere now,
- * like an exchange whose client left (its transfer is aborted; the
- * reference on the collector goes). Nothing when x has answered. */
+ * like an exchange whose client left (its transfer is aborted, its flow's
+ * client_end runs; the reference on the collector goes). Nothing when x
+ * has answered. */
 void gw__x_uncollect(gw_exchange *x);
 /* n more reply bytes for a batch element: false once the batch's budget
  * is spent (abort the transfer). Always true outside batches. */

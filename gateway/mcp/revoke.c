@@ -159,7 +159,7 @@ static void apply(gw_loop *lp, gw_proxy *p, gw_revocation *q) {
   }
   if (q->cancel) {
     json_t *msg = json_loads(q->note, 0, NULL);
-    if (msg) gw__agg_cancel_local(lp, q->sid, msg);
+    if (msg) gw__agg_cancel_local(lp, q->sid, msg, NULL);
     json_decref(msg);
     return;
   }

@@ -8,7 +8,7 @@
 #include "unit.h"
 
 typedef struct counters {
-  int revoked, freed, visited, collected, last_slot;
+  int revoked, freed, visited, collected, last_slot, ended;
 } counters;
 
 /* A flow state: which counters to bump, and a tag. */
@@ -316,6 +316,34 @@ TEST(batch_slot_uncollected_answers_nowhere) {
   CHECK(cc.ok);
 }
 
+/* An element uncollected ends like an exchange whose client left: its
+ * flow's client_end runs (a notification's forwards end with it), once. */
+static void t_client_end(gw_exchange *x) { ((tstate *)x->state)->c->ended++; }
+
+static const gw_flow_ops ending_flow = {.name = "ending", .client_end = t_client_end, .free = t_free};
+
+static void uncollect_end_body(void *arg) {
+  collect_case *cc = arg;
+  gw_xreg reg = {0};
+  gw_exchange *c = mk(&reg, &cc->coll, 0, "t", "u", "", "k");
+  tstate *st = calloc(1, sizeof *st);
+  st->c = &cc->elem;
+  gw_exchange *e = gw__x_new(&reg, NULL, "t", "c", "u", "k", &ending_flow, st);
+  gw__x_collect_into(e, c, 0);
+  gw__x_unref(c);
+  gw__x_uncollect(e);
+  gw__x_uncollect(e);
+  int ok = cc->elem.ended == 1 && cc->coll.freed == 1;
+  gw__x_unref(e);
+  cc->ok = ok && cc->elem.freed == 1 && reg.list == NULL;
+}
+
+TEST(batch_slot_uncollected_ends_its_flow) {
+  collect_case cc = {0};
+  CHECK_INT(run_on_loop(uncollect_end_body, &cc), 0);
+  CHECK(cc.ok);
+}
+
 typedef struct close_case {
   int ok;
   counters c;
@@ -361,6 +389,7 @@ int main(void) {
   RUN(revoke_matches_all_set_fields_once);
   RUN(batch_slot_refs_its_collector);
   RUN(batch_slot_uncollected_answers_nowhere);
+  RUN(batch_slot_uncollected_ends_its_flow);
   RUN(registry_close_unlinks_and_ends);
   RUN(set_flow_frees_old_state_once);
   RUN(hidden_ends_naming_the_connector);
