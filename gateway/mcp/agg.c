@@ -328,7 +328,11 @@ bool gw__agg_cancel_local(gw_loop *lp, const char *sid, json_t *msg, gw_exchange
     size_t i;
     json_t *id;
     json_array_foreach(o->ids, i, id) if (json_equal(id, rid)) {
-      forward_note(into, o, o->connector, o->sess.upstream, o->sess_url, json_incref(msg));
+      /* once per call: a repeated cancel says nothing more, and each would
+       * be an upstream connection of its own (fire and forget when it came
+       * from another loop) */
+      if (!o->cancel_sent) forward_note(into, o, o->connector, o->sess.upstream, o->sess_url, json_incref(msg));
+      o->cancel_sent = true;
       return true;
     }
   }

@@ -101,7 +101,8 @@ void gw__agg_session_opened(gw_loop *lp, const char *tenant, const char *sid, co
 bool gw__agg_feeds_awaited(gw_server *srv, const char *sid, const char *connector);
 /* agg.c: notifications/cancelled (msg) of client session sid to the
  * upstream running the call it names, when that call is in flight on this
- * loop; false when it is not. into: the client's message that waits for
+ * loop (once per call: a repeated cancel is not sent again); false when it
+ * is not. into: the client's message that waits for
  * that forward (agg.c's fan), or NULL (another loop's news: fire and
  * forget). */
 bool gw__agg_cancel_local(gw_loop *lp, const char *sid, json_t *msg, gw_exchange *into);

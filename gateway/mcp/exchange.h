@@ -184,6 +184,7 @@ struct gw_exchange {
   bool too_big;        /* the upstream's reply (or one SSE event of it) passed its cap: the transfer was aborted */
   bool resumable;      /* a relayed SSE event carried an id: the client can resume the stream (Last-Event-ID) */
   bool bad_event;      /* an upstream SSE event the relay had to parse was not valid JSON: dropped */
+  bool cancel_sent;    /* a client's notifications/cancelled for it went upstream (once: agg.c) */
   bool foreign_note;   /* an upstream notification naming another connector's progress token, question or
                           resource was dropped (agg_maps.c; logged at info once per exchange) */
   json_t *replied;     /* ids (of ids) whose reply was relayed on the client's SSE stream, or NULL */

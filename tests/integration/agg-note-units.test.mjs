@@ -120,3 +120,33 @@ test('a notification whose client leaves ends its forwards upstream', async () =
     await gw.stop();
   }
 });
+
+// A call's cancel goes to its upstream once: a client repeating it opened
+// one upstream connection each time — held by the message that waits for it
+// when the call runs on the loop that took the cancel, but fire and forget
+// (up to 200 a second per loop) when another loop runs the call.
+test('repeated cancels of one call reach its upstream once', async () => {
+  const gw = await startGateway({ args: ['--mcp-concurrent-per-user', '20'] });
+  const releases = [];
+  try {
+    const { ups, s } = await fixture(gw, ['one']);
+    releases.push(ups.one.hold((m) => m.method === 'tools/call' && m.params?.name === 'slow'));
+    releases.push(ups.one.hold((m) => m.method === 'notifications/cancelled'));
+    const call = s.post({ jsonrpc: '2.0', id: 'slow-1', method: 'tools/call', params: { name: 'one__slow', arguments: { ms: 1 } } });
+    await ups.one.waitRequest((e) => e.json?.params?.name === 'slow');
+    const cancel = { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 'slow-1', reason: 'stop' } };
+    const answered = [];
+    const posts = Array.from({ length: 10 }, () => s.post(cancel).then((r) => { answered.push(r); return r; }));
+    await ups.one.waitRequest((e) => e.json?.method === 'notifications/cancelled');
+    // all but the one whose forward the upstream holds are answered at once
+    await waitFor(() => answered.length >= 9, { timeoutMs: 10000, what: 'the repeated cancels answered' });
+    assert.equal(ups.one.rpc('notifications/cancelled').length, 1,
+      `ten cancels of one call: ${ups.one.rpc('notifications/cancelled').length} reached the upstream`);
+    for (const r of releases) r();
+    for (const r of await Promise.all(posts)) assert.equal(r.status, 202, r.body);
+    await call;
+  } finally {
+    for (const r of releases) r();
+    await gw.stop();
+  }
+});
