@@ -339,6 +339,8 @@ bool gw__agg_cancel_local(gw_loop *lp, const char *sid, json_t *msg, gw_exchange
   return false;
 }
 
+/* What gw__agg_message sends to every upstream session (keep the two in
+ * step: a batch counts its units by this before anything runs). */
 bool gw__agg_fans_out(const char *method, bool has_id) {
   if (!method) return false;
   if (!strcmp(method, "logging/setLevel")) return true;
