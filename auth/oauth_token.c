@@ -552,6 +552,133 @@ int auth_oauth_revoke_user(st_txn *txn, const char *tenant, const char *user_id)
   return rc ? rc : n;
 }
 
+/* The keys under pre (at most 64 at a time from `from` on) whose value
+ * (client_id at key's end when !in_value) names client_id: collected into
+ * out (copies), *next set to resume after the last key read (0: done). */
+typedef struct key_batch {
+  char keys[64][KEY_CAP];
+  size_t lens[64];
+  int n;
+} key_batch;
+
+static int client_keys(st_txn *txn, const char *pre, size_t pn, const char *client_id, bool in_value, key_batch *b,
+                       char *from, size_t *fromn) {
+  st_cursor *c;
+  int rc = st_cursor_open(txn, ST_DB_AUTH, &c);
+  if (rc) return rc;
+  size_t cl = strlen(client_id);
+  bool plain = true;
+  for (const char *p = client_id; *p; p++)
+    if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20 || *p == 0x7f) plain = false;
+  st_val k, v;
+  b->n = 0;
+  st_cursor_seek(c, pre, pn, *fromn ? from : NULL, *fromn);
+  bool more = false;
+  while (st_cursor_next(c, &k, &v) == 0) {
+    if (*fromn && k.len == *fromn && !memcmp(k.data, from, k.len)) continue; /* resumed after it */
+    if (b->n == 64) {
+      more = true;
+      break;
+    }
+    if (k.len > KEY_CAP) continue;
+    bool match;
+    if (in_value) {
+      /* the JSON value names it: {"client_id":"<id>"}, its bytes as they
+       * are unless jansson escaped some (a quote, a backslash, a control
+       * character: then every value is parsed); confirmed when parsed */
+      match = !plain || (v.len > cl && memmem(v.data, v.len, client_id, cl) != NULL);
+      if (match) {
+        json_t *j = json_loadb(v.data, v.len, 0, NULL);
+        match = j && jstr(j, "client_id") && !strcmp(jstr(j, "client_id"), client_id);
+        json_decref(j);
+      }
+    } else {
+      match = k.len > pn + cl && ((const char *)k.data)[k.len - cl - 1] == 0 &&
+              !memcmp((const char *)k.data + k.len - cl, client_id, cl);
+    }
+    memcpy(from, k.data, k.len);
+    *fromn = k.len;
+    if (match) {
+      memcpy(b->keys[b->n], k.data, k.len);
+      b->lens[b->n++] = k.len;
+    }
+  }
+  st_cursor_close(c);
+  if (!more) *fromn = 0;
+  return 0;
+}
+
+int auth_oauth_client_revoke_all(st_txn *txn, const char *tenant, const char *client_id) {
+  if (!client_id || !client_id[0] || strlen(client_id) > AUTH_OAUTH_CLIENT_ID_MAX) return ST_EINVAL;
+  char pre[KEY_CAP], from[KEY_CAP];
+  size_t pn, fromn;
+  int rc = 0, n = 0;
+  key_batch *b = malloc(sizeof *b);
+  if (!b) return ST_ENOMEM;
+  /* its grants: "f" tenant \0 family → {client_id, …} */
+  pn = tkey(pre, 'f', tenant, "", NULL, 0);
+  fromn = 0;
+  do {
+    if (!pn || (rc = client_keys(txn, pre, pn, client_id, true, b, from, &fromn))) break;
+    for (int i = 0; i < b->n && !rc; i++) {
+      char fam[KEY_CAP];
+      size_t fl = b->lens[i] - pn;
+      memcpy(fam, b->keys[i] + pn, fl);
+      fam[fl] = 0;
+      rc = auth_oauth_family_revoke(txn, tenant, fam);
+      if (rc == 0) n++;
+      else if (rc == ST_ENOTFOUND) rc = 0;
+    }
+  } while (!rc && fromn);
+  /* the consents given to it: "a" tenant \0 user \0 client_id */
+  pn = rc ? 0 : tkey(pre, 'a', tenant, "", NULL, 0);
+  fromn = 0;
+  do {
+    if (!pn || (rc = client_keys(txn, pre, pn, client_id, false, b, from, &fromn))) break;
+    for (int i = 0; i < b->n && !rc; i++)
+      if ((rc = st_del(txn, ST_DB_AUTH, b->keys[i], b->lens[i])) == ST_ENOTFOUND) rc = 0;
+  } while (!rc && fromn);
+  /* its codes not exchanged yet: "K" tenant \0 user \0 hash → the code "k" hash {client_id, …} */
+  pn = rc ? 0 : tkey(pre, 'K', tenant, "", NULL, 0);
+  fromn = 0;
+  while (pn && !rc) {
+    st_cursor *c;
+    if ((rc = st_cursor_open(txn, ST_DB_AUTH, &c))) break;
+    st_val k;
+    int nk = 0;
+    bool more = false;
+    st_cursor_seek(c, pre, pn, fromn ? from : NULL, fromn);
+    while (st_cursor_next(c, &k, NULL) == 0) {
+      if (fromn && k.len == fromn && !memcmp(k.data, from, k.len)) continue;
+      if (nk == 64) {
+        more = true;
+        break;
+      }
+      if (k.len > KEY_CAP || k.len < pn + 32) continue;
+      memcpy(from, k.data, k.len);
+      fromn = k.len;
+      uint8_t ck[33];
+      json_t *code = NULL;
+      hkey(ck, 'k', (const uint8_t *)k.data + k.len - 32);
+      if (get_json(txn, ck, 33, &code) == 0 && jstr(code, "client_id") && !strcmp(jstr(code, "client_id"), client_id)) {
+        memcpy(b->keys[nk], k.data, k.len);
+        b->lens[nk++] = k.len;
+      }
+      json_decref(code);
+    }
+    st_cursor_close(c);
+    for (int i = 0; i < nk && !rc; i++) {
+      uint8_t ck[33];
+      hkey(ck, 'k', (const uint8_t *)b->keys[i] + b->lens[i] - 32);
+      if ((rc = st_del(txn, ST_DB_AUTH, ck, 33)) == ST_ENOTFOUND) rc = 0;
+      if (!rc && (rc = st_del(txn, ST_DB_AUTH, b->keys[i], b->lens[i])) == ST_ENOTFOUND) rc = 0;
+    }
+    if (!more) break;
+  }
+  free(b);
+  return rc ? rc : n;
+}
+
 int auth_oauth_grants(st_txn *txn, const char *tenant, const char *user_id, json_t **arr) {
   json_t *ids;
   int rc = user_families(txn, tenant, user_id, &ids);

@@ -159,6 +159,13 @@ int auth_oauth_family_revoke(st_txn *txn, const char *tenant, const char *family
 /* Write txn: revokes every grant of a user and deletes every code issued
  * to them (exchanged or not); returns how many grants. */
 int auth_oauth_revoke_user(st_txn *txn, const char *tenant, const char *user_id);
+/* Write txn: an admin removed client_id from the tenant: every grant of
+ * it is revoked (its live exchanges end through the token event, as for
+ * RFC 7009), every consent given to it goes (the next authorization asks
+ * again) and every code issued to it and not exchanged yet. A scan of the
+ * tenant's grants, consents and codes (the values are matched as bytes
+ * before any is parsed). The number of grants revoked, or ST_E*. */
+int auth_oauth_client_revoke_all(st_txn *txn, const char *tenant, const char *client_id);
 /* A user's grants: [{id, client_id, client_name, resource ("" or a
  * connector), created, last_used, signin_at}] (caller json_decref). */
 int auth_oauth_grants(st_txn *txn, const char *tenant, const char *user_id, json_t **arr);

@@ -5,7 +5,8 @@
  *          pins a client metadata document (checked as if fetched from
  *          client_id; wins over fetching it)
  *   GET    …/oauth-clients/{client_id, URL-encoded}               one record
- *   DELETE …/oauth-clients/{client_id, URL-encoded}               any kind
+ *   DELETE …/oauth-clients/{client_id, URL-encoded}               any kind,
+ *          with every grant, consent and code of the client
  *   GET    …/oauth-clients/resolve?client_id=…  what the authorization
  *          endpoint would see for this client now (oauth_cimd.c's lookup:
  *          it may fetch and cache the document) — an operator's diagnostic
@@ -19,6 +20,7 @@
 
 #include "auth/auth.h"
 #include "auth/oauth_client.h"
+#include "auth/oauth_token.h"
 #include "gateway/api/oauth_int.h"
 #include "gateway/base/log.h"
 #include "gateway/http/query.h"
@@ -130,6 +132,7 @@ typedef struct pin_job {
   int64_t now_s;
   bool del;
   bool created; /* out */
+  int revoked;  /* out: a delete's grants revoked */
   json_t *out;  /* out: the record written */
 } pin_job;
 
@@ -146,7 +149,16 @@ static int job_pin(st_txn *txn, void *arg) {
   j->created = false;
   int rc = st_tenant_active(txn, j->tenant);
   if (rc) return rc == ST_ENOTFOUND ? GW_API_ENOTENANT : rc;
-  if (j->del) return auth_oauth_client_delete(txn, j->tenant, j->client_id);
+  if (j->del) {
+    /* what the client holds goes with it: its grants (their live
+     * exchanges end), the consents given to it, its codes — also when its
+     * record was swept already (idle) while grants of it live on */
+    int n = auth_oauth_client_revoke_all(txn, j->tenant, j->client_id);
+    if (n < 0) return n;
+    j->revoked = n;
+    rc = auth_oauth_client_delete(txn, j->tenant, j->client_id);
+    return rc == ST_ENOTFOUND && n > 0 ? 0 : rc;
+  }
   json_t *have = NULL;
   rc = auth_oauth_client_get(txn, j->tenant, j->client_id, &have);
   json_decref(have);
@@ -163,7 +175,7 @@ static void done_pin(int status, void *arg) {
   if (status == GW_API_ENOTENANT) gw_respond_error(req, 404, "not_found", "no such tenant");
   else if (!admin__job_error(req, status, "OAuth client")) {
     if (j->del) {
-      GW_LOG(GW_LOG_INFO, "admin", &lc, "OAuth client %s deleted", j->client_id);
+      GW_LOG(GW_LOG_INFO, "admin", &lc, "OAuth client %s deleted; %d grant(s) of it revoked", j->client_id, j->revoked);
       gw_respond(req, 204, NULL, NULL, 0);
     } else {
       GW_LOG(GW_LOG_INFO, "admin", &lc, "client metadata document %s pinned", j->client_id);

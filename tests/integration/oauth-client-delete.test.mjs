@@ -1,0 +1,93 @@
+// An admin deleting an OAuth client (DELETE …/oauth-clients/{id}) ends what
+// the client holds in the tenant. Before this test's fix only the client's
+// record went: a malicious or compromised client an employee had authorized
+// kept calling with its access token and refreshing with its refresh token,
+// and the consent stood, so re-registering under the same name was never
+// asked again (the OAuth review). Now every grant of the client is revoked
+// (an open stream ends), its consents go, and another client of the same
+// person is untouched.
+// ci-variants: build-w1 build-asan-w2
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { request } from './lib/gateway.mjs';
+import { startLoginFixture } from './lib/login.mjs';
+import { grant, tokenRequest, pkce } from './lib/oauth.mjs';
+import { signIn } from './lib/okta.mjs';
+import { openStream, mcpHeaders } from './lib/mcp.mjs';
+
+const ALICE = 'alice@acme.com';
+let fx, t;
+
+before(async () => {
+  fx = await startLoginFixture({
+    tenants: { acme: { users: [{ userName: ALICE, externalId: '00u-alice' }] } },
+    accounts: { '00u-alice': { email: ALICE } },
+  });
+  t = fx.t.acme;
+});
+after(async () => { if (fx) await fx.stop(); });
+
+const init = async (tok) => request(fx.gw.port, {
+  method: 'POST', path: '/t/acme/mcp',
+  body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } } }),
+  headers: { authorization: `Bearer ${tok}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+});
+
+test('deleting an OAuth client revokes its grants and consents; another client of the same person keeps working', async () => {
+  const b = fx.browser();
+  const evil = await grant(fx, b, { login: '00u-alice' });
+  const good = await grant(fx, b, { login: '00u-alice' });
+  assert.notEqual(evil.client_id, good.client_id);
+  const r0 = await init(evil.access_token);
+  assert.equal(r0.status, 200, r0.body);
+  const sid = r0.headers['mcp-session-id'];
+  const stream = await openStream(`${fx.gw.url}/t/acme/mcp`, { headers: { ...mcpHeaders({ token: evil.access_token, sessionId: sid, protocolVersion: '2025-06-18' }), accept: 'text/event-stream' } });
+  assert.equal(stream.status, 200);
+
+  const del = await t.admin('DELETE', `/oauth-clients/${encodeURIComponent(evil.client_id)}`);
+  assert.equal(del.status, 204, del.body);
+
+  let timer;
+  const ended = await Promise.race([stream.ended.then(() => true), new Promise((r) => { timer = setTimeout(() => r(false), 10000); })]);
+  clearTimeout(timer);
+  assert.ok(ended, 'the stream opened with the deleted client\'s token ended with its grant');
+  assert.equal((await init(evil.access_token)).status, 401, 'the deleted client\'s access token is refused');
+  const rt = await tokenRequest(fx, 'acme', { grant_type: 'refresh_token', refresh_token: evil.refresh_token, client_id: evil.client_id });
+  assert.equal(rt.status, 400, rt.text);
+  assert.equal(rt.json?.error, 'invalid_grant', rt.text);
+  // the other client of the same person is untouched
+  assert.equal((await init(good.access_token)).status, 200);
+  const rg = await tokenRequest(fx, 'acme', { grant_type: 'refresh_token', refresh_token: good.refresh_token, client_id: good.client_id });
+  assert.equal(rg.status, 200, rg.text);
+  // the person's grants list only the good client's
+  const g = await t.admin('GET', `/users/${encodeURIComponent(ALICE)}/grants`);
+  assert.equal(g.status, 200, g.body);
+  const ids = g.json.grants.map((x) => x.client_id);
+  assert.ok(ids.includes(good.client_id) && !ids.includes(evil.client_id), JSON.stringify(g.json));
+  // a second DELETE: nothing left to end
+  assert.equal((await t.admin('DELETE', `/oauth-clients/${encodeURIComponent(evil.client_id)}`)).status, 404);
+});
+
+// A pinned (or fetched) client keeps its client_id across a delete and a
+// new pin: the consent given before must not carry over.
+test('a pinned client deleted and pinned again is asked for consent again', async () => {
+  const id = 'https://client.example.test/meta.json';
+  const doc = { client_id: id, client_name: 'Pinned', redirect_uris: ['http://127.0.0.1/callback'] };
+  assert.equal((await t.admin('PUT', '/oauth-clients', { client_id: id, document: doc })).status, 201);
+  const b = fx.browser();
+  const first = await grant(fx, b, { login: '00u-alice', client: id });
+  assert.ok(first.access_token);
+  const asks = async () => {
+    const { challenge } = pkce();
+    const q = new URLSearchParams({ response_type: 'code', client_id: id, redirect_uri: 'http://127.0.0.1:45123/callback',
+      state: 's', code_challenge: challenge, code_challenge_method: 'S256', resource: `${fx.gw.url}/t/acme/mcp` });
+    const res = await signIn(b, `${fx.base('acme')}/oauth/authorize?${q}`, { login: '00u-alice', stopAtCallback: (u) => u.startsWith('http://127.0.0.1:45123/') });
+    return !res.stopped && /oauth\/consent/.test(res.text ?? '');
+  };
+  assert.equal(await asks(), false, 'consent given: not asked again');
+  assert.equal((await t.admin('DELETE', `/oauth-clients/${encodeURIComponent(id)}`)).status, 204);
+  assert.equal((await init(first.access_token)).status, 401);
+  assert.equal((await t.admin('PUT', '/oauth-clients', { client_id: id, document: doc })).status, 201);
+  assert.equal(await asks(), true, 'asked again after the client was deleted');
+});
