@@ -274,6 +274,17 @@ void admin__oauth_clients(gw_req *req, const admin_caller *who, const char *tena
   if (get) {
     get_one(req, tenant, id);
   } else if (!strcmp(req->method, "DELETE")) {
+    /* its job scans the tenant's grants, consents and codes on the writer
+     * every tenant's deactivations share: one such write of the tenant at
+     * a time (gateway/core/limits.h, as a policy PUT) */
+    int busy = gw_limits_write_enter(req, tenant);
+    if (busy) {
+      gw_respond_error(req, busy, busy == 503 ? "busy" : "change_in_progress",
+                       busy == 503 ? "other tenants' large changes are being applied; retry after Retry-After seconds"
+                                   : "this tenant's previous large change is still being applied; retry after "
+                                     "Retry-After seconds");
+      return;
+    }
     pin_job *j = calloc(1, sizeof *j);
     if (!j) {
       gw_respond_error(req, 500, "internal", "out of memory");

@@ -288,7 +288,7 @@ void gw_limits_metrics(gw_server *srv, gw_buf *out) {
   long long heavy_open = (long long)l->heavy_open;
   uv_mutex_unlock(&l->mu);
   gw_buf_printf(out,
-                "# HELP mcpgate_heavy_writes_limited_total Policy PUTs refused because their tenant (429) or the "
+                "# HELP mcpgate_heavy_writes_limited_total Policy PUTs and OAuth client deletes refused because their tenant (429) or the "
                 "process (503) had the most on the store writer at once.\n"
                 "# TYPE mcpgate_heavy_writes_limited_total counter\n"
                 "mcpgate_heavy_writes_limited_total{limit=\"tenant\"} %llu\n"

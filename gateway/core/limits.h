@@ -27,7 +27,8 @@
  *                              an aggregated batch counts each of its
  *                              messages for the same reason.
  *
- *   heavy writes               a policy PUT: one per tenant on the store
+ *   heavy writes               a policy PUT, an OAuth client's DELETE (a
+ *                              scan of the tenant's grants): one per tenant on the store
  *                              writer at a time, GW_HEAVY_WRITES_MAX in the
  *                              process (gw_limits_write_enter).
  *
