@@ -343,6 +343,7 @@ typedef struct audit_sink_state {
   uint64_t delivered;      /* records the receiver accepted since the start */
   uint64_t posts_ok, posts_failed;
   uint64_t lag;            /* records written and not yet delivered, at the last look */
+  uint64_t pruned;         /* records retention pruned before they were delivered, since the start */
   int64_t last_ok_ms;      /* 0: never since the start */
   int64_t last_failure_ms; /* 0: never since the start */
   char last_error[256];    /* the last failure in one secret-free sentence, or "" */

@@ -75,6 +75,7 @@ static json_t *view(gw_server *srv, const char *tenant, json_t *rec) {
   if (v && srv->audit_log && audit_sink_state_get(srv->audit_log, name, &st)) {
     json_t *d = json_pack("{s:s, s:I, s:I}", "state", st.failing ? "failing" : st.lag ? "behind" : "ok", "delivered",
                           (json_int_t)st.delivered, "lag", (json_int_t)st.lag);
+    if (d && st.pruned) json_object_set_new(d, "pruned", json_integer((json_int_t)st.pruned));
     if (d && st.last_ok_ms) {
       gw_rfc3339_ms(st.last_ok_ms, t);
       json_object_set_new(d, "last_success_at", json_string(t));

@@ -485,6 +485,18 @@ static void post_done(gw_out_req *r, int err, void *ud) {
   kick(k->d, 0); /* more may wait: the next round looks at once */
 }
 
+/* Retention pruned records from..to of k's current chain before k
+ * delivered them: logged (with the tenant, for a tenant's sink: its admins
+ * see their log lines) and counted in the sink's state (a tenant admin's
+ * GET view shows "pruned"). */
+static void said_pruned(sink *k, uint64_t from, uint64_t to) {
+  k->st.pruned += to - from + 1;
+  publish(k);
+  GW_LOG(GW_LOG_WARN, "audit", &((gw_log_ctx){k->tenant[0] ? k->tenant : NULL, NULL}),
+         "audit sink %s: records %" PRIu64 "..%" PRIu64 " of chain %s were pruned before they were delivered",
+         k->name, from, to, k->uid);
+}
+
 /* One round of k over the heads read in txn: the first chain it has not
  * delivered, one POST. */
 static void sink_round(sink *k, st_txn *txn, const head_list *hl) {
@@ -542,10 +554,7 @@ static void sink_round(sink *k, st_txn *txn, const head_list *hl) {
     /* nothing left after the cursor: retention pruned what was never
      * delivered (logged), or a scan stopped early; move on */
     uint64_t upto = rc == 0 ? hl->v[pick].seq : after;
-    if (rc == 0)
-      GW_LOG(GW_LOG_WARN, "audit", NULL,
-             "audit sink %s: records %" PRIu64 "..%" PRIu64 " of chain %s were pruned before they were delivered",
-             k->name, p->seq + 1, upto, k->uid);
+    if (rc == 0 && upto > p->seq) said_pruned(k, p->seq + 1, upto);
     p->seq = upto;
     pos_store(k, p);
     kick(k->d, 0);
@@ -555,9 +564,7 @@ static void sink_round(sink *k, st_txn *txn, const head_list *hl) {
    * (said once per gap, not once per retry of the same POST) */
   if (e.first > p->seq + 1 && e.first - 1 > p->gap_said) {
     p->gap_said = e.first - 1;
-    GW_LOG(GW_LOG_WARN, "audit", NULL,
-           "audit sink %s: records %" PRIu64 "..%" PRIu64 " of chain %s were pruned before they were delivered",
-           k->name, p->seq + 1, e.first - 1, k->uid);
+    said_pruned(k, p->seq + 1, e.first - 1);
   }
   k->last = e.last;
   k->nrec = e.n;
@@ -700,6 +707,7 @@ static int sync_one(void *ctx, const char *tenant, const json_t *rec) {
     n->st.delivered = k->st.delivered;
     n->st.posts_ok = k->st.posts_ok;
     n->st.posts_failed = k->st.posts_failed;
+    n->st.pruned = k->st.pruned;
   } else {
     char shown[512];
     url_for_log(n->url, shown, sizeof shown);
