@@ -604,8 +604,8 @@ static void sink_round(sink *k, st_txn *txn, const head_list *hl) {
   k->post_at = uv_now(&k->d->lp->loop);
 }
 
-/* The URL as logs may show it: no user info, no query (either may hold a
- * credential, as some collectors take ?token=). */
+/* The URL as logs may show it: its origin, "/…" for the rest (user info,
+ * path and query may each hold a credential: ?token=, a collector code). */
 static void url_for_log(const char *url, char *out, size_t cap) {
   const char *host = strstr(url, "://");
   host = host ? host + 3 : url;
@@ -613,8 +613,9 @@ static void url_for_log(const char *url, char *out, size_t cap) {
   const char *at = memchr(host, '@', (size_t)(end - host));
   size_t scheme = (size_t)(host - url);
   const char *from = at ? at + 1 : host;
-  size_t rest = strcspn(from, "?#");
-  snprintf(out, cap, "%.*s%.*s%s", (int)scheme, url, (int)rest, from, from[rest] == '?' ? "?…" : "");
+  /* the origin only: some collectors carry their credential in the path
+   * (a Sumo Logic HTTP source's collector code), others in the query */
+  snprintf(out, cap, "%.*s%.*s%s", (int)scheme, url, (int)(end - from), from, *end ? "/…" : "");
 }
 
 /* ---- the tenants' sinks, as the main store says ------------------------------------- */
