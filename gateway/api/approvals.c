@@ -661,8 +661,10 @@ static int check_webhook_url(const char *v, char *err, size_t errlen) {
     return -1;
   }
   for (const char *p = v; *p; p++)
-    if (*p == ' ' || *p == '#' || (unsigned char)*p >= 0x7f) {
-      snprintf(err, errlen, "the URL may not contain spaces, a fragment or non-ASCII characters");
+    if (*p == ' ' || *p == '#' || *p == '\\' || (unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f) {
+      /* a backslash: a mistyped path would be taken for the host, and a
+       * failure's log names the origin (the rest is the secret) */
+      snprintf(err, errlen, "the URL may not contain spaces, a fragment, backslashes, control or non-ASCII characters");
       return -1;
     }
   return 0;

@@ -79,6 +79,10 @@ test('approval_webhook_url: http(s) only, a literal address the egress policy re
   assert.match(r.body, /approval_webhook_url/);
   r = await setHook('https://');
   assert.equal(r.status, 400, r.body);
+  // a mistyped backslash path: the "origin" failures log would be part of the secret path (SIEM review)
+  r = await setHook('https://hooks.slack.com\\services\\T0\\B0\\sealed-xyz');
+  assert.equal(r.status, 400, r.body);
+  assert.doesNotMatch(r.body, /sealed-xyz/);
   r = await setHook('http://10.20.30.40/hook'); // the test gateway allows loopback only
   assert.equal(r.status, 400, r.body);
   assert.match(r.body, /egress_refused/);
