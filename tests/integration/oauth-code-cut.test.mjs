@@ -16,7 +16,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 
-import { sleep } from './lib/gateway.mjs';
+import { sleep, waitFor, scrapeMetrics, metricValue } from './lib/gateway.mjs';
 import { startLoginFixture, signIn, registerClient } from './lib/login.mjs';
 
 let fx, clientId;
@@ -63,7 +63,11 @@ test('a code is not issued from a session a cut queued before it deleted (revoke
   const revoke = fx.t.acme.admin('POST', `/users/${alice}/revoke`, { reason: 'test' });
   await sleep(10);
   const restore = fx.t.acme.admin('POST', `/users/${alice}/restore`, {});
-  await sleep(10);
+  // both queued behind the PUT before the authorize reads the session: with
+  // two loops under load a fixed pause let the code job reach the writer
+  // first (CI, ASan), and the code was then rightly issued before the cut
+  await waitFor(async () => metricValue(await scrapeMetrics(fx.gw), 'mcpgate_store_queue_depth') >= 2,
+    { timeoutMs: 5000, intervalMs: 5, what: 'the revoke and the restore queued behind the policy PUT' });
   // the session is still there for this read: the revoke waits on the writer
   const late = await b.get(authorizeUrl(), { stopAt: isCb });
   const [p, rv, rs] = await Promise.all([put, revoke, restore]);
