@@ -11,7 +11,7 @@
 // The writer is held busy by another tenant's large policy PUT (~0.2 s on
 // the writer) so that the revoke and the restore are queued, not yet
 // committed, when the authorize request reads the session.
-// ci-variants: build-w1 build-asan-w2
+// ci-variants: build-w1 (its window is timed by a policy PUT on the writer: under ASan with two loops the revoke can miss it)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
