@@ -384,3 +384,37 @@ bool gw_json_numbers_exact(const char *text, size_t n) {
   }
   return true;
 }
+
+/* The end of the value at p in accepted text: strings skipped by their
+ * escapes, containers by their depth (brackets inside strings ignored). */
+static const char *value_end(const char *p, const char *end) {
+  int depth = 0;
+  do {
+    if (*p == '"') {
+      for (p++; p < end && *p != '"'; p++)
+        if (*p == '\\') p++;
+      p++;
+    } else if (*p == '{' || *p == '[') {
+      depth++;
+      p++;
+    } else if (*p == '}' || *p == ']') {
+      depth--;
+      p++;
+    } else if (depth) {
+      p++;
+    } else { /* a number or a literal at the top */
+      while (p < end && *p != ',' && *p != ']' && *p != '}' && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') p++;
+    }
+  } while (depth > 0 && p < end);
+  return p;
+}
+
+bool gw_json_next_item(const char *p, size_t n, size_t *at, gw_json_span *item) {
+  const char *end = p + n, *q = p + (*at ? *at : 1); /* after '[' or after the last element */
+  while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r' || *q == ',')) q++;
+  if (q >= end || *q == ']') return false;
+  const char *e = value_end(q, end);
+  *item = (gw_json_span){q, (size_t)(e - q)};
+  *at = (size_t)(e - p);
+  return true;
+}

@@ -50,4 +50,11 @@ int gw_json_pick_request(const char *p, size_t n, const char *const *paths, size
  * digits) or 1e-400 (below the normal range) are not: they decode to the
  * double of 1.0 or of 0.0. Any thread; allocates nothing. */
 bool gw_json_numbers_exact(const char *p, size_t n);
+
+/* The elements of an array, one per call: [p, p + n) is an array's whole
+ * text (brackets included) taken from a text the scan accepted (a span
+ * gw_json_pick returned): it is not checked again, only walked. *at is 0
+ * for the first call; each true answer sets *item to the next element's
+ * exact text; false at the end. Allocates nothing. */
+bool gw_json_next_item(const char *p, size_t n, size_t *at, gw_json_span *item);
 #endif

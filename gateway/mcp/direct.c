@@ -39,6 +39,7 @@
 #include "gateway/mcp/decide.h"
 #include "gateway/mcp/mcp_loop.h"
 #include "gateway/mcp/sse.h"
+#include "gateway/mcp/tool_list.h"
 #include "gateway/mcp/upcall.h"
 #include "gateway/out/outbound.h"
 #include "store/token.h"
@@ -84,6 +85,14 @@ static bool may_carry_tools(const char *data, size_t n) {
   return gw_memmem(data, n, "\"tools\"", 7) || gw_memmem(data, n, "\\u", 2);
 }
 
+/* filter_reply on the bytes (tool_list.h): a list's allowed tools are
+ * copied, not parsed and re-serialised (1.7 ms of the loop for 500 tools);
+ * what the scan cannot judge as jansson would goes to filter_reply. */
+static int filter_bytes(gw_exchange *x, const char *body, size_t n, gw_buf *out) {
+  if (!may_carry_tools(body, n)) return gw_json_check(body, n) ? 0 : -1;
+  return gw__tool_list_filter_msg(gw__policy_for(x->lp, x->tenant, x->user), x->connector, body, n, out);
+}
+
 /* filter_reply changes only tool lists: a reply that cannot carry one is
  * relayed once the scan says jansson would take it. */
 static bool vouch_reply(gw_exchange *x, const char *body, size_t n) {
@@ -102,10 +111,14 @@ static void relay_one_event(gw_exchange *x, const char *ev, size_t n, gw_buf *ou
     gw_buf_init(&head, GW_MCP_MAX_SSE_EVENT);
     char id[512];
     gw__sse_split(ev, n, &data, &head, x->flow->event_id ? id : NULL, sizeof id);
-    /* data the flow vouches for is not parsed: only its id line changes */
-    bool vouched = data.len && x->flow->vouch && x->flow->vouch(x, data.data, data.len);
-    json_t *j = data.len && !vouched ? json_loadb(data.data, data.len, 0, NULL) : NULL;
-    if (data.len && !vouched && !j) {
+    /* data rewritten on its bytes, or that the flow vouches for, is not
+     * parsed: only its id line changes, or its data for the bytes */
+    gw_buf nb;
+    gw_buf_init(&nb, GW_MCP_MAX_SSE_EVENT);
+    int by = data.len && x->flow->rewrite_bytes ? x->flow->rewrite_bytes(x, data.data, data.len, &nb) : -1;
+    bool vouched = by == 0 || (by < 0 && data.len && x->flow->vouch && x->flow->vouch(x, data.data, data.len));
+    json_t *j = data.len && !vouched && by < 0 ? json_loadb(data.data, data.len, 0, NULL) : NULL;
+    if (data.len && !vouched && by < 0 && !j) {
       /* what the gateway cannot parse, a client's laxer parser may take
        * (JSON.parse accepts a lone surrogate escape): the rewrite (the
        * policy's tool filter, id rewriting) cannot run on it, so it is not
@@ -115,24 +128,26 @@ static void relay_one_event(gw_exchange *x, const char *ev, size_t n, gw_buf *ou
                "connector %s sent an SSE event whose data is not valid JSON: dropped", x->connector);
       x->bad_event = true;
       if (x->m) GW_STAT_ADD(x->m->errors, 1);
+      gw_buf_free(&nb);
       gw_buf_free(&data);
       gw_buf_free(&head);
       return;
     }
-    bool changed = j && x->flow->rewrite(x, j);
+    bool changed = by == 1 || (j && x->flow->rewrite(x, j));
     char *gid = x->flow->event_id && id[0] ? x->flow->event_id(x, id) : NULL;
     if (changed && gw__x_msg_dropped(j)) {
       /* dropped by the rewrite: only its id (the client resumes after it) */
       if (gid) gw_buf_printf(out, "id: %s\ndata:\n\n", gid);
       free(gid);
       json_decref(j);
+      gw_buf_free(&nb);
       gw_buf_free(&data);
       gw_buf_free(&head);
       return;
     }
     if (changed || gid) {
-      char *s = changed ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-      if (s || gid) {
+      char *s = changed && j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+      if (s || gid || by == 1) {
         /* aggregated: the upstream's event id becomes a gateway id that a
          * GET with Last-Event-ID resumes on the right upstream */
         const char *h = head.data ? head.data : "";
@@ -146,33 +161,32 @@ static void relay_one_event(gw_exchange *x, const char *ev, size_t n, gw_buf *ou
           l += ll + (nl ? 1 : 0);
         }
         if (gid) gw_buf_printf(out, "id: %s\n", gid);
-        if (s) {
+        /* the data: re-serialised (one line), rewritten on its bytes or
+         * unchanged (or empty: a priming event) — the last two keep the
+         * upstream's line breaks, each line a data: line */
+        const char *dd = s ? s : by == 1 ? nb.data : data.data ? data.data : "";
+        size_t dl = s ? strlen(s) : by == 1 ? nb.len : data.len;
+        for (const char *l = dd, *de = dd + dl;;) {
+          const char *nl = memchr(l, '\n', (size_t)(de - l));
+          size_t ll = nl ? (size_t)(nl - l) : (size_t)(de - l);
           gw_buf_appends(out, "data: ");
-          gw_buf_appends(out, s);
-          gw_buf_appends(out, "\n");
-        } else {
-          /* the data unchanged (or empty: a priming event) */
-          const char *dd = data.data ? data.data : "";
-          for (const char *l = dd;;) {
-            const char *nl = strchr(l, '\n');
-            size_t ll = nl ? (size_t)(nl - l) : strlen(l);
-            gw_buf_appends(out, "data: ");
-            gw_buf_append(out, l, ll);
-            gw_buf_append(out, "\n", 1);
-            if (!nl) break;
-            l = nl + 1;
-          }
+          gw_buf_append(out, l, ll);
+          gw_buf_append(out, "\n", 1);
+          if (!nl) break;
+          l = nl + 1;
         }
         gw_buf_appends(out, "\n");
         free(gid);
         free(s);
         json_decref(j);
+        gw_buf_free(&nb);
         gw_buf_free(&data);
         gw_buf_free(&head);
         return;
       }
     }
     json_decref(j);
+    gw_buf_free(&nb);
     gw_buf_free(&data);
     gw_buf_free(&head);
   }
@@ -450,7 +464,18 @@ void gw__relay_done(gw_exchange *x, gw_out_req *r, int err, void (*initialized)(
        * lists, and no "tools" key can occur), a scan vouches for it
        * without building it (gateway/base/json_check.h). */
       bool is_json = !strncasecmp(x->up_ct, "application/json", 16);
-      bool valid = is_json && x->body.len && !x->into && x->flow->vouch && x->flow->vouch(x, x->body.data, x->body.len);
+      bool bytes = is_json && x->body.len && !x->into && x->flow->rewrite_bytes;
+      gw_buf nb;
+      gw_buf_init(&nb, GW_MCP_MAX_JSON_BODY);
+      int by = bytes ? x->flow->rewrite_bytes(x, x->body.data, x->body.len, &nb) : -1;
+      if (by == 1) {
+        gw__x_reply_raw(x, x->status, "application/json", nb.data, nb.len);
+        gw_buf_free(&nb);
+        return;
+      }
+      gw_buf_free(&nb);
+      bool valid = by == 0 || (is_json && x->body.len && !x->into && x->flow->vouch &&
+                               x->flow->vouch(x, x->body.data, x->body.len));
       /* a raw NUL byte: invalid (jansson would skip one after a value) */
       json_t *j = is_json && x->body.len && !valid && !memchr(x->body.data, 0, x->body.len)
                       ? json_loadb(x->body.data, x->body.len, 0, NULL)
@@ -546,7 +571,8 @@ static void direct_free(void *state) {
  * can come on any response or stream, with any id. */
 static const gw_flow_ops direct_flow = {
     .name = "direct", .up_headers = direct_headers, .up_data = gw__relay_data, .up_done = direct_done,
-    .rewrite = filter_reply, .rewrite_tool_lists_only = true, .vouch = vouch_reply, .free = direct_free};
+    .rewrite = filter_reply, .rewrite_tool_lists_only = true, .vouch = vouch_reply,
+    .rewrite_bytes = filter_bytes, .free = direct_free};
 
 int gw__relay_start(gw_exchange *x, const char *method, const void *body, size_t len, const char *accept) {
   const char *pv = x->req ? gw_req_header(x->req, "mcp-protocol-version") : NULL;

@@ -109,6 +109,12 @@ typedef struct gw_flow_ops {
    * still gets its gateway id). false: it is parsed (and rewritten, or
    * refused as invalid). NULL: always parsed. */
   bool (*vouch)(gw_exchange *x, const char *body, size_t n);
+  /* rewrite done on a JSON message's bytes (a whole reply, or one SSE
+   * event's data), when the flow can do it without a parse: 1 (out holds
+   * the rewritten message), 0 (unchanged, and a text jansson accepts:
+   * relayed as is), -1 (undecided: parsed, then rewrite). Tried before
+   * vouch and the parse. NULL: never. */
+  int (*rewrite_bytes)(gw_exchange *x, const char *body, size_t n, gw_buf *out);
   /* The client's id for an upstream SSE event id (malloc'd, or NULL to
    * keep the upstream's). */
   char *(*event_id)(gw_exchange *x, const char *upstream_id);

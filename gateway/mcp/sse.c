@@ -19,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "gateway/base/json_check.h"
 #include "gateway/mcp/exchange.h"
 
 /* The length of the line terminator at d[i] (CRLF 2, LF or lone CR 1), 0
@@ -144,4 +145,37 @@ json_t *gw__find_reply(const char *s, size_t n, const char *ct, const json_t *id
   if (!found && start < n) found = reply_in(s + start, n - start, id, &data, 0);
   gw_buf_free(&data);
   return found;
+}
+
+/* One event's data as the reply with id_text: 1 it is, 0 it is not, -1
+ * undecided (reply_in's verdict needs jansson). paths[0..2] are "id",
+ * "result", "error" (gw__find_reply_text's callers ask for them first). */
+static int reply_text_in(const char *ev, size_t n, const char *id_text, gw_buf *data, const char *const *paths,
+                         size_t npaths, gw_json_span *got) {
+  gw_buf_reset(data);
+  gw__sse_split(ev, n, data, NULL, NULL, 0);
+  if (!data->len) return 0;
+  if (gw_json_pick(data->data, data->len, paths, npaths, got) != 1) return -1;
+  if (!got[0].p) return 0;
+  if (memchr(got[0].p, '\\', got[0].n)) return -1;
+  if (got[0].n != strlen(id_text) || memcmp(got[0].p, id_text, got[0].n)) return 0;
+  return got[1].p || got[2].p ? 1 : 0;
+}
+
+int gw__find_reply_text(const char *s, size_t n, const char *ct, const char *id_text, gw_buf *data,
+                        const char *const *paths, size_t npaths, gw_json_span *got) {
+  if (npaths < 3 || strcmp(paths[0], "id") || strcmp(paths[1], "result") || strcmp(paths[2], "error")) return -1;
+  if (!gw__sse_is(ct)) {
+    gw_buf_reset(data);
+    if (!n || gw_buf_append(data, s, n)) return -1;
+    return gw_json_pick(data->data, data->len, paths, npaths, got) == 1 ? 1 : -1;
+  }
+  size_t start = 0, at, end;
+  int rc = 0;
+  while (rc == 0 && (end = event_end(s, n, start, &at)) != 0) {
+    rc = reply_text_in(s + start, end - start, id_text, data, paths, npaths, got);
+    start = end;
+  }
+  if (rc == 0 && start < n) rc = reply_text_in(s + start, n - start, id_text, data, paths, npaths, got);
+  return rc == 1 ? 1 : -1;
 }

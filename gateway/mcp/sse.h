@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "gateway/base/buf.h"
+#include "gateway/base/json_check.h"
 
 /* Calls fn(arg, event, n) for every complete event in ev (ended by a blank
  * line, "\n\n" or "\r\n\r\n") and keeps the incomplete rest in ev; the
@@ -24,5 +25,16 @@ int gw__sse_is(const char *ct);
  * buffered upstream response: the JSON body, or the SSE event carrying it
  * (events before it are skipped). New reference, or NULL. */
 json_t *gw__find_reply(const char *body, size_t n, const char *ct, const json_t *id);
+/* gw__find_reply's search done by scans (json_check.h), for a reply the
+ * caller then reads as bytes: the first message in a JSON body or an SSE
+ * stream that is an object (over SSE: whose "id" is id_text, a JSON string
+ * without escapes, and which has a "result" or an "error"). 1: found, its
+ * text in data (cleared first; for a JSON body, a copy of it) and the
+ * members named by paths in got (gw_json_pick's spans, into data). -1:
+ * undecided — not found, or something only jansson can judge (an escape
+ * in a key or the id, a duplicate key, an event that is not an object):
+ * the caller asks gw__find_reply. */
+int gw__find_reply_text(const char *body, size_t n, const char *ct, const char *id_text, gw_buf *data,
+                        const char *const *paths, size_t npaths, gw_json_span *got);
 
 #endif

@@ -10,7 +10,12 @@
  *   - every approve tool that remains says so at the start of its
  *     description (the only place a client shows it before calling);
  *   - the result is valid JSON (it is relayed), and a user without a
- *     policy (NULL) sees no tool at all. */
+ *     policy (NULL) sees no tool at all;
+ *   - the filter by bytes (gateway/mcp/tool_list.c) agrees with it: when
+ *     it decides (1 or 0), jansson accepts the input and the bytes it
+ *     gives (or the input, for 0) decode to the tree pol_filter_tools
+ *     left; with aggregated names, to that tree's tools renamed
+ *     github__{name}. */
 #include <ftw.h>
 #include <jansson.h>
 #include <stdint.h>
@@ -20,7 +25,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "gateway/base/buf.h"
+#include "gateway/base/json_check.h"
 #include "gateway/base/log.h"
+#include "gateway/mcp/tool_list.h"
 #include "policy/policy.h"
 #include "scim/scim.h"
 #include "store/store.h"
@@ -97,9 +105,63 @@ static void init(void) {
   st_txn_end(txn);
 }
 
+/* the filter by bytes against the tree's (expected: msg after
+ * pol_filter_tools; changed: what it returned) */
+static void by_bytes(const char *data, size_t size, const json_t *msg, const json_t *expected, bool changed) {
+  gw_buf out;
+  gw_buf_init(&out, 64 << 20);
+  int rc = gw__tool_list_filter_msg(alice, "github", data, size, &out);
+  if (rc >= 0 && !msg) {
+    fprintf(stderr, "the byte filter decided (%d) on a text jansson refuses\n", rc);
+    abort();
+  }
+  if (rc == 0 && (changed || !json_equal(msg, (json_t *)expected))) {
+    fprintf(stderr, "the byte filter kept as is a list the policy changes\n");
+    abort();
+  }
+  if (rc == 1) {
+    json_t *got = json_loadb(out.data, out.len, 0, NULL);
+    if (!got || !json_equal(got, (json_t *)expected)) {
+      fprintf(stderr, "the byte filter's list differs: %.*s\n", (int)out.len, out.data);
+      abort();
+    }
+    json_decref(got);
+  }
+  /* the aggregated endpoint's: the tools array alone, renamed */
+  static const char *const paths[] = {"result.tools"};
+  gw_json_span tools;
+  bool ch;
+  gw_buf_reset(&out);
+  if (gw_json_pick(data, size, paths, 1, &tools) == 1 && tools.p && tools.p[0] == '[' &&
+      gw__tool_list_filter(alice, "github", true, tools.p, tools.n, &out, &ch) == 1) {
+    json_t *want = json_deep_copy(json_object_get(json_object_get(expected, "result"), "tools"));
+    size_t i;
+    json_t *t;
+    json_array_foreach(want, i, t) {
+      char full[400];
+      snprintf(full, sizeof full, "github__%s", json_string_value(json_object_get(t, "name")));
+      json_object_set_new(t, "name", json_string(full));
+    }
+    json_t *got = json_loadb(out.data, out.len, 0, NULL);
+    if (!got || !json_equal(got, want)) {
+      fprintf(stderr, "the byte filter's aggregated list differs: %.*s\n", (int)out.len, out.data);
+      abort();
+    }
+    json_decref(got);
+    json_decref(want);
+  }
+  gw_buf_free(&out);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!st) init();
   json_t *msg = json_loadb((const char *)data, size, 0, NULL);
+  {
+    json_t *expected = msg ? json_deep_copy(msg) : NULL;
+    bool changed = expected && pol_filter_tools(alice, "github", expected);
+    by_bytes((const char *)data, size, msg, expected, changed);
+    json_decref(expected);
+  }
   if (!msg) return 0;
   json_t *before = json_deep_copy(json_object_get(json_object_get(msg, "result"), "tools"));
   size_t n0 = json_array_size(before);

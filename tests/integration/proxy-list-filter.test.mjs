@@ -40,7 +40,10 @@ async function upstream(answer) {
       const a = m.method === 'initialize'
         ? { json: { jsonrpc: '2.0', id: m.id, result: { protocolVersion: m.params.protocolVersion, capabilities: { tools: {} }, serverInfo: { name: 'up', version: '1' } } } }
         : answer(m);
-      if (a.sse) {
+      if (a.sseRaw) {
+        res.writeHead(200, { 'content-type': 'text/event-stream', 'mcp-session-id': sid });
+        res.end(a.sseRaw);
+      } else if (a.sse) {
         res.writeHead(200, { 'content-type': 'text/event-stream', 'mcp-session-id': sid });
         res.end(a.sse.map((x) => `event: message\ndata: ${x}\n\n`).join(''));
       } else {
@@ -53,12 +56,13 @@ async function upstream(answer) {
   return { url: `http://127.0.0.1:${server.address().port}/mcp`, push: (text) => { for (const g of gets) g.write(text); }, gets };
 }
 
-async function fixture(answer) {
-  const gw = await startGateway();
+async function fixture(answer, { gw: shared, policy, id = 'acme' } = {}) {
+  const gw = shared ?? await startGateway();
   const up = await upstream(answer);
   const t = await setupTenant(gw, {
+    id,
     users: [ALICE],
-    policy: { version: 1, default: 'block', rules: [{ groups: ['*'], connector: 'up', allow: ['echo'] }] },
+    policy: policy ?? { version: 1, default: 'block', rules: [{ groups: ['*'], connector: 'up', allow: ['echo'] }] },
   });
   assert.equal((await t.putConnector('up', { url: up.url, auth: { type: 'none' } })).status, 201);
   const m = await t.mintToken(ALICE);
@@ -148,4 +152,49 @@ test('a tool list whose "tools" key is spelled with \\u escapes, on an SSE reply
   assert.ok(msgs.some((x) => x?.method === 'notifications/progress'), `the progress event was relayed: ${r.body}`);
   assert.ok(!toolNames(msgs).includes('secret'), `a hidden tool reached the client: ${r.body}`);
   await f.gw.stop();
+});
+
+// Tool lists are filtered on their bytes where a scan can judge them as
+// jansson would (gateway/mcp/tool_list.c), and parsed otherwise. Whatever
+// the upstream's spelling — spacing and line breaks, an SSE reply whose
+// data spans lines, an escaped name, a duplicate key, an approval tool —
+// the client sees exactly the tools policy lets it see, on both endpoints.
+test('tool lists in every spelling are filtered alike on both endpoints, by bytes or by parse', async () => {
+  const NOTE = '[requires approval: ';
+  const tools = [
+    { name: 'echo', description: 'Echo "it" ]}', inputSchema: { type: 'object', properties: { m: { type: 'string', description: 'x' } } } },
+    { name: 'secret', inputSchema: { type: 'object' } },
+    { name: 'merge', description: 'Merges', inputSchema: { type: 'object' } },
+    { inputSchema: { type: 'object' } },
+    'not a tool',
+  ];
+  const pretty = (id) => JSON.stringify({ jsonrpc: '2.0', id, result: { tools } }, null, 2);
+  const shapes = [
+    // [what, answer(m), tools the connector endpoint shows, tools the aggregated one shows]
+    ['compact JSON', (m) => ({ json: { jsonrpc: '2.0', id: m.id, result: { tools } } }), ['echo', 'merge']],
+    ['pretty-printed JSON', (m) => ({ raw: pretty(m.id) }), ['echo', 'merge']],
+    ['SSE, data over many lines', (m) => ({ sseRaw: `event: message\n${pretty(m.id).split('\n').map((l) => `data: ${l}`).join('\n')}\n\n` }), ['echo', 'merge']],
+    ['SSE, CRLF line ends', (m) => ({ sseRaw: `event: message\r\n${pretty(m.id).split('\n').map((l) => `data: ${l}`).join('\r\n')}\r\n\r\n` }), ['echo', 'merge']],
+    ['an escaped name (parsed)', (m) => ({ raw: JSON.stringify({ jsonrpc: '2.0', id: m.id, result: { tools } }).replace('"name":"secret"', '"name":"s\\u0065cret"') }), ['echo', 'merge']],
+    ['a duplicate name key (parsed; the last one counts)', (m) => ({ raw: JSON.stringify({ jsonrpc: '2.0', id: m.id, result: { tools } }).replace('"name":"echo"', '"name":"echo","name":"secret"') }), ['merge'], []],
+  ];
+  const gw = await startGateway();
+  const policy = { version: 1, default: 'block', rules: [{ groups: ['*'], connector: 'up', allow: ['echo'], approve: ['merge'] }] };
+  let i = 0;
+  for (const [what, answer, direct, agg = direct] of shapes) {
+    const id = `shape-${i++}`; // a tenant per shape
+    const f = await fixture((m) => (m.method === 'tools/list' ? answer(m) : { json: { jsonrpc: '2.0', id: m.id, result: {} } }), { gw, policy, id });
+    for (const [where, url, want] of [['connector', f.t.mcpUrl('up'), direct], ['aggregated', `${gw.url}/t/${id}/mcp`, agg.map((n) => `up__${n}`)]]) {
+      const s = await rawSession(url, f.token);
+      const r = await s.request('tools/list', {});
+      assert.equal(r.status, 200, `${what}, ${where}: ${r.body}`);
+      const listed = messages(r).flatMap((x) => x?.result?.tools ?? []);
+      assert.deepEqual(listed.map((x) => x.name), want, `${what}, ${where}: the client got ${r.body}`);
+      for (const x of listed) {
+        if (x.name.endsWith('merge')) assert.ok(x.description.startsWith(NOTE), `${what}, ${where}: the approval note: ${x.description}`);
+        if (x.name.endsWith('echo')) assert.equal(x.description, 'Echo "it" ]}', `${what}, ${where}: echo's description kept`);
+      }
+    }
+  }
+  await gw.stop();
 });
