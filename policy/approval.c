@@ -380,33 +380,63 @@ int ap_request_list(st_txn *txn, const char *tenant, const char *state, int64_t 
   return scan_index(txn, tenant, 'c', now_ms, limit, AP_LIST_SCAN_MAX, in_state, (void *)state, *out);
 }
 
-/* the reviewer may decide rec: active, not the requester, in an approver group */
-/* The approver groups the policy in force names for the request's call
- * (the requester's groups, its connector and tool), appended to ids; the
- * tenant's approver_groups where a matching rule defers to them. *applies
- * false when the policy no longer asks approval for it (nothing appended:
- * the request's own approvers stand). 0 or ST_E*. */
-static int current_approvers(st_txn *txn, const char *tenant, const json_t *rec, json_t *ids, bool *applies) {
-  *applies = false;
+static int by_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+/* ids' strings, sorted, once each (two bases compare with json_equal);
+ * NULL when out of memory */
+static json_t *sorted_unique(const json_t *ids) {
+  size_t n = json_array_size(ids), k = 0;
+  const char **v = malloc((n ? n : 1) * sizeof *v);
+  json_t *out = v ? json_array() : NULL;
+  for (size_t i = 0; out && i < n; i++)
+    if (json_is_string(json_array_get(ids, i))) v[k++] = json_string_value(json_array_get(ids, i));
+  if (out) qsort(v, k, sizeof *v, by_str);
+  for (size_t i = 0; out && i < k; i++)
+    if ((!i || strcmp(v[i - 1], v[i])) && json_array_append_new(out, json_string(v[i]))) {
+      json_decref(out);
+      out = NULL;
+    }
+  free(v);
+  return out;
+}
+
+/* What the policy in force asks of the user's call of tool on connector
+ * now, as a grant records it (its "basis"): *out NULL when it asks no
+ * approval (allowed, blocked, hidden, an unknown or inactive user), else
+ * {"approvers": [the group ids that may approve it, sorted, once each: the
+ * matching approve rules' and, where one names none, the tenant's
+ * approver_groups as they resolve now], "grant_minutes": N (the smallest
+ * of the matching rules')}. Reads the user's groups and the policy in
+ * txn. 0 or ST_E*. */
+static int approval_basis(st_txn *txn, const char *tenant, const char *user, const char *connector, const char *tool,
+                          json_t **out) {
+  *out = NULL;
   pol_user *pu = NULL;
-  int rc = pol_user_load(txn, tenant, json_string_value(json_object_get(rec, "user")) ?: "", &pu);
+  int rc = pol_user_load(txn, tenant, user, &pu);
   if (rc == ST_ENOTFOUND) return 0;
   if (rc) return rc;
   pol_approval pa;
-  const char *conn = json_string_value(json_object_get(rec, "connector")) ?: "";
-  const char *tool = json_string_value(json_object_get(rec, "tool")) ?: "";
-  if (pol_decide(pu, conn, tool) == POL_APPROVE && pol_approval_for(pu, conn, tool, &pa) == 0) {
-    *applies = true;
-    for (size_t i = 0; i < pa.napprovers; i++) json_array_append_new(ids, json_string(pa.approvers[i]));
-    if (pa.tenant_default) {
-      json_t *t = NULL;
-      rc = st_tenant_get(txn, tenant, &t);
-      const char *list = json_string_value(json_object_get(json_object_get(t, "settings"), "approver_groups"));
-      if (!rc && list) rc = ap_groups_resolve(txn, tenant, list, ids);
-      json_decref(t);
-    }
+  if (pol_decide(pu, connector, tool) != POL_APPROVE || pol_approval_for(pu, connector, tool, &pa) != 0) {
+    pol_user_free(pu);
+    return 0;
   }
   pol_user_free(pu);
+  json_t *ids = json_array(), *sorted = NULL;
+  rc = ids ? 0 : ST_ENOMEM;
+  for (size_t i = 0; !rc && i < pa.napprovers; i++)
+    if (json_array_append_new(ids, json_string(pa.approvers[i]))) rc = ST_ENOMEM;
+  if (!rc && pa.tenant_default) {
+    json_t *t = NULL;
+    rc = st_tenant_get(txn, tenant, &t);
+    const char *list = json_string_value(json_object_get(json_object_get(t, "settings"), "approver_groups"));
+    if (!rc && list) rc = ap_groups_resolve(txn, tenant, list, ids);
+    if (rc == ST_ENOTFOUND) rc = 0; /* no tenant: nobody of it approves */
+    json_decref(t);
+  }
+  if (!rc && !(sorted = sorted_unique(ids))) rc = ST_ENOMEM;
+  if (!rc && !(*out = json_pack("{s:O, s:i}", "approvers", sorted, "grant_minutes", pa.grant_minutes))) rc = ST_ENOMEM;
+  json_decref(sorted);
+  json_decref(ids);
   return rc;
 }
 
@@ -416,33 +446,31 @@ static int current_approvers(st_txn *txn, const char *tenant, const json_t *rec,
  * not, or a store error. rec's own approvers are asked apart
  * (ap_reviewer_in). */
 static int approves_now(st_txn *txn, const char *tenant, const json_t *rec, const char *reviewer, const json_t *gids) {
-  json_t *now = json_array();
-  bool applies = false;
-  if (!now) return ST_ENOMEM;
-  int rc = current_approvers(txn, tenant, rec, now, &applies);
-  int in = 1;
-  if (rc < 0) {
-    in = rc;
-  } else if (applies) {
-    json_t *cur = json_pack("{s:O}", "approvers", now);
-    in = cur ? ap_reviewer_in(cur, reviewer, gids) : ST_ENOMEM;
-    json_decref(cur);
-  }
-  json_decref(now);
+  json_t *basis = NULL;
+  int rc = approval_basis(txn, tenant, json_string_value(json_object_get(rec, "user")) ?: "",
+                          json_string_value(json_object_get(rec, "connector")) ?: "",
+                          json_string_value(json_object_get(rec, "tool")) ?: "", &basis);
+  if (rc < 0) return rc;
+  int in = basis ? ap_reviewer_in(basis, reviewer, gids) : 1;
+  json_decref(basis);
   return in;
 }
 
-static int reviewer_may(st_txn *txn, const char *tenant, const json_t *rec, const char *reviewer) {
+/* the reviewer may decide rec: active, not the requester, in one of its
+ * approver groups, and in one of basis's (the policy in force: NULL when
+ * it no longer asks approval for the call, and the request's own
+ * approvers stand) */
+static int reviewer_may(st_txn *txn, const char *tenant, const json_t *rec, const char *reviewer,
+                        const json_t *basis) {
   if (!strcmp(reviewer, json_string_value(json_object_get(rec, "user")) ?: "")) return AP_ESELF;
   int rc = st_dir_user_active(txn, tenant, reviewer);
   if (rc == ST_ENOTFOUND || rc == 0) return AP_EREVIEWER;
   if (rc < 0) return rc;
   json_t *gids = NULL;
   if ((rc = st_dir_user_groups(txn, tenant, reviewer, &gids)) < 0) return rc;
-  /* an approver of the request, and of the policy in force */
-  rc = ap_reviewer_in(rec, reviewer, gids) ? approves_now(txn, tenant, rec, reviewer, gids) : 0;
+  bool in = ap_reviewer_in(rec, reviewer, gids) && (!basis || ap_reviewer_in(basis, reviewer, gids));
   json_decref(gids);
-  return rc < 0 ? rc : rc ? 0 : AP_ENOTAPPROVER;
+  return in ? 0 : AP_ENOTAPPROVER;
 }
 
 bool ap_reviewer_in(const json_t *rec, const char *reviewer, const json_t *gids) {
@@ -517,9 +545,17 @@ int ap_decide(st_txn *txn, const char *tenant, const char *id, ap_action what, c
     return AP_EDECIDED;
   }
   const char *by = admin_name ? admin_name : "admin";
-  json_t *ru = NULL;
+  const char *user = json_string_value(json_object_get(rec, "user"));
+  const char *conn = json_string_value(json_object_get(rec, "connector"));
+  const char *tool = json_string_value(json_object_get(rec, "tool"));
+  json_t *ru = NULL, *basis = NULL;
   if (what != AP_CANCEL) {
-    if ((rc = reviewer_may(txn, tenant, rec, reviewer)) < 0) {
+    /* what the policy in force asks of the call: who may decide it, and
+     * what an approval's grant records (honoured only while it holds) */
+    rc = approval_basis(txn, tenant, user ?: "", conn ?: "", tool ?: "", &basis);
+    if (!rc) rc = reviewer_may(txn, tenant, rec, reviewer, basis);
+    if (rc < 0) {
+      json_decref(basis);
       json_decref(rec);
       return rc;
     }
@@ -538,16 +574,19 @@ int ap_decide(st_txn *txn, const char *tenant, const char *id, ap_action what, c
   size_t kl = key(k, tenant, 'r', id, NULL);
   rc = put_json(txn, k, kl, rec);
   if (!rc) rc = mark(txn, k, key(k, tenant, 'p', id, NULL), false); /* no longer pending */
-  const char *user = json_string_value(json_object_get(rec, "user"));
   if (!rc && what == AP_APPROVE) {
+    /* the request's minutes, never more than the rule in force gives (the
+     * user's groups may have changed while it was pending) */
     int gm = (int)json_integer_value(json_object_get(rec, "grant_minutes"));
+    json_int_t bm = json_integer_value(json_object_get(basis, "grant_minutes"));
+    if (basis && bm < gm) gm = (int)bm;
     json_int_t exp = json_integer_value(json_object_get(rec, "expires"));
-    const char *conn = json_string_value(json_object_get(rec, "connector"));
-    const char *tool = json_string_value(json_object_get(rec, "tool"));
     const char *hash = json_string_value(json_object_get(rec, "args_sha256"));
     json_int_t gexp = gm > 0 ? (json_int_t)now_ms + (json_int_t)gm * 60000 : exp + ONE_CALL_GRANT_MS;
-    json_t *g = json_pack("{s:s, s:s, s:s, s:I, s:i}", "request", id, "connector", conn ?: "", "tool", tool ?: "",
-                          "expires", gexp, "uses", gm > 0 ? 0 : 1);
+    /* basis null (the policy no longer asks approval for the call): a
+     * grant no call can take (ap_grant_take) */
+    json_t *g = json_pack("{s:s, s:s, s:s, s:I, s:i, s:O}", "request", id, "connector", conn ?: "", "tool",
+                          tool ?: "", "expires", gexp, "uses", gm > 0 ? 0 : 1, "basis", basis ? basis : json_null());
     size_t gl = user && conn && tool && hash ? grant_key(k, tenant, user, conn, tool, hash) : 0;
     rc = !g ? ST_ENOMEM : gl ? put_json(txn, k, gl, g) : ST_ECORRUPT;
     json_decref(g);
@@ -557,6 +596,7 @@ int ap_decide(st_txn *txn, const char *tenant, const char *id, ap_action what, c
     rc = st_emit(txn, AP_EV_DECIDED, &ev);
   }
   json_decref(ru);
+  json_decref(basis);
   if (!rc && out) *out = json_incref(rec);
   json_decref(rec);
   return rc;
@@ -582,6 +622,23 @@ int ap_grant_take(st_txn *txn, const char *tenant, const char *user, const char 
   bool expired = json_integer_value(json_object_get(g, "expires")) <= now_ms;
   bool once = json_integer_value(json_object_get(g, "uses")) == 1;
   bool live = !expired && !json_is_true(json_object_get(g, "in_use"));
+  if (live) {
+    /* honoured only while the policy in force asks of this user's call
+     * what it asked when the grant was given: the same approver groups
+     * and minutes. Their groups changed (Okta moved them), the tenant's
+     * approver_groups changed, or a grant from before bases were
+     * recorded: not taken — the call is held for a new approval, or
+     * refused as the rule now says. The grant stays (it stands again
+     * should the same basis come back before it expires). */
+    json_t *basis = NULL;
+    rc = approval_basis(txn, tenant, user, connector, tool, &basis);
+    live = !rc && basis && json_equal(basis, json_object_get(g, "basis"));
+    json_decref(basis);
+    if (rc) {
+      json_decref(g);
+      return rc;
+    }
+  }
   if (live && request) snprintf(request, AP_ID_LEN + 1, "%s", json_string_value(json_object_get(g, "request")) ?: "");
   /* A one-call grant stays, in use, while its call is made: the user's cut
    * deletes it like any grant, so a give-back after the cut finds nothing
@@ -646,17 +703,24 @@ int ap_grants_live(st_txn *txn, const char *tenant, const char *user, const char
   size_t pl = key(p, tenant, 'g', user, NULL);
   if (!pl || pl + 1 >= KEY_MAX) return 0;
   p[pl++] = 0; /* the user's exact prefix (a user id that extends this one is not theirs) */
+  /* only those a call would take (ap_grant_take): given under what the
+   * policy in force asks of the user now */
+  json_t *basis = NULL;
+  int rc = approval_basis(txn, tenant, user, connector, tool, &basis);
+  if (rc || !basis) return rc;
   st_cursor *c;
   st_val k, v;
-  int rc = st_cursor_open(txn, ST_DB_APPROVALS, &c);
-  if (rc) return rc;
+  if ((rc = st_cursor_open(txn, ST_DB_APPROVALS, &c))) {
+    json_decref(basis);
+    return rc;
+  }
   st_cursor_seek(c, p, pl, NULL, 0);
   /* the user's grants: at most one per (connector, tool, arguments) they
    * were approved for, each deleted when taken or found expired */
   while ((rc = st_cursor_next(c, &k, &v)) == 0) {
     json_t *g = json_loadb(v.data, v.len, 0, NULL);
     json_int_t exp = json_integer_value(json_object_get(g, "expires"));
-    if (exp > now_ms && !json_is_true(json_object_get(g, "in_use")) &&
+    if (exp > now_ms && !json_is_true(json_object_get(g, "in_use")) && json_equal(basis, json_object_get(g, "basis")) &&
         !strcmp(json_string_value(json_object_get(g, "connector")) ?: "", connector) &&
         !strcmp(json_string_value(json_object_get(g, "tool")) ?: "", tool)) {
       out->count++;
@@ -668,6 +732,7 @@ int ap_grants_live(st_txn *txn, const char *tenant, const char *user, const char
     json_decref(g);
   }
   st_cursor_close(c);
+  json_decref(basis);
   return rc == ST_ENOTFOUND ? 0 : rc;
 }
 

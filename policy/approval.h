@@ -20,11 +20,25 @@
  *            its decision, and by the user's next request once expired:
  *            the pending list reads only these)
  *   grant    tenant \0 'g' user \0 sha256hex(connector \0 tool \0 args_sha256)
- *            → JSON {request, connector, tool, expires, uses, in_use?};
- *            uses 1: this call once (grant_minutes 0), 0: any number of
- *            times until expires (grant_minutes N). A one-call grant taken
- *            stays, in_use, until it expires: the user's cut deletes it
- *            like any other, so a give-back can never outlive the cut.
+ *            → JSON {request, connector, tool, expires, uses, basis,
+ *            in_use?}; uses 1: this call once (grant_minutes 0), 0: any
+ *            number of times until expires (grant_minutes N); basis: what
+ *            the policy in force asked of the call when it was approved —
+ *            {approvers: [group ids, sorted: the matching approve rules'
+ *            and, where one names none, the tenant's approver_groups],
+ *            grant_minutes} — or null when it asked no approval by then.
+ *            A grant is taken (and counted live) only while the policy
+ *            asks the same of that user's call now: a membership change
+ *            (Okta moving the user to a group whose rule names other
+ *            approvers, other minutes, or blocks the tool) or a change of
+ *            approver_groups leaves it untaken, and it stands again only
+ *            if the same basis comes back before it expires. A grant
+ *            without a basis (stored before bases were) is never taken.
+ *            An approval's minutes are the request's, at most the
+ *            basis's (the user may have moved while it was pending).
+ *            A one-call grant taken stays, in_use, until it expires: the
+ *            user's cut deletes it like any other, so a give-back can
+ *            never outlive the cut.
  *            The user's next request deletes their expired grants.
  *
  * An approval is always a grant: the held call takes it (ap_grant_take)
@@ -131,11 +145,14 @@ int ap_request_list_reviewer(st_txn *txn, const char *tenant, const char *review
                              int64_t now_ms, size_t limit, json_t **pending, json_t **history);
 /* Write txn: decides a pending request. reviewer: the deciding user's SCIM
  * id (AP_APPROVE/AP_DENY), NULL for AP_CANCEL (admin_name names who). An
- * approval stores the grant. *out (may be NULL) gets the updated record. */
+ * approval stores the grant, with the basis the policy in force gives.
+ * *out (may be NULL) gets the updated record. */
 int ap_decide(st_txn *txn, const char *tenant, const char *id, ap_action what, const char *reviewer,
               const char *admin_name, const char *reason, int64_t now_ms, json_t **out);
-/* Write txn: takes a live grant for this exact call: 0 (a one-call grant
- * is marked in use), ST_ENOTFOUND when there is none (expired ones go). *request
+/* Write txn: takes a live grant for this exact call, given under what the
+ * policy in force asks of the user's call now (its basis, above): 0 (a
+ * one-call grant is marked in use), ST_ENOTFOUND when there is none
+ * (expired ones go; one of another basis stays, untaken). *request
  * (may be NULL, AP_ID_LEN + 1) gets the approving request's id. */
 int ap_grant_take(st_txn *txn, const char *tenant, const char *user, const char *connector, const char *tool,
                   const char *args_sha256, int64_t now_ms, char *request);
@@ -148,7 +165,8 @@ int ap_grant_take(st_txn *txn, const char *tenant, const char *user, const char 
 int ap_grant_give_back(st_txn *txn, const char *tenant, const char *user, const char *connector, const char *tool,
                        const char *args_sha256, const char *request, int64_t now_ms);
 
-/* Read: the user's live grants for (connector, tool), any arguments (a
+/* Read: the user's live grants for (connector, tool) that a call would
+ * take now (of the basis the policy in force gives), any arguments (a
  * grant is per argument hash: explain can say only how many argument sets
  * are granted and until when). count 0 when none; request: the grant
  * expiring last's approving request. 0 or ST_E*. */

@@ -30,6 +30,11 @@
  *    until it expires, and an approval then is a grant the agent's retry
  *    takes (the same arguments: canonical JSON, SHA-256). A grant taken
  *    for a call whose client left before it went upstream goes back.
+ *  - A grant is taken only while the policy in force asks of the user's
+ *    call what it asked when the grant was given (policy/approval.h): a
+ *    user Okta moved to a group whose rule names other approvers or other
+ *    minutes is held for a new approval, one whose rule blocks the tool is
+ *    refused before any grant is looked at.
  *  - A user with HELD_PENDING_MAX requests pending gets no more (each is a
  *    store write and a reviewer's attention).
  *  - The requester's revocation ends the held stream like any exchange of
@@ -663,7 +668,9 @@ static void done_take(int status, void *arg) {
       pass(x, x->held->id);
     else
       gw__x_rpc_error(x, 200, GW_RPC_APPROVAL,
-                      "the approval of this call was already used (one approval, one call); call again to ask anew");
+                      "the approval of this call was already used (one approval, one call), or no longer stands "
+                      "under your organisation's policy for it (your groups or its rule changed); call again to ask "
+                      "anew");
   } else if (status == 0 && !x->revoked) {
     give_back(x->lp, x->tenant, x->user, x->held, x->held->id); /* the client left while the grant was taken */
   }

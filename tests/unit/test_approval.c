@@ -1,6 +1,10 @@
 /* tests/unit/test_approval.c — policy/approval.c on a real LMDB store:
- * requests, decisions (who may decide), grants (once, for N minutes),
- * expiry, the per-user caps, the user cut, purge and check. */
+ * requests, decisions (who may decide), grants (once, for N minutes; only
+ * while the rule that gave them holds for the user), expiry, the per-user
+ * caps, the user cut, purge and check. The tenant's policy: every user's
+ * call of any tool on "db" asks DB Admins (grant_minutes up to a day, so
+ * each request's own minutes apply); Night Shift's members are asked of
+ * Security too, one call per approval; Frozen's are blocked. */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -10,6 +14,7 @@
 
 #include "gateway/base/log.h"
 #include "policy/approval.h"
+#include "policy/policy.h"
 #include "scim/scim.h"
 #include "store/store.h"
 #include "store/tenant.h"
@@ -17,7 +22,7 @@
 
 static char tmpdir[256];
 static st_store *st;
-static char alice[40], bob[40], carol[40], admins[40];
+static char alice[40], bob[40], carol[40], admins[40], security[40], night[40], frozen[40];
 static int decided_events;
 static char last_state[16];
 
@@ -58,6 +63,23 @@ static int on_decided(st_txn *txn, int kind, const void *event, void *ctx) {
   return 0;
 }
 
+static int put_policy(st_txn *txn, void *arg) {
+  (void)arg;
+  json_t *doc = json_pack("{s:i, s:s, s:[{s:[s], s:s, s:[s], s:[s], s:i}, {s:[s], s:s, s:[s], s:[s]}, {s:[s], s:s, "
+                          "s:[s]}]}",
+                          "version", 1, "default", "block", "rules", "groups", "*", "connector", "db", "approve", "*",
+                          "approvers", "DB Admins", "grant_minutes", 1440, "groups", "Night Shift", "connector", "db",
+                          "approve", "*", "approvers", "Security", "groups", "Frozen", "connector", "db", "block", "*");
+  int version = 0;
+  json_t *warnings = NULL;
+  char err[300];
+  int rc = doc ? pol_put(txn, "acme", doc, "2026-12-05T00:00:00Z", &version, &warnings, err, sizeof err) : ST_ENOMEM;
+  if (rc) fprintf(stderr, "policy: %s\n", err);
+  json_decref(warnings);
+  json_decref(doc);
+  return rc;
+}
+
 static int make_tenant(st_txn *txn, void *arg) {
   (void)arg;
   return st_tenant_create(txn, "acme", "Acme", "2026-12-05T00:00:00Z", "0123456789abcdef");
@@ -82,7 +104,11 @@ static int setup(void) {
   char body[300];
   snprintf(body, sizeof body, "{\"displayName\":\"DB Admins\",\"members\":[{\"value\":\"%s\"}]}", bob);
   snprintf(admins, sizeof admins, "%s", scim("POST", "/Groups", body));
-  return 0;
+  snprintf(body, sizeof body, "{\"displayName\":\"Security\",\"members\":[{\"value\":\"%s\"}]}", carol);
+  snprintf(security, sizeof security, "%s", scim("POST", "/Groups", body));
+  snprintf(night, sizeof night, "%s", scim("POST", "/Groups", "{\"displayName\":\"Night Shift\",\"members\":[]}"));
+  snprintf(frozen, sizeof frozen, "%s", scim("POST", "/Groups", "{\"displayName\":\"Frozen\",\"members\":[]}"));
+  return st_write_sync(st, put_policy, NULL);
 }
 
 /* ---- jobs ---- */
@@ -598,6 +624,59 @@ TEST(a_grant_in_use_is_not_taken_twice_nor_counted) {
   CHECK_INT(take_grant(alice, "rotate", H1, T0 + 4), 0);
 }
 
+/* Okta's Group Push: a PATCH adding the user to gid (with display), or
+ * removing them (members[value eq "…"]) */
+static void membership(const char *gid, const char *user, bool add) {
+  char path[80], body[400];
+  snprintf(path, sizeof path, "/Groups/%s", gid);
+  if (add)
+    snprintf(body, sizeof body,
+             "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],\"Operations\":[{\"op\":\"add\","
+             "\"path\":\"members\",\"value\":[{\"value\":\"%s\",\"display\":\"someone@acme.com\"}]}]}",
+             user);
+  else
+    snprintf(body, sizeof body,
+             "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],\"Operations\":[{\"op\":\"remove\","
+             "\"path\":\"members[value eq \\\"%s\\\"]\"}]}",
+             user);
+  scim("PATCH", path, body);
+}
+
+/* Found by review: a policy PUT ended standing grants, a membership change
+ * did not — a user Okta moved to a group whose rule names other approvers
+ * (one call per approval) or blocks the tool kept passing on the old
+ * approval. A grant now records what the policy asked of the call (its
+ * approver groups, its minutes) and is taken only while that still holds
+ * for the user. */
+TEST(a_grant_stands_only_while_the_rule_that_gave_it_holds) {
+  const int64_t t = T0 + 40 * 60000;
+  mk m = {alice, "migrate", H1, 60, 30, 0, t, ""};
+  CHECK_INT(create(&m), 0);
+  CHECK_INT(decide(m.id, AP_APPROVE, bob, t), 0);
+  CHECK_INT(take_grant(alice, "migrate", H1, t + 1), 0);
+  CHECK_INT((int)live(alice, "migrate", t + 1).count, 1);
+  /* Night Shift: Security approves too, one call per approval */
+  membership(night, alice, true);
+  CHECK_INT(take_grant(alice, "migrate", H1, t + 2), ST_ENOTFOUND);
+  CHECK_INT((int)live(alice, "migrate", t + 2).count, 0); /* explain says so too */
+  membership(night, alice, false);
+  CHECK_INT(take_grant(alice, "migrate", H1, t + 3), 0); /* the same rule again, within its minutes */
+  /* Frozen: blocked */
+  membership(frozen, alice, true);
+  CHECK_INT(take_grant(alice, "migrate", H1, t + 4), ST_ENOTFOUND);
+  membership(frozen, alice, false);
+  /* moved while a request was pending: the approval grants what the rule
+   * in force gives (its approvers decide, its minutes bound the grant) */
+  mk p = {alice, "migrate", H2, 60, 30, 0, t + 5, ""};
+  CHECK_INT(create(&p), 0);
+  membership(night, alice, true);
+  CHECK_INT(decide(p.id, AP_APPROVE, bob, t + 6), 0);
+  CHECK_INT(take_grant(alice, "migrate", H2, t + 7), 0);
+  CHECK_INT(take_grant(alice, "migrate", H2, t + 8), ST_ENOTFOUND); /* one call, as Night Shift's rule says */
+  membership(night, alice, false);
+  CHECK_INT(take_grant(alice, "migrate", H2, t + 9), ST_ENOTFOUND); /* nor a window under the other rule */
+}
+
 /* the user's stored grants (any state) */
 static int grants_stored(const char *user) {
   char p[200];
@@ -656,6 +735,7 @@ int main(void) {
   RUN(give_back_after_cut_revives_a_grant);
   RUN(give_back_after_cut_and_reactivation_revives_nothing);
   RUN(a_grant_in_use_is_not_taken_twice_nor_counted);
+  RUN(a_grant_stands_only_while_the_rule_that_gave_it_holds);
   RUN(expired_grants_go_with_the_users_next_request);
   RUN(lists_come_newest_first_and_pending_from_its_index);
   RUN(live_grants_are_counted_per_tool_and_user);
