@@ -378,6 +378,7 @@ bool gw_json_numbers_exact(const char *text, size_t n) {
       for (; p < end && (*p == '-' || *p == '+' || *p == '.' || *p == 'e' || *p == 'E' || (*p >= '0' && *p <= '9')); p++)
         if (*p == '.' || *p == 'e' || *p == 'E') real = true;
       if (real && !real_exact(b, p)) return false;
+      if (!real && p - b == 2 && b[0] == '-' && b[1] == '0') return false; /* -0: decoded as 0 */
     } else {
       p++;
     }

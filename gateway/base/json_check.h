@@ -44,7 +44,10 @@ int gw_json_pick_request(const char *p, size_t n, const char *const *paths, size
 
 /* Does every number in this JSON text (one gw_json_check accepted) name a
  * value that jansson's decoded form identifies exactly? Integers do (they
- * fit 64 bits). A real does when it has at most 15 significant digits
+ * fit 64 bits) but -0: jansson decodes it as the integer 0, while
+ * JavaScript reads it as -0 and a reader of doubles as -0.0, neither of
+ * which 0 is (the reals -0.0 and 0.0 stay apart in jansson, and are exact).
+ * A real does when it has at most 15 significant digits
  * (DBL_DIG) and its magnitude is 0 or within 1e-307..1e308: two different
  * such decimals are always two different doubles. 1.0000000000000001 (17
  * digits) or 1e-400 (below the normal range) are not: they decode to the

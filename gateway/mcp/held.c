@@ -549,8 +549,9 @@ bool gw__held_start(gw_exchange *x, const pol_user *pu, const char *connector, c
    * never held (a cut name would be another tool's grant too) */
   if (strlen(connector) >= sizeof x->held->connector || strlen(tool) >= sizeof x->held->tool) return false;
   /* the grant's key hashes the arguments as jansson decoded them: a real
-   * a double cannot hold exactly (1.0000000000000001 decodes as 1.0) would
-   * use another call's approval while the upstream gets the bytes as sent */
+   * a double cannot hold exactly (1.0000000000000001 decodes as 1.0), or
+   * the integer -0 (decoded as 0), would use another call's approval while
+   * the upstream gets the bytes as sent */
   static const char *const args_path[] = {"params.arguments"};
   gw_json_span args_raw;
   if (gw_json_pick(body, len, args_path, 1, &args_raw) != 1) /* undecided: every number in the body */
@@ -561,8 +562,8 @@ bool gw__held_start(gw_exchange *x, const pol_user *pu, const char *connector, c
            connector);
     gw__x_rpc_error(x, 200, GW_RPC_APPROVAL,
                     "tool \"%s\" on \"%s\" requires approval, and a number in its arguments has more than 15 "
-                    "significant digits or lies outside 1e-307..1e308, which an approval cannot name exactly: send it "
-                    "rounded, or as a string (the call was not made)",
+                    "significant digits, lies outside 1e-307..1e308 or is the integer -0, which an approval cannot "
+                    "name exactly: send it rounded (0 for -0), or as a string (the call was not made)",
                     tool, connector);
     return true;
   }

@@ -165,8 +165,12 @@ TEST(memmem_matches_libc) {
 static bool exact(const char *s) { return gw_json_numbers_exact(s, strlen(s)); }
 
 TEST(numbers_exact_names_what_a_double_tells_apart) {
-  /* integers fit 64 bits: always exact */
-  CHECK(exact("{\"a\":9223372036854775807,\"b\":-9223372036854775808,\"c\":-0}"));
+  /* integers fit 64 bits: always exact — but -0, which jansson decodes as
+   * 0 (JavaScript reads -0, a double reader -0.0) */
+  CHECK(exact("{\"a\":9223372036854775807,\"b\":-9223372036854775808,\"c\":0,\"d\":-10}"));
+  CHECK(!exact("{\"c\":-0}"));
+  CHECK(!exact("[1,[{\"x\":-0}],2]"));
+  CHECK(exact("[\"-0\", -0.0, -0e0, -0E+5, 0, -1, -100]"));
   CHECK(exact("[1.0, 0.1, -2.5e10, 1E2, 123456789012345, 0.000000000000001234, 0.0, -0.0, 0e-999, 1.50000]"));
   CHECK(exact("[999999999999999e-321, 1e308, 1e-307, 1.79e308, 100000000000000000000000.0]"));
   /* 16 or more significant digits */
