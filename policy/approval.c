@@ -408,19 +408,44 @@ static json_t *sorted_unique(const json_t *ids) {
  * approver_groups as they resolve now], "grant_minutes": N (the smallest
  * of the matching rules')}. Reads the user's groups and the policy in
  * txn. 0 or ST_E*. */
+void ap_hint_fill(st_txn *txn, const char *tenant, const pol_user *u, const char *connector, const char *tool,
+                  ap_hint *h) {
+  memset(h, 0, sizeof *h);
+  if (!u || st_tenant_uid_get(txn, tenant, h->uid) != 0) return;
+  h->rev = pol_user_rev(u);
+  h->gen = pol_user_generation(u);
+  h->cutgen = st_txn_cut_generation(txn);
+  h->approve = pol_decide(u, connector, tool) == POL_APPROVE && pol_approval_for(u, connector, tool, &h->pa) == 0;
+  h->set = true;
+}
+
+/* The hint's stamp holds in txn: nothing a decision is built from moved
+ * (the cuts as they are now, as gw__visible_in reads them). */
+static bool hint_holds(st_txn *txn, const char *tenant, const ap_hint *h) {
+  if (!h || !h->set || st_cut_generation_now(st_txn_store(txn)) != h->cutgen || pol_generation(txn, tenant) != h->gen ||
+      pol_version(txn, tenant) != h->rev)
+    return false;
+  char uid[ST_TENANT_UID_LEN + 1];
+  return st_tenant_uid_get(txn, tenant, uid) == 0 && !strcmp(uid, h->uid);
+}
+
 static int approval_basis(st_txn *txn, const char *tenant, const char *user, const char *connector, const char *tool,
-                          json_t **out) {
+                          const ap_hint *hint, json_t **out) {
   *out = NULL;
-  pol_user *pu = NULL;
-  int rc = pol_user_load(txn, tenant, user, &pu);
-  if (rc == ST_ENOTFOUND) return 0;
-  if (rc) return rc;
   pol_approval pa;
-  if (pol_decide(pu, connector, tool) != POL_APPROVE || pol_approval_for(pu, connector, tool, &pa) != 0) {
+  int rc;
+  if (hint_holds(txn, tenant, hint)) {
+    if (!hint->approve) return 0;
+    pa = hint->pa;
+  } else {
+    pol_user *pu = NULL;
+    rc = pol_user_load(txn, tenant, user, &pu);
+    if (rc == ST_ENOTFOUND) return 0;
+    if (rc) return rc;
+    bool approve = pol_decide(pu, connector, tool) == POL_APPROVE && pol_approval_for(pu, connector, tool, &pa) == 0;
     pol_user_free(pu);
-    return 0;
+    if (!approve) return 0;
   }
-  pol_user_free(pu);
   json_t *ids = json_array(), *sorted = NULL;
   rc = ids ? 0 : ST_ENOMEM;
   for (size_t i = 0; !rc && i < pa.napprovers; i++)
@@ -449,7 +474,7 @@ static int approves_now(st_txn *txn, const char *tenant, const json_t *rec, cons
   json_t *basis = NULL;
   int rc = approval_basis(txn, tenant, json_string_value(json_object_get(rec, "user")) ?: "",
                           json_string_value(json_object_get(rec, "connector")) ?: "",
-                          json_string_value(json_object_get(rec, "tool")) ?: "", &basis);
+                          json_string_value(json_object_get(rec, "tool")) ?: "", NULL, &basis);
   if (rc < 0) return rc;
   int in = basis ? ap_reviewer_in(basis, reviewer, gids) : 1;
   json_decref(basis);
@@ -552,7 +577,7 @@ int ap_decide(st_txn *txn, const char *tenant, const char *id, ap_action what, c
   if (what != AP_CANCEL) {
     /* what the policy in force asks of the call: who may decide it, and
      * what an approval's grant records (honoured only while it holds) */
-    rc = approval_basis(txn, tenant, user ?: "", conn ?: "", tool ?: "", &basis);
+    rc = approval_basis(txn, tenant, user ?: "", conn ?: "", tool ?: "", NULL, &basis);
     if (!rc) rc = reviewer_may(txn, tenant, rec, reviewer, basis);
     if (rc < 0) {
       json_decref(basis);
@@ -613,7 +638,7 @@ static int grant_get(st_txn *txn, const char *tenant, const char *user, const ch
 }
 
 int ap_grant_take(st_txn *txn, const char *tenant, const char *user, const char *connector, const char *tool,
-                  const char *args_sha256, int64_t now_ms, char *request) {
+                  const char *args_sha256, int64_t now_ms, char *request, const ap_hint *hint) {
   char k[KEY_MAX];
   size_t kl = 0;
   json_t *g;
@@ -631,7 +656,7 @@ int ap_grant_take(st_txn *txn, const char *tenant, const char *user, const char 
      * refused as the rule now says. The grant stays (it stands again
      * should the same basis come back before it expires). */
     json_t *basis = NULL;
-    rc = approval_basis(txn, tenant, user, connector, tool, &basis);
+    rc = approval_basis(txn, tenant, user, connector, tool, hint, &basis);
     live = !rc && basis && json_equal(basis, json_object_get(g, "basis"));
     json_decref(basis);
     if (rc) {
@@ -706,7 +731,7 @@ int ap_grants_live(st_txn *txn, const char *tenant, const char *user, const char
   /* only those a call would take (ap_grant_take): given under what the
    * policy in force asks of the user now */
   json_t *basis = NULL;
-  int rc = approval_basis(txn, tenant, user, connector, tool, &basis);
+  int rc = approval_basis(txn, tenant, user, connector, tool, NULL, &basis);
   if (rc || !basis) return rc;
   st_cursor *c;
   st_val k, v;

@@ -138,6 +138,7 @@ typedef struct hold_job {
   char hash[65];
   char *arguments;
   json_t *approvers; /* the rules' group ids */
+  ap_hint hint;      /* the loop's decision for the grant's take (approval.h) */
   bool tenant_default;
   int timeout_s, grant_minutes;
   int64_t now_ms;
@@ -187,12 +188,26 @@ static int tenant_approvers(st_txn *txn, const char *tenant, json_t *ids) {
   return rc;
 }
 
+/* A take's hint (policy/approval.h): the loop's cached decision of the
+ * call and its stamp, read in one txn, so that the writer loads the
+ * user's policy only when something moved since. */
+static void take_hint(gw_loop *lp, const char *tenant, const char *user, const char *connector, const char *tool,
+                      ap_hint *h) {
+  memset(h, 0, sizeof *h);
+  st_txn *txn;
+  if (gw__read_begin(lp, &txn) != 0) return;
+  int err;
+  const pol_user *pu = pol_cache_get(lp->pol, txn, tenant, user, &err);
+  if (pu) ap_hint_fill(txn, tenant, pu, connector, tool, h);
+  gw__read_end(lp, txn);
+}
+
 static int job_hold(st_txn *txn, void *arg) {
   hold_job *j = arg;
   /* the requester as the request authenticated, still live in this
    * transaction: a cut committed since cancelled their requests */
   if (auth_identity_check(txn, j->tenant, j->user, j->tokid, j->now_ms / 1000) != 0) return GW_UP_EREVOKED;
-  int rc = ap_grant_take(txn, j->tenant, j->user, j->connector, j->tool, j->hash, j->now_ms, j->id);
+  int rc = ap_grant_take(txn, j->tenant, j->user, j->connector, j->tool, j->hash, j->now_ms, j->id, &j->hint);
   if (rc == 0) {
     j->outcome = HOLD_GRANTED;
     return 0;
@@ -608,6 +623,7 @@ bool gw__held_start(gw_exchange *x, const pol_user *pu, const char *connector, c
   j->timeout_s = pa.timeout_s > 0 ? pa.timeout_s : 300;
   j->grant_minutes = pa.grant_minutes;
   j->now_ms = gw_wall_ms();
+  take_hint(x->lp, j->tenant, j->user, connector, tool, &j->hint);
   gw__held_free(x);
   x->held = h;
   gw__x_ref(x);
@@ -654,11 +670,12 @@ typedef struct take_job {
   gw_exchange *x;
   char tenant[64], user[40], connector[40], tool[260], hash[65];
   int64_t now_ms;
+  ap_hint hint;
 } take_job;
 
 static int job_take(st_txn *txn, void *arg) {
   take_job *j = arg;
-  return ap_grant_take(txn, j->tenant, j->user, j->connector, j->tool, j->hash, j->now_ms, NULL);
+  return ap_grant_take(txn, j->tenant, j->user, j->connector, j->tool, j->hash, j->now_ms, NULL, &j->hint);
 }
 
 static void done_take(int status, void *arg) {
@@ -704,6 +721,7 @@ static void decided_one(gw_exchange *x, void *arg) {
     snprintf(j->tool, sizeof j->tool, "%s", h->tool);
     memcpy(j->hash, h->hash, sizeof j->hash);
     j->now_ms = gw_wall_ms();
+    take_hint(x->lp, j->tenant, j->user, j->connector, j->tool, &j->hint);
     gw__x_ref(x);
     if (gw_loop_submit(x->lp, job_take, done_take, j) != 0) {
       gw__x_unref(x);

@@ -95,7 +95,7 @@ static int setup(void) {
   o.map_size = 64 << 20;
   o.log = gw_store_log;
   if (st_open(&st, &o) != 0) return -1;
-  if (ap_register_store(st) != 0) return -1;
+  if (ap_register_store(st) != 0 || pol_register_hooks(st) != 0) return -1; /* as the server: membership moves the generation */
   st_hook_add(st, AP_EV_DECIDED, on_decided, NULL);
   if (st_write_sync(st, make_tenant, NULL) != 0) return -1;
   snprintf(alice, sizeof alice, "%s", scim("POST", "/Users", "{\"userName\":\"alice@acme.com\"}"));
@@ -132,6 +132,7 @@ static int run_create(st_txn *txn, void *arg) {
 
 static const char *H1 = "1111111111111111111111111111111111111111111111111111111111111111";
 static const char *H2 = "2222222222222222222222222222222222222222222222222222222222222222";
+static const char *H3 = "3333333333333333333333333333333333333333333333333333333333333333";
 
 static int create(mk *m) { return st_write_sync(st, run_create, m); }
 
@@ -154,16 +155,33 @@ static int decide(const char *id, ap_action what, const char *reviewer, int64_t 
 typedef struct take {
   const char *user, *tool, *hash;
   int64_t now;
+  const ap_hint *hint;
 } take;
 
 static int run_take(st_txn *txn, void *arg) {
   take *t = arg;
-  return ap_grant_take(txn, "acme", t->user, "db", t->tool, t->hash, t->now, NULL);
+  return ap_grant_take(txn, "acme", t->user, "db", t->tool, t->hash, t->now, NULL, t->hint);
 }
 
 static int take_grant(const char *user, const char *tool, const char *hash, int64_t now) {
-  take t = {user, tool, hash, now};
+  take t = {user, tool, hash, now, NULL};
   return st_write_sync(st, run_take, &t);
+}
+
+static int take_hinted(const char *user, const char *tool, const char *hash, int64_t now, const ap_hint *h) {
+  take t = {user, tool, hash, now, h};
+  return st_write_sync(st, run_take, &t);
+}
+
+/* the hint a loop would send for (user, db, tool), from its own read */
+static void hint_for(const char *user, const char *tool, ap_hint *h) {
+  st_txn *txn;
+  pol_user *u = NULL;
+  memset(h, 0, sizeof *h);
+  if (st_read_begin(st, &txn) != 0) return;
+  if (pol_user_load(txn, "acme", user, &u) == 0) ap_hint_fill(txn, "acme", u, "db", tool, h);
+  pol_user_free(u);
+  st_txn_end(txn);
 }
 
 static json_t *get(const char *id, int64_t now) {
@@ -677,6 +695,33 @@ TEST(a_grant_stands_only_while_the_rule_that_gave_it_holds) {
   CHECK_INT(take_grant(alice, "migrate", H2, t + 9), ST_ENOTFOUND); /* nor a window under the other rule */
 }
 
+/* A take with the loop's hint uses the hint's decision while its stamp
+ * holds in the writer's txn (no policy load there), and loads the policy
+ * as without one as soon as anything moved: a hint saying "no approval"
+ * (as if from another rule) refuses the take while nothing moved, and is
+ * ignored once Okta moved the user, the grant standing on the rule in
+ * force. */
+TEST(a_take_uses_the_loops_hint_only_while_its_stamp_holds) {
+  const int64_t t = T0 + 50 * 60000;
+  mk m = {alice, "migrate", H3, 60, 30, 0, t, ""};
+  CHECK_INT(create(&m), 0);
+  CHECK_INT(decide(m.id, AP_APPROVE, bob, t), 0);
+  ap_hint h;
+  hint_for(alice, "migrate", &h);
+  CHECK(h.set && h.approve);
+  CHECK_INT(take_hinted(alice, "migrate", H3, t + 1, &h), 0); /* the true hint: taken */
+  ap_hint wrong = h;
+  wrong.approve = false; /* what another rule would say */
+  CHECK_INT(take_hinted(alice, "migrate", H3, t + 2, &wrong), ST_ENOTFOUND); /* the stamp holds: the hint decides */
+  membership(night, alice, true);
+  membership(night, alice, false); /* back to the same rule; the generation moved */
+  CHECK_INT(take_hinted(alice, "migrate", H3, t + 3, &wrong), 0); /* stale: the policy in force decides */
+  hint_for(alice, "migrate", &h);
+  membership(night, alice, true); /* moved after the hint was read */
+  CHECK_INT(take_hinted(alice, "migrate", H3, t + 4, &h), ST_ENOTFOUND);
+  membership(night, alice, false);
+}
+
 /* the user's stored grants (any state) */
 static int grants_stored(const char *user) {
   char p[200];
@@ -736,6 +781,7 @@ int main(void) {
   RUN(give_back_after_cut_and_reactivation_revives_nothing);
   RUN(a_grant_in_use_is_not_taken_twice_nor_counted);
   RUN(a_grant_stands_only_while_the_rule_that_gave_it_holds);
+  RUN(a_take_uses_the_loops_hint_only_while_its_stamp_holds);
   RUN(expired_grants_go_with_the_users_next_request);
   RUN(lists_come_newest_first_and_pending_from_its_index);
   RUN(live_grants_are_counted_per_tool_and_user);
