@@ -32,6 +32,8 @@
  *   something of the client's reach it only when they name that
  *   connector's own: a progress token the client gave a request to it, a
  *   question it asked (the requestId renamed as the question's id was), a
+ *   URL elicitation it asked and has not completed (an elicitationId an
+ *   upstream gives reaches the client as "mcpgate:{connector}:{id}"), a
  *   resource no other connector offers in the session; any other is
  *   dropped (agg_maps.c).
  * - Prompts are named {connector}__{prompt} like tools; resources keep

@@ -48,10 +48,11 @@ gw_agg_up *gw__agg_up(gw_exchange *x);
 void gw__agg_up_headers(gw_exchange *x, gw_out_req *r, int status, const gw_out_header *h, size_t n);
 int gw__agg_up_data(gw_exchange *x, gw_out_req *r, const char *p, size_t n);
 void gw__agg_up_done(gw_exchange *x, gw_out_req *r, int err);
-/* The flow's rewrite (server→client request ids, resource URIs, tool lists
- * filtered by policy, notifications that name another connector's progress
- * tokens, questions or resources dropped: emptied, exchange.h) and event
- * ids, for relayed aggregated answers. */
+/* The flow's rewrite (server→client request ids and URL elicitation ids,
+ * resource URIs, tool lists filtered by policy, notifications that name
+ * another connector's progress tokens, questions, elicitations or resources
+ * dropped: emptied, exchange.h) and event ids, for relayed aggregated
+ * answers. */
 bool gw__agg_rewrite(gw_exchange *x, json_t *msg);
 /* A call's JSON message (a whole reply, or one SSE event's data) that
  * gw__agg_rewrite would leave as it is (a notification, or a response to

@@ -5,14 +5,15 @@
  * of relayed upstream messages that feeds them (gw__agg_rewrite: server→client
  * request ids; also tool lists filtered by policy, a response on a call's
  * stream delivered only as the answer to that call, one on the GET stream
- * only as the answer to a call of that connector awaiting it there, and a
- * notification naming another connector's progress token, question or
+ * only as the answer to a call of that connector awaiting it there, a
+ * URL elicitation's id renamed for its connector, and a notification
+ * naming another connector's progress token, question, elicitation or
  * resource dropped).
  *
  * Rules this file keeps, and why: every map is capped — SESSIONS_MAX
  * sessions per map (the oldest goes), ASKED_PER_SESSION questions (and as
- * many awaited calls, and progress tokens) per session (one session's
- * upstream cannot push out another's), and
+ * many awaited calls, progress tokens and URL elicitations) per session
+ * (one session's upstream cannot push out another's), and
  * agg_uri_map_max URIs, agg_uri_map_bytes of them, per session (logged
  * once) — and each session's entry
  * records its owner so it goes with the session: at DELETE, when its user
@@ -61,6 +62,8 @@ typedef struct agg_entry {
                                     * "connector\nid" → true, oldest first; or NULL */
   json_t *tokens;                  /* asked only: the progress tokens of the client's requests, token as
                                     * JSON → the connector it went to, oldest first; or NULL */
+  json_t *elicits;                 /* asked only: URL elicitations the upstreams asked the client and have
+                                    * not completed, "connector\nelicitationId" → true, oldest first; or NULL */
   size_t bytes;                    /* routes: the keys' bytes (agg_uri_map_bytes) */
   bool full;                       /* routes: agg_uri_map_max or _bytes reached (logged once) */
 } agg_entry;
@@ -96,6 +99,7 @@ static void entry_del(gw_agg_index *ix, agg_entry *e) {
   json_decref(e->map);
   json_decref(e->awaited);
   json_decref(e->tokens);
+  json_decref(e->elicits);
   free(e);
 }
 
@@ -439,6 +443,99 @@ static bool asked_has(gw_exchange *x, const char *enc) {
   return has;
 }
 
+/* URL elicitations (MCP 2025-11-25). An elicitationId is unique only
+ * within the server that issued it, and a client takes any
+ * notifications/elicitation/complete naming an id it knows for the end of
+ * that elicitation (it ignores only unknown and completed ones). So an id
+ * an upstream gives the client — in an elicitation/create in URL mode, or
+ * among a -32042 error's elicitations — reaches it as
+ * "mcpgate:{connector}:{id}": two connectors' ids never meet, and none is
+ * ever one of the gateway's own (grants.c's connect link: no prefix). It
+ * is noted for the connector in the session, and a completion is relayed
+ * only from that connector, for an id it gave and has not completed yet
+ * (taken: once), renamed the same way; any other is dropped. Past
+ * ASKED_PER_SESSION the session's oldest is forgotten (its completion is
+ * dropped: clients keep a manual way on, as the spec asks); an id of
+ * ELICIT_ID_MAX bytes or more, or with a NUL, is renamed but not noted. */
+#define ELICIT_ID_MAX 500
+
+/* The key of elicitation id v (a JSON string) of x's connector, or NULL
+ * (not a string, too long, a NUL in it). */
+static char *elicit_key(const gw_exchange *x, const json_t *v) {
+  const char *id = json_string_value(v);
+  size_t n = id ? json_string_length(v) : 0;
+  if (!id || n >= ELICIT_ID_MAX || memchr(id, 0, n)) return NULL;
+  size_t cn = strlen(x->connector);
+  char *k = malloc(cn + 1 + n + 1);
+  if (!k) return NULL;
+  memcpy(k, x->connector, cn);
+  k[cn] = '\n';
+  memcpy(k + cn + 1, id, n + 1);
+  return k;
+}
+
+static void elicit_note(gw_exchange *x, const char *key) {
+  if (!x->sid[0]) return;
+  gw_mcp_shared *sh = x->lp->srv->mcp;
+  uv_mutex_lock(&sh->maps_mu);
+  agg_entry *e = session_entry(&sh->asked, x, true);
+  if (e && !e->elicits) e->elicits = json_object();
+  if (e && e->elicits) {
+    json_object_del(e->elicits, key); /* given again: now the newest */
+    if (json_object_size(e->elicits) >= ASKED_PER_SESSION) {
+      void *it = json_object_iter(e->elicits); /* the oldest */
+      if (it) json_object_del(e->elicits, json_object_iter_key(it));
+    }
+    json_object_set_new(e->elicits, key, json_true());
+  }
+  uv_mutex_unlock(&sh->maps_mu);
+}
+
+static bool elicit_take(gw_exchange *x, const char *key) {
+  gw_mcp_shared *sh = x->lp->srv->mcp;
+  uv_mutex_lock(&sh->maps_mu);
+  agg_entry *e = x->sid[0] ? entry_get(sh->asked, x->sid) : NULL;
+  bool taken = e && e->elicits && json_object_del(e->elicits, key) == 0;
+  uv_mutex_unlock(&sh->maps_mu);
+  return taken;
+}
+
+/* holder's string elicitationId becomes "mcpgate:{connector}:{id}"; with
+ * note, it is noted for x's connector. true: renamed. */
+static bool elicit_rename(gw_exchange *x, json_t *holder, bool note) {
+  json_t *v = json_object_get(holder, "elicitationId");
+  if (!json_is_string(v)) return false;
+  char *key = note ? elicit_key(x, v) : NULL;
+  if (key) elicit_note(x, key);
+  free(key);
+  size_t cn = strlen(x->connector), pn = strlen(GW_AGG_ID_PREFIX), n = json_string_length(v);
+  char *id = malloc(pn + cn + 1 + n);
+  if (!id) {
+    json_object_set_new(holder, "elicitationId", json_string(GW_AGG_ID_PREFIX "?")); /* fails closed */
+    return true;
+  }
+  memcpy(id, GW_AGG_ID_PREFIX, pn);
+  memcpy(id + pn, x->connector, cn);
+  id[pn + cn] = ':';
+  memcpy(id + pn + cn + 1, json_string_value(v), n);
+  json_object_set_new(holder, "elicitationId", json_stringn(id, pn + cn + 1 + n));
+  free(id);
+  return true;
+}
+
+/* A response that is an answer of x's connector: a -32042 error's
+ * elicitations are its own. true: renamed. */
+static bool elicit_required(gw_exchange *x, json_t *msg) {
+  json_t *err = json_object_get(msg, "error");
+  json_t *list = json_object_get(json_object_get(err, "data"), "elicitations");
+  if (json_number_value(json_object_get(err, "code")) != -32042 || !json_is_array(list)) return false;
+  bool changed = false;
+  size_t i;
+  json_t *el;
+  json_array_foreach(list, i, el) changed |= elicit_rename(x, el, true);
+  return changed;
+}
+
 void gw__agg_forget_session(gw_mcp_shared *sh, const char *sid) {
   agg_entry *e;
   uv_mutex_lock(&sh->maps_mu);
@@ -506,7 +603,8 @@ bool gw__agg_vouch(gw_exchange *x, const char *body, size_t n) {
   /* what gw__agg_rewrite acts on, none of it spellable without these
    * bytes (\u is the only escape that makes letters) */
   if (!gw__agg_is_call(x) || json_array_size(x->ids) != 1 || gw_memmem(body, n, "\\u", 2) ||
-      gw_memmem(body, n, "\"tools\"", 7) || gw_memmem(body, n, "\"resource", 9))
+      gw_memmem(body, n, "\"tools\"", 7) || gw_memmem(body, n, "\"resource", 9) ||
+      gw_memmem(body, n, "elicitation", 11)) /* a completion's method, a -32042's elicitations */
     return false;
   static const char *const paths[] = {"id", "method", "result", "error", "params.progressToken"};
   gw_json_span v[5];
@@ -551,10 +649,12 @@ bool gw__agg_rewrite(gw_exchange *x, json_t *msg) {
  * asked the client that is still unanswered (its id renamed as the
  * question's was: the client knows no other), notifications/resources/
  * updated a resource it offers or one no other connector does (as the
- * session's lists, templates, links and subscriptions tell). Else one
- * upstream could report progress for, cancel the questions of, or announce
- * changes to another connector's work. 0: relay as is; 1: rewritten; -1:
- * drop. */
+ * session's lists, templates, links and subscriptions tell), notifications/
+ * elicitation/complete a URL elicitation it asked the client and has not
+ * completed (its id renamed as it was given). Else one upstream could
+ * report progress for, cancel the questions of, complete the elicitations
+ * of (or the gateway's own), or announce changes to another connector's
+ * work. 0: relay as is; 1: rewritten; -1: drop. */
 static int check_note(gw_exchange *x, json_t *msg, const char *method) {
   json_t *params = json_object_get(msg, "params");
   if (!strcmp(method, "notifications/progress")) {
@@ -582,6 +682,12 @@ static int check_note(gw_exchange *x, json_t *msg, const char *method) {
   if (!strcmp(method, "notifications/resources/updated")) {
     const char *uri = json_string_value(json_object_get(params, "uri"));
     return uri && uri_not_others(x, uri) ? 0 : -1;
+  }
+  if (!strcmp(method, "notifications/elicitation/complete")) {
+    char *key = elicit_key(x, json_object_get(params, "elicitationId"));
+    bool mine = key && elicit_take(x, key);
+    free(key);
+    return mine && elicit_rename(x, params, false) ? 1 : -1;
   }
   return 0;
 }
@@ -617,6 +723,7 @@ static bool rewrite_one(gw_exchange *x, json_t *msg) {
       json_object_set_new(msg, "id", json_string(GW_AGG_ID_PREFIX "foreign-response"));
       return true;
     }
+    filtered |= elicit_required(x, msg);
   }
   if (!json_is_object(msg) || !json_is_string(json_object_get(msg, "method"))) return filtered;
   json_t *id = json_object_get(msg, "id");
@@ -628,13 +735,19 @@ static bool rewrite_one(gw_exchange *x, json_t *msg) {
     if (x->m) GW_STAT_ADD(x->m->errors, 1);
     GW_LOG(x->foreign_note ? GW_LOG_DEBUG : GW_LOG_INFO, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}),
            "connector %s sent %.60s naming a %s that is not its own in this session: dropped", x->connector, method,
-           !strcmp(method, "notifications/progress")    ? "progress token"
-           : !strcmp(method, "notifications/cancelled") ? "request"
-                                                        : "resource");
+           !strcmp(method, "notifications/progress")               ? "progress token"
+           : !strcmp(method, "notifications/cancelled")            ? "request"
+           : !strcmp(method, "notifications/elicitation/complete") ? "elicitation"
+                                                                   : "resource");
     x->foreign_note = true;
     json_object_clear(msg);
     return true;
   }
+  /* a server→client request: a URL elicitation's id is its connector's */
+  json_t *params = json_object_get(msg, "params");
+  if (!strcmp(json_string_value(json_object_get(msg, "method")), "elicitation/create") &&
+      !strcmp(json_string_value(json_object_get(params, "mode")) ?: "", "url"))
+    filtered |= elicit_rename(x, params, true);
   char *enc = json_dumps(id, JSON_ENCODE_ANY | JSON_COMPACT);
   if (!enc) return filtered;
   char buf[600];

@@ -18,8 +18,9 @@
  *     upstream (b64url of {"connector": "upstream event id"}), so one
  *     Last-Event-ID resumes each upstream where it was; server→client
  *     request ids are rewritten (agg.c) so the client's answer routes back,
- *     and a notification naming another connector's progress token,
- *     question or resource is dropped (agg_maps.c).
+ *     a URL elicitation's id is renamed for its connector, and a
+ *     notification naming another connector's progress token, question,
+ *     elicitation or resource is dropped (agg_maps.c).
  *  4. An upstream may end its GET stream at any time (2025-11-25 servers
  *     close streams and expect clients to come back): while the client's
  *     stream is open the gateway reconnects, after 100 ms (1 s after an
@@ -196,7 +197,7 @@ static void mux_emit(gw_exchange *c, const char *upstream_id, json_t *msg) {
   stream_state *st = x->state;
   if (!st->last) st->last = json_object();
   if (upstream_id) json_object_set_new(st->last, c->connector, json_string(upstream_id));
-  /* dropped (another connector's progress token, question or resource):
+  /* dropped (another connector's progress token, question, elicitation or resource):
    * its id travels with the next event */
   if (gw__agg_rewrite(c, msg) && gw__x_msg_dropped(msg)) return;
   char *data = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER);

@@ -191,8 +191,8 @@ struct gw_exchange {
   bool resumable;      /* a relayed SSE event carried an id: the client can resume the stream (Last-Event-ID) */
   bool bad_event;      /* an upstream SSE event the relay had to parse was not valid JSON: dropped */
   bool cancel_sent;    /* a client's notifications/cancelled for it went upstream (once: agg.c) */
-  bool foreign_note;   /* an upstream notification naming another connector's progress token, question or
-                          resource was dropped (agg_maps.c; logged at info once per exchange) */
+  bool foreign_note;   /* an upstream notification naming another connector's progress token, question,
+                          elicitation or resource was dropped (agg_maps.c; logged at info once per exchange) */
   json_t *replied;     /* ids (of ids) whose reply was relayed on the client's SSE stream, or NULL */
   /* upstream half */
   gw_out_req *out;     /* NULL when no transfer runs */

@@ -117,7 +117,7 @@ void gw__mcp_stats_render(gw_mcp_stat_row *m, size_t nm, size_t agg_uri_maps, gw
                   m[i].connector, (unsigned long long)m[i].requests);
   gw_buf_appends(o, "# HELP mcpgate_mcp_upstream_errors_total Relayed requests that failed upstream "
                     "(unreachable, timeout, reset, garbage, refused credential), and notifications naming "
-                    "another connector's progress token, question or resource (dropped).\n"
+                    "another connector's progress token, question, URL elicitation or resource (dropped).\n"
                     "# TYPE mcpgate_mcp_upstream_errors_total counter\n");
   for (size_t i = 0; i < nm; i++)
     gw_buf_printf(o, "mcpgate_mcp_upstream_errors_total{tenant=\"%s\",connector=\"%s\"} %llu\n", m[i].tenant,

@@ -11,9 +11,12 @@
 //     "mcpgate:{connector}:{id}";
 //   - notifications/resources/updated: a resource that connector offers in
 //     the session (listed, by template, linked or subscribed to), or one no
-//     other connector does.
+//     other connector does;
+//   - notifications/elicitation/complete: a URL elicitation that connector
+//     asked the client (its id "mcpgate:{connector}:{id}", as given).
 // Any other is dropped, so one upstream cannot spoof progress for, cancel
-// the questions of, or announce changes to, another connector's work.
+// the questions of, complete the elicitations of, or announce changes to,
+// another connector's work.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
@@ -303,6 +306,107 @@ test('on the GET stream, raw: a cancellation naming the client\'s own request is
   await get.waitFor((m) => m.params?.data === 'evil-done');
   const leaked = get.messages.filter((m) => m.method === 'notifications/cancelled' || m.method === 'notifications/progress');
   assert.deepEqual(leaked, [], `relayed: ${JSON.stringify(leaked)}`);
+  get.close();
+  await gw.stop();
+});
+
+// notifications/elicitation/complete (MCP 2025-11-25, URL mode) names an
+// elicitationId: "a unique identifier for the elicitation", scoped to the
+// server that issued it, and clients "MUST ignore notifications referencing
+// unknown or already-completed IDs" — so a client takes any completion of an
+// id it knows for the end of that elicitation, whoever sent it. On the
+// aggregated endpoint an id is the client's only when it went out as
+// "mcpgate:{connector}:{id}" (in an elicitation/create, or a -32042 error's
+// elicitations), and only that connector completes it, once.
+
+const urlCaps = { elicitation: { form: {}, url: {} } };
+const completes = (stream) => stream.messages.filter((m) => m.method === 'notifications/elicitation/complete').map((m) => m.params?.elicitationId);
+
+/** A raw session of alice (URL elicitation declared) with its GET stream open, over connectors {name: url}. */
+async function rawFixture(gw, connectors) {
+  const t = await setupTenant(gw, { users: [ALICE] });
+  for (const [name, c] of Object.entries(connectors))
+    assert.equal((await t.putConnector(name, typeof c === 'string' ? { url: c, auth: { type: 'none' } } : c)).status, 201);
+  const tok = (await t.mintToken(ALICE)).token;
+  const s = await rawSession(`${gw.url}/t/acme/mcp`, tok, { capabilities: urlCaps });
+  await rawListAll(s, 'tools/list', 'tools'); // opens the upstream sessions (a page each)
+  const get = await openStream(`${gw.url}/t/acme/mcp`, { headers: mcpHeaders({ token: tok, sessionId: s.sessionId, protocolVersion: s.protocolVersion, accept: 'text/event-stream' }) });
+  assert.equal(get.status, 200);
+  return { t, tok, s, get };
+}
+
+test('an upstream completes only a URL elicitation it asked the client itself, once, under the id the client saw', async () => {
+  const gw = await startGateway();
+  const good = await startCtlUpstream({ name: 'good' });
+  const evil = await startCtlUpstream({ name: 'evil' });
+  const { get } = await rawFixture(gw, { good: good.url, evil: evil.url });
+  await waitFor(() => evil.getStreams() >= 1 && good.getStreams() >= 1, { what: 'both upstreams have a GET stream from the gateway' });
+
+  good.push({ jsonrpc: '2.0', id: 'u-1', method: 'elicitation/create', params: { mode: 'url', elicitationId: 'e-1', url: 'https://good.example/pay', message: 'pay' } });
+  const create = await get.waitFor((m) => m.method === 'elicitation/create');
+  const eid = create.params.elicitationId;
+
+  // evil completes good's elicitation: by the id good sent, by the one the client saw, and one it never asked
+  for (const elicitationId of ['e-1', eid, 'mcpgate:good:e-1', 'e-2'])
+    evil.push({ jsonrpc: '2.0', method: 'notifications/elicitation/complete', params: { elicitationId } });
+  evil.push(marker('evil-done'));
+  await get.waitFor((m) => m.params?.data === 'evil-done');
+  assert.deepEqual(completes(get), [], 'evil completed an elicitation good asked');
+
+  assert.equal(eid, 'mcpgate:good:e-1', 'the id the client sees names the connector that asked');
+  assert.equal(create.id, 'mcpgate:good:"u-1"');
+
+  // good completes its own, once; an id it never asked, or one already completed, goes nowhere
+  for (const elicitationId of ['e-1', 'e-1', 'e-2'])
+    good.push({ jsonrpc: '2.0', method: 'notifications/elicitation/complete', params: { elicitationId } });
+  good.push(marker('good-done'));
+  await get.waitFor((m) => m.params?.data === 'good-done');
+  assert.deepEqual(completes(get), ['mcpgate:good:e-1']);
+  get.close();
+  await gw.stop();
+});
+
+test('an upstream cannot complete the gateway\'s own connect elicitation (-32042)', async () => {
+  const gw = await startGateway();
+  const evil = await startCtlUpstream({ name: 'evil' });
+  const { s, get } = await rawFixture(gw, {
+    evil: evil.url,
+    crm: { url: 'http://127.0.0.1:9/mcp', auth: { type: 'oauth', authorize_url: 'http://127.0.0.1:9/authorize', token_url: 'http://127.0.0.1:9/token', client_id: 'c', client_secret: 's' } },
+  });
+  await waitFor(() => evil.getStreams() >= 1, { what: 'evil has a GET stream from the gateway' });
+  const r = await s.request('tools/call', { name: 'crm__whoami', arguments: {} });
+  assert.equal(r.json?.error?.code, -32042, r.body);
+  const [own] = r.json.error.data.elicitations;
+  assert.equal(own.mode, 'url');
+  assert.match(own.url, /\/t\/acme\/connect\/crm$/);
+  evil.push({ jsonrpc: '2.0', method: 'notifications/elicitation/complete', params: { elicitationId: own.elicitationId } });
+  evil.push(marker('evil-done'));
+  await get.waitFor((m) => m.params?.data === 'evil-done');
+  assert.deepEqual(completes(get), [], 'evil completed the gateway\'s own elicitation');
+  get.close();
+  await gw.stop();
+});
+
+test('on a call\'s stream, raw: an upstream\'s -32042 elicitations are renamed for it, and only it completes them', async () => {
+  const gw = await startGateway();
+  const required = (id) => ({ jsonrpc: '2.0', id, error: { code: -32042, message: 'connect first', data: { elicitations: [{ mode: 'url', elicitationId: 'e-9', url: 'https://x.example/c', message: 'connect' }] } } });
+  const complete = (elicitationId) => ({ jsonrpc: '2.0', method: 'notifications/elicitation/complete', params: { elicitationId } });
+  const ok = (id, text) => ({ jsonrpc: '2.0', id, result: { content: [{ type: 'text', text }] } });
+  let n = 0;
+  const good = await scripted('good', (m) => (++n === 1 ? [required(m.id)] : [complete('e-9'), complete('e-9'), ok(m.id, 'good ok')]));
+  const evil = await scripted('evil', (m) => [complete('e-9'), complete('mcpgate:good:e-9'), ok(m.id, 'evil ok')]);
+  const { s, get } = await rawFixture(gw, { good, evil });
+  const notes = (r) => parseSse(r.body).events.flatMap((e) => { try { return [JSON.parse(e.data)]; } catch { return []; } })
+    .filter((x) => x.method === 'notifications/elicitation/complete').map((x) => x.params.elicitationId);
+  // the scan's path (a plain tools/call) for the error, and for the completions
+  const first = await s.post('{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"good__spoof","arguments":{}}}');
+  const msg = parseSse(first.body).events.map((e) => JSON.parse(e.data)).find((x) => x.id === 7) ?? first.json;
+  assert.equal(msg?.error?.code, -32042, first.body);
+  const byEvil = await s.post('{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"evil__spoof","arguments":{}}}');
+  assert.deepEqual(notes(byEvil), [], `evil completed good's elicitation: ${byEvil.body}`);
+  assert.equal(msg.error.data.elicitations[0].elicitationId, 'mcpgate:good:e-9', first.body);
+  const byGood = await s.post('{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"good__spoof","arguments":{}}}');
+  assert.deepEqual(notes(byGood), ['mcpgate:good:e-9'], byGood.body);
   get.close();
   await gw.stop();
 });
