@@ -13,7 +13,8 @@
  * Rules this file keeps, and why: every map is capped — SESSIONS_MAX
  * sessions per map (the oldest goes), ASKED_PER_SESSION questions (and as
  * many awaited calls, progress tokens and URL elicitations) per session
- * (one session's upstream cannot push out another's), and
+ * (one session's upstream cannot push out another's, nor one connector's
+ * questions or elicitations the fewer another asked: asked_add), and
  * agg_uri_map_max URIs, agg_uri_map_bytes of them, per session (logged
  * once) — and each session's entry
  * records its owner so it goes with the session: at DELETE, when its user
@@ -296,10 +297,43 @@ static void note_result_uris(gw_exchange *x, const json_t *result) {
   }
 }
 
+/* Adds key ("connector\n…", new to m) to m, a session's map of what its
+ * upstreams asked the client (questions, URL elicitations), oldest first.
+ * Past ASKED_PER_SESSION the oldest entry of the connector holding the
+ * most goes: a connector that asks many at once pushes out its own, never
+ * the fewer another connector asked (its answer or completion would be
+ * dropped, as if it never asked). At most ASKED_PER_SESSION entries are
+ * tallied, so the walk is bounded. Under maps_mu. */
+static void asked_add(json_t *m, const char *key) {
+  if (json_object_size(m) >= ASKED_PER_SESSION) {
+    struct {
+      const char *first; /* its oldest key */
+      size_t len, n;     /* its connector's length in the key; its entries */
+    } t[ASKED_PER_SESSION];
+    size_t nt = 0, top = 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(m, k, v) {
+      size_t len = strcspn(k, "\n"), i = 0;
+      while (i < nt && !(t[i].len == len && !memcmp(t[i].first, k, len))) i++;
+      if (i == nt) {
+        if (nt == ASKED_PER_SESSION) break;
+        t[nt].first = k;
+        t[nt].len = len;
+        t[nt++].n = 0;
+      }
+      if (++t[i].n > t[top].n) top = i; /* a tie: the one whose oldest is older */
+    }
+    if (nt) json_object_del(m, t[top].first);
+  }
+  json_object_set_new(m, key, json_true());
+}
+
 /* Outstanding server→client requests: noted when relayed, taken once by
- * the client's answer. Past ASKED_PER_SESSION the session's oldest is
- * forgotten (its late answer is dropped, as an unknown one is): one
- * session's upstream cannot push out another session's questions. */
+ * the client's answer. Past ASKED_PER_SESSION the oldest question of the
+ * connector that asked the most is forgotten (its late answer is dropped,
+ * as an unknown one is; asked_add): one upstream cannot push out another's
+ * questions, nor one session's another session's. */
 static void asked_note(gw_exchange *x, const char *enc) {
   if (!x->sid[0]) return;
   gw_mcp_shared *sh = x->lp->srv->mcp;
@@ -307,14 +341,7 @@ static void asked_note(gw_exchange *x, const char *enc) {
   snprintf(key, sizeof key, "%s\n%s", x->connector, enc);
   uv_mutex_lock(&sh->maps_mu);
   agg_entry *e = session_entry(&sh->asked, x, true);
-  if (e) {
-    json_t *m = e->map;
-    if (json_object_size(m) >= ASKED_PER_SESSION) {
-      void *it = json_object_iter(m); /* the oldest */
-      if (it) json_object_del(m, json_object_iter_key(it));
-    }
-    json_object_set_new(m, key, json_true());
-  }
+  if (e && !json_object_get(e->map, key)) asked_add(e->map, key);
   uv_mutex_unlock(&sh->maps_mu);
 }
 
@@ -454,8 +481,9 @@ static bool asked_has(gw_exchange *x, const char *enc) {
  * is noted for the connector in the session, and a completion is relayed
  * only from that connector, for an id it gave and has not completed yet
  * (taken: once), renamed the same way; any other is dropped. Past
- * ASKED_PER_SESSION the session's oldest is forgotten (its completion is
- * dropped: clients keep a manual way on, as the spec asks); an id of
+ * ASKED_PER_SESSION the oldest of the connector that gave the most is
+ * forgotten (asked_add; its completion is dropped: clients keep a manual
+ * way on, as the spec asks); an id of
  * ELICIT_ID_MAX bytes or more, or with a NUL, is renamed but not noted. */
 #define ELICIT_ID_MAX 500
 
@@ -482,11 +510,7 @@ static void elicit_note(gw_exchange *x, const char *key) {
   if (e && !e->elicits) e->elicits = json_object();
   if (e && e->elicits) {
     json_object_del(e->elicits, key); /* given again: now the newest */
-    if (json_object_size(e->elicits) >= ASKED_PER_SESSION) {
-      void *it = json_object_iter(e->elicits); /* the oldest */
-      if (it) json_object_del(e->elicits, json_object_iter_key(it));
-    }
-    json_object_set_new(e->elicits, key, json_true());
+    asked_add(e->elicits, key);
   }
   uv_mutex_unlock(&sh->maps_mu);
 }

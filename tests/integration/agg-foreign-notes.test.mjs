@@ -320,6 +320,7 @@ test('on the GET stream, raw: a cancellation naming the client\'s own request is
 // elicitations), and only that connector completes it, once.
 
 const urlCaps = { elicitation: { form: {}, url: {} } };
+const complete = (elicitationId) => ({ jsonrpc: '2.0', method: 'notifications/elicitation/complete', params: { elicitationId } });
 const completes = (stream) => stream.messages.filter((m) => m.method === 'notifications/elicitation/complete').map((m) => m.params?.elicitationId);
 
 /** A raw session of alice (URL elicitation declared) with its GET stream open, over connectors {name: url}. */
@@ -390,7 +391,6 @@ test('an upstream cannot complete the gateway\'s own connect elicitation (-32042
 test('on a call\'s stream, raw: an upstream\'s -32042 elicitations are renamed for it, and only it completes them', async () => {
   const gw = await startGateway();
   const required = (id) => ({ jsonrpc: '2.0', id, error: { code: -32042, message: 'connect first', data: { elicitations: [{ mode: 'url', elicitationId: 'e-9', url: 'https://x.example/c', message: 'connect' }] } } });
-  const complete = (elicitationId) => ({ jsonrpc: '2.0', method: 'notifications/elicitation/complete', params: { elicitationId } });
   const ok = (id, text) => ({ jsonrpc: '2.0', id, result: { content: [{ type: 'text', text }] } });
   let n = 0;
   const good = await scripted('good', (m) => (++n === 1 ? [required(m.id)] : [complete('e-9'), complete('e-9'), ok(m.id, 'good ok')]));
@@ -407,6 +407,66 @@ test('on a call\'s stream, raw: an upstream\'s -32042 elicitations are renamed f
   assert.equal(msg.error.data.elicitations[0].elicitationId, 'mcpgate:good:e-9', first.body);
   const byGood = await s.post('{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"good__spoof","arguments":{}}}');
   assert.deepEqual(notes(byGood), ['mcpgate:good:e-9'], byGood.body);
+  get.close();
+  await gw.stop();
+});
+
+// A session keeps at most 64 unanswered questions (and 64 URL elicitations
+// not yet completed) of all its connectors together. One connector asking
+// many at once must not push another's out: the client's answer to it, or
+// that connector's completion, would be dropped as if it never asked.
+
+test('a connector flooding the client with questions does not push out the question another connector asked', async () => {
+  const gw = await startGateway();
+  const good = await startCtlUpstream({ name: 'good' });
+  const evil = await startCtlUpstream({ name: 'evil' });
+  const { tok, s, get } = await rawFixture(gw, { good: good.url, evil: evil.url });
+  await waitFor(() => evil.getStreams() >= 1, { what: 'evil has a GET stream from the gateway' });
+  const call = await openStream(`${gw.url}/t/acme/mcp`, {
+    method: 'POST', body: { jsonrpc: '2.0', id: 5, method: 'tools/call', params: { name: 'good__ask', arguments: {} } },
+    headers: mcpHeaders({ token: tok, sessionId: s.sessionId, protocolVersion: s.protocolVersion }),
+  });
+  assert.equal(call.status, 200);
+  const q = await call.waitFor((m) => m.method === 'elicitation/create');
+  assert.equal(q.id, 'mcpgate:good:"q-1"');
+  // evil asks 100 questions the client leaves unanswered
+  for (let i = 0; i < 100; i++) evil.push({ jsonrpc: '2.0', id: `p-${i}`, method: 'ping' });
+  evil.push(marker('evil-done'));
+  await get.waitFor((m) => m.params?.data === 'evil-done');
+  assert.equal(get.messages.filter((m) => m.method === 'ping').length, 100);
+  // the client answers good's question: it reaches good (the gateway answers once good took it)
+  const r = await s.post({ jsonrpc: '2.0', id: q.id, result: { action: 'accept', content: {} } });
+  assert.ok(r.status === 202 || r.status === 200, r.body);
+  assert.ok(good.requests().some((e) => e.json?.id === 'q-1' && e.json?.result?.action === 'accept'),
+    'the client\'s answer to good\'s question was dropped: evil\'s questions pushed it out');
+  const done = await call.waitFor((m) => m.id === 5);
+  assert.equal(toolText(done.result), 'good:asked accept');
+  // evil's own newest questions are still answerable
+  const late = await s.post({ jsonrpc: '2.0', id: 'mcpgate:evil:"p-99"', result: {} });
+  assert.ok(late.status === 202 || late.status === 200, late.body);
+  await evil.waitRequest((e) => e.json?.id === 'p-99' && e.json?.result);
+  call.close();
+  get.close();
+  await gw.stop();
+});
+
+test('a connector flooding the client with URL elicitations does not push out another connector\'s', async () => {
+  const gw = await startGateway();
+  const good = await startCtlUpstream({ name: 'good' });
+  const evil = await startCtlUpstream({ name: 'evil' });
+  const { get } = await rawFixture(gw, { good: good.url, evil: evil.url });
+  await waitFor(() => evil.getStreams() >= 1 && good.getStreams() >= 1, { what: 'both upstreams have a GET stream from the gateway' });
+  const urlAsk = (id, elicitationId) => ({ jsonrpc: '2.0', id, method: 'elicitation/create', params: { mode: 'url', elicitationId, url: 'https://x.example/', message: 'go' } });
+  good.push(urlAsk('g-1', 'e-good'));
+  await get.waitFor((m) => m.params?.elicitationId === 'mcpgate:good:e-good');
+  for (let i = 0; i < 100; i++) evil.push(urlAsk(`u-${i}`, `e-${i}`));
+  evil.push(complete('e-99'));
+  evil.push(marker('evil-done'));
+  await get.waitFor((m) => m.params?.data === 'evil-done');
+  good.push(complete('e-good'));
+  good.push(marker('good-done'));
+  await get.waitFor((m) => m.params?.data === 'good-done');
+  assert.deepEqual(completes(get), ['mcpgate:evil:e-99', 'mcpgate:good:e-good'], 'evil\'s elicitations pushed out good\'s');
   get.close();
   await gw.stop();
 });
