@@ -319,12 +319,13 @@ static int rekeyed(st_txn *txn, const char *tenant, const char *name, const json
 }
 
 int vault_connector_put(st_txn *txn, const char *tenant, const char *name, const json_t *config,
-                        const char *secret, const char *now, int *created) {
+                        const char *secret, const char *now, vault_put_out *out) {
   char k[128];
   json_t *old = NULL;
+  memset(out, 0, sizeof *out);
   int rc = vault_connector_get(txn, tenant, name, &old);
   if (rc && rc != ST_ENOTFOUND) return rc;
-  *created = old == NULL;
+  out->created = old == NULL;
   bool moved = old && strcmp(json_string_value(json_object_get(old, "url")) ?: "",
                              json_string_value(json_object_get(config, "url")) ?: "") != 0;
   bool rekey = false;
@@ -395,7 +396,9 @@ int vault_connector_put(st_txn *txn, const char *tenant, const char *name, const
   if (!json_is_true(json_object_get(json_object_get(config, "auth"), "discover")) &&
       (rc = vault_rediscover_cancel(txn, tenant, name)))
     return rc;
-  vault_connector_event ev = {tenant, name, *created != 0, moved, rekey};
+  out->moved = moved;
+  out->rekeyed = rekey;
+  vault_connector_event ev = {tenant, name, out->created != 0, moved, rekey};
   return st_emit(txn, ST_EVENT_CONNECTOR_PUT, &ev);
 }
 

@@ -51,12 +51,19 @@ typedef struct vault_connector_event {
   bool rekeyed; /* put: same URL, another credential (auth settings or secret value) */
 } vault_connector_event;
 
+/* What a put did (overwritten on every run: writer jobs may run twice). */
+typedef struct vault_put_out {
+  int created;  /* 1: the connector is new */
+  bool moved;   /* its URL changed */
+  bool rekeyed; /* same URL, another credential (vault_connector_event) */
+} vault_put_out;
 /* Writes a connector (config from vault_connector_parse) and seals its
- * secret, replacing any previous one. `now` is RFC 3339. Sets *created to
- * 1 when the connector is new. Emits ST_EVENT_CONNECTOR_PUT (a hook's
- * failure fails the put). Write txns only. */
+ * secret, replacing any previous one. `now` is RFC 3339. Fills *out.
+ * Emits ST_EVENT_CONNECTOR_PUT (a hook's failure fails the put): a moved
+ * or rekeyed connector's upstream sessions and live exchanges end with
+ * it (gateway/mcp/revoke.c). Write txns only. */
 int vault_connector_put(st_txn *txn, const char *tenant, const char *name, const json_t *config,
-                        const char *secret, const char *now, int *created);
+                        const char *secret, const char *now, vault_put_out *out);
 /* Records the capabilities the upstream announced at initialize (the
  * aggregated endpoint advertises prompts/resources only when some visible
  * connector has them). ST_ENOTFOUND if the connector is gone. */

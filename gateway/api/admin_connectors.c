@@ -1,9 +1,11 @@
 /* gateway/api/admin_connectors.c — /admin/v1/tenants/{t}/connectors[/{name}]:
  * list, read, put (validated by vault/, egress-checked) and delete
- * connectors. A delete, or a PUT that moves a connector to a new URL, ends
- * its upstream sessions and live exchanges in the same transaction: vault/
- * emits ST_EVENT_CONNECTOR_PUT/_DELETE and gateway/mcp/revoke.c acts on
- * them (and probes the connector's capabilities after a PUT). */
+ * connectors. A delete, or a PUT that moves a connector to a new URL or
+ * gives it another credential (another shared key value, another auth
+ * type or header), ends its upstream sessions and live exchanges in the
+ * same transaction: vault/ emits ST_EVENT_CONNECTOR_PUT/_DELETE and
+ * gateway/mcp/revoke.c acts on them (and probes the connector's
+ * capabilities after a PUT). */
 #include "gateway/api/admin_int.h"
 #include "gateway/base/clock.h"
 
@@ -32,8 +34,7 @@ typedef struct conn_job {
   json_t *config;      /* from vault_connector_parse; read-only in the job */
   char *secret;        /* wiped and freed */
   char now[32];
-  int created;         /* out */
-  bool moved;          /* out: a PUT changed the URL */
+  vault_put_out put;   /* out: created, moved (another URL), rekeyed (another credential) */
   bool del;
   json_t *before;      /* out: the admin view before the write, or NULL (new) */
   int64_t next_due;    /* a discovered connector: its next reading (0: none) */
@@ -53,7 +54,7 @@ static void conn_job_free(conn_job *j) {
 static int job_connector(st_txn *txn, void *arg) {
   conn_job *j = arg;
   json_t *t;
-  j->moved = false;
+  memset(&j->put, 0, sizeof j->put);
   json_decref(j->before);
   j->before = NULL;
   int rc = st_tenant_get(txn, j->tenant, &t);
@@ -72,10 +73,8 @@ static int job_connector(st_txn *txn, void *arg) {
     json_decref(old);
     return vault_connector_delete(txn, j->tenant, j->name);
   }
-  j->moved = old && strcmp(json_string_value(json_object_get(old, "url")) ?: "",
-                           json_string_value(json_object_get(j->config, "url")) ?: "") != 0;
   json_decref(old);
-  rc = vault_connector_put(txn, j->tenant, j->name, j->config, j->secret, j->now, &j->created);
+  rc = vault_connector_put(txn, j->tenant, j->name, j->config, j->secret, j->now, &j->put);
   if (rc || !json_is_true(json_object_get(json_object_get(j->config, "auth"), "discover"))) return rc;
   /* a discovered connector is read again later (vault/rediscover.h) */
   if (!j->next_due) return vault_rediscover_cancel(txn, j->tenant, j->name);
@@ -122,12 +121,13 @@ static void done_connector(int status, void *arg) {
         if (rec) v = admin__connector_view(j->lp->srv, txn, j->tenant, rec);
         st_txn_end(txn);
       }
-      if (j->moved)
+      if (j->put.moved || j->put.rekeyed)
         GW_LOG(GW_LOG_INFO, "admin", &((gw_log_ctx){j->tenant, req->id}),
-               "connector %s has a new URL: its upstream sessions and live exchanges ended", j->name);
+               "connector %s has %s: its upstream sessions and live exchanges ended", j->name,
+               j->put.moved ? "a new URL" : "another credential");
       if (rec) admin__audit_change(req, j->before, vault_connector_view(rec));
       if (!rec) gw_respond_error(req, 500, "internal", "the connector was written but cannot be read back");
-      else gw_respond_json(req, j->created ? 201 : 200, v);
+      else gw_respond_json(req, j->put.created ? 201 : 200, v);
       json_decref(rec);
     }
   }

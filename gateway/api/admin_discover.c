@@ -615,7 +615,7 @@ typedef struct again_job {
   const char *next_reason;
   bool fresh;              /* the reading registered anew (or tried to) */
   bool superseded, gone;   /* out: the connector was written or deleted meanwhile */
-  int created;
+  vault_put_out put;       /* out: what the write did */
 } again_job;
 
 static void again_job_free(again_job *j) {
@@ -628,6 +628,7 @@ static void again_job_free(again_job *j) {
 static int job_again(st_txn *txn, void *arg) {
   again_job *j = arg;
   j->superseded = j->gone = false;
+  memset(&j->put, 0, sizeof j->put);
   json_t *rec = NULL;
   int rc = vault_connector_get(txn, j->tenant, j->name, &rec);
   if (rc == ST_ENOTFOUND) {
@@ -643,7 +644,7 @@ static int job_again(st_txn *txn, void *arg) {
     j->superseded = true; /* the admin's write scheduled its own reading */
     return 0;
   }
-  if (j->config && (rc = vault_connector_put(txn, j->tenant, j->name, j->config, j->secret, j->now, &j->created)))
+  if (j->config && (rc = vault_connector_put(txn, j->tenant, j->name, j->config, j->secret, j->now, &j->put)))
     return rc;
   rc = vault_rediscover_done(txn, j->tenant, j->name, j->now_ms, j->result, j->result[0] == 'f' ? j->error : NULL,
                              j->next_due, j->next_reason, j->fresh);
@@ -693,7 +694,8 @@ static void done_again(int status, void *arg) {
       gw_respond_error(j->req, 409, "conflict", "the connector was changed while it was read again; read it again");
   } else {
     if (j->result[0] != 'f')
-      GW_LOG(GW_LOG_INFO, "admin", &lc, "connector %s read again (%s): %s", j->name, j->reason, j->result);
+      GW_LOG(GW_LOG_INFO, "admin", &lc, "connector %s read again (%s): %s%s", j->name, j->reason, j->result,
+             j->put.moved || j->put.rekeyed ? "; its upstream sessions and live exchanges ended" : "");
     if (j->req) answer_again(j);
   }
   gw_rediscover *rd = j->rd;

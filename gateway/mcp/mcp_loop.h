@@ -66,7 +66,7 @@ enum {
   GW_REV_ADMIN,        /* POST …/users/{id}/revoke */
   GW_REV_TENANT,       /* tenant deleted */
   GW_REV_TOKEN,        /* an employee token or an OAuth grant revoked (by itself, or with its user) */
-  GW_REV_CONNECTOR,    /* connector deleted or moved to another server */
+  GW_REV_CONNECTOR,    /* connector deleted, moved to another server or given another credential */
   GW_REV_UNIVERSAL_LOGOUT, /* Okta's Universal Logout signed the user out everywhere */
   GW_REV_N
 };

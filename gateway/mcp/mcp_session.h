@@ -13,7 +13,7 @@
  *                  "a" sha256(id) connector      → upstream session id (aggregated
  *                                                  endpoint: one per connector, opened lazily)
  * Deleted on DELETE, on user deactivation/deletion/sign-out everywhere (hook, same txn), on
- * connector deletion, and — a single-connector session, or an aggregated
+ * connector deletion or a PUT that moves or rekeys it, and — a single-connector session, or an aggregated
  * session's upstream id for one connector — when the user loses that
  * connector (gw_sessions_cut_step, driven by revoke.c).
  *
@@ -104,9 +104,10 @@ int gw_sessions_delete_user(st_txn *txn, const char *tenant, const char *user);
 int gw_sessions_delete_connector(st_txn *txn, const char *tenant, const char *connector);
 /* Forgets the upstream session id every aggregated session of the tenant
  * holds for `connector` (its "a" keys; the sessions stay): the next call
- * opens a fresh upstream session. For a connector whose URL changed (or
- * that is deleted): an upstream session id must never reach another
- * server. Scans the tenant's sessions; returns how many ids went. */
+ * opens a fresh upstream session. For a connector whose URL or credential
+ * changed (or that is deleted): an upstream session id must never reach
+ * another server, nor go on under another credential. Scans the tenant's
+ * sessions; returns how many ids went. */
 int gw_sessions_drop_upstream_connector(st_txn *txn, const char *tenant, const char *connector);
 int gw_sessions_purge_tenant(st_txn *txn, const char *tenant, int limit);
 

@@ -752,11 +752,17 @@ static int on_tools_changed(st_txn *txn, int kind, const void *event, void *ctx)
 
 /* ---------- connectors and policy (store events of vault/ and policy/) ---------- */
 
-/* The connector's upstream sessions end with it (deleted) or with its old
- * server (a PUT to a new URL): an upstream session id must never reach
- * another server. Its sessions on the single-connector endpoint go (the
- * client gets 404 and starts over), aggregated sessions forget their
- * upstream id for it, and its live exchanges end after the commit. */
+/* The connector's upstream sessions end with it (deleted), with its old
+ * server (a PUT to a new URL: an upstream session id must never reach
+ * another server) and with its old credential (a PUT that rekeys it: the
+ * upstream knows those sessions, and the GET streams opened on them, as
+ * whoever the old key or auth type made the gateway; an admin rotating a
+ * leaked key expects nothing to go on under it once the PUT answered).
+ * Its sessions on the single-connector endpoint go (the client gets 404
+ * and starts over), aggregated sessions forget their upstream id for it
+ * (the next call opens a fresh one, with the new credential), and its live
+ * exchanges — calls in flight, upstream GET streams — end after the
+ * commit, before the PUT's reply (the fan-out's gate). */
 static int end_connector(st_txn *txn, gw_server *srv, const char *tenant, const char *connector) {
   int rc = gw_sessions_delete_connector(txn, tenant, connector);
   if (rc >= 0) rc = gw_sessions_drop_upstream_connector(txn, tenant, connector);
@@ -780,8 +786,6 @@ static int on_connector_deleted(st_txn *txn, int kind, const void *event, void *
   return rc ? rc : end_connector(txn, ctx, ev->tenant, ev->name);
 }
 
-/* A PUT: a moved connector ends like a deleted one; then the loop learns
- * the connector's capabilities (a probe, fire and forget). */
 /* A user connected a connector (or lost the grant): their open streams
  * hear list_changed once it commits (the connect tool gives way to the
  * connector's tools, or comes back). */
@@ -791,12 +795,15 @@ static int on_grant_changed(st_txn *txn, int kind, const void *event, void *ctx)
   return notify_after(txn, ctx, ev->tenant, json_pack("[s]", ev->user));
 }
 
+/* A PUT: a moved or rekeyed connector's upstream sessions end as a
+ * deleted one's do (end_connector); then the loop learns the connector's
+ * capabilities (a probe, fire and forget). */
 static int on_connector_put(st_txn *txn, int kind, const void *event, void *ctx) {
   const vault_connector_event *ev = event;
   (void)kind;
   /* what reviewers approved was for that server with that credential */
   int rc = ev->moved || ev->rekeyed ? approvals_gone(txn, ev->tenant, ev->name) : 0;
-  if (!rc && ev->moved) rc = end_connector(txn, ctx, ev->tenant, ev->name);
+  if (!rc && (ev->moved || ev->rekeyed)) rc = end_connector(txn, ctx, ev->tenant, ev->name);
   if (rc) return rc;
   gw_revocation r;
   fill(&r, ev->tenant, NULL, ev->name, NULL);

@@ -127,8 +127,8 @@ static int W(int (*fn)(st_txn *, job *), job j) {
   return rc < 0 ? rc : j.rv;
 }
 static int f_conn_put(st_txn *x, job *j) {
-  int created;
-  return vault_connector_put(x, j->t, j->c, j->cfg, j->s, j->now, &created);
+  vault_put_out out;
+  return vault_connector_put(x, j->t, j->c, j->cfg, j->s, j->now, &out);
 }
 static int f_conn_del(st_txn *x, job *j) { return vault_connector_delete(x, j->t, j->c); }
 static int f_put(st_txn *x, job *j) { return vault_grant_put(x, j->t, j->u, j->c, j->tok, j->now, j->b1 ? VAULT_PUT_CONNECT | VAULT_PUT_REVOKE_OLD : 0); }

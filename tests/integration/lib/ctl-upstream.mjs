@@ -7,7 +7,7 @@
 //
 //   startCtlUpstream({name, tls: {certPem, keyPem}}) → {url, requests(), rpc(method),
 //                               waitRequest(pred), hold(pred) → release(), push(msg),
-//                               flood(opts), getStreams(), stop()}
+//                               flood(opts), getStreams(), openGets(), stop()}
 //
 // capabilities: what initialize announces (default {tools: {listChanged:
 // true}}, plus resources when offered).
@@ -32,6 +32,8 @@
 // (not answered) until the returned release() is called; holdGets(): GET
 // streams get no response head until its release() is called.
 // push(msg): sends msg on every open GET stream.
+// openGets(): the request headers of every GET stream still open (which
+// credential and session id each was opened with).
 // flood({eventBytes, totalBytes, ms}): writes notifications of about
 // eventBytes each on every open GET stream, honouring back-pressure (waits
 // for 'drain'), until totalBytes were accepted or ms passed; resolves with
@@ -50,6 +52,7 @@ export async function startCtlUpstream({ name = 'ctl', tls, resources = 0, resou
   const getHolds = [];
   const waiters = new Set();
   const streams = new Set();
+  const streamHeaders = new Map(); // open GET stream → its request's headers
   const asked = new Map(); // question id → resolve(answer message)
   let q = 0;
 
@@ -158,7 +161,8 @@ export async function startCtlUpstream({ name = 'ctl', tls, resources = 0, resou
           res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
           res.write(': open\n\n');
           streams.add(res);
-          res.on('close', () => streams.delete(res));
+          streamHeaders.set(res, req.headers);
+          res.on('close', () => { streams.delete(res); streamHeaders.delete(res); });
         };
         const g = getHolds.find((x) => !x.released);
         if (g) g.queue.push(open);
@@ -202,6 +206,7 @@ export async function startCtlUpstream({ name = 'ctl', tls, resources = 0, resou
     },
     push(msg) { for (const s of streams) s.write(`event: message\ndata: ${JSON.stringify(msg)}\n\n`); },
     getStreams: () => streams.size,
+    openGets: () => [...streams].map((s) => streamHeaders.get(s)),
     async flood({ eventBytes = 16384, totalBytes = 64 << 20, ms = 4000 } = {}) {
       const pad = 'x'.repeat(eventBytes);
       let n = 0, sent = 0;
