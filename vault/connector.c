@@ -371,6 +371,18 @@ int vault_connector_put(st_txn *txn, const char *tenant, const char *name, const
     json_array_append_new(warn, json_string(m));
   }
   json_object_set_new(rec, "warnings", warn);
+  /* upstream sessions opened before a move or a rekey are the old
+   * server's or the old credential's: a new epoch, so none read before is
+   * sent or stored after (vault_connector_bind); otherwise the same one */
+  json_t *oe = old ? json_object_get(old, "epoch") : NULL;
+  if (moved || rekey) {
+    unsigned long long n = json_is_string(oe) ? strtoull(json_string_value(oe), NULL, 10) : 0;
+    char e[24];
+    snprintf(e, sizeof e, "%llu", n + 1);
+    json_object_set_new(rec, "epoch", json_string(e));
+  } else if (json_is_string(oe)) {
+    json_object_set(rec, "epoch", oe);
+  }
   json_decref(old);
   char *s = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
   json_decref(rec);
@@ -416,8 +428,16 @@ int vault_connector_set_caps(st_txn *txn, const char *tenant, const char *name, 
   return rc;
 }
 
+json_t *vault_connector_bind(const json_t *rec) {
+  json_t *e = json_object_get(rec, "epoch");
+  if (json_is_string(e)) return e;
+  e = json_object_get(rec, "url");
+  return json_is_string(e) ? e : NULL;
+}
+
 json_t *vault_connector_view(const json_t *rec) {
   json_t *o = json_deep_copy(rec);
+  json_object_del(o, "epoch"); /* the gateway's own bookkeeping */
   json_t *a = json_object_get(o, "auth");
   const char *type = json_string_value(json_object_get(a, "type")) ?: "";
   if (!strcmp(type, "header") || (!strcmp(type, "oauth") && strcmp(json_string_value(json_object_get(a, "token_auth")) ?: "", "none")))

@@ -8,7 +8,11 @@
  *
  * Store layout: ST_DB_CONNECTORS  tenant \0 name → connector JSON
  *   {name, url, description, auth:{type, name}, ca_file, timeouts:{…},
- *    created, updated, warnings:[…]}
+ *    created, updated, warnings:[…], epoch?}
+ * "epoch" (a decimal string, absent until the first) counts the PUTs that
+ * moved or rekeyed the connector: with the url it says which upstream
+ * sessions are still the connector's (vault_connector_bind); the admin
+ * view leaves it out.
  * No sockets here; writes happen inside writer jobs (pure functions of
  * store + arguments). */
 #ifndef MCPGATE_VAULT_VAULT_H
@@ -68,6 +72,15 @@ int vault_connector_put(st_txn *txn, const char *tenant, const char *name, const
  * aggregated endpoint advertises prompts/resources only when some visible
  * connector has them). ST_ENOTFOUND if the connector is gone. */
 int vault_connector_set_caps(st_txn *txn, const char *tenant, const char *name, const json_t *caps);
+/* What an upstream session opened under rec belongs to: the server it
+ * went to and the credential it went with. It changes with every PUT that
+ * moves the connector or rekeys it (vault_connector_event), and with
+ * nothing else: an upstream session id read (or opened) with one value
+ * may be sent, or stored, only while the record still has that value
+ * (gateway/mcp). A string of rec (borrowed; compare with strcmp): its
+ * "epoch", or its "url" for a record never moved nor rekeyed (the two
+ * never look alike: a url begins with "http"); NULL without either. */
+json_t *vault_connector_bind(const json_t *rec);
 /* Loads a connector record (caller json_decref). ST_ENOTFOUND if absent. */
 int vault_connector_get(st_txn *txn, const char *tenant, const char *name, json_t **rec);
 /* The record as shown to admins: the secret is never in it. */

@@ -152,17 +152,18 @@ json_t *gw__agg_visible(gw_exchange *x, const pol_user *pu, const char *cap) {
 
 /* ---------- client notifications ---------- */
 
-/* The url of each connector of ups ({connector: upstream id}) read in the
- * same txn: the server each id belongs to (a move drops the ids in the
- * write that changes the url). A connector without one is left out. */
-static json_t *upstream_urls(st_txn *txn, const char *tenant, json_t *ups) {
+/* The binding of each connector of ups ({connector: upstream id}) read in
+ * the same txn: the server and credential each id belongs to
+ * (vault_connector_bind; a move or a rekey drops the ids in the write that
+ * changes it). A connector without one is left out. */
+static json_t *upstream_binds(st_txn *txn, const char *tenant, json_t *ups) {
   json_t *out = json_object();
   const char *conn;
   json_t *up;
   json_object_foreach(ups, conn, up) {
     json_t *rec = NULL;
-    if (vault_connector_get(txn, tenant, conn, &rec) == 0 && json_is_string(json_object_get(rec, "url")))
-      json_object_set(out, conn, json_object_get(rec, "url"));
+    json_t *b = vault_connector_get(txn, tenant, conn, &rec) == 0 ? vault_connector_bind(rec) : NULL;
+    if (b) json_object_set(out, conn, b);
     json_decref(rec);
   }
   return out;
@@ -254,13 +255,14 @@ static void forward_done(gw_exchange *c, int err) {
 }
 
 /* msg (stolen) to one connector's upstream session, which belongs to the
- * server at url (borrowed; NULL: none known, not sent). The forward is
+ * server and credential bind names (vault_connector_bind; borrowed; NULL:
+ * none known, not sent). The forward is
  * parent's child (its identity: revocable with it); into: the message
  * waiting for it (fan_begin), or NULL: fire and forget (another loop's
  * news). */
 static void forward_note(gw_exchange *into, gw_exchange *parent, const char *connector, const char *upstream,
-                         json_t *url, json_t *msg) {
-  if (!url) {
+                         json_t *bind, json_t *msg) {
+  if (!bind) {
     json_decref(msg);
     return;
   }
@@ -291,7 +293,7 @@ static void forward_note(gw_exchange *into, gw_exchange *parent, const char *con
     st->pending++;
   }
   gw_strlcpy(c->sess.upstream, upstream, sizeof c->sess.upstream);
-  c->sess_url = json_incref(url);
+  c->sess_bind = json_incref(bind);
   if (gw__agg_step(c, "POST", msg, st ? forward_done : NULL) != 0) {
     GW_LOG(GW_LOG_DEBUG, "mcp", NULL, "notification to connector %s not sent", connector);
     if (c->into) gw__x_reply_raw(c, 202, NULL, NULL, 0); /* not sent: nothing to wait for */
@@ -299,13 +301,13 @@ static void forward_note(gw_exchange *into, gw_exchange *parent, const char *con
   gw__x_unref(c);
 }
 
-/* DELETE each upstream session of {connector: upstream id}, at the server
- * urls names for it. */
-static void end_upstreams(gw_exchange *x, json_t *ups, json_t *urls) {
+/* DELETE each upstream session of {connector: upstream id}, while binds
+ * names for it the server and credential it still belongs to. */
+static void end_upstreams(gw_exchange *x, json_t *ups, json_t *binds) {
   const char *conn;
   json_t *up;
   json_object_foreach(ups, conn, up) {
-    if (!json_object_get(urls, conn)) continue;
+    if (!json_object_get(binds, conn)) continue;
     gw_exchange *c = gw__mcp_child(x, conn, &gw__agg_note_flow, calloc(1, sizeof(gw_agg_up)));
     if (c && !c->state) {
       gw__x_unref(c);
@@ -313,7 +315,7 @@ static void end_upstreams(gw_exchange *x, json_t *ups, json_t *urls) {
     }
     if (!c) continue;
     gw_strlcpy(c->sess.upstream, json_string_value(up), sizeof c->sess.upstream);
-    c->sess_url = json_incref(json_object_get(urls, conn));
+    c->sess_bind = json_incref(json_object_get(binds, conn));
     gw__agg_step(c, "DELETE", NULL, NULL);
     gw__x_unref(c);
   }
@@ -333,7 +335,7 @@ bool gw__agg_cancel_local(gw_loop *lp, const char *sid, json_t *msg, gw_exchange
       /* once per call: a repeated cancel says nothing more, and each would
        * be an upstream connection of its own (fire and forget when it came
        * from another loop) */
-      if (!o->cancel_sent) forward_note(into, o, o->connector, o->sess.upstream, o->sess_url, json_incref(msg));
+      if (!o->cancel_sent) forward_note(into, o, o->connector, o->sess.upstream, o->sess_bind, json_incref(msg));
       o->cancel_sent = true;
       return true;
     }
@@ -357,24 +359,24 @@ bool gw__agg_fans_out(const char *method, bool has_id) {
 }
 
 /* The upstream sessions of client session sid, {connector: id}, and the
- * url of the server each belongs to in *urls, read in one snapshot (a move
- * drops the ids in the write that changes the url); NULL when the store
- * cannot be read. */
-static json_t *session_upstreams(gw_loop *lp, const char *tenant, const char *sid, json_t **urls) {
+ * binding each belongs to in *binds (upstream_binds), read in one snapshot
+ * (a move or a rekey drops the ids in the write that changes it); NULL when
+ * the store cannot be read. */
+static json_t *session_upstreams(gw_loop *lp, const char *tenant, const char *sid, json_t **binds) {
   st_txn *txn;
-  *urls = NULL;
+  *binds = NULL;
   if (st_read_begin(lp->srv->store, &txn) != 0) return NULL;
   json_t *ups = gw_session_upstreams(txn, sid);
-  *urls = upstream_urls(txn, tenant, ups);
+  *binds = upstream_binds(txn, tenant, ups);
   st_txn_end(txn);
   return ups;
 }
 
 size_t gw__agg_fanout_width(gw_loop *lp, const char *tenant, const char *sid) {
-  json_t *urls, *ups = session_upstreams(lp, tenant, sid, &urls);
-  size_t n = json_object_size(urls);
+  json_t *binds, *ups = session_upstreams(lp, tenant, sid, &binds);
+  size_t n = json_object_size(binds);
   json_decref(ups);
-  json_decref(urls);
+  json_decref(binds);
   return n;
 }
 
@@ -409,13 +411,13 @@ void gw__agg_notify_upstreams(gw_exchange *x, const char *method, json_t *msg, j
       free(note);
     }
   } else {
-    json_t *urls, *ups = session_upstreams(x->lp, x->tenant, x->sid, &urls);
-    size_t n = json_object_size(urls);
+    json_t *binds, *ups = session_upstreams(x->lp, x->tenant, x->sid, &binds);
+    size_t n = json_object_size(binds);
     /* one unit per forward, the request's own for the first (a batch's
      * element: counted by the batch) */
     if (n > 1 && x->req && !gw_limits_mcp_more(x->req, (int)n - 1)) {
       json_decref(ups);
-      json_decref(urls);
+      json_decref(binds);
       gw_req *r = x->req;
       gw__x_client_done(x); /* nothing forwarded: nothing to end */
       gw_resp_header(r, "Retry-After", "1");
@@ -427,8 +429,8 @@ void gw__agg_notify_upstreams(gw_exchange *x, const char *method, json_t *msg, j
     const char *conn;
     json_t *up;
     json_object_foreach(ups, conn, up)
-        forward_note(x, x, conn, json_string_value(up), json_object_get(urls, conn), json_incref(msg));
-    json_decref(urls);
+        forward_note(x, x, conn, json_string_value(up), json_object_get(binds, conn), json_incref(msg));
+    json_decref(binds);
     json_decref(ups);
   }
   fan_sent(x);
@@ -499,13 +501,13 @@ static void initialize(gw_exchange *x, json_t *msg) {
  * after it went. */
 typedef struct delete_state {
   json_t *ups;  /* {connector: upstream session id} */
-  json_t *urls; /* {connector: the url each belongs to}, read with them */
+  json_t *binds; /* {connector: the binding each belongs to}, read with them */
 } delete_state;
 
 static void delete_free(void *state) {
   delete_state *d = state;
   json_decref(d->ups);
-  json_decref(d->urls);
+  json_decref(d->binds);
   free(d);
 }
 
@@ -521,7 +523,7 @@ static void session_deleted(gw_exchange *x) {
   /* its open GET streams end, and its upstream sessions */
   /* (every loop's ended already: the delete job's fan-out, before this) */
   gw__x_foreach(&gw__mcp_of(x->lp)->reg, end_session_stream, x);
-  end_upstreams(x, d->ups, d->urls);
+  end_upstreams(x, d->ups, d->binds);
   gw__agg_forget_session(x->lp->srv->mcp, x->sid);
 }
 
@@ -581,7 +583,7 @@ static void agg_dispatch_pinned(gw_req *req) {
     st_txn *txn;
     if (d && st_read_begin(x->lp->srv->store, &txn) == 0) {
       d->ups = gw_session_upstreams(txn, x->sid);
-      d->urls = upstream_urls(txn, x->tenant, d->ups);
+      d->binds = upstream_binds(txn, x->tenant, d->ups);
       st_txn_end(txn);
     }
     if (d) gw__x_set_flow(x, &delete_flow, d);

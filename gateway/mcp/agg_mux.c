@@ -75,8 +75,9 @@ static bool flag(json_t *caps, const char *what, const char *key) {
 }
 
 /* When the connector's upstream announced something it could push on a
- * GET stream, or has announced nothing yet: its url (a new reference: the
- * server the upstream session ids read in this txn belong to), else NULL. */
+ * GET stream, or has announced nothing yet: its binding (a new reference:
+ * the server and credential the upstream session ids read in this txn
+ * belong to, vault_connector_bind), else NULL. */
 static json_t *upstream_can_push(st_txn *txn, const char *tenant, const char *connector) {
   json_t *rec = NULL;
   if (vault_connector_get(txn, tenant, connector, &rec) != 0) return NULL; /* gone: no feed */
@@ -84,9 +85,9 @@ static json_t *upstream_can_push(st_txn *txn, const char *tenant, const char *co
   bool push = !json_is_object(caps) || flag(caps, "tools", "listChanged") || flag(caps, "prompts", "listChanged") ||
               flag(caps, "resources", "listChanged") || flag(caps, "resources", "subscribe") ||
               json_object_get(caps, "logging") != NULL;
-  json_t *url = push && json_is_string(json_object_get(rec, "url")) ? json_incref(json_object_get(rec, "url")) : NULL;
+  json_t *bind = push ? json_incref(vault_connector_bind(rec)) : NULL;
   json_decref(rec);
-  return url;
+  return bind;
 }
 
 /* ---------- the client's stream ---------- */
@@ -260,7 +261,7 @@ static int mux_data(gw_exchange *c, gw_out_req *r, const char *p, size_t n) {
   }
 }
 
-static feed_state *mux_attach_feed(gw_exchange *x, const char *connector, const char *upstream, json_t *url,
+static feed_state *mux_attach_feed(gw_exchange *x, const char *connector, const char *upstream, json_t *bind,
                                    const char *last_id, unsigned delay_ms, bool paid);
 
 /* Rule 4's reconnection delays. */
@@ -282,8 +283,9 @@ static void mux_retry_closed(uv_handle_t *h) {
 }
 
 /* Reconnects only while the session still has that upstream session: a
- * connector PUT to a new URL (or a DELETE) in the meantime forgot it, and
- * an upstream session id must never reach another server. */
+ * connector PUT to a new URL or with another credential (or a DELETE) in
+ * the meantime forgot it, and an upstream session id must never reach
+ * another server nor go on under another credential. */
 static void mux_retry_fire(uv_timer_t *t) {
   mux_retry *m = t->data;
   gw_exchange *x = m->stream;
@@ -291,11 +293,11 @@ static void mux_retry_fire(uv_timer_t *t) {
   char up[256] = "";
   if (x->listed && x->req && st_read_begin(x->lp->srv->store, &txn) == 0) {
     int rc = gw_session_upstream_get(txn, x->sid, m->connector, up);
-    json_t *url = rc == 0 ? upstream_can_push(txn, x->tenant, m->connector) : NULL;
+    json_t *bind = rc == 0 ? upstream_can_push(txn, x->tenant, m->connector) : NULL;
     st_txn_end(txn);
-    if (url && !strcmp(up, m->upstream))
-      mux_attach_feed(x, m->connector, m->upstream, url, m->last[0] ? m->last : NULL, m->delay_ms, false);
-    json_decref(url);
+    if (bind && !strcmp(up, m->upstream))
+      mux_attach_feed(x, m->connector, m->upstream, bind, m->last[0] ? m->last : NULL, m->delay_ms, false);
+    json_decref(bind);
   }
   uv_close((uv_handle_t *)&m->t, mux_retry_closed);
 }
@@ -372,7 +374,7 @@ static const gw_flow_ops feed_flow = {.name = "agg-feed",
  * paid: its unit of the user's limit is taken already, else it takes one,
  * and when the user has none left it is retried later: rule 5b).
  * The feed started (its state, valid until the transfer ends), or NULL. */
-static feed_state *mux_attach_feed(gw_exchange *x, const char *connector, const char *upstream, json_t *url,
+static feed_state *mux_attach_feed(gw_exchange *x, const char *connector, const char *upstream, json_t *bind,
                                    const char *last_id, unsigned delay_ms, bool paid) {
   if (!paid && !gw_limits_mcp_more(x->req, 1)) {
     GW_LOG(GW_LOG_INFO, "mcp", NULL,
@@ -398,7 +400,7 @@ static feed_state *mux_attach_feed(gw_exchange *x, const char *connector, const 
   if (ss->feeders) ss->feeders->prev = st;
   ss->feeders = st;
   gw_strlcpy(c->sess.upstream, upstream, sizeof c->sess.upstream);
-  c->sess_url = json_incref(url); /* the upcall sends the id only there */
+  c->sess_bind = json_incref(bind); /* the upcall sends the id only while it holds */
   gw_upcall u = {0};
   u.method = "GET";
   u.accept = "text/event-stream";
@@ -414,20 +416,21 @@ static feed_state *mux_attach_feed(gw_exchange *x, const char *connector, const 
 
 /* The feeds the client's GET stream starts with: {connector: upstream
  * session id} of every visible connector with an upstream session that
- * can push, and their urls in *urls; NULL when the store is unreadable. */
-static json_t *mux_plan(gw_exchange *x, json_t **urls) {
+ * can push, and their bindings in *binds; NULL when the store is
+ * unreadable. */
+static json_t *mux_plan(gw_exchange *x, json_t **binds) {
   const pol_user *pu = gw__policy_for(x->lp, x->tenant, x->user);
   st_txn *txn;
-  *urls = NULL;
+  *binds = NULL;
   if (!pu || st_read_begin(x->lp->srv->store, &txn) != 0) return NULL;
   json_t *ups = gw_session_upstreams(txn, x->sid);
-  *urls = json_object();
+  *binds = json_object();
   const char *conn;
   json_t *up;
   void *tmp;
   json_object_foreach_safe(ups, tmp, conn, up) {
-    json_t *url = pol_connector_visible(pu, conn) ? upstream_can_push(txn, x->tenant, conn) : NULL;
-    if (url) json_object_set_new(*urls, conn, url);
+    json_t *bind = pol_connector_visible(pu, conn) ? upstream_can_push(txn, x->tenant, conn) : NULL;
+    if (bind) json_object_set_new(*binds, conn, bind);
     else json_object_del(ups, conn);
   }
   st_txn_end(txn);
@@ -439,10 +442,10 @@ static json_t *mux_plan(gw_exchange *x, json_t **urls) {
  * units are taken before the 200 (rule 5b). */
 void gw__agg_stream(gw_exchange *x, const char *last_event_id) {
   gw_req *req = x->req;
-  json_t *urls, *ups = mux_plan(x, &urls);
+  json_t *binds, *ups = mux_plan(x, &binds);
   if (ups && !gw_limits_mcp_more(req, (int)json_object_size(ups))) {
     json_decref(ups);
-    json_decref(urls);
+    json_decref(binds);
     gw_resp_header(req, "Retry-After", "1");
     gw__x_rpc_error(x, 429, -32000,
                     "too many MCP requests (mcp_concurrent_per_user): this stream's upstream streams count too; "
@@ -453,7 +456,7 @@ void gw__agg_stream(gw_exchange *x, const char *last_event_id) {
   if (!st) {
     gw_limits_mcp_less(req, (int)json_object_size(ups));
     json_decref(ups);
-    json_decref(urls);
+    json_decref(binds);
     gw__x_rpc_error(x, 500, -32603, "out of memory");
     return;
   }
@@ -470,10 +473,10 @@ void gw__agg_stream(gw_exchange *x, const char *last_event_id) {
   const char *conn;
   json_t *up;
   json_object_foreach(ups, conn, up)
-      mux_attach_feed(x, conn, json_string_value(up), json_object_get(urls, conn),
+      mux_attach_feed(x, conn, json_string_value(up), json_object_get(binds, conn),
                       json_string_value(json_object_get(resume, conn)), 0, true);
   json_decref(resume);
-  json_decref(urls);
+  json_decref(binds);
   json_decref(ups);
 }
 
@@ -481,14 +484,14 @@ void gw__agg_stream(gw_exchange *x, const char *last_event_id) {
  * its GET stream too. */
 typedef struct opened_arg {
   const char *sid, *connector, *upstream;
-  json_t *url; /* the server upstream belongs to */
+  json_t *bind; /* the server and credential upstream belongs to */
   bool hold;
 } opened_arg;
 
 static void attach_if_stream(gw_exchange *x, void *arg) {
   opened_arg *a = arg;
   if (!gw__agg_is_stream(x, a->sid) || !x->started || !x->req) return;
-  feed_state *st = mux_attach_feed(x, a->connector, a->upstream, a->url, NULL, 0, false);
+  feed_state *st = mux_attach_feed(x, a->connector, a->upstream, a->bind, NULL, 0, false);
   if (st && a->hold) {
     snprintf(st->key, sizeof st->key, "%s\n%s", a->sid, a->connector);
     st->awaiting = x->lp->srv->mcp;
@@ -496,26 +499,27 @@ static void attach_if_stream(gw_exchange *x, void *arg) {
   }
 }
 
-/* The url of connector's server when sid's stored upstream session with it
- * is still `upstream` (read together: a move drops the ids in the write
- * that changes the url), and it can push; else NULL. */
+/* The binding of connector (upstream_can_push) when sid's stored upstream
+ * session with it is still `upstream` (read together: a move or a rekey
+ * drops the ids in the write that changes the binding), and it can push;
+ * else NULL. */
 static json_t *still_there(gw_loop *lp, const char *tenant, const char *sid, const char *connector,
                            const char *upstream) {
   st_txn *txn;
   char up[256] = "";
   if (st_read_begin(lp->srv->store, &txn) != 0) return NULL;
-  json_t *url = gw_session_upstream_get(txn, sid, connector, up) == 0 && !strcmp(up, upstream)
-                    ? upstream_can_push(txn, tenant, connector)
-                    : NULL;
+  json_t *bind = gw_session_upstream_get(txn, sid, connector, up) == 0 && !strcmp(up, upstream)
+                     ? upstream_can_push(txn, tenant, connector)
+                     : NULL;
   st_txn_end(txn);
-  return url;
+  return bind;
 }
 
 void gw__agg_session_opened(gw_loop *lp, const char *tenant, const char *sid, const char *connector,
                             const char *upstream) {
-  json_t *url = still_there(lp, tenant, sid, connector, upstream);
+  json_t *bind = still_there(lp, tenant, sid, connector, upstream);
   gw_proxy *p = gw__mcp_of(lp);
-  opened_arg a = {sid, connector, upstream, url, true}; /* the call that opened it awaits the feeds (rule 7) */
-  if (url && p) gw__x_foreach(&p->reg, attach_if_stream, &a);
-  json_decref(url);
+  opened_arg a = {sid, connector, upstream, bind, true}; /* the call that opened it awaits the feeds (rule 7) */
+  if (bind && p) gw__x_foreach(&p->reg, attach_if_stream, &a);
+  json_decref(bind);
 }

@@ -139,7 +139,7 @@ typedef struct usess_job {
   gw_server *srv;
   gw_vis_stamp vis;
   char tenant[64], user[40], sid[96], connector[40], upstream[256];
-  char *url; /* the server that opened it (the connector's url then) */
+  char *bind; /* the server and credential that opened it (the connector's vault_connector_bind then) */
 } usess_job;
 
 /* The session's client streams, on every loop, attach to the new upstream
@@ -154,12 +154,14 @@ static int job_usess(st_txn *txn, void *arg) {
    * connector cut (revoke.c) would be used again once it is granted back */
   int rc = gw__visible_in(txn, &j->vis, j->tenant, j->user, j->connector);
   /* ... and only while the connector still points at the server that
-   * issued it: a PUT to a new URL that committed while the session was
-   * being opened dropped the connector's ids before this one exists, and
-   * an upstream session id must never reach another server */
+   * issued it, with the credential it was opened with: a PUT to a new URL
+   * or with another credential that committed while the session was being
+   * opened dropped the connector's ids before this one exists, and an
+   * upstream session id must never reach another server, nor go on under
+   * another credential (an admin rotating a leaked key) */
   json_t *rec = NULL;
   if (rc == 0 && (rc = vault_connector_get(txn, j->tenant, j->connector, &rec)) == 0 &&
-      (!j->url || strcmp(j->url, json_string_value(json_object_get(rec, "url")) ?: "")))
+      (!j->bind || strcmp(j->bind, json_string_value(vault_connector_bind(rec)) ?: "")))
     rc = GW_MCP_ESTALE;
   json_decref(rec);
   if (rc == 0) rc = gw_session_upstream_put(txn, j->sid, j->connector, j->upstream);
@@ -209,7 +211,7 @@ static void done_usess(int status, void *arg) {
   usess_job *j = arg;
   gw_exchange *x = j->x;
   gw_agg_step_fn after = gw__agg_up(x)->cont;
-  free(j->url);
+  free(j->bind);
   free(j);
   if (status >= 0 && gw__x_client_alive(x) && after && gw__agg_feeds_awaited(x->lp->srv, x->sid, x->connector)) {
     feeds_wait *w = calloc(1, sizeof *w);
@@ -242,12 +244,12 @@ static void usess_initialized(gw_exchange *x, int err) {
   gw_strlcpy(j->sid, x->sid, sizeof j->sid);
   gw_strlcpy(j->connector, x->connector, sizeof j->connector);
   gw_strlcpy(j->upstream, x->sess.upstream, sizeof j->upstream);
-  j->url = x->sess_url ? strdup(json_string_value(x->sess_url)) : NULL;
+  j->bind = x->sess_bind ? strdup(json_string_value(x->sess_bind)) : NULL;
   gw__visible_stamp(x->lp, j->tenant, j->user, j->connector, &j->vis);
   x->refs++;
   if (gw_loop_submit(x->lp, job_usess, done_usess, j) != 0) {
     x->refs--;
-    free(j->url);
+    free(j->bind);
     free(j);
     after(x, ST_EBUSY);
   }
@@ -284,14 +286,14 @@ void gw__agg_ensure_upstream(gw_exchange *x, gw_agg_step_fn after) {
     if (!gw_memo_upstream_get(p ? p->memo : NULL, snap, x->sid, x->connector, up) &&
         (rc = gw_session_upstream_get(txn, x->sid, x->connector, up)) == 0)
       gw_memo_upstream_put(p ? p->memo : NULL, snap, x->sid, x->connector, up);
-    /* the server the id belongs to: the connector's url in this very
-     * snapshot (a move drops the ids in the same write, job_usess stores
-     * one only for the url it was opened on); the upcall sends the id
-     * nowhere else */
+    /* the server and credential the id belongs to: the connector's
+     * binding in this very snapshot (a move or a rekey drops the ids in
+     * the same write, job_usess stores one only for the binding it was
+     * opened under); the upcall sends the id only while it holds */
     json_t *conn = NULL;
     if (rc == 0 && (rc = gw__connector_get(x->lp, txn, x->tenant, x->connector, &conn)) == 0) {
-      json_decref(x->sess_url);
-      x->sess_url = json_incref(json_object_get(conn, "url"));
+      json_decref(x->sess_bind);
+      x->sess_bind = json_incref(vault_connector_bind(conn));
     }
     json_decref(conn);
     gw__read_end(x->lp, txn);

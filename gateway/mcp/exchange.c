@@ -104,7 +104,7 @@ void gw__x_unref(gw_exchange *x) {
   gw__held_free(x);
   json_decref(x->ids);
   json_decref(x->replied);
-  json_decref(x->sess_url);
+  json_decref(x->sess_bind);
   gw_buf_free(&x->body);
   gw_buf_free(&x->ev);
   gw_pool_put(&x_pool, x);

@@ -84,17 +84,18 @@ static int credential(gw_exchange *x, const gw_upcall *u, upcred *c) {
     }
   }
   if (!rc) rc = gw__connector_get(lp, txn, x->tenant, x->connector, &c->conn);
-  /* an upstream session id goes only to the server that issued it: the
-   * connector may have moved since the id was read (or opened) */
-  if (!rc && u->upstream_sid && *u->upstream_sid && x->sess_url &&
-      strcmp(json_string_value(x->sess_url) ?: "", json_string_value(json_object_get(c->conn, "url")) ?: ""))
+  /* an upstream session id goes only to the server that issued it, with
+   * the credential it was opened with: the connector may have moved or
+   * been rekeyed since the id was read (or opened) */
+  if (!rc && u->upstream_sid && *u->upstream_sid && x->sess_bind &&
+      strcmp(json_string_value(x->sess_bind) ?: "", json_string_value(vault_connector_bind(c->conn)) ?: ""))
     rc = GW_MCP_ESTALE;
   /* the same for an id read with the gateway session (the direct
    * endpoint's, in the snapshot its token was checked in): a move or a
    * rekey deletes the session in the write that changes the url or the
    * credential, so a session that no longer carries this id is one whose
    * server or credential changed */
-  if (!rc && u->upstream_sid && *u->upstream_sid && !x->sess_url && x->sid[0] &&
+  if (!rc && u->upstream_sid && *u->upstream_sid && !x->sess_bind && x->sid[0] &&
       st_txn_snapshot(txn) != x->ident_snapshot) {
     gw_session now;
     if (gw_session_get(txn, x->sid, &now) != 0 || strcmp(now.upstream, u->upstream_sid)) rc = GW_MCP_ESTALE;
@@ -142,9 +143,10 @@ static int transfer(gw_exchange *x, const gw_upcall *u, upcred *c) {
   o.method = u->method;
   o.url = json_string_value(json_object_get(conn, "url"));
   if (!u->upstream_sid || !*u->upstream_sid) {
-    /* no session yet: one this transfer opens belongs to this server */
-    json_decref(x->sess_url);
-    x->sess_url = json_incref(json_object_get(conn, "url"));
+    /* no session yet: one this transfer opens belongs to this server and
+     * this credential */
+    json_decref(x->sess_bind);
+    x->sess_bind = json_incref(vault_connector_bind(conn));
   }
   o.headers = lines;
   o.body = u->body;
@@ -209,7 +211,7 @@ void gw__x_start_failed(gw_exchange *x, int rc) {
                        "your access to %s has expired; use the gateway's aggregated endpoint (it renews it), or "
                        "connect again at %s",
                        x->connector, link);
-  } else if (rc == GW_MCP_ESTALE && !x->sess_url) {
+  } else if (rc == GW_MCP_ESTALE && !x->sess_bind) {
     /* the connector endpoint's session went with its connector's move or
      * rekey (credential): a 404, as for any unknown session, and the
      * client initializes again, with the new server or credential */

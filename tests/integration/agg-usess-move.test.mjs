@@ -13,6 +13,11 @@
 // fan-out (which ends the live exchanges of the connector);
 // MCPGATE_TEST_FANOUT_DELAY_MS widens it, as a loop busy with other work
 // would.
+//
+// The same holds for a PUT that keeps the URL but gives the connector
+// another credential (connector-rekey.test.mjs): an upstream session the
+// OLD key opened must not be stored after the PUT dropped the connector's
+// ids, or later calls would go on on it with the new key.
 // ci-variants: build-w1 build-asan-w2 (it starts its own two loops)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -32,12 +37,15 @@ async function rawReq(c, seen, method, path, headers, body) {
   return rs[seen];
 }
 
-test('an upstream session id opened on the old server is not stored for, nor sent to, the moved connector', async () => {
+/* Opens the race: a call's upstream session is being opened at ua (its
+ * notifications/initialized held) when the admin's PUT `to` commits; then
+ * the opening goes on. Returns what the checks need. */
+async function race(to) {
   const gw = await startGateway({ args: ['--workers', '2', '--revocation-fanout-timeout-ms', '20000'], env: { MCPGATE_TEST_FANOUT_DELAY_MS: '1500' } });
   const ua = await startCtlUpstream({ name: 'ua' });
   const ub = await startCtlUpstream({ name: 'ub' });
   const t = await setupTenant(gw, { users: ['alice@acme.com'] });
-  const put = await t.putConnector('cc', { url: ua.url, auth: { type: 'none' } });
+  const put = await t.putConnector('cc', { url: ua.url, auth: { type: 'header', name: 'X-Key', value: 'old-key' } });
   assert.equal(put.status, 201, put.body);
   const m = await t.mintToken('alice@acme.com');
   assert.equal(m.status, 201, m.body);
@@ -59,15 +67,16 @@ test('an upstream session id opened on the old server is not stored for, nor sen
   const oldSid = note.headers['mcp-session-id'];
   assert.ok(oldSid, 'the old server issued an upstream session id');
 
-  // the admin moves the connector to another server; it commits (the
-  // reply itself waits for every loop's fan-out)
+  // the admin's PUT commits (the reply itself waits for every loop's fan-out)
   const moving = rawReq(ac, 1, 'PUT', '/admin/v1/tenants/acme/connectors/cc', {
     authorization: `Bearer ${operatorToken(gw.dataDir)}`, 'content-type': 'application/json',
-  }, { url: ub.url, auth: { type: 'none' } });
+  }, to(ua, ub));
+  const want = to(ua, ub);
   await waitFor(async () => {
     const g = await t.admin('GET', '/connectors/cc');
-    return g.status === 200 && JSON.parse(g.body).url === ub.url;
-  }, { what: 'the move committed' });
+    return g.status === 200 && JSON.parse(g.body).url === want.url && JSON.parse(g.body).auth?.name === want.auth.name;
+  }, { what: 'the PUT committed' });
+  const mark = ua.requests().length; // what ua received from here on came after the commit
 
   // the old server answers; the session opening goes on
   release();
@@ -75,15 +84,31 @@ test('an upstream session id opened on the old server is not stored for, nor sen
   const mv = await moving;
   assert.ok(mv.status === 200 || mv.status === 201, `${mv.status} ${mv.body}`);
 
-  // a later call of the same client session goes to the new server
+  // a later call of the same client session
   const r = await s.request('tools/call', { name: 'cc__echo', arguments: { message: 'later' } });
   assert.equal(r.status, 200, r.body);
-  assert.match(r.body, /ub:echo later/);
+  mc.destroy();
+  ac.destroy();
+  return { gw, ua, ub, oldSid, fr, r, mark };
+}
 
+test('an upstream session id opened on the old server is not stored for, nor sent to, the moved connector', async () => {
+  const { gw, ub, oldSid, fr, r } = await race((ua, ub) => ({ url: ub.url, auth: { type: 'header', name: 'X-Key', value: 'old-key' } }));
+  assert.match(r.body, /ub:echo later/);
   const leaked = ub.requests().filter((e) => e.headers['mcp-session-id'] === oldSid);
   assert.deepEqual(leaked.map((e) => e.json?.method ?? e.method), [],
     `the old server's upstream session id ${oldSid} reached the new server (first call: ${fr.status} ${fr.body})`);
-  mc.destroy();
-  ac.destroy();
+  await gw.stop();
+});
+
+test('an upstream session the old key opened is not stored for, nor used by, the rekeyed connector', async () => {
+  const { gw, ua, oldSid, fr, r, mark } = await race((ua) => ({ url: ua.url, auth: { type: 'header', name: 'X-Key', value: 'new-key' } }));
+  assert.match(r.body, /ua:echo later/);
+  const after = ua.requests().slice(mark);
+  const leaked = after.filter((e) => e.headers['mcp-session-id'] === oldSid);
+  assert.deepEqual(leaked.map((e) => `${e.json?.method ?? e.method} ${e.headers['x-key']}`), [],
+    `the upstream session ${oldSid} the old key opened was used after the PUT (first call: ${fr.status} ${fr.body})`);
+  assert.deepEqual(after.filter((e) => e.headers['x-key'] !== 'new-key').map((e) => e.json?.method ?? e.method), [],
+    'nothing after the PUT with the old key');
   await gw.stop();
 });

@@ -571,6 +571,57 @@ TEST(connector_put_says_when_the_credential_changed) {
   CHECK_INT(last_moved, 0);
   close_store();
 }
+
+/* The connector's binding (vault_connector_bind): what its upstream
+ * sessions belong to. It changes with a move and with a rekey, never with
+ * anything else, and never comes back to a value it had; the admin view
+ * does not show it. */
+static char *bind_of(const char *tenant, const char *name) {
+  st_txn *r = rd();
+  json_t *rec = NULL;
+  char *b = NULL;
+  if (vault_connector_get(r, tenant, name, &rec) == 0 && vault_connector_bind(rec))
+    b = strdup(json_string_value(vault_connector_bind(rec)));
+  json_t *v = rec ? vault_connector_view(rec) : NULL;
+  if (v && json_object_get(v, "epoch")) {
+    free(b);
+    b = strdup("(shown)");
+  }
+  json_decref(v);
+  json_decref(rec);
+  st_txn_end(r);
+  return b;
+}
+#define AT_URL(u, v) "{\"url\":\"" u "\",\"description\":\"" v "\",\"auth\":{\"type\":\"header\",\"name\":\"X-Key\",\"value\":\"k-" v "\"}}"
+TEST(connector_bind_changes_with_a_move_or_a_rekey_only) {
+  CHECK(open_store());
+  char *seen[5] = {0};
+  CHECK_INT(conn_put("acme", "docs", AT_URL("https://a.example.com/mcp", "1")), 0);
+  seen[0] = bind_of("acme", "docs");
+  CHECK(seen[0] && !strcmp(seen[0], "https://a.example.com/mcp")); /* never moved nor rekeyed: its url */
+  /* the same credential again, another description: the same binding */
+  CHECK_INT(conn_put("acme", "docs", "{\"url\":\"https://a.example.com/mcp\",\"description\":\"other\","
+                                     "\"auth\":{\"type\":\"header\",\"name\":\"X-Key\",\"value\":\"k-1\"}}"), 0);
+  char *b = bind_of("acme", "docs");
+  CHECK(b && !strcmp(b, seen[0]));
+  free(b);
+  CHECK_INT(conn_put("acme", "docs", AT_URL("https://a.example.com/mcp", "2")), 0); /* rekeyed */
+  seen[1] = bind_of("acme", "docs");
+  CHECK_INT(conn_put("acme", "docs", AT_URL("https://b.example.com/mcp", "2")), 0); /* moved */
+  seen[2] = bind_of("acme", "docs");
+  CHECK_INT(conn_put("acme", "docs", AT_URL("https://a.example.com/mcp", "1")), 0); /* back to the first settings */
+  seen[3] = bind_of("acme", "docs");
+  CHECK_INT(conn_put("acme", "docs", AT_URL("https://a.example.com/mcp", "1")), 0); /* unchanged */
+  seen[4] = bind_of("acme", "docs");
+  for (int i = 1; i < 4; i++) {
+    CHECK(seen[i] && strcmp(seen[i], "(shown)"));
+    for (int k = 0; k < i; k++) CHECK(seen[k] && seen[i] && strcmp(seen[k], seen[i]));
+  }
+  CHECK(seen[4] && !strcmp(seen[4], seen[3]));
+  for (int i = 0; i < 5; i++) free(seen[i]);
+  close_store();
+}
+#undef AT_URL
 #undef HDR
 
 /* ==== token endpoint replies ========================================================== */
@@ -2007,6 +2058,7 @@ int main(void) {
   RUN(oauth_parse_secret_needs_confidential_auth);
   RUN(oauth_put_seals_client_secret_and_switching_type_removes_it);
   RUN(connector_put_says_when_the_credential_changed);
+  RUN(connector_bind_changes_with_a_move_or_a_rekey_only);
   RUN(tokens_from_reply_accepts);
   RUN(tokens_from_reply_refuses);
   RUN(grant_round_trip_and_nothing_in_the_clear);
