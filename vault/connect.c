@@ -76,6 +76,55 @@ int vault_connect_open(st_store *st, const char *tenant, const char *cookie, con
   return rc;
 }
 
+/* ---- the key form (user_header) ---------------------------------------------- */
+
+#define KEY_SEAL_KIND "vault.key"
+
+/* base64url(SHA-256(the connector's binding)) */
+static int bind_digest(const json_t *rec, char out[VAULT_CONNECT_RAND_LEN + 1]) {
+  json_t *b = vault_connector_bind(rec);
+  if (!b) return ST_EINVAL;
+  uint8_t h[32];
+  if (st_sha256(json_string_value(b), json_string_length(b), h)) return ST_ECRYPTO;
+  auth_b64url_encode(h, sizeof h, out, VAULT_CONNECT_RAND_LEN + 1);
+  return 0;
+}
+
+int vault_key_state_seal(st_store *st, const char *tenant, const char *user, const char *connector, const json_t *rec,
+                         char **out) {
+  *out = NULL;
+  char d[VAULT_CONNECT_RAND_LEN + 1];
+  int rc = bind_digest(rec, d);
+  if (rc) return rc;
+  json_t *j = json_pack("{s:s, s:s, s:s}", "u", user, "c", connector, "b", d);
+  if (!j) return ST_ENOMEM;
+  rc = auth_seal_text(st, tenant, KEY_SEAL_KIND, j, VAULT_KEY_STATE_MAX, out);
+  json_decref(j);
+  return rc;
+}
+
+int vault_key_state_open(st_store *st, const char *tenant, const char *text, const char *user, const char *connector,
+                         vault_key_state *out) {
+  memset(out, 0, sizeof *out);
+  json_t *j = NULL;
+  if (!text || auth_open_text(st, tenant, KEY_SEAL_KIND, text, VAULT_KEY_STATE_MAX, &j)) return VAULT_ECONNECT;
+  char u[65], c[33];
+  int rc = VAULT_ECONNECT;
+  if (json_is_object(j) && !copy_member(j, "u", u, sizeof u) && !copy_member(j, "c", c, sizeof c) &&
+      !copy_member(j, "b", out->bind, sizeof out->bind) && !strcmp(u, user) && !strcmp(c, connector) &&
+      strlen(out->bind) == VAULT_CONNECT_RAND_LEN)
+    rc = 0;
+  json_decref(j);
+  if (rc) memset(out, 0, sizeof *out);
+  return rc;
+}
+
+int vault_key_state_matches(const vault_key_state *s, const json_t *rec) {
+  char d[VAULT_CONNECT_RAND_LEN + 1];
+  return strlen(s->bind) == VAULT_CONNECT_RAND_LEN && bind_digest(rec, d) == 0 &&
+         CRYPTO_memcmp(d, s->bind, VAULT_CONNECT_RAND_LEN) == 0;
+}
+
 /* ---- forms ------------------------------------------------------------------ */
 
 /* RFC 8707: the resource the tokens are for, when the connector names one */

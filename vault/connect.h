@@ -47,6 +47,32 @@ int vault_connect_seal(st_store *st, const char *tenant, const vault_connect *c,
 int vault_connect_open(st_store *st, const char *tenant, const char *cookie, const char *state, int64_t now,
                        vault_connect *out);
 
+/* The key form (auth type user_header): an employee's own key is saved
+ * from their page for the connector as the page showed it. The page's
+ * data (api/me) gives each such connector a key state: the user, the
+ * connector and a digest of its binding then (vault_connector_bind: its
+ * URL and credential settings), sealed like the connect cookie (kind
+ * "vault.key"). The PUT that saves the key sends it back, and the writer
+ * job stores the key only while the connector's binding is still that one
+ * (vault_key_state_matches): a key typed for the old upstream is never
+ * stored for the one the connector was moved to meanwhile. Nothing secret
+ * is in it; sealing keeps the page from learning the upstream's URL. */
+#define VAULT_KEY_STATE_MAX 512
+typedef struct vault_key_state {
+  char bind[VAULT_CONNECT_RAND_LEN + 1]; /* base64url(SHA-256(binding)) */
+} vault_key_state;
+/* The key state for user and connector record rec (*out malloc'd): 0,
+ * ST_EINVAL (rec has no binding), ST_ENOMEM or a sealing error. Any thread. */
+int vault_key_state_seal(st_store *st, const char *tenant, const char *user, const char *connector, const json_t *rec,
+                         char **out);
+/* Opens a key state of tenant made for (user, connector): 0 and *out, or
+ * VAULT_ECONNECT (missing, forged, another tenant, user or connector). */
+int vault_key_state_open(st_store *st, const char *tenant, const char *text, const char *user, const char *connector,
+                         vault_key_state *out);
+/* 1 when rec (the connector as it is now) still has the binding s was made
+ * for; 0 otherwise (also when it cannot be computed: fail closed). */
+int vault_key_state_matches(const vault_key_state *s, const json_t *rec);
+
 /* The authorization request URL for the connector's auth record (type
  * oauth): response_type=code, client_id, redirect_uri, scope (the
  * record's scopes joined by spaces, when any), state,

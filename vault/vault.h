@@ -77,7 +77,9 @@ int vault_connector_set_caps(st_txn *txn, const char *tenant, const char *name, 
  * moves the connector or rekeys it (vault_connector_event), and with
  * nothing else: an upstream session id read (or opened) with one value
  * may be sent, or stored, only while the record still has that value
- * (gateway/mcp). A string of rec (borrowed; compare with strcmp): its
+ * (gateway/mcp). rec is a record (vault_connector_get), never an admin
+ * view (which leaves the epoch out). A string of rec (borrowed; compare
+ * with strcmp): its
  * "epoch", or its "url" for a record never moved nor rekeyed (the two
  * never look alike: a url begins with "http"); NULL without either. */
 json_t *vault_connector_bind(const json_t *rec);

@@ -20,6 +20,11 @@
  *    when sent, is same-origin). SameSite=Lax cookies are the third fence.
  *  - Every write job checks the session again inside its transaction, so a
  *    session deleted by a deactivation cannot act after it.
+ *  - A person's own key (user_header) is saved only for the connector as
+ *    their page showed it: api/me hands each key form a sealed state
+ *    (vault/connect.h), the PUT sends it back, and the job refuses the key
+ *    (409) when an admin moved the connector or changed its header since:
+ *    a key typed for the old upstream is never stored for the new one.
  *  - A sign-out whose session cannot be read (the store failed) answers
  *    503, never the 303 of a done one: "sign out everywhere" is what a
  *    person presses after losing a laptop, and must not fail open.
@@ -54,6 +59,7 @@
 #include "store/dir.h"
 #include "store/tenant.h"
 #include "store/token.h"
+#include "vault/connect.h"
 #include "vault/grant.h"
 #include "vault/vault.h"
 #include "web/web.h"
@@ -330,8 +336,10 @@ static json_t *user_view(const json_t *u) {
                    "displayName", json_object_get(u, "displayName"), "email", email);
 }
 
-/* The oauth connectors the person may use, connected or not: the page
- * offers "Connect" or "Disconnect" (never a token). */
+/* The oauth and user_header connectors the person may use, connected or
+ * not: the page offers "Connect" or "Disconnect" (never a token), or the
+ * key form, with the key state it sends back (vault/connect.h: the key is
+ * stored only for the connector as the page showed it). */
 static json_t *connections_view(st_txn *txn, const gw_server *srv, const char *tenant, const char *user,
                                 const json_t *conns) {
   json_t *out = json_array(), *grants = NULL;
@@ -354,7 +362,18 @@ static json_t *connections_view(st_txn *txn, const gw_server *srv, const char *t
     json_t *o = json_pack("{s:s,s:s,s:s,s:b,s:s}", "connector", name, "kind", key ? "key" : "oauth", "description",
                           json_string_value(json_object_get(c, "description")) ?: "", "connected", mine != NULL,
                           "connect_url", link);
-    if (key) json_object_set(o, "header", json_object_get(json_object_get(c, "auth"), "name"));
+    if (key) {
+      json_object_set(o, "header", json_object_get(json_object_get(c, "auth"), "name"));
+      /* from the record (conns are admin views, without its epoch); without
+       * a state (sealing failed) the form's PUT is refused: reload */
+      json_t *rec = NULL;
+      char *state = NULL;
+      if (vault_connector_get(txn, tenant, name, &rec) == 0 &&
+          vault_key_state_seal(srv->store, tenant, user, name, rec, &state) == 0)
+        json_object_set_new(o, "key_state", json_string(state));
+      free(state);
+      json_decref(rec);
+    }
     if (mine) {
       json_object_set(o, "connected_at", json_object_get(mine, "created"));
       json_object_set(o, "updated", json_object_get(mine, "updated"));
@@ -458,6 +477,7 @@ typedef struct page_job {
   bool disabled; /* out: self-service tokens are off */
   bool too_many; /* out: PAGES_TOKENS_MAX live tokens already */
   char *key;     /* OP_KEY_PUT: the person's API key (wiped with the job) */
+  vault_key_state key_state; /* OP_KEY_PUT: the connector as the page showed it */
   char connector[40]; /* OP_CONN_DROP, OP_KEY_PUT: its name (up to 32 bytes: never in t.tokid) */
   int count;     /* out */
 } page_job;
@@ -555,11 +575,16 @@ static int job_page(st_txn *txn, void *arg) {
     json_t *rec = NULL;
     if ((rc = vault_connector_get(txn, j->tenant, j->connector, &rec))) return rc;
     bool kind = !strcmp(json_string_value(json_object_get(json_object_get(rec, "auth"), "type")) ?: "", "user_header");
+    /* ... as the page showed it: a key typed for the old upstream is never
+     * stored for the one the connector was moved to meanwhile (a move or
+     * another header cut the keys; this one comes after the cut) */
+    bool same = kind && vault_key_state_matches(&j->key_state, rec);
     json_decref(rec);
     pol_user *pu = NULL;
     bool vis = kind && pol_user_load(txn, j->tenant, j->s.user_id, &pu) == 0 && pol_connector_visible(pu, j->connector);
     pol_user_free(pu);
     if (!vis) return ST_ENOTFOUND;
+    if (!same) return ST_EEXIST;
     char now[32];
     rfc3339(j->now, now);
     vault_tokens t = {.access = j->key};
@@ -598,8 +623,15 @@ static void done_page(int status, void *arg) {
     job_free(j);
     return;
   }
-  if (status == AUTH_ELOGIN) json_error(req, 401, "signed_out", "you are signed out; sign in again");
-  else if (status == ST_ENOTFOUND)
+  if (status == AUTH_ELOGIN) {
+    json_error(req, 401, "signed_out", "you are signed out; sign in again");
+  } else if (status == ST_EEXIST && j->op == OP_KEY_PUT) {
+    GW_LOG(GW_LOG_INFO, "login", &lc, "user %s's key for %s not saved: the connector changed since their page showed it",
+           j->s.user_id, j->connector);
+    json_error(req, 409, "connector_changed",
+               "your key was not saved: an administrator changed this connector (its service or how the key is sent) "
+               "after your page showed it. Check that your key is for the service as it is now, and enter it again");
+  } else if (status == ST_ENOTFOUND)
     json_error(req, 404, "not_found",
                j->op == OP_CONN_DROP ? "you have not connected that connector"
                : j->op == OP_KEY_PUT ? "no connector by that name takes your own key here"
@@ -683,20 +715,26 @@ static void api_grant_revoke(gw_req *req, const char *tenant, const auth_browser
 
 #define KEY_MAX 4096
 
-/* PUT api/connections/{connector} {"key": "…"}: the person's own API key
- * for a user_header connector (sealed; never shown again). */
+/* PUT api/connections/{connector} {"key": "…", "state": "…"}: the
+ * person's own API key for a user_header connector (sealed; never shown
+ * again), for the connector as their page showed it (state: api/me's
+ * key_state; vault/connect.h). */
 static void api_key_put(gw_req *req, const char *tenant, const auth_browser *s, const char *conn) {
   json_t *b = json_loadb(req->body ? req->body : "", req->body_len, JSON_REJECT_DUPLICATES, NULL);
   json_t *kv = json_object_get(b, "key");
   const char *key = json_string_value(kv);
-  bool ok = json_is_object(b) && json_object_size(b) == 1 && key && json_string_length(kv) == strlen(key) &&
-            *key && strlen(key) <= KEY_MAX;
+  const char *state = json_string_value(json_object_get(b, "state"));
+  bool ok = json_is_object(b) && json_object_size(b) == 2 && key && state &&
+            json_string_length(kv) == strlen(key) && *key && strlen(key) <= KEY_MAX;
   for (const char *p = key; ok && *p; p++) ok = (unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f;
-  page_job *j = ok ? job_new(req, tenant, OP_KEY_PUT, s) : NULL;
+  vault_key_state ks;
+  bool stale = ok && vault_key_state_open(req->lp->srv->store, tenant, state, s->user_id, conn, &ks) != 0;
+  page_job *j = ok && !stale ? job_new(req, tenant, OP_KEY_PUT, s) : NULL;
   if (j && !(j->key = strdup(key))) {
     job_free(j);
     j = NULL;
   }
+  if (j) j->key_state = ks;
   if (b) {
     /* the body and its parse hold the key: wiped now */
     if (key) OPENSSL_cleanse((char *)key, strlen(key));
@@ -705,7 +743,14 @@ static void api_key_put(gw_req *req, const char *tenant, const auth_browser *s, 
   OPENSSL_cleanse(req->body, req->body_len);
   if (!ok) {
     json_error(req, 400, "invalid_request",
-               "the body must be {\"key\": \"…\"}: your key, 1 to 4096 printable characters on one line");
+               "the body must be {\"key\": \"…\", \"state\": \"…\"}: your key, 1 to 4096 printable characters on one "
+               "line, and the key_state your page was given for this connector");
+    return;
+  }
+  if (stale) {
+    json_error(req, 400, "stale_form",
+               "your key was not saved: this form is not one your page was given for this connector (or it is out of "
+               "date). Reload the page and enter your key again");
     return;
   }
   if (!j) {

@@ -4,7 +4,10 @@
 // person, connector) and injected as the header on that person's calls only.
 // Without a key the {connector}__connect tool and -32007 point to the page;
 // deactivation deletes the key and the revocations report lists it as
-// "revoke at the upstream by hand". Real parts: the gateway on a real LMDB,
+// "revoke at the upstream by hand". A key is saved for the connector as the
+// person's page showed it (api/me's key_state, sent back with the key): one
+// typed while an admin moved the connector to another upstream is refused,
+// never stored for the new one. Real parts: the gateway on a real LMDB,
 // the Okta stand-in for the sign-in, server-everything behind a recorder
 // (which shows the header each call carried), the official SDK client.
 // ci-variants: build-w1 build-asan-w2 (two loops are the sanitizer run's; CI's 15 minutes)
@@ -16,7 +19,7 @@ import { connectClient, startEverything, startRecorder, ALLOW_ALL_POLICY } from 
 import { findSecretsInFiles } from './lib/admin.mjs';
 import { waitFor } from './lib/gateway.mjs';
 
-let fx, ev, rec;
+let fx, ev, rec, rec2;
 const tokens = {};
 const KEYS = { alice: 'alice-key-1f3a9c', bob: 'bob-key-77e0d2', alice2: 'alice-key-rotated-5b1' };
 
@@ -29,6 +32,7 @@ before(async () => {
     startEverything(),
   ]);
   rec = await startRecorder(ev.url);
+  rec2 = await startRecorder(ev.url); // another upstream URL, the same server behind it
   const { admin } = fx.t.acme;
   assert.equal((await admin('PUT', '/policy', ALLOW_ALL_POLICY)).status, 200);
   const r = await admin('PUT', '/connectors/docs', { url: rec.url, auth: { type: 'user_header', name: 'X-Api-Key', prefix: 'Key ' } });
@@ -43,19 +47,24 @@ before(async () => {
 
 after(async () => {
   await rec?.close?.().catch(() => {});
+  await rec2?.close?.().catch(() => {});
   await ev?.stop?.().catch(() => {});
   await fx?.stop();
 });
 
-async function page(who) {
+/* A signed-in person's page for connector `conn` as api/me showed it: put
+ * sends the form's body with the key_state the page was given (unless the
+ * body names its own "state"). */
+async function page(who, conn = 'docs') {
   const b = fx.browser();
   const r = await signIn(b, `${fx.base('acme')}/login`, { login: `00u-${who}` });
   assert.equal(r.status, 200, r.text);
   const { json } = await me(b, fx, 'acme');
-  const url = `${fx.base('acme')}/api/connections/docs`;
+  const url = `${fx.base('acme')}/api/connections/${conn}`;
+  const state = json.connections.find((c) => c.connector === conn)?.key_state;
   return {
-    b, csrf: json.csrf,
-    put: (body, csrf = json.csrf) => b.request('PUT', url, JSON.stringify(body), { follow: false, headers: { 'content-type': 'application/json', ...(csrf ? { 'x-csrf-token': csrf } : {}) } }),
+    b, csrf: json.csrf, state,
+    put: (body, csrf = json.csrf) => b.request('PUT', url, JSON.stringify({ state, ...body }), { follow: false, headers: { 'content-type': 'application/json', ...(csrf ? { 'x-csrf-token': csrf } : {}) } }),
     del: () => b.request('DELETE', url, undefined, { follow: false, headers: { 'x-csrf-token': json.csrf } }),
     me: async () => (await me(b, fx, 'acme')).json,
   };
@@ -121,14 +130,23 @@ test('refusals: no CSRF token, a bad body, a connector that takes no key', async
   const a = await page('alice');
   let r = await a.put({ key: 'x' }, null);
   assert.equal(r.status, 403, r.text);
-  for (const body of [{}, { key: '' }, { key: 'a\nb' }, { key: 1 }, { key: 'k', extra: 1 }, { key: 'x'.repeat(4097) }]) {
+  for (const body of [{}, { key: '' }, { key: 'a\nb' }, { key: 1 }, { key: 'k', extra: 1 }, { key: 'x'.repeat(4097) }, { key: 'k', state: undefined }, { key: 'k', state: 1 }]) {
     r = await a.put(body);
     assert.equal(r.status, 400, `${JSON.stringify(body).slice(0, 40)}: ${r.status} ${r.text}`);
   }
+  // a state that is not one the page was given for this connector and
+  // this person: forged, cut, or Bob's
+  const bob = await page('bob');
+  for (const state of ['x', a.state.slice(0, -4), bob.state]) {
+    r = await a.put({ key: 'k', state });
+    assert.equal(r.status, 400, `${r.status} ${r.text}`);
+    assert.equal(JSON.parse(r.text).error, 'stale_form');
+  }
   const put = await fx.t.acme.admin('PUT', '/connectors/open', { url: rec.url, auth: { type: 'none' } });
   assert.equal(put.status, 201, put.body);
-  r = await a.b.request('PUT', `${fx.base('acme')}/api/connections/open`, JSON.stringify({ key: 'k' }), { follow: false, headers: { 'content-type': 'application/json', 'x-csrf-token': a.csrf } });
-  assert.equal(r.status, 404, r.text);
+  r = await a.b.request('PUT', `${fx.base('acme')}/api/connections/open`, JSON.stringify({ key: 'k', state: a.state }), { follow: false, headers: { 'content-type': 'application/json', 'x-csrf-token': a.csrf } });
+  assert.equal(r.status, 400, r.text); // docs's state is not one for "open"
+  assert.equal(JSON.parse(r.text).error, 'stale_form');
   assert.equal((await fx.t.acme.admin('DELETE', '/connectors/open')).status, 204);
   assert.equal(await callEcho('alice'), `Key ${KEYS.alice2}`, 'nothing changed');
 });
@@ -148,4 +166,73 @@ test('deactivation deletes Alice\'s key and reports it "revoke at the upstream b
   assert.equal(rv.body.includes(KEYS.alice2), false);
   assert.equal(await callEcho('bob'), `Key ${KEYS.bob}`);
   await waitFor(async () => (await fx.t.acme.admin('GET', '/revocations')).json.revocations.length >= 1);
+});
+
+/* One echo call of `who` to connector `conn`: the x-api-key header the
+ * upstream behind recorder `r` saw, or the JSON-RPC error's code. */
+async function echoAt(who, conn, r) {
+  const c = await connectClient(`${fx.base('acme')}/mcp`, tokens[who]);
+  try {
+    const from = r.requests().length;
+    try {
+      await c.client.callTool({ name: `${conn}__echo`, arguments: { message: who } });
+    } catch (e) {
+      return { code: e.code };
+    }
+    const sent = r.requests().slice(from).filter((e) => e.json?.method === 'tools/call');
+    assert.equal(sent.length, 1);
+    return { key: sent[0].headers['x-api-key'] };
+  } finally {
+    await c.close();
+  }
+}
+
+test('a key typed while an admin moved the connector to another upstream is refused, not stored for the new one', async () => {
+  const { admin } = fx.t.acme;
+  let r = await admin('PUT', '/connectors/wiki', { url: rec.url, auth: { type: 'user_header', name: 'X-Api-Key' } });
+  assert.equal(r.status, 201, r.body);
+  const p = await page('bob', 'wiki'); // his page shows wiki at rec's URL
+  r = await p.put({ key: 'wiki-bob-old' });
+  assert.equal(r.status, 204, r.text);
+  assert.deepEqual(await echoAt('bob', 'wiki', rec), { key: 'wiki-bob-old' });
+
+  // the admin moves wiki to another upstream (Bob's key there is cut) while
+  // Bob, on the page he loaded before, types a key meant for the old one
+  r = await admin('PUT', '/connectors/wiki', { url: rec2.url, auth: { type: 'user_header', name: 'X-Api-Key' } });
+  assert.equal(r.status, 200, r.body);
+  const from = rec2.requests().length;
+  r = await p.put({ key: 'wiki-bob-for-the-old-upstream' });
+  assert.equal(r.status, 409, `refused, not stored for the new URL: ${r.status} ${r.text}`);
+  const j = JSON.parse(r.text);
+  assert.equal(j.error, 'connector_changed');
+  assert.match(j.message, /not saved/);
+  assert.match(j.message, /enter it again/);
+  const conns = await admin('GET', `/users/${fx.t.acme.users['bob@acme.com'].id}/connections`);
+  assert.deepEqual(conns.json.connections.filter((c) => c.connector === 'wiki'), [], 'no key stored for wiki');
+  assert.deepEqual(await echoAt('bob', 'wiki', rec2), { code: -32007 }, 'the new upstream asks for his key');
+  assert.equal(rec2.requests().slice(from).some((e) => JSON.stringify(e.headers).includes('wiki-bob')), false,
+    'no key of his reached the new upstream');
+
+  // another header for the key is a change too
+  const q = await page('bob', 'wiki');
+  r = await admin('PUT', '/connectors/wiki', { url: rec2.url, auth: { type: 'user_header', name: 'X-Other-Key' } });
+  assert.equal(r.status, 200, r.body);
+  r = await q.put({ key: 'wiki-bob-typed-for-x-api-key' });
+  assert.equal(r.status, 409, r.text);
+
+  // reloaded, the page shows wiki as it is now: his key is saved for it
+  const n = await page('bob', 'wiki');
+  assert.ok(n.state && p.state && n.state !== p.state, 'a key_state for the connector as it is now');
+  r = await n.put({ key: 'wiki-bob-new' });
+  assert.equal(r.status, 204, r.text);
+  const c = await connectClient(`${fx.base('acme')}/mcp`, tokens.bob);
+  try {
+    const before = rec2.requests().length;
+    await c.client.callTool({ name: 'wiki__echo', arguments: { message: 'bob' } });
+    const sent = rec2.requests().slice(before).filter((e) => e.json?.method === 'tools/call');
+    assert.equal(sent[0]?.headers['x-other-key'], 'wiki-bob-new');
+  } finally {
+    await c.close();
+  }
+  assert.equal((await admin('DELETE', '/connectors/wiki')).status, 204);
 });

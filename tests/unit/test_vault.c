@@ -1372,6 +1372,73 @@ TEST(upstream_cred_is_the_users_own_unexpired_grant) {
 
 /* ==== connect ============================================================================= */
 
+/* The key form's state (vault/connect.h): opens only for the tenant, user
+ * and connector it was made for, untampered; matches the connector only
+ * while its binding is the one the page showed (a move or another header
+ * ends that; a new description does not). */
+static json_t *rec_of(const char *tenant, const char *name) {
+  st_txn *r = rd();
+  json_t *rec = NULL;
+  vault_connector_get(r, tenant, name, &rec);
+  st_txn_end(r);
+  return rec;
+}
+#define UKEY(u, h, d) "{\"url\":\"" u "\",\"description\":\"" d "\",\"auth\":{\"type\":\"user_header\",\"name\":\"" h "\"}}"
+TEST(key_state_binds_the_form_to_the_connector_as_shown) {
+  CHECK(open_store());
+  CHECK_INT(conn_put("acme", "docs", UKEY("https://a.example.com/mcp", "X-Api-Key", "one")), 0);
+  json_t *rec = rec_of("acme", "docs");
+  char *st = NULL;
+  CHECK_INT(vault_key_state_seal(g_st, "acme", "user-1", "docs", rec, &st), 0);
+  json_decref(rec);
+  CHECK(st && strlen(st) < VAULT_KEY_STATE_MAX && !strstr(st, "example"));
+  vault_key_state k;
+  CHECK_INT(vault_key_state_open(g_st, "acme", st, "user-1", "docs", &k), 0);
+  int r[6];
+  vault_key_state o;
+  r[0] = vault_key_state_open(g_st, "beta", st, "user-1", "docs", &o);
+  r[1] = vault_key_state_open(g_st, "acme", st, "user-2", "docs", &o);
+  r[2] = vault_key_state_open(g_st, "acme", st, "user-1", "wiki", &o);
+  r[3] = vault_key_state_open(g_st, "acme", NULL, "user-1", "docs", &o);
+  r[4] = vault_key_state_open(g_st, "acme", "", "user-1", "docs", &o);
+  size_t n = strlen(st);
+  st[n / 2] = st[n / 2] == 'A' ? 'B' : 'A';
+  r[5] = vault_key_state_open(g_st, "acme", st, "user-1", "docs", &o);
+  free(st);
+  for (int i = 0; i < 6; i++) CHECK_INT(r[i], VAULT_ECONNECT);
+  /* another description: still the connector the page showed */
+  CHECK_INT(conn_put("acme", "docs", UKEY("https://a.example.com/mcp", "X-Api-Key", "two")), 0);
+  rec = rec_of("acme", "docs");
+  CHECK_INT(vault_key_state_matches(&k, rec), 1);
+  json_decref(rec);
+  /* moved, then back: neither is the connector as shown */
+  CHECK_INT(conn_put("acme", "docs", UKEY("https://b.example.com/mcp", "X-Api-Key", "two")), 0);
+  rec = rec_of("acme", "docs");
+  CHECK_INT(vault_key_state_matches(&k, rec), 0);
+  json_decref(rec);
+  CHECK_INT(conn_put("acme", "docs", UKEY("https://a.example.com/mcp", "X-Api-Key", "two")), 0);
+  rec = rec_of("acme", "docs");
+  CHECK_INT(vault_key_state_matches(&k, rec), 0);
+  /* a state made now matches now, and not after another header */
+  CHECK_INT(vault_key_state_seal(g_st, "acme", "user-1", "docs", rec, &st), 0);
+  json_decref(rec);
+  CHECK_INT(vault_key_state_open(g_st, "acme", st, "user-1", "docs", &k), 0);
+  free(st);
+  rec = rec_of("acme", "docs");
+  CHECK_INT(vault_key_state_matches(&k, rec), 1);
+  json_decref(rec);
+  CHECK_INT(conn_put("acme", "docs", UKEY("https://a.example.com/mcp", "X-Other", "two")), 0);
+  rec = rec_of("acme", "docs");
+  CHECK_INT(vault_key_state_matches(&k, rec), 0);
+  json_decref(rec);
+  vault_key_state empty = {{0}};
+  rec = rec_of("acme", "docs");
+  CHECK_INT(vault_key_state_matches(&empty, rec), 0);
+  json_decref(rec);
+  close_store();
+}
+#undef UKEY
+
 TEST(connect_cookie_round_trip_and_attacks) {
   CHECK(open_store());
   vault_connect c, o;
@@ -2077,6 +2144,7 @@ int main(void) {
   RUN(refresh_failed_drops_only_for_the_current_refresh_token);
   RUN(upstream_cred_is_the_users_own_unexpired_grant);
   RUN(connect_cookie_round_trip_and_attacks);
+  RUN(key_state_binds_the_form_to_the_connector_as_shown);
   RUN(authorize_url_encodes_every_value);
   RUN(token_request_client_authentication);
   RUN(refresh_and_revoke_requests);

@@ -160,7 +160,7 @@
         const save = el('button', c.connected ? 'Replace key' : 'Save key');
         save.type = 'submit';
         action.append(input, save);
-        action.addEventListener('submit', (ev) => saveKey(ev, c.connector, input, save));
+        action.addEventListener('submit', (ev) => saveKey(ev, c.connector, c.key_state, input, save));
         if (c.connected) {
           const del = el('button', 'Delete key');
           del.type = 'button';
@@ -255,13 +255,16 @@
     });
   }
 
-  async function saveKey(ev, connector, input, button) {
+  // state: the connector as this page showed it (api/me's key_state); the
+  // gateway refuses the key when an administrator changed the connector
+  // since, and the page is read again so the person sees it as it is now
+  async function saveKey(ev, connector, state, input, button) {
     ev.preventDefault();
     button.disabled = true;
     showError('');
     let res;
     try {
-      res = await send('PUT', 'api/connections/' + encodeURIComponent(connector), { key: input.value });
+      res = await send('PUT', 'api/connections/' + encodeURIComponent(connector), { key: input.value, state: state || '' });
     } catch (e) {
       showError('Could not reach mcpgate; your key was not saved.');
       button.disabled = false;
@@ -269,6 +272,18 @@
     }
     input.value = '';
     if (res.status === 401) return signedOut('Your session has ended. Sign in again.');
+    if (res.status === 409 || res.status === 400) {
+      let j = null;
+      try { j = await res.json(); } catch (e) { /* not JSON */ }
+      const msg = j && typeof j.message === 'string' && j.message ? j.message : 'mcpgate answered HTTP ' + res.status + '.';
+      if (j && (j.error === 'connector_changed' || j.error === 'stale_form')) {
+        if (await load()) showError(msg);
+        return;
+      }
+      showError(msg);
+      button.disabled = false;
+      return;
+    }
     if (res.status !== 204) {
       showError(await errorMessage(res));
       button.disabled = false;
