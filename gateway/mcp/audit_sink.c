@@ -704,7 +704,28 @@ static int sync_one(void *ctx, const char *tenant, const json_t *rec) {
   snprintf(n->tenant, sizeof n->tenant, "%s", tenant);
   snprintf(n->only_uid, sizeof n->only_uid, "%s", uid);
   snprintf(n->version, sizeof n->version, "%s", version);
-  if (k) { /* changed settings: the counters go on, the cursor is the stored one */
+  if (k) {
+    /* changed settings: the counters go on, and so does the position of
+     * its chain. The old sink's in memory, not the stored one: a 2xx's
+     * cursor reaches the audit environment with the audit log's next
+     * commit (up to audit_batch_ms later, or later still when its pending
+     * table was full: stored false, set again by the new sink's round), and
+     * a new sink reading the stored cursor before that sent the batch just
+     * accepted again — to the new URL, or twice to the same receiver. A
+     * POST of the old sink still in flight is aborted (retire) and never
+     * moved the position: its records go to the new sink. The chain's
+     * back-off and smaller batch were the old receiver's: not copied. */
+    chain_pos *op = pos_find(k, uid);
+    chain_pos *np = op ? pos_add(n, uid, op->seq) : NULL;
+    if (op && !np) {
+      sink_free(n);
+      c->oom = true;
+      return 1;
+    }
+    if (np) {
+      np->stored = op->stored;
+      np->gap_said = op->gap_said;
+    }
     n->st.delivered = k->st.delivered;
     n->st.posts_ok = k->st.posts_ok;
     n->st.posts_failed = k->st.posts_failed;
