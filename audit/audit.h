@@ -364,8 +364,11 @@ void audit_flush_all(audit_log *a);
 /* ---- a tenant's own SIEM sink (main store) ---------------------------------------
  * A tenant may stream its own records to its own SIEM, besides the
  * operator's sink. The record lives in the MAIN store (ST_DB_AUDIT, key
- * "s" ‖ tenant → {"url","format","token_set","created","updated","rev"}:
- * rev counts the writes, so a reader tells any two apart), its
+ * "s" ‖ tenant → {"url","format","token_set","created","updated","rev","inc"}:
+ * rev counts the writes of one sink, inc is random and set when the sink is
+ * made (a sink deleted and made again starts at rev 1 again: inc tells the
+ * two apart; a record written before inc existed gets one with its next
+ * write), so (rev, inc) tells any two writes apart), its
  * token sealed in ST_DB_SECRETS bound to (tenant, AUDIT_SINK_SECRET_KIND,
  * ""); both go with the tenant (audit_register_store: purge and check).
  * The gateway's sink driver delivers the tenant's current chain to it with
@@ -390,9 +393,11 @@ int audit_tenant_sink_parse(const json_t *doc, const char **url, const char **fo
                             bool *drop_token, char *err, size_t errlen);
 
 /* Writes tenant's sink (token NULL and !drop_token: the stored token is
- * kept). *created: 1 when there was none. 0 or ST_E*. Write txn. */
+ * kept). inc: a fresh random id from the caller (jobs are pure), stored
+ * when the sink is made, ignored when one exists. *created: 1 when there
+ * was none. 0 or ST_E*. Write txn. */
 int audit_tenant_sink_put(st_txn *txn, const char *tenant, const char *url, const char *format, const char *token,
-                          bool drop_token, const char *now, int *created);
+                          bool drop_token, const char *now, const char *inc, int *created);
 /* The stored record (owned by the caller) or ST_ENOTFOUND. */
 int audit_tenant_sink_get(st_txn *txn, const char *tenant, json_t **rec);
 /* The unsealed token (free with audit_tenant_sink_token_free: wiped), or

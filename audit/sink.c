@@ -185,8 +185,8 @@ int audit_tenant_sink_get(st_txn *txn, const char *tenant, json_t **rec) {
 }
 
 int audit_tenant_sink_put(st_txn *txn, const char *tenant, const char *url, const char *format, const char *token,
-                          bool drop_token, const char *now, int *created) {
-  if (!audit__tenant_ok(tenant) || !url || !format || !now) return ST_EINVAL;
+                          bool drop_token, const char *now, const char *inc, int *created) {
+  if (!audit__tenant_ok(tenant) || !url || !format || !now || !inc) return ST_EINVAL;
   json_t *old = NULL;
   int rc = audit_tenant_sink_get(txn, tenant, &old);
   if (rc && rc != ST_ENOTFOUND) return rc;
@@ -198,8 +198,17 @@ int audit_tenant_sink_put(st_txn *txn, const char *tenant, const char *url, cons
   /* rev: every write is a new revision (updated has whole seconds: two
    * writes in one second, a new token with it, must still look new) */
   json_int_t rev = old ? json_integer_value(json_object_get(old, "rev")) + 1 : 1;
+  /* inc: this sink's, from the write that made it (or the first write
+   * since inc exists), kept by updates: after a delete, rev starts at 1
+   * again and only inc tells the new sink from the deleted one */
+  const char *keep = old ? json_string_value(json_object_get(old, "inc")) : NULL;
+  if (!keep) keep = inc;
   json_t *rec = json_pack("{s:s, s:s, s:b, s:s, s:s, s:I}", "url", url, "format", format, "token_set", has, "created",
                           was ? was : now, "updated", now, "rev", rev);
+  if (rec && json_object_set_new(rec, "inc", json_string(keep)) != 0) {
+    json_decref(rec);
+    rec = NULL;
+  }
   json_decref(old);
   char *s = rec ? json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
   json_decref(rec);

@@ -31,6 +31,7 @@ typedef struct sink_job {
   char *token; /* NULL: keep (or drop, with drop_token); wiped and freed */
   bool drop_token, del;
   char now[32];
+  char inc[ST_TOKEN_ID_BUFSZ]; /* the sink's incarnation, if this PUT makes it (random: made here, jobs are pure) */
   int created; /* out */
 } sink_job;
 
@@ -61,7 +62,8 @@ static int job_sink(st_txn *txn, void *arg) {
     json_decref(old);
     if (moved) return GW_API_EMOVED;
   }
-  return audit_tenant_sink_put(txn, j->tenant, j->url, j->format, j->token, j->drop_token, j->now, &j->created);
+  return audit_tenant_sink_put(txn, j->tenant, j->url, j->format, j->token, j->drop_token, j->now, j->inc,
+                               &j->created);
 }
 
 /* The admin's view: the record (token_set, never the token) and, when the
@@ -69,6 +71,7 @@ static int job_sink(st_txn *txn, void *arg) {
 static json_t *view(gw_server *srv, const char *tenant, json_t *rec) {
   json_t *v = json_deep_copy(rec);
   json_object_del(v, "rev");
+  json_object_del(v, "inc");
   audit_sink_state st;
   char name[AUDIT_SINK_MAX + 1], t[32];
   snprintf(name, sizeof name, "tenant:%s", tenant);
@@ -166,6 +169,10 @@ void admin__audit_sink(gw_req *req, const admin_caller *who, const char *tenant)
   admin__now_rfc3339(j->now);
   if (!strcmp(req->method, "DELETE")) {
     j->del = true;
+  } else if (st_token_id_new(j->inc) != 0) {
+    job_free(j);
+    gw_respond_error(req, 500, "internal", "no random bytes for the sink's id");
+    return;
   } else {
     json_t *b = admin__parse_secret_body(req); /* wipes the request body */
     if (!b) {

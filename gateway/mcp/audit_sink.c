@@ -76,7 +76,7 @@ typedef struct sink {
   char name[AUDIT_SINK_MAX + 1]; /* "operator" | "tenant:<t>" */
   char tenant[AUDIT_TENANT_MAX + 1];  /* "" for the operator's */
   char only_uid[AUDIT_UID_MAX + 1];   /* a tenant sink: its tenant's chain */
-  char version[40];                   /* a tenant sink: its record's "rev" */
+  char version[48];                   /* a tenant sink: its record's "rev" and "inc" */
   char *url, *ca_file;
   char *auth_header; /* "Authorization: …" or NULL; wiped */
   bool hec, gone;    /* gone: replaced or deleted, freed once its POST ended */
@@ -667,8 +667,13 @@ static bool in_list(sink *const *v, size_t n, const sink *k) {
 static int sync_one(void *ctx, const char *tenant, const json_t *rec) {
   sync_ctx *c = ctx;
   gw_audit_sink *d = c->d;
-  char version[40];
-  snprintf(version, sizeof version, "%" PRId64, (int64_t)json_integer_value(json_object_get(rec, "rev")));
+  /* the write the record is from: rev alone starts at 1 again when the sink
+   * is deleted and made again between two ticks, and the running sink
+   * (the deleted one's URL and token) was kept */
+  char version[48];
+  const char *inc = json_string_value(json_object_get(rec, "inc"));
+  snprintf(version, sizeof version, "%" PRId64 ".%.24s", (int64_t)json_integer_value(json_object_get(rec, "rev")),
+           inc ? inc : "");
   char uid[ST_TENANT_UID_LEN + 1];
   if (st_tenant_uid_get(c->txn, tenant, uid) != 0) return 0; /* a tenant being purged */
   if (c->n == c->cap) {

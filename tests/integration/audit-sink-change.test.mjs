@@ -96,3 +96,30 @@ test("a tenant's sink changed right after a 2xx goes on after what was delivered
   opRx.release();
   await g.stop();
 });
+
+// A sink deleted and made again between two looks of the driver (a
+// "replace" by a provisioning tool: DELETE, then PUT): the record's
+// revision starts again at 1, and the driver, which told settings apart by
+// revision, kept POSTing to the deleted sink's URL with its token.
+test('a sink deleted and made again at once sends to the new URL, nothing more to the old one', async () => {
+  const g = await startGateway({});
+  const op = operatorToken(g.dataDir);
+  await createTenant(g.port, op, 'acme');
+  const base = '/admin/v1/tenants/acme/audit/sink';
+  const rxA = await receiver();
+  const rxB = await receiver();
+  let r = await api(g.port, op, 'PUT', base, { url: rxA.url, token: 'old-receiver-token' });
+  assert.equal(r.status, 201, r.body);
+  await waitFor(() => allAccepted(g, 2, rxA), { timeoutMs: 15000, what: 'the first receiver accepting every record' });
+  const n = rxA.posts.length;
+  r = await api(g.port, op, 'DELETE', base);
+  assert.equal(r.status, 204, r.body);
+  r = await api(g.port, op, 'PUT', base, { url: rxB.url, token: 'new-receiver-token' });
+  assert.equal(r.status, 201, r.body);
+  r = await api(g.port, op, 'POST', '/admin/v1/tenants/acme/admin-tokens', { name: 'after-replace' });
+  assert.equal(r.status, 201, r.body);
+  await waitFor(() => allAccepted(g, 5, rxA, rxB), { timeoutMs: 15000, what: 'every record delivered' });
+  assert.equal(rxA.posts.length, n, 'the deleted sink\'s receiver got POSTs after the delete');
+  assert.ok(rxB.posts.every((p) => p.headers.authorization === 'Bearer new-receiver-token'));
+  await g.stop();
+});

@@ -1512,7 +1512,7 @@ TEST(migration_adds_the_cursors_to_a_step_1_environment) {
 /* ---- a tenant's own SIEM sink (main store) ----------------------------------------- */
 
 typedef struct tsink_job {
-  const char *tenant, *url, *format, *token, *now;
+  const char *tenant, *url, *format, *token, *now, *inc;
   bool drop, del, purge, create_tenant;
   int created, rv;
 } tsink_job;
@@ -1522,7 +1522,8 @@ static int tsink_fn(st_txn *txn, void *arg) {
   else if (j->purge) j->rv = st_purge_tenant_step(txn, j->tenant, 100) < 0 ? -1 : 0;
   else if (j->del) j->rv = audit_tenant_sink_del(txn, j->tenant);
   else j->rv = audit_tenant_sink_put(txn, j->tenant, j->url, j->format ? j->format : "ndjson", j->token, j->drop,
-                                     j->now ? j->now : "2026-12-05T00:00:00Z", &j->created);
+                                     j->now ? j->now : "2026-12-05T00:00:00Z", j->inc ? j->inc : "00000000000000aa",
+                                     &j->created);
   return j->rv < 0 && j->rv != ST_ENOTFOUND ? j->rv : 0;
 }
 static int tsink(st_store *st, tsink_job j, int *created) {
@@ -1606,6 +1607,8 @@ TEST(tenant_sink_parse_store_purge_and_check) {
   CHECK_STR(json_string_value(json_object_get(rec, "format")), "splunk_hec");
   /* two writes in the same second (the same "updated") are still told apart */
   CHECK_INT((int)json_integer_value(json_object_get(rec, "rev")), 2);
+  /* the incarnation is the making write's: an update's is ignored */
+  CHECK_STR(json_string_value(json_object_get(rec, "inc")), "00000000000000aa");
   json_decref(rec);
   st_txn_end(t);
   CHECK_INT(st_check(st, NULL, NULL), 0);
@@ -1619,6 +1622,18 @@ TEST(tenant_sink_parse_store_purge_and_check) {
   CHECK_INT(st_check(st, NULL, NULL), 0);
   CHECK_INT(tsink(st, (tsink_job){.tenant = "acme", .del = true}, NULL), 0);
   CHECK_INT(tsink(st, (tsink_job){.tenant = "acme", .del = true}, NULL), ST_ENOTFOUND);
+  /* made again: rev starts over, the new incarnation tells it from the deleted one */
+  CHECK_INT(tsink(st, (tsink_job){.tenant = "acme", .url = "https://siem3.example.com/in", .inc = "00000000000000bb"},
+                  &created),
+            0);
+  CHECK_INT(created, 1);
+  CHECK_INT(st_read_begin(st, &t), 0);
+  CHECK_INT(audit_tenant_sink_get(t, "acme", &rec), 0);
+  CHECK_INT((int)json_integer_value(json_object_get(rec, "rev")), 1);
+  CHECK_STR(json_string_value(json_object_get(rec, "inc")), "00000000000000bb");
+  json_decref(rec);
+  st_txn_end(t);
+  CHECK_INT(tsink(st, (tsink_job){.tenant = "acme", .del = true}, NULL), 0);
   /* the tenant's purge takes the record and the token */
   CHECK_INT(tsink(st, (tsink_job){.tenant = "acme", .url = "https://siem.example.com/in", .token = "tok-2"}, NULL), 0);
   CHECK_INT(tsink(st, (tsink_job){.tenant = "acme", .purge = true}, NULL), 0);
