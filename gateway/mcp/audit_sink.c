@@ -16,6 +16,10 @@
  * Rules this file keeps, and why:
  *  - One POST at a time: the receiver sees each chain in order, and a slow
  *    SIEM costs one connection, never a queue in the gateway's memory.
+ *  - Tenants' sinks share SINK_INFLIGHT_MAX POSTs at once (bodies in
+ *    memory stay bounded), and one tenant's receiver must not hold back
+ *    another's: sinks not known to answer promptly get half of them at
+ *    most (tick).
  *  - The export runs on the loop in one short read txn of the audit
  *    environment (at most audit_sink_batch records, SINK_BODY_MAX bytes):
  *    LMDB reads are memory-mapped copies, and nothing is held across the
@@ -55,6 +59,8 @@
 #define SINK_TOKEN_MAX 4096
 #define SINK_OPERATOR "operator"
 #define SINK_INFLIGHT_MAX 8            /* tenant sinks' POSTs at once: bodies in memory stay bounded */
+#define SINK_INFLIGHT_SLOW 4           /* ... of which sinks not known to answer promptly hold at most this many */
+#define SINK_PROMPT_MS (10 * 1000)     /* a POST answered within this is prompt */
 #define SINK_POST_MAX_MS (120 * 1000)  /* a POST still running after this is aborted (a trickling receiver) */
 #define SINK_ANSWER_MAX (64 * 1024)    /* a receiver's answer body beyond this is not read */
 
@@ -90,6 +96,8 @@ typedef struct sink {
   uint64_t post_at; /* uv_now when the POST in flight began */
   size_t answer;    /* bytes of its answer's body (discarded) */
   bool too_long;    /* aborted: the answer was too big or too slow (after its head) */
+  bool prompt;      /* its last POST ended with an answer within SINK_PROMPT_MS (a new sink: not yet) */
+  bool slow_slot;   /* its POST in flight counts in d->inflight_slow */
   chain_pos *pos;
   size_t npos, cappos;
   audit_sink_state st; /* published to the audit log (admin API, metrics) */
@@ -107,6 +115,7 @@ struct gw_audit_sink {
   size_t nd, capd;
   unsigned inflight; /* tenant sinks' POSTs in flight (at most SINK_INFLIGHT_MAX; the operator's
                         has its own: tenants' slow receivers never hold it up) */
+  unsigned inflight_slow; /* ... of them of sinks not known to answer promptly (see tick) */
   size_t rr;         /* the tenant sink the next tick starts with */
   uv_timer_t timer;
   bool timer_open, started, stopping;
@@ -429,6 +438,11 @@ static void post_done(gw_out_req *r, int err, void *ud) {
   sink *k = ud;
   k->req = NULL;
   if (k->tenant[0]) k->d->inflight--;
+  if (k->slow_slot) k->d->inflight_slow--;
+  k->slow_slot = false;
+  /* a receiver that answered (any status: it is up and says so) in time
+   * keeps its place among the prompt sinks; no answer, a slow one, one cut */
+  k->prompt = k->status != 0 && !k->too_long && uv_now(&k->d->lp->loop) - k->post_at <= SINK_PROMPT_MS;
   /* cut after a 2xx head (an endless answer): the records were accepted */
   if (k->too_long && err == GW_OUT_EABORTED && k->status >= 200 && k->status <= 299) err = 0;
   if (k->gone) {
@@ -600,7 +614,11 @@ static void sink_round(sink *k, st_txn *txn, const head_list *hl) {
     failed(k, gw_out_strerror(rc));
     return;
   }
-  if (k->tenant[0]) k->d->inflight++;
+  if (k->tenant[0]) {
+    k->d->inflight++;
+    k->slow_slot = !k->prompt; /* not known to answer promptly: in the slow share from the start */
+    if (k->slow_slot) k->d->inflight_slow++;
+  }
   k->post_at = uv_now(&k->d->lp->loop);
 }
 
@@ -807,11 +825,19 @@ static void tick(uv_timer_t *t) {
       }
   }
   /* the operator's first, then the tenants' from where the last tick
-   * stopped: a cap on POSTs in flight never starves the later ones */
+   * stopped: a cap on POSTs in flight never starves the later ones.
+   * Slots are shared so that one tenant's receiver never holds back
+   * another's: POSTs of sinks whose last POST got no answer within
+   * SINK_PROMPT_MS (a new sink too) hold at most SINK_INFLIGHT_SLOW slots,
+   * the rest are for sinks that answer. Receivers that hang — down,
+   * blackholed, or made to — then hold half the slots at most, and a
+   * tenant whose SIEM answers waits for none of them. */
   if (d->op && !d->op->req && now >= d->op->next_at) sink_round(d->op, txn, &hl);
   for (size_t j = 0; j < d->nt && d->inflight < SINK_INFLIGHT_MAX; j++) {
     sink *k = d->tenants[(d->rr + j) % d->nt];
-    if (!k->req && now >= k->next_at) sink_round(k, txn, &hl);
+    if (k->req || now < k->next_at) continue;
+    if (!k->prompt && d->inflight_slow >= SINK_INFLIGHT_SLOW) continue; /* the slow share is full */
+    sink_round(k, txn, &hl);
   }
   if (d->nt) d->rr = (d->rr + 1) % d->nt;
   st_txn_end(txn);
