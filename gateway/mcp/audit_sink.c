@@ -18,8 +18,8 @@
  *    SIEM costs one connection, never a queue in the gateway's memory.
  *  - Tenants' sinks share SINK_INFLIGHT_MAX POSTs at once (bodies in
  *    memory stay bounded), and one tenant's receiver must not hold back
- *    another's: sinks not known to answer promptly get half of them at
- *    most (tick).
+ *    another's: slow POSTs (of sinks not known to answer promptly, or
+ *    running long) get half of them at most (tick).
  *  - The export runs on the loop in one short read txn of the audit
  *    environment (at most audit_sink_batch records, SINK_BODY_MAX bytes):
  *    LMDB reads are memory-mapped copies, and nothing is held across the
@@ -59,8 +59,8 @@
 #define SINK_TOKEN_MAX 4096
 #define SINK_OPERATOR "operator"
 #define SINK_INFLIGHT_MAX 8            /* tenant sinks' POSTs at once: bodies in memory stay bounded */
-#define SINK_INFLIGHT_SLOW 4           /* ... of which sinks not known to answer promptly hold at most this many */
-#define SINK_PROMPT_MS (10 * 1000)     /* a POST answered within this is prompt */
+#define SINK_INFLIGHT_SLOW 4           /* ... of which slow POSTs hold at most this many (see tick) */
+#define SINK_PROMPT_MS (10 * 1000)     /* a POST answered within this is prompt; one running longer is slow */
 #define SINK_POST_MAX_MS (120 * 1000)  /* a POST still running after this is aborted (a trickling receiver) */
 #define SINK_ANSWER_MAX (64 * 1024)    /* a receiver's answer body beyond this is not read */
 
@@ -96,6 +96,7 @@ typedef struct sink {
   uint64_t post_at; /* uv_now when the POST in flight began */
   size_t answer;    /* bytes of its answer's body (discarded) */
   bool too_long;    /* aborted: the answer was too big or too slow (after its head) */
+  bool preempted;   /* ... cut as a slow POST while every slot was taken (too_long too) */
   bool prompt;      /* its last POST ended with an answer within SINK_PROMPT_MS (a new sink: not yet) */
   bool slow_slot;   /* its POST in flight counts in d->inflight_slow */
   chain_pos *pos;
@@ -115,7 +116,8 @@ struct gw_audit_sink {
   size_t nd, capd;
   unsigned inflight; /* tenant sinks' POSTs in flight (at most SINK_INFLIGHT_MAX; the operator's
                         has its own: tenants' slow receivers never hold it up) */
-  unsigned inflight_slow; /* ... of them of sinks not known to answer promptly (see tick) */
+  unsigned inflight_slow; /* ... of them slow: of a sink not known to answer promptly, or running
+                             past SINK_PROMPT_MS (see tick) */
   size_t rr;         /* the tenant sink the next tick starts with */
   uv_timer_t timer;
   bool timer_open, started, stopping;
@@ -465,7 +467,11 @@ static void post_done(gw_out_req *r, int err, void *ud) {
     } else {
       snprintf(why, sizeof why, "the receiver answered HTTP %d", k->status);
     }
-    if (k->too_long && !k->status)
+    if (k->preempted && !k->status)
+      snprintf(why, sizeof why,
+               "no answer within %d s while every delivery slot was taken: cut to let other sinks deliver",
+               SINK_PROMPT_MS / 1000);
+    else if (k->too_long && !k->status)
       snprintf(why, sizeof why, "no answer within %d s", SINK_POST_MAX_MS / 1000);
     chain_pos *p = pos_find(k, k->uid);
     if (!err && p && refused_content(k->status)) {
@@ -585,6 +591,7 @@ static void sink_round(sink *k, st_txn *txn, const head_list *hl) {
   k->status = 0;
   k->answer = 0;
   k->too_long = false;
+  k->preempted = false;
   const char *headers[4];
   size_t nh = 0;
   headers[nh++] = k->hec ? "Content-Type: application/json" : "Content-Type: application/x-ndjson";
@@ -814,24 +821,47 @@ static void tick(uv_timer_t *t) {
   }
   uint64_t now = uv_now(&d->lp->loop);
   /* a POST that runs too long is cut (its on_done retries it later) */
-  sink *all_op[1] = {d->op};
-  for (int pass = 0; pass < 2; pass++) {
-    sink **v = pass ? d->tenants : all_op;
-    size_t n = pass ? d->nt : (d->op ? 1 : 0);
-    for (size_t i = 0; i < n; i++)
-      if (v[i]->req && now - v[i]->post_at > SINK_POST_MAX_MS && !v[i]->too_long) {
-        v[i]->too_long = true;
-        gw_out_abort(v[i]->req);
-      }
+  if (d->op && d->op->req && now - d->op->post_at > SINK_POST_MAX_MS && !d->op->too_long) {
+    d->op->too_long = true;
+    gw_out_abort(d->op->req);
+  }
+  sink *slow[SINK_INFLIGHT_MAX]; /* the tenants' slow POSTs not being cut, oldest first */
+  size_t nslow = 0;
+  for (size_t i = 0; i < d->nt; i++) {
+    sink *k = d->tenants[i];
+    if (!k->req || k->too_long) continue;
+    if (now - k->post_at > SINK_POST_MAX_MS) {
+      k->too_long = true;
+      gw_out_abort(k->req);
+      continue;
+    }
+    if (!k->slow_slot && now - k->post_at > SINK_PROMPT_MS) { /* a prompt sink's POST that turned slow */
+      k->slow_slot = true;
+      d->inflight_slow++;
+    }
+    if (!k->slow_slot || nslow == SINK_INFLIGHT_MAX) continue; /* (never full: each holds a slot) */
+    size_t at = nslow++;
+    for (; at > 0 && slow[at - 1]->post_at > k->post_at; at--) slow[at] = slow[at - 1];
+    slow[at] = k;
+  }
+  /* Slots are shared so that one tenant's receiver never holds back
+   * another's: slow POSTs — of a sink whose last POST got no answer within
+   * SINK_PROMPT_MS (a new sink too), or running past it — hold at most
+   * SINK_INFLIGHT_SLOW slots, the rest are for sinks that answer. A sink
+   * not known to answer promptly starts only while the slow share has
+   * room; when prompt sinks' POSTs turn slow and every slot is taken, the
+   * oldest slow ones beyond the share are cut (retried after back-off): a
+   * receiver that answers once and then hangs gains one slow POST by it,
+   * not a slot for as long as it hangs. Receivers that hang — down,
+   * blackholed, or made to — then hold half the slots at most (after
+   * SINK_PROMPT_MS), and a tenant whose SIEM answers waits for none of
+   * them. */
+  for (size_t i = 0; d->inflight >= SINK_INFLIGHT_MAX && nslow > SINK_INFLIGHT_SLOW + i; i++) {
+    slow[i]->too_long = slow[i]->preempted = true;
+    gw_out_abort(slow[i]->req);
   }
   /* the operator's first, then the tenants' from where the last tick
-   * stopped: a cap on POSTs in flight never starves the later ones.
-   * Slots are shared so that one tenant's receiver never holds back
-   * another's: POSTs of sinks whose last POST got no answer within
-   * SINK_PROMPT_MS (a new sink too) hold at most SINK_INFLIGHT_SLOW slots,
-   * the rest are for sinks that answer. Receivers that hang — down,
-   * blackholed, or made to — then hold half the slots at most, and a
-   * tenant whose SIEM answers waits for none of them. */
+   * stopped: a cap on POSTs in flight never starves the later ones */
   if (d->op && !d->op->req && now >= d->op->next_at) sink_round(d->op, txn, &hl);
   for (size_t j = 0; j < d->nt && d->inflight < SINK_INFLIGHT_MAX; j++) {
     sink *k = d->tenants[(d->rr + j) % d->nt];

@@ -121,3 +121,38 @@ test("hanging receivers of other tenants do not hold back a tenant's delivery", 
   assert.ok(post.hang.open >= HANGERS / 2, `the hangers still hang (${JSON.stringify(post.hang)})`);
   await g.stop();
 });
+
+// Receivers that answer promptly, and then hang: their sinks are prompt when
+// their POSTs start, and take every slot. Once those POSTs ran past
+// SINK_PROMPT_MS (10 s) with every slot taken, the oldest beyond the slow
+// share are cut, and acme's POST starts while the others still hang.
+test('receivers that answered before and then hang are cut back to the slow share', async () => {
+  const hang = { open: 0, ended: 0, answering: true };
+  const { g, op, rx, scim } = await acmeDelivered(hang);
+  const turn = [];
+  for (let i = 1; i <= HANGERS; i++) {
+    const t = `turn-${i}`;
+    const s = await hangingReceiver(hang);
+    turn.push({ t, s });
+    await createTenant(g.port, op, t);
+    const r = await api(g.port, op, 'PUT', `/admin/v1/tenants/${t}/audit/sink`, { url: s.url });
+    assert.equal(r.status, 201, r.body);
+  }
+  for (const { t, s } of turn) await allAccepted(g, t, s);
+  // now they hang: a record for each, and each one's POST takes a slot
+  hang.answering = false;
+  for (const { t } of turn) {
+    const r = await api(g.port, op, 'POST', `/admin/v1/tenants/${t}/admin-tokens`, { name: 'one-more-record' });
+    assert.equal(r.status, 201, r.body);
+  }
+  await waitFor(() => hang.open === HANGERS, { timeoutMs: 15000, what: 'every slot taken by a hanging POST' });
+
+  const post = await acmeRecordArrives(scim, rx, "acme's new record at its receiver (a hanging POST ends after 30 s)", 20000);
+  assert.ok(post.hang.open >= HANGERS / 2, `the hangers still hang (${JSON.stringify(post.hang)})`);
+  assert.ok(post.hang.ended >= 1, `a slow POST was cut first (${JSON.stringify(post.hang)})`);
+  // the cut sinks say why
+  const views = [];
+  for (const { t } of turn) views.push((await api(g.port, op, 'GET', `/admin/v1/tenants/${t}/audit/sink`)).json);
+  assert.ok(views.some((v) => /every delivery slot was taken/.test(v.delivery?.last_error ?? '')), JSON.stringify(views));
+  await g.stop();
+});
