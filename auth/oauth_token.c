@@ -552,27 +552,66 @@ int auth_oauth_revoke_user(st_txn *txn, const char *tenant, const char *user_id)
   return rc ? rc : n;
 }
 
-/* The keys under pre (at most 64 at a time from `from` on) whose value
- * (client_id at key's end when !in_value) names client_id: collected into
- * out (copies), *next set to resume after the last key read (0: done). */
+/* Which records under a prefix are the client's (client_keys' match). */
+typedef struct client_match {
+  const char *id;
+  size_t len;
+  bool plain; /* no byte jansson escapes: its JSON spelling is its bytes */
+  size_t pn;  /* the prefix's length */
+  /* true when the record (key k, value v) is the client's */
+  bool (*fn)(st_txn *txn, const struct client_match *m, const st_val *k, const st_val *v);
+} client_match;
+
+/* the JSON value names it: {"client_id":"<id>"}, its bytes as they are
+ * unless jansson escaped some (then every value is parsed); confirmed when
+ * parsed */
+static bool in_value(st_txn *txn, const client_match *m, const st_val *k, const st_val *v) {
+  (void)txn;
+  (void)k;
+  if (m->plain && !(v->len > m->len && memmem(v->data, v->len, m->id, m->len))) return false;
+  json_t *j = json_loadb(v->data, v->len, 0, NULL);
+  bool match = j && jstr(j, "client_id") && !strcmp(jstr(j, "client_id"), m->id);
+  json_decref(j);
+  return match;
+}
+
+/* the key ends with \0 and the client id */
+static bool at_key_end(st_txn *txn, const client_match *m, const st_val *k, const st_val *v) {
+  (void)txn;
+  (void)v;
+  return k->len > m->pn + m->len && ((const char *)k->data)[k->len - m->len - 1] == 0 &&
+         !memcmp((const char *)k->data + k->len - m->len, m->id, m->len);
+}
+
+/* a code's index key ("K" … hash): the code it names ("k" hash) is the client's */
+static bool code_of(st_txn *txn, const client_match *m, const st_val *k, const st_val *v) {
+  (void)v;
+  if (k->len < m->pn + 32) return false;
+  uint8_t ck[33];
+  json_t *code = NULL;
+  hkey(ck, 'k', (const uint8_t *)k->data + k->len - 32);
+  bool match = get_json(txn, ck, 33, &code) == 0 && jstr(code, "client_id") && !strcmp(jstr(code, "client_id"), m->id);
+  json_decref(code);
+  return match;
+}
+
+/* The keys under pre (at most 64 at a time from `from` on) that m matches:
+ * collected into b (copies), *fromn set to resume after the last key read
+ * (0: done). */
 typedef struct key_batch {
   char keys[64][KEY_CAP];
   size_t lens[64];
   int n;
 } key_batch;
 
-static int client_keys(st_txn *txn, const char *pre, size_t pn, const char *client_id, bool in_value, key_batch *b,
-                       char *from, size_t *fromn) {
+static int client_keys(st_txn *txn, const char *pre, const client_match *m, key_batch *b, char *from,
+                       size_t *fromn) {
   st_cursor *c;
   int rc = st_cursor_open(txn, ST_DB_AUTH, &c);
   if (rc) return rc;
-  size_t cl = strlen(client_id);
-  bool plain = true;
-  for (const char *p = client_id; *p; p++)
-    if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20 || *p == 0x7f) plain = false;
   st_val k, v;
   b->n = 0;
-  st_cursor_seek(c, pre, pn, *fromn ? from : NULL, *fromn);
+  st_cursor_seek(c, pre, m->pn, *fromn ? from : NULL, *fromn);
   bool more = false;
   while (st_cursor_next(c, &k, &v) == 0) {
     if (*fromn && k.len == *fromn && !memcmp(k.data, from, k.len)) continue; /* resumed after it */
@@ -581,24 +620,9 @@ static int client_keys(st_txn *txn, const char *pre, size_t pn, const char *clie
       break;
     }
     if (k.len > KEY_CAP) continue;
-    bool match;
-    if (in_value) {
-      /* the JSON value names it: {"client_id":"<id>"}, its bytes as they
-       * are unless jansson escaped some (a quote, a backslash, a control
-       * character: then every value is parsed); confirmed when parsed */
-      match = !plain || (v.len > cl && memmem(v.data, v.len, client_id, cl) != NULL);
-      if (match) {
-        json_t *j = json_loadb(v.data, v.len, 0, NULL);
-        match = j && jstr(j, "client_id") && !strcmp(jstr(j, "client_id"), client_id);
-        json_decref(j);
-      }
-    } else {
-      match = k.len > pn + cl && ((const char *)k.data)[k.len - cl - 1] == 0 &&
-              !memcmp((const char *)k.data + k.len - cl, client_id, cl);
-    }
     memcpy(from, k.data, k.len);
     *fromn = k.len;
-    if (match) {
+    if (m->fn(txn, m, &k, &v)) {
       memcpy(b->keys[b->n], k.data, k.len);
       b->lens[b->n++] = k.len;
     }
@@ -608,73 +632,65 @@ static int client_keys(st_txn *txn, const char *pre, size_t pn, const char *clie
   return 0;
 }
 
+/* One kind of the client's records, batch by batch: act on each key. */
+static int client_each(st_txn *txn, char kind, const char *tenant, client_match *m, key_batch *b,
+                       int (*act)(st_txn *txn, const char *tenant, const char *key, size_t len, size_t pn, int *n),
+                       int *n) {
+  char pre[KEY_CAP], from[KEY_CAP];
+  size_t fromn = 0;
+  int rc = 0;
+  if (!(m->pn = tkey(pre, kind, tenant, "", NULL, 0))) return 0;
+  do {
+    if ((rc = client_keys(txn, pre, m, b, from, &fromn))) break;
+    for (int i = 0; i < b->n && !rc; i++) rc = act(txn, tenant, b->keys[i], b->lens[i], m->pn, n);
+  } while (!rc && fromn);
+  return rc;
+}
+
+/* its grants: "f" tenant \0 family → {client_id, …} */
+static int revoke_family(st_txn *txn, const char *tenant, const char *key, size_t len, size_t pn, int *n) {
+  char fam[KEY_CAP];
+  memcpy(fam, key + pn, len - pn);
+  fam[len - pn] = 0;
+  int rc = auth_oauth_family_revoke(txn, tenant, fam);
+  if (rc == 0) ++*n;
+  return rc == ST_ENOTFOUND ? 0 : rc;
+}
+
+/* a consent: "a" tenant \0 user \0 client_id */
+static int delete_key(st_txn *txn, const char *tenant, const char *key, size_t len, size_t pn, int *n) {
+  (void)tenant;
+  (void)pn;
+  (void)n;
+  int rc = st_del(txn, ST_DB_AUTH, key, len);
+  return rc == ST_ENOTFOUND ? 0 : rc;
+}
+
+/* a code: "K" tenant \0 user \0 hash → the code "k" hash, both go */
+static int delete_code(st_txn *txn, const char *tenant, const char *key, size_t len, size_t pn, int *n) {
+  uint8_t ck[33];
+  hkey(ck, 'k', (const uint8_t *)key + len - 32);
+  int rc = st_del(txn, ST_DB_AUTH, ck, 33);
+  if (rc == ST_ENOTFOUND) rc = 0;
+  return rc ? rc : delete_key(txn, tenant, key, len, pn, n);
+}
+
 int auth_oauth_client_revoke_all(st_txn *txn, const char *tenant, const char *client_id) {
   if (!client_id || !client_id[0] || strlen(client_id) > AUTH_OAUTH_CLIENT_ID_MAX) return ST_EINVAL;
-  char pre[KEY_CAP], from[KEY_CAP];
-  size_t pn, fromn;
-  int rc = 0, n = 0;
+  client_match m = {client_id, strlen(client_id), true, 0, NULL};
+  for (const char *p = client_id; *p; p++)
+    if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20 || *p == 0x7f) m.plain = false;
   key_batch *b = malloc(sizeof *b);
   if (!b) return ST_ENOMEM;
-  /* its grants: "f" tenant \0 family → {client_id, …} */
-  pn = tkey(pre, 'f', tenant, "", NULL, 0);
-  fromn = 0;
-  do {
-    if (!pn || (rc = client_keys(txn, pre, pn, client_id, true, b, from, &fromn))) break;
-    for (int i = 0; i < b->n && !rc; i++) {
-      char fam[KEY_CAP];
-      size_t fl = b->lens[i] - pn;
-      memcpy(fam, b->keys[i] + pn, fl);
-      fam[fl] = 0;
-      rc = auth_oauth_family_revoke(txn, tenant, fam);
-      if (rc == 0) n++;
-      else if (rc == ST_ENOTFOUND) rc = 0;
-    }
-  } while (!rc && fromn);
-  /* the consents given to it: "a" tenant \0 user \0 client_id */
-  pn = rc ? 0 : tkey(pre, 'a', tenant, "", NULL, 0);
-  fromn = 0;
-  do {
-    if (!pn || (rc = client_keys(txn, pre, pn, client_id, false, b, from, &fromn))) break;
-    for (int i = 0; i < b->n && !rc; i++)
-      if ((rc = st_del(txn, ST_DB_AUTH, b->keys[i], b->lens[i])) == ST_ENOTFOUND) rc = 0;
-  } while (!rc && fromn);
-  /* its codes not exchanged yet: "K" tenant \0 user \0 hash → the code "k" hash {client_id, …} */
-  pn = rc ? 0 : tkey(pre, 'K', tenant, "", NULL, 0);
-  fromn = 0;
-  while (pn && !rc) {
-    st_cursor *c;
-    if ((rc = st_cursor_open(txn, ST_DB_AUTH, &c))) break;
-    st_val k;
-    int nk = 0;
-    bool more = false;
-    st_cursor_seek(c, pre, pn, fromn ? from : NULL, fromn);
-    while (st_cursor_next(c, &k, NULL) == 0) {
-      if (fromn && k.len == fromn && !memcmp(k.data, from, k.len)) continue;
-      if (nk == 64) {
-        more = true;
-        break;
-      }
-      if (k.len > KEY_CAP || k.len < pn + 32) continue;
-      memcpy(from, k.data, k.len);
-      fromn = k.len;
-      uint8_t ck[33];
-      json_t *code = NULL;
-      hkey(ck, 'k', (const uint8_t *)k.data + k.len - 32);
-      if (get_json(txn, ck, 33, &code) == 0 && jstr(code, "client_id") && !strcmp(jstr(code, "client_id"), client_id)) {
-        memcpy(b->keys[nk], k.data, k.len);
-        b->lens[nk++] = k.len;
-      }
-      json_decref(code);
-    }
-    st_cursor_close(c);
-    for (int i = 0; i < nk && !rc; i++) {
-      uint8_t ck[33];
-      hkey(ck, 'k', (const uint8_t *)b->keys[i] + b->lens[i] - 32);
-      if ((rc = st_del(txn, ST_DB_AUTH, ck, 33)) == ST_ENOTFOUND) rc = 0;
-      if (!rc && (rc = st_del(txn, ST_DB_AUTH, b->keys[i], b->lens[i])) == ST_ENOTFOUND) rc = 0;
-    }
-    if (!more) break;
-  }
+  int n = 0, rc;
+  /* its grants (live exchanges end), the consents given to it, its codes
+   * not exchanged yet */
+  m.fn = in_value;
+  rc = client_each(txn, 'f', tenant, &m, b, revoke_family, &n);
+  m.fn = at_key_end;
+  if (!rc) rc = client_each(txn, 'a', tenant, &m, b, delete_key, &n);
+  m.fn = code_of;
+  if (!rc) rc = client_each(txn, 'K', tenant, &m, b, delete_code, &n);
   free(b);
   return rc ? rc : n;
 }

@@ -1574,6 +1574,79 @@ TEST(sealed_successor_lives_one_rotation) {
   tmp_cleanup();
 }
 
+
+/* Deleting an OAuth client revokes its grants, consents and codes past
+ * one batch of keys (64): 70 of each kind for one client, one of each
+ * for another client that stays. */
+typedef struct revoke_all_job {
+  const char *client;
+  int n;
+} revoke_all_job;
+static int revoke_all_fn(st_txn *txn, void *arg) {
+  revoke_all_job *j = arg;
+  j->n = auth_oauth_client_revoke_all(txn, "acme", j->client);
+  return j->n < 0 ? j->n : 0;
+}
+
+static int codes_of(st_store *st, const char *client) {
+  st_txn *txn;
+  st_cursor *c;
+  st_val k, v;
+  int n = 0;
+  if (st_read_begin(st, &txn) || st_cursor_open(txn, ST_DB_AUTH, &c)) return -1;
+  while (st_cursor_next(c, &k, &v) == 0)
+    if (k.len == 33 && ((const char *)k.data)[0] == 'k' && v.len && memmem(v.data, v.len, client, strlen(client)))
+      n++;
+  st_cursor_close(c);
+  st_txn_end(txn);
+  return n;
+}
+
+TEST(client_revoke_all_goes_past_one_batch) {
+  st_store *st = open_store();
+  CHECK(st);
+  char alice[40];
+  CHECK_INT(user(st, "acme", "alice@acme.com", true, alice), 201);
+  static const char *const OTHER = "https://other.example.com/client.json";
+  char last_access[256] = "", other_access[256] = "";
+  for (int i = 0; i < 71; i++) {
+    bool other = i == 70;
+    code k;
+    code_init(&k, "acme", alice, "github", T0 - 100, T0 + 600);
+    if (other) snprintf(k.c.client_id, sizeof k.c.client_id, "%s", OTHER);
+    CHECK_INT(code_put(st, &k, T0), 0);
+    auth_oauth_issue x;
+    prep(&x, "acme", T0 + 1);
+    CHECK_INT(exchange_as(st, &k, other ? OTHER : CLIENT, REDIRECT, VERIFIER, &x), 0);
+    snprintf(other ? other_access : last_access, 256, "%s", x.access);
+    code unused; /* and a code never exchanged */
+    code_init(&unused, "acme", alice, "github", T0 - 100, T0 + 600);
+    if (other) snprintf(unused.c.client_id, sizeof unused.c.client_id, "%s", OTHER);
+    CHECK_INT(code_put(st, &unused, T0), 0);
+  }
+  char uids[70][40];
+  for (int i = 0; i < 70; i++) {
+    char name[64];
+    snprintf(name, sizeof name, "u%d@acme.com", i);
+    CHECK_INT(user(st, "acme", name, true, uids[i]), 201);
+    CHECK_INT(consent_put(st, "acme", uids[i], CLIENT), 0);
+  }
+  CHECK_INT(consent_put(st, "acme", alice, OTHER), 0);
+  CHECK(codes_of(st, CLIENT) >= 70); /* exchanged ones are kept (replays), unused ones too */
+  revoke_all_job j = {CLIENT, 0};
+  CHECK_INT(st_write_sync(st, revoke_all_fn, &j), 0);
+  CHECK_INT(j.n, 70); /* every grant */
+  CHECK_INT(verify(st, last_access, "github", T0 + 2), ST_ENOTFOUND);
+  CHECK_INT(codes_of(st, CLIENT), 0);
+  CHECK_INT(consent_get(st, "acme", uids[0], CLIENT), ST_ENOTFOUND);
+  CHECK_INT(consent_get(st, "acme", uids[69], CLIENT), ST_ENOTFOUND);
+  /* the other client's are untouched */
+  CHECK_INT(verify(st, other_access, "github", T0 + 2), 0);
+  CHECK_INT(codes_of(st, OTHER), 2); /* its exchanged code (kept for replays) and its unused one */
+  CHECK_INT(consent_get(st, "acme", alice, OTHER), 0);
+  st_close(st);
+}
+
 int main(void) {
   if (!getenv("UNIT_VERBOSE")) gw_log_set_level((gw_log_level)(GW_LOG_ERROR + 1));
   RUN(token_hash_shapes);
@@ -1595,6 +1668,7 @@ int main(void) {
   RUN(tenant_purge_gets_past_broken_grants);
   RUN(check_reports_grants_of_unknown_users);
   RUN(sealed_successor_lives_one_rotation);
+  RUN(client_revoke_all_goes_past_one_batch);
   tmp_cleanup();
   return UNIT_DONE();
 }
