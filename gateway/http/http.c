@@ -242,8 +242,21 @@ static void scratch_reset(gw_buf *b, size_t max) {
   b->max = max;
 }
 
+/* A request from the pool, zeroed but for its header table: only the
+ * first nheaders entries are ever read, each written first (on_header_
+ * value_complete), and the table is 1,600 of its 2,080 bytes — zeroing it
+ * too made every request's memset cross glibc's rep stosb threshold. */
+static gw_req *req_get(void) {
+  gw_req *r = gw_pool_get(&req_pool);
+  if (r) {
+    memset(r, 0, offsetof(gw_req, headers));
+    memset((char *)r + offsetof(gw_req, nheaders), 0, sizeof *r - offsetof(gw_req, nheaders));
+  }
+  return r;
+}
+
 static gw_req *req_new(gw_conn *c) {
-  gw_req *r = gw_pool_zget(&req_pool);
+  gw_req *r = req_get();
   gw__req_priv *p = gw_pool_zget(&priv_pool);
   if (!r || !p) {
     gw_pool_put(&req_pool, r);
