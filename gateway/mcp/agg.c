@@ -301,24 +301,26 @@ static void forward_note(gw_exchange *into, gw_exchange *parent, const char *con
   gw__x_unref(c);
 }
 
+void gw__agg_end_upstream(gw_exchange *x, const char *connector, const char *upstream, json_t *bind) {
+  if (!bind || !upstream || !upstream[0]) return;
+  gw_exchange *c = gw__mcp_child(x, connector, &gw__agg_note_flow, calloc(1, sizeof(gw_agg_up)));
+  if (c && !c->state) {
+    gw__x_unref(c);
+    c = NULL;
+  }
+  if (!c) return;
+  gw_strlcpy(c->sess.upstream, upstream, sizeof c->sess.upstream);
+  c->sess_bind = json_incref(bind);
+  gw__agg_step(c, "DELETE", NULL, NULL);
+  gw__x_unref(c);
+}
+
 /* DELETE each upstream session of {connector: upstream id}, while binds
  * names for it the server and credential it still belongs to. */
 static void end_upstreams(gw_exchange *x, json_t *ups, json_t *binds) {
   const char *conn;
   json_t *up;
-  json_object_foreach(ups, conn, up) {
-    if (!json_object_get(binds, conn)) continue;
-    gw_exchange *c = gw__mcp_child(x, conn, &gw__agg_note_flow, calloc(1, sizeof(gw_agg_up)));
-    if (c && !c->state) {
-      gw__x_unref(c);
-      c = NULL;
-    }
-    if (!c) continue;
-    gw_strlcpy(c->sess.upstream, json_string_value(up), sizeof c->sess.upstream);
-    c->sess_bind = json_incref(json_object_get(binds, conn));
-    gw__agg_step(c, "DELETE", NULL, NULL);
-    gw__x_unref(c);
-  }
+  json_object_foreach(ups, conn, up) gw__agg_end_upstream(x, conn, json_string_value(up), json_object_get(binds, conn));
 }
 
 bool gw__agg_cancel_local(gw_loop *lp, const char *sid, json_t *msg, gw_exchange *into) {

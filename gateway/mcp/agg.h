@@ -42,9 +42,14 @@ typedef struct gw_agg_up {
   bool retried;         /* already retried once with a fresh session */
   bool stale;           /* the upstream said 404/400 to our session id */
   bool relaying;        /* the current transfer is relayed to the client */
+  uint64_t stale_hash;  /* with fresh_session: a hash of the stale id it replaces (agg_up.c's job_usess) */
 } gw_agg_up;
 
 gw_agg_up *gw__agg_up(gw_exchange *x);
+/* DELETEs x's connector's upstream session `upstream` (a child exchange,
+ * fire and forget), while bind is the binding it was opened under; NULL
+ * or "" upstream: nothing. */
+void gw__agg_end_upstream(gw_exchange *x, const char *connector, const char *upstream, json_t *bind);
 void gw__agg_up_headers(gw_exchange *x, gw_out_req *r, int status, const gw_out_header *h, size_t n);
 int gw__agg_up_data(gw_exchange *x, gw_out_req *r, const char *p, size_t n);
 void gw__agg_up_done(gw_exchange *x, gw_out_req *r, int err);

@@ -140,7 +140,16 @@ typedef struct usess_job {
   gw_vis_stamp vis;
   char tenant[64], user[40], sid[96], connector[40], upstream[256];
   char *bind; /* the server and credential that opened it (the connector's vault_connector_bind then) */
+  uint64_t stale_hash; /* the stale id it replaces (gw_agg_up's), or 0 */
+  char adopted[256];   /* out: the session's id another exchange stored meanwhile ("" none) */
 } usess_job;
+
+/* FNV-1a of an upstream session id (0 is never returned) */
+static uint64_t id_hash(const char *s) {
+  uint64_t h = 1469598103934665603ull;
+  for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ull;
+  return h ? h : 1;
+}
 
 /* The session's client streams, on every loop, attach to the new upstream
  * session before the exchange goes on: the news goes out after the commit
@@ -164,7 +173,23 @@ static int job_usess(st_txn *txn, void *arg) {
       (!j->bind || strcmp(j->bind, json_string_value(vault_connector_bind(rec)) ?: "")))
     rc = GW_MCP_ESTALE;
   json_decref(rec);
-  if (rc == 0) rc = gw_session_upstream_put(txn, j->sid, j->connector, j->upstream);
+  /* Opened twice at once (a client's first requests to a connector arrive
+   * together: Claude Code lists tools, prompts and resources at start,
+   * each opening the session): the first stored wins and this one adopts
+   * it — its own upstream session is ended (done_usess), not left open
+   * at the upstream for ever. An id stored by another exchange than the
+   * stale one this replaces is such a winner. */
+  j->adopted[0] = 0;
+  if (rc == 0) {
+    char cur[256];
+    int g = gw_session_upstream_get(txn, j->sid, j->connector, cur);
+    if (g < 0 && g != ST_ENOTFOUND) return g;
+    if (g == 0 && cur[0] && strcmp(cur, j->upstream) && id_hash(cur) != j->stale_hash) {
+      gw_strlcpy(j->adopted, cur, sizeof j->adopted);
+      return 0;
+    }
+    rc = gw_session_upstream_put(txn, j->sid, j->connector, j->upstream);
+  }
   if (rc < 0) return rc;
   gw_revocation m;
   memset(&m, 0, sizeof m);
@@ -211,6 +236,11 @@ static void done_usess(int status, void *arg) {
   usess_job *j = arg;
   gw_exchange *x = j->x;
   gw_agg_step_fn after = gw__agg_up(x)->cont;
+  if (status >= 0 && j->adopted[0]) {
+    /* another exchange's session is the client session's: this one's goes */
+    gw__agg_end_upstream(x, x->connector, x->sess.upstream, x->sess_bind);
+    gw_strlcpy(x->sess.upstream, j->adopted, sizeof x->sess.upstream);
+  }
   free(j->bind);
   free(j);
   if (status >= 0 && gw__x_client_alive(x) && after && gw__agg_feeds_awaited(x->lp->srv, x->sid, x->connector)) {
@@ -245,6 +275,7 @@ static void usess_initialized(gw_exchange *x, int err) {
   gw_strlcpy(j->connector, x->connector, sizeof j->connector);
   gw_strlcpy(j->upstream, x->sess.upstream, sizeof j->upstream);
   j->bind = x->sess_bind ? strdup(json_string_value(x->sess_bind)) : NULL;
+  j->stale_hash = gw__agg_up(x)->stale_hash;
   gw__visible_stamp(x->lp, j->tenant, j->user, j->connector, &j->vis);
   x->refs++;
   if (gw_loop_submit(x->lp, job_usess, done_usess, j) != 0) {
@@ -303,6 +334,7 @@ void gw__agg_ensure_upstream(gw_exchange *x, gw_agg_step_fn after) {
       return;
     }
   }
+  u->stale_hash = u->fresh_session && x->sess.upstream[0] ? id_hash(x->sess.upstream) : 0;
   x->sess.upstream[0] = 0;
   u->fresh_session = false;
   u->after = after;
