@@ -359,10 +359,18 @@ static void call_finish(gw_exchange *x, char *data, size_t len, size_t cap, uint
   b.cap = cap;
   int rc = 0;
   if (x->status) rc = PUT_INT(&b, ",\"upstream_status\":", x->status);
+  /* The answer's stream ended with an event id and without the reply: the
+   * upstream (2025-11-25 polling) sends it on the GET the client resumes
+   * with, which this exchange never sees — whether it says isError is not
+   * known here, and the record says so rather than "false". */
+  bool resumed = x->kind == GW_X_POST && x->resumable && json_array_size(x->replied) < json_array_size(x->ids);
+  bool found = x->audit_scan_on && x->audit_scan.found;
   if (!rc)
     rc = PUT_INT(&b, ",\"duration_us\":", duration_us) ||
          PUT_INT(&b, ",\"bytes_out\":", x->audit_bytes_out) ||
-         gw_buf_appends(&b, x->audit_scan_on && x->audit_scan.found ? ",\"is_error\":true}" : ",\"is_error\":false}");
+         gw_buf_appends(&b, found     ? ",\"is_error\":true}"
+                            : resumed ? ",\"is_error\":null,\"resumed\":true}"
+                                      : ",\"is_error\":false}");
   if (!rc) gw_audit_submit_block(x->lp->srv, x->tenant, x->tenant_uid, b.data, b.len - head, b.cap); /* takes it */
   else gw_buf_free(&b);
 }

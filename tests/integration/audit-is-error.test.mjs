@@ -13,7 +13,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { startGateway, waitFor } from './lib/gateway.mjs';
-import { setupTenant, rawSession } from './lib/mcp.mjs';
+import { setupTenant, rawSession, openStream, mcpHeaders } from './lib/mcp.mjs';
 import { startCtlUpstream } from './lib/ctl-upstream.mjs';
 
 let gw, t, up, tok;
@@ -88,4 +88,33 @@ test('the aggregated endpoint: "isError" : true in the result is the tool\'s err
   assert.equal(rec.is_error, true, JSON.stringify(rec));
   const ok = await recordOf(s, 'up__raw', '{"content":[],"structuredContent":{"isError":true}}');
   assert.equal(ok.is_error, false, JSON.stringify(ok));
+});
+
+// 2025-11-25 polling: the upstream ends the call's SSE stream after a
+// priming event with an id, and the result comes on the GET the client
+// resumes with — which the call's exchange never sees. The record says
+// is_error is not known (null) and that the answer was resumed, instead of
+// "false" whatever the result said. It said false before.
+test('a call whose answer comes on a resumed stream (polling): is_error null, resumed', async () => {
+  const s = await rawSession(t.mcpUrl('up'), tok);
+  const tag = `c${++n}`;
+  const r = await s.request('tools/call', { name: 'raw', arguments: { tag, result: '{"content":[],"isError":true}', sse: true, polling: true } });
+  assert.equal(r.status, 200, r.body);
+  assert.ok(!r.messages.some((m) => m.result || m.error), `no reply on the POST's stream: ${r.body}`);
+  const last = [...r.body.matchAll(/^id: ?(.+)$/gm)].at(-1)?.[1];
+  assert.ok(last, `the priming event's id reached the client: ${r.body}`);
+  // the client resumes and gets the result through the gateway
+  const st = await openStream(t.mcpUrl('up'), { headers: { ...mcpHeaders({ token: tok, sessionId: s.sessionId, protocolVersion: s.protocolVersion }), accept: 'text/event-stream', 'last-event-id': last } });
+  assert.equal(st.status, 200);
+  const got = await st.waitFor((m) => m.result);
+  assert.equal(got.result.isError, true);
+  st.close();
+  let rec;
+  await waitFor(async () => {
+    const a = await t.admin('GET', '/audit?kind=call&tool=raw&limit=100');
+    rec = a.json?.records?.find((x) => x.arguments?.tag === tag);
+    return rec;
+  }, { timeoutMs: 5000, intervalMs: 50, what: `the record of ${tag}` });
+  assert.equal(rec.is_error, null, JSON.stringify(rec));
+  assert.equal(rec.resumed, true, JSON.stringify(rec));
 });

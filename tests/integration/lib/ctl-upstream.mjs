@@ -20,14 +20,17 @@
 //                         elicitation/create with id "q-<n>", then, once the
 //                         client's answer to it arrives (a POST carrying that
 //                         id), the result "<name>:asked <answer action>".
-//        raw {result, sse?, chunk?, notes?} (not listed in tools/list): the
+//        raw {result, sse?, chunk?, notes?, polling?} (not listed in tools/list): the
 //                         result as given; sse: as an SSE event, after `notes`
 //                         notifications/message events
 //                       → the reply's "result" member is the JSON text
 //                         `result` exactly as given (spacing, key order,
 //                         escapes kept): a JSON body, or with sse one event
 //                         whose data lines are its lines; chunk: written in
-//                         pieces of that many bytes, a loop turn apart.
+//                         pieces of that many bytes, a loop turn apart;
+//                         polling (with sse): only a priming event "id: poll-N"
+//                         and the stream ends; a GET with Last-Event-ID
+//                         poll-N gets the result (2025-11-25 polling).
 // hold(pred): requests whose parsed JSON-RPC message matches pred are held
 // (not answered) until the returned release() is called; holdGets(): GET
 // streams get no response head until its release() is called.
@@ -54,6 +57,8 @@ export async function startCtlUpstream({ name = 'ctl', tls, resources = 0, resou
   const streams = new Set();
   const streamHeaders = new Map(); // open GET stream → its request's headers
   const asked = new Map(); // question id → resolve(answer message)
+  const pending = new Map(); // polling: priming event id → the result's event, for the GET that resumes
+  let polls = 0;
   let q = 0;
 
   const matches = (pred, m) => { try { return !!pred(m); } catch { return false; } };
@@ -123,7 +128,14 @@ export async function startCtlUpstream({ name = 'ctl', tls, resources = 0, resou
         const ev = (b) => `event: message\n${b.split('\n').map((l) => `data: ${l}\n`).join('')}\n`;
         const notes = Array.from({ length: args.sse ? args.notes ?? 0 : 0 }, (_, i) =>
           ev(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: `step ${i}` } }))).join('');
-        const text = args.sse ? notes + ev(body) : body;
+        // polling (2025-11-25): a priming event with an id, then the stream
+        // ends without the result, which a GET resuming after that id gets
+        let text = args.sse ? notes + ev(body) : body;
+        if (args.sse && args.polling) {
+          const eid = `poll-${++polls}`;
+          pending.set(eid, `id: ${eid}-r\n${ev(body)}`);
+          text = `${notes}id: ${eid}\ndata: \n\n`;
+        }
         res.writeHead(200, { 'content-type': args.sse ? 'text/event-stream' : 'application/json', 'mcp-session-id': sid });
         const k = args.chunk > 0 ? args.chunk : text.length;
         const pieces = [];
@@ -164,6 +176,13 @@ export async function startCtlUpstream({ name = 'ctl', tls, resources = 0, resou
           streamHeaders.set(res, req.headers);
           res.on('close', () => { streams.delete(res); streamHeaders.delete(res); });
         };
+        const resumed = pending.get(req.headers['last-event-id']);
+        if (resumed) { /* the polled result, then the stream ends */
+          pending.delete(req.headers['last-event-id']);
+          res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+          res.end(resumed);
+          return;
+        }
         const g = getHolds.find((x) => !x.released);
         if (g) g.queue.push(open);
         else open();
