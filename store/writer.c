@@ -503,6 +503,14 @@ static void writer_main(void *arg) {
   else snprintf(name, sizeof name, "mcpgate-%.6sw", st->schema->name);
   pthread_setname_np(pthread_self(), name);
   if (st->writer_nice) st_thread_nice(st->writer_nice);
+  /* MCPGATE_TEST_WRITER_PAUSE_FILE (a test hook, the main store only):
+   * while that file exists, queued jobs wait — a test lines up jobs in a
+   * known order behind a read it wants to race (a write committing between
+   * a request's checks and its own job) */
+  const char *pause = st->schema == &st_schema_main ? getenv("MCPGATE_TEST_WRITER_PAUSE_FILE") : NULL;
+  if (pause && *pause)
+    st__log(st, ST_LOG_WARN, "MCPGATE_TEST_WRITER_PAUSE_FILE is set: writes wait while %s exists (a test hook; never "
+            "set it in production)", pause);
   for (;;) {
     size_t n = 0, off = 0;
     uv_mutex_lock(&st->qmu);
@@ -510,6 +518,11 @@ static void writer_main(void *arg) {
     if (!st->qhead) { /* stopping and drained */
       uv_mutex_unlock(&st->qmu);
       break;
+    }
+    if (pause && *pause && !st->stopping && access(pause, F_OK) == 0) {
+      uv_mutex_unlock(&st->qmu);
+      usleep(1000);
+      continue; /* looks again, stopping read under the lock */
     }
     while (st->qhead && n < ST_BATCH_MAX) {
       batch[n++] = st->qhead;
