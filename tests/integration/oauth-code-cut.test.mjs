@@ -8,18 +8,25 @@
 // tokens) came out of a session that no longer existed. The job now reads
 // the browser session again in its own transaction.
 //
-// The writer is held busy by another tenant's large policy PUT (~0.2 s on
-// the writer) so that the revoke and the restore are queued, not yet
-// committed, when the authorize request reads the session.
-// ci-variants: build-w1 (its window is timed by a policy PUT on the writer: under ASan with two loops the revoke can miss it)
+// The writer is held (MCPGATE_TEST_WRITER_PAUSE_FILE) so that the revoke
+// and the restore are queued, not yet committed, when the authorize request
+// reads the session, and its code job is queued after them
+// (mcpgate_store_queue_depth says when each is in). It was timed by another
+// tenant's large policy PUT keeping the writer busy, which under ASan with
+// two loops could miss the window.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
-import { sleep, waitFor, scrapeMetrics, metricValue } from './lib/gateway.mjs';
+import { waitFor, scrapeMetrics, metricValue } from './lib/gateway.mjs';
 import { startLoginFixture, signIn, registerClient } from './lib/login.mjs';
 
 let fx, clientId;
+const pause = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'mcpgate-pause-')), 'hold');
+const queued = async () => metricValue(await scrapeMetrics(fx.gw), 'mcpgate_store_queue_depth');
 const CB = 'http://127.0.0.1:45123/callback';
 const isCb = (u) => u.startsWith('http://127.0.0.1:45123/');
 const b64u = (x) => Buffer.from(x).toString('base64url');
@@ -31,6 +38,7 @@ before(async () => {
       other: { users: [] },
     },
     accounts: { '00u-alice': { email: 'alice@acme.com' } },
+    gatewayEnv: { MCPGATE_TEST_WRITER_PAUSE_FILE: pause },
   });
   clientId = await registerClient(fx, 'acme', 'Cut client');
 });
@@ -54,24 +62,16 @@ test('a code is not issued from a session a cut queued before it deleted (revoke
   assert.match(new URL(res.url).searchParams.get('code') ?? '', /^mgc_/);
   const alice = fx.t.acme.users['alice@acme.com'].id;
 
-  const big = {
-    version: 1, default: 'block',
-    rules: Array.from({ length: 10000 }, (_, r) => ({ groups: [`g${r}`], connector: '*', allow: ['*'] })),
-  };
-  const put = fx.t.other.admin('PUT', '/policy', big); // the writer is busy with it for a while
-  await sleep(60); // parsed and validated on the loop, its job on the writer
+  fs.writeFileSync(pause, ''); // the writer takes no job until it goes
   const revoke = fx.t.acme.admin('POST', `/users/${alice}/revoke`, { reason: 'test' });
-  await sleep(10);
+  await waitFor(async () => (await queued()) >= 1, { what: 'the revoke queued' });
   const restore = fx.t.acme.admin('POST', `/users/${alice}/restore`, {});
-  // both queued behind the PUT before the authorize reads the session: with
-  // two loops under load a fixed pause let the code job reach the writer
-  // first (CI, ASan), and the code was then rightly issued before the cut
-  await waitFor(async () => metricValue(await scrapeMetrics(fx.gw), 'mcpgate_store_queue_depth') >= 2,
-    { timeoutMs: 5000, intervalMs: 5, what: 'the revoke and the restore queued behind the policy PUT' });
+  await waitFor(async () => (await queued()) >= 2, { what: 'the restore queued after it' });
   // the session is still there for this read: the revoke waits on the writer
-  const late = await b.get(authorizeUrl(), { stopAt: isCb });
-  const [p, rv, rs] = await Promise.all([put, revoke, restore]);
-  assert.equal(p.status, 200, p.body?.slice(0, 200));
+  const lateP = b.get(authorizeUrl(), { stopAt: isCb });
+  await waitFor(async () => (await queued()) >= 3, { what: 'the code job queued after them' });
+  fs.rmSync(pause);
+  const [late, rv, rs] = await Promise.all([lateP, revoke, restore]);
   assert.equal(rv.status, 200, rv.body);
   assert.equal(rs.status, 200, rs.body);
   assert.equal(late.stopped, true, `the authorize read the session before the revoke committed (else the window was missed): ${late.status} ${late.url}`);
