@@ -30,6 +30,7 @@
  * Threading: the loop's thread; jobs run on the writer and report back on
  * this loop's port. */
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -420,12 +421,16 @@ void gw__agg_answer_connect(gw_exchange *x, bool as_result) {
            x->connector, link);
   json_t *data;
   int code;
-  if (client_takes_url_elicitation(x)) {
-    /* URLElicitationRequiredError: the client offers the link itself */
-    uint8_t r[32];
+  /* URLElicitationRequiredError: the client offers the link itself. The
+   * elicitationId names this one answer (a client takes a completion
+   * naming it for the end of the elicitation): 128 random bits, never
+   * anything the link or the clock would give (two answers in one
+   * millisecond got the same id). No randomness: the error below (the
+   * link, no id) */
+  uint8_t r[16];
+  if (client_takes_url_elicitation(x) && RAND_bytes(r, sizeof r) == 1) {
     char eid[40];
-    if (st_sha256(link, strlen(link), r)) memset(r, 0, sizeof r);
-    for (int i = 0; i < 16; i++) snprintf(eid + 2 * i, 3, "%02x", r[i] ^ (uint8_t)(wall_ms() >> (i % 8)));
+    for (int i = 0; i < 16; i++) snprintf(eid + 2 * i, 3, "%02x", r[i]);
     code = -32042;
     data = json_pack("{s:[{s:s,s:s,s:s,s:s}]}", "elicitations", "mode", "url", "elicitationId", eid, "url", link,
                      "message", msg);
