@@ -19,9 +19,10 @@
  * once) — and each session's entry
  * records its owner so it goes with the session: at DELETE, when its user
  * or tenant is revoked, and in the sweep of evicted or expired sessions —
- * and at most sessions_per_user_max entries per user in each index (their
- * oldest goes first), so sessions opened faster than the sweep runs cannot
- * pile up.
+ * and at most sessions_per_user_max entries per user in each index (past
+ * it, the entry of the session the store evicted goes: the user's oldest
+ * BY CREATION, as the store orders them, never a live session's first
+ * used), so sessions opened faster than the sweep runs cannot pile up.
  * A URI several connectors offer (exactly, or by templates covering it)
  * is routed to none of them (logged). */
 #include <stdint.h>
@@ -51,12 +52,24 @@
 #define ASKED_PER_SESSION 64
 #define BUCKETS 4096 /* a power of two; chains stay short up to SESSIONS_MAX */
 
+/* A user's entries in one index (their sessions'). */
+typedef struct agg_owner {
+  struct agg_owner *hnext; /* bucket chain */
+  struct agg_entry *first; /* its entries (unext), newest first */
+  size_t n;
+  char tenant[64], user[40];
+} agg_owner;
+
 /* One session's entry in one index. */
 typedef struct agg_entry {
   struct agg_entry *hnext;         /* bucket chain */
   struct agg_entry *older, *newer; /* insertion order: the oldest is evicted first */
+  struct agg_entry *uprev, *unext; /* its owner's entries */
+  agg_owner *own;
   char sid[96];
   char tenant[64], user[40];       /* the session's owner */
+  int64_t created_ms;              /* the session's, as stored */
+  char hex[65];                    /* sha256(sid) in hex: with created_ms, the store's eviction order */
   json_t *map;                     /* routes: "U"uri | "T"prefix → connector; asked: "connector\nid" → true,
                                     * oldest first (a dictionary of strings) */
   json_t *awaited;                 /* asked only: the client's calls whose reply comes on the GET stream,
@@ -71,14 +84,20 @@ typedef struct agg_entry {
 
 struct gw_agg_index {
   agg_entry *b[BUCKETS];
+  agg_owner *ob[BUCKETS];
   agg_entry *oldest, *newest;
   size_t n;
 };
 
-static size_t bucket_of(const char *sid) {
-  uint32_t h = 2166136261u; /* FNV-1a */
-  for (const unsigned char *p = (const unsigned char *)sid; *p; p++) h = (h ^ *p) * 16777619u;
-  return h & (BUCKETS - 1);
+static uint32_t fnv(uint32_t h, const char *s) {
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) h = (h ^ *p) * 16777619u;
+  return h;
+}
+
+static size_t bucket_of(const char *sid) { return fnv(2166136261u, sid) & (BUCKETS - 1); }
+
+static size_t owner_bucket(const char *tenant, const char *user) {
+  return fnv(fnv(2166136261u, tenant) * 16777619u, user) & (BUCKETS - 1); /* a \0 between them */
 }
 
 static agg_entry *entry_get(const gw_agg_index *ix, const char *sid) {
@@ -86,6 +105,28 @@ static agg_entry *entry_get(const gw_agg_index *ix, const char *sid) {
   for (agg_entry *e = ix->b[bucket_of(sid)]; e; e = e->hnext)
     if (!strcmp(e->sid, sid)) return e;
   return NULL;
+}
+
+/* The user's entries in ix, made (empty) when create; NULL: none, or no memory. */
+static agg_owner *owner_get(gw_agg_index *ix, const char *tenant, const char *user, bool create) {
+  agg_owner **head = &ix->ob[owner_bucket(tenant, user)];
+  for (agg_owner *o = *head; o; o = o->hnext)
+    if (!strcmp(o->user, user) && !strcmp(o->tenant, tenant)) return o;
+  agg_owner *o = create ? calloc(1, sizeof *o) : NULL;
+  if (!o) return NULL;
+  gw_strlcpy(o->tenant, tenant, sizeof o->tenant);
+  gw_strlcpy(o->user, user, sizeof o->user);
+  o->hnext = *head;
+  *head = o;
+  return o;
+}
+
+/* o (without entries) leaves ix. */
+static void owner_drop(gw_agg_index *ix, agg_owner *o) {
+  agg_owner **op = &ix->ob[owner_bucket(o->tenant, o->user)];
+  while (*op != o) op = &(*op)->hnext;
+  *op = o->hnext;
+  free(o);
 }
 
 static void entry_del(gw_agg_index *ix, agg_entry *e) {
@@ -97,11 +138,25 @@ static void entry_del(gw_agg_index *ix, agg_entry *e) {
   if (e->newer) e->newer->older = e->older;
   else ix->newest = e->older;
   ix->n--;
+  agg_owner *o = e->own;
+  if (e->uprev) e->uprev->unext = e->unext;
+  else o->first = e->unext;
+  if (e->unext) e->unext->uprev = e->uprev;
+  if (!--o->n) owner_drop(ix, o); /* the owner's last: it goes too */
   json_decref(e->map);
   json_decref(e->awaited);
   json_decref(e->tokens);
   json_decref(e->elicits);
   free(e);
+}
+
+/* The entry of the session the store evicts first among o's: the oldest
+ * created (created_ms, then the hash: mcp_session.c's on_session_created). */
+static agg_entry *owner_first_created(const agg_owner *o) {
+  agg_entry *v = o->first;
+  for (agg_entry *e = v ? v->unext : NULL; e; e = e->unext)
+    if (e->created_ms < v->created_ms || (e->created_ms == v->created_ms && strcmp(e->hex, v->hex) < 0)) v = e;
+  return v;
 }
 
 /* x's session entry in *ixp, made (with its owner) when create. */
@@ -113,22 +168,26 @@ static agg_entry *session_entry(gw_agg_index **ixp, const gw_exchange *x, bool c
   agg_entry *e = entry_get(ix, x->sid);
   if (e || !create) return e;
   /* a user holds at most sessions_per_user_max sessions: past that many
-   * entries of theirs, the oldest belongs to a session evicted (or
-   * expired) and not yet swept — it goes now, so a user who keeps opening
-   * sessions cannot fill the index (and memory) until the next sweep */
-  agg_entry *mine = NULL;
-  size_t n_mine = 0;
-  for (agg_entry *o = ix->oldest; o; o = o->newer)
-    if (!strcmp(o->user, x->user) && !strcmp(o->tenant, x->tenant) && !n_mine++) mine = o;
-  if (mine && n_mine >= (size_t)x->lp->srv->cfg.sessions_per_user_max) entry_del(ix, mine);
+   * entries of theirs, one belongs to a session the store evicted (or that
+   * expired) and the sweep has not freed yet — it goes now, so a user who
+   * keeps opening sessions cannot fill the index (and memory) until the
+   * next sweep. Which one: the store evicts a user's oldest sessions BY
+   * CREATION, so the oldest created here (and not the one first used: a
+   * live session used before one that is gone would lose its maps) */
+  agg_owner *mine = owner_get(ix, x->tenant, x->user, false);
+  if (mine && mine->n >= (size_t)x->lp->srv->cfg.sessions_per_user_max) entry_del(ix, owner_first_created(mine));
   else if (ix->n >= SESSIONS_MAX) entry_del(ix, ix->oldest);
-  if (!(e = calloc(1, sizeof *e)) || !(e->map = json_object())) {
+  agg_owner *o = owner_get(ix, x->tenant, x->user, true);
+  if (!o || !(e = calloc(1, sizeof *e)) || !(e->map = json_object())) {
     free(e);
+    if (o && !o->n) owner_drop(ix, o); /* made for nothing */
     return NULL;
   }
   gw_strlcpy(e->sid, x->sid, sizeof e->sid);
   gw_strlcpy(e->tenant, x->tenant, sizeof e->tenant);
   gw_strlcpy(e->user, x->user, sizeof e->user);
+  e->created_ms = x->sess.created_ms;
+  gw_session_hex(x->sid, e->hex);
   size_t h = bucket_of(e->sid);
   e->hnext = ix->b[h];
   ix->b[h] = e;
@@ -137,6 +196,11 @@ static agg_entry *session_entry(gw_agg_index **ixp, const gw_exchange *x, bool c
   else ix->oldest = e;
   ix->newest = e;
   ix->n++;
+  e->own = o;
+  e->unext = o->first;
+  if (o->first) o->first->uprev = e;
+  o->first = e;
+  o->n++;
   return e;
 }
 

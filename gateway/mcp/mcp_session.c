@@ -54,6 +54,11 @@ static void hash_hex(const char *id, char hex[65], uint8_t raw[32]) {
   hex[64] = '\0';
 }
 
+void gw_session_hex(const char *id, char hex[65]) {
+  uint8_t raw[32];
+  hash_hex(id, hex, raw);
+}
+
 static size_t skey(const uint8_t raw[32], char *k) {
   k[0] = 's';
   memcpy(k + 1, raw, 32);

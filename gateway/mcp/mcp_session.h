@@ -91,6 +91,10 @@ extern const gw_setting gw_session_settings[];
  * s->created_ms, or (0) at `now` (RFC 3339, read as the end of its second),
  * then emits GW_EV_SESSION_CREATED (the per-user cap evicts there). */
 int gw_session_put(st_txn *txn, const char *id, const gw_session *s, const char *now);
+/* sha256(id) in hex: a session's key in the user's "u" index, the order of
+ * the per-user cap's eviction between sessions created in the same
+ * millisecond (created_ms, then this). Any thread. */
+void gw_session_hex(const char *id, char hex[65]);
 /* Loads a session; ST_ENOTFOUND when absent. Any txn. */
 int gw_session_get(st_txn *txn, const char *id, gw_session *out);
 int gw_session_delete(st_txn *txn, const char *id);

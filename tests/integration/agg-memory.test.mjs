@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { startGateway, metricValue } from './lib/gateway.mjs';
+import { startGateway, metricValue, waitFor } from './lib/gateway.mjs';
 import { scrape } from './lib/scim.mjs';
 import { setupTenant, rawSession } from './lib/mcp.mjs';
 import { startCtlUpstream } from './lib/ctl-upstream.mjs';
@@ -42,6 +42,32 @@ test('a user opening sessions faster than the purge sweep keeps at most sessions
   const read = async (sess, uri) => (await sess.request('resources/read', { uri })).messages[0];
   assert.equal((await read(s, 'ra://r/1')).result?.contents?.[0]?.text, 'ra:read ra://r/1', 'her newest session still routes');
   assert.equal((await read(bob, 'ra://r/2')).result?.contents?.[0]?.text, 'ra:read ra://r/2', 'bob\'s map was not touched');
+  await f.gw.stop();
+});
+
+// The store evicts a user's oldest session BY CREATION past
+// sessions_per_user_max; the maps must drop that session's entry, not the
+// one first used: else a user at the cap who opens a session loses a live
+// session's routes (questions, progress tokens) while the dead one's entry
+// waits for the sweep.
+test('at the per-user cap, a new session\'s maps push out those of the session the store evicted, not a live one used earlier', async () => {
+  const f = await fixture({ args: ['--sessions-per-user-max', '2'], second: true });
+  const tok = (await f.t.mintToken('alice@acme.com')).token;
+  const s1 = await rawSession(f.agg, tok);
+  // sessions are stamped to the second they were created in: s2's is later
+  const sec = Math.floor(Date.now() / 1000);
+  await waitFor(() => Math.floor(Date.now() / 1000) > sec, { what: 'the next second' });
+  const s2 = await rawSession(f.agg, tok);
+  // s2's maps first, then s1's: s2's entry is the older one
+  for (const s of [s2, s1]) assert.equal((await s.request('resources/list')).messages[0].result.resources.length, 3);
+  const s3 = await rawSession(f.agg, tok); // the store evicts s1, created first
+  assert.equal((await s3.request('resources/list')).messages[0].result.resources.length, 3);
+  assert.equal((await s1.request('resources/list')).status, 404, 'the store evicted s1');
+  const read = async (sess, uri) => (await sess.request('resources/read', { uri })).messages[0];
+  // two connectors offer resources: a URI the session's map lost is not routed
+  assert.equal((await read(s2, 'ra://r/1')).result?.contents?.[0]?.text, 'ra:read ra://r/1', 'live s2 lost its URI map');
+  assert.equal((await read(s3, 'ra://r/2')).result?.contents?.[0]?.text, 'ra:read ra://r/2', 'the newest session routes');
+  assert.equal(await f.maps(), 2);
   await f.gw.stop();
 });
 
