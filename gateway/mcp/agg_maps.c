@@ -11,7 +11,10 @@
  * resource dropped).
  *
  * Rules this file keeps, and why: every map is capped — SESSIONS_MAX
- * sessions per map (the oldest goes), ASKED_PER_SESSION questions (and as
+ * sessions per map, all tenants together (past it, the oldest entry of
+ * the tenant adding one when it holds its share or more, else of the
+ * tenant holding the most: one tenant's sessions never push out the maps
+ * of a tenant holding less than its share), ASKED_PER_SESSION questions (and as
  * many awaited calls, progress tokens and URL elicitations) per session
  * (one session's upstream cannot push out another's, nor one connector's
  * questions or elicitations the fewer another asked: asked_add), and
@@ -47,10 +50,23 @@
  * requests reach whichever loop accepted their connection. Each session's
  * entry records its owner so revocations free it; the sweep on the
  * primary's session purge timer frees those of sessions evicted or
- * expired. At most SESSIONS_MAX sessions per index (the oldest goes). */
+ * expired. At most SESSIONS_MAX sessions per index (tenant_to_yield says
+ * whose goes past it; MCPGATE_TEST_AGG_SESSIONS_MAX, a test hook read in
+ * mcp_loop.c, lowers it). Entries are listed by tenant and by user, so no
+ * eviction walks the whole index. */
 #define SESSIONS_MAX 10000
 #define ASKED_PER_SESSION 64
 #define BUCKETS 4096 /* a power of two; chains stay short up to SESSIONS_MAX */
+#define TENANT_BUCKETS 256 /* a power of two */
+
+/* A tenant's entries in one index (its sessions'). */
+typedef struct agg_tenant {
+  struct agg_tenant *hnext;          /* bucket chain */
+  struct agg_tenant *prev, *next;    /* the index's tenants */
+  struct agg_entry *oldest, *newest; /* its entries (older, newer), in insertion order */
+  size_t n;
+  char tenant[64];
+} agg_tenant;
 
 /* A user's entries in one index (their sessions'). */
 typedef struct agg_owner {
@@ -63,8 +79,9 @@ typedef struct agg_owner {
 /* One session's entry in one index. */
 typedef struct agg_entry {
   struct agg_entry *hnext;         /* bucket chain */
-  struct agg_entry *older, *newer; /* insertion order: the oldest is evicted first */
+  struct agg_entry *older, *newer; /* its tenant's entries, in insertion order */
   struct agg_entry *uprev, *unext; /* its owner's entries */
+  agg_tenant *ten;
   agg_owner *own;
   char sid[96];
   char tenant[64], user[40];       /* the session's owner */
@@ -85,8 +102,9 @@ typedef struct agg_entry {
 struct gw_agg_index {
   agg_entry *b[BUCKETS];
   agg_owner *ob[BUCKETS];
-  agg_entry *oldest, *newest;
-  size_t n;
+  agg_tenant *tb[TENANT_BUCKETS];
+  agg_tenant *tenants; /* every tenant with an entry (prev, next) */
+  size_t n, ntenants;
 };
 
 static uint32_t fnv(uint32_t h, const char *s) {
@@ -105,6 +123,35 @@ static agg_entry *entry_get(const gw_agg_index *ix, const char *sid) {
   for (agg_entry *e = ix->b[bucket_of(sid)]; e; e = e->hnext)
     if (!strcmp(e->sid, sid)) return e;
   return NULL;
+}
+
+/* The tenant's entries in ix, made (empty) when create; NULL: none, or no memory. */
+static agg_tenant *tenant_get(gw_agg_index *ix, const char *tenant, bool create) {
+  agg_tenant **head = &ix->tb[fnv(2166136261u, tenant) & (TENANT_BUCKETS - 1)];
+  for (agg_tenant *t = *head; t; t = t->hnext)
+    if (!strcmp(t->tenant, tenant)) return t;
+  agg_tenant *t = create ? calloc(1, sizeof *t) : NULL;
+  if (!t) return NULL;
+  gw_strlcpy(t->tenant, tenant, sizeof t->tenant);
+  t->hnext = *head;
+  *head = t;
+  t->next = ix->tenants;
+  if (ix->tenants) ix->tenants->prev = t;
+  ix->tenants = t;
+  ix->ntenants++;
+  return t;
+}
+
+/* t (without entries) leaves ix. */
+static void tenant_drop(gw_agg_index *ix, agg_tenant *t) {
+  agg_tenant **tp = &ix->tb[fnv(2166136261u, t->tenant) & (TENANT_BUCKETS - 1)];
+  while (*tp != t) tp = &(*tp)->hnext;
+  *tp = t->hnext;
+  if (t->prev) t->prev->next = t->next;
+  else ix->tenants = t->next;
+  if (t->next) t->next->prev = t->prev;
+  ix->ntenants--;
+  free(t);
 }
 
 /* The user's entries in ix, made (empty) when create; NULL: none, or no memory. */
@@ -133,10 +180,12 @@ static void entry_del(gw_agg_index *ix, agg_entry *e) {
   agg_entry **pp = &ix->b[bucket_of(e->sid)];
   while (*pp != e) pp = &(*pp)->hnext;
   *pp = e->hnext;
+  agg_tenant *t = e->ten;
   if (e->older) e->older->newer = e->newer;
-  else ix->oldest = e->newer;
+  else t->oldest = e->newer;
   if (e->newer) e->newer->older = e->older;
-  else ix->newest = e->older;
+  else t->newest = e->older;
+  if (!--t->n) tenant_drop(ix, t);
   ix->n--;
   agg_owner *o = e->own;
   if (e->uprev) e->uprev->unext = e->unext;
@@ -159,6 +208,24 @@ static agg_entry *owner_first_created(const agg_owner *o) {
   return v;
 }
 
+static size_t sessions_max(const gw_mcp_shared *sh) {
+  return sh->agg_sessions_max ? sh->agg_sessions_max : SESSIONS_MAX;
+}
+
+/* ix is full and tenant adds an entry: the tenant whose oldest entry goes.
+ * Tenant itself when it holds its share or more (the index's entries over
+ * its tenants, tenant counted), else the one holding the most: a tenant
+ * holding less than its share never loses an entry to another's sessions.
+ * Walks the tenants only when tenant is under its share. */
+static agg_tenant *tenant_to_yield(gw_agg_index *ix, const char *tenant) {
+  agg_tenant *mine = tenant_get(ix, tenant, false);
+  if (mine && mine->n * ix->ntenants >= ix->n) return mine;
+  agg_tenant *top = ix->tenants;
+  for (agg_tenant *t = top; t; t = t->next)
+    if (t->n > top->n) top = t;
+  return top;
+}
+
 /* x's session entry in *ixp, made (with its owner) when create. */
 static agg_entry *session_entry(gw_agg_index **ixp, const gw_exchange *x, bool create) {
   if (!*ixp) {
@@ -176,11 +243,13 @@ static agg_entry *session_entry(gw_agg_index **ixp, const gw_exchange *x, bool c
    * live session used before one that is gone would lose its maps) */
   agg_owner *mine = owner_get(ix, x->tenant, x->user, false);
   if (mine && mine->n >= (size_t)x->lp->srv->cfg.sessions_per_user_max) entry_del(ix, owner_first_created(mine));
-  else if (ix->n >= SESSIONS_MAX) entry_del(ix, ix->oldest);
-  agg_owner *o = owner_get(ix, x->tenant, x->user, true);
+  else if (ix->n >= sessions_max(x->lp->srv->mcp)) entry_del(ix, tenant_to_yield(ix, x->tenant)->oldest);
+  agg_tenant *t = tenant_get(ix, x->tenant, true);
+  agg_owner *o = t ? owner_get(ix, x->tenant, x->user, true) : NULL;
   if (!o || !(e = calloc(1, sizeof *e)) || !(e->map = json_object())) {
     free(e);
     if (o && !o->n) owner_drop(ix, o); /* made for nothing */
+    if (t && !t->n) tenant_drop(ix, t);
     return NULL;
   }
   gw_strlcpy(e->sid, x->sid, sizeof e->sid);
@@ -191,10 +260,12 @@ static agg_entry *session_entry(gw_agg_index **ixp, const gw_exchange *x, bool c
   size_t h = bucket_of(e->sid);
   e->hnext = ix->b[h];
   ix->b[h] = e;
-  e->older = ix->newest;
-  if (ix->newest) ix->newest->newer = e;
-  else ix->oldest = e;
-  ix->newest = e;
+  e->ten = t;
+  e->older = t->newest;
+  if (t->newest) t->newest->newer = e;
+  else t->oldest = e;
+  t->newest = e;
+  t->n++;
   ix->n++;
   e->own = o;
   e->unext = o->first;
@@ -207,7 +278,7 @@ static agg_entry *session_entry(gw_agg_index **ixp, const gw_exchange *x, bool c
 static void index_free(gw_agg_index **ixp) {
   gw_agg_index *ix = *ixp;
   if (!ix) return;
-  while (ix->oldest) entry_del(ix, ix->oldest);
+  while (ix->tenants) entry_del(ix, ix->tenants->oldest);
   free(ix);
   *ixp = NULL;
 }
@@ -633,10 +704,15 @@ void gw__agg_forget_session(gw_mcp_shared *sh, const char *sid) {
 }
 
 static void forget_in(gw_agg_index *ix, const char *tenant, const char *user) {
-  for (agg_entry *e = ix ? ix->oldest : NULL, *n; e; e = n) {
-    n = e->newer;
-    if (!strcmp(e->tenant, tenant) && (!user || !strcmp(e->user, user))) entry_del(ix, e);
-  }
+  /* an owner or tenant is there while it has an entry (the last one's
+   * delete frees it) */
+  agg_owner *o;
+  agg_tenant *t;
+  if (!ix) return;
+  if (user)
+    while ((o = owner_get(ix, tenant, user, false))) entry_del(ix, o->first);
+  else
+    while ((t = tenant_get(ix, tenant, false))) entry_del(ix, t->oldest);
 }
 
 void gw__agg_forget_owner(gw_mcp_shared *sh, const char *tenant, const char *user) {
@@ -653,9 +729,13 @@ void gw__agg_forget_owner(gw_mcp_shared *sh, const char *tenant, const char *use
 
 static void sweep_in(gw_agg_index *ix, st_txn *txn, int64_t now_ms, const gw_session_limits *lim) {
   gw_session s;
-  for (agg_entry *e = ix ? ix->oldest : NULL, *n; e; e = n) {
-    n = e->newer;
-    if (gw_session_get(txn, e->sid, &s) != 0 || gw_session_expired(&s, now_ms, lim)) entry_del(ix, e);
+  /* a tenant's last entry's delete frees it: the next ones are read first */
+  for (agg_tenant *t = ix ? ix->tenants : NULL, *tn; t; t = tn) {
+    tn = t->next;
+    for (agg_entry *e = t->oldest, *n; e; e = n) {
+      n = e->newer;
+      if (gw_session_get(txn, e->sid, &s) != 0 || gw_session_expired(&s, now_ms, lim)) entry_del(ix, e);
+    }
   }
 }
 

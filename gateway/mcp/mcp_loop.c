@@ -305,6 +305,15 @@ static int mod_init(gw_server *srv) {
     free(sh);
     return -1;
   }
+  /* MCPGATE_TEST_AGG_SESSIONS_MAX (a test hook): fewer sessions in each
+   * of the aggregated endpoint's maps (agg_maps.c; else SESSIONS_MAX), so
+   * the tests fill them */
+  const char *am = getenv("MCPGATE_TEST_AGG_SESSIONS_MAX");
+  if (am && atoi(am) > 0) {
+    sh->agg_sessions_max = (size_t)atoi(am);
+    GW_LOG(GW_LOG_WARN, "mcp", NULL, "MCPGATE_TEST_AGG_SESSIONS_MAX is set: the aggregated endpoint keeps the maps of "
+           "%zu sessions at most (a test hook; never set it in production)", sh->agg_sessions_max);
+  }
   srv->mcp = sh;
   return 0;
 }

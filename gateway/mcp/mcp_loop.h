@@ -113,6 +113,7 @@ typedef struct gw_mcp_shared {
   uv_mutex_t maps_mu;
   gw_agg_index *agg_uris; /* resource routes */
   gw_agg_index *asked;    /* outstanding server→client requests */
+  size_t agg_sessions_max; /* sessions per index; 0: agg_maps.c's SESSIONS_MAX (set by a test hook) */
   json_t *heads;          /* feeds of new upstream sessions awaiting their GET's answer (agg_mux.c), or NULL */
 } gw_mcp_shared;
 

@@ -11,8 +11,8 @@ import { scrape } from './lib/scim.mjs';
 import { setupTenant, rawSession } from './lib/mcp.mjs';
 import { startCtlUpstream } from './lib/ctl-upstream.mjs';
 
-async function fixture({ args = [], resources = 3, resourceUris, second = false } = {}) {
-  const gw = await startGateway({ args });
+async function fixture({ args = [], env = {}, resources = 3, resourceUris, second = false } = {}) {
+  const gw = await startGateway({ args, env });
   const t = await setupTenant(gw, { users: ['alice@acme.com', 'bob@acme.com'] });
   const up = await startCtlUpstream({ name: 'ra', resources, resourceUris });
   const r = await t.putConnector('ra', { url: up.url, auth: { type: 'none' } });
@@ -68,6 +68,45 @@ test('at the per-user cap, a new session\'s maps push out those of the session t
   assert.equal((await read(s2, 'ra://r/1')).result?.contents?.[0]?.text, 'ra:read ra://r/1', 'live s2 lost its URI map');
   assert.equal((await read(s3, 'ra://r/2')).result?.contents?.[0]?.text, 'ra:read ra://r/2', 'the newest session routes');
   assert.equal(await f.maps(), 2);
+  await f.gw.stop();
+});
+
+// The maps hold a bounded number of sessions, all tenants together
+// (SESSIONS_MAX; MCPGATE_TEST_AGG_SESSIONS_MAX lowers it here). Past it,
+// one tenant's sessions must not push out another's maps: the tenant
+// adding one loses its own oldest when it holds its share or more, else
+// the tenant holding the most loses its oldest.
+test('past the maps\' session bound, a tenant opening many sessions pushes out its own maps, not another tenant\'s', async () => {
+  const f = await fixture({ env: { MCPGATE_TEST_AGG_SESSIONS_MAX: '4' }, second: true });
+  const beta = await setupTenant(f.gw, { id: 'beta', users: ['carol@beta.com'] });
+  for (const [n, resources] of [['ba', 3], ['bb', 1]]) {
+    const up = await startCtlUpstream({ name: n, resources });
+    assert.equal((await beta.putConnector(n, { url: up.url, auth: { type: 'none' } })).status, 201);
+  }
+  const betaAgg = `${f.gw.url}/t/beta/mcp`;
+  const carolTok = (await beta.mintToken('carol@beta.com')).token;
+  const list = async (s) => assert.equal((await s.request('resources/list')).messages[0].result.resources.length, 3);
+  const read = async (sess, uri) => (await sess.request('resources/read', { uri })).messages[0]?.result?.contents?.[0]?.text;
+  const c1 = await rawSession(betaAgg, carolTok);
+  await list(c1);
+  const tok = (await f.t.mintToken('alice@acme.com')).token;
+  const acme = [];
+  for (let i = 0; i < 6; i++) {
+    acme.push(await rawSession(f.agg, tok));
+    await list(acme[i]);
+  }
+  assert.equal(await f.maps(), 4);
+  // two connectors offer resources in each tenant: a URI a session's map lost is not routed
+  assert.equal(await read(c1, 'ba://r/1'), 'ba:read ba://r/1', 'acme\'s sessions pushed out beta\'s map');
+  assert.equal(await read(acme[5], 'ra://r/1'), 'ra:read ra://r/1', 'acme\'s newest session routes');
+  assert.equal(await read(acme[0], 'ra://r/1'), undefined, 'acme\'s oldest map went');
+  // a tenant under its share takes the place of the one holding the most
+  const c2 = await rawSession(betaAgg, carolTok);
+  await list(c2);
+  assert.equal(await f.maps(), 4);
+  assert.equal(await read(c1, 'ba://r/2'), 'ba:read ba://r/2', 'beta\'s second session pushed out its first');
+  assert.equal(await read(c2, 'ba://r/2'), 'ba:read ba://r/2');
+  await f.gw.waitForLog((l) => /MCPGATE_TEST_AGG_SESSIONS_MAX is set/.test(l.msg ?? ''));
   await f.gw.stop();
 });
 
