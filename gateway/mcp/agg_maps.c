@@ -27,7 +27,11 @@
  * BY CREATION, as the store orders them, never a live session's first
  * used), so sessions opened faster than the sweep runs cannot pile up.
  * A URI several connectors offer (exactly, or by templates covering it)
- * is routed to none of them (logged). */
+ * is routed to none of them (logged). No lookup a message makes walks a
+ * session's map (an upstream lists agg_uri_map_max URIs, then floods
+ * updates): a URI is hashed, the templates covering it are found in a
+ * radix tree by the URI's own bytes (uri_offers), and evictions walk one
+ * user's or one tenant's entries, never the index. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,7 +91,7 @@ typedef struct agg_entry {
   char tenant[64], user[40];       /* the session's owner */
   int64_t created_ms;              /* the session's, as stored */
   char hex[65];                    /* sha256(sid) in hex: with created_ms, the store's eviction order */
-  json_t *map;                     /* routes: "U"uri | "T"prefix → connector; asked: "connector\nid" → true,
+  json_t *map;                     /* routes: "U"uri → connector (templates: tpl); asked: "connector\nid" → true,
                                     * oldest first (a dictionary of strings) */
   json_t *awaited;                 /* asked only: the client's calls whose reply comes on the GET stream,
                                     * "connector\nid" → true, oldest first; or NULL */
@@ -95,6 +99,8 @@ typedef struct agg_entry {
                                     * JSON → the connector it went to, oldest first; or NULL */
   json_t *elicits;                 /* asked only: URL elicitations the upstreams asked the client and have
                                     * not completed, "connector\nelicitationId" → true, oldest first; or NULL */
+  struct tpl_node *tpl;            /* routes: the templates' literal prefixes (a radix tree), or NULL */
+  size_t ntpl;                     /* routes: how many (the "T" keys; the "U" keys are in map) */
   size_t bytes;                    /* routes: the keys' bytes (agg_uri_map_bytes) */
   bool full;                       /* routes: agg_uri_map_max or _bytes reached (logged once) */
 } agg_entry;
@@ -176,6 +182,8 @@ static void owner_drop(gw_agg_index *ix, agg_owner *o) {
   free(o);
 }
 
+static void tpl_free(struct tpl_node *root);
+
 static void entry_del(gw_agg_index *ix, agg_entry *e) {
   agg_entry **pp = &ix->b[bucket_of(e->sid)];
   while (*pp != e) pp = &(*pp)->hnext;
@@ -196,6 +204,7 @@ static void entry_del(gw_agg_index *ix, agg_entry *e) {
   json_decref(e->awaited);
   json_decref(e->tokens);
   json_decref(e->elicits);
+  tpl_free(e->tpl);
   free(e);
 }
 
@@ -295,8 +304,148 @@ size_t gw__agg_uri_maps(gw_mcp_shared *sh) {
  * A key offered by several connectors holds all their names (an array):
  * such a URI is not routed at all — any one of them could be the upstream
  * that listed another's URIs to receive its reads (fails closed; each
- * connector's own endpoint still reads it). */
+ * connector's own endpoint still reads it).
+ *
+ * Both lookups (a read's route; whether an upstream's resources/updated
+ * names its own resource) run under maps_mu for every such message, and
+ * an upstream may list agg_uri_map_max URIs and then flood updates: they
+ * never walk the map. A URI is looked up exactly in e->map (a hash), and
+ * the templates covering it are found in e->tpl, a radix tree of the
+ * templates' literal prefixes, by walking the URI's own bytes down from
+ * the root: the work is bounded by the URI's length (sh->uri_steps counts
+ * it for the tests), however many URIs and templates the session noted. */
 #define URI_OFFERS_MAX 8
+
+/* A node of a session's template tree: the path from the root spells a
+ * literal prefix; offers, where a template's prefix ends. */
+typedef struct tpl_node {
+  struct tpl_node *all;   /* the tree's nodes after the root, for freeing */
+  struct tpl_node **kids; /* sorted by their label's first byte (all differ) */
+  unsigned nkids, capkids;
+  json_t *offers;         /* a template's prefix ends here: its connector's name, or an array of names; or NULL */
+  size_t len;
+  char label[];           /* the bytes from the parent to here (not terminated) */
+} tpl_node;
+
+static tpl_node *tpl_new(tpl_node *root, const char *p, size_t n) {
+  tpl_node *t = calloc(1, sizeof *t + n);
+  if (!t) return NULL;
+  memcpy(t->label, p, n);
+  t->len = n;
+  if (root) {
+    t->all = root->all;
+    root->all = t;
+  }
+  return t;
+}
+
+static void tpl_free(tpl_node *root) {
+  for (tpl_node *t = root, *n; t; t = n) {
+    n = t->all;
+    json_decref(t->offers);
+    free(t->kids);
+    free(t);
+  }
+}
+
+/* t's child whose label starts with c, or NULL; *at: where it is or would go. */
+static tpl_node *tpl_kid(const tpl_node *t, unsigned char c, unsigned *at, uint64_t *steps) {
+  unsigned lo = 0, hi = t->nkids;
+  while (lo < hi) {
+    unsigned mid = (lo + hi) / 2;
+    unsigned char m = (unsigned char)t->kids[mid]->label[0];
+    (*steps)++;
+    if (m == c) {
+      *at = mid;
+      return t->kids[mid];
+    }
+    if (m < c) lo = mid + 1;
+    else hi = mid;
+  }
+  *at = lo;
+  return NULL;
+}
+
+static int tpl_add_kid(tpl_node *t, tpl_node *k, unsigned at) {
+  if (t->nkids == t->capkids) {
+    unsigned cap = t->capkids ? t->capkids * 2 : 2;
+    tpl_node **nk = realloc(t->kids, cap * sizeof *nk);
+    if (!nk) return -1;
+    t->kids = nk;
+    t->capkids = cap;
+  }
+  memmove(t->kids + at + 1, t->kids + at, (t->nkids - at) * sizeof *t->kids);
+  t->kids[at] = k;
+  t->nkids++;
+  return 0;
+}
+
+/* The node where prefix p (n bytes) ends, made when create; NULL: none (or
+ * no memory: the tree is left as it was, whole). */
+static tpl_node *tpl_at(tpl_node *root, const char *p, size_t n, bool create) {
+  uint64_t steps = 0;
+  tpl_node *t = root;
+  for (size_t pos = 0; pos < n;) {
+    unsigned at;
+    tpl_node *k = tpl_kid(t, (unsigned char)p[pos], &at, &steps);
+    if (!k) {
+      tpl_node *leaf = create ? tpl_new(NULL, p + pos, n - pos) : NULL;
+      if (!leaf || tpl_add_kid(t, leaf, at)) {
+        free(leaf);
+        return NULL;
+      }
+      leaf->all = root->all;
+      root->all = leaf;
+      return leaf;
+    }
+    size_t c = 1, lim = k->len < n - pos ? k->len : n - pos;
+    while (c < lim && k->label[c] == p[pos + c]) c++;
+    if (c < k->len) {
+      /* p leaves (or ends inside) k's label: k is split after c bytes */
+      if (!create) return NULL;
+      tpl_node *mid = tpl_new(NULL, k->label, c);
+      if (!mid || !(mid->kids = malloc(2 * sizeof *mid->kids))) {
+        free(mid);
+        return NULL;
+      }
+      mid->all = root->all;
+      root->all = mid;
+      mid->capkids = 2;
+      mid->kids[0] = k;
+      mid->nkids = 1;
+      memmove(k->label, k->label + c, k->len - c);
+      k->len -= c;
+      t->kids[at] = mid; /* the same first byte: the same place */
+      k = mid;
+    }
+    t = k;
+    pos += c;
+  }
+  return t;
+}
+
+/* visit(offers, ctx) for the exact key of uri in e and for each template
+ * of e whose literal prefix uri starts with. */
+static void uri_offers(gw_mcp_shared *sh, const agg_entry *e, const char *uri,
+                       void (*visit)(const json_t *offers, void *ctx), void *ctx) {
+  if (!e) return;
+  char key[2100];
+  snprintf(key, sizeof key, "U%.2000s", uri);
+  sh->uri_steps++;
+  json_t *v = json_object_get(e->map, key);
+  if (v) visit(v, ctx);
+  size_t n = strlen(uri);
+  const tpl_node *t = e->tpl;
+  for (size_t pos = 0; t;) {
+    sh->uri_steps++;
+    if (t->offers) visit(t->offers, ctx);
+    unsigned at;
+    const tpl_node *k = pos < n ? tpl_kid(t, (unsigned char)uri[pos], &at, &sh->uri_steps) : NULL;
+    if (!k || k->len > n - pos || memcmp(k->label, uri + pos, k->len)) break;
+    pos += k->len;
+    t = k;
+  }
+}
 
 static void uri_note(gw_mcp_shared *sh, gw_exchange *x, const char *uri, bool is_template);
 
@@ -318,6 +467,7 @@ static bool offers_has(const json_t *v, const char *connector) {
 }
 
 static void uri_note(gw_mcp_shared *sh, gw_exchange *x, const char *uri, bool is_template) {
+  /* keys and their bytes as they always were: "U"uri, "T"prefix */
   char key[2100];
   if (is_template) {
     /* a template routes every URI that starts with its literal prefix — one
@@ -331,12 +481,13 @@ static void uri_note(gw_mcp_shared *sh, gw_exchange *x, const char *uri, bool is
   }
   agg_entry *e = session_entry(&sh->agg_uris, x, true);
   if (!e) return;
-  json_t *m = e->map;
-  json_t *have = json_object_get(m, key);
+  size_t klen = strlen(key);
+  if (is_template && !e->tpl && !(e->tpl = tpl_new(NULL, "", 0))) return;
+  tpl_node *t = is_template ? tpl_at(e->tpl, key + 1, klen - 1, false) : NULL;
+  json_t *have = is_template ? (t ? t->offers : NULL) : json_object_get(e->map, key);
   if (have && offers_has(have, x->connector)) return;
   /* the cap counts the entry itself as one, as it always has */
-  size_t klen = strlen(key);
-  if (!have && (1 + json_object_size(m) + e->full >= (size_t)x->lp->srv->cfg.agg_uri_map_max ||
+  if (!have && (1 + json_object_size(e->map) + e->ntpl + e->full >= (size_t)x->lp->srv->cfg.agg_uri_map_max ||
                 e->bytes + klen > (size_t)x->lp->srv->cfg.agg_uri_map_bytes)) {
     if (!e->full) {
       GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, NULL}),
@@ -347,7 +498,12 @@ static void uri_note(gw_mcp_shared *sh, gw_exchange *x, const char *uri, bool is
     return;
   }
   if (!have) {
-    if (!json_object_set_new(m, key, json_string(x->connector))) e->bytes += klen;
+    if (!is_template) {
+      if (!json_object_set_new(e->map, key, json_string(x->connector))) e->bytes += klen;
+    } else if ((t = tpl_at(e->tpl, key + 1, klen - 1, true)) && (t->offers = json_string(x->connector))) {
+      e->bytes += klen;
+      e->ntpl++;
+    }
     return;
   }
   if (json_is_string(have)) {
@@ -356,14 +512,20 @@ static void uri_note(gw_mcp_shared *sh, gw_exchange *x, const char *uri, bool is
            "connector's own endpoint reads it)",
            is_template ? "template " : "", uri, json_string_value(have), x->connector);
     json_t *a = json_pack("[O]", have);
-    json_object_set_new(m, key, a);
+    if (!a) return;
+    if (is_template) {
+      json_decref(t->offers);
+      t->offers = a;
+    } else {
+      json_object_set_new(e->map, key, a);
+    }
     have = a;
   }
   if (json_array_size(have) < URI_OFFERS_MAX) json_array_append_new(have, json_string(x->connector));
 }
 
 /* Adds the names of map value v to set (an object used as a set). */
-static void offers_add(json_t *set, const json_t *v) {
+static void offers_add(const json_t *v, void *set) {
   if (json_is_string(v)) json_object_set_new(set, json_string_value(v), json_true());
   size_t i;
   json_t *e;
@@ -374,21 +536,16 @@ int gw__agg_uri_route(gw_exchange *x, const char *uri, char *out, size_t outsz) 
   gw_mcp_shared *sh = x->lp->srv->mcp;
   json_t *set = json_object();
   if (!set) return 0;
+  /* the exact key, and every template covering it: a connector listing the
+   * URI exactly does not take it from another whose template covers it */
   uv_mutex_lock(&sh->maps_mu);
-  agg_entry *e = entry_get(sh->agg_uris, x->sid);
-  json_t *m = e ? e->map : NULL;
-  char key[2100];
-  snprintf(key, sizeof key, "U%.2000s", uri);
-  offers_add(set, json_object_get(m, key));
-  /* and every template covering it: a connector listing the URI exactly
-   * does not take it from another whose template covers it */
-  const char *k;
-  json_t *v;
-  json_object_foreach(m, k, v) if (k[0] == 'T' && !strncmp(uri, k + 1, strlen(k + 1))) offers_add(set, v);
+  uri_offers(sh, entry_get(sh->agg_uris, x->sid), uri, offers_add, set);
   uv_mutex_unlock(&sh->maps_mu);
   int rc = (int)json_object_size(set) > 1 ? -1 : (int)json_object_size(set);
   if (outsz) out[0] = 0;
   size_t n = 0;
+  const char *k;
+  json_t *v;
   json_object_foreach(set, k, v) {
     int w = snprintf(out + n, outsz - n, "%s%s", n ? ", " : "", k);
     if (w < 0 || (size_t)w >= outsz - n) break;
@@ -398,25 +555,26 @@ int gw__agg_uri_route(gw_exchange *x, const char *uri, char *out, size_t outsz) 
   return rc;
 }
 
+typedef struct whose {
+  const char *connector;
+  bool mine, others; /* a key naming the connector covers it; one naming others and not it does */
+} whose;
+
+static void whose_visit(const json_t *v, void *ctx) {
+  whose *w = ctx;
+  if (offers_has(v, w->connector)) w->mine = true;
+  else w->others = true;
+}
+
 /* uri is x's connector's in x's session, or nobody's: no other connector
  * noted it (exactly or by a template covering it) unless x's did too. */
 static bool uri_not_others(gw_exchange *x, const char *uri) {
   gw_mcp_shared *sh = x->lp->srv->mcp;
-  char key[2100];
-  snprintf(key, sizeof key, "U%.2000s", uri);
+  whose w = {.connector = x->connector};
   uv_mutex_lock(&sh->maps_mu);
-  agg_entry *e = entry_get(sh->agg_uris, x->sid);
-  json_t *m = e ? e->map : NULL;
-  json_t *v = json_object_get(m, key);
-  bool others = v && !offers_has(v, x->connector), mine = v && !others;
-  const char *k;
-  json_object_foreach(m, k, v) {
-    if (k[0] != 'T' || strncmp(uri, k + 1, strlen(k + 1))) continue;
-    if (offers_has(v, x->connector)) mine = true;
-    else others = true;
-  }
+  uri_offers(sh, entry_get(sh->agg_uris, x->sid), uri, whose_visit, &w);
   uv_mutex_unlock(&sh->maps_mu);
-  return mine || !others;
+  return w.mine || !w.others;
 }
 
 /* URIs inside results (resource_link / embedded resources) join the map. */

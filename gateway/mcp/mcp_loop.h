@@ -114,6 +114,7 @@ typedef struct gw_mcp_shared {
   gw_agg_index *agg_uris; /* resource routes */
   gw_agg_index *asked;    /* outstanding server→client requests */
   size_t agg_sessions_max; /* sessions per index; 0: agg_maps.c's SESSIONS_MAX (set by a test hook) */
+  uint64_t uri_steps;      /* keys and nodes the URI lookups visited (under maps_mu): their cost, for the tests */
   json_t *heads;          /* feeds of new upstream sessions awaiting their GET's answer (agg_mux.c), or NULL */
 } gw_mcp_shared;
 
