@@ -261,7 +261,7 @@ int vault_grant_put(st_txn *txn, const char *tenant, const char *user, const cha
   if (t->refresh) json_object_set_new(sealed, "refresh_token", json_string(""));
   json_decref(sealed);
   if (rc || !connect) return rc; /* a refresh changes no tool list */
-  vault_grant_event ev = {tenant, user, connector, true};
+  vault_grant_event ev = {tenant, user, connector, true, true};
   return st_emit(txn, ST_EVENT_GRANT_CHANGED, &ev);
 }
 
@@ -284,8 +284,10 @@ int vault_grants_of_user(st_txn *txn, const char *tenant, const char *user, json
   return 0;
 }
 
-int vault_grant_drop(st_txn *txn, const char *tenant, const char *user, const char *connector,
-                     const char *reason, const char *now) {
+/* bulk: one of the grants of a user, a connector or a tenant, all cut
+ * (vault_grant_event.superseded) */
+static int drop_grant(st_txn *txn, const char *tenant, const char *user, const char *connector, const char *reason,
+                      const char *now, bool bulk) {
   if (!ids_ok(tenant, user, connector)) return ST_ENOTFOUND;
   char k[KEY_MAX];
   size_t kl = key3(k, 'g', tenant, user, connector);
@@ -310,8 +312,16 @@ int vault_grant_drop(st_txn *txn, const char *tenant, const char *user, const ch
   st_aad aad = {tenant, VAULT_GRANT_KIND, owner};
   rc = st_secret_del(txn, &aad);
   if (rc && rc != ST_ENOTFOUND) return rc;
-  vault_grant_event ev = {tenant, user, connector, false};
+  /* invalid_grant: the authorization server ended the grant, the person
+   * changed nothing — the call that found out answers "connect again"
+   * (and their next connect ends what the grant opened) */
+  vault_grant_event ev = {tenant, user, connector, false, !bulk && strcmp(reason, "invalid_grant")};
   return st_emit(txn, ST_EVENT_GRANT_CHANGED, &ev);
+}
+
+int vault_grant_drop(st_txn *txn, const char *tenant, const char *user, const char *connector,
+                     const char *reason, const char *now) {
+  return drop_grant(txn, tenant, user, connector, reason, now, false);
 }
 
 /* Drops every grant under prefix p (a 'g' or 'c' range), at most limit (0:
@@ -341,7 +351,7 @@ static int cut_range(st_txn *txn, const char *tenant, const char *p, size_t pl, 
     }
     st_cursor_close(c);
     if (!found) return n;
-    rc = vault_grant_drop(txn, tenant, user_first ? a : b, user_first ? b : a, reason, now);
+    rc = drop_grant(txn, tenant, user_first ? a : b, user_first ? b : a, reason, now, true);
     if (rc == ST_ENOTFOUND && !user_first) {
       /* an index entry without its grant: drop the entry */
       char k2[KEY_MAX];

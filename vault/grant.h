@@ -54,6 +54,16 @@
 typedef struct vault_grant_event {
   const char *tenant, *user, *connector;
   bool connected;
+  /* the credential the user's upstream sessions with the connector were
+   * opened with, if any, is no longer theirs: a connect (another key, a
+   * reconnect, maybe as another upstream account; also a first connect,
+   * after a grant dropped without ending them) or a grant dropped on its
+   * own (a disconnect, an admin's disconnect, lost_access) — not
+   * invalid_grant (the authorization server ended the grant: the call that
+   * found out answers "connect again"), nor within a cut of every grant of
+   * the user, the connector or the tenant, whose trigger ends those
+   * sessions itself. gateway/mcp ends them. */
+  bool superseded;
 } vault_grant_event;
 
 /* The tokens of a grant (owned strings, wiped by vault_tokens_free). */
@@ -76,8 +86,9 @@ int vault_tokens_from_reply(const char *body, size_t len, int64_t now_s, vault_t
 
 /* Write txn: stores (or replaces) the grant of (tenant, user, connector).
  * `now` RFC 3339. flags: VAULT_PUT_CONNECT — the person connected (or saved
- * a key): the tool list changes (ST_EVENT_GRANT_CHANGED) and "created"
- * restarts; VAULT_PUT_REVOKE_OLD — a replaced grant's old tokens are queued
+ * a key): the tool list changes (ST_EVENT_GRANT_CHANGED, superseded) and
+ * "created" restarts;
+ * VAULT_PUT_REVOKE_OLD — a replaced grant's old tokens are queued
  * for revocation (a reconnect; a refresh's rotation retires them at the AS
  * itself, and a replaced API key is the person's to revoke). */
 #define VAULT_PUT_CONNECT 0x1

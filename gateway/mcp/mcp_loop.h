@@ -68,6 +68,7 @@ enum {
   GW_REV_TOKEN,        /* an employee token or an OAuth grant revoked (by itself, or with its user) */
   GW_REV_CONNECTOR,    /* connector deleted, moved to another server or given another credential */
   GW_REV_UNIVERSAL_LOGOUT, /* Okta's Universal Logout signed the user out everywhere */
+  GW_REV_USER_CREDENTIAL,  /* an employee's own credential for a connector replaced or removed (their sessions there) */
   GW_REV_N
 };
 extern const char *const gw_rev_trigger_names[GW_REV_N];

@@ -15,7 +15,8 @@
  * Deleted on DELETE, on user deactivation/deletion/sign-out everywhere (hook, same txn), on
  * connector deletion or a PUT that moves or rekeys it, and — a single-connector session, or an aggregated
  * session's upstream id for one connector — when the user loses that
- * connector (gw_sessions_cut_step, driven by revoke.c).
+ * connector or replaces or removes their own credential for it
+ * (gw_sessions_cut_step, driven by revoke.c).
  *
  * Bounded (issue 12 item 4):
  *  - Expiry. A session unused for session_idle_timeout_ms, or older than

@@ -86,7 +86,7 @@ gw_mcp_shared *gw__mcp_shared(const gw_server *srv) { return srv->mcp; }
 
 const char *const gw_rev_trigger_names[GW_REV_N] = {
     "none",         "scim_patch",   "scim_put",  "scim_delete",     "admin_revoke",
-    "tenant_delete", "token_revoke", "connector", "universal_logout"};
+    "tenant_delete", "token_revoke", "connector", "universal_logout", "user_credential"};
 const double gw_fan_bucket_le[GW_FAN_NBUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.1, 1};
 
 /* One loop applied revocation q: the time since it was queued. */
@@ -786,13 +786,49 @@ static int on_connector_deleted(st_txn *txn, int kind, const void *event, void *
   return rc ? rc : end_connector(txn, ctx, ev->tenant, ev->name);
 }
 
+static bool is_the_connector(void *ctx, st_txn *txn, const char *user, const char *connector) {
+  (void)txn;
+  (void)user;
+  return !strcmp(ctx, connector);
+}
+
+/* The per-person version of end_connector: the credential a user's
+ * upstream sessions with a connector were opened with is no longer theirs
+ * (another key, a reconnect — maybe as another upstream account —, a
+ * disconnect). The upstream knows those sessions, and the GET streams
+ * opened on them, as whoever that credential made the gateway: the user's
+ * single-connector sessions of it go (404: initialize again), their
+ * aggregated sessions forget its upstream id (the next call opens a fresh
+ * one with the new credential), and their live exchanges with it end
+ * after the commit, before the write's reply (the fan-out's gate). Nobody
+ * else's. Bounded: the user's sessions (sessions_per_user_max). */
+static int end_user_connector(st_txn *txn, gw_server *srv, const char *tenant, const char *user,
+                              const char *connector) {
+  gw_session_cut cut = {.tenant = tenant, .user = user, .hidden = is_the_connector, .ctx = (void *)connector,
+                        .budget = CUT_STEP};
+  for (;;) {
+    int rc = gw_sessions_cut_step(txn, &cut);
+    if (rc) return rc;
+    if (!cut.more || !cut.nlen) break;
+    memcpy(cut.from, cut.next, cut.nlen);
+    cut.flen = cut.nlen;
+  }
+  gw_revocation r;
+  fill(&r, tenant, user, connector, NULL);
+  r.trigger = GW_REV_USER_CREDENTIAL;
+  return gw__fanout_on_commit(txn, srv, &r);
+}
+
 /* A user connected a connector (or lost the grant): their open streams
  * hear list_changed once it commits (the connect tool gives way to the
- * connector's tools, or comes back). */
+ * connector's tools, or comes back). What the old credential opened
+ * upstream ends (end_user_connector), unless a cut of all the user's, the
+ * connector's or the tenant's grants ends it itself. */
 static int on_grant_changed(st_txn *txn, int kind, const void *event, void *ctx) {
   const vault_grant_event *ev = event;
   (void)kind;
-  return notify_after(txn, ctx, ev->tenant, json_pack("[s]", ev->user));
+  int rc = ev->superseded ? end_user_connector(txn, ctx, ev->tenant, ev->user, ev->connector) : 0;
+  return rc ? rc : notify_after(txn, ctx, ev->tenant, json_pack("[s]", ev->user));
 }
 
 /* A PUT: a moved or rekeyed connector's upstream sessions end as a

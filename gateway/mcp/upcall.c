@@ -93,8 +93,9 @@ static int credential(gw_exchange *x, const gw_upcall *u, upcred *c) {
   /* the same for an id read with the gateway session (the direct
    * endpoint's, in the snapshot its token was checked in): a move or a
    * rekey deletes the session in the write that changes the url or the
-   * credential, so a session that no longer carries this id is one whose
-   * server or credential changed */
+   * credential (the user's own too: revoke.c end_user_connector), so a
+   * session that no longer carries this id is one whose server or
+   * credential changed */
   if (!rc && u->upstream_sid && *u->upstream_sid && !x->sess_bind && x->sid[0] &&
       st_txn_snapshot(txn) != x->ident_snapshot) {
     gw_session now;
@@ -215,10 +216,10 @@ void gw__x_start_failed(gw_exchange *x, int rc) {
     /* the connector endpoint's session went with its connector's move or
      * rekey (credential): a 404, as for any unknown session, and the
      * client initializes again, with the new server or credential */
-    char msg[200];
+    char msg[256];
     snprintf(msg, sizeof msg,
-             "Session not found: connector \"%s\" was moved to another server or given another credential; "
-             "initialize again",
+             "Session not found: connector \"%s\" was moved to another server or given another credential "
+             "(yours, or the gateway's); initialize again",
              x->connector);
     json_t *id = x->ids && json_array_size(x->ids) == 1 ? json_incref(json_array_get(x->ids, 0)) : json_null();
     gw__x_reply_json(x, 404, json_pack("{s:s,s:o,s:{s:i,s:s}}", "jsonrpc", "2.0", "id", id, "error", "code", -32001,

@@ -792,6 +792,60 @@ TEST(grant_round_trip_and_nothing_in_the_clear) {
   close_store();
 }
 
+/* ST_EVENT_GRANT_CHANGED's "superseded" (grant.h): the credential the
+ * user's upstream sessions were opened with, if any, is no longer theirs —
+ * every connect, a drop on its own — and not for a refresh (no event), an
+ * invalid_grant (the authorization server's doing), nor within a cut of
+ * all the user's or the connector's grants (their triggers end the
+ * sessions). */
+static int ev_count, ev_connected = -1, ev_superseded = -1;
+static int on_grant_ev(st_txn *txn, int kind, const void *event, void *ctx) {
+  (void)txn, (void)kind, (void)ctx;
+  const vault_grant_event *ev = event;
+  ev_count++;
+  ev_connected = ev->connected;
+  ev_superseded = ev->superseded;
+  return 0;
+}
+TEST(grant_event_says_when_the_old_credential_is_gone) {
+  CHECK(open_store());
+  CHECK_INT(st_hook_add(g_st, ST_EVENT_GRANT_CHANGED, on_grant_ev, NULL), 0);
+  CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
+  ev_count = 0;
+  CHECK_INT(grant("acme", "u1", "docs", "a1", "r1", T0 + 3600), 0); /* first connect */
+  CHECK_INT(ev_count, 1);
+  CHECK_INT(ev_connected, 1);
+  CHECK_INT(ev_superseded, 1);
+  vault_tokens f = toks("a2", "r2", T0 + 7200);
+  CHECK_INT(W(f_refreshed, (job){.t = "acme", .u = "u1", .c = "docs", .s = "r1", .tok = &f}), 0);
+  CHECK_INT(ev_count, 1); /* a refresh: the same grant */
+  CHECK_INT(grant("acme", "u1", "docs", "a3", "r3", T0 + 3600), 0); /* a reconnect */
+  CHECK_INT(ev_count, 2);
+  CHECK_INT(ev_connected, 1);
+  CHECK_INT(ev_superseded, 1);
+  CHECK_INT(W(f_drop, (job){.t = "acme", .u = "u1", .c = "docs"}), 0); /* a disconnect */
+  CHECK_INT(ev_count, 3);
+  CHECK_INT(ev_connected, 0);
+  CHECK_INT(ev_superseded, 1);
+  CHECK_INT(grant("acme", "u1", "docs", "a4", "r4", T0 + 3600), 0);
+  CHECK_INT(ev_superseded, 1);
+  CHECK_INT(W(f_refresh_failed, (job){.t = "acme", .u = "u1", .c = "docs", .s = "r4", .b1 = true}), 0);
+  CHECK_INT(ev_count, 5);
+  CHECK_INT(ev_connected, 0);
+  CHECK_INT(ev_superseded, 0); /* invalid_grant */
+  CHECK(info("acme", "u1", "docs") == NULL);
+  CHECK_INT(grant("acme", "u1", "docs", "a4", "r4", T0 + 3600), 0);
+  CHECK_INT(W(f_cut_user, (job){.t = "acme", .u = "u1"}), 0);
+  CHECK_INT(ev_count, 7);
+  CHECK_INT(ev_connected, 0);
+  CHECK_INT(ev_superseded, 0); /* the user's cut ends their sessions */
+  CHECK_INT(grant("acme", "u1", "docs", "a5", "r5", T0 + 3600), 0);
+  CHECK_INT(W(f_cut_conn, (job){.t = "acme", .c = "docs"}), 0);
+  CHECK_INT(ev_count, 9);
+  CHECK_INT(ev_superseded, 0); /* the connector's cut ends its sessions */
+  close_store();
+}
+
 TEST(grants_of_user_prefix_users_share_nothing) {
   CHECK(open_store());
   CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
@@ -2129,6 +2183,7 @@ int main(void) {
   RUN(tokens_from_reply_accepts);
   RUN(tokens_from_reply_refuses);
   RUN(grant_round_trip_and_nothing_in_the_clear);
+  RUN(grant_event_says_when_the_old_credential_is_gone);
   RUN(grants_of_user_prefix_users_share_nothing);
   RUN(drop_queues_resealed_revocation);
   RUN(drop_without_revocation_url_is_manual);
