@@ -435,6 +435,23 @@ json_t *vault_connector_bind(const json_t *rec) {
   return json_is_string(e) ? e : NULL;
 }
 
+json_t *vault_upstream_bind(st_txn *txn, const char *tenant, const char *connector, const char *user,
+                            const json_t *rec) {
+  json_t *b = vault_connector_bind(rec);
+  if (!b) return NULL;
+  if (!user || !vault_connector_is_per_user(rec)) return json_incref(b);
+  json_t *g = NULL;
+  int rc = vault_grant_info(txn, tenant, user, connector, &g);
+  if (rc && rc != ST_ENOTFOUND) return NULL;
+  /* no grant: no upstream session can be opened (VAULT_ENOGRANT), and one
+   * opened before belonged to a grant that had a binding */
+  const char *gb = !g ? "-" : json_string_value(json_object_get(g, "bind"));
+  if (!gb) gb = json_string_value(json_object_get(g, "created")) ?: ""; /* a grant from before "bind" */
+  json_t *out = json_sprintf("%s\n%s", json_string_value(b), gb);
+  json_decref(g);
+  return out;
+}
+
 json_t *vault_connector_view(const json_t *rec) {
   json_t *o = json_deep_copy(rec);
   json_object_del(o, "epoch"); /* the gateway's own bookkeeping */

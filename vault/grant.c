@@ -243,6 +243,17 @@ int vault_grant_put(st_txn *txn, const char *tenant, const char *user, const cha
   if (t->scope) json_object_set_new(rec, "scope", json_string(t->scope));
   json_int_t refreshes = old && !connect ? json_integer_value(json_object_get(old, "refreshes")) + 1 : 0;
   json_object_set_new(rec, "refreshes", json_integer(refreshes));
+  /* a connect is another credential: upstream sessions opened with the
+   * old one are no longer the user's (vault_upstream_bind); a refresh
+   * keeps the binding (the same grant, the same account) */
+  json_t *ob = old ? json_object_get(old, "bind") : NULL;
+  if (connect) {
+    char b[24];
+    snprintf(b, sizeof b, "%llu", (unsigned long long)st_txn_snapshot(txn));
+    json_object_set_new(rec, "bind", json_string(b));
+  } else if (json_is_string(ob)) {
+    json_object_set(rec, "bind", ob);
+  }
   json_decref(old);
   rc = put_json(txn, k, kl, rec);
   json_decref(rec);
@@ -278,7 +289,9 @@ int vault_grants_of_user(st_txn *txn, const char *tenant, const char *user, json
   st_val k, v;
   while (st_cursor_next(c, &k, &v) == 0) {
     json_t *r = json_loadb(v.data, v.len, 0, NULL);
-    if (r) json_array_append_new(*arr, r);
+    if (!r) continue;
+    json_object_del(r, "bind"); /* the gateway's own bookkeeping */
+    json_array_append_new(*arr, r);
   }
   st_cursor_close(c);
   return 0;

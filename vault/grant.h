@@ -9,7 +9,7 @@
  * Store layout (ST_DB_VAULT; tenant, user and connector are bounded ids
  * without NUL):
  *   "g" tenant \0 user \0 connector  → {"created","updated","expires_at",
- *                                       "scope","refreshes"}  (no secret)
+ *                                       "scope","refreshes","bind"?}  (no secret)
  *   "c" tenant \0 connector \0 user  → ""   (grants of a connector)
  *   "q" u64 BE due (ms) ‖ id(16)     → revocation job (below)
  *   "r" tenant \0 id(16)             → {"id","connector","user","reason",
@@ -21,6 +21,17 @@
  *   {"", "vault.revoke", id}  → {"access_token"?, "refresh_token"?,
  *        "client_secret"?}   — operator-wide, so a tenant's deletion (whose
  *        purge removes its secrets) still revokes at the upstream.
+ *
+ * "bind" (a decimal string) is new with every connect (a new key, a
+ * reconnect) and kept by refreshes: with the connector's binding it says
+ * which upstream sessions are still the user's (vault_upstream_bind) — an
+ * upstream knows a session as whoever opened it, so one opened with the
+ * person's old key or old account must not go on under the new one. It is
+ * the number of the write transaction that connected (store.h's
+ * st_txn_snapshot: a pure function of the store, never the same for two
+ * commits), so it never comes back to a value it had, even across a
+ * disconnect and a connect; a record written before it existed has none
+ * (its "created" stands in). Views leave it out.
  *
  * Leaving the live tables (vault_grant_drop, vault_grants_cut_user,
  * vault_grants_cut_connector): in the caller's write transaction the grant
@@ -86,8 +97,8 @@ int vault_tokens_from_reply(const char *body, size_t len, int64_t now_s, vault_t
 
 /* Write txn: stores (or replaces) the grant of (tenant, user, connector).
  * `now` RFC 3339. flags: VAULT_PUT_CONNECT — the person connected (or saved
- * a key): the tool list changes (ST_EVENT_GRANT_CHANGED, superseded) and
- * "created" restarts;
+ * a key): the tool list changes (ST_EVENT_GRANT_CHANGED, superseded),
+ * "created" restarts and "bind" is new;
  * VAULT_PUT_REVOKE_OLD — a replaced grant's old tokens are queued
  * for revocation (a reconnect; a refresh's rotation retires them at the AS
  * itself, and a replaced API key is the person's to revoke). */
@@ -102,7 +113,7 @@ int vault_grant_get(st_txn *txn, const char *tenant, const char *user, const cha
 int vault_grant_info(st_txn *txn, const char *tenant, const char *user, const char *connector,
                      json_t **rec);
 /* Every grant of a user: [{"connector", "created", "updated", "expires_at",
- * "scope"}] in connector order (never a token). */
+ * "scope"}] in connector order (never a token, nor its "bind"). */
 int vault_grants_of_user(st_txn *txn, const char *tenant, const char *user, json_t **arr);
 
 /* Write txn: the grant leaves the live tables and is queued for revocation

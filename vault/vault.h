@@ -83,6 +83,18 @@ int vault_connector_set_caps(st_txn *txn, const char *tenant, const char *name, 
  * "epoch", or its "url" for a record never moved nor rekeyed (the two
  * never look alike: a url begins with "http"); NULL without either. */
 json_t *vault_connector_bind(const json_t *rec);
+/* What an upstream session that `user` (NULL: the gateway's own call)
+ * opens under connector record rec belongs to: vault_connector_bind, and
+ * for a connector where every employee brings their own credential
+ * (vault_connector_is_per_user) the user's grant too — its "bind"
+ * (vault/grant.h), new with every connect: another key, a reconnect (maybe
+ * as another upstream account), a disconnect and a connect again each make
+ * it another value, a refresh does not. An upstream session id read (or
+ * opened) with one value may be sent, or stored, only while it is still
+ * the value (gateway/mcp). A new string (caller json_decref), or NULL when
+ * the grant cannot be read (fail closed: a NULL matches nothing). */
+json_t *vault_upstream_bind(st_txn *txn, const char *tenant, const char *connector, const char *user,
+                            const json_t *rec);
 /* Loads a connector record (caller json_decref). ST_ENOTFOUND if absent. */
 int vault_connector_get(st_txn *txn, const char *tenant, const char *name, json_t **rec);
 /* The record as shown to admins: the secret is never in it. */

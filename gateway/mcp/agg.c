@@ -152,18 +152,20 @@ json_t *gw__agg_visible(gw_exchange *x, const pol_user *pu, const char *cap) {
 
 /* ---------- client notifications ---------- */
 
-/* The binding of each connector of ups ({connector: upstream id}) read in
- * the same txn: the server and credential each id belongs to
- * (vault_connector_bind; a move or a rekey drops the ids in the write that
+/* The binding of each connector of ups ({connector: upstream id}, the
+ * upstream sessions of `user`'s session) read in the same txn: the server
+ * and credential each id belongs to (vault_upstream_bind; a move, a rekey
+ * or the user's new key or account drops the ids in the write that
  * changes it). A connector without one is left out. */
-static json_t *upstream_binds(st_txn *txn, const char *tenant, json_t *ups) {
+static json_t *upstream_binds(st_txn *txn, const char *tenant, const char *user, json_t *ups) {
   json_t *out = json_object();
   const char *conn;
   json_t *up;
   json_object_foreach(ups, conn, up) {
     json_t *rec = NULL;
-    json_t *b = vault_connector_get(txn, tenant, conn, &rec) == 0 ? vault_connector_bind(rec) : NULL;
-    if (b) json_object_set(out, conn, b);
+    json_t *b = vault_connector_get(txn, tenant, conn, &rec) == 0 ? vault_upstream_bind(txn, tenant, conn, user, rec)
+                                                                  : NULL;
+    if (b) json_object_set_new(out, conn, b);
     json_decref(rec);
   }
   return out;
@@ -364,18 +366,19 @@ bool gw__agg_fans_out(const char *method, bool has_id) {
  * binding each belongs to in *binds (upstream_binds), read in one snapshot
  * (a move or a rekey drops the ids in the write that changes it); NULL when
  * the store cannot be read. */
-static json_t *session_upstreams(gw_loop *lp, const char *tenant, const char *sid, json_t **binds) {
+static json_t *session_upstreams(gw_loop *lp, const char *tenant, const char *user, const char *sid,
+                                 json_t **binds) {
   st_txn *txn;
   *binds = NULL;
   if (st_read_begin(lp->srv->store, &txn) != 0) return NULL;
   json_t *ups = gw_session_upstreams(txn, sid);
-  *binds = upstream_binds(txn, tenant, ups);
+  *binds = upstream_binds(txn, tenant, user, ups);
   st_txn_end(txn);
   return ups;
 }
 
-size_t gw__agg_fanout_width(gw_loop *lp, const char *tenant, const char *sid) {
-  json_t *binds, *ups = session_upstreams(lp, tenant, sid, &binds);
+size_t gw__agg_fanout_width(gw_loop *lp, const char *tenant, const char *user, const char *sid) {
+  json_t *binds, *ups = session_upstreams(lp, tenant, user, sid, &binds);
   size_t n = json_object_size(binds);
   json_decref(ups);
   json_decref(binds);
@@ -413,7 +416,7 @@ void gw__agg_notify_upstreams(gw_exchange *x, const char *method, json_t *msg, j
       free(note);
     }
   } else {
-    json_t *binds, *ups = session_upstreams(x->lp, x->tenant, x->sid, &binds);
+    json_t *binds, *ups = session_upstreams(x->lp, x->tenant, x->user, x->sid, &binds);
     size_t n = json_object_size(binds);
     /* one unit per forward, the request's own for the first (a batch's
      * element: counted by the batch) */
@@ -585,7 +588,7 @@ static void agg_dispatch_pinned(gw_req *req) {
     st_txn *txn;
     if (d && st_read_begin(x->lp->srv->store, &txn) == 0) {
       d->ups = gw_session_upstreams(txn, x->sid);
-      d->binds = upstream_binds(txn, x->tenant, d->ups);
+      d->binds = upstream_binds(txn, x->tenant, x->user, d->ups);
       st_txn_end(txn);
     }
     if (d) gw__x_set_flow(x, &delete_flow, d);

@@ -125,7 +125,7 @@ void gw__agg_notify_upstreams(gw_exchange *x, const char *method, json_t *msg, j
  * many those are for session sid now (one unit each: a batch counts them
  * before it runs). */
 bool gw__agg_fans_out(const char *method, bool has_id);
-size_t gw__agg_fanout_width(gw_loop *lp, const char *tenant, const char *sid);
+size_t gw__agg_fanout_width(gw_loop *lp, const char *tenant, const char *user, const char *sid);
 /* agg.c: the connectors the user may see, in name order; with cap, only
  * those whose learned capabilities include it (or are not learned yet). */
 json_t *gw__agg_visible(gw_exchange *x, const pol_user *pu, const char *cap);

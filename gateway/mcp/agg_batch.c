@@ -124,7 +124,7 @@ void gw__agg_batch(gw_req *req, const gw_mcp_ctx *ctx, json_t *msg) {
   /* one unit per message, and a message that goes to every upstream
    * session (a notification) one per upstream: the request holds one
    * already (its end gives back every unit it holds) */
-  size_t width = fans ? gw__agg_fanout_width(req->lp, ctx->tenant, ctx->sid) : 0;
+  size_t width = fans ? gw__agg_fanout_width(req->lp, ctx->tenant, ctx->user, ctx->sid) : 0;
   int64_t units = (int64_t)n - 1 + (width > 1 ? (int64_t)fans * (int64_t)(width - 1) : 0);
   if (units > 1000000 || !gw_limits_mcp_more(req, (int)units)) {
     gw_resp_header(req, "Retry-After", "1");

@@ -75,17 +75,17 @@ static bool flag(json_t *caps, const char *what, const char *key) {
 }
 
 /* When the connector's upstream announced something it could push on a
- * GET stream, or has announced nothing yet: its binding (a new reference:
- * the server and credential the upstream session ids read in this txn
- * belong to, vault_connector_bind), else NULL. */
-static json_t *upstream_can_push(st_txn *txn, const char *tenant, const char *connector) {
+ * GET stream, or has announced nothing yet: its binding for user (a new
+ * reference: the server and credential the user's upstream session ids
+ * read in this txn belong to, vault_upstream_bind), else NULL. */
+static json_t *upstream_can_push(st_txn *txn, const char *tenant, const char *user, const char *connector) {
   json_t *rec = NULL;
   if (vault_connector_get(txn, tenant, connector, &rec) != 0) return NULL; /* gone: no feed */
   json_t *caps = json_object_get(rec, "capabilities");
   bool push = !json_is_object(caps) || flag(caps, "tools", "listChanged") || flag(caps, "prompts", "listChanged") ||
               flag(caps, "resources", "listChanged") || flag(caps, "resources", "subscribe") ||
               json_object_get(caps, "logging") != NULL;
-  json_t *bind = push ? json_incref(vault_connector_bind(rec)) : NULL;
+  json_t *bind = push ? vault_upstream_bind(txn, tenant, connector, user, rec) : NULL;
   json_decref(rec);
   return bind;
 }
@@ -293,7 +293,7 @@ static void mux_retry_fire(uv_timer_t *t) {
   char up[256] = "";
   if (x->listed && x->req && st_read_begin(x->lp->srv->store, &txn) == 0) {
     int rc = gw_session_upstream_get(txn, x->sid, m->connector, up);
-    json_t *bind = rc == 0 ? upstream_can_push(txn, x->tenant, m->connector) : NULL;
+    json_t *bind = rc == 0 ? upstream_can_push(txn, x->tenant, x->user, m->connector) : NULL;
     st_txn_end(txn);
     if (bind && !strcmp(up, m->upstream))
       mux_attach_feed(x, m->connector, m->upstream, bind, m->last[0] ? m->last : NULL, m->delay_ms, false);
@@ -429,7 +429,7 @@ static json_t *mux_plan(gw_exchange *x, json_t **binds) {
   json_t *up;
   void *tmp;
   json_object_foreach_safe(ups, tmp, conn, up) {
-    json_t *bind = pol_connector_visible(pu, conn) ? upstream_can_push(txn, x->tenant, conn) : NULL;
+    json_t *bind = pol_connector_visible(pu, conn) ? upstream_can_push(txn, x->tenant, x->user, conn) : NULL;
     if (bind) json_object_set_new(*binds, conn, bind);
     else json_object_del(ups, conn);
   }
@@ -499,17 +499,19 @@ static void attach_if_stream(gw_exchange *x, void *arg) {
   }
 }
 
-/* The binding of connector (upstream_can_push) when sid's stored upstream
- * session with it is still `upstream` (read together: a move or a rekey
- * drops the ids in the write that changes the binding), and it can push;
- * else NULL. */
+/* The binding of connector (upstream_can_push, for the session's user)
+ * when sid's stored upstream session with it is still `upstream` (read
+ * together: a move, a rekey or the user's new credential drops the ids in
+ * the write that changes the binding), and it can push; else NULL. */
 static json_t *still_there(gw_loop *lp, const char *tenant, const char *sid, const char *connector,
                            const char *upstream) {
   st_txn *txn;
   char up[256] = "";
+  gw_session s;
   if (st_read_begin(lp->srv->store, &txn) != 0) return NULL;
-  json_t *bind = gw_session_upstream_get(txn, sid, connector, up) == 0 && !strcmp(up, upstream)
-                     ? upstream_can_push(txn, tenant, connector)
+  json_t *bind = gw_session_upstream_get(txn, sid, connector, up) == 0 && !strcmp(up, upstream) &&
+                         gw_session_get(txn, sid, &s) == 0
+                     ? upstream_can_push(txn, tenant, s.user, connector)
                      : NULL;
   st_txn_end(txn);
   return bind;

@@ -139,7 +139,7 @@ typedef struct usess_job {
   gw_server *srv;
   gw_vis_stamp vis;
   char tenant[64], user[40], sid[96], connector[40], upstream[256];
-  char *bind; /* the server and credential that opened it (the connector's vault_connector_bind then) */
+  char *bind; /* the server and credential that opened it (vault_upstream_bind then) */
   uint64_t stale_hash; /* the stale id it replaces (gw_agg_up's), or 0 */
   char adopted[256];   /* out: the session's id another exchange stored meanwhile ("" none) */
 } usess_job;
@@ -167,11 +167,15 @@ static int job_usess(st_txn *txn, void *arg) {
    * or with another credential that committed while the session was being
    * opened dropped the connector's ids before this one exists, and an
    * upstream session id must never reach another server, nor go on under
-   * another credential (an admin rotating a leaked key) */
-  json_t *rec = NULL;
+   * another credential (an admin rotating a leaked key) — nor the user's
+   * own key or account replaced meanwhile (revoke.c end_user_connector
+   * dropped their ids) */
+  json_t *rec = NULL, *now = NULL;
   if (rc == 0 && (rc = vault_connector_get(txn, j->tenant, j->connector, &rec)) == 0 &&
-      (!j->bind || strcmp(j->bind, json_string_value(vault_connector_bind(rec)) ?: "")))
+      (!j->bind || !(now = vault_upstream_bind(txn, j->tenant, j->connector, j->user, rec)) ||
+       strcmp(j->bind, json_string_value(now))))
     rc = GW_MCP_ESTALE;
+  json_decref(now);
   json_decref(rec);
   /* Opened twice at once (a client's first requests to a connector arrive
    * together: Claude Code lists tools, prompts and resources at start,
@@ -317,14 +321,16 @@ void gw__agg_ensure_upstream(gw_exchange *x, gw_agg_step_fn after) {
     if (!gw_memo_upstream_get(p ? p->memo : NULL, snap, x->sid, x->connector, up) &&
         (rc = gw_session_upstream_get(txn, x->sid, x->connector, up)) == 0)
       gw_memo_upstream_put(p ? p->memo : NULL, snap, x->sid, x->connector, up);
-    /* the server and credential the id belongs to: the connector's
-     * binding in this very snapshot (a move or a rekey drops the ids in
-     * the same write, job_usess stores one only for the binding it was
-     * opened under); the upcall sends the id only while it holds */
+    /* the server and credential the id belongs to: the binding in this
+     * very snapshot (a move, a rekey or the user's new key or account
+     * drops the ids in the same write, job_usess stores one only for the
+     * binding it was opened under); the upcall sends the id only while it
+     * holds */
     json_t *conn = NULL;
     if (rc == 0 && (rc = gw__connector_get(x->lp, txn, x->tenant, x->connector, &conn)) == 0) {
       json_decref(x->sess_bind);
-      x->sess_bind = json_incref(vault_connector_bind(conn));
+      x->sess_bind = vault_upstream_bind(txn, x->tenant, x->connector, x->user, conn);
+      if (!x->sess_bind) rc = ST_EIO; /* unknown: a fresh upstream session */
     }
     json_decref(conn);
     gw__read_end(x->lp, txn);

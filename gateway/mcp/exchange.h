@@ -199,10 +199,10 @@ struct gw_exchange {
   int status;
   char up_sid[256];
   char up_ct[128];
-  json_t *sess_bind;   /* the server and credential sess.upstream belongs to: the connector's
-                          vault_connector_bind (a string of its record) as read with that id, or as this
-                          exchange's session-opening transfer went with; NULL: unknown. An upcall carrying
-                          sess.upstream refuses another one (upcall.c) */
+  json_t *sess_bind;   /* the server and credential sess.upstream belongs to: vault_upstream_bind (the
+                          connector's binding and, for a per-user connector, the user's grant's) as read
+                          with that id, or as this exchange's session-opening transfer went with; NULL:
+                          unknown. An upcall carrying sess.upstream refuses another one (upcall.c) */
   gw_buf body;         /* buffered JSON / SSE reply (capped) */
   gw_buf ev;           /* SSE bytes not yet forming a complete event */
   size_t ev_scanned;   /* bytes of ev already searched for an event end */

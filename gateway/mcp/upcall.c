@@ -54,6 +54,7 @@ static void on_done(gw_out_req *r, int err, void *ud) {
 /* What the transfer needs from the connector record and the vault. */
 typedef struct upcred {
   json_t *conn;  /* the connector record */
+  json_t *bind;  /* what a session opened with cred belongs to (vault_upstream_bind) */
   vault_cred cred;
 } upcred;
 
@@ -84,11 +85,16 @@ static int credential(gw_exchange *x, const gw_upcall *u, upcred *c) {
     }
   }
   if (!rc) rc = gw__connector_get(lp, txn, x->tenant, x->connector, &c->conn);
+  /* read with the credential, in the same txn: the server and the
+   * credential (the connector's, or the user's own grant) a session this
+   * transfer opens belongs to */
+  if (!rc && !(c->bind = vault_upstream_bind(txn, x->tenant, x->connector, user, c->conn))) rc = ST_EIO;
   /* an upstream session id goes only to the server that issued it, with
    * the credential it was opened with: the connector may have moved or
-   * been rekeyed since the id was read (or opened) */
+   * been rekeyed since the id was read (or opened), or the user replaced
+   * their own key or account */
   if (!rc && u->upstream_sid && *u->upstream_sid && x->sess_bind &&
-      strcmp(json_string_value(x->sess_bind) ?: "", json_string_value(vault_connector_bind(c->conn)) ?: ""))
+      strcmp(json_string_value(x->sess_bind) ?: "", json_string_value(c->bind)))
     rc = GW_MCP_ESTALE;
   /* the same for an id read with the gateway session (the direct
    * endpoint's, in the snapshot its token was checked in): a move or a
@@ -147,7 +153,7 @@ static int transfer(gw_exchange *x, const gw_upcall *u, upcred *c) {
     /* no session yet: one this transfer opens belongs to this server and
      * this credential */
     json_decref(x->sess_bind);
-    x->sess_bind = json_incref(vault_connector_bind(conn));
+    x->sess_bind = json_incref(c->bind);
   }
   o.headers = lines;
   o.body = u->body;
@@ -180,6 +186,7 @@ int gw__x_upcall(gw_exchange *x, const gw_upcall *u) {
   int rc = credential(x, u, &c);
   if (!rc) rc = transfer(x, u, &c);
   vault_cred_free(&c.cred);
+  json_decref(c.bind);
   json_decref(c.conn);
   return rc;
 }

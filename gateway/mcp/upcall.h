@@ -30,7 +30,8 @@ typedef struct gw_upcall {
  * step before it can carry a revoked identity or a hidden connector
  * upstream. An upstream session id (u->upstream_sid) goes only to the
  * server and with the credential it belongs to (x->sess_bind, when known):
- * the connector moved or rekeyed since is GW_MCP_ESTALE. Returns 0, GW_UP_EREVOKED (also when x was revoked
+ * the connector moved or rekeyed since, or the user's own key or account
+ * replaced (vault_upstream_bind), is GW_MCP_ESTALE. Returns 0, GW_UP_EREVOKED (also when x was revoked
  * before), GW_UP_EHIDDEN, GW_MCP_ESTALE, ST_ENOTFOUND (no such connector)
  * or a GW_OUT_E* / ST_E* error; on error no callback runs. */
 int gw__x_upcall(gw_exchange *x, const gw_upcall *u);

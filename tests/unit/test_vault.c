@@ -846,6 +846,74 @@ TEST(grant_event_says_when_the_old_credential_is_gone) {
   close_store();
 }
 
+/* vault_upstream_bind: what an upstream session belongs to. For a
+ * connector where each employee brings their own credential it follows
+ * the user's grant: another value after every connect (never one it had
+ * before, a disconnect and a connect in between too), the same across a
+ * refresh, nobody else's changed by it; for a shared credential it is the
+ * connector's. The grant's views do not show it. */
+static char *ubind(const char *tenant, const char *connector, const char *user) {
+  st_txn *r = rd();
+  json_t *rec = NULL, *b = NULL;
+  if (vault_connector_get(r, tenant, connector, &rec) == 0) b = vault_upstream_bind(r, tenant, connector, user, rec);
+  char *out = b ? strdup(json_string_value(b)) : NULL;
+  json_decref(b);
+  json_decref(rec);
+  st_txn_end(r);
+  return out;
+}
+TEST(upstream_bind_follows_the_users_own_credential) {
+  CHECK(open_store());
+  CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
+  CHECK_INT(conn_put("acme", "keys", "{\"url\":\"https://k.example.com/mcp\",\"auth\":{\"type\":\"user_header\",\"name\":\"X-Key\"}}"), 0);
+  CHECK_INT(conn_put("acme", "shared", "{\"url\":\"https://s.example.com/mcp\",\"auth\":{\"type\":\"header\",\"name\":\"X-Key\",\"value\":\"k\"}}"), 0);
+  char *b[8] = {0};
+  CHECK_INT(grant("acme", "u1", "docs", "a1", "r1", T0 + 3600), 0);
+  CHECK_INT(grant("acme", "u2", "docs", "b1", "s1", T0 + 3600), 0);
+  b[0] = ubind("acme", "docs", "u1");
+  char *other = ubind("acme", "docs", "u2");
+  CHECK(b[0] && other && strcmp(b[0], other));
+  vault_tokens f = toks("a2", "r2", T0 + 7200);
+  CHECK_INT(W(f_refreshed, (job){.t = "acme", .u = "u1", .c = "docs", .s = "r1", .tok = &f}), 0);
+  b[1] = ubind("acme", "docs", "u1");
+  CHECK(b[1] && !strcmp(b[1], b[0])); /* a refresh: the same grant */
+  CHECK_INT(grant("acme", "u1", "docs", "a3", "r3", T0 + 3600), 0); /* a reconnect */
+  b[2] = ubind("acme", "docs", "u1");
+  CHECK_INT(W(f_drop, (job){.t = "acme", .u = "u1", .c = "docs"}), 0);
+  b[3] = ubind("acme", "docs", "u1"); /* none */
+  CHECK_INT(grant("acme", "u1", "docs", "a3", "r3", T0 + 3600), 0); /* the same tokens again, the same second */
+  b[4] = ubind("acme", "docs", "u1");
+  vault_tokens k = toks("key-1", NULL, 0);
+  CHECK_INT(W(f_put, (job){.t = "acme", .u = "u1", .c = "keys", .tok = &k, .b1 = true}), 0);
+  b[5] = ubind("acme", "keys", "u1");
+  CHECK_INT(W(f_put, (job){.t = "acme", .u = "u1", .c = "keys", .tok = &k, .b1 = true}), 0); /* saved again */
+  b[6] = ubind("acme", "keys", "u1");
+  for (int i = 2; i < 7; i++) {
+    CHECK(b[i] != NULL);
+    for (int j = 0; j < i; j++)
+      if (j != 1) CHECK(b[i] && b[j] && strcmp(b[i], b[j]));
+  }
+  char *o2 = ubind("acme", "docs", "u2");
+  CHECK(o2 && !strcmp(o2, other)); /* u2's is u2's */
+  /* a shared credential: the connector's, whoever calls */
+  char *s1 = ubind("acme", "shared", "u1"), *s2 = ubind("acme", "shared", NULL);
+  CHECK(s1 && s2 && !strcmp(s1, s2));
+  json_t *g = grants_of("acme", "u1");
+  char *dump = json_dumps(g, 0);
+  json_decref(g);
+  CHECK(dump && !strstr(dump, "bind"));
+  free(dump);
+  json_t *rec = info("acme", "u1", "docs");
+  CHECK(json_is_string(json_object_get(rec, "bind")));
+  json_decref(rec);
+  for (int i = 0; i < 8; i++) free(b[i]);
+  free(other);
+  free(o2);
+  free(s1);
+  free(s2);
+  close_store();
+}
+
 TEST(grants_of_user_prefix_users_share_nothing) {
   CHECK(open_store());
   CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
@@ -2184,6 +2252,7 @@ int main(void) {
   RUN(tokens_from_reply_refuses);
   RUN(grant_round_trip_and_nothing_in_the_clear);
   RUN(grant_event_says_when_the_old_credential_is_gone);
+  RUN(upstream_bind_follows_the_users_own_credential);
   RUN(grants_of_user_prefix_users_share_nothing);
   RUN(drop_queues_resealed_revocation);
   RUN(drop_without_revocation_url_is_manual);
