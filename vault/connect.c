@@ -37,8 +37,8 @@ int vault_connect_new(vault_connect *c, const char *user, const char *connector,
 
 int vault_connect_seal(st_store *st, const char *tenant, const vault_connect *c, char **out) {
   *out = NULL;
-  json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I}", "s", c->state, "v", c->verifier, "u", c->user, "c",
-                        c->connector, "e", (json_int_t)c->expires);
+  json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s}", "s", c->state, "v", c->verifier, "u", c->user, "c",
+                        c->connector, "e", (json_int_t)c->expires, "b", c->bind);
   if (!j) return ST_ENOMEM;
   int rc = auth_seal_text(st, tenant, CONNECT_SEAL_KIND, j, VAULT_CONNECT_COOKIE_MAX, out);
   json_object_clear(j);
@@ -65,7 +65,7 @@ int vault_connect_open(st_store *st, const char *tenant, const char *cookie, con
   rc = VAULT_ECONNECT;
   if (json_is_object(j) && json_is_integer(e) && !copy_member(j, "s", out->state, sizeof out->state) &&
       !copy_member(j, "v", out->verifier, sizeof out->verifier) && !copy_member(j, "u", out->user, sizeof out->user) &&
-      !copy_member(j, "c", out->connector, sizeof out->connector)) {
+      !copy_member(j, "c", out->connector, sizeof out->connector) && !copy_member(j, "b", out->bind, sizeof out->bind)) {
     out->expires = (int64_t)json_integer_value(e);
     if (strlen(out->state) == VAULT_CONNECT_RAND_LEN && CRYPTO_memcmp(out->state, state, VAULT_CONNECT_RAND_LEN) == 0 &&
         now < out->expires && vault_connector_name_valid(out->connector))
@@ -123,6 +123,35 @@ int vault_key_state_matches(const vault_key_state *s, const json_t *rec) {
   char d[VAULT_CONNECT_RAND_LEN + 1];
   return strlen(s->bind) == VAULT_CONNECT_RAND_LEN && bind_digest(rec, d) == 0 &&
          CRYPTO_memcmp(d, s->bind, VAULT_CONNECT_RAND_LEN) == 0;
+}
+
+/* ---- the connect flow's connector ------------------------------------------ */
+
+/* base64url(SHA-256(binding \n authorize_url \n token_url \n client_id)):
+ * the binding changes with a move or a rekey; the authorization server
+ * and client too, for a connector deleted and made again (its binding
+ * starts over) */
+static int connect_digest(const json_t *rec, char out[VAULT_CONNECT_RAND_LEN + 1]) {
+  json_t *b = vault_connector_bind(rec), *auth = json_object_get(rec, "auth");
+  if (!b) return ST_EINVAL;
+  json_t *text = json_sprintf("%s\n%s\n%s\n%s", json_string_value(b),
+                              json_string_value(json_object_get(auth, "authorize_url")) ?: "",
+                              json_string_value(json_object_get(auth, "token_url")) ?: "",
+                              json_string_value(json_object_get(auth, "client_id")) ?: "");
+  if (!text) return ST_ENOMEM;
+  uint8_t h[32];
+  int rc = st_sha256(json_string_value(text), json_string_length(text), h) ? ST_ECRYPTO : 0;
+  json_decref(text);
+  if (!rc) auth_b64url_encode(h, sizeof h, out, VAULT_CONNECT_RAND_LEN + 1);
+  return rc;
+}
+
+int vault_connect_bind(vault_connect *c, const json_t *rec) { return connect_digest(rec, c->bind); }
+
+int vault_connect_matches(const vault_connect *c, const json_t *rec) {
+  char d[VAULT_CONNECT_RAND_LEN + 1];
+  return strlen(c->bind) == VAULT_CONNECT_RAND_LEN && connect_digest(rec, d) == 0 &&
+         CRYPTO_memcmp(d, c->bind, VAULT_CONNECT_RAND_LEN) == 0;
 }
 
 /* ---- forms ------------------------------------------------------------------ */

@@ -3,18 +3,26 @@
  * state); gateway/api/connect.c drives it.
  *
  *   1. GET /t/{t}/connect/{connector} (signed in): vault_connect_new draws
- *      state and verifier (32 random bytes each), vault_connect_seal seals
- *      them with the user, the connector and an expiry into the connect
- *      cookie (AES-256-GCM under the store's key, bound to the tenant and
- *      the kind "vault.connect"); nothing is written to the store.
+ *      state and verifier (32 random bytes each), vault_connect_bind notes
+ *      the connector as it is (a digest of its binding, authorization
+ *      server and client), vault_connect_seal seals them with the user,
+ *      the connector and an expiry into the connect cookie (AES-256-GCM
+ *      under the store's key, bound to the tenant and the kind
+ *      "vault.connect"); nothing is written to the store.
  *      vault_connect_authorize_url builds the redirect.
  *   2. GET /t/{t}/connect/callback: vault_connect_open checks the cookie
  *      (tenant, expiry, state in constant time); the caller checks that the
- *      signed-in user is the cookie's user; vault_connect_token_request
- *      builds the code exchange with the connector's client authentication;
- *      vault_tokens_from_reply (grant.h) reads the reply; a writer job
- *      stores the grant (vault_grant_put) after checking the user is still
- *      active and the connector still the same oauth connector.
+ *      signed-in user is the cookie's user and that the connector is still
+ *      the one the flow began with (vault_connect_matches: the code was
+ *      issued by the authorization server the connector named then, for
+ *      its upstream then — a move or rekey while the person signed in at
+ *      the service refuses it, before any code exchange);
+ *      vault_connect_token_request builds the code exchange with the
+ *      connector's client authentication; vault_tokens_from_reply
+ *      (grant.h) reads the reply; a writer job stores the grant
+ *      (vault_grant_put) after checking the user is still active and the
+ *      connector still the same oauth connector (vault_connect_matches
+ *      again).
  * Refresh (vault_refresh_request) uses the same client authentication.
  * No message contains a code, token, verifier or secret. */
 #ifndef MCPGATE_VAULT_CONNECT_H
@@ -35,11 +43,21 @@ typedef struct vault_connect {
   char user[65];
   char connector[33];
   int64_t expires; /* unix seconds */
+  char bind[VAULT_CONNECT_RAND_LEN + 1]; /* the connector when it began (vault_connect_bind); "" : none */
 } vault_connect;
 
 /* Fresh state and verifier for (user, connector), expiring
  * VAULT_CONNECT_TTL_S after now. 0, ST_EINVAL or ST_ECRYPTO. */
 int vault_connect_new(vault_connect *c, const char *user, const char *connector, int64_t now);
+/* Notes in c the connector the flow begins with (its record rec): a digest
+ * of its binding (vault_connector_bind: URL, credential settings, epoch)
+ * and of its authorization server and client. 0, ST_EINVAL (rec has no
+ * binding), ST_ENOMEM or ST_ECRYPTO. */
+int vault_connect_bind(vault_connect *c, const json_t *rec);
+/* 1 when rec (the connector as it is now) is still the one c began with;
+ * 0 otherwise (also without a noted connector, or when it cannot be
+ * computed: fail closed). */
+int vault_connect_matches(const vault_connect *c, const json_t *rec);
 /* Seals c for tenant into cookie text (*out malloc'd). Any thread. */
 int vault_connect_seal(st_store *st, const char *tenant, const vault_connect *c, char **out);
 /* Opens a connect cookie of tenant whose state equals `state` and that has

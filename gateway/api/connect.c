@@ -18,11 +18,19 @@
  *  - The code exchange goes through pages__fetch: the token endpoint is an
  *    admin-set URL (admin egress level), with timeouts, a body cap and a
  *    body deadline; the reply is wiped.
+ *  - The connect cookie also carries a digest of the connector as the
+ *    flow began (vault_connect_bind: its binding — URL, credential
+ *    settings, epoch — authorization server and client). The callback
+ *    refuses, before any code exchange, a connector an admin moved or
+ *    rekeyed since (409, "start again"): the code came from the old
+ *    authorization server, for the old upstream.
  *  - The grant is written in a writer job that checks again that the user
- *    is usable, the connector still exists with the same URL, token
- *    endpoint and client, and still shows to the user — a deactivation or policy
- *    change committed meanwhile wins. A grant replaced by a reconnect has
- *    its old tokens queued for revocation.
+ *    is usable, the connector still exists as the flow began and with the
+ *    same URL, token endpoint and client, and still shows to the user — a
+ *    deactivation or policy change committed meanwhile wins. A grant
+ *    replaced by a reconnect has its old tokens queued for revocation, and
+ *    the person's upstream sessions opened with the old grant end
+ *    (revoke.c: ST_EVENT_GRANT_CHANGED, superseded).
  *  - After the commit the user's open MCP streams hear
  *    notifications/tools/list_changed (ST_EVENT_GRANT_CHANGED, revoke.c):
  *    the connect tool gives way to the connector's tools.
@@ -201,6 +209,9 @@ void pages__connect(gw_req *req, const char *tenant, const char *connector) {
   vault_connect vc;
   char *cookie = NULL, *url = NULL;
   rc = vault_connect_new(&vc, s.user_id, connector, pages__now());
+  /* the code that comes back is for this connector as it is now: its
+   * authorization server, its upstream (the callback checks it) */
+  if (!rc) rc = vault_connect_bind(&vc, rec);
   if (!rc) rc = vault_connect_seal(srv->store, tenant, &vc, &cookie);
   if (!rc) rc = vault_connect_authorize_url(json_object_get(rec, "auth"), redirect, &vc, &url);
   OPENSSL_cleanse(&vc, sizeof vc);
@@ -237,8 +248,11 @@ static int job_grant(st_txn *txn, void *arg) {
   if (rc) return rc;
   json_t *auth = json_object_get(rec, "auth");
   /* the same upstream too: a grant is never presented to another one (a
-   * move cut the grants; these tokens were asked for the old URL) */
-  bool same = vault_connector_is_oauth(rec) && !strcmp(json_string_value(json_object_get(rec, "url")) ?: "", f->url) &&
+   * move cut the grants; these tokens were asked for the old URL) — the
+   * one the flow began with, and the one the callback exchanged the code
+   * for */
+  bool same = vault_connector_is_oauth(rec) && vault_connect_matches(&f->vc, rec) &&
+              !strcmp(json_string_value(json_object_get(rec, "url")) ?: "", f->url) &&
               !strcmp(json_string_value(json_object_get(auth, "token_url")) ?: "", f->token_url) &&
               !strcmp(json_string_value(json_object_get(auth, "client_id")) ?: "", f->client_id);
   json_decref(rec);
@@ -437,8 +451,26 @@ void pages__connect_callback(gw_req *req, const char *tenant, const char *connec
     return;
   }
   rc = usable_connector(req, txn, tenant, connector, vc.user, &rec);
-  if (!rc && st_secret_get_str(txn, &(st_aad){tenant, VAULT_CLIENT_KIND, connector}, &secret) != 0) secret = NULL;
+  /* the connector the flow began with: an admin's move or rekey while the
+   * person signed in at the service means the code came from the old
+   * authorization server, for the old upstream — never exchanged, never
+   * stored for the new one */
+  bool moved = !rc && !vault_connect_matches(&vc, rec);
+  if (!rc && !moved && st_secret_get_str(txn, &(st_aad){tenant, VAULT_CLIENT_KIND, connector}, &secret) != 0)
+    secret = NULL;
   st_txn_end(txn);
+  if (moved) {
+    GW_LOG(GW_LOG_INFO, "vault", &lc,
+           "connecting %s for user %s refused: the connector changed while they were signing in at the service",
+           connector, vc.user);
+    json_decref(rec);
+    OPENSSL_cleanse(&vc, sizeof vc);
+    OPENSSL_cleanse(code, sizeof code);
+    fail(req, tenant, connector, 409, "The connector changed",
+         "The connector was changed while you were signing in at the service, so nothing was stored. Start again.",
+         true);
+    return;
+  }
   if (rc) {
     OPENSSL_cleanse(&vc, sizeof vc);
     OPENSSL_cleanse(code, sizeof code);
@@ -472,6 +504,7 @@ void pages__connect_callback(gw_req *req, const char *tenant, const char *connec
   gw_strlcpy(f->tenant, tenant, sizeof f->tenant);
   gw_strlcpy(f->connector, connector, sizeof f->connector);
   gw_strlcpy(f->user, vc.user, sizeof f->user);
+  memcpy(f->vc.bind, vc.bind, sizeof f->vc.bind); /* job_grant checks it again */
   gw_strlcpy(f->url, json_string_value(json_object_get(rec, "url")) ?: "", sizeof f->url);
   const char *tu = json_string_value(json_object_get(auth, "token_url"));
   gw_strlcpy(f->token_url, tu ? tu : "", sizeof f->token_url);

@@ -13,11 +13,16 @@
 //    grants ("a grant is never presented to another upstream"); tokens
 //    asked for the old upstream (for a discovered connector, bound to it by
 //    RFC 8707 `resource`) must not be stored for the new one.
+// And earlier: a connect begun before an admin moved or rekeyed the
+// connector comes back with a code the OLD authorization server issued for
+// the OLD upstream. The connect cookie carries the connector as the flow
+// began (vault_connect_bind), and the callback refuses one that changed
+// since — before the code is exchanged ("start again").
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 
-import { waitFor } from './lib/gateway.mjs';
+import { waitFor, sleep } from './lib/gateway.mjs';
 import { startLoginFixture, signIn } from './lib/login.mjs';
 import { ALLOW_ALL_POLICY } from './lib/mcp.mjs';
 
@@ -109,4 +114,56 @@ test('a connect under way when the connector moves to another URL stores no gran
   r = await admin('PUT', '/connectors/crm', connector('new-mcp'));
   assert.equal(r.status, 200, r.body);
   await assertNoGrant(cb, 'the move');
+});
+
+test('a connect begun before the admin moved or rekeyed the connector is refused at the callback, before any code exchange', async () => {
+  const { admin } = fx.t.acme;
+  const cases = [
+    ['the move', connector('new-mcp')],
+    ['the rekey', { ...connector('old-mcp'), auth: { ...connector('old-mcp').auth, client_id: 'gw-2' } }],
+  ];
+  for (const [what, changed] of cases) {
+    let r = await admin('PUT', '/connectors/crm', connector('old-mcp'));
+    assert.ok(r.status === 201 || r.status === 200, r.body);
+    const b = fx.browser();
+    const s = await signIn(b, `${fx.base('acme')}/login`, { login: '00u-alice' });
+    assert.equal(s.status, 200);
+    const start = await b.get(`${fx.base('acme')}/connect/crm`, { follow: false });
+    assert.equal(start.status, 302, start.text);
+    const state = new URL(start.headers.get('location')).searchParams.get('state');
+    // while alice signs in at the old connector's authorization server, the
+    // admin changes the connector
+    r = await admin('PUT', '/connectors/crm', changed);
+    assert.equal(r.status, 200, r.body);
+    const calls = tokenCalls;
+    let answered = false;
+    const cb = b.get(`${fx.base('acme')}/connect/crm/callback?code=the-code&state=${encodeURIComponent(state)}`, { follow: false })
+      .then((x) => { answered = true; return x; });
+    // a gateway that exchanges the code anyway: its token request is answered
+    const res = await Promise.race([cb, (async () => {
+      while (!answered && tokenCalls === calls) await sleep(20);
+      if (!answered) release();
+      return cb;
+    })()]);
+    assert.equal(res.status, 409, `after ${what}: ${res.status} ${res.text?.slice(0, 300)}`);
+    assert.match(res.text, /changed while you were signing in/);
+    assert.match(res.text, /Start again/);
+    assert.equal(tokenCalls, calls, `after ${what}: the old authorization server's code was not exchanged`);
+    const c = await admin('GET', '/users/alice%40acme.com/connections');
+    assert.equal(c.status, 200, c.body);
+    assert.deepEqual(c.json.connections, [], `no upstream grant from before ${what}`);
+  }
+  // begun after the change, the connect goes on as usual
+  const b = fx.browser();
+  assert.equal((await signIn(b, `${fx.base('acme')}/login`, { login: '00u-alice' })).status, 200);
+  const start = await b.get(`${fx.base('acme')}/connect/crm`, { follow: false });
+  const state = new URL(start.headers.get('location')).searchParams.get('state');
+  const calls = tokenCalls;
+  const cb = b.get(`${fx.base('acme')}/connect/crm/callback?code=the-code&state=${encodeURIComponent(state)}`, { follow: false });
+  await waitFor(() => tokenCalls === calls + 1, { timeoutMs: 5000, intervalMs: 20, what: 'the code exchange' });
+  release();
+  const res = await cb;
+  assert.equal(res.status, 200, res.text?.slice(0, 300));
+  const d = await admin('DELETE', '/users/alice%40acme.com/connections/crm');
+  assert.ok(d.status === 204 || d.status === 200, d.body);
 });

@@ -1561,6 +1561,62 @@ TEST(key_state_binds_the_form_to_the_connector_as_shown) {
 }
 #undef UKEY
 
+/* The connect cookie carries the connector as the flow began
+ * (vault_connect_bind): the callback goes on only with that connector —
+ * not after a move, a rekey (another client), nor for one deleted and made
+ * again with another authorization server; a description changes nothing. */
+#define OAC(u, c, d) "{\"url\":\"" u "\",\"description\":\"" d "\",\"auth\":{\"type\":\"oauth\",\"authorize_url\":\"https://as.example.com/authorize\",\"token_url\":\"https://as.example.com/token\",\"client_id\":\"" c "\"}}"
+TEST(connect_cookie_carries_the_connector_as_it_began) {
+  CHECK(open_store());
+  CHECK_INT(conn_put("acme", "crm", OAC("https://a.example.com/mcp", "cid", "one")), 0);
+  vault_connect c, o;
+  CHECK_INT(vault_connect_new(&c, "user-1", "crm", T0), 0);
+  CHECK_INT(vault_connect_matches(&c, NULL), 0); /* nothing noted: fail closed */
+  json_t *rec = rec_of("acme", "crm");
+  CHECK_INT(vault_connect_bind(&c, rec), 0);
+  json_decref(rec);
+  CHECK_INT(strlen(c.bind), VAULT_CONNECT_RAND_LEN);
+  char *ck = NULL;
+  CHECK_INT(vault_connect_seal(g_st, "acme", &c, &ck), 0);
+  CHECK(ck && !strstr(ck, "example"));
+  int rc = vault_connect_open(g_st, "acme", ck, c.state, T0 + 1, &o);
+  free(ck);
+  CHECK_INT(rc, 0);
+  CHECK_STR(o.bind, c.bind);
+  int m[5];
+  CHECK_INT(conn_put("acme", "crm", OAC("https://a.example.com/mcp", "cid", "two")), 0);
+  rec = rec_of("acme", "crm");
+  m[0] = vault_connect_matches(&o, rec); /* a description */
+  json_decref(rec);
+  CHECK_INT(conn_put("acme", "crm", OAC("https://b.example.com/mcp", "cid", "two")), 0);
+  rec = rec_of("acme", "crm");
+  m[1] = vault_connect_matches(&o, rec); /* moved */
+  json_decref(rec);
+  CHECK_INT(conn_put("acme", "crm", OAC("https://a.example.com/mcp", "cid", "two")), 0);
+  rec = rec_of("acme", "crm");
+  m[2] = vault_connect_matches(&o, rec); /* and back */
+  json_decref(rec);
+  /* deleted, made again with another client: its binding starts over */
+  CHECK_INT(W(f_conn_del, (job){.t = "acme", .c = "crm"}), 0);
+  CHECK_INT(conn_put("acme", "crm", OAC("https://a.example.com/mcp", "cid-2", "one")), 0);
+  rec = rec_of("acme", "crm");
+  m[3] = vault_connect_matches(&o, rec);
+  json_decref(rec);
+  /* ... with the same one: the same connector the flow began with */
+  CHECK_INT(W(f_conn_del, (job){.t = "acme", .c = "crm"}), 0);
+  CHECK_INT(conn_put("acme", "crm", OAC("https://a.example.com/mcp", "cid", "one")), 0);
+  rec = rec_of("acme", "crm");
+  m[4] = vault_connect_matches(&o, rec);
+  json_decref(rec);
+  CHECK_INT(m[0], 1);
+  CHECK_INT(m[1], 0);
+  CHECK_INT(m[2], 0);
+  CHECK_INT(m[3], 0);
+  CHECK_INT(m[4], 1);
+  close_store();
+}
+#undef OAC
+
 TEST(connect_cookie_round_trip_and_attacks) {
   CHECK(open_store());
   vault_connect c, o;
@@ -2268,6 +2324,7 @@ int main(void) {
   RUN(refresh_failed_drops_only_for_the_current_refresh_token);
   RUN(upstream_cred_is_the_users_own_unexpired_grant);
   RUN(connect_cookie_round_trip_and_attacks);
+  RUN(connect_cookie_carries_the_connector_as_it_began);
   RUN(key_state_binds_the_form_to_the_connector_as_shown);
   RUN(authorize_url_encodes_every_value);
   RUN(token_request_client_authentication);
