@@ -85,6 +85,7 @@ static int vault_store_init(st_store *st, gw_server *srv) {
   int rc = vault_grant_register(st); /* first: its purge copies connectors and secrets */
   if (!rc) rc = vault_register_purge(st);
   if (!rc) rc = vault_rediscover_register(st);
+  if (!rc) rc = vault_register_url_check(st);
   return rc ? rc : st_purge_add(st, "secrets", st_secret_purge_tenant, NULL);
 }
 

@@ -12,7 +12,7 @@
 #include "vault/rediscover.h"
 #include "vault/vault.h"
 
-#define URL_MAX 2048
+#define URL_MAX VAULT_URL_MAX
 #define DESC_MAX 500
 #define HEADER_VALUE_MAX 8192
 /* Claude Code shows tools as mcp__{server}__{tool} and refuses names over
@@ -322,29 +322,40 @@ int vault_connector_put(st_txn *txn, const char *tenant, const char *name, const
                         const char *secret, const char *now, vault_put_out *out) {
   char k[128];
   json_t *old = NULL;
+  char *old_url = NULL, *url = NULL, *shown = NULL;
+  const char *old_real = NULL;
+  bool moved = false, sealed = false, rekey = false;
   memset(out, 0, sizeof *out);
   int rc = vault_connector_get(txn, tenant, name, &old);
   if (rc && rc != ST_ENOTFOUND) return rc;
   out->created = old == NULL;
-  bool moved = old && strcmp(json_string_value(json_object_get(old, "url")) ?: "",
-                             json_string_value(json_object_get(config, "url")) ?: "") != 0;
-  bool rekey = false;
-  if (old && !moved && (rc = rekeyed(txn, tenant, name, old, config, secret, &rekey))) {
-    json_decref(old);
-    return rc;
+  /* the real URLs (connector_url.c): the old one unsealed, the new one
+   * with the values the admin sent back masked ("…") kept from it. An old
+   * one that cannot be read keeps nothing and counts as moved. A move is
+   * decided on them, so a new key in the query advances the epoch (below)
+   * though the URL shows alike. */
+  if (old) {
+    rc = vault_connector_url(txn, tenant, name, old, &old_real, &old_url);
+    if (rc == ST_ENOTFOUND || rc == ST_ECRYPTO || rc == ST_ECORRUPT) old_real = NULL;
+    else if (rc) goto out;
   }
+  if ((rc = vault_url_keep_masked(json_string_value(json_object_get(config, "url")) ?: "", old_real, &url)) ||
+      (rc = (shown = vault_url_shown(url)) ? 0 : ST_ENOMEM))
+    goto out;
+  moved = old && (!old_real || strlen(old_real) != strlen(url) || !st_ct_equal(old_real, url, strlen(url)));
+  sealed = strcmp(shown, url) != 0;
+  if (old && !moved && (rc = rekeyed(txn, tenant, name, old, config, secret, &rekey))) goto out;
   if (old && vault_connector_is_per_user(old) && (moved || !same_identity(old, config))) {
     /* the employees' grants (or keys) belong to the old upstream or client:
      * never sent to another one. Cut before the record changes, so their
      * revocation jobs copy the old endpoint and client credentials. */
     char nowbuf[32];
     vault_rfc3339(0, nowbuf);
-    if ((rc = vault_grants_cut_connector(txn, tenant, name, "connector_changed", nowbuf))) {
-      json_decref(old);
-      return rc;
-    }
+    if ((rc = vault_grants_cut_connector(txn, tenant, name, "connector_changed", nowbuf))) goto out;
   }
   json_t *rec = json_deep_copy(config);
+  json_object_set_new(rec, "url", json_string(shown));
+  if (sealed) json_object_set_new(rec, "url_sealed", json_true());
   json_object_set_new(rec, "name", json_string(name));
   json_object_set_new(rec, "created", json_string(old && json_string_value(json_object_get(old, "created"))
                                                       ? json_string_value(json_object_get(old, "created"))
@@ -373,7 +384,9 @@ int vault_connector_put(st_txn *txn, const char *tenant, const char *name, const
   json_object_set_new(rec, "warnings", warn);
   /* upstream sessions opened before a move or a rekey are the old
    * server's or the old credential's: a new epoch, so none read before is
-   * sent or stored after (vault_connector_bind); otherwise the same one */
+   * sent or stored after (vault_connector_bind); otherwise the same one.
+   * A move of the real URL counts though the shown one may read alike (a
+   * new key in its query): the binding, not the url, tells them apart */
   json_t *oe = old ? json_object_get(old, "epoch") : NULL;
   if (moved || rekey) {
     unsigned long long n = json_is_string(oe) ? strtoull(json_string_value(oe), NULL, 10) : 0;
@@ -383,12 +396,23 @@ int vault_connector_put(st_txn *txn, const char *tenant, const char *name, const
   } else if (json_is_string(oe)) {
     json_object_set(rec, "epoch", oe);
   }
-  json_decref(old);
   char *s = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
   json_decref(rec);
-  if (!s) return ST_ENOMEM;
+  if (!s) {
+    rc = ST_ENOMEM;
+    goto out;
+  }
   rc = st_put(txn, ST_DB_CONNECTORS, k, key_of(tenant, name, k), s, strlen(s), 0);
   free(s);
+  /* the real URL sealed when it shows otherwise, else none kept */
+  st_aad ua = {tenant, VAULT_URL_KIND, name};
+  if (!rc && sealed) rc = st_secret_put(txn, &ua, url, strlen(url));
+  else if (!rc && (rc = st_secret_del(txn, &ua)) == ST_ENOTFOUND) rc = 0;
+out:
+  json_decref(old);
+  vault_secret_free(old_url);
+  vault_secret_free(url);
+  free(shown);
   if (rc) return rc;
   /* one sealed slot per kind: the header value, or the OAuth client secret */
   bool is_oauth = !strcmp(json_string_value(json_object_get(json_object_get(config, "auth"), "type")) ?: "", "oauth");
@@ -556,6 +580,9 @@ int vault_connector_delete(st_txn *txn, const char *tenant, const char *name) {
   rc = st_secret_del(txn, &aad);
   if (rc && rc != ST_ENOTFOUND) return rc;
   aad.kind = VAULT_CLIENT_KIND;
+  rc = st_secret_del(txn, &aad);
+  if (rc && rc != ST_ENOTFOUND) return rc;
+  aad.kind = VAULT_URL_KIND;
   rc = st_secret_del(txn, &aad);
   if (rc && rc != ST_ENOTFOUND) return rc;
   if ((rc = vault_rediscover_cancel(txn, tenant, name))) return rc;

@@ -9,6 +9,7 @@ const char *vault_strerror(int err) {
   case VAULT_EINVALID: return "invalid connector definition";
   case VAULT_ENOGRANT: return "not connected: the user has no grant for this connector";
   case VAULT_EEXPIRED: return "the user's grant for this connector needs a refresh";
+  case VAULT_EMASKED: return "a masked URL query value has no stored value to keep";
   case -31010: return "connect state missing, expired or forged";
   case -31020: return "the upstream's authorization metadata is malformed";
   case -31021: return "the upstream's authorization metadata is unusable";

@@ -6,13 +6,19 @@
  * AES-256-GCM in ST_DB_SECRETS, bound to (tenant, "connector.header",
  * connector name); the connector record only says that one exists.
  *
+ * A connector URL's query is secret material too (hosted MCP servers take
+ * their API key there): the record keeps the URL as shown, every query
+ * value replaced by "…", and the real URL is sealed beside the credential
+ * (VAULT_URL_KIND); vault/connector_url.c says how.
+ *
  * Store layout: ST_DB_CONNECTORS  tenant \0 name → connector JSON
- *   {name, url, description, auth:{type, name}, ca_file, timeouts:{…},
- *    created, updated, warnings:[…], epoch?}
+ *   {name, url (as shown), url_sealed?, description, auth:{type, name},
+ *    ca_file, timeouts:{…}, created, updated, warnings:[…], epoch?}
  * "epoch" (a decimal string, absent until the first) counts the PUTs that
  * moved or rekeyed the connector: with the url it says which upstream
  * sessions are still the connector's (vault_connector_bind); the admin
- * view leaves it out.
+ * view leaves it out. A move is a change of the real URL, its sealed
+ * query included: two real URLs may show alike, their epochs do not.
  * No sockets here; writes happen inside writer jobs (pure functions of
  * store + arguments). */
 #ifndef MCPGATE_VAULT_VAULT_H
@@ -31,11 +37,15 @@
 #define VAULT_EINVALID (-31000) /* a connector definition failed validation */
 #define VAULT_ENOGRANT (-31001) /* an oauth connector: this user has not connected it (or no user) */
 #define VAULT_EEXPIRED (-31002) /* an oauth connector: the user's access token expired (refresh it) */
+#define VAULT_EMASKED (-31003)  /* a PUT's URL sends a query value back masked ("…") with no stored value to
+                                 * keep: none stored for that name, the URL's scheme, host or path changed, or
+                                 * the URL with the kept values is over VAULT_URL_MAX */
 /* Names a vault code, or a store code (st_strerror); static string. */
 const char *vault_strerror(int err);
 
 #define VAULT_NAME_MAX 32
 #define VAULT_SECRET_KIND "connector.header"
+#define VAULT_URL_KIND "connector.url" /* the real URL, when its query holds values */
 
 /* [a-z0-9-]{1,32} (no '_': aggregated tool names split at "__"). */
 int vault_connector_name_valid(const char *name);
@@ -51,21 +61,26 @@ int vault_connector_parse(const json_t *body, json_t **config, const char **secr
 typedef struct vault_connector_event {
   const char *tenant, *name;
   bool created; /* put: the connector is new */
-  bool moved;   /* put: its URL changed (upstream sessions belong to the old server) */
+  bool moved;   /* put: its real URL changed, a sealed query value too (upstream sessions belong to the old
+                 * server, or were opened with the old key) */
   bool rekeyed; /* put: same URL, another credential (auth settings or secret value) */
 } vault_connector_event;
 
 /* What a put did (overwritten on every run: writer jobs may run twice). */
 typedef struct vault_put_out {
   int created;  /* 1: the connector is new */
-  bool moved;   /* its URL changed */
+  bool moved;   /* its real URL changed (vault_connector_event) */
   bool rekeyed; /* same URL, another credential (vault_connector_event) */
 } vault_put_out;
 /* Writes a connector (config from vault_connector_parse) and seals its
- * secret, replacing any previous one. `now` is RFC 3339. Fills *out.
- * Emits ST_EVENT_CONNECTOR_PUT (a hook's failure fails the put): a moved
- * or rekeyed connector's upstream sessions and live exchanges end with
- * it (gateway/mcp/revoke.c). Write txns only. */
+ * secret, replacing any previous one. The config's URL may send query
+ * values back masked: the stored ones are kept (vault_url_keep_masked;
+ * VAULT_EMASKED when it cannot). A URL whose query holds values is sealed
+ * and stored as shown. `now` is RFC 3339. Fills *out: moved when the real
+ * URL changed (a new query value too). Emits ST_EVENT_CONNECTOR_PUT (a
+ * hook's failure fails the put): a moved or rekeyed connector's upstream
+ * sessions and live exchanges end with it (gateway/mcp/revoke.c). Write
+ * txns only. */
 int vault_connector_put(st_txn *txn, const char *tenant, const char *name, const json_t *config,
                         const char *secret, const char *now, vault_put_out *out);
 /* Records the capabilities the upstream announced at initialize (the
@@ -79,9 +94,10 @@ int vault_connector_set_caps(st_txn *txn, const char *tenant, const char *name, 
  * may be sent, or stored, only while the record still has that value
  * (gateway/mcp). rec is a record (vault_connector_get), never an admin
  * view (which leaves the epoch out). A string of rec (borrowed; compare
- * with strcmp): its
- * "epoch", or its "url" for a record never moved nor rekeyed (the two
- * never look alike: a url begins with "http"); NULL without either. */
+ * with strcmp): its "epoch", or its "url" (as shown) for a record never
+ * moved nor rekeyed (the two never look alike: a url begins with "http");
+ * NULL without either. A move of the real URL bumps the epoch, so a new
+ * sealed query value changes the binding though the url shows alike. */
 json_t *vault_connector_bind(const json_t *rec);
 /* What an upstream session that `user` (NULL: the gateway's own call)
  * opens under connector record rec belongs to: vault_connector_bind, and
@@ -97,7 +113,8 @@ json_t *vault_upstream_bind(st_txn *txn, const char *tenant, const char *connect
                             const json_t *rec);
 /* Loads a connector record (caller json_decref). ST_ENOTFOUND if absent. */
 int vault_connector_get(st_txn *txn, const char *tenant, const char *name, json_t **rec);
-/* The record as shown to admins: the secret is never in it. */
+/* The record as shown to admins: the secret is never in it, nor the
+ * URL's query values (vault_url_shown). */
 json_t *vault_connector_view(const json_t *rec);
 /* Unseals the connector's header value. *value is malloc'd, NUL-terminated
  * and must be released with vault_secret_free (wipes it). */
@@ -129,6 +146,40 @@ int vault_connector_is_per_user(const json_t *rec);
 void vault_cred_free(vault_cred *c);
 /* UTC time t (unix seconds; 0: now) as RFC 3339 "YYYY-MM-DDTHH:MM:SSZ". */
 void vault_rfc3339(int64_t t, char out[32]);
+/* ---- the URL's query (vault/connector_url.c) ---- */
+#define VAULT_URL_MAX 2048 /* bytes of a connector's real URL */
+#define VAULT_URL_SHOWN_MAX (3 * VAULT_URL_MAX) /* as shown: a one-byte value is "…", three bytes */
+/* The URL as it may be shown (records, GET, audit, logs, messages): every
+ * query value replaced by "…", names kept ("?api_key=…&region=…"); a
+ * query component without '=' is all value ("?…"). malloc'd (free()), NULL
+ * without memory. */
+char *vault_url_shown(const char *url);
+/* 1 when url shows otherwise than it is (its query holds a value); 1 also
+ * without memory (fail closed). */
+int vault_url_has_secret(const char *url);
+/* The real URL an admin PUT means: url itself, or url with every query
+ * value sent back masked ("…" or %E2%80%A6) replaced by the stored URL's
+ * value of the same name (the n-th of that name for the n-th). Only when
+ * the scheme, host and path are exactly the stored URL's: a kept key goes
+ * to no other server. *out is malloc'd (free with vault_secret_free);
+ * VAULT_EMASKED (stored NULL, another server, nothing stored to keep, or
+ * the URL with what is kept over VAULT_URL_MAX), ST_ENOMEM. */
+int vault_url_keep_masked(const char *url, const char *stored, char **out);
+/* The connector's real URL, where its upstream requests go. rec is the
+ * record read in txn. A record whose URL is not sealed (no query values:
+ * most connectors) gives its own "url": *url borrowed from rec, *sealed
+ * NULL, nothing unsealed nor copied. One that says "url_sealed" gives the
+ * unsealed URL in *sealed (malloc'd; free with vault_secret_free, which
+ * wipes it; vault_secret_free(NULL) is a no-op) and *url = *sealed.
+ * ST_ENOTFOUND / ST_ECRYPTO when the sealed URL is missing or does not
+ * unseal, ST_ECORRUPT without a "url"; then both are NULL. */
+int vault_connector_url(st_txn *txn, const char *tenant, const char *name, const json_t *rec, const char **url,
+                        char **sealed);
+/* Registers the st_check of connector URLs: a record saying "url_sealed"
+ * whose sealed URL does not unseal, or one showing a query value in clear.
+ * At startup, with the other store registrations. 0 or ST_E*. */
+int vault_register_url_check(st_store *st);
+
 /* Deletes the connector and its sealed secret; emits
  * ST_EVENT_CONNECTOR_DELETE. Write txns only. */
 int vault_connector_delete(st_txn *txn, const char *tenant, const char *name);

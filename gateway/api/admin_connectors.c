@@ -5,7 +5,10 @@
  * type or header), ends its upstream sessions and live exchanges in the
  * same transaction: vault/ emits ST_EVENT_CONNECTOR_PUT/_DELETE and
  * gateway/mcp/revoke.c acts on them (and probes the connector's
- * capabilities after a PUT). */
+ * capabilities after a PUT). The URL's query values are secret (vault.h):
+ * every view here shows them as "…", a PUT sending them back so keeps the
+ * stored ones (or is 400 when it cannot: VAULT_EMASKED), and a new value
+ * is a move. */
 #include "gateway/api/admin_int.h"
 #include "gateway/base/clock.h"
 
@@ -108,6 +111,11 @@ static void done_connector(int status, void *arg) {
   gw_req *req = j->req;
   if (status == ST_ENOTFOUND) {
     gw_respond_error(req, 404, "not_found", j->del ? "no such connector" : "no such tenant");
+  } else if (status == VAULT_EMASKED) {
+    gw_respond_error(req, 400, "invalid_request",
+                     "\"url\" sends a query value back masked (…), which keeps the stored value of that parameter "
+                     "only at the stored URL's scheme, host and path, and only one that is stored (the URL with "
+                     "what is kept at most 2048 bytes): give the value itself");
   } else if (!admin__job_error(req, status, "connector")) {
     if (j->del) {
       GW_LOG(GW_LOG_INFO, "admin", &((gw_log_ctx){j->tenant, req->id}), "connector %s deleted", j->name);

@@ -27,6 +27,10 @@
  *  - Every fetch has timeouts, a body deadline and a 64 KiB body cap
  *    (pages__fetch); redirects are never followed (a 3xx is a failure).
  *    The connector's ca_file applies to every fetch (as to its refresh).
+ *  - A connector URL with query values is refused (QUERY_REFUSED): they
+ *    are secret (vault.h), and the discovered resource indicator would
+ *    carry them to the authorization server and employees' browsers. So
+ *    the URLs below never hold a gateway-held secret.
  *  - 502 discovery_failed names the step and the URL (the upstream is
  *    unreachable or its metadata malformed); 400 discovery_refused when the
  *    metadata is well-formed but unusable. No message or log line carries a
@@ -74,6 +78,14 @@
 #include "vault/vault.h"
 
 #define WWW_AUTH_MAX 4096
+/* A connector URL whose query holds values: its values are secret (sealed,
+ * shown as "…": vault.h), and discovery would copy the URL into the
+ * resource indicator (RFC 8707) that goes to the authorization server and,
+ * in the authorize URL, to every employee's browser. */
+#define QUERY_REFUSED                                                                                              \
+  "\"url\" has a query, whose values the gateway keeps secret (sealed, shown as …); discovery would copy them into " \
+  "the resource indicator that the authorization server and employees' browsers see: give auth.authorize_url, "     \
+  "token_url and client_id without \"discover\", or a URL without query values"
 
 typedef enum { STEP_PROBE, STEP_PRM, STEP_ASM, STEP_DCR } step;
 
@@ -517,6 +529,11 @@ void admin__connector_discover(gw_req *req, const char *tenant, const char *name
                      "\"url\" must be an http:// or https:// URL without spaces (the upstream MCP endpoint)");
     return;
   }
+  if (vault_url_has_secret(u)) {
+    json_decref(body);
+    gw_respond_error(req, 400, "invalid_request", "%s", QUERY_REFUSED);
+    return;
+  }
   /* the admin's own fields (description, timeouts, ca_file, scopes) are
    * checked now, before anything is registered anywhere: the same
    * validation with placeholder endpoints */
@@ -807,6 +824,10 @@ static int start_again(gw_loop *lp, gw_req *req, gw_rediscover *rd, const char *
   d->body = stored_body(d->stored);
   snprintf(d->url, sizeof d->url, "%s", json_string_value(json_object_get(d->stored, "url")) ?: "");
   pages__connect_redirect_uri(srv, tenant, name, d->redirect, sizeof d->redirect);
+  if (json_is_true(json_object_get(d->stored, "url_sealed")) || vault_url_has_secret(d->url)) {
+    failed(d, 400, "%s", QUERY_REFUSED); /* stored before discovery refused such URLs */
+    return 0;
+  }
   if (!srv->cfg.public_url || !srv->cfg.public_url[0]) {
     failed(d, 400, "the gateway's public_url is not set: a discovered connector cannot be read again without it");
     return 0;

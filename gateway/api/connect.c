@@ -109,7 +109,10 @@ typedef struct connect_flow {
   gw_req *req;
   gw_loop *lp;
   char tenant[64], connector[40], user[40];
-  char url[2100], token_url[2100], client_id[520];
+  char url[VAULT_URL_SHOWN_MAX + 1]; /* the connector's, as shown, when the flow began */
+  char token_url[2100], client_id[520];
+  char bind[VAULT_URL_SHOWN_MAX + 1]; /* its vault_connector_bind then: the url shows a query masked, and a
+                                         new key there moves the binding, not the url */
   vault_connect vc;
   vault_tokens tokens;
   int status;
@@ -250,9 +253,11 @@ static int job_grant(st_txn *txn, void *arg) {
   /* the same upstream too: a grant is never presented to another one (a
    * move cut the grants; these tokens were asked for the old URL) — the
    * one the flow began with, and the one the callback exchanged the code
-   * for */
+   * for: the url as shown, and the binding (a move that changed only a
+   * sealed query value shows alike, and advanced the binding) */
   bool same = vault_connector_is_oauth(rec) && vault_connect_matches(&f->vc, rec) &&
               !strcmp(json_string_value(json_object_get(rec, "url")) ?: "", f->url) &&
+              !strcmp(json_string_value(vault_connector_bind(rec)) ?: "", f->bind) &&
               !strcmp(json_string_value(json_object_get(auth, "token_url")) ?: "", f->token_url) &&
               !strcmp(json_string_value(json_object_get(auth, "client_id")) ?: "", f->client_id);
   json_decref(rec);
@@ -506,6 +511,7 @@ void pages__connect_callback(gw_req *req, const char *tenant, const char *connec
   gw_strlcpy(f->user, vc.user, sizeof f->user);
   memcpy(f->vc.bind, vc.bind, sizeof f->vc.bind); /* job_grant checks it again */
   gw_strlcpy(f->url, json_string_value(json_object_get(rec, "url")) ?: "", sizeof f->url);
+  gw_strlcpy(f->bind, json_string_value(vault_connector_bind(rec)) ?: "", sizeof f->bind);
   const char *tu = json_string_value(json_object_get(auth, "token_url"));
   gw_strlcpy(f->token_url, tu ? tu : "", sizeof f->token_url);
   gw_strlcpy(f->client_id, json_string_value(json_object_get(auth, "client_id")) ?: "", sizeof f->client_id);

@@ -12,8 +12,11 @@
  *     failure through up_done. The flows see only gw__x_upcall's return,
  *     up_headers/up_data/up_done and gw__x_abort_upstream, so they do not
  *     change.
- *  2. The secret lives only in this call: the header line is wiped and
- *     freed right after the engine copied it (gw_out_start copies).
+ *  2. The secret lives only in this call: the header line, and the real
+ *     URL when its query is sealed (vault.h: the record's "url" shows the
+ *     values as "…" and is never sent then), are wiped and freed right
+ *     after the engine copied them (gw_out_start copies). A URL without
+ *     query values is the record's own string: nothing unsealed or copied.
  *  3. The exchange is referenced for the transfer: taken before start,
  *     dropped after the flow's up_done (which runs once, from the loop).
  *     x->out is set while the transfer runs and cleared before up_done. */
@@ -56,6 +59,8 @@ typedef struct upcred {
   json_t *conn;  /* the connector record */
   json_t *bind;  /* what a session opened with cred belongs to (vault_upstream_bind) */
   vault_cred cred;
+  const char *url; /* the real URL: the record's, or url_sealed unsealed */
+  char *url_sealed; /* the unsealed URL when its query is sealed (vault_connector_url); wiped */
 } upcred;
 
 /* Phase 1: identity, policy, connector and credential, in one read txn
@@ -108,6 +113,7 @@ static int credential(gw_exchange *x, const gw_upcall *u, upcred *c) {
     if (gw_session_get(txn, x->sid, &now) != 0 || strcmp(now.upstream, u->upstream_sid)) rc = GW_MCP_ESTALE;
   }
   if (!rc) rc = vault_upstream_cred(txn, x->tenant, x->connector, user, c->conn, (int64_t)time(NULL), &c->cred);
+  if (!rc) rc = vault_connector_url(txn, x->tenant, x->connector, c->conn, &c->url, &c->url_sealed);
   if (!rc) x->grant_used = vault_connector_is_per_user(c->conn);
   gw__read_end(lp, txn);
   return rc;
@@ -148,7 +154,7 @@ static int transfer(gw_exchange *x, const gw_upcall *u, upcred *c) {
   json_t *to = json_object_get(conn, "timeouts");
   gw_out_opts o = {0};
   o.method = u->method;
-  o.url = json_string_value(json_object_get(conn, "url"));
+  o.url = c->url;
   if (!u->upstream_sid || !*u->upstream_sid) {
     /* no session yet: one this transfer opens belongs to this server and
      * this credential */
@@ -187,6 +193,7 @@ int gw__x_upcall(gw_exchange *x, const gw_upcall *u) {
   if (!rc) rc = transfer(x, u, &c);
   vault_cred_free(&c.cred);
   json_decref(c.bind);
+  vault_secret_free(c.url_sealed);
   json_decref(c.conn);
   return rc;
 }

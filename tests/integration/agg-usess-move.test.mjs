@@ -17,7 +17,9 @@
 // The same holds for a PUT that keeps the URL but gives the connector
 // another credential (connector-rekey.test.mjs): an upstream session the
 // OLD key opened must not be stored after the PUT dropped the connector's
-// ids, or later calls would go on on it with the new key.
+// ids, or later calls would go on on it with the new key. And for a new key
+// in the URL's query (connector-url-query.test.mjs): the URL shows alike
+// (?api_key=…) but its real value changed, which is a move.
 // ci-variants: build-w1 build-asan-w2 (it starts its own two loops)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -40,12 +42,12 @@ async function rawReq(c, seen, method, path, headers, body) {
 /* Opens the race: a call's upstream session is being opened at ua (its
  * notifications/initialized held) when the admin's PUT `to` commits; then
  * the opening goes on. Returns what the checks need. */
-async function race(to) {
+async function race(to, { from = (ua) => ua.url } = {}) {
   const gw = await startGateway({ args: ['--workers', '2', '--revocation-fanout-timeout-ms', '20000'], env: { MCPGATE_TEST_FANOUT_DELAY_MS: '1500' } });
   const ua = await startCtlUpstream({ name: 'ua' });
   const ub = await startCtlUpstream({ name: 'ub' });
   const t = await setupTenant(gw, { users: ['alice@acme.com'] });
-  const put = await t.putConnector('cc', { url: ua.url, auth: { type: 'header', name: 'X-Key', value: 'old-key' } });
+  const put = await t.putConnector('cc', { url: from(ua), auth: { type: 'header', name: 'X-Key', value: 'old-key' } });
   assert.equal(put.status, 201, put.body);
   const m = await t.mintToken('alice@acme.com');
   assert.equal(m.status, 201, m.body);
@@ -74,7 +76,10 @@ async function race(to) {
   const want = to(ua, ub);
   await waitFor(async () => {
     const g = await t.admin('GET', '/connectors/cc');
-    return g.status === 200 && JSON.parse(g.body).url === want.url && JSON.parse(g.body).auth?.name === want.auth.name;
+    if (g.status !== 200) return false;
+    const c = JSON.parse(g.body);
+    // a URL with a query shows it masked: the description says the PUT is in
+    return (want.description ? c.description === want.description : c.url === want.url) && c.auth?.name === want.auth.name;
   }, { what: 'the PUT committed' });
   const mark = ua.requests().length; // what ua received from here on came after the commit
 
@@ -110,5 +115,19 @@ test('an upstream session the old key opened is not stored for, nor used by, the
     `the upstream session ${oldSid} the old key opened was used after the PUT (first call: ${fr.status} ${fr.body})`);
   assert.deepEqual(after.filter((e) => e.headers['x-key'] !== 'new-key').map((e) => e.json?.method ?? e.method), [],
     'nothing after the PUT with the old key');
+  await gw.stop();
+});
+
+test('an upstream session opened with the old key in the URL query is not stored for, nor used by, the connector with a new one', async () => {
+  const { gw, ua, oldSid, fr, r, mark } = await race(
+    (ua) => ({ url: `${ua.url}?api_key=new-query-key`, description: 'new query key', auth: { type: 'header', name: 'X-Key', value: 'old-key' } }),
+    { from: (ua) => `${ua.url}?api_key=old-query-key` });
+  assert.match(r.body, /ua:echo later/);
+  const after = ua.requests().slice(mark);
+  const leaked = after.filter((e) => e.headers['mcp-session-id'] === oldSid);
+  assert.deepEqual(leaked.map((e) => `${e.json?.method ?? e.method} ${e.url}`), [],
+    `the upstream session ${oldSid} the old query key opened was used after the PUT (first call: ${fr.status} ${fr.body})`);
+  assert.deepEqual(after.filter((e) => e.url !== '/mcp?api_key=new-query-key').map((e) => `${e.json?.method ?? e.method} ${e.url}`), [],
+    'nothing after the PUT with the old query key');
   await gw.stop();
 });

@@ -12,7 +12,9 @@
 //  - the connector: a PUT that moves it to another URL cuts the employees'
 //    grants ("a grant is never presented to another upstream"); tokens
 //    asked for the old upstream (for a discovered connector, bound to it by
-//    RFC 8707 `resource`) must not be stored for the new one.
+//    RFC 8707 `resource`) must not be stored for the new one. A new key in
+//    the URL's query is such a move, though the URL shows alike (its values
+//    are shown as "…": connector-url-query.test.mjs).
 // And earlier: a connect begun before an admin moved or rekeyed the
 // connector comes back with a code the OLD authorization server issued for
 // the OLD upstream. The connect cookie carries the connector as the flow
@@ -166,4 +168,16 @@ test('a connect begun before the admin moved or rekeyed the connector is refused
   assert.equal(res.status, 200, res.text?.slice(0, 300));
   const d = await admin('DELETE', '/users/alice%40acme.com/connections/crm');
   assert.ok(d.status === 204 || d.status === 200, d.body);
+});
+
+test('a connect under way when the key in the connector URL\'s query changes stores no grant', async () => {
+  const { admin } = fx.t.acme;
+  let r = await admin('PUT', '/connectors/crm', connector('mcp?api_key=old-query-key'));
+  assert.ok(r.status === 201 || r.status === 200, r.body);
+  const { cb } = await connectUnderWay();
+  // meanwhile the admin gives the URL another key: it shows alike (?api_key=…)
+  r = await admin('PUT', '/connectors/crm', connector('mcp?api_key=new-query-key'));
+  assert.equal(r.status, 200, r.body);
+  assert.ok(r.json.url.endsWith('/mcp?api_key=…'), r.body);
+  await assertNoGrant(cb, 'the new query key');
 });

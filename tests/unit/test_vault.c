@@ -85,6 +85,7 @@ static st_store *open_store(void) {
   int rc = vault_grant_register(g_st);
   if (!rc) rc = vault_register_purge(g_st);
   if (!rc) rc = vault_rediscover_register(g_st);
+  if (!rc) rc = vault_register_url_check(g_st);
   if (!rc) rc = st_purge_add(g_st, "secrets", st_secret_purge_tenant, NULL);
   if (rc) {
     fprintf(stderr, "  store setup: %s\n", st_strerror(rc));
@@ -623,6 +624,201 @@ TEST(connector_bind_changes_with_a_move_or_a_rekey_only) {
 }
 #undef AT_URL
 #undef HDR
+
+/* ==== a connector URL's query (vault/connector_url.c) ================================= */
+
+#define QKEY "QUERY-KEY-7f3a9c"
+#define QURL "https://mcp.example.com/mcp?api_key=" QKEY "&region=eu"
+#define QSHOWN "https://mcp.example.com/mcp?api_key=\xe2\x80\xa6&region=\xe2\x80\xa6"
+
+static int shown_is(const char *url, const char *want) {
+  char *s = vault_url_shown(url);
+  int ok = s && !strcmp(s, want);
+  if (!ok) fprintf(stderr, "  shown(%s) = %s, want %s\n", url, s ? s : "(null)", want);
+  free(s);
+  return ok;
+}
+static int kept_is(const char *url, const char *stored, int want_rc, const char *want) {
+  char *out = NULL;
+  int rc = vault_url_keep_masked(url, stored, &out);
+  int ok = rc == want_rc && (want ? out && !strcmp(out, want) : out == NULL);
+  if (!ok) fprintf(stderr, "  keep(%s, %s) = %d %s\n", url, stored ? stored : "(null)", rc, out ? out : "(null)");
+  vault_secret_free(out);
+  return ok;
+}
+
+/* Every query value is shown as "…", the names kept; a component without
+ * '=' is all value; nothing else of the URL changes. */
+TEST(url_shown_masks_every_query_value) {
+  CHECK(shown_is("https://mcp.example.com/mcp", "https://mcp.example.com/mcp"));
+  CHECK(shown_is("https://mcp.example.com/mcp?", "https://mcp.example.com/mcp?"));
+  CHECK(shown_is(QURL, QSHOWN));
+  CHECK(shown_is("http://h/p?a=&b", "http://h/p?a=&\xe2\x80\xa6"));
+  CHECK(shown_is("http://h/p?a=1&&b=x=y", "http://h/p?a=\xe2\x80\xa6&&b=\xe2\x80\xa6"));
+  CHECK(shown_is("http://h/mcp/zap-path-secret", "http://h/mcp/zap-path-secret")); /* a path is shown as is */
+  CHECK_INT(vault_url_has_secret(QURL), 1);
+  CHECK_INT(vault_url_has_secret("https://mcp.example.com/mcp?a="), 0);
+  CHECK_INT(vault_url_has_secret("https://mcp.example.com/mcp"), 0);
+  /* a value sent masked in its encoded form shows as "…": it counts */
+  CHECK_INT(vault_url_has_secret("https://mcp.example.com/mcp?api_key=%E2%80%A6"), 1);
+}
+
+/* A value sent back masked keeps the stored one of that name (by rank
+ * among its name), at the stored scheme, host and path only. */
+TEST(url_keep_masked_values) {
+  const char *M = "\xe2\x80\xa6";
+  char u[300], w[300];
+  CHECK(kept_is(QURL, NULL, 0, QURL)); /* nothing masked: itself */
+  CHECK(kept_is(QSHOWN, QURL, 0, QURL));
+  snprintf(u, sizeof u, "https://mcp.example.com/mcp?api_key=%%e2%%80%%a6&region=us");
+  CHECK(kept_is(u, QURL, 0, "https://mcp.example.com/mcp?api_key=" QKEY "&region=us"));
+  /* another path, host, scheme or port: nothing kept */
+  CHECK(kept_is("https://mcp.example.com/other?api_key=\xe2\x80\xa6", QURL, VAULT_EMASKED, NULL));
+  CHECK(kept_is("https://evil.example/mcp?api_key=\xe2\x80\xa6", QURL, VAULT_EMASKED, NULL));
+  CHECK(kept_is("http://mcp.example.com/mcp?api_key=\xe2\x80\xa6", QURL, VAULT_EMASKED, NULL));
+  CHECK(kept_is("https://mcp.example.com:444/mcp?api_key=\xe2\x80\xa6", QURL, VAULT_EMASKED, NULL));
+  /* nothing stored, or not that name */
+  CHECK(kept_is(QSHOWN, NULL, VAULT_EMASKED, NULL));
+  CHECK(kept_is("https://mcp.example.com/mcp?token=\xe2\x80\xa6", QURL, VAULT_EMASKED, NULL));
+  CHECK(kept_is("https://mcp.example.com/mcp?api_key=\xe2\x80\xa6", "https://mcp.example.com/mcp", VAULT_EMASKED, NULL));
+  CHECK(kept_is("https://mcp.example.com/mcp?a=\xe2\x80\xa6", "https://mcp.example.com/mcp?a=", VAULT_EMASKED, NULL));
+  /* repeated names by rank, bare components among bare ones */
+  snprintf(u, sizeof u, "http://h/p?a=%s&b=2&a=%s", M, M);
+  CHECK(kept_is(u, "http://h/p?a=1&a=9&b=7", 0, "http://h/p?a=1&b=2&a=9"));
+  snprintf(u, sizeof u, "http://h/p?a=x&a=%s", M);
+  CHECK(kept_is(u, "http://h/p?a=1&a=9", 0, "http://h/p?a=x&a=9"));
+  snprintf(u, sizeof u, "http://h/p?a=%s&a=%s&a=%s", M, M, M);
+  CHECK(kept_is(u, "http://h/p?a=1&a=9", VAULT_EMASKED, NULL));
+  snprintf(u, sizeof u, "http://h/p?%s&v=1", M);
+  snprintf(w, sizeof w, "http://h/p?zapkey&v=1");
+  CHECK(kept_is(u, "http://h/p?zapkey&v=2", 0, w));
+  /* what is kept may not make the URL longer than any URL given */
+  static char big[VAULT_URL_MAX + 64], longer[2 * VAULT_URL_MAX];
+  snprintf(big, sizeof big, "http://h/p?a=%0*d", VAULT_URL_MAX - 20, 7);
+  snprintf(longer, sizeof longer, "http://h/p?a=%s&b=%0*d", M, 40, 1);
+  CHECK(kept_is(longer, big, VAULT_EMASKED, NULL));
+}
+
+static json_t *conn_rec(const char *t, const char *c) {
+  st_txn *r = rd();
+  json_t *rec = NULL;
+  vault_connector_get(r, t, c, &rec);
+  st_txn_end(r);
+  return rec;
+}
+/* the real URL (a copy), and whether it came unsealed or as the record's own string */
+static char *conn_url(const char *t, const char *c, int *was_sealed) {
+  json_t *rec = conn_rec(t, c);
+  st_txn *r = rd();
+  const char *u = NULL;
+  char *sealed = NULL, *out = NULL;
+  if (rec && vault_connector_url(r, t, c, rec, &u, &sealed) == 0 && u) {
+    out = strdup(u);
+    if (was_sealed) *was_sealed = sealed != NULL;
+    if (!sealed && u != json_string_value(json_object_get(rec, "url"))) {
+      free(out); /* a plain URL must be the record's own string, not a copy */
+      out = NULL;
+    }
+  }
+  vault_secret_free(sealed);
+  st_txn_end(r);
+  json_decref(rec);
+  return out;
+}
+static int url_is(const char *t, const char *c, const char *want) {
+  char *u = conn_url(t, c, NULL);
+  int ok = u && !strcmp(u, want);
+  if (!ok) fprintf(stderr, "  url of %s/%s: %s\n", t, c, u ? u : "(null)");
+  free(u);
+  return ok;
+}
+
+/* The record shows the URL masked and says it is sealed; the real URL is
+ * only in ST_DB_SECRETS (sealed), and is what vault_connector_url gives
+ * (a plain URL: the record's own, nothing unsealed). A PUT of the shown URL
+ * keeps it (no move); another value is a move, and the binding the
+ * sessions compare (vault_connector_bind) changes though the shown URL
+ * does not. */
+TEST(connector_put_seals_the_url_query) {
+  CHECK(open_store());
+  CHECK_INT(st_hook_add(g_st, ST_EVENT_CONNECTOR_PUT, on_put_ev, NULL), 0);
+  CHECK_INT(conn_put("acme", "q", "{\"url\":\"" QURL "\"}"), 0);
+  json_t *rec = conn_rec("acme", "q");
+  CHECK(rec);
+  CHECK_STR(sget(rec, "url"), QSHOWN);
+  CHECK(json_is_true(json_object_get(rec, "url_sealed")));
+  json_t *view = vault_connector_view(rec);
+  CHECK_STR(sget(view, "url"), QSHOWN);
+  json_decref(view);
+  json_decref(rec);
+  CHECK(!raw_contains(ST_DB_CONNECTORS, QKEY));
+  CHECK(!raw_contains(ST_DB_SECRETS, QKEY));
+  CHECK_INT(secret_exists("acme", VAULT_URL_KIND, "q", QURL), 1);
+  int was_sealed = 0;
+  char *u0 = conn_url("acme", "q", &was_sealed);
+  CHECK(u0 && !strcmp(u0, QURL) && was_sealed);
+  free(u0);
+  char *s1 = bind_of("acme", "q");
+  /* the shown URL sent back: kept, no move */
+  CHECK_INT(conn_put("acme", "q", "{\"url\":\"" QSHOWN "\",\"description\":\"d\"}"), 0);
+  CHECK_INT(last_moved, 0);
+  CHECK(url_is("acme", "q", QURL));
+  char *s2 = bind_of("acme", "q");
+  CHECK(s1 && s2 && !strcmp(s1, s2));
+  /* to another server with a kept value: refused, nothing changed */
+  CHECK_INT(conn_put("acme", "q", "{\"url\":\"https://evil.example/mcp?api_key=\xe2\x80\xa6&region=\xe2\x80\xa6\"}"),
+            VAULT_EMASKED);
+  CHECK(url_is("acme", "q", QURL));
+  /* another key: a move, though it shows alike */
+  CHECK_INT(conn_put("acme", "q", "{\"url\":\"https://mcp.example.com/mcp?api_key=OTHER-KEY&region=eu\"}"), 0);
+  CHECK_INT(last_moved, 1);
+  char *s3 = bind_of("acme", "q");
+  CHECK(s3 && strcmp(s2, s3));
+  rec = conn_rec("acme", "q");
+  CHECK_STR(sget(rec, "url"), QSHOWN);
+  json_decref(rec);
+  /* a URL without query values: nothing sealed */
+  CHECK_INT(conn_put("acme", "q", "{\"url\":\"https://mcp.example.com/mcp\"}"), 0);
+  CHECK_INT(last_moved, 1);
+  CHECK_INT(secret_exists("acme", VAULT_URL_KIND, "q", NULL), 0);
+  rec = conn_rec("acme", "q");
+  CHECK(json_object_get(rec, "url_sealed") == NULL);
+  json_decref(rec);
+  CHECK(url_is("acme", "q", "https://mcp.example.com/mcp"));
+  u0 = conn_url("acme", "q", &was_sealed);
+  CHECK(u0 && !was_sealed);
+  free(u0);
+  /* deleting removes the sealed URL */
+  CHECK_INT(conn_put("acme", "q", "{\"url\":\"" QURL "\"}"), 0);
+  CHECK_INT(W(f_conn_del, (job){.t = "acme", .c = "q"}), 0);
+  CHECK_INT(secret_exists("acme", VAULT_URL_KIND, "q", NULL), 0);
+  free(s1);
+  free(s2);
+  free(s3);
+  close_store();
+}
+
+static int f_raw_conn(st_txn *x, job *j) {
+  char k[80];
+  size_t tl = strlen(j->t), cl = strlen(j->c);
+  memcpy(k, j->t, tl + 1);
+  memcpy(k + tl + 1, j->c, cl);
+  return st_put(x, ST_DB_CONNECTORS, k, tl + 1 + cl, j->s, strlen(j->s), 0);
+}
+static int f_secret_del(st_txn *x, job *j) { return st_secret_del(x, &(st_aad){j->t, j->s, j->c}); }
+/* store check: a record saying its URL is sealed without a sealed URL, or
+ * one keeping a query value in clear (not migrated), is a problem. */
+TEST(store_check_finds_connector_urls_in_clear_or_unsealable) {
+  CHECK(open_store());
+  CHECK_INT(conn_put("acme", "q", "{\"url\":\"" QURL "\"}"), 0);
+  CHECK_INT(conn_put("acme", "plain", "{\"url\":\"https://mcp.example.com/mcp\"}"), 0);
+  CHECK_INT(st_check(g_st, NULL, NULL), 0);
+  CHECK_INT(W(f_secret_del, (job){.t = "acme", .c = "q", .s = VAULT_URL_KIND}), 0);
+  CHECK_INT(st_check(g_st, NULL, NULL), 1);
+  CHECK_INT(W(f_raw_conn, (job){.t = "acme", .c = "old", .s = "{\"url\":\"" QURL "\",\"auth\":{\"type\":\"none\"}}"}), 0);
+  CHECK_INT(st_check(g_st, NULL, NULL), 2);
+  close_store();
+}
 
 /* ==== token endpoint replies ========================================================== */
 
@@ -2304,6 +2500,10 @@ int main(void) {
   RUN(oauth_put_seals_client_secret_and_switching_type_removes_it);
   RUN(connector_put_says_when_the_credential_changed);
   RUN(connector_bind_changes_with_a_move_or_a_rekey_only);
+  RUN(url_shown_masks_every_query_value);
+  RUN(url_keep_masked_values);
+  RUN(connector_put_seals_the_url_query);
+  RUN(store_check_finds_connector_urls_in_clear_or_unsealable);
   RUN(tokens_from_reply_accepts);
   RUN(tokens_from_reply_refuses);
   RUN(grant_round_trip_and_nothing_in_the_clear);

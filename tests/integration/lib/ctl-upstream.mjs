@@ -3,7 +3,8 @@
 // cannot be made to lose on purpose (revocation arriving between two steps
 // of an exchange). It speaks the protocol as the official SDK's servers do
 // (sessions, JSON or SSE replies, a standalone GET stream) and records every
-// request it receives.
+// request it receives (its method, request target with query, headers and
+// body).
 //
 //   startCtlUpstream({name, tls: {certPem, keyPem}}) → {url, requests(), rpc(method),
 //                               waitRequest(pred), hold(pred) → release(), push(msg),
@@ -164,7 +165,7 @@ export async function startCtlUpstream({ name = 'ctl', tls, resources = 0, resou
       const text = Buffer.concat(chunks).toString('utf8');
       let json;
       try { json = JSON.parse(text); } catch { json = undefined; }
-      const entry = { method: req.method, headers: req.headers, json, body: text, at: Date.now() };
+      const entry = { method: req.method, url: req.url, headers: req.headers, json, body: text, at: Date.now() };
       log.push(entry);
       for (const w of waiters) if (matches(w.pred, entry)) { waiters.delete(w); w.resolve(entry); }
       if (req.method === 'GET') {
