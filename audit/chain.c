@@ -32,8 +32,8 @@ static int step_create(st_txn *txn) {
 }
 static int step_cursors(st_txn *txn) { return st_db_create(txn, (st_db)AUDIT_DB_CURSORS); }
 static const st_migration audit_steps[] = {
-    {"create the audit records and chain heads databases", step_create},
-    {"create the SIEM sinks' delivery cursors database", step_cursors},
+    {"create the audit records and chain heads databases", step_create, NULL},
+    {"create the SIEM sinks' delivery cursors database", step_cursors, NULL},
 };
 
 static int verify_txn(st_txn *txn, const char *uid, audit_report_fn report, audit_chain_fn chain, void *ctx);

@@ -129,7 +129,9 @@ static const gw_module gw_mod_audit = {.name = "audit",
                                       .settings = gw_audit_settings};
 static const gw_module gw_mod_auth = {.name = "auth", .store_init = auth_store_init};
 static const gw_module gw_mod_policy = {.name = "policy", .store_init = policy_store_init};
-static const gw_module gw_mod_vault = {.name = "vault", .store_init = vault_store_init};
+/* the data steps of the store's migrations that rewrite vault's records */
+static const st_upgrade vault_upgrades[] = {{ST_UPGRADE_URL_QUERIES, vault_upgrade_url_queries}, {NULL, NULL}};
+static const gw_module gw_mod_vault = {.name = "vault", .store_init = vault_store_init, .upgrades = vault_upgrades};
 
 const gw_module *const gw_modules[] = {
     &gw_mod_audit, &gw_mod_scim, &gw_mod_auth, &gw_mod_sessions, &gw_mod_policy, &gw_mod_vault, &gw_mod_mcp, &gw_mod_admin,

@@ -426,7 +426,7 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
     st__log(st, ST_LOG_INFO, "cleared %d stale reader slot(s) left by dead processes",
            dead);
 
-  if ((rc = st__migrate(st, target)) < 0) goto fail;
+  if ((rc = st__migrate(st, target, opts->upgrades)) < 0) goto fail;
 
   /* Final handle set, in its own committed txn so the handles are valid
    * for every later txn. With the full schema every table entry must exist. */

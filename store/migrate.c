@@ -12,7 +12,9 @@
  * written to it.
  *
  * Adding a main step: append to `main_steps` below. Never edit or reorder
- * a released step — stores in the field have already run it. */
+ * a released step — stores in the field have already run it. A step that
+ * rewrites records a module above the store owns names an upgrade (store.h
+ * st_upgrade) the opener gives; the store never includes that module. */
 #include "store/store_int.h"
 
 #include <stdlib.h>
@@ -128,17 +130,21 @@ static int m9_audit_db(st_txn *t) { return st_db_create(t, ST_DB_AUDIT); }
 /* 10: policy/'s approval requests and grants. */
 static int m10_approvals_db(st_txn *t) { return st_db_create(t, ST_DB_APPROVALS); }
 
+
 static const st_migration main_steps[] = {
-    {"create initial databases", m1_initial_dbs},
-    {"assign store id", m2_store_id},
-    {"create SCIM databases", m3_scim_dbs},
-    {"create connector and session databases", m4_proxy_dbs},
-    {"create the policy database", m5_policy_db},
-    {"give every tenant an incarnation uid", m6_tenant_uids},
-    {"create the auth database", m7_auth_db},
-    {"create the vault grants database", m8_vault_db},
-    {"create the audit database", m9_audit_db},
-    {"create the approvals database", m10_approvals_db},
+    {"create initial databases", m1_initial_dbs, NULL},
+    {"assign store id", m2_store_id, NULL},
+    {"create SCIM databases", m3_scim_dbs, NULL},
+    {"create connector and session databases", m4_proxy_dbs, NULL},
+    {"create the policy database", m5_policy_db, NULL},
+    {"give every tenant an incarnation uid", m6_tenant_uids, NULL},
+    {"create the auth database", m7_auth_db, NULL},
+    {"create the vault grants database", m8_vault_db, NULL},
+    {"create the audit database", m9_audit_db, NULL},
+    {"create the approvals database", m10_approvals_db, NULL},
+    /* 11: a connector URL's query is sealed (vault.h): the records'
+     * format is vault's, so is the upgrade */
+    {"seal the query of connector URLs", NULL, ST_UPGRADE_URL_QUERIES},
 };
 
 const st_schema st_schema_main = {
@@ -172,10 +178,31 @@ static int schema_write(st_txn *t, uint32_t version) {
   return st_put(t, ST__DB_SCHEMA_META, SCHEMA_KEY, strlen(SCHEMA_KEY), b, sizeof b, 0);
 }
 
-int st__migrate(st_store *st, uint32_t target) {
+/* The upgrade named `name` among the opener's, or NULL. */
+static const st_upgrade *upgrade_of(const st_upgrade *ups, const char *name) {
+  for (; ups && ups->name; ups++)
+    if (!strcmp(ups->name, name)) return ups;
+  return NULL;
+}
+
+/* Runs step v (0-based) in t: its own work, then the module's upgrade.
+ * fresh: this open created the store (version 0 at start): no data. */
+static int run_step(st_txn *t, const st_migration *m, const st_upgrade *ups, bool fresh) {
+  int rc = m->fn ? m->fn(t) : 0;
+  if (rc < 0 || !m->upgrade) return rc;
+  const st_upgrade *u = upgrade_of(ups, m->upgrade);
+  if (u) return u->fn(t);
+  if (fresh) return 0;
+  st__log(t->st, ST_LOG_ERROR, "migration \"%s\" needs the upgrade %s, which this program does not give", m->what,
+          m->upgrade);
+  return ST_EINVAL;
+}
+
+int st__migrate(st_store *st, uint32_t target, const st_upgrade *upgrades) {
   const st_schema *sc = st->schema;
   const uint32_t latest = (uint32_t)sc->nsteps;
   int first = 1;
+  bool fresh = false;
   for (;;) {
     MDB_txn *txn = NULL;
     st_txn t;
@@ -191,6 +218,7 @@ int st__migrate(st_store *st, uint32_t target) {
       rc = ST_ETOONEW;
       goto fail;
     }
+    if (first) fresh = v == 0;
     first = 0;
     if (v < target && st->no_migrate) {
       /* a reading command (store check, audit export) beside a server that
@@ -211,7 +239,7 @@ int st__migrate(st_store *st, uint32_t target) {
     st__log(st, ST_LOG_INFO, "migrating %s schema %u -> %u: %s", sc->name, v, v + 1,
            sc->steps[v].what);
     if (!t.st->dbi_ok[ST__DB_SCHEMA_META] && v == 0 && (rc = st_db_create(&t, ST__DB_SCHEMA_META)) < 0) goto fail;
-    if ((rc = sc->steps[v].fn(&t)) < 0 || (rc = schema_write(&t, v + 1)) < 0) goto fail;
+    if ((rc = run_step(&t, &sc->steps[v], upgrades, fresh)) < 0 || (rc = schema_write(&t, v + 1)) < 0) goto fail;
     if (t.poison) { rc = t.poison; goto fail; }
     st__txn_close_cursors(&t);
     if ((rc = mdb_txn_commit(txn)) != 0) {

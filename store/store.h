@@ -109,15 +109,32 @@ const char *st_db_name(st_db db);
  * A migration step runs in one write transaction together with the
  * version bump (a crash mid-step leaves the previous version, and the step
  * runs again): steps need not be idempotent. Never edit or reorder a
- * released step; append new ones. */
+ * released step; append new ones.
+ *
+ * A step may move data whose format belongs to a module above the store
+ * (a connector record is vault's): the step names an upgrade, and the
+ * opener gives the function under that name (st_options.upgrades; the
+ * gateway's module table lists each module's). The store never includes
+ * the module; the module's function runs in the step's transaction. */
 #define ST_SCHEMA_DBS_MAX 32
 typedef struct st_store st_store; /* one open environment */
 typedef struct st_txn st_txn;
 
 typedef struct st_migration {
   const char *what;        /* logged when it runs: "create the policy database" */
-  int (*fn)(st_txn *txn);  /* creates databases with st_db_create, moves data; 0 or ST_E* */
+  int (*fn)(st_txn *txn);  /* creates databases with st_db_create, moves data; 0 or ST_E*; or NULL */
+  const char *upgrade;     /* or NULL: the st_upgrade (by name) that moves this step's data, run after fn */
 } st_migration;
+
+/* A migration step's data work given by a module above the store: it knows
+ * the format of the records it rewrites. fn runs in the step's write
+ * transaction (the same rules as st_migration.fn); 0 or ST_E*. */
+typedef struct st_upgrade {
+  const char *name; /* what st_migration.upgrade names */
+  int (*fn)(st_txn *txn);
+} st_upgrade;
+/* The upgrades the main schema's migrations name, and whose they are. */
+#define ST_UPGRADE_URL_QUERIES "vault.url_queries" /* migration 11: vault_upgrade_url_queries (vault.h) */
 
 typedef struct st_schema {
   const char *name;               /* names the environment in logs and checks: "store", "audit" */
@@ -175,6 +192,10 @@ typedef struct st_options {
                                   (st_txn_use_reserve); 0: none. At most a quarter of the
                                   map: larger values are lowered to that (st_stats.map_reserve
                                   says what is in force; logged at debug level). */
+  const st_upgrade *upgrades;  /* the data steps of migrations (st_migration.upgrade), ended by a
+                                  NULL name; borrowed for st_open only. A migration whose upgrade is
+                                  not here fails the open (ST_EINVAL, logged) — unless this open
+                                  creates the store: a new store has no data to upgrade */
   bool no_migrate;             /* a command that only reads (store check, audit export):
                                   an older schema is refused (ST_ETOOOLD, logged with what
                                   to do), never migrated under the server that may be

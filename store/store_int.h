@@ -260,7 +260,7 @@ int st__is_main(const st_store *st);
 
 /* Migrations (migrate.c): brings the store from its version up to target
  * (each step + version bump in one write txn). */
-int st__migrate(st_store *st, uint32_t target);
+int st__migrate(st_store *st, uint32_t target, const st_upgrade *upgrades);
 int st__schema_read(st_txn *txn, uint32_t *out);
 
 /* Writer (writer.c). */

@@ -190,6 +190,67 @@ int vault_connector_url(st_txn *txn, const char *tenant, const char *name, const
   return rc;
 }
 
+/* a URL member of a discovered connector's auth, masked in place */
+static int mask_member(json_t *o, const char *k) {
+  const char *u = json_string_value(json_object_get(o, k));
+  if (!u || !vault_url_has_secret(u)) return 0;
+  char *s = vault_url_shown(u);
+  if (!s) return ST_ENOMEM;
+  json_object_set_new(o, k, json_string(s));
+  free(s);
+  return 0;
+}
+
+/* One stored connector (key tenant \0 name, its record rec): sealed and
+ * rewritten when its URL has query values. */
+static int upgrade_one(st_txn *txn, const char *key, size_t klen, json_t *rec) {
+  const char *url = json_string_value(json_object_get(rec, "url"));
+  if (!url || json_is_true(json_object_get(rec, "url_sealed")) || !vault_url_has_secret(url)) return 0;
+  size_t tl = strnlen(key, klen);
+  if (tl + 1 >= klen || tl > 63 || klen - tl - 1 > VAULT_NAME_MAX) return 0; /* not a connector key: left alone */
+  char tenant[64], name[VAULT_NAME_MAX + 1];
+  memcpy(tenant, key, tl + 1);
+  memcpy(name, key + tl + 1, klen - tl - 1);
+  name[klen - tl - 1] = 0;
+  char *shown = vault_url_shown(url);
+  if (!shown) return ST_ENOMEM;
+  int rc = st_secret_put(txn, &(st_aad){tenant, VAULT_URL_KIND, name}, url, strlen(url));
+  if (!rc) {
+    json_object_set_new(rec, "url", json_string(shown));
+    json_object_set_new(rec, "url_sealed", json_true());
+    /* a discovered connector (discovery refuses such URLs now): the
+     * resource and metadata URLs were made from it */
+    json_t *auth = json_object_get(rec, "auth");
+    rc = mask_member(auth, "resource");
+    if (!rc) rc = mask_member(json_object_get(auth, "discovered"), "resource_metadata_url");
+  }
+  free(shown);
+  char *s = rc ? NULL : json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  if (!rc && !s) rc = ST_ENOMEM;
+  if (!rc) rc = st_put(txn, ST_DB_CONNECTORS, key, klen, s, strlen(s), 0);
+  free(s);
+  return rc;
+}
+
+int vault_upgrade_url_queries(st_txn *txn) {
+  st_cursor *c;
+  int rc = st_cursor_open(txn, ST_DB_CONNECTORS, &c);
+  if (rc) return rc;
+  st_val k, v;
+  while (rc == 0 && st_cursor_next(c, &k, &v) == 0) {
+    /* copied: a write ends the life of what the cursor lent */
+    char key[128];
+    if (k.len > sizeof key) continue;
+    memcpy(key, k.data, k.len);
+    json_t *rec = json_loadb(v.data, v.len, 0, NULL);
+    if (!rec) continue; /* st_check reports a record that does not parse */
+    rc = upgrade_one(txn, key, k.len, rec);
+    json_decref(rec);
+  }
+  st_cursor_close(c);
+  return rc;
+}
+
 /* st_check: a record that says its URL is sealed has a sealed URL that
  * unseals; a record that does not shows no query value in clear. */
 static int check_urls(st_txn *txn, st_check_report_fn report, void *rctx, void *ctx) {

@@ -175,6 +175,12 @@ int vault_url_keep_masked(const char *url, const char *stored, char **out);
  * unseal, ST_ECORRUPT without a "url"; then both are NULL. */
 int vault_connector_url(st_txn *txn, const char *tenant, const char *name, const json_t *rec, const char **url,
                         char **sealed);
+/* Migration 11's data step (store.h "upgrades", registered by the module
+ * table): every stored connector whose URL has a query value gets it
+ * sealed and shown masked (and a discovered resource or metadata URL with
+ * its query masked). Needs the master key (ST_ENOKEY without one, when
+ * there is anything to seal). */
+int vault_upgrade_url_queries(st_txn *txn);
 /* Registers the st_check of connector URLs: a record saying "url_sealed"
  * whose sealed URL does not unseal, or one showing a query value in clear.
  * At startup, with the other store registrations. 0 or ST_E*. */

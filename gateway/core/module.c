@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include "gateway/core/settings.h"
+#include "store/store.h"
 
 static int count(const gw_module *const *mods) {
   int n = 0;
@@ -62,6 +63,18 @@ int gw_modules_request_done_hooks(const gw_module *const *mods,
   int n = 0;
   for (int i = 0; mods[i] && n < max; i++)
     if (mods[i]->request_done) out[n++] = mods[i]->request_done;
+  return n;
+}
+
+int gw_modules_upgrades(const gw_module *const *mods, st_upgrade *out, int max) {
+  int n = 0;
+  for (int i = 0; i < count(mods); i++)
+    for (const st_upgrade *u = mods[i]->upgrades; u && u->name; u++) {
+      if (n + 1 >= max) return -1;
+      out[n++] = *u;
+    }
+  if (max < 1) return -1;
+  out[n] = (st_upgrade){NULL, NULL};
   return n;
 }
 

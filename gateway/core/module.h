@@ -20,6 +20,7 @@
 #include "gateway/base/buf.h"
 
 typedef struct st_store st_store;
+struct st_upgrade;
 typedef struct gw_server gw_server;
 typedef struct gw_loop gw_loop;
 typedef struct gw_req gw_req;
@@ -44,6 +45,10 @@ typedef struct gw_module {
   int (*routes)(gw_server *srv, gw_router *rt);
   /* Added: SIGTERM on this loop: end streams so the drain can finish. */
   void (*drain)(gw_loop *lp);
+  /* Added: the data steps of the store's migrations that rewrite this
+   * module's records (store.h st_upgrade), ended by a NULL name; given to
+   * st_open by serve and the offline CLI alike (gw_modules_upgrades). */
+  const struct st_upgrade *upgrades;
   /* Added: a request of route class rclass (gateway/http/router.h) ended
    * with status (the response queued, or dropped); req is valid during the
    * call only. On the request's loop, for every request: keep it cheap. */
@@ -63,6 +68,10 @@ int gw_modules_routes(const gw_module *const *mods, gw_server *srv, gw_router *r
 int gw_modules_loop_start(const gw_module *const *mods, gw_loop *lp);
 void gw_modules_loop_stop(const gw_module *const *mods, gw_loop *lp);
 void gw_modules_drain(const gw_module *const *mods, gw_loop *lp);
+/* Every module's upgrades, in order, into out (at most max - 1, then a
+ * NULL name): st_options.upgrades. -1 when they do not fit. */
+#define GW_UPGRADES_MAX 16
+int gw_modules_upgrades(const gw_module *const *mods, struct st_upgrade *out, int max);
 /* The request_done hooks of mods, in order, into out (at most max): how many. */
 #define GW_REQUEST_DONE_MAX 8
 int gw_modules_request_done_hooks(const gw_module *const *mods,

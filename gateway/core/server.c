@@ -795,6 +795,13 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods) {
     so.max_readers = (unsigned)(126 + 8 * srv->nloops);
     so.log = gw_store_log;
     so.log_ctx = NULL;
+    /* the modules' data steps of migrations (a module's records are its own) */
+    st_upgrade ups[GW_UPGRADES_MAX];
+    if (gw_modules_upgrades(mods, ups, GW_UPGRADES_MAX) < 0) {
+      GW_LOG(GW_LOG_ERROR, "store", NULL, "more store upgrades than GW_UPGRADES_MAX");
+      goto out;
+    }
+    so.upgrades = ups;
     /* opened and read through at once (st_verify), under the guard: a
      * damaged file is refused here with a word, not met by a request */
     bool key_existed = access(srv->cfg.master_key_file, F_OK) == 0;

@@ -46,12 +46,21 @@ static void tmp_cleanup(void) {
   if (g_tmp[0]) nftw(g_tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
   g_tmp[0] = 0;
 }
+/* The upgrades the main schema's migrations name, as the module table
+ * gives them; these count their runs and write a marker (the step's txn). */
+static int g_upgrade_runs;
+static int upgrade_marker(st_txn *txn) {
+  g_upgrade_runs++;
+  return st_put(txn, ST_DB_META, "upgraded", 8, "yes", 3, 0);
+}
+static const st_upgrade test_upgrades[] = {{ST_UPGRADE_URL_QUERIES, upgrade_marker}, {NULL, NULL}};
 static st_options opts_default(void) {
   st_options o = {0};
   o.dir = g_dir;
   o.master_key_file = g_key;
   o.map_size = 64u << 20;
   o.log = gw_store_log;
+  o.upgrades = test_upgrades;
   return o;
 }
 static st_store *open_default(void) {
@@ -142,6 +151,43 @@ TEST(migrate_partial_gets_the_rest) {
   CHECK_INT(st_schema_version(st), st_schema_latest());
   CHECK_INT(get1(st, ST_DB_META, "store_id", 8, NULL, 0), 0);
   CHECK(exists(st, "kept"));
+  st_close(st);
+  tmp_cleanup();
+}
+
+/* A step that names an upgrade runs the opener's function in its own
+ * transaction; without it an existing store is refused and left at its
+ * version (a new store has no data to upgrade: it opens). */
+TEST(migrate_upgrade_given_by_the_opener) {
+  st_options o;
+  st_store *st = NULL;
+  tmp_setup();
+  o = opts_default();
+  CHECK_INT(st__open_at(&st, &o, 10), 0); /* before migration 11 */
+  CHECK_INT(put1(st, "kept", "across migration"), 0);
+  st_close(st);
+  o.upgrades = NULL;
+  CHECK_INT(st_open(&st, &o), ST_EINVAL);
+  CHECK(st == NULL);
+  CHECK_INT(st__open_at(&st, &o, 10), 0); /* still at 10 */
+  CHECK_INT(st_schema_version(st), 10);
+  st_close(st);
+  o = opts_default();
+  g_upgrade_runs = 0;
+  CHECK_INT(st_open(&st, &o), 0);
+  CHECK_INT(st_schema_version(st), st_schema_latest());
+  CHECK_INT(g_upgrade_runs, 1);
+  CHECK_INT(get1(st, ST_DB_META, "upgraded", 8, NULL, 0), 0);
+  CHECK(exists(st, "kept"));
+  st_close(st);
+  tmp_cleanup();
+  /* a store this open creates: nothing to upgrade, none needed */
+  tmp_setup();
+  o = opts_default();
+  o.upgrades = NULL;
+  CHECK_INT(st_open(&st, &o), 0);
+  CHECK_INT(st_schema_version(st), st_schema_latest());
+  CHECK_INT(get1(st, ST_DB_META, "upgraded", 8, NULL, 0), ST_ENOTFOUND);
   st_close(st);
   tmp_cleanup();
 }
@@ -1573,7 +1619,7 @@ static int aud_m1(st_txn *t) {
   int rc = st_db_create(t, (st_db)AUD_DB_EVENTS);
   return rc < 0 ? rc : st_db_create(t, (st_db)AUD_DB_SEQ);
 }
-static const st_migration aud_steps[] = {{"create the audit databases", aud_m1}};
+static const st_migration aud_steps[] = {{"create the audit databases", aud_m1, NULL}};
 static const st_schema aud_schema = {"audit", aud_names, AUD_DB__COUNT, aud_steps, 1, NULL};
 
 typedef struct aud_put {
@@ -1792,6 +1838,7 @@ int main(void) {
   RUN(background_writer_is_batch);
   RUN(del_prefix_bounded);
   RUN(migrate_partial_gets_the_rest);
+  RUN(migrate_upgrade_given_by_the_opener);
   RUN(migrate_newer_refused);
   RUN(read_txn_reuse_sees_latest);
   RUN(get_put_del);

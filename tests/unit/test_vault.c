@@ -806,6 +806,11 @@ static int f_raw_conn(st_txn *x, job *j) {
   return st_put(x, ST_DB_CONNECTORS, k, tl + 1 + cl, j->s, strlen(j->s), 0);
 }
 static int f_secret_del(st_txn *x, job *j) { return st_secret_del(x, &(st_aad){j->t, j->s, j->c}); }
+static int f_upgrade(st_txn *x, job *j) {
+  (void)j;
+  return vault_upgrade_url_queries(x);
+}
+
 /* store check: a record saying its URL is sealed without a sealed URL, or
  * one keeping a query value in clear (not migrated), is a problem. */
 TEST(store_check_finds_connector_urls_in_clear_or_unsealable) {
@@ -817,6 +822,51 @@ TEST(store_check_finds_connector_urls_in_clear_or_unsealable) {
   CHECK_INT(st_check(g_st, NULL, NULL), 1);
   CHECK_INT(W(f_raw_conn, (job){.t = "acme", .c = "old", .s = "{\"url\":\"" QURL "\",\"auth\":{\"type\":\"none\"}}"}), 0);
   CHECK_INT(st_check(g_st, NULL, NULL), 2);
+  close_store();
+}
+
+/* Migration 11's step: a record written before URLs were sealed (its
+ * query in clear) is sealed and masked; one without query values, and one
+ * already sealed, are left as they are. */
+TEST(upgrade_seals_stored_url_queries) {
+  CHECK(open_store());
+  CHECK_INT(W(f_raw_conn, (job){.t = "acme", .c = "q", .s = "{\"url\":\"" QURL "\",\"description\":\"\",\"auth\":{"
+                                                              "\"type\":\"none\"},\"timeouts\":{},\"name\":\"q\"}"}),
+            0);
+  CHECK_INT(W(f_raw_conn, (job){.t = "acme", .c = "plain", .s = "{\"url\":\"https://mcp.example.com/mcp\",\"auth\":{"
+                                                                  "\"type\":\"none\"},\"name\":\"plain\"}"}),
+            0);
+  CHECK_INT(W(f_raw_conn,
+              (job){.t = "acme", .c = "disc",
+                    .s = "{\"url\":\"https://d.example.com/mcp?k=" QKEY "\",\"auth\":{\"type\":\"oauth\",\"resource\":"
+                         "\"https://d.example.com/mcp?k=" QKEY "\",\"discovered\":{\"resource_metadata_url\":"
+                         "\"https://d.example.com/.well-known/oauth-protected-resource/mcp?k=" QKEY "\"}},\"name\":\"disc\"}"}),
+            0);
+  CHECK(raw_contains(ST_DB_CONNECTORS, QKEY));
+  CHECK_INT(W(f_upgrade, (job){0}), 0);
+  CHECK(!raw_contains(ST_DB_CONNECTORS, QKEY));
+  CHECK(!raw_contains(ST_DB_SECRETS, QKEY));
+  json_t *rec = conn_rec("acme", "q");
+  CHECK_STR(sget(rec, "url"), QSHOWN);
+  CHECK(json_is_true(json_object_get(rec, "url_sealed")));
+  json_decref(rec);
+  CHECK(url_is("acme", "q", QURL));
+  CHECK(url_is("acme", "disc", "https://d.example.com/mcp?k=" QKEY));
+  json_t *drec = conn_rec("acme", "disc");
+  json_t *dauth = json_object_get(drec, "auth");
+  CHECK_STR(sget(dauth, "resource"), "https://d.example.com/mcp?k=\xe2\x80\xa6");
+  CHECK_STR(sget(json_object_get(dauth, "discovered"), "resource_metadata_url"),
+            "https://d.example.com/.well-known/oauth-protected-resource/mcp?k=\xe2\x80\xa6");
+  json_decref(drec);
+  rec = conn_rec("acme", "plain");
+  CHECK_STR(sget(rec, "url"), "https://mcp.example.com/mcp");
+  CHECK(json_object_get(rec, "url_sealed") == NULL);
+  json_decref(rec);
+  CHECK_INT(secret_exists("acme", VAULT_URL_KIND, "plain", NULL), 0);
+  /* run again (as on a store migrated already): nothing changes */
+  CHECK_INT(W(f_upgrade, (job){0}), 0);
+  CHECK(url_is("acme", "q", QURL));
+  CHECK_INT(st_check(g_st, NULL, NULL), 0);
   close_store();
 }
 
@@ -2503,6 +2553,7 @@ int main(void) {
   RUN(url_shown_masks_every_query_value);
   RUN(url_keep_masked_values);
   RUN(connector_put_seals_the_url_query);
+  RUN(upgrade_seals_stored_url_queries);
   RUN(store_check_finds_connector_urls_in_clear_or_unsealable);
   RUN(tokens_from_reply_accepts);
   RUN(tokens_from_reply_refuses);
