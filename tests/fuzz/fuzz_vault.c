@@ -16,12 +16,16 @@
  * refusal contains the value and the refusal of the same input with the
  * value replaced by one judged alike does not (so a token that is a word
  * of a fixed message, or a secret also written into a member name, which
- * refusals quote, is not taken for a leak). */
+ * refusals quote, is not taken for a leak). An accepted connector's URL as
+ * shown (vault_url_shown) keeps everything before its query, and sent back
+ * masked it keeps exactly the stored URL (vault_url_keep_masked), unless
+ * the URL itself sends a value masked. */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "vault/grant.h"
 #include "vault/vault.h"
@@ -155,6 +159,33 @@ static bool record_holds(const json_t *b, const char *secret) {
   return holds;
 }
 
+/* 1 when a query value of u is the mask itself ("…" or its encoding) */
+static int sends_mask(const char *u) {
+  const char *q = strchr(u, '?');
+  for (const char *p = q ? q + 1 : NULL; p && *p;) {
+    size_t n = strcspn(p, "&");
+    const char *eq = memchr(p, '=', n);
+    const char *v = eq ? eq + 1 : p;
+    size_t vl = n - (size_t)(v - p);
+    if ((vl == 3 && !memcmp(v, "\xe2\x80\xa6", 3)) || (vl == 9 && !strncasecmp(v, "%E2%80%A6", 9))) return 1;
+    p += n + (p[n] ? 1 : 0);
+  }
+  return 0;
+}
+
+static void url_round_trip(const char *u) {
+  char *shown = vault_url_shown(u);
+  if (!shown) fail("no shown URL");
+  size_t pl = strcspn(u, "?");
+  if (strncmp(shown, u, pl) || shown[pl] != u[pl]) fail("the shown URL changed what comes before the query");
+  if (!sends_mask(u)) {
+    char *kept = NULL;
+    if (vault_url_keep_masked(shown, u, &kept) != 0 || strcmp(kept, u)) fail("the shown URL sent back does not keep it");
+    vault_secret_free(kept);
+  }
+  free(shown);
+}
+
 static void connector(const char *body, size_t len) {
   json_t *b = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
   json_t *cfg = (json_t *)1;
@@ -173,6 +204,7 @@ static void connector(const char *body, size_t len) {
     if (secret && strlen(secret) >= 8 && strstr(dump, secret) && record_holds(b, secret))
       fail("the record contains the secret");
     free(dump);
+    url_round_trip(json_string_value(json_object_get(cfg, "url")));
     json_t *view = vault_connector_view(cfg);
     if (has_key(view, "client_secret") || has_key(view, "value")) fail("the view shows a secret");
     json_decref(view);
