@@ -592,7 +592,14 @@ TEST(a_full_push_of_a_large_group_is_linear) {
   double walks = big_run(st, &b, 4);
   fprintf(stderr, "  200 filtered removals: %.2fs, %d\n", walks, b.status);
   CHECK_INT(b.status, 400);
+  /* ASan makes the walks' memory traffic dearer than the create's: 1.4x
+   * plain, 3-5x under ASan on a loaded 2-core machine (it failed once at
+   * 4.7x); the defect was ~10x plain */
+#if defined(__SANITIZE_ADDRESS__)
+  CHECK(walks < 8 * create + 0.5);
+#else
   CHECK(walks < 4 * create + 0.5);
+#endif
   close_store(st);
 }
 
