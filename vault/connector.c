@@ -319,13 +319,14 @@ static int rekeyed(st_txn *txn, const char *tenant, const char *name, const json
 }
 
 int vault_connector_put(st_txn *txn, const char *tenant, const char *name, const json_t *config,
-                        const char *secret, const char *now, vault_put_out *out) {
+                        const char *secret, const char *now, const char *epoch, vault_put_out *out) {
   char k[128];
   json_t *old = NULL;
   char *old_url = NULL, *url = NULL, *shown = NULL;
   const char *old_real = NULL;
   bool moved = false, sealed = false, rekey = false;
   memset(out, 0, sizeof *out);
+  if (!epoch || !*epoch) return ST_EINVAL;
   int rc = vault_connector_get(txn, tenant, name, &old);
   if (rc && rc != ST_ENOTFOUND) return rc;
   out->created = old == NULL;
@@ -382,20 +383,18 @@ int vault_connector_put(st_txn *txn, const char *tenant, const char *name, const
     json_array_append_new(warn, json_string(m));
   }
   json_object_set_new(rec, "warnings", warn);
-  /* upstream sessions opened before a move or a rekey are the old
-   * server's or the old credential's: a new epoch, so none read before is
-   * sent or stored after (vault_connector_bind); otherwise the same one.
+  /* upstream sessions opened (and key forms shown) before a move or a
+   * rekey are the old server's or the old credential's: a new epoch, so
+   * none read before is sent or stored after (vault_connector_bind);
+   * otherwise the same one. A new connector gets its own too, drawn at
+   * random like every one: a counter (or the url, for a record never
+   * moved) would start again after a delete, and a session or a form of
+   * the connector deleted would pass for the one made again in its name.
    * A move of the real URL counts though the shown one may read alike (a
-   * new key in its query): the binding, not the url, tells them apart */
+   * new key in its query): the binding, not the url, tells them apart. */
   json_t *oe = old ? json_object_get(old, "epoch") : NULL;
-  if (moved || rekey) {
-    unsigned long long n = json_is_string(oe) ? strtoull(json_string_value(oe), NULL, 10) : 0;
-    char e[24];
-    snprintf(e, sizeof e, "%llu", n + 1);
-    json_object_set_new(rec, "epoch", json_string(e));
-  } else if (json_is_string(oe)) {
-    json_object_set(rec, "epoch", oe);
-  }
+  if (!old || moved || rekey) json_object_set_new(rec, "epoch", json_string(epoch));
+  else if (json_is_string(oe)) json_object_set(rec, "epoch", oe);
   char *s = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
   json_decref(rec);
   if (!s) {

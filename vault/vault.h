@@ -14,9 +14,12 @@
  * Store layout: ST_DB_CONNECTORS  tenant \0 name → connector JSON
  *   {name, url (as shown), url_sealed?, description, auth:{type, name},
  *    ca_file, timeouts:{…}, created, updated, warnings:[…], epoch?}
- * "epoch" (a decimal string, absent until the first) counts the PUTs that
- * moved or rekeyed the connector: with the url it says which upstream
- * sessions are still the connector's (vault_connector_bind); the admin
+ * "epoch" is drawn at random (by the caller of vault_connector_put) by the
+ * write that makes the connector and by every one that moves or rekeys it
+ * (absent, or a decimal count, on a record stored before, until its next
+ * move or rekey): with the url it says which upstream sessions and key
+ * forms are still the connector's (vault_connector_bind) — a connector
+ * deleted and made again under the same name is another one. The admin
  * view leaves it out. A move is a change of the real URL, its sealed
  * query included: two real URLs may show alike, their epochs do not.
  * No sockets here; writes happen inside writer jobs (pure functions of
@@ -76,13 +79,16 @@ typedef struct vault_put_out {
  * secret, replacing any previous one. The config's URL may send query
  * values back masked: the stored ones are kept (vault_url_keep_masked;
  * VAULT_EMASKED when it cannot). A URL whose query holds values is sealed
- * and stored as shown. `now` is RFC 3339. Fills *out: moved when the real
- * URL changed (a new query value too). Emits ST_EVENT_CONNECTOR_PUT (a
- * hook's failure fails the put): a moved or rekeyed connector's upstream
- * sessions and live exchanges end with it (gateway/mcp/revoke.c). Write
- * txns only. */
+ * and stored as shown. `now` is RFC 3339. epoch: a fresh random id from
+ * the caller (st_token_id_new: writer jobs are pure), the record's epoch
+ * when this write makes, moves or rekeys the connector (else the stored
+ * one stays). Fills *out: moved when the real URL changed (a new query
+ * value too). Emits ST_EVENT_CONNECTOR_PUT (a hook's failure fails the
+ * put): a moved or rekeyed connector's upstream sessions and live
+ * exchanges end with it (gateway/mcp/revoke.c). Write txns only.
+ * ST_EINVAL without an epoch. */
 int vault_connector_put(st_txn *txn, const char *tenant, const char *name, const json_t *config,
-                        const char *secret, const char *now, vault_put_out *out);
+                        const char *secret, const char *now, const char *epoch, vault_put_out *out);
 /* Records the capabilities the upstream announced at initialize (the
  * aggregated endpoint advertises prompts/resources only when some visible
  * connector has them). ST_ENOTFOUND if the connector is gone. */
@@ -94,10 +100,13 @@ int vault_connector_set_caps(st_txn *txn, const char *tenant, const char *name, 
  * may be sent, or stored, only while the record still has that value
  * (gateway/mcp). rec is a record (vault_connector_get), never an admin
  * view (which leaves the epoch out). A string of rec (borrowed; compare
- * with strcmp): its "epoch", or its "url" (as shown) for a record never
- * moved nor rekeyed (the two never look alike: a url begins with "http");
- * NULL without either. A move of the real URL bumps the epoch, so a new
- * sealed query value changes the binding though the url shows alike. */
+ * with strcmp): its "epoch", or its "url" (as shown) for a record stored
+ * before epochs were drawn and never moved nor rekeyed since (the two never
+ * look alike: a url begins with "http", an epoch is hex or decimal digits);
+ * NULL without either. No two connectors of a tenant, nor a connector
+ * deleted and made again under the same name, share a value. A move of
+ * the real URL draws a new epoch, so a new sealed query value changes the
+ * binding though the url shows alike. */
 json_t *vault_connector_bind(const json_t *rec);
 /* What an upstream session that `user` (NULL: the gateway's own call)
  * opens under connector record rec belongs to: vault_connector_bind, and

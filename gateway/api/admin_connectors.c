@@ -37,6 +37,8 @@ typedef struct conn_job {
   json_t *config;      /* from vault_connector_parse; read-only in the job */
   char *secret;        /* wiped and freed */
   char now[32];
+  char epoch[ST_TOKEN_ID_BUFSZ]; /* the connector's epoch if this PUT makes, moves or rekeys it (random: drawn
+                                  * here, jobs are pure) */
   vault_put_out put;   /* out: created, moved (another URL), rekeyed (another credential) */
   bool del;
   json_t *before;      /* out: the admin view before the write, or NULL (new) */
@@ -77,7 +79,7 @@ static int job_connector(st_txn *txn, void *arg) {
     return vault_connector_delete(txn, j->tenant, j->name);
   }
   json_decref(old);
-  rc = vault_connector_put(txn, j->tenant, j->name, j->config, j->secret, j->now, &j->put);
+  rc = vault_connector_put(txn, j->tenant, j->name, j->config, j->secret, j->now, j->epoch, &j->put);
   if (rc || !json_is_true(json_object_get(json_object_get(j->config, "auth"), "discover"))) return rc;
   /* a discovered connector is read again later (vault/rediscover.h) */
   if (!j->next_due) return vault_rediscover_cancel(txn, j->tenant, j->name);
@@ -190,6 +192,10 @@ void admin__connectors(gw_req *req, const admin_caller *who, const char *tenant,
   admin__now_rfc3339(j->now);
   if (!strcmp(req->method, "DELETE")) {
     j->del = true;
+  } else if (st_token_id_new(j->epoch) != 0) {
+    conn_job_free(j);
+    gw_respond_error(req, 500, "internal", "no random bytes for the connector's epoch");
+    return;
   } else {
     json_t *b = admin__parse_secret_body(req); /* it carries the upstream credential */
     if (!b) {
@@ -260,6 +266,11 @@ void admin__connector_write(gw_req *req, const char *tenant, const char *name, c
   j->config = config;
   j->secret = secret;
   j->next_due = admin__discover_next_due(req->lp->srv, config, gw_wall_ms(), &j->next_reason);
+  if (st_token_id_new(j->epoch) != 0) {
+    conn_job_free(j);
+    gw_respond_error(req, 500, "internal", "no random bytes for the connector's epoch");
+    return;
+  }
   if (gw_loop_submit(req->lp, job_connector, done_connector, j)) {
     conn_job_free(j);
     gw_respond_error(req, 503, "store_busy", "the store cannot take writes right now");

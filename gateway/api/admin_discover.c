@@ -633,6 +633,7 @@ typedef struct again_job {
   bool fresh;              /* the reading registered anew (or tried to) */
   bool superseded, gone;   /* out: the connector was written or deleted meanwhile */
   vault_put_out put;       /* out: what the write did */
+  char epoch[ST_TOKEN_ID_BUFSZ]; /* the connector's epoch if the write moves or rekeys it (drawn here: jobs are pure) */
 } again_job;
 
 static void again_job_free(again_job *j) {
@@ -661,7 +662,7 @@ static int job_again(st_txn *txn, void *arg) {
     j->superseded = true; /* the admin's write scheduled its own reading */
     return 0;
   }
-  if (j->config && (rc = vault_connector_put(txn, j->tenant, j->name, j->config, j->secret, j->now, &j->put)))
+  if (j->config && (rc = vault_connector_put(txn, j->tenant, j->name, j->config, j->secret, j->now, j->epoch, &j->put)))
     return rc;
   rc = vault_rediscover_done(txn, j->tenant, j->name, j->now_ms, j->result, j->result[0] == 'f' ? j->error : NULL,
                              j->next_due, j->next_reason, j->fresh);
@@ -749,6 +750,14 @@ static void again_finish(disc *d, json_t *config, char *secret, const char *resu
   j->result = result;
   snprintf(j->error, sizeof j->error, "%s", error ? error : "");
   j->now_ms = gw_wall_ms();
+  if (config && st_token_id_new(j->epoch) != 0) {
+    /* no epoch, no write (the put refuses one without): as a failed store */
+    if (j->req) gw_respond_error(j->req, 500, "internal", "no random bytes for the connector's epoch");
+    disc_free(d);
+    again_job_free(j);
+    if (rd) rd_idle(rd);
+    return;
+  }
   if (!strcmp(result, "failed")) {
     /* retried with backoff, for the same reason (a registration that must
      * be made anew stays so) */

@@ -19,7 +19,10 @@
 // OLD key opened must not be stored after the PUT dropped the connector's
 // ids, or later calls would go on on it with the new key. And for a new key
 // in the URL's query (connector-url-query.test.mjs): the URL shows alike
-// (?api_key=…) but its real value changed, which is a move.
+// (?api_key=…) but its real value changed, which is a move. Nor for the
+// connector an admin deleted and made again under its name meanwhile (a
+// "replace" by DELETE and PUT, at the same URL with a new key): that is
+// another connector, whatever its URL.
 // ci-variants: build-w1 build-asan-w2 (it starts its own two loops)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -42,7 +45,7 @@ async function rawReq(c, seen, method, path, headers, body) {
 /* Opens the race: a call's upstream session is being opened at ua (its
  * notifications/initialized held) when the admin's PUT `to` commits; then
  * the opening goes on. Returns what the checks need. */
-async function race(to, { from = (ua) => ua.url } = {}) {
+async function race(to, { from = (ua) => ua.url, recreate = false } = {}) {
   const gw = await startGateway({ args: ['--workers', '2', '--revocation-fanout-timeout-ms', '20000'], env: { MCPGATE_TEST_FANOUT_DELAY_MS: '1500' } });
   const ua = await startCtlUpstream({ name: 'ua' });
   const ub = await startCtlUpstream({ name: 'ub' });
@@ -69,8 +72,17 @@ async function race(to, { from = (ua) => ua.url } = {}) {
   const oldSid = note.headers['mcp-session-id'];
   assert.ok(oldSid, 'the old server issued an upstream session id');
 
-  // the admin's PUT commits (the reply itself waits for every loop's fan-out)
-  const moving = rawReq(ac, 1, 'PUT', '/admin/v1/tenants/acme/connectors/cc', {
+  // the admin's PUT commits (the reply itself waits for every loop's fan-out);
+  // with recreate, a DELETE commits first and the PUT makes the connector
+  // again (on another connection: the DELETE's reply waits for the fan-out)
+  let deleting;
+  let pc = ac;
+  if (recreate) {
+    deleting = rawReq(ac, 1, 'DELETE', '/admin/v1/tenants/acme/connectors/cc', { authorization: `Bearer ${operatorToken(gw.dataDir)}` });
+    await waitFor(async () => (await t.admin('GET', '/connectors/cc')).status === 404, { what: 'the DELETE committed' });
+    pc = await connOnLoop(gw, 0);
+  }
+  const moving = rawReq(pc, 1, 'PUT', '/admin/v1/tenants/acme/connectors/cc', {
     authorization: `Bearer ${operatorToken(gw.dataDir)}`, 'content-type': 'application/json',
   }, to(ua, ub));
   const want = to(ua, ub);
@@ -88,12 +100,14 @@ async function race(to, { from = (ua) => ua.url } = {}) {
   const fr = await first; // however it ends
   const mv = await moving;
   assert.ok(mv.status === 200 || mv.status === 201, `${mv.status} ${mv.body}`);
+  if (deleting) assert.equal((await deleting).status, 204);
 
   // a later call of the same client session
   const r = await s.request('tools/call', { name: 'cc__echo', arguments: { message: 'later' } });
   assert.equal(r.status, 200, r.body);
   mc.destroy();
   ac.destroy();
+  if (pc !== ac) pc.destroy();
   return { gw, ua, ub, oldSid, fr, r, mark };
 }
 
@@ -129,5 +143,17 @@ test('an upstream session opened with the old key in the URL query is not stored
     `the upstream session ${oldSid} the old query key opened was used after the PUT (first call: ${fr.status} ${fr.body})`);
   assert.deepEqual(after.filter((e) => e.url !== '/mcp?api_key=new-query-key').map((e) => `${e.json?.method ?? e.method} ${e.url}`), [],
     'nothing after the PUT with the old query key');
+  await gw.stop();
+});
+
+test('an upstream session the deleted connector opened is not stored for, nor used by, the one made again in its name', async () => {
+  const { gw, ua, oldSid, fr, r, mark } = await race((ua) => ({ url: ua.url, auth: { type: 'header', name: 'X-Key', value: 'new-key' } }), { recreate: true });
+  assert.match(r.body, /ua:echo later/);
+  const after = ua.requests().slice(mark);
+  const leaked = after.filter((e) => e.headers['mcp-session-id'] === oldSid);
+  assert.deepEqual(leaked.map((e) => `${e.json?.method ?? e.method} ${e.headers['x-key']}`), [],
+    `the upstream session ${oldSid} the deleted connector opened was used by the new one (first call: ${fr.status} ${fr.body})`);
+  assert.deepEqual(after.filter((e) => e.headers['x-key'] !== 'new-key').map((e) => e.json?.method ?? e.method), [],
+    'nothing after the PUT with the old key');
   await gw.stop();
 });

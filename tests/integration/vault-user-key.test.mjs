@@ -236,3 +236,46 @@ test('a key typed while an admin moved the connector to another upstream is refu
   }
   assert.equal((await admin('DELETE', '/connectors/wiki')).status, 204);
 });
+
+// Found by review: an admin replacing a connector by DELETE and PUT makes a
+// new connector, but its binding (what a key_state digests) started again
+// as the URL, and its epoch counted moves and rekeys from 1 again: a page
+// loaded before the delete passed for the new connector — made at the same
+// URL with another header, or moved and rekeyed to the old one's values.
+test('a key typed for a connector that was deleted and made again meanwhile is refused', async () => {
+  const { admin } = fx.t.acme;
+  // the same URL, made again with another header
+  let r = await admin('PUT', '/connectors/kb', { url: rec.url, auth: { type: 'user_header', name: 'X-Api-Key' } });
+  assert.equal(r.status, 201, r.body);
+  const p = await page('bob', 'kb');
+  assert.equal((await admin('DELETE', '/connectors/kb')).status, 204);
+  r = await admin('PUT', '/connectors/kb', { url: rec.url, auth: { type: 'user_header', name: 'X-Other-Key' } });
+  assert.equal(r.status, 201, r.body);
+  r = await p.put({ key: 'kb-bob-typed-for-the-deleted-one' });
+  assert.equal(r.status, 409, `refused, not stored for the new connector: ${r.status} ${r.text}`);
+  assert.equal(JSON.parse(r.text).error, 'connector_changed');
+
+  // moved once (rec → rec2) when the page was loaded; deleted, made again
+  // at rec2 and moved once to rec: the key typed for rec2 is not for rec
+  assert.equal((await admin('DELETE', '/connectors/kb')).status, 204);
+  r = await admin('PUT', '/connectors/kb', { url: rec.url, auth: { type: 'user_header', name: 'X-Api-Key' } });
+  assert.equal(r.status, 201, r.body);
+  r = await admin('PUT', '/connectors/kb', { url: rec2.url, auth: { type: 'user_header', name: 'X-Api-Key' } });
+  assert.equal(r.status, 200, r.body);
+  const q = await page('bob', 'kb'); // kb at rec2
+  assert.equal((await admin('DELETE', '/connectors/kb')).status, 204);
+  r = await admin('PUT', '/connectors/kb', { url: rec2.url, auth: { type: 'user_header', name: 'X-Api-Key' } });
+  assert.equal(r.status, 201, r.body);
+  r = await admin('PUT', '/connectors/kb', { url: rec.url, auth: { type: 'user_header', name: 'X-Api-Key' } });
+  assert.equal(r.status, 200, r.body);
+  r = await q.put({ key: 'kb-bob-typed-for-rec2' });
+  assert.equal(r.status, 409, `refused, not stored for the connector now at rec: ${r.status} ${r.text}`);
+  const conns = await admin('GET', `/users/${fx.t.acme.users['bob@acme.com'].id}/connections`);
+  assert.deepEqual(conns.json.connections.filter((c) => c.connector === 'kb'), [], 'no key stored for kb');
+
+  // reloaded, the page shows kb as it is now: the key is saved
+  const n = await page('bob', 'kb');
+  r = await n.put({ key: 'kb-bob-now' });
+  assert.equal(r.status, 204, r.text);
+  assert.equal((await admin('DELETE', '/connectors/kb')).status, 204);
+});

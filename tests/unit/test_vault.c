@@ -31,6 +31,7 @@
 #include "store/seal.h"
 #include "store/store.h"
 #include "store/tenant.h"
+#include "store/token.h"
 #include "tests/unit/unit.h"
 #include "vault/connect.h"
 #include "vault/grant.h"
@@ -129,7 +130,9 @@ static int W(int (*fn)(st_txn *, job *), job j) {
 }
 static int f_conn_put(st_txn *x, job *j) {
   vault_put_out out;
-  return vault_connector_put(x, j->t, j->c, j->cfg, j->s, j->now, &out);
+  char epoch[ST_TOKEN_ID_BUFSZ];
+  if (st_token_id_new(epoch)) return ST_ECRYPTO;
+  return vault_connector_put(x, j->t, j->c, j->cfg, j->s, j->now, epoch, &out);
 }
 static int f_conn_del(st_txn *x, job *j) { return vault_connector_delete(x, j->t, j->c); }
 static int f_put(st_txn *x, job *j) { return vault_grant_put(x, j->t, j->u, j->c, j->tok, j->now, j->b1 ? VAULT_PUT_CONNECT | VAULT_PUT_REVOKE_OLD : 0); }
@@ -575,8 +578,9 @@ TEST(connector_put_says_when_the_credential_changed) {
 
 /* The connector's binding (vault_connector_bind): what its upstream
  * sessions belong to. It changes with a move and with a rekey, never with
- * anything else, and never comes back to a value it had; the admin view
- * does not show it. */
+ * anything else, and never comes back to a value it had — not even for a
+ * connector deleted and made again under its name; the admin view does
+ * not show it. */
 static char *bind_of(const char *tenant, const char *name) {
   st_txn *r = rd();
   json_t *rec = NULL;
@@ -596,10 +600,10 @@ static char *bind_of(const char *tenant, const char *name) {
 #define AT_URL(u, v) "{\"url\":\"" u "\",\"description\":\"" v "\",\"auth\":{\"type\":\"header\",\"name\":\"X-Key\",\"value\":\"k-" v "\"}}"
 TEST(connector_bind_changes_with_a_move_or_a_rekey_only) {
   CHECK(open_store());
-  char *seen[5] = {0};
+  char *seen[8] = {0};
   CHECK_INT(conn_put("acme", "docs", AT_URL("https://a.example.com/mcp", "1")), 0);
   seen[0] = bind_of("acme", "docs");
-  CHECK(seen[0] && !strcmp(seen[0], "https://a.example.com/mcp")); /* never moved nor rekeyed: its url */
+  CHECK(seen[0] && strcmp(seen[0], "(shown)") && strncmp(seen[0], "http", 4)); /* its own epoch, not its url */
   /* the same credential again, another description: the same binding */
   CHECK_INT(conn_put("acme", "docs", "{\"url\":\"https://a.example.com/mcp\",\"description\":\"other\","
                                      "\"auth\":{\"type\":\"header\",\"name\":\"X-Key\",\"value\":\"k-1\"}}"), 0);
@@ -619,7 +623,23 @@ TEST(connector_bind_changes_with_a_move_or_a_rekey_only) {
     for (int k = 0; k < i; k++) CHECK(seen[k] && seen[i] && strcmp(seen[k], seen[i]));
   }
   CHECK(seen[4] && !strcmp(seen[4], seen[3]));
-  for (int i = 0; i < 5; i++) free(seen[i]);
+  /* deleted and made again under the same name (an admin rotating a key by
+   * delete and re-create): a new connector, whose binding is none the old
+   * one had — neither made at the same URL, nor rekeyed or moved again
+   * (an upstream session or a key form of the old one never passes for
+   * the new one's) */
+  CHECK_INT(W(f_conn_del, (job){.t = "acme", .c = "docs"}), 0);
+  CHECK_INT(conn_put("acme", "docs", AT_URL("https://a.example.com/mcp", "1")), 0); /* made again */
+  seen[5] = bind_of("acme", "docs");
+  CHECK_INT(conn_put("acme", "docs", AT_URL("https://a.example.com/mcp", "2")), 0); /* rekeyed */
+  seen[6] = bind_of("acme", "docs");
+  CHECK_INT(conn_put("acme", "docs", AT_URL("https://b.example.com/mcp", "2")), 0); /* moved */
+  seen[7] = bind_of("acme", "docs");
+  for (int i = 5; i < 8; i++) {
+    CHECK(seen[i] && strcmp(seen[i], "(shown)"));
+    for (int k = 0; k < i; k++) CHECK(seen[k] && seen[i] && strcmp(seen[k], seen[i]));
+  }
+  for (int i = 0; i < 8; i++) free(seen[i]);
   close_store();
 }
 #undef AT_URL
