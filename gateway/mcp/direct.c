@@ -487,6 +487,14 @@ void gw__relay_done(gw_exchange *x, gw_out_req *r, int err, void (*initialized)(
         if (x->m) GW_STAT_ADD(x->m->errors, 1);
         gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent an unexpected content type",
                   x->connector);
+      } else if (!is_json && gw__held_stream(x)) {
+        /* a held call's answer is an event of the gateway's stream, which
+         * the client reads as a message whatever the upstream's status:
+         * one that was not JSON (so neither checked nor filtered) is
+         * never relayed as one */
+        if (x->m) GW_STAT_ADD(x->m->errors, 1);
+        gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" answered HTTP %d without a JSON reply",
+                        x->connector, x->status);
       } else {
         bool changed = j && x->flow->rewrite && x->flow->rewrite(x, j);
         if (changed && gw__x_msg_dropped(j)) /* all it held was dropped by the rewrite */
