@@ -3,7 +3,7 @@
  * are copied, the others left out, approval notes and aggregated names
  * spliced in. The same result as policy/'s pol_filter_tools on jansson's
  * tree (held to it by tests/unit/test_tool_list.c and the fuzzer
- * tests/fuzz/fuzz_tool_list.c), at a fraction of the cost: a 500-tool
+ * tests/fuzz/fuzz_tools_filter.c), at a fraction of the cost: a 500-tool
  * list was 1.7 ms of a loop's CPU parsed and re-serialised.
  *
  * Whatever the scan cannot decide exactly as jansson would (an escape in
