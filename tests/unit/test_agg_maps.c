@@ -6,9 +6,13 @@
  * under the process-wide maps_mu for every message: their cost, counted
  * in sh.uri_steps (keys and nodes visited), must not grow with the
  * session's map — an upstream listing agg_uri_map_max URIs and then
- * flooding updates would make every loop's aggregated traffic wait. */
+ * flooding updates would make every loop's aggregated traffic wait. And
+ * on random notes (prefixes that overlap, split and nest; non-ASCII; long;
+ * caps reached) every route and update agrees with a naive walk of every
+ * key, the lookup the radix tree replaced. */
 #include <uv.h>
 
+#include "gateway/base/log.h"
 #include "gateway/mcp/agg.h"
 #include "gateway/mcp/mcp_loop.h"
 #include "unit.h"
@@ -234,10 +238,177 @@ TEST(uri_map_caps_count_templates_and_uris) {
   teardown();
 }
 
+
+/* A naive model of the routes, the walk the radix tree replaced: keys
+ * "U"uri and "T"prefix, each with the connectors that noted it (at most
+ * 8), the same caps; a URI is routed by its exact key and by every "T"
+ * key it starts with. One difference, kept: a "U" key cut at 2,000 bytes
+ * inside a character is no JSON key and is not noted, while a template's
+ * prefix so cut is (the tree takes bytes; the old map refused it too). */
+typedef struct {
+  char key[2100];
+  char who[8][8];
+  int n;
+} model_key;
+
+typedef struct {
+  model_key *k;
+  size_t n, cap, bytes;
+  bool full;
+} model;
+
+static model_key *model_find(model *m, const char *key) {
+  for (size_t i = 0; i < m->n; i++)
+    if (!strcmp(m->k[i].key, key)) return &m->k[i];
+  return NULL;
+}
+
+static void model_note(model *m, const char *connector, const char *uri, bool is_template) {
+  char key[2100];
+  if (!*uri) return;
+  if (is_template) {
+    size_t n = strcspn(uri, "{");
+    if (!memchr(uri, ':', n)) return;
+    snprintf(key, sizeof key, "T%.*s", (int)(n < 2000 ? n : 2000), uri);
+  } else {
+    snprintf(key, sizeof key, "U%.2000s", uri);
+  }
+  model_key *k = model_find(m, key);
+  if (k) {
+    for (int i = 0; i < k->n; i++)
+      if (!strcmp(k->who[i], connector)) return;
+    if (k->n < 8) snprintf(k->who[k->n++], 8, "%s", connector);
+    return;
+  }
+  size_t klen = strlen(key);
+  if (1 + m->n + m->full >= (size_t)srv.cfg.agg_uri_map_max || m->bytes + klen > (size_t)srv.cfg.agg_uri_map_bytes) {
+    m->full = true;
+    return;
+  }
+  json_t *valid = json_string(key);
+  json_decref(valid);
+  if (!is_template && !valid) return; /* cut inside a character: no JSON key (the map's) */
+  if (m->n == m->cap) {
+    m->cap = m->cap ? 2 * m->cap : 64;
+    m->k = realloc(m->k, m->cap * sizeof *m->k);
+  }
+  k = &m->k[m->n++];
+  memset(k, 0, sizeof *k);
+  snprintf(k->key, sizeof k->key, "%s", key);
+  snprintf(k->who[0], 8, "%s", connector);
+  k->n = 1;
+  m->bytes += klen;
+}
+
+/* The connectors offering uri, sorted and joined into out; how many. */
+static int model_route(model *m, const char *uri, char *out) {
+  char key[2100];
+  snprintf(key, sizeof key, "U%.2000s", uri);
+  bool has[3] = {false, false, false};
+  for (size_t i = 0; i < m->n; i++) {
+    const char *k = m->k[i].key;
+    bool hit = k[0] == 'U' ? !strcmp(k, key) : !strncmp(uri, k + 1, strlen(k + 1));
+    if (hit)
+      for (int j = 0; j < m->k[i].n; j++) has[m->k[i].who[j][1] - 'a'] = true;
+  }
+  int n = 0;
+  out[0] = 0;
+  for (int j = 0; j < 3; j++)
+    if (has[j]) {
+      strcat(out, n ? ",r" : "r");
+      size_t l = strlen(out);
+      out[l] = (char)('a' + j);
+      out[l + 1] = 0;
+      n++;
+    }
+  return n;
+}
+
+/* The route's connectors as the model prints them (sorted, no spaces). */
+static void sorted_names(const char *in, char *out) {
+  bool has[3] = {false, false, false};
+  for (const char *p = in; (p = strchr(p, 'r')); p++)
+    if (p[1] >= 'a' && p[1] <= 'c') has[p[1] - 'a'] = true;
+  out[0] = 0;
+  int n = 0;
+  for (int j = 0; j < 3; j++)
+    if (has[j]) {
+      size_t l = strlen(out);
+      snprintf(out + l, 8, "%sr%c", n++ ? "," : "", 'a' + j);
+    }
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint32_t rnd(uint32_t n) {
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return (uint32_t)(rng_state % n);
+}
+
+/* A random string (valid UTF-8, as JSON strings are) over few
+ * characters: overlapping prefixes, splits, ':' and '{' where they
+ * matter, two characters sharing their first byte; sometimes long. */
+static void rnd_str(char *s, size_t cap) {
+  static const char *const alpha[] = {"a", "b", ":", "/", "{", "\xc3\xa9", "\xc3\xa8", "a", "b", ":"};
+  size_t n = rnd(10) == 0 ? 1990 + rnd(30) : rnd(12), i = 0;
+  if (n + 2 >= cap) n = cap - 3;
+  if (rnd(2)) { /* a common prefix, so many keys share nodes */
+    static const char *const pre[] = {"a:", "a:b", "ab:", "a:/", "a"};
+    const char *p = pre[rnd(5)];
+    for (; *p && i < n; p++) s[i++] = *p;
+  }
+  while (i < n) {
+    const char *c = alpha[rnd(sizeof alpha / sizeof *alpha)];
+    while (*c) s[i++] = *c++;
+  }
+  s[i] = 0;
+}
+
+TEST(routes_match_a_walk_of_every_key_on_random_input) {
+  gw_log_level was = gw_log_get_level();
+  if (!getenv("UNIT_VERBOSE")) gw_log_set_level((gw_log_level)(GW_LOG_ERROR + 1)); /* a warning per shared URI */
+  for (int round = 0; round < 300; round++) {
+    setup();
+    srv.cfg.agg_uri_map_max = round % 3 == 0 ? 1 + rnd(40) : 1000000;
+    srv.cfg.agg_uri_map_bytes = round % 4 == 0 ? rnd(6000) : (int64_t)1 << 30;
+    gw_exchange *x[3] = {xch("ra"), xch("rb"), xch("rc")};
+    model m = {0};
+    static char s[2100], out[200], want[64], got[64];
+    for (int op = 0; op < 400; op++) {
+      rnd_str(s, sizeof s);
+      int c = (int)rnd(3);
+      if (rnd(3)) {
+        bool tpl = rnd(2);
+        gw__agg_uri_note(x[c], s, tpl);
+        model_note(&m, x[c]->connector, s, tpl);
+        continue;
+      }
+      int n = model_route(&m, s, want);
+      int rc = gw__agg_uri_route(x[c], s, out, sizeof out);
+      sorted_names(out, got);
+      if (rc != (n > 1 ? -1 : n) || strcmp(got, n ? want : "")) {
+        fprintf(stderr, "  round %d op %d: uri \"%.40s\" (%zu bytes): route %d \"%s\", the walk %d \"%s\"\n", round,
+                op, s, strlen(s), rc, got, n, want);
+        CHECK(0);
+      }
+      bool dropped;
+      updated(x[c], s, &dropped);
+      bool mine = strstr(want, x[c]->connector) != NULL; /* its own, or nobody's: passed */
+      CHECK_INT(dropped, !(mine || n == 0));
+    }
+    free(m.k);
+    for (int i = 0; i < 3; i++) free(x[i]);
+    teardown();
+  }
+  gw_log_set_level(was);
+}
+
 int main(void) {
   RUN(uri_lookups_cost_the_same_with_ten_or_ten_thousand_uris);
   RUN(templates_nested_in_a_uri_cost_at_most_its_length);
   RUN(routes_keep_their_rules);
   RUN(uri_map_caps_count_templates_and_uris);
+  RUN(routes_match_a_walk_of_every_key_on_random_input);
   return UNIT_DONE();
 }
