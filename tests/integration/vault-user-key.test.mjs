@@ -279,3 +279,33 @@ test('a key typed for a connector that was deleted and made again meanwhile is r
   assert.equal(r.status, 204, r.text);
   assert.equal((await admin('DELETE', '/connectors/kb')).status, 204);
 });
+
+test('a key typed for a connector since deleted and made again elsewhere (moved as often) is refused', async () => {
+  // the binding a key state carries must never come back to a value it
+  // had: a connector made again under its name is another one, even when
+  // it moved as many times as the one the page showed
+  const { admin } = fx.t.acme;
+  let r = await admin('PUT', '/connectors/notes', { url: rec.url, auth: { type: 'user_header', name: 'X-Api-Key' } });
+  assert.equal(r.status, 201, r.body);
+  r = await admin('PUT', '/connectors/notes', { url: rec2.url, auth: { type: 'user_header', name: 'X-Api-Key' } });
+  assert.equal(r.status, 200, r.body);
+  const p = await page('bob', 'notes'); // his page shows notes at rec2's URL (moved once)
+  assert.ok(p.state);
+
+  // meanwhile notes is deleted, made again at rec2 and moved once, to rec
+  assert.equal((await admin('DELETE', '/connectors/notes')).status, 204);
+  r = await admin('PUT', '/connectors/notes', { url: rec2.url, auth: { type: 'user_header', name: 'X-Api-Key' } });
+  assert.equal(r.status, 201, r.body);
+  r = await admin('PUT', '/connectors/notes', { url: rec.url, auth: { type: 'user_header', name: 'X-Api-Key' } });
+  assert.equal(r.status, 200, r.body);
+
+  const from = rec.requests().length;
+  r = await p.put({ key: 'notes-bob-typed-for-the-old-one' });
+  assert.equal(r.status, 409, `refused, not stored for the connector made again: ${r.status} ${r.text}`);
+  const conns = await admin('GET', `/users/${fx.t.acme.users['bob@acme.com'].id}/connections`);
+  assert.deepEqual(conns.json.connections.filter((c) => c.connector === 'notes'), [], 'no key stored for notes');
+  assert.deepEqual(await echoAt('bob', 'notes', rec), { code: -32007 }, 'the connector asks for his key');
+  assert.equal(rec.requests().slice(from).some((e) => JSON.stringify(e.headers).includes('notes-bob')), false,
+    'no key of his reached the upstream the page never showed');
+  assert.equal((await admin('DELETE', '/connectors/notes')).status, 204);
+});

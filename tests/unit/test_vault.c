@@ -642,6 +642,42 @@ TEST(connector_bind_changes_with_a_move_or_a_rekey_only) {
   for (int i = 0; i < 8; i++) free(seen[i]);
   close_store();
 }
+/* Nor across a delete: a connector deleted and made again under its
+ * name is another one, whose binding is none its predecessor had — a key
+ * form or a connect begun for the old one, or an upstream session it
+ * opened, must not pass for the new one's (the new one moved as many
+ * times, or its URL shown alike with another query key). */
+TEST(connector_bind_never_comes_back_after_a_delete) {
+  CHECK(open_store());
+  char *seen[6] = {0};
+  int n = 0;
+  CHECK_INT(conn_put("acme", "docs", AT_URL("https://a.example.com/mcp", "1")), 0);
+  seen[n++] = bind_of("acme", "docs");
+  CHECK_INT(conn_put("acme", "docs", AT_URL("https://b.example.com/mcp", "1")), 0); /* moved once */
+  seen[n++] = bind_of("acme", "docs");
+  CHECK_INT(W(f_conn_del, (job){.t = "acme", .c = "docs"}), 0);
+  CHECK_INT(conn_put("acme", "docs", AT_URL("https://c.example.com/mcp", "1")), 0); /* another one */
+  seen[n++] = bind_of("acme", "docs");
+  CHECK_INT(conn_put("acme", "docs", AT_URL("https://d.example.com/mcp", "1")), 0); /* moved once too */
+  seen[n++] = bind_of("acme", "docs");
+  CHECK_INT(W(f_conn_del, (job){.t = "acme", .c = "docs"}), 0);
+  /* a key in the query: two of them show alike */
+  CHECK_INT(conn_put("acme", "docs", AT_URL("https://q.example.com/mcp?api_key=OLD-KEY", "1")), 0);
+  seen[n++] = bind_of("acme", "docs");
+  CHECK_INT(W(f_conn_del, (job){.t = "acme", .c = "docs"}), 0);
+  CHECK_INT(conn_put("acme", "docs", AT_URL("https://q.example.com/mcp?api_key=NEW-KEY", "1")), 0);
+  seen[n++] = bind_of("acme", "docs");
+  for (int i = 0; i < n; i++) {
+    CHECK(seen[i] && strcmp(seen[i], "(shown)"));
+    for (int k = 0; k < i; k++)
+      if (!strcmp(seen[k], seen[i])) {
+        fprintf(stderr, "  binding %d is binding %d's: %s\n", i, k, seen[i]);
+        CHECK(0);
+      }
+  }
+  for (int i = 0; i < n; i++) free(seen[i]);
+  close_store();
+}
 #undef AT_URL
 #undef HDR
 
@@ -2572,6 +2608,7 @@ int main(void) {
   RUN(oauth_put_seals_client_secret_and_switching_type_removes_it);
   RUN(connector_put_says_when_the_credential_changed);
   RUN(connector_bind_changes_with_a_move_or_a_rekey_only);
+  RUN(connector_bind_never_comes_back_after_a_delete);
   RUN(url_shown_masks_every_query_value);
   RUN(url_keep_masked_values);
   RUN(connector_put_seals_the_url_query);
