@@ -407,8 +407,10 @@ static const char *value_end(const char *p, const char *end) {
       while (p < end && *p != ',' && *p != ']' && *p != '}' && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') p++;
     }
   } while (depth > 0 && p < end);
-  return p;
+  return p < end ? p : end; /* (past it only for text the scan did not accept) */
 }
+
+size_t gw_json_value_len(const char *p, size_t n) { return n ? (size_t)(value_end(p, p + n) - p) : 0; }
 
 bool gw_json_next_item(const char *p, size_t n, size_t *at, gw_json_span *item) {
   const char *end = p + n, *q = p + (*at ? *at : 1); /* after '[' or after the last element */
@@ -417,5 +419,22 @@ bool gw_json_next_item(const char *p, size_t n, size_t *at, gw_json_span *item) 
   const char *e = value_end(q, end);
   *item = (gw_json_span){q, (size_t)(e - q)};
   *at = (size_t)(e - p);
+  return true;
+}
+
+bool gw_json_next_member(const char *p, size_t n, size_t *at, gw_json_span *key, gw_json_span *value) {
+  const char *end = p + n, *q = p + (*at ? *at : 1); /* after '{' or after the last member */
+  while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r' || *q == ',')) q++;
+  if (q >= end || *q == '}') {
+    *at = (size_t)(q - p) + (q < end);
+    return false;
+  }
+  const char *ke = value_end(q, end); /* the key: a string */
+  *key = (gw_json_span){q, (size_t)(ke - q)};
+  q = ke;
+  while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r' || *q == ':')) q++;
+  const char *ve = value_end(q, end);
+  *value = (gw_json_span){q, (size_t)(ve - q)};
+  *at = (size_t)(ve - p);
   return true;
 }

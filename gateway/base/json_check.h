@@ -60,4 +60,15 @@ bool gw_json_numbers_exact(const char *p, size_t n);
  * for the first call; each true answer sets *item to the next element's
  * exact text; false at the end. Allocates nothing. */
 bool gw_json_next_item(const char *p, size_t n, size_t *at, gw_json_span *item);
+/* The length of the value that starts at p, in text the scan accepted (n:
+ * the bytes from p on the caller may read; the value ends within them). */
+size_t gw_json_value_len(const char *p, size_t n);
+/* The members of an object, one per call, in text the scan accepted: p is
+ * where the object's '{' is, n the bytes from there on that the caller may
+ * read (the object ends within them). *at is 0 for the first call; each
+ * true answer sets *key (quotes included) and *value to the next member's
+ * exact text; false at the object's end, with *at just past its '}'. A
+ * key is compared as it is spelled: for text gw_json_pick accepted (1),
+ * no key has an escape and none repeats. Allocates nothing. */
+bool gw_json_next_member(const char *p, size_t n, size_t *at, gw_json_span *key, gw_json_span *value);
 #endif

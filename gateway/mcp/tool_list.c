@@ -25,14 +25,24 @@ typedef struct edit {
   int what;   /* 0 the name, 1 the description */
 } edit;
 
-/* One element: appended to out as the user sees it, or left out. 1 kept,
- * 0 left out, -1 undecided. */
-static int one_tool(const pol_user *u, const char *connector, bool rename, gw_json_span it, gw_buf *out) {
-  if (it.p[0] != '{') return 0; /* not a tool: no name, so blocked */
-  static const char *const paths[] = {"name", "description"};
-  gw_json_span got[2];
-  if (gw_json_pick(it.p, it.n, paths, 2, got) != 1) return -1;
-  gw_json_span name = got[0], desc = got[1];
+/* One element at it (its first byte; the array's bytes run to end): its
+ * whole text in *whole, and appended to out as the user sees it, or left
+ * out. 1 kept, 0 left out, -1 undecided. An object's members are walked
+ * once, as spelled: the text was accepted by gw_json_pick, so no key has
+ * an escape and none repeats (tool_list.h). */
+static int one_tool(const pol_user *u, const char *connector, bool rename, const char *it, const char *end,
+                    gw_json_span *whole, gw_buf *out) {
+  if (it[0] != '{') { /* not a tool: no name, so blocked */
+    *whole = (gw_json_span){it, gw_json_value_len(it, (size_t)(end - it))};
+    return 0;
+  }
+  gw_json_span name = {0}, desc = {0}, k, v;
+  size_t at = 0;
+  while (gw_json_next_member(it, (size_t)(end - it), &at, &k, &v)) {
+    if (k.n == 6 && !memcmp(k.p, "\"name\"", 6)) name = v;
+    else if (k.n == 13 && !memcmp(k.p, "\"description\"", 13)) desc = v;
+  }
+  *whole = (gw_json_span){it, at};
   if (!name.p || name.p[0] != '"') return 0;
   if (name.n - 2 > NAME_MAX_BYTES || memchr(name.p, '\\', name.n)) return -1;
   char nm[NAME_MAX_BYTES + 1];
@@ -55,7 +65,7 @@ static int one_tool(const pol_user *u, const char *connector, bool rename, gw_js
     sp[0] = sp[1];
     sp[1] = t;
   }
-  const char *from = it.p, *end = it.p + it.n;
+  const char *from = whole->p, *wend = whole->p + whole->n;
   int rc = 0;
   for (int i = 0; i < ns && !rc; i++) {
     rc = gw_buf_append(out, from, (size_t)(sp[i].at - from));
@@ -73,26 +83,30 @@ static int one_tool(const pol_user *u, const char *connector, bool rename, gw_js
   }
   if (!rc && add_desc) {
     /* the element ends with its '}' (it has a name, so a member before) */
-    rc = gw_buf_append(out, from, (size_t)(end - 1 - from));
+    rc = gw_buf_append(out, from, (size_t)(wend - 1 - from));
     if (!rc) rc = gw_buf_appendv(out, ",\"description\":\"", NOTE, "\"}", NULL);
   } else if (!rc) {
-    rc = gw_buf_append(out, from, (size_t)(end - from));
+    rc = gw_buf_append(out, from, (size_t)(wend - from));
   }
   return rc ? -1 : 1;
 }
 
 int gw__tool_list_filter(const pol_user *u, const char *connector, bool rename, const char *arr, size_t n,
                          gw_buf *out, bool *changed) {
-  size_t start = out->len, at = 0, kept = 0;
-  gw_json_span it;
+  size_t start = out->len, kept = 0;
+  const char *q = arr + 1, *end = arr + n; /* after '[' */
   *changed = rename;
   if (gw_buf_append(out, "[", 1)) return -1;
-  while (gw_json_next_item(arr, n, &at, &it)) {
+  for (;;) {
+    while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r' || *q == ',')) q++;
+    if (q >= end || *q == ']') break;
     size_t before = out->len;
     if (kept && gw_buf_append(out, ",", 1)) goto undecided;
     size_t mark = out->len;
-    int rc = one_tool(u, connector, rename, it, out);
+    gw_json_span whole;
+    int rc = one_tool(u, connector, rename, q, end, &whole, out);
     if (rc < 0) goto undecided;
+    q = whole.p + whole.n;
     if (rc == 0) {
       out->len = before;
       if (out->data) out->data[before] = 0;
@@ -101,7 +115,7 @@ int gw__tool_list_filter(const pol_user *u, const char *connector, bool rename, 
     }
     kept++;
     /* kept as it was: the same bytes (an approval note changes them) */
-    if (out->len - mark != it.n) *changed = true;
+    if (out->len - mark != whole.n) *changed = true;
   }
   if (gw_buf_append(out, "]", 1)) goto undecided;
   return 1;

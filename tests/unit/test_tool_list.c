@@ -201,6 +201,27 @@ TEST(next_item_walks_what_the_scan_accepted) {
 TEST(realistic) {
   CHECK(agrees("{\"result\":{\"tools\":[{\"name\":\"echo\",\"title\":\"Echo Tool\",\"description\":\"Echoes back\",\"inputSchema\":{\"$schema\":\"http://json-schema.org/draft-07/schema#\",\"type\":\"object\",\"properties\":{\"message\":{\"type\":\"string\",\"description\":\"Message to echo\"}},\"required\":[\"message\"]},\"annotations\":{\"readOnlyHint\":true},\"execution\":{\"taskSupport\":\"forbidden\"}},{\"name\":\"delete_annotated\",\"title\":\"Get\",\"description\":\"Demo\",\"inputSchema\":{\"type\":\"object\",\"properties\":{\"messageType\":{\"type\":\"string\",\"enum\":[\"error\",\"success\"],\"description\":\"Type\"}},\"required\":[\"messageType\"]}}]},\"jsonrpc\":\"2.0\",\"id\":1}", 1));
 }
+TEST(next_member_walks_an_object_the_scan_accepted) {
+  const char *o = "{ \"a\" : 1 , \"b\":{\"x\":\"}\"} ,\"c\":[1,\"]\"] } tail";
+  size_t at = 0;
+  gw_json_span k, v;
+  const char *keys[] = {"\"a\"", "\"b\"", "\"c\""}, *vals[] = {"1", "{\"x\":\"}\"}", "[1,\"]\"]"};
+  for (int i = 0; i < 3; i++) {
+    CHECK(gw_json_next_member(o, strlen(o), &at, &k, &v));
+    CHECK_INT(k.n, strlen(keys[i]));
+    CHECK(!memcmp(k.p, keys[i], k.n));
+    CHECK_INT(v.n, strlen(vals[i]));
+    CHECK(!memcmp(v.p, vals[i], v.n));
+  }
+  CHECK(!gw_json_next_member(o, strlen(o), &at, &k, &v));
+  CHECK_INT(at, strlen(o) - strlen(" tail")); /* just past the '}' */
+  at = 0;
+  CHECK(!gw_json_next_member("{ }", 3, &at, &k, &v));
+  CHECK_INT(at, 3);
+  CHECK_INT(gw_json_value_len("\"a]\" ,", 6), 4);
+  CHECK_INT(gw_json_value_len("-1.5e3]", 7), 6);
+}
+
 int main(void) {
   if (setup() != 0) {
     fprintf(stderr, "setup failed\n");
@@ -213,6 +234,7 @@ int main(void) {
   RUN(aggregated_names_and_no_policy);
   RUN(next_item_walks_what_the_scan_accepted);
   RUN(realistic);
+  RUN(next_member_walks_an_object_the_scan_accepted);
   pol_user_free(alice);
   st_close(st);
   char cmd[128];
