@@ -298,14 +298,30 @@ static void add_session_header(gw_exchange *x) {
 static void held_answer(gw_exchange *x, const char *body, size_t n) {
   gw_req *r = x->req;
   gw_buf b;
+  char *none = NULL;
+  if (!n) {
+    /* no reply at all (an upstream's 202 or 204 to the call): the client
+     * waits for one on this stream, so it gets an error, not silence */
+    json_t *e = json_pack("{s:s,s:O,s:{s:i,s:s++}}", "jsonrpc", "2.0", "id", json_array_get(x->ids, 0) ?: json_null(),
+                          "error", "code", GW_RPC_UPSTREAM_DOWN, "message", "connector \"", x->connector,
+                          "\" sent no reply");
+    none = e ? json_dumps(e, JSON_COMPACT) : NULL;
+    json_decref(e);
+    body = none ? none : "";
+    n = none ? strlen(none) : 0;
+  }
   gw_buf_init(&b, GW_MCP_MAX_JSON_BODY + 64 * 1024);
   bool ok = !gw_buf_appends(&b, "event: message\n");
+  /* a data: line per line of the body, at every line end an SSE reader
+   * knows (CRLF, LF, a lone CR: JSON whitespace may hold any of them) */
   for (size_t i = 0; ok && i < n;) {
-    const char *nl = memchr(body + i, '\n', n - i);
-    size_t k = nl ? (size_t)(nl - (body + i)) : n - i;
+    size_t k = 0;
+    while (i + k < n && body[i + k] != '\n' && body[i + k] != '\r') k++;
     ok = !gw_buf_appends(&b, "data: ") && !gw_buf_append(&b, body + i, k) && !gw_buf_appends(&b, "\n");
-    i += k + (nl ? 1 : 0);
+    i += k;
+    if (i < n) i += body[i] == '\r' && i + 1 < n && body[i + 1] == '\n' ? 2 : 1;
   }
+  free(none);
   if (ok && n && !gw_buf_appends(&b, "\n")) gw_resp_write(r, b.data, b.len);
   gw_buf_free(&b);
   gw__x_client_done(x);

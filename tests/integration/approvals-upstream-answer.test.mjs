@@ -108,3 +108,30 @@ test('an approved call answered in JSON with a 4xx is still relayed, filtered', 
   const msgs = await heldAndApproved(7409);
   assert.deepEqual(names(msgs), ['echo', 'merge'], JSON.stringify(msgs));
 });
+
+// An approved call whose upstream answers 202 or 204 (no reply at all) left
+// the held stream ending without any message: the client waited for its
+// reply until its own timeout. It gets an error naming the connector now.
+for (const status of [202, 204]) {
+  test(`an approved call's upstream answering HTTP ${status} with no reply gets the client an error, not silence`, async () => {
+    const id = 7100 + status;
+    answer = () => ({ status, ct: 'application/json', body: '' });
+    const msgs = await heldAndApproved(id);
+    const last = msgs.at(-1);
+    assert.equal(last?.id, id, `a reply to the call: ${JSON.stringify(msgs)}`);
+    assert.ok(last.error, JSON.stringify(last));
+    assert.match(last.error.message, /"up"/);
+  });
+}
+
+// JSON whose whitespace holds lone carriage returns is valid, and an SSE
+// reader ends a line at a lone CR: split at LF only, the held stream's
+// last event reached the client cut into a field it ignores and data it
+// cannot parse. Every line end splits it now, as the relay's SSE does.
+test('an approved call answered in JSON with lone CRs as whitespace reaches the client whole', async () => {
+  answer = (m) => ({ status: 200, ct: 'application/json', body: `{"jsonrpc":"2.0",\r"id":${m.id},\r"result":{"content":[{"type":"text","text":"done"}]}}` });
+  const msgs = await heldAndApproved(7300);
+  const last = msgs.at(-1);
+  assert.equal(last?.id, 7300, JSON.stringify(msgs));
+  assert.equal(last.result?.content?.[0]?.text, 'done', JSON.stringify(last));
+});
