@@ -24,11 +24,13 @@
  *    environment (at most audit_sink_batch records, SINK_BODY_MAX bytes):
  *    LMDB reads are memory-mapped copies, and nothing is held across the
  *    POST.
- *  - The URL is the operator's and is fetched at the admin egress level
- *    (egress_allow), checked on the connected address like every URL.
- *  - The token (audit_sink_token_file) goes into the Authorization header
- *    only: never into a log line, a metric or an error text; it is wiped
- *    at close.
+ *  - A URL is the operator's (audit_sink_url) or a tenant admin's (the
+ *    tenant's sink setting), fetched at the admin egress level
+ *    (egress_allow: a tenant admin cannot widen it), checked on the
+ *    connected address like every URL; logs name its origin only.
+ *  - The token (audit_sink_token_file, or a tenant sink's sealed token)
+ *    goes into the Authorization header only: never into a log line, a
+ *    metric or an error text; it is wiped at close.
  *  - Stopping aborts the POST in flight and closes the timer; the struct
  *    stays until gw_audit_sink_free after the loops ended (the metrics of
  *    any loop read it until then). */
