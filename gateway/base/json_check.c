@@ -412,16 +412,6 @@ static const char *value_end(const char *p, const char *end) {
 
 size_t gw_json_value_len(const char *p, size_t n) { return n ? (size_t)(value_end(p, p + n) - p) : 0; }
 
-bool gw_json_next_item(const char *p, size_t n, size_t *at, gw_json_span *item) {
-  const char *end = p + n, *q = p + (*at ? *at : 1); /* after '[' or after the last element */
-  while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r' || *q == ',')) q++;
-  if (q >= end || *q == ']') return false;
-  const char *e = value_end(q, end);
-  *item = (gw_json_span){q, (size_t)(e - q)};
-  *at = (size_t)(e - p);
-  return true;
-}
-
 bool gw_json_next_member(const char *p, size_t n, size_t *at, gw_json_span *key, gw_json_span *value) {
   const char *end = p + n, *q = p + (*at ? *at : 1); /* after '{' or after the last member */
   while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r' || *q == ',')) q++;

@@ -54,12 +54,6 @@ int gw_json_pick_request(const char *p, size_t n, const char *const *paths, size
  * double of 1.0 or of 0.0. Any thread; allocates nothing. */
 bool gw_json_numbers_exact(const char *p, size_t n);
 
-/* The elements of an array, one per call: [p, p + n) is an array's whole
- * text (brackets included) taken from a text the scan accepted (a span
- * gw_json_pick returned): it is not checked again, only walked. *at is 0
- * for the first call; each true answer sets *item to the next element's
- * exact text; false at the end. Allocates nothing. */
-bool gw_json_next_item(const char *p, size_t n, size_t *at, gw_json_span *item);
 /* The length of the value that starts at p, in text the scan accepted (n:
  * the bytes from p on the caller may read; the value ends within them). */
 size_t gw_json_value_len(const char *p, size_t n);

@@ -165,11 +165,8 @@ static int reply_text_in(const char *ev, size_t n, const char *id_text, gw_buf *
 int gw__find_reply_text(const char *s, size_t n, const char *ct, const char *id_text, gw_buf *data,
                         const char *const *paths, size_t npaths, gw_json_span *got) {
   if (npaths < 3 || strcmp(paths[0], "id") || strcmp(paths[1], "result") || strcmp(paths[2], "error")) return -1;
-  if (!gw__sse_is(ct)) {
-    gw_buf_reset(data);
-    if (!n || gw_buf_append(data, s, n)) return -1;
-    return gw_json_pick(data->data, data->len, paths, npaths, got) == 1 ? 1 : -1;
-  }
+  if (!gw__sse_is(ct)) /* the body is the message: its spans are the body's, nothing copied */
+    return n && gw_json_pick(s, n, paths, npaths, got) == 1 ? 1 : -1;
   size_t start = 0, at, end;
   int rc = 0;
   while (rc == 0 && (end = event_end(s, n, start, &at)) != 0) {

@@ -28,9 +28,10 @@ json_t *gw__find_reply(const char *body, size_t n, const char *ct, const json_t 
 /* gw__find_reply's search done by scans (json_check.h), for a reply the
  * caller then reads as bytes: the first message in a JSON body or an SSE
  * stream that is an object (over SSE: whose "id" is id_text, a JSON string
- * without escapes, and which has a "result" or an "error"). 1: found, its
- * text in data (cleared first; for a JSON body, a copy of it) and the
- * members named by paths in got (gw_json_pick's spans, into data). -1:
+ * without escapes, and which has a "result" or an "error"). 1: found, and
+ * the members named by paths in got (gw_json_pick's spans: into the body
+ * for a JSON body, into data — the event's data, cleared first — over
+ * SSE). -1:
  * undecided — not found, or something only jansson can judge (an escape
  * in a key or the id, a duplicate key, an event that is not an object):
  * the caller asks gw__find_reply. */
