@@ -25,6 +25,7 @@ const char *auth_strerror(int err) {
   case AUTH_ECUT: return "the sign-in began before the user's access was last cut";
   case AUTH_EOAUTH_METADATA: return "client metadata refused";
   case AUTH_EOAUTH_REDIRECT: return "a redirect URI refused";
+  case AUTH_EOAUTH_CLIENT_GONE: return "the OAuth client was deleted";
   case AUTH_EOAUTH_GRANT: return "the grant is invalid, expired, revoked or for another client";
   case AUTH_EOAUTH_CLIENT_ID: return "the request's client_id is missing or malformed";
   case AUTH_EOAUTH_REQUEST: return "the OAuth request's parameters were refused";

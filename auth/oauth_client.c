@@ -361,6 +361,14 @@ int auth_oauth_client_get(st_txn *txn, const char *tenant, const char *client_id
   return 0;
 }
 
+int auth_oauth_client_still(st_txn *txn, const char *tenant, const char *client_id) {
+  if (auth_oauth_cimd_url_ok(client_id)) return 0;
+  json_t *rec = NULL;
+  int rc = auth_oauth_client_get(txn, tenant, client_id, &rec);
+  json_decref(rec);
+  return rc == ST_ENOTFOUND ? AUTH_EOAUTH_CLIENT_GONE : rc;
+}
+
 int auth_oauth_client_delete(st_txn *txn, const char *tenant, const char *client_id) {
   char k[400];
   size_t kn = client_id && client_id[0] ? ckey(k, sizeof k, tenant, client_id) : 0;

@@ -64,6 +64,7 @@
 /* ---- errors (auth.h's range) */
 #define AUTH_EOAUTH_METADATA (-30660) /* client metadata refused (invalid_client_metadata) */
 #define AUTH_EOAUTH_REDIRECT (-30661) /* a redirect URI refused (invalid_redirect_uri) */
+#define AUTH_EOAUTH_CLIENT_GONE (-30667) /* the registered client was deleted since the request was checked */
 
 /* Checks client metadata (a parsed JSON object, borrowed). cimd_url: the
  * URL the document was fetched from (its client_id must equal it), or NULL
@@ -114,6 +115,15 @@ int auth_oauth_client_put(st_txn *txn, const char *tenant, const char *client_id
                           const json_t *clean, const char *now, int64_t now_s);
 /* The record of tenant's client (caller json_decref). ST_ENOTFOUND. */
 int auth_oauth_client_get(st_txn *txn, const char *tenant, const char *client_id, json_t **rec);
+/* Whether a code may still be issued to client_id of tenant, read in the
+ * write job that issues it: a client_id that is no client metadata
+ * document URL is a registration, and must still be stored — an admin may
+ * have deleted it (with its codes) since the authorization request was
+ * checked, and a consent page stays open for minutes. A document URL may
+ * have no record (never cached, or evicted): it is fetched, not
+ * registered, so it passes. 0, AUTH_EOAUTH_CLIENT_GONE, or a store error.
+ * Any txn. */
+int auth_oauth_client_still(st_txn *txn, const char *tenant, const char *client_id);
 /* Write txn: deletes it (and counts it out). ST_ENOTFOUND when absent. */
 int auth_oauth_client_delete(st_txn *txn, const char *tenant, const char *client_id);
 /* Write txn: records a use (at most once a minute is the caller's). */

@@ -185,6 +185,9 @@ static int job_code(st_txn *txn, void *arg) {
   if (!rc && st_dir_user_active(txn, j->tenant, j->c.user_id) != 1) rc = AUTH_EINACTIVE;
   if (!rc && (rc = auth_browser_still(txn, j->tenant, j->cookie, j->now, j->idle_s, j->c.user_id)) == ST_ENOTFOUND)
     rc = AUTH_ELOGIN;
+  /* the client too: an admin's delete since the request was checked swept
+   * its codes and consents, and nothing may be issued to it after that */
+  if (!rc) rc = auth_oauth_client_still(txn, j->tenant, j->c.client_id);
   if (!rc && j->consent) rc = auth_oauth_consent_put(txn, j->tenant, j->c.user_id, j->c.client_id, j->c.connector, j->now);
   if (!rc) rc = auth_oauth_code_put(txn, j->hash, &j->c, j->now);
   if (!rc) rc = auth_oauth_client_touch(txn, j->tenant, j->c.client_id, j->now);
@@ -195,7 +198,16 @@ static void done_code(int status, void *arg) {
   code_job *j = arg;
   gw_req *req = j->req;
   gw_log_ctx lc = {j->tenant, req->id};
-  if (status) {
+  if (status == AUTH_EOAUTH_CLIENT_GONE) {
+    /* no longer a client of this tenant: its redirect URI is nobody's to
+     * send the person to */
+    GW_LOG(GW_LOG_INFO, "oauth", &lc, "authorization code not issued: client %s was deleted meanwhile",
+           j->c.client_id);
+    pages__message(req, 400, j->tenant, "Application removed",
+                   "Your organisation's administrator removed this application from mcpgate while you were "
+                   "deciding, so it is no longer allowed to connect. Nothing was granted.",
+                   NULL, NULL);
+  } else if (status) {
     GW_LOG(GW_LOG_WARN, "oauth", &lc, "authorization code not issued: %s", auth_strerror(status));
     bool denied = status == AUTH_EINACTIVE || status == AUTH_ELOGIN;
     redirect_error(req, j->tenant, j->c.redirect_uri, j->state, denied ? "access_denied" : "server_error",

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 
 import { request } from './lib/gateway.mjs';
 import { startLoginFixture } from './lib/login.mjs';
-import { grant, tokenRequest, pkce } from './lib/oauth.mjs';
+import { grant, tokenRequest, pkce, register } from './lib/oauth.mjs';
 import { signIn } from './lib/okta.mjs';
 import { openStream, mcpHeaders } from './lib/mcp.mjs';
 
@@ -90,4 +90,45 @@ test('a pinned client deleted and pinned again is asked for consent again', asyn
   assert.equal((await init(first.access_token)).status, 401);
   assert.equal((await t.admin('PUT', '/oauth-clients', { client_id: id, document: doc })).status, 201);
   assert.equal(await asks(), true, 'asked again after the client was deleted');
+});
+
+// A consent page the person opened before the admin deleted the client
+// still carries the sealed request (ten minutes). Before this test's fix,
+// Allow on it issued a code to the deleted client — written after the
+// delete had swept the client's codes — and the code was exchanged for a
+// grant: the client an admin had just removed was connected again by the
+// next person who clicked Allow on a page already open.
+test('Allow on a consent page opened before the client was deleted connects nothing', async () => {
+  const reg = await register(fx, 'acme', { client_name: 'Removed meanwhile', redirect_uris: ['http://127.0.0.1/callback'] });
+  assert.equal(reg.status, 201, reg.text);
+  const client = reg.json.client_id;
+  const redirect = 'http://127.0.0.1:45124/callback';
+  const isCb = (u) => u.startsWith('http://127.0.0.1:45124/');
+  const { verifier, challenge } = pkce();
+  const q = new URLSearchParams({ response_type: 'code', client_id: client, redirect_uri: redirect, state: 's',
+    code_challenge: challenge, code_challenge_method: 'S256', resource: `${fx.gw.url}/t/acme/mcp` });
+  const b = fx.browser();
+  const page = await signIn(b, `${fx.base('acme')}/oauth/authorize?${q}`, { login: '00u-alice', stopAtCallback: isCb });
+  assert.notEqual(page.stopped, true);
+  assert.match(page.text ?? '', /oauth\/consent/, 'the consent page');
+
+  assert.equal((await t.admin('DELETE', `/oauth-clients/${encodeURIComponent(client)}`)).status, 204);
+
+  const res = await b.submitForm(page, { fields: { decision: 'allow' }, stopAt: isCb });
+  let code = null;
+  if (res.stopped) code = new URL(res.url).searchParams.get('code');
+  assert.equal(code, null, `no code for a deleted client (${res.url})`);
+  assert.notEqual(res.stopped, true, 'the browser is not sent back to a client the admin removed');
+  assert.equal(res.status, 400, res.text?.slice(0, 300));
+  assert.match(res.text ?? '', /removed|no longer/i, 'the page says the application is gone');
+  // nothing of it was written: no grant, and the client stays unknown
+  const g = await t.admin('GET', `/users/${encodeURIComponent(ALICE)}/grants`);
+  assert.equal(g.status, 200, g.body);
+  assert.ok(!g.json.grants.some((x) => x.client_id === client), JSON.stringify(g.json));
+  assert.equal((await t.admin('DELETE', `/oauth-clients/${encodeURIComponent(client)}`)).status, 404,
+    'no grant or record of the client came back');
+  if (code) {
+    const tk = await tokenRequest(fx, 'acme', { grant_type: 'authorization_code', code, redirect_uri: redirect, client_id: client, code_verifier: verifier });
+    assert.equal(tk.status, 400, tk.text);
+  }
 });

@@ -241,6 +241,15 @@ TEST(client_records) {
   CHECK_STR(json_string_value(json_object_get(r, "client_name")), "Claude Code");
   CHECK_INT(json_integer_value(json_object_get(r, "last_used")), 1000);
   json_decref(r);
+  /* a code may still be issued: to a stored registration, to any document
+   * URL (cached or not), never to a registration that is gone */
+  st_read_begin(st, &txn);
+  CHECK_INT(auth_oauth_client_still(txn, "acme", "mcpc_1"), 0);
+  CHECK_INT(auth_oauth_client_still(txn, "acme", "mcpc_9"), AUTH_EOAUTH_CLIENT_GONE);
+  CHECK_INT(auth_oauth_client_still(txn, "gamma", "mcpc_1"), AUTH_EOAUTH_CLIENT_GONE);
+  CHECK_INT(auth_oauth_client_still(txn, "acme", "https://claude.ai/meta"), 0);
+  CHECK_INT(auth_oauth_client_still(txn, "acme", "https://other.example/meta"), 0);
+  st_txn_end(txn);
   /* mcpc_1 used at 4000: only nothing older than 3000 expires; DCR only */
   job t = {"acme", "mcpc_1", NULL, NULL, 1, 0, 4000, 0, 0};
   CHECK_INT(st_write_sync(st, job_fn, &t), 0);
