@@ -552,6 +552,34 @@ int auth_oauth_revoke_user(st_txn *txn, const char *tenant, const char *user_id)
   return rc ? rc : n;
 }
 
+int auth_oauth_disconnect(st_txn *txn, const char *tenant, const char *user_id, const char *family) {
+  char fk[KEY_CAP], client[AUTH_OAUTH_CLIENT_ID_MAX + 1];
+  json_t *f = NULL;
+  size_t fkn = tkey(fk, 'f', tenant, family, NULL, 0);
+  int rc = fkn ? get_json(txn, fk, fkn, &f) : ST_ENOTFOUND;
+  if (rc) return rc;
+  const char *user = jstr(f, "user"), *cid = jstr(f, "client_id");
+  bool ok = user && !strcmp(user, user_id) && cid && strlen(cid) < sizeof client;
+  if (ok) snprintf(client, sizeof client, "%s", cid);
+  json_decref(f);
+  if (!ok) return ST_ENOTFOUND;
+  if ((rc = auth_oauth_family_revoke(txn, tenant, family))) return rc;
+  /* the consent "a" tenant \0 user \0 client_id, every resource of it */
+  char ak[KEY_CAP];
+  size_t akn = tkey(ak, 'a', tenant, user_id, client, strlen(client));
+  rc = akn ? st_del(txn, ST_DB_AUTH, ak, akn) : 0;
+  return rc == ST_ENOTFOUND ? 0 : rc;
+}
+
+int auth_oauth_disconnect_user(st_txn *txn, const char *tenant, const char *user_id) {
+  int n = auth_oauth_revoke_user(txn, tenant, user_id);
+  if (n < 0) return n;
+  char pre[KEY_CAP];
+  size_t pn = tkey(pre, 'a', tenant, user_id, "", 0);
+  int rc = pn ? st_del_prefix(txn, ST_DB_AUTH, pre, pn, 0) : 0;
+  return rc < 0 ? rc : n;
+}
+
 /* Which records under a prefix are the client's (client_keys' match). */
 typedef struct client_match {
   const char *id;

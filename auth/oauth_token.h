@@ -159,6 +159,17 @@ int auth_oauth_family_revoke(st_txn *txn, const char *tenant, const char *family
 /* Write txn: revokes every grant of a user and deletes every code issued
  * to them (exchanged or not); returns how many grants. */
 int auth_oauth_revoke_user(st_txn *txn, const char *tenant, const char *user_id);
+/* Write txn: the person (or an admin for them) disconnects an application:
+ * grant `family` of user_id is revoked and the consent user_id gave its
+ * client goes with it (every resource), so the next authorization of that
+ * client asks the person again — a disconnect a loopback client could undo
+ * without a click would be none. ST_ENOTFOUND when the grant is not
+ * user_id's. auth_oauth_disconnect_user does it for every grant and every
+ * consent of the person (and their codes, as auth_oauth_revoke_user);
+ * returns how many grants. A deactivation or sign-out keeps the consents:
+ * those are about the person's access, not their applications. */
+int auth_oauth_disconnect(st_txn *txn, const char *tenant, const char *user_id, const char *family);
+int auth_oauth_disconnect_user(st_txn *txn, const char *tenant, const char *user_id);
 /* Write txn: an admin removed client_id from the tenant: every grant of
  * it is revoked (its live exchanges end through the token event, as for
  * RFC 7009), every consent given to it goes (the next authorization asks

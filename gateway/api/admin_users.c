@@ -12,7 +12,8 @@
  *          again; nothing the block deleted comes back.
  *   GET    …/users/{id}/grants   the applications connected as the person
  *          (OAuth grants of the gateway's authorization server)
- *   DELETE …/users/{id}/grants[/{grant}]  disconnects one, or all.
+ *   DELETE …/users/{id}/grants[/{grant}]  disconnects one, or all (the
+ *          person's consent to each client goes too: it asks again).
  * {id} is the SCIM id or the userName (as tokens and explain name users).
  * The caller's identity is written into the block ("operator" or the
  * tenant admin token's id), never a token. */
@@ -81,8 +82,8 @@ static int job_user(st_txn *txn, void *arg) {
     if ((rc = st_dir_user_block(txn, j->tenant, j->uid, j->info, &j->flag))) return rc;
     return st_dir_user_block_get(txn, j->tenant, j->uid, &j->block);
   case OP_RESTORE: return st_dir_user_unblock(txn, j->tenant, j->uid, &j->flag);
-  case OP_GRANTS_REVOKE:
-    rc = auth_oauth_revoke_user(txn, j->tenant, j->uid);
+  case OP_GRANTS_REVOKE: /* every application disconnected: their consents go too */
+    rc = auth_oauth_disconnect_user(txn, j->tenant, j->uid);
     if (rc < 0) return rc;
     j->count = rc;
     return 0;
@@ -122,7 +123,7 @@ static int job_user(st_txn *txn, void *arg) {
     json_decref(gs);
     if (!theirs) return AUTH_EOAUTH_GRANT;
     j->count = 1;
-    return auth_oauth_family_revoke(txn, j->tenant, j->grant);
+    return auth_oauth_disconnect(txn, j->tenant, j->uid, j->grant); /* and the consent to its client */
   }
   }
 }

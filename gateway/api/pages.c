@@ -561,7 +561,9 @@ static int job_page(st_txn *txn, void *arg) {
     }
     json_array_foreach(gs, i, g) mine = mine || !strcmp(json_string_value(json_object_get(g, "id")) ?: "", j->t.tokid);
     json_decref(gs);
-    return mine ? auth_oauth_family_revoke(txn, j->tenant, j->t.tokid) : ST_ENOTFOUND;
+    /* and the consent given to its client: it asks again before it is
+     * connected again */
+    return mine ? auth_oauth_disconnect(txn, j->tenant, j->s.user_id, j->t.tokid) : ST_ENOTFOUND;
   }
   case OP_CONN_DROP: {
     /* the person's own upstream grant: out now, revoked at the upstream by
@@ -596,7 +598,7 @@ static int job_page(st_txn *txn, void *arg) {
     rc = auth_browser_delete_user(txn, j->tenant, j->s.user_id);
     if (rc < 0) return rc;
     j->count = rc;
-    rc = auth_oauth_revoke_user(txn, j->tenant, j->s.user_id);
+    rc = auth_oauth_disconnect_user(txn, j->tenant, j->s.user_id);
     return rc < 0 ? rc : 0;
   }
 }

@@ -308,6 +308,64 @@ test('the employee page lists connected applications; disconnect one; sign out e
   assert.equal((await mcpInit(g1.t.json.access_token)).status, 401, 'sign out everywhere revoked every grant');
 });
 
+// Disconnecting an application withdraws the person's consent to it. Before
+// this test's fix a disconnect revoked the grant only: the consent stood, so
+// the same client (a loopback one: Claude Code, or anything on the laptop
+// that uses its client_id) got a new code at its next authorization without
+// the person being asked — the browser went straight back to it, and
+// "Disconnect" was undone without a click. Now every disconnect (the page's,
+// the admin's, one or all, and sign out everywhere) makes the next
+// authorization ask again; another client's consent is untouched.
+test('a disconnected application is asked for consent again before it is connected again', async () => {
+  const reg = await register({ client_name: 'Other MCP client', redirect_uris: [REDIRECT] });
+  assert.equal(reg.status, 201, reg.text);
+  const other = reg.json.client_id;
+  const b = fx.browser();
+  const login = '00u-carol';
+  const asks = async (client = clientId) => {
+    const { challenge } = pkce();
+    const res = await signIn(b, authorizeUrl({ client, challenge }), { login, stopAtCallback: (u) => u.startsWith('http://127.0.0.1:45123/') });
+    if (res.stopped) return false;
+    assert.match(res.text ?? '', /oauth\/consent/, `the consent page, or a code: ${res.status} ${res.url}`);
+    return true;
+  };
+  const me = async () => JSON.parse((await b.get(`${fx.base('acme')}/api/me`, { follow: false })).text);
+  const grantOf = (m, client) => m.grants.find((g) => g.client_id === client);
+
+  // the page's Disconnect
+  assert.equal((await getTokens(b, { login })).t.status, 200);
+  assert.equal((await getTokens(b, { login, client: other })).t.status, 200);
+  assert.equal(await asks(), false, 'consent given: not asked again');
+  let m = await me();
+  let r = await b.request('DELETE', `${fx.base('acme')}/api/grants/${grantOf(m, clientId).id}`, undefined, { follow: false, headers: { 'x-csrf-token': m.csrf } });
+  assert.equal(r.status, 204, r.text);
+  assert.equal(await asks(), true, 'disconnected on the page: asked again');
+  assert.equal(await asks(other), false, 'another client\'s consent stands');
+
+  // the admin's disconnect of one application
+  const t = fx.t.acme;
+  assert.equal((await getTokens(b, { login })).t.status, 200);
+  assert.equal(await asks(), false);
+  const id = grantOf(await me(), clientId).id;
+  assert.equal((await t.admin('DELETE', `/users/${encodeURIComponent('carol@acme.com')}/grants/${id}`)).status, 204);
+  assert.equal(await asks(), true, 'disconnected by the admin: asked again');
+
+  // the admin's disconnect of every application
+  assert.equal((await getTokens(b, { login })).t.status, 200);
+  assert.equal(await asks(), false);
+  assert.equal((await t.admin('DELETE', `/users/${encodeURIComponent('carol@acme.com')}/grants`)).status, 200);
+  assert.equal(await asks(), true, 'every application disconnected by the admin: asked again');
+  assert.equal(await asks(other), true);
+
+  // sign out everywhere disconnects every application too
+  assert.equal((await getTokens(b, { login })).t.status, 200);
+  assert.equal(await asks(), false);
+  m = await me();
+  r = await b.post(`${fx.base('acme')}/signout-everywhere`, { csrf: m.csrf }, { follow: false });
+  assert.equal(r.status, 303);
+  assert.equal(await asks(), true, 'after sign out everywhere: signed in again, and asked again');
+});
+
 test('revoking a token that is none this client could revoke costs no store write (anyone may send these)', async () => {
   const b = fx.browser();
   const { t } = await getTokens(b);

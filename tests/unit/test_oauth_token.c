@@ -360,6 +360,8 @@ static int revoke_fn(st_txn *txn, void *arg) {
   switch (j->op) {
   case 0: return auth_oauth_revoke_token(txn, j->tenant, j->hash, j->client);
   case 1: return auth_oauth_family_revoke(txn, j->tenant, j->family);
+  case 3: return auth_oauth_disconnect(txn, j->tenant, j->user, j->family);
+  case 4: j->n = auth_oauth_disconnect_user(txn, j->tenant, j->user); return j->n < 0 ? j->n : 0;
   default: j->n = auth_oauth_revoke_user(txn, j->tenant, j->user); return j->n < 0 ? j->n : 0;
   }
 }
@@ -1288,6 +1290,51 @@ TEST(revoke_by_token_family_and_user) {
   tmp_cleanup();
 }
 
+/* A disconnect (the person's, or an admin's for them) revokes the grant
+ * and withdraws the consent to its client, every resource of it: the next
+ * authorization asks again. Another client's consent, another person's,
+ * and another person's grant id are not touched. */
+TEST(disconnect_withdraws_consent) {
+  st_store *st = open_store();
+  CHECK(st);
+  char alice[40], bob[40];
+  CHECK_INT(user(st, "acme", "alice@acme.com", true, alice), 201);
+  CHECK_INT(user(st, "acme", "bob@acme.com", true, bob), 201);
+  auth_oauth_issue a1, a2, b1;
+  CHECK_INT(grant(st, "acme", alice, "", T0 - 100, T0, &a1), 0);
+  CHECK_INT(grant(st, "acme", bob, "", T0 - 100, T0, &b1), 0);
+  CHECK_INT(consent_put_for(st, "acme", alice, CLIENT, ""), 0);
+  CHECK_INT(consent_put_for(st, "acme", alice, CLIENT, "crm"), 0);
+  CHECK_INT(consent_put_for(st, "acme", alice, CLIENT2, ""), 0);
+  CHECK_INT(consent_put_for(st, "acme", bob, CLIENT, ""), 0);
+  revoke_job d = {.tenant = "acme", .user = bob, .family = a1.family_out, .op = 3};
+  CHECK_INT(st_write_sync(st, revoke_fn, &d), ST_ENOTFOUND); /* not bob's */
+  CHECK_INT(verify(st, a1.access, NULL, T0 + 1), 0);
+  CHECK_INT(consent_get(st, "acme", alice, CLIENT), 0);
+  d.user = alice;
+  CHECK_INT(st_write_sync(st, revoke_fn, &d), 0);
+  CHECK_INT(verify(st, a1.access, NULL, T0 + 1), ST_ENOTFOUND);
+  CHECK_INT(events_for("acme", a1.family_out), 1);
+  CHECK_INT(consent_get_for(st, "acme", alice, CLIENT, ""), ST_ENOTFOUND);
+  CHECK_INT(consent_get_for(st, "acme", alice, CLIENT, "crm"), ST_ENOTFOUND);
+  CHECK_INT(consent_get(st, "acme", alice, CLIENT2), 0);
+  CHECK_INT(consent_get(st, "acme", bob, CLIENT), 0);
+  CHECK_INT(st_write_sync(st, revoke_fn, &d), ST_ENOTFOUND); /* gone already */
+  /* every application of the person: grants and consents; bob's stay */
+  CHECK_INT(grant(st, "acme", alice, "crm", T0 - 100, T0, &a2), 0);
+  CHECK_INT(consent_put_for(st, "acme", alice, CLIENT, "crm"), 0);
+  revoke_job all = {.tenant = "acme", .user = alice, .op = 4, .n = -1};
+  CHECK_INT(st_write_sync(st, revoke_fn, &all), 0);
+  CHECK_INT(all.n, 1);
+  CHECK_INT(verify(st, a2.access, "crm", T0 + 1), ST_ENOTFOUND);
+  CHECK_INT(consent_get_for(st, "acme", alice, CLIENT, "crm"), ST_ENOTFOUND);
+  CHECK_INT(consent_get(st, "acme", alice, CLIENT2), ST_ENOTFOUND);
+  CHECK_INT(consent_get(st, "acme", bob, CLIENT), 0);
+  CHECK_INT(verify(st, b1.access, NULL, T0 + 1), 0);
+  st_close(st);
+  tmp_cleanup();
+}
+
 /* A consent is for the resource the person saw on the consent page: one
  * connector's does not cover another or the aggregated endpoint (every
  * connector); the aggregated endpoint's covers each connector. */
@@ -1662,6 +1709,7 @@ int main(void) {
   RUN(tenants_share_nothing);
   RUN(audience_per_resource);
   RUN(revoke_by_token_family_and_user);
+  RUN(disconnect_withdraws_consent);
   RUN(consent_is_per_resource);
   RUN(scim_hooks_and_consent);
   RUN(tenant_purge_removes_grants_tokens_consents);
