@@ -152,13 +152,15 @@ static int bad(char *err, size_t errlen, int code, const char *msg) {
   return code;
 }
 
-/* printable UTF-8 without control characters (jansson validated UTF-8) */
+/* printable UTF-8 without control characters (jansson validated UTF-8):
+ * neither C0 nor DEL nor C1 (U+0080..U+009F, UTF-8 C2 80..C2 9F — CSI,
+ * U+009B, is ESC [ to a terminal that shows an admin the client list) */
 static bool text_ok(const json_t *v, size_t max) {
   const char *s = json_string_value(v);
   if (!s || json_string_length(v) == 0 || json_string_length(v) > max || strlen(s) != json_string_length(v))
     return false;
   for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-    if (*p < 0x20 || *p == 0x7f) return false;
+    if (*p < 0x20 || *p == 0x7f || (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)) return false;
   return true;
 }
 

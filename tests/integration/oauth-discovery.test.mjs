@@ -214,6 +214,10 @@ test('registration refusals: RFC 7591 §3.2.2 codes, naming the member, never re
     ['a grant type', { body: { ...ok, grant_types: ['client_credentials'] } }, 'invalid_client_metadata', /grant_types/],
     ['a response type', { body: { ...ok, response_types: ['token'] } }, 'invalid_client_metadata', /response_types/],
     ['a control character in the name', { body: { ...ok, client_name: 'a\nb' } }, 'invalid_client_metadata', /client_name/],
+    // C1 controls are control characters too (U+009B is CSI: a terminal
+    // showing an admin's client list may take it for ESC [)
+    ['a C1 control (CSI) in the name', { body: { ...ok, client_name: 'a\u009b31mb' } }, 'invalid_client_metadata', /client_name/],
+    ['a C1 control (NEL) in the name', { body: { ...ok, client_name: 'a\u0085b' } }, 'invalid_client_metadata', /client_name/],
     ['an http logo_uri', { body: { ...ok, logo_uri: 'http://app.example/logo.png' } }, 'invalid_client_metadata', /logo_uri/],
     ['a form body', { raw: 'redirect_uris=http://localhost/cb', headers: { 'content-type': 'application/x-www-form-urlencoded' } }, 'invalid_client_metadata', /application\/json/],
   ];

@@ -67,6 +67,11 @@ TEST(metadata_refused_naming_the_member) {
        "client_name"},
       {"{\"redirect_uris\":[\"https://a.example/cb\"],\"client_name\":\"line\\nbreak\"}", AUTH_EOAUTH_METADATA,
        "client_name"},
+      /* C1 controls (U+0080..U+009F) are control characters too: CSI, NEL */
+      {"{\"redirect_uris\":[\"https://a.example/cb\"],\"client_name\":\"a\\u009b31mb\"}", AUTH_EOAUTH_METADATA,
+       "client_name"},
+      {"{\"redirect_uris\":[\"https://a.example/cb\"],\"client_name\":\"a\\u0085b\"}", AUTH_EOAUTH_METADATA,
+       "client_name"},
       {"{\"redirect_uris\":[\"https://a.example/cb\"],\"logo_uri\":\"http://a.example/l.png\"}", AUTH_EOAUTH_METADATA,
        "logo_uri"},
   };
