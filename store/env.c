@@ -53,6 +53,7 @@ const char *st_strerror(int err) {
   case ST_EBUSY: return "store busy";
   case ST_EPERM: return "insecure file permissions";
   case ST_ETOOOLD: return "store schema is older than this binary (mcpgate serve migrates it)";
+  case ST_EMASKED: return "a masked URL query value has no stored value to keep";
   default: break;
   }
   if (err <= ST_ERR_FIRST && err >= ST_ERR_LAST) return "unknown store error";

@@ -48,6 +48,8 @@ enum {
   ST_EBUSY = -30013,     /* writer queue full, readers table full, or rotation running */
   ST_EPERM = -30014,     /* insecure permissions on a file we must keep private */
   ST_ETOOOLD = -30015,   /* store schema older than this binary, opened with no_migrate */
+  ST_EMASKED = -30016,   /* a URL sends a query value back masked with no stored value to keep
+                            (store/url_query.h) */
 };
 
 /* Static string for any ST_E* code; "job error (not a store code)" for

@@ -21,158 +21,28 @@
  *    percent-encoding) keeps the stored value of the same parameter — only
  *    at the same scheme, host and path, so a kept key is never sent to
  *    another server by someone who cannot read it (as a header credential
- *    must be given again to move it). */
+ *    must be given again to move it).
+ * The query's string work (the shown form, the values kept) is
+ * store/url_query.c's, shared with audit/'s tenant SIEM sinks. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "store/seal.h"
 #include "store/token.h"
+#include "store/url_query.h"
 #include "vault/vault.h"
 
-#define MASK "\xe2\x80\xa6" /* U+2026 "…" */
-#define MASK_PCT "%E2%80%A6"
+/* The string work is the store's (store/url_query.h: the tenants' SIEM
+ * sink URLs are sealed the same way); vault's names keep its own cap and
+ * error code. */
+char *vault_url_shown(const char *url) { return st_url_shown(url); }
 
-/* One '&'-separated query component [p, p + n): its name (up to '=', or
- * none for a bare value) and whether it carries a value to hide. */
-typedef struct qpart {
-  const char *p;
-  size_t n;
-  size_t name_len; /* bytes before '=' */
-  bool has_eq;
-} qpart;
-
-static qpart part_at(const char *p) {
-  qpart q = {p, strcspn(p, "&"), 0, false};
-  const char *eq = memchr(p, '=', q.n);
-  q.has_eq = eq != NULL;
-  q.name_len = eq ? (size_t)(eq - p) : 0;
-  return q;
-}
-
-/* the value of a component (after '='; the whole of a bare one) */
-static const char *value_of(const qpart *q, size_t *vl) {
-  size_t off = q->has_eq ? q->name_len + 1 : 0;
-  *vl = q->n - off;
-  return q->p + off;
-}
-
-static bool is_mask(const char *v, size_t vl) {
-  return (vl == sizeof MASK - 1 && !memcmp(v, MASK, vl)) ||
-         (vl == sizeof MASK_PCT - 1 && !strncasecmp(v, MASK_PCT, vl));
-}
-
-/* same name (or both bare) */
-static bool same_key(const qpart *a, const qpart *b) {
-  return a->has_eq == b->has_eq && a->name_len == b->name_len && !memcmp(a->p, b->p, a->name_len);
-}
-
-char *vault_url_shown(const char *url) {
-  if (!url) return NULL;
-  const char *q = strchr(url, '?');
-  size_t n = strlen(url);
-  /* at most 3 bytes ("…") per value byte, plus the separators */
-  char *out = malloc(3 * n + 4);
-  if (!out) return NULL;
-  if (!q) {
-    memcpy(out, url, n + 1);
-    return out;
-  }
-  size_t o = (size_t)(q + 1 - url);
-  memcpy(out, url, o);
-  for (const char *p = q + 1;;) {
-    qpart c = part_at(p);
-    size_t vl;
-    value_of(&c, &vl);
-    size_t keep = c.has_eq ? c.name_len + 1 : 0;
-    memcpy(out + o, c.p, keep);
-    o += keep;
-    if (vl) {
-      memcpy(out + o, MASK, sizeof MASK - 1);
-      o += sizeof MASK - 1;
-    }
-    p += c.n;
-    if (!*p) break;
-    out[o++] = *p++; /* '&' */
-  }
-  out[o] = 0;
-  return out;
-}
-
-int vault_url_has_secret(const char *url) {
-  char *s = vault_url_shown(url);
-  int r = s ? strcmp(s, url) != 0 : 1; /* out of memory: fail closed */
-  free(s);
-  return r;
-}
+int vault_url_has_secret(const char *url) { return st_url_has_secret(url); }
 
 int vault_url_keep_masked(const char *url, const char *stored, char **out) {
-  *out = NULL;
-  const char *q = strchr(url, '?');
-  bool masked = false;
-  for (const char *p = q ? q + 1 : NULL; p;) {
-    qpart c = part_at(p);
-    size_t vl;
-    const char *v = value_of(&c, &vl);
-    if (is_mask(v, vl)) masked = true;
-    p = p[c.n] ? p + c.n + 1 : NULL;
-  }
-  if (!masked) return (*out = strdup(url)) ? 0 : ST_ENOMEM;
-  /* the stored values stay at the server they were given for */
-  const char *sq = stored ? strchr(stored, '?') : NULL;
-  if (!sq || (size_t)(sq - stored) != (size_t)(q - url) || memcmp(stored, url, (size_t)(q - url)))
-    return VAULT_EMASKED;
-  size_t cap = strlen(url) + strlen(stored) + 1;
-  char *r = malloc(cap);
-  if (!r) return ST_ENOMEM;
-  size_t o = (size_t)(q + 1 - url);
-  memcpy(r, url, o);
-  for (const char *p = q + 1;;) {
-    qpart c = part_at(p);
-    size_t vl;
-    const char *v = value_of(&c, &vl);
-    if (!is_mask(v, vl)) {
-      memcpy(r + o, c.p, c.n);
-      o += c.n;
-    } else {
-      /* the stored component of the same name, by its rank among them */
-      size_t rank = 0;
-      for (const char *b = q + 1; b < c.p; b += part_at(b).n + 1) {
-        qpart e = part_at(b);
-        if (same_key(&e, &c)) rank++;
-      }
-      const qpart *hit = NULL;
-      qpart s;
-      for (const char *b = sq + 1;; b += s.n + 1) {
-        s = part_at(b);
-        if (same_key(&s, &c) && rank-- == 0) {
-          hit = &s;
-          break;
-        }
-        if (!b[s.n]) break;
-      }
-      size_t svl = 0;
-      const char *sv = hit ? value_of(hit, &svl) : NULL;
-      if (!hit || !svl || is_mask(sv, svl)) {
-        r[o] = 0;
-        vault_secret_free(r); /* it may hold kept values: wiped */
-        return VAULT_EMASKED;
-      }
-      memcpy(r + o, hit->p, hit->n);
-      o += hit->n;
-    }
-    p += c.n;
-    if (!*p) break;
-    r[o++] = *p++;
-  }
-  r[o] = 0;
-  if (o > VAULT_URL_MAX) { /* kept values may make it longer than any URL given */
-    vault_secret_free(r);
-    return VAULT_EMASKED;
-  }
-  *out = r;
-  return 0;
+  int rc = st_url_keep_masked(url, stored, VAULT_URL_MAX, out);
+  return rc == ST_EMASKED ? VAULT_EMASKED : rc;
 }
 
 int vault_connector_url(st_txn *txn, const char *tenant, const char *name, const json_t *rec, const char **url,
