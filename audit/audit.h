@@ -364,24 +364,34 @@ void audit_flush_all(audit_log *a);
 /* ---- a tenant's own SIEM sink (main store) ---------------------------------------
  * A tenant may stream its own records to its own SIEM, besides the
  * operator's sink. The record lives in the MAIN store (ST_DB_AUDIT, key
- * "s" ‖ tenant → {"url","format","token_set","created","updated","rev","inc"}:
+ * "s" ‖ tenant → {"url","url_sealed"?,"format","token_set","created","updated","rev","inc"}:
  * rev counts the writes of one sink, inc is random and set when the sink is
  * made (a sink deleted and made again starts at rev 1 again: inc tells the
  * two apart; a record written before inc existed gets one with its next
  * write), so (rev, inc) tells any two writes apart), its
  * token sealed in ST_DB_SECRETS bound to (tenant, AUDIT_SINK_SECRET_KIND,
- * ""); both go with the tenant (audit_register_store: purge and check).
+ * ""); all go with the tenant (audit_register_store: purge and check).
+ *
+ * The URL's query is secret material too (Datadog's intake takes its API
+ * key as ?dd-api-key=…), as a connector URL's is (store/url_query.h): the
+ * record's "url" is the URL as shown, every query value replaced by "…" —
+ * what GET, the audit record of the change and log lines show — and the
+ * real URL, when it shows otherwise, is sealed beside the token (tenant,
+ * AUDIT_SINK_URL_KIND, "") with "url_sealed": true. Only the sink driver
+ * unseals it (audit_tenant_sink_url), for the POST.
  * The gateway's sink driver delivers the tenant's current chain to it with
  * its own cursor (sink name "tenant:<t>"). */
 
 #define AUDIT_SINK_URL_MAX 2048
 #define AUDIT_SINK_TOKEN_MAX 4096
 #define AUDIT_SINK_SECRET_KIND "audit.sink_token"
+#define AUDIT_SINK_URL_KIND "audit.sink_url" /* the real URL, when its query holds values */
 #define AUDIT_EINVALID (-31107) /* a sink document that does not validate (err says why) */
 
 /* Validates a PUT body {"url","format"?,"token"?}: url an absolute http://
  * or https:// URL of at most AUDIT_SINK_URL_MAX bytes, no user info, no
- * fragment, no control characters or spaces; format "ndjson" (default) or
+ * fragment, no control characters or spaces (a query value may be "…", sent
+ * back as shown: audit_tenant_sink_put keeps the stored one); format "ndjson" (default) or
  * "splunk_hec"; token (optional) 1..AUDIT_SINK_TOKEN_MAX printable ASCII
  * characters without spaces, or null to remove the stored one. Unknown
  * members are refused. 0 with *url, *format (borrowed from doc) and
@@ -393,9 +403,13 @@ int audit_tenant_sink_parse(const json_t *doc, const char **url, const char **fo
                             bool *drop_token, char *err, size_t errlen);
 
 /* Writes tenant's sink (token NULL and !drop_token: the stored token is
- * kept). inc: a fresh random id from the caller (jobs are pure), stored
- * when the sink is made, ignored when one exists. *created: 1 when there
- * was none. 0 or ST_E*. Write txn. */
+ * kept). url may send query values back masked ("…" or %E2%80%A6): each
+ * keeps the stored URL's value of that name, only when everything before
+ * the query (scheme, host, port, path) is the stored URL's — ST_EMASKED
+ * otherwise (store/url_query.h), nothing written. A URL whose query holds
+ * values is sealed and stored shown masked. inc: a fresh random id from
+ * the caller (jobs are pure), stored when the sink is made, ignored when
+ * one exists. *created: 1 when there was none. 0 or ST_E*. Write txn. */
 int audit_tenant_sink_put(st_txn *txn, const char *tenant, const char *url, const char *format, const char *token,
                           bool drop_token, const char *now, const char *inc, int *created);
 /* The stored record (owned by the caller) or ST_ENOTFOUND. */
@@ -404,15 +418,29 @@ int audit_tenant_sink_get(st_txn *txn, const char *tenant, json_t **rec);
  * ST_ENOTFOUND when the sink has none; ST_ECRYPTO when it does not unseal. */
 int audit_tenant_sink_token(st_txn *txn, const char *tenant, char **token);
 void audit_tenant_sink_token_free(char *token);
-/* Deletes the sink and its token: 0 or ST_ENOTFOUND or ST_E*. */
+/* The sink's real URL, where its records are POSTed. rec is the record
+ * read in txn. One not sealed gives its own "url" (*url borrowed from rec,
+ * *sealed NULL); one saying "url_sealed" the unsealed URL in *sealed (free
+ * with audit_tenant_sink_url_free: wiped) and *url = *sealed.
+ * ST_ENOTFOUND / ST_ECRYPTO when the sealed URL is missing or does not
+ * unseal, ST_ECORRUPT without a "url"; then both are NULL. */
+int audit_tenant_sink_url(st_txn *txn, const char *tenant, const json_t *rec, const char **url, char **sealed);
+void audit_tenant_sink_url_free(char *sealed);
+/* Deletes the sink, its token and its sealed URL: 0 or ST_ENOTFOUND or ST_E*. */
 int audit_tenant_sink_del(st_txn *txn, const char *tenant);
 /* Calls cb for every tenant sink (tenant order) with the record
  * (borrowed, valid during the call); cb's non-zero stops and is returned. */
 int audit_tenant_sinks_each(st_txn *txn, int (*cb)(void *ctx, const char *tenant, const json_t *rec), void *ctx);
-/* Registers on the MAIN store: the tenant purge of sink records and
- * tokens, and st_check's part (records well-formed, of existing tenants,
- * token_set agreeing with a token that unseals). */
+/* Registers on the MAIN store: the tenant purge of sink records, tokens
+ * and sealed URLs, and st_check's part (records well-formed, of existing
+ * tenants, token_set agreeing with a token that unseals, url_sealed with a
+ * URL that unseals, no query value in clear). */
 int audit_register_store(st_store *main_store);
+/* Migration 12's data step (store.h "upgrades", given by the module
+ * table): every tenant sink whose URL has a query value in clear gets it
+ * sealed and shown masked. Needs the master key (ST_ENOKEY without one,
+ * when there is anything to seal). Write txn of the migration. */
+int audit_upgrade_sink_urls(st_txn *txn);
 
 /* ---- call arguments in records ---------------------------------------------------- */
 

@@ -13,6 +13,7 @@
 
 #include "store/seal.h"
 #include "store/tenant.h"
+#include "store/url_query.h"
 
 #define CURSOR_KEY_MAX (AUDIT_SINK_MAX + 1 + AUDIT_UID_MAX)
 
@@ -120,6 +121,22 @@ static bool printable(const char *s, bool spaces_ok) {
   return true;
 }
 
+/* printable ASCII without spaces, and in the query also "…" (ST_URL_MASK):
+ * a value sent back as GET shows it, which keeps the stored one */
+static bool url_chars_ok(const char *u) {
+  bool query = false;
+  for (const char *p = u; *p;) {
+    if (query && !strncmp(p, ST_URL_MASK, ST_URL_MASK_LEN)) {
+      p += ST_URL_MASK_LEN;
+      continue;
+    }
+    if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e) return false;
+    query = query || *p == '?';
+    p++;
+  }
+  return true;
+}
+
 int audit_tenant_sink_parse(const json_t *doc, const char **url, const char **format, const char **token,
                             bool *drop_token, char *err, size_t errlen) {
   *url = *format = *token = NULL;
@@ -141,7 +158,7 @@ int audit_tenant_sink_parse(const json_t *doc, const char **url, const char **fo
   size_t ul = u ? strlen(u) : 0;
   const char *rest = u && !strncmp(u, "https://", 8) ? u + 8 : u && !strncmp(u, "http://", 7) ? u + 7 : NULL;
   size_t hostlen = rest ? strcspn(rest, "/?#") : 0;
-  if (!rest || !hostlen || ul > AUDIT_SINK_URL_MAX || ul != json_string_length(v) || !printable(u, false) ||
+  if (!rest || !hostlen || ul > AUDIT_SINK_URL_MAX || ul != json_string_length(v) || !url_chars_ok(u) ||
       strchr(u, '#') || memchr(rest, '@', hostlen)) {
     snprintf(err, errlen,
              "\"url\" must be an absolute http:// or https:// URL of at most %d characters, without user info, "
@@ -184,6 +201,24 @@ int audit_tenant_sink_get(st_txn *txn, const char *tenant, json_t **rec) {
   return *rec ? 0 : ST_ECORRUPT;
 }
 
+/* The sink's real URL (rec read in txn): the record's own "url" when it is
+ * not sealed (borrowed, *sealed NULL), else the unsealed one in *sealed. */
+int audit_tenant_sink_url(st_txn *txn, const char *tenant, const json_t *rec, const char **url, char **sealed) {
+  *url = NULL;
+  *sealed = NULL;
+  if (!json_is_true(json_object_get(rec, "url_sealed"))) {
+    *url = json_string_value(json_object_get(rec, "url"));
+    return *url ? 0 : ST_ECORRUPT;
+  }
+  if (!audit__tenant_ok(tenant)) return ST_ENOTFOUND;
+  int rc = st_secret_get_str(txn, &(st_aad){tenant, AUDIT_SINK_URL_KIND, ""}, sealed);
+  if (rc) *sealed = NULL;
+  *url = *sealed;
+  return rc;
+}
+
+void audit_tenant_sink_url_free(char *sealed) { st_secret_str_free(sealed); }
+
 int audit_tenant_sink_put(st_txn *txn, const char *tenant, const char *url, const char *format, const char *token,
                           bool drop_token, const char *now, const char *inc, int *created) {
   if (!audit__tenant_ok(tenant) || !url || !format || !now || !inc) return ST_EINVAL;
@@ -191,6 +226,21 @@ int audit_tenant_sink_put(st_txn *txn, const char *tenant, const char *url, cons
   int rc = audit_tenant_sink_get(txn, tenant, &old);
   if (rc && rc != ST_ENOTFOUND) return rc;
   *created = old == NULL;
+  /* the real URLs: the old one unsealed (one that cannot be read keeps
+   * nothing), the new one with the values sent back masked ("…") kept from
+   * it — only at the same scheme, host, port and path */
+  const char *old_real = NULL;
+  char *old_sealed = NULL, *real = NULL, *shown = NULL;
+  if (old && (rc = audit_tenant_sink_url(txn, tenant, old, &old_real, &old_sealed)) != 0) {
+    if (rc != ST_ENOTFOUND && rc != ST_ECRYPTO && rc != ST_ECORRUPT) goto out;
+    old_real = NULL;
+  }
+  if ((rc = st_url_keep_masked(url, old_real, AUDIT_SINK_URL_MAX, &real)) != 0) goto out;
+  if (!(shown = st_url_shown(real))) {
+    rc = ST_ENOMEM;
+    goto out;
+  }
+  bool url_sealed = strcmp(shown, real) != 0;
   st_aad aad = {tenant, AUDIT_SINK_SECRET_KIND, ""};
   bool had = old && json_is_true(json_object_get(old, "token_set"));
   bool has = token ? true : drop_token ? false : had;
@@ -203,26 +253,38 @@ int audit_tenant_sink_put(st_txn *txn, const char *tenant, const char *url, cons
    * again and only inc tells the new sink from the deleted one */
   const char *keep = old ? json_string_value(json_object_get(old, "inc")) : NULL;
   if (!keep) keep = inc;
-  json_t *rec = json_pack("{s:s, s:s, s:b, s:s, s:s, s:I}", "url", url, "format", format, "token_set", has, "created",
-                          was ? was : now, "updated", now, "rev", rev);
+  json_t *rec = json_pack("{s:s, s:s, s:b, s:s, s:s, s:I}", "url", shown, "format", format, "token_set", has,
+                          "created", was ? was : now, "updated", now, "rev", rev);
+  if (rec && url_sealed && json_object_set_new(rec, "url_sealed", json_true()) != 0) {
+    json_decref(rec);
+    rec = NULL;
+  }
   if (rec && json_object_set_new(rec, "inc", json_string(keep)) != 0) {
     json_decref(rec);
     rec = NULL;
   }
-  json_decref(old);
   char *s = rec ? json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
   json_decref(rec);
-  if (!s) return ST_ENOMEM;
+  if (!s) {
+    rc = ST_ENOMEM;
+    goto out;
+  }
   char k[AUDIT_TENANT_MAX + 2];
   rc = st_put(txn, ST_DB_AUDIT, k, tsink_key(tenant, k), s, strlen(s), 0);
   free(s);
-  if (rc) return rc;
-  if (token) return st_secret_put(txn, &aad, token, strlen(token));
-  if (drop_token && had) {
-    rc = st_secret_del(txn, &aad);
-    return rc == ST_ENOTFOUND ? 0 : rc;
-  }
-  return 0;
+  /* the real URL sealed when it shows otherwise, else none kept */
+  st_aad ua = {tenant, AUDIT_SINK_URL_KIND, ""};
+  if (!rc && url_sealed) rc = st_secret_put(txn, &ua, real, strlen(real));
+  else if (!rc && (rc = st_secret_del(txn, &ua)) == ST_ENOTFOUND) rc = 0;
+  if (rc) goto out;
+  if (token) rc = st_secret_put(txn, &aad, token, strlen(token));
+  else if (drop_token && had && (rc = st_secret_del(txn, &aad)) == ST_ENOTFOUND) rc = 0;
+out:
+  json_decref(old);
+  st_secret_str_free(old_sealed);
+  st_secret_str_free(real);
+  free(shown);
+  return rc;
 }
 
 int audit_tenant_sink_token(st_txn *txn, const char *tenant, char **token) {
@@ -238,9 +300,10 @@ int audit_tenant_sink_del(st_txn *txn, const char *tenant) {
   char k[AUDIT_TENANT_MAX + 2];
   int rc = st_del(txn, ST_DB_AUDIT, k, tsink_key(tenant, k));
   if (rc) return rc;
-  st_aad aad = {tenant, AUDIT_SINK_SECRET_KIND, ""};
-  rc = st_secret_del(txn, &aad);
-  return rc == ST_ENOTFOUND ? 0 : rc;
+  static const char *const kinds[] = {AUDIT_SINK_SECRET_KIND, AUDIT_SINK_URL_KIND};
+  for (size_t i = 0; i < 2; i++)
+    if ((rc = st_secret_del(txn, &(st_aad){tenant, kinds[i], ""})) != 0 && rc != ST_ENOTFOUND) return rc;
+  return 0;
 }
 
 int audit_tenant_sinks_each(st_txn *txn, int (*cb)(void *ctx, const char *tenant, const json_t *rec), void *ctx) {
@@ -273,9 +336,9 @@ static int purge_tenant(st_txn *txn, const char *tenant, int limit) {
   int rc = st_del(txn, ST_DB_AUDIT, k, tsink_key(tenant, k));
   if (rc == 0) n++;
   else if (rc != ST_ENOTFOUND) return rc;
-  if (n < limit) {
-    st_aad aad = {tenant, AUDIT_SINK_SECRET_KIND, ""};
-    rc = st_secret_del(txn, &aad);
+  static const char *const kinds[] = {AUDIT_SINK_SECRET_KIND, AUDIT_SINK_URL_KIND};
+  for (size_t i = 0; i < 2 && n < limit; i++) {
+    rc = st_secret_del(txn, &(st_aad){tenant, kinds[i], ""});
     if (rc == 0) n++;
     else if (rc != ST_ENOTFOUND) return rc;
   }
@@ -318,6 +381,17 @@ static int check_sinks(st_txn *txn, st_check_report_fn report, void *rctx, void 
       if (set && trc) why = "says it has a token, and none unseals";
       else if (!set && trc != ST_ENOTFOUND) why = "says it has no token, and one is stored";
     }
+    if (!why) {
+      /* the URL's query values: sealed and readable, or none in clear */
+      const char *real = NULL;
+      char *sealed = NULL;
+      if (json_is_true(json_object_get(rec, "url_sealed"))) {
+        if (audit_tenant_sink_url(txn, tenant, rec, &real, &sealed) != 0) why = "has no readable sealed URL";
+      } else if (st_url_has_secret(json_string_value(json_object_get(rec, "url")))) {
+        why = "keeps its URL's query in clear (PUT it again)";
+      }
+      st_secret_str_free(sealed);
+    }
     json_decref(rec);
     if (why) {
       problems++;
@@ -327,6 +401,50 @@ static int check_sinks(st_txn *txn, st_check_report_fn report, void *rctx, void 
   }
   st_cursor_close(c);
   return rc == ST_ENOTFOUND ? problems : rc;
+}
+
+/* One stored sink whose URL keeps a query value in clear: the real URL
+ * sealed, the record rewritten to show it masked (as a PUT of today). */
+static int upgrade_one(st_txn *txn, const char *tenant) {
+  json_t *rec = NULL;
+  int rc = audit_tenant_sink_get(txn, tenant, &rec);
+  if (rc) return rc == ST_ENOTFOUND ? 0 : rc;
+  const char *url = json_string_value(json_object_get(rec, "url"));
+  char *shown = url ? st_url_shown(url) : NULL;
+  if (url && !shown) rc = ST_ENOMEM;
+  if (!rc && shown && strcmp(shown, url)) {
+    rc = st_secret_put(txn, &(st_aad){tenant, AUDIT_SINK_URL_KIND, ""}, url, strlen(url));
+    if (!rc) {
+      json_object_set_new(rec, "url", json_string(shown));
+      json_object_set_new(rec, "url_sealed", json_true());
+      char *s = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
+      char k[AUDIT_TENANT_MAX + 2];
+      rc = s ? st_put(txn, ST_DB_AUDIT, k, tsink_key(tenant, k), s, strlen(s), 0) : ST_ENOMEM;
+      free(s);
+    }
+  }
+  free(shown);
+  json_decref(rec);
+  return rc;
+}
+
+int audit_upgrade_sink_urls(st_txn *txn) {
+  st_cursor *c;
+  int rc = st_cursor_open(txn, ST_DB_AUDIT, &c);
+  if (rc) return rc;
+  st_cursor_seek(c, "s", 1, NULL, 0);
+  st_val k, v;
+  /* a write under the open cursor is allowed (store.h): it goes on after
+   * the key it is at */
+  while (rc == 0 && st_cursor_next(c, &k, &v) == 0) {
+    char tenant[AUDIT_TENANT_MAX + 1];
+    if (k.len < 2 || k.len - 1 > AUDIT_TENANT_MAX) continue; /* st_check reports a malformed key */
+    memcpy(tenant, (const char *)k.data + 1, k.len - 1);
+    tenant[k.len - 1] = 0;
+    rc = upgrade_one(txn, tenant);
+  }
+  st_cursor_close(c);
+  return rc;
 }
 
 int audit_register_store(st_store *st) {

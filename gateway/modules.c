@@ -118,7 +118,10 @@ static void audit_request_done(gw_loop *lp, const gw_req *req, int rclass, int s
   if (kind) gw_audit_request(lp->srv, req, kind, status);
 }
 
+/* the data steps of the store's migrations that rewrite audit's records */
+static const st_upgrade audit_upgrades[] = {{ST_UPGRADE_SINK_URLS, audit_upgrade_sink_urls}, {NULL, NULL}};
 static const gw_module gw_mod_audit = {.name = "audit",
+                                      .upgrades = audit_upgrades,
                                       .store_init = audit_store_init,
                                       .init = audit_init,
                                       .fini = audit_fini,

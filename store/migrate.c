@@ -145,6 +145,9 @@ static const st_migration main_steps[] = {
     /* 11: a connector URL's query is sealed (vault.h): the records'
      * format is vault's, so is the upgrade */
     {"seal the query of connector URLs", NULL, ST_UPGRADE_URL_QUERIES},
+    /* 12: a tenant SIEM sink URL's query is sealed (audit.h): the records'
+     * format is audit's, so is the upgrade */
+    {"seal the query of tenant SIEM sink URLs", NULL, ST_UPGRADE_SINK_URLS},
 };
 
 const st_schema st_schema_main = {

@@ -137,6 +137,7 @@ typedef struct st_upgrade {
 } st_upgrade;
 /* The upgrades the main schema's migrations name, and whose they are. */
 #define ST_UPGRADE_URL_QUERIES "vault.url_queries" /* migration 11: vault_upgrade_url_queries (vault.h) */
+#define ST_UPGRADE_SINK_URLS "audit.sink_urls"     /* migration 12: audit_upgrade_sink_urls (audit.h) */
 
 typedef struct st_schema {
   const char *name;               /* names the environment in logs and checks: "store", "audit" */

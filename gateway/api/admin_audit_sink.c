@@ -7,7 +7,12 @@
  *
  * The token is in the request body of a PUT: it is copied into the job
  * (wiped and freed with it), the body is wiped once parsed, and no reply,
- * log line or error text of this file ever contains it. */
+ * log line or error text of this file ever contains it. So is the URL's
+ * query (a SIEM's API key, ?dd-api-key=…): audit/ seals it and keeps the
+ * URL shown with each value as "…", the only form the replies, the audit
+ * record of the change (before → after) and the log show; a PUT may send
+ * that form back to keep the stored values (at the same scheme, host,
+ * port and path only: 400 otherwise). */
 #include "gateway/api/admin_int.h"
 
 #include <stdio.h>
@@ -33,9 +38,11 @@ typedef struct sink_job {
   char now[32];
   char inc[ST_TOKEN_ID_BUFSZ]; /* the sink's incarnation, if this PUT makes it (random: made here, jobs are pure) */
   int created; /* out */
+  json_t *before; /* out: the settings before the write (change_view), or NULL (none) */
 } sink_job;
 
 static void job_free(sink_job *j) {
+  json_decref(j->before);
   free(j->url);
   free(j->format);
   if (j->token) {
@@ -45,23 +52,48 @@ static void job_free(sink_job *j) {
   free(j);
 }
 
+/* The settings as the audit record of a change shows them: the record's
+ * (its url already shown masked), without the driver's bookkeeping. */
+static json_t *change_view(const json_t *rec) {
+  json_t *v = json_deep_copy(rec);
+  json_object_del(v, "rev");
+  json_object_del(v, "inc");
+  return v;
+}
+
+/* url up to its query (malloc'd): the origin and the address are there,
+ * and a query value sent back as "…" is nothing curl's parser should see */
+static char *before_query(const char *url) { return url ? strndup(url, strcspn(url, "?")) : NULL; }
+
+static bool same_origin(const char *a, const char *b) {
+  char *pa = before_query(a), *pb = before_query(b);
+  bool same = pa && pb && gw_egress_same_origin(pa, pb);
+  free(pa);
+  free(pb);
+  return same;
+}
+
 static int job_sink(st_txn *txn, void *arg) {
   sink_job *j = arg;
-  json_t *t;
+  json_t *t, *old = NULL;
+  json_decref(j->before); /* a job may run again */
+  j->before = NULL;
   int rc = st_tenant_get(txn, j->tenant, &t);
   if (rc) return rc == ST_ENOTFOUND ? GW_API_ENOTENANT : rc;
   json_decref(t);
-  if (j->del) return audit_tenant_sink_del(txn, j->tenant);
-  if (!j->token && !j->drop_token) {
-    /* the stored token goes only where it was given for: a PUT that moves
-     * the sink to another origin gives it again (or null) — else whoever
-     * holds an admin token could have it sent to a server of theirs */
-    json_t *old = NULL;
-    bool moved = audit_tenant_sink_get(txn, j->tenant, &old) == 0 && json_is_true(json_object_get(old, "token_set")) &&
-                 !gw_egress_same_origin(json_string_value(json_object_get(old, "url")), j->url);
+  if ((rc = audit_tenant_sink_get(txn, j->tenant, &old)) != 0 && rc != ST_ENOTFOUND) return rc;
+  if (old) j->before = change_view(old);
+  if (j->del) {
     json_decref(old);
-    if (moved) return GW_API_EMOVED;
+    return audit_tenant_sink_del(txn, j->tenant);
   }
+  /* the stored token goes only where it was given for: a PUT that moves
+   * the sink to another origin gives it again (or null) — else whoever
+   * holds an admin token could have it sent to a server of theirs */
+  bool moved = !j->token && !j->drop_token && old && json_is_true(json_object_get(old, "token_set")) &&
+               !same_origin(json_string_value(json_object_get(old, "url")), j->url);
+  json_decref(old);
+  if (moved) return GW_API_EMOVED;
   return audit_tenant_sink_put(txn, j->tenant, j->url, j->format, j->token, j->drop_token, j->now, j->inc,
                                &j->created);
 }
@@ -107,9 +139,16 @@ static void done_sink(int status, void *arg) {
     gw_respond_error(req, 400, "invalid_request",
                      "\"token\" is required: \"url\" moves the sink to another origin (scheme, host or port), and the "
                      "stored token is only sent where it was given for; send it again, or \"token\": null to drop it");
+  } else if (status == ST_EMASKED) {
+    gw_respond_error(req, 400, "invalid_request",
+                     "\"url\" sends a query value back masked (…), which keeps the stored value of that parameter "
+                     "only at the stored URL's scheme, host, port and path, and only one that is stored (the URL with "
+                     "what is kept at most %d bytes): give the value itself",
+                     AUDIT_SINK_URL_MAX);
   } else if (!admin__job_error(req, status, "SIEM sink")) {
     if (j->del) {
       GW_LOG(GW_LOG_INFO, "admin", &lc, "SIEM sink deleted");
+      admin__audit_change(req, j->before, NULL);
       gw_respond(req, 204, NULL, NULL, 0);
     } else {
       st_txn *txn;
@@ -123,6 +162,7 @@ static void done_sink(int status, void *arg) {
       if (!rec) {
         gw_respond_error(req, 500, "internal", "the SIEM sink was written but cannot be read back");
       } else {
+        admin__audit_change(req, j->before, change_view(rec));
         gw_respond_json(req, j->created ? 201 : 200, view(j->lp->srv, j->tenant, rec));
         json_decref(rec);
       }
@@ -185,10 +225,13 @@ void admin__audit_sink(gw_req *req, const admin_caller *who, const char *tenant)
     /* the URL's address: refused now when the egress policy refuses it
      * (a literal loopback or private address), host names at connect */
     char why[400];
-    if (!rc && gw_egress_check_url(srv->egress[GW_OUT_EGRESS_ADMIN], url, why, sizeof why) != 0) {
+    char *base = rc ? NULL : before_query(url);
+    if (!rc && !base) rc = AUDIT_ENOMEM;
+    if (!rc && gw_egress_check_url(srv->egress[GW_OUT_EGRESS_ADMIN], base, why, sizeof why) != 0) {
       snprintf(err, sizeof err, "\"url\": %s", why);
       rc = 1;
     }
+    free(base);
     if (!rc && (!(j->url = strdup(url)) || !(j->format = strdup(format)) || (token && !(j->token = strdup(token)))))
       rc = AUDIT_ENOMEM;
     json_t *tv = json_object_get(b, "token");

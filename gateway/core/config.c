@@ -16,6 +16,7 @@
 #include "gateway/base/log.h"
 #include "gateway/out/egress.h"
 #include "gateway/out/outbound.h"
+#include "store/url_query.h"
 
 /* CFG_FILE: a string naming a file its user reads later (a CA file):
  * parsed and printed as CFG_STR, its `check` run at start. */
@@ -421,7 +422,14 @@ static int check_audit_redact(const char *v, char *err, size_t errlen) {
 static int check_sink_url(const char *v, char *err, size_t errlen) {
   if (!*v) return 0;
   if ((strncmp(v, "http://", 7) && strncmp(v, "https://", 8)) || strlen(v) > 2048 || strpbrk(v, " \t\r\n#")) {
-    errf(err, errlen, "expected an absolute http:// or https:// URL without fragment, got \"%.80s\"", v);
+    /* its query may hold the SIEM's key (?dd-api-key=…): shown masked */
+    char *shown = st_url_shown(v);
+    size_t n = shown ? strlen(shown) : 0;
+    if (n > 80) /* cut on a character's first byte */
+      for (n = 80; n && ((unsigned char)shown[n] & 0xc0) == 0x80; n--) {}
+    errf(err, errlen, "expected an absolute http:// or https:// URL without fragment, got \"%.*s\"", (int)n,
+         shown ? shown : "");
+    free(shown);
     return -1;
   }
   return 0;

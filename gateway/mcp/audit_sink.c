@@ -30,7 +30,10 @@
  *    connected address like every URL; logs name its origin only.
  *  - The token (audit_sink_token_file, or a tenant sink's sealed token)
  *    goes into the Authorization header only: never into a log line, a
- *    metric or an error text; it is wiped at close.
+ *    metric or an error text; it is wiped at close. So is the URL's query
+ *    (a SIEM's API key, ?dd-api-key=…): a tenant sink's real URL is sealed
+ *    in the main store and unsealed here only, for the POST; it is kept in
+ *    the sink (wiped when freed) and never shown: logs name the origin.
  *  - Stopping aborts the POST in flight and closes the timer; the struct
  *    stays until gw_audit_sink_free after the loops ended (the metrics of
  *    any loop read it until then). */
@@ -160,7 +163,10 @@ static void sink_free(sink *k) {
     OPENSSL_cleanse(k->auth_header, strlen(k->auth_header));
     free(k->auth_header);
   }
-  free(k->url);
+  if (k->url) { /* its query may hold the receiver's key */
+    OPENSSL_cleanse(k->url, strlen(k->url));
+    free(k->url);
+  }
   free(k->ca_file);
   free(k->pos);
   gw_buf_free(&k->body);
@@ -724,11 +730,20 @@ static int sync_one(void *ctx, const char *tenant, const json_t *rec) {
            "audit sink of tenant %s: its token cannot be unsealed; nothing is sent until it is set again", tenant);
     return 0;
   }
+  /* the real URL: its query (a key) is sealed when it has values */
+  const char *url = NULL;
+  char *sealed_url = NULL;
+  if (audit_tenant_sink_url(c->txn, tenant, rec, &url, &sealed_url) != 0) {
+    audit_tenant_sink_token_free(tok);
+    GW_LOG(GW_LOG_ERROR, "audit", &((gw_log_ctx){tenant, NULL}),
+           "audit sink of tenant %s: its URL cannot be unsealed; nothing is sent until it is set again", tenant);
+    return 0;
+  }
   char name[AUDIT_SINK_MAX + 1];
   snprintf(name, sizeof name, "tenant:%s", tenant);
-  sink *n = sink_new(d, name, json_string_value(json_object_get(rec, "url")) ?: "",
-                     json_string_value(json_object_get(rec, "format")) ?: "ndjson", tok, NULL);
+  sink *n = sink_new(d, name, url, json_string_value(json_object_get(rec, "format")) ?: "ndjson", tok, NULL);
   audit_tenant_sink_token_free(tok);
+  audit_tenant_sink_url_free(sealed_url);
   if (!n) {
     c->oom = true;
     return 1;

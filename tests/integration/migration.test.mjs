@@ -201,6 +201,39 @@ test('a schema-10 store (a connector URL\'s query in clear) migrates: the query 
     'the key is in no live record of the migrated store');
 });
 
+test('a schema-11 store (a tenant SIEM sink URL\'s query in clear) migrates: the query sealed, shown masked and kept', async () => {
+  const { dir, meta } = await dataDirFrom(11);
+  const file = path.join(dir, 'store', 'data.mdb');
+  assert.ok(fs.readFileSync(file).includes(Buffer.from(meta.sink_key)), 'the fixture holds the key in clear');
+  const gw = await startGateway({ dataDir: dir });
+  await gw.waitForLog((l) => /migrating store schema 11 -> 12: seal the query of tenant SIEM sink URLs/.test(l.msg ?? ''));
+  const op = fs.readFileSync(path.join(dir, 'admin.token'), 'utf8').trim();
+  const base = `/admin/v1/tenants/${meta.tenant}/audit/sink`;
+  let r = await api(gw.port, op, 'GET', base);
+  assert.equal(r.status, 200, r.body);
+  assert.equal(r.json.url, 'http://127.0.0.1:1/api/v2/logs?dd-api-key=…&ddsource=…', r.body);
+  assert.equal(r.json.url_sealed, true, r.body);
+  assert.equal(r.json.token_set, true, r.body);
+  assert.ok(!r.body.includes(meta.sink_key), r.body);
+  // the sealed key is there to keep: the shown URL sent back (one value
+  // changed) is accepted, which needs the stored value of dd-api-key
+  r = await api(gw.port, op, 'PUT', base, { url: 'http://127.0.0.1:1/api/v2/logs?dd-api-key=…&ddsource=other' });
+  assert.equal(r.status, 200, r.body);
+  assert.ok(!r.body.includes(meta.sink_key), r.body);
+  assert.equal(r.json.token_set, true, r.body);
+  await assertFixtureServes(gw, op, meta, 'v11');
+  await gw.stop();
+  assert.ok(!(gw.stderrText() + gw.stdoutText()).includes(meta.sink_key), 'the log');
+  const chk = await cli(['store', 'check', '--data', dir], { timeoutMs: 30000 });
+  assertExit(chk, 0, `store check after migration: ${chk.stdout} ${chk.stderr}`);
+  // no live page holds it any more (a compacted copy has only those)
+  const dest = path.join(await makeTempDir('mcpgate-v11-bk-'), 'bk');
+  const b = await cli(['backup', dest, '--data', dir], { timeoutMs: 30000 });
+  assertExit(b, 0, `backup: ${b.stdout} ${b.stderr}`);
+  assert.ok(!fs.readFileSync(path.join(dest, 'data.mdb')).includes(Buffer.from(meta.sink_key)),
+    'the key is in no live record of the migrated store');
+});
+
 test('a store written by a newer mcpgate (a schema this binary does not know) is refused with a clear message, and left as it was', async () => {
   const { dir } = await dataDirFrom(9);
   const gw = await startGateway({ dataDir: dir });

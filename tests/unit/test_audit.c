@@ -1648,6 +1648,134 @@ TEST(tenant_sink_parse_store_purge_and_check) {
   tmp_cleanup();
 }
 
+/* A raw record write (a store written before the URL was sealed). */
+typedef struct sinkrec_job {
+  const char *tenant, *json;
+  bool upgrade;
+} sinkrec_job;
+static int sinkrec_fn(st_txn *txn, void *arg) {
+  sinkrec_job *j = arg;
+  if (j->upgrade) return audit_upgrade_sink_urls(txn);
+  char k[80];
+  k[0] = 's';
+  memcpy(k + 1, j->tenant, strlen(j->tenant));
+  return st_put(txn, ST_DB_AUDIT, k, strlen(j->tenant) + 1, j->json, strlen(j->json), 0);
+}
+/* the sink's real URL as the driver reads it, into out ("" when none) */
+static int sink_real_url(st_store *st, const char *tenant, char *out, size_t cap) {
+  st_txn *t;
+  json_t *rec = NULL;
+  const char *url = NULL;
+  char *sealed = NULL;
+  int rc = st_read_begin(st, &t);
+  if (!rc) rc = audit_tenant_sink_get(t, tenant, &rec);
+  if (!rc) rc = audit_tenant_sink_url(t, tenant, rec, &url, &sealed);
+  snprintf(out, cap, "%s", url ? url : "");
+  audit_tenant_sink_url_free(sealed);
+  json_decref(rec);
+  st_txn_end(t);
+  return rc;
+}
+static char *sink_shown_url(st_store *st, const char *tenant) {
+  st_txn *t;
+  json_t *rec = NULL;
+  char *u = NULL;
+  if (st_read_begin(st, &t) == 0 && audit_tenant_sink_get(t, tenant, &rec) == 0)
+    u = strdup(json_string_value(json_object_get(rec, "url")) ?: "");
+  json_decref(rec);
+  st_txn_end(t);
+  return u;
+}
+
+TEST(tenant_sink_url_query_sealed_kept_and_upgraded) {
+  tmp_setup();
+  char dir[160], key[160], real[4200];
+  snprintf(dir, sizeof dir, "%s/store", g_tmp);
+  snprintf(key, sizeof key, "%s/master.key", g_tmp);
+  st_options o = {0};
+  st_store *st = NULL;
+  o.dir = dir;
+  o.map_size = 64u << 20;
+  o.master_key_file = key;
+  o.log = log_fn;
+  o.log_ctx = &g_log;
+  CHECK_INT(st_open(&st, &o), 0);
+  CHECK_INT(audit_register_store(st), 0);
+  CHECK_INT(st_purge_add(st, "secrets", st_secret_purge_tenant, NULL), 0);
+  CHECK_INT(tsink(st, (tsink_job){.tenant = "acme", .create_tenant = true}, NULL), 0);
+  char err[512];
+  /* "…" is accepted in the query only */
+  CHECK_INT(parse_doc("{\"url\":\"https://in.example.com/v1?k=\u2026\"}", err, sizeof err), 0);
+  CHECK_INT(parse_doc("{\"url\":\"https://in.example.com/\u2026?k=1\"}", err, sizeof err), AUDIT_EINVALID);
+  /* sealed, shown masked */
+  CHECK_INT(tsink(st, (tsink_job){.tenant = "acme", .url = "https://in.example.com/v1?dd-api-key=K1&src=gw"}, NULL), 0);
+  char *u = sink_shown_url(st, "acme");
+  CHECK_STR(u, "https://in.example.com/v1?dd-api-key=\xe2\x80\xa6&src=\xe2\x80\xa6");
+  free(u);
+  CHECK_INT(sink_real_url(st, "acme", real, sizeof real), 0);
+  CHECK_STR(real, "https://in.example.com/v1?dd-api-key=K1&src=gw");
+  CHECK_INT(st_check(st, NULL, NULL), 0);
+  /* sent back masked: kept, at the same scheme, host, port and path only */
+  CHECK_INT(tsink(st, (tsink_job){.tenant = "acme", .url = "https://in.example.com/v1?dd-api-key=%e2%80%a6&src=x"}, NULL),
+            0);
+  CHECK_INT(sink_real_url(st, "acme", real, sizeof real), 0);
+  CHECK_STR(real, "https://in.example.com/v1?dd-api-key=K1&src=x");
+  CHECK_INT(tsink(st, (tsink_job){.tenant = "acme", .url = "https://in.example.com/v2?dd-api-key=\xe2\x80\xa6"}, NULL),
+            ST_EMASKED);
+  CHECK_INT(tsink(st, (tsink_job){.tenant = "acme", .url = "https://in.example.com:8443/v1?dd-api-key=\xe2\x80\xa6"},
+                  NULL),
+            ST_EMASKED);
+  CHECK_INT(tsink(st, (tsink_job){.tenant = "acme", .url = "https://in.example.com/v1?other=\xe2\x80\xa6"}, NULL),
+            ST_EMASKED);
+  /* kept values making it longer than any URL given: refused */
+  char big[AUDIT_SINK_URL_MAX + 64], back[AUDIT_SINK_URL_MAX + 64];
+  snprintf(big, sizeof big, "https://in.example.com/v1?a=%0*d", AUDIT_SINK_URL_MAX - 30, 7);
+  CHECK_INT(tsink(st, (tsink_job){.tenant = "acme", .url = big}, NULL), 0);
+  snprintf(back, sizeof back, "https://in.example.com/v1?a=\xe2\x80\xa6&b=%040d", 1);
+  CHECK_INT(tsink(st, (tsink_job){.tenant = "acme", .url = back}, NULL), ST_EMASKED);
+  CHECK_INT(sink_real_url(st, "acme", real, sizeof real), 0);
+  CHECK_STR(real, big);
+  /* a URL without query values is not sealed: the record's own */
+  CHECK_INT(tsink(st, (tsink_job){.tenant = "acme", .url = "https://in.example.com/v1"}, NULL), 0);
+  st_txn *t;
+  uint8_t *pt = NULL;
+  size_t n = 0;
+  CHECK_INT(st_read_begin(st, &t), 0);
+  CHECK_INT(st_secret_get(t, &(st_aad){"acme", AUDIT_SINK_URL_KIND, ""}, &pt, &n), ST_ENOTFOUND);
+  st_txn_end(t);
+  CHECK_INT(sink_real_url(st, "acme", real, sizeof real), 0);
+  CHECK_STR(real, "https://in.example.com/v1");
+  /* a record written before (its query in clear): st_check names it, the upgrade seals it */
+  sinkrec_job rj = {"acme", "{\"url\":\"https://in.example.com/v1?dd-api-key=OLD\",\"format\":\"ndjson\",\"token_set\":false,"
+                        "\"created\":\"2026-01-01T00:00:00Z\",\"updated\":\"2026-01-01T00:00:00Z\",\"rev\":3}",
+                false};
+  CHECK_INT(st_write_sync(st, sinkrec_fn, &rj), 0);
+  CHECK_INT(st_check(st, NULL, NULL), 1);
+  rj.upgrade = true;
+  CHECK_INT(st_write_sync(st, sinkrec_fn, &rj), 0);
+  CHECK_INT(st_check(st, NULL, NULL), 0);
+  u = sink_shown_url(st, "acme");
+  CHECK_STR(u, "https://in.example.com/v1?dd-api-key=\xe2\x80\xa6");
+  free(u);
+  CHECK_INT(sink_real_url(st, "acme", real, sizeof real), 0);
+  CHECK_STR(real, "https://in.example.com/v1?dd-api-key=OLD");
+  CHECK_INT(st_write_sync(st, sinkrec_fn, &rj), 0); /* again: nothing more to do */
+  CHECK_INT(sink_real_url(st, "acme", real, sizeof real), 0);
+  CHECK_STR(real, "https://in.example.com/v1?dd-api-key=OLD");
+  /* the delete and the tenant's purge take the sealed URL */
+  CHECK_INT(tsink(st, (tsink_job){.tenant = "acme", .del = true}, NULL), 0);
+  CHECK_INT(st_read_begin(st, &t), 0);
+  CHECK_INT(st_secret_get(t, &(st_aad){"acme", AUDIT_SINK_URL_KIND, ""}, &pt, &n), ST_ENOTFOUND);
+  st_txn_end(t);
+  CHECK_INT(tsink(st, (tsink_job){.tenant = "acme", .url = "https://in.example.com/v1?dd-api-key=K2"}, NULL), 0);
+  CHECK_INT(tsink(st, (tsink_job){.tenant = "acme", .purge = true}, NULL), 0);
+  CHECK_INT(st_read_begin(st, &t), 0);
+  CHECK_INT(st_secret_get(t, &(st_aad){"acme", AUDIT_SINK_URL_KIND, ""}, &pt, &n), ST_ENOTFOUND);
+  st_txn_end(t);
+  st_close(st);
+  tmp_cleanup();
+}
+
 /* audit_submit_block: the record built after the module's header is queued
  * as it is; refused blocks are freed (ASan's leak check) */
 /* a block of h + 8 bytes holding n bytes of m after the headroom */
@@ -1982,6 +2110,7 @@ int main(void) {
   RUN(cursors_move_forward_commit_without_records_and_are_checked);
   RUN(migration_adds_the_cursors_to_a_step_1_environment);
   RUN(tenant_sink_parse_store_purge_and_check);
+  RUN(tenant_sink_url_query_sealed_kept_and_upgraded);
   RUN(submit_block_queues_in_place);
   RUN(submit_block_recycles_blocks);
   RUN(pool_keeps_every_block_of_a_burst);
