@@ -386,7 +386,9 @@ static int post_data(gw_out_req *r, const char *p, size_t n, void *ud) {
 
 static void kick(gw_audit_sink *d, uint64_t ms);
 
-static void failed(sink *k, const char *why) {
+/* why: the failure as the sink's state keeps it (a tenant admin reads it:
+ * last_error); detail: what only the operator's log gets besides, or "" */
+static void failed(sink *k, const char *why, const char *detail) {
   k->st.posts_failed++;
   k->st.last_failure_ms = gw_wall_ms();
   snprintf(k->st.last_error, sizeof k->st.last_error, "%s", why);
@@ -396,8 +398,8 @@ static void failed(sink *k, const char *why) {
   /* every failure while the back-off is short, then once per doubling */
   GW_LOG(was && k->backoff_ms >= SINK_BACKOFF_MAX_MS ? GW_LOG_DEBUG : GW_LOG_WARN, "audit",
          &((gw_log_ctx){k->tenant[0] ? k->tenant : NULL, NULL}),
-         "audit sink %s: delivering %" PRIu64 " records of chain %s failed: %s; retrying in %lld s", k->name, k->nrec,
-         k->uid, why, (long long)(k->backoff_ms / 1000));
+         "audit sink %s: delivering %" PRIu64 " records of chain %s failed: %s%s%s%s; retrying in %lld s", k->name,
+         k->nrec, k->uid, why, *detail ? " (" : "", detail, *detail ? ")" : "", (long long)(k->backoff_ms / 1000));
   k->next_at = uv_now(&k->d->lp->loop) + (uint64_t)k->backoff_ms;
   k->backoff_ms = k->backoff_ms * 2 > SINK_BACKOFF_MAX_MS ? SINK_BACKOFF_MAX_MS : k->backoff_ms * 2;
   kick(k->d, AUDIT_SINK_POLL_MS);
@@ -462,13 +464,17 @@ static void post_done(gw_out_req *r, int err, void *ud) {
   if (k->d->stopping) return;
   if (err || k->status < 200 || k->status > 299) {
     char why[300];
-    if (err == GW_OUT_EEGRESS && k->tenant[0]) {
-      /* a tenant admin reads last_error: the refused address would tell
-       * them what an internal host name resolves to (the operator's log
-       * keeps it) */
-      GW_LOG(GW_LOG_WARN, "audit", &((gw_log_ctx){k->tenant, NULL}), "audit sink %s: %s", k->name, gw_out_detail(r));
-      snprintf(why, sizeof why, "%s: the sink's host resolved to an address the operator's egress policy refuses",
-               gw_out_strerror(err));
+    const char *detail = "";
+    if (err && k->tenant[0]) {
+      /* A tenant admin reads last_error: the transfer's own words (curl's
+       * error text, the refused address) may name internal hosts and
+       * addresses — what a host name resolves to, which ports answer — so
+       * a tenant's sink keeps the category and a fixed explanation, and
+       * the operator's log the detail. */
+      detail = gw_out_detail(r);
+      snprintf(why, sizeof why, "%s: %s", gw_out_strerror(err),
+               err == GW_OUT_EEGRESS ? "the sink's host resolved to an address the operator's egress policy refuses"
+                                     : "the gateway's operator has the details in its log");
     } else if (err) {
       const char *det = gw_out_detail(r);
       snprintf(why, sizeof why, "%s%s%s", gw_out_strerror(err), *det ? ": " : "", det);
@@ -486,7 +492,7 @@ static void post_done(gw_out_req *r, int err, void *ud) {
       chain_refused(k, p, why);
       return;
     }
-    failed(k, why);
+    failed(k, why, detail);
     return;
   }
   chain_pos *p = pos_find(k, k->uid);
@@ -626,7 +632,7 @@ static void sink_round(sink *k, st_txn *txn, const head_list *hl) {
   gw_buf_init(&k->body, SINK_BODY_MAX);
   if (rc) {
     k->req = NULL;
-    failed(k, gw_out_strerror(rc));
+    failed(k, gw_out_strerror(rc), "");
     return;
   }
   if (k->tenant[0]) {
