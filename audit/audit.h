@@ -313,14 +313,14 @@ int audit_heads(st_txn *txn,
                 void *ctx);
 
 /* ---- delivery cursors of SIEM sinks -----------------------------------------------
- * A sink (the gateway's: "operator", "tenant:<t>") delivers each chain
- * oldest first and remembers, per chain, the last seq its receiver
- * acknowledged. The cursor only moves forward and is written by the audit
+ * A sink (the gateway's: "operator", a tenant's "tenant:<t>:<inc>" —
+ * audit_tenant_sink_cursor) delivers each chain oldest first and
+ * remembers, per chain, the last seq its receiver acknowledged. The cursor only moves forward and is written by the audit
  * thread with its next commit: a crash may forget the last batch_ms of
  * acknowledgements, so delivery is at least once (records carry a stable
  * id for the receiver to drop duplicates). */
 
-#define AUDIT_SINK_MAX 80          /* a sink name: [a-z0-9:_-]{1,80} */
+#define AUDIT_SINK_MAX 96          /* a sink name: [a-z0-9:_-]{1,96} ("tenant:" 63 ":" 16 fits) */
 #define AUDIT_CURSORS_PENDING 64   /* cursor updates queued between two commits */
 
 /* The cursor of (sink, uid): *seq = the last seq acknowledged, 0 when the
@@ -335,6 +335,13 @@ int audit_cursor_get(st_txn *txn, const char *sink, const char *uid, uint64_t *s
  * AUDIT_CURSORS_PENDING other (sink, uid) pairs wait for the commit (the
  * caller keeps its cursor in memory and sets it again later). */
 int audit_cursor_set(audit_log *a, const char *sink, const char *uid, uint64_t seq);
+
+/* Queues "forget every cursor of sink" for the next commit (a tenant's sink
+ * deleted: its cursor goes with it, and a sink made later starts its own).
+ * Updates of that sink still pending are dropped. Any thread; a mutex, no
+ * I/O. 0, AUDIT_EINVAL, AUDIT_ECLOSED, or AUDIT_EFULL as audit_cursor_set
+ * (the caller tries again later). */
+int audit_cursor_drop(audit_log *a, const char *sink);
 
 /* What a sink's deliverer last said about it (for the admin API and
  * metrics of another thread). Kept in the audit log, in memory. */
@@ -364,7 +371,7 @@ void audit_flush_all(audit_log *a);
 /* ---- a tenant's own SIEM sink (main store) ---------------------------------------
  * A tenant may stream its own records to its own SIEM, besides the
  * operator's sink. The record lives in the MAIN store (ST_DB_AUDIT, key
- * "s" ‖ tenant → {"url","url_sealed"?,"format","token_set","created","updated","rev","inc"}:
+ * "s" ‖ tenant → {"url","url_sealed"?,"format","token_set","created","updated","rev","inc","cursor"?}:
  * rev counts the writes of one sink, inc is random and set when the sink is
  * made (a sink deleted and made again starts at rev 1 again: inc tells the
  * two apart; a record written before inc existed gets one with its next
@@ -380,7 +387,12 @@ void audit_flush_all(audit_log *a);
  * AUDIT_SINK_URL_KIND, "") with "url_sealed": true. Only the sink driver
  * unseals it (audit_tenant_sink_url), for the POST.
  * The gateway's sink driver delivers the tenant's current chain to it with
- * its own cursor (sink name "tenant:<t>"). */
+ * its own cursor, named by "cursor" ("tenant:<t>:<inc>"), set by the write
+ * that makes the sink and kept by updates: a sink deleted and made again
+ * has another, so it starts as the first one did (from the chain's oldest
+ * record kept), never from where the deleted one stopped. A record made
+ * before "cursor" existed has none: its cursor is "tenant:<t>" (the name
+ * every tenant sink's had), kept until the sink is deleted. */
 
 #define AUDIT_SINK_URL_MAX 2048
 #define AUDIT_SINK_TOKEN_MAX 4096
@@ -414,6 +426,9 @@ int audit_tenant_sink_put(st_txn *txn, const char *tenant, const char *url, cons
                           bool drop_token, const char *now, const char *inc, int *created);
 /* The stored record (owned by the caller) or ST_ENOTFOUND. */
 int audit_tenant_sink_get(st_txn *txn, const char *tenant, json_t **rec);
+/* The name of the delivery cursor of tenant's sink, rec its record: its
+ * "cursor", or "tenant:<t>" for a record made before sinks had their own. */
+void audit_tenant_sink_cursor(const char *tenant, const json_t *rec, char out[AUDIT_SINK_MAX + 1]);
 /* The unsealed token (free with audit_tenant_sink_token_free: wiped), or
  * ST_ENOTFOUND when the sink has none; ST_ECRYPTO when it does not unseal. */
 int audit_tenant_sink_token(st_txn *txn, const char *tenant, char **token);

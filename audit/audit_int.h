@@ -40,6 +40,8 @@ void audit__head_init(audit__head *h, const char *tenant);
 bool audit__sink_ok(const char *s);
 /* Writes one cursor (sink, uid) = seq unless the stored one is larger. */
 int audit__cursor_put(st_txn *txn, const char *sink, const char *uid, uint64_t seq);
+/* Deletes every cursor of sink. 0 or ST_E*. */
+int audit__cursor_drop(st_txn *txn, const char *sink);
 /* st_check's part: every cursor well-formed, of an existing chain, not past its head. */
 int audit__cursors_check(st_txn *txn, void (*report)(void *ctx, const char *area, const char *msg), void *ctx);
 /* log.c: frees the pool's blocks no record took since the last call (the

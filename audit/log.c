@@ -109,11 +109,13 @@ typedef struct entry {
  * of it), which the queue's byte cap bounds */
 static size_t entry_bytes(const entry *e) { return e->cap; }
 
-/* One queued cursor update (audit_cursor_set). */
+/* One queued cursor update (audit_cursor_set), or the drop of every
+ * cursor of a sink (audit_cursor_drop: uid "", drop). Applied in order. */
 typedef struct cursor_upd {
   char sink[AUDIT_SINK_MAX + 1];
   char uid[AUDIT_UID_MAX + 1];
   uint64_t seq;
+  bool drop;
 } cursor_upd;
 
 struct audit_log {
@@ -332,7 +334,9 @@ static int commit_job(st_txn *txn, void *arg) {
   if ((rc = cache_write_back(txn, tab, used, ncached)) < 0) goto out;
   /* after the records: a cursor of this batch's own records finds them */
   for (size_t i = 0; i < b->ncur; i++)
-    if ((rc = audit__cursor_put(txn, b->cur[i].sink, b->cur[i].uid, b->cur[i].seq)) < 0) goto out;
+    if ((rc = b->cur[i].drop ? audit__cursor_drop(txn, b->cur[i].sink)
+                             : audit__cursor_put(txn, b->cur[i].sink, b->cur[i].uid, b->cur[i].seq)) < 0)
+      goto out;
 out:
   free(heads);
   free(tab);
@@ -430,16 +434,24 @@ static void note(notes *w, int level, const char *fmt, ...) {
   w->level[w->n++] = level;
 }
 
-/* Under mu: cursor updates of a failed batch go back unless a newer one of
- * the same (sink, uid) was queued meanwhile (or there is no room: the
- * sink sets it again). */
+/* Under mu: cursor updates of a failed batch go back, before those queued
+ * since (they are older), unless one of those supersedes them — a newer
+ * update of the same (sink, uid), or a drop of the sink (the update would
+ * bring a dropped cursor back) — or there is no room: the ones queued
+ * since are kept first, and a sink whose update is lost sets it again. */
 static void cursors_back(audit_log *a, const cursor_upd *cur, size_t n) {
-  for (size_t i = 0; i < n; i++) {
+  cursor_upd merged[AUDIT_CURSORS_PENDING];
+  size_t m = 0, room = AUDIT_CURSORS_PENDING - a->ncur;
+  for (size_t i = 0; i < n && m < room; i++) {
     size_t j = 0;
-    while (j < a->ncur && (strcmp(a->cur[j].sink, cur[i].sink) || strcmp(a->cur[j].uid, cur[i].uid))) j++;
-    if (j < a->ncur) continue;
-    if (a->ncur < AUDIT_CURSORS_PENDING) a->cur[a->ncur++] = cur[i];
+    while (j < a->ncur && (strcmp(a->cur[j].sink, cur[i].sink) || (strcmp(a->cur[j].uid, cur[i].uid) && !a->cur[j].drop)))
+      j++;
+    if (j == a->ncur) merged[m++] = cur[i];
   }
+  memcpy(merged + m, a->cur, a->ncur * sizeof a->cur[0]);
+  m += a->ncur;
+  memcpy(a->cur, merged, m * sizeof merged[0]);
+  a->ncur = m;
 }
 
 /* Under mu: the outcome of one batch attempt (list: n entries, bytes,
@@ -897,9 +909,39 @@ int audit_cursor_set(audit_log *a, const char *sink, const char *uid, uint64_t s
     snprintf(u->sink, sizeof u->sink, "%s", sink);
     snprintf(u->uid, sizeof u->uid, "%s", uid);
     u->seq = seq;
+    u->drop = false;
     if (!a->head && a->ncur == 1) {
       a->first_ns = uv_hrtime();
       uv_cond_signal(&a->wake);
+    }
+  }
+  uv_mutex_unlock(&a->mu);
+  return rc;
+}
+
+int audit_cursor_drop(audit_log *a, const char *sink) {
+  if (!a || !audit__sink_ok(sink)) return AUDIT_EINVAL;
+  int rc = 0;
+  uv_mutex_lock(&a->mu);
+  if (a->stopping) {
+    rc = AUDIT_ECLOSED;
+  } else {
+    /* the sink's pending updates (and an earlier drop) go: this drop covers them */
+    size_t w = 0;
+    for (size_t i = 0; i < a->ncur; i++)
+      if (strcmp(a->cur[i].sink, sink)) a->cur[w++] = a->cur[i];
+    a->ncur = w;
+    if (a->ncur == AUDIT_CURSORS_PENDING) {
+      rc = AUDIT_EFULL;
+    } else {
+      cursor_upd *u = &a->cur[a->ncur++];
+      memset(u, 0, sizeof *u);
+      snprintf(u->sink, sizeof u->sink, "%s", sink);
+      u->drop = true;
+      if (!a->head && a->ncur == 1) {
+        a->first_ns = uv_hrtime();
+        uv_cond_signal(&a->wake);
+      }
     }
   }
   uv_mutex_unlock(&a->mu);

@@ -67,6 +67,16 @@ int audit__cursor_put(st_txn *txn, const char *sink, const char *uid, uint64_t s
   return st_put(txn, (st_db)AUDIT_DB_CURSORS, k, cursor_key(sink, uid, k), v, sizeof v, 0);
 }
 
+int audit__cursor_drop(st_txn *txn, const char *sink) {
+  if (!audit__sink_ok(sink)) return AUDIT_EINVAL;
+  char k[AUDIT_SINK_MAX + 1];
+  size_t sl = strlen(sink);
+  memcpy(k, sink, sl);
+  k[sl] = 0; /* the prefix sink ‖ 0x00: another sink's name that begins alike is not one of its keys */
+  int rc = st_del_prefix(txn, (st_db)AUDIT_DB_CURSORS, k, sl + 1, 0);
+  return rc < 0 ? rc : 0;
+}
+
 int audit__cursors_check(st_txn *txn, void (*report)(void *ctx, const char *area, const char *msg), void *ctx) {
   st_cursor *c;
   st_val k, v;
@@ -190,6 +200,12 @@ int audit_tenant_sink_parse(const json_t *doc, const char **url, const char **fo
   return 0;
 }
 
+void audit_tenant_sink_cursor(const char *tenant, const json_t *rec, char out[AUDIT_SINK_MAX + 1]) {
+  const char *c = json_string_value(json_object_get(rec, "cursor"));
+  if (c && audit__sink_ok(c)) snprintf(out, AUDIT_SINK_MAX + 1, "%s", c);
+  else snprintf(out, AUDIT_SINK_MAX + 1, "tenant:%.63s", tenant);
+}
+
 int audit_tenant_sink_get(st_txn *txn, const char *tenant, json_t **rec) {
   *rec = NULL;
   if (!audit__tenant_ok(tenant)) return ST_ENOTFOUND;
@@ -253,6 +269,18 @@ int audit_tenant_sink_put(st_txn *txn, const char *tenant, const char *url, cons
    * again and only inc tells the new sink from the deleted one */
   const char *keep = old ? json_string_value(json_object_get(old, "inc")) : NULL;
   if (!keep) keep = inc;
+  /* cursor: the delivery cursor's name, the making write's (kept by
+   * updates; none on a record made before it existed): a sink made again
+   * after a delete has its own, so it starts as a new sink does and not
+   * where the deleted one stopped */
+  char cursor[AUDIT_SINK_MAX + 1];
+  const char *ocur = old ? json_string_value(json_object_get(old, "cursor")) : NULL;
+  if (old) snprintf(cursor, sizeof cursor, "%s", ocur ? ocur : "");
+  else snprintf(cursor, sizeof cursor, "tenant:%s:%s", tenant, inc);
+  if (!old && !audit__sink_ok(cursor)) {
+    rc = ST_EINVAL; /* an inc that is no id */
+    goto out;
+  }
   json_t *rec = json_pack("{s:s, s:s, s:b, s:s, s:s, s:I}", "url", shown, "format", format, "token_set", has,
                           "created", was ? was : now, "updated", now, "rev", rev);
   if (rec && url_sealed && json_object_set_new(rec, "url_sealed", json_true()) != 0) {
@@ -260,6 +288,10 @@ int audit_tenant_sink_put(st_txn *txn, const char *tenant, const char *url, cons
     rec = NULL;
   }
   if (rec && json_object_set_new(rec, "inc", json_string(keep)) != 0) {
+    json_decref(rec);
+    rec = NULL;
+  }
+  if (rec && cursor[0] && json_object_set_new(rec, "cursor", json_string(cursor)) != 0) {
     json_decref(rec);
     rec = NULL;
   }
@@ -368,7 +400,9 @@ static int check_sinks(st_txn *txn, st_check_report_fn report, void *rctx, void 
     }
     json_t *rec = json_loadb(v.data, v.len, 0, NULL), *t = NULL;
     const char *why = NULL;
-    if (!rec || !json_is_string(json_object_get(rec, "url")) || !json_is_string(json_object_get(rec, "format")))
+    json_t *cur = rec ? json_object_get(rec, "cursor") : NULL;
+    if (!rec || !json_is_string(json_object_get(rec, "url")) || !json_is_string(json_object_get(rec, "format")) ||
+        (cur && !audit__sink_ok(json_string_value(cur))))
       why = "is not a sink record";
     else if (st_tenant_get(txn, tenant, &t) == ST_ENOTFOUND)
       why = "belongs to no tenant";

@@ -52,12 +52,14 @@ static void job_free(sink_job *j) {
   free(j);
 }
 
-/* The settings as the audit record of a change shows them: the record's
- * (its url already shown masked), without the driver's bookkeeping. */
+/* The settings as the audit record of a change (and GET, which adds the
+ * delivery) shows them: the record's (its url already shown masked),
+ * without the driver's bookkeeping (rev, inc, cursor). */
 static json_t *change_view(const json_t *rec) {
   json_t *v = json_deep_copy(rec);
   json_object_del(v, "rev");
   json_object_del(v, "inc");
+  json_object_del(v, "cursor");
   return v;
 }
 
@@ -101,9 +103,7 @@ static int job_sink(st_txn *txn, void *arg) {
 /* The admin's view: the record (token_set, never the token) and, when the
  * driver has looked at it, "delivery". */
 static json_t *view(gw_server *srv, const char *tenant, json_t *rec) {
-  json_t *v = json_deep_copy(rec);
-  json_object_del(v, "rev");
-  json_object_del(v, "inc");
+  json_t *v = change_view(rec);
   audit_sink_state st;
   char name[AUDIT_SINK_MAX + 1], t[32];
   snprintf(name, sizeof name, "tenant:%s", tenant);

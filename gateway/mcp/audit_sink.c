@@ -34,6 +34,11 @@
  *    (a SIEM's API key, ?dd-api-key=…): a tenant sink's real URL is sealed
  *    in the main store and unsealed here only, for the POST; it is kept in
  *    the sink (wiped when freed) and never shown: logs name the origin.
+ *  - A tenant sink's cursor is its own (its record's "cursor", named by the
+ *    write that made it): a PUT that changes the sink goes on from it, a
+ *    sink deleted takes it along (audit_cursor_drop when the driver
+ *    retires it), and one made again — also between two ticks — starts
+ *    from the chain's first record kept, as a brand-new sink does.
  *  - Stopping aborts the POST in flight and closes the timer; the struct
  *    stays until gw_audit_sink_free after the loops ended (the metrics of
  *    any loop read it until then). */
@@ -84,7 +89,8 @@ typedef struct chain_pos {
  * current chain only). */
 typedef struct sink {
   gw_audit_sink *d;
-  char name[AUDIT_SINK_MAX + 1]; /* "operator" | "tenant:<t>" */
+  char name[AUDIT_SINK_MAX + 1]; /* "operator" | "tenant:<t>" (its state and metrics) */
+  char cursor[AUDIT_SINK_MAX + 1]; /* its delivery cursor: "operator" | a tenant sink's ("tenant:<t>:<inc>") */
   char tenant[AUDIT_TENANT_MAX + 1];  /* "" for the operator's */
   char only_uid[AUDIT_UID_MAX + 1];   /* a tenant sink: its tenant's chain */
   char version[48];                   /* a tenant sink: its record's "rev" and "inc" */
@@ -124,6 +130,8 @@ struct gw_audit_sink {
   unsigned inflight_slow; /* ... of them slow: of a sink not known to answer promptly, or running
                              past SINK_PROMPT_MS (see tick) */
   size_t rr;         /* the tenant sink the next tick starts with */
+  char (*drops)[AUDIT_SINK_MAX + 1]; /* cursors of deleted sinks the audit log could not take yet (full) */
+  size_t ndrops, capdrops;
   uv_timer_t timer;
   bool timer_open, started, stopping;
 };
@@ -180,6 +188,7 @@ static sink *sink_new(gw_audit_sink *d, const char *name, const char *url, const
   if (!k) return NULL;
   k->d = d;
   snprintf(k->name, sizeof k->name, "%s", name);
+  snprintf(k->cursor, sizeof k->cursor, "%s", name);
   k->hec = !strcmp(format, "splunk_hec");
   k->backoff_ms = SINK_BACKOFF_FIRST_MS;
   gw_buf_init(&k->body, SINK_BODY_MAX);
@@ -238,6 +247,7 @@ void gw_audit_sink_free(gw_audit_sink *d) {
   for (size_t i = 0; i < d->nd; i++) sink_free(d->dying[i]);
   free(d->tenants);
   free(d->dying);
+  free(d->drops);
   free(d);
 }
 
@@ -281,7 +291,7 @@ static chain_pos *pos_add(sink *k, const char *uid, uint64_t seq) {
 /* the acknowledged position, handed to the audit thread (again, when its
  * pending table was full last time) */
 static void pos_store(sink *k, chain_pos *p) {
-  p->stored = audit_cursor_set(k->d->log, k->name, p->uid, p->seq) == 0;
+  p->stored = audit_cursor_set(k->d->log, k->cursor, p->uid, p->seq) == 0;
 }
 
 static void publish(sink *k) { audit_sink_state_put(k->d->log, k->name, &k->st); }
@@ -555,7 +565,7 @@ static void sink_round(sink *k, st_txn *txn, const head_list *hl) {
     chain_pos *p = pos_find(k, hl->v[i].uid);
     if (!p) {
       uint64_t seq = 0;
-      if (audit_cursor_get(txn, k->name, hl->v[i].uid, &seq) < 0) seq = 0;
+      if (audit_cursor_get(txn, k->cursor, hl->v[i].uid, &seq) < 0) seq = 0;
       if (!(p = pos_add(k, hl->v[i].uid, seq))) continue;
     }
     if (!p->stored) pos_store(k, p);
@@ -659,12 +669,48 @@ static void url_for_log(const char *url, char *out, size_t cap) {
 
 /* ---- the tenants' sinks, as the main store says ------------------------------------- */
 
+typedef char cursor_name[AUDIT_SINK_MAX + 1];
+
+static bool name_in(const cursor_name *v, size_t n, const char *name) {
+  for (size_t i = 0; i < n; i++)
+    if (!strcmp(v[i], name)) return true;
+  return false;
+}
+
+/* Hands the audit log the drop of a deleted sink's cursor; kept for the
+ * next tick when its table of pending updates is full. A cursor left
+ * behind (no memory to keep it, a crash before the tick) is never read
+ * again: the sink made next has its own. */
+static void drop_cursor(gw_audit_sink *d, const char *cursor) {
+  if (audit_cursor_drop(d->log, cursor) != AUDIT_EFULL || name_in(d->drops, d->ndrops, cursor)) return;
+  if (d->ndrops == d->capdrops) {
+    size_t cap = d->capdrops ? d->capdrops * 2 : 8;
+    cursor_name *n = realloc(d->drops, cap * sizeof *n);
+    if (!n) return;
+    d->drops = n;
+    d->capdrops = cap;
+  }
+  snprintf(d->drops[d->ndrops++], sizeof d->drops[0], "%s", cursor);
+}
+
+static void drops_retry(gw_audit_sink *d) {
+  size_t w = 0;
+  for (size_t i = 0; i < d->ndrops; i++)
+    if (audit_cursor_drop(d->log, d->drops[i]) == AUDIT_EFULL) memmove(d->drops[w++], d->drops[i], sizeof d->drops[0]);
+  d->ndrops = w;
+}
+
 /* k is out of the running list; its state goes unless a new sink of the
- * same name (in now, the list that replaces the old one) carries it on */
-static void retire(gw_audit_sink *d, sink *k, sink *const *now, size_t nnow) {
+ * same name (in now, the list that replaces the old one) carries it on,
+ * and its cursor goes unless a sink stored now has it (cursors: the names
+ * of those, a record that could not start included): a tenant's sink that
+ * is deleted takes its cursor with it */
+static void retire(gw_audit_sink *d, sink *k, sink *const *now, size_t nnow, const cursor_name *cursors,
+                   size_t ncursors) {
   bool replaced = false;
   for (size_t i = 0; i < nnow && !replaced; i++) replaced = now[i] != k && !strcmp(now[i]->name, k->name);
   if (!replaced) audit_sink_state_put(d->log, k->name, NULL);
+  if (k->tenant[0] && !name_in(cursors, ncursors, k->cursor)) drop_cursor(d, k->cursor);
   if (!k->req) {
     sink_free(k);
     return;
@@ -686,6 +732,8 @@ typedef struct sync_ctx {
   st_txn *txn;
   sink **keep; /* the new list */
   size_t n, cap;
+  cursor_name *cursors; /* the cursors of the sinks stored now, of tenants not being purged */
+  size_t ncursors, capcursors;
   bool oom;
 } sync_ctx;
 
@@ -715,6 +763,20 @@ static int sync_one(void *ctx, const char *tenant, const json_t *rec) {
            inc ? inc : "");
   char uid[ST_TENANT_UID_LEN + 1];
   if (st_tenant_uid_get(c->txn, tenant, uid) != 0) return 0; /* a tenant being purged */
+  /* the sink's cursor: its own since it was made (a sink deleted and made
+   * again between two ticks has another) */
+  if (c->ncursors == c->capcursors) {
+    size_t cap = c->capcursors ? c->capcursors * 2 : 8;
+    cursor_name *nc = realloc(c->cursors, cap * sizeof *nc);
+    if (!nc) {
+      c->oom = true;
+      return 1;
+    }
+    c->cursors = nc;
+    c->capcursors = cap;
+  }
+  char *cursor = c->cursors[c->ncursors++];
+  audit_tenant_sink_cursor(tenant, rec, cursor);
   if (c->n == c->cap) {
     size_t cap = c->cap ? c->cap * 2 : 8;
     sink **n = realloc(c->keep, cap * sizeof *n);
@@ -730,6 +792,9 @@ static int sync_one(void *ctx, const char *tenant, const json_t *rec) {
     c->keep[c->n++] = k;
     return 0;
   }
+  /* a sink made since (deleted and made again at once): a new sink, with
+   * nothing of the running one's */
+  if (k && strcmp(k->cursor, cursor)) k = NULL;
   char *tok = NULL;
   if (json_is_true(json_object_get(rec, "token_set")) && audit_tenant_sink_token(c->txn, tenant, &tok) != 0) {
     GW_LOG(GW_LOG_ERROR, "audit", &((gw_log_ctx){tenant, NULL}),
@@ -755,6 +820,7 @@ static int sync_one(void *ctx, const char *tenant, const json_t *rec) {
     return 1;
   }
   snprintf(n->tenant, sizeof n->tenant, "%s", tenant);
+  snprintf(n->cursor, sizeof n->cursor, "%s", cursor);
   snprintf(n->only_uid, sizeof n->only_uid, "%s", uid);
   snprintf(n->version, sizeof n->version, "%s", version);
   if (k) {
@@ -800,7 +866,7 @@ static int sync_one(void *ctx, const char *tenant, const json_t *rec) {
 static void sync_tenants(gw_audit_sink *d) {
   st_txn *txn;
   if (!d->srv->store || st_read_begin(d->srv->store, &txn) != 0) return;
-  sync_ctx c = {d, txn, NULL, 0, 0, false};
+  sync_ctx c = {.d = d, .txn = txn};
   int rc = audit_tenant_sinks_each(txn, sync_one, &c);
   st_txn_end(txn);
   if (rc < 0 || c.oom) {
@@ -810,10 +876,12 @@ static void sync_tenants(gw_audit_sink *d) {
         sink_free(c.keep[i]);
       }
     free(c.keep);
+    free(c.cursors);
     return;
   }
   for (size_t i = 0; i < d->nt; i++)
-    if (!in_list(c.keep, c.n, d->tenants[i])) retire(d, d->tenants[i], c.keep, c.n);
+    if (!in_list(c.keep, c.n, d->tenants[i])) retire(d, d->tenants[i], c.keep, c.n, c.cursors, c.ncursors);
+  free(c.cursors);
   free(d->tenants);
   d->tenants = c.keep;
   d->nt = c.n;
@@ -825,6 +893,7 @@ static void sync_tenants(gw_audit_sink *d) {
 static void tick(uv_timer_t *t) {
   gw_audit_sink *d = t->data;
   if (d->stopping) return;
+  if (d->ndrops) drops_retry(d);
   sync_tenants(d);
   if (!d->op && !d->nt) { /* no sink (the usual case): nothing to read */
     kick(d, AUDIT_SINK_POLL_MS);

@@ -44,6 +44,8 @@ async function receiver() {
 }
 
 const idsOf = (rx) => rx.accepted().flatMap((p) => ndjsonLines(p.body).map((x) => x.id));
+const seqsOf = (rx) => rx.accepted().flatMap((p) => ndjsonLines(p.body).map((x) => x.seq));
+const metricsText = (g, op) => fetch(`${g.url}/metrics`, { headers: { authorization: `Bearer ${op}` } }).then((x) => x.text());
 
 /** True when the receivers accepted every record of acme's chain so far (at least min). */
 async function allAccepted(g, min, ...rxs) {
@@ -100,7 +102,9 @@ test("a tenant's sink changed right after a 2xx goes on after what was delivered
 // A sink deleted and made again between two looks of the driver (a
 // "replace" by a provisioning tool: DELETE, then PUT): the record's
 // revision starts again at 1, and the driver, which told settings apart by
-// revision, kept POSTing to the deleted sink's URL with its token.
+// revision, kept POSTing to the deleted sink's URL with its token. (And
+// the new sink went on from the deleted one's position: it is a new sink,
+// which gets the chain from its first record — the next test.)
 test('a sink deleted and made again at once sends to the new URL, nothing more to the old one', async () => {
   const g = await startGateway({});
   const op = operatorToken(g.dataDir);
@@ -121,5 +125,40 @@ test('a sink deleted and made again at once sends to the new URL, nothing more t
   await waitFor(() => allAccepted(g, 5, rxA, rxB), { timeoutMs: 15000, what: 'every record delivered' });
   assert.equal(rxA.posts.length, n, 'the deleted sink\'s receiver got POSTs after the delete');
   assert.ok(rxB.posts.every((p) => p.headers.authorization === 'Bearer new-receiver-token'));
+  // and it is a new sink, however quickly it followed: the chain from its first record
+  await waitFor(() => allAccepted(g, 5, rxB), { timeoutMs: 15000, what: 'the new receiver getting the whole chain' });
+  assert.equal(seqsOf(rxB)[0], 1, `the new sink began after the deleted one's position: ${seqsOf(rxB).join(' ')}`);
+  await g.stop();
+});
+
+// A sink deleted and set up again later. Its delivery cursor outlived the
+// DELETE (kept in the audit environment under the tenant's sink name), so
+// the new sink began where the deleted one had stopped — whatever the new
+// receiver is, it never got what came before — while a brand-new sink gets
+// the tenant's chain from its first record. A sink that is made is now a
+// new sink whatever came before: its own cursor, from the first record.
+test('a sink deleted and set up again later starts like a brand-new one: the chain from its first record', async () => {
+  const g = await startGateway({});
+  const op = operatorToken(g.dataDir);
+  await createTenant(g.port, op, 'acme');
+  const base = '/admin/v1/tenants/acme/audit/sink';
+  const rxA = await receiver();
+  let r = await api(g.port, op, 'PUT', base, { url: rxA.url });
+  assert.equal(r.status, 201, r.body);
+  await waitFor(() => allAccepted(g, 2, rxA), { timeoutMs: 15000, what: 'the first receiver accepting every record' });
+  assert.equal(seqsOf(rxA)[0], 1, 'a brand-new sink begins with the first record');
+  r = await api(g.port, op, 'DELETE', base);
+  assert.equal(r.status, 204, r.body);
+  // the driver let it go (its metrics series is gone); a record while there is no sink
+  await waitFor(async () => !(await metricsText(g, op)).includes('sink="tenant:acme"'), { timeoutMs: 10000, what: 'the deleted sink retired' });
+  r = await api(g.port, op, 'POST', '/admin/v1/tenants/acme/admin-tokens', { name: 'between' });
+  assert.equal(r.status, 201, r.body);
+  const rxB = await receiver();
+  r = await api(g.port, op, 'PUT', base, { url: rxB.url });
+  assert.equal(r.status, 201, r.body);
+  await waitFor(() => allAccepted(g, 5, rxB), { timeoutMs: 10000, what: 'the new receiver getting the whole chain' });
+  const seqs = seqsOf(rxB);
+  assert.deepEqual(seqs.slice(0, 5), [1, 2, 3, 4, 5], `in order from the first: ${seqs.join(' ')}`);
+  assert.equal(rxA.accepted().length, rxA.posts.length);
   await g.stop();
 });

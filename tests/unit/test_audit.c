@@ -1483,6 +1483,40 @@ TEST(cursors_move_forward_commit_without_records_and_are_checked) {
   tmp_cleanup();
 }
 
+/* A deleted tenant sink's cursor goes (audit_cursor_drop): every chain of
+ * that sink, not another sink whose name begins alike, and its updates
+ * still pending go with it; one queued after the drop is applied after it. */
+TEST(cursor_drop_forgets_one_sink) {
+  tmp_setup();
+  audit_log *a = open_default();
+  CHECK(a);
+  CHECK_INT(submit_n(a, "acme", UID_A, 0, 3), 0);
+  CHECK_INT(submit_n(a, "acme", UID_B, 0, 3), 0);
+  audit_flush(a);
+  CHECK_INT(audit_cursor_set(a, "tenant:acme:00000000000000aa", UID_A, 2), 0);
+  CHECK_INT(audit_cursor_set(a, "tenant:acme:00000000000000aa", UID_B, 1), 0);
+  CHECK_INT(audit_cursor_set(a, "tenant:acme:00000000000000aab", UID_A, 3), 0);
+  CHECK_INT(audit_cursor_set(a, "tenant:acme", UID_A, 3), 0);
+  audit_flush_all(a);
+  CHECK_INT(audit_cursor_set(a, "tenant:acme:00000000000000aa", UID_A, 3), 0); /* pending: goes with the drop */
+  CHECK_INT(audit_cursor_drop(a, "tenant:acme:00000000000000aa"), 0);
+  audit_flush_all(a);
+  CHECK_INT((int)cursor_of(a, "tenant:acme:00000000000000aa", UID_A), 0);
+  CHECK_INT((int)cursor_of(a, "tenant:acme:00000000000000aa", UID_B), 0);
+  CHECK_INT((int)cursor_of(a, "tenant:acme:00000000000000aab", UID_A), 3);
+  CHECK_INT((int)cursor_of(a, "tenant:acme", UID_A), 3);
+  /* drop, then set, in one commit: the set stands */
+  CHECK_INT(audit_cursor_drop(a, "tenant:acme"), 0);
+  CHECK_INT(audit_cursor_set(a, "tenant:acme", UID_B, 2), 0);
+  audit_flush_all(a);
+  CHECK_INT((int)cursor_of(a, "tenant:acme", UID_A), 0);
+  CHECK_INT((int)cursor_of(a, "tenant:acme", UID_B), 2);
+  CHECK_INT(audit_cursor_drop(a, "Bad Name"), AUDIT_EINVAL);
+  CHECK_INT(st_check(audit_store(a), NULL, NULL), 0);
+  audit_close(a);
+  tmp_cleanup();
+}
+
 /* An environment made by the first schema (records and heads, no cursors)
  * opens, migrates to step 2 and keeps its chains. */
 TEST(migration_adds_the_cursors_to_a_step_1_environment) {
@@ -1609,6 +1643,10 @@ TEST(tenant_sink_parse_store_purge_and_check) {
   CHECK_INT((int)json_integer_value(json_object_get(rec, "rev")), 2);
   /* the incarnation is the making write's: an update's is ignored */
   CHECK_STR(json_string_value(json_object_get(rec, "inc")), "00000000000000aa");
+  /* so is the delivery cursor's name */
+  char cname[AUDIT_SINK_MAX + 1];
+  audit_tenant_sink_cursor("acme", rec, cname);
+  CHECK_STR(cname, "tenant:acme:00000000000000aa");
   json_decref(rec);
   st_txn_end(t);
   CHECK_INT(st_check(st, NULL, NULL), 0);
@@ -1631,6 +1669,14 @@ TEST(tenant_sink_parse_store_purge_and_check) {
   CHECK_INT(audit_tenant_sink_get(t, "acme", &rec), 0);
   CHECK_INT((int)json_integer_value(json_object_get(rec, "rev")), 1);
   CHECK_STR(json_string_value(json_object_get(rec, "inc")), "00000000000000bb");
+  /* its own cursor: it starts as a new sink, not where the deleted one stopped */
+  audit_tenant_sink_cursor("acme", rec, cname);
+  CHECK_STR(cname, "tenant:acme:00000000000000bb");
+  /* a record made before sinks had their own cursor: the tenant's name */
+  json_t *legacy = json_pack("{s:s}", "url", "https://siem.example.com/in");
+  audit_tenant_sink_cursor("acme", legacy, cname);
+  CHECK_STR(cname, "tenant:acme");
+  json_decref(legacy);
   json_decref(rec);
   st_txn_end(t);
   CHECK_INT(tsink(st, (tsink_job){.tenant = "acme", .del = true}, NULL), 0);
@@ -2111,6 +2157,7 @@ int main(void) {
   RUN(migration_adds_the_cursors_to_a_step_1_environment);
   RUN(tenant_sink_parse_store_purge_and_check);
   RUN(tenant_sink_url_query_sealed_kept_and_upgraded);
+  RUN(cursor_drop_forgets_one_sink);
   RUN(submit_block_queues_in_place);
   RUN(submit_block_recycles_blocks);
   RUN(pool_keeps_every_block_of_a_burst);
