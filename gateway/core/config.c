@@ -144,7 +144,7 @@ static const cfg_key keys[] = {
     {"agg_uri_map_bytes", CFG_SIZE, "1M", 64 * 1024, 1 * GIB, OFF(agg_uri_map_bytes),
      "bytes of resource URIs (and template prefixes) one such session's map holds, however few they are (a URI "
      "may be 2,000 bytes): past it, as past agg_uri_map_max. A user's maps hold at most sessions_per_user_max "
-     "times this",
+     "(or their tenant's lower setting) times this",
      NULL},
     {"allowed_origins", CFG_STR, "", 0, 0, OFF(allowed_origins),
      "comma-separated Origin values allowed on MCP endpoints besides public_url's own (\"*\" = any); requests with "

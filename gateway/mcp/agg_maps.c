@@ -22,10 +22,13 @@
  * once) — and each session's entry
  * records its owner so it goes with the session: at DELETE, when its user
  * or tenant is revoked, and in the sweep of evicted or expired sessions —
- * and at most sessions_per_user_max entries per user in each index (past
- * it, the entry of the session the store evicted goes: the user's oldest
- * BY CREATION, as the store orders them, never a live session's first
- * used), so sessions opened faster than the sweep runs cannot pile up.
+ * and at most the user's session cap of entries per user in each index
+ * (min(the tenant's sessions_per_user_max, the operator's) as their newest
+ * session was created under: the store applies a lowered cap from the
+ * user's next session on; past it, the entries of the sessions the store
+ * evicted go: the user's oldest BY CREATION, as the store orders them,
+ * never a live session's first used), so sessions opened faster than the
+ * sweep runs cannot pile up.
  * A URI several connectors offer (exactly, or by templates covering it)
  * is routed to none of them (logged). No lookup a message makes walks a
  * session's map (an upstream lists agg_uri_map_max URIs, then floods
@@ -91,6 +94,7 @@ typedef struct agg_entry {
   char tenant[64], user[40];       /* the session's owner */
   int64_t created_ms;              /* the session's, as stored */
   char hex[65];                    /* sha256(sid) in hex: with created_ms, the store's eviction order */
+  size_t cap;                      /* the user's session cap the session was created under (user_cap) */
   json_t *map;                     /* routes: "U"uri → connector (templates: tpl); asked: "connector\nid" → true,
                                     * oldest first (a dictionary of strings) */
   json_t *awaited;                 /* asked only: the client's calls whose reply comes on the GET stream,
@@ -208,13 +212,36 @@ static void entry_del(gw_agg_index *ix, agg_entry *e) {
   free(e);
 }
 
+/* Whether a's session was created before b's in the store's eviction
+ * order (created_ms, then the hash: mcp_session.c's on_session_created). */
+static bool created_before(int64_t a_ms, const char *a_hex, int64_t b_ms, const char *b_hex) {
+  return a_ms < b_ms || (a_ms == b_ms && strcmp(a_hex, b_hex) < 0);
+}
+
 /* The entry of the session the store evicts first among o's: the oldest
- * created (created_ms, then the hash: mcp_session.c's on_session_created). */
+ * created. */
 static agg_entry *owner_first_created(const agg_owner *o) {
   agg_entry *v = o->first;
   for (agg_entry *e = v ? v->unext : NULL; e; e = e->unext)
-    if (e->created_ms < v->created_ms || (e->created_ms == v->created_ms && strcmp(e->hex, v->hex) < 0)) v = e;
+    if (created_before(e->created_ms, e->hex, v->created_ms, v->hex)) v = e;
   return v;
+}
+
+/* The entry of o's session created last. */
+static agg_entry *owner_last_created(const agg_owner *o) {
+  agg_entry *v = o->first;
+  for (agg_entry *e = v ? v->unext : NULL; e; e = e->unext)
+    if (created_before(v->created_ms, v->hex, e->created_ms, e->hex)) v = e;
+  return v;
+}
+
+/* The per-user session cap x's session was created under: min(the
+ * tenant's then, the operator's), as the store's eviction at its creation
+ * applied it (mcp_session.h: a record without the tenant's, the
+ * operator's). */
+static size_t user_cap(const gw_exchange *x) {
+  int64_t op = x->lp->srv->cfg.sessions_per_user_max, t = x->sess.user_max;
+  return (size_t)(t > 0 && t < op ? t : op);
 }
 
 static size_t sessions_max(const gw_mcp_shared *sh) {
@@ -243,16 +270,29 @@ static agg_entry *session_entry(gw_agg_index **ixp, const gw_exchange *x, bool c
   gw_agg_index *ix = *ixp;
   agg_entry *e = entry_get(ix, x->sid);
   if (e || !create) return e;
-  /* a user holds at most sessions_per_user_max sessions: past that many
-   * entries of theirs, one belongs to a session the store evicted (or that
-   * expired) and the sweep has not freed yet — it goes now, so a user who
+  /* a user holds at most their session cap: past that many entries of
+   * theirs, the oldest belong to sessions the store evicted (or that
+   * expired) and the sweep has not freed yet — they go now, so a user who
    * keeps opening sessions cannot fill the index (and memory) until the
-   * next sweep. Which one: the store evicts a user's oldest sessions BY
+   * next sweep. Which ones: the store evicts a user's oldest sessions BY
    * CREATION, so the oldest created here (and not the one first used: a
-   * live session used before one that is gone would lose its maps) */
+   * live session used before one that is gone would lose its maps). Which
+   * cap: the one the user's newest session here was created under — the
+   * store evicted by it then, and a cap lowered since applies only from
+   * the user's next session on (the tenant's, when lower than the
+   * operator's: mcp_session.h) */
+  char hex[65];
+  gw_session_hex(x->sid, hex);
+  size_t cap = user_cap(x);
   agg_owner *mine = owner_get(ix, x->tenant, x->user, false);
-  if (mine && mine->n >= (size_t)x->lp->srv->cfg.sessions_per_user_max) entry_del(ix, owner_first_created(mine));
-  else if (ix->n >= sessions_max(x->lp->srv->mcp)) entry_del(ix, tenant_to_yield(ix, x->tenant)->oldest);
+  agg_entry *last = mine ? owner_last_created(mine) : NULL;
+  if (last && created_before(x->sess.created_ms, hex, last->created_ms, last->hex)) cap = last->cap;
+  while (mine && mine->n >= cap) {
+    bool lastone = mine->n == 1; /* its delete frees mine */
+    entry_del(ix, owner_first_created(mine));
+    if (lastone) mine = NULL;
+  }
+  if (ix->n >= sessions_max(x->lp->srv->mcp)) entry_del(ix, tenant_to_yield(ix, x->tenant)->oldest);
   agg_tenant *t = tenant_get(ix, x->tenant, true);
   agg_owner *o = t ? owner_get(ix, x->tenant, x->user, true) : NULL;
   if (!o || !(e = calloc(1, sizeof *e)) || !(e->map = json_object())) {
@@ -265,7 +305,8 @@ static agg_entry *session_entry(gw_agg_index **ixp, const gw_exchange *x, bool c
   gw_strlcpy(e->tenant, x->tenant, sizeof e->tenant);
   gw_strlcpy(e->user, x->user, sizeof e->user);
   e->created_ms = x->sess.created_ms;
-  gw_session_hex(x->sid, e->hex);
+  memcpy(e->hex, hex, sizeof e->hex);
+  e->cap = user_cap(x);
   size_t h = bucket_of(e->sid);
   e->hnext = ix->b[h];
   ix->b[h] = e;

@@ -84,10 +84,18 @@ int gw_session_put(st_txn *txn, const char *id, const gw_session *s, const char 
   uint8_t raw[32];
   hash_hex(id, hex, raw);
   int64_t created = s->created_ms ? s->created_ms : rfc3339_end_ms(now);
+  /* the cap this creation evicts by (on_session_created), kept with the
+   * record: the maps bound a user's entries by their newest session's */
+  int64_t tenant_max = 0;
+  gw_settings_get_int(txn, s->tenant, "sessions_per_user_max", &tenant_max);
   json_t *r = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:I}", "tenant", s->tenant, "user", s->user,
                         "connector", s->connector, "version", s->version, "upstream", s->upstream, "client",
                         s->client, "created", now, "created_ms", (json_int_t)created, "used_ms",
                         (json_int_t)created);
+  if (r && tenant_max > 0 && json_object_set_new(r, "user_max", json_integer((json_int_t)tenant_max))) {
+    json_decref(r);
+    r = NULL;
+  }
   char *js = json_dumps(r, JSON_COMPACT);
   json_decref(r);
   if (!js) return ST_ENOMEM;
@@ -97,7 +105,7 @@ int gw_session_put(st_txn *txn, const char *id, const gw_session *s, const char 
   if ((rc = st_put(txn, ST_DB_SESSIONS, k, ikey('u', s->tenant, s->user, hex, k), "", 0, 0))) return rc;
   if (s->connector[0] && (rc = st_put(txn, ST_DB_SESSIONS, k, ikey('c', s->tenant, s->connector, hex, k), "", 0, 0)))
     return rc;
-  gw_session_event ev = {s->tenant, s->user, hex};
+  gw_session_event ev = {s->tenant, s->user, hex, tenant_max};
   rc = st_emit(txn, GW_EV_SESSION_CREATED, &ev);
   return rc < 0 ? rc : 0;
 }
@@ -121,6 +129,8 @@ static int load_raw(st_txn *txn, const uint8_t raw[32], gw_session *out) {
   out->created_ms = json_is_integer(cm) ? (int64_t)json_integer_value(cm)
                                         : rfc3339_end_ms(json_string_value(json_object_get(r, "created")));
   out->used_ms = json_is_integer(um) ? (int64_t)json_integer_value(um) : out->created_ms;
+  json_t *ux = json_object_get(r, "user_max");
+  out->user_max = json_is_integer(ux) && json_integer_value(ux) > 0 ? (int64_t)json_integer_value(ux) : 0;
   json_decref(r);
   gw_settings_get_int(txn, out->tenant, "session_idle_timeout_ms", &out->tenant_idle_ms);
   return 0;
@@ -480,9 +490,7 @@ static int on_session_created(st_txn *txn, int kind, const void *event, void *ct
     return rc;
   }
   rc = 0;
-  int64_t tenant_max = 0;
-  gw_settings_get_int(txn, ev->tenant, "sessions_per_user_max", &tenant_max);
-  const size_t max = (size_t)tighter(tenant_max, lim->per_user_max);
+  const size_t max = (size_t)tighter(ev->tenant_max, lim->per_user_max); /* read by gw_session_put */
   if (n > max) {
     /* stamps are read after the scan: the cursor's pointers are gone */
     for (size_t i = 0; i < n; i++) {

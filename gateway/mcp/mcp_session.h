@@ -7,7 +7,7 @@
  * client. Keys hold the SHA-256 of the id, like tokens.
  *
  * ST_DB_SESSIONS:  "s" sha256(id)               → {tenant,user,connector,version,upstream,client,
- *                                                   created, created_ms, used_ms}
+ *                                                   created, created_ms, used_ms[, user_max]}
  *                  "u" tenant \0 user \0 hexhash → ""     (a user's sessions)
  *                  "c" tenant \0 conn \0 hexhash → ""     (a connector's sessions)
  *                  "a" sha256(id) connector      → upstream session id (aggregated
@@ -44,7 +44,12 @@
  *    sessions_per_user_max (effective = min(tenant, operator); 0 or unset =
  *    the operator's). Both are read from the tenant record in the same txn
  *    as the session (load for the idle timeout, the creating txn for the
- *    cap). */
+ *    cap). A lowered cap is applied at the user's next new session, not at
+ *    once: until then they may hold more live sessions than it allows.
+ *    The record keeps the tenant's cap it was created under ("user_max",
+ *    when set): the aggregated endpoint's maps (agg_maps.c) bound a user's
+ *    entries by the cap their newest session was created under, the one
+ *    the store's last eviction for that user applied. */
 #ifndef MCPGATE_GATEWAY_MCP_SESSION_H
 #define MCPGATE_GATEWAY_MCP_SESSION_H
 #include <jansson.h>
@@ -62,6 +67,7 @@
 typedef struct gw_session_event {
   const char *tenant, *user;
   const char *hex; /* sha256(id) in hex: the new session, never evicted by its own creation */
+  int64_t tenant_max; /* the tenant's sessions_per_user_max in this txn (0: the operator's) */
 } gw_session_event;
 
 /* The operator's bounds (config: session_idle_timeout_ms, session_max_age_ms,
@@ -83,6 +89,9 @@ typedef struct gw_session {
   int64_t used_ms;      /* last recorded use, unix ms (coarse: see above) */
   int64_t tenant_idle_ms; /* the tenant's session_idle_timeout_ms (0: the operator's),
                              read with the record; not stored in it */
+  int64_t user_max;     /* the tenant's sessions_per_user_max when the session was created
+                           (0: the operator's, or a record from before it was kept), as
+                           stored; gw_session_put ignores it (it reads the tenant's) */
 } gw_session;
 
 /* The sessions module's tenant settings (NULL-name-terminated). */
@@ -90,7 +99,8 @@ extern const gw_setting gw_session_settings[];
 
 /* Writer job body: stores a new session under `id`, created at
  * s->created_ms, or (0) at `now` (RFC 3339, read as the end of its second),
- * then emits GW_EV_SESSION_CREATED (the per-user cap evicts there). */
+ * with the tenant's sessions_per_user_max in txn (user_max), then emits
+ * GW_EV_SESSION_CREATED (the per-user cap evicts there). */
 int gw_session_put(st_txn *txn, const char *id, const gw_session *s, const char *now);
 /* sha256(id) in hex: a session's key in the user's "u" index, the order of
  * the per-user cap's eviction between sessions created in the same

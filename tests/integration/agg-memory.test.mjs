@@ -71,6 +71,65 @@ test('at the per-user cap, a new session\'s maps push out those of the session t
   await f.gw.stop();
 });
 
+// A tenant may lower sessions_per_user_max below the operator's (tenant
+// settings: effective = min(tenant, operator)); the store evicts at the
+// tenant's value, and so must the maps: at the operator's value a user of
+// that tenant kept up to 64 sessions' maps in memory for sessions the
+// store had evicted, until the sweep.
+test('a tenant\'s lower sessions_per_user_max bounds a user\'s maps too, not only the operator\'s', async () => {
+  const f = await fixture(); // the operator's cap: 64
+  assert.equal((await f.t.admin('PATCH', '', { settings: { sessions_per_user_max: 2 } })).status, 200);
+  const bob = await rawSession(f.agg, (await f.t.mintToken('bob@acme.com')).token);
+  assert.equal((await bob.request('resources/list')).messages[0].result.resources.length, 3);
+  const tok = (await f.t.mintToken('alice@acme.com')).token;
+  const opened = [];
+  for (let i = 0; i < 8; i++) {
+    opened.push(await rawSession(f.agg, tok));
+    assert.equal((await opened[i].request('resources/list')).messages[0].result.resources.length, 3);
+  }
+  const n = await f.maps();
+  assert.ok(n <= 3, `alice's evicted sessions' maps went at once (bob's 1 + alice's at most 2): ${n}`);
+  // which two the store kept: its oldest by creation are stamped to the second
+  const live = [];
+  for (const s of opened) if ((await s.request('resources/list')).status !== 404) live.push(s);
+  assert.equal(live.length, 2, 'the store keeps the tenant\'s 2');
+  const read = async (sess, uri) => (await sess.request('resources/read', { uri })).messages[0];
+  for (const s of [...live, bob])
+    assert.equal((await read(s, 'ra://r/1')).result?.contents?.[0]?.text, 'ra:read ra://r/1', 'a live session routes');
+  assert.equal(await f.maps(), 3);
+  await f.gw.stop();
+});
+
+// The store applies a lowered cap at the user's next new session, not at
+// once (mcp_session.h): until then the user's sessions beyond it are live,
+// and their maps must stay — the maps judge by the cap their newest
+// session was created under, not the tenant's value now.
+test('a cap lowered while a user holds more sessions drops none of their live maps; their next session drops the evicted ones', async () => {
+  const f = await fixture({ second: true });
+  const tok = (await f.t.mintToken('alice@acme.com')).token;
+  const s = [];
+  for (let i = 0; i < 3; i++) s.push(await rawSession(f.agg, tok));
+  assert.equal((await f.t.admin('PATCH', '', { settings: { sessions_per_user_max: 2 } })).status, 200);
+  // the maps are made now, after the change: three live sessions
+  for (const x of s) assert.equal((await x.request('resources/list')).messages[0].result.resources.length, 3);
+  const read = async (sess, uri) => (await sess.request('resources/read', { uri })).messages[0];
+  // two connectors offer resources: a URI a session's map lost is not routed
+  for (const x of s) assert.equal((await read(x, 'ra://r/1')).result?.contents?.[0]?.text, 'ra:read ra://r/1', 'a live session kept its map');
+  assert.equal(await f.maps(), 3);
+  // sessions are stamped to the second they were created in: the next one's is later
+  const sec = Math.floor(Date.now() / 1000);
+  await waitFor(() => Math.floor(Date.now() / 1000) > sec, { what: 'the next second' });
+  const s3 = await rawSession(f.agg, tok); // the store keeps it and one of the three
+  assert.equal((await s3.request('resources/list')).messages[0].result.resources.length, 3);
+  assert.equal(await f.maps(), 2, 'the evicted sessions\' maps went');
+  const live = [];
+  for (const x of s) if ((await x.request('resources/list')).status !== 404) live.push(x);
+  assert.equal(live.length, 1, 'the store evicted two of the three');
+  for (const x of [live[0], s3])
+    assert.equal((await read(x, 'ra://r/2')).result?.contents?.[0]?.text, 'ra:read ra://r/2', 'a live session kept its map');
+  await f.gw.stop();
+});
+
 // The maps hold a bounded number of sessions, all tenants together
 // (SESSIONS_MAX; MCPGATE_TEST_AGG_SESSIONS_MAX lowers it here). Past it,
 // one tenant's sessions must not push out another's maps: the tenant
