@@ -420,13 +420,17 @@ void ap_hint_fill(st_txn *txn, const char *tenant, const pol_user *u, const char
 }
 
 /* The hint's stamp holds in txn: nothing a decision is built from moved
- * (the cuts as they are now, as gw__visible_in reads them). */
+ * (the cuts as they are now, as gw__visible_in reads them), and the
+ * tenant is active: a deleted one is purged module by module — its
+ * directory first — moving none of the stamp (its uid goes last), so a
+ * hint read before would go on deciding for users the store no longer
+ * has. */
 static bool hint_holds(st_txn *txn, const char *tenant, const ap_hint *h) {
   if (!h || !h->set || st_cut_generation_now(st_txn_store(txn)) != h->cutgen || pol_generation(txn, tenant) != h->gen ||
       pol_version(txn, tenant) != h->rev)
     return false;
   char uid[ST_TENANT_UID_LEN + 1];
-  return st_tenant_uid_get(txn, tenant, uid) == 0 && !strcmp(uid, h->uid);
+  return st_tenant_uid_get(txn, tenant, uid) == 0 && !strcmp(uid, h->uid) && st_tenant_active(txn, tenant) == 0;
 }
 
 static int approval_basis(st_txn *txn, const char *tenant, const char *user, const char *connector, const char *tool,

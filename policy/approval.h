@@ -151,8 +151,9 @@ int ap_request_list_reviewer(st_txn *txn, const char *tenant, const char *review
  * transaction — 7 ms for a 1,000-rule policy, on the thread every
  * deactivation waits for, per call an employee makes on a standing
  * grant — when the same stamp holds there (equal stamps, equal
- * decisions: policy.h's pol_version). A stamp that moved: the policy is
- * loaded, as without a hint. */
+ * decisions: policy.h's pol_version). A stamp that moved, or a tenant
+ * no longer active (a deleted tenant's purge moves none of the stamp):
+ * the policy is loaded, as without a hint. */
 typedef struct ap_hint {
   bool set;     /* false: no hint */
   bool approve; /* the decision was POL_APPROVE, and pa is its approval */
