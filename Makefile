@@ -9,7 +9,7 @@
 #   make run        deps + build + serve on 127.0.0.1:8080 with data in ./data
 #   make test       deps + check-layers + build + unit tests + integration
 #                   (plain and ASan)
-#   make bench      benchmarks (BENCH=policy,scim,call,audit,idle,cold,proxy,offboard picks)
+#   make bench      benchmarks (BENCH=policy,sweep,scim,call,audit,idle,cold,proxy,offboard picks)
 #   make clean      every build directory (build, build-asan, build-fuzz, build-fuzzcov, build-tsan)
 
 CC      ?= cc
