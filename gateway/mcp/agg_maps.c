@@ -60,7 +60,17 @@
  * expired. At most SESSIONS_MAX sessions per index (tenant_to_yield says
  * whose goes past it; MCPGATE_TEST_AGG_SESSIONS_MAX, a test hook read in
  * mcp_loop.c, lowers it). Entries are listed by tenant and by user, so no
- * eviction walks the whole index. */
+ * eviction walks the whole index.
+ *
+ * Every loop's aggregated requests take maps_mu, so nothing slow runs
+ * under it: the sweep reads the store (a session record per session with
+ * an entry) without it — it notes the sessions and each entry's stamp
+ * (gen) under it, reads, then drops under it, in batches, only the
+ * entries still bearing the stamp it checked (not one made again since);
+ * and an entry deleted under it (an eviction, a revocation's walk of a
+ * tenant's or a user's entries, the sweep) is only unlinked there — its
+ * maps, up to agg_uri_map_max URIs, are freed once maps_mu is released
+ * (maps_unlock: every release of maps_mu in this file). */
 #define SESSIONS_MAX 10000
 #define ASKED_PER_SESSION 64
 #define BUCKETS 4096 /* a power of two; chains stay short up to SESSIONS_MAX */
@@ -95,6 +105,8 @@ typedef struct agg_entry {
   int64_t created_ms;              /* the session's, as stored */
   char hex[65];                    /* sha256(sid) in hex: with created_ms, the store's eviction order */
   size_t cap;                      /* the user's session cap the session was created under (user_cap) */
+  uint64_t gen;                    /* sh->maps_gen when made: tells a sweep's entry from one made again since */
+  size_t sweep_at;                 /* routes: its item in the sweep being taken (gw__agg_sweep_begin only) */
   json_t *map;                     /* routes: "U"uri → connector (templates: tpl); asked: "connector\nid" → true,
                                     * oldest first (a dictionary of strings) */
   json_t *awaited;                 /* asked only: the client's calls whose reply comes on the GET stream,
@@ -115,6 +127,7 @@ struct gw_agg_index {
   agg_tenant *tb[TENANT_BUCKETS];
   agg_tenant *tenants; /* every tenant with an entry (prev, next) */
   size_t n, ntenants;
+  agg_entry *dead;     /* deleted entries (hnext) whose maps maps_unlock frees, after the unlock */
 };
 
 static uint32_t fnv(uint32_t h, const char *s) {
@@ -204,12 +217,32 @@ static void entry_del(gw_agg_index *ix, agg_entry *e) {
   else o->first = e->unext;
   if (e->unext) e->unext->uprev = e->uprev;
   if (!--o->n) owner_drop(ix, o); /* the owner's last: it goes too */
-  json_decref(e->map);
-  json_decref(e->awaited);
-  json_decref(e->tokens);
-  json_decref(e->elicits);
-  tpl_free(e->tpl);
-  free(e);
+  /* its maps (up to agg_uri_map_max URIs, and their tree) are freed after
+   * maps_mu is released: nothing reaches them once unlinked */
+  e->hnext = ix->dead;
+  ix->dead = e;
+}
+
+static void entries_free(agg_entry *e) {
+  for (agg_entry *n; e; e = n) {
+    n = e->hnext;
+    json_decref(e->map);
+    json_decref(e->awaited);
+    json_decref(e->tokens);
+    json_decref(e->elicits);
+    tpl_free(e->tpl);
+    free(e);
+  }
+}
+
+/* Releases maps_mu, then frees what was deleted under it. */
+static void maps_unlock(gw_mcp_shared *sh) {
+  agg_entry *a = sh->asked ? sh->asked->dead : NULL, *u = sh->agg_uris ? sh->agg_uris->dead : NULL;
+  if (a) sh->asked->dead = NULL;
+  if (u) sh->agg_uris->dead = NULL;
+  uv_mutex_unlock(&sh->maps_mu);
+  entries_free(a);
+  entries_free(u);
 }
 
 /* Whether a's session was created before b's in the store's eviction
@@ -307,6 +340,7 @@ static agg_entry *session_entry(gw_agg_index **ixp, const gw_exchange *x, bool c
   e->created_ms = x->sess.created_ms;
   memcpy(e->hex, hex, sizeof e->hex);
   e->cap = user_cap(x);
+  e->gen = ++x->lp->srv->mcp->maps_gen;
   size_t h = bucket_of(e->sid);
   e->hnext = ix->b[h];
   ix->b[h] = e;
@@ -325,18 +359,18 @@ static agg_entry *session_entry(gw_agg_index **ixp, const gw_exchange *x, bool c
   return e;
 }
 
-static void index_free(gw_agg_index **ixp) {
-  gw_agg_index *ix = *ixp;
+/* ix (taken out of sh under maps_mu: nobody else reaches it) and its entries go. */
+static void index_free(gw_agg_index *ix) {
   if (!ix) return;
   while (ix->tenants) entry_del(ix, ix->tenants->oldest);
+  entries_free(ix->dead);
   free(ix);
-  *ixp = NULL;
 }
 
 size_t gw__agg_uri_maps(gw_mcp_shared *sh) {
   uv_mutex_lock(&sh->maps_mu);
   size_t n = sh->agg_uris ? sh->agg_uris->n : 0;
-  uv_mutex_unlock(&sh->maps_mu);
+  maps_unlock(sh);
   return n;
 }
 
@@ -495,7 +529,7 @@ void gw__agg_uri_note(gw_exchange *x, const char *uri, bool is_template) {
   gw_mcp_shared *sh = x->lp->srv->mcp;
   uv_mutex_lock(&sh->maps_mu);
   uri_note(sh, x, uri, is_template);
-  uv_mutex_unlock(&sh->maps_mu);
+  maps_unlock(sh);
 }
 
 /* Whether map value v (a name, or an array of names) names connector. */
@@ -581,7 +615,7 @@ int gw__agg_uri_route(gw_exchange *x, const char *uri, char *out, size_t outsz) 
    * URI exactly does not take it from another whose template covers it */
   uv_mutex_lock(&sh->maps_mu);
   uri_offers(sh, entry_get(sh->agg_uris, x->sid), uri, offers_add, set);
-  uv_mutex_unlock(&sh->maps_mu);
+  maps_unlock(sh);
   int rc = (int)json_object_size(set) > 1 ? -1 : (int)json_object_size(set);
   if (outsz) out[0] = 0;
   size_t n = 0;
@@ -614,7 +648,7 @@ static bool uri_not_others(gw_exchange *x, const char *uri) {
   whose w = {.connector = x->connector};
   uv_mutex_lock(&sh->maps_mu);
   uri_offers(sh, entry_get(sh->agg_uris, x->sid), uri, whose_visit, &w);
-  uv_mutex_unlock(&sh->maps_mu);
+  maps_unlock(sh);
   return w.mine || !w.others;
 }
 
@@ -676,7 +710,7 @@ static void asked_note(gw_exchange *x, const char *enc) {
   uv_mutex_lock(&sh->maps_mu);
   agg_entry *e = session_entry(&sh->asked, x, true);
   if (e && !json_object_get(e->map, key)) asked_add(e->map, key);
-  uv_mutex_unlock(&sh->maps_mu);
+  maps_unlock(sh);
 }
 
 bool gw__agg_asked_take(gw_exchange *x, const char *connector, const char *enc) {
@@ -686,7 +720,7 @@ bool gw__agg_asked_take(gw_exchange *x, const char *connector, const char *enc) 
   uv_mutex_lock(&sh->maps_mu);
   agg_entry *e = entry_get(sh->asked, x->sid);
   bool taken = e && json_object_del(e->map, key) == 0;
-  uv_mutex_unlock(&sh->maps_mu);
+  maps_unlock(sh);
   return taken;
 }
 
@@ -718,7 +752,7 @@ void gw__agg_awaited_note(gw_exchange *x) {
     }
     free(enc);
   }
-  uv_mutex_unlock(&sh->maps_mu);
+  maps_unlock(sh);
 }
 
 /* A response on x's GET feed answers a call awaited from its connector. */
@@ -735,7 +769,7 @@ static bool awaited_take(gw_exchange *x, const json_t *id) {
   uv_mutex_lock(&sh->maps_mu);
   agg_entry *e = entry_get(sh->asked, x->sid);
   bool taken = e && e->awaited && json_object_del(e->awaited, key) == 0;
-  uv_mutex_unlock(&sh->maps_mu);
+  maps_unlock(sh);
   return taken;
 }
 
@@ -770,7 +804,7 @@ void gw__agg_progress_note(gw_exchange *x, const json_t *token) {
     }
     json_object_set_new(e->tokens, enc, json_string(x->connector));
   }
-  uv_mutex_unlock(&sh->maps_mu);
+  maps_unlock(sh);
   free(enc);
 }
 
@@ -782,7 +816,7 @@ static bool token_is_mine(gw_exchange *x, const char *enc, bool forget) {
   const char *c = e ? json_string_value(json_object_get(e->tokens, enc)) : NULL;
   bool mine = c && !strcmp(c, x->connector);
   if (mine && forget) json_object_del(e->tokens, enc);
-  uv_mutex_unlock(&sh->maps_mu);
+  maps_unlock(sh);
   return mine;
 }
 
@@ -800,7 +834,7 @@ static bool asked_has(gw_exchange *x, const char *enc) {
   uv_mutex_lock(&sh->maps_mu);
   agg_entry *e = entry_get(sh->asked, x->sid);
   bool has = e && json_object_get(e->map, key);
-  uv_mutex_unlock(&sh->maps_mu);
+  maps_unlock(sh);
   return has;
 }
 
@@ -846,7 +880,7 @@ static void elicit_note(gw_exchange *x, const char *key) {
     json_object_del(e->elicits, key); /* given again: now the newest */
     asked_add(e->elicits, key);
   }
-  uv_mutex_unlock(&sh->maps_mu);
+  maps_unlock(sh);
 }
 
 static bool elicit_take(gw_exchange *x, const char *key) {
@@ -854,7 +888,7 @@ static bool elicit_take(gw_exchange *x, const char *key) {
   uv_mutex_lock(&sh->maps_mu);
   agg_entry *e = x->sid[0] ? entry_get(sh->asked, x->sid) : NULL;
   bool taken = e && e->elicits && json_object_del(e->elicits, key) == 0;
-  uv_mutex_unlock(&sh->maps_mu);
+  maps_unlock(sh);
   return taken;
 }
 
@@ -899,7 +933,7 @@ void gw__agg_forget_session(gw_mcp_shared *sh, const char *sid) {
   uv_mutex_lock(&sh->maps_mu);
   if ((e = entry_get(sh->asked, sid))) entry_del(sh->asked, e);
   if ((e = entry_get(sh->agg_uris, sid))) entry_del(sh->agg_uris, e);
-  uv_mutex_unlock(&sh->maps_mu);
+  maps_unlock(sh);
 }
 
 static void forget_in(gw_agg_index *ix, const char *tenant, const char *user) {
@@ -915,34 +949,120 @@ static void forget_in(gw_agg_index *ix, const char *tenant, const char *user) {
 }
 
 void gw__agg_forget_owner(gw_mcp_shared *sh, const char *tenant, const char *user) {
+  gw_agg_index *asked = NULL, *uris = NULL;
   uv_mutex_lock(&sh->maps_mu);
   if (!tenant) {
-    index_free(&sh->asked);
-    index_free(&sh->agg_uris);
+    asked = sh->asked;
+    uris = sh->agg_uris;
+    sh->asked = sh->agg_uris = NULL;
   } else {
     forget_in(sh->asked, tenant, user);
     forget_in(sh->agg_uris, tenant, user);
   }
-  uv_mutex_unlock(&sh->maps_mu);
+  maps_unlock(sh);
+  index_free(asked);
+  index_free(uris);
 }
 
-static void sweep_in(gw_agg_index *ix, st_txn *txn, int64_t now_ms, const gw_session_limits *lim) {
+/* The sweep reads every session with an entry in the store (up to
+ * SESSIONS_MAX, both indexes together): not under maps_mu, which every
+ * loop's aggregated requests take. Its items: the sessions with an entry
+ * when it began, each entry's stamp, and (once checked) whether the store
+ * still holds the session, unexpired. */
+typedef struct sweep_item {
+  char sid[96];
+  uint64_t gen[2]; /* the stamps of its entries in agg_uris and asked; 0: none there */
+  bool dead;
+} sweep_item;
+
+struct gw_agg_sweep {
+  size_t n;
+  sweep_item v[];
+};
+
+#define SWEEP_BATCH 1024 /* items the sweep's end judges per hold of maps_mu */
+
+/* How many entries sh's indexes hold. Under maps_mu. */
+static size_t entries_n(const gw_mcp_shared *sh) {
+  return (sh->agg_uris ? sh->agg_uris->n : 0) + (sh->asked ? sh->asked->n : 0);
+}
+
+gw_agg_sweep *gw__agg_sweep_begin(gw_mcp_shared *sh) {
+  /* the items' memory is taken (and touched) before maps_mu: at most one
+   * item per entry, SESSIONS_MAX of them in each index */
+  gw_agg_sweep *sw = NULL;
+  for (size_t cap = 0;;) {
+    uv_mutex_lock(&sh->maps_mu);
+    size_t need = entries_n(sh);
+    if (need <= cap) break;
+    uv_mutex_unlock(&sh->maps_mu);
+    free(sw);
+    cap = need + need / 8;
+    if (!(sw = malloc(sizeof *sw + cap * sizeof sw->v[0]))) return NULL;
+    memset(sw->v, 0, cap * sizeof sw->v[0]);
+  }
+  gw_agg_index *ix[2] = {sh->agg_uris, sh->asked};
+  if (!sw) {
+    uv_mutex_unlock(&sh->maps_mu);
+    return NULL;
+  }
+  sw->n = 0;
+  /* a session with an entry in both is one item (one store read): a
+   * routes entry notes its item, an asked entry finds it through it */
+  for (int i = 0; i < 2; i++)
+    for (agg_tenant *t = ix[i] ? ix[i]->tenants : NULL; t; t = t->next)
+      for (agg_entry *e = t->oldest; e; e = e->newer) {
+        agg_entry *r = i ? entry_get(ix[0], e->sid) : NULL;
+        sweep_item *it = r ? &sw->v[r->sweep_at] : &sw->v[sw->n];
+        if (!r) {
+          memcpy(it->sid, e->sid, sizeof it->sid);
+          it->gen[0] = it->gen[1] = 0;
+          it->dead = false;
+          if (!i) e->sweep_at = sw->n;
+          sw->n++;
+        }
+        it->gen[i] = e->gen;
+      }
+  uv_mutex_unlock(&sh->maps_mu);
+  return sw;
+}
+
+void gw__agg_sweep_check(gw_agg_sweep *sw, const gw_session_limits *lim, st_txn *txn, int64_t now_ms) {
   gw_session s;
-  /* a tenant's last entry's delete frees it: the next ones are read first */
-  for (agg_tenant *t = ix ? ix->tenants : NULL, *tn; t; t = tn) {
-    tn = t->next;
-    for (agg_entry *e = t->oldest, *n; e; e = n) {
-      n = e->newer;
-      if (gw_session_get(txn, e->sid, &s) != 0 || gw_session_expired(&s, now_ms, lim)) entry_del(ix, e);
+  for (size_t i = 0; sw && i < sw->n; i++)
+    sw->v[i].dead = gw_session_get(txn, sw->v[i].sid, &s) != 0 || gw_session_expired(&s, now_ms, lim);
+}
+
+size_t gw__agg_sweep_end(gw_mcp_shared *sh, gw_agg_sweep *sw) {
+  size_t gone = 0;
+  if (!sw) return 0;
+  uv_mutex_lock(&sh->maps_mu);
+  for (size_t i = 0; i < sw->n; i++) {
+    if (i && !(i % SWEEP_BATCH)) { /* the others' requests go in between */
+      maps_unlock(sh);
+      uv_mutex_lock(&sh->maps_mu);
+    }
+    if (!sw->v[i].dead) continue;
+    gw_agg_index *ix[2] = {sh->agg_uris, sh->asked};
+    for (int k = 0; k < 2; k++) {
+      /* gone meanwhile (a DELETE, a revocation, pushed out), or made again
+       * since (its session judged by a later sweep): not the one checked */
+      agg_entry *e = sw->v[i].gen[k] ? entry_get(ix[k], sw->v[i].sid) : NULL;
+      if (e && e->gen == sw->v[i].gen[k]) {
+        entry_del(ix[k], e);
+        gone++;
+      }
     }
   }
+  maps_unlock(sh);
+  free(sw);
+  return gone;
 }
 
 void gw__agg_sweep(gw_mcp_shared *sh, const gw_session_limits *lim, st_txn *txn, int64_t now_ms) {
-  uv_mutex_lock(&sh->maps_mu);
-  sweep_in(sh->asked, txn, now_ms, lim);
-  sweep_in(sh->agg_uris, txn, now_ms, lim);
-  uv_mutex_unlock(&sh->maps_mu);
+  gw_agg_sweep *sw = gw__agg_sweep_begin(sh);
+  gw__agg_sweep_check(sw, lim, txn, now_ms);
+  gw__agg_sweep_end(sh, sw);
 }
 
 /* Span v (a JSON value's text) is the value of id (a string or an

@@ -115,6 +115,7 @@ typedef struct gw_mcp_shared {
   gw_agg_index *agg_uris; /* resource routes */
   gw_agg_index *asked;    /* outstanding server→client requests */
   size_t agg_sessions_max; /* sessions per index; 0: agg_maps.c's SESSIONS_MAX (set by a test hook) */
+  uint64_t maps_gen;       /* the last entry's stamp (agg_maps.c: a sweep drops only the entries it checked) */
   uint64_t uri_steps;      /* keys and nodes the URI lookups visited (under maps_mu): their cost, for the tests */
   json_t *heads;          /* feeds of new upstream sessions awaiting their GET's answer (agg_mux.c), or NULL */
 } gw_mcp_shared;
@@ -257,8 +258,18 @@ void gw__agg_forget_session(gw_mcp_shared *sh, const char *sid);
 void gw__agg_forget_owner(gw_mcp_shared *sh, const char *tenant, const char *user);
 /* Drops the in-memory state of sessions no longer stored (or expired):
  * evicted by sessions_per_user_max, purged. Inside a read txn; touches
- * memory only. */
+ * memory only. The three steps below, so that maps_mu (which every
+ * loop's aggregated requests take) is not held while the store is read:
+ * begin notes under it the sessions with state and a stamp of each
+ * entry (NULL: none, or no memory); check reads the store without it;
+ * end drops under it the state of the sessions found gone, where it is
+ * still the entry that was checked (not one made again since), frees sw
+ * and returns how many entries went. */
 void gw__agg_sweep(gw_mcp_shared *sh, const gw_session_limits *lim, st_txn *txn, int64_t now_ms);
+typedef struct gw_agg_sweep gw_agg_sweep;
+gw_agg_sweep *gw__agg_sweep_begin(gw_mcp_shared *sh);
+void gw__agg_sweep_check(gw_agg_sweep *sw, const gw_session_limits *lim, st_txn *txn, int64_t now_ms);
+size_t gw__agg_sweep_end(gw_mcp_shared *sh, gw_agg_sweep *sw);
 /* How many sessions have a resource-URI map (a gauge). */
 size_t gw__agg_uri_maps(gw_mcp_shared *sh);
 /* The process-wide state (srv->mcp). */

@@ -9,13 +9,22 @@
  * flooding updates would make every loop's aggregated traffic wait. And
  * on random notes (prefixes that overlap, split and nest; non-ASCII; long;
  * caps reached) every route and update agrees with a naive walk of every
- * key, the lookup the radix tree replaced. */
+ * key, the lookup the radix tree replaced. The sweep of dead sessions'
+ * maps, on a real store: it reads the store without maps_mu, and drops
+ * only the maps of sessions gone or expired, never a live one's nor one
+ * made again while it read. */
+#include <unistd.h>
 #include <uv.h>
 
 #include "gateway/base/log.h"
 #include "gateway/mcp/agg.h"
 #include "gateway/mcp/mcp_loop.h"
+#include "gateway/mcp/mcp_session.h"
+#include "store/store.h"
 #include "unit.h"
+
+static char tmpdir[256];
+static st_store *st;
 
 static gw_server srv;
 static gw_mcp_shared sh;
@@ -404,11 +413,168 @@ TEST(routes_match_a_walk_of_every_key_on_random_input) {
   gw_log_set_level(was);
 }
 
+/* ---- the sweep ---- */
+
+#define NOW_MS 1800000000000LL
+static const gw_session_limits lim = {86400000, 7 * 86400000LL, 64, 60000};
+
+/* Sessions of alice in the store: "mcps_old" created past the max age. */
+static int job_sessions(st_txn *txn, void *arg) {
+  for (const char *const *id = arg; *id; id++) {
+    gw_session s = {0};
+    snprintf(s.tenant, sizeof s.tenant, "acme");
+    snprintf(s.user, sizeof s.user, "alice");
+    snprintf(s.version, sizeof s.version, "2025-11-25");
+    s.created_ms = strcmp(*id, "mcps_old") ? NOW_MS - 1000 : NOW_MS - 8 * 86400000LL;
+    int rc = gw_session_put(txn, *id, &s, "2026-12-06T00:00:00Z");
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+/* Session sid's maps: a route for ra://<sid>, progress token 7. */
+static void note_maps(const char *sid) {
+  gw_exchange *x = xch("ra");
+  char uri[120];
+  snprintf(x->sid, sizeof x->sid, "%s", sid);
+  snprintf(uri, sizeof uri, "ra://%s", sid);
+  gw__agg_uri_note(x, uri, false);
+  json_t *tok = json_integer(7);
+  gw__agg_progress_note(x, tok);
+  json_decref(tok);
+  free(x);
+}
+
+/* Whether session sid's route for ra://<sid> and its progress token are kept. */
+static bool routes(const char *sid) {
+  gw_exchange *x = xch("ra");
+  char uri[120], out[100];
+  snprintf(x->sid, sizeof x->sid, "%s", sid);
+  snprintf(uri, sizeof uri, "ra://%s", sid);
+  bool r = gw__agg_uri_route(x, uri, out, sizeof out) == 1;
+  free(x);
+  return r;
+}
+
+static bool has_token(const char *sid) {
+  gw_exchange *x = xch("ra");
+  snprintf(x->sid, sizeof x->sid, "%s", sid);
+  json_t *m = json_pack("{s:s,s:s,s:{s:i,s:i}}", "jsonrpc", "2.0", "method", "notifications/progress", "params",
+                        "progressToken", 7, "progress", 1);
+  gw__agg_rewrite(x, m);
+  bool kept = json_object_size(m) != 0;
+  json_decref(m);
+  free(x);
+  return kept;
+}
+
+static void sweep_now(void) {
+  st_txn *txn;
+  if (st_read_begin(st, &txn) != 0) return;
+  gw__agg_sweep(&sh, &lim, txn, NOW_MS);
+  st_txn_end(txn);
+}
+
+/* The store holds mcps_live (and mcps_old, past its max age); the others
+ * are gone. Between the sweep's look at the maps and its drop: mcps_again
+ * is deleted and its maps made again (a request of the gone session that
+ * was under way), mcps_meanwhile's maps go (a revocation), mcps_late's
+ * are made. The drop takes exactly the maps it checked: gone's and
+ * old's; the next sweep judges those made meanwhile. */
+TEST(the_sweep_drops_the_maps_it_found_dead_only) {
+  setup();
+  const char *stored[] = {"mcps_live", "mcps_old", NULL};
+  CHECK_INT(st_write_sync(st, job_sessions, (void *)stored), 0);
+  const char *noted[] = {"mcps_live", "mcps_old", "mcps_gone", "mcps_again", "mcps_meanwhile"};
+  for (size_t i = 0; i < 5; i++) note_maps(noted[i]);
+  CHECK_INT(gw__agg_uri_maps(&sh), 5);
+
+  gw_agg_sweep *sw = gw__agg_sweep_begin(&sh);
+  CHECK(sw != NULL);
+  gw__agg_forget_session(&sh, "mcps_again");
+  note_maps("mcps_again");
+  gw__agg_forget_session(&sh, "mcps_meanwhile");
+  note_maps("mcps_late");
+  st_txn *txn;
+  CHECK_INT(st_read_begin(st, &txn), 0);
+  gw__agg_sweep_check(sw, &lim, txn, NOW_MS);
+  st_txn_end(txn);
+  CHECK_INT(gw__agg_sweep_end(&sh, sw), 4); /* gone's and old's, in both indexes */
+
+  CHECK(routes("mcps_live") && has_token("mcps_live"));
+  CHECK(routes("mcps_again") && has_token("mcps_again"));
+  CHECK(routes("mcps_late") && has_token("mcps_late"));
+  CHECK(!routes("mcps_gone") && !has_token("mcps_gone"));
+  CHECK(!routes("mcps_old") && !has_token("mcps_old"));
+  CHECK(!routes("mcps_meanwhile"));
+  CHECK_INT(gw__agg_uri_maps(&sh), 3);
+  sweep_now();
+  CHECK_INT(gw__agg_uri_maps(&sh), 1);
+  CHECK(routes("mcps_live") && has_token("mcps_live"));
+  /* nothing to sweep: no store read, nothing dropped */
+  gw__agg_forget_owner(&sh, "acme", NULL);
+  CHECK(gw__agg_sweep_begin(&sh) == NULL);
+  teardown();
+}
+
+/* More sessions than one hold of maps_mu judges (SWEEP_BATCH), entries in
+ * one index or both: every dead one's go, every live one's stay. */
+TEST(a_long_sweep_drops_every_dead_session_and_no_live_one) {
+  setup();
+  enum { N = 3000 };
+  static char ids[N][32];
+  static const char *stored[N / 2 + 1];
+  for (int i = 0; i < N; i++) {
+    snprintf(ids[i], sizeof ids[i], "mcps_s%04d", i);
+    if (i % 2 == 0) stored[i / 2] = ids[i];
+  }
+  stored[N / 2] = NULL;
+  srv.cfg.sessions_per_user_max = N;
+  CHECK_INT(st_write_sync(st, job_sessions, (void *)stored), 0);
+  for (int i = 0; i < N; i++) {
+    gw_exchange *x = xch("ra");
+    snprintf(x->sid, sizeof x->sid, "%.31s", ids[i]);
+    char uri[64];
+    snprintf(uri, sizeof uri, "ra://%.31s", ids[i]);
+    if (i % 3) gw__agg_uri_note(x, uri, false); /* every third: questions only */
+    json_t *tok = json_integer(7);
+    if (i % 5) gw__agg_progress_note(x, tok); /* every fifth: routes only */
+    json_decref(tok);
+    free(x);
+  }
+  sweep_now();
+  for (int i = 0; i < N; i++) {
+    bool live = i % 2 == 0;
+    CHECK_INT(routes(ids[i]), live && i % 3);
+    CHECK_INT(has_token(ids[i]), live && i % 5);
+  }
+  teardown();
+}
+
 int main(void) {
+  gw_log_set_level(GW_LOG_WARN); /* the dropped progress of gone sessions is logged (info) */
+  snprintf(tmpdir, sizeof tmpdir, "/tmp/mcpgate-aggmaps-XXXXXX");
+  if (!mkdtemp(tmpdir)) return 1;
+  char dir[300];
+  snprintf(dir, sizeof dir, "%s/store", tmpdir);
+  st_options o = {0};
+  o.dir = dir;
+  o.map_size = 64 << 20;
+  o.log = gw_store_log;
+  if (st_open(&st, &o) != 0) {
+    fprintf(stderr, "setup failed\n");
+    return 1;
+  }
   RUN(uri_lookups_cost_the_same_with_ten_or_ten_thousand_uris);
   RUN(templates_nested_in_a_uri_cost_at_most_its_length);
   RUN(routes_keep_their_rules);
   RUN(uri_map_caps_count_templates_and_uris);
   RUN(routes_match_a_walk_of_every_key_on_random_input);
+  RUN(the_sweep_drops_the_maps_it_found_dead_only);
+  RUN(a_long_sweep_drops_every_dead_session_and_no_live_one);
+  st_close(st);
+  char cmd[400];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+  if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");
   return UNIT_DONE();
 }
