@@ -270,6 +270,25 @@ static int apply_key(json_t *res, const scim__attrpath *ap, json_t *v, int op, b
   return set_attr(res, ap, v, op, idx, rs);
 }
 
+/* An object named by a schema URN ("urn:…:enterprise:2.0:User": {…}, or
+ * the core schema's own "urn:…:core:2.0:Group": {"members": […]}), as a
+ * key of a path-less value or as the value of a path that is the URN:
+ * each sub key as if it were given alone (members to the index, never
+ * dropped; read-only names ignored). */
+static int apply_urn_object(json_t *res, const char *urn, const json_t *v, int op, bool is_group,
+                            scim__members_fn mcb, void *ctx, int idx, scim_resp *rs) {
+  if (!json_is_object(v)) return bad(rs, idx, "invalidValue", "an extension's value must be an object");
+  const char *sk;
+  json_t *sv;
+  json_object_foreach((json_t *)v, sk, sv) {
+    if (ignored_attr(sk)) continue;
+    scim__attrpath ap = {(char *)urn, (char *)sk, NULL};
+    int rc = apply_key(res, &ap, sv, op, is_group, mcb, ctx, idx, rs);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
 /* A path-less value object: each key becomes its own operation. */
 static int apply_pathless(json_t *res, const json_t *value, int op, bool is_group,
                           scim__members_fn mcb, void *ctx, int idx, scim_resp *rs) {
@@ -285,20 +304,7 @@ static int apply_pathless(json_t *res, const json_t *value, int op, bool is_grou
     if (scim__path_parse(k, &p, err, sizeof err) != 0) return bad(rs, idx, "invalidPath", err);
     int rc = 0;
     if (p.urn_only) {
-      /* "urn:…:enterprise:2.0:User": {…} or the core schema's own URN
-       * ("urn:…:core:2.0:Group": {"members": […]}) → each sub key, as if
-       * it were given alone (members to the index, never dropped) */
-      if (!json_is_object(v)) {
-        scim__path_free(&p);
-        return bad(rs, idx, "invalidValue", "an extension's value must be an object");
-      }
-      const char *sk;
-      json_t *sv;
-      json_object_foreach(v, sk, sv) {
-        if (ignored_attr(sk)) continue;
-        scim__attrpath ap = {p.ap.urn, (char *)sk, NULL};
-        if ((rc = apply_key(res, &ap, sv, op, is_group, mcb, ctx, idx, rs)) != 0) break;
-      }
+      rc = apply_urn_object(res, p.ap.urn, v, op, is_group, mcb, ctx, idx, rs);
     } else if (p.filter) {
       rc = bad(rs, idx, "invalidPath", "filters are not allowed in value keys");
     } else {
@@ -383,15 +389,12 @@ int scim__patch_apply(json_t *res, const json_t *body, bool is_group, scim__memb
       if (op == OP_REMOVE) {
         const char *k;
         if (scim__oget(res, p.ap.urn, &k)) json_object_del(res, k);
-      } else if (!json_is_object(value)) {
-        rc = bad(rs, idx, "invalidValue", "an extension's value must be an object");
       } else {
-        const char *sk;
-        json_t *sv;
-        json_object_foreach(value, sk, sv) {
-          scim__attrpath ap = {p.ap.urn, (char *)sk, NULL};
-          if ((rc = set_attr(res, &ap, sv, op, idx, rs)) != 0) break;
-        }
+        /* the same object as without the path: the core schema's URN
+         * ("path":"urn:…:core:2.0:Group","value":{"members":[]}) sends
+         * members to the index, not onto the group's JSON, where they
+         * were dropped and the IdP told 200 */
+        rc = apply_urn_object(res, p.ap.urn, value, op, is_group, mcb, ctx, idx, rs);
       }
     } else if (is_members(&p.ap, is_group)) {
       if (p.ap.sub) rc = bad(rs, idx, "invalidPath", "members' sub-attributes cannot be patched");

@@ -64,3 +64,34 @@ test('a PATCH removing "active" is 400 and leaves a deactivated user deactivated
     await gw.stop();
   }
 });
+
+// The same object with the core schema's URN as the PATCH's path
+// ({"op":"replace","path":"urn:…:core:2.0:Group","value":{"members":[]}})
+// answered 200 and changed no member: the path's branch set the members on
+// the group's JSON, where they never live. The IdP believed the members
+// gone; they kept the group, and the tools their policy gave them.
+test('a PATCH whose path is the core schema\'s URN: members reach the index, as without the path', async () => {
+  const gw = await startGateway({});
+  try {
+    const t = await setupTenant(gw, { users: ['alice@acme.com', 'bob@acme.com', 'carol@acme.com'] });
+    const [a, b, c] = ['alice', 'bob', 'carol'].map((n) => t.users[`${n}@acme.com`].id);
+    const g = await t.scim.createGroup('Eng', [a, b]);
+    let r = await t.scim.patch(`/Groups/${g.id}`, { schemas: [PATCH], Operations: [{ op: 'replace', path: GROUP, value: { members: [] } }] });
+    assert.ok(r.status === 200 || r.status === 204, r.body);
+    assert.deepEqual(await t.scim.memberIds(g.id), [], 'replace with []: the group is empty');
+    assert.deepEqual((await t.scim.get(`/Users/${a}`)).json.groups, [], 'alice left the group');
+    r = await t.scim.patch(`/Groups/${g.id}`, { schemas: [PATCH], Operations: [{ op: 'Add', path: GROUP, value: { members: [{ value: c }], displayName: 'Engineering' } }] });
+    assert.ok(r.status === 200 || r.status === 204, r.body);
+    assert.deepEqual(await t.scim.memberIds(g.id), [c], 'add: the member joined');
+    assert.equal((await t.scim.get(`/Groups/${g.id}`)).json.displayName, 'Engineering');
+    r = await t.scim.patch(`/Groups/${g.id}`, { schemas: [PATCH], Operations: [{ op: 'add', path: GROUP, value: { members: [{ value: 'nope' }] } }] });
+    assert.equal(r.status, 400, `an unknown member: ${r.body}`);
+    assert.deepEqual(await t.scim.memberIds(g.id), [c], 'nothing applied');
+    // the user's own URN as the path: active read as a boolean
+    r = await t.scim.patch(`/Users/${b}`, { schemas: [PATCH], Operations: [{ op: 'replace', path: USER, value: { active: 'False' } }] });
+    assert.equal(r.status, 200, r.body);
+    assert.equal((await t.scim.get(`/Users/${b}`)).json.active, false);
+  } finally {
+    await gw.stop();
+  }
+});
