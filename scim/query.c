@@ -301,6 +301,26 @@ int scim__search(st_txn *txn, const scim_req *rq, char type, scim_resp *rs) {
   const char *k;
   json_t *v;
   const char *bad = NULL;
+  /* SCIM attribute names are case-insensitive: "filter" and "Filter" are
+   * one attribute given twice, which the strict JSON parse cannot see. It
+   * is refused: scim_read_is_cheap reads the first "filter" to decide
+   * whether the search may run on the loop, and an answer from another
+   * would put a scan there */
+  static const char *const names[] = {"schemas", "filter", "startIndex", "count", "attributes",
+                                      "excludedAttributes", "sortBy", "sortOrder"};
+  unsigned seen = 0;
+  json_object_foreach((json_t *)b, k, v) {
+    for (unsigned n = 0; n < sizeof names / sizeof *names; n++)
+      if (!strcasecmp(k, names[n])) {
+        if (seen & 1u << n) {
+          scim_error(rs, 400, "invalidSyntax", "the SearchRequest gives \"%s\" twice (attribute names are case-insensitive)",
+                     names[n]);
+          free(q);
+          return 0;
+        }
+        seen |= 1u << n;
+      }
+  }
   json_object_foreach((json_t *)b, k, v) {
     if (!strcasecmp(k, "schemas")) continue;
     if (!strcasecmp(k, "filter")) {
