@@ -92,13 +92,13 @@ int scim__get_one(st_txn *txn, const scim_req *rq, char type, const char *id, sc
   return 0;
 }
 
-/* Candidate ids from an indexable conjunct, or NULL when the filter needs
- * a scan. The full filter is checked on every candidate afterwards. */
-static json_t *index_candidates(st_txn *txn, const char *tenant, char type, const scim__filter *f) {
+/* Candidate ids from an indexable conjunct (at most cap; 0: all), or NULL
+ * when the filter needs a scan. The full filter is checked on every candidate afterwards. */
+static json_t *index_candidates(st_txn *txn, const char *tenant, char type, const scim__filter *f, size_t cap) {
   if (!f) return NULL;
   if (f->kind == SCIM__F_AND) {
-    json_t *c = index_candidates(txn, tenant, type, f->a);
-    return c ? c : index_candidates(txn, tenant, type, f->b);
+    json_t *c = index_candidates(txn, tenant, type, f->a, cap);
+    return c ? c : index_candidates(txn, tenant, type, f->b, cap);
   }
   const scim__attrpath *ap = &f->path;
   const char *attr = ap->attr, *sub = ap->sub;
@@ -123,14 +123,14 @@ static json_t *index_candidates(st_txn *txn, const char *tenant, char type, cons
     if (st_dir_user_by_name(txn, tenant, s, owner) == 0) json_array_append_new(ids, json_string(owner));
   } else if (!sub && !strcasecmp(attr, "externalId")) {
     st_dir_key_external(&k, tenant, type, s, NULL);
-    st_dir_ids_under(txn, ST_DB_SCIM_IDX, &k, ids, 0);
+    st_dir_ids_under(txn, ST_DB_SCIM_IDX, &k, ids, cap);
   } else if (!sub && type == 'G' && !strcasecmp(attr, "displayName")) {
     st_dir_key_group_name(&k, tenant, s, NULL);
-    st_dir_ids_under(txn, ST_DB_SCIM_IDX, &k, ids, 0);
+    st_dir_ids_under(txn, ST_DB_SCIM_IDX, &k, ids, cap);
   } else if (type == 'G' && !strcasecmp(attr, "members") && sub && !strcasecmp(sub, "value")) {
     if (st_dir_valid_id(s)) {
       st_dir_key_user_group(&k, tenant, s, NULL);
-      st_dir_ids_under(txn, ST_DB_SCIM_MEM, &k, ids, 0);
+      st_dir_ids_under(txn, ST_DB_SCIM_MEM, &k, ids, cap);
     }
   } else {
     json_decref(ids);
@@ -158,7 +158,9 @@ static void list_core(st_txn *txn, const scim_req *rq, char type, const scim__fi
   const char *what = type == 'U' ? "groups" : "members";
   bool render_rel = filter_mentions(f, what);
   scim__view match_view = {NULL, render_rel ? NULL : scim__name_list(what)};
-  json_t *cands = index_candidates(txn, rq->tenant, type, f);
+  /* with the loop's budget (scim.h), every resource examined is spent:
+   * past it the walk stops and the caller runs the read again elsewhere */
+  json_t *cands = index_candidates(txn, rq->tenant, type, f, scim__budget_cap(rq));
   if (!f) {
     /* unfiltered: the counter, and a skip over the resource prefix */
     total = scim__count_get(txn, rq->tenant, type);
@@ -171,6 +173,7 @@ static void list_core(st_txn *txn, const scim_req *rq, char type, const scim__fi
       size_t i = 0;
       while (json_array_size(res) < count && st_cursor_next(c, &k, &val) == 0) {
         if (++i < start) continue;
+        if (!scim__spend(rq, 1)) break;
         json_t *stored = json_loadb(val.data, val.len, 0, NULL);
         if (!stored) continue;
         json_array_append_new(res, type == 'U' ? scim__render_user(txn, rq, rq->tenant, stored, &v)
@@ -186,7 +189,7 @@ static void list_core(st_txn *txn, const scim_req *rq, char type, const scim__fi
       ids = json_array();
       st_dir_key p;
       st_dir_key_res(&p, rq->tenant, type, "");
-      st_dir_ids_under(txn, ST_DB_SCIM_RES, &p, ids, 0);
+      st_dir_ids_under(txn, ST_DB_SCIM_RES, &p, ids, scim__budget_cap(rq));
     } else {
       /* index order is not id order: keep pages stable by sorting */
       size_t n = json_array_size(ids);
@@ -202,6 +205,7 @@ static void list_core(st_txn *txn, const scim_req *rq, char type, const scim__fi
     json_t *id;
     json_array_foreach(ids, i, id) {
       json_t *stored;
+      if (!scim__spend(rq, 1)) break;
       if (scim__res_get(txn, rq->tenant, type, json_string_value(id), &stored) != 0) continue;
       json_t *r = type == 'U' ? scim__render_user(txn, rq, rq->tenant, stored, &match_view)
                               : scim__render_group(txn, rq, rq->tenant, stored, &match_view);

@@ -319,7 +319,8 @@ json_t *scim__render_user(st_txn *txn, const scim_req *rq, const char *tenant, j
     st_dir_key p;
     st_dir_key_user_group(&p, tenant, id, NULL);
     json_t *gids = json_array();
-    st_dir_ids_under(txn, ST_DB_SCIM_MEM, &p, gids, 0);
+    st_dir_ids_under(txn, ST_DB_SCIM_MEM, &p, gids, scim__budget_cap(rq));
+    if (!scim__spend(rq, json_array_size(gids))) json_array_clear(gids); /* past the loop's budget: discarded */
     json_t *groups = json_array();
     size_t i;
     json_t *g;
@@ -351,7 +352,8 @@ json_t *scim__render_group(st_txn *txn, const scim_req *rq, const char *tenant, 
     st_dir_key p;
     st_dir_key_member(&p, tenant, id, NULL);
     json_t *uids = json_array();
-    st_dir_ids_under(txn, ST_DB_SCIM_MEM, &p, uids, 0);
+    st_dir_ids_under(txn, ST_DB_SCIM_MEM, &p, uids, scim__budget_cap(rq));
+    if (!scim__spend(rq, json_array_size(uids))) json_array_clear(uids); /* past the loop's budget: discarded */
     json_t *members = json_array();
     size_t i;
     json_t *u;

@@ -100,6 +100,25 @@ const char *scim_event_name(int kind) {
   return i >= 0 && i < SCIM_EV_COUNT ? ev_names[i] : "unknown";
 }
 
+/* ---------- the loop's budget (scim.h) ---------- */
+
+bool scim__spend(const scim_req *rq, size_t n) {
+  scim_budget *b = rq ? rq->budget : NULL;
+  if (!b) return true;
+  if (b->over || n > b->left) {
+    b->over = true;
+    b->left = 0;
+    return false;
+  }
+  b->left -= n;
+  return true;
+}
+
+size_t scim__budget_cap(const scim_req *rq) {
+  scim_budget *b = rq ? rq->budget : NULL;
+  return b ? b->left + 1 : 0;
+}
+
 /* ---------- records ----------
  * Every key is spelled by store/dir.h's encoders (the directory owns the
  * encoding); scim/ only decides when to write them. */

@@ -72,6 +72,21 @@ typedef st_dir_event scim_event;
 
 /* ---- requests ---- */
 
+/* What a read may do on the event loop, in directory entries visited:
+ * resources examined, and members or groups rendered (each with the user
+ * or group read behind it, ~10 µs). A read an index answers (cheap, by
+ * scim_read_is_cheap) still renders what it finds: a group's GET walks
+ * every member, Okta's GET /Groups?count=100 every member of 100 groups, a
+ * members[value eq "…"] filter every member of every group of that user.
+ * Given a budget, a read stops once it would pass it and sets `over`; its
+ * reply is then incomplete and the caller discards it and runs the read
+ * again on a worker thread, without a budget (as a scan). */
+#define SCIM_LOOP_BUDGET 2500 /* ~25 ms */
+typedef struct scim_budget {
+  size_t left;
+  bool over;
+} scim_budget;
+
 typedef struct scim_req {
   const char *tenant;
   const char *method;      /* "GET", "POST", "PUT", "PATCH", "DELETE" */
@@ -84,6 +99,7 @@ typedef struct scim_req {
   char new_id[SCIM_ID_LEN + 1]; /* id for a POST, prepared by the caller */
   char now[32];            /* RFC 3339 timestamp, prepared by the caller */
   size_t max_count;        /* cap on `count` (scim_max_count) */
+  scim_budget *budget;     /* reads: the loop's (borrowed), or NULL: unbounded */
 } scim_req;
 
 typedef struct scim_resp {
@@ -118,8 +134,8 @@ bool scim_is_write(const char *method);
 /* True when the request writes (POST …/.search is a read). */
 bool scim_is_write_request(const scim_req *rq);
 /* True when a read is answered from indexes or one key (fine on the loop
- * thread); false when it must evaluate a filter on every resource (run it
- * on a worker thread). */
+ * thread, within a scim_budget); false when it must evaluate a filter on
+ * every resource (run it on a worker thread). */
 bool scim_read_is_cheap(const scim_req *rq);
 /* The most one user or group may hold, its members aside (they live in
  * the membership index): every write of it runs on the store writer that

@@ -80,6 +80,13 @@ bool scim__discovery(const scim_req *rq, scim_resp *rs);
  * (rs then holds the error reply). JSON returned is owned by the caller. */
 
 /* resource.c: replies, records, meta and versions, events */
+/* Takes n entries of the read's loop budget (scim.h): true, or false once
+ * it would pass it (then over is set and stays set). No budget: true. */
+bool scim__spend(const scim_req *rq, size_t n);
+/* How many entries a walk may collect before it is past the budget: its
+ * remainder + 1 (one more says "past"), or 0 (no budget: no limit) —
+ * st_dir_ids_under's limit. */
+size_t scim__budget_cap(const scim_req *rq);
 /* Fills rs with the store error (507 when the map is full) and returns SCIM_EABORT. */
 int scim__fail_store(scim_resp *rs, int rc);
 /* The stored record of a user ('U') or group ('G'); ST_ENOTFOUND if absent. */

@@ -8,7 +8,10 @@
  *    holding a heavy-read slot (gateway/core/limits.h, the SCIM scans'
  *    kind), as the SCIM endpoint's scans do: a tenant admin's filter over
  *    100,000 users must not stall the loop every tenant's requests share.
- *    Past the slots: 429 / 503 with Retry-After. */
+ *    Past the slots: 429 / 503 with Retry-After. So does a read an index
+ *    answers that would pass SCIM_LOOP_BUDGET on the loop (scim.h: a
+ *    group of thousands of members, many candidates): it is tried on the
+ *    loop within the budget and, past it, run again on the pool. */
 #include "gateway/api/admin_int.h"
 
 #include <stdio.h>
@@ -28,6 +31,7 @@ typedef struct dir_job {
   char *query, *base;
   bool user_one; /* one user: an admin's block shows beside it */
   size_t max_count;
+  scim_budget *budget; /* on the loop: SCIM_LOOP_BUDGET's (scim.h); NULL on the pool */
   scim_resp rs;
   json_t *block;
 } dir_job;
@@ -49,7 +53,9 @@ static void dir_read(st_txn *txn, dir_job *j) {
   rq.query = j->query;
   rq.base_url = j->base ? j->base : "";
   rq.max_count = j->max_count;
+  rq.budget = j->budget;
   scim_handle(txn, &rq, &j->rs);
+  if (j->budget && j->budget->over) return; /* incomplete: the caller reads again on the pool */
   if (j->user_one && j->rs.status == 200)
     st_dir_user_block_get(txn, j->tenant, json_string_value(json_object_get(j->rs.body, "id")), &j->block);
 }
@@ -128,11 +134,17 @@ void admin__directory(gw_req *req, const admin_caller *who, const char *tenant, 
     return;
   }
   scim_req probe = {.tenant = j->tenant, .method = "GET", .path = j->path, .query = j->query};
-  if (scim_read_is_cheap(&probe)) { /* an index answers it */
+  if (scim_read_is_cheap(&probe)) { /* an index answers it: on the loop, within its budget */
+    scim_budget budget = {SCIM_LOOP_BUDGET, false};
+    j->budget = &budget;
     dir_read(txn, j);
-    st_txn_end(txn);
-    dir_answer(j);
-    return;
+    j->budget = NULL;
+    if (!budget.over) {
+      st_txn_end(txn);
+      dir_answer(j);
+      return;
+    }
+    scim_resp_clear(&j->rs); /* past it: incomplete, read again on the pool */
   }
   st_txn_end(txn);
   if (admin__pool_read(req, tenant, GW_HEAVY_SCIM, "scans of the directory", dir_work, dir_done, j)) dir_job_free(j);

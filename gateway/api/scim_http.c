@@ -119,14 +119,23 @@ void gw_scim_metrics(gw_server *srv, gw_buf *o) {
 
 /* ---------- replies ---------- */
 
-static void send_scim(gw_req *req, scim_resp *rs) {
+/* The reply's body as sent (NULL for none, or when it cannot be encoded). */
+static char *encode_scim(const scim_resp *rs) {
+  if (rs->status == 204 || rs->status == 304 || !rs->body) return NULL;
+  return json_dumps(rs->body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+}
+
+/* s: the body encode_scim made beforehand (owned; a worker thread's, so a
+ * large list is not encoded on the loop), or NULL to encode it here. */
+static void send_scim_encoded(gw_req *req, scim_resp *rs, char *s) {
   if (rs->etag[0]) gw_resp_header(req, "ETag", rs->etag);
   if (rs->location[0]) gw_resp_header(req, "Location", rs->location);
   if (rs->status == 204 || rs->status == 304 || !rs->body) {
+    free(s);
     gw_respond(req, rs->status ? rs->status : 204, NULL, NULL, 0);
     return;
   }
-  char *s = json_dumps(rs->body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  if (!s) s = encode_scim(rs);
   if (!s) {
     gw_respond_error(req, 500, "internal", "could not encode the reply");
     return;
@@ -135,6 +144,8 @@ static void send_scim(gw_req *req, scim_resp *rs) {
   gw_respond(req, rs->status, "application/scim+json", s, strlen(s));
   free(s);
 }
+
+static void send_scim(gw_req *req, scim_resp *rs) { send_scim_encoded(req, rs, NULL); }
 
 static void scim_fail(gw_req *req, int status, const char *type, const char *msg) {
   scim_resp rs = {0};
@@ -223,6 +234,7 @@ typedef struct scim_job {
   char *path, *query, *base_url, *if_match, *if_none_match;
   uv_work_t work;   /* reads that scan run on libuv's worker pool */
   st_store *store;
+  char *encoded;    /* a pool read's reply body, encoded there */
 } scim_job;
 
 static void job_free(scim_job *j) {
@@ -233,6 +245,7 @@ static void job_free(scim_job *j) {
   free(j->base_url);
   free(j->if_match);
   free(j->if_none_match);
+  free(j->encoded);
   free(j);
 }
 
@@ -248,10 +261,17 @@ static void scan_work(uv_work_t *w) {
   }
   scim_handle(txn, &j->rq, &j->rs);
   st_txn_end(txn);
+  j->encoded = encode_scim(&j->rs);
 }
 
+static int scan_wait(scim_job *j, const char *tenant);
+static void scan_refuse(scim_job *j, int busy);
+
 /* Reads on the loop (cheap, or the pool refused the job), or queues the
- * scan on the pool; answers and frees j. */
+ * scan on the pool; answers and frees j. A cheap read runs on the loop
+ * within SCIM_LOOP_BUDGET (scim.h): one that would pass it (a group of
+ * thousands of members, a filter whose candidates are many) is run again
+ * as a scan — on the pool, holding a heavy-read slot, waiting for one. */
 static void scan_done(uv_work_t *w, int status);
 static void scan_start(scim_job *j, bool pool) {
   gw_req *req = j->req;
@@ -263,8 +283,19 @@ static void scan_start(scim_job *j, bool pool) {
     scim_fail(req, 503, NULL, "the store cannot be read right now");
     return;
   }
+  scim_budget budget = {SCIM_LOOP_BUDGET, false};
+  if (!pool) j->rq.budget = &budget; /* a pool that refused the job: the loop it is, whole */
   scim_handle(txn, &j->rq, &j->rs);
   st_txn_end(txn);
+  j->rq.budget = NULL;
+  if (budget.over) {
+    scim_resp_clear(&j->rs); /* incomplete */
+    int busy = gw_limits_heavy_take(req, j->tenant, GW_HEAVY_SCIM);
+    if (busy && scan_wait(j, j->tenant) == 0) return;
+    if (busy) scan_refuse(j, busy);
+    else scan_start(j, true);
+    return;
+  }
   send_scim(req, &j->rs);
   job_free(j);
 }
@@ -339,8 +370,13 @@ static int scan_wait(scim_job *j, const char *tenant) {
 
 static void scan_done(uv_work_t *w, int status) {
   scim_job *j = w->data;
-  if (status != 0) scim_error(&j->rs, 503, NULL, "the search was cancelled");
-  send_scim(j->req, &j->rs);
+  if (status != 0) {
+    scim_error(&j->rs, 503, NULL, "the search was cancelled");
+    free(j->encoded);
+    j->encoded = NULL;
+  }
+  send_scim_encoded(j->req, &j->rs, j->encoded);
+  j->encoded = NULL; /* sent (and freed) */
   job_free(j);
 }
 

@@ -114,3 +114,62 @@ test('a scan that waited is not answered once its tenant was deleted meanwhile',
   const status = Number(reply.split(' ')[1]);
   assert.notEqual(status, 200, `answered after the tenant was deleted: ${reply.slice(0, 400)}`);
 });
+
+// A read an index answers ran on the event loop whatever it rendered: a
+// group's GET walked every member (each member's user read for its
+// display, ~10 µs), and a members[value eq "…"] filter rendered every
+// member of every group of that user to check it — one SCIM token could
+// hold the loop every tenant shares for seconds per request with groups it
+// provisioned itself. Found by review. Past the loop's budget (2,500
+// members or resources; scim.h) such a read is now a heavy read like a
+// scan: on the pool, holding a slot, waiting its turn (the admin API's
+// directory view alike: past its slots, 429/503 with Retry-After).
+test('a read whose members pass the loop\'s budget waits for a heavy-read slot like a scan, then answers whole', async () => {
+  const N = 2600;
+  const ids = [];
+  for (let i = 0; i < N; i += 100) {
+    const rs = await Promise.all(Array.from({ length: Math.min(100, N - i) }, (_, k) =>
+      delta.t.scim.post('/Users', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'], userName: `m${i + k}@delta.com` })));
+    for (const r of rs) { assert.equal(r.status, 201, r.body); ids.push(r.json.id); }
+  }
+  const g = await delta.t.scim.createGroup('Everyone', ids);
+  const small = await delta.t.scim.createGroup('Few', ids.slice(0, 3));
+  const reads = [`/Groups/${g.id}`, '/Groups?' + new URLSearchParams({ filter: `members[value eq "${ids[1]}"]` }),
+    '/Groups?' + new URLSearchParams({ filter: `id eq "${g.id}" and members[value eq "${ids[1]}"]`, excludedAttributes: 'members' })];
+  const x = await holdTheSlot();
+  let released = false;
+  try {
+    const pending = reads.map((p) => {
+      const o = { done: false };
+      o.p = delta.t.scim.get(p).then((r) => { o.done = true; return r; });
+      return o;
+    });
+    // what the loop may do is answered meanwhile: a small group, a user
+    assert.equal((await delta.t.scim.get(`/Groups/${small.id}`)).status, 200);
+    assert.equal((await delta.t.scim.get(`/Users/${ids[0]}`)).status, 200);
+    // the admin API's view of the directory alike: a small group is read at
+    // once, the large one is a heavy read (the process's one slot is held: 503)
+    const adminGroup = (id) => api(gw.port, delta.t.opToken, 'GET', `/admin/v1/tenants/delta/groups/${id}`);
+    assert.equal((await adminGroup(small.id)).status, 200);
+    const busy = await adminGroup(g.id);
+    assert.equal(busy.status, 503, `the admin's read of the large group is a heavy read: ${busy.body.slice(0, 200)}`);
+    assert.equal(busy.json.error, 'busy');
+    await sleep(500);
+    assert.deepEqual(pending.map((o) => o.done), reads.map(() => false), 'the large reads wait for the slot (not run on the loop)');
+    x.destroy();
+    released = true;
+    const [one, byMember, both] = await Promise.all(pending.map((o) => o.p));
+    assert.equal(one.status, 200, one.body.slice(0, 300));
+    assert.equal(one.json.members.length, N, 'every member');
+    assert.equal(byMember.status, 200, byMember.body.slice(0, 300));
+    assert.deepEqual(byMember.json.Resources.map((r) => r.id).sort(), [g.id, small.id].sort());
+    assert.equal(both.status, 200, both.body.slice(0, 300));
+    assert.deepEqual(both.json.Resources.map((r) => r.id), [g.id]);
+    assert.equal(both.json.Resources[0].members, undefined, 'excludedAttributes=members');
+    let whole;
+    await waitFor(async () => (whole = await adminGroup(g.id)).status === 200, { what: 'the admin\'s read once the slot is free' });
+    assert.equal(whole.json.members.length, N);
+  } finally {
+    if (!released) x.destroy();
+  }
+});
