@@ -630,6 +630,87 @@ TEST(only_reads_an_index_answers_are_cheap) {
   CHECK(!cheap("filter=members%5Bvalue%20eq%20null%5D"));
 }
 
+/* A read on the loop has SCIM_LOOP_BUDGET (scim.h): a group's GET spends
+ * one per member it renders, a list one per resource it examines, and a
+ * read that would pass the budget says so (over) instead of answering —
+ * its caller runs it again on the pool. Exactly at the budget it answers. */
+static int budget_read(st_store *st, const char *path, const char *query, size_t left, bool *over, json_t **body) {
+  st_txn *txn;
+  if (st_read_begin(st, &txn) != 0) return -1;
+  scim_budget b = {left, false};
+  scim_req rq;
+  memset(&rq, 0, sizeof rq);
+  rq.tenant = "acme";
+  rq.method = "GET";
+  rq.path = path;
+  rq.query = query;
+  rq.base_url = "http://gw/t/acme/scim/v2";
+  rq.budget = &b;
+  scim_resp rs = {0};
+  scim_handle(txn, &rq, &rs);
+  st_txn_end(txn);
+  *over = b.over;
+  *body = json_incref(rs.body);
+  int status = rs.status;
+  scim_resp_clear(&rs);
+  return status;
+}
+
+TEST(a_read_on_the_loop_stops_at_its_budget) {
+  seen s;
+  memset(&s, 0, sizeof s);
+  st_store *st = open_store(&s);
+  CHECK(st != NULL);
+  scim_resp r;
+  char uid[3][SCIM_ID_LEN + 1];
+  for (int i = 0; i < 3; i++) {
+    char body[200], id[SCIM_ID_LEN + 1];
+    snprintf(id, sizeof id, "1111111%d-2222-4333-8444-555555555555", i);
+    snprintf(uid[i], sizeof uid[i], "%s", id);
+    snprintf(body, sizeof body, "{\"userName\":\"u%d@b.test\",\"externalId\":\"same\"}", i);
+    CHECK_INT(do_req(st, "POST", "/Users", body, &r, id), 0);
+    CHECK_INT(r.status, 201);
+    scim_resp_clear(&r);
+  }
+  char gbody[400];
+  snprintf(gbody, sizeof gbody, "{\"displayName\":\"G\",\"members\":[{\"value\":\"%s\"},{\"value\":\"%s\"},{\"value\":\"%s\"}]}",
+           uid[0], uid[1], uid[2]);
+  CHECK_INT(do_req(st, "POST", "/Groups", gbody, &r, "22222222-2222-4333-8444-555555555555"), 0);
+  CHECK_INT(r.status, 201);
+  scim_resp_clear(&r);
+  bool over;
+  json_t *b;
+  /* the group's three members: two is past the budget, three is not */
+  budget_read(st, "/Groups/22222222-2222-4333-8444-555555555555", NULL, 2, &over, &b);
+  CHECK(over);
+  json_decref(b);
+  CHECK_INT(budget_read(st, "/Groups/22222222-2222-4333-8444-555555555555", NULL, 3, &over, &b), 200);
+  CHECK(!over);
+  CHECK_INT((int)json_array_size(json_object_get(b, "members")), 3);
+  json_decref(b);
+  /* excludedAttributes=members reads none of them */
+  CHECK_INT(budget_read(st, "/Groups/22222222-2222-4333-8444-555555555555", "excludedAttributes=members", 0, &over, &b), 200);
+  CHECK(!over);
+  json_decref(b);
+  /* an index that answers with many candidates (externalId is not unique):
+   * each examined is spent, each match's one group too */
+  budget_read(st, "/Users", "filter=externalId%20eq%20%22same%22", 5, &over, &b);
+  CHECK(over);
+  json_decref(b);
+  CHECK_INT(budget_read(st, "/Users", "filter=externalId%20eq%20%22same%22&excludedAttributes=groups", 3, &over, &b), 200);
+  CHECK(!over);
+  CHECK_INT((int)json_integer_value(json_object_get(b, "totalResults")), 3);
+  json_decref(b);
+  /* an unfiltered page: one per resource and its relations */
+  budget_read(st, "/Groups", NULL, 3, &over, &b);
+  CHECK(over);
+  json_decref(b);
+  CHECK_INT(budget_read(st, "/Groups", NULL, 4, &over, &b), 200);
+  CHECK(!over);
+  json_decref(b);
+  close_store(st);
+}
+
 TEST(error_codes_in_their_range) {
   CHECK(SCIM_EABORT <= SCIM_ERR_FIRST && SCIM_EABORT >= SCIM_ERR_LAST);
   CHECK(SCIM_ERANDOM <= SCIM_ERR_FIRST && SCIM_ERANDOM >= SCIM_ERR_LAST);
@@ -653,6 +734,7 @@ int main(void) {
   RUN(store_check_sees_indexes_out_of_step_with_records);
   RUN(a_full_push_of_a_large_group_is_linear);
   RUN(only_reads_an_index_answers_are_cheap);
+  RUN(a_read_on_the_loop_stops_at_its_budget);
   RUN(error_codes_in_their_range);
   return UNIT_DONE();
 }
