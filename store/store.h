@@ -469,7 +469,9 @@ enum {
 /* Records other modules react to, emitted by the domain function that
  * writes them (the payload type belongs to the emitting module):
  * vault_connector_put / vault_connector_delete emit CONNECTOR_PUT / _DELETE
- * with a vault_connector_event (vault/vault.h); pol_put emits POLICY_PUT
+ * with a vault_connector_event (vault/vault.h), and they and the grant
+ * writes of vault/grant.h emit CREDENTIAL_ENDING (vault_ending_event)
+ * before they change anything; pol_put emits POLICY_PUT
  * with a pol_event (policy/policy.h); st_tenant_mark_deleting emits
  * TENANT_DELETING with an st_tenant_event (store/tenant.h);
  * auth_token_revoke emits TOKEN_REVOKED with an auth_token_event
@@ -480,6 +482,8 @@ enum {
   ST_EVENT_CONNECTOR_PUT = ST_EVENT_BASE_VAULT + 1,
   ST_EVENT_CONNECTOR_DELETE = ST_EVENT_BASE_VAULT + 2,
   ST_EVENT_GRANT_CHANGED = ST_EVENT_BASE_VAULT + 3, /* a user connected or lost an upstream grant (vault/grant.h) */
+  ST_EVENT_CREDENTIAL_ENDING = ST_EVENT_BASE_VAULT + 4, /* upstream sessions' server or credential about to change
+                                                          (vault_ending_event, vault/vault.h) */
   ST_EVENT_POLICY_PUT = ST_EVENT_BASE_POLICY + 1,
 };
 /* Called inside the emitting job's transaction, on the writer thread. May

@@ -346,6 +346,13 @@ int vault_connector_put(st_txn *txn, const char *tenant, const char *name, const
   moved = old && (!old_real || strlen(old_real) != strlen(url) || !st_ct_equal(old_real, url, strlen(url)));
   sealed = strcmp(shown, url) != 0;
   if (old && !moved && (rc = rekeyed(txn, tenant, name, old, config, secret, &rekey))) goto out;
+  if (old && (moved || rekey)) {
+    /* before anything changes: what the old server and credentials opened
+     * upstream is ended with them (gateway/mcp), at the old server only
+     * while the connector stays at its origin */
+    vault_ending_event ee = {tenant, name, NULL, moved && !vault_url_same_origin(old_real, url)};
+    if ((rc = st_emit(txn, ST_EVENT_CREDENTIAL_ENDING, &ee))) goto out;
+  }
   if (old && vault_connector_is_per_user(old) && (moved || !same_identity(old, config))) {
     /* the employees' grants (or keys) belong to the old upstream or client:
      * never sent to another one. Cut before the record changes, so their
@@ -569,6 +576,10 @@ int vault_connector_delete(st_txn *txn, const char *tenant, const char *name) {
   int rc = vault_connector_get(txn, tenant, name, &rec);
   if (rc) return rc;
   json_decref(rec);
+  /* before anything goes: its upstream sessions are ended with the
+   * credentials that opened them (gateway/mcp) */
+  vault_ending_event ee = {tenant, name, NULL, false};
+  if ((rc = st_emit(txn, ST_EVENT_CREDENTIAL_ENDING, &ee))) return rc;
   /* its grants first: their revocation jobs copy the record's URL and client */
   char now[32];
   vault_rfc3339(0, now);

@@ -45,6 +45,20 @@ int vault_url_keep_masked(const char *url, const char *stored, char **out) {
   return rc == ST_EMASKED ? VAULT_EMASKED : rc;
 }
 
+/* scheme "://" authority: the bytes up to the first '/', '?' or '#' after "://" */
+static size_t origin_len(const char *u) {
+  const char *s = strstr(u, "://");
+  if (!s) return 0;
+  s += 3;
+  return (size_t)(s - u) + strcspn(s, "/?#");
+}
+
+int vault_url_same_origin(const char *a, const char *b) {
+  if (!a || !b) return 0;
+  size_t n = origin_len(a);
+  return n && n == origin_len(b) && !strncasecmp(a, b, n);
+}
+
 int vault_connector_url(st_txn *txn, const char *tenant, const char *name, const json_t *rec, const char **url,
                         char **sealed) {
   *url = NULL;

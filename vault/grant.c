@@ -223,6 +223,15 @@ int vault_grant_put(st_txn *txn, const char *tenant, const char *user, const cha
   int rc;
   json_t *old = get_json(txn, k, kl, &rc);
   if (rc && rc != ST_ENOTFOUND) return rc;
+  if (connect) {
+    /* before the old credential goes: what it opened upstream is ended
+     * with it (gateway/mcp) */
+    vault_ending_event ee = {tenant, connector, user, false};
+    if ((rc = st_emit(txn, ST_EVENT_CREDENTIAL_ENDING, &ee))) {
+      json_decref(old);
+      return rc;
+    }
+  }
   if (old && revoke_old) {
     json_t *ot = NULL;
     if (grant_sealed(txn, tenant, user, connector, &ot) == 0) {
@@ -304,6 +313,19 @@ static int drop_grant(st_txn *txn, const char *tenant, const char *user, const c
   if (!ids_ok(tenant, user, connector)) return ST_ENOTFOUND;
   char k[KEY_MAX];
   size_t kl = key3(k, 'g', tenant, user, connector);
+  /* invalid_grant: the authorization server ended the grant, the person
+   * changed nothing — the call that found out answers "connect again"
+   * (and their next connect ends what the grant opened) */
+  bool superseded = !bulk && strcmp(reason, "invalid_grant");
+  if (superseded) {
+    /* before the grant goes: what it opened upstream is ended with it
+     * (gateway/mcp), if it is there to go */
+    st_val v;
+    int g = st_get(txn, ST_DB_VAULT, k, kl, &v);
+    vault_ending_event ee = {tenant, connector, user, false};
+    if (g && g != ST_ENOTFOUND) return g;
+    if (!g && (g = st_emit(txn, ST_EVENT_CREDENTIAL_ENDING, &ee))) return g;
+  }
   int rc = st_del(txn, ST_DB_VAULT, k, kl);
   if (rc) return rc;
   kl = key3(k, 'c', tenant, connector, user);
@@ -325,10 +347,7 @@ static int drop_grant(st_txn *txn, const char *tenant, const char *user, const c
   st_aad aad = {tenant, VAULT_GRANT_KIND, owner};
   rc = st_secret_del(txn, &aad);
   if (rc && rc != ST_ENOTFOUND) return rc;
-  /* invalid_grant: the authorization server ended the grant, the person
-   * changed nothing — the call that found out answers "connect again"
-   * (and their next connect ends what the grant opened) */
-  vault_grant_event ev = {tenant, user, connector, false, !bulk && strcmp(reason, "invalid_grant")};
+  vault_grant_event ev = {tenant, user, connector, false, superseded};
   return st_emit(txn, ST_EVENT_GRANT_CHANGED, &ev);
 }
 

@@ -73,7 +73,10 @@ typedef struct vault_grant_event {
    * invalid_grant (the authorization server ended the grant: the call that
    * found out answers "connect again"), nor within a cut of every grant of
    * the user, the connector or the tenant, whose trigger ends those
-   * sessions itself. gateway/mcp ends them. */
+   * sessions itself. gateway/mcp ends them. Such a write first emits
+   * ST_EVENT_CREDENTIAL_ENDING (vault.h's vault_ending_event, for the
+   * user), while the old grant can still be read: a connect, and a drop
+   * of a grant that exists. */
   bool superseded;
 } vault_grant_event;
 

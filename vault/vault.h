@@ -69,6 +69,27 @@ typedef struct vault_connector_event {
   bool rekeyed; /* put: same URL, another credential (auth settings or secret value) */
 } vault_connector_event;
 
+/* What ST_EVENT_CREDENTIAL_ENDING carries (borrowed for the emit). It is
+ * emitted inside a write that changes what a connector's upstream sessions
+ * were opened with, BEFORE anything of it changes — so the transaction
+ * still reads the old record, real URL, shared credential and grants:
+ *   - user NULL: a PUT that moves or rekeys the connector, or its delete —
+ *     every upstream session of the connector (each opened with the shared
+ *     credential, or with its person's own);
+ *   - user set: that person's own credential replaced or removed (a connect,
+ *     another key, a disconnect: vault_grant_event's superseded) — theirs.
+ * gateway/mcp ends those sessions at the upstream once the write commits:
+ * an HTTP DELETE carrying the session id and the credential that opened
+ * it, to the URL it was given for. */
+typedef struct vault_ending_event {
+  const char *tenant, *connector;
+  const char *user;
+  /* the connector moves to another origin (scheme, host or port), or its
+   * old URL cannot be read: the old server gets nothing more, not even a
+   * DELETE (vault_url_same_origin) */
+  bool elsewhere;
+} vault_ending_event;
+
 /* What a put did (overwritten on every run: writer jobs may run twice). */
 typedef struct vault_put_out {
   int created;  /* 1: the connector is new */
@@ -85,7 +106,9 @@ typedef struct vault_put_out {
  * one stays). Fills *out: moved when the real URL changed (a new query
  * value too). Emits ST_EVENT_CONNECTOR_PUT (a hook's failure fails the
  * put): a moved or rekeyed connector's upstream sessions and live
- * exchanges end with it (gateway/mcp/revoke.c). Write txns only.
+ * exchanges end with it (gateway/mcp/revoke.c); before anything changes,
+ * such a put emits ST_EVENT_CREDENTIAL_ENDING (vault_ending_event). Write
+ * txns only.
  * ST_EINVAL without an epoch. */
 int vault_connector_put(st_txn *txn, const char *tenant, const char *name, const json_t *config,
                         const char *secret, const char *now, const char *epoch, vault_put_out *out);
@@ -174,6 +197,11 @@ int vault_url_has_secret(const char *url);
  * VAULT_EMASKED (stored NULL, another server, nothing stored to keep, or
  * the URL with what is kept over VAULT_URL_MAX), ST_ENOMEM. */
 int vault_url_keep_masked(const char *url, const char *stored, char **out);
+/* 1 when URLs a and b have the same scheme and authority (host and port,
+ * as written, letter case aside): the same server. A missing port and the
+ * scheme's default one differ here, so two spellings of one server count
+ * as two (fail closed). 0 for NULL. */
+int vault_url_same_origin(const char *a, const char *b);
 /* The connector's real URL, where its upstream requests go. rec is the
  * record read in txn. A record whose URL is not sealed (no query values:
  * most connectors) gives its own "url": *url borrowed from rec, *sealed
@@ -196,7 +224,8 @@ int vault_upgrade_url_queries(st_txn *txn);
 int vault_register_url_check(st_store *st);
 
 /* Deletes the connector and its sealed secret; emits
- * ST_EVENT_CONNECTOR_DELETE. Write txns only. */
+ * ST_EVENT_CREDENTIAL_ENDING first (vault_ending_event: nothing is
+ * deleted yet), then ST_EVENT_CONNECTOR_DELETE. Write txns only. */
 int vault_connector_delete(st_txn *txn, const char *tenant, const char *name);
 /* Every connector of a tenant, as admin views, in name order. */
 int vault_connector_list(st_txn *txn, const char *tenant, json_t **arr);

@@ -16,6 +16,7 @@
 #include "gateway/base/log.h"
 #include "gateway/core/module.h"
 #include "gateway/mcp/upcall.h"
+#include "gateway/mcp/usess_end.h"
 #include "gateway/out/outbound.h"
 
 #define LDA(f) atomic_load_explicit(&(f), memory_order_relaxed)
@@ -184,6 +185,19 @@ void gw_proxy_metrics(gw_server *srv, gw_buf *o) {
                 (double)atomic_load_explicit(&sh->fan_sum_ns, memory_order_relaxed) / 1e9,
                 (unsigned long long)atomic_load_explicit(&sh->fan_count, memory_order_relaxed));
   approvals_metrics(sh, o);
+  gw_buf_printf(o,
+                "# HELP mcpgate_upstream_session_deletes_total DELETEs of upstream sessions the gateway stopped using "
+                "(the connector moved within its origin, rekeyed or deleted; a person's own credential replaced or "
+                "removed), by outcome: ended (2xx, or 404: unknown there), "
+                "refused (another status), failed (no answer), dropped (not sent: no credential to end it with, "
+                "or too many).\n"
+                "# TYPE mcpgate_upstream_session_deletes_total counter\n"
+                "mcpgate_upstream_session_deletes_total{result=\"ended\"} %llu\n"
+                "mcpgate_upstream_session_deletes_total{result=\"refused\"} %llu\n"
+                "mcpgate_upstream_session_deletes_total{result=\"failed\"} %llu\n"
+                "mcpgate_upstream_session_deletes_total{result=\"dropped\"} %llu\n",
+                (unsigned long long)LDA(sh->usess_ended), (unsigned long long)LDA(sh->usess_refused),
+                (unsigned long long)LDA(sh->usess_failed), (unsigned long long)LDA(sh->usess_dropped));
 }
 
 /* SIGTERM: streams end now, cleanly (a chunked end: clients reconnect,
@@ -250,6 +264,7 @@ int gw_proxy_loop_start(gw_loop *lp) {
   if (!(lp->pol = pol_cache_new(4096))) return -1;
   if (gw_out_new(&lp->loop, &lp->out) != 0) return -1;
   if (gw__ap_notify_start(p) != 0) return -1;
+  if (gw__usess_ender_start(lp) != 0) return -1;
   if (lp->index == 0 && gw__vault_worker_start(lp) != 0) return -1; /* once per process */
   return 0;
 }
@@ -261,6 +276,10 @@ static void on_handle_closed(uv_handle_t *h) {
   for (gw_revocation *q = p->queue, *n; q; q = n) {
     n = q->next;
     free(q);
+  }
+  for (gw_usess_end *b = p->ends_in, *n; b; b = n) { /* not sent: left to expire upstream */
+    n = gw__usess_end_next(b);
+    gw__usess_end_free(b);
   }
   gw__mcp_stats_free(&p->stats);
   uv_mutex_destroy(&p->stats.mu);
@@ -278,6 +297,7 @@ void gw_proxy_loop_stop(gw_loop *lp) {
   gw__fanout_leave(p); /* before the async handle closes: nobody sends to it after */
   gw__vault_worker_stop(lp); /* before the engine: its transfer ends with it */
   gw__ap_notify_stop(p);     /* the same: its POSTs end with the engine */
+  gw__usess_ender_stop(lp);  /* the same: its DELETEs end with the engine */
   if (lp->out) {
     gw_out_close(lp->out, NULL, NULL);
     lp->out = NULL;

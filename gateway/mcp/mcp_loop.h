@@ -54,6 +54,8 @@ struct gw_proxy {
   uv_timer_t held_timer;  /* while calls are held for approval: progress and expiry (held.c) */
   int nheld;              /* calls held (waiting) on this loop */
   struct gw_ap_notify *notify; /* the approval webhook's queue (ap_notify.c) */
+  struct gw_usess_ender *ender; /* DELETEs of upstream sessions no longer used (usess_end.c) */
+  struct gw_usess_end *ends_in; /* ... batches the writer's after-commits posted here (under the shared fan_mu) */
 };
 
 /* What caused a revocation (gw_revocation.trigger), for
@@ -104,6 +106,10 @@ typedef struct gw_mcp_shared {
   _Atomic uint64_t ap_requests, ap_decided[4];
   _Atomic uint64_t ap_bucket[8 + 1], ap_dec_count, ap_dec_sum_ms;
   _Atomic uint64_t hook_ok, hook_failed, hook_retried, hook_dropped;
+  /* upstream sessions the gateway stopped using, DELETEd (usess_end.c):
+   * ended (2xx, or 404: unknown there), refused (another status), failed
+   * (no answer), dropped (not sent) */
+  _Atomic uint64_t usess_ended, usess_refused, usess_failed, usess_dropped;
   /* the connector cut (revoke.c; set with the hooks, read on the writer
    * thread): session index records a trigger's txn reads itself, and one
    * sweep step */

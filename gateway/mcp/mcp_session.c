@@ -327,6 +327,64 @@ int gw_sessions_drop_upstream_connector(st_txn *txn, const char *tenant, const c
   return rc == ST_ENOTFOUND ? n : rc;
 }
 
+static void hex_raw(const char *hex, uint8_t raw[32]);
+
+int gw_sessions_upstreams_of(st_txn *txn, const char *tenant, const char *user, const char *connector,
+                             gw_session_upstream_fn fn, void *ctx) {
+  char p[GW_SESSION_UKEY_MAX];
+  size_t tl = strlen(tenant), ul = user ? strlen(user) : 0;
+  if (tl + ul + 3 > sizeof p || strlen(connector) > 64) return ST_EINVAL;
+  size_t pl = user ? ikey('u', tenant, user, NULL, p) : (p[0] = 'u', memcpy(p + 1, tenant, tl + 1), tl + 2);
+  st_cursor *cur;
+  int rc = st_cursor_open(txn, ST_DB_SESSIONS, &cur);
+  if (rc) return rc;
+  st_cursor_seek(cur, p, pl, NULL, 0);
+  st_val k;
+  bool go = true;
+  /* only reads below: the cursor stays valid */
+  while (go && (rc = st_cursor_next(cur, &k, NULL)) == 0) {
+    /* "u" tenant \0 user \0 hex64 */
+    const char *key = k.data, *who = key + tl + 2;
+    const char *nul = k.len > tl + 2 ? memchr(who, 0, k.len - (tl + 2)) : NULL;
+    if (!nul || (size_t)(key + k.len - (nul + 1)) != 64 || (size_t)(nul - who) >= 40) continue;
+    char u[40], hex[65], ck[300];
+    memcpy(u, who, (size_t)(nul - who));
+    u[nul - who] = 0;
+    memcpy(hex, nul + 1, 64);
+    hex[64] = 0;
+    uint8_t raw[32];
+    hex_raw(hex, raw);
+    st_val v;
+    char up[256] = "";
+    /* an aggregated session's id for the connector, or a single-connector
+     * session of it (its "c" index entry) */
+    int g = st_get(txn, ST_DB_SESSIONS, ck, akey(raw, connector, ck), &v);
+    if (g == 0) {
+      size_t n = v.len < sizeof up - 1 ? v.len : sizeof up - 1;
+      memcpy(up, v.data, n);
+      up[n] = 0;
+    } else if (g == ST_ENOTFOUND) {
+      g = st_get(txn, ST_DB_SESSIONS, ck, ikey('c', tenant, connector, hex, ck), &v);
+    }
+    if (g == ST_ENOTFOUND) continue;
+    if (g) {
+      rc = g;
+      break;
+    }
+    gw_session s;
+    g = load_raw(txn, raw, &s);
+    if (g == ST_ENOTFOUND || g == ST_ECORRUPT) continue; /* not ours to mend here */
+    if (g) {
+      rc = g;
+      break;
+    }
+    if (!up[0] && !strcmp(s.connector, connector)) memcpy(up, s.upstream, sizeof up);
+    if (up[0]) go = fn(ctx, u, up, s.version);
+  }
+  st_cursor_close(cur);
+  return rc == 0 || rc == ST_ENOTFOUND ? 0 : rc;
+}
+
 /* ---------- the per-connector cut (store half) ---------- */
 
 static void hex_raw(const char *hex, uint8_t raw[32]);

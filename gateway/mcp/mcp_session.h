@@ -16,7 +16,11 @@
  * connector deletion or a PUT that moves or rekeys it, and — a single-connector session, or an aggregated
  * session's upstream id for one connector — when the user loses that
  * connector or replaces or removes their own credential for it
- * (gw_sessions_cut_step, driven by revoke.c).
+ * (gw_sessions_cut_step, driven by revoke.c). An upstream session id that
+ * goes because the connector moved within its origin, was rekeyed or
+ * deleted, or because its user's own credential changed is first read by
+ * gw_sessions_upstreams_of, and the session ended at the upstream
+ * (usess_end.c).
  *
  * Bounded (issue 12 item 4):
  *  - Expiry. A session unused for session_idle_timeout_ms, or older than
@@ -125,6 +129,18 @@ int gw_sessions_delete_connector(st_txn *txn, const char *tenant, const char *co
  * sessions; returns how many ids went. */
 int gw_sessions_drop_upstream_connector(st_txn *txn, const char *tenant, const char *connector);
 int gw_sessions_purge_tenant(st_txn *txn, const char *tenant, int limit);
+/* The upstream sessions that the sessions of a tenant (user NULL) or of
+ * one user hold with `connector` — a single-connector session's id, and
+ * each aggregated session's id for it: what gw_sessions_delete_connector
+ * and gw_sessions_drop_upstream_connector (or a cut of that user's
+ * sessions of the connector) take away. Each goes to fn(ctx, user,
+ * upstream, version) — the session's user and protocol version —, in the
+ * "u" index's order; fn returning false stops the walk. Reads the index
+ * and, for each session, one or two keys; a record only when it holds
+ * such an id. Any txn; 0 or ST_E*. */
+typedef bool (*gw_session_upstream_fn)(void *ctx, const char *user, const char *upstream, const char *version);
+int gw_sessions_upstreams_of(st_txn *txn, const char *tenant, const char *user, const char *connector,
+                             gw_session_upstream_fn fn, void *ctx);
 
 /* The per-connector cut's store half (revoke.c): one bounded step over the
  * "u" index of a tenant (user NULL) or of one user. Each session read

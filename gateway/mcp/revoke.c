@@ -71,6 +71,7 @@
 #include "gateway/base/log.h"
 #include "gateway/mcp/agg.h"
 #include "gateway/mcp/mcp_loop.h"
+#include "gateway/mcp/usess_end.h"
 #include "auth/auth.h"
 #include "auth/oauth_token.h"
 #include "gateway/mcp/audit_log.h"
@@ -202,6 +203,7 @@ void gw_proxy_revocations_drain(gw_loop *lp) {
   gw_proxy *p = gw__mcp_of(lp);
   if (!p) return;
   gw_mcp_shared *sh = lp->srv->mcp;
+  gw__usess_end_take(lp); /* DELETEs the writer's after-commits posted here */
   uv_mutex_lock(&sh->fan_mu);
   gw_revocation *q = p->queue;
   p->queue = p->queue_tail = NULL;
@@ -762,7 +764,11 @@ static int on_tools_changed(st_txn *txn, int kind, const void *event, void *ctx)
  * and starts over), aggregated sessions forget their upstream id for it
  * (the next call opens a fresh one, with the new credential), and its live
  * exchanges — calls in flight, upstream GET streams — end after the
- * commit, before the PUT's reply (the fan-out's gate). */
+ * commit, before the PUT's reply (the fan-out's gate). The upstream
+ * sessions whose ids go here are not only forgotten: the same write,
+ * before the change, collected them with the credential that opened each
+ * (ST_EVENT_CREDENTIAL_ENDING, usess_end.c), and they are DELETEd at the
+ * upstream after the commit — but at an origin the connector left. */
 static int end_connector(st_txn *txn, gw_server *srv, const char *tenant, const char *connector) {
   int rc = gw_sessions_delete_connector(txn, tenant, connector);
   if (rc >= 0) rc = gw_sessions_drop_upstream_connector(txn, tenant, connector);
@@ -801,7 +807,9 @@ static bool is_the_connector(void *ctx, st_txn *txn, const char *user, const cha
  * aggregated sessions forget its upstream id (the next call opens a fresh
  * one with the new credential), and their live exchanges with it end
  * after the commit, before the write's reply (the fan-out's gate). Nobody
- * else's. Bounded: the user's sessions (sessions_per_user_max). */
+ * else's. Bounded: the user's sessions (sessions_per_user_max). As for
+ * end_connector, the upstream sessions are DELETEd at the upstream after
+ * the commit, with the old credential read before the change (usess_end.c). */
 static int end_user_connector(st_txn *txn, gw_server *srv, const char *tenant, const char *user,
                               const char *connector) {
   gw_session_cut cut = {.tenant = tenant, .user = user, .hidden = is_the_connector, .ctx = (void *)connector,
@@ -943,6 +951,7 @@ int gw_proxy_register_hooks(gw_server *srv) {
   if (!rc) rc = st_hook_add(srv->store, ST_EVENT_CONNECTOR_PUT, on_connector_put, srv);
   if (!rc) rc = st_hook_add(srv->store, ST_EVENT_CONNECTOR_DELETE, on_connector_deleted, srv);
   if (!rc) rc = st_hook_add(srv->store, ST_EVENT_GRANT_CHANGED, on_grant_changed, srv);
+  if (!rc) rc = st_hook_add(srv->store, ST_EVENT_CREDENTIAL_ENDING, gw__usess_on_ending, srv);
   if (!rc) rc = st_hook_add(srv->store, ST_EVENT_POLICY_PUT, on_policy_put, srv);
   if (!rc) rc = st_hook_add(srv->store, ST_EVENT_TENANT_DELETING, on_tenant_deleting, srv);
   if (!rc) rc = st_hook_add(srv->store, ST_EVENT_TOKEN_REVOKED, on_token_revoked, srv);

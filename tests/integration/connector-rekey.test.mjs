@@ -9,6 +9,15 @@
 // session with the new key, and the upstream GET streams opened with the
 // old key end (the connector endpoint's client stream with them).
 //
+// The upstream sessions the old key opened are not only forgotten: each is
+// ended at the upstream with an HTTP DELETE carrying its id and the OLD key
+// (the credential it was opened with: an upstream knows a session as
+// whoever initialized it), to the same URL — the one thing the old key
+// still carries after the PUT. A move to another origin sends nothing to
+// the old server (the admin moved the connector away from it), not even a
+// DELETE; a move within the origin (another path) ends them at the old URL,
+// as a rekey does; a deleted connector's sessions are ended too.
+//
 // Real parts: the gateway binary on a real LMDB, the controllable upstream
 // (lib/ctl-upstream.mjs), which records the header each request and each
 // open GET stream carried.
@@ -48,6 +57,22 @@ async function openEverything(gw, up, token) {
   return { direct, dget, agg, aget, oldSids };
 }
 
+/* The DELETEs up received after mark of the upstream sessions in sids. */
+const deletesOf = (up, sids, mark = 0) => up.requests().slice(mark).filter((e) => e.method === 'DELETE' && sids.has(e.headers['mcp-session-id']));
+
+/* Every upstream session in sids is ended at up: one DELETE each, with
+ * credential `key` (the one that opened it), at path `path`. */
+async function assertEnded(up, sids, mark, key, path = '/mcp') {
+  await waitFor(() => new Set(deletesOf(up, sids, mark).map((e) => e.headers['mcp-session-id'])).size === sids.size, {
+    what: `a DELETE of each of the ${sids.size} upstream sessions the old credential opened (seen: ${JSON.stringify(deletesOf(up, sids, mark).map((e) => e.headers['mcp-session-id']))})`,
+    timeoutMs: 10000,
+  });
+  const ends = deletesOf(up, sids, mark);
+  assert.equal(ends.length, sids.size, 'one DELETE per upstream session');
+  assert.deepEqual(ends.filter((e) => e.headers['x-key'] !== key || e.url !== path).map((e) => `${e.url} ${e.headers['x-key']}`), [],
+    'each DELETE carries the credential that opened the session, to the URL it was given for');
+}
+
 /* After the PUT: nothing of the old key's upstream sessions goes on. */
 async function assertCut(gw, up, token, s, mark) {
   // the upstream GET streams opened with the old key end, and so does the
@@ -72,12 +97,15 @@ async function assertCut(gw, up, token, s, mark) {
   assert.equal(a.status, 200, a.body);
   assert.match(a.body, /ua:echo agg after/);
 
-  const after = up.requests().slice(mark);
+  // what the old key opened is ended there, with the old key: the only
+  // requests after the PUT that carry it
+  await assertEnded(up, s.oldSids, mark, OLD);
+  const after = up.requests().slice(mark).filter((e) => !(e.method === 'DELETE' && s.oldSids.has(e.headers['mcp-session-id'])));
   assert.ok(after.some((e) => e.json?.method === 'initialize'), 'a fresh upstream session was opened');
   assert.deepEqual(after.filter((e) => e.headers['x-key'] !== NEW).map((e) => `${e.method} ${e.json?.method ?? ''} ${e.headers['x-key']}`), [],
-    'every request after the PUT carries the new key');
+    'every other request after the PUT carries the new key');
   assert.deepEqual(after.filter((e) => s.oldSids.has(e.headers['mcp-session-id'])).map((e) => `${e.method} ${e.json?.method ?? ''}`), [],
-    'no request after the PUT uses an upstream session opened with the old key');
+    'nothing but its DELETE uses an upstream session opened with the old key after the PUT');
   s.aget.close();
   again.del().catch(() => {});
 }
@@ -133,9 +161,76 @@ test('another auth type (shared key → each employee\'s own key) ends them too'
   const a = await s.agg.request('tools/call', { name: 'cc__echo', arguments: { message: 'agg after' } });
   assert.equal(a.status, 200, a.body);
   assert.match(a.body, /-32007/, a.body);
-  const after = up.requests().slice(mark);
+  // ended with the shared key that opened them: the same server
+  await assertEnded(up, s.oldSids, mark, OLD);
+  const after = up.requests().slice(mark).filter((e) => !(e.method === 'DELETE' && s.oldSids.has(e.headers['mcp-session-id'])));
   assert.deepEqual(after.filter((e) => e.headers['x-key'] === OLD || s.oldSids.has(e.headers['mcp-session-id']))
-    .map((e) => `${e.method} ${e.json?.method ?? ''}`), [], 'nothing after the PUT with the shared key or its sessions');
+    .map((e) => `${e.method} ${e.json?.method ?? ''}`), [], 'nothing but their DELETEs after the PUT with the shared key or its sessions');
+  s.aget.close();
+  await gw.stop();
+});
+
+test('a move within the origin ends the old sessions at the old URL; a move to another origin sends nothing there', async () => {
+  const gw = await startGateway();
+  const up = await startCtlUpstream({ name: 'ua' });
+  const other = await startCtlUpstream({ name: 'ub' });
+  const t = await setupTenant(gw, { users: ['alice@acme.com'] });
+  let r = await t.putConnector('cc', { url: up.url, auth: { type: 'header', name: 'X-Key', value: OLD } });
+  assert.equal(r.status, 201, r.body);
+  const m = await t.mintToken('alice@acme.com');
+  assert.equal(m.status, 201, m.body);
+
+  // another path at the same server: ended at the old path, with the key
+  // that opened them (it was given for that server)
+  const s = await openEverything(gw, up, m.token);
+  let mark = up.requests().length;
+  r = await t.putConnector('cc', { url: `${up.url}/v2`, auth: { type: 'header', name: 'X-Key', value: NEW } });
+  assert.equal(r.status, 200, r.body);
+  await assertEnded(up, s.oldSids, mark, OLD, '/mcp');
+  s.dget.close();
+  s.aget.close();
+
+  // another server: nothing more reaches the old one, not even a DELETE,
+  // and the new one never hears an old id
+  const agg = await rawSession(`${gw.url}/t/acme/mcp`, m.token);
+  const a = await agg.request('tools/call', { name: 'cc__echo', arguments: { message: 'at v2' } });
+  assert.equal(a.status, 200, a.body);
+  const v2 = up.requests().slice(mark).filter((e) => e.url === '/mcp/v2' && e.json?.method === 'notifications/initialized').map((e) => e.headers['mcp-session-id']);
+  assert.equal(v2.length, 1, 'the aggregated session opened one at /mcp/v2');
+  mark = up.requests().length;
+  r = await t.putConnector('cc', { url: other.url, auth: { type: 'header', name: 'X-Key', value: NEW } });
+  assert.equal(r.status, 200, r.body);
+  // then a rekey at the new server, whose DELETE goes out after any the
+  // move would have sent (one loop sends them in order)
+  const b = await agg.request('tools/call', { name: 'cc__echo', arguments: { message: 'at ub' } });
+  assert.equal(b.status, 200, b.body);
+  assert.match(b.body, /ub:echo at ub/);
+  const ubSids = new Set(other.rpc('notifications/initialized').map((e) => e.headers['mcp-session-id']));
+  r = await t.putConnector('cc', { url: other.url, auth: { type: 'header', name: 'X-Key', value: OLD } });
+  assert.equal(r.status, 200, r.body);
+  await assertEnded(other, ubSids, 0, NEW);
+  // (a capability probe of an earlier PUT may still arrive: it opens its own)
+  assert.deepEqual(up.requests().slice(mark).filter((e) => e.method === 'DELETE' || e.headers['mcp-session-id'])
+    .map((e) => `${e.method} ${e.url} ${e.headers['x-key']}`), [], 'nothing of a session reached the old server after the move');
+  assert.deepEqual(other.requests().filter((e) => v2.includes(e.headers['mcp-session-id']) || s.oldSids.has(e.headers['mcp-session-id'])).map((e) => e.method), [],
+    'no old id reached the new server');
+  await gw.stop();
+});
+
+test('a deleted connector\'s upstream sessions are ended with its credential', async () => {
+  const gw = await startGateway();
+  const up = await startCtlUpstream({ name: 'ua' });
+  const t = await setupTenant(gw, { users: ['alice@acme.com'] });
+  let r = await t.putConnector('cc', { url: up.url, auth: { type: 'header', name: 'X-Key', value: OLD } });
+  assert.equal(r.status, 201, r.body);
+  const m = await t.mintToken('alice@acme.com');
+  assert.equal(m.status, 201, m.body);
+  const s = await openEverything(gw, up, m.token);
+  const mark = up.requests().length;
+  r = await t.admin('DELETE', '/connectors/cc');
+  assert.equal(r.status, 204, r.body);
+  await assertEnded(up, s.oldSids, mark, OLD);
+  s.dget.close();
   s.aget.close();
   await gw.stop();
 });

@@ -12,7 +12,10 @@
 // credential are closed (the connector endpoint's client stream with its
 // own), their connector-endpoint sessions are gone (404: initialize again),
 // and their aggregated sessions open a fresh upstream session with the new
-// credential on the next call.
+// credential on the next call. The upstream sessions the old credential
+// opened are ended there: one DELETE each, carrying the OLD credential (the
+// one that opened it; the new one may be another upstream account) — the
+// only requests after the save that carry it.
 //
 // Real parts: the gateway binary on a real LMDB, the Okta stand-in for the
 // sign-in (lib/login.mjs), the controllable upstream (lib/ctl-upstream.mjs),
@@ -140,12 +143,25 @@ async function assertCut(u, conn, up, s, old, now, mark) {
   if (now) assert.match(a.body, new RegExp(`:echo ${u} agg after`));
   else assert.match(a.body, /-32007/, a.body);
 
-  const after = up.requests().slice(mark).filter((e) => !s.others.has(e.headers['mcp-session-id']) && cred(conn)(e.headers) !== s.otherCred);
+  // each upstream session the old credential opened (and no client ended
+  // before the save) is ended there with it
+  const live = new Set([...s.sids].filter((id) => !up.requests().slice(0, mark).some((e) => e.method === 'DELETE' && e.headers['mcp-session-id'] === id)));
+  const ends = () => up.requests().slice(mark).filter((e) => e.method === 'DELETE' && live.has(e.headers['mcp-session-id']));
+  await waitFor(() => new Set(ends().map((e) => e.headers['mcp-session-id'])).size === live.size, {
+    what: `a DELETE of each of ${u}'s ${live.size} upstream sessions the old credential opened (seen: ${JSON.stringify(ends().map((e) => e.headers['mcp-session-id']))})`,
+    timeoutMs: 10000,
+  });
+  assert.equal(ends().length, live.size, 'one DELETE per upstream session');
+  assert.deepEqual(ends().filter((e) => cred(conn)(e.headers) !== old || e.url !== '/mcp').map((e) => `${e.url} ${cred(conn)(e.headers)}`), [],
+    'each DELETE carries the credential that opened the session, to the same URL');
+
+  const after = up.requests().slice(mark).filter((e) => !s.others.has(e.headers['mcp-session-id']) && cred(conn)(e.headers) !== s.otherCred &&
+    !(e.method === 'DELETE' && s.sids.has(e.headers['mcp-session-id'])));
   if (now) assert.ok(after.some((e) => e.json?.method === 'initialize' && cred(conn)(e.headers) === now), 'a fresh upstream session was opened with the new credential');
   assert.deepEqual(after.filter((e) => cred(conn)(e.headers) !== now).map((e) => `${e.method} ${e.json?.method ?? ''} ${cred(conn)(e.headers)}`), [],
-    `every request of ${u}'s after the save carries the new credential`);
+    `every other request of ${u}'s after the save carries the new credential`);
   assert.deepEqual(after.filter((e) => s.sids.has(e.headers['mcp-session-id'])).map((e) => `${e.method} ${e.json?.method ?? ''}`), [],
-    `no request after the save uses an upstream session ${u}'s old credential opened`);
+    `nothing but its DELETE uses an upstream session ${u}'s old credential opened after the save`);
 }
 
 /* The other person's sessions went on as they were: their GET streams

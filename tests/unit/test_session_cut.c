@@ -44,6 +44,7 @@ static int job_seed(st_txn *txn, void *arg) {
     snprintf(s.user, sizeof s.user, "%s", seeds[i].user);
     snprintf(s.connector, sizeof s.connector, "%s", seeds[i].connector);
     snprintf(s.version, sizeof s.version, "2025-11-25");
+    if (seeds[i].connector[0]) snprintf(s.upstream, sizeof s.upstream, "%s-up", seeds[i].id);
     int rc = gw_session_put(txn, seeds[i].id, &s, "2026-11-22T00:00:00Z");
     if (!rc && !seeds[i].connector[0]) rc = gw_session_upstream_put(txn, seeds[i].id, "a", "up-a");
     if (!rc && !seeds[i].connector[0]) rc = gw_session_upstream_put(txn, seeds[i].id, "b", "up-b");
@@ -113,6 +114,63 @@ static int check_after(void) {
   return 0;
 }
 
+/* gw_sessions_upstreams_of: the upstream sessions a cut of a connector
+ * takes away (revoke.c, usess_end.c end them): a single-connector
+ * session's id, an aggregated session's id for it — of the tenant or of
+ * one user, nothing of another connector or tenant; the callback can stop
+ * the walk. Collected as sorted "user:id@version" lines. */
+typedef struct ups_seen {
+  json_t *lines;
+  int stop_after; /* 0: never */
+} ups_seen;
+static bool on_ups(void *ctx, const char *user, const char *upstream, const char *version) {
+  ups_seen *u = ctx;
+  json_array_append_new(u->lines, json_sprintf("%s:%s@%s", user, upstream, version));
+  return !u->stop_after || (int)json_array_size(u->lines) < u->stop_after;
+}
+static int by_text(const void *a, const void *b) {
+  return strcmp(json_string_value(*(json_t *const *)a), json_string_value(*(json_t *const *)b));
+}
+static char *ups_of(const char *tenant, const char *user, const char *connector, int stop_after) {
+  st_txn *txn;
+  ups_seen u = {json_array(), stop_after};
+  if (st_read_begin(st, &txn) != 0) return NULL;
+  int rc = gw_sessions_upstreams_of(txn, tenant, user, connector, on_ups, &u);
+  st_txn_end(txn);
+  size_t n = json_array_size(u.lines);
+  json_t **v = calloc(n + 1, sizeof *v);
+  for (size_t i = 0; i < n; i++) v[i] = json_array_get(u.lines, i);
+  qsort(v, n, sizeof *v, by_text);
+  char *out = calloc(1, 1024);
+  if (rc) snprintf(out, 1024, "error %d", rc);
+  for (size_t i = 0; i < n && !rc; i++) {
+    size_t l = strlen(out);
+    snprintf(out + l, 1024 - l, "%s%s", l ? " " : "", json_string_value(v[i]));
+  }
+  free(v);
+  json_decref(u.lines);
+  return out;
+}
+
+TEST(upstreams_of_a_connector) {
+  CHECK_INT(reseed(), 0);
+  char *s = ups_of("t", NULL, "a", 0);
+  CHECK_STR(s, "alice:mcps_alice_a-up@2025-11-25 alice:up-a@2025-11-25 bob:mcps_bob_a-up@2025-11-25 bob:up-a@2025-11-25");
+  free(s);
+  s = ups_of("t", "alice", "a", 0);
+  CHECK_STR(s, "alice:mcps_alice_a-up@2025-11-25 alice:up-a@2025-11-25");
+  free(s);
+  s = ups_of("t", NULL, "b", 0);
+  CHECK_STR(s, "alice:mcps_alice_b-up@2025-11-25 alice:up-b@2025-11-25 bob:up-b@2025-11-25");
+  free(s);
+  s = ups_of("t", "carol", "a", 0);
+  CHECK_STR(s, "");
+  free(s);
+  s = ups_of("t", NULL, "a", 1);
+  CHECK(s && strlen(s) > 0 && !strchr(s, ' ')); /* stopped after one */
+  free(s);
+}
+
 TEST(one_user_in_one_step) {
   CHECK_INT(reseed(), 0);
   step s = {.c = {.tenant = "t", .user = "alice", .hidden = alice_lost_a, .budget = 100}};
@@ -168,6 +226,7 @@ int main(void) {
     fprintf(stderr, "setup failed\n");
     return 1;
   }
+  RUN(upstreams_of_a_connector);
   RUN(one_user_in_one_step);
   RUN(a_tenant_in_steps_of_one);
   RUN(bad_input_is_refused);

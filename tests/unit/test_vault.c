@@ -1148,6 +1148,106 @@ TEST(grant_event_says_when_the_old_credential_is_gone) {
   close_store();
 }
 
+/* ST_EVENT_CREDENTIAL_ENDING: emitted by every write that retires what
+ * upstream sessions were opened with — a connector's rekey, move or
+ * delete, a person's connect, new key or disconnect — BEFORE anything
+ * changes, so a hook reads, in that transaction, the old credential and
+ * the old real URL (gateway/mcp ends the sessions with them). A move to
+ * another origin says "elsewhere" (nothing is to reach the old server);
+ * nothing else emits it: a PUT changing neither, a refresh, invalid_grant,
+ * the cuts of a user's grants. */
+static int end_count;
+static int end_elsewhere = -1;
+static char end_user[64], end_cred[64], end_url[128];
+static int on_ending_ev(st_txn *txn, int kind, const void *event, void *ctx) {
+  (void)kind, (void)ctx;
+  const vault_ending_event *ev = event;
+  end_count++;
+  end_elsewhere = ev->elsewhere;
+  snprintf(end_user, sizeof end_user, "%s", ev->user ? ev->user : "");
+  json_t *rec = NULL;
+  vault_cred c = {0};
+  const char *url = NULL;
+  char *sealed = NULL;
+  end_cred[0] = end_url[0] = 0;
+  if (vault_connector_get(txn, ev->tenant, ev->connector, &rec) == 0) {
+    if (vault_upstream_cred(txn, ev->tenant, ev->connector, ev->user, rec, T0, &c) == 0)
+      snprintf(end_cred, sizeof end_cred, "%s", c.value ? c.value : "(none)");
+    if (vault_connector_url(txn, ev->tenant, ev->connector, rec, &url, &sealed) == 0) snprintf(end_url, sizeof end_url, "%s", url);
+  }
+  vault_cred_free(&c);
+  vault_secret_free(sealed);
+  json_decref(rec);
+  return 0;
+}
+#define HDR_AT(u, v) "{\"url\":\"" u "\",\"auth\":{\"type\":\"header\",\"name\":\"Authorization\",\"value\":\"" v "\"}}"
+TEST(credential_ending_event_reads_the_old_credential) {
+  CHECK(open_store());
+  CHECK_INT(st_hook_add(g_st, ST_EVENT_CREDENTIAL_ENDING, on_ending_ev, NULL), 0);
+  end_count = 0;
+  CHECK_INT(conn_put("acme", "docs", HDR_AT("https://mcp.example.com/mcp?k=q1", "Bearer A")), 0);
+  CHECK_INT(conn_put("acme", "docs", HDR_AT("https://mcp.example.com/mcp?k=q1", "Bearer A")), 0);
+  CHECK_INT(end_count, 0); /* new, then the same again: nothing retired */
+  CHECK_INT(conn_put("acme", "docs", HDR_AT("https://mcp.example.com/mcp?k=q1", "Bearer B")), 0);
+  CHECK_INT(end_count, 1); /* a rekey: the old key, the URL */
+  CHECK_STR(end_cred, "Bearer A");
+  CHECK_STR(end_url, "https://mcp.example.com/mcp?k=q1");
+  CHECK_STR(end_user, "");
+  CHECK_INT(end_elsewhere, 0);
+  CHECK_INT(conn_put("acme", "docs", HDR_AT("https://MCP.example.com/v2?k=q2", "Bearer B")), 0);
+  CHECK_INT(end_count, 2); /* a move within the origin: the old real URL, query key and all */
+  CHECK_STR(end_url, "https://mcp.example.com/mcp?k=q1");
+  CHECK_STR(end_cred, "Bearer B");
+  CHECK_INT(end_elsewhere, 0);
+  CHECK_INT(conn_put("acme", "docs", HDR_AT("https://mcp.example.com:8443/v2?k=q2", "Bearer B")), 0);
+  CHECK_INT(end_count, 3); /* another port: another origin */
+  CHECK_INT(end_elsewhere, 1);
+  CHECK_INT(conn_put("acme", "docs", HDR_AT("https://other.example.com/mcp", "Bearer C")), 0);
+  CHECK_INT(end_count, 4);
+  CHECK_INT(end_elsewhere, 1);
+  CHECK_INT(W(f_conn_del, (job){.t = "acme", .c = "docs"}), 0);
+  CHECK_INT(end_count, 5); /* a delete: still readable */
+  CHECK_STR(end_cred, "Bearer C");
+  CHECK_STR(end_url, "https://other.example.com/mcp");
+  CHECK_INT(end_elsewhere, 0);
+
+  /* a person's own key */
+  CHECK_INT(conn_put("acme", "keys", "{\"url\":\"https://k.example.com/mcp\",\"auth\":{\"type\":\"user_header\",\"name\":\"X-Key\"}}"), 0);
+  end_count = 0;
+  CHECK_INT(grant("acme", "u1", "keys", "k1", NULL, 0), 0);
+  CHECK_INT(end_count, 1); /* a first connect: nothing of theirs to read */
+  CHECK_STR(end_user, "u1");
+  CHECK_STR(end_cred, "");
+  CHECK_INT(grant("acme", "u1", "keys", "k2", NULL, 0), 0);
+  CHECK_INT(end_count, 2);
+  CHECK_STR(end_cred, "k1"); /* the key being replaced */
+  CHECK_INT(W(f_drop, (job){.t = "acme", .u = "u1", .c = "keys"}), 0);
+  CHECK_INT(end_count, 3);
+  CHECK_STR(end_cred, "k2"); /* the key being removed */
+  CHECK(W(f_drop, (job){.t = "acme", .u = "u1", .c = "keys"}) != 0);
+  CHECK_INT(end_count, 3); /* nothing to remove */
+
+  /* an oauth grant: a refresh keeps it, invalid_grant and a user's cut are not the person's doing */
+  CHECK_INT(conn_put("acme", "oa", OAUTH_FULL), 0);
+  CHECK_INT(grant("acme", "u1", "oa", "a1", "r1", T0 + 3600), 0);
+  end_count = 0;
+  vault_tokens f = toks("a2", "r2", T0 + 7200);
+  CHECK_INT(W(f_refreshed, (job){.t = "acme", .u = "u1", .c = "oa", .s = "r1", .tok = &f}), 0);
+  CHECK_INT(W(f_refresh_failed, (job){.t = "acme", .u = "u1", .c = "oa", .s = "r2", .b1 = true}), 0);
+  CHECK(info("acme", "u1", "oa") == NULL);
+  CHECK_INT(grant("acme", "u1", "oa", "a3", "r3", T0 + 3600), 0);
+  CHECK_INT(end_count, 1); /* only the connect */
+  CHECK_INT(W(f_cut_user, (job){.t = "acme", .u = "u1"}), 0);
+  CHECK_INT(end_count, 1);
+
+  CHECK(vault_url_same_origin("https://a.example/x", "HTTPS://A.example/y?z"));
+  CHECK(!vault_url_same_origin("https://a.example/x", "http://a.example/x"));
+  CHECK(!vault_url_same_origin("https://a.example/x", "https://a.example:443/x"));
+  CHECK(!vault_url_same_origin("https://a.example/x", "https://a.example.evil/x"));
+  CHECK(!vault_url_same_origin("https://a.example", NULL));
+  close_store();
+}
+
 /* vault_upstream_bind: what an upstream session belongs to. For a
  * connector where each employee brings their own credential it follows
  * the user's grant: another value after every connect (never one it had
@@ -2618,6 +2718,7 @@ int main(void) {
   RUN(tokens_from_reply_refuses);
   RUN(grant_round_trip_and_nothing_in_the_clear);
   RUN(grant_event_says_when_the_old_credential_is_gone);
+  RUN(credential_ending_event_reads_the_old_credential);
   RUN(upstream_bind_follows_the_users_own_credential);
   RUN(grants_of_user_prefix_users_share_nothing);
   RUN(drop_queues_resealed_revocation);

@@ -1,0 +1,62 @@
+/* gateway/mcp/usess_end.h — upstream sessions the gateway stops using,
+ * ended at their server (private to gateway/mcp/; usess_end.c says the
+ * rules).
+ *
+ * MCP Streamable HTTP: a client that no longer needs a session sends an
+ * HTTP DELETE carrying its Mcp-Session-Id. The gateway stops using an
+ * upstream session when the server or the credential it was opened with is
+ * no longer the connector's (an admin's move, rekey or delete; a person's
+ * new key, reconnect or disconnect). Those sessions are ended here, each
+ * with the credential that opened it and at the URL that credential was
+ * given for — never another. */
+#ifndef MCPGATE_GATEWAY_MCP_USESS_END_H
+#define MCPGATE_GATEWAY_MCP_USESS_END_H
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "gateway/core/server.h"
+#include "vault/vault.h"
+
+/* DELETEs one trigger queues at most (the rest are left to expire at the
+ * upstream, counted as dropped); a loop holds at most GW_USESS_END_QUEUE
+ * not yet started. */
+#define GW_USESS_END_MAX 10000
+#define GW_USESS_END_QUEUE 20000
+
+/* A batch: DELETEs to one connector's server as the sessions were opened
+ * there. Owned by whoever holds it until gw__usess_end_send/_post takes it;
+ * its URL and credentials are copies, wiped when it is freed. */
+typedef struct gw_usess_end gw_usess_end;
+
+/* A new batch for the real URL `url` (copied) with the CA file and
+ * timeouts of connector record rec (read now). NULL: no memory. */
+gw_usess_end *gw__usess_end_new(const char *tenant, const char *connector, const char *url, const json_t *rec);
+/* Adds credential c (its line copied; no name or value: none sent) and
+ * returns its index, or -1 without memory. */
+int gw__usess_end_cred(gw_usess_end *b, const vault_cred *c);
+/* Adds a DELETE of upstream session `upstream` (protocol version, may be
+ * "") with credential `cred` (an index from gw__usess_end_cred). false past
+ * GW_USESS_END_MAX or without memory: not added, counted as dropped. */
+bool gw__usess_end_add(gw_usess_end *b, const char *upstream, const char *version, int cred);
+/* The batch after b in a loop's list (mcp_loop.c frees what is left). */
+gw_usess_end *gw__usess_end_next(const gw_usess_end *b);
+/* Wipes and frees b (NULL: nothing). */
+void gw__usess_end_free(gw_usess_end *b);
+/* Loop thread: lp sends b's DELETEs (b taken), a few at a time. */
+void gw__usess_end_send(gw_loop *lp, gw_usess_end *b);
+/* Any thread (the writer's after-commit): b (taken) goes to a loop, which
+ * sends it (gw__usess_end_take, from its fan-out drain). */
+void gw__usess_end_post(gw_server *srv, gw_usess_end *b);
+/* The loop's share of what gw__usess_end_post queued: sent (fan-out drain,
+ * revoke.c). */
+void gw__usess_end_take(gw_loop *lp);
+
+/* Per loop (mcp_loop.c): the sender. Stop before the outbound engine
+ * closes (its DELETEs end with it). */
+int gw__usess_ender_start(gw_loop *lp);
+void gw__usess_ender_stop(gw_loop *lp);
+/* The store hook (ST_EVENT_CREDENTIAL_ENDING; revoke.c registers it). */
+int gw__usess_on_ending(st_txn *txn, int kind, const void *event, void *ctx);
+
+#endif
