@@ -43,6 +43,7 @@ typedef struct gw_agg_up {
   bool stale;           /* the upstream said 404/400 to our session id */
   bool relaying;        /* the current transfer is relayed to the client */
   uint64_t stale_hash;  /* with fresh_session: a hash of the stale id it replaces (agg_up.c's job_usess) */
+  bool opening;         /* the next step opens the upstream session: it keeps what it goes with (x->opening) */
 } gw_agg_up;
 
 gw_agg_up *gw__agg_up(gw_exchange *x);

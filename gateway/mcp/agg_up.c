@@ -14,7 +14,12 @@
  *     upstream session (the official SDK's servers answer 400 "No valid
  *     session ID" where the spec says 404).
  *  4. A new upstream session is stored in a writer job before the flow goes
- *     on, and open client GET streams of that session start its feed. */
+ *     on, and open client GET streams of that session start its feed. One
+ *     that is not stored — job_usess refuses it (the binding changed while
+ *     it was opened, the connector was cut or deleted) or its opening or
+ *     its write fails — is ended at the upstream, with the credential and
+ *     at the URL its initialize went with (x->opening, usess_end.c): no
+ *     one would ever use it, and the upstream would keep it open. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +33,7 @@
 #include "gateway/mcp/relay.h"
 #include "gateway/mcp/sse.h"
 #include "gateway/mcp/upcall.h"
+#include "gateway/mcp/usess_end.h"
 #include "gateway/out/outbound.h"
 #include "vault/vault.h"
 
@@ -117,6 +123,8 @@ int gw__agg_step(gw_exchange *x, const char *method, json_t *body, gw_agg_step_f
   u.accept = "application/json, text/event-stream";
   u.protocol_version = x->sess.version;
   u.upstream_sid = x->sess.upstream;
+  u.keep_opener = up->opening;
+  up->opening = false;
   int rc = gw__x_upcall(x, &u);
   free(s);
   /* revoked or hidden: the client hears why; the caller's own error
@@ -240,10 +248,19 @@ static void done_usess(int status, void *arg) {
   usess_job *j = arg;
   gw_exchange *x = j->x;
   gw_agg_step_fn after = gw__agg_up(x)->cont;
-  if (status >= 0 && j->adopted[0]) {
+  if (status < 0) {
+    /* not stored — the binding changed meanwhile (another URL, key or
+     * account: job_usess refused it), the connector was cut or deleted, or
+     * the write failed: nothing will use the session just opened, so it
+     * is ended at the upstream, with the credential that opened it */
+    gw__usess_end_opened(x);
+  } else if (j->adopted[0]) {
     /* another exchange's session is the client session's: this one's goes */
+    gw__usess_forget_opener(x);
     gw__agg_end_upstream(x, x->connector, x->sess.upstream, x->sess_bind);
     gw_strlcpy(x->sess.upstream, j->adopted, sizeof x->sess.upstream);
+  } else {
+    gw__usess_forget_opener(x);
   }
   free(j->bind);
   free(j);
@@ -268,6 +285,7 @@ static void usess_initialized(gw_exchange *x, int err) {
   gw_agg_step_fn after = gw__agg_up(x)->after;
   gw__agg_up(x)->cont = after;
   if (!j) {
+    gw__usess_end_opened(x);
     after(x, ST_ENOMEM);
     return;
   }
@@ -286,6 +304,7 @@ static void usess_initialized(gw_exchange *x, int err) {
     x->refs--;
     free(j->bind);
     free(j);
+    gw__usess_end_opened(x);
     after(x, ST_EBUSY);
   }
 }
@@ -297,6 +316,7 @@ static void usess_initialize_done(gw_exchange *x, int err) {
   json_decref(id);
   if (!msg || !json_is_object(json_object_get(msg, "result"))) {
     json_decref(msg);
+    gw__usess_forget_opener(x); /* no session was opened */
     after(x, err ? err : GW_MCP_EREPLY); /* GW_MCP_EAUTH stays: the caller names it */
     return;
   }
@@ -304,7 +324,10 @@ static void usess_initialize_done(gw_exchange *x, int err) {
   json_decref(msg);
   gw_strlcpy(x->sess.upstream, x->up_sid, sizeof x->sess.upstream);
   json_t *note = json_pack("{s:s,s:s}", "jsonrpc", "2.0", "method", "notifications/initialized");
-  if (gw__agg_step(x, "POST", note, usess_initialized) != 0) after(x, GW_MCP_ENOTSENT);
+  if (gw__agg_step(x, "POST", note, usess_initialized) != 0) {
+    gw__usess_end_opened(x); /* refused (the binding changed since, revoked, hidden) or not sent */
+    after(x, GW_MCP_ENOTSENT);
+  }
 }
 
 void gw__agg_ensure_upstream(gw_exchange *x, gw_agg_step_fn after) {
@@ -351,5 +374,6 @@ void gw__agg_ensure_upstream(gw_exchange *x, gw_agg_step_fn after) {
   json_decref(client);
   json_t *init = json_pack("{s:s,s:s,s:s,s:o}", "jsonrpc", "2.0", "id", "mcpgate-init", "method", "initialize",
                            "params", params);
+  u->opening = true; /* what it goes with is kept to end it with, should it not be stored */
   if (gw__agg_step(x, "POST", init, usess_initialize_done) != 0) after(x, GW_MCP_ENOTSENT);
 }

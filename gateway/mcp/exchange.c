@@ -37,6 +37,7 @@
 #include "gateway/http/http.h"
 #include "gateway/mcp/mcp_proxy.h"
 #include "gateway/mcp/stats.h"
+#include "gateway/mcp/usess_end.h"
 #include "gateway/out/outbound.h"
 
 #define REVOKED_MSG "access revoked: your account, your token, this connector or this tenant was disabled"
@@ -105,6 +106,7 @@ void gw__x_unref(gw_exchange *x) {
   json_decref(x->ids);
   json_decref(x->replied);
   json_decref(x->sess_bind);
+  gw__usess_end_free(x->opening); /* wiped */
   gw_buf_free(&x->body);
   gw_buf_free(&x->ev);
   gw_pool_put(&x_pool, x);

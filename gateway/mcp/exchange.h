@@ -203,6 +203,8 @@ struct gw_exchange {
                           connector's binding and, for a per-user connector, the user's grant's) as read
                           with that id, or as this exchange's session-opening transfer went with; NULL:
                           unknown. An upcall carrying sess.upstream refuses another one (upcall.c) */
+  struct gw_usess_end *opening; /* what the upstream session this exchange is opening was opened with (URL,
+                          credential), kept until it is stored or ended (usess_end.h); NULL: none */
   gw_buf body;         /* buffered JSON / SSE reply (capped) */
   gw_buf ev;           /* SSE bytes not yet forming a complete event */
   size_t ev_scanned;   /* bytes of ev already searched for an event end */

@@ -17,6 +17,11 @@
  *     values as "…" and is never sent then), are wiped and freed right
  *     after the engine copied them (gw_out_start copies). A URL without
  *     query values is the record's own string: nothing unsealed or copied.
+ *     One exception: a transfer that opens an aggregated upstream session
+ *     (gw_upcall.keep_opener) leaves a copy of both with the exchange
+ *     (x->opening, wiped when it goes) until the session is stored — so a
+ *     session the store refuses is ended with the credential it was opened
+ *     with, at that URL (usess_end.c), not left open at the upstream.
  *  3. The exchange is referenced for the transfer: taken before start,
  *     dropped after the flow's up_done (which runs once, from the loop).
  *     x->out is set while the transfer runs and cleared before up_done. */
@@ -32,6 +37,7 @@
 #include "gateway/base/buf.h"
 #include "gateway/mcp/agg.h"
 #include "gateway/mcp/mcp_loop.h"
+#include "gateway/mcp/usess_end.h"
 #include "gateway/out/outbound.h"
 #include "vault/vault.h"
 
@@ -160,6 +166,9 @@ static int transfer(gw_exchange *x, const gw_upcall *u, upcred *c) {
      * this credential */
     json_decref(x->sess_bind);
     x->sess_bind = json_incref(c->bind);
+    /* ... and, when the flow asks, what it went with is kept to end it
+     * with, should it not be kept (rule 2's one exception) */
+    if (u->keep_opener) gw__usess_keep_opener(x, c->url, conn, &c->cred);
   }
   o.headers = lines;
   o.body = u->body;

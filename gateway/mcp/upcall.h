@@ -19,6 +19,8 @@ typedef struct gw_upcall {
   const char *upstream_sid;     /* Mcp-Session-Id, or NULL */
   const char *last_event_id;    /* Last-Event-ID, or NULL */
   bool stream;                  /* a long-lived GET stream: HTTP/1.1 (see gw_out_opts.http1) */
+  bool keep_opener;             /* without upstream_sid: keep what a session this opens goes with
+                                   (x->opening, usess_end.h), to end it if it is not kept */
 } gw_upcall;
 
 /* Starts u toward x->connector for x's identity: x->flow's up_headers,

@@ -37,6 +37,12 @@
  *  5. Secrets (the credential lines, a URL with its sealed query) live in
  *     the batch only, are wiped when it goes, and are never logged: logs
  *     name the connector, the tenant and the URL's origin.
+ *  6. A session the gateway has just opened and cannot keep (the write
+ *     storing it refused it: the binding changed meanwhile, the connector
+ *     was cut or deleted; or its opening could not be completed) is ended
+ *     the same way, with what its opening transfer kept (x->opening: the
+ *     credential and URL it went with) — checked against the connector's
+ *     origin now (rule 2).
  * Threading: the hook on the writer thread; everything else on the loop
  * that holds the batch. */
 #include "gateway/mcp/usess_end.h"
@@ -474,4 +480,45 @@ int gw__usess_on_ending(st_txn *txn, int kind, const void *event, void *ctx) {
   b->srv = ctx;
   if (st_txn_after_commit(txn, after_commit, discard, b) != 0) gw__usess_end_free(b);
   return 0;
+}
+
+/* ---------- a session just opened and not kept (rule 6) ---------- */
+
+void gw__usess_keep_opener(gw_exchange *x, const char *url, const json_t *rec, const vault_cred *c) {
+  gw__usess_end_free(x->opening);
+  x->opening = gw__usess_end_new(x->tenant, x->connector, url, rec);
+  if (x->opening && gw__usess_end_cred(x->opening, c) != 0) {
+    gw__usess_end_free(x->opening);
+    x->opening = NULL;
+  }
+}
+
+void gw__usess_forget_opener(gw_exchange *x) {
+  gw__usess_end_free(x->opening);
+  x->opening = NULL;
+}
+
+void gw__usess_end_opened(gw_exchange *x) {
+  gw_usess_end *b = x->opening;
+  x->opening = NULL;
+  if (!b || !x->sess.upstream[0] || !x->lp) {
+    gw__usess_end_free(b);
+    return;
+  }
+  /* still the connector's origin (or the connector is gone: a deleted
+   * one's sessions end too) — never another server's (rule 2) */
+  bool there = false;
+  st_txn *txn;
+  if (gw__read_begin(x->lp, &txn) == 0) {
+    json_t *rec = NULL;
+    int rc = gw__connector_get(x->lp, txn, x->tenant, x->connector, &rec);
+    there = rc == ST_ENOTFOUND || (rc == 0 && vault_url_same_origin(b->url, json_string_value(json_object_get(rec, "url"))));
+    json_decref(rec);
+    gw__read_end(x->lp, txn);
+  }
+  if (!there || !gw__usess_end_add(b, x->sess.upstream, x->sess.version, 0)) {
+    gw__usess_end_free(b);
+    return;
+  }
+  gw__usess_end_send(x->lp, b);
 }

@@ -6,9 +6,10 @@
  * HTTP DELETE carrying its Mcp-Session-Id. The gateway stops using an
  * upstream session when the server or the credential it was opened with is
  * no longer the connector's (an admin's move, rekey or delete; a person's
- * new key, reconnect or disconnect). Those sessions are ended here, each
- * with the credential that opened it and at the URL that credential was
- * given for — never another. */
+ * new key, reconnect or disconnect), and when an upstream session it just
+ * opened is refused by the write that would store it (agg_up.c's
+ * job_usess). Those sessions are ended here, each with the credential that
+ * opened it and at the URL that credential was given for — never another. */
 #ifndef MCPGATE_GATEWAY_MCP_USESS_END_H
 #define MCPGATE_GATEWAY_MCP_USESS_END_H
 #include <jansson.h>
@@ -16,6 +17,7 @@
 #include <stddef.h>
 
 #include "gateway/core/server.h"
+#include "gateway/mcp/exchange.h"
 #include "vault/vault.h"
 
 /* DELETEs one trigger queues at most (the rest are left to expire at the
@@ -51,6 +53,20 @@ void gw__usess_end_post(gw_server *srv, gw_usess_end *b);
 /* The loop's share of what gw__usess_end_post queued: sent (fan-out drain,
  * revoke.c). */
 void gw__usess_end_take(gw_loop *lp);
+
+/* The session-opening transfer of x (upcall.c, for an exchange that asks
+ * it: gw_upcall.keep_opener) keeps what the session it opens was opened
+ * with — the real URL, the connector's CA file and timeouts, the
+ * credential — in x->opening (wiped when x goes), until the session is
+ * stored or ended. */
+void gw__usess_keep_opener(gw_exchange *x, const char *url, const json_t *rec, const vault_cred *c);
+/* The session x opened (x->sess.upstream, with x->opening) will not be
+ * its client session's (the write storing it refused it, or it could not
+ * be completed): ended with a DELETE as it was opened — unless the
+ * connector now lives at another origin. Forgets x->opening either way. */
+void gw__usess_end_opened(gw_exchange *x);
+/* It was stored: x->opening is forgotten. */
+void gw__usess_forget_opener(gw_exchange *x);
 
 /* Per loop (mcp_loop.c): the sender. Stop before the outbound engine
  * closes (its DELETEs end with it). */

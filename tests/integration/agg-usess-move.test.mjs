@@ -23,6 +23,13 @@
 // connector an admin deleted and made again under its name meanwhile (a
 // "replace" by DELETE and PUT, at the same URL with a new key): that is
 // another connector, whatever its URL.
+//
+// The session the old server or key opened is not left open there either
+// (agg-usess-refused-end.test.mjs): refused, it is ended with a DELETE
+// carrying the credential that opened it, to the URL it was given for —
+// except on a server the connector moved away from (another origin), which
+// gets nothing more. That DELETE is the one request after the PUT that
+// names the old id or carries the old key.
 // ci-variants: build-w1 build-asan-w2 (it starts its own two loops)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -111,6 +118,16 @@ async function race(to, { from = (ua) => ua.url, recreate = false } = {}) {
   return { gw, ua, ub, oldSid, fr, r, mark };
 }
 
+/* What ua received after mark, but the DELETE that ended oldSid — which
+ * must come, once, as `opened` says it was opened (its credential, URL). */
+async function withoutItsEnd(ua, mark, oldSid, opened) {
+  const ends = () => ua.requests().slice(mark).filter((e) => e.method === 'DELETE' && e.headers['mcp-session-id'] === oldSid);
+  await waitFor(() => ends().length > 0, { what: `the DELETE ending ${oldSid}` });
+  assert.equal(ends().length, 1);
+  assert.ok(opened(ends()[0]), `ended as it was opened: ${ends()[0].url} ${ends()[0].headers['x-key']}`);
+  return ua.requests().slice(mark).filter((e) => !(e.method === 'DELETE' && e.headers['mcp-session-id'] === oldSid));
+}
+
 test('an upstream session id opened on the old server is not stored for, nor sent to, the moved connector', async () => {
   const { gw, ub, oldSid, fr, r } = await race((ua, ub) => ({ url: ub.url, auth: { type: 'header', name: 'X-Key', value: 'old-key' } }));
   assert.match(r.body, /ub:echo later/);
@@ -123,12 +140,12 @@ test('an upstream session id opened on the old server is not stored for, nor sen
 test('an upstream session the old key opened is not stored for, nor used by, the rekeyed connector', async () => {
   const { gw, ua, oldSid, fr, r, mark } = await race((ua) => ({ url: ua.url, auth: { type: 'header', name: 'X-Key', value: 'new-key' } }));
   assert.match(r.body, /ua:echo later/);
-  const after = ua.requests().slice(mark);
+  const after = await withoutItsEnd(ua, mark, oldSid, (e) => e.headers['x-key'] === 'old-key' && e.url === '/mcp');
   const leaked = after.filter((e) => e.headers['mcp-session-id'] === oldSid);
   assert.deepEqual(leaked.map((e) => `${e.json?.method ?? e.method} ${e.headers['x-key']}`), [],
     `the upstream session ${oldSid} the old key opened was used after the PUT (first call: ${fr.status} ${fr.body})`);
   assert.deepEqual(after.filter((e) => e.headers['x-key'] !== 'new-key').map((e) => e.json?.method ?? e.method), [],
-    'nothing after the PUT with the old key');
+    'nothing but its end after the PUT with the old key');
   await gw.stop();
 });
 
@@ -137,23 +154,23 @@ test('an upstream session opened with the old key in the URL query is not stored
     (ua) => ({ url: `${ua.url}?api_key=new-query-key`, description: 'new query key', auth: { type: 'header', name: 'X-Key', value: 'old-key' } }),
     { from: (ua) => `${ua.url}?api_key=old-query-key` });
   assert.match(r.body, /ua:echo later/);
-  const after = ua.requests().slice(mark);
+  const after = await withoutItsEnd(ua, mark, oldSid, (e) => e.url === '/mcp?api_key=old-query-key');
   const leaked = after.filter((e) => e.headers['mcp-session-id'] === oldSid);
   assert.deepEqual(leaked.map((e) => `${e.json?.method ?? e.method} ${e.url}`), [],
     `the upstream session ${oldSid} the old query key opened was used after the PUT (first call: ${fr.status} ${fr.body})`);
   assert.deepEqual(after.filter((e) => e.url !== '/mcp?api_key=new-query-key').map((e) => `${e.json?.method ?? e.method} ${e.url}`), [],
-    'nothing after the PUT with the old query key');
+    'nothing but its end after the PUT with the old query key');
   await gw.stop();
 });
 
 test('an upstream session the deleted connector opened is not stored for, nor used by, the one made again in its name', async () => {
   const { gw, ua, oldSid, fr, r, mark } = await race((ua) => ({ url: ua.url, auth: { type: 'header', name: 'X-Key', value: 'new-key' } }), { recreate: true });
   assert.match(r.body, /ua:echo later/);
-  const after = ua.requests().slice(mark);
+  const after = await withoutItsEnd(ua, mark, oldSid, (e) => e.headers['x-key'] === 'old-key' && e.url === '/mcp');
   const leaked = after.filter((e) => e.headers['mcp-session-id'] === oldSid);
   assert.deepEqual(leaked.map((e) => `${e.json?.method ?? e.method} ${e.headers['x-key']}`), [],
     `the upstream session ${oldSid} the deleted connector opened was used by the new one (first call: ${fr.status} ${fr.body})`);
   assert.deepEqual(after.filter((e) => e.headers['x-key'] !== 'new-key').map((e) => e.json?.method ?? e.method), [],
-    'nothing after the PUT with the old key');
+    'nothing but its end after the PUT with the old key');
   await gw.stop();
 });

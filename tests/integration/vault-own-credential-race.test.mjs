@@ -16,7 +16,9 @@
 // the opening applying its fan-out (which ends the person's live exchanges
 // with the connector); MCPGATE_TEST_FANOUT_DELAY_MS widens it, as a loop
 // busy with other work would (agg-usess-move.test.mjs does the same for an
-// admin's move or rekey).
+// admin's move or rekey). The refused session is not left open at the
+// upstream: it is ended with a DELETE carrying the old key that opened it
+// (agg-usess-refused-end.test.mjs).
 // ci-variants: build-w1 build-asan-w2 (it starts its own two loops)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -102,10 +104,15 @@ test('an upstream session the old key opened is not stored for, nor used under, 
     const r = await s.request('tools/call', { name: 'kk__echo', arguments: { message: 'later' } });
     assert.equal(r.status, 200, r.body);
     assert.match(r.body, /ua:echo later/);
-    const after = ua.requests().slice(mark);
+    // refused, it is ended at the upstream with the key that opened it: the
+    // one request after the save that names it or carries the old key
+    const isEnd = (e) => e.method === 'DELETE' && e.headers['mcp-session-id'] === oldSid;
+    await waitFor(() => ua.requests().slice(mark).some(isEnd), { what: `the DELETE ending ${oldSid}` });
+    assert.deepEqual(ua.requests().slice(mark).filter(isEnd).map((e) => `${e.url} ${e.headers['x-key']}`), ['/mcp old-key'], 'ended once, as it was opened');
+    const after = ua.requests().slice(mark).filter((e) => !isEnd(e));
     assert.deepEqual(after.filter((e) => e.headers['mcp-session-id'] === oldSid).map((e) => `${e.json?.method ?? e.method} ${e.headers['x-key']}`), [],
       `the upstream session ${oldSid} the old key opened was used after the save (first call: ${fr.status} ${fr.body})`);
-    assert.deepEqual(after.filter((e) => e.headers['x-key'] !== 'new-key').map((e) => e.json?.method ?? e.method), [], 'nothing after the save with the old key');
+    assert.deepEqual(after.filter((e) => e.headers['x-key'] !== 'new-key').map((e) => e.json?.method ?? e.method), [], 'nothing but its end after the save with the old key');
   } finally {
     mc.destroy();
     ac.destroy();
