@@ -56,7 +56,10 @@ int vault_connector_name_valid(const char *name);
 /* Validates an admin PUT body. On success returns 0, *config (owned) is the
  * record to store (without created/updated and without the secret) and
  * *secret points into `body` (borrowed; NULL for auth type none). On error
- * returns VAULT_EINVALID and writes every problem, '; '-separated, into err. */
+ * returns VAULT_EINVALID and writes every problem, '; '-separated, into err.
+ * "ca_file" is only checked to be an absolute path: which files an admin
+ * may name is the caller's (gateway/api/admin_connectors.c: the operator
+ * any, a tenant admin its folder of tenant_ca_dir or the stored value). */
 int vault_connector_parse(const json_t *body, json_t **config, const char **secret, char *err,
                           size_t errlen);
 

@@ -8,10 +8,24 @@
  * capabilities after a PUT). The URL's query values are secret (vault.h):
  * every view here shows them as "…", a PUT sending them back so keeps the
  * stored ones (or is 400 when it cannot: VAULT_EMASKED), and a new value
- * is a move. */
+ * is a move.
+ *
+ * "ca_file" names a file on the gateway's host, which the TLS library
+ * reads: the host's files are the operator's business. The operator token
+ * may name any file; a tenant admin only a file in the tenant's folder of
+ * the operator's tenant_ca_dir (gw_config_tenant_ca_path: the path's text;
+ * gw_out_ca_file_usable: where it leads, a regular file), or the value the
+ * connector already stores, sent back unchanged (a GET then PUT of the
+ * whole object; re-checked in the writer job, so a value the operator
+ * changed meanwhile is not written back). Anything else is 403, one
+ * message for every reason — a tenant admin learns nothing of files
+ * outside its folder, not even whether they exist (a path outside the
+ * folder is refused without touching the file system). At use, the
+ * outbound engine holds a path in the folder to it again (ca_root). */
 #include "gateway/api/admin_int.h"
 #include "gateway/base/clock.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +49,7 @@ typedef struct conn_job {
   char tenant[64], name[40];
   char uid[ST_TENANT_UID_LEN + 1]; /* the incarnation the request began in, or "" (no check) */
   json_t *config;      /* from vault_connector_parse; read-only in the job */
+  bool ca_stored;      /* a tenant admin's ca_file outside its folder: written only if it is the stored one */
   char *secret;        /* wiped and freed */
   char now[32];
   char epoch[ST_TOKEN_ID_BUFSZ]; /* the connector's epoch if this PUT makes, moves or rekeys it (random: drawn
@@ -78,6 +93,15 @@ static int job_connector(st_txn *txn, void *arg) {
     json_decref(old);
     return vault_connector_delete(txn, j->tenant, j->name);
   }
+  if (j->ca_stored) {
+    /* the value the admin sent back must still be the stored one */
+    const char *was = json_string_value(json_object_get(old, "ca_file"));
+    const char *now = json_string_value(json_object_get(j->config, "ca_file"));
+    if (!was || !now || strcmp(was, now)) {
+      json_decref(old);
+      return GW_API_ECAFILE;
+    }
+  }
   json_decref(old);
   rc = vault_connector_put(txn, j->tenant, j->name, j->config, j->secret, j->now, j->epoch, &j->put);
   if (rc || !json_is_true(json_object_get(json_object_get(j->config, "auth"), "discover"))) return rc;
@@ -113,6 +137,8 @@ static void done_connector(int status, void *arg) {
   gw_req *req = j->req;
   if (status == ST_ENOTFOUND) {
     gw_respond_error(req, 404, "not_found", j->del ? "no such connector" : "no such tenant");
+  } else if (status == GW_API_ECAFILE) {
+    admin__ca_file_refused(req, j->tenant);
   } else if (status == VAULT_EMASKED) {
     gw_respond_error(req, 400, "invalid_request",
                      "\"url\" sends a query value back masked (…), which keeps the stored value of that parameter "
@@ -142,6 +168,53 @@ static void done_connector(int status, void *arg) {
     }
   }
   conn_job_free(j);
+}
+
+void admin__ca_file_refused(gw_req *req, const char *tenant) {
+  const char *d = req->lp->srv->cfg.tenant_ca_dir;
+  size_t dl = d ? strlen(d) : 0;
+  while (dl && d[dl - 1] == '/') dl--;
+  if (!d || !*d)
+    gw_respond_error(req, 403, "forbidden",
+                     "\"ca_file\" names a file on the gateway's host: a tenant admin may name only a file in the "
+                     "tenant's folder of the operator's tenant_ca_dir, which this gateway does not set. Leave "
+                     "\"ca_file\" out, send the stored value back unchanged, or ask the operator");
+  else
+    gw_respond_error(req, 403, "forbidden",
+                     "\"ca_file\" must name a regular file of at most 4 MiB in %.*s/%s/ (this tenant's folder of the "
+                     "operator's tenant_ca_dir; symbolic links must stay inside it), or be the stored value sent back "
+                     "unchanged: ask the operator to place the CA file there",
+                     (int)dl, d, tenant);
+}
+
+int admin__ca_file_allowed(gw_req *req, const admin_caller *who, const char *tenant, const char *name,
+                           const json_t *body) {
+  const char *ca = json_string_value(json_object_get(body, "ca_file"));
+  if (who->op || !ca || ca[0] != '/') return 0; /* not a path: the parse says what is wrong */
+  char root[PATH_MAX];
+  if (gw_config_tenant_ca_path(&req->lp->srv->cfg, tenant, ca, root, sizeof root) &&
+      gw_out_ca_file_usable(ca, root) == 0)
+    return 0;
+  /* only as the stored value */
+  st_txn *txn;
+  if (admin__read_tenant(req, tenant, &txn) != 0) return -1;
+  json_t *rec = NULL;
+  int rc = vault_connector_get(txn, tenant, name, &rec);
+  st_txn_end(txn);
+  const char *was = rc ? NULL : json_string_value(json_object_get(rec, "ca_file"));
+  bool same = was && !strcmp(was, ca);
+  json_decref(rec);
+  if (rc && rc != ST_ENOTFOUND) {
+    gw_respond_error(req, 503, "store_busy", "the store cannot be read right now");
+    return -1;
+  }
+  if (same) return 1;
+  GW_LOG(GW_LOG_INFO, "admin", &((gw_log_ctx){tenant, req->id}),
+         "connector %s: a tenant admin's ca_file %.200s is refused (not in %s's folder of tenant_ca_dir, not a "
+         "regular file of at most 4 MiB there, or leading out of it)",
+         name, ca, tenant);
+  admin__ca_file_refused(req, tenant);
+  return -1;
 }
 
 void admin__connectors(gw_req *req, const admin_caller *who, const char *tenant, const char *name) {
@@ -204,12 +277,20 @@ void admin__connectors(gw_req *req, const admin_caller *who, const char *tenant,
     }
     char err[1024];
     const char *secret;
+    /* a file on the host: before anything is fetched with it */
+    int ca = admin__ca_file_allowed(req, who, tenant, name, b);
+    if (ca < 0) {
+      json_decref(b);
+      conn_job_free(j);
+      return;
+    }
+    j->ca_stored = ca == 1;
     int want = vault_discover_wanted(b, err, sizeof err);
     if (want == 1) {
       /* the endpoints and the client come from the upstream: discovery
        * first (admin_discover.c), then the same writer job */
       conn_job_free(j);
-      admin__connector_discover(req, tenant, name, b);
+      admin__connector_discover(req, tenant, name, b, ca == 1);
       return;
     }
     if (want == 0 && vault_connector_parse(b, &j->config, &secret, err, sizeof err) != 0) want = VAULT_EINVALID;
@@ -246,7 +327,7 @@ void admin__connectors(gw_req *req, const admin_caller *who, const char *tenant,
 }
 
 void admin__connector_write(gw_req *req, const char *tenant, const char *name, const char *uid, json_t *config,
-                            char *secret) {
+                            char *secret, bool ca_stored) {
   conn_job *j = calloc(1, sizeof *j);
   if (!j) {
     json_decref(config);
@@ -265,6 +346,7 @@ void admin__connector_write(gw_req *req, const char *tenant, const char *name, c
   admin__now_rfc3339(j->now);
   j->config = config;
   j->secret = secret;
+  j->ca_stored = ca_stored;
   j->next_due = admin__discover_next_due(req->lp->srv, config, gw_wall_ms(), &j->next_reason);
   if (st_token_id_new(j->epoch) != 0) {
     conn_job_free(j);

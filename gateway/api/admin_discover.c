@@ -26,7 +26,8 @@
  *    only ever the browser's, as in a plain connector PUT.
  *  - Every fetch has timeouts, a body deadline and a 64 KiB body cap
  *    (pages__fetch); redirects are never followed (a 3xx is a failure).
- *    The connector's ca_file applies to every fetch (as to its refresh).
+ *    The connector's ca_file applies to every fetch (as to its refresh);
+ *    a tenant admin's was checked before (admin__ca_file_allowed).
  *  - A connector URL with query values is refused (QUERY_REFUSED): they
  *    are secret (vault.h), and the discovered resource indicator would
  *    carry them to the authorization server and employees' browsers. So
@@ -95,6 +96,7 @@ typedef struct disc {
   char tenant[64], name[40];
   char uid[ST_TENANT_UID_LEN + 1]; /* the tenant incarnation the PUT began in */
   json_t *body; /* the admin's PUT body */
+  bool ca_stored; /* its ca_file is a tenant admin's allowed only as the stored value (admin__ca_file_allowed) */
   step st;
   char url[VAULT_DISCOVER_URL_BUF];
   char prm_url[VAULT_DISCOVER_URL_BUF + 64];
@@ -317,8 +319,9 @@ static void write_connector(disc *d) {
   snprintf(tenant, sizeof tenant, "%s", d->tenant);
   snprintf(name, sizeof name, "%s", d->name);
   memcpy(uid, d->uid, sizeof uid);
+  bool ca_stored = d->ca_stored;
   disc_free(d);
-  admin__connector_write(req, tenant, name, uid, config, sec);
+  admin__connector_write(req, tenant, name, uid, config, sec, ca_stored);
 }
 
 /* A scheduled reading (no admin present) whose upstream now names an
@@ -520,7 +523,7 @@ static void begin(disc *d) {
   start(d, STEP_PROBE, "POST", d->url, hdr, init);
 }
 
-void admin__connector_discover(gw_req *req, const char *tenant, const char *name, json_t *body) {
+void admin__connector_discover(gw_req *req, const char *tenant, const char *name, json_t *body, bool ca_stored) {
   gw_server *srv = req->lp->srv;
   const char *u = json_string_value(json_object_get(body, "url"));
   if (!vault_discover_url_ok(u)) {
@@ -572,6 +575,7 @@ void admin__connector_discover(gw_req *req, const char *tenant, const char *name
   d->req = req;
   d->lp = req->lp;
   d->body = body;
+  d->ca_stored = ca_stored;
   snprintf(d->tenant, sizeof d->tenant, "%s", tenant);
   snprintf(d->name, sizeof d->name, "%s", name);
   snprintf(d->url, sizeof d->url, "%s", u);

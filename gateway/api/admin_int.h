@@ -153,17 +153,32 @@ void admin__user_actions(gw_req *req, const admin_caller *who, const char *tenan
                          const char *action, const char *arg);
 
 /* ---- connectors (admin_connectors.c, admin_discover.c) ---- */
+/* Whether who may PUT body's "ca_file" into connector (tenant, name)
+ * (admin_connectors.c's file comment): 0 yes (the operator; no ca_file, or
+ * not a path; a file in the tenant's folder of tenant_ca_dir); 1 only as
+ * the value the connector stores now (the write must check it again:
+ * ca_stored); -1 answered (403, or the tenant's 404/503). Reads the store
+ * (a short read txn) and stats the file: on the loop, before anything is
+ * fetched with it. */
+int admin__ca_file_allowed(gw_req *req, const admin_caller *who, const char *tenant, const char *name,
+                           const json_t *body);
+/* Answers the 403 of a refused ca_file (one text for every reason). */
+void admin__ca_file_refused(gw_req *req, const char *tenant);
 /* Writes a validated connector (vault_connector_parse's config, owned;
  * secret malloc'd or NULL, owned, wiped) in a writer job and answers as a
  * connector PUT does (201/200 with the admin view). uid: the tenant
  * incarnation the request began in — written only while the tenant is
- * still that one (404 "no such tenant" else); "" checks nothing. */
+ * still that one (404 "no such tenant" else); "" checks nothing.
+ * ca_stored: config's ca_file is written only if the connector stores
+ * that value now (403 as admin__ca_file_refused else). */
 void admin__connector_write(gw_req *req, const char *tenant, const char *name, const char *uid, json_t *config,
-                            char *secret);
+                            char *secret, bool ca_stored);
 /* A PUT with auth {"type":"oauth","discover":true}: reads the upstream's
  * authorization metadata, registers the gateway as a client (CIMD or DCR),
- * then admin__connector_write. Takes body (json_decref'd). Answers. */
-void admin__connector_discover(gw_req *req, const char *tenant, const char *name, json_t *body);
+ * then admin__connector_write (passing ca_stored, admin__ca_file_allowed's
+ * verdict, which the caller has asked before). Takes body
+ * (json_decref'd). Answers. */
+void admin__connector_discover(gw_req *req, const char *tenant, const char *name, json_t *body, bool ca_stored);
 /* The admin's view of a stored connector (owned): vault's view, the
  * redirect URI of an oauth connector, a discovered one's "rediscovery"
  * schedule (read in txn when not NULL). */

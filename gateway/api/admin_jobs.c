@@ -34,6 +34,7 @@ const char *gw_api_strerror(int err) {
   case GW_API_ENOTENANT: return "no such tenant";
   case GW_API_EFULL: return "the tenant's cap is reached";
   case GW_API_EMOVED: return "the stored secret is not sent to another origin";
+  case GW_API_ECAFILE: return "that ca_file is not a tenant admin's to set";
   default: break;
   }
   if (err <= GW_API_ERR_FIRST && err >= GW_API_ERR_LAST) return "unknown admin API error";

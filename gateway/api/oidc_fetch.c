@@ -30,6 +30,7 @@
  * ever calls back from inside the call that started it, except
  * pages__provider on a cache hit or an immediate refusal (documented at
  * the declaration, pages_int.h). */
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,6 +172,10 @@ int pages__fetch(gw_loop *lp, const pages_fetch_req *rq, pages_fetch_cb cb, void
   o.max_header_bytes = 32 * 1024;
   o.egress = egress_level(rq->trust, rq->url);
   o.ca_file = rq->ca_file;
+  /* a ca_file in the tenant's folder of tenant_ca_dir stays inside it */
+  char ca_root[PATH_MAX];
+  if (rq->ca_file && gw_config_tenant_ca_path(&lp->srv->cfg, f->tenant, rq->ca_file, ca_root, sizeof ca_root))
+    o.ca_root = ca_root;
   o.on_headers = on_headers;
   o.on_data = on_data;
   o.on_done = on_done;

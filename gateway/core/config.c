@@ -2,15 +2,19 @@
  * Adding a key: one field in gw_config, one row in keys[] (and the README
  * table is regenerated from it: `mcpgate config-doc`). CIDR lists are
  * checked with gateway/base/cidr.h, the parser their users run; CA files
- * (CFG_FILE) with gateway/out's loader check, at start. Main thread only
- * (loaded before anything else starts). */
+ * (CFG_FILE) with gateway/out's loader check, at start (tenant_ca_dir: a
+ * directory; gw_config_tenant_ca_path says what a tenant may name in it).
+ * Main thread only (loaded before anything else starts), but for
+ * gw_config_tenant_ca_path: any thread, on the loaded config. */
 #include "gateway/core/config.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "gateway/base/cidr.h"
 #include "gateway/base/log.h"
@@ -18,8 +22,9 @@
 #include "gateway/out/outbound.h"
 #include "store/url_query.h"
 
-/* CFG_FILE: a string naming a file its user reads later (a CA file):
- * parsed and printed as CFG_STR, its `check` run at start. */
+/* CFG_FILE: a string naming a file its user reads later (a CA file, or
+ * the directory of tenants' CA files): parsed and printed as CFG_STR, its
+ * `check` run at start. */
 typedef enum { CFG_STR, CFG_INT, CFG_BOOL, CFG_SIZE, CFG_FILE } cfg_type;
 
 typedef struct cfg_key {
@@ -53,6 +58,7 @@ static int check_audit_args(const char *v, char *err, size_t errlen);
 static int check_audit_redact(const char *v, char *err, size_t errlen);
 static int check_sink_url(const char *v, char *err, size_t errlen);
 static int check_sink_format(const char *v, char *err, size_t errlen);
+static int check_dir(const char *v, char *err, size_t errlen);
 
 static const cfg_key keys[] = {
     {"listen", CFG_STR, "127.0.0.1:8080", 0, 0, OFF(listen),
@@ -160,6 +166,13 @@ static const cfg_key keys[] = {
      "the same for URLs that outside callers supply (e.g. OAuth client metadata documents): public addresses only "
      "unless listed here (meant for tests; egress_allow does not apply to them)",
      check_egress},
+    {"tenant_ca_dir", CFG_FILE, "", 0, 0, OFF(tenant_ca_dir),
+     "where tenant admins may name CA files: a connector's ca_file set with a tenant admin token must be a file in "
+     "{tenant_ca_dir}/{tenant id}/ (resolved inside that folder when set and at every use: a symbolic link out of "
+     "it is refused); keep it writable by the operator only. Empty: tenant admins may not set ca_file (they may "
+     "send the stored value back unchanged); the operator token names any file. Checked at start: an absolute path "
+     "to a directory",
+     check_dir},
     {"session_idle_timeout_ms", CFG_INT, "86400000", 100, 365LL * 86400000, OFF(session_idle_timeout_ms),
      "an MCP session unused for longer than this is gone (404 \"Session not found\", as an unknown one) and purged "
      "from the store; use is recorded at most once a minute, so it may end up to a minute early (a quarter of the "
@@ -437,6 +450,50 @@ static int check_sink_url(const char *v, char *err, size_t errlen) {
 static int check_sink_format(const char *v, char *err, size_t errlen) {
   return one_of(v, err, errlen, (const char *const[]){"ndjson", "splunk_hec", NULL});
 }
+/* tenant_ca_dir: an absolute path to a directory (it may be a symbolic
+ * link to one), of a length that leaves room for a tenant id and a file
+ * name within PATH_MAX. */
+static int check_dir(const char *v, char *err, size_t errlen) {
+  struct stat sb;
+  if (v[0] != '/' || strlen(v) > GW_TENANT_CA_DIR_MAX) {
+    errf(err, errlen, "expected an absolute path of at most %d bytes, got \"%.200s\"", GW_TENANT_CA_DIR_MAX, v);
+    return -1;
+  }
+  if (stat(v, &sb) != 0) {
+    errf(err, errlen, "cannot use %s: %s", v, strerror(errno));
+    return -1;
+  }
+  if (!S_ISDIR(sb.st_mode)) {
+    errf(err, errlen, "cannot use %s: %s", v, strerror(ENOTDIR));
+    return -1;
+  }
+  return 0;
+}
+
+bool gw_config_tenant_ca_path(const gw_config *cfg, const char *tenant, const char *path, char *root,
+                              size_t rootlen) {
+  const char *d = cfg->tenant_ca_dir;
+  if (!d || !*d || !path || !tenant || !*tenant || strchr(tenant, '/') || strlen(path) >= PATH_MAX) return false;
+  size_t dl = strlen(d);
+  while (dl && d[dl - 1] == '/') dl--; /* "/srv/ca/" is "/srv/ca"; "/" is "" */
+  size_t tl = strlen(tenant);
+  if (strncmp(path, d, dl) || path[dl] != '/' || strncmp(path + dl + 1, tenant, tl) || path[dl + 1 + tl] != '/')
+    return false;
+  /* the rest: one or more components, none empty, "." or "..", nothing
+   * that is not printable (a path in log lines and answers) */
+  const char *p = path + dl + 1 + tl + 1;
+  for (;;) {
+    size_t n = strcspn(p, "/");
+    if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.')) return false;
+    for (size_t i = 0; i < n; i++)
+      if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f) return false;
+    if (!p[n]) break;
+    p += n + 1;
+  }
+  int w = snprintf(root, rootlen, "%.*s/%s", (int)dl, d, tenant);
+  return w > 0 && (size_t)w < rootlen;
+}
+
 static int check_url(const char *v, char *err, size_t errlen) {
   if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) {
     errf(err, errlen, "expected an http:// or https:// URL, got \"%s\"", v);

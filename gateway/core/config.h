@@ -7,7 +7,8 @@
  * `mcpgate serve --help` and the README's table are generated from the same
  * table (`mcpgate config-doc`). An unknown key or a value outside its bounds
  * refuses the start, naming the key; so does a CA file key naming a file
- * that cannot be used (gw_config_check_files, at start).
+ * that cannot be used, or tenant_ca_dir naming no directory
+ * (gw_config_check_files, at start).
  *
  * Ownership: gw_config owns its strings; gw_config_free releases them. */
 #ifndef MCPGATE_GATEWAY_CONFIG_H
@@ -85,6 +86,7 @@ typedef struct gw_config {
   int64_t cimd_cache_ms;      /* gateway/api/oauth_cimd.c: client metadata documents */
   int64_t cimd_cache_max;
   char *cimd_ca_file;
+  char *tenant_ca_dir; /* where tenant admins may name CA files: gw_config_tenant_ca_path */
   bool public_url_derived; /* not set by any source: follows the bound listen address */
   uint64_t given_[2];      /* keys set by a source, not their default: gw_config_given */
 } gw_config;
@@ -97,11 +99,25 @@ typedef struct gw_config {
  * and admin_token_file under data) are filled in at the end. */
 int gw_config_load(gw_config *cfg, int argc, char **argv, char *err, size_t errlen);
 void gw_config_free(gw_config *cfg);
-/* Checks the files that file keys (the CA files) name, as their users
- * will read them: `serve` calls it at start, so a wrong path refuses the
- * start instead of failing the first fetch hours later. 0, or a negative
- * code and a message naming the key, the path and the cause. */
+/* Checks the files that file keys (the CA files, tenant_ca_dir) name, as
+ * their users will read them: `serve` calls it at start, so a wrong path
+ * refuses the start instead of failing the first fetch hours later. 0, or
+ * a negative code and a message naming the key, the path and the cause. */
 int gw_config_check_files(const gw_config *cfg, char *err, size_t errlen);
+
+/* tenant_ca_dir's longest value: room for "/<tenant id>/<file>" in PATH_MAX. */
+#define GW_TENANT_CA_DIR_MAX 2048
+/* Whether `path` names a file in tenant's folder of tenant_ca_dir —
+ * "<tenant_ca_dir>/<tenant>/" followed by one or more components, none of
+ * them empty, "." or ".." (nor holding a control character) — judged on
+ * the text alone (no file system access; the file may not exist, and
+ * symbolic links are the caller's: gw_out_ca_file_usable with the folder).
+ * True with the folder, "<tenant_ca_dir>/<tenant>", in root; false when
+ * it does not, when tenant_ca_dir is empty, or when root is too small.
+ * What a tenant admin may set as a connector's ca_file (besides the value
+ * stored), and at every use the folder such a ca_file must resolve in. */
+bool gw_config_tenant_ca_path(const gw_config *cfg, const char *tenant, const char *path, char *root,
+                              size_t rootlen);
 
 /* Whether a source (file, env, flag) set key, rather than its default:
  * a limit the gateway cannot honour is a warning when the operator asked

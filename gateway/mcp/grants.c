@@ -29,6 +29,7 @@
  *     check gw__x_wanted).
  * Threading: the loop's thread; jobs run on the writer and report back on
  * this loop's port. */
+#include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdatomic.h>
@@ -263,6 +264,9 @@ static void refresh_send(refresh *r) {
   o.first_byte_timeout_ms = (long)json_integer_value(json_object_get(to, "first_byte_ms"));
   o.idle_timeout_ms = 10000;
   o.ca_file = json_string_value(json_object_get(conn, "ca_file"));
+  char ca_root[PATH_MAX]; /* a ca_file in the tenant's folder of tenant_ca_dir stays inside it */
+  if (o.ca_file && gw_config_tenant_ca_path(&lp->srv->cfg, r->tenant, o.ca_file, ca_root, sizeof ca_root))
+    o.ca_root = ca_root;
   o.egress = GW_OUT_EGRESS_ADMIN;
   o.on_headers = tok_headers;
   o.on_data = tok_data;

@@ -27,6 +27,7 @@
  *     x->out is set while the transfer runs and cleared before up_done. */
 #include "gateway/mcp/upcall.h"
 
+#include <limits.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,6 +180,9 @@ static int transfer(gw_exchange *x, const gw_upcall *u, upcred *c) {
   o.partial_timeout_ms = (long)json_integer_value(json_object_get(to, "event_ms"));
   if (!o.partial_timeout_ms) o.partial_timeout_ms = (long)x->lp->srv->cfg.upstream_event_timeout_ms;
   o.ca_file = json_string_value(json_object_get(conn, "ca_file"));
+  char ca_root[PATH_MAX]; /* a ca_file in the tenant's folder of tenant_ca_dir stays inside it */
+  if (o.ca_file && gw_config_tenant_ca_path(&x->lp->srv->cfg, x->tenant, o.ca_file, ca_root, sizeof ca_root))
+    o.ca_root = ca_root;
   o.egress = GW_OUT_EGRESS_ADMIN; /* a tenant admin chose this URL: egress_allow applies */
   o.http1 = u->stream;
   o.on_headers = on_headers;

@@ -28,6 +28,7 @@
  *     connector is refused to the user at once meanwhile (policy).
  * Threading: loop 0's thread; the result is written by a writer job that
  * reports back on that loop's port. */
+#include <limits.h>
 #include <openssl/crypto.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -211,6 +212,9 @@ static void send_next(vault_worker *w) {
   o.first_byte_timeout_ms = w->job.first_byte_ms ? w->job.first_byte_ms : 15000;
   o.idle_timeout_ms = 15000;
   o.ca_file = w->job.ca_file;
+  char ca_root[PATH_MAX]; /* a ca_file in the tenant's folder of tenant_ca_dir stays inside it */
+  if (o.ca_file && gw_config_tenant_ca_path(&w->lp->srv->cfg, w->job.tenant, o.ca_file, ca_root, sizeof ca_root))
+    o.ca_root = ca_root;
   o.egress = GW_OUT_EGRESS_ADMIN;
   o.on_headers = rv_headers;
   o.on_data = rv_data;

@@ -1059,22 +1059,43 @@ const out_url *gw__out_url(gw_out *o, const char *url, bool *nomem) {
 
 /* The trust anchors a transfer may name (gw_out_opts.ca_file): OpenSSL
  * opens and reads the file on this loop's thread when a TLS connection
- * starts, and a connector's file is a path a tenant admin chose. Anything
+ * starts, and a connector's file is a path an admin chose (a tenant
+ * admin's only in its folder of tenant_ca_dir: `root`). Anything
  * but a regular file of 1 to GW_OUT_CA_FILE_MAX bytes outside /proc and
  * /sys — a FIFO, the gateway's own pipes (/proc/self/fd/N), a device,
  * /proc/kmsg — could block the loop in open(2) or read(2) for ever, or
  * stall it parsing; so the path is resolved (realpath: no symlink left to
  * swap, /proc/self/fd/N of a pipe resolves to nothing) and only stat(2)ed
- * (opening a device can act), and curl gets the resolved path. 0 with
+ * (opening a device can act), and curl gets the resolved path. With a
+ * root, the resolved path must lie inside root's resolved path: checked
+ * here at every start, so a link made in a tenant's folder after its admin
+ * named the file leads nowhere else. Not defended: the resolved file
+ * itself replaced by a link between this check and the TLS library's
+ * open (at connect time) — only who can write that directory can, and
+ * tenant_ca_dir is documented as the operator's to write (reading the
+ * file here and handing curl a blob would close it, at the cost of
+ * reading up to 4 MiB per transfer and of curl's CA cache). 0 with
  * `resolved` filled, or -1. */
-static int ca_file_usable(const char *path, char resolved[PATH_MAX]) {
+static int ca_file_usable(const char *path, const char *root, char resolved[PATH_MAX]) {
   struct stat sb;
   if (!path[0] || !realpath(path, resolved)) return -1;
   static const char *const special[] = {"/proc/", "/sys/", NULL}; /* their "regular" files may block */
   for (const char *const *p = special; *p; p++)
     if (!strncmp(resolved, *p, strlen(*p))) return -1;
+  if (root) {
+    /* a tenant's folder: where the path leads, not how it is spelled */
+    char rr[PATH_MAX];
+    if (!realpath(root, rr)) return -1;
+    size_t n = strlen(rr);
+    if (!(n == 1 || (!strncmp(resolved, rr, n) && resolved[n] == '/'))) return -1;
+  }
   if (stat(resolved, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size < 1 || sb.st_size > GW_OUT_CA_FILE_MAX) return -1;
   return 0;
+}
+
+int gw_out_ca_file_usable(const char *path, const char *root) {
+  char resolved[PATH_MAX];
+  return path ? ca_file_usable(path, root, resolved) : -1;
 }
 
 /* A transfer that starts: its timer, the live list, the counters. */
@@ -1110,9 +1131,10 @@ int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
   bool https = url->https;
   int rc;
   char ca_path[PATH_MAX];
-  if (https && op->ca_file && ca_file_usable(op->ca_file, ca_path) != 0) {
-    GW_LOG(GW_LOG_WARN, MOD, NULL, "ca_file %.200s is not a regular file of at most %d bytes: the transfer is refused",
-           op->ca_file, GW_OUT_CA_FILE_MAX);
+  if (https && op->ca_file && ca_file_usable(op->ca_file, op->ca_root, ca_path) != 0) {
+    GW_LOG(GW_LOG_WARN, MOD, NULL,
+           "ca_file %.200s is not a regular file of at most %d bytes%s%.200s: the transfer is refused", op->ca_file,
+           GW_OUT_CA_FILE_MAX, op->ca_root ? " inside " : "", op->ca_root ? op->ca_root : "");
     return GW_OUT_ETLS;
   }
 

@@ -97,6 +97,13 @@ const char *gw_out_err_kind(int err);
  * naming the path and the cause (errno text, or what is wrong with the
  * contents) in err. */
 int gw_out_ca_file_check(const char *path, char *err, size_t errlen);
+/* Whether gw_out_start would take path as gw_out_opts.ca_file with root as
+ * gw_out_opts.ca_root (root may be NULL): resolved (symbolic links
+ * followed), a regular file of 1 to GW_OUT_CA_FILE_MAX bytes outside /proc
+ * and /sys, inside root's resolved path. Only stat(2)s: never opens it.
+ * 0 or -1, and nothing about why: its callers answer people who must not
+ * learn what is on the host. Any thread. */
+int gw_out_ca_file_usable(const char *path, const char *root);
 
 /* Returned by on_data to pause (see gw_out_opts.on_data). */
 #define GW_OUT_PAUSE 1
@@ -170,6 +177,12 @@ typedef struct gw_out_opts {
    * (the TLS library reads it on the loop): else gw_out_start fails with
    * GW_OUT_ETLS. */
   const char *ca_file;
+  /* A directory the ca_file must resolve inside (symbolic links followed
+   * to the end, both sides), or NULL: a tenant's folder of tenant_ca_dir
+   * (gateway/core/config.h), so that a link placed there after the admin
+   * set the path leads nowhere else. Outside it: as an unusable ca_file
+   * (GW_OUT_ETLS). Checked at every start, like the rest of ca_file. */
+  const char *ca_root;
   /* Cap on the response head, interim (1xx) heads included; 0 = 64 KiB. */
   size_t max_header_bytes;
   /* GW_OUT_EGRESS_*: which of the engine's egress policies applies. Any

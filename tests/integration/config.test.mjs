@@ -184,8 +184,9 @@ test('the SIEM sink keys: a bad URL, an unknown format, a token file missing or 
 
 // A CA file is read by libcurl only at the first fetch that uses it (the
 // first SIEM POST, the first client metadata document): a wrong path used to
-// start clean and fail hours later. Every *_ca_file is checked at start.
-test('a CA file key naming a missing, unreadable or certificate-less file → refused at start, naming key, path and cause', async () => {
+// start clean and fail hours later. Every *_ca_file is checked at start, and
+// tenant_ca_dir (a directory).
+test('a CA file key naming a missing, unreadable or certificate-less file (tenant_ca_dir: no directory) → refused at start, naming key, path and cause', async () => {
   const dir = await data();
   const noPem = path.join(dir, 'not-a-ca.pem');
   fsSync.writeFileSync(noPem, 'this is not a certificate\n');
@@ -201,6 +202,10 @@ test('a CA file key naming a missing, unreadable or certificate-less file → re
     ['cimd_ca_file', dir, /Is a directory/],
     ['audit_sink_ca_file', noPem, /no PEM certificate/],
     ['cimd_ca_file', keyOnly, /no PEM certificate/],
+    // the directory of the tenants' CA files: a directory, by an absolute path
+    ['tenant_ca_dir', path.join(dir, 'missing-dir'), /No such file or directory/],
+    ['tenant_ca_dir', noPem, /Not a directory/],
+    ['tenant_ca_dir', 'relative/ca', /absolute path/],
   ];
   for (const [key, file, cause] of cases) {
     for (const [args, env] of [[[flagOf(key), file], {}], [[], { [envOf(key)]: file }]]) {
@@ -215,7 +220,7 @@ test('a CA file key naming a missing, unreadable or certificate-less file → re
     }
   }
   // a file with a certificate starts
-  const gw = await startGateway({ args: ['--audit-sink-ca-file', cert, '--cimd-ca-file', cert] });
+  const gw = await startGateway({ args: ['--audit-sink-ca-file', cert, '--cimd-ca-file', cert, '--tenant-ca-dir', dir] });
   assert.equal((await request(gw.port, { path: '/healthz' })).status, 200);
   assert.deepEqual(await gw.stop(), { code: 0, signal: null });
 });

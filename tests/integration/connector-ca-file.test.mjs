@@ -1,14 +1,18 @@
-// A connector's "ca_file" is a path on the gateway's host that a TENANT
-// admin chooses, and the TLS library reads it on a loop thread whenever a
-// connection to the upstream starts (the capability probe right after the
-// PUT, every call, discovery, refresh, revocation). A path that is not a
-// regular file — a FIFO, the gateway's own pipes under /proc/self/fd, a
-// device — blocked that loop in open(2)/read(2) for ever: one tenant admin
-// stopped the gateway for every tenant. Such a ca_file fails that tenant's
-// transfers only (TLS refused, like a CA that does not verify); a regular
-// PEM file still works. Real parts: the gateway binary (one loop, so a
-// blocked loop is the whole gateway), a TLS upstream (lib/ctl-upstream.mjs)
-// with a self-signed certificate, a tenant-scoped admin token.
+// A connector's "ca_file" is a path on the gateway's host, and the TLS
+// library reads it on a loop thread whenever a connection to the upstream
+// starts (the capability probe right after the PUT, every call, discovery,
+// refresh, revocation). A path that is not a regular file — a FIFO, the
+// gateway's own pipes under /proc/self/fd, a device — blocked that loop in
+// open(2)/read(2) for ever: one admin stopped the gateway for every tenant.
+// Such a ca_file fails that connector's transfers only (TLS refused, like a
+// CA that does not verify); a regular PEM file still works. The operator
+// names these files here: without the operator's tenant_ca_dir (this
+// gateway sets none) a TENANT admin may not set ca_file at all — it names
+// a file on the host, the operator's business — only send the stored value
+// back unchanged (connector-ca-file-tenant.test.mjs: with tenant_ca_dir).
+// Real parts: the gateway binary (one loop, so a blocked loop is the whole
+// gateway), a TLS upstream (lib/ctl-upstream.mjs) with a self-signed
+// certificate, a tenant-scoped admin token.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -56,7 +60,7 @@ async function assertRefusedUpstream(name) {
 }
 
 test('a regular PEM ca_file is used for the upstream\'s TLS', async () => {
-  const r = await tenantAdmin('PUT', '/connectors/good', { url: up.url, ca_file: certs.cert });
+  const r = await t.admin('PUT', '/connectors/good', { url: up.url, ca_file: certs.cert });
   assert.equal(r.status, 201, r.body);
   const s = await rawSession(`${gw.url}/t/acme/mcp/good`, aliceToken);
   const l = await s.request('tools/list');
@@ -64,12 +68,12 @@ test('a regular PEM ca_file is used for the upstream\'s TLS', async () => {
   assert.match(l.body, /"echo"/);
 });
 
-test('a FIFO as ca_file: the tenant admin\'s PUT is answered, the gateway keeps serving, calls through it fail', async () => {
+test('a FIFO as ca_file: the PUT is answered, the gateway keeps serving, calls through it fail', async () => {
   const fifo = path.join(dir, 'ca.fifo');
   const mk = spawnSync('mkfifo', [fifo]);
   assert.equal(mk.status, 0, String(mk.stderr));
   // the capability probe after the PUT connects at once
-  const r = await tenantAdmin('PUT', '/connectors/fifo', { url: up.url, ca_file: fifo });
+  const r = await t.admin('PUT', '/connectors/fifo', { url: up.url, ca_file: fifo });
   assert.equal(r.status, 201, r.body);
   await assertServing('after a PUT with a FIFO as ca_file');
   await assertRefusedUpstream('fifo');
@@ -80,7 +84,7 @@ test('the gateway\'s own pipe (/proc/self/fd/N) as ca_file: no FIFO on the host 
   const fds = fs.readdirSync(`/proc/${gw.proc.pid}/fd`);
   const pipe = fds.find((n) => { try { return fs.readlinkSync(`/proc/${gw.proc.pid}/fd/${n}`).startsWith('pipe:'); } catch { return false; } });
   assert.ok(pipe, `the gateway holds a pipe (fds ${fds.join(' ')})`);
-  const r = await tenantAdmin('PUT', '/connectors/selfpipe', { url: up.url, ca_file: `/proc/self/fd/${pipe}` });
+  const r = await t.admin('PUT', '/connectors/selfpipe', { url: up.url, ca_file: `/proc/self/fd/${pipe}` });
   assert.equal(r.status, 201, r.body);
   await assertServing('after a PUT with one of its own pipes as ca_file');
   await assertRefusedUpstream('selfpipe');
@@ -88,10 +92,46 @@ test('the gateway\'s own pipe (/proc/self/fd/N) as ca_file: no FIFO on the host 
 });
 
 test('a character device as ca_file fails the same way; the good connector still works', async () => {
-  const r = await tenantAdmin('PUT', '/connectors/dev', { url: up.url, ca_file: '/dev/zero' });
+  const r = await t.admin('PUT', '/connectors/dev', { url: up.url, ca_file: '/dev/zero' });
   assert.equal(r.status, 201, r.body);
   await assertRefusedUpstream('dev');
   const s = await rawSession(`${gw.url}/t/acme/mcp/good`, aliceToken);
   assert.equal((await s.request('tools/list')).status, 200);
   await assertServing('at the end');
+});
+
+test('without tenant_ca_dir a tenant admin cannot name any file as ca_file: 403, one message, nothing stored', async () => {
+  const fifo = path.join(dir, 'ca.fifo');
+  let first;
+  for (const ca of [certs.cert, '/etc/passwd', path.join(dir, 'no-such-file.pem'), fifo, '/dev/zero', '/proc/self/environ']) {
+    const r = await tenantAdmin('PUT', '/connectors/mine', { url: up.url, ca_file: ca });
+    assert.equal(r.status, 403, `${ca}: ${r.body}`);
+    assert.equal(r.json.error, 'forbidden');
+    first ??= r.json.message;
+    assert.equal(r.json.message, first, `${ca}: the same message whatever the file`);
+    assert.equal((await tenantAdmin('GET', '/connectors/mine')).status, 404, `${ca}: nothing stored`);
+  }
+  assert.match(first, /tenant_ca_dir/);
+  assert.doesNotMatch(first, /exist|no such|passwd|fifo|\.crt/i);
+  // with discover:true too, before anything is fetched
+  const r = await tenantAdmin('PUT', '/connectors/mine', { url: up.url, ca_file: certs.cert, auth: { type: 'oauth', discover: true } });
+  assert.equal(r.status, 403, r.body);
+  assert.equal(r.json.message, first);
+});
+
+test('without tenant_ca_dir a tenant admin\'s GET then PUT keeps the operator\'s ca_file; it cannot copy it elsewhere', async () => {
+  const g = await tenantAdmin('GET', '/connectors/good');
+  assert.equal(g.status, 200, g.body);
+  const { url, auth, ca_file, timeouts } = g.json;
+  assert.equal(ca_file, certs.cert);
+  let r = await tenantAdmin('PUT', '/connectors/good', { url, auth: { type: auth.type }, ca_file, timeouts, description: 'by the tenant' });
+  assert.equal(r.status, 200, r.body);
+  assert.equal(r.json.ca_file, certs.cert);
+  const s = await rawSession(`${gw.url}/t/acme/mcp/good`, aliceToken);
+  assert.equal((await s.request('tools/list')).status, 200);
+  r = await tenantAdmin('PUT', '/connectors/goodcopy', { url, ca_file });
+  assert.equal(r.status, 403, r.body);
+  r = await tenantAdmin('PUT', '/connectors/good', { url, ca_file: '/etc/passwd' });
+  assert.equal(r.status, 403, r.body);
+  assert.equal((await tenantAdmin('GET', '/connectors/good')).json.ca_file, certs.cert);
 });

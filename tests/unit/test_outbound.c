@@ -1259,6 +1259,64 @@ TEST(ca_file_must_be_a_regular_file) {
   rmdir(dir);
 }
 
+/* ca_root (a tenant's folder of tenant_ca_dir): the file must resolve
+ * inside it, whatever the path says — a link in the folder that leads out
+ * of it is refused, one that stays in it is not — and gw_out_start refuses
+ * such a transfer before anything starts. */
+TEST(ca_root_keeps_the_file_inside) {
+  char dir[] = "/tmp/mcpgate-caroot-XXXXXX", root[96], pem[128], out[128], in_link[128], out_link[128], sib[96],
+      sibpem[128];
+  CHECK(mkdtemp(dir) != NULL);
+  snprintf(root, sizeof root, "%s/acme", dir);
+  snprintf(sib, sizeof sib, "%s/acme2", dir); /* a prefix of the folder's name is not the folder */
+  snprintf(pem, sizeof pem, "%s/ca.pem", root);
+  snprintf(sibpem, sizeof sibpem, "%s/ca.pem", sib);
+  snprintf(out, sizeof out, "%s/outside.pem", dir);
+  snprintf(in_link, sizeof in_link, "%s/in.pem", root);
+  snprintf(out_link, sizeof out_link, "%s/out.pem", root);
+  CHECK_INT(mkdir(root, 0700), 0);
+  CHECK_INT(mkdir(sib, 0700), 0);
+  const char *files[] = {pem, out, sibpem};
+  for (size_t i = 0; i < 3; i++) {
+    FILE *f = fopen(files[i], "w");
+    CHECK(f != NULL);
+    fputs("-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n", f);
+    fclose(f);
+  }
+  CHECK_INT(symlink(pem, in_link), 0);
+  CHECK_INT(symlink(out, out_link), 0);
+  CHECK_INT(gw_out_ca_file_usable(pem, root), 0);
+  CHECK_INT(gw_out_ca_file_usable(in_link, root), 0);
+  CHECK_INT(gw_out_ca_file_usable(out_link, root), -1);
+  CHECK_INT(gw_out_ca_file_usable(out_link, NULL), 0); /* no folder: any regular file */
+  CHECK_INT(gw_out_ca_file_usable(out, root), -1);
+  CHECK_INT(gw_out_ca_file_usable(sibpem, root), -1);
+  CHECK_INT(gw_out_ca_file_usable(root, root), -1); /* the folder itself is no file */
+  CHECK_INT(gw_out_ca_file_usable(pem, "/nonexistent/acme"), -1);
+  CHECK_INT(gw_out_ca_file_usable(NULL, root), -1);
+
+  uv_loop_t loop;
+  gw_out *o;
+  CHECK_INT(uv_loop_init(&loop), 0);
+  CHECK_INT(gw_out_new(&loop, &o), 0);
+  gw_out_opts op = {.method = "GET", .url = "https://127.0.0.1:1/x", .on_done = noop_done, .ca_root = root};
+  op.ca_file = out_link;
+  CHECK_INT(gw_out_start(o, &op, NULL), GW_OUT_ETLS);
+  op.ca_file = in_link; /* starts (the port refuses: the transfer's own failure) */
+  CHECK_INT(gw_out_start(o, &op, NULL), 0);
+  gw_out_close(o, NULL, NULL);
+  CHECK_INT(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  CHECK_INT(uv_loop_close(&loop), 0);
+  unlink(in_link);
+  unlink(out_link);
+  unlink(pem);
+  unlink(sibpem);
+  unlink(out);
+  rmdir(root);
+  rmdir(sib);
+  rmdir(dir);
+}
+
 TEST(pause_resume_in_on_data) {
   env e;
   tr t;
@@ -1688,6 +1746,7 @@ int main(void) {
   RUN(post_echo_and_methods);
   RUN(invalid_options);
   RUN(ca_file_must_be_a_regular_file);
+  RUN(ca_root_keeps_the_file_inside);
   RUN(pause_resume_in_on_data);
   RUN(pause_suspends_idle_timeout);
   RUN(abort_in_on_data);
