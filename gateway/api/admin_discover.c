@@ -27,7 +27,9 @@
  *  - Every fetch has timeouts, a body deadline and a 64 KiB body cap
  *    (pages__fetch); redirects are never followed (a 3xx is a failure).
  *    The connector's ca_file applies to every fetch (as to its refresh);
- *    a tenant admin's was checked before (admin__ca_file_allowed).
+ *    a tenant admin's was checked before (admin__ca_file_allowed), and one
+ *    the engine cannot use fails as a TLS failure does (no word of the
+ *    file: the operator's log has it).
  *  - A connector URL with query values is refused (QUERY_REFUSED): they
  *    are secret (vault.h), and the discovered resource indicator would
  *    carry them to the authorization server and employees' browsers. So
@@ -219,7 +221,12 @@ static void start(disc *d, step s, const char *method, const char *url, const ch
     rq.head_only = true;
   }
   int rc = pages__fetch(d->lp, &rq, got, d);
-  if (rc) failed(d, 502, "%s: the request to %.2048s could not start: %s", step_name(s), url, gw_out_strerror(rc));
+  /* a ca_file the engine cannot use (GW_OUT_ETLS before anything starts)
+   * reads as the TLS failure it causes: the admin who reads this learns
+   * nothing of the host's files (the operator's log has which) */
+  if (rc == GW_OUT_ETLS) failed(d, 502, "%s: %.2048s %s", step_name(s), url, gw_out_strerror(rc));
+  else if (rc)
+    failed(d, 502, "%s: the request to %.2048s could not start: %s", step_name(s), url, gw_out_strerror(rc));
 }
 
 static void fetch_prm(disc *d) {

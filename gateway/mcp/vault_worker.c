@@ -228,7 +228,11 @@ static void send_next(vault_worker *w) {
   vault_wipe(authz);
   vault_wipe(authz_line);
   if (rc) {
-    snprintf(w->err, sizeof w->err, "the request could not start: %s", gw_out_strerror(rc));
+    /* a ca_file the engine cannot use (GW_OUT_ETLS) reads as the TLS
+     * failure it causes: a tenant admin reads this (last_error), the
+     * operator's log says which file */
+    if (rc == GW_OUT_ETLS) snprintf(w->err, sizeof w->err, "%s", gw_out_strerror(rc));
+    else snprintf(w->err, sizeof w->err, "the request could not start: %s", gw_out_strerror(rc));
     w->final = rc == GW_OUT_EINVAL || rc == GW_OUT_EEGRESS;
     finish(w);
   }

@@ -7,7 +7,8 @@
 // admin may name only a file in <tenant_ca_dir>/<tenant>/ (resolved inside
 // it, when set and at every use) or send the stored value back unchanged;
 // anything else is 403 with one message whatever the file. The operator
-// token still names any file.
+// token still names any file. A discovery error reads the same whether the
+// file could not be used or the CA did not verify.
 // (Without tenant_ca_dir: connector-ca-file.test.mjs.)
 // Real parts: the gateway binary, a TLS MCP upstream (lib/ctl-upstream.mjs)
 // and a TLS server that answers discovery, both under a self-signed
@@ -24,7 +25,7 @@ import { api } from './lib/admin.mjs';
 import { setupTenant, rawSession, mcpPost, initializeBody } from './lib/mcp.mjs';
 import { startCtlUpstream } from './lib/ctl-upstream.mjs';
 
-let gw, up, t, tenantAdmin, dir, caDir, outside, certs, aliceToken, disc, discBase;
+let gw, up, t, tenantAdmin, dir, caDir, outside, certs, other, aliceToken, disc, discBase;
 const discHits = [];
 
 /** A TLS server that answers an MCP authorization discovery (probe 401, PRM, AS metadata, DCR). */
@@ -56,6 +57,7 @@ function startDiscovery(tls) {
 before(async () => {
   dir = await makeTempDir();
   certs = makeSelfSignedCert(dir, 'up');
+  other = makeSelfSignedCert(dir, 'other'); // a PEM CA that does not sign the upstreams
   caDir = path.join(dir, 'tenant-ca');
   outside = path.join(dir, 'outside');
   for (const d of [caDir, `${caDir}/acme`, `${caDir}/beta`, outside]) fs.mkdirSync(d, { recursive: true });
@@ -200,4 +202,34 @@ test('a link made in the folder after the PUT leads nowhere else: the connector\
   fs.rmSync(`${caDir}/acme/late.pem`);
   fs.copyFileSync(certs.cert, `${caDir}/acme/late.pem`);
   await assertWorks('late');
+});
+
+test('discovery with a ca_file the gateway cannot use reads as a TLS failure, the same as a CA that does not verify', async () => {
+  const put = (name, ca) => t.admin('PUT', `/connectors/${name}`, { url: `${discBase}/mcp`, ca_file: ca, auth: { type: 'oauth', discover: true } });
+  // the operator's PUTs: a PEM CA that does not sign the server, and no file
+  let r = await put('wrongca', other.cert);
+  assert.equal(r.status, 502, r.body);
+  assert.equal(r.json.error, 'discovery_failed');
+  const tlsFailed = r.json.message;
+  assert.match(tlsFailed, /TLS/);
+  r = await put('nofile', `${outside}/no-such-file.pem`);
+  assert.equal(r.status, 502, r.body);
+  assert.equal(r.json.message, tlsFailed, 'a missing file reads as a CA that does not verify');
+  // a discovered connector whose file went away: what its tenant admin reads
+  fs.copyFileSync(certs.cert, `${outside}/gone.pem`);
+  r = await put('gone', `${outside}/gone.pem`);
+  assert.equal(r.status, 201, r.body);
+  fs.rmSync(`${outside}/gone.pem`);
+  r = await tenantAdmin('POST', '/connectors/gone/rediscover');
+  assert.equal(r.status, 502, r.body);
+  assert.equal(r.json.error, 'discovery_failed');
+  assert.equal(r.json.message, tlsFailed);
+  // the failure is recorded after the answer (its backoff): poll for it
+  let g;
+  for (let i = 0; i < 100; i++) {
+    g = await tenantAdmin('GET', '/connectors/gone');
+    if (g.json.rediscovery.last_error) break;
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  assert.equal(g.json.rediscovery.last_error, tlsFailed, g.body);
 });
