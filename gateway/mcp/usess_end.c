@@ -47,6 +47,7 @@
  * that holds the batch. */
 #include "gateway/mcp/usess_end.h"
 
+#include <limits.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -249,12 +250,17 @@ static void start_one(gw_usess_ender *n, gw_usess_end *b, const end_item *e) {
   }
   q->n = n;
   q->b = b;
+  /* a ca_file in the tenant's folder of tenant_ca_dir stays inside it, as
+   * for every transfer of the connector (upcall.c) */
+  char ca_root[PATH_MAX];
+  bool in_root = b->ca_file && gw_config_tenant_ca_path(&n->lp->srv->cfg, b->tenant, b->ca_file, ca_root, sizeof ca_root);
   gw_out_opts o = {.method = "DELETE",
                    .url = b->url,
                    .headers = lines,
                    .connect_timeout_ms = b->connect_ms,
                    .first_byte_timeout_ms = b->first_byte_ms,
                    .ca_file = b->ca_file,
+                   .ca_root = in_root ? ca_root : NULL,
                    .egress = GW_OUT_EGRESS_ADMIN, /* a tenant admin chose this URL: egress_allow applies */
                    .on_headers = on_headers,
                    .on_done = on_done,

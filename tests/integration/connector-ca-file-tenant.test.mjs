@@ -20,7 +20,7 @@ import https from 'node:https';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 
-import { startGateway, makeTempDir, makeSelfSignedCert } from './lib/gateway.mjs';
+import { startGateway, makeTempDir, makeSelfSignedCert, waitFor, scrapeMetrics, metricValue } from './lib/gateway.mjs';
 import { api } from './lib/admin.mjs';
 import { setupTenant, rawSession, mcpPost, initializeBody } from './lib/mcp.mjs';
 import { startCtlUpstream } from './lib/ctl-upstream.mjs';
@@ -202,6 +202,35 @@ test('a link made in the folder after the PUT leads nowhere else: the connector\
   fs.rmSync(`${caDir}/acme/late.pem`);
   fs.copyFileSync(certs.cert, `${caDir}/acme/late.pem`);
   await assertWorks('late');
+});
+
+// The DELETE that ends a retired upstream session (usess_end.c) is a
+// transfer with the connector's ca_file like any other: held to the
+// tenant's folder at its start too, so a link made there after the PUT does
+// not carry it (and the session's id) to a server trusted through a file
+// outside the folder.
+test('the DELETE of a retired upstream session is held to the folder as the calls are', async () => {
+  fs.copyFileSync(certs.cert, `${caDir}/acme/ending.pem`);
+  let r = await tenantAdmin('PUT', '/connectors/ending', { url: up.url, ca_file: `${caDir}/acme/ending.pem` });
+  assert.equal(r.status, 201, r.body);
+  const mark = up.requests().length;
+  await assertWorks('ending'); // a session, and its upstream session, opened under the folder's file
+  const sids = new Set(up.requests().slice(mark).map((e) => e.headers['mcp-session-id']).filter(Boolean));
+  assert.ok(sids.size >= 1, 'an upstream session was opened');
+  fs.rmSync(`${caDir}/acme/ending.pem`);
+  fs.symlinkSync(`${outside}/up.pem`, `${caDir}/acme/ending.pem`);
+  // a rekey retires it: its DELETE is refused at its start, as a call would be
+  const deletes = async (result) => metricValue(await scrapeMetrics(gw), 'mcpgate_upstream_session_deletes_total', { result });
+  const before = { ended: await deletes('ended'), failed: await deletes('failed') };
+  const from = gw.mark();
+  r = await tenantAdmin('PUT', '/connectors/ending', { url: up.url, ca_file: `${caDir}/acme/ending.pem`, auth: { type: 'header', name: 'X-Key', value: 'k2' } });
+  assert.equal(r.status, 200, r.body);
+  await waitFor(async () => (await deletes('ended')) + (await deletes('failed')) >= before.ended + before.failed + sids.size,
+    { timeoutMs: 10000, what: 'the DELETE of each retired upstream session, sent or refused' });
+  assert.equal(await deletes('ended'), before.ended, 'no DELETE ended a session through the link');
+  await gw.waitForLog((e) => /ca_file .*ending\.pem is not a regular file .* inside .*tenant-ca\/acme/.test(e.msg ?? ''), 5000, from);
+  const ends = up.requests().slice(mark).filter((e) => e.method === 'DELETE' && sids.has(e.headers['mcp-session-id']));
+  assert.deepEqual(ends, [], 'no DELETE reached the upstream through the link out of the folder');
 });
 
 test('discovery with a ca_file the gateway cannot use reads as a TLS failure, the same as a CA that does not verify', async () => {
