@@ -281,10 +281,15 @@ int vault_connector_get(st_txn *txn, const char *tenant, const char *name, json_
 
 /* Whether a per-user connector keeps the identity its grants were made
  * for: the same auth type and, for oauth, the same authorization server
- * and client; for user_header, the same header. */
+ * and client; for user_header, the same header. The authorization server
+ * is every endpoint that is sent a grant's tokens: the token endpoint and
+ * the revocation endpoint too (a grant's revocation job copies the
+ * connector's revocation_url when it is cut — one named anew would be sent
+ * the refresh and access tokens of grants another server issued). */
 static bool same_identity(const json_t *old, const json_t *config) {
   json_t *a = json_object_get(old, "auth"), *b = json_object_get(config, "auth");
-  static const char *const keys[] = {"type", "authorize_url", "token_url", "client_id", "name", "prefix", NULL};
+  static const char *const keys[] = {"type",      "authorize_url", "token_url", "revocation_url",
+                                     "client_id", "name",          "prefix",    NULL};
   for (const char *const *k = keys; *k; k++) {
     const char *x = json_string_value(json_object_get(a, *k)), *y = json_string_value(json_object_get(b, *k));
     if ((x == NULL) != (y == NULL) || (x && strcmp(x, y))) return false;
