@@ -213,6 +213,11 @@ int vault_grant_info(st_txn *txn, const char *tenant, const char *user, const ch
  * (its record read here; gone → only the report, "manual") */
 static int queue_revocation(st_txn *txn, const char *tenant, const char *user, const char *connector,
                             json_t *tokens, const char *reason, const char *now);
+/* the same toward the connector as rec and client_secret say (rec NULL:
+ * gone) */
+static int queue_revocation_to(st_txn *txn, const char *tenant, const char *user, const char *connector,
+                               const json_t *rec, const char *client_secret, json_t *tokens, const char *reason,
+                               const char *now);
 
 int vault_grant_put(st_txn *txn, const char *tenant, const char *user, const char *connector,
                     const vault_tokens *t, const char *now, int flags) {
@@ -454,7 +459,7 @@ static int same_refresh(st_txn *txn, const char *tenant, const char *user, const
  * authorization might end the new one at an AS that ends a grant's every
  * token together), nor for a tenant no longer active (its purge runs). */
 static int revoke_late_refresh(st_txn *txn, const char *tenant, const char *user, const char *connector,
-                               const vault_tokens *fresh, const char *now) {
+                               const vault_tokens *fresh, const vault_refresh_origin *origin, const char *now) {
   json_t *info = NULL;
   int rc = vault_grant_info(txn, tenant, user, connector, &info);
   json_decref(info);
@@ -464,7 +469,14 @@ static int revoke_late_refresh(st_txn *txn, const char *tenant, const char *user
   json_t *tokens = json_object();
   json_object_set_new(tokens, "access_token", json_string(fresh->access));
   if (fresh->refresh) json_object_set_new(tokens, "refresh_token", json_string(fresh->refresh));
-  rc = tokens ? queue_revocation(txn, tenant, user, connector, tokens, "late_refresh", now) : ST_ENOMEM;
+  /* where they came from: the connector as the refresh was sent (a move
+   * or a deletion meanwhile cut the grant; the connector now names another
+   * authorization server, or none) */
+  rc = !tokens ? ST_ENOMEM
+       : origin && origin->rec
+           ? queue_revocation_to(txn, tenant, user, connector, origin->rec, origin->client_secret, tokens,
+                                 "late_refresh", now)
+           : queue_revocation(txn, tenant, user, connector, tokens, "late_refresh", now);
   json_object_set_new(tokens, "access_token", json_string(""));
   if (fresh->refresh) json_object_set_new(tokens, "refresh_token", json_string(""));
   json_decref(tokens);
@@ -472,9 +484,10 @@ static int revoke_late_refresh(st_txn *txn, const char *tenant, const char *user
 }
 
 int vault_grant_refreshed(st_txn *txn, const char *tenant, const char *user, const char *connector,
-                          const char *used_refresh, const vault_tokens *fresh, const char *now) {
+                          const char *used_refresh, const vault_tokens *fresh, const vault_refresh_origin *origin,
+                          const char *now) {
   if (!same_refresh(txn, tenant, user, connector, used_refresh))
-    return revoke_late_refresh(txn, tenant, user, connector, fresh, now);
+    return revoke_late_refresh(txn, tenant, user, connector, fresh, origin, now);
   vault_tokens t = *fresh;
   if (!t.refresh) t.refresh = (char *)used_refresh;
   /* RFC 6749 §5.1: an omitted scope is the one granted before */
@@ -601,12 +614,23 @@ static int report_put(st_txn *txn, const char *tenant, uint64_t created_ms, cons
 
 static int queue_revocation(st_txn *txn, const char *tenant, const char *user, const char *connector,
                             json_t *tokens, const char *reason, const char *now) {
+  json_t *conn = NULL;
+  int rc = vault_connector_get(txn, tenant, connector, &conn);
+  if (rc && rc != ST_ENOTFOUND) return rc;
+  char *cs = NULL;
+  if (conn && st_secret_get_str(txn, &(st_aad){tenant, VAULT_CLIENT_KIND, connector}, &cs) != 0) cs = NULL;
+  rc = queue_revocation_to(txn, tenant, user, connector, conn, cs, tokens, reason, now);
+  st_secret_str_free(cs);
+  json_decref(conn);
+  return rc;
+}
+
+static int queue_revocation_to(st_txn *txn, const char *tenant, const char *user, const char *connector,
+                               const json_t *conn, const char *client_secret, json_t *tokens, const char *reason,
+                               const char *now) {
   char id[ST_TOKEN_ID_BUFSZ];
   int rc = st_token_id_new(id);
   if (rc) return rc;
-  json_t *conn = NULL;
-  rc = vault_connector_get(txn, tenant, connector, &conn);
-  if (rc && rc != ST_ENOTFOUND) return rc;
   json_t *auth = json_object_get(conn, "auth");
   const char *url = json_string_value(json_object_get(auth, "revocation_url"));
   json_t *r = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i}", "id", id, "connector", connector, "user", user,
@@ -626,10 +650,7 @@ static int queue_revocation(st_txn *txn, const char *tenant, const char *user, c
   if (end && (*end == 'Z' || *end == '.' || !*end)) created_ms = (uint64_t)timegm(&tm) * 1000;
   rc = report_put(txn, tenant, created_ms, id, r);
   json_decref(r);
-  if (rc || !url) {
-    json_decref(conn);
-    return rc;
-  }
+  if (rc || !url) return rc;
   /* the job: what the worker needs even after the connector is deleted */
   json_t *job = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:i, s:I}", "id", id, "tenant", tenant, "url", url,
                           "client_id", json_string_value(json_object_get(auth, "client_id")) ?: "", "connector",
@@ -644,21 +665,13 @@ static int queue_revocation(st_txn *txn, const char *tenant, const char *user, c
   char k[KEY_MAX];
   rc = put_json(txn, k, qkey(k, now_ms_wall(), id), job);
   json_decref(job);
-  if (rc) {
-    json_decref(conn);
-    return rc;
-  }
+  if (rc) return rc;
   json_t *sealed = json_object();
   const char *at = json_string_value(json_object_get(tokens, "access_token"));
   const char *rt = json_string_value(json_object_get(tokens, "refresh_token"));
   if (at && *at) json_object_set_new(sealed, "access_token", json_string(at));
   if (rt && *rt) json_object_set_new(sealed, "refresh_token", json_string(rt));
-  char *cs = NULL;
-  if (st_secret_get_str(txn, &(st_aad){tenant, VAULT_CLIENT_KIND, connector}, &cs) == 0) {
-    json_object_set_new(sealed, "client_secret", json_string(cs));
-    st_secret_str_free(cs);
-  }
-  json_decref(conn);
+  if (client_secret) json_object_set_new(sealed, "client_secret", json_string(client_secret));
   rc = seal_json(txn, &(st_aad){"", VAULT_REVOKE_KIND, id}, sealed);
   json_object_clear(sealed);
   json_decref(sealed);

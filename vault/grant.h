@@ -155,15 +155,26 @@ enum { VAULT_CLAIMED = 0, VAULT_CLAIM_BUSY = 1, VAULT_CLAIM_FRESH = 2 };
  * 10 s: someone refreshed it — read it again), ST_ENOTFOUND (no grant). */
 int vault_grant_claim(st_txn *txn, const char *tenant, const char *user, const char *connector, int64_t now_s,
                       uint64_t now_ms);
+/* Where a refresh request went: the connector record as read when it was
+ * sent and the client secret sent with it (NULL: none); both borrowed. */
+typedef struct vault_refresh_origin {
+  const json_t *rec;
+  const char *client_secret;
+} vault_refresh_origin;
 /* Write txn: a refresh that used `used_refresh` succeeded: the new tokens
  * replace the grant (the old refresh token kept when none was issued) and
  * the claim ends. When the grant's refresh token is no longer used_refresh
  * the grant is left as it is: dropped meanwhile (the user cut, a
- * disconnect), the new tokens, live at the AS and held by nobody, are
- * queued for revocation (reason "late_refresh"; not for a tenant no longer
- * active); replaced (a reconnect), they are ignored. */
+ * disconnect, the connector moved to another authorization server or
+ * deleted), the new tokens, live at the AS and held by nobody, are queued
+ * for revocation (reason "late_refresh"; not for a tenant no longer
+ * active) toward origin — the revocation_url and client of the connector
+ * as the refresh was sent, the authorization server that issued them,
+ * never the one the connector names now (origin NULL or without rec: the
+ * connector as stored now); replaced (a reconnect), they are ignored. */
 int vault_grant_refreshed(st_txn *txn, const char *tenant, const char *user, const char *connector,
-                          const char *used_refresh, const vault_tokens *fresh, const char *now);
+                          const char *used_refresh, const vault_tokens *fresh, const vault_refresh_origin *origin,
+                          const char *now);
 /* Write txn: it failed. invalid (the AS said invalid_grant): the grant is
  * dropped — only if its refresh token is still used_refresh; otherwise the
  * claim just ends (a network error, a 5xx: the next call tries again). */

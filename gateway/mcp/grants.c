@@ -15,7 +15,10 @@
  *     only if the grant still holds the refresh token that was used
  *     (vault_grant_refreshed / _refresh_failed), so a slow or duplicated
  *     refresh never replaces a newer grant, and invalid_grant deletes only
- *     the grant it was said about.
+ *     the grant it was said about. Tokens that come back after their grant
+ *     was cut are revoked at the authorization server they came from: the
+ *     connector record and client secret the request went out with are
+ *     kept for the outcome (a move meanwhile names another server).
  *  3. The token endpoint is an admin-set URL: egress admin level, the
  *     connector's timeouts and CA file, a body cap; the reply is wiped.
  *     And a deadline for the whole request, VAULT_REFRESH_DEADLINE_MS after
@@ -73,6 +76,10 @@ typedef struct refresh {
   bool ok, invalid;
   bool rejected;  /* invalid_client: the AS no longer knows the gateway's registration */
   bool timed_out; /* the deadline aborted the request */
+  /* the connector as the request was sent, and its client secret (wiped):
+   * a late answer's tokens are revoked there (vault_refresh_origin) */
+  json_t *sent_to;
+  char *sent_secret;
   uv_timer_t timer;    /* the wait between two claims */
   uv_timer_t deadline; /* the claimant's request (rule 3); open while req is */
   gw_out_req *req;
@@ -80,6 +87,8 @@ typedef struct refresh {
 
 static void refresh_free(refresh *r) {
   vault_wipe(r->used);
+  json_decref(r->sent_to);
+  st_secret_str_free(r->sent_secret);
   if (r->body.data) OPENSSL_cleanse(r->body.data, r->body.len);
   gw_buf_free(&r->body);
   vault_tokens_free(&r->fresh);
@@ -109,7 +118,10 @@ static int job_outcome(st_txn *txn, void *arg) {
   refresh *r = arg;
   char now[32];
   vault_rfc3339(0, now);
-  if (r->ok) return vault_grant_refreshed(txn, r->tenant, r->user, r->connector, r->used, &r->fresh, now);
+  if (r->ok) {
+    vault_refresh_origin from = {r->sent_to, r->sent_secret};
+    return vault_grant_refreshed(txn, r->tenant, r->user, r->connector, r->used, &r->fresh, &from, now);
+  }
   int rc = vault_grant_refresh_failed(txn, r->tenant, r->user, r->connector, r->used, r->invalid, now);
   /* a discovered connector registers anew (gateway/api/admin_discover.c) */
   if (!rc && r->rejected) rc = vault_rediscover_rejected(txn, r->tenant, r->connector, (int64_t)wall_ms());
@@ -243,7 +255,9 @@ static void refresh_send(refresh *r) {
   char *body = NULL, *authz = NULL;
   rc = r->used ? vault_refresh_request(auth, secret, t.refresh, &body, &authz) : ST_ENOMEM;
   vault_tokens_free(&t);
-  st_secret_str_free(secret);
+  /* kept for the outcome: where the tokens that come back are from */
+  r->sent_to = json_incref(conn);
+  r->sent_secret = secret;
   char *authz_line = NULL;
   if (!rc && authz) {
     size_t n = strlen(authz) + 16;

@@ -108,7 +108,7 @@ static uint64_t wall_ms(void) {
 typedef struct job job;
 struct job {
   int (*fn)(st_txn *, job *);
-  const char *t, *u, *c, *s, *now;
+  const char *t, *u, *c, *s, *s2, *now;
   const vault_tokens *tok;
   const json_t *cfg;
   bool b1, b2;
@@ -140,7 +140,11 @@ static int f_drop(st_txn *x, job *j) { return vault_grant_drop(x, j->t, j->u, j-
 static int f_cut_user(st_txn *x, job *j) { return vault_grants_cut_user(x, j->t, j->u, "deactivated", j->now); }
 static int f_cut_conn(st_txn *x, job *j) { return vault_grants_cut_connector(x, j->t, j->c, "lost_access", j->now); }
 static int f_claim(st_txn *x, job *j) { return vault_grant_claim(x, j->t, j->u, j->c, j->i1, j->u1); }
-static int f_refreshed(st_txn *x, job *j) { return vault_grant_refreshed(x, j->t, j->u, j->c, j->s, j->tok, j->now); }
+/* cfg: the record the refresh was sent with (its origin), s2 its client secret */
+static int f_refreshed(st_txn *x, job *j) {
+  vault_refresh_origin from = {j->cfg, j->s2};
+  return vault_grant_refreshed(x, j->t, j->u, j->c, j->s, j->tok, j->cfg ? &from : NULL, j->now);
+}
 static int f_refresh_failed(st_txn *x, job *j) {
   return vault_grant_refresh_failed(x, j->t, j->u, j->c, j->s, j->b1, j->now);
 }
@@ -1829,6 +1833,57 @@ TEST(refresh_answered_after_the_grant_left_revokes_the_fresh_tokens) {
   close_store();
 }
 
+/* A refresh sent to the connector's authorization server, answered after
+ * an admin moved the connector to another one (the move cut the grant):
+ * the fresh tokens are revoked where the refresh went — the old
+ * revocation endpoint, with the old client — not at the server the
+ * connector names now (before, they and the new client's secret went
+ * there together). Deleted meanwhile: the same. */
+TEST(late_refresh_is_revoked_where_the_refresh_went) {
+  CHECK(open_store());
+  CHECK_INT(st_write_sync(g_st, tenant_fn, "acme"), 0);
+  CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
+  CHECK_INT(grant("acme", "u1", "docs", "a1", "r1", T0 + 5), 0);
+  /* the refresh goes out with the connector as it is */
+  st_txn *r = rd();
+  json_t *sent = NULL;
+  CHECK_INT(vault_connector_get(r, "acme", "docs", &sent), 0);
+  st_txn_end(r);
+  /* the admin moves it: the grant is cut, its own tokens revoked at the old endpoint */
+  CHECK_INT(conn_put("acme", "docs",
+                     "{\"url\":\"https://mcp.example.com/mcp\",\"auth\":{\"type\":\"oauth\","
+                     "\"authorize_url\":\"https://as2.example.net/authorize\",\"token_url\":\"https://as2.example.net/token\","
+                     "\"revocation_url\":\"https://as2.example.net/revoke\",\"client_id\":\"cid-9\","
+                     "\"client_secret\":\"OTHER-SECRET\"}}"),
+            0);
+  CHECK_INT(drain(), 1);
+  vault_tokens f2 = toks("a2", "r2", T0 + 3600);
+  CHECK_INT(W(f_refreshed, (job){.t = "acme", .u = "u1", .c = "docs", .s = "r1", .tok = &f2, .cfg = sent, .s2 = SECRET}),
+            0);
+  CHECK(info("acme", "u1", "docs") == NULL);
+  CHECK_INT(reports_with_reason("acme", "u1", "late_refresh"), 1);
+  vault_revoke_job j;
+  CHECK_INT(next_job(LATER, &j, NULL), 0);
+  CHECK_STR(j.url, "https://as.example.com/revoke");
+  CHECK_STR(j.client_id, "cid-1");
+  CHECK(j.client_secret && !strcmp(j.client_secret, SECRET));
+  CHECK(j.refresh && !strcmp(j.refresh, "r2") && j.access && !strcmp(j.access, "a2"));
+  vault_revoke_job_free(&j);
+  CHECK_INT(drain(), 1);
+  /* the connector deleted while the refresh was out: still revoked where it went */
+  CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
+  CHECK_INT(grant("acme", "u1", "docs", "a1", "r1", T0 + 5), 0);
+  CHECK_INT(W(f_conn_del, (job){.t = "acme", .c = "docs"}), 0);
+  CHECK_INT(drain(), 1);
+  CHECK_INT(W(f_refreshed, (job){.t = "acme", .u = "u1", .c = "docs", .s = "r1", .tok = &f2, .cfg = sent, .s2 = SECRET}),
+            0);
+  CHECK_INT(next_job(LATER, &j, NULL), 0);
+  CHECK_STR(j.url, "https://as.example.com/revoke");
+  vault_revoke_job_free(&j);
+  json_decref(sent);
+  close_store();
+}
+
 TEST(refresh_failed_drops_only_for_the_current_refresh_token) {
   CHECK(open_store());
   CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
@@ -2732,6 +2787,7 @@ int main(void) {
   RUN(refresh_claim_busy_fresh_lapse);
   RUN(refresh_applies_only_for_the_current_refresh_token);
   RUN(refresh_answered_after_the_grant_left_revokes_the_fresh_tokens);
+  RUN(late_refresh_is_revoked_where_the_refresh_went);
   RUN(refresh_failed_drops_only_for_the_current_refresh_token);
   RUN(upstream_cred_is_the_users_own_unexpired_grant);
   RUN(connect_cookie_round_trip_and_attacks);
