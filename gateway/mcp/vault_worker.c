@@ -16,7 +16,15 @@
  *     was queued it is failed ("gave up").
  *  3. The URL is the connector's revocation_url, set by a tenant admin:
  *     admin egress level, the connector's timeouts and CA file, a small
- *     body cap (the answer is only read for its error code).
+ *     body cap (the answer is only read for its error code). And a
+ *     deadline for each request, REVOKE_DEADLINE_MS from its start,
+ *     whatever the connector's timeouts say: the queue is every tenant's
+ *     and goes one request at a time, and an endpoint that answers its
+ *     head and then trickles a byte now and then is never idle (nor one
+ *     the admin gave a first_byte_ms of a day ever late) — without it one
+ *     such endpoint held every tenant's revocations for as long as it
+ *     liked. Running out is a transient failure like a 5xx (retried with
+ *     backoff, then given up on).
  *  4. The queue is polled (REVOKE_POLL_MS): one cursor seek when empty.
  *  5. Nothing of a token or secret is logged; outcomes are counted
  *     (gw_mcp_shared) for /metrics.
@@ -49,6 +57,7 @@
 #define REVOKE_POLL_MS 500
 #define REVOKE_BODY_MAX 4096
 #define REVOKE_BACKOFF_MAX_MS (5 * 60 * 1000)
+#define REVOKE_DEADLINE_MS 15000 /* one request, start to end (rule 3) */
 #define SWEEP_MAX_MS 10000 /* the loss-of-access sweep: at most this apart ... */
 #define SWEEP_MIN_MS 500   /* ... and at least this (a quarter of the grace in between) */
 #define SWEEP_BATCH 200    /* grants one sweep job looks at */
@@ -63,6 +72,10 @@ struct vault_worker {
   int step;       /* 0: refresh token, 1: access token */
   int status;
   bool done, final;
+  /* the request in flight and its deadline (rule 3) */
+  gw_out_req *req;
+  uv_timer_t deadline;
+  bool deadline_open, timed_out;
   char err[160];
   gw_buf body;
   /* the loss-of-access sweep (rule 6) */
@@ -75,7 +88,7 @@ typedef struct vault_worker vault_worker;
 static uint64_t wall_ms(void) { return (uint64_t)gw_wall_ms(); }
 
 static void worker_maybe_free(vault_worker *w) {
-  if (w->stopping && !w->busy && !w->timer_open && !w->sweep_open && !w->sweeping) {
+  if (w->stopping && !w->busy && !w->timer_open && !w->sweep_open && !w->sweeping && !w->deadline_open) {
     vault_revoke_job_free(&w->job);
     gw_buf_free(&w->body);
     free(w);
@@ -142,9 +155,18 @@ static int rv_data(gw_out_req *o, const char *p, size_t n, void *ud) {
   return 0;
 }
 
+static void rv_deadline(uv_timer_t *t) {
+  vault_worker *w = t->data;
+  if (!w->req) return;
+  w->timed_out = true;
+  gw_out_abort(w->req); /* rv_done follows, from the loop */
+}
+
 static void rv_done(gw_out_req *o, int err, void *ud) {
   vault_worker *w = ud;
   (void)o;
+  w->req = NULL;
+  if (w->deadline_open && !w->stopping) uv_timer_stop(&w->deadline);
   if (w->stopping) {
     /* shutdown: the job stays queued, sent again after the restart */
     w->busy = false;
@@ -153,6 +175,9 @@ static void rv_done(gw_out_req *o, int err, void *ud) {
   }
   if (err || w->status >= 500 || w->status == 429) {
     snprintf(w->err, sizeof w->err, "%s", err ? gw_out_strerror(err) : "the revocation endpoint answered a server error");
+    if (err && w->timed_out)
+      snprintf(w->err, sizeof w->err, "the revocation endpoint did not answer within %d s (the request's deadline)",
+               REVOKE_DEADLINE_MS / 1000);
     if (w->status && !err) snprintf(w->err, sizeof w->err, "the revocation endpoint answered %d", w->status);
     int64_t give_up = w->lp->srv->cfg.revocation_give_up_ms;
     w->final = (int64_t)wall_ms() - w->job.created_ms > give_up;
@@ -221,13 +246,15 @@ static void send_next(vault_worker *w) {
   o.on_done = rv_done;
   o.ud = w;
   w->status = 0;
+  w->timed_out = false;
   gw_buf_reset(&w->body);
-  gw_out_req *req = NULL;
-  if (!rc) rc = gw_out_start(w->lp->out, &o, &req);
+  if (!rc) rc = gw_out_start(w->lp->out, &o, &w->req);
+  if (!rc && w->deadline_open) uv_timer_start(&w->deadline, rv_deadline, REVOKE_DEADLINE_MS, 0);
   vault_wipe(body);
   vault_wipe(authz);
   vault_wipe(authz_line);
   if (rc) {
+    w->req = NULL;
     /* a ca_file the engine cannot use (GW_OUT_ETLS) reads as the TLS
      * failure it causes: a tenant admin reads this (last_error), the
      * operator's log says which file */
@@ -348,6 +375,12 @@ static void timer_closed(uv_handle_t *h) {
   worker_maybe_free(w);
 }
 
+static void deadline_closed(uv_handle_t *h) {
+  vault_worker *w = h->data;
+  w->deadline_open = false;
+  worker_maybe_free(w);
+}
+
 int gw__vault_worker_start(gw_loop *lp) {
   vault_worker *w = calloc(1, sizeof *w);
   if (!w) return -1;
@@ -359,6 +392,10 @@ int gw__vault_worker_start(gw_loop *lp) {
   }
   w->timer.data = w;
   w->timer_open = true;
+  if (uv_timer_init(&lp->loop, &w->deadline) == 0) { /* (libuv's timer init cannot fail) */
+    w->deadline.data = w;
+    w->deadline_open = true;
+  }
   if (uv_timer_init(&lp->loop, &w->sweep_timer) == 0) {
     w->sweep_timer.data = w;
     w->sweep_open = true;
@@ -378,5 +415,6 @@ void gw__vault_worker_stop(gw_loop *lp) {
   p->vault_worker = NULL;
   w->stopping = true;
   uv_close((uv_handle_t *)&w->timer, timer_closed);
+  if (w->deadline_open) uv_close((uv_handle_t *)&w->deadline, deadline_closed);
   if (w->sweep_open) uv_close((uv_handle_t *)&w->sweep_timer, sweep_closed);
 }
