@@ -6,7 +6,10 @@
  *  1. The gate runs before an oauth connector's upstream session is used
  *     (gw__agg_ensure_upstream): no grant → GW_MCP_ECONNECT (the flows
  *     answer with the connect link, or list the {connector}__connect tool);
- *     a grant expiring within 10 s → refresh first, then the gate again.
+ *     a grant expiring within 10 s → refresh first, then the gate again —
+ *     unless the refresh brought back a token expiring within 10 s itself
+ *     (the gate would refresh again, without end): then the call fails
+ *     (GW_MCP_EREFRESH), one refresh spent.
  *     The gateway's own calls (no user) never carry anyone's grant.
  *  2. One refresh per grant across all loops: the claim is a write job
  *     (vault_grant_claim). The claimant alone calls the token endpoint; a
@@ -137,9 +140,19 @@ static void done_outcome(int status, void *arg) {
   if (status)
     GW_LOG(GW_LOG_ERROR, "vault", &((gw_log_ctx){r->tenant, NULL}), "connector %s: storing a refreshed grant failed: %s",
            r->connector, st_strerror(status));
+  /* a fresh token that expires within the gate's margin already (an AS
+   * issuing tokens of a few seconds): the gate would refresh again at once,
+   * and again — one refresh per call, then this call fails like a failure
+   * of the AS (rule 1); the grant keeps the token */
+  bool short_lived = r->ok && r->fresh.expires_at && (int64_t)time(NULL) + 10 >= r->fresh.expires_at;
+  if (short_lived)
+    GW_LOG(GW_LOG_WARN, "vault", &((gw_log_ctx){r->tenant, NULL}),
+           "connector %s: the authorization server renewed user %s's access with a token that expires within 10 s: "
+           "the call is not sent",
+           r->connector, r->user);
   /* refreshed, or dropped (invalid_grant: the gate now says "connect"); a
    * failure of the AS itself fails this call, the next one tries again */
-  refresh_finish(r, r->ok || r->invalid ? 0 : GW_MCP_EREFRESH);
+  refresh_finish(r, (r->ok && !short_lived) || r->invalid ? 0 : GW_MCP_EREFRESH);
 }
 
 static void outcome_submit(refresh *r) {
