@@ -459,32 +459,38 @@ static int same_refresh(st_txn *txn, const char *tenant, const char *user, const
  * authorization might end the new one at an AS that ends a grant's every
  * token together), nor for a tenant no longer active (its purge runs). */
 static int revoke_late_refresh(st_txn *txn, const char *tenant, const char *user, const char *connector,
-                               const vault_tokens *fresh, const vault_refresh_origin *origin, const char *now) {
+                               const vault_tokens *fresh, const vault_token_origin *origin, const char *now) {
   json_t *info = NULL;
   int rc = vault_grant_info(txn, tenant, user, connector, &info);
   json_decref(info);
   if (rc != ST_ENOTFOUND) return rc; /* 0: replaced, left alone */
+  return vault_tokens_revoke(txn, tenant, user, connector, fresh, origin, "late_refresh", now);
+}
+
+int vault_tokens_revoke(st_txn *txn, const char *tenant, const char *user, const char *connector,
+                        const vault_tokens *t, const vault_token_origin *origin, const char *reason,
+                        const char *now) {
+  if (!ids_ok(tenant, user, connector) || !t->access) return ST_EINVAL;
   char state[16];
   if (st_tenant_state(txn, tenant, state) != 0 || strcmp(state, "active")) return 0;
   json_t *tokens = json_object();
-  json_object_set_new(tokens, "access_token", json_string(fresh->access));
-  if (fresh->refresh) json_object_set_new(tokens, "refresh_token", json_string(fresh->refresh));
-  /* where they came from: the connector as the refresh was sent (a move
-   * or a deletion meanwhile cut the grant; the connector now names another
-   * authorization server, or none) */
-  rc = !tokens ? ST_ENOMEM
-       : origin && origin->rec
-           ? queue_revocation_to(txn, tenant, user, connector, origin->rec, origin->client_secret, tokens,
-                                 "late_refresh", now)
-           : queue_revocation(txn, tenant, user, connector, tokens, "late_refresh", now);
+  if (!tokens) return ST_ENOMEM;
+  json_object_set_new(tokens, "access_token", json_string(t->access));
+  if (t->refresh) json_object_set_new(tokens, "refresh_token", json_string(t->refresh));
+  /* where they came from: the connector as the request that got them was
+   * sent (a move or a deletion meanwhile cut the grant or refused it; the
+   * connector now names another authorization server, or none) */
+  int rc = origin && origin->rec ? queue_revocation_to(txn, tenant, user, connector, origin->rec, origin->client_secret,
+                                                       tokens, reason, now)
+                                 : queue_revocation(txn, tenant, user, connector, tokens, reason, now);
   json_object_set_new(tokens, "access_token", json_string(""));
-  if (fresh->refresh) json_object_set_new(tokens, "refresh_token", json_string(""));
+  if (t->refresh) json_object_set_new(tokens, "refresh_token", json_string(""));
   json_decref(tokens);
   return rc;
 }
 
 int vault_grant_refreshed(st_txn *txn, const char *tenant, const char *user, const char *connector,
-                          const char *used_refresh, const vault_tokens *fresh, const vault_refresh_origin *origin,
+                          const char *used_refresh, const vault_tokens *fresh, const vault_token_origin *origin,
                           const char *now) {
   if (!same_refresh(txn, tenant, user, connector, used_refresh))
     return revoke_late_refresh(txn, tenant, user, connector, fresh, origin, now);

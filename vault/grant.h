@@ -155,12 +155,13 @@ enum { VAULT_CLAIMED = 0, VAULT_CLAIM_BUSY = 1, VAULT_CLAIM_FRESH = 2 };
  * 10 s: someone refreshed it — read it again), ST_ENOTFOUND (no grant). */
 int vault_grant_claim(st_txn *txn, const char *tenant, const char *user, const char *connector, int64_t now_s,
                       uint64_t now_ms);
-/* Where a refresh request went: the connector record as read when it was
- * sent and the client secret sent with it (NULL: none); both borrowed. */
-typedef struct vault_refresh_origin {
+/* Where tokens came from: the connector record as read when the request
+ * that got them (a refresh, a connect's code exchange) was sent, and the
+ * client secret sent with it (NULL: none); both borrowed. */
+typedef struct vault_token_origin {
   const json_t *rec;
   const char *client_secret;
-} vault_refresh_origin;
+} vault_token_origin;
 /* Write txn: a refresh that used `used_refresh` succeeded: the new tokens
  * replace the grant (the old refresh token kept when none was issued) and
  * the claim ends. When the grant's refresh token is no longer used_refresh
@@ -173,8 +174,18 @@ typedef struct vault_refresh_origin {
  * never the one the connector names now (origin NULL or without rec: the
  * connector as stored now); replaced (a reconnect), they are ignored. */
 int vault_grant_refreshed(st_txn *txn, const char *tenant, const char *user, const char *connector,
-                          const char *used_refresh, const vault_tokens *fresh, const vault_refresh_origin *origin,
+                          const char *used_refresh, const vault_tokens *fresh, const vault_token_origin *origin,
                           const char *now);
+/* Write txn: tokens the gateway got for (user, connector) and stores for
+ * nobody — a connect refused after its code exchange (the person cut or
+ * signed out meanwhile, the connector changed, deleted or no longer shown
+ * to them) — are queued for revocation with reason (a short literal:
+ * "late_connect") toward origin, as vault_grant_refreshed's late tokens
+ * are. Nothing for a tenant no longer active (its purge runs). 0 or a
+ * store error. */
+int vault_tokens_revoke(st_txn *txn, const char *tenant, const char *user, const char *connector,
+                        const vault_tokens *t, const vault_token_origin *origin, const char *reason,
+                        const char *now);
 /* Write txn: it failed. invalid (the AS said invalid_grant): the grant is
  * dropped — only if its refresh token is still used_refresh; otherwise the
  * claim just ends (a network error, a 5xx: the next call tries again). */

@@ -27,7 +27,11 @@
  *  - The grant is written in a writer job that checks again that the user
  *    is usable, the connector still exists as the flow began and with the
  *    same URL, token endpoint and client, and still shows to the user — a
- *    deactivation or policy change committed meanwhile wins. A grant
+ *    deactivation or policy change committed meanwhile wins. The tokens of
+ *    a grant refused there are live at the authorization server and held
+ *    by nobody: the same job queues them for revocation (late_connect) at
+ *    the connector as the code was exchanged (its revocation endpoint and
+ *    client then), never at one an admin's move named meanwhile. A grant
  *    replaced by a reconnect has its old tokens queued for revocation, and
  *    the person's upstream sessions opened with the old grant end
  *    (revoke.c: ST_EVENT_GRANT_CHANGED, superseded).
@@ -121,9 +125,16 @@ typedef struct connect_flow {
    * only while it lives (a cut during the code exchange deletes it) */
   char cookie[AUTH_LOGIN_RAND_LEN + 1];
   int64_t idle_s, now; /* now: read on the loop, the job stays pure */
+  /* the connector as the code was exchanged, and the client secret sent
+   * (wiped): where tokens nobody may hold are revoked */
+  json_t *sent_to;
+  char *secret;
+  int refused; /* job_grant: why the grant was not stored (its tokens queued for revocation), or 0 */
 } connect_flow;
 
 static void flow_free(connect_flow *f) {
+  json_decref(f->sent_to);
+  st_secret_str_free(f->secret);
   OPENSSL_cleanse(f->cookie, sizeof f->cookie);
   OPENSSL_cleanse(&f->vc, sizeof f->vc);
   vault_tokens_free(&f->tokens);
@@ -236,15 +247,15 @@ void pages__connect(gw_req *req, const char *tenant, const char *connector) {
 
 /* ---- the grant, written -------------------------------------------------------- */
 
-static int job_grant(st_txn *txn, void *arg) {
-  connect_flow *f = arg;
-  int rc = st_tenant_active(txn, f->tenant);
-  if (rc) return rc;
+/* 0 when the grant may be stored now; VAULT_ENOGRANT, AUTH_ELOGIN,
+ * ST_EEXIST or ST_ENOTFOUND when it may not (done_grant says why); another
+ * code when the store failed */
+static int grant_allowed(st_txn *txn, connect_flow *f) {
   if (st_dir_user_active(txn, f->tenant, f->user) != 1) return VAULT_ENOGRANT;
   /* the session that asked must still be live: a revoke then restore, a
    * deactivation then reactivation or a Universal Logout during the code
    * exchange deleted it, and nothing from before a cut may come back */
-  rc = auth_browser_still(txn, f->tenant, f->cookie, f->now, f->idle_s, f->user);
+  int rc = auth_browser_still(txn, f->tenant, f->cookie, f->now, f->idle_s, f->user);
   if (rc) return rc == ST_ENOTFOUND ? AUTH_ELOGIN : rc;
   json_t *rec = NULL;
   rc = vault_connector_get(txn, f->tenant, f->connector, &rec);
@@ -265,9 +276,26 @@ static int job_grant(st_txn *txn, void *arg) {
   pol_user *pu = NULL;
   bool visible = pol_user_load(txn, f->tenant, f->user, &pu) == 0 && pol_connector_visible(pu, f->connector);
   pol_user_free(pu);
-  if (!visible) return ST_ENOTFOUND;
+  return visible ? 0 : ST_ENOTFOUND;
+}
+
+static int job_grant(st_txn *txn, void *arg) {
+  connect_flow *f = arg;
+  f->refused = 0;
+  int rc = st_tenant_active(txn, f->tenant);
+  if (rc) return rc;
   char now[32];
   vault_rfc3339(0, now);
+  rc = grant_allowed(txn, f);
+  if (rc == VAULT_ENOGRANT || rc == AUTH_ELOGIN || rc == ST_EEXIST || rc == ST_ENOTFOUND) {
+    /* not stored: the tokens the authorization server issued are live
+     * there and held by nobody — revoked where they came from (the
+     * connector as the code was exchanged), as a late refresh's are */
+    f->refused = rc;
+    vault_token_origin from = {f->sent_to, f->secret};
+    return vault_tokens_revoke(txn, f->tenant, f->user, f->connector, &f->tokens, &from, "late_connect", now);
+  }
+  if (rc) return rc;
   return vault_grant_put(txn, f->tenant, f->user, f->connector, &f->tokens, now, VAULT_PUT_CONNECT | VAULT_PUT_REVOKE_OLD);
 }
 
@@ -275,6 +303,7 @@ static void done_grant(int status, void *arg) {
   connect_flow *f = arg;
   gw_req *req = f->req;
   gw_log_ctx lc = {f->tenant, req->id};
+  if (!status) status = f->refused;
   switch (status) {
   case 0: {
     GW_LOG(GW_LOG_INFO, "vault", &lc, "user %s connected %s", f->user, f->connector);
@@ -486,7 +515,6 @@ void pages__connect_callback(gw_req *req, const char *tenant, const char *connec
   pages__connect_redirect_uri(srv, tenant, connector, redirect, sizeof redirect);
   char *body = NULL, *authz = NULL;
   rc = vault_connect_token_request(auth, secret, code, redirect, vc.verifier, &body, &authz);
-  st_secret_str_free(secret);
   OPENSSL_cleanse(code, sizeof code);
   connect_flow *f = rc ? NULL : calloc(1, sizeof *f);
   char *authz_line = NULL;
@@ -498,6 +526,7 @@ void pages__connect_callback(gw_req *req, const char *tenant, const char *connec
   if (!f || (authz && !authz_line)) {
     vault_wipe(body);
     vault_wipe(authz);
+    st_secret_str_free(secret);
     free(f);
     json_decref(rec);
     OPENSSL_cleanse(&vc, sizeof vc);
@@ -516,6 +545,8 @@ void pages__connect_callback(gw_req *req, const char *tenant, const char *connec
   gw_strlcpy(f->token_url, tu ? tu : "", sizeof f->token_url);
   gw_strlcpy(f->client_id, json_string_value(json_object_get(auth, "client_id")) ?: "", sizeof f->client_id);
   f->discovered = json_is_true(json_object_get(auth, "discover"));
+  f->sent_to = json_incref(rec);
+  f->secret = secret;
   pages__cookie_name(srv, tenant, PAGES_COOKIE_SESSION, cname, sizeof cname);
   pages__cookie_get(req, cname, f->cookie, sizeof f->cookie);
   f->idle_s = srv->cfg.browser_session_idle_ms / 1000;

@@ -80,7 +80,7 @@ typedef struct refresh {
   bool rejected;  /* invalid_client: the AS no longer knows the gateway's registration */
   bool timed_out; /* the deadline aborted the request */
   /* the connector as the request was sent, and its client secret (wiped):
-   * a late answer's tokens are revoked there (vault_refresh_origin) */
+   * a late answer's tokens are revoked there (vault_token_origin) */
   json_t *sent_to;
   char *sent_secret;
   uv_timer_t timer;    /* the wait between two claims */
@@ -122,7 +122,7 @@ static int job_outcome(st_txn *txn, void *arg) {
   char now[32];
   vault_rfc3339(0, now);
   if (r->ok) {
-    vault_refresh_origin from = {r->sent_to, r->sent_secret};
+    vault_token_origin from = {r->sent_to, r->sent_secret};
     return vault_grant_refreshed(txn, r->tenant, r->user, r->connector, r->used, &r->fresh, &from, now);
   }
   int rc = vault_grant_refresh_failed(txn, r->tenant, r->user, r->connector, r->used, r->invalid, now);

@@ -142,7 +142,7 @@ static int f_cut_conn(st_txn *x, job *j) { return vault_grants_cut_connector(x, 
 static int f_claim(st_txn *x, job *j) { return vault_grant_claim(x, j->t, j->u, j->c, j->i1, j->u1); }
 /* cfg: the record the refresh was sent with (its origin), s2 its client secret */
 static int f_refreshed(st_txn *x, job *j) {
-  vault_refresh_origin from = {j->cfg, j->s2};
+  vault_token_origin from = {j->cfg, j->s2};
   return vault_grant_refreshed(x, j->t, j->u, j->c, j->s, j->tok, j->cfg ? &from : NULL, j->now);
 }
 static int f_refresh_failed(st_txn *x, job *j) {

@@ -90,11 +90,12 @@
 // setRevocationDelay. The hold is {arrived (a promise of its
 // tokenRequests entry), release(), entry}; the entry gets held: true,
 // aborted: true (the caller hung up first), answered (the provider's status)
-// and issued: {refresh, access} (hashes of the tokens it answered). Every
-// refresh_token entry of stats().tokenRequests has refresh (the sha256 of
-// the refresh token sent) and overlapped (another request with that refresh
-// token was still open when it arrived: what a gateway serialising its
-// refreshes never does).
+// and issued: {refresh, access} (hashes of the tokens it answered).
+// holdCode({trickleMs}) does the same with the next authorization_code
+// request (a connect's code exchange). Every refresh_token entry of
+// stats().tokenRequests has refresh (the sha256 of the refresh token sent)
+// and overlapped (another request with that refresh token was still open
+// when it arrived: what a gateway serialising its refreshes never does).
 import http from 'node:http';
 import crypto from 'node:crypto';
 import { randomUUID } from 'node:crypto';
@@ -263,6 +264,7 @@ export async function startUpstreamAS(opts = {}) {
   let revocationDelay = 0;
   let revocationStatus = null;
   let refreshHold = null; // the next refresh_token request to hold (holdRefresh)
+  let codeHold = null; // the next authorization_code request to hold (holdCode)
   const openRefresh = new Map(); // refresh token hash → requests still open
   const replayKey = crypto.randomBytes(16).toString('hex'); // a held request's replay to the provider
   let autoLogin = null;
@@ -463,6 +465,11 @@ export async function startUpstreamAS(opts = {}) {
             return holdRefreshRequest(req, res, raw, entry, hold);
           }
         }
+        if (gt === 'authorization_code' && codeHold) {
+          const hold = codeHold;
+          codeHold = null;
+          return holdRefreshRequest(req, res, raw, entry, hold);
+        }
       } else if (path === PATHS.introspection) {
         counters.introspection++;
       } else {
@@ -491,6 +498,20 @@ export async function startUpstreamAS(opts = {}) {
       }
     }
     return handler(req, res);
+  }
+
+  function newHold(trickleMs, set) {
+    let arrive;
+    let release;
+    const hold = {
+      trickleMs,
+      arrived: new Promise((r) => { arrive = r; }),
+      released: new Promise((r) => { release = r; }),
+      entry: null,
+    };
+    hold.arrive = (entry) => { hold.entry = entry; arrive(entry); };
+    set(hold);
+    return { arrived: hold.arrived, release: () => release(), get entry() { return hold.entry; } };
   }
 
   // holdRefresh: the head now, a space every trickleMs, the provider's
@@ -642,19 +663,9 @@ export async function startUpstreamAS(opts = {}) {
     setRevocationStatus(code) { revocationStatus = code === null || code === undefined ? null : Number(code); },
     setAccessTokenTTL(seconds) { accessTokenTTL = seconds; },
     /** Holds the next refresh_token request (see the header): {arrived, release(), entry}. */
-    holdRefresh({ trickleMs = 1000 } = {}) {
-      let arrive;
-      let release;
-      const hold = {
-        trickleMs,
-        arrived: new Promise((r) => { arrive = r; }),
-        released: new Promise((r) => { release = r; }),
-        entry: null,
-      };
-      hold.arrive = (entry) => { hold.entry = entry; arrive(entry); };
-      refreshHold = hold;
-      return { arrived: hold.arrived, release: () => release(), get entry() { return hold.entry; } };
-    },
+    holdRefresh({ trickleMs = 1000 } = {}) { return newHold(trickleMs, (h) => { refreshHold = h; }); },
+    /** The same for the next authorization_code request (a connect's code exchange): holdCode(). */
+    holdCode({ trickleMs = 1000 } = {}) { return newHold(trickleMs, (h) => { codeHold = h; }); },
     /** The one resource server of resourceIndicators (the MCP upstream's URL). */
     setResource(u) { resource = u; },
     /**
