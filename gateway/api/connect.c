@@ -38,6 +38,12 @@
  *  - After the commit the user's open MCP streams hear
  *    notifications/tools/list_changed (ST_EVENT_GRANT_CHANGED, revoke.c):
  *    the connect tool gives way to the connector's tools.
+ *  - RFC 9207: an authorization response that names its issuer (iss) is
+ *    refused, before the code exchange, when the connector knows its
+ *    authorization server's issuer (a discovered connector) and it is
+ *    another one (the mix-up attack). Distinct redirect URIs per connector
+ *    and the cookie's connector already keep one connector's response
+ *    from completing another's connect.
  *  - No code, token, verifier or secret is logged or shown.
  * Lifetime: a connect_flow owns its request until it responds; the fetch
  * callback and the job's done are the only callbacks that touch it. */
@@ -432,10 +438,13 @@ void pages__connect_callback(gw_req *req, const char *tenant, const char *connec
   gw_log_ctx lc = {tenant, req->id};
   char state[VAULT_CONNECT_RAND_LEN + 2] = "", code[2100] = "", error[64] = "";
   char cname[96], cookie[VAULT_CONNECT_COOKIE_MAX + 1];
+  char iss[VAULT_DISCOVER_URL_BUF + 1] = ""; /* RFC 9207 (one byte more than any issuer: a longer one differs) */
+  bool has_iss = false;
   if (req->query) {
     if (gw_query_get(req->query, "state", state, sizeof state) != 1) state[0] = 0;
     if (gw_query_get(req->query, "code", code, sizeof code) != 1) code[0] = 0;
     if (gw_query_get(req->query, "error", error, sizeof error) != 1) error[0] = 0;
+    has_iss = gw_query_get(req->query, "iss", iss, sizeof iss) == 1;
   }
   pages__cookie_name(srv, tenant, PAGES_COOKIE_CONNECT, cname, sizeof cname);
   const char *ck = pages__cookie_get(req, cname, cookie, sizeof cookie);
@@ -490,9 +499,34 @@ void pages__connect_callback(gw_req *req, const char *tenant, const char *connec
    * authorization server, for the old upstream — never exchanged, never
    * stored for the new one */
   bool moved = !rc && !vault_connect_matches(&vc, rec);
-  if (!rc && !moved && st_secret_get_str(txn, &(st_aad){tenant, VAULT_CLIENT_KIND, connector}, &secret) != 0)
+  /* RFC 9207 §2.4: a response that names its issuer must name the one
+   * this connect was sent to — known for a discovered connector (its
+   * metadata's issuer, checked at discovery). Another one's response,
+   * brought back by the browser (the mix-up attack: a compromised
+   * authorization server sends the person on to another), is never
+   * exchanged. */
+  const char *want =
+      rc || moved ? NULL
+                  : json_string_value(json_object_get(
+                        json_object_get(json_object_get(rec, "auth"), "discovered"), "issuer"));
+  bool mixed = has_iss && want && strcmp(iss, want) != 0;
+  if (!rc && !moved && !mixed &&
+      st_secret_get_str(txn, &(st_aad){tenant, VAULT_CLIENT_KIND, connector}, &secret) != 0)
     secret = NULL;
   st_txn_end(txn);
+  if (mixed) {
+    GW_LOG(GW_LOG_WARN, "vault", &lc,
+           "connect callback for %s refused: the authorization response names another issuer than the connector's "
+           "(RFC 9207)",
+           connector);
+    json_decref(rec);
+    OPENSSL_cleanse(&vc, sizeof vc);
+    OPENSSL_cleanse(code, sizeof code);
+    fail(req, tenant, connector, 400, "Not connected",
+         "The answer did not come from this service's authorization server, so nothing was stored. Start again.",
+         true);
+    return;
+  }
   if (moved) {
     GW_LOG(GW_LOG_INFO, "vault", &lc,
            "connecting %s for user %s refused: the connector changed while they were signing in at the service",
