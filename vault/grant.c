@@ -684,30 +684,13 @@ static int queue_revocation_to(st_txn *txn, const char *tenant, const char *user
   return rc;
 }
 
-int vault_revoke_next(st_txn *txn, uint64_t now_ms, vault_revoke_job *job, uint64_t *next_due_ms) {
-  memset(job, 0, sizeof *job);
-  if (next_due_ms) *next_due_ms = 0;
-  st_cursor *c;
-  int rc = st_cursor_open(txn, ST_DB_VAULT, &c);
-  if (rc) return rc;
-  st_cursor_seek(c, "q", 1, NULL, 0);
-  st_val k, v;
-  json_t *j = NULL;
-  uint64_t due = 0;
-  if (st_cursor_next(c, &k, &v) == 0 && k.len == 9 + VAULT_REVOKE_ID_LEN) {
-    for (int i = 0; i < 8; i++) due = due << 8 | ((const uint8_t *)k.data)[1 + i];
-    if (next_due_ms) *next_due_ms = due ? due : 1;
-    if (due <= now_ms) j = json_loadb(v.data, v.len, 0, NULL);
-  }
-  st_cursor_close(c);
-  if (!j) return ST_ENOTFOUND;
+/* the job of queue entry j (due at due) into *job; ST_ECORRUPT, ST_ENOMEM */
+static int job_load(st_txn *txn, json_t *j, uint64_t due, vault_revoke_job *job) {
+  int rc;
   const char *id = json_string_value(json_object_get(j, "id"));
   const char *tenant = json_string_value(json_object_get(j, "tenant"));
   const char *url = json_string_value(json_object_get(j, "url"));
-  if (!id || strlen(id) != VAULT_REVOKE_ID_LEN || !tenant || strlen(tenant) > 63 || !url) {
-    json_decref(j);
-    return ST_ECORRUPT;
-  }
+  if (!id || strlen(id) != VAULT_REVOKE_ID_LEN || !tenant || strlen(tenant) > 63 || !url) return ST_ECORRUPT;
   memcpy(job->id, id, VAULT_REVOKE_ID_LEN + 1);
   snprintf(job->tenant, sizeof job->tenant, "%s", tenant);
   job->due_ms = due;
@@ -721,7 +704,6 @@ int vault_revoke_next(st_txn *txn, uint64_t now_ms, vault_revoke_job *job, uint6
   json_t *to = json_object_get(j, "timeouts");
   job->connect_ms = (long)json_integer_value(json_object_get(to, "connect_ms"));
   job->first_byte_ms = (long)json_integer_value(json_object_get(to, "first_byte_ms"));
-  json_decref(j);
   json_t *s = unseal_json(txn, &(st_aad){"", VAULT_REVOKE_KIND, job->id}, &rc);
   if (s) {
     const char *at = json_string_value(json_object_get(s, "access_token"));
@@ -741,6 +723,42 @@ int vault_revoke_next(st_txn *txn, uint64_t now_ms, vault_revoke_job *job, uint6
     return ST_ENOMEM;
   }
   return 0;
+}
+
+int vault_revoke_next(st_txn *txn, uint64_t now_ms, vault_revoke_job *job, uint64_t *next_due_ms) {
+  return vault_revoke_next_pick(txn, now_ms, NULL, NULL, job, next_due_ms);
+}
+
+int vault_revoke_next_pick(st_txn *txn, uint64_t now_ms, vault_revoke_pick_fn pick, void *ctx, vault_revoke_job *job,
+                           uint64_t *next_due_ms) {
+  memset(job, 0, sizeof *job);
+  if (next_due_ms) *next_due_ms = 0;
+  st_cursor *c;
+  int rc = st_cursor_open(txn, ST_DB_VAULT, &c);
+  if (rc) return rc;
+  st_cursor_seek(c, "q", 1, NULL, 0);
+  st_val k, v;
+  json_t *j = NULL;
+  uint64_t due = 0;
+  for (int seen = 0; seen < VAULT_REVOKE_SCAN && st_cursor_next(c, &k, &v) == 0; seen++) {
+    if (k.len != 9 + VAULT_REVOKE_ID_LEN || ((const char *)k.data)[0] != 'q') break;
+    due = 0;
+    for (int i = 0; i < 8; i++) due = due << 8 | ((const uint8_t *)k.data)[1 + i];
+    if (!seen && next_due_ms) *next_due_ms = due ? due : 1;
+    if (due > now_ms) break;
+    j = json_loadb(v.data, v.len, 0, NULL);
+    if (!pick) break;
+    const char *t = json_string_value(json_object_get(j, "tenant")), *id = json_string_value(json_object_get(j, "id"));
+    /* an entry that does not parse is the caller's to see (ST_ECORRUPT below), not skipped */
+    if (!t || !id || pick(ctx, t, id)) break;
+    json_decref(j);
+    j = NULL;
+  }
+  st_cursor_close(c);
+  if (!j) return ST_ENOTFOUND;
+  rc = job_load(txn, j, due, job);
+  json_decref(j);
+  return rc;
 }
 
 int vault_revoke_result(st_txn *txn, const char *id, uint64_t due_ms, bool done, bool final, uint64_t retry_ms,

@@ -231,6 +231,14 @@ void vault_revoke_job_free(vault_revoke_job *j);
  * time of the first job at all (0: the queue is empty). */
 int vault_revoke_next(st_txn *txn, uint64_t now_ms, vault_revoke_job *job,
                       uint64_t *next_due_ms);
+/* Whether the worker takes a due job of tenant (id: the job's) now; false
+ * skips it for a later one (its tenant has a request in flight). */
+typedef bool (*vault_revoke_pick_fn)(void *ctx, const char *tenant, const char *id);
+/* The same, the first due job that pick takes (pick NULL: the first due),
+ * looking at most VAULT_REVOKE_SCAN entries of the queue. */
+#define VAULT_REVOKE_SCAN 256
+int vault_revoke_next_pick(st_txn *txn, uint64_t now_ms, vault_revoke_pick_fn pick, void *ctx, vault_revoke_job *job,
+                           uint64_t *next_due_ms);
 
 /* Write txn: the worker's outcome for job id (due_ms as read). done: every
  * token revoked (or the AS said the token is unknown: RFC 7009 §2.2 200);

@@ -8,9 +8,12 @@
  *     nothing — after a restart the job is still due and is sent again
  *     (revoking twice is harmless: RFC 7009 §2.2 answers 200 for a token
  *     already invalid).
- *  2. One job at a time, oldest due first; the refresh token first (at most
- *     authorization servers that ends the whole grant), then the access
- *     token. 200 is done; a network error or a 5xx is retried with backoff
+ *  2. Oldest due first, REVOKE_SLOTS jobs at a time, at most one of a
+ *     tenant: a due job whose tenant has one in flight waits for a later
+ *     turn, so one tenant's slow endpoints (its admin's choice, or its
+ *     upstream's) hold one slot, never the others' revocations. Per job one
+ *     request at a time: the refresh token first (at most authorization
+ *     servers that ends the whole grant), then the access token. 200 is done; a network error or a 5xx is retried with backoff
  *     (1 s doubling to 5 min); 4xx (unsupported_token_type, invalid_client)
  *     is final and reported as failed; past REVOKE_GIVE_UP_MS after the job
  *     was queued it is failed ("gave up").
@@ -18,11 +21,10 @@
  *     admin egress level, the connector's timeouts and CA file, a small
  *     body cap (the answer is only read for its error code). And a
  *     deadline for each request, REVOKE_DEADLINE_MS from its start,
- *     whatever the connector's timeouts say: the queue is every tenant's
- *     and goes one request at a time, and an endpoint that answers its
+ *     whatever the connector's timeouts say: an endpoint that answers its
  *     head and then trickles a byte now and then is never idle (nor one
  *     the admin gave a first_byte_ms of a day ever late) — without it one
- *     such endpoint held every tenant's revocations for as long as it
+ *     such endpoint held its slot (once, the whole queue) for as long as it
  *     liked. Running out is a transient failure like a 5xx (retried with
  *     backoff, then given up on).
  *  4. The queue is polled (REVOKE_POLL_MS): one cursor seek when empty.
@@ -34,8 +36,8 @@
  *     and drops those still hidden revocation_grace_ms later (reason
  *     lost_access) — a transient bad Group Push does not mass-revoke; the
  *     connector is refused to the user at once meanwhile (policy).
- * Threading: loop 0's thread; the result is written by a writer job that
- * reports back on that loop's port. */
+ * Threading: loop 0's thread; each slot's result is written by a writer
+ * job that reports back on that loop's port. */
 #include <limits.h>
 #include <openssl/crypto.h>
 #include <stdatomic.h>
@@ -58,18 +60,18 @@
 #define REVOKE_BODY_MAX 4096
 #define REVOKE_BACKOFF_MAX_MS (5 * 60 * 1000)
 #define REVOKE_DEADLINE_MS 15000 /* one request, start to end (rule 3) */
+#define REVOKE_SLOTS 4           /* requests in flight at once, of as many tenants (rule 2) */
 #define SWEEP_MAX_MS 10000 /* the loss-of-access sweep: at most this apart ... */
 #define SWEEP_MIN_MS 500   /* ... and at least this (a quarter of the grace in between) */
 #define SWEEP_BATCH 200    /* grants one sweep job looks at */
 
-struct vault_worker {
-  gw_loop *lp;
-  uv_timer_t timer;
+/* One request at a time per slot (rule 2). */
+typedef struct vault_worker vault_worker;
+typedef struct rv_slot {
+  vault_worker *w;
   vault_revoke_job job;
-  bool busy;      /* a job is being sent or its result written */
-  bool stopping;
-  bool timer_open;
-  int step;       /* 0: refresh token, 1: access token */
+  bool busy; /* a job is being sent or its result written */
+  int step;  /* 0: refresh token, 1: access token */
   int status;
   bool done, final;
   /* the request in flight and its deadline (rule 3) */
@@ -78,21 +80,31 @@ struct vault_worker {
   bool deadline_open, timed_out;
   char err[160];
   gw_buf body;
+} rv_slot;
+
+struct vault_worker {
+  gw_loop *lp;
+  uv_timer_t timer;
+  rv_slot slot[REVOKE_SLOTS];
+  bool stopping;
+  bool timer_open;
   /* the loss-of-access sweep (rule 6) */
   uv_timer_t sweep_timer;
   bool sweep_open, sweeping;
   char sweep_cursor[VAULT_SWEEP_CURSOR];
 };
-typedef struct vault_worker vault_worker;
 
 static uint64_t wall_ms(void) { return (uint64_t)gw_wall_ms(); }
 
 static void worker_maybe_free(vault_worker *w) {
-  if (w->stopping && !w->busy && !w->timer_open && !w->sweep_open && !w->sweeping && !w->deadline_open) {
-    vault_revoke_job_free(&w->job);
-    gw_buf_free(&w->body);
-    free(w);
+  if (!w->stopping || w->timer_open || w->sweep_open || w->sweeping) return;
+  for (int i = 0; i < REVOKE_SLOTS; i++)
+    if (w->slot[i].busy || w->slot[i].deadline_open) return;
+  for (int i = 0; i < REVOKE_SLOTS; i++) {
+    vault_revoke_job_free(&w->slot[i].job);
+    gw_buf_free(&w->slot[i].body);
   }
+  free(w);
 }
 
 static void tick(uv_timer_t *t);
@@ -104,22 +116,23 @@ static void rearm(vault_worker *w, uint64_t ms) {
 /* ---- the outcome, written ---------------------------------------------------- */
 
 static int job_result(st_txn *txn, void *arg) {
-  vault_worker *w = arg;
+  rv_slot *sl = arg;
   char now[32];
   vault_rfc3339(0, now);
-  int attempts = w->job.attempts + 1;
+  int attempts = sl->job.attempts + 1;
   uint64_t backoff = 1000ull << (attempts < 9 ? attempts - 1 : 8);
   if (backoff > REVOKE_BACKOFF_MAX_MS) backoff = REVOKE_BACKOFF_MAX_MS;
-  return vault_revoke_result(txn, w->job.id, w->job.due_ms, w->done, w->final, wall_ms() + backoff, w->err, now);
+  return vault_revoke_result(txn, sl->job.id, sl->job.due_ms, sl->done, sl->final, wall_ms() + backoff, sl->err, now);
 }
 
 static void done_result(int status, void *arg) {
-  vault_worker *w = arg;
+  rv_slot *sl = arg;
+  vault_worker *w = sl->w;
   if (status)
-    GW_LOG(GW_LOG_ERROR, "vault", &((gw_log_ctx){w->job.tenant, NULL}), "revocation %s: recording the outcome failed: %s",
-           w->job.id, st_strerror(status));
-  w->busy = false;
-  vault_revoke_job_free(&w->job);
+    GW_LOG(GW_LOG_ERROR, "vault", &((gw_log_ctx){sl->job.tenant, NULL}), "revocation %s: recording the outcome failed: %s",
+           sl->job.id, st_strerror(status));
+  sl->busy = false;
+  vault_revoke_job_free(&sl->job);
   if (w->stopping) {
     worker_maybe_free(w);
     return;
@@ -127,98 +140,100 @@ static void done_result(int status, void *arg) {
   rearm(w, status ? REVOKE_POLL_MS : 0); /* the next due job at once */
 }
 
-static void finish(vault_worker *w) {
-  gw_log_ctx lc = {w->job.tenant, NULL};
-  gw_mcp_shared *sh = w->lp->srv->mcp;
+static void finish(rv_slot *sl) {
+  gw_log_ctx lc = {sl->job.tenant, NULL};
+  gw_mcp_shared *sh = sl->w->lp->srv->mcp;
   if (sh)
-    atomic_fetch_add_explicit(w->done ? &sh->revoke_sent_ok : w->final ? &sh->revoke_sent_failed : &sh->revoke_sent_retry,
+    atomic_fetch_add_explicit(sl->done ? &sh->revoke_sent_ok : sl->final ? &sh->revoke_sent_failed : &sh->revoke_sent_retry,
                               1, memory_order_relaxed);
-  if (w->done) GW_LOG(GW_LOG_INFO, "vault", &lc, "revocation %s: done at the upstream", w->job.id);
-  else if (w->final) GW_LOG(GW_LOG_WARN, "vault", &lc, "revocation %s failed for good: %s", w->job.id, w->err);
-  else GW_LOG(GW_LOG_INFO, "vault", &lc, "revocation %s: will retry (%s)", w->job.id, w->err);
-  if (gw_loop_submit(w->lp, job_result, done_result, w) != 0) done_result(ST_EBUSY, w);
+  if (sl->done) GW_LOG(GW_LOG_INFO, "vault", &lc, "revocation %s: done at the upstream", sl->job.id);
+  else if (sl->final) GW_LOG(GW_LOG_WARN, "vault", &lc, "revocation %s failed for good: %s", sl->job.id, sl->err);
+  else GW_LOG(GW_LOG_INFO, "vault", &lc, "revocation %s: will retry (%s)", sl->job.id, sl->err);
+  if (gw_loop_submit(sl->w->lp, job_result, done_result, sl) != 0) done_result(ST_EBUSY, sl);
 }
 
 /* ---- one request ------------------------------------------------------------- */
 
-static void send_next(vault_worker *w);
+static void send_next(rv_slot *sl);
 
 static void rv_headers(gw_out_req *o, int status, const gw_out_header *h, size_t n, void *ud) {
   (void)o, (void)h, (void)n;
-  ((vault_worker *)ud)->status = status;
+  ((rv_slot *)ud)->status = status;
 }
 
 static int rv_data(gw_out_req *o, const char *p, size_t n, void *ud) {
-  vault_worker *w = ud;
-  if (w->body.len + n <= REVOKE_BODY_MAX) gw_buf_append(&w->body, p, n);
+  rv_slot *sl = ud;
+  if (sl->body.len + n <= REVOKE_BODY_MAX) gw_buf_append(&sl->body, p, n);
   (void)o;
   return 0;
 }
 
 static void rv_deadline(uv_timer_t *t) {
-  vault_worker *w = t->data;
-  if (!w->req) return;
-  w->timed_out = true;
-  gw_out_abort(w->req); /* rv_done follows, from the loop */
+  rv_slot *sl = t->data;
+  if (!sl->req) return;
+  sl->timed_out = true;
+  gw_out_abort(sl->req); /* rv_done follows, from the loop */
 }
 
 static void rv_done(gw_out_req *o, int err, void *ud) {
-  vault_worker *w = ud;
+  rv_slot *sl = ud;
+  vault_worker *w = sl->w;
   (void)o;
-  w->req = NULL;
-  if (w->deadline_open && !w->stopping) uv_timer_stop(&w->deadline);
+  sl->req = NULL;
+  if (sl->deadline_open && !w->stopping) uv_timer_stop(&sl->deadline);
   if (w->stopping) {
     /* shutdown: the job stays queued, sent again after the restart */
-    w->busy = false;
+    sl->busy = false;
     worker_maybe_free(w);
     return;
   }
-  if (err || w->status >= 500 || w->status == 429) {
-    snprintf(w->err, sizeof w->err, "%s", err ? gw_out_strerror(err) : "the revocation endpoint answered a server error");
-    if (err && w->timed_out)
-      snprintf(w->err, sizeof w->err, "the revocation endpoint did not answer within %d s (the request's deadline)",
+  if (err || sl->status >= 500 || sl->status == 429) {
+    snprintf(sl->err, sizeof sl->err, "%s", err ? gw_out_strerror(err) : "the revocation endpoint answered a server error");
+    if (err && sl->timed_out)
+      snprintf(sl->err, sizeof sl->err, "the revocation endpoint did not answer within %d s (the request's deadline)",
                REVOKE_DEADLINE_MS / 1000);
-    if (w->status && !err) snprintf(w->err, sizeof w->err, "the revocation endpoint answered %d", w->status);
+    if (sl->status && !err) snprintf(sl->err, sizeof sl->err, "the revocation endpoint answered %d", sl->status);
     int64_t give_up = w->lp->srv->cfg.revocation_give_up_ms;
-    w->final = (int64_t)wall_ms() - w->job.created_ms > give_up;
-    if (w->final) {
-      size_t l = strlen(w->err);
-      snprintf(w->err + l, sizeof w->err - l, "; gave up after %lld s (revocation_give_up_ms)",
+    sl->final = (int64_t)wall_ms() - sl->job.created_ms > give_up;
+    if (sl->final) {
+      size_t l = strlen(sl->err);
+      snprintf(sl->err + l, sizeof sl->err - l, "; gave up after %lld s (revocation_give_up_ms)",
                (long long)(give_up / 1000));
     }
-    finish(w);
+    finish(sl);
     return;
   }
-  if (w->status != 200) {
-    json_t *j = json_loadb(w->body.data ? w->body.data : "", w->body.len, 0, NULL);
+  if (sl->status != 200) {
+    json_t *j = json_loadb(sl->body.data ? sl->body.data : "", sl->body.len, 0, NULL);
     const char *e = json_string_value(json_object_get(j, "error"));
-    snprintf(w->err, sizeof w->err, "the revocation endpoint answered %d%s%.40s", w->status, e ? " " : "",
+    snprintf(sl->err, sizeof sl->err, "the revocation endpoint answered %d%s%.40s", sl->status, e ? " " : "",
              e && strlen(e) < 40 ? e : "");
     json_decref(j);
-    w->final = true;
-    finish(w);
+    sl->final = true;
+    finish(sl);
     return;
   }
   /* this token is revoked: the next one, or done */
-  w->step++;
-  send_next(w);
+  sl->step++;
+  send_next(sl);
 }
 
-static void send_next(vault_worker *w) {
+static void send_next(rv_slot *sl) {
+  vault_worker *w = sl->w;
   const char *token = NULL, *hint = NULL;
-  while (w->step < 2 && !token) {
-    token = w->step == 0 ? w->job.refresh : w->job.access;
-    hint = w->step == 0 ? "refresh_token" : "access_token";
-    if (!token) w->step++;
+  while (sl->step < 2 && !token) {
+    token = sl->step == 0 ? sl->job.refresh : sl->job.access;
+    hint = sl->step == 0 ? "refresh_token" : "access_token";
+    if (!token) sl->step++;
   }
   if (!token) {
-    w->done = true;
-    w->err[0] = 0;
-    finish(w);
+    sl->done = true;
+    sl->err[0] = 0;
+    finish(sl);
     return;
   }
   char *body = NULL, *authz = NULL, *authz_line = NULL;
-  int rc = vault_revoke_request(w->job.client_id, w->job.client_secret, w->job.auth_post, token, hint, &body, &authz);
+  int rc = vault_revoke_request(sl->job.client_id, sl->job.client_secret, sl->job.auth_post, token, hint, &body, &authz);
   if (!rc && authz) {
     size_t n = strlen(authz) + 16;
     authz_line = malloc(n);
@@ -229,66 +244,82 @@ static void send_next(vault_worker *w) {
                           NULL};
   gw_out_opts o = {0};
   o.method = "POST";
-  o.url = w->job.url;
+  o.url = sl->job.url;
   o.headers = lines;
   o.body = body;
   o.body_len = body ? strlen(body) : 0;
-  o.connect_timeout_ms = w->job.connect_ms;
-  o.first_byte_timeout_ms = w->job.first_byte_ms ? w->job.first_byte_ms : 15000;
+  o.connect_timeout_ms = sl->job.connect_ms;
+  o.first_byte_timeout_ms = sl->job.first_byte_ms ? sl->job.first_byte_ms : 15000;
   o.idle_timeout_ms = 15000;
-  o.ca_file = w->job.ca_file;
+  o.ca_file = sl->job.ca_file;
   char ca_root[PATH_MAX]; /* a ca_file in the tenant's folder of tenant_ca_dir stays inside it */
-  if (o.ca_file && gw_config_tenant_ca_path(&w->lp->srv->cfg, w->job.tenant, o.ca_file, ca_root, sizeof ca_root))
+  if (o.ca_file && gw_config_tenant_ca_path(&w->lp->srv->cfg, sl->job.tenant, o.ca_file, ca_root, sizeof ca_root))
     o.ca_root = ca_root;
   o.egress = GW_OUT_EGRESS_ADMIN;
   o.on_headers = rv_headers;
   o.on_data = rv_data;
   o.on_done = rv_done;
-  o.ud = w;
-  w->status = 0;
-  w->timed_out = false;
-  gw_buf_reset(&w->body);
-  if (!rc) rc = gw_out_start(w->lp->out, &o, &w->req);
-  if (!rc && w->deadline_open) uv_timer_start(&w->deadline, rv_deadline, REVOKE_DEADLINE_MS, 0);
+  o.ud = sl;
+  sl->status = 0;
+  sl->timed_out = false;
+  gw_buf_reset(&sl->body);
+  if (!rc) rc = gw_out_start(w->lp->out, &o, &sl->req);
+  if (!rc && sl->deadline_open) uv_timer_start(&sl->deadline, rv_deadline, REVOKE_DEADLINE_MS, 0);
   vault_wipe(body);
   vault_wipe(authz);
   vault_wipe(authz_line);
   if (rc) {
-    w->req = NULL;
+    sl->req = NULL;
     /* a ca_file the engine cannot use (GW_OUT_ETLS) reads as the TLS
      * failure it causes: a tenant admin reads this (last_error), the
      * operator's log says which file */
-    if (rc == GW_OUT_ETLS) snprintf(w->err, sizeof w->err, "%s", gw_out_strerror(rc));
-    else snprintf(w->err, sizeof w->err, "the request could not start: %s", gw_out_strerror(rc));
-    w->final = rc == GW_OUT_EINVAL || rc == GW_OUT_EEGRESS;
-    finish(w);
+    if (rc == GW_OUT_ETLS) snprintf(sl->err, sizeof sl->err, "%s", gw_out_strerror(rc));
+    else snprintf(sl->err, sizeof sl->err, "the request could not start: %s", gw_out_strerror(rc));
+    sl->final = rc == GW_OUT_EINVAL || rc == GW_OUT_EEGRESS;
+    finish(sl);
   }
 }
 
 /* ---- the poll ---------------------------------------------------------------- */
 
+/* rule 2: a due job whose tenant has one in a slot waits for a later turn */
+static bool pick_job(void *ctx, const char *tenant, const char *id) {
+  vault_worker *w = ctx;
+  (void)id;
+  for (int i = 0; i < REVOKE_SLOTS; i++)
+    if (w->slot[i].busy && !strcmp(w->slot[i].job.tenant, tenant)) return false;
+  return true;
+}
+
 static void tick(uv_timer_t *t) {
   vault_worker *w = t->data;
-  if (w->busy || w->stopping) return;
-  st_txn *txn;
-  if (st_read_begin(w->lp->srv->store, &txn) != 0) {
-    rearm(w, REVOKE_POLL_MS);
-    return;
+  if (w->stopping) return;
+  /* every free slot takes the next due job it may */
+  for (int i = 0; i < REVOKE_SLOTS; i++) {
+    rv_slot *sl = &w->slot[i];
+    if (sl->busy) continue;
+    st_txn *txn;
+    if (st_read_begin(w->lp->srv->store, &txn) != 0) {
+      rearm(w, REVOKE_POLL_MS);
+      return;
+    }
+    uint64_t next = 0;
+    int rc = vault_revoke_next_pick(txn, wall_ms(), pick_job, w, &sl->job, &next);
+    st_txn_end(txn);
+    if (rc) {
+      if (rc != ST_ENOTFOUND)
+        GW_LOG(GW_LOG_ERROR, "vault", NULL, "the revocation queue could not be read: %s", st_strerror(rc));
+      rearm(w, REVOKE_POLL_MS);
+      return;
+    }
+    sl->busy = true;
+    sl->step = 0;
+    sl->done = sl->final = false;
+    sl->err[0] = 0;
+    send_next(sl);
+    if (w->stopping || !sl->busy) return; /* ended at once (its store write refused): rearmed */
   }
-  uint64_t next = 0;
-  int rc = vault_revoke_next(txn, wall_ms(), &w->job, &next);
-  st_txn_end(txn);
-  if (rc) {
-    if (rc != ST_ENOTFOUND)
-      GW_LOG(GW_LOG_ERROR, "vault", NULL, "the revocation queue could not be read: %s", st_strerror(rc));
-    rearm(w, REVOKE_POLL_MS);
-    return;
-  }
-  w->busy = true;
-  w->step = 0;
-  w->done = w->final = false;
-  w->err[0] = 0;
-  send_next(w);
+  /* every slot busy: a slot's end rearms */
 }
 
 /* ---- the loss-of-access sweep (rule 6) ---------------------------------------- */
@@ -376,25 +407,29 @@ static void timer_closed(uv_handle_t *h) {
 }
 
 static void deadline_closed(uv_handle_t *h) {
-  vault_worker *w = h->data;
-  w->deadline_open = false;
-  worker_maybe_free(w);
+  rv_slot *sl = h->data;
+  sl->deadline_open = false;
+  worker_maybe_free(sl->w);
 }
 
 int gw__vault_worker_start(gw_loop *lp) {
   vault_worker *w = calloc(1, sizeof *w);
   if (!w) return -1;
   w->lp = lp;
-  gw_buf_init(&w->body, REVOKE_BODY_MAX);
   if (uv_timer_init(&lp->loop, &w->timer) != 0) {
     free(w);
     return -1;
   }
   w->timer.data = w;
   w->timer_open = true;
-  if (uv_timer_init(&lp->loop, &w->deadline) == 0) { /* (libuv's timer init cannot fail) */
-    w->deadline.data = w;
-    w->deadline_open = true;
+  for (int i = 0; i < REVOKE_SLOTS; i++) {
+    rv_slot *sl = &w->slot[i];
+    sl->w = w;
+    gw_buf_init(&sl->body, REVOKE_BODY_MAX);
+    if (uv_timer_init(&lp->loop, &sl->deadline) == 0) { /* (libuv's timer init cannot fail) */
+      sl->deadline.data = sl;
+      sl->deadline_open = true;
+    }
   }
   if (uv_timer_init(&lp->loop, &w->sweep_timer) == 0) {
     w->sweep_timer.data = w;
@@ -415,6 +450,7 @@ void gw__vault_worker_stop(gw_loop *lp) {
   p->vault_worker = NULL;
   w->stopping = true;
   uv_close((uv_handle_t *)&w->timer, timer_closed);
-  if (w->deadline_open) uv_close((uv_handle_t *)&w->deadline, deadline_closed);
+  for (int i = 0; i < REVOKE_SLOTS; i++)
+    if (w->slot[i].deadline_open) uv_close((uv_handle_t *)&w->slot[i].deadline, deadline_closed);
   if (w->sweep_open) uv_close((uv_handle_t *)&w->sweep_timer, sweep_closed);
 }

@@ -1432,6 +1432,47 @@ TEST(drop_without_revocation_url_is_manual) {
   close_store();
 }
 
+/* The worker's pick: a due job of a tenant it skips is passed over for the
+ * next due one (another tenant's), in due order; none it takes is
+ * ST_ENOTFOUND, and next_due still says when the first is due. */
+static bool skip_tenant(void *ctx, const char *tenant, const char *id) {
+  (void)id;
+  return strcmp(tenant, (const char *)ctx) != 0;
+}
+static bool take_none(void *ctx, const char *tenant, const char *id) {
+  (void)ctx, (void)tenant, (void)id;
+  return false;
+}
+TEST(revoke_next_pick_passes_over_a_busy_tenant) {
+  CHECK(open_store());
+  CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
+  CHECK_INT(conn_put("globex", "docs", OAUTH_FULL), 0);
+  CHECK_INT(grant("acme", "u1", "docs", "a1", "r1", 0), 0);
+  CHECK_INT(grant("acme", "u2", "docs", "a2", "r2", 0), 0);
+  CHECK_INT(grant("globex", "u3", "docs", "a3", "r3", 0), 0);
+  CHECK_INT(W(f_drop, (job){.t = "acme", .u = "u1", .c = "docs"}), 0);
+  CHECK_INT(W(f_drop, (job){.t = "acme", .u = "u2", .c = "docs"}), 0);
+  CHECK_INT(W(f_drop, (job){.t = "globex", .u = "u3", .c = "docs"}), 0);
+  st_txn *r = rd();
+  vault_revoke_job j;
+  uint64_t next = 0;
+  /* acme busy: globex's, though queued last */
+  CHECK_INT(vault_revoke_next_pick(r, LATER, skip_tenant, "acme", &j, &next), 0);
+  CHECK_STR(j.tenant, "globex");
+  CHECK(j.access && !strcmp(j.access, "a3"));
+  CHECK(next > 0);
+  vault_revoke_job_free(&j);
+  /* nobody busy: the oldest (acme's two may share a millisecond) */
+  CHECK_INT(vault_revoke_next_pick(r, LATER, NULL, NULL, &j, NULL), 0);
+  CHECK_STR(j.tenant, "acme");
+  vault_revoke_job_free(&j);
+  /* every due one skipped */
+  CHECK_INT(vault_revoke_next_pick(r, LATER, take_none, NULL, &j, &next), ST_ENOTFOUND);
+  CHECK(next > 0);
+  st_txn_end(r);
+  close_store();
+}
+
 TEST(reconnect_revokes_old_tokens) {
   CHECK(open_store());
   CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
@@ -2778,6 +2819,7 @@ int main(void) {
   RUN(grants_of_user_prefix_users_share_nothing);
   RUN(drop_queues_resealed_revocation);
   RUN(drop_without_revocation_url_is_manual);
+  RUN(revoke_next_pick_passes_over_a_busy_tenant);
   RUN(reconnect_revokes_old_tokens);
   RUN(cut_user_and_cut_connector_drop_exactly_theirs);
   RUN(connector_delete_revokes_with_its_data);
