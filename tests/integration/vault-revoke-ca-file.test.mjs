@@ -33,7 +33,10 @@ after(async () => {
   await v?.stop();
 });
 
-/** The operator points crm's revocation at rv with this ca_file (the grants stay: same client). */
+/** The operator points crm's revocation at rv with this ca_file. The
+ * first call names rv before anyone connects: a PUT that names another
+ * revocation_url cuts the grants (it is where their tokens go); the later
+ * ones change the ca_file only, and the grants stay. */
 async function revokeWith(caFile) {
   const body = oauthConnector(v.as, v.up, { ca_file: caFile });
   body.auth.revocation_url = rvUrl;
@@ -42,9 +45,9 @@ async function revokeWith(caFile) {
 }
 
 test('a revocation whose ca_file cannot be used reports the TLS failure, as one whose CA does not verify', async () => {
+  await revokeWith(`${dir}/no-such-file.pem`);
   await v.connectAs('alice');
   await v.connectAs('bob');
-  await revokeWith(`${dir}/no-such-file.pem`);
   await v.deactivate('alice');
   const alice = v.user('alice').id;
   const a = await v.waitRevocation((x) => x.user === alice && x.attempts >= 1 && x.last_error, 'alice\'s first attempt');
