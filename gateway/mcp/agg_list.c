@@ -135,8 +135,8 @@ static json_t *list_item(gw_exchange *x, const pol_user *pu, json_t *it) {
  * loop for 500 tools). false: undecided — the tree path answers, as it
  * does every error and every other list. */
 static bool list_tools_bytes(gw_exchange *x) {
-  static const char *const paths[] = {"id", "result", "error", "result.tools", "result.nextCursor"};
-  gw_json_span got[5];
+  static const char *const paths[] = {"id", "result", "error", "method", "result.tools", "result.nextCursor"};
+  gw_json_span got[6];
   gw_buf msg, items, out;
   gw_buf_init(&msg, GW_MCP_MAX_JSON_BODY);
   gw_buf_init(&items, GW_MCP_MAX_JSON_BODY);
@@ -144,9 +144,9 @@ static bool list_tools_bytes(gw_exchange *x) {
   bool done = false, changed;
   char *ucur = NULL, *cursor = NULL, *id = NULL;
   if (x->into || !x->body.len ||
-      gw__find_reply_text(x->body.data, x->body.len, x->up_ct, "\"mcpgate-list\"", &msg, paths, 5, got) != 1)
+      gw__find_reply_text(x->body.data, x->body.len, x->up_ct, "\"mcpgate-list\"", &msg, paths, 6, got) != 1)
     goto out;
-  gw_json_span tools = got[3], cur = got[4];
+  gw_json_span tools = got[4], cur = got[5];
   if (!tools.p || tools.p[0] != '[') goto out; /* no list: the tree path says why */
   if (cur.p && (cur.p[0] != '"' || memchr(cur.p, '\\', cur.n))) goto out;
   if (gw__tool_list_filter(gw__policy_for(x->lp, x->tenant, x->user), x->connector, true, tools.p, tools.n, &items,

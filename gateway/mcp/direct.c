@@ -495,6 +495,14 @@ void gw__relay_done(gw_exchange *x, gw_out_req *r, int err, void (*initialized)(
         if (x->m) GW_STAT_ADD(x->m->errors, 1);
         gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" answered HTTP %d without a JSON reply",
                         x->connector, x->status);
+      } else if (x->into && j && !gw__is_reply(j, json_array_get(x->ids, 0), true)) {
+        /* a batch element's reply goes into the batch's array, where the
+         * client takes every message for its own: anything else the
+         * upstream answered (a request or a notification, whatever else
+         * it carries; a reply to another id; an array) is no reply, and a
+         * server→client request never reaches the client this way */
+        if (x->m) GW_STAT_ADD(x->m->errors, 1);
+        gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent no reply", x->connector);
       } else {
         bool changed = j && x->flow->rewrite && x->flow->rewrite(x, j);
         if (changed && gw__x_msg_dropped(j)) /* all it held was dropped by the rewrite */

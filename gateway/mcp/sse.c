@@ -110,15 +110,19 @@ void gw__sse_split(const char *ev, size_t n, gw_buf *data, gw_buf *head, char *i
 
 int gw__sse_is(const char *ct) { return ct && !strncasecmp(ct, "text/event-stream", 17); }
 
+bool gw__is_reply(const json_t *m, const json_t *id, bool need_result) {
+  return json_is_object(m) && !json_is_string(json_object_get(m, "method")) &&
+         (!id || json_equal(json_object_get(m, "id"), (json_t *)id)) &&
+         (!need_result || json_object_get(m, "result") || json_object_get(m, "error"));
+}
+
 /* The event's data as the reply with `id`, or NULL. */
 static json_t *reply_in(const char *ev, size_t n, const json_t *id, gw_buf *data, int need_result) {
   gw_buf_reset(data);
   gw__sse_split(ev, n, data, NULL, NULL, 0);
   if (!data->len) return NULL;
   json_t *j = json_loadb(data->data, data->len, 0, NULL);
-  if (json_is_object(j) && (!id || json_equal(json_object_get(j, "id"), (json_t *)id)) &&
-      (!need_result || json_object_get(j, "result") || json_object_get(j, "error")))
-    return j;
+  if (gw__is_reply(j, id, need_result)) return j;
   json_decref(j);
   return NULL;
 }
@@ -127,7 +131,7 @@ json_t *gw__find_reply(const char *s, size_t n, const char *ct, const json_t *id
   if (!gw__sse_is(ct)) {
     /* a reply is an object: an array (a batch's) or a scalar is none */
     json_t *j = n ? json_loadb(s, n, JSON_REJECT_DUPLICATES, NULL) : NULL;
-    if (j && !json_is_object(j)) {
+    if (j && !gw__is_reply(j, NULL, false)) {
       json_decref(j);
       j = NULL;
     }
@@ -148,8 +152,9 @@ json_t *gw__find_reply(const char *s, size_t n, const char *ct, const json_t *id
 }
 
 /* One event's data as the reply with id_text: 1 it is, 0 it is not, -1
- * undecided (reply_in's verdict needs jansson). paths[0..2] are "id",
- * "result", "error" (gw__find_reply_text's callers ask for them first). */
+ * undecided (reply_in's verdict needs jansson). paths[0..3] are "id",
+ * "result", "error", "method" (gw__find_reply_text's callers ask for them
+ * first). */
 static int reply_text_in(const char *ev, size_t n, const char *id_text, gw_buf *data, const char *const *paths,
                          size_t npaths, gw_json_span *got) {
   gw_buf_reset(data);
@@ -159,14 +164,17 @@ static int reply_text_in(const char *ev, size_t n, const char *id_text, gw_buf *
   if (!got[0].p) return 0;
   if (memchr(got[0].p, '\\', got[0].n)) return -1;
   if (got[0].n != strlen(id_text) || memcmp(got[0].p, id_text, got[0].n)) return 0;
+  if (got[3].p && got[3].p[0] == '"') return 0; /* a request or a notification, whatever else it carries */
   return got[1].p || got[2].p ? 1 : 0;
 }
 
 int gw__find_reply_text(const char *s, size_t n, const char *ct, const char *id_text, gw_buf *data,
                         const char *const *paths, size_t npaths, gw_json_span *got) {
-  if (npaths < 3 || strcmp(paths[0], "id") || strcmp(paths[1], "result") || strcmp(paths[2], "error")) return -1;
+  if (npaths < 4 || strcmp(paths[0], "id") || strcmp(paths[1], "result") || strcmp(paths[2], "error") ||
+      strcmp(paths[3], "method"))
+    return -1;
   if (!gw__sse_is(ct)) /* the body is the message: its spans are the body's, nothing copied */
-    return n && gw_json_pick(s, n, paths, npaths, got) == 1 ? 1 : -1;
+    return n && gw_json_pick(s, n, paths, npaths, got) == 1 && !(got[3].p && got[3].p[0] == '"') ? 1 : -1;
   size_t start = 0, at, end;
   int rc = 0;
   while (rc == 0 && (end = event_end(s, n, start, &at)) != 0) {

@@ -4,6 +4,7 @@
 #ifndef MCPGATE_GATEWAY_MCP_SSE_H
 #define MCPGATE_GATEWAY_MCP_SSE_H
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "gateway/base/buf.h"
@@ -21,17 +22,25 @@ int gw__sse_each(gw_buf *ev, size_t *scanned, int (*fn)(void *arg, const char *e
 void gw__sse_split(const char *ev, size_t n, gw_buf *data, gw_buf *head, char *id, size_t idcap);
 /* True when content type ct is text/event-stream. */
 int gw__sse_is(const char *ct);
-/* The JSON-RPC reply (result or error) with `id` (any id: NULL) in a
- * buffered upstream response: the JSON body, or the SSE event carrying it
- * (events before it are skipped). New reference, or NULL. */
+/* Whether message m is a JSON-RPC reply: an object whose "method" is not a
+ * string (a message with one is a request or a notification, whatever
+ * else it carries: an upstream's question shaped like a reply is never
+ * taken for one), whose "id" is id (any id, or none: NULL), with a
+ * "result" or an "error" when need_result. */
+bool gw__is_reply(const json_t *m, const json_t *id, bool need_result);
+/* The JSON-RPC reply (gw__is_reply: result or error) with `id` (any id:
+ * NULL) in a buffered upstream response: the JSON body (an object that is
+ * no request or notification; its id is not compared), or the SSE event
+ * carrying it (events before it are skipped). New reference, or NULL. */
 json_t *gw__find_reply(const char *body, size_t n, const char *ct, const json_t *id);
 /* gw__find_reply's search done by scans (json_check.h), for a reply the
  * caller then reads as bytes: the first message in a JSON body or an SSE
- * stream that is an object (over SSE: whose "id" is id_text, a JSON string
- * without escapes, and which has a "result" or an "error"). 1: found, and
- * the members named by paths in got (gw_json_pick's spans: into the body
- * for a JSON body, into data — the event's data, cleared first — over
- * SSE). -1:
+ * stream that is an object without a string "method" (over SSE: whose
+ * "id" is id_text, a JSON string without escapes, and which has a
+ * "result" or an "error"). paths[0..3] must be "id", "result", "error",
+ * "method" (else -1). 1: found, and the members named by paths in got
+ * (gw_json_pick's spans: into the body for a JSON body, into data — the
+ * event's data, cleared first — over SSE). -1:
  * undecided — not found, or something only jansson can judge (an escape
  * in a key or the id, a duplicate key, an event that is not an object):
  * the caller asks gw__find_reply. */

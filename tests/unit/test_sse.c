@@ -103,6 +103,26 @@ TEST(find_reply_json_and_sse) {
   j = gw__find_reply(sse, strlen(sse), "text/event-stream", NULL); /* any id: the first reply */
   CHECK(j && json_object_get(json_object_get(j, "result"), "other"));
   json_decref(j);
+  /* a message with a string "method" is a request or a notification,
+   * never a reply, whatever else it carries: the reply after it is found,
+   * and a JSON body that is one is none — by the scans too */
+  const char *q = "data: {\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"sampling/createMessage\",\"result\":{\"q\":1}}\n\n"
+                  "data: {\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{\"mine\":1}}\n\n";
+  j = gw__find_reply(q, strlen(q), "text/event-stream", id);
+  CHECK(j && json_object_get(json_object_get(j, "result"), "mine"));
+  json_decref(j);
+  const char *qj = "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"x\",\"result\":{}}";
+  CHECK(!gw__find_reply(qj, strlen(qj), "application/json", id));
+  CHECK(!gw__is_reply(NULL, NULL, false));
+  static const char *const paths[] = {"id", "result", "error", "method"};
+  gw_json_span got[4];
+  gw_buf data;
+  gw_buf_init(&data, 4096);
+  CHECK_INT(gw__find_reply_text(q, strlen(q), "text/event-stream", "3", &data, paths, 4, got), 1);
+  CHECK(got[1].p && !memcmp(got[1].p, "{\"mine\":1}", 10));
+  CHECK_INT(gw__find_reply_text(qj, strlen(qj), "application/json", "3", &data, paths, 4, got), -1);
+  CHECK_INT(gw__find_reply_text(q, strlen(q), "text/event-stream", "3", &data, paths, 3, got), -1);
+  gw_buf_free(&data);
   json_decref(id);
 }
 
