@@ -478,7 +478,9 @@ static int still_holds(gw_req *req, const gw_mcp_ctx *c) {
   return rc;
 }
 
-/* GET and DELETE need a session of this caller (and GET an SSE Accept).
+/* GET and DELETE need a supported MCP-Protocol-Version when they carry
+ * one (as a POST does: the connector endpoint copies it into the upstream
+ * request), a session of this caller (and GET an SSE Accept).
  * Sent with a body, such a request passed its checks at preauth, before
  * the body was read: a GET stream (the aggregated endpoint's is the
  * gateway's own) goes nowhere the identity is checked again, so what
@@ -486,6 +488,7 @@ static int still_holds(gw_req *req, const gw_mcp_ctx *c) {
  * the session deleted while the body came must not open a stream the
  * revocation's walk could not see. */
 int gw__mcp_session_checks(gw_req *req, const gw_mcp_ctx *c) {
+  if (gw__mcp_version_refused(req)) return -1;
   if (!c->sid) {
     gw__mcp_refuse(req, 400, -32000, "Bad Request: Mcp-Session-Id header is required");
     return -1;

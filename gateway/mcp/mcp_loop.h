@@ -165,6 +165,10 @@ int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c);
 /* The handlers' entry: the context preauth already established for a
  * request with a body, or gw__mcp_begin now. */
 int gw__mcp_ctx_of(gw_req *req, bool agg, gw_mcp_ctx *c);
+/* GET and DELETE: an MCP-Protocol-Version, when sent, that is supported
+ * (400), the caller's session (400 without one, 404 another's or gone),
+ * the identity still as preauth found it, and GET's Accept. 0, or -1:
+ * answered. */
 int gw__mcp_session_checks(gw_req *req, const gw_mcp_ctx *c);
 /* POST: Accept checked, the body parsed fully and strictly; NULL: answered. */
 json_t *gw__mcp_parse_post(gw_req *req);

@@ -80,6 +80,23 @@ test('406 on a bad Accept, 400 without a session id, 404 on an unknown one', asy
   }
 });
 
+// Review (rvP): only a POST's header was checked; a GET opened its stream
+// and a DELETE ended the session whatever MCP-Protocol-Version they carried
+// (the spec: an unsupported one is 400).
+test('GET and DELETE with an unsupported MCP-Protocol-Version → 400; the session stays', async () => {
+  const s = await rawSession(f.url, f.tokens.alice);
+  for (const v of ['1999-01-01', 'banana']) {
+    for (const method of ['GET', 'DELETE']) {
+      const r = await httpCall(f.url, {
+        method, headers: mcpHeaders({ token: f.tokens.alice, sessionId: s.sessionId, protocolVersion: v, accept: method === 'GET' ? 'text/event-stream' : undefined }), timeoutMs: 3000,
+      });
+      assert.equal(r.status, 400, `${method} with MCP-Protocol-Version: ${v}: expected 400, got ${show(r)}`);
+    }
+  }
+  const r = await s.request('ping');
+  assert.equal(r.status, 200, `the session was not deleted: ${show(r)}`);
+});
+
 test('a single-connector session id is not an aggregated session (and vice versa)', async () => {
   const single = await rawSession(`${f.gw.url}/t/acme/mcp/alpha`, f.tokens.alice);
   let r = await mcpPost(f.url, rpc(2, 'tools/list'), { token: f.tokens.alice, sessionId: single.sessionId });

@@ -30,6 +30,25 @@ test('unsupported MCP-Protocol-Version header → 400', async () => {
   assert.equal(r.status, 200, `the negotiated version (${s.protocolVersion}) is accepted: ${show(r)}`);
 });
 
+// Review (rvP): only a POST's header was checked. A GET (its stream) or a
+// DELETE carried any MCP-Protocol-Version the client wrote into the
+// upstream request, copied as it came (the spec: an unsupported one is 400).
+test('GET and DELETE with an unsupported MCP-Protocol-Version → 400, nothing forwarded', async () => {
+  const s = await rawSession(f.url, f.tokens.alice);
+  for (const v of ['1999-01-01', 'banana', 'bogus/1.0 x']) {
+    for (const method of ['GET', 'DELETE']) {
+      const r = await nothingForwarded(`${method} with MCP-Protocol-Version ${v}`, () => httpCall(f.url, {
+        method, headers: mcpHeaders({ token: f.tokens.alice, sessionId: s.sessionId, protocolVersion: v, accept: method === 'GET' ? 'text/event-stream' : undefined }), timeoutMs: 3000,
+      }));
+      assert.equal(r.status, 400, `${method} with MCP-Protocol-Version: ${v}: expected 400, got ${show(r)}`);
+      assert.match(String(r.json?.error?.message), /MCP-Protocol-Version/, `${method} ${v}: the error names the header: ${show(r)}`);
+    }
+  }
+  // the session is still there: the negotiated version is accepted
+  const r = await s.request('tools/list', undefined, { protocolVersion: s.protocolVersion });
+  assert.equal(r.status, 200, show(r));
+});
+
 test('POST whose Accept does not allow both JSON and SSE → 406', async () => {
   for (const accept of ['application/json', 'text/event-stream', 'text/html']) {
     const r = await nothingForwarded(`initialize with Accept: ${accept}`, () =>
