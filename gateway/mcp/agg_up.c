@@ -367,11 +367,15 @@ void gw__agg_ensure_upstream(gw_exchange *x, gw_agg_step_fn after) {
   x->sess.upstream[0] = 0;
   u->fresh_session = false;
   u->after = after;
+  /* the client's own, or (a record without them: too large to keep) the
+   * defaults — new references, which the pack takes ("o") */
   json_t *client = json_loads(x->sess.client[0] ? x->sess.client : "{}", 0, NULL);
-  json_t *params = json_pack("{s:s,s:O,s:O}", "protocolVersion", x->sess.version[0] ? x->sess.version : GW_AGG_LATEST_VERSION,
-                             "capabilities", json_object_get(client, "capabilities") ?: json_object(), "clientInfo",
-                             json_object_get(client, "clientInfo") ?: json_pack("{s:s,s:s}", "name", "mcpgate", "version", "0.1.0"));
+  json_t *caps = json_incref(json_object_get(client, "capabilities"));
+  json_t *info = json_incref(json_object_get(client, "clientInfo"));
   json_decref(client);
+  json_t *params = json_pack("{s:s,s:o,s:o}", "protocolVersion", x->sess.version[0] ? x->sess.version : GW_AGG_LATEST_VERSION,
+                             "capabilities", caps ? caps : json_object(), "clientInfo",
+                             info ? info : json_pack("{s:s,s:s}", "name", "mcpgate", "version", "0.1.0"));
   json_t *init = json_pack("{s:s,s:s,s:s,s:o}", "jsonrpc", "2.0", "id", "mcpgate-init", "method", "initialize",
                            "params", params);
   u->opening = true; /* what it goes with is kept to end it with, should it not be stored */
