@@ -286,7 +286,7 @@ static void model_note(model *m, const char *connector, const char *uri, bool is
   if (k) {
     for (int i = 0; i < k->n; i++)
       if (!strcmp(k->who[i], connector)) return;
-    if (k->n < 8) snprintf(k->who[k->n++], 8, "%s", connector);
+    if (k->n < 8) snprintf(k->who[k->n++], 8, "%.7s", connector);
     return;
   }
   size_t klen = strlen(key);
@@ -304,7 +304,7 @@ static void model_note(model *m, const char *connector, const char *uri, bool is
   k = &m->k[m->n++];
   memset(k, 0, sizeof *k);
   snprintf(k->key, sizeof k->key, "%s", key);
-  snprintf(k->who[0], 8, "%s", connector);
+  snprintf(k->who[0], 8, "%.7s", connector);
   k->n = 1;
   m->bytes += klen;
 }

@@ -665,7 +665,7 @@ TEST(a_read_on_the_loop_stops_at_its_budget) {
   char uid[3][SCIM_ID_LEN + 1];
   for (int i = 0; i < 3; i++) {
     char body[200], id[SCIM_ID_LEN + 1];
-    snprintf(id, sizeof id, "1111111%d-2222-4333-8444-555555555555", i);
+    snprintf(id, sizeof id, "1111111%c-2222-4333-8444-555555555555", (char)('0' + i));
     snprintf(uid[i], sizeof uid[i], "%s", id);
     snprintf(body, sizeof body, "{\"userName\":\"u%d@b.test\",\"externalId\":\"same\"}", i);
     CHECK_INT(do_req(st, "POST", "/Users", body, &r, id), 0);
