@@ -218,11 +218,16 @@ static void as_metadata(gw_req *req) {
 static int mod_init(gw_server *srv) {
   gw_oauth *o = calloc(1, sizeof *o);
   if (!o) return ST_ENOMEM;
+  if (uv_mutex_init(&o->cimd_mu)) {
+    free(o);
+    return ST_ENOMEM;
+  }
   srv->oauth = o;
   return 0;
 }
 
 static void mod_fini(gw_server *srv) {
+  if (srv->oauth) uv_mutex_destroy(&srv->oauth->cimd_mu);
   free(srv->oauth);
   srv->oauth = NULL;
 }

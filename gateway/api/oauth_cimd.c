@@ -9,7 +9,11 @@
  *    (public addresses only unless the operator's egress_allow_untrusted
  *    says more, checked on the connected address), with TLS verified,
  *    without redirects, with a body cap, per-phase timeouts and a total
- *    deadline, and at most OAUTH_CIMD_INFLIGHT_MAX fetches at once.
+ *    deadline, and at most OAUTH_CIMD_INFLIGHT_MAX fetches at once, of
+ *    which one tenant's hold at most OAUTH_CIMD_TENANT_MAX: fetches at one
+ *    tenant (anyone can start them, and hold each up to OAUTH_CIMD_TOTAL_MS
+ *    with a server that never answers) never take every slot from the
+ *    others.
  *  - A document is parsed strictly and checked like a registration, plus
  *    its client_id must be its URL. Failures say what went wrong in words,
  *    never quoting the document (a fetch can be pointed at anything).
@@ -112,10 +116,47 @@ static void count(lookup *l, int what) {
   if (o) atomic_fetch_add_explicit(&o->cimd_fetches[what], 1, memory_order_relaxed);
 }
 
+/* A slot for l's fetch: 0, or 1 when every slot is taken, 2 when its
+ * tenant holds its share (OAUTH_CIMD_TENANT_MAX). */
+static int take_slot(lookup *l) {
+  gw_oauth *o = l->lp->srv->oauth;
+  int rc = 1;
+  uv_mutex_lock(&o->cimd_mu);
+  if (o->cimd_inflight < OAUTH_CIMD_INFLIGHT_MAX) {
+    int at = -1, free_at = -1;
+    for (int i = 0; i < OAUTH_CIMD_INFLIGHT_MAX && at < 0; i++) {
+      if (!strcmp(o->cimd_held[i].tenant, l->tenant)) at = i;
+      else if (free_at < 0 && !o->cimd_held[i].tenant[0]) free_at = i;
+    }
+    if (at >= 0 && o->cimd_held[at].n >= OAUTH_CIMD_TENANT_MAX) {
+      rc = 2;
+    } else {
+      if (at < 0) { /* free_at >= 0: fewer than OAUTH_CIMD_INFLIGHT_MAX tenants hold a fetch */
+        at = free_at;
+        gw_strlcpy(o->cimd_held[at].tenant, l->tenant, sizeof o->cimd_held[at].tenant);
+      }
+      o->cimd_held[at].n++;
+      o->cimd_inflight++;
+      l->inflight = true;
+      rc = 0;
+    }
+  }
+  uv_mutex_unlock(&o->cimd_mu);
+  return rc;
+}
+
 static void release_slot(lookup *l) {
   gw_oauth *o = l->lp->srv->oauth;
-  if (l->inflight && o) atomic_fetch_sub_explicit(&o->cimd_inflight, 1, memory_order_relaxed);
+  if (!l->inflight || !o) return;
   l->inflight = false;
+  uv_mutex_lock(&o->cimd_mu);
+  o->cimd_inflight--;
+  for (int i = 0; i < OAUTH_CIMD_INFLIGHT_MAX; i++)
+    if (!strcmp(o->cimd_held[i].tenant, l->tenant)) {
+      if (--o->cimd_held[i].n == 0) o->cimd_held[i].tenant[0] = 0;
+      break;
+    }
+  uv_mutex_unlock(&o->cimd_mu);
 }
 
 /* ---- the cache write */
@@ -309,14 +350,15 @@ static void on_done(gw_out_req *r, int err, void *ud) {
 static void fetch(lookup *l) {
   gw_server *srv = l->lp->srv;
   gw_oauth *o = srv->oauth;
-  if (o) {
-    if (atomic_fetch_add_explicit(&o->cimd_inflight, 1, memory_order_relaxed) >= OAUTH_CIMD_INFLIGHT_MAX) {
-      atomic_fetch_sub_explicit(&o->cimd_inflight, 1, memory_order_relaxed);
-      set_fail(l, 503, "too many client metadata documents are being fetched right now; try again in a moment");
-      defer(l);
-      return;
-    }
-    l->inflight = true;
+  int busy = o ? take_slot(l) : 0;
+  if (busy) {
+    gw_log_ctx lc = {l->tenant, l->req->id};
+    GW_LOG(GW_LOG_WARN, "oauth", &lc, "client metadata document %s not fetched: %s", l->client_id,
+           busy == 2 ? "the tenant's share of fetches at once is taken" : "every fetch slot is taken");
+    set_fail(l, 503, "too many client metadata documents are being fetched%s right now; try again in a moment",
+             busy == 2 ? " for this organisation" : "");
+    defer(l);
+    return;
   }
   gw_buf_init(&l->body, AUTH_OAUTH_METADATA_MAX);
   static const char *const hdr[] = {"Accept: application/json", NULL};

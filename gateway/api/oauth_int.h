@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 #include "gateway/core/server.h"
 #include "gateway/http/http.h"
@@ -31,6 +32,14 @@ enum { OAUTH_CIMD_OK, OAUTH_CIMD_REFUSED, OAUTH_CIMD_FAILED, OAUTH_CIMD_N };
  * (the whole process): a burst of authorization requests naming new
  * documents gets 503 beyond it instead of as many outbound transfers. */
 #define OAUTH_CIMD_INFLIGHT_MAX 32
+/* ... of which one tenant's hold at most this many: the URLs are anyone's
+ * to choose (an unauthenticated authorization request names one) and a
+ * fetch of a server that never answers holds its slot for up to
+ * OAUTH_CIMD_TOTAL_MS, so without a share a flood at one tenant answered
+ * every other tenant's first-time clients 503 for as long as it went on.
+ * Past it the tenant's lookup is 503; the other tenants keep
+ * OAUTH_CIMD_INFLIGHT_MAX - OAUTH_CIMD_TENANT_MAX slots at least. */
+#define OAUTH_CIMD_TENANT_MAX 8
 /* A fetch that has not delivered the whole document within this long is
  * cut (the per-phase timeouts are 5 s each; a server trickling bytes must
  * not hold a transfer for longer than this). */
@@ -40,9 +49,16 @@ enum { OAUTH_CIMD_OK, OAUTH_CIMD_REFUSED, OAUTH_CIMD_FAILED, OAUTH_CIMD_N };
 #define OAUTH_SWEEP_SCAN 32
 
 /* Process-wide state (srv->oauth): counters (relaxed atomics: any loop
- * adds, /metrics reads) and the fetches in flight. */
+ * adds, /metrics reads) and the fetches in flight, in all and by tenant
+ * (under cimd_mu: any loop starts and ends fetches; at most
+ * OAUTH_CIMD_INFLIGHT_MAX tenants hold one, so that many entries do). */
 typedef struct gw_oauth {
-  _Atomic int cimd_inflight;
+  uv_mutex_t cimd_mu;
+  int cimd_inflight;
+  struct {
+    char tenant[64]; /* "" when free */
+    int n;
+  } cimd_held[OAUTH_CIMD_INFLIGHT_MAX];
   _Atomic uint64_t registrations[OAUTH_REG_N];
   _Atomic uint64_t cimd_fetches[OAUTH_CIMD_N];
 } gw_oauth;
@@ -101,7 +117,8 @@ void oauth__register_early_error(gw_req *req, int status, const char *msg);
  *           client_id, expired registration, document refused, address
  *           refused by the egress policy), 404 (no such tenant), 502 (the
  *           fetch failed: connection, TLS, timeout, HTTP status, redirect),
- *           503 (store unreadable, too many fetches at once: try again);
+ *           503 (store unreadable, too many fetches at once — in all, or of
+ *           this tenant: OAUTH_CIMD_TENANT_MAX — try again);
  *   error   an OAuth error code: NULL on success, "invalid_client" (400,
  *           502), "not_found" (404), "temporarily_unavailable" (503);
  *   why     on failure one sentence a human can act on ("unknown client",
