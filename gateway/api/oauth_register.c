@@ -4,8 +4,10 @@
  * "dcr" client record of the tenant.
  *
  * Rules this file keeps, and why:
- *  - Anyone can register: the endpoint is rate-limited with the sign-in's
- *    limiter (per address, per tenant), the body is capped at
+ *  - Anyone can register: the endpoint is rate-limited per address with
+ *    the sign-in's bucket and per tenant with a budget of its own
+ *    (dcr_rate_per_tenant: a flood of registrations from many addresses
+ *    must not spend the tenant's sign-ins), the body is capped at
  *    AUTH_OAUTH_METADATA_MAX (413 beyond, before it is buffered), a tenant
  *    holds at most dcr_clients_max registrations, and registrations unused
  *    for dcr_client_idle_ms are unknown at once (oauth_cimd.c) and deleted
@@ -146,7 +148,7 @@ void oauth__register(gw_req *req) {
     else oauth__error(req, 503, "temporarily_unavailable", "the gateway's store cannot be read right now");
     return;
   }
-  int64_t wait = pages__rate_wait(req, tenant);
+  int64_t wait = pages__rate_wait_register(req, tenant);
   if (wait) {
     oauth__error(req, 429, "rate_limited", "too many requests from this address; try again in %lld s",
                  (long long)wait);

@@ -1068,20 +1068,30 @@ static void pages_dispatch(gw_req *req) {
 
 /* ---- the module */
 
-int64_t pages__rate_wait(gw_req *req, const char *tenant) {
-  gw_pages *p = req->lp->srv->pages;
-  if (!p) return 0;
+/* A token of the client address's bucket, then of the tenant's in
+ * per_tenant (the sign-in's, or the registrations'). */
+static int64_t rate_wait(gw_req *req, gw_pages *p, gw_ratelimit *per_tenant, const char *tenant) {
   int64_t now = pages__mono_ms();
   char key[GW_RATELIMIT_KEY_MAX + 1];
   gw_ratelimit_addr_key(req->client, key); /* IPv6 by its /64 */
   int64_t wait = gw_ratelimit_take(p->rate_addr, key, now);
-  if (!wait) wait = gw_ratelimit_take(p->rate_tenant, tenant, now);
+  if (!wait) wait = gw_ratelimit_take(per_tenant, tenant, now);
   if (!wait) return 0;
   char ra[24];
   snprintf(ra, sizeof ra, "%lld", (long long)wait);
   gw_resp_header(req, "Retry-After", ra);
   atomic_fetch_add_explicit(&p->rate_limited, 1, memory_order_relaxed);
   return wait;
+}
+
+int64_t pages__rate_wait(gw_req *req, const char *tenant) {
+  gw_pages *p = req->lp->srv->pages;
+  return p ? rate_wait(req, p, p->rate_tenant, tenant) : 0;
+}
+
+int64_t pages__rate_wait_register(gw_req *req, const char *tenant) {
+  gw_pages *p = req->lp->srv->pages;
+  return p ? rate_wait(req, p, p->rate_dcr_tenant, tenant) : 0;
 }
 
 bool pages__rate_ok(gw_req *req, const char *tenant) {
@@ -1097,6 +1107,7 @@ static int mod_init(gw_server *srv) {
   if (!p || !(p->oidc = auth_oidc_cache_new()) || !(p->oidc_logout = auth_oidc_cache_new()) ||
       !(p->rate_addr = gw_ratelimit_new(c->auth_rate_per_address, c->auth_rate_per_address, 65536)) ||
       !(p->rate_tenant = gw_ratelimit_new(c->auth_rate_per_tenant, c->auth_rate_per_tenant, 4096)) ||
+      !(p->rate_dcr_tenant = gw_ratelimit_new(c->dcr_rate_per_tenant, c->dcr_rate_per_tenant, 4096)) ||
       !(p->rate_logout_addr = gw_ratelimit_new(c->logout_rate_per_address, c->logout_rate_per_address, 65536)) ||
       !(p->rate_logout_tenant = gw_ratelimit_new(c->logout_rate_per_tenant, c->logout_rate_per_tenant, 4096))) {
     if (p) {
@@ -1104,6 +1115,7 @@ static int mod_init(gw_server *srv) {
       auth_oidc_cache_free(p->oidc_logout);
       gw_ratelimit_free(p->rate_addr);
       gw_ratelimit_free(p->rate_tenant);
+      gw_ratelimit_free(p->rate_dcr_tenant);
       gw_ratelimit_free(p->rate_logout_addr);
     }
     free(p);
@@ -1129,7 +1141,7 @@ static void mod_metrics(gw_server *srv, gw_buf *o) {
     gw_buf_printf(o, "mcpgate_signins_total{result=\"%s\"} %llu\n", names[i],
                   (unsigned long long)atomic_load_explicit(&srv->pages->signins[i], memory_order_relaxed));
   gw_buf_printf(o, "# HELP mcpgate_auth_rate_limited_total Sign-in and OAuth requests refused with 429 "
-                   "(auth_rate_per_address, auth_rate_per_tenant).\n# TYPE mcpgate_auth_rate_limited_total counter\n"
+                   "(auth_rate_per_address, auth_rate_per_tenant, dcr_rate_per_tenant).\n# TYPE mcpgate_auth_rate_limited_total counter\n"
                    "mcpgate_auth_rate_limited_total %llu\n",
                 (unsigned long long)atomic_load_explicit(&srv->pages->rate_limited, memory_order_relaxed));
   static const char *const gtr[PAGES_GTR_N] = {"done",         "malformed",    "unauthorized", "unknown_subject",
@@ -1151,6 +1163,7 @@ static void mod_fini(gw_server *srv) {
   auth_oidc_cache_free(p->oidc_logout);
   gw_ratelimit_free(p->rate_addr);
   gw_ratelimit_free(p->rate_tenant);
+  gw_ratelimit_free(p->rate_dcr_tenant);
   gw_ratelimit_free(p->rate_logout_addr);
   gw_ratelimit_free(p->rate_logout_tenant);
   free(p);

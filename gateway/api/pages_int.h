@@ -47,6 +47,7 @@ typedef struct gw_pages {
   auth_oidc_cache *oidc;        /* the sign-in issuers' */
   auth_oidc_cache *oidc_logout; /* the logout issuers' (auth/oidc.h: often another issuer) */
   struct gw_ratelimit *rate_addr, *rate_tenant; /* auth_rate_per_address / _per_tenant */
+  struct gw_ratelimit *rate_dcr_tenant;         /* dcr_rate_per_tenant */
   struct gw_ratelimit *rate_logout_addr, *rate_logout_tenant; /* logout_rate_per_address / _per_tenant */
   _Atomic uint64_t signins[PAGES_SIGNIN_N];
   _Atomic uint64_t rate_limited;
@@ -101,8 +102,14 @@ int pages__session(gw_req *req, const char *tenant, auth_browser *out);
  * seconds until it may, with the Retry-After header already set and the
  * refusal counted — the caller answers 429 in its own format (a JSON
  * endpoint in JSON). pages__rate_ok does the same for a page: true when
- * the request may go on, else it has been answered with a 429 page. */
+ * the request may go on, else it has been answered with a 429 page.
+ * pages__rate_wait_register is pages__rate_wait for a dynamic client
+ * registration: the same bucket per address, but the tenant's own budget
+ * of registrations (dcr_rate_per_tenant) instead of the sign-in's — anyone
+ * may register, from as many addresses as they have, and a flood of
+ * registrations must not hold off the employees' sign-ins. */
 int64_t pages__rate_wait(gw_req *req, const char *tenant);
+int64_t pages__rate_wait_register(gw_req *req, const char *tenant);
 bool pages__rate_ok(gw_req *req, const char *tenant);
 
 /* The request may change state for session s: same site (Origin,

@@ -212,7 +212,14 @@ static const cfg_key keys[] = {
      "Retry-After (0: no limit)",
      NULL},
     {"auth_rate_per_tenant", CFG_INT, "1200", 0, 10000000, OFF(auth_rate_per_tenant),
-     "the same for all clients of one tenant together (0: no limit)", NULL},
+     "the same for all clients of one tenant together, registrations apart (dcr_rate_per_tenant) (0: no limit)",
+     NULL},
+    {"dcr_rate_per_tenant", CFG_INT, "300", 0, 10000000, OFF(dcr_rate_per_tenant),
+     "dynamic client registrations (POST /t/{tenant}/oauth/register) of all clients of one tenant together a "
+     "minute, with bursts of as many; past it 429 with Retry-After (0: no limit). Apart from auth_rate_per_tenant, "
+     "so a flood of registrations (anyone may send them) cannot hold off the employees' sign-ins; per address they "
+     "count with auth_rate_per_address",
+     NULL},
     {"logout_rate_per_address", CFG_INT, "1200", 0, 10000000, OFF(logout_rate_per_address),
      "Universal Logout requests (POST /t/{tenant}/oauth/global-logout) one client address may make a minute, with "
      "bursts of as many, before any check; past it 429 with Retry-After (0: no limit). Apart from the sign-in's "

@@ -54,6 +54,7 @@ typedef struct gw_config {
   char *allowed_origins;
   int64_t auth_rate_per_address;  /* gateway/api/login.c: sign-in rate limits (a minute) */
   int64_t auth_rate_per_tenant;
+  int64_t dcr_rate_per_tenant;    /* gateway/api/oauth_register.c: registrations, apart from the sign-in's */
   int64_t logout_rate_per_address; /* gateway/api/global_logout.c: Universal Logout (a minute) */
   int64_t logout_rate_per_tenant;
   int64_t revocation_grace_ms, revocation_give_up_ms; /* vault grants (gateway/mcp/vault_worker.c) */

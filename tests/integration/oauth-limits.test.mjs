@@ -7,7 +7,9 @@
 // setting allows it: the age decided, nothing else); the authorization and
 // token endpoints past auth_rate_per_address / auth_rate_per_tenant answer
 // 429 with Retry-After (the token endpoint in RFC 6749 §5.2's JSON shape),
-// while other addresses and tenants go on.
+// while other addresses and tenants go on; registrations past their own
+// budget (dcr_rate_per_tenant) are 429 too, and a flood of them leaves the
+// sign-in's budget alone.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -144,6 +146,70 @@ test('rate limits on authorize and token: 429 with Retry-After past the burst; o
     assert.equal(full.status, 429, 'acme\'s tenant bucket is empty');
     assert.match(full.headers['retry-after'] ?? '', /^[1-9][0-9]*$/);
     assert.equal((await token({ grant_type: 'refresh_token' }, base('beta'), '127.0.0.5')).status, 400, 'beta has its own');
+  } finally {
+    await gw.stop();
+  }
+});
+
+// Found by review: registration took its tokens from the sign-in's tenant
+// bucket, so a flood of registrations (anyone may send them, from as many
+// addresses as they have: the per-address limit is lifted here to stand for
+// that) spent auth_rate_per_tenant and held off the employees' authorize,
+// login and token requests. Registrations have their own budget now
+// (dcr_rate_per_tenant, default 300 a minute).
+test('a flood of registrations spends its own budget (dcr_rate_per_tenant), not the sign-in\'s', async () => {
+  const gw = await startGateway({ args: ['--auth-rate-per-address', '0', '--auth-rate-per-tenant', '6'] });
+  try {
+    const op = adminClient(gw.port, operatorToken(gw.dataDir));
+    await createTenant(gw.port, op.token, 'acme');
+    const register = () => fetch(`${gw.url}/t/acme/oauth/register`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}', // refused after the limit: nothing stored
+    });
+    let n = 0, last;
+    for (; n < 1000; n++) {
+      last = await register();
+      await last.arrayBuffer();
+      if (last.status === 429) break;
+    }
+    assert.equal(last.status, 429, 'the registrations ran out of budget');
+    assert.match(last.headers.get('retry-after') ?? '', /^[1-9][0-9]*$/);
+    // the employees' sign-in is untouched: authorize answers (an unknown client: its page), token answers
+    const authz = await fetch(`${gw.url}/t/acme/oauth/authorize?response_type=code&client_id=mcpc_unknown`, { redirect: 'manual' });
+    await authz.arrayBuffer();
+    assert.equal(authz.status, 400, `authorize after ${n} registrations`);
+    const tk = await token({ grant_type: 'refresh_token' }, `${gw.url}/t/acme`);
+    assert.equal(tk.status, 400, `token after ${n} registrations: ${tk.text}`);
+    assert.ok(n >= 300, `the registrations' own budget (300 a minute): ${n} answered before the 429`);
+    // the sign-in's own budget still holds: 2 of 6 used, 4 more, then 429
+    for (let i = 0; i < 4; i++) await token({ grant_type: 'refresh_token' }, `${gw.url}/t/acme`);
+    assert.equal((await token({ grant_type: 'refresh_token' }, `${gw.url}/t/acme`)).status, 429);
+  } finally {
+    await gw.stop();
+  }
+});
+
+test('dcr_rate_per_tenant: registrations past it are 429 with Retry-After; another tenant registers', async () => {
+  const gw = await startGateway({ args: ['--auth-rate-per-address', '0', '--dcr-rate-per-tenant', '3'] });
+  try {
+    const op = adminClient(gw.port, operatorToken(gw.dataDir));
+    await createTenant(gw.port, op.token, 'acme');
+    await createTenant(gw.port, op.token, 'beta');
+    const register = async (t) => {
+      const r = await fetch(`${gw.url}/t/${t}/oauth/register`, {
+        method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ client_name: 'Flood', redirect_uris: ['http://127.0.0.1/cb'] }),
+      });
+      return { status: r.status, retry: r.headers.get('retry-after'), json: await r.json() };
+    };
+    for (let i = 0; i < 3; i++) assert.equal((await register('acme')).status, 201);
+    const r = await register('acme');
+    assert.equal(r.status, 429);
+    assert.equal(r.json.error, 'rate_limited');
+    assert.match(r.retry ?? '', /^[1-9][0-9]*$/);
+    assert.equal((await register('beta')).status, 201, 'beta has its own budget');
+    const m = await fetch(`${gw.url}/t/acme/oauth/authorize?response_type=code&client_id=mcpc_unknown`, { redirect: 'manual' });
+    await m.arrayBuffer();
+    assert.equal(m.status, 400, 'acme\'s sign-in goes on');
   } finally {
     await gw.stop();
   }
