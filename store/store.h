@@ -534,6 +534,11 @@ typedef int (*st_purge_fn)(st_txn *txn, const char *tenant, int limit);
  * ST_PURGES_MAX. Purges run in registration order. `unused` is reserved
  * (pass NULL). */
 int st_purge_add(st_store *st, const char *name, st_purge_fn fn, void *unused);
+/* st_purge_add for a purge that needs its module's context: fn(txn,
+ * tenant, limit, ctx), ctx borrowed (it must outlive st). The same rules,
+ * the same order (one registry). */
+typedef int (*st_purge_ctx_fn)(st_txn *txn, const char *tenant, int limit, void *ctx);
+int st_purge_add_ctx(st_store *st, const char *name, st_purge_ctx_fn fn, void *ctx);
 /* Runs the registered purges for tenant in registration order, deleting
  * up to `limit` (>= 1) keys in total; a purge is asked for what is left of
  * the limit and the next one runs only once it deleted fewer than it was

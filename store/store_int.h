@@ -90,7 +90,9 @@ typedef struct st__hook {
 
 typedef struct st__purge {
   const char *name;
-  st_purge_fn fn;
+  st_purge_fn fn;          /* or: */
+  st_purge_ctx_fn fn_ctx;  /* with ctx */
+  void *ctx;
 } st__purge;
 
 typedef struct st__check {

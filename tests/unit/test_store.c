@@ -1713,6 +1713,11 @@ static int purge_prefix(st_txn *txn, char mod, const char *tenant, int limit) {
 }
 static int purge_a(st_txn *txn, const char *tenant, int limit) { return purge_prefix(txn, 'a', tenant, limit); }
 static int purge_b(st_txn *txn, const char *tenant, int limit) { return purge_prefix(txn, 'b', tenant, limit); }
+/* b registered with a context (st_purge_add_ctx): it counts its calls */
+static int purge_b_ctx(st_txn *txn, const char *tenant, int limit, void *ctx) {
+  ++*(int *)ctx;
+  return purge_prefix(txn, 'b', tenant, limit);
+}
 
 typedef struct purge_step {
   const char *tenant;
@@ -1737,10 +1742,13 @@ TEST(purge_registry_order_and_limits) {
   tmp_setup();
   st_store *st = open_default();
   CHECK(st);
+  static int b_calls;
   CHECK_INT(st_purge_add(st, "a", purge_a, NULL), 0);
-  CHECK_INT(st_purge_add(st, "b", purge_b, NULL), 0);
+  CHECK_INT(st_purge_add_ctx(st, "b", purge_b_ctx, &b_calls), 0); /* one registry, one order */
   CHECK_INT(st_purge_add(st, "a", purge_b, NULL), ST_EEXIST); /* one purge per name */
+  CHECK_INT(st_purge_add(st, "b", purge_b, NULL), ST_EEXIST);
   CHECK_INT(st_purge_add(st, "c", NULL, NULL), ST_EINVAL);
+  CHECK_INT(st_purge_add_ctx(st, "c", NULL, NULL), ST_EINVAL);
   for (int i = 0; i < 5; i++) {
     snprintf(k, sizeof k, "a:acme:%d", i);
     CHECK_INT(put1(st, k, "v"), 0);
@@ -1757,10 +1765,12 @@ TEST(purge_registry_order_and_limits) {
   purge_step p = {"acme", 3, -1};
   CHECK_INT(st_write_sync(st, purge_step_fn, &p), 0);
   CHECK_INT(p.n, 3); /* the limit, all from "a": b waits for a */
+  CHECK_INT(b_calls, 0);
   CHECK(!exists(st, "a:acme:2") && exists(st, "a:acme:3"));
   CHECK(exists(st, "b:acme:0") && exists(st, "b:acme:1"));
   CHECK_INT(st_write_sync(st, purge_step_fn, &p), 0);
   CHECK_INT(p.n, 3); /* a's last two, then b asked for what is left of the limit */
+  CHECK(b_calls >= 1); /* with its context */
   CHECK(!exists(st, "a:acme:4") && !exists(st, "b:acme:0") && exists(st, "b:acme:1"));
   CHECK_INT(st_write_sync(st, purge_step_fn, &p), 0);
   CHECK_INT(p.n, 1); /* fewer than the limit: every purge finished */
