@@ -10,7 +10,11 @@
  *             purges a deleted tenant's tokens and OIDC settings;
  *             checks employee tokens against their users
  *   sessions  deletes the user's MCP sessions; the per-user session cap
- *             (same txn); checks sessions against tenants and users
+ *             (same txn); checks sessions against tenants and users; the
+ *             upstream sessions those held are collected in that txn and
+ *             ended upstream after the commit (usess_end.c) — before
+ *             vault's hook and purges below drop the grants and
+ *             credentials that opened them
  *   policy    drops the user's cached effective policy    (after commit);
  *             cancels the user's pending approval requests and deletes
  *             their approval grants                      (same txn)

@@ -11,6 +11,7 @@
 #include "gateway/base/buf.h"
 #include "gateway/base/log.h"
 #include "gateway/mcp/mcp_proxy.h"
+#include "gateway/mcp/usess_end.h"
 #include "gateway/core/module.h"
 #include "gateway/core/server.h"
 #include "store/tenant.h"
@@ -212,26 +213,44 @@ static json_t *upstreams_raw(st_txn *txn, const uint8_t raw[32]) {
   return out;
 }
 
-static int delete_raw(st_txn *txn, const uint8_t raw[32], const char *hex) {
+static bool told(const gw_session_obs *obs) { return obs && obs->fn; }
+
+static int delete_raw(st_txn *txn, const uint8_t raw[32], const char *hex, const gw_session_obs *obs) {
   gw_session s;
   int rc = load_raw(txn, raw, &s);
   if (rc) return rc;
   char k[300];
   if ((rc = st_del(txn, ST_DB_SESSIONS, k, skey(raw, k)))) return rc;
+  /* a single-connector session's upstream session goes with it */
+  if (told(obs) && s.connector[0] && s.upstream[0])
+    obs->fn(obs->ctx, txn, s.tenant, s.user, s.connector, s.upstream, s.version);
   /* the aggregated session's upstream session ids */
+  size_t pl = akey(raw, NULL, k);
   for (;;) {
     st_cursor *c;
     if ((rc = st_cursor_open(txn, ST_DB_SESSIONS, &c))) return rc;
-    st_cursor_seek(c, k, akey(raw, NULL, k), NULL, 0);
-    st_val ak;
-    rc = st_cursor_next(c, &ak, NULL);
-    char key[200];
+    st_cursor_seek(c, k, pl, NULL, 0);
+    st_val ak, av;
+    rc = st_cursor_next(c, &ak, told(obs) ? &av : NULL);
+    char key[200], up[256] = "";
     size_t kl = rc == 0 && ak.len < sizeof key ? ak.len : 0;
     if (kl) memcpy(key, ak.data, kl);
+    if (kl && told(obs)) {
+      size_t ul = av.len < sizeof up - 1 ? av.len : sizeof up - 1;
+      memcpy(up, av.data, ul);
+      up[ul] = 0;
+    }
     st_cursor_close(c);
     if (rc == ST_ENOTFOUND) break;
     if (rc) return rc;
-    if (!kl || (rc = st_del(txn, ST_DB_SESSIONS, key, kl))) return rc ? rc : ST_ECORRUPT;
+    if (!kl) return ST_ECORRUPT;
+    if ((rc = st_del(txn, ST_DB_SESSIONS, key, kl))) return rc;
+    if (up[0] && kl > pl && kl - pl < 64) { /* told once it went (no cursor open) */
+      char conn[64];
+      memcpy(conn, key + pl, kl - pl);
+      conn[kl - pl] = 0;
+      obs->fn(obs->ctx, txn, s.tenant, s.user, conn, up, s.version);
+    }
   }
   rc = st_del(txn, ST_DB_SESSIONS, k, ikey('u', s.tenant, s.user, hex, k));
   if (rc && rc != ST_ENOTFOUND) return rc;
@@ -246,11 +265,11 @@ int gw_session_delete(st_txn *txn, const char *id) {
   char hex[65];
   uint8_t raw[32];
   hash_hex(id, hex, raw);
-  return delete_raw(txn, raw, hex);
+  return delete_raw(txn, raw, hex, NULL);
 }
 
 /* Deletes the sessions listed under an index prefix. */
-static int delete_under(st_txn *txn, const char *prefix, size_t pl, int limit) {
+static int delete_under(st_txn *txn, const char *prefix, size_t pl, int limit, const gw_session_obs *obs) {
   int n = 0, rc;
   while (!limit || n < limit) {
     st_cursor *c;
@@ -274,7 +293,7 @@ static int delete_under(st_txn *txn, const char *prefix, size_t pl, int limit) {
       sscanf(hex + 2 * i, "%2x", &b);
       raw[i] = (uint8_t)b;
     }
-    rc = delete_raw(txn, raw, hex);
+    rc = delete_raw(txn, raw, hex, obs);
     if (rc == ST_ENOTFOUND) rc = kl ? st_del(txn, ST_DB_SESSIONS, key, kl) : ST_ECORRUPT;
     if (rc) return rc;
     n++;
@@ -282,14 +301,16 @@ static int delete_under(st_txn *txn, const char *prefix, size_t pl, int limit) {
   return n;
 }
 
-int gw_sessions_delete_user(st_txn *txn, const char *tenant, const char *user) {
+int gw_sessions_delete_user(st_txn *txn, const char *tenant, const char *user, const gw_session_obs *obs) {
   char p[200];
-  return delete_under(txn, p, ikey('u', tenant, user, NULL, p), 0);
+  return delete_under(txn, p, ikey('u', tenant, user, NULL, p), 0, obs);
 }
 
+/* (what goes upstream was collected before the change: usess_end.c's
+ * ST_EVENT_CREDENTIAL_ENDING hook) */
 int gw_sessions_delete_connector(st_txn *txn, const char *tenant, const char *connector) {
   char p[200];
-  return delete_under(txn, p, ikey('c', tenant, connector, NULL, p), 0);
+  return delete_under(txn, p, ikey('c', tenant, connector, NULL, p), 0, NULL);
 }
 
 int gw_sessions_drop_upstream_connector(st_txn *txn, const char *tenant, const char *connector) {
@@ -457,7 +478,7 @@ int gw_sessions_cut_step(st_txn *txn, gw_session_cut *c) {
     if (rc) break;
     if (s.connector[0]) {
       if (c->hidden(c->ctx, txn, e[i].user, s.connector)) {
-        if ((rc = delete_raw(txn, raw, e[i].hex)) == 0) c->cut++;
+        if ((rc = delete_raw(txn, raw, e[i].hex, NULL)) == 0) c->cut++;
       }
       continue;
     }
@@ -480,12 +501,16 @@ int gw_sessions_cut_step(st_txn *txn, gw_session_cut *c) {
   return rc;
 }
 
-int gw_sessions_purge_tenant(st_txn *txn, const char *tenant, int limit) {
+int gw_sessions_purge_tenant_obs(st_txn *txn, const char *tenant, int limit, const gw_session_obs *obs) {
   char p[80];
   size_t tl = strlen(tenant);
   p[0] = 'u';
   memcpy(p + 1, tenant, tl + 1);
-  return delete_under(txn, p, tl + 2, limit);
+  return delete_under(txn, p, tl + 2, limit, obs);
+}
+
+int gw_sessions_purge_tenant(st_txn *txn, const char *tenant, int limit) {
+  return gw_sessions_purge_tenant_obs(txn, tenant, limit, NULL);
 }
 
 static void hex_raw(const char *hex, uint8_t raw[32]) {
@@ -515,7 +540,8 @@ static int cmp_owned(const void *a, const void *b) {
  * and then all the excess goes at once). */
 static int on_session_created(st_txn *txn, int kind, const void *event, void *ctx) {
   const gw_session_event *ev = event;
-  const gw_session_limits *lim = ctx;
+  gw_server *srv = ctx;
+  const gw_session_limits *lim = gw_sessions_limits(srv);
   (void)kind;
   char p[200];
   size_t pl = ikey('u', ev->tenant, ev->user, NULL, p);
@@ -550,6 +576,9 @@ static int on_session_created(st_txn *txn, int kind, const void *event, void *ct
   rc = 0;
   const size_t max = (size_t)tighter(ev->tenant_max, lim->per_user_max); /* read by gw_session_put */
   if (n > max) {
+    /* what the evicted sessions hold upstream is ended there */
+    gw_usess_col *col = gw__usess_col_new(srv);
+    gw_session_obs obs = {col ? gw__usess_col_add : NULL, col};
     /* stamps are read after the scan: the cursor's pointers are gone */
     for (size_t i = 0; i < n; i++) {
       gw_session s;
@@ -563,25 +592,27 @@ static int on_session_created(st_txn *txn, int kind, const void *event, void *ct
     for (size_t i = 0; i + max < n && !rc; i++) {
       uint8_t raw[32];
       hex_raw(v[i].hex, raw);
-      rc = delete_raw(txn, raw, v[i].hex);
+      rc = delete_raw(txn, raw, v[i].hex, &obs);
       if (rc == ST_ENOTFOUND) {
         char ik[300];
         rc = st_del(txn, ST_DB_SESSIONS, ik, ikey('u', ev->tenant, ev->user, v[i].hex, ik));
       }
     }
+    gw__usess_col_done(col, txn); /* a failed creation rolls back: discarded */
   }
   free(v);
   return rc;
 }
 
-int gw_sessions_register_limits(st_store *st, const gw_session_limits *lim) {
-  return st_hook_add(st, GW_EV_SESSION_CREATED, on_session_created, (void *)lim);
+int gw_sessions_register_limits(st_store *st, gw_server *srv) {
+  return st_hook_add(st, GW_EV_SESSION_CREATED, on_session_created, srv);
 }
 
 /* ---------- expiry purge (writer side) ---------- */
 
 int gw_sessions_purge_expired(st_txn *txn, const void *from, size_t flen, int64_t now_ms,
-                              const gw_session_limits *lim, int scan, int batch, uint8_t next[33], bool *more) {
+                              const gw_session_limits *lim, int scan, int batch, uint8_t next[33], bool *more,
+                              const gw_session_obs *obs) {
   uint8_t (*gone)[32] = malloc((size_t)batch * sizeof *gone);
   if (!gone) return ST_ENOMEM;
   int ngone = 0, nscan = 0, rc;
@@ -636,22 +667,29 @@ int gw_sessions_purge_expired(st_txn *txn, const void *from, size_t flen, int64_
   for (int i = 0; i < ngone && !rc; i++) {
     char hex[65];
     for (int b = 0; b < 32; b++) snprintf(hex + 2 * b, 3, "%02x", gone[i][b]);
-    rc = delete_raw(txn, gone[i], hex);
+    rc = delete_raw(txn, gone[i], hex, obs);
     if (rc == ST_ENOTFOUND) rc = 0;
   }
   free(gone);
   return rc ? rc : ngone;
 }
 
+/* A user cut: their sessions go, and what those hold upstream is ended
+ * there after the commit (usess_end.c rule 7) — collected here, before
+ * vault's hook (registered after this one: gateway/modules.c) cuts the
+ * person's own grants, so a session opened with one is ended with it.
+ * The collection never fails the cut. */
 static int on_user_gone(st_txn *txn, int kind, const void *event, void *ctx) {
   const scim_event *ev = event;
   (void)kind;
-  (void)ctx;
-  int n = gw_sessions_delete_user(txn, ev->tenant, ev->id);
+  gw_usess_col *col = gw__usess_col_new(ctx);
+  gw_session_obs obs = {col ? gw__usess_col_add : NULL, col};
+  int n = gw_sessions_delete_user(txn, ev->tenant, ev->id, &obs);
+  gw__usess_col_done(col, txn); /* a failed cut rolls back: discarded */
   return n < 0 ? n : 0;
 }
 
-int gw_sessions_register_hooks(st_store *st) { return st_dir_hook_user_cut(st, on_user_gone, NULL); }
+int gw_sessions_register_hooks(st_store *st, gw_server *srv) { return st_dir_hook_user_cut(st, on_user_gone, srv); }
 
 /* ---------- loop side: last use, and the purge driver ---------- */
 
@@ -729,10 +767,15 @@ struct gw_session_purge {
   int total; /* this pass */
 };
 
+/* One step; what the expired sessions hold upstream is ended there after
+ * its commit (usess_end.c rule 7). */
 static int job_purge(st_txn *txn, void *arg) {
   struct gw_session_purge *p = arg;
+  gw_usess_col *col = gw__usess_col_new(p->lp->srv);
+  gw_session_obs obs = {col ? gw__usess_col_add : NULL, col};
   int n = gw_sessions_purge_expired(txn, p->from, p->flen, p->now_ms, gw_sessions_limits(p->lp->srv), PURGE_SCAN,
-                                    PURGE_BATCH, p->next, &p->more);
+                                    PURGE_BATCH, p->next, &p->more, &obs);
+  gw__usess_col_done(col, txn);
   p->purged = n > 0 ? n : 0;
   return n < 0 ? n : 0;
 }
@@ -862,13 +905,26 @@ static void mod_fini(gw_server *srv) {
   srv->sessions = NULL;
 }
 
+/* A deleted tenant's purge step (serving): what its sessions hold upstream
+ * is ended there after the step's commit (usess_end.c rule 7). It runs
+ * before vault's purges (gateway/modules.c), so the connectors and the
+ * credentials are still there to read; bounded by the step's limit. */
+static int purge_tenant_ending(st_txn *txn, const char *tenant, int limit, void *ctx) {
+  gw_usess_col *col = gw__usess_col_new(ctx);
+  gw_session_obs obs = {col ? gw__usess_col_add : NULL, col};
+  int n = gw_sessions_purge_tenant_obs(txn, tenant, limit, &obs);
+  gw__usess_col_done(col, txn);
+  return n;
+}
+
 /* Hooks in both modes; the per-user cap only when serving (the CLI has no
  * limits, as before). */
 static int mod_store_init(st_store *st, gw_server *srv) {
-  int rc = gw_sessions_register_hooks(st);
+  int rc = gw_sessions_register_hooks(st, srv);
   if (!rc) rc = gw_sessions_register_checks(st);
-  if (!rc) rc = st_purge_add(st, "sessions", gw_sessions_purge_tenant, NULL);
-  if (!rc && srv) rc = gw_sessions_register_limits(st, &srv->sessions->lim);
+  if (!rc) rc = srv ? st_purge_add_ctx(st, "sessions", purge_tenant_ending, srv)
+                    : st_purge_add(st, "sessions", gw_sessions_purge_tenant, NULL);
+  if (!rc && srv) rc = gw_sessions_register_limits(st, srv);
   return rc;
 }
 

@@ -20,7 +20,9 @@
  * goes because the connector moved within its origin, was rekeyed or
  * deleted, or because its user's own credential changed is first read by
  * gw_sessions_upstreams_of, and the session ended at the upstream
- * (usess_end.c).
+ * (usess_end.c). One that goes with a user cut, the per-user cap, the
+ * expiry purge or a tenant's purge is told to the deleting write's
+ * gw_session_obs as it goes, and ended there too (usess_end.c rule 7).
  *
  * Bounded (issue 12 item 4):
  *  - Expiry. A session unused for session_idle_timeout_ms, or older than
@@ -98,6 +100,20 @@ typedef struct gw_session {
                            stored; gw_session_put ignores it (it reads the tenant's) */
 } gw_session;
 
+/* Told of each upstream session a delete takes away, inside the deleting
+ * txn before its keys go: the session's tenant and user, the connector,
+ * the upstream's Mcp-Session-Id and the session's protocol version (the
+ * strings borrowed for the call). fn may read through txn; it must not
+ * write to ST_DB_SESSIONS. usess_end.c's collector is one
+ * (gw__usess_col_add): the deletes that pass one end what they take away
+ * at the upstream. NULL (or fn NULL): nobody is told. */
+typedef void (*gw_session_gone_fn)(void *ctx, st_txn *txn, const char *tenant, const char *user,
+                                   const char *connector, const char *upstream, const char *version);
+typedef struct gw_session_obs {
+  gw_session_gone_fn fn;
+  void *ctx;
+} gw_session_obs;
+
 /* The sessions module's tenant settings (NULL-name-terminated). */
 extern const gw_setting gw_session_settings[];
 
@@ -118,8 +134,9 @@ int gw_session_upstream_get(st_txn *txn, const char *id, const char *connector, 
 int gw_session_upstream_put(st_txn *txn, const char *id, const char *connector, const char *upstream);
 /* Every upstream session of an aggregated session: {connector: upstream id}. */
 json_t *gw_session_upstreams(st_txn *txn, const char *id);
-/* Deletes every session of a user / of a connector; returns the count. */
-int gw_sessions_delete_user(st_txn *txn, const char *tenant, const char *user);
+/* Deletes every session of a user / of a connector; returns the count.
+ * obs (may be NULL) is told what of the user's goes upstream. */
+int gw_sessions_delete_user(st_txn *txn, const char *tenant, const char *user, const gw_session_obs *obs);
 int gw_sessions_delete_connector(st_txn *txn, const char *tenant, const char *connector);
 /* Forgets the upstream session id every aggregated session of the tenant
  * holds for `connector` (its "a" keys; the sessions stay): the next call
@@ -128,7 +145,10 @@ int gw_sessions_delete_connector(st_txn *txn, const char *tenant, const char *co
  * another server, nor go on under another credential. Scans the tenant's
  * sessions; returns how many ids went. */
 int gw_sessions_drop_upstream_connector(st_txn *txn, const char *tenant, const char *connector);
+/* A tenant purge step (st_purge_fn): at most `limit` of the tenant's
+ * sessions; _obs tells obs (may be NULL) what goes upstream with them. */
 int gw_sessions_purge_tenant(st_txn *txn, const char *tenant, int limit);
+int gw_sessions_purge_tenant_obs(st_txn *txn, const char *tenant, int limit, const gw_session_obs *obs);
 /* The upstream sessions that the sessions of a tenant (user NULL) or of
  * one user hold with `connector` — a single-connector session's id, and
  * each aggregated session's id for it: what gw_sessions_delete_connector
@@ -174,12 +194,16 @@ typedef struct gw_session_cut {
 } gw_session_cut;
 /* 0 or ST_E* (the step's outputs are then meaningless). */
 int gw_sessions_cut_step(st_txn *txn, gw_session_cut *c);
-/* Registers the user hooks (deactivated, deleted, signed out everywhere). */
-int gw_sessions_register_hooks(st_store *st);
-/* Registers the per-user cap (lim borrowed: must outlive st) and the
- * sessions' tenant settings. Without it (CLI, unit tests) there is no cap.
- * Startup, before the first submit and before any loop runs. */
-int gw_sessions_register_limits(st_store *st, const gw_session_limits *lim);
+/* Registers the user hooks (deactivated, deleted, signed out everywhere).
+ * With srv (serving), the upstream sessions a cut deletes are ended there
+ * (usess_end.c); NULL (the CLI): they are only deleted. */
+typedef struct gw_server gw_server;
+int gw_sessions_register_hooks(st_store *st, gw_server *srv);
+/* Registers the per-user cap (srv's limits, gw_sessions_limits) and the
+ * sessions' tenant settings; the upstream sessions it evicts are ended
+ * there. Without it (CLI, unit tests) there is no cap. Startup, before the
+ * first submit and before any loop runs. */
+int gw_sessions_register_limits(st_store *st, gw_server *srv);
 /* Registers the sessions' check with st_check: a session whose tenant or
  * user is gone (both deletions delete the sessions). */
 int gw_sessions_register_checks(st_store *st);
@@ -189,9 +213,11 @@ bool gw_session_expired(const gw_session *s, int64_t now_ms, const gw_session_li
 /* Writer job body for tests and the purge: deletes at most `batch` expired
  * sessions among at most `scan` "s" records after key `from` (flen 0: from
  * the start). Writes the last key scanned into next (33 bytes) and sets
- * *more when the walk stopped before the end. Returns how many went. */
+ * *more when the walk stopped before the end. Returns how many went. obs
+ * (may be NULL) is told what goes upstream with them. */
 int gw_sessions_purge_expired(st_txn *txn, const void *from, size_t flen, int64_t now_ms,
-                              const gw_session_limits *lim, int scan, int batch, uint8_t next[33], bool *more);
+                              const gw_session_limits *lim, int scan, int batch, uint8_t next[33], bool *more,
+                              const gw_session_obs *obs);
 
 /* Loop side (gateway/core/server.h's gw_loop). Unix milliseconds now. */
 typedef struct gw_loop gw_loop;
@@ -207,7 +233,6 @@ void gw_sessions_loop_stop(gw_loop *lp);
 
 /* The operator's bounds, from the sessions module's state (created by its
  * init from srv->cfg; lives until its fini, after the store closed). */
-typedef struct gw_server gw_server;
 const gw_session_limits *gw_sessions_limits(const gw_server *srv);
 /* The module table's entry (gateway/core/module.h): hooks (and, serving,
  * the per-user cap), limits, the per-loop purge. */

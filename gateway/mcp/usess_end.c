@@ -43,8 +43,48 @@
  *     the same way, with what its opening transfer kept (x->opening: the
  *     credential and URL it went with) — checked against the connector's
  *     origin now (rule 2).
- * Threading: the hook on the writer thread; everything else on the loop
- * that holds the batch. */
+ *  7. A session the gateway deletes on its own ends what it holds upstream:
+ *     a user cut (deactivated or deleted over SCIM, blocked by an admin,
+ *     signed out everywhere), the per-user cap's eviction, the expiry
+ *     purge, a deleted tenant's purge. The deleting write passes a
+ *     collector (gw_usess_col, a gw_session_gone_fn of mcp_session.h) told
+ *     of each upstream session id as it goes; it reads, in that write, the
+ *     connector's record, real URL and credential — the shared one, or the
+ *     session's person's own — as they are now, once per connector and
+ *     person. That is what opened the session: a change of server or
+ *     credential cuts, in its own write, every id opened before it (rule
+ *     1), and no id opened with an older binding is stored after it
+ *     (job_usess, rule 6). Sent after the commit as rule 4 says; a rolled
+ *     back write discards it. Bounded on top of the write's own bound (a
+ *     user's sessions, a purge step): GW_USESS_END_MAX DELETEs and
+ *     GW_USESS_END_READS credential reads per write, the rest counted as
+ *     dropped. A change
+ *     that rule 1's hook collects (a move, rekey or delete; a person's new
+ *     or removed credential) deletes without a collector: the credential
+ *     read then would be the new one.
+ *  8. A deactivation is never slowed nor refused by it: nothing the
+ *     collector meets fails the write (no record, URL, credential or
+ *     memory: that session is dropped), its reads are the few above, and
+ *     the DELETEs go after the commit, which the SCIM reply does not wait
+ *     for. A person's own OAuth grant is revoked by the same cut (vault's
+ *     durable queue, RFC 7009): the sessions' hook runs before vault's
+ *     (gateway/modules.c), so the access token is read before the grant
+ *     goes, and the DELETE goes regardless of the revocation — neither
+ *     waits for the other. An upstream that took the revocation first
+ *     refuses it (counted refused) and expires the session; the token goes
+ *     nowhere else (rule 1) and is wiped with the batch (rule 5). A deleted
+ *     tenant's grants are purged after its sessions: the same.
+ * Not ended here, and why:
+ *  - a client's DELETE of its gateway session: the flows end its upstream
+ *    sessions themselves (agg.c's end_upstreams, each checked against its
+ *    binding by the upcall; endpoint.c forwards the connector endpoint's),
+ *    so collecting them too would end them twice;
+ *  - what the offline CLI deletes (no loop to send from: no collector);
+ *  - an upstream session whose id the gateway never learned (its opening
+ *    transfer cut before the answer: a revocation ending the exchange);
+ *  - past the caps above, or with DELETEs waiting when a loop stops.
+ * Threading: the hooks and the collector on the writer thread; everything
+ * else on the loop that holds the batch. */
 #include "gateway/mcp/usess_end.h"
 
 #include <limits.h>
@@ -527,4 +567,149 @@ void gw__usess_end_opened(gw_exchange *x) {
     return;
   }
   gw__usess_end_send(x->lp, b);
+}
+
+/* ---------- what a write deletes (rules 7 and 8) ---------- */
+
+typedef struct col_user {
+  char user[40];
+  int cred; /* index in the batch, -1: none to end with */
+} col_user;
+
+/* One connector of one tenant: its batch, and what was read for it. */
+typedef struct col_conn {
+  char tenant[64], connector[40];
+  gw_usess_end *b; /* NULL: nothing of it can be ended (no record or URL) */
+  json_t *rec;     /* the record read, for the persons' credentials */
+  bool per_user;
+  int shared;      /* the shared credential's index, -1: none */
+  col_user *users; /* per-user: each person's credential, read once */
+  size_t nusers, capusers;
+} col_conn;
+
+struct gw_usess_col {
+  gw_server *srv;
+  col_conn *v;
+  size_t n, cap;
+  size_t items, reads;
+  size_t dropped; /* not in any batch: no connector to end them at, past a cap, no memory */
+  int64_t now_s;
+};
+
+gw_usess_col *gw__usess_col_new(gw_server *srv) {
+  if (!srv) return NULL;
+  gw_usess_col *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->srv = srv;
+  c->now_s = (int64_t)time(NULL);
+  return c;
+}
+
+static void col_free(gw_usess_col *c) {
+  if (!c) return;
+  for (size_t i = 0; i < c->n; i++) {
+    gw__usess_end_free(c->v[i].b);
+    json_decref(c->v[i].rec);
+    free(c->v[i].users);
+  }
+  free(c->v);
+  free(c);
+}
+
+static col_conn *col_find(gw_usess_col *c, const char *tenant, const char *connector) {
+  for (size_t i = 0; i < c->n; i++)
+    if (!strcmp(c->v[i].connector, connector) && !strcmp(c->v[i].tenant, tenant)) return &c->v[i];
+  return NULL;
+}
+
+/* A new entry for the connector, read in txn (its record, real URL and
+ * shared credential); NULL without memory. */
+static col_conn *col_conn_new(gw_usess_col *c, st_txn *txn, const char *tenant, const char *connector) {
+  if (c->n == c->cap) {
+    size_t cap = c->cap ? 2 * c->cap : 4;
+    col_conn *v = realloc(c->v, cap * sizeof *v);
+    if (!v) return NULL;
+    c->v = v;
+    c->cap = cap;
+  }
+  col_conn *e = &c->v[c->n++];
+  memset(e, 0, sizeof *e);
+  gw_strlcpy(e->tenant, tenant, sizeof e->tenant);
+  gw_strlcpy(e->connector, connector, sizeof e->connector);
+  e->shared = -1;
+  const char *url = NULL;
+  char *sealed = NULL;
+  c->reads++;
+  /* a connector that cannot be read ends nothing (its sessions expire
+   * upstream), and fails nothing */
+  if (vault_connector_get(txn, tenant, connector, &e->rec) == 0 &&
+      vault_connector_url(txn, tenant, connector, e->rec, &url, &sealed) == 0)
+    e->b = gw__usess_end_new(tenant, connector, url, e->rec);
+  vault_secret_free(sealed);
+  if (!e->b) return e;
+  e->per_user = vault_connector_is_per_user(e->rec);
+  if (!e->per_user) {
+    vault_cred cr = {0};
+    if (vault_upstream_cred(txn, tenant, connector, NULL, e->rec, c->now_s, &cr) == 0) e->shared = gw__usess_end_cred(e->b, &cr);
+    vault_cred_free(&cr);
+  }
+  return e;
+}
+
+/* The person's own credential for e, read once (rule 3: none, none sent). */
+static int col_user_cred(gw_usess_col *c, col_conn *e, st_txn *txn, const char *user) {
+  for (size_t i = 0; i < e->nusers; i++)
+    if (!strcmp(e->users[i].user, user)) return e->users[i].cred;
+  if (c->reads >= GW_USESS_END_READS) return -1;
+  if (e->nusers == e->capusers) {
+    size_t cap = e->capusers ? 2 * e->capusers : 4;
+    col_user *u = realloc(e->users, cap * sizeof *u);
+    if (!u) return -1;
+    e->users = u;
+    e->capusers = cap;
+  }
+  col_user *u = &e->users[e->nusers++];
+  gw_strlcpy(u->user, user, sizeof u->user);
+  vault_cred cr = {0};
+  c->reads++;
+  u->cred = vault_upstream_cred(txn, e->tenant, e->connector, user, e->rec, c->now_s, &cr) == 0 ? gw__usess_end_cred(e->b, &cr) : -1;
+  vault_cred_free(&cr);
+  return u->cred;
+}
+
+void gw__usess_col_add(void *col, st_txn *txn, const char *tenant, const char *user, const char *connector,
+                       const char *upstream, const char *version) {
+  gw_usess_col *c = col;
+  if (!c || !upstream || !upstream[0]) return;
+  /* past a cap nothing more is read: left to expire upstream */
+  col_conn *e = c->items < GW_USESS_END_MAX ? col_find(c, tenant, connector) : NULL;
+  if (!e && c->items < GW_USESS_END_MAX && c->reads < GW_USESS_END_READS) e = col_conn_new(c, txn, tenant, connector);
+  if (!e || !e->b) {
+    c->dropped++;
+    return;
+  }
+  int cred = e->per_user ? col_user_cred(c, e, txn, user) : e->shared;
+  if (gw__usess_end_add(e->b, upstream, version, cred)) c->items++; /* else counted as dropped by the batch */
+}
+
+static void col_after_commit(void *arg) {
+  gw_usess_col *c = arg;
+  gw_mcp_shared *sh = c->srv->mcp;
+  if (sh) count(&sh->usess_dropped, c->dropped);
+  for (size_t i = 0; i < c->n; i++) {
+    gw_usess_end *b = c->v[i].b;
+    c->v[i].b = NULL;
+    if (b && (b->n || b->dropped)) gw__usess_end_post(c->srv, b);
+    else gw__usess_end_free(b);
+  }
+  col_free(c);
+}
+
+static void col_discard(void *arg) { col_free(arg); }
+
+void gw__usess_col_done(gw_usess_col *c, st_txn *txn) {
+  if (!c) return;
+  bool any = c->dropped > 0;
+  for (size_t i = 0; i < c->n && !any; i++) any = c->v[i].b && (c->v[i].b->n || c->v[i].b->dropped);
+  if (!any || st_txn_after_commit(txn, col_after_commit, col_discard, c) != 0) col_free(c);
 }

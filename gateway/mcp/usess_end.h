@@ -6,10 +6,12 @@
  * HTTP DELETE carrying its Mcp-Session-Id. The gateway stops using an
  * upstream session when the server or the credential it was opened with is
  * no longer the connector's (an admin's move, rekey or delete; a person's
- * new key, reconnect or disconnect), and when an upstream session it just
+ * new key, reconnect or disconnect); when an upstream session it just
  * opened is refused by the write that would store it (agg_up.c's
- * job_usess). Those sessions are ended here, each with the credential that
- * opened it and at the URL that credential was given for — never another. */
+ * job_usess); and when it deletes the session holding it on its own (a
+ * user cut, the per-user cap, expiry, a tenant's purge).
+ * Those sessions are ended here, each with the credential that opened it
+ * and at the URL that credential was given for — never another. */
 #ifndef MCPGATE_GATEWAY_MCP_USESS_END_H
 #define MCPGATE_GATEWAY_MCP_USESS_END_H
 #include <jansson.h>
@@ -74,5 +76,28 @@ int gw__usess_ender_start(gw_loop *lp);
 void gw__usess_ender_stop(gw_loop *lp);
 /* The store hook (ST_EVENT_CREDENTIAL_ENDING; revoke.c registers it). */
 int gw__usess_on_ending(st_txn *txn, int kind, const void *event, void *ctx);
+
+/* What a write deletes with the sessions it deletes (usess_end.c rules 7
+ * and 8): a user cut, the per-user cap, the expiry purge, a tenant's
+ * purge. The collector lives for one run of one
+ * write job (or hook) on the writer thread: gw__usess_col_add is a
+ * gw_session_gone_fn (mcp_session.h) that reads, in the deleting txn, the
+ * connector's record, real URL and the credential — the shared one, or
+ * the session's person's own — once per connector (and person), and adds
+ * the DELETE to that connector's batch; gw__usess_col_done hands the
+ * batches to a loop after the commit (a rolled back run discards them).
+ * Nothing in it fails the write: what cannot be read or held is counted
+ * as dropped. At most GW_USESS_END_MAX DELETEs and GW_USESS_END_READS
+ * credential reads per collector. */
+#define GW_USESS_END_READS 1024
+typedef struct gw_usess_col gw_usess_col;
+/* NULL without srv (the CLI: no loop to send from) or memory: collect
+ * nothing (gw__usess_col_add and _done take NULL). */
+gw_usess_col *gw__usess_col_new(gw_server *srv);
+void gw__usess_col_add(void *col, st_txn *txn, const char *tenant, const char *user, const char *connector,
+                       const char *upstream, const char *version);
+/* Registers the after-commit send in txn and gives c to it (freed on a
+ * rollback, or now when nothing was collected or it cannot register). */
+void gw__usess_col_done(gw_usess_col *c, st_txn *txn);
 
 #endif

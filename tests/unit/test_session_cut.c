@@ -207,6 +207,73 @@ TEST(a_tenant_in_steps_of_one) {
   CHECK_INT(check_after(), 0);
 }
 
+/* What the deletes that pass a gw_session_obs tell it (usess_end.c ends
+ * those upstream sessions): each upstream session id that goes with them,
+ * with its tenant, user, connector and version — a single-connector
+ * session's own, an aggregated session's for each connector —, and
+ * nothing that stays. Collected as sorted "tenant/user/connector:id@version". */
+typedef struct told_arg {
+  json_t *lines;
+  int which; /* the job: 0 a user's, 2 a tenant's purge, 3 the expiry purge */
+  int rc;
+} told_arg;
+static void on_gone(void *ctx, st_txn *txn, const char *tenant, const char *user, const char *connector,
+                    const char *upstream, const char *version) {
+  (void)txn;
+  json_array_append_new(((told_arg *)ctx)->lines, json_sprintf("%s/%s/%s:%s@%s", tenant, user, connector, upstream, version));
+}
+static int job_told(st_txn *txn, void *arg) {
+  told_arg *a = arg;
+  json_array_clear(a->lines); /* a job may run twice */
+  gw_session_obs obs = {on_gone, a};
+  if (a->which == 0) a->rc = gw_sessions_delete_user(txn, "t", "alice", &obs);
+  if (a->which == 2) a->rc = gw_sessions_purge_tenant_obs(txn, "t2", 10, &obs);
+  if (a->which == 3) {
+    static const gw_session_limits lim = {1000, 1000, 64, 60000};
+    uint8_t next[33];
+    bool more;
+    a->rc = gw_sessions_purge_expired(txn, NULL, 0, INT64_MAX / 2, &lim, 100, 100, next, &more, &obs);
+  }
+  return a->rc < 0 ? a->rc : 0;
+}
+static char *told(int which) {
+  told_arg a = {json_array(), which, 0};
+  char *out = calloc(1, 1024);
+  if (st_write_sync(st, job_told, &a) != 0 || a.rc < 0) snprintf(out, 1024, "error %d", a.rc);
+  size_t n = json_array_size(a.lines);
+  json_t **v = calloc(n + 1, sizeof *v);
+  for (size_t i = 0; i < n; i++) v[i] = json_array_get(a.lines, i);
+  qsort(v, n, sizeof *v, by_text);
+  for (size_t i = 0; i < n && strncmp(out, "error", 5); i++) {
+    size_t l = strlen(out);
+    snprintf(out + l, 1024 - l, "%s%s", i ? " " : "", json_string_value(v[i]));
+  }
+  free(v);
+  json_decref(a.lines);
+  return out;
+}
+
+TEST(deletes_tell_what_goes_upstream) {
+  CHECK_INT(reseed(), 0);
+  char *s = told(0);
+  CHECK_STR(s, "t/alice/a:mcps_alice_a-up@2025-11-25 t/alice/a:up-a@2025-11-25 t/alice/b:mcps_alice_b-up@2025-11-25 "
+               "t/alice/b:up-b@2025-11-25");
+  free(s);
+  CHECK(!exists("mcps_alice_agg") && exists("mcps_bob_agg"));
+  CHECK_INT(reseed(), 0);
+  s = told(2);
+  CHECK_STR(s, "t2/alice/a:mcps_t2_alice_a-up@2025-11-25");
+  free(s);
+  CHECK(exists("mcps_alice_a"));
+  CHECK_INT(reseed(), 0);
+  s = told(3); /* every session expired */
+  CHECK_STR(s, "t/alice/a:mcps_alice_a-up@2025-11-25 t/alice/a:up-a@2025-11-25 t/alice/b:mcps_alice_b-up@2025-11-25 "
+               "t/alice/b:up-b@2025-11-25 t/bob/a:mcps_bob_a-up@2025-11-25 t/bob/a:up-a@2025-11-25 "
+               "t/bob/b:up-b@2025-11-25 t2/alice/a:mcps_t2_alice_a-up@2025-11-25");
+  free(s);
+  CHECK(!exists("mcps_bob_agg"));
+}
+
 TEST(bad_input_is_refused) {
   step s = {.c = {.tenant = "t", .hidden = alice_lost_a, .budget = 0}};
   CHECK_INT(st_write_sync(st, job_step, &s), ST_EINVAL);
@@ -229,6 +296,7 @@ int main(void) {
   RUN(upstreams_of_a_connector);
   RUN(one_user_in_one_step);
   RUN(a_tenant_in_steps_of_one);
+  RUN(deletes_tell_what_goes_upstream);
   RUN(bad_input_is_refused);
   st_close(st);
   char cmd[400];
