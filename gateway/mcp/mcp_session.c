@@ -478,7 +478,7 @@ int gw_sessions_cut_step(st_txn *txn, gw_session_cut *c) {
     if (rc) break;
     if (s.connector[0]) {
       if (c->hidden(c->ctx, txn, e[i].user, s.connector)) {
-        if ((rc = delete_raw(txn, raw, e[i].hex, NULL)) == 0) c->cut++;
+        if ((rc = delete_raw(txn, raw, e[i].hex, c->obs)) == 0) c->cut++;
       }
       continue;
     }
@@ -489,6 +489,7 @@ int gw_sessions_cut_step(st_txn *txn, gw_session_cut *c) {
       if (!c->hidden(c->ctx, txn, e[i].user, conn)) continue;
       char ak[100];
       int d = st_del(txn, ST_DB_SESSIONS, ak, akey(raw, conn, ak));
+      if (d == 0 && told(c->obs)) c->obs->fn(c->obs->ctx, txn, s.tenant, e[i].user, conn, json_string_value(up), s.version);
       if (d == 0) c->cut++;
       else if (d != ST_ENOTFOUND) {
         rc = d;

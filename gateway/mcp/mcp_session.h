@@ -20,9 +20,10 @@
  * goes because the connector moved within its origin, was rekeyed or
  * deleted, or because its user's own credential changed is first read by
  * gw_sessions_upstreams_of, and the session ended at the upstream
- * (usess_end.c). One that goes with a user cut, the per-user cap, the
- * expiry purge or a tenant's purge is told to the deleting write's
- * gw_session_obs as it goes, and ended there too (usess_end.c rule 7).
+ * (usess_end.c). One that goes with a user cut, a connector hidden from its
+ * user, the per-user cap, the expiry purge or a tenant's purge is told to
+ * the deleting write's gw_session_obs as it goes, and ended there too
+ * (usess_end.c rule 7).
  *
  * Bounded (issue 12 item 4):
  *  - Expiry. A session unused for session_idle_timeout_ms, or older than
@@ -182,6 +183,7 @@ typedef struct gw_session_cut {
   const char *tenant, *user;  /* user NULL: every user of the tenant */
   gw_session_hidden_fn hidden;
   void *ctx;
+  const gw_session_obs *obs;  /* told of each upstream session id that goes (NULL: nobody) */
   int budget;                 /* index records read at most (>= 1) */
   uint8_t from[GW_SESSION_UKEY_MAX];
   size_t flen;                /* 0: from the start */

@@ -57,7 +57,11 @@
  *     for a connector check visibility inside their own transaction
  *     (gw__visible_in), so none lands after a cut. A cut that fails inside
  *     the trigger does not fail it (the removal of access must commit): a
- *     sweep follows.
+ *     sweep follows. The upstream sessions a cut drops (the trigger's, each
+ *     sweep step's) are collected as they go and ended at the upstream
+ *     after that write's commit (cut_ctx's collector, usess_end.c rule 7);
+ *     end_user_connector's cut collects nothing: its trigger's
+ *     ST_EVENT_CREDENTIAL_ENDING did, with the credential being replaced.
  *  8. A user cut (deactivated, deleted, blocked, signed out everywhere) or
  *     a tenant deleted also closes the connections their last request
  *     authenticated on (gw_req_set_owner, gw_http_close_owner): an idle
@@ -591,6 +595,11 @@ typedef struct cut_ctx {
   char user[40];
   pol_user *pu;
   bool failed;
+  /* what the cut takes away upstream, ended there after the commit
+   * (usess_end.c rule 7): made at the first step with srv */
+  gw_server *srv;
+  gw_usess_col *col;
+  gw_session_obs obs;
 } cut_ctx;
 
 static bool cut_hidden(void *arg, st_txn *txn, const char *user, const char *connector) {
@@ -611,9 +620,13 @@ static bool cut_hidden(void *arg, st_txn *txn, const char *user, const char *con
   return !pol_connector_visible(c->pu, connector);
 }
 
-static void cut_ctx_done(cut_ctx *c) {
+/* txn: the transaction the steps ran in, where what they collected is
+ * handed on (a rolled back one discards it). */
+static void cut_ctx_done(cut_ctx *c, st_txn *txn) {
   pol_user_free(c->pu);
   pol_batch_free(c->b);
+  gw__usess_col_done(c->col, txn);
+  c->col = NULL;
 }
 
 /* One step of the cut over cut->tenant (and cut->user) with c's policy
@@ -622,6 +635,8 @@ static int cut_step(st_txn *txn, gw_session_cut *cut, cut_ctx *c) {
   c->tenant = cut->tenant;
   cut->hidden = cut_hidden;
   cut->ctx = c;
+  if (!c->col && c->srv && (c->col = gw__usess_col_new(c->srv))) c->obs = (gw_session_obs){gw__usess_col_add, c->col};
+  cut->obs = c->col ? &c->obs : NULL;
   return gw_sessions_cut_step(txn, cut);
 }
 
@@ -644,6 +659,7 @@ static bool cut_failed(const char *tenant, int rc) {
  * after the reply (putting a grant back) queues behind its first step. */
 typedef struct sweep {
   st_store *st;
+  gw_server *srv;
   int step; /* records per job */
   char tenant[64];
   gw_session_cut cut; /* from/flen: where the next step starts */
@@ -656,10 +672,10 @@ static int job_sweep(st_txn *txn, void *arg) {
   w->cut.tenant = w->tenant;
   w->cut.user = NULL;
   w->cut.budget = w->step;
-  cut_ctx c = {0};
+  cut_ctx c = {.srv = w->srv};
   int rc = cut_step(txn, &w->cut, &c);
   w->failed = c.failed;
-  cut_ctx_done(&c);
+  cut_ctx_done(&c, txn);
   return rc;
 }
 
@@ -707,6 +723,7 @@ static int sweep_after(st_txn *txn, gw_server *srv, const char *tenant, const ui
   sweep *w = calloc(1, sizeof *w);
   if (!w) return ST_ENOMEM;
   w->st = srv->store;
+  w->srv = srv;
   w->step = srv->mcp->cut_step;
   snprintf(w->tenant, sizeof w->tenant, "%s", tenant);
   if (flen) memcpy(w->cut.from, from, flen);
@@ -731,7 +748,7 @@ static int on_tools_changed(st_txn *txn, int kind, const void *event, void *ctx)
     for (size_t i = 0; i < ev->nremoved; i++) json_array_append_new(users, json_string(ev->removed[i]));
     int budget = ((gw_server *)ctx)->mcp->cut_inline;
     bool rest = false;
-    cut_ctx c = {0};
+    cut_ctx c = {.srv = ctx};
     for (size_t i = 0; i < ev->nremoved && !rest; i++) {
       if (budget <= 0) { /* bounded: the others go to the sweep */
         rest = true;
@@ -742,7 +759,7 @@ static int on_tools_changed(st_txn *txn, int kind, const void *event, void *ctx)
       budget -= cut.read + 1; /* a user with no session still costs a seek */
     }
     rest |= c.failed;
-    cut_ctx_done(&c);
+    cut_ctx_done(&c, txn);
     if (rest) rc = sweep_after(txn, ctx, ev->tenant, NULL, 0);
   }
   if (rc) {
@@ -866,9 +883,9 @@ static int on_policy_put(st_txn *txn, int kind, const void *event, void *ctx) {
   int rc = 0;
   if (ev->narrows) {
     gw_session_cut cut = {.tenant = ev->tenant, .budget = ((gw_server *)ctx)->mcp->cut_inline};
-    cut_ctx c = {0};
+    cut_ctx c = {.srv = ctx};
     bool failed = cut_failed(ev->tenant, cut_step(txn, &cut, &c)) || c.failed;
-    cut_ctx_done(&c);
+    cut_ctx_done(&c, txn);
     if (failed) rc = sweep_after(txn, ctx, ev->tenant, NULL, 0);
     else if (cut.more) rc = sweep_after(txn, ctx, ev->tenant, cut.next, cut.nlen);
   }

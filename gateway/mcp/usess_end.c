@@ -43,25 +43,25 @@
  *     the same way, with what its opening transfer kept (x->opening: the
  *     credential and URL it went with) — checked against the connector's
  *     origin now (rule 2).
- *  7. A session the gateway deletes on its own ends what it holds upstream:
- *     a user cut (deactivated or deleted over SCIM, blocked by an admin,
- *     signed out everywhere), the per-user cap's eviction, the expiry
- *     purge, a deleted tenant's purge. The deleting write passes a
- *     collector (gw_usess_col, a gw_session_gone_fn of mcp_session.h) told
- *     of each upstream session id as it goes; it reads, in that write, the
- *     connector's record, real URL and credential — the shared one, or the
- *     session's person's own — as they are now, once per connector and
- *     person. That is what opened the session: a change of server or
- *     credential cuts, in its own write, every id opened before it (rule
- *     1), and no id opened with an older binding is stored after it
- *     (job_usess, rule 6). Sent after the commit as rule 4 says; a rolled
- *     back write discards it. Bounded on top of the write's own bound (a
- *     user's sessions, a purge step): GW_USESS_END_MAX DELETEs and
+ *  7. A session the gateway deletes on its own ends what it holds upstream: a
+ *     user cut (deactivated or deleted over SCIM, blocked by an admin, signed
+ *     out everywhere), a connector a policy PUT or a membership change hides
+ *     from its person (revoke.c's cut, and each step of its sweep), the
+ *     per-user cap's eviction, the expiry purge, a deleted tenant's purge. The
+ *     deleting write passes a collector (gw_usess_col, a gw_session_gone_fn of
+ *     mcp_session.h) told of each upstream session id as it goes; it reads, in
+ *     that write, the connector's record, real URL and credential — the shared
+ *     one, or the session's person's own — as they are now, once per connector
+ *     and person. That is what opened the session: a change of server or
+ *     credential cuts, in its own write, every id opened before it (rule 1),
+ *     and no id opened with an older binding is stored after it (job_usess,
+ *     rule 6). Sent after the commit as rule 4 says; a rolled back write
+ *     discards it. Bounded on top of the write's own bound (a user's sessions,
+ *     a cut step, a purge step): GW_USESS_END_MAX DELETEs and
  *     GW_USESS_END_READS credential reads per write, the rest counted as
- *     dropped. A change
- *     that rule 1's hook collects (a move, rekey or delete; a person's new
- *     or removed credential) deletes without a collector: the credential
- *     read then would be the new one.
+ *     dropped. A change that rule 1's hook collects (a move, rekey or delete;
+ *     a person's new or removed credential) deletes without a collector: the
+ *     credential read then would be the new one.
  *  8. A deactivation is never slowed nor refused by it: nothing the
  *     collector meets fails the write (no record, URL, credential or
  *     memory: that session is dropped), its reads are the few above, and

@@ -9,7 +9,8 @@
  * new key, reconnect or disconnect); when an upstream session it just
  * opened is refused by the write that would store it (agg_up.c's
  * job_usess); and when it deletes the session holding it on its own (a
- * user cut, the per-user cap, expiry, a tenant's purge).
+ * user cut, a connector hidden by policy, the per-user cap, expiry, a
+ * tenant's purge).
  * Those sessions are ended here, each with the credential that opened it
  * and at the URL that credential was given for — never another. */
 #ifndef MCPGATE_GATEWAY_MCP_USESS_END_H
@@ -78,8 +79,8 @@ void gw__usess_ender_stop(gw_loop *lp);
 int gw__usess_on_ending(st_txn *txn, int kind, const void *event, void *ctx);
 
 /* What a write deletes with the sessions it deletes (usess_end.c rules 7
- * and 8): a user cut, the per-user cap, the expiry purge, a tenant's
- * purge. The collector lives for one run of one
+ * and 8): a user cut, a connector a policy hides, the per-user cap, the
+ * expiry purge, a tenant's purge. The collector lives for one run of one
  * write job (or hook) on the writer thread: gw__usess_col_add is a
  * gw_session_gone_fn (mcp_session.h) that reads, in the deleting txn, the
  * connector's record, real URL and the credential — the shared one, or

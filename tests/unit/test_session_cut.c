@@ -214,7 +214,7 @@ TEST(a_tenant_in_steps_of_one) {
  * nothing that stays. Collected as sorted "tenant/user/connector:id@version". */
 typedef struct told_arg {
   json_t *lines;
-  int which; /* the job: 0 a user's, 2 a tenant's purge, 3 the expiry purge */
+  int which; /* the job: 0 a user's, 1 a cut step, 2 a tenant's purge, 3 the expiry purge */
   int rc;
 } told_arg;
 static void on_gone(void *ctx, st_txn *txn, const char *tenant, const char *user, const char *connector,
@@ -227,6 +227,10 @@ static int job_told(st_txn *txn, void *arg) {
   json_array_clear(a->lines); /* a job may run twice */
   gw_session_obs obs = {on_gone, a};
   if (a->which == 0) a->rc = gw_sessions_delete_user(txn, "t", "alice", &obs);
+  if (a->which == 1) {
+    gw_session_cut c = {.tenant = "t", .hidden = alice_lost_a, .budget = 100, .obs = &obs};
+    a->rc = gw_sessions_cut_step(txn, &c);
+  }
   if (a->which == 2) a->rc = gw_sessions_purge_tenant_obs(txn, "t2", 10, &obs);
   if (a->which == 3) {
     static const gw_session_limits lim = {1000, 1000, 64, 60000};
@@ -260,6 +264,11 @@ TEST(deletes_tell_what_goes_upstream) {
                "t/alice/b:up-b@2025-11-25");
   free(s);
   CHECK(!exists("mcps_alice_agg") && exists("mcps_bob_agg"));
+  CHECK_INT(reseed(), 0);
+  s = told(1); /* alice lost a: what goes, and only that */
+  CHECK_STR(s, "t/alice/a:mcps_alice_a-up@2025-11-25 t/alice/a:up-a@2025-11-25");
+  free(s);
+  CHECK_INT(check_after(), 0);
   CHECK_INT(reseed(), 0);
   s = told(2);
   CHECK_STR(s, "t2/alice/a:mcps_t2_alice_a-up@2025-11-25");
