@@ -41,12 +41,14 @@
 #include "gateway/mcp/sse.h"
 #include "gateway/mcp/tool_list.h"
 #include "gateway/mcp/upcall.h"
+#include "gateway/mcp/usess_end.h"
 #include "gateway/out/outbound.h"
 #include "store/token.h"
 
 /* The direct flow's state. */
 typedef struct direct_state {
   bool initialize;  /* the client's initialize: its answer opens a gateway session */
+  bool storing;     /* ... whose write has the upstream session it opened (x->opening) */
 } direct_state;
 
 static direct_state *ds(gw_exchange *x) { return x->state; }
@@ -565,6 +567,7 @@ static void finish_initialize(gw_exchange *x) {
   gw_strlcpy(sess.version, ver, sizeof sess.version);
   gw_strlcpy(sess.upstream, x->up_sid, sizeof sess.upstream);
   sess.created_ms = gw_session_now_ms();
+  ds(x)->storing = true; /* it ends what it does not store */
   gw__mcp_session_create(x, &sess, NULL, reply_initialize);
 }
 
@@ -576,6 +579,12 @@ static void direct_headers(gw_exchange *x, gw_out_req *r, int status, const gw_o
 
 static void direct_done(gw_exchange *x, gw_out_req *r, int err) {
   gw__relay_done(x, r, err, ds(x)->initialize ? finish_initialize : NULL);
+  /* an upstream session the initialize opened that no write will store
+   * (the client gone — its access revoked meanwhile, a connector PUT
+   * ending its exchanges —, the upstream's answer refused or broken off):
+   * nobody will use it, so it is ended there, as it was opened (rule 6
+   * of usess_end.c); none opened: forgotten */
+  if (ds(x)->initialize && !ds(x)->storing) gw__usess_end_opened_id(x, x->up_sid, "");
 }
 
 static void direct_free(void *state) {
@@ -601,6 +610,9 @@ int gw__relay_start(gw_exchange *x, const char *method, const void *body, size_t
   u.upstream_sid = x->sess.upstream;
   u.last_event_id = x->req ? gw_req_header(x->req, "last-event-id") : NULL;
   u.stream = !strcmp(method, "GET");
+  /* the connector endpoint's initialize keeps what it goes with, to end
+   * the session it opens should no write store it (usess_end.h) */
+  u.keep_opener = x->flow == &direct_flow && ds(x)->initialize;
   x->start_ns = uv_hrtime();
   return gw__x_upcall(x, &u);
 }

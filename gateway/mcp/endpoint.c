@@ -30,6 +30,7 @@
 #include "gateway/mcp/memo.h"
 #include "gateway/mcp/stats.h"
 #include "gateway/mcp/upcall.h"
+#include "gateway/mcp/usess_end.h"
 #include "vault/vault.h"
 
 static const char *const versions[] = {"2025-03-26", "2025-06-18", "2025-11-25", NULL};
@@ -678,6 +679,7 @@ const char *gw_mcp_strerror(int code) {
 typedef struct session_job {
   gw_exchange *x;
   gw_vis_stamp vis;
+  char *bind; /* the binding the upstream session in s was opened with; NULL: unknown */
   char sid[96];
   gw_session s;
   char now[32];
@@ -729,11 +731,30 @@ static int job_session_create(st_txn *txn, void *arg) {
   /* a single-connector session only while the connector is the user's:
    * one written after a cut would come back with the grant */
   int rc = j->s.connector[0] ? gw__visible_in(txn, &j->vis, j->s.tenant, j->s.user, j->s.connector) : 0;
+  /* ... and, holding an upstream session id, only while the connector
+   * still points at the server that issued it, with the credential it
+   * was opened with: a move or a rekey (or the user's own new key or
+   * account) that committed while it was being opened deleted the
+   * connector's sessions before this one existed — stored now, it would
+   * outlive them with an id of the old server or credential (agg_up.c's
+   * job_usess keeps the same rule) */
+  if (!rc && j->s.connector[0] && j->s.upstream[0]) {
+    json_t *rec = NULL, *now = NULL;
+    int g = vault_connector_get(txn, j->s.tenant, j->s.connector, &rec);
+    if (g == ST_ENOTFOUND) rc = GW_MCP_ESTALE;
+    else if (g) rc = g;
+    else if (!j->bind || !(now = vault_upstream_bind(txn, j->s.tenant, j->s.connector, j->s.user, rec)) ||
+             strcmp(j->bind, json_string_value(now)))
+      rc = GW_MCP_ESTALE;
+    json_decref(now);
+    json_decref(rec);
+  }
   return rc ? rc : gw_session_put(txn, j->sid, &j->s, j->now);
 }
 
 static void session_job_free(session_job *j) {
   json_decref(j->result);
+  free(j->bind);
   OPENSSL_cleanse(j->sid, sizeof j->sid);
   free(j);
 }
@@ -741,8 +762,18 @@ static void session_job_free(session_job *j) {
 static void done_session_create(int status, void *arg) {
   session_job *j = arg;
   gw_exchange *x = j->x;
+  /* not stored: the upstream session the connector endpoint's initialize
+   * opened is ended there (usess_end.c rule 6); stored, it is the
+   * session's (and ended with it) */
+  if (status < 0) gw__usess_end_opened_id(x, j->s.upstream, j->s.version);
+  else gw__usess_forget_opener(x);
   if (status == GW_UP_EREVOKED || status == GW_UP_EHIDDEN) {
     gw__x_start_failed(x, status);
+  } else if (status == GW_MCP_ESTALE) {
+    gw__x_rpc_error(x, 503, -32603,
+                    "connector \"%s\" was moved to another server or given another credential (yours, or the "
+                    "gateway's) while the session was being opened; initialize again",
+                    x->connector);
   } else if (status == ST_EMAPFULL) {
     /* not transient: the store stays full until an operator makes room */
     gw__x_rpc_error(x, 507, -32603,
@@ -764,6 +795,7 @@ void gw__mcp_session_create(gw_exchange *x, const gw_session *s, json_t *result,
   session_job *j = calloc(1, sizeof *j);
   if (!j || st_token_new(GW_SESSION_PREFIX, j->sid, sizeof j->sid) != 0) {
     free(j);
+    gw__usess_end_opened_id(x, s->upstream, s->version);
     json_decref(result);
     gw__x_rpc_error(x, 500, -32603, "the gateway could not create a session");
     return;
@@ -772,6 +804,12 @@ void gw__mcp_session_create(gw_exchange *x, const gw_session *s, json_t *result,
   j->s = *s;
   j->result = result;
   j->reply = reply;
+  if (s->connector[0] && s->upstream[0] && x->sess_bind && !(j->bind = strdup(json_string_value(x->sess_bind) ?: ""))) {
+    session_job_free(j);
+    gw__usess_end_opened_id(x, s->upstream, s->version);
+    gw__x_rpc_error(x, 500, -32603, "the gateway could not create a session");
+    return;
+  }
   if (s->connector[0]) gw__visible_stamp(x->lp, s->tenant, s->user, s->connector, &j->vis);
   time_t now = time(NULL);
   struct tm tm;
@@ -781,6 +819,7 @@ void gw__mcp_session_create(gw_exchange *x, const gw_session *s, json_t *result,
   x->refs++;
   if (gw_loop_submit(x->lp, job_session_create, done_session_create, j) != 0) {
     x->refs--;
+    gw__usess_end_opened_id(x, s->upstream, s->version);
     session_job_free(j);
     gw__x_rpc_error(x, 503, -32603, "the gateway is busy; retry");
   }

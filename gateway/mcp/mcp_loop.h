@@ -253,10 +253,15 @@ void gw__mcp_delete_session(gw_exchange *x, void (*deleted)(gw_exchange *x));
 /* Opens the gateway session s (tenant, user, version, …; the id is made
  * here) for x's initialize, in one writer job that checks x's identity
  * again inside the write: a user deactivated or a token revoked since the
- * request's check gets no session. On success x->sid is set and
- * reply(x, result) answers the client; on failure the client gets the
- * refusal (revoked, or 503). result (may be NULL) is stolen and released
- * after reply. */
+ * request's check gets no session. A connector endpoint's session with an
+ * upstream session id is stored only while the connector's binding (and
+ * the user's own credential's) is still x->sess_bind, the one its
+ * initialize went with: a move or rekey that committed while it was
+ * opened deleted the connector's sessions before this one existed. On
+ * success x->sid is set and reply(x, result) answers the client; on
+ * failure the client gets the refusal (revoked, or 503) and the upstream
+ * session x's initialize opened (x->opening, usess_end.h) is ended there.
+ * result (may be NULL) is stolen and released after reply. */
 void gw__mcp_session_create(gw_exchange *x, const gw_session *s, json_t *result,
                             void (*reply)(gw_exchange *x, json_t *result));
 

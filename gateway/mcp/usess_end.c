@@ -42,7 +42,9 @@
  *     was cut or deleted; or its opening could not be completed) is ended
  *     the same way, with what its opening transfer kept (x->opening: the
  *     credential and URL it went with) — checked against the connector's
- *     origin now (rule 2).
+ *     origin now (rule 2). So is the connector endpoint's (its initialize
+ *     refused by job_session_create, endpoint.c, for the same reasons, or
+ *     never stored: its client gone).
  *  7. A session the gateway deletes on its own ends what it holds upstream: a
  *     user cut (deactivated or deleted over SCIM, blocked by an admin, signed
  *     out everywhere), a connector a policy PUT or a membership change hides
@@ -55,10 +57,10 @@
  *     and person. That is what opened the session: a change of server or
  *     credential cuts, in its own write, every id opened before it (rule 1),
  *     and no id opened with an older binding is stored after it (job_usess,
- *     rule 6). Sent after the commit as rule 4 says; a rolled back write
- *     discards it. Bounded on top of the write's own bound (a user's sessions,
- *     a cut step, a purge step): GW_USESS_END_MAX DELETEs and
- *     GW_USESS_END_READS credential reads per write, the rest counted as
+ *     job_session_create: rule 6). Sent after the commit as rule 4 says; a
+ *     rolled back write discards it. Bounded on top of the write's own bound
+ *     (a user's sessions, a cut step, a purge step): GW_USESS_END_MAX DELETEs
+ *     and GW_USESS_END_READS credential reads per write, the rest counted as
  *     dropped. A change that rule 1's hook collects (a move, rekey or delete;
  *     a person's new or removed credential) deletes without a collector: the
  *     credential read then would be the new one.
@@ -544,10 +546,12 @@ void gw__usess_forget_opener(gw_exchange *x) {
   x->opening = NULL;
 }
 
-void gw__usess_end_opened(gw_exchange *x) {
+void gw__usess_end_opened(gw_exchange *x) { gw__usess_end_opened_id(x, x->sess.upstream, x->sess.version); }
+
+void gw__usess_end_opened_id(gw_exchange *x, const char *upstream, const char *version) {
   gw_usess_end *b = x->opening;
   x->opening = NULL;
-  if (!b || !x->sess.upstream[0] || !x->lp) {
+  if (!b || !upstream || !upstream[0] || !x->lp) {
     gw__usess_end_free(b);
     return;
   }
@@ -562,7 +566,7 @@ void gw__usess_end_opened(gw_exchange *x) {
     json_decref(rec);
     gw__read_end(x->lp, txn);
   }
-  if (!there || !gw__usess_end_add(b, x->sess.upstream, x->sess.version, 0)) {
+  if (!there || !gw__usess_end_add(b, upstream, version, 0)) {
     gw__usess_end_free(b);
     return;
   }

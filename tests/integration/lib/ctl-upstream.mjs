@@ -32,6 +32,9 @@
 //                         polling (with sse): only a priming event "id: poll-N"
 //                         and the stream ends; a GET with Last-Event-ID
 //                         poll-N gets the result (2025-11-25 polling).
+// requests(): each entry {method, url, headers, json, body, at}; an
+// initialize's also has `issued`, the session id its answer gave (once
+// answered).
 // hold(pred): requests whose parsed JSON-RPC message matches pred are held
 // (not answered) until the returned release() is called; holdGets(): GET
 // streams get no response head until its release() is called.
@@ -70,7 +73,7 @@ export async function startCtlUpstream({ name = 'ctl', tls, resources = 0, resou
     res.end(b);
   }
 
-  function answer(req, res, m) {
+  function answer(req, res, m, entry) {
     const sid = req.headers['mcp-session-id'] || randomUUID();
     if (m === undefined) { res.writeHead(400).end(); return; }
     if (!m.method && m.id !== undefined) {
@@ -82,6 +85,7 @@ export async function startCtlUpstream({ name = 'ctl', tls, resources = 0, resou
     }
     if (m.id === undefined) { res.writeHead(202, { 'mcp-session-id': sid }).end(); return; }
     if (m.method === 'initialize') {
+      entry.issued = sid; // the session id this initialize's answer gives
       const capabilities = caps ?? { tools: { listChanged: true } };
       if (resources && !caps) capabilities.resources = {};
       result(res, sid, m.id, { protocolVersion: m.params?.protocolVersion ?? '2025-06-18', capabilities, serverInfo: { name, version: '1.0.0' } });
@@ -190,7 +194,7 @@ export async function startCtlUpstream({ name = 'ctl', tls, resources = 0, resou
         return;
       }
       if (req.method === 'DELETE') { res.writeHead(200).end(); return; }
-      const go = () => answer(req, res, json);
+      const go = () => answer(req, res, json, entry);
       const h = holds.find((x) => !x.released && json && matches(x.pred, json));
       if (h) h.queue.push(go);
       else go();
