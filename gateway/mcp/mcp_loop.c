@@ -188,8 +188,9 @@ void gw_proxy_metrics(gw_server *srv, gw_buf *o) {
   gw_buf_printf(o,
                 "# HELP mcpgate_upstream_session_deletes_total DELETEs of upstream sessions the gateway stopped using "
                 "(the connector moved within its origin, rekeyed or deleted; a person's own credential replaced or "
-                "removed; a session just opened and not kept; the sessions of a person cut off, of a connector "
-                "hidden from them, pushed out past the per-user cap, expired, or of a deleted tenant), by outcome: ended (2xx, or 404: unknown there), "
+                "removed; a session just opened and not kept, or the capability probe's; the sessions of a person "
+                "cut off, of a connector hidden from them, pushed out past the per-user cap, expired, or of a "
+                "deleted tenant), by outcome: ended (2xx, or 404: unknown there), "
                 "refused (another status), failed (no answer), dropped (not sent: no credential to end it with, "
                 "or too many).\n"
                 "# TYPE mcpgate_upstream_session_deletes_total counter\n"

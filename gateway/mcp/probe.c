@@ -4,9 +4,11 @@
  *
  * Rules this file keeps: the record is written (in a writer job) only when
  * the capabilities changed, and a vanished connector is not an error; the
- * probe acts as the gateway (no user) and leaves its upstream session to
- * expire — a DELETE racing a second PUT could go out with the replaced
- * connector's credential. */
+ * probe acts as the gateway (no user) and ends the upstream session its
+ * initialize opened as soon as it has the answer — with the credential
+ * and at the URL that initialize went with (x->opening, usess_end.h: a
+ * DELETE racing a second PUT never goes out with the new connector's
+ * credential, nor to a server the connector moved away from). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,7 @@
 #include "gateway/mcp/relay.h"
 #include "gateway/mcp/sse.h"
 #include "gateway/mcp/upcall.h"
+#include "gateway/mcp/usess_end.h"
 #include "gateway/out/outbound.h"
 #include "vault/vault.h"
 
@@ -112,6 +115,7 @@ void gw_agg_probe_connector(gw_loop *lp, const char *tenant, const char *connect
   json_t *init = json_pack("{s:s,s:s,s:s,s:{s:s,s:{},s:{s:s,s:s}}}", "jsonrpc", "2.0", "id", "mcpgate-init", "method",
                            "initialize", "params", "protocolVersion", GW_AGG_LATEST_VERSION, "capabilities", "clientInfo",
                            "name", "mcpgate", "version", "0.1.0");
+  ((gw_agg_up *)x->state)->opening = true; /* what it goes with is kept, to end the session it opens */
   if (gw__agg_step(x, "POST", init, probe_init_done) != 0)
     GW_LOG(GW_LOG_DEBUG, "mcp", NULL, "capability probe of %s not sent", connector);
   gw__x_unref(x);
@@ -121,10 +125,14 @@ static void probe_init_done(gw_exchange *x, int err) {
   json_t *id = json_string("mcpgate-init");
   json_t *msg = err ? NULL : gw__find_reply(x->body.data ? x->body.data : "", x->body.len, x->up_ct, id);
   json_decref(id);
-  gw__agg_learn_caps(x, json_object_get(json_object_get(msg, "result"), "capabilities"));
+  json_t *result = json_object_get(msg, "result");
+  gw__agg_learn_caps(x, json_object_get(result, "capabilities"));
+  /* the probe's upstream session is used for nothing more: ended now, as
+   * it was opened (never with a credential a PUT since gave the
+   * connector, never at an origin it moved to) */
+  const char *ver = json_string_value(json_object_get(result, "protocolVersion"));
+  gw__usess_end_opened_id(x, x->up_sid, ver && strlen(ver) < 32 ? ver : "");
   json_decref(msg);
-  /* the probe's upstream session is left to expire: a DELETE racing a
-   * second PUT could go out with the replaced connector's credential */
 }
 
 /* Makes sure x->sess.upstream is the upstream session of x->connector

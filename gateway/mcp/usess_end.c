@@ -44,7 +44,8 @@
  *     credential and URL it went with) — checked against the connector's
  *     origin now (rule 2). So is the connector endpoint's (its initialize
  *     refused by job_session_create, endpoint.c, for the same reasons, or
- *     never stored: its client gone).
+ *     never stored: its client gone), and the capability probe's (probe.c),
+ *     which ends its own as soon as it has the answer.
  *  7. A session the gateway deletes on its own ends what it holds upstream: a
  *     user cut (deactivated or deleted over SCIM, blocked by an admin, signed
  *     out everywhere), a connector a policy PUT or a membership change hides
@@ -56,8 +57,8 @@
  *     one, or the session's person's own — as they are now, once per connector
  *     and person. That is what opened the session: a change of server or
  *     credential cuts, in its own write, every id opened before it (rule 1),
- *     and no id opened with an older binding is stored after it (job_usess,
- *     job_session_create: rule 6). Sent after the commit as rule 4 says; a
+ *     and no id opened with an older binding is stored after it (job_usess;
+ *     job_session_create, rule 6). Sent after the commit as rule 4 says; a
  *     rolled back write discards it. Bounded on top of the write's own bound
  *     (a user's sessions, a cut step, a purge step): GW_USESS_END_MAX DELETEs
  *     and GW_USESS_END_READS credential reads per write, the rest counted as

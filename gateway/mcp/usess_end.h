@@ -8,9 +8,9 @@
  * no longer the connector's (an admin's move, rekey or delete; a person's
  * new key, reconnect or disconnect); when an upstream session it just
  * opened is refused by the write that would store it (agg_up.c's
- * job_usess, endpoint.c's job_session_create); and when it deletes the session holding it on its own (a
- * user cut, a connector hidden by policy, the per-user cap, expiry, a
- * tenant's purge).
+ * job_usess, endpoint.c's job_session_create) or is the capability probe's;
+ * and when it deletes the session holding it on its own (a user cut, a
+ * connector hidden by policy, the per-user cap, expiry, a tenant's purge).
  * Those sessions are ended here, each with the credential that opened it
  * and at the URL that credential was given for — never another. */
 #ifndef MCPGATE_GATEWAY_MCP_USESS_END_H
@@ -70,8 +70,8 @@ void gw__usess_keep_opener(gw_exchange *x, const char *url, const json_t *rec, c
 void gw__usess_end_opened(gw_exchange *x);
 /* The same for upstream session `upstream` (protocol version `version`,
  * may be "") that x's opening transfer opened without it becoming
- * x->sess.upstream: the connector endpoint's initialize. NULL or ""
- * upstream: x->opening is forgotten. */
+ * x->sess.upstream: the connector endpoint's initialize, the capability
+ * probe. NULL or "" upstream: x->opening is forgotten. */
 void gw__usess_end_opened_id(gw_exchange *x, const char *upstream, const char *version);
 /* It was stored: x->opening is forgotten. */
 void gw__usess_forget_opener(gw_exchange *x);

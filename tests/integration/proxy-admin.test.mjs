@@ -9,7 +9,7 @@ import { startGateway, sleep } from './lib/gateway.mjs';
 import { api, assertJsonError, RFC3339_RE, findSecretsInFiles } from './lib/admin.mjs';
 import {
   startEverything, startRecorder, setupTenant, connectClient, toolText, rawSession, openStream,
-  mcpPost, initializeBody, show, UPSTREAM_SECRET,
+  mcpPost, initializeBody, show, UPSTREAM_SECRET, probesEnded,
 } from './lib/mcp.mjs';
 
 const MGW_RE = /^mgw_[A-Za-z0-9_-]{20,}$/;
@@ -66,6 +66,7 @@ test('connector PUT creates (201), replaces (200); the credential is sealed and 
   // the connector works through the gateway with the sealed credential
   const m = await t.mintToken('alice@acme.com');
   assert.equal(m.status, 201, m.body);
+  await probesEnded(rec); // the PUTs' probes (those of 'open' and 'timed' carry no credential) are over
   rec.clear();
   const c = await connectClient(t.mcpUrl('everything'), m.token);
   assert.equal(toolText(await c.client.callTool({ name: 'echo', arguments: { message: 'sealed' } })), 'Echo: sealed');

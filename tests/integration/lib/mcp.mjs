@@ -323,6 +323,27 @@ export async function startRecorder(targetUrl) {
 
 function safe(pred, x) { try { return !!pred(x); } catch { return false; } }
 
+/** A recorded request is the gateway's capability probe (its initialize
+ * after a connector PUT, as "mcpgate"). */
+export const isProbe = (e) => e.json?.method === 'initialize' && e.json.params?.clientInfo?.name === 'mcpgate';
+
+/**
+ * Resolves once every capability probe a recorder saw was answered and the
+ * upstream session it opened was ended (the probe's DELETE): nothing of the
+ * probes reaches the recorder after it.
+ */
+export async function probesEnded(rec, { timeoutMs = 10000 } = {}) {
+  const ended = () => {
+    const log = rec.requests();
+    return log.filter(isProbe).every((p) => {
+      if (!p.response) return false;
+      const sid = p.response.headers?.['mcp-session-id'];
+      return !sid || log.some((e) => e.method === 'DELETE' && e.headers['mcp-session-id'] === sid);
+    });
+  };
+  await waitFor(ended, { timeoutMs, what: 'every capability probe answered and its upstream session ended' });
+}
+
 /** The JSON-RPC messages of a parsed body (a message, a batch, or nothing). */
 export function rpcMessages(json) {
   if (Array.isArray(json)) return json.filter((x) => x && typeof x === 'object');
