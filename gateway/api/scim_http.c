@@ -171,21 +171,27 @@ static int presented_token(const char *auth, char *out, size_t cap) {
     while (*b == ' ') b++;
     size_t n = strlen(b);
     if (n == 0 || n > 2048 || n % 4) return -1;
+    /* the decoded credentials are wiped on every way out: a refused
+     * header (no colon, an empty or oversized password, a NUL in it, bad
+     * base64 decoded part-way) holds a password as much as an accepted one */
     unsigned char dec[1600];
+    int rc = -1;
     int dl = EVP_DecodeBlock(dec, (const unsigned char *)b, (int)n);
-    if (dl < 0) return -1;
-    while (n && b[n - 1] == '=') {
-      n--;
-      dl--;
+    if (dl >= 0) {
+      while (n && b[n - 1] == '=') {
+        n--;
+        dl--;
+      }
+      char *colon = dl > 0 ? memchr(dec, ':', (size_t)dl) : NULL;
+      size_t pl = colon ? (size_t)dl - (size_t)(colon + 1 - (char *)dec) : 0;
+      if (colon && pl > 0 && pl < cap && !memchr(colon + 1, 0, pl)) {
+        memcpy(out, colon + 1, pl);
+        out[pl] = 0;
+        rc = 0;
+      }
     }
-    char *colon = memchr(dec, ':', (size_t)dl);
-    if (!colon) return -1;
-    size_t pl = (size_t)dl - (size_t)(colon + 1 - (char *)dec);
-    if (pl == 0 || pl >= cap || memchr(colon + 1, 0, pl)) return -1;
-    memcpy(out, colon + 1, pl);
-    out[pl] = 0;
     OPENSSL_cleanse(dec, sizeof dec);
-    return 0;
+    return rc;
   }
   return -1;
 }
@@ -193,6 +199,7 @@ static int presented_token(const char *auth, char *out, size_t cap) {
 static int authenticate(gw_req *req, const char *tenant, bool touch) {
   char tok[600];
   if (presented_token(gw_req_header(req, "authorization"), tok, sizeof tok) != 0) {
+    OPENSSL_cleanse(tok, sizeof tok);
     gw_resp_header(req, "WWW-Authenticate", "Bearer realm=\"mcpgate-scim\"");
     scim_fail(req, 401, NULL,
               "authentication required: send the tenant's SCIM token as Authorization: Bearer <token>");
