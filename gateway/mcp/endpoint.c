@@ -9,7 +9,9 @@
  * of checking again; the time the body takes to arrive opens no gap,
  * because identity and policy are checked again right before anything goes
  * upstream (upcall.c) and session writes check inside their transaction.
- * A refusal is answered here and the caller only returns. */
+ * Those checks compare the token's own expiry (c->ident_expires) too: an
+ * OAuth access token's identity is its grant, which outlives it. A refusal
+ * is answered here and the caller only returns. */
 #include "gateway/mcp/mcp_loop.h"
 #include "gateway/core/limits.h"
 
@@ -469,7 +471,12 @@ static int still_holds(gw_req *req, const gw_mcp_ctx *c) {
     gw__read_end(req->lp, txn);
     return 0;
   }
-  int rc = auth_identity_check(txn, c->tenant, c->user, c->tokid, now_s) != 0 ? 1 : 0;
+  /* the token's own expiry too: an OAuth access token's identity is its
+   * grant (tokid), which outlives each access token */
+  int rc = (c->ident_expires && now_s >= c->ident_expires) ||
+                   auth_identity_check(txn, c->tenant, c->user, c->tokid, now_s) != 0
+               ? 1
+               : 0;
   gw_session s;
   if (!rc && (gw_session_get(txn, c->sid, &s) != 0 || strcmp(s.tenant, c->tenant) || strcmp(s.user, c->user) ||
               strcmp(s.connector, c->connector)))
@@ -727,7 +734,9 @@ int gw__visible_in(st_txn *txn, const gw_vis_stamp *stamp, const char *tenant, c
 
 static int job_session_create(st_txn *txn, void *arg) {
   session_job *j = arg;
-  if (auth_identity_check(txn, j->s.tenant, j->s.user, j->x->tokid, j->unix_now) != 0) return GW_UP_EREVOKED;
+  if ((j->x->ident_expires && j->unix_now >= j->x->ident_expires) ||
+      auth_identity_check(txn, j->s.tenant, j->s.user, j->x->tokid, j->unix_now) != 0)
+    return GW_UP_EREVOKED;
   /* a single-connector session only while the connector is the user's:
    * one written after a cut would come back with the grant */
   int rc = j->s.connector[0] ? gw__visible_in(txn, &j->vis, j->s.tenant, j->s.user, j->s.connector) : 0;

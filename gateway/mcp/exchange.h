@@ -49,6 +49,12 @@ typedef struct gw_call_rec {
   size_t dec; /* the offset of its decision's value (its opening quote) */
 } gw_call_rec;
 
+/* What a client is told (GW_RPC_TOKEN_EXPIRED) when the token its request
+ * came with expired before the request was done. */
+#define GW_X_EXPIRED_MSG                                                                                              \
+  "your access token expired while this request was open: refresh it (your MCP client does, or sign in again) and " \
+  "call again"
+
 #define GW_MCP_MAX_JSON_BODY (16 * 1024 * 1024)
 #define GW_MCP_MAX_SSE_EVENT (8 * 1024 * 1024)
 

@@ -135,6 +135,7 @@ typedef struct hold_job {
   gw_exchange *x; /* a reference */
   char tenant[64], user[40], session[96], connector[40], tool[260];
   char tokid[ST_TOKEN_ID_BUFSZ]; /* what the request authenticated with */
+  int64_t expires;               /* ... and its expiry (unix s, 0: none) */
   char hash[65];
   char *arguments;
   json_t *approvers; /* the rules' group ids */
@@ -206,7 +207,9 @@ static int job_hold(st_txn *txn, void *arg) {
   hold_job *j = arg;
   /* the requester as the request authenticated, still live in this
    * transaction: a cut committed since cancelled their requests */
-  if (auth_identity_check(txn, j->tenant, j->user, j->tokid, j->now_ms / 1000) != 0) return GW_UP_EREVOKED;
+  if ((j->expires && j->now_ms / 1000 >= j->expires) ||
+      auth_identity_check(txn, j->tenant, j->user, j->tokid, j->now_ms / 1000) != 0)
+    return GW_UP_EREVOKED;
   int rc = ap_grant_take(txn, j->tenant, j->user, j->connector, j->tool, j->hash, j->now_ms, j->id, &j->hint);
   if (rc == 0) {
     j->outcome = HOLD_GRANTED;
@@ -616,6 +619,7 @@ bool gw__held_start(gw_exchange *x, const pol_user *pu, const char *connector, c
   snprintf(j->tenant, sizeof j->tenant, "%s", x->tenant);
   snprintf(j->user, sizeof j->user, "%s", x->user);
   snprintf(j->tokid, sizeof j->tokid, "%s", x->tokid);
+  j->expires = x->ident_expires;
   snprintf(j->session, sizeof j->session, "%s", x->sid);
   snprintf(j->connector, sizeof j->connector, "%s", connector);
   snprintf(j->tool, sizeof j->tool, "%s", tool);

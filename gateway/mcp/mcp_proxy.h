@@ -39,6 +39,7 @@ typedef struct st_txn st_txn;
 #define GW_RPC_APPROVAL_DENIED (-32008)   /* a reviewer denied the held call (who and why in the message) */
 #define GW_RPC_APPROVAL_TIMEOUT (-32009)  /* nobody decided before the request expired */
 #define GW_RPC_APPROVAL_CANCELLED (-32010) /* an admin cancelled the request, or the requester's access ended */
+#define GW_RPC_TOKEN_EXPIRED (-32011)     /* the caller's token expired while its request was open */
 #define GW_RPC_NOT_SUPPORTED (-32601)     /* method the gateway does not relay (tasks, server/discover) */
 
 /* Error codes of gateway/mcp (its range: -30300..-30399). */

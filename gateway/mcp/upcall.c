@@ -88,7 +88,10 @@ static int credential(gw_exchange *x, const gw_upcall *u, upcred *c) {
     int64_t now_s = (int64_t)time(NULL);
     bool same = x->ident_snapshot && st_txn_snapshot(txn) == x->ident_snapshot &&
                 (!x->ident_expires || now_s < x->ident_expires);
-    if (!same && auth_identity_check(txn, x->tenant, user, x->tokid, now_s) != 0) {
+    /* the token's own expiry first: an OAuth access token's identity is
+     * its grant (tokid), which outlives each access token it issues */
+    if ((x->ident_expires && now_s >= x->ident_expires) ||
+        (!same && auth_identity_check(txn, x->tenant, user, x->tokid, now_s) != 0)) {
       rc = GW_UP_EREVOKED;
     } else {
       int perr;
@@ -223,7 +226,12 @@ void gw__x_reconnect_error(gw_exchange *x, int status) {
 void gw__x_start_failed(gw_exchange *x, int rc) {
   if (rc == GW_UP_EREVOKED) {
     x->revoked = true;
-    gw__x_rpc_error(x, 403, GW_RPC_REVOKED, "%s", REVOKED_MSG);
+    /* the token expired on the way (its user and grant may be fine): the
+     * client refreshes it, rather than hear of a revocation */
+    if (x->ident_expires && (int64_t)time(NULL) >= x->ident_expires)
+      gw__x_rpc_error(x, 200, GW_RPC_TOKEN_EXPIRED, "%s", GW_X_EXPIRED_MSG);
+    else
+      gw__x_rpc_error(x, 403, GW_RPC_REVOKED, "%s", REVOKED_MSG);
   } else if (rc == VAULT_ENOGRANT || rc == VAULT_EEXPIRED) {
     /* an oauth connector on a path without the aggregated gate (the direct
      * endpoint): the link, or the renewal the aggregated endpoint does */
