@@ -9,7 +9,10 @@
  *  1. A feed holds a reference on the stream it feeds; the stream ending
  *     (client_end) aborts its feeds, and each feed drops that reference
  *     only when it is freed, so a feed's callback never meets a freed
- *     stream.
+ *     stream. However the stream ends — the client leaving, a revocation,
+ *     the token that opened it expiring (it is watched from its 200 on,
+ *     exchange.h) — its feeds' upstream GET streams close with it, and a
+ *     reconnection timer finds no client and starts nothing.
  *  2. Back-pressure per feed: each pauses on its own when the client falls
  *     behind (half of stream_buffer_max or the write high-water mark) and
  *     the client's drain resumes them; past stream_buffer_max the stream
@@ -453,7 +456,9 @@ void gw__agg_stream(gw_exchange *x, const char *last_event_id) {
     return;
   }
   stream_state *st = calloc(1, sizeof *st);
-  if (!st) {
+  /* the stream ends when the token that opened it expires (exchange.h) */
+  if (!st || gw__x_expiry_watch(x) != 0) {
+    free(st);
     gw_limits_mcp_less(req, (int)json_object_size(ups));
     json_decref(ups);
     json_decref(binds);

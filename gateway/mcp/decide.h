@@ -41,6 +41,11 @@ bool gw__held_cancel(gw_loop *lp, const char *tenant, const char *sid, json_t *m
 bool gw__held_cancel_local(gw_loop *lp, const char *sid, const json_t *rid);
 /* Shutdown: a waiting held call is told the request stays pending. */
 bool gw__held_drain(gw_exchange *x);
+/* The requester's token expired while x waited for its approval: x is
+ * answered on its held stream (GW_RPC_TOKEN_EXPIRED; the request stays
+ * pending, an approval becomes the retry's grant) and true; false when x
+ * is not waiting (the caller ends it as any exchange). */
+bool gw__held_expired(gw_exchange *x);
 void gw__held_free(gw_exchange *x);
 bool gw__held_stream(const gw_exchange *x);
 

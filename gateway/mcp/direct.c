@@ -20,9 +20,13 @@
  * naming the connector — also on a POST's SSE stream that ends (broken
  * off, or cleanly inside an event) before it carried the reply or an event
  * id the client could resume from: the client would otherwise wait for its
- * own timeout. The flow's rewrite (tools/list filtering here, id rewriting
- * for aggregated calls) runs on every relayed message; an SSE event it
- * would have to parse and cannot is dropped, not relayed unchecked. */
+ * own timeout. A stream the relay opens to the client (a GET stream, an SSE
+ * answer) is watched for the request token's expiry (exchange.h) before its
+ * 200 goes: at the expiry it ends like one the upstream ended, its
+ * unanswered requests told -32011. The flow's rewrite (tools/list
+ * filtering here, id rewriting for aggregated calls) runs on every relayed
+ * message; an SSE event it would have to parse and cannot is dropped, not
+ * relayed unchecked. */
 #include "gateway/mcp/relay.h"
 
 #include <jansson.h>
@@ -258,27 +262,7 @@ static void answer_missing(gw_exchange *x, int err) {
              x->connector);
   else
     snprintf(msg, sizeof msg, "connector \"%s\" ended its answer without a reply", x->connector);
-  size_t i, k;
-  json_t *id, *v;
-  bool any = false;
-  json_array_foreach(x->ids, i, id) {
-    bool done = false;
-    json_array_foreach(x->replied, k, v) done |= json_equal(v, id);
-    if (done) continue;
-    json_t *e = json_pack("{s:s,s:O,s:{s:i,s:s}}", "jsonrpc", "2.0", "id", id, "error", "code", GW_RPC_UPSTREAM_DOWN,
-                          "message", msg);
-    char *s = e ? json_dumps(e, JSON_COMPACT) : NULL;
-    json_decref(e);
-    if (!s) continue;
-    gw_buf out;
-    gw_buf_init(&out, strlen(s) + 64);
-    gw_buf_appendv(&out, "event: message\ndata: ", s, "\n\n", NULL);
-    gw_resp_write(x->req, out.data, out.len);
-    gw_buf_free(&out);
-    free(s);
-    any = true;
-  }
-  if (any && x->m) GW_STAT_ADD(x->m->errors, 1);
+  if (gw__x_sse_errors(x, GW_RPC_UPSTREAM_DOWN, msg) && x->m) GW_STAT_ADD(x->m->errors, 1);
 }
 
 /* ---------- SSE relay ---------- */
@@ -366,6 +350,13 @@ void gw__relay_headers(gw_exchange *x, gw_out_req *r, int status, const gw_out_h
   }
   bool sse = gw__sse_is(x->up_ct);
   if (stream && status == 200 && sse && x->req) {
+    /* a stream the client keeps open: it ends when the request's token
+     * expires (exchange.h); one that could not be watched is refused */
+    if (gw__x_expiry_watch(x) != 0) {
+      gw__x_rpc_error(x, 503, -32603, "out of memory");
+      gw_out_abort(r);
+      return;
+    }
     x->started = true;
     if (x->m) GW_STAT_ADD(x->m->streams, 1);
     if (gw__held_stream(x)) return; /* the held call's stream is open already (held.c) */

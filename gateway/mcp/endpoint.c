@@ -10,8 +10,9 @@
  * because identity and policy are checked again right before anything goes
  * upstream (upcall.c) and session writes check inside their transaction.
  * Those checks compare the token's own expiry (c->ident_expires) too: an
- * OAuth access token's identity is its grant, which outlives it. A refusal
- * is answered here and the caller only returns. */
+ * OAuth access token's identity is its grant, which outlives it. What the
+ * request opens for longer (a stream) carries that expiry and ends at it
+ * (exchange.h). A refusal is answered here and the caller only returns. */
 #include "gateway/mcp/mcp_loop.h"
 #include "gateway/core/limits.h"
 

@@ -19,9 +19,19 @@
  *  3. The flow's state is the flow's: the exchange never looks inside it,
  *     and frees it once, through flow->free, when the exchange goes.
  *
- *  4. Nothing here needs the server: identity matching, references and the
- *     registry run on a bare loop (tests/unit/test_exchange.c). Only the
- *     client half (replies, back-pressure) touches gw_req. */
+ *  4. Nothing here needs the server: identity matching, references, the
+ *     registry and its expiry heap run on a bare loop
+ *     (tests/unit/test_exchange.c). Only the client half (replies,
+ *     back-pressure) touches gw_req.
+ *
+ *  5. The expiry heap holds exchanges, not references: an exchange leaves
+ *     it when its client half ends (gw__x_client_done) or, at the latest,
+ *     when it is freed. The timer's walk pops what is due into a list and
+ *     references each before ending any (rule 2's discipline): an ending
+ *     that frees or ends another exchange finds it out of the heap. A
+ *     revocation and the expiry meet at the client half: whichever ends it
+ *     first takes it out of the heap and clears x->req, and the other
+ *     finds nothing left to close. */
 #include "gateway/mcp/exchange.h"
 
 #include <stdarg.h>
@@ -100,6 +110,7 @@ void gw__x_unref(gw_exchange *x) {
     else x->reg->tail = x->prev;
   }
   gw_exchange *into = x->into;
+  gw__x_expiry_unwatch(x);
   if (x->audit || x->audit_nbatch) gw__audit_call_end(x); /* the call's record(s), with what the upstream answered */
   if (x->flow && x->flow->free && x->state) x->flow->free(x->state);
   gw__held_free(x);
@@ -135,6 +146,14 @@ void gw__x_foreach(gw_xreg *reg, void (*fn)(gw_exchange *x, void *arg), void *ar
 void gw__x_reg_close(gw_xreg *reg) {
   gw_exchange *list = reg->list;
   reg->list = reg->tail = NULL;
+  /* the heap goes with the registry: what ends below or later is no
+   * longer in it */
+  for (size_t i = 0; i < reg->ndue; i++) reg->due[i]->due_at = 0;
+  free(reg->due);
+  reg->due = NULL;
+  reg->ndue = reg->capdue = 0;
+  reg->armed = 0;
+  reg->arm = NULL;
   for (gw_exchange *x = list; x; x = x->next) {
     x->refs++;
     x->listed = false;
@@ -204,6 +223,144 @@ static void end_with(gw_exchange *x, const char *why) {
 
 void gw__x_end(gw_exchange *x) { end_with(x, REVOKED_MSG); }
 
+/* ---------- the token's expiry (rule 5) ---------- */
+
+static void due_set(gw_xreg *reg, size_t i, gw_exchange *x) {
+  reg->due[i] = x;
+  x->due_at = i + 1;
+}
+
+static void due_up(gw_xreg *reg, size_t i) {
+  gw_exchange *x = reg->due[i];
+  while (i > 0) {
+    size_t parent = (i - 1) / 2;
+    if (reg->due[parent]->ident_expires <= x->ident_expires) break;
+    due_set(reg, i, reg->due[parent]);
+    i = parent;
+  }
+  due_set(reg, i, x);
+}
+
+static void due_down(gw_xreg *reg, size_t i) {
+  gw_exchange *x = reg->due[i];
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= reg->ndue) break;
+    if (c + 1 < reg->ndue && reg->due[c + 1]->ident_expires < reg->due[c]->ident_expires) c++;
+    if (x->ident_expires <= reg->due[c]->ident_expires) break;
+    due_set(reg, i, reg->due[c]);
+    i = c;
+  }
+  due_set(reg, i, x);
+}
+
+int gw__x_expiry_watch(gw_exchange *x) {
+  gw_xreg *reg = x->reg;
+  if (!x->ident_expires || !reg || !x->listed || !x->req || x->due_at) return 0;
+  if (reg->ndue == reg->capdue) {
+    size_t cap = reg->capdue ? reg->capdue * 2 : 64;
+    gw_exchange **d = realloc(reg->due, cap * sizeof *d);
+    if (!d) return -1;
+    reg->due = d;
+    reg->capdue = cap;
+  }
+  reg->due[reg->ndue++] = x;
+  due_up(reg, reg->ndue - 1);
+  /* only an earlier deadline moves the timer */
+  if (reg->arm && (!reg->armed || x->ident_expires < reg->armed)) {
+    reg->armed = x->ident_expires;
+    reg->arm(reg, reg->armed);
+  }
+  return 0;
+}
+
+void gw__x_expiry_unwatch(gw_exchange *x) {
+  if (!x->due_at) return;
+  gw_xreg *reg = x->reg;
+  size_t i = x->due_at - 1;
+  x->due_at = 0;
+  gw_exchange *last = reg->due[--reg->ndue];
+  if (last == x) return;
+  reg->due[i] = last;
+  last->due_at = i + 1;
+  if (i > 0 && reg->due[(i - 1) / 2]->ident_expires > last->ident_expires) due_up(reg, i);
+  else due_down(reg, i);
+}
+
+int64_t gw__x_expiry_next(const gw_xreg *reg) { return reg->ndue ? reg->due[0]->ident_expires : 0; }
+
+void gw__x_expiry_fire(gw_xreg *reg, int64_t now_s, void (*end)(gw_exchange *x)) {
+  reg->armed = 0;
+  gw_exchange *list = NULL, **tail = &list;
+  while (reg->ndue && reg->due[0]->ident_expires <= now_s) {
+    gw_exchange *x = reg->due[0];
+    gw__x_expiry_unwatch(x);
+    x->refs++;
+    x->due_next = NULL;
+    *tail = x;
+    tail = &x->due_next;
+  }
+  for (gw_exchange *x = list; x; x = x->due_next) end(x);
+  for (gw_exchange *x = list, *n; x; x = n) {
+    n = x->due_next;
+    x->due_next = NULL;
+    gw__x_unref(x);
+  }
+  /* what an ending watched meanwhile set the timer already */
+  int64_t next = gw__x_expiry_next(reg);
+  if (next && reg->arm && (!reg->armed || next < reg->armed)) {
+    reg->armed = next;
+    reg->arm(reg, next);
+  }
+}
+
+bool gw__x_sse_errors(gw_exchange *x, int code, const char *msg) {
+  size_t i, k;
+  json_t *id, *v;
+  bool any = false;
+  if (!x->req) return false;
+  json_array_foreach(x->ids, i, id) {
+    bool done = false;
+    json_array_foreach(x->replied, k, v) done |= json_equal(v, id);
+    if (done) continue;
+    json_t *e = json_pack("{s:s,s:O,s:{s:i,s:s}}", "jsonrpc", "2.0", "id", id, "error", "code", code, "message", msg);
+    char *s = e ? json_dumps(e, JSON_COMPACT) : NULL;
+    json_decref(e);
+    if (!s) continue;
+    gw_buf out;
+    gw_buf_init(&out, strlen(s) + 64);
+    gw_buf_appendv(&out, "event: message\ndata: ", s, "\n\n", NULL);
+    gw_resp_write(x->req, out.data, out.len);
+    gw_buf_free(&out);
+    free(s);
+    any = true;
+  }
+  return any;
+}
+
+void gw__x_expired(gw_exchange *x) {
+  if (!x->req) return; /* its client half ended first (answered, gone, revoked) */
+  const char *what = x->kind == GW_X_GET ? "a GET stream" : x->started ? "an SSE answer" : "a call held for approval";
+  GW_LOG(GW_LOG_INFO, "mcp", &((gw_log_ctx){x->tenant, x->req->id}),
+         "%s of user %s ended: the token it was opened with expired", what, x->user);
+  gw__x_abort_upstream(x); /* its up_done finds no client: nothing more is relayed */
+  if (x->started) {
+    /* a stream: its end is clean (what was written goes, an event is
+     * never cut); a POST's answer the client cannot resume gets an error
+     * for each request it had not answered, so the client is not left
+     * waiting; a resumable one is resumed with the refreshed token */
+    gw_req *r = x->req;
+    if (x->kind == GW_X_POST && !x->resumable && gw__x_sse_errors(x, GW_RPC_TOKEN_EXPIRED, GW_X_EXPIRED_MSG) && x->m)
+      GW_STAT_ADD(x->m->errors, 1);
+    gw__x_client_done(x);
+    gw_resp_end(r);
+  } else if (!gw__held_expired(x)) {
+    /* a held call no longer waiting (approved: its grant being taken, or
+     * its JSON answer on the way): the error is its one answer */
+    gw__x_rpc_error(x, 200, GW_RPC_TOKEN_EXPIRED, "%s", GW_X_EXPIRED_MSG);
+  }
+}
+
 /* ---------- the upstream half ---------- */
 
 void gw__x_abort_upstream(gw_exchange *x) {
@@ -243,6 +400,7 @@ void gw__x_client_done(gw_exchange *x) {
   if (!x->req) return;
   if (x->held) gw__held_client_gone(x);
   if (x->flow && x->flow->client_end) x->flow->client_end(x);
+  gw__x_expiry_unwatch(x); /* nothing left to end at expiry */
   x->req->on_abort = NULL;
   x->req->on_drain = NULL;
   x->req = NULL;

@@ -20,9 +20,14 @@
  *     the flow (freed by its `free`). What the exchange does is the flow's
  *     business; the exchange only keeps it alive and reachable.
  *
+ *   - an expiry: a client stream it opens (a GET stream, an SSE answer, a
+ *     call held for approval) is watched (gw__x_expiry_watch) and ends when
+ *     the token the request came with expires, as a revocation would end
+ *     it; the client comes back with its refreshed token.
+ *
  * The lifecycle functions (new, ref/unref, foreach, the identity match of
- * a revocation) need no server: tests/unit/test_exchange.c runs them on a
- * bare uv loop. */
+ * a revocation, the expiry heap) need no server: tests/unit/test_exchange.c
+ * runs them on a bare uv loop. */
 #ifndef MCPGATE_GATEWAY_MCP_EXCHANGE_H
 #define MCPGATE_GATEWAY_MCP_EXCHANGE_H
 #include <jansson.h>
@@ -143,9 +148,23 @@ typedef struct gw_flow_ops {
 } gw_flow_ops;
 
 /* The live exchanges of one loop. New exchanges are appended, so a walk
- * bounded by the tail it saw never meets one created under it. */
+ * bounded by the tail it saw never meets one created under it.
+ *
+ * The watched ones (gw__x_expiry_watch: a client stream whose token
+ * expires) are also in a binary min-heap on their ident_expires, so one
+ * timer per loop serves every stream: `arm` (set by the loop; NULL in unit
+ * tests) sets it for the earliest deadline when a new one is earlier than
+ * `armed`; a watch ending never moves it (the timer firing early finds
+ * nothing due and is set again for the next). Watching and unwatching are
+ * O(log n) and happen only when a stream opens and ends, never for a
+ * request answered with one JSON reply. */
 typedef struct gw_xreg {
   gw_exchange *list, *tail;
+  gw_exchange **due;     /* the heap (due[0]: the earliest) */
+  size_t ndue, capdue;
+  int64_t armed;         /* the deadline (unix s) the loop's timer is set for; 0: none */
+  void (*arm)(struct gw_xreg *reg, int64_t at); /* sets the loop's timer to fire at `at` (unix s) */
+  void *arm_data;
 } gw_xreg;
 
 enum { GW_X_POST, GW_X_GET, GW_X_DELETE };
@@ -177,6 +196,8 @@ struct gw_exchange {
   gw_session sess;
   uint64_t ident_snapshot;       /* where the identity was checked (gw_mcp_ctx), 0: unknown */
   int64_t ident_expires;         /* the token's expiry (unix s), 0: none */
+  size_t due_at;                 /* its place in reg's expiry heap + 1; 0: not watched */
+  gw_exchange *due_next;         /* the expiry's list of exchanges due (gw__x_expiry_fire) */
   /* client half */
   gw_req *req;         /* NULL once the client side is finished */
   gw_exchange *into;   /* a batch element: the collecting exchange (a ref), else NULL */
@@ -259,6 +280,39 @@ void gw__x_on_revoke(gw_exchange *x, const gw_revocation *r);
  * stream is cut, a waiting request (or batch element) gets "access
  * revoked". */
 void gw__x_end(gw_exchange *x);
+
+/* ---- the token's expiry ---- */
+/* x's client half became a stream (a GET stream, an SSE answer, a call
+ * held for approval: what a client keeps open): it ends when
+ * x->ident_expires passes (gw__x_expired). Nothing for an identity
+ * without expiry, an exchange without registry or client, or one watched
+ * already. 0, or -1 when the heap cannot grow (out of memory): the caller
+ * refuses the stream rather than let it outlive the token (fail closed). */
+int gw__x_expiry_watch(gw_exchange *x);
+/* x no longer needs ending at expiry (its client half ended; it is
+ * freed). Nothing when it is not watched. */
+void gw__x_expiry_unwatch(gw_exchange *x);
+/* The earliest deadline watched (unix s), 0: none. */
+int64_t gw__x_expiry_next(const gw_xreg *reg);
+/* The loop's timer fired (now_s: the wall clock, unix s): every watched
+ * exchange whose token expired by now_s leaves the heap and is ended with
+ * end (the loop's: gw__x_expired), each referenced until all are (an
+ * ending may free, create or end exchanges, its own included), then the
+ * timer is set for the next deadline. */
+void gw__x_expiry_fire(gw_xreg *reg, int64_t now_s, void (*end)(gw_exchange *x));
+/* Ends x because its token expired: nothing more goes upstream, a GET
+ * stream ends cleanly (the client reconnects and, with its expired token,
+ * is refused 401 and refreshes), an SSE answer ends too — with a JSON-RPC
+ * error (GW_RPC_TOKEN_EXPIRED) for each request it had not answered unless
+ * an event id lets the client resume it —, a call held for approval gets
+ * that error as its answer (the approval request stays pending). Nothing
+ * when its client half ended already (a revocation came first: no double
+ * close). */
+void gw__x_expired(gw_exchange *x);
+/* Writes on x's SSE stream (x->req, started) a JSON-RPC error event
+ * (code, msg) for each request id of x no relayed event answered
+ * (x->replied); true when it wrote one. */
+bool gw__x_sse_errors(gw_exchange *x, int code, const char *msg);
 
 /* Aborts x's upstream call, if one runs (its up_done follows, from the
  * loop). The one way to stop the upstream half from outside its own

@@ -37,6 +37,10 @@
  *    refused before any grant is looked at.
  *  - A user with HELD_PENDING_MAX requests pending gets no more (each is a
  *    store write and a reviewer's attention).
+ *  - The requester's token expiring ends the wait (gw__held_expired, from
+ *    the loop's expiry timer, exchange.h): -32011 naming the request, which
+ *    stays pending as when the client leaves — the person's access did not
+ *    end, one credential of theirs did, and the retry comes with the next.
  *  - The requester's revocation ends the held stream like any exchange of
  *    theirs (exchange.c), and the same transaction cancels their pending
  *    requests (policy/approval.c). The job checks the identity again in its
@@ -522,8 +526,15 @@ static void done_hold(int status, void *arg) {
                     "tool \"%s\" requires approval, and you already have %d approval requests pending; wait for "
                     "them to be decided (the call was not made)",
                     j->tool, HELD_PENDING_MAX);
+  } else if (gw__x_expiry_watch(x) != 0) {
+    /* its wait could not be watched for the token's expiry: not held
+     * (fail closed; the request stored stays pending, like a client's that
+     * left) */
+    gw__x_rpc_error(x, 503, -32603, "tool \"%s\" requires approval, and the gateway cannot hold the call right now "
+                    "(out of memory); request %s stays pending: once it is approved, call again", j->tool, j->id);
   } else {
-    /* held: the answer is the gateway's own stream from now on */
+    /* held: the answer is the gateway's own stream from now on; it ends
+     * when the requester's token expires (gw__held_expired) */
     gw_held *h = x->held;
     gw_proxy *p = gw__mcp_of(x->lp);
     snprintf(h->id, sizeof h->id, "%s", j->id);
@@ -798,6 +809,21 @@ bool gw__held_cancel(gw_loop *lp, const char *tenant, const char *sid, json_t *m
   }
   free(note);
   return false;
+}
+
+bool gw__held_expired(gw_exchange *x) {
+  if (!x->held || !x->held->waiting || !x->req) return false;
+  char id[AP_ID_LEN + 1];
+  snprintf(id, sizeof id, "%s", x->held->id);
+  stop_waiting(x);
+  GW_LOG(GW_LOG_INFO, "approvals", &((gw_log_ctx){x->tenant, x->req->id}),
+         "the requester's token expired while their call waited for approval request %s (it stays pending)", id);
+  gw__x_rpc_error(x, 200, GW_RPC_TOKEN_EXPIRED,
+                  "your access token expired while this call waited for approval: request %s stays pending; once it "
+                  "is approved, call the tool again with the same arguments (your client refreshes its token, or "
+                  "sign in again)",
+                  id);
+  return true;
 }
 
 bool gw__held_drain(gw_exchange *x) {

@@ -5,11 +5,15 @@
  * its async handle (the last handle it owns); at stop every exchange is
  * unlinked before any is ended, so upstream halves still finishing later
  * (their up_done runs from gw_out_close) touch neither the registry nor
- * the metrics table. */
+ * the metrics table. One timer per loop ends the client streams whose
+ * token expired (the registry's heap, exchange.h): set for the earliest
+ * deadline, at most EXPIRY_RECHECK_MS ahead, so a wall clock stepped
+ * forward is caught within that. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "gateway/base/clock.h"
 #include "gateway/mcp/decide.h"
 #include "gateway/mcp/mcp_loop.h"
 #include "vault/grant.h"
@@ -223,6 +227,23 @@ void gw_proxy_drain(gw_loop *lp) {
   if (p) gw__x_foreach(&p->reg, drain_one, NULL);
 }
 
+/* ---------- the tokens' expiry ---------- */
+
+#define EXPIRY_RECHECK_MS 60000
+
+static void on_expiry(uv_timer_t *t) {
+  gw_proxy *p = t->data;
+  gw__x_expiry_fire(&p->reg, gw_wall_ms() / 1000, gw__x_expired);
+}
+
+static void expiry_arm(gw_xreg *reg, int64_t at) {
+  gw_proxy *p = reg->arm_data;
+  int64_t ms = at * 1000 - gw_wall_ms();
+  if (ms < 0) ms = 0;
+  if (ms > EXPIRY_RECHECK_MS) ms = EXPIRY_RECHECK_MS;
+  uv_timer_start(&p->expiry_timer, on_expiry, (uint64_t)ms, 0);
+}
+
 static void on_delay(uv_timer_t *t) { gw_proxy_revocations_drain(((gw_proxy *)t->data)->lp); }
 
 /* Fan-out messages from another thread. MCPGATE_TEST_FANOUT_DELAY_MS (a
@@ -253,8 +274,11 @@ int gw_proxy_loop_start(gw_loop *lp) {
   uv_timer_init(&lp->loop, &p->gate_timer);
   uv_timer_init(&lp->loop, &p->delay_timer);
   uv_timer_init(&lp->loop, &p->held_timer);
-  p->async.data = p->gate_timer.data = p->delay_timer.data = p->held_timer.data = p;
-  p->handles = 4;
+  uv_timer_init(&lp->loop, &p->expiry_timer);
+  p->async.data = p->gate_timer.data = p->delay_timer.data = p->held_timer.data = p->expiry_timer.data = p;
+  p->handles = 5;
+  p->reg.arm = expiry_arm;
+  p->reg.arm_data = p;
   const char *d = getenv("MCPGATE_TEST_FANOUT_DELAY_MS");
   p->delay_ms = d ? strtoull(d, NULL, 10) : 0;
   if (p->delay_ms && lp->index == 0)
@@ -310,6 +334,7 @@ void gw_proxy_loop_stop(gw_loop *lp) {
   uv_close((uv_handle_t *)&p->gate_timer, on_handle_closed);
   uv_close((uv_handle_t *)&p->delay_timer, on_handle_closed);
   uv_close((uv_handle_t *)&p->held_timer, on_handle_closed);
+  uv_close((uv_handle_t *)&p->expiry_timer, on_handle_closed);
   uv_close((uv_handle_t *)&p->async, on_handle_closed);
 }
 

@@ -52,6 +52,7 @@ struct gw_proxy {
   gw_memo *memo;          /* store reads per snapshot (memo.h) */
   st_txn *pinned;         /* the read txn of the request being dispatched (gw__read_begin) */
   uv_timer_t held_timer;  /* while calls are held for approval: progress and expiry (held.c) */
+  uv_timer_t expiry_timer; /* the earliest token expiry of a watched client stream (reg's heap, exchange.h) */
   int nheld;              /* calls held (waiting) on this loop */
   struct gw_ap_notify *notify; /* the approval webhook's queue (ap_notify.c) */
   struct gw_usess_ender *ender; /* DELETEs of upstream sessions no longer used (usess_end.c) */

@@ -10,7 +10,10 @@
  * an admin deletes a connector, the writer's post-commit action queues a
  * revocation for every loop (revoke.c), every loop ends its matching
  * exchanges, and the originating reply waits at its loop's store-port gate
- * until every loop has (revocation_fanout_timeout_ms at most). */
+ * until every loop has (revocation_fanout_timeout_ms at most). What a
+ * request's token opened — a GET stream, an SSE answer, a call held for
+ * approval — also ends when that token expires (exchange.h: one timer per
+ * loop over a heap of deadlines), so no stream outlives its credential. */
 #ifndef MCPGATE_GATEWAY_MCP_PROXY_H
 #define MCPGATE_GATEWAY_MCP_PROXY_H
 #include <jansson.h>

@@ -14,7 +14,8 @@
  * upcall error (the caller answers with gw__x_start_failed). */
 int gw__relay_start(gw_exchange *x, const char *method, const void *body, size_t len, const char *accept);
 /* The relay's halves of up_headers/up_data/up_done, for a flow's ops.
- * stream: an SSE answer is streamed to the client (else buffered);
+ * stream: an SSE answer is streamed to the client (else buffered), and
+ * ends when the request's token expires (gw__x_expiry_watch);
  * stale(x, status): true when the status means the upstream forgot the
  * session (the transfer is aborted; the flow retries in its up_done).
  * initialized: what answers a successful buffered reply instead of

@@ -1,17 +1,25 @@
 // ci-variants: build-w1 build-asan-w2 (one loop, and two under ASan)
-// A request whose token expires while it is open: the check right before
-// its upstream call compares the token's own expiry, so nothing goes
-// upstream with an expired token — also an OAuth access token (mgo_),
-// whose identity is its grant, which lives on past each access token. A
-// test gets a token that expires within seconds from the tenant's
+// What a request's token opened ends when that token expires, with no
+// revocation: a GET stream on the connector endpoint (and the upstream GET
+// it relays), the aggregated endpoint's GET stream (and the upstream feed
+// it holds), a tools/call whose SSE answer is still running, and a call
+// held for approval. The client comes back with its refreshed token (the
+// SDK reconnects a GET stream that ends; with the expired token it gets
+// 401 and refreshes). Both kinds of token: an employee token made on the
+// page (mgw_) and an access token of the gateway's OAuth server (mgo_).
+// And a request whose token expires before its call goes upstream: the
+// check right before the upstream call compares the token's own expiry,
+// so nothing goes upstream with an expired token — an mgo_ token too,
+// whose identity is its grant, which lives on past each access token.
+// A test gets a token that expires within seconds from the tenant's
 // signin_max_age_ms, which bounds every token made from an Okta sign-in.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 
 import { waitFor } from './lib/gateway.mjs';
-import { startLoginFixture, signIn } from './lib/login.mjs';
-import { rawSession, mcpPost } from './lib/mcp.mjs';
+import { startLoginFixture, signIn, me } from './lib/login.mjs';
+import { rawSession, openStream, mcpHeaders, mcpPost, LATEST } from './lib/mcp.mjs';
 import { startCtlUpstream } from './lib/ctl-upstream.mjs';
 
 const ALICE = 'alice@acme.com';
@@ -51,6 +59,25 @@ after(async () => { if (fx) await fx.stop(); });
 
 const b64u = (b) => Buffer.from(b).toString('base64url');
 
+/** alice's employee token made on her page, expiring LIFETIME_MS after her sign-in. */
+async function shortPageToken() {
+  const b = fx.browser();
+  const s = await signIn(b, `${fx.base('acme')}/login`, { login: '00u-alice' });
+  assert.equal(s.status, 200, s.text?.slice(0, 300));
+  const m = await me(b, fx, 'acme');
+  assert.equal(m.status, 200, m.text);
+  await t.setSettings({ signin_max_age_ms: LIFETIME_MS });
+  try {
+    const made = await b.post(`${fx.base('acme')}/api/tokens`, JSON.stringify({ name: 'short', expires_days: 1 }), {
+      follow: false, headers: { 'content-type': 'application/json', 'x-csrf-token': m.json.csrf },
+    });
+    assert.equal(made.status, 201, made.text);
+    return JSON.parse(made.text).token;
+  } finally {
+    await t.setSettings({ signin_max_age_ms: 7 * 86400000 });
+  }
+}
+
 /** An access token of the gateway's OAuth server for alice, expiring LIFETIME_MS after her sign-in. */
 async function shortAccessToken() {
   await t.setSettings({ signin_max_age_ms: LIFETIME_MS });
@@ -81,7 +108,89 @@ async function shortAccessToken() {
   }
 }
 
+const connUrl = () => `${fx.gw.url}/t/acme/mcp/ca`;
 const aggUrl = () => `${fx.gw.url}/t/acme/mcp`;
+
+const getStream = (url, token, s) => openStream(url, {
+  headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream', 'mcp-session-id': s.sessionId, 'mcp-protocol-version': s.protocolVersion },
+});
+const postStream = (url, token, s, body) => openStream(url, {
+  method: 'POST', body,
+  headers: mcpHeaders({ token, sessionId: s.sessionId, protocolVersion: s.protocolVersion }),
+});
+
+/** Opens, with token, every kind of stream a token can hold; returns them. */
+async function openAll(token) {
+  const direct = await rawSession(connUrl(), token);
+  const agg = await rawSession(aggUrl(), token);
+  // the aggregated session opens its upstream session with ca: its GET stream feeds from it
+  const list = await agg.request('tools/list');
+  assert.equal(list.status, 200, list.body);
+  const gets0 = up.openGets().length;
+  const connGet = await getStream(connUrl(), token, direct);
+  assert.equal(connGet.status, 200, 'the connector endpoint\'s GET stream opens');
+  const aggGet = await getStream(aggUrl(), token, agg);
+  assert.equal(aggGet.status, 200, 'the aggregated GET stream opens');
+  // the connector stream's upstream GET and the aggregated stream's feed
+  await waitFor(() => up.openGets().length >= gets0 + 2, { timeoutMs: 8000, what: 'both upstream GET streams open' });
+  // an SSE answer still running: the upstream asks the client something and waits
+  const ask = await postStream(connUrl(), token, direct, { jsonrpc: '2.0', id: 41, method: 'tools/call', params: { name: 'ask', arguments: {} } });
+  assert.equal(ask.status, 200);
+  assert.match(String(ask.headers['content-type']), /text\/event-stream/);
+  await ask.waitFor((m) => m.method === 'elicitation/create');
+  // a call held for approval
+  const held = await postStream(connUrl(), token, direct, { jsonrpc: '2.0', id: 42, method: 'tools/call', params: { name: 'slow', arguments: { ms: 1 } } });
+  assert.equal(held.status, 200);
+  assert.match(String(held.headers['content-type']), /text\/event-stream/);
+  return { direct, agg, connGet, aggGet, ask, held };
+}
+
+async function pendingOfAlice() {
+  const r = await t.admin('GET', '/approvals?state=pending');
+  assert.equal(r.status, 200, r.body);
+  return r.json.approvals.filter((a) => a.user === t.users[ALICE].id);
+}
+
+async function endsAtExpiry(token) {
+  const before = (await pendingOfAlice()).length;
+  const s = await openAll(token);
+  await waitFor(async () => (await pendingOfAlice()).length > before, { timeoutMs: 8000, what: 'the held call\'s request stored' });
+  // nothing revokes anything: the token only expires (the wait is a
+  // bound, not a timing: each stream's end is what is polled)
+  const streams = [['the connector GET stream', s.connGet], ['the aggregated GET stream', s.aggGet],
+    ['the running SSE answer', s.ask], ['the held call\'s stream', s.held]];
+  await waitFor(() => streams.every(([, st]) => st.isEnded), { timeoutMs: LIFETIME_MS + 15000, what: 'every stream ended' })
+    .catch(() => {});
+  const open = streams.filter(([, st]) => !st.isEnded).map(([what]) => what);
+  assert.deepEqual(open, [], `still open after the token expired: ${open.join(', ')}`);
+  // the GET streams end cleanly: the client reconnects (and gets 401)
+  assert.equal(s.connGet.endedHow === 'end' || s.connGet.endedHow === 'close', true, s.connGet.endedHow);
+  // the running answer and the held call end with an error naming the expiry, for their request
+  const askErr = s.ask.messages.find((m) => m.id === 41);
+  assert.equal(askErr?.error?.code, TOKEN_EXPIRED, JSON.stringify(s.ask.messages));
+  assert.match(askErr.error.message, /token expired/);
+  const heldErr = s.held.messages.find((m) => m.id === 42);
+  assert.equal(heldErr?.error?.code, TOKEN_EXPIRED, JSON.stringify(s.held.messages));
+  assert.match(heldErr.error.message, /expired while this call waited for approval: request [0-9a-f]{32} stays pending/);
+  // the request stays decidable (an approval becomes the retry's grant)
+  assert.equal((await pendingOfAlice()).length, before + 1, 'the approval request is still pending');
+  // the upstream GET streams the client streams held are released
+  await waitFor(() => up.openGets().length === 0, { timeoutMs: 8000, what: 'the upstream GET streams closed' });
+  // and the token itself is refused now: the client refreshes it
+  for (const [url, sess] of [[connUrl(), s.direct], [aggUrl(), s.agg]]) {
+    const r = await mcpPost(url, { jsonrpc: '2.0', id: 9, method: 'tools/list' }, { token, sessionId: sess.sessionId, protocolVersion: LATEST });
+    assert.equal(r.status, 401, `${url}: ${r.status} ${r.body}`);
+    assert.match(String(r.headers['www-authenticate']), /invalid_token/);
+  }
+}
+
+test('an employee token made on the page: its GET streams, a running SSE answer and a held call end when it expires', async () => {
+  await endsAtExpiry(await shortPageToken());
+});
+
+test('an access token of the gateway\'s OAuth server: the same, though its grant lives on', async () => {
+  await endsAtExpiry(await shortAccessToken());
+});
 
 test('an aggregated call whose upstream session opens past its OAuth access token\'s expiry is not forwarded: the check before the upstream call compares the token\'s expiry', async () => {
   const token = await shortAccessToken();

@@ -383,6 +383,144 @@ TEST(set_flow_frees_old_state_once) {
   CHECK_INT(c2.freed, 1);
 }
 
+/* ---------- the token's expiry: one heap per registry ---------- */
+
+/* A stand-in for the client half: the heap only needs it set (nothing
+ * here touches it). */
+static char fake_req;
+
+typedef struct expiry_case {
+  int ok;
+  counters c;
+  int64_t armed_at[64];
+  int narms;
+  int64_t ended_at[64]; /* ident_expires of each exchange ended, in order */
+  int nended;
+  gw_exchange *kill; /* the end callback drops this one's outside reference (once) */
+  gw_exchange *spare; /* ... and unwatches this one (its client half ended meanwhile) */
+} expiry_case;
+
+static expiry_case *ec_now;
+
+static void e_arm(gw_xreg *reg, int64_t at) {
+  (void)reg;
+  if (ec_now->narms < 64) ec_now->armed_at[ec_now->narms++] = at;
+}
+
+static void e_end(gw_exchange *x) {
+  expiry_case *e = ec_now;
+  if (e->nended < 64) e->ended_at[e->nended++] = x->ident_expires;
+  x->req = NULL; /* its client half ends */
+  if (e->kill) {
+    gw_exchange *k = e->kill;
+    e->kill = NULL;
+    gw__x_unref(k); /* still referenced by the walk: freed after it */
+  }
+  if (e->spare) {
+    e->spare->req = NULL;
+    gw__x_expiry_unwatch(e->spare);
+    e->spare = NULL;
+  }
+}
+
+static gw_exchange *watched(gw_xreg *reg, counters *c, int64_t expires) {
+  gw_exchange *x = mk(reg, c, 0, "t", "u", "c", "k");
+  x->ident_expires = expires;
+  x->req = (gw_req *)&fake_req;
+  return gw__x_expiry_watch(x) == 0 ? x : NULL;
+}
+
+static void expiry_order_body(void *arg) {
+  expiry_case *e = ec_now = arg;
+  gw_xreg reg = {0};
+  reg.arm = e_arm;
+  static const int64_t when[] = {50, 20, 90, 20, 70, 10, 60, 30, 80, 40, 100, 15, 55, 5, 95};
+  enum { N = sizeof when / sizeof when[0] };
+  gw_exchange *x[N];
+  int ok = 1;
+  for (int i = 0; i < N; i++) ok &= (x[i] = watched(&reg, &e->c, when[i])) != NULL;
+  /* the timer moved only for an earlier deadline: 50, 20, 10, 5 */
+  ok &= e->narms == 4 && e->armed_at[0] == 50 && e->armed_at[1] == 20 && e->armed_at[2] == 10 &&
+        e->armed_at[3] == 5 && reg.armed == 5 && gw__x_expiry_next(&reg) == 5;
+  /* watched again: nothing; no expiry or no client: never watched */
+  ok &= gw__x_expiry_watch(x[0]) == 0 && reg.ndue == N;
+  gw_exchange *forever = mk(&reg, &e->c, 0, "t", "u", "c", "k");
+  forever->req = (gw_req *)&fake_req;
+  gw_exchange *clientless = mk(&reg, &e->c, 0, "t", "u", "c", "k");
+  clientless->ident_expires = 1;
+  ok &= gw__x_expiry_watch(forever) == 0 && gw__x_expiry_watch(clientless) == 0 && reg.ndue == N &&
+        !forever->due_at && !clientless->due_at;
+  /* leaving from the middle, the top and the end keeps the order */
+  gw__x_expiry_unwatch(x[4]);  /* 70 */
+  gw__x_expiry_unwatch(x[13]); /* 5, the earliest */
+  gw__x_expiry_unwatch(x[10]); /* 100 */
+  gw__x_expiry_unwatch(x[10]); /* twice: nothing */
+  ok &= reg.ndue == N - 3 && gw__x_expiry_next(&reg) == 10;
+  /* freed while watched: it leaves the heap */
+  gw__x_unref(x[7]); /* 30 */
+  x[7] = NULL;
+  ok &= reg.ndue == N - 4;
+  /* fired at 40: 10, 15, 20, 20, 40 end, in that order; then armed for 50 */
+  e->narms = 0;
+  gw__x_expiry_fire(&reg, 40, e_end);
+  ok &= e->nended == 5 && e->ended_at[0] == 10 && e->ended_at[1] == 15 && e->ended_at[2] == 20 &&
+        e->ended_at[3] == 20 && e->ended_at[4] == 40;
+  ok &= reg.ndue == N - 9 && gw__x_expiry_next(&reg) == 50 && e->narms == 1 && e->armed_at[0] == 50 && reg.armed == 50;
+  /* fired early (a capped timer): nothing ends, the timer is set again */
+  gw__x_expiry_fire(&reg, 49, e_end);
+  ok &= e->nended == 5 && e->narms == 2 && e->armed_at[1] == 50;
+  /* the rest at once: 50 55 60 80 90 95 (70 and 100 left the heap) */
+  gw__x_expiry_fire(&reg, 1000, e_end);
+  ok &= e->nended == 11 && e->ended_at[5] == 50 && e->ended_at[10] == 95 && reg.ndue == 0 && reg.armed == 0 &&
+        e->narms == 2;
+  for (int i = 0; i < N; i++)
+    if (x[i]) gw__x_unref(x[i]);
+  gw__x_unref(forever);
+  gw__x_unref(clientless);
+  gw__x_reg_close(&reg); /* the heap's memory */
+  e->ok = ok && e->c.freed == N + 2 && reg.due == NULL;
+}
+
+TEST(expiry_heap_ends_the_due_in_order) {
+  expiry_case e = {0};
+  CHECK_INT(run_on_loop(expiry_order_body, &e), 0);
+  CHECK(e.ok);
+}
+
+/* Ending one due exchange frees another due one (its last outside
+ * reference) and ends a third's client half: the walk holds the due ones
+ * until every ending ran, the one unwatched meanwhile is not ended, and
+ * an exchange ended earlier (a revocation first) is not in the heap. */
+static void expiry_walk_body(void *arg) {
+  expiry_case *e = ec_now = arg;
+  gw_xreg reg = {0};
+  gw_exchange *a = watched(&reg, &e->c, 10), *b = watched(&reg, &e->c, 11), *d = watched(&reg, &e->c, 12);
+  gw_exchange *revoked = watched(&reg, &e->c, 9);
+  gw_exchange *later = watched(&reg, &e->c, 50);
+  /* a revocation ended revoked's client half first */
+  revoked->req = NULL;
+  gw__x_expiry_unwatch(revoked);
+  e->kill = b;
+  e->spare = later;
+  gw__x_expiry_fire(&reg, 20, e_end);
+  /* a, b, d ended once each (b freed after the walk); revoked and later not */
+  int ok = e->nended == 3 && e->c.freed == 1 && reg.ndue == 0;
+  gw__x_expiry_fire(&reg, 100, e_end);
+  ok &= e->nended == 3;
+  gw__x_unref(a);
+  gw__x_unref(d);
+  gw__x_unref(revoked);
+  gw__x_unref(later);
+  gw__x_reg_close(&reg);
+  e->ok = ok && e->c.freed == 5;
+}
+
+TEST(expiry_walk_holds_what_it_ends) {
+  expiry_case e = {0};
+  CHECK_INT(run_on_loop(expiry_walk_body, &e), 0);
+  CHECK(e.ok);
+}
+
 int main(void) {
   RUN(foreach_holds_references_and_skips_created);
   RUN(foreach_callback_may_free_everything);
@@ -393,5 +531,7 @@ int main(void) {
   RUN(registry_close_unlinks_and_ends);
   RUN(set_flow_frees_old_state_once);
   RUN(hidden_ends_naming_the_connector);
+  RUN(expiry_heap_ends_the_due_in_order);
+  RUN(expiry_walk_holds_what_it_ends);
   return UNIT_DONE();
 }
