@@ -726,39 +726,240 @@ static int job_load(st_txn *txn, json_t *j, uint64_t due, vault_revoke_job *job)
 }
 
 int vault_revoke_next(st_txn *txn, uint64_t now_ms, vault_revoke_job *job, uint64_t *next_due_ms) {
-  return vault_revoke_next_pick(txn, now_ms, NULL, NULL, job, next_due_ms);
+  return vault_revoke_next_pick(txn, now_ms, NULL, NULL, job, next_due_ms, NULL);
+}
+
+/* A queue entry's record, checked (grant.h: what makes it corrupt): 0 with
+ * *j (caller json_decref), or ST_ECORRUPT with why; *due from the key (0
+ * for a key of another shape: due at once, to be set aside). */
+static int entry_read(const st_val *k, const st_val *v, uint64_t *due, json_t **j, char *why, size_t whylen) {
+  *j = NULL;
+  *due = 0;
+  if (k->len != 9 + VAULT_REVOKE_ID_LEN) {
+    snprintf(why, whylen, "its key is not a queue key");
+    return ST_ECORRUPT;
+  }
+  for (int i = 0; i < 8; i++) *due = *due << 8 | ((const uint8_t *)k->data)[1 + i];
+  json_t *e = json_loadb(v->data, v->len, JSON_REJECT_DUPLICATES, NULL);
+  const char *id = json_string_value(json_object_get(e, "id"));
+  const char *tenant = json_string_value(json_object_get(e, "tenant"));
+  const char *url = json_string_value(json_object_get(e, "url"));
+  json_t *cid = json_object_get(e, "client_id");
+  if (!json_is_object(e)) snprintf(why, whylen, "its value is not a JSON object");
+  else if (!id || strlen(id) != VAULT_REVOKE_ID_LEN || memcmp(id, (const char *)k->data + 9, VAULT_REVOKE_ID_LEN))
+    snprintf(why, whylen, "its id is missing or not its key's");
+  else if (!tenant || !st_tenant_id_valid(tenant)) snprintf(why, whylen, "its tenant is missing or malformed");
+  else if (!url || !*url) snprintf(why, whylen, "its revocation URL is missing");
+  else if (cid && !json_is_string(cid)) snprintf(why, whylen, "its client_id is not a string");
+  else {
+    *j = e;
+    return 0;
+  }
+  json_decref(e);
+  return ST_ECORRUPT;
 }
 
 int vault_revoke_next_pick(st_txn *txn, uint64_t now_ms, vault_revoke_pick_fn pick, void *ctx, vault_revoke_job *job,
-                           uint64_t *next_due_ms) {
+                           uint64_t *next_due_ms, int *corrupt) {
   memset(job, 0, sizeof *job);
   if (next_due_ms) *next_due_ms = 0;
+  if (corrupt) *corrupt = 0;
   st_cursor *c;
   int rc = st_cursor_open(txn, ST_DB_VAULT, &c);
   if (rc) return rc;
   st_cursor_seek(c, "q", 1, NULL, 0);
   st_val k, v;
-  json_t *j = NULL;
-  uint64_t due = 0;
+  rc = ST_ENOTFOUND;
   for (int seen = 0; seen < VAULT_REVOKE_SCAN && st_cursor_next(c, &k, &v) == 0; seen++) {
-    if (k.len != 9 + VAULT_REVOKE_ID_LEN || ((const char *)k.data)[0] != 'q') break;
-    due = 0;
-    for (int i = 0; i < 8; i++) due = due << 8 | ((const uint8_t *)k.data)[1 + i];
+    uint64_t due;
+    json_t *j;
+    char why[120];
+    int bad = entry_read(&k, &v, &due, &j, why, sizeof why);
     if (!seen && next_due_ms) *next_due_ms = due ? due : 1;
-    if (due > now_ms) break;
-    j = json_loadb(v.data, v.len, 0, NULL);
-    if (!pick) break;
+    if (due > now_ms) {
+      json_decref(j);
+      break;
+    }
+    if (bad) {
+      /* passed over: the caller sets it aside */
+      if (corrupt) ++*corrupt;
+      continue;
+    }
     const char *t = json_string_value(json_object_get(j, "tenant")), *id = json_string_value(json_object_get(j, "id"));
-    /* an entry that does not parse is the caller's to see (ST_ECORRUPT below), not skipped */
-    if (!t || !id || pick(ctx, t, id)) break;
+    if (pick && !pick(ctx, t, id)) {
+      json_decref(j);
+      continue;
+    }
+    rc = job_load(txn, j, due, job);
     json_decref(j);
-    j = NULL;
+    if (rc != ST_ECRYPTO && rc != ST_ECORRUPT) break; /* taken, or out of memory */
+    /* its sealed tokens do not unseal: it stays queued (grant.h), the
+     * next one goes */
+    rc = ST_ENOTFOUND;
   }
   st_cursor_close(c);
-  if (!j) return ST_ENOTFOUND;
-  rc = job_load(txn, j, due, job);
-  json_decref(j);
   return rc;
+}
+
+/* The report of revocation id: its key into rk (KEY_MAX), found where the
+ * entry says (tenant, report_ms) or else among the tenant's reports (any
+ * tenant's when tenant is NULL), at most REPORT_SEARCH_MAX keys looked at.
+ * Its length, or 0 when not found. */
+#define REPORT_SEARCH_MAX 100000
+static size_t report_find(st_txn *txn, const char *tenant, const json_t *report_ms, const char *id, char *rk) {
+  st_val v;
+  if (tenant && json_is_integer(report_ms)) {
+    size_t n = rkey(rk, tenant, (uint64_t)json_integer_value(report_ms), id);
+    if (st_get(txn, ST_DB_VAULT, rk, n, &v) == 0) return n;
+  }
+  char p[KEY_MAX] = "r";
+  size_t pl = tenant ? key3(p, 'r', tenant, "", NULL) : 1;
+  st_cursor *c;
+  if (st_cursor_open(txn, ST_DB_VAULT, &c)) return 0;
+  st_cursor_seek(c, p, pl, NULL, 0);
+  st_val k;
+  size_t found = 0;
+  for (int n = 0; !found && n < REPORT_SEARCH_MAX && st_cursor_next(c, &k, NULL) == 0; n++) {
+    /* 'r' tenant \0 inv(8) id(16) */
+    if (k.len < 1 + 1 + 1 + 8 + VAULT_REVOKE_ID_LEN || k.len > KEY_MAX ||
+        memcmp((const char *)k.data + k.len - VAULT_REVOKE_ID_LEN, id, VAULT_REVOKE_ID_LEN) ||
+        ((const char *)k.data)[k.len - VAULT_REVOKE_ID_LEN - 8 - 1] != 0)
+      continue;
+    memcpy(rk, k.data, k.len);
+    found = k.len;
+  }
+  st_cursor_close(c);
+  return found;
+}
+
+static void hex_of(char *out, const void *p, size_t n) {
+  static const char hx[] = "0123456789abcdef";
+  for (size_t i = 0; i < n; i++) {
+    out[2 * i] = hx[((const uint8_t *)p)[i] >> 4];
+    out[2 * i + 1] = hx[((const uint8_t *)p)[i] & 15];
+  }
+  out[2 * n] = 0;
+}
+
+#define SET_ASIDE_KEEP 4096 /* bytes of a set-aside value kept */
+
+int vault_revoke_set_aside(st_txn *txn, uint64_t now_ms, const char *now, vault_set_aside *out) {
+  /* the corrupt due entries, collected first: then moved */
+  struct {
+    char key[KEY_MAX];
+    size_t kl;
+    char why[120];
+  } bad[VAULT_SET_ASIDE_MAX];
+  int nb = 0;
+  st_cursor *c;
+  int rc = st_cursor_open(txn, ST_DB_VAULT, &c);
+  if (rc) return rc;
+  st_cursor_seek(c, "q", 1, NULL, 0);
+  st_val k, v;
+  for (int seen = 0; nb < VAULT_SET_ASIDE_MAX && seen < VAULT_REVOKE_SCAN && st_cursor_next(c, &k, &v) == 0; seen++) {
+    uint64_t due;
+    json_t *j;
+    int corrupt = entry_read(&k, &v, &due, &j, bad[nb].why, sizeof bad[nb].why);
+    json_decref(j);
+    if (due > now_ms) break;
+    if (!corrupt || k.len > 400) continue; /* (a key that long cannot be: LMDB's cap is 511) */
+    memcpy(bad[nb].key, k.data, k.len);
+    bad[nb].kl = k.len;
+    nb++;
+  }
+  st_cursor_close(c);
+  for (int i = 0; i < nb; i++) {
+    const char *key = bad[i].key;
+    size_t kl = bad[i].kl;
+    if ((rc = st_get(txn, ST_DB_VAULT, key, kl, &v))) return rc;
+    size_t keep = v.len < SET_ASIDE_KEEP ? v.len : SET_ASIDE_KEEP;
+    char *hex = malloc(2 * keep + 1);
+    if (!hex) return ST_ENOMEM;
+    hex_of(hex, v.data, keep);
+    /* what can still be read of it: the id from its key, the tenant and
+     * report time from its value */
+    json_t *e = json_loadb(v.data, v.len, 0, NULL);
+    char id[VAULT_REVOKE_ID_LEN + 1] = "", tenant[64] = "";
+    if (kl == 9 + VAULT_REVOKE_ID_LEN && strspn(key + 9, "0123456789abcdef") >= VAULT_REVOKE_ID_LEN) {
+      memcpy(id, key + 9, VAULT_REVOKE_ID_LEN);
+      id[VAULT_REVOKE_ID_LEN] = 0;
+    }
+    const char *t = json_string_value(json_object_get(e, "tenant"));
+    if (t && st_tenant_id_valid(t)) snprintf(tenant, sizeof tenant, "%s", t);
+    /* its report (and through it, its tenant) */
+    char rk[KEY_MAX];
+    size_t rkl = id[0] ? report_find(txn, tenant[0] ? tenant : NULL, json_object_get(e, "report_ms"), id, rk) : 0;
+    json_decref(e);
+    if (rkl && !tenant[0]) snprintf(tenant, sizeof tenant, "%.63s", rk + 1); /* 'r' tenant \0 … */
+    json_t *x = json_pack("{s:I, s:s, s:s}", "at", (json_int_t)now_ms, "why", bad[i].why, "entry", hex);
+    free(hex);
+    if (x && id[0]) json_object_set_new(x, "id", json_string(id));
+    if (x && tenant[0]) json_object_set_new(x, "tenant", json_string(tenant));
+    char xk[KEY_MAX];
+    xk[0] = 'x';
+    memcpy(xk + 1, key, kl);
+    rc = x ? put_json(txn, xk, kl + 1, x) : ST_ENOMEM;
+    json_decref(x);
+    if (!rc) rc = st_del(txn, ST_DB_VAULT, key, kl);
+    if (rc) return rc;
+    /* the tenant's report: failed, and why */
+    if (rkl) {
+      json_t *rep = get_json(txn, rk, rkl, &rc);
+      if (rep) {
+        char msg[300];
+        snprintf(msg, sizeof msg,
+                 "the gateway's queue entry for this revocation is corrupt (%s): it was set aside and nothing was "
+                 "sent; the grant's tokens may still be live at the upstream — revoke them there by hand",
+                 bad[i].why);
+        json_object_set_new(rep, "state", json_string("failed"));
+        json_object_set_new(rep, "updated", json_string(now));
+        json_object_set_new(rep, "last_error", json_string(msg));
+        rc = put_json(txn, rk, rkl, rep);
+        json_decref(rep);
+        if (rc) return rc;
+      } else if (rc != ST_ECORRUPT) {
+        return rc;
+      }
+    }
+    if (out) {
+      memcpy(out[i].id, id, sizeof out[i].id);
+      memcpy(out[i].tenant, tenant, sizeof out[i].tenant);
+      memcpy(out[i].why, bad[i].why, sizeof out[i].why);
+    }
+  }
+  return nb;
+}
+
+int vault_revoke_set_aside_drop(st_txn *txn, uint64_t before_ms, int limit) {
+  int n = 0;
+  while (n < limit) {
+    st_cursor *c;
+    int rc = st_cursor_open(txn, ST_DB_VAULT, &c);
+    if (rc) return rc;
+    st_cursor_seek(c, "x", 1, NULL, 0);
+    st_val k, v;
+    char key[KEY_MAX], id[VAULT_REVOKE_ID_LEN + 1] = "";
+    size_t kl = 0;
+    while (st_cursor_next(c, &k, &v) == 0) {
+      json_t *x = json_loadb(v.data, v.len, 0, NULL);
+      json_t *at = json_object_get(x, "at");
+      const char *xid = json_string_value(json_object_get(x, "id"));
+      bool old = !json_is_integer(at) || (uint64_t)json_integer_value(at) < before_ms;
+      if (old && k.len <= sizeof key) {
+        kl = k.len;
+        memcpy(key, k.data, kl);
+        if (xid && strlen(xid) == VAULT_REVOKE_ID_LEN) memcpy(id, xid, sizeof id);
+      }
+      json_decref(x);
+      if (kl) break;
+    }
+    st_cursor_close(c);
+    if (!kl) return n;
+    if ((rc = st_del(txn, ST_DB_VAULT, key, kl))) return rc;
+    if (id[0] && (rc = st_secret_del(txn, &(st_aad){"", VAULT_REVOKE_KIND, id})) && rc != ST_ENOTFOUND) return rc;
+    n++;
+  }
+  return n;
 }
 
 int vault_revoke_result(st_txn *txn, const char *id, uint64_t due_ms, bool done, bool final, uint64_t retry_ms,
@@ -832,6 +1033,7 @@ int vault_counts_get(st_txn *txn, vault_counts *out) {
     char tag = k.len ? ((const char *)k.data)[0] : 0;
     if (tag == 'g') out->grants++;
     else if (tag == 'q') out->pending++;
+    else if (tag == 'x') out->corrupt++;
     else if (tag == 'r') {
       if (memmem(v.data, v.len, "\"state\":\"done\"", 14)) out->done++;
       else if (memmem(v.data, v.len, "\"state\":\"failed\"", 16)) out->failed++;
@@ -922,7 +1124,21 @@ static int check_vault(st_txn *txn, st_check_report_fn report, void *rctx, void 
         PROBLEM("grant of tenant %s, user %s, connector %s has no readable sealed tokens", tenant, user, conn);
       if (g) json_object_clear(g);
       json_decref(g);
-    } else if (key[0] == 'q' && k.len == 9 + VAULT_REVOKE_ID_LEN) {
+    } else if (key[0] == 'q') {
+      st_val v;
+      uint64_t due;
+      json_t *e = NULL;
+      char why[120];
+      st_val kc = {key, k.len};
+      snprintf(why, sizeof why, "its value cannot be read");
+      if (st_get(txn, ST_DB_VAULT, key, k.len, &v) != 0 || entry_read(&kc, &v, &due, &e, why, sizeof why) != 0) {
+        /* the worker sets it aside once due (vault_revoke_set_aside) */
+        bool named = k.len == 9 + VAULT_REVOKE_ID_LEN && strspn(key + 9, "0123456789abcdef") >= VAULT_REVOKE_ID_LEN;
+        PROBLEM("queued revocation %.*s is corrupt (%s): the worker sets it aside once due", named ? VAULT_REVOKE_ID_LEN : 3,
+                named ? key + 9 : "(?)", why);
+        continue;
+      }
+      json_decref(e);
       char id[VAULT_REVOKE_ID_LEN + 1];
       memcpy(id, key + 9, VAULT_REVOKE_ID_LEN);
       id[VAULT_REVOKE_ID_LEN] = 0;
@@ -930,6 +1146,15 @@ static int check_vault(st_txn *txn, st_check_report_fn report, void *rctx, void 
       if (!s1) PROBLEM("queued revocation %s has no readable sealed tokens", id);
       else json_object_clear(s1);
       json_decref(s1);
+    } else if (key[0] == 'x') {
+      st_val v;
+      json_t *x = st_get(txn, ST_DB_VAULT, key, k.len, &v) == 0 ? json_loadb(v.data, v.len, 0, NULL) : NULL;
+      const char *xid = json_string_value(json_object_get(x, "id")), *xt = json_string_value(json_object_get(x, "tenant"));
+      PROBLEM("revocation %s%s%s was set aside, its queue entry corrupt (%s): the tokens it was to revoke may still be "
+              "live at the upstream — revoke them there by hand (listed here for revocation_give_up_ms)",
+              xid ? xid : "(id unreadable)", xt ? " of tenant " : "", xt ? xt : "",
+              json_string_value(json_object_get(x, "why")) ?: "unreadable");
+      json_decref(x);
     }
   }
 #undef PROBLEM

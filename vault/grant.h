@@ -15,6 +15,9 @@
  *   "r" tenant \0 id(16)             → {"id","connector","user","reason",
  *        "state":"pending|done|failed|manual","created","updated",
  *        "attempts","last_error"?}   (the admin's revocations report)
+ *   "x" ‖ a queue key                → {"at" (ms), "why", "id"?, "tenant"?,
+ *        "entry" (the value as it was, hex, at most 4 KiB of it)}
+ *        — a queue entry set aside as corrupt (vault_revoke_set_aside)
  * Sealed (ST_DB_SECRETS, store/seal.h):
  *   {tenant, "vault.grant", user "/" connector} → {"access_token",
  *        "refresh_token"?, "expires_at"}
@@ -235,10 +238,41 @@ int vault_revoke_next(st_txn *txn, uint64_t now_ms, vault_revoke_job *job,
  * skips it for a later one (its tenant has a request in flight). */
 typedef bool (*vault_revoke_pick_fn)(void *ctx, const char *tenant, const char *id);
 /* The same, the first due job that pick takes (pick NULL: the first due),
- * looking at most VAULT_REVOKE_SCAN entries of the queue. */
+ * looking at most VAULT_REVOKE_SCAN entries of the queue.
+ * An entry that cannot be a job is passed over, never taken and never a
+ * stop (one such entry at the head once held every tenant's revocations):
+ *  - a corrupt record — a key of another shape, a value that is not a JSON
+ *    object, an id, tenant or url missing or malformed, an id that is not
+ *    its key's (the outcome could never be written: it would be sent
+ *    again without end) — is counted in *corrupt (when not NULL): the
+ *    caller sets it aside (vault_revoke_set_aside);
+ *  - sealed tokens that do not unseal (ST_ECRYPTO: a damaged blob, or the
+ *    wrong master key) stay queued, as they may unseal again once the
+ *    operator restores the key; st_check names them. */
 #define VAULT_REVOKE_SCAN 256
 int vault_revoke_next_pick(st_txn *txn, uint64_t now_ms, vault_revoke_pick_fn pick, void *ctx, vault_revoke_job *job,
-                           uint64_t *next_due_ms);
+                           uint64_t *next_due_ms, int *corrupt);
+
+/* A queue entry set aside: what the operator's log says of it. */
+typedef struct vault_set_aside {
+  char id[VAULT_REVOKE_ID_LEN + 1]; /* "" when its key holds none */
+  char tenant[64];                  /* "" when neither the entry nor a report names one */
+  char why[120];
+} vault_set_aside;
+#define VAULT_SET_ASIDE_MAX 16
+/* Write txn: the due entries that vault_revoke_next_pick counts as
+ * corrupt (among the first VAULT_REVOKE_SCAN of the queue), at most
+ * VAULT_SET_ASIDE_MAX, leave the queue for "x" (the layout above), and the
+ * report of each, when it can be found (the tenant and report time the
+ * entry names, else its id among the reports), says "failed" with a
+ * last_error saying so: the tokens it was to revoke may still be live at
+ * the upstream, to be revoked there by hand. Returns how many, each
+ * described in out[] (out may be NULL, else VAULT_SET_ASIDE_MAX long). */
+int vault_revoke_set_aside(st_txn *txn, uint64_t now_ms, const char *now, vault_set_aside *out);
+/* Write txn: entries set aside before before_ms (or whose time cannot be
+ * read) are dropped with their sealed tokens, at most limit of them; st_check
+ * names each until then. Returns how many. */
+int vault_revoke_set_aside_drop(st_txn *txn, uint64_t before_ms, int limit);
 
 /* Write txn: the worker's outcome for job id (due_ms as read). done: every
  * token revoked (or the AS said the token is unknown: RFC 7009 §2.2 200);
@@ -254,6 +288,7 @@ int vault_revocations_list(st_txn *txn, const char *tenant, int limit, json_t **
 /* Counts for metrics: pending jobs, and reports by state. */
 typedef struct vault_counts {
   long grants, pending, done, failed, manual;
+  long corrupt; /* queue entries set aside (vault_revoke_set_aside), not yet dropped */
 } vault_counts;
 int vault_counts_get(st_txn *txn, vault_counts *out);
 

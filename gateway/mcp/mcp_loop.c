@@ -120,10 +120,12 @@ void gw_proxy_metrics(gw_server *srv, gw_buf *o) {
                 "mcpgate_vault_refreshes_total{result=\"ok\"} %llu\nmcpgate_vault_refreshes_total{result=\"failed\"} "
                 "%llu\nmcpgate_vault_refreshes_total{result=\"invalid\"} %llu\n"
                 "# HELP mcpgate_vault_revocations Upstream revocations (RFC 7009) of grants that left the gateway, by "
-                "state (manual: the upstream has no revocation endpoint; revoke there by hand).\n"
+                "state (manual: the upstream has no revocation endpoint; revoke there by hand; corrupt: a queue entry "
+                "the gateway could not read, set aside; revoke by hand).\n"
                 "# TYPE mcpgate_vault_revocations gauge\n"
                 "mcpgate_vault_revocations{state=\"pending\"} %ld\nmcpgate_vault_revocations{state=\"done\"} %ld\n"
                 "mcpgate_vault_revocations{state=\"failed\"} %ld\nmcpgate_vault_revocations{state=\"manual\"} %ld\n"
+                "mcpgate_vault_revocations{state=\"corrupt\"} %ld\n"
                 "# HELP mcpgate_vault_revocation_attempts_total Revocation jobs sent, by outcome.\n"
                 "# TYPE mcpgate_vault_revocation_attempts_total counter\n"
                 "mcpgate_vault_revocation_attempts_total{outcome=\"done\"} %llu\n"
@@ -131,7 +133,7 @@ void gw_proxy_metrics(gw_server *srv, gw_buf *o) {
                 "mcpgate_vault_revocation_attempts_total{outcome=\"failed\"} %llu\n",
                 vc.grants, (unsigned long long)atomic_load(&sh->refreshes_ok),
                 (unsigned long long)atomic_load(&sh->refreshes_failed),
-                (unsigned long long)atomic_load(&sh->refreshes_invalid), vc.pending, vc.done, vc.failed, vc.manual,
+                (unsigned long long)atomic_load(&sh->refreshes_invalid), vc.pending, vc.done, vc.failed, vc.manual, vc.corrupt,
                 (unsigned long long)atomic_load(&sh->revoke_sent_ok), (unsigned long long)atomic_load(&sh->revoke_sent_retry),
                 (unsigned long long)atomic_load(&sh->revoke_sent_failed));
   gw_buf_printf(o,

@@ -28,6 +28,14 @@
  *     liked. Running out is a transient failure like a 5xx (retried with
  *     backoff, then given up on).
  *  4. The queue is polled (REVOKE_POLL_MS): one cursor seek when empty.
+ *     An entry that cannot be a job never stops it (vault/grant.h): the
+ *     pick passes over it, and one whose record is corrupt is set aside by
+ *     a writer job (vault_revoke_set_aside, one at a time) — logged once,
+ *     at error level, its tenant's report "failed" saying why, counted by
+ *     mcpgate_vault_revocations{state="corrupt"} and named by `mcpgate
+ *     store check` until the sweep (rule 6) drops it revocation_give_up_ms
+ *     later. Before, one such entry at the head of the queue held every
+ *     tenant's revocations for good.
  *  5. Nothing of a token or secret is logged; outcomes are counted
  *     (gw_mcp_shared) for /metrics.
  *  6. Loss of access: a sweep (a writer job every quarter of
@@ -91,13 +99,14 @@ struct vault_worker {
   /* the loss-of-access sweep (rule 6) */
   uv_timer_t sweep_timer;
   bool sweep_open, sweeping;
+  bool setting_aside; /* a job setting corrupt entries aside is out (rule 4) */
   char sweep_cursor[VAULT_SWEEP_CURSOR];
 };
 
 static uint64_t wall_ms(void) { return (uint64_t)gw_wall_ms(); }
 
 static void worker_maybe_free(vault_worker *w) {
-  if (!w->stopping || w->timer_open || w->sweep_open || w->sweeping) return;
+  if (!w->stopping || w->timer_open || w->sweep_open || w->sweeping || w->setting_aside) return;
   for (int i = 0; i < REVOKE_SLOTS; i++)
     if (w->slot[i].busy || w->slot[i].deadline_open) return;
   for (int i = 0; i < REVOKE_SLOTS; i++) {
@@ -280,6 +289,52 @@ static void send_next(rv_slot *sl) {
   }
 }
 
+/* ---- corrupt entries, set aside (rule 4) ------------------------------------- */
+
+typedef struct aside_job {
+  vault_worker *w;
+  uint64_t now_ms;
+  int n;
+  vault_set_aside out[VAULT_SET_ASIDE_MAX];
+} aside_job;
+
+static int job_aside(st_txn *txn, void *arg) {
+  aside_job *j = arg;
+  char now[32];
+  vault_rfc3339((int64_t)(j->now_ms / 1000), now);
+  int n = vault_revoke_set_aside(txn, j->now_ms, now, j->out);
+  if (n < 0) return n;
+  j->n = n;
+  return 0;
+}
+
+static void done_aside(int status, void *arg) {
+  aside_job *j = arg;
+  vault_worker *w = j->w;
+  w->setting_aside = false;
+  if (status) GW_LOG(GW_LOG_ERROR, "vault", NULL, "setting corrupt revocation queue entries aside failed: %s", st_strerror(status));
+  for (int i = 0; !status && i < j->n; i++)
+    GW_LOG(GW_LOG_ERROR, "vault", &((gw_log_ctx){j->out[i].tenant[0] ? j->out[i].tenant : NULL, NULL}),
+           "revocation %s set aside: its queue entry is corrupt (%s); nothing was sent, and the tokens it was to revoke "
+           "may still be live at the upstream — revoke them there by hand (mcpgate store check lists it)",
+           j->out[i].id[0] ? j->out[i].id : "(id unreadable)", j->out[i].why);
+  free(j);
+  if (w->stopping) worker_maybe_free(w);
+}
+
+static void set_aside(vault_worker *w) {
+  if (w->setting_aside || w->stopping) return;
+  aside_job *j = calloc(1, sizeof *j);
+  if (!j) return; /* the next poll tries again */
+  j->w = w;
+  j->now_ms = wall_ms();
+  w->setting_aside = true;
+  if (gw_loop_submit(w->lp, job_aside, done_aside, j) != 0) {
+    w->setting_aside = false;
+    free(j);
+  }
+}
+
 /* ---- the poll ---------------------------------------------------------------- */
 
 /* rule 2: a due job whose tenant has one in a slot waits for a later turn */
@@ -304,8 +359,10 @@ static void tick(uv_timer_t *t) {
       return;
     }
     uint64_t next = 0;
-    int rc = vault_revoke_next_pick(txn, wall_ms(), pick_job, w, &sl->job, &next);
+    int corrupt = 0;
+    int rc = vault_revoke_next_pick(txn, wall_ms(), pick_job, w, &sl->job, &next, &corrupt);
     st_txn_end(txn);
+    if (corrupt) set_aside(w); /* passed over meanwhile */
     if (rc) {
       if (rc != ST_ENOTFOUND)
         GW_LOG(GW_LOG_ERROR, "vault", NULL, "the revocation queue could not be read: %s", st_strerror(rc));
@@ -341,6 +398,7 @@ static bool grant_visible(void *ctx, st_txn *txn, const char *tenant, const char
 typedef struct sweep_job {
   vault_worker *w;
   uint64_t now_ms, grace_ms;
+  uint64_t aside_before_ms; /* entries set aside before it are dropped (rule 4) */
   char cursor[VAULT_SWEEP_CURSOR];
   int dropped;
 } sweep_job;
@@ -350,7 +408,8 @@ static int job_sweep(st_txn *txn, void *arg) {
   int n = vault_grants_sweep(txn, j->now_ms, j->grace_ms, grant_visible, NULL, j->cursor, SWEEP_BATCH);
   if (n < 0) return n;
   j->dropped = n;
-  return 0;
+  n = vault_revoke_set_aside_drop(txn, j->aside_before_ms, SWEEP_BATCH);
+  return n < 0 ? n : 0;
 }
 
 static uint64_t sweep_every(const vault_worker *w) {
@@ -389,6 +448,8 @@ static void sweep_tick(uv_timer_t *t) {
   j->w = w;
   j->now_ms = wall_ms();
   j->grace_ms = (uint64_t)w->lp->srv->cfg.revocation_grace_ms;
+  uint64_t keep = (uint64_t)w->lp->srv->cfg.revocation_give_up_ms;
+  j->aside_before_ms = j->now_ms > keep ? j->now_ms - keep : 0;
   memcpy(j->cursor, w->sweep_cursor, sizeof j->cursor);
   w->sweeping = true;
   if (gw_loop_submit(w->lp, job_sweep, done_sweep, j) != 0) done_sweep(ST_EBUSY, j);

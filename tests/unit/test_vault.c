@@ -1457,7 +1457,7 @@ TEST(revoke_next_pick_passes_over_a_busy_tenant) {
   vault_revoke_job j;
   uint64_t next = 0;
   /* acme busy: globex's, though queued last */
-  CHECK_INT(vault_revoke_next_pick(r, LATER, skip_tenant, "acme", &j, &next), 0);
+  CHECK_INT(vault_revoke_next_pick(r, LATER, skip_tenant, "acme", &j, &next, NULL), 0);
   CHECK_STR(j.tenant, "globex");
   CHECK(j.access && !strcmp(j.access, "a3"));
   CHECK(next > 0);
@@ -1467,15 +1467,145 @@ TEST(revoke_next_pick_passes_over_a_busy_tenant) {
    * necessarily acme's first) */
   vault_revoke_job first;
   CHECK_INT(vault_revoke_next(r, LATER, &first, NULL), 0);
-  CHECK_INT(vault_revoke_next_pick(r, LATER, NULL, NULL, &j, NULL), 0);
+  CHECK_INT(vault_revoke_next_pick(r, LATER, NULL, NULL, &j, NULL, NULL), 0);
   CHECK_STR(j.tenant, first.tenant);
   CHECK(j.access && first.access && !strcmp(j.access, first.access));
   vault_revoke_job_free(&first);
   vault_revoke_job_free(&j);
   /* every due one skipped */
-  CHECK_INT(vault_revoke_next_pick(r, LATER, take_none, NULL, &j, &next), ST_ENOTFOUND);
+  CHECK_INT(vault_revoke_next_pick(r, LATER, take_none, NULL, &j, &next, NULL), ST_ENOTFOUND);
   CHECK(next > 0);
   st_txn_end(r);
+  close_store();
+}
+
+/* A queue entry that cannot be a job — its value not JSON, a member
+ * missing, a key of another shape — never stops the queue: the pick passes
+ * over it and counts it (before, the first such entry due held every
+ * tenant's revocations, for good), vault_revoke_set_aside moves it out of
+ * the queue and marks its report failed (found through the tenant the
+ * entry names, or by its id alone when nothing of it reads), st_check
+ * names it and vault_counts counts it until it is dropped. */
+static int tenant_fn(st_txn *txn, void *arg);
+static int check_problems(void);
+static int reports_with_reason(const char *t, const char *user, const char *reason);
+static int f_raw_set(st_txn *x, job *j) {
+  return st_put(x, ST_DB_VAULT, j->s, (size_t)j->i1, j->s2, strlen(j->s2), 0);
+}
+static int f_raw_del(st_txn *x, job *j) { return st_del(x, ST_DB_VAULT, j->s, (size_t)j->i1); }
+static vault_set_aside g_aside[VAULT_SET_ASIDE_MAX];
+static int f_set_aside(st_txn *x, job *j) { return vault_revoke_set_aside(x, j->u1, j->now, g_aside); }
+static int f_aside_drop(st_txn *x, job *j) { return vault_revoke_set_aside_drop(x, j->u1, 100); }
+/* the queue entry of revocation id moved to due `due` with value `value` (NULL: as it was, without "url") */
+static int requeue_as(const char *id, uint64_t due, const char *value) {
+  st_txn *r = rd();
+  st_cursor *c;
+  if (st_cursor_open(r, ST_DB_VAULT, &c)) abort();
+  st_cursor_seek(c, "q", 1, NULL, 0);
+  st_val k, v;
+  char key[9 + VAULT_REVOKE_ID_LEN], *val = NULL;
+  bool found = false;
+  while (!found && st_cursor_next(c, &k, &v) == 0)
+    if (k.len == sizeof key && !memcmp((const char *)k.data + 9, id, VAULT_REVOKE_ID_LEN)) {
+      memcpy(key, k.data, sizeof key);
+      json_t *e = json_loadb(v.data, v.len, 0, NULL);
+      json_object_del(e, "url");
+      val = json_dumps(e, JSON_COMPACT);
+      json_decref(e);
+      found = true;
+    }
+  st_cursor_close(c);
+  st_txn_end(r);
+  if (!found) return ST_ENOTFOUND;
+  int rc = W(f_raw_del, (job){.s = key, .i1 = sizeof key});
+  char nk[sizeof key];
+  nk[0] = 'q';
+  for (int i = 0; i < 8; i++) nk[1 + i] = (char)(due >> (56 - 8 * i));
+  memcpy(nk + 9, id, VAULT_REVOKE_ID_LEN);
+  if (!rc) rc = W(f_raw_set, (job){.s = nk, .i1 = sizeof nk, .s2 = value ? value : val});
+  free(val);
+  return rc;
+}
+static const char *report_state(const char *t, const char *user, char *err, size_t errlen) {
+  static char state[16];
+  json_t *r = reports(t);
+  json_t *rep = report_of(r, user, "docs");
+  snprintf(state, sizeof state, "%s", rep ? sget(rep, "state") ?: "?" : "none");
+  snprintf(err, errlen, "%s", rep ? sget(rep, "last_error") ?: "" : "");
+  json_decref(r);
+  return state;
+}
+TEST(corrupt_queue_entries_are_passed_over_and_set_aside) {
+  CHECK(open_store());
+  CHECK_INT(st_write_sync(g_st, tenant_fn, "acme"), 0);
+  CHECK_INT(st_write_sync(g_st, tenant_fn, "globex"), 0);
+  CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
+  CHECK_INT(conn_put("globex", "docs", OAUTH_FULL), 0);
+  CHECK_INT(grant("acme", "u1", "docs", "a1", "r1", 0), 0);
+  CHECK_INT(grant("acme", "u2", "docs", "a2", "r2", 0), 0);
+  CHECK_INT(grant("acme", "u3", "docs", "a3", "r3", 0), 0);
+  CHECK_INT(grant("globex", "u4", "docs", "a4", "r4", 0), 0);
+  const char *who[] = {"u1", "u2", "u3"};
+  for (int i = 0; i < 3; i++) CHECK_INT(W(f_drop, (job){.t = "acme", .u = who[i], .c = "docs"}), 0);
+  CHECK_INT(W(f_drop, (job){.t = "globex", .u = "u4", .c = "docs"}), 0);
+  CHECK_INT(check_problems(), 0);
+  char id1[VAULT_REVOKE_ID_LEN + 1], id2[VAULT_REVOKE_ID_LEN + 1];
+  json_t *r = reports("acme");
+  snprintf(id1, sizeof id1, "%s", sget(report_of(r, "u1", "docs"), "id") ?: "");
+  snprintf(id2, sizeof id2, "%s", sget(report_of(r, "u2", "docs"), "id") ?: "");
+  json_decref(r);
+  /* the head of the queue: u1's entry no longer JSON, then u2's without
+   * its url, then a key of another shape */
+  CHECK_INT(requeue_as(id1, 1, "{\"id\":\"trunc"), 0);
+  CHECK_INT(requeue_as(id2, 2, NULL), 0);
+  static const char odd[] = "q\0\0\0\x07";
+  CHECK_INT(W(f_raw_set, (job){.s = odd, .i1 = sizeof odd - 1, .s2 = "x"}), 0);
+  CHECK_INT(check_problems(), 3);
+  /* passed over: the others' jobs go on */
+  st_txn *t = rd();
+  vault_revoke_job j;
+  uint64_t next = 0;
+  int corrupt = 0;
+  CHECK_INT(vault_revoke_next_pick(t, LATER, NULL, NULL, &j, &next, &corrupt), 0);
+  CHECK(j.access && (!strcmp(j.access, "a3") || !strcmp(j.access, "a4")));
+  CHECK_INT(next, 1);
+  CHECK_INT(corrupt, 3);
+  vault_revoke_job_free(&j);
+  CHECK_INT(vault_revoke_next_pick(t, LATER, skip_tenant, "acme", &j, NULL, &corrupt), 0);
+  CHECK_STR(j.tenant, "globex");
+  vault_revoke_job_free(&j);
+  CHECK_INT(vault_revoke_next(t, LATER, &j, NULL), 0);
+  vault_revoke_job_free(&j);
+  st_txn_end(t);
+  /* set aside: out of the queue, reports failed, counted, named by st_check */
+  uint64_t at = LATER;
+  CHECK_INT(W(f_set_aside, (job){.u1 = at}), 3);
+  int named = 0;
+  for (int i = 0; i < 3; i++) named += !strcmp(g_aside[i].id, id1) && !strcmp(g_aside[i].tenant, "acme");
+  CHECK_INT(named, 1);
+  CHECK_INT(W(f_set_aside, (job){.u1 = at}), 0);
+  t = rd();
+  CHECK_INT(vault_revoke_next_pick(t, LATER, NULL, NULL, &j, &next, &corrupt), 0);
+  CHECK_INT(corrupt, 0);
+  vault_revoke_job_free(&j);
+  st_txn_end(t);
+  vault_counts c = counts();
+  CHECK_INT(c.pending, 2);
+  CHECK_INT(c.corrupt, 3);
+  char err[400];
+  CHECK_STR(report_state("acme", "u1", err, sizeof err), "failed");
+  CHECK(strstr(err, "corrupt") && strstr(err, "by hand"));
+  CHECK_STR(report_state("acme", "u2", err, sizeof err), "failed");
+  CHECK_STR(report_state("acme", "u3", err, sizeof err), "pending");
+  CHECK_INT(reports_with_reason("globex", "u1", "disconnect"), 0);
+  CHECK_INT(check_problems(), 3);
+  /* dropped once old enough, with their sealed tokens */
+  CHECK_INT(W(f_aside_drop, (job){.u1 = at}), 0);
+  CHECK_INT(W(f_aside_drop, (job){.u1 = at + 1}), 3);
+  CHECK_INT(counts().corrupt, 0);
+  CHECK_INT(check_problems(), 0);
+  CHECK_INT(secret_exists("", VAULT_REVOKE_KIND, id1, NULL), 0);
+  CHECK_INT(drain(), 2);
   close_store();
 }
 
@@ -2826,6 +2956,7 @@ int main(void) {
   RUN(drop_queues_resealed_revocation);
   RUN(drop_without_revocation_url_is_manual);
   RUN(revoke_next_pick_passes_over_a_busy_tenant);
+  RUN(corrupt_queue_entries_are_passed_over_and_set_aside);
   RUN(reconnect_revokes_old_tokens);
   RUN(cut_user_and_cut_connector_drop_exactly_theirs);
   RUN(connector_delete_revokes_with_its_data);
