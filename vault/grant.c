@@ -214,10 +214,11 @@ int vault_grant_info(st_txn *txn, const char *tenant, const char *user, const ch
 static int queue_revocation(st_txn *txn, const char *tenant, const char *user, const char *connector,
                             json_t *tokens, const char *reason, const char *now);
 /* the same toward the connector as rec and client_secret say (rec NULL:
- * gone) */
+ * gone); without report, only the job (nothing under the tenant's id), its
+ * id into id_out (when not NULL; "" when none was queued) */
 static int queue_revocation_to(st_txn *txn, const char *tenant, const char *user, const char *connector,
                                const json_t *rec, const char *client_secret, json_t *tokens, const char *reason,
-                               const char *now);
+                               const char *now, bool report, char *id_out);
 
 int vault_grant_put(st_txn *txn, const char *tenant, const char *user, const char *connector,
                     const vault_tokens *t, const char *now, int flags) {
@@ -457,32 +458,48 @@ static int same_refresh(st_txn *txn, const char *tenant, const char *user, const
  * AS and nobody holds them — queued for revocation like the grant's own.
  * Not when a grant is there again (a reconnect: revoking tokens of the old
  * authorization might end the new one at an AS that ends a grant's every
- * token together), nor for a tenant no longer active (its purge runs). */
+ * token together). */
 static int revoke_late_refresh(st_txn *txn, const char *tenant, const char *user, const char *connector,
-                               const vault_tokens *fresh, const vault_token_origin *origin, const char *now) {
+                               const vault_tokens *fresh, const vault_token_origin *origin, const char *now,
+                               vault_late *late) {
   json_t *info = NULL;
   int rc = vault_grant_info(txn, tenant, user, connector, &info);
   json_decref(info);
   if (rc != ST_ENOTFOUND) return rc; /* 0: replaced, left alone */
-  return vault_tokens_revoke(txn, tenant, user, connector, fresh, origin, "late_refresh", now);
+  return vault_tokens_revoke(txn, tenant, user, connector, fresh, origin, "late_refresh", now, late);
+}
+
+/* 1 when the tenant is the active incarnation origin names, 0 when not, or
+ * a store error */
+static int same_incarnation(st_txn *txn, const char *tenant, const vault_token_origin *origin) {
+  char uid[ST_TENANT_UID_LEN + 1];
+  int rc = st_tenant_active(txn, tenant);
+  if (!rc) rc = st_tenant_uid_get(txn, tenant, uid);
+  if (rc) return rc == ST_ENOTFOUND ? 0 : rc;
+  return origin && origin->tenant_uid && !strcmp(uid, origin->tenant_uid);
 }
 
 int vault_tokens_revoke(st_txn *txn, const char *tenant, const char *user, const char *connector,
                         const vault_tokens *t, const vault_token_origin *origin, const char *reason,
-                        const char *now) {
+                        const char *now, vault_late *late) {
+  if (late) memset(late, 0, sizeof *late);
   if (!ids_ok(tenant, user, connector) || !t->access) return ST_EINVAL;
-  char state[16];
-  if (st_tenant_state(txn, tenant, state) != 0 || strcmp(state, "active")) return 0;
+  int same = same_incarnation(txn, tenant, origin);
+  if (same < 0) return same;
+  if (!same && late) late->elsewhere = true;
+  if (!same && !(origin && origin->rec)) return 0; /* where to send them is not known */
   json_t *tokens = json_object();
   if (!tokens) return ST_ENOMEM;
   json_object_set_new(tokens, "access_token", json_string(t->access));
   if (t->refresh) json_object_set_new(tokens, "refresh_token", json_string(t->refresh));
   /* where they came from: the connector as the request that got them was
    * sent (a move or a deletion meanwhile cut the grant or refused it; the
-   * connector now names another authorization server, or none) */
-  int rc = origin && origin->rec ? queue_revocation_to(txn, tenant, user, connector, origin->rec, origin->client_secret,
-                                                       tokens, reason, now)
-                                 : queue_revocation(txn, tenant, user, connector, tokens, reason, now);
+   * connector now names another authorization server, or none); for
+   * another incarnation, the job alone (grant.h) */
+  int rc = origin && origin->rec
+               ? queue_revocation_to(txn, tenant, user, connector, origin->rec, origin->client_secret, tokens, reason,
+                                     now, same, same || !late ? NULL : late->id)
+               : queue_revocation(txn, tenant, user, connector, tokens, reason, now);
   json_object_set_new(tokens, "access_token", json_string(""));
   if (t->refresh) json_object_set_new(tokens, "refresh_token", json_string(""));
   json_decref(tokens);
@@ -491,9 +508,15 @@ int vault_tokens_revoke(st_txn *txn, const char *tenant, const char *user, const
 
 int vault_grant_refreshed(st_txn *txn, const char *tenant, const char *user, const char *connector,
                           const char *used_refresh, const vault_tokens *fresh, const vault_token_origin *origin,
-                          const char *now) {
+                          const char *now, vault_late *late) {
+  if (late) memset(late, 0, sizeof *late);
+  /* another incarnation's grants are not this refresh's, even under the
+   * same user id: nothing of it is read or written */
+  int same = same_incarnation(txn, tenant, origin);
+  if (same < 0) return same;
+  if (!same) return vault_tokens_revoke(txn, tenant, user, connector, fresh, origin, "late_refresh", now, late);
   if (!same_refresh(txn, tenant, user, connector, used_refresh))
-    return revoke_late_refresh(txn, tenant, user, connector, fresh, origin, now);
+    return revoke_late_refresh(txn, tenant, user, connector, fresh, origin, now, late);
   vault_tokens t = *fresh;
   if (!t.refresh) t.refresh = (char *)used_refresh;
   /* RFC 6749 §5.1: an omitted scope is the one granted before */
@@ -625,7 +648,7 @@ static int queue_revocation(st_txn *txn, const char *tenant, const char *user, c
   if (rc && rc != ST_ENOTFOUND) return rc;
   char *cs = NULL;
   if (conn && st_secret_get_str(txn, &(st_aad){tenant, VAULT_CLIENT_KIND, connector}, &cs) != 0) cs = NULL;
-  rc = queue_revocation_to(txn, tenant, user, connector, conn, cs, tokens, reason, now);
+  rc = queue_revocation_to(txn, tenant, user, connector, conn, cs, tokens, reason, now, true, NULL);
   st_secret_str_free(cs);
   json_decref(conn);
   return rc;
@@ -633,12 +656,14 @@ static int queue_revocation(st_txn *txn, const char *tenant, const char *user, c
 
 static int queue_revocation_to(st_txn *txn, const char *tenant, const char *user, const char *connector,
                                const json_t *conn, const char *client_secret, json_t *tokens, const char *reason,
-                               const char *now) {
+                               const char *now, bool report, char *id_out) {
+  if (id_out) id_out[0] = 0;
   char id[ST_TOKEN_ID_BUFSZ];
   int rc = st_token_id_new(id);
   if (rc) return rc;
   json_t *auth = json_object_get(conn, "auth");
   const char *url = json_string_value(json_object_get(auth, "revocation_url"));
+  if (!report && !url) return 0; /* nowhere to send them, nobody to tell but the caller's log */
   json_t *r = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i}", "id", id, "connector", connector, "user", user,
                         "reason", reason, "state", url ? "pending" : "manual", "created", now, "updated", now,
                         "attempts", 0);
@@ -654,7 +679,7 @@ static int queue_revocation_to(st_txn *txn, const char *tenant, const char *user
   struct tm tm = {0};
   const char *end = strptime(now, "%Y-%m-%dT%H:%M:%S", &tm);
   if (end && (*end == 'Z' || *end == '.' || !*end)) created_ms = (uint64_t)timegm(&tm) * 1000;
-  rc = report_put(txn, tenant, created_ms, id, r);
+  rc = report ? report_put(txn, tenant, created_ms, id, r) : 0;
   json_decref(r);
   if (rc || !url) return rc;
   /* the job: what the worker needs even after the connector is deleted */
@@ -663,7 +688,7 @@ static int queue_revocation_to(st_txn *txn, const char *tenant, const char *user
                           connector, "auth_post",
                           !strcmp(json_string_value(json_object_get(auth, "token_auth")) ?: "", "client_secret_post"),
                           "attempts", 0, "created_ms", (json_int_t)now_ms_wall());
-  json_object_set_new(job, "report_ms", json_integer((json_int_t)created_ms));
+  if (report) json_object_set_new(job, "report_ms", json_integer((json_int_t)created_ms));
   const char *ca = json_string_value(json_object_get(conn, "ca_file"));
   if (ca) json_object_set_new(job, "ca_file", json_string(ca));
   json_t *to = json_object_get(conn, "timeouts");
@@ -681,6 +706,7 @@ static int queue_revocation_to(st_txn *txn, const char *tenant, const char *user
   rc = seal_json(txn, &(st_aad){"", VAULT_REVOKE_KIND, id}, sealed);
   json_object_clear(sealed);
   json_decref(sealed);
+  if (!rc && id_out) memcpy(id_out, id, VAULT_REVOKE_ID_LEN + 1);
   return rc;
 }
 

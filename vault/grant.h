@@ -159,36 +159,61 @@ enum { VAULT_CLAIMED = 0, VAULT_CLAIM_BUSY = 1, VAULT_CLAIM_FRESH = 2 };
 int vault_grant_claim(st_txn *txn, const char *tenant, const char *user, const char *connector, int64_t now_s,
                       uint64_t now_ms);
 /* Where tokens came from: the connector record as read when the request
- * that got them (a refresh, a connect's code exchange) was sent, and the
- * client secret sent with it (NULL: none); both borrowed. */
+ * that got them (a refresh, a connect's code exchange) was sent, the
+ * client secret sent with it (NULL: none), both borrowed, and the tenant
+ * incarnation it was sent in (st_tenant_uid_get, read with the record;
+ * NULL or "": unknown, which no incarnation matches). */
 typedef struct vault_token_origin {
   const json_t *rec;
   const char *client_secret;
+  const char *tenant_uid;
 } vault_token_origin;
+/* What became of tokens nobody holds (vault_tokens_revoke and
+ * vault_grant_refreshed fill it; may be NULL). */
+typedef struct vault_late {
+  /* the tenant is no longer the incarnation the request was sent in (its
+   * purge runs, or it was deleted and its id made again: another tenant):
+   * nothing was written under its id — no grant, no report */
+  bool elsewhere;
+  /* then: the revocation job queued for the tokens (for the operator's
+   * log, their only record), "" when none could be (the connector as sent
+   * names no revocation endpoint, or origin no record) */
+  char id[VAULT_REVOKE_ID_LEN + 1];
+} vault_late;
 /* Write txn: a refresh that used `used_refresh` succeeded: the new tokens
  * replace the grant (the old refresh token kept when none was issued) and
  * the claim ends. When the grant's refresh token is no longer used_refresh
  * the grant is left as it is: dropped meanwhile (the user cut, a
  * disconnect, the connector moved to another authorization server or
  * deleted), the new tokens, live at the AS and held by nobody, are queued
- * for revocation (reason "late_refresh"; not for a tenant no longer
- * active) toward origin — the revocation_url and client of the connector
- * as the refresh was sent, the authorization server that issued them,
- * never the one the connector names now (origin NULL or without rec: the
- * connector as stored now); replaced (a reconnect), they are ignored. */
+ * for revocation (reason "late_refresh") toward origin — the revocation_url
+ * and client of the connector as the refresh was sent, the authorization
+ * server that issued them, never the one the connector names now (origin
+ * without rec: the connector as stored now); replaced (a reconnect), they
+ * are ignored. A tenant that is no longer the incarnation the refresh was
+ * sent in (origin->tenant_uid) has nothing of it read or written: the
+ * tokens are revoked as vault_tokens_revoke says (late->elsewhere). */
 int vault_grant_refreshed(st_txn *txn, const char *tenant, const char *user, const char *connector,
                           const char *used_refresh, const vault_tokens *fresh, const vault_token_origin *origin,
-                          const char *now);
+                          const char *now, vault_late *late);
 /* Write txn: tokens the gateway got for (user, connector) and stores for
  * nobody — a connect refused after its code exchange (the person cut or
  * signed out meanwhile, the connector changed, deleted or no longer shown
- * to them) — are queued for revocation with reason (a short literal:
- * "late_connect") toward origin, as vault_grant_refreshed's late tokens
- * are. Nothing for a tenant no longer active (its purge runs). 0 or a
- * store error. */
+ * to them, the tenant deleted) — are queued for revocation with reason (a
+ * short literal: "late_connect") toward origin, as vault_grant_refreshed's
+ * late tokens are, and reported in the tenant's revocations.
+ * Only while the tenant is still the active incarnation the request was
+ * sent in (origin->tenant_uid). Otherwise — its purge under way, or the id
+ * deleted and made again meanwhile: another tenant, whose admins must
+ * never see the old one's people — the tokens are still live at the
+ * authorization server, so they are queued all the same, toward
+ * origin->rec (none without it: where to send them is not known), but
+ * nothing is written under the tenant's id: no report, as for the
+ * revocations a tenant's purge queues once its reports are gone; late
+ * says so, for the operator's log. 0 or a store error. */
 int vault_tokens_revoke(st_txn *txn, const char *tenant, const char *user, const char *connector,
                         const vault_tokens *t, const vault_token_origin *origin, const char *reason,
-                        const char *now);
+                        const char *now, vault_late *late);
 /* Write txn: it failed. invalid (the AS said invalid_grant): the grant is
  * dropped — only if its refresh token is still used_refresh; otherwise the
  * claim just ends (a network error, a 5xx: the next call tries again). */

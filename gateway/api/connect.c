@@ -31,7 +31,11 @@
  *    a grant refused there are live at the authorization server and held
  *    by nobody: the same job queues them for revocation (late_connect) at
  *    the connector as the code was exchanged (its revocation endpoint and
- *    client then), never at one an admin's move named meanwhile. A grant
+ *    client then), never at one an admin's move named meanwhile. The
+ *    tenant must still be the incarnation the code was exchanged in: one
+ *    deleted meanwhile (and maybe made again with the same id: another
+ *    tenant) gets nothing written under its id — the tokens are revoked
+ *    all the same, and only the operator's log says so. A grant
  *    replaced by a reconnect has its old tokens queued for revocation, and
  *    the person's upstream sessions opened with the old grant end
  *    (revoke.c: ST_EVENT_GRANT_CHANGED, superseded).
@@ -121,6 +125,7 @@ typedef struct connect_flow {
   char tenant[64], connector[40], user[40];
   char url[VAULT_URL_SHOWN_MAX + 1]; /* the connector's, as shown, when the flow began */
   char token_url[2100], client_id[520];
+  char uid[ST_TENANT_UID_LEN + 1]; /* the tenant incarnation the code was exchanged in ("": none) */
   char bind[VAULT_URL_SHOWN_MAX + 1]; /* its vault_connector_bind then: the url shows a query masked, and a
                                          new key there moves the binding, not the url */
   vault_connect vc;
@@ -136,6 +141,7 @@ typedef struct connect_flow {
   json_t *sent_to;
   char *secret;
   int refused; /* job_grant: why the grant was not stored (its tokens queued for revocation), or 0 */
+  vault_late late; /* job_grant: the tenant was another incarnation by then (nothing written under its id) */
 } connect_flow;
 
 static void flow_free(connect_flow *f) {
@@ -288,18 +294,25 @@ static int grant_allowed(st_txn *txn, connect_flow *f) {
 static int job_grant(st_txn *txn, void *arg) {
   connect_flow *f = arg;
   f->refused = 0;
-  int rc = st_tenant_active(txn, f->tenant);
-  if (rc) return rc;
+  memset(&f->late, 0, sizeof f->late);
   char now[32];
   vault_rfc3339(0, now);
-  rc = grant_allowed(txn, f);
+  vault_token_origin from = {f->sent_to, f->secret, f->uid};
+  /* the tenant the code was exchanged in, still active: deleted meanwhile
+   * (its purge runs, or its id was made again: another tenant), nothing
+   * of this connect is stored or reported under its id */
+  char uid[ST_TENANT_UID_LEN + 1];
+  int rc = st_tenant_active(txn, f->tenant);
+  if (!rc) rc = st_tenant_uid_get(txn, f->tenant, uid);
+  if (rc && rc != ST_ENOTFOUND) return rc;
+  rc = rc || strcmp(uid, f->uid) ? VAULT_ENOGRANT : grant_allowed(txn, f);
   if (rc == VAULT_ENOGRANT || rc == AUTH_ELOGIN || rc == ST_EEXIST || rc == ST_ENOTFOUND) {
     /* not stored: the tokens the authorization server issued are live
      * there and held by nobody — revoked where they came from (the
-     * connector as the code was exchanged), as a late refresh's are */
+     * connector as the code was exchanged), as a late refresh's are; for
+     * another incarnation, unreported (vault_tokens_revoke) */
     f->refused = rc;
-    vault_token_origin from = {f->sent_to, f->secret};
-    return vault_tokens_revoke(txn, f->tenant, f->user, f->connector, &f->tokens, &from, "late_connect", now);
+    return vault_tokens_revoke(txn, f->tenant, f->user, f->connector, &f->tokens, &from, "late_connect", now, &f->late);
   }
   if (rc) return rc;
   return vault_grant_put(txn, f->tenant, f->user, f->connector, &f->tokens, now, VAULT_PUT_CONNECT | VAULT_PUT_REVOKE_OLD);
@@ -309,6 +322,22 @@ static void done_grant(int status, void *arg) {
   connect_flow *f = arg;
   gw_req *req = f->req;
   gw_log_ctx lc = {f->tenant, req->id};
+  if (!status && f->late.elsewhere) {
+    /* the operator's log is the only record: the tenant's id is another
+     * tenant's now, or being purged (vault/grant.h) */
+    if (f->late.id[0])
+      GW_LOG(GW_LOG_WARN, "vault", &lc,
+             "connecting %s for user %s refused: the tenant was deleted (and maybe created again) during the code "
+             "exchange; the tokens issued are queued for revocation at the authorization server (revocation %s), "
+             "reported here only",
+             f->connector, f->user, f->late.id);
+    else
+      GW_LOG(GW_LOG_WARN, "vault", &lc,
+             "connecting %s for user %s refused: the tenant was deleted (and maybe created again) during the code "
+             "exchange; the connector names no revocation endpoint: the tokens issued stay live at the upstream until "
+             "they expire or are revoked there by hand",
+             f->connector, f->user);
+  }
   if (!status) status = f->refused;
   switch (status) {
   case 0: {
@@ -494,6 +523,8 @@ void pages__connect_callback(gw_req *req, const char *tenant, const char *connec
     return;
   }
   rc = usable_connector(req, txn, tenant, connector, vc.user, &rec);
+  char uid[ST_TENANT_UID_LEN + 1]; /* the incarnation the code is exchanged in (job_grant checks it) */
+  if (rc || st_tenant_uid_get(txn, tenant, uid) != 0) uid[0] = 0;
   /* the connector the flow began with: an admin's move or rekey while the
    * person signed in at the service means the code came from the old
    * authorization server, for the old upstream — never exchanged, never
@@ -578,6 +609,7 @@ void pages__connect_callback(gw_req *req, const char *tenant, const char *connec
   const char *tu = json_string_value(json_object_get(auth, "token_url"));
   gw_strlcpy(f->token_url, tu ? tu : "", sizeof f->token_url);
   gw_strlcpy(f->client_id, json_string_value(json_object_get(auth, "client_id")) ?: "", sizeof f->client_id);
+  memcpy(f->uid, uid, sizeof f->uid);
   f->discovered = json_is_true(json_object_get(auth, "discover"));
   f->sent_to = json_incref(rec);
   f->secret = secret;

@@ -21,7 +21,11 @@
  *     the grant it was said about. Tokens that come back after their grant
  *     was cut are revoked at the authorization server they came from: the
  *     connector record and client secret the request went out with are
- *     kept for the outcome (a move meanwhile names another server).
+ *     kept for the outcome (a move meanwhile names another server), and
+ *     the tenant incarnation it went out in: a tenant deleted meanwhile
+ *     (maybe made again with the same id: another tenant) has nothing
+ *     written under its id, the tokens are revoked all the same, and the
+ *     operator's log alone says so.
  *  3. The token endpoint is an admin-set URL: egress admin level, the
  *     connector's timeouts and CA file, a body cap; the reply is wiped.
  *     And a deadline for the whole request, VAULT_REFRESH_DEADLINE_MS after
@@ -83,6 +87,8 @@ typedef struct refresh {
    * a late answer's tokens are revoked there (vault_token_origin) */
   json_t *sent_to;
   char *sent_secret;
+  char sent_uid[ST_TENANT_UID_LEN + 1]; /* the tenant incarnation it was sent in ("": none) */
+  vault_late late;                      /* the outcome's, when that tenant is gone (rule 2) */
   uv_timer_t timer;    /* the wait between two claims */
   uv_timer_t deadline; /* the claimant's request (rule 3); open while req is */
   gw_out_req *req;
@@ -122,8 +128,8 @@ static int job_outcome(st_txn *txn, void *arg) {
   char now[32];
   vault_rfc3339(0, now);
   if (r->ok) {
-    vault_token_origin from = {r->sent_to, r->sent_secret};
-    return vault_grant_refreshed(txn, r->tenant, r->user, r->connector, r->used, &r->fresh, &from, now);
+    vault_token_origin from = {r->sent_to, r->sent_secret, r->sent_uid};
+    return vault_grant_refreshed(txn, r->tenant, r->user, r->connector, r->used, &r->fresh, &from, now, &r->late);
   }
   int rc = vault_grant_refresh_failed(txn, r->tenant, r->user, r->connector, r->used, r->invalid, now);
   /* a discovered connector registers anew (gateway/api/admin_discover.c) */
@@ -140,6 +146,16 @@ static void done_outcome(int status, void *arg) {
   if (status)
     GW_LOG(GW_LOG_ERROR, "vault", &((gw_log_ctx){r->tenant, NULL}), "connector %s: storing a refreshed grant failed: %s",
            r->connector, st_strerror(status));
+  else if (r->ok && r->late.elsewhere)
+    /* the operator's log is the only record: the tenant's id is another
+     * tenant's now, or being purged (vault/grant.h) */
+    GW_LOG(GW_LOG_WARN, "vault", &((gw_log_ctx){r->tenant, NULL}),
+           "connector %s: user %s's refresh was answered after the tenant was deleted (and maybe created again): %s%s%s",
+           r->connector, r->user,
+           r->late.id[0] ? "the fresh tokens are queued for revocation at the authorization server (revocation "
+                         : "the connector names no revocation endpoint: the fresh tokens stay live at the upstream "
+                           "until they expire or are revoked there by hand",
+           r->late.id, r->late.id[0] ? "), reported here only" : "");
   /* a fresh token that expires within the gate's margin already (an AS
    * issuing tokens of a few seconds): the gate would refresh again at once,
    * and again — one refresh per call, then this call fails like a failure
@@ -230,6 +246,7 @@ static void refresh_send(refresh *r) {
   if (!rc) {
     rc = vault_connector_get(txn, r->tenant, r->connector, &conn);
     if (!rc) rc = vault_grant_get(txn, r->tenant, r->user, r->connector, &t);
+    if (!rc && st_tenant_uid_get(txn, r->tenant, r->sent_uid) != 0) r->sent_uid[0] = 0;
     if (!rc && st_secret_get_str(txn, &(st_aad){r->tenant, VAULT_CLIENT_KIND, r->connector}, &secret) == ST_ENOTFOUND)
       secret = NULL;
     gw__read_end(lp, txn);

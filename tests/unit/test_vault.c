@@ -109,6 +109,7 @@ typedef struct job job;
 struct job {
   int (*fn)(st_txn *, job *);
   const char *t, *u, *c, *s, *s2, *now;
+  const char *uid; /* f_refreshed, f_late: the tenant incarnation the request was sent in (NULL: the tenant's now) */
   const vault_tokens *tok;
   const json_t *cfg;
   bool b1, b2;
@@ -140,10 +141,28 @@ static int f_drop(st_txn *x, job *j) { return vault_grant_drop(x, j->t, j->u, j-
 static int f_cut_user(st_txn *x, job *j) { return vault_grants_cut_user(x, j->t, j->u, "deactivated", j->now); }
 static int f_cut_conn(st_txn *x, job *j) { return vault_grants_cut_connector(x, j->t, j->c, "lost_access", j->now); }
 static int f_claim(st_txn *x, job *j) { return vault_grant_claim(x, j->t, j->u, j->c, j->i1, j->u1); }
-/* cfg: the record the refresh was sent with (its origin), s2 its client secret */
+/* cfg: the record the refresh was sent with (its origin), s2 its client
+ * secret, uid the tenant incarnation it was sent in — by default the
+ * tenant's (made here, with TENANT_UID, when the test made none) */
+#define TENANT_UID "0123456789abcdef"
+static vault_late g_late;
+static const char *origin_uid(st_txn *x, job *j, char uid[ST_TENANT_UID_LEN + 1]) {
+  if (j->uid) return j->uid;
+  char state[16];
+  if (st_tenant_state(x, j->t, state) == ST_ENOTFOUND) st_tenant_create(x, j->t, j->t, NOW, TENANT_UID);
+  if (st_tenant_uid_get(x, j->t, uid)) uid[0] = 0;
+  return uid;
+}
 static int f_refreshed(st_txn *x, job *j) {
-  vault_token_origin from = {j->cfg, j->s2};
-  return vault_grant_refreshed(x, j->t, j->u, j->c, j->s, j->tok, j->cfg ? &from : NULL, j->now);
+  char uid[ST_TENANT_UID_LEN + 1];
+  vault_token_origin from = {j->cfg, j->s2, origin_uid(x, j, uid)};
+  return vault_grant_refreshed(x, j->t, j->u, j->c, j->s, j->tok, &from, j->now, &g_late);
+}
+/* a connect's tokens refused after the code exchange (as f_refreshed's origin) */
+static int f_late(st_txn *x, job *j) {
+  char uid[ST_TENANT_UID_LEN + 1];
+  vault_token_origin from = {j->cfg, j->s2, origin_uid(x, j, uid)};
+  return vault_tokens_revoke(x, j->t, j->u, j->c, j->tok, &from, "late_connect", j->now, &g_late);
 }
 static int f_refresh_failed(st_txn *x, job *j) {
   return vault_grant_refresh_failed(x, j->t, j->u, j->c, j->s, j->b1, j->now);
@@ -2000,13 +2019,15 @@ TEST(refresh_answered_after_the_grant_left_revokes_the_fresh_tokens) {
   CHECK_INT(counts().pending, 1);
   CHECK_INT(reports_with_reason("acme", "u3", "late_refresh"), 0);
   CHECK_INT(drain_count("a4", "r4"), 0);
-  /* a tenant that is not there: nothing to queue under */
+  /* a tenant that is no longer there, and no record of where the refresh
+   * went: nothing to queue, nowhere to send it */
   CHECK_INT(conn_put("gone", "docs", OAUTH_FULL), 0);
   CHECK_INT(grant("gone", "u1", "docs", "a1", "r1", T0 + 5), 0);
   CHECK_INT(W(f_drop, (job){.t = "gone", .u = "u1", .c = "docs"}), 0);
   CHECK_INT(drain(), 1);
-  CHECK_INT(W(f_refreshed, (job){.t = "gone", .u = "u1", .c = "docs", .s = "r1", .tok = &f2}), 0);
+  CHECK_INT(W(f_refreshed, (job){.t = "gone", .u = "u1", .c = "docs", .s = "r1", .tok = &f2, .uid = TENANT_UID}), 0);
   CHECK_INT(counts().pending, 0);
+  CHECK(g_late.elsewhere && !g_late.id[0]);
   close_store();
 }
 
@@ -2057,6 +2078,86 @@ TEST(late_refresh_is_revoked_where_the_refresh_went) {
   CHECK_INT(next_job(LATER, &j, NULL), 0);
   CHECK_STR(j.url, "https://as.example.com/revoke");
   vault_revoke_job_free(&j);
+  json_decref(sent);
+  close_store();
+}
+
+/* A refresh or a connect's code exchange answered after its tenant was
+ * deleted — its purge under way, or done and the id made again: another
+ * tenant. The tokens are live at the AS: revoked where the request went,
+ * with its client; but nothing is written under the tenant's id — before,
+ * the late_refresh / late_connect report landed in the new tenant's
+ * revocations (and a late refresh read, and could keep, the new tenant's
+ * grant of a person under the same id). */
+static int f_recreate(st_txn *x, job *j) {
+  int rc = st_tenant_remove(x, j->t);
+  return rc ? rc : st_tenant_create(x, j->t, j->t, NOW, j->s);
+}
+static int f_mark_deleting(st_txn *x, job *j) { return st_tenant_mark_deleting(x, j->t); }
+TEST(late_tokens_of_a_deleted_or_recreated_tenant_are_revoked_unreported) {
+  CHECK(open_store());
+  CHECK_INT(st_write_sync(g_st, tenant_fn, "acme"), 0);
+  CHECK_INT(conn_put("acme", "docs", OAUTH_FULL), 0);
+  CHECK_INT(grant("acme", "u1", "docs", "a1", "r1", T0 + 5), 0);
+  st_txn *r = rd();
+  json_t *sent = NULL;
+  CHECK_INT(vault_connector_get(r, "acme", "docs", &sent), 0);
+  st_txn_end(r);
+  /* deleted while the refresh was out, and made again: another tenant, with
+   * its own connector of that name and a grant of a person of that id */
+  CHECK(W(f_purge, (job){.t = "acme", .i1 = 1000}) > 0);
+  CHECK_INT(drain(), 1);
+  CHECK_INT(W(f_recreate, (job){.t = "acme", .s = "fedcba9876543210"}), 0);
+  CHECK_INT(conn_put("acme", "docs",
+                     "{\"url\":\"https://mcp.example.com/mcp\",\"auth\":{\"type\":\"oauth\","
+                     "\"authorize_url\":\"https://as2.example.net/authorize\",\"token_url\":\"https://as2.example.net/token\","
+                     "\"revocation_url\":\"https://as2.example.net/revoke\",\"client_id\":\"cid-9\","
+                     "\"client_secret\":\"OTHER-SECRET\"}}"),
+            0);
+  CHECK_INT(grant("acme", "u1", "docs", "n1", "r1", T0 + 5), 0);
+  vault_tokens f2 = toks("a2", "r2", T0 + 3600);
+  CHECK_INT(W(f_refreshed, (job){.t = "acme", .u = "u1", .c = "docs", .s = "r1", .tok = &f2, .cfg = sent, .s2 = SECRET,
+                                 .uid = TENANT_UID}),
+            0);
+  /* the new tenant's grant untouched, nothing in its report */
+  CHECK(has_access("acme", "u1", "docs", "n1"));
+  json_t *rep = reports("acme");
+  CHECK_INT(json_array_size(rep), 0);
+  json_decref(rep);
+  /* the fresh tokens go where the refresh went, with its client */
+  CHECK(g_late.elsewhere && strlen(g_late.id) == VAULT_REVOKE_ID_LEN);
+  vault_revoke_job j;
+  CHECK_INT(next_job(LATER, &j, NULL), 0);
+  CHECK_STR(j.id, g_late.id);
+  CHECK_STR(j.tenant, "acme");
+  CHECK_STR(j.url, "https://as.example.com/revoke");
+  CHECK_STR(j.client_id, "cid-1");
+  CHECK(j.client_secret && !strcmp(j.client_secret, SECRET));
+  CHECK(j.refresh && !strcmp(j.refresh, "r2") && j.access && !strcmp(j.access, "a2"));
+  vault_revoke_job_free(&j);
+  CHECK_INT(drain(), 1);
+  /* a connect's code exchange: the same */
+  vault_tokens f3 = toks("a3", "r3", T0 + 3600);
+  CHECK_INT(W(f_late, (job){.t = "acme", .u = "u2", .c = "docs", .tok = &f3, .cfg = sent, .s2 = SECRET, .uid = TENANT_UID}),
+            0);
+  rep = reports("acme");
+  CHECK_INT(json_array_size(rep), 0);
+  json_decref(rep);
+  CHECK(g_late.elsewhere && g_late.id[0]);
+  CHECK_INT(drain_count("a3", "r3"), 1);
+  /* the same incarnation, active: reported as ever */
+  CHECK_INT(W(f_late, (job){.t = "acme", .u = "u2", .c = "docs", .tok = &f3, .cfg = sent, .s2 = SECRET}), 0);
+  CHECK(!g_late.elsewhere);
+  CHECK_INT(reports_with_reason("acme", "u2", "late_connect"), 1);
+  CHECK_INT(drain_count("a3", "r3"), 1);
+  /* its purge under way (the same incarnation, "deleting"): revoked, not reported */
+  CHECK_INT(W(f_mark_deleting, (job){.t = "acme"}), 0);
+  CHECK_INT(W(f_late, (job){.t = "acme", .u = "u3", .c = "docs", .tok = &f3, .cfg = sent, .s2 = SECRET,
+                            .uid = "fedcba9876543210"}),
+            0);
+  CHECK(g_late.elsewhere && g_late.id[0]);
+  CHECK_INT(reports_with_reason("acme", "u3", "late_connect"), 0);
+  CHECK_INT(drain_count("a3", "r3"), 1);
   json_decref(sent);
   close_store();
 }
@@ -2967,6 +3068,7 @@ int main(void) {
   RUN(refresh_applies_only_for_the_current_refresh_token);
   RUN(refresh_answered_after_the_grant_left_revokes_the_fresh_tokens);
   RUN(late_refresh_is_revoked_where_the_refresh_went);
+  RUN(late_tokens_of_a_deleted_or_recreated_tenant_are_revoked_unreported);
   RUN(refresh_failed_drops_only_for_the_current_refresh_token);
   RUN(upstream_cred_is_the_users_own_unexpired_grant);
   RUN(connect_cookie_round_trip_and_attacks);
