@@ -268,6 +268,11 @@ static void scopes_text(const json_t *sc, char *out, size_t cap) {
 }
 
 int vault_prm_parse(const char *body, size_t len, const char *url, vault_prm *out, char *err, size_t errlen) {
+  return vault_prm_parse_for(body, len, url, NULL, out, err, errlen);
+}
+
+int vault_prm_parse_for(const char *body, size_t len, const char *url, const char *want, vault_prm *out, char *err,
+                        size_t errlen) {
   memset(out, 0, sizeof *out);
   json_t *j = load(body, len);
   int rc = VAULT_EDISCOVER;
@@ -292,8 +297,19 @@ int vault_prm_parse(const char *body, size_t len, const char *url, vault_prm *ou
     rc = VAULT_EUNUSABLE;
     say(err, errlen, "%s", "the protected-resource metadata names no authorization server");
   } else {
-    const char *s = json_string_value(json_array_get(as, 0));
-    if (!vault_discover_url_ok(s) || strchr(s, '?') || strlen(s) != json_string_length(json_array_get(as, 0))) {
+    size_t pick = 0;
+    if (want) {
+      for (pick = 0; pick < json_array_size(as); pick++) {
+        json_t *e = json_array_get(as, pick);
+        if (!strcmp(json_string_value(e), want) && json_string_length(e) == strlen(want)) break;
+      }
+    }
+    const char *s = json_string_value(json_array_get(as, pick));
+    if (want && pick == json_array_size(as)) {
+      rc = VAULT_EUNUSABLE;
+      say(err, errlen, "the protected-resource metadata does not name %.2048s (auth.authorization_server) among its "
+          "authorization servers", want);
+    } else if (!vault_discover_url_ok(s) || strchr(s, '?') || strlen(s) != json_string_length(json_array_get(as, pick))) {
       say(err, errlen, "%s", "the protected-resource metadata's first authorization server is not a valid issuer URL");
     } else {
       memcpy(out->authorization_server, s, strlen(s) + 1);
@@ -450,6 +466,21 @@ json_t *vault_cimd_document(const char *client_id, const char *tenant, const cha
                    "response_types", "code", "token_endpoint_auth_method", "none");
 }
 
+int vault_discover_url_vouched(const char *connector_url, const char *admin_as, const char *url) {
+  char h[256], c[256], a[256];
+  if (!url || vault_url_host(url, h, sizeof h)) return 0;
+  if (connector_url && !vault_url_host(connector_url, c, sizeof c) && !strcmp(h, c)) return 1;
+  return admin_as && !vault_url_host(admin_as, a, sizeof a) && !strcmp(h, a);
+}
+
+int vault_connector_url_admin_set(const json_t *rec, const char *url) {
+  json_t *auth = json_object_get(rec, "auth");
+  if (!rec || !url) return 0;
+  if (!json_is_true(json_object_get(auth, "discover"))) return 1; /* the admin wrote every endpoint */
+  return vault_discover_url_vouched(json_string_value(json_object_get(rec, "url")),
+                                    json_string_value(json_object_get(auth, "authorization_server")), url);
+}
+
 int vault_discover_wanted(const json_t *body, char *err, size_t errlen) {
   json_t *auth = json_object_get(body, "auth");
   json_t *d = json_object_get(auth, "discover");
@@ -462,7 +493,7 @@ int vault_discover_wanted(const json_t *body, char *err, size_t errlen) {
   const char *k;
   json_t *v;
   json_object_foreach((json_t *)auth, k, v) {
-    if (strcmp(k, "type") && strcmp(k, "discover") && strcmp(k, "scopes")) {
+    if (strcmp(k, "type") && strcmp(k, "discover") && strcmp(k, "scopes") && strcmp(k, "authorization_server")) {
       char m[300];
       snprintf(m, sizeof m,
                "unknown field \"auth.%.60s\" with \"discover\": true (the gateway reads the endpoints and registers "
@@ -471,6 +502,14 @@ int vault_discover_wanted(const json_t *body, char *err, size_t errlen) {
       say(err, errlen, "%s", m);
       return VAULT_EINVALID;
     }
+  }
+  json_t *as = json_object_get(auth, "authorization_server");
+  const char *a = json_string_value(as);
+  if (as && (!a || !vault_discover_url_ok(a) || strchr(a, '?') || strlen(a) != json_string_length(as))) {
+    say(err, errlen, "%s",
+        "\"auth.authorization_server\" must be the issuer URL of the upstream's authorization server (http:// or "
+        "https://, without query or fragment)");
+    return VAULT_EINVALID;
   }
   return 1;
 }

@@ -86,6 +86,37 @@ typedef struct vault_prm {
  * URL); VAULT_EUNUSABLE (`resource` is another
  * resource's, or no authorization server). err: one sentence. */
 int vault_prm_parse(const char *body, size_t len, const char *url, vault_prm *out, char *err, size_t errlen);
+/* The same, with the authorization server the admin named (want, NULL:
+ * none — then the first listed): it must be among authorization_servers,
+ * exactly as written (RFC 8414 §3.3's simple comparison), else
+ * VAULT_EUNUSABLE; it is the one used. */
+int vault_prm_parse_for(const char *body, size_t len, const char *url, const char *want, vault_prm *out, char *err,
+                        size_t errlen);
+
+/* ---- whose word a URL is: the egress level it is fetched at ----
+ * The upstream writes every URL its metadata names; fetched at the admin
+ * egress level (egress_allow: internal services the operator opened for
+ * the admins' connectors) they let a compromised upstream aim the
+ * gateway's metadata, registration, token and revocation requests — the
+ * last three with the gateway's client credentials — at those services.
+ * So a URL a discovered connector's metadata named gets the admin level
+ * only on a host the admin chose: the connector URL's (the upstream
+ * reaches its own host anyway) or that of the authorization server the
+ * admin named (auth.authorization_server: an internal MCP server whose
+ * authorization server is internal too). Any other — the authorization
+ * server the upstream alone named included: its word is what is in
+ * doubt — gets the untrusted level (public addresses, and what
+ * egress_allow_untrusted lists). Hosts are compared lower-cased, port and
+ * scheme aside, as written (vault_url_host): another spelling of a host is
+ * another host (fail closed). */
+/* 1 when url is on connector_url's host or on admin_as's (NULL: none). */
+int vault_discover_url_vouched(const char *connector_url, const char *admin_as, const char *url);
+/* For a stored connector record: 1 when url, fetched for it, gets the
+ * admin level — every URL of a connector whose endpoints the admin wrote
+ * (no auth.discover), and for a discovered one what
+ * vault_discover_url_vouched says of its url and auth.authorization_server;
+ * else 0 (the untrusted level), also for a NULL url or record. */
+int vault_connector_url_admin_set(const json_t *rec, const char *url);
 
 /* What authorization server metadata says (RFC 8414 §2). */
 typedef struct vault_asm {
@@ -127,7 +158,9 @@ int vault_dcr_reply(const char *body, size_t len, const char *auth, char **clien
 json_t *vault_cimd_document(const char *client_id, const char *tenant, const char *redirect_uri);
 
 /* The PUT body of a discover connector: {url, description?, ca_file?,
- * timeouts?, auth:{type:"oauth", discover:true, scopes?}}. 1 when
+ * timeouts?, auth:{type:"oauth", discover:true, scopes?,
+ * authorization_server?}} — authorization_server an issuer URL (a
+ * vault_discover_url_ok URL without query). 1 when
  * body.auth asks for discovery (then its other members are checked: 0
  * answers VAULT_EINVALID with err), else 0. Returns 1, 0 or
  * VAULT_EINVALID. */

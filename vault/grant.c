@@ -13,6 +13,7 @@
 #include "store/seal.h"
 #include "store/tenant.h"
 #include "store/token.h"
+#include "vault/discover.h"
 #include "vault/vault.h"
 
 #define KEY_MAX 300
@@ -691,6 +692,8 @@ static int queue_revocation_to(st_txn *txn, const char *tenant, const char *user
   if (report) json_object_set_new(job, "report_ms", json_integer((json_int_t)created_ms));
   const char *ca = json_string_value(json_object_get(conn, "ca_file"));
   if (ca) json_object_set_new(job, "ca_file", json_string(ca));
+  /* whose word the URL is, decided now: the connector may be gone by then */
+  if (!vault_connector_url_admin_set(conn, url)) json_object_set_new(job, "untrusted", json_true());
   json_t *to = json_object_get(conn, "timeouts");
   if (to) json_object_set(job, "timeouts", to);
   char k[KEY_MAX];
@@ -725,6 +728,7 @@ static int job_load(st_txn *txn, json_t *j, uint64_t due, vault_revoke_job *job)
   job->url = strdup(url);
   job->client_id = strdup(json_string_value(json_object_get(j, "client_id")) ?: "");
   job->auth_post = json_is_true(json_object_get(j, "auth_post"));
+  job->untrusted = json_is_true(json_object_get(j, "untrusted"));
   const char *ca = json_string_value(json_object_get(j, "ca_file"));
   job->ca_file = ca ? strdup(ca) : NULL;
   json_t *to = json_object_get(j, "timeouts");

@@ -251,6 +251,10 @@ typedef struct vault_revoke_job {
   char *access;
   long connect_ms, first_byte_ms;
   char *ca_file;
+  /* the URL was named by a discovered upstream off the hosts the admin
+   * chose (vault_connector_url_admin_set, when it was queued): fetched at
+   * the untrusted egress level */
+  bool untrusted;
 } vault_revoke_job;
 void vault_revoke_job_free(vault_revoke_job *j);
 

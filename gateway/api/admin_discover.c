@@ -18,12 +18,20 @@
  *          the stored registration at the same AS can be reused.
  *
  * Rules this file keeps, and why:
- *  - The admin set the connector URL, so discovery runs at the admin egress
- *    level; but every further URL was written by the upstream: each is
- *    checked against the egress policy before it is fetched (a literal
- *    address the policy refuses: 400 egress_refused), and host names are
- *    judged at connect time by the outbound engine. The authorize URL is
- *    only ever the browser's, as in a plain connector PUT.
+ *  - The admin set the connector URL, so its probe runs at the admin egress
+ *    level; but every further URL was written by the upstream, which may
+ *    be compromised: it is fetched at the admin level (egress_allow) only
+ *    on a host the admin chose — the connector URL's, or that of the
+ *    authorization server the admin named (auth.authorization_server) —
+ *    and at the untrusted level (public addresses, egress_allow_untrusted)
+ *    anywhere else (vault/discover.h says why: else the upstream aims the
+ *    gateway's registration, token and revocation requests at the internal
+ *    services the operator opened for admins). Each is checked at its
+ *    level before it is fetched (a literal address the policy refuses: 400
+ *    egress_refused), and host names are judged at connect time by the
+ *    outbound engine; the stored connector keeps the admin's choice, so
+ *    its refresh and revocation requests go out at the same levels. The
+ *    authorize URL is only ever the browser's, as in a plain connector PUT.
  *  - Every fetch has timeouts, a body deadline and a 64 KiB body cap
  *    (pages__fetch); redirects are never followed (a 3xx is a failure).
  *    The connector's ca_file applies to every fetch (as to its refresh);
@@ -189,12 +197,29 @@ static const char *step_name(step s) {
   }
 }
 
+/* The authorization server the admin named (auth.authorization_server), or NULL. */
+static const char *admin_as(const disc *d) {
+  return json_string_value(json_object_get(json_object_get(d->body, "auth"), "authorization_server"));
+}
+
+/* The egress level url is fetched at (rule above; vault/discover.h). */
+static int level_of(const disc *d, const char *url) {
+  return vault_discover_url_vouched(d->url, admin_as(d), url) ? GW_OUT_EGRESS_ADMIN : GW_OUT_EGRESS_UNTRUSTED;
+}
+
+/* What a refusal at the untrusted level adds: why egress_allow did not apply. */
+#define UNTRUSTED_WHY                                                                                             \
+  "; the upstream named it on another host than the connector URL, so egress_allow does not apply to it (only " \
+  "egress_allow_untrusted, as for URLs outsiders supply): if it is the service's own authorization server, name " \
+  "its issuer in auth.authorization_server"
+
 /* The egress check of a URL the gateway is about to fetch: 0, or answered. */
 static int egress_ok(disc *d, const char *what, const char *url) {
   char why[400];
-  if (gw_egress_check_url(d->lp->srv->egress[GW_OUT_EGRESS_ADMIN], url, why, sizeof why) == 0) return 0;
+  int lv = level_of(d, url);
+  if (gw_egress_check_url(d->lp->srv->egress[lv], url, why, sizeof why) == 0) return 0;
   char msg[3000];
-  snprintf(msg, sizeof msg, "%s %.2048s: %s", what, url, why);
+  snprintf(msg, sizeof msg, "%s %.2048s: %s%s", what, url, why, lv == GW_OUT_EGRESS_UNTRUSTED ? UNTRUSTED_WHY : "");
   fail_as(d, 400, "egress_refused", msg);
   return -1;
 }
@@ -208,7 +233,9 @@ static void start(disc *d, step s, const char *method, const char *url, const ch
                         .headers = hdr,
                         .body = body,
                         .cap = VAULT_DISCOVER_BODY_MAX,
-                        .trust = url, /* admin level; literal addresses checked before */
+                        /* its level (egress_ok checked literal addresses at it): the
+                         * admin's on a host the admin chose, else untrusted */
+                        .trust = level_of(d, url) == GW_OUT_EGRESS_ADMIN ? url : NULL,
                         .tenant = d->tenant,
                         .req_id = d->req ? d->req->id : NULL,
                         .module = "vault",
@@ -291,6 +318,8 @@ static void write_connector(disc *d) {
   vault_url_host(d->prm.authorization_server, ah, sizeof ah);
   json_t *a = json_object_get(config, "auth");
   json_object_set_new(a, "discover", json_true());
+  /* the admin's own word: its host keeps the admin egress level */
+  if (admin_as(d)) json_object_set_new(a, "authorization_server", json_string(admin_as(d)));
   json_object_set_new(a, "resource", json_string(d->prm.resource));
   json_t *ds = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?, s:b, s:s}", "resource_metadata_url", d->prm_url,
                          "resource_metadata_via", d->prm_via, "authorization_server", d->prm.authorization_server,
@@ -347,7 +376,8 @@ static int moved_elsewhere(disc *d) {
   if (!strcmp(oh, nh) || !strcmp(ch, nh)) return 0;
   failed(d, 400,
          "the upstream now names an authorization server on another host (%.255s, was %.255s): check that it "
-         "belongs to the same service, then POST /admin/v1/tenants/%s/connectors/%s/rediscover to accept it",
+         "belongs to the same service, then POST /admin/v1/tenants/%s/connectors/%s/rediscover to accept it (one "
+         "on an internal address: PUT the connector naming its issuer in auth.authorization_server)",
          nh, oh[0] ? oh : "none", d->tenant, d->name);
   return 1;
 }
@@ -417,8 +447,10 @@ static void got(void *ud, int err, int status, const char *body, size_t len) {
   char why[600] = "";
   if (err == GW_OUT_EEGRESS) {
     char msg[3000];
-    snprintf(msg, sizeof msg, "%s: %.2048s is at an address the operator's egress policy (egress_allow) does not allow",
-             step_name(d->st), url);
+    bool untrusted = level_of(d, url) == GW_OUT_EGRESS_UNTRUSTED;
+    snprintf(msg, sizeof msg, "%s: %.2048s is at an address the operator's egress policy (%s) does not allow%s",
+             step_name(d->st), url, untrusted ? "egress_allow_untrusted" : "egress_allow",
+             untrusted ? UNTRUSTED_WHY : "");
     fail_as(d, 400, "egress_refused", msg);
     return;
   }
@@ -449,7 +481,7 @@ static void got(void *ud, int err, int status, const char *body, size_t len) {
                     status == 404 ? " (does the connector do its own OAuth? the 401 named no resource_metadata and "
                                     "there is none at the well-known URL)"
                                   : "");
-    int rc = vault_prm_parse(body, len, d->url, &d->prm, why, sizeof why);
+    int rc = vault_prm_parse_for(body, len, d->url, admin_as(d), &d->prm, why, sizeof why);
     if (rc) FAIL(d, rc == VAULT_EUNUSABLE ? 400 : 502, "%s at %.2048s: %s", step_name(d->st), url, why);
     d->ncand = vault_asm_candidates(d->prm.authorization_server, d->cand);
     if (d->ncand <= 0) FAIL(d, 502, "the authorization server URL is not usable");
@@ -807,6 +839,8 @@ static json_t *stored_body(const json_t *rec) {
   if (!strcmp(json_string_value(json_object_get(json_object_get(a, "discovered"), "scopes_from")) ?: "", "admin") &&
       json_object_get(a, "scopes"))
     json_object_set(auth, "scopes", json_object_get(a, "scopes"));
+  if (json_is_string(json_object_get(a, "authorization_server")))
+    json_object_set(auth, "authorization_server", json_object_get(a, "authorization_server"));
   json_object_set_new(b, "auth", auth);
   return b;
 }

@@ -15,9 +15,11 @@
  *    Only the callback that matches it (state and connector) spends it:
  *    another site can send a browser to the callback (the cookie is
  *    SameSite=Lax) but cannot end the connect it has under way.
- *  - The code exchange goes through pages__fetch: the token endpoint is an
- *    admin-set URL (admin egress level), with timeouts, a body cap and a
- *    body deadline; the reply is wiped.
+ *  - The code exchange goes through pages__fetch, with timeouts, a body
+ *    cap and a body deadline; the reply is wiped. The token endpoint is
+ *    fetched at the admin egress level when the admin set it or vouched
+ *    for its host, else (a discovered upstream named it elsewhere) at the
+ *    untrusted level (vault_connector_url_admin_set).
  *  - The connect cookie also carries a digest of the connector as the
  *    flow began (vault_connect_bind: its binding — URL, credential
  *    settings, epoch — authorization server and client). The callback
@@ -624,7 +626,10 @@ void pages__connect_callback(gw_req *req, const char *tenant, const char *connec
                         .headers = lines,
                         .body = body,
                         .cap = CONNECT_TOKEN_REPLY_MAX,
-                        .trust = f->token_url,
+                        /* the admin level only for a token endpoint the admin set or
+                         * vouched for (vault/discover.h): one a discovered upstream
+                         * named elsewhere is untrusted */
+                        .trust = vault_connector_url_admin_set(rec, f->token_url) ? f->token_url : NULL,
                         .tenant = tenant,
                         .req_id = req->id,
                         .module = "vault",

@@ -26,8 +26,10 @@
  *     (maybe made again with the same id: another tenant) has nothing
  *     written under its id, the tokens are revoked all the same, and the
  *     operator's log alone says so.
- *  3. The token endpoint is an admin-set URL: egress admin level, the
- *     connector's timeouts and CA file, a body cap; the reply is wiped.
+ *  3. The token endpoint: the admin egress level when the admin set it or
+ *     vouched for its host, the untrusted one when a discovered upstream
+ *     named it elsewhere (vault_connector_url_admin_set); the connector's
+ *     timeouts and CA file, a body cap; the reply is wiped.
  *     And a deadline for the whole request, VAULT_REFRESH_DEADLINE_MS after
  *     the claim was taken (vault/grant.h ties it to the claim's life): a
  *     request still open when the claim lapses would let another loop send
@@ -55,6 +57,7 @@
 #include "gateway/out/outbound.h"
 #include "store/seal.h"
 #include "vault/connect.h"
+#include "vault/discover.h"
 #include "vault/grant.h"
 #include "vault/rediscover.h"
 #include "vault/vault.h"
@@ -311,7 +314,7 @@ static void refresh_send(refresh *r) {
   char ca_root[PATH_MAX]; /* a ca_file in the tenant's folder of tenant_ca_dir stays inside it */
   if (o.ca_file && gw_config_tenant_ca_path(&lp->srv->cfg, r->tenant, o.ca_file, ca_root, sizeof ca_root))
     o.ca_root = ca_root;
-  o.egress = GW_OUT_EGRESS_ADMIN;
+  o.egress = vault_connector_url_admin_set(conn, o.url) ? GW_OUT_EGRESS_ADMIN : GW_OUT_EGRESS_UNTRUSTED;
   o.on_headers = tok_headers;
   o.on_data = tok_data;
   o.on_done = tok_done;

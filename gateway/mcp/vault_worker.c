@@ -17,9 +17,12 @@
  *     (1 s doubling to 5 min); 4xx (unsupported_token_type, invalid_client)
  *     is final and reported as failed; past REVOKE_GIVE_UP_MS after the job
  *     was queued it is failed ("gave up").
- *  3. The URL is the connector's revocation_url, set by a tenant admin:
- *     admin egress level, the connector's timeouts and CA file, a small
- *     body cap (the answer is only read for its error code). And a
+ *  3. The URL is the connector's revocation_url, set by a tenant admin
+ *     (admin egress level) or named by a discovered upstream (the
+ *     untrusted level off the hosts the admin chose, decided when the job
+ *     was queued: vault_connector_url_admin_set); the connector's timeouts
+ *     and CA file, a small body cap (the answer is only read for its error
+ *     code). And a
  *     deadline for each request, REVOKE_DEADLINE_MS from its start,
  *     whatever the connector's timeouts say: an endpoint that answers its
  *     head and then trickles a byte now and then is never idle (nor one
@@ -264,7 +267,7 @@ static void send_next(rv_slot *sl) {
   char ca_root[PATH_MAX]; /* a ca_file in the tenant's folder of tenant_ca_dir stays inside it */
   if (o.ca_file && gw_config_tenant_ca_path(&w->lp->srv->cfg, sl->job.tenant, o.ca_file, ca_root, sizeof ca_root))
     o.ca_root = ca_root;
-  o.egress = GW_OUT_EGRESS_ADMIN;
+  o.egress = sl->job.untrusted ? GW_OUT_EGRESS_UNTRUSTED : GW_OUT_EGRESS_ADMIN;
   o.on_headers = rv_headers;
   o.on_data = rv_data;
   o.on_done = rv_done;

@@ -120,7 +120,8 @@ after(async () => {
   await v?.stop();
 });
 
-const put = (name, url) => v.admin('PUT', `/connectors/${name}`, { url, auth: { type: 'oauth', discover: true } });
+const put = (name, url, auth = {}) =>
+  v.admin('PUT', `/connectors/${name}`, { url, auth: { type: 'oauth', discover: true, ...auth } });
 
 async function refused(name, url, status, code, re) {
   const r = await put(name, url);
@@ -147,8 +148,16 @@ test('the well-behaved hostile server works (the control case); its DCR request 
 });
 
 test('an authorization server on another host than the connector is shown to the admin', async () => {
-  const r = await put('otherhost', `${evilBase}/otherhost/mcp`);
+  // the upstream alone names it: its metadata is fetched at the untrusted
+  // egress level, which refuses loopback (vault-discover-egress.test.mjs)
+  const refusedHere = await refused('otherhost', `${evilBase}/otherhost/mcp`, 400, 'egress_refused',
+    /auth\.authorization_server/);
+  assert.match(refusedHere.json.message, /egress_allow_untrusted/);
+  // the admin names it
+  const issuer = `${evilBase.replace('127.0.0.1', 'localhost')}/otherhost/as`;
+  const r = await put('otherhost', `${evilBase}/otherhost/mcp`, { authorization_server: issuer });
   assert.equal(r.status, 201, r.body);
+  assert.equal(r.json.auth.authorization_server, issuer);
   assert.equal(r.json.auth.discovered.as_host_differs, true);
   assert.match(r.json.auth.discovered.authorization_server, /^http:\/\/localhost:/);
   assert.ok(r.json.warnings.some((w) => /authorization server http:\/\/localhost:.* is on another host than the connector/.test(w)), r.body);

@@ -183,10 +183,19 @@ test('an authorization server on another host is followed only when the admin ac
     assert.equal(c.auth.discovered.issuer, as2.issuer, 'still the previous AS');
     assert.match(c.rediscovery.last_error, /another host \(127\.0\.0\.2, was 127\.0\.0\.1\)/);
     assert.equal(as3.stats().registrations, 0, 'nothing registered there');
-    // the admin accepts it
-    const r = await v.admin('POST', '/connectors/crm/rediscover');
+    // the admin accepts it: not by POST …/rediscover alone — the upstream
+    // alone names that server, so it is read at the untrusted egress
+    // level, which refuses this loopback (internal) address — but by naming
+    // it in auth.authorization_server
+    const r0 = await v.admin('POST', '/connectors/crm/rediscover');
+    assert.equal(r0.status, 400, r0.body);
+    assert.equal(r0.json.error, 'egress_refused', r0.body);
+    assert.match(r0.json.message, /auth\.authorization_server/);
+    assert.equal(as3.stats().registrations, 0, 'nothing registered there');
+    const r = await v.admin('PUT', '/connectors/crm',
+      { url: v.up.url, auth: { type: 'oauth', discover: true, scopes: SCOPES, authorization_server: as3.issuer } });
     assert.equal(r.status, 200, r.body);
-    assert.equal(r.json.rediscovery.result, 'changed');
+    assert.equal(r.json.auth.authorization_server, as3.issuer);
     assert.equal(r.json.auth.discovered.issuer, as3.issuer);
     assert.equal(r.json.auth.discovered.as_host_differs, true);
     assert.ok(r.json.warnings.some((w) => /another host/.test(w)), JSON.stringify(r.json.warnings));

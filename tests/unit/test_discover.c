@@ -108,6 +108,63 @@ TEST(prm_parse) {
               VAULT_EDISCOVER);
 }
 
+/* The authorization server the admin named: used when listed, whatever its
+ * place; refused (400) when the upstream does not list it exactly. */
+TEST(prm_parse_for_the_admins_authorization_server) {
+  vault_prm p;
+  char err[300];
+  const char *ok = "{\"resource\":\"https://mcp.example.com/mcp\",\"authorization_servers\":[\"https://as.example.com\","
+                   "\"https://sso.corp.example/realms/x\"]}";
+  CHECK_INT(vault_prm_parse_for(ok, strlen(ok), "https://mcp.example.com/mcp", "https://sso.corp.example/realms/x", &p, err,
+                                sizeof err),
+            0);
+  CHECK_STR(p.authorization_server, "https://sso.corp.example/realms/x");
+  CHECK_INT(vault_prm_parse_for(ok, strlen(ok), "https://mcp.example.com/mcp", NULL, &p, err, sizeof err), 0);
+  CHECK_STR(p.authorization_server, "https://as.example.com");
+  const char *unlisted[] = {"https://sso.corp.example/realms/y", "https://SSO.corp.example/realms/x",
+                            "https://sso.corp.example/realms/x/"};
+  for (size_t i = 0; i < sizeof unlisted / sizeof *unlisted; i++) {
+    CHECK_INT(vault_prm_parse_for(ok, strlen(ok), "https://mcp.example.com/mcp", unlisted[i], &p, err, sizeof err),
+              VAULT_EUNUSABLE);
+    CHECK(strstr(err, "auth.authorization_server"));
+  }
+}
+
+/* Whose word a URL is (vault/discover.h): the admin level only on the
+ * connector URL's host or the host of the authorization server the admin
+ * named, for a discovered connector; always for one whose endpoints the
+ * admin wrote. */
+TEST(url_vouched_only_on_the_hosts_the_admin_chose) {
+  const char *mcp = "https://mcp.corp.example:8443/mcp";
+  CHECK(vault_discover_url_vouched(mcp, NULL, "https://mcp.corp.example/oauth/token"));
+  CHECK(vault_discover_url_vouched(mcp, NULL, "http://MCP.corp.example:9000/revoke"));
+  CHECK(!vault_discover_url_vouched(mcp, NULL, "https://sso.corp.example/token"));
+  CHECK(!vault_discover_url_vouched(mcp, NULL, "http://10.0.0.5/token"));
+  CHECK(!vault_discover_url_vouched(mcp, NULL, "http://mcp.corp.example.evil.example/token"));
+  CHECK(!vault_discover_url_vouched(mcp, NULL, "http://mcp.corp.example@10.0.0.5/token"));
+  CHECK(!vault_discover_url_vouched(mcp, NULL, "not a url"));
+  CHECK(!vault_discover_url_vouched(mcp, NULL, NULL));
+  CHECK(vault_discover_url_vouched(mcp, "https://sso.corp.example/realms/x", "https://sso.corp.example/realms/x/token"));
+  CHECK(!vault_discover_url_vouched(mcp, "https://sso.corp.example/realms/x", "https://sso2.corp.example/token"));
+  /* "127.1" is 127.0.0.1 to curl, but not as written: another host (fail closed) */
+  CHECK(!vault_discover_url_vouched("http://127.0.0.1:5000/mcp", NULL, "http://127.1:5000/token"));
+  json_t *manual = json_loads("{\"url\":\"https://mcp.example.com/mcp\",\"auth\":{\"type\":\"oauth\","
+                              "\"token_url\":\"http://10.0.0.5/token\"}}",
+                              0, NULL);
+  CHECK(vault_connector_url_admin_set(manual, "http://10.0.0.5/token"));
+  json_t *disc = json_loads("{\"url\":\"https://mcp.example.com/mcp\",\"auth\":{\"type\":\"oauth\",\"discover\":true,"
+                            "\"token_url\":\"http://10.0.0.5/token\"}}",
+                            0, NULL);
+  CHECK(!vault_connector_url_admin_set(disc, "http://10.0.0.5/token"));
+  CHECK(vault_connector_url_admin_set(disc, "https://mcp.example.com/oauth/revoke"));
+  json_object_set_new(json_object_get(disc, "auth"), "authorization_server", json_string("http://10.0.0.5"));
+  CHECK(vault_connector_url_admin_set(disc, "http://10.0.0.5/token"));
+  CHECK(!vault_connector_url_admin_set(NULL, "http://10.0.0.5/token"));
+  CHECK(!vault_connector_url_admin_set(disc, NULL));
+  json_decref(manual);
+  json_decref(disc);
+}
+
 static const char *ASM = "{\"issuer\":\"https://as.example.com\",\"authorization_endpoint\":\"https://as.example.com/"
                          "authorize\",\"token_endpoint\":\"https://as.example.com/token\",\"revocation_endpoint\":"
                          "\"https://as.example.com/revoke\",\"registration_endpoint\":\"https://as.example.com/reg\","
@@ -236,6 +293,21 @@ TEST(cimd_document_and_wanted) {
   b = json_loads("{\"url\":\"https://x/mcp\",\"auth\":{\"type\":\"oauth\"}}", 0, NULL);
   CHECK_INT(vault_discover_wanted(b, err, sizeof err), 0);
   json_decref(b);
+  b = json_loads("{\"url\":\"https://x/mcp\",\"auth\":{\"type\":\"oauth\",\"discover\":true,"
+                 "\"authorization_server\":\"https://sso.corp/realms/x\"}}",
+                 0, NULL);
+  CHECK_INT(vault_discover_wanted(b, err, sizeof err), 1);
+  json_decref(b);
+  const char *bad_as[] = {"1", "\"ftp://sso\"", "\"https://sso/?q=1\"", "\"https://sso/#f\"", "\"\""};
+  for (size_t i = 0; i < sizeof bad_as / sizeof *bad_as; i++) {
+    char t[200];
+    snprintf(t, sizeof t, "{\"url\":\"https://x/mcp\",\"auth\":{\"type\":\"oauth\",\"discover\":true,"
+             "\"authorization_server\":%s}}", bad_as[i]);
+    b = json_loads(t, 0, NULL);
+    CHECK_INT(vault_discover_wanted(b, err, sizeof err), VAULT_EINVALID);
+    CHECK(strstr(err, "auth.authorization_server"));
+    json_decref(b);
+  }
 }
 
 TEST(resource_in_connect_requests) {
@@ -268,6 +340,8 @@ int main(void) {
   RUN(well_known_urls);
   RUN(same_resource_and_host);
   RUN(prm_parse);
+  RUN(prm_parse_for_the_admins_authorization_server);
+  RUN(url_vouched_only_on_the_hosts_the_admin_chose);
   RUN(asm_parse);
   RUN(dcr_request_and_reply);
   RUN(cimd_document_and_wanted);

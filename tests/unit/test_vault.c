@@ -3031,6 +3031,39 @@ TEST(rediscovery_store_check_finds_a_broken_schedule) {
   close_store();
 }
 
+/* A revocation job remembers whose word its URL is (vault/discover.h): a
+ * discovered connector's revocation endpoint on another host than the
+ * connector URL's, and not the admin's authorization server's, is sent at
+ * the untrusted egress level — decided when it is queued, since the
+ * connector may be gone when it is sent. */
+TEST(revocation_job_of_an_upstream_named_endpoint_is_untrusted) {
+  CHECK(open_store());
+  CHECK_INT(st_write_sync(g_st, tenant_fn, "acme"), 0);
+  json_t *d = discovered_cfg("cimd");
+  json_t *a = json_object_get(d, "auth");
+  json_object_set_new(a, "revocation_url", json_string("https://as.example.com/revoke"));
+  CHECK_INT(W(f_conn_put, (job){.t = "acme", .c = "disc", .cfg = d}), 0);
+  json_object_set_new(a, "revocation_url", json_string("https://mcp.example.com/oauth/revoke"));
+  CHECK_INT(W(f_conn_put, (job){.t = "acme", .c = "same", .cfg = d}), 0);
+  json_object_set_new(a, "revocation_url", json_string("https://as.example.com/revoke"));
+  json_object_set_new(a, "authorization_server", json_string("https://as.example.com"));
+  CHECK_INT(W(f_conn_put, (job){.t = "acme", .c = "named", .cfg = d}), 0);
+  CHECK_INT(conn_put("acme", "manual", OAUTH_FULL), 0);
+  const char *names[] = {"disc", "same", "named", "manual"};
+  const bool untrusted[] = {true, false, false, false};
+  for (int i = 0; i < 4; i++) {
+    CHECK_INT(grant("acme", "u1", names[i], "a1", "r1", 0), 0);
+    CHECK_INT(W(f_drop, (job){.t = "acme", .u = "u1", .c = names[i]}), 0);
+    vault_revoke_job j;
+    CHECK_INT(next_job(LATER, &j, NULL), 0);
+    CHECK_INT(j.untrusted, untrusted[i]);
+    vault_revoke_job_free(&j);
+    CHECK_INT(drain(), 1);
+  }
+  json_decref(d);
+  close_store();
+}
+
 int main(void) {
   if (!getenv("UNIT_VERBOSE")) gw_log_set_level((gw_log_level)(GW_LOG_ERROR + 1));
   RUN(oauth_parse_minimal);
@@ -3085,6 +3118,7 @@ int main(void) {
   RUN(expired_grant_without_refresh_token_is_dropped);
   RUN(rediscovery_schedule_orders_backs_off_and_is_cleaned_up);
   RUN(rediscovery_store_check_finds_a_broken_schedule);
+  RUN(revocation_job_of_an_upstream_named_endpoint_is_untrusted);
   close_store();
   json_decref(g_body);
   return UNIT_DONE();
