@@ -22,7 +22,7 @@ import { spawnSync } from 'node:child_process';
 
 import { startGateway, makeTempDir, makeSelfSignedCert, waitFor, scrapeMetrics, metricValue } from './lib/gateway.mjs';
 import { api } from './lib/admin.mjs';
-import { setupTenant, rawSession, mcpPost, initializeBody } from './lib/mcp.mjs';
+import { setupTenant, rawSession, mcpPost, initializeBody, isProbe } from './lib/mcp.mjs';
 import { startCtlUpstream } from './lib/ctl-upstream.mjs';
 
 let gw, up, t, tenantAdmin, dir, caDir, outside, certs, other, aliceToken, disc, discBase;
@@ -211,11 +211,17 @@ test('a link made in the folder after the PUT leads nowhere else: the connector\
 // outside the folder.
 test('the DELETE of a retired upstream session is held to the folder as the calls are', async () => {
   fs.copyFileSync(certs.cert, `${caDir}/acme/ending.pem`);
+  const mark = up.requests().length;
   let r = await tenantAdmin('PUT', '/connectors/ending', { url: up.url, ca_file: `${caDir}/acme/ending.pem` });
   assert.equal(r.status, 201, r.body);
-  const mark = up.requests().length;
   await assertWorks('ending'); // a session, and its upstream session, opened under the folder's file
-  const sids = new Set(up.requests().slice(mark).map((e) => e.headers['mcp-session-id']).filter(Boolean));
+  // the PUT's capability probe ends its own upstream session (its DELETE):
+  // what the rekey retires is the client's
+  const since = () => up.requests().slice(mark);
+  await waitFor(() => since().filter(isProbe).length >= 1 && since().filter((e) => e.method === 'DELETE').length >= since().filter(isProbe).length,
+    { timeoutMs: 10000, what: "the probe's upstream session ended" });
+  const gone = new Set(since().filter((e) => e.method === 'DELETE').map((e) => e.headers['mcp-session-id']));
+  const sids = new Set(since().map((e) => e.headers['mcp-session-id']).filter((sid) => sid && !gone.has(sid)));
   assert.ok(sids.size >= 1, 'an upstream session was opened');
   fs.rmSync(`${caDir}/acme/ending.pem`);
   fs.symlinkSync(`${outside}/up.pem`, `${caDir}/acme/ending.pem`);
