@@ -181,29 +181,69 @@ static int issue_pair(st_txn *txn, auth_oauth_issue *x, const char *family, cons
   return rc;
 }
 
+#define CODE_USED 1 /* code_verdict: the code was exchanged before */
+
+/* The exchange's checks, all reads (the job and auth_oauth_exchange_check
+ * decide alike). *c: the code record under k (the caller's to json_decref;
+ * NULL when absent or unreadable). 0 when the code may be exchanged;
+ * CODE_USED when it was before (a replay: what it issued is to go);
+ * AUTH_EOAUTH_GRANT, AUTH_EOAUTH_SIGNIN or ST_E* when not. */
+static int code_verdict(st_txn *txn, const uint8_t k[33], const char *client_id, const char *redirect_uri,
+                        const char *verifier, const auth_oauth_issue *x, json_t **c) {
+  int rc = get_json(txn, k, 33, c);
+  if (rc) return rc == ST_ENOTFOUND ? AUTH_EOAUTH_GRANT : rc;
+  const char *tenant = jstr(*c, "tenant"), *cid = jstr(*c, "client_id"), *ru = jstr(*c, "redirect_uri");
+  const char *user = jstr(*c, "user");
+  if (!tenant || strcmp(tenant, x->tenant) || !cid || !ru || !user || !jstr(*c, "connector"))
+    return AUTH_EOAUTH_GRANT;
+  if (json_is_true(json_object_get(*c, "used"))) return CODE_USED;
+  if (jint(*c, "expires") <= x->now || strcmp(cid, client_id) || strcmp(ru, redirect_uri) ||
+      !auth_oauth_pkce_ok(verifier, jstr(*c, "challenge")))
+    return AUTH_EOAUTH_GRANT;
+  if ((rc = user_live(txn, tenant, user))) return rc;
+  /* the sign-in's age (issue_pair's bound), before anything is written */
+  return jint(*c, "signin_at") + x->max_signin_age <= x->now ? AUTH_EOAUTH_SIGNIN : 0;
+}
+
+/* Whether grant `family` of tenant exists (a store error: false). */
+static bool family_exists(st_txn *txn, const char *tenant, const char *family) {
+  char fk[KEY_CAP];
+  st_val v;
+  size_t fkn = tkey(fk, 'f', tenant, family, NULL, 0);
+  return fkn && st_get(txn, ST_DB_AUTH, fk, fkn, &v) == 0;
+}
+
+int auth_oauth_exchange_check(st_txn *txn, const uint8_t code_hash[32], const char *client_id,
+                              const char *redirect_uri, const char *verifier, const auth_oauth_issue *x) {
+  uint8_t k[33];
+  json_t *c;
+  hkey(k, 'k', code_hash);
+  int rc = code_verdict(txn, k, client_id, redirect_uri, verifier, x, &c);
+  if (rc == CODE_USED) {
+    /* a replay acts only while what the code issued is there to revoke */
+    const char *fam = jstr(c, "family");
+    rc = fam && family_exists(txn, x->tenant, fam) ? 0 : AUTH_EOAUTH_GRANT;
+  }
+  json_decref(c);
+  return rc;
+}
+
 int auth_oauth_exchange_code(st_txn *txn, const uint8_t code_hash[32], const char *client_id,
                              const char *redirect_uri, const char *verifier, auth_oauth_issue *x) {
   uint8_t k[33];
   size_t kn = hkey(k, 'k', code_hash);
   json_t *c;
-  int rc = get_json(txn, k, kn, &c);
-  if (rc) return rc == ST_ENOTFOUND ? AUTH_EOAUTH_GRANT : rc;
-  rc = AUTH_EOAUTH_GRANT;
-  const char *tenant = jstr(c, "tenant"), *cid = jstr(c, "client_id"), *ru = jstr(c, "redirect_uri");
-  const char *user = jstr(c, "user"), *conn = jstr(c, "connector");
-  if (!tenant || strcmp(tenant, x->tenant) || !cid || !ru || !user || !conn) goto done;
-  if (json_is_true(json_object_get(c, "used"))) {
+  int rc = code_verdict(txn, k, client_id, redirect_uri, verifier, x, &c);
+  if (rc == CODE_USED) {
     /* a replayed code: what it issued goes too (the family named in it) */
     const char *fam = jstr(c, "family");
-    rc = fam ? auth_oauth_family_revoke(txn, tenant, fam) : 0;
+    rc = fam ? auth_oauth_family_revoke(txn, x->tenant, fam) : 0;
     if (rc == ST_ENOTFOUND) rc = 0;
     x->reused = true;
     goto done;
   }
-  if (jint(c, "expires") <= x->now || strcmp(cid, client_id) || strcmp(ru, redirect_uri) ||
-      !auth_oauth_pkce_ok(verifier, jstr(c, "challenge")))
-    goto done;
-  if ((rc = user_live(txn, tenant, user))) goto done;
+  if (rc) goto done;
+  const char *tenant = x->tenant, *cid = jstr(c, "client_id"), *user = jstr(c, "user"), *conn = jstr(c, "connector");
   /* the code is spent, and remembers what it issued */
   json_object_set_new(c, "used", json_true());
   json_object_set_new(c, "family", json_string(x->family));
@@ -276,35 +316,74 @@ static bool in_grace(const json_t *t, const auth_oauth_issue *x) {
   return x->now < jint(t, "grace_until");
 }
 
+enum { RT_ROTATE, RT_REPLAY, RT_REUSED }; /* refresh_verdict's (>= 0) */
+
+/* The refresh's checks, all reads (the job and auth_oauth_refresh_check
+ * decide alike). *t: the token record, *f: its grant's (the caller's to
+ * json_decref; NULL when not read), fam: the grant's id. RT_ROTATE: a live
+ * refresh token, to be rotated; RT_REPLAY: the just-rotated one within its
+ * grace window (another process of the same client refreshed at once: the
+ * same successor pair again); RT_REUSED: a rotated one past its window (a
+ * stolen token came back: the grant is to end); AUTH_EOAUTH_GRANT,
+ * AUTH_EOAUTH_SIGNIN or ST_E* otherwise. */
+static int refresh_verdict(st_txn *txn, const uint8_t refresh_hash[32], const char *client_id,
+                           const auth_oauth_issue *x, json_t **t, json_t **f, char fam[ST_TOKEN_ID_BUFSZ]) {
+  uint8_t k[33];
+  *f = NULL;
+  int rc = get_json(txn, k, hkey(k, 't', refresh_hash), t);
+  if (rc) return rc == ST_ENOTFOUND ? AUTH_EOAUTH_GRANT : rc;
+  const char *kind = jstr(*t, "k"), *tenant = jstr(*t, "tenant"), *family = jstr(*t, "family");
+  if (!kind || strcmp(kind, "rt") || !tenant || strcmp(tenant, x->tenant) || !family ||
+      strlen(family) >= ST_TOKEN_ID_BUFSZ)
+    return AUTH_EOAUTH_GRANT;
+  snprintf(fam, ST_TOKEN_ID_BUFSZ, "%s", family);
+  char fk[KEY_CAP];
+  size_t fkn = tkey(fk, 'f', tenant, fam, NULL, 0);
+  if (!fkn || get_json(txn, fk, fkn, f)) return AUTH_EOAUTH_GRANT;
+  const char *cid = jstr(*f, "client_id"), *user = jstr(*f, "user");
+  if (!cid || strcmp(cid, client_id) || !user) return AUTH_EOAUTH_GRANT;
+  if (json_object_get(*t, "rotated")) {
+    if (!in_grace(*t, x)) return RT_REUSED;
+    /* within a window: the latest rotation's, or an older one's (refused,
+     * the grant kept) */
+    const char *sealed_for = jstr(*f, "sealed_for");
+    char hex[65];
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", refresh_hash[i]);
+    if (!sealed_for || strcmp(sealed_for, hex)) return AUTH_EOAUTH_GRANT;
+    return (rc = user_live(txn, tenant, user)) ? rc : RT_REPLAY;
+  }
+  /* the sign-in's age before the token's expiry: a refresh token ends at
+   * the bound of the age it was issued under, and past it the answer that
+   * helps is "sign in again" */
+  if (jint(*f, "signin_at") + x->max_signin_age <= x->now) return AUTH_EOAUTH_SIGNIN;
+  if (jint(*t, "expires") <= x->now) return AUTH_EOAUTH_GRANT;
+  return (rc = user_live(txn, tenant, user)) ? rc : RT_ROTATE;
+}
+
+int auth_oauth_refresh_check(st_txn *txn, const uint8_t refresh_hash[32], const char *client_id,
+                             const auth_oauth_issue *x) {
+  json_t *t = NULL, *f = NULL;
+  char fam[ST_TOKEN_ID_BUFSZ];
+  int v = refresh_verdict(txn, refresh_hash, client_id, x, &t, &f, fam);
+  json_decref(t);
+  json_decref(f);
+  return v < 0 ? v : 0; /* rotated, replayed, or the grant revoked: the job acts */
+}
+
 int auth_oauth_refresh(st_txn *txn, const uint8_t refresh_hash[32], const char *client_id, auth_oauth_issue *x) {
   uint8_t k[33];
   size_t kn = hkey(k, 't', refresh_hash);
   json_t *t = NULL, *f = NULL;
-  int rc = get_json(txn, k, kn, &t);
-  if (rc) return rc == ST_ENOTFOUND ? AUTH_EOAUTH_GRANT : rc;
-  rc = AUTH_EOAUTH_GRANT;
-  const char *kind = jstr(t, "k"), *tenant = jstr(t, "tenant"), *family = jstr(t, "family");
   char fam[ST_TOKEN_ID_BUFSZ];
-  if (!kind || strcmp(kind, "rt") || !tenant || strcmp(tenant, x->tenant) || !family ||
-      strlen(family) >= sizeof fam)
-    goto done;
-  snprintf(fam, sizeof fam, "%s", family);
-  char fk[KEY_CAP];
-  size_t fkn = tkey(fk, 'f', tenant, fam, NULL, 0);
-  if (!fkn || get_json(txn, fk, fkn, &f)) goto done;
-  const char *cid = jstr(f, "client_id"), *user = jstr(f, "user");
-  if (!cid || strcmp(cid, client_id) || !user) goto done;
-  if (json_object_get(t, "rotated")) {
-    /* the token was rotated: within the grace window the same successor
-     * pair (another process of the same client refreshed at once); else a
-     * stolen token came back: the grant ends */
+  int v = refresh_verdict(txn, refresh_hash, client_id, x, &t, &f, fam);
+  int rc = v < 0 ? v : AUTH_EOAUTH_GRANT;
+  if (v < 0) goto done;
+  const char *tenant = x->tenant, *cid = jstr(f, "client_id"), *user = jstr(f, "user");
+  if (v == RT_REPLAY) {
+    /* the same successor pair again */
     st_aad aad = {tenant, AUTH_OAUTH_SUCCESSOR_KIND, fam};
     char *pair = NULL;
-    const char *sealed_for = jstr(f, "sealed_for");
-    char hex[65];
-    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", refresh_hash[i]);
-    if (in_grace(t, x) && sealed_for && !strcmp(sealed_for, hex) &&
-        st_secret_get_str(txn, &aad, &pair) == 0) {
+    if (st_secret_get_str(txn, &aad, &pair) == 0) {
       char *nl = strchr(pair, '\n');
       if (nl && (size_t)(nl - pair) < sizeof x->access && strlen(nl + 1) < sizeof x->refresh) {
         memcpy(x->access, pair, (size_t)(nl - pair));
@@ -316,26 +395,20 @@ int auth_oauth_refresh(st_txn *txn, const uint8_t refresh_hash[32], const char *
         snprintf(x->client_id, sizeof x->client_id, "%s", cid);
         snprintf(x->connector, sizeof x->connector, "%s", jstr(f, "connector") ? jstr(f, "connector") : "");
         snprintf(x->family_out, sizeof x->family_out, "%s", fam);
-        rc = user_live(txn, tenant, user);
+        rc = 0;
       }
       st_secret_str_free(pair);
-      goto done;
     }
-    if (in_grace(t, x)) goto done; /* an older rotation's window: refuse, keep the grant */
+    goto done;
+  }
+  if (v == RT_REUSED) {
     rc = auth_oauth_family_revoke(txn, tenant, fam);
     if (rc == ST_ENOTFOUND) rc = 0;
     x->reused = true;
     goto done;
   }
-  /* the sign-in's age before the token's expiry: a refresh token ends at
-   * the bound of the age it was issued under, and past it the answer that
-   * helps is "sign in again" */
-  if (jint(f, "signin_at") + x->max_signin_age <= x->now) {
-    rc = AUTH_EOAUTH_SIGNIN;
-    goto done;
-  }
-  if (jint(t, "expires") <= x->now) goto done;
-  if ((rc = user_live(txn, tenant, user))) goto done;
+  char fk[KEY_CAP];
+  size_t fkn = tkey(fk, 'f', tenant, fam, NULL, 0);
   if ((rc = issue_pair(txn, x, fam, f))) goto done;
   /* the old refresh token is rotated; its successor sealed for the window */
   json_object_set_new(t, "rotated", json_integer(x->now));

@@ -127,6 +127,20 @@ int auth_oauth_exchange_code(st_txn *txn, const uint8_t code_hash[32], const cha
  * the tenant allow a longer age again). */
 int auth_oauth_refresh(st_txn *txn, const uint8_t refresh_hash[32], const char *client_id, auth_oauth_issue *x);
 
+/* Any txn: the checks of the two jobs above without their writes (the same
+ * code decides both), so that the token endpoint can tell a grant that
+ * works from junk before it spends the tenant's budget of failed requests
+ * on it (gateway/api/oauth_flow.c). 0 when the job would act: issue tokens,
+ * give the successor pair again within the grace window, or revoke a grant
+ * that is still there (a used code or a rotated refresh token came back);
+ * AUTH_EOAUTH_GRANT or AUTH_EOAUTH_SIGNIN when it would refuse and write
+ * nothing; ST_E* when the store could not be read. x as for the job: tenant,
+ * now, now_ms and max_signin_age are read (nothing needs to be drawn yet). */
+int auth_oauth_exchange_check(st_txn *txn, const uint8_t code_hash[32], const char *client_id,
+                              const char *redirect_uri, const char *verifier, const auth_oauth_issue *x);
+int auth_oauth_refresh_check(st_txn *txn, const uint8_t refresh_hash[32], const char *client_id,
+                             const auth_oauth_issue *x);
+
 /* SHA-256 of a presented token of the given prefix and the right shape;
  * ST_ENOTFOUND for anything else. */
 int auth_oauth_token_hash(const char *token, const char *prefix, uint8_t out[32]);

@@ -17,7 +17,11 @@
  * check without them), the tenant purge (more grants than one batch of its
  * scan, records it cannot parse) and st_check. The sealed
  * successor: one blob per family, replaced by the next rotation, gone with
- * the family; token texts never stored in the clear. */
+ * the family; token texts never stored in the clear. The read-only
+ * checks of the exchange and the refresh (what the token endpoint rate
+ * limits on): every job above is compared with its check, and the checks
+ * alone tell a grant that works (or a replay with a grant to revoke) from
+ * junk. */
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -267,6 +271,27 @@ static void prep(auth_oauth_issue *x, const char *tenant, int64_t now) {
   x->grace = GRACE;
 }
 
+/* Every exchange and refresh of this file asks the read-only check
+ * (auth_oauth_exchange_check, auth_oauth_refresh_check: what the token
+ * endpoint decides its rate limit on) first, in a read txn, and compares
+ * it with what the job then did: 0 for a job that issued, the job's own
+ * refusal for one that refused; a replayed code or rotated refresh token
+ * acts (0) — or, for a code whose grant is gone already, is refused. The
+ * last test asserts they never disagreed. */
+static int g_compared, g_disagreed;
+static void compare(const char *what, int check, int job, const auth_oauth_issue *x) {
+  bool same;
+  if (job == 0 && !x->reused) same = check == 0;
+  else if (job == 0) same = check == 0 || (check == AUTH_EOAUTH_GRANT && !strcmp(what, "exchange"));
+  else if (job == AUTH_EOAUTH_GRANT || job == AUTH_EOAUTH_SIGNIN) same = check == job;
+  else return; /* a write failed: nothing a read could know */
+  g_compared++;
+  if (!same) {
+    g_disagreed++;
+    fprintf(stderr, "  %s: the check said %d, the job %d%s\n", what, check, job, x->reused ? " (reused)" : "");
+  }
+}
+
 typedef struct exchange_job {
   const uint8_t *hash;
   const char *client, *redirect, *verifier;
@@ -279,7 +304,15 @@ static int exchange_fn(st_txn *txn, void *arg) {
 static int exchange_as(st_store *st, const code *k, const char *client, const char *redirect, const char *verifier,
                        auth_oauth_issue *x) {
   exchange_job j = {k->hash, client, redirect, verifier, x};
-  return st_write_sync(st, exchange_fn, &j);
+  st_txn *txn;
+  int check = -999;
+  if (st_read_begin(st, &txn) == 0) {
+    check = auth_oauth_exchange_check(txn, k->hash, client, redirect, verifier, x);
+    st_txn_end(txn);
+  }
+  int rc = st_write_sync(st, exchange_fn, &j);
+  compare("exchange", check, rc, x);
+  return rc;
 }
 /* The right inputs, prepared for the code's tenant at now. */
 static int exchange(st_store *st, const code *k, int64_t now, auth_oauth_issue *x) {
@@ -296,6 +329,18 @@ static int refresh_fn(st_txn *txn, void *arg) {
   refresh_job *j = arg;
   return auth_oauth_refresh(txn, j->hash, j->client, j->x);
 }
+/* The job j, compared with the check first (above). */
+static int refresh_run(st_store *st, refresh_job *j) {
+  st_txn *txn;
+  int check = -999;
+  if (st_read_begin(st, &txn) == 0) {
+    check = auth_oauth_refresh_check(txn, j->hash, j->client, j->x);
+    st_txn_end(txn);
+  }
+  int rc = st_write_sync(st, refresh_fn, j);
+  compare("refresh", check, rc, j->x);
+  return rc;
+}
 /* Refreshes with the refresh token text rt as client, prepared for tenant
  * at now. */
 static int refresh_as(st_store *st, const char *tenant, const char *rt, const char *client, int64_t now,
@@ -304,7 +349,7 @@ static int refresh_as(st_store *st, const char *tenant, const char *rt, const ch
   if (st_token_hash(rt, strlen(rt), h)) return -999;
   prep(x, tenant, now);
   refresh_job j = {h, client, x};
-  return st_write_sync(st, refresh_fn, &j);
+  return refresh_run(st, &j);
 }
 static int refresh(st_store *st, const char *rt, int64_t now, auth_oauth_issue *x) {
   return refresh_as(st, "acme", rt, CLIENT, now, x);
@@ -316,7 +361,7 @@ static int refresh_aged(st_store *st, const char *rt, int64_t now, int64_t max_a
   prep(x, "acme", now);
   x->max_signin_age = max_age;
   refresh_job j = {h, CLIENT, x};
-  return st_write_sync(st, refresh_fn, &j);
+  return refresh_run(st, &j);
 }
 
 /* A grant for user through a fresh code (connector, signed in at
@@ -1004,7 +1049,7 @@ static int refresh_ms(st_store *st, const char *rt, int64_t now_ms, int64_t grac
   x->grace = grace_ms / 1000;
   x->grace_ms = grace_ms;
   refresh_job j = {h, CLIENT, x};
-  return st_write_sync(st, refresh_fn, &j);
+  return refresh_run(st, &j);
 }
 
 TEST(refresh_grace_in_milliseconds) {
@@ -1694,6 +1739,102 @@ TEST(client_revoke_all_goes_past_one_batch) {
   st_close(st);
 }
 
+/* The checks alone (auth_oauth_exchange_check, auth_oauth_refresh_check),
+ * read-only: the token endpoint spends the tenant's budget of failed
+ * requests on what they refuse, and never on a grant that works. A replay
+ * (a used code, a rotated refresh token) counts as working while there is
+ * a grant to revoke, so a drained budget never holds off reuse detection;
+ * once the grant is gone it is junk. */
+static int check_code(st_store *st, const code *k, const char *verifier, int64_t now) {
+  auth_oauth_issue x;
+  prep(&x, k->c.tenant, now);
+  st_txn *txn;
+  int rc = st_read_begin(st, &txn);
+  if (rc) return rc;
+  rc = auth_oauth_exchange_check(txn, k->hash, CLIENT, REDIRECT, verifier, &x);
+  st_txn_end(txn);
+  return rc;
+}
+static int check_refresh(st_store *st, const char *tenant, const char *rt, int64_t now) {
+  auth_oauth_issue x;
+  uint8_t h[32];
+  if (st_token_hash(rt, strlen(rt), h)) return -999;
+  prep(&x, tenant, now);
+  st_txn *txn;
+  int rc = st_read_begin(st, &txn);
+  if (rc) return rc;
+  rc = auth_oauth_refresh_check(txn, h, CLIENT, &x);
+  st_txn_end(txn);
+  return rc;
+}
+
+TEST(checks_tell_working_grants_from_junk) {
+  st_store *st = open_store();
+  CHECK(st);
+  char alice[40];
+  CHECK_INT(user(st, "acme", "alice@acme.com", true, alice), 201);
+  /* codes: unknown, a wrong verifier, another tenant's, expired, a sign-in too old: refused; the right one works
+   * and the checks changed nothing (it still does, once) */
+  code k, unknown, old;
+  code_init(&k, "acme", alice, "", T0 - 100, T0 + 60);
+  code_init(&unknown, "acme", alice, "", T0 - 100, T0 + 60);
+  code_init(&old, "acme", alice, "", T0 - SIGNIN_AGE, T0 + 60);
+  CHECK_INT(code_put(st, &k, T0), 0);
+  CHECK_INT(code_put(st, &old, T0), 0);
+  CHECK_INT(check_code(st, &unknown, VERIFIER, T0 + 1), AUTH_EOAUTH_GRANT);
+  CHECK_INT(check_code(st, &k, "x" VERIFIER, T0 + 1), AUTH_EOAUTH_GRANT);
+  CHECK_INT(check_code(st, &k, VERIFIER, T0 + 60), AUTH_EOAUTH_GRANT);
+  CHECK_INT(check_code(st, &old, VERIFIER, T0 + 1), AUTH_EOAUTH_SIGNIN);
+  auth_oauth_issue x;
+  prep(&x, "beta", T0 + 1);
+  st_txn *txn;
+  CHECK_INT(st_read_begin(st, &txn), 0);
+  int rc = auth_oauth_exchange_check(txn, k.hash, CLIENT, REDIRECT, VERIFIER, &x);
+  st_txn_end(txn);
+  CHECK_INT(rc, AUTH_EOAUTH_GRANT);
+  CHECK_INT(check_code(st, &k, VERIFIER, T0 + 1), 0);
+  CHECK_INT(check_code(st, &k, VERIFIER, T0 + 1), 0);
+  CHECK_INT(exchange(st, &k, T0 + 1, &x), 0);
+  CHECK(!x.reused);
+  char fam[ST_TOKEN_ID_BUFSZ];
+  snprintf(fam, sizeof fam, "%s", x.family_out);
+  /* the used code again: it acts (revokes) while its grant is there, then it is junk */
+  CHECK_INT(check_code(st, &k, VERIFIER, T0 + 2), 0);
+  CHECK_INT(revoke_family(st, "acme", fam), 0);
+  CHECK_INT(check_code(st, &k, VERIFIER, T0 + 2), AUTH_EOAUTH_GRANT);
+
+  /* refresh tokens: unknown, another tenant's, expired, a sign-in too old: refused; a live one works */
+  auth_oauth_issue g, r, z;
+  CHECK_INT(grant(st, "acme", alice, "", T0 - 100, T0, &g), 0);
+  CHECK_INT(check_refresh(st, "acme", g.access, T0 + 1), AUTH_EOAUTH_GRANT); /* an access token is no refresh token */
+  CHECK_INT(check_refresh(st, "beta", g.refresh, T0 + 1), AUTH_EOAUTH_GRANT);
+  CHECK_INT(check_refresh(st, "acme", g.refresh, T0 - 100 + SIGNIN_AGE), AUTH_EOAUTH_SIGNIN);
+  CHECK_INT(check_refresh(st, "acme", g.refresh, T0 + 1), 0);
+  CHECK_INT(refresh(st, g.refresh, T0 + 10, &r), 0);
+  /* the rotated one: within grace the same pair, after it the grant is revoked: both act; then junk */
+  CHECK_INT(check_refresh(st, "acme", g.refresh, T0 + 10 + GRACE - 1), 0);
+  CHECK_INT(check_refresh(st, "acme", g.refresh, T0 + 10 + GRACE), 0);
+  CHECK_INT(check_refresh(st, "acme", r.refresh, T0 + 11), 0);
+  CHECK_INT(refresh(st, g.refresh, T0 + 10 + GRACE, &z), 0);
+  CHECK(z.reused);
+  CHECK_INT(check_refresh(st, "acme", g.refresh, T0 + 11 + GRACE), AUTH_EOAUTH_GRANT);
+  CHECK_INT(check_refresh(st, "acme", r.refresh, T0 + 11 + GRACE), AUTH_EOAUTH_GRANT);
+  /* a user no longer active: refused */
+  auth_oauth_issue h;
+  CHECK_INT(grant(st, "acme", alice, "", T0 - 100, T0, &h), 0);
+  CHECK_INT(check_refresh(st, "acme", h.refresh, T0 + 1), 0);
+  CHECK_INT(set_active(st, "acme", alice, false), 200);
+  CHECK_INT(check_refresh(st, "acme", h.refresh, T0 + 1), AUTH_EOAUTH_GRANT);
+  st_close(st);
+  tmp_cleanup();
+}
+
+/* Every exchange and refresh of the tests above: the check agreed with the job. */
+TEST(checks_agree_with_the_jobs) {
+  CHECK(g_compared > 50);
+  CHECK_INT(g_disagreed, 0);
+}
+
 int main(void) {
   if (!getenv("UNIT_VERBOSE")) gw_log_set_level((gw_log_level)(GW_LOG_ERROR + 1));
   RUN(token_hash_shapes);
@@ -1717,6 +1858,8 @@ int main(void) {
   RUN(check_reports_grants_of_unknown_users);
   RUN(sealed_successor_lives_one_rotation);
   RUN(client_revoke_all_goes_past_one_batch);
+  RUN(checks_tell_working_grants_from_junk);
+  RUN(checks_agree_with_the_jobs);
   tmp_cleanup();
   return UNIT_DONE();
 }
