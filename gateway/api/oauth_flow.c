@@ -25,6 +25,12 @@
  *    consent form, with the session's CSRF token.
  *  - The sign-in must be younger than the tenant's signin_max_age_ms, or
  *    the person signs in with Okta again first.
+ *  - Anyone can send token requests, from as many addresses as they have:
+ *    the tenant's bucket of the sign-in (auth_rate_per_tenant) is not spent
+ *    on what a flood cannot fake. A token request whose grant works
+ *    (checked first: a hash and a store read) never takes from it; junk
+ *    does, and is refused 429 once it is empty. Every request takes from
+ *    its address's bucket.
  *  - Token texts are drawn on the loop before the writer job (jobs are
  *    pure); replies carry Cache-Control: no-store; no code, token or
  *    verifier is ever logged. */
@@ -600,32 +606,68 @@ static void done_token(int status, void *arg) {
   free(j);
 }
 
-/* The token and revocation endpoints take a form POST: true when this is
- * one, else the request has been answered. */
-static bool form_post(gw_req *req) {
-  const char *ct = gw_req_header(req, "Content-Type");
-  if (strcmp(req->method, "POST")) {
-    gw_resp_header(req, "Allow", "POST");
-    json_err(req, 405, "invalid_request", "use POST");
-    return false;
-  }
-  if (!ct || strncasecmp(ct, "application/x-www-form-urlencoded", 33)) {
-    json_err(req, 400, "invalid_request", "the body must be application/x-www-form-urlencoded");
-    return false;
-  }
+/* A token request that does not work (malformed, or a grant the job would
+ * refuse) takes a token of the tenant's bucket (auth_rate_per_tenant):
+ * true when there was none, and the request has been answered 429. */
+static bool failure_limited(gw_req *req, const char *tenant) {
+  if (!pages__rate_wait_tenant(req, tenant)) return false;
+  json_err(req, 429, "rate_limited", "too many requests; retry after the Retry-After seconds");
   return true;
 }
 
+/* The token and revocation endpoints take a form POST: true when this is
+ * one, else the request has been answered (a token request's refusal is
+ * a failure of the tenant's when failures_of is its tenant). */
+static bool form_post(gw_req *req, const char *failures_of) {
+  const char *ct = gw_req_header(req, "Content-Type");
+  bool post = !strcmp(req->method, "POST");
+  if (post && ct && !strncasecmp(ct, "application/x-www-form-urlencoded", 33)) return true;
+  if (failures_of && failure_limited(req, failures_of)) return false;
+  if (!post) {
+    gw_resp_header(req, "Allow", "POST");
+    json_err(req, 405, "invalid_request", "use POST");
+  } else {
+    json_err(req, 400, "invalid_request", "the body must be application/x-www-form-urlencoded");
+  }
+  return false;
+}
+
+/* Whether the grant of j's request works (auth_oauth_*_check: it issues,
+ * or revokes a grant that is still there): a read of the store, no write.
+ * j->x's moment and sign-in age are set. A store that cannot be read: no
+ * (counted as a failure; the job decides). */
+static bool grant_works(gw_server *srv, token_job *j) {
+  st_txn *txn;
+  if (st_read_begin(srv->store, &txn)) return false;
+  int64_t max_ms = 0;
+  gw_settings_get_int(txn, j->tenant, "signin_max_age_ms", &max_ms);
+  j->x.max_signin_age = max_ms / 1000;
+  int rc = j->p.refresh ? auth_oauth_refresh_check(txn, j->p.hash, j->p.client_id, &j->x)
+                        : auth_oauth_exchange_check(txn, j->p.hash, j->p.client_id, j->p.redirect_uri,
+                                                    j->p.verifier, &j->x);
+  st_txn_end(txn);
+  return rc == 0;
+}
+
+/* The tenant's bucket of the sign-in (auth_rate_per_tenant) holds only
+ * token requests that do not work: anyone can send junk (codes and
+ * refresh tokens that are none) from as many addresses as they have, and
+ * when that spent the bucket shared by every request, each MCP client's
+ * refresh of the tenant was answered 429 and every agent was cut off once
+ * its access token expired. A grant that works is checked first (a hash and
+ * a store read) and never refused by it; junk and guesses still take from
+ * it, and are refused 429 once it is empty. The address's bucket holds all
+ * (the router took from it). */
 void pages__token(gw_req *req, const char *tenant) {
   gw_server *srv = req->lp->srv;
-  if (!form_post(req)) return;
+  if (!form_post(req, tenant)) return;
   token_job *j = calloc(1, sizeof *j);
   if (!j) {
     json_err(req, 500, "server_error", "out of memory");
     return;
   }
   if (auth_oauth_token_parse(req->body ? req->body : "", req->body ? req->body_len : 0, &j->p)) {
-    json_err(req, 400, j->p.error, j->p.why);
+    if (!failure_limited(req, tenant)) json_err(req, 400, j->p.error, j->p.why);
     OPENSSL_cleanse(j, sizeof *j);
     free(j);
     return;
@@ -635,6 +677,11 @@ void pages__token(gw_req *req, const char *tenant) {
   snprintf(j->x.tenant, sizeof j->x.tenant, "%s", tenant);
   j->x.now_ms = gw_wall_ms(); /* one reading: the second and the millisecond agree */
   j->x.now = j->x.now_ms / 1000;
+  if (!grant_works(srv, j) && failure_limited(req, tenant)) {
+    OPENSSL_cleanse(j, sizeof *j);
+    free(j);
+    return;
+  }
   j->x.access_ttl = srv->cfg.access_token_ttl_ms / 1000;
   j->x.refresh_ttl = srv->cfg.refresh_token_ttl_ms / 1000;
   j->x.grace = srv->cfg.refresh_reuse_grace_ms / 1000;
@@ -680,7 +727,7 @@ static void done_revoke(int status, void *arg) {
 }
 
 void pages__revoke(gw_req *req, const char *tenant) {
-  if (!form_post(req)) return;
+  if (!form_post(req, NULL)) return;
   revoke_job *j = calloc(1, sizeof *j);
   if (!j) {
     json_err(req, 500, "server_error", "out of memory");

@@ -1023,10 +1023,11 @@ static void pages_dispatch(gw_req *req) {
     return;
   }
   if (!strcmp(rest, "oauth/token")) {
-    if (pages__rate_wait(req, tenant)) gw_respond_json(req, 429, json_pack("{s:s,s:s}", "error", "rate_limited",
-                                                                         "error_description",
-                                                                         "too many requests; retry after the "
-                                                                         "Retry-After seconds"));
+    /* per address here; the tenant's bucket only for a request whose
+     * grant does not work (pages__token) */
+    if (pages__rate_wait_address(req))
+      gw_respond_json(req, 429, json_pack("{s:s,s:s}", "error", "rate_limited", "error_description",
+                                          "too many requests; retry after the Retry-After seconds"));
     else pages__token(req, tenant);
     return;
   }
@@ -1068,14 +1069,10 @@ static void pages_dispatch(gw_req *req) {
 
 /* ---- the module */
 
-/* A token of the client address's bucket, then of the tenant's in
- * per_tenant (the sign-in's, or the registrations'). */
-static int64_t rate_wait(gw_req *req, gw_pages *p, gw_ratelimit *per_tenant, const char *tenant) {
-  int64_t now = pages__mono_ms();
-  char key[GW_RATELIMIT_KEY_MAX + 1];
-  gw_ratelimit_addr_key(req->client, key); /* IPv6 by its /64 */
-  int64_t wait = gw_ratelimit_take(p->rate_addr, key, now);
-  if (!wait) wait = gw_ratelimit_take(per_tenant, tenant, now);
+/* A token of rl's bucket for key: 0, or the seconds until there is one,
+ * with Retry-After set and the refusal counted. */
+static int64_t rate_take(gw_req *req, gw_pages *p, gw_ratelimit *rl, const char *key) {
+  int64_t wait = gw_ratelimit_take(rl, key, pages__mono_ms());
   if (!wait) return 0;
   char ra[24];
   snprintf(ra, sizeof ra, "%lld", (long long)wait);
@@ -1084,14 +1081,28 @@ static int64_t rate_wait(gw_req *req, gw_pages *p, gw_ratelimit *per_tenant, con
   return wait;
 }
 
-int64_t pages__rate_wait(gw_req *req, const char *tenant) {
+int64_t pages__rate_wait_address(gw_req *req) {
   gw_pages *p = req->lp->srv->pages;
-  return p ? rate_wait(req, p, p->rate_tenant, tenant) : 0;
+  if (!p) return 0;
+  char key[GW_RATELIMIT_KEY_MAX + 1];
+  gw_ratelimit_addr_key(req->client, key); /* IPv6 by its /64 */
+  return rate_take(req, p, p->rate_addr, key);
+}
+
+int64_t pages__rate_wait_tenant(gw_req *req, const char *tenant) {
+  gw_pages *p = req->lp->srv->pages;
+  return p ? rate_take(req, p, p->rate_tenant, tenant) : 0;
+}
+
+int64_t pages__rate_wait(gw_req *req, const char *tenant) {
+  int64_t wait = pages__rate_wait_address(req);
+  return wait ? wait : pages__rate_wait_tenant(req, tenant);
 }
 
 int64_t pages__rate_wait_register(gw_req *req, const char *tenant) {
   gw_pages *p = req->lp->srv->pages;
-  return p ? rate_wait(req, p, p->rate_dcr_tenant, tenant) : 0;
+  int64_t wait = pages__rate_wait_address(req);
+  return wait || !p ? wait : rate_take(req, p, p->rate_dcr_tenant, tenant);
 }
 
 bool pages__rate_ok(gw_req *req, const char *tenant) {

@@ -103,12 +103,19 @@ int pages__session(gw_req *req, const char *tenant, auth_browser *out);
  * refusal counted — the caller answers 429 in its own format (a JSON
  * endpoint in JSON). pages__rate_ok does the same for a page: true when
  * the request may go on, else it has been answered with a 429 page.
+ * pages__rate_wait_address and pages__rate_wait_tenant take from one of
+ * the two buckets only: the token endpoint takes from the address's for
+ * every request but from the tenant's only for one whose grant does not
+ * work (anyone may send junk, from as many addresses as they have: it must
+ * not hold off the MCP clients' refreshes).
  * pages__rate_wait_register is pages__rate_wait for a dynamic client
  * registration: the same bucket per address, but the tenant's own budget
  * of registrations (dcr_rate_per_tenant) instead of the sign-in's — anyone
  * may register, from as many addresses as they have, and a flood of
  * registrations must not hold off the employees' sign-ins. */
 int64_t pages__rate_wait(gw_req *req, const char *tenant);
+int64_t pages__rate_wait_address(gw_req *req);
+int64_t pages__rate_wait_tenant(gw_req *req, const char *tenant);
 int64_t pages__rate_wait_register(gw_req *req, const char *tenant);
 bool pages__rate_ok(gw_req *req, const char *tenant);
 

@@ -9,7 +9,9 @@
 // 429 with Retry-After (the token endpoint in RFC 6749 §5.2's JSON shape),
 // while other addresses and tenants go on; registrations past their own
 // budget (dcr_rate_per_tenant) are 429 too, and a flood of them leaves the
-// sign-in's budget alone.
+// sign-in's budget alone; junk token requests from many addresses spend the
+// tenant's budget, but a grant that works never takes from it and goes on
+// once it is empty.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -17,6 +19,7 @@ import http from 'node:http';
 
 import { sleep, startGateway } from './lib/gateway.mjs';
 import { startLoginFixture, signIn, registerClient } from './lib/login.mjs';
+import { grant, pkce } from './lib/oauth.mjs';
 import { adminClient, createTenant, operatorToken } from './lib/admin.mjs';
 
 let fx, clientId;
@@ -35,13 +38,13 @@ before(async () => {
 
 after(async () => { if (fx) await fx.stop(); });
 
-async function token(form, base = fx.base('acme'), localAddress) {
+async function token(form, base = fx.base('acme'), localAddress, headers = {}) {
   const body = new URLSearchParams(form).toString();
   const u = new URL(`${base}/oauth/token`);
   return new Promise((resolve, reject) => {
     const r = http.request({
       host: u.hostname, port: u.port, path: u.pathname, method: 'POST', localAddress,
-      headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) },
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body), ...headers },
     }, (res) => {
       let text = '';
       res.on('data', (d) => { text += d; });
@@ -140,10 +143,12 @@ test('rate limits on authorize and token: 429 with Retry-After past the burst; o
     assert.equal(t.headers['cache-control'], 'no-store');
     assert.equal(typeof t.json?.error, 'string');
     assert.equal(typeof t.json?.error_description, 'string');
-    // the tenant's bucket: 5 of 6 used; one more from a fresh address, then it is empty for everyone
+    // the tenant's bucket: 5 of 6 spent by these requests, none of which works (an unknown client, a
+    // refresh without a token); one more from a fresh address, then it is empty for every address's
+    // junk — not for a grant that works, which never takes from it (the tests below)
     assert.equal((await token({ grant_type: 'refresh_token' }, base('acme'), '127.0.0.4')).status, 400);
     const full = await token({ grant_type: 'refresh_token' }, base('acme'), '127.0.0.5');
-    assert.equal(full.status, 429, 'acme\'s tenant bucket is empty');
+    assert.equal(full.status, 429, 'acme\'s tenant bucket is empty for junk');
     assert.match(full.headers['retry-after'] ?? '', /^[1-9][0-9]*$/);
     assert.equal((await token({ grant_type: 'refresh_token' }, base('beta'), '127.0.0.5')).status, 400, 'beta has its own');
   } finally {
@@ -213,4 +218,95 @@ test('dcr_rate_per_tenant: registrations past it are 429 with Retry-After; anoth
   } finally {
     await gw.stop();
   }
+});
+
+// Found by review: the token endpoint took from the tenant's bucket
+// (auth_rate_per_tenant) for every request, so junk sent from many
+// addresses (codes and refresh tokens that are none: anyone can send them)
+// spent it, and every MCP client's refresh of the tenant was answered 429 —
+// once their access tokens expired, every agent of the tenant was cut off.
+// A grant that works is now checked first and never takes from it; junk
+// still does, and is refused once it is empty. The gateway here sits
+// behind a trusted proxy (127.0.0.1), so each X-Forwarded-For is a client
+// address of its own: "many addresses" are many values of it, with the
+// per-address bucket on (30 a minute) and the tenant's at 6.
+let fxDrain;
+after(async () => { if (fxDrain) await fxDrain.stop(); });
+
+async function drainFixture() {
+  fxDrain ??= await startLoginFixture({
+    tenants: { acme: { users: [{ userName: 'alice@acme.com', externalId: '00u-alice' }] } },
+    accounts: { '00u-alice': { email: 'alice@acme.com' } },
+    gatewayArgs: ['--auth-rate-per-address', '30', '--auth-rate-per-tenant', '6', '--trusted-proxies', '127.0.0.1/32',
+      '--refresh-reuse-grace-ms', '0'],
+  });
+  return fxDrain;
+}
+
+let addrs = 0;
+const addr = () => { addrs++; return `10.7.${addrs >> 8}.${addrs & 255}`; };
+const from = (a) => ({ 'x-forwarded-for': a });
+
+/** The signed-in browser's authorize for client: {res, code, verifier} (code null when it did not come straight back). */
+async function codeWith(f, b, tenant, client) {
+  const { verifier, challenge } = pkce();
+  const q = new URLSearchParams({
+    response_type: 'code', client_id: client, redirect_uri: CB, state: 's', code_challenge: challenge,
+    code_challenge_method: 'S256', resource: `${f.gw.url}/t/${tenant}/mcp`,
+  });
+  const res = await b.get(`${f.base(tenant)}/oauth/authorize?${q}`, { stopAt: isCb });
+  return { res, verifier, code: res.stopped ? new URL(res.url).searchParams.get('code') : null };
+}
+
+/** Sends junk (one request a call) until the tenant's bucket refuses it: the 429. */
+async function drain(send, junkStatus) {
+  for (let n = 0; n < 50; n++) {
+    const r = await send(addr());
+    if (r.status === 429) return r;
+    assert.equal(r.status, junkStatus, `junk #${n}: ${r.status} ${r.text?.slice(0, 200)}`);
+  }
+  assert.fail('50 junk requests from 50 addresses were all answered: no tenant budget');
+}
+
+test('junk token requests from many addresses spend the tenant\'s budget; a refresh or code exchange that works still goes through', async () => {
+  const f = await drainFixture();
+  const base = f.base('acme');
+  const b = f.browser();
+  const g = await grant(f, b, { tenant: 'acme', login: '00u-alice', redirect: CB });
+  const c2 = await codeWith(f, b, 'acme', g.client_id); // consent given, loopback: straight back
+  assert.ok(c2.code, `a second code: ${c2.res.status} ${c2.res.text?.slice(0, 200)}`);
+  const junk = (a) => token({
+    grant_type: 'refresh_token', refresh_token: `mgr_${crypto.randomBytes(32).toString('base64url')}`, client_id: g.client_id,
+  }, base, undefined, from(a));
+  const full = await drain(junk, 400);
+  assert.equal(full.json?.error, 'rate_limited', full.text);
+  assert.match(full.headers['retry-after'] ?? '', /^[1-9][0-9]*$/);
+  // the MCP client's refresh: before, 429 like the junk (one bucket held both)
+  const r1 = await token({ grant_type: 'refresh_token', refresh_token: g.refresh_token, client_id: g.client_id }, base);
+  assert.equal(r1.status, 200, `a refresh that works, after the junk: ${r1.text}`);
+  assert.match(r1.json.access_token, /^mgo_/);
+  const x2 = await token({ grant_type: 'authorization_code', code: c2.code, redirect_uri: CB, client_id: g.client_id, code_verifier: c2.verifier }, base);
+  assert.equal(x2.status, 200, `a code exchange that works, after the junk: ${x2.text}`);
+  // a rotated refresh token that comes back is no junk either: its grant is revoked, bucket empty or not
+  // (refresh_reuse_grace_ms is 0 here); the grant's newest token then is junk
+  const reuse = await token({ grant_type: 'refresh_token', refresh_token: g.refresh_token, client_id: g.client_id }, base);
+  assert.equal(reuse.status, 400, reuse.text);
+  assert.match(reuse.json.error_description, /already used/);
+  const gone = await token({ grant_type: 'refresh_token', refresh_token: r1.json.refresh_token, client_id: g.client_id }, base);
+  assert.notEqual(gone.status, 200, `the grant was revoked: ${gone.text}`);
+  // junk is still refused (of two, at least one: a token comes back every 10 s)
+  const again = [await junk(addr()), await junk(addr())];
+  assert.ok(again.some((r) => r.status === 429), `junk after the drain: ${again.map((r) => r.status)}`);
+  // one address still cannot pass its own budget (30 a minute), with a grant that works neither
+  const one = addr();
+  let rt = x2.json.refresh_token, last;
+  for (let n = 0; n < 100; n++) {
+    last = await token({ grant_type: 'refresh_token', refresh_token: rt, client_id: g.client_id }, base, undefined, from(one));
+    if (last.status !== 200) break;
+    rt = last.json.refresh_token;
+  }
+  assert.equal(last.status, 429, `one address's refreshes end at its own budget: ${last.text}`);
+  assert.equal(last.json.error, 'rate_limited');
+  const mine = await token({ grant_type: 'refresh_token', refresh_token: rt, client_id: g.client_id }, base);
+  assert.equal(mine.status, 200, `the same token from the client's own address: ${mine.text}`);
 });
