@@ -25,12 +25,13 @@
  *    consent form, with the session's CSRF token.
  *  - The sign-in must be younger than the tenant's signin_max_age_ms, or
  *    the person signs in with Okta again first.
- *  - Anyone can send token requests, from as many addresses as they have:
- *    the tenant's bucket of the sign-in (auth_rate_per_tenant) is not spent
- *    on what a flood cannot fake. A token request whose grant works
- *    (checked first: a hash and a store read) never takes from it; junk
- *    does, and is refused 429 once it is empty. Every request takes from
- *    its address's bucket.
+ *  - Anyone can send authorize and token requests, from as many addresses
+ *    as they have: the tenant's bucket of the sign-in (auth_rate_per_tenant)
+ *    is not spent on what a flood cannot fake. A token request whose grant
+ *    works (checked first: a hash and a store read) never takes from it,
+ *    nor does an authorize request from a browser signed in to the tenant
+ *    (pages.c); junk does, and is refused 429 once it is empty. Every
+ *    request takes from its address's bucket.
  *  - Token texts are drawn on the loop before the writer job (jobs are
  *    pure); replies carry Cache-Control: no-store; no code, token or
  *    verifier is ever logged. */

@@ -258,7 +258,9 @@ static void done_touch(int status, void *arg) {
   free(arg);
 }
 
-int pages__session(gw_req *req, const char *tenant, auth_browser *out) {
+/* pages__session; touch false: the use is not recorded (a look that does
+ * not serve the person yet: the rate limiter's) */
+static int session_read(gw_req *req, const char *tenant, auth_browser *out, bool touch) {
   gw_server *srv = req->lp->srv;
   char name[96], cookie[64];
   pages__cookie_name(srv, tenant, PAGES_COOKIE_SESSION, name, sizeof name);
@@ -266,12 +268,13 @@ int pages__session(gw_req *req, const char *tenant, auth_browser *out) {
   if (!c) return ST_ENOTFOUND;
   st_txn *txn;
   int rc = st_read_begin(srv->store, &txn);
-  if (rc) return rc;
-  rc = auth_browser_get(txn, tenant, c, pages__now(), srv->cfg.browser_session_idle_ms / 1000, out);
-  st_txn_end(txn);
+  if (!rc) {
+    rc = auth_browser_get(txn, tenant, c, pages__now(), srv->cfg.browser_session_idle_ms / 1000, out);
+    st_txn_end(txn);
+  }
   OPENSSL_cleanse(cookie, sizeof cookie);
   if (rc == 0) snprintf(req->actor, sizeof req->actor, "user:%.38s", out->user_id);
-  if (rc == 0 && out->touch_due) {
+  if (rc == 0 && touch && out->touch_due) {
     touch_job *t = malloc(sizeof *t);
     if (t) {
       memcpy(t->hash, out->hash, 32);
@@ -281,6 +284,8 @@ int pages__session(gw_req *req, const char *tenant, auth_browser *out) {
   }
   return rc;
 }
+
+int pages__session(gw_req *req, const char *tenant, auth_browser *out) { return session_read(req, tenant, out, true); }
 
 /* The request may change state: same site, and the session's CSRF token. */
 bool pages__csrf_ok(gw_req *req, const auth_browser *s, const char *form_token) {
@@ -1015,7 +1020,7 @@ static void pages_dispatch(gw_req *req) {
       gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
       return;
     }
-    if (pages__rate_ok(req, tenant)) pages__authorize(req, tenant);
+    if (pages__rate_ok_signed_in(req, tenant)) pages__authorize(req, tenant);
     return;
   }
   if (!strcmp(rest, "oauth/consent")) {
@@ -1105,11 +1110,21 @@ int64_t pages__rate_wait_register(gw_req *req, const char *tenant) {
   return wait || !p ? wait : rate_take(req, p, p->rate_dcr_tenant, tenant);
 }
 
-bool pages__rate_ok(gw_req *req, const char *tenant) {
-  if (!pages__rate_wait(req, tenant)) return true;
+static bool rate_refused_page(gw_req *req, const char *tenant) {
   pages__message(req, 429, tenant, "Too many sign-in attempts",
                  "Too many sign-in attempts from here. Wait a minute and try again.", NULL, NULL);
   return false;
+}
+
+bool pages__rate_ok(gw_req *req, const char *tenant) {
+  return !pages__rate_wait(req, tenant) || rate_refused_page(req, tenant);
+}
+
+bool pages__rate_ok_signed_in(gw_req *req, const char *tenant) {
+  if (pages__rate_wait_address(req)) return rate_refused_page(req, tenant);
+  auth_browser s;
+  if (session_read(req, tenant, &s, false) == 0) return true;
+  return !pages__rate_wait_tenant(req, tenant) || rate_refused_page(req, tenant);
 }
 
 static int mod_init(gw_server *srv) {

@@ -107,7 +107,11 @@ int pages__session(gw_req *req, const char *tenant, auth_browser *out);
  * the two buckets only: the token endpoint takes from the address's for
  * every request but from the tenant's only for one whose grant does not
  * work (anyone may send junk, from as many addresses as they have: it must
- * not hold off the MCP clients' refreshes).
+ * not hold off the MCP clients' refreshes). pages__rate_ok_signed_in is
+ * pages__rate_ok for the authorization endpoint: a browser signed in to
+ * tenant (a live session, which only an employee who signed in with Okta
+ * has) does not take from the tenant's bucket, so a flood of authorize
+ * requests cannot hold off the employees already signed in.
  * pages__rate_wait_register is pages__rate_wait for a dynamic client
  * registration: the same bucket per address, but the tenant's own budget
  * of registrations (dcr_rate_per_tenant) instead of the sign-in's — anyone
@@ -118,6 +122,7 @@ int64_t pages__rate_wait_address(gw_req *req);
 int64_t pages__rate_wait_tenant(gw_req *req, const char *tenant);
 int64_t pages__rate_wait_register(gw_req *req, const char *tenant);
 bool pages__rate_ok(gw_req *req, const char *tenant);
+bool pages__rate_ok_signed_in(gw_req *req, const char *tenant);
 
 /* The request may change state for session s: same site (Origin,
  * Sec-Fetch-Site) and its CSRF token (X-CSRF-Token, else form_token). */

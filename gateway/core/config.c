@@ -213,8 +213,9 @@ static const cfg_key keys[] = {
      NULL},
     {"auth_rate_per_tenant", CFG_INT, "1200", 0, 10000000, OFF(auth_rate_per_tenant),
      "the same for all clients of one tenant together, registrations apart (dcr_rate_per_tenant); a token request "
-     "counts only when its grant does not work (a code exchange or refresh that works is never refused by it), so "
-     "junk from many addresses cannot hold off the MCP clients (0: no limit)",
+     "counts only when its grant does not work (a code exchange or refresh that works is never refused by it), an "
+     "authorize request only from a browser not signed in to the tenant, so junk from many addresses cannot hold off "
+     "the MCP clients and the signed-in employees (0: no limit)",
      NULL},
     {"dcr_rate_per_tenant", CFG_INT, "300", 0, 10000000, OFF(dcr_rate_per_tenant),
      "dynamic client registrations (POST /t/{tenant}/oauth/register) of all clients of one tenant together a "

@@ -9,9 +9,9 @@
 // 429 with Retry-After (the token endpoint in RFC 6749 §5.2's JSON shape),
 // while other addresses and tenants go on; registrations past their own
 // budget (dcr_rate_per_tenant) are 429 too, and a flood of them leaves the
-// sign-in's budget alone; junk token requests from many addresses spend the
-// tenant's budget, but a grant that works never takes from it and goes on
-// once it is empty.
+// sign-in's budget alone; junk token and authorize requests from many
+// addresses spend the tenant's budget, but a grant that works and a browser
+// signed in to the tenant never take from it and go on once it is empty.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -226,17 +226,21 @@ test('dcr_rate_per_tenant: registrations past it are 429 with Retry-After; anoth
 // spent it, and every MCP client's refresh of the tenant was answered 429 —
 // once their access tokens expired, every agent of the tenant was cut off.
 // A grant that works is now checked first and never takes from it; junk
-// still does, and is refused once it is empty. The gateway here sits
-// behind a trusted proxy (127.0.0.1), so each X-Forwarded-For is a client
-// address of its own: "many addresses" are many values of it, with the
-// per-address bucket on (30 a minute) and the tenant's at 6.
+// still does, and is refused once it is empty. The same for authorize: a
+// browser signed in to the tenant does not take from it. The gateway here
+// sits behind a trusted proxy (127.0.0.1), so each X-Forwarded-For is a
+// client address of its own: "many addresses" are many values of it, with
+// the per-address bucket on (30 a minute) and the tenant's at 6.
 let fxDrain;
 after(async () => { if (fxDrain) await fxDrain.stop(); });
 
 async function drainFixture() {
   fxDrain ??= await startLoginFixture({
-    tenants: { acme: { users: [{ userName: 'alice@acme.com', externalId: '00u-alice' }] } },
-    accounts: { '00u-alice': { email: 'alice@acme.com' } },
+    tenants: {
+      acme: { users: [{ userName: 'alice@acme.com', externalId: '00u-alice' }] },
+      beta: { users: [{ userName: 'bob@beta.com', externalId: '00u-bob' }] },
+    },
+    accounts: { '00u-alice': { email: 'alice@acme.com' }, '00u-bob': { email: 'bob@beta.com' } },
     gatewayArgs: ['--auth-rate-per-address', '30', '--auth-rate-per-tenant', '6', '--trusted-proxies', '127.0.0.1/32',
       '--refresh-reuse-grace-ms', '0'],
   });
@@ -309,4 +313,30 @@ test('junk token requests from many addresses spend the tenant\'s budget; a refr
   assert.equal(last.json.error, 'rate_limited');
   const mine = await token({ grant_type: 'refresh_token', refresh_token: rt, client_id: g.client_id }, base);
   assert.equal(mine.status, 200, `the same token from the client's own address: ${mine.text}`);
+});
+
+test('junk authorize requests from many addresses spend the tenant\'s budget; an employee signed in still gets the code', async () => {
+  const f = await drainFixture();
+  const b = f.browser();
+  const g = await grant(f, b, { tenant: 'beta', login: '00u-bob', redirect: CB });
+  const junk = (a) => new Promise((resolve, reject) => {
+    const q = 'response_type=code&client_id=mcpc_unknown&redirect_uri=http%3A%2F%2F127.0.0.1%2Fcb';
+    http.get({ host: '127.0.0.1', port: f.gw.port, path: `/t/beta/oauth/authorize?${q}`, headers: from(a) }, (res) => {
+      let text = '';
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, text }));
+    }).on('error', reject);
+  });
+  const full = await drain(junk, 400); // an unknown client: its page
+  assert.match(full.headers['retry-after'] ?? '', /^[1-9][0-9]*$/);
+  // the signed-in employee's browser: before, the 429 page
+  const mine = await codeWith(f, b, 'beta', g.client_id);
+  assert.ok(mine.code, `the signed-in employee's authorize, after the junk: ${mine.res.status} ${mine.res.text?.slice(0, 200)}`);
+  const x = await token({ grant_type: 'authorization_code', code: mine.code, redirect_uri: CB, client_id: g.client_id, code_verifier: mine.verifier }, f.base('beta'));
+  assert.equal(x.status, 200, x.text);
+  // junk is still refused, and so is a browser that is not signed in (its sign-in shares the bucket anyway)
+  const again = [await junk(addr()), await junk(addr())];
+  assert.ok(again.some((r) => r.status === 429), `junk after the drain: ${again.map((r) => r.status)}`);
+  const strangers = [await codeWith(f, f.browser(), 'beta', g.client_id), await codeWith(f, f.browser(), 'beta', g.client_id)];
+  assert.ok(strangers.some((s) => s.res.status === 429), `not signed in: ${strangers.map((s) => s.res.status)}`);
 });
