@@ -996,7 +996,9 @@ static void pages_dispatch(gw_req *req) {
       gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
       return;
     }
-    if (!pages__rate_ok(req, tenant)) return;
+    /* a signed-in employee's page: junk from many addresses that spent
+     * the tenant's budget does not hold it off (as at authorize) */
+    if (!pages__rate_ok_signed_in(req, tenant)) return;
     if (slash) pages__connect_callback(req, tenant, conn);
     else pages__connect(req, tenant, conn);
     return;

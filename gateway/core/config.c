@@ -214,7 +214,8 @@ static const cfg_key keys[] = {
     {"auth_rate_per_tenant", CFG_INT, "1200", 0, 10000000, OFF(auth_rate_per_tenant),
      "the same for all clients of one tenant together, registrations apart (dcr_rate_per_tenant); a token request "
      "counts only when its grant does not work (a code exchange or refresh that works is never refused by it), an "
-     "authorize request only from a browser not signed in to the tenant, so junk from many addresses cannot hold off "
+     "authorize request or an employee's connect page only from a browser not signed in to the tenant, so junk from "
+     "many addresses cannot hold off "
      "the MCP clients and the signed-in employees (0: no limit)",
      NULL},
     {"dcr_rate_per_tenant", CFG_INT, "300", 0, 10000000, OFF(dcr_rate_per_tenant),

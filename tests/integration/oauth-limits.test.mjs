@@ -239,8 +239,9 @@ async function drainFixture() {
     tenants: {
       acme: { users: [{ userName: 'alice@acme.com', externalId: '00u-alice' }] },
       beta: { users: [{ userName: 'bob@beta.com', externalId: '00u-bob' }] },
+      gamma: { users: [{ userName: 'carol@gamma.com', externalId: '00u-carol' }] },
     },
-    accounts: { '00u-alice': { email: 'alice@acme.com' }, '00u-bob': { email: 'bob@beta.com' } },
+    accounts: { '00u-alice': { email: 'alice@acme.com' }, '00u-bob': { email: 'bob@beta.com' }, '00u-carol': { email: 'carol@gamma.com' } },
     gatewayArgs: ['--auth-rate-per-address', '30', '--auth-rate-per-tenant', '6', '--trusted-proxies', '127.0.0.1/32',
       '--refresh-reuse-grace-ms', '0'],
   });
@@ -339,4 +340,30 @@ test('junk authorize requests from many addresses spend the tenant\'s budget; an
   assert.ok(again.some((r) => r.status === 429), `junk after the drain: ${again.map((r) => r.status)}`);
   const strangers = [await codeWith(f, f.browser(), 'beta', g.client_id), await codeWith(f, f.browser(), 'beta', g.client_id)];
   assert.ok(strangers.some((s) => s.res.status === 429), `not signed in: ${strangers.map((s) => s.res.status)}`);
+});
+
+// The same for an employee's connect page (/t/{t}/connect/{connector} and
+// its callback): it needs a signed-in browser, and junk that spent the
+// tenant's budget answered the signed-in employee 429 there. A browser
+// signed in to the tenant does not take from it (as at authorize).
+test('junk from many addresses spends the tenant\'s budget; a signed-in employee\'s connect page still answers', async () => {
+  const f = await drainFixture();
+  const b = f.browser();
+  const s = await signIn(b, `${f.base('gamma')}/login`, { login: '00u-carol' });
+  assert.equal(s.status, 200, `carol signed in: ${s.status}`);
+  const junk = (a) => new Promise((resolve, reject) => {
+    const q = 'response_type=code&client_id=mcpc_unknown&redirect_uri=http%3A%2F%2F127.0.0.1%2Fcb';
+    http.get({ host: '127.0.0.1', port: f.gw.port, path: `/t/gamma/oauth/authorize?${q}`, headers: from(a) }, (res) => {
+      let text = '';
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, text }));
+    }).on('error', reject);
+  });
+  await drain(junk, 400);
+  // no such connector: the page says so (before: the 429 page)
+  const mine = await b.get(`${f.base('gamma')}/connect/nope`);
+  assert.equal(mine.status, 404, `the signed-in employee's connect page, after the junk: ${mine.status} ${mine.text?.slice(0, 200)}`);
+  // a browser that is not signed in still takes from the spent budget
+  const stranger = await f.browser().get(`${f.base('gamma')}/connect/nope`);
+  assert.equal(stranger.status, 429, `not signed in: ${stranger.status}`);
 });
