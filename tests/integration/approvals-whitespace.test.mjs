@@ -43,6 +43,12 @@ const LIST = {
   tenant: 'acme', csrf: 'c', user: { userName: 'bob@acme.com' }, history: [],
   pending: Object.entries(BLANKS).map(([k, b]) => request(k, b)),
 };
+// A directory's display name (SCIM, the tenant's identity provider) is no
+// safer than an argument: a requester named "Jane Doe (jane@acme.com)" and
+// a few thousand NBSPs pushed the real "(mallory@acme.com)" that the page
+// appends screens below, and one ending in U+202E read it backwards.
+const DISGUISED = { userName: 'mallory@acme.com', displayName: 'Jane Doe (jane@acme.com)' + '\u00A0'.repeat(3000) + '\u202E' };
+LIST.pending.push({ ...request('disguised', ''), requester: DISGUISED });
 
 let server, browser, base;
 before(async () => {
@@ -118,4 +124,15 @@ test('indentation and a few spaces in a string stay as they are', async () => {
   const text = await page.evaluate(() => document.querySelector('pre.args code').textContent);
   await ctx.close();
   assert.match(text, /^\{\n {2}"cmd": "ls \/tmp/);
+});
+
+test('a requester\'s display name cannot push away or reverse the user name after it', async () => {
+  const ctx = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  const page = await ctx.newPage();
+  await page.goto(`${base}approvals`);
+  const dd = page.locator('article.request[data-id="disguised"] dl dd').first();
+  await dd.waitFor();
+  const text = await dd.textContent();
+  await ctx.close();
+  assert.equal(text, 'Jane Doe (jane@acme.com)\\u00a0\u00D73000\\u202e (mallory@acme.com)');
 });

@@ -38,10 +38,13 @@
     return td;
   }
 
+  // A directory's names (SCIM) are shown as visible() shows an argument:
+  // a display name with a run of blanks or a bidi override pushed away or
+  // reversed the user name after it (function declarations are hoisted).
   function who(p) {
     if (!p) return 'someone';
-    if (p.displayName && p.userName) return p.displayName + ' (' + p.userName + ')';
-    return p.userName || p.displayName || 'a deleted user';
+    if (p.displayName && p.userName) return visible(p.displayName) + ' (' + visible(p.userName) + ')';
+    return visible(p.userName || p.displayName || 'a deleted user');
   }
 
   function showError(msg) { $('error').textContent = msg || ''; }
@@ -123,7 +126,7 @@
     const art = el('article', null, 'request');
     art.dataset.id = r.id;
     const h = el('h3');
-    h.append(el('code', visible(r.tool)), ' on ', el('strong', r.connector));
+    h.append(el('code', visible(r.tool)), ' on ', el('strong', visible(r.connector)));
     art.appendChild(h);
     const dl = el('dl');
     row(dl, 'Requested by', who(r.requester));
@@ -131,7 +134,7 @@
     const lt = el('span', '', 'countdown');
     lt.setAttribute('role', 'timer');
     row(dl, 'Time left', lt);
-    if (r.approvers && r.approvers.length) row(dl, 'Approvers', r.approvers.join(', '));
+    if (r.approvers && r.approvers.length) row(dl, 'Approvers', visible(r.approvers.join(', ')));
     art.appendChild(dl);
     art.appendChild(el('p', 'Arguments', 'label'));
     const pre = el('pre', null, 'args');
@@ -208,12 +211,12 @@
     list.forEach((r) => {
       const tr = el('tr');
       const what = el('span');
-      what.append(el('code', visible(r.tool)), ' on ' + r.connector);
+      what.append(el('code', visible(r.tool)), ' on ' + visible(r.connector));
       tr.appendChild(cell('Request', what));
       tr.appendChild(cell('Requested by', who(r.requester)));
       tr.appendChild(cell('Outcome', OUTCOME[r.state] || r.state));
-      tr.appendChild(cell('By', r.decided_by || '—'));
-      tr.appendChild(cell('Reason', r.reason || '—'));
+      tr.appendChild(cell('By', r.decided_by ? visible(r.decided_by) : '—'));
+      tr.appendChild(cell('Reason', r.reason ? visible(r.reason) : '—'));
       tr.appendChild(cell('When', when(r.decided_at || r.expires) || '—'));
       body.appendChild(tr);
     });
