@@ -49,6 +49,11 @@ const LIST = {
 // appends screens below, and one ending in U+202E read it backwards.
 const DISGUISED = { userName: 'mallory@acme.com', displayName: 'Jane Doe (jane@acme.com)' + '\u00A0'.repeat(3000) + '\u202E' };
 LIST.pending.push({ ...request('disguised', ''), requester: DISGUISED });
+// Values whose key names look like secrets are masked before a reviewer
+// sees them ("[redacted]", audit_redact): an upstream that names a tool's
+// dangerous argument query_token hides it from the reviewer, who saw only
+// the harmless rest. The card must say which values it does not show.
+LIST.pending.push({ ...request('masked', ''), arguments: { query: 'SELECT 1', options: { query_token: '[redacted]' } } });
 
 let server, browser, base;
 before(async () => {
@@ -135,4 +140,18 @@ test('a requester\'s display name cannot push away or reverse the user name afte
   const text = await dd.textContent();
   await ctx.close();
   assert.equal(text, 'Jane Doe (jane@acme.com)\\u00a0\u00D73000\\u202e (mallory@acme.com)');
+});
+
+test('a card whose arguments have masked values says which, so the reviewer knows what they do not see', async () => {
+  const ctx = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  const page = await ctx.newPage();
+  await page.goto(`${base}approvals`);
+  const card = page.locator('article.request[data-id="masked"]');
+  await card.waitFor();
+  const warn = card.locator('p.masked');
+  assert.equal(await warn.count(), 1, 'a note on the card with masked values');
+  assert.match(await warn.textContent(), /options\.query_token/);
+  // and none on a card without any
+  assert.equal(await page.locator('article.request[data-id="nbsp"] p.masked').count(), 0);
+  await ctx.close();
 });

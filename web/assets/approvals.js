@@ -115,6 +115,19 @@
     try { return visible(JSON.stringify(args, null, 2)); } catch (e) { return visible(args); }
   }
 
+  // The paths (a.b[0].c) of the values masked before the reviewer sees
+  // them: keys whose names look like secrets (audit_redact) read
+  // "[redacted]". An upstream may name a tool's dangerous argument so
+  // (query_token): the card says which values it does not show.
+  const MASK = '[redacted]';
+  function masked(v, path, out) {
+    if (v === MASK && path) out.push(path);
+    else if (Array.isArray(v)) v.forEach((x, i) => masked(x, path + '[' + i + ']', out));
+    else if (v && typeof v === 'object')
+      for (const k of Object.keys(v)) masked(v[k], path ? path + '.' + k : k, out);
+    return out;
+  }
+
   function row(dl, term, content) {
     dl.appendChild(el('dt', term));
     const dd = el('dd');
@@ -140,6 +153,12 @@
     const pre = el('pre', null, 'args');
     pre.appendChild(el('code', pretty(r.arguments)));
     art.appendChild(pre);
+    const hidden = masked(r.arguments, '', []);
+    if (hidden.length) {
+      const n = el('p', 'Not shown to you: ' + visible(hidden.join(', ')) + ' (names that look like secrets are masked). ' +
+        'The call runs with them as the agent sent them: deny it if you cannot judge it without them.', 'masked');
+      art.appendChild(n);
+    }
 
     const form = el('form', null, 'decide');
     const fid = 'reason-' + r.id;
