@@ -54,6 +54,9 @@ LIST.pending.push({ ...request('disguised', ''), requester: DISGUISED });
 // dangerous argument query_token hides it from the reviewer, who saw only
 // the harmless rest. The card must say which values it does not show.
 LIST.pending.push({ ...request('masked', ''), arguments: { query: 'SELECT 1', options: { query_token: '[redacted]' } } });
+// Arguments past what the gateway keeps for a reviewer (8 KiB) reach the
+// page as their digest only: the card must say the call is not shown.
+LIST.pending.push({ ...request('digest', ''), arguments: { truncated: true, bytes: 20000, digest: 'sha256:' + 'ab'.repeat(32) } });
 
 let server, browser, base;
 before(async () => {
@@ -153,5 +156,17 @@ test('a card whose arguments have masked values says which, so the reviewer know
   assert.match(await warn.textContent(), /options\.query_token/);
   // and none on a card without any
   assert.equal(await page.locator('article.request[data-id="nbsp"] p.masked').count(), 0);
+  await ctx.close();
+});
+
+test('a card whose arguments were too large to keep says the reviewer sees only their digest', async () => {
+  const ctx = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  const page = await ctx.newPage();
+  await page.goto(`${base}approvals`);
+  const card = page.locator('article.request[data-id="digest"]');
+  await card.waitFor();
+  const warn = card.locator('p.masked');
+  assert.equal(await warn.count(), 1, 'a note on the card whose arguments are a digest');
+  assert.match(await warn.textContent(), /20000 bytes/);
   await ctx.close();
 });

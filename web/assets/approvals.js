@@ -153,8 +153,11 @@
     const pre = el('pre', null, 'args');
     pre.appendChild(el('code', pretty(r.arguments)));
     art.appendChild(pre);
-    const hidden = masked(r.arguments, '', []);
-    if (hidden.length) {
+    const a = r.arguments, hidden = masked(a, '', []);
+    if (a && a.truncated === true && typeof a.digest === 'string') {
+      art.appendChild(el('p', 'Not shown to you: the arguments (' + Number(a.bytes) + ' bytes, more than the gateway keeps ' +
+        'for a reviewer), only their digest. Deny the call if you cannot judge it without them.', 'masked'));
+    } else if (hidden.length) {
       const n = el('p', 'Not shown to you: ' + visible(hidden.join(', ')) + ' (names that look like secrets are masked). ' +
         'The call runs with them as the agent sent them: deny it if you cannot judge it without them.', 'masked');
       art.appendChild(n);
