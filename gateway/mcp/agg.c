@@ -465,6 +465,10 @@ static void initialize(gw_exchange *x, json_t *msg) {
   gw_strlcpy(sess.tenant, x->tenant, sizeof sess.tenant);
   gw_strlcpy(sess.user, x->user, sizeof sess.user);
   gw_strlcpy(sess.version, ver, sizeof sess.version);
+  /* to the millisecond, as the connector endpoint's (direct.c): the
+   * per-user cap evicts by it, across both endpoints (to the second, this
+   * session was the newer of any made in its second) */
+  sess.created_ms = gw_session_now_ms();
   json_t *caps = json_pack("{s:{s:b}}", "tools", "listChanged", 1);
   {
     /* prompts/resources when a connector the user sees offers them */

@@ -54,7 +54,7 @@ test('at the per-user cap, a new session\'s maps push out those of the session t
   const f = await fixture({ args: ['--sessions-per-user-max', '2'], second: true });
   const tok = (await f.t.mintToken('alice@acme.com')).token;
   const s1 = await rawSession(f.agg, tok);
-  // sessions are stamped to the second they were created in: s2's is later
+  // a later second: s2's creation stamp is surely later than s1's
   const sec = Math.floor(Date.now() / 1000);
   await waitFor(() => Math.floor(Date.now() / 1000) > sec, { what: 'the next second' });
   const s2 = await rawSession(f.agg, tok);
@@ -89,7 +89,7 @@ test('a tenant\'s lower sessions_per_user_max bounds a user\'s maps too, not onl
   }
   const n = await f.maps();
   assert.ok(n <= 3, `alice's evicted sessions' maps went at once (bob's 1 + alice's at most 2): ${n}`);
-  // which two the store kept: its oldest by creation are stamped to the second
+  // which two the store kept: sessions made in one millisecond go by their ids' hash
   const live = [];
   for (const s of opened) if ((await s.request('resources/list')).status !== 404) live.push(s);
   assert.equal(live.length, 2, 'the store keeps the tenant\'s 2');
@@ -116,7 +116,7 @@ test('a cap lowered while a user holds more sessions drops none of their live ma
   // two connectors offer resources: a URI a session's map lost is not routed
   for (const x of s) assert.equal((await read(x, 'ra://r/1')).result?.contents?.[0]?.text, 'ra:read ra://r/1', 'a live session kept its map');
   assert.equal(await f.maps(), 3);
-  // sessions are stamped to the second they were created in: the next one's is later
+  // a later second: the next one's creation stamp is surely later
   const sec = Math.floor(Date.now() / 1000);
   await waitFor(() => Math.floor(Date.now() / 1000) > sec, { what: 'the next second' });
   const s3 = await rawSession(f.agg, tok); // the store keeps it and one of the three

@@ -20,7 +20,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 
-import { startGateway, runGateway, makeTempDir, sleep } from './lib/gateway.mjs';
+import { startGateway, runGateway, makeTempDir, sleep, waitFor } from './lib/gateway.mjs';
 import { setupTenant, rawSession, openStream, mcpHeaders } from './lib/mcp.mjs';
 import { startCtlUpstream } from './lib/ctl-upstream.mjs';
 
@@ -160,8 +160,8 @@ test('3. a session past session_max_age_ms is refused however much it is used, a
 
 test('4. sessions_per_user_max: one more session evicts the user\'s oldest; the newest work; other users untouched', async () => {
   const f = await fixture(['--sessions-per-user-max', '3']);
-  // creation order across endpoints: the aggregated endpoint stamps creation
-  // to the second, so the sessions whose order matters are 1.1 s apart
+  // creation order across endpoints: the sessions whose order matters are
+  // 1.1 s apart (4b: within one second)
   const bob1 = await rawSession(f.single, f.tokens.bob);
   const bob2 = await rawSession(f.agg, f.tokens.bob);
   const s1 = await rawSession(f.single, f.tokens.alice);
@@ -183,6 +183,27 @@ test('4. sessions_per_user_max: one more session evicts the user\'s oldest; the 
   const dump = dumpSessions(f.gw.dataDir);
   assert.ok(!inStore(dump, s1.sessionId) && !inStore(dump, s2.sessionId), 'the evicted records are gone from the store');
   for (const s of [s3, s4, s5, bob1, bob2]) assert.ok(inStore(dump, s.sessionId), 'the others are stored');
+});
+
+// Both endpoints stamp a session's creation to the millisecond: an
+// aggregated session made in the same second as, and before, a connector
+// endpoint's is the older one, and the cap evicts it first. (Stamped to
+// the end of its second, it was the newer, and the cap took the
+// connector endpoint's session.)
+test('4b. sessions_per_user_max across endpoints within one second: the one created first is evicted', async () => {
+  const f = await fixture(['--sessions-per-user-max', '2']);
+  // early in a second, so the first two are made within it
+  await waitFor(() => Date.now() % 1000 < 100, { what: 'the start of a second', timeoutMs: 3000 });
+  const sec = Math.floor(Date.now() / 1000);
+  const a1 = await rawSession(f.agg, f.tokens.alice);
+  await sleep(5); // another millisecond
+  const d1 = await rawSession(f.single, f.tokens.alice);
+  assert.equal(Math.floor(Date.now() / 1000), sec, 'both sessions were made within one second');
+  await sleep(5);
+  const d2 = await rawSession(f.single, f.tokens.alice);
+  assertSessionGone(await use(a1), 'the aggregated session, created first, evicted by the third');
+  for (const [n, s] of [['d1', d1], ['d2', d2]]) assertSessionAlive(await use(s), `${n}, created after it`);
+  await f.gw.stop();
 });
 
 test('5. bad values of the session keys refuse the start, naming the key', async () => {

@@ -76,9 +76,8 @@ test('sessions pushed out past sessions_per_user_max: their upstream sessions ar
     assert.equal(r.status, 200, r.body);
     return { s, sid: sidOf(f.up, msg) };
   };
-  // an aggregated session is stamped at the end of the second it was made
-  // in (mcp_session.h): the next ones are made once that second is over,
-  // so it is the oldest
+  // the next ones are made once a1's second is over, so it is surely the
+  // oldest
   const a1 = await open('alice', true, 'agg one');
   const second = Math.floor(Date.now() / 1000);
   await waitFor(() => Math.floor(Date.now() / 1000) > second, { what: 'the next second', timeoutMs: 3000 });
