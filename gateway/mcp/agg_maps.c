@@ -27,8 +27,10 @@
  * session was created under: the store applies a lowered cap from the
  * user's next session on; past it, the entries of the sessions the store
  * evicted go: the user's oldest BY CREATION, as the store orders them,
- * never a live session's first used), so sessions opened faster than the
- * sweep runs cannot pile up.
+ * never a live session's first used; and a session older than every
+ * entry of its user at the cap is the one the store evicted: a late note
+ * of it makes no entry and pushes out none), so sessions opened faster
+ * than the sweep runs cannot pile up.
  * A URI several connectors offer (exactly, or by templates covering it)
  * is routed to none of them (logged). No lookup a message makes walks a
  * session's map (an upstream lists agg_uri_map_max URIs, then floods
@@ -320,6 +322,14 @@ static agg_entry *session_entry(gw_agg_index **ixp, const gw_exchange *x, bool c
   agg_owner *mine = owner_get(ix, x->tenant, x->user, false);
   agg_entry *last = mine ? owner_last_created(mine) : NULL;
   if (last && created_before(x->sess.created_ms, hex, last->created_ms, last->hex)) cap = last->cap;
+  /* at the cap with every entry of the user's created after x's session,
+   * x's is the one the store evicted (a request that loaded it before the
+   * eviction, noting now): not made again — it would push out the user's
+   * oldest LIVE session's maps */
+  if (mine && mine->n >= cap) {
+    agg_entry *first = owner_first_created(mine);
+    if (created_before(x->sess.created_ms, hex, first->created_ms, first->hex)) return NULL;
+  }
   while (mine && mine->n >= cap) {
     bool lastone = mine->n == 1; /* its delete frees mine */
     entry_del(ix, owner_first_created(mine));

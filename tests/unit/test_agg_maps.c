@@ -551,6 +551,42 @@ TEST(a_long_sweep_drops_every_dead_session_and_no_live_one) {
   teardown();
 }
 
+/* Session sid's maps (note_maps), the session created at created_ms. */
+static void note_maps_at(const char *sid, int64_t created_ms) {
+  gw_exchange *x = xch("ra");
+  char uri[120];
+  snprintf(x->sid, sizeof x->sid, "%s", sid);
+  snprintf(uri, sizeof uri, "ra://%s", sid);
+  x->sess.created_ms = created_ms;
+  gw__agg_uri_note(x, uri, false);
+  json_t *tok = json_integer(7);
+  gw__agg_progress_note(x, tok);
+  json_decref(tok);
+  free(x);
+}
+
+/* A request that loaded its session before the store evicted it notes
+ * into the maps after: at the user's cap, with every entry of theirs
+ * created after it, its session is the one the store evicted — its entry
+ * is not made again, and no live session's maps are pushed out for it. */
+TEST(a_late_note_of_the_evicted_session_pushes_out_no_live_one) {
+  setup();
+  srv.cfg.sessions_per_user_max = 2;
+  note_maps_at("mcps_one", 1000);
+  note_maps_at("mcps_two", 2000);
+  note_maps_at("mcps_three", 3000); /* the store evicted one: its maps go */
+  CHECK(!routes("mcps_one") && !has_token("mcps_one"));
+  note_maps_at("mcps_one", 1000); /* its late request */
+  CHECK(routes("mcps_two") && has_token("mcps_two"));
+  CHECK(routes("mcps_three") && has_token("mcps_three"));
+  CHECK(!routes("mcps_one") && !has_token("mcps_one"));
+  CHECK_INT(gw__agg_uri_maps(&sh), 2);
+  /* one created after the oldest still pushes it out: the store kept it */
+  note_maps_at("mcps_four", 4000);
+  CHECK(!routes("mcps_two") && routes("mcps_three") && routes("mcps_four"));
+  teardown();
+}
+
 int main(void) {
   gw_log_set_level(GW_LOG_WARN); /* the dropped progress of gone sessions is logged (info) */
   snprintf(tmpdir, sizeof tmpdir, "/tmp/mcpgate-aggmaps-XXXXXX");
@@ -572,6 +608,7 @@ int main(void) {
   RUN(routes_match_a_walk_of_every_key_on_random_input);
   RUN(the_sweep_drops_the_maps_it_found_dead_only);
   RUN(a_long_sweep_drops_every_dead_session_and_no_live_one);
+  RUN(a_late_note_of_the_evicted_session_pushes_out_no_live_one);
   st_close(st);
   char cmd[400];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
