@@ -506,8 +506,10 @@ static void initialize(gw_exchange *x, json_t *msg) {
 
 /* ---------- DELETE ---------- */
 
-/* The session's upstream sessions, read before the record goes: ended
- * after it went. */
+/* The session's upstream sessions, read in the write that deletes the
+ * record (delete_read): ended after it went. Read before that write, an
+ * id stored in between (a call's upstream session, its write queued
+ * first) was deleted with the record and never ended. */
 typedef struct delete_state {
   json_t *ups;  /* {connector: upstream session id} */
   json_t *binds; /* {connector: the binding each belongs to}, read with them */
@@ -527,8 +529,18 @@ static void end_session_stream(gw_exchange *o, void *arg) {
   if (o != x && gw__agg_is_stream(o, x->sid)) gw__x_end(o);
 }
 
-static void session_deleted(gw_exchange *x) {
+/* {ups, binds}: the session's upstream sessions and the binding each
+ * belongs to, in the deleting txn (gw__mcp_delete_session's read). */
+static json_t *delete_read(st_txn *txn, const char *tenant, const char *user, const char *sid) {
+  json_t *ups = gw_session_upstreams(txn, sid);
+  json_t *binds = upstream_binds(txn, tenant, user, ups);
+  return json_pack("{s:o,s:o}", "ups", ups ? ups : json_object(), "binds", binds ? binds : json_object());
+}
+
+static void session_deleted(gw_exchange *x, json_t *got) {
   delete_state *d = x->state;
+  d->ups = json_incref(json_object_get(got, "ups"));
+  d->binds = json_incref(json_object_get(got, "binds"));
   /* its open GET streams end, and its upstream sessions */
   /* (every loop's ended already: the delete job's fan-out, before this) */
   gw__x_foreach(&gw__mcp_of(x->lp)->reg, end_session_stream, x);
@@ -587,16 +599,11 @@ static void agg_dispatch_pinned(gw_req *req) {
       gw__agg_stream(x, gw_req_header(req, "last-event-id"));
       return;
     }
-    /* the upstream sessions it opened: ended after the record goes */
+    /* the upstream sessions it opened: read as the record goes, ended
+     * after it went */
     delete_state *d = calloc(1, sizeof *d);
-    st_txn *txn;
-    if (d && st_read_begin(x->lp->srv->store, &txn) == 0) {
-      d->ups = gw_session_upstreams(txn, x->sid);
-      d->binds = upstream_binds(txn, x->tenant, x->user, d->ups);
-      st_txn_end(txn);
-    }
     if (d) gw__x_set_flow(x, &delete_flow, d);
-    gw__mcp_delete_session(x, d ? session_deleted : NULL);
+    gw__mcp_delete_session(x, d ? delete_read : NULL, d ? session_deleted : NULL);
     return;
   }
 

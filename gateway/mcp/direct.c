@@ -792,7 +792,7 @@ static void dispatch_pinned(gw_req *req) {
       if (rc != 0) gw__x_start_failed(x, rc);
       return;
     }
-    gw__mcp_delete_session(x, NULL);
+    gw__mcp_delete_session(x, NULL, NULL);
     return;
   }
 

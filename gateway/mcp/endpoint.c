@@ -265,9 +265,11 @@ void gw__mcp_unauthorized(gw_req *req, const gw_mcp_ctx *c, bool presented, cons
 
 typedef struct del_job {
   gw_exchange *x;
-  void (*deleted)(gw_exchange *x);
+  gw_mcp_del_read_fn read;
+  void (*deleted)(gw_exchange *x, json_t *got);
   gw_server *srv;
-  char tenant[64], sid[96];
+  char tenant[64], user[40], sid[96];
+  json_t *got; /* read's, in the txn that deleted (every run overwrites it) */
 } del_job;
 
 /* With a `deleted` step (the aggregated endpoint, whose GET streams are
@@ -275,8 +277,14 @@ typedef struct del_job {
  * commit, before the 204 (the gate holds it until every loop did). */
 static int job_session_del(st_txn *txn, void *arg) {
   del_job *j = arg;
+  json_decref(j->got);
+  j->got = j->read ? j->read(txn, j->tenant, j->user, j->sid) : NULL;
   int rc = gw_session_delete(txn, j->sid);
   if (rc < 0 && rc != ST_ENOTFOUND) return rc;
+  if (rc == ST_ENOTFOUND) { /* gone already: nothing was taken here */
+    json_decref(j->got);
+    j->got = NULL;
+  }
   if (!j->deleted) return 0;
   gw_revocation m;
   memset(&m, 0, sizeof m);
@@ -292,7 +300,7 @@ static void done_session_del(int status, void *arg) {
   gw_exchange *x = j->x;
   if (status < 0) gw__x_rpc_error(x, 503, -32603, "the session could not be deleted: %s", st_strerror(status));
   else {
-    if (j->deleted) j->deleted(x);
+    if (j->deleted) j->deleted(x, j->got);
     x->sid[0] = 0;
     gw__x_reply_raw(x, 204, NULL, NULL, 0);
   }
@@ -303,6 +311,7 @@ static void done_session_del(int status, void *arg) {
     x->start_ns = uv_hrtime();
     if (gw__x_upcall(x, &u) != 0) GW_LOG(GW_LOG_DEBUG, "mcp", NULL, "upstream DELETE not sent");
   }
+  json_decref(j->got);
   free(j);
   gw__x_unref(x);
 }
@@ -604,16 +613,18 @@ bool gw__mcp_post_lite(gw_req *req, gw_rpc_lite *out) {
 }
 
 /* DELETE: the session record goes in a writer job; then 204. */
-void gw__mcp_delete_session(gw_exchange *x, void (*deleted)(gw_exchange *x)) {
+void gw__mcp_delete_session(gw_exchange *x, gw_mcp_del_read_fn read, void (*deleted)(gw_exchange *x, json_t *got)) {
   del_job *j = calloc(1, sizeof *j);
   if (!j) {
     gw__x_rpc_error(x, 500, -32603, "out of memory");
     return;
   }
   j->x = x;
+  j->read = read;
   j->deleted = deleted;
   j->srv = x->lp->srv;
   gw_strlcpy(j->tenant, x->tenant, sizeof j->tenant);
+  gw_strlcpy(j->user, x->user, sizeof j->user);
   gw_strlcpy(j->sid, x->sid, sizeof j->sid);
   x->refs++;
   if (gw_loop_submit(x->lp, job_session_del, done_session_del, j) != 0) {

@@ -247,10 +247,15 @@ gw_exchange *gw__mcp_bare(gw_loop *lp, const char *tenant, const char *connector
 /* Points x's metrics at connector (the aggregated flows change connector). */
 void gw__mcp_count(gw_exchange *x, const char *connector);
 
-/* DELETE: the session record goes in a writer job; deleted(x) runs after
- * it went (before the 204), then the upstream session (x->sess.upstream,
- * if any) is told. */
-void gw__mcp_delete_session(gw_exchange *x, void (*deleted)(gw_exchange *x));
+/* DELETE: the session record goes in a writer job; deleted(x, got) runs
+ * after it went (before the 204), then the upstream session
+ * (x->sess.upstream, if any) is told. read, when given, runs in the
+ * deleting transaction just before the delete (on the writer thread: the
+ * store only, a pure function of it), so what it reads is exactly what
+ * the delete took; its result is handed to deleted as `got` (borrowed;
+ * NULL when the session was already gone, or read gave nothing). */
+typedef json_t *(*gw_mcp_del_read_fn)(st_txn *txn, const char *tenant, const char *user, const char *sid);
+void gw__mcp_delete_session(gw_exchange *x, gw_mcp_del_read_fn read, void (*deleted)(gw_exchange *x, json_t *got));
 /* Opens the gateway session s (tenant, user, version, …; the id is made
  * here) for x's initialize, in one writer job that checks x's identity
  * again inside the write: a user deactivated or a token revoked since the
