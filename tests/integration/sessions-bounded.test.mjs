@@ -198,7 +198,10 @@ test('4b. sessions_per_user_max across endpoints within one second: the one crea
   const a1 = await rawSession(f.agg, f.tokens.alice);
   await sleep(5); // another millisecond
   const d1 = await rawSession(f.single, f.tokens.alice);
-  assert.equal(Math.floor(Date.now() / 1000), sec, 'both sessions were made within one second');
+  // Within one second (as a rule) is where second-granular stamps
+  // misordered them; the order asserted below holds in any case, so a slow
+  // machine that took longer does not fail the test, it only tests less.
+  if (Math.floor(Date.now() / 1000) !== sec) console.log('# 4b: the two sessions were not made within one second');
   await sleep(5);
   const d2 = await rawSession(f.single, f.tokens.alice);
   assertSessionGone(await use(a1), 'the aggregated session, created first, evicted by the third');
