@@ -33,7 +33,8 @@
  *                              process (gw_limits_write_enter).
  *
  *   heavy reads                an audit query or export, the reviewers'
- *                              list, a SCIM scan, an admin's policy view
+ *                              list, a SCIM scan (and a SCIM body's parse
+ *                              past 256 KiB: scim_http.c), an admin's policy view
  *                              or explain: each runs on libuv's
  *                              thread pool, which the outbound DNS
  *                              lookups share, so one tenant's many reads

@@ -23,8 +23,8 @@ export const PUBLIC_URL = 'https://gw.example.test:8443';
  * the given tenants. Resolves {gw, opToken, tenants: {id: {base_url, token, c}}}
  * where c is a scimClient for that tenant.
  */
-export async function startScimGateway({ tenants = ['acme'], args = [] } = {}) {
-  const gw = await startGateway({ args: ['--public-url', PUBLIC_URL, ...args] });
+export async function startScimGateway({ tenants = ['acme'], args = [], env = {} } = {}) {
+  const gw = await startGateway({ args: ['--public-url', PUBLIC_URL, ...args], env });
   const opToken = operatorToken(gw.dataDir);
   const out = {};
   for (const id of tenants) {

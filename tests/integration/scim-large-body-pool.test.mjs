@@ -1,0 +1,100 @@
+// ci-variants: build-w1
+// A SCIM body past 256 KiB is parsed on libuv's pool, not on the event loop
+// every tenant's requests share. Found by review: bodies up to 32 MiB were
+// parsed (jansson, strict) on the loop — a 32 MiB Okta push of a
+// 200,000-member group is ~0.5 s of parsing on this machine, for which
+// every other request on that loop waited; one tenant's IdP (or anyone
+// holding its SCIM token) stalled every tenant.
+//
+// MCPGATE_TEST_SCIM_PARSE_PAUSE_FILE holds a large body's parse on its
+// worker thread while the file exists (and makes "<file>.held" once it
+// does): the test sees the parse in flight, and a /healthz on the same
+// (only) loop answered meanwhile. Before the fix the parse ran on the
+// loop and never reached the hook: "<file>.held" never appeared.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import net from 'node:net';
+import { startScimGateway, scimBase, URN } from './lib/scim.mjs';
+import { waitFor, request, makeTempDir } from './lib/gateway.mjs';
+
+let gw, acme, dir, pause;
+before(async () => {
+  dir = await makeTempDir('mcpgate-parse-');
+  pause = path.join(dir, 'pause');
+  ({ gw, tenants: { acme } } = await startScimGateway({ tenants: ['acme'], env: { MCPGATE_TEST_SCIM_PARSE_PAUSE_FILE: pause } }));
+});
+after(async () => {
+  fs.rmSync(pause, { force: true });
+  await gw?.stop();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** an Okta-shaped group push past 256 KiB: 4,000 members (ids of nobody: the gateway refuses or
+ * skips them — either way only once the body is parsed) */
+function bigGroup(name) {
+  const members = Array.from({ length: 4000 }, (_, i) => ({ value: `00u${String(i).padStart(17, '0')}`, display: `user${i}@example.com` }));
+  return JSON.stringify({ schemas: [URN.GROUP], displayName: name, members });
+}
+
+const held = () => fs.existsSync(pause + '.held');
+
+test('a large body is parsed off the loop: /healthz on the same loop answers while the parse is held', async () => {
+  const body = bigGroup('big-one');
+  assert.ok(body.length > 256 * 1024, `body ${body.length} bytes`);
+  fs.writeFileSync(pause, '');
+  let answered = null;
+  const big = acme.c.post('/Groups', body).then((r) => { answered = r; return r; });
+  try {
+    await waitFor(async () => held() || answered !== null, { timeoutMs: 10000, what: 'the large parse in flight (or answered)' });
+    assert.equal(answered, null, `the large request was answered while its parse was to be held (parsed on the loop): ${answered?.status}`);
+    assert.ok(held(), 'the parse is held on a worker thread');
+    const h = await request(gw.port, { path: '/healthz' });
+    assert.equal(h.status, 200, h.body);
+    assert.equal(answered, null, 'the large request waits for its parse');
+  } finally {
+    fs.rmSync(pause, { force: true });
+  }
+  const r = await big;
+  // parsed, then answered as any body
+  assert.ok([201, 400].includes(r.status), `${r.status} ${r.body.slice(0, 300)}`);
+  fs.rmSync(pause + '.held', { force: true });
+});
+
+test('a large body whose client leaves while it is parsed ends cleanly; nothing is written', async () => {
+  const body = JSON.stringify({ schemas: [URN.GROUP], displayName: 'gone-group', members: [], pad: 'p'.repeat(300 * 1024) });
+  fs.writeFileSync(pause, '');
+  const sock = await new Promise((resolve, reject) => {
+    const s = net.connect(gw.port, '127.0.0.1', () => {
+      s.write(`POST ${scimBase('acme')}/Groups HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${acme.token}\r\n` +
+        `Content-Type: application/scim+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n`);
+      s.write(body);
+      resolve(s);
+    });
+    s.on('error', () => {});
+    s.once('error', reject);
+  });
+  try {
+    await waitFor(async () => held(), { timeoutMs: 10000, what: 'the large parse in flight' });
+    sock.resetAndDestroy();
+    await new Promise((r) => setTimeout(r, 200)); // the loop sees the client gone
+  } finally {
+    fs.rmSync(pause, { force: true });
+  }
+  // the gateway goes on; the abandoned request wrote nothing
+  await waitFor(async () => (await request(gw.port, { path: '/healthz' })).status === 200, { what: 'healthz' });
+  const q = await acme.c.get(`/Groups?filter=${encodeURIComponent('displayName eq "gone-group"')}`);
+  assert.equal(q.status, 200, q.body);
+  assert.equal(q.json.totalResults, 0);
+  fs.rmSync(pause + '.held', { force: true });
+});
+
+test('a large body that is not JSON is refused with 400 from the pool', async () => {
+  const r = await acme.c.post('/Groups', '{"schemas":[' + ' '.repeat(300 * 1024) + ']');
+  assert.equal(r.status, 400, r.body);
+  assert.equal(r.json.scimType, 'invalidSyntax');
+  const a = await acme.c.post('/Groups', '[' + '1,'.repeat(150 * 1024) + '1]');
+  assert.equal(a.status, 400, a.body);
+  assert.match(a.json.detail, /JSON object/);
+});
