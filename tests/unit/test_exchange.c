@@ -521,6 +521,97 @@ TEST(expiry_walk_holds_what_it_ends) {
   CHECK(e.ok);
 }
 
+
+/* 10,000 streams: the heap grows past its first capacity, keeps its order
+ * and every exchange's place through removals from anywhere, and a walk
+ * whose endings unwatch others still in the heap (their client halves
+ * ending), free due ones and watch new ones (due at once: the next fire
+ * ends them) leaves a heap that is still one. */
+#define BIG 10000
+
+static bool heap_ok(const gw_xreg *reg) {
+  for (size_t i = 0; i < reg->ndue; i++) {
+    if (reg->due[i]->due_at != i + 1) return false;
+    if (i && reg->due[(i - 1) / 2]->ident_expires > reg->due[i]->ident_expires) return false;
+  }
+  return true;
+}
+
+typedef struct big_case {
+  int ok;
+  counters c;
+  gw_xreg *reg;
+  gw_exchange **x;
+  int64_t last; /* the deadline ended last: never more than the next */
+  int ended, made, spared;
+  gw_exchange *news[64];
+} big_case;
+
+static big_case *bc_now;
+
+static void big_end(gw_exchange *x) {
+  big_case *b = bc_now;
+  if (!x->req) return; /* its client half ended in an earlier ending of this walk */
+  if (x->ident_expires < b->last) b->ok = 0;
+  b->last = x->ident_expires;
+  x->req = NULL;
+  b->ended++;
+  gw__x_expiry_unwatch(x); /* nothing (popped already) */
+  /* every 7th ending: another stream's client leaves (still in the heap,
+   * or popped with this one); every 11th: a new stream opens, due already */
+  if (b->ended % 7 == 0) {
+    gw_exchange *o = b->x[(b->ended * 7919) % BIG];
+    if (o->req) b->spared++; /* not ended yet: it never will be */
+    o->req = NULL;
+    gw__x_expiry_unwatch(o);
+  }
+  if (b->ended % 11 == 0 && b->made < 64) {
+    gw_exchange *n = watched(b->reg, &b->c, x->ident_expires);
+    if (n) b->news[b->made++] = n;
+    else b->ok = 0;
+  }
+}
+
+static void big_body(void *arg) {
+  big_case *b = bc_now = arg;
+  gw_xreg reg = {0};
+  b->reg = &reg;
+  b->x = calloc(BIG, sizeof *b->x);
+  int ok = b->x != NULL;
+  uint32_t seed = 12345;
+  for (int i = 0; ok && i < BIG; i++) {
+    seed = seed * 1103515245u + 12345u;
+    ok &= (b->x[i] = watched(&reg, &b->c, 1 + (int64_t)(seed >> 8) % 5000)) != NULL;
+  }
+  ok &= reg.ndue == BIG && reg.capdue >= BIG && heap_ok(&reg);
+  /* a third leave from anywhere (their clients left) */
+  for (int i = 0; ok && i < BIG; i += 3) {
+    b->x[i]->req = NULL;
+    gw__x_expiry_unwatch(b->x[i]);
+  }
+  ok &= heap_ok(&reg) && reg.ndue == BIG - (BIG + 2) / 3;
+  /* the walk, in ten steps */
+  for (int64_t t = 500; ok && t <= 5000; t += 500) {
+    b->last = 0;
+    gw__x_expiry_fire(&reg, t, big_end);
+    ok &= heap_ok(&reg);
+  }
+  gw__x_expiry_fire(&reg, 5000, big_end); /* the new ones opened by the last step */
+  ok &= reg.ndue == 0 && b->made > 0 && b->ended == BIG - (BIG + 2) / 3 - b->spared + b->made;
+  for (int i = 0; i < BIG; i++)
+    if (b->x[i]) gw__x_unref(b->x[i]);
+  for (int i = 0; i < b->made; i++) gw__x_unref(b->news[i]);
+  free(b->x);
+  gw__x_reg_close(&reg);
+  b->ok = b->ok && ok && b->c.freed == BIG + b->made && reg.due == NULL;
+}
+
+TEST(expiry_heap_of_ten_thousand_streams) {
+  big_case b = {.ok = 1};
+  CHECK_INT(run_on_loop(big_body, &b), 0);
+  CHECK(b.ok);
+}
+
 int main(void) {
   RUN(foreach_holds_references_and_skips_created);
   RUN(foreach_callback_may_free_everything);
@@ -533,5 +624,6 @@ int main(void) {
   RUN(hidden_ends_naming_the_connector);
   RUN(expiry_heap_ends_the_due_in_order);
   RUN(expiry_walk_holds_what_it_ends);
+  RUN(expiry_heap_of_ten_thousand_streams);
   return UNIT_DONE();
 }
