@@ -17,6 +17,8 @@
 #include <uv.h>
 
 #include "gateway/base/log.h"
+#include <stdatomic.h>
+
 #include "gateway/mcp/agg.h"
 #include "gateway/mcp/mcp_loop.h"
 #include "gateway/mcp/mcp_session.h"
@@ -587,6 +589,86 @@ TEST(a_late_note_of_the_evicted_session_pushes_out_no_live_one) {
   teardown();
 }
 
+/* Between the sweep's look and its drop, every map is forgotten at once
+ * (what shutdown does) and the same sessions' maps are made again, in new
+ * indexes: the drop finds none of the entries it checked and takes
+ * nothing; the next sweep judges the new ones. */
+TEST(the_sweep_after_everything_was_forgotten_takes_nothing) {
+  setup();
+  const char *stored[] = {"mcps_live", NULL};
+  CHECK_INT(st_write_sync(st, job_sessions, (void *)stored), 0);
+  note_maps("mcps_live");
+  note_maps("mcps_gone");
+  gw_agg_sweep *sw = gw__agg_sweep_begin(&sh);
+  CHECK(sw != NULL);
+  gw__agg_forget_owner(&sh, NULL, NULL);
+  note_maps("mcps_gone");
+  st_txn *txn;
+  CHECK_INT(st_read_begin(st, &txn), 0);
+  gw__agg_sweep_check(sw, &lim, txn, NOW_MS);
+  st_txn_end(txn);
+  CHECK_INT(gw__agg_sweep_end(&sh, sw), 0);
+  CHECK(routes("mcps_gone") && has_token("mcps_gone"));
+  sweep_now();
+  CHECK(!routes("mcps_gone") && !has_token("mcps_gone"));
+  /* forgotten with nothing made again: the drop meets no index at all */
+  note_maps("mcps_gone");
+  sw = gw__agg_sweep_begin(&sh);
+  CHECK(sw != NULL);
+  gw__agg_forget_owner(&sh, NULL, NULL);
+  CHECK_INT(st_read_begin(st, &txn), 0);
+  gw__agg_sweep_check(sw, &lim, txn, NOW_MS);
+  st_txn_end(txn);
+  CHECK_INT(gw__agg_sweep_end(&sh, sw), 0);
+  teardown();
+}
+
+/* Another loop's requests run while the primary sweeps: they make, read
+ * and forget maps of live and gone sessions (their frees after maps_mu,
+ * the sweep's drops in batches). Run under ASan (and TSan): no entry is
+ * reached after it is freed, and a live session's maps stay. */
+enum { RACE_N = 1500 };
+static char race_ids[RACE_N][32];
+static atomic_int race_stop;
+
+static void race_other_loop(void *arg) {
+  (void)arg;
+  for (unsigned round = 0; !atomic_load(&race_stop); round++) {
+    for (int i = 0; i < RACE_N; i += 7) {
+      const char *sid = race_ids[(i + round) % RACE_N];
+      note_maps(sid);
+      (void)routes(sid);
+      (void)has_token(sid);
+      if ((i + round) % 3 == 1) gw__agg_forget_session(&sh, sid);
+    }
+  }
+}
+
+TEST(the_sweep_and_other_loops_requests_together) {
+  setup();
+  static const char *stored[RACE_N / 2 + 2];
+  for (int i = 0; i < RACE_N; i++) {
+    snprintf(race_ids[i], sizeof race_ids[i], "mcps_r%04d", i);
+    if (i % 2 == 0) stored[i / 2] = race_ids[i];
+  }
+  stored[RACE_N / 2] = "mcps_keep";
+  stored[RACE_N / 2 + 1] = NULL;
+  srv.cfg.sessions_per_user_max = 4 * RACE_N;
+  CHECK_INT(st_write_sync(st, job_sessions, (void *)stored), 0);
+  for (int i = 0; i < RACE_N; i++) note_maps(race_ids[i]);
+  note_maps("mcps_keep");
+  atomic_store(&race_stop, 0);
+  uv_thread_t th;
+  CHECK_INT(uv_thread_create(&th, race_other_loop, NULL), 0);
+  for (int k = 0; k < 30; k++) sweep_now();
+  atomic_store(&race_stop, 1);
+  uv_thread_join(&th);
+  CHECK(routes("mcps_keep") && has_token("mcps_keep"));
+  sweep_now();
+  for (int i = 1; i < RACE_N; i += 2) CHECK(!routes(race_ids[i]) && !has_token(race_ids[i]));
+  teardown();
+}
+
 int main(void) {
   gw_log_set_level(GW_LOG_WARN); /* the dropped progress of gone sessions is logged (info) */
   snprintf(tmpdir, sizeof tmpdir, "/tmp/mcpgate-aggmaps-XXXXXX");
@@ -609,6 +691,8 @@ int main(void) {
   RUN(the_sweep_drops_the_maps_it_found_dead_only);
   RUN(a_long_sweep_drops_every_dead_session_and_no_live_one);
   RUN(a_late_note_of_the_evicted_session_pushes_out_no_live_one);
+  RUN(the_sweep_after_everything_was_forgotten_takes_nothing);
+  RUN(the_sweep_and_other_loops_requests_together);
   st_close(st);
   char cmd[400];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
