@@ -1122,10 +1122,28 @@ bool pages__rate_ok(gw_req *req, const char *tenant) {
   return !pages__rate_wait(req, tenant) || rate_refused_page(req, tenant);
 }
 
+/* The person's own bucket (the address's rate, in the address limiter):
+ * a session cookie works from any address, and each request it passes may
+ * cost a write (a code) — its holder's addresses must not multiply it. The
+ * key is a digest of tenant and user: no address key looks like it, and
+ * long names are not cut into one another's. */
+static int64_t rate_wait_person(gw_req *req, const char *tenant, const char *user) {
+  gw_pages *p = req->lp->srv->pages;
+  if (!p) return 0;
+  char who[64 + 1 + 40], key[GW_RATELIMIT_KEY_MAX + 1];
+  uint8_t h[32];
+  int n = snprintf(who, sizeof who, "%s\n%s", tenant, user);
+  if (n < 0 || st_token_hash(who, strlen(who), h)) return rate_take(req, p, p->rate_tenant, tenant); /* fail closed */
+  int o = snprintf(key, sizeof key, "person:");
+  for (int i = 0; i < 16; i++) o += snprintf(key + o, sizeof key - (size_t)o, "%02x", h[i]);
+  return rate_take(req, p, p->rate_addr, key);
+}
+
 bool pages__rate_ok_signed_in(gw_req *req, const char *tenant) {
   if (pages__rate_wait_address(req)) return rate_refused_page(req, tenant);
   auth_browser s;
-  if (session_read(req, tenant, &s, false) == 0) return true;
+  if (session_read(req, tenant, &s, false) == 0)
+    return !rate_wait_person(req, tenant, s.user_id) || rate_refused_page(req, tenant);
   return !pages__rate_wait_tenant(req, tenant) || rate_refused_page(req, tenant);
 }
 

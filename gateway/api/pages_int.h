@@ -111,7 +111,9 @@ int pages__session(gw_req *req, const char *tenant, auth_browser *out);
  * pages__rate_ok for the authorization endpoint: a browser signed in to
  * tenant (a live session, which only an employee who signed in with Okta
  * has) does not take from the tenant's bucket, so a flood of authorize
- * requests cannot hold off the employees already signed in.
+ * requests cannot hold off the employees already signed in; it takes from
+ * a bucket of its person instead, at the address's rate (a cookie works
+ * from any address, and each authorize it passes may write a code).
  * pages__rate_wait_register is pages__rate_wait for a dynamic client
  * registration: the same bucket per address, but the tenant's own budget
  * of registrations (dcr_rate_per_tenant) instead of the sign-in's — anyone

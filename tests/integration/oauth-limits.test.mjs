@@ -263,6 +263,17 @@ async function codeWith(f, b, tenant, client) {
   return { res, verifier, code: res.stopped ? new URL(res.url).searchParams.get('code') : null };
 }
 
+/** codeWith, the browser's request sent with extra headers (an X-Forwarded-For). */
+async function codeFrom(f, b, tenant, client, headers) {
+  const { verifier, challenge } = pkce();
+  const q = new URLSearchParams({
+    response_type: 'code', client_id: client, redirect_uri: CB, state: 's', code_challenge: challenge,
+    code_challenge_method: 'S256', resource: `${f.gw.url}/t/${tenant}/mcp`,
+  });
+  const res = await b.get(`${f.base(tenant)}/oauth/authorize?${q}`, { stopAt: isCb, headers });
+  return { res, verifier, code: res.stopped ? new URL(res.url).searchParams.get('code') : null };
+}
+
 /** Sends junk (one request a call) until the tenant's bucket refuses it: the 429. */
 async function drain(send, junkStatus) {
   for (let n = 0; n < 50; n++) {
@@ -366,4 +377,32 @@ test('junk from many addresses spends the tenant\'s budget; a signed-in employee
   // a browser that is not signed in still takes from the spent budget
   const stranger = await f.browser().get(`${f.base('gamma')}/connect/nope`);
   assert.equal(stranger.status, 429, `not signed in: ${stranger.status}`);
+});
+
+// A browser signed in to the tenant skips the tenant's bucket at authorize,
+// and each of its requests there writes a code (a writer job): one session
+// cookie sent from as many addresses as its holder has must not be a flood
+// bounded by nothing but the addresses. The person's requests take from a
+// bucket of their own at the address's rate (auth_rate_per_address, 30 here),
+// whatever address they come from.
+let fxPerson;
+after(async () => { if (fxPerson) await fxPerson.stop(); });
+
+test('one signed-in browser from many addresses: its authorize requests end at the person\'s own budget', async () => {
+  // a gateway of its own: the drain tests spent 127.0.0.1's budget
+  const f = fxPerson = await startLoginFixture({
+    tenants: { delta: { users: [{ userName: 'dave@delta.com', externalId: '00u-dave' }] } },
+    accounts: { '00u-dave': { email: 'dave@delta.com' } },
+    gatewayArgs: ['--auth-rate-per-address', '30', '--auth-rate-per-tenant', '6', '--trusted-proxies', '127.0.0.1/32'],
+  });
+  const b = f.browser();
+  const g = await grant(f, b, { tenant: 'delta', login: '00u-dave', redirect: CB });
+  let last, n = 0;
+  for (; n < 60; n++) {
+    last = await codeFrom(f, b, 'delta', g.client_id, from(addr()));
+    if (!last.code) break;
+  }
+  assert.equal(last.code, null, `${n + 1} authorize requests of one session from as many addresses all got a code`);
+  assert.equal(last.res.status, 429, `authorize #${n}: ${last.res.status} ${last.res.text?.slice(0, 200)}`);
+  assert.ok(n >= 20 && n <= 31, `codes before the 429: ${n}`);
 });
