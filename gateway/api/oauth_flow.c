@@ -31,7 +31,10 @@
  *    works (checked first: a hash and a store read) never takes from it,
  *    nor does an authorize request from a browser signed in to the tenant
  *    (pages.c); junk does, and is refused 429 once it is empty. Every
- *    request takes from its address's bucket.
+ *    request takes from its address's bucket; one that skips the tenant's
+ *    takes from its own grant's (a code or refresh token) or person's at
+ *    the address's rate, so a token or cookie sent from many addresses is
+ *    bounded all the same.
  *  - Token texts are drawn on the loop before the writer job (jobs are
  *    pure); replies carry Cache-Control: no-store; no code, token or
  *    verifier is ever logged. */
@@ -616,6 +619,20 @@ static bool failure_limited(gw_req *req, const char *tenant) {
   return true;
 }
 
+/* A token request that works takes a token of its code's or refresh
+ * token's own bucket (the address's rate, auth_rate_per_address): its
+ * holder may send it from any address, and a rotated refresh token works
+ * again and again within refresh_reuse_grace_ms (each a writer job) —
+ * their addresses must not multiply that. A client uses each only once or
+ * twice. True when there was none: answered 429. */
+static bool grant_limited(gw_req *req, const uint8_t hash[32]) {
+  char key[40] = "grant:";
+  for (int i = 0; i < 16; i++) snprintf(key + 6 + 2 * i, 3, "%02x", hash[i]);
+  if (!pages__rate_wait_key(req, key)) return false;
+  json_err(req, 429, "rate_limited", "too many requests; retry after the Retry-After seconds");
+  return true;
+}
+
 /* The token and revocation endpoints take a form POST: true when this is
  * one, else the request has been answered (a token request's refusal is
  * a failure of the tenant's when failures_of is its tenant). */
@@ -678,7 +695,7 @@ void pages__token(gw_req *req, const char *tenant) {
   snprintf(j->x.tenant, sizeof j->x.tenant, "%s", tenant);
   j->x.now_ms = gw_wall_ms(); /* one reading: the second and the millisecond agree */
   j->x.now = j->x.now_ms / 1000;
-  if (!grant_works(srv, j) && failure_limited(req, tenant)) {
+  if (grant_works(srv, j) ? grant_limited(req, j->p.hash) : failure_limited(req, tenant)) {
     OPENSSL_cleanse(j, sizeof *j);
     free(j);
     return;

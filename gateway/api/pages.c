@@ -1096,6 +1096,11 @@ int64_t pages__rate_wait_address(gw_req *req) {
   return rate_take(req, p, p->rate_addr, key);
 }
 
+int64_t pages__rate_wait_key(gw_req *req, const char *key) {
+  gw_pages *p = req->lp->srv->pages;
+  return p ? rate_take(req, p, p->rate_addr, key) : 0;
+}
+
 int64_t pages__rate_wait_tenant(gw_req *req, const char *tenant) {
   gw_pages *p = req->lp->srv->pages;
   return p ? rate_take(req, p, p->rate_tenant, tenant) : 0;
@@ -1136,7 +1141,7 @@ static int64_t rate_wait_person(gw_req *req, const char *tenant, const char *use
   if (n < 0 || st_token_hash(who, strlen(who), h)) return rate_take(req, p, p->rate_tenant, tenant); /* fail closed */
   int o = snprintf(key, sizeof key, "person:");
   for (int i = 0; i < 16; i++) o += snprintf(key + o, sizeof key - (size_t)o, "%02x", h[i]);
-  return rate_take(req, p, p->rate_addr, key);
+  return pages__rate_wait_key(req, key);
 }
 
 bool pages__rate_ok_signed_in(gw_req *req, const char *tenant) {

@@ -114,6 +114,10 @@ int pages__session(gw_req *req, const char *tenant, auth_browser *out);
  * requests cannot hold off the employees already signed in; it takes from
  * a bucket of its person instead, at the address's rate (a cookie works
  * from any address, and each authorize it passes may write a code).
+ * pages__rate_wait_key takes from a bucket of its own at the address's
+ * rate, keyed by what a request carries rather than where it comes from
+ * (a person, a code or refresh token: "person:", "grant:" and a digest —
+ * never an address's form).
  * pages__rate_wait_register is pages__rate_wait for a dynamic client
  * registration: the same bucket per address, but the tenant's own budget
  * of registrations (dcr_rate_per_tenant) instead of the sign-in's — anyone
@@ -122,6 +126,7 @@ int pages__session(gw_req *req, const char *tenant, auth_browser *out);
 int64_t pages__rate_wait(gw_req *req, const char *tenant);
 int64_t pages__rate_wait_address(gw_req *req);
 int64_t pages__rate_wait_tenant(gw_req *req, const char *tenant);
+int64_t pages__rate_wait_key(gw_req *req, const char *key);
 int64_t pages__rate_wait_register(gw_req *req, const char *tenant);
 bool pages__rate_ok(gw_req *req, const char *tenant);
 bool pages__rate_ok_signed_in(gw_req *req, const char *tenant);

@@ -406,3 +406,38 @@ test('one signed-in browser from many addresses: its authorize requests end at t
   assert.equal(last.res.status, 429, `authorize #${n}: ${last.res.status} ${last.res.text?.slice(0, 200)}`);
   assert.ok(n >= 20 && n <= 31, `codes before the 429: ${n}`);
 });
+
+// A refresh token that works skips the tenant's bucket, and so does the one
+// just rotated, within refresh_reuse_grace_ms (the same successor pair
+// again: a writer job each). Its holder, sending it from as many addresses as
+// they have, must not get a stream of writer jobs bounded by nothing but the
+// addresses: a token's requests that work take from a bucket of that token,
+// at the address's rate (30 here), whatever address they come from.
+let fxGrace;
+after(async () => { if (fxGrace) await fxGrace.stop(); });
+
+test('one refresh token replayed within its grace window from many addresses ends at the token\'s own budget', async () => {
+  const f = fxGrace = await startLoginFixture({
+    tenants: { eps: { users: [{ userName: 'erin@eps.com', externalId: '00u-erin' }] } },
+    accounts: { '00u-erin': { email: 'erin@eps.com' } },
+    gatewayArgs: ['--auth-rate-per-address', '30', '--auth-rate-per-tenant', '6', '--trusted-proxies', '127.0.0.1/32',
+      '--refresh-reuse-grace-ms', '300000'],
+  });
+  const base = f.base('eps');
+  const g = await grant(f, f.browser(), { tenant: 'eps', login: '00u-erin', redirect: CB });
+  const form = { grant_type: 'refresh_token', refresh_token: g.refresh_token, client_id: g.client_id };
+  const first = await token(form, base, undefined, from(addr()));
+  assert.equal(first.status, 200, first.text);
+  let last, n = 0;
+  for (; n < 60; n++) {
+    last = await token(form, base, undefined, from(addr()));
+    if (last.status !== 200) break;
+    assert.equal(last.json.refresh_token, first.json.refresh_token, 'within the window: the same successor pair');
+  }
+  assert.notEqual(last.status, 200, `${n} replays of one refresh token from as many addresses all answered 200`);
+  assert.equal(last.status, 429, last.text);
+  assert.equal(last.json.error, 'rate_limited');
+  // the successor, a token of its own, still works
+  const next = await token({ ...form, refresh_token: first.json.refresh_token }, base, undefined, from(addr()));
+  assert.equal(next.status, 200, next.text);
+});
