@@ -208,6 +208,8 @@ bool gw__usess_end_add(gw_usess_end *b, const char *upstream, const char *versio
 
 gw_usess_end *gw__usess_end_next(const gw_usess_end *b) { return b->next; }
 
+size_t gw__usess_end_count(const gw_usess_end *b) { return b->n; }
+
 void gw__usess_end_free(gw_usess_end *b) {
   if (!b) return;
   wipe(b->url);
@@ -464,6 +466,7 @@ typedef struct ending_walk {
   char user[40];    /* the last user whose credential was read (per-user) */
   int user_cred;    /* ... its index, or -1: none to end with */
   bool have_user;
+  size_t reads;     /* the people's credentials read (at most GW_USESS_END_READS) */
   int64_t now_s;
 } ending_walk;
 
@@ -473,10 +476,18 @@ static bool on_upstream(void *ctx, const char *user, const char *upstream, const
   if (w->per_user) {
     /* the "u" index is in user order: one read per person */
     if (!w->have_user || strcmp(w->user, user)) {
-      vault_cred c = {0};
-      int rc = vault_upstream_cred(w->txn, w->ev->tenant, w->ev->connector, user, w->rec, w->now_s, &c);
-      w->user_cred = rc ? -1 : gw__usess_end_cred(w->b, &c);
-      vault_cred_free(&c);
+      /* bounded as a collector is (rule 7): past GW_USESS_END_MAX DELETEs
+       * or GW_USESS_END_READS people nothing more is unsealed in the
+       * writer's txn nor kept in memory — those sessions expire upstream
+       * (counted as dropped by gw__usess_end_add: no credential) */
+      w->user_cred = -1;
+      if (w->reads < GW_USESS_END_READS && gw__usess_end_count(w->b) < GW_USESS_END_MAX) {
+        vault_cred c = {0};
+        w->reads++;
+        int rc = vault_upstream_cred(w->txn, w->ev->tenant, w->ev->connector, user, w->rec, w->now_s, &c);
+        w->user_cred = rc ? -1 : gw__usess_end_cred(w->b, &c);
+        vault_cred_free(&c);
+      }
       gw_strlcpy(w->user, user, sizeof w->user);
       w->have_user = true;
     }

@@ -44,6 +44,8 @@ int gw__usess_end_cred(gw_usess_end *b, const vault_cred *c);
  * "") with credential `cred` (an index from gw__usess_end_cred). false past
  * GW_USESS_END_MAX or without memory: not added, counted as dropped. */
 bool gw__usess_end_add(gw_usess_end *b, const char *upstream, const char *version, int cred);
+/* The DELETEs added to b so far. */
+size_t gw__usess_end_count(const gw_usess_end *b);
 /* The batch after b in a loop's list (mcp_loop.c frees what is left). */
 gw_usess_end *gw__usess_end_next(const gw_usess_end *b);
 /* Wipes and frees b (NULL: nothing). */
@@ -94,7 +96,7 @@ int gw__usess_on_ending(st_txn *txn, int kind, const void *event, void *ctx);
  * batches to a loop after the commit (a rolled back run discards them).
  * Nothing in it fails the write: what cannot be read or held is counted
  * as dropped. At most GW_USESS_END_MAX DELETEs and GW_USESS_END_READS
- * credential reads per collector. */
+ * credential reads per collector, and per change the ending hook collects. */
 #define GW_USESS_END_READS 1024
 typedef struct gw_usess_col gw_usess_col;
 /* NULL without srv (the CLI: no loop to send from) or memory: collect
