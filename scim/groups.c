@@ -2,7 +2,9 @@
  * members included), patch (member operations through the PATCH engine's
  * callback), delete; membership kept in both directions, the per-user
  * groups revision moved for every member touched, and one
- * MEMBERSHIP_CHANGED event with the net additions and removals. See
+ * MEMBERSHIP_CHANGED event with the net additions and removals. A POST's
+ * or PUT's reply may leave its members to be listed after the commit
+ * (scim_req.members_later; scim_reply_members in render.c). See
  * resource.c for the shared parts. */
 #include <ctype.h>
 #include <stdio.h>
@@ -290,7 +292,11 @@ int scim__group_create(st_txn *txn, const scim_req *rq, scim_resp *rs) {
   if ((rc = scim__emit(txn, SCIM_EV_GROUP_CREATED, rq, rq->new_id, scim__jstr(g, "displayName"), NULL, NULL, NULL, rs)) ||
       (rc = emit_members(txn, rq, &m, scim__jstr(g, "displayName"), rs)))
     goto out;
-  scim__reply_resource(rs, 201, scim__render_group(txn, rq, rq->tenant, g, NULL), rq, "Groups");
+  /* members after the commit, off the writer, when the caller says so (scim.h) */
+  scim__view v = {NULL, rq->members_later ? scim__name_list("members") : NULL};
+  scim__reply_resource(rs, 201, scim__render_group(txn, rq, rq->tenant, g, &v), rq, "Groups");
+  json_decref(v.excluded);
+  if (rq->members_later) snprintf(rs->members_of, sizeof rs->members_of, "%s", rq->new_id);
 out:
   json_decref(m.added);
   json_decref(m.removed);
@@ -323,9 +329,13 @@ static int group_commit(st_txn *txn, const scim_req *rq, json_t *old, json_t *nu
   } else {
     json_object_set(nu, "meta", json_object_get(old, "meta"));
   }
-  scim__view v = {NULL, members_in_reply ? NULL : scim__name_list("members")};
+  /* a PUT's members: rendered here, or after the commit, off the writer,
+   * when the caller says so (scim.h, members_later) */
+  bool later = members_in_reply && rq->members_later;
+  scim__view v = {NULL, members_in_reply && !later ? NULL : scim__name_list("members")};
   scim__reply_resource(rs, 200, scim__render_group(txn, rq, rq->tenant, nu, &v), rq, "Groups");
   json_decref(v.excluded);
+  if (later) snprintf(rs->members_of, sizeof rs->members_of, "%s", id);
   return 0;
 }
 
@@ -367,7 +377,8 @@ int scim__group_write(st_txn *txn, const scim_req *rq, const char *id, bool patc
     goto out;
   }
   /* Okta accepts a PATCH reply without members; a 50,000-member list in
-   * every membership PATCH reply would be waste. PUT shows them. */
+   * every membership PATCH reply would be waste. PUT shows them (listed
+   * after the commit when rq->members_later). */
   rc = group_commit(txn, rq, old, nu, &m, rs, !patch);
   if (!rc) {
     /* all of it ran: the net removals are what a failed commit must cut (a

@@ -3,7 +3,9 @@
  * read-only attributes dropped) and the stored form to a reply
  * (render_user/render_group: groups or members from the directory,
  * meta.location, the effective meta, attribute selection per RFC 7644
- * §3.4.2.5, a readable key order). See resource.c for the shared parts. */
+ * §3.4.2.5, a readable key order) — and a group write's members listed
+ * after its commit, off the store writer (scim_reply_members). See
+ * resource.c for the shared parts. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -340,6 +342,30 @@ json_t *scim__render_user(st_txn *txn, const scim_req *rq, const char *tenant, j
   return ordered(o);
 }
 
+/* A group's members as rendered: value, $ref, display (the user's
+ * userName), type; within rq's budget (past it: none, budget->over). */
+static json_t *group_members(st_txn *txn, const scim_req *rq, const char *tenant, const char *id) {
+  st_dir_key p;
+  st_dir_key_member(&p, tenant, id, NULL);
+  json_t *uids = json_array();
+  st_dir_ids_under(txn, ST_DB_SCIM_MEM, &p, uids, scim__budget_cap(rq));
+  if (!scim__spend(rq, json_array_size(uids))) json_array_clear(uids); /* past the loop's budget: discarded */
+  json_t *members = json_array();
+  size_t i;
+  json_t *u;
+  json_array_foreach(uids, i, u) {
+    json_t *usr;
+    if (scim__res_get(txn, tenant, 'U', json_string_value(u), &usr) != 0) continue;
+    char ul[600];
+    location(rq, "Users", json_string_value(u), ul, sizeof ul);
+    json_array_append_new(members, json_pack("{s:O,s:s,s:O?,s:s}", "value", u, "$ref", ul, "display",
+                                             json_object_get(usr, "userName"), "type", "User"));
+    json_decref(usr);
+  }
+  json_decref(uids);
+  return members;
+}
+
 json_t *scim__render_group(st_txn *txn, const scim_req *rq, const char *tenant, json_t *stored,
                             const scim__view *v) {
   json_t *o = json_deep_copy(stored);
@@ -348,29 +374,65 @@ json_t *scim__render_group(st_txn *txn, const scim_req *rq, const char *tenant, 
   char loc[600];
   location(rq, "Groups", id ? id : "", loc, sizeof loc);
   if (meta) json_object_set_new(meta, "location", json_string(loc));
-  if (id && view_wants(v, "members")) {
-    st_dir_key p;
-    st_dir_key_member(&p, tenant, id, NULL);
-    json_t *uids = json_array();
-    st_dir_ids_under(txn, ST_DB_SCIM_MEM, &p, uids, scim__budget_cap(rq));
-    if (!scim__spend(rq, json_array_size(uids))) json_array_clear(uids); /* past the loop's budget: discarded */
-    json_t *members = json_array();
-    size_t i;
-    json_t *u;
-    json_array_foreach(uids, i, u) {
-      json_t *usr;
-      if (scim__res_get(txn, tenant, 'U', json_string_value(u), &usr) != 0) continue;
-      char ul[600];
-      location(rq, "Users", json_string_value(u), ul, sizeof ul);
-      json_array_append_new(members, json_pack("{s:O,s:s,s:O?,s:s}", "value", u, "$ref", ul, "display",
-                                               json_object_get(usr, "userName"), "type", "User"));
-      json_decref(usr);
-    }
-    json_decref(uids);
-    json_object_set_new(o, "members", members);
-  }
+  if (id && view_wants(v, "members")) json_object_set_new(o, "members", group_members(txn, rq, tenant, id));
   view_apply(v, o);
   return ordered(o);
+}
+
+/* Inserts members into a rendered group where render_group puts them:
+ * after every attribute but meta (the stored form never holds members). */
+static json_t *with_members(json_t *o, json_t *members) {
+  json_t *out = json_object();
+  const char *k;
+  json_t *v;
+  json_object_foreach(o, k, v) {
+    if (!strcmp(k, "meta")) json_object_set(out, "members", members);
+    json_object_set(out, k, v);
+  }
+  if (!json_object_get(out, "members")) json_object_set(out, "members", members);
+  json_decref(members);
+  json_decref(o);
+  return out;
+}
+
+int scim_reply_members(st_txn *txn, const scim_req *rq, scim_resp *rs) {
+  if (!rs->members_of[0] || !rs->body) return 0;
+  json_t *cur;
+  int rc = scim__res_get(txn, rq->tenant, 'G', rs->members_of, &cur);
+  if (rc == ST_ENOTFOUND) { /* deleted since: the reply stays as written, without members */
+    rs->members_of[0] = 0;
+    return 0;
+  }
+  if (rc) return rc;
+  const char *wrote = json_string_value(json_object_get(json_object_get(rs->body, "meta"), "version"));
+  const char *now = json_string_value(json_object_get(json_object_get(cur, "meta"), "version"));
+  json_t *o;
+  if (wrote && now && !strcmp(wrote, now)) {
+    /* the version the write made: its reply, with the members it left out
+     * (byte for byte what rendering them in the write would have made) */
+    json_t *members = group_members(txn, rq, rq->tenant, rs->members_of);
+    if (rq->budget && rq->budget->over) {
+      json_decref(members);
+      json_decref(cur);
+      return 0; /* incomplete: the caller runs it again without a budget */
+    }
+    o = with_members(json_incref(rs->body), members);
+  } else {
+    /* changed since: the newer version, whole, as a GET answers it */
+    o = scim__render_group(txn, rq, rq->tenant, cur, NULL);
+    if (rq->budget && rq->budget->over) {
+      json_decref(o);
+      json_decref(cur);
+      return 0;
+    }
+  }
+  json_decref(cur);
+  int status = rs->status;
+  json_decref(rs->body);
+  rs->body = NULL;
+  scim__reply_resource(rs, status, o, rq, "Groups");
+  rs->members_of[0] = 0;
+  return 0;
 }
 
 void scim__reply_resource(scim_resp *rs, int status, json_t *o, const scim_req *rq, const char *type) {

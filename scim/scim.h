@@ -8,7 +8,9 @@
  *     maintenance and the lifecycle hooks all commit together or not at all.
  * scim_handle is a pure function of (store, request) — the writer may run a
  * job twice — so everything random (new ids) and the clock are prepared by
- * the caller in scim_req before submitting.
+ * the caller in scim_req before submitting. A group POST's or PUT's reply
+ * may leave its members to a read after the commit (members_later,
+ * scim_reply_members), so the writer does not render them.
  *
  * Store layout: the directory's databases (ST_DB_SCIM_RES/IDX/MEM); their
  * keys and indexes are defined and encoded by store/dir.h, which is also
@@ -100,6 +102,12 @@ typedef struct scim_req {
   char now[32];            /* RFC 3339 timestamp, prepared by the caller */
   size_t max_count;        /* cap on `count` (scim_max_count) */
   scim_budget *budget;     /* reads: the loop's (borrowed), or NULL: unbounded */
+  /* Group writes (POST, PUT): the reply's members are left out and the
+   * group named in rs->members_of; the caller lists them after the commit
+   * with scim_reply_members, off the store writer (rendering 100,000 of
+   * them is ~0.6 s, which every tenant's deactivations would wait for).
+   * false: rendered inside the write, as before. */
+  bool members_later;
 } scim_req;
 
 typedef struct scim_resp {
@@ -124,6 +132,9 @@ typedef struct scim_resp {
   bool cut_group_all;
   bool store_failed; /* the write failed, not the request: a store error or a
                         lifecycle hook's failure ended the handler */
+  /* A group write's reply whose members were left out (rq->members_later):
+   * the group's id, for scim_reply_members; "" otherwise. */
+  char members_of[SCIM_ID_LEN + 1];
 } scim_resp;
 
 /* The "via" of the lifecycle events a write request emits (st_dir_event):
@@ -156,6 +167,16 @@ bool scim_write_too_large(const scim_req *rq, scim_resp *rs);
  * entry, so a re-run overwrites it. */
 int scim_handle(st_txn *txn, const scim_req *rq, scim_resp *rs);
 void scim_resp_clear(scim_resp *rs);
+/* After a group write's commit (rs->members_of set, rq->members_later):
+ * in any read transaction, completes rs's reply. When the group's
+ * meta.version still is the one the write made, its members are added to
+ * the write's reply where a render in the write would have put them (the
+ * same bytes); when it changed since, the reply becomes the newer version
+ * whole, as a GET would answer it (ETag too); when the group is gone, the
+ * reply stays without members. Within rq->budget when set: past it rs is
+ * left as it was (budget->over) and the caller runs it again without one.
+ * Clears members_of once done. 0, or an ST_E* read error (rs unchanged). */
+int scim_reply_members(st_txn *txn, const scim_req *rq, scim_resp *rs);
 /* Fills rs with a SCIM Error (status, scimType may be NULL, detail). */
 void scim_error(scim_resp *rs, int status, const char *scim_type, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -10,7 +10,10 @@
  * pool instead, holding a heavy-read slot (gateway/core/limits.h), waiting
  * up to SCAN_WAIT_MS for one and authenticating again after a wait —,
  * writes as ONE writer job whose reply is sent from its done callback
- * after the commit and the post-commit actions — a large one (a large
+ * after the commit and the post-commit actions — a group POST's or PUT's
+ * members listed then, not in the job (the writer every tenant's
+ * deactivations wait for), in a read on the loop or, past its budget, on
+ * the pool (members_start) — a large one (a large
  * body, a group's reply with many members) encoded on the pool, where its
  * request's and reply's JSON are also freed (17 MB for a PUT of 100,000
  * members: ~0.2 s to encode).
@@ -81,6 +84,10 @@ int gw_scim_init(gw_server *srv) {
   const char *pause = getenv("MCPGATE_TEST_SCIM_PARSE_PAUSE_FILE");
   if (pause && *pause)
     GW_LOG(GW_LOG_WARN, "scim", NULL, "MCPGATE_TEST_SCIM_PARSE_PAUSE_FILE is set: large SCIM bodies' parses wait "
+           "while %s exists (a test hook; never set it in production)", pause);
+  pause = getenv("MCPGATE_TEST_SCIM_REPLY_PAUSE_FILE");
+  if (pause && *pause)
+    GW_LOG(GW_LOG_WARN, "scim", NULL, "MCPGATE_TEST_SCIM_REPLY_PAUSE_FILE is set: group writes' replies wait "
            "while %s exists (a test hook; never set it in production)", pause);
   return 0;
 }
@@ -490,11 +497,13 @@ static void parse_body(scim_job *j) {
   }
 }
 
-/* MCPGATE_TEST_SCIM_PARSE_PAUSE_FILE (a test hook): while that file
- * exists, a large body's parse waits on its worker thread, having made
- * "<file>.held" — a test sees the parse in flight and the loop free. */
-static void parse_hold(void) {
-  const char *pause = getenv("MCPGATE_TEST_SCIM_PARSE_PAUSE_FILE");
+/* Test hooks: while the file the variable names exists, the work waits on
+ * its worker thread, having made "<file>.held" — a test sees it in flight
+ * and the loop (or the writer) free. MCPGATE_TEST_SCIM_PARSE_PAUSE_FILE:
+ * a large body's parse; MCPGATE_TEST_SCIM_REPLY_PAUSE_FILE: a group
+ * write's members listed on the pool after its commit. */
+static void test_hold(const char *var) {
+  const char *pause = getenv(var);
   if (!pause || !*pause) return;
   char held[600];
   snprintf(held, sizeof held, "%s.held", pause);
@@ -507,7 +516,7 @@ static void parse_hold(void) {
 }
 
 static void parse_work(uv_work_t *w) {
-  parse_hold();
+  test_hold("MCPGATE_TEST_SCIM_PARSE_PAUSE_FILE");
   parse_body(w->data);
 }
 
@@ -573,6 +582,49 @@ static void cut_memberships(scim_job *j) {
            "they keep the group until a retry succeeds", j->rs.cut_group, who, st_strerror(rc));
 }
 
+/* ---------- a group write's members: after its commit, off the writer ----------
+ *
+ * A group POST's or PUT's reply lists every member (RFC 7644 §3.5.1: a
+ * PUT returns the resource): 100,000 of them are ~0.6 s of rendering,
+ * which inside the writer job held every tenant's deactivations. The job
+ * renders the group without them (scim_req.members_later); once committed
+ * they are listed in a read transaction — on the loop within
+ * SCIM_LOOP_BUDGET, else on the pool, where the reply is then encoded and
+ * freed too — and used only if the group's version is still the one the
+ * write made; otherwise the reply is the newer version whole, as a GET
+ * would answer (scim_reply_members). The write is done: no heavy-read
+ * slot is asked (a 429 cannot undo it). */
+static void members_list(scim_job *j) {
+  st_txn *txn;
+  if (st_read_begin(j->store, &txn) != 0) return; /* the reply goes without its members */
+  scim_reply_members(txn, &j->rq, &j->rs);
+  st_txn_end(txn);
+}
+
+static void members_work(uv_work_t *w) {
+  test_hold("MCPGATE_TEST_SCIM_REPLY_PAUSE_FILE");
+  members_list(w->data);
+  finish_work(w);
+}
+
+static void members_start(scim_job *j) {
+  st_txn *txn;
+  if (st_read_begin(j->store, &txn) == 0) {
+    scim_budget budget = {SCIM_LOOP_BUDGET, false};
+    j->rq.budget = &budget;
+    scim_reply_members(txn, &j->rq, &j->rs);
+    st_txn_end(txn);
+    j->rq.budget = NULL;
+    if (budget.over) { /* too many for the loop: the pool lists them, encodes and frees the reply */
+      j->finish_send = true;
+      j->work.data = j;
+      if (uv_queue_work(&j->req->lp->loop, &j->work, members_work, finish_done) == 0) return;
+      members_list(j); /* the pool refused it: here, whole */
+    }
+  }
+  job_finish(j, true);
+}
+
 static void job_done(int status, void *arg) {
   scim_job *j = arg;
   /* revocations queued by this commit ended live exchanges already: the
@@ -602,6 +654,10 @@ static void job_done(int status, void *arg) {
     scim_resp_clear(&j->rs);
     if (status == ST_EMAPFULL) scim_error(&j->rs, 507, NULL, "the gateway's store is full; nothing was written");
     else scim_error(&j->rs, 500, NULL, "the write could not be committed (%s); nothing was written", st_strerror(status));
+  }
+  if (status >= 0 && j->rs.members_of[0] && j->rs.body) {
+    members_start(j);
+    return;
   }
   job_finish(j, true);
 }
@@ -775,6 +831,7 @@ static void dispatch_parsed(scim_job *j) {
   gw_rfc3339_ms(gw_wall_ms(), now);
   memcpy(j->rq.now, now, sizeof j->rq.now - 1);
   j->store = srv->store;
+  j->rq.members_later = true; /* a group's members: listed after the commit, off the writer */
   int rc = gw_loop_submit(req->lp, job_run, job_done, j);
   if (rc != 0) {
     /* Okta honours Retry-After (integer seconds) on 429 */
