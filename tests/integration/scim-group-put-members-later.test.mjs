@@ -1,4 +1,4 @@
-// ci-variants: build-w1
+// ci-variants: build-w1 build-asan-w2
 // A group PUT's (or POST's) reply lists every member (RFC 7644 §3.5.1: a
 // PUT returns the whole resource; Okta's wizard apps PUT groups), and that
 // listing is not rendered in the write's job on the store writer, which
