@@ -691,6 +691,9 @@ export async function startProxyFixture({ connector = 'everything', auth, timeou
     tokens[short] = m.token;
     us[short] = t.users[u];
   }
+  // the PUT's capability probe ends its upstream session with a DELETE
+  // (434e61a): over before a test counts what reaches the upstream
+  await probesEnded(rec);
   return { gw, up, rec, t, connector, url: t.mcpUrl(connector), tokens, users: us };
 }
 
