@@ -95,6 +95,7 @@ typedef struct rv_slot {
 
 struct vault_worker {
   gw_loop *lp;
+  uint64_t deadline_ms; /* REVOKE_DEADLINE_MS (MCPGATE_TEST_REVOKE_DEADLINE_MS, a test hook, lowers it) */
   uv_timer_t timer;
   rv_slot slot[REVOKE_SLOTS];
   bool stopping;
@@ -202,8 +203,8 @@ static void rv_done(gw_out_req *o, int err, void *ud) {
   if (err || sl->status >= 500 || sl->status == 429) {
     snprintf(sl->err, sizeof sl->err, "%s", err ? gw_out_strerror(err) : "the revocation endpoint answered a server error");
     if (err && sl->timed_out)
-      snprintf(sl->err, sizeof sl->err, "the revocation endpoint did not answer within %d s (the request's deadline)",
-               REVOKE_DEADLINE_MS / 1000);
+      snprintf(sl->err, sizeof sl->err, "the revocation endpoint did not answer within %.3g s (the request's deadline)",
+               (double)w->deadline_ms / 1000);
     if (sl->status && !err) snprintf(sl->err, sizeof sl->err, "the revocation endpoint answered %d", sl->status);
     int64_t give_up = w->lp->srv->cfg.revocation_give_up_ms;
     sl->final = (int64_t)wall_ms() - sl->job.created_ms > give_up;
@@ -276,7 +277,7 @@ static void send_next(rv_slot *sl) {
   sl->timed_out = false;
   gw_buf_reset(&sl->body);
   if (!rc) rc = gw_out_start(w->lp->out, &o, &sl->req);
-  if (!rc && sl->deadline_open) uv_timer_start(&sl->deadline, rv_deadline, REVOKE_DEADLINE_MS, 0);
+  if (!rc && sl->deadline_open) uv_timer_start(&sl->deadline, rv_deadline, w->deadline_ms, 0);
   vault_wipe(body);
   vault_wipe(authz);
   vault_wipe(authz_line);
@@ -480,6 +481,15 @@ int gw__vault_worker_start(gw_loop *lp) {
   vault_worker *w = calloc(1, sizeof *w);
   if (!w) return -1;
   w->lp = lp;
+  w->deadline_ms = REVOKE_DEADLINE_MS;
+  /* MCPGATE_TEST_REVOKE_DEADLINE_MS (a test hook): a shorter deadline, so
+   * the tests of an endpoint that never finishes do not wait 15 s */
+  const char *dl = getenv("MCPGATE_TEST_REVOKE_DEADLINE_MS");
+  if (dl && atoi(dl) > 0) {
+    w->deadline_ms = (uint64_t)atoi(dl);
+    GW_LOG(GW_LOG_WARN, "vault", NULL, "MCPGATE_TEST_REVOKE_DEADLINE_MS is set: a revocation request ends after %llu ms "
+           "(a test hook; never set it in production)", (unsigned long long)w->deadline_ms);
+  }
   if (uv_timer_init(&lp->loop, &w->timer) != 0) {
     free(w);
     return -1;

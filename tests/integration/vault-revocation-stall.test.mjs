@@ -21,7 +21,9 @@ const held = new Set();
 let requests = 0;
 
 before(async () => {
-  v = await startVaultFixture({ users: ['alice'], connectors: ['crm', 'slow'] });
+  // the request's deadline (15 s) lowered by the test hook: what is tested
+  // is that it ends, not how long it waits
+  v = await startVaultFixture({ users: ['alice'], connectors: ['crm', 'slow'], gatewayEnv: { MCPGATE_TEST_REVOKE_DEADLINE_MS: '3000' } });
   slow = http.createServer((req, res) => {
     requests++;
     req.resume();

@@ -5,7 +5,7 @@
 // (lib/upstream-oauth.mjs), an allow-all policy (unless told otherwise), an
 // oauth connector "crm" and an MCP token per user.
 //
-//   startVaultFixture({users, gatewayArgs, policy, accessTokenTTL, asOptions,
+//   startVaultFixture({users, gatewayArgs, gatewayEnv, policy, accessTokenTTL, asOptions,
 //                      upOptions, connectorBody})
 //     asOptions / upOptions: more options of startUpstreamAS /
 //            startOAuthMcpUpstream (with asOptions.resourceIndicators the
@@ -41,13 +41,14 @@ export function oauthConnector(as, up, extra = {}) {
 }
 
 export async function startVaultFixture({
-  users = ['alice', 'bob'], gatewayArgs = [], policy = ALLOW_ALL_POLICY, accessTokenTTL = 60,
+  users = ['alice', 'bob'], gatewayArgs = [], gatewayEnv = {}, policy = ALLOW_ALL_POLICY, accessTokenTTL = 60,
   connectors = ['crm'], asOptions = {}, upOptions = {}, connectorBody = oauthConnector,
 } = {}) {
   const fx = await startLoginFixture({
     tenants: { acme: { users: users.map((u) => ({ userName: email(u), externalId: `00u-${u}` })) } },
     accounts: Object.fromEntries(users.map((u) => [`00u-${u}`, { email: email(u), email_verified: true }])),
     gatewayArgs,
+    gatewayEnv,
   });
   const base = fx.base('acme');
   const as = await startUpstreamAS({
