@@ -119,6 +119,11 @@ test('a key in the URL query is sealed and shown as "…"; the upstream gets the
   r = await admin('PUT', '/connectors/crm', { url: `${up.url}?api_key=…&region=us` });
   assert.equal(r.status, 200, r.body);
   assert.equal(r.json.url, shown, r.body);
+  // a move within the origin ends the old upstream session there, at the
+  // old URL (usess_end.c rule 2), after the commit: waited for, so that it
+  // is not taken for a call that went to the old URL
+  await waitFor(() => up.requests().some((e) => e.method === 'DELETE' && e.url === target),
+    { what: 'the old upstream session ended at the old URL' });
   from = up.requests().length;
   const s2 = await rawSession(t.mcpUrl('crm'), token);
   r = await echo(s2, 'three');
