@@ -470,11 +470,11 @@ json_t *vault_connector_bind(const json_t *rec) {
   return json_is_string(e) ? e : NULL;
 }
 
-json_t *vault_upstream_bind(st_txn *txn, const char *tenant, const char *connector, const char *user,
-                            const json_t *rec) {
-  json_t *b = vault_connector_bind(rec);
+json_t *vault_upstream_bind_facts(st_txn *txn, const char *tenant, const char *connector, const char *user,
+                                  const vault_conn_facts *f) {
+  json_t *b = f->bind;
   if (!b) return NULL;
-  if (!user || !vault_connector_is_per_user(rec)) return json_incref(b);
+  if (!user || !f->per_user) return json_incref(b);
   json_t *g = NULL;
   int rc = vault_grant_info(txn, tenant, user, connector, &g);
   if (rc && rc != ST_ENOTFOUND) return NULL;
@@ -485,6 +485,13 @@ json_t *vault_upstream_bind(st_txn *txn, const char *tenant, const char *connect
   json_t *out = json_sprintf("%s\n%s", json_string_value(b), gb);
   json_decref(g);
   return out;
+}
+
+json_t *vault_upstream_bind(st_txn *txn, const char *tenant, const char *connector, const char *user,
+                            const json_t *rec) {
+  vault_conn_facts f;
+  vault_conn_facts_of(rec, &f);
+  return vault_upstream_bind_facts(txn, tenant, connector, user, &f);
 }
 
 json_t *vault_connector_view(const json_t *rec) {
@@ -508,27 +515,49 @@ int vault_connector_is_oauth(const json_t *rec) {
   return !strcmp(json_string_value(json_object_get(json_object_get(rec, "auth"), "type")) ?: "", "oauth");
 }
 
-int vault_connector_is_per_user(const json_t *rec) {
-  const char *t = json_string_value(json_object_get(json_object_get(rec, "auth"), "type")) ?: "";
-  return !strcmp(t, "oauth") || !strcmp(t, "user_header");
+static int auth_kind(const char *t) {
+  if (!t) return VAULT_AUTH_NONE;
+  if (!strcmp(t, "none")) return VAULT_AUTH_NONE;
+  if (!strcmp(t, "header")) return VAULT_AUTH_HEADER;
+  if (!strcmp(t, "oauth")) return VAULT_AUTH_OAUTH;
+  if (!strcmp(t, "user_header")) return VAULT_AUTH_USER_HEADER;
+  return VAULT_AUTH_OTHER;
 }
 
-int vault_upstream_cred(st_txn *txn, const char *tenant, const char *connector, const char *user,
-                        const json_t *known, int64_t now_s, vault_cred *out) {
-  json_t *rec = NULL;
+int vault_connector_is_per_user(const json_t *rec) {
+  int k = auth_kind(json_string_value(json_object_get(json_object_get(rec, "auth"), "type")));
+  return k == VAULT_AUTH_OAUTH || k == VAULT_AUTH_USER_HEADER;
+}
+
+void vault_conn_facts_of(const json_t *rec, vault_conn_facts *out) {
+  json_t *auth = json_object_get(rec, "auth"), *to = json_object_get(rec, "timeouts");
+  out->rec = rec;
+  out->auth = auth_kind(json_string_value(json_object_get(auth, "type")));
+  out->per_user = out->auth == VAULT_AUTH_OAUTH || out->auth == VAULT_AUTH_USER_HEADER;
+  out->auth_name = json_string_value(json_object_get(auth, "name"));
+  out->auth_prefix = json_string_value(json_object_get(auth, "prefix"));
+  out->bind = vault_connector_bind(rec);
+  out->url = json_string_value(json_object_get(rec, "url"));
+  out->url_sealed = json_is_true(json_object_get(rec, "url_sealed"));
+  out->connect_ms = (long)json_integer_value(json_object_get(to, "connect_ms"));
+  out->first_byte_ms = (long)json_integer_value(json_object_get(to, "first_byte_ms"));
+  out->idle_ms = (long)json_integer_value(json_object_get(to, "idle_ms"));
+  out->event_ms = (long)json_integer_value(json_object_get(to, "event_ms"));
+  out->ca_file = json_string_value(json_object_get(rec, "ca_file"));
+}
+
+int vault_upstream_cred_facts(st_txn *txn, const char *tenant, const char *connector, const char *user,
+                              const vault_conn_facts *f, int64_t now_s, vault_cred *out) {
+  int rc = 0;
   out->name = out->value = NULL;
-  int rc = known ? 0 : vault_connector_get(txn, tenant, connector, &rec);
-  if (rc) return rc;
-  json_t *auth = json_object_get(known ? known : rec, "auth");
-  const char *type = json_string_value(json_object_get(auth, "type"));
-  const char *name = json_string_value(json_object_get(auth, "name"));
-  if (type && !strcmp(type, "user_header")) {
+  const char *name = f->auth_name;
+  if (f->auth == VAULT_AUTH_USER_HEADER) {
     /* the user's own key, as the header the connector names */
     vault_tokens t = {0};
     rc = user ? vault_grant_get(txn, tenant, user, connector, &t) : ST_ENOTFOUND;
     if (rc == ST_ENOTFOUND) rc = VAULT_ENOGRANT;
     if (!rc) {
-      const char *prefix = json_string_value(json_object_get(auth, "prefix")) ?: "";
+      const char *prefix = f->auth_prefix ?: "";
       size_t n = strlen(prefix) + strlen(t.access) + 1;
       out->value = malloc(n);
       out->name = name ? strdup(name) : NULL;
@@ -537,7 +566,7 @@ int vault_upstream_cred(st_txn *txn, const char *tenant, const char *connector, 
     }
     vault_tokens_free(&t);
     if (rc) vault_cred_free(out);
-  } else if (type && !strcmp(type, "oauth")) {
+  } else if (f->auth == VAULT_AUTH_OAUTH) {
     /* the user's own grant; never anyone else's, never the gateway's */
     vault_tokens t = {0};
     rc = user ? vault_grant_get(txn, tenant, user, connector, &t) : ST_ENOTFOUND;
@@ -552,11 +581,23 @@ int vault_upstream_cred(st_txn *txn, const char *tenant, const char *connector, 
     }
     vault_tokens_free(&t);
     if (rc) vault_cred_free(out);
-  } else if (type && !strcmp(type, "header")) {
+  } else if (f->auth == VAULT_AUTH_HEADER) {
     rc = vault_connector_secret(txn, tenant, connector, &out->value);
     if (rc == 0 && name && !(out->name = strdup(name))) rc = ST_ENOMEM;
     if (rc) vault_cred_free(out);
   }
+  return rc;
+}
+
+int vault_upstream_cred(st_txn *txn, const char *tenant, const char *connector, const char *user,
+                        const json_t *known, int64_t now_s, vault_cred *out) {
+  json_t *rec = NULL;
+  out->name = out->value = NULL;
+  int rc = known ? 0 : vault_connector_get(txn, tenant, connector, &rec);
+  if (rc) return rc;
+  vault_conn_facts f;
+  vault_conn_facts_of(known ? known : rec, &f);
+  rc = vault_upstream_cred_facts(txn, tenant, connector, user, &f, now_s, out);
   json_decref(rec);
   return rc;
 }

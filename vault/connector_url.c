@@ -61,11 +61,18 @@ int vault_url_same_origin(const char *a, const char *b) {
 
 int vault_connector_url(st_txn *txn, const char *tenant, const char *name, const json_t *rec, const char **url,
                         char **sealed) {
+  vault_conn_facts f;
+  vault_conn_facts_of(rec, &f);
+  return vault_connector_url_facts(txn, tenant, name, &f, url, sealed);
+}
+
+int vault_connector_url_facts(st_txn *txn, const char *tenant, const char *name, const vault_conn_facts *f,
+                              const char **url, char **sealed) {
   *url = NULL;
   *sealed = NULL;
   /* the upcall's path: a plain URL is the record's own string, no copy */
-  if (!json_is_true(json_object_get(rec, "url_sealed"))) {
-    *url = json_string_value(json_object_get(rec, "url"));
+  if (!f->url_sealed) {
+    *url = f->url;
     return *url ? 0 : ST_ECORRUPT;
   }
   int rc = st_secret_get_str(txn, &(st_aad){tenant, VAULT_URL_KIND, name}, sealed);

@@ -179,6 +179,33 @@ int vault_connector_is_oauth(const json_t *rec);
  * refresh token). */
 int vault_connector_is_per_user(const json_t *rec);
 void vault_cred_free(vault_cred *c);
+/* What every upstream call reads of a connector record, taken apart once
+ * (vault_conn_facts_of): the gateway keeps it beside the record it
+ * remembers per store snapshot, so a call does not look up a dozen members
+ * by name. Every pointer is borrowed from the record (valid while a
+ * reference to it is held); nothing in it is secret. */
+enum { VAULT_AUTH_NONE, VAULT_AUTH_HEADER, VAULT_AUTH_OAUTH, VAULT_AUTH_USER_HEADER, VAULT_AUTH_OTHER };
+typedef struct vault_conn_facts {
+  const json_t *rec;
+  int auth;                 /* VAULT_AUTH_*: the record's auth.type */
+  bool per_user;            /* vault_connector_is_per_user */
+  const char *auth_name;    /* auth.name (the header a credential goes in), or NULL */
+  const char *auth_prefix;  /* auth.prefix, or NULL */
+  json_t *bind;             /* vault_connector_bind(rec) */
+  const char *url;          /* the record's "url" (as shown when url_sealed) */
+  bool url_sealed;
+  long connect_ms, first_byte_ms, idle_ms, event_ms; /* timeouts.*: 0 when not set */
+  const char *ca_file;      /* or NULL */
+} vault_conn_facts;
+void vault_conn_facts_of(const json_t *rec, vault_conn_facts *out);
+/* vault_upstream_bind, vault_upstream_cred (with the record known) and
+ * vault_connector_url from the facts of the record read in txn. */
+json_t *vault_upstream_bind_facts(st_txn *txn, const char *tenant, const char *connector, const char *user,
+                                  const vault_conn_facts *f);
+int vault_upstream_cred_facts(st_txn *txn, const char *tenant, const char *connector, const char *user,
+                              const vault_conn_facts *f, int64_t now_s, vault_cred *out);
+int vault_connector_url_facts(st_txn *txn, const char *tenant, const char *name, const vault_conn_facts *f,
+                              const char **url, char **sealed);
 /* UTC time t (unix seconds; 0: now) as RFC 3339 "YYYY-MM-DDTHH:MM:SSZ". */
 void vault_rfc3339(int64_t t, char out[32]);
 /* ---- the URL's query (vault/connector_url.c) ---- */

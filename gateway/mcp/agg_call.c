@@ -255,15 +255,16 @@ static bool call_allowed(gw_exchange *x, const char *full, char conn[40], const 
   }
   pol_decision d = gw__decide_call(pu, conn, *tool);
   json_t *crec = NULL;
+  vault_conn_facts cf;
   st_txn *txn;
   if (d != POL_HIDDEN && gw__read_begin(x->lp, &txn) == 0) {
-    if (gw__connector_get(x->lp, txn, x->tenant, conn, &crec) != 0) d = POL_HIDDEN; /* no such connector */
+    if (gw__connector_get(x->lp, txn, x->tenant, conn, &crec, &cf) != 0) d = POL_HIDDEN; /* no such connector */
     gw__read_end(x->lp, txn);
   }
   /* read in this snapshot: the vault gate need not read it again for a
    * connector without per-user credentials (should it become one before
    * the transfer, the upcall's own read finds no grant and fails closed) */
-  x->shared_cred = crec && !vault_connector_is_per_user(crec);
+  x->shared_cred = crec && !cf.per_user;
   json_decref(crec);
   gw__audit_call_begin(x, conn, *tool, pol_decision_name(d), pol_user_version(pu), args, args_raw, args_len);
   if (d == POL_HIDDEN) {
@@ -409,7 +410,7 @@ void gw__agg_route(gw_exchange *x, json_t *msg, const char *method) {
   st_txn *txn;
   bool ok = pol_connector_visible(pu, conn);
   if (ok && gw__read_begin(x->lp, &txn) == 0) {
-    ok = gw__connector_get(x->lp, txn, x->tenant, conn, &crec) == 0;
+    ok = gw__connector_get(x->lp, txn, x->tenant, conn, &crec, NULL) == 0;
     gw__read_end(x->lp, txn);
   }
   json_decref(crec);

@@ -350,9 +350,10 @@ void gw__agg_ensure_upstream(gw_exchange *x, gw_agg_step_fn after) {
      * binding it was opened under); the upcall sends the id only while it
      * holds */
     json_t *conn = NULL;
-    if (rc == 0 && (rc = gw__connector_get(x->lp, txn, x->tenant, x->connector, &conn)) == 0) {
+    vault_conn_facts cf;
+    if (rc == 0 && (rc = gw__connector_get(x->lp, txn, x->tenant, x->connector, &conn, &cf)) == 0) {
       json_decref(x->sess_bind);
-      x->sess_bind = vault_upstream_bind(txn, x->tenant, x->connector, x->user, conn);
+      x->sess_bind = vault_upstream_bind_facts(txn, x->tenant, x->connector, x->user, &cf);
       if (!x->sess_bind) rc = ST_EIO; /* unknown: a fresh upstream session */
     }
     json_decref(conn);

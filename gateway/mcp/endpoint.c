@@ -100,13 +100,15 @@ void gw__dispatch_pinned(gw_req *req, void (*handle)(gw_req *req)) {
   gw__read_unpin(lp, pinned);
 }
 
-int gw__connector_get(gw_loop *lp, st_txn *txn, const char *tenant, const char *connector, json_t **out) {
+int gw__connector_get(gw_loop *lp, st_txn *txn, const char *tenant, const char *connector, json_t **out,
+                      vault_conn_facts *facts) {
   gw_proxy *p = gw__mcp_of(lp);
   uint64_t snap = st_txn_snapshot(txn);
-  *out = p ? gw_memo_conn_get(p->memo, snap, tenant, connector) : NULL;
+  *out = p ? gw_memo_conn_get(p->memo, snap, tenant, connector, facts) : NULL;
   if (*out) return 0;
   int rc = vault_connector_get(txn, tenant, connector, out);
   if (rc == 0 && p) gw_memo_conn_put(p->memo, snap, tenant, connector, *out);
+  if (rc == 0 && facts) vault_conn_facts_of(*out, facts);
   return rc;
 }
 
@@ -400,7 +402,7 @@ int gw__mcp_begin(gw_req *req, bool agg, gw_mcp_ctx *c) {
                                    &c->ident_expires)
                : auth_token_verify_hash(txn, c->tenant, th, now_s, c->user, c->tokid, &c->ident_expires);
     json_t *conn = NULL;
-    crc = rc == 0 && !agg ? gw__connector_get(req->lp, txn, c->tenant, c->connector, &conn) : 0;
+    crc = rc == 0 && !agg ? gw__connector_get(req->lp, txn, c->tenant, c->connector, &conn, NULL) : 0;
     json_decref(conn);
     src = rc == 0 && crc == 0 && c->sid ? gw_session_get(txn, c->sid, &c->sess) : ST_ENOTFOUND;
     if (rc == 0 && st_tenant_uid_get(txn, c->tenant, c->tenant_uid) != 0) c->tenant_uid[0] = 0;

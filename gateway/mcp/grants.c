@@ -379,7 +379,7 @@ int gw__agg_vault_gate(gw_exchange *x, gw_agg_step_fn after) {
   st_txn *txn;
   if (gw__read_begin(x->lp, &txn) != 0) return 0; /* the upcall's own read fails it */
   json_t *rec = NULL;
-  int rc = gw__connector_get(x->lp, txn, x->tenant, x->connector, &rec);
+  int rc = gw__connector_get(x->lp, txn, x->tenant, x->connector, &rec, NULL);
   if (rc || !vault_connector_is_per_user(rec)) {
     json_decref(rec);
     gw__read_end(x->lp, txn);
@@ -424,7 +424,7 @@ bool gw__agg_connect_pending(gw_exchange *x, const char *connector) {
   if (gw__read_begin(x->lp, &txn) != 0) return false;
   json_t *rec = NULL;
   bool pending = false;
-  if (gw__connector_get(x->lp, txn, x->tenant, connector, &rec) == 0 && vault_connector_is_per_user(rec)) {
+  if (gw__connector_get(x->lp, txn, x->tenant, connector, &rec, NULL) == 0 && vault_connector_is_per_user(rec)) {
     json_t *info = NULL;
     pending = vault_grant_info(txn, x->tenant, x->user, connector, &info) == ST_ENOTFOUND;
     json_decref(info);

@@ -206,8 +206,10 @@ const char *gw__check_message(const json_t *m, json_t *ids, const char **method_
 void gw__mcp_unauthorized(gw_req *req, const gw_mcp_ctx *c, bool presented, const char *msg);
 /* The connector record of (tenant, connector) in txn's snapshot, through
  * the loop's memo (memo.h): a new reference the caller must not modify,
- * or a store error (ST_ENOTFOUND: no such connector). */
-int gw__connector_get(gw_loop *lp, st_txn *txn, const char *tenant, const char *connector, json_t **out);
+ * or a store error (ST_ENOTFOUND: no such connector). facts (may be NULL):
+ * the record taken apart (vault_conn_facts; borrowed from *out). */
+int gw__connector_get(gw_loop *lp, st_txn *txn, const char *tenant, const char *connector, json_t **out,
+                      vault_conn_facts *facts);
 /* The caller's effective policy, fresh for this request (cached per loop,
  * keyed by membership generation and policy version). NULL: the store
  * could not be read — callers deny. */

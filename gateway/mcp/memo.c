@@ -30,6 +30,7 @@ typedef struct conn_ent {
   uint64_t snapshot;
   char tenant[64], connector[40];
   json_t *rec;
+  vault_conn_facts facts; /* of rec */
 } conn_ent;
 
 typedef struct tenant_ent {
@@ -163,11 +164,13 @@ static conn_ent *conn_slot(gw_memo *m, const char *tenant, const char *connector
   return &m->conn[mix(mix(0xcbf29ce484222325ULL, tenant), connector) & (GW_MEMO_CONN_SLOTS - 1)];
 }
 
-json_t *gw_memo_conn_get(gw_memo *m, uint64_t snapshot, const char *tenant, const char *connector) {
+json_t *gw_memo_conn_get(gw_memo *m, uint64_t snapshot, const char *tenant, const char *connector,
+                         vault_conn_facts *facts) {
   if (!m || !snapshot) return NULL;
   conn_ent *e = conn_slot(m, tenant, connector);
   if (e->rec && e->snapshot == snapshot && !strcmp(e->tenant, tenant) && !strcmp(e->connector, connector)) {
     atomic_store_explicit(&m->st.conn_hits, atomic_load_explicit(&m->st.conn_hits, memory_order_relaxed) + 1, memory_order_relaxed);
+    if (facts) *facts = e->facts;
     return json_incref(e->rec);
   }
   atomic_store_explicit(&m->st.conn_misses, atomic_load_explicit(&m->st.conn_misses, memory_order_relaxed) + 1, memory_order_relaxed);
@@ -181,6 +184,7 @@ void gw_memo_conn_put(gw_memo *m, uint64_t snapshot, const char *tenant, const c
   conn_ent *e = conn_slot(m, tenant, connector);
   json_decref(e->rec);
   e->rec = json_incref(rec);
+  vault_conn_facts_of(rec, &e->facts);
   e->snapshot = snapshot;
   strcpy(e->tenant, tenant);
   strcpy(e->connector, connector);

@@ -31,6 +31,7 @@
 
 #include "gateway/mcp/mcp_session.h"
 #include "store/token.h"
+#include "vault/vault.h"
 
 #define GW_MEMO_IDENT_SLOTS 1024
 #define GW_MEMO_UPSTREAM_SLOTS 1024
@@ -80,8 +81,11 @@ void gw_memo_upstream_put(gw_memo *m, uint64_t snapshot, const char *sid, const 
                           const char *upstream);
 
 /* The connector record of (tenant, connector) read in snapshot, with a
- * new reference, or NULL. The caller must not modify it. */
-json_t *gw_memo_conn_get(gw_memo *m, uint64_t snapshot, const char *tenant, const char *connector);
+ * new reference, or NULL. The caller must not modify it. facts (may be
+ * NULL): its vault_conn_facts, taken apart when it was remembered (the
+ * pointers in it are the record's: valid while the reference is held). */
+json_t *gw_memo_conn_get(gw_memo *m, uint64_t snapshot, const char *tenant, const char *connector,
+                         vault_conn_facts *facts);
 /* Remembers rec (a reference is taken). */
 void gw_memo_conn_put(gw_memo *m, uint64_t snapshot, const char *tenant, const char *connector, json_t *rec);
 

@@ -64,6 +64,7 @@ static void on_done(gw_out_req *r, int err, void *ud) {
 /* What the transfer needs from the connector record and the vault. */
 typedef struct upcred {
   json_t *conn;  /* the connector record */
+  vault_conn_facts f; /* conn taken apart (borrowed from it) */
   json_t *bind;  /* what a session opened with cred belongs to (vault_upstream_bind) */
   vault_cred cred;
   const char *url; /* the real URL: the record's, or url_sealed unsealed */
@@ -99,11 +100,11 @@ static int credential(gw_exchange *x, const gw_upcall *u, upcred *c) {
       if (!pu || !pol_connector_visible(pu, x->connector)) rc = pu ? GW_UP_EHIDDEN : ST_EIO;
     }
   }
-  if (!rc) rc = gw__connector_get(lp, txn, x->tenant, x->connector, &c->conn);
+  if (!rc) rc = gw__connector_get(lp, txn, x->tenant, x->connector, &c->conn, &c->f);
   /* read with the credential, in the same txn: the server and the
    * credential (the connector's, or the user's own grant) a session this
    * transfer opens belongs to */
-  if (!rc && !(c->bind = vault_upstream_bind(txn, x->tenant, x->connector, user, c->conn))) rc = ST_EIO;
+  if (!rc && !(c->bind = vault_upstream_bind_facts(txn, x->tenant, x->connector, user, &c->f))) rc = ST_EIO;
   /* an upstream session id goes only to the server that issued it, with
    * the credential it was opened with: the connector may have moved or
    * been rekeyed since the id was read (or opened), or the user replaced
@@ -122,9 +123,9 @@ static int credential(gw_exchange *x, const gw_upcall *u, upcred *c) {
     gw_session now;
     if (gw_session_get(txn, x->sid, &now) != 0 || strcmp(now.upstream, u->upstream_sid)) rc = GW_MCP_ESTALE;
   }
-  if (!rc) rc = vault_upstream_cred(txn, x->tenant, x->connector, user, c->conn, (int64_t)time(NULL), &c->cred);
-  if (!rc) rc = vault_connector_url(txn, x->tenant, x->connector, c->conn, &c->url, &c->url_sealed);
-  if (!rc) x->grant_used = vault_connector_is_per_user(c->conn);
+  if (!rc) rc = vault_upstream_cred_facts(txn, x->tenant, x->connector, user, &c->f, (int64_t)time(NULL), &c->cred);
+  if (!rc) rc = vault_connector_url_facts(txn, x->tenant, x->connector, &c->f, &c->url, &c->url_sealed);
+  if (!rc) x->grant_used = c->f.per_user;
   gw__read_end(lp, txn);
   return rc;
 }
@@ -161,7 +162,6 @@ static int transfer(gw_exchange *x, const gw_upcall *u, upcred *c) {
     }
   }
   lines[nl] = NULL;
-  json_t *to = json_object_get(conn, "timeouts");
   gw_out_opts o = {0};
   o.method = u->method;
   o.url = c->url;
@@ -177,12 +177,12 @@ static int transfer(gw_exchange *x, const gw_upcall *u, upcred *c) {
   o.headers = lines;
   o.body = u->body;
   o.body_len = u->len;
-  o.connect_timeout_ms = (long)json_integer_value(json_object_get(to, "connect_ms"));
-  o.first_byte_timeout_ms = (long)json_integer_value(json_object_get(to, "first_byte_ms"));
-  o.idle_timeout_ms = (long)json_integer_value(json_object_get(to, "idle_ms"));
-  o.partial_timeout_ms = (long)json_integer_value(json_object_get(to, "event_ms"));
+  o.connect_timeout_ms = c->f.connect_ms;
+  o.first_byte_timeout_ms = c->f.first_byte_ms;
+  o.idle_timeout_ms = c->f.idle_ms;
+  o.partial_timeout_ms = c->f.event_ms;
   if (!o.partial_timeout_ms) o.partial_timeout_ms = (long)x->lp->srv->cfg.upstream_event_timeout_ms;
-  o.ca_file = json_string_value(json_object_get(conn, "ca_file"));
+  o.ca_file = c->f.ca_file;
   char ca_root[PATH_MAX]; /* a ca_file in the tenant's folder of tenant_ca_dir stays inside it */
   if (o.ca_file && gw_config_tenant_ca_path(&x->lp->srv->cfg, x->tenant, o.ca_file, ca_root, sizeof ca_root))
     o.ca_root = ca_root;

@@ -573,7 +573,7 @@ void gw__usess_end_opened_id(gw_exchange *x, const char *upstream, const char *v
   st_txn *txn;
   if (gw__read_begin(x->lp, &txn) == 0) {
     json_t *rec = NULL;
-    int rc = gw__connector_get(x->lp, txn, x->tenant, x->connector, &rec);
+    int rc = gw__connector_get(x->lp, txn, x->tenant, x->connector, &rec, NULL);
     there = rc == ST_ENOTFOUND || (rc == 0 && vault_url_same_origin(b->url, json_string_value(json_object_get(rec, "url"))));
     json_decref(rec);
     gw__read_end(x->lp, txn);
