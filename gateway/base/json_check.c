@@ -19,8 +19,30 @@ typedef struct scan {
   const unsigned char *p, *end;
 } scan;
 
-static void ws(scan *s) {
+static inline void ws(scan *s) {
+  if (s->p < s->end && *s->p > ' ') return; /* compact JSON: no whitespace at all */
   while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r')) s->p++;
+}
+
+/* Bytes a string's common run may hold: printable ASCII (0x20-0x7F)
+ * other than '"' and '\\' — one bit per byte value. */
+static const uint64_t plain_bits[4] = {0xFFFFFFFB00000000ULL, 0xFFFFFFFFEFFFFFFFULL, 0, 0};
+#define PLAIN(c) ((plain_bits[(c) >> 6] >> ((c) & 63)) & 1)
+
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+/* The first byte of the 8 at q that is not plain, as a byte index; 8 when
+ * all are. Each test flags a byte exactly or flags it above an exact one
+ * (a borrow carries only past a byte that is itself flagged), so the
+ * lowest flag of their union is exact. */
+static inline unsigned first_special8(const unsigned char *q) {
+  uint64_t x, qt, bs;
+  memcpy(&x, q, 8);
+  qt = x ^ (ONES * '"');
+  bs = x ^ (ONES * '\\');
+  uint64_t m = ((x - ONES * 0x20) & ~x) | x | ((qt - ONES) & ~qt) | ((bs - ONES) & ~bs);
+  m &= HIGHS;
+  return m ? (unsigned)__builtin_ctzll(m) >> 3 : 8;
 }
 
 static int hex4(const unsigned char *p) {
@@ -62,9 +84,12 @@ static bool utf8(scan *s) {
 static bool string(scan *s) {
   s->p++; /* the opening quote */
   while (s->p < s->end) {
-    /* the common run first: printable ASCII other than '"' and '\\' */
+    /* the common run first: printable ASCII other than '"' and '\\',
+     * eight bytes at a time while eight remain */
     const unsigned char *q = s->p;
-    while (q < s->end && (unsigned)(*q - 0x20) < 0x60 && *q != '"' && *q != '\\') q++;
+    for (unsigned k = 8; k == 8 && s->end - q >= 8; q += k) k = first_special8(q);
+    if (s->end - q < 8)
+      while (q < s->end && PLAIN(*q)) q++;
     s->p = q;
     if (q == s->end) break;
     unsigned c = *s->p;
@@ -187,6 +212,7 @@ typedef struct pick {
   unsigned short kstart[MAX_DEPTH]; /* per open object: its first key */
   size_t nk;
   gw_json_span key1;              /* the member of the top object being read */
+  unsigned k1paths;               /* the paths whose first key is key1 (bit i: paths[i]) */
   const unsigned char *vstart[3]; /* where the value at level 1 / 2 began */
 } pick;
 
@@ -198,13 +224,26 @@ static bool span_is(gw_json_span k, const char *s, size_t n) {
  * a duplicate (jansson refuses it). */
 static bool pick_key(pick *pk, int depth, const unsigned char *b, const unsigned char *e) {
   gw_json_span k = {(const char *)b, (size_t)(e - b)};
-  if (memchr(k.p, '\\', k.n)) pk->undecided = true; /* decoded keys may collide: jansson decides */
-  /* a member of the top object or of one of its objects whose name is not
-   * plain lower-case ASCII: a case-insensitive reader may take it for
-   * another (gw_json_pick's -1, json_check.h) */
-  for (size_t i = 1; pk->plain_names && depth <= 2 && !pk->undecided && i + 1 < k.n; i++)
-    if ((k.p[i] >= 'A' && k.p[i] <= 'Z') || (unsigned char)k.p[i] >= 0x80) pk->undecided = true;
-  if (depth == 1) pk->key1 = k;
+  /* decoded keys may collide: jansson decides (an escape); and a member of
+   * the top object or of one of its objects whose name is not plain
+   * lower-case ASCII: a case-insensitive reader may take it for another
+   * (gw_json_pick's -1, json_check.h). One pass over the name for both. */
+  if (!pk->undecided) {
+    bool names = pk->plain_names && depth <= 2;
+    for (size_t i = 1; i + 1 < k.n; i++) {
+      unsigned c = (unsigned char)k.p[i];
+      if (c == '\\' || (names && ((c >= 'A' && c <= 'Z') || c >= 0x80))) {
+        pk->undecided = true;
+        break;
+      }
+    }
+  }
+  if (depth == 1) {
+    pk->key1 = k;
+    pk->k1paths = 0;
+    for (size_t i = 0; i < pk->npaths; i++)
+      if (span_is(k, pk->paths[i], pk->split[i].n1)) pk->k1paths |= 1u << i;
+  }
   if (pk->undecided) return true;
   size_t from = pk->kstart[depth - 1];
   if (pk->nk - from >= PICK_OBJ_KEYS || pk->nk >= PICK_KEYS) {
@@ -218,12 +257,13 @@ static bool pick_key(pick *pk, int depth, const unsigned char *b, const unsigned
 }
 
 /* The value at level depth (1: a member of the top object; 2: a member of
- * one of its members) spans [b, e): record it if a path names it. */
+ * one of its members) spans [b, e): record it if a path names it. Only the
+ * paths whose first key is the top member's are looked at. */
 static void pick_value(pick *pk, int depth, const unsigned char *b, const unsigned char *e, gw_json_span key2) {
-  for (size_t i = 0; i < pk->npaths; i++) {
-    const char *path = pk->paths[i], *k2 = pk->split[i].k2;
-    bool hit = depth == 1 ? !k2 && span_is(pk->key1, path, pk->split[i].n1)
-                          : k2 && span_is(pk->key1, path, pk->split[i].n1) && span_is(key2, k2, pk->split[i].n2);
+  for (unsigned m = pk->k1paths; m; m &= m - 1) {
+    unsigned i = (unsigned)__builtin_ctz(m);
+    const char *k2 = pk->split[i].k2;
+    bool hit = depth == 1 ? !k2 : k2 && span_is(key2, k2, pk->split[i].n2);
     if (hit) pk->got[i] = (gw_json_span){(const char *)b, (size_t)(e - b)};
   }
 }
@@ -264,7 +304,7 @@ static bool scan_text(const char *text, size_t n, pick *pk) {
     }
   after_value:
     /* the value that just ended sits at level depth */
-    if (pk && (depth == 1 || depth == 2) && stack[depth - 1] == '{' && (depth == 1 || stack[0] == '{'))
+    if (pk && pk->k1paths && (depth == 1 || depth == 2) && stack[depth - 1] == '{' && (depth == 1 || stack[0] == '{'))
       pick_value(pk, depth, pk->vstart[depth], s.p, key2);
     ws(&s);
     if (depth == 0) return s.p == s.end;
@@ -308,6 +348,7 @@ static int pick_run(const char *text, size_t n, const char *const *paths, size_t
   pk.undecided = false;
   pk.nk = 0;
   pk.key1 = (gw_json_span){0};
+  pk.k1paths = 0;
   for (size_t i = 0; i < npaths; i++) got[i] = (gw_json_span){0};
   if (npaths > PICK_PATHS) return -1;
   for (size_t i = 0; i < npaths; i++) {

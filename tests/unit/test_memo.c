@@ -113,15 +113,26 @@ TEST(ident_collision_replaces_older) {
 
 TEST(conn_hands_out_references) {
   gw_memo *m = gw_memo_new();
-  json_t *rec = json_pack("{s:s}", "url", "http://x/mcp");
+  json_t *rec = json_pack("{s:s,s:s,s:{s:s,s:s},s:{s:i}}", "url", "http://x/mcp", "epoch", "42", "auth", "type",
+                          "oauth", "name", "Authorization", "timeouts", "idle_ms", 5000);
   gw_memo_conn_put(m, 4, "acme", "gh", rec);
   json_decref(rec); /* the memo holds its own */
-  json_t *got = gw_memo_conn_get(m, 4, "acme", "gh");
+  vault_conn_facts f;
+  json_t *got = gw_memo_conn_get(m, 4, "acme", "gh", &f);
   CHECK(got != NULL);
   CHECK_STR(json_string_value(json_object_get(got, "url")), "http://x/mcp");
-  CHECK(gw_memo_conn_get(m, 5, "acme", "gh") == NULL);
-  CHECK(gw_memo_conn_get(m, 4, "acme", "jira") == NULL);
-  CHECK(gw_memo_conn_get(m, 4, "acme2", "gh") == NULL);
+  /* the record taken apart when it was remembered, pointing into it */
+  CHECK(f.rec == got);
+  CHECK_INT(f.auth, VAULT_AUTH_OAUTH);
+  CHECK(f.per_user);
+  CHECK_STR(f.url, "http://x/mcp");
+  CHECK_STR(json_string_value(f.bind), "42");
+  CHECK_INT(f.idle_ms, 5000);
+  CHECK_INT(f.connect_ms, 0);
+  CHECK(f.ca_file == NULL && !f.url_sealed);
+  CHECK(gw_memo_conn_get(m, 5, "acme", "gh", NULL) == NULL);
+  CHECK(gw_memo_conn_get(m, 4, "acme", "jira", NULL) == NULL);
+  CHECK(gw_memo_conn_get(m, 4, "acme2", "gh", &f) == NULL);
   gw_memo_free(m);
   /* still valid after the memo is gone: the caller's reference */
   CHECK_STR(json_string_value(json_object_get(got, "url")), "http://x/mcp");
