@@ -783,12 +783,26 @@ static int emit_line(void *ctx, const char *bytes, size_t len) {
   "usage: mcpgate audit verify [--data DIR] | audit export TENANT [--since MS] [--until MS] [--data DIR]\n" \
   "       mcpgate audit prune --before MS [--data DIR]   (server stopped)\n"
 
+/* A time flag's value (--since, --until, --before): milliseconds since
+ * the epoch, digits only — at most 15 of them, as the admin API's — into
+ * *ms; -1 said on stderr. Nothing else is taken for one: strtoll would
+ * read "2026-01-01T00:00:00Z" as 2026 and "yesterday" as 0 (no bound),
+ * and the records exported or pruned would not be those asked for. */
+static int cli_ms(const char *flag, const char *v, int64_t *ms) {
+  size_t n = strlen(v);
+  if (!n || n > 15 || strspn(v, "0123456789") != n) {
+    fprintf(stderr, "mcpgate: %s takes milliseconds since the epoch (digits only), not \"%.40s\"\n", flag, v);
+    return -1;
+  }
+  *ms = strtoll(v, NULL, 10);
+  return 0;
+}
+
 /* audit prune: the retention job by hand. The running server keeps its
  * chains' heads in step with what it writes: prune with it stopped. */
 static int audit_prune_cmd(const cli_opts *o) {
-  char *end = NULL;
-  long long before = o->before ? strtoll(o->before, &end, 10) : -1;
-  if (!o->before || *end || before <= 0 || o->npos) {
+  int64_t before = -1;
+  if (!o->before || cli_ms("--before", o->before, &before) || before <= 0 || o->npos) {
     fprintf(stderr, AUDIT_USAGE);
     return 2;
   }
@@ -824,7 +838,7 @@ static int audit_prune_cmd(const cli_opts *o) {
     fprintf(stderr, "mcpgate: audit prune failed after %zu records: %s\n", total, audit_strerror(rc));
     return 1;
   }
-  printf("%zu audit record(s) older than %lld pruned; the chains still verify.\n", total, before);
+  printf("%zu audit record(s) older than %lld pruned; the chains still verify.\n", total, (long long)before);
   return 0;
 }
 
@@ -841,6 +855,20 @@ static int cmd_audit(int argc, char **argv) {
     fprintf(stderr, AUDIT_USAGE);
     return 2;
   }
+  /* export's range [since, until): 0 is no bound, as audit_export_chunk
+   * takes it — but an until given as 0 (before the epoch) selects nothing,
+   * as the admin API's */
+  int64_t since = 0, until = 0;
+  bool none = false;
+  if (!verify && ((o.since && cli_ms("--since", o.since, &since)) || (o.until && cli_ms("--until", o.until, &until)))) {
+    fprintf(stderr, AUDIT_USAGE);
+    return 2;
+  }
+  if (!verify && since && until && since > until) {
+    fprintf(stderr, "mcpgate: --since %lld is after --until %lld\n", (long long)since, (long long)until);
+    return 2;
+  }
+  if (!verify && o.until && until == 0) none = true;
   gw_log_set_level(GW_LOG_WARN);
   char dir[4096];
   snprintf(dir, sizeof dir, "%s/audit", o.data);
@@ -897,8 +925,7 @@ static int cmd_audit(int argc, char **argv) {
     }
     gw_buf_free(&vo.heads);
   } else {
-    int64_t since = o.since ? strtoll(o.since, NULL, 10) : 0, until = o.until ? strtoll(o.until, NULL, 10) : 0;
-    uint64_t after = 0;
+    uint64_t after = none ? UINT64_MAX : 0; /* UINT64_MAX: nothing (audit_export_chunk) */
     for (;;) {
       st_txn *txn;
       if ((rc = st_read_begin(aud, &txn)) != 0) break;
