@@ -7,7 +7,13 @@
  * The serialisation measured and hashed is jansson's compact form with
  * sorted keys, so two clients sending the same arguments in another key
  * order get the same digest. Depth is capped (AUDIT_ARGS_DEPTH_MAX) so the
- * recursion is bounded whatever the parser allowed. */
+ * recursion is bounded whatever the parser allowed.
+ *
+ * A key matches a pattern whatever its case and its separators ('_', '-'
+ * on either side: audit_redact_at): "api_key" masks "apiKey" and
+ * "X-Api-Key" too — the spellings a TypeScript tool or an HTTP header
+ * gives the same secret. Only separators are skipped: "apiXkey" is not
+ * "api_key". A pattern of separators only is matched as it is. */
 #include "audit/audit_int.h"
 
 #include <stdio.h>
@@ -67,13 +73,42 @@ void audit_redact_split(const char *s, char *buf, size_t cap, const char **pats,
   pats[*n] = NULL;
 }
 
+/* Separators a key may spell a pattern with or without: "api_key" is
+ * also "apiKey", "api-key", "x-api-key", "APIKEY" — the same secret. */
+static bool is_sep(char c) { return c == '_' || c == '-'; }
+static unsigned char fold(unsigned char c) { return c >= 'A' && c <= 'Z' ? (unsigned char)(c + 32) : c; }
+
+const char *audit_redact_lead(const char *pat) {
+  const char *q = pat;
+  while (is_sep(*q)) q++;
+  return *q ? q : pat;
+}
+
+bool audit_redact_at(const char *p, size_t n, const char *pat) {
+  const char *q = pat;
+  while (is_sep(*q)) q++;
+  if (!*q) { /* separators only ("_"): the pattern as it is */
+    size_t m = strlen(pat);
+    return m && m <= n && strncasecmp(p, pat, m) == 0;
+  }
+  size_t i = 0;
+  for (bool first = true; *q; q++) {
+    if (is_sep(*q)) continue;
+    if (!first)
+      while (i < n && is_sep(p[i])) i++;
+    if (i >= n || fold((unsigned char)p[i]) != fold((unsigned char)*q)) return false;
+    i++;
+    first = false;
+  }
+  return true;
+}
+
 static bool key_redacted(const char *key, const char *const *pats) {
   size_t kl = strlen(key);
   for (; *pats; pats++) {
-    size_t pl = strlen(*pats);
-    if (pl == 0 || pl > kl) continue;
-    for (size_t i = 0; i + pl <= kl; i++)
-      if (strncasecmp(key + i, *pats, pl) == 0) return true;
+    if (!**pats) continue;
+    for (size_t i = 0; i < kl; i++)
+      if (audit_redact_at(key + i, kl - i, *pats)) return true;
   }
   return false;
 }

@@ -470,9 +470,21 @@ extern const char *const audit_redact_default[];
 
 #define AUDIT_ARGS_DEPTH_MAX 64 /* deeper values become the string "[too deep]" */
 
+/* Whether the text at p (n bytes) begins with pattern pat, ASCII case
+ * folded and every '_' and '-' skipped on both sides after its first
+ * character (the text's first byte must be pat's first that is not one:
+ * audit_redact_lead), so "api_key" is at "apiKey", "api-key" and
+ * "APIKEY". A pattern of separators only ("_") is compared as it is. A
+ * key "contains" a pattern when it is at one of its bytes. */
+bool audit_redact_at(const char *p, size_t n, const char *pat);
+/* pat's first character that is not a separator (pat itself when it has
+ * none): the byte a text must have where audit_redact_at can match. */
+const char *audit_redact_lead(const char *pat);
+
 /* What a record keeps of a call's arguments. redact: NULL-terminated key
  * patterns (NULL: audit_redact_default); an object member whose key
- * contains a pattern, case-insensitively, has its value replaced by
+ * contains a pattern (audit_redact_at: any case, with or without the
+ * separators '_' and '-'), has its value replaced by
  * "[redacted]", at any depth, also inside arrays. N and the digest are the
  * byte length and SHA-256 of the redacted copy serialised with
  * JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY, so they do not depend

@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include <uv.h>
@@ -68,8 +67,8 @@ const gw_setting gw_audit_settings[] = {
     {"audit_redact", GW_SETTING_STRING, 0, AUDIT_REDACT_VALUE_MAX, 0,
      "key patterns masked in this tenant's call records in addition to the operator's audit_redact and the "
      "defaults (never instead of them): comma-separated, each 1 to 64 characters of A-Z a-z 0-9 _ -, at most "
-     "32; a member whose key contains one (case-insensitive) is recorded as \"[redacted]\"; applies from the "
-     "next call",
+     "32; a member whose key contains one (case-insensitive, '_' and '-' ignored on both sides: card_number also "
+     "masks cardNumber) is recorded as \"[redacted]\"; applies from the next call",
      0, audit_redact_check, false, false},
     {NULL, 0, 0, 0, 0, NULL, 0, NULL, false, false}};
 
@@ -221,12 +220,6 @@ void gw_audit_submit_block(gw_server *srv, const char *tenant, const char *tenan
   submitted(g, tenant, audit_submit_block(g->log, tenant, tenant_uid, block, len, cap));
 }
 
-/* case-insensitive: does p/n begin with pattern pat? */
-static bool starts_with(const char *p, size_t n, const char *pat) {
-  size_t m = strlen(pat);
-  return m && m <= n && strncasecmp(p, pat, m) == 0;
-}
-
 bool gw_audit_records_args(const gw_server *srv) { return srv->audit && srv->audit->args != AUDIT_ARGS_NONE; }
 
 /* Every pattern that masks a call's arguments: the defaults and the
@@ -274,14 +267,17 @@ int gw_audit_args_append(const gw_server *srv, gw_buf *out, const json_t *args, 
   if (!args && g->args == AUDIT_ARGS_FULL && n <= cap && !memchr(raw, '\\', n) && !memchr(raw, '\n', n) &&
       !memchr(raw, '\r', n)) {
     /* one pass: only a byte that starts some pattern (either case) is
-     * looked at further */
+     * looked at further — matched as a key is (audit_redact_at: with or
+     * without separators, so "apiKey" is no clean text for "api_key") */
     unsigned char first[256] = {0};
-    for (const char *const *r = pats; *r; r++)
-      if (**r) first[(unsigned char)(**r | 0x20)] = first[(unsigned char)(**r & ~0x20)] = 1;
+    for (const char *const *r = pats; *r; r++) {
+      unsigned char c = (unsigned char)*audit_redact_lead(*r);
+      if (c) first[c | 0x20] = first[c & ~0x20] = 1;
+    }
     bool clean = true;
     for (size_t i = 0; i < n && clean; i++)
       if (first[(unsigned char)raw[i]])
-        for (const char *const *r = pats; *r && clean; r++) clean = !starts_with(raw + i, n - i, *r);
+        for (const char *const *r = pats; *r && clean; r++) clean = !(**r && audit_redact_at(raw + i, n - i, *r));
     if (clean) return gw_buf_append(out, key, sizeof key - 1) || gw_buf_append(out, raw, n) ? -1 : 0;
   }
   json_t *parsed = NULL;

@@ -1176,6 +1176,43 @@ TEST(args_redaction_digest_and_cap) {
   json_decref(args);
 }
 
+/* a pattern is matched with or without its separators, in any case:
+ * "api_key" masks "apiKey", "X-Api-Key" and "APIKEY" (found by review:
+ * those went into records in clear); only '_' and '-' are skipped */
+TEST(args_redaction_spellings) {
+  CHECK(audit_redact_at("apiKey", 6, "api_key"));
+  CHECK(audit_redact_at("api-key\"", 8, "api_key"));
+  CHECK(audit_redact_at("API__KEY", 8, "api_key"));
+  CHECK(audit_redact_at("apikey", 6, "-api_key-"));
+  CHECK(!audit_redact_at("apiXkey", 7, "api_key"));
+  CHECK(!audit_redact_at("api", 3, "api_key"));
+  CHECK(!audit_redact_at("_apikey", 7, "api_key")); /* the text starts at the pattern's first letter */
+  CHECK(audit_redact_at("_b", 2, "_"));             /* separators only: as it is */
+  CHECK(!audit_redact_at("ab", 2, "_"));
+  CHECK_STR(audit_redact_lead("__x-y"), "x-y");
+  CHECK_STR(audit_redact_lead("--"), "--");
+  json_t *args = json_loads("{\"apiKey\":\"s1\",\"headers\":{\"X-Api-Key\":\"s2\",\"Accept\":\"json\"},"
+                            "\"APIKEY\":\"s3\",\"list\":[{\"pass-word\":\"s4\"}],\"apiXkey\":\"k\"}",
+                            0, NULL);
+  CHECK(args);
+  json_t *r = audit_args(args, AUDIT_ARGS_FULL, NULL, 100000);
+  char *s = json_dumps(r, JSON_COMPACT | JSON_SORT_KEYS);
+  CHECK_STR(s, "{\"APIKEY\":\"[redacted]\",\"apiKey\":\"[redacted]\",\"apiXkey\":\"k\",\"headers\":{\"Accept\":"
+               "\"json\",\"X-Api-Key\":\"[redacted]\"},\"list\":[{\"pass-word\":\"[redacted]\"}]}");
+  free(s);
+  json_decref(r);
+  /* a caller's pattern too: "card_number" masks "cardNumber" */
+  const char *const mine[] = {"card_number", NULL};
+  json_t *c = json_loads("{\"cardNumber\":\"4111\",\"card\":1}", 0, NULL);
+  json_t *rc = audit_args(c, AUDIT_ARGS_FULL, mine, 1000);
+  s = json_dumps(rc, JSON_COMPACT | JSON_SORT_KEYS);
+  CHECK_STR(s, "{\"card\":1,\"cardNumber\":\"[redacted]\"}");
+  free(s);
+  json_decref(rc);
+  json_decref(c);
+  json_decref(args);
+}
+
 /* the tenant setting audit_redact: its grammar, and its split */
 static int redact_refused(const char *v, const char *want) {
   char err[256] = "";
@@ -2148,6 +2185,7 @@ int main(void) {
   RUN(query_scan_is_bounded);
   RUN(export_chunks);
   RUN(args_redaction_digest_and_cap);
+  RUN(args_redaction_spellings);
   RUN(tenant_redact_check_and_split);
   RUN(queue_full_drops_and_counts);
   RUN(queue_bytes_cap);
