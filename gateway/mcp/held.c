@@ -388,10 +388,12 @@ static unsigned hidden_at(const unsigned char *s, size_t n, size_t *len) {
 }
 
 /* s appended to b for Slack's mrkdwn: &, < and > escaped (so an argument
- * cannot mention @channel or forge a link), ` as a look-alike, hidden
- * characters (hidden_at) as \uXXXX, or \u{XXXXX} past the BMP as the page
- * writes them, at most max bytes of s (cut at a character boundary, "…"
- * after a cut) */
+ * cannot mention @channel or forge a link), ` as a look-alike, control
+ * characters (U+0000..001F, U+007F: a tool name is the client's, and a
+ * line break in it would start a line of the gateway's message the
+ * client writes) and hidden characters (hidden_at) as \uXXXX, or
+ * \u{XXXXX} past the BMP as the page writes them, at most max bytes of s
+ * (cut at a character boundary, "…" after a cut) */
 static void slack_append(gw_buf *b, const char *s, size_t max) {
   size_t n = strlen(s);
   bool cut = n > max;
@@ -406,6 +408,10 @@ static void slack_append(gw_buf *b, const char *s, size_t max) {
       if (cp > 0xFFFF) gw_buf_printf(b, "\\u{%x}", cp);
       else gw_buf_printf(b, "\\u%04x", cp);
       i += hl - 1;
+      continue;
+    }
+    if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
+      gw_buf_printf(b, "\\u%04x", (unsigned)(unsigned char)s[i]);
       continue;
     }
     /* a backtick would close the template's code span and let the rest be
