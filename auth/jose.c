@@ -5,9 +5,19 @@
  * Rules this file keeps, and why:
  *   - Keys are built from their JWK parameters with OSSL_PARAM_BLD and
  *     EVP_PKEY_fromdata (OpenSSL 3 providers; none of the deprecated RSA_ /
- *     EC_KEY_ calls) and pass EVP_PKEY_public_check before they are kept:
- *     an invalid curve point, an even modulus or a tiny exponent never
- *     reaches a verification.
+ *     EC_KEY_ calls) and are checked before they are kept: an invalid
+ *     curve point, an even modulus, one with a small factor or a tiny
+ *     exponent never reaches a verification.
+ *   - The checks cost little, whoever wrote the set: a set is parsed on the
+ *     loop that serves every tenant, and anyone can have it fetched again
+ *     (a token with an unknown kid). EC keys pass EVP_PKEY_public_check (a
+ *     point check); RSA keys get our own checks (odd modulus, no factor
+ *     under 752, the exponent's bounds) and not OpenSSL's, which runs a
+ *     Miller-Rabin round on the modulus: ~0.15 s of a core per 8192-bit
+ *     key, every round for a prime one — a tenant's provider could hold
+ *     the loop ~10 s per fetch. That round only tells a prime modulus from
+ *     a product, and a set that publishes a prime one is broken by its own
+ *     publisher, who can sign anything with it anyway.
  *   - A token's alg picks the key TYPE, and the key never picks the
  *     algorithm: RS256 only with RSA keys, ES256 only with P-256 keys, and a
  *     JWK's own "alg" must agree. That closes alg-confusion attacks.
@@ -164,27 +174,32 @@ static int member_bytes(const json_t *k, const char *name, uint8_t *out, size_t 
 
 /* ---- keys */
 
-/* EVP_PKEY_fromdata + EVP_PKEY_public_check. *pk is NULL on failure:
- * AUTH_JOSE_ECRYPTO when building failed, bad_key when the key did not
- * pass the check (for EC, fromdata itself refuses an off-curve point). */
-static int key_from_params(const char *type, OSSL_PARAM_BLD *bld, int bad_key, EVP_PKEY **pk) {
+/* EVP_PKEY_fromdata, then EVP_PKEY_public_check when `check` (EC: cheap;
+ * RSA keys are checked by build_rsa instead, see the top). *pk is NULL on
+ * failure: AUTH_JOSE_ECRYPTO when building failed, bad_key when the key did
+ * not pass the check (for EC, fromdata itself refuses an off-curve point). */
+static int key_from_params(const char *type, OSSL_PARAM_BLD *bld, int bad_key, bool check, EVP_PKEY **pk) {
   int rc = AUTH_JOSE_ECRYPTO;
   OSSL_PARAM *params = OSSL_PARAM_BLD_to_param(bld);
-  EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, type, NULL), *check = NULL;
+  EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, type, NULL), *cctx = NULL;
   *pk = NULL;
   if (!params || !ctx || EVP_PKEY_fromdata_init(ctx) != 1) goto done;
   if (EVP_PKEY_fromdata(ctx, pk, EVP_PKEY_PUBLIC_KEY, params) != 1) {
     rc = bad_key;
     goto done;
   }
-  if (!(check = EVP_PKEY_CTX_new_from_pkey(NULL, *pk, NULL))) goto done;
-  rc = EVP_PKEY_public_check(check) == 1 ? 0 : bad_key;
+  if (!check) {
+    rc = 0;
+    goto done;
+  }
+  if (!(cctx = EVP_PKEY_CTX_new_from_pkey(NULL, *pk, NULL))) goto done;
+  rc = EVP_PKEY_public_check(cctx) == 1 ? 0 : bad_key;
 done:
   if (rc) {
     EVP_PKEY_free(*pk);
     *pk = NULL;
   }
-  EVP_PKEY_CTX_free(check);
+  EVP_PKEY_CTX_free(cctx);
   EVP_PKEY_CTX_free(ctx);
   OSSL_PARAM_free(params);
   return rc;
@@ -201,9 +216,19 @@ static int build_rsa(const json_t *k, jwk *out) {
   rc = AUTH_JOSE_ENOMEM;
   if (!(n = BN_bin2bn(nb, (int)nl, NULL)) || !(e = BN_bin2bn(eb, (int)el, NULL))) goto done;
   int bits = BN_num_bits(n);
-  if (bits > AUTH_JOSE_RSA_MAX_BITS || !BN_is_odd(e) || BN_is_one(e)) {
+  if (bits > AUTH_JOSE_RSA_MAX_BITS || !BN_is_odd(e) || BN_is_one(e) || !BN_is_odd(n)) {
     rc = AUTH_JOSE_EKEY;
     goto done;
+  }
+  /* no factor under 752 (what OpenSSL's check looks for before its
+   * Miller-Rabin round; a composite divisor's primes came first) */
+  for (BN_ULONG d = 3; d < 752; d += 2) {
+    BN_ULONG r = BN_mod_word(n, d);
+    if (r == (BN_ULONG)-1) goto done; /* ENOMEM */
+    if (r == 0) {
+      rc = AUTH_JOSE_EKEY;
+      goto done;
+    }
   }
   if (bits < AUTH_JOSE_RSA_MIN_BITS) {
     rc = AUTH_JOSE_EKEYWEAK;
@@ -212,7 +237,7 @@ static int build_rsa(const json_t *k, jwk *out) {
   if (!(bld = OSSL_PARAM_BLD_new()) || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) ||
       !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e))
     goto done;
-  rc = key_from_params("RSA", bld, AUTH_JOSE_EKEY, &out->pkey);
+  rc = key_from_params("RSA", bld, AUTH_JOSE_EKEY, false, &out->pkey);
   out->bits = bits;
 done:
   OSSL_PARAM_BLD_free(bld);
@@ -233,7 +258,7 @@ static int build_ec(const json_t *k, jwk *out) {
       !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof pt))
     rc = AUTH_JOSE_ENOMEM;
   else
-    rc = key_from_params("EC", bld, AUTH_JOSE_EKEYCURVE, &out->pkey);
+    rc = key_from_params("EC", bld, AUTH_JOSE_EKEYCURVE, true, &out->pkey);
   out->bits = 256;
   OSSL_PARAM_BLD_free(bld);
   return rc;

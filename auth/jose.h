@@ -13,9 +13,11 @@
  *   - Keys come only from the key set the caller passes: header parameters
  *     that carry or point at keys (jwk, jku, x5u, x5c) are ignored, and a
  *     header with "crit" is refused (we understand no extension).
- *   - RSA moduli of 2048..8192 bits with odd public exponents of 3 up to
- *     64 bits, passing OpenSSL's public-key check (an even or tiny-factor
- *     modulus fails it); EC keys on P-256 whose point is on the curve. A
+ *   - RSA moduli of 2048..8192 bits, odd and without a factor under 752,
+ *     with odd public exponents of 3 up to 64 bits (not OpenSSL's
+ *     public-key check: its Miller-Rabin round costs a core ~0.15 s per
+ *     8192-bit key, on the loop; jose.c says why it is not needed); EC
+ *     keys on P-256 whose point is on the curve. A
  *     weak or malformed key of a supported type fails the whole set (a
  *     provider publishing one is broken: fail closed and say why); keys of
  *     other types, curves, algorithms or uses are skipped.

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "auth/auth.h"
 #include "auth/jose.h"
@@ -297,13 +298,27 @@ TEST(jwks_malformed_refused) {
   d = json_pack("{s:[o]}", "keys", k);
   CHECK_INT(auth_jwks_parse_json(d, &ks), AUTH_JOSE_EKEY);
   json_decref(d);
-  /* an even modulus (its last bit cleared): OpenSSL's public-key check refuses it */
+  /* an even modulus (its last bit cleared) is refused */
   k = jwk_of(rsa_a, "r1");
   uint8_t nb[256];
   size_t nl;
   const char *ns = json_string_value(json_object_get(k, "n"));
   CHECK_INT(auth_b64url_decode(ns, strlen(ns), nb, sizeof nb, &nl), 0);
   nb[255] &= 0xfe;
+  set_b64(k, "n", nb, nl);
+  d = json_pack("{s:[o]}", "keys", k);
+  CHECK_INT(auth_jwks_parse_json(d, &ks), AUTH_JOSE_EKEY);
+  json_decref(d);
+  /* an odd modulus with a small factor (a multiple of 751) is refused */
+  k = jwk_of(rsa_a, "r1");
+  ns = json_string_value(json_object_get(k, "n"));
+  CHECK_INT(auth_b64url_decode(ns, strlen(ns), nb, sizeof nb, &nl), 0);
+  BIGNUM *bn = BN_bin2bn(nb, (int)nl, NULL);
+  BN_sub_word(bn, BN_mod_word(bn, 751));
+  if (!BN_is_odd(bn)) BN_sub_word(bn, 751);
+  CHECK(BN_is_odd(bn) && BN_num_bits(bn) == 2048 && BN_mod_word(bn, 751) == 0);
+  BN_bn2binpad(bn, nb, (int)nl);
+  BN_free(bn);
   set_b64(k, "n", nb, nl);
   d = json_pack("{s:[o]}", "keys", k);
   CHECK_INT(auth_jwks_parse_json(d, &ks), AUTH_JOSE_EKEY);
@@ -322,6 +337,68 @@ TEST(jwks_malformed_refused) {
   int rc = parse_str(big);
   free(big);
   CHECK_INT(rc, AUTH_JOSE_ETOOBIG);
+}
+
+/* A key set of the largest RSA keys, as many as a set may hold: turning it
+ * into keys is bounded work. The fetch that delivers it runs on a loop
+ * that serves every tenant, and a refetch of the keys can be had by anyone
+ * (a token with an unknown kid): OpenSSL's public-key check ran a
+ * Miller-Rabin round on each modulus, about 0.15 s of one core per
+ * 8192-bit key, so one tenant's provider (or whoever answers at its
+ * jwks_uri) held every tenant's requests for ~10 s per fetch. Measured in
+ * the process's CPU time, against a cap 10x under what that cost. */
+static uint64_t xs_state = 0x9e3779b97f4a7c15u;
+static uint64_t xs_next(void) {
+  xs_state ^= xs_state << 13, xs_state ^= xs_state >> 7, xs_state ^= xs_state << 17;
+  return xs_state;
+}
+static double cpu_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+TEST(jwks_largest_keys_bounded_work) {
+  enum { NB = AUTH_JOSE_RSA_MAX_BITS / 8 };
+  json_t *keys = json_array();
+  uint8_t nb[NB];
+  BIGNUM *n = BN_new();
+  for (int i = 0; i < AUTH_JOSE_JWKS_KEYS_MAX; i++) {
+    /* an odd modulus of the full size with no factor under 2048: composite
+     * (a random one is) and, for this seed, passing the old check: it ran
+     * for every key */
+    for (;;) {
+      for (size_t b = 0; b < NB; b += 8) {
+        uint64_t r = xs_next();
+        memcpy(nb + b, &r, 8);
+      }
+      nb[0] |= 0x80;
+      nb[NB - 1] |= 1;
+      BN_bin2bn(nb, NB, n);
+      bool factor = false;
+      for (BN_ULONG d = 3; d < 2048 && !factor; d += 2) factor = BN_mod_word(n, d) == 0;
+      if (!factor) break;
+    }
+    char kid[16];
+    snprintf(kid, sizeof kid, "k%d", i);
+    json_t *k = json_pack("{s:s,s:s,s:s,s:s}", "kty", "RSA", "kid", kid, "use", "sig", "e", "AQAB");
+    set_b64(k, "n", nb, NB);
+    json_array_append_new(keys, k);
+  }
+  BN_free(n);
+  json_t *d = json_pack("{s:o}", "keys", keys);
+  char *doc = json_dumps(d, JSON_COMPACT);
+  json_decref(d);
+  CHECK(strlen(doc) <= AUTH_JOSE_JWKS_MAX);
+  auth_jwks *ks = NULL;
+  double t0 = cpu_seconds();
+  int rc = auth_jwks_parse(doc, strlen(doc), &ks);
+  double spent = cpu_seconds() - t0;
+  free(doc);
+  CHECK_INT(rc, 0);
+  CHECK_INT((long)auth_jwks_count(ks), AUTH_JOSE_JWKS_KEYS_MAX);
+  auth_jwks_free(ks);
+  if (spent >= 1.0) fprintf(stderr, "# parsing the key set took %.2f s of CPU\n", spent);
+  CHECK(spent < 1.0);
 }
 
 /* ---- JWS */
@@ -775,6 +852,7 @@ int main(void) {
   RUN(jwks_small_rsa_refused);
   RUN(jwks_ec_point_off_curve_refused);
   RUN(jwks_malformed_refused);
+  RUN(jwks_largest_keys_bounded_work);
   RUN(rs256_good);
   RUN(es256_good);
   RUN(no_kid_uses_the_only_key_of_the_type);
