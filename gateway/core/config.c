@@ -114,7 +114,7 @@ static const cfg_key keys[] = {
     {"admin_listen", CFG_STR, "", 0, 0, OFF(admin_listen),
      "separate listener for /admin and /metrics (then not served on listen)", check_hostport_opt},
     {"trusted_proxies", CFG_STR, "", 0, 0, OFF(trusted_proxies),
-     "comma-separated CIDRs whose X-Forwarded-For/-Proto are believed", check_cidrs},
+     "comma-separated CIDRs whose X-Forwarded-For/-Proto are believed (every X-Forwarded-For header, one list read from the right: the client is the first address not in these)", check_cidrs},
     {"store_map_size", CFG_SIZE, "8G", 1 * MIB, 1024 * GIB, OFF(store_map_size),
      "LMDB map size (address space; the file grows lazily)", NULL},
     {"store_reserve", CFG_SIZE, "16M", 0, 64 * GIB, OFF(store_reserve),

@@ -64,23 +64,33 @@ bool gw_trusted_has(const gw_trusted *t, const char *ip) {
   return false;
 }
 
-void gw_forwarded_client(const char *xff, bool (*trusted)(void *ctx, const char *ip), void *ctx, char *client,
-                         size_t cap) {
-  /* Walk from the right: the first address not ours is the client. */
-  char tmp[1024];
-  snprintf(tmp, sizeof tmp, "%s", xff);
-  char *end = tmp + strlen(tmp);
-  while (end > tmp) {
-    char *start = end;
-    while (start > tmp && start[-1] != ',') start--;
-    char *s = start, *e = end;
-    while (s < e && (*s == ' ' || *s == '\t')) s++;
-    while (e > s && (e[-1] == ' ' || e[-1] == '\t')) e--;
-    *e = 0;
-    if (*s) {
-      snprintf(client, cap, "%.*s", (int)(cap - 1), s);
-      if (!trusted(ctx, s)) break;
+void gw_forwarded_client(const char *const *vals, int n, bool (*trusted)(void *ctx, const char *ip), void *ctx,
+                         char *client, size_t cap) {
+  /* Walk from the right, over every header from the last: the first
+   * address not ours is the client. No copy of the whole value: a long one
+   * must not lose its right end (the hops our proxies wrote). */
+  for (int h = n - 1; h >= 0; h--) {
+    const char *v = vals[h];
+    const char *end = v + strlen(v);
+    while (end > v) {
+      const char *start = end;
+      while (start > v && start[-1] != ',') start--;
+      const char *s = start, *e = end;
+      while (s < e && (*s == ' ' || *s == '\t')) s++;
+      while (e > s && (e[-1] == ' ' || e[-1] == '\t')) e--;
+      if (e > s) {
+        /* an entry longer than any address text is no address: the client
+         * (cut to cap), and never one of ours */
+        char one[64];
+        size_t l = (size_t)(e - s);
+        bool fits = l < sizeof one;
+        snprintf(client, cap, "%.*s", (int)(l < cap - 1 ? l : cap - 1), s);
+        if (!fits) return;
+        memcpy(one, s, l);
+        one[l] = 0;
+        if (!trusted(ctx, one)) return;
+      }
+      end = start > v ? start - 1 : v;
     }
-    end = start > tmp ? start - 1 : tmp;
   }
 }

@@ -1055,10 +1055,23 @@ static int on_header_value_complete(llhttp_t *p) {
 static void resolve_client(gw_conn *c, gw_req *r) {
   const gw_http_host *host = c->h->host;
   if (!host->trusted || !host->trusted(host->ctx, c->peer)) return;
-  const char *xff = gw_req_header(r, "x-forwarded-for");
-  if (xff) gw_forwarded_client(xff, host->trusted, host->ctx, r->client, sizeof r->client);
-  const char *proto = gw_req_header(r, "x-forwarded-proto");
-  if (proto && strcasecmp(proto, "https") == 0) r->forwarded_https = true;
+  /* every X-Forwarded-For header, in order: one list (RFC 9110 §5.3); the
+   * nearest proxy's part is the last, not the first a client may send */
+  const char *xff[GW_MAX_HEADERS];
+  const char *proto = NULL;
+  int n = 0;
+  for (int i = 0; i < r->nheaders; i++) {
+    if (gw_header_is(r->headers[i].name, "x-forwarded-for")) xff[n++] = r->headers[i].value;
+    else if (gw_header_is(r->headers[i].name, "x-forwarded-proto")) proto = r->headers[i].value;
+  }
+  if (n) gw_forwarded_client(xff, n, host->trusted, host->ctx, r->client, sizeof r->client);
+  /* the nearest proxy's word: the last entry of the last header */
+  if (proto) {
+    const char *comma = strrchr(proto, ',');
+    const char *e = comma ? comma + 1 : proto;
+    while (*e == ' ' || *e == '\t') e++;
+    if (strcasecmp(e, "https") == 0) r->forwarded_https = true;
+  }
 }
 
 static int on_headers_complete(llhttp_t *p) {

@@ -595,6 +595,42 @@ TEST(forwarded_for_only_from_a_trusted_peer) {
   CHECK_INT(env_finish(), 0);
 }
 
+/* Through a trusted proxy the client is the rightmost address that is not
+ * ours, wherever the proxy put its own: after the client's header (HAProxy
+ * adds one X-Forwarded-For of its own instead of appending) or at the end
+ * of a value longer than any fixed copy would keep — else the client picks
+ * its address (its rate-limit bucket, its audit line) by what it sends. */
+TEST(forwarded_for_is_walked_whole_across_headers) {
+  CHECK_INT(env_init(8192, 65536), 0);
+  E.trust_loopback = true;
+  client c;
+  CHECK(client_open(&c));
+  client_send(&c, "GET /echo HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.66\r\n"
+                  "X-Forwarded-For: 198.51.100.9\r\n\r\n");
+  CHECK(wait_responses(&c, 1));
+  CHECK(strstr(c.buf, "client=198.51.100.9 "));
+  CHECK(!strstr(c.buf, "203.0.113.66"));
+  /* a client-chosen left part of 2,000 bytes, then the proxy's hop */
+  char req[3000];
+  char junk[2001];
+  memset(junk, '1', sizeof junk - 1);
+  junk[sizeof junk - 1] = 0;
+  snprintf(req, sizeof req, "GET /echo HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: %s, 203.0.113.77, 198.51.100.10\r\n\r\n",
+           junk);
+  client_send(&c, req);
+  CHECK(wait_responses(&c, 2));
+  const char *second = strstr(strstr(c.buf, "client=") + 1, "client=");
+  CHECK(second && !strncmp(second, "client=198.51.100.10 ", 21));
+  /* every hop trusted, across headers: the leftmost of the first header */
+  client_send(&c, "GET /echo HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.5, 127.0.0.1\r\n"
+                  "X-Forwarded-For: 127.0.0.1\r\n\r\n");
+  CHECK(wait_responses(&c, 3));
+  const char *third = strstr(second + 1, "client=");
+  CHECK(third && !strncmp(third, "client=203.0.113.5 ", 19));
+  CHECK(client_close(&c));
+  CHECK_INT(env_finish(), 0);
+}
+
 TEST(router_patterns_and_private_routes) {
   gw_router *r;
   CHECK_INT(gw_router_new(true, &r), 0);
@@ -844,6 +880,7 @@ int main(void) {
   RUN(pipelined_requests_wait_for_a_client_that_does_not_read);
   RUN(half_closed_client_gets_its_queued_replies);
   RUN(forwarded_for_only_from_a_trusted_peer);
+  RUN(forwarded_for_is_walked_whole_across_headers);
   RUN(router_patterns_and_private_routes);
   RUN(dropped_stream_sends_its_fin_before_drop_returns);
   RUN(send_timeout_spares_a_steady_reader_of_a_large_chunk);
