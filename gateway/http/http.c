@@ -1026,6 +1026,12 @@ static int on_header_value_complete(llhttp_t *p) {
   gw_req *r = c->req;
   gw__req_priv *pr = r->priv;
   if (r->nheaders >= GW_MAX_HEADERS) return fail(c, 431, "too many request headers");
+  /* RFC 9112 §5.1: whitespace between the name and the colon is a 400.
+   * llhttp refuses it only for Content-Length and Transfer-Encoding and
+   * hands any other name over with the space ("Host " is not Host here,
+   * where a lenient proxy in front may trim it to Host). */
+  if (c->field.len && (c->field.data[c->field.len - 1] == ' ' || c->field.data[c->field.len - 1] == '\t'))
+    return fail(c, 400, "whitespace between a header name and its colon is not accepted");
   const char *v = c->value.data ? c->value.data : "";
   size_t vl = c->value.len;
   /* trim trailing OWS (llhttp strips leading) */

@@ -466,6 +466,29 @@ TEST(malformed_request_is_400_and_closes) {
   CHECK_INT(env_finish(), 0);
 }
 
+/* RFC 9112 §5.1: whitespace between a field name and its colon MUST be
+ * answered 400. llhttp refuses it only for Content-Length and
+ * Transfer-Encoding; any other name came through with the space kept
+ * ("Host " was not Host), where a lenient proxy in front trims it — one
+ * request the two read differently is what smuggling is made of. */
+TEST(space_before_a_header_colon_is_400) {
+  CHECK_INT(env_init(8192, 65536), 0);
+  const char *bad[] = {"GET /echo HTTP/1.1\r\nHost: x\r\nX-A : 1\r\n\r\n",
+                       "GET /echo HTTP/1.1\r\nHost : x\r\n\r\n",
+                       "GET /echo HTTP/1.1\r\nHost: x\r\nX-Forwarded-For  : 203.0.113.9\r\n\r\n"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    client c;
+    CHECK(client_open(&c));
+    client_send(&c, bad[i]);
+    CHECK(wait_responses(&c, 1));
+    CHECK(strstr(c.buf, "HTTP/1.1 400 "));
+    CHECK(strstr(c.buf, "Connection: close\r\n"));
+    CHECK(!strstr(c.buf, "path=/echo"));
+    CHECK(client_close(&c));
+  }
+  CHECK_INT(env_finish(), 0);
+}
+
 /* RFC 9110 §9.3.2: no content in a response to HEAD — errors raised before
  * the headers were complete included (the method was set only at the end
  * of the headers, so a 400 for a missing Host or a 431 carried its JSON
@@ -876,6 +899,7 @@ int main(void) {
   RUN(oversize_header_is_431_and_closes);
   RUN(oversize_body_is_413_before_the_body_is_read);
   RUN(malformed_request_is_400_and_closes);
+  RUN(space_before_a_header_colon_is_400);
   RUN(error_answers_to_head_carry_no_body);
   RUN(pipelined_requests_wait_for_a_client_that_does_not_read);
   RUN(half_closed_client_gets_its_queued_replies);
