@@ -1088,6 +1088,11 @@ static int on_headers_complete(llhttp_t *p) {
   if (!r->method) on_method_complete(p); /* llhttp always reports it; cheap to be sure */
   r->http_minor = p->http_minor;
   r->keep_alive = llhttp_should_keep_alive(p);
+  /* RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 request is faulty
+   * framing (a 1.0 hop in front does not know chunked, and reads the body
+   * otherwise): answered, then the connection closes, so nothing after it
+   * is taken for a request of its own */
+  if (p->http_minor == 0 && (p->flags & F_TRANSFER_ENCODING)) r->keep_alive = false;
   if (p->http_minor == 1 && !pr->has_host) return fail(c, 400, "missing Host header");
   /* target → path + query (kept apart so the query is never logged) */
   const char *t = c->url.data ? c->url.data : "";

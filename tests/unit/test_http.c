@@ -489,6 +489,25 @@ TEST(space_before_a_header_colon_is_400) {
   CHECK_INT(env_finish(), 0);
 }
 
+/* RFC 9112 §6.1: an HTTP/1.0 request with Transfer-Encoding has faulty
+ * framing (1.0 has no chunked coding; a 1.0 proxy in front reads such a
+ * body to the close, or by its Content-Length): it is answered, then the
+ * connection closes — what follows it on the connection is never read as
+ * a request of its own. */
+TEST(http10_with_transfer_encoding_closes_after_its_answer) {
+  CHECK_INT(env_init(8192, 65536), 0);
+  client c;
+  CHECK(client_open(&c));
+  client_send(&c, "POST /echo HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  "0\r\n\r\nGET /echo?smuggled HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(wait_responses(&c, 1));
+  CHECK(run_until(is_eof, &c, 3000));
+  CHECK_INT(count_responses(&c), 1);
+  CHECK(strstr(c.buf, "Connection: close\r\n"));
+  CHECK(client_close(&c));
+  CHECK_INT(env_finish(), 0);
+}
+
 /* RFC 9110 §9.3.2: no content in a response to HEAD — errors raised before
  * the headers were complete included (the method was set only at the end
  * of the headers, so a 400 for a missing Host or a 431 carried its JSON
@@ -900,6 +919,7 @@ int main(void) {
   RUN(oversize_body_is_413_before_the_body_is_read);
   RUN(malformed_request_is_400_and_closes);
   RUN(space_before_a_header_colon_is_400);
+  RUN(http10_with_transfer_encoding_closes_after_its_answer);
   RUN(error_answers_to_head_carry_no_body);
   RUN(pipelined_requests_wait_for_a_client_that_does_not_read);
   RUN(half_closed_client_gets_its_queued_replies);
