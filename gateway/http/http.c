@@ -18,8 +18,10 @@
  * callback (STYLE: handles freed only in close callbacks).
  *
  * llhttp runs in strict mode (no lenient flags). We add what it leaves to
- * the server: Host required on HTTP/1.1, obs-fold refused, size caps, and
- * timeouts. Pipelining: on_message_complete pauses the parser; unparsed
+ * the server: Host required on HTTP/1.1, obs-fold and whitespace before a
+ * header's colon refused, an HTTP/1.0 request with Transfer-Encoding
+ * answered and then closed, trailer fields dropped (never headers), size
+ * caps, and timeouts. Pipelining: on_message_complete pauses the parser; unparsed
  * bytes wait in conn->in (capped; reading stops when full) until the
  * response has been queued, so responses leave in request order; and while
  * more than GW_WRITE_HIGH_WATER bytes wait for the client, the next request
@@ -1025,6 +1027,18 @@ static int on_header_value_complete(llhttp_t *p) {
   gw_conn *c = p->data;
   gw_req *r = c->req;
   gw__req_priv *pr = r->priv;
+  if (c->state == CS_BODY) {
+    /* A trailer field (after a chunked body): not a header (RFC 9110
+     * §6.5.1). The route, the body cap, preauth and the client address
+     * were decided on the header section; a handler must not read, as a
+     * header, a field that arrived after them. Read within the header
+     * byte cap, then dropped. */
+    if (gw_header_is(c->field.data ? c->field.data : "", "authorization") && c->value.data)
+      OPENSSL_cleanse(c->value.data, c->value.len);
+    gw_buf_reset(&c->field);
+    gw_buf_reset(&c->value);
+    return 0;
+  }
   if (r->nheaders >= GW_MAX_HEADERS) return fail(c, 431, "too many request headers");
   /* RFC 9112 §5.1: whitespace between the name and the colon is a 400.
    * llhttp refuses it only for Content-Length and Transfer-Encoding and

@@ -5,7 +5,8 @@
  * HTTP layer needs only a host, not the process.
  *
  * Routes of the test router:
- *   /echo      200 "path=… client=… body=N" at once
+ *   /echo      200 "path=… client=… body=N[ probe=…]" at once (probe: the
+ *              X-Probe header, when there is one)
  *   /slow      200 "slow" 30 ms later, from a uv_async callback (an
  *              asynchronous handler)
  *   /t/{}/x    200 "tenant route"                   (pattern routes)
@@ -104,7 +105,9 @@ static void note_reply(void) {
 static void h_echo(gw_req *req) {
   note_dispatch();
   char body[256];
-  int n = snprintf(body, sizeof body, "path=%s client=%s body=%zu", req->path, req->client, req->body_len);
+  const char *probe = gw_req_header(req, "x-probe");
+  int n = snprintf(body, sizeof body, "path=%s client=%s body=%zu%s%s", req->path, req->client, req->body_len,
+                   probe ? " probe=" : "", probe ? probe : "");
   note_reply();
   E.in_reply = true;
   gw_respond(req, 200, "text/plain", body, (size_t)n);
@@ -505,6 +508,41 @@ TEST(http10_with_transfer_encoding_closes_after_its_answer) {
   CHECK_INT(count_responses(&c), 1);
   CHECK(strstr(c.buf, "Connection: close\r\n"));
   CHECK(client_close(&c));
+  CHECK_INT(env_finish(), 0);
+}
+
+/* RFC 9110 §6.5.1: trailer fields are not header fields. They were added
+ * to the request's headers after the route, the body cap, preauth and the
+ * trusted-proxy walk had decided on the header section, so a handler
+ * reading a header the section lacked took the trailer's (a second Host
+ * even failed the request). They are read (within the header byte cap)
+ * and dropped. */
+TEST(trailer_fields_are_not_headers) {
+  CHECK_INT(env_init(8192, 65536), 0);
+  client c;
+  CHECK(client_open(&c));
+  client_send(&c, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  "3\r\nabc\r\n0\r\nX-Probe: from-the-trailer\r\nHost: y\r\n\r\n");
+  CHECK(wait_responses(&c, 1));
+  CHECK(strstr(c.buf, "HTTP/1.1 200 "));
+  CHECK(strstr(c.buf, "path=/echo client=127.0.0.1 body=3"));
+  CHECK(!strstr(c.buf, "probe="));
+  /* the connection goes on: the next request is its own */
+  client_send(&c, "GET /echo HTTP/1.1\r\nHost: x\r\nX-Probe: header\r\n\r\n");
+  CHECK(wait_responses(&c, 2));
+  CHECK(strstr(c.buf, "body=0 probe=header"));
+  CHECK(client_close(&c));
+  /* a trailer section past the header cap is still a 431 */
+  client c2;
+  CHECK(client_open(&c2));
+  char big[12000];
+  int n = snprintf(big, sizeof big, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-Big: ");
+  memset(big + n, 'a', 9000);
+  snprintf(big + n + 9000, sizeof big - (size_t)n - 9000, "\r\n\r\n");
+  client_send(&c2, big);
+  CHECK(wait_responses(&c2, 1));
+  CHECK(strstr(c2.buf, "HTTP/1.1 431 "));
+  CHECK(client_close(&c2));
   CHECK_INT(env_finish(), 0);
 }
 
@@ -920,6 +958,7 @@ int main(void) {
   RUN(malformed_request_is_400_and_closes);
   RUN(space_before_a_header_colon_is_400);
   RUN(http10_with_transfer_encoding_closes_after_its_answer);
+  RUN(trailer_fields_are_not_headers);
   RUN(error_answers_to_head_carry_no_body);
   RUN(pipelined_requests_wait_for_a_client_that_does_not_read);
   RUN(half_closed_client_gets_its_queued_replies);
