@@ -298,13 +298,27 @@ test('X-Forwarded-For is ignored without --trusted-proxies', async () => {
   assert.equal(line.client, '127.0.0.1');
 });
 
-test('--trusted-proxies 127.0.0.1/32: X-Forwarded-For becomes the client', async () => {
+test('--trusted-proxies 127.0.0.1/32: X-Forwarded-For becomes the client (its rightmost address, over every such header)', async () => {
   const g2 = await startGateway({ args: ['--trusted-proxies', '127.0.0.1/32'] });
   const from = await g2.settle();
   const r = await request(g2.port, { path: '/healthz', headers: { 'x-forwarded-for': '203.0.113.7' } });
   assert.equal(r.status, 200);
   const line = await g2.waitForLog((e) => e.msg === 'access', 3000, from);
   assert.equal(line.client, '203.0.113.7');
+  // the proxy's hop is the rightmost of every X-Forwarded-For header, not
+  // the first header (HAProxy adds its own after the client's), nor cut
+  // off the end of a long value: the client does not choose its address
+  const spoofs = [
+    ['a second header', ['198.51.100.66', '203.0.113.8'], '203.0.113.8'],
+    ['a long value', `${'1'.repeat(1500)}, 203.0.113.9`, '203.0.113.9'],
+  ];
+  for (const [what, xff, want] of spoofs) {
+    const mark = await g2.settle();
+    const r2 = await request(g2.port, { path: '/healthz', headers: { 'x-forwarded-for': xff } });
+    assert.equal(r2.status, 200);
+    const l2 = await g2.waitForLog((e) => e.msg === 'access', 3000, mark);
+    assert.equal(l2.client, want, what);
+  }
   const res = await g2.stop();
   assert.deepEqual(res, { code: 0, signal: null });
 });
