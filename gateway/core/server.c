@@ -6,7 +6,9 @@
  * SIGINT drain, SIGHUP TLS reload) and runs the loop until the drain is
  * over. It is the HTTP layer's host (gw_http_host): limits from the
  * config, trusted proxies, request ids, the TLS context, connection and
- * request counts into the metrics. Knows no module by name.
+ * request counts into the metrics. Knows no module by name. And the one
+ * reader of the MCPGATE_TEST_* hooks that shorten a wait
+ * (gw_test_hook_ms): checked, logged, off unless set.
  *
  * Loops: `workers` of them, all set up on the main thread before any runs
  * (listeners bound, modules started), then loops 1..N-1 run on their own
@@ -57,6 +59,23 @@
 
 int gw_loop_submit(gw_loop *lp, st_job_fn fn, st_done_fn done, void *arg) {
   return lp->port ? st_submit(lp->srv->store, lp->port, fn, done, arg) : ST_ECLOSED;
+}
+
+bool gw_test_hook_ms(const char *name, uint64_t max, const char *what, uint64_t *out) {
+  const char *v = getenv(name);
+  if (!v || !*v) return false;
+  char *end = NULL;
+  errno = 0;
+  unsigned long long ms = (*v >= '0' && *v <= '9') ? strtoull(v, &end, 10) : 0;
+  if (errno || !end || *end || ms == 0 || ms > max) {
+    GW_LOG(GW_LOG_WARN, "server", NULL, "%s is ignored: not a whole number of ms from 1 to %llu (a test hook)", name,
+           (unsigned long long)max);
+    return false;
+  }
+  *out = ms;
+  GW_LOG(GW_LOG_WARN, "server", NULL, "%s is set: %s %llu ms instead of %llu (a test hook; never set it in production)",
+         name, what, ms, (unsigned long long)max);
+  return true;
 }
 
 bool gw_server_is_operator(const gw_server *srv, const char *auth) {

@@ -144,4 +144,15 @@ void gw_store_guard_end(void);
  * is "Bearer <the operator token>" (compared in constant time). */
 bool gw_server_is_operator(const gw_server *srv, const char *authorization);
 
+/* A test hook that shortens one of the gateway's waits (a deadline, a
+ * threshold), so a test of what happens when it runs out does not sit
+ * through the real one: the environment variable `name` (MCPGATE_TEST_*)
+ * holding a whole number of ms from 1 to `max` (the wait it replaces: a
+ * hook only shortens) sets *out and returns true, logged at warn level as
+ * a test hook (`what` says what it shortens). Unset or empty: false, *out
+ * untouched. Anything else (not a number, trailing bytes, 0, past max):
+ * ignored with a warning, false. Read once, when the state it sets up is
+ * made; production never sets these. */
+bool gw_test_hook_ms(const char *name, uint64_t max, const char *what, uint64_t *out);
+
 #endif

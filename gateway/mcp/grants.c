@@ -31,7 +31,8 @@
  *     named it elsewhere (vault_connector_url_admin_set); the connector's
  *     timeouts and CA file, a body cap; the reply is wiped.
  *     And a deadline for the whole request, VAULT_REFRESH_DEADLINE_MS after
- *     the claim was taken (vault/grant.h ties it to the claim's life): a
+ *     the claim was taken (vault/grant.h ties it to the claim's life; a
+ *     test hook, MCPGATE_TEST_REFRESH_DEADLINE_MS, may only lower it): a
  *     request still open when the claim lapses would let another loop send
  *     the same rotating refresh token. The deadline aborts the transfer;
  *     that is a transient failure like a 5xx (the claim ends, the grant
@@ -182,8 +183,9 @@ static void outcome_submit(refresh *r) {
 
 /* ms left of the request's deadline, which runs from the claim (0: over) */
 static uint64_t deadline_left(const refresh *r) {
-  uint64_t end = r->claim_ms + VAULT_REFRESH_DEADLINE_MS, now = wall_ms();
-  return now < end ? (end - now > VAULT_REFRESH_DEADLINE_MS ? VAULT_REFRESH_DEADLINE_MS : end - now) : 0;
+  uint64_t dl = r->x->lp->srv->mcp->refresh_deadline_ms; /* (a test hook may lower it) */
+  uint64_t end = r->claim_ms + dl, now = wall_ms();
+  return now < end ? (end - now > dl ? dl : end - now) : 0;
 }
 
 static void refresh_deadline(uv_timer_t *t) {
@@ -214,8 +216,8 @@ static void tok_done(gw_out_req *o, int err, void *ud) {
   char why[200] = "";
   if (err && r->timed_out) {
     /* (a reply that was complete when the deadline fired has err 0: used) */
-    snprintf(why, sizeof why, "the token endpoint did not answer within %d s (the refresh's deadline)",
-             VAULT_REFRESH_DEADLINE_MS / 1000);
+    snprintf(why, sizeof why, "the token endpoint did not answer within %.3g s (the refresh's deadline)",
+             (double)r->x->lp->srv->mcp->refresh_deadline_ms / 1000);
   } else if (!err && r->status == 200) {
     r->ok = vault_tokens_from_reply(r->body.data ? r->body.data : "", r->body.len, (int64_t)time(NULL), &r->fresh, why,
                                     sizeof why) == 0;

@@ -363,6 +363,12 @@ static int mod_init(gw_server *srv) {
     GW_LOG(GW_LOG_WARN, "mcp", NULL, "MCPGATE_TEST_AGG_SESSIONS_MAX is set: the aggregated endpoint keeps the maps of "
            "%zu sessions at most (a test hook; never set it in production)", sh->agg_sessions_max);
   }
+  /* MCPGATE_TEST_REFRESH_DEADLINE_MS (a test hook): a shorter deadline for
+   * a grant's refresh request (grants.c), so the test of a token endpoint
+   * that trickles its answer does not wait 15 s */
+  sh->refresh_deadline_ms = VAULT_REFRESH_DEADLINE_MS;
+  gw_test_hook_ms("MCPGATE_TEST_REFRESH_DEADLINE_MS", VAULT_REFRESH_DEADLINE_MS,
+                  "a grant's refresh request ends after", &sh->refresh_deadline_ms);
   srv->mcp = sh;
   return 0;
 }

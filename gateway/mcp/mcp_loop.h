@@ -122,6 +122,9 @@ typedef struct gw_mcp_shared {
   gw_agg_index *agg_uris; /* resource routes */
   gw_agg_index *asked;    /* outstanding server→client requests */
   size_t agg_sessions_max; /* sessions per index; 0: agg_maps.c's SESSIONS_MAX (set by a test hook) */
+  /* a per-user grant's refresh request ends this long after its claim
+   * (grants.c): VAULT_REFRESH_DEADLINE_MS, or less by a test hook */
+  uint64_t refresh_deadline_ms;
   uint64_t maps_gen;       /* the last entry's stamp (agg_maps.c: a sweep drops only the entries it checked) */
   uint64_t uri_steps;      /* keys and nodes the URI lookups visited (under maps_mu): their cost, for the tests */
   json_t *heads;          /* feeds of new upstream sessions awaiting their GET's answer (agg_mux.c), or NULL */

@@ -484,12 +484,8 @@ int gw__vault_worker_start(gw_loop *lp) {
   w->deadline_ms = REVOKE_DEADLINE_MS;
   /* MCPGATE_TEST_REVOKE_DEADLINE_MS (a test hook): a shorter deadline, so
    * the tests of an endpoint that never finishes do not wait 15 s */
-  const char *dl = getenv("MCPGATE_TEST_REVOKE_DEADLINE_MS");
-  if (dl && atoi(dl) > 0) {
-    w->deadline_ms = (uint64_t)atoi(dl);
-    GW_LOG(GW_LOG_WARN, "vault", NULL, "MCPGATE_TEST_REVOKE_DEADLINE_MS is set: a revocation request ends after %llu ms "
-           "(a test hook; never set it in production)", (unsigned long long)w->deadline_ms);
-  }
+  gw_test_hook_ms("MCPGATE_TEST_REVOKE_DEADLINE_MS", REVOKE_DEADLINE_MS, "a revocation request ends after",
+                  &w->deadline_ms);
   if (uv_timer_init(&lp->loop, &w->timer) != 0) {
     free(w);
     return -1;

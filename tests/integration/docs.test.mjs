@@ -11,7 +11,8 @@
 // - every `make <target>` it names is a Makefile target, `make test` starts
 //   with check-layers, and `make clean` removes every build directory the
 //   Makefile builds in;
-// - its fuzzing table has a row for every tests/fuzz/fuzz_*.c target.
+// - its fuzzing table has a row for every tests/fuzz/fuzz_*.c target;
+// - its tests table names every MCPGATE_TEST_* hook the sources read.
 // ci-variants: build-w1 build-asan-w2 (the README against config-doc: one plain and one sanitizer run of the CLI)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -259,4 +260,22 @@ test('the README\'s fuzzing table has a row for every fuzz target, and no other'
   assert.ok(m, 'README has the fuzzing table');
   const rows = m[1].split('\n').filter(Boolean).flatMap((r) => [...r.split(' | ')[0].matchAll(/`([a-z0-9_]+)`/g)].map((x) => x[1]));
   assert.deepEqual([...rows].sort(), [...targets].sort(), 'README fuzzing table rows vs tests/fuzz/fuzz_*.c');
+});
+
+// A test hook changes what the binary does: whoever finds one set (a
+// warning in the log) must find it in the README's tests table.
+test('the README names every MCPGATE_TEST_* hook the sources read', () => {
+  const hooks = new Set();
+  const walk = (dir) => {
+    for (const e of readdirSync(path.join(root, dir), { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (/\.[ch]$/.test(e.name)) for (const x of readFileSync(path.join(root, p), 'utf8').matchAll(/"(MCPGATE_TEST_[A-Z0-9_]+)"/g)) hooks.add(x[1]);
+    }
+  };
+  for (const d of ['gateway', 'store', 'scim', 'policy', 'auth', 'vault', 'audit']) walk(d);
+  assert.ok(hooks.size >= 8, `hooks: ${[...hooks]}`);
+  const readme = readmeText();
+  const missing = [...hooks].filter((h) => !readme.includes('`' + h + '`'));
+  assert.deepEqual(missing, [], 'test hooks the README does not name');
 });

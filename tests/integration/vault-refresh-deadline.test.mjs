@@ -10,9 +10,11 @@
 // shortly"), the claim is released, the waiting call refreshes, and the AS
 // never has two requests with one refresh token open at once.
 //
-// Real time: the test waits out the refresh deadline (~15 s); the node
-// runner gives a file 30 s, so this file holds this one test. Nothing
-// asserts a duration.
+// Real time: the test waits out the refresh deadline, 15 s lowered to 3 s
+// by the test hook MCPGATE_TEST_REFRESH_DEADLINE_MS (still well short of
+// the 20-s claim, and the AS's trickle of a space a second still keeps the
+// 10-s idle timeout from firing first): what is tested is that it ends,
+// not how long it waits. Nothing asserts a duration.
 // ci-variants: build-w1 build-asan-w2
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -21,7 +23,7 @@ import { toolText } from './lib/mcp.mjs';
 import { startVaultFixture } from './lib/vault.mjs';
 
 let v;
-before(async () => { v = await startVaultFixture({ users: ['alice'] }); });
+before(async () => { v = await startVaultFixture({ users: ['alice'], gatewayEnv: { MCPGATE_TEST_REFRESH_DEADLINE_MS: '3000' } }); });
 after(async () => { await v?.stop(); });
 
 const CALL_TIMEOUT = { timeout: 60000 };
