@@ -413,6 +413,41 @@ test('setRevocationDelay: the answer is held (the token stays live meanwhile); a
   }
 });
 
+test('holdRevocations: revocations wait for release() (the token stays live meanwhile); a caller that hangs up is dropped at once', async () => {
+  const t = await grantFor(asBasic, 'alice');
+  const s0 = asBasic.stats();
+  const hold = asBasic.holdRevocations();
+  try {
+    let settled = false;
+    const pending = revoke(asBasic, t.refresh_token).finally(() => { settled = true; });
+    await waitFor(() => asBasic.stats().revocationAttempts === s0.revocationAttempts + 1, { what: 'the revocation to arrive' });
+    // a caller that goes away while held (a SIGKILLed gateway): dropped
+    // without a release
+    const u = await grantFor(asBasic, 'alice');
+    const ac = new AbortController();
+    const gone = fetch(asBasic.revocationUrl, { method: 'POST', signal: ac.signal, ...clientAuth(asBasic, { token: u.refresh_token }) })
+      .catch((e) => e);
+    await waitFor(() => asBasic.stats().revocationAttempts === s0.revocationAttempts + 2, { what: 'the second revocation to arrive' });
+    ac.abort();
+    assert.equal((await gone).name, 'AbortError');
+    await waitFor(() => asBasic.stats().revocationAborted === s0.revocationAborted + 1, { what: 'the held revocation to be dropped' });
+    assert.equal(await asBasic.introspect(u.refresh_token), true, 'the dropped one revoked nothing');
+    assert.equal(await asBasic.introspect(t.refresh_token), true, 'still live while the revocation is held');
+    assert.equal(settled, false, 'no answer before release()');
+    hold.release();
+    const r = await pending;
+    assert.equal(r.status, 200);
+    assert.equal(await asBasic.introspect(t.refresh_token), false);
+    // released: the next one is not held
+    const w = await grantFor(asBasic, 'alice');
+    assert.equal((await revoke(asBasic, w.refresh_token)).status, 200);
+    assert.equal(await asBasic.introspect(w.refresh_token), false);
+    assert.equal(asBasic.stats().revocation, s0.revocation + 2);
+  } finally {
+    hold.release();
+  }
+});
+
 test('loginAs and the upstream_login cookie complete the interaction without a form', async () => {
   const browser = new Browser();
   browser.setCookie(asBasic.issuer, 'upstream_login', 'carol');

@@ -69,20 +69,21 @@ test("a connect answered after its tenant was made again: revoked at the AS, not
 
 test("a refresh answered after its tenant was made again: revoked at the AS, nothing in the new tenant's report", async () => {
   const v = await startVaultFixture({ users: ['bob'] });
-  let hold, c;
+  let hold, revHold, c;
   try {
     await v.connectAs('bob', { ttl: 10 }); // due for refresh (10 s before expiry) at the first call
     c = await v.client('bob');
     hold = v.as.holdRefresh({ trickleMs: 1000 });
     const call = settle(c.client.callTool({ name: 'crm__whoami', arguments: {} }, undefined, { timeout: 20000 }));
     await hold.arrived;
-    // the purge revokes the grant's own tokens; the AS takes its time with
-    // them, so it answers the held refresh first (else invalid_grant:
-    // oidc-provider ends the grant when one of its tokens is revoked)
-    v.as.setRevocationDelay(2500);
+    // the purge revokes the grant's own tokens; the AS holds them until it
+    // answered the held refresh (else invalid_grant: oidc-provider ends the
+    // grant when one of its tokens is revoked)
+    revHold = v.as.holdRevocations();
     await recreateAcme(v);
     hold.release();
     await waitFor(() => hold.entry.answered, { timeoutMs: 10000, what: 'the AS answered the held refresh' });
+    revHold.release(); // answered: the revocations go on
     assert.equal(hold.entry.answered, 200, 'the refresh succeeded at the AS');
     assert.ok(hold.entry.issued?.refresh, JSON.stringify(hold.entry));
     await call; // whatever it answers: its tenant is gone
@@ -91,7 +92,7 @@ test("a refresh answered after its tenant was made again: revoked at the AS, not
     assert.ok(operatorLine(v, /refresh was answered after the tenant was deleted.*reported here only/),
       'the operator log says where they went');
   } finally {
-    v.as.setRevocationDelay(0);
+    revHold?.release();
     hold?.release();
     await c?.close().catch(() => {});
     await v.stop();

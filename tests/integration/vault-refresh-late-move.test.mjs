@@ -32,20 +32,21 @@ const settle = (p) => p.then((r) => ({ r }), (e) => ({ e }));
 test('a refresh answered after the connector moved to another AS: its tokens are revoked where they were issued', async () => {
   await v.connectAs('bob', { ttl: 10 }); // due for refresh at the first call
   const c = await v.client('bob');
-  let hold;
+  let hold, revHold;
   try {
     hold = v.as.holdRefresh({ trickleMs: 1000 });
     const call = settle(whoami(c));
     await hold.arrived;
-    // AS 1 takes its time with the cut grant's revocation, so it answers the
-    // held refresh first (else the refresh would be invalid_grant)
-    v.as.setRevocationDelay(2500);
+    // AS 1 holds the cut grant's revocation until it answered the held
+    // refresh (else the refresh would be invalid_grant)
+    revHold = v.as.holdRevocations();
     const put = await v.admin('PUT', '/connectors/crm', oauthConnector(as2, v.up));
     assert.equal(put.status, 200, put.body);
     await waitFor(async () => (await v.admin('GET', `/users/${email('bob')}/connections`)).json?.connections?.length === 0,
       { what: 'the grant cut by the move' });
     hold.release();
     await waitFor(() => hold.entry.answered, { timeoutMs: 10000, what: 'AS 1 answered the held refresh' });
+    revHold.release(); // answered: the revocations go on
     assert.equal(hold.entry.answered, 200, 'the refresh succeeded at AS 1');
     const fresh = hold.entry.issued;
     assert.ok(fresh?.refresh && fresh?.access, `AS 1 issued new tokens: ${JSON.stringify(hold.entry)}`);
@@ -61,7 +62,7 @@ test('a refresh answered after the connector moved to another AS: its tokens are
     const rep = (await v.revocations()).find((r) => r.user === v.user('bob').id && r.reason === 'late_refresh');
     assert.equal(rep.state, 'done', JSON.stringify(rep));
   } finally {
-    v.as.setRevocationDelay(0);
+    revHold?.release();
     hold?.release();
     await c.close();
   }

@@ -22,20 +22,21 @@ const settle = (p) => p.then((r) => ({ r }), (e) => ({ e }));
 test('a refresh answered after the user was cut: the fresh tokens are revoked at the upstream too', async () => {
   await v.connectAs('bob', { ttl: 10 }); // due for refresh (10 s before expiry) at the first call
   const c = await v.client('bob');
-  let hold;
+  let hold, revHold;
   try {
     hold = v.as.holdRefresh({ trickleMs: 1000 });
     const call = settle(whoami(c));
     await hold.arrived;
-    // the cut queues the old tokens' revocation; the AS takes its time with
-    // it, so it sees the held refresh first (else the refresh would be
-    // invalid_grant: oidc-provider ends the grant when a token is revoked)
-    v.as.setRevocationDelay(2500);
+    // the cut queues the old tokens' revocation; the AS holds it until it
+    // answered the held refresh (else the refresh would be invalid_grant:
+    // oidc-provider ends the grant when a token is revoked)
+    revHold = v.as.holdRevocations();
     await v.deactivate('bob');
     await waitFor(async () => (await v.admin('GET', `/users/${email('bob')}/connections`)).json?.connections?.length === 0,
       { what: 'the grant cut' });
     hold.release();
     await waitFor(() => hold.entry.answered, { timeoutMs: 10000, what: 'the provider answered the held refresh' });
+    revHold.release(); // answered: the revocations go on
     assert.equal(hold.entry.answered, 200, 'the refresh succeeded at the AS');
     const fresh = hold.entry.issued;
     assert.ok(fresh?.refresh && fresh?.access, `the AS issued new tokens: ${JSON.stringify(hold.entry)}`);
@@ -52,7 +53,7 @@ test('a refresh answered after the user was cut: the fresh tokens are revoked at
     await v.waitRevocation((r) => r.user === v.user('bob').id && r.reason === 'late_refresh' && r.state === 'done',
       'the late_refresh revocation done', 10000);
   } finally {
-    v.as.setRevocationDelay(0);
+    revHold?.release();
     hold?.release();
     await c.close();
   }

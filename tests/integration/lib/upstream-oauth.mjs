@@ -75,6 +75,13 @@
 // request that long before the provider sees it; if the caller has hung up
 // by then (gateway SIGKILLed) the request is dropped unprocessed, so the
 // token stays live (counted in stats().revocationAborted).
+// holdRevocations() does the same until its release() instead of for a
+// time: every revocation request that arrives while it holds waits (after
+// setRevocationDelay's wait, if any) until release() or until its caller
+// hangs up (then dropped unprocessed and counted in
+// stats().revocationAborted, at once) — the order a test needs ("the AS
+// answers the held refresh first") without a race against a clock, and no
+// wait past it. → {release()}; release() is idempotent.
 // setRevocationStatus(code) answers every revocation with that status (and
 // {"error":"temporarily_unavailable"}, Retry-After: 1) without revoking;
 // null restores normal answers. setAccessTokenTTL(s) changes the lifetime of
@@ -262,6 +269,7 @@ export async function startUpstreamAS(opts = {}) {
   }
 
   let revocationDelay = 0;
+  let revocationHold = null; // holdRevocations: a promise released() resolves, or null
   let revocationStatus = null;
   let refreshHold = null; // the next refresh_token request to hold (holdRefresh)
   let codeHold = null; // the next authorization_code request to hold (holdCode)
@@ -484,6 +492,10 @@ export async function startUpstreamAS(opts = {}) {
           return res.end(b);
         }
         if (revocationDelay > 0) await new Promise((r) => setTimeout(r, revocationDelay));
+        if (revocationHold && !hungUp) {
+          const closed = new Promise((r) => { if (res.destroyed) r(); else res.once('close', r); });
+          await Promise.race([revocationHold, closed]);
+        }
         if (hungUp || req.socket.destroyed) { counters.revocationAborted++; return undefined; }
         const token = form.get('token') ?? '';
         let kind = 'unknown';
@@ -660,6 +672,13 @@ export async function startUpstreamAS(opts = {}) {
     rsClientSecret,
     provider,
     setRevocationDelay(ms) { revocationDelay = Math.max(0, Number(ms) || 0); },
+    /** Holds revocation requests until release() (see the header): {release()}. */
+    holdRevocations() {
+      let release;
+      const held = new Promise((r) => { release = r; });
+      revocationHold = held;
+      return { release: () => { if (revocationHold === held) revocationHold = null; release(); } };
+    },
     setRevocationStatus(code) { revocationStatus = code === null || code === undefined ? null : Number(code); },
     setAccessTokenTTL(seconds) { accessTokenTTL = seconds; },
     /** Holds the next refresh_token request (see the header): {arrived, release(), entry}. */
