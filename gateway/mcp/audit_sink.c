@@ -129,6 +129,7 @@ struct gw_audit_sink {
                         has its own: tenants' slow receivers never hold it up) */
   unsigned inflight_slow; /* ... of them slow: of a sink not known to answer promptly, or running
                              past SINK_PROMPT_MS (see tick) */
+  uint64_t prompt_ms; /* SINK_PROMPT_MS (MCPGATE_TEST_SINK_PROMPT_MS, a test hook, lowers it) */
   size_t rr;         /* the tenant sink the next tick starts with */
   char (*drops)[AUDIT_SINK_MAX + 1]; /* cursors of deleted sinks the audit log could not take yet (full) */
   size_t ndrops, capdrops;
@@ -215,6 +216,11 @@ int gw_audit_sink_new(gw_server *srv, audit_log *log, gw_audit_sink **out) {
   d->srv = srv;
   d->log = log;
   d->batch = (size_t)c->audit_sink_batch;
+  /* MCPGATE_TEST_SINK_PROMPT_MS (a test hook): a POST turns slow sooner,
+   * so the test of receivers that answer and then hang does not wait 10 s
+   * for the cut */
+  d->prompt_ms = SINK_PROMPT_MS;
+  gw_test_hook_ms("MCPGATE_TEST_SINK_PROMPT_MS", SINK_PROMPT_MS, "a tenant sink's POST is slow after", &d->prompt_ms);
   if (c->audit_sink_url && *c->audit_sink_url) {
     char *tok = NULL;
     if (c->audit_sink_token_file && *c->audit_sink_token_file) {
@@ -464,7 +470,7 @@ static void post_done(gw_out_req *r, int err, void *ud) {
   k->slow_slot = false;
   /* a receiver that answered (any status: it is up and says so) in time
    * keeps its place among the prompt sinks; no answer, a slow one, one cut */
-  k->prompt = k->status != 0 && !k->too_long && uv_now(&k->d->lp->loop) - k->post_at <= SINK_PROMPT_MS;
+  k->prompt = k->status != 0 && !k->too_long && uv_now(&k->d->lp->loop) - k->post_at <= k->d->prompt_ms;
   /* cut after a 2xx head (an endless answer): the records were accepted */
   if (k->too_long && err == GW_OUT_EABORTED && k->status >= 200 && k->status <= 299) err = 0;
   if (k->gone) {
@@ -493,8 +499,8 @@ static void post_done(gw_out_req *r, int err, void *ud) {
     }
     if (k->preempted && !k->status)
       snprintf(why, sizeof why,
-               "no answer within %d s while every delivery slot was taken: cut to let other sinks deliver",
-               SINK_PROMPT_MS / 1000);
+               "no answer within %.3g s while every delivery slot was taken: cut to let other sinks deliver",
+               (double)k->d->prompt_ms / 1000);
     else if (k->too_long && !k->status)
       snprintf(why, sizeof why, "no answer within %d s", SINK_POST_MAX_MS / 1000);
     chain_pos *p = pos_find(k, k->uid);
@@ -927,7 +933,7 @@ static void tick(uv_timer_t *t) {
       gw_out_abort(k->req);
       continue;
     }
-    if (!k->slow_slot && now - k->post_at > SINK_PROMPT_MS) { /* a prompt sink's POST that turned slow */
+    if (!k->slow_slot && now - k->post_at > d->prompt_ms) { /* a prompt sink's POST that turned slow */
       k->slow_slot = true;
       d->inflight_slow++;
     }

@@ -70,9 +70,9 @@ async function allAccepted(g, t, rx, min = 2) {
 }
 
 /** acme with a sink on a healthy receiver, every record so far delivered (its sink is prompt). */
-async function acmeDelivered(hang) {
+async function acmeDelivered(hang, env = {}) {
   const rx = await healthyReceiver(hang);
-  const g = await startGateway({});
+  const g = await startGateway({ env });
   const op = operatorToken(g.dataDir);
   const acme = await createTenant(g.port, op, 'acme');
   const r = await api(g.port, op, 'PUT', '/admin/v1/tenants/acme/audit/sink', { url: rx.url });
@@ -124,11 +124,12 @@ test("hanging receivers of other tenants do not hold back a tenant's delivery", 
 
 // Receivers that answer promptly, and then hang: their sinks are prompt when
 // their POSTs start, and take every slot. Once those POSTs ran past
-// SINK_PROMPT_MS (10 s) with every slot taken, the oldest beyond the slow
-// share are cut, and acme's POST starts while the others still hang.
+// SINK_PROMPT_MS (10 s; 3 s here, by the test hook: what is tested is the
+// cut, not how long it waits) with every slot taken, the oldest beyond the
+// slow share are cut, and acme's POST starts while the others still hang.
 test('receivers that answered before and then hang are cut back to the slow share', async () => {
   const hang = { open: 0, ended: 0, answering: true };
-  const { g, op, rx, scim } = await acmeDelivered(hang);
+  const { g, op, rx, scim } = await acmeDelivered(hang, { MCPGATE_TEST_SINK_PROMPT_MS: '3000' });
   const turn = [];
   for (let i = 1; i <= HANGERS; i++) {
     const t = `turn-${i}`;
