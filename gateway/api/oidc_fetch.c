@@ -14,9 +14,10 @@
  *    provider cannot aim the gateway at internal addresses the operator
  *    opened for admin-set URLs.
  *  - Each fetch has connect/first-byte/idle timeouts, a body cap, and a
- *    deadline for the whole body (FETCH_BODY_MS after the head): a provider
- *    that trickles bytes cannot hold a request, a transfer and its memory
- *    open for long.
+ *    deadline for the whole body (FETCH_BODY_MS after the head; the test
+ *    hook MCPGATE_TEST_FETCH_BODY_MS may only lower it): a provider that
+ *    trickles bytes cannot hold a request, a transfer and its memory open
+ *    for long.
  *  - Fetches of a cold or failing provider are admitted through the cache
  *    (a few in flight per tenant, a short hold after a failure), and keys
  *    are fetched again after an unknown kid at most once a minute per
@@ -62,6 +63,7 @@ typedef struct fetch {
   void *ud;
   gw_buf body;
   int status;         /* -1: over the cap; -2: too slow (FETCH_BODY_MS) */
+  int64_t body_ms;    /* the body's deadline after the head (srv->pages->fetch_body_ms) */
   int64_t body_until; /* mono ms by which the body must be complete */
   char tenant[64], req_id[17], module[16];
   char hdr_name[64], *hdr_out; /* pages_fetch_req.hdr_* */
@@ -108,7 +110,7 @@ static void on_headers(gw_out_req *r, int status, const gw_out_header *h, size_t
     f->headed = true;
     gw_out_abort(r);
   }
-  f->body_until = pages__mono_ms() + FETCH_BODY_MS;
+  f->body_until = pages__mono_ms() + f->body_ms;
 }
 
 static void on_done(gw_out_req *r, int err, void *ud) {
@@ -119,8 +121,8 @@ static void on_done(gw_out_req *r, int err, void *ud) {
   } else if (f->status == -1) {
     f->cb(f->ud, GW_OUT_EHEADERS, -1, NULL, 0);
   } else if (f->status == -2) {
-    GW_LOG(GW_LOG_WARN, f->module, &lc, "the identity provider's reply was not complete %d s after its head",
-           FETCH_BODY_MS / 1000);
+    GW_LOG(GW_LOG_WARN, f->module, &lc, "the identity provider's reply was not complete %.3g s after its head",
+           (double)f->body_ms / 1000);
     f->cb(f->ud, GW_OUT_EIDLE, -1, NULL, 0);
   } else {
     if (err) {
@@ -131,6 +133,12 @@ static void on_done(gw_out_req *r, int err, void *ud) {
     f->cb(f->ud, err, f->status, f->body.data, f->body.len);
   }
   fetch_free(f);
+}
+
+int64_t pages__fetch_body_ms(void) {
+  uint64_t ms = FETCH_BODY_MS;
+  gw_test_hook_ms("MCPGATE_TEST_FETCH_BODY_MS", FETCH_BODY_MS, "a fetched reply must be complete after its head within", &ms);
+  return (int64_t)ms;
 }
 
 /* The trust level of url: the admin's when it is on trust's origin. */
@@ -150,6 +158,7 @@ int pages__fetch(gw_loop *lp, const pages_fetch_req *rq, pages_fetch_cb cb, void
   f->cb = cb;
   f->ud = ud;
   f->body_until = INT64_MAX; /* set from the head */
+  f->body_ms = lp->srv->pages ? lp->srv->pages->fetch_body_ms : FETCH_BODY_MS;
   snprintf(f->tenant, sizeof f->tenant, "%s", rq->tenant ? rq->tenant : "");
   snprintf(f->req_id, sizeof f->req_id, "%s", rq->req_id ? rq->req_id : "");
   snprintf(f->module, sizeof f->module, "%s", rq->module ? rq->module : "oidc");

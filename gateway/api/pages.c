@@ -1172,6 +1172,7 @@ static int mod_init(gw_server *srv) {
     free(p);
     return ST_ENOMEM;
   }
+  p->fetch_body_ms = pages__fetch_body_ms();
   srv->pages = p;
   return 0;
 }

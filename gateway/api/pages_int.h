@@ -52,6 +52,7 @@ typedef struct gw_pages {
   _Atomic uint64_t signins[PAGES_SIGNIN_N];
   _Atomic uint64_t rate_limited;
   _Atomic uint64_t logouts[PAGES_GTR_N];
+  int64_t fetch_body_ms; /* pages__fetch's body deadline (pages__fetch_body_ms) */
 } gw_pages;
 
 /* Counts one sign-in outcome. */
@@ -197,6 +198,11 @@ typedef struct pages_fetch_req {
 /* 0 (cb will run), or a GW_OUT_E* code (nothing started; cb never runs).
  * Everything in rq is copied or used during the call only. */
 int pages__fetch(gw_loop *lp, const pages_fetch_req *rq, pages_fetch_cb cb, void *ud);
+/* The deadline pages__fetch gives a reply's body after its head, in ms:
+ * FETCH_BODY_MS, or less by the test hook MCPGATE_TEST_FETCH_BODY_MS (read
+ * and logged here: call it once, at the module's init). Every fetch of
+ * pages__fetch's users has it: sign-in, logout, connector discovery. */
+int64_t pages__fetch_body_ms(void);
 
 /* A provider lookup's end: status 0 and p (a reference now owned by the
  * callee: auth_oidc_provider_free), 502 with why (the provider is unusable:
