@@ -10,7 +10,8 @@
 #      through GW_TEST_WORKERS, lib/gateway.mjs) and build-asan/mcpgate (two
 #      loops; the harness fails a file whose gateway printed a sanitizer
 #      report). A file may limit itself to some of these runs with a line
-#      "// ci-variants: build-w1 build-asan-w2" in its header.
+#      "// ci-variants: build-w1 build-asan-w2" in its header; a line
+#      "// ci-slow" (ten seconds or more) makes it start before the others.
 #
 # Full logs go to build/test-logs/; only failures are echoed. The last line
 # is exactly "N passed, N failed"; the exit status is non-zero on any failure.
@@ -120,6 +121,15 @@ run_integration() {
     if [ -z "$want" ] || echo " $want " | grep -q " $(basename "$variant")-w$workers "; then kept="$kept $fl"; fi
   done
   files=$kept
+  # Files with a header line "// ci-slow" (the ones that take ten seconds
+  # or more) start first: one of them starting last kept a slot busy after
+  # the others ran dry (tests/tools/run-integration.mjs keeps this order;
+  # node --test sorts its arguments).
+  slow=""; rest=""
+  for fl in $files; do
+    if head -n 40 "$fl" | grep -q '^// ci-slow'; then slow="$slow $fl"; else rest="$rest $fl"; fi
+  done
+  files="$slow$rest"
   if [ -z "$files" ]; then
     add_summary "integration ($label): nothing to run (ci-variants)"
     return
@@ -131,9 +141,10 @@ run_integration() {
     return
   fi
   start=$(date +%s)
+  # (node --test with the tap reporter, but in this order: see the tool)
   # shellcheck disable=SC2086
-  GW_TEST_WORKERS="$workers" MCPGATE_BIN="$bin" timeout 600 node --test --test-reporter=tap \
-    --test-concurrency="${TEST_CONCURRENCY:-3}" --test-timeout=30000 $files >"$tap" 2>&1
+  GW_TEST_WORKERS="$workers" MCPGATE_BIN="$bin" timeout 600 node tests/tools/run-integration.mjs \
+    "${TEST_CONCURRENCY:-3}" 30000 $files >"$tap" 2>&1
   rc=$?
   took=$(( $(date +%s) - start ))
   p=$(grep -E '^# pass [0-9]+$' "$tap" | tail -n 1 | awk '{print $3}')
