@@ -85,6 +85,11 @@ const VERBOSE = process.argv.includes('--verbose');
 // first half): the proxy under test has a core of its own, and where the
 // kernel places a woken thread no longer decides the numbers.
 const PIN = process.argv.includes('--pin');
+// --upstream-auth header: the connectors present a shared API key (auth type
+// "header": the gateway unseals it for every call) instead of none.
+const UPSTREAM_AUTH = argStr('upstream-auth') === 'header'
+  ? { type: 'header', name: 'X-Api-Key', value: 'bench-key-0123456789abcdef' }
+  : { type: 'none' };
 const NCPU = os.cpus().length;
 const PROXY_CPUS = NCPU > 2 ? `0-${Math.floor(NCPU / 2) - 1}` : '0';
 const LOAD_CPUS = NCPU > 2 ? `${Math.floor(NCPU / 2)}-${NCPU - 1}` : '1';
@@ -198,7 +203,7 @@ async function main() {
       }
       await t.setPolicy(POLICY_200);
       for (const [name, u] of [['ub', up], ['big', big]]) {
-        const put = await t.putConnector(name, { url: u.url, auth: { type: 'none' } });
+        const put = await t.putConnector(name, { url: u.url, auth: UPSTREAM_AUTH });
         if (put.status !== 201) throw new Error(`connector: ${put.status} ${put.body}`);
       }
       const tok = (await t.mintToken('alice@acme.com')).token;
