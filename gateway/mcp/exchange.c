@@ -343,6 +343,7 @@ void gw__x_expired(gw_exchange *x) {
   const char *what = x->kind == GW_X_GET ? "a GET stream" : x->started ? "an SSE answer" : "a call held for approval";
   GW_LOG(GW_LOG_INFO, "mcp", &((gw_log_ctx){x->tenant, x->req->id}),
          "%s of user %s ended: the token it was opened with expired", what, x->user);
+  if (x->m) GW_STAT_ADD(x->m->expired, 1);
   gw__x_abort_upstream(x); /* its up_done finds no client: nothing more is relayed */
   if (x->started) {
     /* a stream: its end is clean (what was written goes, an event is

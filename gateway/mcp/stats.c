@@ -84,6 +84,7 @@ int gw__mcp_stats_copy(gw_mcp_stats_table *t, gw_mcp_stat_row **rows, size_t *n,
     r->requests = LD(e->requests);
     r->errors = LD(e->errors);
     r->overflows = LD(e->overflows);
+    r->expired = LD(e->expired);
     for (int b = 0; b <= GW_MCP_NBUCKETS; b++) r->hist[b] = LD(e->hist[b]);
     r->sum = LD(e->sum);
     r->streams = LD(e->streams);
@@ -102,6 +103,7 @@ void gw__mcp_stats_render(gw_mcp_stat_row *m, size_t nm, size_t agg_uri_maps, gw
       d->requests += m[r].requests;
       d->errors += m[r].errors;
       d->overflows += m[r].overflows;
+      d->expired += m[r].expired;
       for (int b = 0; b <= GW_MCP_NBUCKETS; b++) d->hist[b] += m[r].hist[b];
       d->sum += m[r].sum;
       d->streams += m[r].streams;
@@ -145,6 +147,12 @@ void gw__mcp_stats_render(gw_mcp_stat_row *m, size_t nm, size_t agg_uri_maps, gw
   for (size_t i = 0; i < nm; i++)
     gw_buf_printf(o, "mcpgate_mcp_client_streams_overflowed_total{tenant=\"%s\",connector=\"%s\"} %llu\n",
                   m[i].tenant, m[i].connector, (unsigned long long)m[i].overflows);
+  gw_buf_appends(o, "# HELP mcpgate_mcp_client_streams_expired_total Client streams, streamed answers and calls held "
+                    "for approval ended because the token that opened them expired.\n"
+                    "# TYPE mcpgate_mcp_client_streams_expired_total counter\n");
+  for (size_t i = 0; i < nm; i++)
+    gw_buf_printf(o, "mcpgate_mcp_client_streams_expired_total{tenant=\"%s\",connector=\"%s\"} %llu\n",
+                  m[i].tenant, m[i].connector, (unsigned long long)m[i].expired);
   gw_buf_printf(o, "# HELP mcpgate_mcp_agg_uri_maps Aggregated client sessions with a resource-URI map in memory.\n"
                    "# TYPE mcpgate_mcp_agg_uri_maps gauge\nmcpgate_mcp_agg_uri_maps %zu\n",
                 agg_uri_maps);

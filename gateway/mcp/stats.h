@@ -25,7 +25,7 @@
 
 typedef struct gw_mcp_stats {
   char tenant[64], connector[40];
-  _Atomic uint64_t requests, errors, auth_failures, overflows;
+  _Atomic uint64_t requests, errors, auth_failures, overflows, expired;
   _Atomic uint64_t hist[GW_MCP_NBUCKETS + 1];
   _Atomic double sum;
   _Atomic int64_t streams;
@@ -51,7 +51,7 @@ void gw__mcp_stats_observe(gw_mcp_stats *m, double secs);
 /* One (tenant, connector)'s numbers, copied out of a table. */
 typedef struct gw_mcp_stat_row {
   char tenant[64], connector[40];
-  uint64_t requests, errors, overflows, hist[GW_MCP_NBUCKETS + 1];
+  uint64_t requests, errors, overflows, expired, hist[GW_MCP_NBUCKETS + 1];
   double sum;
   int64_t streams;
 } gw_mcp_stat_row;

@@ -18,7 +18,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 
-import { waitFor } from './lib/gateway.mjs';
+import { waitFor, scrapeMetrics, metricValue } from './lib/gateway.mjs';
 import { startLoginFixture, signIn, me } from './lib/login.mjs';
 import { rawSession, openStream, mcpHeaders, mcpPost, LATEST } from './lib/mcp.mjs';
 import { startCtlUpstream } from './lib/ctl-upstream.mjs';
@@ -152,8 +152,12 @@ async function pendingOfAlice() {
   return r.json.approvals.filter((a) => a.user === t.users[ALICE].id);
 }
 
+const EXPIRED_METRIC = 'mcpgate_mcp_client_streams_expired_total';
+const expiredCount = async () => metricValue(await scrapeMetrics(fx.gw), EXPIRED_METRIC, { tenant: 'acme', connector: 'ca' });
+
 async function endsAtExpiry(token) {
   const before = (await pendingOfAlice()).length;
+  const expired0 = await expiredCount();
   const s = await openAll(token);
   await waitFor(async () => (await pendingOfAlice()).length > before, { timeoutMs: 8000, what: 'the held call\'s request stored' });
   // nothing revokes anything: the token only expires (the wait is a
@@ -173,6 +177,9 @@ async function endsAtExpiry(token) {
   const heldErr = s.held.messages.find((m) => m.id === 42);
   assert.equal(heldErr?.error?.code, TOKEN_EXPIRED, JSON.stringify(s.held.messages));
   assert.match(heldErr.error.message, /expired while this call waited for approval: request [0-9a-f]{32} stays pending/);
+  // counted for the SRE: the connector endpoint's GET stream, the running
+  // answer and the held call (the aggregated stream counts under its own entry)
+  assert.ok(await expiredCount() >= expired0 + 3, `${EXPIRED_METRIC}: ${expired0} -> ${await expiredCount()}`);
   // the request stays decidable (an approval becomes the retry's grant)
   assert.equal((await pendingOfAlice()).length, before + 1, 'the approval request is still pending');
   // the upstream GET streams the client streams held are released
