@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 #include <openssl/crypto.h>
 
 #include "gateway/base/log.h"
@@ -268,8 +269,25 @@ typedef struct pool_read {
   void *ctx;
 } pool_read;
 
+/* Test hook: while the file MCPGATE_TEST_ADMIN_READ_PAUSE_FILE names
+ * exists, every admin read on the pool waits on its worker thread, having
+ * made "<file>.held" — a test sees the read in flight and the loop free. */
+static void test_hold(void) {
+  const char *pause = getenv("MCPGATE_TEST_ADMIN_READ_PAUSE_FILE");
+  if (!pause || !*pause) return;
+  char held[600];
+  snprintf(held, sizeof held, "%s.held", pause);
+  for (bool told = false; access(pause, F_OK) == 0; usleep(1000))
+    if (!told) {
+      FILE *f = fopen(held, "w");
+      if (f) fclose(f);
+      told = true;
+    }
+}
+
 static void pool_read_work(uv_work_t *w) {
   pool_read *p = w->data;
+  test_hold();
   p->read(p->ctx);
 }
 
@@ -447,6 +465,15 @@ void gw_admin_dispatch(gw_req *req) {
 
 /* ---------- module table entry (gateway/core/module.h) ---------- */
 
+static int mod_init(gw_server *srv) {
+  (void)srv;
+  const char *pause = getenv("MCPGATE_TEST_ADMIN_READ_PAUSE_FILE");
+  if (pause && *pause)
+    GW_LOG(GW_LOG_WARN, "admin", NULL, "MCPGATE_TEST_ADMIN_READ_PAUSE_FILE is set: admin reads on the pool wait "
+           "while %s exists (a test hook; never set it in production)", pause);
+  return 0;
+}
+
 static int mod_routes(gw_server *srv, gw_router *rt) {
   (void)srv;
   gw_route r = {GW_RC_ADMIN, gw_admin_dispatch, NULL, 0, NULL, gw_admin_preauth};
@@ -455,6 +482,7 @@ static int mod_routes(gw_server *srv, gw_router *rt) {
 
 const gw_module gw_mod_admin = {
     .name = "admin",
+    .init = mod_init,
     .loop_start = gw_admin_loop_start,
     .loop_stop = gw_admin_loop_stop,
     .routes = mod_routes,
