@@ -2,7 +2,10 @@
  * the tenant's held calls wait for (policy/approval.h).
  *
  *   GET  …/approvals[?state=pending|approved|denied|cancelled|expired&limit=N]
- *        newest first (limit 1..1000, default 100)
+ *        newest first (limit 1..1000, default 100); read on libuv's
+ *        thread pool holding a heavy-read slot (list_work: a state few
+ *        requests are in reads the newest AP_LIST_SCAN_MAX), so past the
+ *        tenant's or the process's slots it is 429 / 503 with Retry-After
  *   GET  …/approvals/{id}
  *   POST …/approvals/{id}/cancel   {"reason"?}: stops a pending request (the
  *        held call answers "cancelled"). An admin may always stop a request,
@@ -42,6 +45,61 @@ static void done_cancel(int status, void *arg) {
     GW_LOG(GW_LOG_INFO, "admin", &((gw_log_ctx){j->tenant, req->id}), "approval request %s cancelled by %s", j->id,
            j->by);
     gw_respond_json(req, 200, gw_approval_view(j->out));
+  }
+  json_decref(j->out);
+  free(j);
+}
+
+/* The list reads up to AP_LIST_SCAN_MAX requests (a state few of them
+ * are in reads them all: ~1.6 s at 50,000), on libuv's thread pool under
+ * a heavy-read slot of the tenant's, as the reviewers' list does
+ * (gateway/api/approvals.c), never on the loop every tenant shares. */
+typedef struct list_job {
+  st_store *store;
+  char tenant[64], state[16];
+  size_t limit;
+  int64_t now_ms;
+  bool unreadable; /* out: the store could not be read */
+  int rc;       /* out: 0, ST_ENOTFOUND (no such tenant any more) or a store error */
+  json_t *out;  /* out: the views */
+} list_job;
+
+static void list_work(void *ctx) {
+  list_job *j = ctx;
+  st_txn *txn;
+  json_t *list = NULL;
+  if (st_read_begin(j->store, &txn) != 0) {
+    j->unreadable = true;
+    return;
+  }
+  json_t *t = NULL;
+  j->rc = st_tenant_get(txn, j->tenant, &t) ? ST_ENOTFOUND
+                                            : ap_request_list(txn, j->tenant, j->state[0] ? j->state : NULL, j->now_ms,
+                                                              j->limit, &list);
+  json_decref(t);
+  st_txn_end(txn);
+  if (!j->rc) {
+    j->out = json_array();
+    size_t i;
+    json_t *r;
+    json_array_foreach(list, i, r) json_array_append_new(j->out, gw_approval_view(r));
+  }
+  json_decref(list);
+}
+
+static void list_done(gw_req *req, void *ctx) {
+  list_job *j = ctx;
+  if (!req) {
+    /* nothing to answer (admin__pool_read) */
+  } else if (j->unreadable) {
+    gw_respond_error(req, 503, "store_unavailable", "the store cannot be read right now");
+  } else if (j->rc == ST_ENOTFOUND) {
+    gw_respond_error(req, 404, "not_found", "no such tenant");
+  } else if (j->rc) {
+    gw_respond_error(req, 500, "store_error", "the requests cannot be read: %s", st_strerror(j->rc));
+  } else {
+    gw_respond_json(req, 200, json_pack("{s:o}", "approvals", j->out));
+    j->out = NULL;
   }
   json_decref(j->out);
   free(j);
@@ -112,13 +170,13 @@ void admin__approvals(gw_req *req, const admin_caller *who, const char *tenant, 
     json_decref(rec);
     return;
   }
+  st_txn_end(txn);
   char state[16] = "", lim[16] = "";
   static const char *const states[] = {"pending", "approved", "denied", "cancelled", "expired", NULL};
   if (req->query && gw_query_get(req->query, "state", state, sizeof state) == 1) {
     bool ok = false;
     for (const char *const *s = states; *s; s++) ok = ok || !strcmp(*s, state);
     if (!ok) {
-      st_txn_end(txn);
       gw_respond_error(req, 400, "invalid_request",
                        "state must be one of pending, approved, denied, cancelled, expired");
       return;
@@ -129,23 +187,19 @@ void admin__approvals(gw_req *req, const admin_caller *who, const char *tenant, 
     char *end;
     limit = strtol(lim, &end, 10);
     if (*end || limit < 1 || limit > 1000) {
-      st_txn_end(txn);
       gw_respond_error(req, 400, "invalid_request", "limit must be an integer from 1 to 1000");
       return;
     }
   }
-  json_t *list;
-  int rc = ap_request_list(txn, tenant, state[0] ? state : NULL, now, (size_t)limit, &list);
-  st_txn_end(txn);
-  if (rc) {
-    json_decref(list);
-    gw_respond_error(req, 500, "store_error", "the requests cannot be read: %s", st_strerror(rc));
+  list_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    gw_respond_error(req, 500, "internal", "out of memory");
     return;
   }
-  json_t *out = json_array();
-  size_t i;
-  json_t *r;
-  json_array_foreach(list, i, r) json_array_append_new(out, gw_approval_view(r));
-  json_decref(list);
-  gw_respond_json(req, 200, json_pack("{s:o}", "approvals", out));
+  j->store = req->lp->srv->store;
+  snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
+  snprintf(j->state, sizeof j->state, "%s", state);
+  j->limit = (size_t)limit;
+  j->now_ms = now;
+  if (admin__pool_read(req, tenant, GW_HEAVY_LISTS, "admin lists", list_work, list_done, j)) free(j);
 }

@@ -70,7 +70,7 @@ char *admin__scim_base_url(gw_server *srv, const char *tenant);
 
 /* ---- heavy reads (admin.c) ----
  * A read too long for the loop (an audit query, a directory scan, a policy
- * view) runs on libuv's thread pool, which the outbound DNS lookups share,
+ * view, a list of approval requests or tokens) runs on libuv's thread pool, which the outbound DNS lookups share,
  * holding one of the tenant's heavy-read slots of its kind (limits.h).
  * admin__heavy_enter takes the slot: 0, or answers 429 too_many_reads
  * ("this tenant already has 2 <what> running") or 503 busy and returns -1.
@@ -79,7 +79,8 @@ char *admin__scim_base_url(gw_server *srv, const char *tenant);
  * answer gets req NULL when there is nothing to answer (the client left,
  * or the pool cancelled the read, answered 503 here) and then only frees
  * ctx. 0: queued (ctx is answer's from now on); -1: answered (ctx still
- * the caller's). */
+ * the caller's). MCPGATE_TEST_ADMIN_READ_PAUSE_FILE (a test hook) holds
+ * every such read on its thread while the file exists. */
 int admin__heavy_enter(gw_req *req, const char *tenant, gw_heavy_kind kind, const char *what);
 int admin__pool_read(gw_req *req, const char *tenant, gw_heavy_kind kind, const char *what, void (*read)(void *ctx),
                      void (*answer)(gw_req *req, void *ctx), void *ctx);

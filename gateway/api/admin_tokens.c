@@ -3,7 +3,8 @@
  * employee tokens (/tokens), the fire-and-forget job that records a token's
  * last use, and the registration of the token consistency check. Records,
  * keys, lookups and the check itself are auth/token_store.h's: this file
- * mints (randomness on the loop), submits and answers. */
+ * mints (randomness on the loop), submits and answers. A list reads every
+ * token of its kind: on libuv's thread pool (list_work). */
 #include "gateway/api/admin_int.h"
 
 #include <stdio.h>
@@ -73,13 +74,61 @@ static void reply_token_created(admin_job *j) {
 
 static void reply_token_revoked(admin_job *j) { gw_respond(j->req, 204, NULL, NULL, 0); }
 
+/* A list of a tenant's tokens of one kind reads every one of them (an
+ * employee token per person and device: hundreds of thousands in a large
+ * tenant): on libuv's thread pool under a heavy-read slot of the
+ * tenant's (admin lists, gateway/core/limits.h), never on the loop every
+ * tenant shares. */
+typedef struct list_job {
+  st_store *store;
+  char tenant[64], kind[16];
+  bool unreadable, gone; /* out: the store could not be read; no such tenant any more */
+  json_t *arr;           /* out */
+} list_job;
+
+static void list_work(void *ctx) {
+  list_job *j = ctx;
+  st_txn *txn;
+  if (st_read_begin(j->store, &txn) != 0) {
+    j->unreadable = true;
+    return;
+  }
+  json_t *t = NULL;
+  j->gone = st_tenant_get(txn, j->tenant, &t) != 0;
+  json_decref(t);
+  if (!j->gone) auth_token_list(txn, j->tenant, j->kind, &j->arr);
+  st_txn_end(txn);
+}
+
+static void list_done(gw_req *req, void *ctx) {
+  list_job *j = ctx;
+  if (!req) {
+    /* nothing to answer (admin__pool_read) */
+  } else if (j->unreadable) {
+    gw_respond_error(req, 503, "store_unavailable", "the store cannot be read right now");
+  } else if (j->gone) {
+    gw_respond_error(req, 404, "not_found", "no such tenant");
+  } else {
+    gw_respond_json(req, 200, json_pack("{s:o}", "tokens", j->arr));
+    j->arr = NULL;
+  }
+  json_decref(j->arr);
+  free(j);
+}
+
 static void tokens_list(gw_req *req, const char *tenant, const char *kind) {
   st_txn *txn;
   if (admin__read_tenant(req, tenant, &txn) != 0) return;
-  json_t *arr;
-  auth_token_list(txn, tenant, kind, &arr);
   st_txn_end(txn);
-  gw_respond_json(req, 200, json_pack("{s:o}", "tokens", arr));
+  list_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    gw_respond_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  j->store = req->lp->srv->store;
+  snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
+  snprintf(j->kind, sizeof j->kind, "%s", kind);
+  if (admin__pool_read(req, tenant, GW_HEAVY_LISTS, "admin lists", list_work, list_done, j)) free(j);
 }
 
 void admin__tokens(gw_req *req, const admin_caller *who, const char *tenant, const char *kind,
@@ -203,12 +252,7 @@ void admin__employee_tokens(gw_req *req, const admin_caller *who, const char *te
   if (admin__reach(req, who, tenant)) return;
   snprintf(req->tenant, sizeof req->tenant, "%s", tenant);
   if (!tokid && !strcmp(req->method, "GET")) {
-    st_txn *txn;
-    if (admin__read_tenant(req, tenant, &txn) != 0) return;
-    json_t *arr;
-    auth_token_list(txn, tenant, AUTH_KIND_EMPLOYEE, &arr);
-    st_txn_end(txn);
-    gw_respond_json(req, 200, json_pack("{s:o}", "tokens", arr));
+    tokens_list(req, tenant, AUTH_KIND_EMPLOYEE);
     return;
   }
   bool create = !tokid && !strcmp(req->method, "POST");

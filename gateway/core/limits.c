@@ -205,7 +205,7 @@ int gw_limits_heavy_take(gw_req *req, const char *tenant, gw_heavy_kind kind) {
   gw_limits *l = req->lp->srv->limits;
   if (!l || req->limits_slot) return 0;
   /* "tenant/" and a byte no user id has: never a user's slot */
-  static const char *const kinds[] = {"\x01audit", "\x01reviewers", "\x01scim", "\x01policy"};
+  static const char *const kinds[] = {"\x01audit", "\x01reviewers", "\x01scim", "\x01policy", "\x01lists"};
   char key[GW_RATELIMIT_KEY_MAX + 1];
   user_key(tenant, kinds[kind], key);
   uv_mutex_lock(&l->mu);
@@ -296,8 +296,8 @@ void gw_limits_metrics(gw_server *srv, gw_buf *out) {
                 (unsigned long long)atomic_load(&l->write_tenant_limited),
                 (unsigned long long)atomic_load(&l->write_process_limited));
   gw_buf_printf(out,
-                "# HELP mcpgate_heavy_reads_open Audit queries and exports, reviewers' lists, SCIM scans and policy views running "
-                "now (every tenant).\n# TYPE mcpgate_heavy_reads_open gauge\nmcpgate_heavy_reads_open %lld\n",
+                "# HELP mcpgate_heavy_reads_open Audit queries and exports, reviewers' lists, SCIM scans, policy views and "
+                "admin lists running now (every tenant).\n# TYPE mcpgate_heavy_reads_open gauge\nmcpgate_heavy_reads_open %lld\n",
                 heavy_open);
   gw_buf_printf(out,
                 "# HELP mcpgate_auth_failures_limited_total Requests with a credential that did not verify, answered "
@@ -307,8 +307,8 @@ void gw_limits_metrics(gw_server *srv, gw_buf *out) {
                 "mcp_rate_per_tenant.\n# TYPE mcpgate_mcp_rate_limited_total counter\n"
                 "mcpgate_mcp_rate_limited_total{limit=\"user\"} %llu\nmcpgate_mcp_rate_limited_total{limit=\"tenant\"} %llu\n"
                 "mcpgate_mcp_rate_limited_total{limit=\"concurrent\"} %llu\n"
-                "# HELP mcpgate_heavy_reads_limited_total Audit queries and exports, reviewers' lists, SCIM scans and policy views "
-                "refused because their tenant (429) or the process (503) had the most open at once.\n"
+                "# HELP mcpgate_heavy_reads_limited_total Audit queries and exports, reviewers' lists, SCIM scans, policy views "
+                "and admin lists refused because their tenant (429) or the process (503) had the most open at once.\n"
                 "# TYPE mcpgate_heavy_reads_limited_total counter\n"
                 "mcpgate_heavy_reads_limited_total{limit=\"tenant\"} %llu\n"
                 "mcpgate_heavy_reads_limited_total{limit=\"process\"} %llu\n",

@@ -35,7 +35,8 @@
  *   heavy reads                an audit query or export, the reviewers'
  *                              list, a SCIM scan (and a SCIM body's parse
  *                              past 256 KiB: scim_http.c), an admin's policy view
- *                              or explain: each runs on libuv's
+ *                              or explain, an admin's list of approval
+ *                              requests or of tokens: each runs on libuv's
  *                              thread pool, which the outbound DNS
  *                              lookups share, so one tenant's many reads
  *                              must not hold every pool thread. At most
@@ -92,7 +93,8 @@ void gw_limits_mcp_less(gw_req *req, int n);
 #define GW_HEAVY_PER_TENANT 2
 #define GW_HEAVY_MAX 6
 #define GW_POOL_THREADS 8
-typedef enum { GW_HEAVY_AUDIT, GW_HEAVY_REVIEWERS, GW_HEAVY_SCIM, GW_HEAVY_POLICY } gw_heavy_kind;
+/* GW_HEAVY_LISTS: an admin's list of approval requests or of tokens */
+typedef enum { GW_HEAVY_AUDIT, GW_HEAVY_REVIEWERS, GW_HEAVY_SCIM, GW_HEAVY_POLICY, GW_HEAVY_LISTS } gw_heavy_kind;
 /* Takes a heavy-read slot of (tenant, kind) for req: 0; 429 when the
  * tenant has GW_HEAVY_PER_TENANT of that kind open; 503 when the process
  * has its most open (GW_HEAVY_MAX, or the pool's size less two when

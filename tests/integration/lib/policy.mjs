@@ -53,8 +53,8 @@ export const APPROVAL_PREFIX = '[requires approval';
  * `everything` → recorder, and an employee token per user.
  * Returns {gw, up, rec, t, url, tokens: {short: mgw_…}, users: {short: scimUser}}.
  */
-export async function startPolicyFixture({ id = 'acme', users = ['alice@acme.com', 'bob@acme.com', 'carol@acme.com'], gatewayArgs = [] } = {}) {
-  const [gw, up] = await Promise.all([startGateway({ args: gatewayArgs }), startEverything()]);
+export async function startPolicyFixture({ id = 'acme', users = ['alice@acme.com', 'bob@acme.com', 'carol@acme.com'], gatewayArgs = [], env = {} } = {}) {
+  const [gw, up] = await Promise.all([startGateway({ args: gatewayArgs, env }), startEverything()]);
   const rec = await startRecorder(up.url);
   const t = await setupTenant(gw, { id, users, policy: null });
   const r = await t.putConnector(CONNECTOR, { url: rec.url, description: 'Everything', auth: { type: 'header', name: 'Authorization', value: UPSTREAM_SECRET } });
