@@ -74,6 +74,10 @@ const char *audit_strerror(int err);
 #define AUDIT_RECORD_MAX (256u * 1024) /* a record's serialised caller members, bytes */
 #define AUDIT_HASH_HEX 64        /* lowercase hex SHA-256, without the NUL */
 #define AUDIT_SCAN_MAX 10000     /* records one audit_query / audit_export_chunk examines */
+/* stored bytes one audit_query / audit_export_chunk examines (then the
+ * record that passes it, at most): AUDIT_SCAN_MAX records of up to
+ * AUDIT_RECORD_MAX each would be 2.5 GB parsed under one read txn */
+#define AUDIT_SCAN_BYTES_MAX (8u << 20)
 #define AUDIT_QUERY_LIMIT_MAX 1000
 #define AUDIT_QUERY_LIMIT_DEFAULT 100
 #define AUDIT_QUERY_BYTES_MAX (1u << 20) /* stored bytes of the records one audit_query returns */
@@ -269,9 +273,11 @@ typedef struct audit_filter {
 } audit_filter;
 
 /* Records of tenant_uid matching f, newest first (descending seq), at most
- * f->limit. Examines at most AUDIT_SCAN_MAX records per call, so a
- * selective filter never holds txn long: the answer may then hold fewer
- * than limit matches (even none) and a next_cursor. It also stops after the
+ * f->limit. Examines at most AUDIT_SCAN_MAX records per call, and stops
+ * before the next record once those examined hold AUDIT_SCAN_BYTES_MAX
+ * stored bytes (each is parsed), so a selective filter never holds txn
+ * long: the answer may then hold fewer than limit matches (even none) and
+ * a next_cursor. It also stops after the
  * record that brings what it holds to AUDIT_QUERY_BYTES_MAX stored bytes
  * (at least one record, then a next_cursor): records of up to
  * AUDIT_RECORD_MAX each, parsed, take many times their size, so limit
@@ -294,8 +300,9 @@ typedef int (*audit_emit_fn)(void *ctx, const char *bytes, size_t len);
 #define AUDIT_EXPORT_MORE 1
 /* Exports records of tenant_uid with seq > *after_seq whose "time" is in
  * [since_ms, until_ms) (0: unbounded, as in audit_filter), oldest first,
- * through emit. Stops after max_records (>= 1) emitted or AUDIT_SCAN_MAX
- * examined, and sets *after_seq to the last seq examined: call again with
+ * through emit. Stops after max_records (>= 1) emitted, AUDIT_SCAN_MAX
+ * examined, or the record that brings the stored bytes examined to
+ * AUDIT_SCAN_BYTES_MAX (at least one record a call), and sets *after_seq to the last seq examined: call again with
  * a new short read txn to continue (every record exactly once, in order).
  * Start with *after_seq = 0. Returns AUDIT_EXPORT_MORE when it stopped
  * early, 0 when the chain has nothing more after *after_seq, emit's

@@ -3,9 +3,10 @@
  * resumable by seq).
  *
  * Both run in the caller's read transaction and examine at most
- * AUDIT_SCAN_MAX records per call, so a selective filter over a long chain
- * never pins a snapshot for long: the caller continues with a new short
- * txn. Paging is by seq, not by offset, so pages stay exact while records
+ * AUDIT_SCAN_MAX records and AUDIT_SCAN_BYTES_MAX stored bytes (then the
+ * record that passes it) per call, so a selective filter over a long chain
+ * of large records never pins a snapshot for long nor parses more than
+ * that: the caller continues with a new short txn. Paging is by seq, not by offset, so pages stay exact while records
  * are appended (new records get higher seqs than any cursor). The query
  * reads records by key from the head's last seq downwards (the store's
  * cursors only walk forwards); the export walks a cursor forwards. */
@@ -62,7 +63,7 @@ int audit_query(st_txn *txn, const char *tenant_uid, const audit_filter *f, json
   audit__head h;
   json_t *arr = NULL;
   uint64_t s, from = 0;
-  size_t examined = 0, bytes = 0;
+  size_t examined = 0, scanned = 0, bytes = 0;
   unsigned limit;
   int rc;
   if (next_cursor) next_cursor[0] = 0;
@@ -83,7 +84,7 @@ int audit_query(st_txn *txn, const char *tenant_uid, const audit_filter *f, json
   while (s >= h.first) {
     st_val v;
     json_t *rec;
-    if (examined == AUDIT_SCAN_MAX) {
+    if (examined == AUDIT_SCAN_MAX || scanned >= AUDIT_SCAN_BYTES_MAX) {
       cursor_make(s, next_cursor); /* bounded: continue from here */
       break;
     }
@@ -93,6 +94,7 @@ int audit_query(st_txn *txn, const char *tenant_uid, const audit_filter *f, json
     s--;
     if (rc == ST_ENOTFOUND) continue; /* a gap: audit_verify's business */
     if (rc < 0) goto fail;
+    scanned += v.len;
     rec = json_loadb(v.data, v.len, 0, NULL);
     if (!json_is_object(rec) || !matches(rec, f)) {
       json_decref(rec);
@@ -120,7 +122,7 @@ fail:
 int audit_export_chunk(st_txn *txn, const char *tenant_uid, int64_t since_ms, int64_t until_ms,
                        uint64_t *after_seq, size_t max_records, audit_emit_fn emit, void *ctx) {
   uint8_t prefix[AUDIT__KEY_MAX], from[AUDIT__KEY_MAX];
-  size_t ulen, emitted = 0, examined = 0, cap = 0;
+  size_t ulen, emitted = 0, examined = 0, scanned = 0, cap = 0;
   char *copy = NULL;
   st_cursor *c = NULL;
   st_val k, v;
@@ -140,11 +142,12 @@ int audit_export_chunk(st_txn *txn, const char *tenant_uid, int64_t since_ms, in
     uint64_t s = audit__key_seq(k.data, k.len, ulen);
     if (s == 0) continue;
     /* checked before taking the record: MORE means one is there */
-    if (emitted == max_records || examined == AUDIT_SCAN_MAX) {
+    if (emitted == max_records || examined == AUDIT_SCAN_MAX || scanned >= AUDIT_SCAN_BYTES_MAX) {
       rc = AUDIT_EXPORT_MORE;
       break;
     }
     examined++;
+    scanned += v.len;
     bool has_time = audit__rec_time(v.data, v.len, &t);
     if ((since_ms || until_ms) &&
         (!has_time || (since_ms && t < since_ms) || (until_ms && t >= until_ms))) {

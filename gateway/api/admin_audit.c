@@ -5,14 +5,16 @@
  *
  * Rules this file keeps, and why:
  *  - The query is bounded by audit_query itself (AUDIT_SCAN_MAX records
- *    examined, at most 1,000 and AUDIT_QUERY_BYTES_MAX of them returned:
+ *    and AUDIT_SCAN_BYTES_MAX stored bytes examined — each is parsed —,
+ *    at most 1,000 and AUDIT_QUERY_BYTES_MAX of them returned:
  *    their parsed tree, and its serialisation on the loop, stay small): one
  *    read transaction on libuv's thread pool (query_job), not the loop.
  *  - A query or an export holds one of the tenant's heavy-read slots
  *    until its request ends (gateway/core/limits.h: 2 per tenant, 6 in
  *    the process): the pool also runs every tenant's outbound DNS, and an
  *    export buffers up to a chunk of records for its client.
- *  - The export walks the whole chain: each chunk (EXPORT_CHUNK records)
+ *  - The export walks the whole chain: each chunk (EXPORT_CHUNK records,
+ *    fewer once they pass AUDIT_SCAN_BYTES_MAX: records are up to 256 KiB)
  *    is read on libuv's pool (long scans off the loop) with its own short
  *    read transaction, written to the client, and the next chunk is read
  *    only once the client has taken the last one (the write queue under

@@ -1080,6 +1080,102 @@ TEST(export_chunks) {
   tmp_cleanup();
 }
 
+/* Large records: a query or export call stops at AUDIT_SCAN_BYTES_MAX
+ * stored bytes examined (then the record that passes it), and the next
+ * call resumes there — nothing lost, nothing repeated. Found by review:
+ * only the count was capped (AUDIT_SCAN_MAX), so one call under one read
+ * txn could parse 10,000 records of up to 256 KiB each. */
+#define BIG_N 60
+typedef struct big_sink {
+  int n;
+  uint64_t seqs[BIG_N + 1];
+  size_t lens[BIG_N + 1]; /* by seq: its stored bytes */
+} big_sink;
+static int big_emit(void *ctx, const char *bytes, size_t len) {
+  big_sink *s = ctx;
+  json_t *j = json_loadb(bytes, len, 0, NULL);
+  uint64_t seq = (uint64_t)json_integer_value(json_object_get(j, "seq"));
+  json_decref(j);
+  if (s->n <= BIG_N) s->seqs[s->n] = seq;
+  if (seq >= 1 && seq <= BIG_N) s->lens[seq] = len;
+  s->n++;
+  return 0;
+}
+static int big_chunk(audit_log *a, uint64_t *after, big_sink *s) {
+  st_txn *t;
+  int rc = st_read_begin(audit_store(a), &t);
+  if (rc < 0) return rc;
+  rc = audit_export_chunk(t, UID_A, 0, 0, after, 1000, big_emit, s);
+  st_txn_end(t);
+  return rc;
+}
+
+TEST(scans_stop_at_the_byte_budget) {
+  tmp_setup();
+  audit_log *a = open_default();
+  CHECK(a);
+  /* every tenth record small and "marked", the others ~200 KB: 54 of
+   * them are more than AUDIT_SCAN_BYTES_MAX, in fewer than AUDIT_SCAN_MAX */
+  char *pad = malloc(200001);
+  CHECK(pad);
+  memset(pad, 'x', 200000);
+  pad[200000] = 0;
+  for (int i = 1; i <= BIG_N; i++) {
+    json_t *r = i % 10 ? json_pack("{sssiss}", "kind", "common", "i", i, "pad", pad)
+                       : json_pack("{sssi}", "kind", "marked", "i", i);
+    CHECK_INT(audit_submit(a, "acme", UID_A, r), 0);
+  }
+  free(pad);
+  audit_flush(a);
+  CHECK(54u * 200000 > AUDIT_SCAN_BYTES_MAX);
+
+  /* the export: the first chunk ends with the record that passes the budget */
+  big_sink s = {0};
+  uint64_t after = 0;
+  CHECK_INT(big_chunk(a, &after, &s), AUDIT_EXPORT_MORE);
+  int first = s.n;
+  CHECK(first > 1 && first < BIG_N);
+  size_t sum = 0;
+  for (int i = 1; i < first; i++) sum += s.lens[i];
+  CHECK(sum < AUDIT_SCAN_BYTES_MAX);
+  CHECK(sum + s.lens[first] >= AUDIT_SCAN_BYTES_MAX);
+  CHECK_INT(after, (uint64_t)first);
+  int calls = 1, rc;
+  while ((rc = big_chunk(a, &after, &s)) == AUDIT_EXPORT_MORE && calls < 100) calls++;
+  CHECK_INT(rc, 0);
+  CHECK_INT(s.n, BIG_N); /* each once, in order */
+  for (int i = 0; i < BIG_N; i++) CHECK_INT(s.seqs[i], (uint64_t)i + 1);
+
+  /* the query: newest first, it stops before the record past the budget
+   * with a cursor naming it; paging finds every marked record once */
+  audit_filter f = {0};
+  f.kind = "marked";
+  int got[100], all[100], n = 0, pages = 0;
+  char cur[AUDIT_CURSOR_MAX] = "", next[AUDIT_CURSOR_MAX];
+  do {
+    f.cursor = cur[0] ? cur : NULL;
+    int k = q(a, &f, got, next);
+    CHECK(k >= 0);
+    if (!pages) {
+      CHECK(next[0]); /* stopped by the bytes, not the end */
+      uint64_t c = strtoull(next + 1, NULL, 16);
+      CHECK(c > 1 && c < BIG_N);
+      size_t seen = 0; /* seqs BIG_N..c+1 were examined */
+      for (uint64_t i = c + 1; i <= BIG_N; i++) seen += s.lens[i];
+      CHECK(seen >= AUDIT_SCAN_BYTES_MAX);
+      CHECK(seen - s.lens[c + 1] < AUDIT_SCAN_BYTES_MAX);
+    }
+    for (int i = 0; i < k && n < 100; i++) all[n++] = got[i];
+    memcpy(cur, next, sizeof cur);
+    pages++;
+  } while (cur[0] && pages < 100);
+  CHECK(pages >= 2);
+  CHECK_INT(n, BIG_N / 10);
+  for (int i = 0; i < n; i++) CHECK_INT(all[i], BIG_N - 10 * i);
+  audit_close(a);
+  tmp_cleanup();
+}
+
 /* ---- arguments ----------------------------------------------------------------------- */
 
 TEST(args_redaction_digest_and_cap) {
@@ -2184,6 +2280,7 @@ int main(void) {
   RUN(query_pages_with_cursors);
   RUN(query_scan_is_bounded);
   RUN(export_chunks);
+  RUN(scans_stop_at_the_byte_budget);
   RUN(args_redaction_digest_and_cap);
   RUN(args_redaction_spellings);
   RUN(tenant_redact_check_and_split);
