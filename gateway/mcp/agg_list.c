@@ -97,6 +97,30 @@ static void list_advance(gw_exchange *x, json_t *items) {
 
 static void list_session_ready(gw_exchange *x, int err);
 
+/* item (a copy, stolen) named "{connector}__{its name}", whole: a name cut
+ * to a buffer was listed under a name no call could use, and a cut inside
+ * a UTF-8 sequence left the upstream's own name in place (any prefix it
+ * liked, another connector's too). NULL — left out — when it cannot be. */
+static json_t *renamed(const char *connector, json_t *item) {
+  json_t *nv = json_object_get(item, "name");
+  const char *name = json_string_value(nv);
+  size_t cl = strlen(connector), nl = name ? json_string_length(nv) : 0;
+  char *full = name ? malloc(cl + 2 + nl) : NULL;
+  json_t *s = NULL;
+  if (full) {
+    memcpy(full, connector, cl);
+    memcpy(full + cl, "__", 2);
+    memcpy(full + cl + 2, name, nl);
+    s = json_stringn(full, cl + 2 + nl);
+    free(full);
+  }
+  if (!s || json_object_set_new(item, "name", s) != 0) {
+    json_decref(item);
+    return NULL;
+  }
+  return item;
+}
+
 /* One item of an upstream page, as the client sees it; NULL to leave out. */
 static json_t *list_item(gw_exchange *x, const pol_user *pu, json_t *it) {
   const list_kind *k = kind_of(x);
@@ -108,21 +132,11 @@ static json_t *list_item(gw_exchange *x, const pol_user *pu, json_t *it) {
     json_t *kept = json_array_get(json_object_get(json_object_get(one, "result"), "tools"), 0);
     json_t *copy = kept ? json_deep_copy(kept) : NULL;
     json_decref(one);
-    if (copy) {
-      char full[400];
-      snprintf(full, sizeof full, "%s__%s", x->connector, name);
-      json_object_set_new(copy, "name", json_string(full));
-    }
-    return copy;
+    return renamed(x->connector, copy);
   }
   if (!strcmp(k->key, "prompts")) {
-    const char *name = json_string_value(json_object_get(it, "name"));
-    if (!name) return NULL;
-    json_t *copy = json_deep_copy(it);
-    char full[400];
-    snprintf(full, sizeof full, "%s__%s", x->connector, name);
-    json_object_set_new(copy, "name", json_string(full));
-    return copy;
+    if (!json_string_value(json_object_get(it, "name"))) return NULL;
+    return renamed(x->connector, json_deep_copy(it));
   }
   if (!strcmp(k->key, "resources")) gw__agg_uri_note(x, json_string_value(json_object_get(it, "uri")), false);
   else gw__agg_uri_note(x, json_string_value(json_object_get(it, "uriTemplate")), true);
