@@ -1075,10 +1075,12 @@ static pol_decision decide_uncached(const pol_user *u, const char *connector, co
     const cidx *e = &u->idx[i];
     if (strcmp(e->connector, "*") && strcmp(e->connector, connector)) continue;
     visible = true;
+    if (n > POL_TOOL_NAME_MAX) break;
     int a = idx_best(e, tool, n);
     if (a && (!best || a < best)) best = a;
   }
   if (!visible) return POL_HIDDEN;
+  if (n > POL_TOOL_NAME_MAX) return POL_BLOCK; /* policy.h: not judged (the globs were not run) */
   if (best) return (pol_decision)best;
   const char *cd = json_string_value(json_object_get(u->conn_defaults, connector));
   if (cd) return !strcmp(cd, "allow") ? POL_ALLOW : POL_BLOCK;

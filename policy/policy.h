@@ -154,7 +154,17 @@ int pol_user_version(const pol_user *u);
 int pol_user_rev(const pol_user *u);
 uint64_t pol_user_generation(const pol_user *u);
 
-/* The decision. O(rules matching the user and connector × patterns). */
+/* The longest tool name a decision judges, in bytes. A longer name is
+ * blocked whatever the rules say (fail closed): a glob costs up to its
+ * length times the name's, and a name comes from an employee's call (up to
+ * mcp_max_body) or an upstream's list — a tenant admin's glob against a
+ * 4 MB name held a loop every tenant shares for seconds. MCP asks for
+ * names of at most 128 characters; explain takes at most 1024 bytes too. */
+#define POL_TOOL_NAME_MAX 1024
+
+/* The decision. O(rules matching the user and connector × patterns); a
+ * tool name over POL_TOOL_NAME_MAX bytes is POL_BLOCK (POL_HIDDEN still
+ * when no rule shows the connector). */
 pol_decision pol_decide(const pol_user *u, const char *connector, const char *tool);
 /* Whether any matching rule mentions the connector (else it is hidden). */
 bool pol_connector_visible(const pol_user *u, const char *connector);

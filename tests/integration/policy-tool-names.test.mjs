@@ -70,3 +70,28 @@ test('a long prompt name is listed whole under its own connector, and prompts/ge
   assert.equal(g.status, 200, g.body);
   assert.deepEqual(got, [spoof], 'the upstream was asked for its own name');
 });
+
+// A glob costs up to its length times the name's, and a name came from an
+// employee's call (up to mcp_max_body) or an upstream's list: one tenant
+// admin's glob against a 4 MB name held the loop every tenant shares for
+// seconds. A name over POL_TOOL_NAME_MAX (1024 bytes) is not judged: it is
+// blocked, whatever the rules allow, on both endpoints.
+test('a tool name over 1024 bytes is blocked whatever the policy allows: hidden from lists, its calls refused', async () => {
+  const ok = 'k'.repeat(1024);
+  const over = 'o'.repeat(1025);
+  const policy = { version: 1, default: 'allow', rules: [{ groups: ['*'], connector: '*', allow: ['*', '*kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkz'] }] };
+  const f = await fixture('names-cap', [ok, over, 'short'], policy);
+  const direct = await rawSession(f.t.mcpUrl('up'), (await f.t.mintToken(ALICE)).token);
+  for (const [where, s, prefix] of [['aggregated', f.s, 'up__'], ['connector', direct, '']]) {
+    const r = await s.request('tools/list', {});
+    assert.equal(r.status, 200, r.body);
+    const names = r.messages.flatMap((x) => x?.result?.tools ?? []).map((x) => x.name);
+    assert.deepEqual(names.map((n) => n.length), [prefix.length + 1024, prefix.length + 5], `${where}: the client got names of these lengths`);
+    const c = await s.request('tools/call', { name: `${prefix}${over}`, arguments: {} });
+    assert.equal(c.status, 200, c.body);
+    assert.equal(c.messages.find((x) => x.error)?.error?.code, -32003, `${where}: ${c.body.slice(0, 200)}`);
+    const fine = await s.request('tools/call', { name: `${prefix}${ok}`, arguments: {} });
+    assert.equal(fine.messages.find((x) => x.result)?.result?.content?.[0]?.text, `called ${ok}`, `${where}: ${fine.body.slice(0, 200)}`);
+  }
+  assert.equal(f.up.calls(over).length, 0, 'the call of the long name never reached the upstream');
+});
