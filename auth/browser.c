@@ -383,6 +383,24 @@ static int on_user_cut(st_txn *txn, int kind, const void *event, void *ctx) {
   return st_put(txn, ST_DB_AUTH, k, kn, v, sizeof v, 0);
 }
 
+/* A SCIM write changed the user: a subject bound to them by the e-mail
+ * fallback whose externalId now names another subject is dropped
+ * (auth/login.h, rule a), and since every session, token and grant the
+ * user holds came through that binding — a user without an externalId is
+ * reached by nothing else — the user is signed out everywhere in the same
+ * transaction (via the write's "put"/"patch"): an account taken over
+ * through a wrong e-mail does not stay taken over. One lookup when the
+ * user is not bound. */
+static int on_user_changed(st_txn *txn, int kind, const void *event, void *ctx) {
+  const st_dir_event *ev = event;
+  (void)kind, (void)ctx;
+  if (!ev || !ev->tenant || !ev->id) return 0;
+  bool dropped = false;
+  int rc = auth_link_recheck_user(txn, ev->tenant, ev->id, &dropped);
+  if (rc || !dropped) return rc;
+  return st_dir_user_sign_out(txn, ev->tenant, ev->id, ev->via && !strcmp(ev->via, "put") ? "put" : "patch");
+}
+
 /* st_check: a session or binding whose user is gone. */
 static int check_sessions(st_txn *txn, st_check_report_fn report, void *rctx, void *ctx) {
   (void)ctx;
@@ -420,6 +438,7 @@ static int check_sessions(st_txn *txn, st_check_report_fn report, void *rctx, vo
 int auth_browser_register(st_store *st) {
   int rc;
   if ((rc = st_dir_hook_user_cut(st, on_user_cut, NULL))) return rc;
+  if ((rc = st_hook_add(st, ST_DIR_EV_USER_CHANGED, on_user_changed, NULL))) return rc;
   if ((rc = st_purge_add(st, "auth.browser", auth_browser_purge_tenant, NULL))) return rc;
   return st_check_add(st, check_sessions, NULL);
 }

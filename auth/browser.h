@@ -11,7 +11,9 @@
  * runs; the hook deletes the user's sessions in the SCIM transaction that
  * deactivates or deletes them (and the user's subject binding on delete;
  * a sign-out everywhere deletes the sessions and keeps the binding),
- * so reactivation revives nothing.
+ * so reactivation revives nothing. A SCIM write that gives a user bound
+ * by e-mail an externalId naming another subject drops the binding and
+ * signs the user out everywhere (auth/login.h, rule a).
  *
  * The same hook records when the user was last cut (deactivated, blocked,
  * signed out everywhere): a sign-in that began before that moment is
@@ -103,7 +105,9 @@ int auth_browser_delete_user(st_txn *txn, const char *tenant, const char *user_i
 int auth_browser_count_user(st_txn *txn, const char *tenant, const char *user_id);
 /* Tenant purge (st_purge_fn): sessions and bindings; keys deleted. */
 int auth_browser_purge_tenant(st_txn *txn, const char *tenant, int limit);
-/* Registers the hooks (user deactivated/deleted/signed out everywhere), the purge ("auth.browser")
+/* Registers the hooks (user deactivated/deleted/signed out everywhere;
+ * user changed: a binding its new externalId contradicts is dropped and
+ * the user signed out, auth_link_recheck_user), the purge ("auth.browser")
  * and the check (sessions whose user is gone); at startup. */
 int auth_browser_register(st_store *st);
 

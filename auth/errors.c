@@ -23,6 +23,7 @@ const char *auth_strerror(int err) {
   case AUTH_ECLAIM: return "the ID token lacks the subject or link claim";
   case AUTH_EREPLAY: return "this sign-in was completed already";
   case AUTH_ECUT: return "the sign-in began before the user's access was last cut";
+  case AUTH_ESTALE: return "this sign-in was bound by e-mail to a user whose externalId now names another subject";
   case AUTH_EOAUTH_METADATA: return "client metadata refused";
   case AUTH_EOAUTH_REDIRECT: return "a redirect URI refused";
   case AUTH_EOAUTH_CLIENT_GONE: return "the OAuth client was deleted";

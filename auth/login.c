@@ -14,6 +14,7 @@
 
 #include "auth/auth.h"
 #include "auth/jose.h"
+#include "auth/oidc.h"
 #include "store/dir.h"
 #include "store/seal.h"
 
@@ -327,6 +328,24 @@ static int linked_user(st_txn *txn, const char *tenant, const char *attr, const 
   return n > 1 ? AUTH_EAMBIGUOUS : n == 1 ? 0 : ST_ENOTFOUND;
 }
 
+/* Rule a's guard. A binding is made by the e-mail fallback, for a user
+ * without an externalId; once SCIM gives the user one, the binding stands
+ * only while that externalId is the signing-in subject's link value (lv,
+ * the link claim; rule b would find the same user). Otherwise the IdP's
+ * own id contradicts the e-mail the binding was made on — a wrong e-mail
+ * at the IdP must not keep an account taken over. 1 agrees, 0 does not,
+ * ST_ENOTFOUND (the user is gone) or a store error. */
+static int binding_agrees(st_txn *txn, const char *tenant, const char *id, const char *attr, const char *lv) {
+  json_t *u;
+  int rc = st_dir_user_get(txn, tenant, id, &u);
+  if (rc) return rc;
+  json_t *ext = json_object_get(u, "externalId");
+  int ok = !json_is_string(ext) || !json_string_length(ext) ||
+           (!strcmp(attr, "externalId") && lv && !strcmp(lv, json_string_value(ext)));
+  json_decref(u);
+  return ok;
+}
+
 int auth_link_find(st_txn *txn, const char *tenant, const json_t *settings, const char *iss, const char *subject,
                    char user_id[ST_DIR_ID_LEN + 1]) {
   const char *subject_claim = json_string_value(json_object_get(settings, "subject_claim"));
@@ -368,11 +387,19 @@ int auth_link_resolve(st_txn *txn, const char *tenant, const json_t *settings, c
   int hrc = subject_hash(iss, subject, out->subject_hash);
   if (hrc) return hrc;
 
-  /* a. a bound subject */
+  /* a. a bound subject, unless its user's externalId now names another */
   char id[ST_DIR_ID_LEN + 1];
+  bool stale = false;
   int rc = bound_user(txn, tenant, out->subject_hash, id);
-  if (rc == 0) return user_ok(txn, tenant, id, out);
-  if (rc != ST_ENOTFOUND) return rc;
+  if (rc == 0) {
+    rc = binding_agrees(txn, tenant, id, attr, claim_text(claims, link_claim));
+    if (rc == 1) return user_ok(txn, tenant, id, out);
+    if (rc == ST_ENOTFOUND) return AUTH_ENOTLINKED;
+    if (rc < 0) return rc;
+    stale = true; /* not used: the subject may still have an account of its own (b) */
+  } else if (rc != ST_ENOTFOUND) {
+    return rc;
+  }
 
   /* b. link claim = link attribute */
   const char *lv = claim_text(claims, link_claim);
@@ -383,6 +410,10 @@ int auth_link_resolve(st_txn *txn, const char *tenant, const json_t *settings, c
   } else if (json_object_get(claims, link_claim)) {
     return AUTH_ECLAIM;
   }
+
+  /* a subject bound by e-mail, its binding contradicted, is not bound
+   * again by e-mail: the IdP's id says it is not that account */
+  if (stale) return AUTH_ESTALE;
 
   /* c. the e-mail fallback, for users without an externalId */
   const char *email = claim_text(claims, "email");
@@ -442,4 +473,52 @@ int auth_link_unbind_user(st_txn *txn, const char *tenant, const char *user_id) 
   if ((rc = st_del(txn, ST_DB_AUTH, uk, un))) return rc;
   rc = st_del(txn, ST_DB_AUTH, sk, sn);
   return rc == ST_ENOTFOUND ? 0 : rc;
+}
+
+int auth_link_recheck_user(st_txn *txn, const char *tenant, const char *user_id, bool *dropped) {
+  *dropped = false;
+  char uk[128];
+  size_t un = bind_key(uk, sizeof uk, 'S', tenant, user_id, strlen(user_id));
+  if (!un) return ST_EINVAL;
+  st_val v;
+  int rc = st_get(txn, ST_DB_AUTH, uk, un, &v); /* the common case: not bound, one lookup */
+  if (rc == ST_ENOTFOUND) return 0;
+  if (rc) return rc;
+  if (v.len != 32) return ST_ECORRUPT;
+  uint8_t bound[32];
+  memcpy(bound, v.data, 32);
+  json_t *u;
+  if ((rc = st_dir_user_get(txn, tenant, user_id, &u))) return rc == ST_ENOTFOUND ? 0 : rc;
+  json_t *ext = json_object_get(u, "externalId");
+  bool keep = !json_is_string(ext) || !json_string_length(ext);
+  if (!keep) {
+    /* the same subject only when the bound value and the externalId are
+     * the same claim's (subject_claim = link_claim, linked to externalId)
+     * under the issuer sign-ins are checked against */
+    json_t *o = NULL;
+    rc = auth_oidc_get(txn, tenant, &o);
+    if (rc && rc != ST_ENOTFOUND) {
+      json_decref(u);
+      return rc;
+    }
+    const char *iss = json_string_value(json_object_get(o, "issuer"));
+    const char *sc = json_string_value(json_object_get(o, "subject_claim"));
+    const char *lc = json_string_value(json_object_get(o, "link_claim"));
+    const char *attr = json_string_value(json_object_get(o, "link_attribute"));
+    if (iss && !strcmp(sc ? sc : "sub", lc ? lc : "sub") && !strcmp(attr ? attr : "externalId", "externalId")) {
+      uint8_t h[32];
+      if ((rc = subject_hash(iss, json_string_value(ext), h))) {
+        json_decref(o);
+        json_decref(u);
+        return rc;
+      }
+      keep = CRYPTO_memcmp(h, bound, 32) == 0;
+    }
+    json_decref(o);
+  }
+  json_decref(u);
+  if (keep) return 0;
+  if ((rc = auth_link_unbind_user(txn, tenant, user_id))) return rc;
+  *dropped = true;
+  return 0;
 }

@@ -25,7 +25,15 @@
  *      a subject found by the e-mail fallback.
  *
  * Account linking (auth_link_resolve), in order:
- *   a. A subject bound earlier (by the e-mail fallback) is that user, always.
+ *   a. A subject bound earlier (by the e-mail fallback) is that user —
+ *      while the user has no externalId, or has one that this sign-in's
+ *      link claim equals (rule b would find the same user). Once SCIM
+ *      gives the user an externalId that names someone else, the e-mail
+ *      that bound the subject is contradicted by the IdP's own id: the
+ *      binding is not used (rule b may still find the subject's own
+ *      account; else AUTH_ESTALE), and the SCIM write that set it drops
+ *      it and signs the user out everywhere (auth_link_recheck_user,
+ *      auth/browser.h's hook): everything the user held came through it.
  *   b. The link claim (settings "link_claim", default "sub") equals the
  *      user's link attribute ("link_attribute": externalId by default —
  *      Okta sends its user id, the ID token's sub, as externalId; or
@@ -75,6 +83,7 @@
 #define AUTH_ECLAIM (-30608)     /* the subject or link claim is missing or malformed */
 #define AUTH_EREPLAY (-30609)    /* this state was used already */
 #define AUTH_ECUT (-30666)       /* the sign-in began before the user's last cut (auth/browser.h): start again */
+#define AUTH_ESTALE (-30668)     /* the subject is bound by e-mail to a user whose externalId now names another */
 
 typedef struct auth_login {
   char state[AUTH_LOGIN_RAND_LEN + 1];
@@ -148,7 +157,7 @@ typedef struct auth_link {
 /* Resolves verified, checked claims (iss is the provider's issuer) to the
  * tenant's user, by the rules above, reading settings (the tenant's OIDC
  * record). 0 and *out; AUTH_ECLAIM, AUTH_ENOTLINKED, AUTH_EINACTIVE,
- * AUTH_EUNVERIFIED, AUTH_EAMBIGUOUS, AUTH_EBOUND, or a store error. Any
+ * AUTH_EUNVERIFIED, AUTH_EAMBIGUOUS, AUTH_EBOUND, AUTH_ESTALE, or a store error. Any
  * txn. */
 int auth_link_resolve(st_txn *txn, const char *tenant, const json_t *settings, const json_t *claims,
                       const char *iss, auth_link *out);
@@ -165,5 +174,14 @@ int auth_link_find(st_txn *txn, const char *tenant, const json_t *settings, cons
 int auth_link_bind(st_txn *txn, const char *tenant, const auth_link *l);
 /* Write txn: deletes the user's binding (user deleted). 0 when none. */
 int auth_link_unbind_user(st_txn *txn, const char *tenant, const char *user_id);
+/* Write txn, in the transaction of a SCIM write that changed the user (a
+ * hook): when the user is bound to a subject and now has an externalId,
+ * keeps the binding only when it is the same subject — the tenant's OIDC
+ * settings link sub-like claims to externalId (link_attribute externalId,
+ * subject_claim equal to link_claim) and sha256(issuer \0 externalId) is
+ * the bound hash; otherwise (another subject, or settings under which the
+ * two cannot be compared, or no settings: fail closed) deletes the
+ * binding and sets *dropped. 0 or a store error. */
+int auth_link_recheck_user(st_txn *txn, const char *tenant, const char *user_id, bool *dropped);
 
 #endif

@@ -89,7 +89,8 @@ typedef struct st_dir_event {
   const char *name;        /* userName or displayName (new one on rename) */
   const char *old_name;    /* GROUP_RENAMED */
   const char *via;         /* "post", "put", "patch", "delete"; "revoke", "restore" (blocks);
-                              "universal_logout" (USER_SIGNED_OUT) */
+                              "universal_logout", "put"/"patch": a SCIM write that
+                              contradicted an e-mail binding (USER_SIGNED_OUT) */
   const char *const *added;   /* MEMBERSHIP_CHANGED: user ids */
   size_t nadded;
   const char *const *removed;
@@ -296,7 +297,7 @@ int st_dir_user_block_forget(st_txn *txn, const char *tenant, const char *uid);
 /* ---- signing out everywhere ------------------------------------------------- */
 
 /* Write txn: emits USER_SIGNED_OUT (via, a string literal naming the cause:
- * "universal_logout") for an existing user, whatever their state: the
+ * "universal_logout"; "put"/"patch": a SCIM write, auth/login.h rule a) for an existing user, whatever their state: the
  * hooks delete whatever credentials the user still holds. Nothing of the
  * directory is written. ST_ENOTFOUND for no such user; a negative hook
  * return is returned (the job must roll back). */

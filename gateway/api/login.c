@@ -473,6 +473,7 @@ static void done_session(int status, void *arg) {
   case AUTH_EUNVERIFIED:
   case AUTH_EAMBIGUOUS:
   case AUTH_EBOUND:
+  case AUTH_ESTALE:
   case AUTH_ECLAIM:
     GW_LOG(GW_LOG_WARN, "login", &lc, "sign-in refused: %s", auth_strerror(status));
     snprintf(req->audit_note, sizeof req->audit_note, "%s", auth_strerror(status));

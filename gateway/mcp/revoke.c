@@ -476,8 +476,11 @@ static int on_user_gone(st_txn *txn, int kind, const void *event, void *ctx) {
    * sign-out everywhere there is, Okta's Universal Logout */
   /* a sign-out by the admin's restore or the user's sign-in completes a
    * logout that could not be written, counted when it came */
+  /* a SCIM write that contradicted the e-mail binding the user was reached
+   * by signs them out (auth/login.h rule a): counted as that write */
   if (kind == ST_DIR_EV_USER_SIGNED_OUT)
     r.trigger = ev->via && (!strcmp(ev->via, "restore") || !strcmp(ev->via, "signin")) ? GW_REV_NONE
+                : ev->via && (!strcmp(ev->via, "put") || !strcmp(ev->via, "patch")) ? user_trigger(ev->via)
                                                                                       : GW_REV_UNIVERSAL_LOGOUT;
   else if (kind == SCIM_EV_USER_DEACTIVATED && ev->via) r.trigger = user_trigger(ev->via);
   return gw__fanout_on_commit(txn, ctx, &r);

@@ -8,7 +8,9 @@
  * Linking: externalId and userName links, ambiguity, inactive users, the
  * e-mail fallback (verified only, users without an externalId only) and
  * its binding, which outlives a changed e-mail, refuses a second subject
- * and goes with its user; Entra's oid. Sessions: create consumes the
+ * and goes with its user, and is not used (at sign-in) and dropped with
+ * the user's sessions (by the SCIM write) once an externalId names
+ * another subject; Entra's oid. Sessions: create consumes the
  * state, get checks tenant, expiry, idle time and the user, touch, delete,
  * the deactivation and deletion hooks, delete_user, the tenant purge
  * (then `st_check` is clean) and the sweep of expired sessions. */
@@ -75,10 +77,12 @@ static st_store *open_store_with(bool with_browser) {
   tmp_cleanup();
   strcpy(g_tmp, "/tmp/mcpgate-test-browser-XXXXXX");
   if (!mkdtemp(g_tmp)) abort();
-  char dir[128];
+  char dir[128], key[128];
   snprintf(dir, sizeof dir, "%s/store", g_tmp);
+  snprintf(key, sizeof key, "%s/master.key", g_tmp); /* the OIDC settings seal their client secret */
   st_options o = {0};
   o.dir = dir;
+  o.master_key_file = key;
   o.map_size = 64u << 20;
   o.log = gw_store_log;
   st_store *st = NULL;
@@ -526,6 +530,139 @@ static int raw_record(st_store *st, const uint8_t hash[32]) {
   return rc;
 }
 
+/* ---- an e-mail binding against a later externalId ----------------------------------------- */
+
+static int set_attr(st_store *st, const char *tenant, const char *id, const char *attr, const char *value) {
+  char path[80];
+  snprintf(path, sizeof path, "/Users/%s", id);
+  json_t *b = json_pack("{s:[s], s:[{s:s, s:s, s:s}]}", "schemas", SCIM_URN_PATCH, "Operations", "op", "replace",
+                        "path", attr, "value", value);
+  char *txt = json_dumps(b, 0);
+  json_decref(b);
+  int status = scim(st, tenant, "PATCH", path, txt, NULL);
+  free(txt);
+  return status;
+}
+
+typedef struct oidc_job {
+  const char *tenant;
+  json_t *cfg;
+} oidc_job;
+static int oidc_fn(st_txn *txn, void *arg) {
+  oidc_job *j = arg;
+  int created;
+  return auth_oidc_put(txn, j->tenant, j->cfg, "s3cret", "2026-01-01T00:00:00Z", &created);
+}
+/* The tenant's OIDC settings: issuer ISS, claims as given. */
+static int oidc_settings(st_store *st, const char *tenant, const char *subject_claim, const char *link_claim) {
+  oidc_job j = {tenant, json_pack("{s:s, s:s, s:[s], s:s, s:s, s:s}", "issuer", ISS, "client_id", "c1", "scopes",
+                                  "openid", "subject_claim", subject_claim, "link_claim", link_claim,
+                                  "link_attribute", "externalId")};
+  int rc = st_write_sync(st, oidc_fn, &j);
+  json_decref(j.cfg);
+  return rc;
+}
+
+/* Without the hook (a binding left from before it, or an externalId the
+ * hook could not see): the sign-in itself does not use a binding whose
+ * user's externalId names another subject. */
+TEST(link_binding_contradicted_at_sign_in) {
+  st_store *st = open_store_with(false);
+  CHECK(st);
+  char dave[40], eve[40], own[40];
+  CHECK_INT(user(st, "acme", "dave@acme.com", NULL, true, dave), 201);
+  CHECK_INT(user(st, "acme", "eve@acme.com", NULL, true, eve), 201);
+  json_t *s = settings("sub", "sub", "externalId");
+  auth_link l;
+  CHECK_INT(resolve(st, "acme", s, "{\"sub\":\"x1\",\"email\":\"dave@acme.com\",\"email_verified\":true}", &l), 0);
+  CHECK_INT(link_bind(st, "acme", &l), 0);
+  CHECK_INT(resolve(st, "acme", s, "{\"sub\":\"y1\",\"email\":\"eve@acme.com\",\"email_verified\":true}", &l), 0);
+  CHECK_INT(link_bind(st, "acme", &l), 0);
+  /* SCIM names dave's real subject */
+  CHECK_INT(set_attr(st, "acme", dave, "externalId", "00u-dave"), 200);
+  CHECK_INT(resolve(st, "acme", s, "{\"sub\":\"x1\",\"email\":\"dave@acme.com\",\"email_verified\":true}", &l),
+            AUTH_ESTALE);
+  CHECK_STR(l.user_id, "");
+  CHECK_INT(resolve(st, "acme", s, "{\"sub\":\"00u-dave\"}", &l), 0);
+  CHECK_STR(l.user_id, dave);
+  /* the bound subject's own account, by its externalId, is still found */
+  CHECK_INT(user(st, "acme", "x1@acme.com", "x1", true, own), 201);
+  CHECK_INT(resolve(st, "acme", s, "{\"sub\":\"x1\",\"email\":\"dave@acme.com\",\"email_verified\":true}", &l), 0);
+  CHECK_STR(l.user_id, own);
+  CHECK(!l.bind);
+  /* an externalId naming the bound subject confirms the binding */
+  CHECK_INT(set_attr(st, "acme", eve, "externalId", "y1"), 200);
+  CHECK_INT(resolve(st, "acme", s, "{\"sub\":\"y1\"}", &l), 0);
+  CHECK_STR(l.user_id, eve);
+  json_decref(s);
+  /* linked by userName, an externalId cannot be compared: not used */
+  s = settings("sub", "email", "userName");
+  CHECK_INT(resolve(st, "acme", s, "{\"sub\":\"y1\"}", &l), AUTH_ESTALE);
+  json_decref(s);
+  CHECK_STR(auth_strerror(AUTH_ESTALE), "this sign-in was bound by e-mail to a user whose externalId now names another subject");
+  st_close(st);
+  tmp_cleanup();
+}
+
+/* The hook: the SCIM write that gives a bound user an externalId naming
+ * another subject drops the binding and signs the user out; one naming
+ * the bound subject changes nothing; without settings to compare by, it
+ * fails closed. */
+TEST(link_binding_dropped_by_the_scim_write) {
+  st_store *st = open_store();
+  CHECK(st);
+  CHECK_INT(oidc_settings(st, "acme", "sub", "sub"), 0);
+  char dave[40], eve[40], fay[40], gil[40];
+  CHECK_INT(user(st, "acme", "dave@acme.com", NULL, true, dave), 201);
+  CHECK_INT(user(st, "acme", "eve@acme.com", NULL, true, eve), 201);
+  CHECK_INT(user(st, "beta", "fay@acme.com", NULL, true, fay), 201);
+  CHECK_INT(user(st, "acme", "gil@acme.com", NULL, true, gil), 201);
+  sess a, b, c;
+  sess_init(&a, "acme", "{\"sub\":\"x1\",\"email\":\"dave@acme.com\",\"email_verified\":true}", T0, 3600);
+  sess_init(&b, "acme", "{\"sub\":\"y1\",\"email\":\"eve@acme.com\",\"email_verified\":true}", T0, 3600);
+  sess_init(&c, "beta", "{\"sub\":\"z1\",\"email\":\"fay@acme.com\",\"email_verified\":true}", T0, 3600);
+  CHECK_INT(create(st, &a), 0);
+  CHECK(a.n.link.bind);
+  CHECK_INT(create(st, &b), 0);
+  CHECK_INT(create(st, &c), 0);
+  CHECK_INT(count(st, "acme", dave), 1);
+  /* another attribute: nothing happens */
+  CHECK_INT(set_attr(st, "acme", dave, "displayName", "Dave"), 200);
+  CHECK_INT(count(st, "acme", dave), 1);
+  CHECK(auth_key_exists(st, 'S', "acme", dave, strlen(dave)));
+  /* an externalId naming another subject: the binding and the session go */
+  CHECK_INT(set_attr(st, "acme", dave, "externalId", "00u-dave"), 200);
+  CHECK(!auth_key_exists(st, 'S', "acme", dave, strlen(dave)));
+  CHECK(!auth_key_exists(st, 's', "acme", a.n.link.subject_hash, 32));
+  CHECK_INT(count(st, "acme", dave), 0);
+  auth_link l;
+  CHECK_INT(resolve(st, "acme", a.settings, "{\"sub\":\"x1\",\"email\":\"dave@acme.com\",\"email_verified\":true}", &l),
+            AUTH_ENOTLINKED);
+  /* an externalId naming the bound subject: kept */
+  CHECK_INT(set_attr(st, "acme", eve, "externalId", "y1"), 200);
+  CHECK(auth_key_exists(st, 'S', "acme", eve, strlen(eve)));
+  CHECK_INT(count(st, "acme", eve), 1);
+  /* a tenant without OIDC settings: cannot compare, dropped */
+  CHECK_INT(set_attr(st, "beta", fay, "externalId", "z1"), 200);
+  CHECK(!auth_key_exists(st, 'S', "beta", fay, strlen(fay)));
+  CHECK_INT(count(st, "beta", fay), 0);
+  /* settings whose bound claim is not the linked one: cannot compare, dropped */
+  sess d;
+  sess_init(&d, "acme", "{\"sub\":\"w1\",\"email\":\"gil@acme.com\",\"email_verified\":true}", T0, 3600);
+  CHECK_INT(create(st, &d), 0);
+  CHECK_INT(oidc_settings(st, "acme", "sub", "oid"), 0);
+  CHECK_INT(set_attr(st, "acme", gil, "externalId", "w1"), 200);
+  CHECK(!auth_key_exists(st, 'S', "acme", gil, strlen(gil)));
+  CHECK_INT(count(st, "acme", gil), 0);
+  CHECK_INT(count(st, "acme", eve), 1);
+  sess_done(&a);
+  sess_done(&b);
+  sess_done(&c);
+  sess_done(&d);
+  st_close(st);
+  tmp_cleanup();
+}
+
 TEST(session_create_get_touch_delete) {
   st_store *st = open_store();
   CHECK(st);
@@ -678,10 +815,12 @@ TEST(sign_in_after_an_unwritten_logout_does_not_write_into_the_reserve) {
   tmp_cleanup();
   strcpy(g_tmp, "/tmp/mcpgate-test-browser-XXXXXX");
   CHECK(mkdtemp(g_tmp) != NULL);
-  char dir[128];
+  char dir[128], key[128];
   snprintf(dir, sizeof dir, "%s/store", g_tmp);
+  snprintf(key, sizeof key, "%s/master.key", g_tmp); /* the OIDC settings seal their client secret */
   st_options o = {0};
   o.dir = dir;
+  o.master_key_file = key;
   o.map_size = 1024 * 1024;
   o.reserve = 256 * 1024;
   o.log = gw_store_log;
@@ -1335,6 +1474,8 @@ int main(void) {
   RUN(link_external_id_and_user_name);
   RUN(link_entra_oid);
   RUN(link_email_fallback_and_binding);
+  RUN(link_binding_contradicted_at_sign_in);
+  RUN(link_binding_dropped_by_the_scim_write);
   RUN(session_create_get_touch_delete);
   RUN(session_deactivation_and_deletion);
   RUN(sign_in_after_an_unwritten_logout);
