@@ -169,10 +169,11 @@ int audit_tenant_sink_parse(const json_t *doc, const char **url, const char **fo
   const char *rest = u && !strncmp(u, "https://", 8) ? u + 8 : u && !strncmp(u, "http://", 7) ? u + 7 : NULL;
   size_t hostlen = rest ? strcspn(rest, "/?#") : 0;
   if (!rest || !hostlen || ul > AUDIT_SINK_URL_MAX || ul != json_string_length(v) || !url_chars_ok(u) ||
-      strchr(u, '#') || memchr(rest, '@', hostlen)) {
+      strchr(u, '#') || st_url_authority_check(u, NULL, 0)) {
     snprintf(err, errlen,
-             "\"url\" must be an absolute http:// or https:// URL of at most %d characters, without user info, "
-             "fragment or spaces (put the credential in \"token\")",
+             "\"url\" must be an absolute http:// or https:// URL of at most %d characters, without user info "
+             "(no '@' before the first '/'), fragment or spaces, its port in digits (put the credential in "
+             "\"token\")",
              AUDIT_SINK_URL_MAX);
     return AUDIT_EINVALID;
   }

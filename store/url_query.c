@@ -1,11 +1,13 @@
 /* store/url_query.c — a URL's query as secret material (url_query.h):
- * the shown form, and the real URL a write that sends it back means.
+ * the shown form, and the real URL a write that sends it back means; the
+ * authority's check and the origin logs may show.
  * Moved here from vault/connector_url.c (unchanged but for the length cap,
  * now the caller's) when the tenants' SIEM sink URLs came to need the
  * same: the store owns sealing, and both vault/ and audit/ include it. */
 #include "store/url_query.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -152,4 +154,82 @@ int st_url_keep_masked(const char *url, const char *stored, size_t max, char **o
   }
   *out = r;
   return 0;
+}
+
+/* ---- the authority ------------------------------------------------------------ */
+
+static size_t scheme_len(const char *u) {
+  return !strncasecmp(u, "https://", 8) ? 8 : !strncasecmp(u, "http://", 7) ? 7 : 0;
+}
+
+/* host[:port] in [a, a + n): a non-empty host (a bracketed IPv6 literal, or
+ * no ':' '@' '[' ']'), then nothing or ':' and 1 to 5 digits up to 65535. */
+static bool host_port_ok(const char *a, size_t n) {
+  size_t h;
+  if (n && a[0] == '[') {
+    const char *rb = memchr(a, ']', n);
+    if (!rb || rb == a + 1) return false;
+    h = (size_t)(rb - a) + 1;
+  } else {
+    h = 0;
+    while (h < n && a[h] != ':') {
+      if (a[h] == '@' || a[h] == '[' || a[h] == ']') return false;
+      h++;
+    }
+    if (!h) return false;
+  }
+  if (h == n) return true;
+  if (a[h] != ':' || n - h < 2 || n - h > 6) return false;
+  unsigned long port = 0;
+  for (size_t i = h + 1; i < n; i++) {
+    if (a[i] < '0' || a[i] > '9') return false;
+    port = port * 10 + (unsigned long)(a[i] - '0');
+  }
+  return port > 0 && port <= 65535;
+}
+
+int st_url_authority_check(const char *url, char *why, size_t whylen) {
+  size_t sl = url ? scheme_len(url) : 0;
+  if (!sl) {
+    if (whylen) snprintf(why, whylen, "an http:// or https:// URL is needed");
+    return -1;
+  }
+  const char *a = url + sl;
+  if (memchr(a, '@', strcspn(a, "/"))) {
+    if (whylen)
+      snprintf(why, whylen,
+               "the URL must not carry user information (user:password@host, or an '@' before the first '/'): "
+               "a credential there would be sent and shown in clear");
+    return -1;
+  }
+  if (!host_port_ok(a, strcspn(a, "/?#"))) {
+    if (whylen) snprintf(why, whylen, "the URL's host[:port] is malformed (a port is 1 to 65535, in digits)");
+    return -1;
+  }
+  return 0;
+}
+
+void st_url_origin(const char *url, char *out, size_t cap) {
+  if (!cap) return;
+  size_t sl = url ? scheme_len(url) : 0;
+  if (!sl) {
+    snprintf(out, cap, "(withheld)");
+    return;
+  }
+  const char *a = url + sl, *host = a;
+  size_t before_slash = strcspn(a, "/"), authority = strcspn(a, "/?#"), n = authority;
+  const char *at = NULL; /* the last '@' before the first '/' */
+  for (size_t i = 0; i < before_slash; i++)
+    if (a[i] == '@') at = a + i;
+  if (at && at < a + authority) { /* user:password@host: the host only */
+    host = at + 1;
+    n = authority - (size_t)(host - a);
+  }
+  /* an '@' past a '?' or '#' (user:pa?ss@host): what precedes may be a
+   * password; a host[:port] that is not one may be part of one */
+  if ((at && at >= a + authority) || !host_port_ok(host, n)) {
+    snprintf(out, cap, "%.*s(withheld)", (int)sl, url);
+    return;
+  }
+  snprintf(out, cap, "%.*s%.*s", (int)sl, url, (int)n, host);
 }

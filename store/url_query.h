@@ -1,7 +1,8 @@
 /* store/url_query.h — a URL's query held as secret material, for every
  * module that seals a URL (vault/'s connector URLs, audit/'s tenant SIEM
  * sinks): which form of the URL may be shown, and which URL an admin
- * means when they send the shown form back.
+ * means when they send the shown form back; and the one rule on user
+ * information in any admin-set URL (below).
  *
  * Hosted services take their API key in the query (an MCP server's
  * ?api_key=…, Datadog's intake ?dd-api-key=…), and telling a key from a
@@ -41,5 +42,31 @@ int st_url_has_secret(const char *url);
  * query, another scheme/host/port/path, no stored value of that name, or
  * the URL with the kept values over max bytes); ST_ENOMEM. */
 int st_url_keep_masked(const char *url, const char *stored, size_t max, char **out);
+
+/* ---- the authority: user information is never stored, nor shown -------------
+ * Every URL an admin sets (a connector's and its OAuth endpoints, a tenant's
+ * SIEM sink, the approval webhook; auth/oidc.c keeps the same rule for the
+ * OIDC issuer) is refused with user information: a credential there would
+ * be sent as Basic auth and shown in clear wherever the URL is. Logs and
+ * the audit show a URL's origin only (st_url_origin).
+ *
+ * User information is an '@' anywhere between "//" and the first '/': a
+ * '?' or '#' does not end the search — "https://user:pa?ss@host/" is read
+ * by curl and browsers as host "user" with a query, but its writer meant
+ * the password "pa?ss", and an origin cut at the '?' would show
+ * "https://user:pa". The authority (up to the first '/', '?' or '#') must
+ * be host[:port] with a port of digits: "https://user:pa/ss@host/" would
+ * show "pa" as a port. */
+
+/* 0 when url (after "http://" or "https://", any case) has neither user
+ * information nor a malformed host[:port]; -1 and a sentence in why (it
+ * names no part of the URL). */
+int st_url_authority_check(const char *url, char *why, size_t whylen);
+/* scheme://host[:port] of url into out (cap bytes, always terminated):
+ * what logs, audit records and messages may show of it. A URL stored
+ * before st_url_authority_check existed shows the host after a
+ * user:password@ only when the '@' lies within the authority; otherwise
+ * "scheme://(withheld)". */
+void st_url_origin(const char *url, char *out, size_t cap);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include "store/seal.h"
 #include "store/token.h"
+#include "store/url_query.h"
 #include "vault/grant.h"
 #include "vault/rediscover.h"
 #include "vault/vault.h"
@@ -50,11 +51,10 @@ static int header_name_ok(const char *s) {
 
 /* user:password@ in the authority: curl would send it as Basic auth, and
  * the URL is stored and shown in clear (the GET view, the audit log's
- * before → after, log lines) — a credential belongs in auth, sealed */
-static bool has_userinfo(const char *u) {
-  size_t sl = !strncmp(u, "https://", 8) ? 8 : !strncmp(u, "http://", 7) ? 7 : 0;
-  return memchr(u + sl, '@', strcspn(u + sl, "/?#")) != NULL;
-}
+ * before → after, log lines) — a credential belongs in auth, sealed. The
+ * one rule of store/url_query.h: an '@' before the first '/' (a '?' or
+ * '#' before it hides nothing), and a host[:port] with a numeric port. */
+static bool has_userinfo(const char *u) { return st_url_authority_check(u, NULL, 0) != 0; }
 
 static bool url_ok(const char *u) {
   return u && (!strncmp(u, "http://", 7) || !strncmp(u, "https://", 8)) && strlen(u) <= URL_MAX && strlen(u) >= 10 &&

@@ -82,6 +82,7 @@
 #include "gateway/out/egress.h"
 #include "gateway/out/outbound.h"
 #include "store/seal.h"
+#include "store/url_query.h"
 #include "vault/connect.h"
 #include "vault/grant.h"
 #include "vault/rediscover.h"
@@ -565,10 +566,18 @@ static void begin(disc *d) {
 void admin__connector_discover(gw_req *req, const char *tenant, const char *name, json_t *body, bool ca_stored) {
   gw_server *srv = req->lp->srv;
   const char *u = json_string_value(json_object_get(body, "url"));
+  char why[300];
   if (!vault_discover_url_ok(u)) {
     json_decref(body);
     gw_respond_error(req, 400, "invalid_request",
                      "\"url\" must be an http:// or https:// URL without spaces (the upstream MCP endpoint)");
+    return;
+  }
+  /* before anything is fetched: user information would go out as Basic
+   * auth to every URL of the discovery (store/url_query.h's rule) */
+  if (st_url_authority_check(u, why, sizeof why)) {
+    json_decref(body);
+    gw_respond_error(req, 400, "invalid_request", "\"url\": %s", why);
     return;
   }
   if (vault_url_has_secret(u)) {

@@ -57,6 +57,7 @@
 #include "policy/policy.h"
 #include "store/dir.h"
 #include "store/tenant.h"
+#include "store/url_query.h"
 #include "web/web.h"
 
 /* requests a page lists at most, pending and ended each */
@@ -645,9 +646,11 @@ static int mod_routes(gw_server *srv, gw_router *rt) {
   return rc;
 }
 
-/* approval_webhook_url: an absolute http(s) URL with a host, no spaces
- * or fragment (the admin API also checks a literal address against the
- * egress policy: gw_setting.egress_url). */
+/* approval_webhook_url: an absolute http(s) URL with a host, no spaces,
+ * fragment or user information (store/url_query.h's rule: the log and the
+ * audit name the webhook by its origin, which must hold no part of a
+ * password), a numeric port (the admin API also checks a literal address
+ * against the egress policy: gw_setting.egress_url). */
 static int check_webhook_url(const char *v, char *err, size_t errlen) {
   if (!*v) return 0; /* unset: no notifications */
   const char *host = !strncasecmp(v, "https://", 8) ? v + 8 : !strncasecmp(v, "http://", 7) ? v + 7 : NULL;
@@ -667,7 +670,7 @@ static int check_webhook_url(const char *v, char *err, size_t errlen) {
       snprintf(err, errlen, "the URL may not contain spaces, a fragment, backslashes, control or non-ASCII characters");
       return -1;
     }
-  return 0;
+  return st_url_authority_check(v, err, errlen);
 }
 
 /* The tenant's default approvers: groups by name (case-insensitive; a
@@ -680,7 +683,8 @@ static const gw_setting settings[] = {
     {"approval_webhook_url", GW_SETTING_STRING, 0, 2048, 0,
      "Slack-compatible incoming-webhook URL (http or https) POSTed {\"text\": …} when a call is held for approval "
      "(requester, tool, connector, a short argument summary, the reviewers' page); fetched at the admin egress "
-     "level; a secret: sealed in the store, shown as \"[set]\", logs show only its scheme and host",
+     "level; no user information (no '@' before the first '/'); a secret: sealed in the store, shown as \"[set]\", "
+     "logs show only its scheme and host",
      0, check_webhook_url, true, true},
     {NULL, 0, 0, 0, 0, NULL, 0, NULL, false, false}};
 

@@ -28,7 +28,8 @@
  *  - Egress at the admin level (GW_OUT_EGRESS_ADMIN), checked on the
  *    connected address like every URL a tenant admin sets.
  *  - The URL is a secret (a Slack webhook URL is its own credential): logs
- *    show scheme://host only, never its path, query or user info.
+ *    show scheme://host only, never its path, query or user info
+ *    (st_url_origin; user info is refused when the URL is set).
  *  - Lifetime: the notifier is freed when its timer closed and the last
  *    POST's on_done ran (gw_out_close aborts them after the loop stops). */
 #include <stdio.h>
@@ -43,6 +44,7 @@
 #include "gateway/mcp/decide.h"
 #include "gateway/mcp/mcp_loop.h"
 #include "gateway/out/outbound.h"
+#include "store/url_query.h"
 
 #define AN_QUEUE_MAX 64
 #define AN_INFLIGHT_MAX 4
@@ -79,19 +81,10 @@ struct gw_ap_notify {
   bool stopping;
 };
 
-/* scheme://host[:port] of url: what logs may show of it */
-static void url_origin(const char *url, char *out, size_t cap) {
-  const char *host = strstr(url, "://");
-  size_t scheme = host ? (size_t)(host + 3 - url) : 0;
-  host = host ? host + 3 : url;
-  size_t hl = strcspn(host, "/?#");
-  const char *at = memchr(host, '@', hl);
-  if (at) {
-    hl -= (size_t)(at + 1 - host);
-    host = at + 1;
-  }
-  snprintf(out, cap, "%.*s%.*s", (int)scheme, url, (int)hl, host);
-}
+/* scheme://host[:port] of url: what logs and the audit may show of it
+ * (store/url_query.h: never a part of user information, even one a '?'
+ * hides in a URL stored before such URLs were refused) */
+static void url_origin(const char *url, char *out, size_t cap) { st_url_origin(url, out, cap); }
 
 static void note_free(an_note *e) {
   free(e->url);

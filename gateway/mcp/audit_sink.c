@@ -60,6 +60,7 @@
 #include "gateway/base/log.h"
 #include "gateway/core/server.h"
 #include "gateway/out/outbound.h"
+#include "store/url_query.h"
 
 #define AUDIT_SINK_POLL_MS 1000
 #define SINK_BODY_MAX ((size_t)4 << 20) /* a POST's body stops growing past this */
@@ -665,12 +666,13 @@ static void url_for_log(const char *url, char *out, size_t cap) {
   const char *host = strstr(url, "://");
   host = host ? host + 3 : url;
   const char *end = host + strcspn(host, "/?#");
-  const char *at = memchr(host, '@', (size_t)(end - host));
-  size_t scheme = (size_t)(host - url);
-  const char *from = at ? at + 1 : host;
   /* the origin only: some collectors carry their credential in the path
-   * (a Sumo Logic HTTP source's collector code), others in the query */
-  snprintf(out, cap, "%.*s%.*s%s", (int)scheme, url, (int)(end - from), from, *end ? "/…" : "");
+   * (a Sumo Logic HTTP source's collector code), others in the query; and
+   * never a part of user information (st_url_origin: the operator's
+   * sink_url is not refused for it, a '?' may hide it) */
+  char origin[300];
+  st_url_origin(url, origin, sizeof origin);
+  snprintf(out, cap, "%s%s", origin, *end ? "/…" : "");
 }
 
 /* ---- the tenants' sinks, as the main store says ------------------------------------- */

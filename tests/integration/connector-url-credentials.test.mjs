@@ -76,3 +76,34 @@ test('a connector URL with user info is refused, the password named nowhere; the
   await gw.settle();
   assert.ok(!gw.stderrText().includes(PW), 'the password is in no log line');
 });
+
+test('user info a ? or a / hides is refused in every URL an admin sets; the answer, log and audit name none of it', async () => {
+  // curl and browsers read host "alice" and a query or path here, but the
+  // admin meant the password "pw?…": an origin cut at the '?' or '/' showed
+  // "http://alice:pw" in the webhook's log lines and audit records
+  const sneaky = [`http://alice:pw?${PW}@${host}/x`, `http://alice:pw/${PW}@${host}/x`];
+  for (const u of sneaky) {
+    const refused = (r, what) => {
+      assert.equal(r.status, 400, `${what} ${u}: ${r.status} ${r.body}`);
+      assert.ok(!r.body.includes(PW) && !r.body.includes('alice'), `${what}: the answer does not repeat it`);
+    };
+    let r = await t.admin('PATCH', '', { settings: { approval_webhook_url: u } });
+    refused(r, 'approval_webhook_url');
+    assert.match(r.json.message, /approval_webhook_url/);
+    assert.match(r.json.message, /user information|host\[:port\]/);
+    refused(await tenantAdmin('PUT', '/connectors/crm4', { url: u, auth: { type: 'header', name: 'X-Key', value: 'k' } }), 'connector url');
+    refused(await tenantAdmin('PUT', '/connectors/crm4', {
+      url: up.url,
+      auth: { type: 'oauth', authorize_url: 'https://as.example.com/authorize', token_url: u, client_id: 'c', token_auth: 'none' },
+    }), 'auth.token_url');
+    refused(await tenantAdmin('PUT', '/connectors/crm4', { url: u, auth: { type: 'oauth', discover: true } }), 'discovering connector');
+    refused(await tenantAdmin('PUT', '/audit/sink', { url: u }), 'audit sink');
+    refused(await t.admin('PUT', '/oidc', { issuer: u.replace(/\/x$/, ''), client_id: 'c', client_secret: 's' }), 'oidc issuer');
+  }
+  assert.equal((await tenantAdmin('GET', '/connectors/crm4')).status, 404, 'nothing stored');
+  // an '@' after the first '/' is a path or a query: kept
+  const r = await t.admin('PATCH', '', { settings: { approval_webhook_url: `http://${host}/hook?by=a@b` } });
+  assert.equal(r.status, 200, r.body);
+  await gw.settle();
+  assert.ok(!gw.stderrText().includes(PW), 'the password is in no log line');
+});

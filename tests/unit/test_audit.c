@@ -1718,6 +1718,11 @@ TEST(tenant_sink_parse_store_purge_and_check) {
   CHECK_INT(parse_doc("{\"url\":\"ftp://siem.example.com/in\"}", err, sizeof err), AUDIT_EINVALID);
   CHECK(strstr(err, "\"url\"") != NULL);
   CHECK_INT(parse_doc("{\"url\":\"https://u:p@siem.example.com/in\"}", err, sizeof err), AUDIT_EINVALID);
+  /* user info a '?' or a '/' hides from a cut at the first of "/?#" */
+  CHECK_INT(parse_doc("{\"url\":\"https://u:p?w@siem.example.com/in\"}", err, sizeof err), AUDIT_EINVALID);
+  CHECK(strstr(err, "p?w") == NULL);
+  CHECK_INT(parse_doc("{\"url\":\"https://u:p/w@siem.example.com/in\"}", err, sizeof err), AUDIT_EINVALID);
+  CHECK_INT(parse_doc("{\"url\":\"https://siem.example.com/in?by=a@b\"}", err, sizeof err), 0);
   CHECK_INT(parse_doc("{\"url\":\"https://siem.example.com/in#x\"}", err, sizeof err), AUDIT_EINVALID);
   CHECK_INT(parse_doc("{\"url\":\"https://\"}", err, sizeof err), AUDIT_EINVALID);
   CHECK_INT(parse_doc("{\"url\":\"https://siem.example.com/\",\"format\":\"syslog\"}", err, sizeof err),

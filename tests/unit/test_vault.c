@@ -32,6 +32,7 @@
 #include "store/store.h"
 #include "store/tenant.h"
 #include "store/token.h"
+#include "store/url_query.h"
 #include "tests/unit/unit.h"
 #include "vault/connect.h"
 #include "vault/grant.h"
@@ -493,6 +494,59 @@ TEST(connector_urls_refuse_user_info) {
   /* '@' after the authority is a path or a query */
   CHECK_INT(parse("{\"url\":\"https://mcp.example.com/users/@me?by=a@b\"}", &cfg, &secret, err, sizeof err), 0);
   json_decref(cfg);
+  cfg = NULL;
+  /* a password with a '?', '#' or '/' in it: curl reads host "alice" (and a
+   * query), but an origin cut there would show "alice:pw" */
+  CHECK_INT(parse("{\"url\":\"https://alice:pw?in-url@mcp.example.com/mcp\"}", &cfg, &secret, err, sizeof err),
+            VAULT_EINVALID);
+  CHECK(strstr(err, "\"url\" must not carry user information") != NULL);
+  CHECK(strstr(err, "in-url") == NULL && strstr(err, "alice") == NULL);
+  CHECK_INT(parse("{\"url\":\"https://alice:pw/in-url@mcp.example.com/mcp\"}", &cfg, &secret, err, sizeof err),
+            VAULT_EINVALID);
+  CHECK(refused("token_url", "\"https://u:p?q@as.example.com/t\"", "auth.token_url"));
+}
+
+/* store/url_query.h's rule on user information, and the origin logs show */
+TEST(url_authority_and_origin) {
+  char why[300], o[300];
+  static const char *const ok[] = {"https://h.example", "http://h.example:8080/x?by=a@b", "https://[::1]:443/p",
+                                   "HTTPS://H.example/users/@me", "http://127.0.0.1:9/mcp#f", "https://h?x=1"};
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) CHECK_INT(st_url_authority_check(ok[i], why, sizeof why), 0);
+  static const char *const bad[] = {
+      "https://user:pa?ss@host.example/x", "https://user:pa#ss@host.example/x", "https://user:pa/ss@host.example/x",
+      "https://user:pass@host.example/x",  "https://@host.example/",            "https://host.example?q=a@b",
+      "https://host.example:0/",           "https://host.example:65536/",       "https://host.example:8a/",
+      "https://:443/",                     "https:///x",                        "https://[::1/",
+      "ftp://host.example/"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    why[0] = 0;
+    CHECK_INT(st_url_authority_check(bad[i], why, sizeof why), -1);
+    CHECK(why[0] && !strstr(why, "ss@") && !strstr(why, "host.example"));
+  }
+  CHECK(strstr((st_url_authority_check(bad[0], why, sizeof why), why), "user information") != NULL);
+  CHECK_INT(st_url_authority_check(NULL, NULL, 0), -1);
+  /* the origin: never a part of user information, even of a URL stored
+   * before the check */
+  st_url_origin("https://hooks.example.com/services/T0/B0/secret", o, sizeof o);
+  CHECK_STR(o, "https://hooks.example.com");
+  st_url_origin("http://127.0.0.1:9/x?y", o, sizeof o);
+  CHECK_STR(o, "http://127.0.0.1:9");
+  st_url_origin("https://u:p@hooks.example.com:8443/x", o, sizeof o);
+  CHECK_STR(o, "https://hooks.example.com:8443");
+  st_url_origin("https://user:pa?ss@host.example/x", o, sizeof o);
+  CHECK_STR(o, "https://(withheld)");
+  st_url_origin("https://user:pa#ss@host.example/x", o, sizeof o);
+  CHECK_STR(o, "https://(withheld)");
+  st_url_origin("https://user:pa/ss@host.example/x", o, sizeof o);
+  CHECK_STR(o, "https://(withheld)");
+  st_url_origin("https://host.example?token=abc@def", o, sizeof o);
+  CHECK_STR(o, "https://(withheld)");
+  st_url_origin("https://[::1]:8443/x", o, sizeof o);
+  CHECK_STR(o, "https://[::1]:8443");
+  st_url_origin("no-scheme", o, sizeof o);
+  CHECK_STR(o, "(withheld)");
+  st_url_origin("https://a-very-long-host.example.com/x", o, 12);
+  CHECK_STR(o, "https://a-v");
 }
 
 TEST(oauth_parse_secret_needs_confidential_auth) {
@@ -3075,6 +3129,7 @@ int main(void) {
   RUN(connector_put_says_when_the_credential_changed);
   RUN(connector_bind_changes_with_a_move_or_a_rekey_only);
   RUN(connector_bind_never_comes_back_after_a_delete);
+  RUN(url_authority_and_origin);
   RUN(url_shown_masks_every_query_value);
   RUN(url_keep_masked_values);
   RUN(connector_put_seals_the_url_query);
