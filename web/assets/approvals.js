@@ -81,9 +81,14 @@
   }
 
   // Characters that are invisible or reorder text (bidi controls, zero
-  // width, soft hyphen, fillers, format characters, C1 controls, line and
-  // paragraph separators): an agent's text could hide or disguise what the
-  // reviewer approves ("Trojan Source"), so they show as \uXXXX. By
+  // width, soft hyphen, fillers, format characters, C0 and C1 controls and
+  // DEL, line and paragraph separators): an agent's text could hide or
+  // disguise what the reviewer approves ("Trojan Source"), so they show as
+  // \uXXXX. A C0 control in a tool name, a name or a reason drew as
+  // nothing (ESC, CR) or folded into a space (a line break in a <code>),
+  // so "read_file\r\u001b[2Kdelete_all" read as something else than what
+  // runs; in the arguments JSON escapes them already, but not DEL, and the
+  // JSON's own line breaks (json true) stay line breaks. By
   // property, astral planes included (the u flag): tag characters
   // U+E0000..E007F and the variation selectors supplement U+E0100..E01EF
   // draw as nothing and carry whole hidden texts ("ASCII smuggling"); they
@@ -96,12 +101,13 @@
   // spaces inside a line (not the JSON's own indentation): what follows a
   // run stays in view. In the arguments a backslash the agent wrote shows
   // as \\ (JSON), so neither form can be faked by the agent's text.
-  const HIDDEN = /([\p{Default_Ignorable_Code_Point}\p{Cf}\p{Zs}\u0080-\u009F\u2028\u2029\u2800])\1*/gu;
+  const HIDDEN = /([\p{Default_Ignorable_Code_Point}\p{Cf}\p{Zs}\p{Cc}\u2028\u2029\u2800])\1*/gu;
   const RUN_MIN = 4, SPACES_MIN = 16;
-  function visible(text) {
+  function visible(text, json) {
     return String(text).replace(HIDDEN, (run, c, at, all) => {
+      if (c === '\n' && json) return run; // JSON.stringify's own: the agent's are escaped as \n
       if (c === ' ') {
-        const indent = at === 0 || all[at - 1] === '\n';
+        const indent = json && (at === 0 || all[at - 1] === '\n');
         return indent || run.length < SPACES_MIN ? run : '\\u0020\u00D7' + run.length;
       }
       const cp = c.codePointAt(0), n = run.length / c.length;
@@ -112,7 +118,7 @@
 
   function pretty(args) {
     if (args === undefined || args === null) return '(no arguments)';
-    try { return visible(JSON.stringify(args, null, 2)); } catch (e) { return visible(args); }
+    try { return visible(JSON.stringify(args, null, 2), true); } catch (e) { return visible(args); }
   }
 
   // The paths (a.b[0].c) of the values masked before the reviewer sees
