@@ -21,8 +21,8 @@
 #include <string.h>
 #include <strings.h>
 
-const char *const audit_redact_default[] = {"password", "secret", "token", "authorization",
-                                            "api_key", NULL};
+const char *const audit_redact_default[] = {"password", "passwd", "secret", "token", "authorization",
+                                            "api_key", "private_key", "credential", "cookie", NULL};
 
 int audit_redact_check(const char *s, char *err, size_t errlen) {
   static const char ok[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-";

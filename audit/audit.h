@@ -472,7 +472,8 @@ typedef enum audit_args_mode {
   AUDIT_ARGS_FULL,     /* the redacted arguments (or the digest form if over the cap) */
 } audit_args_mode;
 
-/* password, secret, token, authorization, api_key; NULL-terminated. */
+/* password, passwd, secret, token, authorization, api_key, private_key,
+ * credential, cookie; NULL-terminated. */
 extern const char *const audit_redact_default[];
 
 #define AUDIT_ARGS_DEPTH_MAX 64 /* deeper values become the string "[too deep]" */

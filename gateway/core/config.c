@@ -258,8 +258,8 @@ static const cfg_key keys[] = {
      check_audit_args},
     {"audit_redact", CFG_STR, "", 0, 0, OFF(audit_redact),
      "comma-separated argument key patterns masked in records (case-insensitive substrings, '_' and '-' ignored on "
-     "both sides: api_key also masks apiKey and X-Api-Key), added to password, secret, token, authorization, "
-     "api_key; each tenant may add its own (tenant setting audit_redact)",
+     "both sides: api_key also masks apiKey and X-Api-Key), added to password, passwd, secret, token, "
+     "authorization, api_key, private_key, credential, cookie; each tenant may add its own (tenant setting audit_redact)",
      check_audit_redact},
     {"audit_args_max", CFG_SIZE, "8192", 256, 262144, OFF(audit_args_max),
      "bytes of a call's (redacted) arguments kept in its record; larger ones (or more than the record's 256 KiB "

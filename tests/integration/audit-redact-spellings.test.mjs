@@ -49,6 +49,11 @@ const SENT = {
   list: [{ xApiKey: 'SECRET-in-array' }],
   pass_word: 'SECRET-split',
   cardNumber: 'SECRET-tenant-pattern',
+  // defaults beyond the first five: spellings secrets go by in tools' arguments
+  passwd: 'SECRET-passwd',
+  privateKey: 'SECRET-private-key',
+  aws_credentials: { id: 'SECRET-credential' },
+  Cookie: 'SECRET-cookie',
   keep: 'visible',
 };
 
@@ -67,6 +72,10 @@ test('every spelling of a pattern (camelCase, dashes, no separator, any case) is
       list: [{ xApiKey: '[redacted]' }],
       pass_word: '[redacted]',
       cardNumber: '[redacted]',
+      passwd: '[redacted]',
+      privateKey: '[redacted]',
+      aws_credentials: '[redacted]',
+      Cookie: '[redacted]',
       keep: 'visible',
     }, tool);
   }
