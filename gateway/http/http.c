@@ -20,9 +20,11 @@
  * llhttp runs in strict mode (no lenient flags). We add what it leaves to
  * the server: Host required on HTTP/1.1, obs-fold and whitespace before a
  * header's colon refused, an HTTP/1.0 request with Transfer-Encoding
- * answered and then closed, trailer fields dropped (never headers), size
- * caps, and timeouts. Pipelining: on_message_complete pauses the parser; unparsed
- * bytes wait in conn->in (capped; reading stops when full) until the
+ * answered and then closed, a transfer coding other than chunked answered
+ * 501 (llhttp decodes chunked only, and would pass the rest through as the
+ * body), trailer fields dropped (never headers), size caps, and timeouts.
+ * Pipelining: on_message_complete pauses the parser; unparsed bytes wait
+ * in conn->in (capped; reading stops when full) until the
  * response has been queued, so responses leave in request order; and while
  * more than GW_WRITE_HIGH_WATER bytes wait for the client, the next request
  * (and reading) waits until it reads (write_wait).
@@ -948,6 +950,7 @@ static void send_error_and_close(gw_conn *c, int status, const char *msg) {
                               : status == 431 ? "headers_too_large"
                               : status == 503 ? "unavailable"
                               : status == 417 ? "expectation_failed"
+                              : status == 501 ? "not_implemented"
                                               : "bad_request",
                    "%s", msg);
 }
@@ -1094,6 +1097,26 @@ static void resolve_client(gw_conn *c, gw_req *r) {
   }
 }
 
+/* RFC 9112 §6.1 for a body llhttp frames as chunked (chunked the final
+ * coding): llhttp decodes that one coding and says nothing of the others,
+ * so a handler would take "gzip, chunked" bytes, still compressed, for the
+ * body. True when every Transfer-Encoding header, read as one list, names
+ * chunked only (llhttp itself refuses chunked twice, and chunked not last). */
+static bool te_chunked_only(const gw_req *r) {
+  for (int i = 0; i < r->nheaders; i++) {
+    if (!gw_header_is(r->headers[i].name, "transfer-encoding")) continue;
+    for (const char *s = r->headers[i].value; *s;) {
+      while (*s == ' ' || *s == '\t' || *s == ',') s++; /* OWS and empty list elements */
+      if (!*s) break;
+      size_t n = strcspn(s, ","), m = n;
+      while (m && (s[m - 1] == ' ' || s[m - 1] == '\t')) m--;
+      if (m != 7 || strncasecmp(s, "chunked", 7) != 0) return false;
+      s += n;
+    }
+  }
+  return true;
+}
+
 static int on_headers_complete(llhttp_t *p) {
   gw_conn *c = p->data;
   gw_req *r = c->req;
@@ -1108,6 +1131,10 @@ static int on_headers_complete(llhttp_t *p) {
    * is taken for a request of its own */
   if (p->http_minor == 0 && (p->flags & F_TRANSFER_ENCODING)) r->keep_alive = false;
   if (p->http_minor == 1 && !pr->has_host) return fail(c, 400, "missing Host header");
+  /* a coding we do not implement (§6.1 SHOULD: 501); chunked not final
+   * (F_TRANSFER_ENCODING alone) is llhttp's 400 after this returns (§6.3) */
+  if ((p->flags & F_CHUNKED) && !te_chunked_only(r))
+    return fail(c, 501, "transfer codings other than chunked are not supported");
   /* target → path + query (kept apart so the query is never logged) */
   const char *t = c->url.data ? c->url.data : "";
   r->target = gw_req_strdup(r, t);

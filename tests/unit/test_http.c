@@ -511,6 +511,60 @@ TEST(http10_with_transfer_encoding_closes_after_its_answer) {
   CHECK_INT(env_finish(), 0);
 }
 
+/* RFC 9112 §6.1: a server that receives a request with a transfer coding
+ * it does not understand SHOULD answer 501. llhttp frames a body whose
+ * final coding is chunked and says nothing of the codings before it: the
+ * handler got the bytes still compressed, as if they were the body. Any
+ * coding but chunked, in one Transfer-Encoding header or across several, is
+ * a 501 and the connection closes (what follows cannot be framed); chunked
+ * not last stays llhttp's 400 (§6.3: MUST). */
+TEST(transfer_codings_other_than_chunked_are_501) {
+  CHECK_INT(env_init(8192, 65536), 0);
+  const char *bad[] = {
+      "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+      "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "3\r\nabc\r\n0\r\n\r\n",
+      "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity,chunked\r\n\r\n0\r\n\r\n",
+      "POST /nowhere HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: deflate ,  Chunked\r\n\r\n0\r\n\r\n"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    client c;
+    CHECK(client_open(&c));
+    client_send(&c, bad[i]);
+    CHECK(wait_responses(&c, 1));
+    CHECK(strstr(c.buf, "HTTP/1.1 501 Not Implemented\r\n"));
+    CHECK(strstr(c.buf, "Connection: close\r\n"));
+    CHECK(!strstr(c.buf, "path="));
+    CHECK(run_until(is_eof, &c, 3000));
+    CHECK(client_close(&c));
+  }
+  /* chunked alone, in any case, with empty list elements: served */
+  client c;
+  CHECK(client_open(&c));
+  client_send(&c, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: , CHUNKED\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+  CHECK(wait_responses(&c, 1));
+  CHECK(strstr(c.buf, "HTTP/1.1 200 "));
+  CHECK(strstr(c.buf, "body=3"));
+  CHECK(client_close(&c));
+  /* chunked twice (decoded once, the handler would take chunk framing for
+   * the body): llhttp's 400 */
+  client c3;
+  CHECK(client_open(&c3));
+  client_send(&c3, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   "8\r\n3\r\nabc\r\n\r\n0\r\n\r\n");
+  CHECK(wait_responses(&c3, 1));
+  CHECK(strstr(c3.buf, "HTTP/1.1 400 "));
+  CHECK(!strstr(c3.buf, "path="));
+  CHECK(client_close(&c3));
+  /* chunked not the final coding: 400 (the length cannot be known) */
+  client c2;
+  CHECK(client_open(&c2));
+  client_send(&c2, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n");
+  CHECK(wait_responses(&c2, 1));
+  CHECK(strstr(c2.buf, "HTTP/1.1 400 "));
+  CHECK(client_close(&c2));
+  CHECK_INT(env_finish(), 0);
+}
+
 /* RFC 9110 §6.5.1: trailer fields are not header fields. They were added
  * to the request's headers after the route, the body cap, preauth and the
  * trusted-proxy walk had decided on the header section, so a handler
@@ -958,6 +1012,7 @@ int main(void) {
   RUN(malformed_request_is_400_and_closes);
   RUN(space_before_a_header_colon_is_400);
   RUN(http10_with_transfer_encoding_closes_after_its_answer);
+  RUN(transfer_codings_other_than_chunked_are_501);
   RUN(trailer_fields_are_not_headers);
   RUN(error_answers_to_head_carry_no_body);
   RUN(pipelined_requests_wait_for_a_client_that_does_not_read);
