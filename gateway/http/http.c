@@ -22,7 +22,9 @@
  * header's colon refused, an HTTP/1.0 request with Transfer-Encoding
  * answered and then closed, a transfer coding other than chunked answered
  * 501 (llhttp decodes chunked only, and would pass the rest through as the
- * body), trailer fields dropped (never headers), size caps, and timeouts.
+ * body), trailer fields dropped (never headers), size caps (a body no
+ * handler reads, for a 404 or 405, counted and thrown away, not held), and
+ * timeouts.
  * Pipelining: on_message_complete pauses the parser; unparsed bytes wait
  * in conn->in (capped; reading stops when full) until the
  * response has been queued, so responses leave in request order; and while
@@ -98,6 +100,8 @@ typedef struct gw__req_priv {
   gw_buf body;
   size_t header_bytes;
   int64_t body_limit;
+  bool discard;       /* the body is read (within body_limit) and thrown away: no handler reads it */
+  size_t discarded;   /* of which so far */
   int refs;           /* handler's + pending abort notification */
   bool complete;      /* message fully received */
   bool done;          /* response ended (or dropped) */
@@ -1153,6 +1157,12 @@ static int on_headers_complete(llhttp_t *p) {
   pr->body.max = (size_t)pr->body_limit;
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > (uint64_t)pr->body_limit)
     return fail(c, 413, "request body too large");
+  /* A body no handler reads — no route (404), a method the route does
+   * not allow (405) — is read and thrown away, never held: anyone could
+   * make us hold max_body_bytes per connection for a 404. (Read, not
+   * refused from the headers: the framing, 100 Continue and keep-alive
+   * stay what they are for any answer.) */
+  pr->discard = !r->route || (r->route->allow && !gw_route_allows(r->route, r->method));
   /* The credential before any body byte (and before a 100 Continue): an
    * unauthenticated client must not make us buffer up to the body cap.
    * Bodiless requests go straight to the handler, which checks the same. A
@@ -1179,7 +1189,12 @@ static int on_headers_complete(llhttp_t *p) {
 
 static int on_body(llhttp_t *p, const char *at, size_t n) {
   gw_conn *c = p->data;
-  if (gw_buf_append(&c->req->priv->body, at, n) != 0) return fail(c, 413, "request body too large");
+  gw__req_priv *pr = c->req->priv;
+  if (pr->discard) {
+    pr->discarded += n;
+    return pr->discarded > (size_t)pr->body_limit ? fail(c, 413, "request body too large") : 0;
+  }
+  if (gw_buf_append(&pr->body, at, n) != 0) return fail(c, 413, "request body too large");
   return 0;
 }
 

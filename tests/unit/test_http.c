@@ -58,6 +58,7 @@ typedef struct env {
   uint64_t turn;      /* loop iterations so far */
   bool trust_loopback;
   int closed, requests, last_status;
+  size_t last_body_len; /* the body the last request ended with (host_done) */
   uint64_t dispatch_turn[8], reply_turn[8];
   int ndispatch;
   bool in_reply;      /* inside gw_respond of a handler */
@@ -87,9 +88,10 @@ static void host_closed(void *ctx, bool counted) {
 
 static void host_done(void *ctx, const gw_req *req, int rclass, int status, double secs) {
   env *e = ctx;
-  (void)req, (void)rclass, (void)secs;
+  (void)rclass, (void)secs;
   e->requests++;
   e->last_status = status;
+  e->last_body_len = req->body_len;
 }
 
 static void note_dispatch(void) {
@@ -435,6 +437,46 @@ TEST(oversize_body_is_413_before_the_body_is_read) {
   memset(chunk, 'b', 200);
   chunk[200] = 0;
   snprintf(req, sizeof req, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nc8\r\n%s\r\n", chunk);
+  client_send(&c2, req);
+  CHECK(wait_responses(&c2, 1));
+  CHECK(strstr(c2.buf, "HTTP/1.1 413 "));
+  CHECK(client_close(&c2));
+  CHECK_INT(env_finish(), 0);
+}
+
+/* A request no handler takes — a path no route serves (404), a method its
+ * route does not allow (405) — had its body buffered up to max_body_bytes
+ * before the answer: anyone could make the gateway hold a megabyte per
+ * connection for a 404. Its body is read (the framing, 100 Continue and
+ * keep-alive stay as they were; max_body_bytes still a 413) and thrown
+ * away, never held. */
+TEST(bodies_no_handler_reads_are_not_held) {
+  CHECK_INT(env_init(8192, 100), 0);
+  client c;
+  CHECK(client_open(&c));
+  client_send(&c, "POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+  CHECK(wait_responses(&c, 1));
+  CHECK(strstr(c.buf, "HTTP/1.1 404 "));
+  CHECK_INT(E.last_body_len, 0);
+  client_send(&c, "POST /slow HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
+  CHECK(wait_responses(&c, 2));
+  CHECK(strstr(c.buf, "HTTP/1.1 405 "));
+  CHECK(strstr(c.buf, "Allow: GET\r\n"));
+  CHECK_INT(E.last_body_len, 0);
+  /* the same connection goes on, and a handler still gets its body */
+  client_send(&c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+  CHECK(wait_responses(&c, 3));
+  CHECK(strstr(c.buf, "path=/echo client=127.0.0.1 body=5"));
+  CHECK_INT(E.last_body_len, 5);
+  CHECK(!strstr(c.buf, "Connection: close"));
+  CHECK(client_close(&c));
+  /* thrown away, still within max_body_bytes: chunked past it is a 413 */
+  client c2;
+  CHECK(client_open(&c2));
+  char req[1024], chunk[201];
+  memset(chunk, 'b', 200);
+  chunk[200] = 0;
+  snprintf(req, sizeof req, "POST /nowhere HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nc8\r\n%s\r\n", chunk);
   client_send(&c2, req);
   CHECK(wait_responses(&c2, 1));
   CHECK(strstr(c2.buf, "HTTP/1.1 413 "));
@@ -1009,6 +1051,7 @@ int main(void) {
   RUN(pipelined_requests_answer_in_order_on_later_turns);
   RUN(oversize_header_is_431_and_closes);
   RUN(oversize_body_is_413_before_the_body_is_read);
+  RUN(bodies_no_handler_reads_are_not_held);
   RUN(malformed_request_is_400_and_closes);
   RUN(space_before_a_header_colon_is_400);
   RUN(http10_with_transfer_encoding_closes_after_its_answer);
