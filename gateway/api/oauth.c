@@ -254,8 +254,8 @@ static void mod_metrics(gw_server *srv, gw_buf *o) {
 
 static int mod_routes(gw_server *srv, gw_router *rt) {
   (void)srv;
-  static const gw_route prm_r = {GW_RC_OAUTH, prm, NULL, 0, NULL, NULL};
-  static const gw_route as_r = {GW_RC_OAUTH, as_metadata, NULL, 0, NULL, NULL};
+  static const gw_route prm_r = {GW_RC_OAUTH, prm, NULL, GW_ROUTE_NO_BODY, NULL, NULL};
+  static const gw_route as_r = {GW_RC_OAUTH, as_metadata, NULL, GW_ROUTE_NO_BODY, NULL, NULL};
   static const gw_route reg_r = {GW_RC_OAUTH, oauth__register, NULL, AUTH_OAUTH_METADATA_MAX,
                                  oauth__register_early_error, NULL};
   /* the whole well-known subtrees: their 404s are JSON with CORS too */

@@ -13,6 +13,7 @@
 #include "gateway/core/metrics.h"
 #include "gateway/core/module.h"
 #include "gateway/core/server.h"
+#include "gateway/http/router.h"
 #include "store/store.h"
 
 void gw_ops_healthz(gw_req *req) {
@@ -57,9 +58,9 @@ void gw_ops_metrics(gw_req *req) {
 
 static int mod_routes(gw_server *srv, gw_router *rt) {
   (void)srv;
-  static const gw_route healthz = {GW_RC_HEALTH, gw_ops_healthz, "GET, HEAD", 0, NULL, NULL};
-  static const gw_route readyz = {GW_RC_HEALTH, gw_ops_readyz, "GET, HEAD", 0, NULL, NULL};
-  static const gw_route metrics = {GW_RC_METRICS, gw_ops_metrics, "GET, HEAD", 0, NULL, NULL};
+  static const gw_route healthz = {GW_RC_HEALTH, gw_ops_healthz, "GET, HEAD", GW_ROUTE_NO_BODY, NULL, NULL};
+  static const gw_route readyz = {GW_RC_HEALTH, gw_ops_readyz, "GET, HEAD", GW_ROUTE_NO_BODY, NULL, NULL};
+  static const gw_route metrics = {GW_RC_METRICS, gw_ops_metrics, "GET, HEAD", GW_ROUTE_NO_BODY, NULL, NULL};
   int rc = gw_router_add(rt, "/healthz", &healthz, 0);
   if (!rc) rc = gw_router_add(rt, "/readyz", &readyz, 0);
   if (!rc) rc = gw_router_add(rt, "/metrics", &metrics, GW_ROUTE_PRIVATE);

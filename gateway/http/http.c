@@ -23,8 +23,8 @@
  * answered and then closed, a transfer coding other than chunked answered
  * 501 (llhttp decodes chunked only, and would pass the rest through as the
  * body), trailer fields dropped (never headers), size caps (a body no
- * handler reads, for a 404 or 405, counted and thrown away, not held), and
- * timeouts.
+ * handler reads — a 404, a 405, a route that takes none — counted and
+ * thrown away, not held), and timeouts.
  * Pipelining: on_message_complete pauses the parser; unparsed bytes wait
  * in conn->in (capped; reading stops when full) until the
  * response has been queued, so responses leave in request order; and while
@@ -1153,16 +1153,18 @@ static int on_headers_complete(llhttp_t *p) {
   }
   resolve_client(c, r);
   r->route = c->h->router ? gw_router_find(c->h->router, c->kind, r->path, strlen(r->path)) : NULL;
-  if (r->route && r->route->max_body) pr->body_limit = r->route->max_body;
+  if (r->route && r->route->max_body > 0) pr->body_limit = r->route->max_body;
   pr->body.max = (size_t)pr->body_limit;
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > (uint64_t)pr->body_limit)
     return fail(c, 413, "request body too large");
   /* A body no handler reads — no route (404), a method the route does
-   * not allow (405) — is read and thrown away, never held: anyone could
-   * make us hold max_body_bytes per connection for a 404. (Read, not
-   * refused from the headers: the framing, 100 Continue and keep-alive
-   * stay what they are for any answer.) */
-  pr->discard = !r->route || (r->route->allow && !gw_route_allows(r->route, r->method));
+   * not allow (405), a route whose requests carry none (GW_ROUTE_NO_BODY:
+   * health, the well-known documents) — is read and thrown away, never
+   * held: anyone could make us hold max_body_bytes per connection for a
+   * 404. (Read, not refused from the headers: the framing, 100 Continue
+   * and keep-alive stay what they are for any answer.) */
+  pr->discard = !r->route || r->route->max_body == GW_ROUTE_NO_BODY ||
+                (r->route->allow && !gw_route_allows(r->route, r->method));
   /* The credential before any body byte (and before a 100 Continue): an
    * unauthenticated client must not make us buffer up to the body cap.
    * Bodiless requests go straight to the handler, which checks the same. A

@@ -43,7 +43,8 @@ struct gw_route {
   int rclass;           /* enum gw_route_class */
   gw_handler_fn handler;
   const char *allow;    /* "GET, HEAD"; NULL: the handler checks methods */
-  int64_t max_body;     /* 0: max_body_bytes from the host's limits */
+  int64_t max_body;     /* 0: max_body_bytes from the host's limits (1 MiB by default: a route
+                           without preauth sets what its requests need); GW_ROUTE_NO_BODY */
   /* Optional: formats errors raised before the handler runs (413, 408 …)
    * in the route's own error format (SCIM's Error schema). */
   void (*early_error)(gw_req *req, int status, const char *msg);
@@ -56,6 +57,11 @@ struct gw_route {
    * runs its full checks on the requests it lets through. */
   int (*preauth)(gw_req *req);
 };
+
+/* max_body of a route whose requests carry no content (a GET-only
+ * document, health): a body sent anyway is read within max_body_bytes
+ * and thrown away, never held; the handler sees none. */
+#define GW_ROUTE_NO_BODY (-1)
 
 typedef struct gw_router gw_router;
 

@@ -11,6 +11,8 @@
  *              asynchronous handler)
  *   /t/{}/x    200 "tenant route"                   (pattern routes)
  *   /priv/...  200 "private" (GW_ROUTE_PRIVATE)
+ *   /nobody    as /echo, any method, on a route whose requests carry no
+ *              content (GW_ROUTE_NO_BODY)
  *   /stream    200, a chunked stream left open (the request kept in
  *              E.stream_req for the test to cut)
  * Handlers record on which loop turn they ran (a uv_check handle counts the
@@ -197,9 +199,10 @@ static int env_init(int64_t max_header, int64_t max_body) {
   gw_route stream = {GW_RC_OTHER, h_stream, "GET", 0, NULL, NULL};
   gw_route big = {GW_RC_OTHER, h_big, "GET", 0, NULL, NULL};
   gw_route bigstream = {GW_RC_OTHER, h_bigstream, "GET", 0, NULL, NULL};
+  gw_route nobody = {GW_RC_OTHER, h_echo, NULL, GW_ROUTE_NO_BODY, NULL, NULL};
   if (gw_router_add(E.router, "/echo", &echo, 0) || gw_router_add(E.router, "/slow", &slow, 0) ||
       gw_router_add(E.router, "/stream", &stream, 0) || gw_router_add(E.router, "/big", &big, 0) ||
-      gw_router_add(E.router, "/bigstream", &bigstream, 0) ||
+      gw_router_add(E.router, "/bigstream", &bigstream, 0) || gw_router_add(E.router, "/nobody", &nobody, 0) ||
       gw_router_add(E.router, "/t/{}/x", &tenant, 0) || gw_router_add(E.router, "/priv/...", &priv, GW_ROUTE_PRIVATE))
     return -1;
   gw_http_init(&E.http, &E.loop, NULL, &E.host, E.router);
@@ -445,7 +448,8 @@ TEST(oversize_body_is_413_before_the_body_is_read) {
 }
 
 /* A request no handler takes — a path no route serves (404), a method its
- * route does not allow (405) — had its body buffered up to max_body_bytes
+ * route does not allow (405), a route whose requests carry no content
+ * (GW_ROUTE_NO_BODY) — had its body buffered up to max_body_bytes
  * before the answer: anyone could make the gateway hold a megabyte per
  * connection for a 404. Its body is read (the framing, 100 Continue and
  * keep-alive stay as they were; max_body_bytes still a 413) and thrown
@@ -468,6 +472,12 @@ TEST(bodies_no_handler_reads_are_not_held) {
   CHECK(wait_responses(&c, 3));
   CHECK(strstr(c.buf, "path=/echo client=127.0.0.1 body=5"));
   CHECK_INT(E.last_body_len, 5);
+  /* a route whose requests carry no content (health, the well-known
+   * documents): its handler runs, without the body */
+  client_send(&c, "POST /nobody HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+  CHECK(wait_responses(&c, 4));
+  CHECK(strstr(c.buf, "path=/nobody client=127.0.0.1 body=0"));
+  CHECK_INT(E.last_body_len, 0);
   CHECK(!strstr(c.buf, "Connection: close"));
   CHECK(client_close(&c));
   /* thrown away, still within max_body_bytes: chunked past it is a 413 */
