@@ -217,6 +217,20 @@ test('Expect: 100-continue → 100 first, final response after the body', async 
   } finally { c.destroy(); }
 });
 
+test('Transfer-Encoding with a coding other than chunked → 501 and close, the body never handed over', async () => {
+  for (const te of ['gzip, chunked', 'x-custom,chunked']) {
+    const r = await rawHttp(gw.port,
+      `POST /t/nope/oauth/token HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ${te}\r\n` +
+      'Content-Type: application/x-www-form-urlencoded\r\n\r\n3\r\nabc\r\n0\r\n\r\n' +
+      'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+    assert.equal(r.responses.length, 1, `${te}: one answer, nothing after it; got ${JSON.stringify(r.data.slice(0, 300))}`);
+    assertJsonError(r.responses[0], 501, 'not_implemented');
+    assert.match(r.responses[0].headers.connection || '', /close/i);
+    assert.equal(r.closed, true, `${te}: the server closed the connection`);
+  }
+  await assertAlive();
+});
+
 // ---- malformed / ambiguous requests → 400 and close
 
 const MALFORMED = {
