@@ -566,8 +566,17 @@ json_t *pol_view(st_txn *txn, const char *tenant, const json_t *rec) {
           json_decref(grp);
         } else {
           json_object_set_new(b, "pending", json_true());
-          json_object_set_new(b, "note", json_string(approver ? "no group of this name yet: nobody approves through it"
-                                                              : "no group of this name yet"));
+          const char *dead = json_string_value(json_object_get(g, "deleted"));
+          if (dead) { /* it was bound, and that group was deleted (unbind_deleted) */
+            json_object_set_new(b, "deleted_group_id", json_string(dead));
+            json_object_set_new(b, "note", json_string(approver ? "the group it was bound to was deleted: nobody approves "
+                                                                  "through it until a group of this name is pushed"
+                                                                : "the group it was bound to was deleted: the rule binds "
+                                                                  "the next group of this name pushed"));
+          } else {
+            json_object_set_new(b, "note", json_string(approver ? "no group of this name yet: nobody approves through it"
+                                                                : "no group of this name yet"));
+          }
         }
         json_array_append_new(bindings, b);
       }
@@ -1312,6 +1321,17 @@ json_t *pol_explain(st_txn *txn, const char *tenant, const char *user_id, const 
 
 /* ---------- hooks ---------- */
 
+/* Stores rec (a parsed policy record the hooks changed) under a new rev:
+ * caches keyed by the rev rebuild from it. */
+static int record_rewrite(st_txn *txn, const char *tenant, json_t *rec) {
+  json_object_set_new(rec, "rev", json_integer(record_rev(rec) + 1));
+  char *s = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  char k[80];
+  int rc = s ? st_put(txn, ST_DB_POLICY, k, key(tenant, 'p', k), s, strlen(s), 0) : ST_ENOMEM;
+  free(s);
+  return rc;
+}
+
 /* Pending names bind when a group of that name appears (or a group is
  * renamed to it): the compiled record is rewritten in the same txn. */
 static int bind_pending(st_txn *txn, const st_dir_event *ev) {
@@ -1334,14 +1354,85 @@ static int bind_pending(st_txn *txn, const st_dir_event *ev) {
       }
     }
   }
-  int rc = 0;
-  if (changed) {
-    json_object_set_new(rec, "rev", json_integer(record_rev(rec) + 1));
-    char *s = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    char k[80];
-    rc = s ? st_put(txn, ST_DB_POLICY, k, key(ev->tenant, 'p', k), s, strlen(s), 0) : ST_ENOMEM;
-    free(s);
+  int rc = changed ? record_rewrite(txn, ev->tenant, rec) : 0;
+  json_decref(rec);
+  return rc;
+}
+
+/* What a reference written as `as_written` compiles to now that the group
+ * `dead` it was bound to is gone (deleted in this txn, its name index
+ * entry with it): what a PUT of the same document would make of it. A
+ * name binds the one group of that name, if there is one (a group renamed
+ * to it earlier); with none, or several (which a PUT would refuse; a
+ * delete is never refused), it is pending again, so the next group pushed
+ * with that name binds — a deleted and re-pushed "Contractors" keeps its
+ * block rules. "deleted" keeps the id for the admins' view. "id:<id>" (the
+ * admin named that group, not a name) stays bound to the dead id, as a PUT
+ * would keep it. NULL: leave the reference as it is. */
+static json_t *rebound(st_txn *txn, const char *tenant, const char *as_written, const char *dead) {
+  if (!as_written || !*as_written || !strcmp(as_written, "*") || !strncmp(as_written, "id:", 3)) return NULL;
+  json_t *ids = json_array();
+  /* a failed lookup leaves it pending: no worse than the dead id, which
+   * matches nobody either, and the next group of the name binds */
+  if (ids && st_dir_groups_by_name(txn, tenant, as_written, ids, 2) == 0 && json_array_size(ids) == 1 &&
+      strcmp(json_string_value(json_array_get(ids, 0)), dead)) {
+    json_t *out = json_pack("{s:O}", "id", json_array_get(ids, 0));
+    json_decref(ids);
+    return out;
   }
+  json_decref(ids);
+  return json_pack("{s:s,s:b,s:s}", "name", as_written, "pending", 1, "deleted", dead);
+}
+
+/* Whether the stored record may name group id `id`: a plain search of its
+ * bytes (a group id is a UUID, written unescaped), so a group no policy
+ * names costs no parse of a large record. Anything else: maybe. */
+static bool record_may_name(const st_val *v, const char *id) {
+  size_t n = strlen(id);
+  if (!n || n > ST_DIR_ID_LEN) return true;
+  for (size_t i = 0; i < n; i++)
+    if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'z') || (id[i] >= 'A' && id[i] <= 'Z') ||
+          id[i] == '-'))
+      return true;
+  char q[ST_DIR_ID_LEN + 3];
+  snprintf(q, sizeof q, "\"%s\"", id);
+  return memmem(v->data, v->len, q, n + 2) != NULL;
+}
+
+/* A deleted group's references, in "groups" and "approvers" alike, are
+ * compiled again from the document (rebound), in the delete's txn. */
+static int unbind_deleted(st_txn *txn, const st_dir_event *ev) {
+  char k[80];
+  st_val v;
+  if (!ev->id || strlen(ev->tenant) > 63) return 0;
+  int rc = st_get(txn, ST_DB_POLICY, k, key(ev->tenant, 'p', k), &v);
+  if (rc == ST_ENOTFOUND) return 0;
+  if (rc) return rc;
+  if (!record_may_name(&v, ev->id)) return 0;
+  json_t *rec = json_loadb(v.data, v.len, 0, NULL);
+  if (!rec) return 0; /* unreadable: every decision of the tenant fails closed already */
+  json_t *written = json_object_get(json_object_get(rec, "document"), "rules");
+  bool changed = false;
+  size_t i;
+  json_t *r;
+  json_array_foreach(json_object_get(rec, "compiled"), i, r) {
+    static const char *const refs[] = {"groups", "approvers"};
+    for (int f = 0; f < 2; f++) {
+      size_t j;
+      json_t *g;
+      json_array_foreach(json_object_get(r, refs[f]), j, g) {
+        const char *id = json_string_value(json_object_get(g, "id"));
+        if (!id || strcmp(id, ev->id)) continue;
+        /* compiled entries are the document's references, one for one */
+        json_t *as = json_array_get(json_object_get(json_array_get(written, i), refs[f]), j);
+        json_t *nu = rebound(txn, ev->tenant, json_string_value(as), ev->id);
+        if (!nu) continue;
+        json_array_set_new(json_object_get(r, refs[f]), j, nu);
+        changed = true;
+      }
+    }
+  }
+  rc = changed ? record_rewrite(txn, ev->tenant, rec) : 0;
   json_decref(rec);
   return rc;
 }
@@ -1351,6 +1442,7 @@ static int on_event(st_txn *txn, int kind, const void *event, void *ctx) {
   (void)ctx;
   int rc = 0;
   if (kind == ST_DIR_EV_GROUP_CREATED || kind == ST_DIR_EV_GROUP_RENAMED) rc = bind_pending(txn, ev);
+  else if (kind == ST_DIR_EV_GROUP_DELETED) rc = unbind_deleted(txn, ev);
   return rc ? rc : pol_generation_bump(txn, ev->tenant);
 }
 

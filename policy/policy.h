@@ -13,7 +13,12 @@
  * several matches → error, use "id:"); a name that matches no group yet is
  * kept pending (with a warning) and binds when a group of that name is
  * created. Rules are compiled against ids, so a later rename keeps them.
- * "approvers" are resolved the same way. The three approval fields are
+ * When a group a name is bound to is deleted, that name is compiled again
+ * as a PUT of the same document would compile it, in the delete's
+ * transaction: bound to the one group that has the name now (renamed to
+ * it meanwhile), else pending again (none, or several), so a deleted and
+ * re-pushed group keeps its rules — block and approve rules included. An
+ * "id:" reference stays on its id. "approvers" are resolved the same way. The three approval fields are
  * allowed only on a rule with "approve" patterns; a rule without
  * "approvers" defers to the tenant's approver_groups setting (which
  * policy/ does not read: pol_approval_for says so with tenant_default).
@@ -186,8 +191,9 @@ typedef struct pol_approval {
  * document order, first rule first; past POL_APPROVERS_MAX the rest are
  * dropped (fewer approvers, never more). Pending (unbound) names
  * contribute nothing: napprovers 0 with tenant_default false means nobody
- * can approve. Ids of groups deleted since the PUT stay listed (they have
- * no members). Pure function of u; loop threads. */
+ * can approve. A deleted group's id stays listed only where the document
+ * named it "id:" (it has no members); a name goes back to pending. Pure
+ * function of u; loop threads. */
 int pol_approval_for(const pol_user *u, const char *connector, const char *tool, pol_approval *out);
 
 /* Every approver group the stored policy's approve rules name (the bound
@@ -222,7 +228,8 @@ json_t *pol_user_summary(st_txn *txn, const char *tenant, const char *user_id, c
 json_t *pol_explain(st_txn *txn, const char *tenant, const char *user_id, const char *connector,
                     const char *tool);
 
-/* Registers the SCIM hooks that bump generations and bind pending names. */
+/* Registers the SCIM hooks that bump generations, bind pending names and
+ * put the names bound to a deleted group back to pending (or rebind them). */
 int pol_register_hooks(st_store *st);
 
 /* Per-loop cache of pol_user keyed by (tenant, tenant incarnation uid,

@@ -740,7 +740,11 @@ static int sweep_after(st_txn *txn, gw_server *srv, const char *tenant, const ui
  * (their loops recheck); a removed user may have lost connectors: their
  * sessions are cut in this transaction, CUT_INLINE records at most, the
  * rest by a sweep. A new group may bind a pending policy name: everyone
- * is told (it can only show more). */
+ * is told (it can only show more). So is everyone when a group is deleted:
+ * a policy name bound to it binds another group of that name, if one has
+ * it (policy's hook, in the same txn), and that group's members' lists
+ * change though their membership did not (its own members are told, and
+ * cut, through the membership change the delete emits first). */
 static int on_tools_changed(st_txn *txn, int kind, const void *event, void *ctx) {
   const scim_event *ev = event;
   json_t *users = NULL;
@@ -968,6 +972,7 @@ int gw_proxy_register_hooks(gw_server *srv) {
   if (!rc) rc = st_dir_hook_membership_cut(srv->store, on_membership_cut, srv);
   if (!rc) rc = st_hook_add(srv->store, SCIM_EV_MEMBERSHIP_CHANGED, on_tools_changed, srv);
   if (!rc) rc = st_hook_add(srv->store, SCIM_EV_GROUP_CREATED, on_tools_changed, srv);
+  if (!rc) rc = st_hook_add(srv->store, SCIM_EV_GROUP_DELETED, on_tools_changed, srv);
   if (!rc) rc = st_hook_add(srv->store, ST_EVENT_CONNECTOR_PUT, on_connector_put, srv);
   if (!rc) rc = st_hook_add(srv->store, ST_EVENT_CONNECTOR_DELETE, on_connector_deleted, srv);
   if (!rc) rc = st_hook_add(srv->store, ST_EVENT_GRANT_CHANGED, on_grant_changed, srv);

@@ -1,6 +1,7 @@
 // Policy, live: SCIM membership changes (Okta PATCH add/remove, replace,
 // Entra PUT), group rename, group deletion, group creation binding a
-// pending name, and policy PUTs take effect on the very next request of an
+// pending name, a deleted group pushed again binding its name again, and
+// policy PUTs take effect on the very next request of an
 // open SDK session (no re-login), and the affected users' GET streams get
 // notifications/tools/list_changed right after the commit.
 import { test, before } from 'node:test';
@@ -12,7 +13,7 @@ import {
   SCENARIO_POLICY, APPROVAL_PREFIX, SENIOR_LISTED, JUNIOR_LISTED, ARGS, toolText,
 } from './lib/policy.mjs';
 
-let f, g, senior, junior;
+let f, g, senior, junior, contractorsId;
 const c = {}; // SDK clients (with .lc = list_changed watcher), kept open across tests
 
 /** No list_changed beyond `since` arrives on client x within ms. */
@@ -169,6 +170,11 @@ test('policy PUT: decisions change live and every open stream of the tenant is t
   await c.alice.lc.after(a1, 5000, 'list_changed for alice after the second PUT');
 });
 
+// Rule 0 names the group by id here ("id:<id>", written after the rename
+// above), so it stays bound to that id once the group is gone: the admin
+// named that group, and a PUT of the same document would keep it. A rule
+// naming a group by displayName goes back to a pending name instead (the
+// last test: a deleted and re-pushed group gets its rules back).
 test('group deletion removes access on the next request; its members are told', async () => {
   const a0 = c.alice.lc.count();
   const n = f.rec.requests().length;
@@ -205,6 +211,7 @@ test('pending name: a rule for "Contractors" warns on PUT, then applies when SCI
 
   const b0 = c.bob.lc.count();
   const contractors = await g.create('contractors', [f.users.carol.id]); // names match case-insensitively
+  contractorsId = contractors.id;
   // group creation tells every stream of the tenant
   await c.bob.lc.after(b0, 5000, 'list_changed for bob after a group was created');
   p = await getPolicy(f.t);
@@ -229,4 +236,65 @@ test('pending name: a rule for "Contractors" warns on PUT, then applies when SCI
   await g.del(other.id);
   await cc.close();
   await c.bob.close();
+});
+
+// Okta removes and re-adds an app assignment (or an admin deletes and
+// pushes a group again): SCIM DELETE /Groups/{id}, then POST of a group with
+// the same displayName and a new id. A rule that names the group binds by
+// name: once the group it was bound to is deleted, the name is pending
+// again (as if the same document were PUT again), so the re-pushed group
+// gets its rules back. Before, the rule stayed on the dead id: the
+// contractors' block stopped applying while a "*" rule let them through
+// (fail open). A rename still keeps the id (the rename test above).
+test('a deleted group pushed again with its name gets its rules back: the block applies again', async () => {
+  const doc = structuredClone(SCENARIO_POLICY);
+  doc.rules.push({ groups: ['Contractors'], connector: 'everything', allow: ['get-sum'], block: ['echo'] });
+  doc.rules.push({ groups: ['*'], connector: 'everything', allow: ['echo'] });
+  await applyPolicy(f.t, doc);
+  const cc = await connectClient(f.url, f.tokens.carol);
+  await assertRefused(cc, 'echo', -32003, ARGS.echo); // warm: carol's decisions are cached
+  const echoes = forwardedCalls(f.rec, 'echo').length;
+
+  await g.del(contractorsId);
+  // carol is in no group now: "*" allows echo (that much is the delete)
+  assert.equal(toolText(await callOk(cc, 'echo', { message: 'no group' })), 'Echo: no group');
+  let p = await getPolicy(f.t);
+  let b = p.json.bindings.find((x) => x.rule === 2);
+  assert.equal(b?.as_written, 'Contractors', p.body);
+  assert.equal(b.pending, true, `pending again once its group is deleted: ${p.body}`);
+  assert.equal(b.group_id, undefined, p.body);
+  assert.equal(b.deleted_group_id, contractorsId, p.body);
+  assert.match(b.note ?? '', /deleted/, p.body);
+
+  const again = await g.create('Contractors', [f.users.carol.id]);
+  assert.notEqual(again.id, contractorsId);
+  p = await getPolicy(f.t);
+  b = p.json.bindings.find((x) => x.rule === 2);
+  assert.equal(b.group_id, again.id, `the re-pushed group is bound: ${p.body}`);
+  assert.equal(b.pending, undefined, p.body);
+  // the same session's next call: the block is back, and echo never reaches the upstream
+  await assertRefused(cc, 'echo', -32003, ARGS.echo);
+  assert.equal(forwardedCalls(f.rec, 'echo').length, echoes + 1, 'only the groupless call was forwarded');
+  assert.deepEqual(await toolNames(cc), ['get-sum']);
+  const ex = await explainOk(f.t, 'carol@acme.com', 'echo');
+  assert.equal(ex.decision, 'block', JSON.stringify(ex));
+  assert.ok(ex.matching_rules.some((m) => m.rule === 2 && m.via_group === again.id), JSON.stringify(ex));
+  await cc.close();
+
+  // renamed away, and dave's group renamed to "Contractors": the rule stays
+  // on the id it is bound to (renames keep bindings) ...
+  await g.rename(again.id, 'Contractors (old)');
+  const daves = await g.create('Vendors', [f.users.dave.id]);
+  await g.rename(daves.id, 'Contractors');
+  const dave = await connectWithStream(f.gw, 'acme', f.url, f.tokens.dave, f.rec);
+  assert.equal(toolText(await callOk(dave, 'echo', { message: 'not bound' })), 'Echo: not bound');
+  // ... until the bound group is deleted: then the name binds as a PUT of
+  // the document would bind it, to dave's group, and dave is told
+  const d0 = dave.lc.count();
+  await g.del(again.id);
+  await assertRefused(dave, 'echo', -32003, ARGS.echo);
+  assert.equal(forwardedCalls(f.rec, 'echo').length, echoes + 2, 'dave\'s refused call was not forwarded');
+  await dave.lc.after(d0, 5000, 'list_changed for dave: the rule binds his group now');
+  assert.equal((await getPolicy(f.t)).json.bindings.find((x) => x.rule === 2)?.group_id, daves.id);
+  await dave.close();
 });

@@ -1,7 +1,8 @@
 /* tests/unit/test_policy.c — the policy decision table against a real
  * store: precedence (block > approve > allow), globs, "*" groups and
  * connectors, defaults, hidden connectors, name resolution, ambiguity,
- * pending names binding on group creation, renames keeping bindings,
+ * pending names binding on group creation, renames keeping bindings, a
+ * deleted group's names pending again (re-pushed groups bind),
  * generations bumped by membership changes, validation listing every
  * problem; approvals (approvers resolved and bound like groups, union and
  * minimum over the matching approve rules, the tenant default, the cap). */
@@ -549,6 +550,124 @@ static bool has_warning(const json_t *warnings, const char *needle) {
   return false;
 }
 
+/* The binding GET …/policy shows for rule `rule`'s `field` ("groups" or
+ * "approvers"), as a new object (caller decref), NULL when none. */
+static json_t *binding_of(int rule, const char *field) {
+  st_txn *txn;
+  json_t *rec, *out = NULL;
+  if (st_read_begin(st, &txn) != 0) return NULL;
+  if (pol_get(txn, "acme", &rec) == 0) {
+    json_t *view = pol_view(txn, "acme", rec);
+    size_t i;
+    json_t *b;
+    json_array_foreach(json_object_get(view, "bindings"), i, b) {
+      const char *f = json_string_value(json_object_get(b, "field")) ?: "groups";
+      if (json_integer_value(json_object_get(b, "rule")) == rule && !strcmp(f, field) && !out) out = json_incref(b);
+    }
+    json_decref(view);
+    json_decref(rec);
+  }
+  st_txn_end(txn);
+  return out;
+}
+
+static pol_decision cached(pol_cache *c, const char *user, const char *connector, const char *tool) {
+  st_txn *txn;
+  int err;
+  if (st_read_begin(st, &txn) != 0) return (pol_decision)-1;
+  const pol_user *u = pol_cache_get(c, txn, "acme", user, &err);
+  st_txn_end(txn);
+  return u ? pol_decide(u, connector, tool) : (pol_decision)-1;
+}
+
+/* A group a name is bound to is deleted (Okta removes and re-adds an app
+ * assignment: DELETE then POST of "Temps"): the name is pending again, so
+ * the re-pushed group gets the rule back — its block and its approvers —
+ * and a warm cache sees it. A rename keeps binding by id (a group renamed
+ * to the name does not capture it) until the bound group is deleted; then
+ * the name binds as a PUT would: that group. "id:" stays on its id. */
+TEST(a_deleted_group_name_binds_the_next_group_of_that_name) {
+  char body[300], doc[1200], path[100], t1[40], t2[40], t3[40], t4[40], t5[40];
+  snprintf(body, sizeof body, "{\"displayName\":\"Temps\",\"members\":[{\"value\":\"%s\"}]}", carol);
+  snprintf(t1, sizeof t1, "%s", scim("POST", "/Groups", body));
+  snprintf(doc, sizeof doc,
+           "{\"version\":1,\"rules\":[{\"groups\":[\"*\"],\"connector\":\"wk\",\"allow\":[\"*\"]},"
+           "{\"groups\":[\"Temps\"],\"connector\":\"wk\",\"block\":[\"rm\"],\"approve\":[\"deploy\"],\"approvers\":[\"temps\"]},"
+           "{\"groups\":[\"id:%s\"],\"connector\":\"wk\",\"block\":[\"wipe\"]}]}",
+           t1);
+  put p;
+  CHECK_INT(put_policy(doc, &p), 0);
+  CHECK_INT(json_array_size(p.warnings), 0);
+  json_decref(p.warnings);
+  pol_cache *c = pol_cache_new(4);
+  CHECK_INT(cached(c, carol, "wk", "rm"), POL_BLOCK);
+  CHECK_INT(cached(c, carol, "wk", "wipe"), POL_BLOCK);
+  pol_approval ap;
+  CHECK_INT(approval(alice, "wk", "deploy", &ap), POL_EINVALID); /* alice is no Temp: "*" allows it */
+
+  snprintf(path, sizeof path, "/Groups/%s", t1);
+  scim("DELETE", path, NULL);
+  CHECK_INT(cached(c, carol, "wk", "rm"), POL_ALLOW); /* in no group now: "*" lets her through */
+  json_t *b = binding_of(1, "groups");
+  CHECK(b && json_is_true(json_object_get(b, "pending")) && !json_object_get(b, "group_id"));
+  CHECK_STR(json_string_value(json_object_get(b, "deleted_group_id")), t1);
+  CHECK(strstr(json_string_value(json_object_get(b, "note")) ?: "", "deleted") != NULL);
+  json_decref(b);
+  b = binding_of(1, "approvers");
+  CHECK(b && json_is_true(json_object_get(b, "pending")));
+  json_decref(b);
+  b = binding_of(2, "groups"); /* "id:" names that group, gone or not */
+  CHECK_STR(json_string_value(json_object_get(b, "group_id")), t1);
+  json_decref(b);
+
+  /* re-pushed with the same name: the block is back, for the warm cache too */
+  snprintf(t2, sizeof t2, "%s", scim("POST", "/Groups", body));
+  CHECK(strcmp(t1, t2) != 0);
+  CHECK_INT(cached(c, carol, "wk", "rm"), POL_BLOCK);
+  CHECK_INT(decide(carol, "wk", "rm"), POL_BLOCK);
+  CHECK_INT(cached(c, carol, "wk", "wipe"), POL_ALLOW);
+  CHECK_INT(approval(carol, "wk", "deploy", &ap), 0);
+  CHECK_INT(ap.napprovers, 1);
+  CHECK_STR(ap.approvers[0], t2);
+
+  /* renamed away, another renamed to the name: the rule stays on t2 */
+  snprintf(path, sizeof path, "/Groups/%s", t2);
+  scim("PATCH", path,
+       "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],"
+       "\"Operations\":[{\"op\":\"replace\",\"value\":{\"displayName\":\"Old Temps\"}}]}");
+  snprintf(body, sizeof body, "{\"displayName\":\"Scratch\",\"members\":[{\"value\":\"%s\"}]}", bob);
+  snprintf(t3, sizeof t3, "%s", scim("POST", "/Groups", body));
+  char rpath[100];
+  snprintf(rpath, sizeof rpath, "/Groups/%s", t3);
+  scim("PATCH", rpath,
+       "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],"
+       "\"Operations\":[{\"op\":\"replace\",\"value\":{\"displayName\":\"TEMPS\"}}]}");
+  CHECK_INT(cached(c, carol, "wk", "rm"), POL_BLOCK);
+  CHECK_INT(decide(bob, "wk", "rm"), POL_ALLOW);
+  /* ... until t2 is deleted: the name binds the group that has it now */
+  scim("DELETE", path, NULL);
+  CHECK_INT(cached(c, carol, "wk", "rm"), POL_ALLOW);
+  CHECK_INT(decide(bob, "wk", "rm"), POL_BLOCK);
+  b = binding_of(1, "groups");
+  CHECK_STR(json_string_value(json_object_get(b, "group_id")), t3);
+  json_decref(b);
+
+  /* two groups of the name when the bound one goes: pending (a PUT would
+   * be refused as ambiguous; a delete never is) */
+  snprintf(t4, sizeof t4, "%s", scim("POST", "/Groups", "{\"displayName\":\"temps\"}"));
+  snprintf(t5, sizeof t5, "%s", scim("POST", "/Groups", "{\"displayName\":\"Temps\"}"));
+  scim("DELETE", rpath, NULL);
+  b = binding_of(1, "groups");
+  CHECK(b && json_is_true(json_object_get(b, "pending")));
+  CHECK_STR(json_string_value(json_object_get(b, "deleted_group_id")), t3);
+  json_decref(b);
+  snprintf(path, sizeof path, "/Groups/%s", t4);
+  scim("DELETE", path, NULL);
+  snprintf(path, sizeof path, "/Groups/%s", t5);
+  scim("DELETE", path, NULL);
+  pol_cache_free(c);
+}
+
 TEST(approval_fields_are_validated) {
   char err[4096], big[2000];
   /* 33 approvers: one over the cap */
@@ -1064,6 +1183,7 @@ int main(void) {
   RUN(approval_fields_are_validated);
   RUN(approval_defaults_and_not_approve);
   RUN(approvers_resolve_and_bind_like_groups);
+  RUN(a_deleted_group_name_binds_the_next_group_of_that_name);
   RUN(approver_groups_of_the_policy);
   RUN(approval_union_and_minimum);
   RUN(approvers_capped_at_32);
