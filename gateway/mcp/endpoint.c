@@ -217,6 +217,40 @@ static bool case_clash(const json_t *o, const char *const *names) {
 static const char *const message_names[] = {"jsonrpc", "id", "method", "params", "result", "error", NULL};
 static const char *const params_names[] = {"name", "arguments", "_meta", "uri", "ref", NULL};
 
+/* Method VALUES likewise. The gateway decides on, rewrites or answers
+ * itself the MCP methods a client sends (tools/call decided, tools/list
+ * filtered, prompts/get, resources/read and completion/complete routed,
+ * tasks refused, ...), comparing them exactly, and forwards any other
+ * method as it is. An upstream that matches method names ignoring case (no
+ * official SDK does; a hand-written server may, Go's strings.EqualFold
+ * with the same two folds above) would run "Tools/Call" of a blocked tool,
+ * or answer "TOOLS/LIST" unfiltered. So a method equal to one of these
+ * under the fold without being it is refused, as is one whose first part
+ * folds to "tasks/". Every method a client sends in MCP is listed: none is
+ * sent in another case by a conforming client. */
+static const char *const mcp_methods[] = {
+    "initialize",          "ping",
+    "tools/list",          "tools/call",
+    "prompts/list",        "prompts/get",
+    "resources/list",      "resources/templates/list",
+    "resources/read",      "resources/subscribe",
+    "resources/unsubscribe", "completion/complete",
+    "logging/setLevel",    "server/discover",
+    "notifications/initialized", "notifications/cancelled",
+    "notifications/progress",    "notifications/roots/list_changed",
+    NULL};
+
+/* true when method m is an MCP method in another letter case. */
+static bool method_clash(const char *m) {
+  for (const char *const *k = mcp_methods; *k; k++)
+    if (strcmp(m, *k) && !fold_cmp(m, *k)) return true;
+  const unsigned char *p = (const unsigned char *)m, *pe = p + strlen(m);
+  const char *t = "tasks/";
+  for (; *t && p < pe; t++)
+    if (fold_next(&p, pe) != *t) return false;
+  return !*t && strncmp(m, "tasks/", 6);
+}
+
 /* Checks one JSON-RPC message; collects request ids. NULL when fine, else
  * a reason. */
 const char *gw__check_message(const json_t *m, json_t *ids, const char **method_out) {
@@ -230,6 +264,9 @@ const char *gw__check_message(const json_t *m, json_t *ids, const char **method_
   if (id && !json_is_string(id) && !json_is_integer(id)) return "\"id\" must be a string or an integer";
   if (method) {
     if (!json_is_string(method)) return "\"method\" must be a string";
+    if (method_clash(json_string_value(method)))
+      return "\"method\" differs from an MCP method only by letter case (method names are case-sensitive: "
+             "\"tools/call\", not \"Tools/Call\")";
     json_t *params = json_object_get(m, "params");
     if (params && !json_is_object(params) && !json_is_array(params)) return "\"params\" must be an object";
     if (id) json_array_append(ids, id);
@@ -580,6 +617,7 @@ bool gw__mcp_post_lite(gw_req *req, gw_rpc_lite *out) {
   if (!plain_string(m) || m.n - 2 >= sizeof out->method) return false;
   memcpy(out->method, m.p + 1, m.n - 2);
   out->method[m.n - 2] = '\0';
+  if (method_clash(out->method)) return false; /* the parse refuses it (gw__check_message) */
   if (!strcmp(out->method, "initialize") || !strcmp(out->method, "server/discover") ||
       !strncmp(out->method, "tasks/", 6))
     return false;

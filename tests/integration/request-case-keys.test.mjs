@@ -13,6 +13,12 @@
 // that folds to a name the gateway reads without being it — on both
 // endpoints, alone or in a batch, whichever reading (scan or parse) takes
 // the body. Arguments are the tool's own: their keys are not judged.
+// Method VALUES too (policy review): the gateway compares methods exactly
+// and forwarded any other one without a decision, so "Tools/Call" of a
+// blocked tool reached an upstream that matches methods ignoring case (a
+// hand-written server may; Go's strings.EqualFold folds ſ and K as well).
+// A method that is an MCP method in another letter case is refused, -32600,
+// on both endpoints, alone or in a batch; other methods still pass.
 // Upstream: lib/ctl-upstream.mjs (records every body it receives).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -99,4 +105,66 @@ test('camelCase names of MCP params and case-variant keys inside arguments still
     const c = await post(s, '{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"nope","reason":"x"}}');
     assert.equal(c.r.status, 202, `${ep.what} notifications/cancelled: ${c.r.status} ${c.r.body}`);
   }
+});
+
+/** Bodies whose method is an MCP method in another letter case (p: the tool prefix). */
+const miscased = (p) => [
+  `{"jsonrpc":"2.0","id":31,"method":"Tools/Call","params":{"name":"${p}slow","arguments":{"ms":1}}}`,
+  `{"jsonrpc":"2.0","id":32,"method":"TOOLS/CALL","params":{"name":"${p}slow"}}`,
+  `{"jsonrpc":"2.0","id":33,"method":"tools/cALL","params":{"name":"${p}slow"}}`,
+  `{"jsonrpc":"2.0","id":34,"method":"toolſ/call","params":{"name":"${p}slow"}}`,
+  `{"jsonrpc":"2.0","id":35,"method":"Tools\\/Call","params":{"name":"${p}slow"}}`,
+  `{"jsonrpc":"2.0","id":36,"method":"Tools/List"}`,
+  `{"jsonrpc":"2.0","id":37,"method":"Prompts/Get","params":{"name":"${p}x"}}`,
+  `{"jsonrpc":"2.0","id":38,"method":"Resources/Read","params":{"uri":"cc://r/0"}}`,
+  `{"jsonrpc":"2.0","id":39,"method":"Tasks/get","params":{"taskId":"t"}}`,
+  '{"jsonrpc":"2.0","method":"Notifications/Cancelled","params":{"requestId":"nope"}}',
+];
+
+/** What reached the upstream since n, once a call that is forwarded came back (no waiting on a clock):
+ * the marker call, and the upstream session the aggregated endpoint opens for it, left out. */
+async function sentSince(s, n, p) {
+  const r = await s.post(`{"jsonrpc":"2.0","id":99,"method":"tools/call","params":{"name":"${p}echo","arguments":{"message":"marker"}}}`);
+  assert.equal(r.status, 200, `the marker call: ${r.status} ${r.body}`);
+  const opening = new Set(['initialize', 'notifications/initialized']);
+  return up.requests().slice(n).filter((e) => e.method === 'POST' && !/"marker"/.test(e.body) && !opening.has(e.json?.method));
+}
+
+test('a method that is an MCP method in another letter case is refused on both endpoints; nothing is forwarded', async () => {
+  for (const ep of endpoints()) {
+    const s = await rawSession(ep.url, token);
+    const n = up.requests().length;
+    for (const body of miscased(ep.p)) {
+      const r = await s.post(body);
+      assert.equal(r.status, 400, `${ep.what} ${body}: expected 400, got ${r.status} ${r.body}`);
+      assert.equal(r.json?.error?.code, -32600, `${ep.what} ${body}: ${r.body}`);
+      assert.match(r.json.error.message, /letter case/, `${ep.what} ${body}: ${r.body}`);
+    }
+    const sent = await sentSince(s, n, ep.p);
+    assert.equal(sent.length, 0, `${ep.what}: nothing forwarded, the upstream got ${sent.map((e) => e.body).join(' | ')}`);
+  }
+});
+
+test('a miscased method inside a batch (2025-03-26) refuses the batch', async () => {
+  for (const ep of endpoints()) {
+    const s = await rawSession(ep.url, token, { protocolVersion: '2025-03-26' });
+    const n = up.requests().length;
+    for (const body of miscased(ep.p)) {
+      const batch = `[{"jsonrpc":"2.0","id":90,"method":"ping"},${body}]`;
+      const r = await s.post(batch);
+      assert.equal(r.status, 400, `${ep.what} batch ${batch}: expected 400, got ${r.status} ${r.body}`);
+      assert.equal(r.json?.error?.code, -32600, `${ep.what} batch ${batch}: ${r.body}`);
+    }
+    const sent = await sentSince(s, n, ep.p);
+    assert.equal(sent.length, 0, `${ep.what} batches: nothing forwarded, the upstream got ${sent.map((e) => e.body).join(' | ')}`);
+  }
+});
+
+test('a method that is no MCP method passes through the connector endpoint whatever its case', async () => {
+  const s = await rawSession(t.mcpUrl('cc'), token);
+  const n = up.requests().length;
+  const r = await s.post('{"jsonrpc":"2.0","id":41,"method":"Vendor/DoThing","params":{}}');
+  assert.equal(r.status, 200, `${r.status} ${r.body}`);
+  assert.match(JSON.stringify(r.json ?? r.messages), /no method Vendor\/DoThing/, r.body);
+  assert.equal(up.requests().slice(n).filter((e) => e.json?.method === 'Vendor/DoThing').length, 1);
 });
