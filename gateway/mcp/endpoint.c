@@ -229,8 +229,8 @@ static const char *const params_names[] = {"name", "arguments", "_meta", "uri", 
  * folds to "tasks/". Every method a client sends in MCP is listed: none is
  * sent in another case by a conforming client. */
 static const char *const mcp_methods[] = {
+    "tools/call",          "tools/list", /* the most frequent first: an exact match ends the search */
     "initialize",          "ping",
-    "tools/list",          "tools/call",
     "prompts/list",        "prompts/get",
     "resources/list",      "resources/templates/list",
     "resources/read",      "resources/subscribe",
@@ -242,8 +242,12 @@ static const char *const mcp_methods[] = {
 
 /* true when method m is an MCP method in another letter case. */
 static bool method_clash(const char *m) {
+  /* one of them exactly: no clash (no two of them fold alike) — a call's
+   * method is found at the first compare, not folded against every one */
   for (const char *const *k = mcp_methods; *k; k++)
-    if (strcmp(m, *k) && !fold_cmp(m, *k)) return true;
+    if (!strcmp(m, *k)) return false;
+  for (const char *const *k = mcp_methods; *k; k++)
+    if (!fold_cmp(m, *k)) return true;
   const unsigned char *p = (const unsigned char *)m, *pe = p + strlen(m);
   const char *t = "tasks/";
   for (; *t && p < pe; t++)
