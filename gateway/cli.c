@@ -615,6 +615,7 @@ static int open_store(const cli_opts *o, st_store **st, bool need_key, bool read
   so.log = gw_store_log;
   so.log_ctx = NULL;
   so.no_migrate = read_only;
+  so.key_check = !read_only; /* key rotate: never a new key into a file that is not the store's */
   st_upgrade ups[GW_UPGRADES_MAX]; /* the same data steps of migrations as `serve` gives */
   if (gw_modules_upgrades(gw_modules, ups, GW_UPGRADES_MAX) < 0) return -1;
   so.upgrades = ups;

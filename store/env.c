@@ -320,17 +320,31 @@ static void reserve_init(st_store *st, size_t reserve) {
  * volume mounted elsewhere): a new key unseals none of them, and every
  * secret would fail at its first use. Refused, naming the file, and the
  * key just created is removed so the next start says the same. The data
- * directory's lock (serve) keeps another process from having read it. */
-static int new_key_fits(st_store *st) {
-  if (!st__is_main(st)) return 0;
+ * directory's lock (serve) keeps another process from having read it.
+ * A key file that is there is checked with key_check (st__keys_fit).
+ * Both before the migrations: a migration may seal (11 and 12 seal URL
+ * queries), and what it sealed under a key that is then removed, or that
+ * is not the store's, could never be unsealed again — nor read in clear
+ * any more, as the migration took it out of the record. */
+static int keys_fit(st_store *st) {
+  if (!st__is_main(st) || !st->nkeys || (!st->key_created && !st->key_check)) return 0;
   MDB_txn *txn;
+  st_txn t;
   MDB_stat ms;
   int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
   if (rc != 0) return st__err(rc);
-  rc = mdb_stat(txn, st->dbi[ST_DB_SECRETS], &ms);
-  mdb_txn_abort(txn);
-  if (rc != 0) return st__err(rc);
-  if (ms.ms_entries == 0) return 0;
+  st__txn_init(&t, st, txn, 0);
+  /* the handles opened here stay valid once it commits (as st__migrate's) */
+  if ((rc = st__db_open_all(st, txn, 0)) < 0 || !st->dbi_ok[ST_DB_SECRETS]) goto out; /* a new store */
+  if (!st->key_created) {
+    rc = st__keys_fit(st, &t);
+    goto out;
+  }
+  if ((rc = mdb_stat(txn, st->dbi[ST_DB_SECRETS], &ms)) != 0) {
+    rc = st__err(rc);
+    goto out;
+  }
+  if (ms.ms_entries == 0) goto out;
   st__log(st, ST_LOG_ERROR,
           "master key file %s is missing, but the store in %s holds %zu sealed secret(s), sealed under the key that "
           "was there: restore that file (or point master_key_file at it); a new key would unseal none of them, "
@@ -339,7 +353,14 @@ static int new_key_fits(st_store *st) {
   if (unlink(st->key_file) != 0)
     st__log(st, ST_LOG_ERROR, "cannot remove the new master key file %s: %s; remove it by hand", st->key_file,
             strerror(errno));
-  return ST_ENOKEY;
+  rc = ST_ENOKEY;
+out:
+  st__txn_close_cursors(&t);
+  if (rc < 0) {
+    mdb_txn_abort(txn);
+    return rc;
+  }
+  return (rc = mdb_txn_commit(txn)) != 0 ? st__err(rc) : 0;
 }
 
 int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
@@ -371,6 +392,7 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
   st->qmax = opts->queue_max ? opts->queue_max : ST__DEFAULT_QUEUE_MAX;
   st->writer_nice = opts->writer_nice;
   st->no_migrate = opts->no_migrate;
+  st->key_check = opts->key_check;
   st->dir = strdup(opts->dir);
   if (!st->dir) { rc = ST_ENOMEM; goto fail; }
   if ((rc = ensure_dir(st, opts->dir)) < 0) goto fail;
@@ -427,6 +449,7 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
     st__log(st, ST_LOG_INFO, "cleared %d stale reader slot(s) left by dead processes",
            dead);
 
+  if ((rc = keys_fit(st)) < 0) goto fail;
   if ((rc = st__migrate(st, target, opts->upgrades)) < 0) goto fail;
 
   /* Final handle set, in its own committed txn so the handles are valid
@@ -436,7 +459,6 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
   rc = mdb_txn_commit(txn);
   txn = NULL;
   if (rc != 0) { rc = st__err(rc); goto fail; }
-  if (st->key_created && (rc = new_key_fits(st)) < 0) goto fail;
 
   reserve_init(st, opts->reserve);
   if (schema == &st_schema_main) { /* users and memberships cut in memory before a restart */

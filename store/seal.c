@@ -543,6 +543,112 @@ int st__check_secrets(st_store *st, st_txn *txn, st_check_report_fn report, void
   return problems;
 }
 
+/* ---- the key file fits the store ----------------------------------------- */
+
+#define FIT_GROUPS 64 /* distinct key ids followed (more: a damaged store; st_check lists them) */
+#define FIT_TRIES 4   /* blobs of one key id tried before it is judged */
+
+typedef struct fit_group {
+  uint32_t kid;
+  size_t n, tried;
+  int ok; /* one of its blobs unsealed */
+} fit_group;
+
+/* Whether kid is in the key set (under kmu). */
+static int key_held(st_store *st, uint32_t kid) {
+  st__key k;
+  int rc = kid ? key_get(st, kid, &k) : ST_ECRYPTO;
+  OPENSSL_cleanse(&k, sizeof k);
+  return rc == 0;
+}
+
+/* The key ids of the key set, "1, 2" (for the log). */
+static void held_ids(st_store *st, char *buf, size_t cap) {
+  size_t o = 0;
+  buf[0] = 0;
+  uv_rwlock_rdlock(&st->kmu);
+  for (size_t i = 0; i < st->nkeys && o < cap; i++) {
+    int w = snprintf(buf + o, cap - o, "%s%u", i ? ", " : "", st->keys[i].id);
+    if (w < 0) break;
+    o += (size_t)w;
+  }
+  uv_rwlock_rdunlock(&st->kmu);
+}
+
+int st__keys_fit(st_store *st, st_txn *txn) {
+  char tenant[ST_AAD_TENANT_MAX + 1], kind[ST_AAD_KIND_MAX + 1], owner[ST_AAD_OWNER_MAX + 1], ids[128];
+  fit_group g[FIT_GROUPS];
+  size_t ng = 0, lost = 0;
+  st_cursor *c = NULL;
+  st_val k, v;
+  int rc;
+  if (!st__is_main(st) || st_key_current_id(st) == 0 || !st->dbi_ok[ST_DB_SECRETS]) return 0;
+  if ((rc = st_cursor_open(txn, ST_DB_SECRETS, &c)) < 0) return rc;
+  while ((rc = st_cursor_next(c, &k, &v)) == 0) {
+    const uint8_t *b = v.data;
+    /* a blob of another format, or a key that does not parse: st_check's */
+    if (v.len < ST_SEAL_OVERHEAD || b[0] != ST_SEAL_VERSION ||
+        st__secret_key_parse(k.data, k.len, tenant, kind, owner) < 0)
+      continue;
+    uint32_t kid = get32(b + 1);
+    size_t i = 0;
+    while (i < ng && g[i].kid != kid) i++;
+    if (i == ng) {
+      if (ng == FIT_GROUPS) {
+        lost++;
+        continue;
+      }
+      g[ng++] = (fit_group){kid, 0, 0, 0};
+    }
+    g[i].n++;
+    if (g[i].ok || g[i].tried == FIT_TRIES) continue;
+    g[i].tried++;
+    uint8_t *pt = NULL;
+    size_t n = 0;
+    st_aad a = {tenant, kind, owner};
+    if (st_unseal(st, &a, v.data, v.len, &pt, &n) == 0) g[i].ok = 1;
+    st_secret_free(pt, n);
+  }
+  st_cursor_close(c);
+  if (rc != ST_ENOTFOUND) return rc;
+  rc = 0;
+  size_t fits = 0;
+  for (size_t i = 0; i < ng; i++) fits += (size_t)g[i].ok;
+  held_ids(st, ids, sizeof ids);
+  for (size_t i = 0; i < ng; i++) {
+    if (g[i].ok) continue;
+    if (g[i].n == 1 && fits) {
+      /* one blob alone, beside others that unseal: that blob is damaged,
+       * not the key; the check names it */
+      st__log(st, ST_LOG_WARN,
+              "one sealed secret (key id %u) does not unseal under master key file %s while the others do: "
+              "run `mcpgate store check` to name it",
+              g[i].kid, st->key_file);
+      continue;
+    }
+    if (key_held(st, g[i].kid))
+      st__log(st, ST_LOG_ERROR,
+              "master key file %s: its key id %u does not unseal the %zu sealed secret(s) of the store in %s "
+              "sealed under key id %u, so it is not the key they were sealed under (another deployment's key "
+              "file, or a damaged one?): put the store's own key file back (or point master_key_file at it); "
+              "nothing was written under this one",
+              st->key_file, g[i].kid, g[i].n, st->dir, g[i].kid);
+    else
+      st__log(st, ST_LOG_ERROR,
+              "%zu sealed secret(s) of the store in %s are sealed under key id %u, which master key file %s does "
+              "not hold (it holds key id %s): a backup from before `key rotate` restored beside a later key "
+              "file? Use the key file of the backup's time (or point master_key_file at it); nothing was written "
+              "under this one",
+              g[i].n, st->dir, g[i].kid, st->key_file, ids);
+    rc = ST_ECRYPTO;
+  }
+  if (lost)
+    st__log(st, ST_LOG_WARN,
+            "%zu sealed secret(s) carry more distinct key ids than the start checks: run `mcpgate store check`",
+            lost);
+  return rc;
+}
+
 /* ---- rotation ------------------------------------------------------------ */
 
 /* One bounded re-seal pass, run as a job. Inputs (from, new_kid) are never

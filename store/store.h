@@ -203,6 +203,12 @@ typedef struct st_options {
                                   an older schema is refused (ST_ETOOOLD, logged with what
                                   to do), never migrated under the server that may be
                                   serving it */
+  bool key_check;              /* a command that may seal (serve, key rotate): the key file
+                                  must be the store's — every key id its sealed secrets
+                                  carry is in it and unseals them — or the open is refused
+                                  (ST_ECRYPTO, logged) before any migration writes (a
+                                  migration may seal under it, and what it sealed would be
+                                  lost with the wrong key) */
 } st_options;
 
 /* Opens (creating if needed) one environment with its schema (opts->schema,
@@ -212,7 +218,10 @@ typedef struct st_options {
  * this binary), opens every named database and starts the writer
  * thread. A key file it had to create for a main store that already holds
  * sealed secrets is removed again and the open refused (ST_ENOKEY,
- * logged): that store lost its key, and a new one would unseal nothing. Call at startup, off the loop (it does file I/O and fsyncs).
+ * logged): that store lost its key, and a new one would unseal nothing;
+ * with key_check, a key file the secrets do not unseal under is refused
+ * (ST_ECRYPTO). Both before any migration runs. Call at startup, off the
+ * loop (it does file I/O and fsyncs).
  * On success *out is owned by the caller; release with st_close. Strings in
  * opts are copied. */
 int st_open(st_store **out, const st_options *opts);

@@ -162,6 +162,7 @@ struct st_store {
   size_t nkeys;                /* 0: no master key */
   char *key_file;
   int key_created;             /* st_open created key_file: a first start (env.c checks) */
+  int key_check;               /* st_options.key_check */
   uv_mutex_t rotmu;            /* one rotation at a time */
 
   atomic_int test_fail_commits; /* unit tests: fail the next N batch commits */
@@ -276,6 +277,16 @@ int st__keys_load(st_store *st, const char *path);
 void st__keys_wipe(st_store *st);
 int st__secret_key_parse(const void *k, size_t klen, char *tenant, char *kind, char *owner);
 int st__check_secrets(st_store *st, st_txn *txn, st_check_report_fn report, void *ctx);
+/* Whether the loaded key file is the store's (st_options.key_check): every
+ * key id the sealed secrets carry is in it and opens them (up to a few
+ * blobs of each id are tried, to the first that unseals). 0 when it fits,
+ * when no key is loaded or there is no secrets database yet; ST_ECRYPTO,
+ * logged with the file, the key id and what to do, when a key id's secrets
+ * do not unseal (another deployment's key file, a damaged one, a backup
+ * from before a rotation beside the rotated file). A lone blob that does
+ * not, beside others that do, is a damaged blob: warned, not refused.
+ * Reads every secret once, in txn. */
+int st__keys_fit(st_store *st, st_txn *txn);
 
 /* Durable small-file write: temp file 0600, fsync, rename (or link when
  * no_replace, ST_EEXIST if path exists), fsync dir. */

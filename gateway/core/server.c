@@ -809,6 +809,7 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods) {
     so.map_size = (size_t)srv->cfg.store_map_size;
     so.reserve = (size_t)srv->cfg.store_reserve;
     so.master_key_file = srv->cfg.master_key_file;
+    so.key_check = true; /* a key file the store's secrets do not unseal under is refused */
     /* read transactions are per request, not per thread (MDB_NOTLS): each
      * loop holds a few at once, libuv's pool and the writer some more */
     so.max_readers = (unsigned)(126 + 8 * srv->nloops);
