@@ -473,7 +473,7 @@ static int cut_mark(st_store *st, const char *tenant, const char *id, uint8_t ki
  * and must survive a process restart, which the page cache does (not a
  * host crash). Rewritten whole (tmp + rename) when it holds far more lines
  * than marks. Under cutmu. */
-#define CUT_LOG "unwritten-cuts"
+#define CUT_LOG ST__CUT_LOG
 
 static void cut_log_compact(st_store *st);
 

@@ -49,7 +49,7 @@ struct st__mcut {
   char uid[ST_DIR_ID_LEN + 1]; /* "": every member */
 };
 
-#define MCUT_LOG "unwritten-memberships"
+#define MCUT_LOG ST__MCUT_LOG
 #define MCUT_NOTIFY_MAX 64 /* more users marked at once: the subscribers hear "the whole group" once */
 #define MCUT_WHOLE_ROOM 1024       /* marks only whole groups may take */
 #define MCUT_TENANT_WHOLE_ROOM 256 /* ... and of each tenant's share */

@@ -550,9 +550,51 @@ static int dir_is_empty(const char *path) {
   return empty;
 }
 
+/* Copies src/name to dest/name (0600, fsynced) when src has one: a small
+ * text file of the store beside data.mdb. */
+static int copy_small(const st_store *st, const char *src, const char *dest, const char *name) {
+  char from[PATH_MAX], to[PATH_MAX];
+  if (snprintf(from, sizeof from, "%s/%s", src, name) >= (int)sizeof from ||
+      snprintf(to, sizeof to, "%s/%s", dest, name) >= (int)sizeof to)
+    return ST_EINVAL;
+  int in = open(from, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), out = -1, rc = 0;
+  if (in < 0) return errno == ENOENT ? 0 : ST_EIO;
+  if ((out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0) {
+    rc = errno == EEXIST ? ST_EEXIST : ST_EIO;
+    goto out;
+  }
+  char buf[65536];
+  for (;;) {
+    ssize_t r = read(in, buf, sizeof buf);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) { rc = ST_EIO; goto out; }
+    if (r == 0) break;
+    for (ssize_t o = 0; o < r;) {
+      ssize_t w = write(out, buf + o, (size_t)(r - o));
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) { rc = ST_EIO; goto out; }
+      o += w;
+    }
+  }
+  if (fsync(out) != 0) rc = ST_EIO;
+out:
+  if (rc) st__log(st, ST_LOG_ERROR, "backup to %s failed: cannot copy %s", dest, from);
+  if (out >= 0) close(out);
+  close(in);
+  return rc;
+}
+
 /* The copy itself: a compacted snapshot of env into dest (st_backup's
- * contract); st names the store in log lines. */
-static int copy_env(const st_store *st, MDB_env *env, const char *dest) {
+ * contract) and the marks' logs of src (its directory) beside it; st
+ * names the store in log lines.
+ * The marks' logs hold users and memberships cut in memory because their
+ * removal could not be written (a full store: exactly when an operator
+ * backs the store up to move it to a larger volume): without them the
+ * restored copy hands those users their access back. They are copied
+ * BEFORE the snapshot: a mark older than the snapshot whose write has
+ * landed since only cuts what the snapshot has cut already, while one
+ * read after it could miss a cut the snapshot does not hold. */
+static int copy_env(const st_store *st, MDB_env *env, const char *src, const char *dest) {
   char file[PATH_MAX], parent[PATH_MAX];
   int rc, fd;
   if (!dest || !dest[0]) return ST_EINVAL;
@@ -565,6 +607,8 @@ static int copy_env(const st_store *st, MDB_env *env, const char *dest) {
       return ST_EEXIST;
     }
   }
+  if ((rc = copy_small(st, src, dest, ST__CUT_LOG)) < 0 || (rc = copy_small(st, src, dest, ST__MCUT_LOG)) < 0)
+    return rc;
   /* The copy holds what the data directory keeps 0600 (the directory, the
    * sealed secrets, the audit log): created 0600 here, never with LMDB's
    * mdb_env_copy2 mode (0666 less the umask), whatever DEST's own mode. */
@@ -592,7 +636,7 @@ static int copy_env(const st_store *st, MDB_env *env, const char *dest) {
 
 int st_backup(st_store *st, const char *dest) {
   if (!st) return ST_EINVAL;
-  return copy_env(st, st->env, dest);
+  return copy_env(st, st->env, st->dir, dest);
 }
 
 int st_backup_dir(const st_options *opts, const char *dest) {
@@ -623,7 +667,7 @@ int st_backup_dir(const st_options *opts, const char *dest) {
     st__log(st, ST_LOG_ERROR, "cannot open store in %s: %s", opts->dir, mdb_strerror(rc));
     rc = st__err(rc);
   } else {
-    rc = copy_env(st, env, dest);
+    rc = copy_env(st, env, opts->dir, dest);
   }
   if (env) mdb_env_close(env);
   free(st);

@@ -616,7 +616,10 @@ const char *st_ready_reason(st_store *st);
  * exist or be empty (ST_EEXIST otherwise); created 0700, file fsynced.
  * Runs a long read txn: call from a CLI/admin thread, never a loop. The
  * master key is NOT in the backup (only sealed blobs are): back it up
- * separately, or the copy's secrets are unrecoverable. */
+ * separately, or the copy's secrets are unrecoverable. The marks' logs
+ * beside data.mdb (users and memberships cut in memory whose removal could
+ * not be written) are copied into dest_dir too, 0600, before the snapshot:
+ * a restored copy keeps those users cut. */
 int st_backup(st_store *st, const char *dest_dir);
 /* The same copy of the environment in opts->dir (opts->log/log_ctx for
  * messages; the other fields are unused) without opening a store: the env

@@ -272,6 +272,12 @@ void st__writer_stop(st_store *st);
 /* 1 if the calling thread is st's writer. */
 int st__on_writer(st_store *st);
 
+/* The marks' logs beside data.mdb (dir.c, dir_mcut.c): users and
+ * memberships cut in memory whose removal could not be written. A backup
+ * copies them with data.mdb (env.c). */
+#define ST__CUT_LOG "unwritten-cuts"
+#define ST__MCUT_LOG "unwritten-memberships"
+
 /* Keys (seal.c). */
 int st__keys_load(st_store *st, const char *path);
 void st__keys_wipe(st_store *st);
