@@ -160,7 +160,7 @@ async function main() {
   // (an entry env:K=V+K2=V2 is this build with those settings, e.g.
   // env:MCPGATE_AUDIT_BATCH_MS=5: a setting's effect on the same noise)
   for (const [i, spec] of (BASELINE ? BASELINE.split(',') : []).entries()) {
-    const env = { MCPGATE_WORKERS: '1' };
+    const env = { MCPGATE_WORKERS: '1', ...(AUDIT_OFF ? { MCPGATE_AUDIT: 'false' } : {}) }; // the same audit setting as this build
     let bin = spec;
     if (spec.startsWith('env:')) {
       bin = undefined;
