@@ -269,25 +269,9 @@ typedef struct pool_read {
   void *ctx;
 } pool_read;
 
-/* Test hook: while the file MCPGATE_TEST_ADMIN_READ_PAUSE_FILE names
- * exists, every admin read on the pool waits on its worker thread, having
- * made "<file>.held" — a test sees the read in flight and the loop free. */
-static void test_hold(void) {
-  const char *pause = getenv("MCPGATE_TEST_ADMIN_READ_PAUSE_FILE");
-  if (!pause || !*pause) return;
-  char held[600];
-  snprintf(held, sizeof held, "%s.held", pause);
-  for (bool told = false; access(pause, F_OK) == 0; usleep(1000))
-    if (!told) {
-      FILE *f = fopen(held, "w");
-      if (f) fclose(f);
-      told = true;
-    }
-}
-
 static void pool_read_work(uv_work_t *w) {
   pool_read *p = w->data;
-  test_hold();
+  gw_test_hold_file("MCPGATE_TEST_ADMIN_READ_PAUSE_FILE"); /* a test hook (server.h) */
   p->read(p->ctx);
 }
 

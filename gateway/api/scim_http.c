@@ -497,26 +497,12 @@ static void parse_body(scim_job *j) {
   }
 }
 
-/* Test hooks: while the file the variable names exists, the work waits on
- * its worker thread, having made "<file>.held" — a test sees it in flight
- * and the loop (or the writer) free. MCPGATE_TEST_SCIM_PARSE_PAUSE_FILE:
- * a large body's parse; MCPGATE_TEST_SCIM_REPLY_PAUSE_FILE: a group
+/* Test hooks (gw_test_hold_file, server.h): MCPGATE_TEST_SCIM_PARSE_PAUSE_FILE
+ * holds a large body's parse; MCPGATE_TEST_SCIM_REPLY_PAUSE_FILE a group
  * write's members listed on the pool after its commit. */
-static void test_hold(const char *var) {
-  const char *pause = getenv(var);
-  if (!pause || !*pause) return;
-  char held[600];
-  snprintf(held, sizeof held, "%s.held", pause);
-  for (bool told = false; access(pause, F_OK) == 0; usleep(1000))
-    if (!told) {
-      FILE *f = fopen(held, "w");
-      if (f) fclose(f);
-      told = true;
-    }
-}
 
 static void parse_work(uv_work_t *w) {
-  test_hold("MCPGATE_TEST_SCIM_PARSE_PAUSE_FILE");
+  gw_test_hold_file("MCPGATE_TEST_SCIM_PARSE_PAUSE_FILE");
   parse_body(w->data);
 }
 
@@ -602,7 +588,7 @@ static void members_list(scim_job *j) {
 }
 
 static void members_work(uv_work_t *w) {
-  test_hold("MCPGATE_TEST_SCIM_REPLY_PAUSE_FILE");
+  gw_test_hold_file("MCPGATE_TEST_SCIM_REPLY_PAUSE_FILE");
   members_list(w->data);
   finish_work(w);
 }

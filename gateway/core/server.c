@@ -78,6 +78,19 @@ bool gw_test_hook_ms(const char *name, uint64_t max, const char *what, uint64_t 
   return true;
 }
 
+void gw_test_hold_file(const char *name) {
+  const char *pause = getenv(name);
+  if (!pause || !*pause) return;
+  char held[600];
+  snprintf(held, sizeof held, "%s.held", pause);
+  for (bool told = false; access(pause, F_OK) == 0; usleep(1000))
+    if (!told) {
+      FILE *f = fopen(held, "w");
+      if (f) fclose(f);
+      told = true;
+    }
+}
+
 bool gw_server_is_operator(const gw_server *srv, const char *auth) {
   if (!auth || strncasecmp(auth, "Bearer ", 7) != 0 || !srv->have_admin_token) return false;
   const char *tok = auth + 7;

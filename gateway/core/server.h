@@ -155,4 +155,11 @@ bool gw_server_is_operator(const gw_server *srv, const char *authorization);
  * made; production never sets these. */
 bool gw_test_hook_ms(const char *name, uint64_t max, const char *what, uint64_t *out);
 
+/* A test hook that holds work on a pool thread: while the file the
+ * environment variable `name` (MCPGATE_TEST_*_PAUSE_FILE) names exists,
+ * the calling thread waits, having made "<file>.held" — a test sees the
+ * work in flight and the loop (or the writer) free. Unset or empty: returns
+ * at once. Never on a loop thread. */
+void gw_test_hold_file(const char *name);
+
 #endif
