@@ -155,9 +155,11 @@ test('connector timeouts: a silent upstream hits first_byte_ms; a chatty long st
   assert.match(toolText(fin?.result) ?? '', /Long running operation completed/, `a 4 s call with progress every 1 s completes under idle_ms 1500 (${ms} ms): ${show(r)}`);
 
   await f.rec.setMode('hang');
-  const [rh, msh] = await timed(s.request('tools/list'));
-  assert.ok(msh < 4000, `a silent upstream is given up after first_byte_ms (answered in ${msh} ms)`);
+  // given up by first_byte_ms (1 s), not by any later bound: the error is
+  // that deadline's own (what the test waits on is the answer, not a clock)
+  const rh = await s.request('tools/list');
   assertRpcError(rh, { what: 'tools/list with a silent upstream' });
+  assert.match(show(rh), /did not answer in time \(first byte\)/, `a silent upstream is given up after first_byte_ms: ${show(rh)}`);
   await f.rec.setMode('normal');
   f.rec.killActive();
   await assertGatewayUp(f.gw);

@@ -169,9 +169,9 @@ test('an authorization server on another host than the connector is shown to the
 });
 
 test('a connector that needs no token (an endless stream to initialize): only the head is read, then 400 at once', async () => {
-  const t0 = Date.now();
+  // refused on the head: the body deadline (3 s here) would have answered
+  // "sent its reply too slowly" instead, so the message says which it was
   await refused('stream', `${evilBase}/stream/mcp`, 400, 'discovery_refused', /does the connector do its own OAuth/);
-  assert.ok(Date.now() - t0 < 3000, `answered in ${Date.now() - t0} ms`);
 });
 
 test('a PUT again reuses the registration at the same AS and registers again at another', async () => {
