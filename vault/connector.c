@@ -511,9 +511,6 @@ int vault_connector_secret(st_txn *txn, const char *tenant, const char *name, ch
 
 void vault_secret_free(char *value) { st_secret_str_free(value); }
 
-int vault_connector_is_oauth(const json_t *rec) {
-  return !strcmp(json_string_value(json_object_get(json_object_get(rec, "auth"), "type")) ?: "", "oauth");
-}
 
 static int auth_kind(const char *t) {
   if (!t) return VAULT_AUTH_NONE;
@@ -522,6 +519,10 @@ static int auth_kind(const char *t) {
   if (!strcmp(t, "oauth")) return VAULT_AUTH_OAUTH;
   if (!strcmp(t, "user_header")) return VAULT_AUTH_USER_HEADER;
   return VAULT_AUTH_OTHER;
+}
+
+int vault_connector_is_oauth(const json_t *rec) {
+  return auth_kind(json_string_value(json_object_get(json_object_get(rec, "auth"), "type"))) == VAULT_AUTH_OAUTH;
 }
 
 int vault_connector_is_per_user(const json_t *rec) {

@@ -3,6 +3,7 @@
  * runs on the loop that serves /metrics and sums every loop's. */
 #include "gateway/mcp/stats.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +94,19 @@ int gw__mcp_stats_copy(gw_mcp_stats_table *t, gw_mcp_stat_row **rows, size_t *n,
   return rc;
 }
 
+/* One counter per (tenant, connector): its HELP and TYPE lines, then a
+ * sample per row, the row's uint64_t member at offset `at`. */
+static void counter_rows(gw_buf *o, const char *name, const char *help, const gw_mcp_stat_row *m, size_t nm,
+                         size_t at) {
+  gw_buf_printf(o, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+  for (size_t i = 0; i < nm; i++) {
+    uint64_t v;
+    memcpy(&v, (const char *)&m[i] + at, sizeof v);
+    gw_buf_printf(o, "%s{tenant=\"%s\",connector=\"%s\"} %llu\n", name, m[i].tenant, m[i].connector,
+                  (unsigned long long)v);
+  }
+}
+
 void gw__mcp_stats_render(gw_mcp_stat_row *m, size_t nm, size_t agg_uri_maps, gw_buf *o) {
   /* one line per (tenant, connector): the loops' rows summed */
   if (nm) qsort(m, nm, sizeof *m, row_cmp);
@@ -112,18 +126,13 @@ void gw__mcp_stats_render(gw_mcp_stat_row *m, size_t nm, size_t agg_uri_maps, gw
     }
   }
   nm = w;
-  gw_buf_appends(o, "# HELP mcpgate_mcp_requests_total Client requests relayed per connector.\n"
-                    "# TYPE mcpgate_mcp_requests_total counter\n");
-  for (size_t i = 0; i < nm; i++)
-    gw_buf_printf(o, "mcpgate_mcp_requests_total{tenant=\"%s\",connector=\"%s\"} %llu\n", m[i].tenant,
-                  m[i].connector, (unsigned long long)m[i].requests);
-  gw_buf_appends(o, "# HELP mcpgate_mcp_upstream_errors_total Relayed requests that failed upstream "
-                    "(unreachable, timeout, reset, garbage, refused credential), and notifications naming "
-                    "another connector's progress token, question, URL elicitation or resource (dropped).\n"
-                    "# TYPE mcpgate_mcp_upstream_errors_total counter\n");
-  for (size_t i = 0; i < nm; i++)
-    gw_buf_printf(o, "mcpgate_mcp_upstream_errors_total{tenant=\"%s\",connector=\"%s\"} %llu\n", m[i].tenant,
-                  m[i].connector, (unsigned long long)m[i].errors);
+  counter_rows(o, "mcpgate_mcp_requests_total", "Client requests relayed per connector.", m, nm,
+               offsetof(gw_mcp_stat_row, requests));
+  counter_rows(o, "mcpgate_mcp_upstream_errors_total",
+               "Relayed requests that failed upstream (unreachable, timeout, reset, garbage, refused credential), and "
+               "notifications naming another connector's progress token, question, URL elicitation or resource "
+               "(dropped).",
+               m, nm, offsetof(gw_mcp_stat_row, errors));
   gw_buf_appends(o, "# HELP mcpgate_mcp_upstream_seconds Time to the upstream's response head.\n"
                     "# TYPE mcpgate_mcp_upstream_seconds histogram\n");
   for (size_t i = 0; i < nm; i++) {
@@ -141,18 +150,13 @@ void gw__mcp_stats_render(gw_mcp_stat_row *m, size_t nm, size_t agg_uri_maps, gw
     gw_buf_printf(o, "mcpgate_mcp_upstream_seconds_count{tenant=\"%s\",connector=\"%s\"} %llu\n", m[i].tenant,
                   m[i].connector, (unsigned long long)total);
   }
-  gw_buf_appends(o, "# HELP mcpgate_mcp_client_streams_overflowed_total Client streams ended because the client "
-                    "did not read (stream_buffer_max).\n"
-                    "# TYPE mcpgate_mcp_client_streams_overflowed_total counter\n");
-  for (size_t i = 0; i < nm; i++)
-    gw_buf_printf(o, "mcpgate_mcp_client_streams_overflowed_total{tenant=\"%s\",connector=\"%s\"} %llu\n",
-                  m[i].tenant, m[i].connector, (unsigned long long)m[i].overflows);
-  gw_buf_appends(o, "# HELP mcpgate_mcp_client_streams_expired_total Client streams, streamed answers and calls held "
-                    "for approval ended because the token that opened them expired.\n"
-                    "# TYPE mcpgate_mcp_client_streams_expired_total counter\n");
-  for (size_t i = 0; i < nm; i++)
-    gw_buf_printf(o, "mcpgate_mcp_client_streams_expired_total{tenant=\"%s\",connector=\"%s\"} %llu\n",
-                  m[i].tenant, m[i].connector, (unsigned long long)m[i].expired);
+  counter_rows(o, "mcpgate_mcp_client_streams_overflowed_total",
+               "Client streams ended because the client did not read (stream_buffer_max).", m, nm,
+               offsetof(gw_mcp_stat_row, overflows));
+  counter_rows(o, "mcpgate_mcp_client_streams_expired_total",
+               "Client streams, streamed answers and calls held for approval ended because the token that opened "
+               "them expired.",
+               m, nm, offsetof(gw_mcp_stat_row, expired));
   gw_buf_printf(o, "# HELP mcpgate_mcp_agg_uri_maps Aggregated client sessions with a resource-URI map in memory.\n"
                    "# TYPE mcpgate_mcp_agg_uri_maps gauge\nmcpgate_mcp_agg_uri_maps %zu\n",
                 agg_uri_maps);
