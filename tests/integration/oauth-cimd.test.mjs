@@ -237,7 +237,7 @@ test('egress: without egress_allow_untrusted a loopback document is refused, by 
     // map the operator's internal DNS; the operator's log keeps it
     if (id.includes('localhost')) assert.ok(!/127\.0\.0\.1|::1/.test(r.body), r.body);
   }
-  assert.ok(g.logs().some((e) => /127\.0\.0\.1|::1/.test(e.msg ?? '') && /refused/.test(e.msg ?? '')), 'the operator sees the address');
+  await g.waitForLog((e) => /127\.0\.0\.1|::1/.test(e.msg ?? '') && /refused/.test(e.msg ?? ''), 5000); // the operator sees the address
   assert.equal(hits['/ok2.json'], before, 'the server saw no request');
   // (egress_allow, for admin-set URLs, does not open it: startGateway sets that one to loopback)
   const unk = await o.get(`/admin/v1/tenants/nosuch/oauth-clients/resolve?client_id=${encodeURIComponent(`${base}/ok2.json`)}`);
