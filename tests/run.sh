@@ -18,7 +18,9 @@
 # Knobs: TEST_ONLY=unit|fuzz|integration, FUZZ_SECONDS (6), TEST_VARIANTS="build build-asan",
 #        TEST_FILES="tests/integration/http.test.mjs ...", TEST_WORKERS="1 2" (every
 #        variant), TEST_ASAN_WORKERS="2" (the sanitizer variant's default),
-#        TEST_ALL_VARIANTS=1 (ignore the files' ci-variants lines).
+#        TEST_ALL_VARIANTS=1 (ignore the files' ci-variants lines),
+#        TEST_CONCURRENCY=4 (integration files at a time: the passes are
+#        mostly waiting, and four keep two cores busier than three did).
 set -u
 
 cd "$(dirname "$0")/.." || exit 2
@@ -144,7 +146,7 @@ run_integration() {
   # (node --test with the tap reporter, but in this order: see the tool)
   # shellcheck disable=SC2086
   GW_TEST_WORKERS="$workers" MCPGATE_BIN="$bin" timeout 600 node tests/tools/run-integration.mjs \
-    "${TEST_CONCURRENCY:-3}" 30000 $files >"$tap" 2>&1
+    "${TEST_CONCURRENCY:-4}" 30000 $files >"$tap" 2>&1
   rc=$?
   took=$(( $(date +%s) - start ))
   p=$(grep -E '^# pass [0-9]+$' "$tap" | tail -n 1 | awk '{print $3}')
