@@ -3,6 +3,7 @@
  * format) and key rotation, against a real store in a mkdtemp dir. */
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -470,6 +471,104 @@ TEST(rotation_keeps_old_keys_when_a_blob_is_bad) {
   tmp_cleanup();
 }
 
+/* Each thread keeps the key schedule of the key it last unsealed under
+ * (seal.c, gcm_dec). A key id names another key in another key file: the
+ * kept context must never unseal with the key it was made for. */
+#define KEY1_OTHER "1 f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff000102030405060708090a0b0c0d0e0f\n"
+
+TEST(unseal_never_reuses_another_key_under_its_id) {
+  st_store *st = NULL;
+  uint8_t *a = NULL, *b = NULL, *pt = NULL;
+  size_t al, bl, n;
+  st_aad aad = {"acme", "vault.oauth", "user-1"};
+  tmp_setup();
+  write_file(g_key, KEY1, 0600);
+  CHECK_INT(open_store(&st), 0);
+  CHECK_INT(st_seal(st, &aad, "under-a", 7, &a, &al), 0);
+  CHECK_INT(st_unseal(st, &aad, a, al, &pt, &n), 0); /* this thread keeps key 1 (a) */
+  st_secret_free(pt, n);
+  pt = NULL;
+  st_close(st);
+  /* another key file, its key also numbered 1 (no secret in the store:
+   * it opens) */
+  write_file(g_key, KEY1_OTHER, 0600);
+  CHECK_INT(open_store(&st), 0);
+  CHECK_INT(st_unseal(st, &aad, a, al, &pt, &n), ST_ECRYPTO);
+  CHECK(pt == NULL);
+  CHECK_INT(st_seal(st, &aad, "under-b", 7, &b, &bl), 0);
+  CHECK_INT(st_unseal(st, &aad, b, bl, &pt, &n), 0);
+  CHECK(n == 7 && memcmp(pt, "under-b", 7) == 0);
+  st_secret_free(pt, n);
+  pt = NULL;
+  /* the other way round: the kept key is b's now, a still does not open */
+  CHECK_INT(st_unseal(st, &aad, a, al, &pt, &n), ST_ECRYPTO);
+  CHECK_INT(st_unseal(st, &aad, b, bl, &pt, &n), 0);
+  st_secret_free(pt, n);
+  st_close(st);
+  free(a);
+  free(b);
+  tmp_cleanup();
+}
+
+typedef struct unseal_run {
+  st_store *st;
+  const uint8_t *blob[2];
+  size_t len[2];
+  int bad;
+} unseal_run;
+
+static void *unseal_many(void *arg) {
+  unseal_run *r = arg;
+  st_aad aad = {"acme", "vault.oauth", "user-1"};
+  static const char *want[2] = {"sealed-under-1", "sealed-under-2"};
+  for (int i = 0; i < 2000; i++) {
+    uint8_t *pt = NULL;
+    size_t n = 0;
+    int w = (i * 7 / 3) & 1; /* runs of both keys, switching often */
+    if (st_unseal(r->st, &aad, r->blob[w], r->len[w], &pt, &n) != 0 || n != 14 || memcmp(pt, want[w], 14) != 0)
+      r->bad++;
+    st_secret_free(pt, n);
+    if (i % 97 == 0) { /* a failed unseal in between drops the kept context */
+      uint8_t bad[64];
+      memcpy(bad, r->blob[w], r->len[w]);
+      bad[r->len[w] - 1] ^= 1;
+      if (st_unseal(r->st, &aad, bad, r->len[w], &pt, &n) != ST_ECRYPTO) r->bad++;
+    }
+  }
+  return NULL;
+}
+
+TEST(unseal_on_many_threads_under_two_keys) {
+  st_store *st = NULL;
+  uint8_t *b1 = NULL, *b2 = NULL;
+  size_t l1, l2;
+  st_aad aad = {"acme", "vault.oauth", "user-1"};
+  tmp_setup();
+  write_file(g_key, KEY1, 0600);
+  CHECK_INT(open_store(&st), 0);
+  CHECK_INT(st_seal(st, &aad, "sealed-under-1", 14, &b1, &l1), 0);
+  st_close(st);
+  write_file(g_key, KEY1 KEY2, 0600);
+  CHECK_INT(open_store(&st), 0);
+  CHECK_INT(st_seal(st, &aad, "sealed-under-2", 14, &b2, &l2), 0);
+  CHECK_INT(b1[4], 1);
+  CHECK_INT(b2[4], 2);
+  unseal_run runs[4];
+  pthread_t th[4];
+  for (int t = 0; t < 4; t++) {
+    runs[t] = (unseal_run){st, {b1, b2}, {l1, l2}, 0};
+    CHECK_INT(pthread_create(&th[t], NULL, unseal_many, &runs[t]), 0);
+  }
+  for (int t = 0; t < 4; t++) {
+    pthread_join(th[t], NULL);
+    CHECK_INT(runs[t].bad, 0);
+  }
+  st_close(st);
+  free(b1);
+  free(b2);
+  tmp_cleanup();
+}
+
 int main(void) {
   if (!getenv("UNIT_VERBOSE")) gw_log_set_level((gw_log_level)(GW_LOG_ERROR + 1));
   RUN(key_file_created_0600);
@@ -481,6 +580,8 @@ int main(void) {
   RUN(secret_purge_tenant_bounded);
   RUN(rotation_reseals_everything);
   RUN(rotation_keeps_old_keys_when_a_blob_is_bad);
+  RUN(unseal_never_reuses_another_key_under_its_id);
+  RUN(unseal_on_many_threads_under_two_keys);
   tmp_cleanup();
   return UNIT_DONE();
 }
