@@ -76,6 +76,11 @@ static const cfg_key keys[] = {
      "hard maximum at start: three quarters of it, the rest kept for upstream connections and the store; "
      "the start log says what was chosen)",
      NULL},
+    {"connections_per_address", CFG_INT, "0", 0, 1000000, OFF(connections_per_address),
+     "open client connections one client address (IPv6: its /64) may hold, on every loop together; past it a new "
+     "one gets 503 and is closed, so one address cannot take every connection. Connections from trusted_proxies are "
+     "not counted: behind a proxy, list it there (0: a quarter of max_connections, at least 16)",
+     NULL},
     {"workers", CFG_INT, "0", 0, 256, OFF(workers),
      "event loops serving requests, each on its own thread and core, sharing the listening ports (SO_REUSEPORT); "
      "0: one per CPU the process may use. Revocations and list_changed reach every loop before the SCIM or admin "

@@ -11,6 +11,7 @@
 
 #include "gateway/base/ratelimit.h"
 #include "gateway/core/server.h"
+#include "gateway/http/forwarded.h"
 #include "gateway/http/http.h"
 
 /* A user's open requests: chained buckets under one mutex (an enter and a
@@ -43,6 +44,7 @@ struct gw_limits {
   _Atomic uint64_t auth_limited, mcp_user_limited, mcp_tenant_limited, mcp_concurrent_limited;
   _Atomic uint64_t heavy_tenant_limited, heavy_process_limited;
   _Atomic uint64_t write_tenant_limited, write_process_limited;
+  _Atomic uint64_t conns_address_limited;
   uv_mutex_t mu;
   int64_t writes_open; /* heavy-write slots taken, every tenant (under mu) */
   int64_t heavy_open; /* heavy-read slots taken, every tenant (under mu) */
@@ -148,6 +150,51 @@ static slot *slot_of(gw_limits *l, const char *key, bool heavy) {
     l->slots[b] = s;
   }
   return s;
+}
+
+static void conn_key(const char *peer, char out[GW_RATELIMIT_KEY_MAX + 1]) {
+  char a[GW_RATELIMIT_KEY_MAX + 1];
+  gw_ratelimit_addr_key(peer, a);
+  size_t n = strnlen(a, GW_RATELIMIT_KEY_MAX - 3); /* an address key is short: never cut */
+  memcpy(out, "ip ", 3); /* a user's key is "tenant/user": no space */
+  memcpy(out + 3, a, n);
+  out[3 + n] = 0;
+}
+
+int gw_limits_conn_open(gw_server *srv, const char *peer) {
+  gw_limits *l = srv->limits;
+  int64_t max = srv->cfg.connections_per_address;
+  if (!l || max <= 0 || !peer || !*peer || strcmp(peer, "-") == 0) return 0;
+  if (srv->trusted && gw_trusted_has(srv->trusted, peer)) return 0;
+  char key[GW_RATELIMIT_KEY_MAX + 1];
+  conn_key(peer, key);
+  uv_mutex_lock(&l->mu);
+  slot *s = slot_of(l, key, false);
+  bool over = !s || s->open >= max;
+  if (!over) s->open++;
+  uv_mutex_unlock(&l->mu);
+  if (over) {
+    atomic_fetch_add_explicit(&l->conns_address_limited, 1, memory_order_relaxed);
+    return -1;
+  }
+  return 1;
+}
+
+void gw_limits_conn_closed(gw_server *srv, const char *peer) {
+  gw_limits *l = srv->limits;
+  if (!l || !peer) return;
+  char key[GW_RATELIMIT_KEY_MAX + 1];
+  conn_key(peer, key);
+  uint32_t b = key_hash(key) % SLOT_BUCKETS;
+  uv_mutex_lock(&l->mu);
+  slot **pp = &l->slots[b];
+  while (*pp && strcmp((*pp)->key, key)) pp = &(*pp)->next;
+  slot *s = *pp;
+  if (s && --s->open <= 0) { /* the address has nothing open: the entry goes */
+    *pp = s->next;
+    free(s);
+  }
+  uv_mutex_unlock(&l->mu);
 }
 
 int64_t gw_limits_mcp_enter(gw_req *req, const char *tenant, const char *user) {
@@ -300,6 +347,9 @@ void gw_limits_metrics(gw_server *srv, gw_buf *out) {
                 "admin lists running now (every tenant).\n# TYPE mcpgate_heavy_reads_open gauge\nmcpgate_heavy_reads_open %lld\n",
                 heavy_open);
   gw_buf_printf(out,
+                "# HELP mcpgate_connections_address_limited_total Client connections refused (503, closed) because "
+                "their address held connections_per_address already.\n"
+                "# TYPE mcpgate_connections_address_limited_total counter\nmcpgate_connections_address_limited_total %llu\n"
                 "# HELP mcpgate_auth_failures_limited_total Requests with a credential that did not verify, answered "
                 "429 because their address passed auth_failures_per_address.\n"
                 "# TYPE mcpgate_auth_failures_limited_total counter\nmcpgate_auth_failures_limited_total %llu\n"
@@ -312,6 +362,7 @@ void gw_limits_metrics(gw_server *srv, gw_buf *out) {
                 "# TYPE mcpgate_heavy_reads_limited_total counter\n"
                 "mcpgate_heavy_reads_limited_total{limit=\"tenant\"} %llu\n"
                 "mcpgate_heavy_reads_limited_total{limit=\"process\"} %llu\n",
+                (unsigned long long)atomic_load(&l->conns_address_limited),
                 (unsigned long long)atomic_load(&l->auth_limited), (unsigned long long)atomic_load(&l->mcp_user_limited),
                 (unsigned long long)atomic_load(&l->mcp_tenant_limited),
                 (unsigned long long)atomic_load(&l->mcp_concurrent_limited),

@@ -52,6 +52,16 @@
  *                              is the request's, as for
  *                              mcp_concurrent_per_user.
  *
+ *   connections_per_address    client connections one address (IPv6: its
+ *                              /64) holds at once, every loop together:
+ *                              one more is 503 and closed by the HTTP
+ *                              layer, before any request is read (a
+ *                              slow-header client cannot hold every
+ *                              connection from one address). Not counted
+ *                              for trusted_proxies (the clients behind a
+ *                              proxy share its address). Same table as
+ *                              mcp_concurrent_per_user's, keyed "ip ADDR".
+ *
  * Token buckets (gateway/base/ratelimit.h; burst = the per-minute value),
  * one set per process, made by gw_serve. The client address is the one
  * the HTTP layer settled on (X-Forwarded-For only from trusted_proxies);
@@ -74,6 +84,14 @@ void gw_limits_free(gw_server *srv);
  * address is over auth_failures_per_address — Retry-After is set, answer
  * 429 (the seconds until another attempt counts). */
 int64_t gw_limits_auth_failed(gw_req *req);
+
+/* A client connection from peer (the socket's address, textual) opens:
+ * 1 when it was counted against connections_per_address (release it with
+ * gw_limits_conn_closed), 0 when it is not counted (a trusted proxy, no
+ * address), -1 when the address holds connections_per_address already
+ * (or the table cannot grow: refused, fail closed). Any loop. */
+int gw_limits_conn_open(gw_server *srv, const char *peer);
+void gw_limits_conn_closed(gw_server *srv, const char *peer);
 
 /* One MCP request of (tenant, user): 0, or the seconds until the user's or
  * the tenant's bucket has a token again (Retry-After is set; answer 429). */

@@ -150,12 +150,17 @@ static gw_tls_conn *host_tls_conn(void *ctx) {
   return c;
 }
 
-/* max_connections counts the connections of every loop. */
-static bool host_admit(void *ctx) {
+/* max_connections and connections_per_address count the connections of
+ * every loop. */
+static int host_admit(void *ctx, const char *peer) {
   gw_server *srv = ((gw_loop *)ctx)->srv;
-  if (atomic_fetch_add_explicit(&srv->conns_active, 1, memory_order_relaxed) < srv->cfg.max_connections) return true;
+  int per = gw_limits_conn_open(srv, peer);
+  if (per < 0) return GW_ADMIT_PEER_FULL;
+  if (atomic_fetch_add_explicit(&srv->conns_active, 1, memory_order_relaxed) < srv->cfg.max_connections)
+    return per ? GW_ADMIT_PEER : GW_ADMIT_OK;
   atomic_fetch_sub_explicit(&srv->conns_active, 1, memory_order_relaxed);
-  return false;
+  if (per) gw_limits_conn_closed(srv, peer);
+  return GW_ADMIT_FULL;
 }
 
 static void host_conn_open(void *ctx) {
@@ -169,8 +174,9 @@ static void host_conn_rejected(void *ctx) {
 }
 
 /* Finishes the loop's drain when its last connection is gone. */
-static void host_conn_closed(void *ctx, bool counted) {
+static void host_conn_closed(void *ctx, bool counted, const char *peer) {
   gw_loop *lp = ctx;
+  if (peer) gw_limits_conn_closed(lp->srv, peer);
   if (counted) {
     gw_metrics_conn(lp->srv->metrics, -1);
     atomic_fetch_sub_explicit(&lp->srv->conns_active, 1, memory_order_relaxed);
@@ -644,6 +650,17 @@ static void descriptor_budget(gw_config *c) {
   }
 }
 
+/* connections_per_address 0: a quarter of max_connections (at least 16),
+ * so that no one address takes every connection. */
+static void address_share(gw_config *c) {
+  if (c->connections_per_address) return;
+  int64_t q = c->max_connections / 4;
+  c->connections_per_address = q < 16 ? 16 : q;
+  GW_LOG(GW_LOG_INFO, "server", NULL,
+         "connections_per_address %lld: a quarter of max_connections (trusted_proxies are not counted)",
+         (long long)c->connections_per_address);
+}
+
 /* The store keeps its reserve to a quarter of its map (store.h), so a
  * small map still takes ordinary writes. Lowered, it is said as
  * max_connections says what it chose: a warning when the operator set
@@ -769,6 +786,7 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods) {
   sigaddset(&stop_sigs, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop_sigs, &sigs_was);
   descriptor_budget(&srv->cfg);
+  address_share(&srv->cfg);
   /* libuv's thread pool runs the outbound DNS lookups and the heavy reads
    * (limits.h): more threads than heavy reads may hold, before the first
    * use fixes its size. The operator's UV_THREADPOOL_SIZE wins. */

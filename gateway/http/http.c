@@ -144,6 +144,7 @@ struct gw_conn {
   const char *error_msg;
   int open_handles;
   bool closing, reading, eof, close_after, in_parse, rejected, counted;
+  bool peer_counted; /* admit counted it against its address (GW_ADMIT_PEER) */
   bool resume_parse;       /* the timer fires at 0 ms to parse pipelined bytes */
   bool send_armed;         /* the timer is the send timeout of bytes queued while handling (send_arm) */
   uint64_t send_queued;    /* bytes ever queued on the socket (sock_queue_owned) */
@@ -569,9 +570,12 @@ static void on_handle_closed(uv_handle_t *h) {
   gw_buf_free(&c->value);
   gw_http *ht = c->h;
   bool counted = c->counted;
+  char peer[sizeof c->peer];
+  if (c->peer_counted) memcpy(peer, c->peer, sizeof peer);
+  bool peer_counted = c->peer_counted;
   free(c);
   if (counted) ht->nactive--;
-  if (ht->host->on_conn_closed) ht->host->on_conn_closed(ht->host->ctx, counted);
+  if (ht->host->on_conn_closed) ht->host->on_conn_closed(ht->host->ctx, counted, peer_counted ? peer : NULL);
 }
 
 static void conn_close(gw_conn *c) {
@@ -1476,17 +1480,26 @@ static int conn_open(gw_http *h, uv_stream_t *listener, uv_os_sock_t fd, int kin
   }
   llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
   c->parser.data = c;
-  if (host->admit ? !host->admit(host->ctx) : h->nactive >= host->limits.max_connections) {
-    /* Over the cap: say so and hang up, without reading a request. */
+  int adm = host->admit ? host->admit(host->ctx, c->peer)
+                        : h->nactive >= host->limits.max_connections ? GW_ADMIT_FULL : GW_ADMIT_OK;
+  if (adm < 0) {
+    /* Over a cap: say so and hang up, without reading a request. */
     if (host->on_conn_rejected) host->on_conn_rejected(host->ctx);
-    GW_LOG(GW_LOG_WARN, "http", NULL, "max_connections (%lld) reached; refusing %s",
-           (long long)host->limits.max_connections, c->peer);
+    if (adm == GW_ADMIT_PEER_FULL)
+      GW_LOG(GW_LOG_WARN, "http", NULL,
+             "connections_per_address reached for %s; refusing a connection (a proxy in front? list it in "
+             "trusted_proxies)", c->peer);
+    else
+      GW_LOG(GW_LOG_WARN, "http", NULL, "max_connections (%lld) reached; refusing %s",
+             (long long)host->limits.max_connections, c->peer);
     c->rejected = true;
     c->state = CS_HEADERS;
     read_start(c);
-    send_error_and_close(c, 503, "too many connections; try again later");
+    send_error_and_close(c, 503, adm == GW_ADMIT_PEER_FULL ? "too many connections from this address; try again later"
+                                                            : "too many connections; try again later");
     return 0;
   }
+  c->peer_counted = adm == GW_ADMIT_PEER;
   c->counted = true;
   h->nactive++;
   if (host->on_conn_open) host->on_conn_open(host->ctx);

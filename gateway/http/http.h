@@ -161,21 +161,27 @@ typedef struct gw_http_host {
    * (which another thread may be replacing: the host makes it under its
    * lock; the connection owns the result). NULL: refuse the connection. */
   gw_tls_conn *(*tls_conn)(void *ctx);
-  /* Counts a connection against a cap shared by every loop: true when it
-   * is admitted (on_conn_closed with counted releases it). NULL: the cap
+  /* Counts a connection from peer (its address, textual) against caps
+   * shared by every loop: GW_ADMIT_OK or GW_ADMIT_PEER (admitted; with
+   * PEER it was counted against its address too, and on_conn_closed gets
+   * peer back to release it), GW_ADMIT_FULL (over max_connections) or
+   * GW_ADMIT_PEER_FULL (over the address's share): refused. NULL: the cap
    * is limits.max_connections on this loop alone. */
-  bool (*admit)(void *ctx);
+  int (*admit)(void *ctx, const char *peer);
   /* A connection was accepted (counted against max_connections), or refused
    * over the cap. */
   void (*on_conn_open)(void *ctx);
   void (*on_conn_rejected)(void *ctx);
-  /* A connection's memory is gone (counted: it was counted as open). The
-   * gw_http's nconns is already updated: the drain finishes on 0. */
-  void (*on_conn_closed)(void *ctx, bool counted);
+  /* A connection's memory is gone (counted: it was counted as open; peer:
+   * its address when admit counted it there, else NULL). The gw_http's
+   * nconns is already updated: the drain finishes on 0. */
+  void (*on_conn_closed)(void *ctx, bool counted, const char *peer);
   /* A request ended (response queued, or dropped): route class, status,
    * seconds since its first byte. req is valid during the call only. */
   void (*on_request_done)(void *ctx, const gw_req *req, int rclass, int status, double seconds);
 } gw_http_host;
+
+enum { GW_ADMIT_OK = 0, GW_ADMIT_PEER = 1, GW_ADMIT_FULL = -1, GW_ADMIT_PEER_FULL = -2 };
 
 /* Per-loop HTTP state, embedded by the loop's owner (gateway/core's
  * gw_loop). Set the public fields, then gw_http_init. */

@@ -83,7 +83,7 @@ async function callRate(gw, token) {
 
 async function main() {
   const ups = [await startCUpstream(), await startCUpstream()];
-  const gw = await startGateway({ args: ['--access-log', 'false', '--workers', '1', '--max-connections', String(N + 200), '--sessions-per-user-max', String(N + 10), '--mcp-concurrent-per-user', '0'] });
+  const gw = await startGateway({ args: ['--access-log', 'false', '--workers', '1', '--max-connections', String(N + 200), '--connections-per-address', String(N + 200), '--sessions-per-user-max', String(N + 10), '--mcp-concurrent-per-user', '0'] });
   const socks = [];
   try {
     const t = await setupTenant(gw, { users: ['alice@acme.com'] });

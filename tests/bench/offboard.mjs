@@ -233,7 +233,7 @@ async function main() {
   const up = await startCUpstream();
   const dataDir = fs.mkdtempSync(path.join(DATA, 'mcpgate-bench-offboard-'));
   const gw = await startGateway({
-    dataDir, args: ['--access-log', 'false', '--workers', String(WORKERS), '--max-connections', String(2 * N + 500)],
+    dataDir, args: ['--access-log', 'false', '--workers', String(WORKERS), '--max-connections', String(2 * N + 500), '--connections-per-address', String(2 * N + 500)],
   });
   const streams = [];
   let load;

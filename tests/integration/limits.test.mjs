@@ -1,7 +1,8 @@
 // Every cap and timeout of the HTTP front door, with small values from flags.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { startGateway, rawHttp, request, connect, sleep } from './lib/gateway.mjs';
+import { startGateway, rawHttp, request, connect, sleep, waitFor } from './lib/gateway.mjs';
+import { operatorToken } from './lib/admin.mjs';
 
 let gw;
 before(async () => {
@@ -160,6 +161,47 @@ test('--max-connections 2: a third connection gets 503 and is closed; the first 
     assert.equal(r.responses[0]?.status, 200, r.data.slice(0, 200));
   } finally { a.destroy(); b.destroy(); }
   assert.deepEqual(await g2.stop(), { code: 0, signal: null });
+});
+
+test('--connections-per-address 2: a third connection from one address gets 503 and is closed, and counts once the first goes; a trusted proxy is not held to it', async () => {
+  const HEALTH = 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n';
+  const g2 = await startGateway({ args: ['--connections-per-address', '2', '--max-connections', '50', '--idle-timeout-ms', '10000'] });
+  const a = await connect(g2.port);
+  const b = await connect(g2.port);
+  try {
+    for (const x of [a, b]) {
+      await x.write(HEALTH);
+      assert.equal((await x.responses(1))[0].status, 200);
+    }
+    const c = await connect(g2.port);
+    if (!(await c.waitData(300))) await c.write(HEALTH);
+    const [res] = await c.responses(1);
+    assert.equal(res.status, 503);
+    assert.match(res.body, /too many connections from this address/);
+    assert.ok(await c.waitClose(2000), 'third connection closed');
+    await g2.waitForLog((e) => /connections_per_address reached for 127\.0\.0\.1/.test(e.msg ?? ''), 5000);
+    // the two admitted ones still work
+    await a.write(HEALTH);
+    assert.equal((await a.responses(2))[1].status, 200);
+    const m = await request(g2.port, { path: '/metrics', headers: { authorization: `Bearer ${operatorToken(g2.dataDir)}` } });
+    // (the metrics request itself was a third connection: refused, or the count is 1 or more)
+    if (m.status === 200) assert.match(m.body, /^mcpgate_connections_address_limited_total [1-9]/m);
+    // once one goes, the address may open another
+    a.destroy();
+    await waitFor(async () => (await rawHttp(g2.port, 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')).responses[0]?.status === 200,
+      { timeoutMs: 5000, what: 'a connection admitted again' });
+  } finally { a.destroy(); b.destroy(); }
+  assert.deepEqual(await g2.stop(), { code: 0, signal: null });
+  // the same from a trusted proxy's address: its clients share it, not counted
+  const g3 = await startGateway({ args: ['--connections-per-address', '1', '--trusted-proxies', '127.0.0.1', '--idle-timeout-ms', '10000'] });
+  const held = [await connect(g3.port), await connect(g3.port), await connect(g3.port)];
+  try {
+    for (const x of held) {
+      await x.write(HEALTH);
+      assert.equal((await x.responses(1))[0].status, 200);
+    }
+  } finally { for (const x of held) x.destroy(); }
+  assert.deepEqual(await g3.stop(), { code: 0, signal: null });
 });
 
 test('server survived everything; clean stop with exit 0', async () => {

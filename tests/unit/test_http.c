@@ -83,8 +83,9 @@ static void host_request_id(void *ctx, char out[17]) {
   snprintf(out, 17, "feed%012llx", (unsigned long long)++e->next_id);
 }
 
-static void host_closed(void *ctx, bool counted) {
+static void host_closed(void *ctx, bool counted, const char *peer) {
   (void)counted;
+  (void)peer;
   ((env *)ctx)->closed++;
 }
 
