@@ -691,6 +691,12 @@ void gw__agg_message(gw_exchange *x, json_t *msg, const char *method) {
     gw__agg_tools_call(x, msg);
   } else if (!strcmp(method, "ping")) {
     gw__x_reply_json(x, 200, gw__agg_rpc_result(json_array_get(ids, 0), json_object()));
+  } else if (!strncmp(method, "tasks/", 6)) {
+    /* not relayed until policy governs tasks — sent as a notification
+     * (no id) neither: it would reach every upstream session of the
+     * session (as the connector endpoint, answered -32601) */
+    gw__x_rpc_error(x, 200, GW_RPC_NOT_SUPPORTED, "Method not found: %.100s (tasks are not supported through the gateway yet)",
+                    method);
   } else if (!json_array_size(ids)) {
     /* notifications: routed to the upstreams concerned, answered 202 */
     gw__agg_notify_upstreams(x, method, msg, NULL);

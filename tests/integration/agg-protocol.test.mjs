@@ -170,6 +170,23 @@ test('server/discover, tasks/* and unknown methods → -32601; ping; prompts/res
   }
 });
 
+test('tasks/* sent as a notification is refused too, not forwarded to the upstream sessions', async () => {
+  const s = await rawSession(f.url, f.tokens.alice);
+  const r0 = await s.request('tools/call', { name: 'alpha__echo', arguments: { message: 'opens alpha' } });
+  assert.equal(r0.status, 200, `a call opens the session's upstream session: ${show(r0)}`);
+  const sent = () => f.recs.alpha.requests().filter((e) => e.headers['mcp-session-id'] && (Array.isArray(e.json) ? e.json : [e.json]).some((m) => String(m?.method).startsWith('tasks/'))).length;
+  const before = sent();
+  for (const m of ['tasks/cancel', 'tasks/get', 'tasks/list', 'tasks/result']) {
+    const r = await s.notify(m, m === 'tasks/list' ? {} : { taskId: 't1' });
+    assertRpcError(r, { codes: [-32601], what: `${m} as a notification` });
+  }
+  // a notification the gateway forwards reaches alpha before its 202: this one marks the end
+  const n = await s.notify('notifications/roots/list_changed');
+  assert.equal(n.status, 202, `roots/list_changed: ${show(n)}`);
+  assert.ok(f.recs.alpha.requests().some((e) => e.json?.method === 'notifications/roots/list_changed'), 'the marker reached alpha');
+  assert.equal(sent() - before, 0, 'no tasks/* message reached the upstream');
+});
+
 test('GET opens a gateway-local SSE stream that stays open', async () => {
   const s = await rawSession(f.url, f.tokens.alice);
   const n0 = await openStreams(f.gw, 'acme');
