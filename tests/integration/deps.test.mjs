@@ -36,13 +36,19 @@ function depsList() {
   return r.stdout.split(/\s+/).filter(Boolean);
 }
 
-/** The package owning file f (dpkg -S), trying the /usr-merged twin of /usr/bin and /usr/sbin paths. */
-function owner(f) {
-  for (const p of [f, f.replace(/^\/usr\/(s?bin)\//, '/$1/'), f.replace(/^\/usr\/lib\//, '/lib/')]) {
-    const r = spawnSync('dpkg', ['-S', p], { encoding: 'utf8' });
-    if (r.status === 0) return r.stdout.split('\n')[0].split(':')[0].split(',')[0].trim();
+/** The paths dpkg may know file f by: itself, the /usr-merged twin of /usr/bin, /usr/sbin and /usr/lib paths. */
+const twins = (f) => [f, f.replace(/^\/usr\/(s?bin)\//, '/$1/'), f.replace(/^\/usr\/lib\//, '/lib/')];
+
+/** The package owning each of files (one dpkg -S for all: it reads its whole file list each time), or null. */
+function owners(files) {
+  const paths = [...new Set(files.flatMap(twins))];
+  const r = spawnSync('dpkg', ['-S', ...paths], { encoding: 'utf8', maxBuffer: 16 << 20 });
+  const of = new Map();
+  for (const l of (r.stdout ?? '').split('\n')) {
+    const i = l.indexOf(': /');
+    if (i > 0 && !l.startsWith('diversion by')) of.set(l.slice(i + 2), l.slice(0, i).split(',')[0].split(':')[0].trim());
   }
-  return null;
+  return new Map(files.map((f) => [f, twins(f).map((p) => of.get(p)).find(Boolean) ?? null]));
 }
 
 function header(h) {
@@ -102,9 +108,10 @@ test('every file the build and the tests use comes from a package deps.sh instal
   const base = new Set(execFileSync('dpkg-query', ['-W', '-f', '${Package}\t${Essential}\t${Priority}\n'], { encoding: 'utf8' })
     .split('\n').map((l) => l.split('\t')).filter(([, e, p]) => e === 'yes' || p === 'required').map(([n]) => n));
   const problems = [];
+  const owner = owners(Object.values(need).filter((f) => f && fs.existsSync(f)));
   for (const [what, f] of Object.entries(need)) {
     if (!f || !fs.existsSync(f)) { problems.push(`${what}: not on this machine (make deps installs it?)`); continue; }
-    const pkg = owner(f);
+    const pkg = owner.get(f);
     if (!pkg) { problems.push(`${what}: ${f} belongs to no package`); continue; }
     if (!closure.has(pkg) && !base.has(pkg)) problems.push(`${what}: ${f} is in ${pkg}, which deps.sh's list does not bring`);
   }
