@@ -1,4 +1,4 @@
-// ci-variants: build-w1 build-asan-w2 (a browser or client flow: one loop plain, two loops under ASan; the plain two-loop run only repeated it — CI's 15 minutes)
+// ci-variants: build-w1 (a browser reading static pages; the handlers behind them run under ASan in web-static-tokens and the other page tests — CI's 15 minutes)
 // The employee page in a real browser (chromium + playwright-core) against a
 // static server playing the gateway's API (lib/webpage.mjs), part 1: the
 // signed-out and signed-in views, escaping, 360 px, the message page.
