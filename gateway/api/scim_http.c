@@ -1,7 +1,9 @@
 /* gateway/api/scim_http.c — /t/{tenant}/scim/v2/…: the HTTP side of SCIM.
  *
  * Authenticates the tenant's SCIM token (Bearer, or Basic with the token as
- * password), checks content types, parses bodies strictly (duplicate keys
+ * password) — and again, by its id, in the transaction that serves the
+ * request (still_authorized: a tenant deleted or a token revoked while the
+ * request waited refuses it) —, checks content types, parses bodies strictly (duplicate keys
  * refused) — a body past PARSE_LOOP_MAX on libuv's pool, holding a
  * heavy-read slot as a scan does (a 32 MiB group push of 200,000 members
  * takes ~0.5 s to parse, which every tenant's requests on the loop would
@@ -215,7 +217,9 @@ static int presented_token(const char *auth, char *out, size_t cap) {
   return -1;
 }
 
-static int authenticate(gw_req *req, const char *tenant, bool touch) {
+/* tokid (NULL: not wanted): the id of the token that authenticated, for
+ * still_authorized. */
+static int authenticate(gw_req *req, const char *tenant, bool touch, char tokid[32]) {
   char tok[600];
   if (presented_token(gw_req_header(req, "authorization"), tok, sizeof tok) != 0) {
     OPENSSL_cleanse(tok, sizeof tok);
@@ -245,6 +249,7 @@ static int authenticate(gw_req *req, const char *tenant, bool touch) {
   }
   if (touch) gw_token_touch(req->lp, tok, rec);
   OPENSSL_cleanse(tok, sizeof tok);
+  if (tokid) snprintf(tokid, 32, "%s", json_string_value(json_object_get(rec, "id")) ?: "");
   snprintf(req->actor, sizeof req->actor, "scim-token:%.24s", json_string_value(json_object_get(rec, "id")) ?: "?");
   json_decref(rec);
   return 0;
@@ -266,6 +271,8 @@ typedef struct scim_job {
   bool parse_bad;   /* the pool's parse refused it: parse_err says why */
   char parse_err[300];
   bool finish_send; /* job_finish: answer the request on the loop (else: its client is gone, drop it) */
+  char token_id[32]; /* the SCIM token that authenticated the request (its id) */
+  bool gone;         /* still_authorized said no: the reply is a 401 */
 } scim_job;
 
 static void job_free(scim_job *j) {
@@ -280,6 +287,40 @@ static void job_free(scim_job *j) {
   free(j);
 }
 
+/* The request was authenticated when its headers arrived; it may run much
+ * later (a large body's parse on the pool, a wait for a heavy-read slot,
+ * the writer's queue). In the transaction that reads or writes for it,
+ * its tenant must still be active and its SCIM token still exist: a
+ * tenant deleted meanwhile — and maybe created again under the same id,
+ * a new incarnation the old token must never reach — or a token revoked
+ * meanwhile refuses it (401, as authenticate would now). True when it
+ * may go on; else j->rs holds the refusal. */
+static bool still_authorized(st_txn *txn, scim_job *j) {
+  json_t *rec = NULL;
+  int rc = st_tenant_active(txn, j->tenant);
+  if (rc == 0) rc = auth_token_get_by_id(txn, j->tenant, AUTH_KIND_SCIM, j->token_id, &rec);
+  json_decref(rec);
+  if (rc == 0) return true;
+  scim_resp_clear(&j->rs);
+  if (rc == ST_ENOTFOUND || rc == ST_ECORRUPT) {
+    j->gone = true;
+    scim_error(&j->rs, 401, NULL, "invalid SCIM token for this tenant (revoked, or its tenant deleted, while the "
+               "request waited); nothing was done");
+  } else {
+    scim_error(&j->rs, 503, NULL, "the store cannot be read right now");
+  }
+  return false;
+}
+
+/* Answers j's request with j->rs (s: its body encoded already, or NULL);
+ * a refusal by still_authorized carries the challenge authenticate's does. */
+static void send_scim_job_encoded(scim_job *j, char *s) {
+  if (j->gone && j->rs.status == 401)
+    gw_resp_header(j->req, "WWW-Authenticate", "Bearer realm=\"mcpgate-scim\", error=\"invalid_token\"");
+  send_scim_encoded(j->req, &j->rs, s);
+}
+static void send_scim_job(scim_job *j) { send_scim_job_encoded(j, NULL); }
+
 /* A filter no index answers is evaluated on every resource of the tenant:
  * that walk happens on a worker thread with its own read snapshot, never
  * on the loop (STYLE: long scans off the loop). */
@@ -290,7 +331,7 @@ static void scan_work(uv_work_t *w) {
     scim_error(&j->rs, 503, NULL, "the store cannot be read right now");
     return;
   }
-  scim_handle(txn, &j->rq, &j->rs);
+  if (still_authorized(txn, j)) scim_handle(txn, &j->rq, &j->rs);
   st_txn_end(txn);
   j->encoded = encode_scim(&j->rs);
   if (j->encoded) { /* and freed here too: a list of thousands is not freed on the loop either */
@@ -322,7 +363,7 @@ static void scan_start(scim_job *j, bool pool) {
   }
   scim_budget budget = {SCIM_LOOP_BUDGET, false};
   if (!pool) j->rq.budget = &budget; /* a pool that refused the job: the loop it is, whole */
-  scim_handle(txn, &j->rq, &j->rs);
+  if (still_authorized(txn, j)) scim_handle(txn, &j->rq, &j->rs);
   st_txn_end(txn);
   j->rq.budget = NULL;
   if (budget.over) {
@@ -333,7 +374,7 @@ static void scan_start(scim_job *j, bool pool) {
     else scan_start(j, true);
     return;
   }
-  send_scim(req, &j->rs);
+  send_scim_job(j);
   job_free(j);
 }
 
@@ -385,7 +426,7 @@ static void scan_wait_tick(uv_timer_t *t) {
   }
   /* it waited: its token (revoked meanwhile?) and tenant (deleted?) are
    * asked again; authenticate answers the refusal */
-  if (authenticate(req, w->tenant, false) != 0) {
+  if (authenticate(req, w->tenant, false, j->token_id) != 0) {
     job_free(j);
     return;
   }
@@ -416,7 +457,7 @@ static void scan_done(uv_work_t *w, int status) {
     free(j->encoded);
     j->encoded = NULL;
   }
-  send_scim_encoded(j->req, &j->rs, j->encoded);
+  send_scim_job_encoded(j, j->encoded);
   j->encoded = NULL; /* sent (and freed) */
   job_free(j);
 }
@@ -460,7 +501,7 @@ static void finish_done(uv_work_t *w, int status) {
   scim_job *j = w->data;
   gw_req *req = j->req;
   (void)status; /* never cancelled; if it were, the loop encodes and frees what is left */
-  if (j->finish_send) send_scim_encoded(req, &j->rs, j->encoded);
+  if (j->finish_send) send_scim_job_encoded(j, j->encoded);
   else gw_req_drop(req);
   j->encoded = NULL; /* sent (and freed) */
   job_free(j);
@@ -476,7 +517,7 @@ static void job_finish(scim_job *j, bool send) {
     j->work.data = j;
     if (uv_queue_work(&req->lp->loop, &j->work, finish_work, finish_done) == 0) return;
   }
-  if (send) send_scim(req, &j->rs);
+  if (send) send_scim_job(j);
   else gw_req_drop(req);
   job_free(j);
 }
@@ -539,6 +580,8 @@ static void parse_start(scim_job *j) {
 
 static int job_run(st_txn *txn, void *arg) {
   scim_job *j = arg;
+  j->gone = false; /* a re-run asks again */
+  if (!still_authorized(txn, j)) return SCIM_EABORT;
   int rc = scim_handle(txn, &j->rq, &j->rs);
   return rc < 0 ? rc : 0;
 }
@@ -674,7 +717,7 @@ int gw_scim_preauth(gw_req *req) {
     return -1;
   }
   if (!req->lp->srv->store) return 0;
-  return authenticate(req, tenant, false) ? -1 : 0;
+  return authenticate(req, tenant, false, NULL) ? -1 : 0;
 }
 
 void gw_scim_dispatch(gw_req *req) {
@@ -700,7 +743,8 @@ void gw_scim_dispatch(gw_req *req) {
     scim_fail(req, 503, NULL, "the store is not open");
     return;
   }
-  if (authenticate(req, tenant, true) != 0) return;
+  char tokid[32];
+  if (authenticate(req, tenant, true, tokid) != 0) return;
   mark_seen(srv->scim, tenant);
 
   scim_job *j = calloc(1, sizeof *j);
@@ -708,6 +752,7 @@ void gw_scim_dispatch(gw_req *req) {
     scim_fail(req, 500, NULL, "out of memory");
     return;
   }
+  snprintf(j->token_id, sizeof j->token_id, "%s", tokid);
   snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
   size_t bl = strlen(srv->cfg.public_url) + strlen(tenant) + 16;
   j->base_url = malloc(bl);

@@ -16,14 +16,15 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import net from 'node:net';
-import { startScimGateway, scimBase, URN } from './lib/scim.mjs';
+import { startScimGateway, scimBase, scimClient, assertScimError, URN } from './lib/scim.mjs';
 import { waitFor, request, makeTempDir } from './lib/gateway.mjs';
+import { api, createTenant, recreateAfterPurge } from './lib/admin.mjs';
 
-let gw, acme, dir, pause;
+let gw, acme, dir, pause, opToken;
 before(async () => {
   dir = await makeTempDir('mcpgate-parse-');
   pause = path.join(dir, 'pause');
-  ({ gw, tenants: { acme } } = await startScimGateway({ tenants: ['acme'], env: { MCPGATE_TEST_SCIM_PARSE_PAUSE_FILE: pause } }));
+  ({ gw, opToken, tenants: { acme } } = await startScimGateway({ tenants: ['acme'], env: { MCPGATE_TEST_SCIM_PARSE_PAUSE_FILE: pause } }));
 });
 after(async () => {
   fs.rmSync(pause, { force: true });
@@ -97,4 +98,42 @@ test('a large body that is not JSON is refused with 400 from the pool', async ()
   const a = await acme.c.post('/Groups', '[' + '1,'.repeat(150 * 1024) + '1]');
   assert.equal(a.status, 400, a.body);
   assert.match(a.json.detail, /JSON object/);
+});
+
+// Found by review: the SCIM token was checked when the headers arrived and
+// never again, so a request that waited (a large body's parse here; the
+// writer's queue does the same) ran after its tenant was deleted — and,
+// once the id was created again, inside the NEW tenant: a user planted by
+// the old tenant's token appeared in the new incarnation's directory, and
+// a search with the old token listed the new tenant's users. Before the
+// fix: the POST answered 201 and the new tenant listed "ghost"; the search
+// answered 200 with the new tenant's user.
+test('a request authenticated before its tenant was deleted does not run in the tenant created again', async () => {
+  const old = await createTenant(gw.port, opToken, 'doomed');
+  const oc = scimClient(gw.port, 'doomed', old.scim.token);
+  const pad = ' '.repeat(300 * 1024); // past 256 KiB: parsed on the pool, where the hook holds it
+  fs.writeFileSync(pause, '');
+  let post, search;
+  try {
+    post = oc.post('/Users', JSON.stringify({ schemas: [URN.USER], userName: 'ghost@doomed.test' }) + pad);
+    search = oc.post('/Users/.search', JSON.stringify({ filter: 'userName eq "new@doomed.test"' }) + pad);
+    await waitFor(async () => fs.existsSync(pause + '.held'), { timeoutMs: 10000, what: 'the large parses held' });
+    const d = await api(gw.port, opToken, 'DELETE', '/admin/v1/tenants/doomed');
+    assert.equal(d.status, 202, d.body);
+    const fresh = await recreateAfterPurge(gw.port, opToken, 'doomed');
+    const nc = scimClient(gw.port, 'doomed', fresh.scim.token);
+    await nc.createUser('new@doomed.test');
+    fs.rmSync(pause, { force: true });
+    const [p, s] = await Promise.all([post, search]);
+    assertScimError(p, 401);
+    assert.match(String(p.headers['www-authenticate'] ?? ''), /^Bearer\b/);
+    assertScimError(s, 401);
+    const l = await nc.get('/Users');
+    assert.equal(l.status, 200, l.body);
+    assert.deepEqual(l.json.Resources.map((u) => u.userName), ['new@doomed.test'], 'nothing of the old tenant in the new one');
+  } finally {
+    fs.rmSync(pause, { force: true });
+    await Promise.allSettled([post, search]);
+    fs.rmSync(pause + '.held', { force: true });
+  }
 });
