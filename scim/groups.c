@@ -156,10 +156,26 @@ bad:
   return SCIM_EABORT;
 }
 
+/* Whether the filter tests sub-attribute `name` anywhere. */
+static bool filter_names(const scim__filter *f, const char *name) {
+  if (!f) return false;
+  if (f->path.attr && !strcasecmp(f->path.attr, name)) return true;
+  return filter_names(f->a, name) || filter_names(f->b, name);
+}
+
 /* Whether a member path's value filter ("members[value eq …]") selects
- * the member uid. */
-static bool member_selected(const scim__filter *filter, json_t *uid) {
-  json_t *obj = json_pack("{s:O,s:s}", "value", uid, "type", "User");
+ * the member uid: tested on the member as a GET shows it (value, $ref,
+ * display — the user's userName — and type), so a filter on what the IdP
+ * read back selects what it names; the user is read only for a filter on
+ * display. */
+static bool member_selected(mctx *m, const scim__filter *filter, json_t *uid) {
+  char ref[600];
+  snprintf(ref, sizeof ref, "%s/Users/%s", m->rq->base_url ? m->rq->base_url : "", json_string_value(uid));
+  json_t *obj = json_pack("{s:O,s:s,s:s}", "value", uid, "$ref", ref, "type", "User");
+  json_t *usr = NULL;
+  if (filter_names(filter, "display") && scim__res_get(m->txn, m->rq->tenant, 'U', json_string_value(uid), &usr) == 0)
+    json_object_set(obj, "display", json_object_get(usr, "userName"));
+  json_decref(usr);
   bool hit = scim__filter_match_in(filter, obj, "members");
   json_decref(obj);
   return hit;
@@ -177,7 +193,7 @@ static int members_op(void *ctx, const char *op, const json_t *value, const scim
     if ((rc = member_values(value, ids, rs)) == 0 && (rc = current_members(m, &cur, rs)) == 0) {
       size_t i, hits = 0;
       json_t *e;
-      json_array_foreach(cur, i, e) if (member_selected(filter, e)) {
+      json_array_foreach(cur, i, e) if (member_selected(m, filter, e)) {
         hits++;
         if ((rc = member_remove(m, json_string_value(e), rs))) break;
       }
@@ -219,7 +235,7 @@ static int members_op(void *ctx, const char *op, const json_t *value, const scim
       } else if ((rc = current_members(m, &cur, rs)) == 0) {
         size_t i;
         json_t *e;
-        json_array_foreach(cur, i, e) if (member_selected(filter, e) && (rc = member_remove(m, json_string_value(e), rs))) break;
+        json_array_foreach(cur, i, e) if (member_selected(m, filter, e) && (rc = member_remove(m, json_string_value(e), rs))) break;
         json_decref(cur);
       }
     } else if (value && !json_is_null(value)) {

@@ -33,3 +33,25 @@ test('replace with a filter matching no member → 400 noTarget, nothing changed
   assertScimError(r, 400, { scimType: 'noTarget' });
   assert.deepEqual(await c.fetch(`/Groups/${g.id}`), before, 'group unchanged');
 });
+
+// Found by review: a member filter was tested against {value, type} only,
+// not the member as the gateway itself shows it ({value, $ref, display,
+// type}), so `remove members[display eq "<userName>"]` matched nobody and
+// answered 200: the IdP was told the member left while they kept the
+// group (and its tools). Before the fix the member stayed after the 200.
+test('remove/replace members selected by display (the userName shown) or $ref', async () => {
+  const a = await c.createUser('Disp.A@rf.test'), b = await c.createUser('disp.b@rf.test'), x = await c.createUser('disp.x@rf.test');
+  const g = await c.createGroup('ByDisplay', [a.id, b.id]);
+  const shown = (await c.fetch(`/Groups/${g.id}`)).members.find((m) => m.value === a.id);
+  assert.equal(shown.display, 'Disp.A@rf.test');
+  const r = await c.patchOps(`/Groups/${g.id}`, [{ op: 'remove', path: 'members[display eq "disp.a@RF.test"]' }]);
+  assert.ok(r.status === 200 || r.status === 204, r.body);
+  assert.deepEqual(await c.memberIds(g.id), [b.id], 'a removed by display (caseExact false), b kept');
+  const r2 = await c.patchOps(`/Groups/${g.id}`, [{ op: 'replace', path: 'members[display sw "disp.b"]', value: [{ value: x.id }] }]);
+  assert.ok(r2.status === 200 || r2.status === 204, r2.body);
+  assert.deepEqual(await c.memberIds(g.id), [x.id], 'b replaced by x through a display filter');
+  const ref = (await c.fetch(`/Groups/${g.id}`)).members[0].$ref;
+  const r3 = await c.patchOps(`/Groups/${g.id}`, [{ op: 'remove', path: `members[$ref eq "${ref}"]` }]);
+  assert.ok(r3.status === 200 || r3.status === 204, r3.body);
+  assert.deepEqual(await c.memberIds(g.id), [], 'x removed by $ref');
+});
