@@ -152,6 +152,132 @@ fail:
   return NULL;
 }
 
+/* ---------- one name, one spelling ----------
+ * SCIM attribute names are case-insensitive: {"active":false,"Active":true}
+ * names "active" twice, which the strict JSON parse (exact duplicates)
+ * cannot see; whichever spelling a reader met last (or first) won. A
+ * write body that does so is refused. Walked: every object of the body
+ * (a group's members and a user's read-only groups aside: not stored,
+ * each member read by its "value"), the core schema's URN-qualified names
+ * against the plain ones they alias, and for a PATCH every operation and
+ * its value (member values aside). Bounded by scim_write_too_large. */
+
+/* Adds name (lower-cased) to set; false when it was there already. */
+static bool name_add(json_t *set, const char *name, const char **dup) {
+  char *low = strdup(name);
+  if (!low) return true; /* no memory to compare: the parse's own rules stand */
+  for (char *p = low; *p; p++) *p = (char)tolower((unsigned char)*p);
+  bool fresh = !json_object_get(set, low);
+  if (fresh) json_object_set_new(set, low, json_true());
+  else *dup = name;
+  free(low);
+  return fresh;
+}
+
+/* Every object in v (v included) names each member once. */
+static bool nested_unique(const json_t *v, const char **dup) {
+  const char *k;
+  json_t *e;
+  size_t i;
+  if (json_is_array(v)) {
+    json_array_foreach(v, i, e) if (!nested_unique(e, dup)) return false;
+    return true;
+  }
+  if (!json_is_object(v)) return true;
+  json_t *set = json_object();
+  bool ok = true;
+  json_object_foreach((json_t *)v, k, e) if (!name_add(set, k, dup) || !nested_unique(e, dup)) {
+    ok = false;
+    break;
+  }
+  json_decref(set);
+  return ok;
+}
+
+/* A resource's attributes (a POST/PUT body, a path-less PATCH value):
+ * each once, the core URN's qualified forms ("urn:…:User:active", or the
+ * keys of "urn:…:User": {…}) counting as the plain names; skip (NULL:
+ * none) is left out, values too. */
+static bool attrs_unique(const json_t *o, bool group, const char *skip, const char **dup) {
+  const char *core = group ? SCIM_URN_GROUP : SCIM_URN_USER;
+  size_t cl = strlen(core);
+  json_t *set = json_object();
+  const char *k;
+  json_t *v;
+  bool ok = true;
+  json_object_foreach((json_t *)o, k, v) {
+    if (skip && !strcasecmp(k, skip)) continue;
+    if (!strncasecmp(k, core, cl) && (k[cl] == 0 || k[cl] == ':')) {
+      if (k[cl] == ':') ok = name_add(set, k + cl + 1, dup);
+      else if (json_is_object(v)) {
+        const char *sk;
+        json_t *sv;
+        json_object_foreach(v, sk, sv) if (!(skip && !strcasecmp(sk, skip)) && !(ok = name_add(set, sk, dup))) break;
+      } else ok = name_add(set, k, dup);
+    } else {
+      ok = name_add(set, k, dup);
+    }
+    if (!ok) break;
+  }
+  json_decref(set);
+  if (!ok) return false;
+  /* inside: every object (the skipped attribute's aside) */
+  json_object_foreach((json_t *)o, k, v) {
+    if (skip && !strcasecmp(k, skip)) continue;
+    if (!strncasecmp(k, core, cl) && k[cl] == 0 && json_is_object(v)) {
+      const char *sk;
+      json_t *sv;
+      json_object_foreach(v, sk, sv) if (!(skip && !strcasecmp(sk, skip)) && !nested_unique(sv, dup)) return false;
+    } else if (!nested_unique(v, dup)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool scim__names_unique(const json_t *body, bool group, bool patch, scim_resp *rs) {
+  const char *dup = NULL;
+  const char *skip = group ? "members" : "groups";
+  size_t sl = strlen(skip);
+  bool ok = true;
+  if (!json_is_object(body)) return true; /* refused elsewhere */
+  if (!patch) {
+    ok = attrs_unique(body, group, skip, &dup);
+  } else {
+    json_t *set = json_object();
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)body, k, v) if (!(ok = name_add(set, k, &dup))) break;
+    json_decref(set);
+    json_t *ops = scim__oget(body, "Operations", NULL);
+    size_t i;
+    json_t *o;
+    if (ok && json_is_array(ops))
+      json_array_foreach(ops, i, o) {
+        if (!json_is_object(o)) continue;
+        json_t *opset = json_object();
+        json_object_foreach(o, k, v) if (!(ok = name_add(opset, k, &dup))) break;
+        json_decref(opset);
+        if (!ok) break;
+        const char *path = json_string_value(scim__oget(o, "path", NULL));
+        json_t *value = scim__oget(o, "value", NULL);
+        if (!value) continue;
+        if (path && *path) {
+          if (!(group && !strncasecmp(path, skip, sl) && (!path[sl] || strchr("[.", path[sl]))))
+            ok = nested_unique(value, &dup);
+        } else if (json_is_object(value)) {
+          ok = attrs_unique(value, group, group ? skip : NULL, &dup);
+        } else {
+          ok = nested_unique(value, &dup);
+        }
+        if (!ok) break;
+      }
+  }
+  if (ok) return true;
+  scim_error(rs, 400, "invalidSyntax", "\"%.120s\" is given twice (attribute names are case-insensitive)", dup);
+  return false;
+}
+
 /* ---------- rendering ---------- */
 
 /* Attribute selection: see scim__view in scim_int.h. */

@@ -325,6 +325,9 @@ int scim_handle(st_txn *txn, const scim_req *rq, scim_resp *rs) {
     scim_error(rs, 500, NULL, "internal: write outside the writer");
     return SCIM_EABORT;
   }
+  if ((!strcmp(m, "POST") || !strcmp(m, "PUT") || !strcmp(m, "PATCH")) &&
+      !scim__names_unique(rq->body, type == 'G', !strcmp(m, "PATCH"), rs))
+    return SCIM_EABORT;
   if (!strcmp(m, "POST")) {
     if (id) {
       scim_error(rs, 405, NULL, "POST goes to /%s, not to a resource", type == 'U' ? "Users" : "Groups");

@@ -130,6 +130,10 @@ typedef struct scim__view {
 /* Client JSON → stored form (canonical names, types checked, read-only
  * attributes dropped); NULL with a 400 in rs. */
 json_t *scim__normalize(const json_t *in, bool group, scim_resp *rs);
+/* A write body (POST/PUT; patch: a PatchOp) that names an attribute twice
+ * in two spellings — names are case-insensitive, the strict JSON parse
+ * only refuses exact duplicates —: false with a 400 invalidSyntax in rs. */
+bool scim__names_unique(const json_t *body, bool group, bool patch, scim_resp *rs);
 /* PATCH's validate callback: types only, required attributes may be absent. */
 int scim__validate_types(const json_t *res, bool group, scim_resp *rs);
 /* Stored form → reply (v NULL: everything). */

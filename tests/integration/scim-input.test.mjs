@@ -84,6 +84,43 @@ test('duplicate keys (top level and nested) → 400 invalidSyntax', async () => 
   await assertIntact('duplicate keys');
 });
 
+// Found by review: SCIM attribute names are case-insensitive, so
+// {"active":false,"Active":true} names "active" twice — which the strict
+// JSON parse cannot see. The last spelling won: a deactivation body
+// carrying both left the user active (200), and which of two values a
+// PATCH operation used depended on the reader. Before the fix these
+// bodies were taken (200/201), the user staying active.
+test('one attribute named twice in two spellings → 400 invalidSyntax, nothing applied', async () => {
+  const n0 = await counts();
+  const U = `/Users/${keeper.id}`, G = `/Groups/${keeperGroup.id}`;
+  const cases = [
+    ['POST', '/Users', { schemas: [URN.USER], userName: 'cd1@input.test', active: false, Active: true }],
+    ['POST', '/Users', { schemas: [URN.USER], userName: 'cd2@input.test', name: { givenName: 'a', GivenName: 'b' } }],
+    ['POST', '/Users', { schemas: [URN.USER], userName: 'cd3@input.test', [URN.ENT]: { employeeNumber: '1', EmployeeNumber: '2' } }],
+    ['PUT', U, { schemas: [URN.USER], userName: 'keeper@input.test', active: false, ACTIVE: true }],
+    ['PUT', U, { schemas: [URN.USER], userName: 'keeper@input.test', active: false, [URN.USER]: { active: true } }],
+    ['PUT', U, { schemas: [URN.USER], userName: 'keeper@input.test', userName2: 'x', USERNAME: 'other@input.test' }],
+    ['PATCH', U, { schemas: [URN.PATCH], Operations: [{ op: 'replace', value: { active: false, Active: true } }] }],
+    ['PATCH', U, { schemas: [URN.PATCH], Operations: [{ op: 'replace', value: { active: false, [`${URN.USER}:active`]: true } }] }],
+    ['PATCH', U, { schemas: [URN.PATCH], Operations: [{ op: 'replace', OP: 'remove', path: 'nickName', value: 'x' }] }],
+    ['PATCH', U, { schemas: [URN.PATCH], Operations: [{ op: 'replace', path: 'name', value: { givenName: 'a', GIVENNAME: 'b' } }] }],
+    ['PATCH', U, { schemas: [URN.PATCH], operations: [], Operations: [{ op: 'replace', value: { active: false } }] }],
+    ['POST', '/Groups', { schemas: [URN.GROUP], displayName: 'cdg', DisplayName: 'cdh' }],
+    ['PUT', G, { schemas: [URN.GROUP], displayName: 'Keepers', DISPLAYNAME: 'Other', members: [{ value: keeper.id }] }],
+    ['PATCH', G, { schemas: [URN.PATCH], Operations: [{ op: 'replace', value: { displayName: 'x', displayname: 'y' } }] }],
+  ];
+  for (const [m, p, b] of cases) {
+    assertScimError(await c.call(m, p, b), 400, { scimType: 'invalidSyntax', detail: /twice/ });
+  }
+  assert.deepEqual(await counts(), n0, 'nothing created');
+  await assertIntact('attributes named twice');
+  // one spelling, whatever its case, is fine
+  const ok = await c.post('/Users', { schemas: [URN.USER], USERNAME: 'cd4@input.test', Active: false, Name: { GivenName: 'x' } });
+  assert.equal(ok.status, 201, ok.body);
+  assert.equal(ok.json.active, false);
+  assert.equal((await c.del(`/Users/${ok.json.id}`)).status, 204);
+});
+
 test('non-object bodies → 400 invalidSyntax', async () => {
   for (const [m, p] of writeTargets()) {
     for (const b of ['[]', '[{"userName":"arr@input.test"}]', '"x"', '5', 'null', 'true']) {
