@@ -196,6 +196,22 @@ static scim__filter *node(int kind) {
   return f;
 }
 
+/* The literal an operator may take (RFC 7644 §3.4.2.2): gt/ge/lt/le order
+ * strings, numbers and dateTimes — on true/false/null they fail (400,
+ * not an empty answer); co/sw/ew take a string. False with the error. */
+static bool literal_fits(parser *ps, int op, const json_t *v) {
+  if ((op == SCIM__OP_GT || op == SCIM__OP_GE || op == SCIM__OP_LT || op == SCIM__OP_LE) &&
+      (json_is_boolean(v) || json_is_null(v))) {
+    perr(ps, "%s compares strings, numbers and dates, not true, false or null", op_names[op]);
+    return false;
+  }
+  if ((op == SCIM__OP_CO || op == SCIM__OP_SW || op == SCIM__OP_EW) && !json_is_string(v)) {
+    perr(ps, "%s takes a string", op_names[op]);
+    return false;
+  }
+  return true;
+}
+
 /* attrPath op value | attrPath pr | attrPath "[" filter "]" [ "." sub op value ] */
 static scim__filter *parse_attr_exp(parser *ps) {
   size_t n = word_len(ps->p);
@@ -264,6 +280,10 @@ static scim__filter *parse_attr_exp(parser *ps) {
         if (cmp) {
           cmp->op = op;
           cmp->value = parse_literal(ps);
+          if (cmp->value && !literal_fits(ps, op, cmp->value)) {
+            json_decref(cmp->value);
+            cmp->value = NULL;
+          }
           if (!cmp->value) {
             free(sub);
             scim__filter_free(cmp);
@@ -320,6 +340,10 @@ static scim__filter *parse_attr_exp(parser *ps) {
   }
   skip_ws(ps);
   f->value = parse_literal(ps);
+  if (f->value && !literal_fits(ps, f->op, f->value)) {
+    json_decref(f->value);
+    f->value = NULL;
+  }
   if (!f->value) {
     scim__filter_free(f);
     return NULL;

@@ -285,6 +285,10 @@ test('invalid filters → 400 invalidFilter with the position; the server stays 
     '"a" eq userName', 'userName eq "a" userName eq "b"', 'user Name eq "a"',
     'emails[type eq "work"].', 'userName eq "\\q"', '[type eq "x"]', '()', 'userName eq 1.2.3', 'userName eq tru',
     'members[value eq "x"].value.more eq "y"', `${'('.repeat(2000)}userName eq "a"${')'.repeat(2000)}`,
+    // RFC 7644 §3.4.2.2: gt/ge/lt/le on booleans (and null) fail with 400, and co/sw/ew take a
+    // string; found by review: these answered 200 with nothing selected (a wrong result, no error)
+    'active gt true', 'active le false', 'meta.lastModified lt null', 'emails[type eq "work"].primary ge false',
+    'userName co 5', 'title sw true', 'displayName ew null',
   ];
   for (const f of bad) {
     for (const res of ['Users', 'Groups']) {
