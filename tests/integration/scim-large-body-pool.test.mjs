@@ -137,3 +137,30 @@ test('a request authenticated before its tenant was deleted does not run in the 
     fs.rmSync(pause + '.held', { force: true });
   }
 });
+
+// The same re-check for a SCIM token revoked while its request waited (a
+// rotation in Okta's admin console): the request is refused, nothing written.
+test('a request whose SCIM token is revoked while it waits is refused; the new token works', async () => {
+  const t = await createTenant(gw.port, opToken, 'rotating');
+  const oc = scimClient(gw.port, 'rotating', t.scim.token);
+  const next = await api(gw.port, opToken, 'POST', '/admin/v1/tenants/rotating/scim-tokens', { name: 'next' });
+  assert.equal(next.status, 201, next.body);
+  const nc = scimClient(gw.port, 'rotating', next.json.token);
+  fs.writeFileSync(pause, '');
+  let post;
+  try {
+    post = oc.post('/Users', JSON.stringify({ schemas: [URN.USER], userName: 'late@rotating.test' }) + ' '.repeat(300 * 1024));
+    await waitFor(async () => fs.existsSync(pause + '.held'), { timeoutMs: 10000, what: 'the large parse held' });
+    const d = await api(gw.port, opToken, 'DELETE', `/admin/v1/tenants/rotating/scim-tokens/${t.scim.token_id}`);
+    assert.equal(d.status, 204, d.body);
+    fs.rmSync(pause, { force: true });
+    assertScimError(await post, 401);
+    const l = await nc.get('/Users');
+    assert.equal(l.status, 200, l.body);
+    assert.equal(l.json.totalResults, 0, 'nothing written with the revoked token');
+  } finally {
+    fs.rmSync(pause, { force: true });
+    await Promise.allSettled([post]);
+    fs.rmSync(pause + '.held', { force: true });
+  }
+});
