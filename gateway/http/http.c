@@ -1485,13 +1485,25 @@ static int conn_open(gw_http *h, uv_stream_t *listener, uv_os_sock_t fd, int kin
   if (adm < 0) {
     /* Over a cap: say so and hang up, without reading a request. */
     if (host->on_conn_rejected) host->on_conn_rejected(host->ctx);
-    if (adm == GW_ADMIT_PEER_FULL)
-      GW_LOG(GW_LOG_WARN, "http", NULL,
-             "connections_per_address reached for %s; refusing a connection (a proxy in front? list it in "
-             "trusted_proxies)", c->peer);
-    else
-      GW_LOG(GW_LOG_WARN, "http", NULL, "max_connections (%lld) reached; refusing %s",
-             (long long)host->limits.max_connections, c->peer);
+    /* one line a second at most, saying how many went unsaid: a flood of
+     * refused connections must not become a flood of log lines (the
+     * metric counts every one) */
+    uint64_t now = uv_now(h->loop);
+    if (h->refused_logged_at && now - h->refused_logged_at < 1000) {
+      h->refused_unlogged++;
+    } else {
+      unsigned long long more = (unsigned long long)h->refused_unlogged;
+      h->refused_logged_at = now ? now : 1;
+      h->refused_unlogged = 0;
+      if (adm == GW_ADMIT_PEER_FULL)
+        GW_LOG(GW_LOG_WARN, "http", NULL,
+               "connections_per_address reached for %s; refusing a connection (a proxy in front? list it in "
+               "trusted_proxies); %llu more refused since the last such line",
+               c->peer, more);
+      else
+        GW_LOG(GW_LOG_WARN, "http", NULL, "max_connections (%lld) reached; refusing %s; %llu more refused since the last "
+               "such line", (long long)host->limits.max_connections, c->peer, more);
+    }
     c->rejected = true;
     c->state = CS_HEADERS;
     read_start(c);

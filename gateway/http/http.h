@@ -195,6 +195,8 @@ typedef struct gw_http {
   int nconns;                 /* every connection, rejected ones included */
   int nactive;                /* connections counted against max_connections */
   bool draining;              /* gw_http_drain was called: no new requests */
+  uint64_t refused_logged_at; /* loop ms of the last "refusing" line (one a second at most) */
+  uint64_t refused_unlogged;  /* connections refused since that line */
   uint64_t next_id;           /* request ids when the host has none */
   char readbuf[65536];        /* shared read buffer: reads are synchronous */
 } gw_http;

@@ -180,6 +180,15 @@ test('--connections-per-address 2: a third connection from one address gets 503 
     assert.match(res.body, /too many connections from this address/);
     assert.ok(await c.waitClose(2000), 'third connection closed');
     await g2.waitForLog((e) => /connections_per_address reached for 127\.0\.0\.1/.test(e.msg ?? ''), 5000);
+    // a flood of refused connections is not a flood of log lines: one a
+    // second at most, each saying how many went unsaid
+    for (let i = 0; i < 20; i++) {
+      const r = await rawHttp(g2.port, HEALTH, { responses: 1 });
+      assert.equal(r.responses[0]?.status, 503);
+    }
+    const said = g2.logs().filter((e) => /connections_per_address reached/.test(e.msg ?? ''));
+    assert.ok(said.length >= 1 && said.length < 21, `${said.length} lines for 21 refusals`);
+    assert.match(said[0].msg, /0 more refused since the last such line/);
     // the two admitted ones still work
     await a.write(HEALTH);
     assert.equal((await a.responses(2))[1].status, 200);
