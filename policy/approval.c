@@ -928,6 +928,42 @@ static int check(st_txn *txn, st_check_report_fn report, void *rctx, void *ctx) 
   return rc == ST_ENOTFOUND ? problems : rc;
 }
 
+int ap_session_gone(st_txn *txn, const char *tenant, const char *user, const char *session, int64_t now_ms) {
+  if (!name_ok(tenant, TENANT_MAX) || !name_ok(user, USER_MAX) || !session || !*session) return 0;
+  char p[KEY_MAX];
+  size_t pl = key(p, tenant, 'u', user, NULL);
+  if (!pl || pl + 1 >= KEY_MAX) return 0;
+  p[pl++] = 0; /* the user's exact prefix */
+  st_cursor *c;
+  st_val k;
+  json_t *ids = json_array();
+  int rc = ids ? st_cursor_open(txn, ST_DB_APPROVALS, &c) : ST_ENOMEM;
+  if (rc) {
+    json_decref(ids);
+    return rc;
+  }
+  st_cursor_seek(c, p, pl, NULL, 0);
+  while ((rc = st_cursor_next(c, &k, NULL)) == 0)
+    if (k.len == pl + AP_ID_LEN) json_array_append_new(ids, json_stringn((const char *)k.data + pl, AP_ID_LEN));
+  st_cursor_close(c);
+  rc = rc == ST_ENOTFOUND ? 0 : rc;
+  size_t i;
+  json_t *id;
+  json_array_foreach(ids, i, id) {
+    if (rc) break;
+    json_t *rec = NULL;
+    int r = ap_request_get(txn, tenant, json_string_value(id), now_ms, &rec);
+    if (r == 0 && !strcmp(json_string_value(json_object_get(rec, "state")) ?: "", "pending") &&
+        !strcmp(json_string_value(json_object_get(rec, "session")) ?: "", session))
+      r = ap_decide(txn, tenant, json_string_value(id), AP_CANCEL, NULL, "the requester",
+                    "their MCP session was ended (DELETE)", now_ms, NULL);
+    json_decref(rec);
+    if (r < 0 && r != ST_ENOTFOUND && r != AP_EDECIDED) rc = r;
+  }
+  json_decref(ids);
+  return rc;
+}
+
 /* A new policy document ends the tenant's standing grants (grant_minutes
  * windows, approvals not yet used): they were given under the rules it
  * replaces — their approvers, their minutes, the approval itself. Pending

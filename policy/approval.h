@@ -51,7 +51,9 @@
  * Every decision emits AP_EV_DECIDED in its transaction (the MCP proxy
  * turns it into a message to every loop: the held stream answers). A user
  * cut (deactivated, deleted, signed out everywhere) cancels their pending
- * requests and deletes their grants in the same transaction.
+ * requests and deletes their grants in the same transaction; so does a
+ * client's DELETE of its MCP session for the requests made in it
+ * (ap_session_gone).
  *
  * Ids are 32 lower-case hex characters from the CSPRNG: a reviewer's link
  * names one, nothing can be guessed from it. Threads: writes in writer
@@ -208,6 +210,13 @@ int ap_grants_live(st_txn *txn, const char *tenant, const char *user, const char
  * the tools of the old upstream, never for what the name points to now).
  * 0 or ST_E*. */
 int ap_connector_gone(st_txn *txn, const char *tenant, const char *connector, int64_t now_ms);
+
+/* Write txn: the requester ended MCP session `session` (its client's
+ * DELETE): their requests made in it that are pending are cancelled
+ * ("the requester", "their MCP session was ended (DELETE)"), each
+ * emitting AP_EV_DECIDED, as a user cut cancels theirs. Bounded: the
+ * user's requests (AP_KEEP_PER_USER). 0 or ST_E*. */
+int ap_session_gone(st_txn *txn, const char *tenant, const char *user, const char *session, int64_t now_ms);
 
 /* Registers the purge, the check and the user-cut hook. At startup. */
 int ap_register_store(st_store *st);

@@ -39,6 +39,13 @@ void gw__held_client_gone(gw_exchange *x);
  * false (the notification goes on as before). _local: this loop only. */
 bool gw__held_cancel(gw_loop *lp, const char *tenant, const char *sid, json_t *msg);
 bool gw__held_cancel_local(gw_loop *lp, const char *sid, const json_t *rid);
+/* x is a held call whose client waits for the decision. */
+bool gw__held_waiting(const gw_exchange *x);
+/* x's session was ended by its client (DELETE; revoke.c): a waiting held
+ * call is told its request was cancelled with it (the DELETE's own
+ * transaction cancelled it, policy/approval.h's ap_session_gone) and true;
+ * false when x is not waiting. */
+bool gw__held_session_ended(gw_exchange *x);
 /* Shutdown: a waiting held call is told the request stays pending. */
 bool gw__held_drain(gw_exchange *x);
 /* The requester's token expired while x waited for its approval: x is

@@ -26,6 +26,8 @@
 #include "auth/auth.h"
 #include "auth/oauth_token.h"
 #include "gateway/base/buf.h"
+#include "gateway/base/clock.h"
+#include "policy/approval.h"
 #include "store/tenant.h"
 #include "store/token.h"
 #include "gateway/base/log.h"
@@ -315,9 +317,14 @@ typedef struct del_job {
   json_t *got; /* read's, in the txn that deleted (every run overwrites it) */
 } del_job;
 
-/* With a `deleted` step (the aggregated endpoint, whose GET streams are
- * the gateway's own), the session's streams end on every loop after the
- * commit, before the 204 (the gate holds it until every loop did). */
+/* The session ends everywhere before the 204 (both endpoints): its
+ * requests waiting for approval are cancelled in this transaction (as a
+ * user cut cancels theirs: the client ended the session the call was
+ * made in), and after the commit every loop ends the session's live
+ * exchanges — GET streams, calls in flight, calls held for approval
+ * (revoke.c) — while the gate holds the 204 until every loop did. Not
+ * left to the purge tick: an approval arriving after the DELETE would
+ * find a call whose session is gone. */
 static int job_session_del(st_txn *txn, void *arg) {
   del_job *j = arg;
   json_decref(j->got);
@@ -327,8 +334,9 @@ static int job_session_del(st_txn *txn, void *arg) {
   if (rc == ST_ENOTFOUND) { /* gone already: nothing was taken here */
     json_decref(j->got);
     j->got = NULL;
+  } else if ((rc = ap_session_gone(txn, j->tenant, j->user, j->sid, gw_wall_ms())) < 0) {
+    return rc;
   }
-  if (!j->deleted) return 0;
   gw_revocation m;
   memset(&m, 0, sizeof m);
   m.session_gone = true;

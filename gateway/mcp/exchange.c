@@ -223,6 +223,8 @@ static void end_with(gw_exchange *x, const char *why) {
 
 void gw__x_end(gw_exchange *x) { end_with(x, REVOKED_MSG); }
 
+void gw__x_end_why(gw_exchange *x, const char *why) { end_with(x, why); }
+
 /* ---------- the token's expiry (rule 5) ---------- */
 
 static void due_set(gw_xreg *reg, size_t i, gw_exchange *x) {

@@ -82,9 +82,9 @@ typedef struct gw_revocation {
                        GET stream told list_changed first) */
   bool tenant_gone; /* the tenant was deleted: drop its cached policy */
   bool probe;       /* not a revocation: learn connector's capabilities (after a PUT; primary loop) */
-  /* not revocations: an aggregated session's news from the loop that
-   * served it, for its GET streams on the others (sid) */
-  bool session_gone;   /* DELETEd: its streams end */
+  /* not revocations: a session's news from the loop that served it, for
+   * its exchanges on the others (sid) */
+  bool session_gone;   /* DELETEd (either endpoint): every live exchange of it ends (revoke.c) */
   bool session_opened; /* it opened an upstream session (connector, upstream): streams attach to it */
   bool approval;       /* approval request sid (its id) left pending: note {"state","by","reason"} (held.c) */
   bool cancel;         /* notifications/cancelled (note) for a call in flight on another loop */
@@ -280,6 +280,8 @@ void gw__x_on_revoke(gw_exchange *x, const gw_revocation *r);
  * stream is cut, a waiting request (or batch element) gets "access
  * revoked". */
 void gw__x_end(gw_exchange *x);
+/* The same, a waiting request told why (GW_RPC_REVOKED, why). */
+void gw__x_end_why(gw_exchange *x, const char *why);
 
 /* ---- the token's expiry ---- */
 /* x's client half became a stream (a GET stream, an SSE answer, a call

@@ -41,6 +41,11 @@
  *    the loop's expiry timer, exchange.h): -32011 naming the request, which
  *    stays pending as when the client leaves — the person's access did not
  *    end, one credential of theirs did, and the retry comes with the next.
+ *  - The client ending the call's MCP session (DELETE) is not a client
+ *    that left: the DELETE's own transaction cancels the requests made in
+ *    the session (policy/approval.h), and before its 204 every loop ends
+ *    the session's exchanges (revoke.c): a held call is told -32010, its
+ *    request cancelled with the session (gw__held_session_ended).
  *  - The requester's revocation ends the held stream like any exchange of
  *    theirs (exchange.c), and the same transaction cancels their pending
  *    requests (policy/approval.c). The job checks the identity again in its
@@ -715,6 +720,25 @@ static void done_take(int status, void *arg) {
   }
   gw__x_unref(x);
   free(j);
+}
+
+/* ---- the session ended by its client ---- */
+
+bool gw__held_waiting(const gw_exchange *x) { return x->held && x->held->waiting && x->req; }
+
+bool gw__held_session_ended(gw_exchange *x) {
+  if (!gw__held_waiting(x)) return false;
+  gw_held *h = x->held;
+  stop_waiting(x);
+  count_outcome(x, GW_AP_OUT_CANCELLED);
+  GW_LOG(GW_LOG_INFO, "approvals", &((gw_log_ctx){x->tenant, x->req->id}),
+         "the client ended the MCP session of its call held for approval request %s (the request is cancelled)",
+         h->id);
+  gw__x_rpc_error(x, 200, GW_RPC_APPROVAL_CANCELLED,
+                  "your MCP session was ended (DELETE) while this call waited for approval: request %s is cancelled "
+                  "(the call was not made)",
+                  h->id);
+  return true;
 }
 
 static void decided_one(gw_exchange *x, void *arg) {

@@ -252,8 +252,11 @@ gw_exchange *gw__mcp_bare(gw_loop *lp, const char *tenant, const char *connector
 /* Points x's metrics at connector (the aggregated flows change connector). */
 void gw__mcp_count(gw_exchange *x, const char *connector);
 
-/* DELETE: the session record goes in a writer job; deleted(x, got) runs
- * after it went (before the 204), then the upstream session
+/* DELETE: the session record goes in a writer job, with the user's
+ * approval requests made in it that are still pending (cancelled); after
+ * its commit every loop ends the session's live exchanges (streams, calls
+ * in flight, held calls) before the 204; deleted(x, got) runs after it
+ * went (before the 204), then the upstream session
  * (x->sess.upstream, if any) is told. read, when given, runs in the
  * deleting transaction just before the delete (on the writer thread: the
  * store only, a pure function of it), so what it reads is exactly what

@@ -105,8 +105,17 @@ static void observe_fanout(gw_mcp_shared *sh, const gw_revocation *q) {
   atomic_fetch_add_explicit(&sh->fan_sum_ns, ns, memory_order_relaxed);
 }
 
-static void end_session_stream(gw_exchange *x, void *arg) {
-  if (gw__agg_is_stream(x, arg)) gw__x_end(x);
+/* A session its client DELETEd (either endpoint): every live exchange of
+ * it ends on every loop, as end_lost ends an evicted one's — but the
+ * DELETE itself, answered once every loop did. A call held for approval
+ * is told its request was cancelled with the session (held.c). */
+static void end_session(gw_exchange *x, void *arg) {
+  const gw_revocation *q = arg;
+  if (!x->req || x->kind == GW_X_DELETE || strcmp(x->tenant, q->tenant) || strcmp(x->sid, q->sid)) return;
+  if (gw__held_session_ended(x)) return;
+  GW_LOG(GW_LOG_INFO, "mcp", &((gw_log_ctx){x->tenant, x->req->id}),
+         "ending a live exchange of a session its client ended (DELETE)");
+  gw__x_end_why(x, "your MCP session was ended (DELETE): this request ended with it");
 }
 
 /* ---------- the recheck (rule 6) ---------- */
@@ -159,7 +168,7 @@ static void apply(gw_loop *lp, gw_proxy *p, gw_revocation *q) {
     return;
   }
   if (q->session_gone) {
-    gw__x_foreach(&p->reg, end_session_stream, q->sid);
+    gw__x_foreach(&p->reg, end_session, q);
     return;
   }
   if (q->cancel) {

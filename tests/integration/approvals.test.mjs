@@ -400,3 +400,29 @@ test('a connector given another credential ends its grants and pending requests;
   await again;
   assert.equal((await put('Bearer upstream-secret')).status, 200);
 });
+
+test('the client ends its MCP session while a call is held (either endpoint): the held call ends before the 204, its request is cancelled, an approval then decides nothing', async () => {
+  // found by review: the DELETE answered 204 while the held call's stream
+  // stayed open until the session purge or the decision, and an approval
+  // then got a misleading upstream error
+  const direct = await connectClient(f.url, f.tokens.alice);
+  const agg = await connectClient(`${f.gw.url}/t/acme/mcp`, f.tokens.carol);
+  const cases = [
+    { client: direct, name: SUM, user: f.users.alice.id, args: { a: 70, b: 1 } },
+    { client: agg, name: `everything__${SUM}`, user: f.users.carol.id, args: { a: 71, b: 1 } },
+  ];
+  for (const k of cases) {
+    const call = heldCall(k.client, k.name, k.args);
+    const req = await pendingFor(k.user, SUM, k.args);
+    await k.client.terminate(); // DELETE with the session id: 204
+    let r = await f.t.admin('GET', `/approvals/${req.id}`);
+    assert.equal(r.json.state, 'cancelled', `cancelled with the session: ${r.body}`);
+    assert.match(r.json.reason, /session was ended/);
+    const out = await call;
+    assert.equal(out.error?.code, -32010, String(out.error));
+    assert.match(String(out.error.message), /session was ended/);
+    r = await decide(req.id, 'approve', f.own.bob);
+    assert.equal(r.status, 409, r.body);
+  }
+  assert.equal(forwardedCalls(f.rec, SUM).filter((e) => [70, 71].includes(e.json?.params?.arguments?.a)).length, 0);
+});
