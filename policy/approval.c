@@ -928,6 +928,32 @@ static int check(st_txn *txn, st_check_report_fn report, void *rctx, void *ctx) 
   return rc == ST_ENOTFOUND ? problems : rc;
 }
 
+/* rec's call is one pu (its requester's policy in force) decides below
+ * approve: blocked, or its connector hidden. */
+static bool blocked_for(const pol_user *pu, const json_t *rec) {
+  return pol_decide(pu, json_string_value(json_object_get(rec, "connector")) ?: "",
+                    json_string_value(json_object_get(rec, "tool")) ?: "") < POL_APPROVE;
+}
+
+static int cancel_blocked(st_txn *txn, const char *tenant, const char *id, int64_t now_ms) {
+  int rc = ap_decide(txn, tenant, id, AP_CANCEL, NULL, AP_BLOCKED_BY, AP_BLOCKED_REASON, now_ms, NULL);
+  return rc == AP_EDECIDED || rc == ST_ENOTFOUND ? 0 : rc < 0 ? rc : 1;
+}
+
+int ap_cancel_if_blocked(st_txn *txn, const char *tenant, const char *id, int64_t now_ms) {
+  if (!name_ok(tenant, TENANT_MAX) || !id_ok(id)) return 0;
+  json_t *rec = NULL;
+  int rc = ap_request_get(txn, tenant, id, now_ms, &rec);
+  if (rc) return rc == ST_ENOTFOUND ? 0 : rc;
+  pol_user *pu = NULL;
+  if (!strcmp(json_string_value(json_object_get(rec, "state")) ?: "", "pending") &&
+      (rc = pol_user_load(txn, tenant, json_string_value(json_object_get(rec, "user")) ?: "", &pu)) == 0)
+    rc = blocked_for(pu, rec) ? cancel_blocked(txn, tenant, id, now_ms) : 0;
+  pol_user_free(pu);
+  json_decref(rec);
+  return rc;
+}
+
 int ap_session_gone(st_txn *txn, const char *tenant, const char *user, const char *session, int64_t now_ms) {
   if (!name_ok(tenant, TENANT_MAX) || !name_ok(user, USER_MAX) || !session || !*session) return 0;
   char p[KEY_MAX];
@@ -967,8 +993,13 @@ int ap_session_gone(st_txn *txn, const char *tenant, const char *user, const cha
 /* A new policy document ends the tenant's standing grants (grant_minutes
  * windows, approvals not yet used): they were given under the rules it
  * replaces — their approvers, their minutes, the approval itself. Pending
- * requests stay; who may decide them is asked of the policy in force
- * (reviewer_may). */
+ * requests stay, and who may decide them is asked of the policy in force
+ * (reviewer_may) — but those of a call the new document blocks for their
+ * requester (or whose connector it hides from them) are cancelled here
+ * (fail closed: a reviewer cannot approve what can no longer be made, and
+ * the held call ends at once, -32003, gateway/mcp/held.c). Bounded: the
+ * tenant's pending requests (a few per user), the document compiled once,
+ * one membership read per requester. */
 static int on_policy_put(st_txn *txn, int kind, const void *event, void *ctx) {
   (void)kind, (void)ctx;
   const pol_event *ev = event;
@@ -976,6 +1007,36 @@ static int on_policy_put(st_txn *txn, int kind, const void *event, void *ctx) {
   char p[KEY_MAX];
   size_t pl = key(p, ev->tenant, 'g', NULL, NULL);
   int rc = pl ? st_del_prefix(txn, ST_DB_APPROVALS, p, pl, 0) : 0;
+  if (rc < 0) return rc;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  json_t *pend = json_array();
+  if (!pend) return ST_ENOMEM;
+  rc = scan_index(txn, ev->tenant, 'p', now, (size_t)-1, (size_t)-1, in_state, (void *)"pending", pend);
+  pol_batch *b = NULL;
+  pol_user *pu = NULL;
+  const char *last = NULL;
+  size_t i;
+  json_t *rec;
+  json_array_foreach(pend, i, rec) {
+    if (rc) break;
+    const char *user = json_string_value(json_object_get(rec, "user")) ?: "";
+    if (!b && (rc = pol_batch_open(txn, ev->tenant, &b))) break;
+    if (!last || strcmp(last, user)) {
+      pol_user_free(pu);
+      pu = NULL;
+      last = user;
+      if ((rc = pol_batch_user(b, txn, user, &pu))) break;
+    }
+    if (blocked_for(pu, rec)) {
+      int r = cancel_blocked(txn, ev->tenant, json_string_value(json_object_get(rec, "id")) ?: "", now);
+      if (r < 0) rc = r;
+    }
+  }
+  pol_user_free(pu);
+  pol_batch_free(b);
+  json_decref(pend);
   return rc < 0 ? rc : 0;
 }
 

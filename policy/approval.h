@@ -53,7 +53,8 @@
  * cut (deactivated, deleted, signed out everywhere) cancels their pending
  * requests and deletes their grants in the same transaction; so does a
  * client's DELETE of its MCP session for the requests made in it
- * (ap_session_gone).
+ * (ap_session_gone), and a new policy document for the requests of calls
+ * it blocks for their requester (ap_cancel_if_blocked).
  *
  * Ids are 32 lower-case hex characters from the CSPRNG: a reviewer's link
  * names one, nothing can be guessed from it. Threads: writes in writer
@@ -211,6 +212,17 @@ int ap_grants_live(st_txn *txn, const char *tenant, const char *user, const char
  * 0 or ST_E*. */
 int ap_connector_gone(st_txn *txn, const char *tenant, const char *connector, int64_t now_ms);
 
+/* Who and why a request cancelled because the policy in force blocks its
+ * call for its requester reads (decided_by, reason). */
+#define AP_BLOCKED_BY "the tenant's policy"
+#define AP_BLOCKED_REASON "the policy in force blocks this call for its requester"
+/* Write txn: request id is cancelled (AP_BLOCKED_BY, AP_BLOCKED_REASON)
+ * when it is pending and the policy in force decides its call below
+ * approve for its requester (blocked, or its connector hidden): 1, else 0
+ * (not pending, unknown, still asked or allowed), or ST_E*. A new policy
+ * document does this itself for every pending request (the hook below);
+ * a membership change leaves it to the loop that ends the held call. */
+int ap_cancel_if_blocked(st_txn *txn, const char *tenant, const char *id, int64_t now_ms);
 /* Write txn: the requester ended MCP session `session` (its client's
  * DELETE): their requests made in it that are pending are cancelled
  * ("the requester", "their MCP session was ended (DELETE)"), each
@@ -218,7 +230,9 @@ int ap_connector_gone(st_txn *txn, const char *tenant, const char *connector, in
  * user's requests (AP_KEEP_PER_USER). 0 or ST_E*. */
 int ap_session_gone(st_txn *txn, const char *tenant, const char *user, const char *session, int64_t now_ms);
 
-/* Registers the purge, the check and the user-cut hook. At startup. */
+/* Registers the purge, the check, the user-cut hook and the policy PUT's
+ * (its standing grants end; its pending requests of blocked calls are
+ * cancelled). At startup. */
 int ap_register_store(st_store *st);
 
 #endif

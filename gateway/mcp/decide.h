@@ -39,8 +39,16 @@ void gw__held_client_gone(gw_exchange *x);
  * false (the notification goes on as before). _local: this loop only. */
 bool gw__held_cancel(gw_loop *lp, const char *tenant, const char *sid, json_t *msg);
 bool gw__held_cancel_local(gw_loop *lp, const char *sid, const json_t *rid);
-/* x is a held call whose client waits for the decision. */
+/* The recheck after a policy or membership change (revoke.c), in two
+ * passes: mark (inside the read txn; pu the user's policy in force, NULL:
+ * unreadable) notes whether x's held call is now blocked (or its
+ * connector hidden: fail closed); blocked (after it) answers such a call
+ * -32003 as a blocked call is, submits the cancellation of its request
+ * (policy/approval.h's ap_cancel_if_blocked) and returns true. waiting:
+ * x is a held call whose client waits for the decision. */
 bool gw__held_waiting(const gw_exchange *x);
+void gw__held_mark(gw_exchange *x, const pol_user *pu);
+bool gw__held_blocked(gw_exchange *x);
 /* x's session was ended by its client (DELETE; revoke.c): a waiting held
  * call is told its request was cancelled with it (the DELETE's own
  * transaction cancelled it, policy/approval.h's ap_session_gone) and true;

@@ -46,6 +46,13 @@
  *    the session (policy/approval.h), and before its 204 every loop ends
  *    the session's exchanges (revoke.c): a held call is told -32010, its
  *    request cancelled with the session (gw__held_session_ended).
+ *  - A held call whose tool the user's policy now blocks (a new policy
+ *    document, an Okta group change; or its connector hidden) ends at
+ *    once with -32003, the answer a blocked call gets — from the loops'
+ *    recheck (gw__held_mark/gw__held_blocked, revoke.c rule 6) or the
+ *    cancel of its request, whichever comes first — and its request is
+ *    cancelled (by the policy's own write, or a job here after a group
+ *    change), so no reviewer approves what can no longer be made.
  *  - The requester's revocation ends the held stream like any exchange of
  *    theirs (exchange.c), and the same transaction cancels their pending
  *    requests (policy/approval.c). The job checks the identity again in its
@@ -91,6 +98,7 @@ struct gw_held {
   char connector[40], tool[260]; /* what the request is for (the grant's key) */
   char hash[65];            /* ... with these arguments */
   bool waiting;             /* the stream is open and nothing decided yet */
+  bool blocked;             /* the recheck found the user's policy now blocks the call (gw__held_mark) */
   bool sse;                 /* the client's answer is the gateway's SSE stream */
   void (*forward)(gw_exchange *x);
 };
@@ -722,9 +730,87 @@ static void done_take(int status, void *arg) {
   free(j);
 }
 
-/* ---- the session ended by its client ---- */
+/* ---- the policy blocks the held call now ---- */
+
+/* The request of a held call ended because the policy blocks it: cancelled
+ * in a writer job if it is still pending and the policy in force there
+ * still blocks it (a membership change: a new policy document cancelled it
+ * in its own transaction already), so a reviewer sees it is no longer
+ * decidable. */
+typedef struct unblock_job {
+  char tenant[64], id[AP_ID_LEN + 1];
+  int64_t now_ms;
+} unblock_job;
+
+static int job_cancel_blocked(st_txn *txn, void *arg) {
+  unblock_job *u = arg;
+  int rc = ap_cancel_if_blocked(txn, u->tenant, u->id, u->now_ms);
+  return rc < 0 ? rc : 0;
+}
+
+static void done_cancel_blocked(int status, void *arg) {
+  unblock_job *u = arg;
+  if (status)
+    GW_LOG(GW_LOG_WARN, "approvals", &((gw_log_ctx){u->tenant, NULL}),
+           "approval request %s, of a call the policy now blocks, could not be cancelled: %s (a reviewer's approval "
+           "of it lets nothing through while the policy blocks the call)",
+           u->id, ap_strerror(status));
+  free(u);
+}
+
+/* x, waiting, is answered as a blocked call is (-32003): the policy in
+ * force blocks its tool for its user now (or hides its connector). cancel:
+ * its request is cancelled too (when it is still pending). */
+static void block_answer(gw_exchange *x, bool cancel) {
+  gw_held *h = x->held;
+  stop_waiting(x);
+  count_outcome(x, GW_AP_OUT_CANCELLED);
+  GW_LOG(GW_LOG_INFO, "approvals", &((gw_log_ctx){x->tenant, x->req->id}),
+         "tools/call %s on %s held for approval request %s refused: the policy now blocks it", h->tool, h->connector,
+         h->id);
+  gw__audit_call_redecide(x, pol_decision_name(POL_BLOCK));
+  audit_step(x, "blocked", h->id, NULL);
+  if (cancel) {
+    unblock_job *u = calloc(1, sizeof *u);
+    if (u) {
+      snprintf(u->tenant, sizeof u->tenant, "%s", x->tenant);
+      snprintf(u->id, sizeof u->id, "%s", h->id);
+      u->now_ms = gw_wall_ms();
+      if (gw_loop_submit(x->lp, job_cancel_blocked, done_cancel_blocked, u) != 0) done_cancel_blocked(ST_ENOMEM, u);
+    }
+  }
+  gw__x_rpc_error(x, 200, GW_RPC_BLOCKED,
+                  "tool \"%s\" on \"%s\" is blocked by your organisation's policy (it changed while the call waited "
+                  "for approval: request %s is withdrawn, and the call was not made)",
+                  h->tool, h->connector, h->id);
+}
 
 bool gw__held_waiting(const gw_exchange *x) { return x->held && x->held->waiting && x->req; }
+
+void gw__held_mark(gw_exchange *x, const pol_user *pu) {
+  if (!gw__held_waiting(x)) return;
+  /* fail closed: a policy that cannot be read allows nothing */
+  x->held->blocked = !pu || gw__decide_call(pu, x->held->connector, x->held->tool) < POL_APPROVE;
+}
+
+bool gw__held_blocked(gw_exchange *x) {
+  if (!x->held || !x->held->blocked) return false;
+  x->held->blocked = false;
+  if (!gw__held_waiting(x)) return false;
+  block_answer(x, true);
+  return true;
+}
+
+/* Whether the policy in force (this loop's read) blocks x's held call. */
+static bool blocked_now(gw_exchange *x) {
+  st_txn *txn;
+  if (gw__read_begin(x->lp, &txn) != 0) return false; /* the request's own outcome is told */
+  int err;
+  const pol_user *pu = pol_cache_get(x->lp->pol, txn, x->tenant, x->user, &err);
+  bool blocked = pu && gw__decide_call(pu, x->held->connector, x->held->tool) < POL_APPROVE;
+  gw__read_end(x->lp, txn);
+  return blocked;
+}
 
 bool gw__held_session_ended(gw_exchange *x) {
   if (!gw__held_waiting(x)) return false;
@@ -745,6 +831,13 @@ static void decided_one(gw_exchange *x, void *arg) {
   const decided_arg *d = arg;
   gw_held *h = x->held;
   if (!h || !h->waiting || strcmp(h->id, d->id) || !x->req) return;
+  /* cancelled because the policy now blocks the call (a new document
+   * cancels such requests in its own transaction): answered as a blocked
+   * call is, whichever of the cancel and the recheck comes first */
+  if (!strcmp(d->state, "cancelled") && blocked_now(x)) {
+    block_answer(x, false);
+    return;
+  }
   stop_waiting(x);
   gw_log_ctx lc = {x->tenant, x->req->id};
   const char *reason = d->reason && *d->reason ? d->reason : "no reason given";

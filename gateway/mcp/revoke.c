@@ -39,6 +39,11 @@
  *     triggering reply waits at its gate for every loop (rule 3), and it
  *     is queued after the commit (rule 1): a rolled-back write ends
  *     nothing. A loop evaluates policy only for its own live exchanges.
+ *     A call held for approval is decided again there too: one whose tool
+ *     the user's policy now blocks (or whose connector it hides) ends at
+ *     once with -32003, as a blocked call is answered (held.c; a new
+ *     policy document cancelled its request in its own transaction,
+ *     policy/approval.h).
  *  7. The per-connector cut, store half: the single-connector sessions of
  *     a connector the user no longer sees are deleted and the aggregated
  *     sessions forget their upstream session id for it (mcp_session.h,
@@ -132,7 +137,11 @@ typedef struct recheck_arg {
 static void mark_hidden(gw_exchange *x, void *arg) {
   recheck_arg *a = arg;
   x->cut = false;
-  if (!x->connector[0] || !x->user[0] || !gw__x_matches(x, a->q)) return;
+  if (!x->user[0] || !gw__x_matches(x, a->q)) return;
+  /* a call held for approval whose tool the user may no longer call
+   * (either endpoint: the held call names its connector and tool) */
+  if (gw__held_waiting(x)) gw__held_mark(x, gw__policy_for(x->lp, x->tenant, x->user));
+  if (!x->connector[0]) return;
   const pol_user *pu = gw__policy_for(x->lp, x->tenant, x->user);
   x->cut = !pu || !pol_connector_visible(pu, x->connector);
 }
@@ -142,6 +151,7 @@ static void act_recheck(gw_exchange *x, void *arg) {
   if (!gw__x_matches(x, a->q)) return;
   bool cut = x->cut;
   x->cut = false;
+  if (gw__held_blocked(x)) return; /* answered -32003: blocked now */
   gw__x_revoke_one(x, cut ? &a->hidden : a->q);
 }
 

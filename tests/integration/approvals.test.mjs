@@ -426,3 +426,42 @@ test('the client ends its MCP session while a call is held (either endpoint): th
   }
   assert.equal(forwardedCalls(f.rec, SUM).filter((e) => [70, 71].includes(e.json?.params?.arguments?.a)).length, 0);
 });
+
+test('a policy change that blocks a held tool ends the held call at once with -32003 and cancels its request; a call still asked for approval stays held', async () => {
+  // found by review: the call stayed held, a reviewer's approval got 200,
+  // and the call then got -32005
+  const direct = await connectClient(f.url, f.tokens.alice);
+  const agg = await connectClient(`${f.gw.url}/t/acme/mcp`, f.tokens.carol);
+  const blocked = [
+    { call: heldCall(direct, SUM, { a: 80, b: 1 }), user: f.users.alice.id, args: { a: 80, b: 1 } },
+    { call: heldCall(agg, `everything__${SUM}`, { a: 81, b: 1 }), user: f.users.carol.id, args: { a: 81, b: 1 } },
+  ];
+  const kept = heldCall(direct, 'get-tiny-image', { size: 'k' });
+  for (const b of blocked) b.req = await pendingFor(b.user, SUM, b.args);
+  const keptReq = await pendingFor(f.users.alice.id, 'get-tiny-image', { size: 'k' });
+  await applyPolicy(f.t, {
+    version: 1, default: 'block',
+    rules: [
+      { groups: ['Engineers'], connector: 'everything', allow: ['echo'], block: [SUM] },
+      { groups: ['Engineers'], connector: 'everything', approve: ['get-tiny-image'], approvers: ['DB Admins'] },
+    ],
+  });
+  // the PUT's reply comes after its transaction closed the requests
+  for (const b of blocked) {
+    const r = await f.t.admin('GET', `/approvals/${b.req.id}`);
+    assert.equal(r.json.state, 'cancelled', r.body);
+    assert.match(r.json.reason, /policy/);
+  }
+  assert.equal((await f.t.admin('GET', `/approvals/${keptReq.id}`)).json.state, 'pending');
+  for (const b of blocked) {
+    const out = await b.call;
+    assert.equal(out.error?.code, -32003, String(out.error));
+    assert.match(String(out.error.message), /blocked by your organisation's policy/);
+    const r = await decide(b.req.id, 'approve', f.own.bob);
+    assert.equal(r.status, 409, r.body);
+  }
+  // the tool still asked for approval: held until decided, under the new policy
+  assert.equal((await decide(keptReq.id, 'approve', f.own.bob)).status, 200);
+  assert.ok((await kept).result, 'the call still held passes once approved');
+  assert.equal(forwardedCalls(f.rec, SUM).filter((e) => [80, 81].includes(e.json?.params?.arguments?.a)).length, 0);
+});
