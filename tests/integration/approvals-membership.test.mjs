@@ -161,3 +161,20 @@ test('moved to a group whose rule has the same approvers but grant_minutes 0: he
   assert.ok(ok.content?.length, 'passes under the grant');
   assert.equal(sent(args), 3);
 });
+
+test('moved to a group whose rule blocks the tool while a call is held: the held call ends with -32003 and its request is cancelled', async () => {
+  // found by review: the call stayed held, and an approval then got 200
+  // for a call that could no longer be made
+  const args = { size: 'm4' };
+  if (where !== 'Team A') await moveAlice('Team A');
+  const c = await client();
+  const { call, req } = await heldAnew(c, args);
+  await moveAlice('Team C');
+  const out = await call;
+  assert.equal(out.error?.code, -32003, String(out.error));
+  assert.match(String(out.error.message), /blocked by your organisation's policy/);
+  await waitFor(async () => (await f.t.admin('GET', `/approvals/${req.id}`)).json.state === 'cancelled',
+    { timeoutMs: 8000, what: 'the request cancelled once its call ended blocked' });
+  assert.equal((await decide(req.id, 'approve', f.own.bob)).status, 409);
+  assert.equal(sent(args), 0);
+});
