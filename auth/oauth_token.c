@@ -371,6 +371,17 @@ int auth_oauth_refresh_check(st_txn *txn, const uint8_t refresh_hash[32], const 
 }
 
 int auth_oauth_refresh(st_txn *txn, const uint8_t refresh_hash[32], const char *client_id, auth_oauth_issue *x) {
+  /* a job may run again (store.h): every run starts from the drawn pair,
+   * which a replay below overwrites with the successor pair */
+  if (x->drawn_kept_) {
+    memcpy(x->access, x->drawn_access_, sizeof x->access);
+    memcpy(x->refresh, x->drawn_refresh_, sizeof x->refresh);
+  } else {
+    memcpy(x->drawn_access_, x->access, sizeof x->access);
+    memcpy(x->drawn_refresh_, x->refresh, sizeof x->refresh);
+    x->drawn_kept_ = true;
+  }
+  x->replayed = x->reused = false;
   uint8_t k[33];
   size_t kn = hkey(k, 't', refresh_hash);
   json_t *t = NULL, *f = NULL;

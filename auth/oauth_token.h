@@ -109,6 +109,11 @@ typedef struct auth_oauth_issue {
   bool reused;                     /* a used code or rotated refresh token came back: the grant it issued was
                                       revoked in this transaction (the job returned 0 so that it commits);
                                       nothing was issued: answer invalid_grant */
+  /* private to auth_oauth_refresh (zero it with the rest): the drawn pair,
+   * kept at its first run, so that a run of the same job again starts from
+   * it, not from the successor pair a replay wrote into access/refresh */
+  bool drawn_kept_;
+  char drawn_access_[ST_TOKEN_BUFSZ], drawn_refresh_[ST_TOKEN_BUFSZ];
 } auth_oauth_issue;
 
 /* Write job body: the authorization_code grant. Checks the code (exists,
@@ -121,7 +126,11 @@ typedef struct auth_oauth_issue {
 int auth_oauth_exchange_code(st_txn *txn, const uint8_t code_hash[32], const char *client_id,
                              const char *redirect_uri, const char *verifier, auth_oauth_issue *x);
 /* Write job body: the refresh_token grant (see the rules above); a reuse
- * outside the grace window: 0 with x->reused set, the family revoked. A
+ * outside the grace window: 0 with x->reused set, the family revoked.
+ * Within it, x->access and x->refresh are set to the successor pair (and
+ * x->replayed): x must start zeroed, and the same x may run again (a job
+ * re-run by the writer starts from the pair drawn for it, whatever an
+ * earlier run answered). A
  * live refresh token of a grant whose sign-in is max_signin_age old or
  * older: AUTH_EOAUTH_SIGNIN, nothing written (the token stays usable should
  * the tenant allow a longer age again). */

@@ -1079,6 +1079,55 @@ TEST(refresh_grace_in_milliseconds) {
   tmp_cleanup();
 }
 
+/* A writer job may run more than once (store.h: its batch failed, or it
+ * is re-run at the head of a fresh one), against the store as it was: it
+ * must not change its inputs. A replay wrote the successor pair over the
+ * drawn token texts; when the run was rolled back together with the
+ * rotation it had replayed, the job's next run rotated the token itself and
+ * answered with those old texts while it stored the hashes of the drawn
+ * ones: the client got a pair that did not work, and that broken pair was
+ * sealed for the grace window. */
+typedef struct rerun_job {
+  refresh_job first, second;
+} rerun_job;
+static int rotate_replay_abort_fn(st_txn *txn, void *arg) {
+  rerun_job *j = arg;
+  if (refresh_fn(txn, &j->first) || !j->first.x->family_out[0] || j->first.x->replayed) return -998;
+  if (refresh_fn(txn, &j->second) || !j->second.x->replayed) return -997;
+  return -1; /* rolled back: neither happened */
+}
+
+TEST(refresh_job_runs_again_alike) {
+  st_store *st = open_store();
+  CHECK(st);
+  char alice[40];
+  CHECK_INT(user(st, "acme", "alice@acme.com", true, alice), 201);
+  auth_oauth_issue g, x1, x2;
+  CHECK_INT(grant(st, "acme", alice, "", T0 - 100, T0, &g), 0);
+  uint8_t h[32];
+  CHECK_INT(st_token_hash(g.refresh, strlen(g.refresh), h), 0);
+  prep(&x1, "acme", T0 + 100);
+  prep(&x2, "acme", T0 + 100);
+  rerun_job j = {{h, CLIENT, &x1}, {h, CLIENT, &x2}};
+  /* a batch where another job rotated the token and this one replayed it,
+   * rolled back */
+  CHECK_INT(st_write_sync(st, rotate_replay_abort_fn, &j), -1);
+  CHECK(x2.replayed);
+  CHECK_INT(verify(st, x1.access, NULL, T0 + 101), ST_ENOTFOUND);
+  /* this job again, alone (its flags reset, as the token endpoint's job
+   * does): it rotates, and answers with what it stored */
+  x2.replayed = x2.reused = false;
+  CHECK_INT(st_write_sync(st, refresh_fn, &j.second), 0);
+  CHECK(!x2.replayed && !x2.reused);
+  CHECK_INT(verify(st, x2.access, NULL, T0 + 101), 0);
+  auth_oauth_issue n;
+  CHECK_INT(refresh(st, x2.refresh, T0 + 102, &n), 0);
+  CHECK(!n.replayed && !n.reused);
+  CHECK_INT(verify(st, n.access, NULL, T0 + 103), 0);
+  st_close(st);
+  tmp_cleanup();
+}
+
 TEST(refresh_refusals) {
   st_store *st = open_store();
   CHECK(st);
@@ -1845,6 +1894,7 @@ int main(void) {
   RUN(codes_go_with_their_user);
   RUN(refresh_rotation_grace_and_reuse);
   RUN(refresh_grace_in_milliseconds);
+  RUN(refresh_job_runs_again_alike);
   RUN(refresh_refusals);
   RUN(checks_read_the_user_without_hooks);
   RUN(tenants_share_nothing);
