@@ -228,6 +228,77 @@ int auth_oauth_exchange_check(st_txn *txn, const uint8_t code_hash[32], const ch
   return rc;
 }
 
+static int user_families(st_txn *txn, const char *tenant, const char *user, json_t **out);
+
+/* A grant's place in the order of use: least recently used first (then the
+ * oldest, then by id, so that every run decides alike). */
+typedef struct grant_use {
+  int64_t last_used, created;
+  const char *id;
+} grant_use;
+
+static int use_cmp(const void *a, const void *b) {
+  const grant_use *x = a, *y = b;
+  if (x->last_used != y->last_used) return x->last_used < y->last_used ? -1 : 1;
+  if (x->created != y->created) return x->created < y->created ? -1 : 1;
+  return strcmp(x->id, y->id);
+}
+
+/* At most AUTH_OAUTH_USER_GRANTS_MAX grants per person: past it the least
+ * recently used go (at most CAP_STEP of them per call, so that a person
+ * holding many from before the cap costs one exchange a bounded amount;
+ * each exchange then takes the count down until it is under the cap).
+ * Each authorization makes a grant and nothing else ends one but its
+ * revocation or its person's end, and a signed-in employee gets a code
+ * without a click for a client allowed before: without a cap their
+ * grants piled up without end. keep: the grant just issued. */
+#define CAP_STEP 64
+static int cap_user_grants(st_txn *txn, const char *tenant, const char *user, const char *keep) {
+  json_t *ids;
+  int rc = user_families(txn, tenant, user, &ids);
+  size_t n = json_array_size(ids);
+  if (rc || n <= AUTH_OAUTH_USER_GRANTS_MAX) {
+    json_decref(ids);
+    return rc;
+  }
+  grant_use *u = calloc(n, sizeof *u);
+  if (!u) {
+    json_decref(ids);
+    return ST_ENOMEM;
+  }
+  size_t m = 0, i;
+  json_t *v;
+  json_array_foreach(ids, i, v) {
+    const char *id = json_string_value(v);
+    char fk[KEY_CAP];
+    size_t fkn = tkey(fk, 'f', tenant, id, NULL, 0);
+    json_t *f = NULL;
+    if (!strcmp(id, keep)) continue;
+    /* an index entry without its grant (or one that cannot be read) is
+     * the oldest of all: it goes first, by the revocation's own path */
+    if (fkn) get_json(txn, fk, fkn, &f);
+    u[m].last_used = f ? jint(f, "last_used") : INT64_MIN;
+    u[m].created = f ? jint(f, "created") : INT64_MIN;
+    u[m].id = id;
+    m++;
+    json_decref(f);
+  }
+  qsort(u, m, sizeof *u, use_cmp);
+  size_t over = n - AUTH_OAUTH_USER_GRANTS_MAX, done = 0;
+  for (i = 0; i < m && done < over && done < CAP_STEP && !rc; i++, done++) {
+    rc = auth_oauth_family_revoke(txn, tenant, u[i].id);
+    if (rc == ST_ENOTFOUND) { /* a dangling index entry */
+      char uk[KEY_CAP];
+      size_t ukn = tkey(uk, 'F', tenant, user, u[i].id, strlen(u[i].id));
+      rc = ukn ? st_del(txn, ST_DB_AUTH, uk, ukn) : 0;
+      if (rc == ST_ENOTFOUND) rc = 0;
+    }
+  }
+  free(u);
+  json_decref(ids);
+  return rc;
+}
+
 int auth_oauth_exchange_code(st_txn *txn, const uint8_t code_hash[32], const char *client_id,
                              const char *redirect_uri, const char *verifier, auth_oauth_issue *x) {
   uint8_t k[33];
@@ -264,6 +335,7 @@ int auth_oauth_exchange_code(st_txn *txn, const uint8_t code_hash[32], const cha
   if (!rc) rc = st_put(txn, ST_DB_AUTH, uk, ukn, "", 0, 0);
   if (!rc) rc = issue_pair(txn, x, x->family, f);
   json_decref(f);
+  if (!rc) rc = cap_user_grants(txn, tenant, user, x->family);
   if (!rc) {
     snprintf(x->user_id, sizeof x->user_id, "%s", user);
     snprintf(x->client_id, sizeof x->client_id, "%s", cid);

@@ -24,6 +24,10 @@
  *     deleted or signed-out (Universal Logout) user's grants are deleted in
  *     the triggering transaction (hooks), and
  *     every check also reads the user.
+ *   - A person holds at most AUTH_OAUTH_USER_GRANTS_MAX grants: an exchange
+ *     past it revokes the least recently used (each authorization makes a
+ *     grant, and a signed-in person gets codes without a click for a client
+ *     allowed before: without the cap one person's grants had no bound).
  *   - Revoking a grant deletes its tokens and emits ST_EVENT_TOKEN_REVOKED
  *     with kind AUTH_KIND_OAUTH and the family id as token id, so the MCP
  *     proxy ends what was opened with it (the family id is the identity's
@@ -66,6 +70,7 @@
 #define AUTH_KIND_OAUTH "oauth" /* ST_EVENT_TOKEN_REVOKED's kind for a grant */
 #define AUTH_OAUTH_SUCCESSOR_KIND "oauth.successor"
 #define AUTH_OAUTH_CONNECTOR_MAX 32
+#define AUTH_OAUTH_USER_GRANTS_MAX 50 /* grants one person holds; the least recently used goes past it */
 
 /* ---- errors (auth.h's range) */
 #define AUTH_EOAUTH_GRANT (-30662)   /* invalid_grant: code/refresh token unknown, used, expired, wrong client,
@@ -119,7 +124,9 @@ typedef struct auth_oauth_issue {
 /* Write job body: the authorization_code grant. Checks the code (exists,
  * not expired, this client, this redirect URI, PKCE S256 of verifier), the
  * tenant and the user (active), the sign-in age; marks the code used and
- * issues a new family with an access and a refresh token (AUTH_EOAUTH_SIGNIN
+ * issues a new family with an access and a refresh token, revoking the
+ * person's least recently used grants past AUTH_OAUTH_USER_GRANTS_MAX (at
+ * most 64 per exchange) (AUTH_EOAUTH_SIGNIN
  * when the sign-in is too old; nothing written). A code used
  * before: returns 0 with x->reused set, the family it issued revoked (a
  * job must commit the revocation: an error return would roll it back). */

@@ -1128,6 +1128,46 @@ TEST(refresh_job_runs_again_alike) {
   tmp_cleanup();
 }
 
+/* A person holds at most AUTH_OAUTH_USER_GRANTS_MAX grants. Each
+ * authorization makes a new one and nothing ever removed an old one (a
+ * grant past its sign-in age stays until its person goes): an employee
+ * whose browser is signed in gets a code without a click for a client
+ * allowed before, so a script of theirs made 60 grants a minute (the
+ * authorize rate), every one a record kept for good, listed whole on their
+ * page, and all revoked in the one write transaction of their deactivation.
+ * The least recently used goes when the cap is passed. */
+TEST(a_person_holds_at_most_max_grants) {
+  st_store *st = open_store();
+  CHECK(st);
+  char alice[40], bob[40];
+  CHECK_INT(user(st, "acme", "alice@acme.com", true, alice), 201);
+  CHECK_INT(user(st, "acme", "bob@acme.com", true, bob), 201);
+  enum { N = AUTH_OAUTH_USER_GRANTS_MAX };
+  static auth_oauth_issue g[N + 3];
+  auth_oauth_issue b, r;
+  CHECK_INT(grant(st, "acme", bob, "", T0 - 100, T0, &b), 0);
+  for (int i = 0; i < N; i++) CHECK_INT(grant(st, "acme", alice, "", T0 - 100, T0 + i, &g[i]), 0);
+  CHECK_INT(ngrants(st, "acme", alice), N);
+  CHECK_INT(g_nev, 0);
+  /* the oldest is used (refreshed) now: the next least recently used goes */
+  CHECK_INT(refresh(st, g[0].refresh, T0 + N, &r), 0);
+  for (int i = N; i < N + 3; i++) CHECK_INT(grant(st, "acme", alice, "", T0 - 100, T0 + N + i, &g[i]), 0);
+  CHECK_INT(ngrants(st, "acme", alice), N);
+  CHECK_INT(g_nev, 3);
+  for (int i = 1; i <= 3; i++) {
+    CHECK_INT(events_for("acme", g[i].family_out), 1);
+    CHECK_INT(verify(st, g[i].access, NULL, T0 + 2 * N + 3), ST_ENOTFOUND);
+  }
+  CHECK_INT(verify(st, r.access, NULL, T0 + 2 * N + 3), 0);
+  CHECK_INT(verify(st, g[4].access, NULL, T0 + 2 * N + 3), 0);
+  CHECK_INT(verify(st, g[N + 2].access, NULL, T0 + 2 * N + 3), 0);
+  /* another person's grants are not counted, nor touched */
+  CHECK_INT(ngrants(st, "acme", bob), 1);
+  CHECK_INT(verify(st, b.access, NULL, T0 + 2 * N + 3), 0);
+  st_close(st);
+  tmp_cleanup();
+}
+
 TEST(refresh_refusals) {
   st_store *st = open_store();
   CHECK(st);
@@ -1750,10 +1790,20 @@ TEST(client_revoke_all_goes_past_one_batch) {
   CHECK_INT(user(st, "acme", "alice@acme.com", true, alice), 201);
   static const char *const OTHER = "https://other.example.com/client.json";
   char last_access[256] = "", other_access[256] = "";
+  /* 70 people, a grant each (one person holds at most
+   * AUTH_OAUTH_USER_GRANTS_MAX), and each has allowed the client */
+  char uids[70][40];
+  for (int i = 0; i < 70; i++) {
+    char name[64];
+    snprintf(name, sizeof name, "u%d@acme.com", i);
+    CHECK_INT(user(st, "acme", name, true, uids[i]), 201);
+    CHECK_INT(consent_put(st, "acme", uids[i], CLIENT), 0);
+  }
   for (int i = 0; i < 71; i++) {
     bool other = i == 70;
+    const char *who = other ? alice : uids[i];
     code k;
-    code_init(&k, "acme", alice, "github", T0 - 100, T0 + 600);
+    code_init(&k, "acme", who, "github", T0 - 100, T0 + 600);
     if (other) snprintf(k.c.client_id, sizeof k.c.client_id, "%s", OTHER);
     CHECK_INT(code_put(st, &k, T0), 0);
     auth_oauth_issue x;
@@ -1761,16 +1811,9 @@ TEST(client_revoke_all_goes_past_one_batch) {
     CHECK_INT(exchange_as(st, &k, other ? OTHER : CLIENT, REDIRECT, VERIFIER, &x), 0);
     snprintf(other ? other_access : last_access, 256, "%s", x.access);
     code unused; /* and a code never exchanged */
-    code_init(&unused, "acme", alice, "github", T0 - 100, T0 + 600);
+    code_init(&unused, "acme", who, "github", T0 - 100, T0 + 600);
     if (other) snprintf(unused.c.client_id, sizeof unused.c.client_id, "%s", OTHER);
     CHECK_INT(code_put(st, &unused, T0), 0);
-  }
-  char uids[70][40];
-  for (int i = 0; i < 70; i++) {
-    char name[64];
-    snprintf(name, sizeof name, "u%d@acme.com", i);
-    CHECK_INT(user(st, "acme", name, true, uids[i]), 201);
-    CHECK_INT(consent_put(st, "acme", uids[i], CLIENT), 0);
   }
   CHECK_INT(consent_put(st, "acme", alice, OTHER), 0);
   CHECK(codes_of(st, CLIENT) >= 70); /* exchanged ones are kept (replays), unused ones too */
@@ -1895,6 +1938,7 @@ int main(void) {
   RUN(refresh_rotation_grace_and_reuse);
   RUN(refresh_grace_in_milliseconds);
   RUN(refresh_job_runs_again_alike);
+  RUN(a_person_holds_at_most_max_grants);
   RUN(refresh_refusals);
   RUN(checks_read_the_user_without_hooks);
   RUN(tenants_share_nothing);
