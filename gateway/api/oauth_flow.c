@@ -204,19 +204,24 @@ static int job_code(st_txn *txn, void *arg) {
   return rc;
 }
 
+/* The client was removed while the person decided: no longer a client of
+ * this tenant, its redirect URI is nobody's to send the person to (Allow
+ * or Deny alike). */
+static void client_removed(gw_req *req, const char *tenant) {
+  pages__message(req, 400, tenant, "Application removed",
+                 "Your organisation's administrator removed this application from mcpgate while you were "
+                 "deciding, so it is no longer allowed to connect. Nothing was granted.",
+                 NULL, NULL);
+}
+
 static void done_code(int status, void *arg) {
   code_job *j = arg;
   gw_req *req = j->req;
   gw_log_ctx lc = {j->tenant, req->id};
   if (status == AUTH_EOAUTH_CLIENT_GONE) {
-    /* no longer a client of this tenant: its redirect URI is nobody's to
-     * send the person to */
     GW_LOG(GW_LOG_INFO, "oauth", &lc, "authorization code not issued: client %s was deleted meanwhile",
            j->c.client_id);
-    pages__message(req, 400, j->tenant, "Application removed",
-                   "Your organisation's administrator removed this application from mcpgate while you were "
-                   "deciding, so it is no longer allowed to connect. Nothing was granted.",
-                   NULL, NULL);
+    client_removed(req, j->tenant);
   } else if (status) {
     GW_LOG(GW_LOG_WARN, "oauth", &lc, "authorization code not issued: %s", auth_strerror(status));
     bool denied = status == AUTH_EINACTIVE || status == AUTH_ELOGIN;
@@ -543,7 +548,19 @@ void pages__consent(gw_req *req, const char *tenant) {
   gw_log_ctx lc = {tenant, req->id};
   if (strcmp(decision, "allow")) {
     GW_LOG(GW_LOG_INFO, "oauth", &lc, "user %s denied client %s", s.user_id, c.client_id);
-    redirect_error(req, tenant, c.redirect_uri, state, "access_denied", "the person denied the request");
+    /* a client removed meanwhile is sent nothing (Allow's job finds out the
+     * same); a store that cannot be read sends nobody anywhere either */
+    st_txn *txn;
+    int still = st_read_begin(req->lp->srv->store, &txn);
+    if (!still) {
+      still = auth_oauth_client_still(txn, tenant, c.client_id);
+      st_txn_end(txn);
+    }
+    if (still == AUTH_EOAUTH_CLIENT_GONE) client_removed(req, tenant);
+    else if (still)
+      pages__message(req, 503, tenant, "Try again", "mcpgate could not record your decision right now. Start again "
+                     "from the application.", NULL, NULL);
+    else redirect_error(req, tenant, c.redirect_uri, state, "access_denied", "the person denied the request");
     return;
   }
   c.signin_at = s.signin_at;

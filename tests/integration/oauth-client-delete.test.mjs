@@ -132,3 +132,27 @@ test('Allow on a consent page opened before the client was deleted connects noth
     assert.equal(tk.status, 400, tk.text);
   }
 });
+
+// Deny too: the redirect URI of a client the admin removed is nobody's to
+// send the person to. Before this test's fix Allow showed a page but Deny
+// still sent the browser to the removed client's redirect URI (with
+// error=access_denied): a phishing client's page, once an admin had
+// deleted it for being one.
+test('Deny on a consent page opened before the client was deleted sends the browser nowhere', async () => {
+  const reg = await register(fx, 'acme', { client_name: 'Removed before deny', redirect_uris: ['https://phish.example/cb'] });
+  assert.equal(reg.status, 201, reg.text);
+  const client = reg.json.client_id;
+  const isCb = (u) => u.startsWith('https://phish.example/');
+  const { challenge } = pkce();
+  const q = new URLSearchParams({ response_type: 'code', client_id: client, redirect_uri: 'https://phish.example/cb', state: 's',
+    code_challenge: challenge, code_challenge_method: 'S256', resource: `${fx.gw.url}/t/acme/mcp` });
+  const b = fx.browser();
+  const page = await signIn(b, `${fx.base('acme')}/oauth/authorize?${q}`, { login: '00u-alice', stopAtCallback: isCb });
+  assert.notEqual(page.stopped, true);
+  assert.match(page.text ?? '', /oauth\/consent/, 'the consent page');
+  assert.equal((await t.admin('DELETE', `/oauth-clients/${encodeURIComponent(client)}`)).status, 204);
+  const res = await b.submitForm(page, { fields: { decision: 'deny' }, stopAt: isCb });
+  assert.notEqual(res.stopped, true, `the browser is not sent to a client the admin removed (${res.url})`);
+  assert.equal(res.status, 400, res.text?.slice(0, 300));
+  assert.match(res.text ?? '', /removed|no longer/i, 'the page says the application is gone');
+});
