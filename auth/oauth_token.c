@@ -287,10 +287,16 @@ static int cap_user_grants(st_txn *txn, const char *tenant, const char *user, co
   size_t over = n - AUTH_OAUTH_USER_GRANTS_MAX, done = 0;
   for (i = 0; i < m && done < over && done < CAP_STEP && !rc; i++, done++) {
     rc = auth_oauth_family_revoke(txn, tenant, u[i].id);
-    if (rc == ST_ENOTFOUND) { /* a dangling index entry */
-      char uk[KEY_CAP];
+    if (rc == ST_ENOTFOUND || rc == ST_ECORRUPT) {
+      /* a dangling index entry, or a grant record that cannot be read: both
+       * keys go bare (as the tenant purge does), or it would stop every
+       * later exchange of this person */
+      char uk[KEY_CAP], fk[KEY_CAP];
       size_t ukn = tkey(uk, 'F', tenant, user, u[i].id, strlen(u[i].id));
-      rc = ukn ? st_del(txn, ST_DB_AUTH, uk, ukn) : 0;
+      size_t fkn = tkey(fk, 'f', tenant, u[i].id, NULL, 0);
+      rc = fkn ? st_del(txn, ST_DB_AUTH, fk, fkn) : 0;
+      if (rc == ST_ENOTFOUND) rc = 0;
+      if (!rc && ukn) rc = st_del(txn, ST_DB_AUTH, uk, ukn);
       if (rc == ST_ENOTFOUND) rc = 0;
     }
   }

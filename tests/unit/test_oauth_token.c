@@ -1146,8 +1146,16 @@ TEST(a_person_holds_at_most_max_grants) {
   static auth_oauth_issue g[N + 3];
   auth_oauth_issue b, r;
   CHECK_INT(grant(st, "acme", bob, "", T0 - 100, T0, &b), 0);
+  /* and a grant of hers whose record cannot be read: it goes first, bare,
+   * and never stops an exchange */
+  CHECK_INT(raw_grant(st, "acme", "broken0000000000", "not json"), 0);
+  char ik[200];
+  int ikn = snprintf(ik, sizeof ik, "Facme%c%s%cbroken0000000000", 0, alice, 0);
+  raw_put ip = {ik, "", (size_t)ikn, 0};
+  CHECK_INT(st_write_sync(st, raw_put_fn, &ip), 0);
   for (int i = 0; i < N; i++) CHECK_INT(grant(st, "acme", alice, "", T0 - 100, T0 + i, &g[i]), 0);
   CHECK_INT(ngrants(st, "acme", alice), N);
+  CHECK_INT(oauth_keys(st, "acme", "f"), N + 1); /* hers and bob's: the broken one went */
   CHECK_INT(g_nev, 0);
   /* the oldest is used (refreshed) now: the next least recently used goes */
   CHECK_INT(refresh(st, g[0].refresh, T0 + N, &r), 0);
