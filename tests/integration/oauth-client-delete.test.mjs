@@ -98,12 +98,14 @@ test('a pinned client deleted and pinned again is asked for consent again', asyn
 // delete had swept the client's codes — and the code was exchanged for a
 // grant: the client an admin had just removed was connected again by the
 // next person who clicked Allow on a page already open.
-test('Allow on a consent page opened before the client was deleted connects nothing', async () => {
-  const reg = await register(fx, 'acme', { client_name: 'Removed meanwhile', redirect_uris: ['http://127.0.0.1/callback'] });
+/** A client registered with `registered` as its redirect URI, Alice's
+ * consent page for it opened (redirect: the one asked for), then the
+ * client deleted by the admin: {client, verifier, b, page, isCb}. */
+async function consentThenDelete(name, registered, redirect, cbPrefix) {
+  const reg = await register(fx, 'acme', { client_name: name, redirect_uris: [registered] });
   assert.equal(reg.status, 201, reg.text);
   const client = reg.json.client_id;
-  const redirect = 'http://127.0.0.1:45124/callback';
-  const isCb = (u) => u.startsWith('http://127.0.0.1:45124/');
+  const isCb = (u) => u.startsWith(cbPrefix);
   const { verifier, challenge } = pkce();
   const q = new URLSearchParams({ response_type: 'code', client_id: client, redirect_uri: redirect, state: 's',
     code_challenge: challenge, code_challenge_method: 'S256', resource: `${fx.gw.url}/t/acme/mcp` });
@@ -111,9 +113,14 @@ test('Allow on a consent page opened before the client was deleted connects noth
   const page = await signIn(b, `${fx.base('acme')}/oauth/authorize?${q}`, { login: '00u-alice', stopAtCallback: isCb });
   assert.notEqual(page.stopped, true);
   assert.match(page.text ?? '', /oauth\/consent/, 'the consent page');
-
   assert.equal((await t.admin('DELETE', `/oauth-clients/${encodeURIComponent(client)}`)).status, 204);
+  return { client, verifier, b, page, isCb };
+}
 
+test('Allow on a consent page opened before the client was deleted connects nothing', async () => {
+  const redirect = 'http://127.0.0.1:45124/callback';
+  const { client, verifier, b, page, isCb } = await consentThenDelete('Removed meanwhile', 'http://127.0.0.1/callback', redirect,
+    'http://127.0.0.1:45124/');
   const res = await b.submitForm(page, { fields: { decision: 'allow' }, stopAt: isCb });
   let code = null;
   if (res.stopped) code = new URL(res.url).searchParams.get('code');
@@ -139,18 +146,8 @@ test('Allow on a consent page opened before the client was deleted connects noth
 // error=access_denied): a phishing client's page, once an admin had
 // deleted it for being one.
 test('Deny on a consent page opened before the client was deleted sends the browser nowhere', async () => {
-  const reg = await register(fx, 'acme', { client_name: 'Removed before deny', redirect_uris: ['https://phish.example/cb'] });
-  assert.equal(reg.status, 201, reg.text);
-  const client = reg.json.client_id;
-  const isCb = (u) => u.startsWith('https://phish.example/');
-  const { challenge } = pkce();
-  const q = new URLSearchParams({ response_type: 'code', client_id: client, redirect_uri: 'https://phish.example/cb', state: 's',
-    code_challenge: challenge, code_challenge_method: 'S256', resource: `${fx.gw.url}/t/acme/mcp` });
-  const b = fx.browser();
-  const page = await signIn(b, `${fx.base('acme')}/oauth/authorize?${q}`, { login: '00u-alice', stopAtCallback: isCb });
-  assert.notEqual(page.stopped, true);
-  assert.match(page.text ?? '', /oauth\/consent/, 'the consent page');
-  assert.equal((await t.admin('DELETE', `/oauth-clients/${encodeURIComponent(client)}`)).status, 204);
+  const { b, page, isCb } = await consentThenDelete('Removed before deny', 'https://phish.example/cb', 'https://phish.example/cb',
+    'https://phish.example/');
   const res = await b.submitForm(page, { fields: { decision: 'deny' }, stopAt: isCb });
   assert.notEqual(res.stopped, true, `the browser is not sent to a client the admin removed (${res.url})`);
   assert.equal(res.status, 400, res.text?.slice(0, 300));
