@@ -143,10 +143,12 @@ run_integration() {
     return
   fi
   start=$(date +%s)
-  # (node --test with the tap reporter, but in this order: see the tool)
+  # (node --test with the tap reporter, but in this order: see the tool).
+  # A file has 90 s: the slowest take ~20 s alone, and a browser file ran
+  # past 30 s with four files at a time on a slow two-core machine.
   # shellcheck disable=SC2086
   GW_TEST_WORKERS="$workers" MCPGATE_BIN="$bin" timeout 600 node tests/tools/run-integration.mjs \
-    "${TEST_CONCURRENCY:-4}" 30000 $files >"$tap" 2>&1
+    "${TEST_CONCURRENCY:-4}" 90000 $files >"$tap" 2>&1
   rc=$?
   took=$(( $(date +%s) - start ))
   p=$(grep -E '^# pass [0-9]+$' "$tap" | tail -n 1 | awk '{print $3}')
