@@ -158,6 +158,8 @@ test('out-of-range value → non-zero exit naming the key', async () => {
   // 0 is "auto" (from the descriptor limit); below and above the bounds fail
   await assertRejected(['--max-connections', '-1'], {}, 'max_connections');
   await assertRejected(['--max-connections', '1000001'], {}, 'max_connections');
+  await assertRejected(['--connections-per-address', '-1'], {}, 'connections_per_address');
+  await assertRejected([], { MCPGATE_CONNECTIONS_PER_ADDRESS: 'many' }, 'connections_per_address');
   await assertRejected(['--send-timeout-ms', '5'], {}, 'send_timeout_ms');
   await assertRejected([], { MCPGATE_SEND_TIMEOUT_MS: 'soon' }, 'send_timeout_ms');
   // the audit queue's cap: fewer than 1,000 records would refuse calls at a burst
@@ -340,6 +342,10 @@ test('max_connections defaults to three quarters of the (raised) descriptor limi
     const line = gw.logs().find((e) => e.module === 'server' && /^max_connections \d+/.test(e.msg ?? ''));
     assert.ok(line, 'a start log line says what max_connections was chosen');
     assert.equal(Number(/^max_connections (\d+)/.exec(line.msg)[1]), want, line.msg);
+    // and one address's share: a quarter of it (at least 16), said too
+    const per = gw.logs().find((e) => e.module === 'server' && /^connections_per_address \d+/.test(e.msg ?? ''));
+    assert.ok(per, 'a start log line says what connections_per_address was chosen');
+    assert.equal(Number(/^connections_per_address (\d+)/.exec(per.msg)[1]), Math.max(16, Math.floor(want / 4)), per.msg);
   } finally {
     await gw.stop();
   }
