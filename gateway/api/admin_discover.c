@@ -905,12 +905,13 @@ void admin__connector_rediscover(gw_req *req, const char *tenant, const char *na
    * when the stored registration would do */
   bool fresh = false;
   if (req->body_len) {
-    json_error_t e;
-    json_t *b = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &e);
+    /* a body is application/json like every admin body (415 otherwise) */
+    json_t *b = admin__parse_body(req);
+    if (!b) return;
     const char *k;
     json_t *v;
-    bool ok = json_is_object(b);
-    if (ok) json_object_foreach(b, k, v) {
+    bool ok = true;
+    json_object_foreach(b, k, v) {
         if (strcmp(k, "register")) ok = false;
       }
     const char *r = json_string_value(json_object_get(b, "register"));

@@ -126,6 +126,11 @@ test('POST …/rediscover: unchanged keeps everything; {"register":"new"} regist
   assert.equal(r.status, 400, r.body);
   r = await v.admin('POST', '/connectors/crm/rediscover', ['new']);
   assert.equal(r.status, 400, r.body);
+  // a body is application/json like every admin body (found by review: a
+  // text/plain {"register":"new"} was acted on)
+  r = await v.admin('POST', '/connectors/crm/rediscover', undefined, { raw: '{"register":"new"}', headers: { 'content-type': 'text/plain' } });
+  assert.equal(r.status, 415, r.body);
+  assert.equal(v.as.stats().registrations, regs + 1, 'nothing was registered for it');
   r = await v.admin('GET', '/connectors/crm/rediscover');
   assert.equal(r.status, 405, r.body);
   r = await v.admin('POST', '/connectors/nope/rediscover');

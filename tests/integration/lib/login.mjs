@@ -44,7 +44,7 @@ export async function startLoginFixture({ tenants, accounts = {}, gatewayArgs = 
         ...extra,
       });
     }
-    const admin = (method, p, body) => op.call(method, `/admin/v1/tenants/${id}${p}`, body);
+    const admin = (method, p, body, o) => op.call(method, `/admin/v1/tenants/${id}${p}`, body, o);
     const r = await admin('PUT', '/oidc', {
       issuer: okta.issuer, client_id: okta.clientId, client_secret: okta.clientSecret, ...(spec.oidc ?? {}),
     });
