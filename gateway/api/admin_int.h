@@ -107,6 +107,7 @@ struct admin_job {
   int more;                   /* purge: keys remain */
   json_t *settings;           /* tenant PATCH: the validated settings patch (read-only in the job) */
   json_t *view;               /* tenant PATCH, out: the settings in force after it */
+  json_t *before;             /* tenant PATCH, out: the name and settings view before it (the audit's change) */
 };
 
 /* Wipes the token and frees j (and its settings). */

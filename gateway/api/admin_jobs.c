@@ -46,6 +46,7 @@ void admin__job_free(admin_job *j) {
   OPENSSL_cleanse(j->token, sizeof j->token);
   json_decref(j->settings);
   json_decref(j->view);
+  json_decref(j->before);
   free(j);
 }
 

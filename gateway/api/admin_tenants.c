@@ -39,6 +39,15 @@ static int job_tenant_patch(st_txn *txn, void *arg) {
   json_t *rec = NULL, *doc = NULL;
   json_decref(j->view);
   j->view = NULL;
+  json_decref(j->before);
+  j->before = NULL;
+  /* what it was, for the audit record's change (views: no secret) */
+  if (st_tenant_get(txn, j->tenant, &rec) == 0) {
+    j->before = json_pack("{s:O,s:o}", "name", json_object_get(rec, "name"), "settings",
+                          gw_settings_view(json_object_get(rec, "settings")));
+    json_decref(rec);
+    rec = NULL;
+  }
   int rc = j->name[0] ? st_tenant_rename(txn, j->tenant, j->name) : 0;
   if (!rc && j->settings) {
     if ((rc = st_tenant_get(txn, j->tenant, &rec)) != 0) return rc;
@@ -97,6 +106,8 @@ static void reply_created(admin_job *j) {
 }
 
 static void reply_patched(admin_job *j) {
+  admin__audit_change(j->req, j->before,
+                      json_pack("{s:s,s:O}", "name", j->name, "settings", j->view ? j->view : json_null()));
   gw_respond_json(j->req, 200, json_pack("{s:s,s:s,s:o}", "id", j->tenant, "name", j->name, "settings",
                                          j->view ? json_incref(j->view) : json_object()));
 }

@@ -144,9 +144,20 @@ test('admin and SCIM writes are recorded with who made them; reads are not', asy
     url: conn.url, description: 'Everything, renamed', auth: { type: 'header', name: 'Authorization', value: UPSTREAM_SECRET },
   });
   assert.equal(r.status, 200, r.body);
+  // a tenant's settings: before → after too (found by review: only method,
+  // path and status were recorded), a secret one never by its value
+  const HOOK = 'https://hooks.example/services/T0/B0/hook-secret-4711';
+  r = await fx.t.admin('PATCH', '', { settings: { signin_max_age_ms: 3600000, approval_webhook_url: HOOK } });
+  assert.equal(r.status, 200, r.body);
   let recs;
-  await waitFor(async () => { recs = (await audit()).records.filter((x) => x.seq > mark); return recs.length >= 3; },
+  await waitFor(async () => { recs = (await audit()).records.filter((x) => x.seq > mark); return recs.length >= 4; },
     { timeoutMs: 5000, intervalMs: 50, what: 'the admin and SCIM records' });
+  const tpatch = recs.find((x) => x.kind === 'admin' && x.method === 'PATCH' && x.path === '/admin/v1/tenants/acme');
+  assert.ok(tpatch?.change, JSON.stringify(tpatch));
+  assert.notEqual(tpatch.change.before.settings.signin_max_age_ms, 3600000);
+  assert.equal(tpatch.change.after.settings.signin_max_age_ms, 3600000);
+  assert.equal(typeof tpatch.change.after.name, 'string');
+  assert.equal(JSON.stringify(recs).includes('hook-secret-4711'), false, 'the webhook URL is in no record');
   const adm = recs.find((x) => x.kind === 'admin' && x.path.endsWith('/policy'));
   // what changed: the policy's versions and documents, the connector's views (no secret)
   assert.equal(adm.change.after.version, adm.change.before.version + 1);
