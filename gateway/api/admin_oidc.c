@@ -33,10 +33,12 @@ typedef struct oidc_job {
   char now[32];
   int created;    /* out */
   bool del;
+  json_t *before; /* out: the settings' admin view before the write (the audit's change), or NULL */
 } oidc_job;
 
 static void oidc_job_free(oidc_job *j) {
   json_decref(j->config);
+  json_decref(j->before);
   if (j->secret) {
     OPENSSL_cleanse(j->secret, strlen(j->secret));
     free(j->secret);
@@ -50,6 +52,12 @@ static int job_oidc(st_txn *txn, void *arg) {
   int rc = st_tenant_get(txn, j->tenant, &t);
   if (rc) return rc == ST_ENOTFOUND ? GW_API_ENOTENANT : rc;
   json_decref(t);
+  /* what it was, for the audit record's change (the view: no secret) */
+  json_decref(j->before);
+  j->before = NULL;
+  json_t *was = NULL;
+  if (auth_oidc_get(txn, j->tenant, &was) == 0) j->before = auth_oidc_view(was);
+  json_decref(was);
   if (j->del) return auth_oidc_delete(txn, j->tenant);
   if (!j->secret) {
     /* the stored client secret goes only to the issuer it was given for
@@ -87,6 +95,7 @@ static void done_oidc(int status, void *arg) {
       auth_oidc_cache_forget(j->lp->srv->pages->oidc_logout, j->tenant);
     }
     if (j->del) {
+      admin__audit_change(req, j->before, NULL);
       GW_LOG(GW_LOG_INFO, "admin", &lc, "OIDC settings deleted");
       gw_respond(req, 204, NULL, NULL, 0);
     } else {
@@ -101,6 +110,7 @@ static void done_oidc(int status, void *arg) {
              j->secret ? ", client secret sealed" : ", client secret kept");
       if (!rec) gw_respond_error(req, 500, "internal", "the OIDC settings were written but cannot be read back");
       else {
+        admin__audit_change(req, j->before, auth_oidc_view(rec));
         gw_respond_json(req, j->created ? 201 : 200, auth_oidc_view(rec));
         json_decref(rec);
       }

@@ -158,6 +158,21 @@ test('admin and SCIM writes are recorded with who made them; reads are not', asy
   assert.equal(tpatch.change.after.settings.signin_max_age_ms, 3600000);
   assert.equal(typeof tpatch.change.after.name, 'string');
   assert.equal(JSON.stringify(recs).includes('hook-secret-4711'), false, 'the webhook URL is in no record');
+  // the sign-in settings too: created, then deleted; the client secret never
+  const m2 = (await audit('?limit=1')).records[0].seq;
+  r = await fx.t.admin('PUT', '/oidc', { issuer: 'https://login.example.com', client_id: 'cid-1', client_secret: 'oidc-secret-9876' });
+  assert.equal(r.status, 201, r.body);
+  r = await fx.t.admin('DELETE', '/oidc');
+  assert.equal(r.status, 204, r.body);
+  let orecs;
+  await waitFor(async () => { orecs = (await audit()).records.filter((x) => x.seq > m2 && x.path.endsWith('/oidc')); return orecs.length >= 2; },
+    { timeoutMs: 5000, intervalMs: 50, what: 'the OIDC records' });
+  const oput = orecs.find((x) => x.method === 'PUT'), odel = orecs.find((x) => x.method === 'DELETE');
+  assert.equal(oput.change?.before, undefined, JSON.stringify(oput));
+  assert.equal(oput.change.after.issuer, 'https://login.example.com');
+  assert.equal(oput.change.after.client_secret_set, true);
+  assert.equal(odel.change.before.client_id, 'cid-1', JSON.stringify(odel));
+  assert.equal(JSON.stringify(orecs).includes('oidc-secret-9876'), false, 'the client secret is in no record');
   const adm = recs.find((x) => x.kind === 'admin' && x.path.endsWith('/policy'));
   // what changed: the policy's versions and documents, the connector's views (no secret)
   assert.equal(adm.change.after.version, adm.change.before.version + 1);
