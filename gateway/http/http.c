@@ -105,6 +105,7 @@ typedef struct gw__req_priv {
   int refs;           /* handler's + pending abort notification */
   bool complete;      /* message fully received */
   bool done;          /* response ended (or dropped) */
+  bool settled;       /* the host's on_request_done ran (req_settle) */
   bool streaming;     /* gw_resp_start called */
   bool chunked;       /* streaming with chunked encoding */
   bool head;          /* HEAD: no body bytes */
@@ -772,13 +773,26 @@ static void access_log(gw_req *req) {
   json_decref(f);
 }
 
-static void req_finish(gw_req *req) {
+/* The host hears the request ended (its slots go back, its metrics and
+ * audit are counted) before the response's last bytes are written: a
+ * client that reads them and sends its next request at once — on another
+ * connection, served by another loop — must find the slots this one held
+ * free (a policy PUT's tenant slot: the next PUT was 429
+ * policy_change_in_progress under ASan with two loops). Once. */
+static void req_settle(gw_req *req) {
   gw__req_priv *p = req->priv;
-  p->done = true;
+  if (p->settled) return;
+  p->settled = true;
   double secs = (double)(uv_hrtime() - req->start_ns) / 1e9;
   const gw_http_host *host = p->h->host;
   if (host->on_request_done)
     host->on_request_done(host->ctx, req, req->route ? req->route->rclass : GW_RC_OTHER, p->status, secs);
+}
+
+static void req_finish(gw_req *req) {
+  gw__req_priv *p = req->priv;
+  p->done = true;
+  req_settle(req);
   access_log(req);
   gw_conn *c = req->conn;
   if (c) {
@@ -799,6 +813,7 @@ void gw_respond(gw_req *req, int status, const char *ctype, const void *body, si
     gw_buf_reserve(&b, 512 + len); /* head and body in one allocation, usually */
     head_block(req, &b, status, ctype, (long long)len);
     if (!p->head && len) gw_buf_append(&b, body, len);
+    req_settle(req);
     conn_write(req->conn, b.data, b.len);
     gw_buf_free(&b);
   }
@@ -892,6 +907,7 @@ void gw_resp_end(gw_req *req) {
   gw__req_priv *p = req->priv;
   if (!p->streaming || p->done) return;
   /* complete, also when the connection closes after it (Connection: close) */
+  req_settle(req);
   if (req->conn && p->chunked && !p->cut && !p->head) conn_write(req->conn, "0\r\n\r\n", 5);
   req_finish(req);
 }
