@@ -39,6 +39,13 @@ static bool id_ok(const char *id) {
 
 static bool name_ok(const char *s, size_t max) { return s && *s && strlen(s) <= max; }
 
+/* the wall clock in ms, for the store hooks that run without a caller's time */
+static int64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* tenant \0 kind [rest…]: the key's length, 0 when it does not fit */
 static size_t key(char k[KEY_MAX], const char *tenant, char kind, const char *a, const char *b) {
   size_t tl = strlen(tenant), al = a ? strlen(a) : 0, bl = b ? strlen(b) : 0;
@@ -818,53 +825,57 @@ static int purge_tenant(st_txn *txn, const char *tenant, int limit) {
   return st_del_prefix(txn, ST_DB_APPROVALS, p, tl + 1, limit);
 }
 
+/* The requester's pending requests — every one, or (session not NULL)
+ * those made in that MCP session — cancelled by `by` for `reason`, each
+ * emitting AP_EV_DECIDED. Bounded: the user's requests (AP_KEEP_PER_USER).
+ * 0 or ST_E*. */
+static int cancel_pending(st_txn *txn, const char *tenant, const char *user, const char *session, const char *by,
+                          const char *reason, int64_t now_ms) {
+  char p[KEY_MAX];
+  size_t pl = key(p, tenant, 'u', user, NULL);
+  if (!pl || pl + 1 >= KEY_MAX) return 0;
+  p[pl++] = 0; /* the user's exact prefix */
+  st_cursor *c;
+  st_val k;
+  json_t *ids = json_array();
+  int rc = ids ? st_cursor_open(txn, ST_DB_APPROVALS, &c) : ST_ENOMEM;
+  if (rc) {
+    json_decref(ids);
+    return rc;
+  }
+  st_cursor_seek(c, p, pl, NULL, 0);
+  while ((rc = st_cursor_next(c, &k, NULL)) == 0)
+    if (k.len == pl + AP_ID_LEN) json_array_append_new(ids, json_stringn((const char *)k.data + pl, AP_ID_LEN));
+  st_cursor_close(c);
+  rc = rc == ST_ENOTFOUND ? 0 : rc;
+  size_t i;
+  json_t *id;
+  json_array_foreach(ids, i, id) {
+    if (rc) break;
+    json_t *rec = NULL;
+    int r = ap_request_get(txn, tenant, json_string_value(id), now_ms, &rec);
+    if (r == 0 && !strcmp(json_string_value(json_object_get(rec, "state")) ?: "", "pending") &&
+        (!session || !strcmp(json_string_value(json_object_get(rec, "session")) ?: "", session)))
+      r = ap_decide(txn, tenant, json_string_value(id), AP_CANCEL, NULL, by, reason, now_ms, NULL);
+    json_decref(rec);
+    if (r < 0 && r != ST_ENOTFOUND && r != AP_EDECIDED) rc = r;
+  }
+  json_decref(ids);
+  return rc;
+}
+
 /* A user cut: their pending requests are cancelled (the held streams end
  * with the user's other exchanges) and their grants go. */
 static int on_user_cut(st_txn *txn, int kind, const void *event, void *ctx) {
   (void)kind, (void)ctx;
   const st_dir_event *ev = event;
   if (!ev || !ev->tenant || !ev->id || !name_ok(ev->id, USER_MAX)) return 0;
+  int rc = cancel_pending(txn, ev->tenant, ev->id, NULL, "the requester's access ended",
+                          "the requester's access was revoked", wall_ms());
+  if (rc) return rc;
   char p[KEY_MAX];
-  size_t pl = key(p, ev->tenant, 'u', ev->id, NULL);
+  size_t pl = key(p, ev->tenant, 'g', ev->id, NULL);
   if (!pl) return 0;
-  p[pl++] = 0; /* the user's exact prefix */
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-  st_cursor *c;
-  st_val k;
-  int rc = st_cursor_open(txn, ST_DB_APPROVALS, &c);
-  if (rc) return rc;
-  st_cursor_seek(c, p, pl, NULL, 0);
-  json_t *ids = json_array();
-  while ((rc = st_cursor_next(c, &k, NULL)) == 0) {
-    if (k.len != pl + AP_ID_LEN) continue;
-    json_array_append_new(ids, json_stringn((const char *)k.data + pl, AP_ID_LEN));
-  }
-  st_cursor_close(c);
-  if (rc != ST_ENOTFOUND) {
-    json_decref(ids);
-    return rc;
-  }
-  rc = 0;
-  size_t i;
-  json_t *id;
-  json_array_foreach(ids, i, id) {
-    json_t *rec = NULL;
-    int r = ap_request_get(txn, ev->tenant, json_string_value(id), now, &rec);
-    bool pending = r == 0 && !strcmp(json_string_value(json_object_get(rec, "state")) ?: "", "pending");
-    json_decref(rec);
-    if (pending)
-      r = ap_decide(txn, ev->tenant, json_string_value(id), AP_CANCEL, NULL, "the requester's access ended",
-                    "the requester's access was revoked", now, NULL);
-    if (r < 0 && r != ST_ENOTFOUND && r != AP_EDECIDED) {
-      rc = r;
-      break;
-    }
-  }
-  json_decref(ids);
-  if (rc) return rc;
-  pl = key(p, ev->tenant, 'g', ev->id, NULL);
   p[pl++] = 0;
   rc = st_del_prefix(txn, ST_DB_APPROVALS, p, pl, 0);
   return rc < 0 ? rc : 0;
@@ -956,38 +967,7 @@ int ap_cancel_if_blocked(st_txn *txn, const char *tenant, const char *id, int64_
 
 int ap_session_gone(st_txn *txn, const char *tenant, const char *user, const char *session, int64_t now_ms) {
   if (!name_ok(tenant, TENANT_MAX) || !name_ok(user, USER_MAX) || !session || !*session) return 0;
-  char p[KEY_MAX];
-  size_t pl = key(p, tenant, 'u', user, NULL);
-  if (!pl || pl + 1 >= KEY_MAX) return 0;
-  p[pl++] = 0; /* the user's exact prefix */
-  st_cursor *c;
-  st_val k;
-  json_t *ids = json_array();
-  int rc = ids ? st_cursor_open(txn, ST_DB_APPROVALS, &c) : ST_ENOMEM;
-  if (rc) {
-    json_decref(ids);
-    return rc;
-  }
-  st_cursor_seek(c, p, pl, NULL, 0);
-  while ((rc = st_cursor_next(c, &k, NULL)) == 0)
-    if (k.len == pl + AP_ID_LEN) json_array_append_new(ids, json_stringn((const char *)k.data + pl, AP_ID_LEN));
-  st_cursor_close(c);
-  rc = rc == ST_ENOTFOUND ? 0 : rc;
-  size_t i;
-  json_t *id;
-  json_array_foreach(ids, i, id) {
-    if (rc) break;
-    json_t *rec = NULL;
-    int r = ap_request_get(txn, tenant, json_string_value(id), now_ms, &rec);
-    if (r == 0 && !strcmp(json_string_value(json_object_get(rec, "state")) ?: "", "pending") &&
-        !strcmp(json_string_value(json_object_get(rec, "session")) ?: "", session))
-      r = ap_decide(txn, tenant, json_string_value(id), AP_CANCEL, NULL, "the requester",
-                    "their MCP session was ended (DELETE)", now_ms, NULL);
-    json_decref(rec);
-    if (r < 0 && r != ST_ENOTFOUND && r != AP_EDECIDED) rc = r;
-  }
-  json_decref(ids);
-  return rc;
+  return cancel_pending(txn, tenant, user, session, "the requester", "their MCP session was ended (DELETE)", now_ms);
 }
 
 /* A new policy document ends the tenant's standing grants (grant_minutes
@@ -1008,9 +988,7 @@ static int on_policy_put(st_txn *txn, int kind, const void *event, void *ctx) {
   size_t pl = key(p, ev->tenant, 'g', NULL, NULL);
   int rc = pl ? st_del_prefix(txn, ST_DB_APPROVALS, p, pl, 0) : 0;
   if (rc < 0) return rc;
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  int64_t now = wall_ms();
   json_t *pend = json_array();
   if (!pend) return ST_ENOMEM;
   rc = scan_index(txn, ev->tenant, 'p', now, (size_t)-1, (size_t)-1, in_state, (void *)"pending", pend);
