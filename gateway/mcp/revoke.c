@@ -138,11 +138,13 @@ static void mark_hidden(gw_exchange *x, void *arg) {
   recheck_arg *a = arg;
   x->cut = false;
   if (!x->user[0] || !gw__x_matches(x, a->q)) return;
+  bool held = gw__held_waiting(x);
+  if (!held && !x->connector[0]) return;
+  const pol_user *pu = gw__policy_for(x->lp, x->tenant, x->user);
   /* a call held for approval whose tool the user may no longer call
    * (either endpoint: the held call names its connector and tool) */
-  if (gw__held_waiting(x)) gw__held_mark(x, gw__policy_for(x->lp, x->tenant, x->user));
+  if (held) gw__held_mark(x, pu);
   if (!x->connector[0]) return;
-  const pol_user *pu = gw__policy_for(x->lp, x->tenant, x->user);
   x->cut = !pu || !pol_connector_visible(pu, x->connector);
 }
 
