@@ -71,7 +71,12 @@ function quietly(fn) {
   }
 }
 
-const { default: Provider, interactionPolicy } = await quietly(() => import('oidc-provider'));
+// imported by startOkta, on first use: ~0.45 s of CPU that a file which
+// never starts the provider (many import this module for its helpers) skips
+let Provider, interactionPolicy;
+async function loadProvider() {
+  if (!Provider) ({ default: Provider, interactionPolicy } = await quietly(() => import('oidc-provider')));
+}
 
 // The login prompt, plus: prompt again when the session's account is gone
 // (an unknown login submitted on the dev login page, or deleteAccount()).
@@ -224,6 +229,7 @@ export async function startOkta(opts = {}) {
   if (!Array.isArray(redirectUris) || redirectUris.length === 0) {
     throw new Error('startOkta: opts.redirectUris (array) is required');
   }
+  await loadProvider();
 
   const accounts = new Map(Object.entries(initialAccounts).map(([sub, c]) => [sub, { ...c }]));
   const store = new Map();

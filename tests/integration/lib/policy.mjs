@@ -14,7 +14,6 @@ import fsp from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import { after } from 'node:test';
-import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 
 import { startGateway, makeTempDir, request, parsePrometheus, metricValue, waitFor, sleep, fetchMetrics } from './gateway.mjs';
 import { api, cli } from './admin.mjs';
@@ -22,7 +21,7 @@ import { startOkta, Browser, signIn } from './okta.mjs';
 import { URN } from './scim.mjs';
 import {
   startEverything, startRecorder, setupTenant, connectClient, rpcMessages, mcpPost, initializeBody,
-  toolText, UPSTREAM_SECRET, EVERYTHING_TOOLS,
+  toolText, UPSTREAM_SECRET, EVERYTHING_TOOLS, sdkLoaded,
 } from './mcp.mjs';
 
 export { EVERYTHING_TOOLS, toolText, sleep, waitFor };
@@ -227,6 +226,7 @@ export function assertNotForwarded(rec, tool) {
  * call (or one already counted past `since`).
  */
 export function watchListChanged(c) {
+  const { ToolListChangedNotificationSchema } = sdkLoaded(); /* c came from connectClient */
   let n = 0;
   const waiters = new Set();
   c.client.setNotificationHandler(ToolListChangedNotificationSchema, async () => {

@@ -106,11 +106,24 @@
 import http from 'node:http';
 import crypto from 'node:crypto';
 import { randomUUID } from 'node:crypto';
-import { z } from 'zod';
 
-import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
+// zod and the SDK's server are imported by startOAuthMcpUpstream, oidc-provider
+// by startUpstreamAS, on first use: ~0.7 s of CPU that a file importing this
+// module (or vault.mjs) for one of them, or for its helpers, does not spend.
+let z, McpServer, StreamableHTTPServerTransport, isInitializeRequest;
+async function loadMcpServer() {
+  if (McpServer) return;
+  const [zod, mcp, sht, types] = await Promise.all([
+    import('zod'),
+    import('@modelcontextprotocol/sdk/server/mcp.js'),
+    import('@modelcontextprotocol/sdk/server/streamableHttp.js'),
+    import('@modelcontextprotocol/sdk/types.js'),
+  ]);
+  ({ z } = zod);
+  ({ isInitializeRequest } = types);
+  ({ StreamableHTTPServerTransport } = sht);
+  ({ McpServer } = mcp);
+}
 
 // oidc-provider warns on import that node 20 is not a supported runtime (it
 // works); that line, and only it, is dropped.
@@ -136,7 +149,10 @@ function quietly(fn) {
   }
 }
 
-const { default: Provider, errors: oidcErrors } = await quietly(() => import('oidc-provider'));
+let Provider, oidcErrors;
+async function loadProvider() {
+  if (!Provider) ({ default: Provider, errors: oidcErrors } = await quietly(() => import('oidc-provider')));
+}
 
 /** sha256 hex of a token, as listed in stats().revoked[].hash. */
 export const hashToken = (token) => crypto.createHash('sha256').update(String(token)).digest('hex');
@@ -243,6 +259,7 @@ const PATHS = {
  *   handler; false: oidc-provider's own rule, either secret method).
  */
 export async function startUpstreamAS(opts = {}) {
+  await loadProvider();
   const {
     clientId = 'mcpgate-upstream',
     clientSecret = crypto.randomBytes(24).toString('base64url'),
@@ -753,6 +770,7 @@ export async function startUpstreamAS(opts = {}) {
  */
 export async function startOAuthMcpUpstream({ as, requiredScope = null, audience = false, prm = null, challenge = true } = {}) {
   if (!as?.introspectionUrl) throw new Error('startOAuthMcpUpstream: opts.as (startUpstreamAS) is required');
+  await loadMcpServer();
   const sessions = new Map(); // sid -> {sid, sub, transport, mcp, closed}
   const seen = [];
   const sockets = new Set();
