@@ -825,12 +825,17 @@ static int purge_tenant(st_txn *txn, const char *tenant, int limit) {
   return st_del_prefix(txn, ST_DB_APPROVALS, p, tl + 1, limit);
 }
 
-/* The requester's pending requests — every one, or (session not NULL)
- * those made in that MCP session — cancelled by `by` for `reason`, each
- * emitting AP_EV_DECIDED. Bounded: the user's requests (AP_KEEP_PER_USER).
+/* Which of a requester's pending requests cancel_pending cancels: match
+ * (NULL: every one) decides on the record. */
+typedef bool (*pending_match)(st_txn *txn, const json_t *rec, void *ctx);
+
+/* The requester's pending requests that match (policy's ctx) cancelled by
+ * `by` for `reason`, each emitting AP_EV_DECIDED. Bounded: the user's
+ * requests (AP_KEEP_PER_USER) are keys walked, only those still in the
+ * pending index (HELD_PENDING_MAX a user, gateway/mcp/held.c) are read.
  * 0 or ST_E*. */
-static int cancel_pending(st_txn *txn, const char *tenant, const char *user, const char *session, const char *by,
-                          const char *reason, int64_t now_ms) {
+static int cancel_pending(st_txn *txn, const char *tenant, const char *user, pending_match match, void *mctx,
+                          const char *by, const char *reason, int64_t now_ms) {
   char p[KEY_MAX];
   size_t pl = key(p, tenant, 'u', user, NULL);
   if (!pl || pl + 1 >= KEY_MAX) return 0;
@@ -852,10 +857,15 @@ static int cancel_pending(st_txn *txn, const char *tenant, const char *user, con
   json_t *id;
   json_array_foreach(ids, i, id) {
     if (rc) break;
+    char pk[KEY_MAX];
+    st_val pv;
+    /* decided ones left the pending index: not read */
+    int r = st_get(txn, ST_DB_APPROVALS, pk, key(pk, tenant, 'p', json_string_value(id), NULL), &pv);
+    if (r == ST_ENOTFOUND) continue;
     json_t *rec = NULL;
-    int r = ap_request_get(txn, tenant, json_string_value(id), now_ms, &rec);
+    if (!r) r = ap_request_get(txn, tenant, json_string_value(id), now_ms, &rec);
     if (r == 0 && !strcmp(json_string_value(json_object_get(rec, "state")) ?: "", "pending") &&
-        (!session || !strcmp(json_string_value(json_object_get(rec, "session")) ?: "", session)))
+        (!match || match(txn, rec, mctx)))
       r = ap_decide(txn, tenant, json_string_value(id), AP_CANCEL, NULL, by, reason, now_ms, NULL);
     json_decref(rec);
     if (r < 0 && r != ST_ENOTFOUND && r != AP_EDECIDED) rc = r;
@@ -870,7 +880,7 @@ static int on_user_cut(st_txn *txn, int kind, const void *event, void *ctx) {
   (void)kind, (void)ctx;
   const st_dir_event *ev = event;
   if (!ev || !ev->tenant || !ev->id || !name_ok(ev->id, USER_MAX)) return 0;
-  int rc = cancel_pending(txn, ev->tenant, ev->id, NULL, "the requester's access ended",
+  int rc = cancel_pending(txn, ev->tenant, ev->id, NULL, NULL, "the requester's access ended",
                           "the requester's access was revoked", wall_ms());
   if (rc) return rc;
   char p[KEY_MAX];
@@ -965,9 +975,33 @@ int ap_cancel_if_blocked(st_txn *txn, const char *tenant, const char *id, int64_
   return rc;
 }
 
-int ap_session_gone(st_txn *txn, const char *tenant, const char *user, const char *session, int64_t now_ms) {
-  if (!name_ok(tenant, TENANT_MAX) || !name_ok(user, USER_MAX) || !session || !*session) return 0;
-  return cancel_pending(txn, tenant, user, session, "the requester", "their MCP session was ended (DELETE)", now_ms);
+/* a request made in the session whose id hashes to ctx (64 hex: the
+ * session store's key, gateway/mcp/mcp_session.h) */
+static bool in_session(st_txn *txn, const json_t *rec, void *ctx) {
+  (void)txn;
+  const char *sid = json_string_value(json_object_get(rec, "session"));
+  uint8_t d[32];
+  char hx[65];
+  if (!sid || !*sid || st_sha256(sid, strlen(sid), d) != 0) return false;
+  hex32(d, hx);
+  return !strcmp(hx, ctx);
+}
+
+int ap_session_gone(st_txn *txn, const char *tenant, const char *user, const char *session_sha256,
+                    ap_session_end why, int64_t now_ms) {
+  if (!name_ok(tenant, TENANT_MAX) || !name_ok(user, USER_MAX) || !session_sha256 || strlen(session_sha256) != 64)
+    return 0;
+  static const char *const reasons[] = {
+      [AP_SESSION_DELETED] = "their MCP session was ended (DELETE)",
+      [AP_SESSION_EXPIRED] = "the MCP session it was made in expired (unused past the session idle timeout, or past "
+                             "its maximum age)",
+      [AP_SESSION_EVICTED] = "the MCP session it was made in was evicted (the requester opened more MCP sessions "
+                             "than sessions_per_user_max allows)",
+      [AP_SESSION_ENDED] = "the MCP session it was made in ended",
+  };
+  if ((unsigned)why > AP_SESSION_ENDED) why = AP_SESSION_ENDED;
+  return cancel_pending(txn, tenant, user, in_session, (void *)session_sha256,
+                        why == AP_SESSION_DELETED ? "the requester" : AP_SESSION_BY, reasons[why], now_ms);
 }
 
 /* A new policy document ends the tenant's standing grants (grant_minutes

@@ -51,10 +51,11 @@
  * Every decision emits AP_EV_DECIDED in its transaction (the MCP proxy
  * turns it into a message to every loop: the held stream answers). A user
  * cut (deactivated, deleted, signed out everywhere) cancels their pending
- * requests and deletes their grants in the same transaction; so does a
- * client's DELETE of its MCP session for the requests made in it
- * (ap_session_gone), and a new policy document for the requests of calls
- * it blocks for their requester (ap_cancel_if_blocked).
+ * requests and deletes their grants in the same transaction; so does the
+ * end of an MCP session — its client's DELETE, its expiry, its eviction —
+ * for the requests made in it (ap_session_gone), and a new policy
+ * document for the requests of calls it blocks for their requester
+ * (ap_cancel_if_blocked).
  *
  * Ids are 32 lower-case hex characters from the CSPRNG: a reviewer's link
  * names one, nothing can be guessed from it. Threads: writes in writer
@@ -223,13 +224,26 @@ int ap_connector_gone(st_txn *txn, const char *tenant, const char *connector, in
  * document does this itself for every pending request (the hook below);
  * a membership change leaves it to the loop that ends the held call. */
 int ap_cancel_if_blocked(st_txn *txn, const char *tenant, const char *id, int64_t now_ms);
-/* Write txn: the requester ended MCP session `session` (its client's
- * DELETE): their requests made in it that are pending are cancelled
- * ("the requester", "their MCP session was ended (DELETE)"), each
- * emitting AP_EV_DECIDED, as a user cut cancels theirs. Bounded: the
- * user's requests (AP_KEEP_PER_USER). 0 or ST_E*. */
-int ap_session_gone(st_txn *txn, const char *tenant, const char *user, const char *session, int64_t now_ms);
-
+/* How an MCP session ended, for ap_session_gone. */
+typedef enum ap_session_end {
+  AP_SESSION_DELETED, /* its client's DELETE ("the requester") */
+  AP_SESSION_EXPIRED, /* idle past its timeout, or past its maximum age (AP_SESSION_BY) */
+  AP_SESSION_EVICTED, /* a newer session of its user past sessions_per_user_max (AP_SESSION_BY) */
+  AP_SESSION_ENDED,   /* gone, the loop that saw it does not know why (AP_SESSION_BY) */
+} ap_session_end;
+/* Who cancelled a request whose session expired, was evicted or ended. */
+#define AP_SESSION_BY "the gateway"
+/* Write txn: the requester's MCP session whose id hashes to
+ * session_sha256 (64 hex of SHA-256 of the id: the key the session store
+ * keeps, gateway/mcp/mcp_session.h — an expiry purge or an eviction knows
+ * no more) ended, `why`: their requests made in it that are pending are
+ * cancelled (by "the requester" for a DELETE, else AP_SESSION_BY, the
+ * reason naming the end), each emitting AP_EV_DECIDED, as a user cut
+ * cancels theirs — a reviewer cannot approve what belonged to a session
+ * that is gone. Bounded: the user's requests (AP_KEEP_PER_USER) keys, and
+ * only the pending ones read. 0 or ST_E*. */
+int ap_session_gone(st_txn *txn, const char *tenant, const char *user, const char *session_sha256,
+                    ap_session_end why, int64_t now_ms);
 /* Registers the purge, the check, the user-cut hook and the policy PUT's
  * (its standing grants end; its pending requests of blocked calls are
  * cancelled). At startup. */

@@ -54,6 +54,13 @@ bool gw__held_blocked(gw_exchange *x);
  * transaction cancelled it, policy/approval.h's ap_session_gone) and true;
  * false when x is not waiting. */
 bool gw__held_session_ended(gw_exchange *x);
+/* x's session expired (expired) or is gone (evicted, purged: revoke.c's
+ * sweep found it so): a waiting held call is answered -32010 naming the
+ * session's end and its session's pending requests are cancelled (a
+ * writer job; the write that evicted or purged it did already, and its
+ * decision is told first when it did) — true; false when x is not
+ * waiting (the caller ends it as any exchange). */
+bool gw__held_session_lost(gw_exchange *x, bool expired);
 /* Shutdown: a waiting held call is told the request stays pending. */
 bool gw__held_drain(gw_exchange *x);
 /* The requester's token expired while x waited for its approval: x is

@@ -334,8 +334,10 @@ static int job_session_del(st_txn *txn, void *arg) {
   if (rc == ST_ENOTFOUND) { /* gone already: nothing was taken here */
     json_decref(j->got);
     j->got = NULL;
-  } else if ((rc = ap_session_gone(txn, j->tenant, j->user, j->sid, gw_wall_ms())) < 0) {
-    return rc;
+  } else {
+    char hex[65];
+    gw_session_hex(j->sid, hex);
+    if ((rc = ap_session_gone(txn, j->tenant, j->user, hex, AP_SESSION_DELETED, gw_wall_ms())) < 0) return rc;
   }
   gw_revocation m;
   memset(&m, 0, sizeof m);

@@ -68,6 +68,8 @@ typedef struct gw_call_rec {
  * tenant matching ALL the fields that are set (user, connector, token id);
  * none set: every exchange of the tenant (tenant deleted: its caches go
  * too). */
+enum { GW_X_LOST_GONE = 1, GW_X_LOST_EXPIRED = 2 };
+
 typedef struct gw_revocation {
   struct gw_revocation *next;
   uint64_t seq;     /* its place in the fan-out (revoke.c) */
@@ -207,7 +209,8 @@ struct gw_exchange {
   bool started;        /* an SSE stream to the client is open */
   bool paused;         /* the upstream transfer is paused for the client */
   bool revoked;        /* ended by a revocation: nothing more is forwarded */
-  bool lost;           /* its session is gone (evicted, expired): ended by the next sweep */
+  uint8_t lost;        /* its session is gone (GW_X_LOST_GONE: evicted, purged) or expired (GW_X_LOST_EXPIRED,
+                          still stored): ended by the sweep that marked it (revoke.c) */
   bool grant_used;     /* the transfer carries the user's own upstream grant (an oauth connector) */
   bool shared_cred;    /* its connector, as read by this request's decision, takes no per-user credential:
                           the vault gate has nothing to check (agg_call.c; the upcall reads it again) */

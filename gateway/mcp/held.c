@@ -46,6 +46,13 @@
  *    the session (policy/approval.h), and before its 204 every loop ends
  *    the session's exchanges (revoke.c): a held call is told -32010, its
  *    request cancelled with the session (gw__held_session_ended).
+ *  - Nor is the session expiring or being evicted (sessions_per_user_max):
+ *    the write that purges or evicts it cancels the requests made in it
+ *    (mcp_session.c), whose decision answers a held call -32010 on every
+ *    loop; a loop whose purge tick finds the session gone or expired first
+ *    answers so itself and cancels the session's requests in a job
+ *    (gw__held_session_lost). An approval that reaches a call whose
+ *    session ended is never forwarded in it: the call is told to retry.
  *  - A held call whose tool the user's policy now blocks (a new policy
  *    document, an Okta group change; or its connector hidden) ends at
  *    once with -32003, the answer a blocked call gets — from the loops'
@@ -74,6 +81,7 @@
 #include "gateway/http/http.h"
 #include "gateway/mcp/audit_log.h"
 #include "gateway/mcp/decide.h"
+#include "gateway/mcp/mcp_session.h"
 #include "gateway/mcp/mcp_loop.h"
 #include "gateway/mcp/mcp_proxy.h"
 #include "gateway/mcp/relay.h"
@@ -99,6 +107,7 @@ struct gw_held {
   char hash[65];            /* ... with these arguments */
   bool waiting;             /* the stream is open and nothing decided yet */
   bool blocked;             /* the recheck found the user's policy now blocks the call (gw__held_mark) */
+  uint8_t lost;             /* 0, or how its session ended (ap_session_end + 1): never forwarded then */
   bool sse;                 /* the client's answer is the gateway's SSE stream */
   void (*forward)(gw_exchange *x);
 };
@@ -822,6 +831,100 @@ bool gw__held_session_ended(gw_exchange *x) {
   return true;
 }
 
+/* ---- the session expired or was evicted ---- */
+
+/* What happened to the session, for the client (h->lost: 0 when an
+ * approval found it gone or expired before any sweep did). */
+static const char *lost_words(uint8_t lost) {
+  return lost == AP_SESSION_EXPIRED + 1 ? "expired (unused past the session idle timeout, or past its maximum age)"
+         : lost == AP_SESSION_EVICTED + 1 ? "was evicted (you opened more MCP sessions than sessions_per_user_max allows)"
+                                          : "ended (it expired, or a newer session of yours evicted it)";
+}
+
+/* x's session still exists and has not expired (a read); a session-less
+ * call (no id) is live. A store that cannot be read: not live (fail
+ * closed: nothing is forwarded in a session that may be gone). */
+static bool session_live(gw_exchange *x) {
+  if (!x->sid[0]) return true;
+  st_txn *txn;
+  gw_session s;
+  if (gw__read_begin(x->lp, &txn) != 0) return false;
+  bool live = gw_session_get(txn, x->sid, &s) == 0 &&
+              !gw_session_expired(&s, gw_session_now_ms(), gw_sessions_limits(x->lp->srv));
+  gw__read_end(x->lp, txn);
+  return live;
+}
+
+/* x, waiting, whose session ended (h->lost): told so; its request was
+ * cancelled, or is about to be (lost_job). */
+static void lost_answer(gw_exchange *x) {
+  gw_held *h = x->held;
+  stop_waiting(x);
+  count_outcome(x, GW_AP_OUT_CANCELLED);
+  GW_LOG(GW_LOG_INFO, "approvals", &((gw_log_ctx){x->tenant, x->req->id}),
+         "the MCP session of a call held for approval request %s ended (the request is cancelled)", h->id);
+  gw__x_rpc_error(x, 200, GW_RPC_APPROVAL_CANCELLED,
+                  "your MCP session %s while this call waited for approval: request %s is cancelled (the call was "
+                  "not made)",
+                  lost_words(h->lost), h->id);
+}
+
+typedef struct lost_job {
+  gw_exchange *x; /* a reference */
+  char tenant[64], user[40], hex[65];
+  ap_session_end why;
+  int64_t now_ms;
+} lost_job;
+
+static int job_session_lost(st_txn *txn, void *arg) {
+  lost_job *j = arg;
+  int rc = ap_session_gone(txn, j->tenant, j->user, j->hex, j->why, j->now_ms);
+  return rc < 0 ? rc : 0;
+}
+
+static void done_session_lost(int status, void *arg) {
+  lost_job *j = arg;
+  gw_exchange *x = j->x;
+  if (status)
+    GW_LOG(GW_LOG_WARN, "approvals", &((gw_log_ctx){j->tenant, NULL}),
+           "the approval requests of an MCP session that ended could not be cancelled now: %s (the session purge "
+           "cancels them when it deletes the session)",
+           ap_strerror(status));
+  /* the cancel's decision reached this loop before this reply (the
+   * fan-out's gate) and answered the call: still waiting means the job
+   * failed, or the request was no longer pending */
+  if (gw__held_waiting(x)) lost_answer(x);
+  gw__x_unref(x);
+  free(j);
+}
+
+bool gw__held_session_lost(gw_exchange *x, bool expired) {
+  if (!gw__held_waiting(x)) return false;
+  gw_held *h = x->held;
+  if (h->lost) return true; /* its job is with the writer */
+  ap_session_end why = expired ? AP_SESSION_EXPIRED : AP_SESSION_ENDED;
+  h->lost = (uint8_t)(why + 1);
+  /* the write that evicted or purged the session cancelled its requests:
+   * told as that decision says (it names the end), if it did */
+  decided_since(x);
+  if (!gw__held_waiting(x)) return true;
+  lost_job *j = calloc(1, sizeof *j);
+  if (j) {
+    j->x = x;
+    snprintf(j->tenant, sizeof j->tenant, "%s", x->tenant);
+    snprintf(j->user, sizeof j->user, "%s", x->user);
+    gw_session_hex(x->sid, j->hex);
+    j->why = why;
+    j->now_ms = gw_wall_ms();
+    gw__x_ref(x);
+    if (gw_loop_submit(x->lp, job_session_lost, done_session_lost, j) == 0) return true;
+    gw__x_unref(x);
+    free(j);
+  }
+  lost_answer(x);
+  return true;
+}
+
 static void decided_one(gw_exchange *x, void *arg) {
   const decided_arg *d = arg;
   gw_held *h = x->held;
@@ -839,7 +942,17 @@ static void decided_one(gw_exchange *x, void *arg) {
   count_outcome(x, !strcmp(d->state, "approved") ? GW_AP_OUT_APPROVED
                   : !strcmp(d->state, "denied") ? GW_AP_OUT_DENIED
                                                  : GW_AP_OUT_CANCELLED);
-  if (!strcmp(d->state, "approved")) {
+  if (!strcmp(d->state, "approved") && (h->lost || !session_live(x))) {
+    /* approved as its session ended: the call is not made in a session
+     * that is gone; the approval stays the retry's grant */
+    GW_LOG(GW_LOG_INFO, "approvals", &lc, "approval request %s approved by %s after its MCP session ended", h->id,
+           d->by);
+    gw__x_rpc_error(x, 200, GW_RPC_APPROVAL_CANCELLED,
+                    "your MCP session %s while this call waited for approval, and request %s was approved by %s "
+                    "meanwhile: call the tool again with the same arguments (in a new session) to use the approval "
+                    "(the call was not made)",
+                    lost_words(h->lost), h->id, d->by);
+  } else if (!strcmp(d->state, "approved")) {
     GW_LOG(GW_LOG_INFO, "approvals", &lc, "approval request %s approved by %s: forwarding the call", h->id, d->by);
     /* the grant the approval stored: taken (one approval, one call) */
     take_job *j = calloc(1, sizeof *j);

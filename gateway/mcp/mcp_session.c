@@ -14,6 +14,7 @@
 #include "gateway/mcp/usess_end.h"
 #include "gateway/core/module.h"
 #include "gateway/core/server.h"
+#include "policy/approval.h"
 #include "store/tenant.h"
 #include "scim/scim.h"
 
@@ -215,10 +216,35 @@ static json_t *upstreams_raw(st_txn *txn, const uint8_t raw[32]) {
 
 static bool told(const gw_session_obs *obs) { return obs && obs->fn; }
 
+static int delete_loaded(st_txn *txn, const uint8_t raw[32], const char *hex, const gw_session_obs *obs,
+                         const gw_session *sp);
+
 static int delete_raw(st_txn *txn, const uint8_t raw[32], const char *hex, const gw_session_obs *obs) {
   gw_session s;
   int rc = load_raw(txn, raw, &s);
   if (rc) return rc;
+  return delete_loaded(txn, raw, hex, obs, &s);
+}
+
+/* delete_raw, and the approval requests made in the session that are
+ * still pending are cancelled (policy/approval.h), naming why it ended:
+ * an expiry or an eviction ends a session as its client's DELETE does
+ * (endpoint.c), so no reviewer approves a call of a session that is gone
+ * and a call held in it is told why, on every loop (the cancel's
+ * AP_EV_DECIDED, held.c). */
+static int delete_ending(st_txn *txn, const uint8_t raw[32], const char *hex, const gw_session_obs *obs,
+                         ap_session_end why, int64_t now_ms) {
+  gw_session s;
+  int rc = load_raw(txn, raw, &s);
+  if (!rc) rc = delete_loaded(txn, raw, hex, obs, &s);
+  if (!rc) rc = ap_session_gone(txn, s.tenant, s.user, hex, why, now_ms);
+  return rc < 0 ? rc : 0;
+}
+
+static int delete_loaded(st_txn *txn, const uint8_t raw[32], const char *hex, const gw_session_obs *obs,
+                         const gw_session *sp) {
+  const gw_session s = *sp;
+  int rc;
   char k[300];
   if ((rc = st_del(txn, ST_DB_SESSIONS, k, skey(raw, k)))) return rc;
   /* a single-connector session's upstream session goes with it */
@@ -593,7 +619,7 @@ static int on_session_created(st_txn *txn, int kind, const void *event, void *ct
     for (size_t i = 0; i + max < n && !rc; i++) {
       uint8_t raw[32];
       hex_raw(v[i].hex, raw);
-      rc = delete_raw(txn, raw, v[i].hex, &obs);
+      rc = delete_ending(txn, raw, v[i].hex, &obs, AP_SESSION_EVICTED, gw_wall_ms());
       if (rc == ST_ENOTFOUND) {
         char ik[300];
         rc = st_del(txn, ST_DB_SESSIONS, ik, ikey('u', ev->tenant, ev->user, v[i].hex, ik));
@@ -668,7 +694,7 @@ int gw_sessions_purge_expired(st_txn *txn, const void *from, size_t flen, int64_
   for (int i = 0; i < ngone && !rc; i++) {
     char hex[65];
     for (int b = 0; b < 32; b++) snprintf(hex + 2 * b, 3, "%02x", gone[i][b]);
-    rc = delete_raw(txn, gone[i], hex, obs);
+    rc = delete_ending(txn, gone[i], hex, obs, AP_SESSION_EXPIRED, now_ms);
     if (rc == ST_ENOTFOUND) rc = 0;
   }
   free(gone);

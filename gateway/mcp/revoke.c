@@ -23,7 +23,12 @@
  *     matched on identity by gw__x_revoke; what a match does is the flow's
  *     on_revoke.
  *  5. Sessions that vanished (evicted, expired) are found in one read txn
- *     that only marks; the exchanges are ended after the txn is over.
+ *     that only marks; the exchanges are ended after the txn is over,
+ *     told why. A call held for approval in such a session ends as one
+ *     whose session its client DELETEd does: -32010 naming the session's
+ *     end, its request cancelled (held.c's gw__held_session_lost; the
+ *     write that evicts or purges a session cancels the requests made in
+ *     it too, mcp_session.c, so every loop hears it as a decision).
  *  6. The per-connector cut, live half: a membership change (SCIM PATCH,
  *     PUT, group DELETE: its members are removed first) and a policy PUT
  *     send `notify` — to the users added and removed, or to the whole
@@ -415,17 +420,25 @@ static void mark_lost(gw_exchange *x, void *arg) {
   lost_arg *a = arg;
   gw_session s;
   if (!x->req || !x->sid[0]) return;
-  x->lost = gw_session_get(a->txn, x->sid, &s) != 0 ||
-            gw_session_expired(&s, a->now_ms, gw_sessions_limits(x->lp->srv));
+  x->lost = gw_session_get(a->txn, x->sid, &s) != 0                                 ? GW_X_LOST_GONE
+            : gw_session_expired(&s, a->now_ms, gw_sessions_limits(x->lp->srv)) ? GW_X_LOST_EXPIRED
+                                                                                 : 0;
 }
 
+/* A call held for approval is told its session's end and its request is
+ * cancelled (held.c), as a DELETE's are (end_session); the others end. */
 static void end_lost(gw_exchange *x, void *arg) {
   (void)arg;
   if (!x->lost) return;
-  x->lost = false;
+  bool expired = x->lost == GW_X_LOST_EXPIRED;
+  x->lost = 0;
+  if (gw__held_session_lost(x, expired)) return;
   GW_LOG(GW_LOG_INFO, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}),
          "ending a live exchange of an evicted or expired session");
-  gw__x_end(x);
+  gw__x_end_why(x, expired ? "your MCP session expired (unused past the session idle timeout, or past its maximum "
+                             "age): this request ended with it; start a new session"
+                           : "your MCP session ended (it expired, or a newer session of yours evicted it past "
+                             "sessions_per_user_max): this request ended with it; start a new session");
 }
 
 void gw_proxy_end_lost_sessions(gw_loop *lp) {

@@ -18,7 +18,9 @@ const SUM = 'get-sum';
 before(async () => {
   f = await startPolicyFixture({
     users: ['alice@acme.com', 'bob@acme.com', 'carol@acme.com', 'dave@acme.com'],
-    gatewayArgs: ['--approval-progress-interval-ms', '200'],
+    // the session purge ticks often: a session that expires or is evicted
+    // ends its held calls at the next tick (the last tests)
+    gatewayArgs: ['--approval-progress-interval-ms', '200', '--session-purge-interval-ms', '100'],
   });
   g = groups(f.t.scim);
   await g.create('Engineers', [f.users.alice.id, f.users.bob.id, f.users.carol.id, f.users.dave.id]);
@@ -464,4 +466,57 @@ test('a policy change that blocks a held tool ends the held call at once with -3
   assert.equal((await decide(keptReq.id, 'approve', f.own.bob)).status, 200);
   assert.ok((await kept).result, 'the call still held passes once approved');
   assert.equal(forwardedCalls(f.rec, SUM).filter((e) => [80, 81].includes(e.json?.params?.arguments?.a)).length, 0);
+});
+
+/** Starts a held call and a second call of the same session whose client then gives up (its request stays pending). */
+// (the policy in force by now: get-tiny-image asks approval of DB Admins)
+const TINY = 'get-tiny-image';
+async function heldAndLeft(k, a) {
+  const call = heldCall(k.client, k.name, { size: `${a}-1` });
+  const ac = new AbortController();
+  const left = heldCall(k.client, k.name, { size: `${a}-2` }, { signal: ac.signal });
+  const first = await Promise.race([call.then((out) => ({ out })), pendingFor(k.user, TINY, { size: `${a}-1` }).then((req) => ({ req }))]);
+  assert.ok(first.req, `held: ${JSON.stringify(first.out?.result ?? String(first.out?.error))}`);
+  const reqs = [first.req, await pendingFor(k.user, TINY, { size: `${a}-2` })];
+  ac.abort();
+  assert.ok((await left).error, 'the client gave up on the second call');
+  return { call, reqs };
+}
+
+async function endedWith(h, why) {
+  const out = await h.call;
+  assert.equal(out.error?.code, -32010, String(out.error));
+  assert.match(String(out.error.message), why);
+  for (const req of h.reqs) {
+    let r;
+    await waitFor(async () => (r = await f.t.admin('GET', `/approvals/${req.id}`)).json.state !== 'pending',
+      { timeoutMs: 8000, what: `request ${req.id} cancelled with its session` });
+    assert.equal(r.json.state, 'cancelled', r.body);
+    assert.match(r.json.reason, why);
+    r = await decide(req.id, 'approve', f.own.bob);
+    assert.equal(r.status, 409, r.body);
+  }
+}
+
+test('a session evicted (sessions_per_user_max) or expired (idle) while a call is held: the held call ends with -32010 naming why, every request made in the session is cancelled, an approval then decides nothing', async () => {
+  // found by review: the held call got a generic -32004 "access revoked"
+  // and its requests stayed pending, approvable, after the session was gone
+  const settings = (s) => f.t.admin('PATCH', '', { settings: s });
+  try {
+    // evicted: carol (aggregated endpoint) opens one session too many
+    assert.equal((await settings({ sessions_per_user_max: 1 })).status, 200);
+    const agg = await connectClient(`${f.gw.url}/t/acme/mcp`, f.tokens.carol);
+    const ev = await heldAndLeft({ client: agg, name: `everything__${TINY}`, user: f.users.carol.id }, 92);
+    const next = await connectClient(`${f.gw.url}/t/acme/mcp`, f.tokens.carol); // evicts agg's session
+    await endedWith(ev, /evicted/);
+    await next.client.close();
+    // expired: alice's session (single-connector endpoint) left unused past the tenant's idle timeout
+    const direct = await connectClient(f.url, f.tokens.alice);
+    const ex = await heldAndLeft({ client: direct, name: TINY, user: f.users.alice.id }, 93);
+    assert.equal((await settings({ session_idle_timeout_ms: 1000 })).status, 200);
+    await endedWith(ex, /expired/);
+  } finally {
+    assert.equal((await settings({ sessions_per_user_max: null, session_idle_timeout_ms: null })).status, 200);
+  }
+  assert.equal(forwardedCalls(f.rec, TINY).filter((e) => /^9[23]-/.test(e.json?.params?.arguments?.size ?? '')).length, 0);
 });
