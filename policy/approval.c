@@ -1004,6 +1004,41 @@ int ap_session_gone(st_txn *txn, const char *tenant, const char *user, const cha
                         why == AP_SESSION_DELETED ? "the requester" : AP_SESSION_BY, reasons[why], now_ms);
 }
 
+/* a request whose call the requester's policy in force (ctx: a batch,
+ * and the user's policy once loaded) decides below approve */
+typedef struct recheck_ctx {
+  const char *tenant, *user;
+  pol_batch *b;
+  pol_user *pu;
+  int err;
+} recheck_ctx;
+
+static bool blocked_now(st_txn *txn, const json_t *rec, void *arg) {
+  recheck_ctx *r = arg;
+  if (r->err) return false;
+  if (!r->pu) {
+    if (!r->b && (r->err = pol_batch_open(txn, r->tenant, &r->b))) return false;
+    if ((r->err = pol_batch_user(r->b, txn, r->user, &r->pu))) return false;
+  }
+  return blocked_for(r->pu, rec);
+}
+
+int ap_users_recheck(st_txn *txn, const char *tenant, const char *const *users, size_t n, int64_t now_ms) {
+  if (!name_ok(tenant, TENANT_MAX)) return 0;
+  recheck_ctx r = {tenant, NULL, NULL, NULL, 0};
+  int rc = 0;
+  for (size_t i = 0; i < n && !rc; i++) {
+    if (!name_ok(users[i], USER_MAX)) continue;
+    r.user = users[i];
+    rc = cancel_pending(txn, tenant, users[i], blocked_now, &r, AP_BLOCKED_BY, AP_BLOCKED_REASON, now_ms);
+    if (!rc) rc = r.err;
+    pol_user_free(r.pu);
+    r.pu = NULL;
+  }
+  pol_batch_free(r.b);
+  return rc < 0 ? rc : 0;
+}
+
 /* A new policy document ends the tenant's standing grants (grant_minutes
  * windows, approvals not yet used): they were given under the rules it
  * replaces — their approvers, their minutes, the approval itself. Pending

@@ -54,8 +54,8 @@
  * requests and deletes their grants in the same transaction; so does the
  * end of an MCP session — its client's DELETE, its expiry, its eviction —
  * for the requests made in it (ap_session_gone), and a new policy
- * document for the requests of calls it blocks for their requester
- * (ap_cancel_if_blocked).
+ * document or a membership change for the requests of calls it blocks
+ * for their requester (ap_cancel_if_blocked, ap_users_recheck).
  *
  * Ids are 32 lower-case hex characters from the CSPRNG: a reviewer's link
  * names one, nothing can be guessed from it. Threads: writes in writer
@@ -221,8 +221,10 @@ int ap_connector_gone(st_txn *txn, const char *tenant, const char *connector, in
  * when it is pending and the policy in force decides its call below
  * approve for its requester (blocked, or its connector hidden): 1, else 0
  * (not pending, unknown, still asked or allowed), or ST_E*. A new policy
- * document does this itself for every pending request (the hook below);
- * a membership change leaves it to the loop that ends the held call. */
+ * document does this itself for every pending request (the hook below),
+ * a membership change for its users' (ap_users_recheck); the loop that
+ * ends a held call blocked calls it too (a membership cut in memory,
+ * st_dir_membership_cut_unwritten, writes nothing). */
 int ap_cancel_if_blocked(st_txn *txn, const char *tenant, const char *id, int64_t now_ms);
 /* How an MCP session ended, for ap_session_gone. */
 typedef enum ap_session_end {
@@ -244,6 +246,15 @@ typedef enum ap_session_end {
  * only the pending ones read. 0 or ST_E*. */
 int ap_session_gone(st_txn *txn, const char *tenant, const char *user, const char *session_sha256,
                     ap_session_end why, int64_t now_ms);
+/* Write txn: the groups of these users changed (an Okta membership
+ * change): their pending requests whose call the policy in force now
+ * decides below approve for them (blocked, or its connector hidden) are
+ * cancelled (AP_BLOCKED_BY, AP_BLOCKED_REASON), held or not — a request
+ * whose client left is cancelled as one whose call is held is. The
+ * document compiled once, one membership read per user with a pending
+ * request; bounded as ap_session_gone per user. 0 or ST_E*. */
+int ap_users_recheck(st_txn *txn, const char *tenant, const char *const *users, size_t n, int64_t now_ms);
+
 /* Registers the purge, the check, the user-cut hook and the policy PUT's
  * (its standing grants end; its pending requests of blocked calls are
  * cancelled). At startup. */

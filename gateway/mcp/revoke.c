@@ -778,7 +778,9 @@ static int sweep_after(st_txn *txn, gw_server *srv, const char *tenant, const ui
  * a policy name bound to it binds another group of that name, if one has
  * it (policy's hook, in the same txn), and that group's members' lists
  * change though their membership did not (its own members are told, and
- * cut, through the membership change the delete emits first). */
+ * cut, through the membership change the delete emits first). The added
+ * and removed users' pending approval requests of calls now blocked for
+ * them are cancelled in this transaction. */
 static int on_tools_changed(st_txn *txn, int kind, const void *event, void *ctx) {
   const scim_event *ev = event;
   json_t *users = NULL;
@@ -802,6 +804,17 @@ static int on_tools_changed(st_txn *txn, int kind, const void *event, void *ctx)
     rest |= c.failed;
     cut_ctx_done(&c, txn);
     if (rest) rc = sweep_after(txn, ctx, ev->tenant, NULL, 0);
+    /* their pending requests of calls the policy now blocks for them are
+     * cancelled here, held or not (policy/approval.h): a reviewer cannot
+     * approve what its requester can no longer call. Failing does not fail
+     * the change (the removal of access must commit): a held call's loop
+     * cancels its own request on the recheck (held.c). */
+    int ar = rc ? 0 : ap_users_recheck(txn, ev->tenant, (const char *const *)ev->added, ev->nadded, gw_wall_ms());
+    if (!ar && !rc)
+      ar = ap_users_recheck(txn, ev->tenant, (const char *const *)ev->removed, ev->nremoved, gw_wall_ms());
+    if (ar)
+      GW_LOG(GW_LOG_WARN, "approvals", &((gw_log_ctx){ev->tenant, NULL}),
+             "a membership change could not cancel the pending requests it blocks: %s", ap_strerror(ar));
   }
   if (rc) {
     json_decref(users);

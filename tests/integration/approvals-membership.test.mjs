@@ -178,3 +178,26 @@ test('moved to a group whose rule blocks the tool while a call is held: the held
   assert.equal((await decide(req.id, 'approve', f.own.bob)).status, 409);
   assert.equal(sent(args), 0);
 });
+
+test('moved to a group whose rule blocks the tool after the client gave up on its held call: the request left pending is cancelled by the move', async () => {
+  // found by review: only a held call's loop cancelled its request, so one
+  // whose client had left stayed pending on the reviewers' page, and an
+  // approval of it granted nothing usable
+  const args = { size: 'm5' };
+  if (where !== 'Team A') await moveAlice('Team A');
+  const c = await client();
+  const ac = new AbortController();
+  const call = c.client.callTool({ name: TOOL, arguments: args }, undefined, { timeout: 20000, signal: ac.signal })
+    .then((result) => ({ result }), (error) => ({ error }));
+  const req = await pendingFor(args);
+  ac.abort(); // the client leaves: the request stays pending
+  assert.ok((await call).error, 'the client gave up');
+  assert.equal((await f.t.admin('GET', `/approvals/${req.id}`)).json.state, 'pending');
+  await moveAlice('Team C');
+  // the PATCH's reply comes after its transaction cancelled it
+  const r = await f.t.admin('GET', `/approvals/${req.id}`);
+  assert.equal(r.json.state, 'cancelled', r.body);
+  assert.match(r.json.reason, /policy/);
+  assert.equal((await decide(req.id, 'approve', f.own.bob)).status, 409);
+  assert.equal(sent(args), 0);
+});
