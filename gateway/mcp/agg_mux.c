@@ -19,8 +19,11 @@
  *     is cut (the client resumes with Last-Event-ID).
  *  3. Event ids sent to the client encode the last event id of every
  *     upstream (b64url of {"connector": "upstream event id"}), so one
- *     Last-Event-ID resumes each upstream where it was; server→client
- *     request ids are rewritten (agg.c) so the client's answer routes back,
+ *     Last-Event-ID resumes each upstream where it was (of the client's
+ *     Last-Event-ID only the ids of the connectors fed now are kept, each
+ *     under MUX_RESUME_ID_MAX bytes: nothing else of it is echoed);
+ *     server→client request ids are rewritten (agg.c) so the client's
+ *     answer routes back,
  *     a URL elicitation's id is renamed for its connector, and a
  *     notification naming another connector's progress token, question,
  *     elicitation or resource is dropped (agg_maps.c).
@@ -271,6 +274,8 @@ static feed_state *mux_attach_feed(gw_exchange *x, const char *connector, const 
 #define MUX_RETRY_MS 100
 #define MUX_RETRY_ERROR_MS 1000
 #define MUX_RETRY_MAX_MS 30000
+/* an upstream event id a client's Last-Event-ID may resume (upcall.c sends no longer one) */
+#define MUX_RESUME_ID_MAX 500
 
 typedef struct mux_retry {
   uv_timer_t t;
@@ -473,10 +478,20 @@ void gw__agg_stream(gw_exchange *x, const char *last_event_id) {
   gw_resp_header(req, "Cache-Control", "no-cache");
   gw_resp_start(req, 200, "text/event-stream");
   gw_resp_write(req, ": mcpgate stream\n\n", 18);
-  json_t *resume = last_event_id ? gw__agg_unb64url(last_event_id) : NULL;
-  if (json_is_object(resume)) st->last = json_incref(resume);
+  /* only what resumes a feed of this stream is kept (and so echoed in
+   * every event id, rule 3): the id of each connector fed now, as the
+   * upstream call would send it (upcall.c) — never the rest of what the
+   * client put in its Last-Event-ID (up to the header cap, in every event) */
+  json_t *sent = last_event_id ? gw__agg_unb64url(last_event_id) : NULL, *resume = json_object();
   const char *conn;
   json_t *up;
+  json_object_foreach(ups, conn, up) {
+    const char *id = json_string_value(json_object_get(sent, conn));
+    if (id && *id && strlen(id) < MUX_RESUME_ID_MAX && !strpbrk(id, "\r\n"))
+      json_object_set_new(resume, conn, json_string(id));
+  }
+  json_decref(sent);
+  if (json_object_size(resume)) st->last = json_incref(resume);
   json_object_foreach(ups, conn, up)
       mux_attach_feed(x, conn, json_string_value(up), json_object_get(binds, conn),
                       json_string_value(json_object_get(resume, conn)), 0, true);

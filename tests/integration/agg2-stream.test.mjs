@@ -204,3 +204,22 @@ test('server→client requests on an upstream GET stream: ev\'s roots/list reach
   st.close();
   await s.del();
 });
+
+test('Last-Event-ID: only the ids of the connectors the stream feeds are kept and echoed in event ids, never the rest of what the client sent', async () => {
+  // found by review: the client's whole decoded Last-Event-ID (up to the
+  // header cap) was echoed into the id of every event the stream sent
+  const { s, docsSid } = await rawWithUpstreams();
+  const sent = { junk: 'x'.repeat(2000), nested: { a: [1, 2, 3] }, ev: 'y'.repeat(600) };
+  const lastId = Buffer.from(JSON.stringify(sent)).toString('base64url');
+  const st = await openStream(f.url, { headers: getHeaders(s, f.token, { 'last-event-id': lastId }) });
+  assert.equal(st.status, 200);
+  await f.docs.waitGetStream((x) => x.sid === docsSid);
+  await call(s, 'docs__notify-me', { kind: 'tools' });
+  await st.waitFor(isMethod('notifications/tools/list_changed'));
+  const id = st.events.filter((e) => e.id).at(-1).id;
+  const decoded = JSON.parse(Buffer.from(id, 'base64url').toString());
+  assert.deepEqual(Object.keys(decoded), ['docs'], `only docs' own last id: ${JSON.stringify(decoded).slice(0, 200)}`);
+  assert.ok(id.length < 200, `a short id: ${id.length} characters`);
+  st.close();
+  await s.del();
+});
