@@ -647,17 +647,27 @@ int vault_connector_delete(st_txn *txn, const char *tenant, const char *name) {
   return st_emit(txn, ST_EVENT_CONNECTOR_DELETE, &ev);
 }
 
-int vault_connector_list(st_txn *txn, const char *tenant, json_t **arr) {
+int vault_connector_list_max(st_txn *txn, const char *tenant, int64_t max, json_t **arr, bool *more) {
   char p[80];
   size_t pl = strlen(tenant) + 1;
-  memcpy(p, tenant, pl);
   *arr = json_array();
+  if (more) *more = false;
+  if (pl > 64) return 0;
+  memcpy(p, tenant, pl);
+  if (max < 0 || max > VAULT_CONNECTORS_MAX) max = VAULT_CONNECTORS_MAX;
   st_cursor *c;
   int rc = st_cursor_open(txn, ST_DB_CONNECTORS, &c);
   if (rc) return rc;
   st_cursor_seek(c, p, pl, NULL, 0);
   st_val k, v;
+  int64_t seen = 0;
   while (st_cursor_next(c, &k, &v) == 0) {
+    /* at most max records parsed: the caller's loop or writer does bounded
+     * work however many connectors a tenant kept from before a lower cap */
+    if (seen++ == max) {
+      if (more) *more = true;
+      break;
+    }
     json_t *r = json_loadb(v.data, v.len, 0, NULL);
     if (!r) continue;
     json_array_append_new(*arr, vault_connector_view(r));
@@ -665,6 +675,26 @@ int vault_connector_list(st_txn *txn, const char *tenant, json_t **arr) {
   }
   st_cursor_close(c);
   return 0;
+}
+
+int vault_connector_list(st_txn *txn, const char *tenant, json_t **arr) {
+  return vault_connector_list_max(txn, tenant, VAULT_CONNECTORS_MAX, arr, NULL);
+}
+
+int vault_connector_count(st_txn *txn, const char *tenant, int64_t stop_at, int64_t *n) {
+  char p[80];
+  size_t pl = strlen(tenant) + 1;
+  *n = 0;
+  if (pl > 64) return 0;
+  memcpy(p, tenant, pl);
+  st_cursor *c;
+  int rc = st_cursor_open(txn, ST_DB_CONNECTORS, &c);
+  if (rc) return rc;
+  st_cursor_seek(c, p, pl, NULL, 0);
+  st_val k;
+  while (*n < stop_at && (rc = st_cursor_next(c, &k, NULL)) == 0) (*n)++;
+  st_cursor_close(c);
+  return rc == ST_ENOTFOUND || *n >= stop_at ? 0 : rc;
 }
 
 int vault_purge_tenant(st_txn *txn, const char *tenant, int limit) {

@@ -257,8 +257,22 @@ int vault_register_url_check(st_store *st);
  * ST_EVENT_CREDENTIAL_ENDING first (vault_ending_event: nothing is
  * deleted yet), then ST_EVENT_CONNECTOR_DELETE. Write txns only. */
 int vault_connector_delete(st_txn *txn, const char *tenant, const char *name);
-/* Every connector of a tenant, as admin views, in name order. */
+/* The most connectors any list reads (the ceiling of the operator's
+ * connectors_per_tenant_max, gateway/core/config.c): no tenant can hold
+ * more, so a list parses at most this many records. */
+#define VAULT_CONNECTORS_MAX 10000
+/* The first `max` connectors of a tenant (at most VAULT_CONNECTORS_MAX;
+ * negative: that many), as admin views, in name order: *arr a new array
+ * (caller json_decref; empty on error); *more (may be NULL) true when
+ * more are stored (a tenant over a cap the operator lowered keeps them).
+ * 0 or ST_E*. */
+int vault_connector_list_max(st_txn *txn, const char *tenant, int64_t max, json_t **arr, bool *more);
+/* Every connector of a tenant (up to VAULT_CONNECTORS_MAX), as admin
+ * views, in name order. */
 int vault_connector_list(st_txn *txn, const char *tenant, json_t **arr);
+/* How many connectors tenant holds, counting no further than stop_at
+ * (keys only, nothing parsed: a cap check does bounded work). 0 or ST_E*. */
+int vault_connector_count(st_txn *txn, const char *tenant, int64_t stop_at, int64_t *n);
 /* Purge step for tenant deletion: up to limit keys; returns the count. */
 int vault_purge_tenant(st_txn *txn, const char *tenant, int limit);
 /* Registers vault_purge_tenant as the "vault" tenant purge (st_purge_add);

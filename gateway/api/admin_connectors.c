@@ -21,7 +21,14 @@
  * message for every reason — a tenant admin learns nothing of files
  * outside its folder, not even whether they exist (a path outside the
  * folder is refused without touching the file system). At use, the
- * outbound engine holds a path in the folder to it again (ca_root). */
+ * outbound engine holds a path in the folder to it again (ca_root).
+ *
+ * A tenant holds at most connectors_per_tenant_max connectors: a new one
+ * past it is 409 too_many_connectors, counted in the writer job (keys
+ * only, no further than the cap) and, for a discovering PUT, on the loop
+ * before anything is fetched or registered. A tenant over a cap lowered
+ * since keeps, uses and may change or delete every connector; its list
+ * (built on the loop) holds the first cap of them and says it is cut. */
 #include "gateway/api/admin_int.h"
 #include "gateway/base/clock.h"
 
@@ -59,6 +66,7 @@ typedef struct conn_job {
   json_t *before;      /* out: the admin view before the write, or NULL (new) */
   int64_t next_due;    /* a discovered connector: its next reading (0: none) */
   const char *next_reason;
+  int64_t max;         /* connectors_per_tenant_max: a new one past it is GW_API_EFULL */
 } conn_job;
 
 static void conn_job_free(conn_job *j) {
@@ -70,6 +78,8 @@ static void conn_job_free(conn_job *j) {
   }
   free(j);
 }
+
+static void connectors_full(gw_req *req, int64_t max);
 
 static int job_connector(st_txn *txn, void *arg) {
   conn_job *j = arg;
@@ -102,7 +112,13 @@ static int job_connector(st_txn *txn, void *arg) {
       return GW_API_ECAFILE;
     }
   }
+  /* a new connector within the operator's cap (counted here, in the
+   * write: two PUTs at once cannot both pass it); one that exists may
+   * always be written, also in a tenant over a cap lowered since */
+  int64_t n = 0;
+  if (!old && (rc = vault_connector_count(txn, j->tenant, j->max, &n)) == 0 && n >= j->max) rc = GW_API_EFULL;
   json_decref(old);
+  if (rc) return rc;
   rc = vault_connector_put(txn, j->tenant, j->name, j->config, j->secret, j->now, j->epoch, &j->put);
   if (rc || !json_is_true(json_object_get(json_object_get(j->config, "auth"), "discover"))) return rc;
   /* a discovered connector is read again later (vault/rediscover.h) */
@@ -139,6 +155,8 @@ static void done_connector(int status, void *arg) {
     gw_respond_error(req, 404, "not_found", j->del ? "no such connector" : "no such tenant");
   } else if (status == GW_API_ECAFILE) {
     admin__ca_file_refused(req, j->tenant);
+  } else if (status == GW_API_EFULL) {
+    connectors_full(req, j->max);
   } else if (status == VAULT_EMASKED) {
     gw_respond_error(req, 400, "invalid_request",
                      "\"url\" sends a query value back masked (…), which keeps the stored value of that parameter "
@@ -168,6 +186,36 @@ static void done_connector(int status, void *arg) {
     }
   }
   conn_job_free(j);
+}
+
+static void connectors_full(gw_req *req, int64_t max) {
+  gw_respond_error(req, 409, "too_many_connectors",
+                   "this tenant holds as many connectors as the gateway allows one tenant "
+                   "(connectors_per_tenant_max: %lld): delete one before adding another, or ask the operator",
+                   (long long)max);
+}
+
+/* Room for connector name in tenant (on the loop, before a discovery
+ * registers the gateway anywhere): 0 when it exists or the tenant is under
+ * its cap; else answered (409, or the tenant's 404/503) and -1. */
+static int connector_room(gw_req *req, const char *tenant, const char *name) {
+  int64_t max = req->lp->srv->cfg.connectors_per_tenant_max, n = 0;
+  st_txn *txn;
+  if (admin__read_tenant(req, tenant, &txn) != 0) return -1;
+  json_t *rec = NULL;
+  int rc = vault_connector_get(txn, tenant, name, &rec);
+  json_decref(rec);
+  if (rc == ST_ENOTFOUND) rc = vault_connector_count(txn, tenant, max, &n);
+  st_txn_end(txn);
+  if (rc) {
+    gw_respond_error(req, 503, "store_busy", "the store cannot be read right now");
+    return -1;
+  }
+  if (n >= max) {
+    connectors_full(req, max);
+    return -1;
+  }
+  return 0;
 }
 
 void admin__ca_file_refused(gw_req *req, const char *tenant) {
@@ -230,10 +278,24 @@ void admin__connectors(gw_req *req, const admin_caller *who, const char *tenant,
     st_txn *txn;
     if (admin__read_tenant(req, tenant, &txn) != 0) return;
     if (!name) {
+      /* built here, on the loop: at most the operator's cap of them (a
+       * tenant over a cap lowered since is told its list is cut) */
       json_t *arr;
-      vault_connector_list(txn, tenant, &arr);
+      bool more = false;
+      int64_t max = srv->cfg.connectors_per_tenant_max;
+      int rc = vault_connector_list_max(txn, tenant, max, &arr, &more);
       st_txn_end(txn);
-      gw_respond_json(req, 200, json_pack("{s:o}", "connectors", arr));
+      if (rc) {
+        json_decref(arr);
+        gw_respond_error(req, 503, "store_busy", "the store cannot be read right now");
+        return;
+      }
+      json_t *out = json_pack("{s:o}", "connectors", arr);
+      if (more) {
+        json_object_set_new(out, "truncated", json_true());
+        json_object_set_new(out, "limit", json_integer(max));
+      }
+      gw_respond_json(req, 200, out);
       return;
     }
     json_t *rec;
@@ -260,6 +322,7 @@ void admin__connectors(gw_req *req, const admin_caller *who, const char *tenant,
   }
   j->req = req;
   j->lp = req->lp;
+  j->max = req->lp->srv->cfg.connectors_per_tenant_max;
   snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
   snprintf(j->name, sizeof j->name, "%s", name);
   admin__now_rfc3339(j->now);
@@ -288,8 +351,14 @@ void admin__connectors(gw_req *req, const admin_caller *who, const char *tenant,
     int want = vault_discover_wanted(b, err, sizeof err);
     if (want == 1) {
       /* the endpoints and the client come from the upstream: discovery
-       * first (admin_discover.c), then the same writer job */
+       * first (admin_discover.c), then the same writer job. A new
+       * connector past the cap is refused before the gateway registers
+       * itself anywhere (the writer job checks again) */
       conn_job_free(j);
+      if (connector_room(req, tenant, name)) {
+        json_decref(b);
+        return;
+      }
       admin__connector_discover(req, tenant, name, b, ca == 1);
       return;
     }
@@ -340,6 +409,7 @@ void admin__connector_write(gw_req *req, const char *tenant, const char *name, c
   }
   j->req = req;
   j->lp = req->lp;
+  j->max = req->lp->srv->cfg.connectors_per_tenant_max;
   snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
   snprintf(j->name, sizeof j->name, "%s", name);
   snprintf(j->uid, sizeof j->uid, "%s", uid ? uid : "");

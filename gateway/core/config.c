@@ -323,6 +323,11 @@ static const cfg_key keys[] = {
      "an employee's browser session ends this long after its sign-in with the identity provider, however much it "
      "is used",
      NULL},
+    {"connectors_per_tenant_max", CFG_INT, "200", 1, 10000 /* VAULT_CONNECTORS_MAX */, OFF(connectors_per_tenant_max),
+     "connectors one tenant may hold; past it a PUT of a new connector is 409 too_many_connectors (a tenant over "
+     "it after the value was lowered keeps every connector, which still work and may be changed or deleted, but "
+     "cannot add one; its admin list shows the first this many, with \"truncated\": true)",
+     NULL},
     {"dcr_clients_max", CFG_INT, "10000", 1, 10000000, OFF(dcr_clients_max),
      "OAuth clients one tenant may hold registered through dynamic client registration (/t/{tenant}/oauth/register); "
      "past it a registration gets 400 invalid_client_metadata until idle ones expire",

@@ -83,6 +83,7 @@ typedef struct gw_config {
   int64_t approval_progress_interval_ms; /* gateway/mcp/held.c: a held call's progress notifications */
   int64_t sessions_per_user_max;
   int64_t session_purge_interval_ms;
+  int64_t connectors_per_tenant_max; /* gateway/api/admin_connectors.c */
   int64_t dcr_clients_max;    /* gateway/api/oauth_register.c: dynamic client registration */
   int64_t dcr_client_idle_ms;
   int64_t cimd_cache_ms;      /* gateway/api/oauth_cimd.c: client metadata documents */

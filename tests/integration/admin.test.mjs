@@ -11,10 +11,13 @@ import {
 } from './lib/admin.mjs';
 
 const PUBLIC_URL = 'https://gw.example.test:8443';
+const CAP = 3; // connectors_per_tenant_max here
+// nothing listens there: a connector's post-write probe fails, the write stands
+const DEAD_URL = 'http://127.0.0.1:9/mcp';
 let gw, op, opToken;
 
 before(async () => {
-  gw = await startGateway({ args: ['--public-url', PUBLIC_URL] });
+  gw = await startGateway({ args: ['--public-url', PUBLIC_URL, '--connectors-per-tenant-max', String(CAP)] });
   opToken = operatorToken(gw.dataDir);
   op = adminClient(gw.port, opToken);
 });
@@ -400,6 +403,47 @@ test('tenant delete: 202, then 404, tokens 404, re-create after the purge', asyn
   assert.ok((await op.get(`${T}/acme/scim-tokens`)).json.tokens.length >= 1);
 });
 
+// Found by review: a tenant's connectors were unbounded — a tenant admin
+// script could PUT connectors until the store filled, and GET …/connectors
+// (built on the loop every tenant shares) and a policy PUT (on the writer)
+// read every one of them. Before the fix the fourth PUT here was 201.
+test('connectors_per_tenant_max: a new connector past it is 409; changes, deletes and other tenants are not counted', async () => {
+  await createTenant(gw.port, opToken, 'capa', 'Cap A');
+  await createTenant(gw.port, opToken, 'capb', 'Cap B');
+  const m = await op.post(`${T}/capa/admin-tokens`, { name: 'script' });
+  assert.equal(m.status, 201, m.body);
+  const ta = adminClient(gw.port, m.json.token);
+  const conn = (desc = 'x') => ({ url: DEAD_URL, description: desc, auth: { type: 'none' } });
+  for (let i = 1; i <= CAP; i++) {
+    const r = await ta.call('PUT', `${T}/capa/connectors/c${i}`, conn());
+    assert.equal(r.status, 201, r.body);
+  }
+  // the tenant admin, then the operator: the same refusal, naming the limit
+  for (const who of [ta, op]) {
+    const e = assertJsonError(await who.call('PUT', `${T}/capa/connectors/c${CAP + 1}`, conn()), 409);
+    assert.equal(e.error, 'too_many_connectors');
+    assert.match(e.message, new RegExp(`connectors_per_tenant_max: ${CAP}\\)`));
+  }
+  assert.equal((await ta.get(`${T}/capa/connectors/c${CAP + 1}`)).status, 404, 'nothing stored');
+  // a discovering PUT past the cap is refused before anything is fetched or
+  // registered (nothing listens at its URL: a fetch would have been 502)
+  const d = assertJsonError(await ta.call('PUT', `${T}/capa/connectors/disc`,
+    { url: DEAD_URL, auth: { type: 'oauth', discover: true } }), 409);
+  assert.equal(d.error, 'too_many_connectors');
+  // an existing connector may still be changed
+  assert.equal((await ta.call('PUT', `${T}/capa/connectors/c1`, conn('changed'))).status, 200);
+  // another tenant's connectors neither count nor show
+  for (let i = 1; i <= CAP; i++) assert.equal((await op.call('PUT', `${T}/capb/connectors/b${i}`, conn())).status, 201);
+  const l = await ta.get(`${T}/capa/connectors`);
+  assert.equal(l.status, 200, l.body);
+  assert.deepEqual(l.json.connectors.map((c) => c.name), ['c1', 'c2', 'c3']);
+  assert.equal(l.json.truncated, undefined);
+  assertJsonError(await ta.get(`${T}/capb/connectors`), 403);
+  // a delete makes room
+  assert.equal((await ta.del(`${T}/capa/connectors/c3`)).status, 204);
+  assert.equal((await ta.call('PUT', `${T}/capa/connectors/c4`, conn())).status, 201);
+});
+
 test('the server is healthy at the end and stops with exit 0', async () => {
   const h = await request(gw.port, { path: '/healthz' });
   assert.equal(h.status, 200);
@@ -411,4 +455,25 @@ test('the server is healthy at the end and stops with exit 0', async () => {
   const logs = gw.stderrText();
   assert.ok(!logs.includes(opToken.slice(4)), 'operator token not logged');
   assert.ok(!/mg[asw]_[A-Za-z0-9_-]{43}/.test(logs), 'no token-shaped string in the logs');
+});
+
+test('a cap lowered at restart: the tenant over it keeps every connector, lists the first ones, cannot add', async () => {
+  const g2 = await startGateway({ dataDir: gw.dataDir, args: ['--public-url', PUBLIC_URL, '--connectors-per-tenant-max', '2'] });
+  try {
+    const o2 = adminClient(g2.port, opToken);
+    const l = await o2.get(`${T}/capa/connectors`);
+    assert.equal(l.status, 200, l.body);
+    assert.deepEqual(l.json.connectors.map((c) => c.name), ['c1', 'c2']);
+    assert.equal(l.json.truncated, true);
+    assert.equal(l.json.limit, 2);
+    const g = await o2.get(`${T}/capa/connectors/c4`);
+    assert.equal(g.status, 200, 'kept, readable by name');
+    assert.equal((await o2.call('PUT', `${T}/capa/connectors/c4`, { url: DEAD_URL, description: 'still mine', auth: { type: 'none' } })).status, 200);
+    const e = assertJsonError(await o2.call('PUT', `${T}/capa/connectors/c5`, { url: DEAD_URL, auth: { type: 'none' } }), 409);
+    assert.match(e.message, /connectors_per_tenant_max: 2\)/);
+    assert.equal((await o2.del(`${T}/capa/connectors/c4`)).status, 204);
+  } finally {
+    const ex = await g2.stop('SIGTERM');
+    assert.equal(ex.code, 0, `exit ${JSON.stringify(ex)}`);
+  }
 });
