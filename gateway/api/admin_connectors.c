@@ -355,7 +355,7 @@ void admin__connectors(gw_req *req, const admin_caller *who, const char *tenant,
        * connector past the cap is refused before the gateway registers
        * itself anywhere (the writer job checks again) */
       conn_job_free(j);
-      if (connector_room(req, tenant, name)) {
+      if (admin__discover_slot(req, tenant, name) || connector_room(req, tenant, name)) {
         json_decref(b);
         return;
       }

@@ -65,7 +65,13 @@
  * (their refresh tokens belong to the old client). When the token endpoint
  * rejected the stored registration (invalid_client) or its secret is about
  * to lapse, the reading registers anew instead of reusing it. One
- * background reading at a time per process. */
+ * background reading at a time per process.
+ *
+ * An admin's discoveries (PUTs and POST …/rediscover) each hold a slot of
+ * their request (gw_limits_discover_enter): one per connector and
+ * GW_DISCOVER_PER_TENANT per tenant at once, else 429 with Retry-After —
+ * a tenant admin's script cannot register hundreds of clients at the
+ * upstreams at once, nor hold hundreds of transfers. */
 #include "gateway/api/admin_int.h"
 #include "gateway/base/clock.h"
 
@@ -900,6 +906,21 @@ static int start_again(gw_loop *lp, gw_req *req, gw_rediscover *rd, const char *
   return 0;
 }
 
+int admin__discover_slot(gw_req *req, const char *tenant, const char *name) {
+  int busy = gw_limits_discover_enter(req, tenant, name);
+  if (busy == GW_DISCOVER_CONNECTOR)
+    gw_respond_error(req, 429, "discovery_in_progress",
+                     "connector \"%s\" is being discovered (or read again) already: one at a time per connector; "
+                     "retry after Retry-After seconds",
+                     name);
+  else if (busy)
+    gw_respond_error(req, 429, "too_many_discoveries",
+                     "this tenant has %d connector discoveries (PUTs with \"discover\":true, POST …/rediscover) "
+                     "running, the most at once: retry after Retry-After seconds",
+                     GW_DISCOVER_PER_TENANT);
+  return busy ? -1 : 0;
+}
+
 void admin__connector_rediscover(gw_req *req, const char *tenant, const char *name) {
   /* an optional body: {"register":"new"} registers the gateway anew even
    * when the stored registration would do */
@@ -925,6 +946,9 @@ void admin__connector_rediscover(gw_req *req, const char *tenant, const char *na
       return;
     }
   }
+  /* each may register a new client at the upstream: a few at once (the
+   * slot is the request's; it answers once the reading ended) */
+  if (admin__discover_slot(req, tenant, name)) return;
   int rc = start_again(req->lp, req, NULL, tenant, name, "admin", fresh);
   if (rc == ST_ENOTFOUND)
     gw_respond_error(req, 404, "not_found",

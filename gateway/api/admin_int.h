@@ -181,6 +181,10 @@ void admin__connector_write(gw_req *req, const char *tenant, const char *name, c
  * verdict, which the caller has asked before). Takes body
  * (json_decref'd). Answers. */
 void admin__connector_discover(gw_req *req, const char *tenant, const char *name, json_t *body, bool ca_stored);
+/* Takes req's discovery slot for connector (tenant, name)
+ * (gw_limits_discover_enter): 0, or answers 429 discovery_in_progress /
+ * too_many_discoveries with Retry-After and returns -1. */
+int admin__discover_slot(gw_req *req, const char *tenant, const char *name);
 /* The admin's view of a stored connector (owned): vault's view, the
  * redirect URI of an oauth connector, a discovered one's "rediscovery"
  * schedule (read in txn when not NULL). */

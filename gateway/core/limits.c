@@ -17,13 +17,18 @@
 /* A user's open requests: chained buckets under one mutex (an enter and a
  * release per MCP request; the critical section is a few compares). */
 #define SLOT_BUCKETS 4096
+/* a slot's key: a user's "tenant/user" is cut to a rate limiter's key size
+ * (user_key); a discovery's "tenant/\x01discover connector" is never cut */
+#define SLOT_KEY_MAX 127
+_Static_assert(SLOT_KEY_MAX >= GW_RATELIMIT_KEY_MAX, "a user's key fits a slot's");
 typedef struct slot {
   struct slot *next;
   int64_t open;
   uint32_t bucket;
   bool heavy; /* a heavy-read slot: counted in gw_limits.heavy_open too */
   bool write; /* a heavy-write slot: counted in gw_limits.writes_open too */
-  char key[GW_RATELIMIT_KEY_MAX + 1];
+  struct slot *parent; /* a discovery's connector slot: its tenant's slot, which it holds one unit of */
+  char key[SLOT_KEY_MAX + 1];
 } slot;
 
 /* "tenant/user" into out (cut to the key size): on every MCP request, so
@@ -45,6 +50,7 @@ struct gw_limits {
   _Atomic uint64_t heavy_tenant_limited, heavy_process_limited;
   _Atomic uint64_t write_tenant_limited, write_process_limited;
   _Atomic uint64_t conns_address_limited;
+  _Atomic uint64_t discover_tenant_limited, discover_connector_limited;
   uv_mutex_t mu;
   int64_t writes_open; /* heavy-write slots taken, every tenant (under mu) */
   int64_t heavy_open; /* heavy-read slots taken, every tenant (under mu) */
@@ -143,7 +149,7 @@ static slot *slot_of(gw_limits *l, const char *key, bool heavy) {
   slot *s = l->slots[b];
   while (s && strcmp(s->key, key)) s = s->next;
   if (!s && (s = calloc(1, sizeof *s))) {
-    memcpy(s->key, key, sizeof s->key);
+    memcpy(s->key, key, strnlen(key, SLOT_KEY_MAX)); /* calloc'd: NUL-terminated */
     s->bucket = b;
     s->heavy = heavy;
     s->next = l->slots[b];
@@ -223,7 +229,7 @@ bool gw_limits_mcp_more(gw_req *req, int n) {
   gw_limits *l = srv->limits;
   slot *s = req->limits_slot;
   if (!l || !s || n <= 0) return true;
-  if (s->heavy || s->write) return false; /* not a user's slot: never asked */
+  if (s->heavy || s->write || s->parent) return false; /* not a user's slot: never asked */
   int64_t max = srv->cfg.mcp_concurrent_per_user;
   uv_mutex_lock(&l->mu);
   bool over = max > 0 && s->open + n > max;
@@ -308,6 +314,49 @@ int gw_limits_write_enter(gw_req *req, const char *tenant) {
   return status;
 }
 
+/* Drops s from its bucket and frees it. Under l->mu. */
+static void slot_drop(gw_limits *l, slot *s) {
+  slot **pp = &l->slots[s->bucket];
+  while (*pp && *pp != s) pp = &(*pp)->next;
+  if (*pp) *pp = s->next;
+  free(s);
+}
+
+int gw_limits_discover_enter(gw_req *req, const char *tenant, const char *connector) {
+  gw_limits *l = req->lp->srv->limits;
+  if (!l || req->limits_slot) return 0;
+  /* "tenant/" and a byte no user id has: never a user's slot; whole (a
+   * 63-byte tenant id and a 32-byte connector name fit: no two connectors
+   * share one) */
+  char tkey[SLOT_KEY_MAX + 1], ckey[SLOT_KEY_MAX + 1];
+  snprintf(tkey, sizeof tkey, "%.63s/\x01discover", tenant);
+  snprintf(ckey, sizeof ckey, "%.63s/\x01discover %.40s", tenant, connector);
+  uv_mutex_lock(&l->mu);
+  int status = 0;
+  slot *t = slot_of(l, tkey, false), *c = t ? slot_of(l, ckey, false) : NULL;
+  if (!t || !c) status = GW_DISCOVER_TENANT; /* out of memory: refused (fail closed) */
+  else if (c->open >= 1) status = GW_DISCOVER_CONNECTOR;
+  else if (t->open >= GW_DISCOVER_PER_TENANT) status = GW_DISCOVER_TENANT;
+  if (!status) {
+    c->open++;
+    c->parent = t;
+    t->open++;
+    req->limits_slot = c;
+  } else {
+    /* entries made only for this question go again */
+    if (c && c->open <= 0) slot_drop(l, c);
+    if (t && t->open <= 0) slot_drop(l, t);
+  }
+  uv_mutex_unlock(&l->mu);
+  if (status) {
+    atomic_fetch_add_explicit(status == GW_DISCOVER_CONNECTOR ? &l->discover_connector_limited
+                                                              : &l->discover_tenant_limited,
+                              1, memory_order_relaxed);
+    retry_after(req, GW_DISCOVER_RETRY_S);
+  }
+  return status;
+}
+
 void gw_limits_request_done(gw_server *srv, gw_req *req) {
   gw_limits *l = srv->limits;
   slot *s = req->limits_slot;
@@ -315,16 +364,12 @@ void gw_limits_request_done(gw_server *srv, gw_req *req) {
   req->limits_slot = NULL;
   int64_t units = 1 + req->limits_more;
   req->limits_more = 0;
-  uint32_t b = s->bucket;
   uv_mutex_lock(&l->mu);
   if (s->heavy) l->heavy_open--;
   if (s->write) l->writes_open--;
-  if ((s->open -= units) <= 0) { /* the user has nothing open: the entry goes */
-    slot **pp = &l->slots[b];
-    while (*pp && *pp != s) pp = &(*pp)->next;
-    if (*pp) *pp = s->next;
-    free(s);
-  }
+  slot *parent = s->parent; /* a discovery's tenant slot: one unit is this request's */
+  if ((s->open -= units) <= 0) slot_drop(l, s); /* the user has nothing open: the entry goes */
+  if (parent && --parent->open <= 0) slot_drop(l, parent);
   uv_mutex_unlock(&l->mu);
 }
 
@@ -342,6 +387,15 @@ void gw_limits_metrics(gw_server *srv, gw_buf *out) {
                 "mcpgate_heavy_writes_limited_total{limit=\"process\"} %llu\n",
                 (unsigned long long)atomic_load(&l->write_tenant_limited),
                 (unsigned long long)atomic_load(&l->write_process_limited));
+  gw_buf_printf(out,
+                "# HELP mcpgate_discoveries_limited_total Connector discoveries (a discovering PUT, POST "
+                "…/rediscover) refused (429) because their connector (connector) or their tenant (tenant) had the "
+                "most running at once.\n"
+                "# TYPE mcpgate_discoveries_limited_total counter\n"
+                "mcpgate_discoveries_limited_total{limit=\"tenant\"} %llu\n"
+                "mcpgate_discoveries_limited_total{limit=\"connector\"} %llu\n",
+                (unsigned long long)atomic_load(&l->discover_tenant_limited),
+                (unsigned long long)atomic_load(&l->discover_connector_limited));
   gw_buf_printf(out,
                 "# HELP mcpgate_heavy_reads_open Audit queries and exports, reviewers' lists, SCIM scans, policy views and "
                 "admin lists running now (every tenant).\n# TYPE mcpgate_heavy_reads_open gauge\nmcpgate_heavy_reads_open %lld\n",

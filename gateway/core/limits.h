@@ -52,6 +52,11 @@
  *                              is the request's, as for
  *                              mcp_concurrent_per_user.
  *
+ *   discoveries                a connector's discovery run for an admin's
+ *                              request: one per connector and
+ *                              GW_DISCOVER_PER_TENANT per tenant at once
+ *                              (gw_limits_discover_enter).
+ *
  *   connections_per_address    client connections one address (IPv6: its
  *                              /64) holds at once, every loop together:
  *                              one more is 503 and closed by the HTTP
@@ -133,6 +138,24 @@ void gw_limits_heavy_refused(gw_req *req, int status);
  * refusal counted. The slot is the request's, as for the others. */
 #define GW_HEAVY_WRITES_MAX 2
 int gw_limits_write_enter(gw_req *req, const char *tenant);
+
+/* A connector discovery that an admin's request runs (a PUT with auth
+ * {"type":"oauth","discover":true}, POST …/rediscover): fetches at
+ * servers the tenant admin chose, and often a new client registered
+ * there (RFC 7591) — so a script's hundreds at once would register
+ * hundreds of clients and hold as many outbound transfers. One per
+ * connector at a time and GW_DISCOVER_PER_TENANT per tenant, on every
+ * loop together: 0, else GW_DISCOVER_CONNECTOR (that connector has one
+ * running) or GW_DISCOVER_TENANT (the tenant has its most, or no memory
+ * to count: fail closed), Retry-After set (GW_DISCOVER_RETRY_S) and the
+ * refusal counted; the caller answers 429. The slot is the request's, as
+ * for the others (the schedule's own readings hold none: one at a time in
+ * the process). */
+#define GW_DISCOVER_PER_TENANT 4
+#define GW_DISCOVER_RETRY_S 5
+#define GW_DISCOVER_CONNECTOR 1
+#define GW_DISCOVER_TENANT 2
+int gw_limits_discover_enter(gw_req *req, const char *tenant, const char *connector);
 
 /* The request ended: its slot (if any) goes back. Any loop. */
 void gw_limits_request_done(gw_server *srv, gw_req *req);

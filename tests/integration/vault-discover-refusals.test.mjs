@@ -18,13 +18,15 @@ import http from 'node:http';
 import https from 'node:https';
 
 import { findSecretsInFiles } from './lib/admin.mjs';
-import { makeTempDir, makeSelfSignedCert } from './lib/gateway.mjs';
+import { makeTempDir, makeSelfSignedCert, waitFor, fetchMetrics } from './lib/gateway.mjs';
 import { startVaultFixture } from './lib/vault.mjs';
 import { startOAuthMcpUpstream } from './lib/upstream-oauth.mjs';
 
 let v, evil, evilBase, up2, tlsEvil, tlsBase, certs;
 const HUGE_SECRET = 'S'.repeat(5000);
 const registrations = [];
+let holdProbes = false;
+const heldProbes = [];
 
 // per case: how the hostile upstream differs from a well-behaved one
 const CASES = {
@@ -53,6 +55,8 @@ const CASES = {
     },
   },
   noreg: { asm: (d) => { const { registration_endpoint: _r, ...rest } = d; return rest; } },
+  // well-behaved, but while holdProbes is set their probe waits in heldProbes
+  held1: { hold: true }, held2: { hold: true }, held3: { hold: true }, held4: { hold: true }, held5: { hold: true },
   trickle: {
     prmRaw: (res) => {
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -89,8 +93,12 @@ function startEvil(tls) {
     }
     if (m[2] === 'mcp') {
       if (c.mcpRaw) return c.mcpRaw(res);
-      res.writeHead(401, { 'www-authenticate': `Bearer realm="x", resource_metadata="${base}/prm"`, 'content-type': 'application/json' });
-      return res.end('{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"authorization required"}}');
+      const answer = () => {
+        res.writeHead(401, { 'www-authenticate': `Bearer realm="x", resource_metadata="${base}/prm"`, 'content-type': 'application/json' });
+        res.end('{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"authorization required"}}');
+      };
+      if (c.hold && holdProbes) return heldProbes.push({ name, answer });
+      return answer();
     }
     if (m[2] === 'prm') {
       if (c.prmRaw) return c.prmRaw(res);
@@ -259,4 +267,64 @@ test('no registration secret in the log or in the store files in clear', async (
   const { hits, scanned } = await findSecretsInFiles([v.fx.gw.dataDir], ['secret-good']);
   assert.ok(scanned > 0);
   assert.deepEqual(hits, [], 'the stored secret is sealed');
+});
+
+// Found by review: an admin's discoveries were unbounded — a tenant admin's
+// script could start hundreds of POST …/rediscover {"register":"new"} (or
+// discovering PUTs) at once, each registering a new client at the upstream
+// and holding an outbound transfer. Before the fix the second reading of
+// held1 and the fifth of the tenant were started (held here too), not 429.
+test('discoveries: one per connector and 4 per tenant at once, 429 with Retry-After past it; other tenants unaffected', async () => {
+  const tok = await v.fx.op.post('/admin/v1/tenants/acme/admin-tokens', { name: 'script' });
+  assert.equal(tok.status, 201, tok.body);
+  const ta = (m, p, b) => v.fx.op.call(m, `/admin/v1/tenants/acme${p}`, b, { headers: { authorization: `Bearer ${tok.json.token}` } });
+  const body = (name) => ({ url: `${evilBase}/${name}/mcp`, auth: { type: 'oauth', discover: true } });
+  for (let i = 1; i <= 5; i++) assert.equal((await ta('PUT', `/connectors/held${i}`, body(`held${i}`))).status, 201);
+  const n = registrations.length;
+  holdProbes = true;
+  const open = [];
+  const waitHeld = (k) => waitFor(async () => heldProbes.length === k, { timeoutMs: 8000, what: `${k} probes held` });
+  try {
+    open.push(ta('POST', '/connectors/held1/rediscover', { register: 'new' }));
+    await waitHeld(1);
+    for (const again of [() => ta('POST', '/connectors/held1/rediscover', { register: 'new' }), () => ta('PUT', '/connectors/held1', body('held1'))]) {
+      const r = await again();
+      assert.equal(r.status, 429, r.body);
+      assert.equal(r.json.error, 'discovery_in_progress');
+      assert.equal(r.headers['retry-after'], '5');
+      assert.match(r.json.message, /held1.*one at a time per connector/);
+    }
+    for (let i = 2; i <= 4; i++) open.push(ta('POST', `/connectors/held${i}/rediscover`, { register: 'new' }));
+    await waitHeld(4);
+    for (const more of [() => ta('POST', '/connectors/held5/rediscover', { register: 'new' }), () => ta('PUT', '/connectors/fresh', body('held5'))]) {
+      const r = await more();
+      assert.equal(r.status, 429, r.body);
+      assert.equal(r.json.error, 'too_many_discoveries');
+      assert.equal(r.headers['retry-after'], '5');
+      assert.match(r.json.message, /4 connector discoveries/);
+    }
+    assert.equal((await ta('GET', '/connectors/fresh')).status, 404, 'nothing stored');
+    // another tenant's discovery is not counted with acme's: it starts (and is held too)
+    assert.equal((await v.fx.op.post('/admin/v1/tenants', { id: 'other' })).status, 201);
+    open.push(v.fx.op.call('PUT', '/admin/v1/tenants/other/connectors/held5', body('held5')));
+    await waitHeld(5);
+    assert.equal(registrations.length, n, 'nothing registered while held');
+  } finally {
+    holdProbes = false;
+    for (const h of heldProbes.splice(0)) h.answer();
+  }
+  const done = await Promise.all(open);
+  for (const r of done.slice(0, 4)) {
+    assert.equal(r.status, 200, r.body);
+    assert.equal(r.json.rediscovery.result, 'changed', 'registered anew');
+  }
+  assert.equal(done[4].status, 201, done[4].body);
+  assert.equal(registrations.length, n + 5);
+  // the slots are back: the refused ones may run now
+  const r = await ta('POST', '/connectors/held5/rediscover');
+  assert.equal(r.status, 200, r.body);
+  const m = (await fetchMetrics(v.fx.gw)).body;
+  assert.match(m, /mcpgate_discoveries_limited_total\{limit="connector"\} 2\n/);
+  assert.match(m, /mcpgate_discoveries_limited_total\{limit="tenant"\} 2\n/);
+  for (let i = 1; i <= 5; i++) assert.equal((await ta('DELETE', `/connectors/held${i}`)).status, 204);
 });
