@@ -70,7 +70,7 @@ char *admin__scim_base_url(gw_server *srv, const char *tenant);
 
 /* ---- heavy reads (admin.c) ----
  * A read too long for the loop (an audit query, a directory scan, a policy
- * view, a list of approval requests or tokens) runs on libuv's thread pool, which the outbound DNS lookups share,
+ * view, a list of approval requests, tokens or OAuth clients) runs on libuv's thread pool, which the outbound DNS lookups share,
  * holding one of the tenant's heavy-read slots of its kind (limits.h).
  * admin__heavy_enter takes the slot: 0, or answers 429 too_many_reads
  * ("this tenant already has 2 <what> running") or 503 busy and returns -1.

@@ -11,7 +11,8 @@
  *          endpoint would see for this client now (oauth_cimd.c's lookup:
  *          it may fetch and cache the document) — an operator's diagnostic
  *          for "why is this client refused?".
- * Records are shown with last_used and fetched as RFC 3339 times. */
+ * Records are shown with last_used and fetched as RFC 3339 times. The
+ * list is read on libuv's thread pool (a heavy read: list_job says why). */
 #include "gateway/api/admin_int.h"
 
 #include <stdio.h>
@@ -45,6 +46,65 @@ static json_t *view(const json_t *rec) {
 
 /* ---- the list and one record */
 
+/* A list reads up to every client record of the tenant — with ?kind= all
+ * of them when few are of that kind: 10,000 registrations anyone may make
+ * (dcr_clients_max) and as many cached documents — so it runs on libuv's
+ * thread pool under a heavy-read slot of the tenant's (admin lists,
+ * gateway/core/limits.h), as SCIM's scans do, never on the loop every
+ * tenant shares. */
+typedef struct list_job {
+  st_store *store;
+  char tenant[64], kind[16], after[AUTH_OAUTH_CLIENT_ID_MAX + 1];
+  int limit;
+  int rc;                /* out: the store's error, if any */
+  bool unreadable, gone; /* out: the store could not be read; no such tenant any more */
+  json_t *out;           /* out: the answer */
+} list_job;
+
+static void list_work(void *ctx) {
+  list_job *j = ctx;
+  st_txn *txn;
+  if (st_read_begin(j->store, &txn) != 0) {
+    j->unreadable = true;
+    return;
+  }
+  json_t *t = NULL;
+  j->gone = st_tenant_get(txn, j->tenant, &t) != 0;
+  json_decref(t);
+  json_t *recs = NULL;
+  bool more = false;
+  if (!j->gone) j->rc = auth_oauth_clients_list(txn, j->tenant, j->kind[0] ? j->kind : NULL, j->after, j->limit, &recs, &more);
+  st_txn_end(txn);
+  if (j->gone || j->rc) return;
+  json_t *items = json_array();
+  size_t i;
+  json_t *r;
+  json_array_foreach(recs, i, r) json_array_append_new(items, view(r));
+  j->out = json_pack("{s:o}", "clients", items);
+  if (more && json_array_size(recs))
+    json_object_set(j->out, "next", json_object_get(json_array_get(recs, json_array_size(recs) - 1), "client_id"));
+  json_decref(recs);
+}
+
+static void list_done(gw_req *req, void *ctx) {
+  list_job *j = ctx;
+  if (!req) {
+    /* nothing to answer (admin__pool_read) */
+  } else if (j->unreadable) {
+    gw_respond_error(req, 503, "store_unavailable", "the store cannot be read right now");
+  } else if (j->gone) {
+    gw_respond_error(req, 404, "not_found", "no such tenant");
+  } else if (j->rc || !j->out) {
+    gw_respond_error(req, 500, "store_error", "the clients cannot be read: %s",
+                     auth_strerror(j->rc ? j->rc : ST_ENOMEM));
+  } else {
+    gw_respond_json(req, 200, j->out);
+    j->out = NULL;
+  }
+  json_decref(j->out);
+  free(j);
+}
+
 static void list(gw_req *req, const char *tenant) {
   const char *q = req->query;
   char kind[16] = "", after[AUTH_OAUTH_CLIENT_ID_MAX + 1] = "", lim[16] = "";
@@ -66,23 +126,18 @@ static void list(gw_req *req, const char *tenant) {
   }
   st_txn *txn;
   if (admin__read_tenant(req, tenant, &txn) != 0) return;
-  json_t *recs = NULL;
-  bool more = false;
-  int rc = auth_oauth_clients_list(txn, tenant, kind[0] ? kind : NULL, after, (int)limit, &recs, &more);
   st_txn_end(txn);
-  if (rc) {
-    gw_respond_error(req, 500, "store_error", "the clients cannot be read: %s", auth_strerror(rc));
+  list_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    gw_respond_error(req, 500, "internal", "out of memory");
     return;
   }
-  json_t *items = json_array();
-  size_t i;
-  json_t *r;
-  json_array_foreach(recs, i, r) json_array_append_new(items, view(r));
-  json_t *out = json_pack("{s:o}", "clients", items);
-  if (more && json_array_size(recs))
-    json_object_set(out, "next", json_object_get(json_array_get(recs, json_array_size(recs) - 1), "client_id"));
-  json_decref(recs);
-  gw_respond_json(req, 200, out);
+  j->store = req->lp->srv->store;
+  j->limit = (int)limit;
+  gw_strlcpy(j->tenant, tenant, sizeof j->tenant);
+  gw_strlcpy(j->kind, kind, sizeof j->kind);
+  gw_strlcpy(j->after, after, sizeof j->after);
+  if (admin__pool_read(req, tenant, GW_HEAVY_LISTS, "admin lists", list_work, list_done, j)) free(j);
 }
 
 static void get_one(gw_req *req, const char *tenant, const char *client_id) {

@@ -36,7 +36,8 @@
  *                              list, a SCIM scan (and a SCIM body's parse
  *                              past 256 KiB: scim_http.c), an admin's policy view
  *                              or explain, an admin's list of approval
- *                              requests or of tokens: each runs on libuv's
+ *                              requests, of tokens or of OAuth clients:
+ *                              each runs on libuv's
  *                              thread pool, which the outbound DNS
  *                              lookups share, so one tenant's many reads
  *                              must not hold every pool thread. At most
@@ -116,7 +117,7 @@ void gw_limits_mcp_less(gw_req *req, int n);
 #define GW_HEAVY_PER_TENANT 2
 #define GW_HEAVY_MAX 6
 #define GW_POOL_THREADS 8
-/* GW_HEAVY_LISTS: an admin's list of approval requests or of tokens */
+/* GW_HEAVY_LISTS: an admin's list of approval requests, of tokens or of OAuth clients */
 typedef enum { GW_HEAVY_AUDIT, GW_HEAVY_REVIEWERS, GW_HEAVY_SCIM, GW_HEAVY_POLICY, GW_HEAVY_LISTS } gw_heavy_kind;
 /* Takes a heavy-read slot of (tenant, kind) for req: 0; 429 when the
  * tenant has GW_HEAVY_PER_TENANT of that kind open; 503 when the process

@@ -133,3 +133,44 @@ test('a tenant\'s admin lists hold its heavy-read slots: a third at once is 429 
   await waitFor(async () => (await heavyOpen(f.gw)) === 0, { timeoutMs: 8000, what: 'the slots back' });
   assert.equal((await f.t.admin('GET', '/approvals?state=denied')).status, 200);
 });
+
+// Found by review: GET …/oauth-clients?kind=… parsed every client record
+// of the tenant on the loop until it found `limit` of that kind — up to
+// 10,000 registrations that anyone may make without a credential
+// (dcr_clients_max), and as many cached documents. Before the fix the list
+// was answered while the pause file existed (read on the loop).
+test('the admin list of OAuth clients is read off the loop, registrations made by anyone included', async () => {
+  const ids = [];
+  for (let i = 0; i < 3; i++) {
+    // unauthenticated: RFC 7591 registration
+    const r = await fetch(`${f.t.publicBase}/t/${f.t.id}/oauth/register`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ client_name: `filler ${i}`, redirect_uris: ['http://127.0.0.1/callback'] }),
+    });
+    const text = await r.text();
+    assert.equal(r.status, 201, text);
+    ids.push(JSON.parse(text).client_id);
+  }
+  ids.sort();
+  for (const [p, want] of [['/oauth-clients?kind=pinned', []], ['/oauth-clients?kind=dcr&limit=2', ids.slice(0, 2)], ['/oauth-clients', ids]]) {
+    let r;
+    try {
+      ({ reply: r } = await heldRead(p));
+    } finally { release(); }
+    r = await r;
+    assert.equal(r.status, 200, r.body);
+    assert.deepEqual(r.json.clients.map((c) => c.client_id), want, p);
+    if (p.includes('limit=2')) {
+      assert.equal(r.json.next, ids[1]);
+      const rest = await f.t.admin('GET', `/oauth-clients?kind=dcr&after=${encodeURIComponent(r.json.next)}`);
+      assert.deepEqual(rest.json.clients.map((c) => c.client_id), [ids[2]]);
+      assert.equal(rest.json.next, undefined);
+      assert.equal(r.json.clients[0].kind, 'dcr');
+    }
+  }
+  // validation and an unknown tenant answer on the loop, as before
+  assert.equal((await f.t.admin('GET', '/oauth-clients?kind=bogus')).status, 400);
+  assert.equal((await f.t.admin('GET', '/oauth-clients?limit=0')).status, 400);
+  const none = await request(f.gw.port, { path: '/admin/v1/tenants/nobody/oauth-clients?kind=dcr', headers: { Authorization: `Bearer ${f.t.opToken}` } });
+  assert.equal(none.status, 404, none.body);
+});
