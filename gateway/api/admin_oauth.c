@@ -3,7 +3,8 @@
  *   GET    …/oauth-clients[?kind=dcr|cimd|pinned&after=&limit=]  the records
  *   PUT    …/oauth-clients {"client_id":"https://…","document":{…}}
  *          pins a client metadata document (checked as if fetched from
- *          client_id; wins over fetching it)
+ *          client_id; wins over fetching it); at most pinned_clients_max
+ *          of a tenant (409 too_many_clients past it)
  *   GET    …/oauth-clients/{client_id, URL-encoded}               one record
  *   DELETE …/oauth-clients/{client_id, URL-encoded}               any kind,
  *          with every grant, consent and code of the client
@@ -186,6 +187,7 @@ typedef struct pin_job {
   char now[32];
   int64_t now_s;
   bool del;
+  int64_t max;  /* pinned_clients_max: a new pin past it is GW_API_EFULL */
   bool created; /* out */
   int revoked;  /* out: a delete's grants revoked */
   json_t *out;  /* out: the record written */
@@ -216,9 +218,17 @@ static int job_pin(st_txn *txn, void *arg) {
   }
   json_t *have = NULL;
   rc = auth_oauth_client_get(txn, j->tenant, j->client_id, &have);
+  bool was_pinned = !rc && !strcmp(json_string_value(json_object_get(have, "kind")) ?: "", AUTH_OAUTH_KIND_PINNED);
   json_decref(have);
   if (rc && rc != ST_ENOTFOUND) return rc;
   j->created = rc == ST_ENOTFOUND;
+  /* one more pinned document (a new one, or over a cached or registered
+   * record): within the operator's cap, from the tenant's counts record */
+  if (!was_pinned) {
+    int64_t n = auth_oauth_clients_count(txn, j->tenant, AUTH_OAUTH_KIND_PINNED);
+    if (n < 0) return (int)n;
+    if (n >= j->max) return GW_API_EFULL;
+  }
   rc = auth_oauth_client_put(txn, j->tenant, j->client_id, AUTH_OAUTH_KIND_PINNED, j->clean, j->now, j->now_s);
   return rc ? rc : auth_oauth_client_get(txn, j->tenant, j->client_id, &j->out);
 }
@@ -228,6 +238,11 @@ static void done_pin(int status, void *arg) {
   gw_req *req = j->req;
   gw_log_ctx lc = {j->tenant, req->id};
   if (status == GW_API_ENOTENANT) gw_respond_error(req, 404, "not_found", "no such tenant");
+  else if (status == GW_API_EFULL)
+    gw_respond_error(req, 409, "too_many_clients",
+                     "this tenant has as many pinned client metadata documents as the gateway allows one tenant "
+                     "(pinned_clients_max: %lld): delete one before pinning another, or ask the operator",
+                     (long long)j->max);
   else if (!admin__job_error(req, status, "OAuth client")) {
     if (j->del) {
       GW_LOG(GW_LOG_INFO, "admin", &lc, "OAuth client %s deleted; %d grant(s) of it revoked", j->client_id, j->revoked);
@@ -293,6 +308,7 @@ static void pin(gw_req *req, const char *tenant) {
   gw_strlcpy(j->client_id, id, sizeof j->client_id);
   json_decref(b);
   j->clean = clean;
+  j->max = req->lp->srv->cfg.pinned_clients_max;
   j->now_s = oauth__now();
   oauth__rfc3339(j->now_s, j->now);
   submit(req, j);

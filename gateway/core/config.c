@@ -332,6 +332,10 @@ static const cfg_key keys[] = {
      "OAuth clients one tenant may hold registered through dynamic client registration (/t/{tenant}/oauth/register); "
      "past it a registration gets 400 invalid_client_metadata until idle ones expire",
      NULL},
+    {"pinned_clients_max", CFG_INT, "1000", 1, 100000, OFF(pinned_clients_max),
+     "client metadata documents one tenant's admins may pin (PUT /admin/v1/tenants/{id}/oauth-clients); past it a "
+     "new pin is 409 too_many_clients (replacing a pinned one, or deleting one, is always allowed)",
+     NULL},
     {"dcr_client_idle_ms", CFG_INT, "2592000000", 60000, 3650LL * 86400000, OFF(dcr_client_idle_ms),
      "a dynamically registered OAuth client unused for this long is unknown (the client registers again) and is "
      "deleted by the sweep that runs with later registrations",

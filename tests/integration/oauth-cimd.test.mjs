@@ -69,7 +69,7 @@ before(async () => {
   port = srv.address().port;
   base = `https://127.0.0.1:${port}`;
   gw = await startGateway({
-    args: ['--cimd-ca-file', cert.cert, '--cimd-cache-ms', '2000'],
+    args: ['--cimd-ca-file', cert.cert, '--cimd-cache-ms', '2000', '--pinned-clients-max', '2'],
     env: { MCPGATE_EGRESS_ALLOW_UNTRUSTED: '127.0.0.0/8' },
   });
   gw.cert = cert;
@@ -165,6 +165,27 @@ test('a pinned document wins over the URL; PUT validates it as a document of tha
     { client_id: id, document: { client_id: id, client_name: 'Pinned again', redirect_uris: ['http://localhost/cb'] } });
   assert.equal(p2.status, 200, p2.body);
   assert.equal((await resolve(id)).json.source, 'pinned');
+});
+
+// Found by review: a tenant admin could pin client metadata documents
+// without end (each up to 16 KiB, in the store every tenant shares, and
+// every one read by the tenant's client lists). Before the fix the pin
+// past pinned_clients_max (2 here) was 201.
+test('pinned_clients_max: a new pin past it is 409 too_many_clients; a replacement or a delete is not refused', async () => {
+  const doc = (id, name = 'Capped') => ({ client_id: id, document: { client_id: id, client_name: name, redirect_uris: ['http://localhost/cb'] } });
+  const a = `${base}/cap-a.json`, b = `${base}/cap-b.json`, pinned = `${base}/pinned.json`;
+  // the previous case left pinned.json pinned: one more fits
+  assert.equal((await op.get(`/admin/v1/tenants/acme/oauth-clients/${encodeURIComponent(pinned)}`)).json?.kind, 'pinned');
+  assert.equal((await op.call('PUT', '/admin/v1/tenants/acme/oauth-clients', doc(a))).status, 201);
+  const r = await op.call('PUT', '/admin/v1/tenants/acme/oauth-clients', doc(b));
+  assert.equal(r.status, 409, r.body);
+  assert.equal(r.json.error, 'too_many_clients');
+  assert.match(r.json.message, /pinned_clients_max: 2\)/);
+  assert.equal((await op.get(`/admin/v1/tenants/acme/oauth-clients/${encodeURIComponent(b)}`)).status, 404, 'nothing stored');
+  assert.equal((await op.call('PUT', '/admin/v1/tenants/acme/oauth-clients', doc(a, 'Renamed'))).status, 200, 'a replacement');
+  assert.equal((await op.del(`/admin/v1/tenants/acme/oauth-clients/${encodeURIComponent(a)}`)).status, 204);
+  assert.equal((await op.call('PUT', '/admin/v1/tenants/acme/oauth-clients', doc(b))).status, 201, 'room again');
+  assert.equal((await op.del(`/admin/v1/tenants/acme/oauth-clients/${encodeURIComponent(b)}`)).status, 204);
 });
 
 test('refusals: redirect, oversize, another client_id, not JSON, duplicate keys, bad redirect URI, HTTP error', async () => {
