@@ -171,11 +171,16 @@ run: deps-build all
 	@echo "mcpgate: next, in another terminal: ./$(BUILD)/mcpgate tenant create acme --name \"Acme Corp\""
 	./$(BUILD)/mcpgate serve --listen 127.0.0.1:8080 --data ./data
 
+# (each phase says when it starts: CI's log then shows where its 15 minutes go)
 test: deps
+	@echo "== $$(date +%T) make test: builds"
 	$(MAKE) check-layers
 	$(MAKE) all unit-bins
+	@echo "== $$(date +%T) make test: ASan build"
 	$(MAKE) asan
+	@echo "== $$(date +%T) make test: fuzz build"
 	$(MAKE) fuzz FUZZ_SECONDS=
+	@echo "== $$(date +%T) make test: tests"
 	sh tests/run.sh
 
 # make soak: mixed traffic for SOAK_SECS (default 300) against the real

@@ -54,6 +54,7 @@ UNIT_SLOW="test_h1 test_oauth_token test_vault test_scim test_store test_audit"
 run_unit() {
   variant=$1
   sec_pass=0; sec_fail=0; found=0
+  ustart=$(date +%s)
   { for s in $UNIT_SLOW; do [ -x "$variant/tests/$s" ] && echo "$variant/tests/$s"; done
     for bin in "$variant"/tests/test_*; do
       case " $UNIT_SLOW " in *" $(basename "$bin") "*) continue ;; esac
@@ -99,7 +100,7 @@ run_unit() {
   if [ $found -eq 0 ]; then
     echo "note: no unit test binaries in $variant/tests"
   fi
-  add_summary "unit ($variant): $sec_pass passed, $sec_fail failed"
+  add_summary "unit ($variant): $sec_pass passed, $sec_fail failed ($(( $(date +%s) - ustart ))s)"
   total_pass=$((total_pass + sec_pass)); total_fail=$((total_fail + sec_fail))
 }
 
@@ -236,6 +237,7 @@ run_fuzz() {
   sec_pass=0; sec_fail=0
   fuzz_secs=${FUZZ_SECONDS:-6}
   running=0
+  fstart=$(date +%s)
   for bin in build-fuzz/fuzz/fuzz_*; do
     [ -x "$bin" ] || continue
     rm -f "build/test-logs/fuzz-$(basename "$bin" | sed 's/^fuzz_//').log.rc"
@@ -260,7 +262,7 @@ run_fuzz() {
   if [ $((sec_pass + sec_fail)) -eq 0 ]; then
     echo "note: no fuzzers in build-fuzz/fuzz (make fuzz)"
   fi
-  add_summary "fuzz: $sec_pass passed, $sec_fail failed"
+  add_summary "fuzz: $sec_pass passed, $sec_fail failed ($(( $(date +%s) - fstart ))s)"
   total_pass=$((total_pass + sec_pass)); total_fail=$((total_fail + sec_fail))
 }
 
