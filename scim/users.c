@@ -1,5 +1,6 @@
 /* scim/users.c — SCIM user writes: create, replace (PUT), patch, delete,
- * with the userName uniqueness rule, the user indexes (userName,
+ * with the uniqueness rules (userName, case-insensitive; externalId,
+ * case-exact, among the tenant's users), the user indexes (userName,
  * externalId) kept in the same transaction, and the lifecycle events a
  * change implies (changed, deactivated, reactivated, deleted; a delete
  * also leaves every group). See resource.c for the shared parts. */
@@ -26,6 +27,24 @@ static int index_user(st_txn *txn, const char *tenant, const json_t *u, bool add
   return 0;
 }
 
+/* externalId is the IdP's id of the person (Okta's user id, the `sub` a
+ * sign-in links by — two matches fail closed there): a write that would
+ * give user `self` (NULL: a new one) an externalId another user of the
+ * tenant has is refused, 409 uniqueness, case-exact (RFC 7643 §3.1), in
+ * the write's own transaction so two racing writes cannot both pass. A
+ * user that already holds the value (a store written before this rule
+ * may have duplicates) keeps it through later writes: the callers ask only
+ * when the value changes. 0, or SCIM_EABORT with the reply in rs. */
+static int external_id_free(st_txn *txn, const scim_req *rq, const char *ext, const char *self, scim_resp *rs) {
+  if (!ext) return 0;
+  char other[SCIM_ID_LEN + 1];
+  int rc = st_dir_user_external_other(txn, rq->tenant, ext, self, other);
+  if (rc == ST_ENOTFOUND) return 0;
+  if (rc) return scim__fail_store(rs, rc);
+  scim_error(rs, 409, "uniqueness", "externalId \"%.200s\" is already another user's", ext);
+  return SCIM_EABORT;
+}
+
 int scim__user_create(st_txn *txn, const scim_req *rq, scim_resp *rs) {
   json_t *u = scim__normalize(rq->body, false, rs);
   if (!u) return SCIM_EABORT;
@@ -37,6 +56,7 @@ int scim__user_create(st_txn *txn, const scim_req *rq, scim_resp *rs) {
     return SCIM_EABORT;
   }
   if (rc != ST_ENOTFOUND) goto store;
+  if ((rc = external_id_free(txn, rq, scim__jstr(u, "externalId"), NULL, rs))) goto out;
   if (!json_object_get(u, "active")) json_object_set_new(u, "active", json_true());
   json_object_set_new(u, "id", json_string(rq->new_id));
   scim__set_meta(u, "User", rq->now, rq->now, 1);
@@ -72,6 +92,9 @@ static int user_commit(st_txn *txn, const scim_req *rq, json_t *old, json_t *nu,
       return SCIM_EABORT;
     }
   }
+  const char *old_ext = scim__jstr(old, "externalId"), *new_ext = scim__jstr(nu, "externalId");
+  if (new_ext && (!old_ext || strcmp(old_ext, new_ext)) && (rc = external_id_free(txn, rq, new_ext, id, rs)))
+    return rc;
   json_object_set_new(nu, "id", json_string(id));
   /* compare without meta to decide whether anything changed */
   json_t *a = json_deep_copy(old);

@@ -13,6 +13,7 @@
  * without a write. */
 #include "store/dir.h"
 #include "store/store_int.h"
+#include "store/store_testing.h"
 #include "store/tenant.h"
 
 #include <ctype.h>
@@ -223,6 +224,67 @@ int st_dir_user_by_external(st_txn *txn, const char *tenant, const char *externa
     id[ST_DIR_ID_LEN] = 0;
   }
   json_decref(ids);
+  return rc;
+}
+
+int st_dir_user_external_other(st_txn *txn, const char *tenant, const char *external_id, const char *self,
+                               char id[ST_DIR_ID_LEN + 1]) {
+  st_dir_key k;
+  id[0] = 0;
+  st_dir_key_external(&k, tenant, ST_DIR_USER, external_id, NULL);
+  if (k.overflow) return ST_ENOTFOUND;
+  st_cursor *c;
+  int rc = st_cursor_open(txn, ST_DB_SCIM_IDX, &c);
+  if (rc) return rc;
+  st_cursor_seek(c, k.b, k.n, NULL, 0);
+  st_val kv;
+  /* ids under the prefix, in order; self's own entry and stale ones (a
+   * record that no longer has this externalId) are passed over */
+  while ((rc = st_cursor_next(c, &kv, NULL)) == 0) {
+    if (kv.len != k.n + ST_DIR_ID_LEN) continue;
+    char cand[ST_DIR_ID_LEN + 1];
+    memcpy(cand, (const char *)kv.data + k.n, ST_DIR_ID_LEN);
+    cand[ST_DIR_ID_LEN] = 0;
+    if (self && !strcmp(cand, self)) continue;
+    json_t *u;
+    int r = res_get(txn, tenant, ST_DIR_USER, cand, &u);
+    if (r == ST_ENOTFOUND) continue;
+    if (r) {
+      rc = r;
+      break;
+    }
+    const char *ext = json_string_value(json_object_get(u, "externalId"));
+    bool same = ext && !strcmp(ext, external_id);
+    json_decref(u);
+    if (same) {
+      memcpy(id, cand, sizeof cand);
+      break;
+    }
+  }
+  st_cursor_close(c);
+  return rc;
+}
+
+int st__test_dir_user_set_external(st_txn *txn, const char *tenant, const char *id, const char *ext) {
+  json_t *u;
+  int rc = res_get(txn, tenant, ST_DIR_USER, id, &u);
+  if (rc) return rc;
+  st_dir_key k;
+  const char *old = json_string_value(json_object_get(u, "externalId"));
+  if (old) {
+    st_dir_key_external(&k, tenant, ST_DIR_USER, old, id);
+    if ((rc = st_del(txn, ST_DB_SCIM_IDX, k.b, k.n)) && rc != ST_ENOTFOUND) goto out;
+  }
+  json_object_set_new(u, "externalId", json_string(ext));
+  char *s = json_dumps(u, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  st_dir_key_res(&k, tenant, ST_DIR_USER, id);
+  rc = s ? st_put(txn, ST_DB_SCIM_RES, k.b, k.n, s, strlen(s), 0) : ST_ENOMEM;
+  free(s);
+  if (rc) goto out;
+  st_dir_key_external(&k, tenant, ST_DIR_USER, ext, id);
+  rc = st_put(txn, ST_DB_SCIM_IDX, k.b, k.n, "", 0, 0);
+out:
+  json_decref(u);
   return rc;
 }
 

@@ -151,10 +151,18 @@ int st_dir_group_exists(st_txn *txn, const char *tenant, const char *id);
  * (as SCIM's uniqueness rule has it). id is NUL-terminated. */
 int st_dir_user_by_name(st_txn *txn, const char *tenant, const char *username,
                         char id[ST_DIR_ID_LEN + 1]);
-/* The id of a user with this externalId (case-exact). SCIM does not make
- * externalId unique: with several, the smallest id. */
+/* The id of a user with this externalId (case-exact). New writes keep
+ * externalId unique among a tenant's users (scim/ asks
+ * st_dir_user_external_other in the write), but a store written before
+ * may hold several: then the smallest id. */
 int st_dir_user_by_external(st_txn *txn, const char *tenant, const char *external_id,
                             char id[ST_DIR_ID_LEN + 1]);
+/* Another user than `self` (NULL: any user) whose externalId is exactly
+ * external_id, each index hit verified against the user's record: 0 and
+ * its id, ST_ENOTFOUND when there is none, or another ST_E*. What a write
+ * that would give a user that externalId asks, in its own transaction. */
+int st_dir_user_external_other(st_txn *txn, const char *tenant, const char *external_id, const char *self,
+                               char id[ST_DIR_ID_LEN + 1]);
 /* A user by id, or else by userName (case-insensitive): what a token, an
  * admin or a policy explanation names a user by. *out owned by the caller. */
 int st_dir_user_find(st_txn *txn, const char *tenant, const char *id_or_username, json_t **out);

@@ -12,5 +12,10 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target_version)
 /* Make the next n batch commits fail as if LMDB returned MDB_MAP_FULL at
  * commit (the batch is aborted, then the re-run path is taken). */
 void st__test_fail_commits(st_store *st, int n);
+/* Gives user `id` of `tenant` the externalId ext in a write txn — record
+ * and index, none of scim/'s rules asked: a store written before
+ * externalIds were kept unique among a tenant's users, where two may
+ * share one. 0 or ST_E*. */
+int st__test_dir_user_set_external(st_txn *txn, const char *tenant, const char *id, const char *ext);
 
 #endif

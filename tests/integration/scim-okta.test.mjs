@@ -139,6 +139,39 @@ test('duplicate userName (any case) → 409 uniqueness; case-insensitive lookup'
     { total: 0, itemsPerPage: 0 });
 });
 
+// externalId is the Okta user id — the `sub` a sign-in links by, which
+// fails closed when two users match. Found by review: SCIM accepted a
+// second user of the tenant with an externalId another user had (POST,
+// PUT, PATCH), and that person could no longer sign in. Now 409
+// uniqueness, case-exact (RFC 7643 caseExact), checked in the write's
+// own transaction: of racing creates one wins.
+test('duplicate externalId (the Okta user id) → 409 uniqueness on POST, PUT and PATCH; case-exact; racing creates: one wins', async () => {
+  const EXT = '00ujl29u0le5T6Aj10h7'; // testUser's
+  assertScimError(await c.post('/Users', oktaUser('twin@okta.local', { externalId: EXT })), 409, { scimType: 'uniqueness' });
+  assertListResponse(await c.get('/Users?' + qFilter('userName eq "twin@okta.local"')), { total: 0 });
+  const twin = await c.post('/Users', oktaUser('twin@okta.local', { externalId: EXT.toUpperCase() }));
+  assert.equal(twin.status, 201, `externalId is case-exact: another value: ${twin.body}`);
+  const id = twin.json.id;
+  assertScimError(await c.put(`/Users/${id}`, oktaUser('twin@okta.local', { externalId: EXT })), 409, { scimType: 'uniqueness' });
+  assertScimError(await c.patchOps(`/Users/${id}`, [{ op: 'replace', path: 'externalId', value: EXT }]), 409, { scimType: 'uniqueness' });
+  assertScimError(await c.patchOps(`/Users/${id}`, [{ op: 'replace', value: { externalId: EXT, active: false } }]), 409, { scimType: 'uniqueness' });
+  assertScimError(await c.patchOps(`/Users/${id}`, [{ op: 'add', value: { [`${URN.USER}:externalId`]: EXT } }]), 409, { scimType: 'uniqueness' });
+  const byExt = assertListResponse(await c.get('/Users?' + qFilter(`externalId eq "${EXT}"`)), { total: 1 });
+  assert.equal(byExt.Resources[0].id, testUser.id, 'the Okta user id still names one user');
+  assert.equal((await c.fetch(`/Users/${id}`)).active, true, 'the refused PATCH changed nothing');
+  // the owner's own writes carry it back unchanged
+  const own = await c.patchOps(`/Users/${testUser.id}`, [{ op: 'replace', value: { externalId: EXT, displayName: 'Test User' } }]);
+  assert.equal(own.status, 200, own.body);
+  // racing creates of one new externalId: exactly one lands
+  const tries = await Promise.all(Array.from({ length: 10 }, (_, i) =>
+    c.post('/Users', oktaUser(`ext-race${i}@okta.local`, { externalId: '00u-ext-race' }))));
+  const statuses = tries.map((r) => r.status).sort();
+  assert.deepEqual(statuses, [201, ...Array(9).fill(409)], `one winner: ${statuses}`);
+  assertListResponse(await c.get('/Users?' + qFilter('externalId eq "00u-ext-race"')), { total: 1 });
+  for (const r of tries) if (r.status === 201) assert.equal((await c.del(`/Users/${r.json.id}`)).status, 204);
+  assert.equal((await c.del(`/Users/${id}`)).status, 204);
+});
+
 test('wizard profile update: GET then PUT the whole object (id, meta, groups included)', async () => {
   const grp = await c.createGroup('wizard-readonly', [testUser.id]);
   const cur = await c.get(`/Users/${testUser.id}`);
@@ -571,4 +604,7 @@ test('two tenants are isolated: same userName allowed; ids of one are 404 from t
   const aAfter = await c.fetch(`/Users/${testUser.id}`);
   assert.deepEqual(aAfter, aBefore, 'acme user untouched (groups and meta.version included)');
   assert.deepEqual(await c.memberIds(ga.id), [testUser.id]);
+  // externalIds are unique per tenant: beta may hold acme's
+  const ext = await b.post('/Users', oktaUser('ext.twin@okta.local', { externalId: aAfter.externalId }));
+  assert.equal(ext.status, 201, `acme's externalId in beta: ${ext.body}`);
 });

@@ -20,6 +20,7 @@
 #include "gateway/base/log.h"
 #include "scim/scim.h"
 #include "store/store.h"
+#include "store/store_testing.h"
 #include "tests/unit/unit.h"
 
 #define T0 INT64_C(1767225600) /* 2026-01-01T00:00:00Z */
@@ -297,6 +298,8 @@ static int scim(const char *method, const char *path, const char *text, char id[
 }
 
 static int bind_fn(st_txn *txn, void *arg) { return auth_link_bind(txn, "acme", arg); }
+/* gives user arg the externalId 00u-dave past SCIM's rules (a store written before them) */
+static int legacy_ext_fn(st_txn *txn, void *arg) { return st__test_dir_user_set_external(txn, "acme", arg, "00u-dave"); }
 
 static int resolve(const json_t *settings, const char *text, char id[ST_DIR_ID_LEN + 1]) {
   auth_gtr_subject s;
@@ -316,7 +319,11 @@ TEST(subject_to_user) {
   CHECK_INT(scim("POST", "/Users", "{\"userName\":\"bob@acme.com\",\"externalId\":\"00u-bob\",\"active\":false}", bob), 201);
   CHECK_INT(scim("POST", "/Users", "{\"userName\":\"carol@acme.com\"}", carol), 201);
   CHECK_INT(scim("POST", "/Users", "{\"userName\":\"dave1@acme.com\",\"externalId\":\"00u-dave\"}", dave1), 201);
-  CHECK_INT(scim("POST", "/Users", "{\"userName\":\"dave2@acme.com\",\"externalId\":\"00u-dave\"}", dave2), 201);
+  /* two users with one externalId: SCIM refuses it now (409), a store
+   * written before may hold them */
+  CHECK_INT(scim("POST", "/Users", "{\"userName\":\"dave2@acme.com\",\"externalId\":\"00u-dave\"}", dave2), 409);
+  CHECK_INT(scim("POST", "/Users", "{\"userName\":\"dave2@acme.com\",\"externalId\":\"00u-dave2\"}", dave2), 201);
+  CHECK_INT(st_write_sync(st, legacy_ext_fn, dave2), 0);
   /* employees sign in through a custom authorization server */
   json_t *set = json_pack("{s:s,s:s,s:s,s:s,s:s}", "issuer", ORG "/oauth2/default", "client_id", "0oa-client",
                           "subject_claim", "sub", "link_claim", "sub", "link_attribute", "externalId");

@@ -13,6 +13,7 @@
 #include "store/dir.h"
 #include "scim/scim_int.h"
 #include "store/store.h"
+#include "store/store_testing.h"
 #include "unit.h"
 
 /* ---------- filters ---------- */
@@ -656,6 +657,20 @@ static int budget_read(st_store *st, const char *path, const char *query, size_t
   return status;
 }
 
+/* Gives a user an externalId past SCIM's rules: a store written before
+ * externalIds were kept unique among a tenant's users may hold two. */
+typedef struct legacy {
+  const char *id, *ext;
+} legacy;
+static int legacy_fn(st_txn *txn, void *arg) {
+  legacy *l = arg;
+  return st__test_dir_user_set_external(txn, "acme", l->id, l->ext);
+}
+static int legacy_ext(st_store *st, const char *id, const char *ext) {
+  legacy l = {id, ext};
+  return st_write_sync(st, legacy_fn, &l);
+}
+
 TEST(a_read_on_the_loop_stops_at_its_budget) {
   seen s;
   memset(&s, 0, sizeof s);
@@ -667,10 +682,11 @@ TEST(a_read_on_the_loop_stops_at_its_budget) {
     char body[200], id[SCIM_ID_LEN + 1];
     snprintf(id, sizeof id, "1111111%c-2222-4333-8444-555555555555", (char)('0' + i));
     snprintf(uid[i], sizeof uid[i], "%s", id);
-    snprintf(body, sizeof body, "{\"userName\":\"u%d@b.test\",\"externalId\":\"same\"}", i);
+    snprintf(body, sizeof body, "{\"userName\":\"u%d@b.test\",\"externalId\":\"same-%d\"}", i, i);
     CHECK_INT(do_req(st, "POST", "/Users", body, &r, id), 0);
     CHECK_INT(r.status, 201);
     scim_resp_clear(&r);
+    CHECK_INT(legacy_ext(st, id, "same"), 0); /* one externalId, three users: a store from before the rule */
   }
   char gbody[400];
   snprintf(gbody, sizeof gbody, "{\"displayName\":\"G\",\"members\":[{\"value\":\"%s\"},{\"value\":\"%s\"},{\"value\":\"%s\"}]}",
@@ -711,6 +727,91 @@ TEST(a_read_on_the_loop_stops_at_its_budget) {
   close_store(st);
 }
 
+/* externalId is the IdP's id of the person (Okta's user id, the `sub` a
+ * sign-in links by, failing closed when two users match): found by review,
+ * a tenant's SCIM token could create, PUT or PATCH a second user with an
+ * externalId another user has, and that person's sign-in stopped (or,
+ * with the first user deleted later, landed on the second). Now 409
+ * uniqueness, case-exact, in the write's transaction; a store that holds
+ * duplicates from before keeps serving them. */
+#define U1 "aaaaaaa1-2222-4333-8444-555555555555"
+#define U2 "aaaaaaa2-2222-4333-8444-555555555555"
+#define U3 "aaaaaaa3-2222-4333-8444-555555555555"
+#define U4 "aaaaaaa4-2222-4333-8444-555555555555"
+static int req_status(st_store *st, const char *method, const char *path, const char *body, const char *new_id,
+                      const char **scim_type) {
+  static char type[32];
+  scim_resp r;
+  memset(&r, 0, sizeof r);
+  do_req(st, method, path, body, &r, new_id);
+  int status = r.status;
+  snprintf(type, sizeof type, "%s", json_string_value(json_object_get(r.body, "scimType")) ?: "");
+  if (scim_type) *scim_type = type;
+  scim_resp_clear(&r);
+  return status;
+}
+#define PATCH_EXT(v) "{\"schemas\":[\"" SCIM_URN_PATCH "\"],\"Operations\":[{\"op\":\"replace\",\"path\":\"externalId\",\"value\":\"" v "\"}]}"
+
+TEST(external_id_is_unique_among_a_tenants_users) {
+  seen s;
+  memset(&s, 0, sizeof s);
+  st_store *st = open_store(&s);
+  CHECK(st != NULL);
+  const char *type;
+  CHECK_INT(req_status(st, "POST", "/Users", "{\"userName\":\"u1@e.test\",\"externalId\":\"00u-1\"}", U1, NULL), 201);
+  /* create */
+  CHECK_INT(req_status(st, "POST", "/Users", "{\"userName\":\"u2@e.test\",\"externalId\":\"00u-1\"}", U2, &type), 409);
+  CHECK_STR(type, "uniqueness");
+  /* case-exact: another value */
+  CHECK_INT(req_status(st, "POST", "/Users", "{\"userName\":\"u2@e.test\",\"externalId\":\"00U-1\"}", U2, NULL), 201);
+  /* replace, patch by path, path-less patch, URN-qualified patch */
+  CHECK_INT(req_status(st, "PUT", "/Users/" U2, "{\"userName\":\"u2@e.test\",\"externalId\":\"00u-1\"}", NULL, &type), 409);
+  CHECK_STR(type, "uniqueness");
+  CHECK_INT(req_status(st, "PATCH", "/Users/" U2, PATCH_EXT("00u-1"), NULL, &type), 409);
+  CHECK_STR(type, "uniqueness");
+  CHECK_INT(req_status(st, "PATCH", "/Users/" U2,
+                       "{\"schemas\":[\"" SCIM_URN_PATCH "\"],\"Operations\":[{\"op\":\"replace\",\"value\":{\"externalId\":\"00u-1\"}}]}",
+                       NULL, NULL), 409);
+  CHECK_INT(req_status(st, "PATCH", "/Users/" U2,
+                       "{\"schemas\":[\"" SCIM_URN_PATCH "\"],\"Operations\":[{\"op\":\"add\",\"value\":{\"" SCIM_URN_USER
+                       ":externalId\":\"00u-1\"}}]}",
+                       NULL, NULL), 409);
+  /* nothing was written: u2 keeps its own, and 00u-1 names u1 alone */
+  st_txn *txn;
+  char id[SCIM_ID_LEN + 1];
+  CHECK_INT(st_read_begin(st, &txn), 0);
+  CHECK_INT(st_dir_user_by_external(txn, "acme", "00U-1", id), 0);
+  CHECK_STR(id, U2);
+  CHECK_INT(st_dir_user_external_other(txn, "acme", "00u-1", U1, id), ST_ENOTFOUND);
+  CHECK_INT(st_dir_user_external_other(txn, "acme", "00u-1", NULL, id), 0);
+  CHECK_STR(id, U1);
+  st_txn_end(txn);
+  /* a user's own externalId is no conflict; once u1 lets it go, u2 may take it */
+  CHECK_INT(req_status(st, "PUT", "/Users/" U1, "{\"userName\":\"u1@e.test\",\"externalId\":\"00u-1\",\"title\":\"x\"}", NULL, NULL), 200);
+  CHECK_INT(req_status(st, "PATCH", "/Users/" U1, PATCH_EXT("00u-9"), NULL, NULL), 200);
+  CHECK_INT(req_status(st, "PATCH", "/Users/" U2, PATCH_EXT("00u-1"), NULL, NULL), 200);
+  /* a deleted user's externalId is free */
+  CHECK_INT(req_status(st, "DELETE", "/Users/" U1, NULL, NULL, NULL), 204);
+  CHECK_INT(req_status(st, "POST", "/Users", "{\"userName\":\"u1@e.test\",\"externalId\":\"00u-9\"}", U1, NULL), 201);
+  /* duplicates a store already holds keep working: each keeps its value
+   * through writes (a deactivation, a PUT), a third is refused, and one
+   * may leave the value */
+  CHECK_INT(req_status(st, "POST", "/Users", "{\"userName\":\"u3@e.test\",\"externalId\":\"dup\"}", U3, NULL), 201);
+  CHECK_INT(req_status(st, "POST", "/Users", "{\"userName\":\"u4@e.test\",\"externalId\":\"dup-4\"}", U4, NULL), 201);
+  CHECK_INT(legacy_ext(st, U4, "dup"), 0);
+  CHECK_INT(req_status(st, "PATCH", "/Users/" U3,
+                       "{\"schemas\":[\"" SCIM_URN_PATCH "\"],\"Operations\":[{\"op\":\"replace\",\"value\":{\"active\":false}}]}",
+                       NULL, NULL), 200);
+  CHECK_INT(req_status(st, "PUT", "/Users/" U4, "{\"userName\":\"u4@e.test\",\"externalId\":\"dup\",\"active\":false}", NULL, NULL), 200);
+  CHECK_INT(req_status(st, "PATCH", "/Users/" U2, PATCH_EXT("dup"), NULL, NULL), 409);
+  CHECK_INT(req_status(st, "PATCH", "/Users/" U4, PATCH_EXT("dup-4"), NULL, NULL), 200);
+  CHECK_INT(req_status(st, "PATCH", "/Users/" U4, PATCH_EXT("dup"), NULL, NULL), 409);
+  /* groups' externalIds are not users': no conflict */
+  CHECK_INT(req_status(st, "POST", "/Groups", "{\"displayName\":\"G\",\"externalId\":\"00u-1\"}",
+                       "bbbbbbb1-2222-4333-8444-555555555555", NULL), 201);
+  close_store(st);
+}
+
 TEST(error_codes_in_their_range) {
   CHECK(SCIM_EABORT <= SCIM_ERR_FIRST && SCIM_EABORT >= SCIM_ERR_LAST);
   CHECK(SCIM_ERANDOM <= SCIM_ERR_FIRST && SCIM_ERANDOM >= SCIM_ERR_LAST);
@@ -735,6 +836,7 @@ int main(void) {
   RUN(a_full_push_of_a_large_group_is_linear);
   RUN(only_reads_an_index_answers_are_cheap);
   RUN(a_read_on_the_loop_stops_at_its_budget);
+  RUN(external_id_is_unique_among_a_tenants_users);
   RUN(error_codes_in_their_range);
   return UNIT_DONE();
 }
