@@ -35,24 +35,39 @@ static size_t weight(const json_t *v) {
   return n;
 }
 
+/* An object of a group's attributes (a path-less value, the core URN's
+ * object), its members aside in every spelling (scim__name_kind). */
+static size_t weight_but_members(const json_t *o) {
+  size_t n = 1;
+  const char *k;
+  json_t *e;
+  json_object_foreach((json_t *)o, k, e) {
+    int kind = scim__name_kind(k, true);
+    if (kind == SCIM__NAME_SKIP) continue;
+    n += kind == SCIM__NAME_CORE && json_is_object(e) ? weight_but_members(e) : weight(e);
+  }
+  return n;
+}
+
 /* What a PATCH's operations may bring into the resource the checks walk,
  * in JSON values: a group's member values go to the membership index
  * instead, so they do not count (an Entra PATCH adding thousands of
- * members is cheap to check). */
+ * members is cheap to check) — "members" or "urn:…:core:2.0:Group:members"
+ * alike. */
 static size_t ops_weight(const json_t *ops, bool is_group) {
   size_t n = 1, i;
   json_t *o;
   json_array_foreach(ops, i, o) {
     json_t *v = scim__oget(o, "value", NULL);
     const char *path = json_string_value(scim__oget(o, "path", NULL));
-    if (!is_group || !v) n += weight(o);
-    else if (path && !strncasecmp(path, "members", 7)) n += 1;
-    else if ((!path || !*path) && json_is_object(v)) {
-      const char *k;
-      json_t *e;
-      n++;
-      json_object_foreach(v, k, e) if (strcasecmp(k, "members")) n += weight(e);
-    } else n += weight(o);
+    if (!is_group || !v) {
+      n += weight(o);
+      continue;
+    }
+    int kind = path && *path ? scim__name_kind(path, true) : SCIM__NAME_CORE;
+    if (kind == SCIM__NAME_SKIP) n += 1;
+    else if (kind == SCIM__NAME_CORE && json_is_object(v)) n += weight_but_members(v);
+    else n += weight(o);
   }
   return n;
 }

@@ -382,16 +382,33 @@ static void weigh(const json_t *v, weight *w) {
     }
 }
 
-/* o's members but `skip` (NULL: none), o counted as one value. */
-static void weigh_but(const json_t *o, const char *skip, weight *w) {
+int scim__name_kind(const char *name, bool group) {
+  const char *core = group ? SCIM_URN_GROUP : SCIM_URN_USER;
+  const char *skip = group ? "members" : "groups";
+  size_t cl = strlen(core), sl = strlen(skip);
+  if (!strncasecmp(name, core, cl)) {
+    if (!name[cl]) return SCIM__NAME_CORE;
+    if (name[cl] != ':') return SCIM__NAME_STORED;
+    name += cl + 1; /* urn:…:core:2.0:Group:members is members */
+  }
+  if (!strncasecmp(name, skip, sl) && (!name[sl] || name[sl] == '[' || name[sl] == '.')) return SCIM__NAME_SKIP;
+  return SCIM__NAME_STORED;
+}
+
+/* An object of attributes (a POST or PUT body, a path-less PATCH value,
+ * the core schema's URN object inside them), counted as one value: what
+ * never enters the record (scim__name_kind) aside, in every spelling. */
+static void weigh_attrs(const json_t *o, bool group, weight *w) {
   const char *k;
   json_t *e;
   w->values++;
   json_object_foreach((json_t *)o, k, e) {
     if (over(w)) return;
     w->bytes += strlen(k);
-    if (skip && !strcasecmp(k, skip)) continue;
-    weigh(e, w);
+    int kind = scim__name_kind(k, group);
+    if (kind == SCIM__NAME_SKIP) continue;
+    if (kind == SCIM__NAME_CORE && json_is_object(e)) weigh_attrs(e, group, w);
+    else weigh(e, w);
   }
 }
 
@@ -409,25 +426,26 @@ bool scim_write_too_large(const scim_req *rq, scim_resp *rs) {
   /* what never enters the stored record: a group's members (the
    * membership index holds them) and a user's read-only "groups", which
    * Okta's PUT carries whole — a deactivation of a user in thousands of
-   * groups must not be refused for it */
-  const char *skip = groups ? "members" : "groups";
-  size_t sl = strlen(skip);
+   * groups must not be refused for it —, however named: "members",
+   * "urn:…:core:2.0:Group:members", or inside the core URN's object
+   * (scim__name_kind); one spelling is never weighed where another is not */
   weight w = {0, 0};
   json_t *ops = strcmp(rq->method, "PATCH") ? NULL : scim__oget(b, "Operations", NULL);
   if (!json_is_array(ops)) {
-    weigh_but(b, skip, &w);
+    weigh_attrs(b, groups, &w);
   } else {
     /* a PATCH: the values it may bring into the resource (how many
-     * operations, and what they cost, is patch.c's bound), the skipped
-     * attribute's aside */
+     * operations, and what they cost, is patch.c's bound) */
     size_t i;
     json_t *o;
     json_array_foreach(ops, i, o) {
       if (over(&w)) break;
       const char *path = json_string_value(scim__oget(o, "path", NULL));
       json_t *value = scim__oget(o, "value", NULL);
-      if (!value || (path && !strncasecmp(path, skip, sl) && (!path[sl] || strchr("[.", path[sl])))) continue;
-      if ((!path || !*path) && json_is_object(value)) weigh_but(value, skip, &w);
+      if (!value) continue;
+      int kind = path && *path ? scim__name_kind(path, groups) : SCIM__NAME_CORE;
+      if (kind == SCIM__NAME_SKIP) continue;
+      if (kind == SCIM__NAME_CORE && json_is_object(value)) weigh_attrs(value, groups, &w);
       else weigh(value, &w);
     }
   }

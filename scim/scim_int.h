@@ -96,6 +96,15 @@ int scim__put_json(st_txn *txn, st_db db, const st_dir_key *k, json_t *j);
  * fills rs with a 413 and returns true. A change that does not grow a
  * resource (a deactivation) is never refused, whatever its size. */
 bool scim__grew_too_large(const json_t *old, const json_t *nu, scim_resp *rs);
+/* What a name — a body's key, a PATCH path — reaches, for the bounds on
+ * what a write brings (scim_write_too_large, patch.c's check budget):
+ * the attribute the record never holds (a group's "members", in the
+ * membership index; a user's read-only "groups"), plain or qualified with
+ * the core schema's URN, with or without a filter or sub-attribute
+ * (SKIP); the core schema's URN alone, an object of attributes (CORE);
+ * or anything else (STORED). */
+enum { SCIM__NAME_STORED, SCIM__NAME_SKIP, SCIM__NAME_CORE };
+int scim__name_kind(const char *name, bool group);
 /* Resource counters per tenant and type (the unfiltered list's total). */
 int scim__count_add(st_txn *txn, const char *tenant, char type, int delta);
 uint64_t scim__count_get(st_txn *txn, const char *tenant, char type);
