@@ -282,6 +282,34 @@ int scim__emit(st_txn *txn, int kind, const scim_req *rq, const char *id, const 
 
 /* ---------- dispatch ---------- */
 
+const char *scim_allowed_methods(const char *p) {
+  static const char *const collection = "GET, HEAD, POST", *const resource = "GET, HEAD, PUT, PATCH, DELETE",
+                           *const search = "POST", *const read_only = "GET, HEAD";
+  if (!strcmp(p, "/.search")) return search;
+  if (!strcmp(p, "/ServiceProviderConfig")) return read_only;
+  if ((!strncmp(p, "/ResourceTypes", 14) && (!p[14] || p[14] == '/')) ||
+      (!strncmp(p, "/Schemas", 8) && (!p[8] || p[8] == '/')))
+    return read_only; /* scim__discovery: an unknown id is its 404 */
+  size_t n = !strncmp(p, "/Users", 6) ? 6 : !strncmp(p, "/Groups", 7) ? 7 : 0;
+  if (!n || (p[n] && p[n] != '/')) return NULL;
+  if (!p[n]) return collection;
+  const char *id = p + n + 1;
+  if (!*id || strchr(id, '/')) return NULL;
+  return strcmp(id, ".search") ? resource : search;
+}
+
+bool scim_method_allowed(const char *path, const char *method) {
+  const char *a = scim_allowed_methods(path);
+  size_t ml = strlen(method);
+  for (const char *t = a; t && *t;) {
+    size_t tl = strcspn(t, ",");
+    if (tl == ml && !strncmp(t, method, ml)) return true;
+    t += tl;
+    while (*t == ',' || *t == ' ') t++;
+  }
+  return false;
+}
+
 int scim_handle(st_txn *txn, const scim_req *rq, scim_resp *rs) {
   scim_resp_clear(rs);
   if (!strcmp(rq->path, "/.search")) {

@@ -140,6 +140,14 @@ typedef struct scim_resp {
 /* The "via" of the lifecycle events a write request emits (st_dir_event):
  * "post", "put", "patch" or "delete", by its method. Static. */
 const char *scim_via(const scim_req *rq);
+/* The methods a SCIM path takes, as an Allow header's value ("GET, HEAD,
+ * POST" for /Users, "POST" for a .search, …), or NULL when the path names
+ * no SCIM endpoint (404). Static. scim_handle answers the same 404 and
+ * 405s; the gateway asks this first, so that neither reaches the store
+ * writer (a 405 on the writer every tenant's deactivations share). */
+const char *scim_allowed_methods(const char *path);
+/* Whether method is one of scim_allowed_methods(path)'s. */
+bool scim_method_allowed(const char *path, const char *method);
 /* True for methods that must run in a writer job. */
 bool scim_is_write(const char *method);
 /* True when the request writes (POST …/.search is a read). */

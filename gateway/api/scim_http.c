@@ -23,7 +23,11 @@
  * Also owns the SCIM metrics: lifecycle events counted by post-commit
  * actions (only committed events count) and, per tenant, when the last SCIM
  * request arrived — an Okta push that silently stopped is something admins
- * must be able to alert on. */
+ * must be able to alert on.
+ *
+ * An unknown endpoint (404) or a method its endpoint does not take (405,
+ * with Allow; scim_allowed_methods) is answered on the loop before
+ * anything else — never a job on the store writer. */
 #include "gateway/api/scim_http.h"
 #include "gateway/core/limits.h"
 
@@ -795,6 +799,24 @@ void gw_scim_dispatch(gw_req *req) {
   j->rq.if_match = j->if_match;
   j->rq.if_none_match = j->if_none_match;
   j->rq.max_count = (size_t)srv->cfg.scim_max_count;
+
+  /* an unknown endpoint or a method it does not take (OPTIONS, DELETE on
+   * /Users, …) is answered here, on the loop: before a body is parsed,
+   * and never as a job on the store writer every tenant's deactivations
+   * share */
+  const char *allow = scim_allowed_methods(j->path);
+  if (!allow || !scim_method_allowed(j->path, req->method)) {
+    char msg[200];
+    if (!allow) {
+      snprintf(msg, sizeof msg, "no such SCIM endpoint: %.100s", j->path);
+    } else {
+      snprintf(msg, sizeof msg, "%.16s is not supported here; this endpoint takes %s", req->method, allow);
+      gw_resp_header(req, "Allow", allow);
+    }
+    job_free(j);
+    scim_fail(req, allow ? 405 : 404, NULL, msg);
+    return;
+  }
 
   bool has_body = !strcmp(req->method, "POST") || !strcmp(req->method, "PUT") || !strcmp(req->method, "PATCH");
   if (has_body) {

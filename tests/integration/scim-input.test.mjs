@@ -5,7 +5,10 @@
 // each), discovery, admin views, metrics and the purge of a deleted tenant.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { rawHttp, request, metricValue } from './lib/gateway.mjs';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { rawHttp, request, metricValue, waitFor } from './lib/gateway.mjs';
 import { api, adminClient, assertJsonError, createTenant, recreateAfterPurge } from './lib/admin.mjs';
 import {
   startScimGateway, scimClient, scimCall, assertScimError, assertListResponse, assertScimContentType,
@@ -14,9 +17,11 @@ import {
 
 let gw, opToken, acme, c, op;
 let keeper, keeperGroup, snapshot;
+// while this file exists the store writer runs no job (a test hook)
+const WRITER_PAUSE = path.join(os.tmpdir(), `mcpgate-scim-input-writer-pause-${process.pid}-${Date.now()}`);
 
 before(async () => {
-  ({ gw, opToken, tenants: { acme } } = await startScimGateway({ tenants: ['acme'], args: ['--scim-max-body', '4K'] }));
+  ({ gw, opToken, tenants: { acme } } = await startScimGateway({ tenants: ['acme'], args: ['--scim-max-body', '4K'], env: { MCPGATE_TEST_WRITER_PAUSE_FILE: WRITER_PAUSE } }));
   c = acme.c;
   op = adminClient(gw.port, opToken);
   keeper = await c.createUser('keeper@input.test', {
@@ -309,6 +314,57 @@ test('unknown endpoints and methods → SCIM errors', async () => {
   assertScimError(await c.post('/Bulk', { schemas: ['urn:ietf:params:scim:api:messages:2.0:BulkRequest'], Operations: [] }), 404);
   assertScimError(await c.get('/Users?startIndex=abc'), 400);
   await assertIntact('unknown endpoints');
+});
+
+// Found by review: OPTIONS on /Users (or DELETE on /Users, or any method an
+// endpoint does not take) was queued as a job on the store writer every
+// tenant's deactivations share, only to be answered 405 there — and without
+// the Allow header a 405 must carry (RFC 9110 §15.5.6). They are answered
+// on the loop now: with the writer held, they still come back at once.
+test('a method an endpoint does not take → 405 with Allow, answered without the store writer', async () => {
+  fs.writeFileSync(WRITER_PAUSE, '');
+  let write;
+  try {
+    const o = { done: false };
+    write = c.post('/Users', { schemas: [URN.USER], userName: 'behind-the-pause@input.test' }).then((r) => { o.done = true; return r; });
+    const cases = [
+      ['OPTIONS', '/Users', 'GET, HEAD, POST'],
+      ['OPTIONS', `/Users/${keeper.id}`, 'GET, HEAD, PUT, PATCH, DELETE'],
+      ['DELETE', '/Users', 'GET, HEAD, POST'],
+      ['PUT', '/Groups', 'GET, HEAD, POST', { displayName: 'x' }],
+      ['POST', `/Users/${keeper.id}`, 'GET, HEAD, PUT, PATCH, DELETE', { userName: 'x@input.test' }],
+      ['GET', '/Users/.search', 'POST'],
+      ['PATCH', '/.search', 'POST', { schemas: [URN.PATCH], Operations: [] }],
+      ['POST', '/ServiceProviderConfig', 'GET, HEAD', {}],
+      ['DELETE', '/Schemas', 'GET, HEAD'],
+    ];
+    // an unknown endpoint is 404 without the writer too, whatever the method
+    cases.push(['DELETE', '/Foo', null], ['OPTIONS', '/Users/x/y', null]);
+    const replies = cases.map(([m, p, , body]) => {
+      const x = { r: null };
+      x.p = c.call(m, p, body).then((r) => { x.r = r; });
+      return x;
+    });
+    // with the writer held, a reply that needed it never comes (before the
+    // fix they all waited behind the POST)
+    await waitFor(() => replies.every((x) => x.r), { timeoutMs: 20000, what: 'the 405s and 404s while the writer is held' });
+    cases.forEach(([m, p, allow], i) => {
+      const r = replies[i].r;
+      if (!allow) return assertScimError(r, 404);
+      assertScimError(r, 405);
+      assert.equal(r.headers.allow, allow, `${m} ${p}`);
+      assert.match(r.json.detail, new RegExp(`${m} is not supported`));
+    });
+    // an unauthenticated one is 401 first
+    assertScimError(await scimCall(gw.port, 'acme', null, 'OPTIONS', '/Users'), 401);
+    assert.equal(o.done, false, 'the writer is held: the POST queued before them still waits');
+  } finally {
+    fs.rmSync(WRITER_PAUSE, { force: true });
+  }
+  const w = await write;
+  assert.equal(w.status, 201, w.body);
+  assert.equal((await c.del(`/Users/${w.json.id}`)).status, 204);
+  await assertIntact('methods refused');
 });
 
 test('discovery: ServiceProviderConfig, ResourceTypes, Schemas; read-only (405)', async () => {

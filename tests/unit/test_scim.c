@@ -812,6 +812,30 @@ TEST(external_id_is_unique_among_a_tenants_users) {
   close_store(st);
 }
 
+/* The gateway answers 404 and 405 from this, on the loop, before the
+ * writer: it must agree with scim_handle's routing. */
+TEST(allowed_methods_follow_the_routes) {
+  CHECK_STR(scim_allowed_methods("/Users"), "GET, HEAD, POST");
+  CHECK_STR(scim_allowed_methods("/Groups/" UID), "GET, HEAD, PUT, PATCH, DELETE");
+  CHECK_STR(scim_allowed_methods("/Groups/.search"), "POST");
+  CHECK_STR(scim_allowed_methods("/.search"), "POST");
+  CHECK_STR(scim_allowed_methods("/Schemas/" SCIM_URN_USER), "GET, HEAD");
+  CHECK_STR(scim_allowed_methods("/ServiceProviderConfig"), "GET, HEAD");
+  CHECK(scim_allowed_methods("/Users/") == NULL);
+  CHECK(scim_allowed_methods("/Users/a/b") == NULL);
+  CHECK(scim_allowed_methods("/Usersx") == NULL);
+  CHECK(scim_allowed_methods("/Bulk") == NULL);
+  CHECK(scim_allowed_methods("/ServiceProviderConfig/x") == NULL);
+  CHECK(scim_method_allowed("/Users", "POST"));
+  CHECK(scim_method_allowed("/Users", "HEAD"));
+  CHECK(!scim_method_allowed("/Users", "OPTIONS"));
+  CHECK(!scim_method_allowed("/Users", "DELETE"));
+  CHECK(!scim_method_allowed("/Users", "POS"));
+  CHECK(scim_method_allowed("/Users/" UID, "DELETE"));
+  CHECK(!scim_method_allowed("/Users/" UID, "POST"));
+  CHECK(!scim_method_allowed("/nope", "GET"));
+}
+
 TEST(error_codes_in_their_range) {
   CHECK(SCIM_EABORT <= SCIM_ERR_FIRST && SCIM_EABORT >= SCIM_ERR_LAST);
   CHECK(SCIM_ERANDOM <= SCIM_ERR_FIRST && SCIM_ERANDOM >= SCIM_ERR_LAST);
@@ -837,6 +861,7 @@ int main(void) {
   RUN(only_reads_an_index_answers_are_cheap);
   RUN(a_read_on_the_loop_stops_at_its_budget);
   RUN(external_id_is_unique_among_a_tenants_users);
+  RUN(allowed_methods_follow_the_routes);
   RUN(error_codes_in_their_range);
   return UNIT_DONE();
 }
