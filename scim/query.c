@@ -3,8 +3,10 @@
  * admin API's list view. Indexed filters take their candidates from the
  * directory's indexes (index_candidates) and every candidate is checked
  * against the full filter; scim_read_is_cheap tells the gateway which
- * reads need a scan (run off the loop). See resource.c for the shared
- * parts. */
+ * reads need a scan (run off the loop) — a filter no index answers, or an
+ * unfiltered page whose startIndex is deeper than the loop's budget can
+ * skip to (its skip is spent on the budget too). See resource.c for the
+ * shared parts. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,7 +174,12 @@ static void list_core(st_txn *txn, const scim_req *rq, char type, const scim__fi
       st_val k, val;
       size_t i = 0;
       while (json_array_size(res) < count && st_cursor_next(c, &k, &val) == 0) {
-        if (++i < start) continue;
+        if (++i < start) {
+          /* a deep startIndex walks every resource before it (no index
+           * counts positions): that walk is spent too */
+          if (i % SCIM_LOOP_SKIPS_PER_ENTRY == 0 && !scim__spend(rq, 1)) break;
+          continue;
+        }
         if (!scim__spend(rq, 1)) break;
         json_t *stored = json_loadb(val.data, val.len, 0, NULL);
         if (!stored) continue;
@@ -427,6 +434,24 @@ static bool indexable(const scim__filter *f, char type) {
   return type == 'G' && !strcasecmp(attr, "members") && sub && !strcasecmp(sub, "value");
 }
 
+/* An unfiltered page whose startIndex lies deeper than the loop's budget
+ * can skip (SCIM_LOOP_SKIPS_PER_ENTRY): surely past the budget. A
+ * startIndex the list would refuse (400) is not deep. */
+static bool too_deep(const scim_req *rq, bool search) {
+  long long start = 1;
+  if (search) {
+    json_t *v = rq->body ? scim__oget(rq->body, "startIndex", NULL) : NULL;
+    if (json_is_integer(v)) start = json_integer_value(v);
+  } else {
+    char buf[64], *end;
+    if (query_param(rq->query, "startIndex", buf, sizeof buf)) {
+      long long v = strtoll(buf, &end, 10);
+      if (end != buf && !*end) start = v;
+    }
+  }
+  return start > 1 && (unsigned long long)(start - 1) > (unsigned long long)SCIM_LOOP_BUDGET * SCIM_LOOP_SKIPS_PER_ENTRY;
+}
+
 bool scim_read_is_cheap(const scim_req *rq) {
   const char *p = rq->path;
   char type = !strncmp(p, "/Users", 6) ? 'U' : !strncmp(p, "/Groups", 7) ? 'G' : 0;
@@ -439,11 +464,11 @@ bool scim_read_is_cheap(const scim_req *rq) {
   if (search) {
     json_t *f = rq->body ? scim__oget(rq->body, "filter", NULL) : NULL;
     fs = json_string_value(f);
-    if (!type) return !fs; /* root search with a filter scans both types */
+    if (!type) return !fs && !too_deep(rq, true); /* root search with a filter scans both types */
   } else if (query_param(rq->query, "filter", fbuf, sizeof fbuf)) {
     fs = fbuf;
   }
-  if (!fs || !*fs) return true;
+  if (!fs || !*fs) return !too_deep(rq, search);
   scim__filter *f;
   char err[200];
   if (scim__filter_parse(fs, &f, err, sizeof err) != 0) return true; /* a 400, cheaply */

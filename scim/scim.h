@@ -84,6 +84,13 @@ typedef st_dir_event scim_event;
  * reply is then incomplete and the caller discards it and runs the read
  * again on a worker thread, without a budget (as a scan). */
 #define SCIM_LOOP_BUDGET 2500 /* ~25 ms */
+/* An unfiltered list's page skips the resources before startIndex one
+ * cursor step each (~0.1 µs: 0.1 s at startIndex 1,000,000): this many
+ * skipped cost one entry of the budget. A page that must skip more than
+ * the whole budget buys (SCIM_LOOP_BUDGET × this: startIndex past
+ * 250,000) is not cheap (scim_read_is_cheap) and goes to the pool at
+ * once; a shallower one stops at the budget like any other read. */
+#define SCIM_LOOP_SKIPS_PER_ENTRY 100
 typedef struct scim_budget {
   size_t left;
   bool over;
@@ -154,7 +161,9 @@ bool scim_is_write(const char *method);
 bool scim_is_write_request(const scim_req *rq);
 /* True when a read is answered from indexes or one key (fine on the loop
  * thread, within a scim_budget); false when it must evaluate a filter on
- * every resource (run it on a worker thread). */
+ * every resource, or skip more resources than the loop's budget buys to
+ * reach its startIndex (SCIM_LOOP_SKIPS_PER_ENTRY): run it on a worker
+ * thread. */
 bool scim_read_is_cheap(const scim_req *rq);
 /* The most one user or group may hold, its members aside (they live in
  * the membership index): every write of it runs on the store writer that

@@ -173,3 +173,50 @@ test('a read whose members pass the loop\'s budget waits for a heavy-read slot l
     if (!released) x.destroy();
   }
 });
+
+// Found by review: an unfiltered GET /Users (or /Groups, or a .search) with
+// a deep startIndex was answered on the loop, walking every resource before
+// it — at a million users ~0.1 s of the loop every tenant shares, per page,
+// for any SCIM token. A page deeper than the loop's budget can skip to
+// (250,000; scim.h) is now a heavy read, on the pool like a scan; a
+// shallower one stops at the budget like any other read. The page is the
+// same: startIndex and totalResults as asked, empty past the end.
+test('an unfiltered page with a deep startIndex waits for a heavy-read slot like a scan, then answers the same page', async () => {
+  const total = (await delta.t.scim.get('/Users?count=0')).json.totalResults;
+  assert.ok(total > 2500, `delta's users: ${total}`);
+  const x = await holdTheSlot();
+  let released = false;
+  try {
+    const deep = [
+      ['GET', '/Users?startIndex=250002&count=100'],
+      ['GET', '/Groups?count=100&startIndex=1000000'],
+      ['POST', '/Users/.search', { schemas: ['urn:ietf:params:scim:api:messages:2.0:SearchRequest'], startIndex: 300000, count: 10 }],
+    ].map(([m, p, b]) => {
+      const o = { done: false };
+      o.p = delta.t.scim.call(m, p, b).then((r) => { o.done = true; return r; });
+      return o;
+    });
+    // a page the loop may skip to is answered meanwhile: Okta's next page
+    const near = await delta.t.scim.get(`/Users?startIndex=${total - 1}&count=100`);
+    assert.equal(near.status, 200, near.body.slice(0, 200));
+    assert.equal(near.json.itemsPerPage, 2);
+    assert.equal(near.json.startIndex, total - 1);
+    // the admin API's view of the directory alike: a deep page is a heavy read
+    const busy = await api(gw.port, delta.t.opToken, 'GET', '/admin/v1/tenants/delta/users?startIndex=500000');
+    assert.equal(busy.status, 503, `the admin's deep page is a heavy read: ${busy.body.slice(0, 200)}`);
+    await sleep(500);
+    assert.deepEqual(deep.map((o) => o.done), [false, false, false], 'the deep pages wait for the slot (not run on the loop)');
+    x.destroy();
+    released = true;
+    const [users, groups, search] = await Promise.all(deep.map((o) => o.p));
+    for (const [r, start, n] of [[users, 250002, total], [groups, 1000000, null], [search, 300000, total]]) {
+      assert.equal(r.status, 200, r.body.slice(0, 300));
+      assert.equal(r.json.startIndex, start);
+      assert.equal(r.json.itemsPerPage, 0);
+      assert.deepEqual(r.json.Resources, []);
+      if (n !== null) assert.equal(r.json.totalResults, n);
+    }
+  } finally {
+    if (!released) x.destroy();
+  }
+});

@@ -629,6 +629,26 @@ TEST(only_reads_an_index_answers_are_cheap) {
   CHECK(!cheap("filter=members%5Bvalue%20eq%205%5D"));
   CHECK(!cheap("filter=members%5Bvalue%20eq%20true%5D"));
   CHECK(!cheap("filter=members%5Bvalue%20eq%20null%5D"));
+  /* an unfiltered page deeper than the loop's budget can skip to
+   * (SCIM_LOOP_BUDGET x SCIM_LOOP_SKIPS_PER_ENTRY = 250,000) goes to the
+   * pool; an indexed filter spends per candidate, not per position */
+  CHECK(cheap("startIndex=250001&count=100"));
+  CHECK(!cheap("startIndex=250002&count=100"));
+  CHECK(!cheap("count=2&startIndex=1000000"));
+  CHECK(cheap("startIndex=abc")); /* a 400, cheaply */
+  CHECK(cheap("startIndex=-5"));
+  CHECK(cheap("filter=displayName%20eq%20%22x%22&startIndex=1000000"));
+  scim_req rq;
+  memset(&rq, 0, sizeof rq);
+  rq.method = "POST";
+  rq.path = "/Users/.search";
+  rq.body = json_pack("{s:I}", "StartIndex", (json_int_t)1000000);
+  CHECK(!scim_read_is_cheap(&rq));
+  rq.path = "/.search";
+  CHECK(!scim_read_is_cheap(&rq));
+  json_object_set_new(rq.body, "StartIndex", json_integer(2));
+  CHECK(scim_read_is_cheap(&rq));
+  json_decref(rq.body);
 }
 
 /* A read on the loop has SCIM_LOOP_BUDGET (scim.h): a group's GET spends
@@ -724,6 +744,70 @@ TEST(a_read_on_the_loop_stops_at_its_budget) {
   CHECK_INT(budget_read(st, "/Groups", NULL, 4, &over, &b), 200);
   CHECK(!over);
   json_decref(b);
+  close_store(st);
+}
+
+/* Found by review: an unfiltered page skipped the resources before its
+ * startIndex without spending the loop's budget — at a million users
+ * ~0.1 s on the loop every tenant shares, per page. The skip is spent
+ * now (one entry per SCIM_LOOP_SKIPS_PER_ENTRY), and the page is exactly
+ * the one an unbounded read answers (RFC 7644 §3.4.2.4). */
+TEST(a_deep_page_spends_its_skip) {
+  seen s;
+  memset(&s, 0, sizeof s);
+  st_store *st = open_store(&s);
+  CHECK(st != NULL);
+  scim_resp r;
+  for (int i = 0; i < 250; i++) {
+    char body[100], id[SCIM_ID_LEN + 1];
+    snprintf(id, sizeof id, "%08x-2222-4333-8444-555555555555", 0x30000000u + (unsigned)i * 7919u % 250u);
+    snprintf(body, sizeof body, "{\"userName\":\"deep%d@b.test\"}", i);
+    CHECK_INT(do_req(st, "POST", "/Users", body, &r, id), 0);
+    CHECK_INT(r.status, 201);
+    scim_resp_clear(&r);
+  }
+  bool over;
+  json_t *all, *b;
+  /* unbounded (as on the pool): the reference order */
+  st_txn *txn;
+  CHECK_INT(st_read_begin(st, &txn), 0);
+  scim_req rq;
+  memset(&rq, 0, sizeof rq);
+  rq.tenant = "acme";
+  rq.method = "GET";
+  rq.path = "/Users";
+  rq.query = "count=250&excludedAttributes=groups";
+  rq.base_url = "http://gw/t/acme/scim/v2";
+  scim_resp rs = {0};
+  scim_handle(txn, &rq, &rs);
+  st_txn_end(txn);
+  all = json_incref(json_object_get(rs.body, "Resources"));
+  scim_resp_clear(&rs);
+  CHECK_INT((int)json_array_size(all), 250);
+  /* 200 skipped cost 2, the one rendered 1: 2 is past the budget, 3 is not */
+  budget_read(st, "/Users", "startIndex=201&count=1&excludedAttributes=groups", 2, &over, &b);
+  CHECK(over);
+  json_decref(b);
+  CHECK_INT(budget_read(st, "/Users", "startIndex=201&count=1&excludedAttributes=groups", 3, &over, &b), 200);
+  CHECK(!over);
+  CHECK_INT((int)json_integer_value(json_object_get(b, "totalResults")), 250);
+  CHECK_INT((int)json_integer_value(json_object_get(b, "startIndex")), 201);
+  CHECK_INT((int)json_integer_value(json_object_get(b, "itemsPerPage")), 1);
+  CHECK_STR(json_string_value(json_object_get(json_array_get(json_object_get(b, "Resources"), 0), "id")),
+            json_string_value(json_object_get(json_array_get(all, 200), "id")));
+  json_decref(b);
+  /* the last page, and one past the end: empty, the total still told */
+  CHECK_INT(budget_read(st, "/Users", "startIndex=250&count=100&excludedAttributes=groups", 10, &over, &b), 200);
+  CHECK(!over);
+  CHECK_INT((int)json_array_size(json_object_get(b, "Resources")), 1);
+  CHECK_STR(json_string_value(json_object_get(json_array_get(json_object_get(b, "Resources"), 0), "id")),
+            json_string_value(json_object_get(json_array_get(all, 249), "id")));
+  json_decref(b);
+  CHECK_INT(budget_read(st, "/Users", "startIndex=251&count=100&excludedAttributes=groups", 10, &over, &b), 200);
+  CHECK_INT((int)json_array_size(json_object_get(b, "Resources")), 0);
+  CHECK_INT((int)json_integer_value(json_object_get(b, "totalResults")), 250);
+  json_decref(b);
+  json_decref(all);
   close_store(st);
 }
 
@@ -860,6 +944,7 @@ int main(void) {
   RUN(a_full_push_of_a_large_group_is_linear);
   RUN(only_reads_an_index_answers_are_cheap);
   RUN(a_read_on_the_loop_stops_at_its_budget);
+  RUN(a_deep_page_spends_its_skip);
   RUN(external_id_is_unique_among_a_tenants_users);
   RUN(allowed_methods_follow_the_routes);
   RUN(error_codes_in_their_range);
