@@ -288,6 +288,26 @@ static int emit_members(st_txn *txn, const scim_req *rq, mctx *m, const char *na
   return rc;
 }
 
+/* A POST's or PUT's members: "members", or the same inside the core
+ * schema's URN object ({"urn:…:core:2.0:Group": {"members": […]}}, RFC
+ * 7644 allows URN-qualified names anywhere), which a PATCH already sends
+ * to the index — here they were dropped: a POST made the group empty, a
+ * PUT emptied it, and the IdP was told 201/200. Both given: 400. *out
+ * borrowed from the body, NULL for none. 0, or SCIM_EABORT with rs. */
+static int body_members(const json_t *body, const json_t **out, scim_resp *rs) {
+  json_t *top = scim__oget(body, "members", NULL);
+  json_t *core = scim__oget(body, SCIM_URN_GROUP, NULL);
+  json_t *inner = json_is_object(core) ? scim__oget(core, "members", NULL) : NULL;
+  if (json_is_null(top)) top = NULL;
+  if (json_is_null(inner)) inner = NULL;
+  if (top && inner) {
+    scim_error(rs, 400, "invalidSyntax", "\"members\" is given twice (plain and inside \"%s\")", SCIM_URN_GROUP);
+    return SCIM_EABORT;
+  }
+  *out = top ? top : inner;
+  return 0;
+}
+
 int scim__group_create(st_txn *txn, const scim_req *rq, scim_resp *rs) {
   json_t *g = scim__normalize(rq->body, true, rs);
   if (!g) return SCIM_EABORT;
@@ -303,8 +323,9 @@ int scim__group_create(st_txn *txn, const scim_req *rq, scim_resp *rs) {
     rc = scim__fail_store(rs, rc);
     goto out;
   }
-  json_t *mem = scim__oget(rq->body, "members", NULL);
-  if (mem && !json_is_null(mem) && (rc = members_op(&m, "add", mem, NULL, rs))) goto out;
+  const json_t *mem;
+  if ((rc = body_members(rq->body, &mem, rs))) goto out;
+  if (mem && (rc = members_op(&m, "add", mem, NULL, rs))) goto out;
   if ((rc = scim__emit(txn, SCIM_EV_GROUP_CREATED, rq, rq->new_id, scim__jstr(g, "displayName"), NULL, NULL, NULL, rs)) ||
       (rc = emit_members(txn, rq, &m, scim__jstr(g, "displayName"), rs)))
     goto out;
@@ -384,8 +405,8 @@ int scim__group_write(st_txn *txn, const scim_req *rq, const char *id, bool patc
     nu = scim__normalize(rq->body, true, rs);
     if (nu) {
       /* PUT replaces everything, members included (absent = none) */
-      json_t *mem = scim__oget(rq->body, "members", NULL);
-      if ((rc = members_op(&m, "replace", mem && !json_is_null(mem) ? mem : NULL, NULL, rs))) goto out;
+      const json_t *mem;
+      if ((rc = body_members(rq->body, &mem, rs)) || (rc = members_op(&m, "replace", mem, NULL, rs))) goto out;
     }
   }
   if (!nu) {

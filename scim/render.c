@@ -238,7 +238,6 @@ static bool attrs_unique(const json_t *o, bool group, const char *skip, const ch
 bool scim__names_unique(const json_t *body, bool group, bool patch, scim_resp *rs) {
   const char *dup = NULL;
   const char *skip = group ? "members" : "groups";
-  size_t sl = strlen(skip);
   bool ok = true;
   if (!json_is_object(body)) return true; /* refused elsewhere */
   if (!patch) {
@@ -263,8 +262,8 @@ bool scim__names_unique(const json_t *body, bool group, bool patch, scim_resp *r
         json_t *value = scim__oget(o, "value", NULL);
         if (!value) continue;
         if (path && *path) {
-          if (!(group && !strncasecmp(path, skip, sl) && (!path[sl] || strchr("[.", path[sl]))))
-            ok = nested_unique(value, &dup);
+          /* a group's members, in any spelling, are member references */
+          if (!(group && scim__name_kind(path, true) == SCIM__NAME_SKIP)) ok = nested_unique(value, &dup);
         } else if (json_is_object(value)) {
           ok = attrs_unique(value, group, group ? skip : NULL, &dup);
         } else {

@@ -39,6 +39,18 @@ test('URN-qualified core attributes in a path-less PATCH: members reach the inde
     assert.equal((await t.scim.get(`/Users/${a}`)).json.active, false);
     r = await t.scim.patch(`/Users/${a}`, { schemas: [PATCH], Operations: [{ op: 'replace', value: { [USER]: { active: 'maybe' } } }] });
     assert.equal(r.status, 400, r.body);
+    // POST and PUT alike: members inside the core schema's URN object went
+    // nowhere — a POST made an empty group, a PUT emptied one (201/200)
+    const g2 = await t.scim.post('/Groups', { schemas: [GROUP], displayName: 'Ops', [GROUP]: { members: [{ value: a }] } });
+    assert.equal(g2.status, 201, g2.body);
+    assert.deepEqual(await t.scim.memberIds(g2.json.id), [a], 'POST: the member inside the URN object joined');
+    r = await t.scim.put(`/Groups/${g2.json.id}`, { schemas: [GROUP], [GROUP]: { displayName: 'Ops', members: [{ value: b }, { value: c }] } });
+    assert.equal(r.status, 200, r.body);
+    assert.deepEqual(await t.scim.memberIds(g2.json.id), [b, c].sort(), 'PUT: exactly the members inside the URN object');
+    // both spellings at once: 400, nothing changed
+    r = await t.scim.put(`/Groups/${g2.json.id}`, { schemas: [GROUP], displayName: 'Ops', members: [{ value: a }], [GROUP]: { members: [] } });
+    assert.equal(r.status, 400, r.body);
+    assert.deepEqual(await t.scim.memberIds(g2.json.id), [b, c].sort());
   } finally {
     await gw.stop();
   }
