@@ -847,12 +847,12 @@ static int revoke_family(st_txn *txn, const char *tenant, const char *key, size_
   return rc == ST_ENOTFOUND ? 0 : rc;
 }
 
-/* a consent: "a" tenant \0 user \0 client_id */
+/* a consent: "a" tenant \0 user \0 client_id (counted in *n) */
 static int delete_key(st_txn *txn, const char *tenant, const char *key, size_t len, size_t pn, int *n) {
   (void)tenant;
   (void)pn;
-  (void)n;
   int rc = st_del(txn, ST_DB_AUTH, key, len);
+  if (rc == 0) ++*n;
   return rc == ST_ENOTFOUND ? 0 : rc;
 }
 
@@ -865,23 +865,25 @@ static int delete_code(st_txn *txn, const char *tenant, const char *key, size_t 
   return rc ? rc : delete_key(txn, tenant, key, len, pn, n);
 }
 
-int auth_oauth_client_revoke_all(st_txn *txn, const char *tenant, const char *client_id) {
+int auth_oauth_client_revoke_all(st_txn *txn, const char *tenant, const char *client_id, int *removed) {
+  if (removed) *removed = 0;
   if (!client_id || !client_id[0] || strlen(client_id) > AUTH_OAUTH_CLIENT_ID_MAX) return ST_EINVAL;
   client_match m = {client_id, strlen(client_id), true, 0, NULL};
   for (const char *p = client_id; *p; p++)
     if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20 || *p == 0x7f) m.plain = false;
   key_batch *b = malloc(sizeof *b);
   if (!b) return ST_ENOMEM;
-  int n = 0, rc;
+  int n = 0, other = 0, rc;
   /* its grants (live exchanges end), the consents given to it, its codes
    * not exchanged yet */
   m.fn = in_value;
   rc = client_each(txn, 'f', tenant, &m, b, revoke_family, &n);
   m.fn = at_key_end;
-  if (!rc) rc = client_each(txn, 'a', tenant, &m, b, delete_key, &n);
+  if (!rc) rc = client_each(txn, 'a', tenant, &m, b, delete_key, &other);
   m.fn = code_of;
-  if (!rc) rc = client_each(txn, 'K', tenant, &m, b, delete_code, &n);
+  if (!rc) rc = client_each(txn, 'K', tenant, &m, b, delete_code, &other);
   free(b);
+  if (!rc && removed) *removed = n + other;
   return rc ? rc : n;
 }
 

@@ -205,8 +205,10 @@ int auth_oauth_disconnect_user(st_txn *txn, const char *tenant, const char *user
  * RFC 7009), every consent given to it goes (the next authorization asks
  * again) and every code issued to it and not exchanged yet. A scan of the
  * tenant's grants, consents and codes (the values are matched as bytes
- * before any is parsed). The number of grants revoked, or ST_E*. */
-int auth_oauth_client_revoke_all(st_txn *txn, const char *tenant, const char *client_id);
+ * before any is parsed). The number of grants revoked, or ST_E*;
+ * *removed (when not NULL): how many grants, consents and codes went in
+ * all (a client swept as idle may hold consents and codes but no grant). */
+int auth_oauth_client_revoke_all(st_txn *txn, const char *tenant, const char *client_id, int *removed);
 /* A user's grants: [{id, client_id, client_name, resource ("" or a
  * connector), created, last_used, signin_at}] (caller json_decref). */
 int auth_oauth_grants(st_txn *txn, const char *tenant, const char *user_id, json_t **arr);

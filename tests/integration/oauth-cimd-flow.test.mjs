@@ -21,6 +21,7 @@ import https from 'node:https';
 
 import { makeTempDir, makeSelfSignedCert } from './lib/gateway.mjs';
 import { startLoginFixture, signIn } from './lib/login.mjs';
+import { pkce } from './lib/oauth.mjs';
 import { startEverything } from './lib/mcp.mjs';
 import { startRedirectListener, MemoryProvider, startAuthorization, finishAndConnect } from './lib/oauthclient.mjs';
 
@@ -38,7 +39,8 @@ before(async () => {
         grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'],
       },
       '/other/client.json': { client_id: `${docBase}/app/client.json`, client_name: 'Impostor', redirect_uris: ['http://127.0.0.1/callback'] },
-    }[q.url];
+    }[q.url] ?? (/^\/more\/[a-z0-9-]+\.json$/.test(q.url)
+      ? { client_id: `${docBase}${q.url}`, client_name: 'More', redirect_uris: ['http://127.0.0.1/callback'] } : undefined);
     if (!doc) { s.writeHead(404); s.end(); return; }
     s.writeHead(200, { 'content-type': 'application/json' });
     s.end(JSON.stringify(doc));
@@ -49,7 +51,8 @@ before(async () => {
     startLoginFixture({
       tenants: { acme: { users: [{ userName: 'alice@acme.com', externalId: '00u-alice' }] } },
       accounts: { '00u-alice': { email: 'alice@acme.com' } },
-      gatewayArgs: ['--cimd-ca-file', cert.cert],
+      // one cached document (app/client.json): the others are used without a record, as a client swept idle
+      gatewayArgs: ['--cimd-ca-file', cert.cert, '--cimd-cache-max', '1'],
       gatewayEnv: { MCPGATE_EGRESS_ALLOW_UNTRUSTED: '127.0.0.0/8' },
     }),
     startEverything(),
@@ -135,4 +138,36 @@ test('the same CIMD client again: straight back with a code, the document from t
   assert.match(bad.text, /Unknown application/);
   assert.equal(hits['/other/client.json'], 1);
   assert.equal(listener.pending(), 0);
+});
+
+/** Alice's authorization of the document client at /more/{name}.json in browser br: the response
+ * (stopped at the listener, or a page), with its verifier. */
+async function authorizeMore(br, name) {
+  const { verifier, challenge } = pkce();
+  const q = new URLSearchParams({ response_type: 'code', client_id: `${docBase}/more/${name}.json`,
+    redirect_uri: listener.url('/callback'), state: 's', code_challenge: challenge, code_challenge_method: 'S256', resource: mcpUrl });
+  const res = await signIn(br, `${fx.base('acme')}/oauth/authorize?${q}`, { login: '00u-alice', stopAtCallback: atListener });
+  return { res, verifier };
+}
+const asksConsent = (res) => !res.stopped && res.status === 200 && /oauth\/consent/.test(res.text ?? '');
+
+// A client whose record is gone (swept as idle, or a document used without
+// caching) may still hold consents (and a code) but no grant. Before this
+// test's fix the admin's DELETE of it answered 404 — and, answering so,
+// rolled back the removal of those consents: the client stayed allowed
+// without a click.
+test('DELETE of a client without a record that holds consents but no grant: 204, and the consent is gone', async () => {
+  const br = fx.browser();
+  let { res } = await authorizeMore(br, 'swept');
+  assert.ok(asksConsent(res), `the consent page: ${res.status} ${res.text?.slice(0, 200)}`);
+  res = await br.submitForm(res, { fields: { decision: 'allow' }, stopAt: atListener });
+  assert.equal(res.stopped, true, `a code: ${res.status} ${res.text?.slice(0, 200)}`);
+  ({ res } = await authorizeMore(br, 'swept'));
+  assert.equal(res.stopped, true, 'allowed before: no consent page');
+  const id = `${docBase}/more/swept.json`;
+  assert.equal((await fx.op.get(`/admin/v1/tenants/acme/oauth-clients/${encodeURIComponent(id)}`)).status, 404, 'no record');
+  const del = await fx.t.acme.admin('DELETE', `/oauth-clients/${encodeURIComponent(id)}`);
+  assert.equal(del.status, 204, del.body);
+  ({ res } = await authorizeMore(br, 'swept'));
+  assert.ok(asksConsent(res), `asked again after the delete: ${res.status} ${res.url}`);
 });

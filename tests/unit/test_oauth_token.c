@@ -1773,7 +1773,7 @@ typedef struct revoke_all_job {
 } revoke_all_job;
 static int revoke_all_fn(st_txn *txn, void *arg) {
   revoke_all_job *j = arg;
-  j->n = auth_oauth_client_revoke_all(txn, "acme", j->client);
+  j->n = auth_oauth_client_revoke_all(txn, "acme", j->client, NULL);
   return j->n < 0 ? j->n : 0;
 }
 
