@@ -371,6 +371,16 @@ int auth_oauth_client_still(st_txn *txn, const char *tenant, const char *client_
   return rc == ST_ENOTFOUND ? AUTH_EOAUTH_CLIENT_GONE : rc;
 }
 
+int auth_oauth_client_redirect_still(st_txn *txn, const char *tenant, const char *client_id, const char *redirect_uri) {
+  json_t *rec = NULL;
+  int rc = auth_oauth_client_get(txn, tenant, client_id, &rec);
+  if (rc == ST_ENOTFOUND) return auth_oauth_cimd_url_ok(client_id) ? 0 : AUTH_EOAUTH_CLIENT_GONE;
+  if (rc) return rc;
+  rc = auth_oauth_redirect_match(json_object_get(rec, "redirect_uris"), redirect_uri) ? 0 : AUTH_EOAUTH_REDIRECT;
+  json_decref(rec);
+  return rc;
+}
+
 int auth_oauth_client_delete(st_txn *txn, const char *tenant, const char *client_id) {
   char k[400];
   size_t kn = client_id && client_id[0] ? ckey(k, sizeof k, tenant, client_id) : 0;

@@ -124,6 +124,15 @@ int auth_oauth_client_get(st_txn *txn, const char *tenant, const char *client_id
  * registered, so it passes. 0, AUTH_EOAUTH_CLIENT_GONE, or a store error.
  * Any txn. */
 int auth_oauth_client_still(st_txn *txn, const char *tenant, const char *client_id);
+/* auth_oauth_client_still, and redirect_uri still one the client's record
+ * allows (auth_oauth_redirect_match), read in the write job that issues a
+ * code: a consent page stays open for minutes, and meanwhile a document
+ * may be fetched again or pinned anew without the redirect URI the page
+ * was opened for. A document URL without a record passes (nothing newer
+ * than what the page was opened with is known). 0,
+ * AUTH_EOAUTH_CLIENT_GONE, AUTH_EOAUTH_REDIRECT, or a store error. Any
+ * txn. */
+int auth_oauth_client_redirect_still(st_txn *txn, const char *tenant, const char *client_id, const char *redirect_uri);
 /* Write txn: deletes it (and counts it out). ST_ENOTFOUND when absent. */
 int auth_oauth_client_delete(st_txn *txn, const char *tenant, const char *client_id);
 /* Write txn: records a use (at most once a minute is the caller's). */

@@ -182,6 +182,7 @@ typedef struct code_job {
   char code[ST_TOKEN_BUFSZ];
   char state[AUTH_OAUTH_STATE_MAX + 1];
   bool consent;      /* record the consent too */
+  bool ru_ok;        /* out: the client's record still allows c.redirect_uri (read in the job) */
   int64_t now, idle_s;
   /* the browser session the person agreed in: the code is written only
    * while it lives (a Universal Logout, a sign-out everywhere, a revoke
@@ -191,13 +192,20 @@ typedef struct code_job {
 
 static int job_code(st_txn *txn, void *arg) {
   code_job *j = arg;
-  int rc = st_tenant_active(txn, j->tenant);
+  /* the client first, and the redirect URI against its record as it is
+   * now: an admin's delete since the request was checked swept its codes
+   * and consents, and nothing may be issued to it after that; a document
+   * fetched again or pinned anew while the consent page was open may no
+   * longer list the redirect URI — nothing, not even an error, goes there
+   * then (done_code redirects only when ru_ok) */
+  j->ru_ok = false;
+  int rc = auth_oauth_client_redirect_still(txn, j->tenant, j->c.client_id, j->c.redirect_uri);
+  if (rc) return rc;
+  j->ru_ok = true;
+  rc = st_tenant_active(txn, j->tenant);
   if (!rc && st_dir_user_active(txn, j->tenant, j->c.user_id) != 1) rc = AUTH_EINACTIVE;
   if (!rc && (rc = auth_browser_still(txn, j->tenant, j->cookie, j->now, j->idle_s, j->c.user_id)) == ST_ENOTFOUND)
     rc = AUTH_ELOGIN;
-  /* the client too: an admin's delete since the request was checked swept
-   * its codes and consents, and nothing may be issued to it after that */
-  if (!rc) rc = auth_oauth_client_still(txn, j->tenant, j->c.client_id);
   if (!rc && j->consent) rc = auth_oauth_consent_put(txn, j->tenant, j->c.user_id, j->c.client_id, j->c.connector, j->now);
   if (!rc) rc = auth_oauth_code_put(txn, j->hash, &j->c, j->now);
   if (!rc) rc = auth_oauth_client_touch(txn, j->tenant, j->c.client_id, j->now);
@@ -214,6 +222,16 @@ static void client_removed(gw_req *req, const char *tenant) {
                  NULL, NULL);
 }
 
+/* The client's record no longer lists the redirect URI the person was
+ * asked about (its document changed while they decided): the address is
+ * no longer the client's to be sent to. */
+static void redirect_removed(gw_req *req, const char *tenant) {
+  pages__message(req, 400, tenant, "Application changed",
+                 "This application's description changed while you were deciding, and it no longer lists the "
+                 "address you were to be sent back to. Nothing was granted. Start again from the application.",
+                 NULL, NULL);
+}
+
 static void done_code(int status, void *arg) {
   code_job *j = arg;
   gw_req *req = j->req;
@@ -222,6 +240,17 @@ static void done_code(int status, void *arg) {
     GW_LOG(GW_LOG_INFO, "oauth", &lc, "authorization code not issued: client %s was deleted meanwhile",
            j->c.client_id);
     client_removed(req, j->tenant);
+  } else if (status == AUTH_EOAUTH_REDIRECT) {
+    GW_LOG(GW_LOG_INFO, "oauth", &lc,
+           "authorization code not issued: client %s no longer lists the redirect URI the person was asked about",
+           j->c.client_id);
+    redirect_removed(req, j->tenant);
+  } else if (status && !j->ru_ok) {
+    GW_LOG(GW_LOG_WARN, "oauth", &lc, "authorization code not issued: %s", auth_strerror(status));
+    pages__message(req, 503, j->tenant, "Try again",
+                   "mcpgate could not check this application right now. Nothing was granted. Start again from the "
+                   "application.",
+                   NULL, NULL);
   } else if (status) {
     GW_LOG(GW_LOG_WARN, "oauth", &lc, "authorization code not issued: %s", auth_strerror(status));
     bool denied = status == AUTH_EINACTIVE || status == AUTH_ELOGIN;
@@ -240,13 +269,24 @@ static void done_code(int status, void *arg) {
   free(j);
 }
 
+/* A code that could not even be submitted: back to the client when its
+ * redirect URI was checked against its record just now (authorize), but a
+ * page after a consent page (the record may have changed since: only the
+ * job re-reads it). */
+static void issue_failed(gw_req *req, const char *tenant, const auth_oauth_code *c, const char *state, bool consent,
+                         const char *code, const char *why) {
+  if (!consent) redirect_error(req, tenant, c->redirect_uri, state, code, why);
+  else pages__message(req, 503, tenant, "Try again", "mcpgate could not record your decision right now. Start again "
+                      "from the application.", NULL, NULL);
+}
+
 static void issue_code(gw_req *req, const char *tenant, const auth_oauth_code *c, const char *state, bool consent) {
   gw_server *srv = req->lp->srv;
   code_job *j = calloc(1, sizeof *j);
   if (!j || st_token_new(AUTH_OAUTH_CODE_PREFIX, j->code, sizeof j->code) ||
       st_token_hash(j->code, strlen(j->code), j->hash)) {
     free(j);
-    redirect_error(req, tenant, c->redirect_uri, state, "server_error", "the gateway could not draw a code");
+    issue_failed(req, tenant, c, state, consent, "server_error", "the gateway could not draw a code");
     return;
   }
   j->req = req;
@@ -264,7 +304,7 @@ static void issue_code(gw_req *req, const char *tenant, const auth_oauth_code *c
   if (gw_loop_submit(req->lp, job_code, done_code, j)) {
     OPENSSL_cleanse(j, sizeof *j);
     free(j);
-    redirect_error(req, tenant, c->redirect_uri, state, "temporarily_unavailable", "the gateway's store is busy");
+    issue_failed(req, tenant, c, state, consent, "temporarily_unavailable", "the gateway's store is busy");
   }
 }
 
@@ -548,15 +588,17 @@ void pages__consent(gw_req *req, const char *tenant) {
   gw_log_ctx lc = {tenant, req->id};
   if (strcmp(decision, "allow")) {
     GW_LOG(GW_LOG_INFO, "oauth", &lc, "user %s denied client %s", s.user_id, c.client_id);
-    /* a client removed meanwhile is sent nothing (Allow's job finds out the
-     * same); a store that cannot be read sends nobody anywhere either */
+    /* a client removed meanwhile, or whose record no longer lists this
+     * redirect URI, is sent nothing (Allow's job finds out the same); a
+     * store that cannot be read sends nobody anywhere either */
     st_txn *txn;
     int still = st_read_begin(req->lp->srv->store, &txn);
     if (!still) {
-      still = auth_oauth_client_still(txn, tenant, c.client_id);
+      still = auth_oauth_client_redirect_still(txn, tenant, c.client_id, c.redirect_uri);
       st_txn_end(txn);
     }
     if (still == AUTH_EOAUTH_CLIENT_GONE) client_removed(req, tenant);
+    else if (still == AUTH_EOAUTH_REDIRECT) redirect_removed(req, tenant);
     else if (still)
       pages__message(req, 503, tenant, "Try again", "mcpgate could not record your decision right now. Start again "
                      "from the application.", NULL, NULL);

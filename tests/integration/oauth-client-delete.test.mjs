@@ -153,3 +153,37 @@ test('Deny on a consent page opened before the client was deleted sends the brow
   assert.equal(res.status, 400, res.text?.slice(0, 300));
   assert.match(res.text ?? '', /removed|no longer/i, 'the page says the application is gone');
 });
+
+// A consent page stays open for ten minutes; meanwhile the client's
+// document may be pinned anew (or fetched again) without the redirect URI
+// the page was opened for — an admin taking a hijacked address out of it.
+// Before this test's fix Allow still sent the code there (and Deny the
+// person), checked only against the record as it was when the page opened.
+test('Allow and Deny on a consent page whose client was re-pinned without its redirect URI send nothing there', async () => {
+  const id = 'https://client.example.test/repinned.json';
+  const old = 'https://old.example/cb', kept = 'http://127.0.0.1/callback';
+  const doc = (uris) => ({ client_id: id, client_name: 'Re-pinned', redirect_uris: uris });
+  assert.equal((await t.admin('PUT', '/oauth-clients', { client_id: id, document: doc([old, kept]) })).status, 201);
+  const isCb = (u) => u.startsWith('https://old.example/');
+  const open = async () => {
+    const { challenge } = pkce();
+    const q = new URLSearchParams({ response_type: 'code', client_id: id, redirect_uri: old, state: 's',
+      code_challenge: challenge, code_challenge_method: 'S256', resource: `${fx.gw.url}/t/acme/mcp` });
+    const b = fx.browser();
+    const page = await signIn(b, `${fx.base('acme')}/oauth/authorize?${q}`, { login: '00u-alice', stopAtCallback: isCb });
+    assert.notEqual(page.stopped, true);
+    assert.match(page.text ?? '', /oauth\/consent/, 'the consent page');
+    return { b, page };
+  };
+  const allow = await open(), deny = await open();
+  assert.equal((await t.admin('PUT', '/oauth-clients', { client_id: id, document: doc([kept]) })).status, 200);
+  for (const [{ b, page }, decision] of [[allow, 'allow'], [deny, 'deny']]) {
+    const res = await b.submitForm(page, { fields: { decision }, stopAt: isCb });
+    assert.notEqual(res.stopped, true, `${decision}: not sent to the redirect URI the client no longer lists (${res.url})`);
+    assert.equal(res.status, 400, `${decision}: ${res.text?.slice(0, 300)}`);
+    assert.match(res.text ?? '', /no longer lists/, decision);
+  }
+  const g = await t.admin('GET', `/users/${encodeURIComponent(ALICE)}/grants`);
+  assert.ok(!g.json.grants.some((x) => x.client_id === id), JSON.stringify(g.json));
+  assert.equal((await t.admin('DELETE', `/oauth-clients/${encodeURIComponent(id)}`)).status, 204);
+});

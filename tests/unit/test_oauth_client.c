@@ -254,6 +254,13 @@ TEST(client_records) {
   CHECK_INT(auth_oauth_client_still(txn, "gamma", "mcpc_1"), AUTH_EOAUTH_CLIENT_GONE);
   CHECK_INT(auth_oauth_client_still(txn, "acme", "https://claude.ai/meta"), 0);
   CHECK_INT(auth_oauth_client_still(txn, "acme", "https://other.example/meta"), 0);
+  /* and to a redirect URI its record lists now (loopback: any port) */
+  CHECK_INT(auth_oauth_client_redirect_still(txn, "acme", "mcpc_1", "http://localhost:4711/cb"), 0);
+  CHECK_INT(auth_oauth_client_redirect_still(txn, "acme", "mcpc_1", "https://evil.example/cb"), AUTH_EOAUTH_REDIRECT);
+  CHECK_INT(auth_oauth_client_redirect_still(txn, "acme", "mcpc_9", "http://localhost/cb"), AUTH_EOAUTH_CLIENT_GONE);
+  CHECK_INT(auth_oauth_client_redirect_still(txn, "acme", "https://claude.ai/meta", "https://evil.example/cb"),
+            AUTH_EOAUTH_REDIRECT);
+  CHECK_INT(auth_oauth_client_redirect_still(txn, "acme", "https://other.example/meta", "https://x.example/cb"), 0);
   st_txn_end(txn);
   /* mcpc_1 used at 4000: only nothing older than 3000 expires; DCR only */
   job t = {"acme", "mcpc_1", NULL, NULL, 1, 0, 4000, 0, 0};
