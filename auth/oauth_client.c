@@ -264,7 +264,8 @@ static int put_rec(st_txn *txn, const char *k, size_t kn, json_t *rec) {
 
 /* ---- the counts record ("c" tenant \0) */
 
-static const char *const kinds[] = {AUTH_OAUTH_KIND_DCR, AUTH_OAUTH_KIND_CIMD, AUTH_OAUTH_KIND_PINNED, NULL};
+static const char *const kinds[] = {AUTH_OAUTH_KIND_DCR, AUTH_OAUTH_KIND_CIMD, AUTH_OAUTH_KIND_PINNED,
+                                    AUTH_OAUTH_KIND_BLOCKED, NULL};
 
 static bool known_kind(const char *kind) {
   for (const char *const *k = kinds; kind && *k; k++)
@@ -363,12 +364,18 @@ int auth_oauth_client_get(st_txn *txn, const char *tenant, const char *client_id
   return 0;
 }
 
+bool auth_oauth_client_blocked(const json_t *rec) {
+  const char *kind = json_string_value(json_object_get(rec, "kind"));
+  return kind && !strcmp(kind, AUTH_OAUTH_KIND_BLOCKED);
+}
+
 int auth_oauth_client_still(st_txn *txn, const char *tenant, const char *client_id) {
-  if (auth_oauth_cimd_url_ok(client_id)) return 0;
   json_t *rec = NULL;
   int rc = auth_oauth_client_get(txn, tenant, client_id, &rec);
+  if (rc == 0 && auth_oauth_client_blocked(rec)) rc = AUTH_EOAUTH_CLIENT_GONE;
   json_decref(rec);
-  return rc == ST_ENOTFOUND ? AUTH_EOAUTH_CLIENT_GONE : rc;
+  if (rc == ST_ENOTFOUND) return auth_oauth_cimd_url_ok(client_id) ? 0 : AUTH_EOAUTH_CLIENT_GONE;
+  return rc;
 }
 
 int auth_oauth_client_redirect_still(st_txn *txn, const char *tenant, const char *client_id, const char *redirect_uri) {
@@ -376,7 +383,8 @@ int auth_oauth_client_redirect_still(st_txn *txn, const char *tenant, const char
   int rc = auth_oauth_client_get(txn, tenant, client_id, &rec);
   if (rc == ST_ENOTFOUND) return auth_oauth_cimd_url_ok(client_id) ? 0 : AUTH_EOAUTH_CLIENT_GONE;
   if (rc) return rc;
-  rc = auth_oauth_redirect_match(json_object_get(rec, "redirect_uris"), redirect_uri) ? 0 : AUTH_EOAUTH_REDIRECT;
+  if (auth_oauth_client_blocked(rec)) rc = AUTH_EOAUTH_CLIENT_GONE;
+  else rc = auth_oauth_redirect_match(json_object_get(rec, "redirect_uris"), redirect_uri) ? 0 : AUTH_EOAUTH_REDIRECT;
   json_decref(rec);
   return rc;
 }

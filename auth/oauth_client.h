@@ -31,9 +31,12 @@
  *        client_uri?, logo_uri?, redirect_uris, created, last_used,
  *        fetched? (cimd: unix s of the fetch)}
  *   kind: "dcr" (registered here), "cimd" (a fetched document, cached),
- *   "pinned" (an admin's copy of a document; wins over a fetch).
+ *   "pinned" (an admin's copy of a document; wins over a fetch),
+ *   "blocked" (an admin refused this document URL: {client_id, kind,
+ *   created, last_used} only; it is neither fetched nor given anything
+ *   until the admin lifts the block or pins a document; never swept).
  *   "c" tenant \0 (the empty client_id: the first key of the tenant's
- *        range) → JSON {dcr, cimd, pinned, sweep}: how many records of
+ *        range) → JSON {dcr, cimd, pinned, blocked, sweep}: how many records of
  *        each kind the tenant holds (kept by put and delete, so a cap is
  *        checked without a scan), and where the idle sweep stopped. Deleted
  *        with the rest by the tenant purge; a store whose records predate
@@ -60,6 +63,7 @@
 #define AUTH_OAUTH_KIND_DCR "dcr"
 #define AUTH_OAUTH_KIND_CIMD "cimd"
 #define AUTH_OAUTH_KIND_PINNED "pinned"
+#define AUTH_OAUTH_KIND_BLOCKED "blocked"
 
 /* ---- errors (auth.h's range) */
 #define AUTH_EOAUTH_METADATA (-30660) /* client metadata refused (invalid_client_metadata) */
@@ -115,13 +119,15 @@ int auth_oauth_client_put(st_txn *txn, const char *tenant, const char *client_id
                           const json_t *clean, const char *now, int64_t now_s);
 /* The record of tenant's client (caller json_decref). ST_ENOTFOUND. */
 int auth_oauth_client_get(st_txn *txn, const char *tenant, const char *client_id, json_t **rec);
+/* Whether rec (a client record) is an admin's block. */
+bool auth_oauth_client_blocked(const json_t *rec);
 /* Whether a code may still be issued to client_id of tenant, read in the
  * write job that issues it: a client_id that is no client metadata
  * document URL is a registration, and must still be stored — an admin may
  * have deleted it (with its codes) since the authorization request was
  * checked, and a consent page stays open for minutes. A document URL may
  * have no record (never cached, or evicted): it is fetched, not
- * registered, so it passes. 0, AUTH_EOAUTH_CLIENT_GONE, or a store error.
+ * registered, so it passes — unless its record is a block. 0, AUTH_EOAUTH_CLIENT_GONE, or a store error.
  * Any txn. */
 int auth_oauth_client_still(st_txn *txn, const char *tenant, const char *client_id);
 /* auth_oauth_client_still, and redirect_uri still one the client's record
@@ -129,7 +135,8 @@ int auth_oauth_client_still(st_txn *txn, const char *tenant, const char *client_
  * code: a consent page stays open for minutes, and meanwhile a document
  * may be fetched again or pinned anew without the redirect URI the page
  * was opened for. A document URL without a record passes (nothing newer
- * than what the page was opened with is known). 0,
+ * than what the page was opened with is known); a block is
+ * AUTH_EOAUTH_CLIENT_GONE. 0,
  * AUTH_EOAUTH_CLIENT_GONE, AUTH_EOAUTH_REDIRECT, or a store error. Any
  * txn. */
 int auth_oauth_client_redirect_still(st_txn *txn, const char *tenant, const char *client_id, const char *redirect_uri);

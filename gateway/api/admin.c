@@ -422,8 +422,8 @@ void gw_admin_dispatch(gw_req *req) {
       admin__employee_tokens(req, &who, seg[1], n == 4 ? seg[3] : NULL);
       return;
     }
-    if ((n == 3 || n == 4) && !strcmp(seg[2], "oauth-clients")) {
-      admin__oauth_clients(req, &who, seg[1], n == 4 ? seg[3] : NULL);
+    if ((n == 3 || n == 4 || (n == 5 && !strcmp(seg[4], "block"))) && !strcmp(seg[2], "oauth-clients")) {
+      admin__oauth_clients(req, &who, seg[1], n >= 4 ? seg[3] : NULL, n == 5);
       return;
     }
     if ((n == 3 || n == 4) && (!strcmp(seg[2], "users") || !strcmp(seg[2], "groups"))) {

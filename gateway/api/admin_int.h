@@ -139,7 +139,9 @@ void admin__connectors(gw_req *req, const admin_caller *who, const char *tenant,
 void admin__policy(gw_req *req, const admin_caller *who, const char *tenant);
 void admin__oidc(gw_req *req, const admin_caller *who, const char *tenant);
 void admin__explain(gw_req *req, const admin_caller *who, const char *tenant);
-void admin__oauth_clients(gw_req *req, const admin_caller *who, const char *tenant, const char *seg);
+/* seg: the client_id's segment (NULL: the collection); block_seg: the
+ * path goes on with /block (seg is then not NULL). */
+void admin__oauth_clients(gw_req *req, const admin_caller *who, const char *tenant, const char *seg, bool block_seg);
 void admin__directory(gw_req *req, const admin_caller *who, const char *tenant, const char *what,
                       const char *id);
 /* admin_users.c: …/users/{ref}/{action}[/{arg}] (revoke, restore, grants). */

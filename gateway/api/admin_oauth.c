@@ -7,7 +7,15 @@
  *          of a tenant (409 too_many_clients past it)
  *   GET    …/oauth-clients/{client_id, URL-encoded}               one record
  *   DELETE …/oauth-clients/{client_id, URL-encoded}               any kind,
- *          with every grant, consent and code of the client
+ *          with every grant, consent and code of the client; a client
+ *          metadata document URL (cached, or never cached) stays blocked
+ *          (a "blocked" record): a delete alone lasted until the next
+ *          fetch of the document. A pinned document is unpinned (fetched
+ *          from then on), not blocked.
+ *   PUT    …/oauth-clients/{client_id}/block   blocks a document URL
+ *          (its DELETE, and a block even if pinned or never seen)
+ *   DELETE …/oauth-clients/{client_id}/block   lifts the block (404 when
+ *          none); a PUT of a pinned document replaces it too
  *   GET    …/oauth-clients/resolve?client_id=…  what the authorization
  *          endpoint would see for this client now (oauth_cimd.c's lookup:
  *          it may fetch and cache the document) — an operator's diagnostic
@@ -121,8 +129,8 @@ static void list(gw_req *req, const char *tenant) {
     }
   }
   if (kind[0] && strcmp(kind, AUTH_OAUTH_KIND_DCR) && strcmp(kind, AUTH_OAUTH_KIND_CIMD) &&
-      strcmp(kind, AUTH_OAUTH_KIND_PINNED)) {
-    gw_respond_error(req, 400, "invalid_request", "\"kind\" must be dcr, cimd or pinned");
+      strcmp(kind, AUTH_OAUTH_KIND_PINNED) && strcmp(kind, AUTH_OAUTH_KIND_BLOCKED)) {
+    gw_respond_error(req, 400, "invalid_request", "\"kind\" must be dcr, cimd, pinned or blocked");
     return;
   }
   st_txn *txn;
@@ -188,6 +196,9 @@ typedef struct pin_job {
   int64_t now_s;
   bool del;
   int64_t max;  /* pinned_clients_max: a new pin past it is GW_API_EFULL */
+  int block;    /* del: 1 block a document URL too (unless pinned), 2 block it whatever it was; -1 lift a
+                   block only */
+  bool blocked; /* out: a block was written */
   bool created; /* out */
   int revoked;  /* out: a delete's grants revoked */
   json_t *out;  /* out: the record written */
@@ -206,14 +217,42 @@ static int job_pin(st_txn *txn, void *arg) {
   j->created = false;
   int rc = st_tenant_active(txn, j->tenant);
   if (rc) return rc == ST_ENOTFOUND ? GW_API_ENOTENANT : rc;
+  if (j->del && j->block < 0) {
+    /* lift a block: the record goes, and only a block */
+    json_t *have = NULL;
+    rc = auth_oauth_client_get(txn, j->tenant, j->client_id, &have);
+    bool blocked = rc == 0 && auth_oauth_client_blocked(have);
+    json_decref(have);
+    if (rc) return rc;
+    return blocked ? auth_oauth_client_delete(txn, j->tenant, j->client_id) : ST_ENOTFOUND;
+  }
   if (j->del) {
     /* what the client holds goes with it: its grants (their live
      * exchanges end), the consents given to it, its codes — also when its
      * record was swept already (idle) while grants of it live on */
+    /* a pinned document is unpinned (fetched again from then on): the
+     * admin chose it, and a block is one PUT …/block away */
+    json_t *have = NULL;
+    rc = auth_oauth_client_get(txn, j->tenant, j->client_id, &have);
+    const char *kind = json_string_value(json_object_get(have, "kind"));
+    bool unpin = rc == 0 && kind && !strcmp(kind, AUTH_OAUTH_KIND_PINNED);
+    json_decref(have);
+    if (rc && rc != ST_ENOTFOUND && rc != ST_ECORRUPT) return rc;
+    j->blocked = j->block > 1 || (j->block == 1 && !unpin);
     int removed = 0, n = auth_oauth_client_revoke_all(txn, j->tenant, j->client_id, &removed);
     if (n < 0) return n;
     j->revoked = n;
     rc = auth_oauth_client_delete(txn, j->tenant, j->client_id);
+    /* a document URL stays refused: anyone may serve the document again,
+     * and the next authorization request would fetch it back — the block
+     * record is what the lookup and the code job read (an admin lifts it) */
+    if (j->blocked && (rc == 0 || rc == ST_ENOTFOUND)) {
+      json_t *none = json_object();
+      rc = none ? auth_oauth_client_put(txn, j->tenant, j->client_id, AUTH_OAUTH_KIND_BLOCKED, none, j->now, j->now_s)
+                : ST_ENOMEM;
+      json_decref(none);
+      return rc;
+    }
     /* a record swept already: the delete is done if anything of the
      * client went (grants, consents or codes); a 404 would roll it back */
     return rc == ST_ENOTFOUND && removed > 0 ? 0 : rc;
@@ -221,11 +260,13 @@ static int job_pin(st_txn *txn, void *arg) {
   json_t *have = NULL;
   rc = auth_oauth_client_get(txn, j->tenant, j->client_id, &have);
   bool was_pinned = !rc && !strcmp(json_string_value(json_object_get(have, "kind")) ?: "", AUTH_OAUTH_KIND_PINNED);
+  bool blocked = rc == 0 && auth_oauth_client_blocked(have);
   json_decref(have);
   if (rc && rc != ST_ENOTFOUND) return rc;
-  j->created = rc == ST_ENOTFOUND;
-  /* one more pinned document (a new one, or over a cached or registered
-   * record): within the operator's cap, from the tenant's counts record */
+  j->created = rc == ST_ENOTFOUND || blocked; /* a pin over a block lifts it: the client is new */
+  /* one more pinned document (a new one, or over a cached, registered or
+   * blocked record): within the operator's cap, from the tenant's counts
+   * record */
   if (!was_pinned) {
     int64_t n = auth_oauth_clients_count(txn, j->tenant, AUTH_OAUTH_KIND_PINNED);
     if (n < 0) return (int)n;
@@ -246,8 +287,12 @@ static void done_pin(int status, void *arg) {
                      "(pinned_clients_max: %lld): delete one before pinning another, or ask the operator",
                      (long long)j->max);
   else if (!admin__job_error(req, status, "OAuth client")) {
-    if (j->del) {
-      GW_LOG(GW_LOG_INFO, "admin", &lc, "OAuth client %s deleted; %d grant(s) of it revoked", j->client_id, j->revoked);
+    if (j->del && j->block < 0) {
+      GW_LOG(GW_LOG_INFO, "admin", &lc, "OAuth client %s unblocked", j->client_id);
+      gw_respond(req, 204, NULL, NULL, 0);
+    } else if (j->del) {
+      GW_LOG(GW_LOG_INFO, "admin", &lc, "OAuth client %s deleted%s; %d grant(s) of it revoked", j->client_id,
+             j->blocked ? " and blocked" : "", j->revoked);
       gw_respond(req, 204, NULL, NULL, 0);
     } else {
       GW_LOG(GW_LOG_INFO, "admin", &lc, "client metadata document %s pinned", j->client_id);
@@ -318,7 +363,52 @@ static void pin(gw_req *req, const char *tenant) {
 
 /* ---- dispatch */
 
-void admin__oauth_clients(gw_req *req, const admin_caller *who, const char *tenant, const char *seg) {
+/* The delete job of client_id: block 1 to block a document URL as well
+ * (unless it was pinned: then unpinned), 2 to block it whatever it was, -1
+ * to lift a block only, 0 neither. */
+static void delete_client(gw_req *req, const char *tenant, const char *id, int block) {
+  /* its job scans the tenant's grants, consents and codes on the writer
+   * every tenant's deactivations share: one such write of the tenant at
+   * a time (gateway/core/limits.h, as a policy PUT) */
+  int busy = block < 0 ? 0 : gw_limits_write_enter(req, tenant);
+  if (busy) {
+    gw_respond_error(req, busy, busy == 503 ? "busy" : "change_in_progress",
+                     busy == 503 ? "other tenants' large changes are being applied; retry after Retry-After seconds"
+                                 : "this tenant's previous large change is still being applied; retry after "
+                                   "Retry-After seconds");
+    return;
+  }
+  pin_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    gw_respond_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  gw_strlcpy(j->tenant, tenant, sizeof j->tenant);
+  gw_strlcpy(j->client_id, id, sizeof j->client_id);
+  j->del = true;
+  j->block = block;
+  j->now_s = oauth__now();
+  oauth__rfc3339(j->now_s, j->now);
+  submit(req, j);
+}
+
+/* …/oauth-clients/{client_id}/block: PUT blocks a document URL (as its
+ * DELETE does, and a pinned one too), DELETE lifts the block. */
+static void block(gw_req *req, const char *tenant, const char *id) {
+  if (!auth_oauth_cimd_url_ok(id)) {
+    gw_respond_error(req, 400, "invalid_request",
+                     "only a client metadata document URL can be blocked (a registered client is deleted instead)");
+    return;
+  }
+  if (!strcmp(req->method, "PUT")) delete_client(req, tenant, id, 2);
+  else if (!strcmp(req->method, "DELETE")) delete_client(req, tenant, id, -1);
+  else {
+    gw_resp_header(req, "Allow", "PUT, DELETE");
+    gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
+  }
+}
+
+void admin__oauth_clients(gw_req *req, const admin_caller *who, const char *tenant, const char *seg, bool block_seg) {
   if (admin__reach(req, who, tenant)) return;
   gw_strlcpy(req->tenant, tenant, sizeof req->tenant);
   bool get = !strcmp(req->method, "GET") || !strcmp(req->method, "HEAD");
@@ -344,29 +434,14 @@ void admin__oauth_clients(gw_req *req, const admin_caller *who, const char *tena
     gw_respond_error(req, 404, "not_found", "no such OAuth client in this tenant");
     return;
   }
+  if (block_seg) {
+    block(req, tenant, id);
+    return;
+  }
   if (get) {
     get_one(req, tenant, id);
   } else if (!strcmp(req->method, "DELETE")) {
-    /* its job scans the tenant's grants, consents and codes on the writer
-     * every tenant's deactivations share: one such write of the tenant at
-     * a time (gateway/core/limits.h, as a policy PUT) */
-    int busy = gw_limits_write_enter(req, tenant);
-    if (busy) {
-      gw_respond_error(req, busy, busy == 503 ? "busy" : "change_in_progress",
-                       busy == 503 ? "other tenants' large changes are being applied; retry after Retry-After seconds"
-                                   : "this tenant's previous large change is still being applied; retry after "
-                                     "Retry-After seconds");
-      return;
-    }
-    pin_job *j = calloc(1, sizeof *j);
-    if (!j) {
-      gw_respond_error(req, 500, "internal", "out of memory");
-      return;
-    }
-    gw_strlcpy(j->tenant, tenant, sizeof j->tenant);
-    gw_strlcpy(j->client_id, id, sizeof j->client_id);
-    j->del = true;
-    submit(req, j);
+    delete_client(req, tenant, id, auth_oauth_cimd_url_ok(id) ? 1 : 0);
   } else {
     gw_resp_header(req, "Allow", "GET, DELETE");
     gw_respond_error(req, 405, "method_not_allowed", "%s is not allowed here", req->method);

@@ -20,7 +20,9 @@
  *  - Only what was checked is cached (auth_oauth_client_validate's clean
  *    object), for cimd_cache_ms; a failed fetch is never cached and a stale
  *    document never used in its place. A pinned document (an admin's copy)
- *    always wins, also over a fetch that completes after it was pinned.
+ *    always wins, also over a fetch that completes after it was pinned;
+ *    a blocked document URL (an admin's block) is refused without a fetch,
+ *    also when a fetch in flight completes after it was blocked.
  *    At most cimd_cache_max documents are cached per tenant; each cache
  *    write runs a step of the idle sweep first, and past the cap the
  *    document is used without being cached.
@@ -172,7 +174,7 @@ static int job_cache(st_txn *txn, void *arg) {
   if (rc && rc != ST_ENOTFOUND) return rc;
   const char *kind = json_string_value(json_object_get(have, "kind"));
   if (have && kind && strcmp(kind, AUTH_OAUTH_KIND_CIMD)) {
-    l->out = have; /* pinned meanwhile: it wins */
+    l->out = have; /* pinned or blocked meanwhile: it wins */
     return 0;
   }
   bool replaces = have != NULL;
@@ -213,6 +215,8 @@ static void done_cache(int status, void *arg) {
     json_t *r = uncached(l);
     if (r) set_ok(l, r, "fetched");
     else set_fail(l, 503, "out of memory");
+  } else if (auth_oauth_client_blocked(l->out)) {
+    set_fail(l, 403, "client blocked by this organisation's administrator");
   } else {
     const char *kind = json_string_value(json_object_get(l->out, "kind"));
     bool pinned = kind && !strcmp(kind, AUTH_OAUTH_KIND_PINNED);
@@ -435,6 +439,9 @@ void gw_oauth_client_lookup(gw_req *req, const char *tenant, const char *client_
     set_fail(l, 404, "no such organisation on this gateway");
   } else if (rc < 0) {
     set_fail(l, 503, "the gateway's store cannot be read right now");
+  } else if (rc == 0 && kind && !strcmp(kind, AUTH_OAUTH_KIND_BLOCKED)) {
+    /* an admin's block: not fetched, whatever the document says now */
+    set_fail(l, 403, "client blocked by this organisation's administrator");
   } else if (rc == 0 && kind && !strcmp(kind, AUTH_OAUTH_KIND_PINNED)) {
     set_ok(l, rec, "pinned");
     rec = NULL;

@@ -456,7 +456,11 @@ static void authorize_client(gw_req *req, json_t *client, int status, const char
     gw_log_ctx lc = {tenant, req->id};
     GW_LOG(GW_LOG_INFO, "oauth", &lc, "authorization refused: client %s: %s", a->p.client_id,
            why ? why : "unknown");
-    if (status >= 500) pages__message(req, status == 503 ? 503 : 502, tenant, "Try again",
+    if (status == 403) pages__message(req, 403, tenant, "Application blocked",
+                                      "Your organisation's administrator blocked this application in mcpgate. "
+                                      "Nothing was granted.",
+                                      NULL, NULL);
+    else if (status >= 500) pages__message(req, status == 503 ? 503 : 502, tenant, "Try again",
                                       "mcpgate could not read this application's description right now. Try again "
                                       "from the application in a minute.",
                                       NULL, NULL);

@@ -88,7 +88,8 @@ void oauth__register_early_error(gw_req *req, int status, const char *msg);
  *
  * What the authorization endpoint (and the admin API's resolve) sees for a
  * client_id of tenant:
- *   - an https client_id (auth_oauth_cimd_url_ok): a pinned document of that
+ *   - an https client_id (auth_oauth_cimd_url_ok): an admin's block of
+ *     that URL refuses it (403, never fetched); a pinned document of that
  *     URL wins; else a cached document fetched less than cimd_cache_ms ago;
  *     else the document is fetched from the URL — outbound engine, egress
  *     level GW_OUT_EGRESS_UNTRUSTED (public addresses only unless
@@ -113,14 +114,14 @@ void oauth__register_early_error(gw_req *req, int status, const char *msg);
  *   client  the record, owned by the callee (json_decref it): {client_id,
  *           kind, client_name?, client_uri?, logo_uri?, redirect_uris,
  *           created, last_used, fetched?} — NULL on failure;
- *   status  200 on success; else 400 (unknown client, not a usable
- *           client_id, expired registration, document refused, address
+ *   status  200 on success; else 403 (a document URL the tenant's admin
+ *           blocked), 400 (unknown client, not a usable client_id, expired registration, document refused, address
  *           refused by the egress policy), 404 (no such tenant), 502 (the
  *           fetch failed: connection, TLS, timeout, HTTP status, redirect),
  *           503 (store unreadable, too many fetches at once — in all, or of
  *           this tenant: OAUTH_CIMD_TENANT_MAX — try again);
  *   error   an OAuth error code: NULL on success, "invalid_client" (400,
- *           502), "not_found" (404), "temporarily_unavailable" (503);
+ *           403, 502), "not_found" (404), "temporarily_unavailable" (503);
  *   why     on failure one sentence a human can act on ("unknown client",
  *           "fetch failed: …", "document refused: …"), never quoting the
  *           document; on success where the record came from: "registered",

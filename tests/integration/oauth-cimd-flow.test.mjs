@@ -21,7 +21,7 @@ import https from 'node:https';
 
 import { makeTempDir, makeSelfSignedCert } from './lib/gateway.mjs';
 import { startLoginFixture, signIn } from './lib/login.mjs';
-import { pkce } from './lib/oauth.mjs';
+import { pkce, tokenRequest } from './lib/oauth.mjs';
 import { startEverything } from './lib/mcp.mjs';
 import { startRedirectListener, MemoryProvider, startAuthorization, finishAndConnect } from './lib/oauthclient.mjs';
 
@@ -168,6 +168,67 @@ test('DELETE of a client without a record that holds consents but no grant: 204,
   assert.equal((await fx.op.get(`/admin/v1/tenants/acme/oauth-clients/${encodeURIComponent(id)}`)).status, 404, 'no record');
   const del = await fx.t.acme.admin('DELETE', `/oauth-clients/${encodeURIComponent(id)}`);
   assert.equal(del.status, 204, del.body);
+  // (the delete blocks a document URL: lifted here to see the consent went)
+  const unblock = await fx.t.acme.admin('DELETE', `/oauth-clients/${encodeURIComponent(id)}/block`);
+  assert.ok(unblock.status === 204 || unblock.status === 404, unblock.body);
   ({ res } = await authorizeMore(br, 'swept'));
   assert.ok(asksConsent(res), `asked again after the delete: ${res.status} ${res.url}`);
+});
+
+// The document of a client is anyone's to serve again. Before this test's
+// fix an admin's DELETE of a document client lasted until the next
+// authorization request fetched the document back: the client was allowed
+// again at once (a consent page, or none for a person who had allowed it
+// before). Now the delete leaves a block that the lookup, the code job and
+// the admin's resolve read, until the admin lifts it.
+test('an admin\'s DELETE of a document client blocks it until the admin lifts the block', async () => {
+  const br = fx.browser(), id = `${docBase}/more/blocked.json`, enc = encodeURIComponent(id);
+  const { admin } = fx.t.acme;
+  let { res, verifier } = await authorizeMore(br, 'blocked');
+  assert.ok(asksConsent(res), `the consent page: ${res.status}`);
+  // a second page of the same request, left open while the admin acts (a second browser of Alice's)
+  const other = fx.browser();
+  const pending = (await authorizeMore(other, 'blocked')).res;
+  assert.ok(asksConsent(pending), `a second consent page: ${pending.status}`);
+  res = await br.submitForm(res, { fields: { decision: 'allow' }, stopAt: atListener });
+  assert.equal(res.stopped, true, `a code: ${res.status} ${res.text?.slice(0, 200)}`);
+  const tk = await tokenRequest(fx, 'acme', { grant_type: 'authorization_code', code: new URL(res.url).searchParams.get('code'),
+    redirect_uri: listener.url('/callback'), client_id: id, code_verifier: verifier });
+  assert.equal(tk.status, 200, tk.text);
+
+  assert.equal((await admin('DELETE', `/oauth-clients/${enc}`)).status, 204);
+  const fetchedBefore = hits['/more/blocked.json'];
+  ({ res } = await authorizeMore(br, 'blocked'));
+  assert.notEqual(res.stopped, true, 'nothing redirected');
+  assert.equal(res.status, 403, res.text?.slice(0, 200));
+  assert.match(res.text ?? '', /blocked/);
+  assert.equal(hits['/more/blocked.json'], fetchedBefore, 'the document is not fetched again');
+  const resolve = await fx.op.get(`/admin/v1/tenants/acme/oauth-clients/resolve?client_id=${enc}`);
+  assert.equal(resolve.status, 403, resolve.body);
+  const rec = await fx.op.get(`/admin/v1/tenants/acme/oauth-clients/${enc}`);
+  assert.equal(rec.json?.kind, 'blocked', rec.body);
+  const rt = await tokenRequest(fx, 'acme', { grant_type: 'refresh_token', refresh_token: tk.json.refresh_token, client_id: id });
+  assert.equal(rt.status, 400, rt.text);
+  const late = await other.submitForm(pending, { fields: { decision: 'allow' }, stopAt: atListener });
+  assert.notEqual(late.stopped, true, `Allow on a page open before the block redirects nothing (${late.url})`);
+  assert.equal(late.status, 400, late.text?.slice(0, 200));
+  // a repeated DELETE keeps it blocked; a registered client cannot be "blocked"
+  assert.equal((await admin('DELETE', `/oauth-clients/${enc}`)).status, 204);
+  assert.equal((await admin('PUT', '/oauth-clients/mcpc_nope/block')).status, 400);
+
+  // lifted: fetched and asked again; lifting twice is 404
+  assert.equal((await admin('DELETE', `/oauth-clients/${enc}/block`)).status, 204);
+  assert.equal((await admin('DELETE', `/oauth-clients/${enc}/block`)).status, 404);
+  ({ res } = await authorizeMore(br, 'blocked'));
+  assert.ok(asksConsent(res), `asked again once lifted: ${res.status}`);
+  assert.equal(hits['/more/blocked.json'], fetchedBefore + 1);
+
+  // a block before the client was ever seen
+  const fresh = `${docBase}/more/never.json`;
+  assert.equal((await admin('PUT', `/oauth-clients/${encodeURIComponent(fresh)}/block`)).status, 204);
+  ({ res } = await authorizeMore(br, 'never'));
+  assert.equal(res.status, 403, res.text?.slice(0, 200));
+  assert.equal(hits['/more/never.json'], undefined, 'never fetched');
+  const list = await fx.op.get('/admin/v1/tenants/acme/oauth-clients?kind=blocked');
+  assert.deepEqual(list.json?.clients?.map((c) => c.client_id), [fresh], list.body);
 });
