@@ -25,8 +25,8 @@
  *    consent form, with the session's CSRF token.
  *  - The sign-in must be younger than the tenant's signin_max_age_ms, or
  *    the person signs in with Okta again first.
- *  - Anyone can send authorize and token requests, from as many addresses
- *    as they have: the tenant's bucket of the sign-in (auth_rate_per_tenant)
+ *  - Anyone can send authorize, token and revocation requests, from as
+ *    many addresses as they have: the tenant's bucket of the sign-in (auth_rate_per_tenant)
  *    is not spent on what a flood cannot fake. A token request whose grant
  *    works (checked first: a hash and a store read) never takes from it,
  *    nor does an authorize request from a browser signed in to the tenant
@@ -34,7 +34,10 @@
  *    request takes from its address's bucket; one that skips the tenant's
  *    takes from its own grant's (a code or refresh token) or person's at
  *    the address's rate, so a token or cookie sent from many addresses is
- *    bounded all the same.
+ *    bounded all the same. A revocation that revokes a token takes only
+ *    from that token's bucket (no flood keeps a client from revoking its
+ *    own token); junk revocations take from the address's and the
+ *    tenant's.
  *  - Token texts are drawn on the loop before the writer job (jobs are
  *    pure); replies carry Cache-Control: no-store; no code, token or
  *    verifier is ever logged. */
@@ -696,14 +699,24 @@ static bool grant_limited(gw_req *req, const uint8_t hash[32]) {
   return true;
 }
 
+/* A revocation request that revokes nothing (malformed, or a token this
+ * client could not revoke: junk) takes a token of its address's bucket and
+ * then of the tenant's (auth_rate_per_address, auth_rate_per_tenant): true
+ * when there was none, and the request has been answered 429. */
+static bool junk_limited(gw_req *req, const char *tenant) {
+  if (!pages__rate_wait_address(req) && !pages__rate_wait_tenant(req, tenant)) return false;
+  json_err(req, 429, "rate_limited", "too many requests; retry after the Retry-After seconds");
+  return true;
+}
+
 /* The token and revocation endpoints take a form POST: true when this is
- * one, else the request has been answered (a token request's refusal is
- * a failure of the tenant's when failures_of is its tenant). */
-static bool form_post(gw_req *req, const char *failures_of) {
+ * one, else the request has been answered (its refusal first spends what
+ * limited(req, tenant) takes, and may be a 429). */
+static bool form_post(gw_req *req, const char *tenant, bool (*limited)(gw_req *, const char *)) {
   const char *ct = gw_req_header(req, "Content-Type");
   bool post = !strcmp(req->method, "POST");
   if (post && ct && !strncasecmp(ct, "application/x-www-form-urlencoded", 33)) return true;
-  if (failures_of && failure_limited(req, failures_of)) return false;
+  if (limited(req, tenant)) return false;
   if (!post) {
     gw_resp_header(req, "Allow", "POST");
     json_err(req, 405, "invalid_request", "use POST");
@@ -741,7 +754,7 @@ static bool grant_works(gw_server *srv, token_job *j) {
  * (the router took from it). */
 void pages__token(gw_req *req, const char *tenant) {
   gw_server *srv = req->lp->srv;
-  if (!form_post(req, tenant)) return;
+  if (!form_post(req, tenant, failure_limited)) return;
   token_job *j = calloc(1, sizeof *j);
   if (!j) {
     json_err(req, 500, "server_error", "out of memory");
@@ -807,8 +820,17 @@ static void done_revoke(int status, void *arg) {
   free(j);
 }
 
+/* Anyone may send revocation requests, from as many addresses as they
+ * have, and each costs a hash and a store read (one that revokes, a job on
+ * the writer). Junk — malformed, or a token this client could not revoke —
+ * takes from its address's bucket and the tenant's (as the token
+ * endpoint's junk does) and is refused 429 once either is empty. A request
+ * that revokes a token takes neither: only from the bucket of the token it
+ * names (the address's rate), so that no flood, from any address, the
+ * client's own included, keeps a client from revoking its own token — and
+ * once revoked the token is junk. */
 void pages__revoke(gw_req *req, const char *tenant) {
-  if (!form_post(req, NULL)) return;
+  if (!form_post(req, tenant, junk_limited)) return;
   revoke_job *j = calloc(1, sizeof *j);
   if (!j) {
     json_err(req, 500, "server_error", "out of memory");
@@ -817,7 +839,7 @@ void pages__revoke(gw_req *req, const char *tenant) {
   auth_oauth_revoke_params p;
   if (auth_oauth_revoke_parse(req->body ? req->body : "", req->body ? req->body_len : 0, &p)) {
     free(j);
-    json_err(req, 400, p.error, p.why);
+    if (!junk_limited(req, tenant)) json_err(req, 400, p.error, p.why);
     return;
   }
   /* not one of ours, or none this client could revoke: nothing to do (RFC
@@ -827,6 +849,10 @@ void pages__revoke(gw_req *req, const char *tenant) {
   if (p.ours && st_read_begin(req->lp->srv->store, &txn) == 0) {
     p.ours = auth_oauth_token_revocable(txn, tenant, p.hash, p.client_id);
     st_txn_end(txn);
+  }
+  if (!p.ours ? junk_limited(req, tenant) : grant_limited(req, p.hash)) {
+    free(j);
+    return;
   }
   if (!p.ours) {
     free(j);

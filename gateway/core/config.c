@@ -212,13 +212,14 @@ static const cfg_key keys[] = {
      "creation) in the same transaction",
      NULL},
     {"auth_rate_per_address", CFG_INT, "60", 0, 1000000, OFF(auth_rate_per_address),
-     "sign-in and OAuth requests (/t/{tenant}/login and its callback, /t/{tenant}/oauth/register, authorize, token) "
+     "sign-in and OAuth requests (/t/{tenant}/login and its callback, /t/{tenant}/oauth/register, authorize, token, revoke) "
      "one client address (an IPv6 client: its /64) may make a minute, with bursts of as many; past it 429 with "
      "Retry-After (0: no limit)",
      NULL},
     {"auth_rate_per_tenant", CFG_INT, "1200", 0, 10000000, OFF(auth_rate_per_tenant),
      "the same for all clients of one tenant together, registrations apart (dcr_rate_per_tenant); a token request "
-     "counts only when its grant does not work (a code exchange or refresh that works is never refused by it), an "
+     "counts only when its grant does not work (a code exchange or refresh that works is never refused by it), a "
+     "revocation only when it revokes nothing, an "
      "authorize request or an employee's connect page only from a browser not signed in to the tenant, so junk from "
      "many addresses cannot hold off "
      "the MCP clients and the signed-in employees (0: no limit)",

@@ -416,13 +416,19 @@ test('one signed-in browser from many addresses: its authorize requests end at t
 let fxGrace;
 after(async () => { if (fxGrace) await fxGrace.stop(); });
 
-test('one refresh token replayed within its grace window from many addresses ends at the token\'s own budget', async () => {
-  const f = fxGrace = await startLoginFixture({
+/** A gateway of its own (the drain tests spent 127.0.0.1's budget), shared with the revocation test below. */
+async function graceFixture() {
+  fxGrace ??= await startLoginFixture({
     tenants: { eps: { users: [{ userName: 'erin@eps.com', externalId: '00u-erin' }] } },
     accounts: { '00u-erin': { email: 'erin@eps.com' } },
     gatewayArgs: ['--auth-rate-per-address', '30', '--auth-rate-per-tenant', '6', '--trusted-proxies', '127.0.0.1/32',
       '--refresh-reuse-grace-ms', '300000'],
   });
+  return fxGrace;
+}
+
+test('one refresh token replayed within its grace window from many addresses ends at the token\'s own budget', async () => {
+  const f = await graceFixture();
   const base = f.base('eps');
   const g = await grant(f, f.browser(), { tenant: 'eps', login: '00u-erin', redirect: CB });
   const form = { grant_type: 'refresh_token', refresh_token: g.refresh_token, client_id: g.client_id };
@@ -440,4 +446,40 @@ test('one refresh token replayed within its grace window from many addresses end
   // the successor, a token of its own, still works
   const next = await token({ ...form, refresh_token: first.json.refresh_token }, base, undefined, from(addr()));
   assert.equal(next.status, 200, next.text);
+});
+
+// /oauth/revoke takes no credential (RFC 7009 §2.1 for a public client):
+// before this test's fix nothing bounded it — 50 junk revocations from 50
+// addresses were all answered, each a hash and a store read. Junk now
+// spends the address's and the tenant's budget like the token endpoint's
+// junk; a revocation that revokes a token spends neither (only that
+// token's own bucket), so a real client revokes its token after a flood,
+// even from an address the flood drained.
+function revoke(base, form, headers = {}) {
+  return fetch(`${base}/oauth/revoke`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+    body: new URLSearchParams(form).toString() }).then(async (r) => ({ status: r.status, text: await r.text(), headers: r.headers }));
+}
+
+test('junk revocations from many addresses and from one end at 429; a client still revokes its own token', async () => {
+  const f = await graceFixture();
+  const base = f.base('eps');
+  const g = await grant(f, f.browser(), { tenant: 'eps', login: '00u-erin', redirect: CB });
+  const junk = (a) => revoke(base, { token: `mgo_${crypto.randomBytes(32).toString('base64url')}`, client_id: g.client_id }, from(a));
+  const full = await drain(junk, 200);
+  assert.equal(JSON.parse(full.text).error, 'rate_limited', full.text);
+  assert.match(full.headers.get('retry-after') ?? '', /^[1-9][0-9]*$/);
+  // one address's own budget (30 a minute): drained too
+  const one = addr();
+  let n = 0;
+  for (; n < 40 && (await junk(one)).status !== 429; n++);
+  const stillJunk = await junk(one);
+  assert.equal(stillJunk.status, 429, 'that address is refused');
+  // the client's revocation of its own refresh token, from that very address: its whole grant goes
+  const mine = await revoke(base, { token: g.refresh_token, token_type_hint: 'refresh_token', client_id: g.client_id }, from(one));
+  assert.equal(mine.status, 200, mine.text);
+  const left = await f.t.eps.admin('GET', `/users/${encodeURIComponent('erin@eps.com')}/grants`);
+  assert.equal(left.status, 200, left.body);
+  assert.ok(!left.json.grants.some((x) => x.client_id === g.client_id), `the grant was revoked: ${left.body}`);
+  // now junk itself: refused like any other
+  assert.equal((await revoke(base, { token: g.access_token, client_id: g.client_id }, from(one))).status, 429);
 });
