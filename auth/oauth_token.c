@@ -949,6 +949,77 @@ int auth_oauth_consent_get(st_txn *txn, const char *tenant, const char *user_id,
   return ok ? 0 : ST_ENOTFOUND;
 }
 
+/* A consent's place in the order of use (its "used", else its "approved";
+ * a value that cannot be read is the oldest of all), then its key. */
+typedef struct consent_use {
+  int64_t used;
+  char *key;
+  size_t len;
+} consent_use;
+
+static int consent_use_cmp(const void *a, const void *b) {
+  const consent_use *x = a, *y = b;
+  if (x->used != y->used) return x->used < y->used ? -1 : 1;
+  size_t n = x->len < y->len ? x->len : y->len;
+  int c = memcmp(x->key, y->key, n);
+  return c ? c : (x->len < y->len ? -1 : x->len > y->len);
+}
+
+/* At most AUTH_OAUTH_USER_CONSENTS_MAX consents per person: past it the
+ * least recently used go (at most CAP_STEP per call, as for grants), never
+ * `keep` (the key just written). One consent per client is allowed, and a
+ * client metadata document URL is anyone's to make up: without a cap a
+ * person's consents (and the scan of their deletion) had no bound. */
+static int cap_user_consents(st_txn *txn, const char *tenant, const char *user, const char *keep, size_t keepn) {
+  char pre[KEY_CAP];
+  size_t pn = tkey(pre, 'a', tenant, user, "", 0);
+  if (!pn) return 0;
+  st_cursor *c;
+  int rc = st_cursor_open(txn, ST_DB_AUTH, &c);
+  if (rc) return rc;
+  size_t n = 0, cap = 0;
+  consent_use *u = NULL;
+  st_val k, v;
+  st_cursor_seek(c, pre, pn, NULL, 0);
+  while (!rc && st_cursor_next(c, &k, &v) == 0) {
+    if (k.len == keepn && !memcmp(k.data, keep, keepn)) continue;
+    if (n == cap) {
+      size_t nc = cap ? cap * 2 : 64;
+      consent_use *g = realloc(u, nc * sizeof *u);
+      if (!g) {
+        rc = ST_ENOMEM;
+        break;
+      }
+      u = g, cap = nc;
+    }
+    json_t *j = json_loadb(v.data, v.len, 0, NULL);
+    json_t *used = json_object_get(j, "used");
+    if (!used) used = json_object_get(j, "approved");
+    u[n].used = json_is_integer(used) ? (int64_t)json_integer_value(used) : INT64_MIN;
+    json_decref(j);
+    u[n].len = k.len;
+    if (!(u[n].key = malloc(k.len))) {
+      rc = ST_ENOMEM;
+      break;
+    }
+    memcpy(u[n].key, k.data, k.len);
+    n++;
+  }
+  st_cursor_close(c);
+  /* n others, plus the one kept */
+  if (!rc && n + 1 > AUTH_OAUTH_USER_CONSENTS_MAX) {
+    qsort(u, n, sizeof *u, consent_use_cmp);
+    size_t over = n + 1 - AUTH_OAUTH_USER_CONSENTS_MAX;
+    for (size_t i = 0; i < over && i < CAP_STEP && !rc; i++) {
+      rc = st_del(txn, ST_DB_AUTH, u[i].key, u[i].len);
+      if (rc == ST_ENOTFOUND) rc = 0;
+    }
+  }
+  for (size_t i = 0; i < n; i++) free(u[i].key);
+  free(u);
+  return rc;
+}
+
 int auth_oauth_consent_put(st_txn *txn, const char *tenant, const char *user_id, const char *client_id,
                            const char *connector, int64_t now) {
   char k[KEY_CAP];
@@ -961,11 +1032,26 @@ int auth_oauth_consent_put(st_txn *txn, const char *tenant, const char *user_id,
     while (json_array_size(r) >= CONSENT_RESOURCES_MAX) json_array_remove(r, 0); /* the oldest is asked again */
     json_array_append_new(r, json_string(connector));
   }
-  json_t *v = json_pack("{sI so}", "approved", (json_int_t)now, "resources", r);
+  json_t *v = json_pack("{sI sI so}", "approved", (json_int_t)now, "used", (json_int_t)now, "resources", r);
   char *txt = v ? json_dumps(v, JSON_COMPACT) : NULL;
   json_decref(v);
   int rc = txt ? st_put(txn, ST_DB_AUTH, k, kn, txt, strlen(txt), 0) : ST_ENOMEM;
   free(txt);
+  return rc ? rc : cap_user_consents(txn, tenant, user_id, k, kn);
+}
+
+int auth_oauth_consent_use(st_txn *txn, const char *tenant, const char *user_id, const char *client_id, int64_t now) {
+  char k[KEY_CAP];
+  size_t kn = tkey(k, 'a', tenant, user_id, client_id, strlen(client_id));
+  json_t *v = NULL;
+  int rc = kn ? get_json(txn, k, kn, &v) : ST_ENOTFOUND;
+  if (rc) return rc == ST_ENOTFOUND || rc == ST_ECORRUPT ? 0 : rc;
+  json_t *used = json_object_get(v, "used");
+  if (!json_is_integer(used) || json_integer_value(used) <= now - 60) {
+    json_object_set_new(v, "used", json_integer(now));
+    rc = put_json(txn, k, kn, v);
+  }
+  json_decref(v);
   return rc;
 }
 

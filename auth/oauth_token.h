@@ -46,8 +46,9 @@
  *                                        signin_at[, sealed]}
  *   "F" tenant \0 user \0 family       → ""   (a user's grants)
  *   "g" tenant \0 family \0 sha256     → ""   (a grant's tokens)
- *   "a" tenant \0 user \0 client_id    → JSON {approved, resources: ["" | connector]}
- *                                        (consent given, per resource)
+ *   "a" tenant \0 user \0 client_id    → JSON {approved, used, resources: ["" | connector]}
+ *                                        (consent given, per resource; at most
+ *                                        AUTH_OAUTH_USER_CONSENTS_MAX a person)
  * The successor pair of the latest rotation is sealed in ST_DB_SECRETS
  * (tenant, AUTH_OAUTH_SUCCESSOR_KIND, family) and replaced by the next.
  *
@@ -71,6 +72,7 @@
 #define AUTH_OAUTH_SUCCESSOR_KIND "oauth.successor"
 #define AUTH_OAUTH_CONNECTOR_MAX 32
 #define AUTH_OAUTH_USER_GRANTS_MAX 50 /* grants one person holds; the least recently used goes past it */
+#define AUTH_OAUTH_USER_CONSENTS_MAX 50 /* consents (clients allowed) one person holds; likewise */
 
 /* ---- errors (auth.h's range) */
 #define AUTH_EOAUTH_GRANT (-30662)   /* invalid_grant: code/refresh token unknown, used, expired, wrong client,
@@ -216,11 +218,16 @@ int auth_oauth_grants(st_txn *txn, const char *tenant, const char *user_id, json
 /* Consent, per resource: 0 when the user approved the client before for
  * connector ("": the aggregated endpoint, which covers every connector),
  * ST_ENOTFOUND when not. put adds connector to what the user approved
- * (write txn). */
+ * (write txn) and, in the same write, deletes the person's least recently
+ * used consents (used or approved) past AUTH_OAUTH_USER_CONSENTS_MAX (at
+ * most 64 a call; never the one just put): their next authorization of
+ * that client asks again. use records that a consent was relied on (a code
+ * issued without asking), at most once a minute; 0 when there is none. */
 int auth_oauth_consent_get(st_txn *txn, const char *tenant, const char *user_id, const char *client_id,
                            const char *connector);
 int auth_oauth_consent_put(st_txn *txn, const char *tenant, const char *user_id, const char *client_id,
                            const char *connector, int64_t now);
+int auth_oauth_consent_use(st_txn *txn, const char *tenant, const char *user_id, const char *client_id, int64_t now);
 
 /* Registers the hooks (user deactivated, deleted or signed out everywhere: every grant and code revoked;
  * deleted: consents too), the tenant purge ("auth.oauth") and the check

@@ -209,7 +209,10 @@ static int job_code(st_txn *txn, void *arg) {
   if (!rc && st_dir_user_active(txn, j->tenant, j->c.user_id) != 1) rc = AUTH_EINACTIVE;
   if (!rc && (rc = auth_browser_still(txn, j->tenant, j->cookie, j->now, j->idle_s, j->c.user_id)) == ST_ENOTFOUND)
     rc = AUTH_ELOGIN;
+  /* a consent given (in the same write: the person's least recently used
+   * past the cap go), or one relied on (its use orders that cap) */
   if (!rc && j->consent) rc = auth_oauth_consent_put(txn, j->tenant, j->c.user_id, j->c.client_id, j->c.connector, j->now);
+  else if (!rc) rc = auth_oauth_consent_use(txn, j->tenant, j->c.user_id, j->c.client_id, j->now);
   if (!rc) rc = auth_oauth_code_put(txn, j->hash, &j->c, j->now);
   if (!rc) rc = auth_oauth_client_touch(txn, j->tenant, j->c.client_id, j->now);
   return rc;

@@ -1176,6 +1176,80 @@ TEST(a_person_holds_at_most_max_grants) {
   tmp_cleanup();
 }
 
+/* A person holds at most AUTH_OAUTH_USER_CONSENTS_MAX consents (one per
+ * client: document URLs are anyone's to make up): past it the least
+ * recently used go in the same write, never another person's. */
+static int nconsents(st_store *st, const char *tenant, const char *user_id) {
+  char pre[200];
+  int pn = snprintf(pre, sizeof pre, "a%s%c%s%c", tenant, 0, user_id, 0);
+  st_txn *txn;
+  st_cursor *c;
+  st_val k;
+  int n = 0;
+  if (st_read_begin(st, &txn) || st_cursor_open(txn, ST_DB_AUTH, &c)) return -1;
+  st_cursor_seek(c, pre, (size_t)pn, NULL, 0);
+  while (st_cursor_next(c, &k, NULL) == 0) n++;
+  st_cursor_close(c);
+  st_txn_end(txn);
+  return n;
+}
+
+typedef struct use_job {
+  const char *user, *client;
+  int64_t now;
+} use_job;
+static int use_fn(st_txn *txn, void *arg) {
+  use_job *j = arg;
+  return auth_oauth_consent_use(txn, "acme", j->user, j->client, j->now);
+}
+
+TEST(a_person_holds_at_most_max_consents) {
+  st_store *st = open_store();
+  CHECK(st);
+  char alice[40], bob[40], id[80];
+  CHECK_INT(user(st, "acme", "alice@acme.com", true, alice), 201);
+  CHECK_INT(user(st, "acme", "bob@acme.com", true, bob), 201);
+  enum { N = AUTH_OAUTH_USER_CONSENTS_MAX };
+  consent_job j = {"acme", bob, "https://c.example/bob.json", "", T0};
+  CHECK_INT(st_write_sync(st, consent_fn, &j), 0);
+  for (int i = 0; i < N; i++) {
+    snprintf(id, sizeof id, "https://c.example/%03d.json", i);
+    consent_job a = {"acme", alice, id, "", T0 + i};
+    CHECK_INT(st_write_sync(st, consent_fn, &a), 0);
+  }
+  CHECK_INT(nconsents(st, "acme", alice), N);
+  /* the oldest is given again (another resource): used now, it stays */
+  consent_job again = {"acme", alice, "https://c.example/000.json", "docs", T0 + N};
+  CHECK_INT(st_write_sync(st, consent_fn, &again), 0);
+  for (int i = N; i < N + 3; i++) {
+    snprintf(id, sizeof id, "https://c.example/%03d.json", i);
+    consent_job a = {"acme", alice, id, "", T0 + N + i};
+    CHECK_INT(st_write_sync(st, consent_fn, &a), 0);
+  }
+  CHECK_INT(nconsents(st, "acme", alice), N);
+  CHECK_INT(consent_get_for(st, "acme", alice, "https://c.example/000.json", ""), 0);
+  for (int i = 1; i <= 3; i++) {
+    snprintf(id, sizeof id, "https://c.example/%03d.json", i);
+    CHECK_INT(consent_get_for(st, "acme", alice, id, ""), ST_ENOTFOUND);
+  }
+  CHECK_INT(consent_get_for(st, "acme", alice, "https://c.example/004.json", ""), 0);
+  CHECK_INT(consent_get_for(st, "acme", alice, "https://c.example/052.json", ""), 0);
+  /* a consent relied on (a code without asking) is used too: 005 goes, not 004 */
+  use_job u = {alice, "https://c.example/004.json", T0 + 3 * N};
+  CHECK_INT(st_write_sync(st, use_fn, &u), 0);
+  use_job none = {alice, "https://c.example/nope.json", T0 + 3 * N};
+  CHECK_INT(st_write_sync(st, use_fn, &none), 0);
+  consent_job more = {"acme", alice, "https://c.example/999.json", "", T0 + 3 * N + 1};
+  CHECK_INT(st_write_sync(st, consent_fn, &more), 0);
+  CHECK_INT(nconsents(st, "acme", alice), N);
+  CHECK_INT(consent_get_for(st, "acme", alice, "https://c.example/004.json", ""), 0);
+  CHECK_INT(consent_get_for(st, "acme", alice, "https://c.example/005.json", ""), ST_ENOTFOUND);
+  /* another person's consents are not counted, nor touched */
+  CHECK_INT(nconsents(st, "acme", bob), 1);
+  st_close(st);
+  tmp_cleanup();
+}
+
 TEST(refresh_refusals) {
   st_store *st = open_store();
   CHECK(st);
@@ -1947,6 +2021,7 @@ int main(void) {
   RUN(refresh_grace_in_milliseconds);
   RUN(refresh_job_runs_again_alike);
   RUN(a_person_holds_at_most_max_grants);
+  RUN(a_person_holds_at_most_max_consents);
   RUN(refresh_refusals);
   RUN(checks_read_the_user_without_hooks);
   RUN(tenants_share_nothing);
