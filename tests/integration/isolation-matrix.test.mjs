@@ -265,6 +265,7 @@ function routes() {
     ad('GET', '/groups'), ad('GET', `/groups/${a.group.id}`),
     ad('GET', '/oauth-clients'), ad('GET', `/oauth-clients/${cid}`), ad('DELETE', `/oauth-clients/${cid}`),
     ad('GET', `/oauth-clients/resolve?client_id=${cid}`),
+    ad('PUT', `/oauth-clients/${encodeURIComponent(pinned)}/block`), ad('DELETE', `/oauth-clients/${encodeURIComponent(pinned)}/block`),
     ad('GET', '/approvals'), ad('GET', `/approvals?state=pending`), ad('GET', `/approvals/${APPROVAL_ID}`),
     ad('POST', `/approvals/${APPROVAL_ID}/cancel`, {}),
     ad('PUT', '/oauth-clients', { client_id: pinned, document: { client_id: pinned, client_name: 'Mallory', redirect_uris: ['http://127.0.0.1/callback'] } }),
