@@ -173,8 +173,8 @@ run: deps-build all
 
 # (each phase says when it starts: CI's log then shows where its 15 minutes go)
 test: deps
-	@echo "== $$(date +%T) make test: builds"
 	$(MAKE) check-layers
+	@echo "== $$(date +%T) make test: builds"
 	$(MAKE) all unit-bins
 	@echo "== $$(date +%T) make test: ASan build"
 	$(MAKE) asan
