@@ -5,8 +5,10 @@
  * against the full filter; scim_read_is_cheap tells the gateway which
  * reads need a scan (run off the loop) — a filter no index answers, or an
  * unfiltered page whose startIndex is deeper than the loop's budget can
- * skip to (its skip is spent on the budget too). See resource.c for the
- * shared parts. */
+ * skip to (its skip is spent on the budget too). An unfiltered page
+ * begins its walk at a list checkpoint (pages.c) when an earlier page of
+ * the same list generation left one before its startIndex. See resource.c
+ * for the shared parts. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,6 +151,69 @@ static bool filter_mentions(const scim__filter *f, const char *attr) {
   return filter_mentions(f->a, attr) || filter_mentions(f->b, attr);
 }
 
+/* An unfiltered page: the resources at positions [start, count) — count
+ * here is where res must end, as in list_core — appended to res in key
+ * (id) order. No index counts positions, so the walk begins at the first
+ * resource, or at the deepest list checkpoint before start (scim.h,
+ * scim_pages) of this tenant incarnation, type and list generation — all
+ * read in txn, so the checkpoint holds in this snapshot. The key found
+ * there is compared with the checkpoint's anyway (a checkpoint that does
+ * not hold is never trusted: the walk begins at the first resource). The
+ * last position walked is remembered for the next page. Every step is
+ * spent on the loop's budget (a skipped one as 1/SCIM_LOOP_SKIPS_PER_ENTRY
+ * of an entry). */
+static void walk_page(st_txn *txn, const scim_req *rq, char type, size_t start, size_t count, const scim__view *v,
+                      json_t *res) {
+  st_dir_key p, from;
+  st_dir_key_res(&p, rq->tenant, type, "");
+  char uid[ST_TENANT_UID_LEN + 1];
+  bool keyed = rq->pages && st_tenant_uid_get(txn, rq->tenant, uid) == 0;
+  uint64_t gen = keyed ? scim__list_gen_get(txn, rq->tenant, type) : 0;
+  size_t pos = 0; /* the position of the last key stepped */
+  char last[SCIM_ID_LEN + 1] = "";
+  bool hit = keyed && start > 1 && scim__pages_find(rq->pages, rq->tenant, uid, type, gen, start, &pos, last);
+  size_t steps = 0, skipped = 0, from_pos = pos;
+  st_cursor *c;
+  if (st_cursor_open(txn, ST_DB_SCIM_RES, &c) != 0) return;
+  st_val k, val;
+  if (hit) {
+    st_dir_key_res(&from, rq->tenant, type, last);
+    st_cursor_seek(c, p.b, p.n, from.b, from.n);
+    steps++;
+    if (st_cursor_next(c, &k, NULL) != 0 || k.len != from.n || memcmp(k.data, from.b, from.n) != 0) {
+      hit = false; /* not there: walk from the first */
+      pos = from_pos = 0;
+      last[0] = 0;
+    } else {
+      skipped++;
+    }
+  }
+  if (!hit) st_cursor_seek(c, p.b, p.n, NULL, 0);
+  while (json_array_size(res) < count && st_cursor_next(c, &k, &val) == 0) {
+    steps++;
+    if (k.len == p.n + SCIM_ID_LEN) {
+      memcpy(last, (const char *)k.data + p.n, SCIM_ID_LEN);
+      last[SCIM_ID_LEN] = 0;
+    } else {
+      last[0] = 0;
+    }
+    if (++pos < start) {
+      /* a deep startIndex walks every resource before it: that walk is spent too */
+      if (++skipped % SCIM_LOOP_SKIPS_PER_ENTRY == 0 && !scim__spend(rq, 1)) break;
+      continue;
+    }
+    if (!scim__spend(rq, 1)) break;
+    json_t *stored = json_loadb(val.data, val.len, 0, NULL);
+    if (!stored) continue;
+    json_array_append_new(res, type == 'U' ? scim__render_user(txn, rq, rq->tenant, stored, v)
+                                           : scim__render_group(txn, rq, rq->tenant, stored, v));
+    json_decref(stored);
+  }
+  st_cursor_close(c);
+  if (keyed && pos > from_pos && last[0]) scim__pages_put(rq->pages, rq->tenant, uid, type, gen, pos, last);
+  scim__pages_count(rq->pages, steps, hit, keyed && start > 1 && !hit);
+}
+
 /* Appends the page [start, start+count) of matching resources to res and
  * returns the number of matches in *total_out. */
 static void list_core(st_txn *txn, const scim_req *rq, char type, const scim__filter *f, size_t start,
@@ -164,31 +229,9 @@ static void list_core(st_txn *txn, const scim_req *rq, char type, const scim__fi
    * past it the walk stops and the caller runs the read again elsewhere */
   json_t *cands = index_candidates(txn, rq->tenant, type, f, scim__budget_cap(rq));
   if (!f) {
-    /* unfiltered: the counter, and a skip over the resource prefix */
+    /* unfiltered: the counter, and a walk to startIndex */
     total = scim__count_get(txn, rq->tenant, type);
-    st_dir_key p;
-    st_dir_key_res(&p, rq->tenant, type, "");
-    st_cursor *c;
-    if (st_cursor_open(txn, ST_DB_SCIM_RES, &c) == 0) {
-      st_cursor_seek(c, p.b, p.n, NULL, 0);
-      st_val k, val;
-      size_t i = 0;
-      while (json_array_size(res) < count && st_cursor_next(c, &k, &val) == 0) {
-        if (++i < start) {
-          /* a deep startIndex walks every resource before it (no index
-           * counts positions): that walk is spent too */
-          if (i % SCIM_LOOP_SKIPS_PER_ENTRY == 0 && !scim__spend(rq, 1)) break;
-          continue;
-        }
-        if (!scim__spend(rq, 1)) break;
-        json_t *stored = json_loadb(val.data, val.len, 0, NULL);
-        if (!stored) continue;
-        json_array_append_new(res, type == 'U' ? scim__render_user(txn, rq, rq->tenant, stored, &v)
-                                               : scim__render_group(txn, rq, rq->tenant, stored, &v));
-        json_decref(stored);
-      }
-      st_cursor_close(c);
-    }
+    walk_page(txn, rq, type, start, count, &v, res);
   } else {
     json_t *ids = cands;
     if (!ids) {
@@ -435,9 +478,14 @@ static bool indexable(const scim__filter *f, char type) {
 }
 
 /* An unfiltered page whose startIndex lies deeper than the loop's budget
- * can skip (SCIM_LOOP_SKIPS_PER_ENTRY): surely past the budget. A
- * startIndex the list would refuse (400) is not deep. */
-static bool too_deep(const scim_req *rq, bool search) {
+ * can skip (SCIM_LOOP_SKIPS_PER_ENTRY): surely past the budget — unless
+ * the tenant holds a list checkpoint of the type less than half that
+ * before it (scim_pages: an import paging on). Without a snapshot that is
+ * a guess: a checkpoint of another generation or incarnation is not used
+ * by the walk, which then runs past the budget and again on the pool, as
+ * any read past it does. A startIndex the list would refuse (400) is not
+ * deep. */
+static bool too_deep(const scim_req *rq, bool search, char type) {
   long long start = 1;
   if (search) {
     json_t *v = rq->body ? scim__oget(rq->body, "startIndex", NULL) : NULL;
@@ -449,7 +497,10 @@ static bool too_deep(const scim_req *rq, bool search) {
       if (end != buf && !*end) start = v;
     }
   }
-  return start > 1 && (unsigned long long)(start - 1) > (unsigned long long)SCIM_LOOP_BUDGET * SCIM_LOOP_SKIPS_PER_ENTRY;
+  const size_t reach = (size_t)SCIM_LOOP_BUDGET * SCIM_LOOP_SKIPS_PER_ENTRY;
+  if (start <= 1 || (unsigned long long)(start - 1) <= (unsigned long long)reach) return false;
+  return !(type && (unsigned long long)start <= (unsigned long long)SIZE_MAX &&
+           scim__pages_near(rq->pages, rq->tenant, type, (size_t)start, reach / 2));
 }
 
 bool scim_read_is_cheap(const scim_req *rq) {
@@ -464,11 +515,11 @@ bool scim_read_is_cheap(const scim_req *rq) {
   if (search) {
     json_t *f = rq->body ? scim__oget(rq->body, "filter", NULL) : NULL;
     fs = json_string_value(f);
-    if (!type) return !fs && !too_deep(rq, true); /* root search with a filter scans both types */
+    if (!type) return !fs && !too_deep(rq, true, 0); /* root search with a filter scans both types */
   } else if (query_param(rq->query, "filter", fbuf, sizeof fbuf)) {
     fs = fbuf;
   }
-  if (!fs || !*fs) return !too_deep(rq, search);
+  if (!fs || !*fs) return !too_deep(rq, search, type);
   scim__filter *f;
   char err[200];
   if (scim__filter_parse(fs, &f, err, sizeof err) != 0) return true; /* a 400, cheaply */

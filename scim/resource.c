@@ -9,6 +9,7 @@
  *   users.c   user writes (create, replace, patch, delete) and the user indexes
  *   groups.c  group writes and membership (both directions, net changes)
  *   query.c   reads: one resource, lists and .search, index candidates
+ *   pages.c   list checkpoints: where an unfiltered page may begin its walk
  *   render.c  serialisation: client JSON → stored form (normalize) and
  *             stored form → reply (attributes/excludedAttributes, groups,
  *             members, meta.location)
@@ -135,14 +136,32 @@ int scim__put_json(st_txn *txn, st_db db, const st_dir_key *k, json_t *j) {
   return rc;
 }
 
+static uint64_t u64_get(st_txn *txn, const st_dir_key *k) {
+  st_val v;
+  uint64_t n = 0;
+  if (st_get(txn, ST_DB_SCIM_IDX, k->b, k->n, &v) == 0 && v.len == 8) memcpy(&n, v.data, 8);
+  return n;
+}
+
+/* Every create and delete of a resource passes here, so the list
+ * generation (store/dir.h 'w') moves with the count: a list checkpoint
+ * (pages.c) taken under another generation is never used. */
 int scim__count_add(st_txn *txn, const char *tenant, char type, int delta) {
   st_dir_key k;
   st_dir_key_count(&k, tenant, type);
-  st_val v;
-  uint64_t n = 0;
-  if (st_get(txn, ST_DB_SCIM_IDX, k.b, k.n, &v) == 0 && v.len == 8) memcpy(&n, v.data, 8);
+  uint64_t n = u64_get(txn, &k);
   n = delta < 0 && n == 0 ? 0 : n + (uint64_t)(int64_t)delta;
-  return st_put(txn, ST_DB_SCIM_IDX, k.b, k.n, &n, 8, 0);
+  int rc = st_put(txn, ST_DB_SCIM_IDX, k.b, k.n, &n, 8, 0);
+  if (rc) return rc;
+  st_dir_key_list_gen(&k, tenant, type);
+  uint64_t g = u64_get(txn, &k) + 1;
+  return st_put(txn, ST_DB_SCIM_IDX, k.b, k.n, &g, 8, 0);
+}
+
+uint64_t scim__list_gen_get(st_txn *txn, const char *tenant, char type) {
+  st_dir_key k;
+  st_dir_key_list_gen(&k, tenant, type);
+  return u64_get(txn, &k);
 }
 
 uint64_t scim__count_get(st_txn *txn, const char *tenant, char type) {

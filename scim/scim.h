@@ -96,6 +96,36 @@ typedef struct scim_budget {
   bool over;
 } scim_budget;
 
+/* List checkpoints: what makes paging an unfiltered list linear. An
+ * unfiltered page has no index that counts positions, so reaching
+ * startIndex N walks the N-1 resources before it; an IdP importing a
+ * tenant pages from 1 to totalResults (Okta: by 100), which would walk
+ * O(n²/100) resources. After each unfiltered page the key at the last
+ * position it walked is remembered, keyed by (tenant, its incarnation
+ * uid, type, the type's list generation — moved by every create and
+ * delete of that type, in the writing transaction); a page that starts
+ * after a checkpoint with the same key seeks to it and walks only the
+ * difference. The page is exactly what a walk from the first resource of
+ * the same snapshot gives (RFC 7644 §3.4.2.4): same resources, order and
+ * totalResults — a checkpoint of another generation, incarnation or
+ * tenant is never used. Bounded: SCIM_PAGES_SLOTS checkpoints in all, at
+ * most SCIM_PAGES_TENANT_MAX of one tenant (least recently used goes
+ * first), ~40 KB. One per process, shared by the loops and the pool
+ * (thread-safe). A tenant without an incarnation uid (a store no tenant
+ * record was made in: tests) gets no checkpoints. */
+#define SCIM_PAGES_SLOTS 256
+#define SCIM_PAGES_TENANT_MAX 16
+typedef struct scim_pages scim_pages;
+/* NULL on ENOMEM (lists then walk from the first resource, as before). */
+scim_pages *scim_pages_new(void);
+void scim_pages_free(scim_pages *p); /* NULL is a no-op; no read may be using it */
+typedef struct scim_pages_stats {
+  uint64_t steps;  /* cursor steps of unfiltered list walks (skipped and listed) */
+  uint64_t hits;   /* pages that began at a checkpoint */
+  uint64_t misses; /* pages past startIndex 1 with none to begin at (or a key that changed) */
+} scim_pages_stats;
+void scim_pages_stats_get(scim_pages *p, scim_pages_stats *out);
+
 typedef struct scim_req {
   const char *tenant;
   const char *method;      /* "GET", "POST", "PUT", "PATCH", "DELETE" */
@@ -115,6 +145,9 @@ typedef struct scim_req {
    * them is ~0.6 s, which every tenant's deactivations would wait for).
    * false: rendered inside the write, as before. */
   bool members_later;
+  /* Reads: the process's list checkpoints (borrowed), or NULL: every
+   * unfiltered page walks from the first resource. */
+  scim_pages *pages;
 } scim_req;
 
 typedef struct scim_resp {

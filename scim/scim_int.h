@@ -105,9 +105,30 @@ bool scim__grew_too_large(const json_t *old, const json_t *nu, scim_resp *rs);
  * or anything else (STORED). */
 enum { SCIM__NAME_STORED, SCIM__NAME_SKIP, SCIM__NAME_CORE };
 int scim__name_kind(const char *name, bool group);
-/* Resource counters per tenant and type (the unfiltered list's total). */
+/* Resource counters per tenant and type (the unfiltered list's total).
+ * count_add also moves the type's list generation (store/dir.h 'w'):
+ * call it for every create and delete, never for an update. */
 int scim__count_add(st_txn *txn, const char *tenant, char type, int delta);
 uint64_t scim__count_get(st_txn *txn, const char *tenant, char type);
+/* The list generation in txn's snapshot (0 when never written). */
+uint64_t scim__list_gen_get(st_txn *txn, const char *tenant, char type);
+
+/* pages.c: list checkpoints (scim.h, scim_pages). A checkpoint says "in
+ * tenant (incarnation uid) under list generation gen, the type's resource
+ * at 1-based position pos has id id" — true in every snapshot with that
+ * generation. find: the deepest checkpoint of exactly that key with pos <
+ * start; false when there is none. put: remembers one (bounded; see
+ * pages.c). near: whether tenant holds a checkpoint of type, of any
+ * incarnation and generation, with start - within <= pos < start — a
+ * guess (scim_read_is_cheap has no snapshot), never an answer. steps:
+ * adds n cursor steps of unfiltered walks to the counters. All
+ * thread-safe; p may be NULL (nothing found, nothing kept). */
+bool scim__pages_find(scim_pages *p, const char *tenant, const char *uid, char type, uint64_t gen, size_t start,
+                      size_t *pos, char id[SCIM_ID_LEN + 1]);
+void scim__pages_put(scim_pages *p, const char *tenant, const char *uid, char type, uint64_t gen, size_t pos,
+                     const char *id);
+bool scim__pages_near(scim_pages *p, const char *tenant, char type, size_t start, size_t within);
+void scim__pages_count(scim_pages *p, size_t steps, bool hit, bool miss);
 /* A string attribute looked up case-insensitively (borrowed), or NULL. */
 const char *scim__jstr(const json_t *o, const char *k);
 unsigned long scim__version_of(const json_t *stored);

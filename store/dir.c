@@ -108,6 +108,12 @@ void st_dir_key_count(st_dir_key *k, const char *tenant, char type) {
   kb_ch(k, type);
 }
 
+void st_dir_key_list_gen(st_dir_key *k, const char *tenant, char type) {
+  st_dir_key_tenant(k, tenant);
+  kb_ch(k, 'w');
+  kb_ch(k, type);
+}
+
 void st_dir_key_groups_rev(st_dir_key *k, const char *tenant, const char *uid) {
   st_dir_key_tenant(k, tenant);
   kb_ch(k, 'r');

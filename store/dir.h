@@ -13,6 +13,10 @@
  *                   t\0 'e' 'U'|'G' externalId \0 id → ""        (case-exact)
  *                   t\0 'd' fold(displayName) \0 id  → ""        (groups)
  *                   t\0 'n' 'U'|'G'                  → count (u64 LE)
+ *                   t\0 'w' 'U'|'G'                  → list generation (u64 LE): moves with
+ *                                                      every create and delete of that type,
+ *                                                      so equal values in two snapshots mean
+ *                                                      the same ids in the same order (absent: 0)
  *                   t\0 'r' uid           → the user's groups revision (u64 LE + RFC 3339 time)
  *                   t\0 'b' uid           → an admin's block of the user (JSON {at, by, reason})
  *   ST_DB_SCIM_MEM  t\0 'm' gid \0 uid    → ""   group → members
@@ -125,6 +129,9 @@ void st_dir_key_group_name(st_dir_key *k, const char *tenant, const char *displa
                            const char *id);
 /* ST_DB_SCIM_IDX: t\0 'n' type (resource count). */
 void st_dir_key_count(st_dir_key *k, const char *tenant, char type);
+/* ST_DB_SCIM_IDX: t\0 'w' type (list generation: scim/ bumps it with the
+ * count, in the transaction that creates or deletes a resource). */
+void st_dir_key_list_gen(st_dir_key *k, const char *tenant, char type);
 /* ST_DB_SCIM_IDX: t\0 'r' uid (groups revision of a user). */
 void st_dir_key_groups_rev(st_dir_key *k, const char *tenant, const char *uid);
 /* ST_DB_SCIM_IDX: t\0 'b' uid (an admin's block of the user). */

@@ -64,6 +64,7 @@ struct gw_scim_state {
     time_t at;
   } seen[SEEN_MAX];
   int nseen;
+  scim_pages *pages; /* list checkpoints (scim.h): one per process, for every loop and the pool */
 };
 
 /* ---------- metrics ---------- */
@@ -84,6 +85,8 @@ int gw_scim_init(gw_server *srv) {
     return -1;
   }
   srv->scim = s;
+  s->pages = scim_pages_new();
+  if (!s->pages) return -1;
   for (int k = SCIM_EV_USER_CREATED; k < SCIM_EV__END; k++)
     if (st_hook_add(srv->store, k, on_event, s) != 0) return -1;
   scim_register_checks(srv->store);
@@ -101,6 +104,7 @@ int gw_scim_init(gw_server *srv) {
 void gw_scim_free(gw_server *srv) {
   if (!srv->scim) return;
   uv_mutex_destroy(&srv->scim->mu);
+  scim_pages_free(srv->scim->pages);
   free(srv->scim);
   srv->scim = NULL;
 }
@@ -130,6 +134,18 @@ void gw_scim_metrics(gw_server *srv, gw_buf *o) {
     gw_buf_printf(o, "mcpgate_scim_events_total{event=\"%s\"} %llu\n",
                   scim_event_name(SCIM_EV_USER_CREATED + i),
                   (unsigned long long)atomic_load_explicit(&s->events[i], memory_order_relaxed));
+  scim_pages_stats ps;
+  scim_pages_stats_get(s->pages, &ps);
+  gw_buf_printf(o, "# HELP mcpgate_scim_list_steps_total Resources walked by unfiltered SCIM list pages "
+                   "(skipped to reach startIndex, and listed).\n"
+                   "# TYPE mcpgate_scim_list_steps_total counter\n"
+                   "mcpgate_scim_list_steps_total %llu\n"
+                   "# HELP mcpgate_scim_list_checkpoints_total Unfiltered SCIM list pages past startIndex 1, "
+                   "by whether they began at a list checkpoint (hit) or walked from the first resource (miss).\n"
+                   "# TYPE mcpgate_scim_list_checkpoints_total counter\n"
+                   "mcpgate_scim_list_checkpoints_total{result=\"hit\"} %llu\n"
+                   "mcpgate_scim_list_checkpoints_total{result=\"miss\"} %llu\n",
+                (unsigned long long)ps.steps, (unsigned long long)ps.hits, (unsigned long long)ps.misses);
   gw_buf_appends(o, "# HELP mcpgate_scim_last_request_age_seconds Seconds since the tenant's last "
                     "authenticated SCIM request (since this process started).\n"
                     "# TYPE mcpgate_scim_last_request_age_seconds gauge\n");
@@ -799,6 +815,7 @@ void gw_scim_dispatch(gw_req *req) {
   j->rq.if_match = j->if_match;
   j->rq.if_none_match = j->if_none_match;
   j->rq.max_count = (size_t)srv->cfg.scim_max_count;
+  j->rq.pages = srv->scim ? srv->scim->pages : NULL;
 
   /* an unknown endpoint or a method it does not take (OPTIONS, DELETE on
    * /Users, …) is answered here, on the loop: before a body is parsed,

@@ -14,6 +14,7 @@
 #include "scim/scim_int.h"
 #include "store/store.h"
 #include "store/store_testing.h"
+#include "store/tenant.h"
 #include "unit.h"
 
 /* ---------- filters ---------- */
@@ -930,6 +931,289 @@ TEST(error_codes_in_their_range) {
   CHECK_STR(scim_strerror(0), "ok");
 }
 
+/* ---------- list checkpoints (scim.h, scim_pages) ----------
+ * Okta imports a tenant by paging GET /Users?startIndex=N&count=100 from 1
+ * to totalResults. Without checkpoints each page walked every resource
+ * before its startIndex (O(n²/100) for the import); with them a page
+ * begins where the last one ended — the same page, exactly, as a walk from
+ * the first resource of the same snapshot. */
+
+/* Creates the users named by ids (JSON strings) in tenant, in one job; with
+ * uid, creates the tenant record (that incarnation) first. */
+typedef struct bulk {
+  const char *tenant, *uid;
+  json_t *ids;
+} bulk;
+static int bulk_fn(st_txn *txn, void *arg) {
+  bulk *b = arg;
+  int rc;
+  if (b->uid && (rc = st_tenant_create(txn, b->tenant, b->tenant, "2026-11-22T00:00:00Z", b->uid)) != 0) return rc;
+  size_t i;
+  json_t *id;
+  json_array_foreach(b->ids, i, id) {
+    char name[120], base[100];
+    snprintf(name, sizeof name, "u-%s@%s.test", json_string_value(id), b->tenant);
+    snprintf(base, sizeof base, "http://gw/t/%s/scim/v2", b->tenant);
+    scim_req rq;
+    memset(&rq, 0, sizeof rq);
+    rq.tenant = b->tenant;
+    rq.method = "POST";
+    rq.path = "/Users";
+    rq.base_url = base;
+    rq.body = json_pack("{s:s}", "userName", name);
+    snprintf(rq.now, sizeof rq.now, "2026-11-22T00:00:00Z");
+    snprintf(rq.new_id, sizeof rq.new_id, "%s", json_string_value(id));
+    scim_resp rs = {0};
+    rc = scim_handle(txn, &rq, &rs);
+    int status = rs.status;
+    scim_resp_clear(&rs);
+    json_decref(rq.body);
+    if (rc < 0) return rc;
+    if (status != 201) return -1;
+  }
+  return 0;
+}
+static int bulk_create(st_store *st, const char *tenant, const char *uid, json_t *ids) {
+  bulk b = {tenant, uid, ids};
+  return st_write_sync(st, bulk_fn, &b);
+}
+/* n ids in no particular order (a bijection of i), from salt. */
+static json_t *some_ids(int from, int n, unsigned salt) {
+  json_t *a = json_array();
+  for (int i = from; i < from + n; i++) {
+    char id[SCIM_ID_LEN + 1];
+    snprintf(id, sizeof id, "%08x-2222-4333-8444-555555555555", ((unsigned)i * 2654435761u) ^ salt);
+    json_array_append_new(a, json_string(id));
+  }
+  return a;
+}
+/* One GET /Users page of tenant (ids in order, a new array), with the
+ * checkpoints pages (NULL: none). */
+static json_t *page_of(st_store *st, scim_pages *pages, const char *tenant, size_t start, size_t count, size_t *total) {
+  char q[100], base[100];
+  snprintf(q, sizeof q, "startIndex=%zu&count=%zu&excludedAttributes=groups", start, count);
+  snprintf(base, sizeof base, "http://gw/t/%s/scim/v2", tenant);
+  st_txn *txn;
+  if (st_read_begin(st, &txn) != 0) return NULL;
+  scim_req rq;
+  memset(&rq, 0, sizeof rq);
+  rq.tenant = tenant;
+  rq.method = "GET";
+  rq.path = "/Users";
+  rq.query = q;
+  rq.base_url = base;
+  rq.max_count = 100000;
+  rq.pages = pages;
+  scim_resp rs = {0};
+  scim_handle(txn, &rq, &rs);
+  st_txn_end(txn);
+  json_t *ids = NULL;
+  if (rs.status == 200) {
+    ids = json_array();
+    size_t i;
+    json_t *r;
+    json_array_foreach(json_object_get(rs.body, "Resources"), i, r) json_array_append(ids, json_object_get(r, "id"));
+    *total = (size_t)json_integer_value(json_object_get(rs.body, "totalResults"));
+  }
+  scim_resp_clear(&rs);
+  return ids;
+}
+/* Every id of tenant, walked from the first without checkpoints. */
+static json_t *full_walk(st_store *st, const char *tenant) {
+  size_t total;
+  return page_of(st, NULL, tenant, 1, 100000, &total);
+}
+/* page is all[start-1 .. start-1+count) (as much of it as exists). */
+static bool is_slice(const json_t *page, const json_t *all, size_t start, size_t count) {
+  size_t n = json_array_size(all);
+  size_t want = start > n ? 0 : n - (start - 1) < count ? n - (start - 1) : count;
+  if (!page || json_array_size(page) != want) return false;
+  for (size_t i = 0; i < want; i++)
+    if (!json_equal(json_array_get(page, i), json_array_get(all, start - 1 + i))) return false;
+  return true;
+}
+/* Pages tenant by count from start up to (not including) end, checking
+ * each against all; 0 or the failing page's startIndex. */
+static size_t page_through(st_store *st, scim_pages *pages, const char *tenant, const json_t *all, size_t start,
+                           size_t end, size_t count) {
+  for (; start < end; start += count) {
+    size_t total = 0;
+    json_t *p = page_of(st, pages, tenant, start, count, &total);
+    bool ok = is_slice(p, all, start, count) && total == json_array_size(all);
+    json_decref(p);
+    if (!ok) return start;
+  }
+  return 0;
+}
+
+TEST(paging_through_a_tenant_walks_each_resource_once) {
+  seen s;
+  memset(&s, 0, sizeof s);
+  st_store *st = open_store(&s);
+  CHECK(st != NULL);
+  scim_pages *pages = scim_pages_new();
+  CHECK(pages != NULL);
+  json_t *ids = some_ids(0, 2000, 0);
+  CHECK_INT(bulk_create(st, "acme", "a1a1a1a1a1a1a1a1", ids), 0);
+  json_decref(ids);
+  json_t *all = full_walk(st, "acme");
+  CHECK_INT((int)json_array_size(all), 2000);
+  /* (a) Okta's import: every page is the full walk's slice */
+  CHECK_INT(page_through(st, pages, "acme", all, 1, 2001, 100), 0);
+  scim_pages_stats ps;
+  scim_pages_stats_get(pages, &ps);
+  /* (b) each page began where the last ended: ~2,000 steps (100 per page
+   * and one to check the checkpoint's key), not the ~21,000 that walking
+   * from the first resource takes (sum of 100k for k = 1..20) */
+  if (ps.steps > 2000 + 2 * 20) fprintf(stderr, "  %llu cursor steps for 20 pages of 2,000\n", (unsigned long long)ps.steps);
+  CHECK(ps.steps <= 2000 + 2 * 20);
+  CHECK_INT((int)ps.hits, 19);
+  CHECK_INT((int)ps.misses, 0);
+  /* a page asked again (Okta retries), one past the end, odd boundaries:
+   * still the full walk's */
+  CHECK_INT(page_through(st, pages, "acme", all, 1801, 1802, 100), 0);
+  CHECK_INT(page_through(st, pages, "acme", all, 2001, 2002, 100), 0);
+  CHECK_INT(page_through(st, pages, "acme", all, 37, 2001, 7), 0);
+  CHECK_INT(page_through(st, pages, "acme", all, 1, 2001, 1000), 0);
+  scim_pages_stats_get(pages, &ps);
+  CHECK_INT((int)ps.misses, 1); /* startIndex 37: no page had ended before it */
+  json_decref(all);
+  scim_pages_free(pages);
+  close_store(st);
+}
+
+TEST(a_write_between_pages_is_seen_as_a_fresh_walk_sees_it) {
+  seen s;
+  memset(&s, 0, sizeof s);
+  st_store *st = open_store(&s);
+  CHECK(st != NULL);
+  scim_pages *pages = scim_pages_new();
+  json_t *ids = some_ids(0, 2000, 0);
+  CHECK_INT(bulk_create(st, "acme", "a1a1a1a1a1a1a1a1", ids), 0);
+  json_decref(ids);
+  json_t *all = full_walk(st, "acme");
+  CHECK_INT(page_through(st, pages, "acme", all, 1, 501, 100), 0);
+  scim_pages_stats ps, ps2;
+  scim_pages_stats_get(pages, &ps);
+  /* a user created before the next page's position: that page is the
+   * new snapshot's (a checkpoint of the old one would repeat a user) */
+  scim_resp r;
+  CHECK_INT(do_req(st, "POST", "/Users", "{\"userName\":\"first@acme.test\"}", &r, "00000000-0000-4000-8000-000000000000"), 0);
+  CHECK_INT(r.status, 201);
+  scim_resp_clear(&r);
+  json_t *all2 = full_walk(st, "acme");
+  CHECK_INT((int)json_array_size(all2), 2001);
+  CHECK_INT(page_through(st, pages, "acme", all2, 501, 502, 100), 0);
+  scim_pages_stats_get(pages, &ps2);
+  CHECK_INT((int)(ps2.hits - ps.hits), 0);
+  CHECK_INT((int)(ps2.misses - ps.misses), 1);
+  /* paging on under the new generation finds its checkpoints again */
+  CHECK_INT(page_through(st, pages, "acme", all2, 601, 801, 100), 0);
+  scim_pages_stats_get(pages, &ps);
+  CHECK_INT((int)(ps.hits - ps2.hits), 2);
+  /* a change that moves no position (a PUT) keeps them */
+  char path[80], body[200];
+  snprintf(path, sizeof path, "/Users/%s", json_string_value(json_array_get(all2, 4)));
+  snprintf(body, sizeof body, "{\"userName\":\"renamed@acme.test\",\"displayName\":\"R\"}");
+  CHECK_INT(do_req(st, "PUT", path, body, &r, NULL), 0);
+  CHECK_INT(r.status, 200);
+  scim_resp_clear(&r);
+  CHECK_INT(page_through(st, pages, "acme", all2, 801, 901, 100), 0);
+  scim_pages_stats_get(pages, &ps2);
+  CHECK_INT((int)(ps2.hits - ps.hits), 1);
+  /* a user deleted before the next page's position: no user is skipped
+   * that a fresh walk would list */
+  snprintf(path, sizeof path, "/Users/%s", json_string_value(json_array_get(all2, 9)));
+  CHECK_INT(do_req(st, "DELETE", path, NULL, &r, NULL), 0);
+  CHECK_INT(r.status, 204);
+  scim_resp_clear(&r);
+  json_t *all3 = full_walk(st, "acme");
+  CHECK_INT((int)json_array_size(all3), 2000);
+  CHECK_INT(page_through(st, pages, "acme", all3, 901, 1001, 100), 0);
+  scim_pages_stats_get(pages, &ps);
+  CHECK_INT((int)(ps.hits - ps2.hits), 0);
+  CHECK_INT(page_through(st, pages, "acme", all3, 1001, 2001, 100), 0);
+  json_decref(all);
+  json_decref(all2);
+  json_decref(all3);
+  scim_pages_free(pages);
+  close_store(st);
+}
+
+static int new_incarnation_fn(st_txn *txn, void *arg) {
+  int rc;
+  while ((rc = scim_purge_tenant(txn, "acme", 1000)) == 1000) {}
+  if (rc < 0) return rc;
+  if ((rc = st_tenant_uid_del(txn, "acme"))) return rc;
+  return st_tenant_uid_put(txn, "acme", (const char *)arg);
+}
+
+TEST(checkpoints_never_cross_tenants_or_incarnations) {
+  seen s;
+  memset(&s, 0, sizeof s);
+  st_store *st = open_store(&s);
+  CHECK(st != NULL);
+  scim_pages *pages = scim_pages_new();
+  /* beta holds acme's ids but the first, and one more that sorts last:
+   * every id of acme's sits one position earlier in beta — a checkpoint
+   * of acme's used for beta would shift beta's page by one. beta even
+   * shares acme's incarnation uid: the tenant id alone keeps them apart. */
+  json_t *a = some_ids(0, 300, 0);
+  CHECK_INT(bulk_create(st, "acme", "a1a1a1a1a1a1a1a1", a), 0);
+  json_t *all_a = full_walk(st, "acme");
+  json_t *b = json_copy(all_a);
+  json_array_remove(b, 0);
+  json_array_append_new(b, json_string("ffffffff-0000-4000-8000-000000000000"));
+  CHECK_INT(bulk_create(st, "beta", "a1a1a1a1a1a1a1a1", b), 0);
+  json_t *all_b = full_walk(st, "beta");
+  CHECK_INT(page_through(st, pages, "acme", all_a, 1, 301, 100), 0);
+  scim_pages_stats ps, ps2;
+  scim_pages_stats_get(pages, &ps);
+  CHECK_INT(page_through(st, pages, "beta", all_b, 201, 202, 100), 0);
+  scim_pages_stats_get(pages, &ps2);
+  CHECK_INT((int)(ps2.hits - ps.hits), 0);
+  /* acme deleted and created again (a new incarnation) with beta's ids:
+   * as many writes, so the same list generation — only the uid differs */
+  char uid2[] = "b2b2b2b2b2b2b2b2";
+  CHECK_INT(st_write_sync(st, new_incarnation_fn, uid2), 0);
+  CHECK_INT(bulk_create(st, "acme", NULL, b), 0);
+  json_t *all_a2 = full_walk(st, "acme");
+  CHECK(json_equal(all_a2, all_b));
+  scim_pages_stats_get(pages, &ps);
+  CHECK_INT(page_through(st, pages, "acme", all_a2, 201, 202, 100), 0);
+  scim_pages_stats_get(pages, &ps2);
+  CHECK_INT((int)(ps2.hits - ps.hits), 0);
+  /* whether a deep page may run on the loop (scim_read_is_cheap): only a
+   * page just past a checkpoint of its own tenant and type is cheap */
+  scim__pages_put(pages, "acme", "b2b2b2b2b2b2b2b2", 'U', 300, 400000, "00000001-2222-4333-8444-555555555555");
+  scim_req rq;
+  memset(&rq, 0, sizeof rq);
+  rq.tenant = "acme";
+  rq.method = "GET";
+  rq.path = "/Users";
+  rq.query = "startIndex=400101&count=100";
+  CHECK(!scim_read_is_cheap(&rq)); /* no checkpoints at all */
+  rq.pages = pages;
+  CHECK(scim_read_is_cheap(&rq));
+  rq.tenant = "beta";
+  CHECK(!scim_read_is_cheap(&rq));
+  rq.tenant = "acme";
+  rq.path = "/Groups";
+  CHECK(!scim_read_is_cheap(&rq));
+  rq.path = "/Users";
+  rq.query = "startIndex=600000&count=100"; /* too far past it */
+  CHECK(!scim_read_is_cheap(&rq));
+  rq.query = "startIndex=300000&count=100"; /* before it */
+  CHECK(!scim_read_is_cheap(&rq));
+  json_decref(a);
+  json_decref(b);
+  json_decref(all_a);
+  json_decref(all_b);
+  json_decref(all_a2);
+  scim_pages_free(pages);
+  close_store(st);
+}
+
 int main(void) {
   gw_log_set_level(GW_LOG_WARN);
   RUN(filter_operators);
@@ -945,6 +1229,9 @@ int main(void) {
   RUN(only_reads_an_index_answers_are_cheap);
   RUN(a_read_on_the_loop_stops_at_its_budget);
   RUN(a_deep_page_spends_its_skip);
+  RUN(paging_through_a_tenant_walks_each_resource_once);
+  RUN(a_write_between_pages_is_seen_as_a_fresh_walk_sees_it);
+  RUN(checkpoints_never_cross_tenants_or_incarnations);
   RUN(external_id_is_unique_among_a_tenants_users);
   RUN(allowed_methods_follow_the_routes);
   RUN(error_codes_in_their_range);
