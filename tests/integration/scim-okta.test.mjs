@@ -6,8 +6,9 @@ import assert from 'node:assert/strict';
 import { createTenant } from './lib/admin.mjs';
 import {
   startScimGateway, scimClient, scimCall, assertScimError, assertListResponse, assertScimContentType,
-  oktaUser, qFilter, scimEvent, URN, UUID_RE, WEAK_ETAG_RE, PUBLIC_URL,
+  oktaUser, qFilter, scimEvent, scrape, URN, UUID_RE, WEAK_ETAG_RE, PUBLIC_URL,
 } from './lib/scim.mjs';
+import { metricValue } from './lib/gateway.mjs';
 
 const RFC3339_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
 
@@ -441,6 +442,13 @@ test('pagination over 250 users: pages of 100, integer totals, stable order, no 
   }));
   assert.equal(ids.size, 250);
 
+  const steps = async () => {
+    const m = await scrape(gw.port);
+    return { steps: metricValue(m, 'mcpgate_scim_list_steps_total'),
+      hit: metricValue(m, 'mcpgate_scim_list_checkpoints_total', { result: 'hit' }),
+      miss: metricValue(m, 'mcpgate_scim_list_checkpoints_total', { result: 'miss' }) };
+  };
+  const before = await steps();
   const seen = [];
   let start = 1;
   const sizes = [];
@@ -458,6 +466,12 @@ test('pagination over 250 users: pages of 100, integer totals, stable order, no 
   assert.equal(new Set(seen).size, 250, 'no duplicates across pages');
   for (const id of ids) assert.ok(seen.includes(id), `id ${id} seen`);
   assert.deepEqual(seen, [...seen].sort(), 'ordered by id across pages');
+  // each page began where the last one ended (a list checkpoint): ~250
+  // resources walked for the import, not 100 + 200 + 250
+  const after = await steps();
+  assert.equal(after.hit - before.hit, 2, 'pages 101 and 201 began at checkpoints');
+  assert.equal(after.miss - before.miss, 0);
+  assert.ok(after.steps - before.steps <= 250 + 2, `resources walked: ${after.steps - before.steps}`);
 
   // the same walk again yields the same order
   const again = [];
@@ -474,6 +488,37 @@ test('pagination over 250 users: pages of 100, integer totals, stable order, no 
   const fl = assertListResponse(await p.get('/Users?' + qFilter('userName sw "page.user.1"') + '&startIndex=1&count=30'),
     { total: 100, itemsPerPage: 30 });
   assert.ok(fl.Resources.every((r) => r.userName.startsWith('page.user.1')));
+
+  // a user created between two pages of an import: the next page is the new
+  // snapshot's (never the old checkpoint's), and paging on lists every user
+  // of it exactly once from there; deleting it again, likewise
+  for (const write of ['create', 'delete']) {
+    const first = (await p.fetch('/Users?startIndex=1&count=100')).Resources.map((r) => r.id);
+    let extra;
+    if (write === 'create') {
+      const r = await p.post('/Users', oktaUser('page.between@okta.local'));
+      assert.equal(r.status, 201, r.body);
+      extra = r.json.id;
+    } else {
+      extra = (await p.fetch('/Users?' + qFilter('userName eq "page.between@okta.local"'))).Resources[0].id;
+      assert.equal((await p.del(`/Users/${extra}`)).status, 204);
+    }
+    const fresh = (await p.fetch('/Users?startIndex=1&count=1000')).Resources.map((r) => r.id);
+    assert.equal(fresh.length, write === 'create' ? 251 : 250);
+    assert.equal(fresh.includes(extra), write === 'create');
+    const m0 = await steps();
+    const rest = [];
+    for (let s2 = 101; s2 <= fresh.length; s2 += 100) {
+      const l = assertListResponse(await p.get(`/Users?startIndex=${s2}&count=100`), { total: fresh.length, startIndex: s2 });
+      rest.push(...l.Resources.map((r) => r.id));
+    }
+    assert.deepEqual(rest, fresh.slice(100), `${write}: the pages after the write are the new snapshot's`);
+    const m1 = await steps();
+    assert.equal(m1.miss - m0.miss, 1, `${write}: the old checkpoint was not used`);
+    assert.equal(m1.hit - m0.hit, rest.length > 100 ? 1 : 0, `${write}: paging on finds its checkpoints again`);
+    assert.equal(first.length, 100);
+  }
+  assertListResponse(await p.get('/Users'), { total: 250 });
 });
 
 test('Group Push of a big group: 250 members in one PATCH, listed in full, removable one by one', async () => {
