@@ -1,5 +1,7 @@
 // /metrics labels the MCP proxy's numbers by (tenant, connector), and a
-// tenant's admin names connectors freely (no limit on how many). Each loop
+// tenant's admin names connectors freely (up to connectors_per_tenant_max,
+// which an operator may raise to 10,000; many tenants together hold
+// thousands either way: the gateway is started here with the most). Each loop
 // kept at most 4,096 (tenant, connector) entries, first come first served:
 // one tenant admin creating a few thousand connectors and calling each once
 // (here 4,100) filled the table, after which no other tenant's MCP requests
@@ -31,7 +33,7 @@ async function inBatches(n, fn) {
 }
 
 test('one tenant naming thousands of connectors cannot push the other tenants out of /metrics', async () => {
-  const gw = await startGateway({ args: ['--workers', '1'] });
+  const gw = await startGateway({ args: ['--workers', '1', '--connectors-per-tenant-max', '10000'] });
   const evil = await setupTenant(gw, { id: 'evil', users: ['mallory@evil.com'] });
   const acme = await setupTenant(gw, { id: 'acme', users: ['alice@acme.com'] });
   const N = 4100;
