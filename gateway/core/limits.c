@@ -13,12 +13,14 @@
 #include "gateway/core/server.h"
 #include "gateway/http/forwarded.h"
 #include "gateway/http/http.h"
+#include "store/store.h"
 
 /* A user's open requests: chained buckets under one mutex (an enter and a
  * release per MCP request; the critical section is a few compares). */
 #define SLOT_BUCKETS 4096
-/* a slot's key: a user's "tenant/user" is cut to a rate limiter's key size
- * (user_key); a discovery's "tenant/\x01discover connector" is never cut */
+/* a slot's key: a user's "tenant/user", or its digest when that does not
+ * fit a rate limiter's key (user_key); a discovery's "tenant/\x01discover
+ * connector" is never cut */
 #define SLOT_KEY_MAX 127
 _Static_assert(SLOT_KEY_MAX >= GW_RATELIMIT_KEY_MAX, "a user's key fits a slot's");
 typedef struct slot {
@@ -31,16 +33,40 @@ typedef struct slot {
   char key[SLOT_KEY_MAX + 1];
 } slot;
 
-/* "tenant/user" into out (cut to the key size): on every MCP request, so
- * no stdio */
+/* A digest key: a byte no tenant id begins with, then 64 hex digits. */
+#define DIGEST_KEY_MARK '\x02'
+_Static_assert(1 + 64 <= GW_RATELIMIT_KEY_MAX, "a digest key fits a limiter's key");
+
+/* "tenant/user" into out, for the user's rate-limit bucket and
+ * concurrency slot: on every MCP request, so no stdio. A tenant id may be
+ * 63 bytes and a user id 36, more than a limiter's key holds: such a key
+ * is the SHA-256 of the whole "tenant/user" instead, never a cut of it
+ * (two users whose ids agreed in the bytes a cut kept once shared one
+ * slot: one user's load throttled the other). A digest key cannot equal a
+ * key that fits, which begins with the tenant id. Should the digest fail
+ * (OpenSSL out of memory), the key is cut as before: a user may then
+ * count with another, never escape the limits (fail closed). */
 static void user_key(const char *tenant, const char *user, char out[GW_RATELIMIT_KEY_MAX + 1]) {
-  size_t tl = strnlen(tenant, GW_RATELIMIT_KEY_MAX), ul = strnlen(user, GW_RATELIMIT_KEY_MAX - tl);
-  memcpy(out, tenant, tl);
-  size_t n = tl;
-  if (n < GW_RATELIMIT_KEY_MAX) out[n++] = '/';
-  if (ul > GW_RATELIMIT_KEY_MAX - n) ul = GW_RATELIMIT_KEY_MAX - n;
-  memcpy(out + n, user, ul);
-  out[n + ul] = 0;
+  char whole[2 * GW_RATELIMIT_KEY_MAX + 2];
+  size_t tl = strnlen(tenant, GW_RATELIMIT_KEY_MAX), ul = strnlen(user, GW_RATELIMIT_KEY_MAX);
+  memcpy(whole, tenant, tl);
+  whole[tl] = '/';
+  memcpy(whole + tl + 1, user, ul);
+  size_t n = tl + 1 + ul;
+  uint8_t d[32];
+  if (n <= GW_RATELIMIT_KEY_MAX || st_sha256(whole, n, d) != 0) {
+    if (n > GW_RATELIMIT_KEY_MAX) n = GW_RATELIMIT_KEY_MAX;
+    memcpy(out, whole, n);
+    out[n] = 0;
+    return;
+  }
+  static const char hex[] = "0123456789abcdef";
+  out[0] = DIGEST_KEY_MARK;
+  for (int i = 0; i < 32; i++) {
+    out[1 + 2 * i] = hex[d[i] >> 4];
+    out[2 + 2 * i] = hex[d[i] & 15];
+  }
+  out[65] = 0;
 }
 
 typedef struct gw_limits gw_limits;
