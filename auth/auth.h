@@ -44,12 +44,18 @@ typedef struct auth_token_new {
 #define AUTH_EINACTIVE (-30600) /* the user is not active (deactivated in the IdP) */
 #define AUTH_EINVALID (-30601)  /* settings failed validation (auth/oidc.h) */
 #define AUTH_ENOSECRET (-30602) /* OIDC settings without a client secret, none stored */
+#define AUTH_EFULL (-30669)     /* the user holds as many tokens as allowed (auth_token_create_max) */
 /* Names an auth code, or a store code (st_strerror); static string. */
 const char *auth_strerror(int err);
 
 /* Writer job body: creates the token for an existing, active user.
  * ST_ENOTFOUND (no such user), AUTH_EINACTIVE (user not active). */
 int auth_token_create(st_txn *txn, auth_token_new *t);
+/* The same, refused with AUTH_EFULL when the user already holds max
+ * employee tokens (of every origin, expired ones included: they stay
+ * stored until revoked; counted on keys, no further than max). max <= 0:
+ * no cap. user_id and user_name are filled before the count. */
+int auth_token_create_max(st_txn *txn, auth_token_new *t, int64_t max);
 
 /* Verifies a presented token for tenant: hash lookup, kind, tenant,
  * expiry (now = unix seconds), tenant active, user present and active.

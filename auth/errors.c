@@ -15,6 +15,7 @@ const char *auth_strerror(int err) {
   case AUTH_EINACTIVE: return "the user is not active";
   case AUTH_EINVALID: return "invalid settings";
   case AUTH_ENOSECRET: return "no client secret is stored";
+  case AUTH_EFULL: return "the user holds as many tokens as allowed";
   case AUTH_ELOGIN: return "the sign-in could not be completed";
   case AUTH_ENOTLINKED: return "no provisioned user matches this sign-in";
   case AUTH_EUNVERIFIED: return "the e-mail address is not verified by the identity provider";

@@ -238,6 +238,35 @@ int auth_token_list_user(st_txn *txn, const char *tenant, const char *user_id, j
   return 0;
 }
 
+/* Counts keys under prefix p (keys only, nothing parsed), no further than
+ * stop_at: a cap check does bounded work however many are stored. */
+static int count_prefix(st_txn *txn, const char *p, size_t pl, int64_t stop_at, int64_t *n) {
+  *n = 0;
+  st_cursor *c;
+  int rc = st_cursor_open(txn, ST_DB_TOKENS, &c);
+  if (rc) return rc;
+  if ((rc = st_cursor_seek(c, p, pl, NULL, 0)) == 0) {
+    st_val k;
+    while (*n < stop_at && (rc = st_cursor_next(c, &k, NULL)) == 0) (*n)++;
+  }
+  st_cursor_close(c);
+  return rc == ST_ENOTFOUND || *n >= stop_at ? 0 : rc;
+}
+
+int auth_token_count(st_txn *txn, const char *tenant, const char *kind, int64_t stop_at, int64_t *n) {
+  char p[KEY_CAP];
+  *n = 0;
+  if (!fits(tenant, kind, NULL)) return 0;
+  return count_prefix(txn, p, ikey(tenant, kind, NULL, p), stop_at, n);
+}
+
+int auth_token_count_user(st_txn *txn, const char *tenant, const char *user_id, int64_t stop_at, int64_t *n) {
+  char p[KEY_CAP];
+  *n = 0;
+  if (!fits(tenant, user_id, NULL)) return 0;
+  return count_prefix(txn, p, ukey(tenant, user_id, NULL, p), stop_at, n);
+}
+
 int auth_tokens_delete_tenant(st_txn *txn, const char *tenant, int limit) {
   char pk[KEY_CAP];
   if (!fits(tenant, NULL, NULL)) return 0;

@@ -13,7 +13,9 @@
 #include "store/dir.h"
 #include "store/tenant.h"
 
-int auth_token_create(st_txn *txn, auth_token_new *t) {
+int auth_token_create(st_txn *txn, auth_token_new *t) { return auth_token_create_max(txn, t, 0); }
+
+int auth_token_create_max(st_txn *txn, auth_token_new *t, int64_t max) {
   json_t *u;
   int rc = st_dir_user_find(txn, t->tenant, t->user_ref, &u);
   if (rc) return rc;
@@ -24,6 +26,11 @@ int auth_token_create(st_txn *txn, auth_token_new *t) {
   bool active = st_dir_user_usable(txn, t->tenant, u);
   json_decref(u);
   if (!active) return AUTH_EINACTIVE;
+  if (max > 0) {
+    int64_t n = 0;
+    if ((rc = auth_token_count_user(txn, t->tenant, t->user_id, max, &n))) return rc;
+    if (n >= max) return AUTH_EFULL;
+  }
   auth_token_rec r = {.kind = AUTH_KIND_EMPLOYEE, .tenant = t->tenant, .id = t->tokid,
                       .name = t->name[0] ? t->name : "token", .created = t->now, .user = t->user_id,
                       .expires = t->expires, .hash = t->hash, .created_by = t->self ? "self" : "admin"};

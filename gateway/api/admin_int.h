@@ -105,6 +105,7 @@ struct admin_job {
   uint8_t hash[32];
   char token[ST_TOKEN_BUFSZ]; /* shown once in the reply, wiped after */
   int more;                   /* purge: keys remain */
+  int64_t max;                /* SCIM or admin token create: the operator's cap of the kind */
   json_t *settings;           /* tenant PATCH: the validated settings patch (read-only in the job) */
   json_t *view;               /* tenant PATCH, out: the settings in force after it */
   json_t *before;             /* tenant PATCH, out: the name and settings view before it (the audit's change) */

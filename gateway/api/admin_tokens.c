@@ -4,7 +4,14 @@
  * last use, and the registration of the token consistency check. Records,
  * keys, lookups and the check itself are auth/token_store.h's: this file
  * mints (randomness on the loop), submits and answers. A list reads every
- * token of its kind: on libuv's thread pool (list_work). */
+ * token of its kind: on libuv's thread pool (list_work).
+ *
+ * Every tenant shares one store, so what a tenant's admins mint is capped
+ * (operator config): scim_tokens_per_tenant_max and
+ * admin_tokens_per_tenant_max per tenant, employee_tokens_per_user_max per
+ * person (of every origin, expired ones included). Counted in the writer
+ * job on keys, no further than the cap; one more is 409 too_many_tokens
+ * naming the key. Tokens held over a cap lowered since keep working. */
 #include "gateway/api/admin_int.h"
 
 #include <stdio.h>
@@ -23,13 +30,35 @@ int admin__write_token(st_txn *txn, admin_job *j, const char *name) {
   return auth_token_put(txn, &r);
 }
 
+/* A SCIM or admin token minted over the admin API, within the operator's
+ * cap of its kind (counted here, in the write: two POSTs at once cannot
+ * both pass it; keys only, no further than the cap). */
 static int job_token_create(st_txn *txn, void *arg) {
   admin_job *j = arg;
   json_t *rec;
   int rc = st_tenant_get(txn, j->tenant, &rec);
   if (rc) return rc;
   json_decref(rec);
+  int64_t n = 0;
+  if ((rc = auth_token_count(txn, j->tenant, j->kind, j->max, &n))) return rc;
+  if (n >= j->max) return GW_API_EFULL;
   return admin__write_token(txn, j, j->name[0] ? j->name : j->kind);
+}
+
+static bool is_scim(const admin_job *j) { return !strcmp(j->kind, AUTH_KIND_SCIM); }
+
+static void done_token_create(int status, void *arg) {
+  admin_job *j = arg;
+  if (status == GW_API_EFULL) {
+    gw_respond_error(j->req, 409, "too_many_tokens",
+                     "this tenant holds as many %s tokens as the gateway allows one tenant (%s: %lld): revoke one "
+                     "before minting another, or ask the operator",
+                     is_scim(j) ? "SCIM" : "admin", is_scim(j) ? "scim_tokens_per_tenant_max" : "admin_tokens_per_tenant_max",
+                     (long long)j->max);
+  } else if (!admin__job_error(j->req, status, "tenant")) {
+    j->reply(j);
+  }
+  admin__job_free(j);
 }
 
 static int job_token_revoke(st_txn *txn, void *arg) {
@@ -174,8 +203,18 @@ void admin__tokens(gw_req *req, const admin_caller *who, const char *tenant, con
       gw_respond_error(req, 500, "internal", "could not generate a token");
       return;
     }
+    const gw_config *cfg = &req->lp->srv->cfg;
+    j->max = is_scim(j) ? cfg->scim_tokens_per_tenant_max : cfg->admin_tokens_per_tenant_max;
     /* ST_ENOTFOUND of a token create means its tenant is gone */
-    admin__submit(req, j, job_token_create, "tenant", reply_token_created);
+    j->req = req;
+    j->lp = req->lp;
+    j->what = "tenant";
+    j->reply = reply_token_created;
+    if (gw_loop_submit(req->lp, job_token_create, done_token_create, j) != 0) {
+      admin__job_free(j);
+      gw_resp_header(req, "Retry-After", "1");
+      gw_respond_error(req, 503, "store_busy", "the store cannot take writes right now");
+    }
     return;
   }
   if (strcmp(req->method, "DELETE") != 0) {
@@ -204,6 +243,7 @@ typedef struct etok_job {
   auth_token_new t;
   char token[ST_TOKEN_BUFSZ];
   bool revoke;
+  int64_t max; /* employee_tokens_per_user_max: a token past it is GW_API_EFULL */
 } etok_job;
 
 static int job_etoken(st_txn *txn, void *arg) {
@@ -218,7 +258,10 @@ static int job_etoken(st_txn *txn, void *arg) {
      * ST_EVENT_TOKEN_REVOKED (gateway/mcp/revoke.c) */
     return auth_token_revoke(txn, j->t.tenant, AUTH_KIND_EMPLOYEE, j->t.tokid);
   }
-  return auth_token_create(txn, &j->t);
+  /* within the operator's cap of the person's tokens (counted in the
+   * write, keys only, no further than the cap) */
+  if ((rc = auth_token_create_max(txn, &j->t, j->max))) return rc == AUTH_EFULL ? GW_API_EFULL : rc;
+  return 0;
 }
 
 static void done_etoken(int status, void *arg) {
@@ -227,6 +270,11 @@ static void done_etoken(int status, void *arg) {
   if (status == GW_API_ENOTENANT) gw_respond_error(req, 404, "not_found", "no such tenant");
   else if (status == ST_ENOTFOUND)
     gw_respond_error(req, 404, "not_found", j->revoke ? "no such token" : "no such user in this tenant");
+  else if (status == GW_API_EFULL)
+    gw_respond_error(req, 409, "too_many_tokens",
+                     "user %s holds as many access tokens as the gateway allows one person "
+                     "(employee_tokens_per_user_max: %lld), expired ones included: revoke one first, or ask the operator",
+                     j->t.user_name, (long long)j->max);
   else if (status == AUTH_EINACTIVE)
     gw_respond_error(req, 409, "user_inactive", "user %s is not active (deactivated in the identity provider)",
                      j->t.user_name);
@@ -274,6 +322,7 @@ void admin__employee_tokens(gw_req *req, const admin_caller *who, const char *te
   j->req = req;
   j->lp = req->lp;
   j->revoke = revoke;
+  j->max = req->lp->srv->cfg.employee_tokens_per_user_max;
   snprintf(j->t.tenant, sizeof j->t.tenant, "%s", tenant);
   if (revoke) {
     snprintf(j->t.tokid, sizeof j->t.tokid, "%s", tokid);

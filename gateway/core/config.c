@@ -337,6 +337,21 @@ static const cfg_key keys[] = {
      "client metadata documents one tenant's admins may pin (PUT /admin/v1/tenants/{id}/oauth-clients); past it a "
      "new pin is 409 too_many_clients (replacing a pinned one, or deleting one, is always allowed)",
      NULL},
+    {"scim_tokens_per_tenant_max", CFG_INT, "20", 1, 1000, OFF(scim_tokens_per_tenant_max),
+     "SCIM tokens one tenant may hold (its first one, made with the tenant, included); past it POST "
+     "/admin/v1/tenants/{id}/scim-tokens is 409 too_many_tokens (revoke one first: a tenant over it after the value "
+     "was lowered keeps every token, which still work)",
+     NULL},
+    {"admin_tokens_per_tenant_max", CFG_INT, "20", 1, 1000, OFF(admin_tokens_per_tenant_max),
+     "tenant admin tokens (mga_) one tenant may hold; past it POST /admin/v1/tenants/{id}/admin-tokens is 409 "
+     "too_many_tokens (as scim_tokens_per_tenant_max)",
+     NULL},
+    {"employee_tokens_per_user_max", CFG_INT, "100", 1, 10000, OFF(employee_tokens_per_user_max),
+     "employee tokens (mgw_) one person may hold, of every origin and expired ones included (they stay stored until "
+     "revoked), for an admin to mint another for them: past it POST /admin/v1/tenants/{id}/tokens is 409 "
+     "too_many_tokens naming the person (the employee page keeps its own limit of 50 unexpired tokens). Tokens "
+     "held over it after the value was lowered still work",
+     NULL},
     {"dcr_client_idle_ms", CFG_INT, "2592000000", 60000, 3650LL * 86400000, OFF(dcr_client_idle_ms),
      "a dynamically registered OAuth client unused for this long is unknown (the client registers again) and is "
      "deleted by the sweep that runs with later registrations",

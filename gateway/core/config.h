@@ -87,6 +87,9 @@ typedef struct gw_config {
   int64_t dcr_clients_max;    /* gateway/api/oauth_register.c: dynamic client registration */
   int64_t dcr_client_idle_ms;
   int64_t pinned_clients_max; /* gateway/api/admin_oauth.c: pinned client metadata documents */
+  int64_t scim_tokens_per_tenant_max;   /* gateway/api/admin_tokens.c */
+  int64_t admin_tokens_per_tenant_max;  /* gateway/api/admin_tokens.c */
+  int64_t employee_tokens_per_user_max; /* gateway/api/admin_tokens.c: tokens an admin mints */
   int64_t cimd_cache_ms;      /* gateway/api/oauth_cimd.c: client metadata documents */
   int64_t cimd_cache_max;
   char *cimd_ca_file;

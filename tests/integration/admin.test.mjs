@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { startGateway, request, rawHttp, waitFor } from './lib/gateway.mjs';
+import { scimClient, oktaUser } from './lib/scim.mjs';
 import {
   api, adminClient, assertJsonError, assert401, createTenant, recreateAfterPurge, operatorToken,
   SCIM_TOKEN_RE, ADMIN_TOKEN_RE, TOKEN_ID_RE, RFC3339_RE,
@@ -12,12 +13,17 @@ import {
 
 const PUBLIC_URL = 'https://gw.example.test:8443';
 const CAP = 3; // connectors_per_tenant_max here
+// the token caps here: scim_tokens_per_tenant_max, admin_tokens_per_tenant_max,
+// employee_tokens_per_user_max
+const SCIM_CAP = 6, ADMIN_CAP = 3, EMP_CAP = 3;
 // nothing listens there: a connector's post-write probe fails, the write stands
 const DEAD_URL = 'http://127.0.0.1:9/mcp';
 let gw, op, opToken;
 
 before(async () => {
-  gw = await startGateway({ args: ['--public-url', PUBLIC_URL, '--connectors-per-tenant-max', String(CAP)] });
+  gw = await startGateway({ args: ['--public-url', PUBLIC_URL, '--connectors-per-tenant-max', String(CAP),
+    '--scim-tokens-per-tenant-max', String(SCIM_CAP), '--admin-tokens-per-tenant-max', String(ADMIN_CAP),
+    '--employee-tokens-per-user-max', String(EMP_CAP)] });
   opToken = operatorToken(gw.dataDir);
   op = adminClient(gw.port, opToken);
 });
@@ -444,6 +450,77 @@ test('connectors_per_tenant_max: a new connector past it is 409; changes, delete
   assert.equal((await ta.call('PUT', `${T}/capa/connectors/c4`, conn())).status, 201);
 });
 
+// Found by review: a tenant's SCIM tokens, its admin tokens and the employee
+// tokens its admins mint had no cap (the employee page's own tokens have
+// one): a tenant admin script could fill the store every tenant shares, and
+// then every tenant's writes — SCIM deactivations among them — got 507.
+// Before the fix the token past each cap here was 201 (seen: 12 SCIM tokens
+// and 12 employee tokens of one person, all 201).
+let tokcapScim; // tokcap's SCIM tokens (the lowered-cap case uses them)
+test('token caps: SCIM and admin tokens per tenant, employee tokens per person; 409 past them', async () => {
+  const t = await createTenant(gw.port, opToken, 'tokcap', 'Token Cap');
+  await createTenant(gw.port, opToken, 'tokcap-b', 'Token Cap B');
+  // admin tokens: the operator mints them (the tenant's count is its own)
+  const admins = [];
+  for (let i = 0; i < ADMIN_CAP; i++) {
+    const r = await op.post(`${T}/tokcap/admin-tokens`, { name: `a${i}` });
+    assert.equal(r.status, 201, r.body);
+    admins.push(r.json);
+  }
+  let e = assertJsonError(await op.post(`${T}/tokcap/admin-tokens`, { name: 'one-more' }), 409);
+  assert.equal(e.error, 'too_many_tokens');
+  assert.match(e.message, new RegExp(`admin_tokens_per_tenant_max: ${ADMIN_CAP}\\)`));
+  assert.equal((await op.get(`${T}/tokcap/admin-tokens`)).json.tokens.length, ADMIN_CAP, 'nothing stored');
+  assert.equal((await op.post(`${T}/tokcap-b/admin-tokens`, { name: 'b' })).status, 201, 'another tenant is not counted');
+  const ta = adminClient(gw.port, admins[0].token);
+
+  // SCIM tokens: the tenant's initial one counts; the tenant admin and the
+  // operator get the same refusal
+  const scimMade = [{ id: t.scim.token_id, token: t.scim.token }];
+  for (let i = 1; i < SCIM_CAP; i++) {
+    const r = await ta.post(`${T}/tokcap/scim-tokens`, { name: `s${i}` });
+    assert.equal(r.status, 201, r.body);
+    scimMade.push(r.json);
+  }
+  for (const who of [ta, op]) {
+    e = assertJsonError(await who.post(`${T}/tokcap/scim-tokens`, { name: 'one-more' }), 409);
+    assert.equal(e.error, 'too_many_tokens');
+    assert.match(e.message, new RegExp(`scim_tokens_per_tenant_max: ${SCIM_CAP}\\)`));
+    assert.ok(!/mg[asw]_/.test(e.message), 'no token in the message');
+  }
+  const sl = await ta.get(`${T}/tokcap/scim-tokens`);
+  assert.equal(sl.json.tokens.length, SCIM_CAP, 'nothing stored');
+  // every one of them works; a revoke makes room
+  const scim = scimClient(gw.port, 'tokcap', scimMade[SCIM_CAP - 1].token);
+  assert.equal((await scim.post('/Users', oktaUser('alice@tokcap.example'))).status, 201);
+  assert.equal((await scim.post('/Users', oktaUser('bob@tokcap.example'))).status, 201);
+  assert.equal((await ta.del(`${T}/tokcap/scim-tokens/${scimMade[1].id}`)).status, 204);
+  const again = await ta.post(`${T}/tokcap/scim-tokens`, { name: 'rotated' });
+  assert.equal(again.status, 201, again.body);
+  tokcapScim = [...scimMade.filter((_, i) => i !== 1).map((m) => m.token), again.json.token];
+
+  // employee tokens an admin mints: per person, whoever mints them
+  const made = [];
+  for (let i = 0; i < EMP_CAP; i++) {
+    const r = await (i % 2 ? op : ta).post(`${T}/tokcap/tokens`, { user: 'alice@tokcap.example', name: `l${i}`, expires_in_days: 1 });
+    assert.equal(r.status, 201, r.body);
+    made.push(r.json);
+  }
+  for (const who of [ta, op]) {
+    e = assertJsonError(await who.post(`${T}/tokcap/tokens`, { user: 'alice@tokcap.example', name: 'one-more' }), 409);
+    assert.equal(e.error, 'too_many_tokens');
+    assert.match(e.message, new RegExp(`employee_tokens_per_user_max: ${EMP_CAP}\\)`));
+    assert.match(e.message, /alice@tokcap\.example/);
+  }
+  // another person of the tenant has their own count
+  assert.equal((await ta.post(`${T}/tokcap/tokens`, { user: 'bob@tokcap.example', name: 'bob' })).status, 201);
+  const el = await op.get(`${T}/tokcap/tokens`);
+  assert.equal(el.json.tokens.filter((x) => x.name.startsWith('l') || x.name === 'one-more').length, EMP_CAP, 'nothing stored');
+  // a revoke makes room
+  assert.equal((await ta.del(`${T}/tokcap/tokens/${made[0].id}`)).status, 204);
+  assert.equal((await ta.post(`${T}/tokcap/tokens`, { user: 'alice@tokcap.example', name: 'next' })).status, 201);
+});
+
 test('the server is healthy at the end and stops with exit 0', async () => {
   const h = await request(gw.port, { path: '/healthz' });
   assert.equal(h.status, 200);
@@ -457,8 +534,9 @@ test('the server is healthy at the end and stops with exit 0', async () => {
   assert.ok(!/mg[asw]_[A-Za-z0-9_-]{43}/.test(logs), 'no token-shaped string in the logs');
 });
 
-test('a cap lowered at restart: the tenant over it keeps every connector, lists the first ones, cannot add', async () => {
-  const g2 = await startGateway({ dataDir: gw.dataDir, args: ['--public-url', PUBLIC_URL, '--connectors-per-tenant-max', '2'] });
+test('a cap lowered at restart: the tenant over it keeps every connector (and SCIM token), lists the first ones, cannot add', async () => {
+  const g2 = await startGateway({ dataDir: gw.dataDir, args: ['--public-url', PUBLIC_URL, '--connectors-per-tenant-max', '2',
+    '--scim-tokens-per-tenant-max', '2'] });
   try {
     const o2 = adminClient(g2.port, opToken);
     const l = await o2.get(`${T}/capa/connectors`);
@@ -472,6 +550,15 @@ test('a cap lowered at restart: the tenant over it keeps every connector, lists 
     const e = assertJsonError(await o2.call('PUT', `${T}/capa/connectors/c5`, { url: DEAD_URL, auth: { type: 'none' } }), 409);
     assert.match(e.message, /connectors_per_tenant_max: 2\)/);
     assert.equal((await o2.del(`${T}/capa/connectors/c4`)).status, 204);
+    // tokcap holds more SCIM tokens than the lowered cap: each still works,
+    // and none can be added until it is under the cap
+    assert.equal(tokcapScim.length, SCIM_CAP);
+    for (const tok of tokcapScim) {
+      const r = await scimClient(g2.port, 'tokcap', tok).get('/Users?count=1');
+      assert.equal(r.status, 200, r.body);
+    }
+    const s = assertJsonError(await o2.post(`${T}/tokcap/scim-tokens`, { name: 'x' }), 409);
+    assert.match(s.message, /scim_tokens_per_tenant_max: 2\)/);
   } finally {
     const ex = await g2.stop('SIGTERM');
     assert.equal(ex.code, 0, `exit ${JSON.stringify(ex)}`);
