@@ -3,7 +3,8 @@
  * LMDB env in a mkdtemp dir, writes through the writer thread
  * (st_write_sync) as the gateway does: create, lookup by the token's hash,
  * wrong kind/tenant/inactive tenant refused, revoke, list by tenant and
- * kind, deleting a tenant's and a user's tokens, and the index ↔ record
+ * kind, the counts the admin API's caps read, deleting a tenant's and a
+ * user's tokens, and the index ↔ record
  * agreement that `store check` verifies, the check of employee tokens whose
  * user is gone; auth's and vault's error ranges. */
 #include <ftw.h>
@@ -281,6 +282,50 @@ TEST(list_and_revoke) {
   tmp_cleanup();
 }
 
+static int64_t count(st_store *st, const char *tenant, const char *kind, const char *user, int64_t stop_at) {
+  st_txn *txn;
+  int64_t n = -1;
+  if (st_read_begin(st, &txn) != 0) return -1;
+  int rc = user ? auth_token_count_user(txn, tenant, user, stop_at, &n) : auth_token_count(txn, tenant, kind, stop_at, &n);
+  st_txn_end(txn);
+  return rc ? rc : n;
+}
+
+/* The counts the admin API's caps read (gateway/api/admin_tokens.c): a
+ * tenant's tokens of one kind, a person's employee tokens; no further than
+ * stop_at; a prefix-sharing tenant id, another kind or person never
+ * counted. */
+TEST(counts_for_caps) {
+  st_store *st = open_store();
+  CHECK(st);
+  CHECK_INT(tenant_op(st, "acme", 0), 0);
+  CHECK_INT(tenant_op(st, "acme2", 0), 0);
+  tok t[7];
+  tok_new(&t[0], AUTH_KIND_SCIM, "acme", NULL);
+  tok_new(&t[1], AUTH_KIND_SCIM, "acme", NULL);
+  tok_new(&t[2], AUTH_KIND_SCIM, "acme", NULL);
+  tok_new(&t[3], AUTH_KIND_ADMIN, "acme", NULL);
+  tok_new(&t[4], AUTH_KIND_EMPLOYEE, "acme", "u1");
+  tok_new(&t[5], AUTH_KIND_EMPLOYEE, "acme", "u1");
+  tok_new(&t[6], AUTH_KIND_SCIM, "acme2", NULL);
+  for (int i = 0; i < 7; i++) CHECK_INT(st_write_sync(st, put_fn, &t[i]), 0);
+  CHECK_INT(count(st, "acme", AUTH_KIND_SCIM, NULL, 100), 3);
+  CHECK_INT(count(st, "acme", AUTH_KIND_SCIM, NULL, 2), 2); /* stops at the cap */
+  CHECK_INT(count(st, "acme", AUTH_KIND_ADMIN, NULL, 100), 1);
+  CHECK_INT(count(st, "acme", AUTH_KIND_EMPLOYEE, NULL, 100), 2);
+  CHECK_INT(count(st, "acme2", AUTH_KIND_SCIM, NULL, 100), 1);
+  CHECK_INT(count(st, "acm", AUTH_KIND_SCIM, NULL, 100), 0);
+  CHECK_INT(count(st, "acme", NULL, "u1", 100), 2);
+  CHECK_INT(count(st, "acme", NULL, "u1", 1), 1);
+  CHECK_INT(count(st, "acme", NULL, "u", 100), 0);
+  CHECK_INT(count(st, "acme2", NULL, "u1", 100), 0);
+  revoke_job r = {"acme", AUTH_KIND_EMPLOYEE, t[4].id};
+  CHECK_INT(st_write_sync(st, revoke_fn, &r), 0);
+  CHECK_INT(count(st, "acme", NULL, "u1", 100), 1);
+  st_close(st);
+  tmp_cleanup();
+}
+
 TEST(delete_tenant_and_user) {
   st_store *st = open_store();
   CHECK(st);
@@ -427,6 +472,7 @@ int main(void) {
   RUN(tenant_records);
   RUN(create_and_lookup);
   RUN(list_and_revoke);
+  RUN(counts_for_caps);
   RUN(delete_tenant_and_user);
   RUN(check_finds_disagreement);
   RUN(check_employee_token_users);
