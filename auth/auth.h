@@ -48,13 +48,16 @@ typedef struct auth_token_new {
 /* Names an auth code, or a store code (st_strerror); static string. */
 const char *auth_strerror(int err);
 
-/* Writer job body: creates the token for an existing, active user.
+/* Writer job body: creates the token for an existing, active user, and
+ * first deletes (revokes) up to AUTH_TOKEN_SWEEP_MAX of the user's tokens
+ * that expired before t->now: nothing else deletes an expired token.
  * ST_ENOTFOUND (no such user), AUTH_EINACTIVE (user not active). */
+#define AUTH_TOKEN_SWEEP_MAX 64
 int auth_token_create(st_txn *txn, auth_token_new *t);
-/* The same, refused with AUTH_EFULL when the user already holds max
- * employee tokens (of every origin, expired ones included: they stay
- * stored until revoked; counted on keys, no further than max). max <= 0:
- * no cap. user_id and user_name are filled before the count. */
+/* The same, refused with AUTH_EFULL when the user still holds max
+ * employee tokens after that sweep (of every origin; counted on keys, no
+ * further than max). max <= 0: no cap. user_id and user_name are filled
+ * before the count. */
 int auth_token_create_max(st_txn *txn, auth_token_new *t, int64_t max);
 
 /* Verifies a presented token for tenant: hash lookup, kind, tenant,

@@ -85,7 +85,7 @@ int auth_token_list_user(st_txn *txn, const char *tenant, const char *user_id, j
 
 /* How many tokens of kind tenant holds (its "i" entries), and how many
  * employee tokens user_id of tenant holds (its "u" entries, expired ones
- * too: they stay stored until revoked), counting no further than stop_at:
+ * too: a mint deletes them, auth/auth.h), counting no further than stop_at:
  * keys only, nothing parsed, so a cap check does bounded work. 0 or ST_E*. */
 int auth_token_count(st_txn *txn, const char *tenant, const char *kind, int64_t stop_at, int64_t *n);
 int auth_token_count_user(st_txn *txn, const char *tenant, const char *user_id, int64_t stop_at, int64_t *n);

@@ -15,6 +15,36 @@
 
 int auth_token_create(st_txn *txn, auth_token_new *t) { return auth_token_create_max(txn, t, 0); }
 
+/* Deletes up to AUTH_TOKEN_SWEEP_MAX of user_id's employee tokens that
+ * expired before now (RFC 3339): they grant nothing, and nobody else would
+ * ever delete them (the employee page counts only unexpired ones, so
+ * without this its tokens piled up without end in the store every tenant
+ * shares). Revoked as any token is (the event ends nothing: what a token
+ * opened ended when it expired). A token whose expiry does not parse is
+ * kept. */
+static int sweep_expired(st_txn *txn, const char *tenant, const char *user_id, const char *now) {
+  struct tm tm = {0};
+  if (!strptime(now, "%Y-%m-%dT%H:%M:%SZ", &tm)) return 0;
+  int64_t now_s = (int64_t)timegm(&tm);
+  json_t *toks;
+  int rc = auth_token_list_user(txn, tenant, user_id, &toks);
+  size_t i;
+  json_t *x;
+  int n = 0;
+  if (rc == 0)
+    json_array_foreach(toks, i, x) {
+      const char *e = json_string_value(json_object_get(x, "expires"));
+      const char *id = json_string_value(json_object_get(x, "id"));
+      struct tm et = {0};
+      if (!e || !*e || !id || !strptime(e, "%Y-%m-%dT%H:%M:%SZ", &et) || (int64_t)timegm(&et) > now_s) continue;
+      if ((rc = auth_token_revoke(txn, tenant, AUTH_KIND_EMPLOYEE, id)) && rc != ST_ENOTFOUND) break;
+      rc = 0;
+      if (++n >= AUTH_TOKEN_SWEEP_MAX) break;
+    }
+  json_decref(toks);
+  return rc;
+}
+
 int auth_token_create_max(st_txn *txn, auth_token_new *t, int64_t max) {
   json_t *u;
   int rc = st_dir_user_find(txn, t->tenant, t->user_ref, &u);
@@ -26,6 +56,7 @@ int auth_token_create_max(st_txn *txn, auth_token_new *t, int64_t max) {
   bool active = st_dir_user_usable(txn, t->tenant, u);
   json_decref(u);
   if (!active) return AUTH_EINACTIVE;
+  if ((rc = sweep_expired(txn, t->tenant, t->user_id, t->now))) return rc;
   if (max > 0) {
     int64_t n = 0;
     if ((rc = auth_token_count_user(txn, t->tenant, t->user_id, max, &n))) return rc;

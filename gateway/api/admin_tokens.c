@@ -9,7 +9,8 @@
  * Every tenant shares one store, so what a tenant's admins mint is capped
  * (operator config): scim_tokens_per_tenant_max and
  * admin_tokens_per_tenant_max per tenant, employee_tokens_per_user_max per
- * person (of every origin, expired ones included). Counted in the writer
+ * person (of every origin; a mint first deletes the person's expired
+ * tokens: auth_token_create_max). Counted in the writer
  * job on keys, no further than the cap; one more is 409 too_many_tokens
  * naming the key. Tokens held over a cap lowered since keep working. */
 #include "gateway/api/admin_int.h"
@@ -273,7 +274,7 @@ static void done_etoken(int status, void *arg) {
   else if (status == GW_API_EFULL)
     gw_respond_error(req, 409, "too_many_tokens",
                      "user %s holds as many access tokens as the gateway allows one person "
-                     "(employee_tokens_per_user_max: %lld), expired ones included: revoke one first, or ask the operator",
+                     "(employee_tokens_per_user_max: %lld): revoke one first, or ask the operator",
                      j->t.user_name, (long long)j->max);
   else if (status == AUTH_EINACTIVE)
     gw_respond_error(req, 409, "user_inactive", "user %s is not active (deactivated in the identity provider)",

@@ -347,10 +347,10 @@ static const cfg_key keys[] = {
      "too_many_tokens (as scim_tokens_per_tenant_max)",
      NULL},
     {"employee_tokens_per_user_max", CFG_INT, "100", 1, 10000, OFF(employee_tokens_per_user_max),
-     "employee tokens (mgw_) one person may hold, of every origin and expired ones included (they stay stored until "
-     "revoked), for an admin to mint another for them: past it POST /admin/v1/tenants/{id}/tokens is 409 "
-     "too_many_tokens naming the person (the employee page keeps its own limit of 50 unexpired tokens). Tokens "
-     "held over it after the value was lowered still work",
+     "employee tokens (mgw_) one person may hold, of every origin, for an admin to mint another for them (every "
+     "mint, the employee page's too, first deletes the person's expired tokens): past it POST "
+     "/admin/v1/tenants/{id}/tokens is 409 too_many_tokens naming the person (the employee page keeps its own limit "
+     "of 50 unexpired tokens). Tokens held over it after the value was lowered still work",
      NULL},
     {"dcr_client_idle_ms", CFG_INT, "2592000000", 60000, 3650LL * 86400000, OFF(dcr_client_idle_ms),
      "a dynamically registered OAuth client unused for this long is unknown (the client registers again) and is "

@@ -450,6 +450,65 @@ TEST(check_employee_token_users) {
   tmp_cleanup();
 }
 
+/* An employee token of uid that expired (or not) at "expires". */
+typedef struct exp_tok {
+  tok t;
+  const char *expires;
+} exp_tok;
+static int put_exp_fn(st_txn *txn, void *arg) {
+  exp_tok *e = arg;
+  auth_token_rec r = {.kind = AUTH_KIND_EMPLOYEE, .tenant = e->t.tenant, .id = e->t.id, .name = "n",
+                      .created = "2020-01-01T00:00:00Z", .user = e->t.user, .expires = e->expires,
+                      .hash = e->t.hash, .created_by = "self"};
+  return auth_token_put(txn, &r);
+}
+static int create_fn(st_txn *txn, void *arg) { return auth_token_create(txn, arg); }
+
+/* Found by review: expired employee tokens stayed stored until someone
+ * revoked them, and the employee page counts only unexpired ones — an
+ * employee could mint tokens that expire (50 a day) without end into the
+ * store every tenant shares. Minting one now deletes the person's expired
+ * ones first (in the same transaction). Before the fix the count below was
+ * 7 (the four expired ones kept). */
+TEST(minting_deletes_the_persons_expired_tokens) {
+  st_store *st = open_store();
+  CHECK(st);
+  CHECK_INT(tenant_op(st, "acme", 0), 0);
+  char uid[40], bob[40];
+  CHECK_INT(scim_user(st, "acme", "alice@acme.com", uid), 201);
+  CHECK_INT(scim_user(st, "acme", "bob@acme.com", bob), 201);
+  exp_tok e[7];
+  for (int i = 0; i < 7; i++) {
+    tok_new(&e[i].t, AUTH_KIND_EMPLOYEE, "acme", i == 6 ? bob : uid);
+    /* alice: four expired, one live, one that never expires; bob: expired */
+    e[i].expires = i < 4 || i == 6 ? "2020-06-01T00:00:00Z" : i == 4 ? "2999-01-01T00:00:00Z" : NULL;
+    CHECK_INT(st_write_sync(st, put_exp_fn, &e[i]), 0);
+  }
+  CHECK_INT(count(st, "acme", NULL, uid, 100), 6);
+  auth_token_new n;
+  memset(&n, 0, sizeof n);
+  snprintf(n.tenant, sizeof n.tenant, "acme");
+  snprintf(n.user_ref, sizeof n.user_ref, "alice@acme.com");
+  snprintf(n.now, sizeof n.now, "2026-11-22T00:00:00Z");
+  n.self = true;
+  tok fresh;
+  tok_new(&fresh, AUTH_KIND_EMPLOYEE, "acme", uid);
+  memcpy(n.tokid, fresh.id, sizeof n.tokid);
+  memcpy(n.hash, fresh.hash, sizeof n.hash);
+  CHECK_INT(st_write_sync(st, create_fn, &n), 0);
+  /* the live one, the one without expiry and the new one */
+  CHECK_INT(count(st, "acme", NULL, uid, 100), 3);
+  for (int i = 0; i < 4; i++) CHECK_INT(lookup(st, e[i].t.text, AUTH_KIND_EMPLOYEE, "acme"), ST_ENOTFOUND);
+  CHECK_INT(lookup(st, e[4].t.text, AUTH_KIND_EMPLOYEE, "acme"), 0);
+  CHECK_INT(lookup(st, e[5].t.text, AUTH_KIND_EMPLOYEE, "acme"), 0);
+  CHECK_INT(lookup(st, fresh.text, AUTH_KIND_EMPLOYEE, "acme"), 0);
+  /* another person's expired token is theirs to keep until their next mint */
+  CHECK_INT(count(st, "acme", NULL, bob, 100), 1);
+  CHECK_INT(check(st), 0);
+  st_close(st);
+  tmp_cleanup();
+}
+
 TEST(error_ranges) {
   /* outside libuv's errno range (-1..-4095) and LMDB's (-30799..-30780) */
   CHECK(AUTH_EINACTIVE < -4095 && AUTH_EINACTIVE <= AUTH_ERR_FIRST && AUTH_EINACTIVE >= AUTH_ERR_LAST);
@@ -476,6 +535,7 @@ int main(void) {
   RUN(delete_tenant_and_user);
   RUN(check_finds_disagreement);
   RUN(check_employee_token_users);
+  RUN(minting_deletes_the_persons_expired_tokens);
   RUN(error_ranges);
   tmp_cleanup();
   return UNIT_DONE();
