@@ -311,6 +311,10 @@ static int body_members(const json_t *body, const json_t **out, scim_resp *rs) {
 int scim__group_create(st_txn *txn, const scim_req *rq, scim_resp *rs) {
   json_t *g = scim__normalize(rq->body, true, rs);
   if (!g) return SCIM_EABORT;
+  if (scim__grew_too_large(NULL, g, rs)) { /* what is stored, whatever the body weighed */
+    json_decref(g);
+    return SCIM_EABORT;
+  }
   int rc;
   json_object_set_new(g, "id", json_string(rq->new_id));
   scim__set_meta(g, "Group", rq->now, rq->now, 1);
@@ -403,6 +407,10 @@ int scim__group_write(st_txn *txn, const scim_req *rq, const char *id, bool patc
     }
   } else {
     nu = scim__normalize(rq->body, true, rs);
+    if (nu && scim__grew_too_large(old, nu, rs)) {
+      json_decref(nu);
+      nu = NULL;
+    }
     if (nu) {
       /* PUT replaces everything, members included (absent = none) */
       const json_t *mem;

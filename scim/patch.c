@@ -36,13 +36,13 @@ static size_t weight(const json_t *v) {
 }
 
 /* An object of a group's attributes (a path-less value, the core URN's
- * object), its members aside in every spelling (scim__name_kind). */
+ * object), its members aside in every spelling (scim__key_kind). */
 static size_t weight_but_members(const json_t *o) {
   size_t n = 1;
   const char *k;
   json_t *e;
   json_object_foreach((json_t *)o, k, e) {
-    int kind = scim__name_kind(k, true);
+    int kind = scim__key_kind(k, true, false);
     if (kind == SCIM__NAME_SKIP) continue;
     n += kind == SCIM__NAME_CORE && json_is_object(e) ? weight_but_members(e) : weight(e);
   }

@@ -442,19 +442,33 @@ int scim__name_kind(const char *name, bool group) {
   return SCIM__NAME_STORED;
 }
 
-/* An object of attributes (a POST or PUT body, a path-less PATCH value,
- * the core schema's URN object inside them), counted as one value: what
- * never enters the record (scim__name_kind) aside, in every spelling. */
-static void weigh_attrs(const json_t *o, bool group, weight *w) {
+int scim__key_kind(const char *key, bool group, bool body) {
+  const char *core = group ? SCIM_URN_GROUP : SCIM_URN_USER;
+  const char *skip = group ? "members" : "groups";
+  size_t cl = strlen(core);
+  if (!strcasecmp(key, core)) return SCIM__NAME_CORE;
+  if (!strcasecmp(key, skip)) return SCIM__NAME_SKIP;
+  /* "urn:…:core:2.0:Group:members" as a key: a PATCH value's member
+   * references; a POST's or PUT's extension (normalize keeps it) */
+  if (!body && !strncasecmp(key, core, cl) && key[cl] == ':' && !strcasecmp(key + cl + 1, skip))
+    return SCIM__NAME_SKIP;
+  return SCIM__NAME_STORED;
+}
+
+/* An object of attributes (a POST or PUT body — body —, a path-less PATCH
+ * value, the core schema's URN object inside them), counted as one value:
+ * what never enters the record (scim__key_kind: the attribute itself, not
+ * a key that only begins like it) aside. */
+static void weigh_attrs(const json_t *o, bool group, bool body, weight *w) {
   const char *k;
   json_t *e;
   w->values++;
   json_object_foreach((json_t *)o, k, e) {
     if (over(w)) return;
     w->bytes += strlen(k);
-    int kind = scim__name_kind(k, group);
+    int kind = scim__key_kind(k, group, body);
     if (kind == SCIM__NAME_SKIP) continue;
-    if (kind == SCIM__NAME_CORE && json_is_object(e)) weigh_attrs(e, group, w);
+    if (kind == SCIM__NAME_CORE && json_is_object(e)) weigh_attrs(e, group, body, w);
     else weigh(e, w);
   }
 }
@@ -475,11 +489,14 @@ bool scim_write_too_large(const scim_req *rq, scim_resp *rs) {
    * Okta's PUT carries whole — a deactivation of a user in thousands of
    * groups must not be refused for it —, however named: "members",
    * "urn:…:core:2.0:Group:members", or inside the core URN's object
-   * (scim__name_kind); one spelling is never weighed where another is not */
+   * (scim__name_kind for a PATCH path, scim__key_kind for a key); one
+   * spelling is never weighed where another is not, and what the record
+   * keeps ("groups.x", an extension named "urn:…:User:groups") is
+   * weighed */
   weight w = {0, 0};
   json_t *ops = strcmp(rq->method, "PATCH") ? NULL : scim__oget(b, "Operations", NULL);
   if (!json_is_array(ops)) {
-    weigh_attrs(b, groups, &w);
+    weigh_attrs(b, groups, true, &w);
   } else {
     /* a PATCH: the values it may bring into the resource (how many
      * operations, and what they cost, is patch.c's bound) */
@@ -492,7 +509,7 @@ bool scim_write_too_large(const scim_req *rq, scim_resp *rs) {
       if (!value) continue;
       int kind = path && *path ? scim__name_kind(path, groups) : SCIM__NAME_CORE;
       if (kind == SCIM__NAME_SKIP) continue;
-      if (kind == SCIM__NAME_CORE && json_is_object(value)) weigh_attrs(value, groups, &w);
+      if (kind == SCIM__NAME_CORE && json_is_object(value)) weigh_attrs(value, groups, false, &w);
       else weigh(value, &w);
     }
   }
@@ -505,6 +522,10 @@ bool scim__grew_too_large(const json_t *old, const json_t *nu, scim_resp *rs) {
   weight n = {0, 0}, o = {0, 0};
   weigh(nu, &n);
   if (!over(&n)) return false;
+  if (!old) {
+    too_large(rs);
+    return true;
+  }
   weigh(old, &o);
   if (n.values <= o.values && n.bytes <= o.bytes) return false;
   too_large(rs);

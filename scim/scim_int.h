@@ -92,9 +92,11 @@ int scim__fail_store(scim_resp *rs, int rc);
 /* The stored record of a user ('U') or group ('G'); ST_ENOTFOUND if absent. */
 int scim__res_get(st_txn *txn, const char *tenant, char type, const char *id, json_t **out);
 int scim__put_json(st_txn *txn, st_db db, const st_dir_key *k, json_t *j);
-/* A PATCH's result `nu` over the bounds (scim.h) and larger than `old` was:
- * fills rs with a 413 and returns true. A change that does not grow a
- * resource (a deactivation) is never refused, whatever its size. */
+/* A write's result `nu` (a PATCH's, a PUT's; a POST's with old NULL) over
+ * the bounds (scim.h) and larger than `old` was: fills rs with a 413 and
+ * returns true. A change that does not grow a resource (a deactivation)
+ * is never refused, whatever its size. What the record holds is weighed
+ * here, whatever scim_write_too_large made of the body. */
 bool scim__grew_too_large(const json_t *old, const json_t *nu, scim_resp *rs);
 /* What a name — a body's key, a PATCH path — reaches, for the bounds on
  * what a write brings (scim_write_too_large, patch.c's check budget):
@@ -105,6 +107,12 @@ bool scim__grew_too_large(const json_t *old, const json_t *nu, scim_resp *rs);
  * or anything else (STORED). */
 enum { SCIM__NAME_STORED, SCIM__NAME_SKIP, SCIM__NAME_CORE };
 int scim__name_kind(const char *name, bool group);
+/* The same for an object's key (a POST's or PUT's body — body —, a
+ * path-less PATCH value, the core URN's object in them): a key names an
+ * attribute, never a filter or sub-attribute, so only the attribute itself
+ * is SKIP ("groups.x" is an attribute normalize keeps), and in a body its
+ * URN-qualified name is not (normalize keeps it as an extension). */
+int scim__key_kind(const char *key, bool group, bool body);
 /* Resource counters per tenant and type (the unfiltered list's total).
  * count_add also moves the type's list generation (store/dir.h 'w'):
  * call it for every create and delete, never for an update. */

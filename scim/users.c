@@ -48,6 +48,10 @@ static int external_id_free(st_txn *txn, const scim_req *rq, const char *ext, co
 int scim__user_create(st_txn *txn, const scim_req *rq, scim_resp *rs) {
   json_t *u = scim__normalize(rq->body, false, rs);
   if (!u) return SCIM_EABORT;
+  if (scim__grew_too_large(NULL, u, rs)) { /* what is stored, whatever the body weighed */
+    json_decref(u);
+    return SCIM_EABORT;
+  }
   char owner[SCIM_ID_LEN + 1];
   int rc = st_dir_user_by_name(txn, rq->tenant, scim__jstr(u, "userName"), owner);
   if (rc == 0) {
@@ -140,7 +144,8 @@ int scim__user_replace(st_txn *txn, const scim_req *rq, const char *id, scim_res
   if (rc) return scim__fail_store(rs, rc);
   if ((rc = scim__if_match_ok(txn, rq, old, rs))) goto out;
   json_t *nu = scim__normalize(rq->body, false, rs);
-  if (!nu) {
+  if (!nu || scim__grew_too_large(old, nu, rs)) {
+    json_decref(nu);
     rc = SCIM_EABORT;
     goto out;
   }

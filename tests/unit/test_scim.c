@@ -921,6 +921,45 @@ TEST(allowed_methods_follow_the_routes) {
   CHECK(!scim_method_allowed("/nope", "GET"));
 }
 
+/* The weighing before the writer (scim_write_too_large) skips only what
+ * the record never holds: the attribute itself, not a key that only
+ * begins like it — "groups.x", or "urn:…:User:groups" (an extension to
+ * normalize) are stored, so they are weighed (found by review: 201 with
+ * 20,000 values). A PATCH value's URN-qualified members still are not. */
+static bool too_large_with(const char *method, const char *path, const char *key, bool wrap) {
+  json_t *many = json_array();
+  for (int i = 0; i < 20000; i++) json_array_append_new(many, json_integer(1));
+  json_t *v = wrap ? json_pack("{s:o}", "a", many) : many;
+  json_t *attrs = json_pack("{s:o}", key, v);
+  json_t *body = !strcmp(method, "PATCH")
+                     ? json_pack("{s:[{s:s, s:o}]}", "Operations", "op", "add", "value", attrs)
+                     : attrs;
+  scim_req rq = {0};
+  scim_resp rs = {0};
+  rq.method = method;
+  rq.path = path;
+  rq.body = body;
+  bool r = scim_write_too_large(&rq, &rs);
+  scim_resp_clear(&rs);
+  json_decref(body);
+  return r;
+}
+
+TEST(a_body_is_weighed_as_it_is_stored) {
+  /* not stored: skipped */
+  CHECK(!too_large_with("POST", "/Users", "groups", false));
+  CHECK(!too_large_with("PUT", "/Users/x", "Groups", false));
+  CHECK(!too_large_with("POST", "/Groups", "members", false));
+  CHECK(!too_large_with("PATCH", "/Groups/x", SCIM_URN_GROUP ":members", false));
+  /* stored: weighed */
+  CHECK(too_large_with("POST", "/Users", "groups.x", false));
+  CHECK(too_large_with("POST", "/Users", "groups[type eq \"x\"]", false));
+  CHECK(too_large_with("PUT", "/Users/x", SCIM_URN_USER ":groups", true));
+  CHECK(too_large_with("POST", "/Groups", "members.x", false));
+  CHECK(too_large_with("POST", "/Groups", SCIM_URN_GROUP ":members", true));
+  CHECK(too_large_with("PATCH", "/Groups/x", "members.value", false));
+}
+
 TEST(error_codes_in_their_range) {
   CHECK(SCIM_EABORT <= SCIM_ERR_FIRST && SCIM_EABORT >= SCIM_ERR_LAST);
   CHECK(SCIM_ERANDOM <= SCIM_ERR_FIRST && SCIM_ERANDOM >= SCIM_ERR_LAST);
@@ -1234,6 +1273,7 @@ int main(void) {
   RUN(checkpoints_never_cross_tenants_or_incarnations);
   RUN(external_id_is_unique_among_a_tenants_users);
   RUN(allowed_methods_follow_the_routes);
+  RUN(a_body_is_weighed_as_it_is_stored);
   RUN(error_codes_in_their_range);
   return UNIT_DONE();
 }
