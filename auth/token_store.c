@@ -212,6 +212,12 @@ int auth_token_list(st_txn *txn, const char *tenant, const char *kind, json_t **
   return 0;
 }
 
+bool auth_token_expired_at(const json_t *tok, int64_t now_s) {
+  const char *e = json_string_value(json_object_get(tok, "expires"));
+  struct tm tm = {0};
+  return e && *e && strptime(e, "%Y-%m-%dT%H:%M:%SZ", &tm) && (int64_t)timegm(&tm) <= now_s;
+}
+
 int auth_token_list_user(st_txn *txn, const char *tenant, const char *user_id, json_t **arr) {
   char p[KEY_CAP];
   *arr = json_array();

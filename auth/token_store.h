@@ -82,6 +82,10 @@ int auth_token_list(st_txn *txn, const char *tenant, const char *kind, json_t **
  * tenant's): an array (caller json_decref) of {id, name, created, expires,
  * last_used}, in token id order. */
 int auth_token_list_user(st_txn *txn, const char *tenant, const char *user_id, json_t **arr);
+/* Whether tok (an entry of those lists) expired at or before now_s (Unix
+ * seconds): its "expires" parses (RFC 3339, Z) and is not later. One
+ * without an expiry, or with one that does not parse, has not. */
+bool auth_token_expired_at(const json_t *tok, int64_t now_s);
 
 /* How many tokens of kind tenant holds (its "i" entries), and how many
  * employee tokens user_id of tenant holds (its "u" entries, expired ones

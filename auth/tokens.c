@@ -33,10 +33,8 @@ static int sweep_expired(st_txn *txn, const char *tenant, const char *user_id, c
   int n = 0;
   if (rc == 0)
     json_array_foreach(toks, i, x) {
-      const char *e = json_string_value(json_object_get(x, "expires"));
       const char *id = json_string_value(json_object_get(x, "id"));
-      struct tm et = {0};
-      if (!e || !*e || !id || !strptime(e, "%Y-%m-%dT%H:%M:%SZ", &et) || (int64_t)timegm(&et) > now_s) continue;
+      if (!id || !auth_token_expired_at(x, now_s)) continue;
       if ((rc = auth_token_revoke(txn, tenant, AUTH_KIND_EMPLOYEE, id)) && rc != ST_ENOTFOUND) break;
       rc = 0;
       if (++n >= AUTH_TOKEN_SWEEP_MAX) break;

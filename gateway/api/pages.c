@@ -506,10 +506,7 @@ static int live_tokens(st_txn *txn, const char *tenant, const char *user_id, int
   int n = 0;
   if (rc == 0)
     json_array_foreach(toks, i, t) {
-      const char *e = json_string_value(json_object_get(t, "expires"));
-      struct tm tm = {0};
-      if (e && *e && strptime(e, "%Y-%m-%dT%H:%M:%SZ", &tm) && (int64_t)timegm(&tm) <= now) continue;
-      n++;
+      if (!auth_token_expired_at(t, now)) n++;
     }
   json_decref(toks);
   return rc ? rc : n;
