@@ -376,6 +376,12 @@ int st_cursor_seek(st_cursor *c, const void *prefix, size_t plen, const void *fr
  * either may be NULL), ST_ENOTFOUND past the end. Without a prior seek the
  * whole db is scanned from its first key. */
 int st_cursor_next(st_cursor *c, st_val *key, st_val *val);
+/* Steps backwards: the first call after a seek goes to the LAST key in the
+ * prefix range (the seek's `from` is ignored), later calls to the previous
+ * key. 0 with key/val filled, ST_ENOTFOUND before the start of the range.
+ * Do not mix with st_cursor_next on one seek. Used to trim a newest-first
+ * range from its oldest end without reading all of it. */
+int st_cursor_prev(st_cursor *c, st_val *key, st_val *val);
 void st_cursor_close(st_cursor *c);
 
 /* Deletes the keys that start with prefix, at most `limit` of them (0: no

@@ -355,6 +355,49 @@ int st_cursor_next(st_cursor *c, st_val *key, st_val *val) {
   return 0;
 }
 
+int st_cursor_prev(st_cursor *c, st_val *key, st_val *val) {
+  MDB_val k = {0, NULL}, v = {0, NULL};
+  int rc;
+  if (!c) return ST_EINVAL;
+  if (c->txn->poison) return c->txn->poison;
+  if (c->state == 1 || c->state == 0) {
+    /* the last key of the range: the one before the first key past it
+     * (the prefix with its last byte below 0xFF raised by one) */
+    uint8_t past[ST__KEYBUF];
+    size_t pl = c->plen;
+    memcpy(past, c->prefix, pl);
+    while (pl && past[pl - 1] == 0xFF) pl--;
+    if (pl) {
+      past[pl - 1]++;
+      k.mv_data = past;
+      k.mv_size = pl;
+      rc = mdb_cursor_get(c->mc, &k, &v, MDB_SET_RANGE);
+      rc = rc == MDB_NOTFOUND ? mdb_cursor_get(c->mc, &k, &v, MDB_LAST)
+           : rc == 0          ? mdb_cursor_get(c->mc, &k, &v, MDB_PREV)
+                              : rc;
+    } else {
+      rc = mdb_cursor_get(c->mc, &k, &v, MDB_LAST);
+    }
+  } else if (c->state == 2) {
+    rc = mdb_cursor_get(c->mc, &k, &v, MDB_PREV);
+  } else {
+    return ST_ENOTFOUND;
+  }
+  if (rc == MDB_NOTFOUND) {
+    c->state = 3;
+    return ST_ENOTFOUND;
+  }
+  if (rc != 0) return txn_fail(c->txn, rc);
+  c->state = 2;
+  if (c->plen && (k.mv_size < c->plen || memcmp(k.mv_data, c->prefix, c->plen) != 0)) {
+    c->state = 3;
+    return ST_ENOTFOUND;
+  }
+  if (key) { key->data = k.mv_data; key->len = k.mv_size; }
+  if (val) { val->data = v.mv_data; val->len = v.mv_size; }
+  return 0;
+}
+
 /* ---- hooks and post-commit actions ------------------------------------- */
 
 int st_hook_add(st_store *st, int event_kind, st_hook_fn fn, void *ctx) {

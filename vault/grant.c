@@ -637,9 +637,96 @@ static size_t rkey(char *k, const char *tenant, uint64_t created_ms, const char 
   return n + VAULT_REVOKE_ID_LEN;
 }
 
+/* ---- the bound on a tenant's reports (grant.h, VAULT_REPORTS_MAX) ---- */
+
+static size_t countkey(char *k, const char *tenant) {
+  size_t l = strlen(tenant);
+  k[0] = 'R';
+  memcpy(k + 1, tenant, l);
+  return 1 + l;
+}
+
+/* the tenant's report count into *n: the 'R' key, or (a store written
+ * before it) the reports counted once, at most 4 * VAULT_REPORTS_MAX of
+ * them (more only trim slower: each trimmed one still counts down) */
+static int reports_count(st_txn *txn, const char *tenant, uint64_t *n) {
+  char k[KEY_MAX];
+  size_t kl = countkey(k, tenant);
+  st_val v;
+  int rc = st_get(txn, ST_DB_VAULT, k, kl, &v);
+  *n = 0;
+  if (!rc && v.len == 8) {
+    for (int i = 0; i < 8; i++) *n = *n << 8 | ((const uint8_t *)v.data)[i];
+    return 0;
+  }
+  if (rc && rc != ST_ENOTFOUND) return rc;
+  char p[KEY_MAX];
+  size_t pl = key3(p, 'r', tenant, "", NULL);
+  st_cursor *c;
+  if ((rc = st_cursor_open(txn, ST_DB_VAULT, &c))) return rc;
+  st_cursor_seek(c, p, pl, NULL, 0);
+  while (*n < 4 * (uint64_t)VAULT_REPORTS_MAX && st_cursor_next(c, NULL, NULL) == 0) ++*n;
+  st_cursor_close(c);
+  return 0;
+}
+
+static int reports_count_put(st_txn *txn, const char *tenant, uint64_t n) {
+  char k[KEY_MAX], v[8];
+  for (int i = 0; i < 8; i++) v[i] = (char)(n >> (56 - 8 * i));
+  return st_put(txn, ST_DB_VAULT, k, countkey(k, tenant), v, 8, 0);
+}
+
+/* deletes up to VAULT_REPORTS_TRIM of the tenant's oldest finished
+ * reports while it holds more than VAULT_REPORTS_MAX (never `keep`, the
+ * one just added); *n counts down */
+static int reports_trim(st_txn *txn, const char *tenant, const char *keep, uint64_t *n) {
+  char del[VAULT_REPORTS_TRIM][KEY_MAX];
+  size_t dl[VAULT_REPORTS_TRIM];
+  int nd = 0;
+  uint64_t over = *n - VAULT_REPORTS_MAX;
+  char p[KEY_MAX];
+  size_t pl = key3(p, 'r', tenant, "", NULL);
+  st_cursor *c;
+  int rc = st_cursor_open(txn, ST_DB_VAULT, &c);
+  if (rc) return rc;
+  st_cursor_seek(c, p, pl, NULL, 0);
+  st_val k, v;
+  for (int seen = 0; nd < VAULT_REPORTS_TRIM && (uint64_t)nd < over && seen < VAULT_REPORTS_TRIM_LOOK &&
+                     (rc = st_cursor_prev(c, &k, &v)) == 0;
+       seen++) {
+    if (k.len != pl + 8 + VAULT_REVOKE_ID_LEN || k.len > KEY_MAX ||
+        !memcmp((const char *)k.data + pl + 8, keep, VAULT_REVOKE_ID_LEN))
+      continue;
+    json_t *r = json_loadb(v.data, v.len, 0, NULL);
+    const char *st = json_string_value(json_object_get(r, "state")) ?: "";
+    /* pending, or anything unreadable: kept (its revocation may still be
+     * owed; the bound is for what is over) */
+    bool done = !strcmp(st, "done") || !strcmp(st, "failed") || !strcmp(st, "manual");
+    json_decref(r);
+    if (!done) continue;
+    memcpy(del[nd], k.data, k.len);
+    dl[nd++] = k.len;
+  }
+  st_cursor_close(c);
+  if (rc && rc != ST_ENOTFOUND) return rc;
+  for (int i = 0; i < nd; i++) {
+    if ((rc = st_del(txn, ST_DB_VAULT, del[i], dl[i])) && rc != ST_ENOTFOUND) return rc;
+    if (!rc) --*n;
+  }
+  return 0;
+}
+
+/* a NEW report: written, counted, and the tenant's oldest finished ones
+ * trimmed past the bound, all in the caller's transaction */
 static int report_put(st_txn *txn, const char *tenant, uint64_t created_ms, const char *id, json_t *r) {
   char k[KEY_MAX];
-  return put_json(txn, k, rkey(k, tenant, created_ms, id), r);
+  uint64_t n;
+  int rc = reports_count(txn, tenant, &n);
+  if (!rc) rc = put_json(txn, k, rkey(k, tenant, created_ms, id), r);
+  if (rc) return rc;
+  n++;
+  if (n > VAULT_REPORTS_MAX && (rc = reports_trim(txn, tenant, id, &n))) return rc;
+  return reports_count_put(txn, tenant, n);
 }
 
 static int queue_revocation(st_txn *txn, const char *tenant, const char *user, const char *connector,
@@ -1090,7 +1177,14 @@ int vault_grant_purge_tenant(st_txn *txn, const char *tenant, int limit) {
   if (n >= limit) return n;
   pl = key3(p, 'r', tenant, "", NULL);
   m = st_del_prefix(txn, ST_DB_VAULT, p, pl, limit - n);
-  return m < 0 ? m : n + m;
+  if (m < 0) return m;
+  n += m;
+  if (n >= limit) return n;
+  /* the reports' count, once they are all gone */
+  pl = countkey(p, tenant);
+  m = st_del(txn, ST_DB_VAULT, p, pl);
+  if (m && m != ST_ENOTFOUND) return m;
+  return n + !m;
 }
 
 static int on_user_cut(st_txn *txn, int kind, const void *event, void *ctx) {

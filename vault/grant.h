@@ -14,7 +14,11 @@
  *   "q" u64 BE due (ms) ‖ id(16)     → revocation job (below)
  *   "r" tenant \0 id(16)             → {"id","connector","user","reason",
  *        "state":"pending|done|failed|manual","created","updated",
- *        "attempts","last_error"?}   (the admin's revocations report)
+ *        "attempts","last_error"?}   (the admin's revocations report;
+ *        really "r" tenant \0 u64 BE (UINT64_MAX - created ms) id(16):
+ *        newest first)
+ *   "R" tenant                       → u64 BE: how many "r" keys the tenant
+ *        has (missing in a store written before it: counted on first use)
  *   "x" ‖ a queue key                → {"at" (ms), "why", "id"?, "tenant"?,
  *        "entry" (the value as it was, hex, at most 4 KiB of it)}
  *        — a queue entry set aside as corrupt (vault_revoke_set_aside)
@@ -312,6 +316,18 @@ int vault_revoke_set_aside_drop(st_txn *txn, uint64_t before_ms, int limit);
 int vault_revoke_result(st_txn *txn, const char *id, uint64_t due_ms, bool done, bool final, uint64_t retry_ms,
                         const char *err, const char *now);
 
+/* A tenant's reports are bounded: every write that adds one to a tenant
+ * holding more than VAULT_REPORTS_MAX deletes that tenant's oldest
+ * FINISHED ones (done, failed, manual) — at most VAULT_REPORTS_TRIM of
+ * them among the VAULT_REPORTS_TRIM_LOOK oldest — so an employee who
+ * reconnects or disconnects at request rate cannot fill the store every
+ * tenant shares. A pending report is never deleted (its revocation is
+ * still queued): the bound holds while fewer than VAULT_REPORTS_MAX are
+ * pending. The listing shows the newest 1000 only, so nothing shown is
+ * lost. */
+#define VAULT_REPORTS_MAX 4096
+#define VAULT_REPORTS_TRIM 4
+#define VAULT_REPORTS_TRIM_LOOK 64
 /* The tenant's revocations report, newest first, at most limit. */
 int vault_revocations_list(st_txn *txn, const char *tenant, int limit, json_t **arr);
 /* Counts for metrics: pending jobs, and reports by state. */

@@ -502,6 +502,22 @@ static int scan(st_txn *t, const char *prefix, const char *from, char *out, size
   return rc == ST_ENOTFOUND ? n : rc;
 }
 
+/* The same, backwards (st_cursor_prev) */
+static int scan_back(st_txn *t, const char *prefix, char *out, size_t cap) {
+  st_cursor *c;
+  st_val k;
+  int rc = st_cursor_open(t, ST_DB_TENANTS, &c), n = 0;
+  out[0] = 0;
+  if (rc < 0) return rc;
+  if (prefix) st_cursor_seek(c, prefix, strlen(prefix), NULL, 0);
+  while ((rc = st_cursor_prev(c, &k, NULL)) == 0) {
+    size_t len = strlen(out);
+    snprintf(out + len, cap - len, "%s%.*s", n++ ? "," : "", (int)k.len, (const char *)k.data);
+  }
+  st_cursor_close(c);
+  return rc == ST_ENOTFOUND ? n : rc;
+}
+
 /* Deletes during a scan of the same db inside a job. */
 static int cursor_del_fn(st_txn *txn, void *arg) {
   st_cursor *c;
@@ -542,6 +558,20 @@ TEST(cursor_prefix_scan) {
   CHECK_INT(scan(t, "x", NULL, out, sizeof out), 0);
   CHECK_INT(scan(t, NULL, NULL, out, sizeof out), 7); /* no seek: whole db */
   CHECK_INT(scan(t, "", NULL, out, sizeof out), 7);
+  /* backwards: from the last key of the range (one in the middle of the
+   * db, the db's last, none) */
+  CHECK_INT(scan_back(t, "a/", out, sizeof out), 3);
+  CHECK_STR(out, "a/3,a/2,a/1");
+  CHECK_INT(scan_back(t, "a", out, sizeof out), 4);
+  CHECK_STR(out, "ab,a/3,a/2,a/1");
+  CHECK_INT(scan_back(t, "b/", out, sizeof out), 2);
+  CHECK_STR(out, "b/2,b/1");
+  CHECK_INT(scan_back(t, "c", out, sizeof out), 1);
+  CHECK_STR(out, "c");
+  CHECK_INT(scan_back(t, "bb", out, sizeof out), 0);
+  CHECK_INT(scan_back(t, "x", out, sizeof out), 0);
+  CHECK_INT(scan_back(t, NULL, out, sizeof out), 7);
+  CHECK_STR(out, "c,b/2,b/1,ab,a/3,a/2,a/1");
   CHECK_INT(st_cursor_open(t, ST_DB_TENANTS, &c), 0);
   CHECK_INT(st_cursor_seek(c, "\xff", 1, NULL, 0), ST_EINVAL); /* hashed domain */
   /* c deliberately left open: st_txn_end must close and free it. */
