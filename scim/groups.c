@@ -321,6 +321,7 @@ int scim__group_create(st_txn *txn, const scim_req *rq, scim_resp *rs) {
   st_dir_key k;
   st_dir_key_res(&k, rq->tenant, 'G', rq->new_id);
   mctx m = {txn, rq, rq->new_id, json_object(), json_object(), NULL, 0, 0};
+  if ((rc = scim__count_cap(txn, rq, 'G', rs))) goto out;
   if ((rc = st_put(txn, ST_DB_SCIM_RES, k.b, k.n, "", 0, ST_NOOVERWRITE)) ||
       (rc = scim__put_json(txn, ST_DB_SCIM_RES, &k, g)) || (rc = index_group(txn, rq->tenant, g, true)) ||
       (rc = scim__count_add(txn, rq->tenant, 'G', 1))) {

@@ -158,6 +158,24 @@ int scim__count_add(st_txn *txn, const char *tenant, char type, int delta) {
   return st_put(txn, ST_DB_SCIM_IDX, k.b, k.n, &g, 8, 0);
 }
 
+/* The per-tenant cap of a create (scim_req.users_max / groups_max),
+ * against the count kept above: no scan. 507 Insufficient Storage, not
+ * 409 (Okta reads 409 as uniqueness: "userName taken", a clash to match,
+ * not a limit; shared/okta-scim.md) nor 403 (it would send the IdP's admin
+ * after the token's rights): the gateway cannot store more for this
+ * tenant, which the operator can change, and the detail names the key. */
+int scim__count_cap(st_txn *txn, const scim_req *rq, char type, scim_resp *rs) {
+  uint64_t max = type == 'U' ? rq->users_max : rq->groups_max;
+  if (!max || scim__count_get(txn, rq->tenant, type) < max) return 0;
+  scim_error(rs, 507, NULL,
+             "this tenant holds the most %s the gateway keeps for one tenant (%llu, %s): nothing was written; "
+             "delete some, or ask the gateway's operator to raise %s",
+             type == 'U' ? "users" : "groups", (unsigned long long)max,
+             type == 'U' ? "scim_users_per_tenant_max" : "scim_groups_per_tenant_max",
+             type == 'U' ? "scim_users_per_tenant_max" : "scim_groups_per_tenant_max");
+  return SCIM_EABORT;
+}
+
 uint64_t scim__list_gen_get(st_txn *txn, const char *tenant, char type) {
   st_dir_key k;
   st_dir_key_list_gen(&k, tenant, type);

@@ -138,6 +138,11 @@ typedef struct scim_req {
   char new_id[SCIM_ID_LEN + 1]; /* id for a POST, prepared by the caller */
   char now[32];            /* RFC 3339 timestamp, prepared by the caller */
   size_t max_count;        /* cap on `count` (scim_max_count) */
+  /* Creates: the tenant's users and groups at most (scim_users_per_tenant_max,
+   * scim_groups_per_tenant_max), checked against the directory's count in
+   * the create's transaction; past it a POST is 507 naming the key. 0: no
+   * cap. */
+  uint64_t users_max, groups_max;
   scim_budget *budget;     /* reads: the loop's (borrowed), or NULL: unbounded */
   /* Group writes (POST, PUT): the reply's members are left out and the
    * group named in rs->members_of; the caller lists them after the commit

@@ -118,6 +118,8 @@ int scim__key_kind(const char *key, bool group, bool body);
  * call it for every create and delete, never for an update. */
 int scim__count_add(st_txn *txn, const char *tenant, char type, int delta);
 uint64_t scim__count_get(st_txn *txn, const char *tenant, char type);
+/* 0, or SCIM_EABORT with a 507 when the tenant holds rq's cap of type (resource.c) */
+int scim__count_cap(st_txn *txn, const scim_req *rq, char type, scim_resp *rs);
 /* The list generation in txn's snapshot (0 when never written). */
 uint64_t scim__list_gen_get(st_txn *txn, const char *tenant, char type);
 

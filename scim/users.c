@@ -61,6 +61,7 @@ int scim__user_create(st_txn *txn, const scim_req *rq, scim_resp *rs) {
   }
   if (rc != ST_ENOTFOUND) goto store;
   if ((rc = external_id_free(txn, rq, scim__jstr(u, "externalId"), NULL, rs))) goto out;
+  if ((rc = scim__count_cap(txn, rq, 'U', rs))) goto out;
   if (!json_object_get(u, "active")) json_object_set_new(u, "active", json_true());
   json_object_set_new(u, "id", json_string(rq->new_id));
   scim__set_meta(u, "User", rq->now, rq->now, 1);

@@ -815,6 +815,8 @@ void gw_scim_dispatch(gw_req *req) {
   j->rq.if_match = j->if_match;
   j->rq.if_none_match = j->if_none_match;
   j->rq.max_count = (size_t)srv->cfg.scim_max_count;
+  j->rq.users_max = (uint64_t)srv->cfg.scim_users_per_tenant_max;
+  j->rq.groups_max = (uint64_t)srv->cfg.scim_groups_per_tenant_max;
   j->rq.pages = srv->scim ? srv->scim->pages : NULL;
 
   /* an unknown endpoint or a method it does not take (OPTIONS, DELETE on

@@ -136,6 +136,15 @@ static const cfg_key keys[] = {
      "request body cap on SCIM routes (a Group PUT with every member can be large)", NULL},
     {"scim_max_count", CFG_INT, "1000", 1, 100000, OFF(scim_max_count),
      "largest page a SCIM list returns (count is capped to it)", NULL},
+    {"scim_users_per_tenant_max", CFG_INT, "1000000", 1, 1000000000, OFF(scim_users_per_tenant_max),
+     "SCIM users one tenant may hold (active or not): the store is shared by every tenant, so one tenant's SCIM "
+     "token must not fill it; past it POST /Users is 507 with a detail naming this key (nothing written; updates, "
+     "deactivations and deletes still work; a tenant over it after the value was lowered keeps its users)",
+     NULL},
+    {"scim_groups_per_tenant_max", CFG_INT, "100000", 1, 100000000, OFF(scim_groups_per_tenant_max),
+     "SCIM groups one tenant may hold; past it POST /Groups is 507 with a detail naming this key (as "
+     "scim_users_per_tenant_max)",
+     NULL},
     {"mcp_max_body", CFG_SIZE, "4M", 1024, 1 * GIB, OFF(mcp_max_body),
      "request body cap on MCP endpoints (one JSON-RPC message or batch)", NULL},
     {"stream_buffer_max", CFG_SIZE, "1M", 64 * 1024, 1 * GIB, OFF(stream_buffer_max),

@@ -46,6 +46,7 @@ typedef struct gw_config {
   char *admin_token_file;
   int64_t scim_max_body;
   int64_t scim_max_count;
+  int64_t scim_users_per_tenant_max, scim_groups_per_tenant_max; /* scim/users.c, scim/groups.c */
   int64_t mcp_max_body;
   int64_t stream_buffer_max;
   int64_t upstream_event_timeout_ms; /* gateway/mcp/upcall.c: gw_out_opts.partial_timeout_ms */

@@ -216,10 +216,13 @@ static int run_job(st_txn *txn, void *arg) {
   return c->rc < 0 ? c->rc : 0;
 }
 
+static uint64_t g_users_max, g_groups_max; /* do_req's caps (scim_req.users_max, groups_max) */
 static int do_req(st_store *st, const char *method, const char *path, const char *body, scim_resp *out,
                   const char *new_id) {
   call c;
   memset(&c, 0, sizeof c);
+  c.rq.users_max = g_users_max;
+  c.rq.groups_max = g_groups_max;
   c.rq.tenant = "acme";
   c.rq.method = method;
   c.rq.path = path;
@@ -835,6 +838,50 @@ static int req_status(st_store *st, const char *method, const char *path, const 
   scim_resp_clear(&r);
   return status;
 }
+/* A tenant's users and groups are capped (scim_users_per_tenant_max,
+ * scim_groups_per_tenant_max): past the cap a create is 507 naming the
+ * key, nothing written; a duplicate is still 409 uniqueness; updates and
+ * deletes go on, and a delete makes room. */
+static int req_detail(st_store *st, const char *method, const char *path, const char *body, const char *new_id,
+                      const char *needle) {
+  scim_resp r;
+  memset(&r, 0, sizeof r);
+  do_req(st, method, path, body, &r, new_id);
+  const char *d = json_string_value(json_object_get(r.body, "detail"));
+  int status = d && strstr(d, needle) ? r.status : -r.status;
+  scim_resp_clear(&r);
+  return status;
+}
+#define G1 "bbbbbbb1-2222-4333-8444-555555555555"
+#define G2 "bbbbbbb2-2222-4333-8444-555555555555"
+#define DEACT "{\"schemas\":[\"" SCIM_URN_PATCH "\"],\"Operations\":[{\"op\":\"replace\",\"value\":{\"active\":false}}]}"
+TEST(creates_stop_at_the_tenants_cap) {
+  seen s;
+  memset(&s, 0, sizeof s);
+  st_store *st = open_store(&s);
+  CHECK(st != NULL);
+  g_users_max = 2;
+  g_groups_max = 1;
+  CHECK_INT(req_status(st, "POST", "/Users", "{\"userName\":\"u1@e.test\"}", U1, NULL), 201);
+  CHECK_INT(req_status(st, "POST", "/Users", "{\"userName\":\"u2@e.test\"}", U2, NULL), 201);
+  CHECK_INT(req_detail(st, "POST", "/Users", "{\"userName\":\"u3@e.test\"}", U3, "scim_users_per_tenant_max"), 507);
+  CHECK_INT(req_status(st, "GET", "/Users/" U3, NULL, NULL, NULL), 404);
+  const char *type;
+  CHECK_INT(req_status(st, "POST", "/Users", "{\"userName\":\"U1@e.test\"}", U3, &type), 409);
+  CHECK_STR(type, "uniqueness");
+  CHECK_INT(req_status(st, "PATCH", "/Users/" U1, DEACT, NULL, NULL), 200);
+  CHECK_INT(req_status(st, "DELETE", "/Users/" U2, NULL, NULL, NULL), 204);
+  CHECK_INT(req_status(st, "POST", "/Users", "{\"userName\":\"u3@e.test\"}", U3, NULL), 201);
+  CHECK_INT(req_status(st, "POST", "/Groups", "{\"displayName\":\"g1\"}", G1, NULL), 201);
+  CHECK_INT(req_detail(st, "POST", "/Groups", "{\"displayName\":\"g2\"}", G2, "scim_groups_per_tenant_max"), 507);
+  CHECK_INT(req_status(st, "GET", "/Groups/" G2, NULL, NULL, NULL), 404);
+  CHECK_INT(req_status(st, "PATCH", "/Groups/" G1,
+                       "{\"schemas\":[\"" SCIM_URN_PATCH "\"],\"Operations\":[{\"op\":\"add\",\"path\":\"members\","
+                       "\"value\":[{\"value\":\"" U1 "\"}]}]}",
+                       NULL, NULL) / 100, 2);
+  g_users_max = g_groups_max = 0;
+  close_store(st);
+}
 #define PATCH_EXT(v) "{\"schemas\":[\"" SCIM_URN_PATCH "\"],\"Operations\":[{\"op\":\"replace\",\"path\":\"externalId\",\"value\":\"" v "\"}]}"
 
 TEST(external_id_is_unique_among_a_tenants_users) {
@@ -1272,6 +1319,7 @@ int main(void) {
   RUN(a_write_between_pages_is_seen_as_a_fresh_walk_sees_it);
   RUN(checkpoints_never_cross_tenants_or_incarnations);
   RUN(external_id_is_unique_among_a_tenants_users);
+  RUN(creates_stop_at_the_tenants_cap);
   RUN(allowed_methods_follow_the_routes);
   RUN(a_body_is_weighed_as_it_is_stored);
   RUN(error_codes_in_their_range);
