@@ -1519,6 +1519,12 @@ static int f_churn(st_txn *x, job *j) {
   }
   return 0;
 }
+static int f_del_count(st_txn *x, job *j) {
+  char k[80];
+  k[0] = 'R';
+  memcpy(k + 1, j->t, strlen(j->t));
+  return st_del(x, ST_DB_VAULT, k, 1 + strlen(j->t));
+}
 static size_t report_count(const char *t) {
   st_txn *r = rd();
   json_t *a = NULL;
@@ -1558,6 +1564,11 @@ TEST(reports_per_tenant_are_bounded_and_pending_ones_kept) {
   CHECK_INT(counts().pending, 3); /* their queue entries too */
   /* finished, they may go like any other */
   CHECK_INT(drain(), 3);
+  CHECK_INT(W(f_churn, (job){.t = "acme", .u = "e1", .c = "wiki", .i1 = 8}), 0);
+  CHECK_INT((int)report_count("acme"), VAULT_REPORTS_MAX);
+  /* a store written before the count: the reports are counted once */
+  CHECK_INT(W(f_del_count, (job){.t = "acme"}), 0);
+  CHECK(!raw_contains(ST_DB_VAULT, "Racme"));
   CHECK_INT(W(f_churn, (job){.t = "acme", .u = "e1", .c = "wiki", .i1 = 8}), 0);
   CHECK_INT((int)report_count("acme"), VAULT_REPORTS_MAX);
   /* the purge takes the count with the reports */
