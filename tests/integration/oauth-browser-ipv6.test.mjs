@@ -1,4 +1,4 @@
-// ci-variants: build-w1 (a browser flow; its IPv4 twin oauth-browser.test.mjs runs under ASan too — CI's 15 minutes)
+// ci-variants: build-w1 (a browser flow, as its IPv4 twin oauth-browser.test.mjs; the authorization server it drives runs under ASan in oauth-flow — CI's 15 minutes)
 // The consent page in chromium for a client whose redirect URI is on the
 // IPv6 loopback (http://[::1]:PORT/callback, RFC 8252 §7.3) (issue 17).
 // Browsers check the page's CSP form-action on the redirect that answers

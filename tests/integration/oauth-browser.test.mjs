@@ -1,4 +1,4 @@
-// ci-variants: build-w1 build-asan-w2 (a browser or client flow: one loop plain, two loops under ASan; the plain two-loop run only repeated it — CI's 15 minutes)
+// ci-variants: build-w1 (chromium is heavy, the gateway's part light: its C paths run under ASan in oauth-flow — CI's 15 minutes)
 // The gateway's OAuth authorization server (issue 17) in a REAL browser:
 // Debian's chromium (playwright-core) is the person's browser, the official
 // MCP SDK is the client (it discovers, registers with DCR and builds the

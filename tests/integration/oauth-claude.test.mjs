@@ -1,4 +1,4 @@
-// ci-variants: build-w1 build-asan-w2 (a browser or client flow: one loop plain, two loops under ASan; the plain two-loop run only repeated it — CI's 15 minutes)
+// ci-variants: build-w1 (the claude CLI is heavy, the gateway's part light: its C paths run under ASan in oauth-flow — CI's 15 minutes)
 // The real Claude Code CLI (offline, temporary HOME) pointed at the
 // aggregated endpoint WITHOUT a token: it reads the 401's resource_metadata,
 // the protected resource metadata and the authorization server metadata,

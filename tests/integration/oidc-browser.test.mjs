@@ -1,4 +1,4 @@
-// ci-variants: build-w1 build-asan-w2 (a browser or client flow: one loop plain, two loops under ASan; the plain two-loop run only repeated it — CI's 15 minutes)
+// ci-variants: build-w1 (chromium is heavy, the gateway's part light: its C paths run under ASan in oidc-login-checks and the login fixture's files — CI's 15 minutes)
 // Sign in with Okta (issue 16) in a REAL browser: Debian's chromium driven by
 // playwright-core against the gateway binary and the Okta stand-in (the real
 // oidc-provider, lib/okta.mjs). The employee clicks through the page, the

@@ -980,8 +980,12 @@ TEST(send_timeout_cuts_a_trickling_reader) {
 static void steady_read_of_big(const char *request, size_t size, bool *cut, size_t *gotp) {
   int sv[2];
   CHECK_INT(small_buffers_client(sv, request), 0);
-  /* at most 4 KiB every 15 ms (~270 KB/s, ~80 KiB a 300 ms window, far
-   * over GW_SEND_MIN_PROGRESS): the 256 KiB body takes about a second */
+  /* at most 4 KiB every 30 ms (~136 KB/s, ~136 KiB a 1 s window, four
+   * times GW_SEND_MIN_PROGRESS): the 256 KiB body takes about two
+   * seconds, twice the idle timeout. Windows of 300 ms and 4 KiB every
+   * 15 ms left this reader 2.5x over the bar: a process starved for
+   * ~180 ms on a loaded machine (CI's unit binaries run side by side)
+   * was cut as a slow reader. */
   size_t got = 0;
   bool end = false;
   uint64_t t0 = uv_hrtime();
@@ -990,7 +994,7 @@ static void steady_read_of_big(const char *request, size_t size, bool *cut, size
     ssize_t n = read(sv[1], b, sizeof b);
     if (n > 0) got += (size_t)n;
     else if (n == 0 || errno != EAGAIN) end = true;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 6; i++) {
       uv_run(&E.loop, UV_RUN_NOWAIT);
       usleep(5000);
     }
@@ -1003,8 +1007,8 @@ static void steady_read_of_big(const char *request, size_t size, bool *cut, size
 
 TEST(idle_and_linger_spare_a_steady_reader_of_a_large_response) {
   CHECK_INT(env_init(8192, 65536), 0);
-  E.host.limits.idle_timeout_ms = 300;
-  E.host.limits.send_timeout_ms = 300;
+  E.host.limits.idle_timeout_ms = 1000;
+  E.host.limits.send_timeout_ms = 1000;
   bool cut;
   size_t got;
   /* keep-alive: the response queued, the connection IDLE */
