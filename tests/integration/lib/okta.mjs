@@ -45,6 +45,7 @@
 // Browser: a cookie jar per origin over global fetch (redirect: 'manual').
 import http from 'node:http';
 import crypto from 'node:crypto';
+import { nextRsaPrivateKey } from './keys.mjs';
 
 // oidc-provider warns on import that node 20 is not a supported runtime (it
 // works) and, when built, that devInteractions are enabled (they are the
@@ -154,10 +155,10 @@ export function signJwt(claims, header, jwk) {
   return `${input}.${b64url(sig)}`;
 }
 
-/** A fresh private signing JWK (RS256: RSA 2048, ES256: P-256) with a new kid. */
+/** A fresh private signing JWK (RS256: RSA 2048 from lib/keys.mjs, distinct from every other of this process; ES256: P-256) with a new kid. */
 export function generateSigningJwk(alg = 'RS256') {
   let pair;
-  if (alg === 'RS256') pair = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  if (alg === 'RS256') pair = { privateKey: nextRsaPrivateKey() };
   else if (alg === 'ES256') pair = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
   else throw new Error(`unsupported alg ${alg}`);
   const jwk = pair.privateKey.export({ format: 'jwk' });

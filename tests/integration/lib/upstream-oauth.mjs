@@ -106,6 +106,7 @@
 import http from 'node:http';
 import crypto from 'node:crypto';
 import { randomUUID } from 'node:crypto';
+import { nextRsaPrivateKey } from './keys.mjs';
 
 // zod and the SDK's server are imported by startOAuthMcpUpstream, oidc-provider
 // by startUpstreamAS, on first use: ~0.7 s of CPU that a file importing this
@@ -198,7 +199,7 @@ function mapAdapter(entries) {
 }
 
 function signingJwk() {
-  const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const privateKey = nextRsaPrivateKey();
   return { ...privateKey.export({ format: 'jwk' }), kid: `up-${crypto.randomBytes(6).toString('hex')}`, alg: 'RS256', use: 'sig' };
 }
 
