@@ -60,7 +60,7 @@ test('alpha down: tools/list still has beta\'s tools, alpha__echo → -32002 nam
 
 test('an upstream restarted (its sessions forgotten) comes back: its tools and calls work again in the same client session', async () => {
   // gamma → recorder → forwarder → server-everything, so the process can be replaced at the same address
-  const up1 = await startEverything();
+  const up1 = await startEverything({ own: true });
   const fw = await startForwarder(up1.port);
   const rec = await startRecorder(fw.url());
   const put = await f.t.putConnector('gamma', { url: rec.url, auth: { type: 'header', name: 'Authorization', value: UPSTREAM_SECRET } });

@@ -3,7 +3,9 @@
 //
 //   startEverything()        the real @modelcontextprotocol/server-everything
 //                            (streamableHttp mode) on 127.0.0.1, via the
-//                            upstream-shim.cjs preload
+//                            upstream-shim.cjs preload (lib/everything.mjs);
+//                            under tests/run.sh a file's first one is the
+//                            pass's shared server
 //   startRecorder(url)       a recording, streaming pass-through HTTP proxy in
 //                            front of an upstream, with failure modes
 //   connectClient(url, tok)  the official SDK Client over Streamable HTTP
@@ -38,7 +40,6 @@ import fsp from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 // The SDK's client is imported by connectClient, on first use: importing it
 // costs ~0.3 s of CPU, and half the files that use this module never start
@@ -62,14 +63,12 @@ export function sdkLoaded() {
   return sdk;
 }
 
-import { REPO_ROOT, sleep, waitFor, startGateway, request } from './gateway.mjs';
+import { sleep, waitFor, startGateway, request } from './gateway.mjs';
 import { api, operatorToken, createTenant } from './admin.mjs';
 import { scimClient } from './scim.mjs';
+import { SHIM, NODE_MODULES, EVERYTHING_JS, spawnEverything, SHARED_ENV } from './everything.mjs';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-export const SHIM = path.join(HERE, 'upstream-shim.cjs');
-export const NODE_MODULES = path.join(REPO_ROOT, 'tests', 'node_modules');
-export const EVERYTHING_JS = path.join(NODE_MODULES, '@modelcontextprotocol', 'server-everything', 'dist', 'index.js');
+export { SHIM, NODE_MODULES, EVERYTHING_JS };
 
 /** Tool names of server-everything 2026.8.31 (see the header). */
 export const EVERYTHING_TOOLS = [
@@ -105,49 +104,39 @@ process.on('exit', () => {
 // ---------------------------------------------------------------- upstream
 
 /**
- * Starts server-everything in streamableHttp mode, bound to 127.0.0.1 only
- * (PORT=0 and the shim, which reports the port it really bound). Resolves
- * once `/mcp` answers HTTP.
- * Returns {url, port, proc, output(), stop()}.
+ * server-everything in streamableHttp mode, bound to 127.0.0.1 only (see
+ * lib/everything.mjs). Resolves once `/mcp` answers HTTP, to
+ * {url, port, proc, output(), stop(), shared}.
+ *
+ * Under tests/run.sh the first call of a test file gets the pass's shared
+ * server (started once by tests/tools/run-integration.mjs: starting one
+ * costs ~0.6 s of CPU, and ~80 a pass did): its sessions are the file's own
+ * (server-everything keeps its state per session), its stop() does nothing,
+ * and it has no proc or output(). A call with `own: true` or an `env`, every
+ * later call of the same file (a second upstream is a different server), and
+ * every call outside tests/run.sh start their own.
  */
-export async function startEverything({ timeoutMs = 15000, env = {} } = {}) {
-  const proc = spawn(process.execPath, ['--require', SHIM, EVERYTHING_JS, 'streamableHttp'], {
-    cwd: os.tmpdir(),
-    env: { ...process.env, ...env, PORT: '0', MCP_UPSTREAM_SHIM_REPORT: '1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.add(proc);
-  let out = '';
-  proc.stdout.setEncoding('utf8').on('data', (c) => { out += c; if (out.length > 1 << 20) out = out.slice(-(1 << 19)); });
-  proc.stderr.setEncoding('utf8').on('data', (c) => { out += c; if (out.length > 1 << 20) out = out.slice(-(1 << 19)); });
-  const exited = new Promise((r) => proc.on('exit', (code, signal) => { children.delete(proc); r({ code, signal }); }));
-  let dead = null;
-  exited.then((x) => { dead = x; });
-
-  let port;
-  try {
-    port = await waitFor(() => {
-      if (dead) throw new Error(`server-everything exited (code ${dead.code}, signal ${dead.signal})`);
-      const m = /UPSTREAM-SHIM listening (\{[^\n]*\})/.exec(out);
-      if (!m) return false;
-      const a = JSON.parse(m[1]);
-      assert.equal(a.address, '127.0.0.1', 'server-everything bound to loopback only');
-      return a.port;
-    }, { timeoutMs, intervalMs: 20, what: 'server-everything to listen' });
-    await waitFor(async () => {
-      const r = await httpCall(`http://127.0.0.1:${port}/mcp`, { method: 'GET', timeoutMs: 1000 });
-      return r.status > 0;
-    }, { timeoutMs, intervalMs: 50, what: 'server-everything /mcp to answer' });
-  } catch (e) {
-    proc.kill('SIGKILL');
-    e.message += `\nserver-everything output:\n${out.slice(-3000)}`;
-    throw e;
+let sharedTaken = false;
+export async function startEverything({ timeoutMs = 15000, env = {}, own = false } = {}) {
+  const shared = process.env[SHARED_ENV];
+  if (shared && !own && Object.keys(env).length === 0 && !sharedTaken) {
+    sharedTaken = true;
+    return {
+      url: shared, port: Number(new URL(shared).port), proc: null, shared: true,
+      output() { throw new Error('the shared server-everything has no output here: startEverything({ own: true })'); },
+      async stop() { /* the pass's, not the file's */ },
+    };
   }
+  const e = await spawnEverything({ env, timeoutMs });
+  children.add(e.proc);
+  e.exited.then(() => children.delete(e.proc));
+  let dead = null;
+  e.exited.then((x) => { dead = x; });
   const u = {
-    url: `http://127.0.0.1:${port}/mcp`, port, proc,
-    output: () => out,
+    url: e.url, port: e.port, proc: e.proc, shared: false,
+    output: e.output,
     async stop() {
-      if (!dead) { proc.kill('SIGTERM'); const t = setTimeout(() => proc.kill('SIGKILL'), 3000); await exited; clearTimeout(t); }
+      if (!dead) { e.proc.kill('SIGTERM'); const t = setTimeout(() => e.proc.kill('SIGKILL'), 3000); await e.exited; clearTimeout(t); }
       cleanup();
     },
   };
