@@ -13,7 +13,8 @@
 #      "// ci-variants: build-w1 build-asan-w2" in its header; a line
 #      "// ci-slow" (ten seconds or more) makes it start before the others.
 #
-# Full logs go to build/test-logs/; only failures are echoed. The last line
+# Full logs go to build/test-logs/ (with, for each integration pass,
+# <tap>.times: each file's seconds, slowest first); only failures are echoed. The last line
 # is exactly "N passed, N failed"; the exit status is non-zero on any failure.
 # Knobs: TEST_ONLY=unit|fuzz|integration, FUZZ_SECONDS (6), TEST_VARIANTS="build build-asan",
 #        TEST_FILES="tests/integration/http.test.mjs ...", TEST_WORKERS (loops: "1" for
@@ -163,7 +164,7 @@ run_integration() {
   # A file has 90 s: the slowest take ~20 s alone, and a browser file ran
   # past 30 s with four files at a time on a slow two-core machine.
   # shellcheck disable=SC2086
-  GW_TEST_WORKERS="$workers" MCPGATE_BIN="$bin" timeout 600 node tests/tools/run-integration.mjs \
+  RUN_INTEGRATION_TIMES="$tap.times" GW_TEST_WORKERS="$workers" MCPGATE_BIN="$bin" timeout 600 node tests/tools/run-integration.mjs \
     "$conc" 90000 $files >"$tap" 2>&1
   rc=$?
   took=$(( $(date +%s) - start ))

@@ -13,6 +13,7 @@
 // It also starts the pass's shared server-everything first and hands its URL
 // to every file (lib/everything.mjs's SHARED_ENV; lib/mcp.mjs's
 // startEverything says who gets it), and stops it at the end.
+import fs from 'node:fs';
 import { run } from 'node:test';
 import { tap } from 'node:test/reporters';
 import { spawnEverything, SHARED_ENV } from '../integration/lib/everything.mjs';
@@ -34,11 +35,29 @@ try {
   console.error(`run-integration: no shared server-everything (each file starts its own): ${e.message}`);
 }
 process.on('exit', () => { ending = true; shared?.proc.kill('SIGKILL'); });
+// With RUN_INTEGRATION_TIMES=PATH, each file's line goes there at the end:
+// the seconds its tests took, then when its last result arrived (seconds
+// after the pass started), slowest first: what bounds a pass.
+const t0 = Date.now();
+const times = new Map();
+function timed(d) {
+  if (!d?.file || d.nesting !== 0) return;
+  const e = times.get(d.file) ?? { ms: 0, last: 0 };
+  e.ms += d.details?.duration_ms ?? 0;
+  e.last = Date.now() - t0;
+  times.set(d.file, e);
+}
 let failed = false;
 const stream = run({ files, concurrency: Number(concurrency), timeout: Number(timeout) });
-stream.on('test:fail', () => { failed = true; });
+stream.on('test:fail', (d) => { failed = true; timed(d); });
+stream.on('test:pass', timed);
 stream.on('end', () => {
   if (failed) process.exitCode = 1;
+  if (process.env.RUN_INTEGRATION_TIMES) {
+    const lines = [...times].sort((a, b) => b[1].ms - a[1].ms)
+      .map(([f, e]) => `${(e.ms / 1000).toFixed(1).padStart(6)} s  done at ${(e.last / 1000).toFixed(0).padStart(4)} s  ${f.replace(/.*\/tests\//, 'tests/')}`);
+    fs.writeFileSync(process.env.RUN_INTEGRATION_TIMES, `${lines.join('\n')}\n`);
+  }
   ending = true;
   shared?.proc.kill('SIGTERM');
 });
