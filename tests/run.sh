@@ -21,8 +21,8 @@
 #        the plain build by default, "1 2" adds a plain two-loop pass; every
 #        variant), UNIT_JOBS (unit binaries at a time, 4), TEST_ASAN_WORKERS="2" (the sanitizer variant's default),
 #        TEST_ALL_VARIANTS=1 (ignore the files' ci-variants lines),
-#        TEST_CONCURRENCY (integration files at a time; default four for
-#        the plain one-loop pass, three for the two-loop passes: see below).
+#        TEST_CONCURRENCY (integration files at a time; default four, three
+#        for a plain two-loop pass: see below).
 set -u
 
 cd "$(dirname "$0")/.." || exit 2
@@ -156,10 +156,12 @@ run_integration() {
   fi
   start=$(date +%s)
   # Files at a time: four for the plain one-loop pass, whose files mostly
-  # wait (404 s at three, 371 s at four on a slow two-core machine), three
-  # for the two-loop passes, whose gateways keep both cores busy (at four:
-  # 90 -> 149 s plain, 378 -> 429 s under ASan). TEST_CONCURRENCY: every pass.
-  case "$variant-$workers" in *asan*|*-2) conc=${TEST_CONCURRENCY:-3} ;; *) conc=${TEST_CONCURRENCY:-4} ;; esac
+  # wait (404 s at three, 371 s at four on a slow two-core machine; 309 s at
+  # four and 325 s at five once the passes shared server-everything and the
+  # RSA keys), four for the sanitizer pass (331 s at three, 304 s at four
+  # since then; before, four was slower: 378 -> 429 s), three for a plain
+  # two-loop pass (at four: 90 -> 149 s). TEST_CONCURRENCY: every pass.
+  case "$variant-$workers" in *asan*) conc=${TEST_CONCURRENCY:-4} ;; *-2) conc=${TEST_CONCURRENCY:-3} ;; *) conc=${TEST_CONCURRENCY:-4} ;; esac
   # (node --test with the tap reporter, but in this order: see the tool).
   # A file has 90 s: the slowest take ~20 s alone, and a browser file ran
   # past 30 s with four files at a time on a slow two-core machine.
