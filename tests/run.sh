@@ -10,8 +10,8 @@
 #      with two: --workers, through GW_TEST_WORKERS, lib/gateway.mjs) and
 #      build-asan/mcpgate (two loops; the harness fails a file whose gateway
 #      printed a sanitizer report). A file may limit itself to some of these runs with a line
-#      "// ci-variants: build-w1 build-asan-w2" in its header; a line
-#      "// ci-slow" (ten seconds or more) makes it start before the others.
+#      "// ci-variants: build-w1 build-asan-w2" in its header. A pass starts
+#      its files longest first (tests/integration/durations.txt).
 #
 # Full logs go to build/test-logs/ (with, for each integration pass,
 # <tap>.times: each file's seconds, slowest first); only failures are echoed. The last line
@@ -135,15 +135,16 @@ run_integration() {
     if [ -z "$want" ] || echo " $want " | grep -q " $(basename "$variant")-w$workers "; then kept="$kept $fl"; fi
   done
   files=$kept
-  # Files with a header line "// ci-slow" (the ones that take ten seconds
-  # or more) start first: one of them starting last kept a slot busy after
-  # the others ran dry (tests/tools/run-integration.mjs keeps this order;
-  # node --test sorts its arguments).
-  slow=""; rest=""
-  for fl in $files; do
-    if head -n 40 "$fl" | grep -q '^// ci-slow'; then slow="$slow $fl"; else rest="$rest $fl"; fi
-  done
-  files="$slow$rest"
+  # Longest first (tests/integration/durations.txt: each file's seconds in
+  # this pass, last measured; tests/tools/durations.sh updates it), files it
+  # does not list before those: a long file starting last kept a slot busy
+  # after the others ran dry (the plain pass ended with two 25-second browser
+  # files alone). tests/tools/run-integration.mjs keeps this order (node
+  # --test sorts its arguments).
+  # shellcheck disable=SC2086
+  files=$(printf '%s\n' $files | awk -v p="$(basename "$variant")-w$workers" '
+    FNR == NR { if ($2 == p) secs[$3] = $1; next }
+    NF { print (($1 in secs) ? secs[$1] : 1e9), $1 }' tests/integration/durations.txt - | sort -s -k1,1 -g -r | cut -d' ' -f2)
   if [ -z "$files" ]; then
     add_summary "integration ($label): nothing to run (ci-variants)"
     return

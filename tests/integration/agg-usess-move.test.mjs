@@ -31,7 +31,6 @@
 // gets nothing more. That DELETE is the one request after the PUT that
 // names the old id or carries the old key.
 // ci-variants: build-w1 build-asan-w2 (it starts its own two loops)
-// ci-slow
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 

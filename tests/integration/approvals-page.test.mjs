@@ -13,7 +13,6 @@
 // overflows. Every page fails its test on a CSP violation, a console error
 // or a page error (expected non-2xx answers are named).
 // ci-variants: build-w1
-// ci-slow
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';

@@ -7,7 +7,6 @@
 //   - with audit_args_max at its maximum, a call whose arguments fit it but
 //     not the record's own cap went upstream unrecorded, nothing counted.
 // ci-variants: build-w1
-// ci-slow
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';

@@ -11,7 +11,6 @@
 // a receiver that answers only when the test says so — its 2xx makes the
 // driver look at the tenants' sinks at once, right after the PUT.
 // ci-variants: build-w1 build-asan-w2 (one plain and one sanitizer run: CI's 15 minutes)
-// ci-slow
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';

@@ -9,7 +9,6 @@
 // Asserted by events, not time: when acme's receiver gets the record
 // written after the hangers took their slots, no hanging POST has ended.
 // ci-variants: build-w1 build-asan-w2 (one plain and one sanitizer run: CI's 15 minutes)
-// ci-slow
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';

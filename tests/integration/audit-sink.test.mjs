@@ -24,7 +24,6 @@
 // as the SIEM, SCIM with Okta's request shapes and the admin API making the
 // records, /metrics with the operator token.
 // ci-variants: build-w1 build-asan-w2 (one plain and one sanitizer run: CI's 15 minutes)
-// ci-slow
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';

@@ -4,7 +4,6 @@
 // after her /mcp/a streams on BOTH loops ended; her /mcp/b streams and
 // bob's /mcp/a streams stay. See workers-revoke.test.mjs for the setting.
 // ci-variants: build-w1 build-asan-w2 (it starts its own two loops: a second plain run would repeat it)
-// ci-slow
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 

@@ -1,5 +1,4 @@
 // ci-variants: build-w1 build-asan-w2 (one loop plain, two loops under ASan; the plain two-loop run only repeated it — CI's 15 minutes)
-// ci-slow
 // Bounded MCP sessions (issue 12 item 4, the store side):
 //   1. a session idle past session_idle_timeout_ms answers 404 "Session not
 //      found" (-32001) on both endpoints, while one kept in use lives on; the

@@ -1,5 +1,4 @@
 // ci-variants: build-w1 build-asan-w2 (one loop, and two under ASan)
-// ci-slow
 // What a request's token opened ends when that token expires, with no
 // revocation: a GET stream on the connector endpoint (and the upstream GET
 // it relays), the aggregated endpoint's GET stream (and the upstream feed

@@ -20,7 +20,6 @@
 // upstream: it is ended with a DELETE carrying the old key that opened it
 // (agg-usess-refused-end.test.mjs).
 // ci-variants: build-w1 build-asan-w2 (it starts its own two loops)
-// ci-slow
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 

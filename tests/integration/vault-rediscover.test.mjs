@@ -12,7 +12,6 @@
 // expires or purges dynamic clients does: its endpoints answer
 // invalid_client to the stored client from then on.
 // ci-variants: build-w1 build-asan-w2 (two loops are the sanitizer run's; CI's 15 minutes)
-// ci-slow
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 

@@ -2,7 +2,6 @@
 // (workers-gate-delete.test.mjs: an aggregated DELETE across loops). See
 // workers.test.mjs for the setting.
 // ci-variants: build-w1 build-asan-w2 (it starts its own two loops: a second plain run would repeat it)
-// ci-slow
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 

@@ -2,7 +2,7 @@
 // tests/run.sh, with the files started in the order given: node 20's
 // command line sorts its file arguments, so a slow file named late in the
 // alphabet started last and kept one slot busy after the others ran dry.
-// tests/run.sh puts the files marked "// ci-slow" first.
+// tests/run.sh puts them longest first (tests/integration/durations.txt).
 //
 //   node tests/tools/run-integration.mjs CONCURRENCY TIMEOUT_MS FILE...
 //
