@@ -11,22 +11,12 @@
 // as every test gateway's), a port nothing listens on.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 
-import { startGateway, waitFor } from './lib/gateway.mjs';
+import { startGateway, waitFor, refusedPort } from './lib/gateway.mjs';
 import { api, createTenant, operatorToken } from './lib/admin.mjs';
 
-/** A loopback port nothing listens on (bound, then closed). */
-async function closedPort() {
-  const s = net.createServer();
-  await new Promise((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address();
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
 test('a tenant sink\'s last_error keeps the category and a fixed sentence; the transfer\'s detail is in the operator\'s log only', async () => {
-  const port = await closedPort();
+  const port = await refusedPort();
   const gw = await startGateway({});
   try {
     const op = operatorToken(gw.dataDir);

@@ -4,8 +4,7 @@
 // MCPGATE_ADMIN_TOKEN).
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
-import { startGateway, makeTempDir } from './lib/gateway.mjs';
+import { startGateway, makeTempDir, refusedPort } from './lib/gateway.mjs';
 import {
   api, cli, assertExit, operatorToken, SCIM_TOKEN_RE, ADMIN_TOKEN_RE, TOKEN_ID_RE,
 } from './lib/admin.mjs';
@@ -31,14 +30,6 @@ function parseJson(text, what) {
   try { return JSON.parse(text); } catch (e) { assert.fail(`${what}: --json output is not JSON: ${e.message}\n${text}`); }
 }
 
-/** A TCP port on 127.0.0.1 with nothing listening. */
-async function closedPort() {
-  const s = net.createServer();
-  await new Promise((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address();
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 test('mcpgate version → exit 0', async () => {
   const r = await run(['version']);
@@ -274,7 +265,7 @@ test('MCPGATE_ADMIN_TOKEN_FILE (admin_token_file\'s variable) points the CLI at 
 });
 
 test('unreachable server → exit 1', async () => {
-  const port = await closedPort();
+  const port = await refusedPort();
   const r = await run(['tenant', 'list', '--server', `http://127.0.0.1:${port}`, '--data', gw.dataDir]);
   assertExit(r, 1);
   assert.ok(r.stderr.trim().length > 0, 'an error message on stderr');

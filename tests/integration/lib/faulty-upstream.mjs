@@ -32,9 +32,9 @@
 //   calls(mode), bytesSent(mode), closedPortUrl(), stop()}. Stopped by a
 // root `after` hook of the test file as well.
 import http from 'node:http';
-import net from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { after } from 'node:test';
+import { refusedPort } from './gateway.mjs';
 
 export const BIG_BYTES = 50 * 1024 * 1024;
 export const FAULT_MODES = ['good', 'hang', 'reset', 'trickle', 'big', 'badjson', 'badsse', 'noterm', 'getclose', 'deny', 'surrogate'];
@@ -221,11 +221,7 @@ export async function startFaultyUpstream() {
     bytesSent: (mode) => sent[mode],
     /** A loopback URL on a port nothing listens on (connections refused). */
     async closedPortUrl() {
-      const s = net.createServer();
-      await new Promise((r) => s.listen(0, '127.0.0.1', r));
-      const p = s.address().port;
-      await new Promise((r) => s.close(r));
-      return `http://127.0.0.1:${p}/mcp`;
+      return `http://127.0.0.1:${await refusedPort()}/mcp`;
     },
     async stop() {
       if (!running.delete(u)) return;

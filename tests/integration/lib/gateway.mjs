@@ -28,7 +28,7 @@ import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, randomInt } from 'node:crypto';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
@@ -633,6 +633,28 @@ export function connectRefused(port, host = '127.0.0.1') {
     s.once('connect', () => { s.destroy(); resolve(false); });
     s.once('error', (e) => resolve(e.code === 'ECONNREFUSED'));
   });
+}
+
+/**
+ * A TCP port where connections are refused and stay refused for the test:
+ * below the kernel's ephemeral range (ip_local_port_range starts at 32768),
+ * where no listen(0) of another test file, gateway or upstream can land —
+ * a port taken by listen(0) and closed again was handed to a concurrent
+ * file's server, and a test expecting "could not connect" got an HTTP
+ * 404 — and refused on 127.0.0.1 and ::1 (`localhost` may be either) right
+ * now. No test listens on a fixed port.
+ */
+export async function refusedPort() {
+  const unreachable = (host, port) => new Promise((resolve) => {
+    const s = net.connect({ host, port });
+    s.once('connect', () => { s.destroy(); resolve(false); });
+    s.once('error', () => resolve(true)); // refused (or no IPv6 here: no listener either)
+  });
+  for (let i = 0; i < 50; i++) {
+    const port = 20000 + randomInt(12000);
+    if (await connectRefused(port, '127.0.0.1') && await unreachable('::1', port)) return port;
+  }
+  throw new Error('refusedPort: no refused port in 20000-31999 after 50 tries');
 }
 
 // ---------------------------------------------------------------- Prometheus
