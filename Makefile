@@ -171,17 +171,22 @@ run: deps-build all
 	@echo "mcpgate: next, in another terminal: ./$(BUILD)/mcpgate tenant create acme --name \"Acme Corp\""
 	./$(BUILD)/mcpgate serve --listen 127.0.0.1:8080 --data ./data
 
-# (each phase says when it starts: CI's log then shows where its 15 minutes go)
+# (each phase says when it starts: CI's log then shows where its 15 minutes go;
+# a variant's unit tests start in the background once it is built — they
+# wait on timers while the next build compiles — and tests/run.sh
+# --unit-started reads them with the rest)
 test: deps
 	$(MAKE) check-layers
 	@echo "== $$(date +%T) make test: builds"
 	$(MAKE) all unit-bins
+	@sh tests/run.sh --unit-start build
 	@echo "== $$(date +%T) make test: ASan build"
 	$(MAKE) asan
+	@sh tests/run.sh --unit-start build-asan
 	@echo "== $$(date +%T) make test: fuzz build"
 	$(MAKE) fuzz FUZZ_SECONDS=
 	@echo "== $$(date +%T) make test: tests"
-	sh tests/run.sh
+	sh tests/run.sh --unit-started
 
 # make soak: mixed traffic for SOAK_SECS (default 300) against the real
 # binary; RSS and descriptors over time must stay flat, no unexpected error

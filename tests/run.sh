@@ -13,6 +13,10 @@
 #      "// ci-variants: build-w1 build-asan-w2" in its header. A pass starts
 #      its files longest first (tests/integration/durations.txt).
 #
+# `sh tests/run.sh --unit-start VARIANT` starts a variant's unit binaries in
+# the background and returns; `sh tests/run.sh --unit-started` then reads
+# them instead of running them again (make test: see run_unit).
+#
 # Full logs go to build/test-logs/ (with, for each integration pass,
 # <tap>.times: each file's seconds, slowest first); only failures are echoed. The last line
 # is exactly "N passed, N failed"; the exit status is non-zero on any failure.
@@ -32,6 +36,13 @@ mkdir -p "$LOGDIR"
 
 VARIANTS=${TEST_VARIANTS:-"build build-asan"}
 ONLY=${TEST_ONLY:-all}
+UNIT_STARTED=0
+case "${1:-}" in
+  --unit-start) [ -n "${2:-}" ] || { echo "usage: sh tests/run.sh --unit-start VARIANT" >&2; exit 2; } ;;
+  --unit-started) UNIT_STARTED=1 ;;
+  "") ;;
+  *) echo "usage: sh tests/run.sh [--unit-start VARIANT | --unit-started]" >&2; exit 2 ;;
+esac
 SAN_RE='ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|WARNING: ThreadSanitizer'
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:exitcode=23:strict_string_checks=1:detect_stack_use_after_return=1}"
@@ -52,11 +63,16 @@ add_summary() { summary="${summary}$1
 # two at a time kept a pass at ~48 s of which ~16 s were CPU; four at a time
 # it takes about as long as its slowest binary (six at a time starved
 # test_http's steady reader on a loaded machine). Then the logs are read.
+#
+# `make test` starts each variant's binaries as soon as that variant is
+# built (sh tests/run.sh --unit-start VARIANT: in the background, while the
+# next build compiles; they wait on timers, the compiler wants the cores)
+# and its last step, sh tests/run.sh --unit-started, reads what they wrote
+# (waiting for them when they are still running). Without --unit-started a
+# run starts its own; a start whose process died is run again.
 UNIT_SLOW="test_h1 test_oauth_token test_vault test_scim test_store test_audit"
-run_unit() {
+unit_launch() {
   variant=$1
-  sec_pass=0; sec_fail=0; found=0
-  ustart=$(date +%s)
   { for s in $UNIT_SLOW; do [ -x "$variant/tests/$s" ] && echo "$variant/tests/$s"; done
     for bin in "$variant"/tests/test_*; do
       case " $UNIT_SLOW " in *" $(basename "$bin") "*) continue ;; esac
@@ -68,6 +84,43 @@ run_unit() {
     rm -f "$log.rc"
     printf '%s\n%s\n' "$bin" "$log"
   done | xargs -n 2 -P "${UNIT_JOBS:-4}" sh -c 'timeout 120 "$0" >"$1" 2>&1; echo $? >"$1.rc"'
+}
+
+# the markers of a variant's background start: .began (its start time),
+# .pid (the process running it), .done (its end time)
+unit_mark() { echo "$LOGDIR/unit-$(basename "$1")"; }
+
+unit_start_bg() {
+  m=$(unit_mark "$1")
+  rm -f "$m.began" "$m.done" "$m.pid"
+  date +%s > "$m.began"
+  ( unit_launch "$1"; date +%s > "$m.done" ) </dev/null >/dev/null 2>&1 &
+  echo $! > "$m.pid"
+}
+
+run_unit() {
+  variant=$1
+  sec_pass=0; sec_fail=0; found=0
+  m=$(unit_mark "$variant")
+  ustart=$(date +%s)
+  uend=""
+  if [ "$UNIT_STARTED" = 1 ] && [ -f "$m.began" ] && [ -f "$m.pid" ]; then
+    # started in the background by --unit-start: wait for it (10 minutes
+    # at most) unless its process is gone without finishing
+    ustart=$(cat "$m.began")
+    n=0
+    while [ ! -f "$m.done" ] && kill -0 "$(cat "$m.pid")" 2>/dev/null && [ $n -lt 600 ]; do
+      sleep 1; n=$((n + 1))
+    done
+    sleep 1 # the .done file is written right after xargs returns
+    [ -f "$m.done" ] && uend=$(cat "$m.done")
+  fi
+  if [ -z "$uend" ]; then
+    ustart=$(date +%s)
+    unit_launch "$variant"
+    uend=$(date +%s)
+  fi
+  rm -f "$m.began" "$m.done" "$m.pid"
   for bin in "$variant"/tests/test_*; do
     [ -f "$bin" ] && [ -x "$bin" ] || continue
     case "$bin" in *.d|*.o) continue ;; esac
@@ -102,7 +155,7 @@ run_unit() {
   if [ $found -eq 0 ]; then
     echo "note: no unit test binaries in $variant/tests"
   fi
-  add_summary "unit ($variant): $sec_pass passed, $sec_fail failed ($(( $(date +%s) - ustart ))s)"
+  add_summary "unit ($variant): $sec_pass passed, $sec_fail failed ($((uend - ustart))s)"
   total_pass=$((total_pass + sec_pass)); total_fail=$((total_fail + sec_fail))
 }
 
@@ -274,6 +327,12 @@ fuzz_collect() {
   add_summary "fuzz: $sec_pass passed, $sec_fail failed ($(( $(date +%s) - fstart ))s${1:-})"
   total_pass=$((total_pass + sec_pass)); total_fail=$((total_fail + sec_fail))
 }
+
+if [ "${1:-}" = --unit-start ]; then
+  unit_start_bg "$2"
+  echo "unit ($2): started in the background (sh tests/run.sh --unit-started reads it)"
+  exit 0
+fi
 
 mkdir -p build/test-logs
 rm -f build/test-logs/fuzz-*.log.rc
