@@ -64,12 +64,14 @@ add_summary() { summary="${summary}$1
 # it takes about as long as its slowest binary (six at a time starved
 # test_http's steady reader on a loaded machine). Then the logs are read.
 #
-# `make test` starts each variant's binaries as soon as that variant is
-# built (sh tests/run.sh --unit-start VARIANT: in the background, while the
-# next build compiles; they wait on timers, the compiler wants the cores)
-# and its last step, sh tests/run.sh --unit-started, reads what they wrote
-# (waiting for them when they are still running). Without --unit-started a
-# run starts its own; a start whose process died is run again.
+# `make test` starts the plain binaries as soon as they are built (sh
+# tests/run.sh --unit-start build: in the background, while the ASan build
+# compiles; they wait on timers, the compiler wants the cores; the ASan
+# binaries use more CPU, and started during the fuzz build they stretched
+# it from 49 to 109 s) and its last step, sh tests/run.sh --unit-started,
+# reads what they wrote (waiting for them when they are still running).
+# Without --unit-started a run starts its own; a start whose process died
+# is run again.
 UNIT_SLOW="test_h1 test_oauth_token test_vault test_scim test_store test_audit"
 unit_launch() {
   variant=$1
