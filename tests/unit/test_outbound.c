@@ -809,19 +809,23 @@ TEST(sse_stream_idle_resets) {
   tr t;
   CHECK_INT(env_init(&e), 0);
   tr_init(&t, &e, M_PLAIN);
-  /* 12 events 20 ms apart (~240 ms) with a 100 ms idle timeout: every byte
-   * resets the idle clock. */
-  CHECK_INT(tr_go(&e, &t, (gw_out_opts){.idle_timeout_ms = 100}, "/sse?n=12&ms=20"), 0);
+  /* 30 events 50 ms apart (~1.45 s) with a 600 ms idle timeout: every byte
+   * resets the idle clock, or the stream would end before half of it. The
+   * server shares the client's loop, so a stall of the whole process (CI
+   * runs this under ASan beside two fuzzers on two cores) makes the idle
+   * timer and the server's next write due in the same turn, timers first:
+   * with 100 ms and 20 ms gaps a 100 ms stall failed it with GW_OUT_EIDLE. */
+  CHECK_INT(tr_go(&e, &t, (gw_out_opts){.idle_timeout_ms = 600}, "/sse?n=30&ms=50"), 0);
   CHECK_INT(env_run(&e), 0);
   CHECK(!e.timed_out);
   CHECK_INT(t.err, 0);
   CHECK(strstr(t.hdrs, "Content-Type: text/event-stream\n") != NULL);
-  CHECK(t.ndata >= 6);
-  char want[1024] = "";
-  for (int i = 0; i < 12; i++)
+  CHECK(t.ndata >= 15);
+  char want[2048] = "";
+  for (int i = 0; i < 30; i++)
     snprintf(want + strlen(want), sizeof want - strlen(want), "id: %d\ndata: {\"i\":%d}\n\n", i, i);
   CHECK_STR(tbody(&t), want);
-  CHECK(tms(&t) >= 200);
+  CHECK(tms(&t) >= 1200); /* twice the idle timeout */
   gw_buf_free(&t.body);
 }
 
