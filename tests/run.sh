@@ -114,7 +114,6 @@ run_unit() {
     while [ ! -f "$m.done" ] && kill -0 "$(cat "$m.pid")" 2>/dev/null && [ $n -lt 600 ]; do
       sleep 1; n=$((n + 1))
     done
-    sleep 1 # the .done file is written right after xargs returns
     [ -f "$m.done" ] && uend=$(cat "$m.done")
   fi
   if [ -z "$uend" ]; then
@@ -196,10 +195,12 @@ run_integration() {
   # after the others ran dry (the plain pass ended with two 25-second browser
   # files alone). tests/tools/run-integration.mjs keeps this order (node
   # --test sorts its arguments).
+  durations=tests/integration/durations.txt
+  [ -f "$durations" ] || durations=/dev/null # (then in the order given)
   # shellcheck disable=SC2086
-  files=$(printf '%s\n' $files | awk -v p="$(basename "$variant")-w$workers" '
-    FNR == NR { if ($2 == p) secs[$3] = $1; next }
-    NF { print (($1 in secs) ? secs[$1] : 1e9), $1 }' tests/integration/durations.txt - | sort -s -k1,1 -g -r | cut -d' ' -f2)
+  files=$(printf '%s\n' $files | awk -v p="$(basename "$variant")-w$workers" -v d="$durations" '
+    FILENAME == d { if ($2 == p) secs[$3] = $1; next }
+    NF { print (($1 in secs) ? secs[$1] : 1e9), $1 }' "$durations" - | sort -s -k1,1 -g -r | cut -d' ' -f2)
   if [ -z "$files" ]; then
     add_summary "integration ($label): nothing to run (ci-variants)"
     return
