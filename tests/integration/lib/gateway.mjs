@@ -637,24 +637,40 @@ export function connectRefused(port, host = '127.0.0.1') {
 
 /**
  * A TCP port where connections are refused and stay refused for the test:
- * below the kernel's ephemeral range (ip_local_port_range starts at 32768),
- * where no listen(0) of another test file, gateway or upstream can land —
- * a port taken by listen(0) and closed again was handed to a concurrent
- * file's server, and a test expecting "could not connect" got an HTTP
- * 404 — and refused on 127.0.0.1 and ::1 (`localhost` may be either) right
- * now. No test listens on a fixed port.
+ * outside the kernel's ephemeral range (ip_local_port_range, read here;
+ * Debian's is 32768-60999), where no listen(0) of another test file,
+ * gateway or upstream can land — a port taken by listen(0) and closed
+ * again was handed to a concurrent file's server, and a test expecting
+ * "could not connect" got an HTTP 404 — and refused on 127.0.0.1 and ::1
+ * (`localhost` may be either) right now. No test listens on a fixed port.
  */
+export function refusedPortWindow(rangeText) {
+  let lo = 32768, hi = 60999;
+  const m = /^\s*(\d+)\s+(\d+)\s*$/.exec(rangeText ?? '');
+  if (m) [lo, hi] = [Number(m[1]), Number(m[2])];
+  // below the range from 20000 (or from 1024 when it starts lower), else above it
+  const below = [Math.max(1024, Math.min(20000, lo - 12000)), lo - 1];
+  const above = [hi + 1, 65535];
+  const size = ([a, b]) => b - a + 1;
+  const w = size(below) >= 1000 || size(below) >= size(above) ? below : above;
+  if (size(w) < 100) throw new Error(`refusedPort: ip_local_port_range ${lo}-${hi} leaves no room for a refused port`);
+  return w;
+}
+
 export async function refusedPort() {
   const unreachable = (host, port) => new Promise((resolve) => {
     const s = net.connect({ host, port });
     s.once('connect', () => { s.destroy(); resolve(false); });
     s.once('error', () => resolve(true)); // refused (or no IPv6 here: no listener either)
   });
+  let range = null;
+  try { range = fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8'); } catch {}
+  const [a, b] = refusedPortWindow(range);
   for (let i = 0; i < 50; i++) {
-    const port = 20000 + randomInt(12000);
+    const port = a + randomInt(b - a + 1);
     if (await connectRefused(port, '127.0.0.1') && await unreachable('::1', port)) return port;
   }
-  throw new Error('refusedPort: no refused port in 20000-31999 after 50 tries');
+  throw new Error(`refusedPort: no refused port in ${a}-${b} after 50 tries`);
 }
 
 // ---------------------------------------------------------------- Prometheus
