@@ -113,9 +113,14 @@ export function threadFaults(pid) {
 /* The whole machine's CPU time so far (ms, every core, /proc/stat):
  * busy (user, nice, system, irq, softirq, steal) and idle (idle, iowait). */
 export function machineMs() {
-  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  const [user, nice, system, idle, iowait, irq, softirq, steal] = f;
-  return { busy: (user + nice + system + irq + softirq + (steal || 0)) * 10, idle: (idle + iowait) * 10 };
+  const times = (line) => {
+    const [user, nice, system, idle, iowait, irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number);
+    return { busy: (user + nice + system + irq + softirq + (steal || 0)) * 10, idle: (idle + iowait) * 10 };
+  };
+  const lines = fs.readFileSync('/proc/stat', 'utf8').split('\n');
+  // ... and each core's: with --pin, which side (the proxy's core or the
+  // load's) was the one with no idle time left
+  return { ...times(lines[0]), cpus: lines.filter((l) => /^cpu\d+ /.test(l)).map(times) };
 }
 
 /* Context switches of pid's threads so far, summed by thread name:
@@ -191,7 +196,14 @@ end
     // the whole machine per request (wrk and the upstream included), and
     // each thread's context switches per request
     const m1 = machineMs(), sw1 = pid ? threadSwitches(pid) : {}, switches = {};
-    const machine = r.requests ? { busyUs: ((m1.busy - m0.busy) * 1000) / r.requests, idleUs: ((m1.idle - m0.idle) * 1000) / r.requests } : null;
+    const machine = r.requests ? {
+      busyUs: ((m1.busy - m0.busy) * 1000) / r.requests, idleUs: ((m1.idle - m0.idle) * 1000) / r.requests,
+      // each core's busy share of the run (0..1)
+      cpuBusy: m1.cpus.map((c, i) => {
+        const b = c.busy - (m0.cpus[i]?.busy ?? 0), t = b + c.idle - (m0.cpus[i]?.idle ?? 0);
+        return t > 0 ? b / t : 0;
+      }),
+    } : null;
     if (r.requests)
       for (const [k, v] of Object.entries(sw1))
         switches[k] = { vol: (v.vol - (sw0[k]?.vol ?? 0)) / r.requests, invol: (v.invol - (sw0[k]?.invol ?? 0)) / r.requests };

@@ -240,6 +240,7 @@ async function main() {
           errors: v.runs.reduce((s2, x) => s2 + x.errors, 0),
           cpu: median(v.runs.map((x) => x.cpuUs ?? 0)),
           user: median(v.runs.map((x) => x.userUs ?? 0)),
+          cores: (v.runs[0]?.machine?.cpuBusy ?? []).map((_, i) => median(v.runs.map((x) => x.machine?.cpuBusy?.[i] ?? 0))),
         };
       }
       const ms = (x) => `${(x / 1000).toFixed(3)} ms`;
@@ -255,6 +256,9 @@ async function main() {
         const x = m[v.name];
         let line = `  ${v.name.padEnd(16)} ${x.rps.toFixed(0).padStart(7)} req/s  p50 ${ms(x.p50)}  p99 ${ms(x.p99)}  p99.9 ${ms(x.p999)}`;
         if (x.cpu) line += `  cpu ${x.cpu.toFixed(1)} us/req (user ${x.user.toFixed(1)})`;
+        // pinned, a core near 100 % is the bound: the proxy's (its CPU per
+        // call decides) or the load's (wrk's and the upstream's per call do)
+        if (PIN && x.cores.length) line += `  cores busy ${x.cores.map((c) => `${(c * 100).toFixed(0)}`).join('/')} %`;
         if (sc === 'sse') line += `  ${(x.rps * 101).toFixed(0)} events/s`;
         if (sc === 'list') line += `  ${v.probeBytes} B/reply`;
         if (v.name !== 'direct' && !v.name.startsWith('nginx')) {
