@@ -71,6 +71,14 @@ static void render_store(gw_server *srv, gw_buf *o) {
                 "# TYPE mcpgate_store_jobs_total counter\nmcpgate_store_jobs_total %llu\n",
                 (unsigned long long)s.jobs_committed);
   gw_buf_printf(o,
+                "# HELP mcpgate_store_jobs_failed_total Write jobs that ended with an error (a refusal such as not "
+                "found or a conflict, or a storage error): nothing of theirs was written.\n"
+                "# TYPE mcpgate_store_jobs_failed_total counter\nmcpgate_store_jobs_failed_total %llu\n"
+                "# HELP mcpgate_store_commit_errors_total Batch commits that failed (every write of the batch lost; "
+                "alert on any increase).\n"
+                "# TYPE mcpgate_store_commit_errors_total counter\nmcpgate_store_commit_errors_total %llu\n",
+                (unsigned long long)s.jobs_failed, (unsigned long long)s.commit_errors);
+  gw_buf_printf(o,
                 "# HELP mcpgate_store_commits_total Write transactions committed (one fsync each).\n"
                 "# TYPE mcpgate_store_commits_total counter\nmcpgate_store_commits_total %llu\n",
                 (unsigned long long)s.commits);
