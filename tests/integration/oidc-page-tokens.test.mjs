@@ -71,3 +71,47 @@ test('an employee cannot mint tokens without end: 50 live, then 409 until one is
   r = await bob.create('and-again');
   assert.equal(r.status, 409);
 });
+
+// "Sign out everywhere" is what a person presses after losing a laptop: the
+// access tokens they made for their agents (pasted into Claude Code on
+// that laptop) go with their browser sessions and connected applications,
+// and an MCP stream open with one is closed.
+test('sign out everywhere revokes the person\'s access tokens and closes a stream open with one', async () => {
+  const carol = await signedIn('00u-carol');
+  const r = await carol.create('laptop');
+  assert.equal(r.status, 201, r.text);
+  const { token } = JSON.parse(r.text);
+  assert.match(token, /^mgw_/);
+  const mcp = `${fx.base('acme')}/mcp`;
+  const init = () => fetch(mcp, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } } }),
+  });
+  const ok = await init();
+  const okText = await ok.text();
+  assert.equal(ok.status, 200, okText);
+  const sid = ok.headers.get('mcp-session-id');
+  assert.ok(sid, 'a session');
+  // a GET stream held open with the token
+  const ac = new AbortController();
+  const stream = await fetch(mcp, {
+    headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream', 'mcp-session-id': sid, 'mcp-protocol-version': '2025-06-18' },
+    signal: ac.signal,
+  });
+  assert.equal(stream.status, 200);
+  // ended by the gateway: the body ends, or the connection is cut under it
+  const ended = (async () => { try { for await (const _ of stream.body); } catch {} return true; })();
+  const { json } = await me(carol.b, fx, 'acme');
+  const out = await carol.b.post(`${fx.base('acme')}/signout-everywhere`, { csrf: json.csrf }, { follow: false });
+  assert.equal(out.status, 303);
+  const closed = await Promise.race([ended, new Promise((res) => setTimeout(() => res('open'), 5000))]);
+  ac.abort();
+  assert.equal(closed, true, 'the stream open with the token was closed by the gateway');
+  const after = await init();
+  assert.equal(after.status, 401, `the token still works after sign out everywhere: ${after.status}`);
+  await after.text();
+  // signed in again: no token of theirs is left
+  const again = await signedIn('00u-carol');
+  assert.deepEqual((await me(again.b, fx, 'acme')).json.tokens.items, []);
+});
