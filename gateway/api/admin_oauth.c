@@ -11,9 +11,18 @@
  *          metadata document URL (cached, or never cached) stays blocked
  *          (a "blocked" record): a delete alone lasted until the next
  *          fetch of the document. A pinned document is unpinned (fetched
- *          from then on), not blocked.
+ *          from then on), not blocked. Past blocked_clients_max (below) a
+ *          delete is still carried out, without the block: 200 with
+ *          "blocked": false and a warning (409 when there was nothing to
+ *          delete: it would only have blocked).
  *   PUT    …/oauth-clients/{client_id}/block   blocks a document URL
- *          (its DELETE, and a block even if pinned or never seen)
+ *          (its DELETE, and a block even if pinned or never seen); at most
+ *          blocked_clients_max blocked URLs of a tenant (409
+ *          too_many_clients for a new one past it; blocking a blocked URL
+ *          again is always allowed): each is a record in the store every
+ *          tenant shares, and one admin could otherwise write them without
+ *          end. Counted in the writer job's transaction, from the tenant's
+ *          counts record (auth/oauth_client.h), as pins are.
  *   DELETE …/oauth-clients/{client_id}/block   lifts the block (404 when
  *          none); a PUT of a pinned document replaces it too
  *   GET    …/oauth-clients/resolve?client_id=…  what the authorization
@@ -196,9 +205,12 @@ typedef struct pin_job {
   int64_t now_s;
   bool del;
   int64_t max;  /* pinned_clients_max: a new pin past it is GW_API_EFULL */
+  int64_t block_max; /* del: blocked_clients_max: a new block past it is GW_API_EFULL (block 2), or left
+                        out of the delete (block 1: capped) */
   int block;    /* del: 1 block a document URL too (unless pinned), 2 block it whatever it was; -1 lift a
                    block only */
   bool blocked; /* out: a block was written */
+  bool capped;  /* out: a delete (block 1) carried out without its block: past block_max */
   bool created; /* out */
   int revoked;  /* out: a delete's grants revoked */
   json_t *out;  /* out: the record written */
@@ -236,9 +248,24 @@ static int job_pin(st_txn *txn, void *arg) {
     rc = auth_oauth_client_get(txn, j->tenant, j->client_id, &have);
     const char *kind = json_string_value(json_object_get(have, "kind"));
     bool unpin = rc == 0 && kind && !strcmp(kind, AUTH_OAUTH_KIND_PINNED);
+    bool was_blocked = rc == 0 && auth_oauth_client_blocked(have);
     json_decref(have);
     if (rc && rc != ST_ENOTFOUND && rc != ST_ECORRUPT) return rc;
     j->blocked = j->block > 1 || (j->block == 1 && !unpin);
+    /* a new block: within the operator's cap, from the tenant's counts
+     * record in this transaction (no scan). Past it a PUT …/block is
+     * refused whole; a DELETE is not — the grants it revokes must go — and
+     * goes on without leaving the block (reported to the admin) */
+    j->capped = false;
+    if (j->blocked && !was_blocked) {
+      int64_t n = auth_oauth_clients_count(txn, j->tenant, AUTH_OAUTH_KIND_BLOCKED);
+      if (n < 0) return (int)n;
+      if (n >= j->block_max) {
+        if (j->block > 1) return GW_API_EFULL;
+        j->blocked = false;
+        j->capped = true;
+      }
+    }
     int removed = 0, n = auth_oauth_client_revoke_all(txn, j->tenant, j->client_id, &removed);
     if (n < 0) return n;
     j->revoked = n;
@@ -254,7 +281,9 @@ static int job_pin(st_txn *txn, void *arg) {
       return rc;
     }
     /* a record swept already: the delete is done if anything of the
-     * client went (grants, consents or codes); a 404 would roll it back */
+     * client went (grants, consents or codes); a 404 would roll it back.
+     * Past the cap with nothing to delete, the DELETE was a block only */
+    if (rc == ST_ENOTFOUND && removed == 0 && j->capped) return GW_API_EFULL;
     return rc == ST_ENOTFOUND && removed > 0 ? 0 : rc;
   }
   json_t *have = NULL;
@@ -281,6 +310,12 @@ static void done_pin(int status, void *arg) {
   gw_req *req = j->req;
   gw_log_ctx lc = {j->tenant, req->id};
   if (status == GW_API_ENOTENANT) gw_respond_error(req, 404, "not_found", "no such tenant");
+  else if (status == GW_API_EFULL && j->del)
+    gw_respond_error(req, 409, "too_many_clients",
+                     "this tenant has as many blocked client metadata document URLs as the gateway allows one tenant "
+                     "(blocked_clients_max: %lld): lift a block (DELETE …/oauth-clients/{client_id}/block) before "
+                     "blocking another URL, or ask the operator",
+                     (long long)j->block_max);
   else if (status == GW_API_EFULL)
     gw_respond_error(req, 409, "too_many_clients",
                      "this tenant has as many pinned client metadata documents as the gateway allows one tenant "
@@ -290,6 +325,20 @@ static void done_pin(int status, void *arg) {
     if (j->del && j->block < 0) {
       GW_LOG(GW_LOG_INFO, "admin", &lc, "OAuth client %s unblocked", j->client_id);
       gw_respond(req, 204, NULL, NULL, 0);
+    } else if (j->del && j->capped) {
+      GW_LOG(GW_LOG_WARN, "admin", &lc,
+             "OAuth client %s deleted but not blocked (blocked_clients_max %lld reached); %d grant(s) of it revoked",
+             j->client_id, (long long)j->block_max, j->revoked);
+      char w[512];
+      snprintf(w, sizeof w,
+               "deleted, but not blocked: this tenant has as many blocked client metadata document URLs as the "
+               "gateway allows one tenant (blocked_clients_max: %lld), so the document may be fetched again at the "
+               "next authorization request; lift a block (DELETE …/oauth-clients/{client_id}/block) and block this "
+               "URL (PUT …/block), or ask the operator",
+               (long long)j->block_max);
+      gw_respond_json(req, 200,
+                      json_pack("{s:s,s:b,s:i,s:[s]}", "client_id", j->client_id, "blocked", 0, "revoked", j->revoked,
+                                "warnings", w));
     } else if (j->del) {
       GW_LOG(GW_LOG_INFO, "admin", &lc, "OAuth client %s deleted%s; %d grant(s) of it revoked", j->client_id,
              j->blocked ? " and blocked" : "", j->revoked);
@@ -387,6 +436,7 @@ static void delete_client(gw_req *req, const char *tenant, const char *id, int b
   gw_strlcpy(j->client_id, id, sizeof j->client_id);
   j->del = true;
   j->block = block;
+  j->block_max = req->lp->srv->cfg.blocked_clients_max;
   j->now_s = oauth__now();
   oauth__rfc3339(j->now_s, j->now);
   submit(req, j);

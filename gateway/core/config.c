@@ -346,6 +346,12 @@ static const cfg_key keys[] = {
      "client metadata documents one tenant's admins may pin (PUT /admin/v1/tenants/{id}/oauth-clients); past it a "
      "new pin is 409 too_many_clients (replacing a pinned one, or deleting one, is always allowed)",
      NULL},
+    {"blocked_clients_max", CFG_INT, "1000", 1, 100000, OFF(blocked_clients_max),
+     "client metadata document URLs one tenant's admins may keep blocked (PUT "
+     "/admin/v1/tenants/{id}/oauth-clients/{client_id}/block, or the DELETE of a document URL); past it a new block "
+     "is 409 too_many_clients (blocking a blocked URL again, lifting a block, and deleting a client are always "
+     "allowed: past it a delete is carried out without leaving a block, and says so)",
+     NULL},
     {"scim_tokens_per_tenant_max", CFG_INT, "20", 1, 1000, OFF(scim_tokens_per_tenant_max),
      "SCIM tokens one tenant may hold (its first one, made with the tenant, included); past it POST "
      "/admin/v1/tenants/{id}/scim-tokens is 409 too_many_tokens (revoke one first: a tenant over it after the value "

@@ -88,6 +88,7 @@ typedef struct gw_config {
   int64_t dcr_clients_max;    /* gateway/api/oauth_register.c: dynamic client registration */
   int64_t dcr_client_idle_ms;
   int64_t pinned_clients_max; /* gateway/api/admin_oauth.c: pinned client metadata documents */
+  int64_t blocked_clients_max; /* gateway/api/admin_oauth.c: blocked client metadata document URLs */
   int64_t scim_tokens_per_tenant_max;   /* gateway/api/admin_tokens.c */
   int64_t admin_tokens_per_tenant_max;  /* gateway/api/admin_tokens.c */
   int64_t employee_tokens_per_user_max; /* gateway/api/admin_tokens.c: tokens an admin mints */
