@@ -9,6 +9,7 @@
 
 #include <uv.h>
 
+#include "gateway/base/log.h"
 #include "gateway/base/ratelimit.h"
 #include "gateway/core/server.h"
 #include "gateway/http/forwarded.h"
@@ -229,18 +230,39 @@ void gw_limits_conn_closed(gw_server *srv, const char *peer) {
   uv_mutex_unlock(&l->mu);
 }
 
+/* req holds a slot already (req->limits_slot): whether it is the slot of
+ * key, the one the caller would take — one request holds one unit of it
+ * (SCIM's large body parse, then its scan; an audit query's two steps),
+ * and passes. Any other slot: false, and the caller refuses as over its
+ * limit (limits.h: a request holds one slot; fail closed). A slot's key
+ * never changes while a request holds it: read without the mutex. */
+static bool holds_same(gw_req *req, const char *key) {
+  const slot *s = req->limits_slot;
+  if (!strcmp(s->key, key)) return true;
+  gw_log_ctx lc = {req->tenant[0] ? req->tenant : NULL, req->id};
+  GW_LOG(GW_LOG_ERROR, "limits", &lc, "a request that holds a concurrency slot asked for another one (one per request: "
+         "gateway/core/limits.h): refused");
+  return false;
+}
+
 int64_t gw_limits_mcp_enter(gw_req *req, const char *tenant, const char *user) {
   gw_server *srv = req->lp->srv;
   gw_limits *l = srv->limits;
   int64_t max = srv->cfg.mcp_concurrent_per_user;
-  if (!l || max <= 0 || req->limits_slot) return 0;
+  if (!l || max <= 0) return 0;
   char key[GW_RATELIMIT_KEY_MAX + 1];
   user_key(tenant, user, key);
-  uv_mutex_lock(&l->mu);
-  slot *s = slot_of(l, key, false);
-  bool over = !s || s->open >= max; /* out of memory: refused (fail closed) */
-  if (!over) s->open++;
-  uv_mutex_unlock(&l->mu);
+  bool over = true;
+  slot *s = NULL;
+  if (req->limits_slot) {
+    if (holds_same(req, key)) return 0;
+  } else {
+    uv_mutex_lock(&l->mu);
+    s = slot_of(l, key, false);
+    over = !s || s->open >= max; /* out of memory: refused (fail closed) */
+    if (!over) s->open++;
+    uv_mutex_unlock(&l->mu);
+  }
   if (over) {
     atomic_fetch_add_explicit(&l->mcp_concurrent_limited, 1, memory_order_relaxed);
     retry_after(req, 1);
@@ -282,11 +304,12 @@ void gw_limits_mcp_less(gw_req *req, int n) {
 
 int gw_limits_heavy_take(gw_req *req, const char *tenant, gw_heavy_kind kind) {
   gw_limits *l = req->lp->srv->limits;
-  if (!l || req->limits_slot) return 0;
+  if (!l) return 0;
   /* "tenant/" and a byte no user id has: never a user's slot */
   static const char *const kinds[] = {"\x01audit", "\x01reviewers", "\x01scim", "\x01policy", "\x01lists"};
   char key[GW_RATELIMIT_KEY_MAX + 1];
   user_key(tenant, kinds[kind], key);
+  if (req->limits_slot) return holds_same(req, key) ? 0 : 429;
   uv_mutex_lock(&l->mu);
   int status = 0;
   slot *s = NULL;
@@ -317,21 +340,26 @@ int gw_limits_heavy_enter(gw_req *req, const char *tenant, gw_heavy_kind kind) {
 
 int gw_limits_write_enter(gw_req *req, const char *tenant) {
   gw_limits *l = req->lp->srv->limits;
-  if (!l || req->limits_slot) return 0;
+  if (!l) return 0;
   char key[GW_RATELIMIT_KEY_MAX + 1];
   user_key(tenant, "\x01write", key);
-  uv_mutex_lock(&l->mu);
   int status = 0;
-  slot *s = NULL;
-  if (l->writes_open >= GW_HEAVY_WRITES_MAX) status = 503;
-  else if (!(s = slot_of(l, key, false)) || s->open >= 1) status = 429;
-  if (!status) {
-    s->open++;
-    s->write = true;
-    l->writes_open++;
-    req->limits_slot = s;
+  if (req->limits_slot) {
+    if (holds_same(req, key)) return 0;
+    status = 429;
+  } else {
+    uv_mutex_lock(&l->mu);
+    slot *s = NULL;
+    if (l->writes_open >= GW_HEAVY_WRITES_MAX) status = 503;
+    else if (!(s = slot_of(l, key, false)) || s->open >= 1) status = 429;
+    if (!status) {
+      s->open++;
+      s->write = true;
+      l->writes_open++;
+      req->limits_slot = s;
+    }
+    uv_mutex_unlock(&l->mu);
   }
-  uv_mutex_unlock(&l->mu);
   if (status) {
     atomic_fetch_add_explicit(status == 503 ? &l->write_process_limited : &l->write_tenant_limited, 1,
                               memory_order_relaxed);
@@ -350,13 +378,19 @@ static void slot_drop(gw_limits *l, slot *s) {
 
 int gw_limits_discover_enter(gw_req *req, const char *tenant, const char *connector) {
   gw_limits *l = req->lp->srv->limits;
-  if (!l || req->limits_slot) return 0;
+  if (!l) return 0;
   /* "tenant/" and a byte no user id has: never a user's slot; whole (a
    * 63-byte tenant id and a 32-byte connector name fit: no two connectors
    * share one) */
   char tkey[SLOT_KEY_MAX + 1], ckey[SLOT_KEY_MAX + 1];
   snprintf(tkey, sizeof tkey, "%.63s/\x01discover", tenant);
   snprintf(ckey, sizeof ckey, "%.63s/\x01discover %.40s", tenant, connector);
+  if (req->limits_slot) {
+    if (holds_same(req, ckey)) return 0; /* the request's own connector slot */
+    atomic_fetch_add_explicit(&l->discover_tenant_limited, 1, memory_order_relaxed);
+    retry_after(req, GW_DISCOVER_RETRY_S);
+    return GW_DISCOVER_TENANT;
+  }
   uv_mutex_lock(&l->mu);
   int status = 0;
   slot *t = slot_of(l, tkey, false), *c = t ? slot_of(l, ckey, false) : NULL;

@@ -68,6 +68,24 @@
  *                              proxy share its address). Same table as
  *                              mcp_concurrent_per_user's, keyed "ip ADDR".
  *
+ * One slot per request. A request holds at most one concurrency slot
+ * (gw_req.limits_slot: a user's MCP slot, a heavy read of one kind, a
+ * heavy write, a discovery), one unit of it, until it ends. An enter
+ * (gw_limits_mcp_enter, gw_limits_heavy_take/_enter,
+ * gw_limits_write_enter, gw_limits_discover_enter) on a request that
+ * holds one already passes only when that is the very slot it would take
+ * — the same kind, the same tenant, the same user or connector (the same
+ * key) — and takes nothing more: SCIM parses a body past 256 KiB in a
+ * heavy-read slot and asks for it again for the scan (scim_http.c), an
+ * audit query asks twice (admin_audit.c). A slot of anything else is
+ * refused exactly as that enter refuses over its limit (429, or
+ * GW_DISCOVER_TENANT; Retry-After set and the refusal counted;
+ * gw_limits_heavy_take says 429 and changes nothing, so a SCIM waiter
+ * waits in vain until its deadline). Fail closed: the check once was
+ * "holds any slot: pass", and a route that took one kind and then asked
+ * for another went through the second limit unlimited. An enter whose
+ * limit is off (mcp_concurrent_per_user 0) takes nothing and passes.
+ *
  * Token buckets (gateway/base/ratelimit.h; burst = the per-minute value),
  * one set per process, made by gw_serve. The client address is the one
  * the HTTP layer settled on (X-Forwarded-For only from trusted_proxies);
@@ -104,7 +122,8 @@ void gw_limits_conn_closed(gw_server *srv, const char *peer);
 int64_t gw_limits_mcp(gw_req *req, const char *tenant, const char *user);
 
 /* Takes a slot of (tenant, user) for req: 0, or > 0 (Retry-After set:
- * answer 429) when the user has mcp_concurrent_per_user open already. */
+ * answer 429) when the user has mcp_concurrent_per_user open already, or
+ * req holds another slot (one per request, above). */
 int64_t gw_limits_mcp_enter(gw_req *req, const char *tenant, const char *user);
 /* n more units of req's slot (taken by gw_limits_mcp_enter), for the
  * upstream streams the request holds open: true when taken (or when the
@@ -119,10 +138,11 @@ void gw_limits_mcp_less(gw_req *req, int n);
 #define GW_POOL_THREADS 8
 /* GW_HEAVY_LISTS: an admin's list of approval requests, of tokens or of OAuth clients */
 typedef enum { GW_HEAVY_AUDIT, GW_HEAVY_REVIEWERS, GW_HEAVY_SCIM, GW_HEAVY_POLICY, GW_HEAVY_LISTS } gw_heavy_kind;
-/* Takes a heavy-read slot of (tenant, kind) for req: 0; 429 when the
- * tenant has GW_HEAVY_PER_TENANT of that kind open; 503 when the process
- * has its most open (GW_HEAVY_MAX, or the pool's size less two when
- * smaller; Retry-After: 1 set in both cases). */
+/* Takes a heavy-read slot of (tenant, kind) for req: 0 (also when req
+ * holds that very slot); 429 when the tenant has GW_HEAVY_PER_TENANT of
+ * that kind open, or req holds another slot (one per request, above); 503
+ * when the process has its most open (GW_HEAVY_MAX, or the pool's size
+ * less two when smaller; Retry-After: 1 set in both cases). */
 int gw_limits_heavy_enter(gw_req *req, const char *tenant, gw_heavy_kind kind);
 /* The same, in two steps for a caller that waits for a slot: take says
  * 0, 429 or 503 and changes nothing when it refuses; refused counts the
@@ -135,8 +155,9 @@ void gw_limits_heavy_refused(gw_req *req, int status);
  * share, ~0.2 s for 10,000 rules). One per tenant at a time and
  * GW_HEAVY_WRITES_MAX in the process, so another tenant's deactivation
  * waits behind at most that many: 0, else 429 (the tenant has one
- * running) or 503 (the process has its most), Retry-After: 1 set and the
- * refusal counted. The slot is the request's, as for the others. */
+ * running, or req holds another slot: one per request, above) or 503 (the
+ * process has its most), Retry-After: 1 set and the refusal counted. The
+ * slot is the request's, as for the others. */
 #define GW_HEAVY_WRITES_MAX 2
 int gw_limits_write_enter(gw_req *req, const char *tenant);
 
@@ -148,7 +169,8 @@ int gw_limits_write_enter(gw_req *req, const char *tenant);
  * connector at a time and GW_DISCOVER_PER_TENANT per tenant, on every
  * loop together: 0, else GW_DISCOVER_CONNECTOR (that connector has one
  * running) or GW_DISCOVER_TENANT (the tenant has its most, or no memory
- * to count: fail closed), Retry-After set (GW_DISCOVER_RETRY_S) and the
+ * to count, or req holds another slot — one per request, above: fail
+ * closed), Retry-After set (GW_DISCOVER_RETRY_S) and the
  * refusal counted; the caller answers 429. The slot is the request's, as
  * for the others (the schedule's own readings hold none: one at a time in
  * the process). */
