@@ -302,6 +302,26 @@ int auth_tokens_delete_tenant(st_txn *txn, const char *tenant, int limit) {
   }
 }
 
+int auth_tokens_revoke_user(st_txn *txn, const char *tenant, const char *user_id) {
+  json_t *toks = NULL;
+  int rc = auth_token_list_user(txn, tenant, user_id, &toks);
+  if (rc == ST_ENOTFOUND) return 0;
+  if (rc) return rc;
+  int n = 0;
+  size_t i;
+  json_t *t;
+  json_array_foreach(toks, i, t) {
+    const char *id = json_string_value(json_object_get(t, "id"));
+    if (!id) continue;
+    rc = auth_token_revoke(txn, tenant, AUTH_KIND_EMPLOYEE, id);
+    if (rc && rc != ST_ENOTFOUND) break;
+    if (!rc) n++;
+    rc = 0;
+  }
+  json_decref(toks);
+  return rc < 0 ? rc : n;
+}
+
 int auth_tokens_delete_user(st_txn *txn, const char *tenant, const char *uid) {
   char p[KEY_CAP];
   if (!fits(tenant, uid, NULL)) return 0;

@@ -100,6 +100,13 @@ int auth_token_count_user(st_txn *txn, const char *tenant, const char *user_id, 
 int auth_tokens_delete_tenant(st_txn *txn, const char *tenant, int limit);
 /* Write txn: deletes every token of a user; returns how many. */
 int auth_tokens_delete_user(st_txn *txn, const char *tenant, const char *user_id);
+/* Write txn: revokes every employee token of a user (self-service or made
+ * by an admin for them, at most employee_tokens_per_user_max) as
+ * auth_token_revoke does, each with ST_EVENT_TOKEN_REVOKED, so the
+ * gateway closes what was opened with them; the user stays. Returns how
+ * many. (auth_tokens_delete_user is the cut user's: no events, their
+ * sessions go by the cut's own.) */
+int auth_tokens_revoke_user(st_txn *txn, const char *tenant, const char *user_id);
 /* Write txn: purge step for tenant deletion (st_purge_fn): the tenant's
  * tokens of every kind, then the "u" index entries, at most limit (>= 1)
  * keys; returns how many it deleted (fewer than limit = done). */

@@ -512,27 +512,6 @@ static int live_tokens(st_txn *txn, const char *tenant, const char *user_id, int
   return rc ? rc : n;
 }
 
-
-/* Write txn: revokes every employee token of user_id in tenant (at most
- * the per-person cap of self-service ones, plus any an admin made for
- * them), each with ST_EVENT_TOKEN_REVOKED. */
-static int revoke_user_tokens(st_txn *txn, const char *tenant, const char *user_id) {
-  json_t *toks = NULL;
-  int rc = auth_token_list_user(txn, tenant, user_id, &toks);
-  if (rc == ST_ENOTFOUND) return 0;
-  if (rc) return rc;
-  size_t i;
-  json_t *t;
-  json_array_foreach(toks, i, t) {
-    const char *id = json_string_value(json_object_get(t, "id"));
-    if (!id) continue;
-    rc = auth_token_revoke(txn, tenant, AUTH_KIND_EMPLOYEE, id);
-    if (rc && rc != ST_ENOTFOUND) break;
-    rc = 0;
-  }
-  json_decref(toks);
-  return rc;
-}
 static int job_page(st_txn *txn, void *arg) {
   page_job *j = arg;
   /* the session must still be live inside this transaction */
@@ -626,7 +605,8 @@ static int job_page(st_txn *txn, void *arg) {
     j->count = rc;
     rc = auth_oauth_disconnect_user(txn, j->tenant, j->s.user_id);
     if (rc < 0) return rc;
-    return revoke_user_tokens(txn, j->tenant, j->s.user_id);
+    rc = auth_tokens_revoke_user(txn, j->tenant, j->s.user_id);
+    return rc < 0 ? rc : 0;
   }
 }
 
