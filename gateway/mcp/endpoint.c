@@ -536,10 +536,15 @@ static int still_holds(gw_req *req, const gw_mcp_ctx *c) {
   }
   /* the token's own expiry too: an OAuth access token's identity is its
    * grant (tokid), which outlives each access token */
-  int rc = (c->ident_expires && now_s >= c->ident_expires) ||
-                   auth_identity_check(txn, c->tenant, c->user, c->tokid, now_s) != 0
-               ? 1
-               : 0;
+  bool expired = c->ident_expires && now_s >= c->ident_expires;
+  int ic = expired ? 0 : auth_identity_check(txn, c->tenant, c->user, c->tokid, now_s);
+  int rc = expired || ic != 0 ? 1 : 0;
+  if (rc)
+    /* which check refused (a 403 on a GET or DELETE whose cause the client
+     * cannot see): the token's expiry, or the identity read again */
+    GW_LOG(GW_LOG_INFO, "mcp", &((gw_log_ctx){c->tenant, req->id}), "%s %s refused: %s (user %s, token %s)",
+           req->method, c->connector[0] ? "connector endpoint" : "aggregated endpoint",
+           expired ? "the token expired" : auth_strerror(ic), c->user, c->tokid);
   gw_session s;
   if (!rc && (gw_session_get(txn, c->sid, &s) != 0 || strcmp(s.tenant, c->tenant) || strcmp(s.user, c->user) ||
               strcmp(s.connector, c->connector)))
