@@ -6,7 +6,14 @@
  * would cost every new key (a new client address, which an attacker with
  * an IPv6 prefix has without end) a walk over 2 * max_keys buckets under
  * the mutex every loop shares. Moving an entry in the table (deletion with
- * backward shift) relinks its list neighbours. */
+ * backward shift) relinks its list neighbours.
+ *
+ * The table starts small and doubles as keys arrive (at half full), up to
+ * its bound (a power of two >= 2 * max_keys): a limiter sized for 65,536
+ * addresses is 17 MB at full size, and most gateways see a few hundred.
+ * A doubling re-inserts the keys in use order (the list is rebuilt as it
+ * was); when it cannot get the memory the table evicts as if it were full
+ * (the bound is on memory: an evicted key only starts full again). */
 #include "gateway/base/ratelimit.h"
 
 #include <arpa/inet.h>
@@ -29,7 +36,8 @@ typedef struct bucket {
 struct gw_ratelimit {
   uv_mutex_t mu;
   int64_t per_min, burst;
-  size_t max, n, cap; /* cap: a power of two >= 2 * max */
+  size_t max, n, cap; /* cap: a power of two, at most max_cap */
+  size_t max_cap;     /* the smallest power of two >= 2 * max */
   size_t head, tail;  /* idlest, most recently used */
   bucket *b;
 };
@@ -42,8 +50,9 @@ gw_ratelimit *gw_ratelimit_new(int64_t per_min, int64_t burst, size_t max_keys) 
   rl->burst = burst < 1 ? 1 : burst;
   rl->max = max_keys;
   rl->head = rl->tail = NIL;
-  rl->cap = 16;
-  while (rl->cap < 2 * max_keys) rl->cap *= 2;
+  rl->max_cap = 16;
+  while (rl->max_cap < 2 * max_keys) rl->max_cap *= 2;
+  rl->cap = rl->max_cap < 64 ? rl->max_cap : 64;
   rl->b = calloc(rl->cap, sizeof *rl->b);
   if (!rl->b || uv_mutex_init(&rl->mu)) {
     free(rl->b);
@@ -58,6 +67,14 @@ void gw_ratelimit_free(gw_ratelimit *rl) {
   uv_mutex_destroy(&rl->mu);
   free(rl->b);
   free(rl);
+}
+
+size_t gw_ratelimit_slots(gw_ratelimit *rl) {
+  if (!rl) return 0;
+  uv_mutex_lock(&rl->mu);
+  size_t n = rl->cap;
+  uv_mutex_unlock(&rl->mu);
+  return n;
 }
 
 static uint64_t hash(const char *s) {
@@ -119,6 +136,31 @@ static void evict_idlest(gw_ratelimit *rl) {
   if (rl->head != NIL) remove_at(rl, rl->head);
 }
 
+/* Doubles the table, the keys re-inserted from idlest to most recent so
+ * the use-order list comes out the same. -1 (nothing changed) without
+ * memory. */
+static int grow(gw_ratelimit *rl) {
+  size_t cap = rl->cap * 2, mask = cap - 1;
+  bucket *nb = calloc(cap, sizeof *nb);
+  if (!nb) return -1;
+  size_t prev = NIL;
+  for (size_t i = rl->head; i != NIL; i = rl->b[i].next) {
+    size_t j = hash(rl->b[i].key) & mask;
+    while (nb[j].used) j = (j + 1) & mask;
+    nb[j] = rl->b[i];
+    nb[j].prev = prev;
+    nb[j].next = NIL;
+    if (prev != NIL) nb[prev].next = j;
+    else rl->head = j;
+    prev = j;
+  }
+  rl->tail = prev;
+  free(rl->b);
+  rl->b = nb;
+  rl->cap = cap;
+  return 0;
+}
+
 int64_t gw_ratelimit_take(gw_ratelimit *rl, const char *key, int64_t now_ms) {
   if (!rl || rl->per_min == 0) return 0;
   char k[GW_RATELIMIT_KEY_MAX + 1];
@@ -126,16 +168,20 @@ int64_t gw_ratelimit_take(gw_ratelimit *rl, const char *key, int64_t now_ms) {
   if (kn > GW_RATELIMIT_KEY_MAX) kn = GW_RATELIMIT_KEY_MAX;
   memcpy(k, key, kn);
   k[kn] = 0;
-  size_t mask = rl->cap - 1;
+  uint64_t h = hash(k);
   uv_mutex_lock(&rl->mu);
-  size_t i = hash(k) & mask;
+  size_t mask = rl->cap - 1;
+  size_t i = h & mask;
   while (rl->b[i].used && strcmp(rl->b[i].key, k)) i = (i + 1) & mask;
   if (!rl->b[i].used) {
-    if (rl->n >= rl->max) {
-      evict_idlest(rl);
-      i = hash(k) & mask;
-      while (rl->b[i].used) i = (i + 1) & mask;
-    }
+    /* a new key: the table grows while under its bound (kept at most half
+     * full); at the bound, or without the memory to grow, the idlest key
+     * makes room */
+    if (rl->n < rl->max && 2 * (rl->n + 1) > rl->cap && rl->cap < rl->max_cap) (void)grow(rl);
+    if (rl->n >= rl->max || 2 * (rl->n + 1) > rl->cap) evict_idlest(rl);
+    mask = rl->cap - 1;
+    i = h & mask;
+    while (rl->b[i].used) i = (i + 1) & mask;
     memcpy(rl->b[i].key, k, kn + 1);
     rl->b[i].used = true;
     rl->b[i].tokens = (double)rl->burst;

@@ -37,6 +37,11 @@ void gw_ratelimit_free(gw_ratelimit *rl);
  * GW_RATELIMIT_KEY_MAX bytes). */
 void gw_ratelimit_addr_key(const char *addr, char out[GW_RATELIMIT_KEY_MAX + 1]);
 
+/* The table's slots now (each ~136 bytes): it starts at 64 and doubles as
+ * keys arrive, up to the smallest power of two >= 2 * max_keys. For tests
+ * and memory accounting. */
+size_t gw_ratelimit_slots(gw_ratelimit *rl);
+
 /* Takes one token from key's bucket at now_ms: 0 when there was one, else
  * the whole seconds (>= 1) until there is. rl NULL: always 0. */
 int64_t gw_ratelimit_take(gw_ratelimit *rl, const char *key, int64_t now_ms);

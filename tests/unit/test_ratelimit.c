@@ -3,11 +3,13 @@
  * and the bounded table (eviction of the idlest keeps every live key
  * findable: a key taken again after evictions of others still has its
  * own count; the evicted one is exactly the least recently used, against
- * a model; and a new key on a full table costs O(1), not a table scan). */
+ * a model, also while the table grows from 64 slots to its bound; and a
+ * new key on a full table costs O(1), not a table scan). */
 #include "unit.h"
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "gateway/base/ratelimit.h"
@@ -97,28 +99,28 @@ TEST(bounded_table_evicts_idlest) {
   gw_ratelimit_free(rl);
 }
 
-/* A model of the table: at most MAXK keys, least recently used evicted,
- * buckets of 2 that practically never refill (1 a minute, 1 ms steps). */
-#define MAXK 8
-#define POOL 24
-TEST(eviction_is_lru_against_a_model) {
-  gw_ratelimit *rl = gw_ratelimit_new(1, 2, MAXK);
-  int tokens[POOL];
-  int64_t last[POOL]; /* last use; -1: not in the table */
-  for (int i = 0; i < POOL; i++) last[i] = -1;
+/* A model of the table: at most maxk keys, least recently used evicted,
+ * buckets of 2 that practically never refill (1 a minute, 1 ms steps). A
+ * pool larger than the table makes evictions; a large maxk makes the table
+ * grow (from 64 slots) while keys arrive, the use order kept across. */
+static void lru_against_a_model(int maxk, int pool, int64_t steps, int64_t reset_every) {
+  gw_ratelimit *rl = gw_ratelimit_new(1, 2, (size_t)maxk);
+  int *tokens = calloc((size_t)pool, sizeof *tokens);
+  int64_t *last = calloc((size_t)pool, sizeof *last); /* last use; -1: not in the table */
+  for (int i = 0; i < pool; i++) last[i] = -1;
   uint32_t seed = 12345;
   char k[16];
-  for (int64_t step = 0; step < 20000; step++) {
+  for (int64_t step = 0; step < steps; step++) {
     seed = seed * 1103515245u + 12345u;
-    int key = (int)((seed >> 16) % POOL);
+    int key = (int)((seed >> 8) % (uint32_t)pool);
     if (last[key] < 0) { /* a new key: the model evicts the least recently used when full */
       int n = 0, lru = -1;
-      for (int i = 0; i < POOL; i++)
+      for (int i = 0; i < pool; i++)
         if (last[i] >= 0) {
           n++;
           if (lru < 0 || last[i] < last[lru]) lru = i;
         }
-      if (n == MAXK) last[lru] = -1;
+      if (n == maxk) last[lru] = -1;
       tokens[key] = 2;
     }
     last[key] = step;
@@ -128,14 +130,47 @@ TEST(eviction_is_lru_against_a_model) {
     CHECK_INT(got > 0, want > 0);
     if (tokens[key] > 0) tokens[key]--;
     /* tokens back to full now and then, so keys are not all empty */
-    if (step % 997 == 0)
-      for (int i = 0; i < POOL; i++) last[i] = -1;
-    if (step % 997 == 0) {
+    if (step % reset_every == reset_every - 1) {
+      for (int i = 0; i < pool; i++) last[i] = -1;
       gw_ratelimit_free(rl);
-      rl = gw_ratelimit_new(1, 2, MAXK);
+      rl = gw_ratelimit_new(1, 2, (size_t)maxk);
     }
   }
   gw_ratelimit_free(rl);
+  free(tokens);
+  free(last);
+}
+
+TEST(eviction_is_lru_against_a_model) { lru_against_a_model(8, 24, 20000, 997); }
+
+TEST(growing_table_keeps_buckets_and_use_order) { lru_against_a_model(300, 700, 20000, 6000); }
+
+/* A limiter sized for 65,536 addresses takes memory as keys arrive, at most
+ * half full, up to its bound. */
+TEST(table_grows_with_its_keys) {
+  gw_ratelimit *rl = gw_ratelimit_new(60, 60, 65536);
+  CHECK_INT(gw_ratelimit_slots(rl), 64);
+  char k[64];
+  for (int i = 0; i < 1000; i++) {
+    snprintf(k, sizeof k, "198.51.%d.%d", i / 256, i % 256);
+    CHECK_INT(gw_ratelimit_take(rl, k, 0), 0);
+  }
+  CHECK_INT(gw_ratelimit_slots(rl), 2048);
+  /* every key kept its bucket through the doublings: one token taken */
+  for (int i = 0; i < 1000; i++) {
+    snprintf(k, sizeof k, "198.51.%d.%d", i / 256, i % 256);
+    for (int t = 0; t < 59; t++) CHECK_INT(gw_ratelimit_take(rl, k, 0), 0);
+    CHECK(gw_ratelimit_take(rl, k, 0) > 0);
+  }
+  gw_ratelimit_free(rl);
+  rl = gw_ratelimit_new(60, 60, 100); /* bound: 256 slots */
+  for (int i = 0; i < 5000; i++) {
+    snprintf(k, sizeof k, "k%d", i);
+    CHECK_INT(gw_ratelimit_take(rl, k, 0), 0);
+  }
+  CHECK_INT(gw_ratelimit_slots(rl), 256);
+  gw_ratelimit_free(rl);
+  CHECK_INT(gw_ratelimit_slots(NULL), 0);
 }
 
 static double mono_ms(void) {
@@ -178,6 +213,8 @@ int main(void) {
   RUN(disabled_and_null);
   RUN(bounded_table_evicts_idlest);
   RUN(eviction_is_lru_against_a_model);
+  RUN(growing_table_keeps_buckets_and_use_order);
+  RUN(table_grows_with_its_keys);
   RUN(eviction_on_a_full_table_is_cheap);
   return UNIT_DONE();
 }
