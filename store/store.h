@@ -394,7 +394,9 @@ int st_del_prefix(st_txn *txn, st_db db, const void *prefix, size_t plen, int li
  * transaction, a child of the batch transaction. The writer takes up to
  * ST_BATCH_MAX queued jobs, runs each in its child txn, and commits the
  * batch once (one fsync for all). A job returning < 0 has its child aborted
- * alone: the other jobs in the batch are unaffected.
+ * alone: the other jobs in the batch are unaffected. (A batch of one job
+ * runs in the batch's txn itself — a child costs LMDB ~2.5 MB of buffers —
+ * and a failure aborts that txn: the same outcome.)
  *
  * !!! CONTRACT: a job must be a pure function of (store state, arg). !!!
  * The writer may run a job MORE THAN ONCE: if the batch commit fails (e.g.
