@@ -294,11 +294,15 @@ static gw_req *req_new(gw_conn *c) {
   return r;
 }
 
+/* A request header's name is the literal want (case-insensitive; the
+ * lengths first). */
+#define REQ_HDR_IS(h, want) ((h)->nlen == sizeof want - 1 && strcasecmp((h)->name, want) == 0)
+
 static void req_free(gw_req *r) {
   gw__req_priv *p = r->priv;
   /* the arena's chunks are reused: the credential copied into it is wiped */
   for (int i = 0; i < r->nheaders; i++)
-    if (gw_header_is(r->headers[i].name, "authorization"))
+    if (REQ_HDR_IS(&r->headers[i], "authorization"))
       OPENSSL_cleanse(r->headers[i].value, strlen(r->headers[i].value));
   for (arena_chunk *a = p->arena, *n; a; a = n) {
     n = a->next;
@@ -321,11 +325,12 @@ bool gw_header_is(const char *name, const char *want) {
   return (name[0] | 0x20) == (want[0] | 0x20) && strcasecmp(name, want) == 0;
 }
 
-const char *gw_req_header(const gw_req *req, const char *name) {
+const char *gw_req_header_n(const gw_req *req, const char *name, size_t n) {
   for (int i = 0; i < req->nheaders; i++)
-    if (gw_header_is(req->headers[i].name, name)) return req->headers[i].value;
+    if (req->headers[i].nlen == n && strcasecmp(req->headers[i].name, name) == 0) return req->headers[i].value;
   return NULL;
 }
+
 
 /* ---------- timers ---------- */
 
@@ -710,6 +715,7 @@ void gw_resp_header(gw_req *req, const char *name, const char *value) {
   p->resp[p->nresp].name = gw_req_strdup(req, name);
   p->resp[p->nresp].value = gw_req_strdup(req, value);
   if (!p->resp[p->nresp].name || !p->resp[p->nresp].value) return;
+  p->resp[p->nresp].nlen = strlen(name);
   p->nresp++;
 }
 
@@ -1084,16 +1090,17 @@ static int on_header_value_complete(llhttp_t *p) {
   name[c->field.len] = 0;
   memcpy(val, v, vl);
   val[vl] = 0;
-  r->headers[r->nheaders].name = name;
-  r->headers[r->nheaders].value = val;
-  r->nheaders++;
-  if (gw_header_is(name, "host")) {
+  gw_header *h = &r->headers[r->nheaders++];
+  h->name = name;
+  h->value = val;
+  h->nlen = c->field.len;
+  if (REQ_HDR_IS(h, "host")) {
     if (pr->has_host) return fail(c, 400, "more than one Host header");
     pr->has_host = true;
   }
   /* the scratch outlives the request (it is the connection's): a bearer
    * token does not stay behind in it */
-  if (gw_header_is(name, "authorization")) OPENSSL_cleanse(c->value.data, c->value.len);
+  if (REQ_HDR_IS(h, "authorization")) OPENSSL_cleanse(c->value.data, c->value.len);
   gw_buf_reset(&c->field);
   gw_buf_reset(&c->value);
   return 0;
@@ -1108,8 +1115,8 @@ static void resolve_client(gw_conn *c, gw_req *r) {
   const char *proto = NULL;
   int n = 0;
   for (int i = 0; i < r->nheaders; i++) {
-    if (gw_header_is(r->headers[i].name, "x-forwarded-for")) xff[n++] = r->headers[i].value;
-    else if (gw_header_is(r->headers[i].name, "x-forwarded-proto")) proto = r->headers[i].value;
+    if (REQ_HDR_IS(&r->headers[i], "x-forwarded-for")) xff[n++] = r->headers[i].value;
+    else if (REQ_HDR_IS(&r->headers[i], "x-forwarded-proto")) proto = r->headers[i].value;
   }
   if (n) gw_forwarded_client(xff, n, host->trusted, host->ctx, r->client, sizeof r->client);
   /* the nearest proxy's word: the last entry of the last header */
@@ -1128,7 +1135,7 @@ static void resolve_client(gw_conn *c, gw_req *r) {
  * chunked only (llhttp itself refuses chunked twice, and chunked not last). */
 static bool te_chunked_only(const gw_req *r) {
   for (int i = 0; i < r->nheaders; i++) {
-    if (!gw_header_is(r->headers[i].name, "transfer-encoding")) continue;
+    if (!REQ_HDR_IS(&r->headers[i], "transfer-encoding")) continue;
     for (const char *s = r->headers[i].value; *s;) {
       while (*s == ' ' || *s == '\t' || *s == ',') s++; /* OWS and empty list elements */
       if (!*s) break;

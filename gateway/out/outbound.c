@@ -921,7 +921,9 @@ static bool is_tchar(unsigned char c) {
 /* Headers curl frames or that are hop-by-hop: a caller setting them would
  * desynchronise framing (request smuggling) or break HTTP/2. */
 static bool hdr_is(const char *name, size_t n, const char *want, size_t wl) {
-  return wl == n && strncasecmp(name, want, n) == 0;
+  /* want is lower case: the first letter before the call (names of the
+   * same length mostly differ there: content-length, mcp-session-id) */
+  return wl == n && ((unsigned char)name[0] | 0x20) == (unsigned char)want[0] && strncasecmp(name, want, n) == 0;
 }
 /* want: a string literal (its length known at compile time: every header
  * line of every call is checked against ten names) */
