@@ -42,7 +42,7 @@ import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { startGateway } from '../integration/lib/gateway.mjs';
 import { setupTenant } from '../integration/lib/mcp.mjs';
-import { startNginx, startCUpstream, wrkPost, ratePost, median, pinTree } from './lib.mjs';
+import { startNginx, startCUpstream, wrkPost, ratePost, median, pinTree, cpuMs } from './lib.mjs';
 
 const arg = (n, d) => {
   const i = process.argv.indexOf(`--${n}`);
@@ -66,6 +66,11 @@ const PERF = argStr('perf');
 // --syscalls VARIANT[,VARIANT…]: strace -c the serving process (nginx's
 // worker included) while wrk runs, and print system calls per request.
 const SYSCALLS = argStr('syscalls');
+// --segments VARIANT[,VARIANT…]: TCP segments the machine sent per request
+// under wrk (nstat: TcpOutSegs, and of them pure ACKs and delayed ACKs) —
+// the loopback work every hop pays, including wrk's and the upstream's
+// (direct: 2 a call at best; a proxy: 4).
+const SEGMENTS = argStr('segments');
 // --callgrind [N]: the gateway runs under valgrind's callgrind; after a
 // warm-up, N (default 4,000) tools/call per endpoint on --conns keep-alive
 // connections, and the instructions the whole process executed divided by
@@ -226,6 +231,11 @@ async function main() {
     }
     if (SYSCALLS) {
       for (const name of SYSCALLS.split(',')) await syscalls(scen[SCENARIOS[0]].find((v) => v.name === name), name);
+      return;
+    }
+    if (SEGMENTS) {
+      for (let r = 0; r < ROUNDS; r++)
+        for (const name of SEGMENTS.split(',')) await segments(scen[SCENARIOS[0]].find((v) => v.name === name), name, up.pid);
       return;
     }
     for (const sc of SCENARIOS) {
@@ -415,6 +425,22 @@ async function syscalls(v, name) {
     }
   }
   fs.rmSync(dir, { recursive: true, force: true });
+}
+
+function nstat() {
+  const out = spawnSync('nstat', ['-az', '--json'], { encoding: 'utf8' }).stdout;
+  const j = JSON.parse(out);
+  return j.kernel || j;
+}
+
+async function segments(v, name, upPid) {
+  if (!v) throw new Error(`--segments: no variant ${name}`);
+  const a = nstat(), u0 = cpuMs(upPid);
+  const w = await wrkPost(v.url, { headers: v.headers, bodyLua: v.bodyLua, conns: CONNS, secs: SECS, pid: v.pid, cpus: PIN ? LOAD_CPUS : undefined });
+  const b = nstat(), u1 = cpuMs(upPid);
+  const per = (k) => (((b[k] || 0) - (a[k] || 0)) / w.requests).toFixed(2);
+  const us = (x) => (x == null ? '-' : x.toFixed(1));
+  console.log(`${name.padEnd(12)} ${w.rps.toFixed(0)} req/s: per request TcpOutSegs ${per('TcpOutSegs')}, pure ACKs received ${per('TcpExtTCPPureAcks')}, delayed ACKs ${per('TcpExtDelayedACKs')}; CPU us per request: proxy ${us(w.cpuUs)}, upstream ${us(((u1 - u0) * 1000) / w.requests)}, machine ${us(w.machine?.busyUs)}; cores busy ${w.machine?.cpuBusy.map((x) => Math.round(x * 100)).join('/')} %`);
 }
 
 main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
