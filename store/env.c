@@ -93,6 +93,7 @@ size_t st_max_key(const st_store *st) { return st->maxkey; }
 uint32_t st_schema_version(const st_store *st) { return st->schema_version; }
 
 void st__test_fail_commits(st_store *st, int n) { atomic_store(&st->test_fail_commits, n); }
+int st__test_batch_fallbacks(st_store *st) { return atomic_load(&st->batch_fallbacks); }
 
 /* ---- logging ------------------------------------------------------------ */
 

@@ -390,20 +390,23 @@ void st_cursor_close(st_cursor *c);
 int st_del_prefix(st_txn *txn, st_db db, const void *prefix, size_t plen, int limit);
 
 /* ---- the writer: jobs, ports, group commit ------------------------------
- * A job is a function run on the writer thread inside its OWN nested write
- * transaction, a child of the batch transaction. The writer takes up to
- * ST_BATCH_MAX queued jobs, runs each in its child txn, and commits the
- * batch once (one fsync for all). A job returning < 0 has its child aborted
- * alone: the other jobs in the batch are unaffected. (A batch of one job
- * runs in the batch's txn itself — a child costs LMDB ~2.5 MB of buffers —
- * and a failure aborts that txn: the same outcome.)
+ * A job is a function run on the writer thread inside a write transaction.
+ * The writer takes up to ST_BATCH_MAX queued jobs, runs them one after the
+ * other in the batch's transaction, and commits the batch once (one fsync
+ * for all). A job returning < 0 affects no other job: the batch's txn is
+ * aborted at once and the batch runs again with each job in its OWN nested
+ * (child) txn, where a failing job's child is aborted alone. (A child costs
+ * LMDB ~2.5 MB of buffers and a merge per job; jobs seldom fail, so the
+ * children are paid only by a batch that holds a failure. A batch of one
+ * job stops at its own txn: its failure aborts it, the same outcome.)
  *
  * !!! CONTRACT: a job must be a pure function of (store state, arg). !!!
- * The writer may run a job MORE THAN ONCE: if the batch commit fails (e.g.
- * map full while writing the freelist) every job of the batch is re-run
- * alone in its own transaction so each gets an honest result; and a job
- * that hits ST_EMAPFULL/ST_ETXNFULL behind other jobs in a batch is re-run
- * at the head of a fresh batch. So a job must not mutate arg's inputs, must
+ * The writer may run a job MORE THAN ONCE: every job before a failing one
+ * in its batch runs again (above), as often as jobs fail; if the batch
+ * commit fails (e.g. map full while writing the freelist) every job of the
+ * batch is re-run alone in its own transaction so each gets an honest
+ * result; and a job that hits ST_EMAPFULL/ST_ETXNFULL behind other jobs in
+ * a batch is re-run at the head of a fresh batch. So a job must not mutate arg's inputs, must
  * not have side effects outside the txn (send, free, signal...) — put those
  * in st_txn_after_commit or the done callback — and must write its outputs
  * into arg idempotently (every run overwrites them).

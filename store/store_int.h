@@ -36,7 +36,8 @@ struct st_cursor {
 };
 
 /* A transaction: a read snapshot (malloc'd by st_read_begin) or a job's
- * child write txn (on the writer's stack) or a migration txn. */
+ * write txn (on the writer's stack: the batch's, or a child of it) or a
+ * migration txn. */
 struct st_txn {
   st_store *st;
   MDB_txn *txn;
@@ -166,6 +167,8 @@ struct st_store {
   uv_mutex_t rotmu;            /* one rotation at a time */
 
   atomic_int test_fail_commits; /* unit tests: fail the next N batch commits */
+  atomic_int batch_fallbacks;   /* batches whose jobs ran again in child txns after one failed (writer.c) */
+  int test_rerun;               /* MCPGATE_TEST_JOB_RERUN: every batch runs once aborted first (writer thread only) */
 
   /* users whose removal of access could not be written (dir.c,
    * st_dir_user_cut_unwritten): inactive to st_dir_user_active/usable

@@ -12,6 +12,9 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target_version)
 /* Make the next n batch commits fail as if LMDB returned MDB_MAP_FULL at
  * commit (the batch is aborted, then the re-run path is taken). */
 void st__test_fail_commits(st_store *st, int n);
+/* Batches of several jobs that ran again with a child txn per job because
+ * one of them failed in the batch's own txn (writer.c). */
+int st__test_batch_fallbacks(st_store *st);
 /* Gives user `id` of `tenant` the externalId ext in a write txn — record
  * and index, none of scim/'s rules asked: a store written before
  * externalIds were kept unique among a tenant's users, where two may

@@ -2,8 +2,9 @@
  * snapshots, get/put/del with transparent hashing of long keys, cursors for
  * prefix scans, in-transaction hooks (st_emit) and post-commit actions.
  *
- * A write txn here is always a job's own (its child of the batch txn, or the
- * batch txn when the job is alone in it) or a migration txn; it is
+ * A write txn here is always a job's (the batch txn it runs in, or its
+ * child of the batch txn once a job of the batch failed) or a migration
+ * txn; it is
  * begun and ended by the writer (writer.c). Any LMDB failure other than
  * not-found / key-exists "poisons" the txn: LMDB itself refuses further use
  * of a txn after such an error, and the writer aborts a poisoned job

@@ -733,6 +733,7 @@ TEST(group_commit_batches_and_isolates_failures) {
   CHECK(exists(st, "gate"));
   st_stats_get(st, &s1);
   CHECK_INT(s1.commits - s0.commits, 2); /* the gate alone, then all 50 */
+  CHECK_INT(st__test_batch_fallbacks(st), 1); /* the failure made the batch run again with children */
   CHECK_INT(s1.jobs_committed - s0.jobs_committed, GC_N); /* 49 + gate */
   CHECK_INT(s1.jobs_failed - s0.jobs_failed, 1);
   CHECK(s1.batch_jobs_sum - s0.batch_jobs_sum == GC_N + 1);
@@ -740,6 +741,112 @@ TEST(group_commit_batches_and_isolates_failures) {
   uv_sem_destroy(&g.started);
   uv_sem_destroy(&g.release);
   CHECK_INT(uv_loop_close(&loop), 0);
+  st_close(st);
+  tmp_cleanup();
+}
+
+/* A batch's jobs run in its own txn first; the first failure aborts it and
+ * the batch runs again with a child txn per job: the jobs before the
+ * failure run twice (the job contract allows it), their post-commit
+ * actions of the aborted run are discarded and those of the run that
+ * commits run once; the failed job's writes and action never stay. A batch
+ * without a failure runs once. */
+#define OB_N 6
+typedef struct ob_job {
+  int i, fail_at;
+  atomic_int runs, action_runs, discards, status, done;
+  uv_sem_t *all_done;
+  atomic_int *ndone;
+  int total;
+} ob_job;
+static void ob_action(void *arg) { atomic_fetch_add(&((ob_job *)arg)->action_runs, 1); }
+static void ob_discard(void *arg) { atomic_fetch_add(&((ob_job *)arg)->discards, 1); }
+static int ob_job_fn(st_txn *txn, void *arg) {
+  ob_job *j = arg;
+  char key[32];
+  atomic_fetch_add(&j->runs, 1); /* the test's own count of runs */
+  snprintf(key, sizeof key, "ob/%d/%d", j->fail_at, j->i);
+  int rc = st_put(txn, ST_DB_TENANTS, key, strlen(key), "v", 1, 0);
+  if (rc < 0) return rc;
+  if ((rc = st_txn_after_commit(txn, ob_action, ob_discard, j)) < 0) return rc;
+  return j->i == j->fail_at ? -4321 : 0; /* fails after its write and its action */
+}
+static void ob_done(int status, void *arg) {
+  ob_job *j = arg;
+  atomic_store(&j->status, status);
+  atomic_store(&j->done, 1);
+  if (atomic_fetch_add(j->ndone, 1) + 1 == j->total) uv_sem_post(j->all_done);
+}
+
+static void ob_batch(st_store *st, ob_job *jobs, int fail_at) {
+  gate g;
+  uv_sem_t all;
+  atomic_int ndone = 0;
+  uv_sem_init(&g.started, 0);
+  uv_sem_init(&g.release, 0);
+  uv_sem_init(&all, 0);
+  /* the writer held in a first job: the next OB_N are taken as one batch */
+  CHECK_INT(st_submit(st, NULL, gate_job_fn, NULL, &g), 0);
+  uv_sem_wait(&g.started);
+  for (int i = 0; i < OB_N; i++) {
+    memset(&jobs[i], 0, sizeof jobs[i]);
+    jobs[i].i = i;
+    jobs[i].fail_at = fail_at;
+    jobs[i].all_done = &all;
+    jobs[i].ndone = &ndone;
+    jobs[i].total = OB_N;
+    CHECK_INT(st_submit(st, NULL, ob_job_fn, ob_done, &jobs[i]), 0);
+  }
+  uv_sem_post(&g.release);
+  uv_sem_wait(&all);
+  uv_sem_destroy(&g.started);
+  uv_sem_destroy(&g.release);
+  uv_sem_destroy(&all);
+}
+
+TEST(batch_runs_in_its_txn_then_children_after_a_failure) {
+  static ob_job jobs[OB_N];
+  st_stats s0, s1;
+  tmp_setup();
+  st_store *st = open_default();
+  CHECK(st);
+  int fb0 = st__test_batch_fallbacks(st);
+  st_stats_get(st, &s0);
+  ob_batch(st, jobs, 3);
+  st_stats_get(st, &s1);
+  CHECK_INT(st__test_batch_fallbacks(st) - fb0, 1);
+  CHECK_INT((int)(s1.commits - s0.commits), 2); /* the gate, then the batch once */
+  for (int i = 0; i < OB_N; i++) {
+    char key[32];
+    snprintf(key, sizeof key, "ob/3/%d", i);
+    CHECK_INT(atomic_load(&jobs[i].status), i == 3 ? -4321 : 0);
+    CHECK_INT(exists(st, key), i != 3);
+    /* before the failure: the batch's own txn, then a child; from it on:
+     * a child only once the failure was met (the failed one: twice) */
+    CHECK_INT(atomic_load(&jobs[i].runs), i <= 3 ? 2 : 1);
+    CHECK_INT(atomic_load(&jobs[i].action_runs), i == 3 ? 0 : 1);
+    CHECK_INT(atomic_load(&jobs[i].discards), i < 3 ? 1 : i == 3 ? 2 : 0);
+  }
+  /* no failure: every job once, in the batch's txn, no fallback */
+  fb0 = st__test_batch_fallbacks(st);
+  ob_batch(st, jobs, -1);
+  CHECK_INT(st__test_batch_fallbacks(st) - fb0, 0);
+  for (int i = 0; i < OB_N; i++) {
+    char key[32];
+    snprintf(key, sizeof key, "ob/-1/%d", i);
+    CHECK_INT(atomic_load(&jobs[i].status), 0);
+    CHECK(exists(st, key));
+    CHECK_INT(atomic_load(&jobs[i].runs), 1);
+    CHECK_INT(atomic_load(&jobs[i].action_runs), 1);
+    CHECK_INT(atomic_load(&jobs[i].discards), 0);
+  }
+  /* a failure in the first job: nothing ran before it twice */
+  ob_batch(st, jobs, 0);
+  for (int i = 0; i < OB_N; i++) {
+    CHECK_INT(atomic_load(&jobs[i].status), i == 0 ? -4321 : 0);
+    CHECK_INT(atomic_load(&jobs[i].runs), i == 0 ? 2 : 1);
+    CHECK_INT(atomic_load(&jobs[i].action_runs), i == 0 ? 0 : 1);
+  }
   st_close(st);
   tmp_cleanup();
 }
@@ -1889,6 +1996,7 @@ int main(void) {
   RUN(hooks_atomic_with_job_and_actions_before_done);
   RUN(port_gate_parks_dones_in_order_until_kicked);
   RUN(batch_commit_failure_reruns_each_job_alone);
+  RUN(batch_runs_in_its_txn_then_children_after_a_failure);
   RUN(map_full_fails_only_that_job);
   RUN(map_full_in_batch_is_honest);
   RUN(reserve_keeps_room_for_taking_access_away);
