@@ -33,6 +33,8 @@ typedef struct cancel_job {
 
 static int job_cancel(st_txn *txn, void *arg) {
   cancel_job *j = arg;
+  json_decref(j->out); /* a run before (store.h: a job may run again) */
+  j->out = NULL;
   return ap_decide(txn, j->tenant, j->id, AP_CANCEL, NULL, j->by, j->reason, j->now_ms, &j->out);
 }
 

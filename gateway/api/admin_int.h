@@ -98,6 +98,7 @@ struct admin_job {
   admin_reply_fn reply;
   char tenant[64];
   char name[NAME_MAX_LEN + 1];
+  char name_out[NAME_MAX_LEN + 1]; /* tenant PATCH, out: the name stored after it (name stays its input) */
   char created[32];
   char kind[8];
   char tokid[ST_TOKEN_ID_BUFSZ];

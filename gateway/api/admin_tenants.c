@@ -60,7 +60,9 @@ static int job_tenant_patch(st_txn *txn, void *arg) {
   }
   if (!rc) rc = st_tenant_get(txn, j->tenant, &rec);
   if (rc) return rc;
-  snprintf(j->name, sizeof j->name, "%s", json_string_value(json_object_get(rec, "name")) ?: "");
+  /* an output of its own: j->name is the rename asked for, read again by
+   * a run again of this job (store.h) */
+  snprintf(j->name_out, sizeof j->name_out, "%s", json_string_value(json_object_get(rec, "name")) ?: "");
   j->view = gw_settings_view(json_object_get(rec, "settings"));
   json_decref(rec);
   return 0;
@@ -107,8 +109,8 @@ static void reply_created(admin_job *j) {
 
 static void reply_patched(admin_job *j) {
   admin__audit_change(j->req, j->before,
-                      json_pack("{s:s,s:O}", "name", j->name, "settings", j->view ? j->view : json_null()));
-  gw_respond_json(j->req, 200, json_pack("{s:s,s:s,s:o}", "id", j->tenant, "name", j->name, "settings",
+                      json_pack("{s:s,s:O}", "name", j->name_out, "settings", j->view ? j->view : json_null()));
+  gw_respond_json(j->req, 200, json_pack("{s:s,s:s,s:o}", "id", j->tenant, "name", j->name_out, "settings",
                                          j->view ? json_incref(j->view) : json_object()));
 }
 

@@ -122,6 +122,8 @@ static int job_decide(st_txn *txn, void *arg) {
     rc = auth_identity_check(txn, j->tenant, j->user, j->tokid, j->now_ms / 1000);
   }
   if (rc) return rc == ST_ENOTFOUND ? AP_EREVIEWER : rc;
+  json_decref(j->out); /* a run before (store.h: a job may run again) */
+  j->out = NULL;
   return ap_decide(txn, j->tenant, j->id, j->what, j->user, NULL, j->reason, j->now_ms, &j->out);
 }
 

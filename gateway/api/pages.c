@@ -514,6 +514,9 @@ static int live_tokens(st_txn *txn, const char *tenant, const char *user_id, int
 
 static int job_page(st_txn *txn, void *arg) {
   page_job *j = arg;
+  /* outputs set afresh by every run (store.h: a job may run again) */
+  j->disabled = j->too_many = false;
+  j->count = 0;
   /* the session must still be live inside this transaction */
   int rc = auth_browser_get(txn, j->tenant, j->cookie, j->now, j->idle_s, &j->s);
   if (rc) return rc == ST_ENOTFOUND ? AUTH_ELOGIN : rc;

@@ -685,7 +685,7 @@ static int cut_step(st_txn *txn, gw_session_cut *cut, cut_ctx *c) {
 static bool cut_failed(const char *tenant, int rc) {
   if (!rc) return false;
   GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){tenant, NULL}),
-         "connector cut: the sessions could not be cut in the triggering write (%s); a sweep follows its commit",
+         "connector cut: the sessions could not be cut in the triggering write (%s); a sweep follows it if it commits",
          st_strerror(rc));
   return true;
 }

@@ -403,12 +403,17 @@ typedef struct sweep_job {
   vault_worker *w;
   uint64_t now_ms, grace_ms;
   uint64_t aside_before_ms; /* entries set aside before it are dropped (rule 4) */
-  char cursor[VAULT_SWEEP_CURSOR];
+  char from[VAULT_SWEEP_CURSOR];   /* where this step starts (input) */
+  char cursor[VAULT_SWEEP_CURSOR]; /* where the next one starts (output) */
   int dropped;
 } sweep_job;
 
 static int job_sweep(st_txn *txn, void *arg) {
   sweep_job *j = arg;
+  /* the sweep moves the cursor it is given: a run again (store.h: a job of
+   * the batch failed) starts where this step starts, not past the grants
+   * the aborted run looked at */
+  memcpy(j->cursor, j->from, sizeof j->cursor);
   int n = vault_grants_sweep(txn, j->now_ms, j->grace_ms, grant_visible, NULL, j->cursor, SWEEP_BATCH);
   if (n < 0) return n;
   j->dropped = n;
@@ -454,7 +459,7 @@ static void sweep_tick(uv_timer_t *t) {
   j->grace_ms = (uint64_t)w->lp->srv->cfg.revocation_grace_ms;
   uint64_t keep = (uint64_t)w->lp->srv->cfg.revocation_give_up_ms;
   j->aside_before_ms = j->now_ms > keep ? j->now_ms - keep : 0;
-  memcpy(j->cursor, w->sweep_cursor, sizeof j->cursor);
+  memcpy(j->from, w->sweep_cursor, sizeof j->from);
   w->sweeping = true;
   if (gw_loop_submit(w->lp, job_sweep, done_sweep, j) != 0) done_sweep(ST_EBUSY, j);
 }
