@@ -165,7 +165,14 @@ test("a corrupt entry at the head of the revocation queue is set aside; another 
     const r = (await op.get('/admin/v1/tenants/acme/revocations')).json.revocations.find((x) => x.id === alice.id);
     return r?.state === 'failed' && /corrupt/.test(r.last_error) && /by hand/.test(r.last_error);
   }, { timeoutMs: 8000, intervalMs: 100, what: "Alice's report says failed: its queue entry was corrupt" });
-  const globex = (await op.get('/admin/v1/tenants/globex/revocations')).json.revocations;
+  // the AS forgot the token when it took the request; the report says done
+  // once the gateway has read its answer and written the result (a writer
+  // job after it: under load, after the checks above)
+  let globex;
+  await waitFor(async () => {
+    globex = (await op.get('/admin/v1/tenants/globex/revocations')).json.revocations;
+    return globex.length === 1 && globex[0].state !== 'pending';
+  }, { timeoutMs: 8000, intervalMs: 100, what: "Gina's revocation reported" });
   assert.deepEqual(globex.map((x) => x.state), ['done'], JSON.stringify(globex));
   const m = await scrapeMetrics(gw2);
   assert.equal(metricValue(m, 'mcpgate_vault_revocations', { state: 'corrupt' }), 1);
