@@ -419,7 +419,10 @@ typedef struct lost_arg {
 static void mark_lost(gw_exchange *x, void *arg) {
   lost_arg *a = arg;
   gw_session s;
-  if (!x->req || !x->sid[0]) return;
+  /* a DELETE is the session's end itself: between its job's commit and
+   * its 204 (held at the gate for the other loops) the session is gone,
+   * and its answer is still the 204 (as end_session spares it) */
+  if (!x->req || !x->sid[0] || x->kind == GW_X_DELETE) return;
   x->lost = gw_session_get(a->txn, x->sid, &s) != 0                                 ? GW_X_LOST_GONE
             : gw_session_expired(&s, a->now_ms, gw_sessions_limits(x->lp->srv)) ? GW_X_LOST_EXPIRED
                                                                                  : 0;

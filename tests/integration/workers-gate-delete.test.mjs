@@ -39,3 +39,22 @@ test('a DELETE of an aggregated session ends its GET stream on the other loop be
   await f.gw.stop();
 });
 
+
+test('a DELETE whose 204 waits for the other loop is answered 204, not ended by the purge tick that finds its session gone', async () => {
+  // found in CI (approvals.test, purge every 100 ms): the session purge's
+  // walk of live exchanges met the DELETE's own, whose session its job had
+  // just deleted, and ended it with 403 while its 204 waited at the gate
+  const f = await fixture({
+    env: { MCPGATE_TEST_FANOUT_DELAY_MS: '600' },
+    args: ['--revocation-fanout-timeout-ms', '20000', '--session-purge-interval-ms', '50'],
+  });
+  for (const url of [f.url, `${f.url}/ev`]) {
+    const s = await rawSession(url, f.alice);
+    const r = await request(f.gw.port, {
+      method: 'DELETE', path: new URL(url).pathname, timeoutMs: 10000,
+      headers: { authorization: `Bearer ${f.alice}`, 'mcp-session-id': s.sessionId, 'mcp-protocol-version': s.protocolVersion },
+    });
+    assert.equal(r.status, 204, `DELETE ${url}: ${r.status} ${r.body}`);
+  }
+  await f.gw.stop();
+});
