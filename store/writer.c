@@ -425,6 +425,18 @@ static size_t batch_unbegun(st_store *st, st__job **jobs, size_t n, int rc) {
   return n;
 }
 
+/* Runs jobs[0..n) one after the other in txn itself until one fails; how
+ * many succeeded (n: all). */
+static size_t run_direct(st_store *st, MDB_txn *txn, st__job **jobs, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i++) {
+    int resource = 0;
+    jobs[i]->poison = 0;
+    if ((jobs[i]->status = run_job(st, txn, jobs[i], &resource)) < 0) break;
+  }
+  return i;
+}
+
 /* Runs a prefix of jobs[0..n) as one batch and delivers their results.
  * Returns how many jobs were consumed (>= 1). */
 static size_t run_batch(st_store *st, st__job **jobs, size_t n) {
@@ -440,11 +452,7 @@ static size_t run_batch(st_store *st, st__job **jobs, size_t n) {
    * twice, so one that is not re-run safe (store.h's contract) shows in
    * the tests that use it, as a wrong answer or a leak. */
   if (st->test_rerun) {
-    for (size_t i = 0; i < n; i++) {
-      int resource = 0;
-      jobs[i]->poison = 0;
-      if ((jobs[i]->status = run_job(st, parent, jobs[i], &resource)) < 0) break;
-    }
+    run_direct(st, parent, jobs, n);
     mdb_txn_abort(parent);
     for (size_t i = 0; i < n; i++) job_discard_actions(jobs[i]);
     if ((rc = mdb_txn_begin(st->env, NULL, 0, &parent)) != 0) return batch_unbegun(st, jobs, n, rc);
@@ -459,34 +467,22 @@ static size_t run_batch(st_store *st, st__job **jobs, size_t n) {
    * child per job, as below: the jobs before it run twice, which the job
    * contract allows (store.h) — at most twice the work, for the batches
    * that hold a failure. */
-  used = 0;
-  if (n == 1) {
-    int resource = 0;
-    jobs[0]->poison = 0;
-    jobs[0]->status = run_job(st, parent, jobs[0], &resource);
-    if (jobs[0]->status < 0) {
-      mdb_txn_abort(parent);
-      record_commit(st, 0, 1, 0);
-      record_outcomes(st, jobs, 1);
-      atomic_store(&st->health, jobs_health(jobs, 1));
-      deliver(jobs[0]);
-      return 1;
-    }
-    used = 1;
-  } else {
-    for (; used < n; used++) {
-      int resource = 0;
-      jobs[used]->poison = 0;
-      if ((jobs[used]->status = run_job(st, parent, jobs[used], &resource)) < 0) break;
-    }
-    if (used < n) {
-      /* the txn holds the failed job's partial writes: none of it stays */
-      mdb_txn_abort(parent);
-      atomic_fetch_add(&st->batch_fallbacks, 1);
-      for (size_t i = 0; i < used; i++) job_discard_actions(jobs[i]);
-      used = 0;
-      if ((rc = mdb_txn_begin(st->env, NULL, 0, &parent)) != 0) return batch_unbegun(st, jobs, n, rc);
-    }
+  used = run_direct(st, parent, jobs, n);
+  if (used < n && n == 1) {
+    mdb_txn_abort(parent);
+    record_commit(st, 0, 1, 0);
+    record_outcomes(st, jobs, 1);
+    atomic_store(&st->health, jobs_health(jobs, 1));
+    deliver(jobs[0]);
+    return 1;
+  }
+  if (used < n) {
+    /* the txn holds the failed job's partial writes: none of it stays */
+    mdb_txn_abort(parent);
+    atomic_fetch_add(&st->batch_fallbacks, 1);
+    for (size_t i = 0; i < used; i++) job_discard_actions(jobs[i]);
+    used = 0;
+    if ((rc = mdb_txn_begin(st->env, NULL, 0, &parent)) != 0) return batch_unbegun(st, jobs, n, rc);
   }
   for (; used < n; used++) {
     int resource = 0;
