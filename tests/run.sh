@@ -225,7 +225,8 @@ run_integration() {
   # runs a job again whenever one before or beside it in its batch fails
   # (store/store.h), and a job that is not re-run safe then answers wrong
   # or leaks — LeakSanitizer sees the leak here. (~10 s of the pass.) The
-  # plain pass keeps the writer's usual path. GW_TEST_JOB_RERUN=0|1: every pass.
+  # plain pass keeps the writer's usual path (but for the files that start
+  # their gateway with it). GW_TEST_JOB_RERUN=0|1: every pass.
   case "$variant" in *asan*) rerun=${GW_TEST_JOB_RERUN:-1} ;; *) rerun=${GW_TEST_JOB_RERUN:-0} ;; esac
   # (node --test with the tap reporter, but in this order: see the tool).
   # A file has 90 s: the slowest take ~20 s alone, and a browser file ran
