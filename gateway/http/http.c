@@ -331,7 +331,6 @@ const char *gw_req_header_n(const gw_req *req, const char *name, size_t n) {
   return NULL;
 }
 
-
 /* ---------- timers ---------- */
 
 static void on_timer(uv_timer_t *t) {
