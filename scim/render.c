@@ -78,6 +78,19 @@ static json_t *normalize_x(const json_t *in, bool group, bool require, scim_resp
         const char *sk;
         json_t *sv;
         json_object_foreach(sub, sk, sv) if (strcmp(sk, "schemas")) json_object_set(out, sk, sv);
+        /* an extension inside it lands beside the core attributes: its
+         * URN goes into schemas too (else a PUT of what we render would
+         * add it, and the two renderings differ) */
+        size_t si;
+        json_t *su;
+        json_array_foreach(json_object_get(sub, "schemas"), si, su) {
+          if (si == 0) continue; /* the core URN */
+          bool have = false;
+          size_t sj;
+          json_t *sh;
+          json_array_foreach(schemas, sj, sh) have = have || json_equal(sh, su);
+          if (!have) json_array_append(schemas, su);
+        }
         json_decref(sub);
         continue;
       }

@@ -126,6 +126,27 @@ test('one attribute named twice in two spellings → 400 invalidSyntax, nothing 
   assert.equal((await c.del(`/Users/${ok.json.id}`)).status, 204);
 });
 
+// Found by tests/fuzz/fuzz_scim_resource.c: an extension object inside the
+// core URN's object was kept beside the core attributes but its URN was left
+// out of schemas, so a PUT of what the POST returned answered another
+// resource (with the URN in schemas).
+test('an extension inside the core URN object is listed in schemas; a PUT of what POST returned changes nothing', async () => {
+  const X = 'urn:example:params:scim:schemas:extension:acme:2.0:User';
+  const r = await c.post('/Users', {
+    schemas: [URN.USER], userName: 'nested-ext@input.test',
+    [URN.USER]: { displayName: 'Nested', [X]: { team: 'R&D' } },
+  });
+  assert.equal(r.status, 201, r.body);
+  assert.deepEqual(r.json[X], { team: 'R&D' }, r.body);
+  assert.equal(r.json.displayName, 'Nested');
+  assert.ok(r.json.schemas.includes(X), `the extension's URN is in schemas: ${r.body}`);
+  const put = await c.put(`/Users/${r.json.id}`, r.json);
+  assert.equal(put.status, 200, put.body);
+  const strip = ({ meta, ...rest }) => rest;
+  assert.deepEqual(strip(put.json), strip(r.json), 'PUT of the rendered resource renders the same');
+  assert.equal((await c.del(`/Users/${r.json.id}`)).status, 204);
+});
+
 test('non-object bodies → 400 invalidSyntax', async () => {
   for (const [m, p] of writeTargets()) {
     for (const b of ['[]', '[{"userName":"arr@input.test"}]', '"x"', '5', 'null', 'true']) {
