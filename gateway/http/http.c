@@ -167,6 +167,13 @@ struct gw_conn {
    * connection's requests (one is parsed at a time), given back when a
    * request made one large */
   gw_buf url, field, value;
+  /* A header's name or value that arrived in one piece is not copied into
+   * field/value: it is a span of c->in, read by on_header_value_complete
+   * in the same llhttp_execute. A second piece, or the end of the
+   * execute (c->in moves after it), copies the span into the scratch
+   * (span_flush). NULL: no span; the scratch holds what there is. */
+  const char *fspan, *vspan;
+  size_t fspan_n, vspan_n;
 };
 
 static llhttp_settings_t parser_settings;
@@ -284,6 +291,7 @@ static gw_req *req_new(gw_conn *c) {
   scratch_reset(&c->url, (size_t)cfg->max_uri_bytes);
   scratch_reset(&c->field, (size_t)cfg->max_header_bytes);
   scratch_reset(&c->value, (size_t)cfg->max_header_bytes);
+  c->fspan = c->vspan = NULL;
   gw_buf_init(&p->body, (size_t)cfg->max_body_bytes);
   p->body_limit = cfg->max_body_bytes;
   r->start_ns = uv_hrtime();
@@ -1029,12 +1037,64 @@ static int count_header_bytes(gw_conn *c, size_t n) {
   return 0;
 }
 
+/* A piece of a header's name or value: a span while it is the first
+ * (fields above gw_conn's url), else appended to the scratch. The caps are
+ * the same either way: count_header_bytes bounds every piece by
+ * max_header_bytes, the scratch's max. */
+static inline int piece(gw_buf *b, const char **span, size_t *span_n, const char *at, size_t n) {
+  if (!b->len && !*span) {
+    *span = at;
+    *span_n = n;
+    return 0;
+  }
+  if (*span) {
+    const char *s = *span;
+    *span = NULL;
+    if (gw_buf_append(b, s, *span_n) != 0) return -1;
+  }
+  return gw_buf_append(b, at, n);
+}
+
+/* Before c->in moves (after every llhttp_execute): a header cut by the
+ * end of the bytes read so far keeps its first piece in the scratch. */
+static int span_flush(gw_conn *c) {
+  int rc = 0;
+  if (c->fspan && gw_buf_append(&c->field, c->fspan, c->fspan_n) != 0) rc = -1;
+  if (c->vspan && gw_buf_append(&c->value, c->vspan, c->vspan_n) != 0) rc = -1;
+  c->fspan = c->vspan = NULL;
+  return rc;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t n) {
   gw_conn *c = p->data;
   if (count_header_bytes(c, n) != 0) return -1;
-  if (gw_buf_append(&c->field, at, n) != 0)
-    return fail(c, 431, "request headers too large");
+  if (piece(&c->field, &c->fspan, &c->fspan_n, at, n) != 0) return fail(c, 431, "request headers too large");
   return 0;
+}
+
+/* In a header value's piece: 1 for a CR or LF, else 2 for a NUL, else 0.
+ * Eight bytes at a time: a byte below 0x0E flags its lane (or one above a
+ * flagged lane, as a borrow carries), and only then are the bytes read. */
+static int value_ctl(const char *at, size_t n) {
+  const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+  size_t i = 0;
+  int nul = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t x;
+    memcpy(&x, at + i, 8);
+    if (!((x - ones * 0x0E) & ~x & highs)) continue;
+    for (size_t k = i; k < i + 8; k++) {
+      unsigned char ch = (unsigned char)at[k];
+      if (ch == '\n' || ch == '\r') return 1;
+      if (!ch) nul = 2;
+    }
+  }
+  for (; i < n; i++) {
+    unsigned char ch = (unsigned char)at[i];
+    if (ch == '\n' || ch == '\r') return 1;
+    if (!ch) nul = 2;
+  }
+  return nul;
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t n) {
@@ -1047,11 +1107,10 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   const char *b = at;
   while (b > c->exec_start && (b[-1] == ' ' || b[-1] == '\t')) b--;
   char before = b > c->exec_start ? b[-1] : c->tail_nonws;
-  if ((n && before == '\n') || memchr(at, '\n', n) || memchr(at, '\r', n))
-    return fail(c, 400, "obsolete line folding in headers is not accepted");
-  if (memchr(at, '\0', n)) return fail(c, 400, "NUL byte in header value");
-  if (gw_buf_append(&c->value, at, n) != 0)
-    return fail(c, 431, "request headers too large");
+  int ctl = value_ctl(at, n);
+  if ((n && before == '\n') || ctl == 1) return fail(c, 400, "obsolete line folding in headers is not accepted");
+  if (ctl == 2) return fail(c, 400, "NUL byte in header value");
+  if (piece(&c->value, &c->vspan, &c->vspan_n, at, n) != 0) return fail(c, 431, "request headers too large");
   return 0;
 }
 
@@ -1059,49 +1118,51 @@ static int on_header_value_complete(llhttp_t *p) {
   gw_conn *c = p->data;
   gw_req *r = c->req;
   gw__req_priv *pr = r->priv;
+  /* the name and the value: spans of c->in, or the scratch's */
+  const char *f = c->fspan ? c->fspan : c->field.data ? c->field.data : "";
+  size_t fl = c->fspan ? c->fspan_n : c->field.len;
+  const char *v = c->vspan ? c->vspan : c->value.data ? c->value.data : "";
+  size_t vl = c->vspan ? c->vspan_n : c->value.len;
+  c->fspan = c->vspan = NULL;
+  /* the scratch outlives the request (it is the connection's): a bearer
+   * token does not stay behind in it (a span's bytes are c->in's) */
+  bool authz = fl == sizeof "authorization" - 1 && strncasecmp(f, "authorization", fl) == 0;
   if (c->state == CS_BODY) {
     /* A trailer field (after a chunked body): not a header (RFC 9110
      * §6.5.1). The route, the body cap, preauth and the client address
      * were decided on the header section; a handler must not read, as a
      * header, a field that arrived after them. Read within the header
      * byte cap, then dropped. */
-    if (gw_header_is(c->field.data ? c->field.data : "", "authorization") && c->value.data)
-      OPENSSL_cleanse(c->value.data, c->value.len);
-    gw_buf_reset(&c->field);
-    gw_buf_reset(&c->value);
-    return 0;
+    goto done;
   }
   if (r->nheaders >= GW_MAX_HEADERS) return fail(c, 431, "too many request headers");
   /* RFC 9112 §5.1: whitespace between the name and the colon is a 400.
    * llhttp refuses it only for Content-Length and Transfer-Encoding and
    * hands any other name over with the space ("Host " is not Host here,
    * where a lenient proxy in front may trim it to Host). */
-  if (c->field.len && (c->field.data[c->field.len - 1] == ' ' || c->field.data[c->field.len - 1] == '\t'))
+  if (fl && (f[fl - 1] == ' ' || f[fl - 1] == '\t'))
     return fail(c, 400, "whitespace between a header name and its colon is not accepted");
-  const char *v = c->value.data ? c->value.data : "";
-  size_t vl = c->value.len;
   /* trim trailing OWS (llhttp strips leading) */
   while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t')) vl--;
-  char *name = gw_req_alloc(r, c->field.len + 1);
-  char *val = gw_req_alloc(r, vl + 1);
-  if (!name || !val) return fail(c, 503, "out of memory");
-  memcpy(name, c->field.data ? c->field.data : "", c->field.len);
-  name[c->field.len] = 0;
+  char *name = gw_req_alloc(r, fl + vl + 2); /* one block: the name, NUL, the value, NUL */
+  if (!name) return fail(c, 503, "out of memory");
+  char *val = name + fl + 1;
+  memcpy(name, f, fl);
+  name[fl] = 0;
   memcpy(val, v, vl);
   val[vl] = 0;
   gw_header *h = &r->headers[r->nheaders++];
   h->name = name;
   h->value = val;
-  h->nlen = c->field.len;
+  h->nlen = fl;
   if (REQ_HDR_IS(h, "host")) {
     if (pr->has_host) return fail(c, 400, "more than one Host header");
     pr->has_host = true;
   }
-  /* the scratch outlives the request (it is the connection's): a bearer
-   * token does not stay behind in it */
-  if (REQ_HDR_IS(h, "authorization")) OPENSSL_cleanse(c->value.data, c->value.len);
-  gw_buf_reset(&c->field);
-  gw_buf_reset(&c->value);
+done:
+  if (authz && c->value.len) OPENSSL_cleanse(c->value.data, c->value.len);
+  if (c->field.len) gw_buf_reset(&c->field);
+  if (c->value.len) gw_buf_reset(&c->value);
   return 0;
 }
 
@@ -1310,6 +1371,11 @@ static void conn_parse(gw_conn *c) {
     }
     c->exec_start = c->in;
     llhttp_errno_t err = llhttp_execute(&c->parser, c->in, c->in_len);
+    if (span_flush(c) != 0 && err == HPE_OK) { /* within the caps: only out of memory */
+      c->in_len = 0;
+      send_error_and_close(c, 503, "out of memory");
+      break;
+    }
     size_t used = c->in_len;
     if (err != HPE_OK) {
       const char *pos = llhttp_get_error_pos(&c->parser);

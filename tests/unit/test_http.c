@@ -653,6 +653,88 @@ TEST(trailer_fields_are_not_headers) {
   CHECK_INT(env_finish(), 0);
 }
 
+/* Sends data in pieces cut at the given offsets (ascending, 0-terminated
+ * list), turning the loop between them so the server reads each piece on
+ * its own. */
+static void client_send_cut(client *c, const char *data, const size_t *cuts) {
+  size_t from = 0, n = strlen(data);
+  for (const size_t *k = cuts;; k++) {
+    size_t to = *k && *k < n ? *k : n;
+    char *piece = strndup(data + from, to - from);
+    client_send(c, piece);
+    free(piece);
+    for (int i = 0; i < 4; i++) uv_run(&E.loop, UV_RUN_NOWAIT);
+    from = to;
+    if (to == n) break;
+  }
+}
+
+/* A header name or value that arrives in one read is read in place (a span
+ * of the connection's input); one cut by the end of a read keeps its first
+ * piece in the scratch. Either way the handler reads the whole name and
+ * value, and the checks on them hold across the cut. */
+TEST(headers_cut_across_reads_read_whole) {
+  CHECK_INT(env_init(8192, 65536), 0);
+  const char *req = "GET /echo HTTP/1.1\r\nHost: x\r\nX-Probe: first-half-second-half\r\n\r\n";
+  size_t at_name = (size_t)(strstr(req, "X-Probe") - req) + 4;   /* "X-Pr" | "obe" */
+  size_t at_value = (size_t)(strstr(req, "second") - req);       /* in the value */
+  size_t at_colon = (size_t)(strstr(req, ": first") - req) + 1;  /* after the colon */
+  size_t cuts[][4] = {{at_name, 0}, {at_value, 0}, {at_colon, 0}, {at_name, at_value, 0}};
+  for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+    client c;
+    CHECK(client_open(&c));
+    client_send_cut(&c, req, cuts[i]);
+    CHECK(wait_responses(&c, 1));
+    CHECK(strstr(c.buf, "HTTP/1.1 200 "));
+    CHECK(strstr(c.buf, "probe=first-half-second-half"));
+    CHECK(!strstr(c.buf, "probe=first-half-second-halfsecond"));
+    CHECK(client_close(&c));
+  }
+  /* one byte at a time, two requests on the connection: the second's
+   * headers are not the first's */
+  {
+    const char *two = "GET /echo HTTP/1.1\r\nHost: x\r\nX-Probe: one\r\n\r\n"
+                      "GET /echo HTTP/1.1\r\nHost: x\r\nX-Probe: two\r\n\r\n";
+    size_t every[256], n = strlen(two);
+    CHECK(n < 255);
+    for (size_t k = 0; k + 1 < n; k++) every[k] = k + 1;
+    every[n - 1] = 0;
+    client c;
+    CHECK(client_open(&c));
+    client_send_cut(&c, two, every);
+    CHECK(wait_responses(&c, 2));
+    CHECK(strstr(c.buf, "probe=one"));
+    CHECK(strstr(c.buf, "probe=two"));
+    CHECK(client_close(&c));
+  }
+  /* a fold whose continuation line comes in the next read: 400, as whole */
+  {
+    const char *fold = "GET /echo HTTP/1.1\r\nHost: x\r\nX-Probe: a\r\n b\r\n\r\n";
+    size_t cut[] = {(size_t)(strstr(fold, " b") - fold), 0};
+    client c;
+    CHECK(client_open(&c));
+    client_send_cut(&c, fold, cut);
+    CHECK(wait_responses(&c, 1));
+    CHECK(strstr(c.buf, "HTTP/1.1 400 "));
+    CHECK(client_close(&c));
+  }
+  /* a header section past the cap whose value is cut: still a 431 */
+  {
+    char big[12000];
+    int n = snprintf(big, sizeof big, "GET /echo HTTP/1.1\r\nHost: x\r\nX-Big: ");
+    memset(big + n, 'a', 9000);
+    snprintf(big + n + 9000, sizeof big - (size_t)n - 9000, "\r\n\r\n");
+    size_t cut[] = {(size_t)n + 10, (size_t)n + 4000, 0};
+    client c;
+    CHECK(client_open(&c));
+    client_send_cut(&c, big, cut);
+    CHECK(wait_responses(&c, 1));
+    CHECK(strstr(c.buf, "HTTP/1.1 431 "));
+    CHECK(client_close(&c));
+  }
+  CHECK_INT(env_finish(), 0);
+}
+
 /* RFC 9110 §9.3.2: no content in a response to HEAD — errors raised before
  * the headers were complete included (the method was set only at the end
  * of the headers, so a 400 for a missing Host or a 431 carried its JSON
@@ -1072,6 +1154,7 @@ int main(void) {
   RUN(http10_with_transfer_encoding_closes_after_its_answer);
   RUN(transfer_codings_other_than_chunked_are_501);
   RUN(trailer_fields_are_not_headers);
+  RUN(headers_cut_across_reads_read_whole);
   RUN(error_answers_to_head_carry_no_body);
   RUN(pipelined_requests_wait_for_a_client_that_does_not_read);
   RUN(half_closed_client_gets_its_queued_replies);
