@@ -30,7 +30,7 @@ static int grow(gw_buf *b, size_t need) {
 
 int gw_buf_append(gw_buf *b, const void *data, size_t n) {
   if (n > b->max - b->len) return GW_E2BIG;
-  int rc = grow(b, b->len + n);
+  int rc = b->len + n + 1 <= b->cap ? 0 : grow(b, b->len + n); /* the common case: room already */
   if (rc) return rc;
   if (n) memcpy(b->data + b->len, data, n);
   b->len += n;

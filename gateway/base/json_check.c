@@ -351,11 +351,13 @@ static int pick_run(const char *text, size_t n, const char *const *paths, size_t
   pk.k1paths = 0;
   for (size_t i = 0; i < npaths; i++) got[i] = (gw_json_span){0};
   if (npaths > PICK_PATHS) return -1;
-  for (size_t i = 0; i < npaths; i++) {
-    const char *dot = strchr(paths[i], '.');
-    pk.split[i].n1 = dot ? (size_t)(dot - paths[i]) : strlen(paths[i]);
-    pk.split[i].k2 = dot ? dot + 1 : NULL;
-    pk.split[i].n2 = dot ? strlen(dot + 1) : 0;
+  for (size_t i = 0; i < npaths; i++) { /* short names: one walk each, no library calls */
+    const char *q = paths[i], *k2;
+    while (*q && *q != '.') q++;
+    pk.split[i].n1 = (size_t)(q - paths[i]);
+    pk.split[i].k2 = *q ? (k2 = ++q) : NULL;
+    while (*q) q++;
+    pk.split[i].n2 = pk.split[i].k2 ? (size_t)(q - pk.split[i].k2) : 0;
   }
   if (!scan_text(text, n, &pk)) return pk.undecided ? -1 : 0;
   const char *t = text;
