@@ -145,6 +145,12 @@ test('an extension inside the core URN object is listed in schemas; a PUT of wha
   const strip = ({ meta, ...rest }) => rest;
   assert.deepEqual(strip(put.json), strip(r.json), 'PUT of the rendered resource renders the same');
   assert.equal((await c.del(`/Users/${r.json.id}`)).status, 204);
+  // the same extension inside and beside the core object: named twice
+  const both = await c.post('/Users', {
+    schemas: [URN.USER], userName: 'nested-ext2@input.test',
+    [URN.USER]: { [X]: { team: 'a' } }, [X.toUpperCase().replace('URN:', 'urn:')]: { team: 'b' },
+  });
+  assertScimError(both, 400, { scimType: 'invalidSyntax', detail: /twice/ });
 });
 
 test('non-object bodies → 400 invalidSyntax', async () => {
