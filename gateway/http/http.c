@@ -1037,8 +1037,8 @@ static int count_header_bytes(gw_conn *c, size_t n) {
   return 0;
 }
 
-/* A piece of a header's name or value: a span while it is the first
- * (fields above gw_conn's url), else appended to the scratch. The caps are
+/* A piece of a header's name or value: a span of c->in while it is the
+ * first (gw_conn's fspan/vspan), else appended to the scratch. The caps are
  * the same either way: count_header_bytes bounds every piece by
  * max_header_bytes, the scratch's max. */
 static inline int piece(gw_buf *b, const char **span, size_t *span_n, const char *at, size_t n) {
@@ -1269,6 +1269,9 @@ static int on_headers_complete(llhttp_t *p) {
     if (r->http_minor == 1 && ((p->flags & F_CHUNKED) || p->content_length > 0)) {
       static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
       conn_write(c, cont, sizeof cont - 1);
+      /* a client already gone: the failed write closed the connection
+       * and freed the request; llhttp must not go on to its body */
+      if (c->closing) return fail(c, 400, "the client is gone");
     }
   }
   c->state = CS_BODY;
@@ -1278,6 +1281,7 @@ static int on_headers_complete(llhttp_t *p) {
 
 static int on_body(llhttp_t *p, const char *at, size_t n) {
   gw_conn *c = p->data;
+  if (!c->req) return -1; /* closed inside the parse (see on_headers_complete) */
   gw__req_priv *pr = c->req->priv;
   if (pr->discard) {
     pr->discarded += n;
@@ -1289,6 +1293,7 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
 
 static int on_message_complete(llhttp_t *p) {
   gw_conn *c = p->data;
+  if (!c->req) return -1;
   c->req->priv->complete = true;
   return HPE_PAUSED;
 }

@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -843,6 +844,36 @@ TEST(half_closed_client_gets_its_queued_replies) {
   CHECK_INT(env_finish(), 0);
 }
 
+/* A client that sends a request with Expect: 100-continue and its body, and
+ * is gone before the 100 Continue is written: that write fails and closes
+ * the connection inside on_headers_complete, which returned 0, so llhttp
+ * went on to the body and on_body read the request the close had freed
+ * (a NULL c->req: a crash of the whole process for one unauthenticated
+ * client). Found by a review of the header-span change. */
+TEST(a_client_gone_before_its_100_continue_is_no_crash) {
+  signal(SIGPIPE, SIG_IGN); /* as the gateway's main does */
+  CHECK_INT(env_init(8192, 65536), 0);
+  const char *req = "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc";
+  for (int round = 0; round < 2; round++) {
+    int sv[2];
+    CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    CHECK_INT(gw_http_adopt(&E.http, sv[0], GW_LISTENER_HTTP), 0);
+    CHECK_INT((int)write(sv[1], req, strlen(req)), (int)strlen(req));
+    if (round == 1) CHECK_INT(shutdown(sv[1], SHUT_WR), 0); /* the FIN too */
+    close(sv[1]);
+    CHECK(run_until(no_conns, NULL, 3000));
+  }
+  /* the server still serves */
+  client c;
+  CHECK(client_open(&c));
+  client_send(&c, "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc");
+  CHECK(wait_responses(&c, 2));
+  CHECK(strstr(c.buf, "HTTP/1.1 100 Continue"));
+  CHECK(strstr(c.buf, "body=3"));
+  CHECK(client_close(&c));
+  CHECK_INT(env_finish(), 0);
+}
+
 TEST(forwarded_for_only_from_a_trusted_peer) {
   CHECK_INT(env_init(8192, 65536), 0);
   client c;
@@ -1158,6 +1189,7 @@ int main(void) {
   RUN(error_answers_to_head_carry_no_body);
   RUN(pipelined_requests_wait_for_a_client_that_does_not_read);
   RUN(half_closed_client_gets_its_queued_replies);
+  RUN(a_client_gone_before_its_100_continue_is_no_crash);
   RUN(forwarded_for_only_from_a_trusted_peer);
   RUN(forwarded_for_is_walked_whole_across_headers);
   RUN(router_patterns_and_private_routes);
