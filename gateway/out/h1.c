@@ -410,18 +410,32 @@ static void start_fresh(gw_out_req *r) {
 
 static gw_out_req *req_of(llhttp_t *p) { return ((h1_conn *)p->data)->r; }
 
-static int head_add(gw_out_req *r, const char *at, size_t len) {
-  if (r->headers_done) return 0; /* trailers: not delivered */
+/* Bytes of the response's heads (interim ones included), its trailers and
+ * its chunk extensions, against max_header_bytes: none of them is held
+ * past its head, but each keeps a transfer alive, so each is bounded. */
+static int head_count(gw_out_req *r, size_t len) {
   r->hbytes += len;
-  int rc = r->hbytes > r->max_hdr ? GW_E2BIG : gw_buf_append(&r->hbuf, at, len);
-  if (rc == 0) return 0;
-  gw__out_fail(r, rc == GW_E2BIG ? GW_OUT_EHEADERS : GW_OUT_ENOMEM);
+  if (r->hbytes <= r->max_hdr) return 0;
+  gw__out_fail(r, GW_OUT_EHEADERS);
+  return HPE_USER;
+}
+
+static int head_add(gw_out_req *r, const char *at, size_t len) {
+  if (r->fail) return HPE_USER;
+  if (head_count(r, len) != 0) return HPE_USER;
+  if (r->headers_done) return 0; /* trailers: counted, not delivered */
+  if (gw_buf_append(&r->hbuf, at, len) == 0) return 0;
+  gw__out_fail(r, GW_OUT_ENOMEM);
   return HPE_USER;
 }
 
 static int cb_message_begin(llhttp_t *p) {
   gw_out_req *r = req_of(p);
+  if (r->fail) return HPE_USER;
   if (r->headers_done) return HPE_USER; /* a second response to one request */
+  /* the status line's fixed part and the head's last CRLF ("HTTP/1.1 100
+   * \r\n" … "\r\n"): a flood of reason-less interim heads counts too */
+  if (head_count(r, 16) != 0) return HPE_USER;
   gw_buf_reset(&r->hbuf);
   r->h1.interim = false;
   return gw_buf_append(&r->hbuf, "HTTP/1.1\r\n", 10) == 0 ? 0 : HPE_USER; /* parse_head skips the first line */
@@ -431,14 +445,14 @@ static int cb_field(llhttp_t *p, const char *at, size_t len) { return head_add(r
 static int cb_field_done(llhttp_t *p) { return head_add(req_of(p), ": ", 2); }
 static int cb_value(llhttp_t *p, const char *at, size_t len) { return head_add(req_of(p), at, len); }
 static int cb_value_done(llhttp_t *p) { return head_add(req_of(p), "\r\n", 2); }
-static int cb_status(llhttp_t *p, const char *at, size_t len) {
-  gw_out_req *r = req_of(p);
-  r->hbytes += len;
-  return 0;
-}
+static int cb_status(llhttp_t *p, const char *at, size_t len) { return head_count(req_of(p), len); }
+static int cb_chunk_ext(llhttp_t *p, const char *at, size_t len) { return head_count(req_of(p), len); }
 
 static int cb_headers_complete(llhttp_t *p) {
   gw_out_req *r = req_of(p);
+  /* aborted from another callback of this loop turn (outbound.h: no
+   * callback after gw_out_abort), its head already read */
+  if (r->fail) return HPE_USER;
   int status = p->status_code;
   /* 101: we never ask to switch. Below 100: no HTTP status — llhttp 8
    * takes "HTTP/1.1 099" and even a status line without a code (as 0);
@@ -503,6 +517,8 @@ static void h1_init_settings(void) {
   h1_settings.on_header_value_complete = cb_value_done;
   h1_settings.on_headers_complete = cb_headers_complete;
   h1_settings.on_body = cb_body;
+  h1_settings.on_chunk_extension_name = cb_chunk_ext;
+  h1_settings.on_chunk_extension_value = cb_chunk_ext;
   h1_settings.on_message_complete = cb_message_complete;
 }
 

@@ -107,16 +107,27 @@ typedef struct tr {
   int pause_mode; /* 1: pause on each on_data, resume 30 ms later */
   uv_timer_t rt;
   gw_out_req *r;
+  bool aborted;    /* gw_out_abort was called on it */
+  int after_abort; /* on_headers/on_data calls after that */
 } tr;
 
 static uv_loop_t loop;
 static gw_out *eng;
 static gw_egress *lb;
 
+static tr *victim;         /* aborted from another transfer's on_headers */
+static gw_out_req *victim_r;
+
 static void c_headers(gw_out_req *r, int status, const gw_out_header *h, size_t n, void *ud) {
   (void)r; (void)h; (void)n;
   tr *t = ud;
+  if (t->aborted) t->after_abort++;
   t->status = status;
+  if (victim && victim != t && !victim->done) {
+    victim->aborted = true;
+    gw_out_abort(victim_r);
+    victim = NULL;
+  }
 }
 
 static void c_resume(uv_timer_t *tm) {
@@ -126,6 +137,7 @@ static void c_resume(uv_timer_t *tm) {
 
 static int c_data(gw_out_req *r, const char *p, size_t n, void *ud) {
   tr *t = ud;
+  if (t->aborted) t->after_abort++;
   if (!t->status) t->order_bad++; /* on_data before on_headers */
   t->ndata++;
   gw_buf_append(&t->body, p, n);
@@ -156,6 +168,8 @@ static void tr_init(tr *t) {
   t->t0 = uv_hrtime();
 }
 
+static size_t g_max_hdr; /* 0: the default */
+
 static int go(tr *t, const char *method, int port, const char *path, const void *body, size_t blen,
               long idle_ms) {
   char url[128];
@@ -172,7 +186,8 @@ static int go(tr *t, const char *method, int port, const char *path, const void 
   o.on_data = c_data;
   o.on_done = c_done;
   o.ud = t;
-  return gw_out_start(eng, &o, NULL);
+  o.max_header_bytes = g_max_hdr;
+  return gw_out_start(eng, &o, t == victim ? &victim_r : NULL);
 }
 
 static void dog(uv_timer_t *tm) {
@@ -190,6 +205,8 @@ static void env_up(void) {
   gw_out_set_egress(eng, GW_OUT_EGRESS_UNTRUSTED, lb);
   gw_out_set_egress(eng, GW_OUT_EGRESS_ADMIN, lb);
   done_hook = NULL;
+  victim = NULL;
+  g_max_hdr = 0;
 }
 
 static void closed_walk(uv_handle_t *h, void *a) {
@@ -407,6 +424,111 @@ TEST(interim_head_body_not_delivered) {
   gw_buf_free(&t.body);
 }
 
+/* ---- 5. what an upstream's head bytes may cost ----------------------------- */
+
+/* Interim heads, trailers and chunk extensions are never held, but each
+ * keeps the transfer going: they count against max_header_bytes with the
+ * final head. A reason-less "HTTP/1.1 100" head counted nothing (only a
+ * reason phrase was counted), so any number of them passed a 1 KiB cap;
+ * trailers and chunk extensions were not counted at all. */
+static char g_flood[64 * 1024];
+static void script_flood(ssrv *s, int fd) {
+  (void)s;
+  if (read_head(fd)) wr(fd, g_flood);
+  ms_sleep(50); /* then the end: every answer here is whole before it */
+}
+
+static void cap_case(const char *what, int want_err, int want_status) {
+  ssrv s;
+  CHECK_INT(ssrv_start(&s, script_flood), 0);
+  env_up();
+  g_max_hdr = 1024;
+  tr t;
+  tr_init(&t);
+  CHECK_INT(go(&t, "GET", s.port, "/x", NULL, 0, 1000), 0);
+  uv_timer_t d;
+  tr *ts[] = {&t};
+  run_until(ts, 1, &d, 5000);
+  env_down(&d, ts, 1);
+  ssrv_join(&s);
+  if (t.err != want_err || t.status != want_status)
+    fprintf(stderr, "  %s: err %d status %d, want %d / %d\n", what, t.err, t.status, want_err, want_status);
+  CHECK_INT(t.err, want_err);
+  CHECK_INT(t.status, want_status);
+  gw_buf_free(&t.body);
+}
+
+static void flood(const char *head, const char *unit, int n, const char *tail) {
+  size_t at = (size_t)snprintf(g_flood, sizeof g_flood, "%s", head);
+  for (int i = 0; i < n; i++) at += (size_t)snprintf(g_flood + at, sizeof g_flood - at, "%s", unit);
+  snprintf(g_flood + at, sizeof g_flood - at, "%s", tail);
+}
+
+TEST(interim_heads_trailers_and_chunk_extensions_count_against_the_head_cap) {
+  const char *ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+  flood("", "HTTP/1.1 100\r\n\r\n", 3, ok); /* a few: fine */
+  cap_case("three interim heads", 0, 200);
+  flood("", "HTTP/1.1 100\r\n\r\n", 200, ok);
+  cap_case("200 reason-less interim heads", GW_OUT_EHEADERS, 0);
+  flood("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n", "X-Trailer: aaaaaaaaaaaaaaaaaaaa\r\n", 100,
+        "\r\n");
+  cap_case("3 KiB of trailers", GW_OUT_EHEADERS, 200);
+  flood("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;x=", "aaaaaaaaaaaaaaaaaaaa", 100, "\r\nok\r\n0\r\n\r\n");
+  cap_case("a 2 KiB chunk extension", GW_OUT_EHEADERS, 200);
+}
+
+/* ---- 6. an abort from another transfer's callback, same loop turn -------- */
+
+/* outbound.h: after gw_out_abort no on_headers/on_data. When B's answer was
+ * read in the same epoll batch as A's and A's on_headers aborted B, B's
+ * parser still ran over its head and delivered it (cb_headers_complete did
+ * not look at r->fail). */
+static volatile int srv_go;
+static void script_answer_when_told(ssrv *s, int fd) {
+  (void)s;
+  if (!read_head(fd)) return;
+  while (!srv_go) ms_sleep(1);
+  if (s->saw_second) ms_sleep(20); /* B after A */
+  wr(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  ms_sleep(300);
+}
+static void hold_the_loop(uv_timer_t *t) {
+  (void)t;
+  srv_go = 1;
+  ms_sleep(200); /* both answers arrive while the loop is busy: one batch */
+}
+
+TEST(no_callback_after_an_abort_from_the_same_loop_turn) {
+  ssrv sa, sb;
+  srv_go = 0;
+  CHECK_INT(ssrv_start(&sa, script_answer_when_told), 0);
+  CHECK_INT(ssrv_start(&sb, script_answer_when_told), 0);
+  sb.saw_second = true; /* (this script's flag: answer second) */
+  env_up();
+  tr a, b;
+  tr_init(&a);
+  tr_init(&b);
+  victim = &b;
+  CHECK_INT(go(&a, "GET", sa.port, "/a", NULL, 0, 2000), 0);
+  CHECK_INT(go(&b, "GET", sb.port, "/b", NULL, 0, 2000), 0);
+  uv_timer_t hold;
+  uv_timer_init(&loop, &hold);
+  uv_timer_start(&hold, hold_the_loop, 150, 0);
+  uv_timer_t d;
+  tr *ts[] = {&a, &b};
+  run_until(ts, 2, &d, 5000);
+  uv_close((uv_handle_t *)&hold, NULL);
+  env_down(&d, ts, 2);
+  ssrv_join(&sa);
+  ssrv_join(&sb);
+  CHECK_INT(a.status, 200);
+  CHECK(b.aborted);
+  CHECK_INT(b.after_abort, 0);
+  CHECK_INT(b.done, 1);
+  gw_buf_free(&a.body);
+  gw_buf_free(&b.body);
+}
+
 int main(int argc, char **argv) {
   const char *only = argc > 1 ? argv[1] : NULL;
 #define MAYBE(n) if (!only || !strcmp(only, #n)) RUN(n)
@@ -416,6 +538,8 @@ int main(int argc, char **argv) {
   MAYBE(status_304_with_content_length_has_no_body);
   MAYBE(status_204_with_content_length_has_no_body);
   MAYBE(interim_head_body_not_delivered);
+  MAYBE(interim_heads_trailers_and_chunk_extensions_count_against_the_head_cap);
+  MAYBE(no_callback_after_an_abort_from_the_same_loop_turn);
   gw_egress_free(lb);
   return UNIT_DONE();
 }
