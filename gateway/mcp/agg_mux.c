@@ -253,8 +253,9 @@ static int mux_data(gw_exchange *c, gw_out_req *r, const char *p, size_t n) {
     gw_out_abort(r);
     return 0;
   }
+  size_t held = c->ev.len;
   gw__sse_each(&c->ev, &c->ev_scanned, mux_event, c);
-  gw_out_partial(r, c->ev.len > 0); /* an event begun must end within upstream_event_timeout_ms */
+  gw__sse_partial(r, held, c->ev.len);
   switch (x->req ? gw__x_stream_pressure(c, x->req) : GW_STREAM_OK) {
   case GW_STREAM_OVER:
     gw_out_abort(r);

@@ -380,11 +380,12 @@ int gw__relay_data(gw_exchange *x, gw_out_req *r, const char *p, size_t n) {
       return 0;
     }
     if (x->audit) gw__audit_call_seen(x, n, &x->ev, at); /* before the complete events leave x->ev */
+    size_t held = x->ev.len;
     if (relay_events(x) != 0) {
       gw_out_abort(r);
       return 0;
     }
-    gw_out_partial(r, x->ev.len > 0); /* an event begun must end within upstream_event_timeout_ms */
+    gw__sse_partial(r, held, x->ev.len);
     switch (gw__x_stream_pressure(x, x->req)) {
     case GW_STREAM_OVER:
       gw_out_abort(r);

@@ -75,6 +75,11 @@ int gw__sse_each(gw_buf *ev, size_t *scanned, int (*fn)(void *arg, const char *e
   return rc;
 }
 
+void gw__sse_partial(gw_out_req *r, size_t held, size_t left) {
+  if (left < held) gw_out_partial(r, false); /* an event ended: the next one's clock starts now */
+  gw_out_partial(r, left > 0);
+}
+
 void gw__sse_split(const char *ev, size_t n, gw_buf *data, gw_buf *head, char *id, size_t idcap) {
   const char *p = ev, *end = ev + n;
   if (id && idcap) id[0] = 0;

@@ -9,6 +9,7 @@
 
 #include "gateway/base/buf.h"
 #include "gateway/base/json_check.h"
+#include "gateway/out/outbound.h"
 
 /* Calls fn(arg, event, n) for every complete event in ev (ended by a blank
  * line, "\n\n" or "\r\n\r\n") and keeps the incomplete rest in ev; the
@@ -16,6 +17,12 @@
  * arriving in many chunks costs O(its size). Stops at (and returns) fn's
  * first non-zero return. The event bytes are ev's: valid during fn only. */
 int gw__sse_each(gw_buf *ev, size_t *scanned, int (*fn)(void *arg, const char *ev, size_t n), void *arg);
+/* After gw__sse_each consumed what it could of a stream's buffer (held
+ * bytes before, left after): an event begun must end within
+ * upstream_event_timeout_ms (gw_out_partial), each event on its own clock —
+ * one that ended restarts it, so a stream whose reads never end on an
+ * event's boundary is not taken for a slow one. */
+void gw__sse_partial(gw_out_req *r, size_t held, size_t left);
 /* Splits one SSE event: data lines joined with "\n" into data; the other
  * non-empty lines into head (may be NULL), each ending "\n"; the id:
  * line's value into id (may be NULL). */

@@ -30,7 +30,7 @@ const UPSTREAM_AUTH = -32006;
 const SDK_TIMEOUT = -32001; // the SDK gave up: the gateway never answered
 
 let gw, up, t, aggUrl, tokens;
-const CONNECTORS = ['good', 'hang', 'reset', 'trickle', 'big', 'badjson', 'badsse', 'noterm', 'getclose', 'deny', 'surrogate'];
+const CONNECTORS = ['good', 'hang', 'reset', 'trickle', 'big', 'badjson', 'badsse', 'noterm', 'getclose', 'deny', 'surrogate', 'steady'];
 // everyone may use every tool, except `hidden` of the surrogate connector
 const POLICY = {
   version: 1, default: 'block',
@@ -42,7 +42,7 @@ before(async () => {
   t = await setupTenant(gw, { policy: POLICY });
   const refusedUrl = await up.closedPortUrl();
   const puts = [...CONNECTORS.map((m) => [m, up.url(m)]), ['refused', refusedUrl]].map(async ([name, url]) => {
-    const timeouts = name === 'trickle' ? { ...TIMEOUTS, event_ms: 1500 } : TIMEOUTS;
+    const timeouts = name === 'trickle' ? { ...TIMEOUTS, event_ms: 1500 } : name === 'steady' ? { ...TIMEOUTS, event_ms: 800 } : TIMEOUTS;
     const r = await t.putConnector(name, { url, description: `faulty ${name}`, auth: { type: 'header', name: 'Authorization', value: SECRET }, timeouts });
     assert.equal(r.status, 201, `PUT connector ${name}: ${r.status} ${r.body}`);
   });
@@ -174,6 +174,15 @@ describe('faults, concurrently', { concurrency: true }, () => {
   test('trickles an SSE answer one byte per second → bounded, -32002', async () => {
     const out = await duringFault('trickle');
     assertGatewayError(out, 'trickle', { message: /without a reply: .*(slow|in time)/ });
+  });
+
+  // Found by review: the relay marked a message pending once and never
+  // again while bytes stayed held, so a stream whose every read ended inside
+  // an event died at event_ms though an event ended every ~100 ms.
+  test('a steady SSE stream whose reads never end on an event boundary: not "too slow", the answer arrives', async () => {
+    const out = await faultCall('steady', { timeout: 30000 });
+    assert.ok(out.result, `steady: the call must succeed, got ${out.error?.code} ${out.error?.message}`);
+    assert.equal(toolText(out.result), 'steady:fault answered');
   });
 
   test('invalid JSON → -32002 "invalid response"', async () => {

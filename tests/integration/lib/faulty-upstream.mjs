@@ -25,6 +25,10 @@
 //             blank-line terminator, then a clean end of the response
 //   getclose  GET is answered 200 text/event-stream and ended at once
 //             (every GET is counted: gets('getclose'))
+//   steady    200 text/event-stream: STEADY_EVENTS log notifications of ~100 KB
+//             each, then the answer, written 48 KB every 50 ms — every read
+//             ends inside an event, yet one ends about every 100 ms (a
+//             healthy stream whose reads never line up with its events)
 //   deny      every request: 401 with the upstream's own WWW-Authenticate
 //             (resource_metadata pointing at this server) and a JSON body
 //
@@ -37,7 +41,8 @@ import { after } from 'node:test';
 import { refusedPort } from './gateway.mjs';
 
 export const BIG_BYTES = 50 * 1024 * 1024;
-export const FAULT_MODES = ['good', 'hang', 'reset', 'trickle', 'big', 'badjson', 'badsse', 'noterm', 'getclose', 'deny', 'surrogate'];
+export const FAULT_MODES = ['good', 'hang', 'reset', 'trickle', 'big', 'badjson', 'badsse', 'noterm', 'getclose', 'deny', 'surrogate', 'steady'];
+export const STEADY_EVENTS = 24;
 
 const running = new Set();
 after(async () => { for (const u of [...running]) await u.stop(); });
@@ -117,6 +122,24 @@ export async function startFaultyUpstream() {
         const tail = '"}]}}';
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': BIG_BYTES, 'mcp-session-id': sid });
         writeBig(res, head, tail, BIG_BYTES).then((n) => { sent[mode] = n; });
+        return;
+      }
+      case 'steady': {
+        sseHead(res, sid);
+        const pad = 'x'.repeat(100 * 1024);
+        const events = [];
+        for (let i = 0; i < STEADY_EVENTS; i++)
+          events.push(`event: message\ndata: {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"${i}:${pad}"}}\n\n`);
+        events.push(`event: message\ndata: ${answer}\n\n`);
+        const bytes = Buffer.from(events.join(''));
+        let at = 0;
+        const t = setInterval(() => {
+          if (res.destroyed || at >= bytes.length) { clearInterval(t); timers.delete(t); if (!res.destroyed) res.end(); return; }
+          res.write(bytes.subarray(at, at + 48 * 1024));
+          at += 48 * 1024;
+        }, 50);
+        timers.add(t);
+        res.on('close', () => { clearInterval(t); timers.delete(t); });
         return;
       }
       case 'badjson':
