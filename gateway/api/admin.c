@@ -10,6 +10,7 @@
  * function of (store, arg), submits the job, and answers from its done
  * callback once the batch has committed. */
 #include "gateway/api/admin_int.h"
+#include "gateway/base/json_check.h"
 #include "gateway/core/limits.h"
 
 #include <stdio.h>
@@ -148,7 +149,7 @@ static json_t *parse_body(gw_req *req, bool secret) {
     return NULL;
   }
   json_error_t e;
-  json_t *j = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &e);
+  json_t *j = gw_json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &e);
   if (secret && req->body) OPENSSL_cleanse(req->body, req->body_len);
   if (!j) {
     if (secret)

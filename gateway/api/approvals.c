@@ -34,6 +34,7 @@
  *  - The held call learns the decision from the store event the decision
  *    emits (gateway/mcp/held.c), not from this file. */
 #include "gateway/api/approvals.h"
+#include "gateway/base/json_check.h"
 #include "gateway/core/limits.h"
 
 #include <stdio.h>
@@ -325,7 +326,7 @@ static void dispatch(gw_req *req) {
   }
   if (req->body_len) {
     json_error_t e;
-    json_t *b = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &e);
+    json_t *b = gw_json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &e);
     json_t *r = json_object_get(b, "reason");
     const char *bad = !json_is_object(b) ? "the body must be a JSON object"
                       : json_object_size(b) > (r ? 1u : 0u) ? "the only member allowed is \"reason\""

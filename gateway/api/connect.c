@@ -64,6 +64,7 @@
 #include "auth/browser.h"
 #include "gateway/api/pages_int.h"
 #include "gateway/base/clock.h"
+#include "gateway/base/json_check.h"
 #include "gateway/base/log.h"
 #include "gateway/http/query.h"
 #include "gateway/out/outbound.h"
@@ -421,7 +422,7 @@ static void got_token(void *ud, int err, int status, const char *body, size_t le
     return;
   }
   if (status != 200) {
-    json_t *j = json_loadb(body ? body : "", len, 0, NULL);
+    json_t *j = gw_json_loadb(body ? body : "", len, 0, NULL);
     const char *e = json_string_value(json_object_get(j, "error"));
     GW_LOG(GW_LOG_WARN, "vault", &lc, "connecting %s: the token endpoint answered %d %.40s", f->connector, status,
            e && strlen(e) < 40 ? e : "");

@@ -40,6 +40,7 @@
 #include "auth/oauth_client.h"
 #include "gateway/api/oauth_int.h"
 #include "gateway/base/buf.h"
+#include "gateway/base/json_check.h"
 #include "gateway/base/log.h"
 #include "gateway/out/outbound.h"
 #include "store/tenant.h"
@@ -279,7 +280,7 @@ static void got_document(lookup *l) {
     deliver(l);
     return;
   }
-  json_t *doc = json_loadb(text, l->body.len, JSON_REJECT_DUPLICATES, &je);
+  json_t *doc = gw_json_loadb(text, l->body.len, JSON_REJECT_DUPLICATES, &je);
   if (!json_is_object(doc)) {
     if (doc) fetch_failed(l, OAUTH_CIMD_REFUSED, 400, "document refused: it is JSON but not an object");
     else

@@ -33,6 +33,7 @@
 #include "gateway/api/admin.h"
 #include "gateway/api/oauth_int.h"
 #include "gateway/api/pages_int.h"
+#include "gateway/base/json_check.h"
 #include "gateway/base/log.h"
 #include "store/tenant.h"
 
@@ -162,7 +163,7 @@ void oauth__register(gw_req *req) {
   json_error_t je;
   json_t *meta = req->body_len && memchr(req->body, 0, req->body_len)
                      ? NULL
-                     : json_loadb(req->body ? req->body : "", req->body_len, JSON_REJECT_DUPLICATES, &je);
+                     : gw_json_loadb(req->body ? req->body : "", req->body_len, JSON_REJECT_DUPLICATES, &je);
   if (!json_is_object(meta)) {
     bool parsed = meta != NULL;
     json_decref(meta);

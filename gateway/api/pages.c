@@ -49,6 +49,7 @@
 #include "auth/token_store.h"
 #include "gateway/api/oauth_int.h"
 #include "gateway/api/pages_int.h"
+#include "gateway/base/json_check.h"
 #include "gateway/base/log.h"
 #include "gateway/base/ratelimit.h"
 #include "gateway/core/module.h"
@@ -732,7 +733,7 @@ static void api_grant_revoke(gw_req *req, const char *tenant, const auth_browser
  * again), for the connector as their page showed it (state: api/me's
  * key_state; vault/connect.h). */
 static void api_key_put(gw_req *req, const char *tenant, const auth_browser *s, const char *conn) {
-  json_t *b = json_loadb(req->body ? req->body : "", req->body_len, JSON_REJECT_DUPLICATES, NULL);
+  json_t *b = gw_json_loadb(req->body ? req->body : "", req->body_len, JSON_REJECT_DUPLICATES, NULL);
   json_t *kv = json_object_get(b, "key");
   const char *key = json_string_value(kv);
   const char *state = json_string_value(json_object_get(b, "state"));
@@ -832,7 +833,7 @@ static void api_tokens(gw_req *req, const char *tenant, const auth_browser *s, c
     return;
   }
   json_error_t je;
-  json_t *b = json_loadb(req->body ? req->body : "", req->body_len, JSON_REJECT_DUPLICATES, &je);
+  json_t *b = gw_json_loadb(req->body ? req->body : "", req->body_len, JSON_REJECT_DUPLICATES, &je);
   const char *msg = NULL;
   json_t *nv = json_object_get(b, "name"), *dv = json_object_get(b, "expires_days");
   if (!json_is_object(b)) msg = "the body must be a JSON object {\"name\": …, \"expires_days\": …}";

@@ -29,6 +29,7 @@
  * with Allow; scim_allowed_methods) is answered on the loop before
  * anything else — never a job on the store writer. */
 #include "gateway/api/scim_http.h"
+#include "gateway/base/json_check.h"
 #include "gateway/core/limits.h"
 
 #include <ctype.h>
@@ -546,7 +547,7 @@ static void job_finish(scim_job *j, bool send) {
  * parse_err. Any thread. */
 static void parse_body(scim_job *j) {
   json_error_t e;
-  j->rq.body = json_loadb(j->body, j->body_len, JSON_REJECT_DUPLICATES, &e);
+  j->rq.body = gw_json_loadb(j->body, j->body_len, JSON_REJECT_DUPLICATES, &e);
   if (!j->rq.body) {
     j->parse_bad = true;
     snprintf(j->parse_err, sizeof j->parse_err, "invalid JSON at line %d column %d: %s", e.line, e.column, e.text);

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -470,4 +471,44 @@ bool gw_json_next_member(const char *p, size_t n, size_t *at, gw_json_span *key,
   *value = (gw_json_span){q, (size_t)(ve - q)};
   *at = (size_t)(ve - p);
   return true;
+}
+
+size_t gw_json_tree_cost(const char *p, size_t n) {
+  size_t cost = n;
+  bool in_str = false;
+  unsigned char prev = ',';
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)p[i];
+    if (in_str) {
+      if (c == '\\') i++;
+      else if (c == '"') in_str = false;
+      prev = '"';
+      continue;
+    }
+    switch (c) {
+    case '"': in_str = true, cost += 96; break;
+    case '{': cost += 240; break;
+    case '[': cost += 144; break;
+    case ':': cost += 72; break;
+    default:
+      /* a number: counted where it begins */
+      if ((c == '-' || (c >= '0' && c <= '9')) &&
+          (prev == ',' || prev == '[' || prev == ':' || prev == ' ' || prev == '\t' || prev == '\n' || prev == '\r'))
+        cost += 48;
+    }
+    prev = c;
+  }
+  return cost;
+}
+
+json_t *gw_json_loadb(const char *p, size_t n, size_t flags, json_error_t *err) {
+  if (gw_json_tree_cost(p, n) > GW_JSON_TREE_MAX) {
+    if (err) {
+      memset(err, 0, sizeof *err);
+      snprintf(err->text, sizeof err->text, "JSON too complex (its parse would take more than %zu MiB)",
+               GW_JSON_TREE_MAX >> 20);
+    }
+    return NULL;
+  }
+  return json_loadb(p, n, flags, err);
 }

@@ -214,7 +214,7 @@ static bool split_name(const char *full, char conn[40], const char **tool) {
  * goes on as an allowed call would, its name's prefix stripped. */
 static void agg_forward(gw_exchange *x) {
   const pol_user *pu = gw__policy_for(x->lp, x->tenant, x->user);
-  json_t *msg = pu ? json_loadb(x->req->body, x->req->body_len, 0, NULL) : NULL;
+  json_t *msg = pu ? gw_json_loadb(x->req->body, x->req->body_len, 0, NULL) : NULL;
   const char *full = json_string_value(json_object_get(json_object_get(msg, "params"), "name"));
   char conn[40];
   const char *tool;
@@ -331,9 +331,9 @@ void gw__agg_tools_call_lite(gw_exchange *x, const char *body, size_t len, const
   const gw_json_span *ms = &lite->meta_at;
   int picked = ms->p && ms->p[0] == '{' ? gw_json_pick(ms->p, ms->n, tp, 1, &tv) : 0;
   if (picked == 1 && tv.p) {
-    st->token = json_loadb(tv.p, tv.n, JSON_DECODE_ANY, NULL);
+    st->token = gw_json_loadb(tv.p, tv.n, JSON_DECODE_ANY, NULL);
   } else if (picked < 0) { /* undecided (many keys): parsed */
-    json_t *meta = json_loadb(ms->p, ms->n, 0, NULL);
+    json_t *meta = gw_json_loadb(ms->p, ms->n, 0, NULL);
     st->token = json_incref(json_object_get(meta, "progressToken"));
     json_decref(meta);
   }
@@ -442,7 +442,7 @@ static void answer_ready(gw_exchange *x, int err) {
     gw__x_reply_raw(x, 202, NULL, NULL, 0); /* the upstream is gone: nothing to deliver */
     return;
   }
-  json_t *msg = json_loadb(cs(x)->fwd, cs(x)->fwd_len, 0, NULL);
+  json_t *msg = gw_json_loadb(cs(x)->fwd, cs(x)->fwd_len, 0, NULL);
   if (gw__agg_step(x, "POST", msg, answer_done) != 0) gw__x_reply_raw(x, 202, NULL, NULL, 0);
 }
 

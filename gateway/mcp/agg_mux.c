@@ -66,6 +66,7 @@
 #include <strings.h>
 
 #include "gateway/base/buf.h"
+#include "gateway/base/json_check.h"
 #include "gateway/base/log.h"
 #include "gateway/core/limits.h"
 #include "gateway/mcp/agg.h"
@@ -229,7 +230,7 @@ static int mux_event(void *arg, const char *ev, size_t n) {
   gw_buf_init(&data, GW_MCP_MAX_SSE_EVENT);
   gw__sse_split(ev, n, &data, NULL, id, sizeof id);
   if (data.len || id[0]) ((feed_state *)c->state)->fed = true; /* not a bare comment */
-  json_t *msg = data.len ? json_loadb(data.data, data.len, 0, NULL) : NULL;
+  json_t *msg = data.len ? gw_json_loadb(data.data, data.len, 0, NULL) : NULL;
   if (msg) mux_emit(c, id[0] ? id : NULL, msg);
   json_decref(msg);
   gw_buf_free(&data);

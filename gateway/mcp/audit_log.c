@@ -14,6 +14,7 @@
  *    are appended on the stack: they only ever mask more. */
 #include "gateway/mcp/audit_log.h"
 #include "gateway/base/clock.h"
+#include "gateway/base/json_check.h"
 #include "gateway/mcp/audit_sink.h"
 
 #include <stdatomic.h>
@@ -281,7 +282,7 @@ int gw_audit_args_append(const gw_server *srv, gw_buf *out, const json_t *args, 
     if (clean) return gw_buf_append(out, key, sizeof key - 1) || gw_buf_append(out, raw, n) ? -1 : 0;
   }
   json_t *parsed = NULL;
-  if (!args && !(args = parsed = json_loadb(raw, n, JSON_DECODE_ANY, NULL))) return 0;
+  if (!args && !(args = parsed = gw_json_loadb(raw, n, JSON_DECODE_ANY, NULL))) return 0;
   json_t *a = audit_args(args, g->args, pats, cap);
   json_decref(parsed);
   if (!a) return 0;

@@ -57,6 +57,7 @@
 #include "audit/audit.h"
 #include "gateway/base/buf.h"
 #include "gateway/base/clock.h"
+#include "gateway/base/json_check.h"
 #include "gateway/base/log.h"
 #include "gateway/core/server.h"
 #include "gateway/out/outbound.h"
@@ -356,7 +357,7 @@ static int emit(void *ctx, const char *bytes, size_t len) {
   int rc;
   if (k->hec) {
     /* {"time":<seconds.millis>,"source":"mcpgate","sourcetype":"mcpgate:audit","event":<record>} */
-    json_t *r = json_loadb(bytes, len, 0, NULL);
+    json_t *r = gw_json_loadb(bytes, len, 0, NULL);
     json_int_t ms = json_integer_value(json_object_get(r, "time"));
     json_decref(r);
     char head[96];

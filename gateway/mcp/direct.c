@@ -123,7 +123,7 @@ static void relay_one_event(gw_exchange *x, const char *ev, size_t n, gw_buf *ou
     gw_buf_init(&nb, GW_MCP_MAX_SSE_EVENT);
     int by = data.len && x->flow->rewrite_bytes ? x->flow->rewrite_bytes(x, data.data, data.len, &nb) : -1;
     bool vouched = by == 0 || (by < 0 && data.len && x->flow->vouch && x->flow->vouch(x, data.data, data.len));
-    json_t *j = data.len && !vouched && by < 0 ? json_loadb(data.data, data.len, 0, NULL) : NULL;
+    json_t *j = data.len && !vouched && by < 0 ? gw_json_loadb(data.data, data.len, 0, NULL) : NULL;
     if (data.len && !vouched && by < 0 && !j) {
       /* what the gateway cannot parse, a client's laxer parser may take
        * (JSON.parse accepts a lone surrogate escape): the rewrite (the
@@ -235,7 +235,7 @@ static void note_event(gw_exchange *x, const char *ev, size_t n) {
   gw_buf data;
   gw_buf_init(&data, GW_MCP_MAX_SSE_EVENT);
   gw__sse_split(ev, n, &data, NULL, NULL, 0);
-  json_t *j = data.len ? json_loadb(data.data, data.len, 0, NULL) : NULL;
+  json_t *j = data.len ? gw_json_loadb(data.data, data.len, 0, NULL) : NULL;
   gw_buf_free(&data);
   size_t i;
   json_t *m;
@@ -472,7 +472,7 @@ void gw__relay_done(gw_exchange *x, gw_out_req *r, int err, void (*initialized)(
                                x->flow->vouch(x, x->body.data, x->body.len));
       /* a raw NUL byte: invalid (jansson would skip one after a value) */
       json_t *j = is_json && x->body.len && !valid && !memchr(x->body.data, 0, x->body.len)
-                      ? json_loadb(x->body.data, x->body.len, 0, NULL)
+                      ? gw_json_loadb(x->body.data, x->body.len, 0, NULL)
                       : NULL;
       if (is_json && x->body.len && !j && !valid) {
         if (x->m) GW_STAT_ADD(x->m->errors, 1);
@@ -517,7 +517,7 @@ void gw__relay_done(gw_exchange *x, gw_out_req *r, int err, void (*initialized)(
  * x->body until the session is stored. */
 static void reply_initialize(gw_exchange *x, json_t *result) {
   (void)result;
-  gw__x_reply_json(x, 200, json_loadb(x->body.data, x->body.len, 0, NULL));
+  gw__x_reply_json(x, 200, gw_json_loadb(x->body.data, x->body.len, 0, NULL));
 }
 
 static void finish_initialize(gw_exchange *x) {
@@ -616,7 +616,7 @@ static direct_state *direct_state_new(void) { return calloc(1, sizeof(direct_sta
  * then the bytes the client sent are forwarded as they are. */
 static void direct_forward(gw_exchange *x) {
   const pol_user *pu = gw__policy_for(x->lp, x->tenant, x->user);
-  json_t *msg = pu ? json_loadb(x->req->body, x->req->body_len, 0, NULL) : NULL;
+  json_t *msg = pu ? gw_json_loadb(x->req->body, x->req->body_len, 0, NULL) : NULL;
   const char *tool = json_string_value(json_object_get(json_object_get(msg, "params"), "name"));
   pol_decision d = pu && tool ? gw__decide_call(pu, x->connector, tool) : POL_BLOCK;
   json_decref(msg);
@@ -673,7 +673,7 @@ static void post_forward(gw_req *req, const gw_mcp_ctx *ctx, json_t *ids, bool i
    * ends here, nothing goes upstream (held.c) */
   const char *meth = parsed && !batch ? json_string_value(json_object_get(parsed, "method")) : lite ? lite->method : NULL;
   if (!initialize && ctx->sid && meth && !strcmp(meth, "notifications/cancelled")) {
-    json_t *note = parsed ? json_incref(parsed) : json_loadb(req->body, req->body_len, 0, NULL);
+    json_t *note = parsed ? json_incref(parsed) : gw_json_loadb(req->body, req->body_len, 0, NULL);
     bool ended = note && gw__held_cancel(req->lp, tenant, ctx->sid, note);
     json_decref(note);
     if (ended) {

@@ -14,6 +14,7 @@
  * request opens for longer (a stream) carries that expiry and ends at it
  * (exchange.h). A refusal is answered here and the caller only returns. */
 #include "gateway/mcp/mcp_loop.h"
+#include "gateway/base/json_check.h"
 #include "gateway/core/limits.h"
 
 #include <openssl/crypto.h>
@@ -608,7 +609,7 @@ json_t *gw__mcp_parse_post(gw_req *req) {
     return NULL;
   }
   json_error_t je;
-  json_t *msg = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
+  json_t *msg = gw_json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
   if (!msg) {
     char why[300];
     snprintf(why, sizeof why, "Parse error: %s (line %d column %d)", je.text, je.line, je.column);

@@ -53,6 +53,7 @@
 
 #include "gateway/base/buf.h"
 #include "gateway/base/clock.h"
+#include "gateway/base/json_check.h"
 #include "gateway/base/log.h"
 #include "gateway/mcp/agg.h"
 #include "gateway/out/outbound.h"
@@ -223,7 +224,7 @@ static void tok_done(gw_out_req *o, int err, void *ud) {
                                     sizeof why) == 0;
   } else if (!err && r->status >= 400 && r->status < 500) {
     /* RFC 6749 §5.2: only invalid_grant says the grant itself is dead */
-    json_t *j = json_loadb(r->body.data ? r->body.data : "", r->body.len, 0, NULL);
+    json_t *j = gw_json_loadb(r->body.data ? r->body.data : "", r->body.len, 0, NULL);
     const char *e = json_string_value(json_object_get(j, "error"));
     r->invalid = e && !strcmp(e, "invalid_grant");
     r->rejected = e && !strcmp(e, "invalid_client");

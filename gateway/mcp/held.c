@@ -624,7 +624,7 @@ bool gw__held_start(gw_exchange *x, const pol_user *pu, const char *connector, c
                     tool, connector);
     return true;
   }
-  json_t *msg = json_loadb(body, len, 0, NULL);
+  json_t *msg = gw_json_loadb(body, len, 0, NULL);
   json_t *params = json_object_get(msg, "params");
   json_t *args = json_object_get(params, "arguments");
   hold_job *j = calloc(1, sizeof *j);

@@ -126,7 +126,7 @@ static json_t *reply_in(const char *ev, size_t n, const json_t *id, gw_buf *data
   gw_buf_reset(data);
   gw__sse_split(ev, n, data, NULL, NULL, 0);
   if (!data->len) return NULL;
-  json_t *j = json_loadb(data->data, data->len, 0, NULL);
+  json_t *j = gw_json_loadb(data->data, data->len, 0, NULL);
   if (gw__is_reply(j, id, need_result)) return j;
   json_decref(j);
   return NULL;
@@ -135,7 +135,7 @@ static json_t *reply_in(const char *ev, size_t n, const json_t *id, gw_buf *data
 json_t *gw__find_reply(const char *s, size_t n, const char *ct, const json_t *id) {
   if (!gw__sse_is(ct)) {
     /* a reply is an object: an array (a batch's) or a scalar is none */
-    json_t *j = n ? json_loadb(s, n, JSON_REJECT_DUPLICATES, NULL) : NULL;
+    json_t *j = n ? gw_json_loadb(s, n, JSON_REJECT_DUPLICATES, NULL) : NULL;
     if (j && !gw__is_reply(j, NULL, false)) {
       json_decref(j);
       j = NULL;

@@ -59,6 +59,7 @@
 
 #include "gateway/base/buf.h"
 #include "gateway/base/clock.h"
+#include "gateway/base/json_check.h"
 #include "gateway/base/log.h"
 #include "gateway/mcp/mcp_loop.h"
 #include "gateway/out/outbound.h"
@@ -217,7 +218,7 @@ static void rv_done(gw_out_req *o, int err, void *ud) {
     return;
   }
   if (sl->status != 200) {
-    json_t *j = json_loadb(sl->body.data ? sl->body.data : "", sl->body.len, 0, NULL);
+    json_t *j = gw_json_loadb(sl->body.data ? sl->body.data : "", sl->body.len, 0, NULL);
     const char *e = json_string_value(json_object_get(j, "error"));
     snprintf(sl->err, sizeof sl->err, "the revocation endpoint answered %d%s%.40s", sl->status, e ? " " : "",
              e && strlen(e) < 40 ? e : "");

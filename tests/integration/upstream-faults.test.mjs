@@ -30,7 +30,7 @@ const UPSTREAM_AUTH = -32006;
 const SDK_TIMEOUT = -32001; // the SDK gave up: the gateway never answered
 
 let gw, up, t, aggUrl, tokens;
-const CONNECTORS = ['good', 'hang', 'reset', 'trickle', 'big', 'badjson', 'badsse', 'noterm', 'getclose', 'deny', 'surrogate', 'steady'];
+const CONNECTORS = ['good', 'hang', 'reset', 'trickle', 'big', 'badjson', 'badsse', 'noterm', 'getclose', 'deny', 'surrogate', 'steady', 'bloat'];
 // everyone may use every tool, except `hidden` of the surrogate connector
 const POLICY = {
   version: 1, default: 'block',
@@ -122,6 +122,23 @@ async function assertUp() {
   const r = await request(gw.port, { path: '/healthz', timeoutMs: 3000 });
   assert.equal(r.status, 200, `gateway /healthz: ${r.status}`);
 }
+
+// Found by review: a reply the scans cannot vouch for is parsed, and a
+// parse takes up to ~80 times the text (1.1 GiB for a 16 MiB reply of empty
+// objects) on the loop every tenant shares. The parse is refused past
+// GW_JSON_TREE_MAX (64 MiB of tree, estimated from the text first).
+test('a reply whose parse would take ~300 MB for 4 MB of text: refused, memory stays bounded', async () => {
+  const pid = gw.proc.pid;
+  const before = memKb(pid);
+  const out = await faultCall('bloat', { timeout: 30000 });
+  assert.ok(!out.result, `bloat: the call must fail, got a result of ${JSON.stringify(out.result ?? '').length} bytes`);
+  assertGatewayError(out, 'bloat', { message: /invalid response|too complex/ });
+  if (!sanitized(pid)) {
+    const grew = memKb(pid).hwm - before.hwm;
+    assert.ok(grew < 150 * 1024, `peak RSS grew ${grew} kB for a 4 MB reply (a jansson tree of it is ~300 MB)`);
+  }
+  await assertUp();
+});
 
 // The 50 MB case runs alone, so the RSS it measures is its own.
 test('a 50 MB answer: refused as too large, the gateway\'s memory stays bounded', async (tc) => {

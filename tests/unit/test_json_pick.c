@@ -3,7 +3,9 @@
  * and the stdio-free string helpers of gateway/base/buf.h. The scan is
  * also held to jansson by the differential fuzzer fuzz_json_check.c. */
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "gateway/base/buf.h"
 #include "gateway/base/json_check.h"
@@ -98,6 +100,66 @@ TEST(pick_invalid_json_is_refused) {
   gw_json_span g[NRPC];
   const char *bad[] = {"", "{", "{\"a\":}", "{\"a\":1,}", "{\"a\":01}", "{\"a\":\"\\u0000\"}", "{} x", "\"str\"", "{\"a\":1}}"};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) CHECK_INT(pick(bad[i], g), 0);
+}
+
+/* What a tree would take is bounded, not only the text: a reply of empty
+ * objects built ~80 times its bytes in jansson (a 16 MiB upstream reply,
+ * 1.1 GiB). The estimate is above what jansson takes (measured here with
+ * mallinfo2 on real parses) and the bounded load refuses past the budget
+ * while long strings, whose tree is about their text, pass. */
+#include <malloc.h>
+#if defined(__SANITIZE_ADDRESS__)
+size_t __sanitizer_get_current_allocated_bytes(void);
+static size_t heap_in_use(void) { return __sanitizer_get_current_allocated_bytes(); }
+#else
+static size_t heap_in_use(void) {
+  struct mallinfo2 m = mallinfo2();
+  return m.uordblks + m.hblkhd;
+}
+#endif
+static char *repeat(const char *pre, const char *unit, size_t n, const char *post, size_t *len) {
+  size_t pl = strlen(pre), ul = strlen(unit), ql = strlen(post);
+  char *b = malloc(pl + ul * n + ql + 1);
+  memcpy(b, pre, pl);
+  for (size_t i = 0; i < n; i++) memcpy(b + pl + i * ul, unit, ul);
+  memcpy(b + pl + ul * n, post, ql + 1);
+  *len = pl + ul * n + ql;
+  return b;
+}
+
+TEST(tree_cost_bounds_what_a_parse_takes) {
+  const char *units[] = {"{},", "[],", "1,", "\"ab\",", "{\"k\":-1.5},", "[true,null],", "\"a\\\"b\","};
+  for (size_t u = 0; u < sizeof units / sizeof *units; u++) {
+    size_t n;
+    char *b = repeat("[", units[u], 20000, "0]", &n);
+    size_t before = heap_in_use();
+    json_t *j = json_loadb(b, n, 0, NULL);
+    size_t took = heap_in_use() - before;
+    CHECK(j != NULL);
+    size_t est = gw_json_tree_cost(b, n);
+    if (est < took) fprintf(stderr, "  %s: estimated %zu, took %zu\n", units[u], est, took);
+    CHECK(est >= took);
+    CHECK(est <= 4 * took + n); /* and not wildly above it */
+    json_decref(j);
+    free(b);
+  }
+  /* past the budget: refused without a parse, with a reason */
+  size_t n;
+  char *b = repeat("[", "{},", (GW_JSON_TREE_MAX / 240) + 1000, "{}]", &n);
+  CHECK(n < (size_t)2 << 20); /* under 2 MiB of text */
+  json_error_t e;
+  CHECK(gw_json_loadb(b, n, 0, &e) == NULL);
+  CHECK(strstr(e.text, "too complex") != NULL);
+  free(b);
+  /* 8 MiB of one string: the tree is its text */
+  char *s = repeat("[\"", "abcdefgh", (size_t)1 << 20, "\"]", &n);
+  json_t *j = gw_json_loadb(s, n, 0, &e);
+  CHECK(j && json_array_size(j) == 1);
+  json_decref(j);
+  free(s);
+  /* invalid JSON is still json_loadb's to refuse */
+  CHECK(gw_json_loadb("[1,", 3, 0, &e) == NULL);
+  CHECK(e.text[0] && !strstr(e.text, "too complex"));
 }
 
 TEST(strlcpy_join_utoa) {
@@ -257,6 +319,7 @@ int main(void) {
   RUN(pick_leaves_escaped_keys_and_big_objects_to_jansson);
   RUN(pick_leaves_case_variant_names_to_jansson);
   RUN(pick_invalid_json_is_refused);
+  RUN(tree_cost_bounds_what_a_parse_takes);
   RUN(strlcpy_join_utoa);
   RUN(memmem_matches_libc);
   RUN(numbers_exact_names_what_a_double_tells_apart);

@@ -29,6 +29,10 @@
 //             each, then the answer, written 48 KB every 50 ms — every read
 //             ends inside an event, yet one ends about every 100 ms (a
 //             healthy stream whose reads never line up with its events)
+//   bloat     200 application/json: a valid reply of BLOAT_BYTES (4 MB) in a
+//             one-element array, whose "pad" member holds ~1.3 million empty
+//             objects and whose text says "tools" (so no scan vouches for it:
+//             it is parsed) — ~300 MB of jansson tree for 4 MB of text
 //   deny      every request: 401 with the upstream's own WWW-Authenticate
 //             (resource_metadata pointing at this server) and a JSON body
 //
@@ -41,8 +45,9 @@ import { after } from 'node:test';
 import { refusedPort } from './gateway.mjs';
 
 export const BIG_BYTES = 50 * 1024 * 1024;
-export const FAULT_MODES = ['good', 'hang', 'reset', 'trickle', 'big', 'badjson', 'badsse', 'noterm', 'getclose', 'deny', 'surrogate', 'steady'];
+export const FAULT_MODES = ['good', 'hang', 'reset', 'trickle', 'big', 'badjson', 'badsse', 'noterm', 'getclose', 'deny', 'surrogate', 'steady', 'bloat'];
 export const STEADY_EVENTS = 24;
+export const BLOAT_BYTES = 4 * 1024 * 1024;
 
 const running = new Set();
 after(async () => { for (const u of [...running]) await u.stop(); });
@@ -140,6 +145,13 @@ export async function startFaultyUpstream() {
         }, 50);
         timers.add(t);
         res.on('close', () => { clearInterval(t); timers.delete(t); });
+        return;
+      }
+      case 'bloat': {
+        const head = `[{"jsonrpc":"2.0","id":${JSON.stringify(m.id)},"result":{"content":[{"type":"text","text":"tools"}],"pad":[`;
+        const tail = '{}]}}]';
+        const n = Math.floor((BLOAT_BYTES - head.length - tail.length) / 3);
+        sendJson(res, sid, head + '{},'.repeat(n) + tail);
         return;
       }
       case 'badjson':
