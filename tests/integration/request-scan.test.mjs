@@ -92,6 +92,22 @@ test('a raw NUL byte in a request body is refused on both endpoints, before anyt
   }
 });
 
+// A body the scan leaves to the parse (a member of params named with a capital)
+// whose tree would take ~80 times its 3 MB (empty objects): refused as a
+// parse error before it is built, nothing forwarded, on both endpoints.
+test('a request whose parse would take ~250 MB for 3 MB of text: a parse error, nothing forwarded', async () => {
+  const rec = f.recs.alpha;
+  const pad = '{},'.repeat(1000 * 1000) + '{}';
+  for (const [url, name] of [[direct(), 'echo'], [f.url, 'alpha__echo']]) {
+    const s = await rawSession(url, f.tokens.alice);
+    const body = `{"jsonrpc":"2.0","id":971,"method":"tools/call","params":{"name":"${name}","Extra":1,"arguments":{"pad":[${pad}]}}}`;
+    const { r, sent } = await calls(rec, 'bloat', () => s.post(body));
+    assert.equal(r.status, 400, `${url}: expected 400, got ${r.status} ${r.body.slice(0, 300)}`);
+    assert.match(r.body, /too complex/, `${url}: the reason: ${r.body.slice(0, 300)}`);
+    assert.equal(sent.filter((e) => /tools\/call/.test(e.body)).length, 0, `${url}: nothing forwarded`);
+  }
+});
+
 test('aggregated: the upstream receives the client\'s bytes with only the name\'s value replaced', async () => {
   const rec = f.recs.alpha;
   const s = await rawSession(f.url, f.tokens.alice);
