@@ -414,6 +414,7 @@ static gw_out_req *req_of(llhttp_t *p) { return ((h1_conn *)p->data)->r; }
  * its chunk extensions, against max_header_bytes: none of them is held
  * past its head, but each keeps a transfer alive, so each is bounded. */
 static int head_count(gw_out_req *r, size_t len) {
+  if (r->fail) return HPE_USER; /* aborted: nothing more is read for it */
   r->hbytes += len;
   if (r->hbytes <= r->max_hdr) return 0;
   gw__out_fail(r, GW_OUT_EHEADERS);
@@ -421,7 +422,6 @@ static int head_count(gw_out_req *r, size_t len) {
 }
 
 static int head_add(gw_out_req *r, const char *at, size_t len) {
-  if (r->fail) return HPE_USER;
   if (head_count(r, len) != 0) return HPE_USER;
   if (r->headers_done) return 0; /* trailers: counted, not delivered */
   if (gw_buf_append(&r->hbuf, at, len) == 0) return 0;
@@ -431,7 +431,6 @@ static int head_add(gw_out_req *r, const char *at, size_t len) {
 
 static int cb_message_begin(llhttp_t *p) {
   gw_out_req *r = req_of(p);
-  if (r->fail) return HPE_USER;
   if (r->headers_done) return HPE_USER; /* a second response to one request */
   /* the status line's fixed part and the head's last CRLF ("HTTP/1.1 100
    * \r\n" … "\r\n"): a flood of reason-less interim heads counts too */
