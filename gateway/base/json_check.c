@@ -501,14 +501,18 @@ size_t gw_json_tree_cost(const char *p, size_t n) {
   return cost;
 }
 
-json_t *gw_json_loadb(const char *p, size_t n, size_t flags, json_error_t *err) {
-  if (gw_json_tree_cost(p, n) > GW_JSON_TREE_MAX) {
+json_t *gw_json_loadb_within(const char *p, size_t n, size_t flags, json_error_t *err, size_t max) {
+  if (max < GW_JSON_TREE_MAX) max = GW_JSON_TREE_MAX;
+  if (gw_json_tree_cost(p, n) > max) {
     if (err) {
       memset(err, 0, sizeof *err);
-      snprintf(err->text, sizeof err->text, "JSON too complex (its parse would take more than %zu MiB)",
-               GW_JSON_TREE_MAX >> 20);
+      snprintf(err->text, sizeof err->text, "JSON too complex (its parse would take more than %zu MiB)", max >> 20);
     }
     return NULL;
   }
   return json_loadb(p, n, flags, err);
+}
+
+json_t *gw_json_loadb(const char *p, size_t n, size_t flags, json_error_t *err) {
+  return gw_json_loadb_within(p, n, flags, err, GW_JSON_TREE_MAX);
 }

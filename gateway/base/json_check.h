@@ -31,6 +31,10 @@ size_t gw_json_tree_cost(const char *p, size_t n);
  * tree would cost more than GW_JSON_TREE_MAX, else json_loadb's answer.
  * Caps on bytes alone do not bound the memory a parse takes. */
 json_t *gw_json_loadb(const char *p, size_t n, size_t flags, json_error_t *err);
+/* The same with the most the tree may cost given (at least
+ * GW_JSON_TREE_MAX): for a body whose size its sender's trust bounds
+ * (SCIM, from the IdP: a group's full member list is ~11 times its text). */
+json_t *gw_json_loadb_within(const char *p, size_t n, size_t flags, json_error_t *err, size_t max);
 
 /* The same scan for a JSON-RPC request the gateway forwards unchanged: it
  * also refuses a duplicate key in any object (as JSON_REJECT_DUPLICATES

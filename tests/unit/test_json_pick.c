@@ -157,6 +157,17 @@ TEST(tree_cost_bounds_what_a_parse_takes) {
   CHECK(j && json_array_size(j) == 1);
   json_decref(j);
   free(s);
+  /* a SCIM full push of a 150,000-member group: ~11 times its text, past
+   * the fixed budget but within 16 times the body; empty objects are not */
+  char *m = repeat("{\"members\":[", "{\"value\":\"2819c223-7f76-453a-919d-413861904646\"},", 150000, "{}]}", &n);
+  CHECK(gw_json_loadb(m, n, 0, &e) == NULL);
+  j = gw_json_loadb_within(m, n, 0, &e, 16 * n);
+  CHECK(j && json_array_size(json_object_get(j, "members")) == 150001);
+  json_decref(j);
+  free(m);
+  b = repeat("[", "{},", ((size_t)4 << 20) / 3, "{}]", &n);
+  CHECK(gw_json_loadb_within(b, n, 0, &e, 16 * n) == NULL);
+  free(b);
   /* invalid JSON is still json_loadb's to refuse */
   CHECK(gw_json_loadb("[1,", 3, 0, &e) == NULL);
   CHECK(e.text[0] && !strstr(e.text, "too complex"));
