@@ -541,28 +541,45 @@ static int tls_flush(gw_conn *c) {
   return n ? sock_write_owned(c, out, n) : 0;
 }
 
-static int conn_write(gw_conn *c, const void *data, size_t len) {
+/* a then b (b may be NULL): one writev when the socket takes them now,
+ * else what it did not take is copied and queued. */
+static int conn_write2(gw_conn *c, const void *a, size_t an, const void *b, size_t bn) {
   if (c->closing) return -1;
+  size_t len = an + bn;
   if (!len) return 0;
   if (c->tls) {
-    if (gw_tls_encrypt(c->tls, data, len) != 0) {
+    if ((an && gw_tls_encrypt(c->tls, a, an) != 0) || (bn && gw_tls_encrypt(c->tls, b, bn) != 0)) {
       conn_close(c);
       return -1;
     }
     return tls_flush(c);
   }
   /* what the socket takes now needs no copy */
-  ssize_t n = sock_try_write(c, data, len);
+  ssize_t n = 0;
+  if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0) {
+    uv_buf_t bufs[2] = {uv_buf_init((char *)a, (unsigned)an), uv_buf_init((char *)b, (unsigned)bn)};
+    int r = an ? uv_try_write((uv_stream_t *)&c->tcp, bufs, bn ? 2 : 1)
+               : uv_try_write((uv_stream_t *)&c->tcp, bufs + 1, 1);
+    n = r == UV_EAGAIN ? 0 : r;
+  }
   if (n < 0) {
     conn_close(c);
     return (int)n;
   }
-  if ((size_t)n == len) return 0;
-  char *copy = malloc(len - (size_t)n);
+  size_t off = (size_t)n;
+  if (off == len) return 0;
+  char *copy = malloc(len - off);
   if (!copy) return -ENOMEM;
-  memcpy(copy, (const char *)data + n, len - (size_t)n);
-  return sock_queue_owned(c, copy, 0, len - (size_t)n);
+  if (off < an) {
+    memcpy(copy, (const char *)a + off, an - off);
+    if (bn) memcpy(copy + (an - off), b, bn);
+  } else {
+    memcpy(copy, (const char *)b + (off - an), len - off);
+  }
+  return sock_queue_owned(c, copy, 0, len - off);
 }
+
+static int conn_write(gw_conn *c, const void *data, size_t len) { return conn_write2(c, data, len, NULL, 0); }
 
 /* ---------- closing ---------- */
 
@@ -735,35 +752,40 @@ static bool resp_closes(gw_req *req) {
 /* literals with their length known at compile time: every response */
 #define APPEND_LIT(b, s) gw_buf_append(b, s, sizeof s - 1)
 
-static void head_block(gw_req *req, gw_buf *b, int status, const char *ctype, long long clen) {
+/* 0, or the first append's error (the head is then incomplete). */
+static int head_block(gw_req *req, gw_buf *b, int status, const char *ctype, long long clen) {
   gw__req_priv *p = req->priv;
   bool close = resp_closes(req);
   p->close = close;
+  int rc = 0;
+#define PUT(x) (rc = rc ? rc : (x))
   /* no stdio: this runs for every response */
-  APPEND_LIT(b, "HTTP/1.1 ");
-  gw_buf_append_int(b, status);
-  APPEND_LIT(b, " ");
-  gw_buf_appends(b, gw_status_text(status));
-  APPEND_LIT(b, "\r\n");
+  PUT(APPEND_LIT(b, "HTTP/1.1 "));
+  PUT(gw_buf_append_int(b, status));
+  PUT(APPEND_LIT(b, " "));
+  PUT(gw_buf_appends(b, gw_status_text(status)));
+  PUT(APPEND_LIT(b, "\r\n"));
   if (ctype) {
-    APPEND_LIT(b, "Content-Type: ");
-    gw_buf_appends(b, ctype);
-    APPEND_LIT(b, "\r\n");
+    PUT(APPEND_LIT(b, "Content-Type: "));
+    PUT(gw_buf_appends(b, ctype));
+    PUT(APPEND_LIT(b, "\r\n"));
   }
   if (clen >= 0) {
-    APPEND_LIT(b, "Content-Length: ");
-    gw_buf_append_int(b, clen);
-    APPEND_LIT(b, "\r\n");
+    PUT(APPEND_LIT(b, "Content-Length: "));
+    PUT(gw_buf_append_int(b, clen));
+    PUT(APPEND_LIT(b, "\r\n"));
   } else if (p->chunked) {
-    APPEND_LIT(b, "Transfer-Encoding: chunked\r\n");
+    PUT(APPEND_LIT(b, "Transfer-Encoding: chunked\r\n"));
   }
-  if (close) APPEND_LIT(b, "Connection: close\r\n");
-  else if (req->http_minor == 0) APPEND_LIT(b, "Connection: keep-alive\r\n");
-  APPEND_LIT(b, "X-Request-Id: ");
-  gw_buf_appends(b, req->id);
-  APPEND_LIT(b, "\r\n");
-  for (int i = 0; i < p->nresp; i++) gw_buf_appendv(b, p->resp[i].name, ": ", p->resp[i].value, "\r\n", NULL);
-  APPEND_LIT(b, "\r\n");
+  if (close) PUT(APPEND_LIT(b, "Connection: close\r\n"));
+  else if (req->http_minor == 0) PUT(APPEND_LIT(b, "Connection: keep-alive\r\n"));
+  PUT(APPEND_LIT(b, "X-Request-Id: "));
+  PUT(gw_buf_appends(b, req->id));
+  PUT(APPEND_LIT(b, "\r\n"));
+  for (int i = 0; i < p->nresp; i++) PUT(gw_buf_appendv(b, p->resp[i].name, ": ", p->resp[i].value, "\r\n", NULL));
+  PUT(APPEND_LIT(b, "\r\n"));
+#undef PUT
+  return rc;
 }
 
 static void access_log(gw_req *req) {
@@ -820,15 +842,22 @@ void gw_respond(gw_req *req, int status, const char *ctype, const void *body, si
   if (p->done || p->streaming) return;
   p->status = status;
   p->resp_bytes = len;
+  if (req->conn) req_settle(req); /* before the bytes leave (req_settle) */
   if (req->conn) {
-    gw_buf b;
-    gw_buf_init(&b, SIZE_MAX / 2);
-    gw_buf_reserve(&b, 512 + len); /* head and body in one allocation, usually */
-    head_block(req, &b, status, ctype, (long long)len);
-    if (!p->head && len) gw_buf_append(&b, body, len);
-    req_settle(req);
-    conn_write(req->conn, b.data, b.len);
-    gw_buf_free(&b);
+    /* the head in the loop's scratch (nothing runs between its making and
+     * its write) and the body where it is: one writev, no copy of either
+     * unless the socket leaves some queued */
+    gw_http *h = req->conn->h;
+    gw_buf hb = {h->headbuf, 0, sizeof h->headbuf, sizeof h->headbuf - 1};
+    const void *bb = !p->head && len ? body : NULL;
+    size_t bl = bb ? len : 0;
+    bool big = head_block(req, &hb, status, ctype, (long long)len) != 0; /* past the scratch: many headers */
+    if (big) {
+      gw_buf_init(&hb, SIZE_MAX / 2);
+      head_block(req, &hb, status, ctype, (long long)len);
+    }
+    conn_write2(req->conn, hb.data, hb.len, bb, bl);
+    if (big) gw_buf_free(&hb);
   }
   req_finish(req);
 }

@@ -206,6 +206,7 @@ typedef struct gw_http {
   uint64_t refused_unlogged;  /* connections refused since that line */
   uint64_t next_id;           /* request ids when the host has none */
   char readbuf[65536];        /* shared read buffer: reads are synchronous */
+  char headbuf[2048];         /* a response head being written (gw_respond: written before it returns) */
 } gw_http;
 
 void gw_http_init(gw_http *h, uv_loop_t *loop, gw_loop *lp, const gw_http_host *host, const gw_router *router);

@@ -114,6 +114,14 @@ static void h_echo(gw_req *req) {
   const char *probe = gw_req_header(req, "x-probe");
   int n = snprintf(body, sizeof body, "path=%s client=%s body=%zu%s%s", req->path, req->client, req->body_len,
                    probe ? " probe=" : "", probe ? probe : "");
+  if (probe && !strcmp(probe, "many-headers")) /* a head past the loop's 2 KiB scratch */
+    for (int i = 0; i < 20; i++) {
+      char name[16], val[200];
+      snprintf(name, sizeof name, "X-H%d", i);
+      memset(val, 'a' + i, sizeof val - 1);
+      val[sizeof val - 1] = 0;
+      gw_resp_header(req, name, val);
+    }
   note_reply();
   E.in_reply = true;
   gw_respond(req, 200, "text/plain", body, (size_t)n);
@@ -829,6 +837,28 @@ TEST(half_closed_client_gets_its_queued_replies) {
   CHECK_INT(env_finish(), 0);
 }
 
+/* A response's head is written from the loop's 2 KiB scratch with its body
+ * in one writev; a head larger than that is built on the heap instead.
+ * Either way the client reads the whole head and the body after it. */
+TEST(large_heads_and_bodies_arrive_whole) {
+  CHECK_INT(env_init(8192, 65536), 0);
+  client c;
+  CHECK(client_open(&c));
+  client_send(&c, "GET /echo HTTP/1.1\r\nHost: x\r\nX-Probe: many-headers\r\n\r\n");
+  CHECK(wait_responses(&c, 1));
+  char line[256] = "X-H19: ";
+  memset(line + 7, 'a' + 19, 199); /* the last header, whole */
+  memcpy(line + 7 + 199, "\r\n", 3);
+  CHECK(strstr(c.buf, line) != NULL);
+  CHECK(strstr(c.buf, "\r\n\r\npath=/echo client=127.0.0.1 body=0 probe=many-headers"));
+  /* and a small head on the same connection after it */
+  client_send(&c, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(wait_responses(&c, 2));
+  CHECK(strstr(c.buf, "\r\n\r\npath=/echo client=127.0.0.1 body=0"));
+  CHECK(client_close(&c));
+  CHECK_INT(env_finish(), 0);
+}
+
 /* A client that sends a request with Expect: 100-continue and its body, and
  * is gone before the 100 Continue is written: that write fails and closes
  * the connection inside on_headers_complete, which returned 0, so llhttp
@@ -1175,6 +1205,7 @@ int main(void) {
   RUN(pipelined_requests_wait_for_a_client_that_does_not_read);
   RUN(half_closed_client_gets_its_queued_replies);
   RUN(a_client_gone_before_its_100_continue_is_no_crash);
+  RUN(large_heads_and_bodies_arrive_whole);
   RUN(forwarded_for_only_from_a_trusted_peer);
   RUN(forwarded_for_is_walked_whole_across_headers);
   RUN(router_patterns_and_private_routes);
