@@ -31,6 +31,7 @@ const char *auth_strerror(int err) {
   case AUTH_EOAUTH_GRANT: return "the grant is invalid, expired, revoked or for another client";
   case AUTH_EOAUTH_CLIENT_ID: return "the request's client_id is missing or malformed";
   case AUTH_EOAUTH_REQUEST: return "the OAuth request's parameters were refused";
+  case AUTH_EOAUTH_CONSENT_GONE: return "the person's consent to this client was withdrawn meanwhile";
   case AUTH_EOAUTH_SIGNIN: return "the sign-in behind the grant is older than the tenant's maximum sign-in age";
   default: break;
   }

@@ -80,6 +80,7 @@
 #define AUTH_EOAUTH_SIGNIN (-30663)  /* invalid_grant too, but a valid code or refresh token of this client
                                         whose Okta sign-in is older than max_signin_age: the person must sign
                                         in again (said so, since nothing else will help) */
+#define AUTH_EOAUTH_CONSENT_GONE (-30690) /* a code issued without asking relied on a consent withdrawn since */
 
 typedef struct auth_oauth_code {
   char tenant[64];

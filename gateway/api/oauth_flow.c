@@ -210,9 +210,16 @@ static int job_code(st_txn *txn, void *arg) {
   if (!rc && (rc = auth_browser_still(txn, j->tenant, j->cookie, j->now, j->idle_s, j->c.user_id)) == ST_ENOTFOUND)
     rc = AUTH_ELOGIN;
   /* a consent given (in the same write: the person's least recently used
-   * past the cap go), or one relied on (its use orders that cap) */
-  if (!rc && j->consent) rc = auth_oauth_consent_put(txn, j->tenant, j->c.user_id, j->c.client_id, j->c.connector, j->now);
-  else if (!rc) rc = auth_oauth_consent_use(txn, j->tenant, j->c.user_id, j->c.client_id, j->now);
+   * past the cap go), or one relied on (its use orders that cap) — read
+   * again here: a disconnect committed since the loop read it withdrew it,
+   * and nothing is issued without asking then */
+  if (!rc && j->consent) {
+    rc = auth_oauth_consent_put(txn, j->tenant, j->c.user_id, j->c.client_id, j->c.connector, j->now);
+  } else if (!rc) {
+    rc = auth_oauth_consent_get(txn, j->tenant, j->c.user_id, j->c.client_id, j->c.connector);
+    if (rc == ST_ENOTFOUND) rc = AUTH_EOAUTH_CONSENT_GONE;
+    if (!rc) rc = auth_oauth_consent_use(txn, j->tenant, j->c.user_id, j->c.client_id, j->now);
+  }
   if (!rc) rc = auth_oauth_code_put(txn, j->hash, &j->c, j->now);
   if (!rc) rc = auth_oauth_client_touch(txn, j->tenant, j->c.client_id, j->now);
   return rc;
@@ -259,10 +266,11 @@ static void done_code(int status, void *arg) {
                    NULL, NULL);
   } else if (status) {
     GW_LOG(GW_LOG_WARN, "oauth", &lc, "authorization code not issued: %s", auth_strerror(status));
-    bool denied = status == AUTH_EINACTIVE || status == AUTH_ELOGIN;
+    bool denied = status == AUTH_EINACTIVE || status == AUTH_ELOGIN || status == AUTH_EOAUTH_CONSENT_GONE;
     redirect_error(req, j->tenant, j->c.redirect_uri, j->state, denied ? "access_denied" : "server_error",
                    status == AUTH_EINACTIVE  ? "your account is not active"
                    : status == AUTH_ELOGIN   ? "you were signed out meanwhile: sign in and try again"
+                   : status == AUTH_EOAUTH_CONSENT_GONE ? "this application was disconnected meanwhile: try again to be asked"
                    : status == ST_EMAPFULL   ? "the gateway's store is full: the grant could not be recorded"
                                              : "the gateway could not record the grant");
   } else {

@@ -85,3 +85,39 @@ test('a code is not issued from a session a cut queued before it deleted (revoke
   if (!again.stopped && /oauth\/consent/.test(again.text ?? '')) again = await b2.submitForm(again, { fields: { decision: 'allow' }, stopAt: isCb });
   assert.match(new URL(again.url).searchParams.get('code') ?? '', /^mgc_/, 'a new sign-in gets a code');
 });
+
+// The same window for a consent: an authorize that goes straight to the code
+// read the person's consent on the loop; a disconnect of every application
+// (DELETE …/users/{id}/grants, which withdraws the consents) queued before
+// the code job used to leave the job nothing to notice — consent_use took a
+// missing consent for none used, and the application the person had just
+// disconnected got a code without asking. The job now reads the consent
+// again. Found by a review of the OAuth server.
+test('a code is not issued without asking when the consent was withdrawn meanwhile', async () => {
+  const b = fx.browser();
+  let res = await signIn(b, authorizeUrl(), { login: '00u-alice', stopAtCallback: isCb });
+  if (!res.stopped && /oauth\/consent/.test(res.text ?? '')) res = await b.submitForm(res, { fields: { decision: 'allow' }, stopAt: isCb });
+  assert.equal(res.stopped, true, `first authorize: ${res.status} ${res.text?.slice(0, 200)}`);
+  // allowed: the next authorize asks nothing
+  const again = await b.get(authorizeUrl(), { stopAt: isCb });
+  assert.match(new URL(again.url).searchParams.get('code') ?? '', /^mgc_/, 'the consent is relied on');
+  const alice = fx.t.acme.users['alice@acme.com'].id;
+
+  fs.writeFileSync(pause, '');
+  const q0 = await queued();
+  const disconnect = fx.t.acme.admin('DELETE', `/users/${alice}/grants`);
+  await waitFor(async () => (await queued()) >= q0 + 1, { what: 'the disconnect queued' });
+  const lateP = b.get(authorizeUrl(), { stopAt: isCb });
+  await waitFor(async () => (await queued()) >= q0 + 2, { what: 'the code job queued after it' });
+  fs.rmSync(pause);
+  const [late, dc] = await Promise.all([lateP, disconnect]);
+  assert.equal(dc.status, 200, dc.body);
+  assert.equal(late.stopped, true, `the authorize read the consent before the disconnect committed: ${late.status} ${late.url}`);
+  const q = new URL(late.url).searchParams;
+  assert.equal(q.get('code'), null, `no code without asking after the consent went: ${late.url}`);
+  assert.equal(q.get('error'), 'access_denied', late.url);
+  assert.match(q.get('error_description') ?? '', /disconnected meanwhile/);
+  // asked again from then on
+  const next = await b.get(authorizeUrl(), { stopAt: isCb });
+  assert.ok(!next.stopped && /oauth\/consent|Allow/.test(next.text ?? ''), `the consent page again: ${next.status} ${next.url}`);
+});
