@@ -487,10 +487,9 @@ size_t gw_req_write_queue(const gw_req *req) {
  * write request, and none of the epoll_ctl libuv 1.44 issues after every
  * queued write); returns the bytes written, or a negative error. Only when
  * nothing is queued before it, so bytes never overtake each other. */
-static ssize_t sock_try_write(gw_conn *c, const char *p, size_t len) {
+static ssize_t sock_try_write(gw_conn *c, const uv_buf_t *bufs, unsigned nbufs) {
   if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) != 0) return 0;
-  uv_buf_t b = uv_buf_init((char *)p, (unsigned)len);
-  int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+  int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
   return n == UV_EAGAIN ? 0 : n;
 }
 
@@ -522,7 +521,8 @@ static int sock_write_owned(gw_conn *c, char *buf, size_t len) {
     free(buf);
     return -1;
   }
-  ssize_t n = sock_try_write(c, buf, len);
+  uv_buf_t b = uv_buf_init(buf, (unsigned)len);
+  ssize_t n = sock_try_write(c, &b, 1);
   if (n < 0) {
     free(buf);
     conn_close(c);
@@ -555,13 +555,8 @@ static int conn_write2(gw_conn *c, const void *a, size_t an, const void *b, size
     return tls_flush(c);
   }
   /* what the socket takes now needs no copy */
-  ssize_t n = 0;
-  if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0) {
-    uv_buf_t bufs[2] = {uv_buf_init((char *)a, (unsigned)an), uv_buf_init((char *)b, (unsigned)bn)};
-    int r = an ? uv_try_write((uv_stream_t *)&c->tcp, bufs, bn ? 2 : 1)
-               : uv_try_write((uv_stream_t *)&c->tcp, bufs + 1, 1);
-    n = r == UV_EAGAIN ? 0 : r;
-  }
+  uv_buf_t bufs[2] = {uv_buf_init((char *)a, (unsigned)an), uv_buf_init((char *)b, (unsigned)bn)};
+  ssize_t n = an ? sock_try_write(c, bufs, bn ? 2 : 1) : sock_try_write(c, bufs + 1, 1);
   if (n < 0) {
     conn_close(c);
     return (int)n;
