@@ -294,7 +294,7 @@ TEST(early_response_while_body_is_written) {
   free(body); /* copied by gw_out_start */
   uv_timer_t d;
   tr *ts[] = {&t1, &t2};
-  run_until(ts, 2, &d, 4000);
+  run_until(ts, 2, &d, 15000); /* a watchdog against a hang, not a deadline: t2 ends at its 3 s first-byte timeout */
   env_down(&d, ts, 2);
   ssrv_join(&s);
   CHECK_INT(t1.err, 0);
@@ -322,7 +322,7 @@ TEST(early_response_body_written_after_free) {
   free(body);
   uv_timer_t d;
   tr *ts[] = {&t1};
-  run_until(ts, 1, &d, 4000);
+  run_until(ts, 1, &d, 15000);
   /* keep the loop turning while the server drains the rest */
   uv_timer_t w;
   uv_timer_init(&loop, &w);
