@@ -16,6 +16,9 @@
 # `sh tests/run.sh --unit-start VARIANT` starts a variant's unit binaries in
 # the background and returns; `sh tests/run.sh --unit-started` then reads
 # them instead of running them again (make test: see run_unit).
+# `--unit-started --behind PREFIX` (make test): the ASan and fuzz builds
+# run in the background (PREFIX.log, PREFIX.rc) while the plain tiers run;
+# the sanitizer and fuzz tiers wait for them (see behind_wait).
 #
 # Full logs go to build/test-logs/ (with, for each integration pass,
 # <tap>.times: each file's seconds, slowest first); only failures are echoed. The last line
@@ -38,11 +41,19 @@ mkdir -p "$LOGDIR"
 VARIANTS=${TEST_VARIANTS:-"build build-asan"}
 ONLY=${TEST_ONLY:-all}
 UNIT_STARTED=0
+BEHIND=""
+usage() { echo "usage: sh tests/run.sh [--unit-start VARIANT | --unit-started [--behind PREFIX]]" >&2; exit 2; }
 case "${1:-}" in
-  --unit-start) [ -n "${2:-}" ] || { echo "usage: sh tests/run.sh --unit-start VARIANT" >&2; exit 2; } ;;
-  --unit-started) UNIT_STARTED=1 ;;
+  --unit-start) [ -n "${2:-}" ] || usage ;;
+  --unit-started)
+    UNIT_STARTED=1
+    case "${2:-}" in
+      --behind) [ -n "${3:-}" ] || usage; BEHIND=$3 ;;
+      "") ;;
+      *) usage ;;
+    esac ;;
   "") ;;
-  *) echo "usage: sh tests/run.sh [--unit-start VARIANT | --unit-started]" >&2; exit 2 ;;
+  *) usage ;;
 esac
 SAN_RE='ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|WARNING: ThreadSanitizer'
 
@@ -340,6 +351,30 @@ fuzz_collect() {
   total_pass=$((total_pass + sec_pass)); total_fail=$((total_fail + sec_fail))
 }
 
+# ------------------------------------------------------------------ builds behind
+# `make test` starts the ASan and fuzz builds in the background, niced,
+# once the plain build is done, and names their log and exit status with
+# --behind PREFIX (PREFIX.log, PREFIX.rc). The plain pass mostly waits on
+# timers and sockets (~125 % of two cores), so the compilers take what it
+# leaves (nice 19: the tests' processes come first) instead of running
+# ~125 s before any test. The sanitizer and fuzz tiers wait for them here.
+behind_wait() {
+  bstart=$(date +%s)
+  n=0
+  while [ ! -f "$BEHIND.rc" ] && [ $n -lt 1800 ]; do sleep 1; n=$((n + 1)); done
+  rc=$(cat "$BEHIND.rc" 2>/dev/null || echo 124)
+  grep '^== ' "$BEHIND.log" 2>/dev/null # when each build started and ended
+  if [ "$rc" -ne 0 ]; then
+    echo "FAIL the ASan and fuzz builds behind the plain pass (exit $rc$( [ ! -f "$BEHIND.rc" ] && echo ', not done in 30 minutes')): $BEHIND.log"
+    tail -n 40 "$BEHIND.log" 2>/dev/null | sed 's/^/    /'
+    add_summary "ASan and fuzz builds: 0 passed, 1 failed"
+    total_fail=$((total_fail + 1))
+    return 1
+  fi
+  add_summary "ASan and fuzz builds: behind the plain pass (waited $(( $(date +%s) - bstart ))s for them after it)"
+  return 0
+}
+
 if [ "${1:-}" = --unit-start ]; then
   unit_start_bg "$2"
   echo "unit ($2): started in the background (sh tests/run.sh --unit-started reads it)"
@@ -348,34 +383,52 @@ fi
 
 mkdir -p build/test-logs
 rm -f build/test-logs/fuzz-*.log.rc
-fstart=$(date +%s)
-fuzz_pid=""
-if [ "$ONLY" = all ]; then
-  fuzz_start >/dev/null 2>&1 &
-  fuzz_pid=$!
-fi
-if [ "$ONLY" = all ] || [ "$ONLY" = unit ]; then
-  for v in $VARIANTS; do run_unit "$v"; done
-fi
-if [ -n "$fuzz_pid" ]; then
-  wait "$fuzz_pid"
-  fuzz_collect ", beside the unit tests"
-elif [ "$ONLY" = fuzz ]; then
-  fuzz_start
-  fuzz_collect
-fi
-if [ "$ONLY" = all ] || [ "$ONLY" = integration ]; then
-  if [ ! -d tests/node_modules ]; then
-    echo "note: tests/node_modules missing; run 'make deps' (sh tests/deps.sh)"
+# the plain build with one loop; the sanitizer build with two (the
+# multi-loop paths, where memory errors would hide). A plain two-loop pass
+# (TEST_WORKERS="1 2") only repeated the sanitizer's files without it: 105 s
+# of CI's 15 minutes on two cores, so it is not run by default.
+run_integration_variant() {
+  case "$1" in *asan*) ws=${TEST_WORKERS:-${TEST_ASAN_WORKERS:-2}} ;; *) ws=${TEST_WORKERS:-1} ;; esac
+  for w in $ws; do run_integration "$1" "$w"; done
+}
+case "$ONLY" in all|integration)
+  [ -d tests/node_modules ] || echo "note: tests/node_modules missing; run 'make deps' (sh tests/deps.sh)" ;;
+esac
+
+if [ -n "$BEHIND" ]; then
+  # make test: the plain tiers while the ASan and fuzz builds run behind
+  # them; then the fuzzers beside the ASan unit tests; then the ASan pass
+  run_unit build
+  run_integration_variant build
+  if behind_wait; then
+    fstart=$(date +%s)
+    fuzz_start >/dev/null 2>&1 &
+    fuzz_pid=$!
+    run_unit build-asan
+    wait "$fuzz_pid"
+    fuzz_collect ", beside the ASan unit tests"
+    run_integration_variant build-asan
   fi
-  for v in $VARIANTS; do
-    # the plain build with one loop; the sanitizer build with two (the
-    # multi-loop paths, where memory errors would hide). A plain two-loop
-    # pass (TEST_WORKERS="1 2") only repeated the sanitizer's files without
-    # it: 105 s of CI's 15 minutes on two cores, so it is not run by default.
-    case "$v" in *asan*) ws=${TEST_WORKERS:-${TEST_ASAN_WORKERS:-2}} ;; *) ws=${TEST_WORKERS:-1} ;; esac
-    for w in $ws; do run_integration "$v" "$w"; done
-  done
+else
+  fstart=$(date +%s)
+  fuzz_pid=""
+  if [ "$ONLY" = all ]; then
+    fuzz_start >/dev/null 2>&1 &
+    fuzz_pid=$!
+  fi
+  if [ "$ONLY" = all ] || [ "$ONLY" = unit ]; then
+    for v in $VARIANTS; do run_unit "$v"; done
+  fi
+  if [ -n "$fuzz_pid" ]; then
+    wait "$fuzz_pid"
+    fuzz_collect ", beside the unit tests"
+  elif [ "$ONLY" = fuzz ]; then
+    fuzz_start
+    fuzz_collect
+  fi
+  if [ "$ONLY" = all ] || [ "$ONLY" = integration ]; then
+    for v in $VARIANTS; do run_integration_variant "$v"; done
+  fi
 fi
 
 echo "==== summary"
