@@ -23,6 +23,7 @@ typedef struct mctx {
   json_t *added, *removed; /* net changes: sets of user ids (objects uid → true, in order) */
   scim_resp *rs;           /* NULL: the removals are not noted for a cut (a create removes nobody) */
   size_t scans, scanned;   /* walks of the member list so far, members they visited */
+  scim__meter mt;          /* what members[…] filters compared (scim_int.h) */
 } mctx;
 
 /* A removal about to be written: noted in rs first, so a store that fails
@@ -176,9 +177,18 @@ static bool member_selected(mctx *m, const scim__filter *filter, json_t *uid) {
   if (filter_names(filter, "display") && scim__res_get(m->txn, m->rq->tenant, 'U', json_string_value(uid), &usr) == 0)
     json_object_set(obj, "display", json_object_get(usr, "userName"));
   json_decref(usr);
-  bool hit = scim__filter_match_in(filter, obj, "members");
+  bool hit = scim__filter_match_in(filter, obj, "members", &m->mt);
   json_decref(obj);
   return hit;
+}
+
+/* After a filtered walk: a 400 once the request's members[…] filters
+ * passed their budget (member_selected then selected nobody). */
+static int filters_in_budget(mctx *m, scim_resp *rs) {
+  if (!scim__meter_over(&m->mt)) return 0;
+  scim_error(rs, 400, "invalidSyntax",
+             "the members filters compare too much of a group this large (send fewer or simpler ones per request)");
+  return SCIM_EABORT;
 }
 
 static int members_op(void *ctx, const char *op, const json_t *value, const scim__filter *filter,
@@ -198,6 +208,7 @@ static int members_op(void *ctx, const char *op, const json_t *value, const scim
         if ((rc = member_remove(m, json_string_value(e), rs))) break;
       }
       json_decref(cur);
+      if (!rc) rc = filters_in_budget(m, rs);
       if (!rc && !hits) {
         scim_error(rs, 400, "noTarget", "the filter matched no member");
         rc = SCIM_EABORT;
@@ -237,6 +248,7 @@ static int members_op(void *ctx, const char *op, const json_t *value, const scim
         json_t *e;
         json_array_foreach(cur, i, e) if (member_selected(m, filter, e) && (rc = member_remove(m, json_string_value(e), rs))) break;
         json_decref(cur);
+        if (!rc) rc = filters_in_budget(m, rs);
       }
     } else if (value && !json_is_null(value)) {
       /* Entra: remove with path "members" and a value list removes those only */
@@ -320,7 +332,7 @@ int scim__group_create(st_txn *txn, const scim_req *rq, scim_resp *rs) {
   scim__set_meta(g, "Group", rq->now, rq->now, 1);
   st_dir_key k;
   st_dir_key_res(&k, rq->tenant, 'G', rq->new_id);
-  mctx m = {txn, rq, rq->new_id, json_object(), json_object(), NULL, 0, 0};
+  mctx m = {txn, rq, rq->new_id, json_object(), json_object(), NULL, 0, 0, {0, SCIM__METER_WRITE_MAX}};
   if ((rc = scim__count_cap(txn, rq, 'G', rs))) goto out;
   if ((rc = st_put(txn, ST_DB_SCIM_RES, k.b, k.n, "", 0, ST_NOOVERWRITE)) ||
       (rc = scim__put_json(txn, ST_DB_SCIM_RES, &k, g)) || (rc = index_group(txn, rq->tenant, g, true)) ||
@@ -389,7 +401,7 @@ int scim__group_write(st_txn *txn, const scim_req *rq, const char *id, bool patc
     return SCIM_EABORT;
   }
   if (rc) return scim__fail_store(rs, rc);
-  mctx m = {txn, rq, id, json_object(), json_object(), rs, 0, 0};
+  mctx m = {txn, rq, id, json_object(), json_object(), rs, 0, 0, {0, SCIM__METER_WRITE_MAX}};
   json_t *nu = NULL; /* rs's cut notes start empty: scim_handle clears rs for every run of the job */
   if ((rc = scim__if_match_ok(txn, rq, old, rs))) goto out;
   if (patch) {
@@ -449,7 +461,7 @@ int scim__group_delete(st_txn *txn, const scim_req *rq, const char *id, scim_res
     return SCIM_EABORT;
   }
   if (rc) return scim__fail_store(rs, rc);
-  mctx m = {txn, rq, id, json_object(), json_object(), rs, 0, 0};
+  mctx m = {txn, rq, id, json_object(), json_object(), rs, 0, 0, {0, SCIM__METER_WRITE_MAX}};
   if ((rc = scim__if_match_ok(txn, rq, old, rs))) goto out;
   /* valid: every member loses the group, whatever the store does next */
   snprintf(rs->cut_group, sizeof rs->cut_group, "%s", id);

@@ -168,7 +168,14 @@ static bool filter_fields(const scim__filter *f, json_t *out) {
  * created. It is made of the filter's equalities and the value (the
  * sub-attribute, or the value object's members) and must match the filter;
  * a filter that does not say what to create selects nothing (noTarget). */
-static int add_selected(json_t *res, const scim__path *p, const json_t *value, int idx, scim_resp *rs) {
+/* A request's value filters passed SCIM__METER_WRITE_MAX (scim_int.h). */
+static int too_costly(scim_resp *rs, int idx) {
+  return bad(rs, idx, "invalidSyntax",
+             "the operations' value filters compare too much of this resource (send fewer or simpler ones per request)");
+}
+
+static int add_selected(json_t *res, const scim__path *p, const json_t *value, int idx, scim_resp *rs,
+                        scim__meter *mt) {
   json_t *e = json_object();
   if (json_is_null(value) || (!p->ap.sub && !json_is_object(value)) || !filter_fields(p->filter, e)) goto none;
   if (p->ap.sub) {
@@ -178,7 +185,13 @@ static int add_selected(json_t *res, const scim__path *p, const json_t *value, i
     json_t *v;
     json_object_foreach((json_t *)value, k, v) oset(e, k, json_deep_copy(v));
   }
-  if (!scim__filter_match_in(p->filter, e, p->ap.attr)) goto none;
+  if (!scim__filter_match_in(p->filter, e, p->ap.attr, mt)) {
+    if (scim__meter_over(mt)) {
+      json_decref(e);
+      return too_costly(rs, idx);
+    }
+    goto none;
+  }
   json_t *c = container(res, &p->ap, true);
   json_t *arr = scim__oget(c, p->ap.attr, NULL);
   if (!arr) {
@@ -193,18 +206,19 @@ none:
 }
 
 static int apply_filtered(json_t *res, const scim__path *p, const json_t *value, int op, int idx,
-                          scim_resp *rs) {
+                          scim_resp *rs, scim__meter *mt) {
   json_t *c = container(res, &p->ap, false);
   json_t *arr = c ? scim__oget(c, p->ap.attr, NULL) : NULL;
   if (!json_is_array(arr)) {
     if (op == OP_REMOVE) return 0;
-    if (op == OP_ADD && !arr) return add_selected(res, p, value, idx, rs);
+    if (op == OP_ADD && !arr) return add_selected(res, p, value, idx, rs, mt);
     return bad(rs, idx, "noTarget", "the filter matched no value");
   }
   int matched = 0;
   for (size_t i = 0; i < json_array_size(arr);) {
     json_t *e = json_array_get(arr, i);
-    if (!scim__filter_match_in(p->filter, e, p->ap.attr)) {
+    if (!scim__filter_match_in(p->filter, e, p->ap.attr, mt)) {
+      if (scim__meter_over(mt)) return too_costly(rs, idx);
       i++;
       continue;
     }
@@ -230,7 +244,7 @@ static int apply_filtered(json_t *res, const scim__path *p, const json_t *value,
     }
     i++;
   }
-  if (!matched && op == OP_ADD) return add_selected(res, p, value, idx, rs);
+  if (!matched && op == OP_ADD) return add_selected(res, p, value, idx, rs, mt);
   if (!matched && op != OP_REMOVE) return bad(rs, idx, "noTarget", "the filter matched no value");
   return 0;
 }
@@ -372,6 +386,7 @@ int scim__patch_apply(json_t *res, const json_t *body, bool is_group, scim__memb
     scim_error(rs, 400, "invalidSyntax", "too many operations for a resource this large (send fewer per request)");
     return -1;
   }
+  scim__meter mt = {0, SCIM__METER_WRITE_MAX}; /* the value filters' work, all operations */
   json_t *o;
   json_array_foreach(ops, i, o) {
     int idx = (int)i;
@@ -420,7 +435,7 @@ int scim__patch_apply(json_t *res, const json_t *body, bool is_group, scim__memb
     } else if (!p.ap.urn && ignored_attr(p.ap.attr)) {
       /* read-only or never-stored attributes: ignored, like in PUT */
     } else if (p.filter) {
-      rc = apply_filtered(res, &p, value, op, idx, rs);
+      rc = apply_filtered(res, &p, value, op, idx, rs, &mt);
     } else if (op == OP_REMOVE) {
       rc = remove_attr(res, &p.ap, value);
     } else if (!strcasecmp(p.ap.attr, "active") && !p.ap.sub) {

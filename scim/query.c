@@ -259,8 +259,16 @@ static void list_core(st_txn *txn, const scim_req *rq, char type, const scim__fi
       if (scim__res_get(txn, rq->tenant, type, json_string_value(id), &stored) != 0) continue;
       json_t *r = type == 'U' ? scim__render_user(txn, rq, rq->tenant, stored, &match_view)
                               : scim__render_group(txn, rq, rq->tenant, stored, &match_view);
-      bool hit = scim__filter_match(f, r);
+      /* the filter's work, in whole budget entries (on the loop; on the
+       * pool unmetered): what stays under one entry is not spent */
+      scim_budget *b = rq->budget;
+      scim__meter mt = {0, b ? (b->left + 1) * SCIM__METER_BYTES_PER_ENTRY - 1 : 0};
+      bool hit = scim__filter_match(f, r, b ? &mt : NULL);
       json_decref(r);
+      if (b && !scim__spend(rq, scim__meter_over(&mt) ? SIZE_MAX : mt.used / SCIM__METER_BYTES_PER_ENTRY)) {
+        json_decref(stored);
+        break;
+      }
       if (hit) {
         total++;
         if (total >= start && json_array_size(res) < count)

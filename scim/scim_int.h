@@ -35,11 +35,33 @@ typedef struct scim__filter {
  * character position into err. */
 int scim__filter_parse(const char *s, scim__filter **out, char *err, size_t errlen);
 void scim__filter_free(scim__filter *f);
+/* What evaluating filters may cost one request. A filter's work is not
+ * one unit a resource: a `co` runs over the whole value, and a filter of
+ * hundreds of nodes runs each node over a resource of up to
+ * SCIM_RES_BYTES_MAX — tens of milliseconds a resource, on the loop or on
+ * the writer every tenant's writes wait for. So each comparison charges
+ * its operands' bytes plus SCIM__METER_STEP, and each attribute lookup the
+ * keys it passes. Once `used` passes `limit`, every match answers false:
+ * the caller, seeing scim__meter_over, discards what it was doing (the
+ * loop's read goes to the pool; a PATCH is refused). NULL: unmetered. */
+typedef struct scim__meter {
+  size_t used, limit;
+} scim__meter;
+#define SCIM__METER_STEP 16
+/* A request's filters compare at most this much on the writer (PATCH
+ * paths, members[…] walks): ~50 ms of comparisons. An Okta or Entra
+ * request compares a few kB; a filtered walk of a 150,000-member group
+ * ~10 MB. */
+#define SCIM__METER_WRITE_MAX ((size_t)64 << 20)
+/* On the loop, one entry of the budget (scim.h) buys this many bytes. */
+#define SCIM__METER_BYTES_PER_ENTRY 8192
+static inline bool scim__meter_over(const scim__meter *m) { return m && m->used > m->limit; }
+
 /* Evaluates on a resource as rendered (case-insensitive attribute names). */
-bool scim__filter_match(const scim__filter *f, const json_t *res);
+bool scim__filter_match(const scim__filter *f, const json_t *res, scim__meter *m);
 /* A value filter on one element of the multi-valued attribute `parent`
  * (caseExact follows parent.sub: members.value is exact). */
-bool scim__filter_match_in(const scim__filter *f, const json_t *elem, const char *parent);
+bool scim__filter_match_in(const scim__filter *f, const json_t *elem, const char *parent, scim__meter *m);
 
 /* PATCH paths: attrPath [ "[" valFilter "]" ] [ "." sub ], URN-aware. */
 typedef struct scim__path {

@@ -1,7 +1,8 @@
 /* tests/fuzz/fuzz_scim_filter.c — libFuzzer driver: SCIM filters and PATCH
  * paths from untrusted bytes (Okta/Entra send them; so can anyone with a
- * SCIM token). Parse, evaluate against a fixed resource, free: no crash,
- * no leak, no UB, bounded recursion. */
+ * SCIM token). Parse, evaluate against a fixed resource (unmetered, and
+ * metered: the same answer under the meter's limit), free: no crash, no
+ * leak, no UB, bounded recursion. */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -26,7 +27,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   scim__filter *f;
   char err[256];
   if (scim__filter_parse(s, &f, err, sizeof err) == 0) {
-    (void)scim__filter_match(f, resource);
+    bool whole = scim__filter_match(f, resource, NULL);
+    /* metered (scim_int.h): under its limit, the same answer; past it,
+     * false and over */
+    scim__meter m = {0, size * 8};
+    bool metered = scim__filter_match(f, resource, &m);
+    if (scim__meter_over(&m) ? metered : metered != whole) __builtin_trap();
     scim__filter_free(f);
   }
   scim__path p;

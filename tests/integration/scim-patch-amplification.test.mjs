@@ -51,3 +51,49 @@ test('a group\'s member values do not count toward the budget: many member opera
   assert.ok(r.status === 200 || r.status === 204, r.body.slice(0, 300));
   assert.deepEqual(await acme.memberIds(g.id), [u.id]);
 });
+
+// Found by review: a PATCH path's value filter was not capped like a
+// query's, a `co` compared at every offset of the value (value x literal),
+// and the budget above counts JSON values, not what filters compare: 20
+// operations `remove note[value co "aaa…ab"]` (a 100 kB literal) over a
+// 200 kB value held the writer 5 s, another tenant's POST waiting behind
+// it; 10,000 of them would pass Okta's 60 s. A request's value filters now
+// compare at most 64 MB (scim_int.h), paths are capped at 4,096
+// characters, and `co` is linear.
+test('a PATCH whose value filters compare too much is refused and changes nothing; the same filter once is fine', async () => {
+  const u = await acme.createUser('noted@amp.test', { note: [{ value: 'a'.repeat(200 * 1024) }, { value: 'keep' }] });
+  const before = await acme.fetch(`/Users/${u.id}`);
+  // 200 nodes over 200 kB: ~40 MB compared an operation
+  const path = `note[${Array(200).fill('value co "B"').join(' or ')}]`;
+  const two = await acme.patchOps(`/Users/${u.id}`, [{ op: 'remove', path }, { op: 'remove', path }]);
+  assertScimError(two, 400, { scimType: 'invalidSyntax' });
+  assert.match(two.json.detail, /compare too much/);
+  assert.deepEqual(await acme.fetch(`/Users/${u.id}`), before, 'nothing applied');
+  const one = await acme.patchOps(`/Users/${u.id}`, [{ op: 'remove', path }, { op: 'remove', path: 'note[value eq "keep"]' }]);
+  assert.equal(one.status, 200, one.body.slice(0, 300));
+  assert.equal(one.json.note.length, 1, 'the value without a "b" stays, "keep" is removed');
+  // a path longer than a query's filter may be
+  const long = await acme.patchOps(`/Users/${u.id}`, [{ op: 'remove', path: `note[value co "${'x'.repeat(4100)}"]` }]);
+  assertScimError(long, 400, { scimType: 'invalidPath' });
+  assert.match(long.json.detail, /longer than 4096/);
+});
+
+test('a group PATCH whose members filters compare too much is refused and changes nothing', async () => {
+  const ids = [];
+  for (let i = 0; i < 100; i += 20) {
+    const us = await Promise.all(Array.from({ length: 20 }, (_, k) => acme.createUser(`m${i + k}-${'a'.repeat(3900)}@amp.test`)));
+    ids.push(...us.map((x) => x.id));
+  }
+  const g = await acme.createGroup('Long names', ids);
+  // 200 nodes over 100 members' 3.9 kB names: ~80 MB compared
+  const path = `members[${Array(200).fill('display co "zz"').join(' or ')}]`;
+  const r = await acme.patchOps(`/Groups/${g.id}`, [{ op: 'remove', path }]);
+  assertScimError(r, 400, { scimType: 'invalidSyntax' });
+  assert.match(r.json.detail, /compare too much/);
+  assert.deepEqual((await acme.memberIds(g.id)).sort(), ids.slice().sort(), 'nobody removed');
+  // the same on a few members is fine
+  const small = await acme.createGroup('Few long names', ids.slice(0, 3));
+  const ok = await acme.patchOps(`/Groups/${small.id}`, [{ op: 'remove', path }]);
+  assert.ok(ok.status === 200 || ok.status === 204, ok.body.slice(0, 300));
+  assert.equal((await acme.memberIds(small.id)).length, 3, 'no name contains "zz"');
+});

@@ -220,3 +220,43 @@ test('an unfiltered page with a deep startIndex waits for a heavy-read slot like
     if (!released) x.destroy();
   }
 });
+
+// Found by review: a filter's work was spent as one entry of the loop's
+// budget a resource, whatever it compared. A `co` ran a comparison at every
+// offset of the value (value x literal), and a filter of hundreds of nodes
+// runs each over the resource: with a displayName an index answers in
+// front (groups' names are not unique), one SCIM token held the loop every
+// tenant shares for ~1 s a request with two groups it made itself. Each
+// comparison now spends its bytes (~20 MB of comparisons buy the loop's
+// budget; scim_int.h): past it the read is a heavy read like a scan.
+test('a filter whose comparisons pass the loop\'s budget waits for a heavy-read slot like a scan, then answers the same', async () => {
+  const big = 'a'.repeat(200 * 1024);
+  const mk = async (note) => {
+    const r = await delta.t.scim.post('/Groups', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'], displayName: 'noted', members: [], note });
+    assert.equal(r.status, 201, r.body.slice(0, 200));
+    return r.json.id;
+  };
+  await mk(big);
+  const marked = await mk(`${big}b`);
+  // 200 nodes of co over 200 kB: ~40 MB compared for the group without a "b"
+  const filter = `displayName eq "noted" and (${Array(200).fill('note co "B"').join(' or ')})`;
+  const x = await holdTheSlot();
+  let released = false;
+  try {
+    const o = { done: false };
+    o.p = delta.t.scim.get('/Groups?' + new URLSearchParams({ filter, excludedAttributes: 'note,members' })).then((r) => { o.done = true; return r; });
+    // what the loop may do is answered meanwhile: the same filter with one node
+    const one = await delta.t.scim.get('/Groups?' + new URLSearchParams({ filter: 'displayName eq "noted" and note co "B"', excludedAttributes: 'note,members' }));
+    assert.equal(one.status, 200, one.body.slice(0, 200));
+    assert.deepEqual(one.json.Resources.map((r) => r.id), [marked]);
+    await sleep(500);
+    assert.equal(o.done, false, 'the costly filter waits for the slot (not run on the loop)');
+    x.destroy();
+    released = true;
+    const r = await o.p;
+    assert.equal(r.status, 200, r.body.slice(0, 300));
+    assert.deepEqual(r.json.Resources.map((g) => g.id), [marked], 'the same answer as a scan');
+  } finally {
+    if (!released) x.destroy();
+  }
+});

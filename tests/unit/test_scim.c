@@ -40,7 +40,7 @@ static int match(const char *f) {
     return -1;
   }
   json_t *u = user();
-  int r = scim__filter_match(ft, u);
+  int r = scim__filter_match(ft, u, NULL);
   json_decref(u);
   scim__filter_free(ft);
   return r;
@@ -133,6 +133,72 @@ TEST(filter_errors_have_positions) {
   for (int i = 0; i < 40; i++) strcat(deep, ")");
   expect_error(deep, "nested too deeply", &ok);
   CHECK(ok);
+}
+
+/* Found by review: a filter's cost is not one unit a resource. A `co`
+ * ran a strncasecmp at every offset (value x literal), and a filter of
+ * hundreds of nodes runs each over the resource: tens of milliseconds a
+ * resource, on the loop or the writer. A meter charges every comparison
+ * its bytes; past its limit a match answers false and says so. */
+TEST(a_filter_is_metered_by_the_bytes_it_compares) {
+  json_t *u = user();
+  size_t big = 200 * 1024;
+  char *note = malloc(big + 2);
+  memset(note, 'a', big);
+  note[big] = 'b';
+  note[big + 1] = 0;
+  json_object_set_new(u, "note", json_string(note));
+  free(note);
+  /* 200 nodes of co over 200 kB: ~40 MB compared */
+  char f[4096] = "note co \"c\"";
+  for (int i = 1; i < 200; i++) strcat(f, " or note co \"c\"");
+  scim__filter *ft, *hit, *ci;
+  char err[200];
+  CHECK_INT(scim__filter_parse(f, &ft, err, sizeof err), 0);
+  CHECK_INT(scim__filter_parse("userName eq \"x\" or note co \"AB\"", &hit, err, sizeof err), 0);
+  CHECK_INT(scim__filter_parse("note co \"AAAB\"", &ci, err, sizeof err), 0);
+  /* unmetered: the answers (co stays case-insensitive for a non-caseExact attribute) */
+  CHECK(!scim__filter_match(ft, u, NULL));
+  CHECK(scim__filter_match(hit, u, NULL));
+  CHECK(scim__filter_match(ci, u, NULL));
+  /* under the limit: the same answers, and the work counted */
+  scim__meter m = {0, (size_t)64 << 20};
+  CHECK(!scim__filter_match(ft, u, &m));
+  CHECK(!scim__meter_over(&m));
+  CHECK(m.used >= 200 * big);
+  size_t one = m.used;
+  m.used = 0;
+  CHECK(scim__filter_match(hit, u, &m));
+  CHECK(m.used >= big && m.used < one / 100);
+  /* past it: false, and over */
+  scim__meter small = {0, 10 * big};
+  CHECK(!scim__filter_match(ft, u, &small));
+  CHECK(scim__meter_over(&small));
+  CHECK(small.used < 12 * big); /* it stopped there */
+  scim__meter tiny = {0, 8};
+  CHECK(!scim__filter_match(hit, u, &tiny));
+  CHECK(scim__meter_over(&tiny));
+  /* a not above the node that spent it does not turn its false into true */
+  scim__filter *neg;
+  CHECK_INT(scim__filter_parse("not (note co \"c\")", &neg, err, sizeof err), 0);
+  CHECK(scim__filter_match(neg, u, NULL));
+  scim__meter few = {0, 1024};
+  CHECK(!scim__filter_match(neg, u, &few));
+  CHECK(scim__meter_over(&few));
+  scim__filter_free(neg);
+  scim__filter_free(ft);
+  scim__filter_free(hit);
+  scim__filter_free(ci);
+  json_decref(u);
+  /* a PATCH path's value filter is capped like a query's */
+  char *longp = malloc(5000);
+  strcpy(longp, "emails[value co \"");
+  memset(longp + strlen(longp), 'x', 4100);
+  strcpy(longp + 17 + 4100, "\"]");
+  scim__path p;
+  CHECK(scim__path_parse(longp, &p, err, sizeof err) != 0);
+  CHECK(strstr(err, "longer than 4096") != NULL);
+  free(longp);
 }
 
 TEST(patch_paths) {
@@ -1306,6 +1372,7 @@ int main(void) {
   RUN(filter_logic_and_precedence);
   RUN(filter_value_paths_and_urns);
   RUN(filter_errors_have_positions);
+  RUN(a_filter_is_metered_by_the_bytes_it_compares);
   RUN(patch_paths);
   RUN(every_deactivation_form_reaches_the_hook_inside_the_txn);
   RUN(a_failing_hook_aborts_the_whole_write);
