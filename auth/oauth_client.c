@@ -11,6 +11,7 @@
 
 #include "auth/auth.h"
 #include "auth/jose.h"
+#include "store/text.h"
 
 /* ---- URIs */
 
@@ -154,13 +155,20 @@ static int bad(char *err, size_t errlen, int code, const char *msg) {
 
 /* printable UTF-8 without control characters (jansson validated UTF-8):
  * neither C0 nor DEL nor C1 (U+0080..U+009F, UTF-8 C2 80..C2 9F — CSI,
- * U+009B, is ESC [ to a terminal that shows an admin the client list) */
+ * U+009B, is ESC [ to a terminal that shows an admin the client list),
+ * nor a bidi control (store/text.h: found by review, a name ending in
+ * U+2069 U+202E closed the consent page's isolate around it and turned
+ * the page's warning "a name it chose: not verified" backwards) */
 static bool text_ok(const json_t *v, size_t max) {
   const char *s = json_string_value(v);
-  if (!s || json_string_length(v) == 0 || json_string_length(v) > max || strlen(s) != json_string_length(v))
-    return false;
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+  size_t n = json_string_length(v);
+  if (!s || n == 0 || n > max || strlen(s) != n) return false;
+  for (size_t i = 0; i < n; i++) {
+    const unsigned char *p = (const unsigned char *)s + i;
     if (*p < 0x20 || *p == 0x7f || (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)) return false;
+    size_t len = 0;
+    if (*p >= 0xc0 && st_text_reorders(st_text_hidden_at(p, n - i, &len))) return false;
+  }
   return true;
 }
 
@@ -220,7 +228,7 @@ int auth_oauth_client_validate(const json_t *meta, const char *cimd_url, json_t 
     if (!text_ok(nm, AUTH_OAUTH_NAME_MAX)) {
       json_decref(out);
       return bad(err, errlen, AUTH_EOAUTH_METADATA,
-                 "\"client_name\" must be a string of 1 to 200 bytes without control characters");
+                 "\"client_name\" must be a string of 1 to 200 bytes without control or bidi characters");
     }
     json_object_set(out, "client_name", nm);
   }

@@ -62,6 +62,7 @@
 #include "store/dir.h"
 #include "store/seal.h"
 #include "store/tenant.h"
+#include "store/text.h"
 #include "store/token.h"
 #include "vault/vault.h"
 #include "web/web.h"
@@ -409,16 +410,22 @@ static void consent_page(gw_req *req, const char *tenant, const auth_oauth_code 
     json_decref(u);
     st_txn_end(txn);
   }
-  const char *kv[] = {"tenant", tenant, "client_name", c->client_name[0] ? c->client_name : "an unnamed application",
+  /* the name as shown: a code point that hides or reorders text is
+   * written as its escape (store/text.h) — a registration refuses the
+   * reordering ones, but a name stored before that rule, or one that only
+   * hides, must not disguise itself or turn the page's warning backwards */
+  char *name = st_text_shown(c->client_name[0] ? c->client_name : "an unnamed application");
+  const char *kv[] = {"tenant", tenant, "client_name", name ? name : "an unnamed application",
                       "client_id", c->client_id, "user", user, "resource", resource, "redirect_host", host,
                       "request", sealed, "csrf", s->csrf, NULL};
   char *out = NULL;
   size_t len = 0;
   /* Allow and Deny are answered with a redirect to the client */
   pages__headers_form_to(req, c->redirect_uri);
-  if (web_render("consent.html", kv, &out, &len) == 0) gw_respond(req, 200, "text/html; charset=utf-8", out, len);
+  if (name && web_render("consent.html", kv, &out, &len) == 0) gw_respond(req, 200, "text/html; charset=utf-8", out, len);
   else gw_respond_error(req, 500, "internal", "the consent page cannot be rendered");
   free(out);
+  free(name);
   free(sealed);
 }
 

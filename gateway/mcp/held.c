@@ -90,6 +90,7 @@
 #include "store/dir.h"
 #include "store/seal.h"
 #include "store/tenant.h"
+#include "store/text.h"
 
 #define HELD_PENDING_MAX 10
 #define HELD_ARGS_MAX 8192 /* bytes of redacted arguments a reviewer sees */
@@ -373,47 +374,11 @@ static void decided_since(gw_exchange *x) {
   json_decref(rec);
 }
 
-/* Invisible or text-reordering code points: Default_Ignorable_Code_Point,
- * General_Category Cf, the C1 controls and U+2028/2029 (Unicode 17) — the
- * set the reviewers' page shows as escapes (web/assets/approvals.js), so a
- * value can neither hide nor disguise what it is in either place: bidi
- * controls, zero-width ones, fillers, variation selectors, and in the
- * astral planes the tag characters (U+E0000..E007F, a whole text no reader
- * sees: "ASCII smuggling"), the variation selectors supplement and the
- * musical and shorthand format controls. Sorted, inclusive. */
-static const struct {
-  unsigned lo, hi;
-} hidden_ranges[] = {
-    {0x80, 0x9F},       {0xAD, 0xAD},       {0x34F, 0x34F},     {0x600, 0x605},     {0x61C, 0x61C},
-    {0x6DD, 0x6DD},     {0x70F, 0x70F},     {0x890, 0x891},     {0x8E2, 0x8E2},     {0x115F, 0x1160},
-    {0x17B4, 0x17B5},   {0x180B, 0x180F},   {0x200B, 0x200F},   {0x2028, 0x202E},   {0x2060, 0x206F},
-    {0x3164, 0x3164},   {0xFE00, 0xFE0F},   {0xFEFF, 0xFEFF},   {0xFFA0, 0xFFA0},   {0xFFF0, 0xFFFB},
-    {0x110BD, 0x110BD}, {0x110CD, 0x110CD}, {0x13430, 0x1343F}, {0x1BCA0, 0x1BCA3}, {0x1D173, 0x1D17A},
-    {0xE0000, 0xE0FFF},
-};
-
-/* The code point of the 2-, 3- or 4-byte UTF-8 sequence at s (n bytes
- * left, its length in *len) when it is one of hidden_ranges, else 0. */
-static unsigned hidden_at(const unsigned char *s, size_t n, size_t *len) {
-  unsigned cp = 0;
-  if (n >= 2 && (s[0] & 0xE0) == 0xC0 && (s[1] & 0xC0) == 0x80) {
-    cp = ((s[0] & 0x1Fu) << 6) | (s[1] & 0x3Fu), *len = 2;
-  } else if (n >= 3 && (s[0] & 0xF0) == 0xE0 && (s[1] & 0xC0) == 0x80 && (s[2] & 0xC0) == 0x80) {
-    cp = ((s[0] & 0x0Fu) << 12) | ((s[1] & 0x3Fu) << 6) | (s[2] & 0x3Fu), *len = 3;
-  } else if (n >= 4 && (s[0] & 0xF8) == 0xF0 && (s[1] & 0xC0) == 0x80 && (s[2] & 0xC0) == 0x80 &&
-             (s[3] & 0xC0) == 0x80) {
-    cp = ((s[0] & 0x07u) << 18) | ((s[1] & 0x3Fu) << 12) | ((s[2] & 0x3Fu) << 6) | (s[3] & 0x3Fu), *len = 4;
-  }
-  for (size_t i = 0; cp && i < sizeof hidden_ranges / sizeof hidden_ranges[0]; i++)
-    if (cp >= hidden_ranges[i].lo && cp <= hidden_ranges[i].hi) return cp;
-  return 0;
-}
-
 /* s appended to b for Slack's mrkdwn: &, < and > escaped (so an argument
  * cannot mention @channel or forge a link), ` as a look-alike, control
  * characters (U+0000..001F, U+007F: a tool name is the client's, and a
  * line break in it would start a line of the gateway's message the
- * client writes) and hidden characters (hidden_at) as \uXXXX, or
+ * client writes) and hidden characters (store/text.h) as \uXXXX, or
  * \u{XXXXX} past the BMP as the page writes them, at most max bytes of s
  * (cut at a character boundary, "…" after a cut) */
 static void slack_append(gw_buf *b, const char *s, size_t max) {
@@ -425,7 +390,7 @@ static void slack_append(gw_buf *b, const char *s, size_t max) {
   }
   for (size_t i = 0; i < n; i++) {
     size_t hl = 0;
-    unsigned cp = (unsigned char)s[i] >= 0xC0 ? hidden_at((const unsigned char *)s + i, n - i, &hl) : 0;
+    unsigned cp = (unsigned char)s[i] >= 0xC0 ? st_text_hidden_at((const unsigned char *)s + i, n - i, &hl) : 0;
     if (cp) {
       if (cp > 0xFFFF) gw_buf_printf(b, "\\u{%x}", cp);
       else gw_buf_printf(b, "\\u%04x", cp);

@@ -125,3 +125,34 @@ test('the same client again goes straight back with a code; a second client is a
   assert.match(await page.locator('h1').textContent(), /Second Client/);
   alice.check('asked again');
 });
+
+// Found by review: client_name refused control characters but not bidi
+// controls. A name ending in U+2069 U+202E (POP DIRECTIONAL ISOLATE, RIGHT-
+// TO-LEFT OVERRIDE) closed the <bdi> isolate chromium builds around it and
+// turned the rest of the heading and the page's warning "(a name it chose:
+// not verified by mcpgate)" backwards. Registration now refuses bidi
+// controls, and the page writes any code point that hides text as its
+// escape (store/text.h), so a name cannot disguise itself either.
+test('a client_name with bidi controls is refused; one with hidden characters shows them as escapes on the consent page', async () => {
+  const { fx, listener, mcpUrl } = f;
+  assert.ok(alice, 'the first test ran');
+  const { page } = alice;
+  for (const name of ['Claude Code\u2069\u202E', 'Claude Code\u202E', 'a\u2066b', 'x\u200Fy', 'x\u061C']) {
+    const r = await fetch(`${fx.base('acme')}/oauth/register`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ client_name: name, redirect_uris: [listener.url('/callback')] }),
+    });
+    assert.equal(r.status, 400, `${JSON.stringify(name)}: ${r.status}`);
+    const j = await r.json();
+    assert.equal(j.error, 'invalid_client_metadata');
+    assert.match(j.error_description, /bidi/);
+  }
+  const hidden = new MemoryProvider({ redirectUrl: listener.url('/callback'), clientName: 'Claude\u200B Code\u{E0041}' });
+  const url = await startAuthorization(mcpUrl, hidden);
+  await page.goto(url.href);
+  await consentHeading(page).waitFor();
+  const h1 = await page.locator('h1').textContent();
+  assert.ok(h1.includes('Allow “Claude\\u200b Code\\u{e0041}” to use your tools?'), h1);
+  assert.ok(!/[\u200B\u{E0041}]/u.test(await page.title()), 'nor hidden in the title');
+  alice.check('hidden characters shown');
+});
