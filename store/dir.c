@@ -353,7 +353,7 @@ struct st__cut {
  * it ends when none is left):
  *   IDP     an IdP's deactivation or deletion ("put", "patch", "delete"):
  *           ended by the IdP's next word on active (st_dir_user_cut_end)
- *           or a reactivation;
+ *           or a reactivation, never by the admin's restore;
  *   ADMIN   an admin's revoke ("revoke"): ended by the admin's block or
  *           restore, never by the IdP's writes;
  *   LOGOUT  Okta's Universal Logout ("logout"): ended by a sign-out of
@@ -362,6 +362,8 @@ struct st__cut {
  *           whatever ends it must
  *           have deleted the credentials the logout could not, or they
  *           would work again.
+ * So must whatever ends an IDP or ADMIN mark while the user is active
+ * (cut_sign_out_first): the cut deleted nothing either.
  * A committed deactivation or deletion, a block and the tenant's deletion
  * end every kind: their transactions deleted every credential. */
 enum { CUT_K_IDP = 1, CUT_K_ADMIN = 2, CUT_K_LOGOUT = 4, CUT_K_ALL = 7 };
@@ -747,9 +749,29 @@ static int cut_end_after(st_txn *t, const char *tenant, const char *id, uint8_t 
   return rc;
 }
 
+/* A cut that could not be written left the user's credentials stored
+ * (only the mark refuses them): whatever ends the mark while the user is
+ * active signs them out in the same transaction first — deleting what the
+ * cut would have, the upstream grants' revocation queued — or the stolen
+ * laptop's token, session and upstream grants would work again (found by
+ * review). Nothing when the user has none of those marks, or is inactive
+ * (its deactivation deleted them). */
+static int user_emit(st_txn *txn, int kind, const char *tenant, const char *uid, const json_t *user,
+                     const char *via);
+static int cut_sign_out_first(st_txn *txn, const char *tenant, const char *uid, uint8_t kinds, const char *via) {
+  if (!(cut_kinds(txn->st, tenant, uid) & kinds)) return 0;
+  json_t *u;
+  int rc = res_get(txn, tenant, ST_DIR_USER, uid, &u);
+  if (rc) return rc == ST_ENOTFOUND ? 0 : rc;
+  if (st_dir_user_record_active(u)) rc = user_emit(txn, ST_DIR_EV_USER_SIGNED_OUT, tenant, uid, u, via);
+  json_decref(u);
+  return rc;
+}
+
 int st_dir_user_cut_end(st_txn *t, const char *tenant, const char *id) {
   if (!t || !t->write || !tenant || !id || !id[0]) return ST_EINVAL;
-  return cut_end_after(t, tenant, id, CUT_K_IDP);
+  int rc = cut_sign_out_first(t, tenant, id, CUT_K_IDP, "settle");
+  return rc ? rc : cut_end_after(t, tenant, id, CUT_K_IDP);
 }
 
 int st__dir_cut_settle(st_txn *t, int kind, const void *event) {
@@ -769,7 +791,7 @@ int st__dir_cut_settle(st_txn *t, int kind, const void *event) {
    * sign-out deleted the credentials a logout could not. */
   uint8_t ends = kind == ST_DIR_EV_USER_SIGNED_OUT ? CUT_K_LOGOUT
                  : kind != ST_DIR_EV_USER_REACTIVATED ? CUT_K_ALL
-                 : ev->via && !strcmp(ev->via, "restore") ? CUT_K_IDP | CUT_K_ADMIN
+                 : ev->via && !strcmp(ev->via, "restore") ? CUT_K_ADMIN
                                                           : CUT_K_IDP;
   return cut_end_after(t, ev->tenant, ev->id, ends);
 }
@@ -832,13 +854,14 @@ int st_dir_user_unblock(st_txn *txn, const char *tenant, const char *uid, bool *
   } else if (rc == ST_ENOTFOUND) {
     rc = 0;
   }
-  /* the admin's restore lifts a cut in memory too (a revoke that could not
-   * be written left no block to delete). A logout that could not be
-   * written left the user's credentials: the restore signs them out first
-   * (its commit ends that mark), so they sign in afresh. */
-  if (!rc && (cut_kinds(txn->st, tenant, uid) & CUT_K_LOGOUT))
-    rc = user_emit(txn, ST_DIR_EV_USER_SIGNED_OUT, tenant, uid, u, "restore");
-  if (!rc) rc = cut_end_after(txn, tenant, uid, CUT_K_IDP | CUT_K_ADMIN);
+  /* the admin's restore lifts the admin's cut in memory too (a revoke
+   * that could not be written left no block to delete) and a logout's; not
+   * the IdP's, which only the IdP's word ends (a written deactivation
+   * stays too). Those cuts left the user's credentials: the restore signs
+   * them out first (its commit ends a logout's mark), so they sign in
+   * afresh. */
+  if (!rc) rc = cut_sign_out_first(txn, tenant, uid, CUT_K_LOGOUT | CUT_K_ADMIN, "restore");
+  if (!rc) rc = cut_end_after(txn, tenant, uid, CUT_K_ADMIN);
   json_decref(u);
   return rc;
 }

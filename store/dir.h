@@ -193,9 +193,10 @@ bool st_dir_user_usable(st_txn *txn, const char *tenant, const json_t *user);
  * those two. The mark ends when the IdP's next word on "active" for the
  * user commits (a deactivation or deletion: the store then says it
  * itself; a write that sets active: the IdP's latest word — scim/ calls
- * st_dir_user_cut_end; a write of other attributes does not end it), an
- * admin's block or restore of them commits, or the tenant is marked
- * deleting (every mark of it). A restart keeps it: the main store logs
+ * st_dir_user_cut_end, which signs an active user out in that
+ * transaction, since the cut deleted nothing; a write of other attributes
+ * does not end it), an admin's block of them commits, or the tenant is
+ * marked deleting (every mark of it). A restart keeps it: the main store logs
  * every change to <dir>/unwritten-cuts and reads it back at open (no
  * fsync: a process restart, not a host crash). The
  * snapshot (st_txn_snapshot) changes with every mark, so caches keyed on
@@ -206,7 +207,8 @@ bool st_dir_user_usable(st_txn *txn, const char *tenant, const json_t *user);
 #define ST_DIR_CUT_TENANT_MAX 1024 /* of one tenant */
 /* via as in st_dir_event ("patch", "put", "delete"; "revoke": an admin's
  * revoke that could not be written — that mark outlives the IdP's writes
- * and ends when the admin's block or restore commits; "logout": Okta's
+ * and ends when the admin's block or restore commits (a restore signs the
+ * user out first); "logout": Okta's
  * Universal Logout that could not be written — the user's credentials
  * are still stored, so only a sign-out of them that commits ends it
  * (Okta's retry; the user's next sign-in or the admin's restore, each
@@ -272,7 +274,9 @@ int st_dir_hook_membership_cut(st_store *st, st_dir_mcut_fn fn, void *ctx);
 
 /* The IdP's word on the user's "active": after txn (a write) commits, the
  * mark of tenant/id ends, if there is one then and an admin's revoke did
- * not make it. scim/ calls it for every committed write that sets active
+ * not make it; an active user with such a mark is signed out in txn
+ * (USER_SIGNED_OUT, via "settle": the unwritten deactivation deleted
+ * none of their credentials). scim/ calls it for every committed write that sets active
  * (a reactivation of a user the store never saw deactivated changes
  * nothing stored). The store itself ends marks, an admin's too, on every
  * committed deactivation or deletion, an admin's block or restore, and
@@ -304,7 +308,9 @@ int st_dir_user_block_get(st_txn *txn, const char *tenant, const char *uid, json
 int st_dir_user_block(st_txn *txn, const char *tenant, const char *uid, const json_t *info, bool *already);
 /* Write txn: lifts the block (*was: whether there was one) and emits
  * USER_REACTIVATED (via "restore") when SCIM has the user active. Nothing
- * that the block deleted comes back. ST_ENOTFOUND for no such user. */
+ * that the block deleted comes back. Ends an admin's or a logout's mark
+ * (above), signing an active user out first (USER_SIGNED_OUT, via
+ * "restore"); not the IdP's. ST_ENOTFOUND for no such user. */
 int st_dir_user_unblock(st_txn *txn, const char *tenant, const char *uid, bool *was);
 /* Write txn: deletes the block key if any (scim/ when it deletes the user). */
 int st_dir_user_block_forget(st_txn *txn, const char *tenant, const char *uid);

@@ -512,11 +512,14 @@ static int on_user_gone(st_txn *txn, int kind, const void *event, void *ctx) {
   /* a DELETE of an active user deactivates first: counted there; the one
    * sign-out everywhere there is, Okta's Universal Logout */
   /* a sign-out by the admin's restore or the user's sign-in completes a
-   * logout that could not be written, counted when it came */
+   * logout that could not be written, counted when it came; by the IdP's
+   * word that ends a deactivation that could not be written ("settle",
+   * store/dir.h), that deactivation, counted alike */
   /* a SCIM write that contradicted the e-mail binding the user was reached
    * by signs them out (auth/login.h rule a): counted as that write */
   if (kind == ST_DIR_EV_USER_SIGNED_OUT)
-    r.trigger = ev->via && (!strcmp(ev->via, "restore") || !strcmp(ev->via, "signin")) ? GW_REV_NONE
+    r.trigger = ev->via && (!strcmp(ev->via, "restore") || !strcmp(ev->via, "signin") || !strcmp(ev->via, "settle"))
+                    ? GW_REV_NONE
                 : ev->via && (!strcmp(ev->via, "put") || !strcmp(ev->via, "patch")) ? user_trigger(ev->via)
                                                                                       : GW_REV_UNIVERSAL_LOGOUT;
   else if (kind == SCIM_EV_USER_DEACTIVATED && ev->via) r.trigger = user_trigger(ev->via);

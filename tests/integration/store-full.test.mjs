@@ -332,11 +332,16 @@ test("without a reserve an admin's revoke that cannot be written still cuts, unt
   fx.url = `${gw2.url}/t/acme/mcp/everything`;
   t.admin = (m, p, b) => api(gw2.port, t.opToken, m, `/admin/v1/tenants/acme${p}`, b);
   assert.equal((await mcpPost(fx.url, initializeBody(1), { token: fx.tokens.alice })).status, 401, 'still cut after a restart');
-  // the admin's restore (no block was stored: nothing to write) lifts it
+  // the admin's restore lifts it, signing alice out as the revoke would
+  // have (found by review: the unwritten revoke deleted nothing, and the
+  // stolen laptop's token worked again after the restore)
   const rs = await t.admin('POST', `/users/${alice.id}/restore`);
   assert.equal(rs.status, 200, rs.body);
   assert.equal(await metric(fx.gw, t.opToken, 'mcpgate_store_users_cut_in_memory'), 0);
-  assert.equal((await mcpPost(fx.url, initializeBody(1), { token: fx.tokens.alice })).status, 200, 'alice back after restore');
+  assert.equal((await mcpPost(fx.url, initializeBody(1), { token: fx.tokens.alice })).status, 401, "the old token is gone after the restore");
+  const fresh = await t.admin('POST', '/tokens', { user: alice.userName, name: 'new laptop' });
+  assert.equal(fresh.status, 201, fresh.body);
+  assert.equal((await mcpPost(fx.url, initializeBody(1), { token: JSON.parse(fresh.body).token })).status, 200, 'alice back with a new token');
   await assertGatewayUp(fx.gw);
 });
 
@@ -426,4 +431,46 @@ test('without a reserve a member removal or group DELETE that cannot be written 
   const back = await scim2.patchOps(`/Groups/${eng.id}`, [{ op: 'add', path: 'members', value: [{ value: alice }] }]);
   assert.equal(back.status, 200, back.body);
   assert.ok(await echoes('alice'), 'alice is in Engineers again');
+});
+
+// Found by review: an Okta deactivation the full store could not write
+// cut the user in memory only — the tokens, sessions and grants it would
+// have deleted stayed stored — and the IdP's next word on active (a
+// reactivation, which changes nothing stored and so commits even now)
+// ended the mark without signing the user out: the stolen laptop's token
+// and MCP session worked again. An admin's restore, meant for the admin's
+// own incident block, lifted the IdP's mark too. Whatever ends such a mark
+// now signs the user out in the same transaction (store/dir.c), and a
+// restore ends only the admin's and a logout's marks.
+test('an unwritten Okta deactivation ended by a reactivation or an admin restore revives nothing from before it', async () => {
+  const fx = await startProxyFixture({ gatewayArgs: ['--store-map-size', '1M', '--store-reserve', '0'] });
+  fixtures.push(fx);
+  const { t } = fx;
+  const bob = await t.scim.fetch(`/Users/${fx.users.bob.id}`);
+  const alice = await t.scim.fetch(`/Users/${fx.users.alice.id}`);
+  const big = (u) => ({ ...u, schemas: [URN.USER, URN.ENT], [URN.ENT]: { department: 'd'.repeat(9000) } });
+  assert.equal((await t.scim.put(`/Users/${bob.id}`, big(bob))).status, 200);
+  assert.equal((await t.scim.put(`/Users/${alice.id}`, big(alice))).status, 200);
+  const bobS = await rawSession(fx.url, fx.tokens.bob);
+  assert.equal((await bobS.request('tools/list', {})).status, 200);
+  assert.ok(await fill(t.scim) > 5);
+  // IT deactivates both in Okta: cannot be written, cut in memory
+  for (const u of [bob, alice]) {
+    const d = await t.scim.put(`/Users/${u.id}`, { ...big(u), active: false });
+    assertScimError(d, 507, { detail: STORE_FULL });
+  }
+  assert.equal((await mcpPost(fx.url, initializeBody(1), { token: fx.tokens.bob })).status, 401, 'cut in memory');
+  // Okta reactivates bob: his old token and session stay dead, a new token works
+  const re = await t.scim.patchOps(`/Users/${bob.id}`, [{ op: 'replace', value: { active: true } }]);
+  assert.equal(re.status, 200, re.body);
+  assert.equal((await mcpPost(fx.url, initializeBody(1), { token: fx.tokens.bob })).status, 401, "bob's old token after the reactivation");
+  assert.equal((await bobS.request('tools/list', {})).status, 401, "bob's old MCP session after the reactivation");
+  const fresh = await t.admin('POST', '/tokens', { user: bob.userName, name: 'new laptop' });
+  assert.equal(fresh.status, 201, fresh.body);
+  assert.equal((await mcpPost(fx.url, initializeBody(1), { token: JSON.parse(fresh.body).token })).status, 200, 'bob back with a new token');
+  // an admin's restore of alice is not Okta's word: she stays cut
+  const rs = await t.admin('POST', `/users/${alice.id}/restore`);
+  assert.equal(rs.status, 200, rs.body);
+  assert.equal((await mcpPost(fx.url, initializeBody(1), { token: fx.tokens.alice })).status, 401, "alice after the admin's restore");
+  assert.equal(await metric(fx.gw, t.opToken, 'mcpgate_store_users_cut_in_memory'), 1, 'her mark stays');
 });

@@ -935,12 +935,17 @@ TEST(cut_in_memory_by_a_logout) {
   /* a restore of a user with no logout mark signs nobody out */
   CHECK_INT(st_write_sync(st, block_fn, &b), 0);
   CHECK_INT(n_cut[2], signed_out + 2);
-  /* an IdP mark and a logout mark: the IdP's word ends only its own part */
+  /* an IdP mark and a logout mark: the IdP's word ends the IdP's part by
+   * signing the user out (the unwritten deactivation deleted nothing),
+   * which ends the logout's part too */
   CHECK_INT(st_dir_user_cut_unwritten(st, "acme", hal, "patch"), 0);
   CHECK_INT(st_dir_user_cut_unwritten(st, "acme", hal, "logout"), 0);
   CHECK_INT(scim("acme", "PATCH", path, PATCH_OP("{\"op\":\"replace\",\"path\":\"active\",\"value\":true}"), NULL), 200);
-  CHECK(st_dir_user_cut_marked(st, "acme", hal));
+  CHECK_INT(n_cut[2], signed_out + 3);
+  CHECK_STR(cut_via, "settle");
+  CHECK(!st_dir_user_cut_marked(st, "acme", hal));
   /* a committed deactivation ends every kind */
+  CHECK_INT(st_dir_user_cut_unwritten(st, "acme", hal, "logout"), 0);
   CHECK_INT(scim("acme", "PATCH", path, PATCH_OP("{\"op\":\"replace\",\"path\":\"active\",\"value\":false}"), NULL), 200);
   CHECK(!st_dir_user_cut_marked(st, "acme", hal));
   CHECK_INT(scim("acme", "PATCH", path, PATCH_OP("{\"op\":\"replace\",\"path\":\"active\",\"value\":true}"), NULL), 200);
