@@ -960,6 +960,7 @@ static void pages_dispatch(gw_req *req) {
   if (req->path[strlen(req->path) - 1] != '/' && rest[0] == 0) { /* /t/{t} */
     char loc[96];
     snprintf(loc, sizeof loc, "/t/%s/", tenant);
+    security_headers(req);
     gw_resp_header(req, "Location", loc);
     gw_respond(req, 308, NULL, NULL, 0);
     return;

@@ -870,6 +870,22 @@ void gw_respond_json(gw_req *req, int status, json_t *j) {
   free(s);
 }
 
+static bool resp_has(const gw__req_priv *p, const char *name) {
+  for (int i = 0; i < p->nresp; i++)
+    if (!strcasecmp(p->resp[i].name, name)) return true;
+  return false;
+}
+
+/* The gateway's own error bodies are JSON that nothing needs to run, frame
+ * or sniff: whatever the route (a page's path, an unknown one), they say
+ * so, unless the handler chose its own headers (found by review: a page
+ * path's 404/405/308 carried none of the pages' headers). */
+static void error_headers(gw_req *req) {
+  if (!resp_has(req->priv, "X-Content-Type-Options")) gw_resp_header(req, "X-Content-Type-Options", "nosniff");
+  if (!resp_has(req->priv, "Content-Security-Policy"))
+    gw_resp_header(req, "Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'");
+}
+
 void gw_respond_error(gw_req *req, int status, const char *code, const char *fmt, ...) {
   char msg[1024];
   va_list ap;
@@ -880,6 +896,7 @@ void gw_respond_error(gw_req *req, int status, const char *code, const char *fmt
   json_object_set_new(j, "error", json_string(code));
   json_t *m = json_string(msg);
   json_object_set_new(j, "message", m ? m : json_string("(invalid message)"));
+  error_headers(req);
   gw_respond_json(req, status, j);
 }
 
