@@ -81,6 +81,7 @@ typedef struct gtr_flow {
   /* the job's */
   int outcome;               /* 0 signed out; ST_ENOTFOUND, AUTH_EGTR_SUBJECT_ISS, AUTH_EAMBIGUOUS */
   char uid[ST_DIR_ID_LEN + 1];
+  const char *why;           /* a static string: why the sign-out could not be written */
 } gtr_flow;
 
 static gw_pages *pages_of(gw_req *req) { return req->lp->srv->pages; }
@@ -200,6 +201,17 @@ static bool cut_in_memory(gtr_flow *f) {
   return st_dir_user_cut_unwritten(st, f->tenant, uid, "logout") == 0;
 }
 
+/* the 422 once every loop ended what the cut in memory took away
+ * (gw_loop_after_fanout), as a committed sign-out's answer (found by
+ * review: it left first) */
+static void cut_settled(int ignored, void *arg) {
+  (void)ignored;
+  gtr_flow *f = arg;
+  answer(f->req, 422, "unable_to_logout",
+         "the gateway could not write the sign-out (%s); the user is cut in memory until it is written", f->why);
+  flow_free(f);
+}
+
 static void done_sign_out(int status, void *arg) {
   gtr_flow *f = arg;
   gw_req *req = f->req;
@@ -222,6 +234,8 @@ static void done_sign_out(int status, void *arg) {
              "refused, live streams ended — until a sign-out of them is written (Okta's retry, or an admin's "
              "restore once the store has room)",
              auth_strerror(status), f->uid);
+      f->why = why;
+      if (gw_loop_after_fanout(f->lp, cut_settled, f) == 0) return;
       answer(req, 422, "unable_to_logout",
              "the gateway could not write the sign-out (%s); the user is cut in memory until it is written", why);
     } else {

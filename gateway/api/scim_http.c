@@ -294,6 +294,7 @@ typedef struct scim_job {
   bool finish_send; /* job_finish: answer the request on the loop (else: its client is gone, drop it) */
   char token_id[32]; /* the SCIM token that authenticated the request (its id) */
   bool gone;         /* still_authorized said no: the reply is a 401 */
+  int cut_status;    /* the write's status while its reply waits for a cut in memory to fan out */
 } scim_job;
 
 static void job_free(scim_job *j) {
@@ -678,8 +679,20 @@ static void members_start(scim_job *j) {
   job_finish(j, true);
 }
 
+static void job_reply(int status, scim_job *j);
+
+/* The cuts in memory below fanned out to every loop: the reply waits until
+ * each ended what they cut (gw_loop_after_fanout), as a committed cut's
+ * reply does (found by review: the 507 left first) */
+static void cut_settled(int ignored, void *arg) {
+  (void)ignored;
+  scim_job *j = arg;
+  job_reply(j->cut_status, j);
+}
+
 static void job_done(int status, void *arg) {
   scim_job *j = arg;
+  bool cut = false;
   /* revocations queued by this commit ended live exchanges already: the
    * loop's port drains them before every done callback (server.c) */
   if (status < 0 && j->rs.cut_user[0]) {
@@ -688,6 +701,7 @@ static void job_done(int status, void *arg) {
      * closed; store/dir.h) */
     gw_log_ctx lc = {j->rq.tenant, NULL};
     int rc = st_dir_user_cut_unwritten(j->store, j->rq.tenant, j->rs.cut_user, scim_via(&j->rq));
+    cut = cut || rc == 0;
     snprintf(j->req->audit_note, sizeof j->req->audit_note, "not written; user %s %s", j->rs.cut_user,
              rc == 0 ? "cut in memory" : "NOT cut (no room in memory)");
     if (rc == 0)
@@ -700,8 +714,19 @@ static void job_done(int status, void *arg) {
   }
   bool commit_failed = status < 0 && status >= ST_ERR_LAST && status <= ST_ERR_FIRST;
   if ((commit_failed || (status < 0 && j->rs.store_failed)) && j->rs.cut_group[0] &&
-      (j->rs.cut_group_all || json_array_size(j->rs.cut_members)))
+      (j->rs.cut_group_all || json_array_size(j->rs.cut_members))) {
     cut_memberships(j);
+    cut = true;
+  }
+  if (cut) {
+    j->cut_status = status;
+    if (gw_loop_after_fanout(j->req->lp, cut_settled, j) == 0) return;
+  }
+  job_reply(status, j);
+}
+
+static void job_reply(int status, scim_job *j) {
+  bool commit_failed = status < 0 && status >= ST_ERR_LAST && status <= ST_ERR_FIRST;
   if (commit_failed) {
     /* the commit itself failed: nothing was written */
     scim_resp_clear(&j->rs);

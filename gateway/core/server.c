@@ -61,6 +61,14 @@ int gw_loop_submit(gw_loop *lp, st_job_fn fn, st_done_fn done, void *arg) {
   return lp->port ? st_submit(lp->srv->store, lp->port, fn, done, arg) : ST_ECLOSED;
 }
 
+static int no_write(st_txn *txn, void *arg) {
+  (void)txn;
+  (void)arg;
+  return 0;
+}
+
+int gw_loop_after_fanout(gw_loop *lp, st_done_fn done, void *arg) { return gw_loop_submit(lp, no_write, done, arg); }
+
 bool gw_test_hook_ms(const char *name, uint64_t max, const char *what, uint64_t *out) {
   const char *v = getenv(name);
   if (!v || !*v) return false;

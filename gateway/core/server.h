@@ -130,6 +130,15 @@ int gw_data_lock(const char *data_dir);
  * writer thread instead: a transfer's last callback during the loop's
  * close would then touch loop state from another thread.) Loop thread. */
 int gw_loop_submit(gw_loop *lp, st_job_fn fn, st_done_fn done, void *arg);
+/* done(status, arg) on lp's loop once what every loop was told to end
+ * before this call has ended (revocations fanned out: the port's gate
+ * holds every done until every loop applied them, or until
+ * revocation_fanout_timeout_ms; st_port_gate) — a job that writes
+ * nothing, through lp's port. For a reply whose cause did not commit (a
+ * cut the store could not write: st_dir_user_cut_unwritten), so it leaves
+ * after the streams it ended, as a committed cut's reply does. 0, or
+ * gw_loop_submit's error (done is then not called: reply at once). */
+int gw_loop_after_fanout(gw_loop *lp, st_done_fn done, void *arg);
 
 /* Between begin and end, a SIGBUS or SIGSEGV (a damaged page sending LMDB
  * outside the file of the store in store_dir) writes one error log line

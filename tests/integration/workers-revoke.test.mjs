@@ -51,3 +51,47 @@ test('past revocation_fanout_timeout_ms the reply goes anyway: logged, counted, 
   await f.gw.stop();
 });
 
+
+// Found by review: a cut the store could not write (a full store without
+// reserve) is made in memory from the write's done callback, after the
+// port's gate had let that done through: its answer ("cut in memory") left
+// before any loop ended the user's streams. The answer now waits for the
+// fan-out like a committed cut's (gw_loop_after_fanout).
+test('an unwritten revoke and an unwritten deactivation answer only after every loop ended the user\'s streams', async () => {
+  const f = await fixture({ env: { MCPGATE_TEST_FANOUT_DELAY_MS: '1500' },
+    args: ['--revocation-fanout-timeout-ms', '20000', '--store-map-size', '1M', '--store-reserve', '0'] });
+  try {
+    const aliceStreams = await openStreams(f, f.alice, 6);
+    const bobStreams = await openStreams(f, f.bob, 6);
+    const oktaUser = (userName, n) => ({
+      schemas: ['urn:ietf:params:scim:schemas:core:2.0:User', 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User'],
+      userName, active: true, ...(n ? { 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User': { department: 'd'.repeat(n) } } : {}),
+    });
+    let i = 0;
+    for (const n of [20000, 4000, 1000, 100, 0])
+      for (;;) {
+        const r = await f.t.scim.post('/Users', oktaUser(`fill${i++}@acme.com`, n));
+        if (r.status === 201) continue;
+        assert.equal(r.status, 507, r.body);
+        break;
+      }
+    const check = async (r, streams, who) => {
+      const replyAt = await waitFor(() => { const k = accessIndex(f.gw, r.headers['x-request-id']); return k >= 0 ? k : false; },
+        { what: `${who}: the reply's access line` });
+      await waitFor(() => streams.every((st) => st.isEnded && accessIndex(f.gw, st.requestId) >= 0), { timeoutMs: 10000, what: `${who}: the streams' ends` });
+      assert.equal(new Set(streams.map((st) => accessLine(f.gw, st.requestId).loop)).size, 2, `${who}: streams on both loops`);
+      const late = streams.filter((st) => accessIndex(f.gw, st.requestId) > replyAt);
+      assert.equal(late.length, 0, `${who}: ${late.length}/${streams.length} streams ended after the "cut in memory" answer`);
+    };
+    const r = await f.t.admin('POST', `/users/${f.t.users[ALICE].id}/revoke`, { reason: 'laptop stolen' });
+    assert.equal(r.status, 507, r.body);
+    assert.match(r.body, /cut in memory/);
+    await check(r, aliceStreams, 'revoke');
+    const bob = await f.t.scim.fetch(`/Users/${f.t.users[BOB].id}`);
+    const d = await f.t.scim.patchOps(`/Users/${bob.id}`, [{ op: 'replace', value: { active: false } }]);
+    assert.equal(d.status, 507, d.body);
+    await check(d, bobStreams, 'deactivation');
+  } finally {
+    await f.gw.stop();
+  }
+});
