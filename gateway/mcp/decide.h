@@ -22,9 +22,10 @@ void gw__decide_refuse(gw_exchange *x, const pol_user *pu, pol_decision d, const
 /* Holds x, a tools/call pol_decide answered POL_APPROVE for (alone, not in
  * a batch): body/len the client's message (its arguments and progress
  * token are read from it); forward(x) sends the call upstream once a grant
- * is taken. false when it cannot hold (no approval rule: the caller refuses
- * as before); true: x is answered (held, forwarded under an earlier
- * approval, or refused). */
+ * is taken. false when it cannot hold (no request of its own — a batch's
+ * element — or no approval rule: the caller refuses as before); true: x is
+ * answered (held, forwarded under an earlier approval, or refused, saying
+ * why: a name too long to be a grant's key, memory, the masking unread). */
 bool gw__held_start(gw_exchange *x, const pol_user *pu, const char *connector, const char *tool, const char *body,
                     size_t len, void (*forward)(gw_exchange *x));
 /* A fan-out message (gw_revocation.approval) on this loop: the call held

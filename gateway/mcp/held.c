@@ -568,8 +568,15 @@ bool gw__held_start(gw_exchange *x, const pol_user *pu, const char *connector, c
   pol_approval pa;
   if (!x->req || !tool || pol_approval_for(pu, connector, tool, &pa) != 0) return false;
   /* the names are the grant's key: one that would be cut here is refused,
-   * never held (a cut name would be another tool's grant too) */
-  if (strlen(connector) >= sizeof x->held->connector || strlen(tool) >= sizeof x->held->tool) return false;
+   * never held (a cut name would be another tool's grant too) — saying
+   * so (found by review: the caller's refusal spoke of a batch) */
+  if (strlen(connector) >= sizeof x->held->connector || strlen(tool) >= sizeof x->held->tool) {
+    gw__x_rpc_error(x, 200, GW_RPC_APPROVAL,
+                    "this tool on \"%s\" requires approval, and its name is too long for an approval to name it "
+                    "(at most %zu bytes): the call was not made",
+                    connector, sizeof x->held->tool - 1);
+    return true;
+  }
   /* the grant's key hashes the arguments as jansson decoded them: a real
    * a double cannot hold exactly (1.0000000000000001 decodes as 1.0), or
    * the integer -0 (decoded as 0), would use another call's approval while
@@ -598,7 +605,9 @@ bool gw__held_start(gw_exchange *x, const pol_user *pu, const char *connector, c
     json_decref(msg);
     free(h);
     if (j) hold_job_free(j);
-    return false;
+    gw__x_rpc_error(x, 503, -32603, "tool \"%s\" requires approval, and the gateway cannot ask for it right now "
+                    "(out of memory): try again (the call was not made)", tool);
+    return true;
   }
   for (size_t i = 0; i < pa.napprovers; i++) json_array_append_new(j->approvers, json_string(pa.approvers[i]));
   /* what reviewers (and the webhook) see: masked as the audit log masks
@@ -608,7 +617,9 @@ bool gw__held_start(gw_exchange *x, const pol_user *pu, const char *connector, c
     json_decref(msg);
     free(h);
     hold_job_free(j);
-    return false;
+    gw__x_rpc_error(x, 503, -32603, "tool \"%s\" requires approval, and the gateway cannot read how to mask its "
+                    "arguments for the reviewers right now: try again (the call was not made)", tool);
+    return true;
   }
   json_t *shown = args ? gw_audit_args_masked(srv, args, tred, HELD_ARGS_MAX) : NULL;
   j->arguments = shown ? json_dumps(shown, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
