@@ -156,7 +156,9 @@ bool gw__mcp_version_refused(gw_req *req) {
  * Go's encoding/json is not: it gives a struct field tagged "name" the
  * value of "Name", "NAME" or "nAme" too — the last such member wins — and
  * folds ſ (U+017F) to s and K (U+212A) to k, the only characters outside
- * ASCII that fold to an ASCII letter. An upstream built on it (mark3labs/
+ * ASCII that fold to an ASCII letter (Go 1.21's encoding/json upper-cases
+ * instead, which takes ı, U+0131, for i too: found by review, "ıd" was an
+ * id to such an upstream and none to the gateway). An upstream built on it (mark3labs/
  * mcp-go, the official go-sdk before v1.3.1: CVE-2026-27896) would run
  * {"name":"echo","Name":"slow"} as slow, read a message whose only method
  * member is "Method" as a request where the gateway reads a response, or
@@ -173,6 +175,10 @@ static int fold_next(const unsigned char **p, const unsigned char *e) {
   if (e - s >= 2 && s[0] == 0xC5 && s[1] == 0xBF) {
     *p += 2;
     return 's';
+  }
+  if (e - s >= 2 && s[0] == 0xC4 && s[1] == 0xB1) { /* ı: Go 1.21's fold upper-cases it to I */
+    *p += 2;
+    return 'i';
   }
   if (e - s >= 3 && s[0] == 0xE2 && s[1] == 0x84 && s[2] == 0xAA) {
     *p += 3;

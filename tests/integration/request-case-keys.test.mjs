@@ -59,6 +59,9 @@ const smuggled = (p) => [
   `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"${p}echo","Arguments":{"message":"b"}}}`,
   `{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"${p}echo"},"paramſ":{"name":"${p}slow"}}`,
   `{"jsonrpc":"2.0","id":9,"method":"tools/list","METHOD":"tools/call","params":{"name":"${p}slow"}}`,
+  // Go 1.21 upper-cases member names to match them: ı (U+0131) is I there
+  `{"jsonrpc":"2.0","ıd":10,"method":"tools/call","params":{"name":"${p}echo","arguments":{}}}`,
+  `{"jsonrpc":"2.0","id":11,"method":"tools/call","params":{"name":"${p}echo","arguments":{}},"\u0131d":12}`,
 ];
 
 async function post(s, body, what) {
