@@ -22,6 +22,7 @@
 #include "store/dir.h"
 #include "store/store.h"
 #include "store/store_testing.h"
+#include "store/text.h"
 #include "tests/unit/unit.h"
 
 /* ---- fixtures ----------------------------------------------------------- */
@@ -1978,6 +1979,28 @@ TEST(log_callback_and_stderr_fallback) {
   tmp_cleanup();
 }
 
+/* store/text.h: the code points that hide or reorder text, shown as
+ * escapes; the bidi controls among them */
+TEST(text_hidden_and_reordering_code_points) {
+  char *s = st_text_shown("Claude Code\xe2\x81\xa9\xe2\x80\xae x\xe2\x80\x8by \xf3\xa0\x81\x81 \xc2\xad caf\xc3\xa9 \xe4\xb8\xad");
+  CHECK(s != NULL);
+  CHECK_STR(s, "Claude Code\\u2069\\u202e x\\u200by \\u{e0041} \\u00ad caf\xc3\xa9 \xe4\xb8\xad");
+  free(s);
+  s = st_text_shown("");
+  CHECK_STR(s, "");
+  free(s);
+  size_t len = 0;
+  CHECK_INT((int)st_text_hidden_at((const unsigned char *)"\xe2\x80\xae", 3, &len), 0x202E);
+  CHECK_INT((int)len, 3);
+  CHECK_INT((int)st_text_hidden_at((const unsigned char *)"\xe2\x80\xae", 2, &len), 0); /* cut short */
+  CHECK_INT((int)st_text_hidden_at((const unsigned char *)"\xc3\xa9", 2, &len), 0);
+  unsigned bidi[] = {0x61C, 0x200E, 0x200F, 0x202A, 0x202E, 0x2066, 0x2069};
+  for (size_t i = 0; i < sizeof bidi / sizeof bidi[0]; i++) CHECK(st_text_reorders(bidi[i]));
+  CHECK(!st_text_reorders(0x200B)); /* hides, does not reorder */
+  CHECK(!st_text_reorders(0xE0041));
+  CHECK(!st_text_reorders('a'));
+}
+
 int main(void) {
   if (!getenv("UNIT_VERBOSE")) gw_log_set_level((gw_log_level)(GW_LOG_ERROR + 1));
   RUN(migrate_fresh_gets_latest);
@@ -2014,6 +2037,7 @@ int main(void) {
   RUN(purge_registry_order_and_limits);
   RUN(second_environment_with_its_own_schema);
   RUN(snapshot_ids);
+  RUN(text_hidden_and_reordering_code_points);
   tmp_cleanup();
   return UNIT_DONE();
 }
