@@ -11,8 +11,8 @@
  *     only when it is freed, so a feed's callback never meets a freed
  *     stream. However the stream ends — the client leaving, a revocation,
  *     the token that opened it expiring (it is watched from its 200 on,
- *     exchange.h) — its feeds' upstream GET streams close with it, and a
- *     reconnection timer finds no client and starts nothing.
+ *     exchange.h) — its feeds' upstream GET streams close with it, and so
+ *     do its reconnection timers (each holds a reference on the stream).
  *  2. Back-pressure per feed: each pauses on its own when the client falls
  *     behind (half of stream_buffer_max or the write high-water mark) and
  *     the client's drain resumes them; past stream_buffer_max the stream
@@ -101,12 +101,15 @@ static json_t *upstream_can_push(st_txn *txn, const char *tenant, const char *us
 
 typedef struct feed_state feed_state;
 
+typedef struct mux_retry mux_retry;
 typedef struct stream_state {
   json_t *last; /* {connector: last upstream event id}, or NULL: encoded into event ids */
   feed_state *feeders; /* the upstream streams feeding it: its end and its
                           drain reach them without a walk of every exchange
                           of the loop (a walk per stream made SIGTERM with
                           10,000 streams quadratic) */
+  mux_retry *retries;  /* its reconnections waiting for their delay (rule 4):
+                          its end closes them */
 } stream_state;
 
 static void stream_free(void *state) {
@@ -166,9 +169,15 @@ static gw_exchange *client_of(const gw_exchange *c) {
 /* Neither abort nor resume calls back synchronously (outbound.h): the
  * list cannot change under these walks. */
 
-/* the client's stream ends: so do the upstream streams feeding it */
+static void mux_retry_cancel(stream_state *ss);
+
+/* the client's stream ends: so do the upstream streams feeding it, and
+ * the reconnections waiting (each held the stream and kept the loop alive
+ * until it fired — up to MUX_RETRY_MAX_MS after a backoff: found by review,
+ * SIGTERM waited for them) */
 static void stream_end(gw_exchange *x) {
   for (feed_state *f = ((stream_state *)x->state)->feeders; f; f = f->next) gw__x_abort_upstream(f->self);
+  mux_retry_cancel(x->state);
 }
 
 static void stream_drain(gw_exchange *x) {
@@ -279,17 +288,37 @@ static feed_state *mux_attach_feed(gw_exchange *x, const char *connector, const 
 /* an upstream event id a client's Last-Event-ID may resume (upcall.c sends no longer one) */
 #define MUX_RESUME_ID_MAX 500
 
-typedef struct mux_retry {
+struct mux_retry {
   uv_timer_t t;
   gw_exchange *stream; /* a ref */
   unsigned delay_ms;   /* this retry's delay */
   char connector[40], upstream[256], last[512];
-} mux_retry;
+  stream_state *in;         /* the stream's state it is listed in (NULL once unlisted) */
+  mux_retry *prev, *next;   /* in in->retries */
+};
 
 static void mux_retry_closed(uv_handle_t *h) {
   mux_retry *m = h->data;
   gw__x_unref(m->stream);
   free(m);
+}
+
+static void mux_retry_unlink(mux_retry *m) {
+  if (!m->in) return;
+  if (m->prev) m->prev->next = m->next;
+  else m->in->retries = m->next;
+  if (m->next) m->next->prev = m->prev;
+  m->in = NULL;
+  m->prev = m->next = NULL;
+}
+
+/* closes every reconnection of the stream still waiting (they start nothing) */
+static void mux_retry_cancel(stream_state *ss) {
+  while (ss->retries) {
+    mux_retry *m = ss->retries;
+    mux_retry_unlink(m);
+    uv_close((uv_handle_t *)&m->t, mux_retry_closed);
+  }
 }
 
 /* Reconnects only while the session still has that upstream session: a
@@ -299,6 +328,7 @@ static void mux_retry_closed(uv_handle_t *h) {
 static void mux_retry_fire(uv_timer_t *t) {
   mux_retry *m = t->data;
   gw_exchange *x = m->stream;
+  mux_retry_unlink(m);
   st_txn *txn;
   char up[256] = "";
   if (x->listed && x->req && st_read_begin(x->lp->srv->store, &txn) == 0) {
@@ -333,6 +363,10 @@ static void mux_retry_later(gw_exchange *x, const char *connector, const char *u
   gw_strlcpy(m->upstream, upstream, sizeof m->upstream);
   const char *last = json_string_value(json_object_get(((stream_state *)x->state)->last, connector));
   gw_strlcpy(m->last, last ? last : "", sizeof m->last);
+  m->in = x->state; /* listed: the stream's end closes it */
+  m->next = m->in->retries;
+  if (m->next) m->next->prev = m;
+  m->in->retries = m;
   uv_timer_start(&m->t, mux_retry_fire, delay_ms, 0);
 }
 

@@ -109,6 +109,33 @@ test('SIGTERM with an aggregated GET stream open: the stream ends, the connectio
   void exit;
 });
 
+// Found by review: an aggregated stream's feed whose upstream ends every
+// GET stream at once reconnects with a doubling delay (agg_mux.c rule 4, up
+// to 30 s). The waiting reconnection held the stream and kept the loop
+// alive until it fired: SIGTERM (or the client leaving) waited for it. The
+// stream's end now closes its waiting reconnections.
+test('SIGTERM with an aggregated stream whose upstream feed is backing off: the exit does not wait for the reconnection', async () => {
+  const { setupTenant, rawSession, openStream, mcpHeaders } = await import('./lib/mcp.mjs');
+  const { startCtlUpstream } = await import('./lib/ctl-upstream.mjs');
+  const up = await startCtlUpstream({ name: 'rb' });
+  up.endGets = true;
+  const gw = await startGateway({});
+  const t = await setupTenant(gw, { users: ['alice@acme.com'] });
+  assert.equal((await t.putConnector('rb', { url: up.url, auth: { type: 'none' } })).status, 201);
+  const tok = (await t.mintToken('alice@acme.com')).token;
+  const s = await rawSession(`${gw.url}/t/acme/mcp`, tok);
+  assert.equal((await s.request('tools/list', {})).status, 200); // the upstream session, and its feed
+  const stream = await openStream(`${gw.url}/t/acme/mcp`, { headers: mcpHeaders({ token: tok, sessionId: s.sessionId, protocolVersion: s.protocolVersion, accept: 'text/event-stream' }) });
+  assert.equal(stream.status, 200);
+  // 100 + 200 + … + 3200 ms: the 7th GET has ended, the next waits 6.4 s
+  const gets = () => up.requests().filter((e) => e.method === 'GET').length;
+  await waitFor(() => gets() >= 7, { timeoutMs: 20000, what: 'seven reconnections' });
+  await sleep(200);
+  const res = await gw.stop('SIGTERM', { timeoutMs: 3000 }); // throws past 3 s
+  assert.deepEqual(res, { code: 0, signal: null });
+  assert.equal(gets(), 7, 'no reconnection after the stream ended');
+});
+
 // A supervisor may stop what it just started: a SIGTERM that arrives as soon
 // as the gateway says "listening" (before its handlers were installed, the
 // default action killed it: no drain, exit by signal) drains and exits 0.

@@ -38,7 +38,8 @@
 // hold(pred): requests whose parsed JSON-RPC message matches pred are held
 // (not answered) until the returned release() is called; holdGets(): GET
 // streams get no response head until its release() is called.
-// push(msg): sends msg on every open GET stream.
+// push(msg): sends msg on every open GET stream. endGets = true: GET
+// streams end right after their head and a comment (no event).
 // openGets(): the request headers of every GET stream still open (which
 // credential and session id each was opened with).
 // flood({eventBytes, totalBytes, ms}): writes notifications of about
@@ -177,6 +178,7 @@ export async function startCtlUpstream({ name = 'ctl', tls, resources = 0, resou
           if (res.destroyed) return;
           res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
           res.write(': open\n\n');
+          if (u.endGets) { res.end(); return; } /* a stream that ends at once, without an event */
           streams.add(res);
           streamHeaders.set(res, req.headers);
           res.on('close', () => { streams.delete(res); streamHeaders.delete(res); });
