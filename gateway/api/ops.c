@@ -1,5 +1,6 @@
 /* gateway/api/ops.c — liveness (the loop answers), readiness (the store is
- * open, writable and its writer alive) and Prometheus metrics.
+ * open, writable and its writer alive; the audit log records, when
+ * audit_on_failure = deny) and Prometheus metrics.
  *
  * /metrics names every tenant and connector (labels): on the main
  * listener it needs the operator token (Prometheus scrapes with
@@ -8,7 +9,9 @@
 #include "gateway/api/ops.h"
 
 #include <jansson.h>
+#include <string.h>
 
+#include "audit/audit.h"
 #include "gateway/base/buf.h"
 #include "gateway/core/metrics.h"
 #include "gateway/core/module.h"
@@ -26,6 +29,12 @@ void gw_ops_readyz(gw_req *req) {
   if (srv->shutting_down) reason = "shutting down";
   else if (!srv->store) reason = "store not open";
   else if (st_ready(srv->store) != 0) reason = st_ready_reason(srv->store);
+  /* with audit_on_failure = deny every tool call is refused while the
+   * audit log cannot record: not ready, so a balancer sends calls elsewhere
+   * (found by review: /readyz said ready) */
+  else if (srv->audit_log && !audit_ok(srv->audit_log) && srv->cfg.audit_on_failure &&
+           !strcmp(srv->cfg.audit_on_failure, "deny"))
+    reason = "the audit log cannot record (audit_on_failure = deny: tool calls are refused)";
   if (reason) {
     gw_resp_header(req, "Retry-After", "5");
     gw_respond_json(req, 503, json_pack("{s:s,s:s}", "status", "not_ready", "reason", reason));

@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 
-import { gatewayBin, waitFor } from './lib/gateway.mjs';
+import { gatewayBin, waitFor, request } from './lib/gateway.mjs';
 import { startProxyFixture, connectClient, rawSession } from './lib/mcp.mjs';
 
 const fixtures = [];
@@ -56,6 +56,10 @@ test('deny (default): a full audit environment refuses calls clearly; deactivati
   } finally { await c.close(); }
   assert.equal(await metric(fx, 'mcpgate_audit_failing'), 1);
   await fx.gw.waitForLog((e) => /the audit log cannot record/.test(e.msg ?? ''), 5000); // logged
+  // not ready while every call is refused (found by review: /readyz said ready)
+  const ready = await request(fx.gw.port, { path: '/readyz' });
+  assert.equal(ready.status, 503, ready.body);
+  assert.match(ready.body, /audit log cannot record/);
   // a deactivation is never refused for it
   const d = await fx.t.scim.patchOps(`/Users/${fx.users.bob.id}`, [{ op: 'replace', value: { active: false } }]);
   assert.equal(d.status, 200, d.body);
@@ -77,6 +81,7 @@ test('serve: calls go on unrecorded while the audit log cannot record', async ()
   } finally { await c.close(); }
   assert.equal(await metric(fx, 'mcpgate_audit_failing'), 1);
   assert.ok((await metric(fx, 'mcpgate_audit_records_written_total')) >= 1);
+  assert.equal((await request(fx.gw.port, { path: '/readyz' })).status, 200, 'serve: calls go on, so ready');
 });
 
 // An environment that fails and then recovers (a disk full, then freed): the
