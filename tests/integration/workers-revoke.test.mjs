@@ -61,8 +61,8 @@ test('an unwritten revoke and an unwritten deactivation answer only after every 
   const f = await fixture({ env: { MCPGATE_TEST_FANOUT_DELAY_MS: '1500' },
     args: ['--revocation-fanout-timeout-ms', '20000', '--store-map-size', '1M', '--store-reserve', '0'] });
   try {
-    const aliceStreams = await openStreams(f, f.alice, 6);
-    const bobStreams = await openStreams(f, f.bob, 6);
+    const aliceStreams = await openStreams(f, f.alice, 12); // 12: both loops get some (as the first test)
+    const bobStreams = await openStreams(f, f.bob, 12);
     const oktaUser = (userName, n) => ({
       schemas: ['urn:ietf:params:scim:schemas:core:2.0:User', 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User'],
       userName, active: true, ...(n ? { 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User': { department: 'd'.repeat(n) } } : {}),
