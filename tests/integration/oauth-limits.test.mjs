@@ -71,7 +71,7 @@ async function getCode(b) {
   if (!res.stopped && /oauth\/consent/.test(res.text ?? '')) res = await b.submitForm(res, { fields: { decision: 'allow' }, stopAt: isCb });
   assert.equal(res.stopped, true, `authorize ended at the client's redirect: ${res.status} ${res.text?.slice(0, 200)}`);
   const code = new URL(res.url).searchParams.get('code');
-  assert.match(code ?? '', /^mgc_/);
+  assert.match(code ?? '', /^mgc_/, `the redirect carries a code: ${res.url}`);
   return { code, verifier };
 }
 
