@@ -161,13 +161,30 @@ const st_schema st_schema_main = {
 
 uint32_t st_schema_latest(void) { return (uint32_t)st_schema_main.nsteps; }
 
+/* No version record: version 0 only in an environment with no database
+ * at all (a fresh file; the first step writes the record with the
+ * databases it creates, in one transaction). One that holds databases has
+ * lost its record: taken for version 0, every step would run again over
+ * the data — a damaged store migrated silently rather than refused. */
+static int schema_absent(st_txn *t) {
+  MDB_stat ms;
+  int rc = mdb_stat(t->txn, 1 /* LMDB's main database: one entry per named one */, &ms);
+  if (rc != 0) return st__err(rc);
+  if (ms.ms_entries == 0) return 0;
+  st__log(t->st, ST_LOG_ERROR,
+          "%s holds %zu database(s) but no schema version record: it is damaged, not new; refusing to migrate or "
+          "open it. Restore the latest backup (mcpgate backup) or ask for help; `mcpgate store check` says more",
+          t->st->schema->name, (size_t)ms.ms_entries);
+  return ST_ECORRUPT;
+}
+
 int st__schema_read(st_txn *t, uint32_t *out) {
   st_val v;
   int rc;
   *out = 0;
-  if (!t->st->dbi_ok[ST__DB_SCHEMA_META]) return 0; /* fresh file: version 0 */
+  if (!t->st->dbi_ok[ST__DB_SCHEMA_META]) return schema_absent(t); /* fresh file: version 0 */
   rc = st_get(t, ST__DB_SCHEMA_META, SCHEMA_KEY, strlen(SCHEMA_KEY), &v);
-  if (rc == ST_ENOTFOUND) return 0;
+  if (rc == ST_ENOTFOUND) return schema_absent(t);
   if (rc < 0) return rc;
   if (v.len != 4) return ST_ECORRUPT;
   const uint8_t *p = v.data;
