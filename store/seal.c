@@ -273,6 +273,15 @@ int st__keys_load(st_store *st, const char *path) {
     rc = ST_EPERM;
     goto fail;
   }
+  if (sb.st_uid != geteuid() && sb.st_uid != 0) {
+    /* its owner could put a key of theirs in it: every secret sealed
+     * from then on would be theirs to open */
+    st__log(st, ST_LOG_ERROR, "master key file %s belongs to uid %u, neither root nor uid %u that opens it; "
+           "refusing to use it. Run: chown %u %s",
+           path, (unsigned)sb.st_uid, (unsigned)geteuid(), (unsigned)geteuid(), path);
+    rc = ST_EPERM;
+    goto fail;
+  }
   if (sb.st_mode & 077) {
     st__log(st, ST_LOG_ERROR, "master key file %s is accessible by group/others (mode %03o); refusing to start. "
            "Run: chmod 600 %s",

@@ -477,6 +477,57 @@ static int ensure_dir(const char *path) {
   return -1;
 }
 
+static int dir_trusted(const char *path, uid_t me, char *err, size_t cap) {
+  struct stat sb;
+  if (stat(path, &sb) != 0) {
+    if (errno == ENOENT) return 0;
+    snprintf(err, cap, "cannot stat %s: %s", path, strerror(errno));
+    return -1;
+  }
+  if (!S_ISDIR(sb.st_mode)) {
+    snprintf(err, cap, "%s is not a directory", path);
+    return -1;
+  }
+  if (sb.st_mode & S_IWOTH) {
+    snprintf(err, cap,
+             "%s is writable by every user (mode %03o): anyone could replace the operator token, the key or the "
+             "store in it; refusing to use it. Run: chmod o-w %s",
+             path, (unsigned)(sb.st_mode & 0777), path);
+    return -1;
+  }
+  if (sb.st_uid != me && !(sb.st_uid == 0 && me != 0)) {
+    if (me == 0)
+      snprintf(err, cap,
+               "%s belongs to uid %u, and this runs as root: files root made in it (lock files, a key, a token) "
+               "would be root's, and mcpgate run as uid %u could not open them. Run it as that user (sudo -u "
+               "'#%u' mcpgate ...)",
+               path, (unsigned)sb.st_uid, (unsigned)sb.st_uid, (unsigned)sb.st_uid);
+    else
+      snprintf(err, cap,
+               "%s belongs to uid %u, not to uid %u that runs mcpgate: its owner could replace what mcpgate keeps "
+               "in it; refusing to use it. Run: chown %u %s (or run mcpgate as its owner)",
+               path, (unsigned)sb.st_uid, (unsigned)me, (unsigned)me, path);
+    return -1;
+  }
+  if ((sb.st_mode & S_IWGRP) && !err[0])
+    snprintf(err, cap,
+             "%s is writable by its group (mode %03o): every member could replace what mcpgate keeps in it; chmod "
+             "g-w it unless that group is the service's own",
+             path, (unsigned)(sb.st_mode & 0777));
+  return 0;
+}
+
+int gw_data_dir_trusted(const char *data_dir, char *err, size_t cap) {
+  err[0] = 0;
+  uid_t me = geteuid();
+  char sub[4096];
+  if (dir_trusted(data_dir, me, err, cap)) return -1;
+  snprintf(sub, sizeof sub, "%s/store", data_dir);
+  if (dir_trusted(sub, me, err, cap)) return -1;
+  snprintf(sub, sizeof sub, "%s/audit", data_dir);
+  return dir_trusted(sub, me, err, cap);
+}
+
 /* The operator token: MCPGATE_ADMIN_TOKEN, else admin_token_file (created
  * 0600 with a fresh token on first start). Only its hash stays in memory. */
 static int load_admin_token(gw_server *srv) {
@@ -508,6 +559,15 @@ static int load_admin_token(gw_server *srv) {
     struct stat sb;
     if (fstat(fileno(f), &sb) != 0) {
       GW_LOG(GW_LOG_ERROR, "server", NULL, "cannot stat operator token file %s: %s", path, strerror(errno));
+      fclose(f);
+      return -1;
+    }
+    if (sb.st_uid != geteuid() && sb.st_uid != 0) {
+      /* its owner could write another token into it */
+      GW_LOG(GW_LOG_ERROR, "server", NULL,
+             "operator token file %s belongs to uid %u, neither root nor uid %u that runs mcpgate; refusing to "
+             "start. Run: chown %u %s",
+             path, (unsigned)sb.st_uid, (unsigned)geteuid(), (unsigned)geteuid(), path);
       fclose(f);
       return -1;
     }
@@ -822,6 +882,14 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods) {
   }
   if (gw_limits_init(srv) != 0) goto out;
   if (!(srv->metrics = gw_metrics_new())) goto out;
+  {
+    char why[1024];
+    if (gw_data_dir_trusted(srv->cfg.data, why, sizeof why) != 0) {
+      GW_LOG(GW_LOG_ERROR, "server", NULL, "data directory: %s", why);
+      goto out;
+    }
+    if (why[0]) GW_LOG(GW_LOG_WARN, "server", NULL, "data directory: %s", why);
+  }
   if (ensure_dir(srv->cfg.data) != 0) goto out;
   if ((lockfd = gw_data_lock(srv->cfg.data)) < 0) {
     /* an unwritable directory is not "another process": say which */

@@ -124,6 +124,20 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods);
  * opened (an unwritable directory: EACCES, EROFS…). */
 int gw_data_lock(const char *data_dir);
 
+/* Whether the data directory (and its store/ and audit/, where they
+ * exist) may be trusted with what it holds: the operator token, the
+ * store, the audit log, often the master key. Refused (-1, err says why
+ * and what to run): a directory every user may write to (anyone could
+ * replace the operator token or the store), or one owned by another user
+ * than the one running — except a root-owned one for a non-root user (a
+ * volume mounted by the platform with a group for the service). Root
+ * running any command on a directory another user owns is refused too:
+ * the files it would create (lock files, a key, a token) would be root's,
+ * and the server, run as that user, could not open them. A directory
+ * that does not exist yet is fine (serve creates it 0700). 0 when
+ * trusted; err then holds a warning (group-writable) or "". */
+int gw_data_dir_trusted(const char *data_dir, char *err, size_t cap);
+
 /* Queues a store job whose done runs on lp's loop (st_submit with lp's
  * port): 0, or st_submit's error — and ST_ECLOSED once the loop finished
  * and closed its port. (st_submit with a NULL port would run done on the
