@@ -188,8 +188,18 @@ static int parent_dir(const char *path, char *buf, size_t cap) {
  * no_replace: link() instead of rename(), so an existing path (e.g. a key
  * file another process just created) is never clobbered: ST_EEXIST. */
 int st__write_file_atomic(const char *path, const void *data, size_t n, int no_replace) {
-  char tmp[PATH_MAX], dir[PATH_MAX];
+  char tmp[PATH_MAX], dir[PATH_MAX], real[PATH_MAX];
   int fd = -1, rc;
+  struct stat lsb;
+  /* A symlink (a key kept on a secrets volume, linked from where the
+   * config names it) is written through: the file it names is replaced,
+   * in its own directory, and the link stays. Renamed over, the link
+   * would become a regular file here, the volume would keep the old key,
+   * and the next start with the link put back would refuse the store. */
+  if (!no_replace && lstat(path, &lsb) == 0 && S_ISLNK(lsb.st_mode)) {
+    if (!realpath(path, real)) return ST_EIO;
+    path = real;
+  }
   if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) return ST_EINVAL;
   if ((rc = parent_dir(path, dir, sizeof dir)) < 0) return rc;
   fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);

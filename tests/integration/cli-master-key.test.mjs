@@ -59,3 +59,40 @@ test('offline commands never create a master key beside the store', async () => 
   assert.equal(k.status, 1);
   assert.ok(!fs.existsSync(stray), `key rotate created ${stray}`);
 });
+
+// Found by the operations review: `key rotate` on a master_key_file that is
+// a symlink (the key on a secrets volume, linked from where the config
+// names it) renamed the new key file over the link. The link became a
+// regular file beside the config, the volume kept the old key, and the next
+// start with the link put back (a redeploy) refused the store re-sealed
+// under the new key. The rotation now writes through the link.
+test('key rotate through a symlinked master_key_file replaces the file it names, and the link stays', async () => {
+  const vol = await makeTempDir();
+  const real = path.join(vol, 'master.key');
+  const conf = await makeTempDir();
+  const link = path.join(conf, 'master.key');
+  const g = await startGateway({ args: ['--master-key-file', real] });
+  const dir = g.dataDir;
+  try {
+    const op = operatorToken(dir);
+    await createTenant(g.port, op, 'acme');
+    const r = await api(g.port, op, 'PUT', '/admin/v1/tenants/acme/oidc', { issuer: 'https://acme.okta.example', client_id: 'abc', client_secret: 'a-sealed-secret' });
+    assert.equal(r.status, 201, r.body);
+  } finally {
+    await g.stop();
+  }
+  fs.symlinkSync(real, link);
+  const before = fs.readFileSync(real, 'utf8');
+  const k = cli(['key', 'rotate', '--data', dir], { MCPGATE_MASTER_KEY_FILE: link });
+  assert.equal(k.status, 0, k.stdout + k.stderr);
+  assert.ok(fs.lstatSync(link).isSymbolicLink(), 'the link is still a link');
+  assert.equal(fs.readlinkSync(link), real);
+  assert.notEqual(fs.readFileSync(real, 'utf8'), before, 'the file on the volume holds the new key');
+  assert.equal(fs.statSync(real).mode & 0o777, 0o600);
+  assert.deepEqual(fs.readdirSync(conf), ['master.key'], 'nothing left beside the link');
+  // the server, started through the link, opens every secret
+  const c = cli(['store', 'check', '--data', dir], { MCPGATE_MASTER_KEY_FILE: link });
+  assert.equal(c.status, 0, c.stdout + c.stderr);
+  const g2 = await startGateway({ dataDir: dir, args: ['--master-key-file', link] });
+  await g2.stop();
+});
