@@ -551,7 +551,9 @@ bool gw_config_tenant_ca_path(const gw_config *cfg, const char *tenant, const ch
   return w > 0 && (size_t)w < rootlen;
 }
 
-static int check_url(const char *v, char *err, size_t errlen) {
+/* public_url as set; derived: the one made from listen, whose port 0
+ * (any free port) the server replaces with the port it bound */
+static int url_check(const char *v, bool derived, char *err, size_t errlen) {
   if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) {
     errf(err, errlen, "expected an http:// or https:// URL, got \"%s\"", v);
     return -1;
@@ -579,6 +581,35 @@ static int check_url(const char *v, char *err, size_t errlen) {
     errf(err, errlen, "expected a host after the scheme, got \"%s\"", v);
     return -1;
   }
+  /* user:password@ would be written into every page, discovery document
+   * and start log line, and is no part of an origin browsers send */
+  if (memchr(auth, '@', an)) {
+    errf(err, errlen, "no user name or password (\"…@\") in it: it is the origin shown to browsers and clients and "
+         "written to the log; got a URL with one");
+    return -1;
+  }
+  /* the port, when given: 1-65535 in digits ([v6]:port or host:port) */
+  const char *close = auth[0] == '[' ? memchr(auth, ']', an) : NULL;
+  if (auth[0] == '[' && !close) {
+    errf(err, errlen, "an IPv6 host needs its closing ']', got \"%s\"", v);
+    return -1;
+  }
+  const char *hend = close ? close + 1 : auth;
+  const char *colon = memchr(hend, ':', an - (size_t)(hend - auth));
+  if (close && hend != auth + an && *hend != ':') {
+    errf(err, errlen, "expected [v6]:port after an IPv6 host, got \"%s\"", v);
+    return -1;
+  }
+  if (colon) {
+    size_t pl = an - (size_t)(colon + 1 - auth);
+    long port = 0;
+    for (size_t i = 0; i < pl && port <= 65535; i++)
+      port = colon[1 + i] >= '0' && colon[1 + i] <= '9' ? port * 10 + (colon[1 + i] - '0') : 70000;
+    if (pl == 0 || pl > 5 || port < (derived ? 0 : 1) || port > 65535 || colon == auth) {
+      errf(err, errlen, "expected scheme://host[:port] with a port from 1 to 65535, got \"%s\"", v);
+      return -1;
+    }
+  }
   /* browsers send Origin as scheme://host[:port] with the host in lower
    * case and no default port: public_url is compared with it, so another
    * spelling of the same origin would refuse every page's form */
@@ -598,6 +629,9 @@ static int check_url(const char *v, char *err, size_t errlen) {
     }
   return 0;
 }
+
+static int check_url(const char *v, char *err, size_t errlen) { return url_check(v, false, err, errlen); }
+
 /* The trusted_proxies syntax (gateway/base/cidr.h): a.b.c.d[/n] or v6[/n]. */
 static int check_cidrs(const char *v, char *err, size_t errlen) {
   const char *p = v;
@@ -840,7 +874,7 @@ int gw_config_load(gw_config *cfg, int argc, char **argv, char *err, size_t errl
     size_t bl = strlen(buf);
     if (bl > 3 + 7 && !strcmp(buf + bl - 3, ":80")) buf[bl - 3] = 0; /* the origin browsers send */
     char why[600];
-    if (check_url(buf, why, sizeof why) != 0) {
+    if (url_check(buf, true, why, sizeof why) != 0) {
       errf(err, errlen, "config key public_url: not set, and the one derived from listen is unusable (%s); set it",
            why);
       return -EINVAL;

@@ -126,6 +126,37 @@ static int parse_egress(gw_server *srv) {
   return 0;
 }
 
+/* Settings that parse and work but open what the operator most likely
+ * did not mean to (found by the operations review: they started without
+ * a word). Said at every start, at warn level; the setting stands. */
+static void warn_unsafe_config(gw_server *srv) {
+  /* addresses no proxy has: a list that holds them trusts everyone */
+  static const char *const anyone[] = {"198.51.100.7", "2001:db8::7"};
+  for (size_t i = 0; i < sizeof anyone / sizeof anyone[0]; i++)
+    if (gw_trusted_has(srv->trusted, anyone[i])) {
+      GW_LOG(GW_LOG_WARN, "server", NULL,
+             "trusted_proxies holds every %s address: any client may then name its own address in "
+             "X-Forwarded-For, for the per-address rate limits, the access log and the audit log. List only the "
+             "proxies in front of mcpgate",
+             i ? "IPv6" : "IPv4");
+      break;
+    }
+  /* the cloud metadata services hand out the machine's own credentials */
+  static const char *const metadata[] = {"169.254.169.254", "fd00:ec2::254", "169.254.170.2"};
+  static const char *const keys[] = {"egress_allow_untrusted", "egress_allow"};
+  for (int lv = 0; lv < GW_OUT_EGRESS_LEVELS; lv++)
+    for (size_t i = 0; i < sizeof metadata / sizeof metadata[0]; i++)
+      if (gw_egress_allows_ip_text(srv->egress[lv], metadata[i])) {
+        GW_LOG(GW_LOG_WARN, "server", NULL,
+               "%s allows %s, a cloud metadata address that hands out this machine's credentials: %s can "
+               "reach it. List the addresses and names needed instead of a range that holds it",
+               keys[lv], metadata[i],
+               lv == GW_OUT_EGRESS_UNTRUSTED ? "any address a client or a document names (untrusted fetches)"
+                                             : "every tenant admin's connector URLs");
+        break;
+      }
+}
+
 /* ---------- the HTTP layer's host ---------- */
 
 static void loop_finish(gw_loop *lp);
@@ -873,6 +904,7 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods) {
   srv->lp = srv->loops[0];
   if (gw_trusted_parse(srv->cfg.trusted_proxies, &srv->trusted) != 0) goto out;
   if (parse_egress(srv) != 0) goto out;
+  warn_unsafe_config(srv);
   {
     char err[1024];
     if (gw_config_check_files(&srv->cfg, err, sizeof err) != 0) {

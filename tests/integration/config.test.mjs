@@ -94,6 +94,54 @@ test('a public_url spelled unlike the Origin browsers send (default port, upper-
   assert.equal((await printConfig(['--public-url', 'https://gw.example.com:8443'])).public_url, 'https://gw.example.com:8443');
 });
 
+// Found by the operations review: a public_url with user:password@ started
+// (and the start log wrote the password), and one with port 99999 or 0
+// started with an origin no browser sends. Refused, the password unsaid.
+test('a public_url with a user name or password, or a port outside 1-65535, is refused', async () => {
+  const dir = await data();
+  for (const [u, cause] of [['https://ops:s3cret-pw@gw.example.com', /no user name or password/],
+    ['https://gw.example.com:99999', /a port from 1 to 65535/], ['https://gw.example.com:0', /a port from 1 to 65535/],
+    ['https://gw.example.com:', /a port from 1 to 65535/], ['https://gw.example.com:8o', /a port from 1 to 65535/],
+    ['http://[::1', /closing '\]'/]]) {
+    const r = await runGateway(['serve', '--listen', '127.0.0.1:0', '--data', dir, '--public-url', u], { timeoutMs: 5000 });
+    assert.equal(r.timedOut, false, `${u}: refused rather than started`);
+    assert.notEqual(r.code, 0, u);
+    assert.match(r.stderr, /config key public_url/, r.stderr);
+    assert.match(r.stderr, cause, r.stderr);
+    assert.doesNotMatch(r.stderr, /s3cret-pw/, 'the password is not repeated');
+  }
+  assert.equal((await printConfig(['--public-url', 'http://[::1]:8080'])).public_url, 'http://[::1]:8080');
+});
+
+// Found by the operations review: settings that trust everyone started
+// without a word. They still start (the operator may mean it), warned.
+test('trusted_proxies that trust every address, and egress lists that reach the cloud metadata address, are warned about at start', async () => {
+  const warned = (gw, re) => gw.logs().some((e) => e.level === 'warn' && re.test(e.msg || ''));
+  const a = await startGateway({ args: ['--trusted-proxies', '0.0.0.0/0'], egressAllow: '0.0.0.0/0' });
+  try {
+    assert.ok(warned(a, /trusted_proxies holds every IPv4 address: any client may then name its own address in X-Forwarded-For/),
+      a.stderrText().slice(-2000));
+    assert.ok(warned(a, /egress_allow allows 169\.254\.169\.254, a cloud metadata address/), a.stderrText().slice(-2000));
+  } finally {
+    await a.stop();
+  }
+  const b = await startGateway({ args: ['--trusted-proxies', '::/0', '--egress-allow-untrusted', '169.254.0.0/16'] });
+  try {
+    assert.ok(warned(b, /trusted_proxies holds every IPv6 address/), b.stderrText().slice(-2000));
+    assert.ok(warned(b, /egress_allow_untrusted allows 169\.254\.169\.254/), b.stderrText().slice(-2000));
+    assert.ok(!warned(b, /^egress_allow allows/), 'egress_allow (loopback only) is not warned about');
+  } finally {
+    await b.stop();
+  }
+  // what the tests run with (loopback proxies and egress) says nothing
+  const c = await startGateway({ args: ['--trusted-proxies', '127.0.0.1/32'] });
+  try {
+    assert.ok(!warned(c, /trusted_proxies holds every|a cloud metadata address/), c.stderrText().slice(-2000));
+  } finally {
+    await c.stop();
+  }
+});
+
 test('a public_url derived from a wildcard listen address is warned about at start (it points nowhere)', async () => {
   const gw = await startGateway({ args: ['--listen', '0.0.0.0:0'] });
   try {
