@@ -589,8 +589,10 @@ static int cmd_employee_token(int argc, char **argv) {
  * and would make every sealed secret look corrupt. need_key: the command
  * unseals (store check, key rotate), so a missing key refuses it; else the
  * store opens without sealing. read_only: the command only reads (store
- * check, audit export), beside a server that may be an older mcpgate — an
- * older schema is refused, never migrated under it. */
+ * check, audit export), beside a server that may be an older mcpgate.
+ * No offline command migrates: an older schema is refused, never migrated
+ * under a server or behind the operator's back (key rotate used to: the
+ * store then refused the older binary it was meant to go back to). */
 static int open_store(const cli_opts *o, st_store **st, bool need_key, bool read_only) {
   char dir[4096], key[4096];
   snprintf(dir, sizeof dir, "%s/store", o->data);
@@ -614,7 +616,7 @@ static int open_store(const cli_opts *o, st_store **st, bool need_key, bool read
   so.master_key_file = have_key ? key : NULL;
   so.log = gw_store_log;
   so.log_ctx = NULL;
-  so.no_migrate = read_only;
+  so.no_migrate = true;
   so.key_check = !read_only; /* key rotate: never a new key into a file that is not the store's */
   st_upgrade ups[GW_UPGRADES_MAX]; /* the same data steps of migrations as `serve` gives */
   if (gw_modules_upgrades(gw_modules, ups, GW_UPGRADES_MAX) < 0) return -1;

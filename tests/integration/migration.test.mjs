@@ -234,6 +234,26 @@ test('a schema-11 store (a tenant SIEM sink URL\'s query in clear) migrates: the
     'the key is in no live record of the migrated store');
 });
 
+// Found by the operations review: `key rotate` migrated an older store
+// without a word (the operator installed the new binary and rotated before
+// starting it), so the older binary they meant to go back to refused it.
+// No offline command migrates: it says to start serve (after a backup).
+test('key rotate on an older store refuses, says how to migrate it, and changes neither the store nor the key', async () => {
+  const { dir } = await dataDirFrom(11);
+  const file = path.join(dir, 'store', 'data.mdb'), key = path.join(dir, 'master.key');
+  const before = [fs.readFileSync(file), fs.readFileSync(key)];
+  const r = await cli(['key', 'rotate', '--data', dir], { timeoutMs: 30000 });
+  assertExit(r, 1, `key rotate: ${r.stdout} ${r.stderr}`);
+  assert.match(r.stderr, /schema 11 is older than this binary's .*does not migrate it; start `mcpgate serve`/, r.stderr);
+  assert.ok(fs.readFileSync(file).equals(before[0]), 'the store is as it was');
+  assert.ok(fs.readFileSync(key).equals(before[1]), 'the key is as it was');
+  // migrated by serve, the same rotation works
+  const gw = await startGateway({ dataDir: dir });
+  await gw.stop();
+  const ok = await cli(['key', 'rotate', '--data', dir], { timeoutMs: 30000 });
+  assertExit(ok, 0, `key rotate after serve: ${ok.stdout} ${ok.stderr}`);
+});
+
 test('a store written by a newer mcpgate (a schema this binary does not know) is refused with a clear message, and left as it was', async () => {
   const { dir } = await dataDirFrom(9);
   const gw = await startGateway({ dataDir: dir });
