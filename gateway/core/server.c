@@ -764,6 +764,25 @@ static void address_share(gw_config *c) {
  * small map still takes ordinary writes. Lowered, it is said as
  * max_connections says what it chose: a warning when the operator set
  * store_reserve, information when the default met a small map. */
+/* LMDB opens a file larger than the map asked for with a map exactly as
+ * large as the file: a store_map_size lowered below what the store's file
+ * already holds started "ready" with no room to grow (writes answered 507
+ * once the free pages were used), and the setting said something else.
+ * Refused, saying what to set (found by the operations review). A store
+ * that filled its map (the file as large as the map, not larger) is not
+ * this: it starts, and serves what a full store serves. */
+static int map_fits(gw_server *srv) {
+  st_stats s;
+  st_stats_get(srv->store, &s);
+  if (s.map_used <= (uint64_t)srv->cfg.store_map_size) return 0;
+  GW_LOG(GW_LOG_ERROR, "store", NULL,
+         "store_map_size (%lld bytes) is smaller than the store's file (%llu bytes), and a map cannot be smaller "
+         "than its file: set store_map_size to at least %llu bytes (twice the file leaves room to grow), or "
+         "compact the store first (mcpgate backup, then restore the copy)",
+         (long long)srv->cfg.store_map_size, (unsigned long long)s.map_used, (unsigned long long)s.map_used * 2);
+  return -1;
+}
+
 static void reserve_said(gw_server *srv) {
   st_stats s;
   st_stats_get(srv->store, &s);
@@ -972,6 +991,7 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods) {
       GW_LOG(GW_LOG_ERROR, "store", NULL, "cannot open the store in %s: %s", dir, st_strerror(rc));
       goto out;
     }
+    if (map_fits(srv) != 0) goto out;
     reserve_said(srv);
     master_key_place_said(srv, key_existed);
     /* module state first (hooks borrow it), then hooks, checks and purges

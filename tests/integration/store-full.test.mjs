@@ -24,7 +24,10 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { startGateway, request } from './lib/gateway.mjs';
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { startGateway, request, runGateway } from './lib/gateway.mjs';
 import { api, cli, assertExit, assertJsonError } from './lib/admin.mjs';
 import { startProxyFixture, connectClient, mcpPost, initializeBody, rawSession, openStream, mcpHeaders, toolText, assertGatewayUp } from './lib/mcp.mjs';
 import { URN, assertScimError, scimClient } from './lib/scim.mjs';
@@ -209,6 +212,15 @@ test('a full store: writes answer 507, reads and live sessions go on, a deactiva
   const chk = await cli(['store', 'check', '--data', gw.dataDir], { timeoutMs: 20000 });
   assertExit(chk, 0, 'store check');
   assert.match(chk.stdout, /store ok/);
+  // a store_map_size below the store's file (found by the operations review:
+  // LMDB maps the whole file anyway, and the gateway started "ready" with
+  // no room): refused, saying what to set; nothing in the file changes
+  const before = fs.readFileSync(path.join(gw.dataDir, 'store', 'data.mdb'));
+  const small = await runGateway(['serve', '--listen', '127.0.0.1:0', '--data', gw.dataDir, '--store-map-size', '1M'], { timeoutMs: 8000 });
+  assert.equal(small.timedOut, false, `refused rather than started: ${small.stderr.slice(-800)}`);
+  assert.notEqual(small.code, 0);
+  assert.match(small.stderr, /store_map_size \(1048576 bytes\) is smaller than the store's file \(\d+ bytes\).*set store_map_size to at least \d+ bytes/, small.stderr.slice(-800));
+  assert.ok(fs.readFileSync(path.join(gw.dataDir, 'store', 'data.mdb')).equals(before), 'the store is as it was');
   const gw2 = await startGateway({ args: MAP, dataDir: gw.dataDir });
   fixtures.push({ gw: gw2 });
   const scim2 = scimClient(gw2.port, 'acme', scim.token);
