@@ -672,6 +672,7 @@ static int cmd_backup(const cli_opts *o) {
   bool audit = access(adir, F_OK) == 0;
   if (audit) {
     so.dir = adir;
+    so.schema = &audit_schema; /* its messages name the audit log */
     if ((rc = st_backup_dir(&so, adest)) != 0) {
       fprintf(stderr, "mcpgate: backup of the audit log failed: %s (the store's backup in %s is complete)\n",
               st_strerror(rc), o->pos[0]);

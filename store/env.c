@@ -617,6 +617,18 @@ static int copy_env(const st_store *st, MDB_env *env, const char *src, const cha
       st__log(st, ST_LOG_ERROR, "backup destination %s exists and is not empty", dest);
       return ST_EEXIST;
     }
+    /* a directory someone else may write to: they could replace the copy
+     * with a store of theirs before it is restored (found by the
+     * operations review). Ours or root's, and not every user's. */
+    struct stat sb;
+    if (stat(dest, &sb) != 0 || !S_ISDIR(sb.st_mode)) return ST_EIO;
+    if ((sb.st_uid != geteuid() && sb.st_uid != 0) || (sb.st_mode & S_IWOTH)) {
+      st__log(st, ST_LOG_ERROR,
+              "backup destination %s %s: they could replace the copy before it is restored; give a directory of "
+              "yours (or a new path: it is created 0700)",
+              dest, (sb.st_mode & S_IWOTH) ? "is writable by every user" : "belongs to another user");
+      return ST_EPERM;
+    }
   }
   if ((rc = copy_small(st, src, dest, ST__CUT_LOG)) < 0 || (rc = copy_small(st, src, dest, ST__MCUT_LOG)) < 0)
     return rc;
@@ -678,7 +690,12 @@ int st_backup_dir(const st_options *opts, const char *dest) {
     st__log(st, ST_LOG_ERROR, "cannot open store in %s: %s", opts->dir, mdb_strerror(rc));
     rc = st__err(rc);
   } else {
-    rc = copy_env(st, env, opts->dir, dest);
+    /* a file shorter than its pages (a copy cut short) ended the copy in
+     * SIGBUS half-way, leaving a partial data.mdb in DEST: refused first */
+    st->env = env;
+    st->dir = (char *)opts->dir;
+    st->schema = opts->schema ? opts->schema : &st_schema_main;
+    if ((rc = check_file_length(st)) == 0) rc = copy_env(st, env, opts->dir, dest);
   }
   if (env) mdb_env_close(env);
   free(st);
