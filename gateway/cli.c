@@ -617,6 +617,7 @@ static int open_store(const cli_opts *o, st_store **st, bool need_key, bool read
   so.log = gw_store_log;
   so.log_ctx = NULL;
   so.no_migrate = true;
+  so.read_only = read_only; /* MDB_RDONLY, no writer, no file made: a read-only mount can be checked */
   so.key_check = !read_only; /* key rotate: never a new key into a file that is not the store's */
   st_upgrade ups[GW_UPGRADES_MAX]; /* the same data steps of migrations as `serve` gives */
   if (gw_modules_upgrades(gw_modules, ups, GW_UPGRADES_MAX) < 0) return -1;
@@ -918,6 +919,7 @@ static int cmd_audit(int argc, char **argv) {
   so.schema = &audit_schema;
   so.log = gw_store_log;
   so.no_migrate = true; /* verify and export read: never migrated beside a running server */
+  so.read_only = true;  /* nor written: a read-only mount can be verified */
   st_store *aud;
   int rc = st_open(&aud, &so);
   if (rc) {

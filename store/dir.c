@@ -599,7 +599,9 @@ int st__marks_file_replace(st_store *st, const char *name, const char *buf, size
 void st__dir_cut_load(st_store *st) {
   char path[4096];
   snprintf(path, sizeof path, "%s/" CUT_LOG, st->dir);
-  int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  /* read_only: read what is there (none: nothing cut), make nothing */
+  int fd = st->read_only ? open(path, O_RDONLY | O_CLOEXEC) : open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0 && st->read_only && errno == ENOENT) return;
   if (fd < 0) {
     st__log(st, ST_LOG_ERROR, "cannot open %s (%s): users cut in memory will not stay cut across a restart", path,
             strerror(errno));

@@ -197,7 +197,9 @@ static void mc_log_compact(st_store *st) {
 void st__dir_mcut_load(st_store *st) {
   char path[4096];
   snprintf(path, sizeof path, "%s/" MCUT_LOG, st->dir);
-  int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  /* read_only: read what is there (none: nothing cut), make nothing */
+  int fd = st->read_only ? open(path, O_RDONLY | O_CLOEXEC) : open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0 && st->read_only && errno == ENOENT) return;
   if (fd < 0) {
     st__log(st, ST_LOG_ERROR, "cannot open %s (%s): memberships cut in memory will not stay cut across a restart",
             path, strerror(errno));

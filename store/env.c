@@ -402,7 +402,8 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
   st->map_size = opts->map_size ? opts->map_size : ST__DEFAULT_MAP_SIZE;
   st->qmax = opts->queue_max ? opts->queue_max : ST__DEFAULT_QUEUE_MAX;
   st->writer_nice = opts->writer_nice;
-  st->no_migrate = opts->no_migrate;
+  st->read_only = opts->read_only;
+  st->no_migrate = opts->no_migrate || opts->read_only;
   st->key_check = opts->key_check;
   st->dir = strdup(opts->dir);
   if (!st->dir) { rc = ST_ENOMEM; goto fail; }
@@ -440,7 +441,7 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
   /* MDB_NOTLS: read txns are not bound to the thread that began them and
    * reader slots are per-txn, which is what a libuv loop doing short reads
    * (and a writer thread) needs. */
-  if ((rc = mdb_env_open(st->env, opts->dir, MDB_NOTLS, 0600)) != 0) {
+  if ((rc = mdb_env_open(st->env, opts->dir, MDB_NOTLS | (st->read_only ? MDB_RDONLY : 0), 0600)) != 0) {
     if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_CORRUPTED) {
       st__damaged(st, "%s", mdb_strerror(rc));
     } else {
@@ -465,7 +466,7 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
 
   /* Final handle set, in its own committed txn so the handles are valid
    * for every later txn. With the full schema every table entry must exist. */
-  if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != 0) { rc = st__err(rc); goto fail; }
+  if ((rc = mdb_txn_begin(st->env, NULL, st->read_only ? MDB_RDONLY : 0, &txn)) != 0) { rc = st__err(rc); goto fail; }
   if ((rc = st__db_open_all(st, txn, target == schema->nsteps)) < 0) goto fail;
   rc = mdb_txn_commit(txn);
   txn = NULL;
@@ -476,7 +477,7 @@ int st__open_at(st_store **out, const st_options *opts, uint32_t target) {
     st__dir_cut_load(st);
     st__dir_mcut_load(st);
   }
-  if ((rc = st__writer_start(st)) < 0) goto fail;
+  if (!st->read_only && (rc = st__writer_start(st)) < 0) goto fail;
   *out = st;
   return 0;
 fail:

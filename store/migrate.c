@@ -227,9 +227,11 @@ int st__migrate(st_store *st, uint32_t target, const st_upgrade *upgrades) {
     MDB_txn *txn = NULL;
     st_txn t;
     uint32_t v;
-    int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    /* read_only: a read transaction, committed (its handles stay valid);
+     * no_migrate (implied) refuses before anything would be written */
+    int rc = mdb_txn_begin(st->env, NULL, st->read_only ? MDB_RDONLY : 0, &txn);
     if (rc != 0) return st__err(rc);
-    st__txn_init(&t, st, txn, 1);
+    st__txn_init(&t, st, txn, !st->read_only);
     t.migrating = 1;
     if ((rc = st__db_open_all(st, txn, 0)) < 0 || (rc = st__schema_read(&t, &v)) < 0) goto fail;
     if (first && v > latest) {

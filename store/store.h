@@ -203,6 +203,13 @@ typedef struct st_options {
                                   an older schema is refused (ST_ETOOOLD, logged with what
                                   to do), never migrated under the server that may be
                                   serving it */
+  bool read_only;              /* a command that only reads (store check, audit verify and
+                                  export): the environment is opened MDB_RDONLY, no writer
+                                  is started (st_submit → ST_ECLOSED), no file is created
+                                  (LMDB's lock file only where the filesystem can take it:
+                                  on a read-only one LMDB goes without) — a store on a
+                                  read-only snapshot or mount can be checked. Implies
+                                  no_migrate */
   bool key_check;              /* a command that may seal (serve, key rotate): the key file
                                   must be the store's — every key id its sealed secrets
                                   carry is in it and unseals them — or the open is refused

@@ -112,7 +112,8 @@ typedef struct st__key {
 struct st_store {
   MDB_env *env;
   int writer_nice; /* st_options.writer_nice */
-  bool no_migrate; /* st_options.no_migrate */
+  bool no_migrate; /* st_options.no_migrate (or read_only) */
+  bool read_only;  /* st_options.read_only: MDB_RDONLY, no writer, no file made */
   const st_schema *schema;     /* this environment's databases and migrations */
   MDB_dbi dbi[ST_SCHEMA_DBS_MAX];
   int dbi_ok[ST_SCHEMA_DBS_MAX];
