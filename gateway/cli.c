@@ -60,7 +60,8 @@ static void usage(FILE *o) {
           "  mcpgate audit prune --before MS [--data DIR] prune records older than MS (server stopped)\n"
           "  mcpgate config-doc                         print the configuration table (Markdown)\n"
           "  mcpgate version\n\n"
-          "admin commands: --server URL (env MCPGATE_SERVER, default http://127.0.0.1:8080),\n"
+          "admin commands: --server URL (env MCPGATE_SERVER; default: the mcpgate running on the data\n"
+          "  directory, at the address it wrote to <data>/admin.url),\n"
           "  token from MCPGATE_ADMIN_TOKEN, the file MCPGATE_ADMIN_TOKEN_FILE names, or\n"
           "  <data>/admin.token (--data DIR, env MCPGATE_DATA, default ./data); --json prints\n"
           "  the raw API response. Offline commands read MCPGATE_MASTER_KEY_FILE, else\n"
@@ -115,7 +116,7 @@ static int scan(int argc, char **argv, cli_opts *o) {
     }
     *slot = argv[++i];
   }
-  if (!o->server || !*o->server) o->server = "http://127.0.0.1:8080";
+  if (o->server && !*o->server) o->server = NULL; /* NULL: the server running on o->data (api) */
   if (!o->data || !*o->data) o->data = "./data";
   return 0;
 }
@@ -171,14 +172,26 @@ static int read_token(const cli_opts *o, char *tok, size_t cap) {
 
 /* Calls the admin API. Returns the HTTP status (or -1) and the parsed body. */
 static long api(const cli_opts *o, const char *method, const char *path, json_t *body, json_t **out) {
-  char tok[600], auth[700], url[4096];
+  char tok[600], auth[700], url[4096], found[300], why[4400];
   *out = NULL;
+  /* No --server: the one running on the data directory, at the address it
+   * wrote there. It used to be http://127.0.0.1:8080 whoever listened
+   * there — a server on another port, or none and another local user's
+   * listener — and the operator token went to it (found by the
+   * operations review). */
+  const char *server = o->server;
+  if (!server) {
+    if (gw_data_admin_url(o->data, found, sizeof found, why, sizeof why) != 0) {
+      fprintf(stderr, "mcpgate: %s; start it, or name the server with --server URL (env MCPGATE_SERVER)\n", why);
+      return -1;
+    }
+    server = found;
+  }
   if (read_token(o, tok, sizeof tok) != 0) return -1;
   snprintf(auth, sizeof auth, "Authorization: Bearer %s", tok);
   OPENSSL_cleanse(tok, sizeof tok);
-  size_t sl = strlen(o->server);
-  snprintf(url, sizeof url, "%.*s/admin/v1%s", (int)(sl && o->server[sl - 1] == '/' ? sl - 1 : sl),
-           o->server, path);
+  size_t sl = strlen(server);
+  snprintf(url, sizeof url, "%.*s/admin/v1%s", (int)(sl && server[sl - 1] == '/' ? sl - 1 : sl), server, path);
   CURL *c = curl_easy_init();
   if (!c) return -1;
   struct curl_slist *h = curl_slist_append(NULL, auth);
@@ -197,7 +210,7 @@ static long api(const cli_opts *o, const char *method, const char *path, json_t 
   CURLcode cc = curl_easy_perform(c);
   long status = -1;
   if (cc != CURLE_OK) {
-    fprintf(stderr, "mcpgate: cannot reach %s: %s\n", o->server, curl_easy_strerror(cc));
+    fprintf(stderr, "mcpgate: cannot reach %s: %s\n", server, curl_easy_strerror(cc));
   } else {
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     if (r.len) *out = json_loadb(r.data, r.len, 0, NULL);

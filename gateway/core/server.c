@@ -660,6 +660,63 @@ int gw_data_lock(const char *data_dir) {
   return fd;
 }
 
+/* <data>/admin.url: where this server answers /admin/v1, for the CLI on
+ * the same machine (gw_data_admin_url). Written once the listeners are
+ * bound (the port resolved), removed at exit. Not a secret; the data
+ * directory is the server's own. */
+static void admin_url_path(const gw_server *srv, char *out, size_t cap) {
+  snprintf(out, cap, "%s/admin.url", srv->cfg.data);
+}
+
+static void admin_url_write(gw_server *srv) {
+  const gw_listener *l = &srv->lp->listeners[*srv->cfg.admin_listen ? GW_LISTENER_ADMIN : GW_LISTENER_HTTP];
+  const char *a = l->addr;
+  char url[160], path[4200], tmp[4300];
+  /* a wildcard address is where it listens: reach it over loopback */
+  if (!strncmp(a, "0.0.0.0:", 8)) snprintf(url, sizeof url, "http://127.0.0.1:%s\n", a + 8);
+  else if (!strncmp(a, "[::]:", 5)) snprintf(url, sizeof url, "http://[::1]:%s\n", a + 5);
+  else snprintf(url, sizeof url, "http://%s\n", a);
+  admin_url_path(srv, path, sizeof path);
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  bool ok = fd >= 0 && write(fd, url, strlen(url)) == (ssize_t)strlen(url);
+  if (fd >= 0) close(fd);
+  if (!ok || rename(tmp, path) != 0) {
+    unlink(tmp);
+    GW_LOG(GW_LOG_WARN, "server", NULL, "cannot write %s: the CLI on this machine needs --server to find the admin API",
+           path);
+  }
+}
+
+int gw_data_admin_url(const char *data_dir, char *url, size_t cap, char *why, size_t whycap) {
+  char path[4200];
+  snprintf(path, sizeof path, "%s/mcpgate.lock", data_dir);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    snprintf(why, whycap, "no mcpgate has served %s (%s: %s)", data_dir, path, strerror(errno));
+    return -1;
+  }
+  /* the server holds it exclusively while it runs: a shared lock we get
+   * means none does, and its port may be anyone's now */
+  int free_ = flock(fd, LOCK_SH | LOCK_NB) == 0;
+  close(fd);
+  if (free_) {
+    snprintf(why, whycap, "no mcpgate is running on %s (its lock is free)", data_dir);
+    return -1;
+  }
+  snprintf(path, sizeof path, "%s/admin.url", data_dir);
+  FILE *f = fopen(path, "r");
+  size_t n = f ? fread(url, 1, cap - 1, f) : 0;
+  if (f) fclose(f);
+  url[n] = 0;
+  while (n && (url[n - 1] == '\n' || url[n - 1] == '\r' || url[n - 1] == ' ')) url[--n] = 0;
+  if (!n || strncmp(url, "http://", 7) || strpbrk(url, " \t\r\n")) {
+    snprintf(why, whycap, "the mcpgate running on %s left no usable %s", data_dir, path);
+    return -1;
+  }
+  return 0;
+}
+
 /* ---------- a damaged store at start ---------- */
 
 /* st_open and st_verify read every page of the store at start. A page
@@ -1029,6 +1086,7 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods) {
              "public_url (MCPGATE_PUBLIC_URL) to the address clients use",
              srv->cfg.public_url);
   }
+  admin_url_write(srv);
   uv_loop_t *main_loop = &srv->lp->loop;
   uv_signal_init(main_loop, &srv->sig_term);
   uv_signal_init(main_loop, &srv->sig_int);
@@ -1071,6 +1129,11 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods) {
   for (int i = 1; i < running; i++) uv_thread_join(&srv->loops[i]->thread);
   for (int i = 0; i < running; i++) loop_close(srv, srv->loops[i]);
   started = 0;
+  {
+    char path[4200];
+    admin_url_path(srv, path, sizeof path);
+    unlink(path); /* before the lock goes: while the file is there, this server answers at it */
+  }
 out_loops:
   /* a failed start: nothing ran; close what was opened */
   for (int i = 0; i < started; i++) loop_close(srv, srv->loops[i]);

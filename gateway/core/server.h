@@ -138,6 +138,15 @@ int gw_data_lock(const char *data_dir);
  * trusted; err then holds a warning (group-writable) or "". */
 int gw_data_dir_trusted(const char *data_dir, char *err, size_t cap);
 
+/* Where the mcpgate running on data_dir answers its admin API
+ * (<data>/admin.url, written by serve once its listeners are bound:
+ * admin_listen's address, else listen's, a wildcard host as loopback),
+ * for the CLI: 0 with url set, or -1 with why saying what is missing —
+ * the data directory's lock not held (no server runs there: its port may
+ * be anyone's, and the operator token is not sent to whoever took it),
+ * or no file. */
+int gw_data_admin_url(const char *data_dir, char *url, size_t cap, char *why, size_t whycap);
+
 /* Queues a store job whose done runs on lp's loop (st_submit with lp's
  * port): 0, or st_submit's error — and ST_ECLOSED once the loop finished
  * and closed its port. (st_submit with a NULL port would run done on the

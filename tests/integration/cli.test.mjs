@@ -312,3 +312,51 @@ test('the CLI never printed the operator token; the server stops cleanly', async
   const ex = await gw.stop();
   assert.equal(ex.code, 0);
 });
+
+// Found by the operations review: without --server the CLI sent the
+// operator token to http://127.0.0.1:8080, whoever listened there — the
+// server on another port (its listen or admin_listen ignored), or, with no
+// server running, another local user's listener. Now it asks the data
+// directory: the running server wrote where it answers; no server holding
+// the directory's lock, no token sent anywhere.
+test('without --server the CLI reaches the server running on the data directory, and sends nothing when none runs', async () => {
+  const http = await import('node:http');
+  // a server with a separate admin listener on a port of its own
+  const other = await startGateway({ args: ['--admin-listen', '127.0.0.1:0'] });
+  const env = { MCPGATE_SERVER: '' };
+  let port;
+  try {
+    const url = (await import('node:fs')).readFileSync(`${other.dataDir}/admin.url`, 'utf8').trim();
+    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/, url);
+    port = Number(new URL(url).port);
+    assert.notEqual(port, other.port, 'the admin listener, not listen');
+    const r = await run(['tenant', 'create', 'found', '--data', other.dataDir], { env });
+    assertExit(r, 0, 'tenant create without --server');
+    const l = await run(['tenant', 'list', '--json', '--data', other.dataDir], { env });
+    assertExit(l, 0);
+    assert.ok(parseJson(l.stdout, 'tenant list').tenants.some((t) => t.id === 'found'));
+  } finally {
+    await other.stop();
+  }
+  assert.equal((await import('node:fs')).existsSync(`${other.dataDir}/admin.url`), false, 'removed at exit');
+  // stopped: someone else takes its admin port and records what it gets
+  const seen = [];
+  const rogue = http.createServer((req, res) => { seen.push(req.headers.authorization ?? ''); res.end('{}'); });
+  await new Promise((res) => rogue.listen(port, '127.0.0.1', res));
+  try {
+    // even with the old address left behind (a crash leaves the file)
+    (await import('node:fs')).writeFileSync(`${other.dataDir}/admin.url`, `http://127.0.0.1:${port}\n`);
+    const r = await run(['tenant', 'list', '--data', other.dataDir], { env });
+    assertExit(r, 1);
+    assert.match(r.stderr, /no mcpgate is running on .*its lock is free.*--server URL/, r.stderr);
+    assert.deepEqual(seen, [], 'nothing, and no token, was sent to the listener');
+    // a data directory no server ever used says so too
+    const empty = await makeTempDir();
+    const n = await run(['tenant', 'list', '--data', empty], { env: { ...env, MCPGATE_ADMIN_TOKEN: 'some-operator-token-0123456789' } });
+    assertExit(n, 1);
+    assert.match(n.stderr, /no mcpgate has served/, n.stderr);
+    assert.deepEqual(seen, []);
+  } finally {
+    await new Promise((res) => rogue.close(res));
+  }
+});
