@@ -71,7 +71,10 @@ async function getCode(b) {
   if (!res.stopped && /oauth\/consent/.test(res.text ?? '')) res = await b.submitForm(res, { fields: { decision: 'allow' }, stopAt: isCb });
   assert.equal(res.stopped, true, `authorize ended at the client's redirect: ${res.status} ${res.text?.slice(0, 200)}`);
   const code = new URL(res.url).searchParams.get('code');
-  assert.match(code ?? '', /^mgc_/, `the redirect carries a code: ${res.url}`);
+  if (!/^mgc_/.test(code ?? '')) {
+    const said = fx.gw.logs().filter((e) => e.module === 'oauth' || e.level !== 'info').slice(-6).map((e) => JSON.stringify(e));
+    assert.fail(`the redirect carries no code: ${res.url}\nthe gateway's last words:\n${said.join('\n')}`);
+  }
   return { code, verifier };
 }
 
