@@ -711,6 +711,25 @@ static int data_dir_ok(const cli_opts *o) {
   return 0;
 }
 
+/* A reading command on a read-only filesystem (a read-only mount of the
+ * live volume) while a server holds the data directory: LMDB cannot
+ * create or write its lock file there, so it reads without registering as
+ * a reader, the server reuses the pages it is reading, and a healthy store
+ * is reported damaged (found by review). Refused, saying where to run it;
+ * on a read-only snapshot (no server holds its lock) it runs. 0 or 1. */
+static int live_read_only_view(const cli_opts *o, const char *sub) {
+  char dir[4200];
+  snprintf(dir, sizeof dir, "%s/%s", o->data, sub);
+  /* EROFS whatever the caller's rights (root's too) */
+  if (access(dir, W_OK) == 0 || errno != EROFS || gw_data_locked(o->data) != 1) return 0;
+  fprintf(stderr,
+          "mcpgate: %s is on a read-only filesystem while an mcpgate holds %s: it cannot be read safely there "
+          "(LMDB cannot register as a reader without its lock file, and the server reuses the pages it would "
+          "read). Run this on the writable path of the data directory (safe beside the server), or on a backup\n",
+          dir, o->data);
+  return 1;
+}
+
 static int cmd_offline(const char *what, int argc, char **argv) {
   cli_opts o;
   if (scan(argc, argv, &o)) return 2;
@@ -735,6 +754,7 @@ static int cmd_offline(const char *what, int argc, char **argv) {
    * re-sealing): a damaged page is said, not a bare crash */
   char sdir[4096];
   snprintf(sdir, sizeof sdir, "%s/store", o.data);
+  if (strcmp(what, "rotate") && live_read_only_view(&o, "store")) return 1;
   gw_store_guard_begin(sdir);
   if (open_store(&o, &st, true, strcmp(what, "rotate") != 0)) {
     gw_store_guard_end();
@@ -911,6 +931,7 @@ static int cmd_audit(int argc, char **argv) {
     fprintf(stderr, "mcpgate: no audit log in %s (use --data DIR)\n", o.data);
     return 1;
   }
+  if (live_read_only_view(&o, "audit") || (!verify && live_read_only_view(&o, "store"))) return 1;
   char uid[ST_TENANT_UID_LEN + 1] = "";
   if (!verify) {
     st_store *st;

@@ -663,6 +663,28 @@ int st_backup(st_store *st, const char *dest) {
   return copy_env(st, st->env, st->dir, dest);
 }
 
+/* LMDB creates its lock file when it is missing (a restored store has
+ * none), read-only open or not. Root taking a backup of the service
+ * user's store would leave a root-owned lock.mdb that the server, started
+ * as that user, cannot open (found by review). Made first, the
+ * directory's owner's: LMDB then opens the file that is there. */
+static int lock_file_for_owner(const st_store *st, const char *dir) {
+  char path[PATH_MAX];
+  struct stat sb;
+  if (geteuid() != 0 || stat(dir, &sb) != 0 || sb.st_uid == 0) return 0;
+  if (snprintf(path, sizeof path, "%s/lock.mdb", dir) >= (int)sizeof path) return ST_EINVAL;
+  int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return 0; /* there already (or it cannot be made: a read-only filesystem): LMDB's to open */
+  int rc = fchown(fd, sb.st_uid, sb.st_gid) == 0 ? 0 : ST_EIO;
+  close(fd);
+  if (rc) {
+    unlink(path);
+    st__log(st, ST_LOG_ERROR, "cannot give %s to the store's owner (uid %u): %s", path, (unsigned)sb.st_uid,
+            strerror(errno));
+  }
+  return rc;
+}
+
 int st_backup_dir(const st_options *opts, const char *dest) {
   if (!opts || !opts->dir || !opts->dir[0] || !dest || !dest[0]) return ST_EINVAL;
   /* only what st__log reads: the copy opens no store of its own */
@@ -682,6 +704,8 @@ int st_backup_dir(const st_options *opts, const char *dest) {
   } else if (dsb.st_size == 0) {
     st__log(st, ST_LOG_ERROR, "store file %s is empty (0 bytes): nothing to back up", dfile);
     rc = ST_ECORRUPT;
+  } else if ((rc = lock_file_for_owner(st, opts->dir)) < 0) {
+    /* said */
   } else if ((rc = mdb_env_create(&env)) != 0) {
     env = NULL;
     rc = st__err(rc);

@@ -588,10 +588,16 @@ static int url_check(const char *v, bool derived, char *err, size_t errlen) {
          "written to the log; got a URL with one");
     return -1;
   }
+  /* a backslash is a slash to browsers (the host would end there), and
+   * '%' escapes no host the gateway can be reached at */
+  if (memchr(auth, '\\', an) || memchr(auth, '%', an)) {
+    errf(err, errlen, "a host with '\\' or '%%' is not one browsers send as an origin, got \"%s\"", v);
+    return -1;
+  }
   /* the port, when given: 1-65535 in digits ([v6]:port or host:port) */
   const char *close = auth[0] == '[' ? memchr(auth, ']', an) : NULL;
-  if (auth[0] == '[' && !close) {
-    errf(err, errlen, "an IPv6 host needs its closing ']', got \"%s\"", v);
+  if (auth[0] == '[' && (!close || close == auth + 1)) {
+    errf(err, errlen, "an IPv6 host needs an address and its closing ']', got \"%s\"", v);
     return -1;
   }
   const char *hend = close ? close + 1 : auth;
@@ -605,7 +611,9 @@ static int url_check(const char *v, bool derived, char *err, size_t errlen) {
     long port = 0;
     for (size_t i = 0; i < pl && port <= 65535; i++)
       port = colon[1 + i] >= '0' && colon[1 + i] <= '9' ? port * 10 + (colon[1 + i] - '0') : 70000;
-    if (pl == 0 || pl > 5 || port < (derived ? 0 : 1) || port > 65535 || colon == auth) {
+    /* no leading zero: browsers send ":8080", never ":08080" (nor ":0443"
+     * for the default port the rule above drops) */
+    if (pl == 0 || pl > 5 || port < (derived ? 0 : 1) || port > 65535 || colon == auth || (pl > 1 && colon[1] == '0')) {
       errf(err, errlen, "expected scheme://host[:port] with a port from 1 to 65535, got \"%s\"", v);
       return -1;
     }

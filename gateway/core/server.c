@@ -131,18 +131,19 @@ static int parse_egress(gw_server *srv) {
  * a word). Said at every start, at warn level; the setting stands. */
 static void warn_unsafe_config(gw_server *srv) {
   /* addresses no proxy has: a list that holds them trusts everyone */
-  static const char *const anyone[] = {"198.51.100.7", "2001:db8::7"};
+  static const char *const anyone[] = {"198.51.100.7", "2001:db8::7", "::ffff:198.51.100.7"};
   for (size_t i = 0; i < sizeof anyone / sizeof anyone[0]; i++)
     if (gw_trusted_has(srv->trusted, anyone[i])) {
       GW_LOG(GW_LOG_WARN, "server", NULL,
              "trusted_proxies holds every %s address: any client may then name its own address in "
              "X-Forwarded-For, for the per-address rate limits, the access log and the audit log. List only the "
              "proxies in front of mcpgate",
-             i ? "IPv6" : "IPv4");
+             i == 1 ? "IPv6" : i == 2 ? "IPv4-mapped IPv6" : "IPv4");
       break;
     }
   /* the cloud metadata services hand out the machine's own credentials */
-  static const char *const metadata[] = {"169.254.169.254", "fd00:ec2::254", "169.254.170.2"};
+  static const char *const metadata[] = {"169.254.169.254", "fd00:ec2::254", "169.254.170.2", "100.100.100.200",
+                                         "::ffff:169.254.169.254"};
   static const char *const keys[] = {"egress_allow_untrusted", "egress_allow"};
   for (int lv = 0; lv < GW_OUT_EGRESS_LEVELS; lv++)
     for (size_t i = 0; i < sizeof metadata / sizeof metadata[0]; i++)
@@ -522,7 +523,8 @@ static int dir_trusted(const char *path, uid_t me, char *err, size_t cap) {
   if (sb.st_mode & S_IWOTH) {
     snprintf(err, cap,
              "%s is writable by every user (mode %03o): anyone could replace the operator token, the key or the "
-             "store in it; refusing to use it. Run: chmod o-w %s",
+             "store in it; refusing to use it. Run: chmod o-w %s, or give --data a directory inside it (mcpgate "
+             "creates it 0700: a tmpfs or an emptyDir volume)",
              path, (unsigned)(sb.st_mode & 0777), path);
     return -1;
   }
@@ -536,8 +538,9 @@ static int dir_trusted(const char *path, uid_t me, char *err, size_t cap) {
     else
       snprintf(err, cap,
                "%s belongs to uid %u, not to uid %u that runs mcpgate: its owner could replace what mcpgate keeps "
-               "in it; refusing to use it. Run: chown %u %s (or run mcpgate as its owner)",
-               path, (unsigned)sb.st_uid, (unsigned)me, (unsigned)me, path);
+               "in it; refusing to use it. Run mcpgate as its owner (uid %u), or, if the directory is meant to be "
+               "this user's, chown it",
+               path, (unsigned)sb.st_uid, (unsigned)me, (unsigned)sb.st_uid);
     return -1;
   }
   if ((sb.st_mode & S_IWGRP) && !err[0])
@@ -657,7 +660,27 @@ int gw_data_lock(const char *data_dir) {
     close(fd);
     return e == EWOULDBLOCK ? -EWOULDBLOCK : -e;
   }
+  /* whoever held the lock before is gone: an admin.url it left (killed:
+   * no exit to remove it) names a port that may be anyone's now, and the
+   * CLI believes the file while the lock is held — by this process from
+   * now on, which writes its own once bound (serve) or none (key rotate,
+   * audit prune) */
+  snprintf(path, sizeof path, "%s/admin.url", data_dir);
+  unlink(path);
   return fd;
+}
+
+int gw_data_locked(const char *data_dir) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/mcpgate.lock", data_dir);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT ? 0 : -errno;
+  /* the holder has it exclusively: a shared lock we get means none does */
+  int held = flock(fd, LOCK_SH | LOCK_NB) != 0;
+  int e = errno;
+  close(fd);
+  if (held && e != EWOULDBLOCK) return -e;
+  return held;
 }
 
 /* <data>/admin.url: where this server answers /admin/v1, for the CLI on
@@ -688,26 +711,78 @@ static void admin_url_write(gw_server *srv) {
   }
 }
 
-int gw_data_admin_url(const char *data_dir, char *url, size_t cap, char *why, size_t whycap) {
-  char path[4200];
-  snprintf(path, sizeof path, "%s/mcpgate.lock", data_dir);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    snprintf(why, whycap, "no mcpgate has served %s (%s: %s)", data_dir, path, strerror(errno));
+/* Whether what is in data_dir may be believed by this user: nobody but
+ * its owner (or root) could have written it. The directory is not
+ * writable by its group or others, and is this user's or root's — or,
+ * another user's (root running the CLI on the service user's
+ * directory), one that only root or this user could have put there:
+ * every directory above it theirs and writable by no one else (a
+ * directory someone made in /tmp, or in their own home, is refused). */
+static int dir_believed(const char *data_dir, uid_t me, struct stat *dsb, char *why, size_t whycap) {
+  if (stat(data_dir, dsb) != 0 || !S_ISDIR(dsb->st_mode)) {
+    snprintf(why, whycap, "%s is not a directory", data_dir);
     return -1;
   }
-  /* the server holds it exclusively while it runs: a shared lock we get
-   * means none does, and its port may be anyone's now */
-  int free_ = flock(fd, LOCK_SH | LOCK_NB) == 0;
-  close(fd);
-  if (free_) {
+  if (dsb->st_mode & (S_IWGRP | S_IWOTH)) {
+    snprintf(why, whycap, "%s is writable by others than its owner (mode %03o): where its server answers cannot be "
+             "believed", data_dir, (unsigned)(dsb->st_mode & 0777));
+    return -1;
+  }
+  if (dsb->st_uid == me || dsb->st_uid == 0) return 0;
+  char *real = realpath(data_dir, NULL);
+  if (!real) {
+    snprintf(why, whycap, "cannot resolve %s: %s", data_dir, strerror(errno));
+    return -1;
+  }
+  int rc = 0;
+  for (char *slash = strrchr(real, '/'); slash; slash = strrchr(real, '/')) {
+    if (slash == real) slash[1] = 0; /* "/" itself, last */
+    else *slash = 0;
+    struct stat sb;
+    if (stat(real, &sb) != 0 || (sb.st_uid != 0 && sb.st_uid != me) || (sb.st_mode & (S_IWGRP | S_IWOTH))) {
+      snprintf(why, whycap, "%s belongs to uid %u and sits in %s, which others than root may write to: where its "
+               "server answers cannot be believed", data_dir, (unsigned)dsb->st_uid, real);
+      rc = -1;
+      break;
+    }
+    if (!strcmp(real, "/")) break;
+  }
+  free(real);
+  return rc;
+}
+
+int gw_data_admin_url(const char *data_dir, char *url, size_t cap, char *why, size_t whycap) {
+  char path[4200];
+  int held = gw_data_locked(data_dir);
+  if (held < 0) {
+    snprintf(why, whycap, "cannot tell whether an mcpgate runs on %s (%s/mcpgate.lock: %s)", data_dir, data_dir,
+             strerror(-held));
+    return -1;
+  }
+  if (!held) {
     snprintf(why, whycap, "no mcpgate is running on %s (its lock is free)", data_dir);
     return -1;
   }
+  /* a lock anyone could hold, in a directory anyone could fill, proves
+   * nothing: the file is believed only from a directory only its owner
+   * could write, and only when that owner wrote it */
+  struct stat dsb, fsb;
+  if (dir_believed(data_dir, geteuid(), &dsb, why, whycap) != 0) return -1;
   snprintf(path, sizeof path, "%s/admin.url", data_dir);
-  FILE *f = fopen(path, "r");
-  size_t n = f ? fread(url, 1, cap - 1, f) : 0;
-  if (f) fclose(f);
+  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    snprintf(why, whycap, "the process holding %s's lock has not said where it answers (%s: %s; a server still "
+             "starting, or an offline command)", data_dir, path, strerror(errno));
+    return -1;
+  }
+  ssize_t n = -1;
+  if (fstat(fd, &fsb) == 0 && S_ISREG(fsb.st_mode) && fsb.st_uid == dsb.st_uid && !(fsb.st_mode & 022))
+    n = read(fd, url, cap - 1);
+  close(fd);
+  if (n < 0) {
+    snprintf(why, whycap, "%s is not the server's (its owner or mode): where it answers cannot be believed", path);
+    return -1;
+  }
   url[n] = 0;
   while (n && (url[n - 1] == '\n' || url[n - 1] == '\r' || url[n - 1] == ' ')) url[--n] = 0;
   if (!n || strncmp(url, "http://", 7) || strpbrk(url, " \t\r\n")) {
@@ -990,6 +1065,10 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods) {
   }
   if (gw_limits_init(srv) != 0) goto out;
   if (!(srv->metrics = gw_metrics_new())) goto out;
+  /* checked once it exists (made 0700 here when it did not): a check of
+   * a path not yet there, then a creation that takes one found there,
+   * would leave a window for someone else's directory */
+  if (ensure_dir(srv->cfg.data) != 0) goto out;
   {
     char why[1024];
     if (gw_data_dir_trusted(srv->cfg.data, why, sizeof why) != 0) {
@@ -998,7 +1077,6 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods) {
     }
     if (why[0]) GW_LOG(GW_LOG_WARN, "server", NULL, "data directory: %s", why);
   }
-  if (ensure_dir(srv->cfg.data) != 0) goto out;
   if ((lockfd = gw_data_lock(srv->cfg.data)) < 0) {
     /* an unwritable directory is not "another process": say which */
     if (lockfd == -EWOULDBLOCK)

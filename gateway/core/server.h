@@ -123,6 +123,10 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods);
  * another process holds it, or another -errno when the lock file cannot be
  * opened (an unwritable directory: EACCES, EROFS…). */
 int gw_data_lock(const char *data_dir);
+/* 1 when a process holds <data>/mcpgate.lock (a server, or an offline
+ * command that takes it), 0 when none does (or there is none), -errno when
+ * it cannot be told (the file unreadable). Takes no lock that lasts. */
+int gw_data_locked(const char *data_dir);
 
 /* Whether the data directory (and its store/ and audit/, where they
  * exist) may be trusted with what it holds: the operator token, the

@@ -76,3 +76,44 @@ test('on a writable data directory the reading commands create nothing', async (
   assert.ok(!fs.existsSync(path.join(src, 'store', 'unwritten-memberships')));
   assert.deepEqual(fs.readdirSync(path.join(src, 'store')).filter((f) => f !== 'lock.mdb').sort(), before.filter((f) => f !== 'lock.mdb'));
 });
+
+// Found by review: on a read-only mount of the live volume (a container
+// with the volume mounted :ro beside the running server) LMDB reads without
+// its lock file, unregistered, while the server reuses the pages it reads:
+// a healthy store was reported damaged, or LMDB aborted. With the data
+// directory's lock held, the reading commands refuse there and say where
+// to run them; the writable path beside the server checks clean.
+test('a read-only view of a store a server is running on is refused, not misread', { skip: can }, async () => {
+  const g = await startGateway();
+  try {
+    const op = operatorToken(g.dataDir);
+    await createTenant(g.port, op, 'acme');
+    const out = await makeTempDir();
+    const script = `set -e
+ro=$(mktemp -d)
+mount --bind "${g.dataDir}" "$ro"
+mount -o remount,bind,ro "$ro"
+touch "$ro/probe" 2>/dev/null && { echo "the mount is writable" >&2; exit 9; }
+set +e
+for c in "store check" "audit verify" "audit export acme"; do
+  n=$(echo $c | tr ' ' '-')
+  "${gatewayBin()}" $c --data "$ro" > "${out}/$n.out" 2> "${out}/$n.err"; echo $? > "${out}/$n.rc"
+done
+`;
+    const env = { ...process.env };
+    for (const k of Object.keys(env)) if (k.startsWith('MCPGATE_')) delete env[k];
+    const r = spawnSync('unshare', ['-m', 'sh', '-c', script], { encoding: 'utf8', timeout: 60000, env });
+    assert.equal(r.status, 0, r.stderr);
+    for (const n of ['store-check', 'audit-verify', 'audit-export-acme']) {
+      const err = fs.readFileSync(path.join(out, `${n}.err`), 'utf8');
+      assert.equal(fs.readFileSync(path.join(out, `${n}.rc`), 'utf8').trim(), '1', `${n}: ${err}`);
+      assert.match(err, /is on a read-only filesystem while an mcpgate holds .*Run this on the writable path/, `${n}: ${err}`);
+      assert.doesNotMatch(err, /damaged/);
+    }
+    // the writable path, beside the running server, checks clean
+    const c = spawnSync(gatewayBin(), ['store', 'check', '--data', g.dataDir], { encoding: 'utf8', timeout: 30000, env });
+    assert.equal(c.status, 0, c.stdout + c.stderr);
+  } finally {
+    await g.stop();
+  }
+});

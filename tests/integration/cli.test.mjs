@@ -4,7 +4,10 @@
 // MCPGATE_ADMIN_TOKEN).
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { startGateway, makeTempDir, refusedPort } from './lib/gateway.mjs';
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
+import { startGateway, makeTempDir, refusedPort, waitFor, gatewayBin } from './lib/gateway.mjs';
 import {
   api, cli, assertExit, operatorToken, SCIM_TOKEN_RE, ADMIN_TOKEN_RE, TOKEN_ID_RE,
 } from './lib/admin.mjs';
@@ -326,7 +329,9 @@ test('without --server the CLI reaches the server running on the data directory,
   const env = { MCPGATE_SERVER: '' };
   let port;
   try {
-    const url = (await import('node:fs')).readFileSync(`${other.dataDir}/admin.url`, 'utf8').trim();
+    // written once every loop's listeners are bound: the gateway may answer before
+    await waitFor(() => fs.existsSync(`${other.dataDir}/admin.url`), { what: 'admin.url' });
+    const url = fs.readFileSync(`${other.dataDir}/admin.url`, 'utf8').trim();
     assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/, url);
     port = Number(new URL(url).port);
     assert.notEqual(port, other.port, 'the admin listener, not listen');
@@ -338,14 +343,14 @@ test('without --server the CLI reaches the server running on the data directory,
   } finally {
     await other.stop();
   }
-  assert.equal((await import('node:fs')).existsSync(`${other.dataDir}/admin.url`), false, 'removed at exit');
+  assert.equal(fs.existsSync(`${other.dataDir}/admin.url`), false, 'removed at exit');
   // stopped: someone else takes its admin port and records what it gets
   const seen = [];
   const rogue = http.createServer((req, res) => { seen.push(req.headers.authorization ?? ''); res.end('{}'); });
   await new Promise((res) => rogue.listen(port, '127.0.0.1', res));
   try {
     // even with the old address left behind (a crash leaves the file)
-    (await import('node:fs')).writeFileSync(`${other.dataDir}/admin.url`, `http://127.0.0.1:${port}\n`);
+    fs.writeFileSync(`${other.dataDir}/admin.url`, `http://127.0.0.1:${port}\n`);
     const r = await run(['tenant', 'list', '--data', other.dataDir], { env });
     assertExit(r, 1);
     assert.match(r.stderr, /no mcpgate is running on .*its lock is free.*--server URL/, r.stderr);
@@ -354,9 +359,84 @@ test('without --server the CLI reaches the server running on the data directory,
     const empty = await makeTempDir();
     const n = await run(['tenant', 'list', '--data', empty], { env: { ...env, MCPGATE_ADMIN_TOKEN: 'some-operator-token-0123456789' } });
     assertExit(n, 1);
-    assert.match(n.stderr, /no mcpgate has served/, n.stderr);
+    assert.match(n.stderr, /no mcpgate is running on/, n.stderr);
     assert.deepEqual(seen, []);
   } finally {
     await new Promise((res) => rogue.close(res));
+  }
+});
+
+/** A listener that records the Authorization header of every request. */
+async function rogueOn(port) {
+  const http = await import('node:http');
+  const seen = [];
+  const srv = http.createServer((req, res) => { seen.push(req.headers.authorization ?? ''); res.end('{"tenants":[]}'); });
+  await new Promise((res, rej) => { srv.once('error', rej); srv.listen(port, '127.0.0.1', res); });
+  return { seen, port: srv.address().port, close: () => new Promise((res) => srv.close(res)) };
+}
+
+/** Holds an exclusive flock on file until released (as `flock -x` does). */
+function holdLock(file, opts = {}) {
+  const p = spawn('flock', ['-x', file, 'sleep', '60'], { stdio: 'ignore', ...opts });
+  return { ready: waitFor(() => spawnSync('flock', ['-n', '-s', file, 'true']).status !== 0, { what: 'the lock held' }), stop: () => p.kill('SIGKILL') };
+}
+
+// Found by review: a lock anyone can hold and an admin.url anyone can write,
+// in a data directory another local user made (./data under a shared
+// directory), sent the operator token from MCPGATE_ADMIN_TOKEN to that
+// user's listener. The file is believed only from a directory that only its
+// owner could write and that nobody but root or this user could have put
+// there, and only when that owner wrote it.
+test('an admin.url planted by another user is not believed, and no token is sent', { skip: process.getuid?.() === 0 ? false : 'needs root: another user plants the file' }, async () => {
+  const shared = await makeTempDir();
+  fs.chmodSync(shared, 0o1777);
+  const data = path.join(shared, 'data');
+  fs.mkdirSync(data, { mode: 0o700 });
+  const rogue = await rogueOn(0);
+  fs.writeFileSync(path.join(data, 'admin.url'), `http://127.0.0.1:${rogue.port}\n`, { mode: 0o600 });
+  fs.writeFileSync(path.join(data, 'mcpgate.lock'), '', { mode: 0o600 });
+  spawnSync('chown', ['-R', '65534:65534', data]);
+  const lock = holdLock(path.join(data, 'mcpgate.lock'), { uid: 65534, gid: 65534 });
+  try {
+    await lock.ready;
+    const r = await run(['tenant', 'list', '--data', data], { env: { MCPGATE_SERVER: '', MCPGATE_ADMIN_TOKEN: 'operator-secret-token-0123456789' } });
+    assertExit(r, 1);
+    assert.match(r.stderr, /belongs to uid 65534 and sits in .*which others than root may write to: where its server answers cannot be believed/, r.stderr);
+    assert.deepEqual(rogue.seen, [], 'no request, no token');
+  } finally {
+    lock.stop();
+    await rogue.close();
+  }
+});
+
+// Found by review: a server killed outright (SIGKILL, OOM) leaves its
+// admin.url; while the next holder of the lock (a serve still opening the
+// store, a key rotate) had not written its own, the CLI believed the old
+// one, whose port may be anyone's by then. Taking the lock removes it.
+test('a killed server\'s admin.url is removed by the next holder of the lock, and not believed meanwhile', async () => {
+  const g = await startGateway();
+  await waitFor(() => fs.existsSync(path.join(g.dataDir, 'admin.url')), { what: 'admin.url' });
+  const port = Number(new URL(fs.readFileSync(path.join(g.dataDir, 'admin.url'), 'utf8').trim()).port);
+  await g.kill(); // SIGKILL: no exit path runs
+  assert.ok(fs.existsSync(path.join(g.dataDir, 'admin.url')), 'the killed server left its admin.url');
+  const rogue = await rogueOn(port);
+  try {
+    // the next holder of the lock: here an offline command that takes it
+    const p = await run(['audit', 'prune', '--before', '1', '--data', g.dataDir]);
+    assertExit(p, 0, 'audit prune');
+    assert.ok(!fs.existsSync(path.join(g.dataDir, 'admin.url')), 'the stale admin.url is gone once the lock was taken');
+    // a holder that has not said where it answers (a serve still starting)
+    const lock = holdLock(path.join(g.dataDir, 'mcpgate.lock'));
+    try {
+      await lock.ready;
+      const r = await run(['tenant', 'list', '--data', g.dataDir], { env: { MCPGATE_SERVER: '' } });
+      assertExit(r, 1);
+      assert.match(r.stderr, /has not said where it answers/, r.stderr);
+    } finally {
+      lock.stop();
+    }
+    assert.deepEqual(rogue.seen, [], 'no request, no token');
+  } finally {
+    await rogue.close();
   }
 });
