@@ -902,16 +902,20 @@ static void address_share(gw_config *c) {
  * once the free pages were used), and the setting said something else.
  * Refused, saying what to set (found by the operations review). A store
  * that filled its map (the file as large as the map, not larger) is not
- * this: it starts, and serves what a full store serves. */
-static int map_fits(gw_server *srv) {
-  st_stats s;
-  st_stats_get(srv->store, &s);
-  if (s.map_used <= (uint64_t)srv->cfg.store_map_size) return 0;
+ * this: it starts, and serves what a full store serves. Checked on the
+ * file before the store is opened: the open may migrate (write). The file
+ * grows page by page as LMDB uses them (no MDB_WRITEMAP): its size is
+ * what the store holds. */
+static int map_fits(gw_server *srv, const char *dir) {
+  char file[4200];
+  struct stat sb;
+  snprintf(file, sizeof file, "%s/data.mdb", dir);
+  if (stat(file, &sb) != 0 || (uint64_t)sb.st_size <= (uint64_t)srv->cfg.store_map_size) return 0;
   GW_LOG(GW_LOG_ERROR, "store", NULL,
          "store_map_size (%lld bytes) is smaller than the store's file (%llu bytes), and a map cannot be smaller "
          "than its file: set store_map_size to at least %llu bytes (twice the file leaves room to grow), or "
          "compact the store first (mcpgate backup, then restore the copy)",
-         (long long)srv->cfg.store_map_size, (unsigned long long)s.map_used, (unsigned long long)s.map_used * 2);
+         (long long)srv->cfg.store_map_size, (unsigned long long)sb.st_size, (unsigned long long)sb.st_size * 2);
   return -1;
 }
 
@@ -1118,6 +1122,7 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods) {
     /* opened and read through at once (st_verify), under the guard: a
      * damaged file is refused here with a word, not met by a request */
     bool key_existed = access(srv->cfg.master_key_file, F_OK) == 0;
+    if (map_fits(srv, dir) != 0) goto out;
     gw_store_guard_begin(dir);
     int rc = st_open(&srv->store, &so);
     if (rc == 0) rc = st_verify(srv->store);
@@ -1126,7 +1131,6 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods) {
       GW_LOG(GW_LOG_ERROR, "store", NULL, "cannot open the store in %s: %s", dir, st_strerror(rc));
       goto out;
     }
-    if (map_fits(srv) != 0) goto out;
     reserve_said(srv);
     master_key_place_said(srv, key_existed);
     /* module state first (hooks borrow it), then hooks, checks and purges
