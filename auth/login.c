@@ -311,6 +311,13 @@ static int bound_user(st_txn *txn, const char *tenant, const uint8_t hash[32], c
   return 0;
 }
 
+/* The IdP vouches for the claim "email" only with email_verified true (a
+ * boolean, or the string some providers send). */
+static bool email_verified(const json_t *claims) {
+  json_t *ev = json_object_get(claims, "email_verified");
+  return json_is_true(ev) || (json_is_string(ev) && !strcmp(json_string_value(ev), "true"));
+}
+
 /* Rule b: the one user whose link attribute (userName, else externalId) is
  * value. 0 and id, ST_ENOTFOUND, or AUTH_EAMBIGUOUS. */
 static int linked_user(st_txn *txn, const char *tenant, const char *attr, const char *value,
@@ -401,8 +408,12 @@ int auth_link_resolve(st_txn *txn, const char *tenant, const json_t *settings, c
     return rc;
   }
 
-  /* b. link claim = link attribute */
+  /* b. link claim = link attribute. On the e-mail, only one the IdP
+   * verified: many let a person set any address unverified, and the
+   * matching user would be theirs to sign in as (found by review; the
+   * fallback below always checked, this rule did not) */
   const char *lv = claim_text(claims, link_claim);
+  if (lv && !strcmp(link_claim, "email") && !email_verified(claims)) return AUTH_EUNVERIFIED;
   if (lv) {
     rc = linked_user(txn, tenant, attr, lv, id);
     if (rc == 0) return user_ok(txn, tenant, id, out);
@@ -427,9 +438,7 @@ int auth_link_resolve(st_txn *txn, const char *tenant, const json_t *settings, c
   bool has_ext = json_is_string(ext) && json_string_length(ext) > 0;
   json_decref(u);
   if (has_ext) return AUTH_ENOTLINKED; /* linked by externalId only; the claim did not match it */
-  json_t *ev = json_object_get(claims, "email_verified");
-  bool verified = json_is_true(ev) || (json_is_string(ev) && !strcmp(json_string_value(ev), "true"));
-  if (!verified) return AUTH_EUNVERIFIED;
+  if (!email_verified(claims)) return AUTH_EUNVERIFIED;
   /* the user must not be bound to another subject already */
   char key[128];
   st_val v;

@@ -29,6 +29,11 @@ before(async () => {
         users: [{ userName: 'frank@contoso.com', externalId: 'oid-frank-1234' }],
         oidc: { subject_claim: 'oid', link_claim: 'oid' },
       },
+      // linking on the e-mail claim, a setting an admin may choose
+      mail: {
+        users: [{ userName: 'bob@acme.com', externalId: '00u-bob' }],
+        oidc: { link_claim: 'email', link_attribute: 'userName' },
+      },
     },
     accounts: {
       '00u-alice': { email: 'alice@acme.com', email_verified: true },
@@ -36,6 +41,9 @@ before(async () => {
       '00u-erin': { email: 'erin@acme.com', email_verified: false },
       '00u-erin2': { email: 'erin@acme.com' },
       '00u-mallory': { email: 'dora@acme.com', email_verified: true },
+      '00u-bob': { email: 'bob@acme.com', email_verified: true },
+      '00u-eve': { email: 'bob@acme.com', email_verified: false },
+      '00u-eve2': { email: 'bob@acme.com' },
       // Entra: the per-app sub differs from the object id the SCIM feed carries
       'pairwise-sub-frank': { email: 'frank@contoso.com', oid: 'oid-frank-1234' },
     },
@@ -182,4 +190,23 @@ test('Entra-style linking: subject_claim and link_claim "oid" match the SCIM ext
   // the session of one tenant does not open another's page
   const cross = await b.get(`${fx.base('acme')}/api/me`, { follow: false });
   assert.equal(cross.status, 401);
+});
+
+// Found by review ("nOAuth"): with link_claim "email" an IdP account whose
+// e-mail was set but never verified signed in as the user whose userName
+// it named — the e-mail fallback checked email_verified, the link rule did
+// not. Refused like the fallback; the verified owner still signs in.
+test('linking on the e-mail claim takes only a verified e-mail', async () => {
+  for (const sub of ['00u-eve', '00u-eve2']) {
+    const b = fx.browser();
+    const r = await signIn(b, `${fx.base('mail')}/login`, { login: sub });
+    assert.equal(r.status, 403, `${sub}: ${r.status}`);
+    assert.match(r.text, /cannot be matched to an account/);
+    assert.equal((await b.get(`${fx.base('mail')}/api/me`, { follow: false })).status, 401, `${sub} holds no session`);
+  }
+  assert.ok(fx.gw.logs().some((e) => /sign-in refused: the e-mail address is not verified/.test(e.msg ?? '')));
+  const b = fx.browser();
+  const ok = await signIn(b, `${fx.base('mail')}/login`, { login: '00u-bob' });
+  assert.equal(ok.status, 200, ok.text);
+  assert.equal((await me(b, fx, 'mail')).json.user.userName, 'bob@acme.com');
 });
