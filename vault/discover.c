@@ -352,6 +352,21 @@ int vault_asm_parse(const char *body, size_t len, const char *issuer, vault_asm 
     say(err, errlen, "the authorization server metadata has no valid \"%s\"", bad);
     goto done;
   }
+  /* an https issuer's endpoints are https: one in clear would carry the
+   * person's code, the gateway's client secret and the tokens unprotected
+   * (found by review; RFC 6749 §3.1 and §3.2 require TLS) */
+  if (!strncmp(issuer, "https://", 8)) {
+    const char *const eps[][2] = {{"authorization_endpoint", out->authorization_endpoint},
+                                  {"token_endpoint", out->token_endpoint},
+                                  {"revocation_endpoint", out->revocation_endpoint},
+                                  {"registration_endpoint", out->registration_endpoint}};
+    for (size_t i = 0; i < sizeof eps / sizeof eps[0]; i++)
+      if (!strncmp(eps[i][1], "http://", 7)) {
+        say(err, errlen, "the authorization server metadata's \"%s\" is http:// while its issuer is https://: codes, "
+            "secrets and tokens would travel in clear", eps[i][0]);
+        goto done;
+      }
+  }
   rc = VAULT_EUNUSABLE;
   if (!array_has(ccm, "S256")) {
     say(err, errlen, "%s",

@@ -211,6 +211,21 @@ TEST(asm_parse) {
                      "\"code_challenge_methods_supported\":[\"S256\"]}";
   CHECK_INT(vault_asm_parse(noep, strlen(noep), "https://as.example.com", &a, err, sizeof err), VAULT_EDISCOVER);
   CHECK(strstr(err, "token_endpoint"));
+  /* an https issuer's endpoint in clear (found by review): refused, naming it */
+  const char *clear = "{\"issuer\":\"https://as.example.com\",\"authorization_endpoint\":\"https://as.example.com/a\","
+                      "\"token_endpoint\":\"http://as.example.com/t\",\"code_challenge_methods_supported\":[\"S256\"]}";
+  CHECK_INT(vault_asm_parse(clear, strlen(clear), "https://as.example.com", &a, err, sizeof err), VAULT_EDISCOVER);
+  CHECK(strstr(err, "\"token_endpoint\" is http://"));
+  CHECK(a.token_endpoint[0] == 0);
+  const char *rev = "{\"issuer\":\"https://as.example.com\",\"authorization_endpoint\":\"https://as.example.com/a\","
+                    "\"token_endpoint\":\"https://as.example.com/t\",\"revocation_endpoint\":\"http://as.example.com/r\","
+                    "\"code_challenge_methods_supported\":[\"S256\"]}";
+  CHECK_INT(vault_asm_parse(rev, strlen(rev), "https://as.example.com", &a, err, sizeof err), VAULT_EDISCOVER);
+  CHECK(strstr(err, "revocation_endpoint"));
+  /* an http issuer (a loopback one the operator allowed) keeps its http endpoints */
+  const char *loop = "{\"issuer\":\"http://127.0.0.1:9\",\"authorization_endpoint\":\"http://127.0.0.1:9/a\","
+                     "\"token_endpoint\":\"http://127.0.0.1:9/t\",\"code_challenge_methods_supported\":[\"S256\"]}";
+  CHECK_INT(vault_asm_parse(loop, strlen(loop), "http://127.0.0.1:9", &a, err, sizeof err), 0);
 }
 
 TEST(dcr_request_and_reply) {
