@@ -515,13 +515,22 @@ int auth_link_recheck_user(st_txn *txn, const char *tenant, const char *user_id,
     const char *lc = json_string_value(json_object_get(o, "link_claim"));
     const char *attr = json_string_value(json_object_get(o, "link_attribute"));
     if (iss && !strcmp(sc ? sc : "sub", lc ? lc : "sub") && !strcmp(attr ? attr : "externalId", "externalId")) {
+      /* sign-ins hash under the discovery document's own spelling of the
+       * issuer, which may end in '/' (Auth0's does) where the stored,
+       * normalised one does not: either spelling is the same subject
+       * (found by review: an unchanged externalId signed such people out) */
       uint8_t h[32];
-      if ((rc = subject_hash(iss, json_string_value(ext), h))) {
-        json_decref(o);
-        json_decref(u);
-        return rc;
+      char slashed[1100];
+      int n = snprintf(slashed, sizeof slashed, "%s/", iss);
+      for (int pass = 0; pass < 2 && !keep; pass++) {
+        if (pass == 1 && (n <= 0 || (size_t)n >= sizeof slashed)) break;
+        if ((rc = subject_hash(pass ? slashed : iss, json_string_value(ext), h))) {
+          json_decref(o);
+          json_decref(u);
+          return rc;
+        }
+        keep = CRYPTO_memcmp(h, bound, 32) == 0;
       }
-      keep = CRYPTO_memcmp(h, bound, 32) == 0;
     }
     json_decref(o);
   }

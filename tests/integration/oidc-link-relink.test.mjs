@@ -84,3 +84,33 @@ test('an e-mail binding confirmed by the externalId stays: same session, same si
   assert.equal((await me(b, fx, 'acme')).status, 401);
   assert.equal((await login(fx.browser(), '00u-dora')).status, 403);
 });
+
+// Found by review: sign-ins bind under the discovery document's spelling
+// of the issuer, and the check after a SCIM write hashed under the stored,
+// normalised one. For an issuer spelled with a final '/' (Auth0's) the
+// two never matched: a person bound by e-mail who was given their own
+// subject as externalId was signed out, though the README says they keep
+// the binding and the session.
+test('an issuer spelled with a final slash: the own subject as externalId keeps the binding and the session', async () => {
+  const sx = await startLoginFixture({
+    tenants: { acme: { users: [{ userName: 'hana@acme.com' }] } },
+    accounts: { '00u-hana': { email: 'hana@acme.com', email_verified: true } },
+    okta: { issuerSlash: true },
+  });
+  try {
+    assert.match(sx.okta.issuer, /\/$/);
+    const b = sx.browser();
+    const r = await signIn(b, `${sx.base('acme')}/login`, { login: '00u-hana' });
+    assert.equal(r.status, 200, `the e-mail fallback binds: ${r.status}`);
+    assert.equal((await me(b, sx, 'acme')).json.user.userName, 'hana@acme.com');
+    const p = await sx.t.acme.scim.patchOps(`/Users/${sx.t.acme.users['hana@acme.com'].id}`, [
+      { op: 'replace', path: 'externalId', value: '00u-hana' },
+    ]);
+    assert.equal(p.status, 200, p.body);
+    assert.equal((await me(b, sx, 'acme')).status, 200, 'the session stays');
+    const again = sx.browser();
+    assert.equal((await signIn(again, `${sx.base('acme')}/login`, { login: '00u-hana' })).status, 200, 'and signs in again');
+  } finally {
+    await sx.stop();
+  }
+});

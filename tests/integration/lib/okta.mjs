@@ -338,8 +338,10 @@ export async function startOkta(opts = {}) {
     });
   });
   await listen(front);
-  okta.issuer = `http://127.0.0.1:${front.address().port}`;
-  for (const [name, p] of Object.entries(OKTA_PATHS)) okta.endpoints[name] = okta.issuer + p;
+  // opts.issuerSlash: an issuer spelled with a final '/', as Auth0's is
+  const base = `http://127.0.0.1:${front.address().port}`;
+  okta.issuer = base + (opts.issuerSlash ? '/' : '');
+  for (const [name, p] of Object.entries(OKTA_PATHS)) okta.endpoints[name] = base + p;
   build();
 
   async function forward(req, res) {
