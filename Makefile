@@ -92,11 +92,17 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LTO) -c -o $@ $<
 
-# llhttp's generated C: compiled as-is, without our warning set; strict mode
-# (no lenient flags) is chosen at runtime by gateway/http/http.c.
+# llhttp's generated C: compiled as-is, without our warning set, in its
+# strict mode. That is a compile-time switch (llhttp.c holds two generated
+# parsers, chosen by LLHTTP_STRICT_MODE); the runtime lenient flags are
+# another thing, and gateway/http/http.c sets none. Built without it (found
+# by review) the parser took any two bytes after chunk data for CRLF, CR and
+# any byte for the end of the headers, a TAB in the target, a space in a
+# header name: behind a front proxy that reads those otherwise, a second
+# request hidden in the first one's body (request smuggling).
 $(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(dir $@)
-	$(CC) -std=c11 $(OPT) $(SAN_FLAGS) $(LTO) -I$(LLHTTP_INC) -w -c -o $@ $<
+	$(CC) -std=c11 $(OPT) $(SAN_FLAGS) $(LTO) -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC) -w -c -o $@ $<
 
 # The web files as C. web/embed.c is a host tool (HOSTCC, no sanitizers: it
 # runs at build time and never ships). assets.list holds the file list and

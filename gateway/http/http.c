@@ -17,7 +17,8 @@
  * the struct is freed in the last close callback, never under a running
  * callback (STYLE: handles freed only in close callbacks).
  *
- * llhttp runs in strict mode (no lenient flags). We add what it leaves to
+ * llhttp runs in strict mode (compiled with LLHTTP_STRICT_MODE: the
+ * Makefile; no lenient flags set at runtime). We add what it leaves to
  * the server: Host required on HTTP/1.1, obs-fold and whitespace before a
  * header's colon refused, an HTTP/1.0 request with Transfer-Encoding
  * answered and then closed, a transfer coding other than chunked answered

@@ -202,6 +202,32 @@ test('chunked request body is framed: 405 then the pipelined GET → 200', async
   assert.deepEqual(JSON.parse(r.responses[1].body), { status: 'ok' });
 });
 
+// Found by review: llhttp was built in its lenient mode (strict mode is a
+// compile-time switch, not the runtime flags). It took any two bytes after
+// chunk data for CRLF, CR and any byte for a line's or the head's end, a TAB
+// in the target and a space in a header name: behind a front proxy that
+// reads such bytes otherwise and passes the body through, a request hidden
+// in another's body reached the gateway. Each is 400 and the connection
+// ends: what follows is never answered.
+test('strict framing: loose chunk and line ends, a TAB in the target, a space in a header name → 400, nothing smuggled', async () => {
+  const next = 'GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n';
+  const cases = [
+    ['chunk data ended by any two bytes', 'POST /healthz HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n' + next],
+    ['chunk size line ended by CR and any byte', 'POST /healthz HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\rXhello\r\n0\r\n\r\n' + next],
+    ['the head ended by CR and any byte', 'GET /nope HTTP/1.1\r\nHost: a\r\n\rX' + next],
+    ['a TAB in the request target', 'GET /he\talthz HTTP/1.1\r\nHost: a\r\n\r\n' + next],
+    ['a space in a header name', 'GET /nope HTTP/1.1\r\nHost: a\r\nX Y: 1\r\n\r\n' + next],
+  ];
+  for (const [what, bytes] of cases) {
+    const r = await rawHttp(gw.port, bytes, { timeoutMs: 3000 });
+    assert.ok(r.responses.length >= 1, `${what}: an answer: ${r.data}`);
+    assert.equal(r.responses[0].status, 400, `${what}: ${r.data}`);
+    assert.equal(r.responses.length, 1, `${what}: nothing after the refusal is answered: ${r.data}`);
+    assert.equal(r.closed, true, `${what}: the connection ends`);
+  }
+  await assertAlive();
+});
+
 test('Expect: 100-continue → 100 first, final response after the body', async () => {
   const c = await connect(gw.port);
   try {
@@ -335,6 +361,23 @@ test('--trusted-proxies 127.0.0.1/32: X-Forwarded-For becomes the client (its ri
   }
   const res = await g2.stop();
   assert.deepEqual(res, { code: 0, signal: null });
+});
+
+// Found by review: on a dual-stack listener an IPv4 proxy's address reaches
+// the gateway as ::ffff:a.b.c.d, and the proxy listed as a.b.c.d was not
+// recognised: its X-Forwarded-For was ignored, and every client behind it
+// shared the proxy's address (its connection and failed-auth budgets).
+test('--trusted-proxies 127.0.0.1/32 on a dual-stack listen [::]: the IPv4 proxy is recognised', async () => {
+  const g2 = await startGateway({ args: ['--listen', '[::]:0', '--trusted-proxies', '127.0.0.1/32'] });
+  try {
+    const from = await g2.settle();
+    const r = await request(g2.port, { host: '127.0.0.1', path: '/healthz', headers: { 'x-forwarded-for': '203.0.113.7' } });
+    assert.equal(r.status, 200);
+    const line = await g2.waitForLog((e) => e.msg === 'access', 3000, from);
+    assert.equal(line.client, '203.0.113.7', JSON.stringify(line));
+  } finally {
+    await g2.stop();
+  }
 });
 
 test('every stderr line is a JSON object with ts, level, module, msg', () => {
