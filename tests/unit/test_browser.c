@@ -304,11 +304,18 @@ TEST(link_external_id_and_user_name) {
 
   /* link_attribute userName with link_claim email (case-insensitive) */
   s = settings("sub", "email", "userName");
-  CHECK_INT(resolve(st, "acme", s, "{\"sub\":\"opaque-1\",\"email\":\"carol@ACME.com\"}", &l), 0);
+  CHECK_INT(resolve(st, "acme", s, "{\"sub\":\"opaque-1\",\"email\":\"carol@ACME.com\",\"email_verified\":true}", &l), 0);
   CHECK_STR(l.user_id, carol);
   CHECK_STR(l.subject, "opaque-1");
   CHECK(!l.bind);
-  CHECK_INT(resolve(st, "acme", s, "{\"sub\":\"opaque-1\",\"email\":\"00u-alice\"}", &l), AUTH_ENOTLINKED);
+  /* only a verified e-mail links (found by review: an unverified one named
+   * another person and signed in as them) */
+  CHECK_INT(resolve(st, "acme", s, "{\"sub\":\"opaque-1\",\"email\":\"carol@ACME.com\"}", &l), AUTH_EUNVERIFIED);
+  CHECK_INT(resolve(st, "acme", s, "{\"sub\":\"opaque-1\",\"email\":\"carol@ACME.com\",\"email_verified\":false}", &l),
+            AUTH_EUNVERIFIED);
+  CHECK_INT(resolve(st, "acme", s, "{\"sub\":\"opaque-1\",\"email\":\"carol@ACME.com\",\"email_verified\":\"true\"}", &l), 0);
+  CHECK_INT(resolve(st, "acme", s, "{\"sub\":\"opaque-1\",\"email\":\"00u-alice\",\"email_verified\":true}", &l),
+            AUTH_ENOTLINKED);
   CHECK_INT(resolve(st, "acme", s, "{\"sub\":\"opaque-1\",\"email\":7}", &l), AUTH_ECLAIM);
   json_decref(s);
 
