@@ -766,7 +766,10 @@ static int head_block(gw_req *req, gw_buf *b, int status, const char *ctype, lon
     PUT(gw_buf_appends(b, ctype));
     PUT(APPEND_LIT(b, "\r\n"));
   }
-  if (clen >= 0) {
+  /* a 204 carries none (RFC 9110 §8.6), and a 304's would have to be the
+   * full response's: a cache would record 0 (found by review); neither
+   * has a body, so the framing needs none */
+  if (clen >= 0 && status != 204 && status != 304) {
     PUT(APPEND_LIT(b, "Content-Length: "));
     PUT(gw_buf_append_int(b, clen));
     PUT(APPEND_LIT(b, "\r\n"));

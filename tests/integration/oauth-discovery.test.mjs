@@ -90,6 +90,8 @@ test('protected resource metadata (RFC 9728) for the aggregated and a connector 
     headers: { origin: 'https://app.example', 'access-control-request-method': 'GET', 'access-control-request-headers': 'mcp-protocol-version' },
   });
   assert.equal(pf.status, 204, pf.body);
+  // a 204 carries no Content-Length (RFC 9110 §8.6; found by review)
+  assert.equal(pf.headers['content-length'], undefined);
   assert.equal(pf.headers['access-control-allow-origin'], '*');
   assert.match(String(pf.headers['access-control-allow-headers']), /MCP-Protocol-Version/i);
   const post = await request(gw.port, { method: 'POST', path: '/.well-known/oauth-protected-resource/t/acme/mcp', body: '' });
