@@ -551,9 +551,11 @@ bool gw_config_tenant_ca_path(const gw_config *cfg, const char *tenant, const ch
   return w > 0 && (size_t)w < rootlen;
 }
 
-/* public_url as set; derived: the one made from listen, whose port 0
- * (any free port) the server replaces with the port it bound */
-static int url_check(const char *v, bool derived, char *err, size_t errlen) {
+/* public_url, as set or as derived from listen. Port 0 passes: a listen
+ * on port 0 (any free port) derives it, the server puts the bound port in
+ * its place, and --print-config's output must load again as it is
+ * (fuzz_config found that refusing it broke that). */
+static int url_check(const char *v, char *err, size_t errlen) {
   if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) {
     errf(err, errlen, "expected an http:// or https:// URL, got \"%s\"", v);
     return -1;
@@ -613,8 +615,9 @@ static int url_check(const char *v, bool derived, char *err, size_t errlen) {
       port = colon[1 + i] >= '0' && colon[1 + i] <= '9' ? port * 10 + (colon[1 + i] - '0') : 70000;
     /* no leading zero: browsers send ":8080", never ":08080" (nor ":0443"
      * for the default port the rule above drops) */
-    if (pl == 0 || pl > 5 || port < (derived ? 0 : 1) || port > 65535 || colon == auth || (pl > 1 && colon[1] == '0')) {
-      errf(err, errlen, "expected scheme://host[:port] with a port from 1 to 65535, got \"%s\"", v);
+    if (pl == 0 || pl > 5 || port > 65535 || colon == auth || (pl > 1 && colon[1] == '0')) {
+      errf(err, errlen, "expected scheme://host[:port] with the port in digits, at most 65535 and without a leading "
+           "zero, got \"%s\"", v);
       return -1;
     }
   }
@@ -638,7 +641,7 @@ static int url_check(const char *v, bool derived, char *err, size_t errlen) {
   return 0;
 }
 
-static int check_url(const char *v, char *err, size_t errlen) { return url_check(v, false, err, errlen); }
+static int check_url(const char *v, char *err, size_t errlen) { return url_check(v, err, errlen); }
 
 /* The trusted_proxies syntax (gateway/base/cidr.h): a.b.c.d[/n] or v6[/n]. */
 static int check_cidrs(const char *v, char *err, size_t errlen) {
@@ -882,7 +885,7 @@ int gw_config_load(gw_config *cfg, int argc, char **argv, char *err, size_t errl
     size_t bl = strlen(buf);
     if (bl > 3 + 7 && !strcmp(buf + bl - 3, ":80")) buf[bl - 3] = 0; /* the origin browsers send */
     char why[600];
-    if (url_check(buf, true, why, sizeof why) != 0) {
+    if (url_check(buf, why, sizeof why) != 0) {
       errf(err, errlen, "config key public_url: not set, and the one derived from listen is unusable (%s); set it",
            why);
       return -EINVAL;
