@@ -103,6 +103,7 @@ typedef struct gw__req_priv {
   int64_t body_limit;
   bool discard;       /* the body is read (within body_limit) and thrown away: no handler reads it */
   size_t discarded;   /* of which so far */
+  size_t chunk_ext;   /* bytes of chunk extensions so far (on_chunk_ext) */
   int refs;           /* handler's + pending abort notification */
   bool complete;      /* message fully received */
   bool done;          /* response ended (or dropped) */
@@ -1341,6 +1342,20 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
   return 0;
 }
 
+/* Chunk extensions (";name=value" after a chunk's size) carry nothing the
+ * gateway uses, and no body byte counts them: uncounted, a client could
+ * stream them for body_timeout_ms whatever max_body_bytes says (found by
+ * review). A request's are capped, as a head's fields are. */
+#define CHUNK_EXT_MAX 4096
+static int on_chunk_ext(llhttp_t *p, const char *at, size_t n) {
+  (void)at;
+  gw_conn *c = p->data;
+  if (!c->req) return -1;
+  gw__req_priv *pr = c->req->priv;
+  pr->chunk_ext += n;
+  return pr->chunk_ext > CHUNK_EXT_MAX ? fail(c, 400, "chunk extensions too long") : 0;
+}
+
 static int on_message_complete(llhttp_t *p) {
   gw_conn *c = p->data;
   if (!c->req) return -1;
@@ -1361,6 +1376,8 @@ static void init_settings_once(void) {
   parser_settings.on_header_value_complete = on_header_value_complete;
   parser_settings.on_headers_complete = on_headers_complete;
   parser_settings.on_body = on_body;
+  parser_settings.on_chunk_extension_name = on_chunk_ext;
+  parser_settings.on_chunk_extension_value = on_chunk_ext;
   parser_settings.on_message_complete = on_message_complete;
 }
 

@@ -228,6 +228,22 @@ test('strict framing: loose chunk and line ends, a TAB in the target, a space in
   await assertAlive();
 });
 
+// Found by review: chunk extensions counted against nothing, so a client
+// could stream them for body_timeout_ms past max_body_bytes. A request's
+// are capped at 4 KiB: 400, the connection ends. Short ones still pass.
+test('chunk extensions: a few bytes pass, past 4 KiB → 400 and the connection ends', async () => {
+  const ok = await rawHttp(gw.port, 'POST /healthz HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;name=value\r\nhello\r\n0\r\n\r\n', { responses: 1 });
+  assert.equal(ok.responses[0]?.status, 405, ok.data);
+  const ext = `;x=${'a'.repeat(1000)}`;
+  const chunks = ['POST /healthz HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n'];
+  for (let i = 0; i < 8; i++) chunks.push(`1${ext}\r\nx\r\n`);
+  const r = await rawHttp(gw.port, chunks, { timeoutMs: 3000 });
+  assert.equal(r.responses[0]?.status, 400, r.data);
+  assert.match(r.responses[0].body, /chunk extensions too long/);
+  assert.equal(r.closed, true);
+  await assertAlive();
+});
+
 test('Expect: 100-continue → 100 first, final response after the body', async () => {
   const c = await connect(gw.port);
   try {
