@@ -735,8 +735,9 @@ static int cmd_offline(const char *what, int argc, char **argv) {
   if (scan(argc, argv, &o)) return 2;
   gw_log_set_level(GW_LOG_WARN);
   int lock = -1;
-  /* a backup only reads (opened read-only, nothing created in the
-   * directory): root may take it of any user's directory */
+  /* a backup only reads (opened read-only; the one file LMDB may make,
+   * its lock file, is made the directory owner's: st_backup_dir): root
+   * may take it of any user's directory */
   if (strcmp(what, "backup") && data_dir_ok(&o)) return 1;
   if (!strcmp(what, "rotate")) {
     /* The running server keeps the key ring in memory: rotate offline. */

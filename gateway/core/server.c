@@ -1,4 +1,7 @@
-/* gateway/core/server.c — `mcpgate serve`: opens the data directory and store
+/* gateway/core/server.c — `mcpgate serve`: opens the data directory (its
+ * owner and mode checked, gw_data_dir_trusted, as the offline commands do;
+ * its lock held; <data>/admin.url written once the listeners are bound, for
+ * the CLI, and removed at exit) and store
  * (read through once at start, under a guard that turns a SIGBUS/SIGSEGV
  * from a damaged file into a log line before the signal ends the process),
  * runs the module table (store hooks and checks, module state, routes,
