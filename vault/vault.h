@@ -160,8 +160,9 @@ void vault_secret_free(char *value);
  * (NULL: the gateway's own call, e.g. a capability probe): the connector's
  * shared header (auth type "header"), or the user's grant (auth type
  * "oauth": "Authorization: Bearer <access token>"; VAULT_ENOGRANT without
- * one or without a user, VAULT_EEXPIRED when it expires within 10 s —
- * the caller refreshes, vault/grant.h).
+ * one or without a user, VAULT_EEXPIRED when it expires within 5 s —
+ * the caller refreshes, vault/grant.h; the aggregated gate refreshes at
+ * 10 s, so what it passed is not refused here a moment later).
  * On success the line to send is "<name>: <value>" (both NULL: the
  * connector needs none). rec: the connector's record when the caller has
  * already read it in txn (NULL: read here). Release with vault_cred_free
