@@ -35,6 +35,11 @@ int gw_cidr_parse(const char *s, size_t n, gw_cidr *out) {
   return 0;
 }
 
+bool gw_ip_v4_mapped(const unsigned char addr[16]) {
+  static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  return !memcmp(addr, mapped, sizeof mapped);
+}
+
 bool gw_cidr_match(const gw_cidr *c, int family, const unsigned char addr[16]) {
   if (c->family != family) return false;
   int full = c->bits / 8, rest = c->bits % 8;

@@ -23,5 +23,9 @@ int gw_cidr_parse(const char *s, size_t n, gw_cidr *out);
 int gw_ip_parse(const char *ip, unsigned char addr[16], int *family);
 /* True when addr (of family 4 or 6) lies inside c. */
 bool gw_cidr_match(const gw_cidr *c, int family, const unsigned char addr[16]);
+/* True when addr (an IPv6 address as gw_ip_parse fills it) is an
+ * IPv4-mapped one (::ffff:a.b.c.d): an IPv4 peer on a dual-stack
+ * listener. Its IPv4 address is then addr + 12. */
+bool gw_ip_v4_mapped(const unsigned char addr[16]);
 
 #endif

@@ -15,6 +15,7 @@
  * was); when it cannot get the memory the table evicts as if it were full
  * (the bound is on memory: an evicted key only starts full again). */
 #include "gateway/base/ratelimit.h"
+#include "gateway/base/cidr.h"
 
 #include <arpa/inet.h>
 #include <stdint.h>
@@ -213,8 +214,7 @@ int64_t gw_ratelimit_take(gw_ratelimit *rl, const char *key, int64_t now_ms) {
 void gw_ratelimit_addr_key(const char *addr, char out[GW_RATELIMIT_KEY_MAX + 1]) {
   unsigned char a[16];
   if (addr && strchr(addr, ':') && inet_pton(AF_INET6, addr, a) == 1) {
-    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    if (!memcmp(a, mapped, sizeof mapped)) {
+    if (gw_ip_v4_mapped(a)) {
       inet_ntop(AF_INET, a + 12, out, GW_RATELIMIT_KEY_MAX + 1);
       return;
     }

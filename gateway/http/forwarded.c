@@ -62,8 +62,7 @@ bool gw_trusted_has(const gw_trusted *t, const char *ip) {
   /* on a dual-stack listener ([::]) an IPv4 peer is ::ffff:a.b.c.d: the
    * proxy listed as a.b.c.d is that peer (found by review: its headers were
    * ignored, and everyone behind it shared its address's limits) */
-  static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  bool v4 = fam == 6 && !memcmp(a, mapped, sizeof mapped);
+  bool v4 = fam == 6 && gw_ip_v4_mapped(a);
   if (v4) memcpy(a4, a + 12, 4);
   for (int i = 0; i < t->n; i++)
     if (gw_cidr_match(&t->cidrs[i], fam, a) || (v4 && gw_cidr_match(&t->cidrs[i], 4, a4))) return true;
