@@ -54,6 +54,7 @@ static void usage(FILE *o) {
           "  mcpgate backup DEST [--data DIR]           consistent hot copy of the store (compacted)\n"
           "  mcpgate key rotate [--data DIR]            re-seal every secret under a new master key\n"
           "  mcpgate store check [--data DIR]           verify the store's integrity and indexes\n"
+          "  mcpgate store accept-restore [--data DIR]  start on a store restored from an older backup\n"
           "  mcpgate audit verify [--data DIR]          verify every audit chain; names the first broken record\n"
           "  mcpgate audit export TENANT [--since MS] [--until MS] [--data DIR]\n"
           "                                             the tenant's audit records as NDJSON, oldest first\n"
@@ -698,6 +699,35 @@ static int cmd_backup(const cli_opts *o) {
   return 0;
 }
 
+/* store accept-restore: serve refuses a store older than its record
+ * (<data>/store.generation: an older backup restored over it brings back
+ * what was revoked since, gateway/core/stamp.c). The operator who meant
+ * it removes the record; the next start records the store as it is. The
+ * store is not opened: a restored copy of an older schema is still to be
+ * migrated by serve, which no offline command does. */
+static int cmd_accept_restore(const cli_opts *o) {
+  if (o->npos != 0) {
+    fprintf(stderr, "usage: mcpgate store accept-restore [--data DIR]\n");
+    return 2;
+  }
+  char path[4200];
+  snprintf(path, sizeof path, "%s/" GW_STAMP_FILE, o->data);
+  if (unlink(path) != 0) {
+    if (errno != ENOENT) {
+      fprintf(stderr, "mcpgate: cannot remove %s: %s\n", path, strerror(errno));
+      return 1;
+    }
+    printf("Nothing to accept: %s has no record of its store's generation (the next start makes one).\n", o->data);
+    return 0;
+  }
+  printf("Accepted: the record of how far the store had come (%s) is removed; the next `mcpgate serve` starts on "
+         "the store in %s/store as it is and records it. Everything revoked since the backup was taken is back: have "
+         "the IdP send again the deactivations and group changes made since, and revoke again what admins revoked "
+         "since (README, Operations, \"Backup and restore\").\n",
+         path, o->data);
+  return 0;
+}
+
 /* The data directory's owner and mode, as serve checks them: a command
  * run as root on the service user's directory would leave root's files
  * (lock files, a rotated key) that the server cannot open. 0 or 1. */
@@ -739,17 +769,24 @@ static int cmd_offline(const char *what, int argc, char **argv) {
    * its lock file, is made the directory owner's: st_backup_dir): root
    * may take it of any user's directory */
   if (strcmp(what, "backup") && data_dir_ok(&o)) return 1;
-  if (!strcmp(what, "rotate")) {
-    /* The running server keeps the key ring in memory: rotate offline. */
+  if (!strcmp(what, "rotate") || !strcmp(what, "accept-restore")) {
+    /* The running server keeps the key ring in memory: rotate offline. A
+     * running server records its store's generation itself. */
     if ((lock = gw_data_lock(o.data)) < 0) {
       if (lock == -EWOULDBLOCK)
-        fprintf(stderr, "mcpgate: %s is in use by a running mcpgate; stop it before rotating the key\n", o.data);
+        fprintf(stderr, "mcpgate: %s is in use by a running mcpgate; stop it before %s\n", o.data,
+                strcmp(what, "rotate") ? "restoring a backup" : "rotating the key");
       else
         fprintf(stderr, "mcpgate: cannot create %s/mcpgate.lock: %s\n", o.data, strerror(-lock));
       return 1;
     }
   }
   if (!strcmp(what, "backup")) return cmd_backup(&o);
+  if (!strcmp(what, "accept-restore")) {
+    int rc = cmd_accept_restore(&o);
+    close(lock);
+    return rc;
+  }
   st_store *st;
   /* each of these reads the store through (the check, the rotation's
    * re-sealing): a damaged page is said, not a bare crash */
@@ -777,11 +814,28 @@ static int cmd_offline(const char *what, int argc, char **argv) {
     if (n < 0) {
       fprintf(stderr, "mcpgate: check could not run: %s\n", st_strerror(n));
       rc = 1;
-    } else if (n > 0) {
-      printf("%d problem(s) found.\n", n);
-      rc = 1;
     } else {
-      printf("store ok (schema version %u)\n", st_schema_version(st));
+      /* a store older than its record: serve refuses it (gateway/core/stamp.c) */
+      char path[4200];
+      st_stamp_info si;
+      snprintf(path, sizeof path, "%s/" GW_STAMP_FILE, o.data);
+      if (st_stamp_check(st, path, &si) == 0 &&
+          (si.state == ST_STAMP_OLDER || si.state == ST_STAMP_BAD_FILE || si.state == ST_STAMP_UNREADABLE)) {
+        if (si.state == ST_STAMP_OLDER)
+          printf("problem: store: older than the one this data directory last ran (generation %llu, %s says "
+                 "%llu): restored from an older backup? serve refuses it until `mcpgate store accept-restore`\n",
+                 (unsigned long long)si.store_gen, path, (unsigned long long)si.file_gen);
+        else
+          printf("problem: store: %s: %s; serve refuses to start until `mcpgate store accept-restore`\n", path,
+                 st_stamp_state_str(si.state));
+        n++;
+      }
+      if (n > 0) {
+        printf("%d problem(s) found.\n", n);
+        rc = 1;
+      } else {
+        printf("store ok (schema version %u)\n", st_schema_version(st));
+      }
     }
   }
   gw_store_guard_end();
@@ -1061,6 +1115,8 @@ int gw_cli_main(int argc, char **argv) {
     rc = cmd_offline("rotate", argc - 3, argv + 3);
   else if (!strcmp(cmd, "store") && argc >= 3 && !strcmp(argv[2], "check"))
     rc = cmd_offline("check", argc - 3, argv + 3);
+  else if (!strcmp(cmd, "store") && argc >= 3 && !strcmp(argv[2], "accept-restore"))
+    rc = cmd_offline("accept-restore", argc - 3, argv + 3);
   else {
     fprintf(stderr, "mcpgate: unknown command \"%s\"\n\n", cmd);
     usage(stderr);

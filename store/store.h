@@ -648,6 +648,39 @@ int st_backup(st_store *st, const char *dest_dir);
  * empty one, else as st_backup. */
 int st_backup_dir(const st_options *opts, const char *dest_dir);
 
+/* ---- a store that went back in time (store/stamp.c) ---------------------
+ * The store counts generations (META "generation"); a record of the last
+ * one, with the store's id, is kept in a file outside the store directory
+ * (path: the opener's; serve uses <data>/store.generation), written after
+ * the generation's commit. A store below its record went back in time: an
+ * older backup restored over it, which brings back every token, session
+ * and grant revoked since. */
+#define ST_STAMP_ID_BUFSZ 64
+enum {
+  ST_STAMP_OK = 0,      /* the store is at or past its record */
+  ST_STAMP_NO_FILE,     /* no record: a first start, or the record was removed */
+  ST_STAMP_OTHER_STORE, /* the record names another store id: a new or different store put there */
+  ST_STAMP_OLDER,       /* the store's generation is below its record's */
+  ST_STAMP_BAD_FILE,    /* the record does not parse */
+  ST_STAMP_UNREADABLE,  /* the record cannot be read (permissions, I/O) */
+};
+typedef struct st_stamp_info {
+  int state;                          /* ST_STAMP_* */
+  char store_id[ST_STAMP_ID_BUFSZ];   /* "" for a store that has none yet */
+  char file_id[ST_STAMP_ID_BUFSZ];    /* the record's, when it parsed */
+  uint64_t store_gen, file_gen;
+} st_stamp_info;
+/* Compares the store with the record at path. 0 with out filled (state
+ * says what was found), or a store error. Any thread but the writer's;
+ * one short read txn. */
+int st_stamp_check(st_store *st, const char *path, st_stamp_info *out);
+/* Commits generation + 1 (and a store id, for a store without one), then
+ * writes the record (atomically, fsynced). Blocks (st_write_sync and
+ * fsync): never on a loop thread. *gen_out (may be NULL): the new one. */
+int st_stamp_advance(st_store *st, const char *path, uint64_t *gen_out);
+/* Static words for a ST_STAMP_* state. */
+const char *st_stamp_state_str(int state);
+
 /* Reads the environment through once, as a start-up check: every entry of
  * every database of the schema, the first and last byte of each key and
  * value, so every page LMDB would follow is followed now, at a known

@@ -3,7 +3,9 @@
  * its lock held; <data>/admin.url written once the listeners are bound, for
  * the CLI, and removed at exit) and store
  * (read through once at start, under a guard that turns a SIGBUS/SIGSEGV
- * from a damaged file into a log line before the signal ends the process),
+ * from a damaged file into a log line before the signal ends the process;
+ * refused when older than the data directory's record of it, which it
+ * then keeps current: gateway/core/stamp.c),
  * runs the module table (store hooks and checks, module state, routes,
  * metrics, per-loop state), binds listeners, handles signals (SIGTERM/
  * SIGINT drain, SIGHUP TLS reload) and runs the loop until the drain is
@@ -422,6 +424,7 @@ static void loop_finish(gw_loop *lp) {
     uv_close((uv_handle_t *)&srv->sig_term, NULL);
     uv_close((uv_handle_t *)&srv->sig_int, NULL);
     uv_close((uv_handle_t *)&srv->sig_hup, NULL);
+    gw_stamp_timer_stop(srv);
   }
   gw_modules_loop_stop(srv->modules, lp);
   if (lp->port) {
@@ -995,6 +998,7 @@ static void loop_close(gw_server *srv, gw_loop *lp) {
     uv_mutex_unlock(&srv->ctl_mu);
     if (!uv_is_closing((uv_handle_t *)&lp->ctl)) uv_close((uv_handle_t *)&lp->ctl, NULL);
     if (!uv_is_closing((uv_handle_t *)&lp->drain_timer)) uv_close((uv_handle_t *)&lp->drain_timer, NULL);
+    if (lp->index == 0) gw_stamp_timer_stop(srv);
     lp->finished = true;
   }
   uv_run(&lp->loop, UV_RUN_DEFAULT);
@@ -1136,10 +1140,14 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods) {
     }
     reserve_said(srv);
     master_key_place_said(srv, key_existed);
+    /* an older backup restored over the store brings back what was
+     * revoked since: refused here, before anything serves it */
+    if (gw_stamp_check(srv) != 0) goto out;
     /* module state first (hooks borrow it), then hooks, checks and purges
      * in the table's order: the order they run inside one transaction */
     inited = true;
     if (gw_modules_init(mods, srv) != 0 || gw_modules_store_init(mods, srv->store, srv) != 0) goto out;
+    gw_stamp_record(srv);
   }
   for (int i = 0; mods[i]; i++)
     if (mods[i]->metrics && gw_metrics_add_render(srv->metrics, mods[i]->metrics) != 0) goto out;
@@ -1180,6 +1188,7 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods) {
   uv_signal_start(&srv->sig_term, on_stop_signal, SIGTERM);
   uv_signal_start(&srv->sig_int, on_stop_signal, SIGINT);
   uv_signal_start(&srv->sig_hup, on_hup, SIGHUP);
+  gw_stamp_timer_start(srv, main_loop);
   pthread_sigmask(SIG_SETMASK, &sigs_was, NULL); /* a signal that waited is taken now */
   /* the other loops' threads block the signals the primary handles */
   int running = 1;
@@ -1214,6 +1223,7 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods) {
   for (int i = 1; i < running; i++) uv_thread_join(&srv->loops[i]->thread);
   for (int i = 0; i < running; i++) loop_close(srv, srv->loops[i]);
   started = 0;
+  gw_stamp_exit(srv); /* what the last interval wrote, recorded */
   {
     char path[4200];
     admin_url_path(srv, path, sizeof path);

@@ -109,6 +109,13 @@ struct gw_server {
    * gateway/out/outbound.h): egress_allow_untrusted, egress_allow */
   struct gw_egress *egress[2];
   struct gw_limits *limits;     /* abuse limits every front door shares (gateway/core/limits.h) */
+  /* the store's generation and its record (gateway/core/stamp.c): the
+   * primary loop's timer and pool work, the main thread at start and exit */
+  uv_timer_t stamp_timer;
+  uv_work_t stamp_work;
+  bool stamp_timer_on, stamp_busy, stamp_failing, stamp_started;
+  int stamp_rc;
+  uint64_t stamp_seen, stamp_from; /* the store's committed-job count at the last record, and at the one under way */
 };
 
 /* Runs `mcpgate serve`: loads nothing itself (cfg is ready), opens the
@@ -166,6 +173,23 @@ int gw_loop_submit(gw_loop *lp, st_job_fn fn, st_done_fn done, void *arg);
  * after the streams it ended, as a committed cut's reply does. 0, or
  * gw_loop_submit's error (done is then not called: reply at once). */
 int gw_loop_after_fanout(gw_loop *lp, st_done_fn done, void *arg);
+
+/* A store that went back in time (gateway/core/stamp.c). gw_stamp_check:
+ * at start, once the store opened: refuses (-1, logged with what to do) a
+ * store older than <data>/store.generation, or a record that does not
+ * parse. gw_stamp_record: once the modules registered their hooks and
+ * purges (the store takes none after its first write): records the
+ * store's next generation; one it cannot record (a store at the end of
+ * its map) is a warning, retried by the timer. The timer (the primary
+ * loop) records it again every 10 s while the store was written to; it is
+ * stopped in the primary's finish. gw_stamp_exit: after the loops ended,
+ * before the store closes. Main thread. */
+#define GW_STAMP_FILE "store.generation" /* in the data directory */
+int gw_stamp_check(gw_server *srv);
+void gw_stamp_record(gw_server *srv);
+void gw_stamp_timer_start(gw_server *srv, uv_loop_t *loop);
+void gw_stamp_timer_stop(gw_server *srv);
+void gw_stamp_exit(gw_server *srv);
 
 /* Between begin and end, a SIGBUS or SIGSEGV (a damaged page sending LMDB
  * outside the file of the store in store_dir) writes one error log line

@@ -1583,6 +1583,95 @@ TEST(backup_then_open_copy) {
   tmp_cleanup();
 }
 
+static void write_text(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  if (!f) abort();
+  fputs(text, f);
+  fclose(f);
+}
+
+/* The store's generation and its record outside the store (store/stamp.c):
+ * a backup restored over the store after the store moved on is older than
+ * its record; a crash between the generation's commit and the record's
+ * write leaves the store ahead, which is fine; another store, or a record
+ * that does not parse, is said as such. */
+TEST(stamp_tells_a_restored_older_store) {
+  char rec[200], dest[160], text[300];
+  st_stamp_info si;
+  uint64_t gen = 0;
+  tmp_setup();
+  snprintf(rec, sizeof rec, "%s/store.generation", g_tmp);
+  snprintf(dest, sizeof dest, "%s/backup", g_tmp);
+  st_store *st = open_default();
+  CHECK(st);
+  CHECK_INT(st_stamp_check(st, rec, &si), 0);
+  CHECK_INT(si.state, ST_STAMP_NO_FILE);
+  CHECK_INT((int)si.store_gen, 0);
+  CHECK(si.store_id[0] != 0); /* migration 2's */
+  CHECK_INT(st_stamp_advance(st, rec, &gen), 0);
+  CHECK_INT((int)gen, 1);
+  CHECK_INT(st_stamp_check(st, rec, &si), 0);
+  CHECK_INT(si.state, ST_STAMP_OK);
+  CHECK_INT((int)si.file_gen, 1);
+  CHECK_STR(si.file_id, si.store_id);
+  CHECK_INT(st_backup(st, dest), 0); /* at generation 1 */
+  CHECK_INT(st_stamp_advance(st, rec, &gen), 0);
+  CHECK_INT((int)gen, 2);
+  char id[ST_STAMP_ID_BUFSZ];
+  snprintf(id, sizeof id, "%s", si.store_id);
+  st_close(st);
+
+  /* the copy, put where the store was: older than its record */
+  st_options o = opts_default();
+  o.dir = dest;
+  st_store *copy = NULL;
+  CHECK_INT(st_open(&copy, &o), 0);
+  CHECK_INT(st_stamp_check(copy, rec, &si), 0);
+  CHECK_INT(si.state, ST_STAMP_OLDER);
+  CHECK_INT((int)si.store_gen, 1);
+  CHECK_INT((int)si.file_gen, 2);
+  CHECK_STR(si.store_id, id);
+  st_close(copy);
+
+  /* a crash after the commit, before the record: the store is ahead */
+  st = open_default();
+  CHECK(st);
+  snprintf(text, sizeof text, "mcpgate store generation 1\nstore_id %s\ngeneration 1\n", id);
+  write_text(rec, text);
+  CHECK_INT(st_stamp_check(st, rec, &si), 0);
+  CHECK_INT(si.state, ST_STAMP_OK);
+  /* another store's record */
+  write_text(rec, "mcpgate store generation 1\nstore_id 00000000deadbeef\ngeneration 99\n");
+  CHECK_INT(st_stamp_check(st, rec, &si), 0);
+  CHECK_INT(si.state, ST_STAMP_OTHER_STORE);
+  CHECK_INT(st_stamp_advance(st, rec, &gen), 0); /* replaced by this store's */
+  CHECK_INT((int)gen, 3);
+  CHECK_INT(st_stamp_check(st, rec, &si), 0);
+  CHECK_INT(si.state, ST_STAMP_OK);
+  /* records that do not parse */
+  static const char *const bad[] = {
+      "",
+      "mcpgate store generation 2\nstore_id a\ngeneration 1\n",
+      "mcpgate store generation 1\nstore_id \ngeneration 1\n",
+      "mcpgate store generation 1\nstore_id a\ngeneration \n",
+      "mcpgate store generation 1\nstore_id a\ngeneration 01\n",
+      "mcpgate store generation 1\nstore_id a\ngeneration -1\n",
+      "mcpgate store generation 1\nstore_id a\ngeneration 1",
+      "mcpgate store generation 1\nstore_id a\ngeneration 1\nmore\n",
+      "mcpgate store generation 1\nstore_id a\ngeneration 99999999999999999999\n",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    write_text(rec, bad[i]);
+    CHECK_INT(st_stamp_check(st, rec, &si), 0);
+    CHECK_INT(si.state, ST_STAMP_BAD_FILE);
+  }
+  CHECK_INT(st_stamp_advance(st, rec, &gen), 0);
+  CHECK_INT(st_stamp_check(st, rec, &si), 0);
+  CHECK_INT(si.state, ST_STAMP_OK);
+  st_close(st);
+  tmp_cleanup();
+}
+
 /* st_backup_dir copies the env as it is: a store of an older schema is
  * neither migrated nor written (the copy is the way back before an
  * upgrade), beside a store open in this process or not; the copy opens
@@ -2056,6 +2145,7 @@ int main(void) {
   RUN(write_sync_and_writer_thread_done);
   RUN(backup_then_open_copy);
   RUN(backup_dir_copies_as_is_without_migrating);
+  RUN(stamp_tells_a_restored_older_store);
   RUN(stats_histogram);
   RUN(check_runs_module_checks);
   RUN(queue_cap_refuses_with_ebusy);
