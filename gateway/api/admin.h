@@ -33,6 +33,7 @@ typedef struct st_store st_store;
 #define GW_API_EFULL (-31203)       /* a per-tenant cap is reached (dcr_clients_max) */
 #define GW_API_EMOVED (-31204)      /* a stored secret would follow settings to another origin */
 #define GW_API_ECAFILE (-31205)     /* a tenant admin's ca_file is neither in its folder nor the stored value */
+#define GW_API_EREVOKED (-31206)    /* the request's admin token was revoked (or its tenant deleted) while it waited */
 /* Names a code of this range, or of auth, vault or the store; static string. */
 const char *gw_api_strerror(int err);
 

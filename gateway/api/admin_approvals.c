@@ -25,6 +25,7 @@
 
 typedef struct cancel_job {
   gw_req *req;
+  char actor[48]; /* req->actor: checked again in the write (admin__actor_still) */
   char tenant[64], id[AP_ID_LEN + 1], by[80];
   char reason[AP_REASON_MAX + 1];
   int64_t now_ms;
@@ -33,6 +34,8 @@ typedef struct cancel_job {
 
 static int job_cancel(st_txn *txn, void *arg) {
   cancel_job *j = arg;
+  int actor_rc = admin__actor_still(txn, j->tenant, j->actor); /* the caller, again, in the write */
+  if (actor_rc) return actor_rc;
   json_decref(j->out); /* a run before (store.h: a job may run again) */
   j->out = NULL;
   return ap_decide(txn, j->tenant, j->id, AP_CANCEL, NULL, j->by, j->reason, j->now_ms, &j->out);
@@ -142,6 +145,7 @@ void admin__approvals(gw_req *req, const admin_caller *who, const char *tenant, 
       json_decref(b);
     }
     j->req = req;
+    snprintf(j->actor, sizeof j->actor, "%s", req->actor);
     snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
     snprintf(j->id, sizeof j->id, "%s", id);
     if (who->op) snprintf(j->by, sizeof j->by, "operator");

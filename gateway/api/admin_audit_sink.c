@@ -30,6 +30,7 @@
 
 typedef struct sink_job {
   gw_req *req;
+  char actor[48]; /* req->actor: checked again in the write (admin__actor_still) */
   gw_loop *lp;
   char tenant[64];
   char *url, *format;
@@ -77,6 +78,8 @@ static bool same_origin(const char *a, const char *b) {
 
 static int job_sink(st_txn *txn, void *arg) {
   sink_job *j = arg;
+  int actor_rc = admin__actor_still(txn, j->tenant, j->actor); /* the caller, again, in the write */
+  if (actor_rc) return actor_rc;
   json_t *t, *old = NULL;
   json_decref(j->before); /* a job may run again */
   j->before = NULL;
@@ -204,6 +207,7 @@ void admin__audit_sink(gw_req *req, const admin_caller *who, const char *tenant)
     return;
   }
   j->req = req;
+  snprintf(j->actor, sizeof j->actor, "%s", req->actor);
   j->lp = req->lp;
   snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
   admin__now_rfc3339(j->now);

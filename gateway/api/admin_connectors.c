@@ -51,6 +51,7 @@
 /* ---------- connectors (async jobs with their own done) ---------- */
 
 typedef struct conn_job {
+  char actor[48]; /* req->actor: checked again in the write (admin__actor_still) */
   gw_req *req;
   gw_loop *lp;
   char tenant[64], name[40];
@@ -83,6 +84,8 @@ static void connectors_full(gw_req *req, int64_t max);
 
 static int job_connector(st_txn *txn, void *arg) {
   conn_job *j = arg;
+  int actor_rc = admin__actor_still(txn, j->tenant, j->actor); /* the caller, again, in the write */
+  if (actor_rc) return actor_rc;
   json_t *t;
   memset(&j->put, 0, sizeof j->put);
   json_decref(j->before);
@@ -321,6 +324,7 @@ void admin__connectors(gw_req *req, const admin_caller *who, const char *tenant,
     return;
   }
   j->req = req;
+  snprintf(j->actor, sizeof j->actor, "%s", req->actor);
   j->lp = req->lp;
   j->max = req->lp->srv->cfg.connectors_per_tenant_max;
   snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
@@ -408,6 +412,7 @@ void admin__connector_write(gw_req *req, const char *tenant, const char *name, c
     return;
   }
   j->req = req;
+  snprintf(j->actor, sizeof j->actor, "%s", req->actor);
   j->lp = req->lp;
   j->max = req->lp->srv->cfg.connectors_per_tenant_max;
   snprintf(j->tenant, sizeof j->tenant, "%s", tenant);

@@ -677,6 +677,7 @@ int64_t admin__discover_next_due(const gw_server *srv, const json_t *config, int
 }
 
 typedef struct again_job {
+  char actor[48]; /* the request's caller (req->actor), checked again in the write; "" for the schedule */
   gw_loop *lp;
   gw_req *req;             /* POST …/rediscover, or NULL */
   gw_rediscover *rd;       /* the schedule's driver, or NULL */
@@ -703,6 +704,8 @@ static void again_job_free(again_job *j) {
 
 static int job_again(st_txn *txn, void *arg) {
   again_job *j = arg;
+  int actor_rc = admin__actor_still(txn, j->tenant, j->actor); /* the caller, again, in the write */
+  if (actor_rc) return actor_rc;
   j->superseded = j->gone = false;
   memset(&j->put, 0, sizeof j->put);
   json_t *rec = NULL;
@@ -757,7 +760,7 @@ static void done_again(int status, void *arg) {
   gw_log_ctx lc = {j->tenant, j->req ? j->req->id : NULL};
   if (status) {
     GW_LOG(GW_LOG_WARN, "admin", &lc, "connector %s: recording its reading again failed: %s", j->name,
-           st_strerror(status));
+           gw_api_strerror(status));
     if (j->req && !admin__job_error(j->req, status, "connector"))
       gw_respond_error(j->req, 500, "internal", "the store refused the write");
   } else if (j->gone) {
@@ -796,6 +799,7 @@ static void again_finish(disc *d, json_t *config, char *secret, const char *resu
   }
   j->lp = d->lp;
   j->req = d->req;
+  if (d->req) snprintf(j->actor, sizeof j->actor, "%s", d->req->actor);
   j->rd = rd;
   snprintf(j->tenant, sizeof j->tenant, "%s", d->tenant);
   snprintf(j->name, sizeof j->name, "%s", d->name);

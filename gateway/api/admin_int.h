@@ -93,6 +93,8 @@ typedef struct admin_job admin_job;
 typedef void (*admin_reply_fn)(admin_job *j);
 struct admin_job {
   gw_req *req;
+  char actor[48];             /* req->actor: checked again in the write (admin__submit) */
+  st_job_fn inner;            /* admin__submit: the job it runs once the caller checks out */
   gw_loop *lp;
   const char *what;           /* named in the shared errors: "no such <what>" */
   admin_reply_fn reply;
@@ -117,6 +119,16 @@ void admin__job_free(admin_job *j);
 /* Answers the store errors every job shares (404, 409, 507, 500) and
  * returns 1, or returns 0 when status is not one of them. */
 int admin__job_error(gw_req *req, int status, const char *what);
+/* The caller of a write, again, inside its transaction (a request is
+ * authenticated when its headers arrive; a discovery, a pool read or the
+ * writer's queue may run it much later): 0 for the operator, or a tenant
+ * admin token (actor "admin-token:<id>", req->actor) that still exists in
+ * an active tenant; GW_API_EREVOKED when it was revoked or its tenant
+ * deleted meanwhile (admin__job_error: 401, nothing written), or a store
+ * error. Every admin write job calls it first (found by review: a
+ * connector discovered for a minute after its admin's token was revoked
+ * was still written). */
+int admin__actor_still(st_txn *txn, const char *tenant, const char *actor);
 /* Submits fn; once committed, the shared errors (admin__job_error with
  * `what`) or reply(j) answer, then j is freed. On failure to submit frees j
  * and answers 503. */

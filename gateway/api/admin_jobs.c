@@ -23,6 +23,7 @@
 #include "gateway/base/log.h"
 #include "vault/vault.h"
 #include "auth/auth.h"
+#include "auth/token_store.h"
 #include "store/tenant.h"
 
 /* ---------- responses from jobs ---------- */
@@ -35,6 +36,7 @@ const char *gw_api_strerror(int err) {
   case GW_API_EFULL: return "the tenant's cap is reached";
   case GW_API_EMOVED: return "the stored secret is not sent to another origin";
   case GW_API_ECAFILE: return "that ca_file is not a tenant admin's to set";
+  case GW_API_EREVOKED: return "the admin token was revoked while the request waited";
   default: break;
   }
   if (err <= GW_API_ERR_FIRST && err >= GW_API_ERR_LAST) return "unknown admin API error";
@@ -60,6 +62,12 @@ int admin__job_error(gw_req *req, int status, const char *what) {
   case ST_EMAPFULL:
     gw_respond_error(req, 507, "store_full", "the store is full (raise store_map_size); nothing was written");
     return 1;
+  case GW_API_EREVOKED:
+    gw_resp_header(req, "WWW-Authenticate", "Bearer realm=\"mcpgate-admin\", error=\"invalid_token\"");
+    gw_respond_error(req, 401, "unauthorized",
+                     "invalid admin token (revoked, or its tenant deleted, while the request waited); nothing was "
+                     "written");
+    return 1;
   default:
     if (status < 0) {
       GW_LOG(GW_LOG_ERROR, "admin", NULL, "write failed: %s", gw_api_strerror(status));
@@ -78,12 +86,31 @@ static void done_generic(int status, void *arg) {
   admin__job_free(j);
 }
 
+int admin__actor_still(st_txn *txn, const char *tenant, const char *actor) {
+  static const char pfx[] = "admin-token:";
+  if (!actor || strncmp(actor, pfx, sizeof pfx - 1)) return 0; /* the operator (or no request: a schedule) */
+  json_t *rec = NULL;
+  int rc = st_tenant_active(txn, tenant);
+  if (rc == 0) rc = auth_token_get_by_id(txn, tenant, AUTH_KIND_ADMIN, actor + sizeof pfx - 1, &rec);
+  json_decref(rec);
+  if (rc == ST_ENOTFOUND || rc == ST_ECORRUPT) return GW_API_EREVOKED;
+  return rc;
+}
+
+static int job_checked(st_txn *txn, void *arg) {
+  admin_job *j = arg;
+  int rc = admin__actor_still(txn, j->tenant, j->actor);
+  return rc ? rc : j->inner(txn, j);
+}
+
 void admin__submit(gw_req *req, admin_job *j, st_job_fn fn, const char *what, admin_reply_fn reply) {
   j->req = req;
   j->lp = req->lp;
   j->what = what;
   j->reply = reply;
-  int rc = gw_loop_submit(req->lp, fn, done_generic, j);
+  j->inner = fn;
+  snprintf(j->actor, sizeof j->actor, "%s", req->actor);
+  int rc = gw_loop_submit(req->lp, job_checked, done_generic, j);
   if (rc != 0) {
     admin__job_free(j);
     gw_resp_header(req, "Retry-After", "1");

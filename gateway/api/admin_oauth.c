@@ -198,6 +198,7 @@ static void resolve(gw_req *req, const char *tenant) {
 
 typedef struct pin_job {
   gw_req *req;
+  char actor[48]; /* req->actor: checked again in the write (admin__actor_still) */
   char tenant[64];
   char client_id[AUTH_OAUTH_CLIENT_ID_MAX + 1];
   json_t *clean; /* read-only in the job */
@@ -224,6 +225,8 @@ static void pin_free(pin_job *j) {
 
 static int job_pin(st_txn *txn, void *arg) {
   pin_job *j = arg;
+  int actor_rc = admin__actor_still(txn, j->tenant, j->actor); /* the caller, again, in the write */
+  if (actor_rc) return actor_rc;
   json_decref(j->out);
   j->out = NULL;
   j->created = false;
@@ -353,6 +356,7 @@ static void done_pin(int status, void *arg) {
 
 static void submit(gw_req *req, pin_job *j) {
   j->req = req;
+  snprintf(j->actor, sizeof j->actor, "%s", req->actor);
   if (gw_loop_submit(req->lp, job_pin, done_pin, j)) {
     pin_free(j);
     gw_resp_header(req, "Retry-After", "1");

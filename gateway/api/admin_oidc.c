@@ -26,6 +26,7 @@
 
 typedef struct oidc_job {
   gw_req *req;
+  char actor[48]; /* req->actor: checked again in the write (admin__actor_still) */
   gw_loop *lp;
   char tenant[64];
   json_t *config; /* from auth_oidc_parse; read-only in the job */
@@ -48,6 +49,8 @@ static void oidc_job_free(oidc_job *j) {
 
 static int job_oidc(st_txn *txn, void *arg) {
   oidc_job *j = arg;
+  int actor_rc = admin__actor_still(txn, j->tenant, j->actor); /* the caller, again, in the write */
+  if (actor_rc) return actor_rc;
   json_t *t;
   int rc = st_tenant_get(txn, j->tenant, &t);
   if (rc) return rc == ST_ENOTFOUND ? GW_API_ENOTENANT : rc;
@@ -149,6 +152,7 @@ void admin__oidc(gw_req *req, const admin_caller *who, const char *tenant) {
     return;
   }
   j->req = req;
+  snprintf(j->actor, sizeof j->actor, "%s", req->actor);
   j->lp = req->lp;
   snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
   admin__now_rfc3339(j->now);

@@ -133,6 +133,7 @@ static void read_start(gw_req *req, pol_read *j) {
 
 typedef struct pol_job {
   gw_req *req;
+  char actor[48]; /* req->actor: checked again in the write (admin__actor_still) */
   gw_loop *lp;
   char tenant[64];
   json_t *doc;       /* read-only in the job */
@@ -145,6 +146,8 @@ typedef struct pol_job {
 
 static int job_policy(st_txn *txn, void *arg) {
   pol_job *j = arg;
+  int actor_rc = admin__actor_still(txn, j->tenant, j->actor); /* the caller, again, in the write */
+  if (actor_rc) return actor_rc;
   json_decref(j->warnings);
   j->warnings = NULL;
   json_decref(j->before);
@@ -240,6 +243,7 @@ void admin__policy(gw_req *req, const admin_caller *who, const char *tenant) {
     return;
   }
   j->req = req;
+  snprintf(j->actor, sizeof j->actor, "%s", req->actor);
   j->lp = req->lp;
   j->doc = doc;
   snprintf(j->tenant, sizeof j->tenant, "%s", tenant);

@@ -37,7 +37,8 @@ int admin__write_token(st_txn *txn, admin_job *j, const char *name) {
 static int job_token_create(st_txn *txn, void *arg) {
   admin_job *j = arg;
   json_t *rec;
-  int rc = st_tenant_get(txn, j->tenant, &rec);
+  int rc = admin__actor_still(txn, j->tenant, j->actor); /* the caller, again, in the write */
+  if (rc == 0) rc = st_tenant_get(txn, j->tenant, &rec);
   if (rc) return rc;
   json_decref(rec);
   int64_t n = 0;
@@ -208,6 +209,7 @@ void admin__tokens(gw_req *req, const admin_caller *who, const char *tenant, con
     j->max = is_scim(j) ? cfg->scim_tokens_per_tenant_max : cfg->admin_tokens_per_tenant_max;
     /* ST_ENOTFOUND of a token create means its tenant is gone */
     j->req = req;
+    snprintf(j->actor, sizeof j->actor, "%s", req->actor);
     j->lp = req->lp;
     j->what = "tenant";
     j->reply = reply_token_created;
@@ -240,6 +242,7 @@ void admin__tokens(gw_req *req, const admin_caller *who, const char *tenant, con
 
 typedef struct etok_job {
   gw_req *req;
+  char actor[48]; /* req->actor: checked again in the write (admin__actor_still) */
   gw_loop *lp;
   auth_token_new t;
   char token[ST_TOKEN_BUFSZ];
@@ -249,6 +252,8 @@ typedef struct etok_job {
 
 static int job_etoken(st_txn *txn, void *arg) {
   etok_job *j = arg;
+  int actor_rc = admin__actor_still(txn, j->t.tenant, j->actor); /* the caller, again, in the write */
+  if (actor_rc) return actor_rc;
   json_t *t;
   int rc = st_tenant_get(txn, j->t.tenant, &t);
   if (rc) return rc == ST_ENOTFOUND ? GW_API_ENOTENANT : rc;
@@ -321,6 +326,7 @@ void admin__employee_tokens(gw_req *req, const admin_caller *who, const char *te
     return;
   }
   j->req = req;
+  snprintf(j->actor, sizeof j->actor, "%s", req->actor);
   j->lp = req->lp;
   j->revoke = revoke;
   j->max = req->lp->srv->cfg.employee_tokens_per_user_max;

@@ -37,6 +37,7 @@ enum { OP_REVOKE, OP_RESTORE, OP_GRANT_REVOKE, OP_GRANTS_REVOKE, OP_CONN_DROP, O
 
 typedef struct user_job {
   gw_req *req;
+  char actor[48]; /* req->actor: checked again in the write (admin__actor_still) */
   int op;
   char tenant[64];
   char ref[ST_DIR_IDX_VAL_MAX + 1]; /* id or userName as given */
@@ -71,6 +72,8 @@ static int find_user(st_txn *txn, user_job *j) {
 
 static int job_user(st_txn *txn, void *arg) {
   user_job *j = arg;
+  int actor_rc = admin__actor_still(txn, j->tenant, j->actor); /* the caller, again, in the write */
+  if (actor_rc) return actor_rc;
   json_decref(j->block);
   j->block = NULL;
   j->flag = false;
@@ -220,6 +223,7 @@ static void done_user(int status, void *arg) {
 
 static void submit(gw_req *req, user_job *j) {
   j->req = req;
+  snprintf(j->actor, sizeof j->actor, "%s", req->actor);
   if (gw_loop_submit(req->lp, job_user, done_user, j)) {
     job_free(j);
     gw_resp_header(req, "Retry-After", "1");
