@@ -156,7 +156,7 @@ static void audit_step(gw_exchange *x, const char *event, const char *id, json_t
 
 /* ---- the job: a grant, or a new request ---- */
 
-enum { HOLD_GRANTED, HOLD_HELD, HOLD_NOBODY, HOLD_TOOMANY };
+enum { HOLD_GRANTED, HOLD_HELD, HOLD_NOBODY, HOLD_TOOMANY, HOLD_SESSION_GONE };
 
 typedef struct hold_job {
   gw_exchange *x; /* a reference */
@@ -237,6 +237,19 @@ static int job_hold(st_txn *txn, void *arg) {
   if ((j->expires && j->now_ms / 1000 >= j->expires) ||
       auth_identity_check(txn, j->tenant, j->user, j->tokid, j->now_ms / 1000) != 0)
     return GW_UP_EREVOKED;
+  /* the session it is made in, still there: its DELETE, committed since,
+   * cancelled what the session had and ended its calls (found by review:
+   * a request stored after that stayed pending, its approval a grant for
+   * the user's next call; and no grant is taken for a call that ended) */
+  if (j->session[0]) {
+    gw_session s;
+    int src = gw_session_get(txn, j->session, &s);
+    if (src == ST_ENOTFOUND) {
+      j->outcome = HOLD_SESSION_GONE;
+      return 0;
+    }
+    if (src < 0) return src;
+  }
   int rc = ap_grant_take(txn, j->tenant, j->user, j->connector, j->tool, j->hash, j->now_ms, j->id, &j->hint);
   if (rc == 0) {
     j->outcome = HOLD_GRANTED;
@@ -505,6 +518,8 @@ static void done_hold(int status, void *arg) {
     gw__x_rpc_error(x, 503, -32603, "tool \"%s\" requires approval, and the gateway cannot store the request right "
                     "now (%s); try again shortly",
                     j->tool, status == ST_EMAPFULL ? "its store is full" : "store error");
+  } else if (j->outcome == HOLD_SESSION_GONE) {
+    gw__x_end_why(x, "your MCP session was ended (DELETE): this request ended with it (the call was not made)");
   } else if (j->outcome == HOLD_GRANTED) {
     GW_LOG(GW_LOG_INFO, "approvals", &lc, "tools/call %s on %s passes under the approval of request %s", j->tool,
            j->connector, j->id);
