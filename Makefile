@@ -129,7 +129,13 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmcpgate.a tests/unit/unit.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(NO_LTO) -MF $(dir $@).$(notdir $@).d $(LDFLAGS) -o $@ $< $(BUILD)/libmcpgate.a $(LDLIBS)
 
-unit-bins: $(UNIT_BIN)
+# an LD_PRELOAD shim the integration tests use for a slow DNS server
+# (tests/tools/slowdns.c): no sanitizer (it is loaded before its runtime)
+$(BUILD)/tests/slowdns.so: tests/tools/slowdns.c
+	@mkdir -p $(dir $@)
+	$(HOSTCC) -std=c11 -Wall -Wextra -Werror -O1 -shared -fPIC -o $@ $< -ldl
+
+unit-bins: $(UNIT_BIN) $(BUILD)/tests/slowdns.so
 
 # libFuzzer drivers (clang): make fuzz builds them in build-fuzz/;
 # tests/run.sh replays each corpus and fuzzes each briefly.

@@ -377,6 +377,7 @@ static void fetch(lookup *l) {
   opt.ca_file = srv->cfg.cimd_ca_file && srv->cfg.cimd_ca_file[0] ? srv->cfg.cimd_ca_file : NULL;
   opt.max_header_bytes = 16 * 1024;
   opt.egress = GW_OUT_EGRESS_UNTRUSTED;
+  opt.fair_key = l->tenant;
   opt.on_headers = on_headers;
   opt.on_data = on_data;
   opt.on_done = on_done;

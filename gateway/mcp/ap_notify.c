@@ -229,6 +229,7 @@ static void pump(gw_ap_notify *n) {
                      .idle_timeout_ms = AN_POST_MAX_MS,
                      .max_header_bytes = 16384,
                      .egress = GW_OUT_EGRESS_ADMIN,
+                     .fair_key = e->tenant,
                      .on_headers = on_headers,
                      .on_data = on_data,
                      .on_done = on_done,

@@ -318,6 +318,7 @@ static void refresh_send(refresh *r) {
   if (o.ca_file && gw_config_tenant_ca_path(&lp->srv->cfg, r->tenant, o.ca_file, ca_root, sizeof ca_root))
     o.ca_root = ca_root;
   o.egress = vault_connector_url_admin_set(conn, o.url) ? GW_OUT_EGRESS_ADMIN : GW_OUT_EGRESS_UNTRUSTED;
+  o.fair_key = r->tenant;
   o.on_headers = tok_headers;
   o.on_data = tok_data;
   o.on_done = tok_done;

@@ -187,6 +187,7 @@ static int transfer(gw_exchange *x, const gw_upcall *u, upcred *c) {
   if (o.ca_file && gw_config_tenant_ca_path(&x->lp->srv->cfg, x->tenant, o.ca_file, ca_root, sizeof ca_root))
     o.ca_root = ca_root;
   o.egress = GW_OUT_EGRESS_ADMIN; /* a tenant admin chose this URL: egress_allow applies */
+  o.fair_key = x->tenant;
   o.http1 = u->stream;
   o.on_headers = on_headers;
   o.on_data = on_data;

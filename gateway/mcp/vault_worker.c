@@ -270,6 +270,7 @@ static void send_next(rv_slot *sl) {
   if (o.ca_file && gw_config_tenant_ca_path(&w->lp->srv->cfg, sl->job.tenant, o.ca_file, ca_root, sizeof ca_root))
     o.ca_root = ca_root;
   o.egress = sl->job.untrusted ? GW_OUT_EGRESS_UNTRUSTED : GW_OUT_EGRESS_ADMIN;
+  o.fair_key = sl->job.tenant;
   o.on_headers = rv_headers;
   o.on_data = rv_data;
   o.on_done = rv_done;

@@ -73,7 +73,68 @@ struct h1_conn {
 struct h1_gai {
   uv_getaddrinfo_t req;
   gw_out_req *r; /* NULL once the transfer no longer waits for it */
+  char key[64];  /* the gate's key it holds a place of, given back by on_gai */
 };
+
+/* ---- the lookup gate ------------------------------------------------------
+ * Name lookups run on libuv's pool (uv_getaddrinfo), which the heavy reads
+ * share (gateway/core/limits.h: 8 threads), and a lookup that runs cannot
+ * be taken back: a slow DNS server holds its thread until the resolver
+ * gives up, 20 s and more, whatever the transfer's connect timeout did.
+ * Found by review: one tenant's connector at a slowly resolving name
+ * (a dozen calls) took every thread, and every other tenant's fresh
+ * upstream connection timed out behind it. So, process-wide (every loop's
+ * engine): at most H1_GAI_MAX lookups on the pool at once, at most
+ * H1_GAI_PER_KEY of them for one key (gw_out_opts.fair_key: the tenant). A
+ * lookup past the gate waits in its engine's queue, and the queue is asked
+ * again (oldest first, skipping keys at their share) when one of the
+ * engine's own lookups ends and every H1_GAI_RETRY_MS while any waits; a
+ * transfer still waiting at its connect timeout fails as any connect that
+ * took too long. */
+#define H1_GAI_MAX 4
+#define H1_GAI_PER_KEY 2
+#define H1_GAI_RETRY_MS 10
+
+static uv_mutex_t gate_mu;
+static int gate_total;
+static struct {
+  char key[64];
+  int n;
+} gate_keys[H1_GAI_MAX];
+
+static bool gate_take(const char *key) {
+  bool ok = false;
+  uv_mutex_lock(&gate_mu);
+  if (gate_total < H1_GAI_MAX) {
+    int i, room = -1;
+    for (i = 0; i < H1_GAI_MAX; i++) {
+      if (gate_keys[i].n && !strcmp(gate_keys[i].key, key)) break;
+      if (!gate_keys[i].n && room < 0) room = i;
+    }
+    if (i < H1_GAI_MAX) {
+      ok = gate_keys[i].n < H1_GAI_PER_KEY;
+      if (ok) gate_keys[i].n++;
+    } else if (room >= 0) { /* always, below H1_GAI_MAX in flight */
+      snprintf(gate_keys[room].key, sizeof gate_keys[room].key, "%s", key);
+      gate_keys[room].n = 1;
+      ok = true;
+    }
+    if (ok) gate_total++;
+  }
+  uv_mutex_unlock(&gate_mu);
+  return ok;
+}
+
+static void gate_give(const char *key) {
+  uv_mutex_lock(&gate_mu);
+  for (int i = 0; i < H1_GAI_MAX; i++)
+    if (gate_keys[i].n && !strcmp(gate_keys[i].key, key)) {
+      gate_keys[i].n--;
+      gate_total--;
+      break;
+    }
+  uv_mutex_unlock(&gate_mu);
+}
 
 static llhttp_settings_t h1_settings;
 static uv_once_t h1_once = UV_ONCE_INIT;
@@ -311,14 +372,18 @@ static void free_addrs(gw_out_req *r) {
   r->h1.ai = r->h1.ai_next = NULL;
 }
 
+static void gai_pump(gw_out *o);
+
 static void on_gai(uv_getaddrinfo_t *q, int status, struct addrinfo *res) {
   h1_gai *g = q->data;
   gw_out_req *r = g->r;
+  gate_give(g->key);
   free(g);
-  if (!r) { /* the transfer ended meanwhile */
+  if (!r) { /* the transfer ended meanwhile (its engine may be gone too: the waiters' timer asks again) */
     if (res) uv_freeaddrinfo(res);
     return;
   }
+  gai_pump(r->o); /* a place is free: the engine's waiters first (they touch nothing of r) */
   r->h1.gai = NULL;
   if (status != 0 || !res) {
     if (res) uv_freeaddrinfo(res);
@@ -371,8 +436,73 @@ static bool literal_addr(gw_out_req *r) {
   return true;
 }
 
+/* r's lookup, its place at the gate taken. */
+static void gai_launch(gw_out_req *r) {
+  h1_gai *g = calloc(1, sizeof *g);
+  if (!g) {
+    gate_give(r->h1.fair);
+    gw__out_fail(r, GW_OUT_ENOMEM);
+    return;
+  }
+  g->r = r;
+  g->req.data = g;
+  memcpy(g->key, r->h1.fair, sizeof g->key);
+  char port[8];
+  snprintf(port, sizeof port, "%d", r->h1.port);
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+  int rc = uv_getaddrinfo(r->o->loop, &g->req, on_gai, r->h1.host, port, &hints);
+  if (rc != 0) {
+    gate_give(g->key);
+    free(g);
+    snprintf(r->errbuf, sizeof r->errbuf, "could not resolve host %.200s: %s", r->h1.host, uv_strerror(rc));
+    gw__out_fail(r, GW_OUT_ERESOLVE);
+    return;
+  }
+  r->h1.gai = g;
+}
+
+static void gai_unlink(gw_out_req *r) {
+  gw_h1_pool *p = &r->o->h1;
+  if (r->h1.gai_prev) r->h1.gai_prev->h1.gai_next = r->h1.gai_next;
+  else p->gai_head = r->h1.gai_next;
+  if (r->h1.gai_next) r->h1.gai_next->h1.gai_prev = r->h1.gai_prev;
+  else p->gai_tail = r->h1.gai_prev;
+  r->h1.gai_prev = r->h1.gai_next = NULL;
+  r->h1.gai_waiting = false;
+  if (!p->gai_head) uv_timer_stop(&p->gai_timer);
+}
+
+/* The engine's waiters, oldest first, each whose key has room. */
+static void gai_pump(gw_out *o) {
+  for (gw_out_req *r = o->h1.gai_head, *next; r; r = next) {
+    next = r->h1.gai_next;
+    if (!gate_take(r->h1.fair)) continue;
+    gai_unlink(r);
+    gai_launch(r); /* a failure is finished later, from the idle runner: the list stays as it is */
+  }
+}
+
+static void gai_retry(uv_timer_t *t) { gai_pump(t->data); }
+
+static void lookup(gw_out_req *r) {
+  gw_h1_pool *p = &r->o->h1;
+  if (p->gai_head) gai_pump(r->o); /* those who waited go first */
+  if (gate_take(r->h1.fair)) {
+    gai_launch(r);
+    return;
+  }
+  r->h1.gai_waiting = true;
+  r->h1.gai_prev = p->gai_tail;
+  r->h1.gai_next = NULL;
+  if (p->gai_tail) p->gai_tail->h1.gai_next = r;
+  else p->gai_head = r;
+  p->gai_tail = r;
+  if (!uv_is_active((uv_handle_t *)&p->gai_timer))
+    uv_timer_start(&p->gai_timer, gai_retry, H1_GAI_RETRY_MS, H1_GAI_RETRY_MS);
+}
+
 /* A new connection for r: lookup (unless literal), then connect. The
- * connect timeout covers both. */
+ * connect timeout covers both (the wait at the lookup gate included). */
 static void start_fresh(gw_out_req *r) {
   r->tmode = TM_CONNECT;
   uv_timer_start(&r->timer, gw__out_timer_cb, (uint64_t)r->h1.connect_ms, 0);
@@ -386,24 +516,7 @@ static void start_fresh(gw_out_req *r) {
     try_next(r);
     return;
   }
-  h1_gai *g = calloc(1, sizeof *g);
-  if (!g) {
-    gw__out_fail(r, GW_OUT_ENOMEM);
-    return;
-  }
-  g->r = r;
-  g->req.data = g;
-  char port[8];
-  snprintf(port, sizeof port, "%d", r->h1.port);
-  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-  int rc = uv_getaddrinfo(r->o->loop, &g->req, on_gai, r->h1.host, port, &hints);
-  if (rc != 0) {
-    free(g);
-    snprintf(r->errbuf, sizeof r->errbuf, "could not resolve host %.200s: %s", r->h1.host, uv_strerror(rc));
-    gw__out_fail(r, GW_OUT_ERESOLVE);
-    return;
-  }
-  r->h1.gai = g;
+  lookup(r);
 }
 
 /* ---- the response --------------------------------------------------------- */
@@ -507,6 +620,7 @@ static int cb_message_complete(llhttp_t *p) {
 }
 
 static void h1_init_settings(void) {
+  if (uv_mutex_init(&gate_mu) != 0) abort(); /* cannot fail on Linux */
   llhttp_settings_init(&h1_settings);
   h1_settings.on_message_begin = cb_message_begin;
   h1_settings.on_status = cb_status;
@@ -610,6 +724,7 @@ bool gw__h1_accepts(const out_url *u) { return !u->https && !u->userinfo; } /* u
 int gw__h1_prepare(gw_out_req *r, const gw_out_opts *op, const out_url *u) {
   uv_once(&h1_once, h1_init_settings);
   r->h1.connect_ms = op->connect_timeout_ms ? op->connect_timeout_ms : GW_OUT_CONNECT_TIMEOUT_MS;
+  snprintf(r->h1.fair, sizeof r->h1.fair, "%s", op->fair_key ? op->fair_key : "");
   r->h1.head_method = strcmp(op->method, "HEAD") == 0;
   if (strlen(u->bare) >= sizeof r->h1.host) return GW_OUT_EINVAL;
   memcpy(r->h1.host, u->bare, strlen(u->bare) + 1);
@@ -678,6 +793,7 @@ void gw__h1_begin(gw_out_req *r) {
 }
 
 void gw__h1_release(gw_out_req *r) {
+  if (r->h1.gai_waiting) gai_unlink(r);
   if (r->h1.gai) {
     r->h1.gai->r = NULL; /* its callback frees it */
     uv_cancel((uv_req_t *)&r->h1.gai->req);
@@ -727,6 +843,15 @@ void gw__h1_resume(gw_out_req *r) {
   }
 }
 
+static void gai_timer_closed(uv_handle_t *h) { gw__out_handle_gone(h->data); }
+
+void gw__h1_init(gw_out *o) {
+  uv_timer_init(o->loop, &o->h1.gai_timer);
+  o->h1.gai_timer.data = o;
+  o->handles++;
+}
+
 void gw__h1_teardown(gw_out *o) {
   while (o->h1.idle) conn_close(o->h1.idle);
+  uv_close((uv_handle_t *)&o->h1.gai_timer, gai_timer_closed); /* the transfers ended: no waiter is left */
 }

@@ -35,6 +35,9 @@ typedef struct gw_h1_req {
   long connect_ms;             /* lookup + TCP connect */
   h1_conn *conn;               /* the connection carrying it, or NULL */
   h1_gai *gai;                 /* the name lookup in flight, or NULL */
+  char fair[64];               /* gw_out_opts.fair_key ("" for none): the lookup gate's key */
+  bool gai_waiting;            /* queued for the lookup gate (gai_prev/gai_next link it) */
+  gw_out_req *gai_prev, *gai_next;
   struct addrinfo *ai, *ai_next; /* addresses left to try (ai owned) */
   bool ai_literal;             /* ai is ours, not getaddrinfo's */
   bool reused;                 /* on a connection from the idle pool */
@@ -64,6 +67,10 @@ typedef struct gw_h1_pool {
   h1_conn *idle;  /* most recently used first */
   size_t nidle;
   char *rbuf;     /* the read buffer every connection's reads share */
+  /* transfers whose name lookup waits for the process's lookup gate
+   * (h1.c), oldest first, and the timer that asks again while any does */
+  gw_out_req *gai_head, *gai_tail;
+  uv_timer_t gai_timer;
 } gw_h1_pool;
 
 typedef struct out_sock {
@@ -185,6 +192,7 @@ void gw__h1_pause(gw_out_req *r);
 void gw__h1_resume(gw_out_req *r); /* from the idle runner */
 /* Closes every idle connection (engine teardown). */
 void gw__h1_teardown(gw_out *o);
+void gw__h1_init(gw_out *o); /* the engine's h1 handles (one more in o->handles) */
 /* The loop's own update of one gw_out.st counter (it is the only writer). */
 #define OUT_STAT(f, d) \
   atomic_store_explicit(&(f), atomic_load_explicit(&(f), memory_order_relaxed) + (d), memory_order_relaxed)

@@ -893,6 +893,7 @@ int gw_out_new(uv_loop_t *loop, gw_out **out) {
   o->timer.data = o;
   o->idle.data = o;
   o->handles = 2;
+  gw__h1_init(o);
   *out = o;
   return 0;
 fail:

@@ -188,6 +188,12 @@ typedef struct gw_out_opts {
   /* GW_OUT_EGRESS_*: which of the engine's egress policies applies. Any
    * other value is EINVAL. */
   int egress;
+  /* Whom the transfer is for (a tenant id), or NULL (one key shared by
+   * every transfer without one): a plain http:// transfer's name lookup
+   * waits while this key has its share of the process's lookups in flight
+   * (h1.c: one key's slow names never take every lookup, nor every thread
+   * of libuv's pool). Copied (at most 63 bytes count). */
+  const char *fair_key;
   /* Speak HTTP/1.1 even where HTTP/2 is offered: for long-lived streams
    * that get paused, whose HTTP/2 window would let the peer push up to
    * 32 MB more into curl's buffers while paused. */
