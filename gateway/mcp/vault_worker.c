@@ -86,6 +86,7 @@ typedef struct rv_slot {
   int step;  /* 0: refresh token, 1: access token */
   int status;
   bool done, final;
+  bool refused; /* the refresh token's revocation was refused (4xx): err says how; the access token's is still sent */
   /* the request in flight and its deadline (rule 3) */
   gw_out_req *req;
   uv_timer_t deadline;
@@ -217,12 +218,22 @@ static void rv_done(gw_out_req *o, int err, void *ud) {
     finish(sl);
     return;
   }
-  if (sl->status != 200) {
+  if (sl->status < 200 || sl->status > 299) { /* RFC 7009 answers 200; any 2xx is taken as done */
     json_t *j = gw_json_loadb(sl->body.data ? sl->body.data : "", sl->body.len, 0, NULL);
     const char *e = json_string_value(json_object_get(j, "error"));
-    snprintf(sl->err, sizeof sl->err, "the revocation endpoint answered %d%s%.40s", sl->status, e ? " " : "",
-             e && strlen(e) < 40 ? e : "");
+    snprintf(sl->err, sizeof sl->err, "the revocation endpoint answered %d%s%.40s%s", sl->status, e ? " " : "",
+             e && strlen(e) < 40 ? e : "", sl->step == 0 ? " for the refresh token" : "");
     json_decref(j);
+    if (sl->step == 0) {
+      /* a server that does not revoke refresh tokens (unsupported_token_type,
+       * RFC 7009 §2.2.1) or refuses this one may still revoke the access
+       * token: sent all the same (found by review: it was never sent, and
+       * stayed valid upstream until it expired); the job fails after it */
+      sl->refused = true;
+      sl->step++;
+      send_next(sl);
+      return;
+    }
     sl->final = true;
     finish(sl);
     return;
@@ -241,6 +252,11 @@ static void send_next(rv_slot *sl) {
     if (!token) sl->step++;
   }
   if (!token) {
+    if (sl->refused) { /* the access token's done (or there was none): the refusal is the job's outcome */
+      sl->final = true;
+      finish(sl);
+      return;
+    }
     sl->done = true;
     sl->err[0] = 0;
     finish(sl);
@@ -377,7 +393,7 @@ static void tick(uv_timer_t *t) {
     }
     sl->busy = true;
     sl->step = 0;
-    sl->done = sl->final = false;
+    sl->done = sl->final = sl->refused = false;
     sl->err[0] = 0;
     send_next(sl);
     if (w->stopping || !sl->busy) return; /* ended at once (its store write refused): rearmed */

@@ -61,6 +61,33 @@ test('an admin disconnects Alice: revoked at the AS, reported done, her stream h
   }
 });
 
+// Found by review: a refusal of the refresh token's revocation (a 4xx: an
+// authorization server that does not revoke refresh tokens answers 400
+// unsupported_token_type, RFC 7009 §2.2.1) ended the job, and the access
+// token was never sent: it stayed valid upstream until it expired.
+test('an AS that does not revoke refresh tokens: the access token is revoked all the same, the report says failed', async () => {
+  await v.connectAs('alice');
+  const s = await rawSession(v.mcpUrl, v.tokens.alice);
+  const call = await s.request('tools/call', { name: 'crm__whoami', arguments: {} });
+  assert.equal(call.status, 200, call.body);
+  const token = v.lastCallToken('alice');
+  assert.equal(await v.as.introspect(token), true);
+  v.as.setRefreshRevocationUnsupported(true);
+  try {
+    const before = (await v.revocations()).length;
+    const d = await v.admin('DELETE', '/users/alice@acme.com/connections/crm');
+    assert.ok(d.status === 200 || d.status === 204, `DELETE: ${d.status} ${d.body}`);
+    const rep = await v.waitRevocation((x) => x.user === v.user('alice').id && x.reason === 'admin_disconnect' && x.state !== 'pending' &&
+      x.state !== 'done', 'the revocation is reported finished, not done');
+    assert.equal(rep.state, 'failed', JSON.stringify(rep));
+    assert.match(rep.last_error, /400 unsupported_token_type for the refresh token/, JSON.stringify(rep));
+    assert.ok((await v.revocations()).length > before);
+    assert.equal(await v.as.introspect(token), false, 'her access token was revoked at the AS all the same');
+  } finally {
+    v.as.setRefreshRevocationUnsupported(false);
+  }
+});
+
 test('disconnecting a connection that does not exist answers 404', async () => {
   const d = await v.admin('DELETE', '/users/bob@acme.com/connections/crm');
   assert.equal(d.status, 404, `${d.status} ${d.body}`);

@@ -84,7 +84,10 @@
 // wait past it. → {release()}; release() is idempotent.
 // setRevocationStatus(code) answers every revocation with that status (and
 // {"error":"temporarily_unavailable"}, Retry-After: 1) without revoking;
-// null restores normal answers. setAccessTokenTTL(s) changes the lifetime of
+// null restores normal answers. setRefreshRevocationUnsupported(true) answers
+// the revocation of a refresh token 400 {"error":"unsupported_token_type"}
+// (RFC 7009 §2.2.1: a server that does not revoke that kind) and revokes it
+// not; access tokens are revoked as ever. setAccessTokenTTL(s) changes the lifetime of
 // access tokens issued afterwards.
 // holdRefresh({trickleMs}) holds the next refresh_token request (one): its
 // response head (200, application/json, chunked) goes out at once and then
@@ -288,6 +291,7 @@ export async function startUpstreamAS(opts = {}) {
 
   let revocationDelay = 0;
   let revocationHold = null; // holdRevocations: a promise released() resolves, or null
+  let refreshRevocationUnsupported = false; // setRefreshRevocationUnsupported
   let revocationStatus = null;
   let refreshHold = null; // the next refresh_token request to hold (holdRefresh)
   let codeHold = null; // the next authorization_code request to hold (holdCode)
@@ -519,6 +523,11 @@ export async function startUpstreamAS(opts = {}) {
         let kind = 'unknown';
         if (token && await provider.RefreshToken.find(token)) kind = 'refresh_token';
         else if (token && await provider.AccessToken.find(token)) kind = 'access_token';
+        if (refreshRevocationUnsupported && kind === 'refresh_token') {
+          const b = JSON.stringify({ error: 'unsupported_token_type', error_description: 'refresh tokens are not revoked here' });
+          res.writeHead(400, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(b) });
+          return res.end(b);
+        }
         res.once('finish', () => {
           if (res.statusCode === 200) {
             counters.revocation++;
@@ -698,6 +707,7 @@ export async function startUpstreamAS(opts = {}) {
       return { release: () => { if (revocationHold === held) revocationHold = null; release(); } };
     },
     setRevocationStatus(code) { revocationStatus = code === null || code === undefined ? null : Number(code); },
+    setRefreshRevocationUnsupported(on) { refreshRevocationUnsupported = !!on; },
     setAccessTokenTTL(seconds) { accessTokenTTL = seconds; },
     /** Holds the next refresh_token request (see the header): {arrived, release(), entry}. */
     holdRefresh({ trickleMs = 1000 } = {}) { return newHold(trickleMs, (h) => { refreshHold = h; }); },
