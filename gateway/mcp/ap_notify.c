@@ -20,6 +20,12 @@
  *    oldest waiting note for a tenant holding fewer (make_room): tenants
  *    whose webhooks hang (their admins' choice, like their approval
  *    timeouts) cannot keep another tenant's reviewers from being told.
+ *  - Within a tenant, one requester has at most AN_USER_MAX notes alive
+ *    (past it theirs is dropped), and a note whose request is no longer
+ *    pending when its POST is due (cancelled, decided, expired) is dropped
+ *    unsent: found by review, one employee making held calls and ending
+ *    their session in a loop (each DELETE cancels its requests) filled the
+ *    tenant's queue, and a colleague's genuine request was never told.
  *  - Retried AN_RETRIES times (1 s, 2 s, 4 s) on a network error, a 5xx or
  *    a 429; any other non-2xx is final (the URL is wrong: retrying will
  *    not fix it). Each POST is cut after AN_POST_MAX_MS whatever it does;
@@ -38,18 +44,21 @@
 
 #include <uv.h>
 
+#include "gateway/base/clock.h"
 #include "gateway/base/log.h"
 #include "gateway/core/server.h"
 #include "gateway/mcp/audit_log.h"
 #include "gateway/mcp/decide.h"
 #include "gateway/mcp/mcp_loop.h"
 #include "gateway/out/outbound.h"
+#include "policy/approval.h"
 #include "store/url_query.h"
 
 #define AN_QUEUE_MAX 64
 #define AN_INFLIGHT_MAX 4
 #define AN_TENANT_MAX 16     /* notes alive of one tenant */
 #define AN_TENANT_INFLIGHT 2 /* POSTs at once of one tenant */
+#define AN_USER_MAX 2        /* notes alive of one requester */
 #define AN_RETRIES 3
 #define AN_BACKOFF_FIRST_MS 1000
 #define AN_POST_MAX_MS 10000
@@ -60,7 +69,7 @@ typedef struct an_note {
   gw_ap_notify *n;
   char *url, *body;
   size_t len;
-  char tenant[64], id[40];
+  char tenant[64], id[40], user[40];
   char tenant_uid[ST_TENANT_UID_LEN + 1]; /* its audit chain ("": none) */
   int attempts;       /* POSTs made */
   uint64_t due;       /* uv_now: not before (a back-off) */
@@ -117,6 +126,25 @@ static size_t tenant_notes(const gw_ap_notify *n, const char *tenant, size_t *in
       if (e->req) (*inflight)++;
     }
   return alive;
+}
+
+/* The notes of tenant's requester user alive. */
+static size_t user_notes(const gw_ap_notify *n, const char *tenant, const char *user) {
+  size_t k = 0;
+  for (const an_note *e = n->notes; e; e = e->next) k += !strcmp(e->tenant, tenant) && !strcmp(e->user, user);
+  return k;
+}
+
+/* Whether e's request is still pending (an unreadable store: yes, sent). */
+static bool still_pending(gw_ap_notify *n, const an_note *e) {
+  st_txn *txn;
+  if (gw__read_begin(n->lp, &txn) != 0) return true;
+  json_t *rec = NULL;
+  int rc = ap_request_get(txn, e->tenant, e->id, gw_wall_ms(), &rec);
+  bool pending = rc != 0 || !strcmp(json_string_value(json_object_get(rec, "state")) ?: "", "pending");
+  json_decref(rec);
+  gw__read_end(n->lp, txn);
+  return rc == ST_ENOTFOUND ? false : pending;
 }
 
 static void on_headers(gw_out_req *r, int status, const gw_out_header *h, size_t nh, void *ud) {
@@ -218,6 +246,13 @@ static void pump(gw_ap_notify *n) {
      * note alive: AN_QUEUE_MAX): two tenants whose webhooks hang would
      * otherwise hold every slot for AN_POST_MAX_MS at a time */
     if (busy > 0 && n->inflight >= AN_INFLIGHT_MAX) continue; /* the next on_done pumps again */
+    if (!still_pending(n, e)) { /* decided, cancelled or expired meanwhile: nobody needs telling */
+      atomic_fetch_add(&n->sh->hook_dropped, 1);
+      GW_LOG(GW_LOG_INFO, "approvals", &((gw_log_ctx){e->tenant, NULL}),
+             "approval request %s is no longer pending: its webhook notification is not sent", e->id);
+      e->due = UINT64_MAX; /* swept below */
+      continue;
+    }
     static const char *const headers[] = {"Content-Type: application/json", NULL};
     gw_out_opts o = {.method = "POST",
                      .url = e->url,
@@ -291,13 +326,19 @@ static bool make_room(gw_ap_notify *n, size_t mine) {
   return false; /* all of its notes are in flight */
 }
 
-void gw__ap_notify_send(gw_loop *lp, const char *tenant, const char *tenant_uid, const char *id, const char *url,
-                        const char *text) {
+void gw__ap_notify_send(gw_loop *lp, const char *tenant, const char *tenant_uid, const char *user, const char *id,
+                        const char *url, const char *text) {
   gw_proxy *p = gw__mcp_of(lp);
   gw_ap_notify *n = p ? p->notify : NULL;
   if (!n || n->stopping || !url || !*url) return;
   gw_log_ctx lc = {tenant, NULL};
   size_t busy, mine = tenant_notes(n, tenant, &busy);
+  if (user_notes(n, tenant, user) >= AN_USER_MAX) {
+    atomic_fetch_add(&n->sh->hook_dropped, 1);
+    GW_LOG(GW_LOG_WARN, "approvals", &lc, "approval request %s: its requester has %d webhook notifications waiting "
+           "already; this one is dropped (the reviewers' page lists it)", id, AN_USER_MAX);
+    return;
+  }
   if (mine >= AN_TENANT_MAX || (n->n >= AN_QUEUE_MAX && !make_room(n, mine))) {
     atomic_fetch_add(&n->sh->hook_dropped, 1);
     GW_LOG(GW_LOG_WARN, "approvals", &lc, "approval request %s: the webhook queue of this loop is full (%d, %d of "
@@ -321,6 +362,7 @@ void gw__ap_notify_send(gw_loop *lp, const char *tenant, const char *tenant_uid,
   snprintf(e->tenant, sizeof e->tenant, "%s", tenant);
   snprintf(e->tenant_uid, sizeof e->tenant_uid, "%s", tenant_uid ? tenant_uid : "");
   snprintf(e->id, sizeof e->id, "%s", id);
+  snprintf(e->user, sizeof e->user, "%s", user);
   /* at the end: first come, first sent */
   an_note **pp = &n->notes;
   while (*pp) pp = &(*pp)->next;

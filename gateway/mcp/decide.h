@@ -85,10 +85,10 @@ typedef struct gw_ap_notify gw_ap_notify;
 int gw__ap_notify_start(struct gw_proxy *p);
 void gw__ap_notify_stop(struct gw_proxy *p);
 /* Queues one POST of {"text": text} to url (both copied) for approval
- * request id; returns at once (dropped and counted when the loop's queue
- * is full). */
-void gw__ap_notify_send(gw_loop *lp, const char *tenant, const char *tenant_uid, const char *id, const char *url,
-                        const char *text);
+ * request id of tenant's user; returns at once (dropped and counted when
+ * the loop's queue is full, or the requester has their share waiting). */
+void gw__ap_notify_send(gw_loop *lp, const char *tenant, const char *tenant_uid, const char *user, const char *id,
+                        const char *url, const char *text);
 
 /* ---- the call's audit record (audit_call.c) ---- */
 /* Begins x's record of a tools/call: its decision ("allow", "block",

@@ -447,7 +447,7 @@ static void notify_held(gw_loop *lp, const hold_job *j) {
   slack_append(&b, j->arguments ? j->arguments : "{}", HOOK_ARGS_SHOWN);
   gw_buf_printf(&b, "`.\nDecide within %d s: %.*s/t/%s/approvals (request %s)", j->timeout_s, (int)pl, pub,
                 j->tenant, j->id);
-  if (b.data) gw__ap_notify_send(lp, j->tenant, j->x->tenant_uid, j->id, j->hook_url, b.data);
+  if (b.data) gw__ap_notify_send(lp, j->tenant, j->x->tenant_uid, j->user, j->id, j->hook_url, b.data);
   gw_buf_free(&b);
 }
 
