@@ -129,13 +129,14 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmcpgate.a tests/unit/unit.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(NO_LTO) -MF $(dir $@).$(notdir $@).d $(LDFLAGS) -o $@ $< $(BUILD)/libmcpgate.a $(LDLIBS)
 
-# an LD_PRELOAD shim the integration tests use for a slow DNS server
-# (tests/tools/slowdns.c): no sanitizer (it is loaded before its runtime)
-$(BUILD)/tests/slowdns.so: tests/tools/slowdns.c
+# LD_PRELOAD shims the integration tests use (tests/tools/slowdns.c: a
+# slow DNS server; slowopen.c: a process descheduled at an open): no
+# sanitizer (they are loaded before its runtime)
+$(BUILD)/tests/%.so: tests/tools/%.c
 	@mkdir -p $(dir $@)
 	$(HOSTCC) -std=c11 -Wall -Wextra -Werror -O1 -shared -fPIC -o $@ $< -ldl
 
-unit-bins: $(UNIT_BIN) $(BUILD)/tests/slowdns.so
+unit-bins: $(UNIT_BIN) $(BUILD)/tests/slowdns.so $(BUILD)/tests/slowopen.so
 
 # libFuzzer drivers (clang): make fuzz builds them in build-fuzz/;
 # tests/run.sh replays each corpus and fuzzes each briefly.

@@ -96,13 +96,19 @@ static int write_file(const char *path, const char *id, uint64_t gen) {
 int st_stamp_check(st_store *st, const char *path, st_stamp_info *out) {
   if (!st || !path || !out) return ST_EINVAL;
   memset(out, 0, sizeof *out);
+  /* The record first, then the store: an advance commits before it writes
+   * the record, so a record read first is never ahead of the store read
+   * after it, even beside a running server (`store check`). The other order
+   * took a healthy store for an older one when an advance fell between the
+   * two reads (found by review). */
+  int frc = read_file(path, out->file_id, &out->file_gen);
   st_txn *t;
   int rc = st_read_begin(st, &t);
   if (rc < 0) return rc;
   rc = read_store(t, out->store_id, &out->store_gen);
   st_txn_end(t);
   if (rc < 0) return rc;
-  rc = read_file(path, out->file_id, &out->file_gen);
+  rc = frc;
   if (rc < 0) {
     out->state = rc == ST_ECORRUPT ? ST_STAMP_BAD_FILE : ST_STAMP_UNREADABLE;
     return 0;

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { startGateway, makeTempDir, runGateway, waitFor } from './lib/gateway.mjs';
+import { startGateway, makeTempDir, runGateway, waitFor, gatewayBin } from './lib/gateway.mjs';
 import { createTenant, operatorToken, api, cli } from './lib/admin.mjs';
 
 const rec = (dir) => path.join(dir, 'store.generation');
@@ -124,4 +124,32 @@ test('a record that does not parse refuses the start; another store put in the d
   }
   const after = fs.readFileSync(rec(dir), 'utf8');
   assert.notEqual(/store_id (\S+)/.exec(after)[1], /store_id (\S+)/.exec(good)[1], 'the new store is recorded');
+});
+
+// Found by review: `store check` beside a running server (safe, README)
+// read the store's generation, then the record; an advance of the server
+// between the two (its commit, then its record) read as a store older than
+// its record, and a healthy live store was reported restored from an older
+// backup. The record is read first now. slowopen.so stands for a check
+// descheduled between the two reads on a loaded machine.
+test('store check beside a running server that writes: no false "restored from an older backup"', async () => {
+  const shim = path.join(path.dirname(gatewayBin()), 'tests', 'slowopen.so');
+  assert.ok(fs.existsSync(shim), `${shim} (make unit-bins builds it)`);
+  const g = await startGateway({ env: { MCPGATE_TEST_STAMP_INTERVAL_MS: '50' } });
+  const op = operatorToken(g.dataDir);
+  let stop = false, n = 0;
+  const writer = (async () => { while (!stop) await createTenant(g.port, op, `t${n++}`); })();
+  try {
+    const before = generation(g.dataDir);
+    const asan = process.env.ASAN_OPTIONS ?? 'detect_leaks=1:abort_on_error=0:exitcode=23';
+    const r = await cli(['store', 'check', '--data', g.dataDir],
+      { env: { LD_PRELOAD: shim, SLOWOPEN_SUFFIX: '/store.generation', SLOWOPEN_MS: '600', ASAN_OPTIONS: `${asan}:verify_asan_link_order=0` } });
+    assert.ok(generation(g.dataDir) > before, 'the server recorded new generations while the check ran');
+    assert.doesNotMatch(r.stdout, /older than the one this data directory last ran/, 'a live, healthy store reported as restored');
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+  } finally {
+    stop = true;
+    await writer;
+    await g.stop();
+  }
 });
