@@ -20,12 +20,14 @@
  *    oldest waiting note for a tenant holding fewer (make_room): tenants
  *    whose webhooks hang (their admins' choice, like their approval
  *    timeouts) cannot keep another tenant's reviewers from being told.
- *  - Within a tenant, one requester has at most AN_USER_MAX notes alive
- *    (past it theirs is dropped), and a note whose request is no longer
- *    pending when its POST is due (cancelled, decided, expired) is dropped
- *    unsent: found by review, one employee making held calls and ending
- *    their session in a loop (each DELETE cancels its requests) filled the
- *    tenant's queue, and a colleague's genuine request was never told.
+ *  - Within a tenant, requesters share alike: a note whose request is no
+ *    longer pending when its POST is due (cancelled, decided, expired) is
+ *    dropped unsent, and when the tenant's share is full such notes go
+ *    first, then the oldest waiting note of the requester holding the most
+ *    (if they hold more than the newcomer's requester + 1): found by
+ *    review, one employee making held calls and ending their session in a
+ *    loop (each DELETE cancels its requests) filled the tenant's queue, and
+ *    a colleague's genuine request was never told.
  *  - Retried AN_RETRIES times (1 s, 2 s, 4 s) on a network error, a 5xx or
  *    a 429; any other non-2xx is final (the URL is wrong: retrying will
  *    not fix it). Each POST is cut after AN_POST_MAX_MS whatever it does;
@@ -58,7 +60,6 @@
 #define AN_INFLIGHT_MAX 4
 #define AN_TENANT_MAX 16     /* notes alive of one tenant */
 #define AN_TENANT_INFLIGHT 2 /* POSTs at once of one tenant */
-#define AN_USER_MAX 2        /* notes alive of one requester */
 #define AN_RETRIES 3
 #define AN_BACKOFF_FIRST_MS 1000
 #define AN_POST_MAX_MS 10000
@@ -326,6 +327,44 @@ static bool make_room(gw_ap_notify *n, size_t mine) {
   return false; /* all of its notes are in flight */
 }
 
+/* The tenant's share is full: its waiting notes of requests no longer
+ * pending go; if none did, the requester holding the most gives up their
+ * oldest waiting note, when they hold more than user + 1. Whether room
+ * was made. */
+static bool tenant_room(gw_ap_notify *n, const char *tenant, const char *user) {
+  bool made = false;
+  for (an_note **pp = &n->notes; *pp;) {
+    an_note *e = *pp;
+    if (!e->req && !strcmp(e->tenant, tenant) && !still_pending(n, e)) {
+      *pp = e->next;
+      n->n--;
+      atomic_fetch_add(&n->sh->hook_dropped, 1);
+      note_free(e);
+      made = true;
+    } else pp = &e->next;
+  }
+  if (made) return true;
+  const an_note *big = NULL;
+  size_t most = 0;
+  for (const an_note *e = n->notes; e; e = e->next) {
+    if (strcmp(e->tenant, tenant)) continue;
+    size_t k = user_notes(n, tenant, e->user);
+    if (k > most) most = k, big = e;
+  }
+  if (!big || most <= user_notes(n, tenant, user) + 1) return false;
+  for (an_note *e = n->notes; e; e = e->next) {
+    if (e->req || strcmp(e->tenant, tenant) || strcmp(e->user, big->user)) continue;
+    atomic_fetch_add(&n->sh->hook_dropped, 1);
+    GW_LOG(GW_LOG_WARN, "approvals", &((gw_log_ctx){e->tenant, NULL}),
+           "approval request %s: its webhook notification is dropped to make room for another requester's (this "
+           "requester holds %zu of the tenant's %d)", e->id, most, AN_TENANT_MAX);
+    unlink_note(n, e);
+    note_free(e);
+    return true;
+  }
+  return false; /* all of theirs are in flight */
+}
+
 void gw__ap_notify_send(gw_loop *lp, const char *tenant, const char *tenant_uid, const char *user, const char *id,
                         const char *url, const char *text) {
   gw_proxy *p = gw__mcp_of(lp);
@@ -333,12 +372,7 @@ void gw__ap_notify_send(gw_loop *lp, const char *tenant, const char *tenant_uid,
   if (!n || n->stopping || !url || !*url) return;
   gw_log_ctx lc = {tenant, NULL};
   size_t busy, mine = tenant_notes(n, tenant, &busy);
-  if (user_notes(n, tenant, user) >= AN_USER_MAX) {
-    atomic_fetch_add(&n->sh->hook_dropped, 1);
-    GW_LOG(GW_LOG_WARN, "approvals", &lc, "approval request %s: its requester has %d webhook notifications waiting "
-           "already; this one is dropped (the reviewers' page lists it)", id, AN_USER_MAX);
-    return;
-  }
+  if (mine >= AN_TENANT_MAX && tenant_room(n, tenant, user)) mine = tenant_notes(n, tenant, &busy);
   if (mine >= AN_TENANT_MAX || (n->n >= AN_QUEUE_MAX && !make_room(n, mine))) {
     atomic_fetch_add(&n->sh->hook_dropped, 1);
     GW_LOG(GW_LOG_WARN, "approvals", &lc, "approval request %s: the webhook queue of this loop is full (%d, %d of "
