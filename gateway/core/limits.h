@@ -135,7 +135,7 @@ bool gw_limits_mcp_more(gw_req *req, int n);
 void gw_limits_mcp_less(gw_req *req, int n);
 #define GW_HEAVY_PER_TENANT 2
 #define GW_HEAVY_MAX 6
-#define GW_POOL_THREADS 8
+#define GW_POOL_THREADS 16
 /* GW_HEAVY_LISTS: an admin's list of approval requests, of tokens or of OAuth clients */
 typedef enum { GW_HEAVY_AUDIT, GW_HEAVY_REVIEWERS, GW_HEAVY_SCIM, GW_HEAVY_POLICY, GW_HEAVY_LISTS } gw_heavy_kind;
 /* Takes a heavy-read slot of (tenant, kind) for req: 0 (also when req

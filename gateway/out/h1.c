@@ -81,40 +81,46 @@ struct h1_gai {
  * share (gateway/core/limits.h: 8 threads), and a lookup that runs cannot
  * be taken back: a slow DNS server holds its thread until the resolver
  * gives up, 20 s and more, whatever the transfer's connect timeout did.
- * Found by review: one tenant's connector at a slowly resolving name
- * (a dozen calls) took every thread, and every other tenant's fresh
- * upstream connection timed out behind it. So, process-wide (every loop's
- * engine): at most H1_GAI_MAX lookups on the pool at once, at most
- * H1_GAI_PER_KEY of them for one key (gw_out_opts.fair_key: the tenant). A
- * lookup past the gate waits in its engine's queue, and the queue is asked
- * again (oldest first, skipping keys at their share) when one of the
- * engine's own lookups ends and every H1_GAI_RETRY_MS while any waits; a
- * transfer still waiting at its connect timeout fails as any connect that
- * took too long. */
-#define H1_GAI_MAX 4
-#define H1_GAI_PER_KEY 2
+ * libuv runs at most half its pool's threads ((n + 1) / 2) of such "slow
+ * I/O" work at once, whatever is queued: found by review, one tenant's
+ * connector at a slowly resolving name (a dozen calls) took every one of
+ * those places, and every other tenant's fresh upstream connection timed
+ * out behind it (and the review of the first fix: two such tenants did,
+ * when each key could hold two). So, process-wide (every loop's engine):
+ * at most gate_max lookups on the pool at once — libuv's own limit, so a
+ * lookup never queues inside libuv where nothing can order it — and one
+ * key (gw_out_opts.fair_key: the tenant) holds at most 2 of them while
+ * fewer than half are taken, else 1. It takes as many tenants with slow
+ * names as half those places to hold them all (4 with the gateway's 16
+ * threads: limits.h). A lookup past the gate waits in its engine's queue,
+ * and the queue is asked again (oldest first, skipping keys at their
+ * share) when one of the engine's own lookups ends and every
+ * H1_GAI_RETRY_MS while any waits; a transfer still waiting at its
+ * connect timeout fails as any connect that took too long, its error
+ * saying the lookup did not get its turn. */
+#define H1_GAI_KEYS 64
 #define H1_GAI_RETRY_MS 10
 
 static uv_mutex_t gate_mu;
-static int gate_total;
+static int gate_total, gate_max;
 static struct {
   char key[64];
   int n;
-} gate_keys[H1_GAI_MAX];
+} gate_keys[H1_GAI_KEYS];
 
 static bool gate_take(const char *key) {
   bool ok = false;
   uv_mutex_lock(&gate_mu);
-  if (gate_total < H1_GAI_MAX) {
+  if (gate_total < gate_max) {
     int i, room = -1;
-    for (i = 0; i < H1_GAI_MAX; i++) {
+    for (i = 0; i < gate_max; i++) {
       if (gate_keys[i].n && !strcmp(gate_keys[i].key, key)) break;
       if (!gate_keys[i].n && room < 0) room = i;
     }
-    if (i < H1_GAI_MAX) {
-      ok = gate_keys[i].n < H1_GAI_PER_KEY;
+    if (i < gate_max) {
+      ok = gate_keys[i].n < (2 * gate_total < gate_max ? 2 : 1);
       if (ok) gate_keys[i].n++;
-    } else if (room >= 0) { /* always, below H1_GAI_MAX in flight */
+    } else if (room >= 0) { /* always, below gate_max in flight */
       snprintf(gate_keys[room].key, sizeof gate_keys[room].key, "%s", key);
       gate_keys[room].n = 1;
       ok = true;
@@ -127,7 +133,7 @@ static bool gate_take(const char *key) {
 
 static void gate_give(const char *key) {
   uv_mutex_lock(&gate_mu);
-  for (int i = 0; i < H1_GAI_MAX; i++)
+  for (int i = 0; i < gate_max; i++)
     if (gate_keys[i].n && !strcmp(gate_keys[i].key, key)) {
       gate_keys[i].n--;
       gate_total--;
@@ -476,6 +482,7 @@ static void gai_unlink(gw_out_req *r) {
 static void gai_pump(gw_out *o) {
   for (gw_out_req *r = o->h1.gai_head, *next; r; r = next) {
     next = r->h1.gai_next;
+    if (r->fail) continue; /* timed out or aborted: finished from the idle runner, never started */
     if (!gate_take(r->h1.fair)) continue;
     gai_unlink(r);
     gai_launch(r); /* a failure is finished later, from the idle runner: the list stays as it is */
@@ -621,6 +628,13 @@ static int cb_message_complete(llhttp_t *p) {
 
 static void h1_init_settings(void) {
   if (uv_mutex_init(&gate_mu) != 0) abort(); /* cannot fail on Linux */
+  /* libuv's own limit of slow I/O work: half its pool (4 threads unless
+   * UV_THREADPOOL_SIZE says, as serve sets it before the pool starts) */
+  const char *ps = getenv("UV_THREADPOOL_SIZE");
+  long threads = ps && *ps ? atol(ps) : 4;
+  if (threads < 1) threads = 1;
+  gate_max = (int)((threads + 1) / 2);
+  if (gate_max > H1_GAI_KEYS) gate_max = H1_GAI_KEYS;
   llhttp_settings_init(&h1_settings);
   h1_settings.on_message_begin = cb_message_begin;
   h1_settings.on_status = cb_status;
@@ -790,6 +804,16 @@ void gw__h1_begin(gw_out_req *r) {
   r->h1.reused = true;
   attach(c, r);
   send_req(c);
+}
+
+void gw__h1_connect_timeout_why(gw_out_req *r) {
+  if (r->h1.gai_waiting)
+    snprintf(r->errbuf, sizeof r->errbuf,
+             "the name lookup of %.100s never got its turn: the gateway's %d lookups were all taken (slow DNS "
+             "servers of upstreams)", r->h1.host, gate_max);
+  else if (r->h1.gai)
+    snprintf(r->errbuf, sizeof r->errbuf, "the name lookup of %.100s did not finish in time (a slow DNS server)",
+             r->h1.host);
 }
 
 void gw__h1_release(gw_out_req *r) {

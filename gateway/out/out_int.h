@@ -193,6 +193,7 @@ void gw__h1_resume(gw_out_req *r); /* from the idle runner */
 /* Closes every idle connection (engine teardown). */
 void gw__h1_teardown(gw_out *o);
 void gw__h1_init(gw_out *o); /* the engine's h1 handles (one more in o->handles) */
+void gw__h1_connect_timeout_why(gw_out_req *r); /* errbuf, when the lookup is what did not finish */
 /* The loop's own update of one gw_out.st counter (it is the only writer). */
 #define OUT_STAT(f, d) \
   atomic_store_explicit(&(f), atomic_load_explicit(&(f), memory_order_relaxed) + (d), memory_order_relaxed)

@@ -508,6 +508,7 @@ static void req_timer_cb(uv_timer_t *t) {
   gw_out_req *r = t->data;
   if (r->finished || r->fail) return;
   if (r->tmode == TM_CONNECT) {
+    if (r->native) gw__h1_connect_timeout_why(r);
     out_fail(r, GW_OUT_ECONNTIMEOUT);
   } else if (r->tmode == TM_FIRST_BYTE) {
     out_fail(r, GW_OUT_EFIRSTBYTE);

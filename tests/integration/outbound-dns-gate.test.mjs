@@ -3,9 +3,12 @@
 // 8 threads the heavy reads share, and a lookup that runs cannot be taken
 // back: a DNS server that never answers holds its thread until the resolver
 // gives up. A dozen calls of one tenant to a connector at such a name took
-// every thread, and another tenant's fresh upstream connection timed out
-// behind them. Lookups now pass a process-wide gate (gateway/out/h1.c): at
-// most 4 on the pool, at most 2 of them for one tenant.
+// every place libuv gives such work (half its pool), and another tenant's
+// fresh upstream connection timed out behind them; the review of the first
+// fix found two such tenants did the same. Lookups now pass a process-wide
+// gate (gateway/out/h1.c): libuv's places (8 of the gateway's 16 threads),
+// at most 2 of them for one tenant while fewer than half are taken, else 1:
+// three tenants with slow names hold at most 5.
 //
 // The slow DNS server is tests/tools/slowdns.c, preloaded into the gateway:
 // names ending in .slow.test take SLOWDNS_MS and fail, .fast.test names are
@@ -18,7 +21,7 @@ import path from 'node:path';
 import { startGateway, gatewayBin, makeTempDir, waitFor } from './lib/gateway.mjs';
 import { setupTenant, startEverything, rawSession, mcpPost, initializeBody, toolText } from './lib/mcp.mjs';
 
-test('a tenant whose upstream name resolves slowly holds two lookups; another tenant\'s fresh connection goes through', async () => {
+test('tenants whose upstream names resolve slowly hold a share of the lookups; another tenant\'s fresh connection goes through', async () => {
   const shim = path.join(path.dirname(gatewayBin()), 'tests', 'slowdns.so');
   assert.ok(fs.existsSync(shim), `${shim} (make unit-bins builds it)`);
   const log = path.join(await makeTempDir(), 'lookups');
@@ -29,20 +32,23 @@ test('a tenant whose upstream name resolves slowly holds two lookups; another te
   });
   try {
     const acme = await setupTenant(gw, { id: 'acme', users: ['alice@acme.com'] });
-    const evil = await setupTenant(gw, { id: 'evil', users: ['mallory@evil.com'] });
+    const evils = [];
+    for (const id of ['evil1', 'evil2', 'evil3']) evils.push(await setupTenant(gw, { id, users: [`mallory@${id}.com`] }));
     const u = new URL(up.url);
     // acme's upstream is at a name too (resolved at once), its connect timeout short
     let r = await acme.putConnector('ev', { url: `http://acme.fast.test:${u.port}${u.pathname}`, auth: { type: 'none' }, timeouts: { connect_ms: 2000 } });
     assert.equal(r.status, 201, r.body);
-    r = await evil.putConnector('bad', { url: 'http://x.slow.test/mcp', auth: { type: 'none' }, timeouts: { connect_ms: 1000 } });
-    assert.equal(r.status, 201, r.body);
+    const attack = [];
+    for (const [i, evil] of evils.entries()) {
+      r = await evil.putConnector('bad', { url: `http://x${i}.slow.test/mcp`, auth: { type: 'none' }, timeouts: { connect_ms: 1000 } });
+      assert.equal(r.status, 201, r.body);
+      const mallory = (await evil.mintToken(`mallory@${evil.id}.com`)).token;
+      // each: four calls at once, each a lookup of its slow name
+      for (let k = 0; k < 4; k++) attack.push(mcpPost(evil.mcpUrl('bad'), initializeBody(1), { token: mallory }));
+    }
     const alice = (await acme.mintToken('alice@acme.com')).token;
-    const mallory = (await evil.mintToken('mallory@evil.com')).token;
-
-    // mallory: as many calls at once as the pool has threads, each a lookup of the slow name
-    const attack = Array.from({ length: 8 }, () => mcpPost(evil.mcpUrl('bad'), initializeBody(1), { token: mallory }));
     const running = () => (fs.existsSync(log) ? fs.readFileSync(log, 'utf8').split('\n').filter(Boolean).length : 0);
-    await waitFor(() => running() >= 2, { what: 'the slow lookups running' });
+    await waitFor(() => running() >= 4, { what: 'the slow lookups running' });
 
     // acme's first call opens a fresh upstream connection: a lookup of its own
     const s = await rawSession(acme.mcpUrl('ev'), alice);
@@ -51,8 +57,11 @@ test('a tenant whose upstream name resolves slowly holds two lookups; another te
     assert.equal(toolText(c.messages.find((m) => m.result)?.result), 'Echo: through', `acme's call while evil's names resolve slowly: ${c.body.slice(0, 300)}`);
 
     const a = await Promise.all(attack);
-    for (const x of a) assert.match(x.body, /x\.slow\.test|timed out|resolve/i, `mallory's calls fail at her upstream: ${x.status} ${x.body.slice(0, 200)}`);
-    assert.ok(running() <= 2, `at most two of one tenant's lookups ran (each call past them timed out waiting): ${running()}`);
+    for (const x of a) assert.match(x.body, /slow\.test|timed out|resolve/i, `the slow tenants' calls fail at their upstreams: ${x.status} ${x.body.slice(0, 200)}`);
+    assert.ok(running() <= 5, `at most 2 + 2 + 1 of the slow tenants' lookups ran (each call past them timed out waiting): ${running()}`);
+    // the operator's log says why a call past the gate failed
+    assert.ok(gw.logs().some((e) => /never got its turn: the gateway's 8 lookups were all taken/.test(e.msg ?? '')),
+      'a transfer that waited at the lookup gate says so in the log');
   } finally {
     await gw.stop('SIGTERM', { timeoutMs: 15000 });
     await up.stop();
