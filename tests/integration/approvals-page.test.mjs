@@ -21,7 +21,7 @@ import { request, waitFor } from './lib/gateway.mjs';
 import { startLoginFixture } from './lib/login.mjs';
 import { startEverything, startRecorder, connectClient, toolText, UPSTREAM_SECRET } from './lib/mcp.mjs';
 import { forwardedCalls } from './lib/policy.mjs';
-import { person, signInAtProvider } from './lib/oauthbrowser.mjs';
+import { person, signInAtProvider, gestureClick } from './lib/oauthbrowser.mjs';
 
 const USERS = ['alice', 'bob', 'carol', 'dave'];
 const email = (u) => `${u}@acme.com`;
@@ -142,7 +142,7 @@ test('an approver signs in with Okta, sees Alice\'s held call and approves it wi
   assert.equal(await page.evaluate(() => document.activeElement?.id), `reason-${req.id}`);
   const [res] = await Promise.all([
     page.waitForResponse((r) => r.url() === `${base}approvals/${req.id}/approve`),
-    c.getByRole('button', { name: 'Approve get-sum for Alice Test (alice@acme.com)' }).click(),
+    gestureClick(page, c.getByRole('button', { name: 'Approve get-sum for Alice Test (alice@acme.com)' })),
   ]);
   assert.equal(res.status(), 200);
   const out = await call;
@@ -283,5 +283,47 @@ test('on a phone (375 x 812) a request with long arguments renders without horiz
   assert.equal((await admin('POST', `/approvals/${req.id}/cancel`)).status, 200);
   assert.equal((await call).error?.code, -32010);
   bob.check('phone');
+  await bob.ctx.close();
+});
+
+// Found by review: Approve took the second press of a "double-click" page
+// on another site (a popup closed on the first press, the reviewers' page
+// loaded behind it), and a request that arrived while the reviewer read
+// another was inserted above it, so the click meant for the one read
+// approved the new one. Approve now takes only a click the reviewer meant
+// (web/assets/gesture.js: the page visible and focused 500 ms, then their
+// own pointer move), a new card goes below those shown, and Approve takes
+// no click for a moment after the cards move.
+test('a request arriving while the reviewer reads another goes below it, and Approve takes no click for a moment after the cards move', async () => {
+  bob = await signedIn('bob');
+  const { page } = bob;
+  const a1 = { a: 7, b: 7 };
+  const first = held('alice', 'get-sum', a1);
+  const r1 = await pendingFor('get-sum', a1);
+  const c1 = card(page, r1.id);
+  await c1.waitFor();
+  const approve1 = c1.getByRole('button', { name: /^Approve get-sum/ });
+  assert.equal(await approve1.isDisabled(), true, 'no click before the reviewer\'s own gesture');
+  // the reviewer reads it, pointer on Approve: it takes a click now
+  await c1.scrollIntoViewIfNeeded();
+  await waitFor(async () => {
+    const box = await approve1.boundingBox();
+    await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2 + Math.random());
+    return approve1.isEnabled();
+  }, { timeoutMs: 5000, intervalMs: 100, what: 'Approve enabled after the reviewer\'s gesture' });
+
+  // a new request arrives: below the card being read, never in its place
+  const a2 = { message: 'drop the customers table' };
+  const second = held('alice', 'echo', a2);
+  const r2 = await pendingFor('echo', a2);
+  await card(page, r2.id).waitFor();
+  const disabledRightAfter = await approve1.isDisabled();
+  const order = await page.locator('article.request').evaluateAll((a) => a.map((x) => x.dataset.id));
+  assert.ok(order.indexOf(r1.id) < order.indexOf(r2.id), `the new card is below the one read: ${order}`);
+  assert.equal(disabledRightAfter, true, 'the cards moved under the pointer: Approve takes no click for a moment');
+  for (const r of [r1, r2]) assert.equal((await admin('POST', `/approvals/${r.id}/cancel`)).status, 200);
+  assert.equal((await first).error?.code, -32010);
+  assert.equal((await second).error?.code, -32010);
+  bob.check('gesture and new cards');
   await bob.ctx.close();
 });

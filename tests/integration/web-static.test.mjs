@@ -108,3 +108,21 @@ test('message page: rendered template with the shared CSS, no CSP problem', asyn
   assert.match(await page.evaluate(() => getComputedStyle(document.body).fontFamily), /system-ui/);
   await page.done();
 });
+
+// Found by review: "Connected applications" showed only the name an
+// application chose for itself, so a second "Claude Code" (registered by an
+// attacker) could not be told from the real one when deciding what to
+// disconnect. The client id is shown with it, the name marked unverified.
+test('connected applications: the chosen name with its client id, marked unverified', async () => {
+  reset({ me: { ...me(), grants: [
+    { id: 'g-1', client_id: 'mcpc_real0123', client_name: 'Claude Code', resource: null, created: '2026-01-02T03:04:05Z', last_used: null },
+    { id: 'g-2', client_id: 'https://evil.example/client.json', client_name: 'Claude Code', resource: 'github', created: '2026-01-02T03:04:05Z', last_used: null },
+  ] } });
+  const page = await open();
+  await loaded(page);
+  const rows = await page.locator('#grants-body tr').evaluateAll((trs) => trs.map((t) => t.querySelector('td').textContent));
+  assert.equal(rows.length, 2, JSON.stringify(rows));
+  assert.match(rows[0], /^Claude Code\s*name not verified · client mcpc_real0123$/);
+  assert.match(rows[1], /^Claude Code\s*name not verified · client https:\/\/evil\.example\/client\.json$/);
+  await page.close();
+});

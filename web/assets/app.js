@@ -122,7 +122,16 @@
     items.forEach((g) => {
       const tr = el('tr');
       const name = g.client_name || g.client_id;
-      tr.appendChild(cell('Application', name));
+      // the name is the application's own choice: shown with its client id
+      // (a client metadata document's is its URL), so two applications
+      // calling themselves "Claude Code" can be told apart (found by review)
+      const app = el('span');
+      app.append(name);
+      if (g.client_name && g.client_id) {
+        app.append(el('br'));
+        app.append(el('small', 'name not verified · client ' + g.client_id));
+      }
+      tr.appendChild(cell('Application', app));
       tr.appendChild(cell('Reaches', g.resource ? 'connector ' + g.resource : 'all your tools'));
       tr.appendChild(cell('First used', when(g.created) || '—'));
       tr.appendChild(cell('Last used', when(g.last_used) || '—'));

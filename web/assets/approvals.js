@@ -58,7 +58,18 @@
     return 'mcpgate answered HTTP ' + res.status + '. Try again in a moment.';
   }
 
+  let isSignedOut = false;
+  const gateOk = () => !!(window.mcpgateGesture && window.mcpgateGesture.ok());
+  // gesture.js says when Approve may take a click; a card still open takes it
+  window.addEventListener('mcpgate-gesture', () => {
+    const now = Date.now();
+    cards.forEach((c) => {
+      if (!c.busy && !c.closed && !isSignedOut && c.deadline > now) c.buttons[0].disabled = !gateOk();
+    });
+  });
+
   function signedOut() {
+    isSignedOut = true;
     $('sign-in').href = 'login?return=' + location.pathname;
     $('signed-out').hidden = false;
     cards.forEach((c) => c.buttons.forEach((b) => { b.disabled = true; }));
@@ -180,6 +191,8 @@
     input.autocomplete = 'off';
     const approve = el('button', 'Approve', 'primary');
     approve.type = 'submit';
+    approve.dataset.gesture = ''; // gesture.js: only a click the reviewer meant
+    approve.disabled = !gateOk();
     approve.setAttribute('aria-label', 'Approve ' + r.tool + ' for ' + who(r.requester));
     const deny = el('button', 'Deny');
     deny.type = 'button';
@@ -191,7 +204,10 @@
     form.append(lab, input, buttons, err);
     art.appendChild(form);
     const c = { card: art, left: lt, buttons: [approve, deny], input, err, busy: false, deadline: 0 };
-    form.addEventListener('submit', (ev) => { ev.preventDefault(); decide(r, 'approve', c); });
+    form.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      if (gateOk()) decide(r, 'approve', c);
+    });
     deny.addEventListener('click', () => decide(r, 'deny', c));
     setDeadline(c, r, fetchedAt);
     return c;
@@ -205,28 +221,32 @@
   function renderPending(list, fetchedAt) {
     const box = $('pending');
     const seen = new Set();
-    let prev = null;
+    let moved = false;
     list.forEach((r) => {
       seen.add(r.id);
       let c = cards.get(r.id);
       if (!c) {
+        // a new request goes below those shown: never in the place of the
+        // card the reviewer is reading (found by review: a request inserted
+        // above moved the cards, and the click meant for the one read
+        // approved the new one)
         c = makeCard(r, fetchedAt);
         cards.set(r.id, c);
+        box.appendChild(c.card);
+        moved = true;
       } else {
         setDeadline(c, r, fetchedAt);
       }
-      // the server's order (newest first); a card already in place is not
-      // touched, so a reason being typed keeps its focus
-      const at = prev ? prev.nextSibling : box.firstChild;
-      if (at !== c.card) box.insertBefore(c.card, at);
-      prev = c.card;
     });
     cards.forEach((c, id) => {
       if (!seen.has(id) && !c.busy) {
         c.card.remove();
         cards.delete(id);
+        moved = true;
       }
     });
+    // the cards moved under the pointer: no approval for a moment
+    if (moved && window.mcpgateGesture) window.mcpgateGesture.hold(1000);
     $('pending-none').hidden = cards.size > 0;
     tick();
   }
@@ -303,6 +323,7 @@
       c.err.textContent = 'Could not reach mcpgate; nothing was decided.';
       c.busy = false;
       c.buttons.forEach((b) => { b.disabled = false; });
+      c.buttons[0].disabled = !gateOk();
       return;
     }
     if (res.status === 401) {
@@ -312,7 +333,10 @@
     if (res.status !== 200) {
       c.err.textContent = await errorMessage(res);
       c.busy = false;
-      if (res.status !== 409) c.buttons.forEach((b) => { b.disabled = false; });
+      if (res.status !== 409) {
+        c.buttons.forEach((b) => { b.disabled = false; });
+        c.buttons[0].disabled = !gateOk();
+      } else c.closed = true;
       return;
     }
     c.busy = false;

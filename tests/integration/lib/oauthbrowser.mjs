@@ -80,10 +80,30 @@ export async function signInAtProvider(page, f, login) {
 
 export const consentHeading = (page) => page.getByRole('heading', { level: 1, name: /^Allow “.*” to use your tools\?$/ });
 
+/**
+ * Clicks a button that web/assets/gesture.js keeps disabled until the page
+ * has been visible and focused for 500 ms and then sees the person's own
+ * pointer move: moves the pointer over it until it is enabled, then clicks.
+ */
+export async function gestureClick(page, loc) {
+  await loc.waitFor({ state: 'visible' });
+  const end = Date.now() + 10000;
+  for (let i = 0; !(await loc.isEnabled()); i++) {
+    if (Date.now() > end) throw new Error('the button was never enabled (gesture.js)');
+    await loc.scrollIntoViewIfNeeded(); // a pointer outside the viewport moves over nothing
+    const box = await loc.boundingBox();
+    if (box) await page.mouse.move(box.x + box.width / 2 + (i % 3), box.y + box.height / 2);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await loc.click();
+}
+
 export async function decide(p, button, to) {
   const { page } = p;
   const back = to.next();
-  await page.getByRole('button', { name: button, exact: true }).click();
+  const b = page.getByRole('button', { name: button, exact: true });
+  if (button === 'Allow') await gestureClick(page, b);
+  else await b.click();
   const u = await back.catch((e) => {
     throw new Error(`${button}: ${e.message}; the browser is at ${page.url()}; problems: ${JSON.stringify(p.problems)}`);
   });
