@@ -301,6 +301,24 @@ static void pump(gw_ap_notify *n) {
   else uv_timer_start(&n->timer, on_timer, next > now ? next - now : 0, 0);
 }
 
+/* Drops the oldest note not in flight of tenant (of its requester user,
+ * when not NULL), who holds `most`, to make room for another tenant's (or
+ * requester's). Whether one was dropped (not when all are in flight). */
+static bool drop_oldest(gw_ap_notify *n, const char *tenant, const char *user, size_t most) {
+  for (an_note *e = n->notes; e; e = e->next) {
+    if (e->req || strcmp(e->tenant, tenant) || (user && strcmp(e->user, user))) continue;
+    atomic_fetch_add(&n->sh->hook_dropped, 1);
+    GW_LOG(GW_LOG_WARN, "approvals", &((gw_log_ctx){e->tenant, NULL}),
+           "approval request %s: its webhook notification is dropped to make room for another %s's (this %s holds "
+           "%zu of the %s's %d)", e->id, user ? "requester" : "tenant", user ? "requester" : "tenant", most,
+           user ? "tenant" : "loop", user ? AN_TENANT_MAX : AN_QUEUE_MAX);
+    unlink_note(n, e);
+    note_free(e);
+    return true;
+  }
+  return false;
+}
+
 /* The queue is full and the sender's tenant holds `mine` notes: the tenant holding the
  * most gives up its oldest note not in flight, if it holds more than
  * mine + 1 (four tenants whose webhooks hang would otherwise fill the
@@ -314,17 +332,7 @@ static bool make_room(gw_ap_notify *n, size_t mine) {
     if (k > most) most = k, big = e;
   }
   if (!big || most <= mine + 1) return false;
-  for (an_note *e = n->notes; e; e = e->next) {
-    if (e->req || strcmp(e->tenant, big->tenant)) continue;
-    atomic_fetch_add(&n->sh->hook_dropped, 1);
-    GW_LOG(GW_LOG_WARN, "approvals", &((gw_log_ctx){e->tenant, NULL}),
-           "approval request %s: its webhook notification is dropped to make room for another tenant's (this "
-           "tenant holds %zu of the loop's %d)", e->id, most, AN_QUEUE_MAX);
-    unlink_note(n, e);
-    note_free(e);
-    return true;
-  }
-  return false; /* all of its notes are in flight */
+  return drop_oldest(n, big->tenant, NULL, most);
 }
 
 /* The tenant's share is full: its waiting notes of requests no longer
@@ -352,17 +360,7 @@ static bool tenant_room(gw_ap_notify *n, const char *tenant, const char *user) {
     if (k > most) most = k, big = e;
   }
   if (!big || most <= user_notes(n, tenant, user) + 1) return false;
-  for (an_note *e = n->notes; e; e = e->next) {
-    if (e->req || strcmp(e->tenant, tenant) || strcmp(e->user, big->user)) continue;
-    atomic_fetch_add(&n->sh->hook_dropped, 1);
-    GW_LOG(GW_LOG_WARN, "approvals", &((gw_log_ctx){e->tenant, NULL}),
-           "approval request %s: its webhook notification is dropped to make room for another requester's (this "
-           "requester holds %zu of the tenant's %d)", e->id, most, AN_TENANT_MAX);
-    unlink_note(n, e);
-    note_free(e);
-    return true;
-  }
-  return false; /* all of theirs are in flight */
+  return drop_oldest(n, tenant, big->user, most);
 }
 
 void gw__ap_notify_send(gw_loop *lp, const char *tenant, const char *tenant_uid, const char *user, const char *id,
