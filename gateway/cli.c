@@ -723,7 +723,7 @@ static int cmd_accept_restore(const cli_opts *o) {
   printf("Accepted: the record of how far the store had come (%s) is removed; the next `mcpgate serve` starts on "
          "the store in %s/store as it is and records it. Everything revoked since the backup was taken is back: have "
          "the IdP send again the deactivations and group changes made since, and revoke again what admins revoked "
-         "since (README, Operations, \"Backup and restore\").\n",
+         "since (README, \"Command line\": backup and restore).\n",
          path, o->data);
   return 0;
 }

@@ -53,14 +53,15 @@ int gw_stamp_check(gw_server *srv) {
            "backup is back — users deactivated, tokens revoked, grants, sessions and tenants removed. Not started. "
            "To start on it: `mcpgate store accept-restore --data %s`; then have the IdP send again the "
            "deactivations and group changes made since the backup, and revoke again what admins revoked since "
-           "(README, Operations, \"Backup and restore\")",
+           "(README, \"Command line\": backup and restore)",
            srv->cfg.data, (unsigned long long)si.store_gen, path, (unsigned long long)si.file_gen, srv->cfg.data);
     return -1;
   case ST_STAMP_BAD_FILE:
   case ST_STAMP_UNREADABLE:
     GW_LOG(GW_LOG_ERROR, "store", NULL,
            "%s: %s. It records how far the store had come, to tell a restored older backup. Not started. If the "
-           "store in %s/store is the one to run, `mcpgate store accept-restore --data %s` writes it anew",
+           "store in %s/store is the one to run, `mcpgate store accept-restore --data %s` removes it, and the next "
+           "start records the store as it is",
            path, st_stamp_state_str(si.state), srv->cfg.data, srv->cfg.data);
     return -1;
   case ST_STAMP_OTHER_STORE:
