@@ -738,7 +738,7 @@ bool gw__h1_accepts(const out_url *u) { return !u->https && !u->userinfo; } /* u
 int gw__h1_prepare(gw_out_req *r, const gw_out_opts *op, const out_url *u) {
   uv_once(&h1_once, h1_init_settings);
   r->h1.connect_ms = op->connect_timeout_ms ? op->connect_timeout_ms : GW_OUT_CONNECT_TIMEOUT_MS;
-  snprintf(r->h1.fair, sizeof r->h1.fair, "%s", op->fair_key ? op->fair_key : "");
+  gw_strlcpy(r->h1.fair, op->fair_key ? op->fair_key : "", sizeof r->h1.fair); /* no stdio on the hot path */
   r->h1.head_method = strcmp(op->method, "HEAD") == 0;
   if (strlen(u->bare) >= sizeof r->h1.host) return GW_OUT_EINVAL;
   memcpy(r->h1.host, u->bare, strlen(u->bare) + 1);
