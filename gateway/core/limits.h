@@ -135,6 +135,8 @@ bool gw_limits_mcp_more(gw_req *req, int n);
 void gw_limits_mcp_less(gw_req *req, int n);
 #define GW_HEAVY_PER_TENANT 2
 #define GW_HEAVY_MAX 6
+/* libuv's pool: 16 threads, of which libuv gives name lookups (slow I/O
+ * work) at most half, the lookup gate's places (gateway/out/h1.c) */
 #define GW_POOL_THREADS 16
 /* GW_HEAVY_LISTS: an admin's list of approval requests, of tokens or of OAuth clients */
 typedef enum { GW_HEAVY_AUDIT, GW_HEAVY_REVIEWERS, GW_HEAVY_SCIM, GW_HEAVY_POLICY, GW_HEAVY_LISTS } gw_heavy_kind;

@@ -78,7 +78,7 @@ struct h1_gai {
 
 /* ---- the lookup gate ------------------------------------------------------
  * Name lookups run on libuv's pool (uv_getaddrinfo), which the heavy reads
- * share (gateway/core/limits.h: 8 threads), and a lookup that runs cannot
+ * share (gateway/core/limits.h: 16 threads), and a lookup that runs cannot
  * be taken back: a slow DNS server holds its thread until the resolver
  * gives up, 20 s and more, whatever the transfer's connect timeout did.
  * libuv runs at most half its pool's threads ((n + 1) / 2) of such "slow
