@@ -28,6 +28,7 @@
 #        the plain build by default, "1 2" adds a plain two-loop pass; every
 #        variant), UNIT_JOBS (unit binaries at a time, 4), TEST_ASAN_WORKERS="2" (the sanitizer variant's default),
 #        TEST_ALL_VARIANTS=1 (ignore the files' ci-variants lines),
+#        TEST_NODE_FLAGS (node's flags for the integration files; see below),
 #        TEST_CONCURRENCY (integration files at a time; default four, three
 #        for a plain two-loop pass: see below), GW_TEST_JOB_RERUN=0|1 (store
 #        write jobs run twice; default on for the sanitizer pass: see below).
@@ -239,11 +240,17 @@ run_integration() {
   # plain pass keeps the writer's usual path (but for the files that start
   # their gateway with it). GW_TEST_JOB_RERUN=0|1: every pass.
   case "$variant" in *asan*) rerun=${GW_TEST_JOB_RERUN:-1} ;; *) rerun=${GW_TEST_JOB_RERUN:-0} ;; esac
+  # Node's optimising compilers are left out (TEST_NODE_FLAGS, passed on
+  # to every file's process): a file lives a few seconds, too short for
+  # TurboFan's background compiles (or those of node's own fetch, whose
+  # HTTP parser is WebAssembly) to pay back. A typical file took 1.27
+  # CPU-seconds instead of 1.58, the slowest JS-heavy ones as long as before;
+  # the plain pass is bound by CPU (~90 % of two cores).
   # (node --test with the tap reporter, but in this order: see the tool).
   # A file has 90 s: the slowest take ~20 s alone, and a browser file ran
   # past 30 s with four files at a time on a slow two-core machine.
   # shellcheck disable=SC2086
-  RUN_INTEGRATION_TIMES="$tap.times" GW_TEST_WORKERS="$workers" GW_TEST_JOB_RERUN="$rerun" MCPGATE_BIN="$bin" timeout 600 node tests/tools/run-integration.mjs \
+  RUN_INTEGRATION_TIMES="$tap.times" GW_TEST_WORKERS="$workers" GW_TEST_JOB_RERUN="$rerun" MCPGATE_BIN="$bin" timeout 600 node ${TEST_NODE_FLAGS---no-opt --liftoff-only} tests/tools/run-integration.mjs \
     "$conc" 90000 $files >"$tap" 2>&1
   rc=$?
   took=$(( $(date +%s) - start ))
@@ -306,7 +313,7 @@ fuzz_one() {
   log=build/test-logs/fuzz-$name.log
   set --
   [ -f "$dict" ] && set -- -dict="$dict"
-  (cd build/test-logs && timeout $((fuzz_secs + 120)) "../../$bin" "$@" -max_total_time="$fuzz_secs" -timeout=25 \
+  (cd build/test-logs && nice -n "${fuzz_nice:-0}" timeout $((fuzz_secs + 120)) "../../$bin" "$@" -max_total_time="$fuzz_secs" -timeout=25 \
       -rss_limit_mb=2048 -print_final_stats=1 "$scratch") > "$log" 2>&1
   echo $? > "$log.rc"
   rm -rf "$scratch"
@@ -353,25 +360,28 @@ fuzz_collect() {
 
 # ------------------------------------------------------------------ builds behind
 # `make test` starts the ASan and fuzz builds in the background, niced,
-# once the plain build is done, and names their log and exit status with
-# --behind PREFIX (PREFIX.log, PREFIX.rc). The plain pass mostly waits on
-# timers and sockets (~125 % of two cores), so the compilers take what it
-# leaves (nice 19: the tests' processes come first) instead of running
-# ~125 s before any test. The sanitizer and fuzz tiers wait for them here.
+# once the plain build is done, and names their log and exit statuses with
+# --behind PREFIX: PREFIX.log, PREFIX.asan.rc once the ASan build is done,
+# PREFIX.rc once the fuzz build after it is. The plain pass mostly waits on
+# timers and sockets, so the compilers take what it leaves (nice 19: the
+# tests' processes come first) instead of running ~125 s before any test.
+# The ASan tiers wait for the ASan build only; the fuzz build may still run
+# beside them (behind_wait PREFIX.asan.rc, then PREFIX.rc).
 behind_wait() {
+  rcfile=$1; what=$2
   bstart=$(date +%s)
   n=0
-  while [ ! -f "$BEHIND.rc" ] && [ $n -lt 1800 ]; do sleep 1; n=$((n + 1)); done
-  rc=$(cat "$BEHIND.rc" 2>/dev/null || echo 124)
-  grep '^== ' "$BEHIND.log" 2>/dev/null # when each build started and ended
+  while [ ! -f "$rcfile" ] && [ $n -lt 1800 ]; do sleep 1; n=$((n + 1)); done
+  rc=$(cat "$rcfile" 2>/dev/null || echo 124)
   if [ "$rc" -ne 0 ]; then
-    echo "FAIL the ASan and fuzz builds behind the plain pass (exit $rc$( [ ! -f "$BEHIND.rc" ] && echo ', not done in 30 minutes')): $BEHIND.log"
+    grep '^== ' "$BEHIND.log" 2>/dev/null # when each build started and ended
+    echo "FAIL the $what build behind the plain pass (exit $rc$( [ ! -f "$rcfile" ] && echo ', not done in 30 minutes')): $BEHIND.log"
     tail -n 40 "$BEHIND.log" 2>/dev/null | sed 's/^/    /'
-    add_summary "ASan and fuzz builds: 0 passed, 1 failed"
+    add_summary "$what build: 0 passed, 1 failed"
     total_fail=$((total_fail + 1))
     return 1
   fi
-  add_summary "ASan and fuzz builds: behind the plain pass (waited $(( $(date +%s) - bstart ))s for them after it)"
+  add_summary "$what build: behind the tests (waited $(( $(date +%s) - bstart ))s for it)"
   return 0
 }
 
@@ -382,7 +392,7 @@ if [ "${1:-}" = --unit-start ]; then
 fi
 
 mkdir -p build/test-logs
-rm -f build/test-logs/fuzz-*.log.rc
+rm -f build/test-logs/fuzz-*.log.rc build/test-logs/fuzz.began
 # the plain build with one loop; the sanitizer build with two (the
 # multi-loop paths, where memory errors would hide). A plain two-loop pass
 # (TEST_WORKERS="1 2") only repeated the sanitizer's files without it: 105 s
@@ -397,17 +407,31 @@ esac
 
 if [ -n "$BEHIND" ]; then
   # make test: the plain tiers while the ASan and fuzz builds run behind
-  # them; then the fuzzers beside the ASan unit tests; then the ASan pass
+  # them; then the ASan pass, with the ASan unit binaries and (once the
+  # fuzz build is done) the fuzzers beside it. The ASan pass leaves about a
+  # quarter of two cores idle (its files wait on timers: 344 CPU-seconds
+  # in 246 s), which the unit binaries (mostly timers themselves) and the
+  # fuzzers, niced, take: one after the other they added ~85 s to CI (the
+  # wait for the fuzz build, then ~50 s of fuzzers beside the unit tests).
+  # The fuzzers replay their whole corpus however long that takes, then
+  # fuzz for what remains of FUZZ_SECONDS of wall-clock time.
   run_unit build
   run_integration_variant build
-  if behind_wait; then
-    fstart=$(date +%s)
-    fuzz_start >/dev/null 2>&1 &
+  if behind_wait "$BEHIND.asan.rc" "ASan"; then
+    unit_start_bg build-asan
+    ( n=0; while [ ! -f "$BEHIND.rc" ] && [ $n -lt 1800 ]; do sleep 1; n=$((n + 1)); done
+      if [ "$(cat "$BEHIND.rc" 2>/dev/null)" = 0 ]; then
+        date +%s > build/test-logs/fuzz.began
+        fuzz_nice=19; fuzz_start
+      fi ) >/dev/null 2>&1 &
     fuzz_pid=$!
+    run_integration_variant build-asan
     run_unit build-asan
     wait "$fuzz_pid"
-    fuzz_collect ", beside the ASan unit tests"
-    run_integration_variant build-asan
+    if behind_wait "$BEHIND.rc" "fuzz"; then
+      fstart=$(cat build/test-logs/fuzz.began 2>/dev/null || date +%s)
+      fuzz_collect ", beside the ASan pass"
+    fi
   fi
 else
   fstart=$(date +%s)

@@ -1,4 +1,4 @@
-// ci-variants: build-w1 build-asan-w2 (one loop plain, two loops under ASan; the plain two-loop run only repeated it — CI's 15 minutes)
+// ci-variants: build-w1 (no gateway: a static server plays its API, as in web-static)
 // The employee page in a real browser against a static server playing the
 // gateway's API (lib/webpage.mjs), part 2: tokens (create, refused, revoke,
 // not allowed), sign-out, and api/me errors.
