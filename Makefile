@@ -203,8 +203,8 @@ run: deps-build all
 # so do the ASan and fuzz builds, niced, with their output in
 # build/test-logs/behind.log: the plain integration pass mostly waits on
 # timers and sockets, and the compilers take the CPU it leaves instead of
-# running ~125 s before any test. tests/run.sh --unit-started --behind reads
-# the plain unit tests, runs the plain pass, waits for the ASan build (not
+# running ~125 s before any test. tests/run.sh --unit-started --behind runs
+# the plain pass, reads the plain unit tests run beside it, waits for the ASan build (not
 # the fuzz build: behind.asan.rc), then runs the ASan pass with the ASan
 # unit tests and, once their build is done, the fuzzers (niced) beside it:
 # it leaves a quarter of the CPU idle. Started during the fuzz build, the
