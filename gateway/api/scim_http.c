@@ -766,7 +766,20 @@ int gw_scim_preauth(gw_req *req) {
     return -1;
   }
   if (!req->lp->srv->store) return 0;
-  return authenticate(req, tenant, false, NULL) ? -1 : 0;
+  if (authenticate(req, tenant, false, NULL)) return -1;
+  /* (called for a request with a body only) the tenant's bodies coming in
+   * at once are bounded before a byte of this one is buffered (limits.h);
+   * the handler gives the slot back once the body is in */
+  const char *cl = gw_req_header(req, "content-length");
+  bool large = !cl || strtoull(cl, NULL, 10) > PARSE_LOOP_MAX; /* none: chunked, of any size */
+  if (gw_limits_scim_body_enter(req, tenant, large)) {
+    snprintf(req->tenant, sizeof req->tenant, "%s", tenant);
+    scim_fail(req, 429, NULL,
+              large ? "this tenant has the most large SCIM request bodies (past 256 KiB) coming in at once; retry"
+                    : "this tenant has the most SCIM request bodies coming in at once; retry");
+    return -1;
+  }
+  return 0;
 }
 
 void gw_scim_dispatch(gw_req *req) {
@@ -792,6 +805,9 @@ void gw_scim_dispatch(gw_req *req) {
     scim_fail(req, 503, NULL, "the store is not open");
     return;
   }
+  /* the body is in: its slot (preauth's, limits.h) goes back; a large one
+   * is parsed in a heavy-read slot */
+  gw_limits_release(req);
   char tokid[32];
   if (authenticate(req, tenant, true, tokid) != 0) return;
   mark_seen(srv->scim, tenant);

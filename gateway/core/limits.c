@@ -78,6 +78,7 @@ struct gw_limits {
   _Atomic uint64_t write_tenant_limited, write_process_limited;
   _Atomic uint64_t conns_address_limited;
   _Atomic uint64_t discover_tenant_limited, discover_connector_limited;
+  _Atomic uint64_t scim_body_limited;
   uv_mutex_t mu;
   int64_t writes_open; /* heavy-write slots taken, every tenant (under mu) */
   int64_t heavy_open; /* heavy-read slots taken, every tenant (under mu) */
@@ -368,6 +369,33 @@ int gw_limits_write_enter(gw_req *req, const char *tenant) {
   return status;
 }
 
+int gw_limits_scim_body_enter(gw_req *req, const char *tenant, bool large) {
+  gw_limits *l = req->lp->srv->limits;
+  if (!l) return 0;
+  char key[GW_RATELIMIT_KEY_MAX + 1];
+  user_key(tenant, large ? "\x01scim-body-large" : "\x01scim-body", key);
+  int64_t max = large ? GW_SCIM_LARGE_BODIES_PER_TENANT : GW_SCIM_BODIES_PER_TENANT;
+  int status = 0;
+  if (req->limits_slot) {
+    if (holds_same(req, key)) return 0;
+    status = 429;
+  } else {
+    uv_mutex_lock(&l->mu);
+    slot *s = slot_of(l, key, false);
+    if (!s || s->open >= max) status = 429;
+    else {
+      s->open++;
+      req->limits_slot = s;
+    }
+    uv_mutex_unlock(&l->mu);
+  }
+  if (status) {
+    atomic_fetch_add_explicit(&l->scim_body_limited, 1, memory_order_relaxed);
+    retry_after(req, 1);
+  }
+  return status;
+}
+
 /* Drops s from its bucket and frees it. Under l->mu. */
 static void slot_drop(gw_limits *l, slot *s) {
   slot **pp = &l->slots[s->bucket];
@@ -433,6 +461,8 @@ void gw_limits_request_done(gw_server *srv, gw_req *req) {
   uv_mutex_unlock(&l->mu);
 }
 
+void gw_limits_release(gw_req *req) { gw_limits_request_done(req->lp->srv, req); }
+
 void gw_limits_metrics(gw_server *srv, gw_buf *out) {
   gw_limits *l = srv->limits;
   if (!l) return;
@@ -456,6 +486,12 @@ void gw_limits_metrics(gw_server *srv, gw_buf *out) {
                 "mcpgate_discoveries_limited_total{limit=\"connector\"} %llu\n",
                 (unsigned long long)atomic_load(&l->discover_tenant_limited),
                 (unsigned long long)atomic_load(&l->discover_connector_limited));
+  gw_buf_printf(out,
+                "# HELP mcpgate_scim_bodies_limited_total SCIM requests refused (429) before their body was read because "
+                "their tenant had the most bodies coming in at once (GW_SCIM_BODIES_PER_TENANT, or "
+                "GW_SCIM_LARGE_BODIES_PER_TENANT past 256 KiB).\n"
+                "# TYPE mcpgate_scim_bodies_limited_total counter\nmcpgate_scim_bodies_limited_total %llu\n",
+                (unsigned long long)atomic_load(&l->scim_body_limited));
   gw_buf_printf(out,
                 "# HELP mcpgate_heavy_reads_open Audit queries and exports, reviewers' lists, SCIM scans, policy views and "
                 "admin lists running now (every tenant).\n# TYPE mcpgate_heavy_reads_open gauge\nmcpgate_heavy_reads_open %lld\n",

@@ -182,8 +182,28 @@ int gw_limits_write_enter(gw_req *req, const char *tenant);
 #define GW_DISCOVER_TENANT 2
 int gw_limits_discover_enter(gw_req *req, const char *tenant, const char *connector);
 
+/* A SCIM request with a body (POST, PUT, PATCH), at its headers: the body
+ * is buffered whole (up to scim_max_body, 32 MiB by default) for as long
+ * as body_timeout_ms before anything else bounds it, so a tenant's SCIM
+ * token on many connections held as much memory as it liked (found by
+ * review: 80 connections, 2.3 GiB, every tenant's gateway at risk). A
+ * tenant may have GW_SCIM_BODIES_PER_TENANT such bodies coming in at once,
+ * of which GW_SCIM_LARGE_BODIES_PER_TENANT large ones (`large`: a
+ * Content-Length past 256 KiB, or none: chunked), each count its own
+ * slot: 0, else 429 (Retry-After: 1 set, which Okta honours, and the
+ * refusal counted). Per tenant only: one tenant holding its slots with
+ * slow bodies keeps no other tenant's requests out. The slot is the
+ * request's (one per request, above); the SCIM handler gives it back
+ * (gw_limits_release) once the body is in, before the parse of a large
+ * one takes a heavy-read slot. */
+#define GW_SCIM_BODIES_PER_TENANT 16
+#define GW_SCIM_LARGE_BODIES_PER_TENANT 2
+int gw_limits_scim_body_enter(gw_req *req, const char *tenant, bool large);
+
 /* The request ended: its slot (if any) goes back. Any loop. */
 void gw_limits_request_done(gw_server *srv, gw_req *req);
+/* req's slot (if any) goes back now; the request goes on without one. */
+void gw_limits_release(gw_req *req);
 
 /* Prometheus text: requests refused by each limit. */
 void gw_limits_metrics(gw_server *srv, gw_buf *out);

@@ -286,10 +286,61 @@ TEST(the_same_slot_again_passes_and_release_leaves_nothing) {
   gw_limits_free(&srv);
 }
 
+/* SCIM bodies coming in (scim_http.c's preauth): GW_SCIM_BODIES_PER_TENANT
+ * of a tenant's at once, of which GW_SCIM_LARGE_BODIES_PER_TENANT large;
+ * another tenant's are its own; released, the place is free again and the
+ * request may take the heavy-read slot of its parse. */
+TEST(scim_bodies_are_counted_per_tenant_and_released_before_the_parse) {
+  static gw_server srv;
+  static gw_loop lp;
+  init(&srv, &lp);
+  CHECK_INT(gw_limits_init(&srv), 0);
+  gw_limits *l = srv.limits;
+  l->heavy_max = GW_HEAVY_MAX;
+  static gw_req small[GW_SCIM_BODIES_PER_TENANT + 1], large[GW_SCIM_LARGE_BODIES_PER_TENANT + 1];
+  gw_req other;
+  for (int i = 0; i < GW_SCIM_BODIES_PER_TENANT; i++) {
+    fresh(&small[i], &lp);
+    CHECK_INT(gw_limits_scim_body_enter(&small[i], "acme", false), 0);
+  }
+  fresh(&small[GW_SCIM_BODIES_PER_TENANT], &lp);
+  int n = hdr_n;
+  CHECK_INT(gw_limits_scim_body_enter(&small[GW_SCIM_BODIES_PER_TENANT], "acme", false), 429);
+  CHECK_RETRY_AFTER(n, "1");
+  CHECK(small[GW_SCIM_BODIES_PER_TENANT].limits_slot == NULL);
+  /* the large ones count apart */
+  for (int i = 0; i < GW_SCIM_LARGE_BODIES_PER_TENANT; i++) {
+    fresh(&large[i], &lp);
+    CHECK_INT(gw_limits_scim_body_enter(&large[i], "acme", true), 0);
+  }
+  fresh(&large[GW_SCIM_LARGE_BODIES_PER_TENANT], &lp);
+  CHECK_INT(gw_limits_scim_body_enter(&large[GW_SCIM_LARGE_BODIES_PER_TENANT], "acme", true), 429);
+  CHECK_INT(atomic_load(&l->scim_body_limited), 2);
+  /* another tenant's */
+  fresh(&other, &lp);
+  CHECK_INT(gw_limits_scim_body_enter(&other, "globex", true), 0);
+  /* the body is in: released, the parse's heavy slot is taken; the place is free */
+  gw_limits_release(&large[0]);
+  CHECK(large[0].limits_slot == NULL);
+  CHECK_INT(gw_limits_heavy_take(&large[0], "acme", GW_HEAVY_SCIM), 0);
+  CHECK_INT(gw_limits_scim_body_enter(&large[GW_SCIM_LARGE_BODIES_PER_TENANT], "acme", true), 0);
+  /* a request that holds a body slot takes no other kind */
+  CHECK_INT(gw_limits_heavy_take(&small[0], "acme", GW_HEAVY_SCIM), 429);
+  CHECK_INT(gw_limits_scim_body_enter(&small[0], "acme", false), 0); /* the very slot it holds */
+  CHECK_INT(units(&small[0]), GW_SCIM_BODIES_PER_TENANT);
+  for (int i = 0; i <= GW_SCIM_BODIES_PER_TENANT; i++) gw_limits_request_done(&srv, &small[i]);
+  for (int i = 0; i <= GW_SCIM_LARGE_BODIES_PER_TENANT; i++) gw_limits_request_done(&srv, &large[i]);
+  gw_limits_request_done(&srv, &other);
+  CHECK_INT(l->heavy_open, 0);
+  CHECK_INT(slots_held(l), 0);
+  gw_limits_free(&srv);
+}
+
 int main(void) {
   gw_log_set_level((gw_log_level)(GW_LOG_ERROR + 1)); /* the refusals' error lines are expected here */
   RUN(users_whose_key_does_not_fit_have_their_own_slot);
   RUN(a_slot_of_another_kind_is_refused);
   RUN(the_same_slot_again_passes_and_release_leaves_nothing);
+  RUN(scim_bodies_are_counted_per_tenant_and_released_before_the_parse);
   return UNIT_DONE();
 }
