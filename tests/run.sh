@@ -17,8 +17,9 @@
 # the background and returns; `sh tests/run.sh --unit-started` then reads
 # them instead of running them again (make test: see run_unit).
 # `--unit-started --behind PREFIX` (make test): the ASan and fuzz builds
-# run in the background (PREFIX.log, PREFIX.rc) while the plain tiers run;
-# the sanitizer and fuzz tiers wait for them (see behind_wait).
+# run in the background (PREFIX.log; PREFIX.asan.rc, then PREFIX.rc) while
+# the plain tiers run; the ASan tiers wait for the ASan build, the fuzzers
+# for the fuzz build, beside the ASan pass (see behind_wait).
 #
 # Full logs go to build/test-logs/ (with, for each integration pass,
 # <tap>.times: each file's seconds, slowest first); only failures are echoed. The last line
@@ -78,11 +79,11 @@ add_summary() { summary="${summary}$1
 # test_http's steady reader on a loaded machine). Then the logs are read.
 #
 # `make test` starts the plain binaries as soon as they are built (sh
-# tests/run.sh --unit-start build: in the background, while the ASan build
-# compiles; they wait on timers, the compiler wants the cores; the ASan
-# binaries use more CPU, and started during the fuzz build they stretched
-# it from 49 to 109 s) and its last step, sh tests/run.sh --unit-started,
-# reads what they wrote (waiting for them when they are still running).
+# tests/run.sh --unit-start build: in the background, beside the plain
+# pass and the ASan build; they wait on timers), and the ASan ones beside
+# the ASan pass (started during the fuzz build they stretched it from 49 to
+# 109 s); its last step, sh tests/run.sh --unit-started, reads what they
+# wrote (waiting for them when they are still running).
 # Without --unit-started a run starts its own; a start whose process died
 # is run again.
 UNIT_SLOW="test_h1 test_oauth_token test_vault test_scim test_store test_audit"
