@@ -368,11 +368,16 @@ fuzz_collect() {
 # tests' processes come first) instead of running ~125 s before any test.
 # The ASan tiers wait for the ASan build only; the fuzz build may still run
 # beside them (behind_wait PREFIX.asan.rc, then PREFIX.rc).
+# waits (30 minutes at most) until the file exists
+wait_file() {
+  n=0
+  while [ ! -f "$1" ] && [ $n -lt 1800 ]; do sleep 1; n=$((n + 1)); done
+}
+
 behind_wait() {
   rcfile=$1; what=$2
   bstart=$(date +%s)
-  n=0
-  while [ ! -f "$rcfile" ] && [ $n -lt 1800 ]; do sleep 1; n=$((n + 1)); done
+  wait_file "$rcfile"
   rc=$(cat "$rcfile" 2>/dev/null || echo 124)
   if [ "$rc" -ne 0 ]; then
     grep '^== ' "$BEHIND.log" 2>/dev/null # when each build started and ended
@@ -422,7 +427,7 @@ if [ -n "$BEHIND" ]; then
   run_unit build
   if behind_wait "$BEHIND.asan.rc" "ASan"; then
     unit_start_bg build-asan
-    ( n=0; while [ ! -f "$BEHIND.rc" ] && [ $n -lt 1800 ]; do sleep 1; n=$((n + 1)); done
+    ( wait_file "$BEHIND.rc"
       if [ "$(cat "$BEHIND.rc" 2>/dev/null)" = 0 ]; then
         date +%s > build/test-logs/fuzz.began
         fuzz_nice=19; fuzz_start
