@@ -81,6 +81,13 @@ static const cfg_key keys[] = {
      "one gets 503 and is closed, so one address cannot take every connection. Connections from trusted_proxies are "
      "not counted: behind a proxy, list it there (0: a quarter of max_connections, at least 16)",
      NULL},
+    {"upstream_connections", CFG_INT, "0", 0, 1000000, OFF(upstream_connections),
+     "upstream calls and streams in flight at once (each may hold a connection), on every loop together; one tenant "
+     "holds at most a quarter of them while fewer than half are taken, else a sixteenth, so that one tenant (or a few) "
+     "cannot take the descriptors everyone needs. Past it a call is answered at once with a JSON-RPC error saying so "
+     "and Retry-After: 1, nothing sent upstream (0: half of the descriptors max_connections leaves, less a reserve for "
+     "the store and listeners; the start log says what was chosen)",
+     NULL},
     {"workers", CFG_INT, "0", 0, 256, OFF(workers),
      "event loops serving requests, each on its own thread and core, sharing the listening ports (SO_REUSEPORT); "
      "0: one per CPU the process may use. Revocations and list_changed reach every loop before the SCIM or admin "

@@ -887,6 +887,34 @@ static void descriptor_budget(gw_config *c) {
   }
 }
 
+/* The upstream connection budget (gateway/out/outbound.h
+ * gw_out_budget_set): what the descriptor limit leaves past max_connections
+ * and a reserve (the store's environments, listeners, each loop's own
+ * descriptors, the log), half of it for transfers in flight and a quarter
+ * for idle connections kept for reuse, spread over the loops' two paths;
+ * the last quarter is slack (libcurl's resolver pipes, connections closing).
+ * upstream_connections set: that many transfers, the idle cap as for auto. */
+static void upstream_budget(gw_config *c, int nloops) {
+  struct rlimit rl;
+  int64_t n = 1024;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) n = rl.rlim_cur == RLIM_INFINITY ? 1000000 : (int64_t)rl.rlim_cur;
+  int64_t left = n - c->max_connections - 64 - 8 * (int64_t)nloops;
+  if (left < 32) left = 32;
+  int64_t idle = left / 4 / (2 * (int64_t)nloops);
+  if (idle < 4) idle = 4;
+  if (idle > 256) idle = 256;
+  bool auto_set = c->upstream_connections == 0;
+  if (auto_set) c->upstream_connections = left / 2 < 16 ? 16 : left / 2;
+  gw_out_budget_set((int)c->upstream_connections, (int)idle);
+  GW_LOG(GW_LOG_INFO, "server", NULL,
+         "upstream_connections %lld%s (one tenant: at most %lld, or %lld once half are taken); %lld idle upstream "
+         "connections kept per loop and path",
+         (long long)c->upstream_connections,
+         auto_set ? ": half of the descriptors max_connections leaves, less a reserve" : "",
+         (long long)(c->upstream_connections / 4 > 0 ? c->upstream_connections / 4 : 1),
+         (long long)(c->upstream_connections / 16 > 0 ? c->upstream_connections / 16 : 1), (long long)idle);
+}
+
 /* connections_per_address 0: a quarter of max_connections (at least 16),
  * so that no one address takes every connection. */
 static void address_share(gw_config *c) {
@@ -1057,6 +1085,7 @@ int gw_serve(gw_config *cfg, const gw_module *const *mods) {
     setenv("UV_THREADPOOL_SIZE", n, 0);
   }
   srv->nloops = worker_count(&srv->cfg);
+  upstream_budget(&srv->cfg, srv->nloops);
   if (!(srv->loops = calloc((size_t)srv->nloops, sizeof *srv->loops))) goto out;
   for (int i = 0; i < srv->nloops; i++, nalloc++) {
     if (!(srv->loops[i] = calloc(1, sizeof *srv->loops[i]))) goto out;

@@ -430,10 +430,16 @@ void gw__relay_done(gw_exchange *x, gw_out_req *r, int err, void (*initialized)(
       gw__x_client_done(x);
       gw_resp_end(cr);
     } else if (err) {
-      if (x->too_big)
+      if (x->too_big) {
         gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent a response larger than the gateway accepts",
                         x->connector);
-      else
+      } else if (err == GW_OUT_EBUSY) {
+        /* the upstream connection budget (upstream_connections): nothing
+         * was sent; the client may simply try again */
+        if (x->req && !x->into) gw_resp_header(x->req, "Retry-After", "1");
+        gw__x_rpc_error(x, 503, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" was not called: %s", x->connector,
+                        gw_out_strerror(err));
+      } else
         gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" is unavailable: %s", x->connector,
                   gw_out_strerror(err));
     } else if (initialized) {

@@ -155,9 +155,12 @@ void gw_proxy_metrics(gw_server *srv, gw_buf *o) {
   gw_buf_printf(o,
                 "# HELP mcpgate_upstream_transfers_open Outbound HTTP transfers in flight.\n"
                 "# TYPE mcpgate_upstream_transfers_open gauge\nmcpgate_upstream_transfers_open %llu\n"
+                "# HELP mcpgate_upstream_transfers_max Outbound HTTP transfers allowed in flight at once "
+                "(upstream_connections); past it, or past a tenant's share, a call fails with kind \"busy\".\n"
+                "# TYPE mcpgate_upstream_transfers_max gauge\nmcpgate_upstream_transfers_max %d\n"
                 "# HELP mcpgate_upstream_transfer_errors_total Outbound transfers that failed, by kind.\n"
                 "# TYPE mcpgate_upstream_transfer_errors_total counter\n",
-                (unsigned long long)os.open);
+                (unsigned long long)os.open, gw_out_budget_max());
   for (int k = 0; k < GW_OUT_NKINDS; k++)
     if (os.failed[k])
       gw_buf_printf(o, "mcpgate_upstream_transfer_errors_total{kind=\"%s\"} %llu\n",

@@ -51,7 +51,6 @@
 #include "gateway/out/out_int.h"
 
 #define H1_RBUF (64 * 1024)
-#define H1_MAX_IDLE 256
 #define H1_MAX_AGE_MS 118000 /* curl's default CURLOPT_MAXAGE_CONN */
 
 struct h1_conn {
@@ -210,7 +209,7 @@ static void pool_put(h1_conn *c) {
   o->h1.idle = c;
   o->h1.nidle++;
   read_on(c); /* an idle connection still reads: that is how a close is seen */
-  if (o->h1.nidle > H1_MAX_IDLE) {
+  if (o->h1.nidle > gw__out_idle_max()) {
     h1_conn *old = o->h1.idle;
     while (old->next) old = old->next;
     conn_close(old);

@@ -120,6 +120,7 @@ struct gw_out_req {
   bool egress_refused; /* an address was refused (rule 5) */
   char refused_ip[64];
   char errbuf[CURL_ERROR_SIZE];
+  struct out_budget_key *bkey; /* its place in the process's budget (gw_out_budget_set), or NULL */
   /* the native HTTP/1.1 path (h1.c), for http:// URLs */
   bool native;
   gw_h1_req h1;
@@ -177,6 +178,9 @@ int gw__out_parse_head(char *p, size_t len, gw_out_header **out);
  * engine; valid until the next call), or NULL: not one, or no memory
  * (*nomem says which). */
 const out_url *gw__out_url(gw_out *o, const char *url, bool *nomem);
+
+/* Idle connections an engine keeps on each path (gw_out_budget_set). */
+size_t gw__out_idle_max(void);
 
 /* h1.c, for outbound.c */
 /* Is u one the native path carries (http://, no userinfo)? */

@@ -125,6 +125,9 @@ static const struct {
     {"outbound transfer failed", "io"},
     {"the upstream's address is not allowed by the gateway's egress policy", "egress"},
     {"upstream sent a message too slowly (message timeout)", "message_timeout"},
+    {"the gateway has as many upstream connections open as it allows right now (for this tenant, or in all); "
+     "try again in a moment",
+     "busy"},
 };
 
 static int err_index(int err) {
@@ -462,6 +465,110 @@ fail:
   return -1;
 }
 
+/* ---- the upstream connection budget (outbound.h: gw_out_budget_set) -------
+ * Found by review: nothing bounded the transfers in flight but each user's
+ * own limit, and a few users of one tenant (an aggregated batch is a
+ * transfer per message) held every descriptor the process had left: other
+ * tenants' clients were reset and /healthz failed. So a place in this
+ * budget is taken before anything of a transfer goes out, every engine
+ * together (a mutex: the places are the process's), and given back when the
+ * transfer finishes. Keys are counted in a small chained table; an entry
+ * whose count falls to 0 is kept for reuse while fewer than BUDGET_KEEP are
+ * kept (no allocation per call for a tenant that calls again), freed
+ * past that. */
+#define BUDGET_BUCKETS 1024
+#define BUDGET_KEEP 1024
+
+typedef struct out_budget_key {
+  struct out_budget_key *next;
+  int n;
+  char key[64];
+} out_budget_key;
+
+static uv_once_t budget_once = UV_ONCE_INIT;
+static uv_mutex_t budget_mu;
+static int budget_max, budget_total, budget_nkeys;
+static size_t budget_idle = 256;
+static out_budget_key *budget_tab[BUDGET_BUCKETS];
+
+static void budget_init(void) { uv_mutex_init(&budget_mu); }
+
+void gw_out_budget_set(int transfers, int idle) {
+  uv_once(&budget_once, budget_init);
+  uv_mutex_lock(&budget_mu);
+  budget_max = transfers > 0 ? transfers : 0;
+  budget_idle = idle > 0 ? (size_t)idle : 256;
+  uv_mutex_unlock(&budget_mu);
+}
+
+int gw_out_budget_max(void) {
+  uv_once(&budget_once, budget_init);
+  uv_mutex_lock(&budget_mu);
+  int max = budget_max;
+  uv_mutex_unlock(&budget_mu);
+  return max;
+}
+
+size_t gw__out_idle_max(void) { return budget_idle; }
+
+static unsigned budget_hash(const char *k) {
+  unsigned h = 2166136261u;
+  for (; *k; k++) h = (h ^ (unsigned char)*k) * 16777619u;
+  return h % BUDGET_BUCKETS;
+}
+
+/* A place for a transfer of `key`: true and r->bkey set (NULL when there
+ * is no budget), or false: the budget or the key's share is spent. */
+static bool budget_take(gw_out_req *r, const char *key) {
+  char k[64];
+  gw_strlcpy(k, key ? key : "", sizeof k);
+  uv_once(&budget_once, budget_init);
+  uv_mutex_lock(&budget_mu);
+  bool ok = true;
+  if (budget_max) {
+    unsigned b = budget_hash(k);
+    out_budget_key *e = budget_tab[b];
+    while (e && strcmp(e->key, k)) e = e->next;
+    int hi = budget_max / 4, lo = budget_max / 16;
+    int share = budget_total < budget_max / 2 ? (hi > 0 ? hi : 1) : (lo > 0 ? lo : 1);
+    if (budget_total >= budget_max || (e && e->n >= share)) {
+      ok = false;
+    } else {
+      if (!e && (e = calloc(1, sizeof *e)) != NULL) {
+        memcpy(e->key, k, sizeof k);
+        e->next = budget_tab[b];
+        budget_tab[b] = e;
+        budget_nkeys++;
+      }
+      if (!e) {
+        ok = false; /* no memory: as refused */
+      } else {
+        e->n++;
+        budget_total++;
+        r->bkey = e;
+      }
+    }
+  }
+  uv_mutex_unlock(&budget_mu);
+  return ok;
+}
+
+static void budget_release(gw_out_req *r) {
+  out_budget_key *e = r->bkey;
+  if (!e) return;
+  r->bkey = NULL;
+  uv_mutex_lock(&budget_mu);
+  budget_total--;
+  if (--e->n == 0 && budget_nkeys > BUDGET_KEEP) {
+    out_budget_key **pp = &budget_tab[budget_hash(e->key)];
+    while (*pp != e) pp = &(*pp)->next;
+    *pp = e->next;
+    budget_nkeys--;
+    free(e);
+  }
+  uv_mutex_unlock(&budget_mu);
+}
+
 /* ---- driving curl --------------------------------------------------------- */
 
 static void out_finish(gw_out_req *r, int err);
@@ -783,6 +890,7 @@ static void out_finish(gw_out_req *r, int err) {
   if (r->next) r->next->prev = r->prev;
   r->prev = r->next = NULL;
   uv_timer_stop(&r->timer);
+  budget_release(r);
   if (r->native) gw__h1_release(r);
   if (r->added) {
     o->in_curl++;
@@ -887,6 +995,8 @@ int gw_out_new(uv_loop_t *loop, gw_out **out) {
   curl_multi_setopt(o->multi, CURLMOPT_SOCKETDATA, o);
   curl_multi_setopt(o->multi, CURLMOPT_TIMERFUNCTION, out_curl_timer_cb);
   curl_multi_setopt(o->multi, CURLMOPT_TIMERDATA, o);
+  /* its cache of idle connections: the process's budget (gw_out_budget_set) */
+  curl_multi_setopt(o->multi, CURLMOPT_MAXCONNECTS, (long)gw__out_idle_max());
   /* Cannot fail on unix once the loop exists; done last so the failure
    * path above has no handle to close. */
   uv_timer_init(loop, &o->timer);
@@ -1168,7 +1278,8 @@ int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
     r->h1.body_len = op->body_len;
     if ((rc = gw__h1_prepare(r, op, url)) != 0) goto fail;
     req_register(o, r);
-    gw__h1_begin(r);
+    if (budget_take(r, op->fair_key)) gw__h1_begin(r);
+    else out_fail(r, GW_OUT_EBUSY); /* on_done from the loop, nothing sent */
     if (out) *out = r;
     return 0;
   }
@@ -1221,7 +1332,9 @@ int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
   }
 
   req_register(o, r);
-  if (o->in_curl > 0) { /* inside a curl callback: curl_multi_add_handle would recurse */
+  if (!budget_take(r, op->fair_key)) {
+    out_fail(r, GW_OUT_EBUSY); /* on_done from the loop, never added to curl */
+  } else if (o->in_curl > 0) { /* inside a curl callback: curl_multi_add_handle would recurse */
     r->add_wanted = true;
     pend_push(r);
   } else {
@@ -1234,6 +1347,7 @@ int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
       if (r->next) r->next->prev = NULL;
       OUT_STAT(o->st.open, -1);
       OUT_STAT(o->st.started, -1);
+      budget_release(r);
       r->finished = true;
       curl_easy_cleanup(e);
       req_free_request(r);

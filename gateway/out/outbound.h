@@ -80,8 +80,9 @@ enum {
   GW_OUT_EIO = -30213,         /* any other failure (see gw_out_detail) */
   GW_OUT_EEGRESS = -30214,     /* every address of the host is refused by the egress policy */
   GW_OUT_ESLOW = -30215,       /* a message the caller holds part of not complete within partial_timeout_ms */
+  GW_OUT_EBUSY = -30216,       /* the upstream connection budget is spent (gw_out_budget_set): not started */
 };
-#define GW_OUT_ERR_LAST GW_OUT_ESLOW
+#define GW_OUT_ERR_LAST GW_OUT_EBUSY
 #define GW_OUT_NKINDS (GW_OUT_ERR_FIRST - GW_OUT_ERR_LAST + 1)
 
 /* Static text for any GW_OUT_E* code, "ok" for 0, "unknown error" else. */
@@ -237,11 +238,39 @@ void gw_out_set_egress(gw_out *o, int level, const gw_egress *allow);
  * second call is ignored. */
 void gw_out_close(gw_out *o, void (*cb)(void *arg), void *arg);
 
+/* The process's budget of upstream connections, every engine together
+ * (each transfer in flight may hold a descriptor, and so may each idle
+ * connection kept for reuse): descriptors past it are those the client
+ * connections, the store and the listeners need, and one tenant's (or a
+ * few tenants') calls must never take them all.
+ *
+ *   transfers   at most this many transfers in flight at once, every
+ *               engine together (0: no limit, the default). A transfer's
+ *               gw_out_opts.fair_key (its tenant) holds at most a quarter
+ *               of them while fewer than half are taken, else at most a
+ *               sixteenth (at least 1 either way): it takes two keys to
+ *               fill half, and ten to fill it all. A start past either
+ *               limit is not refused at the call: its on_done runs later
+ *               with GW_OUT_EBUSY, nothing having been sent, so every
+ *               caller's usual failure path (and a stream's retry with
+ *               its back-off) handles it.
+ *   idle        idle connections each engine keeps for reuse, on each of
+ *               its two paths (plain http:// and libcurl's cache; 0: the
+ *               default, 256). The oldest goes past it.
+ *
+ * Call before any engine starts a transfer (gw_serve, at start); engines
+ * made afterwards take the idle cap. Any thread. */
+void gw_out_budget_set(int transfers, int idle);
+/* The transfers of the budget (0: none); for the metrics. Any thread. */
+int gw_out_budget_max(void);
+
 /* Starts a transfer. Everything in opts is copied or borrowed only for the
  * call, except opts->ud. On 0, *out (if out is not NULL) is the transfer,
  * valid until its on_done returns; on error nothing was started and no
  * callback will run. Errors: GW_OUT_EINVAL, GW_OUT_ENOMEM, GW_OUT_ECLOSED.
- * Safe from any callback of this engine. */
+ * Past the budget (gw_out_budget_set) the start succeeds and on_done runs
+ * with GW_OUT_EBUSY from the loop. Safe from any callback of this
+ * engine. */
 int gw_out_start(gw_out *o, const gw_out_opts *opts, gw_out_req **out);
 
 /* Stops body delivery until gw_out_resume; the idle timeout is suspended

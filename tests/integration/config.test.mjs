@@ -6,7 +6,7 @@ import fs from 'node:fs/promises';
 import fsSync from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { runGateway, startGateway, makeTempDir, request, makeSelfSignedCert, gatewayBin } from './lib/gateway.mjs';
+import { runGateway, startGateway, makeTempDir, request, makeSelfSignedCert, gatewayBin, scrapeMetrics, metricValue } from './lib/gateway.mjs';
 
 const KEYS = [
   'listen', 'public_url', 'data', 'log_level', 'access_log', 'max_connections', 'max_header_bytes',
@@ -398,6 +398,12 @@ test('max_connections defaults to three quarters of the (raised) descriptor limi
     const per = gw.logs().find((e) => e.module === 'server' && /^connections_per_address \d+/.test(e.msg ?? ''));
     assert.ok(per, 'a start log line says what connections_per_address was chosen');
     assert.equal(Number(/^connections_per_address (\d+)/.exec(per.msg)[1]), Math.max(16, Math.floor(want / 4)), per.msg);
+    // and the upstream budget: at most half of what max_connections leaves, said and served
+    const upl = gw.logs().find((e) => e.module === 'server' && /^upstream_connections \d+/.test(e.msg ?? ''));
+    assert.ok(upl, 'a start log line says what upstream_connections was chosen');
+    const ups = Number(/^upstream_connections (\d+)/.exec(upl.msg)[1]);
+    assert.ok(ups >= 16 && ups <= Math.max(16, Math.floor((n - want) / 2)), upl.msg);
+    assert.equal(metricValue(await scrapeMetrics(gw), 'mcpgate_upstream_transfers_max'), ups);
   } finally {
     await gw.stop();
   }

@@ -661,7 +661,7 @@ TEST(error_names) {
   CHECK_STR(gw_out_err_kind(0), "ok");
   CHECK_STR(gw_out_strerror(-1), "unknown error");
   CHECK_STR(gw_out_err_kind(GW_OUT_ERR_FIRST + 1), "unknown");
-  CHECK_INT(GW_OUT_NKINDS, 16);
+  CHECK_INT(GW_OUT_NKINDS, 17);
   for (int a = GW_OUT_ERR_FIRST; a >= GW_OUT_ERR_LAST; a--) {
     CHECK(strcmp(gw_out_strerror(a), "unknown error") != 0);
     for (int b = a - 1; b >= GW_OUT_ERR_LAST; b--) CHECK(strcmp(gw_out_err_kind(a), gw_out_err_kind(b)) != 0);
@@ -670,6 +670,7 @@ TEST(error_names) {
   CHECK_STR(gw_out_err_kind(GW_OUT_EABORTED), "aborted");
   CHECK_STR(gw_out_err_kind(GW_OUT_EEGRESS), "egress");
   CHECK_STR(gw_out_err_kind(GW_OUT_ESLOW), "message_timeout");
+  CHECK_STR(gw_out_err_kind(GW_OUT_EBUSY), "busy");
 }
 
 /* The head splitter both paths deliver through: a value is trimmed also
@@ -1723,6 +1724,54 @@ TEST(pause_in_headers_large_body) {
   gw_buf_free(&t.body);
 }
 
+/* The process's upstream budget (gw_out_budget_set): 16 transfers, a key
+ * holds 4 while fewer than 8 are taken, then 1. A start past it returns 0
+ * and its on_done runs later, from the loop, with GW_OUT_EBUSY, on both
+ * paths (an https:// start is refused before curl sees it); every place
+ * comes back when its transfer ends. */
+TEST(upstream_budget_shares) {
+  env e;
+  tr t[20];
+  CHECK_INT(env_init(&e), 0);
+  gw_out_budget_set(16, 0);
+  CHECK_INT(gw_out_budget_max(), 16);
+  const char *keys[] = {"a", "a", "a", "a", "a", "a", "b", "b", "b", "b", "b", "b", "c", "c", "c"};
+  for (int i = 0; i < 15; i++) {
+    tr_init(&t[i], &e, M_PLAIN);
+    CHECK_INT(tr_go(&e, &t[i], (gw_out_opts){.first_byte_timeout_ms = 300, .fair_key = keys[i]}, "/silent"), 0);
+    CHECK_INT(t[i].ndone, 0); /* never from inside gw_out_start */
+  }
+  char tls[256];
+  snprintf(tls, sizeof tls, "https://127.0.0.1:%d/json", e.s.port);
+  tr_init(&t[15], &e, M_PLAIN);
+  CHECK_INT(tr_go(&e, &t[15], (gw_out_opts){.fair_key = "a"}, tls), 0);
+  CHECK_INT(env_run(&e), 0);
+  CHECK(!e.timed_out);
+  int want_busy[16] = {0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1, 1, 0, 1, 1, 1};
+  for (int i = 0; i < 16; i++) {
+    CHECK_INT(t[i].ndone, 1);
+    CHECK_INT(t[i].err, want_busy[i] ? GW_OUT_EBUSY : GW_OUT_EFIRSTBYTE);
+    gw_buf_free(&t[i].body);
+  }
+  CHECK_INT(FAILED(e.st, GW_OUT_EBUSY), 7);
+  CHECK(strstr(gw_out_strerror(GW_OUT_EBUSY), "upstream connections") != NULL);
+  CHECK_STR(gw_out_err_kind(GW_OUT_EBUSY), "busy");
+
+  /* every place came back: one key takes its four again */
+  env e2;
+  CHECK_INT(env_init(&e2), 0);
+  for (int i = 0; i < 5; i++) {
+    tr_init(&t[i], &e2, M_PLAIN);
+    CHECK_INT(tr_go(&e2, &t[i], (gw_out_opts){.first_byte_timeout_ms = 200, .fair_key = "c"}, "/silent"), 0);
+  }
+  CHECK_INT(env_run(&e2), 0);
+  for (int i = 0; i < 5; i++) {
+    CHECK_INT(t[i].err, i < 4 ? GW_OUT_EFIRSTBYTE : GW_OUT_EBUSY);
+    gw_buf_free(&t[i].body);
+  }
+  gw_out_budget_set(0, 0); /* the other tests run without one */
+}
+
 int main(void) {
   if (!getenv("UNIT_VERBOSE")) gw_log_set_level((gw_log_level)(GW_LOG_ERROR + 1));
   char perr[200];
@@ -1765,6 +1814,7 @@ int main(void) {
   RUN(bytes_after_response_not_reused);
   RUN(pause_in_headers_large_body);
   RUN(pause_at_read_end_no_empty_data);
+  RUN(upstream_budget_shares);
   gw_egress_free(loopback_policy);
   return UNIT_DONE();
 }
