@@ -10,10 +10,11 @@
  *    says more, checked on the connected address), with TLS verified,
  *    without redirects, with a body cap, per-phase timeouts and a total
  *    deadline, and at most OAUTH_CIMD_INFLIGHT_MAX fetches at once, of
- *    which one tenant's hold at most OAUTH_CIMD_TENANT_MAX: fetches at one
- *    tenant (anyone can start them, and hold each up to OAUTH_CIMD_TOTAL_MS
- *    with a server that never answers) never take every slot from the
- *    others.
+ *    which one tenant's hold at most OAUTH_CIMD_TENANT_MAX (_LATE once
+ *    half are taken) and one client address's OAUTH_CIMD_ADDRESS_MAX:
+ *    fetches at one tenant, or from a few addresses (anyone can start them,
+ *    and hold each up to OAUTH_CIMD_TOTAL_MS with a server that never
+ *    answers) never take every slot from the others.
  *  - A document is parsed strictly and checked like a registration, plus
  *    its client_id must be its URL. Failures say what went wrong in words,
  *    never quoting the document (a fetch can be pointed at anything).
@@ -51,6 +52,7 @@ typedef struct lookup {
   gw_req *req;
   gw_loop *lp;
   char tenant[64];
+  char addr[GW_RATELIMIT_KEY_MAX + 1]; /* the client's address key (its /64 for IPv6) */
   char client_id[AUTH_OAUTH_CLIENT_ID_MAX + 1];
   gw_oauth_client_cb cb;
   void *arg;
@@ -119,26 +121,45 @@ static void count(lookup *l, int what) {
   if (o) atomic_fetch_add_explicit(&o->cimd_fetches[what], 1, memory_order_relaxed);
 }
 
+/* key's entry in a table of holders, or -1 (*free_at: a free entry, or
+ * -1). Under cimd_mu. */
+static int held_find(gw_oauth_held *t, const char *key, int *free_at) {
+  *free_at = -1;
+  for (int i = 0; i < OAUTH_CIMD_INFLIGHT_MAX; i++) {
+    if (t[i].n && !strcmp(t[i].key, key)) return i;
+    if (*free_at < 0 && !t[i].n) *free_at = i;
+  }
+  return -1;
+}
+
+static void held_drop(gw_oauth_held *t, const char *key) {
+  int free_at, i = held_find(t, key, &free_at);
+  if (i >= 0 && --t[i].n == 0) t[i].key[0] = 0;
+}
+
 /* A slot for l's fetch: 0, or 1 when every slot is taken, 2 when its
- * tenant holds its share (OAUTH_CIMD_TENANT_MAX). */
+ * tenant holds its share (OAUTH_CIMD_TENANT_MAX, or _LATE once half the
+ * slots are taken), 3 when its client address does
+ * (OAUTH_CIMD_ADDRESS_MAX). */
 static int take_slot(lookup *l) {
   gw_oauth *o = l->lp->srv->oauth;
   int rc = 1;
   uv_mutex_lock(&o->cimd_mu);
   if (o->cimd_inflight < OAUTH_CIMD_INFLIGHT_MAX) {
-    int at = -1, free_at = -1;
-    for (int i = 0; i < OAUTH_CIMD_INFLIGHT_MAX && at < 0; i++) {
-      if (!strcmp(o->cimd_held[i].tenant, l->tenant)) at = i;
-      else if (free_at < 0 && !o->cimd_held[i].tenant[0]) free_at = i;
-    }
-    if (at >= 0 && o->cimd_held[at].n >= OAUTH_CIMD_TENANT_MAX) {
+    /* fewer than OAUTH_CIMD_INFLIGHT_MAX fetches: a key without an entry
+     * finds a free one in either table */
+    int tfree, afree;
+    int t = held_find(o->cimd_held, l->tenant, &tfree), a = held_find(o->cimd_addr, l->addr, &afree);
+    int share = o->cimd_inflight < OAUTH_CIMD_INFLIGHT_MAX / 2 ? OAUTH_CIMD_TENANT_MAX : OAUTH_CIMD_TENANT_LATE;
+    if (t >= 0 && o->cimd_held[t].n >= share) {
       rc = 2;
+    } else if (a >= 0 && o->cimd_addr[a].n >= OAUTH_CIMD_ADDRESS_MAX) {
+      rc = 3;
     } else {
-      if (at < 0) { /* free_at >= 0: fewer than OAUTH_CIMD_INFLIGHT_MAX tenants hold a fetch */
-        at = free_at;
-        gw_strlcpy(o->cimd_held[at].tenant, l->tenant, sizeof o->cimd_held[at].tenant);
-      }
-      o->cimd_held[at].n++;
+      if (t < 0) gw_strlcpy(o->cimd_held[t = tfree].key, l->tenant, sizeof o->cimd_held[0].key);
+      if (a < 0) gw_strlcpy(o->cimd_addr[a = afree].key, l->addr, sizeof o->cimd_addr[0].key);
+      o->cimd_held[t].n++;
+      o->cimd_addr[a].n++;
       o->cimd_inflight++;
       l->inflight = true;
       rc = 0;
@@ -154,11 +175,8 @@ static void release_slot(lookup *l) {
   l->inflight = false;
   uv_mutex_lock(&o->cimd_mu);
   o->cimd_inflight--;
-  for (int i = 0; i < OAUTH_CIMD_INFLIGHT_MAX; i++)
-    if (!strcmp(o->cimd_held[i].tenant, l->tenant)) {
-      if (--o->cimd_held[i].n == 0) o->cimd_held[i].tenant[0] = 0;
-      break;
-    }
+  held_drop(o->cimd_held, l->tenant);
+  held_drop(o->cimd_addr, l->addr);
   uv_mutex_unlock(&o->cimd_mu);
 }
 
@@ -359,9 +377,11 @@ static void fetch(lookup *l) {
   if (busy) {
     gw_log_ctx lc = {l->tenant, l->req->id};
     GW_LOG(GW_LOG_WARN, "oauth", &lc, "client metadata document %s not fetched: %s", l->client_id,
-           busy == 2 ? "the tenant's share of fetches at once is taken" : "every fetch slot is taken");
+           busy == 2   ? "the tenant's share of fetches at once is taken"
+           : busy == 3 ? "the client address's share of fetches at once is taken"
+                       : "every fetch slot is taken");
     set_fail(l, 503, "too many client metadata documents are being fetched%s right now; try again in a moment",
-             busy == 2 ? " for this organisation" : "");
+             busy == 2 ? " for this organisation" : busy == 3 ? " from your address" : "");
     defer(l);
     return;
   }
@@ -409,6 +429,7 @@ void gw_oauth_client_lookup(gw_req *req, const char *tenant, const char *client_
   l->cb = cb;
   l->arg = arg;
   gw_strlcpy(l->tenant, tenant, sizeof l->tenant);
+  gw_ratelimit_addr_key(req->client, l->addr);
   uv_timer_init(&req->lp->loop, &l->timer);
   l->timer.data = l;
   gw_buf_init(&l->body, 0);

@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "gateway/base/ratelimit.h"
 #include "gateway/core/server.h"
 #include "gateway/http/http.h"
 
@@ -31,7 +32,7 @@ enum { OAUTH_CIMD_OK, OAUTH_CIMD_REFUSED, OAUTH_CIMD_FAILED, OAUTH_CIMD_N };
 /* At most this many client metadata documents are being fetched at once
  * (the whole process): a burst of authorization requests naming new
  * documents gets 503 beyond it instead of as many outbound transfers. */
-#define OAUTH_CIMD_INFLIGHT_MAX 32
+#define OAUTH_CIMD_INFLIGHT_MAX 64
 /* ... of which one tenant's hold at most this many: the URLs are anyone's
  * to choose (an unauthenticated authorization request names one) and a
  * fetch of a server that never answers holds its slot for up to
@@ -40,6 +41,14 @@ enum { OAUTH_CIMD_OK, OAUTH_CIMD_REFUSED, OAUTH_CIMD_FAILED, OAUTH_CIMD_N };
  * Past it the tenant's lookup is 503; the other tenants keep
  * OAUTH_CIMD_INFLIGHT_MAX - OAUTH_CIMD_TENANT_MAX slots at least. */
 #define OAUTH_CIMD_TENANT_MAX 8
+/* ... and at most this many once half the slots are taken: found by review,
+ * four tenants' eight each took every slot of the 32 there were. Now it
+ * takes 4 tenants to fill half, and 16 more to fill the rest. */
+#define OAUTH_CIMD_TENANT_LATE 2
+/* One client address (IPv6: its /64, the address the HTTP layer settled
+ * on) has at most this many fetches in flight, whatever the tenants: the
+ * same review held all 32 slots from four addresses. */
+#define OAUTH_CIMD_ADDRESS_MAX 2
 /* A fetch that has not delivered the whole document within this long is
  * cut (the per-phase timeouts are 5 s each; a server trickling bytes must
  * not hold a transfer for longer than this). */
@@ -50,15 +59,19 @@ enum { OAUTH_CIMD_OK, OAUTH_CIMD_REFUSED, OAUTH_CIMD_FAILED, OAUTH_CIMD_N };
 
 /* Process-wide state (srv->oauth): counters (relaxed atomics: any loop
  * adds, /metrics reads) and the fetches in flight, in all and by tenant
- * (under cimd_mu: any loop starts and ends fetches; at most
- * OAUTH_CIMD_INFLIGHT_MAX tenants hold one, so that many entries do). */
+ * and by client address (under cimd_mu: any loop starts and ends
+ * fetches; at most OAUTH_CIMD_INFLIGHT_MAX tenants or addresses hold one,
+ * so that many entries do). */
+typedef struct gw_oauth_held {
+  char key[GW_RATELIMIT_KEY_MAX + 1]; /* a tenant id or an address key; "" when free */
+  int n;
+} gw_oauth_held;
+
 typedef struct gw_oauth {
   uv_mutex_t cimd_mu;
   int cimd_inflight;
-  struct {
-    char tenant[64]; /* "" when free */
-    int n;
-  } cimd_held[OAUTH_CIMD_INFLIGHT_MAX];
+  gw_oauth_held cimd_held[OAUTH_CIMD_INFLIGHT_MAX]; /* by tenant */
+  gw_oauth_held cimd_addr[OAUTH_CIMD_INFLIGHT_MAX]; /* by client address */
   _Atomic uint64_t registrations[OAUTH_REG_N];
   _Atomic uint64_t cimd_fetches[OAUTH_CIMD_N];
 } gw_oauth;
