@@ -398,6 +398,7 @@ static void fetch(lookup *l) {
   opt.max_header_bytes = 16 * 1024;
   opt.egress = GW_OUT_EGRESS_UNTRUSTED;
   opt.fair_key = l->tenant;
+  opt.budget_class = GW_OUT_BUDGET_PUBLIC; /* anyone's to start: never the employees' share */
   opt.on_headers = on_headers;
   opt.on_data = on_data;
   opt.on_done = on_done;

@@ -2,6 +2,8 @@
 #include "gateway/base/buf.h"
 
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,38 @@ void gw_buf_init(gw_buf *b, size_t max) {
   b->data = NULL;
   b->len = b->cap = 0;
   b->max = max;
+  b->meter = NULL;
+}
+
+/* ---- meters ---- */
+
+void gw_buf_meter_attach(gw_buf *b, gw_buf_meter *m) { b->meter = m; }
+
+long long gw_buf_meter_used(const gw_buf_meter *m) {
+  return atomic_load_explicit(&((gw_buf_meter *)m)->used, memory_order_relaxed);
+}
+
+static size_t charged(size_t cap) { return cap > GW_BUF_METER_FREE ? cap - GW_BUF_METER_FREE : 0; }
+
+static void uncharge(gw_buf_meter *m, long long d, const gw_buf_meter *upto) {
+  for (; m && m != upto; m = m->parent) atomic_fetch_sub_explicit(&m->used, d, memory_order_relaxed);
+}
+
+/* d more bytes on every meter of the chain, or none (false: one is at its
+ * limit). */
+static bool charge(gw_buf_meter *m0, long long d) {
+  for (gw_buf_meter *m = m0; m; m = m->parent) {
+    long long lim = m->max;
+    if (m->late_max && m->parent && m->parent->max &&
+        atomic_load_explicit(&m->parent->used, memory_order_relaxed) * 2 >= m->parent->max)
+      lim = m->late_max;
+    long long now = atomic_fetch_add_explicit(&m->used, d, memory_order_relaxed) + d;
+    if (lim && now > lim) {
+      uncharge(m0, d, m->parent); /* this one and those below it */
+      return false;
+    }
+  }
+  return true;
 }
 
 static int grow(gw_buf *b, size_t need) {
@@ -21,8 +55,13 @@ static int grow(gw_buf *b, size_t need) {
   size_t ncap = b->cap ? b->cap : 256;
   while (ncap < need + 1) ncap *= 2;
   if (ncap > b->max + 1) ncap = b->max + 1;
+  long long d = (long long)(charged(ncap) - charged(b->cap));
+  if (d && b->meter && !charge(b->meter, d)) return GW_EBUDGET;
   char *p = realloc(b->data, ncap);
-  if (!p) return -ENOMEM;
+  if (!p) {
+    if (d && b->meter) uncharge(b->meter, d, NULL);
+    return -ENOMEM;
+  }
   b->data = p;
   b->cap = ncap;
   return 0;
@@ -137,6 +176,7 @@ void gw_buf_reset(gw_buf *b) {
 }
 
 void gw_buf_free(gw_buf *b) {
+  if (b->meter && charged(b->cap)) uncharge(b->meter, (long long)charged(b->cap), NULL);
   free(b->data);
   b->data = NULL;
   b->len = b->cap = 0;
@@ -145,6 +185,7 @@ void gw_buf_free(gw_buf *b) {
 char *gw_buf_take(gw_buf *b, size_t *len) {
   char *p = b->data;
   if (len) *len = b->len;
+  if (b->meter && charged(b->cap)) uncharge(b->meter, (long long)charged(b->cap), NULL);
   b->data = NULL;
   b->len = b->cap = 0;
   return p;

@@ -8,12 +8,36 @@
 #include <stddef.h>
 #include <stdint.h>
 
+typedef struct gw_buf_meter gw_buf_meter;
+
 typedef struct gw_buf {
   char *data;
   size_t len, cap, max;
+  gw_buf_meter *meter; /* what its memory is charged to, or NULL (gw_buf_meter_attach) */
 } gw_buf;
 
 #define GW_E2BIG (-7) /* same value as -E2BIG */
+#define GW_EBUDGET (-105) /* same value as -ENOBUFS: a meter of the buffer is at its limit */
+
+/* A meter of buffered bytes shared by many buffers, on any thread (the
+ * counter is atomic): a buffer charges it the capacity it holds past its
+ * first GW_BUF_METER_FREE bytes (ordinary messages cost nothing; large
+ * ones count), from its growth until it is freed or taken. Meters chain (a
+ * tenant's, then the process's): a growth that would take any meter of
+ * the chain past its limit fails with GW_EBUDGET, nothing charged or
+ * appended. A meter's limit is late_max instead of max once its parent is
+ * at least half used (both 0: no limit). The meter must outlive every
+ * buffer charged to it. */
+struct gw_buf_meter {
+  _Atomic long long used;
+  long long max, late_max;
+  gw_buf_meter *parent;
+};
+#define GW_BUF_METER_FREE ((size_t)64 * 1024)
+/* Charges b (empty: nothing allocated yet) to m from now on (NULL: none). */
+void gw_buf_meter_attach(gw_buf *b, gw_buf_meter *m);
+/* Bytes charged to m now. */
+long long gw_buf_meter_used(const gw_buf_meter *m);
 
 void gw_buf_init(gw_buf *b, size_t max);
 /* 0, GW_E2BIG past the cap, or -ENOMEM. Nothing is appended on failure. */

@@ -85,7 +85,9 @@ static const cfg_key keys[] = {
      "upstream calls and streams in flight at once (each may hold a connection), on every loop together; one tenant "
      "holds at most a quarter of them while fewer than half are taken, else a sixteenth, so that one tenant (or a few) "
      "cannot take the descriptors everyone needs. Past it a call is answered at once with a JSON-RPC error saying so "
-     "and Retry-After: 1, nothing sent upstream (0: half of the descriptors max_connections leaves, less a reserve for "
+     "and Retry-After: 1, nothing sent upstream. The gateway's own work for a tenant (revocations, webhooks, audit "
+     "sinks, ending upstream sessions, sign-in) and client metadata fetches count apart from its calls, and the "
+     "gateway's own work may go a quarter past it (0: half of the descriptors max_connections leaves, less a reserve for "
      "the store and listeners; the start log says what was chosen)",
      NULL},
     {"workers", CFG_INT, "0", 0, 256, OFF(workers),
@@ -154,6 +156,12 @@ static const cfg_key keys[] = {
      NULL},
     {"mcp_max_body", CFG_SIZE, "4M", 1024, 1 * GIB, OFF(mcp_max_body),
      "request body cap on MCP endpoints (one JSON-RPC message or batch)", NULL},
+    {"mcp_buffered_max", CFG_SIZE, "1G", 0, 1024 * GIB, OFF(mcp_buffered_max),
+     "bytes of upstream replies the MCP endpoints hold at once while they arrive (a JSON reply is checked whole, an SSE "
+     "event too), counting each one's bytes past its first 64 KiB, on every loop together; one tenant holds at most a "
+     "quarter of it, a sixteenth once it is half used. A reply that would pass it is not kept: the call is answered "
+     "with a JSON-RPC error saying so and Retry-After: 1 (0: no limit but each reply's own cap)",
+     NULL},
     {"stream_buffer_max", CFG_SIZE, "1M", 64 * 1024, 1 * GIB, OFF(stream_buffer_max),
      "bytes one client SSE stream may have queued (a client that does not read); upstreams feeding it pause at half "
      "of it, and past it the stream is ended (the client resumes with Last-Event-ID)",

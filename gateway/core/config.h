@@ -79,6 +79,7 @@ typedef struct gw_config {
   int64_t session_max_age_ms;
   int64_t auth_failures_per_address; /* gateway/core/limits.h: abuse limits */
   int64_t connections_per_address;   /* ... 0 in the file: a quarter of max_connections, at least 16 (gw_serve) */
+  int64_t mcp_buffered_max;          /* bytes of upstream replies buffered at once past each one's first 64 KiB (0: no limit) */
   int64_t upstream_connections;      /* upstream transfers at once, every loop; 0 in the file: from the descriptor limit (gw_serve) */
   int64_t mcp_rate_per_user, mcp_rate_per_tenant;
   int64_t mcp_concurrent_per_user;

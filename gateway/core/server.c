@@ -901,7 +901,7 @@ static void upstream_budget(gw_config *c, int nloops) {
   int64_t left = n - c->max_connections - 64 - 8 * (int64_t)nloops;
   if (left < 32) left = 32;
   int64_t idle = left / 4 / (2 * (int64_t)nloops);
-  if (idle < 4) idle = 4;
+  if (idle < 1) idle = 1;
   if (idle > 256) idle = 256;
   bool auto_set = c->upstream_connections == 0;
   if (auto_set) c->upstream_connections = left / 2 < 16 ? 16 : left / 2;

@@ -848,7 +848,7 @@ void gw_respond(gw_req *req, int status, const char *ctype, const void *body, si
      * its write) and the body where it is: one writev, no copy of either
      * unless the socket leaves some queued */
     gw_http *h = req->conn->h;
-    gw_buf hb = {h->headbuf, 0, sizeof h->headbuf, sizeof h->headbuf - 1};
+    gw_buf hb = {h->headbuf, 0, sizeof h->headbuf, sizeof h->headbuf - 1, NULL};
     const void *bb = !p->head && len ? body : NULL;
     size_t bl = bb ? len : 0;
     bool big = head_block(req, &hb, status, ctype, (long long)len) != 0; /* past the scratch: many headers */

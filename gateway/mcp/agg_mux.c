@@ -259,7 +259,9 @@ static void mux_headers(gw_exchange *c, gw_out_req *r, int status, const gw_out_
 
 static int mux_data(gw_exchange *c, gw_out_req *r, const char *p, size_t n) {
   gw_exchange *x = client_of(c);
-  if (!x || !x->req || gw_buf_append(&c->ev, p, n) != 0) {
+  int arc = 0;
+  if (!x || !x->req || (arc = gw_buf_append(&c->ev, p, n)) != 0) {
+    c->over_budget = arc == GW_EBUDGET; /* mux_done tries it again */
     gw_out_abort(r);
     return 0;
   }
@@ -375,7 +377,12 @@ static void mux_done(gw_exchange *c, gw_out_req *r, int err) {
   if (err && err != GW_OUT_EABORTED)
     GW_LOG(GW_LOG_DEBUG, "mcp", NULL, "connector %s: GET stream ended (%s)", c->connector, gw_out_strerror(err));
   gw_exchange *x = client_of(c);
-  bool refused = c->status != 200; /* 405: the upstream has no GET stream */
+  /* 405: the upstream has no GET stream; not started for the upstream
+   * budget (GW_OUT_EBUSY): tried again, backing off */
+  bool refused = c->status != 200 && err != GW_OUT_EBUSY;
+  /* an event the buffered-bytes budget could not hold ended the feed: it
+   * comes back (from the last event id it relayed), backing off */
+  if (c->over_budget) err = GW_OUT_EBUSY;
   if (x && x->req && x->listed && !refused && err != GW_OUT_EABORTED) {
     feed_state *fs = c->state;
     unsigned base = err ? MUX_RETRY_ERROR_MS : MUX_RETRY_MS;

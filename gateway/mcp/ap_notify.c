@@ -266,6 +266,7 @@ static void pump(gw_ap_notify *n) {
                      .max_header_bytes = 16384,
                      .egress = GW_OUT_EGRESS_ADMIN,
                      .fair_key = e->tenant,
+                     .budget_class = GW_OUT_BUDGET_GATEWAY,
                      .on_headers = on_headers,
                      .on_data = on_data,
                      .on_done = on_done,

@@ -641,6 +641,7 @@ static void sink_round(sink *k, st_txn *txn, const head_list *hl) {
                    .max_header_bytes = 16384,
                    .egress = GW_OUT_EGRESS_ADMIN,
                    .fair_key = k->tenant,
+                   .budget_class = GW_OUT_BUDGET_GATEWAY,
                    .on_headers = post_headers,
                    .on_data = post_data,
                    .on_done = post_done,

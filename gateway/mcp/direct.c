@@ -249,7 +249,10 @@ static void note_event(gw_exchange *x, const char *ev, size_t n) {
  * unanswered gets an error event, so the client is not left waiting. */
 static void answer_missing(gw_exchange *x, int err) {
   char msg[300];
-  if (x->too_big)
+  if (x->too_big && x->over_budget)
+    snprintf(msg, sizeof msg, "connector \"%s\" sent an event the gateway could not hold: %s", x->connector,
+             GW_X_BUDGET_MSG);
+  else if (x->too_big)
     snprintf(msg, sizeof msg, "connector \"%s\" sent an event larger than the gateway accepts", x->connector);
   else if (x->bad_event)
     snprintf(msg, sizeof msg, "connector \"%s\" sent an invalid response (an event that is not valid JSON)",
@@ -373,9 +376,11 @@ int gw__relay_data(gw_exchange *x, gw_out_req *r, const char *p, size_t n) {
   }
   if (x->started) {
     size_t at = x->ev.len;
-    if (gw_buf_append(&x->ev, p, n) != 0) {
+    int arc = gw_buf_append(&x->ev, p, n);
+    if (arc != 0) {
       if (x->audit) gw__audit_call_seen(x, n, NULL, 0);
       x->too_big = true;
+      x->over_budget = arc == GW_EBUDGET;
       gw_out_abort(r);
       return 0;
     }
@@ -400,9 +405,11 @@ int gw__relay_data(gw_exchange *x, gw_out_req *r, const char *p, size_t n) {
   /* over the cap (or a batch's budget): fails in up_done. The append that
    * would pass the cap appends nothing, so the length cannot tell. */
   size_t at = x->body.len;
-  if (!gw__x_take(x, n) || gw_buf_append(&x->body, p, n) != 0) {
+  int arc = 0;
+  if (!gw__x_take(x, n) || (arc = gw_buf_append(&x->body, p, n)) != 0) {
     if (x->audit) gw__audit_call_seen(x, n, NULL, 0);
     x->too_big = true;
+    x->over_budget = arc == GW_EBUDGET;
     gw_out_abort(r);
   } else if (x->audit) {
     gw__audit_call_seen(x, n, &x->body, at);
@@ -430,7 +437,11 @@ void gw__relay_done(gw_exchange *x, gw_out_req *r, int err, void (*initialized)(
       gw__x_client_done(x);
       gw_resp_end(cr);
     } else if (err) {
-      if (x->too_big) {
+      if (x->too_big && x->over_budget) {
+        if (x->req && !x->into) gw_resp_header(x->req, "Retry-After", "1");
+        gw__x_rpc_error(x, 503, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent a response the gateway could not hold: %s",
+                        x->connector, GW_X_BUDGET_MSG);
+      } else if (x->too_big) {
         gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent a response larger than the gateway accepts",
                         x->connector);
       } else if (err == GW_OUT_EBUSY) {

@@ -42,6 +42,7 @@
 #include "gateway/base/buf.h"
 #include "gateway/base/log.h"
 #include "gateway/base/pool.h"
+#include "gateway/mcp/mcp_loop.h"
 #include "gateway/mcp/decide.h"
 #include "gateway/core/server.h"
 #include "gateway/http/http.h"
@@ -89,6 +90,12 @@ gw_exchange *gw__x_new(gw_xreg *reg, gw_loop *lp, const char *tenant, const char
   gw_strlcpy(x->tokid, tokid ? tokid : "", sizeof x->tokid);
   gw_buf_init(&x->body, GW_MCP_MAX_JSON_BODY);
   gw_buf_init(&x->ev, GW_MCP_MAX_SSE_EVENT);
+  /* large replies count against the tenant's and the process's budget
+   * (mcp_buffered_max): found by review, a tenant admin's connector
+   * stalling 100 replies short of their end held 1.6 GB of the process */
+  gw_buf_meter *meter = gw__mcp_meter(lp->srv, x->tenant);
+  gw_buf_meter_attach(&x->body, meter);
+  gw_buf_meter_attach(&x->ev, meter);
   if (reg) link_tail(reg, x);
   return x;
 }

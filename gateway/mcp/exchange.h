@@ -60,6 +60,12 @@ typedef struct gw_call_rec {
   "your access token expired while this request was open: refresh it (your MCP client does, or sign in again) and " \
   "call again"
 
+/* What a client is told when an upstream reply passed the buffered-bytes
+ * budget (mcp_buffered_max). */
+#define GW_X_BUDGET_MSG                                                                                               \
+  "the gateway holds as many large replies as it allows right now (for your organisation, or in all); try again in " \
+  "a moment"
+
 #define GW_MCP_MAX_JSON_BODY (16 * 1024 * 1024)
 #define GW_MCP_MAX_SSE_EVENT (8 * 1024 * 1024)
 
@@ -218,6 +224,7 @@ struct gw_exchange {
   gw_held *held;       /* a call held for approval (held.c), else NULL; while its SSE stream is open, the
                           final answer is one event on it (gw__x_reply_*) */
   bool too_big;        /* the upstream's reply (or one SSE event of it) passed its cap: the transfer was aborted */
+  bool over_budget;    /* ... not its cap: the buffered-bytes budget of its tenant or the process (mcp_buffered_max) */
   bool resumable;      /* a relayed SSE event carried an id: the client can resume the stream (Last-Event-ID) */
   bool bad_event;      /* an upstream SSE event the relay had to parse was not valid JSON: dropped */
   bool cancel_sent;    /* a client's notifications/cancelled for it went upstream (once: agg.c) */

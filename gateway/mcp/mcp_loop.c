@@ -158,9 +158,12 @@ void gw_proxy_metrics(gw_server *srv, gw_buf *o) {
                 "# HELP mcpgate_upstream_transfers_max Outbound HTTP transfers allowed in flight at once "
                 "(upstream_connections); past it, or past a tenant's share, a call fails with kind \"busy\".\n"
                 "# TYPE mcpgate_upstream_transfers_max gauge\nmcpgate_upstream_transfers_max %d\n"
+                "# HELP mcpgate_mcp_buffered_bytes Bytes of upstream replies held while they arrive, past each one's "
+                "first 64 KiB (mcp_buffered_max).\n"
+                "# TYPE mcpgate_mcp_buffered_bytes gauge\nmcpgate_mcp_buffered_bytes %lld\n"
                 "# HELP mcpgate_upstream_transfer_errors_total Outbound transfers that failed, by kind.\n"
                 "# TYPE mcpgate_upstream_transfer_errors_total counter\n",
-                (unsigned long long)os.open, gw_out_budget_max());
+                (unsigned long long)os.open, gw_out_budget_max(), sh ? gw_buf_meter_used(&sh->buf_meter) : 0LL);
   for (int k = 0; k < GW_OUT_NKINDS; k++)
     if (os.failed[k])
       gw_buf_printf(o, "mcpgate_upstream_transfer_errors_total{kind=\"%s\"} %llu\n",
@@ -345,6 +348,13 @@ void gw_proxy_loop_stop(gw_loop *lp) {
 
 /* ---------- process-wide state ---------- */
 
+struct gw_tenant_meter {
+  struct gw_tenant_meter *next;
+  gw_buf_meter m;
+  char tenant[64];
+};
+
+
 static int mod_init(gw_server *srv) {
   gw_mcp_shared *sh = calloc(1, sizeof *sh);
   if (!sh) return -1;
@@ -357,6 +367,13 @@ static int mod_init(gw_server *srv) {
     free(sh);
     return -1;
   }
+  if (uv_mutex_init(&sh->meter_mu) != 0) {
+    uv_mutex_destroy(&sh->maps_mu);
+    uv_mutex_destroy(&sh->fan_mu);
+    free(sh);
+    return -1;
+  }
+  sh->buf_meter.max = (long long)srv->cfg.mcp_buffered_max;
   /* MCPGATE_TEST_AGG_SESSIONS_MAX (a test hook): fewer sessions in each
    * of the aggregated endpoint's maps (agg_maps.c; else SESSIONS_MAX), so
    * the tests fill them */
@@ -383,8 +400,35 @@ static void mod_fini(gw_server *srv) {
   json_decref(sh->heads);
   uv_mutex_destroy(&sh->fan_mu);
   uv_mutex_destroy(&sh->maps_mu);
+  uv_mutex_destroy(&sh->meter_mu);
+  for (size_t i = 0; i < sizeof sh->tenant_meters / sizeof sh->tenant_meters[0]; i++)
+    for (struct gw_tenant_meter *m = sh->tenant_meters[i], *next; m; m = next) {
+      next = m->next;
+      free(m);
+    }
   free(sh);
   srv->mcp = NULL;
+}
+
+gw_buf_meter *gw__mcp_meter(gw_server *srv, const char *tenant) {
+  gw_mcp_shared *sh = srv->mcp;
+  if (!sh || !sh->buf_meter.max) return NULL;
+  unsigned h = 2166136261u;
+  for (const char *c = tenant; *c; c++) h = (h ^ (unsigned char)*c) * 16777619u;
+  h %= sizeof sh->tenant_meters / sizeof sh->tenant_meters[0];
+  uv_mutex_lock(&sh->meter_mu);
+  struct gw_tenant_meter *m = sh->tenant_meters[h];
+  while (m && strcmp(m->tenant, tenant)) m = m->next;
+  if (!m && (m = calloc(1, sizeof *m)) != NULL) {
+    gw_strlcpy(m->tenant, tenant, sizeof m->tenant);
+    m->m.max = sh->buf_meter.max / 4;
+    m->m.late_max = sh->buf_meter.max / 16;
+    m->m.parent = &sh->buf_meter;
+    m->next = sh->tenant_meters[h];
+    sh->tenant_meters[h] = m;
+  }
+  uv_mutex_unlock(&sh->meter_mu);
+  return m ? &m->m : NULL;
 }
 
 /* ---------- module table entry (gateway/core/module.h) ---------- */

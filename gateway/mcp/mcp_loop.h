@@ -128,7 +128,20 @@ typedef struct gw_mcp_shared {
   uint64_t maps_gen;       /* the last entry's stamp (agg_maps.c: a sweep drops only the entries it checked) */
   uint64_t uri_steps;      /* keys and nodes the URI lookups visited (under maps_mu): their cost, for the tests */
   json_t *heads;          /* feeds of new upstream sessions awaiting their GET's answer (agg_mux.c), or NULL */
+  /* upstream replies buffered by exchanges (x->body, x->ev), past each
+   * buffer's first GW_BUF_METER_FREE bytes (mcp_buffered_max): the
+   * process's meter, and one per tenant chained to it, made on first use
+   * under meter_mu and kept until the process state goes (a buffer on any
+   * loop may hold one) */
+  uv_mutex_t meter_mu;
+  gw_buf_meter buf_meter;
+  struct gw_tenant_meter *tenant_meters[64];
 } gw_mcp_shared;
+
+/* tenant's meter of buffered upstream replies (mcp_buffered_max: a quarter
+ * of it, a sixteenth once it is half used), or NULL (out of memory: the
+ * buffers go unmetered, capped as ever). Any loop. */
+gw_buf_meter *gw__mcp_meter(gw_server *srv, const char *tenant);
 
 /* The loop's MCP state, or NULL (not started, or stopped). */
 gw_proxy *gw__mcp_of(gw_loop *lp);

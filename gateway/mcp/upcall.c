@@ -188,6 +188,9 @@ static int transfer(gw_exchange *x, const gw_upcall *u, upcred *c) {
     o.ca_root = ca_root;
   o.egress = GW_OUT_EGRESS_ADMIN; /* a tenant admin chose this URL: egress_allow applies */
   o.fair_key = x->tenant;
+  /* ending an upstream session is the gateway's housekeeping: it is not
+   * refused because the tenant's calls hold their share */
+  if (!strcmp(u->method, "DELETE")) o.budget_class = GW_OUT_BUDGET_GATEWAY;
   o.http1 = u->stream;
   o.on_headers = on_headers;
   o.on_data = on_data;

@@ -307,6 +307,7 @@ static void start_one(gw_usess_ender *n, gw_usess_end *b, const end_item *e) {
                    .ca_file = b->ca_file,
                    .ca_root = in_root ? ca_root : NULL,
                    .fair_key = b->tenant,
+                   .budget_class = GW_OUT_BUDGET_GATEWAY,
                    .egress = GW_OUT_EGRESS_ADMIN, /* a tenant admin chose this URL: egress_allow applies */
                    .on_headers = on_headers,
                    .on_done = on_done,

@@ -287,6 +287,7 @@ static void send_next(rv_slot *sl) {
     o.ca_root = ca_root;
   o.egress = sl->job.untrusted ? GW_OUT_EGRESS_UNTRUSTED : GW_OUT_EGRESS_ADMIN;
   o.fair_key = sl->job.tenant;
+  o.budget_class = GW_OUT_BUDGET_GATEWAY; /* a revocation: never behind the tenant's calls */
   o.on_headers = rv_headers;
   o.on_data = rv_data;
   o.on_done = rv_done;

@@ -472,7 +472,11 @@ fail:
  * tenants' clients were reset and /healthz failed. So a place in this
  * budget is taken before anything of a transfer goes out, every engine
  * together (a mutex: the places are the process's), and given back when the
- * transfer finishes. Keys are counted in a small chained table; an entry
+ * transfer finishes. A key is a class (gw_out_opts.budget_class) and the
+ * fair_key: found by the review of this budget, the gateway's own work
+ * (revocations, ending upstream sessions, sign-in) and unauthenticated
+ * fetches of client metadata shared the tenant's key with its employees'
+ * calls, and either side could hold the other out. Keys are counted in a small chained table; an entry
  * whose count falls to 0 is kept for reuse while fewer than BUDGET_KEEP are
  * kept (no allocation per call for a tenant that calls again), freed
  * past that. */
@@ -482,7 +486,7 @@ fail:
 typedef struct out_budget_key {
   struct out_budget_key *next;
   int n;
-  char key[64];
+  char key[66];
 } out_budget_key;
 
 static uv_once_t budget_once = UV_ONCE_INIT;
@@ -519,9 +523,10 @@ static unsigned budget_hash(const char *k) {
 
 /* A place for a transfer of `key`: true and r->bkey set (NULL when there
  * is no budget), or false: the budget or the key's share is spent. */
-static bool budget_take(gw_out_req *r, const char *key) {
-  char k[64];
-  gw_strlcpy(k, key ? key : "", sizeof k);
+static bool budget_take(gw_out_req *r, const char *key, int cls) {
+  char k[66]; /* the class, then the key (at most 63 bytes, as fair_key) */
+  k[0] = (char)('0' + cls);
+  gw_strlcpy(k + 1, key ? key : "", 64);
   uv_once(&budget_once, budget_init);
   uv_mutex_lock(&budget_mu);
   bool ok = true;
@@ -531,11 +536,12 @@ static bool budget_take(gw_out_req *r, const char *key) {
     while (e && strcmp(e->key, k)) e = e->next;
     int hi = budget_max / 4, lo = budget_max / 16;
     int share = budget_total < budget_max / 2 ? (hi > 0 ? hi : 1) : (lo > 0 ? lo : 1);
-    if (budget_total >= budget_max || (e && e->n >= share)) {
+    int max = cls == GW_OUT_BUDGET_GATEWAY ? budget_max + budget_max / 4 : budget_max;
+    if (budget_total >= max || (e && e->n >= share)) {
       ok = false;
     } else {
       if (!e && (e = calloc(1, sizeof *e)) != NULL) {
-        memcpy(e->key, k, sizeof k);
+        gw_strlcpy(e->key, k, sizeof e->key);
         e->next = budget_tab[b];
         budget_tab[b] = e;
         budget_nkeys++;
@@ -1239,6 +1245,7 @@ int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
       op->partial_timeout_ms < 0)
     return GW_OUT_EINVAL;
   if (op->egress < 0 || op->egress >= GW_OUT_EGRESS_LEVELS) return GW_OUT_EINVAL;
+  if (op->budget_class < 0 || op->budget_class >= GW_OUT_BUDGET_CLASSES) return GW_OUT_EINVAL;
   bool nomem;
   const out_url *url = gw__out_url(o, op->url, &nomem);
   if (!url) return nomem ? GW_OUT_ENOMEM : GW_OUT_EINVAL;
@@ -1278,7 +1285,7 @@ int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
     r->h1.body_len = op->body_len;
     if ((rc = gw__h1_prepare(r, op, url)) != 0) goto fail;
     req_register(o, r);
-    if (budget_take(r, op->fair_key)) gw__h1_begin(r);
+    if (budget_take(r, op->fair_key, op->budget_class)) gw__h1_begin(r);
     else out_fail(r, GW_OUT_EBUSY); /* on_done from the loop, nothing sent */
     if (out) *out = r;
     return 0;
@@ -1332,7 +1339,7 @@ int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
   }
 
   req_register(o, r);
-  if (!budget_take(r, op->fair_key)) {
+  if (!budget_take(r, op->fair_key, op->budget_class)) {
     out_fail(r, GW_OUT_EBUSY); /* on_done from the loop, never added to curl */
   } else if (o->in_curl > 0) { /* inside a curl callback: curl_multi_add_handle would recurse */
     r->add_wanted = true;

@@ -142,6 +142,23 @@ enum {
 };
 #define GW_OUT_EGRESS_LEVELS 2
 
+/* Classes of transfers in the budget (gw_out_opts.budget_class). */
+enum {
+  /* employees' calls and streams (and what a call needs on its way, such
+   * as a grant's refresh): the default */
+  GW_OUT_BUDGET_CALLS = 0,
+  /* the gateway's own work for a tenant: revocations, approval webhooks,
+   * audit sinks, ending upstream sessions, sign-in (OIDC). Its own key, and
+   * a reserve of a quarter of the budget past it that calls cannot take:
+   * one tenant's users filling the process leave every tenant its
+   * revocations. */
+  GW_OUT_BUDGET_GATEWAY = 1,
+  /* started by unauthenticated requests (client metadata documents): its
+   * own key, within the budget */
+  GW_OUT_BUDGET_PUBLIC = 2,
+};
+#define GW_OUT_BUDGET_CLASSES 3
+
 typedef struct gw_egress gw_egress;
 
 typedef struct gw_out_opts {
@@ -195,6 +212,12 @@ typedef struct gw_out_opts {
    * (h1.c: one key's slow names never take every lookup, nor every thread
    * of libuv's pool). Copied (at most 63 bytes count). */
   const char *fair_key;
+  /* GW_OUT_BUDGET_*: whose work this is, for the budget (gw_out_budget_set):
+   * each class counts under its own key per fair_key, so employees' calls
+   * holding their tenant's share leave it its own work and its sign-ins,
+   * and unauthenticated requests never take the employees' share. Any
+   * other value is EINVAL. */
+  int budget_class;
   /* Speak HTTP/1.1 even where HTTP/2 is offered: for long-lived streams
    * that get paused, whose HTTP/2 window would let the peer push up to
    * 32 MB more into curl's buffers while paused. */
@@ -245,11 +268,13 @@ void gw_out_close(gw_out *o, void (*cb)(void *arg), void *arg);
  * few tenants') calls must never take them all.
  *
  *   transfers   at most this many transfers in flight at once, every
- *               engine together (0: no limit, the default). A transfer's
- *               gw_out_opts.fair_key (its tenant) holds at most a quarter
- *               of them while fewer than half are taken, else at most a
- *               sixteenth (at least 1 either way): it takes two keys to
- *               fill half, and ten to fill it all. A start past either
+ *               engine together (0: no limit, the default); transfers of
+ *               GW_OUT_BUDGET_GATEWAY may go a quarter past it. A
+ *               transfer's gw_out_opts.fair_key (its tenant) with its
+ *               budget_class holds at most a quarter of them while fewer
+ *               than half are taken, else at most a sixteenth (at least 1
+ *               either way): it takes two keys to fill half, and ten to
+ *               fill it all. A start past either
  *               limit is not refused at the call: its on_done runs later
  *               with GW_OUT_EBUSY, nothing having been sent, so every
  *               caller's usual failure path (and a stream's retry with

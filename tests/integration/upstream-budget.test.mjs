@@ -13,7 +13,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { startGateway, waitFor, scrapeMetrics, metricValue } from './lib/gateway.mjs';
-import { setupTenant, rawSession, assertGatewayUp } from './lib/mcp.mjs';
+import { setupTenant, rawSession, assertGatewayUp, openStream } from './lib/mcp.mjs';
 import { startCtlUpstream } from './lib/ctl-upstream.mjs';
 
 const call = (id, name, args = {}) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args } });
@@ -129,6 +129,105 @@ test('upstream_connections: a tenant takes a quarter while less than half is tak
     assert.ok(d2.messages[0]?.result, d2.body);
   } finally {
     release();
+    await up.stop();
+    await gw.stop();
+  }
+});
+
+// Found by review of the budget: a feed of an aggregated GET stream refused
+// for the budget was taken for an upstream without a GET stream and never
+// opened again (the client silently lost its notifications), and the
+// upstream DELETE that ends a session was dropped, while the tenant's calls
+// held their share. Ending an upstream session is now the gateway's own
+// work (its own key and reserve) and a refused feed is tried again.
+test('the tenant\'s calls at their share: a GET stream\'s feed opens once places come back; a session\'s DELETE still reaches the upstream', async () => {
+  const gw = await startGateway({ args: ['--upstream-connections', '16', '--mcp-concurrent-per-user', '100'] });
+  const up = await startCtlUpstream({ name: 'one' }); // announces tools.listChanged: a GET stream is worth opening
+  let release = () => {};
+  try {
+    const acme = await tenantSession(gw, 'acme', 'alice@acme.com', up.url);
+    const tok2 = (await acme.t.mintToken('alice@acme.com')).token; // a second token and session of hers
+    const alice2 = await rawSession(`${gw.url}/t/acme/mcp`, tok2, { protocolVersion: '2025-03-26' });
+    assert.equal((await alice2.request('tools/call', { name: 'one__echo', arguments: { message: 'warm-2' } })).status, 200);
+    const busy = async () => metricValue(await scrapeMetrics(gw), 'mcpgate_upstream_transfer_errors_total', { kind: 'busy' }) ?? 0;
+    release = up.hold((m) => m.method === 'tools/call' && m.params?.name === 'slow');
+    const slow = () => up.rpc('tools/call').filter((e) => e.json.params?.name === 'slow').length;
+    const held = alice2.post(Array.from({ length: 4 }, (_, i) => call(i + 1, 'one__slow', { ms: 1 })));
+    await waitFor(() => slow() === 4, { timeoutMs: 5000, what: 'acme\'s share (4) held' });
+
+    // alice's GET stream: its feed is refused for now
+    const gets0 = up.openGets().length;
+    const busy0 = await busy();
+    const g = await openStream(`${gw.url}/t/acme/mcp`, { headers: { authorization: `Bearer ${acme.tok}`, accept: 'text/event-stream',
+      'mcp-session-id': acme.s.sessionId, 'mcp-protocol-version': acme.s.protocolVersion } });
+    try {
+      assert.equal(g.status, 200);
+      await waitFor(async () => (await busy()) > busy0, { timeoutMs: 5000, what: 'the feed refused for the budget' });
+      assert.equal(up.openGets().length, gets0, 'no upstream GET while the share is held');
+
+      // a session ended meanwhile: its upstream session is ended there all the same
+      const dels = () => up.requests().filter((e) => e.method === 'DELETE').length;
+      const dels0 = dels();
+      const other = await rawSession(`${gw.url}/t/acme/mcp`, tok2, { protocolVersion: '2025-03-26' });
+      release(); // the echo that opens other's upstream session needs a place; then hold again
+      await held;
+      assert.equal((await other.request('tools/call', { name: 'one__echo', arguments: { message: 'x' } })).status, 200);
+      release = up.hold((m) => m.method === 'tools/call' && m.params?.name === 'slow');
+      const held2 = alice2.post(Array.from({ length: 4 }, (_, i) => call(i + 1, 'one__slow', { ms: 1 })));
+      await waitFor(() => slow() === 8, { timeoutMs: 5000, what: 'acme\'s share held again' });
+      assert.equal((await other.del()).status, 204);
+      await waitFor(() => dels() > dels0, { timeoutMs: 5000, what: 'the upstream DELETE of the ended session' });
+
+      // the places come back: the feed opens, and the client hears the upstream
+      release();
+      await held2;
+      await waitFor(() => up.openGets().length > gets0, { timeoutMs: 15000, what: 'the feed opened once places came back' });
+      up.push({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: 'after-busy' } });
+      await g.waitFor((m) => m.method === 'notifications/message' && m.params?.data === 'after-busy', 5000);
+    } finally {
+      g.close();
+    }
+  } finally {
+    release();
+    await up.stop();
+    await gw.stop();
+  }
+});
+
+// Found by review of the budget: client metadata fetches (anyone may start
+// one with an authorization request) counted against the tenant's share of
+// upstream calls: four fetches of a server that never answers refused every
+// employee's call. They count under a key of their own now.
+test('unauthenticated client metadata fetches do not take the employees\' share of upstream calls', async () => {
+  const { makeTempDir, makeSelfSignedCert } = await import('./lib/gateway.mjs');
+  const https = await import('node:https');
+  const http = await import('node:http');
+  const dir = await makeTempDir();
+  const cert = makeSelfSignedCert(dir, 'cimd');
+  const hanging = new Set();
+  const hang = https.createServer({ cert: cert.certPem, key: cert.keyPem }, (q, r) => { hanging.add(r); r.on('close', () => hanging.delete(r)); });
+  const hangBase = await new Promise((r) => hang.listen(0, '127.0.0.1', () => r(`https://127.0.0.1:${hang.address().port}`)));
+  const gw = await startGateway({ args: ['--upstream-connections', '16', '--cimd-ca-file', cert.cert, '--auth-rate-per-address', '0',
+    '--trusted-proxies', '127.0.0.1'], env: { MCPGATE_EGRESS_ALLOW_UNTRUSTED: '127.0.0.0/8' } });
+  const up = await startCtlUpstream({ name: 'one', capabilities: { tools: {} } });
+  const pending = [];
+  try {
+    const acme = await tenantSession(gw, 'acme', 'alice@acme.com', up.url);
+    const authorize = (i) => new Promise((resolve) => {
+      const q = new URLSearchParams({ response_type: 'code', client_id: `${hangBase}/c${i}.json`, redirect_uri: 'http://127.0.0.1/cb' });
+      http.get({ host: '127.0.0.1', port: gw.port, path: `/t/acme/oauth/authorize?${q}`, headers: { 'x-forwarded-for': `10.0.${i}.1` }, agent: false },
+        (res) => { res.resume(); res.on('end', () => resolve(res.statusCode)); }).on('error', () => resolve(0));
+    });
+    for (let i = 0; i < 6; i++) pending.push(authorize(i));
+    await waitFor(() => hanging.size >= 4, { timeoutMs: 10000, what: 'the fetches held at the hanging server' });
+    const r = await acme.s.request('tools/call', { name: 'one__echo', arguments: { message: 'while-fetches-hang' } });
+    assert.equal(r.status, 200, r.body);
+    assert.ok(r.messages[0]?.result, `alice's call while ${hanging.size} fetches hang: ${r.body}`);
+  } finally {
+    for (const r of hanging) r.destroy();
+    await Promise.all(pending);
+    hang.closeAllConnections?.();
+    await new Promise((r) => hang.close(r));
     await up.stop();
     await gw.stop();
   }

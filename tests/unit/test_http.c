@@ -1188,6 +1188,54 @@ TEST(buf_formatting_without_stdio) {
   CHECK_STR(h, "0000000000000000");
 }
 
+/* Meters (gateway/base/buf.h): a buffer charges its capacity past its
+ * first GW_BUF_METER_FREE bytes to its meter and the meter's parent; a
+ * growth past a limit fails with GW_EBUDGET and changes nothing; a child's
+ * limit drops to late_max once its parent is half used; free and take give
+ * the bytes back. */
+TEST(buf_meters_charge_large_buffers_and_give_back) {
+  gw_buf_meter proc = {.max = 4 << 20};
+  gw_buf_meter a = {.max = 2 << 20, .late_max = 512 << 10, .parent = &proc};
+  gw_buf_meter b = {.max = 2 << 20, .late_max = 512 << 10, .parent = &proc};
+  static char chunk[256 << 10];
+  memset(chunk, 'x', sizeof chunk);
+  gw_buf x, y, z, small;
+  gw_buf_init(&small, 1 << 20);
+  gw_buf_meter_attach(&small, &a);
+  CHECK_INT(gw_buf_append(&small, chunk, 32 << 10), 0); /* under the free bytes: nothing charged */
+  CHECK_INT((int)gw_buf_meter_used(&a), 0);
+  gw_buf_init(&x, 16 << 20);
+  gw_buf_meter_attach(&x, &a);
+  for (int i = 0; i < 4; i++) CHECK_INT(gw_buf_append(&x, chunk, sizeof chunk), 0); /* 1 MiB: capacity 2 MiB */
+  CHECK(gw_buf_meter_used(&a) == (2 << 20) - (long long)GW_BUF_METER_FREE);
+  CHECK(gw_buf_meter_used(&proc) == gw_buf_meter_used(&a));
+  for (int i = 0; i < 3; i++) CHECK_INT(gw_buf_append(&x, chunk, sizeof chunk), 0); /* room in its capacity */
+  CHECK(gw_buf_meter_used(&a) == (2 << 20) - (long long)GW_BUF_METER_FREE);
+  size_t len = x.len;
+  CHECK_INT(gw_buf_append(&x, chunk, sizeof chunk), GW_EBUDGET); /* 4 MiB would pass a's 2 MiB */
+  CHECK(x.len == len);
+  CHECK(gw_buf_meter_used(&a) == (2 << 20) - (long long)GW_BUF_METER_FREE);
+  /* the process is about half used: b's limit is its late one */
+  gw_buf_init(&y, 16 << 20);
+  gw_buf_meter_attach(&y, &b);
+  CHECK_INT(gw_buf_append(&y, chunk, sizeof chunk), 0); /* 512 KiB capacity: 448 KiB charged */
+  gw_buf_init(&z, 16 << 20);
+  gw_buf_meter_attach(&z, &b);
+  CHECK_INT(gw_buf_append(&z, chunk, sizeof chunk), GW_EBUDGET); /* 896 KiB > 512 KiB */
+  CHECK_INT((int)z.len, 0);
+  CHECK(gw_buf_meter_used(&b) == (512 << 10) - (long long)GW_BUF_METER_FREE);
+  /* free and take give back */
+  gw_buf_free(&x);
+  CHECK(gw_buf_meter_used(&a) == 0);
+  CHECK_INT(gw_buf_append(&z, chunk, sizeof chunk), 0); /* a's bytes back: b's full limit again */
+  size_t n;
+  free(gw_buf_take(&z, &n));
+  gw_buf_free(&y);
+  gw_buf_free(&small);
+  CHECK(gw_buf_meter_used(&b) == 0);
+  CHECK(gw_buf_meter_used(&proc) == 0);
+}
+
 int main(void) {
   if (!getenv("UNIT_VERBOSE")) gw_log_set_level((gw_log_level)(GW_LOG_ERROR + 1));
   RUN(keep_alive_serves_requests_in_turn);
@@ -1215,5 +1263,6 @@ int main(void) {
   RUN(idle_and_linger_spare_a_steady_reader_of_a_large_response);
   RUN(idle_cuts_a_reader_that_stopped_with_a_response_queued);
   RUN(buf_formatting_without_stdio);
+  RUN(buf_meters_charge_large_buffers_and_give_back);
   return UNIT_DONE();
 }

@@ -1769,6 +1769,35 @@ TEST(upstream_budget_shares) {
     CHECK_INT(t[i].err, i < 4 ? GW_OUT_EFIRSTBYTE : GW_OUT_EBUSY);
     gw_buf_free(&t[i].body);
   }
+
+  /* classes: each its own key; the gateway's own work has a reserve of a
+   * quarter past the budget, unauthenticated work has none */
+  env e3;
+  CHECK_INT(env_init(&e3), 0);
+  gw_out_budget_set(8, 0); /* a key: 2, then 1 once 4 are taken; the reserve: 2 */
+  struct {
+    const char *key;
+    int cls, busy;
+  } c3[] = {
+      {"k1", GW_OUT_BUDGET_CALLS, 0},   {"k2", GW_OUT_BUDGET_CALLS, 0},   {"k3", GW_OUT_BUDGET_CALLS, 0},
+      {"k4", GW_OUT_BUDGET_CALLS, 0},   {"k5", GW_OUT_BUDGET_CALLS, 0},   {"k6", GW_OUT_BUDGET_CALLS, 0},
+      {"k7", GW_OUT_BUDGET_CALLS, 0},   {"k8", GW_OUT_BUDGET_CALLS, 0},   {"k9", GW_OUT_BUDGET_CALLS, 1},
+      {"k1", GW_OUT_BUDGET_PUBLIC, 1},  {"k1", GW_OUT_BUDGET_GATEWAY, 0}, {"k1", GW_OUT_BUDGET_GATEWAY, 1},
+      {"k2", GW_OUT_BUDGET_GATEWAY, 0}, {"k3", GW_OUT_BUDGET_GATEWAY, 1},
+  };
+  for (int i = 0; i < 14; i++) {
+    tr_init(&t[i], &e3, M_PLAIN);
+    CHECK_INT(tr_go(&e3, &t[i], (gw_out_opts){.first_byte_timeout_ms = 200, .fair_key = c3[i].key,
+                                              .budget_class = c3[i].cls}, "/silent"), 0);
+  }
+  tr_init(&t[14], &e3, M_PLAIN);
+  CHECK_INT(tr_go(&e3, &t[14], (gw_out_opts){.budget_class = GW_OUT_BUDGET_CLASSES}, "/silent"), GW_OUT_EINVAL);
+  CHECK_INT(env_run(&e3), 0);
+  for (int i = 0; i < 14; i++) {
+    CHECK_INT(t[i].err, c3[i].busy ? GW_OUT_EBUSY : GW_OUT_EFIRSTBYTE);
+    gw_buf_free(&t[i].body);
+  }
+  gw_buf_free(&t[14].body);
   gw_out_budget_set(0, 0); /* the other tests run without one */
 }
 

@@ -21,7 +21,7 @@
 //                         elicitation/create with id "q-<n>", then, once the
 //                         client's answer to it arrives (a POST carrying that
 //                         id), the result "<name>:asked <answer action>".
-//        raw {result, sse?, chunk?, notes?, polling?} (not listed in tools/list): the
+//        raw {result, sse?, chunk?, notes?, polling?, stall?} (not listed in tools/list): the
 //                         result as given; sse: as an SSE event, after `notes`
 //                         notifications/message events
 //                       → the reply's "result" member is the JSON text
@@ -31,7 +31,9 @@
 //                         pieces of that many bytes, a loop turn apart;
 //                         polling (with sse): only a priming event "id: poll-N"
 //                         and the stream ends; a GET with Last-Event-ID
-//                         poll-N gets the result (2025-11-25 polling).
+//                         poll-N gets the result (2025-11-25 polling);
+//                         stall: all but the last byte, which
+//                         releaseStalls() sends (stalledCount(): held).
 // requests(): each entry {method, url, headers, json, body, at}; an
 // initialize's also has `issued`, the session id its answer gave (once
 // answered).
@@ -64,6 +66,7 @@ export async function startCtlUpstream({ name = 'ctl', tls, resources = 0, resou
   const asked = new Map(); // question id → resolve(answer message)
   const pending = new Map(); // polling: priming event id → the result's event, for the GET that resumes
   let polls = 0;
+  const stalled = new Set(); // raw {stall}: the ends of replies held one byte short
   let q = 0;
 
   const matches = (pred, m) => { try { return !!pred(m); } catch { return false; } };
@@ -146,8 +149,13 @@ export async function startCtlUpstream({ name = 'ctl', tls, resources = 0, resou
         const k = args.chunk > 0 ? args.chunk : text.length;
         const pieces = [];
         for (let i = 0; i < text.length; i += k) pieces.push(text.slice(i, i + k));
+        if (args.stall) { // all but its last byte, the rest at releaseStalls()
+          const last = pieces.length ? pieces[pieces.length - 1] : '';
+          pieces[pieces.length - 1] = last.slice(0, -1);
+          stalled.add(() => res.end(last.slice(-1)));
+        }
         const next = () => {
-          if (!pieces.length) { res.end(); return; }
+          if (!pieces.length) { if (!args.stall) res.end(); return; }
           res.write(pieces.shift());
           setImmediate(next);
         };
@@ -233,6 +241,8 @@ export async function startCtlUpstream({ name = 'ctl', tls, resources = 0, resou
     push(msg) { for (const s of streams) s.write(`event: message\ndata: ${JSON.stringify(msg)}\n\n`); },
     getStreams: () => streams.size,
     openGets: () => [...streams].map((s) => streamHeaders.get(s)),
+    stalledCount: () => stalled.size,
+    releaseStalls() { for (const end of stalled) end(); stalled.clear(); },
     async flood({ eventBytes = 16384, totalBytes = 64 << 20, ms = 4000 } = {}) {
       const pad = 'x'.repeat(eventBytes);
       let n = 0, sent = 0;
