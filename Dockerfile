@@ -4,7 +4,7 @@ FROM debian:bookworm-slim AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential pkg-config libuv1-dev node-llhttp libssl-dev liblmdb-dev \
-      libcurl4-openssl-dev libjansson-dev \
+      libcurl4-openssl-dev libjansson-dev unicode-data \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile ./

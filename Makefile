@@ -125,6 +125,16 @@ $(BUILD)/web/assets.c: $(BUILD)/web/embed $(BUILD)/web/assets.list $(WEB_FILES)
 $(BUILD)/web/assets.o: $(BUILD)/web/assets.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
+# Unicode's simple case foldings as a C table (store/text.c: how userName
+# and displayName compare without case), from Debian's unicode-data at
+# build time: nothing generated is kept in the tree.
+CASEFOLDING ?= /usr/share/unicode/CaseFolding.txt
+$(BUILD)/store/casefold.inc: store/casefold.awk $(CASEFOLDING)
+	@mkdir -p $(dir $@)
+	awk -f store/casefold.awk $(CASEFOLDING) > $@.tmp && mv $@.tmp $@
+$(BUILD)/store/text.o: $(BUILD)/store/casefold.inc
+$(BUILD)/store/text.o: CFLAGS += -I$(BUILD)
+
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmcpgate.a tests/unit/unit.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(NO_LTO) -MF $(dir $@).$(notdir $@).d $(LDFLAGS) -o $@ $< $(BUILD)/libmcpgate.a $(LDLIBS)

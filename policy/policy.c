@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "store/text.h"
 #include "store/dir.h"
 
 #define MAX_RULES 10000
@@ -558,7 +559,7 @@ json_t *pol_view(st_txn *txn, const char *tenant, const json_t *rec) {
           if (!grp)
             json_object_set_new(b, "note", json_string(approver ? "the group no longer exists: nobody approves through it"
                                                                 : "the group no longer exists: the rule matches nobody"));
-          else if (as_written && strncmp(as_written, "id:", 3) && strcasecmp(as_written, name))
+          else if (as_written && strncmp(as_written, "id:", 3) && !st_text_fold_eq(as_written, name))
             json_object_set_new(b, "note", json_string(approver ? "renamed in the directory since the policy was written; "
                                                                   "its members still approve"
                                                                 : "renamed in the directory since the policy was written; "
@@ -1347,7 +1348,7 @@ static int bind_pending(st_txn *txn, const st_dir_event *ev) {
       json_t *g;
       json_array_foreach(json_object_get(r, refs[f]), j, g) {
         const char *name = json_string_value(json_object_get(g, "name"));
-        if (name && json_is_true(json_object_get(g, "pending")) && ev->name && !strcasecmp(name, ev->name)) {
+        if (name && json_is_true(json_object_get(g, "pending")) && ev->name && st_text_fold_eq(name, ev->name)) {
           json_array_set_new(json_object_get(r, refs[f]), j, json_pack("{s:s}", "id", ev->id));
           changed = true;
         }

@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "scim/scim_int.h"
+#include "store/text.h"
 
 typedef struct parser {
   const char *s, *p;
@@ -493,7 +494,7 @@ bool scim__case_exact(const char *attr, const char *sub) {
 int scim__json_equal_ci(const json_t *a, const json_t *b, bool case_exact) {
   if (json_is_string(a) && json_is_string(b))
     return case_exact ? strcmp(json_string_value(a), json_string_value(b)) == 0
-                      : strcasecmp(json_string_value(a), json_string_value(b)) == 0;
+                      : st_text_fold_eq(json_string_value(a), json_string_value(b));
   return json_equal((json_t *)a, (json_t *)b);
 }
 
@@ -604,25 +605,40 @@ static int cmp_values(const json_t *v, const json_t *lit, int op, bool exact, sc
       case SCIM__OP_LE: return ta <= tb;
       }
     }
-    size_t al = strlen(a), bl = strlen(b);
-    int c = exact ? strcmp(a, b) : strcasecmp(a, b);
-    switch (op) {
-    case SCIM__OP_EQ: return c == 0;
-    case SCIM__OP_NE: return c != 0;
-    case SCIM__OP_CO:
-      /* glibc's strstr and strcasestr are linear (two-way); a strncasecmp
-       * at every offset was len(value) x len(literal): a 4 kB literal over
-       * a 250 kB value took ~30 ms */
-      return (exact ? strstr(a, b) : strcasestr(a, b)) != NULL;
-    case SCIM__OP_SW: return bl <= al && (exact ? strncmp(a, b, bl) : strncasecmp(a, b, bl)) == 0;
-    case SCIM__OP_EW:
-      return bl <= al && (exact ? strcmp(a + al - bl, b) : strcasecmp(a + al - bl, b)) == 0;
-    case SCIM__OP_GT: return c > 0;
-    case SCIM__OP_GE: return c >= 0;
-    case SCIM__OP_LT: return c < 0;
-    case SCIM__OP_LE: return c <= 0;
+    /* caseExact false: both sides folded (store/text.h: Unicode's simple
+     * case folding, as the userName and displayName indexes key them),
+     * then compared as bytes */
+    char *fa = NULL, *fb = NULL;
+    if (!exact) {
+      fa = st_text_fold_dup(a);
+      fb = st_text_fold_dup(b);
+      if (!fa || !fb) { /* no memory: as a comparison over its budget, the caller discards the result */
+        free(fa);
+        free(fb);
+        if (m) m->used = m->limit + 1;
+        return 0;
+      }
+      a = fa, b = fb;
     }
-    return 0;
+    size_t al = strlen(a), bl = strlen(b);
+    int c = strcmp(a, b), rv = 0;
+    switch (op) {
+    case SCIM__OP_EQ: rv = c == 0; break;
+    case SCIM__OP_NE: rv = c != 0; break;
+    /* glibc's strstr is linear (two-way); a comparison at every offset was
+     * len(value) x len(literal): a 4 kB literal over a 250 kB value took
+     * ~30 ms */
+    case SCIM__OP_CO: rv = strstr(a, b) != NULL; break;
+    case SCIM__OP_SW: rv = bl <= al && strncmp(a, b, bl) == 0; break;
+    case SCIM__OP_EW: rv = bl <= al && strcmp(a + al - bl, b) == 0; break;
+    case SCIM__OP_GT: rv = c > 0; break;
+    case SCIM__OP_GE: rv = c >= 0; break;
+    case SCIM__OP_LT: rv = c < 0; break;
+    case SCIM__OP_LE: rv = c <= 0; break;
+    }
+    free(fa);
+    free(fb);
+    return rv;
   }
   if (!charge(m, 0)) return 0;
   if (json_is_number(v) && json_is_number(lit)) {

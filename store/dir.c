@@ -15,6 +15,7 @@
 #include "store/store_int.h"
 #include "store/store_testing.h"
 #include "store/tenant.h"
+#include "store/text.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -39,30 +40,140 @@ static void kb_raw(st_dir_key *k, const void *p, size_t n) {
 static void kb_ch(st_dir_key *k, char c) { kb_raw(k, &c, 1); }
 static void kb_str(st_dir_key *k, const char *s) { kb_raw(k, s, strlen(s)); }
 
-/* An index value: ASCII-folded unless exact; long values (or ones that
- * would start with the hash marker) hashed. */
+/* An index value: case-folded unless exact (st_text_fold: Unicode's
+ * simple folding; store migration 13 folded the names indexed by ASCII
+ * before); long values (or ones that would start with the hash marker)
+ * hashed. */
 static void kb_val(st_dir_key *k, const char *s, bool exact) {
   size_t n = strlen(s);
-  char tmp[ST_DIR_IDX_VAL_MAX + 1];
-  if (n <= ST_DIR_IDX_VAL_MAX) {
-    for (size_t i = 0; i < n; i++) tmp[i] = exact ? s[i] : (char)tolower((unsigned char)s[i]);
-    if (!(n && (unsigned char)tmp[0] == 0xFF)) {
-      kb_raw(k, tmp, n);
+  char tmp[ST_TEXT_FOLD_MAX(ST_DIR_IDX_VAL_MAX) + 1];
+  char *f = tmp;
+  if (!exact) {
+    if (ST_TEXT_FOLD_MAX(n) > sizeof tmp && !(f = malloc(ST_TEXT_FOLD_MAX(n)))) {
+      k->overflow = true;
       return;
     }
+    n = st_text_fold(s, n, f);
+  } else if (n <= ST_DIR_IDX_VAL_MAX) {
+    memcpy(f, s, n);
+  } else {
+    f = (char *)s;
   }
-  unsigned char h[SHA256_DIGEST_LENGTH];
+  if (n <= ST_DIR_IDX_VAL_MAX && !(n && (unsigned char)f[0] == 0xFF)) {
+    kb_raw(k, f, n);
+  } else {
+    unsigned char h[SHA256_DIGEST_LENGTH];
+    st_sha256(f, n, h);
+    kb_ch(k, (char)0xFF);
+    kb_raw(k, h, sizeof h);
+  }
+  if (f != tmp && f != s) free(f);
+}
+
+/* The index value as releases before migration 13 spelled it (ASCII
+ * folding): the migration's old key, and nothing else. */
+static void kb_val_ascii(st_dir_key *k, const char *s) {
+  size_t n = strlen(s);
   char *low = strdup(s);
   if (!low) {
     k->overflow = true;
     return;
   }
-  if (!exact)
-    for (char *p = low; *p; p++) *p = (char)tolower((unsigned char)*p);
-  st_sha256(low, strlen(low), h);
+  for (char *p = low; *p; p++) *p = (char)tolower((unsigned char)*p);
+  if (n <= ST_DIR_IDX_VAL_MAX && !(n && (unsigned char)low[0] == 0xFF)) {
+    kb_raw(k, low, n);
+  } else {
+    unsigned char h[SHA256_DIGEST_LENGTH];
+    st_sha256(low, n, h);
+    kb_ch(k, (char)0xFF);
+    kb_raw(k, h, sizeof h);
+  }
   free(low);
-  kb_ch(k, (char)0xFF);
-  kb_raw(k, h, sizeof h);
+}
+
+/* Store migration 13 (store_int.h): every userName and group displayName
+ * index entry keyed by its Unicode folding instead of its ASCII one.
+ * Found by review: "ÉMILE@acme.com" and "émile@acme.com" were two users
+ * (the second POST 201, not 409), and Okta's lookup before a create missed
+ * a user whose name differed in a non-ASCII letter's case. Names whose two
+ * foldings agree (every ASCII name) are not touched. Where two users of a
+ * store written before now fold alike, the one already indexed under the
+ * folded key keeps it (else the first by id), and the other is left
+ * without a name entry — still served by id and externalId, never
+ * renamed (its name is the IdP's) — and the log names both. */
+int st__dir_refold(st_txn *t) {
+  st_cursor *c;
+  int rc = st_cursor_open(t, ST_DB_SCIM_RES, &c);
+  if (rc) return rc;
+  json_t *work = json_array(); /* [tenant, type, id, name] of names whose keys change */
+  st_val k, v;
+  while (work && (rc = st_cursor_next(c, &k, &v)) == 0) {
+    const char *kp = k.data;
+    size_t tl = strnlen(kp, k.len);
+    if (tl + 2 >= k.len || (kp[tl + 1] != ST_DIR_USER && kp[tl + 1] != ST_DIR_GROUP)) continue;
+    json_t *r = json_loadb(v.data, v.len, 0, NULL);
+    const char *name = json_string_value(json_object_get(r, kp[tl + 1] == ST_DIR_USER ? "userName" : "displayName"));
+    if (name) {
+      st_dir_key a = {0}, b = {0};
+      kb_val_ascii(&a, name);
+      kb_val(&b, name, false);
+      if (a.n != b.n || memcmp(a.b, b.b, a.n))
+        json_array_append_new(work, json_pack("[s%,s%,s%,s]", kp, tl, kp + tl + 1, (size_t)1, kp + tl + 2,
+                                              k.len - tl - 2, name));
+    }
+    json_decref(r);
+  }
+  st_cursor_close(c);
+  if (!work) return ST_ENOMEM;
+  if (rc != ST_ENOTFOUND) {
+    json_decref(work);
+    return rc;
+  }
+  rc = 0;
+  size_t i, moved = 0;
+  json_t *w;
+  json_array_foreach(work, i, w) {
+    const char *tenant = json_string_value(json_array_get(w, 0)), *type = json_string_value(json_array_get(w, 1));
+    const char *id = json_string_value(json_array_get(w, 2)), *name = json_string_value(json_array_get(w, 3));
+    st_dir_key old = {0}, nu = {0};
+    st_dir_key_tenant(&old, tenant);
+    st_dir_key_tenant(&nu, tenant);
+    if (*type == ST_DIR_GROUP) { /* one entry per group: the key ends with its id */
+      kb_ch(&old, 'd'), kb_val_ascii(&old, name), kb_ch(&old, 0), kb_str(&old, id);
+      st_dir_key_group_name(&nu, tenant, name, id);
+      if (old.overflow || nu.overflow) continue;
+      if ((rc = st_del(t, ST_DB_SCIM_IDX, old.b, old.n)) && rc != ST_ENOTFOUND) break;
+      if ((rc = st_put(t, ST_DB_SCIM_IDX, nu.b, nu.n, "", 0, 0))) break;
+      moved++;
+      continue;
+    }
+    kb_ch(&old, 'u'), kb_val_ascii(&old, name);
+    st_dir_key_username(&nu, tenant, name);
+    if (old.overflow || nu.overflow) continue;
+    st_val have;
+    if ((rc = st_get(t, ST_DB_SCIM_IDX, old.b, old.n, &have)) == 0 && have.len == strlen(id) &&
+        !memcmp(have.data, id, have.len) && (rc = st_del(t, ST_DB_SCIM_IDX, old.b, old.n)))
+      break;
+    if (rc && rc != ST_ENOTFOUND) break;
+    rc = st_get(t, ST_DB_SCIM_IDX, nu.b, nu.n, &have);
+    if (rc == 0) {
+      char other[128];
+      snprintf(other, sizeof other, "%.*s", (int)(have.len < 100 ? have.len : 100), (const char *)have.data);
+      if (strcmp(other, id))
+        st__log(t->st, ST_LOG_WARN,
+                "tenant %s: users %s and %s have userNames that differ only in case (\"%.200s\"): %s keeps the name "
+                "in the userName index (lookups by name find it), %s is found by id and externalId only; "
+                "deprovision one of them at the IdP",
+                tenant, other, id, name, other, id);
+      continue;
+    }
+    if (rc != ST_ENOTFOUND) break;
+    if ((rc = st_put(t, ST_DB_SCIM_IDX, nu.b, nu.n, id, strlen(id), 0))) break;
+    moved++;
+  }
+  json_decref(work);
+  if (!rc && moved) st__log(t->st, ST_LOG_INFO, "%zu userName and displayName index entries folded by Unicode", moved);
+  return rc;
 }
 
 void st_dir_key_tenant(st_dir_key *k, const char *tenant) {
@@ -924,7 +1035,7 @@ int st_dir_groups_by_name(st_txn *txn, const char *tenant, const char *name, jso
       break;
     }
     const char *dn = json_string_value(json_object_get(g, "displayName"));
-    if (dn && strcasecmp(dn, name) == 0) json_array_append(ids, id);
+    if (dn && st_text_fold_eq(dn, name)) json_array_append(ids, id);
     json_decref(g);
   }
   json_decref(cands);

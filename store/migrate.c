@@ -148,6 +148,9 @@ static const st_migration main_steps[] = {
     /* 12: a tenant SIEM sink URL's query is sealed (audit.h): the records'
      * format is audit's, so is the upgrade */
     {"seal the query of tenant SIEM sink URLs", NULL, ST_UPGRADE_SINK_URLS},
+    /* 13: userName and displayName compare by Unicode's case folding
+     * (store/text.h), no longer by ASCII's (store/dir.c) */
+    {"fold userName and displayName index keys by Unicode", st__dir_refold, NULL},
 };
 
 const st_schema st_schema_main = {

@@ -231,6 +231,9 @@ int st__dir_cut_settle(st_txn *t, int kind, const void *event);
  * deletion, or the tenant's deletion ends the in-memory cuts of the
  * memberships it settles. 0 or ST_ENOMEM. */
 int st__dir_mcut_settle(st_txn *t, int kind, const void *event);
+/* dir.c: store migration 13, the userName and displayName index keys
+ * folded by Unicode (store/text.h) where they were by ASCII. */
+int st__dir_refold(st_txn *t);
 /* Rewrites <dir>/name (a marks log, dir.c and dir_mcut.c) as buf (tmp +
  * rename) and reopens it for appending into *fd (closing the old one). 0,
  * or -1 (the old file, still open, says the same). Under cutmu. */

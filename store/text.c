@@ -4,6 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+/* st_fold_tab: {code point, its simple case folding}, ascending; generated
+ * from Debian's CaseFolding.txt by store/casefold.awk (Makefile) */
+#include "store/casefold.inc"
 
 /* Sorted, inclusive (store/text.h says which). */
 static const struct {
@@ -17,7 +22,9 @@ static const struct {
     {0xE0000, 0xE0FFF},
 };
 
-unsigned st_text_hidden_at(const unsigned char *s, size_t n, size_t *len) {
+/* The code point of the 2-, 3- or 4-byte sequence at s (its length in
+ * *len), or 0. */
+static unsigned utf8_at(const unsigned char *s, size_t n, size_t *len) {
   unsigned cp = 0;
   if (n >= 2 && (s[0] & 0xE0) == 0xC0 && (s[1] & 0xC0) == 0x80) {
     cp = ((s[0] & 0x1Fu) << 6) | (s[1] & 0x3Fu), *len = 2;
@@ -27,6 +34,11 @@ unsigned st_text_hidden_at(const unsigned char *s, size_t n, size_t *len) {
              (s[3] & 0xC0) == 0x80) {
     cp = ((s[0] & 0x07u) << 18) | ((s[1] & 0x3Fu) << 12) | ((s[2] & 0x3Fu) << 6) | (s[3] & 0x3Fu), *len = 4;
   }
+  return cp;
+}
+
+unsigned st_text_hidden_at(const unsigned char *s, size_t n, size_t *len) {
+  unsigned cp = utf8_at(s, n, len);
   for (size_t i = 0; cp && i < sizeof hidden_ranges / sizeof hidden_ranges[0]; i++)
     if (cp >= hidden_ranges[i].lo && cp <= hidden_ranges[i].hi) return cp;
   return 0;
@@ -54,4 +66,85 @@ char *st_text_shown(const char *s) {
   }
   out[o] = 0;
   return out;
+}
+
+/* ---- case folding ---- */
+
+static unsigned fold_cp(unsigned cp) {
+  size_t lo = 0, hi = sizeof st_fold_tab / sizeof st_fold_tab[0];
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (st_fold_tab[mid][0] == cp) return st_fold_tab[mid][1];
+    if (st_fold_tab[mid][0] < cp) lo = mid + 1;
+    else hi = mid;
+  }
+  return cp;
+}
+
+static size_t utf8_put(unsigned cp, char *o) {
+  if (cp < 0x80) {
+    o[0] = (char)cp;
+    return 1;
+  }
+  if (cp < 0x800) {
+    o[0] = (char)(0xC0 | cp >> 6), o[1] = (char)(0x80 | (cp & 0x3F));
+    return 2;
+  }
+  if (cp < 0x10000) {
+    o[0] = (char)(0xE0 | cp >> 12), o[1] = (char)(0x80 | ((cp >> 6) & 0x3F)), o[2] = (char)(0x80 | (cp & 0x3F));
+    return 3;
+  }
+  o[0] = (char)(0xF0 | cp >> 18), o[1] = (char)(0x80 | ((cp >> 12) & 0x3F)), o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+  o[3] = (char)(0x80 | (cp & 0x3F));
+  return 4;
+}
+
+size_t st_text_fold(const char *s, size_t n, char *out) {
+  const unsigned char *u = (const unsigned char *)s;
+  size_t o = 0;
+  for (size_t i = 0; i < n;) {
+    if (u[i] < 0x80) {
+      out[o++] = (char)(u[i] >= 'A' && u[i] <= 'Z' ? u[i] + 32 : u[i]);
+      i++;
+      continue;
+    }
+    size_t len = 0;
+    unsigned cp = utf8_at(u + i, n - i, &len);
+    unsigned f = cp ? fold_cp(cp) : 0;
+    if (!cp || f == cp) { /* not a sequence, or nothing to fold: as it is */
+      size_t k = cp ? len : 1;
+      memcpy(out + o, u + i, k);
+      o += k;
+      i += k;
+    } else {
+      o += utf8_put(f, out + o);
+      i += len;
+    }
+  }
+  out[o] = 0;
+  return o;
+}
+
+char *st_text_fold_dup(const char *s) {
+  size_t n = strlen(s);
+  char *out = malloc(ST_TEXT_FOLD_MAX(n));
+  if (out) st_text_fold(s, n, out);
+  return out;
+}
+
+bool st_text_fold_eq(const char *a, const char *b) {
+  char sa[256], sb[256];
+  size_t na = strlen(a), nb = strlen(b);
+  char *fa = ST_TEXT_FOLD_MAX(na) <= sizeof sa ? sa : malloc(ST_TEXT_FOLD_MAX(na));
+  char *fb = ST_TEXT_FOLD_MAX(nb) <= sizeof sb ? sb : malloc(ST_TEXT_FOLD_MAX(nb));
+  bool eq;
+  if (fa && fb) {
+    size_t la = st_text_fold(a, na, fa), lb = st_text_fold(b, nb, fb);
+    eq = la == lb && memcmp(fa, fb, la) == 0;
+  } else {
+    eq = strcasecmp(a, b) == 0;
+  }
+  if (fa != sa) free(fa);
+  if (fb != sb) free(fb);
+  return eq;
 }

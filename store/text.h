@@ -5,6 +5,8 @@
  * neither hide nor disguise what it is in any of those places; the
  * reviewers' page shows the same set as escapes (web/assets/approvals.js).
  *
+ * And how names compare without case (st_text_fold).
+ *
  * Pure string functions on UTF-8: no store, no I/O, any thread. */
 #ifndef MCPGATE_STORE_TEXT_H
 #define MCPGATE_STORE_TEXT_H
@@ -28,5 +30,25 @@ bool st_text_reorders(unsigned cp);
 /* s with every st_text_hidden_at code point written as \uXXXX (\u{XXXXX}
  * past the BMP), the rest as is; malloc'd (free()), NULL without memory. */
 char *st_text_shown(const char *s);
+
+/* Case folding, for the directory's names that compare without case
+ * (SCIM userName, a group's displayName: RFC 7643 caseExact false), as
+ * Unicode's simple case folding (CaseFolding.txt, status C and S, the
+ * table generated at build time from Debian's unicode-data): "ÉMILE" and
+ * "émile", "STRASSE" and "strasse", the Kelvin sign and "k" fold alike;
+ * ASCII folds as tolower. No normalisation (a precomposed "é" and "e" +
+ * U+0301 stay two names, as Okta sends them) and no full foldings ("ß" is
+ * not "ss"). Bytes that are no UTF-8 sequence stay as they are.
+ *
+ * s's n bytes folded into out, which has room for ST_TEXT_FOLD_MAX(n)
+ * bytes (a fold may lengthen a 2-byte sequence to 3); the length written,
+ * NUL-terminated. */
+#define ST_TEXT_FOLD_MAX(n) ((n) + (n) / 2 + 1)
+size_t st_text_fold(const char *s, size_t n, char *out);
+/* s folded, malloc'd (free()), NULL without memory. */
+char *st_text_fold_dup(const char *s);
+/* Whether a and b fold alike (both NUL-terminated); without memory, a
+ * byte comparison of the ASCII folding. */
+bool st_text_fold_eq(const char *a, const char *b);
 
 #endif

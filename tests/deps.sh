@@ -26,7 +26,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 die() { echo "deps.sh: error: $*" >&2; exit 1; }
 
 BUILD_PKGS="build-essential pkg-config libuv1-dev node-llhttp libssl-dev liblmdb-dev
-libcurl4-openssl-dev libjansson-dev openssl"
+libcurl4-openssl-dev libjansson-dev openssl unicode-data"
 PKGS="$BUILD_PKGS lmdb-utils clang libclang-rt-dev llvm nodejs npm nginx-light wrk nghttp2-client chromium"
 NODE_MIN=20
 # --build: only what building and running the gateway needs (`make run`):

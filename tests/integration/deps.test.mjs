@@ -73,6 +73,8 @@ test('every file the build and the tests use comes from a package deps.sh instal
     // the build (Makefile): llhttp's C sources, the headers and libraries it links
     'llhttp sources': '/usr/share/llhttp/llhttp.c',
     'llhttp.h': '/usr/share/include/llhttp/llhttp.h',
+    // Unicode's case foldings, made into a C table at build time (store/casefold.awk)
+    'CaseFolding.txt': '/usr/share/unicode/CaseFolding.txt',
     ...Object.fromEntries(['uv.h', 'lmdb.h', 'jansson.h', 'openssl/ssl.h', 'curl/curl.h'].map((h) => [h, header(h)])),
     ...Object.fromEntries(['libuv.so', 'liblmdb.so', 'libjansson.so', 'libssl.so', 'libcrypto.so', 'libcurl.so']
       .map((l) => [l, printFile('cc', l)])),

@@ -234,6 +234,57 @@ test('a schema-11 store (a tenant SIEM sink URL\'s query in clear) migrates: the
     'the key is in no live record of the migrated store');
 });
 
+// Found by review: userName uniqueness and lookups folded ASCII only, so
+// "ÉMILE@acme.test" and "émile@acme.test" were two users (the fixture holds
+// both: its binary answered the second POST 201) and Okta's lookup before a
+// create did not find "Ünal@acme.test" as "ünal@acme.test". Migration 13
+// keys the userName and displayName indexes by Unicode's case folding; of
+// two users whose names now fold alike, the one already indexed under the
+// folded key keeps the name, the other stays, found by id, and the log
+// names both.
+test('a schema-12 store (names indexed by ASCII folding) migrates: lookups fold by Unicode, a clash is logged, nothing is lost', async () => {
+  const { dir, meta } = await dataDirFrom(12);
+  const u = meta.unicode;
+  const gw = await startGateway({ dataDir: dir });
+  await gw.waitForLog((l) => /migrating store schema 12 -> 13: fold userName and displayName index keys by Unicode/.test(l.msg ?? ''));
+  const clash = gw.logs().find((l) => /have userNames that differ only in case/.test(l.msg ?? ''));
+  assert.ok(clash, 'the clash is logged');
+  assert.ok(clash.msg.includes(u.emile_upper) && clash.msg.includes(u.emile_lower), clash.msg);
+  const op = fs.readFileSync(path.join(dir, 'admin.token'), 'utf8').trim();
+  const scim = scimClient(gw.port, meta.tenant, meta.scim_token);
+  const byName = async (name) => (await scim.get(`/Users?filter=${encodeURIComponent(`userName eq "${name}"`)}`)).json;
+  // lookups by any case of a non-ASCII letter
+  for (const name of ['ünal@acme.test', 'ÜNAL@ACME.TEST', 'Ünal@acme.test']) {
+    const r = await byName(name);
+    assert.equal(r.totalResults, 1, `${name}: ${JSON.stringify(r)}`);
+    assert.equal(r.Resources[0].id, u.unal);
+  }
+  // the clash: the name finds the user already indexed by it; both are still there
+  for (const name of ['ÉMILE@acme.test', 'émile@acme.test', 'Émile@ACME.test']) {
+    const r = await byName(name);
+    assert.ok(r.totalResults >= 1, `${name}: ${JSON.stringify(r)}`);
+  }
+  assert.equal((await byName('émile@acme.test')).Resources[0].id, u.emile_lower);
+  for (const id of [u.emile_upper, u.emile_lower]) assert.equal((await scim.get(`/Users/${id}`)).status, 200);
+  // a new user whose name folds like an existing one is 409 now
+  const dup = await scim.post('/Users', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'], userName: 'üNAL@acme.test', active: true });
+  assert.equal(dup.status, 409, dup.body);
+  assert.equal(dup.json.scimType, 'uniqueness');
+  // deleting the user left without a name entry leaves the other's
+  assert.equal((await scim.del(`/Users/${u.emile_upper}`)).status, 204);
+  const left = await byName('ÉMILE@ACME.TEST');
+  assert.equal(left.totalResults, 1, JSON.stringify(left));
+  assert.equal(left.Resources[0].id, u.emile_lower);
+  // the group by any case of its name, and policy binds it so
+  const g = await scim.get(`/Groups?filter=${encodeURIComponent('displayName eq "équipe"')}`);
+  assert.equal(g.json.totalResults, 1, g.body);
+  assert.equal(g.json.Resources[0].id, u.group_id);
+  await assertFixtureServes(gw, op, meta, 'v12');
+  await gw.stop();
+  const chk = await cli(['store', 'check', '--data', dir], { timeoutMs: 30000 });
+  assertExit(chk, 0, `store check after migration: ${chk.stdout} ${chk.stderr}`);
+});
+
 // Found by the operations review: `key rotate` migrated an older store
 // without a word (the operator installed the new binary and rotated before
 // starting it), so the older binary they meant to go back to refused it.

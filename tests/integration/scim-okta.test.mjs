@@ -140,6 +140,45 @@ test('duplicate userName (any case) → 409 uniqueness; case-insensitive lookup'
     { total: 0, itemsPerPage: 0 });
 });
 
+// Found by review: the case folding of userName was ASCII's only, so
+// "ÉMILE@…" and "émile@…" were two users (the second POST 201) and Okta's
+// lookup before a create missed a user whose name differed in a non-ASCII
+// letter's case. Unicode's simple case folding now (store/text.h): the
+// index, the filter's eq/sw/co/ew, renames, and group displayNames alike.
+test('userName and displayName compare by Unicode case folding: 409 for ÉMILE after émile, lookups in any case', async () => {
+  const r = await c.post('/Users', oktaUser('émile.zoë@okta.local'));
+  assert.equal(r.status, 201, r.body);
+  for (const name of ['ÉMILE.ZOË@OKTA.LOCAL', 'Émile.Zoë@okta.local', 'émile.zoË@okta.local']) {
+    assertScimError(await c.post('/Users', oktaUser(name)), 409, { scimType: 'uniqueness' });
+    const l = assertListResponse(await c.get('/Users?' + qFilter(`userName eq "${name}"`)), { total: 1 });
+    assert.equal(l.Resources[0].id, r.json.id, name);
+  }
+  for (const f of ['userName sw "ÉMILE."', 'userName co "ZOË@"', 'userName ew "ZOË@OKTA.LOCAL"']) {
+    const l = assertListResponse(await c.get('/Users?' + qFilter(f)), { total: 1 });
+    assert.equal(l.Resources[0].id, r.json.id, f);
+  }
+  // the Kelvin sign folds to k, the Greek capital sigma to σ (simple foldings), ß stays ß
+  const k = await c.post('/Users', oktaUser('\u212Aelvin@okta.local'));
+  assert.equal(k.status, 201, k.body);
+  assertScimError(await c.post('/Users', oktaUser('kelvin@okta.local')), 409, { scimType: 'uniqueness' });
+  const ss = await c.post('/Users', oktaUser('straße@okta.local'));
+  assert.equal(ss.status, 201, ss.body);
+  const sse = await c.post('/Users', oktaUser('strasse@okta.local'));
+  assert.equal(sse.status, 201, 'full folding (ß → ss) is not applied');
+  // a rename to another case of its own name is allowed; to another user's is not
+  const own = await c.patchOps(`/Users/${r.json.id}`, [{ op: 'replace', path: 'userName', value: 'ÉMILE.ZOË@okta.local' }]);
+  assert.equal(own.status, 200, own.body);
+  assertScimError(await c.patchOps(`/Users/${k.json.id}`, [{ op: 'replace', path: 'userName', value: 'émile.zoë@OKTA.local' }]),
+    409, { scimType: 'uniqueness' });
+  // group displayNames
+  const g = await c.post('/Groups', { schemas: [URN.GROUP], displayName: 'Équipe Données', members: [] });
+  assert.equal(g.status, 201, g.body);
+  const gl = assertListResponse(await c.get('/Groups?' + qFilter('displayName eq "ÉQUIPE DONNÉES"')), { total: 1 });
+  assert.equal(gl.Resources[0].id, g.json.id);
+  for (const id of [r.json.id, k.json.id, ss.json.id, sse.json.id]) assert.equal((await c.del(`/Users/${id}`)).status, 204);
+  assert.equal((await c.del(`/Groups/${g.json.id}`)).status, 204);
+});
+
 // externalId is the Okta user id — the `sub` a sign-in links by, which
 // fails closed when two users match. Found by review: SCIM accepted a
 // second user of the tenant with an externalId another user had (POST,

@@ -2096,6 +2096,36 @@ TEST(log_callback_and_stderr_fallback) {
 
 /* store/text.h: the code points that hide or reorder text, shown as
  * escapes; the bidi controls among them */
+/* Case folding (store/text.h): Unicode's simple foldings from the table
+ * generated at build time, ASCII as tolower, bytes that are no UTF-8 left
+ * alone, the one fold that lengthens (U+023A, 2 bytes → U+2C65, 3) within
+ * ST_TEXT_FOLD_MAX. */
+TEST(text_fold_is_unicode_simple_case_folding) {
+  char out[64];
+  CHECK_INT((int)st_text_fold("ABC xyz 09@", 11, out), 11);
+  CHECK_STR(out, "abc xyz 09@");
+  st_text_fold("\xC3\x89MILE", 6, out); /* ÉMILE */
+  CHECK_STR(out, "\xC3\xA9mile");   /* émile */
+  st_text_fold("\xE2\x84\xAA", 3, out); /* KELVIN SIGN */
+  CHECK_STR(out, "k");
+  st_text_fold("\xCE\xA3\xCF\x82", 4, out); /* Σς: both σ */
+  CHECK_STR(out, "\xCF\x83\xCF\x83");
+  st_text_fold("\xC3\x9F", 2, out); /* ß: its full folding (ss) is not simple */
+  CHECK_STR(out, "\xC3\x9F");
+  st_text_fold("\xF0\x90\x90\x80", 4, out); /* DESERET CAPITAL LONG I → small (4 bytes) */
+  CHECK_STR(out, "\xF0\x90\x90\xA8");
+  CHECK_INT((int)st_text_fold("\xC8\xBA", 2, out), 3); /* Ⱥ → ⱥ */
+  CHECK(3 <= ST_TEXT_FOLD_MAX(2));
+  CHECK_STR(out, "\xE2\xB1\xA5");
+  CHECK_INT((int)st_text_fold("a\xFF\xC3Z", 4, out), 4); /* not UTF-8: kept */
+  CHECK(memcmp(out, "a\xFF\xC3z", 4) == 0);
+  CHECK(st_text_fold_eq("\xC3\x9CNAL@x", "\xC3\xBCnal@X"));
+  CHECK(!st_text_fold_eq("stra\xC3\x9F" "e", "strasse"));
+  char *d = st_text_fold_dup("\xC3\x89QUIPE");
+  CHECK_STR(d, "\xC3\xA9quipe");
+  free(d);
+}
+
 TEST(text_hidden_and_reordering_code_points) {
   char *s = st_text_shown("Claude Code\xe2\x81\xa9\xe2\x80\xae x\xe2\x80\x8by \xf3\xa0\x81\x81 \xc2\xad caf\xc3\xa9 \xe4\xb8\xad");
   CHECK(s != NULL);
@@ -2155,6 +2185,7 @@ int main(void) {
   RUN(second_environment_with_its_own_schema);
   RUN(snapshot_ids);
   RUN(text_hidden_and_reordering_code_points);
+  RUN(text_fold_is_unicode_simple_case_folding);
   tmp_cleanup();
   return UNIT_DONE();
 }
