@@ -181,7 +181,9 @@ int pages__fetch(gw_loop *lp, const pages_fetch_req *rq, pages_fetch_cb cb, void
   o.max_header_bytes = 32 * 1024;
   o.egress = egress_level(rq->trust, rq->url);
   o.fair_key = f->tenant;
-  o.budget_class = GW_OUT_BUDGET_GATEWAY; /* sign-in: never behind the tenant's calls */
+  /* sign-in: never behind the tenant's calls, and (anyone may start one)
+   * never in front of its revocations */
+  o.budget_class = GW_OUT_BUDGET_SIGNIN;
   o.ca_file = rq->ca_file;
   /* a ca_file in the tenant's folder of tenant_ca_dir stays inside it */
   char ca_root[PATH_MAX];

@@ -49,6 +49,11 @@ static bool charge(gw_buf_meter *m0, long long d) {
   return true;
 }
 
+bool gw_buf_meter_charge(gw_buf_meter *m, long long n) { return !m || n <= 0 || charge(m, n); }
+void gw_buf_meter_uncharge(gw_buf_meter *m, long long n) {
+  if (m && n > 0) uncharge(m, n, NULL);
+}
+
 static int grow(gw_buf *b, size_t need) {
   if (need + 1 <= b->cap) return 0;
   if (need > b->max) return GW_E2BIG;

@@ -5,6 +5,7 @@
 #ifndef MCPGATE_GATEWAY_BUF_H
 #define MCPGATE_GATEWAY_BUF_H
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,6 +39,11 @@ struct gw_buf_meter {
 void gw_buf_meter_attach(gw_buf *b, gw_buf_meter *m);
 /* Bytes charged to m now. */
 long long gw_buf_meter_used(const gw_buf_meter *m);
+/* n bytes held outside a gw_buf (a connection's write queue) charged to m
+ * and its chain: false (nothing charged) past a limit. Give them back with
+ * gw_buf_meter_uncharge. */
+bool gw_buf_meter_charge(gw_buf_meter *m, long long n);
+void gw_buf_meter_uncharge(gw_buf_meter *m, long long n);
 
 void gw_buf_init(gw_buf *b, size_t max);
 /* 0, GW_E2BIG past the cap, or -ENOMEM. Nothing is appended on failure. */

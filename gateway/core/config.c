@@ -86,7 +86,7 @@ static const cfg_key keys[] = {
      "holds at most a quarter of them while fewer than half are taken, else a sixteenth, so that one tenant (or a few) "
      "cannot take the descriptors everyone needs. Past it a call is answered at once with a JSON-RPC error saying so "
      "and Retry-After: 1, nothing sent upstream. The gateway's own work for a tenant (revocations, webhooks, audit "
-     "sinks, ending upstream sessions, sign-in) and client metadata fetches count apart from its calls, and the "
+     "sinks, ending upstream sessions), sign-in and client metadata fetches each count apart from its calls, and the "
      "gateway's own work may go a quarter past it (0: half of the descriptors max_connections leaves, less a reserve for "
      "the store and listeners; the start log says what was chosen)",
      NULL},
@@ -158,9 +158,10 @@ static const cfg_key keys[] = {
      "request body cap on MCP endpoints (one JSON-RPC message or batch)", NULL},
     {"mcp_buffered_max", CFG_SIZE, "1G", 0, 1024 * GIB, OFF(mcp_buffered_max),
      "bytes of upstream replies the MCP endpoints hold at once while they arrive (a JSON reply is checked whole, an SSE "
-     "event too), counting each one's bytes past its first 64 KiB, on every loop together; one tenant holds at most a "
-     "quarter of it, a sixteenth once it is half used. A reply that would pass it is not kept: the call is answered "
-     "with a JSON-RPC error saying so and Retry-After: 1 (0: no limit but each reply's own cap)",
+     "event too) and queued for clients that have not read them yet, counting each one's bytes past its first 64 KiB, "
+     "on every loop together; one tenant holds at most a quarter of it, a sixteenth once it is half used. A reply that "
+     "would pass it is not kept: the call is answered with a JSON-RPC error saying so and Retry-After: 1, and a client "
+     "whose unread replies would pass it is disconnected (0: no limit but each reply's own cap)",
      NULL},
     {"stream_buffer_max", CFG_SIZE, "1M", 64 * 1024, 1 * GIB, OFF(stream_buffer_max),
      "bytes one client SSE stream may have queued (a client that does not read); upstreams feeding it pause at half "

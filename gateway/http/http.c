@@ -132,6 +132,8 @@ static gw_pool *chunk_pool_for(size_t cap) {
 }
 
 struct gw_conn {
+  gw_buf_meter *wmeter;    /* what queued bytes are charged to (gw_req_meter), or NULL */
+  size_t wq_bytes;         /* bytes in write requests not yet done */
   uv_tcp_t tcp;
   uv_timer_t timer;
   gw_http *h;
@@ -453,11 +455,17 @@ typedef struct write_req {
   uv_write_t w;
   gw_conn *c;
   char *buf;
+  size_t len;            /* bytes queued by it */
+  gw_buf_meter *meter;   /* what `charged` of them are charged to (gw_req_meter), or NULL */
+  size_t charged;
 } write_req;
 
 static void on_write(uv_write_t *w, int status) {
   write_req *wr = (write_req *)w;
   gw_conn *c = wr->c;
+  /* also when cancelled: the close callback that frees c runs after */
+  c->wq_bytes -= wr->len;
+  gw_buf_meter_uncharge(wr->meter, (long long)wr->charged);
   free(wr->buf);
   free(wr);
   if (status < 0) {
@@ -478,6 +486,12 @@ static void on_write(uv_write_t *w, int status) {
   if (!c->closing && c->req && c->req->on_drain &&
       uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < GW_WRITE_LOW_WATER)
     c->req->on_drain(c->req);
+}
+
+void gw_req_meter(gw_req *req, gw_buf_meter *m) {
+  if (req->conn) req->conn->wmeter = m;
+  /* its body too, when none of it is buffered yet (a preauth's call) */
+  if (!req->priv->body.cap) gw_buf_meter_attach(&req->priv->body, m);
 }
 
 size_t gw_req_write_queue(const gw_req *req) {
@@ -505,9 +519,28 @@ static int sock_queue_owned(gw_conn *c, char *buf, size_t off, size_t len) {
   }
   wr->c = c;
   wr->buf = buf;
+  /* what the queue holds past its first GW_BUF_METER_FREE bytes counts
+   * against the request's meter (gw_req_meter): found by review, a client
+   * that asks for large replies and never reads them moved the bytes the
+   * budget of buffered replies counts into this queue, where nothing did.
+   * Past the budget the client is cut: it is not reading, and the bytes
+   * are not kept for it. */
+  size_t n = len - off, line = c->wq_bytes > GW_BUF_METER_FREE ? c->wq_bytes : GW_BUF_METER_FREE;
+  wr->len = n;
+  wr->charged = c->wq_bytes + n > line ? c->wq_bytes + n - line : 0;
+  wr->meter = wr->charged ? c->wmeter : NULL;
+  if (!gw_buf_meter_charge(wr->meter, (long long)wr->charged)) {
+    free(buf);
+    free(wr);
+    conn_close(c);
+    return GW_EBUDGET;
+  }
+  c->wq_bytes += n;
   uv_buf_t b = uv_buf_init(buf + off, (unsigned)(len - off));
   int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, on_write);
   if (rc < 0) {
+    c->wq_bytes -= n;
+    gw_buf_meter_uncharge(wr->meter, (long long)wr->charged);
     free(buf);
     free(wr);
     conn_close(c);
@@ -1338,7 +1371,10 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
     pr->discarded += n;
     return pr->discarded > (size_t)pr->body_limit ? fail(c, 413, "request body too large") : 0;
   }
-  if (gw_buf_append(&pr->body, at, n) != 0) return fail(c, 413, "request body too large");
+  int rc = gw_buf_append(&pr->body, at, n);
+  if (rc == GW_EBUDGET) /* the budget its meter counts against (gw_req_meter) */
+    return fail(c, 503, "the gateway holds as many large requests as it allows right now; try again in a moment");
+  if (rc != 0) return fail(c, 413, "request body too large");
   return 0;
 }
 

@@ -31,6 +31,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
+#include "gateway/base/buf.h"
 
 struct json_t;
 typedef struct gw_loop gw_loop; /* the host's per-loop context, opaque here */
@@ -243,5 +244,12 @@ int gw_http_conns(const gw_http *h);
 #define GW_SEND_MIN_PROGRESS (32 * 1024)
 /* Bytes queued to the client and not yet written (0 when detached). */
 size_t gw_req_write_queue(const gw_req *req);
+/* What the bytes queued for req's client past the first GW_BUF_METER_FREE
+ * are charged to from now on (gateway/base/buf.h; NULL: nothing): past
+ * the meter's limit the connection is closed instead of queueing more.
+ * Called before any of req's body is buffered (a preauth), its body counts
+ * too: past the limit the request is 503 and the connection closed. The
+ * meter must outlive the connection. Loop thread. */
+void gw_req_meter(gw_req *req, gw_buf_meter *m);
 
 #endif

@@ -567,8 +567,19 @@ static void finish_initialize(gw_exchange *x) {
     return;
   }
   gw_buf_reset(&x->body);
-  gw_buf_append(&x->body, s, strlen(s));
+  int arc = gw_buf_append(&x->body, s, strlen(s));
   free(s);
+  if (arc) { /* re-serialised longer than it came (its buffer's cap, or the budget): no session */
+    if (arc == GW_EBUDGET) {
+      if (x->req) gw_resp_header(x->req, "Retry-After", "1");
+      gw__x_rpc_error(x, 503, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" could not be initialized: %s", x->connector,
+                      GW_X_BUDGET_MSG);
+    } else {
+      gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent an initialize result larger than the gateway "
+                      "accepts", x->connector);
+    }
+    return;
+  }
   gw_session sess = {0};
   gw_strlcpy(sess.tenant, x->tenant, sizeof sess.tenant);
   gw_strlcpy(sess.user, x->user, sizeof sess.user);

@@ -515,18 +515,27 @@ static int mcp_preauth(gw_req *req, bool agg) {
   }
   if (gw__mcp_begin(req, agg, c) != 0) return -1;
   req->handler_data = c;
+  /* its body, as it arrives, counts against its tenant's budget of
+   * buffered bytes (mcp_buffered_max): up to mcp_max_body a request, for
+   * each of a user's mcp_concurrent_per_user requests */
+  gw_req_meter(req, gw__mcp_meter(req->lp->srv, c->tenant));
   return 0;
 }
 int gw_proxy_preauth(gw_req *req) { return mcp_preauth(req, false); }
 int gw_agg_preauth(gw_req *req) { return mcp_preauth(req, true); }
 
 int gw__mcp_ctx_of(gw_req *req, bool agg, gw_mcp_ctx *c) {
+  int rc = 0;
   if (req->handler_data) {
     *c = *(const gw_mcp_ctx *)req->handler_data; /* checked at preauth */
     req->handler_data = NULL;
-    return 0;
+  } else {
+    rc = gw__mcp_begin(req, agg, c);
   }
-  return gw__mcp_begin(req, agg, c);
+  /* the replies queued for this client count against its tenant's budget
+   * of buffered bytes (mcp_buffered_max), as they did while they arrived */
+  if (rc == 0) gw_req_meter(req, gw__mcp_meter(req->lp->srv, c->tenant));
+  return rc;
 }
 
 /* What c established (the token, its user, the session) as it is in the

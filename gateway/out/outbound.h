@@ -148,7 +148,7 @@ enum {
    * as a grant's refresh): the default */
   GW_OUT_BUDGET_CALLS = 0,
   /* the gateway's own work for a tenant: revocations, approval webhooks,
-   * audit sinks, ending upstream sessions, sign-in (OIDC). Its own key, and
+   * audit sinks, ending upstream sessions. Its own key, and
    * a reserve of a quarter of the budget past it that calls cannot take:
    * one tenant's users filling the process leave every tenant its
    * revocations. */
@@ -156,8 +156,12 @@ enum {
   /* started by unauthenticated requests (client metadata documents): its
    * own key, within the budget */
   GW_OUT_BUDGET_PUBLIC = 2,
+  /* sign-in with the tenant's IdP (OIDC discovery, keys, the code
+   * exchange): anyone may start one, so its own key, apart from both the
+   * revocations and the calls; within the budget */
+  GW_OUT_BUDGET_SIGNIN = 3,
 };
-#define GW_OUT_BUDGET_CLASSES 3
+#define GW_OUT_BUDGET_CLASSES 4
 
 typedef struct gw_egress gw_egress;
 

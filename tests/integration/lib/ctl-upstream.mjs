@@ -21,7 +21,7 @@
 //                         elicitation/create with id "q-<n>", then, once the
 //                         client's answer to it arrives (a POST carrying that
 //                         id), the result "<name>:asked <answer action>".
-//        raw {result, sse?, chunk?, notes?, polling?, stall?} (not listed in tools/list): the
+//        raw {result, sse?, chunk?, notes?, polling?, stall?, fill?} (not listed in tools/list): the
 //                         result as given; sse: as an SSE event, after `notes`
 //                         notifications/message events
 //                       → the reply's "result" member is the JSON text
@@ -33,7 +33,9 @@
 //                         and the stream ends; a GET with Last-Event-ID
 //                         poll-N gets the result (2025-11-25 polling);
 //                         stall: all but the last byte, which
-//                         releaseStalls() sends (stalledCount(): held).
+//                         releaseStalls() sends (stalledCount(): held);
+//                         fill: n 'x's in place of "@FILL@" in result (a
+//                         large reply from a small request).
 // requests(): each entry {method, url, headers, json, body, at}; an
 // initialize's also has `issued`, the session id its answer gave (once
 // answered).
@@ -133,7 +135,8 @@ export async function startCtlUpstream({ name = 'ctl', tls, resources = 0, resou
         return;
       }
       if (tool === 'raw') {
-        const body = `{"jsonrpc":"2.0","id":${JSON.stringify(m.id)},"result":${String(args.result)}}`;
+        const given = args.fill > 0 ? String(args.result).replace('@FILL@', 'x'.repeat(args.fill)) : String(args.result);
+        const body = `{"jsonrpc":"2.0","id":${JSON.stringify(m.id)},"result":${given}}`;
         const ev = (b) => `event: message\n${b.split('\n').map((l) => `data: ${l}\n`).join('')}\n`;
         const notes = Array.from({ length: args.sse ? args.notes ?? 0 : 0 }, (_, i) =>
           ev(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: `step ${i}` } }))).join('');
