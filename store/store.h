@@ -476,6 +476,19 @@ size_t st_port_pending(const st_port *port);
  * queued and done will not be called. */
 int st_submit(st_store *st, st_port *port, st_job_fn fn, st_done_fn done, void *arg);
 
+/* st_submit into the writer's second lane: jobs that many clients can
+ * cause at a high rate (an MCP session's creation, use, deletion). A batch
+ * takes the first lane's queued jobs first, up to ST_BATCH_MAX less
+ * ST_BULK_BATCH, then at most ST_BULK_BATCH of these: found by review, an
+ * employee's flood of initialize requests queued ahead of every tenant's
+ * SCIM writes (~45x slower); now such a flood delays a SCIM or admin write
+ * by the batch running at most, and a long SCIM import still leaves these
+ * jobs a share of every batch. The queue cap (queue_max) counts both lanes.
+ * Jobs of the two lanes may commit in either order: a job must re-check in
+ * its own transaction what it relies on (store.h's job contract). */
+#define ST_BULK_BATCH 32
+int st_submit_bulk(st_store *st, st_port *port, st_job_fn fn, st_done_fn done, void *arg);
+
 /* Submits fn and blocks the calling thread until its batch committed (or it
  * failed); returns the job's status as st_done_fn would see it. For CLI /
  * offline commands and tests: never call it on a loop thread (it blocks) or

@@ -140,7 +140,8 @@ struct st_store {
   uv_mutex_t qmu;
   uv_cond_t qcond;
   st__job *qhead, *qtail;
-  size_t qlen, qmax;
+  st__job *bhead, *btail;      /* the second lane (st_submit_bulk) */
+  size_t qlen, qmax;           /* qlen: both lanes */
   int stopping;                /* under qmu */
   atomic_int writer_alive;
   atomic_int serving;          /* set by the first st_submit: hook table frozen */

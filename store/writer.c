@@ -3,7 +3,10 @@
  *
  * One dedicated thread (uv_thread_create, not libuv's pool, so a slow fsync
  * never starves DNS or file work) owns every write transaction. It takes up
- * to ST_BATCH_MAX queued jobs, runs them in one batch txn, commits the batch
+ * to ST_BATCH_MAX queued jobs — from two lanes: the first lane's first, then
+ * at most ST_BULK_BATCH of the second's (st_submit_bulk: MCP session churn,
+ * so that a flood of it never queues ahead of SCIM, admin and revocation
+ * writes, and a SCIM import never starves it) —, runs them in one batch txn, commits the batch
  * once, runs the batch's post-commit actions, then delivers each job's
  * status to its port (or calls done inline / wakes a st_write_sync waiter).
  *
@@ -35,6 +38,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,7 +195,7 @@ static void port_deliver(st__job *j) {
 
 /* ---- queue --------------------------------------------------------------- */
 
-static int enqueue(st_store *st, st__job *j) {
+static int enqueue(st_store *st, st__job *j, bool bulk) {
   int rc = 0;
   /* Freeze the hook table before any job can run. */
   atomic_store(&st->serving, 1);
@@ -199,10 +203,11 @@ static int enqueue(st_store *st, st__job *j) {
   if (st->stopping || !st->writer_started) rc = ST_ECLOSED;
   else if (st->qlen >= st->qmax) rc = ST_EBUSY;
   else {
+    st__job **head = bulk ? &st->bhead : &st->qhead, **tail = bulk ? &st->btail : &st->qtail;
     j->next = NULL;
-    if (st->qtail) st->qtail->next = j;
-    else st->qhead = j;
-    st->qtail = j;
+    if (*tail) (*tail)->next = j;
+    else *head = j;
+    *tail = j;
     st->qlen++;
     uv_cond_signal(&st->qcond);
   }
@@ -210,7 +215,17 @@ static int enqueue(st_store *st, st__job *j) {
   return rc;
 }
 
+static int submit(st_store *st, st_port *port, st_job_fn fn, st_done_fn done, void *arg, bool bulk);
+
 int st_submit(st_store *st, st_port *port, st_job_fn fn, st_done_fn done, void *arg) {
+  return submit(st, port, fn, done, arg, false);
+}
+
+int st_submit_bulk(st_store *st, st_port *port, st_job_fn fn, st_done_fn done, void *arg) {
+  return submit(st, port, fn, done, arg, true);
+}
+
+static int submit(st_store *st, st_port *port, st_job_fn fn, st_done_fn done, void *arg, bool bulk) {
   st__job *j;
   int rc;
   if (!st || !fn) return ST_EINVAL;
@@ -230,7 +245,7 @@ int st_submit(st_store *st, st_port *port, st_job_fn fn, st_done_fn done, void *
     port->pending++;
     uv_mutex_unlock(&port->mu);
   }
-  if ((rc = enqueue(st, j)) < 0) {
+  if ((rc = enqueue(st, j, bulk)) < 0) {
     if (port) {
       uv_mutex_lock(&port->mu);
       port->refs--;
@@ -263,7 +278,7 @@ int st_write_sync(st_store *st, st_job_fn fn, void *arg) {
   j->fn = fn;
   j->arg = arg;
   j->sync = &s;
-  if ((rc = enqueue(st, j)) < 0) {
+  if ((rc = enqueue(st, j, false)) < 0) {
     free(j);
     goto out;
   }
@@ -585,8 +600,8 @@ static void writer_main(void *arg) {
   for (;;) {
     size_t n = 0, off = 0;
     uv_mutex_lock(&st->qmu);
-    while (!st->qhead && !st->stopping) uv_cond_wait(&st->qcond, &st->qmu);
-    if (!st->qhead) { /* stopping and drained */
+    while (!st->qhead && !st->bhead && !st->stopping) uv_cond_wait(&st->qcond, &st->qmu);
+    if (!st->qhead && !st->bhead) { /* stopping and drained */
       uv_mutex_unlock(&st->qmu);
       break;
     }
@@ -595,11 +610,18 @@ static void writer_main(void *arg) {
       usleep(1000);
       continue; /* looks again, stopping read under the lock */
     }
-    while (st->qhead && n < ST_BATCH_MAX) {
+    /* the first lane first, leaving the second its share (st_submit_bulk) */
+    size_t room = st->bhead ? ST_BATCH_MAX - ST_BULK_BATCH : ST_BATCH_MAX;
+    while (st->qhead && n < room) {
       batch[n++] = st->qhead;
       st->qhead = st->qhead->next;
     }
     if (!st->qhead) st->qtail = NULL;
+    for (size_t b = 0; st->bhead && b < ST_BULK_BATCH; b++) {
+      batch[n++] = st->bhead;
+      st->bhead = st->bhead->next;
+    }
+    if (!st->bhead) st->btail = NULL;
     st->qlen -= n;
     uv_mutex_unlock(&st->qmu);
     while (off < n) off += run_batch(st, batch + off, n - off);

@@ -66,6 +66,10 @@ int gw_loop_submit(gw_loop *lp, st_job_fn fn, st_done_fn done, void *arg) {
   return lp->port ? st_submit(lp->srv->store, lp->port, fn, done, arg) : ST_ECLOSED;
 }
 
+int gw_loop_submit_bulk(gw_loop *lp, st_job_fn fn, st_done_fn done, void *arg) {
+  return lp->port ? st_submit_bulk(lp->srv->store, lp->port, fn, done, arg) : ST_ECLOSED;
+}
+
 static int no_write(st_txn *txn, void *arg) {
   (void)txn;
   (void)arg;

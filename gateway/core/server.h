@@ -164,6 +164,10 @@ int gw_data_admin_url(const char *data_dir, char *url, size_t cap, char *why, si
  * writer thread instead: a transfer's last callback during the loop's
  * close would then touch loop state from another thread.) Loop thread. */
 int gw_loop_submit(gw_loop *lp, st_job_fn fn, st_done_fn done, void *arg);
+/* The same in the writer's second lane (st_submit_bulk): the writes any
+ * employee's client causes at a high rate (MCP sessions), which must not
+ * queue ahead of SCIM, admin and revocation writes. */
+int gw_loop_submit_bulk(gw_loop *lp, st_job_fn fn, st_done_fn done, void *arg);
 /* done(status, arg) on lp's loop once what every loop was told to end
  * before this call has ended (revocations fanned out: the port's gate
  * holds every done until every loop applied them, or until

@@ -208,7 +208,11 @@ static void list_page_done(gw_exchange *x, int err) {
     if (!unsupported) {
       GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}),
              "connector %s: %s failed (%s); its items are left out", x->connector, k->method,
-             err == GW_MCP_EAUTH ? "credential refused" : err ? "unavailable" : "invalid reply");
+             x->over_budget ? "its reply did not fit the budget of buffered replies (mcp_buffered_max)"
+             : x->too_big   ? "its reply was larger than the gateway accepts"
+             : err == GW_MCP_EAUTH ? "credential refused"
+             : err                 ? "unavailable"
+                                   : "invalid reply");
       if (x->m) GW_STAT_ADD(x->m->errors, 1);
     }
     json_decref(msg);

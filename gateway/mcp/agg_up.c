@@ -54,8 +54,14 @@ static void step_headers(gw_exchange *x, gw_out_req *r, int status, const gw_out
 }
 
 static int step_data(gw_exchange *x, gw_out_req *r, const char *p, size_t n) {
-  if (!gw__x_wanted(x) || !gw__x_take(x, n) || gw_buf_append(&x->body, p, n) != 0) gw_out_abort(r);
-  else if (!gw__sse_is(x->up_ct)) gw_out_partial(r, true); /* a JSON reply: one message (upstream_event_timeout_ms) */
+  int arc = 0;
+  if (!gw__x_wanted(x) || !gw__x_take(x, n) || (arc = gw_buf_append(&x->body, p, n)) != 0) {
+    x->too_big = arc != 0;
+    x->over_budget = arc == GW_EBUDGET; /* the step's own error text says so (agg_list.c) */
+    gw_out_abort(r);
+  } else if (!gw__sse_is(x->up_ct)) {
+    gw_out_partial(r, true); /* a JSON reply: one message (upstream_event_timeout_ms) */
+  }
   return 0;
 }
 
@@ -300,7 +306,7 @@ static void usess_initialized(gw_exchange *x, int err) {
   j->stale_hash = gw__agg_up(x)->stale_hash;
   gw__visible_stamp(x->lp, j->tenant, j->user, j->connector, &j->vis);
   x->refs++;
-  if (gw_loop_submit(x->lp, job_usess, done_usess, j) != 0) {
+  if (gw_loop_submit_bulk(x->lp, job_usess, done_usess, j) != 0) {
     x->refs--;
     free(j->bind);
     free(j);

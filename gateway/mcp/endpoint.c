@@ -702,7 +702,7 @@ void gw__mcp_delete_session(gw_exchange *x, gw_mcp_del_read_fn read, void (*dele
   gw_strlcpy(j->user, x->user, sizeof j->user);
   gw_strlcpy(j->sid, x->sid, sizeof j->sid);
   x->refs++;
-  if (gw_loop_submit(x->lp, job_session_del, done_session_del, j) != 0) {
+  if (gw_loop_submit_bulk(x->lp, job_session_del, done_session_del, j) != 0) {
     x->refs--;
     free(j);
     gw__x_rpc_error(x, 503, -32603, "the gateway is busy; retry");
@@ -913,7 +913,7 @@ void gw__mcp_session_create(gw_exchange *x, const gw_session *s, json_t *result,
   gmtime_r(&now, &tm);
   strftime(j->now, sizeof j->now, "%Y-%m-%dT%H:%M:%SZ", &tm);
   x->refs++;
-  if (gw_loop_submit(x->lp, job_session_create, done_session_create, j) != 0) {
+  if (gw_loop_submit_bulk(x->lp, job_session_create, done_session_create, j) != 0) {
     x->refs--;
     gw__usess_end_opened_id(x, s->upstream, s->version);
     session_job_free(j);

@@ -789,7 +789,7 @@ void gw_session_touch(gw_loop *lp, const char *id, const gw_session *s, int64_t 
   t->used_ms = now_ms;
   t->interval_ms = iv;
   /* a lost touch only makes the session look idle earlier: best effort */
-  if (gw_loop_submit(lp, job_session_touch, touch_done, t) != 0) free(t);
+  if (gw_loop_submit_bulk(lp, job_session_touch, touch_done, t) != 0) free(t);
 }
 
 struct gw_session_purge {

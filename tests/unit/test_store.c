@@ -1790,6 +1790,83 @@ TEST(check_runs_module_checks) {
   tmp_cleanup();
 }
 
+/* The writer's two lanes (st_submit_bulk): queued behind 100 jobs of the
+ * second lane, a job of the first runs in the very next batch; the second
+ * lane's jobs go ST_BULK_BATCH a batch; behind a long first lane, the
+ * second still gets its share of the first batch. Jobs record the order
+ * they ran in (the writer thread alone runs them). */
+typedef struct lane_job {
+  int *seq, ran;
+} lane_job;
+static int lane_fn(st_txn *txn, void *arg) {
+  (void)txn;
+  lane_job *j = arg;
+  if (!j->ran) j->ran = ++*j->seq; /* a batch re-run would run it again: the first counts */
+  return 0;
+}
+
+static void lane_last(int status, void *arg) {
+  (void)status;
+  uv_sem_post(arg); /* the second lane's last: every job queued before it ran */
+}
+
+TEST(writer_lanes_first_lane_is_not_queued_behind_the_second) {
+  static lane_job bulk[300], first[300];
+  int seq = 0;
+  gate g;
+  uv_sem_t last;
+  uv_sem_init(&last, 0);
+  st_stats s0, s1;
+  tmp_setup();
+  st_store *st = open_default();
+  CHECK(st);
+  uv_sem_init(&g.started, 0);
+  uv_sem_init(&g.release, 0);
+  st_stats_get(st, &s0);
+  CHECK_INT(st_submit(st, NULL, gate_job_fn, NULL, &g), 0);
+  uv_sem_wait(&g.started);
+  for (int i = 0; i < 100; i++) {
+    bulk[i] = (lane_job){&seq, 0};
+    CHECK_INT(st_submit_bulk(st, NULL, lane_fn, NULL, &bulk[i]), 0);
+  }
+  first[0] = (lane_job){&seq, 0};
+  CHECK_INT(st_submit(st, NULL, lane_fn, NULL, &first[0]), 0);
+  CHECK_INT(st_submit_bulk(st, NULL, noop_fn, lane_last, &last), 0);
+  uv_sem_post(&g.release);
+  uv_sem_wait(&last);
+  CHECK_INT(first[0].ran, 1); /* the first job of the batch after the gate */
+  for (int i = 0; i < 100; i++) CHECK_INT(bulk[i].ran, i + 2); /* in their order */
+  st_stats_get(st, &s1);
+  /* the gate; 1 + 32; 32; 32; 5 */
+  CHECK_INT(s1.commits - s0.commits, 5);
+
+  /* behind 300 of the first lane, 40 of the second: 32 of them in the first batch */
+  seq = 0;
+  CHECK_INT(st_submit(st, NULL, gate_job_fn, NULL, &g), 0);
+  uv_sem_wait(&g.started);
+  for (int i = 0; i < 300; i++) {
+    first[i] = (lane_job){&seq, 0};
+    CHECK_INT(st_submit(st, NULL, lane_fn, NULL, &first[i]), 0);
+  }
+  for (int i = 0; i < 40; i++) {
+    bulk[i] = (lane_job){&seq, 0};
+    CHECK_INT(st_submit_bulk(st, NULL, lane_fn, NULL, &bulk[i]), 0);
+  }
+  CHECK_INT(st_submit_bulk(st, NULL, noop_fn, lane_last, &last), 0);
+  uv_sem_post(&g.release);
+  uv_sem_wait(&last);
+  CHECK_INT(first[299].ran, 300 + ST_BULK_BATCH);
+  CHECK_INT(first[ST_BATCH_MAX - ST_BULK_BATCH - 1].ran, ST_BATCH_MAX - ST_BULK_BATCH);
+  CHECK_INT(bulk[0].ran, ST_BATCH_MAX - ST_BULK_BATCH + 1);
+  CHECK_INT(bulk[ST_BULK_BATCH - 1].ran, ST_BATCH_MAX); /* the first batch's last */
+  CHECK_INT(first[ST_BATCH_MAX - ST_BULK_BATCH].ran, ST_BATCH_MAX + 1);
+  uv_sem_destroy(&last);
+  uv_sem_destroy(&g.started);
+  uv_sem_destroy(&g.release);
+  st_close(st);
+  tmp_cleanup();
+}
+
 TEST(queue_cap_refuses_with_ebusy) {
   st_options o;
   st_store *st = NULL;
@@ -2179,6 +2256,7 @@ int main(void) {
   RUN(stats_histogram);
   RUN(check_runs_module_checks);
   RUN(queue_cap_refuses_with_ebusy);
+  RUN(writer_lanes_first_lane_is_not_queued_behind_the_second);
   RUN(errors_and_strings);
   RUN(log_callback_and_stderr_fallback);
   RUN(purge_registry_order_and_limits);
