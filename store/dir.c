@@ -40,54 +40,48 @@ static void kb_raw(st_dir_key *k, const void *p, size_t n) {
 static void kb_ch(st_dir_key *k, char c) { kb_raw(k, &c, 1); }
 static void kb_str(st_dir_key *k, const char *s) { kb_raw(k, s, strlen(s)); }
 
+/* A (folded) index value as its key bytes: as is, or hashed when long
+ * (or when it would start with the hash marker). */
+static void kb_val_bytes(st_dir_key *k, const char *v, size_t n) {
+  if (n <= ST_DIR_IDX_VAL_MAX && !(n && (unsigned char)v[0] == 0xFF)) {
+    kb_raw(k, v, n);
+    return;
+  }
+  unsigned char h[SHA256_DIGEST_LENGTH];
+  st_sha256(v, n, h);
+  kb_ch(k, (char)0xFF);
+  kb_raw(k, h, sizeof h);
+}
+
 /* An index value: case-folded unless exact (st_text_fold: Unicode's
  * simple folding; store migration 13 folded the names indexed by ASCII
- * before); long values (or ones that would start with the hash marker)
- * hashed. */
+ * before). */
 static void kb_val(st_dir_key *k, const char *s, bool exact) {
   size_t n = strlen(s);
+  if (exact) {
+    kb_val_bytes(k, s, n);
+    return;
+  }
   char tmp[ST_TEXT_FOLD_MAX(ST_DIR_IDX_VAL_MAX) + 1];
-  char *f = tmp;
-  if (!exact) {
-    if (ST_TEXT_FOLD_MAX(n) > sizeof tmp && !(f = malloc(ST_TEXT_FOLD_MAX(n)))) {
-      k->overflow = true;
-      return;
-    }
-    n = st_text_fold(s, n, f);
-  } else if (n <= ST_DIR_IDX_VAL_MAX) {
-    memcpy(f, s, n);
-  } else {
-    f = (char *)s;
+  char *f = ST_TEXT_FOLD_MAX(n) <= sizeof tmp ? tmp : malloc(ST_TEXT_FOLD_MAX(n));
+  if (!f) {
+    k->overflow = true;
+    return;
   }
-  if (n <= ST_DIR_IDX_VAL_MAX && !(n && (unsigned char)f[0] == 0xFF)) {
-    kb_raw(k, f, n);
-  } else {
-    unsigned char h[SHA256_DIGEST_LENGTH];
-    st_sha256(f, n, h);
-    kb_ch(k, (char)0xFF);
-    kb_raw(k, h, sizeof h);
-  }
-  if (f != tmp && f != s) free(f);
+  kb_val_bytes(k, f, st_text_fold(s, n, f));
+  if (f != tmp) free(f);
 }
 
 /* The index value as releases before migration 13 spelled it (ASCII
  * folding): the migration's old key, and nothing else. */
 static void kb_val_ascii(st_dir_key *k, const char *s) {
-  size_t n = strlen(s);
   char *low = strdup(s);
   if (!low) {
     k->overflow = true;
     return;
   }
   for (char *p = low; *p; p++) *p = (char)tolower((unsigned char)*p);
-  if (n <= ST_DIR_IDX_VAL_MAX && !(n && (unsigned char)low[0] == 0xFF)) {
-    kb_raw(k, low, n);
-  } else {
-    unsigned char h[SHA256_DIGEST_LENGTH];
-    st_sha256(low, n, h);
-    kb_ch(k, (char)0xFF);
-    kb_raw(k, h, sizeof h);
-  }
+  kb_val_bytes(k, low, strlen(low));
   free(low);
 }
 
