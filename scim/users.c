@@ -18,17 +18,18 @@ static int index_user(st_txn *txn, const char *tenant, const json_t *u, bool add
   st_dir_key k;
   int rc;
   st_dir_key_username(&k, tenant, un);
-  if (add) {
-    rc = st_put(txn, ST_DB_SCIM_IDX, k.b, k.n, id, strlen(id), 0);
-  } else {
-    /* only its own entry: a user a store written before migration 13 left
-     * without one (its name folds as another user's: store/dir.c) must not
-     * take the other's with it */
-    st_val have;
-    rc = st_get(txn, ST_DB_SCIM_IDX, k.b, k.n, &have);
-    if (rc == 0 && have.len == strlen(id) && !memcmp(have.data, id, have.len))
-      rc = st_del(txn, ST_DB_SCIM_IDX, k.b, k.n);
-  }
+  /* Only its own entry, added or removed: a user a store written before
+   * migration 13 left without one (its name folds as another user's:
+   * store/dir.c st__dir_refold) must neither take the other's entry at its
+   * next write nor remove it at its deletion (found by review: a PATCH of
+   * its displayName moved the name to it, and the other user's sign-in by
+   * email with it). */
+  st_val have;
+  rc = st_get(txn, ST_DB_SCIM_IDX, k.b, k.n, &have);
+  bool own = rc == 0 && have.len == strlen(id) && !memcmp(have.data, id, have.len);
+  if (rc == 0 && !own) rc = 0; /* another user's: left as it is */
+  else if (add && !own) rc = st_put(txn, ST_DB_SCIM_IDX, k.b, k.n, id, strlen(id), 0);
+  else if (!add && own) rc = st_del(txn, ST_DB_SCIM_IDX, k.b, k.n);
   if (rc && rc != ST_ENOTFOUND) return rc;
   if (ext) {
     st_dir_key_external(&k, tenant, 'U', ext, id);

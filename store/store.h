@@ -479,7 +479,8 @@ int st_submit(st_store *st, st_port *port, st_job_fn fn, st_done_fn done, void *
 /* st_submit into the writer's second lane: jobs that many clients can
  * cause at a high rate (an MCP session's creation, use, deletion). A batch
  * takes the first lane's queued jobs first, up to ST_BATCH_MAX less
- * ST_BULK_BATCH, then at most ST_BULK_BATCH of these: found by review, an
+ * ST_BULK_BATCH, then at most ST_BULK_BATCH of these (a whole batch of
+ * them when the first lane has none): found by review, an
  * employee's flood of initialize requests queued ahead of every tenant's
  * SCIM writes (~45x slower); now such a flood delays a SCIM or admin write
  * by the batch running at most, and a long SCIM import still leaves these

@@ -23,16 +23,21 @@ static const struct {
 };
 
 /* The code point of the 2-, 3- or 4-byte sequence at s (its length in
- * *len), or 0. */
+ * *len), or 0: also for an overlong form, a surrogate or past U+10FFFF,
+ * which are no UTF-8 (found by review: the fold took "A" written in two
+ * bytes for an "A", and a URL path's name matched a user's). */
 static unsigned utf8_at(const unsigned char *s, size_t n, size_t *len) {
   unsigned cp = 0;
   if (n >= 2 && (s[0] & 0xE0) == 0xC0 && (s[1] & 0xC0) == 0x80) {
     cp = ((s[0] & 0x1Fu) << 6) | (s[1] & 0x3Fu), *len = 2;
+    if (cp < 0x80) cp = 0;
   } else if (n >= 3 && (s[0] & 0xF0) == 0xE0 && (s[1] & 0xC0) == 0x80 && (s[2] & 0xC0) == 0x80) {
     cp = ((s[0] & 0x0Fu) << 12) | ((s[1] & 0x3Fu) << 6) | (s[2] & 0x3Fu), *len = 3;
+    if (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF)) cp = 0;
   } else if (n >= 4 && (s[0] & 0xF8) == 0xF0 && (s[1] & 0xC0) == 0x80 && (s[2] & 0xC0) == 0x80 &&
              (s[3] & 0xC0) == 0x80) {
     cp = ((s[0] & 0x07u) << 18) | ((s[1] & 0x3Fu) << 12) | ((s[2] & 0x3Fu) << 6) | (s[3] & 0x3Fu), *len = 4;
+    if (cp < 0x10000 || cp > 0x10FFFF) cp = 0;
   }
   return cp;
 }

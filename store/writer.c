@@ -4,7 +4,8 @@
  * One dedicated thread (uv_thread_create, not libuv's pool, so a slow fsync
  * never starves DNS or file work) owns every write transaction. It takes up
  * to ST_BATCH_MAX queued jobs — from two lanes: the first lane's first, then
- * at most ST_BULK_BATCH of the second's (st_submit_bulk: MCP session churn,
+ * at most ST_BULK_BATCH of the second's, a whole batch of them when the
+ * first lane is empty (st_submit_bulk: MCP session churn,
  * so that a flood of it never queues ahead of SCIM, admin and revocation
  * writes, and a SCIM import never starves it) —, runs them in one batch txn, commits the batch
  * once, runs the batch's post-commit actions, then delivers each job's
@@ -617,7 +618,10 @@ static void writer_main(void *arg) {
       st->qhead = st->qhead->next;
     }
     if (!st->qhead) st->qtail = NULL;
-    for (size_t b = 0; st->bhead && b < ST_BULK_BATCH; b++) {
+    /* behind first-lane jobs, ST_BULK_BATCH of the second; alone, a whole
+     * batch (a backlog of sessions is not drained 32 a commit) */
+    size_t bmax = n ? ST_BULK_BATCH : ST_BATCH_MAX;
+    for (size_t b = 0; st->bhead && b < bmax; b++) {
       batch[n++] = st->bhead;
       st->bhead = st->bhead->next;
     }

@@ -1794,7 +1794,8 @@ TEST(check_runs_module_checks) {
  * second lane, a job of the first runs in the very next batch; the second
  * lane's jobs go ST_BULK_BATCH a batch; behind a long first lane, the
  * second still gets its share of the first batch. Jobs record the order
- * they ran in (the writer thread alone runs them). */
+ * they ran in (the writer thread alone runs them). Alone, the second lane
+ * fills whole batches. */
 typedef struct lane_job {
   int *seq, ran;
 } lane_job;
@@ -1837,8 +1838,8 @@ TEST(writer_lanes_first_lane_is_not_queued_behind_the_second) {
   CHECK_INT(first[0].ran, 1); /* the first job of the batch after the gate */
   for (int i = 0; i < 100; i++) CHECK_INT(bulk[i].ran, i + 2); /* in their order */
   st_stats_get(st, &s1);
-  /* the gate; 1 + 32; 32; 32; 5 */
-  CHECK_INT(s1.commits - s0.commits, 5);
+  /* the gate; 1 + 32; then the second lane alone: the other 69 at once */
+  CHECK_INT(s1.commits - s0.commits, 3);
 
   /* behind 300 of the first lane, 40 of the second: 32 of them in the first batch */
   seq = 0;
@@ -2194,6 +2195,14 @@ TEST(text_fold_is_unicode_simple_case_folding) {
   CHECK_INT((int)st_text_fold("\xC8\xBA", 2, out), 3); /* Ⱥ → ⱥ */
   CHECK(3 <= ST_TEXT_FOLD_MAX(2));
   CHECK_STR(out, "\xE2\xB1\xA5");
+  /* overlong forms, surrogates: no UTF-8, kept as they are (found by
+   * review: "A" written in two bytes folded to "a") */
+  CHECK_INT((int)st_text_fold("\xC1\x81lice", 6, out), 6);
+  CHECK(memcmp(out, "\xC1\x81lice", 6) == 0);
+  CHECK(!st_text_fold_eq("\xC1\x81lice", "alice"));
+  CHECK(!st_text_fold_eq("\xE0\x81\x81lice", "alice"));
+  CHECK_INT((int)st_text_fold("\xED\xA0\x80", 3, out), 3); /* U+D800 */
+  CHECK(memcmp(out, "\xED\xA0\x80", 3) == 0);
   CHECK_INT((int)st_text_fold("a\xFF\xC3Z", 4, out), 4); /* not UTF-8: kept */
   CHECK(memcmp(out, "a\xFF\xC3z", 4) == 0);
   CHECK(st_text_fold_eq("\xC3\x9CNAL@x", "\xC3\xBCnal@X"));
