@@ -218,6 +218,11 @@ test('out-of-range value → non-zero exit naming the key', async () => {
   await assertRejected(['--audit-queue-max', '999'], {}, 'audit_queue_max');
   await assertRejected([], { MCPGATE_AUDIT_QUEUE_MAX: '10000001' }, 'audit_queue_max');
   await assertRejected(['--audit-queue-max', 'lots'], {}, 'audit_queue_max');
+  // the budgets of upstream connections and of buffered bytes
+  await assertRejected(['--upstream-connections', '-1'], {}, 'upstream_connections');
+  await assertRejected([], { MCPGATE_UPSTREAM_CONNECTIONS: 'plenty' }, 'upstream_connections');
+  await assertRejected(['--mcp-buffered-max', '2T'], {}, 'mcp_buffered_max');
+  await assertRejected([], { MCPGATE_MCP_BUFFERED_MAX: 'lots' }, 'mcp_buffered_max');
 });
 
 test('wrong type (flag and env) → non-zero exit naming the key', async () => {
