@@ -474,12 +474,12 @@ fail:
  * together (a mutex: the places are the process's), and given back when the
  * transfer finishes. A key is a class (gw_out_opts.budget_class) and the
  * fair_key: found by the review of this budget, the gateway's own work
- * (revocations, ending upstream sessions, sign-in) and unauthenticated
+ * (revocations, ending upstream sessions), sign-in and unauthenticated
  * fetches of client metadata shared the tenant's key with its employees'
- * calls, and either side could hold the other out. Keys are counted in a small chained table; an entry
- * whose count falls to 0 is kept for reuse while fewer than BUDGET_KEEP are
- * kept (no allocation per call for a tenant that calls again), freed
- * past that. */
+ * calls, and either side could hold the other out. Keys are counted in a
+ * small chained table; an entry whose count falls to 0 is kept for reuse
+ * while fewer than BUDGET_KEEP are kept (no allocation per call for a
+ * tenant that calls again), freed past that. */
 #define BUDGET_BUCKETS 1024
 #define BUDGET_KEEP 1024
 
