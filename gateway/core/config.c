@@ -86,8 +86,8 @@ static const cfg_key keys[] = {
      "holds at most a quarter of them while fewer than half are taken, else a sixteenth, so that one tenant (or a few) "
      "cannot take the descriptors everyone needs. Past it a call is answered at once with a JSON-RPC error saying so "
      "and Retry-After: 1, nothing sent upstream. The gateway's own work for a tenant (revocations, webhooks, audit "
-     "sinks, ending upstream sessions), sign-in and client metadata fetches each count apart from its calls, and the "
-     "gateway's own work may go a quarter past it (0: half of the descriptors max_connections leaves, less a reserve for "
+     "sinks, ending upstream sessions), its employees' GET streams, sign-in and client metadata fetches each count "
+     "apart from its calls, and the gateway's own work may go a quarter past it (0: half of the descriptors max_connections leaves, less a reserve for "
      "the store and listeners; the start log says what was chosen)",
      NULL},
     {"workers", CFG_INT, "0", 0, 256, OFF(workers),

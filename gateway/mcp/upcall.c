@@ -191,6 +191,9 @@ static int transfer(gw_exchange *x, const gw_upcall *u, upcred *c) {
   /* ending an upstream session is the gateway's housekeeping: it is not
    * refused because the tenant's calls hold their share */
   if (!strcmp(u->method, "DELETE")) o.budget_class = GW_OUT_BUDGET_GATEWAY;
+  /* a GET stream lives as long as its client is idle: apart from the
+   * calls, which a tenant's many idle agents must not crowd out */
+  else if (u->stream) o.budget_class = GW_OUT_BUDGET_STREAMS;
   o.http1 = u->stream;
   o.on_headers = on_headers;
   o.on_data = on_data;

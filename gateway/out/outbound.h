@@ -160,8 +160,12 @@ enum {
    * exchange): anyone may start one, so its own key, apart from both the
    * revocations and the calls; within the budget */
   GW_OUT_BUDGET_SIGNIN = 3,
+  /* employees' long-lived GET streams (an idle agent holds one per
+   * connector that can push, for hours): their own key, so that a tenant's
+   * idle clients never take the places its calls need; within the budget */
+  GW_OUT_BUDGET_STREAMS = 4,
 };
-#define GW_OUT_BUDGET_CLASSES 4
+#define GW_OUT_BUDGET_CLASSES 5
 
 typedef struct gw_egress gw_egress;
 
