@@ -60,8 +60,12 @@ static int schema_check(st_txn *txn, void (*report)(void *ctx, const char *area,
   return m < 0 ? m : n + m;
 }
 
-const st_schema audit_schema = {"audit", audit_db_names, AUDIT_DB__COUNT, audit_steps,
-                                sizeof audit_steps / sizeof audit_steps[0], schema_check};
+const st_schema audit_schema = {.name = "audit",
+                                .db_names = audit_db_names,
+                                .ndbs = AUDIT_DB__COUNT,
+                                .steps = audit_steps,
+                                .nsteps = sizeof audit_steps / sizeof audit_steps[0],
+                                .check = schema_check};
 
 const char *audit_strerror(int err) {
   if (err >= 0) return "ok";

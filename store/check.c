@@ -7,6 +7,7 @@
  * registered (SCIM indexes etc.). Reports go through the caller's callback; nothing secret
  * is ever put in a message. */
 #include "store/store_int.h"
+#include "store/text.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -75,6 +76,19 @@ int st__check_main(st_txn *t, st_check_report_fn report, void *ctx) {
     problems++;
   } else {
     problems += rc;
+  }
+
+  /* the directory's name keys as this binary folds them (dir.h) */
+  char was[32];
+  if ((rc = st__dir_fold_version(t, was)) < 0 || strcmp(was, st_text_fold_version())) {
+    if (rc < 0) snprintf(msg, sizeof msg, "cannot read the names' folding version: %s", st_strerror(rc));
+    else
+      snprintf(msg, sizeof msg,
+               "userName and displayName keys were folded by Unicode %s, this binary folds by %s (name lookups "
+               "may miss): `mcpgate serve` with this binary re-keys them at start",
+               was[0] ? was : "(unrecorded)", st_text_fold_version());
+    say(report, ctx, "scim", msg);
+    problems++;
   }
   return problems;
 }

@@ -85,6 +85,19 @@ static void kb_val_ascii(st_dir_key *k, const char *s) {
   free(low);
 }
 
+/* A user whose folded userName another user's index entry (have: its id)
+ * already holds: that one keeps it, and the log names both. */
+static void name_taken(st_txn *t, const char *tenant, const st_val *have, const char *id, const char *name) {
+  char other[128];
+  snprintf(other, sizeof other, "%.*s", (int)(have->len < 100 ? have->len : 100), (const char *)have->data);
+  if (strcmp(other, id))
+    st__log(t->st, ST_LOG_WARN,
+            "tenant %s: users %s and %s have userNames that differ only in case (\"%.200s\"): %s keeps the name "
+            "in the userName index (lookups by name find it), %s is found by id and externalId only; "
+            "deprovision one of them at the IdP",
+            tenant, other, id, name, other, id);
+}
+
 /* Store migration 13 (store_int.h): every userName and group displayName
  * index entry keyed by its Unicode folding instead of its ASCII one.
  * Found by review: "ÉMILE@acme.com" and "émile@acme.com" were two users
@@ -151,14 +164,7 @@ int st__dir_refold(st_txn *t) {
     if (rc && rc != ST_ENOTFOUND) break;
     rc = st_get(t, ST_DB_SCIM_IDX, nu.b, nu.n, &have);
     if (rc == 0) {
-      char other[128];
-      snprintf(other, sizeof other, "%.*s", (int)(have.len < 100 ? have.len : 100), (const char *)have.data);
-      if (strcmp(other, id))
-        st__log(t->st, ST_LOG_WARN,
-                "tenant %s: users %s and %s have userNames that differ only in case (\"%.200s\"): %s keeps the name "
-                "in the userName index (lookups by name find it), %s is found by id and externalId only; "
-                "deprovision one of them at the IdP",
-                tenant, other, id, name, other, id);
+      name_taken(t, tenant, &have, id, name);
       continue;
     }
     if (rc != ST_ENOTFOUND) break;
@@ -167,6 +173,181 @@ int st__dir_refold(st_txn *t) {
   }
   json_decref(work);
   if (!rc && moved) st__log(t->st, ST_LOG_INFO, "%zu userName and displayName index entries folded by Unicode", moved);
+  return rc;
+}
+
+/* ---- the folding's version (st__dir_fold_sync) ---------------------------- */
+
+#define FOLD_META_KEY "text_fold"
+
+int st__dir_fold_version(st_txn *t, char out[32]) {
+  st_val v;
+  out[0] = 0;
+  int rc = st_get(t, ST_DB_META, FOLD_META_KEY, strlen(FOLD_META_KEY), &v);
+  if (rc == ST_ENOTFOUND) return 0;
+  if (rc) return rc;
+  snprintf(out, 32, "%.*s", (int)(v.len < 31 ? v.len : 31), (const char *)v.data);
+  return 0;
+}
+
+/* Keys collected under a cursor, written after it is closed: each is
+ * [u16 key length][key][u8 id length][id]. */
+typedef struct {
+  char *b;
+  size_t n, cap, count;
+} keylist;
+
+static int keylist_add(keylist *l, const void *k, size_t kn, const char *id) {
+  size_t il = id ? strlen(id) : 0, need = 2 + kn + 1 + il;
+  if (kn > 0xFFFF || il > 0xFF) return ST_EINVAL;
+  if (l->n + need > l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 4096;
+    while (cap < l->n + need) cap *= 2;
+    char *b = realloc(l->b, cap);
+    if (!b) return ST_ENOMEM;
+    l->b = b, l->cap = cap;
+  }
+  unsigned char *p = (unsigned char *)l->b + l->n;
+  p[0] = (unsigned char)(kn >> 8), p[1] = (unsigned char)kn;
+  memcpy(p + 2, k, kn);
+  p[2 + kn] = (unsigned char)il;
+  if (il) memcpy(p + 3 + kn, id, il);
+  l->n += need;
+  l->count++;
+  return 0;
+}
+
+/* The entry at *off (advanced past it): key and id (not NUL-terminated). */
+static bool keylist_next(const keylist *l, size_t *off, st_val *k, st_val *id) {
+  if (*off >= l->n) return false;
+  const unsigned char *p = (const unsigned char *)l->b + *off;
+  k->len = (size_t)p[0] << 8 | p[1];
+  k->data = p + 2;
+  id->len = p[2 + k->len];
+  id->data = p + 3 + k->len;
+  *off += 3 + k->len + id->len;
+  return true;
+}
+
+/* The key the record (kind 'u' or 'd') wants in the index, from its
+ * stored name; false when there is no such record. */
+static bool want_key(st_txn *t, const char *tenant, char kind, const char *id, st_dir_key *want) {
+  json_t *r = NULL;
+  if ((kind == 'u' ? st_dir_user_get(t, tenant, id, &r) : st_dir_group_get(t, tenant, id, &r)) != 0) return false;
+  const char *name = json_string_value(json_object_get(r, kind == 'u' ? "userName" : "displayName"));
+  if (kind == 'u') st_dir_key_username(want, tenant, name ? name : "");
+  else st_dir_key_group_name(want, tenant, name ? name : "", id);
+  json_decref(r);
+  return !want->overflow;
+}
+
+/* Every userName ('u') and displayName ('d') index entry that is not the
+ * key its record's name folds to now (or names no record) goes. */
+static int fold_sync_stale(st_txn *t, keylist *dels) {
+  st_cursor *c;
+  st_val k, v;
+  int rc = st_cursor_open(t, ST_DB_SCIM_IDX, &c);
+  if (rc) return rc;
+  while ((rc = st_cursor_next(c, &k, &v)) == 0) {
+    const char *kp = k.data;
+    size_t tl = strnlen(kp, k.len);
+    if (tl + 2 > k.len || tl >= 64 || (kp[tl + 1] != 'u' && kp[tl + 1] != 'd')) continue;
+    char tenant[64], id[ST_DIR_ID_LEN + 1];
+    snprintf(tenant, sizeof tenant, "%.*s", (int)tl, kp);
+    if (kp[tl + 1] == 'u') {
+      snprintf(id, sizeof id, "%.*s", (int)(v.len < ST_DIR_ID_LEN ? v.len : ST_DIR_ID_LEN), (const char *)v.data);
+    } else {
+      if (k.len < tl + 3 + ST_DIR_ID_LEN) id[0] = 0;
+      else snprintf(id, sizeof id, "%.*s", ST_DIR_ID_LEN, kp + k.len - ST_DIR_ID_LEN);
+    }
+    st_dir_key want;
+    if (want_key(t, tenant, kp[tl + 1], id, &want) && want.n == k.len && !memcmp(want.b, k.data, k.len)) continue;
+    if ((rc = keylist_add(dels, k.data, k.len, NULL)) < 0) break;
+  }
+  st_cursor_close(c);
+  return rc == ST_ENOTFOUND ? 0 : rc;
+}
+
+/* Every user and group whose name's key is not in the index (as its own):
+ * the key and the id to write. */
+static int fold_sync_missing(st_txn *t, keylist *puts) {
+  st_cursor *c;
+  st_val k, v;
+  int rc = st_cursor_open(t, ST_DB_SCIM_RES, &c);
+  if (rc) return rc;
+  while ((rc = st_cursor_next(c, &k, NULL)) == 0) {
+    const char *kp = k.data;
+    size_t tl = strnlen(kp, k.len);
+    if (tl >= 64 || k.len != tl + 2 + ST_DIR_ID_LEN || (kp[tl + 1] != ST_DIR_USER && kp[tl + 1] != ST_DIR_GROUP))
+      continue;
+    char tenant[64], id[ST_DIR_ID_LEN + 1], kind = kp[tl + 1] == ST_DIR_USER ? 'u' : 'd';
+    snprintf(tenant, sizeof tenant, "%.*s", (int)tl, kp);
+    snprintf(id, sizeof id, "%.*s", ST_DIR_ID_LEN, kp + tl + 2);
+    st_dir_key want;
+    if (!want_key(t, tenant, kind, id, &want)) continue;
+    int g = st_get(t, ST_DB_SCIM_IDX, want.b, want.n, &v);
+    if (g == 0 && (kind == 'd' || (v.len == strlen(id) && !memcmp(v.data, id, v.len)))) continue;
+    if (g && g != ST_ENOTFOUND) {
+      rc = g;
+      break;
+    }
+    if ((rc = keylist_add(puts, want.b, want.n, id)) < 0) break;
+  }
+  st_cursor_close(c);
+  return rc == ST_ENOTFOUND ? 0 : rc;
+}
+
+/* The directory's name keys depend on the folding table (store/text.h),
+ * which comes from the build machine's Unicode data: a binary built with
+ * a newer one folds some names differently (a new case pair), and would
+ * no longer find — or no longer see as taken — the names stored under the
+ * old keys. So the store records the version beside the keys and, when a
+ * binary's differs (or the store has none: written before it recorded
+ * one), rewrites every key that differs, in this one transaction: stale
+ * keys go first, then each record's key is written unless another user's
+ * entry holds it (that one keeps the name; the log names both, as
+ * migration 13). Entries that already agree are not touched, so a store
+ * whose names are all ASCII costs a scan and nothing else. */
+int st__dir_fold_sync(st_txn *t) {
+  const char *now = st_text_fold_version();
+  char was[32];
+  int rc = st__dir_fold_version(t, was);
+  if (rc < 0 || !strcmp(was, now)) return rc;
+  keylist dels = {0}, puts = {0};
+  size_t off = 0, moved = 0;
+  st_val k, id, have;
+  if ((rc = fold_sync_stale(t, &dels)) < 0) goto out;
+  while (keylist_next(&dels, &off, &k, &id))
+    if ((rc = st_del(t, ST_DB_SCIM_IDX, k.data, k.len)) < 0 && rc != ST_ENOTFOUND) goto out;
+  if ((rc = fold_sync_missing(t, &puts)) < 0) goto out;
+  for (off = 0; keylist_next(&puts, &off, &k, &id);) {
+    const char *kp = k.data;
+    char tenant[64], sid[ST_DIR_ID_LEN + 1];
+    snprintf(tenant, sizeof tenant, "%s", kp);
+    snprintf(sid, sizeof sid, "%.*s", (int)id.len, (const char *)id.data);
+    if (kp[strlen(tenant) + 1] == 'd') {
+      rc = st_put(t, ST_DB_SCIM_IDX, k.data, k.len, "", 0, 0);
+    } else if ((rc = st_get(t, ST_DB_SCIM_IDX, k.data, k.len, &have)) == 0) {
+      json_t *u = NULL;
+      st_dir_user_get(t, tenant, sid, &u);
+      name_taken(t, tenant, &have, sid, json_string_value(json_object_get(u, "userName")) ?: "");
+      json_decref(u);
+      continue;
+    } else if (rc == ST_ENOTFOUND) {
+      rc = st_put(t, ST_DB_SCIM_IDX, k.data, k.len, sid, strlen(sid), 0);
+    }
+    if (rc < 0) goto out;
+    moved++;
+  }
+  rc = st_put(t, ST_DB_META, FOLD_META_KEY, strlen(FOLD_META_KEY), now, strlen(now), 0);
+  if (rc == 0 && (dels.count || moved))
+    st__log(t->st, ST_LOG_INFO,
+            "userName and displayName keys folded by Unicode %s (the store's were by %s): %zu stale removed, %zu "
+            "written",
+            now, was[0] ? was : "an unrecorded version", dels.count, moved);
+out:
+  free(dels.b);
+  free(puts.b);
   return rc;
 }
 

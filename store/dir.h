@@ -21,8 +21,11 @@
  *                   t\0 'b' uid           → an admin's block of the user (JSON {at, by, reason})
  *   ST_DB_SCIM_MEM  t\0 'm' gid \0 uid    → ""   group → members
  *                   t\0 'g' uid \0 gid    → ""   user → groups
- * fold() is ASCII lower-casing (userName and displayName compare
- * case-insensitively); index values longer than ST_DIR_IDX_VAL_MAX bytes
+ * fold() is Unicode's simple case folding (store/text.h st_text_fold:
+ * userName and displayName compare case-insensitively); the store records
+ * the table's Unicode version in ST_DB_META "text_fold" and re-keys these
+ * entries at an open when the binary's differs (st__dir_fold_sync). Index
+ * values longer than ST_DIR_IDX_VAL_MAX bytes
  * (or starting with 0xFF) are stored as 0xFF + SHA-256 of the folded value.
  * Ids are SCIM ids: 36-char lower-case UUID text (st_dir_valid_id).
  *
@@ -334,7 +337,7 @@ int st_dir_hook_user_cut(st_store *st, st_hook_fn fn, void *ctx);
  * owned by the caller (empty for an unknown or malformed user id). */
 int st_dir_user_groups(st_txn *txn, const char *tenant, const char *uid, json_t **gids);
 /* Appends to `ids` (a JSON array) the ids of the groups whose displayName
- * equals name ignoring ASCII case, in id order, at most limit (0: all) in
+ * folds like name (st_text_fold), in id order, at most limit (0: all) in
  * total. Policy uses limit 2 to tell a unique name from an ambiguous one. */
 int st_dir_groups_by_name(st_txn *txn, const char *tenant, const char *name, json_t *ids,
                           size_t limit);

@@ -160,6 +160,7 @@ const st_schema st_schema_main = {
     .steps = main_steps,
     .nsteps = sizeof main_steps / sizeof main_steps[0],
     .check = st__check_main,
+    .sync = st__dir_fold_sync,
 };
 
 uint32_t st_schema_latest(void) { return (uint32_t)st_schema_main.nsteps; }
@@ -256,8 +257,17 @@ int st__migrate(st_store *st, uint32_t target, const st_upgrade *upgrades) {
       goto fail;
     }
     if (v >= target) {
+      if (v == latest && sc->sync && !st->no_migrate) {
+        if ((rc = sc->sync(&t)) < 0) goto fail;
+        if (t.poison) { rc = t.poison; goto fail; }
+        st__txn_close_cursors(&t);
+      }
       /* Commit (not abort) so the db handles opened here stay valid. */
-      if ((rc = mdb_txn_commit(txn)) != 0) return st__err(rc);
+      if ((rc = mdb_txn_commit(txn)) != 0) {
+        st__actions_discard(t.act_head);
+        return st__err(rc);
+      }
+      st__actions_run(t.act_head);
       st->schema_version = v;
       return 0;
     }

@@ -148,6 +148,13 @@ typedef struct st_schema {
   /* Extra consistency checks st_check runs for this schema before the
    * registered module checks (NULL: none). Returns problems found or ST_E*. */
   int (*check)(st_txn *txn, void (*report)(void *ctx, const char *area, const char *msg), void *ctx);
+  /* Runs at every open that may migrate, after the last step, in the write
+   * transaction that finds the schema current (NULL: none): brings data
+   * that depends on this binary rather than on the schema up to date (the
+   * main schema: the directory's name keys, folded by this binary's
+   * Unicode table). Cheap when there is nothing to do; 0 or ST_E*. At an
+   * open that does not migrate it is not run (st_check reports it). */
+  int (*sync)(st_txn *txn);
 } st_schema;
 
 /* The gateway's main environment: ST_DB_* above, the store's migrations. */

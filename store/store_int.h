@@ -235,6 +235,14 @@ int st__dir_mcut_settle(st_txn *t, int kind, const void *event);
 /* dir.c: store migration 13, the userName and displayName index keys
  * folded by Unicode (store/text.h) where they were by ASCII. */
 int st__dir_refold(st_txn *t);
+/* dir.c: st_schema_main's sync (store.h): the directory's userName and
+ * displayName keys folded by this binary's Unicode table; when the store
+ * records another version (or none: written before it was recorded),
+ * every key that differs is rewritten and the version recorded. */
+int st__dir_fold_sync(st_txn *t);
+/* dir.c, for st__check_main: the folding version the store records in
+ * *out (NUL-terminated; "" when none), 0 or ST_E*. */
+int st__dir_fold_version(st_txn *t, char out[32]);
 /* Rewrites <dir>/name (a marks log, dir.c and dir_mcut.c) as buf (tmp +
  * rename) and reopens it for appending into *fd (closing the old one). 0,
  * or -1 (the old file, still open, says the same). Under cutmu. */

@@ -153,3 +153,5 @@ bool st_text_fold_eq(const char *a, const char *b) {
   if (fb != sb) free(fb);
   return eq;
 }
+
+const char *st_text_fold_version(void) { return ST_TEXT_FOLD_UNICODE; }

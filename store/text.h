@@ -50,5 +50,11 @@ char *st_text_fold_dup(const char *s);
 /* Whether a and b fold alike (both NUL-terminated); without memory, a
  * byte comparison of the ASCII folding. */
 bool st_text_fold_eq(const char *a, const char *b);
+/* The Unicode version of the folding table this binary was built with
+ * ("15.0.0"; static). A key folded by one version may differ from the same
+ * name folded by another (a new case pair), so the store records it beside
+ * the keys and re-keys them when a binary's differs (store/dir.c,
+ * st__dir_fold_sync). */
+const char *st_text_fold_version(void);
 
 #endif

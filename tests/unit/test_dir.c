@@ -18,6 +18,7 @@
 #include "scim/scim.h"
 #include "store/dir.h"
 #include "store/tenant.h"
+#include "store/text.h"
 #include "store/store.h"
 #include "store/store_testing.h"
 #include "tests/unit/unit.h"
@@ -1485,6 +1486,166 @@ TEST(membership_cut_ends_on_a_remove_and_add_back_in_one_patch) {
   CHECK_INT(emit_event(st, ST_EVENT_TENANT_DELETING, &te), 0);
 }
 
+/* ---- the folding's Unicode version (st__dir_fold_sync) ----------------- */
+
+static char fz_zoe[40], fz_keep[40], fz_loser[40], fz_team[40];
+static const char OHM_NAME[] = "\xE2\x84\xA6mega@acme.com"; /* U+2126 OHM SIGN: folds to ω */
+
+/* key bytes of tenant "acme" as a table that did not fold the name would
+ * have written them */
+static void raw_key(st_dir_key *k, char kind, const char *name, const char *gid) {
+  st_dir_key_tenant(k, "acme");
+  k->b[k->n++] = kind;
+  memcpy(k->b + k->n, name, strlen(name));
+  k->n += strlen(name);
+  if (gid) {
+    k->b[k->n++] = 0;
+    memcpy(k->b + k->n, gid, strlen(gid));
+    k->n += strlen(gid);
+  }
+}
+
+/* The store as an older Unicode table would have left it: ZOË's and
+ * ÉQUIPE's keys with the non-ASCII letter unfolded, the loser renamed to
+ * a name that folds (now) like the keeper's, indexed under its old key,
+ * and META saying 14.0.0. */
+static int plant_old_fold(st_txn *t, void *arg) {
+  (void)arg;
+  st_dir_key k;
+  st_val v;
+  int rc;
+  st_dir_key_username(&k, "acme", "ZO\xC3\x8B@acme.com");
+  if ((rc = st_del(t, ST_DB_SCIM_IDX, k.b, k.n))) return rc;
+  raw_key(&k, 'u', "zo\xC3\x8B@acme.com", NULL);
+  if ((rc = st_put(t, ST_DB_SCIM_IDX, k.b, k.n, fz_zoe, strlen(fz_zoe), 0))) return rc;
+  st_dir_key_group_name(&k, "acme", "\xC3\x89QUIPE", fz_team);
+  if ((rc = st_del(t, ST_DB_SCIM_IDX, k.b, k.n))) return rc;
+  raw_key(&k, 'd', "\xC3\x89quipe", fz_team);
+  if ((rc = st_put(t, ST_DB_SCIM_IDX, k.b, k.n, "", 0, 0))) return rc;
+  /* the loser: renamed in its record, its entry under the old key */
+  st_dir_key_username(&k, "acme", "loser@acme.com");
+  if ((rc = st_del(t, ST_DB_SCIM_IDX, k.b, k.n))) return rc;
+  raw_key(&k, 'u', OHM_NAME, NULL);
+  if ((rc = st_put(t, ST_DB_SCIM_IDX, k.b, k.n, fz_loser, strlen(fz_loser), 0))) return rc;
+  st_dir_key_res(&k, "acme", ST_DIR_USER, fz_loser);
+  if ((rc = st_get(t, ST_DB_SCIM_RES, k.b, k.n, &v))) return rc;
+  json_t *r = json_loadb(v.data, v.len, 0, NULL);
+  json_object_set_new(r, "userName", json_string(OHM_NAME));
+  char *js = json_dumps(r, JSON_COMPACT);
+  json_decref(r);
+  rc = st_put(t, ST_DB_SCIM_RES, k.b, k.n, js, strlen(js), 0);
+  free(js);
+  if (rc) return rc;
+  return st_put(t, ST_DB_META, "text_fold", 9, "14.0.0", 6, 0);
+}
+
+/* a stale userName entry, planted after the re-keying */
+static int plant_stale(st_txn *t, void *arg) {
+  (void)arg;
+  st_dir_key k;
+  raw_key(&k, 'u', "stale@acme.com", NULL);
+  return st_put(t, ST_DB_SCIM_IDX, k.b, k.n, fz_zoe, strlen(fz_zoe), 0);
+}
+
+static int set_fold_14(st_txn *t, void *arg) {
+  (void)arg;
+  return st_put(t, ST_DB_META, "text_fold", 9, "14.0.0", 6, 0);
+}
+
+static void report_fold(void *ctx, const char *area, const char *msg) {
+  (void)area;
+  if (strstr(msg, "folded by Unicode 14.0.0, this binary folds by ")) (*(int *)ctx)++;
+  else fprintf(stderr, "# check: %s\n", msg);
+}
+
+static bool raw_present(st_store *s, char kind, const char *name, const char *gid) {
+  st_txn *t;
+  st_dir_key k;
+  st_val v;
+  if (st_read_begin(s, &t)) return true;
+  raw_key(&k, kind, name, gid);
+  bool have = st_get(t, ST_DB_SCIM_IDX, k.b, k.n, &v) == 0;
+  st_txn_end(t);
+  return have;
+}
+
+static void name_is(st_store *s, const char *name, const char *want) {
+  st_txn *t;
+  char id[ST_DIR_ID_LEN + 1];
+  CHECK_INT(st_read_begin(s, &t), 0);
+  int rc = st_dir_user_by_name(t, "acme", name, id);
+  st_txn_end(t);
+  CHECK_INT(rc, want ? 0 : ST_ENOTFOUND);
+  if (want) CHECK_STR(id, want);
+}
+
+/* A binary built with another Unicode version than the one the store's
+ * keys were folded by re-keys them at open: names found again, stale keys
+ * gone, a name two users now share kept by the one whose key did not
+ * change; the version recorded, so the next open with it rewrites nothing;
+ * store check (which does not migrate) says when the versions differ. */
+TEST(fold_version_change_rekeys_names) {
+  char dir[160];
+  st_options o = side_options(dir, sizeof dir, "store-fold");
+  st_store *s2, *main_st = st;
+  CHECK_INT(st_open(&s2, &o), 0);
+  scim_register_checks(s2);
+  st = s2;
+  CHECK_INT(scim("acme", "POST", "/Users", "{\"userName\":\"ZO\xC3\x8B@acme.com\"}", fz_zoe), 201);
+  CHECK_INT(scim("acme", "POST", "/Users", "{\"userName\":\"\xCF\x89mega@acme.com\"}", fz_keep), 201);
+  CHECK_INT(scim("acme", "POST", "/Users", "{\"userName\":\"loser@acme.com\"}", fz_loser), 201);
+  CHECK_INT(scim("acme", "POST", "/Groups", "{\"displayName\":\"\xC3\x89QUIPE\"}", fz_team), 201);
+  st = main_st;
+  CHECK_INT(st_write_sync(s2, plant_old_fold, NULL), 0);
+  name_is(s2, "zo\xC3\xAB@acme.com", NULL); /* as the other table left it: not found */
+  st_close(s2);
+
+  CHECK_INT(st_open(&s2, &o), 0); /* re-keyed here */
+  scim_register_checks(s2);
+  name_is(s2, "zo\xC3\xAB@ACME.com", fz_zoe);
+  name_is(s2, "\xCF\x89MEGA@acme.com", fz_keep); /* the keeper's key did not change */
+  name_is(s2, OHM_NAME, fz_keep);
+  CHECK(!raw_present(s2, 'u', "zo\xC3\x8B@acme.com", NULL));
+  CHECK(!raw_present(s2, 'u', OHM_NAME, NULL));
+  CHECK(!raw_present(s2, 'd', "\xC3\x89quipe", fz_team));
+  st_txn *t;
+  json_t *gids = json_array();
+  CHECK_INT(st_read_begin(s2, &t), 0);
+  CHECK_INT(st_dir_groups_by_name(t, "acme", "\xC3\xA9quipe", gids, 0), 0);
+  st_val v;
+  CHECK_INT(st_get(t, ST_DB_META, "text_fold", 9, &v), 0);
+  CHECK(v.len == strlen(st_text_fold_version()) && !memcmp(v.data, st_text_fold_version(), v.len));
+  st_txn_end(t);
+  CHECK_INT((int)json_array_size(gids), 1);
+  CHECK_STR(json_string_value(json_array_get(gids, 0)), fz_team);
+  json_decref(gids);
+  int fold_reports = 0;
+  CHECK_INT(st_check(s2, report_fold, &fold_reports), 0); /* the pair is consistent; versions agree */
+  CHECK_INT(fold_reports, 0);
+
+  /* the same version: nothing rewritten at open (the stale key stays) */
+  CHECK_INT(st_write_sync(s2, plant_stale, NULL), 0);
+  st_close(s2);
+  CHECK_INT(st_open(&s2, &o), 0);
+  CHECK(raw_present(s2, 'u', "stale@acme.com", NULL));
+
+  /* store check, which never migrates, reports a store folded by another */
+  CHECK_INT(st_write_sync(s2, set_fold_14, NULL), 0);
+  st_close(s2);
+  o.read_only = true;
+  CHECK_INT(st_open(&s2, &o), 0);
+  scim_register_checks(s2);
+  fold_reports = 0;
+  CHECK(st_check(s2, report_fold, &fold_reports) > 0);
+  CHECK_INT(fold_reports, 1);
+  st_close(s2);
+  /* and serve's open re-keys it: the stale key goes */
+  o.read_only = false;
+  CHECK_INT(st_open(&s2, &o), 0);
+  CHECK(!raw_present(s2, 'u', "stale@acme.com", NULL));
+  st_close(s2);
+}
+
 int main(void) {
   if (!getenv("UNIT_VERBOSE")) gw_log_set_level(GW_LOG_WARN);
   if (setup() != 0) {
@@ -1520,6 +1681,7 @@ int main(void) {
   RUN(many_tenants_full_at_once_still_cut);
   RUN(a_share_full_of_members_still_cuts_a_group);
   RUN(membership_cut_ends_on_a_remove_and_add_back_in_one_patch);
+  RUN(fold_version_change_rekeys_names);
   st_close(st);
   nftw(g_tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
   return UNIT_DONE();

@@ -1952,7 +1952,8 @@ static int aud_m1(st_txn *t) {
   return rc < 0 ? rc : st_db_create(t, (st_db)AUD_DB_SEQ);
 }
 static const st_migration aud_steps[] = {{"create the audit databases", aud_m1, NULL}};
-static const st_schema aud_schema = {"audit", aud_names, AUD_DB__COUNT, aud_steps, 1, NULL};
+static const st_schema aud_schema = {.name = "audit", .db_names = aud_names, .ndbs = AUD_DB__COUNT, .steps = aud_steps,
+                                     .nsteps = 1};
 
 typedef struct aud_put {
   const char *k, *v;
