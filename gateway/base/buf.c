@@ -180,8 +180,13 @@ void gw_buf_reset(gw_buf *b) {
   if (b->data) b->data[0] = 0;
 }
 
-void gw_buf_free(gw_buf *b) {
+/* What b's capacity charged its meter, given back (b is being emptied). */
+static void give_back(gw_buf *b) {
   if (b->meter && charged(b->cap)) uncharge(b->meter, (long long)charged(b->cap), NULL);
+}
+
+void gw_buf_free(gw_buf *b) {
+  give_back(b);
   free(b->data);
   b->data = NULL;
   b->len = b->cap = 0;
@@ -190,7 +195,7 @@ void gw_buf_free(gw_buf *b) {
 char *gw_buf_take(gw_buf *b, size_t *len) {
   char *p = b->data;
   if (len) *len = b->len;
-  if (b->meter && charged(b->cap)) uncharge(b->meter, (long long)charged(b->cap), NULL);
+  give_back(b);
   b->data = NULL;
   b->len = b->cap = 0;
   return p;

@@ -518,7 +518,7 @@ static int mcp_preauth(gw_req *req, bool agg) {
   /* its body, as it arrives, counts against its tenant's budget of
    * buffered bytes (mcp_buffered_max): up to mcp_max_body a request, for
    * each of a user's mcp_concurrent_per_user requests */
-  gw_req_meter(req, gw__mcp_meter(req->lp->srv, c->tenant));
+  gw_req_meter(req, gw__mcp_meter(req->lp, c->tenant));
   return 0;
 }
 int gw_proxy_preauth(gw_req *req) { return mcp_preauth(req, false); }
@@ -534,7 +534,7 @@ int gw__mcp_ctx_of(gw_req *req, bool agg, gw_mcp_ctx *c) {
   }
   /* the replies queued for this client count against its tenant's budget
    * of buffered bytes (mcp_buffered_max), as they did while they arrived */
-  if (rc == 0) gw_req_meter(req, gw__mcp_meter(req->lp->srv, c->tenant));
+  if (rc == 0) gw_req_meter(req, gw__mcp_meter(req->lp, c->tenant));
   return rc;
 }
 

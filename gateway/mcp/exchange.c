@@ -93,7 +93,7 @@ gw_exchange *gw__x_new(gw_xreg *reg, gw_loop *lp, const char *tenant, const char
   /* large replies count against the tenant's and the process's budget
    * (mcp_buffered_max): found by review, a tenant admin's connector
    * stalling 100 replies short of their end held 1.6 GB of the process */
-  gw_buf_meter *meter = lp ? gw__mcp_meter(lp->srv, x->tenant) : NULL; /* no loop: a unit test's exchange */
+  gw_buf_meter *meter = gw__mcp_meter(lp, x->tenant); /* no loop (a unit test's exchange): none */
   gw_buf_meter_attach(&x->body, meter);
   gw_buf_meter_attach(&x->ev, meter);
   if (reg) link_tail(reg, x);

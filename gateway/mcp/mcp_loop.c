@@ -410,11 +410,14 @@ static void mod_fini(gw_server *srv) {
   srv->mcp = NULL;
 }
 
-gw_buf_meter *gw__mcp_meter(gw_server *srv, const char *tenant) {
-  gw_mcp_shared *sh = srv->mcp;
+gw_buf_meter *gw__mcp_meter(gw_loop *lp, const char *tenant) {
+  gw_mcp_shared *sh = lp ? lp->srv->mcp : NULL;
   if (!sh || !sh->buf_meter.max) return NULL;
   unsigned h = 2166136261u;
   for (const char *c = tenant; *c; c++) h = (h ^ (unsigned char)*c) * 16777619u;
+  gw_proxy *p = lp->proxy;
+  size_t slot = h % (sizeof p->meters / sizeof p->meters[0]);
+  if (p && p->meters[slot].m && !strcmp(p->meters[slot].tenant, tenant)) return p->meters[slot].m;
   h %= sizeof sh->tenant_meters / sizeof sh->tenant_meters[0];
   uv_mutex_lock(&sh->meter_mu);
   struct gw_tenant_meter *m = sh->tenant_meters[h];
@@ -428,6 +431,10 @@ gw_buf_meter *gw__mcp_meter(gw_server *srv, const char *tenant) {
     sh->tenant_meters[h] = m;
   }
   uv_mutex_unlock(&sh->meter_mu);
+  if (m && p && strlen(tenant) < sizeof p->meters[slot].tenant) {
+    memcpy(p->meters[slot].tenant, tenant, strlen(tenant) + 1);
+    p->meters[slot].m = &m->m;
+  }
   return m ? &m->m : NULL;
 }
 

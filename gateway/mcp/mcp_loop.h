@@ -57,6 +57,10 @@ struct gw_proxy {
   struct gw_ap_notify *notify; /* the approval webhook's queue (ap_notify.c) */
   struct gw_usess_ender *ender; /* DELETEs of upstream sessions no longer used (usess_end.c) */
   struct gw_usess_end *ends_in; /* ... batches the writer's after-commits posted here (under the shared fan_mu) */
+  struct {                      /* gw__mcp_meter's: the tenants' meters this loop used last, by hash */
+    char tenant[64];
+    gw_buf_meter *m;
+  } meters[16];
 };
 
 /* What caused a revocation (gw_revocation.trigger), for
@@ -139,9 +143,12 @@ typedef struct gw_mcp_shared {
 } gw_mcp_shared;
 
 /* tenant's meter of buffered upstream replies (mcp_buffered_max: a quarter
- * of it, a sixteenth once it is half used), or NULL (out of memory: the
- * buffers go unmetered, capped as ever). Any loop. */
-gw_buf_meter *gw__mcp_meter(gw_server *srv, const char *tenant);
+ * of it, a sixteenth once it is half used), or NULL (no loop, as a unit
+ * test's exchange; out of memory: the buffers go unmetered, capped as
+ * ever). A meter lives as long as the server, so the loop keeps the ones
+ * it used last (gw_proxy.meters) and takes the shared table's mutex only
+ * for a tenant it has not. lp's thread. */
+gw_buf_meter *gw__mcp_meter(gw_loop *lp, const char *tenant);
 
 /* The loop's MCP state, or NULL (not started, or stopped). */
 gw_proxy *gw__mcp_of(gw_loop *lp);
