@@ -72,6 +72,11 @@ int gw__sse_each(gw_buf *ev, size_t *scanned, int (*fn)(void *arg, const char *e
     ev->len -= start;
     d[ev->len] = 0;
   }
+  /* emptied, it gives back a capacity its meter charges (one large event
+   * grew it): found chasing a flaky test, a long-lived GET stream kept the
+   * 8 MiB of its largest event, charged to mcp_buffered_max, for as long as
+   * it lived — also while paused for a client that does not read */
+  if (!ev->len && ev->cap > GW_BUF_METER_FREE) gw_buf_free(ev);
   return rc;
 }
 

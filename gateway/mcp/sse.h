@@ -15,7 +15,9 @@
  * line, "\n\n" or "\r\n\r\n") and keeps the incomplete rest in ev; the
  * search resumes at *scanned (bytes already searched), so an event
  * arriving in many chunks costs O(its size). Stops at (and returns) fn's
- * first non-zero return. The event bytes are ev's: valid during fn only. */
+ * first non-zero return. The event bytes are ev's: valid during fn only.
+ * Emptied, ev keeps no capacity its meter would charge (gw_buf_free: its
+ * data may then be NULL). */
 int gw__sse_each(gw_buf *ev, size_t *scanned, int (*fn)(void *arg, const char *ev, size_t n), void *arg);
 /* After gw__sse_each consumed what it could of a stream's buffer (held
  * bytes before, left after): an event begun must end within

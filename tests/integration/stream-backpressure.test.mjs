@@ -72,12 +72,47 @@ for (const tls of [false, true]) {
   });
 }
 
+// Found chasing the test below's flake: the buffer one large event grew
+// kept its capacity (8 MiB for a 4 MiB event), charged to mcp_buffered_max,
+// for as long as the stream lived, with nothing in it.
+test('a stream that relayed a large event gives its buffer back', async () => {
+  const f = await streamFixture();
+  try {
+    f.conn.socket.resume();
+    const seen = f.conn.buffer.length;
+    f.up.push({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: 'z'.repeat(4 << 20) } });
+    await waitFor(() => f.conn.buffer.length > seen + (4 << 20), { timeoutMs: 8000, what: 'the event relayed to the client' });
+    let held;
+    await waitFor(async () => (held = metricValue(await scrape(f.gw.port), 'mcpgate_mcp_buffered_bytes')) === 0,
+      { timeoutMs: 3000, what: 'no buffered bytes held for the open stream' }).catch((e) => {
+      e.message += ` (mcpgate_mcp_buffered_bytes ${held})`;
+      throw e;
+    });
+    assert.equal(f.conn.closed, false, 'the stream stays open');
+  } finally {
+    f.conn.destroy();
+  }
+  await f.gw.stop();
+});
+
 test('past stream_buffer_max the stream is ended, logged and counted; the gateway stays healthy', async () => {
   const f = await streamFixture({ args: ['--stream-buffer-max', '65536'] });
   try {
-    // events far larger than the cap: once the kernel's buffers are full,
-    // the next one lands in the gateway's queue whole, past the cap
-    for (let i = 0; i < 6; i++) f.up.push({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: `${i}`.repeat(4 << 20) } });
+    // One event larger than the loopback socket buffers can take (Linux:
+    // tcp_wmem's 4 MiB on the gateway's side, the unread window on the
+    // client's) by far more than the cap: what they leave of it lands in the
+    // gateway's queue, past the cap, and the stream is cut at that event.
+    // Found flaky with 4 MiB events: the buffers took all but 32,887 bytes
+    // of the first one, a queue between half the cap (where the feed pauses,
+    // rule 2 of agg_mux.c) and the cap — paused for a client that never
+    // reads, the stream stayed open (as it should: bounded, not cut) and no
+    // second event came. The event must stay under the 8 MiB SSE event cap.
+    const [, , wmemMax] = fs.readFileSync('/proc/sys/net/ipv4/tcp_wmem', 'utf8').trim().split(/\s+/).map(Number);
+    const [, rmemDefault] = fs.readFileSync('/proc/sys/net/ipv4/tcp_rmem', 'utf8').trim().split(/\s+/).map(Number);
+    const eventBytes = 7 << 20;
+    assert.ok(wmemMax + 2 * rmemDefault + (1 << 20) < eventBytes,
+      `this test needs socket buffers smaller than its event: tcp_wmem max ${wmemMax}, tcp_rmem default ${rmemDefault}`);
+    for (let i = 0; i < 2; i++) f.up.push({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: `${i}`.repeat(eventBytes) } });
     const line = await f.gw.waitForLog((l) => /client stream ended: \d+ bytes queued/.test(l.msg ?? ''), 8000);
     assert.match(line.msg, /stream_buffer_max 65536/);
     // the connection is cut at once, its queue discarded — without the client

@@ -61,6 +61,42 @@ TEST(a_callback_error_stops_and_keeps_the_event) {
   gw_buf_free(&b);
 }
 
+/* A buffer emptied of a large event gives back what its meter charged (a
+ * long-lived GET stream held its largest event's capacity, 8 MiB charged
+ * to mcp_buffered_max, for as long as it lived); a small one keeps its. */
+TEST(an_emptied_buffer_gives_its_charge_back) {
+  gw_buf_meter m = {.max = 0};
+  gw_buf b;
+  size_t scanned = 0;
+  seen s = {0};
+  gw_buf_init(&b, 1 << 20);
+  gw_buf_meter_attach(&b, &m);
+  gw_buf_appends(&b, "data: ");
+  for (int i = 0; i < 1000; i++) gw_buf_appends(&b, "0123456789012345678901234567890123456789012345678901234567890123456789");
+  CHECK(gw_buf_meter_used(&m) > 0);
+  gw_buf_appends(&b, "\n\ndata: tail");
+  gw__sse_each(&b, &scanned, collect, &s);
+  CHECK_INT(s.n, 1);
+  CHECK_INT(b.len, 10); /* the rest waits: the buffer keeps its capacity */
+  CHECK(gw_buf_meter_used(&m) > 0);
+  gw_buf_appends(&b, "\n\n");
+  gw__sse_each(&b, &scanned, collect, &s);
+  CHECK_INT(s.n, 2);
+  CHECK_INT(b.len, 0);
+  CHECK_INT(gw_buf_meter_used(&m), 0);
+  CHECK_INT(b.cap, 0);
+  CHECK_INT(gw_buf_appends(&b, "data: again\n\n"), 0); /* and grows again */
+  gw__sse_each(&b, &scanned, collect, &s);
+  CHECK_INT(s.n, 3);
+  gw_buf_appends(&b, "data: small");
+  gw__sse_each(&b, &scanned, collect, &s);
+  gw_buf_appends(&b, "\n\n");
+  gw__sse_each(&b, &scanned, collect, &s);
+  CHECK_INT(s.n, 4);
+  CHECK(b.cap > 0); /* under the meter's free bytes: kept for the next event */
+  gw_buf_free(&b);
+}
+
 TEST(split_fields) {
   gw_buf data, head;
   gw_buf_init(&data, 4096);
@@ -222,6 +258,7 @@ TEST(events_independent_of_chunking) {
 int main(void) {
   RUN(events_split_whatever_the_chunking);
   RUN(a_callback_error_stops_and_keeps_the_event);
+  RUN(an_emptied_buffer_gives_its_charge_back);
   RUN(split_fields);
   RUN(find_reply_json_and_sse);
   RUN(every_line_ending_of_the_standard);
