@@ -143,6 +143,7 @@ static void gate_give(const char *key) {
 
 static llhttp_settings_t h1_settings;
 static uv_once_t h1_once = UV_ONCE_INIT;
+static void h1_init_settings(void);
 
 /* ---- connections ---------------------------------------------------------- */
 
@@ -396,6 +397,10 @@ static void on_gai(uv_getaddrinfo_t *q, int status, struct addrinfo *res) {
     gw__out_fail(r, GW_OUT_ERESOLVE);
     return;
   }
+  if (!r->native) { /* an https transfer: curl connects to what was found */
+    gw__out_resolved(r, res);
+    return;
+  }
   free_addrs(r);
   r->h1.ai = r->h1.ai_next = res;
   r->h1.ai_literal = false;
@@ -482,6 +487,10 @@ static void gai_pump(gw_out *o) {
   for (gw_out_req *r = o->h1.gai_head, *next; r; r = next) {
     next = r->h1.gai_next;
     if (r->fail) continue; /* timed out or aborted: finished from the idle runner, never started */
+    if (!r->native && gw__out_resolved_before(r)) { /* a lookup of the same name ended meanwhile */
+      gai_unlink(r);
+      continue;
+    }
     if (!gate_take(r->h1.fair)) continue;
     gai_unlink(r);
     gai_launch(r); /* a failure is finished later, from the idle runner: the list stays as it is */
@@ -505,6 +514,13 @@ static void lookup(gw_out_req *r) {
   p->gai_tail = r;
   if (!uv_is_active((uv_handle_t *)&p->gai_timer))
     uv_timer_start(&p->gai_timer, gai_retry, H1_GAI_RETRY_MS, H1_GAI_RETRY_MS);
+}
+
+void gw__h1_lookup(gw_out_req *r) {
+  uv_once(&h1_once, h1_init_settings); /* the gate's size (an engine may carry only https) */
+  r->tmode = TM_CONNECT;
+  uv_timer_start(&r->timer, gw__out_timer_cb, (uint64_t)r->h1.connect_ms, 0);
+  lookup(r);
 }
 
 /* A new connection for r: lookup (unless literal), then connect. The

@@ -61,6 +61,8 @@ typedef struct out_url {
   bool userinfo;      /* user or password in the URL */
 } out_url;
 #define OUT_URL_SLOTS 8
+#define OUT_DNS_SLOTS 16
+#define OUT_DNS_TTL_MS 60000 /* as curl's own DNS cache (CURLOPT_DNS_CACHE_TIMEOUT) */
 
 /* The engine's native connections. */
 typedef struct gw_h1_pool {
@@ -121,6 +123,7 @@ struct gw_out_req {
   char refused_ip[64];
   char errbuf[CURL_ERROR_SIZE];
   struct out_budget_key *bkey; /* its place in the process's budget (gw_out_budget_set), or NULL */
+  struct curl_slist *resolve;  /* https: the addresses of its host curl connects to (CURLOPT_RESOLVE) */
   /* the native HTTP/1.1 path (h1.c), for http:// URLs */
   bool native;
   gw_h1_req h1;
@@ -150,6 +153,14 @@ struct gw_out {
   gw_h1_pool h1; /* the native path's idle connections and read buffer */
   out_url urls[OUT_URL_SLOTS];
   unsigned url_next;
+  /* https names this engine looked up (gw__out_resolved): "host:port" and
+   * curl's "+host:port:addr,addr" for CURLOPT_RESOLVE, until expires */
+  struct {
+    char key[300];
+    char *entry;
+    uint64_t expires;
+  } dns[OUT_DNS_SLOTS];
+  unsigned dns_next;
 };
 
 
@@ -179,6 +190,16 @@ int gw__out_parse_head(char *p, size_t len, gw_out_header **out);
  * (*nomem says which). */
 const out_url *gw__out_url(gw_out *o, const char *url, bool *nomem);
 
+/* The name lookup of an https transfer (h1.c's gated lookup, for
+ * r->h1.host and port) found res (owned: freed here): curl gets the
+ * addresses (CURLOPT_RESOLVE, remembered by the engine) and the transfer
+ * is added to curl. */
+void gw__out_resolved(gw_out_req *r, struct addrinfo *res);
+/* Whether the engine still knows the addresses of r's name (an https
+ * transfer waiting at the lookup gate): if so they are applied as by
+ * gw__out_resolved and true is returned (r no longer needs a lookup). */
+bool gw__out_resolved_before(gw_out_req *r);
+
 /* Idle connections an engine keeps on each path (gw_out_budget_set). */
 size_t gw__out_idle_max(void);
 
@@ -189,6 +210,11 @@ bool gw__h1_accepts(const out_url *u);
 int gw__h1_prepare(gw_out_req *r, const gw_out_opts *op, const out_url *u);
 /* Starts the transfer: an idle connection, or a lookup and a connect. */
 void gw__h1_begin(gw_out_req *r);
+/* An https transfer's name lookup through the process's lookup gate (the
+ * same places and shares as the native path's; r->h1.host, port, fair and
+ * connect_ms set), the connect timeout armed for it; ends in
+ * gw__out_resolved or a failure. */
+void gw__h1_lookup(gw_out_req *r);
 /* The transfer is finishing: its connection (if any) is closed — never
  * reused, its response was not read to the end — and its lookup cancelled. */
 void gw__h1_release(gw_out_req *r);

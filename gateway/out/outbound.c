@@ -26,8 +26,9 @@
  *     cannot hand the same number to a new socket while a uv_poll for the
  *     old one still exists (the classic multi-socket fd-reuse bug: a stale
  *     watcher on a recycled fd, or uv_poll_init failing with EEXIST). The
- *     few fds curl opens itself (the threaded resolver's socketpair) are
- *     watched but never closed by us; curl reports CURL_POLL_REMOVE before
+ *     few fds curl opens itself (the threaded resolver's socketpair — its
+ *     resolver no longer runs: names are looked up here, "https names"
+ *     below) are watched but never closed by us; curl reports CURL_POLL_REMOVE before
  *     closing them, and we drop their poll at once.
  *
  *  3. Handles are freed only in close callbacks; the engine itself is freed
@@ -275,6 +276,7 @@ static void out_maybe_free(gw_out *o) {
   void *arg = o->close_arg;
   free(o->h1.rbuf);
   for (int i = 0; i < OUT_URL_SLOTS; i++) url_clear(&o->urls[i]);
+  for (int i = 0; i < OUT_DNS_SLOTS; i++) free(o->dns[i].entry);
   free(o);
   curl_global_cleanup();
   if (cb) cb(arg);
@@ -621,7 +623,7 @@ static void req_timer_cb(uv_timer_t *t) {
   gw_out_req *r = t->data;
   if (r->finished || r->fail) return;
   if (r->tmode == TM_CONNECT) {
-    if (r->native) gw__h1_connect_timeout_why(r);
+    gw__h1_connect_timeout_why(r); /* the lookup, when that is what did not finish */
     out_fail(r, GW_OUT_ECONNTIMEOUT);
   } else if (r->tmode == TM_FIRST_BYTE) {
     out_fail(r, GW_OUT_EFIRSTBYTE);
@@ -885,6 +887,8 @@ static void req_free_request(gw_out_req *r) {
   r->h1.head = NULL;
   free(r->body);
   r->body = NULL;
+  curl_slist_free_all(r->resolve);
+  r->resolve = NULL;
 }
 
 static void out_finish(gw_out_req *r, int err) {
@@ -897,7 +901,7 @@ static void out_finish(gw_out_req *r, int err) {
   r->prev = r->next = NULL;
   uv_timer_stop(&r->timer);
   budget_release(r);
-  if (r->native) gw__h1_release(r);
+  gw__h1_release(r); /* https: its lookup, if any */
   if (r->added) {
     o->in_curl++;
     curl_multi_remove_handle(o->multi, r->easy);
@@ -1230,6 +1234,100 @@ static void req_register(gw_out *o, gw_out_req *r) {
   OUT_STAT(o->st.started, 1);
 }
 
+/* ---- https names: looked up at the gate, handed to curl ------------------
+ * curl's threaded resolver runs a thread per lookup, outside the lookup
+ * gate (h1.c), and — found by review — when a transfer still resolving is
+ * removed (its connect timeout, an abort, a client gone), curl 7.88 *joins*
+ * that thread: the loop stood still for as long as the name's DNS server
+ * took, 8 s a call with a slow one, for every tenant on the loop, and each
+ * call left a thread behind. So an https transfer's name is looked up the
+ * way the native path's is (uv_getaddrinfo through the gate, the tenant's
+ * share of it, cancellable by walking away), and curl is given the
+ * addresses (CURLOPT_RESOLVE); a CURLOPT_RESOLVER_START_FUNCTION refuses
+ * any lookup of curl's own. The engine remembers a name's addresses for
+ * OUT_DNS_TTL_MS, as curl's cache did, so a call does not cost a lookup. */
+
+static bool host_literal(const char *h) {
+  unsigned char b[16];
+  return inet_pton(AF_INET, h, b) == 1 || inet_pton(AF_INET6, h, b) == 1;
+}
+
+static int out_resolver_start(void *state, void *reserved, void *userdata) {
+  gw_out_req *r = userdata;
+  (void)state;
+  (void)reserved;
+  snprintf(r->errbuf, sizeof r->errbuf, "curl would look %.120s up itself (outside the gateway's lookup gate): refused",
+           r->h1.host);
+  return 1;
+}
+
+/* r (looked up, or its name's addresses known) handed to curl. */
+static void out_curl_add(gw_out_req *r, const char *entry) {
+  r->resolve = curl_slist_append(NULL, entry);
+  if (!r->resolve || curl_easy_setopt(r->easy, CURLOPT_RESOLVE, r->resolve) != CURLE_OK) {
+    gw__out_fail(r, GW_OUT_ENOMEM);
+    return;
+  }
+  uv_timer_stop(&r->timer); /* the lookup's part of the connect timeout: curl's own from here */
+  r->tmode = TM_NONE;
+  r->add_wanted = true; /* from the idle runner: never inside a curl call */
+  pend_push(r);
+}
+
+static int dns_slot(gw_out *o, const char *key) {
+  uint64_t now = uv_now(o->loop);
+  for (int i = 0; i < OUT_DNS_SLOTS; i++)
+    if (o->dns[i].entry && o->dns[i].expires > now && !strcmp(o->dns[i].key, key)) return i;
+  return -1;
+}
+
+static void dns_key(const gw_out_req *r, char key[300]) { snprintf(key, 300, "%s:%d", r->h1.host, r->h1.port); }
+
+bool gw__out_resolved_before(gw_out_req *r) {
+  char key[300];
+  dns_key(r, key);
+  int i = dns_slot(r->o, key);
+  if (i < 0) return false;
+  out_curl_add(r, r->o->dns[i].entry);
+  return true;
+}
+
+void gw__out_resolved(gw_out_req *r, struct addrinfo *res) {
+  gw_out *o = r->o;
+  gw_buf e;
+  gw_buf_init(&e, 4096);
+  int n = 0;
+  int rc = gw_buf_printf(&e, "+%s:%d:", r->h1.host, r->h1.port);
+  for (struct addrinfo *a = res; a && rc == 0 && n < 16; a = a->ai_next) {
+    char ip[INET6_ADDRSTRLEN];
+    if (a->ai_family == AF_INET)
+      inet_ntop(AF_INET, &((struct sockaddr_in *)a->ai_addr)->sin_addr, ip, sizeof ip);
+    else if (a->ai_family == AF_INET6)
+      inet_ntop(AF_INET6, &((struct sockaddr_in6 *)a->ai_addr)->sin6_addr, ip, sizeof ip);
+    else
+      continue;
+    if (strstr(e.data + 1, ip)) continue; /* getaddrinfo's repeats (a socket type each) */
+    rc = gw_buf_printf(&e, a->ai_family == AF_INET6 ? "%s[%s]" : "%s%s", n ? "," : "", ip);
+    n++;
+  }
+  uv_freeaddrinfo(res);
+  if (rc != 0 || n == 0) {
+    gw_buf_free(&e);
+    snprintf(r->errbuf, sizeof r->errbuf, "host %.200s resolved to no usable address", r->h1.host);
+    gw__out_fail(r, n ? GW_OUT_ENOMEM : GW_OUT_ERESOLVE);
+    return;
+  }
+  char key[300];
+  dns_key(r, key);
+  int i = dns_slot(o, key);
+  if (i < 0) i = (int)(o->dns_next++ % OUT_DNS_SLOTS);
+  free(o->dns[i].entry);
+  memcpy(o->dns[i].key, key, sizeof key);
+  o->dns[i].entry = gw_buf_take(&e, NULL);
+  o->dns[i].expires = uv_now(o->loop) + OUT_DNS_TTL_MS;
+  out_curl_add(r, o->dns[i].entry);
+}
+
 int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
   if (out) *out = NULL;
   if (!o || !op || !op->on_done) return GW_OUT_EINVAL;
@@ -1326,6 +1424,15 @@ int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
   SETOPT(CURLOPT_WRITEFUNCTION, out_write_cb);
   SETOPT(CURLOPT_WRITEDATA, r);
   SETOPT(CURLOPT_HTTPHEADER, r->hdrs);
+  bool lookup = !host_literal(url->bare);
+  if (lookup) { /* a name: ours to look up (above), never curl's */
+    snprintf(r->h1.host, sizeof r->h1.host, "%s", url->bare);
+    r->h1.port = url->port;
+    snprintf(r->h1.fair, sizeof r->h1.fair, "%s", op->fair_key ? op->fair_key : "");
+    r->h1.connect_ms = op->connect_timeout_ms ? op->connect_timeout_ms : GW_OUT_CONNECT_TIMEOUT_MS;
+    SETOPT(CURLOPT_RESOLVER_START_FUNCTION, out_resolver_start);
+    SETOPT(CURLOPT_RESOLVER_START_DATA, r);
+  }
   if (strcmp(m, "GET") == 0 && !r->body) {
     SETOPT(CURLOPT_HTTPGET, 1L);
   } else if (strcmp(m, "HEAD") == 0) {
@@ -1341,6 +1448,8 @@ int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
   req_register(o, r);
   if (!budget_take(r, op->fair_key, op->budget_class)) {
     out_fail(r, GW_OUT_EBUSY); /* on_done from the loop, never added to curl */
+  } else if (lookup) {
+    if (!gw__out_resolved_before(r)) gw__h1_lookup(r); /* added to curl when found */
   } else if (o->in_curl > 0) { /* inside a curl callback: curl_multi_add_handle would recurse */
     r->add_wanted = true;
     pend_push(r);

@@ -215,8 +215,8 @@ typedef struct gw_out_opts {
    * other value is EINVAL. */
   int egress;
   /* Whom the transfer is for (a tenant id), or NULL (one key shared by
-   * every transfer without one): a plain http:// transfer's name lookup
-   * waits while this key has its share of the process's lookups in flight
+   * every transfer without one): a transfer's name lookup (http:// and
+   * https:// alike) waits while this key has its share of the process's lookups in flight
    * (h1.c: one key's slow names never take every lookup, nor every thread
    * of libuv's pool). Copied (at most 63 bytes count). */
   const char *fair_key;
