@@ -124,6 +124,8 @@ struct gw_out_req {
   char errbuf[CURL_ERROR_SIZE];
   struct out_budget_key *bkey; /* its place in the process's budget (gw_out_budget_set), or NULL */
   struct curl_slist *resolve;  /* https: the addresses of its host curl connects to (CURLOPT_RESOLVE) */
+  bool lookup_wanted;          /* https: curl needed its name's addresses (outbound.c "https names") */
+  bool looked_up;              /* ... and was given them */
   /* the native HTTP/1.1 path (h1.c), for http:// URLs */
   bool native;
   gw_h1_req h1;
@@ -193,7 +195,7 @@ const out_url *gw__out_url(gw_out *o, const char *url, bool *nomem);
 /* The name lookup of an https transfer (h1.c's gated lookup, for
  * r->h1.host and port) found res (owned: freed here): curl gets the
  * addresses (CURLOPT_RESOLVE, remembered by the engine) and the transfer
- * is added to curl. */
+ * is added to curl again. */
 void gw__out_resolved(gw_out_req *r, struct addrinfo *res);
 /* Whether the engine still knows the addresses of r's name (an https
  * transfer waiting at the lookup gate): if so they are applied as by

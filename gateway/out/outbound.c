@@ -580,6 +580,7 @@ static void budget_release(gw_out_req *r) {
 /* ---- driving curl --------------------------------------------------------- */
 
 static void out_finish(gw_out_req *r, int err);
+static void out_lookup(gw_out_req *r);
 
 static void out_drain_done(gw_out *o) {
   CURLMsg *m;
@@ -589,6 +590,10 @@ static void out_drain_done(gw_out *o) {
     CURLcode rc = m->data.result;
     gw_out_req *r = NULL;
     curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+    if (r && !r->finished && r->lookup_wanted && !r->fail) { /* m is invalid after this */
+      out_lookup(r); /* curl needed the name's addresses: ours to find ("https names") */
+      continue;
+    }
     if (r && !r->finished) out_finish(r, out_map(r, rc)); /* m is invalid after this */
   }
 }
@@ -1240,12 +1245,19 @@ static void req_register(gw_out *o, gw_out_req *r) {
  * removed (its connect timeout, an abort, a client gone), curl 7.88 *joins*
  * that thread: the loop stood still for as long as the name's DNS server
  * took, 8 s a call with a slow one, for every tenant on the loop, and each
- * call left a thread behind. So an https transfer's name is looked up the
+ * call left a thread behind. So curl never looks a name up: an https
+ * transfer goes to curl as before, and when curl needs the name's
+ * addresses — no connection to reuse, the name not in its cache, which is
+ * exactly when CURLOPT_RESOLVER_START_FUNCTION is called — the callback
+ * refuses, the transfer comes back (nothing was sent) and is looked up the
  * way the native path's is (uv_getaddrinfo through the gate, the tenant's
- * share of it, cancellable by walking away), and curl is given the
- * addresses (CURLOPT_RESOLVE); a CURLOPT_RESOLVER_START_FUNCTION refuses
- * any lookup of curl's own. The engine remembers a name's addresses for
- * OUT_DNS_TTL_MS, as curl's cache did, so a call does not cost a lookup. */
+ * share of it, cancellable by walking away); then it goes to curl again
+ * with the addresses (CURLOPT_RESOLVE, "+": they expire from curl's cache
+ * as its own lookups do). A call on a live connection costs no lookup, and
+ * a DNS server that fails or is slow does not stop those calls, as before.
+ * The engine remembers a name's addresses for OUT_DNS_TTL_MS, so the
+ * transfers that waited at the gate behind the first lookup of a name need
+ * none of their own. */
 
 static bool host_literal(const char *h) {
   unsigned char b[16];
@@ -1256,13 +1268,17 @@ static int out_resolver_start(void *state, void *reserved, void *userdata) {
   gw_out_req *r = userdata;
   (void)state;
   (void)reserved;
-  snprintf(r->errbuf, sizeof r->errbuf, "curl would look %.120s up itself (outside the gateway's lookup gate): refused",
-           r->h1.host);
+  if (!r->looked_up) r->lookup_wanted = true; /* out_drain_done looks it up */
+  else
+    snprintf(r->errbuf, sizeof r->errbuf, "curl would look %.120s up itself (outside the gateway's lookup gate): refused",
+             r->h1.host);
   return 1;
 }
 
 /* r (looked up, or its name's addresses known) handed to curl. */
 static void out_curl_add(gw_out_req *r, const char *entry) {
+  r->looked_up = true;
+  curl_slist_free_all(r->resolve);
   r->resolve = curl_slist_append(NULL, entry);
   if (!r->resolve || curl_easy_setopt(r->easy, CURLOPT_RESOLVE, r->resolve) != CURLE_OK) {
     gw__out_fail(r, GW_OUT_ENOMEM);
@@ -1290,6 +1306,19 @@ bool gw__out_resolved_before(gw_out_req *r) {
   if (i < 0) return false;
   out_curl_add(r, r->o->dns[i].entry);
   return true;
+}
+
+/* From out_drain_done: r came back from curl before anything was sent,
+ * for the addresses of its name. */
+static void out_lookup(gw_out_req *r) {
+  gw_out *o = r->o;
+  r->lookup_wanted = false;
+  r->errbuf[0] = 0;
+  o->in_curl++;
+  curl_multi_remove_handle(o->multi, r->easy);
+  o->in_curl--;
+  r->added = false;
+  if (!gw__out_resolved_before(r)) gw__h1_lookup(r);
 }
 
 void gw__out_resolved(gw_out_req *r, struct addrinfo *res) {
@@ -1425,7 +1454,7 @@ int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
   SETOPT(CURLOPT_WRITEDATA, r);
   SETOPT(CURLOPT_HTTPHEADER, r->hdrs);
   bool lookup = !host_literal(url->bare);
-  if (lookup) { /* a name: ours to look up (above), never curl's */
+  if (lookup) { /* a name: ours to look up when curl needs it (above), never curl's */
     snprintf(r->h1.host, sizeof r->h1.host, "%s", url->bare);
     r->h1.port = url->port;
     snprintf(r->h1.fair, sizeof r->h1.fair, "%s", op->fair_key ? op->fair_key : "");
@@ -1448,8 +1477,6 @@ int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
   req_register(o, r);
   if (!budget_take(r, op->fair_key, op->budget_class)) {
     out_fail(r, GW_OUT_EBUSY); /* on_done from the loop, never added to curl */
-  } else if (lookup) {
-    if (!gw__out_resolved_before(r)) gw__h1_lookup(r); /* added to curl when found */
   } else if (o->in_curl > 0) { /* inside a curl callback: curl_multi_add_handle would recurse */
     r->add_wanted = true;
     pend_push(r);
