@@ -26,6 +26,9 @@ bool gw_json_check(const char *p, size_t n);
 size_t gw_json_tree_cost(const char *p, size_t n);
 /* The most a tree built from bytes another party sent may cost. */
 #define GW_JSON_TREE_MAX ((size_t)64 << 20)
+/* A body up to this size cannot build a MiB of tree (80 times its text at
+ * most): its cost need not be estimated (gateway/core/limits.h). */
+#define GW_JSON_FREE_BYTES ((size_t)12 << 10)
 /* json_loadb for bytes another party sent — a client's body, an upstream's
  * reply or event, a fetched document: NULL (err's text says why) when the
  * tree would cost more than GW_JSON_TREE_MAX, else json_loadb's answer.

@@ -163,7 +163,12 @@ static int grow(gw_ratelimit *rl) {
 }
 
 int64_t gw_ratelimit_take(gw_ratelimit *rl, const char *key, int64_t now_ms) {
-  if (!rl || rl->per_min == 0) return 0;
+  return gw_ratelimit_take_n(rl, key, 1, now_ms);
+}
+
+int64_t gw_ratelimit_take_n(gw_ratelimit *rl, const char *key, int64_t n, int64_t now_ms) {
+  if (!rl || rl->per_min == 0 || n <= 0) return 0;
+  if (n > rl->burst) n = rl->burst; /* a full bucket always pays for one */
   char k[GW_RATELIMIT_KEY_MAX + 1];
   size_t kn = strlen(key);
   if (kn > GW_RATELIMIT_KEY_MAX) kn = GW_RATELIMIT_KEY_MAX;
@@ -200,10 +205,10 @@ int64_t gw_ratelimit_take(gw_ratelimit *rl, const char *key, int64_t now_ms) {
     b->at = now_ms;
   }
   int64_t wait = 0;
-  if (b->tokens >= 1.0) {
-    b->tokens -= 1.0;
+  if (b->tokens >= (double)n) {
+    b->tokens -= (double)n;
   } else {
-    double ms = (1.0 - b->tokens) * 60000.0 / (double)rl->per_min;
+    double ms = ((double)n - b->tokens) * 60000.0 / (double)rl->per_min;
     wait = (int64_t)((ms + 999.0) / 1000.0); /* whole seconds, rounded up */
     if (wait < 1) wait = 1;
   }

@@ -45,5 +45,9 @@ size_t gw_ratelimit_slots(gw_ratelimit *rl);
 /* Takes one token from key's bucket at now_ms: 0 when there was one, else
  * the whole seconds (>= 1) until there is. rl NULL: always 0. */
 int64_t gw_ratelimit_take(gw_ratelimit *rl, const char *key, int64_t now_ms);
+/* The same for n tokens at once (a weighted cost; n past the burst takes
+ * the whole burst): 0 when there were n, else the whole seconds until
+ * there are (nothing taken). */
+int64_t gw_ratelimit_take_n(gw_ratelimit *rl, const char *key, int64_t n, int64_t now_ms);
 
 #endif

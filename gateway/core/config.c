@@ -221,6 +221,14 @@ static const cfg_key keys[] = {
      NULL},
     {"mcp_rate_per_tenant", CFG_INT, "0", 0, 1000000000, OFF(mcp_rate_per_tenant),
      "the same for all users of one tenant together (0: no limit)", NULL},
+    {"mcp_json_mib_per_user", CFG_INT, "256", 0, 1000000, OFF(mcp_json_mib_per_user),
+     "MiB of JSON tree one user's MCP request bodies may make the gateway build a minute (bursts up to the same), "
+     "estimated from each body before it is parsed: a body costs a MiB for each whole MiB of its tree (most "
+     "cost nothing; a 4 MiB body of small values, ~60); past it 429 with Retry-After, so no employee keeps a loop "
+     "parsing (0: no limit)",
+     NULL},
+    {"mcp_json_mib_per_tenant", CFG_INT, "2048", 0, 100000000, OFF(mcp_json_mib_per_tenant),
+     "the same for all users of one tenant together (0: no limit)", NULL},
     {"mcp_concurrent_per_user", CFG_INT, "256", 0, 1000000, OFF(mcp_concurrent_per_user),
      "MCP requests one user may have open at once (both endpoints, every loop: GET streams, calls in flight, held "
      "calls; an aggregated GET stream also counts each upstream GET stream feeding it, a batch each of its "

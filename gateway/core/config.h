@@ -82,6 +82,7 @@ typedef struct gw_config {
   int64_t mcp_buffered_max;          /* bytes of upstream replies buffered at once past each one's first 64 KiB (0: no limit) */
   int64_t upstream_connections;      /* upstream transfers at once, every loop; 0 in the file: from the descriptor limit (gw_serve) */
   int64_t mcp_rate_per_user, mcp_rate_per_tenant;
+  int64_t mcp_json_mib_per_user, mcp_json_mib_per_tenant;
   int64_t mcp_concurrent_per_user;
   int64_t approval_progress_interval_ms; /* gateway/mcp/held.c: a held call's progress notifications */
   int64_t sessions_per_user_max;

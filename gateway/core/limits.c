@@ -73,7 +73,9 @@ static void user_key(const char *tenant, const char *user, char out[GW_RATELIMIT
 typedef struct gw_limits gw_limits;
 struct gw_limits {
   gw_ratelimit *auth_fail, *mcp_user, *mcp_tenant;
+  gw_ratelimit *json_user, *json_tenant; /* mcp_json_mib_per_*: MiB of JSON tree (gw_limits_mcp_json) */
   _Atomic uint64_t auth_limited, mcp_user_limited, mcp_tenant_limited, mcp_concurrent_limited;
+  _Atomic uint64_t json_user_limited, json_tenant_limited;
   _Atomic uint64_t heavy_tenant_limited, heavy_process_limited;
   _Atomic uint64_t write_tenant_limited, write_process_limited;
   _Atomic uint64_t conns_address_limited;
@@ -99,10 +101,14 @@ int gw_limits_init(gw_server *srv) {
   l->auth_fail = gw_ratelimit_new(c->auth_failures_per_address, c->auth_failures_per_address, 65536);
   l->mcp_user = gw_ratelimit_new(c->mcp_rate_per_user, c->mcp_rate_per_user, 65536);
   l->mcp_tenant = gw_ratelimit_new(c->mcp_rate_per_tenant, c->mcp_rate_per_tenant, 4096);
+  l->json_user = gw_ratelimit_new(c->mcp_json_mib_per_user, c->mcp_json_mib_per_user, 65536);
+  l->json_tenant = gw_ratelimit_new(c->mcp_json_mib_per_tenant, c->mcp_json_mib_per_tenant, 4096);
   if (uv_mutex_init(&l->mu) != 0) {
     gw_ratelimit_free(l->auth_fail);
     gw_ratelimit_free(l->mcp_user);
     gw_ratelimit_free(l->mcp_tenant);
+    gw_ratelimit_free(l->json_user);
+    gw_ratelimit_free(l->json_tenant);
     free(l);
     return -1;
   }
@@ -123,6 +129,8 @@ void gw_limits_free(gw_server *srv) {
   gw_ratelimit_free(l->auth_fail);
   gw_ratelimit_free(l->mcp_user);
   gw_ratelimit_free(l->mcp_tenant);
+  gw_ratelimit_free(l->json_user);
+  gw_ratelimit_free(l->json_tenant);
   for (int i = 0; i < SLOT_BUCKETS; i++)
     for (slot *s = l->slots[i], *n; s; s = n) {
       n = s->next;
@@ -167,6 +175,20 @@ int64_t gw_limits_mcp(gw_req *req, const char *tenant, const char *user) {
   if (!wait && req->lp->srv->cfg.mcp_rate_per_tenant &&
       (wait = gw_ratelimit_take(l->mcp_tenant, tenant, now)))
     atomic_fetch_add_explicit(&l->mcp_tenant_limited, 1, memory_order_relaxed);
+  if (wait) retry_after(req, wait);
+  return wait;
+}
+
+int64_t gw_limits_mcp_json(gw_req *req, const char *tenant, const char *user, int64_t mib) {
+  gw_limits *l = req->lp->srv->limits;
+  if (!l || mib <= 0) return 0;
+  int64_t now = now_ms(), wait;
+  char key[GW_RATELIMIT_KEY_MAX + 1];
+  user_key(tenant, user, key);
+  if ((wait = gw_ratelimit_take_n(l->json_user, key, mib, now)))
+    atomic_fetch_add_explicit(&l->json_user_limited, 1, memory_order_relaxed);
+  else if ((wait = gw_ratelimit_take_n(l->json_tenant, tenant, mib, now)))
+    atomic_fetch_add_explicit(&l->json_tenant_limited, 1, memory_order_relaxed);
   if (wait) retry_after(req, wait);
   return wait;
 }
@@ -504,9 +526,12 @@ void gw_limits_metrics(gw_server *srv, gw_buf *out) {
                 "429 because their address passed auth_failures_per_address.\n"
                 "# TYPE mcpgate_auth_failures_limited_total counter\nmcpgate_auth_failures_limited_total %llu\n"
                 "# HELP mcpgate_mcp_rate_limited_total MCP requests refused (429) by mcp_rate_per_user or "
-                "mcp_rate_per_tenant.\n# TYPE mcpgate_mcp_rate_limited_total counter\n"
+                "mcp_rate_per_tenant, mcp_concurrent_per_user, mcp_json_mib_per_user or mcp_json_mib_per_tenant.\n"
+                "# TYPE mcpgate_mcp_rate_limited_total counter\n"
                 "mcpgate_mcp_rate_limited_total{limit=\"user\"} %llu\nmcpgate_mcp_rate_limited_total{limit=\"tenant\"} %llu\n"
                 "mcpgate_mcp_rate_limited_total{limit=\"concurrent\"} %llu\n"
+                "mcpgate_mcp_rate_limited_total{limit=\"json_user\"} %llu\n"
+                "mcpgate_mcp_rate_limited_total{limit=\"json_tenant\"} %llu\n"
                 "# HELP mcpgate_heavy_reads_limited_total Audit queries and exports, reviewers' lists, SCIM scans, policy views "
                 "and admin lists refused because their tenant (429) or the process (503) had the most open at once.\n"
                 "# TYPE mcpgate_heavy_reads_limited_total counter\n"
@@ -516,6 +541,8 @@ void gw_limits_metrics(gw_server *srv, gw_buf *out) {
                 (unsigned long long)atomic_load(&l->auth_limited), (unsigned long long)atomic_load(&l->mcp_user_limited),
                 (unsigned long long)atomic_load(&l->mcp_tenant_limited),
                 (unsigned long long)atomic_load(&l->mcp_concurrent_limited),
+                (unsigned long long)atomic_load(&l->json_user_limited),
+                (unsigned long long)atomic_load(&l->json_tenant_limited),
                 (unsigned long long)atomic_load(&l->heavy_tenant_limited),
                 (unsigned long long)atomic_load(&l->heavy_process_limited));
 }

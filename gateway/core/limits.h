@@ -12,6 +12,14 @@
  *   mcp_rate_per_user          MCP requests (both endpoints) per user a
  *   mcp_rate_per_tenant        minute, and per tenant: past them 429 with
  *                              Retry-After and a JSON-RPC error. 0: off.
+ *   mcp_json_mib_per_user      MiB of JSON tree a user's (a tenant's) MCP
+ *   mcp_json_mib_per_tenant    request bodies may make the gateway build a
+ *                              minute, estimated from each body before any
+ *                              parse (gw_json_tree_cost); a body under a MiB
+ *                              of tree costs nothing. Found by review: a 2 MB
+ *                              body of small values costs the loop ~200 ms to
+ *                              parse, and an employee sending them back to
+ *                              back kept a loop busy for every tenant.
  *   mcp_concurrent_per_user    MCP requests of one user open at once (GET
  *                              streams, calls in flight, held calls), on
  *                              every loop together: one more is 429. The
@@ -120,6 +128,11 @@ void gw_limits_conn_closed(gw_server *srv, const char *peer);
 /* One MCP request of (tenant, user): 0, or the seconds until the user's or
  * the tenant's bucket has a token again (Retry-After is set; answer 429). */
 int64_t gw_limits_mcp(gw_req *req, const char *tenant, const char *user);
+/* An MCP request body whose JSON tree would take `mib` whole MiB, charged
+ * to its user's and tenant's buckets (mcp_json_mib_per_user/_tenant)
+ * before it is parsed: 0, or the seconds until there is room again (then
+ * Retry-After is set and the caller answers 429). Any loop. */
+int64_t gw_limits_mcp_json(gw_req *req, const char *tenant, const char *user, int64_t mib);
 
 /* Takes a slot of (tenant, user) for req: 0, or > 0 (Retry-After set:
  * answer 429) when the user has mcp_concurrent_per_user open already, or

@@ -68,6 +68,45 @@ test('MCP requests past mcp_rate_per_user get 429 with Retry-After; another user
   }
 });
 
+// Found by review: a 2 MB body of small values ("[0,0,…]", a tree of ~50
+// MiB) costs the loop ~200 ms to parse whatever it then says of it (a batch
+// the protocol version refuses, a ping); an employee sending such bodies
+// back to back kept a loop busy for every tenant. Each body's tree is now
+// estimated before any parse and its whole MiBs charged to the user's and
+// the tenant's buckets; a body refused by the estimate alone (too complex
+// to parse at all) costs nothing.
+test('MCP bodies whose JSON trees take MiBs are charged to mcp_json_mib_per_user and _per_tenant: 429 past them; unparsed bodies are not charged', async () => {
+  const gw = await startGateway({ args: ['--mcp-json-mib-per-user', '100', '--mcp-json-mib-per-tenant', '150'] });
+  try {
+    const t = await setupTenant(gw, { users: ['alice@acme.com', 'bob@acme.com'] });
+    const url = `${gw.url}/t/acme/mcp`;
+    const heavy = `{"jsonrpc":"2.0","id":7,"method":"ping","params":{"_meta":{},"a":[${'0,'.repeat(1000000)}0]}}`; // ~47 MiB of tree
+    const tooComplex = `{"jsonrpc":"2.0","id":8,"method":"ping","params":{"a":[${'{},'.repeat(300000)}{}]}}`; // past 64 MiB: never parsed
+    const session = async (user) => rawSession(url, (await t.mintToken(user)).token);
+    const alice = await session('alice@acme.com');
+    for (let i = 0; i < 3; i++) {
+      const r = await alice.post(tooComplex);
+      assert.equal(r.status, 400, r.body);
+      assert.match(r.body, /too complex/);
+    }
+    const a = [];
+    for (let i = 0; i < 3; i++) a.push(await alice.post(heavy));
+    assert.deepEqual(a.map((x) => x.status), [200, 200, 429], a.map((x) => x.body.slice(0, 200)).join(' | '));
+    assert.match(a[2].headers['retry-after'] ?? '', /^[1-9][0-9]*$/);
+    assert.match(a[2].body, /mcp_json_mib_per_user/);
+    assert.equal((await alice.request('ping')).status, 200, 'a small body costs nothing');
+    // bob has his own budget; the tenant's (150) ran out with alice's two and his first
+    const bob = await session('bob@acme.com');
+    const b = [await bob.post(heavy), await bob.post(heavy)];
+    assert.deepEqual(b.map((x) => x.status), [200, 429]);
+    const m = await scrapeMetrics(gw);
+    assert.equal(metricValue(m, 'mcpgate_mcp_rate_limited_total', { limit: 'json_user' }), 1);
+    assert.equal(metricValue(m, 'mcpgate_mcp_rate_limited_total', { limit: 'json_tenant' }), 1);
+  } finally {
+    await gw.stop();
+  }
+});
+
 test('one user\'s open MCP requests past mcp_concurrent_per_user get 429; a slot comes back when a stream ends; other users unaffected', async () => {
   const gw = await startGateway({ args: ['--mcp-concurrent-per-user', '2', '--workers', '2'] });
   try {

@@ -70,6 +70,21 @@ TEST(slow_rate_waits_longer) {
   gw_ratelimit_free(rl);
 }
 
+/* A weighted take (a body's MiB of JSON tree): n tokens or none, the wait
+ * until n are back; more than the burst takes the whole (full) bucket. */
+TEST(weighted_takes) {
+  gw_ratelimit *rl = gw_ratelimit_new(60, 10, 16); /* one a second, burst 10 */
+  CHECK_INT(gw_ratelimit_take_n(rl, "u", 6, 0), 0);
+  CHECK_INT(gw_ratelimit_take_n(rl, "u", 6, 0), 2); /* 4 left: 2 s until 6 */
+  CHECK_INT(gw_ratelimit_take_n(rl, "u", 4, 0), 0); /* nothing was taken by the refusal */
+  CHECK_INT(gw_ratelimit_take_n(rl, "u", 1, 0), 1);
+  CHECK_INT(gw_ratelimit_take_n(rl, "u", 0, 0), 0); /* nothing to pay */
+  CHECK_INT(gw_ratelimit_take_n(rl, "u", 50, 10000), 0); /* full again: past the burst, the whole bucket */
+  CHECK_INT(gw_ratelimit_take_n(rl, "u", 1, 10000), 1);
+  CHECK_INT(gw_ratelimit_take_n(rl, "v", 10, 10000), 0); /* another key */
+  gw_ratelimit_free(rl);
+}
+
 TEST(disabled_and_null) {
   gw_ratelimit *rl = gw_ratelimit_new(0, 1, 4);
   for (int i = 0; i < 100; i++) CHECK_INT(gw_ratelimit_take(rl, "a", 0), 0);
@@ -210,6 +225,7 @@ int main(void) {
   RUN(addr_keys_group_ipv6_by_64);
   RUN(burst_then_refused_with_wait);
   RUN(slow_rate_waits_longer);
+  RUN(weighted_takes);
   RUN(disabled_and_null);
   RUN(bounded_table_evicts_idlest);
   RUN(eviction_is_lru_against_a_model);
