@@ -258,9 +258,27 @@ int st__migrate(st_store *st, uint32_t target, const st_upgrade *upgrades) {
     }
     if (v >= target) {
       if (v == latest && sc->sync && !st->no_migrate) {
-        if ((rc = sc->sync(&t)) < 0) goto fail;
-        if (t.poison) { rc = t.poison; goto fail; }
-        st__txn_close_cursors(&t);
+        /* in a nested txn: a sync that cannot finish (a full map) is
+         * undone and logged, the open goes on as before the sync existed
+         * (st_check reports it; the next open tries again) */
+        MDB_txn *sub = NULL;
+        st_txn s;
+        int src = mdb_txn_begin(st->env, txn, 0, &sub);
+        if (src == 0) {
+          st__txn_init(&s, st, sub, 1);
+          s.migrating = 1;
+          src = sc->sync(&s);
+          if (src >= 0 && s.poison) src = s.poison;
+          st__txn_close_cursors(&s);
+          st__actions_discard(s.act_head); /* (a sync queues none) */
+          if (src < 0) mdb_txn_abort(sub);
+          else if ((src = mdb_txn_commit(sub)) != 0) src = st__err(src); /* (LMDB ended it) */
+        } else {
+          src = st__err(src);
+        }
+        if (src < 0)
+          st__log(st, ST_LOG_ERROR, "%s: data this binary keys differently was not brought up to date (%s); the "
+                  "store opens as it was (`mcpgate store check` says what differs)", sc->name, st_strerror(src));
       }
       /* Commit (not abort) so the db handles opened here stay valid. */
       if ((rc = mdb_txn_commit(txn)) != 0) {

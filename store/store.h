@@ -152,7 +152,10 @@ typedef struct st_schema {
    * transaction that finds the schema current (NULL: none): brings data
    * that depends on this binary rather than on the schema up to date (the
    * main schema: the directory's name keys, folded by this binary's
-   * Unicode table). Cheap when there is nothing to do; 0 or ST_E*. At an
+   * Unicode table). Cheap when there is nothing to do; 0 or ST_E*. It runs
+   * in a nested transaction: one that fails (a store too full for it) is
+   * undone and logged and the store opens as it was — the next open tries
+   * again (found by review: a full store stopped starting at all). At an
    * open that does not migrate it is not run (st_check reports it). */
   int (*sync)(st_txn *txn);
 } st_schema;

@@ -1284,6 +1284,13 @@ static void out_curl_add(gw_out_req *r, const char *entry) {
     gw__out_fail(r, GW_OUT_ENOMEM);
     return;
   }
+  if (r->tmode == TM_CONNECT) { /* curl's connect timeout gets what the lookup left of it */
+    uint64_t left = uv_timer_get_due_in(&r->timer);
+    if (curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)(left ? left : 1)) != CURLE_OK) {
+      gw__out_fail(r, GW_OUT_ENOMEM);
+      return;
+    }
+  }
   uv_timer_stop(&r->timer); /* the lookup's part of the connect timeout: curl's own from here */
   r->tmode = TM_NONE;
   r->add_wanted = true; /* from the idle runner: never inside a curl call */
@@ -1326,16 +1333,20 @@ void gw__out_resolved(gw_out_req *r, struct addrinfo *res) {
   gw_buf e;
   gw_buf_init(&e, 4096);
   int n = 0;
+  char seen[16][INET6_ADDRSTRLEN]; /* the addresses written: getaddrinfo repeats each (a socket type each) */
   int rc = gw_buf_printf(&e, "+%s:%d:", r->h1.host, r->h1.port);
   for (struct addrinfo *a = res; a && rc == 0 && n < 16; a = a->ai_next) {
     char ip[INET6_ADDRSTRLEN];
+    bool dup = false;
     if (a->ai_family == AF_INET)
       inet_ntop(AF_INET, &((struct sockaddr_in *)a->ai_addr)->sin_addr, ip, sizeof ip);
     else if (a->ai_family == AF_INET6)
       inet_ntop(AF_INET6, &((struct sockaddr_in6 *)a->ai_addr)->sin6_addr, ip, sizeof ip);
     else
       continue;
-    if (strstr(e.data + 1, ip)) continue; /* getaddrinfo's repeats (a socket type each) */
+    for (int j = 0; j < n && !dup; j++) dup = !strcmp(seen[j], ip);
+    if (dup) continue; /* an exact repeat, not a substring of the name or of another address */
+    memcpy(seen[n], ip, sizeof ip);
     rc = gw_buf_printf(&e, a->ai_family == AF_INET6 ? "%s[%s]" : "%s%s", n ? "," : "", ip);
     n++;
   }

@@ -59,6 +59,17 @@ test('a tenant\'s https connector at a slowly resolving name holds its share of 
         assert.match(err.message, /timed out|resolve/i);
       }
     }
+    // a name that spells an address (nip.io, sslip.io style) resolves like
+    // any other — found by review: an address found in the name was taken
+    // for a repeat and dropped, and the call failed "no usable address"
+    r = await acme.admin('PUT', '/connectors/spelled', { url: `https://127.0.0.1.fast.test:${port}/mcp`, ca_file: certs.cert });
+    assert.equal(r.status, 201, r.body);
+    const sp = await mcpPost(acme.mcpUrl('spelled'), initializeBody(1), { token: alice });
+    const spErr = sp.messages?.find((m) => m.id === 1)?.error;
+    // it connects (the certificate names localhost, not this name: TLS refuses it)
+    assert.match(spErr?.message ?? sp.body, /TLS|certificate/, `a name spelling its own address connects: ${sp.body.slice(0, 300)}`);
+    assert.ok(!gw.logs().some((e) => /no usable address/.test(e.msg ?? '')), 'no address was dropped');
+
     // 24 calls, each of whose lookups would have taken 12 s: at most the
     // tenant's 2 places of the gate ran one (curl's resolver ran one a call)
     assert.ok(lookups() >= 1 && lookups() <= 2, `evil's slow lookups that ran: ${lookups()} (at most 2)`);
