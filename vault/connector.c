@@ -56,8 +56,14 @@ static int header_name_ok(const char *s) {
  * '#' before it hides nothing), and a host[:port] with a numeric port. */
 static bool has_userinfo(const char *u) { return st_url_authority_check(u, NULL, 0) != 0; }
 
+static bool ascii(const char *s) {
+  for (; *s; s++)
+    if ((unsigned char)*s >= 0x80) return false;
+  return true;
+}
+
 static bool url_ok(const char *u) {
-  return u && (!strncmp(u, "http://", 7) || !strncmp(u, "https://", 8)) && strlen(u) <= URL_MAX && strlen(u) >= 10 &&
+  return u && ascii(u) && (!strncmp(u, "http://", 7) || !strncmp(u, "https://", 8)) && strlen(u) <= URL_MAX && strlen(u) >= 10 &&
          !strpbrk(u, " \t\r\n\"<>\\^`{|}#") && !has_userinfo(u);
 }
 
@@ -173,6 +179,10 @@ int vault_connector_parse(const json_t *body, json_t **config, const char **secr
   else if ((strncmp(u, "http://", 7) && strncmp(u, "https://", 8)) || strlen(u) > URL_MAX ||
            strpbrk(u, " \t\r\n\"<>\\^`{|}") || strlen(u) < 10)
     add(err, errlen, "\"url\" must be an http:// or https:// URL without spaces");
+  else if (!ascii(u))
+    add(err, errlen,
+        "\"url\" must be ASCII: write an internationalised host name in its punycode form (xn--...) and "
+        "percent-encode the rest");
   else if (has_userinfo(u))
     add(err, errlen,
         "\"url\" must not carry user information (user:password@host): give the credential as auth "

@@ -69,6 +69,18 @@ test('a tenant\'s https connector at a slowly resolving name holds its share of 
     // it connects (the certificate names localhost, not this name: TLS refuses it)
     assert.match(spErr?.message ?? sp.body, /TLS|certificate/, `a name spelling its own address connects: ${sp.body.slice(0, 300)}`);
     assert.ok(!gw.logs().some((e) => /no usable address/.test(e.msg ?? '')), 'no address was dropped');
+    // an internationalised name is refused at the PUT, saying how to write
+    // it — found by review: curl's own lookup converted it (IDNA), the
+    // gateway's does not, and its calls failed with no detail; its punycode
+    // form (what DNS knows) works
+    r = await acme.admin('PUT', '/connectors/idn', { url: `https://b\u00fccher.fast.test:${port}/mcp`, ca_file: certs.cert });
+    assert.equal(r.status, 400, r.body);
+    assert.match(r.body, /punycode/);
+    r = await acme.admin('PUT', '/connectors/idn', { url: `https://xn--bcher-kva.fast.test:${port}/mcp`, ca_file: certs.cert });
+    assert.equal(r.status, 201, r.body);
+    const idn = await mcpPost(acme.mcpUrl('idn'), initializeBody(1), { token: alice });
+    assert.match(idn.messages?.find((m) => m.id === 1)?.error?.message ?? idn.body, /TLS|certificate/,
+      `a punycode name connects: ${idn.body.slice(0, 300)}`);
 
     // 24 calls, each of whose lookups would have taken 12 s: at most the
     // tenant's 2 places of the gate ran one (curl's resolver ran one a call)
