@@ -16,7 +16,8 @@
  *   mcp_json_mib_per_tenant    request bodies may make the gateway build a
  *                              minute, estimated from each body before any
  *                              parse (gw_json_tree_cost); a body under a MiB
- *                              of tree costs nothing. Found by review: a 2 MB
+ *                              of tree costs nothing, one refused unparsed
+ *                              (past the 64 MiB estimate) its bytes' MiBs. Found by review: a 2 MB
  *                              body of small values costs the loop ~200 ms to
  *                              parse, and an employee sending them back to
  *                              back kept a loop busy for every tenant.

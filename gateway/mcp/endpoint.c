@@ -539,16 +539,16 @@ int gw__mcp_ctx_of(gw_req *req, bool agg, gw_mcp_ctx *c) {
    * parses that may follow: the message, a batch, the audit's arguments):
    * charged before any (gateway/core/limits.h mcp_json_mib_per_user). A
    * body past GW_JSON_TREE_MAX is refused by the estimate alone, unparsed:
-   * not charged. */
+   * it costs the MiBs of its bytes (what the estimates read). */
   if (rc == 0 && req->body_len > GW_JSON_FREE_BYTES) {
     size_t cost = gw_json_tree_cost(req->body, req->body_len);
-    if (cost <= GW_JSON_TREE_MAX && cost >> 20 &&
-        gw_limits_mcp_json(req, c->tenant, c->user, (int64_t)(cost >> 20))) {
+    size_t mib = (cost <= GW_JSON_TREE_MAX ? cost : req->body_len) >> 20;
+    if (mib && gw_limits_mcp_json(req, c->tenant, c->user, (int64_t)mib)) {
       gw_respond_error(req, 429, "rate_limited",
                        "this user's MCP requests carried more JSON than mcp_json_mib_per_user or "
-                       "mcp_json_mib_per_tenant allow a minute (a body whose tree takes %zu MiB); retry after "
+                       "mcp_json_mib_per_tenant allow a minute (this body: %zu MiB); retry after "
                        "Retry-After seconds",
-                       cost >> 20);
+                       mib);
       return -1;
     }
   }
