@@ -73,36 +73,55 @@ test('MCP requests past mcp_rate_per_user get 429 with Retry-After; another user
 // the protocol version refuses, a ping); an employee sending such bodies
 // back to back kept a loop busy for every tenant. Each body's tree is now
 // estimated before any parse and its whole MiBs charged to the user's and
-// the tenant's buckets; a body refused by the estimate alone (too complex
-// to parse at all) costs the MiBs of its bytes, which the estimate read.
-test('MCP bodies whose JSON trees take MiBs are charged to mcp_json_mib_per_user and _per_tenant: 429 past them; unparsed bodies cost their bytes', async () => {
-  const gw = await startGateway({ args: ['--mcp-json-mib-per-user', '100', '--mcp-json-mib-per-tenant', '120'] });
+// the tenant's buckets. (The buckets refill as the test runs, a MiB every
+// 0.6 s at 100 a minute: every refusal below is tens of MiB short.)
+test('MCP bodies whose JSON trees take MiBs are charged to mcp_json_mib_per_user and _per_tenant: 429 past them', async () => {
+  const gw = await startGateway({ args: ['--mcp-json-mib-per-user', '100', '--mcp-json-mib-per-tenant', '150'] });
   try {
     const t = await setupTenant(gw, { users: ['alice@acme.com', 'bob@acme.com'] });
     const url = `${gw.url}/t/acme/mcp`;
     const heavy = `{"jsonrpc":"2.0","id":7,"method":"ping","params":{"_meta":{},"a":[${'0,'.repeat(1000000)}0]}}`; // ~47 MiB of tree
-    const tooComplex = `{"jsonrpc":"2.0","id":8,"method":"ping","params":{"a":[${'{},'.repeat(800000)}{}]}}`; // past 64 MiB: never parsed; 2 MiB of bytes
+    const tooComplex = `{"jsonrpc":"2.0","id":8,"method":"ping","params":{"a":[${'{},'.repeat(300000)}{}]}}`; // past 64 MiB: never parsed; under a MiB of bytes
     const session = async (user) => rawSession(url, (await t.mintToken(user)).token);
     const alice = await session('alice@acme.com');
-    for (let i = 0; i < 4; i++) {
+    for (let i = 0; i < 3; i++) {
       const r = await alice.post(tooComplex);
       assert.equal(r.status, 400, r.body);
       assert.match(r.body, /too complex/);
     }
-    // 4 x 2 MiB of refused bytes and one heavy body (47) leave 45 of 100: the second is refused
+    // two heavy bodies (47 each) leave 6 of 100: the third is refused
     const a = [];
-    for (let i = 0; i < 2; i++) a.push(await alice.post(heavy));
-    assert.deepEqual(a.map((x) => x.status), [200, 429], a.map((x) => x.body.slice(0, 200)).join(' | '));
-    assert.match(a[1].headers['retry-after'] ?? '', /^[1-9][0-9]*$/);
-    assert.match(a[1].body, /mcp_json_mib_per_user/);
+    for (let i = 0; i < 3; i++) a.push(await alice.post(heavy));
+    assert.deepEqual(a.map((x) => x.status), [200, 200, 429], a.map((x) => x.body.slice(0, 200)).join(' | '));
+    assert.match(a[2].headers['retry-after'] ?? '', /^[1-9][0-9]*$/);
+    assert.match(a[2].body, /mcp_json_mib_per_user/);
     assert.equal((await alice.request('ping')).status, 200, 'a small body costs nothing');
-    // bob has his own budget; the tenant's (120) had 55 taken by alice: his second is refused
+    // bob has his own budget; the tenant's (150) ran out with alice's two and his first
     const bob = await session('bob@acme.com');
     const b = [await bob.post(heavy), await bob.post(heavy)];
     assert.deepEqual(b.map((x) => x.status), [200, 429]);
     const m = await scrapeMetrics(gw);
     assert.equal(metricValue(m, 'mcpgate_mcp_rate_limited_total', { limit: 'json_user' }), 1);
     assert.equal(metricValue(m, 'mcpgate_mcp_rate_limited_total', { limit: 'json_tenant' }), 1);
+  } finally {
+    await gw.stop();
+  }
+});
+
+// Found writing the session's note: a body past the 64 MiB estimate is
+// refused by the estimate's scans alone, which were free — an employee could
+// repeat 4 MiB of them for ever. Such a body now costs its bytes' MiBs.
+test('MCP bodies refused unparsed (too complex) cost their bytes\' MiBs of mcp_json_mib_per_user', async () => {
+  const gw = await startGateway({ args: ['--mcp-json-mib-per-user', '20', '--mcp-json-mib-per-tenant', '0'] });
+  try {
+    const t = await setupTenant(gw, { users: ['alice@acme.com'] });
+    const alice = await rawSession(`${gw.url}/t/acme/mcp`, (await t.mintToken('alice@acme.com')).token);
+    const tooComplex = `{"jsonrpc":"2.0","id":8,"method":"ping","params":{"a":[${'{},'.repeat(1300000)}{}]}}`; // 3.9 MB: 3 MiB
+    const statuses = [];
+    for (let i = 0; i < 14 && !statuses.includes(429); i++) statuses.push((await alice.post(tooComplex)).status);
+    // 20 a minute, 3 a body: the seventh or so (the bucket refills a MiB every 3 s) is refused
+    assert.ok(statuses.includes(429), `a too-complex body past the budget is 429: ${statuses.join(',')}`);
+    assert.ok(statuses.slice(0, 6).every((s) => s === 400), `the first ones are refused as too complex: ${statuses.join(',')}`);
   } finally {
     await gw.stop();
   }
