@@ -501,9 +501,9 @@ size_t gw_json_tree_cost(const char *p, size_t n) {
   return cost;
 }
 
-json_t *gw_json_loadb_within(const char *p, size_t n, size_t flags, json_error_t *err, size_t max) {
+static json_t *load_within(const char *p, size_t n, size_t flags, json_error_t *err, size_t cost, size_t max) {
   if (max < GW_JSON_TREE_MAX) max = GW_JSON_TREE_MAX;
-  if (gw_json_tree_cost(p, n) > max) {
+  if (cost > max) {
     if (err) {
       memset(err, 0, sizeof *err);
       snprintf(err->text, sizeof err->text, "JSON too complex (its parse would take more than %zu MiB)", max >> 20);
@@ -511,6 +511,14 @@ json_t *gw_json_loadb_within(const char *p, size_t n, size_t flags, json_error_t
     return NULL;
   }
   return json_loadb(p, n, flags, err);
+}
+
+json_t *gw_json_loadb_within(const char *p, size_t n, size_t flags, json_error_t *err, size_t max) {
+  return load_within(p, n, flags, err, gw_json_tree_cost(p, n), max);
+}
+
+json_t *gw_json_loadb_costed(const char *p, size_t n, size_t flags, json_error_t *err, size_t cost) {
+  return load_within(p, n, flags, err, cost, GW_JSON_TREE_MAX);
 }
 
 json_t *gw_json_loadb(const char *p, size_t n, size_t flags, json_error_t *err) {

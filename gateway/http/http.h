@@ -66,6 +66,8 @@ struct gw_req {
   int nheaders;
   char *body;           /* NUL-terminated for convenience; body_len bytes */
   size_t body_len;
+  size_t body_tree_cost; /* gw_json_tree_cost of the body once a handler estimated it (0 before): the
+                            body's parses need not scan it again (gateway/mcp: gw__mcp_body_json) */
   int http_minor;       /* 0 or 1 (major is always 1) */
   bool keep_alive;      /* client allows reuse */
   const gw_route *route;

@@ -214,7 +214,7 @@ static bool split_name(const char *full, char conn[40], const char **tool) {
  * goes on as an allowed call would, its name's prefix stripped. */
 static void agg_forward(gw_exchange *x) {
   const pol_user *pu = gw__policy_for(x->lp, x->tenant, x->user);
-  json_t *msg = pu ? gw_json_loadb(x->req->body, x->req->body_len, 0, NULL) : NULL;
+  json_t *msg = pu ? gw__mcp_body_json(x->req, 0, NULL) : NULL;
   const char *full = json_string_value(json_object_get(json_object_get(msg, "params"), "name"));
   char conn[40];
   const char *tool;

@@ -644,7 +644,7 @@ static direct_state *direct_state_new(void) { return calloc(1, sizeof(direct_sta
  * then the bytes the client sent are forwarded as they are. */
 static void direct_forward(gw_exchange *x) {
   const pol_user *pu = gw__policy_for(x->lp, x->tenant, x->user);
-  json_t *msg = pu ? gw_json_loadb(x->req->body, x->req->body_len, 0, NULL) : NULL;
+  json_t *msg = pu ? gw__mcp_body_json(x->req, 0, NULL) : NULL;
   const char *tool = json_string_value(json_object_get(json_object_get(msg, "params"), "name"));
   pol_decision d = pu && tool ? gw__decide_call(pu, x->connector, tool) : POL_BLOCK;
   json_decref(msg);
@@ -701,7 +701,7 @@ static void post_forward(gw_req *req, const gw_mcp_ctx *ctx, json_t *ids, bool i
    * ends here, nothing goes upstream (held.c) */
   const char *meth = parsed && !batch ? json_string_value(json_object_get(parsed, "method")) : lite ? lite->method : NULL;
   if (!initialize && ctx->sid && meth && !strcmp(meth, "notifications/cancelled")) {
-    json_t *note = parsed ? json_incref(parsed) : gw_json_loadb(req->body, req->body_len, 0, NULL);
+    json_t *note = parsed ? json_incref(parsed) : gw__mcp_body_json(req, 0, NULL);
     bool ended = note && gw__held_cancel(req->lp, tenant, ctx->sid, note);
     json_decref(note);
     if (ended) {

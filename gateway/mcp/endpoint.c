@@ -541,7 +541,7 @@ int gw__mcp_ctx_of(gw_req *req, bool agg, gw_mcp_ctx *c) {
    * body past GW_JSON_TREE_MAX is refused by the estimate alone, unparsed:
    * it costs the MiBs of its bytes (what the estimates read). */
   if (rc == 0 && req->body_len > GW_JSON_FREE_BYTES) {
-    size_t cost = gw_json_tree_cost(req->body, req->body_len);
+    size_t cost = req->body_tree_cost = gw_json_tree_cost(req->body, req->body_len);
     size_t mib = (cost <= GW_JSON_TREE_MAX ? cost : req->body_len) >> 20;
     if (mib && gw_limits_mcp_json(req, c->tenant, c->user, (int64_t)mib)) {
       gw_respond_error(req, 429, "rate_limited",
@@ -626,6 +626,11 @@ int gw__mcp_session_checks(gw_req *req, const gw_mcp_ctx *c) {
   return 0;
 }
 
+json_t *gw__mcp_body_json(gw_req *req, size_t flags, json_error_t *err) {
+  if (!req->body_tree_cost) req->body_tree_cost = gw_json_tree_cost(req->body, req->body_len);
+  return gw_json_loadb_costed(req->body, req->body_len, flags, err, req->body_tree_cost);
+}
+
 /* POST: the Accept header, then the body parsed fully and strictly. */
 json_t *gw__mcp_parse_post(gw_req *req) {
   const char *accept = gw_req_header(req, "accept");
@@ -641,7 +646,7 @@ json_t *gw__mcp_parse_post(gw_req *req) {
     return NULL;
   }
   json_error_t je;
-  json_t *msg = gw_json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
+  json_t *msg = gw__mcp_body_json(req, JSON_REJECT_DUPLICATES, &je);
   if (!msg) {
     char why[300];
     snprintf(why, sizeof why, "Parse error: %s (line %d column %d)", je.text, je.line, je.column);

@@ -196,6 +196,9 @@ int gw__mcp_ctx_of(gw_req *req, bool agg, gw_mcp_ctx *c);
 int gw__mcp_session_checks(gw_req *req, const gw_mcp_ctx *c);
 /* POST: Accept checked, the body parsed fully and strictly; NULL: answered. */
 json_t *gw__mcp_parse_post(gw_req *req);
+/* The request's body parsed (gw_json_loadb), its tree's estimate made
+ * once for all the parses of a request (req->body_tree_cost). */
+json_t *gw__mcp_body_json(gw_req *req, size_t flags, json_error_t *err);
 /* The common POST read without a tree: one request (not a batch, not
  * initialize, server/discover or a tasks/ method) whose jsonrpc, id, method and —
  * for tools/call — params.name are plain (no escapes), in a body the scan

@@ -150,6 +150,14 @@ TEST(tree_cost_bounds_what_a_parse_takes) {
   json_error_t e;
   CHECK(gw_json_loadb(b, n, 0, &e) == NULL);
   CHECK(strstr(e.text, "too complex") != NULL);
+  /* a cost the caller estimated before is the one that decides (no scan
+   * again): this text's own, refused; a cost within the budget, parsed */
+  CHECK(gw_json_loadb_costed(b, n, 0, &e, gw_json_tree_cost(b, n)) == NULL);
+  CHECK(strstr(e.text, "too complex") != NULL);
+  json_t *parsed = gw_json_loadb_costed(b, n, 0, &e, GW_JSON_TREE_MAX);
+  CHECK(parsed && json_array_size(parsed) == (GW_JSON_TREE_MAX / 240) + 1001);
+  json_decref(parsed);
+  CHECK(gw_json_loadb_costed("[1]", 3, 0, &e, GW_JSON_TREE_MAX + 1) == NULL);
   free(b);
   /* 8 MiB of one string: the tree is its text */
   char *s = repeat("[\"", "abcdefgh", (size_t)1 << 20, "\"]", &n);
