@@ -216,6 +216,26 @@ int64_t gw_ratelimit_take_n(gw_ratelimit *rl, const char *key, int64_t n, int64_
   return wait;
 }
 
+void gw_ratelimit_give_n(gw_ratelimit *rl, const char *key, int64_t n) {
+  if (!rl || rl->per_min == 0 || n <= 0) return;
+  if (n > rl->burst) n = rl->burst; /* what take_n took at most */
+  char k[GW_RATELIMIT_KEY_MAX + 1];
+  size_t kn = strlen(key);
+  if (kn > GW_RATELIMIT_KEY_MAX) kn = GW_RATELIMIT_KEY_MAX;
+  memcpy(k, key, kn);
+  k[kn] = 0;
+  uint64_t h = hash(k);
+  uv_mutex_lock(&rl->mu);
+  size_t mask = rl->cap - 1;
+  size_t i = h & mask;
+  while (rl->b[i].used && strcmp(rl->b[i].key, k)) i = (i + 1) & mask;
+  if (rl->b[i].used) {
+    rl->b[i].tokens += (double)n;
+    if (rl->b[i].tokens > (double)rl->burst) rl->b[i].tokens = (double)rl->burst;
+  }
+  uv_mutex_unlock(&rl->mu);
+}
+
 void gw_ratelimit_addr_key(const char *addr, char out[GW_RATELIMIT_KEY_MAX + 1]) {
   unsigned char a[16];
   if (addr && strchr(addr, ':') && inet_pton(AF_INET6, addr, a) == 1) {

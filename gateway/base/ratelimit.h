@@ -49,5 +49,9 @@ int64_t gw_ratelimit_take(gw_ratelimit *rl, const char *key, int64_t now_ms);
  * the whole burst): 0 when there were n, else the whole seconds until
  * there are (nothing taken). */
 int64_t gw_ratelimit_take_n(gw_ratelimit *rl, const char *key, int64_t n, int64_t now_ms);
+/* Gives back n tokens a take of key's bucket took (at most up to the
+ * burst): the take paid for something another limit then refused. A key
+ * no longer in the table (evicted: it starts full) gets nothing. */
+void gw_ratelimit_give_n(gw_ratelimit *rl, const char *key, int64_t n);
 
 #endif

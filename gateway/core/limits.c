@@ -173,8 +173,17 @@ int64_t gw_limits_mcp(gw_req *req, const char *tenant, const char *user) {
       atomic_fetch_add_explicit(&l->mcp_user_limited, 1, memory_order_relaxed);
   }
   if (!wait && req->lp->srv->cfg.mcp_rate_per_tenant &&
-      (wait = gw_ratelimit_take(l->mcp_tenant, tenant, now)))
+      (wait = gw_ratelimit_take(l->mcp_tenant, tenant, now))) {
     atomic_fetch_add_explicit(&l->mcp_tenant_limited, 1, memory_order_relaxed);
+    /* refused for the tenant: the user's token is given back, or a client
+     * retrying while its tenant is out would spend its own budget on
+     * requests that never ran, and stay refused after the tenant's refilled */
+    if (req->lp->srv->cfg.mcp_rate_per_user) {
+      char key[GW_RATELIMIT_KEY_MAX + 1];
+      user_key(tenant, user, key);
+      gw_ratelimit_give_n(l->mcp_user, key, 1);
+    }
+  }
   if (wait) retry_after(req, wait);
   return wait;
 }
@@ -185,10 +194,12 @@ int64_t gw_limits_mcp_json(gw_req *req, const char *tenant, const char *user, in
   int64_t now = now_ms(), wait;
   char key[GW_RATELIMIT_KEY_MAX + 1];
   user_key(tenant, user, key);
-  if ((wait = gw_ratelimit_take_n(l->json_user, key, mib, now)))
+  if ((wait = gw_ratelimit_take_n(l->json_user, key, mib, now))) {
     atomic_fetch_add_explicit(&l->json_user_limited, 1, memory_order_relaxed);
-  else if ((wait = gw_ratelimit_take_n(l->json_tenant, tenant, mib, now)))
+  } else if ((wait = gw_ratelimit_take_n(l->json_tenant, tenant, mib, now))) {
     atomic_fetch_add_explicit(&l->json_tenant_limited, 1, memory_order_relaxed);
+    gw_ratelimit_give_n(l->json_user, key, mib); /* not parsed: the user's MiBs back (gw_limits_mcp) */
+  }
   if (wait) retry_after(req, wait);
   return wait;
 }

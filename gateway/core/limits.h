@@ -127,7 +127,10 @@ int gw_limits_conn_open(gw_server *srv, const char *peer);
 void gw_limits_conn_closed(gw_server *srv, const char *peer);
 
 /* One MCP request of (tenant, user): 0, or the seconds until the user's or
- * the tenant's bucket has a token again (Retry-After is set; answer 429). */
+ * the tenant's bucket has a token again (Retry-After is set; answer 429).
+ * Refused for the tenant, the user's token is given back (and so are a
+ * body's MiBs below): the request never ran, and a client retrying while
+ * its tenant is out must not spend its own budget on it. */
 int64_t gw_limits_mcp(gw_req *req, const char *tenant, const char *user);
 /* An MCP request body whose JSON tree would take `mib` whole MiB, charged
  * to its user's and tenant's buckets (mcp_json_mib_per_user/_tenant)

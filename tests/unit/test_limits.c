@@ -336,11 +336,48 @@ TEST(scim_bodies_are_counted_per_tenant_and_released_before_the_parse) {
   gw_limits_free(&srv);
 }
 
+/* A request the tenant's bucket refuses never ran: what the user's own
+ * bucket paid for it is given back (requests and JSON MiBs alike) — a
+ * client retrying while its tenant was out once spent its own budget on
+ * those refusals and stayed refused after the tenant's had refilled. */
+TEST(a_tenant_refusal_gives_the_user_budget_back) {
+  static gw_server srv;
+  static gw_loop lp;
+  init(&srv, &lp);
+  srv.cfg.mcp_rate_per_user = 5;
+  srv.cfg.mcp_rate_per_tenant = 3;
+  srv.cfg.mcp_json_mib_per_user = 50;
+  srv.cfg.mcp_json_mib_per_tenant = 30;
+  CHECK_INT(gw_limits_init(&srv), 0);
+  gw_limits *l = srv.limits;
+  gw_req r;
+  fresh(&r, &lp);
+  for (int i = 0; i < 3; i++) CHECK_INT(gw_limits_mcp(&r, "acme", "u1"), 0);
+  /* the tenant's 3 spent: u2's requests are refused for the tenant ... */
+  for (int i = 0; i < 10; i++) CHECK(gw_limits_mcp(&r, "acme", "u2") > 0);
+  CHECK_INT(atomic_load(&l->mcp_tenant_limited), 10);
+  CHECK_INT(atomic_load(&l->mcp_user_limited), 0);
+  /* ... and u2's own 5 are whole (one take per refusal, given back) */
+  char key[GW_RATELIMIT_KEY_MAX + 1];
+  user_key("acme", "u2", key);
+  CHECK_INT(gw_ratelimit_take_n(l->mcp_user, key, 5, now_ms()), 0);
+  /* JSON MiBs: 25 of u1's pass; u2's 10 are refused for the tenant, twice, and u2 keeps its 50 */
+  CHECK_INT(gw_limits_mcp_json(&r, "acme", "u1", 25), 0);
+  CHECK(gw_limits_mcp_json(&r, "acme", "u2", 10) > 0);
+  CHECK(gw_limits_mcp_json(&r, "acme", "u2", 10) > 0);
+  CHECK_INT(atomic_load(&l->json_tenant_limited), 2);
+  CHECK_INT(atomic_load(&l->json_user_limited), 0);
+  user_key("acme", "u2", key);
+  CHECK_INT(gw_ratelimit_take_n(l->json_user, key, 50, now_ms()), 0);
+  gw_limits_free(&srv);
+}
+
 int main(void) {
   gw_log_set_level((gw_log_level)(GW_LOG_ERROR + 1)); /* the refusals' error lines are expected here */
   RUN(users_whose_key_does_not_fit_have_their_own_slot);
   RUN(a_slot_of_another_kind_is_refused);
   RUN(the_same_slot_again_passes_and_release_leaves_nothing);
   RUN(scim_bodies_are_counted_per_tenant_and_released_before_the_parse);
+  RUN(a_tenant_refusal_gives_the_user_budget_back);
   return UNIT_DONE();
 }

@@ -85,6 +85,23 @@ TEST(weighted_takes) {
   gw_ratelimit_free(rl);
 }
 
+TEST(given_back_tokens) {
+  gw_ratelimit *rl = gw_ratelimit_new(60, 10, 16);
+  CHECK_INT(gw_ratelimit_take_n(rl, "u", 8, 0), 0);
+  gw_ratelimit_give_n(rl, "u", 5); /* 2 + 5 */
+  CHECK_INT(gw_ratelimit_take_n(rl, "u", 7, 0), 0);
+  CHECK_INT(gw_ratelimit_take_n(rl, "u", 1, 0), 1);
+  gw_ratelimit_give_n(rl, "u", 50); /* never past the burst */
+  CHECK_INT(gw_ratelimit_take_n(rl, "u", 10, 0), 0);
+  CHECK_INT(gw_ratelimit_take_n(rl, "u", 1, 0), 1);
+  gw_ratelimit_give_n(rl, "absent", 3); /* no bucket: nothing made */
+  CHECK_INT((int64_t)gw_ratelimit_slots(rl) >= 1, 1);
+  CHECK_INT(gw_ratelimit_take_n(rl, "absent", 10, 0), 0); /* a new key starts full, not fuller */
+  CHECK_INT(gw_ratelimit_take_n(rl, "absent", 1, 0), 1);
+  gw_ratelimit_give_n(NULL, "u", 1);
+  gw_ratelimit_free(rl);
+}
+
 TEST(disabled_and_null) {
   gw_ratelimit *rl = gw_ratelimit_new(0, 1, 4);
   for (int i = 0; i < 100; i++) CHECK_INT(gw_ratelimit_take(rl, "a", 0), 0);
@@ -226,6 +243,7 @@ int main(void) {
   RUN(burst_then_refused_with_wait);
   RUN(slow_rate_waits_longer);
   RUN(weighted_takes);
+  RUN(given_back_tokens);
   RUN(disabled_and_null);
   RUN(bounded_table_evicts_idlest);
   RUN(eviction_is_lru_against_a_model);
