@@ -228,7 +228,10 @@ static const cfg_key keys[] = {
      "parsing (0: no limit)",
      NULL},
     {"mcp_json_mib_per_tenant", CFG_INT, "2048", 0, 100000000, OFF(mcp_json_mib_per_tenant),
-     "the same for all users of one tenant together (0: no limit)", NULL},
+     "the same for all users of one tenant together, and for the upstream replies and events the gateway parses "
+     "for the tenant (a list it builds, a GET stream's event): past it those are left unparsed (the connector's "
+     "items left out, or an error naming it) (0: no limit)",
+     NULL},
     {"mcp_concurrent_per_user", CFG_INT, "256", 0, 1000000, OFF(mcp_concurrent_per_user),
      "MCP requests one user may have open at once (both endpoints, every loop: GET streams, calls in flight, held "
      "calls; an aggregated GET stream also counts each upstream GET stream feeding it, a batch each of its "

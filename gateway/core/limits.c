@@ -75,7 +75,7 @@ struct gw_limits {
   gw_ratelimit *auth_fail, *mcp_user, *mcp_tenant;
   gw_ratelimit *json_user, *json_tenant; /* mcp_json_mib_per_*: MiB of JSON tree (gw_limits_mcp_json) */
   _Atomic uint64_t auth_limited, mcp_user_limited, mcp_tenant_limited, mcp_concurrent_limited;
-  _Atomic uint64_t json_user_limited, json_tenant_limited;
+  _Atomic uint64_t json_user_limited, json_tenant_limited, json_reply_limited;
   _Atomic uint64_t heavy_tenant_limited, heavy_process_limited;
   _Atomic uint64_t write_tenant_limited, write_process_limited;
   _Atomic uint64_t conns_address_limited;
@@ -201,6 +201,14 @@ int64_t gw_limits_mcp_json(gw_req *req, const char *tenant, const char *user, in
     gw_ratelimit_give_n(l->json_user, key, mib); /* not parsed: the user's MiBs back (gw_limits_mcp) */
   }
   if (wait) retry_after(req, wait);
+  return wait;
+}
+
+int64_t gw_limits_mcp_reply_json(gw_server *srv, const char *tenant, int64_t mib) {
+  gw_limits *l = srv->limits;
+  if (!l || mib <= 0) return 0;
+  int64_t wait = gw_ratelimit_take_n(l->json_tenant, tenant, mib, now_ms());
+  if (wait) atomic_fetch_add_explicit(&l->json_reply_limited, 1, memory_order_relaxed);
   return wait;
 }
 
@@ -537,12 +545,14 @@ void gw_limits_metrics(gw_server *srv, gw_buf *out) {
                 "429 because their address passed auth_failures_per_address.\n"
                 "# TYPE mcpgate_auth_failures_limited_total counter\nmcpgate_auth_failures_limited_total %llu\n"
                 "# HELP mcpgate_mcp_rate_limited_total MCP requests refused (429) by mcp_rate_per_user or "
-                "mcp_rate_per_tenant, mcp_concurrent_per_user, mcp_json_mib_per_user or mcp_json_mib_per_tenant.\n"
+                "mcp_rate_per_tenant, mcp_concurrent_per_user, mcp_json_mib_per_user or mcp_json_mib_per_tenant; "
+                "json_reply: upstream replies and events left unparsed by mcp_json_mib_per_tenant.\n"
                 "# TYPE mcpgate_mcp_rate_limited_total counter\n"
                 "mcpgate_mcp_rate_limited_total{limit=\"user\"} %llu\nmcpgate_mcp_rate_limited_total{limit=\"tenant\"} %llu\n"
                 "mcpgate_mcp_rate_limited_total{limit=\"concurrent\"} %llu\n"
                 "mcpgate_mcp_rate_limited_total{limit=\"json_user\"} %llu\n"
                 "mcpgate_mcp_rate_limited_total{limit=\"json_tenant\"} %llu\n"
+                "mcpgate_mcp_rate_limited_total{limit=\"json_reply\"} %llu\n"
                 "# HELP mcpgate_heavy_reads_limited_total Audit queries and exports, reviewers' lists, SCIM scans, policy views "
                 "and admin lists refused because their tenant (429) or the process (503) had the most open at once.\n"
                 "# TYPE mcpgate_heavy_reads_limited_total counter\n"
@@ -554,6 +564,7 @@ void gw_limits_metrics(gw_server *srv, gw_buf *out) {
                 (unsigned long long)atomic_load(&l->mcp_concurrent_limited),
                 (unsigned long long)atomic_load(&l->json_user_limited),
                 (unsigned long long)atomic_load(&l->json_tenant_limited),
+                (unsigned long long)atomic_load(&l->json_reply_limited),
                 (unsigned long long)atomic_load(&l->heavy_tenant_limited),
                 (unsigned long long)atomic_load(&l->heavy_process_limited));
 }

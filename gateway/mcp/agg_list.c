@@ -197,7 +197,7 @@ static void list_page_done(gw_exchange *x, int err) {
   const list_kind *k = kind_of(x);
   if (!err && !strcmp(k->key, "tools") && list_tools_bytes(x)) return;
   json_t *id = json_string("mcpgate-list");
-  json_t *msg = err ? NULL : gw__find_reply(x->body.data ? x->body.data : "", x->body.len, x->up_ct, id);
+  json_t *msg = err ? NULL : gw__x_find_reply(x, id);
   json_decref(id);
   json_t *res = json_object_get(msg, "result");
   json_t *items = json_object_get(res, k->key);
@@ -210,6 +210,7 @@ static void list_page_done(gw_exchange *x, int err) {
              "connector %s: %s failed (%s); its items are left out", x->connector, k->method,
              x->over_budget ? "its reply did not fit the budget of buffered replies (mcp_buffered_max)"
              : x->too_big   ? "its reply was larger than the gateway accepts"
+             : x->json_refused ? "its reply would take more JSON to check than the tenant's mcp_json_mib_per_tenant has left"
              : err == GW_MCP_EAUTH ? "credential refused"
              : err                 ? "unavailable"
                                    : "invalid reply");

@@ -239,7 +239,7 @@ static int mux_event(void *arg, const char *ev, size_t n) {
   gw_buf_init(&data, GW_MCP_MAX_SSE_EVENT);
   gw__sse_split(ev, n, &data, NULL, id, sizeof id);
   if (data.len || id[0]) ((feed_state *)c->state)->fed = true; /* not a bare comment */
-  json_t *msg = data.len ? gw_json_loadb(data.data, data.len, 0, NULL) : NULL;
+  json_t *msg = data.len ? gw__x_json(c, data.data, data.len, 0) : NULL;
   if (msg) mux_emit(c, id[0] ? id : NULL, msg);
   json_decref(msg);
   gw_buf_free(&data);

@@ -318,7 +318,7 @@ static void usess_initialized(gw_exchange *x, int err) {
 static void usess_initialize_done(gw_exchange *x, int err) {
   gw_agg_step_fn after = gw__agg_up(x)->after;
   json_t *id = json_string("mcpgate-init");
-  json_t *msg = err ? NULL : gw__find_reply(x->body.data ? x->body.data : "", x->body.len, x->up_ct, id);
+  json_t *msg = err ? NULL : gw__x_find_reply(x, id);
   json_decref(id);
   if (!msg || !json_is_object(json_object_get(msg, "result"))) {
     json_decref(msg);

@@ -123,7 +123,7 @@ static void relay_one_event(gw_exchange *x, const char *ev, size_t n, gw_buf *ou
     gw_buf_init(&nb, GW_MCP_MAX_SSE_EVENT);
     int by = data.len && x->flow->rewrite_bytes ? x->flow->rewrite_bytes(x, data.data, data.len, &nb) : -1;
     bool vouched = by == 0 || (by < 0 && data.len && x->flow->vouch && x->flow->vouch(x, data.data, data.len));
-    json_t *j = data.len && !vouched && by < 0 ? gw_json_loadb(data.data, data.len, 0, NULL) : NULL;
+    json_t *j = data.len && !vouched && by < 0 ? gw__x_json(x, data.data, data.len, 0) : NULL;
     if (data.len && !vouched && by < 0 && !j) {
       /* what the gateway cannot parse, a client's laxer parser may take
        * (JSON.parse accepts a lone surrogate escape): the rewrite (the
@@ -235,7 +235,7 @@ static void note_event(gw_exchange *x, const char *ev, size_t n) {
   gw_buf data;
   gw_buf_init(&data, GW_MCP_MAX_SSE_EVENT);
   gw__sse_split(ev, n, &data, NULL, NULL, 0);
-  json_t *j = data.len ? gw_json_loadb(data.data, data.len, 0, NULL) : NULL;
+  json_t *j = data.len ? gw__x_json(x, data.data, data.len, 0) : NULL;
   gw_buf_free(&data);
   size_t i;
   json_t *m;
@@ -254,6 +254,8 @@ static void answer_missing(gw_exchange *x, int err) {
              GW_X_BUDGET_MSG);
   else if (x->too_big)
     snprintf(msg, sizeof msg, "connector \"%s\" sent an event larger than the gateway accepts", x->connector);
+  else if (x->json_refused)
+    snprintf(msg, sizeof msg, "connector \"%s\": " GW_X_JSON_REFUSED_MSG, x->connector);
   else if (x->bad_event)
     snprintf(msg, sizeof msg, "connector \"%s\" sent an invalid response (an event that is not valid JSON)",
              x->connector);
@@ -462,7 +464,7 @@ void gw__relay_done(gw_exchange *x, gw_out_req *r, int err, void (*initialized)(
       gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" failed (HTTP %d)", x->connector, x->status);
     } else if (x->into && gw__sse_is(x->up_ct)) {
       /* a batch element answered over SSE: its reply goes into the array */
-      json_t *m = gw__find_reply(x->body.data ? x->body.data : "", x->body.len, x->up_ct, json_array_get(x->ids, 0));
+      json_t *m = gw__x_find_reply(x, json_array_get(x->ids, 0));
       if (m) {
         if (x->flow->rewrite) x->flow->rewrite(x, m);
         gw__x_reply_json(x, 200, m);
@@ -489,9 +491,11 @@ void gw__relay_done(gw_exchange *x, gw_out_req *r, int err, void (*initialized)(
                                x->flow->vouch(x, x->body.data, x->body.len));
       /* a raw NUL byte: invalid (jansson would skip one after a value) */
       json_t *j = is_json && x->body.len && !valid && !memchr(x->body.data, 0, x->body.len)
-                      ? gw_json_loadb(x->body.data, x->body.len, 0, NULL)
+                      ? gw__x_json(x, x->body.data, x->body.len, 0)
                       : NULL;
-      if (is_json && x->body.len && !j && !valid) {
+      if (is_json && x->body.len && !j && !valid && x->json_refused) {
+        gw__x_rpc_error(x, 429, GW_RPC_UPSTREAM_DOWN, "connector \"%s\": " GW_X_JSON_REFUSED_MSG, x->connector);
+      } else if (is_json && x->body.len && !j && !valid) {
         if (x->m) GW_STAT_ADD(x->m->errors, 1);
         gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent an invalid response", x->connector);
       } else if (!is_json && x->status == 200) {
@@ -534,11 +538,11 @@ void gw__relay_done(gw_exchange *x, gw_out_req *r, int err, void (*initialized)(
  * x->body until the session is stored. */
 static void reply_initialize(gw_exchange *x, json_t *result) {
   (void)result;
-  gw__x_reply_json(x, 200, gw_json_loadb(x->body.data, x->body.len, 0, NULL));
+  gw__x_reply_json(x, 200, gw__x_json(x, x->body.data, x->body.len, 0));
 }
 
 static void finish_initialize(gw_exchange *x) {
-  json_t *msg = gw__find_reply(x->body.data ? x->body.data : "", x->body.len, x->up_ct, json_array_get(x->ids, 0));
+  json_t *msg = gw__x_find_reply(x, json_array_get(x->ids, 0));
   if (x->status != 200) {
     /* the upstream refused (e.g. an unsupported version): relay its answer */
     if (msg) gw__x_reply_json(x, x->status, msg);
@@ -552,7 +556,10 @@ static void finish_initialize(gw_exchange *x) {
       return;
     }
     json_decref(msg);
-    gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent an invalid initialize result", x->connector);
+    if (x->json_refused)
+      gw__x_rpc_error(x, 429, GW_RPC_UPSTREAM_DOWN, "connector \"%s\": " GW_X_JSON_REFUSED_MSG, x->connector);
+    else
+      gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent an invalid initialize result", x->connector);
     return;
   }
   /* tasks are not governed by policy yet: not offered */

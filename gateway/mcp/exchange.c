@@ -44,9 +44,11 @@
 #include "gateway/base/pool.h"
 #include "gateway/mcp/mcp_loop.h"
 #include "gateway/mcp/decide.h"
+#include "gateway/core/limits.h"
 #include "gateway/core/server.h"
 #include "gateway/http/http.h"
 #include "gateway/mcp/mcp_proxy.h"
+#include "gateway/mcp/sse.h"
 #include "gateway/mcp/stats.h"
 #include "gateway/mcp/usess_end.h"
 #include "gateway/out/outbound.h"
@@ -497,6 +499,30 @@ static void held_answer(gw_exchange *x, const char *body, size_t n) {
   gw__x_client_done(x);
   if (ok) gw_resp_end(r);
   else gw_req_drop(r);
+}
+
+json_t *gw__x_json(gw_exchange *x, const char *p, size_t n, size_t flags) {
+  if (n <= GW_JSON_FREE_BYTES || !x->lp) return gw_json_loadb(p, n, flags, NULL);
+  size_t cost = gw_json_tree_cost(p, n);
+  /* past the estimate's cap it is refused unparsed: the scan was its cost */
+  size_t mib = (cost <= GW_JSON_TREE_MAX ? cost : n) >> 20;
+  int64_t wait = mib ? gw_limits_mcp_reply_json(x->lp->srv, x->tenant, (int64_t)mib) : 0;
+  if (wait) {
+    if (!x->json_refused)
+      GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}),
+             "connector %s: a JSON text of %zu bytes (~%zu MiB of tree) was not parsed: the tenant's "
+             "mcp_json_mib_per_tenant has no room for %lld s",
+             x->connector, n, mib, (long long)wait);
+    x->json_refused = true;
+    return NULL;
+  }
+  return gw_json_loadb_costed(p, n, flags, NULL, cost);
+}
+
+static json_t *x_load(void *arg, const char *p, size_t n, size_t flags) { return gw__x_json(arg, p, n, flags); }
+
+json_t *gw__x_find_reply(gw_exchange *x, const json_t *id) {
+  return gw__find_reply_by(x->body.data ? x->body.data : "", x->body.len, x->up_ct, id, x_load, x);
 }
 
 void gw__x_reply_json(gw_exchange *x, int status, json_t *j) {

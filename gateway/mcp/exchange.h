@@ -227,6 +227,8 @@ struct gw_exchange {
   bool over_budget;    /* ... not its cap: the buffered-bytes budget of its tenant or the process (mcp_buffered_max) */
   bool resumable;      /* a relayed SSE event carried an id: the client can resume the stream (Last-Event-ID) */
   bool bad_event;      /* an upstream SSE event the relay had to parse was not valid JSON: dropped */
+  bool json_refused;   /* an upstream JSON text was left unparsed: its tree's MiBs did not fit the tenant's
+                          mcp_json_mib_per_tenant (gw__x_json) */
   bool cancel_sent;    /* a client's notifications/cancelled for it went upstream (once: agg.c) */
   bool foreign_note;   /* an upstream notification naming another connector's progress token, question,
                           elicitation or resource was dropped (agg_maps.c; logged at info once per exchange) */
@@ -352,6 +354,21 @@ void gw__x_uncollect(gw_exchange *x);
  * is spent (abort the transfer). Always true outside batches. */
 bool gw__x_take(gw_exchange *x, size_t n);
 void gw__x_reply_json(gw_exchange *x, int status, json_t *j);
+/* An upstream's JSON text (a reply, an event's data) parsed for x
+ * (gw_json_loadb): a text over GW_JSON_FREE_BYTES has its tree's whole
+ * MiBs charged to x's tenant's mcp_json_mib_per_tenant first — the same
+ * bucket its clients' bodies pay into: a tenant admin's upstream whose
+ * replies cost the loop ~200 ms to parse each takes the loop from that
+ * tenant's budget, not every tenant's. NULL (and x->json_refused, logged
+ * once per exchange) when it does not fit: the caller answers as for an
+ * invalid text, gw__x_json_refused_msg saying why. */
+json_t *gw__x_json(gw_exchange *x, const char *p, size_t n, size_t flags);
+/* gw__find_reply over x's buffered reply (x->body, x->up_ct), its parses
+ * gw__x_json's. */
+json_t *gw__x_find_reply(gw_exchange *x, const json_t *id);
+#define GW_X_JSON_REFUSED_MSG                                                                                       \
+  "its reply would take more JSON to check than this tenant's budget has left this minute "                   \
+  "(mcp_json_mib_per_tenant); retry later"
 void gw__x_reply_raw(gw_exchange *x, int status, const char *ct, const char *body, size_t n);
 /* JSON-RPC error for every request id of the message (HTTP 200, as an MCP
  * server answers); a message with no request (notifications) gets

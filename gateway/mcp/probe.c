@@ -123,7 +123,7 @@ void gw_agg_probe_connector(gw_loop *lp, const char *tenant, const char *connect
 
 static void probe_init_done(gw_exchange *x, int err) {
   json_t *id = json_string("mcpgate-init");
-  json_t *msg = err ? NULL : gw__find_reply(x->body.data ? x->body.data : "", x->body.len, x->up_ct, id);
+  json_t *msg = err ? NULL : gw__x_find_reply(x, id);
   json_decref(id);
   json_t *result = json_object_get(msg, "result");
   gw__agg_learn_caps(x, json_object_get(result, "capabilities"));

@@ -126,21 +126,33 @@ bool gw__is_reply(const json_t *m, const json_t *id, bool need_result) {
          (!need_result || json_object_get(m, "result") || json_object_get(m, "error"));
 }
 
+static json_t *plain_load(void *arg, const char *p, size_t n, size_t flags) {
+  (void)arg;
+  return gw_json_loadb(p, n, flags, NULL);
+}
+
 /* The event's data as the reply with `id`, or NULL. */
-static json_t *reply_in(const char *ev, size_t n, const json_t *id, gw_buf *data, int need_result) {
+static json_t *reply_in(const char *ev, size_t n, const json_t *id, gw_buf *data, int need_result,
+                        gw__json_load_fn load, void *arg) {
   gw_buf_reset(data);
   gw__sse_split(ev, n, data, NULL, NULL, 0);
   if (!data->len) return NULL;
-  json_t *j = gw_json_loadb(data->data, data->len, 0, NULL);
+  json_t *j = load(arg, data->data, data->len, 0);
   if (gw__is_reply(j, id, need_result)) return j;
   json_decref(j);
   return NULL;
 }
 
 json_t *gw__find_reply(const char *s, size_t n, const char *ct, const json_t *id) {
+  return gw__find_reply_by(s, n, ct, id, NULL, NULL);
+}
+
+json_t *gw__find_reply_by(const char *s, size_t n, const char *ct, const json_t *id, gw__json_load_fn load,
+                          void *arg) {
+  if (!load) load = plain_load;
   if (!gw__sse_is(ct)) {
     /* a reply is an object: an array (a batch's) or a scalar is none */
-    json_t *j = n ? gw_json_loadb(s, n, JSON_REJECT_DUPLICATES, NULL) : NULL;
+    json_t *j = n ? load(arg, s, n, JSON_REJECT_DUPLICATES) : NULL;
     if (j && !gw__is_reply(j, NULL, false)) {
       json_decref(j);
       j = NULL;
@@ -152,11 +164,11 @@ json_t *gw__find_reply(const char *s, size_t n, const char *ct, const json_t *id
   json_t *found = NULL;
   size_t start = 0, at, end;
   while (!found && (end = event_end(s, n, start, &at)) != 0) {
-    found = reply_in(s + start, end - start, id, &data, 1);
+    found = reply_in(s + start, end - start, id, &data, 1, load, arg);
     start = end;
   }
   /* a last event without its blank line */
-  if (!found && start < n) found = reply_in(s + start, n - start, id, &data, 0);
+  if (!found && start < n) found = reply_in(s + start, n - start, id, &data, 0, load, arg);
   gw_buf_free(&data);
   return found;
 }

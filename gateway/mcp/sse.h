@@ -42,6 +42,14 @@ bool gw__is_reply(const json_t *m, const json_t *id, bool need_result);
  * no request or notification; its id is not compared), or the SSE event
  * carrying it (events before it are skipped). New reference, or NULL. */
 json_t *gw__find_reply(const char *body, size_t n, const char *ct, const json_t *id);
+/* How gw__find_reply_by builds each JSON text it reads (a body, an
+ * event's data): json_loadb's contract (new reference or NULL); arg is the
+ * caller's. */
+typedef json_t *(*gw__json_load_fn)(void *arg, const char *p, size_t n, size_t flags);
+/* gw__find_reply with the parses done by load (NULL: gw_json_loadb): an
+ * exchange's charge the tree each costs to its tenant (gw__x_find_reply). */
+json_t *gw__find_reply_by(const char *body, size_t n, const char *ct, const json_t *id, gw__json_load_fn load,
+                          void *arg);
 /* gw__find_reply's search done by scans (json_check.h), for a reply the
  * caller then reads as bytes: the first message in a JSON body or an SSE
  * stream that is an object without a string "method" (over SSE: whose
