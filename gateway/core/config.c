@@ -225,12 +225,12 @@ static const cfg_key keys[] = {
      "MiB of JSON tree one user's MCP request bodies may make the gateway build a minute (bursts up to the same), "
      "estimated from each body before it is parsed: a body costs a MiB for each whole MiB of its tree (most "
      "cost nothing; a 4 MiB body of small values, ~60); past it 429 with Retry-After, so no employee keeps a loop "
-     "parsing (0: no limit)",
+     "parsing. The upstream replies and events the gateway parses for the user (a list it builds, a GET stream's "
+     "event) pay the same way: past it they are left unparsed (the connector's items left out of a list, or an "
+     "error naming the key) (0: no limit)",
      NULL},
     {"mcp_json_mib_per_tenant", CFG_INT, "2048", 0, 100000000, OFF(mcp_json_mib_per_tenant),
-     "the same for all users of one tenant together, and for the upstream replies and events the gateway parses "
-     "for the tenant (a list it builds, a GET stream's event): past it those are left unparsed (the connector's "
-     "items left out, or an error naming it) (0: no limit)",
+     "the same for all users of one tenant together, their upstream replies and events included (0: no limit)",
      NULL},
     {"mcp_concurrent_per_user", CFG_INT, "256", 0, 1000000, OFF(mcp_concurrent_per_user),
      "MCP requests one user may have open at once (both endpoints, every loop: GET streams, calls in flight, held "

@@ -204,10 +204,17 @@ int64_t gw_limits_mcp_json(gw_req *req, const char *tenant, const char *user, in
   return wait;
 }
 
-int64_t gw_limits_mcp_reply_json(gw_server *srv, const char *tenant, int64_t mib) {
+int64_t gw_limits_mcp_reply_json(gw_server *srv, const char *tenant, const char *user, int64_t mib) {
   gw_limits *l = srv->limits;
   if (!l || mib <= 0) return 0;
-  int64_t wait = gw_ratelimit_take_n(l->json_tenant, tenant, mib, now_ms());
+  int64_t now = now_ms(), wait = 0;
+  char key[GW_RATELIMIT_KEY_MAX + 1];
+  if (user && *user) {
+    user_key(tenant, user, key);
+    wait = gw_ratelimit_take_n(l->json_user, key, mib, now);
+  }
+  if (!wait && (wait = gw_ratelimit_take_n(l->json_tenant, tenant, mib, now)) && user && *user)
+    gw_ratelimit_give_n(l->json_user, key, mib); /* not parsed: the user's MiBs back */
   if (wait) atomic_fetch_add_explicit(&l->json_reply_limited, 1, memory_order_relaxed);
   return wait;
 }
@@ -546,7 +553,7 @@ void gw_limits_metrics(gw_server *srv, gw_buf *out) {
                 "# TYPE mcpgate_auth_failures_limited_total counter\nmcpgate_auth_failures_limited_total %llu\n"
                 "# HELP mcpgate_mcp_rate_limited_total MCP requests refused (429) by mcp_rate_per_user or "
                 "mcp_rate_per_tenant, mcp_concurrent_per_user, mcp_json_mib_per_user or mcp_json_mib_per_tenant; "
-                "json_reply: upstream replies and events left unparsed by mcp_json_mib_per_tenant.\n"
+                "json_reply: upstream replies and events left unparsed by mcp_json_mib_per_user or mcp_json_mib_per_tenant.\n"
                 "# TYPE mcpgate_mcp_rate_limited_total counter\n"
                 "mcpgate_mcp_rate_limited_total{limit=\"user\"} %llu\nmcpgate_mcp_rate_limited_total{limit=\"tenant\"} %llu\n"
                 "mcpgate_mcp_rate_limited_total{limit=\"concurrent\"} %llu\n"

@@ -137,12 +137,14 @@ int64_t gw_limits_mcp(gw_req *req, const char *tenant, const char *user);
  * before it is parsed: 0, or the seconds until there is room again (then
  * Retry-After is set and the caller answers 429). Any loop. */
 int64_t gw_limits_mcp_json(gw_req *req, const char *tenant, const char *user, int64_t mib);
-/* An upstream's JSON text the gateway must parse for tenant (a reply it
- * filters or checks, an event of a GET stream), whose tree would take
- * `mib` whole MiB: charged to the tenant's mcp_json_mib_per_tenant — the
- * bucket its clients' bodies pay into. 0, or the seconds until there is
- * room (nothing taken: the caller leaves the text unparsed). Any loop. */
-int64_t gw_limits_mcp_reply_json(gw_server *srv, const char *tenant, int64_t mib);
+/* An upstream's JSON text the gateway must parse for user (a reply it
+ * filters or checks, an event of their GET stream; "" for the gateway's
+ * own exchanges) of tenant, whose tree would take `mib` whole MiB:
+ * charged as a body's would be (the user's, then the tenant's bucket) —
+ * an employee listing a heavy connector over and over spends their own
+ * budget before their colleagues'. 0, or the seconds until there is room
+ * (nothing taken: the caller leaves the text unparsed). Any loop. */
+int64_t gw_limits_mcp_reply_json(gw_server *srv, const char *tenant, const char *user, int64_t mib);
 
 /* Takes a slot of (tenant, user) for req: 0, or > 0 (Retry-After set:
  * answer 429) when the user has mcp_concurrent_per_user open already, or

@@ -210,7 +210,7 @@ static void list_page_done(gw_exchange *x, int err) {
              "connector %s: %s failed (%s); its items are left out", x->connector, k->method,
              x->over_budget ? "its reply did not fit the budget of buffered replies (mcp_buffered_max)"
              : x->too_big   ? "its reply was larger than the gateway accepts"
-             : x->json_refused ? "its reply would take more JSON to check than the tenant's mcp_json_mib_per_tenant has left"
+             : x->json_refused ? "its reply would take more JSON to check than mcp_json_mib_per_user or mcp_json_mib_per_tenant has left"
              : err == GW_MCP_EAUTH ? "credential refused"
              : err                 ? "unavailable"
                                    : "invalid reply");

@@ -506,12 +506,12 @@ json_t *gw__x_json(gw_exchange *x, const char *p, size_t n, size_t flags) {
   size_t cost = gw_json_tree_cost(p, n);
   /* past the estimate's cap it is refused unparsed: the scan was its cost */
   size_t mib = (cost <= GW_JSON_TREE_MAX ? cost : n) >> 20;
-  int64_t wait = mib ? gw_limits_mcp_reply_json(x->lp->srv, x->tenant, (int64_t)mib) : 0;
+  int64_t wait = mib ? gw_limits_mcp_reply_json(x->lp->srv, x->tenant, x->user, (int64_t)mib) : 0;
   if (wait) {
     if (!x->json_refused)
       GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}),
-             "connector %s: a JSON text of %zu bytes (~%zu MiB of tree) was not parsed: the tenant's "
-             "mcp_json_mib_per_tenant has no room for %lld s",
+             "connector %s: a JSON text of %zu bytes (~%zu MiB of tree) was not parsed: the user's "
+             "mcp_json_mib_per_user or the tenant's mcp_json_mib_per_tenant has no room for %lld s",
              x->connector, n, mib, (long long)wait);
     x->json_refused = true;
     return NULL;

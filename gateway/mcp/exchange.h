@@ -356,10 +356,10 @@ bool gw__x_take(gw_exchange *x, size_t n);
 void gw__x_reply_json(gw_exchange *x, int status, json_t *j);
 /* An upstream's JSON text (a reply, an event's data) parsed for x
  * (gw_json_loadb): a text over GW_JSON_FREE_BYTES has its tree's whole
- * MiBs charged to x's tenant's mcp_json_mib_per_tenant first — the same
- * bucket its clients' bodies pay into: a tenant admin's upstream whose
- * replies cost the loop ~200 ms to parse each takes the loop from that
- * tenant's budget, not every tenant's. NULL (and x->json_refused, logged
+ * MiBs charged to x's user's and tenant's JSON budgets first
+ * (gw_limits_mcp_reply_json) — the buckets its clients' bodies pay into:
+ * a tenant admin's upstream whose replies cost the loop ~200 ms to parse
+ * each takes the loop from that tenant's budget, not every tenant's. NULL (and x->json_refused, logged
  * once per exchange) when it does not fit: the caller answers as for an
  * invalid text, gw__x_json_refused_msg saying why. */
 json_t *gw__x_json(gw_exchange *x, const char *p, size_t n, size_t flags);
@@ -367,8 +367,8 @@ json_t *gw__x_json(gw_exchange *x, const char *p, size_t n, size_t flags);
  * gw__x_json's. */
 json_t *gw__x_find_reply(gw_exchange *x, const json_t *id);
 #define GW_X_JSON_REFUSED_MSG                                                                                       \
-  "its reply would take more JSON to check than this tenant's budget has left this minute "                   \
-  "(mcp_json_mib_per_tenant); retry later"
+  "its reply would take more JSON to check than your or this tenant's budget has left this minute "           \
+  "(mcp_json_mib_per_user, mcp_json_mib_per_tenant); retry later"
 void gw__x_reply_raw(gw_exchange *x, int status, const char *ct, const char *body, size_t n);
 /* JSON-RPC error for every request id of the message (HTTP 200, as an MCP
  * server answers); a message with no request (notifications) gets

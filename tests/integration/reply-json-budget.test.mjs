@@ -20,43 +20,67 @@ import { startCtlUpstream } from './lib/ctl-upstream.mjs';
 // each listed resource ({"uri":…,"name":…} and what ctl-upstream adds) is
 // ~800 bytes of tree by gw_json_tree_cost's weights: 26,000 of them ~20 MiB
 const ITEMS = 26000;
-const BUDGET_MIB = 100;
+
+async function fixture(args, tenantIds, users) {
+  const gw = await startGateway({ args });
+  const sessions = {};
+  const ups = {};
+  for (const id of tenantIds) {
+    const t = await setupTenant(gw, { id, users: users.map((u) => `${u}@${id}.com`) });
+    ups[id] = await startCtlUpstream({ name: `big${id[0]}`, resources: ITEMS });
+    const r = await t.putConnector('big', { url: ups[id].url, auth: { type: 'none' } });
+    assert.equal(r.status, 201, r.body);
+    for (const u of users) {
+      const tok = (await t.mintToken(`${u}@${id}.com`)).token;
+      sessions[`${u}@${id}`] = await rawSession(`${gw.url}/t/${id}/mcp`, tok);
+    }
+  }
+  const list = async (who) => {
+    const r = await sessions[who].request('resources/list');
+    assert.equal(r.status, 200, r.body.slice(0, 300));
+    return r.messages[0]?.result?.resources?.length;
+  };
+  // lists until one comes back without the heavy connector's items (at
+  // most `max`): the counts, the first the whole list
+  const untilRefused = async (who, max = 14) => {
+    const counts = [await list(who)];
+    assert.equal(counts[0], ITEMS, `${who}: the whole list while the budget lasts`);
+    while (counts.length < max && counts[counts.length - 1] !== 0) counts.push(await list(who));
+    return counts;
+  };
+  return { gw, ups, list, untilRefused };
+}
 
 test('the tree an upstream\'s reply would take is charged to its tenant\'s mcp_json_mib_per_tenant: past it the reply is left unparsed, said in the log and the metric; another tenant\'s budget is its own', async () => {
-  const gw = await startGateway({ args: ['--mcp-json-mib-per-tenant', String(BUDGET_MIB), '--agg-uri-map-max', '64'] });
+  const f = await fixture(['--mcp-json-mib-per-tenant', '100', '--mcp-json-mib-per-user', '100000', '--agg-uri-map-max', '64'],
+    ['acme', 'globex'], ['alice', 'bob']);
   try {
-    const tenants = {};
-    for (const id of ['acme', 'globex']) {
-      const t = await setupTenant(gw, { id, users: [`alice@${id}.com`] });
-      const up = await startCtlUpstream({ name: `big${id[0]}`, resources: ITEMS });
-      const r = await t.putConnector('big', { url: up.url, auth: { type: 'none' } });
-      assert.equal(r.status, 201, r.body);
-      const tok = (await t.mintToken(`alice@${id}.com`)).token;
-      tenants[id] = { s: await rawSession(`${gw.url}/t/${id}/mcp`, tok), up };
-    }
-    const list = async (id) => {
-      const r = await tenants[id].s.request('resources/list');
-      assert.equal(r.status, 200, r.body.slice(0, 300));
-      return r.messages[0]?.result?.resources?.length;
-    };
-    // the premise: one reply is worth MiBs of tree, the budget a handful of them
-    const first = await list('acme');
-    assert.equal(first, ITEMS, 'the whole list while the budget lasts');
-    // acme's lists until its budget is spent (each ~20 MiB: at most ~6 fit
-    // in 100 MiB and what refills while they run)
-    let counts = [first];
-    for (let i = 0; i < 12 && counts[counts.length - 1] !== 0; i++) counts.push(await list('acme'));
+    // each ~20 MiB: ~5 fit in 100 MiB, and what refills while they run
+    const counts = await f.untilRefused('alice@acme');
     assert.equal(counts[counts.length - 1], 0, `acme's upstream replies were left unparsed once its budget was spent: ${counts}`);
     assert.ok(counts.length >= 3, `more than one reply fit: ${counts}`);
-    await gw.waitForLog((l) => /not parsed: the tenant's mcp_json_mib_per_tenant has no room/.test(l.msg ?? '') && l.tenant === 'acme');
-    await gw.waitForLog((l) => /items are left out/.test(l.msg ?? '') && /mcp_json_mib_per_tenant/.test(l.msg ?? ''));
-    const m = await scrape(gw.port);
-    assert.ok(metricValue(m, 'mcpgate_mcp_rate_limited_total', { limit: 'json_reply' }) >= 1, 'counted as json_reply');
+    assert.equal(await f.list('bob@acme'), 0, 'the tenant\'s budget is every user\'s of it');
+    await f.gw.waitForLog((l) => /was not parsed: the user's mcp_json_mib_per_user or the tenant's mcp_json_mib_per_tenant has no room/.test(l.msg ?? '') && l.tenant === 'acme');
+    await f.gw.waitForLog((l) => /items are left out/.test(l.msg ?? '') && /mcp_json_mib_per_tenant/.test(l.msg ?? ''));
+    const m = await scrape(f.gw.port);
+    assert.ok(metricValue(m, 'mcpgate_mcp_rate_limited_total', { limit: 'json_reply' }) >= 2, 'counted as json_reply');
     // globex's upstream answers the same lists: its budget is untouched
-    assert.equal(await list('globex'), ITEMS, 'another tenant lists in full');
-    // each reply was asked for once: the refusals cost acme's upstream no retry
-    assert.equal(tenants.acme.up.rpc('resources/list').length, counts.length);
+    assert.equal(await f.list('alice@globex'), ITEMS, 'another tenant lists in full');
+    // each list was asked of the upstream once: a refusal costs it no retry
+    assert.equal(f.ups.acme.rpc('resources/list').length, counts.length + 1);
   } finally {
-    await gw.stop();
+    await f.gw.stop();
+  }
+});
+
+test('... and to the user it is parsed for (mcp_json_mib_per_user): an employee listing a heavy connector over and over spends their own budget, not their colleagues\'', async () => {
+  const f = await fixture(['--mcp-json-mib-per-user', '60', '--agg-uri-map-max', '64'], ['acme'], ['alice', 'bob']);
+  try {
+    const counts = await f.untilRefused('alice@acme');
+    assert.equal(counts[counts.length - 1], 0, `alice's lists were left unparsed once her budget was spent: ${counts}`);
+    assert.ok(counts.length >= 2, `more than one reply fit: ${counts}`);
+    assert.equal(await f.list('bob@acme'), ITEMS, 'bob of the same tenant lists in full');
+  } finally {
+    await f.gw.stop();
   }
 });
