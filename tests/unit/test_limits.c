@@ -369,6 +369,16 @@ TEST(a_tenant_refusal_gives_the_user_budget_back) {
   CHECK_INT(atomic_load(&l->json_user_limited), 0);
   user_key("acme", "u2", key);
   CHECK_INT(gw_ratelimit_take_n(l->json_user, key, 50, now_ms()), 0);
+  /* an upstream reply parsed for u3: the same, counted as json_reply; the
+   * gateway's own exchanges ("" user) pay the tenant's alone */
+  CHECK(gw_limits_mcp_reply_json(&srv, "acme", "u3", 10) > 0); /* acme has 5 left */
+  CHECK_INT(atomic_load(&l->json_reply_limited), 1);
+  user_key("acme", "u3", key);
+  CHECK_INT(gw_ratelimit_take_n(l->json_user, key, 50, now_ms()), 0);
+  CHECK_INT(gw_limits_mcp_reply_json(&srv, "acme", "", 5), 0);
+  CHECK(gw_limits_mcp_reply_json(&srv, "acme", "", 1) > 0);
+  CHECK_INT(gw_limits_mcp_reply_json(&srv, "globex", "u1", 20), 0);
+  CHECK_INT(atomic_load(&l->json_reply_limited), 2);
   gw_limits_free(&srv);
 }
 
