@@ -129,7 +129,7 @@ static void relay_one_event(gw_exchange *x, const char *ev, size_t n, gw_buf *ou
        * (JSON.parse accepts a lone surrogate escape): the rewrite (the
        * policy's tool filter, id rewriting) cannot run on it, so it is not
        * relayed — fail closed */
-      if (!x->bad_event)
+      if (!x->bad_event && !x->json_refused) /* (a refusal said why: gw__x_json) */
         GW_LOG(GW_LOG_WARN, "mcp", &((gw_log_ctx){x->tenant, x->req ? x->req->id : NULL}),
                "connector %s sent an SSE event whose data is not valid JSON: dropped", x->connector);
       x->bad_event = true;
@@ -226,22 +226,30 @@ static void note_reply(gw_exchange *x, const json_t *m) {
 /* Notes what one relayed event of a POST's stream gives the client: an
  * event id to resume from, or the reply to one of its requests — parsed
  * only while a reply is missing and the bytes may hold one (progress
- * notifications pass unparsed). */
-static void note_event(gw_exchange *x, const char *ev, size_t n) {
-  if (x->kind != GW_X_POST || !x->ids) return;
+ * notifications pass unparsed). false: the event must not be relayed —
+ * its parse did not fit the JSON budgets (gw__x_json), so whether it
+ * answers a request is unknown; relayed, the client would get its reply
+ * and then the error answer_missing sends for a request never noted. */
+static bool note_event(gw_exchange *x, const char *ev, size_t n) {
+  if (x->kind != GW_X_POST || !x->ids) return true;
   if (!x->resumable && has_id_line(ev, n)) x->resumable = true;
-  if (json_array_size(x->replied) >= json_array_size(x->ids)) return;
-  if (!gw_memmem(ev, n, "\"result\"", 8) && !gw_memmem(ev, n, "\"error\"", 7) && !gw_memmem(ev, n, "\\u", 2)) return;
+  if (json_array_size(x->replied) >= json_array_size(x->ids)) return true;
+  if (!gw_memmem(ev, n, "\"result\"", 8) && !gw_memmem(ev, n, "\"error\"", 7) && !gw_memmem(ev, n, "\\u", 2)) return true;
   gw_buf data;
   gw_buf_init(&data, GW_MCP_MAX_SSE_EVENT);
   gw__sse_split(ev, n, &data, NULL, NULL, 0);
+  bool refused_before = x->json_refused;
+  x->json_refused = false;
   json_t *j = data.len ? gw__x_json(x, data.data, data.len, 0) : NULL;
+  bool refused = x->json_refused;
+  x->json_refused = refused_before || refused;
   gw_buf_free(&data);
   size_t i;
   json_t *m;
   if (json_is_array(j)) json_array_foreach(j, i, m) note_reply(x, m);
   else note_reply(x, j);
   json_decref(j);
+  return !refused;
 }
 
 /* The stream of a POST ends (err: why, 0 for a clean end) with neither
@@ -292,8 +300,7 @@ static int relay_flush(relay_out *o) {
 static int relay_event(void *arg, const char *ev, size_t n) {
   relay_out *o = arg;
   if (o->out.len > RELAY_FLUSH && relay_flush(o) != 0) return -1;
-  note_event(o->x, ev, n);
-  relay_one_event(o->x, ev, n, &o->out);
+  if (note_event(o->x, ev, n)) relay_one_event(o->x, ev, n, &o->out);
   return 0;
 }
 
@@ -538,7 +545,7 @@ void gw__relay_done(gw_exchange *x, gw_out_req *r, int err, void (*initialized)(
  * x->body until the session is stored. */
 static void reply_initialize(gw_exchange *x, json_t *result) {
   (void)result;
-  gw__x_reply_json(x, 200, gw__x_json(x, x->body.data, x->body.len, 0));
+  gw__x_reply_json(x, 200, gw_json_loadb(x->body.data, x->body.len, 0, NULL)); /* (charged: finish_initialize) */
 }
 
 static void finish_initialize(gw_exchange *x) {

@@ -84,3 +84,33 @@ test('... and to the user it is parsed for (mcp_json_mib_per_user): an employee 
     await f.gw.stop();
   }
 });
+
+test('a streamed reply whose parse does not fit is not relayed: the client gets one answer, the error naming the budget, never the reply and then an error', async () => {
+  const gw = await startGateway({ args: ['--mcp-json-mib-per-user', '60'] });
+  try {
+    const t = await setupTenant(gw, { users: ['alice@acme.com'] });
+    const up = await startCtlUpstream({ name: 'raw' });
+    const r = await t.putConnector('up', { url: up.url, auth: { type: 'none' } });
+    assert.equal(r.status, 201, r.body);
+    const s = await rawSession(`${gw.url}/t/acme/mcp/up`, (await t.mintToken('alice@acme.com')).token);
+    // a result of 100,000 empty objects: 300 kB of text (free as the
+    // request's string), ~23 MiB of tree in the reply event the gateway
+    // reads to note which request it answers
+    const result = `{"content":[{"type":"text","text":"ok"}],"items":[${'{},'.repeat(100000)}{}]}`;
+    const answers = [];
+    for (let i = 0; i < 6 && !answers.some((a) => a.error); i++) {
+      const c = await s.request('tools/call', { name: 'raw', arguments: { result, sse: true } });
+      assert.equal(c.status, 200, c.body.slice(0, 300));
+      const mine = c.messages.filter((m) => m.id !== undefined && (m.result || m.error));
+      assert.equal(mine.length, 1, `one answer per call: ${c.body.slice(0, 200)}`);
+      answers.push(mine[0]);
+    }
+    assert.equal(answers[0].result?.items?.length, 100001, 'the first reply is relayed whole');
+    const refused = answers[answers.length - 1];
+    assert.ok(refused.error && /mcp_json_mib_per_user/.test(refused.error.message),
+      `once the user's budget is spent the call is answered by the error: ${JSON.stringify(refused).slice(0, 300)}`);
+    assert.ok(answers.length >= 2, `more than one reply fit: ${answers.length}`);
+  } finally {
+    await gw.stop();
+  }
+});
