@@ -166,28 +166,38 @@ int64_t gw_ratelimit_take(gw_ratelimit *rl, const char *key, int64_t now_ms) {
   return gw_ratelimit_take_n(rl, key, 1, now_ms);
 }
 
+/* key cut to GW_RATELIMIT_KEY_MAX into k (its length in *kn), and its
+ * hash */
+static uint64_t key_of(const char *key, char k[GW_RATELIMIT_KEY_MAX + 1], size_t *kn) {
+  *kn = strlen(key);
+  if (*kn > GW_RATELIMIT_KEY_MAX) *kn = GW_RATELIMIT_KEY_MAX;
+  memcpy(k, key, *kn);
+  k[*kn] = 0;
+  return hash(k);
+}
+
+/* k's slot, or the free slot where it would go. Under rl->mu. */
+static size_t probe(const gw_ratelimit *rl, const char *k, uint64_t h) {
+  size_t mask = rl->cap - 1, i = h & mask;
+  while (rl->b[i].used && strcmp(rl->b[i].key, k)) i = (i + 1) & mask;
+  return i;
+}
+
 int64_t gw_ratelimit_take_n(gw_ratelimit *rl, const char *key, int64_t n, int64_t now_ms) {
   if (!rl || rl->per_min == 0 || n <= 0) return 0;
   if (n > rl->burst) n = rl->burst; /* a full bucket always pays for one */
   char k[GW_RATELIMIT_KEY_MAX + 1];
-  size_t kn = strlen(key);
-  if (kn > GW_RATELIMIT_KEY_MAX) kn = GW_RATELIMIT_KEY_MAX;
-  memcpy(k, key, kn);
-  k[kn] = 0;
-  uint64_t h = hash(k);
+  size_t kn;
+  uint64_t h = key_of(key, k, &kn);
   uv_mutex_lock(&rl->mu);
-  size_t mask = rl->cap - 1;
-  size_t i = h & mask;
-  while (rl->b[i].used && strcmp(rl->b[i].key, k)) i = (i + 1) & mask;
+  size_t i = probe(rl, k, h);
   if (!rl->b[i].used) {
     /* a new key: the table grows while under its bound (kept at most half
      * full); at the bound, or without the memory to grow, the idlest key
      * makes room */
     if (rl->n < rl->max && 2 * (rl->n + 1) > rl->cap && rl->cap < rl->max_cap) (void)grow(rl);
     if (rl->n >= rl->max || 2 * (rl->n + 1) > rl->cap) evict_idlest(rl);
-    mask = rl->cap - 1;
-    i = h & mask;
-    while (rl->b[i].used) i = (i + 1) & mask;
+    i = probe(rl, k, h); /* (k is not in the table: its free slot) */
     memcpy(rl->b[i].key, k, kn + 1);
     rl->b[i].used = true;
     rl->b[i].tokens = (double)rl->burst;
@@ -220,15 +230,10 @@ void gw_ratelimit_give_n(gw_ratelimit *rl, const char *key, int64_t n) {
   if (!rl || rl->per_min == 0 || n <= 0) return;
   if (n > rl->burst) n = rl->burst; /* what take_n took at most */
   char k[GW_RATELIMIT_KEY_MAX + 1];
-  size_t kn = strlen(key);
-  if (kn > GW_RATELIMIT_KEY_MAX) kn = GW_RATELIMIT_KEY_MAX;
-  memcpy(k, key, kn);
-  k[kn] = 0;
-  uint64_t h = hash(k);
+  size_t kn;
+  uint64_t h = key_of(key, k, &kn);
   uv_mutex_lock(&rl->mu);
-  size_t mask = rl->cap - 1;
-  size_t i = h & mask;
-  while (rl->b[i].used && strcmp(rl->b[i].key, k)) i = (i + 1) & mask;
+  size_t i = probe(rl, k, h);
   if (rl->b[i].used) {
     rl->b[i].tokens += (double)n;
     if (rl->b[i].tokens > (double)rl->burst) rl->b[i].tokens = (double)rl->burst;
