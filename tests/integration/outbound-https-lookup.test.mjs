@@ -10,11 +10,21 @@
 //
 // The slow DNS server is tests/tools/slowdns.c, preloaded into the gateway:
 // names ending in .slow.test take SLOWDNS_MS and fail; each such lookup is
-// logged to SLOWDNS_LOG, so the test counts the lookups that ran.
+// logged to SLOWDNS_LOG, so the test counts the lookups that ran. Names
+// ending in .late.test take as long and then resolve to 127.0.0.1.
+//
+// The connect timeout (a connector's timeouts.connect_ms) covers the
+// lookup and the connect together: curl, which connects once the gateway
+// has the addresses, gets what the lookup left of it. Found by review:
+// curl's own clock started again after the lookup, so a name that resolved
+// slowly followed by a connect that hung took the lookup's time plus the
+// whole connect timeout (1.8 s of a 1 s timeout in a probe).
 // ci-variants: build-w1 build-asan-w2
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { startGateway, gatewayBin, makeTempDir, makeSelfSignedCert } from './lib/gateway.mjs';
 import { setupTenant, rawSession, mcpPost, initializeBody } from './lib/mcp.mjs';
@@ -91,5 +101,104 @@ test('a tenant\'s https connector at a slowly resolving name holds its share of 
   } finally {
     await gw.stop('SIGTERM', { timeoutMs: 30000 });
     await up.stop();
+  }
+});
+
+// A loopback port whose connects hang: a listener (in a child process, so
+// nothing here accepts for it) whose loop never runs after listen(), with a
+// backlog of 1. The kernel completes handshakes into the accept queue until
+// it is full, then drops every further SYN (net.ipv4.tcp_abort_on_overflow
+// 0, the default): the test fills the queue itself, and checks that a
+// further connect really hangs — the premise of the test that uses it.
+async function hangingPort() {
+  const child = spawn(process.execPath, ['-e', `
+    const s = require('net').createServer().listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => {
+      process.stdout.write(s.address().port + '\\n');
+      // the loop never runs again: nothing is accepted (2 min at most, should
+      // the test's process die without killing it)
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 120000);
+      process.exit(0);
+    });`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise((resolve, reject) => {
+    child.stdout.once('data', (d) => resolve(Number(String(d).trim())));
+    child.once('exit', (code, sig) => reject(new Error(`the listener exited (${code ?? sig})`)));
+  });
+  const held = [];
+  const connect = (ms) => new Promise((resolve) => {
+    const s = net.connect({ port, host: '127.0.0.1' });
+    held.push(s);
+    const t = setTimeout(() => resolve(false), ms);
+    s.once('connect', () => { clearTimeout(t); resolve(true); });
+    s.once('error', () => { clearTimeout(t); resolve(false); });
+  });
+  // the accept queue's places (backlog + 1 on Linux), taken and kept
+  let filled = 0;
+  while (filled < 16 && await connect(1000)) filled++;
+  const stop = () => { for (const s of held) s.destroy(); child.kill('SIGKILL'); };
+  if (filled === 0 || filled === 16 || await connect(1500)) {
+    stop();
+    assert.fail(`premise: a connect to a listener whose accept queue is full hangs (${filled} connects completed)`);
+  }
+  return { port, stop };
+}
+
+test('an https connector at a slowly resolving name whose connect hangs fails within its connect timeout, not the lookup\'s time plus it', async (t) => {
+  const shim = path.join(path.dirname(gatewayBin()), 'tests', 'slowdns.so');
+  assert.ok(fs.existsSync(shim), `${shim} (make unit-bins builds it)`);
+  const LOOKUP_MS = 2000;
+  const CONNECT_MS = 2500;
+  const dir = await makeTempDir();
+  const log = path.join(dir, 'lookups');
+  const hang = await hangingPort();
+  const asan = process.env.ASAN_OPTIONS ?? 'detect_leaks=1:abort_on_error=0:exitcode=23';
+  let gw;
+  try {
+    gw = await startGateway({
+      args: ['--workers', '1'],
+      env: { LD_PRELOAD: shim, SLOWDNS_MS: String(LOOKUP_MS), SLOWDNS_LOG: log, ASAN_OPTIONS: `${asan}:verify_asan_link_order=0` },
+    });
+    const acme = await setupTenant(gw, { id: 'acme', users: ['alice@acme.com'] });
+    const url = `https://x.late.test:${hang.port}/mcp`;
+    // (the PUT's capability probe looks the name up and connects too; the
+    // call below measures its own time from its own start, which the probe
+    // cannot lengthen: the engine shares a finished lookup's addresses)
+    const alice = (await acme.mintToken('alice@acme.com')).token;
+    const r = await acme.putConnector('late', { url, auth: { type: 'none' }, timeouts: { connect_ms: CONNECT_MS } });
+    assert.equal(r.status, 201, r.body);
+    const from = gw.logs().length;
+    const t0 = Date.now();
+    const res = await mcpPost(acme.mcpUrl('late'), initializeBody(1), { token: alice, timeoutMs: 30000 });
+    const took = Date.now() - t0;
+    t.diagnostic(`the call failed after ${took} ms: ${res.body.slice(0, 200)}`);
+    const err = res.messages?.find((m) => m.id === 1)?.error;
+    assert.ok(err || res.status >= 500, `the call fails at its upstream: ${res.status} ${res.body.slice(0, 300)}`);
+    // "timed out" when the call's own connect ran out of time. The PUT's
+    // capability probe makes the same slow lookup and hanging connect, a
+    // moment earlier: curl 7.88 closes a socket whose connect timed out
+    // without calling CURLOPT_CLOSESOCKETFUNCTION, the engine's socket table
+    // keeps the closed fd as its own, and a call whose connect then gets that
+    // fd number fails at once, "could not connect" (a defect of its own, out
+    // of this test's scope) — at the same moment, so the bound below holds.
+    assert.match(err?.message ?? res.body, /timed out|could not connect/i, `a connect failure: ${res.body.slice(0, 300)}`);
+    // the name was looked up (slowly) and resolved, so what timed out is
+    // the connect: the log does not blame the lookup
+    assert.ok(fs.readFileSync(log, 'utf8').split('\n').filter(Boolean).length >= 1, 'the late name was looked up');
+    const logs = gw.logs().slice(from);
+    assert.ok(!logs.some((e) => /name lookup of x\.late\.test/.test(e.msg ?? '')), 'the lookup finished in time');
+    // The bound: the lookup takes LOOKUP_MS (2 s), then the connect hangs
+    // until the connect timeout, 2.5 s from the call's start, ends it.
+    // Before the fix curl's clock started again after the lookup: 2 + 2.5
+    // = 4.5 s. The bound is halfway between the two (3.5 s), so a second of
+    // delay (a loaded CI machine, ASan) either way still tells them apart.
+    const bound = CONNECT_MS + LOOKUP_MS / 2;
+    assert.ok(took < bound,
+      `failed in ${took} ms: within the connect timeout (${CONNECT_MS} ms), not lookup + connect timeout ` +
+      `(${LOOKUP_MS + CONNECT_MS} ms); bound ${bound} ms`);
+    // and it did wait for the slow lookup (the probe's, begun a moment
+    // earlier, may have ended it a little sooner)
+    assert.ok(took >= LOOKUP_MS - 500, `failed in ${took} ms, after the lookup's ${LOOKUP_MS} ms`);
+  } finally {
+    await gw?.stop('SIGTERM', { timeoutMs: 30000 });
+    hang.stop();
   }
 });
