@@ -518,8 +518,11 @@ static void lookup(gw_out_req *r) {
 
 void gw__h1_lookup(gw_out_req *r) {
   uv_once(&h1_once, h1_init_settings); /* the gate's size (an engine may carry only https) */
-  r->tmode = TM_CONNECT;
-  uv_timer_start(&r->timer, gw__out_timer_cb, (uint64_t)r->h1.connect_ms, 0);
+  /* an https transfer's connect timer runs from its start (outbound.c) */
+  if (r->tmode != TM_CONNECT || !uv_is_active((uv_handle_t *)&r->timer)) {
+    r->tmode = TM_CONNECT;
+    uv_timer_start(&r->timer, gw__out_timer_cb, (uint64_t)r->h1.connect_ms, 0);
+  }
   lookup(r);
 }
 

@@ -362,15 +362,20 @@ static curl_socket_t out_opensocket(void *arg, curlsocktype purpose, struct curl
   if (!egress_ok(r, (const struct sockaddr *)&ss, NULL)) return CURL_SOCKET_BAD; /* curl tries the next address */
   int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
   if (fd < 0) return CURL_SOCKET_BAD;
-  /* A leftover entry can only be a curl-owned fd that curl closed without
-   * telling us; its number is now ours. Drop its watcher first. (An owned
-   * one cannot be here: its fd is still open until we close it.) */
+  /* A leftover entry is of an fd closed without out_closesocket: a
+   * curl-owned one (its resolver's socketpair), or one of ours — curl 7.88
+   * closes a socket whose connect timed out without calling
+   * CURLOPT_CLOSESOCKETFUNCTION. Its number is the new socket's now: the
+   * stale entry goes (its watcher closed) without closing anything. Found
+   * by review: the entry was taken for a live socket and this one refused,
+   * so after one connect timeout the next transfer given that number —
+   * any tenant's — failed at once ("could not connect ... after 0 ms"). */
   out_sock *old = sock_get(o, fd);
-  if (old && old->owned) {
-    close(fd);
-    return CURL_SOCKET_BAD;
+  if (old) {
+    if (old->owned) OUT_STAT(o->st.sockets, -1);
+    old->owned = false; /* (sock_closed must not close the new socket) */
+    sock_release(o, old);
   }
-  if (old) sock_release(o, old);
   out_sock *s = calloc(1, sizeof *s);
   if (!s || sock_put(o, fd, s) != 0) {
     free(s);
@@ -1297,8 +1302,8 @@ static void out_curl_add(gw_out_req *r, const char *entry) {
       return;
     }
   }
-  uv_timer_stop(&r->timer); /* the lookup's part of the connect timeout: curl's own from here */
-  r->tmode = TM_NONE;
+  /* (the engine's connect timer runs on: it bounds the wait for another
+   * transfer's connection too, gw_out_start) */
   r->add_wanted = true; /* from the idle runner: never inside a curl call */
   pend_push(r);
 }
@@ -1451,6 +1456,14 @@ int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
    * for http://: curl 7.88 then waits for the first *response* to learn the
    * version, and a first request that is a long SSE stream blocks the rest. */
   if (https && !op->http1) SETOPT(CURLOPT_PIPEWAIT, 1L);
+  /* ... but a transfer waiting so has no connect timeout of curl's running
+   * (curl starts it when the wait ends), and the waiters behind a connect
+   * that hangs took turns: the n-th failed after n connect timeouts (found
+   * by review: 6 calls at once to an upstream whose connects hang, 1 s
+   * each, failed at 1, 2, ... 6 s). The engine's own connect timer bounds
+   * the whole of it — the wait, the lookup, the connect and the TLS
+   * handshake — from the start until curl has a connection for it
+   * (out_prereq_cb); curl's CONNECTTIMEOUT stays, for its message. */
   SETOPT(CURLOPT_SSL_VERIFYPEER, 1L);
   SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
   if (https && op->ca_file) SETOPT(CURLOPT_CAINFO, ca_path); /* resolved and checked above (TLS only) */
@@ -1492,6 +1505,9 @@ int gw_out_start(gw_out *o, const gw_out_opts *op, gw_out_req **out) {
   }
 
   req_register(o, r);
+  r->tmode = TM_CONNECT;
+  uv_timer_start(&r->timer, req_timer_cb,
+                 (uint64_t)(op->connect_timeout_ms ? op->connect_timeout_ms : GW_OUT_CONNECT_TIMEOUT_MS), 0);
   if (!budget_take(r, op->fair_key, op->budget_class)) {
     out_fail(r, GW_OUT_EBUSY); /* on_done from the loop, never added to curl */
   } else if (lookup && !host_ascii(url->bare)) {

@@ -145,8 +145,8 @@ async function hangingPort() {
 test('an https connector at a slowly resolving name whose connect hangs fails within its connect timeout, not the lookup\'s time plus it', async (t) => {
   const shim = path.join(path.dirname(gatewayBin()), 'tests', 'slowdns.so');
   assert.ok(fs.existsSync(shim), `${shim} (make unit-bins builds it)`);
-  const LOOKUP_MS = 2000;
-  const CONNECT_MS = 2500;
+  const LOOKUP_MS = 3000;
+  const CONNECT_MS = 3500;
   const dir = await makeTempDir();
   const log = path.join(dir, 'lookups');
   const hang = await hangingPort();
@@ -172,23 +172,20 @@ test('an https connector at a slowly resolving name whose connect hangs fails wi
     t.diagnostic(`the call failed after ${took} ms: ${res.body.slice(0, 200)}`);
     const err = res.messages?.find((m) => m.id === 1)?.error;
     assert.ok(err || res.status >= 500, `the call fails at its upstream: ${res.status} ${res.body.slice(0, 300)}`);
-    // "timed out" when the call's own connect ran out of time. The PUT's
-    // capability probe makes the same slow lookup and hanging connect, a
-    // moment earlier: curl 7.88 closes a socket whose connect timed out
-    // without calling CURLOPT_CLOSESOCKETFUNCTION, the engine's socket table
-    // keeps the closed fd as its own, and a call whose connect then gets that
-    // fd number fails at once, "could not connect" (a defect of its own, out
-    // of this test's scope) — at the same moment, so the bound below holds.
-    assert.match(err?.message ?? res.body, /timed out|could not connect/i, `a connect failure: ${res.body.slice(0, 300)}`);
+    // "timed out": the call's own connect ran out of time (the PUT's
+    // capability probe made the same slow lookup and hanging connect a
+    // moment earlier: its timed-out socket no longer fails the call's at
+    // once — the next test)
+    assert.match(err?.message ?? res.body, /timed out/i, `a connect timeout: ${res.body.slice(0, 300)}`);
     // the name was looked up (slowly) and resolved, so what timed out is
     // the connect: the log does not blame the lookup
     assert.ok(fs.readFileSync(log, 'utf8').split('\n').filter(Boolean).length >= 1, 'the late name was looked up');
     const logs = gw.logs().slice(from);
     assert.ok(!logs.some((e) => /name lookup of x\.late\.test/.test(e.msg ?? '')), 'the lookup finished in time');
-    // The bound: the lookup takes LOOKUP_MS (2 s), then the connect hangs
-    // until the connect timeout, 2.5 s from the call's start, ends it.
-    // Before the fix curl's clock started again after the lookup: 2 + 2.5
-    // = 4.5 s. The bound is halfway between the two (3.5 s), so a second of
+    // The bound: the lookup takes LOOKUP_MS (3 s), then the connect hangs
+    // until the connect timeout, 3.5 s from the call's start, ends it.
+    // Before the fix curl's clock started again after the lookup: 3 + 3.5
+    // = 6.5 s. The bound is halfway between the two (5 s), so 1.5 s of
     // delay (a loaded CI machine, ASan) either way still tells them apart.
     const bound = CONNECT_MS + LOOKUP_MS / 2;
     assert.ok(took < bound,
@@ -197,6 +194,70 @@ test('an https connector at a slowly resolving name whose connect hangs fails wi
     // and it did wait for the slow lookup (the probe's, begun a moment
     // earlier, may have ended it a little sooner)
     assert.ok(took >= LOOKUP_MS - 500, `failed in ${took} ms, after the lookup's ${LOOKUP_MS} ms`);
+  } finally {
+    await gw?.stop('SIGTERM', { timeoutMs: 30000 });
+    hang.stop();
+  }
+});
+
+// curl 7.88 closes a socket whose connect timed out without calling
+// CURLOPT_CLOSESOCKETFUNCTION: the engine's socket table kept the closed fd
+// as its own, and the next socket() given that number (the lowest free one:
+// usually the very next upstream socket, of any tenant) was refused — that
+// transfer failed at once, "could not connect ... after 0 ms", and again for
+// as long as the stale entry stayed. Found by review (writing the test
+// above). Now the stale entry goes and the new socket is used.
+test('after a connect timeout, the next connects are made (each times out on its own), not refused at once', async () => {
+  const hang = await hangingPort();
+  let gw;
+  try {
+    gw = await startGateway({ args: ['--workers', '1'] });
+    const acme = await setupTenant(gw, { id: 'acme', users: ['alice@acme.com'] });
+    const alice = (await acme.mintToken('alice@acme.com')).token;
+    const r = await acme.putConnector('hang', { url: `https://127.0.0.1:${hang.port}/mcp`, auth: { type: 'none' }, timeouts: { connect_ms: 500 } });
+    assert.equal(r.status, 201, r.body);
+    const messages = [];
+    for (let i = 0; i < 3; i++) {
+      const res = await mcpPost(acme.mcpUrl('hang'), initializeBody(1), { token: alice, timeoutMs: 30000 });
+      messages.push(res.messages?.find((m) => m.id === 1)?.error?.message ?? `${res.status} ${res.body.slice(0, 200)}`);
+    }
+    for (const m of messages) assert.match(m, /timed out/i, `every call's connect timed out on its own: ${JSON.stringify(messages)}`);
+  } finally {
+    await gw?.stop('SIGTERM', { timeoutMs: 30000 });
+    hang.stop();
+  }
+});
+
+// A burst of calls to one https upstream waits for the first connection
+// (CURLOPT_PIPEWAIT: HTTP/2 multiplexes them on it) — and curl runs no
+// connect timeout while a transfer waits so: behind a connect that hangs
+// the waiters took turns, the n-th failing after n connect timeouts (six
+// calls at 1 s each failed at 1, 2, ... 6 s; a hundred employees' calls at
+// an unreachable upstream, the last after 100 connect timeouts). Found by
+// review. The engine's connect timer now bounds the whole wait.
+test('calls at once to an https upstream whose connects hang each fail within one connect timeout, not in turns', async () => {
+  const hang = await hangingPort();
+  let gw;
+  try {
+    gw = await startGateway({ args: ['--workers', '1'] });
+    const acme = await setupTenant(gw, { id: 'acme', users: ['alice@acme.com'] });
+    const alice = (await acme.mintToken('alice@acme.com')).token;
+    const CONNECT_MS = 2000;
+    const r = await acme.putConnector('hang', { url: `https://127.0.0.1:${hang.port}/mcp`, auth: { type: 'none' }, timeouts: { connect_ms: CONNECT_MS } });
+    assert.equal(r.status, 201, r.body);
+    const t0 = Date.now();
+    const ends = await Promise.all(Array.from({ length: 6 }, async () => {
+      const res = await mcpPost(acme.mcpUrl('hang'), initializeBody(1), { token: alice, timeoutMs: 60000 });
+      const msg = res.messages?.find((m) => m.id === 1)?.error?.message ?? `${res.status} ${res.body.slice(0, 200)}`;
+      assert.match(msg, /timed out/i, `each call's connect timed out: ${msg}`);
+      return Date.now() - t0;
+    }));
+    ends.sort((a, b) => a - b);
+    // in turns, the answers came a connect timeout apart (2, 4, ... 12 s);
+    // now together: the spread between the first and the last is under one
+    // connect timeout, however slow the machine
+    assert.ok(ends[ends.length - 1] - ends[0] < CONNECT_MS,
+      `the six calls failed together, not one connect timeout after another: ${ends.join(', ')} ms`);
   } finally {
     await gw?.stop('SIGTERM', { timeoutMs: 30000 });
     hang.stop();
