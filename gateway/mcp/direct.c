@@ -106,11 +106,17 @@ static bool vouch_reply(gw_exchange *x, const char *body, size_t n) {
   return !may_carry_tools(body, n) && gw_json_check(body, n);
 }
 
-static void relay_one_event(gw_exchange *x, const char *ev, size_t n, gw_buf *out) {
+/* parsed: the event's data as note_event parsed it (NULL: not parsed),
+ * taken over — a text is parsed, and charged to the JSON budgets, once: a
+ * second charge refused after the first was taken dropped a reply
+ * note_event had counted as given, and the client got no answer. */
+static void relay_one_event(gw_exchange *x, const char *ev, size_t n, gw_buf *out, json_t *parsed) {
   if (x->flow->rewrite && x->flow->rewrite_tool_lists_only && !x->flow->event_id && !may_carry_tools(ev, n)) {
+    json_decref(parsed);
     gw_buf_append(out, ev, n); /* nothing of it can be rewritten: as is */
     return;
   }
+  if (!x->flow->rewrite) json_decref(parsed);
   if (x->flow->rewrite) {
     gw_buf data, head;
     gw_buf_init(&data, GW_MCP_MAX_SSE_EVENT);
@@ -123,7 +129,9 @@ static void relay_one_event(gw_exchange *x, const char *ev, size_t n, gw_buf *ou
     gw_buf_init(&nb, GW_MCP_MAX_SSE_EVENT);
     int by = data.len && x->flow->rewrite_bytes ? x->flow->rewrite_bytes(x, data.data, data.len, &nb) : -1;
     bool vouched = by == 0 || (by < 0 && data.len && x->flow->vouch && x->flow->vouch(x, data.data, data.len));
-    json_t *j = data.len && !vouched && by < 0 ? gw__x_json(x, data.data, data.len, 0) : NULL;
+    json_t *j = NULL;
+    if (data.len && !vouched && by < 0) j = parsed ? parsed : gw__x_json(x, data.data, data.len, 0);
+    else json_decref(parsed);
     if (data.len && !vouched && by < 0 && !j) {
       /* what the gateway cannot parse, a client's laxer parser may take
        * (JSON.parse accepts a lone surrogate escape): the rewrite (the
@@ -223,16 +231,16 @@ static void note_reply(gw_exchange *x, const json_t *m) {
   }
 }
 
-/* Notes what one relayed event of a POST's stream gives the client: an
- * event id to resume from, or the reply to one of its requests — parsed
- * only while a reply is missing and the bytes may hold one (progress
- * notifications pass unparsed). false: the event must not be relayed —
+/* Notes what one relayed event of a POST's stream gives the client: the
+ * reply to one of its requests — parsed only while a reply is missing and
+ * the bytes may hold one (progress notifications pass unparsed); the tree
+ * goes to the relay in *tree (an event id to resume from: relay_event). false: the event must not be relayed —
  * its parse did not fit the JSON budgets (gw__x_json), so whether it
  * answers a request is unknown; relayed, the client would get its reply
  * and then the error answer_missing sends for a request never noted. */
-static bool note_event(gw_exchange *x, const char *ev, size_t n) {
+static bool note_event(gw_exchange *x, const char *ev, size_t n, json_t **tree) {
+  *tree = NULL;
   if (x->kind != GW_X_POST || !x->ids) return true;
-  if (!x->resumable && has_id_line(ev, n)) x->resumable = true;
   if (json_array_size(x->replied) >= json_array_size(x->ids)) return true;
   if (!gw_memmem(ev, n, "\"result\"", 8) && !gw_memmem(ev, n, "\"error\"", 7) && !gw_memmem(ev, n, "\\u", 2)) return true;
   gw_buf data;
@@ -248,7 +256,7 @@ static bool note_event(gw_exchange *x, const char *ev, size_t n) {
   json_t *m;
   if (json_is_array(j)) json_array_foreach(j, i, m) note_reply(x, m);
   else note_reply(x, j);
-  json_decref(j);
+  *tree = j; /* (note_reply keeps nothing of it: the relay's rewrite may change it) */
   return !refused;
 }
 
@@ -300,7 +308,15 @@ static int relay_flush(relay_out *o) {
 static int relay_event(void *arg, const char *ev, size_t n) {
   relay_out *o = arg;
   if (o->out.len > RELAY_FLUSH && relay_flush(o) != 0) return -1;
-  if (note_event(o->x, ev, n)) relay_one_event(o->x, ev, n, &o->out);
+  json_t *tree;
+  if (!note_event(o->x, ev, n, &tree)) return 0;
+  size_t before = o->out.len;
+  relay_one_event(o->x, ev, n, &o->out, tree);
+  /* resumable once the client got an event id: an event dropped (its
+   * parse refused, invalid) gave it none to resume from — counted, the
+   * stream ended without answer_missing's errors and the client waited */
+  if (o->out.len > before && o->x->kind == GW_X_POST && o->x->ids && !o->x->resumable && has_id_line(ev, n))
+    o->x->resumable = true;
   return 0;
 }
 

@@ -114,3 +114,69 @@ test('a streamed reply whose parse does not fit is not relayed: the client gets 
     await gw.stop();
   }
 });
+
+// On the aggregated endpoint a reply event the call's rewrite must read
+// (an escape in it: gw__agg_vouch cannot vouch for it) was parsed twice,
+// each parse charged: once to note which request it answers (note_event),
+// once to rewrite it (relay_one_event). With room for the first parse and
+// not the second, the reply was noted as given and then dropped: the
+// client got neither the reply nor an error. 70 MiB a minute: after one
+// call (2 × ~23 MiB) there is room for one parse and not two.
+test('aggregated: a streamed reply the rewrite must parse is parsed (and charged) once — with room for one parse, the client gets its reply or the error, never nothing', async () => {
+  const gw = await startGateway({ args: ['--mcp-json-mib-per-user', '70'] });
+  try {
+    const t = await setupTenant(gw, { users: ['alice@acme.com'] });
+    const up = await startCtlUpstream({ name: 'raw' });
+    const r = await t.putConnector('up', { url: up.url, auth: { type: 'none' } });
+    assert.equal(r.status, 201, r.body);
+    const s = await rawSession(`${gw.url}/t/acme/mcp`, (await t.mintToken('alice@acme.com')).token);
+    const result = `{"content":[{"type":"text","text":"ok\\u0041"}],"items":[${'{},'.repeat(100000)}{}]}`;
+    const answers = [];
+    for (let i = 0; i < 6 && !answers.some((a) => a.error); i++) {
+      const c = await s.request('tools/call', { name: 'up__raw', arguments: { result, sse: true } });
+      assert.equal(c.status, 200, c.body.slice(0, 300));
+      const mine = c.messages.filter((m) => m.id !== undefined && (m.result || m.error));
+      assert.equal(mine.length, 1, `call ${i + 1}: one answer per call: ${c.body.slice(0, 200)}`);
+      answers.push(mine[0]);
+    }
+    assert.equal(answers[0].result?.items?.length, 100001, 'the first reply is relayed whole');
+    assert.equal(answers[0].result?.content?.[0]?.text, 'okA');
+    // one parse a call: two replies (~46 MiB) fit in 70
+    assert.ok(answers.length >= 3 && answers[1].result, `a second reply fit: ${answers.length}`);
+    const refused = answers[answers.length - 1];
+    assert.ok(refused.error && /mcp_json_mib_per_user/.test(refused.error.message),
+      `once the user's budget is spent the call is answered by the error: ${JSON.stringify(refused).slice(0, 300)}`);
+  } finally {
+    await gw.stop();
+  }
+});
+
+// A reply event carrying an id whose parse was refused is not relayed —
+// but its id made the stream count as resumable, so the stream ended
+// without answer_missing's error: the client, which never saw that id,
+// had nothing to resume from and no answer.
+test('a refused reply event that carries an event id leaves the client its error: the id it never got does not make the stream resumable', async () => {
+  const gw = await startGateway({ args: ['--mcp-json-mib-per-user', '60'] });
+  try {
+    const t = await setupTenant(gw, { users: ['alice@acme.com'] });
+    const up = await startCtlUpstream({ name: 'raw' });
+    const r = await t.putConnector('up', { url: up.url, auth: { type: 'none' } });
+    assert.equal(r.status, 201, r.body);
+    const s = await rawSession(`${gw.url}/t/acme/mcp/up`, (await t.mintToken('alice@acme.com')).token);
+    const result = `{"content":[{"type":"text","text":"ok"}],"items":[${'{},'.repeat(100000)}{}]}`;
+    const answers = [];
+    for (let i = 0; i < 6 && !answers.some((a) => a.error); i++) {
+      const c = await s.request('tools/call', { name: 'raw', arguments: { result, sse: true, eventId: `e-${i}` } });
+      assert.equal(c.status, 200, c.body.slice(0, 300));
+      const mine = c.messages.filter((m) => m.id !== undefined && (m.result || m.error));
+      assert.equal(mine.length, 1, `call ${i + 1}: one answer per call: ${c.body.slice(0, 200)}`);
+      answers.push(mine[0]);
+    }
+    assert.equal(answers[0].result?.items?.length, 100001, 'the first reply is relayed whole');
+    const refused = answers[answers.length - 1];
+    assert.ok(refused.error && /mcp_json_mib_per_user/.test(refused.error.message),
+      `once the user's budget is spent the call is answered by the error: ${JSON.stringify(refused).slice(0, 300)}`);
+  } finally {
+    await gw.stop();
+  }
+});

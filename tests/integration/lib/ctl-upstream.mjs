@@ -35,7 +35,8 @@
 //                         stall: all but the last byte, which
 //                         releaseStalls() sends (stalledCount(): held);
 //                         fill: n 'x's in place of "@FILL@" in result (a
-//                         large reply from a small request).
+//                         large reply from a small request); eventId (with
+//                         sse): the result's event carries that id.
 // requests(): each entry {method, url, headers, json, body, at}; an
 // initialize's also has `issued`, the session id its answer gave (once
 // answered).
@@ -142,7 +143,7 @@ export async function startCtlUpstream({ name = 'ctl', tls, resources = 0, resou
           ev(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: `step ${i}` } }))).join('');
         // polling (2025-11-25): a priming event with an id, then the stream
         // ends without the result, which a GET resuming after that id gets
-        let text = args.sse ? notes + ev(body) : body;
+        let text = args.sse ? notes + (args.eventId ? `id: ${args.eventId}\n` : '') + ev(body) : body;
         if (args.sse && args.polling) {
           const eid = `poll-${++polls}`;
           pending.set(eid, `id: ${eid}-r\n${ev(body)}`);
