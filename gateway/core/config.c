@@ -226,7 +226,7 @@ static const cfg_key keys[] = {
      "estimated from each body before it is parsed: a body costs a MiB for each whole MiB of its tree (most "
      "cost nothing; a 4 MiB body of small values, ~60); past it 429 with Retry-After, so no employee keeps a loop "
      "parsing. The upstream replies and events the gateway parses for the user (a list it builds, a GET stream's "
-     "event) pay the same way: past it they are left unparsed (the connector's items left out of a list, or an "
+     "event) pay the same way, what each takes short of a whole MiB carried to the exchange's next: past it they are left unparsed (the connector's items left out of a list, or an "
      "error naming the key) (0: no limit)",
      NULL},
     {"mcp_json_mib_per_tenant", CFG_INT, "2048", 0, 100000000, OFF(mcp_json_mib_per_tenant),

@@ -502,10 +502,16 @@ static void held_answer(gw_exchange *x, const char *body, size_t n) {
 }
 
 json_t *gw__x_json(gw_exchange *x, const char *p, size_t n, size_t flags) {
-  if (n <= GW_JSON_FREE_BYTES || !x->lp) return gw_json_loadb(p, n, flags, NULL);
+  if (!x->lp) return gw_json_loadb(p, n, flags, NULL);
+  /* every text is estimated (gw_json_loadb scans it anyway) and what is
+   * short of a whole MiB is carried to the exchange's next text: charged
+   * text by text, each rounded down, a stream of events of just under a
+   * MiB of tree each (12 kB of "{}," is one) made the loop parse at the
+   * upstream's pace for nothing */
   size_t cost = gw_json_tree_cost(p, n);
   /* past the estimate's cap it is refused unparsed: the scan was its cost */
-  size_t mib = (cost <= GW_JSON_TREE_MAX ? cost : n) >> 20;
+  size_t owed = x->json_owed + (cost <= GW_JSON_TREE_MAX ? cost : n);
+  size_t mib = owed >> 20;
   int64_t wait = mib ? gw_limits_mcp_reply_json(x->lp->srv, x->tenant, x->user, (int64_t)mib) : 0;
   if (wait) {
     if (!x->json_refused)
@@ -514,8 +520,9 @@ json_t *gw__x_json(gw_exchange *x, const char *p, size_t n, size_t flags) {
              "mcp_json_mib_per_user or the tenant's mcp_json_mib_per_tenant has no room for %lld s",
              x->connector, n, mib, (long long)wait);
     x->json_refused = true;
-    return NULL;
+    return NULL; /* (not parsed: nothing owed for it) */
   }
+  x->json_owed = owed & (((size_t)1 << 20) - 1);
   return gw_json_loadb_costed(p, n, flags, NULL, cost);
 }
 

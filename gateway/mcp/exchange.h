@@ -227,6 +227,8 @@ struct gw_exchange {
   bool over_budget;    /* ... not its cap: the buffered-bytes budget of its tenant or the process (mcp_buffered_max) */
   bool resumable;      /* a relayed SSE event carried an id: the client can resume the stream (Last-Event-ID) */
   bool bad_event;      /* an upstream SSE event the relay had to parse was not valid JSON: dropped */
+  size_t json_owed;    /* bytes of tree its parsed upstream texts took short of a whole MiB, not charged yet
+                          (gw__x_json) */
   bool json_refused;   /* an upstream JSON text was left unparsed: its tree's MiBs did not fit the tenant's
                           mcp_json_mib_per_tenant (gw__x_json) */
   bool cancel_sent;    /* a client's notifications/cancelled for it went upstream (once: agg.c) */
@@ -355,8 +357,8 @@ void gw__x_uncollect(gw_exchange *x);
 bool gw__x_take(gw_exchange *x, size_t n);
 void gw__x_reply_json(gw_exchange *x, int status, json_t *j);
 /* An upstream's JSON text (a reply, an event's data) parsed for x
- * (gw_json_loadb): a text over GW_JSON_FREE_BYTES has its tree's whole
- * MiBs charged to x's user's and tenant's JSON budgets first
+ * (gw_json_loadb): its tree's whole MiBs — with what x's earlier texts
+ * took short of a MiB (x->json_owed) — charged to x's user's and tenant's JSON budgets first
  * (gw_limits_mcp_reply_json) — the buckets its clients' bodies pay into:
  * a tenant admin's upstream whose replies cost the loop ~200 ms to parse
  * each takes the loop from that tenant's budget, not every tenant's. NULL (and x->json_refused, logged

@@ -12,9 +12,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { startGateway, metricValue } from './lib/gateway.mjs';
+import { startGateway, metricValue, waitFor } from './lib/gateway.mjs';
 import { scrape } from './lib/scim.mjs';
-import { setupTenant, rawSession } from './lib/mcp.mjs';
+import { setupTenant, rawSession, openStream, mcpHeaders } from './lib/mcp.mjs';
 import { startCtlUpstream } from './lib/ctl-upstream.mjs';
 
 // each listed resource ({"uri":…,"name":…} and what ctl-upstream adds) is
@@ -176,6 +176,41 @@ test('a refused reply event that carries an event id leaves the client its error
     const refused = answers[answers.length - 1];
     assert.ok(refused.error && /mcp_json_mib_per_user/.test(refused.error.message),
       `once the user's budget is spent the call is answered by the error: ${JSON.stringify(refused).slice(0, 300)}`);
+  } finally {
+    await gw.stop();
+  }
+});
+
+// Each text was charged alone, its MiBs rounded down (and one under 12 kB
+// not even estimated): a GET stream of events of just under a MiB of tree
+// each — 11 kB of "{}," — made the loop build trees at the upstream's
+// pace, every one free. What a feed's events take short of a MiB is now
+// carried to its next.
+test('aggregated GET stream: events of just under a MiB of tree each are charged together — a flood of them spends the budget', async () => {
+  const gw = await startGateway({ args: ['--mcp-json-mib-per-user', '20'] });
+  try {
+    const t = await setupTenant(gw, { users: ['alice@acme.com'] });
+    const up = await startCtlUpstream({ name: 'raw' });
+    const r = await t.putConnector('up', { url: up.url, auth: { type: 'none' } });
+    assert.equal(r.status, 201, r.body);
+    const tok = (await t.mintToken('alice@acme.com')).token;
+    const s = await rawSession(`${gw.url}/t/acme/mcp`, tok);
+    assert.equal((await s.request('tools/list')).status, 200); // the upstream session
+    const g = await openStream(`${gw.url}/t/acme/mcp`, { headers: mcpHeaders({ token: tok, sessionId: s.sessionId, protocolVersion: s.protocolVersion, accept: 'text/event-stream' }) });
+    assert.equal(g.status, 200);
+    await waitFor(() => up.openGets().length >= 1, { timeoutMs: 5000, what: 'the upstream GET stream' });
+    // 3,800 empty objects: 11.4 kB of text, ~0.9 MiB of tree
+    const data = Array.from({ length: 3800 }, () => ({}));
+    const EVENTS = 80; // ~70 MiB of tree in all
+    for (let i = 0; i < EVENTS; i++) up.push({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data, i } });
+    up.push({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: 'last' } });
+    await g.waitFor((m) => m.params?.data === 'last', 15000);
+    const got = g.messages.filter((m) => Array.isArray(m.params?.data)).length;
+    g.close();
+    const m = await scrape(gw.port);
+    assert.ok(metricValue(m, 'mcpgate_mcp_rate_limited_total', { limit: 'json_reply' }) >= 1,
+      `the stream's events were charged: ${got} of ${EVENTS} relayed`);
+    assert.ok(got < EVENTS && got >= 15, `the budget's worth relayed (~20 MiB), the rest left unparsed: ${got} of ${EVENTS}`);
   } finally {
     await gw.stop();
   }
