@@ -491,6 +491,8 @@ void gw__relay_done(gw_exchange *x, gw_out_req *r, int err, void (*initialized)(
       if (m) {
         if (x->flow->rewrite) x->flow->rewrite(x, m);
         gw__x_reply_json(x, 200, m);
+      } else if (x->json_refused) {
+        gw__x_rpc_error(x, 429, GW_RPC_UPSTREAM_DOWN, "connector \"%s\": " GW_X_JSON_REFUSED_MSG, x->connector);
       } else {
         gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent no reply", x->connector);
       }

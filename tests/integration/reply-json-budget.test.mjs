@@ -215,3 +215,28 @@ test('aggregated GET stream: events of just under a MiB of tree each are charged
     await gw.stop();
   }
 });
+
+// A batch element answered over SSE whose reply was left unparsed was
+// answered "connector … sent no reply": the budget, not the upstream, was
+// why.
+test('aggregated batch: an element whose SSE reply does not fit the budget says so, not "sent no reply"', async () => {
+  const gw = await startGateway({ args: ['--mcp-json-mib-per-user', '60'] });
+  try {
+    const t = await setupTenant(gw, { users: ['alice@acme.com'] });
+    const up = await startCtlUpstream({ name: 'raw' });
+    const r = await t.putConnector('up', { url: up.url, auth: { type: 'none' } });
+    assert.equal(r.status, 201, r.body);
+    const s = await rawSession(`${gw.url}/t/acme/mcp`, (await t.mintToken('alice@acme.com')).token, { protocolVersion: '2025-03-26' });
+    const result = `{"content":[{"type":"text","text":"ok"}],"items":[${'{},'.repeat(100000)}{}]}`;
+    const c = await s.post([1, 2, 3, 4].map((id) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'up__raw', arguments: { result, sse: true } } })));
+    assert.equal(c.status, 200, c.body.slice(0, 300));
+    assert.ok(Array.isArray(c.json) && c.json.length === 4, c.body.slice(0, 300));
+    assert.ok(c.json.some((m) => m.result?.items?.length === 100001), 'a reply fit');
+    const refused = c.json.filter((m) => m.error);
+    assert.ok(refused.length >= 1, 'not all four fit in 60 MiB');
+    for (const m of refused)
+      assert.match(m.error.message, /mcp_json_mib_per_user/, `the element's error names the budget: ${JSON.stringify(m)}`);
+  } finally {
+    await gw.stop();
+  }
+});
