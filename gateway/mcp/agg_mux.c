@@ -232,6 +232,26 @@ static void mux_emit(gw_exchange *c, const char *upstream_id, json_t *msg) {
   free(data);
 }
 
+/* An event whose parse the JSON budgets refused (gw__x_json), read by a
+ * scan: when it is a response (an id, a result or an error, no method),
+ * the error that takes its place — a call whose reply comes on the GET
+ * stream (a polled call's, resumed) waits for it, and dropped unread the
+ * client got nothing. NULL: not a response, or not one the scan can read. */
+static json_t *refused_reply(gw_exchange *c, const char *p, size_t n) {
+  static const char *const paths[] = {"id", "method", "result", "error"};
+  gw_json_span v[4];
+  if (gw_json_pick(p, n, paths, 4, v) != 1 || !v[0].p || v[1].p || (!v[2].p && !v[3].p)) return NULL;
+  json_t *id = json_loadb(v[0].p, v[0].n, JSON_DECODE_ANY, NULL); /* (a string or a number: small) */
+  if (!json_is_string(id) && !json_is_integer(id)) {
+    json_decref(id);
+    return NULL;
+  }
+  char msg[400];
+  snprintf(msg, sizeof msg, "connector \"%s\": " GW_X_JSON_REFUSED_MSG, c->connector);
+  return json_pack("{s:s,s:o,s:{s:i,s:s}}", "jsonrpc", "2.0", "id", id, "error", "code", GW_RPC_UPSTREAM_DOWN,
+                   "message", msg);
+}
+
 static int mux_event(void *arg, const char *ev, size_t n) {
   gw_exchange *c = arg;
   char id[512];
@@ -240,6 +260,9 @@ static int mux_event(void *arg, const char *ev, size_t n) {
   gw__sse_split(ev, n, &data, NULL, id, sizeof id);
   if (data.len || id[0]) ((feed_state *)c->state)->fed = true; /* not a bare comment */
   json_t *msg = data.len ? gw__x_json(c, data.data, data.len, 0) : NULL;
+  /* (json_refused is not reset per event: gw__x_json logs a feed's first
+   * refusal only; valid JSON that did not parse was refused) */
+  if (!msg && data.len && c->json_refused) msg = refused_reply(c, data.data, data.len);
   if (msg) mux_emit(c, id[0] ? id : NULL, msg);
   json_decref(msg);
   gw_buf_free(&data);

@@ -240,3 +240,38 @@ test('aggregated batch: an element whose SSE reply does not fit the budget says 
     await gw.stop();
   }
 });
+
+// A polled call (2025-11-25: its POST stream ends after a priming event
+// with an id) gets its reply on the GET stream the client resumes with
+// Last-Event-ID. On the aggregated endpoint that reply is an event of a
+// feed (agg_mux.c mux_event): when its parse did not fit the budget it was
+// dropped unread, and the call waited for ever. A response the scan can
+// read is now answered by the budget's error in its place.
+test('aggregated: a polled call whose reply, resumed on the GET stream, does not fit the budget gets the error, not silence', async () => {
+  const gw = await startGateway({ args: ['--mcp-json-mib-per-user', '30'] });
+  try {
+    const t = await setupTenant(gw, { users: ['alice@acme.com'] });
+    const up = await startCtlUpstream({ name: 'raw' });
+    assert.equal((await t.putConnector('up', { url: up.url, auth: { type: 'none' } })).status, 201);
+    const tok = (await t.mintToken('alice@acme.com')).token;
+    const url = `${gw.url}/t/acme/mcp`;
+    const s = await rawSession(url, tok);
+    const result = `{"content":[{"type":"text","text":"ok"}],"items":[${'{},'.repeat(100000)}{}]}`;
+    // ~23 MiB of the 30
+    const c1 = await s.request('tools/call', { name: 'up__raw', arguments: { result, sse: true } });
+    assert.equal(c1.messages.find((m) => m.result)?.result?.items?.length, 100001, c1.body.slice(0, 200));
+    const c = await s.request('tools/call', { name: 'up__raw', arguments: { result, sse: true, polling: true } });
+    assert.equal(c.status, 200, c.body.slice(0, 300));
+    assert.deepEqual(c.messages.filter((m) => m.result || m.error), [], 'polled: no answer on the POST stream');
+    const id = /^id: ?(.*)$/m.exec(c.body)?.[1];
+    assert.ok(id, `an id to resume from: ${c.body.slice(0, 200)}`);
+    const g = await openStream(url, { headers: mcpHeaders({ token: tok, sessionId: s.sessionId, protocolVersion: s.protocolVersion, accept: 'text/event-stream', extra: { 'last-event-id': id } }) });
+    assert.equal(g.status, 200);
+    const m = await g.waitFor((x) => x.id !== undefined && (x.result || x.error), 8000).catch(() => null);
+    g.close();
+    assert.ok(m, `the resumed stream answers the call: ${g.raw().slice(0, 300)}`);
+    assert.match(m.error?.message ?? '', /mcp_json_mib_per_user/, JSON.stringify(m).slice(0, 300));
+  } finally {
+    await gw.stop();
+  }
+});
