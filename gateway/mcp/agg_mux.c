@@ -241,7 +241,10 @@ static json_t *refused_reply(gw_exchange *c, const char *p, size_t n) {
   static const char *const paths[] = {"id", "method", "result", "error"};
   gw_json_span v[4];
   if (gw_json_pick(p, n, paths, 4, v) != 1 || !v[0].p || v[1].p || (!v[2].p && !v[3].p)) return NULL;
-  json_t *id = json_loadb(v[0].p, v[0].n, JSON_DECODE_ANY, NULL); /* (a string or a number: small) */
+  /* an id is a string or a number: anything else (an array of a million
+   * objects) is not built here either, nor a long one */
+  if (v[0].n > 512 || !(v[0].p[0] == '"' || v[0].p[0] == '-' || (v[0].p[0] >= '0' && v[0].p[0] <= '9'))) return NULL;
+  json_t *id = json_loadb(v[0].p, v[0].n, JSON_DECODE_ANY, NULL);
   if (!json_is_string(id) && !json_is_integer(id)) {
     json_decref(id);
     return NULL;
