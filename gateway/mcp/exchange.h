@@ -368,9 +368,12 @@ json_t *gw__x_json(gw_exchange *x, const char *p, size_t n, size_t flags);
 /* gw__find_reply over x's buffered reply (x->body, x->up_ct), its parses
  * gw__x_json's. */
 json_t *gw__x_find_reply(gw_exchange *x, const json_t *id);
+/* (the upstream has answered: a call may have run, and a client must not
+ * take the error for "not done" and repeat a call that is not idempotent) */
 #define GW_X_JSON_REFUSED_MSG                                                                                       \
-  "its reply would take more JSON to check than your or this tenant's budget has left this minute "           \
-  "(mcp_json_mib_per_user, mcp_json_mib_per_tenant); retry later"
+  "its answer was not relayed: it would take more JSON to check than your or this tenant's budget has left "  \
+  "this minute (mcp_json_mib_per_user, mcp_json_mib_per_tenant); the request reached the connector and may "   \
+  "have run"
 void gw__x_reply_raw(gw_exchange *x, int status, const char *ct, const char *body, size_t n);
 /* JSON-RPC error for every request id of the message (HTTP 200, as an MCP
  * server answers); a message with no request (notifications) gets
