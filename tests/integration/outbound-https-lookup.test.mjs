@@ -200,6 +200,28 @@ test('an https connector at a slowly resolving name whose connect hangs fails wi
   }
 });
 
+// A gateway, tenant acme (alice) and connector "hang" at an https port
+// whose connects hang (hangingPort) with connect_ms; run(f) gets
+// call() → the error message of one initialize through it.
+async function withHangingConnector(connectMs, run) {
+  const hang = await hangingPort();
+  let gw;
+  try {
+    gw = await startGateway({ args: ['--workers', '1'] });
+    const acme = await setupTenant(gw, { id: 'acme', users: ['alice@acme.com'] });
+    const alice = (await acme.mintToken('alice@acme.com')).token;
+    const r = await acme.putConnector('hang', { url: `https://127.0.0.1:${hang.port}/mcp`, auth: { type: 'none' }, timeouts: { connect_ms: connectMs } });
+    assert.equal(r.status, 201, r.body);
+    await run(async () => {
+      const res = await mcpPost(acme.mcpUrl('hang'), initializeBody(1), { token: alice, timeoutMs: 60000 });
+      return res.messages?.find((m) => m.id === 1)?.error?.message ?? `${res.status} ${res.body.slice(0, 200)}`;
+    });
+  } finally {
+    await gw?.stop('SIGTERM', { timeoutMs: 30000 });
+    hang.stop();
+  }
+}
+
 // curl 7.88 closes a socket whose connect timed out without calling
 // CURLOPT_CLOSESOCKETFUNCTION: the engine's socket table kept the closed fd
 // as its own, and the next socket() given that number (the lowest free one:
@@ -208,24 +230,11 @@ test('an https connector at a slowly resolving name whose connect hangs fails wi
 // as long as the stale entry stayed. Found by review (writing the test
 // above). Now the stale entry goes and the new socket is used.
 test('after a connect timeout, the next connects are made (each times out on its own), not refused at once', async () => {
-  const hang = await hangingPort();
-  let gw;
-  try {
-    gw = await startGateway({ args: ['--workers', '1'] });
-    const acme = await setupTenant(gw, { id: 'acme', users: ['alice@acme.com'] });
-    const alice = (await acme.mintToken('alice@acme.com')).token;
-    const r = await acme.putConnector('hang', { url: `https://127.0.0.1:${hang.port}/mcp`, auth: { type: 'none' }, timeouts: { connect_ms: 500 } });
-    assert.equal(r.status, 201, r.body);
+  await withHangingConnector(500, async (call) => {
     const messages = [];
-    for (let i = 0; i < 3; i++) {
-      const res = await mcpPost(acme.mcpUrl('hang'), initializeBody(1), { token: alice, timeoutMs: 30000 });
-      messages.push(res.messages?.find((m) => m.id === 1)?.error?.message ?? `${res.status} ${res.body.slice(0, 200)}`);
-    }
+    for (let i = 0; i < 3; i++) messages.push(await call());
     for (const m of messages) assert.match(m, /timed out/i, `every call's connect timed out on its own: ${JSON.stringify(messages)}`);
-  } finally {
-    await gw?.stop('SIGTERM', { timeoutMs: 30000 });
-    hang.stop();
-  }
+  });
 });
 
 // A burst of calls to one https upstream waits for the first connection
@@ -236,19 +245,11 @@ test('after a connect timeout, the next connects are made (each times out on its
 // an unreachable upstream, the last after 100 connect timeouts). Found by
 // review. The engine's connect timer now bounds the whole wait.
 test('calls at once to an https upstream whose connects hang each fail within one connect timeout, not in turns', async () => {
-  const hang = await hangingPort();
-  let gw;
-  try {
-    gw = await startGateway({ args: ['--workers', '1'] });
-    const acme = await setupTenant(gw, { id: 'acme', users: ['alice@acme.com'] });
-    const alice = (await acme.mintToken('alice@acme.com')).token;
-    const CONNECT_MS = 2000;
-    const r = await acme.putConnector('hang', { url: `https://127.0.0.1:${hang.port}/mcp`, auth: { type: 'none' }, timeouts: { connect_ms: CONNECT_MS } });
-    assert.equal(r.status, 201, r.body);
+  const CONNECT_MS = 2000;
+  await withHangingConnector(CONNECT_MS, async (call) => {
     const t0 = Date.now();
     const ends = await Promise.all(Array.from({ length: 6 }, async () => {
-      const res = await mcpPost(acme.mcpUrl('hang'), initializeBody(1), { token: alice, timeoutMs: 60000 });
-      const msg = res.messages?.find((m) => m.id === 1)?.error?.message ?? `${res.status} ${res.body.slice(0, 200)}`;
+      const msg = await call();
       assert.match(msg, /timed out/i, `each call's connect timed out: ${msg}`);
       return Date.now() - t0;
     }));
@@ -258,8 +259,5 @@ test('calls at once to an https upstream whose connects hang each fail within on
     // connect timeout, however slow the machine
     assert.ok(ends[ends.length - 1] - ends[0] < CONNECT_MS,
       `the six calls failed together, not one connect timeout after another: ${ends.join(', ')} ms`);
-  } finally {
-    await gw?.stop('SIGTERM', { timeoutMs: 30000 });
-    hang.stop();
-  }
+  });
 });

@@ -51,6 +51,44 @@ async function fixture(args, tenantIds, users) {
   return { gw, ups, list, untilRefused };
 }
 
+// A gateway with `args`, tenant acme (alice), connector "up" at a
+// ctl-upstream "raw" (its raw tool answers the JSON text it is given), and
+// alice's session at the connector endpoint (path 'up') or the aggregated
+// one (''); run(f) stops the gateway after f.
+async function rawFixture(args, { path = 'up', protocolVersion } = {}) {
+  const gw = await startGateway({ args });
+  const t = await setupTenant(gw, { users: ['alice@acme.com'] });
+  const up = await startCtlUpstream({ name: 'raw' });
+  const r = await t.putConnector('up', { url: up.url, auth: { type: 'none' } });
+  assert.equal(r.status, 201, r.body);
+  const tok = (await t.mintToken('alice@acme.com')).token;
+  const url = `${gw.url}/t/acme/mcp${path ? `/${path}` : ''}`;
+  const s = await rawSession(url, tok, protocolVersion ? { protocolVersion } : undefined);
+  return { gw, up, tok, url, s };
+}
+
+// a tool result of 100,000 empty objects: 300 kB of text (free as the
+// request's string), ~23 MiB of tree in the reply event the gateway reads
+const heavyResult = (text = 'ok') => `{"content":[{"type":"text","text":"${text}"}],"items":[${'{},'.repeat(100000)}{}]}`;
+
+// Calls `name` with the raw arguments until one is answered by an error
+// (at most 6): each call must get exactly one answer; the answers.
+async function callUntilRefused(s, name, args) {
+  const answers = [];
+  for (let i = 0; i < 6 && !answers.some((a) => a.error); i++) {
+    const c = await s.request('tools/call', { name, arguments: typeof args === 'function' ? args(i) : args });
+    assert.equal(c.status, 200, c.body.slice(0, 300));
+    const mine = c.messages.filter((m) => m.id !== undefined && (m.result || m.error));
+    assert.equal(mine.length, 1, `call ${i + 1}: one answer per call: ${c.body.slice(0, 200)}`);
+    answers.push(mine[0]);
+  }
+  assert.equal(answers[0].result?.items?.length, 100001, 'the first reply is relayed whole');
+  const refused = answers[answers.length - 1];
+  assert.ok(refused.error && /mcp_json_mib_per_user/.test(refused.error.message),
+    `once the user's budget is spent the call is answered by the error: ${JSON.stringify(refused).slice(0, 300)}`);
+  return answers;
+}
+
 test('the tree an upstream\'s reply would take is charged to its tenant\'s mcp_json_mib_per_tenant: past it the reply is left unparsed, said in the log and the metric; another tenant\'s budget is its own', async () => {
   const f = await fixture(['--mcp-json-mib-per-tenant', '100', '--mcp-json-mib-per-user', '100000', '--agg-uri-map-max', '64'],
     ['acme', 'globex'], ['alice', 'bob']);
@@ -86,32 +124,12 @@ test('... and to the user it is parsed for (mcp_json_mib_per_user): an employee 
 });
 
 test('a streamed reply whose parse does not fit is not relayed: the client gets one answer, the error naming the budget, never the reply and then an error', async () => {
-  const gw = await startGateway({ args: ['--mcp-json-mib-per-user', '60'] });
+  const f = await rawFixture(['--mcp-json-mib-per-user', '60']);
   try {
-    const t = await setupTenant(gw, { users: ['alice@acme.com'] });
-    const up = await startCtlUpstream({ name: 'raw' });
-    const r = await t.putConnector('up', { url: up.url, auth: { type: 'none' } });
-    assert.equal(r.status, 201, r.body);
-    const s = await rawSession(`${gw.url}/t/acme/mcp/up`, (await t.mintToken('alice@acme.com')).token);
-    // a result of 100,000 empty objects: 300 kB of text (free as the
-    // request's string), ~23 MiB of tree in the reply event the gateway
-    // reads to note which request it answers
-    const result = `{"content":[{"type":"text","text":"ok"}],"items":[${'{},'.repeat(100000)}{}]}`;
-    const answers = [];
-    for (let i = 0; i < 6 && !answers.some((a) => a.error); i++) {
-      const c = await s.request('tools/call', { name: 'raw', arguments: { result, sse: true } });
-      assert.equal(c.status, 200, c.body.slice(0, 300));
-      const mine = c.messages.filter((m) => m.id !== undefined && (m.result || m.error));
-      assert.equal(mine.length, 1, `one answer per call: ${c.body.slice(0, 200)}`);
-      answers.push(mine[0]);
-    }
-    assert.equal(answers[0].result?.items?.length, 100001, 'the first reply is relayed whole');
-    const refused = answers[answers.length - 1];
-    assert.ok(refused.error && /mcp_json_mib_per_user/.test(refused.error.message),
-      `once the user's budget is spent the call is answered by the error: ${JSON.stringify(refused).slice(0, 300)}`);
+    const answers = await callUntilRefused(f.s, 'raw', { result: heavyResult(), sse: true });
     assert.ok(answers.length >= 2, `more than one reply fit: ${answers.length}`);
   } finally {
-    await gw.stop();
+    await f.gw.stop();
   }
 });
 
@@ -123,31 +141,14 @@ test('a streamed reply whose parse does not fit is not relayed: the client gets 
 // client got neither the reply nor an error. 70 MiB a minute: after one
 // call (2 × ~23 MiB) there is room for one parse and not two.
 test('aggregated: a streamed reply the rewrite must parse is parsed (and charged) once — with room for one parse, the client gets its reply or the error, never nothing', async () => {
-  const gw = await startGateway({ args: ['--mcp-json-mib-per-user', '70'] });
+  const f = await rawFixture(['--mcp-json-mib-per-user', '70'], { path: '' });
   try {
-    const t = await setupTenant(gw, { users: ['alice@acme.com'] });
-    const up = await startCtlUpstream({ name: 'raw' });
-    const r = await t.putConnector('up', { url: up.url, auth: { type: 'none' } });
-    assert.equal(r.status, 201, r.body);
-    const s = await rawSession(`${gw.url}/t/acme/mcp`, (await t.mintToken('alice@acme.com')).token);
-    const result = `{"content":[{"type":"text","text":"ok\\u0041"}],"items":[${'{},'.repeat(100000)}{}]}`;
-    const answers = [];
-    for (let i = 0; i < 6 && !answers.some((a) => a.error); i++) {
-      const c = await s.request('tools/call', { name: 'up__raw', arguments: { result, sse: true } });
-      assert.equal(c.status, 200, c.body.slice(0, 300));
-      const mine = c.messages.filter((m) => m.id !== undefined && (m.result || m.error));
-      assert.equal(mine.length, 1, `call ${i + 1}: one answer per call: ${c.body.slice(0, 200)}`);
-      answers.push(mine[0]);
-    }
-    assert.equal(answers[0].result?.items?.length, 100001, 'the first reply is relayed whole');
+    const answers = await callUntilRefused(f.s, 'up__raw', { result: heavyResult('ok\\u0041'), sse: true });
     assert.equal(answers[0].result?.content?.[0]?.text, 'okA');
     // one parse a call: two replies (~46 MiB) fit in 70
     assert.ok(answers.length >= 3 && answers[1].result, `a second reply fit: ${answers.length}`);
-    const refused = answers[answers.length - 1];
-    assert.ok(refused.error && /mcp_json_mib_per_user/.test(refused.error.message),
-      `once the user's budget is spent the call is answered by the error: ${JSON.stringify(refused).slice(0, 300)}`);
   } finally {
-    await gw.stop();
+    await f.gw.stop();
   }
 });
 
@@ -156,28 +157,11 @@ test('aggregated: a streamed reply the rewrite must parse is parsed (and charged
 // without answer_missing's error: the client, which never saw that id,
 // had nothing to resume from and no answer.
 test('a refused reply event that carries an event id leaves the client its error: the id it never got does not make the stream resumable', async () => {
-  const gw = await startGateway({ args: ['--mcp-json-mib-per-user', '60'] });
+  const f = await rawFixture(['--mcp-json-mib-per-user', '60']);
   try {
-    const t = await setupTenant(gw, { users: ['alice@acme.com'] });
-    const up = await startCtlUpstream({ name: 'raw' });
-    const r = await t.putConnector('up', { url: up.url, auth: { type: 'none' } });
-    assert.equal(r.status, 201, r.body);
-    const s = await rawSession(`${gw.url}/t/acme/mcp/up`, (await t.mintToken('alice@acme.com')).token);
-    const result = `{"content":[{"type":"text","text":"ok"}],"items":[${'{},'.repeat(100000)}{}]}`;
-    const answers = [];
-    for (let i = 0; i < 6 && !answers.some((a) => a.error); i++) {
-      const c = await s.request('tools/call', { name: 'raw', arguments: { result, sse: true, eventId: `e-${i}` } });
-      assert.equal(c.status, 200, c.body.slice(0, 300));
-      const mine = c.messages.filter((m) => m.id !== undefined && (m.result || m.error));
-      assert.equal(mine.length, 1, `call ${i + 1}: one answer per call: ${c.body.slice(0, 200)}`);
-      answers.push(mine[0]);
-    }
-    assert.equal(answers[0].result?.items?.length, 100001, 'the first reply is relayed whole');
-    const refused = answers[answers.length - 1];
-    assert.ok(refused.error && /mcp_json_mib_per_user/.test(refused.error.message),
-      `once the user's budget is spent the call is answered by the error: ${JSON.stringify(refused).slice(0, 300)}`);
+    await callUntilRefused(f.s, 'raw', (i) => ({ result: heavyResult(), sse: true, eventId: `e-${i}` }));
   } finally {
-    await gw.stop();
+    await f.gw.stop();
   }
 });
 
@@ -187,14 +171,8 @@ test('a refused reply event that carries an event id leaves the client its error
 // pace, every one free. What a feed's events take short of a MiB is now
 // carried to its next.
 test('aggregated GET stream: events of just under a MiB of tree each are charged together — a flood of them spends the budget', async () => {
-  const gw = await startGateway({ args: ['--mcp-json-mib-per-user', '20'] });
+  const { gw, up, tok, s } = await rawFixture(['--mcp-json-mib-per-user', '20'], { path: '' });
   try {
-    const t = await setupTenant(gw, { users: ['alice@acme.com'] });
-    const up = await startCtlUpstream({ name: 'raw' });
-    const r = await t.putConnector('up', { url: up.url, auth: { type: 'none' } });
-    assert.equal(r.status, 201, r.body);
-    const tok = (await t.mintToken('alice@acme.com')).token;
-    const s = await rawSession(`${gw.url}/t/acme/mcp`, tok);
     assert.equal((await s.request('tools/list')).status, 200); // the upstream session
     const g = await openStream(`${gw.url}/t/acme/mcp`, { headers: mcpHeaders({ token: tok, sessionId: s.sessionId, protocolVersion: s.protocolVersion, accept: 'text/event-stream' }) });
     assert.equal(g.status, 200);
@@ -220,14 +198,9 @@ test('aggregated GET stream: events of just under a MiB of tree each are charged
 // answered "connector … sent no reply": the budget, not the upstream, was
 // why.
 test('aggregated batch: an element whose SSE reply does not fit the budget says so, not "sent no reply"', async () => {
-  const gw = await startGateway({ args: ['--mcp-json-mib-per-user', '60'] });
+  const { gw, s } = await rawFixture(['--mcp-json-mib-per-user', '60'], { path: '', protocolVersion: '2025-03-26' });
+  const result = heavyResult();
   try {
-    const t = await setupTenant(gw, { users: ['alice@acme.com'] });
-    const up = await startCtlUpstream({ name: 'raw' });
-    const r = await t.putConnector('up', { url: up.url, auth: { type: 'none' } });
-    assert.equal(r.status, 201, r.body);
-    const s = await rawSession(`${gw.url}/t/acme/mcp`, (await t.mintToken('alice@acme.com')).token, { protocolVersion: '2025-03-26' });
-    const result = `{"content":[{"type":"text","text":"ok"}],"items":[${'{},'.repeat(100000)}{}]}`;
     const c = await s.post([1, 2, 3, 4].map((id) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'up__raw', arguments: { result, sse: true } } })));
     assert.equal(c.status, 200, c.body.slice(0, 300));
     assert.ok(Array.isArray(c.json) && c.json.length === 4, c.body.slice(0, 300));
@@ -248,15 +221,9 @@ test('aggregated batch: an element whose SSE reply does not fit the budget says 
 // dropped unread, and the call waited for ever. A response the scan can
 // read is now answered by the budget's error in its place.
 test('aggregated: a polled call whose reply, resumed on the GET stream, does not fit the budget gets the error, not silence', async () => {
-  const gw = await startGateway({ args: ['--mcp-json-mib-per-user', '30'] });
+  const { gw, tok, url, s } = await rawFixture(['--mcp-json-mib-per-user', '30'], { path: '' });
+  const result = heavyResult();
   try {
-    const t = await setupTenant(gw, { users: ['alice@acme.com'] });
-    const up = await startCtlUpstream({ name: 'raw' });
-    assert.equal((await t.putConnector('up', { url: up.url, auth: { type: 'none' } })).status, 201);
-    const tok = (await t.mintToken('alice@acme.com')).token;
-    const url = `${gw.url}/t/acme/mcp`;
-    const s = await rawSession(url, tok);
-    const result = `{"content":[{"type":"text","text":"ok"}],"items":[${'{},'.repeat(100000)}{}]}`;
     // ~23 MiB of the 30
     const c1 = await s.request('tools/call', { name: 'up__raw', arguments: { result, sse: true } });
     assert.equal(c1.messages.find((m) => m.result)?.result?.items?.length, 100001, c1.body.slice(0, 200));
