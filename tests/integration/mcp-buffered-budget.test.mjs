@@ -48,7 +48,9 @@ test('stalled large replies hold only their tenant\'s share of mcp_buffered_max;
     await waitFor(async () => {
       third = await raw(acme, 'a3', false);
       return BUDGET.test(third.messages[0]?.error?.message ?? '');
-    }, { timeoutMs: 10000, intervalMs: 200, what: 'a third large reply refused for the budget' });
+      // (each try that fits carries a 600 KB reply: under ASan, beside the
+      // CPU-heavy files a CI pass starts with, this once took over 10 s)
+    }, { timeoutMs: 30000, intervalMs: 200, what: 'a third large reply refused for the budget' });
     assert.equal(third.status, 200, third.body.slice(0, 300));
     assert.equal(third.headers['retry-after'], '1');
     // a small reply is not counted

@@ -18,8 +18,10 @@ import { setupTenant, rawSession, openStream, mcpHeaders } from './lib/mcp.mjs';
 import { startCtlUpstream } from './lib/ctl-upstream.mjs';
 
 // each listed resource ({"uri":…,"name":…} and what ctl-upstream adds) is
-// ~800 bytes of tree by gw_json_tree_cost's weights: 26,000 of them ~20 MiB
-const ITEMS = 26000;
+// ~800 bytes of tree by gw_json_tree_cost's weights: 4,500 of them ~3.4 MiB
+// (a list costs 3 of the budget's MiBs; sizes kept small: under ASan and
+// beside other files, building trees of tens of MiB slowed them)
+const ITEMS = 4500;
 
 async function fixture(args, tenantIds, users) {
   const gw = await startGateway({ args });
@@ -67,9 +69,11 @@ async function rawFixture(args, { path = 'up', protocolVersion } = {}) {
   return { gw, up, tok, url, s };
 }
 
-// a tool result of 100,000 empty objects: 300 kB of text (free as the
-// request's string), ~23 MiB of tree in the reply event the gateway reads
-const heavyResult = (text = 'ok') => `{"content":[{"type":"text","text":"${text}"}],"items":[${'{},'.repeat(100000)}{}]}`;
+// a tool result of 16,000 empty objects: 48 kB of text (free as the
+// request's string), ~3.7 MiB of tree in the reply event the gateway reads
+// (3 of the budget's MiBs a call)
+const HEAVY = 16000;
+const heavyResult = (text = 'ok') => `{"content":[{"type":"text","text":"${text}"}],"items":[${'{},'.repeat(HEAVY)}{}]}`;
 
 // Calls `name` with the raw arguments until one is answered by an error
 // (at most 6): each call must get exactly one answer; the answers.
@@ -82,7 +86,7 @@ async function callUntilRefused(s, name, args) {
     assert.equal(mine.length, 1, `call ${i + 1}: one answer per call: ${c.body.slice(0, 200)}`);
     answers.push(mine[0]);
   }
-  assert.equal(answers[0].result?.items?.length, 100001, 'the first reply is relayed whole');
+  assert.equal(answers[0].result?.items?.length, HEAVY + 1, 'the first reply is relayed whole');
   const refused = answers[answers.length - 1];
   assert.ok(refused.error && /mcp_json_mib_per_user/.test(refused.error.message),
     `once the user's budget is spent the call is answered by the error: ${JSON.stringify(refused).slice(0, 300)}`);
@@ -90,10 +94,10 @@ async function callUntilRefused(s, name, args) {
 }
 
 test('the tree an upstream\'s reply would take is charged to its tenant\'s mcp_json_mib_per_tenant: past it the reply is left unparsed, said in the log and the metric; another tenant\'s budget is its own', async () => {
-  const f = await fixture(['--mcp-json-mib-per-tenant', '100', '--mcp-json-mib-per-user', '100000', '--agg-uri-map-max', '64'],
+  const f = await fixture(['--mcp-json-mib-per-tenant', '15', '--mcp-json-mib-per-user', '100000', '--agg-uri-map-max', '64'],
     ['acme', 'globex'], ['alice', 'bob']);
   try {
-    // each ~20 MiB: ~5 fit in 100 MiB, and what refills while they run
+    // each 3 MiB: ~5 fit in 15, and what refills while they run
     const counts = await f.untilRefused('alice@acme');
     assert.equal(counts[counts.length - 1], 0, `acme's upstream replies were left unparsed once its budget was spent: ${counts}`);
     assert.ok(counts.length >= 3, `more than one reply fit: ${counts}`);
@@ -112,7 +116,7 @@ test('the tree an upstream\'s reply would take is charged to its tenant\'s mcp_j
 });
 
 test('... and to the user it is parsed for (mcp_json_mib_per_user): an employee listing a heavy connector over and over spends their own budget, not their colleagues\'', async () => {
-  const f = await fixture(['--mcp-json-mib-per-user', '60', '--agg-uri-map-max', '64'], ['acme'], ['alice', 'bob']);
+  const f = await fixture(['--mcp-json-mib-per-user', '9', '--agg-uri-map-max', '64'], ['acme'], ['alice', 'bob']);
   try {
     const counts = await f.untilRefused('alice@acme');
     assert.equal(counts[counts.length - 1], 0, `alice's lists were left unparsed once her budget was spent: ${counts}`);
@@ -124,7 +128,7 @@ test('... and to the user it is parsed for (mcp_json_mib_per_user): an employee 
 });
 
 test('a streamed reply whose parse does not fit is not relayed: the client gets one answer, the error naming the budget, never the reply and then an error', async () => {
-  const f = await rawFixture(['--mcp-json-mib-per-user', '60']);
+  const f = await rawFixture(['--mcp-json-mib-per-user', '8']);
   try {
     const answers = await callUntilRefused(f.s, 'raw', { result: heavyResult(), sse: true });
     assert.ok(answers.length >= 2, `more than one reply fit: ${answers.length}`);
@@ -138,14 +142,14 @@ test('a streamed reply whose parse does not fit is not relayed: the client gets 
 // each parse charged: once to note which request it answers (note_event),
 // once to rewrite it (relay_one_event). With room for the first parse and
 // not the second, the reply was noted as given and then dropped: the
-// client got neither the reply nor an error. 70 MiB a minute: after one
-// call (2 × ~23 MiB) there is room for one parse and not two.
+// client got neither the reply nor an error. 10 MiB a minute, 3 a parse:
+// charged twice, the second call had room for one parse and not two.
 test('aggregated: a streamed reply the rewrite must parse is parsed (and charged) once — with room for one parse, the client gets its reply or the error, never nothing', async () => {
-  const f = await rawFixture(['--mcp-json-mib-per-user', '70'], { path: '' });
+  const f = await rawFixture(['--mcp-json-mib-per-user', '10'], { path: '' });
   try {
     const answers = await callUntilRefused(f.s, 'up__raw', { result: heavyResult('ok\\u0041'), sse: true });
     assert.equal(answers[0].result?.content?.[0]?.text, 'okA');
-    // one parse a call: two replies (~46 MiB) fit in 70
+    // one parse a call: three replies (9 MiB) fit in 10
     assert.ok(answers.length >= 3 && answers[1].result, `a second reply fit: ${answers.length}`);
   } finally {
     await f.gw.stop();
@@ -157,7 +161,7 @@ test('aggregated: a streamed reply the rewrite must parse is parsed (and charged
 // without answer_missing's error: the client, which never saw that id,
 // had nothing to resume from and no answer.
 test('a refused reply event that carries an event id leaves the client its error: the id it never got does not make the stream resumable', async () => {
-  const f = await rawFixture(['--mcp-json-mib-per-user', '60']);
+  const f = await rawFixture(['--mcp-json-mib-per-user', '8']);
   try {
     await callUntilRefused(f.s, 'raw', (i) => ({ result: heavyResult(), sse: true, eventId: `e-${i}` }));
   } finally {
@@ -171,7 +175,7 @@ test('a refused reply event that carries an event id leaves the client its error
 // pace, every one free. What a feed's events take short of a MiB is now
 // carried to its next.
 test('aggregated GET stream: events of just under a MiB of tree each are charged together — a flood of them spends the budget', async () => {
-  const { gw, up, tok, s } = await rawFixture(['--mcp-json-mib-per-user', '20'], { path: '' });
+  const { gw, up, tok, s } = await rawFixture(['--mcp-json-mib-per-user', '8'], { path: '' });
   try {
     assert.equal((await s.request('tools/list')).status, 200); // the upstream session
     const g = await openStream(`${gw.url}/t/acme/mcp`, { headers: mcpHeaders({ token: tok, sessionId: s.sessionId, protocolVersion: s.protocolVersion, accept: 'text/event-stream' }) });
@@ -179,7 +183,7 @@ test('aggregated GET stream: events of just under a MiB of tree each are charged
     await waitFor(() => up.openGets().length >= 1, { timeoutMs: 5000, what: 'the upstream GET stream' });
     // 3,800 empty objects: 11.4 kB of text, ~0.9 MiB of tree
     const data = Array.from({ length: 3800 }, () => ({}));
-    const EVENTS = 80; // ~70 MiB of tree in all
+    const EVENTS = 30; // ~27 MiB of tree in all
     for (let i = 0; i < EVENTS; i++) up.push({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data, i } });
     up.push({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: 'last' } });
     await g.waitFor((m) => m.params?.data === 'last', 15000);
@@ -188,7 +192,7 @@ test('aggregated GET stream: events of just under a MiB of tree each are charged
     const m = await scrape(gw.port);
     assert.ok(metricValue(m, 'mcpgate_mcp_rate_limited_total', { limit: 'json_reply' }) >= 1,
       `the stream's events were charged: ${got} of ${EVENTS} relayed`);
-    assert.ok(got < EVENTS && got >= 15, `the budget's worth relayed (~20 MiB), the rest left unparsed: ${got} of ${EVENTS}`);
+    assert.ok(got < EVENTS && got >= 6, `the budget's worth relayed (~8 MiB), the rest left unparsed: ${got} of ${EVENTS}`);
   } finally {
     await gw.stop();
   }
@@ -198,15 +202,15 @@ test('aggregated GET stream: events of just under a MiB of tree each are charged
 // answered "connector … sent no reply": the budget, not the upstream, was
 // why.
 test('aggregated batch: an element whose SSE reply does not fit the budget says so, not "sent no reply"', async () => {
-  const { gw, s } = await rawFixture(['--mcp-json-mib-per-user', '60'], { path: '', protocolVersion: '2025-03-26' });
+  const { gw, s } = await rawFixture(['--mcp-json-mib-per-user', '8'], { path: '', protocolVersion: '2025-03-26' });
   const result = heavyResult();
   try {
     const c = await s.post([1, 2, 3, 4].map((id) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'up__raw', arguments: { result, sse: true } } })));
     assert.equal(c.status, 200, c.body.slice(0, 300));
     assert.ok(Array.isArray(c.json) && c.json.length === 4, c.body.slice(0, 300));
-    assert.ok(c.json.some((m) => m.result?.items?.length === 100001), 'a reply fit');
+    assert.ok(c.json.some((m) => m.result?.items?.length === HEAVY + 1), 'a reply fit');
     const refused = c.json.filter((m) => m.error);
-    assert.ok(refused.length >= 1, 'not all four fit in 60 MiB');
+    assert.ok(refused.length >= 1, 'not all four (12 MiB) fit in 8');
     for (const m of refused)
       assert.match(m.error.message, /mcp_json_mib_per_user/, `the element's error names the budget: ${JSON.stringify(m)}`);
   } finally {
@@ -221,12 +225,12 @@ test('aggregated batch: an element whose SSE reply does not fit the budget says 
 // dropped unread, and the call waited for ever. A response the scan can
 // read is now answered by the budget's error in its place.
 test('aggregated: a polled call whose reply, resumed on the GET stream, does not fit the budget gets the error, not silence', async () => {
-  const { gw, tok, url, s } = await rawFixture(['--mcp-json-mib-per-user', '30'], { path: '' });
+  const { gw, tok, url, s } = await rawFixture(['--mcp-json-mib-per-user', '5'], { path: '' });
   const result = heavyResult();
   try {
-    // ~23 MiB of the 30
+    // 3 MiB of the 5
     const c1 = await s.request('tools/call', { name: 'up__raw', arguments: { result, sse: true } });
-    assert.equal(c1.messages.find((m) => m.result)?.result?.items?.length, 100001, c1.body.slice(0, 200));
+    assert.equal(c1.messages.find((m) => m.result)?.result?.items?.length, HEAVY + 1, c1.body.slice(0, 200));
     const c = await s.request('tools/call', { name: 'up__raw', arguments: { result, sse: true, polling: true } });
     assert.equal(c.status, 200, c.body.slice(0, 300));
     assert.deepEqual(c.messages.filter((m) => m.result || m.error), [], 'polled: no answer on the POST stream');
