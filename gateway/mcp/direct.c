@@ -246,11 +246,9 @@ static bool note_event(gw_exchange *x, const char *ev, size_t n, json_t **tree) 
   gw_buf data;
   gw_buf_init(&data, GW_MCP_MAX_SSE_EVENT);
   gw__sse_split(ev, n, &data, NULL, NULL, 0);
-  bool refused_before = x->json_refused;
-  x->json_refused = false;
+  uint32_t refusals = x->json_refusals;
   json_t *j = data.len ? gw__x_json(x, data.data, data.len, 0) : NULL;
-  bool refused = x->json_refused;
-  x->json_refused = refused_before || refused;
+  bool refused = x->json_refusals != refusals; /* (json_refused stays: a flood is logged once) */
   gw_buf_free(&data);
   size_t i;
   json_t *m;

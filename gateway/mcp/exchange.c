@@ -520,6 +520,7 @@ json_t *gw__x_json(gw_exchange *x, const char *p, size_t n, size_t flags) {
              "mcp_json_mib_per_user or the tenant's mcp_json_mib_per_tenant has no room for %lld s",
              x->connector, n, mib, (long long)wait);
     x->json_refused = true;
+    x->json_refusals++;
     return NULL; /* (not parsed: nothing owed for it) */
   }
   x->json_owed = owed & (((size_t)1 << 20) - 1);

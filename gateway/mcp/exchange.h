@@ -229,8 +229,9 @@ struct gw_exchange {
   bool bad_event;      /* an upstream SSE event the relay had to parse was not valid JSON: dropped */
   size_t json_owed;    /* bytes of tree its parsed upstream texts took short of a whole MiB, not charged yet
                           (gw__x_json) */
-  bool json_refused;   /* an upstream JSON text was left unparsed: its tree's MiBs did not fit the tenant's
-                          mcp_json_mib_per_tenant (gw__x_json) */
+  bool json_refused;   /* an upstream JSON text was left unparsed: its tree's MiBs did not fit the user's or
+                          the tenant's JSON budget (gw__x_json; logged the first time) */
+  uint32_t json_refusals; /* ... how many (a caller asking whether its own text was refused compares) */
   bool cancel_sent;    /* a client's notifications/cancelled for it went upstream (once: agg.c) */
   bool foreign_note;   /* an upstream notification naming another connector's progress token, question,
                           elicitation or resource was dropped (agg_maps.c; logged at info once per exchange) */
