@@ -490,7 +490,7 @@ void gw__relay_done(gw_exchange *x, gw_out_req *r, int err, void (*initialized)(
         if (x->flow->rewrite) x->flow->rewrite(x, m);
         gw__x_reply_json(x, 200, m);
       } else if (x->json_refused) {
-        gw__x_rpc_error(x, 429, GW_RPC_UPSTREAM_DOWN, "connector \"%s\": " GW_X_JSON_REFUSED_MSG, x->connector);
+        gw__x_json_refused_error(x);
       } else {
         gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent no reply", x->connector);
       }
@@ -517,7 +517,7 @@ void gw__relay_done(gw_exchange *x, gw_out_req *r, int err, void (*initialized)(
                       ? gw__x_json(x, x->body.data, x->body.len, 0)
                       : NULL;
       if (is_json && x->body.len && !j && !valid && x->json_refused) {
-        gw__x_rpc_error(x, 429, GW_RPC_UPSTREAM_DOWN, "connector \"%s\": " GW_X_JSON_REFUSED_MSG, x->connector);
+        gw__x_json_refused_error(x);
       } else if (is_json && x->body.len && !j && !valid) {
         if (x->m) GW_STAT_ADD(x->m->errors, 1);
         gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent an invalid response", x->connector);
@@ -580,7 +580,7 @@ static void finish_initialize(gw_exchange *x) {
     }
     json_decref(msg);
     if (x->json_refused)
-      gw__x_rpc_error(x, 429, GW_RPC_UPSTREAM_DOWN, "connector \"%s\": " GW_X_JSON_REFUSED_MSG, x->connector);
+      gw__x_json_refused_error(x);
     else
       gw__x_rpc_error(x, 502, GW_RPC_UPSTREAM_DOWN, "connector \"%s\" sent an invalid initialize result", x->connector);
     return;

@@ -527,6 +527,10 @@ json_t *gw__x_json(gw_exchange *x, const char *p, size_t n, size_t flags) {
   return gw_json_loadb_costed(p, n, flags, NULL, cost);
 }
 
+void gw__x_json_refused_error(gw_exchange *x) {
+  gw__x_rpc_error(x, 429, GW_RPC_UPSTREAM_DOWN, "connector \"%s\": " GW_X_JSON_REFUSED_MSG, x->connector);
+}
+
 static json_t *x_load(void *arg, const char *p, size_t n, size_t flags) { return gw__x_json(arg, p, n, flags); }
 
 json_t *gw__x_find_reply(gw_exchange *x, const json_t *id) {

@@ -369,6 +369,10 @@ json_t *gw__x_json(gw_exchange *x, const char *p, size_t n, size_t flags);
 /* gw__find_reply over x's buffered reply (x->body, x->up_ct), its parses
  * gw__x_json's. */
 json_t *gw__x_find_reply(gw_exchange *x, const json_t *id);
+/* x's answer when its upstream's was left unparsed (x->json_refused):
+ * the JSON-RPC error GW_X_JSON_REFUSED_MSG says (429 for a message
+ * without requests). */
+void gw__x_json_refused_error(gw_exchange *x);
 /* (the upstream has answered: a call may have run, and a client must not
  * take the error for "not done" and repeat a call that is not idempotent) */
 #define GW_X_JSON_REFUSED_MSG                                                                                       \
